@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from "commander";
+import { runCheck } from "./cli/check-command.js";
+import { CommandError, EXIT, processIo } from "./cli/io.js";
+import { runPlan } from "./cli/plan-command.js";
+import { runSimulate } from "./cli/simulate-command.js";
+
+/** The `followups` command: one binary for operators, publishers' shells and the container. */
+const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR ?? "config";
+
+function wholeNumber(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0)
+    throw new InvalidArgumentError("expected a whole number of 0 or more");
+  return value;
+}
+
+const program = new Command()
+  .name("followups")
+  .description("Turns purchase events into well-timed customer follow-ups.")
+  .showHelpAfterError()
+  .exitOverride();
+
+const configOption = [
+  "--config <dir>",
+  "directory holding rules.yaml and templates/",
+  DEFAULT_CONFIG_DIR,
+] as const;
+
+program
+  .command("check")
+  .description("validate the rules and templates; list every problem with file, line and column")
+  .option(...configOption)
+  .action(async (options: { config: string }) => {
+    process.exitCode = await runCheck(options.config, processIo);
+  });
+
+program
+  .command("plan")
+  .description("show which follow-ups a purchase event would get, and exactly when")
+  .argument("<event>", "a purchase.completed event as JSON, or - for standard input")
+  .option(...configOption)
+  .option("--now <iso>", "plan as if it were this instant (default: the current time)")
+  .option(
+    "--previous-purchases <n>",
+    "the customer's earlier purchases, for repeat-customer rules",
+    wholeNumber,
+    0,
+  )
+  .option("--json", "print the plan as JSON")
+  .action(
+    async (
+      event: string,
+      options: { config: string; now?: string; json?: boolean; previousPurchases: number },
+    ) => {
+      process.exitCode = await runPlan(event, options, processIo);
+    },
+  );
+
+program
+  .command("simulate")
+  .description(
+    "plan every purchase in an NDJSON file and show the volume per week, channel and kind",
+  )
+  .argument("<purchases>", "one event per line (NDJSON), or - for standard input")
+  .option(...configOption)
+  .option("--json", "print the volumes as JSON")
+  .action(async (file: string, options: { config: string; json?: boolean }) => {
+    process.exitCode = await runSimulate(file, options, processIo);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommandError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exitCode = error.code;
+  } else if (isCommanderExit(error)) {
+    process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else {
+    throw error;
+  }
+}
+
+function isCommanderExit(error: unknown): error is { exitCode: number } {
+  return typeof error === "object" && error !== null && "exitCode" in error && "code" in error;
+}

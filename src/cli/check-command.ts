@@ -1,0 +1,28 @@
+import { formatProblem, loadRules } from "../config/load-rules.js";
+import type { RuleSet } from "../domain/rules.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
+
+/** `followups check`: validates the config directory and reports every problem at once. */
+export async function runCheck(configDir: string, io: CommandIo): Promise<number> {
+  const result = await loadRules(configDir);
+  if (!result.ok) {
+    for (const problem of result.problems) io.err(`${formatProblem(problem)}\n`);
+    const count = result.problems.length;
+    io.err(`${count} problem${count === 1 ? "" : "s"} found.\n`);
+    return EXIT.invalid;
+  }
+  const { rules } = result;
+  const steps = rules.rules.reduce((sum, rule) => sum + rule.steps.length, 0);
+  io.out(
+    `${result.file}: valid, ${rules.rules.length} rules, ${steps} steps, version ${rules.version}\n`,
+  );
+  return EXIT.ok;
+}
+
+/** Loads the rules for a command that needs them, or fails with every problem listed. */
+export async function loadRulesForCommand(configDir: string): Promise<RuleSet> {
+  const result = await loadRules(configDir);
+  if (result.ok) return result.rules;
+  const listing = result.problems.map(formatProblem).join("\n");
+  throw new CommandError(`${listing}\nthe rules are invalid; run \`followups check\` for details`);
+}

@@ -1,0 +1,72 @@
+import { readFile } from "node:fs/promises";
+
+/** Where a command writes; tests pass in-memory sinks, the binary passes the process streams. */
+export interface CommandIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  /** Whether stderr is a terminal (progress bars only draw there). */
+  readonly interactive: boolean;
+}
+
+/** The process's own streams. */
+export const processIo: CommandIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  interactive: Boolean(process.stderr.isTTY),
+};
+
+/** Exit codes shared by every command. */
+export const EXIT = { ok: 0, invalid: 1, usage: 2 } as const;
+
+/** A user-facing failure: printed without a stack trace, exits with `code`. */
+export class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly code: number = EXIT.invalid,
+  ) {
+    super(message);
+    this.name = "CommandError";
+  }
+}
+
+/** Reads a file argument, or standard input for "-". */
+export async function readInput(file: string): Promise<string> {
+  if (file === "-") {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  }
+  try {
+    return await readFile(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new CommandError(`${file}: ${code === "ENOENT" ? "file not found" : String(error)}`);
+  }
+}
+
+/** Parses JSON text, naming the file and position of a syntax error. */
+export function parseJsonText(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new CommandError(`${source}: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** Lays out rows as aligned columns with a header, for humans. */
+export function formatTable(
+  header: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
+  );
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) =>
+        column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0),
+      )
+      .join("  ")
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
+}

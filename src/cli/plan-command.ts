@@ -1,0 +1,105 @@
+import { DateTime } from "luxon";
+import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
+import { type Plan, planFollowUps } from "../domain/planner.js";
+import { loadRulesForCommand } from "./check-command.js";
+import { CommandError, type CommandIo, EXIT, formatTable, parseJsonText, readInput } from "./io.js";
+
+export interface PlanOptions {
+  readonly config: string;
+  readonly now?: string;
+  readonly json?: boolean;
+  readonly previousPurchases?: number;
+}
+
+/** `followups plan EVENT.json`: what follow-ups this purchase would get, and exactly when. */
+export async function runPlan(file: string, options: PlanOptions, io: CommandIo): Promise<number> {
+  const now = parseNow(options.now);
+  const rules = await loadRulesForCommand(options.config);
+  const event = readPurchase(parseJsonText(await readInput(file), file), file);
+  const plan = planFollowUps(
+    event,
+    rules,
+    { previousPurchases: options.previousPurchases ?? 0 },
+    now,
+  );
+  io.out(options.json ? `${JSON.stringify(planJson(plan), null, 2)}\n` : planTable(plan));
+  return EXIT.ok;
+}
+
+/** Validates a purchase for commands that only plan purchases; `type` may be left out. */
+export function readPurchase(input: unknown, source: string): PurchaseCompleted {
+  const withType =
+    input && typeof input === "object" && !Array.isArray(input) && !("type" in input)
+      ? { type: "purchase.completed", ...input }
+      : input;
+  const result = parseEvent(withType);
+  if (!result.ok) {
+    throw new CommandError(`${source}: invalid event\n${describeProblems(result.problems)}`);
+  }
+  if (result.event.type !== "purchase.completed") {
+    throw new CommandError(
+      `${source}: only purchase.completed events have follow-ups to plan, got ${result.event.type}`,
+    );
+  }
+  return result.event;
+}
+
+/** Reads `--now`, or the clock when it is absent (the only clock read on this path). */
+export function parseNow(text: string | undefined): DateTime {
+  if (text === undefined) return DateTime.utc();
+  const now = DateTime.fromISO(text, { setZone: true });
+  if (!now.isValid) {
+    throw new CommandError(
+      `--now: expected an ISO-8601 date-time such as 2026-11-23T09:00:00Z, got ${JSON.stringify(text)}`,
+      EXIT.usage,
+    );
+  }
+  return now;
+}
+
+/** The documented `--json` shape, exactly: publishers' scripts read it. */
+export function planJson(plan: Plan) {
+  return {
+    eventId: plan.eventId,
+    steps: plan.steps.map((s) => ({
+      stepId: s.stepId,
+      ruleId: s.ruleId,
+      kind: s.kind,
+      channel: s.channel,
+      template: s.template,
+      dueAt: s.dueAt,
+      localDueAt: s.localDueAt,
+    })),
+    skipped: plan.skipped.map((s) => ({ ruleId: s.ruleId, kind: s.kind, reason: s.reason })),
+  };
+}
+
+function planTable(plan: Plan): string {
+  const head =
+    `event ${plan.eventId}, order ${plan.orderId}, customer ${plan.customerId}\n` +
+    `time zone ${plan.timezone} (from the ${plan.timezoneSource}), rules version ${plan.rulesVersion}\n\n`;
+  const steps =
+    plan.steps.length === 0
+      ? "No follow-ups planned.\n"
+      : formatTable(
+          ["STEP", "KIND", "CHANNEL", "TEMPLATE", "DUE (UTC)", "LOCAL DUE"],
+          plan.steps.map((s) => [
+            s.stepId,
+            s.kind,
+            s.channel,
+            s.template,
+            s.dueAt,
+            DateTime.fromISO(s.localDueAt, { setZone: true })
+              .setZone(plan.timezone)
+              .toFormat("ccc d LLL yyyy HH:mm ZZZZ"),
+          ]),
+        );
+  const skipped =
+    plan.skipped.length === 0
+      ? ""
+      : `\nSkipped:\n${formatTable(
+          ["RULE", "KIND", "REASON"],
+          plan.skipped.map((s) => [s.ruleId ?? "-", s.kind ?? "-", s.reason]),
+        )}`;
+  return head + steps + skipped;
+}

@@ -1,0 +1,144 @@
+import type { Channel } from "../domain/events.js";
+import { type Money, toMinorUnits } from "../domain/money.js";
+import type { Condition, Rule, RuleSet, SendWindow, StepSpec } from "../domain/rules.js";
+import type { ConditionInput, RulesFile } from "./rules-file.js";
+
+/** A problem found after the shape checks, at a path into the rules file. */
+export interface CompileProblem {
+  readonly path: (string | number)[];
+  readonly message: string;
+}
+
+export type CompileResult =
+  | { ok: true; rules: RuleSet }
+  | { ok: false; problems: CompileProblem[] };
+
+/**
+ * Turns a shape-checked rules file into the planner's RuleSet: group names resolved to
+ * categories, amounts converted to minor units of their currency, rules put in priority order.
+ */
+export function compileRules(file: RulesFile, version: string): CompileResult {
+  const problems: CompileProblem[] = [];
+  const groups = new Map(
+    Object.entries(file.groups).map(([name, members]) => [
+      name,
+      members.map((c) => c.toLowerCase()),
+    ]),
+  );
+
+  const money = (
+    value: number | string | undefined,
+    currency: string | undefined,
+    path: (string | number)[],
+  ) => {
+    if (value === undefined) return undefined;
+    const code = currency ?? file.defaults.currency;
+    const result = toMinorUnits(value, code);
+    if (!result.ok) {
+      problems.push({ path, message: result.problem });
+      return undefined;
+    }
+    return { minor: result.minor, currency: code } satisfies Money;
+  };
+
+  const categorySet = (names: string[]) => {
+    const set = new Set<string>();
+    for (const name of names) {
+      const key = name.toLowerCase();
+      for (const category of groups.get(key) ?? [key]) set.add(category);
+    }
+    return { set, label: names.join(", ") };
+  };
+
+  const condition = (input: ConditionInput | undefined, path: (string | number)[]): Condition => {
+    const parts: Condition[] = [];
+    if (!input) return { type: "all", conditions: parts };
+    if (input.anyItem) {
+      const { categories, minPrice, maxPrice, currency } = input.anyItem;
+      const resolved = categories ? categorySet(categories) : undefined;
+      parts.push({
+        type: "anyItem",
+        label: resolved?.label ?? "any category",
+        ...(resolved && { categories: resolved.set }),
+        ...optional("minPrice", money(minPrice, currency, [...path, "anyItem", "minPrice"])),
+        ...optional("maxPrice", money(maxPrice, currency, [...path, "anyItem", "maxPrice"])),
+      });
+    }
+    if (input.allItems) {
+      const { set, label } = categorySet(input.allItems.categories);
+      parts.push({ type: "allItems", categories: set, label });
+    }
+    if (input.noItem) {
+      const { set, label } = categorySet(input.noItem.categories);
+      parts.push({ type: "noItem", categories: set, label });
+    }
+    if (input.total) {
+      const { min, max, currency } = input.total;
+      parts.push({
+        type: "total",
+        ...optional("min", money(min, currency, [...path, "total", "min"])),
+        ...optional("max", money(max, currency, [...path, "total", "max"])),
+      });
+    }
+    if (input.stores) parts.push({ type: "store", storeIds: new Set(input.stores) });
+    if (input.customer) parts.push({ type: "history", ...input.customer });
+    if (input.any) {
+      parts.push({
+        type: "any",
+        conditions: input.any.map((c, i) => condition(c, [...path, "any", i])),
+      });
+    }
+    if (input.all) {
+      parts.push({
+        type: "all",
+        conditions: input.all.map((c, i) => condition(c, [...path, "all", i])),
+      });
+    }
+    if (parts.length === 1 && parts[0]) return parts[0];
+    return { type: "all", conditions: parts };
+  };
+
+  const rules: Rule[] = file.rules.map((rule, index) => ({
+    id: rule.id,
+    ...optional("description", rule.description),
+    priority: rule.priority,
+    final: rule.final,
+    when: condition(rule.when, ["rules", index, "when"]),
+    steps: rule.steps.map(
+      (step): StepSpec => ({
+        id: step.id ?? step.kind,
+        kind: step.kind,
+        channel: step.channel,
+        template: step.template,
+        delay: step.delay,
+        purpose: step.purpose ?? (step.kind === "discount" ? "marketing" : "transactional"),
+        ...optional("sendWindow", step.sendWindow as SendWindow | undefined),
+      }),
+    ),
+  }));
+  // Stable sort: equal priorities keep the order of the file.
+  rules.sort((a, b) => b.priority - a.priority);
+
+  if (problems.length > 0) return { ok: false, problems };
+  return {
+    ok: true,
+    rules: {
+      version,
+      defaults: {
+        timezone: file.defaults.timezone,
+        currency: file.defaults.currency,
+        locale: file.defaults.locale,
+        discount: file.defaults.discount,
+        transactionalNeedsConsent: file.defaults.transactionalNeedsConsent,
+      },
+      sendWindows: file.sendWindows satisfies Record<Channel, SendWindow>,
+      holidays: new Set(file.holidays),
+      gracePeriods: file.gracePeriods,
+      rules,
+    },
+  };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return value === undefined ? {} : ({ [key]: value } as { [P in K]: V });
+}

@@ -1,0 +1,224 @@
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { isNode, LineCounter, parseDocument } from "yaml";
+import type { z } from "zod";
+import { formatPath } from "../domain/events.js";
+import type { RuleSet } from "../domain/rules.js";
+import { compileRules } from "./compile-rules.js";
+import { knownRuleFileKeys } from "./json-schemas.js";
+import { crossFieldProblems, rulesFileSchema } from "./rules-file.js";
+
+/** A problem in a config file, located for the operator who has to fix it. */
+export interface ConfigProblem {
+  readonly file: string;
+  /** 1-based; 0 when the problem has no place in the file (e.g. the file is missing). */
+  readonly line: number;
+  readonly column: number;
+  /** Dotted path such as `rules[2].steps[0].delay`; empty for the file as a whole. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export type RulesLoadResult =
+  | { ok: true; rules: RuleSet; file: string }
+  | { ok: false; problems: ConfigProblem[] };
+
+/** Name of the rules file inside the config directory. */
+export const RULES_FILE_NAME = "rules.yaml";
+
+/** Reads and validates `<configDir>/rules.yaml`, reporting every problem at once. */
+export async function loadRules(configDir: string): Promise<RulesLoadResult> {
+  const file = path.join(configDir, RULES_FILE_NAME);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    const reason =
+      (error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : String(error);
+    return { ok: false, problems: [{ file, line: 0, column: 0, path: "", message: reason }] };
+  }
+  return parseRules(text, file);
+}
+
+/** Validates rules-file text; `file` is only used to name the file in problems. */
+export function parseRules(text: string, file: string): RulesLoadResult {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const syntax = [...doc.errors];
+  if (syntax.length > 0) {
+    return {
+      ok: false,
+      problems: syntax.map((error) => {
+        const at = lineCounter.linePos(error.pos[0]);
+        return {
+          file,
+          line: at.line,
+          column: at.col,
+          path: "",
+          message: `YAML: ${firstLine(error.message)}`,
+        };
+      }),
+    };
+  }
+  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  const locate = (keyPath: readonly PropertyKey[]) => locateInDocument(doc, lineCounter, keyPath);
+
+  const parsed = rulesFileSchema.safeParse(data, { reportInput: true });
+  const crossField = crossFieldProblems(data).map((p) => ({
+    file,
+    ...locate(p.path),
+    path: formatPath(p.path),
+    message: p.message,
+  }));
+  if (!parsed.success || crossField.length > 0) {
+    const shape = parsed.success
+      ? []
+      : parsed.error.issues.flatMap((i) => issueProblems(i, file, locate));
+    return { ok: false, problems: sortByPosition([...shape, ...crossField]) };
+  }
+  const version = createHash("sha256").update(text).digest("hex").slice(0, 12);
+  const compiled = compileRules(parsed.data, version);
+  if (!compiled.ok) {
+    return {
+      ok: false,
+      problems: compiled.problems.map((p) => ({
+        file,
+        ...locate(p.path),
+        path: formatPath(p.path),
+        message: p.message,
+      })),
+    };
+  }
+  return { ok: true, rules: compiled.rules, file };
+}
+
+type Locate = (keyPath: readonly PropertyKey[]) => { line: number; column: number };
+
+function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): ConfigProblem[] {
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => {
+      const keyPath = [...issue.path, key];
+      return {
+        file,
+        ...locate(keyPath),
+        path: formatPath(keyPath),
+        message: `unknown key ${JSON.stringify(key)}; ${suggestKey(key)}`,
+      };
+    });
+  }
+  if (issue.code === "invalid_key") {
+    const inner = issue.issues[0]?.message ?? issue.message;
+    return [
+      {
+        file,
+        ...locate(issue.path),
+        path: formatPath(issue.path),
+        message: `${inner} (got ${preview(issue.input)})`,
+      },
+    ];
+  }
+  if (issue.code === "invalid_union" && issue.message === "Invalid input") {
+    return [
+      { file, ...locate(issue.path), path: formatPath(issue.path), message: describeUnion(issue) },
+    ];
+  }
+  const value = issue.input;
+  const shown = value === undefined ? "missing" : `got ${preview(value)}`;
+  const message = issue.message.includes("got ") ? issue.message : `${issue.message} (${shown})`;
+  return [{ file, ...locate(issue.path), path: formatPath(issue.path), message }];
+}
+
+function describeUnion(issue: z.core.$ZodIssueInvalidUnion): string {
+  const expected = issue.errors.flatMap((branch) => branch.map((inner) => inner.message));
+  return `expected one of: ${[...new Set(expected)].join(" | ")} (got ${preview(issue.input)})`;
+}
+
+let knownKeys: ReadonlySet<string> | undefined;
+
+/** " (did you mean "anyItem"?)" for a near miss, otherwise a pointer to the schema. */
+function suggestKey(key: string): string {
+  knownKeys ??= knownRuleFileKeys();
+  let best: { name: string; distance: number } | undefined;
+  for (const name of knownKeys) {
+    const distance = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (distance <= 2 && (!best || distance < best.distance)) best = { name, distance };
+  }
+  return best
+    ? `did you mean ${JSON.stringify(best.name)}?`
+    : "config/schema/rules.schema.json lists the keys allowed here";
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
+/** Line and column of the deepest node on `keyPath` that exists (the key itself when it does). */
+function locateInDocument(
+  doc: ReturnType<typeof parseDocument>,
+  lineCounter: LineCounter,
+  keyPath: readonly PropertyKey[],
+): { line: number; column: number } {
+  for (let depth = keyPath.length; depth >= 0; depth--) {
+    const prefix = keyPath.slice(0, depth) as (string | number)[];
+    const node = prefix.length === 0 ? doc.contents : doc.getIn(prefix, true);
+    if (isNode(node) && node.range) {
+      const keyNode = depth === keyPath.length ? findKeyNode(doc, prefix) : undefined;
+      const at = lineCounter.linePos((keyNode ?? node).range?.[0] ?? node.range[0]);
+      return { line: at.line, column: at.col };
+    }
+    if (depth > 0 && depth === keyPath.length) {
+      const keyNode = findKeyNode(doc, prefix);
+      if (keyNode?.range) {
+        const at = lineCounter.linePos(keyNode.range[0]);
+        return { line: at.line, column: at.col };
+      }
+    }
+  }
+  return { line: 1, column: 1 };
+}
+
+/** The key node of a map entry, so "unknown key" points at the key, not at its value. */
+function findKeyNode(doc: ReturnType<typeof parseDocument>, keyPath: readonly (string | number)[]) {
+  const parentPath = keyPath.slice(0, -1);
+  const last = keyPath[keyPath.length - 1];
+  const parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true);
+  if (!parent || typeof parent !== "object" || !("items" in parent) || typeof last !== "string")
+    return undefined;
+  for (const pair of (parent as { items: unknown[] }).items) {
+    const key = (pair as { key?: unknown }).key;
+    if (isNode(key) && "value" in key && (key as { value: unknown }).value === last) return key;
+  }
+  return undefined;
+}
+
+function sortByPosition(problems: ConfigProblem[]): ConfigProblem[] {
+  return problems.sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+function preview(value: unknown): string {
+  const text = JSON.stringify(value instanceof Set ? [...value] : value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0] ?? text;
+}
+
+/** `config/rules.yaml:12:7 rules[2].steps[0].delay: expected …` */
+export function formatProblem(problem: ConfigProblem): string {
+  const where =
+    problem.line > 0 ? `${problem.file}:${problem.line}:${problem.column}` : problem.file;
+  return problem.path
+    ? `${where} ${problem.path}: ${problem.message}`
+    : `${where} ${problem.message}`;
+}

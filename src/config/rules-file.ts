@@ -1,0 +1,322 @@
+import { Duration, IANAZone } from "luxon";
+import { z } from "zod";
+import { CHANNELS } from "../domain/events.js";
+import { isCurrencyCode, toMinorUnits } from "../domain/money.js";
+import { PURPOSES, STEP_KINDS, type Weekday } from "../domain/rules.js";
+
+/**
+ * The schema of config/rules.yaml as operators write it. Objects are strict, so a misspelt key is
+ * an error instead of a silently ignored setting. The JSON Schema for editors is generated from it.
+ */
+
+const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
+const ALL_DAYS = [...WEEKDAYS];
+const SLUG = /^[a-z0-9][a-z0-9-]*$/;
+
+const slug = (what: string) =>
+  z
+    .string({ error: `expected ${what}: lower-case letters, digits and dashes` })
+    .max(64, { error: `expected ${what} of at most 64 characters` })
+    .regex(SLUG, {
+      error: `expected ${what}: lower-case letters, digits and dashes, such as thank-you`,
+    });
+
+const isoDuration = z
+  .string({ error: "expected an ISO-8601 duration such as PT2H, P14D or P3M" })
+  .max(40)
+  .transform((text, ctx) => {
+    const duration = Duration.fromISO(text);
+    const values = Object.values(duration.toObject());
+    if (!duration.isValid || values.some((v) => !Number.isInteger(v) || v < 0)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got ${JSON.stringify(text)}`,
+        input: text,
+      });
+      return z.NEVER;
+    }
+    return duration;
+  });
+
+const timeOfDay = z
+  .string({ error: 'expected a local time "HH:MM" between "00:00" and "24:00"' })
+  .regex(/^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/, {
+    error: (issue) =>
+      `expected a local time "HH:MM" between "00:00" and "24:00", got ${JSON.stringify(issue.input)}`,
+  })
+  .transform((text) => Number(text.slice(0, 2)) * 60 + Number(text.slice(3, 5)));
+
+const weekdays = z
+  .array(z.enum(WEEKDAYS, { error: "expected a weekday: mon, tue, wed, thu, fri, sat or sun" }))
+  .min(1, { error: "expected at least one weekday" })
+  .max(7)
+  .transform((days) => new Set(days.map((d) => (WEEKDAYS.indexOf(d) + 1) as Weekday)));
+
+const sendWindow = z
+  .strictObject({
+    start: timeOfDay,
+    end: timeOfDay,
+    days: weekdays.prefault(ALL_DAYS),
+    closedOnHolidays: z.boolean().default(true),
+  })
+  .transform(({ start, end, days, closedOnHolidays }) => ({
+    startMinute: start,
+    endMinute: end,
+    days,
+    closedOnHolidays,
+  }));
+
+const amount = z.union([z.number().nonnegative(), z.string().max(32)], {
+  error: "expected a non-negative amount such as 500 or 49.99",
+});
+
+const currency = z.string().refine(isCurrencyCode, {
+  error: (issue) =>
+    `expected an ISO 4217 currency code such as EUR, got ${JSON.stringify(issue.input)}`,
+});
+
+const categories = z
+  .array(z.string().min(1).max(100), { error: "expected a list of category or group names" })
+  .min(1, { error: "expected at least one category or group name" })
+  .max(1000);
+
+/** A condition; several keys in one condition must all hold. */
+export interface ConditionInput {
+  anyItem?: {
+    categories?: string[];
+    minPrice?: number | string;
+    maxPrice?: number | string;
+    currency?: string;
+  };
+  allItems?: { categories: string[] };
+  noItem?: { categories: string[] };
+  total?: { min?: number | string; max?: number | string; currency?: string };
+  stores?: string[];
+  customer?: { minPreviousPurchases?: number; maxPreviousPurchases?: number };
+  any?: ConditionInput[];
+  all?: ConditionInput[];
+}
+
+const purchaseCount = z.number().int({ error: "expected a whole number" }).min(0).max(1_000_000);
+
+export const conditionSchema: z.ZodType<ConditionInput> = z.lazy(() =>
+  z.strictObject({
+    anyItem: z
+      .strictObject({
+        categories: categories.optional(),
+        minPrice: amount.optional(),
+        maxPrice: amount.optional(),
+        currency: currency.optional(),
+      })
+      .optional(),
+    allItems: z.strictObject({ categories }).optional(),
+    noItem: z.strictObject({ categories }).optional(),
+    total: z
+      .strictObject({
+        min: amount.optional(),
+        max: amount.optional(),
+        currency: currency.optional(),
+      })
+      .optional(),
+    stores: z.array(z.string().min(1).max(200)).min(1).max(1000).optional(),
+    customer: z
+      .strictObject({
+        minPreviousPurchases: purchaseCount.optional(),
+        maxPreviousPurchases: purchaseCount.optional(),
+      })
+      .optional(),
+    any: z.array(conditionSchema).min(1).max(50).optional(),
+    all: z.array(conditionSchema).min(1).max(50).optional(),
+  }),
+);
+
+const stepSchema = z.strictObject({
+  id: slug("a step id").optional(),
+  kind: z.enum(STEP_KINDS, { error: "expected a kind: thank-you, check-in, discount or custom" }),
+  channel: z.enum(CHANNELS, { error: "expected a channel: email, sms or voice" }),
+  template: slug("a template id"),
+  delay: isoDuration,
+  purpose: z.enum(PURPOSES, { error: "expected transactional or marketing" }).optional(),
+  sendWindow: sendWindow.optional(),
+});
+
+const ruleSchema = z.strictObject({
+  id: slug("a rule id"),
+  description: z.string().max(500).optional(),
+  priority: z.number().int({ error: "expected a whole number" }).min(-1000).max(1000).default(0),
+  final: z.boolean({ error: "expected true or false" }).default(false),
+  when: conditionSchema.optional(),
+  steps: z.array(stepSchema).max(20).default([]),
+});
+
+const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };
+const DEFAULT_PHONE_WINDOW = {
+  start: "09:00",
+  end: "20:00",
+  days: ["mon", "tue", "wed", "thu", "fri", "sat"] as typeof ALL_DAYS,
+};
+
+/** The whole rules file. */
+export const rulesFileSchema = z.strictObject({
+  $schema: z.string().optional(),
+  version: z.literal(1, { error: "expected version: 1" }),
+  defaults: z.strictObject({
+    timezone: z.string().refine((zone) => IANAZone.isValidZone(zone), {
+      error: (issue) =>
+        `expected an IANA time zone name such as Europe/Berlin, got ${JSON.stringify(issue.input)}`,
+    }),
+    currency,
+    locale: z.string().min(2).max(35).default("en"),
+    transactionalNeedsConsent: z.boolean().default(false),
+    discount: z
+      .strictObject({
+        codePrefix: z
+          .string()
+          .regex(/^[A-Z0-9]{1,12}$/, { error: "expected 1 to 12 upper-case letters or digits" })
+          .default("THANKS"),
+        percent: z.number().int().min(1).max(100).default(10),
+        validFor: isoDuration.prefault("P30D"),
+      })
+      .prefault({}),
+  }),
+  groups: z
+    .record(slug("a group name"), categories, {
+      error: "expected a map of group name to categories",
+    })
+    .default({}),
+  sendWindows: z
+    .strictObject({
+      email: sendWindow.prefault(DEFAULT_EMAIL_WINDOW),
+      sms: sendWindow.prefault(DEFAULT_PHONE_WINDOW),
+      voice: sendWindow.prefault(DEFAULT_PHONE_WINDOW),
+    })
+    .prefault({}),
+  holidays: z
+    .array(z.iso.date({ error: "expected a date YYYY-MM-DD" }))
+    .max(1000)
+    .default([]),
+  gracePeriods: z
+    .strictObject({
+      "thank-you": isoDuration.prefault("P2D"),
+      "check-in": isoDuration.prefault("P14D"),
+      discount: isoDuration.prefault("P7D"),
+      custom: isoDuration.prefault("P1D"),
+    })
+    .prefault({}),
+  rules: z.array(ruleSchema).min(1, { error: "expected at least one rule" }).max(500),
+});
+
+export type RulesFile = z.output<typeof rulesFileSchema>;
+
+/** A problem that involves more than one field, at a path into the rules file. */
+export interface CrossFieldProblem {
+  readonly path: (string | number)[];
+  readonly message: string;
+}
+
+/**
+ * Checks that span fields (duplicate ids, rules that do nothing, windows that close before they
+ * open). They read the raw data defensively so that they report even when other parts of the
+ * file are malformed: the operator sees every problem in one run.
+ */
+export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
+  const problems: CrossFieldProblem[] = [];
+  const root = asRecord(raw);
+  const windows = asRecord(root?.sendWindows);
+  for (const [channel, window] of Object.entries(windows ?? {})) {
+    checkWindow(window, ["sendWindows", channel], problems);
+  }
+  const rules = Array.isArray(root?.rules) ? root.rules : [];
+  const defaultCurrency = asRecord(root?.defaults)?.currency;
+  rules.forEach((rule, index) => {
+    checkAmounts(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
+  });
+  const firstUse = new Map<unknown, number>();
+  rules.forEach((value, index) => {
+    const rule = asRecord(value);
+    if (!rule) return;
+    const first = firstUse.get(rule.id);
+    if (typeof rule.id === "string" && first !== undefined) {
+      problems.push({
+        path: ["rules", index, "id"],
+        message: `duplicate rule id ${JSON.stringify(rule.id)}: rules[${first}] already uses it`,
+      });
+    } else firstUse.set(rule.id, index);
+    const steps = Array.isArray(rule.steps) ? rule.steps : [];
+    if (steps.length === 0 && rule.final !== true) {
+      problems.push({
+        path: ["rules", index, "steps"],
+        message:
+          "a rule without steps does nothing: add steps, or set final: true to stop the rules below it",
+      });
+    }
+    const stepIds = new Set<unknown>();
+    steps.forEach((stepValue, stepIndex) => {
+      const step = asRecord(stepValue);
+      if (!step) return;
+      const stepId = step.id ?? step.kind;
+      if (stepIds.has(stepId)) {
+        problems.push({
+          path: ["rules", index, "steps", stepIndex, step.id === undefined ? "kind" : "id"],
+          message: `rule ${String(rule.id)} already has a step with the id ${JSON.stringify(stepId)}: give each step a distinct id`,
+        });
+      }
+      stepIds.add(stepId);
+      checkWindow(step.sendWindow, ["rules", index, "steps", stepIndex, "sendWindow"], problems);
+    });
+  });
+  return problems;
+}
+
+const AMOUNT_KEYS = { total: ["min", "max"], anyItem: ["minPrice", "maxPrice"] } as const;
+
+/** Amounts must fit their currency (no 10.555 GBP), whether or not the rest of the file is valid. */
+function checkAmounts(
+  value: unknown,
+  path: (string | number)[],
+  defaultCurrency: unknown,
+  problems: CrossFieldProblem[],
+): void {
+  const condition = asRecord(value);
+  if (!condition) return;
+  for (const [key, fields] of Object.entries(AMOUNT_KEYS)) {
+    const part = asRecord(condition[key]);
+    const code = part?.currency ?? defaultCurrency;
+    if (!part || typeof code !== "string" || !isCurrencyCode(code)) continue;
+    for (const field of fields) {
+      const amount = part[field];
+      if (typeof amount !== "number" && typeof amount !== "string") continue;
+      const result = toMinorUnits(amount, code);
+      if (!result.ok) problems.push({ path: [...path, key, field], message: result.problem });
+    }
+  }
+  for (const key of ["any", "all"] as const) {
+    const list = condition[key];
+    if (!Array.isArray(list)) continue;
+    list.forEach((inner, i) => {
+      checkAmounts(inner, [...path, key, i], defaultCurrency, problems);
+    });
+  }
+}
+
+function checkWindow(
+  value: unknown,
+  path: (string | number)[],
+  problems: CrossFieldProblem[],
+): void {
+  const window = asRecord(value);
+  const { start, end } = window ?? {};
+  // "HH:MM" strings compare like the times they name.
+  if (typeof start === "string" && typeof end === "string" && end <= start) {
+    problems.push({
+      path: [...path, "end"],
+      message: `expected end (${end}) to be later than start (${start}); windows cannot span midnight`,
+    });
+  }
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return value && typeof value === "object" && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}

@@ -1,0 +1,78 @@
+/**
+ * Money as integer minor units (cents, pence, yen), so thresholds compare exactly and never with
+ * float surprises such as 0.1 + 0.2 !== 0.3.
+ */
+export interface Money {
+  /** Amount in the currency's minor unit (e.g. 1999 for 19.99 EUR, 1999 for 1999 JPY). */
+  readonly minor: number;
+  /** ISO 4217 code, upper case. */
+  readonly currency: string;
+}
+
+const KNOWN_CURRENCIES = new Set(Intl.supportedValuesOf("currency"));
+const DECIMAL = /^(\d{1,13})(?:\.(\d{1,6}))?$/;
+/** Largest amount accepted in major units: well inside Number.MAX_SAFE_INTEGER once in minor units. */
+export const MAX_MAJOR_AMOUNT = 1_000_000_000_000;
+
+/** Whether `code` is an ISO 4217 currency this runtime knows. */
+export function isCurrencyCode(code: string): boolean {
+  return /^[A-Z]{3}$/.test(code) && KNOWN_CURRENCIES.has(code);
+}
+
+/** How many decimals the currency's minor unit has (EUR 2, JPY 0, KWD 3). */
+export function minorDigits(currency: string): number {
+  return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
+    .maximumFractionDigits as number;
+}
+
+/** Result of reading an amount: minor units, or why it cannot be read. */
+export type MinorUnitsResult = { ok: true; minor: number } | { ok: false; problem: string };
+
+/**
+ * Converts a decimal amount given as a JSON number or a decimal string into minor units, exactly.
+ * Works on the decimal text, never on binary floats, and refuses more decimals than the currency has.
+ */
+export function toMinorUnits(amount: number | string, currency: string): MinorUnitsResult {
+  const text = typeof amount === "number" ? numberToPlainText(amount) : amount.trim();
+  const match = text === undefined ? null : DECIMAL.exec(text);
+  if (!match) {
+    return {
+      ok: false,
+      problem: `expected a non-negative decimal amount such as 19.99, got ${JSON.stringify(amount)}`,
+    };
+  }
+  const whole = match[1] ?? "0";
+  const fraction = (match[2] ?? "").replace(/0+$/, "");
+  const digits = minorDigits(currency);
+  if (fraction.length > digits) {
+    return {
+      ok: false,
+      problem: `${currency} has ${digits} decimal place${digits === 1 ? "" : "s"}, got ${text}`,
+    };
+  }
+  if (Number(whole) > MAX_MAJOR_AMOUNT) {
+    return { ok: false, problem: `amount ${text} is larger than ${MAX_MAJOR_AMOUNT}` };
+  }
+  const minor = Number(whole) * 10 ** digits + Number(fraction.padEnd(digits, "0") || "0");
+  return { ok: true, minor };
+}
+
+function numberToPlainText(value: number): string | undefined {
+  if (!Number.isFinite(value) || value < 0) return undefined;
+  const text = String(value);
+  // Exponent notation (1e-7, 1e+21) is outside any sane amount; refuse it rather than guess.
+  return text.includes("e") ? undefined : text;
+}
+
+/** Formats minor units as a plain decimal string in major units ("19.99", "1999", "0.500"). */
+export function formatMinor(money: Money): string {
+  const digits = minorDigits(money.currency);
+  if (digits === 0) return String(money.minor);
+  const text = String(money.minor).padStart(digits + 1, "0");
+  return `${text.slice(0, -digits)}.${text.slice(-digits)}`;
+}
+
+/** Human display such as "19.99 EUR". */
+export function describeMoney(money: Money): string {
+  return `${formatMinor(money)} ${money.currency}`;
+}

@@ -1,0 +1,234 @@
+import { DateTime } from "luxon";
+import type { Channel, PurchaseCompleted } from "./events.js";
+import {
+  type CustomerHistory,
+  matchCondition,
+  type Rule,
+  type RuleSet,
+  type StepKind,
+  type StepSpec,
+} from "./rules.js";
+import { nextSendWindow } from "./send-window.js";
+
+/** A follow-up to schedule: when it is due and what it is. */
+export interface PlannedStep {
+  /** `<ruleId>.<step id>`: stable across re-plans and rule edits that keep the ids. */
+  readonly stepId: string;
+  readonly ruleId: string;
+  readonly kind: StepKind;
+  readonly channel: Channel;
+  readonly template: string;
+  readonly purpose: "transactional" | "marketing";
+  /** Due instant, UTC ISO-8601. */
+  readonly dueAt: string;
+  /** The same instant on the customer's wall clock, ISO-8601 with their offset. */
+  readonly localDueAt: string;
+}
+
+/** Machine-readable reason codes for skipped steps (metrics and reports group by them). */
+export type SkipCode =
+  | "no-rule-matched"
+  | "condition-not-met"
+  | "stopped-by-final-rule"
+  | "superseded"
+  | "no-contact"
+  | "no-consent"
+  | "past-due";
+
+/** A step the planner did not schedule, and why. */
+export interface SkippedStep {
+  readonly ruleId: string | null;
+  readonly stepId: string | null;
+  readonly kind: StepKind | null;
+  readonly code: SkipCode;
+  /** Plain words for operators and owners. */
+  readonly reason: string;
+}
+
+export interface Plan {
+  readonly eventId: string;
+  readonly orderId: string;
+  readonly customerId: string;
+  /** The zone all local times are in, and where it came from. */
+  readonly timezone: string;
+  readonly timezoneSource: "customer" | "store" | "default";
+  readonly rulesVersion: string;
+  readonly steps: readonly PlannedStep[];
+  readonly skipped: readonly SkippedStep[];
+}
+
+const ISO = { suppressMilliseconds: true } as const;
+
+/**
+ * Decides which follow-ups a purchase gets and exactly when. Pure: the same event, rules, history
+ * and `now` always give the same plan.
+ *
+ * Rules are considered by priority (then file order). Every matching rule offers its steps; the
+ * first step of each kind that can actually be planned wins, later ones of that kind are
+ * superseded. A matching `final` rule ends the search.
+ */
+export function planFollowUps(
+  event: PurchaseCompleted,
+  rules: RuleSet,
+  history: CustomerHistory,
+  now: DateTime,
+): Plan {
+  const { zone, source } = customerZone(event, rules);
+  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zone);
+  const steps: PlannedStep[] = [];
+  const skipped: SkippedStep[] = [];
+  const claimed = new Map<StepKind, string>();
+  let stoppedBy: Rule | undefined;
+  let anyMatched = false;
+
+  for (const rule of rules.rules) {
+    if (stoppedBy) {
+      const reason = `rule ${stoppedBy.id} matched first and is final`;
+      for (const step of rule.steps)
+        skipped.push(skip(rule, step, "stopped-by-final-rule", reason));
+      continue;
+    }
+    const match = matchCondition(rule.when, event, history);
+    if (!match.matched) {
+      for (const step of rule.steps)
+        skipped.push(skip(rule, step, "condition-not-met", match.reason));
+      continue;
+    }
+    anyMatched = true;
+    if (rule.final) stoppedBy = rule;
+    for (const step of rule.steps) {
+      const holder = claimed.get(step.kind);
+      if (holder) {
+        skipped.push(
+          skip(rule, step, "superseded", `superseded by ${holder}: one ${step.kind} per purchase`),
+        );
+        continue;
+      }
+      const blocked = contactProblem(event, step) ?? consentProblem(event, step, rules);
+      if (blocked) {
+        skipped.push(skip(rule, step, blocked.code, blocked.reason));
+        continue;
+      }
+      const timing = dueTime(purchasedAt, step, zone, rules, now);
+      if (!timing.ok) {
+        skipped.push(skip(rule, step, "past-due", timing.reason));
+        continue;
+      }
+      claimed.set(step.kind, stepIdOf(rule, step));
+      steps.push({
+        stepId: stepIdOf(rule, step),
+        ruleId: rule.id,
+        kind: step.kind,
+        channel: step.channel,
+        template: step.template,
+        purpose: step.purpose,
+        dueAt: timing.due.toUTC().toISO(ISO) ?? "",
+        localDueAt: timing.due.toISO(ISO) ?? "",
+      });
+    }
+  }
+  if (!anyMatched) {
+    skipped.unshift({
+      ruleId: null,
+      stepId: null,
+      kind: null,
+      code: "no-rule-matched",
+      reason: "no rule matched this purchase",
+    });
+  }
+  steps.sort((a, b) => a.dueAt.localeCompare(b.dueAt) || a.stepId.localeCompare(b.stepId));
+  return {
+    eventId: event.id,
+    orderId: event.orderId,
+    customerId: event.customer.id,
+    timezone: zone,
+    timezoneSource: source,
+    rulesVersion: rules.version,
+    steps,
+    skipped,
+  };
+}
+
+/** The zone local times are computed in: the customer's, else the store's, else the default. */
+export function customerZone(
+  event: PurchaseCompleted,
+  rules: RuleSet,
+): { zone: string; source: Plan["timezoneSource"] } {
+  if (event.customer.timezone) return { zone: event.customer.timezone, source: "customer" };
+  if (event.store?.timezone) return { zone: event.store.timezone, source: "store" };
+  return { zone: rules.defaults.timezone, source: "default" };
+}
+
+/** The plan's id for a rule's step. */
+export function stepIdOf(rule: Pick<Rule, "id">, step: Pick<StepSpec, "id">): string {
+  return `${rule.id}.${step.id}`;
+}
+
+type Timing = { ok: true; due: DateTime } | { ok: false; reason: string };
+
+/**
+ * Purchase time plus the delay, in calendar terms in the customer's zone, then moved to the next
+ * send-window opening. A due time in the past is sent at the next opening if it is within the
+ * kind's grace period, and skipped otherwise.
+ */
+function dueTime(
+  purchasedAt: DateTime,
+  step: StepSpec,
+  zone: string,
+  rules: RuleSet,
+  now: DateTime,
+): Timing {
+  const window = step.sendWindow ?? rules.sendWindows[step.channel];
+  const due = nextSendWindow(purchasedAt.plus(step.delay), zone, window, rules.holidays);
+  if (due >= now) return { ok: true, due };
+  const grace = rules.gracePeriods[step.kind];
+  if (due.plus(grace) < now) {
+    return {
+      ok: false,
+      reason: `past due: was due ${due.toISO(ISO)}, more than ${grace.toISO()} (the ${step.kind} grace period) ago`,
+    };
+  }
+  return { ok: true, due: nextSendWindow(now, zone, window, rules.holidays) };
+}
+
+const CHANNEL_NAMES: Record<Channel, string> = { email: "email", sms: "SMS", voice: "voice call" };
+
+function contactProblem(
+  event: PurchaseCompleted,
+  step: StepSpec,
+): { code: SkipCode; reason: string } | undefined {
+  if (step.channel === "email") {
+    return event.customer.email
+      ? undefined
+      : { code: "no-contact", reason: "no email address for email" };
+  }
+  return event.customer.phone
+    ? undefined
+    : { code: "no-contact", reason: `no phone number for ${CHANNEL_NAMES[step.channel]}` };
+}
+
+function consentProblem(
+  event: PurchaseCompleted,
+  step: StepSpec,
+  rules: RuleSet,
+): { code: SkipCode; reason: string } | undefined {
+  const flag = event.customer.consent?.[step.channel];
+  if (flag === false) {
+    return {
+      code: "no-consent",
+      reason: `customer declined ${CHANNEL_NAMES[step.channel]} messages`,
+    };
+  }
+  const needsConsent = step.purpose === "marketing" || rules.defaults.transactionalNeedsConsent;
+  if (needsConsent && flag !== true) {
+    return {
+      code: "no-consent",
+      reason: `no consent for ${step.purpose} ${CHANNEL_NAMES[step.channel]} messages`,
+    };
+  }
+  return undefined;
+}
+
+function skip(rule: Rule, step: StepSpec, code: SkipCode, reason: string): SkippedStep {
+  return { ruleId: rule.id, stepId: stepIdOf(rule, step), kind: step.kind, code, reason };
+}

@@ -1,0 +1,247 @@
+import type { Duration } from "luxon";
+import type { Channel, PurchaseCompleted } from "./events.js";
+import { describeMoney, type Money } from "./money.js";
+
+/**
+ * The compiled rule set the planner works from: groups resolved, durations parsed, rules in the
+ * order they are considered. It is built from config/rules.yaml by the config loader.
+ */
+
+export const STEP_KINDS = ["thank-you", "check-in", "discount", "custom"] as const;
+export type StepKind = (typeof STEP_KINDS)[number];
+
+export const PURPOSES = ["transactional", "marketing"] as const;
+/** Marketing steps need the customer's consent for the channel; transactional ones follow config. */
+export type Purpose = (typeof PURPOSES)[number];
+
+/** Weekday numbers as luxon counts them: 1 = Monday … 7 = Sunday. */
+export type Weekday = 1 | 2 | 3 | 4 | 5 | 6 | 7;
+
+/** When a channel may reach a customer, in the customer's local time. */
+export interface SendWindow {
+  /** Opening, minutes after local midnight. */
+  readonly startMinute: number;
+  /** Closing (exclusive), minutes after local midnight; 1440 means midnight at the end of the day. */
+  readonly endMinute: number;
+  readonly days: ReadonlySet<Weekday>;
+  /** Whether the rule set's holiday dates close this window for the whole day. */
+  readonly closedOnHolidays: boolean;
+}
+
+/** One follow-up a rule asks for. */
+export interface StepSpec {
+  /** Stable within the rule; the plan's step id is `<ruleId>.<id>`. */
+  readonly id: string;
+  readonly kind: StepKind;
+  readonly channel: Channel;
+  readonly template: string;
+  /** Added to the purchase time in the customer's zone, calendar-aware (P3M is three calendar months). */
+  readonly delay: Duration;
+  readonly purpose: Purpose;
+  readonly sendWindow?: SendWindow;
+}
+
+/** A condition on the purchase and the customer's history; see matchCondition. */
+export type Condition =
+  | { readonly type: "all"; readonly conditions: readonly Condition[] }
+  | { readonly type: "any"; readonly conditions: readonly Condition[] }
+  | {
+      readonly type: "anyItem";
+      readonly categories?: ReadonlySet<string>;
+      readonly label: string;
+      readonly minPrice?: Money;
+      readonly maxPrice?: Money;
+    }
+  | { readonly type: "allItems"; readonly categories: ReadonlySet<string>; readonly label: string }
+  | { readonly type: "noItem"; readonly categories: ReadonlySet<string>; readonly label: string }
+  | { readonly type: "total"; readonly min?: Money; readonly max?: Money }
+  | { readonly type: "store"; readonly storeIds: ReadonlySet<string> }
+  | {
+      readonly type: "history";
+      readonly minPreviousPurchases?: number;
+      readonly maxPreviousPurchases?: number;
+    };
+
+export interface Rule {
+  readonly id: string;
+  readonly description?: string;
+  /** Higher first; ties keep file order. */
+  readonly priority: number;
+  /** When it matches, rules after it are not considered at all. */
+  readonly final: boolean;
+  readonly when: Condition;
+  readonly steps: readonly StepSpec[];
+}
+
+export interface DiscountSettings {
+  readonly codePrefix: string;
+  readonly percent: number;
+  readonly validFor: Duration;
+}
+
+export interface RuleSet {
+  /** Short content hash of the files the set was built from; logged and stamped on jobs. */
+  readonly version: string;
+  readonly defaults: {
+    readonly timezone: string;
+    readonly currency: string;
+    readonly locale: string;
+    readonly discount: DiscountSettings;
+    /** Whether transactional steps (thank-you, check-in) also need the channel consent flag. */
+    readonly transactionalNeedsConsent: boolean;
+  };
+  readonly sendWindows: Readonly<Record<Channel, SendWindow>>;
+  /** Local dates (YYYY-MM-DD) on which windows that honour holidays stay closed. */
+  readonly holidays: ReadonlySet<string>;
+  /** How late a step of each kind may still go out; later than that it is skipped. */
+  readonly gracePeriods: Readonly<Record<StepKind, Duration>>;
+  /** In the order they are considered: priority descending, then file order. */
+  readonly rules: readonly Rule[];
+}
+
+/** What the planner knows of the customer's earlier purchases (kept by the store, passed in). */
+export interface CustomerHistory {
+  /** Completed purchases before this one. */
+  readonly previousPurchases: number;
+  readonly lastPurchaseAt?: string;
+}
+
+/** A new customer: nothing bought before. */
+export const NO_HISTORY: CustomerHistory = { previousPurchases: 0 };
+
+export type MatchResult = { matched: true } | { matched: false; reason: string };
+
+const MATCHED: MatchResult = { matched: true };
+
+/** Decides whether a condition holds, and if not, says why in words an operator understands. */
+export function matchCondition(
+  condition: Condition,
+  event: PurchaseCompleted,
+  history: CustomerHistory,
+): MatchResult {
+  switch (condition.type) {
+    case "all": {
+      for (const inner of condition.conditions) {
+        const result = matchCondition(inner, event, history);
+        if (!result.matched) return result;
+      }
+      return MATCHED;
+    }
+    case "any": {
+      const reasons: string[] = [];
+      for (const inner of condition.conditions) {
+        const result = matchCondition(inner, event, history);
+        if (result.matched) return MATCHED;
+        reasons.push(result.reason);
+      }
+      return { matched: false, reason: reasons.join("; and ") };
+    }
+    case "anyItem":
+      return matchAnyItem(condition, event);
+    case "allItems": {
+      const outside = event.items.find((item) => !condition.categories.has(item.category));
+      return outside
+        ? {
+            matched: false,
+            reason: `item ${outside.sku} (${outside.category}) is not in ${condition.label}`,
+          }
+        : MATCHED;
+    }
+    case "noItem": {
+      const inside = event.items.find((item) => condition.categories.has(item.category));
+      return inside
+        ? {
+            matched: false,
+            reason: `item ${inside.sku} (${inside.category}) is in ${condition.label}`,
+          }
+        : MATCHED;
+    }
+    case "total":
+      return matchTotal(condition, event.total);
+    case "store": {
+      const storeId = event.store?.id;
+      if (storeId !== undefined && condition.storeIds.has(storeId)) return MATCHED;
+      return {
+        matched: false,
+        reason: `store ${storeId ?? "(none)"} is not one of ${[...condition.storeIds].join(", ")}`,
+      };
+    }
+    case "history":
+      return matchHistory(condition, history);
+  }
+}
+
+function matchAnyItem(
+  condition: Extract<Condition, { type: "anyItem" }>,
+  event: PurchaseCompleted,
+): MatchResult {
+  const inCategory = condition.categories
+    ? event.items.filter((item) => condition.categories?.has(item.category))
+    : event.items;
+  if (inCategory.length === 0) {
+    return { matched: false, reason: `no item is in ${condition.label}` };
+  }
+  const priced = inCategory.filter((item) =>
+    priceInRange(item.unitPrice, condition.minPrice, condition.maxPrice),
+  );
+  if (priced.length > 0) return MATCHED;
+  const range = describeRange(condition.minPrice, condition.maxPrice);
+  return { matched: false, reason: `no item in ${condition.label} has a unit price ${range}` };
+}
+
+function matchTotal(condition: Extract<Condition, { type: "total" }>, total: Money): MatchResult {
+  const bound = condition.min ?? condition.max;
+  if (bound && bound.currency !== total.currency) {
+    return {
+      matched: false,
+      reason: `order currency ${total.currency} differs from the rule's ${bound.currency}`,
+    };
+  }
+  if (condition.min && total.minor < condition.min.minor) {
+    return {
+      matched: false,
+      reason: `below threshold: order total ${describeMoney(total)} is below ${describeMoney(condition.min)}`,
+    };
+  }
+  if (condition.max && total.minor > condition.max.minor) {
+    return {
+      matched: false,
+      reason: `above threshold: order total ${describeMoney(total)} is above ${describeMoney(condition.max)}`,
+    };
+  }
+  return MATCHED;
+}
+
+function matchHistory(
+  condition: Extract<Condition, { type: "history" }>,
+  history: CustomerHistory,
+): MatchResult {
+  const count = history.previousPurchases;
+  const { minPreviousPurchases: min, maxPreviousPurchases: max } = condition;
+  if (min !== undefined && count < min) {
+    return {
+      matched: false,
+      reason: `customer has ${count} earlier purchase${count === 1 ? "" : "s"}, needs ${min} or more`,
+    };
+  }
+  if (max !== undefined && count > max) {
+    return {
+      matched: false,
+      reason: `customer has ${count} earlier purchases, allows at most ${max}`,
+    };
+  }
+  return MATCHED;
+}
+
+function priceInRange(price: Money, min?: Money, max?: Money): boolean {
+  if (min && (price.currency !== min.currency || price.minor < min.minor)) return false;
+  if (max && (price.currency !== max.currency || price.minor > max.minor)) return false;
+  return true;
+}
+
+function describeRange(min?: Money, max?: Money): string {
+  if (min && max) return `between ${describeMoney(min)} and ${describeMoney(max)}`;
+  if (min) return `of at least ${describeMoney(min)}`;
+  if (max) return `of at most ${describeMoney(max)}`;
+  return "in range";
+}

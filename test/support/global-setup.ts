@@ -1,0 +1,24 @@
+import type { TestProject } from "vitest/node";
+import { startRedisServer } from "./redis-server.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    redisUrl: string;
+  }
+}
+
+/** Vitest globalSetup: provides `redisUrl` (REDIS_URL or a private redis-server) to all tests. */
+export default async function setup(
+  project: TestProject,
+): Promise<(() => Promise<void>) | undefined> {
+  const externalUrl = process.env.REDIS_URL;
+  if (externalUrl) {
+    project.provide("redisUrl", externalUrl);
+    return undefined;
+  }
+  const server = await startRedisServer();
+  project.provide("redisUrl", server.url);
+  return async () => {
+    await server.stop();
+  };
+}

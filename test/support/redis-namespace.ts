@@ -1,0 +1,31 @@
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+
+const SCAN_BATCH = 500;
+
+/** Returns a fresh key prefix like `t-<label>-<random>` so each test owns its BullMQ keys. */
+export function uniquePrefix(label: string): string {
+  const safeLabel = label
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "");
+  return `t-${safeLabel || "test"}-${randomBytes(6).toString("hex")}`;
+}
+
+/** Deletes every key matching `<prefix>:*` with SCAN + UNLINK (never FLUSHDB); returns how many. */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  if (prefix.length === 0) throw new Error("refusing to delete keys for an empty prefix");
+  const pattern = `${escapeGlob(prefix)}:*`;
+  let cursor = "0";
+  let deleted = 0;
+  do {
+    const [nextCursor, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_BATCH);
+    cursor = nextCursor;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== "0");
+  return deleted;
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
+}

@@ -1,0 +1,303 @@
+import { randomBytes } from "node:crypto";
+import http, { STATUS_CODES } from "node:http";
+
+/** A message accepted by the fake Messages API. */
+export interface TwilioFakeMessage {
+  sid: string;
+  to: string;
+  from?: string;
+  messagingServiceSid?: string;
+  body: string;
+  statusCallback?: string;
+  numSegments: number;
+  receivedAt: Date;
+}
+
+/** A scripted error response consumed by the next request. */
+export interface TwilioScriptedFailure {
+  status: number;
+  code?: number;
+  message?: string;
+  /** Sent as the Retry-After header (seconds) when given. */
+  retryAfterSeconds?: number;
+}
+
+/** Credentials the fake accepts. */
+export interface TwilioFakeOptions {
+  accountSid: string;
+  authToken: string;
+}
+
+/** A local stand-in for Twilio's 2010-04-01 Messages API. */
+export interface TwilioFake {
+  readonly baseUrl: string;
+  readonly messages: TwilioFakeMessage[];
+  /** Every HTTP request received, including rejected ones. */
+  readonly requests: number;
+  waitForMessages(count: number, timeoutMs?: number): Promise<TwilioFakeMessage[]>;
+  failNext(...responses: TwilioScriptedFailure[]): void;
+  close(): Promise<void>;
+}
+
+interface MessageResource {
+  account_sid: string;
+  api_version: "2010-04-01";
+  body: string;
+  date_created: string;
+  date_sent: null;
+  date_updated: string;
+  direction: "outbound-api";
+  error_code: null;
+  error_message: null;
+  from: string | null;
+  messaging_service_sid: string | null;
+  num_media: string;
+  num_segments: string;
+  price: null;
+  price_unit: string;
+  sid: string;
+  status: "queued" | "accepted";
+  subresource_uris: { media: string };
+  to: string;
+  uri: string;
+}
+
+interface MessageWaiter {
+  count: number;
+  resolve(messages: TwilioFakeMessage[]): void;
+}
+
+const DEFAULT_ERROR_CODES: Record<number, number> = {
+  401: 20003,
+  404: 20404,
+  429: 20429,
+  500: 20500,
+  503: 20503,
+};
+
+const MESSAGES_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/;
+const MESSAGE_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\/(SM[0-9a-f]{32})\.json$/;
+
+/** Starts the fake Twilio Messages API on 127.0.0.1 (random port). */
+export async function startTwilioFake(options: TwilioFakeOptions): Promise<TwilioFake> {
+  const messages: TwilioFakeMessage[] = [];
+  const resources = new Map<string, MessageResource>();
+  const scripted: TwilioScriptedFailure[] = [];
+  const waiters = new Set<MessageWaiter>();
+  let requests = 0;
+  const expectedAuthorization = `Basic ${Buffer.from(`${options.accountSid}:${options.authToken}`).toString("base64")}`;
+
+  const handle = (request: http.IncomingMessage, rawBody: string): ApiResponse => {
+    const url = new URL(request.url ?? "/", "http://127.0.0.1");
+
+    const failure = scripted.shift();
+    if (failure !== undefined) return scriptedError(failure);
+
+    if (request.headers.authorization !== expectedAuthorization) {
+      return twilioError(401, 20003, "Authenticate");
+    }
+
+    const listMatch = MESSAGES_PATH.exec(url.pathname);
+    const itemMatch = MESSAGE_PATH.exec(url.pathname);
+    const accountInPath = listMatch?.[1] ?? itemMatch?.[1];
+    if (accountInPath !== options.accountSid) return notFound(url.pathname);
+
+    if (listMatch !== null && request.method === "POST") {
+      return createMessage(new URLSearchParams(rawBody));
+    }
+    if (itemMatch?.[2] !== undefined && request.method === "GET") {
+      const resource = resources.get(itemMatch[2]);
+      return resource === undefined ? notFound(url.pathname) : { status: 200, body: resource };
+    }
+    if (listMatch !== null || itemMatch !== null) {
+      return twilioError(405, 20004, "Method not allowed");
+    }
+    return notFound(url.pathname);
+  };
+
+  const createMessage = (form: URLSearchParams): ApiResponse => {
+    const to = form.get("To");
+    const from = form.get("From");
+    const messagingServiceSid = form.get("MessagingServiceSid");
+    const body = form.get("Body");
+    const statusCallback = form.get("StatusCallback");
+    if (!to) return twilioError(400, 21604, "A 'To' phone number is required.");
+    if (!from && !messagingServiceSid) {
+      return twilioError(400, 21603, "A 'From' phone number is required.");
+    }
+    if (!body) return twilioError(400, 21602, "Message body is required.");
+
+    const sid = `SM${randomBytes(16).toString("hex")}`;
+    const now = new Date();
+    const numSegments = countSmsSegments(body);
+    const uri = `/2010-04-01/Accounts/${options.accountSid}/Messages/${sid}.json`;
+    const resource: MessageResource = {
+      account_sid: options.accountSid,
+      api_version: "2010-04-01",
+      body,
+      date_created: now.toUTCString().replace("GMT", "+0000"),
+      date_sent: null,
+      date_updated: now.toUTCString().replace("GMT", "+0000"),
+      direction: "outbound-api",
+      error_code: null,
+      error_message: null,
+      from: from || null,
+      messaging_service_sid: messagingServiceSid || null,
+      num_media: "0",
+      num_segments: String(numSegments),
+      price: null,
+      price_unit: "USD",
+      sid,
+      status: from ? "queued" : "accepted",
+      subresource_uris: { media: uri.replace(/\.json$/, "/Media.json") },
+      to,
+      uri,
+    };
+    resources.set(sid, resource);
+
+    const message: TwilioFakeMessage = { sid, to, body, numSegments, receivedAt: now };
+    if (from) message.from = from;
+    if (messagingServiceSid) message.messagingServiceSid = messagingServiceSid;
+    if (statusCallback) message.statusCallback = statusCallback;
+    messages.push(message);
+    for (const waiter of waiters) {
+      if (messages.length >= waiter.count) {
+        waiters.delete(waiter);
+        waiter.resolve(messages.slice());
+      }
+    }
+    return { status: 201, body: resource };
+  };
+
+  const server = http.createServer((request, response) => {
+    requests++;
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => {
+      const result = handle(request, Buffer.concat(chunks).toString("utf8"));
+      const headers: http.OutgoingHttpHeaders = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Twilio-Request-Id": `RQ${randomBytes(16).toString("hex")}`,
+        ...result.headers,
+      };
+      response.writeHead(result.status, headers);
+      response.end(JSON.stringify(result.body));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  if (address === null || typeof address === "string") {
+    server.close();
+    throw new Error("twilio-fake: could not determine the listening port");
+  }
+
+  return {
+    baseUrl: `http://127.0.0.1:${address.port}`,
+    messages,
+    get requests() {
+      return requests;
+    },
+    waitForMessages(count, timeoutMs = 5_000) {
+      if (messages.length >= count) return Promise.resolve(messages.slice());
+      return new Promise((resolve, reject) => {
+        const waiter: MessageWaiter = {
+          count,
+          resolve(arrived) {
+            clearTimeout(timer);
+            resolve(arrived);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(
+            new Error(
+              `twilio-fake: expected ${count} message(s) within ${timeoutMs} ms but ${messages.length} arrived ` +
+                `(${requests} request(s), ${scripted.length} scripted failure(s) unused)`,
+            ),
+          );
+        }, timeoutMs);
+        waiters.add(waiter);
+      });
+    },
+    failNext(...responses) {
+      scripted.push(...responses);
+    },
+    close() {
+      return new Promise((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        server.closeAllConnections();
+      });
+    },
+  };
+}
+
+interface ApiResponse {
+  status: number;
+  body: unknown;
+  headers?: http.OutgoingHttpHeaders;
+}
+
+function twilioError(status: number, code: number | null, message: string): ApiResponse {
+  return {
+    status,
+    body: {
+      code,
+      message,
+      more_info: code === null ? null : `https://www.twilio.com/docs/errors/${code}`,
+      status,
+    },
+  };
+}
+
+function notFound(pathname: string): ApiResponse {
+  return twilioError(404, 20404, `The requested resource ${pathname} was not found`);
+}
+
+function scriptedError(failure: TwilioScriptedFailure): ApiResponse {
+  const code = failure.code ?? DEFAULT_ERROR_CODES[failure.status] ?? null;
+  const response = twilioError(
+    failure.status,
+    code,
+    failure.message ?? STATUS_CODES[failure.status] ?? "Error",
+  );
+  if (failure.retryAfterSeconds !== undefined) {
+    response.headers = { "Retry-After": String(failure.retryAfterSeconds) };
+  }
+  return response;
+}
+
+const GSM7_BASIC = new Set(
+  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?" +
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà",
+);
+const GSM7_EXTENSION = new Set("\f^{}\\[~]|€");
+
+/** Counts SMS segments the way carriers do: GSM-7 160/153 septets, otherwise UCS-2 70/67 units. */
+export function countSmsSegments(body: string): number {
+  const characters = Array.from(body);
+  const isGsm7 = characters.every((char) => GSM7_BASIC.has(char) || GSM7_EXTENSION.has(char));
+  const units = isGsm7
+    ? characters.map((char) => (GSM7_EXTENSION.has(char) ? 2 : 1))
+    : characters.map((char) => char.length);
+  const single = isGsm7 ? 160 : 70;
+  const perPart = isGsm7 ? 153 : 67;
+  const total = units.reduce((sum, size) => sum + size, 0);
+  if (total <= single) return 1;
+  let segments = 1;
+  let used = 0;
+  for (const size of units) {
+    if (used + size > perPart) {
+      segments++;
+      used = 0;
+    }
+    used += size;
+  }
+  return segments;
+}
