@@ -132,6 +132,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         transactionalNeedsConsent: file.defaults.transactionalNeedsConsent,
       },
       sendWindows: file.sendWindows satisfies Record<Channel, SendWindow>,
+      channels: file.channels,
       holidays: new Set(file.holidays),
       gracePeriods: file.gracePeriods,
       rules,

@@ -149,6 +149,14 @@ const ruleSchema = z.strictObject({
   steps: z.array(stepSchema).max(20).default([]),
 });
 
+const channelSettings = z.strictObject({
+  ratePerSecond: z
+    .number({ error: "expected messages per second, such as 5 or 0.5" })
+    .positive()
+    .max(10_000),
+  maxSegments: z.number().int({ error: "expected a whole number of SMS segments" }).min(1).max(10).default(3),
+});
+
 const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };
 const DEFAULT_PHONE_WINDOW = {
   start: "09:00",

@@ -79,6 +79,13 @@ export interface DiscountSettings {
   readonly validFor: Duration;
 }
 
+/** Delivery settings per channel, honoured across all worker processes. */
+export interface ChannelSettings {
+  readonly ratePerSecond: number;
+  /** SMS only: a rendered body longer than this many segments is a config error. */
+  readonly maxSegments: number;
+}
+
 export interface RuleSet {
   /** Short content hash of the files the set was built from; logged and stamped on jobs. */
   readonly version: string;
@@ -91,6 +98,7 @@ export interface RuleSet {
     readonly transactionalNeedsConsent: boolean;
   };
   readonly sendWindows: Readonly<Record<Channel, SendWindow>>;
+  readonly channels: Readonly<Record<Channel, ChannelSettings>>;
   /** Local dates (YYYY-MM-DD) on which windows that honour holidays stay closed. */
   readonly holidays: ReadonlySet<string>;
   /** How late a step of each kind may still go out; later than that it is skipped. */

@@ -1,0 +1,59 @@
+import type { Channel as ChannelName } from "../domain/events.js";
+
+/**
+ * The narrow interface every delivery adapter implements. Adapters only translate provider
+ * results; the delivery processor alone decides what a failure means for retries.
+ */
+
+/** A rendered email, ready for a transport. */
+export interface EmailMessage {
+  readonly channel: "email";
+  /** Follow-up id (the job id); stamped in a header and used for a stable Message-ID. */
+  readonly followUpId: string;
+  readonly to: string;
+  readonly subject: string;
+  readonly text: string;
+  readonly html?: string;
+  /** Extra headers, e.g. List-Unsubscribe. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** A rendered SMS (or the script of a voice call). */
+export interface PhoneMessage {
+  readonly channel: "sms" | "voice";
+  readonly followUpId: string;
+  /** E.164 number. */
+  readonly to: string;
+  readonly text: string;
+}
+
+export type OutgoingMessage = EmailMessage | PhoneMessage;
+
+/**
+ * Why a send failed, by what it means for the next attempt:
+ * `transient` retry with backoff; `permanent` fail now and record why; `misconfigured` the
+ * operator must fix credentials or settings (fail, and alert loudly).
+ */
+export type FailureKind = "transient" | "permanent" | "misconfigured";
+
+export interface SendFailure {
+  readonly kind: FailureKind;
+  /** Provider code as text (SMTP "550", Twilio "21211", "ECONNREFUSED"): grouped in reports. */
+  readonly code: string;
+  /** Plain-words reason, free of personal data. */
+  readonly reason: string;
+  /** The recipient asked the provider to stop (Twilio 21610): suppress this address too. */
+  readonly optedOut?: boolean;
+}
+
+export type SendResult = { readonly ok: true; readonly id: string } | { readonly ok: false; readonly error: SendFailure };
+
+/** One delivery adapter: email over SMTP, SMS over Twilio, or the outbox folder. */
+export interface DeliveryChannel {
+  /** `smtp`, `twilio` or `outbox`: shown in the start-up log line. */
+  readonly transport: string;
+  readonly channels: readonly ChannelName[];
+  /** Never throws for provider failures; returns them classified. */
+  send(message: OutgoingMessage): Promise<SendResult>;
+  close(): Promise<void>;
+}
