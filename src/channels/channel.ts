@@ -46,7 +46,9 @@ export interface SendFailure {
   readonly optedOut?: boolean;
 }
 
-export type SendResult = { readonly ok: true; readonly id: string } | { readonly ok: false; readonly error: SendFailure };
+export type SendResult =
+  | { readonly ok: true; readonly id: string }
+  | { readonly ok: false; readonly error: SendFailure };
 
 /** One delivery adapter: email over SMTP, SMS over Twilio, or the outbox folder. */
 export interface DeliveryChannel {

@@ -154,7 +154,12 @@ const channelSettings = z.strictObject({
     .number({ error: "expected messages per second, such as 5 or 0.5" })
     .positive()
     .max(10_000),
-  maxSegments: z.number().int({ error: "expected a whole number of SMS segments" }).min(1).max(10).default(3),
+  maxSegments: z
+    .number()
+    .int({ error: "expected a whole number of SMS segments" })
+    .min(1)
+    .max(10)
+    .default(3),
 });
 
 const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };
@@ -197,6 +202,13 @@ export const rulesFileSchema = z.strictObject({
       email: sendWindow.prefault(DEFAULT_EMAIL_WINDOW),
       sms: sendWindow.prefault(DEFAULT_PHONE_WINDOW),
       voice: sendWindow.prefault(DEFAULT_PHONE_WINDOW),
+    })
+    .prefault({}),
+  channels: z
+    .strictObject({
+      email: channelSettings.prefault({ ratePerSecond: 20 }),
+      sms: channelSettings.prefault({ ratePerSecond: 5 }),
+      voice: channelSettings.prefault({ ratePerSecond: 1 }),
     })
     .prefault({}),
   holidays: z
