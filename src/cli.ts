@@ -3,7 +3,9 @@ import { Command, InvalidArgumentError } from "commander";
 import { runCheck } from "./cli/check-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { runPlan } from "./cli/plan-command.js";
+import { runPublish } from "./cli/publish-command.js";
 import { runSimulate } from "./cli/simulate-command.js";
+import { runWorker } from "./cli/worker-command.js";
 
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
 const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR ?? "config";
@@ -67,6 +69,25 @@ program
   .option("--json", "print the volumes as JSON")
   .action(async (file: string, options: { config: string; json?: boolean }) => {
     process.exitCode = await runSimulate(file, options, processIo);
+  });
+
+program
+  .command("worker")
+  .description(
+    "consume purchase events, schedule follow-ups and send them when due (what npm start runs)",
+  )
+  .action(async () => {
+    process.exitCode = await runWorker(processIo);
+  });
+
+program
+  .command("publish")
+  .description(
+    "validate events and put them on the purchase-events queue (REDIS_URL, QUEUE_PREFIX)",
+  )
+  .argument("<events>", "a JSON event, a JSON array of events or NDJSON; - for standard input")
+  .action(async (file: string) => {
+    process.exitCode = await runPublish(file, processIo);
   });
 
 try {

@@ -177,13 +177,16 @@ export const customerUnsubscribedSchema = z.object({
   id: id("a unique event id"),
   occurredAt: instant,
   customerId: id("a customer id"),
-  channels: z.union([
-    z.literal("all"),
-    z
-      .array(z.enum(CHANNELS, { error: "expected email, sms or voice" }))
-      .min(1)
-      .max(CHANNELS.length),
-  ]),
+  channels: z.union(
+    [
+      z.literal("all"),
+      z
+        .array(z.enum(CHANNELS, { error: "expected email, sms or voice" }))
+        .min(1, { error: "expected at least one channel: email, sms or voice" })
+        .max(CHANNELS.length),
+    ],
+    { error: 'expected "all" or a list of one or more of email, sms and voice' },
+  ),
 });
 
 /** Every event of contract v1, told apart by `type`. */

@@ -235,7 +235,7 @@ function matchHistory(
   if (max !== undefined && count > max) {
     return {
       matched: false,
-      reason: `customer has ${count} earlier purchases, allows at most ${max}`,
+      reason: `customer has ${count} earlier purchase${count === 1 ? "" : "s"}, allows at most ${max}`,
     };
   }
   return MATCHED;

@@ -1,5 +1,9 @@
 import { randomBytes } from "node:crypto";
 import http, { STATUS_CODES } from "node:http";
+import { countSmsSegments } from "../../src/domain/sms-segments.js";
+
+/** Re-exported for tests that imported it from here before it moved to the domain. */
+export { countSmsSegments };
 
 /** A message accepted by the fake Messages API. */
 export interface TwilioFakeMessage {
@@ -271,33 +275,4 @@ function scriptedError(failure: TwilioScriptedFailure): ApiResponse {
     response.headers = { "Retry-After": String(failure.retryAfterSeconds) };
   }
   return response;
-}
-
-const GSM7_BASIC = new Set(
-  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?" +
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà",
-);
-const GSM7_EXTENSION = new Set("\f^{}\\[~]|€");
-
-/** Counts SMS segments the way carriers do: GSM-7 160/153 septets, otherwise UCS-2 70/67 units. */
-export function countSmsSegments(body: string): number {
-  const characters = Array.from(body);
-  const isGsm7 = characters.every((char) => GSM7_BASIC.has(char) || GSM7_EXTENSION.has(char));
-  const units = isGsm7
-    ? characters.map((char) => (GSM7_EXTENSION.has(char) ? 2 : 1))
-    : characters.map((char) => char.length);
-  const single = isGsm7 ? 160 : 70;
-  const perPart = isGsm7 ? 153 : 67;
-  const total = units.reduce((sum, size) => sum + size, 0);
-  if (total <= single) return 1;
-  let segments = 1;
-  let used = 0;
-  for (const size of units) {
-    if (used + size > perPart) {
-      segments++;
-      used = 0;
-    }
-    used += size;
-  }
-  return segments;
 }

@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+
+# Build: compile TypeScript with the full dependency tree.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.json
+
+# Production dependencies only, without dev tools.
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
+
+# Runtime: compiled code, production dependencies, the shipped config; runs as a non-root user.
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    CONFIG_DIR=/app/config \
+    OUTBOX_DIR=/app/var/outbox
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY config ./config
+RUN mkdir -p /app/var/outbox && chown -R node:node /app/var
+USER node
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["worker"]

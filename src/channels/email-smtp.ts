@@ -1,0 +1,55 @@
+import nodemailer from "nodemailer";
+import type { DeliveryChannel, OutgoingMessage, SendResult } from "./channel.js";
+import { closedChannel, unsupportedChannel } from "./channel-results.js";
+import { mailOptions, senderDomain } from "./mail-options.js";
+import { classifySmtpFailure } from "./smtp-failure.js";
+
+/** Settings of the SMTP email adapter, from SMTP_URL and MAIL_FROM. */
+export interface SmtpEmailOptions {
+  /** `smtp://user:pass@host:587` or `smtps://…:465`; credentials in the URL. */
+  readonly smtpUrl: string;
+  /** MAIL_FROM, such as `"Corner Shop" <hello@shop.example>`. */
+  readonly from: string;
+  /** Pooled connections kept open to the server; small, the rate limit lives in the queue. */
+  readonly maxConnections?: number;
+  /** Connect and greeting timeout; the socket timeout is three times this. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Email over SMTP with nodemailer's pool. The pool never requeues a message on its own
+ * (`maxRequeues: 0`): a connection lost mid-send is reported as transient and the delivery
+ * processor decides, so a message is not sent twice behind our back.
+ */
+export function createSmtpEmailChannel(options: SmtpEmailOptions): DeliveryChannel {
+  const domain = senderDomain(options.from);
+  const timeout = options.timeoutMs ?? 10_000;
+  const transport = nodemailer.createTransport({
+    pool: true,
+    url: options.smtpUrl,
+    maxConnections: options.maxConnections ?? 3,
+    maxRequeues: 0,
+    connectionTimeout: timeout,
+    greetingTimeout: timeout,
+    socketTimeout: timeout * 3,
+  });
+  let closed = false;
+  return {
+    transport: "smtp",
+    channels: ["email"],
+    async send(message: OutgoingMessage): Promise<SendResult> {
+      if (closed) return closedChannel("smtp");
+      if (message.channel !== "email") return unsupportedChannel("smtp", message);
+      try {
+        const info = await transport.sendMail(mailOptions(message, options.from, domain));
+        return { ok: true, id: info.messageId };
+      } catch (error) {
+        return { ok: false, error: classifySmtpFailure(error) };
+      }
+    },
+    async close() {
+      closed = true;
+      transport.close();
+    },
+  };
+}

@@ -1,0 +1,129 @@
+import { createHash, randomUUID } from "node:crypto";
+import { mkdir, rename, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import nodemailer from "nodemailer";
+import type { Channel } from "../domain/events.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
+import type { DeliveryChannel, OutgoingMessage, SendFailure, SendResult } from "./channel.js";
+import { closedChannel } from "./channel-results.js";
+import { mailOptions, senderDomain } from "./mail-options.js";
+
+/** Settings of the outbox: where files go and the sender written into emails. */
+export interface OutboxOptions {
+  /** OUTBOX_DIR; created when missing. */
+  readonly dir: string;
+  /** MAIL_FROM, or a local default; emails are built exactly as for SMTP. */
+  readonly from: string;
+  /** Channels it stands in for; all by default. */
+  readonly channels?: readonly Channel[];
+}
+
+/** What an SMS or voice file holds. */
+export interface OutboxPhoneFile {
+  readonly channel: "sms" | "voice";
+  readonly followUpId: string;
+  readonly to: string;
+  readonly text: string;
+  readonly segments: number;
+}
+
+/**
+ * The no-credentials default: each message becomes a file (.eml for email, .json for SMS and
+ * voice) named after its follow-up, so a redelivered job overwrites its file instead of adding one.
+ */
+export function createOutboxChannel(options: OutboxOptions): DeliveryChannel {
+  const channels = options.channels ?? (["email", "sms", "voice"] as const);
+  const domain = senderDomain(options.from);
+  const composer = nodemailer.createTransport({
+    streamTransport: true,
+    buffer: true,
+    newline: "unix",
+  });
+  let closed = false;
+
+  const render = async (message: OutgoingMessage): Promise<{ ext: string; data: Buffer }> => {
+    if (message.channel === "email") {
+      const info = await composer.sendMail(mailOptions(message, options.from, domain));
+      return { ext: ".eml", data: info.message as Buffer };
+    }
+    const file: OutboxPhoneFile = {
+      channel: message.channel,
+      followUpId: message.followUpId,
+      to: message.to,
+      text: message.text,
+      segments: countSmsSegments(message.text),
+    };
+    return { ext: ".json", data: Buffer.from(`${JSON.stringify(file, null, 2)}\n`) };
+  };
+
+  return {
+    transport: "outbox",
+    channels,
+    async send(message: OutgoingMessage): Promise<SendResult> {
+      if (closed) return closedChannel("outbox");
+      if (!channels.includes(message.channel)) {
+        return {
+          ok: false,
+          error: {
+            kind: "misconfigured",
+            code: "EUNSUPPORTED",
+            reason: `the outbox is not set up for ${message.channel} messages`,
+          },
+        };
+      }
+      try {
+        const { ext, data } = await render(message);
+        const name = outboxFileName(message.followUpId, ext);
+        await writeAtomically(options.dir, name, data);
+        return { ok: true, id: name };
+      } catch (error) {
+        return { ok: false, error: classifyFileFailure(error, options.dir) };
+      }
+    },
+    async close() {
+      closed = true;
+      composer.close();
+    },
+  };
+}
+
+/**
+ * `<follow-up id, sanitised>-<hash>.<ext>`: readable in a listing, safe on every file system, and
+ * distinct even for ids that sanitise alike.
+ */
+export function outboxFileName(followUpId: string, ext: string): string {
+  const readable = followUpId
+    .replace(/[^A-Za-z0-9._-]+/g, "_")
+    .replace(/^[._-]+/, "")
+    .slice(0, 100);
+  const hash = createHash("sha256").update(followUpId).digest("hex").slice(0, 10);
+  return `${readable || "follow-up"}-${hash}${ext}`;
+}
+
+/** Readers never see half a file: write a temporary file beside it, then rename over. */
+async function writeAtomically(dir: string, name: string, data: Buffer): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const temporary = path.join(dir, `.${name}.${randomUUID()}.tmp`);
+  try {
+    await writeFile(temporary, data, { flag: "wx" });
+    await rename(temporary, path.join(dir, name));
+  } catch (error) {
+    await unlink(temporary).catch(() => {});
+    throw error;
+  }
+}
+
+/** The folder is wrong (read-only, a file, not ours) and stays wrong until someone fixes it. */
+const MISCONFIGURED_FS_CODES = new Set(["EACCES", "EPERM", "EROFS", "ENOTDIR", "EEXIST", "EISDIR"]);
+
+function classifyFileFailure(error: unknown, dir: string): SendFailure {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? "UNKNOWN";
+  if (MISCONFIGURED_FS_CODES.has(code)) {
+    return {
+      kind: "misconfigured",
+      code,
+      reason: `cannot write to the outbox folder ${dir} (${code}); check OUTBOX_DIR`,
+    };
+  }
+  return { kind: "transient", code, reason: `writing to the outbox folder failed (${code})` };
+}

@@ -1,0 +1,74 @@
+import type { SendFailure } from "./channel.js";
+
+/** The fields of a nodemailer error we classify by; its message text is never looked at. */
+export interface SmtpErrorFields {
+  readonly code?: string;
+  readonly responseCode?: number;
+  readonly response?: string;
+  readonly command?: string;
+}
+
+/** Credentials or settings are wrong: retrying cannot help until the operator fixes them. */
+const MISCONFIGURED_CODES = new Set(["EAUTH", "ENOAUTH", "ECONFIG"]);
+/** 530 authentication required, 534 mechanism too weak, 535 credentials invalid, 538 needs TLS. */
+const AUTH_RESPONSES = new Set([530, 534, 535, 538]);
+/** Problems with the message or envelope itself, found before any server reply. */
+const PERMANENT_CODES = new Set(["EENVELOPE", "EMAXRECIPIENTS", "EFILEACCESS", "EURLACCESS"]);
+
+const CODE_REASONS: Record<string, string> = {
+  EAUTH: "the SMTP server refused the credentials in SMTP_URL",
+  ENOAUTH: "the SMTP server needs credentials and SMTP_URL has none",
+  ECONFIG: "the SMTP settings are invalid",
+  ECONNECTION: "the connection to the SMTP server closed unexpectedly",
+  ECONNREFUSED: "the SMTP server refused the connection",
+  ETIMEDOUT: "the SMTP server did not answer in time",
+  ESOCKET: "a network error on the connection to the SMTP server",
+  EDNS: "the SMTP host name did not resolve",
+  ETLS: "the TLS handshake with the SMTP server failed",
+  EPROTOCOL: "the SMTP server answered outside the protocol",
+  EENVELOPE: "the message has no valid recipient",
+};
+
+/**
+ * Classifies a failed SMTP send by reply code and nodemailer error code: 4xx transient, 5xx
+ * permanent, authentication misconfigured, connection problems and anything unknown transient.
+ */
+export function classifySmtpFailure(error: unknown): SendFailure {
+  const fields = (error ?? {}) as SmtpErrorFields;
+  const code = typeof fields.code === "string" ? fields.code : undefined;
+  const reply = typeof fields.responseCode === "number" ? fields.responseCode : undefined;
+  const at = typeof fields.command === "string" ? ` at ${fields.command.split(" ")[0]}` : "";
+  const enhanced = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(fields.response ?? "")?.[1];
+  const replyText = reply === undefined ? "" : `SMTP ${reply}${enhanced ? ` ${enhanced}` : ""}`;
+
+  if ((code && MISCONFIGURED_CODES.has(code)) || (reply && AUTH_RESPONSES.has(reply))) {
+    return {
+      kind: "misconfigured",
+      code: code ?? String(reply),
+      reason: `${describe(code, "the SMTP server refused to authenticate us")}${replyText ? ` (${replyText})` : ""}`,
+    };
+  }
+  if (reply !== undefined && reply >= 400 && reply < 600) {
+    // 503 (bad sequence of commands) is about the session, not the message: a new one may work.
+    const permanent = reply >= 500 && reply !== 503;
+    return {
+      kind: permanent ? "permanent" : "transient",
+      code: String(reply),
+      reason: permanent
+        ? `the SMTP server rejected the message${at} (${replyText})`
+        : `the SMTP server deferred the message${at} (${replyText})`,
+    };
+  }
+  if (code && PERMANENT_CODES.has(code)) {
+    return { kind: "permanent", code, reason: describe(code, "the message cannot be sent") };
+  }
+  return {
+    kind: "transient",
+    code: code ?? "UNKNOWN",
+    reason: describe(code, "sending over SMTP failed for an unknown reason"),
+  };
+}
+
+function describe(code: string | undefined, fallback: string): string {
+  return (code && CODE_REASONS[code]) || (code ? `${fallback} (${code})` : fallback);
+}

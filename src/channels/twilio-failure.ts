@@ -1,0 +1,66 @@
+import type { SendFailure } from "./channel.js";
+
+/** The fields of a Twilio RestException (or a network error) we classify by. */
+export interface TwilioErrorFields {
+  readonly status?: number;
+  readonly code?: number | string;
+  readonly moreInfo?: string;
+}
+
+/** Wrong credentials, account or sender: every later send would fail the same way. */
+const MISCONFIGURED_CODES = new Set([20003, 20005, 20404, 21212, 21603, 21705]);
+
+/** Plain words for the codes an operator meets most; never the provider's message (it names numbers). */
+const CODE_REASONS: Record<number, string> = {
+  20003: "Twilio refused the credentials (check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)",
+  20005: "the Twilio account is not active",
+  20404: "Twilio does not know this account or resource (check TWILIO_ACCOUNT_SID)",
+  20429: "Twilio is rate limiting requests",
+  21211: "the 'To' number is not a valid phone number",
+  21212: "the 'From' number is not valid (check TWILIO_FROM)",
+  21408: "sending to this region is not enabled on the Twilio account",
+  21602: "the message body is empty",
+  21603: "neither a 'From' number nor a messaging service is set",
+  21606: "the 'From' number cannot send SMS to this destination",
+  21610: "the recipient replied STOP and is unsubscribed from this sender",
+  21612: "Twilio cannot route a message to this number",
+  21614: "the 'To' number is not a mobile number",
+  21705: "the messaging service is not valid (check TWILIO_MESSAGING_SERVICE_SID)",
+};
+
+/**
+ * Classifies a failed Twilio request by HTTP status and Twilio error code: 429, 5xx and network
+ * errors transient; 401/403 and account or sender errors misconfigured; other 4xx permanent, with
+ * 21610 marked as an opt-out so the number is suppressed.
+ */
+export function classifyTwilioFailure(error: unknown): SendFailure {
+  const fields = (error ?? {}) as TwilioErrorFields;
+  const status = typeof fields.status === "number" ? fields.status : undefined;
+  const twilioCode = typeof fields.code === "number" ? fields.code : undefined;
+  const networkCode = typeof fields.code === "string" ? fields.code : undefined;
+
+  if (status === undefined) {
+    return {
+      kind: "transient",
+      code: networkCode ?? "UNKNOWN",
+      reason: `the request to Twilio failed before an answer${networkCode ? ` (${networkCode})` : ""}`,
+    };
+  }
+  const code = String(twilioCode ?? status);
+  const reason = describe(status, twilioCode, fields.moreInfo);
+  if (status === 401 || status === 403 || (twilioCode && MISCONFIGURED_CODES.has(twilioCode))) {
+    return { kind: "misconfigured", code, reason };
+  }
+  if (status === 429 || status >= 500) return { kind: "transient", code, reason };
+  if (twilioCode === 21610) return { kind: "permanent", code, reason, optedOut: true };
+  if (status >= 400) return { kind: "permanent", code, reason };
+  return { kind: "transient", code, reason };
+}
+
+function describe(status: number, code: number | undefined, moreInfo: string | undefined): string {
+  const known = code === undefined ? undefined : CODE_REASONS[code];
+  const base =
+    known ?? `Twilio answered HTTP ${status}${code === undefined ? "" : ` with error ${code}`}`;
+  const link = moreInfo?.startsWith("https://www.twilio.com/") ? `; see ${moreInfo}` : "";
+  return `${base}${link}`;
+}

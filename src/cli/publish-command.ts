@@ -1,0 +1,52 @@
+import { readEnv } from "../config/env.js";
+import { describeProblems, parseEvent } from "../domain/events.js";
+import { EventPublisher, InvalidEventError } from "../publisher.js";
+import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
+
+/**
+ * `followups publish EVENT.json` (or `-`): validates and enqueues events for shells and scripts.
+ * The file holds one event, a JSON array of events, or one event per line (NDJSON). Nothing is
+ * enqueued unless every event is valid.
+ */
+export async function runPublish(file: string, io: CommandIo): Promise<number> {
+  const env = readEnv(process.env);
+  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
+  const events = parseEvents(await readInput(file), file);
+  const publisher = new EventPublisher({
+    connection: env.env.REDIS_URL,
+    prefix: env.env.QUEUE_PREFIX,
+  });
+  try {
+    const problems: string[] = [];
+    events.forEach((event, index) => {
+      const parsed = parseEvent(event);
+      if (!parsed.ok) problems.push(`event ${index + 1}:\n${describeProblems(parsed.problems)}`);
+    });
+    if (problems.length > 0)
+      throw new CommandError(`${file}: nothing published\n${problems.join("\n")}`);
+    for (const event of events) {
+      const { eventId, jobId } = await publisher.publish(event as never);
+      io.out(`published ${eventId} to ${env.env.QUEUE_PREFIX}:purchase-events (job ${jobId})\n`);
+    }
+  } catch (error) {
+    if (error instanceof InvalidEventError) throw new CommandError(error.message);
+    throw error;
+  } finally {
+    await publisher.close();
+  }
+  return EXIT.ok;
+}
+
+function parseEvents(text: string, source: string): unknown[] {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("[")) return parseJsonText(trimmed, source) as unknown[];
+  const lines = trimmed.split("\n").filter((line) => line.trim() !== "");
+  if (lines.length > 1 && lines.every((line) => line.trim().startsWith("{"))) {
+    try {
+      return lines.map((line) => JSON.parse(line));
+    } catch {
+      // Not NDJSON after all: a pretty-printed single event.
+    }
+  }
+  return [parseJsonText(trimmed, source)];
+}

@@ -1,0 +1,127 @@
+import { z } from "zod";
+import { formatPath } from "../domain/events.js";
+
+/**
+ * The worker's environment, validated once at start so a missing or malformed variable is named
+ * before anything connects. The README's configuration table documents the same variables.
+ */
+
+const url = (what: string, protocols: readonly string[]) =>
+  z.string().refine(
+    (text) => {
+      try {
+        return protocols.includes(new URL(text).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: `expected ${what} URL (${protocols.join(" or ")})` },
+  );
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
+
+export const envSchema = z
+  .object({
+    NODE_ENV: z.enum(["production", "development", "test"]).default("production"),
+    LOG_LEVEL: z
+      .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+      .default("info"),
+    LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+    REDIS_URL: url("a Redis", ["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+    QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
+      .default("followups"),
+    CONFIG_DIR: z.string().min(1).default("config"),
+    OUTBOX_DIR: z.string().min(1).default("var/outbox"),
+    SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
+    SMTP_MAX_CONNECTIONS: positiveInt(3),
+    MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+    TWILIO_ACCOUNT_SID: z.preprocess(
+      emptyAsUnset,
+      z
+        .string()
+        .regex(/^AC[0-9a-fA-F]{32}$/, {
+          error: "expected an account SID: AC followed by 32 hex digits",
+        })
+        .optional(),
+    ),
+    TWILIO_AUTH_TOKEN: z.preprocess(emptyAsUnset, z.string().min(8).optional()),
+    TWILIO_FROM: z.preprocess(
+      emptyAsUnset,
+      z
+        .string()
+        .regex(/^\+[1-9]\d{6,14}$/, { error: "expected an E.164 number such as +14155550123" })
+        .optional(),
+    ),
+    TWILIO_MESSAGING_SERVICE_SID: z.preprocess(
+      emptyAsUnset,
+      z
+        .string()
+        .regex(/^MG[0-9a-fA-F]{32}$/, {
+          error: "expected a messaging service SID: MG followed by 32 hex digits",
+        })
+        .optional(),
+    ),
+    TWILIO_API_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
+    DISCOUNT_SECRET: z.preprocess(
+      emptyAsUnset,
+      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+    ),
+    INTAKE_CONCURRENCY: positiveInt(8),
+    DELIVERY_CONCURRENCY: positiveInt(8),
+    DELIVERY_ATTEMPTS: positiveInt(8),
+    SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
+  })
+  .check((ctx) => {
+    const env = ctx.value;
+    if (env.SMTP_URL && !env.MAIL_FROM) {
+      ctx.issues.push({
+        code: "custom",
+        path: ["MAIL_FROM"],
+        input: undefined,
+        message: "required when SMTP_URL is set",
+      });
+    }
+    const twilio = [env.TWILIO_ACCOUNT_SID, env.TWILIO_AUTH_TOKEN];
+    if (twilio.some(Boolean) && !twilio.every(Boolean)) {
+      const missing = env.TWILIO_ACCOUNT_SID ? "TWILIO_AUTH_TOKEN" : "TWILIO_ACCOUNT_SID";
+      ctx.issues.push({
+        code: "custom",
+        path: [missing],
+        input: undefined,
+        message: "required when the other Twilio credential is set",
+      });
+    }
+    if (env.TWILIO_ACCOUNT_SID && !env.TWILIO_FROM && !env.TWILIO_MESSAGING_SERVICE_SID) {
+      ctx.issues.push({
+        code: "custom",
+        path: ["TWILIO_FROM"],
+        input: undefined,
+        message: "set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID when Twilio credentials are set",
+      });
+    }
+  });
+
+export type Env = z.output<typeof envSchema>;
+
+/** Variables never logged or echoed back in error messages. */
+export const SECRET_ENV_VARS = [
+  "SMTP_URL",
+  "TWILIO_AUTH_TOKEN",
+  "REDIS_URL",
+  "DISCOUNT_SECRET",
+] as const;
+
+export type EnvResult = { ok: true; env: Env } | { ok: false; problems: string[] };
+
+/** Validates the environment; problems name the variable and what is expected, never a secret's value. */
+export function readEnv(source: NodeJS.ProcessEnv): EnvResult {
+  const result = envSchema.safeParse(source);
+  if (result.success) return { ok: true, env: result.data };
+  return {
+    ok: false,
+    problems: result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`),
+  };
+}

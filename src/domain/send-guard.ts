@@ -1,0 +1,93 @@
+import { DateTime } from "luxon";
+import type { PurchaseCompleted } from "./events.js";
+import { customerZone, stepIdOf } from "./planner.js";
+import type { Rule, RuleSet, StepSpec } from "./rules.js";
+import { nextSendWindow } from "./send-window.js";
+
+/** Reason codes for steps skipped at send time (metrics and reports group by them). */
+export type GuardSkipCode = "rule-removed" | "no-contact" | "no-consent" | "past-due";
+
+/** What to do with a due follow-up, decided again at send time from the current rules. */
+export type SendDecision =
+  | { readonly action: "send"; readonly rule: Rule; readonly step: StepSpec; readonly zone: string }
+  | { readonly action: "skip"; readonly code: GuardSkipCode; readonly reason: string }
+  | { readonly action: "defer"; readonly until: DateTime; readonly reason: string };
+
+export interface GuardInput {
+  readonly event: PurchaseCompleted;
+  readonly stepId: string;
+  /** The instant the step was planned for (epoch ms). */
+  readonly dueAt: number;
+  readonly rules: RuleSet;
+  readonly now: DateTime;
+}
+
+/**
+ * The send-time guard: is the step still in the rules, can the customer still be reached, is it
+ * inside the send window now, is it not hopelessly late. Pure, like the planner.
+ */
+export function decideSend(input: GuardInput): SendDecision {
+  const { event, stepId, rules, now } = input;
+  const found = findStep(rules, stepId);
+  if (!found) {
+    return {
+      action: "skip",
+      code: "rule-removed",
+      reason: `step ${stepId} is no longer in the rules`,
+    };
+  }
+  const { rule, step } = found;
+  const contact = step.channel === "email" ? event.customer.email : event.customer.phone;
+  if (!contact) {
+    return {
+      action: "skip",
+      code: "no-contact",
+      reason: `no ${step.channel === "email" ? "email address" : "phone number"} to send to`,
+    };
+  }
+  const consent = event.customer.consent?.[step.channel];
+  if (consent === false) {
+    return {
+      action: "skip",
+      code: "no-consent",
+      reason: `customer declined ${step.channel} messages`,
+    };
+  }
+  const needsConsent = step.purpose === "marketing" || rules.defaults.transactionalNeedsConsent;
+  if (needsConsent && consent !== true) {
+    return {
+      action: "skip",
+      code: "no-consent",
+      reason: `no consent for ${step.purpose} ${step.channel} messages`,
+    };
+  }
+  const grace = rules.gracePeriods[step.kind];
+  const dueAt = DateTime.fromMillis(input.dueAt, { zone: "utc" });
+  if (dueAt.plus(grace) < now) {
+    return {
+      action: "skip",
+      code: "past-due",
+      reason: `past due: was due ${dueAt.toISO()}, more than ${grace.toISO()} (the ${step.kind} grace period) ago`,
+    };
+  }
+  const { zone } = customerZone(event, rules);
+  const window = step.sendWindow ?? rules.sendWindows[step.channel];
+  const opens = nextSendWindow(now, zone, window, rules.holidays);
+  if (opens > now) {
+    return { action: "defer", until: opens, reason: "outside the send window" };
+  }
+  return { action: "send", rule, step, zone };
+}
+
+/** Looks a planned step up in the current rules by its stable id. */
+export function findStep(
+  rules: RuleSet,
+  stepId: string,
+): { rule: Rule; step: StepSpec } | undefined {
+  for (const rule of rules.rules) {
+    for (const step of rule.steps) {
+      if (stepIdOf(rule, step) === stepId) return { rule, step };
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,223 @@
+import { DelayedError, type Job, UnrecoverableError } from "bullmq";
+import type { DateTime } from "luxon";
+import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
+import type { Channel, PurchaseCompleted } from "../domain/events.js";
+import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
+import { decideSend } from "../domain/send-guard.js";
+import type { Logger } from "../logger.js";
+import type { FollowUpStore, StepRecord } from "../store/follow-up-store.js";
+import type { ChannelRateLimiter } from "../store/rate-limiter.js";
+import type { FollowUpJobData } from "./names.js";
+
+/** Everything a message needs to be written: the purchase, the step, and when it was due. */
+export interface ComposeInput {
+  readonly event: PurchaseCompleted;
+  readonly rule: Rule;
+  readonly step: StepSpec;
+  readonly stepId: string;
+  readonly followUpId: string;
+  readonly dueAt: number;
+  readonly zone: string;
+  readonly rules: RuleSet;
+}
+
+/** Renders a step into a message for its channel (templates, discount codes). */
+export type ComposeMessage = (input: ComposeInput) => Promise<OutgoingMessage>;
+
+/** Retry policy of transient failures: attempts in all, and the wait before attempt n+1. */
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly delayMs: (attemptsMade: number) => number;
+}
+
+export interface DeliveryDeps {
+  readonly rules: () => RuleSet;
+  readonly compose: ComposeMessage;
+  readonly channels: Readonly<Record<Channel, DeliveryChannel>>;
+  readonly store: FollowUpStore;
+  readonly rateLimiter: ChannelRateLimiter;
+  readonly retry: RetryPolicy;
+  /** How long a send may take before another worker may assume its sender died. */
+  readonly sendLeaseMs: number;
+  readonly logger: Logger;
+  readonly clock: () => DateTime;
+  readonly random: () => number;
+}
+
+/** How a delivery job ended, as returned to BullMQ and counted. */
+export type DeliveryOutcome =
+  | { readonly outcome: "sent"; readonly id: string }
+  | { readonly outcome: "skipped"; readonly code: string }
+  | { readonly outcome: "already-handled"; readonly state: string };
+
+/**
+ * Capped exponential backoff with full jitter: attempt 1 waits up to `baseMs`, each further one
+ * doubles, never more than `capMs`. Jitter spreads retries of a burst so they do not collide again.
+ */
+export function cappedBackoff(baseMs: number, capMs: number, random: () => number) {
+  return (attemptsMade: number) => {
+    const ceiling = Math.min(capMs, baseMs * 2 ** Math.max(0, attemptsMade - 1));
+    return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+  };
+}
+
+/**
+ * Processes one due follow-up. This is the single place that decides what a failure means:
+ * transient → retry later (moved back to delayed, counted in the step record), permanent or
+ * misconfigured → fail now with the reason. Deferrals (send window, rate limit) never use up an
+ * attempt. The step record's atomic claim keeps a redelivered job from sending twice.
+ */
+export function createDeliveryProcessor(deps: DeliveryDeps) {
+  return async (job: Job<FollowUpJobData>, token?: string): Promise<DeliveryOutcome> => {
+    const { e: eventId, s: stepId } = job.data;
+    const followUpId = job.id ?? "";
+    const log = deps.logger.child({ eventId, stepId, jobId: followUpId });
+    const postpone = async (until: number, why: string): Promise<never> => {
+      log.debug({ until: new Date(until).toISOString(), why }, "follow-up postponed");
+      await job.moveToDelayed(until, token);
+      throw new DelayedError(why);
+    };
+
+    const now = deps.clock();
+    const nowMs = now.toMillis();
+    const event = await deps.store.loadEvent(eventId);
+    if (!event) {
+      log.warn("event record expired or missing; follow-up dropped");
+      return { outcome: "skipped", code: "event-missing" };
+    }
+    const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
+    if (record && record.s !== "scheduled" && record.s !== "sending") {
+      log.info({ state: record.s }, "follow-up already handled");
+      return { outcome: "already-handled", state: record.s };
+    }
+    const rules = deps.rules();
+    const decision = decideSend({
+      event,
+      stepId,
+      dueAt: record?.d ?? job.timestamp + job.delay,
+      rules,
+      now,
+    });
+    if (decision.action === "defer") return postpone(decision.until.toMillis(), decision.reason);
+    if (decision.action === "skip") {
+      await deps.store.transition(
+        eventId,
+        stepId,
+        ["scheduled", "sending"],
+        { s: "skipped", x: `${decision.code}: ${decision.reason}` },
+        nowMs,
+      );
+      log.info({ code: decision.code }, "follow-up skipped");
+      return { outcome: "skipped", code: decision.code };
+    }
+    const { rule, step, zone } = decision;
+    const wait = await deps.rateLimiter.take(
+      step.channel,
+      rules.channels[step.channel].ratePerSecond,
+      nowMs,
+    );
+    if (wait > 0) return postpone(nowMs + wait + Math.floor(deps.random() * 1000), "rate limit");
+
+    const claim = await deps.store.claim(eventId, stepId, nowMs, deps.sendLeaseMs);
+    if (!claim.claimed) {
+      if (claim.record.s === "sending")
+        return postpone(claim.record.t + deps.sendLeaseMs, "another worker is sending");
+      return { outcome: "already-handled", state: claim.record.s };
+    }
+    if (claim.takenOver) {
+      log.warn(
+        { takeovers: claim.record.r },
+        "previous sender vanished mid-send; sending again (possible duplicate)",
+      );
+    }
+
+    let message: OutgoingMessage;
+    try {
+      message = await deps.compose({
+        event,
+        rule,
+        step,
+        stepId,
+        followUpId,
+        dueAt: claim.record.d,
+        zone,
+        rules,
+      });
+    } catch (error) {
+      const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
+      return fail(
+        deps,
+        log,
+        { eventId, stepId, record: claim.record, nowMs },
+        { kind: "permanent", code: "render", reason },
+      );
+    }
+    const result = await deps.channels[step.channel].send(message);
+    const doneMs = deps.clock().toMillis();
+    if (result.ok) {
+      await deps.store.transition(
+        eventId,
+        stepId,
+        ["sending"],
+        { s: "sent", id: result.id, a: claim.record.a + 1 },
+        doneMs,
+      );
+      log.info({ channel: step.channel, kind: step.kind, providerId: result.id }, "follow-up sent");
+      return { outcome: "sent", id: result.id };
+    }
+    const attempts = claim.record.a + 1;
+    if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {
+      const retryAt = doneMs + deps.retry.delayMs(attempts);
+      await deps.store.transition(
+        eventId,
+        stepId,
+        ["sending"],
+        { s: "scheduled", a: attempts, x: describeFailure(result.error) },
+        doneMs,
+      );
+      log.warn(
+        { code: result.error.code, attempts, retryAt: new Date(retryAt).toISOString() },
+        "transient failure; will retry",
+      );
+      return postpone(retryAt, "transient failure");
+    }
+    return fail(
+      deps,
+      log,
+      { eventId, stepId, record: claim.record, nowMs: doneMs },
+      result.error,
+      attempts,
+    );
+  };
+}
+
+async function fail(
+  deps: DeliveryDeps,
+  log: Logger,
+  at: { eventId: string; stepId: string; record: StepRecord; nowMs: number },
+  error: SendFailure,
+  attempts = at.record.a + 1,
+): Promise<never> {
+  const gaveUp = error.kind === "transient" ? `gave up after ${attempts} attempts: ` : "";
+  const reason = `${gaveUp}${describeFailure(error)}`;
+  await deps.store.transition(
+    at.eventId,
+    at.stepId,
+    ["sending"],
+    { s: "failed", a: attempts, x: reason },
+    at.nowMs,
+  );
+  if (error.kind === "misconfigured") {
+    log.error(
+      { code: error.code },
+      `DELIVERY MISCONFIGURED: ${error.reason}; fix the channel settings`,
+    );
+  } else {
+    log.warn({ code: error.code, kind: error.kind }, "follow-up failed");
+  }
+  throw new UnrecoverableError(reason);
+}
+
+function describeFailure(error: SendFailure): string {
+  return `${error.kind} ${error.code}: ${error.reason}`;
+}

@@ -1,0 +1,42 @@
+import { createHash } from "node:crypto";
+
+/** The input queue publishers write to; job name = event type, job data = the event (contract v1). */
+export const PURCHASE_EVENTS_QUEUE = "purchase-events";
+/** One delayed job per planned step. */
+export const FOLLOW_UPS_QUEUE = "follow-ups";
+
+/**
+ * Lean data of a follow-up job: which event and which step. Everything else (contact, items,
+ * state) lives once per event in the follow-up store, shared by that event's steps.
+ */
+export interface FollowUpJobData {
+  /** Event id. */
+  readonly e: string;
+  /** Step id, `<ruleId>.<stepId>`. */
+  readonly s: string;
+}
+
+/**
+ * Deterministic job id of a step: the same event and step always give the same id, so a
+ * re-published event schedules nothing new. Hashed so any event id (even one with ':') is safe
+ * for BullMQ and every id has the same small size.
+ */
+export function followUpJobId(eventId: string, stepId: string): string {
+  return `f${digest(`${eventId}\u0000${stepId}`)}`;
+}
+
+/** Key fragment for everything stored about one event. */
+export function eventKey(eventId: string): string {
+  return digest(eventId);
+}
+
+function digest(text: string): string {
+  return createHash("sha256").update(text).digest("base64url").slice(0, 22);
+}
+
+/** Job id on the input queue: the event id itself when BullMQ accepts it, so duplicates collapse. */
+export function eventJobId(eventId: string): string {
+  return /^[A-Za-z0-9._~-]{1,200}$/.test(eventId) && !/^\d+$/.test(eventId)
+    ? eventId
+    : `e${digest(eventId)}`;
+}

@@ -1,0 +1,207 @@
+import { DateTime } from "luxon";
+import type { DiscountOffer } from "../domain/discount-code.js";
+import type { Channel } from "../domain/events.js";
+import { formatMinor, type Money, toMinorUnits } from "../domain/money.js";
+import type { StepKind } from "../domain/rules.js";
+
+/**
+ * The variables a template sees. Every key is always present (null when unknown), so templates run
+ * with strict variables: a misspelt name fails `followups check` instead of rendering as nothing.
+ */
+export interface TemplateContext {
+  readonly customer: {
+    readonly id: string;
+    readonly name: string | null;
+    readonly firstName: string | null;
+  };
+  readonly order: {
+    readonly id: string;
+    /** Formatted for the customer's locale, such as "£1,299.00" or "1.299,00 €". */
+    readonly total: string;
+    readonly currency: string;
+    readonly items: readonly TemplateItem[];
+    /** The purchase date on the customer's calendar, such as "12 March 2026". */
+    readonly purchasedAt: string;
+  };
+  readonly store: { readonly id: string | null; readonly name: string | null };
+  readonly step: { readonly kind: StepKind; readonly channel: Channel };
+  /** Present on discount steps only. */
+  readonly discount: {
+    readonly code: string;
+    readonly percent: number;
+    /** Last valid day on the customer's calendar, such as "11 April 2026". */
+    readonly validUntil: string;
+  } | null;
+  /** Filled once unsubscribe links exist; null until then. */
+  readonly unsubscribeUrl: string | null;
+}
+
+/** One purchased item as templates see it. */
+export interface TemplateItem {
+  readonly sku: string;
+  readonly name: string;
+  readonly category: string;
+  readonly quantity: number;
+  /** Formatted like order.total. */
+  readonly unitPrice: string;
+}
+
+/** The parts of a stored purchase that templates may show (a parsed purchase.completed fits). */
+export interface PurchaseSnapshot {
+  readonly orderId: string;
+  readonly occurredAt: string;
+  readonly customer: { readonly id: string; readonly name?: string | undefined };
+  readonly items: readonly {
+    readonly sku: string;
+    readonly name: string;
+    readonly category: string;
+    readonly quantity: number;
+    readonly unitPrice: Money;
+  }[];
+  readonly total: Money;
+  readonly store?: { readonly id: string; readonly name?: string | undefined } | undefined;
+}
+
+/** What buildTemplateContext needs besides the purchase. */
+export interface TemplateContextInput {
+  readonly purchase: PurchaseSnapshot;
+  readonly step: { readonly kind: StepKind; readonly channel: Channel };
+  /** Formats amounts and dates: the customer's locale, else the rules' default locale. */
+  readonly locale: string;
+  /** Dates are shown in this zone (the planner's customerZone). */
+  readonly timezone: string;
+  readonly discount: DiscountOffer | null;
+  readonly unsubscribeUrl: string | null;
+}
+
+const DATE_FORMAT = { year: "numeric", month: "long", day: "numeric" } as const;
+
+/** Builds the template variables from a stored purchase; pure, so tests pin every value. */
+export function buildTemplateContext(input: TemplateContextInput): TemplateContext {
+  const { purchase, step } = input;
+  const locale = formattingLocale(input.locale);
+  // SMS bodies stay GSM-7 (and short) only with plain spaces; Intl puts no-break spaces in amounts.
+  const plain = step.channel === "email" ? (text: string) => text : plainSpaces;
+  const money = (value: Money) => plain(formatMoney(value, locale));
+  const date = (value: DateTime) =>
+    plain(value.setZone(input.timezone).setLocale(locale).toLocaleString(DATE_FORMAT));
+  const name = purchase.customer.name?.trim() || null;
+  return {
+    customer: {
+      id: purchase.customer.id,
+      name,
+      firstName: name?.split(/\s+/)[0] ?? null,
+    },
+    order: {
+      id: purchase.orderId,
+      total: money(purchase.total),
+      currency: purchase.total.currency,
+      items: purchase.items.map((item) => ({
+        sku: item.sku,
+        name: item.name,
+        category: item.category,
+        quantity: item.quantity,
+        unitPrice: money(item.unitPrice),
+      })),
+      purchasedAt: date(DateTime.fromISO(purchase.occurredAt, { setZone: true })),
+    },
+    store: { id: purchase.store?.id ?? null, name: purchase.store?.name?.trim() || null },
+    step: { kind: step.kind, channel: step.channel },
+    discount: input.discount && {
+      code: input.discount.code,
+      percent: input.discount.percent,
+      validUntil: date(DateTime.fromISO(input.discount.validUntil, { zone: input.timezone })),
+    },
+    unsubscribeUrl: input.unsubscribeUrl,
+  };
+}
+
+/** "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. */
+function formatMoney(value: Money, locale: string): string {
+  const format = new Intl.NumberFormat(locale, { style: "currency", currency: value.currency });
+  return format.format(formatMinor(value) as `${number}`);
+}
+
+/** A locale Intl accepts: the given one canonicalised, or "en" if it is not a valid tag. */
+function formattingLocale(locale: string): string {
+  try {
+    return Intl.getCanonicalLocales(locale)[0] ?? "en";
+  } catch {
+    return "en";
+  }
+}
+
+function plainSpaces(text: string): string {
+  return text.replace(/[\u00a0\u202f]/g, " ");
+}
+
+/** Which sample `followups check` renders: every field filled, or every optional one empty. */
+export type SampleKind = "full" | "sparse";
+
+/** Options for sampleTemplateContext; the check passes the rules' defaults. */
+export interface SampleOptions {
+  readonly step: { readonly kind: StepKind; readonly channel: Channel };
+  readonly locale: string;
+  readonly kind?: SampleKind;
+  readonly currency?: string;
+  readonly timezone?: string;
+  /** Used on discount steps; a sample offer with the default prefix otherwise. */
+  readonly discount?: DiscountOffer;
+}
+
+const SAMPLE_OFFER: DiscountOffer = {
+  code: "THANKS-7KQ2-M9XD-4TBW",
+  percent: 10,
+  validUntil: "2026-04-11",
+};
+
+/**
+ * A realistic purchase for `followups check`: the full sample has a long-ish name, two items and a
+ * store, so length checks are honest; the sparse one has no name, no store and one item, so the
+ * `else` branches of templates run too. Discount steps get an offer, other steps none, as at send.
+ */
+export function sampleTemplateContext(options: SampleOptions): TemplateContext {
+  const currency = options.currency ?? "GBP";
+  const amount = (text: string): Money => {
+    const result = toMinorUnits(text, currency);
+    return { minor: result.ok ? result.minor : 0, currency };
+  };
+  const full = (options.kind ?? "full") === "full";
+  const items = [
+    {
+      sku: "TV-55-OLED",
+      name: "Aurora 55-inch OLED TV",
+      category: "televisions",
+      quantity: 1,
+      unitPrice: amount("1299"),
+    },
+    {
+      sku: "WM-200",
+      name: "Slim wall mount",
+      category: "accessories",
+      quantity: 2,
+      unitPrice: amount("25"),
+    },
+  ];
+  return buildTemplateContext({
+    purchase: {
+      orderId: "ORD-2026-000123",
+      occurredAt: "2026-03-12T14:05:00Z",
+      customer: full ? { id: "cus_8f2k1", name: "Alexandra Whitfield" } : { id: "cus_8f2k1" },
+      items: full ? items : items.slice(0, 1),
+      total: amount(full ? "1349" : "1299"),
+      store: full ? { id: "store-12", name: "Northgate High Street" } : undefined,
+    },
+    step: options.step,
+    locale: options.locale,
+    timezone: options.timezone ?? "Europe/London",
+    discount: options.step.kind === "discount" ? (options.discount ?? SAMPLE_OFFER) : null,
+    unsubscribeUrl: full ? "https://shop.example/unsubscribe?token=sample" : null,
+  });
+}
+
+/** The full English sample of a thank-you email, for docs and tests. */
+export const SAMPLE_TEMPLATE_CONTEXT: TemplateContext = sampleTemplateContext({
+  step: { kind: "thank-you", channel: "email" },
+  locale: "en",
+});

@@ -1,0 +1,84 @@
+import { DateTime, Duration } from "luxon";
+import { describe, expect, it } from "vitest";
+import { buildDiscountOffer, discountCode } from "../../src/domain/discount-code.js";
+
+const SECRET = "s3cret-for-tests";
+const CROCKFORD_GROUP = "[0-9A-HJKMNP-TV-Z]{4}";
+
+describe("discountCode", () => {
+  it("is the prefix and three groups of Crockford base32 (60 bits)", () => {
+    const code = discountCode(SECRET, "cus_1", "evt-1.big-ticket.thank-you", "THANKS");
+    expect(code).toMatch(
+      new RegExp(`^THANKS-${CROCKFORD_GROUP}-${CROCKFORD_GROUP}-${CROCKFORD_GROUP}$`),
+    );
+    expect(code).not.toMatch(/[ILOU]/);
+  });
+
+  it("is the same on every retry of a follow-up", () => {
+    const first = discountCode(SECRET, "cus_1", "fu-1", "THANKS");
+    expect(discountCode(SECRET, "cus_1", "fu-1", "THANKS")).toBe(first);
+  });
+
+  it.each([
+    ["another customer", ["cus_2", "fu-1", SECRET]],
+    ["another follow-up", ["cus_1", "fu-2", SECRET]],
+    ["another secret", ["cus_1", "fu-1", "other-secret"]],
+  ] as const)("changes for %s", (_, [customer, followUp, secret]) => {
+    const base = discountCode(SECRET, "cus_1", "fu-1", "X");
+    expect(discountCode(secret, customer, followUp, "X")).not.toBe(base);
+  });
+
+  it("does not let ids run together (a|bc and ab|c differ)", () => {
+    expect(discountCode(SECRET, "a", "bc", "X")).not.toBe(discountCode(SECRET, "ab", "c", "X"));
+  });
+
+  it("spreads over the code space: 5000 follow-ups, 5000 distinct codes", () => {
+    const codes = new Set(
+      Array.from({ length: 5000 }, (_, i) => discountCode(SECRET, "cus_1", `fu-${i}`, "")),
+    );
+    expect(codes.size).toBe(5000);
+    const firstSymbols = new Set([...codes].map((code) => code[0]));
+    expect(firstSymbols.size).toBe(32);
+  });
+
+  it("leaves the prefix out when it is empty", () => {
+    expect(discountCode(SECRET, "c", "f", "")).toMatch(new RegExp(`^${CROCKFORD_GROUP}-`));
+  });
+
+  it("refuses an empty secret", () => {
+    expect(() => discountCode("", "c", "f", "X")).toThrow(/secret/);
+  });
+});
+
+describe("buildDiscountOffer", () => {
+  const settings = { codePrefix: "LOYAL", percent: 15, validFor: Duration.fromISO("P30D") };
+
+  it("counts validity from the send time on the customer's calendar", () => {
+    // 23:30 UTC on 31 March is already 1 April in Berlin (summer time, +02:00).
+    const offer = buildDiscountOffer({
+      settings,
+      secret: SECRET,
+      customerId: "cus_1",
+      followUpId: "fu-1",
+      now: DateTime.fromISO("2026-03-31T23:30:00Z"),
+      timezone: "Europe/Berlin",
+    });
+    expect(offer).toEqual({
+      code: discountCode(SECRET, "cus_1", "fu-1", "LOYAL"),
+      percent: 15,
+      validUntil: "2026-05-01",
+    });
+  });
+
+  it("uses calendar months for P1M", () => {
+    const offer = buildDiscountOffer({
+      settings: { ...settings, validFor: Duration.fromISO("P1M") },
+      secret: SECRET,
+      customerId: "cus_1",
+      followUpId: "fu-1",
+      now: DateTime.fromISO("2026-01-31T12:00:00Z"),
+      timezone: "Europe/London",
+    });
+    expect(offer.validUntil).toBe("2026-02-28");
+  });
+});

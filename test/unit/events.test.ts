@@ -1,0 +1,407 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  describeProblems,
+  type EventParseResult,
+  formatPath,
+  parseEvent,
+} from "../../src/domain/events.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+
+/** The problems of an input that must be invalid, as `path: message` lines. */
+function problemsOf(input: unknown): string[] {
+  const result: EventParseResult = parseEvent(input);
+  if (result.ok) throw new Error("expected the event to be invalid, but it is valid");
+  return result.problems.map((p) => `${p.path}: ${p.message}`);
+}
+
+function parsed(input: unknown) {
+  const result = parseEvent(input);
+  if (!result.ok) throw new Error(describeProblems(result.problems));
+  return result.event;
+}
+
+/** purchaseInput with a change made to the raw JSON, for shapes the builder does not offer. */
+function withRaw(change: (event: Record<string, any>) => void): Record<string, unknown> {
+  const event = purchaseInput();
+  change(event);
+  return event;
+}
+
+describe("valid events of all three types", () => {
+  it("purchase.completed: phone to E.164, categories lower-cased, money in minor units", () => {
+    const event = parsed(
+      purchaseInput({
+        occurredAt: "2026-11-23T14:05:00+01:00",
+        customer: { phone: "+1 (415) 555-0123", locale: "de-AT" },
+        items: [item("Televisions", "1299.00", { quantity: 2 }), item("cables", 9.5)],
+        store: { id: "store-1", name: "Mitte", timezone: "Europe/Berlin" },
+      }),
+    );
+    expect(event).toEqual({
+      type: "purchase.completed",
+      id: "evt-1",
+      occurredAt: "2026-11-23T14:05:00+01:00",
+      orderId: "ord-1",
+      customer: {
+        id: "cus-1",
+        name: "Ana Novak",
+        email: "ana@example.com",
+        phone: "+14155550123",
+        timezone: "Europe/London",
+        locale: "de-AT",
+        consent: { email: true, sms: true },
+      },
+      items: [
+        {
+          sku: "SKU-TELEVISIONS",
+          name: "A Televisions item",
+          category: "televisions",
+          quantity: 2,
+          unitPrice: { minor: 129900, currency: "GBP" },
+        },
+        {
+          sku: "SKU-CABLES",
+          name: "A cables item",
+          category: "cables",
+          quantity: 1,
+          unitPrice: { minor: 950, currency: "GBP" },
+        },
+      ],
+      total: { minor: 260750, currency: "GBP" },
+      store: { id: "store-1", name: "Mitte", timezone: "Europe/Berlin" },
+    });
+  });
+
+  it("the shipped example config/examples/purchase-tv.json is valid", () => {
+    const input: unknown = JSON.parse(readFileSync("config/examples/purchase-tv.json", "utf8"));
+    const event = parsed(input);
+    expect(event.type).toBe("purchase.completed");
+    expect(event).toMatchObject({
+      id: "evt-2026-11-23-0001",
+      customer: { phone: "+4930901820", timezone: "Europe/Berlin" },
+      total: { minor: 129900, currency: "GBP" },
+    });
+  });
+
+  it("purchase.refunded, partial and full", () => {
+    const base = {
+      type: "purchase.refunded",
+      id: "evt-r1",
+      occurredAt: "2026-11-24T10:00:00Z",
+      orderId: "ord-1",
+    };
+    expect(parsed({ ...base, amount: { amount: "10.50", currency: "EUR" } })).toEqual({
+      ...base,
+      amount: { minor: 1050, currency: "EUR" },
+    });
+    expect(parsed(base)).toEqual({ ...base, amount: undefined });
+  });
+
+  it("a partial refund with too many decimals is refused at amount.amount", () => {
+    expect(
+      problemsOf({
+        type: "purchase.refunded",
+        id: "evt-r1",
+        occurredAt: "2026-11-24T10:00:00Z",
+        orderId: "ord-1",
+        amount: { amount: "10.5", currency: "JPY" },
+      }),
+    ).toEqual(["amount.amount: JPY has 0 decimal places, got 10.5"]);
+  });
+
+  it.each([
+    [["sms"]],
+    [["email", "voice"]],
+    ["all"],
+  ])("customer.unsubscribed from %j", (channels) => {
+    const input = {
+      type: "customer.unsubscribed",
+      id: "evt-u1",
+      occurredAt: "2026-11-24T10:00:00Z",
+      customerId: "cus-1",
+      channels,
+    };
+    expect(parsed(input)).toEqual(input);
+  });
+
+  it.each([
+    [["fax"], 'channels: expected "all" or a list of one or more of email, sms and voice'],
+    ["none", 'channels: expected "all" or a list of one or more of email, sms and voice'],
+    [[], "channels: expected at least one channel: email, sms or voice"],
+  ])("customer.unsubscribed from %j is refused with what is allowed", (channels, problem) => {
+    expect(
+      problemsOf({
+        type: "customer.unsubscribed",
+        id: "evt-u1",
+        occurredAt: "2026-11-24T10:00:00Z",
+        customerId: "cus-1",
+        channels,
+      }),
+    ).toEqual([problem]);
+  });
+
+  it("an unknown type is refused with the three types named", () => {
+    expect(problemsOf({ ...purchaseInput(), type: "purchase.cancelled" })).toEqual([
+      "type: expected type to be purchase.completed, purchase.refunded or customer.unsubscribed",
+    ]);
+    expect(problemsOf(null)).toEqual([
+      ": expected type to be purchase.completed, purchase.refunded or customer.unsubscribed",
+    ]);
+  });
+});
+
+describe("time zones", () => {
+  it("a missing customer time zone is fine (the planner falls back)", () => {
+    const event = parsed(purchaseInput({ customer: { timezone: undefined } }));
+    expect(event.type === "purchase.completed" && event.customer.timezone).toBeUndefined();
+  });
+
+  it.each(["Asia/Kathmandu", "Pacific/Kiritimati", "America/New_York", "UTC"])(
+    "%s is accepted",
+    (timezone) => {
+      const event = parsed(purchaseInput({ customer: { timezone } }));
+      expect(event.type === "purchase.completed" && event.customer.timezone).toBe(timezone);
+    },
+  );
+
+  it.each([
+    ["Mars/Phobos", 'expected an IANA time zone name such as Europe/Berlin, got "Mars/Phobos"'],
+    ["+05:45", 'expected an IANA time zone name such as Europe/Berlin, got "+05:45"'],
+    ["", 'expected an IANA time zone name such as Europe/Berlin, got ""'],
+    [545, "expected an IANA time zone name such as Europe/Berlin"],
+  ])("customer time zone %j is refused", (timezone, message) => {
+    expect(problemsOf(purchaseInput({ customer: { timezone } }))).toEqual([
+      `customer.timezone: ${message}`,
+    ]);
+  });
+
+  it("an invalid store time zone is reported at store.timezone", () => {
+    expect(problemsOf(purchaseInput({ store: { id: "s1", timezone: "Europe/Atlantis" } }))).toEqual(
+      ['store.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Atlantis"'],
+    );
+  });
+});
+
+describe("phones", () => {
+  it.each([
+    ["+14155550123", "+14155550123"],
+    ["+1 (415) 555-0123", "+14155550123"],
+    ["+44 20 7946 0958", "+442079460958"],
+    ["+49 30 901820", "+4930901820"],
+    ["+977 1 4123456", "+97714123456"],
+    ["  +14155550123  ", "+14155550123"],
+  ])("%j is normalised to %s", (phone, e164) => {
+    const event = parsed(purchaseInput({ customer: { phone } }));
+    expect(event.type === "purchase.completed" && event.customer.phone).toBe(e164);
+  });
+
+  it.each([
+    "0151 1234567", // national format: no country to read it in
+    "12345",
+    "not a phone",
+    "+1 415 555",
+  ])("%j is a clear error at customer.phone", (phone) => {
+    expect(problemsOf(purchaseInput({ customer: { phone } }))).toEqual([
+      `customer.phone: expected a valid phone number in international format, such as +14155550123, got ${JSON.stringify(phone)}`,
+    ]);
+  });
+
+  it("a phone sent as a number is refused with what is expected", () => {
+    expect(problemsOf(purchaseInput({ customer: { phone: 14155550123 } }))).toEqual([
+      "customer.phone: expected a phone number in international format, such as +14155550123",
+    ]);
+  });
+
+  it("a missing phone is fine (SMS steps are skipped later, with a reason)", () => {
+    const event = parsed(purchaseInput({ customer: { phone: undefined } }));
+    expect(event.type === "purchase.completed" && event.customer.phone).toBeUndefined();
+  });
+});
+
+describe("currencies and money", () => {
+  it.each([
+    ["EURO", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "EURO"'],
+    ["eur", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "eur"'],
+    ["XYZ", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "XYZ"'],
+  ])("currency %j is refused", (currency, problem) => {
+    expect(problemsOf(purchaseInput({ currency, items: [item("tea", "5.00")] }))).toEqual([problem]);
+  });
+
+  it("JPY with decimals is refused in the total and in every unit price", () => {
+    expect(
+      problemsOf(purchaseInput({ currency: "JPY", items: [item("tea", "1000.5")], total: "1000.5" })),
+    ).toEqual([
+      "total.amount: JPY has 0 decimal places, got 1000.5",
+      "items[0].unitPrice: JPY has 0 decimal places, got 1000.5",
+    ]);
+  });
+
+  it("JPY without decimals and KWD with three decimals are fine", () => {
+    const yen = parsed(purchaseInput({ currency: "JPY", items: [item("tea", 1500)] }));
+    expect(yen.type === "purchase.completed" && yen.total).toEqual({ minor: 1500, currency: "JPY" });
+    const dinar = parsed(purchaseInput({ currency: "KWD", items: [item("tea", "1.234")] }));
+    expect(dinar.type === "purchase.completed" && dinar.total).toEqual({
+      minor: 1234,
+      currency: "KWD",
+    });
+  });
+
+  it("KWD with four decimals is refused", () => {
+    expect(
+      problemsOf(purchaseInput({ currency: "KWD", items: [item("tea", "1.000")], total: "1.2345" })),
+    ).toEqual(["total.amount: KWD has 3 decimal places, got 1.2345"]);
+  });
+
+  it("49.99 as a number and as a string are the same 4999 minor units, just under 5000", () => {
+    for (const amount of [49.99, "49.99"]) {
+      const event = parsed(purchaseInput({ items: [item("tea", amount)], total: amount }));
+      expect(event.type === "purchase.completed" && event.total.minor).toBe(4999);
+    }
+  });
+
+  it("a float artefact such as 0.1 + 0.2 is refused, not rounded", () => {
+    expect(problemsOf(purchaseInput({ items: [item("tea", "0.30")], total: 0.1 + 0.2 }))).toEqual([
+      "total.amount: expected a non-negative decimal amount such as 19.99, got 0.30000000000000004",
+    ]);
+  });
+
+  it("a negative or non-numeric amount is refused with the path", () => {
+    expect(problemsOf(purchaseInput({ items: [item("tea", "-1.00")], total: "ten" }))).toEqual([
+      'total.amount: expected a non-negative decimal amount such as 19.99, got "ten"',
+      'items[0].unitPrice: expected a non-negative decimal amount such as 19.99, got "-1.00"',
+    ]);
+    expect(problemsOf(purchaseInput({ items: [item("tea", "1.00")], total: true as never }))).toEqual([
+      "total.amount: expected a non-negative decimal amount such as 19.99 (a number or a decimal string)",
+    ]);
+  });
+});
+
+describe("bounds and wrong types", () => {
+  it.each([
+    [
+      "an order id of 201 characters",
+      withRaw((e) => {
+        e.orderId = "x".repeat(201);
+      }),
+      "orderId: expected an order id of at most 200 characters",
+    ],
+    [
+      "an empty SKU",
+      withRaw((e) => {
+        e.items[0].sku = "";
+      }),
+      "items[0].sku: expected a SKU, got an empty string",
+    ],
+    [
+      "a blank customer id",
+      withRaw((e) => {
+        e.customer.id = "   ";
+      }),
+      "customer.id: expected a customer id, got an empty string",
+    ],
+    [
+      "a category of 101 characters",
+      withRaw((e) => {
+        e.items[0].category = "c".repeat(101);
+      }),
+      "items[0].category: expected a category name of at most 100 characters",
+    ],
+    [
+      "no items",
+      withRaw((e) => {
+        e.items = [];
+      }),
+      "items: expected at least one item",
+    ],
+    [
+      "501 items",
+      withRaw((e) => {
+        e.items = Array.from({ length: 501 }, () => e.items[0]);
+      }),
+      "items: expected at most 500 items",
+    ],
+    [
+      "half a TV",
+      withRaw((e) => {
+        e.items[0].quantity = 0.5;
+      }),
+      "items[0].quantity: expected a whole number of items",
+    ],
+    [
+      "an occurredAt without an offset",
+      withRaw((e) => {
+        e.occurredAt = "2026-11-23T10:00:00";
+      }),
+      "occurredAt: expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
+    ],
+    [
+      "consent as a string",
+      withRaw((e) => {
+        e.customer.consent.email = "yes";
+      }),
+      "customer.consent.email: expected true or false",
+    ],
+    [
+      "an email without an @",
+      withRaw((e) => {
+        e.customer.email = "ana.example.com";
+      }),
+      "customer.email: expected an email address such as ana@example.com",
+    ],
+    [
+      "a made-up locale",
+      withRaw((e) => {
+        e.customer.locale = "not a locale!";
+      }),
+      'customer.locale: expected a BCP 47 locale such as en or de-AT, got "not a locale!"',
+    ],
+  ])("%s is refused with its path and what is allowed", (_, input, problem) => {
+    expect(problemsOf(input)).toEqual([problem]);
+  });
+
+  it("reports every wrong type at once, each with its path and expectation", () => {
+    const input = withRaw((e) => {
+      e.id = 42;
+      e.occurredAt = "yesterday";
+      e.customer = { id: "" };
+      e.items = "a TV";
+    });
+    expect(problemsOf(input)).toEqual([
+      "id: expected a unique event id (a string)",
+      "occurredAt: expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
+      "customer.id: expected a customer id, got an empty string",
+      "items: expected a list of items",
+    ]);
+  });
+
+  it("describeProblems writes one line per problem, `(event)` for the event itself", () => {
+    expect(
+      describeProblems([
+        { path: "items[0].unitPrice", message: "EUR has 2 decimal places, got 1.999" },
+        { path: "", message: "expected an object" },
+      ]),
+    ).toBe("items[0].unitPrice: EUR has 2 decimal places, got 1.999\n(event): expected an object");
+    expect(formatPath(["items", 0, "unitPrice"])).toBe("items[0].unitPrice");
+    expect(formatPath([])).toBe("");
+  });
+});
+
+describe("publishers evolve: unknown fields", () => {
+  it("are tolerated at every level and dropped", () => {
+    const input = withRaw((e) => {
+      e.channelHint = "web";
+      e.customer.loyaltyTier = "gold";
+      e.items[0].colour = "black";
+      e.total.taxIncluded = true;
+    });
+    const event = parsed(input);
+    expect(event).not.toHaveProperty("channelHint");
+    expect(event.type === "purchase.completed" && event.customer).not.toHaveProperty("loyaltyTier");
+    expect(event.type === "purchase.completed" && event.items[0]).not.toHaveProperty("colour");
+    expect(event.type === "purchase.completed" && event.total).toEqual({
+      minor: 7500,
+      currency: "GBP",
+    });
+  });
+});

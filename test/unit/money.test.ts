@@ -1,0 +1,133 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  describeMoney,
+  formatMinor,
+  isCurrencyCode,
+  MAX_MAJOR_AMOUNT,
+  minorDigits,
+  toMinorUnits,
+} from "../../src/domain/money.js";
+
+describe("toMinorUnits: exact conversion of decimal text", () => {
+  it.each([
+    ["19.99", "EUR", 1999],
+    [19.99, "EUR", 1999],
+    ["0.10", "GBP", 10],
+    [0.1, "GBP", 10],
+    ["0.20", "GBP", 20],
+    [0.3, "GBP", 30],
+    ["49.99", "GBP", 4999],
+    [49.99, "GBP", 4999],
+    ["50", "GBP", 5000],
+    ["10.000", "GBP", 1000], // trailing zeros are not extra precision
+    [" 5.5 ", "EUR", 550],
+    ["0", "EUR", 0],
+    ["1999", "JPY", 1999],
+    [1999, "JPY", 1999],
+    ["1999.000", "JPY", 1999],
+    ["1.234", "KWD", 1234],
+    ["0.5", "KWD", 500],
+    [String(MAX_MAJOR_AMOUNT), "EUR", MAX_MAJOR_AMOUNT * 100],
+  ])("%j %s → %i minor units", (amount, currency, minor) => {
+    expect(toMinorUnits(amount, currency)).toEqual({ ok: true, minor });
+  });
+
+  it.each([
+    ["1000.5", "JPY", "JPY has 0 decimal places, got 1000.5"],
+    [1000.5, "JPY", "JPY has 0 decimal places, got 1000.5"],
+    ["1.2345", "KWD", "KWD has 3 decimal places, got 1.2345"],
+    ["1.005", "EUR", "EUR has 2 decimal places, got 1.005"],
+    [0.1 + 0.2, "GBP", "expected a non-negative decimal amount such as 19.99, got 0.30000000000000004"],
+    ["-1", "EUR", 'expected a non-negative decimal amount such as 19.99, got "-1"'],
+    [-1, "EUR", "expected a non-negative decimal amount such as 19.99, got -1"],
+    ["1e3", "EUR", 'expected a non-negative decimal amount such as 19.99, got "1e3"'],
+    [1e21, "EUR", "expected a non-negative decimal amount such as 19.99, got 1e+21"],
+    ["12,50", "EUR", 'expected a non-negative decimal amount such as 19.99, got "12,50"'],
+    [".5", "EUR", 'expected a non-negative decimal amount such as 19.99, got ".5"'],
+    ["", "EUR", 'expected a non-negative decimal amount such as 19.99, got ""'],
+    [
+      String(MAX_MAJOR_AMOUNT + 1),
+      "EUR",
+      `amount ${MAX_MAJOR_AMOUNT + 1} is larger than ${MAX_MAJOR_AMOUNT}`,
+    ],
+  ])("%j %s → refused: %s", (amount, currency, problem) => {
+    expect(toMinorUnits(amount, currency)).toEqual({ ok: false, problem });
+  });
+
+  it("0.10 + 0.20 in minor units is exactly 0.30, where floats are not", () => {
+    const sum = (a: string, b: string) => {
+      const x = toMinorUnits(a, "EUR");
+      const y = toMinorUnits(b, "EUR");
+      if (!x.ok || !y.ok) throw new Error("unreadable");
+      return x.minor + y.minor;
+    };
+    expect(0.1 + 0.2 === 0.3).toBe(false); // the surprise we avoid
+    expect(sum("0.10", "0.20")).toBe(30);
+    expect(toMinorUnits("0.30", "EUR")).toEqual({ ok: true, minor: 30 });
+  });
+
+  it("round-trips every amount through formatMinor, in 0-, 2- and 3-decimal currencies", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+        fc.constantFrom("JPY", "EUR", "KWD"),
+        (seed, currency) => {
+          const minor = seed % (MAX_MAJOR_AMOUNT * 10 ** minorDigits(currency));
+          const text = formatMinor({ minor, currency });
+          expect(toMinorUnits(text, currency)).toEqual({ ok: true, minor });
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("orders amounts exactly as their decimal values: x.yz < a.bc ⇔ minor(x.yz) < minor(a.bc)", () => {
+    const cents = fc.integer({ min: 0, max: 10_000_000 });
+    fc.assert(
+      fc.property(cents, cents, (a, b) => {
+        const text = (c: number) => `${Math.floor(c / 100)}.${String(c % 100).padStart(2, "0")}`;
+        const x = toMinorUnits(text(a), "GBP");
+        const y = toMinorUnits(text(b), "GBP");
+        expect(x.ok && y.ok && Math.sign(x.minor - y.minor)).toBe(Math.sign(a - b));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe("currencies", () => {
+  it.each([
+    ["EUR", true],
+    ["GBP", true],
+    ["JPY", true],
+    ["KWD", true],
+    ["eur", false],
+    ["EURO", false],
+    ["XYZ", false],
+    ["", false],
+  ])("isCurrencyCode(%j) is %s", (code, known) => {
+    expect(isCurrencyCode(code)).toBe(known);
+  });
+
+  it.each([
+    ["EUR", 2],
+    ["GBP", 2],
+    ["JPY", 0],
+    ["KWD", 3],
+    ["BHD", 3],
+  ])("%s has %i decimals", (code, digits) => {
+    expect(minorDigits(code)).toBe(digits);
+  });
+
+  it.each([
+    [{ minor: 5, currency: "GBP" }, "0.05", "0.05 GBP"],
+    [{ minor: 129900, currency: "GBP" }, "1299.00", "1299.00 GBP"],
+    [{ minor: 1999, currency: "JPY" }, "1999", "1999 JPY"],
+    [{ minor: 500, currency: "KWD" }, "0.500", "0.500 KWD"],
+    [{ minor: 0, currency: "EUR" }, "0.00", "0.00 EUR"],
+  ])("formats %j as %s", (money, plain, described) => {
+    expect(formatMinor(money)).toBe(plain);
+    expect(describeMoney(money)).toBe(described);
+  });
+});

@@ -1,0 +1,555 @@
+import { describe, expect, it } from "vitest";
+import { planFollowUps } from "../../src/domain/planner.js";
+import type { CustomerHistory } from "../../src/domain/rules.js";
+import {
+  instant,
+  item,
+  MON_TO_SAT,
+  type OneStepOptions,
+  oneStepRules,
+  type PurchaseSpec,
+  purchase,
+  rulesFrom,
+  yaml,
+} from "../support/fixtures.js";
+
+const NEW_CUSTOMER: CustomerHistory = { previousPurchases: 0 };
+
+/** Plans one purchase against a one-step rule set; `now` defaults to the purchase instant. */
+function planOne(options: OneStepOptions, spec: PurchaseSpec, now?: string) {
+  const event = purchase(spec);
+  return planFollowUps(
+    event,
+    oneStepRules(options),
+    NEW_CUSTOMER,
+    instant(now ?? event.occurredAt),
+  );
+}
+
+/** [dueAt, localDueAt] of the single planned step, or the skip reason. */
+function dueOf(options: OneStepOptions, spec: PurchaseSpec, now?: string) {
+  const plan = planOne(options, spec, now);
+  const step = plan.steps[0];
+  if (step) return [step.dueAt, step.localDueAt];
+  return plan.skipped.map((s) => s.reason);
+}
+
+describe("delays are calendar arithmetic in the customer's zone", () => {
+  it.each([
+    // [what, zone, purchase, delay, dueAt, localDueAt]
+    [
+      "31 Jan + P1M → last day of February",
+      "Europe/London",
+      "2027-01-31T10:00:00Z",
+      "P1M",
+      "2027-02-28T10:00:00Z",
+      "2027-02-28T10:00:00+00:00",
+    ],
+    [
+      "31 Jan + P1M in a leap year → 29 February",
+      "Europe/London",
+      "2028-01-31T10:00:00Z",
+      "P1M",
+      "2028-02-29T10:00:00Z",
+      "2028-02-29T10:00:00+00:00",
+    ],
+    [
+      "29 Feb + P1Y → 28 February",
+      "Europe/London",
+      "2028-02-29T10:00:00Z",
+      "P1Y",
+      "2029-02-28T10:00:00Z",
+      "2029-02-28T10:00:00+00:00",
+    ],
+    [
+      "29 Feb + P4Y → 29 February",
+      "Europe/London",
+      "2028-02-29T10:00:00Z",
+      "P4Y",
+      "2032-02-29T10:00:00Z",
+      "2032-02-29T10:00:00+00:00",
+    ],
+    [
+      "31 Mar + P1M → 30 April (and the UK is on summer time by then)",
+      "Europe/London",
+      "2027-03-31T10:00:00+01:00",
+      "P1M",
+      "2027-04-30T09:00:00Z",
+      "2027-04-30T10:00:00+01:00",
+    ],
+    [
+      "month end in the customer's zone, not in UTC: 31 Jan 23:30 in New York is 1 Feb UTC",
+      "America/New_York",
+      "2027-01-31T23:30:00-05:00",
+      "P1M",
+      "2027-03-01T04:30:00Z",
+      "2027-02-28T23:30:00-05:00",
+    ],
+    [
+      "P1D across US spring-forward is 23 hours: same wall-clock time",
+      "America/New_York",
+      "2026-03-07T12:00:00-05:00",
+      "P1D",
+      "2026-03-08T16:00:00Z",
+      "2026-03-08T12:00:00-04:00",
+    ],
+    [
+      "PT24H across US spring-forward is 24 hours: one hour later on the wall clock",
+      "America/New_York",
+      "2026-03-07T12:00:00-05:00",
+      "PT24H",
+      "2026-03-08T17:00:00Z",
+      "2026-03-08T13:00:00-04:00",
+    ],
+    [
+      "P1D across EU fall-back is 25 hours: same wall-clock time",
+      "Europe/Berlin",
+      "2026-10-24T12:00:00+02:00",
+      "P1D",
+      "2026-10-25T11:00:00Z",
+      "2026-10-25T12:00:00+01:00",
+    ],
+    [
+      "P3M from +05:45 keeps the local time",
+      "Asia/Kathmandu",
+      "2026-11-23T10:00:00+05:45",
+      "P3M",
+      "2027-02-23T04:15:00Z",
+      "2027-02-23T10:00:00+05:45",
+    ],
+    [
+      "P1M from +14:00: the local date rolls, not the UTC date",
+      "Pacific/Kiritimati",
+      "2027-01-31T05:00:00+14:00",
+      "P1M",
+      "2027-02-27T15:00:00Z",
+      "2027-02-28T05:00:00+14:00",
+    ],
+  ])("%s", (_, timezone, occurredAt, delay, dueAt, localDueAt) => {
+    expect(dueOf({ delay }, { occurredAt, customer: { timezone } })).toEqual([dueAt, localDueAt]);
+  });
+});
+
+describe("due times around DST transitions", () => {
+  it("a due time in the US fall-back overlap (01:30 happens twice) is the first 01:30", () => {
+    expect(
+      dueOf(
+        { delay: "P1D" },
+        { occurredAt: "2026-10-31T01:30:00-04:00", customer: { timezone: "America/New_York" } },
+      ),
+    ).toEqual(["2026-11-01T05:30:00Z", "2026-11-01T01:30:00-04:00"]);
+  });
+
+  it("a due time in the EU fall-back overlap (02:30 happens twice) is the first 02:30", () => {
+    expect(
+      dueOf(
+        { delay: "P1D" },
+        { occurredAt: "2026-10-24T02:30:00+02:00", customer: { timezone: "Europe/Berlin" } },
+      ),
+    ).toEqual(["2026-10-25T00:30:00Z", "2026-10-25T02:30:00+02:00"]);
+  });
+
+  it("a due time inside the overlap's second hour stays there (purchase in EST + 20 minutes)", () => {
+    expect(
+      dueOf(
+        { delay: "PT20M" },
+        { occurredAt: "2026-11-01T01:10:00-05:00", customer: { timezone: "America/New_York" } },
+      ),
+    ).toEqual(["2026-11-01T06:30:00Z", "2026-11-01T01:30:00-05:00"]);
+  });
+
+  it("a due time that falls into the spring-forward gap moves past it, by the gap's length", () => {
+    // 02:30 on 8 March 2026 does not exist in New York; like java.time and Temporal, 03:30.
+    expect(
+      dueOf(
+        { delay: "P1D" },
+        { occurredAt: "2026-03-07T02:30:00-05:00", customer: { timezone: "America/New_York" } },
+      ),
+    ).toEqual(["2026-03-08T07:30:00Z", "2026-03-08T03:30:00-04:00"]);
+  });
+
+  it("an SMS window opening inside the spring-forward gap sends when the gap ends (03:00 EDT)", () => {
+    const options: OneStepOptions = {
+      delay: "P1D",
+      kind: "check-in",
+      channel: "sms",
+      window: { start: "02:30", end: "20:00" },
+    };
+    expect(
+      dueOf(options, {
+        occurredAt: "2026-03-07T01:00:00-05:00",
+        customer: { timezone: "America/New_York" },
+      }),
+    ).toEqual(["2026-03-08T07:00:00Z", "2026-03-08T03:00:00-04:00"]);
+  });
+
+  it("an EU spring-forward day: a window opening at 02:30 in Berlin sends at 03:00 CEST", () => {
+    const options: OneStepOptions = { delay: "PT1H", window: { start: "02:30", end: "20:00" } };
+    expect(
+      dueOf(options, {
+        occurredAt: "2026-03-29T00:30:00+01:00",
+        customer: { timezone: "Europe/Berlin" },
+      }),
+    ).toEqual(["2026-03-29T01:00:00Z", "2026-03-29T03:00:00+02:00"]);
+  });
+});
+
+describe("send windows, quiet days and holidays in the planner", () => {
+  const sms: OneStepOptions = {
+    delay: "PT1H",
+    kind: "check-in",
+    channel: "sms",
+    window: { start: "09:00", end: "20:00", days: MON_TO_SAT },
+  };
+
+  it.each([
+    ["Saturday 19:30 + 1h → Saturday night → Monday 09:00", "2026-11-21T19:30:00Z"],
+    ["Sunday 10:00 + 1h → Monday 09:00", "2026-11-22T10:00:00Z"],
+  ])("%s", (_, occurredAt) => {
+    expect(dueOf(sms, { occurredAt })).toEqual([
+      "2026-11-23T09:00:00Z",
+      "2026-11-23T09:00:00+00:00",
+    ]);
+  });
+
+  it("a holiday Monday pushes the SMS to Tuesday 09:00", () => {
+    expect(dueOf({ ...sms, holidays: ["2026-11-23"] }, { occurredAt: "2026-11-22T10:00:00Z" })).toEqual([
+      "2026-11-24T09:00:00Z",
+      "2026-11-24T09:00:00+00:00",
+    ]);
+  });
+
+  it("a step's own send window overrides the channel's", () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP }
+      rules:
+        - id: evening
+          steps:
+            - kind: custom
+              channel: email
+              template: evening-note
+              delay: PT1H
+              sendWindow: { start: "18:00", end: "19:00" }
+    `);
+    const plan = planFollowUps(
+      purchase({ occurredAt: "2026-11-23T10:00:00Z" }),
+      rules,
+      NEW_CUSTOMER,
+      instant("2026-11-23T10:00:00Z"),
+    );
+    expect(plan.steps.map((s) => [s.stepId, s.localDueAt])).toEqual([
+      ["evening.custom", "2026-11-23T18:00:00+00:00"],
+    ]);
+  });
+});
+
+describe("time zone: customer, else store, else the configured default", () => {
+  const options: OneStepOptions = {
+    delay: "PT1H",
+    window: { start: "08:00", end: "21:00" },
+    timezone: "Europe/London",
+  };
+  // 06:30 UTC: 07:30 in Berlin, 06:30 in London, 01:30 in New York.
+  it.each([
+    [
+      "customer zone wins over the store's",
+      { timezone: "America/New_York" },
+      { id: "s1", timezone: "Europe/Berlin" },
+      "America/New_York",
+      "customer",
+      ["2026-11-23T13:00:00Z", "2026-11-23T08:00:00-05:00"],
+    ],
+    [
+      "no customer zone: the store's",
+      { timezone: undefined },
+      { id: "s1", timezone: "Europe/Berlin" },
+      "Europe/Berlin",
+      "store",
+      ["2026-11-23T07:30:00Z", "2026-11-23T08:30:00+01:00"],
+    ],
+    [
+      "neither: the rules' default",
+      { timezone: undefined },
+      { id: "s1" },
+      "Europe/London",
+      "default",
+      ["2026-11-23T08:00:00Z", "2026-11-23T08:00:00+00:00"],
+    ],
+  ])("%s", (_, customer, store, zone, source, due) => {
+    const plan = planOne(options, { occurredAt: "2026-11-23T06:30:00Z", customer, store });
+    expect([plan.timezone, plan.timezoneSource]).toEqual([zone, source]);
+    expect(plan.steps.map((s) => [s.dueAt, s.localDueAt])).toEqual([due]);
+  });
+});
+
+describe("lateness: grace periods and never before the purchase", () => {
+  const options: OneStepOptions = {
+    delay: "PT1H",
+    window: { start: "08:00", end: "21:00" },
+    grace: "P2D",
+  };
+
+  it("past due within the grace period → sent at the next window opening after now", () => {
+    // Due Friday 11:00; now is Saturday 06:00 (window shut) → Saturday 08:00.
+    expect(
+      dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T06:00:00Z"),
+    ).toEqual(["2026-11-21T08:00:00Z", "2026-11-21T08:00:00+00:00"]);
+  });
+
+  it("past due within the grace period, window open now → sent now", () => {
+    expect(
+      dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T12:34:00Z"),
+    ).toEqual(["2026-11-21T12:34:00Z", "2026-11-21T12:34:00+00:00"]);
+  });
+
+  it("exactly at the end of the grace period → still sent", () => {
+    expect(
+      dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-22T11:00:00Z"),
+    ).toEqual(["2026-11-22T11:00:00Z", "2026-11-22T11:00:00+00:00"]);
+  });
+
+  it("past due beyond the grace period → skipped with a 'past due' reason", () => {
+    const plan = planOne(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-22T11:00:01Z");
+    expect(plan.steps).toEqual([]);
+    expect(plan.skipped).toEqual([
+      {
+        ruleId: "only",
+        stepId: "only.step",
+        kind: "thank-you",
+        code: "past-due",
+        reason:
+          "past due: was due 2026-11-20T11:00:00+00:00, more than P2D (the thank-you grace period) ago",
+      },
+    ]);
+  });
+
+  it("a purchase reported before it happened (now earlier) is planned from the purchase", () => {
+    expect(
+      dueOf(options, { occurredAt: "2026-11-23T10:00:00Z" }, "2026-11-20T00:00:00Z"),
+    ).toEqual(["2026-11-23T11:00:00Z", "2026-11-23T11:00:00+00:00"]);
+  });
+
+  it("a zero delay inside the window is due at the purchase itself, not before", () => {
+    expect(dueOf({ ...options, delay: "PT0S" }, { occurredAt: "2026-11-23T10:00:00Z" })).toEqual([
+      "2026-11-23T10:00:00Z",
+      "2026-11-23T10:00:00+00:00",
+    ]);
+  });
+});
+
+describe("how matching rules combine", () => {
+  const rules = rulesFrom(yaml`
+    version: 1
+    defaults: { timezone: Europe/London, currency: EUR }
+    groups:
+      garden: [plants, tools]
+    rules:
+      - id: low-first-in-file
+        priority: 1
+        steps:
+          - { kind: thank-you, channel: email, template: plain-thanks, delay: PT3H }
+      - id: garden
+        priority: 5
+        when: { anyItem: { categories: [garden], minPrice: "0.30" } }
+        steps:
+          - { kind: thank-you, channel: email, template: garden-thanks, delay: PT2H }
+          - { id: tips, kind: custom, channel: sms, template: garden-tips, delay: P7D }
+      - id: big-store
+        priority: 5
+        when: { stores: [store-9] }
+        final: true
+        steps:
+          - { kind: check-in, channel: email, template: store-note, delay: PT1H }
+      - id: newcomers
+        when: { customer: { maxPreviousPurchases: 0 }, total: { max: "10.00" } }
+        steps:
+          - { kind: discount, channel: email, template: welcome, delay: P1D }
+  `);
+  const plan = (spec: PurchaseSpec, history: CustomerHistory = NEW_CUSTOMER) =>
+    planFollowUps(purchase({ currency: "EUR", ...spec }), rules, history, instant("2026-11-23T10:00:00Z"));
+
+  it("higher priority first, ties in file order; one step per kind; steps sorted by due time", () => {
+    const result = plan({ occurredAt: "2026-11-23T10:00:00Z", items: [item("plants", "0.30")] });
+    expect(result.steps.map((s) => [s.stepId, s.template, s.dueAt])).toEqual([
+      ["garden.thank-you", "garden-thanks", "2026-11-23T12:00:00Z"],
+      ["newcomers.discount", "welcome", "2026-11-24T10:00:00Z"],
+      ["garden.tips", "garden-tips", "2026-11-30T10:00:00Z"],
+    ]);
+    expect(result.skipped).toEqual([
+      {
+        ruleId: "big-store",
+        stepId: "big-store.check-in",
+        kind: "check-in",
+        code: "condition-not-met",
+        reason: "store (none) is not one of store-9",
+      },
+      {
+        ruleId: "low-first-in-file",
+        stepId: "low-first-in-file.thank-you",
+        kind: "thank-you",
+        code: "superseded",
+        reason: "superseded by garden.thank-you: one thank-you per purchase",
+      },
+    ]);
+  });
+
+  it("unit prices compare exactly: 0.29 misses a 0.30 minimum, and the reason says so", () => {
+    const result = plan({ items: [item("plants", "0.29")] });
+    expect(result.skipped).toContainEqual({
+      ruleId: "garden",
+      stepId: "garden.thank-you",
+      kind: "thank-you",
+      code: "condition-not-met",
+      reason: "no item in garden has a unit price of at least 0.30 EUR",
+    });
+  });
+
+  it("a final rule that matches stops the rules below it, but not the ones above", () => {
+    const result = plan({ items: [item("plants", "1.00")], store: { id: "store-9" } });
+    expect(result.steps.map((s) => s.stepId)).toEqual([
+      "big-store.check-in",
+      "garden.thank-you",
+      "garden.tips",
+    ]);
+    expect(result.skipped.map((s) => [s.stepId, s.code, s.reason])).toEqual([
+      [
+        "low-first-in-file.thank-you",
+        "stopped-by-final-rule",
+        "rule big-store matched first and is final",
+      ],
+      ["newcomers.discount", "stopped-by-final-rule", "rule big-store matched first and is final"],
+    ]);
+  });
+
+  it("a step that cannot be planned is skipped with its reason", () => {
+    const result = plan({ items: [item("plants", "1.00")], customer: { phone: undefined } });
+    expect(result.skipped).toContainEqual({
+      ruleId: "garden",
+      stepId: "garden.tips",
+      kind: "custom",
+      code: "no-contact",
+      reason: "no phone number for SMS",
+    });
+    const noEmail = plan({ items: [item("plants", "1.00")], customer: { email: undefined } });
+    expect(noEmail.steps.map((s) => s.stepId)).toEqual(["garden.tips"]);
+    expect(noEmail.skipped.filter((s) => s.kind === "thank-you")).toEqual([
+      {
+        ruleId: "garden",
+        stepId: "garden.thank-you",
+        kind: "thank-you",
+        code: "no-contact",
+        reason: "no email address for email",
+      },
+      {
+        ruleId: "low-first-in-file",
+        stepId: "low-first-in-file.thank-you",
+        kind: "thank-you",
+        code: "no-contact",
+        reason: "no email address for email",
+      },
+    ]);
+  });
+
+  it("a step that cannot be planned does not claim its kind: a lower rule's step of that kind is used", () => {
+    const fallback = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP }
+      rules:
+        - id: by-sms
+          priority: 2
+          steps: [{ kind: thank-you, channel: sms, template: thanks-sms, delay: PT1H }]
+        - id: by-email
+          priority: 1
+          steps: [{ kind: thank-you, channel: email, template: thanks-email, delay: PT1H }]
+    `);
+    const result = planFollowUps(
+      purchase({ customer: { phone: undefined } }),
+      fallback,
+      NEW_CUSTOMER,
+      instant("2026-11-23T10:00:00Z"),
+    );
+    expect(result.steps.map((s) => [s.stepId, s.channel, s.dueAt])).toEqual([
+      ["by-email.thank-you", "email", "2026-11-23T11:00:00Z"],
+    ]);
+    expect(result.skipped).toEqual([
+      {
+        ruleId: "by-sms",
+        stepId: "by-sms.thank-you",
+        kind: "thank-you",
+        code: "no-contact",
+        reason: "no phone number for SMS",
+      },
+    ]);
+  });
+
+  it("history and total bounds: a returning customer or a total above 10.00 gets no welcome", () => {
+    const returning = plan({ items: [item("plants", "1.00")] }, { previousPurchases: 1 });
+    expect(returning.skipped).toContainEqual({
+      ruleId: "newcomers",
+      stepId: "newcomers.discount",
+      kind: "discount",
+      code: "condition-not-met",
+      reason: "customer has 1 earlier purchase, allows at most 0",
+    });
+    const big = plan({ items: [item("plants", "10.01")] });
+    expect(big.skipped).toContainEqual({
+      ruleId: "newcomers",
+      stepId: "newcomers.discount",
+      kind: "discount",
+      code: "condition-not-met",
+      reason: "above threshold: order total 10.01 EUR is above 10.00 EUR",
+    });
+  });
+
+  it("the plan names the event, order, customer and the rules version", () => {
+    const result = plan({ id: "evt-77", orderId: "ord-77", customer: { id: "cus-77" } });
+    expect(result).toMatchObject({
+      eventId: "evt-77",
+      orderId: "ord-77",
+      customerId: "cus-77",
+      rulesVersion: rules.version,
+    });
+    expect(rules.version).toMatch(/^[0-9a-f]{12}$/);
+  });
+});
+
+describe("consent", () => {
+  const strict = rulesFrom(yaml`
+    version: 1
+    defaults: { timezone: Europe/London, currency: GBP, transactionalNeedsConsent: true }
+    rules:
+      - id: all
+        steps:
+          - { kind: thank-you, channel: email, template: thanks, delay: PT1H }
+          - { kind: check-in, channel: voice, template: call, delay: P7D }
+          - { kind: custom, channel: sms, template: promo, delay: P1D, purpose: marketing }
+  `);
+  const reasons = (customer: Record<string, unknown>) =>
+    planFollowUps(
+      purchase({ customer }),
+      strict,
+      NEW_CUSTOMER,
+      instant("2026-11-23T10:00:00Z"),
+    ).skipped.map((s) => [s.stepId, s.code, s.reason]);
+
+  it("with transactionalNeedsConsent, a missing flag blocks transactional steps too", () => {
+    expect(reasons({ consent: { sms: true } })).toEqual([
+      ["all.thank-you", "no-consent", "no consent for transactional email messages"],
+      ["all.check-in", "no-consent", "no consent for transactional voice call messages"],
+    ]);
+  });
+
+  it("an explicit no wins over everything, and is reported as declined", () => {
+    expect(reasons({ consent: { email: true, sms: false, voice: true } })).toEqual([
+      ["all.custom", "no-consent", "customer declined SMS messages"],
+    ]);
+  });
+
+  it("a missing phone is reported before a missing consent", () => {
+    expect(reasons({ phone: undefined, consent: { email: true } })).toEqual([
+      ["all.check-in", "no-contact", "no phone number for voice call"],
+      ["all.custom", "no-contact", "no phone number for SMS"],
+    ]);
+  });
+});

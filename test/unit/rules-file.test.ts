@@ -1,0 +1,354 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatProblem, loadRules, parseRules } from "../../src/config/load-rules.js";
+import { rulesFrom, rulesProblems, shippedRules, yaml } from "../support/fixtures.js";
+
+/**
+ * One test per kind of rules-file error: the exact message, and file:line:column pointing at the
+ * key the operator has to fix. Each case changes one line of BASE (line numbers in the comments).
+ */
+const BASE = yaml`
+  version: 1
+  defaults:
+    timezone: Europe/London
+    currency: GBP
+  groups:
+    big-ticket: [televisions, laptops]
+  sendWindows:
+    email: { start: "08:00", end: "21:00" }
+  rules:
+    - id: big-ticket
+      when:
+        anyItem: { categories: [big-ticket] }
+      steps:
+        - kind: thank-you
+          channel: email
+          template: thank-you
+          delay: PT1H
+        - kind: check-in
+          channel: sms
+          template: check-in
+          delay: P3M
+    - id: over-fifty
+      when:
+        total: { min: 50 }
+      steps:
+        - kind: thank-you
+          channel: email
+          template: thank-you
+          delay: PT1H
+`;
+
+/** BASE with line `n` (1-based), which must read `was`, replaced by `now` (null removes it). */
+function changeLine(n: number, was: string, now: string | null): string {
+  const lines = BASE.split("\n");
+  if (lines[n - 1] !== was) throw new Error(`line ${n} of BASE is ${JSON.stringify(lines[n - 1])}`);
+  if (now === null) lines.splice(n - 1, 1);
+  else lines[n - 1] = now;
+  return lines.join("\n");
+}
+
+describe("the base file of these tests", () => {
+  it("is valid and compiles to rules in priority order with groups resolved", () => {
+    const rules = rulesFrom(BASE);
+    expect(rules.rules.map((r) => [r.id, r.steps.map((s) => s.id)])).toEqual([
+      ["big-ticket", ["thank-you", "check-in"]],
+      ["over-fifty", ["thank-you"]],
+    ]);
+    expect(rules.rules[0]?.when).toEqual({
+      type: "anyItem",
+      label: "big-ticket",
+      categories: new Set(["televisions", "laptops"]),
+    });
+    expect(rules.rules[1]?.when).toEqual({ type: "total", min: { minor: 5000, currency: "GBP" } });
+    expect(rules.rules[0]?.steps[1]?.delay.toISO()).toBe("P3M");
+    expect(rules.rules[0]?.steps.map((s) => s.purpose)).toEqual(["transactional", "transactional"]);
+  });
+
+  it("gets the documented defaults: email 08:00–21:00 daily, SMS and voice 09:00–20:00 Mon–Sat", async () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP }
+      rules:
+        - id: one
+          steps: [{ kind: discount, channel: email, template: t, delay: P1D }]
+    `);
+    const week = new Set([1, 2, 3, 4, 5, 6, 7]);
+    const monToSat = new Set([1, 2, 3, 4, 5, 6]);
+    expect(rules.sendWindows).toEqual({
+      email: { startMinute: 480, endMinute: 1260, days: week, closedOnHolidays: true },
+      sms: { startMinute: 540, endMinute: 1200, days: monToSat, closedOnHolidays: true },
+      voice: { startMinute: 540, endMinute: 1200, days: monToSat, closedOnHolidays: true },
+    });
+    expect(rules.rules[0]?.steps[0]?.purpose).toBe("marketing");
+    expect(rules.defaults.discount.codePrefix).toBe("THANKS");
+    // The shipped file states the same windows explicitly.
+    expect((await shippedRules()).sendWindows).toEqual(rules.sendWindows);
+  });
+});
+
+describe("one located problem per kind of error", () => {
+  it.each([
+    [
+      "YAML syntax error",
+      changeLine(17, "        delay: PT1H", "        delay: PT1H: soon"),
+      "rules.yaml:17:16 YAML: Nested mappings are not allowed in compact mappings",
+    ],
+    [
+      "YAML duplicate key",
+      changeLine(17, "        delay: PT1H", "        delay: PT1H\n        delay: PT2H"),
+      "rules.yaml:18:9 YAML: Map keys must be unique",
+    ],
+    [
+      "unknown key, with a suggestion",
+      changeLine(
+        12,
+        "      anyItem: { categories: [big-ticket] }",
+        "      anyitem: { categories: [big-ticket] }",
+      ),
+      'rules.yaml:12:7 rules[0].when.anyitem: unknown key "anyitem"; did you mean "anyItem"?',
+    ],
+    [
+      "unknown key, nothing close",
+      changeLine(11, "    when:", "    colour: red\n    when:"),
+      'rules.yaml:11:5 rules[0].colour: unknown key "colour"; config/schema/rules.schema.json lists the keys allowed here',
+    ],
+    [
+      "wrong enum value (channel)",
+      changeLine(19, "        channel: sms", "        channel: fax"),
+      'rules.yaml:19:9 rules[0].steps[1].channel: expected a channel: email, sms or voice (got "fax")',
+    ],
+    [
+      "wrong enum value (kind)",
+      changeLine(18, "      - kind: check-in", "      - kind: checkin"),
+      'rules.yaml:18:9 rules[0].steps[1].kind: expected a kind: thank-you, check-in, discount or custom (got "checkin")',
+    ],
+    [
+      "bad duration",
+      changeLine(21, "        delay: P3M", "        delay: 3 months"),
+      'rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "3 months"',
+    ],
+    [
+      "fractional duration",
+      changeLine(21, "        delay: P3M", "        delay: P1.5M"),
+      'rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "P1.5M"',
+    ],
+    [
+      "duration as a number",
+      changeLine(21, "        delay: P3M", "        delay: 14"),
+      "rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration such as PT2H, P14D or P3M (got 14)",
+    ],
+    [
+      "bad time of day",
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: { start: "08:00", end: "9pm" }',
+      ),
+      'rules.yaml:8:28 sendWindows.email.end: expected a local time "HH:MM" between "00:00" and "24:00", got "9pm"',
+    ],
+    [
+      "window end before start",
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: { start: "08:00", end: "07:00" }',
+      ),
+      "rules.yaml:8:28 sendWindows.email.end: expected end (07:00) to be later than start (08:00); windows cannot span midnight",
+    ],
+    [
+      "window end before start, in a step's own window",
+      changeLine(
+        17,
+        "        delay: PT1H",
+        '        delay: PT1H\n        sendWindow: { start: "12:00", end: "12:00" }',
+      ),
+      "rules.yaml:18:39 rules[0].steps[0].sendWindow.end: expected end (12:00) to be later than start (12:00); windows cannot span midnight",
+    ],
+    [
+      "bad weekday",
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: { start: "08:00", end: "21:00", days: [monday] }',
+      ),
+      'rules.yaml:8:49 sendWindows.email.days[0]: expected a weekday: mon, tue, wed, thu, fri, sat or sun (got "monday")',
+    ],
+    [
+      "duplicate rule id",
+      changeLine(22, "  - id: over-fifty", "  - id: big-ticket"),
+      'rules.yaml:22:5 rules[1].id: duplicate rule id "big-ticket": rules[0] already uses it',
+    ],
+    [
+      "duplicate step id (two steps of one kind without ids)",
+      changeLine(18, "      - kind: check-in", "      - kind: thank-you"),
+      'rules.yaml:18:9 rules[0].steps[1].kind: rule big-ticket already has a step with the id "thank-you": give each step a distinct id',
+    ],
+    [
+      "rule without steps and not final",
+      BASE.split("\n").slice(0, 24).join("\n"),
+      "rules.yaml:22:5 rules[1].steps: a rule without steps does nothing: add steps, or set final: true to stop the rules below it",
+    ],
+    [
+      "amount with too many decimals for the currency",
+      changeLine(24, "      total: { min: 50 }", "      total: { min: 49.999 }"),
+      "rules.yaml:24:16 rules[1].when.total.min: GBP has 2 decimal places, got 49.999",
+    ],
+    [
+      "amount with decimals in a currency without them",
+      changeLine(24, "      total: { min: 50 }", '      total: { min: "5000.5", currency: JPY }'),
+      "rules.yaml:24:16 rules[1].when.total.min: JPY has 0 decimal places, got 5000.5",
+    ],
+    [
+      "amount that is not a number",
+      changeLine(24, "      total: { min: 50 }", '      total: { min: "fifty" }'),
+      'rules.yaml:24:16 rules[1].when.total.min: expected a non-negative decimal amount such as 19.99, got "fifty"',
+    ],
+    [
+      "invalid time zone",
+      changeLine(3, "  timezone: Europe/London", "  timezone: Europe/Londn"),
+      'rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"',
+    ],
+    [
+      "invalid currency (defaults)",
+      changeLine(4, "  currency: GBP", "  currency: GBX"),
+      'rules.yaml:4:3 defaults.currency: expected an ISO 4217 currency code such as EUR, got "GBX"',
+    ],
+    [
+      "invalid currency (in a rule)",
+      changeLine(24, "      total: { min: 50 }", "      total: { min: 50, currency: EURO }"),
+      'rules.yaml:24:25 rules[1].when.total.currency: expected an ISO 4217 currency code such as EUR, got "EURO"',
+    ],
+    [
+      "bad group name",
+      changeLine(6, "  big-ticket: [televisions, laptops]", "  Big_Ticket: [televisions, laptops]"),
+      'rules.yaml:6:3 groups.Big_Ticket: expected a group name: lower-case letters, digits and dashes, such as thank-you (got "Big_Ticket")',
+    ],
+    [
+      "missing required field",
+      changeLine(16, "        template: thank-you", null),
+      "rules.yaml:14:9 rules[0].steps[0].template: expected a template id: lower-case letters, digits and dashes (missing)",
+    ],
+    [
+      "wrong type",
+      changeLine(22, "  - id: over-fifty", "  - id: over-fifty\n    final: yes"),
+      'rules.yaml:23:5 rules[1].final: expected true or false (got "yes")',
+    ],
+    [
+      "bad rule id",
+      changeLine(22, "  - id: over-fifty", "  - id: Over 50"),
+      'rules.yaml:22:5 rules[1].id: expected a rule id: lower-case letters, digits and dashes, such as thank-you (got "Over 50")',
+    ],
+    [
+      "bad holiday date",
+      changeLine(9, "rules:", "holidays: [2026-12-25, 2026-13-01]\nrules:"),
+      'rules.yaml:9:24 holidays[1]: expected a date YYYY-MM-DD (got "2026-13-01")',
+    ],
+    [
+      "wrong version",
+      changeLine(1, "version: 1", "version: 2"),
+      "rules.yaml:1:1 version: expected version: 1 (got 2)",
+    ],
+  ])("%s", (_, text, expected) => {
+    expect(rulesProblems(text)).toEqual([expected]);
+  });
+
+  it("a rule without steps is fine when it is final (it stops the rules below it)", () => {
+    const text = `${BASE.split("\n").slice(0, 24).join("\n")}\n    final: true\n`;
+    expect(rulesFrom(text).rules.map((r) => [r.id, r.final, r.steps.length])).toEqual([
+      ["big-ticket", false, 2],
+      ["over-fifty", true, 0],
+    ]);
+  });
+
+  it("steps with distinct ids may share a kind", () => {
+    const text = changeLine(18, "      - kind: check-in", "      - id: second-thanks\n        kind: thank-you");
+    expect(rulesFrom(text).rules[0]?.steps.map((s) => s.id)).toEqual(["thank-you", "second-thanks"]);
+  });
+
+  it("KWD amounts with three decimals are fine", () => {
+    const text = changeLine(24, "      total: { min: 50 }", '      total: { min: "1.234", currency: KWD }');
+    expect(rulesFrom(text).rules[1]?.when).toEqual({
+      type: "total",
+      min: { minor: 1234, currency: "KWD" },
+    });
+  });
+});
+
+describe("several problems at once", () => {
+  it("reports every problem in one run, in file order", () => {
+    let text = changeLine(3, "  timezone: Europe/London", "  timezone: Mars/Olympus");
+    text = text
+      .replace("        channel: sms", "        channel: pigeon")
+      .replace("        delay: P3M", "        delay: soon")
+      .replace("  - id: over-fifty", "  - id: big-ticket")
+      .replace("      total: { min: 50 }", "      total: { min: 0.001 }");
+    expect(rulesProblems(text, "config/rules.yaml")).toEqual([
+      'config/rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Mars/Olympus"',
+      'config/rules.yaml:19:9 rules[0].steps[1].channel: expected a channel: email, sms or voice (got "pigeon")',
+      'config/rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "soon"',
+      'config/rules.yaml:22:5 rules[1].id: duplicate rule id "big-ticket": rules[0] already uses it',
+      "config/rules.yaml:24:16 rules[1].when.total.min: GBP has 2 decimal places, got 0.001",
+    ]);
+  });
+
+  it("each problem carries file, line, column, path and message as fields", () => {
+    const result = parseRules(changeLine(19, "        channel: sms", "        channel: fax"), "x.yaml");
+    expect(result).toEqual({
+      ok: false,
+      problems: [
+        {
+          file: "x.yaml",
+          line: 19,
+          column: 9,
+          path: "rules[0].steps[1].channel",
+          message: 'expected a channel: email, sms or voice (got "fax")',
+        },
+      ],
+    });
+  });
+});
+
+describe("loadRules", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "followups-rules-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reads <dir>/rules.yaml and names it in problems", async () => {
+    await writeFile(path.join(dir, "rules.yaml"), changeLine(4, "  currency: GBP", "  currency: ZZZ"));
+    const result = await loadRules(dir);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems.map(formatProblem)).toEqual([
+      `${path.join(dir, "rules.yaml")}:4:3 defaults.currency: expected an ISO 4217 currency code such as EUR, got "ZZZ"`,
+    ]);
+  });
+
+  it("a missing file is one problem without a position", async () => {
+    const missing = path.join(dir, "nowhere");
+    const result = await loadRules(missing);
+    expect(result).toEqual({
+      ok: false,
+      problems: [
+        { file: path.join(missing, "rules.yaml"), line: 0, column: 0, path: "", message: "file not found" },
+      ],
+    });
+    if (!result.ok && result.problems[0]) {
+      expect(formatProblem(result.problems[0])).toBe(`${path.join(missing, "rules.yaml")} file not found`);
+    }
+  });
+
+  it("the version is a content hash: same text, same version; any edit, a new one", () => {
+    const a = rulesFrom(BASE);
+    const b = parseRules(BASE, "elsewhere.yaml");
+    const c = rulesFrom(`${BASE}# a comment\n`);
+    expect(b.ok && b.rules.version).toBe(a.version);
+    expect(c.version).not.toBe(a.version);
+  });
+});

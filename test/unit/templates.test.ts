@@ -1,0 +1,472 @@
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type ConfigProblem, loadRules, parseRules } from "../../src/config/load-rules.js";
+import type { RuleSet, StepKind } from "../../src/domain/rules.js";
+import { countSmsSegments, smsEncoding } from "../../src/domain/sms-segments.js";
+import { loadTemplates } from "../../src/templates/load-templates.js";
+import {
+  buildTemplateContext,
+  type PurchaseSnapshot,
+  SAMPLE_TEMPLATE_CONTEXT,
+  sampleTemplateContext,
+} from "../../src/templates/template-context.js";
+import { localeFallbacks, type TemplateSet } from "../../src/templates/template-set.js";
+
+const temporaryDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(temporaryDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+interface Step {
+  kind: StepKind;
+  channel: "email" | "sms" | "voice";
+  template: string;
+}
+
+const EMAIL: Step = { kind: "thank-you", channel: "email", template: "hello" };
+const SMS: Step = { kind: "check-in", channel: "sms", template: "ping" };
+
+function rulesFor(steps: readonly Step[], maxSegments = 3): RuleSet {
+  const yaml = [
+    "version: 1",
+    "defaults: { timezone: Europe/London, currency: GBP, locale: en }",
+    `channels: { sms: { ratePerSecond: 5, maxSegments: ${maxSegments} } }`,
+    "rules:",
+    "  - id: everyone",
+    "    steps:",
+    ...steps.map(
+      (step, i) =>
+        `      - { id: s${i}, kind: ${step.kind}, channel: ${step.channel}, template: ${step.template}, delay: PT1H }`,
+    ),
+  ].join("\n");
+  const result = parseRules(yaml, "rules.yaml");
+  if (!result.ok) throw new Error(JSON.stringify(result.problems));
+  return result.rules;
+}
+
+/** Writes `files` (path under templates/ → content) into a fresh config dir. */
+async function configDir(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "followups-templates-"));
+  temporaryDirs.push(dir);
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(dir, "templates", name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content);
+  }
+  return dir;
+}
+
+const GOOD_EMAIL = {
+  "hello/en.subject.liquid": "Thanks, {{ customer.firstName | default: 'friend' }}",
+  "hello/en.text.liquid": "Hi {{ customer.name | default: 'there' }}\n",
+  "hello/en.html.liquid": "<p>Hi {{ customer.name | default: 'there' }}</p>",
+};
+const GOOD_SMS = {
+  "ping/en.text.liquid": "All well, {{ customer.firstName | default: 'friend' }}?",
+};
+
+async function load(files: Record<string, string>, steps: readonly Step[], maxSegments = 3) {
+  const dir = await configDir(files);
+  return { dir, result: await loadTemplates(dir, rulesFor(steps, maxSegments)) };
+}
+
+async function loaded(files: Record<string, string>, steps: readonly Step[]): Promise<TemplateSet> {
+  const { result } = await load(files, steps);
+  if (!result.ok) throw new Error(JSON.stringify(result.problems, null, 2));
+  return result.templates;
+}
+
+async function problemsOf(
+  files: Record<string, string>,
+  steps: readonly Step[],
+  maxSegments = 3,
+): Promise<{ dir: string; problems: ConfigProblem[] }> {
+  const { dir, result } = await load(files, steps, maxSegments);
+  if (result.ok) throw new Error("expected problems, templates loaded");
+  return { dir, problems: result.problems };
+}
+
+const purchase: PurchaseSnapshot = {
+  orderId: "ORD-1",
+  occurredAt: "2026-03-12T23:30:00Z",
+  customer: { id: "cus_1", name: "Ana María López" },
+  items: [
+    {
+      sku: "TV-1",
+      name: "Television",
+      category: "televisions",
+      quantity: 1,
+      unitPrice: { minor: 129_900, currency: "EUR" },
+    },
+  ],
+  total: { minor: 129_900, currency: "EUR" },
+  store: { id: "store-1", name: "Berlin Mitte" },
+};
+
+function contextFor(overrides: Partial<PurchaseSnapshot>, channel: "email" | "sms" = "email") {
+  return buildTemplateContext({
+    purchase: { ...purchase, ...overrides },
+    step: { kind: "thank-you", channel },
+    locale: "de-AT",
+    timezone: "Australia/Sydney",
+    discount: null,
+    unsubscribeUrl: null,
+  });
+}
+
+describe("buildTemplateContext", () => {
+  it("formats amounts and dates for the customer's locale and zone", () => {
+    const context = contextFor({});
+    expect(context.customer).toEqual({ id: "cus_1", name: "Ana María López", firstName: "Ana" });
+    expect(context.order.total).toBe("€\u00a01.299,00");
+    expect(context.order.items[0]?.unitPrice).toBe("€\u00a01.299,00");
+    // 23:30 UTC on 12 March is already 13 March in Sydney.
+    expect(context.order.purchasedAt).toBe("13. März 2026");
+    expect(context.store).toEqual({ id: "store-1", name: "Berlin Mitte" });
+    expect(context.discount).toBeNull();
+    expect(context.unsubscribeUrl).toBeNull();
+  });
+
+  it("keeps every key, null when the purchase has no value", () => {
+    const context = contextFor({ customer: { id: "cus_2" }, store: undefined });
+    expect(context.customer).toEqual({ id: "cus_2", name: null, firstName: null });
+    expect(context.store).toEqual({ id: null, name: null });
+  });
+
+  it("uses plain spaces for SMS so a price does not force UCS-2", () => {
+    const context = contextFor({}, "sms");
+    expect(context.order.total).toBe("€ 1.299,00");
+    expect(smsEncoding(context.order.total).encoding).toBe("GSM-7");
+  });
+
+  it("formats a discount's last day on the customer's calendar", () => {
+    const context = buildTemplateContext({
+      purchase,
+      step: { kind: "discount", channel: "email" },
+      locale: "en-GB",
+      timezone: "Europe/London",
+      discount: { code: "THANKS-AAAA-BBBB-CCCC", percent: 10, validUntil: "2026-04-11" },
+      unsubscribeUrl: "https://shop.example/u/1",
+    });
+    expect(context.discount).toEqual({
+      code: "THANKS-AAAA-BBBB-CCCC",
+      percent: 10,
+      validUntil: "11 April 2026",
+    });
+    expect(context.order.total).toBe("€1,299.00");
+  });
+
+  it("falls back to English formatting for a locale Intl does not accept", () => {
+    const context = buildTemplateContext({
+      purchase,
+      step: { kind: "thank-you", channel: "email" },
+      locale: "not a locale",
+      timezone: "UTC",
+      discount: null,
+      unsubscribeUrl: null,
+    });
+    expect(context.order.total).toBe("€1,299.00");
+  });
+});
+
+describe("shipped templates", () => {
+  it("pass the check against the shipped rules", async () => {
+    const rules = await loadRules("config");
+    if (!rules.ok) throw new Error(JSON.stringify(rules.problems));
+    const result = await loadTemplates("config", rules.rules);
+    if (!result.ok) throw new Error(JSON.stringify(result.problems, null, 2));
+    expect(result.templates.templateIds).toEqual(
+      expect.arrayContaining(["thank-you", "check-in", "accessories-discount", "loyalty-discount"]),
+    );
+  });
+
+  it.each(["en", "de"])(
+    "keep the %s check-in SMS to one GSM-7 segment with the sample",
+    async (locale) => {
+      const rules = await loadRules("config");
+      if (!rules.ok) throw new Error("rules invalid");
+      const result = await loadTemplates("config", rules.rules);
+      if (!result.ok) throw new Error("templates invalid");
+      const step = { kind: "check-in", channel: "sms" } as const;
+      const rendered = await result.templates.render(
+        "check-in",
+        "sms",
+        locale,
+        sampleTemplateContext({ step, locale }),
+      );
+      expect(smsEncoding(rendered.text)).toEqual({ encoding: "GSM-7" });
+      expect(rendered.text.length).toBeLessThanOrEqual(160);
+      expect(rendered.text).toContain("Alexandra");
+      expect(rendered.text).toContain("Northgate High Street");
+      expect(rendered.text).toContain("?");
+    },
+  );
+
+  it.each(["accessories-discount", "loyalty-discount"])(
+    "show the code, percent and last day in %s",
+    async (template) => {
+      const rules = await loadRules("config");
+      if (!rules.ok) throw new Error("rules invalid");
+      const result = await loadTemplates("config", rules.rules);
+      if (!result.ok) throw new Error("templates invalid");
+      const context = sampleTemplateContext({
+        step: { kind: "discount", channel: "email" },
+        locale: "de",
+        discount: { code: "THANKS-7KQ2-M9XD-4TBW", percent: 12, validUntil: "2026-05-01" },
+      });
+      const rendered = await result.templates.render(template, "email", "de-AT", context);
+      for (const part of [rendered.text, rendered.html ?? ""]) {
+        expect(part).toContain("THANKS-7KQ2-M9XD-4TBW");
+        expect(part).toContain("12 %");
+        expect(part).toContain("1. Mai 2026");
+        expect(part).toContain("Aurora 55-inch OLED TV");
+      }
+    },
+  );
+});
+
+describe("rendering", () => {
+  const evil = contextFor({ customer: { id: "cus_x", name: `<script>alert("x")</script> & co` } });
+
+  it("escapes HTML in the html part only", async () => {
+    const templates = await loaded(GOOD_EMAIL, [EMAIL]);
+    const rendered = await templates.render("hello", "email", "en", evil);
+    expect(rendered.html).toBe(
+      "<p>Hi &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co</p>",
+    );
+    expect(rendered.text).toBe(`Hi <script>alert("x")</script> & co`);
+    expect(rendered.subject).toBe('Thanks, <script>alert("x")</script>');
+  });
+
+  it("gives SMS the text part only, trimmed", async () => {
+    const templates = await loaded(
+      { ...GOOD_EMAIL, "hello/en.text.liquid": "\n  Hi  \n\n\n\nthere\n" },
+      [{ ...EMAIL, channel: "sms" }],
+    );
+    const rendered = await templates.render("hello", "sms", "en", SAMPLE_TEMPLATE_CONTEXT);
+    expect(rendered).toEqual({ text: "Hi\n\nthere" });
+  });
+
+  it("makes the subject one line", async () => {
+    const templates = await loaded(
+      { ...GOOD_EMAIL, "hello/en.subject.liquid": "Thanks\n  {{ customer.id }}\n" },
+      [EMAIL],
+    );
+    const rendered = await templates.render("hello", "email", "en", SAMPLE_TEMPLATE_CONTEXT);
+    expect(rendered.subject).toBe("Thanks cus_8f2k1");
+  });
+
+  it.each([
+    ["de-AT", "de-AT"],
+    ["de-at", "de-AT"],
+    ["de-CH", "de"],
+    ["de", "de"],
+    ["fr-FR", "en"],
+    [undefined, "en"],
+    ["not a locale", "en"],
+  ])("falls back from locale %s to %s", async (locale, expected) => {
+    const files = {
+      ...GOOD_SMS,
+      "ping/de.text.liquid": "de",
+      "ping/de-AT.text.liquid": "de-AT",
+      "ping/en.text.liquid": "en",
+    };
+    const templates = await loaded(files, [SMS]);
+    const rendered = await templates.render("ping", "sms", locale, SAMPLE_TEMPLATE_CONTEXT);
+    expect(rendered.text).toBe(expected);
+  });
+
+  it("skips a locale that lacks the parts the channel needs", async () => {
+    const templates = await loaded({ ...GOOD_EMAIL, "hello/de.text.liquid": "Hallo" }, [
+      { ...EMAIL, channel: "sms" },
+    ]);
+    const email = templates.pick("hello", "email", "de");
+    expect(email.locale).toBe("en");
+    expect(templates.pick("hello", "sms", "de").locale).toBe("de");
+  });
+
+  it("builds the fallback chain from the most specific tag", () => {
+    expect(localeFallbacks("zh-Hant-TW", "en")).toEqual(["zh-Hant-TW", "zh-Hant", "zh", "en"]);
+    expect(localeFallbacks("en-GB", "en")).toEqual(["en-GB", "en"]);
+  });
+
+  it("changes its version when a file changes", async () => {
+    const first = await loaded(GOOD_SMS, [SMS]);
+    const second = await loaded({ "ping/en.text.liquid": "Changed" }, [SMS]);
+    const again = await loaded(GOOD_SMS, [SMS]);
+    expect(first.version).not.toBe(second.version);
+    expect(first.version).toBe(again.version);
+  });
+});
+
+describe("check", () => {
+  it("reports an unknown variable with file and line, even in a branch the samples skip", async () => {
+    const { dir, problems } = await problemsOf(
+      {
+        ...GOOD_SMS,
+        "ping/en.text.liquid":
+          "Hello\n{% if order.id == 'never' %}\n  {{ customer.nmae }}\n{% endif %}",
+      },
+      [SMS],
+    );
+    expect(problems).toEqual([
+      {
+        file: path.join(dir, "templates", "ping", "en.text.liquid"),
+        line: 3,
+        column: 6,
+        path: "",
+        message: expect.stringMatching(
+          /^undefined variable: customer\.nmae \(customer has id, name, firstName\)$/,
+        ),
+      },
+    ]);
+  });
+
+  it("reports an unknown property of a loop variable by rendering the sample", async () => {
+    const { problems } = await problemsOf(
+      { "ping/en.text.liquid": "Items:\n{% for item in order.items %}{{ item.nme }}{% endfor %}" },
+      [SMS],
+    );
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({
+      line: 2,
+      message: expect.stringMatching(/undefined variable: item\.nme/),
+    });
+  });
+
+  it("reports an unknown filter and a syntax error with line and column", async () => {
+    const { dir, problems } = await problemsOf(
+      {
+        ...GOOD_EMAIL,
+        "hello/en.subject.liquid": "Hi {{ customer.name | shout }}",
+        "hello/en.text.liquid": "Hi\n\n{% if customer.name %}\nno end",
+      },
+      [EMAIL],
+    );
+    const templates = path.join(dir, "templates", "hello");
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: path.join(templates, "en.subject.liquid"),
+        line: 1,
+        message: "Liquid: undefined filter: shout",
+      }),
+      expect.objectContaining({
+        file: path.join(templates, "en.text.liquid"),
+        line: 3,
+        column: 1,
+        message: "Liquid: tag {% if customer.name %} not closed",
+      }),
+    ]);
+  });
+
+  it("names the template and channel when the default locale is missing, all at once", async () => {
+    const { dir, problems } = await problemsOf(
+      { "hello/de.subject.liquid": "x", "hello/de.text.liquid": "x" },
+      [EMAIL, SMS],
+    );
+    const missing = (template: string, file: string) => path.join(dir, "templates", template, file);
+    expect(problems.map((p) => [p.file, p.line])).toEqual([
+      [missing("hello", "en.subject.liquid"), 0],
+      [missing("hello", "en.text.liquid"), 0],
+      [missing("ping", "en.text.liquid"), 0],
+    ]);
+    expect(problems[0]?.message).toMatch(
+      /template hello is used for email by everyone\.s0 and needs this file in the default locale en/,
+    );
+    expect(problems[2]?.message).toMatch(/template ping is used for sms by everyone\.s1/);
+  });
+
+  it("reports a locale that has only some of the parts email needs", async () => {
+    const { dir, problems } = await problemsOf({ ...GOOD_EMAIL, "hello/de.text.liquid": "Hallo" }, [
+      EMAIL,
+    ]);
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: path.join(dir, "templates", "hello", "de.subject.liquid"),
+        message: expect.stringMatching(
+          /^missing: de has text but template hello is used for email/,
+        ),
+      }),
+    ]);
+  });
+
+  it("reports an SMS longer than channels.sms.maxSegments with the sample", async () => {
+    const { problems } = await problemsOf(
+      { "ping/en.text.liquid": `${"Thanks for your purchase. ".repeat(6)}{{ customer.name }}` },
+      [SMS],
+      1,
+    );
+    expect(problems).toHaveLength(1);
+    expect(problems[0]?.message).toMatch(
+      /^renders to 2 SMS segments with the sample \(\d+ characters, GSM-7.*\); channels\.sms\.maxSegments allows 1$/,
+    );
+  });
+
+  it("says which character forced UCS-2 when that makes an SMS too long", async () => {
+    const body = "It’s been a while. ".repeat(4);
+    expect(countSmsSegments(body)).toBe(2);
+    const { problems } = await problemsOf({ "ping/en.text.liquid": body }, [SMS], 1);
+    expect(problems[0]?.message).toContain('UCS-2, 70 characters per message, because of "’"');
+  });
+
+  it("reports a template that renders to nothing", async () => {
+    const { problems } = await problemsOf(
+      { "ping/en.text.liquid": "{% if customer.name %}Hi {{ customer.name }}{% endif %}" },
+      [SMS],
+    );
+    expect(problems).toEqual([
+      expect.objectContaining({
+        message: "renders to empty text with the sparse sample for a check-in by sms",
+      }),
+    ]);
+  });
+
+  it("refuses includes: templates cannot read other files", async () => {
+    const { problems } = await problemsOf({ "ping/en.text.liquid": "Hi\n{% include 'footer' %}" }, [
+      SMS,
+    ]);
+    expect(problems).toEqual([
+      expect.objectContaining({
+        line: 2,
+        message: expect.stringMatching(/^Liquid: \{% include %\} is not available/),
+      }),
+    ]);
+  });
+
+  it("reports files it does not understand and ignores dot files and top-level files", async () => {
+    const { dir, problems } = await problemsOf(
+      {
+        ...GOOD_SMS,
+        "ping/en.txt.liquid": "typo",
+        "ping/.en.text.liquid.swp": "editor backup",
+        "README.md": "notes for operators",
+        "Bad_Name/en.text.liquid": "x",
+      },
+      [SMS],
+    );
+    expect(problems.map((p) => path.relative(dir, p.file))).toEqual([
+      path.join("templates", "Bad_Name"),
+      path.join("templates", "ping", "en.txt.liquid"),
+    ]);
+  });
+
+  it("renders a discount template with an offer and a thank-you without one", async () => {
+    const files = {
+      "offer/en.subject.liquid": "{{ discount.percent }}% off",
+      "offer/en.text.liquid": "Code {{ discount.code }} until {{ discount.validUntil }}",
+    };
+    const templates = await loaded(files, [
+      { kind: "discount", channel: "email", template: "offer" },
+    ]);
+    const rendered = await templates.render(
+      "offer",
+      "email",
+      "en",
+      sampleTemplateContext({ step: { kind: "discount", channel: "email" }, locale: "en" }),
+    );
+    expect(rendered.subject).toBe("10% off");
+    expect(rendered.text).toBe("Code THANKS-7KQ2-M9XD-4TBW until April 11, 2026");
+  });
+});

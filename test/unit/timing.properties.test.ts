@@ -1,0 +1,310 @@
+import fc from "fast-check";
+import { DateTime, Duration, Settings } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseRules } from "../../src/config/load-rules.js";
+import { planFollowUps } from "../../src/domain/planner.js";
+import type { RuleSet, SendWindow } from "../../src/domain/rules.js";
+import { isInSendWindow, nextSendWindow } from "../../src/domain/send-window.js";
+import {
+  type DayName,
+  EVERY_DAY,
+  instant,
+  type OneStepOptions,
+  oneStepRules,
+  oneStepYaml,
+  purchase,
+  sendWindow,
+} from "../support/fixtures.js";
+
+/**
+ * Invariants of timing over random zones, purchases, delays, windows and holidays. "Inside the
+ * window" is checked against the wall clock, independently of the code under test.
+ */
+
+const RUNS = { numRuns: 4000 } as const;
+
+const ZONES = [
+  "UTC",
+  "Europe/London",
+  "Europe/Berlin",
+  "America/New_York",
+  "America/St_Johns", // -03:30 / -02:30
+  "America/Santiago", // transitions at midnight
+  "America/Havana", // transitions at midnight
+  "Australia/Lord_Howe", // 30-minute DST shift
+  "Australia/Adelaide",
+  "Asia/Kathmandu", // +05:45
+  "Asia/Tehran",
+  "Pacific/Chatham", // +12:45 / +13:45
+  "Pacific/Kiritimati", // +14:00
+] as const;
+
+const zoneArb = fc.constantFrom(...ZONES);
+/** Whole seconds between 2024 and 2031. */
+const instantArb = fc
+  .integer({ min: Date.UTC(2024, 0, 1) / 1000, max: Date.UTC(2031, 0, 1) / 1000 })
+  .map((seconds) => DateTime.fromSeconds(seconds, { zone: "utc" }));
+
+const UNITS = [
+  { iso: (n: number) => `PT${n}M`, max: 20_000 },
+  { iso: (n: number) => `PT${n}H`, max: 3_000 },
+  { iso: (n: number) => `P${n}D`, max: 400 },
+  { iso: (n: number) => `P${n}W`, max: 60 },
+  { iso: (n: number) => `P${n}M`, max: 36 },
+  { iso: (n: number) => `P${n}Y`, max: 4 },
+] as const;
+const unitArb = fc.constantFrom(...UNITS);
+const delayArb = unitArb.chain((unit) => fc.nat(unit.max).map((n) => unit.iso(n)));
+
+const hhmm = (minute: number) =>
+  `${String(Math.floor(minute / 60)).padStart(2, "0")}:${String(minute % 60).padStart(2, "0")}`;
+const windowArb = fc
+  .record({
+    start: fc.integer({ min: 0, max: 1439 }),
+    length: fc.integer({ min: 1, max: 1440 }),
+    days: fc.subarray([...EVERY_DAY], { minLength: 1 }),
+    closedOnHolidays: fc.boolean(),
+  })
+  .map(({ start, length, days, closedOnHolidays }) => ({
+    start: hhmm(start),
+    end: hhmm(Math.min(1440, start + length)),
+    days: days as DayName[],
+    closedOnHolidays,
+  }));
+const stepArb = fc.record({
+  kind: fc.constantFrom("thank-you", "check-in", "discount", "custom" as const),
+  channel: fc.constantFrom("email", "sms", "voice" as const),
+});
+/** Holidays as day offsets from the unadjusted due date, so they actually get in the way. */
+const holidayOffsetsArb = fc.uniqueArray(fc.integer({ min: 0, max: 6 }), { maxLength: 4 });
+
+interface Case {
+  zone: string;
+  purchasedAt: DateTime;
+  options: OneStepOptions;
+}
+
+function caseArb() {
+  return fc
+    .record({
+      zone: zoneArb,
+      purchasedAt: instantArb,
+      delay: delayArb,
+      window: windowArb,
+      step: stepArb,
+      holidayOffsets: holidayOffsetsArb,
+    })
+    .map(({ zone, purchasedAt, delay, window, step, holidayOffsets }): Case => {
+      const unadjusted = purchasedAt.setZone(zone).plus(Duration.fromISO(delay));
+      const holidays = holidayOffsets.map(
+        (k) => unadjusted.plus({ days: k }).toISODate() ?? "",
+      );
+      return {
+        zone,
+        purchasedAt,
+        options: { delay, window, holidays, timezone: "UTC", ...step },
+      };
+    });
+}
+
+function planCase(c: Case, rules: RuleSet, now: DateTime) {
+  const event = purchase({
+    occurredAt: c.purchasedAt.toISO({ suppressMilliseconds: true }) ?? "",
+    customer: {
+      timezone: c.zone,
+      consent: { email: true, sms: true, voice: true },
+    },
+  });
+  return planFollowUps(event, rules, { previousPurchases: 0 }, now);
+}
+
+/** Wall-clock check, independent of the code under test. */
+function wallClockInside(at: DateTime, zone: string, window: SendWindow, holidays: ReadonlySet<string>) {
+  const local = at.setZone(zone);
+  const minute = local.hour * 60 + local.minute;
+  const date = local.toISODate() ?? "";
+  return (
+    window.days.has(local.weekday as 1 | 2 | 3 | 4 | 5 | 6 | 7) &&
+    !(window.closedOnHolidays && holidays.has(date)) &&
+    minute >= window.startMinute &&
+    minute < window.endMinute
+  );
+}
+
+/**
+ * Whether `at`'s wall-clock time happens twice (a DST overlap). In such an hour a window follows
+ * the clock's first pass, so the wall clock alone cannot tell inside from outside there.
+ */
+function isRepeatedWallTime(at: DateTime, zone: string): boolean {
+  const local = at.setZone(zone);
+  const wall = local.toFormat("yyyy-MM-dd HH:mm");
+  return [-120, -60, -30, 30, 60, 120].some(
+    (minutes) => local.plus({ minutes }).toFormat("yyyy-MM-dd HH:mm") === wall,
+  );
+}
+
+afterEach(() => {
+  Settings.now = () => Date.now();
+});
+
+describe("nextSendWindow (properties)", () => {
+  it("returns the earliest instant at or after `from` that is inside the window by the wall clock", () => {
+    fc.assert(
+      fc.property(
+        zoneArb,
+        instantArb,
+        windowArb,
+        holidayOffsetsArb,
+        (zone, from, w, offsets) => {
+          const window = sendWindow(w.start, w.end, w.days, w.closedOnHolidays);
+          const holidays = new Set(
+            offsets.map((k) => from.setZone(zone).plus({ days: k }).toISODate() ?? ""),
+          );
+          const due = nextSendWindow(from, zone, window, holidays);
+          expect(due.toMillis()).toBeGreaterThanOrEqual(from.toMillis());
+          expect(isInSendWindow(due, zone, window, holidays)).toBe(true);
+          expect(
+            wallClockInside(due, zone, window, holidays) || isRepeatedWallTime(due, zone),
+            `${due.toISO()} is outside ${w.start}–${w.end} ${w.days.join(",")} in ${zone}`,
+          ).toBe(true);
+          const before = due.minus({ minutes: 1 });
+          if (due > from && before >= from) {
+            expect(
+              !wallClockInside(before, zone, window, holidays) || isRepeatedWallTime(before, zone),
+              `${before.toISO()} is already inside ${w.start}–${w.end} in ${zone}`,
+            ).toBe(true);
+          }
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
+describe("planFollowUps timing (properties)", () => {
+  it("every planned step is due inside its send window, never before the purchase or now", () => {
+    fc.assert(
+      fc.property(
+        caseArb(),
+        fc.integer({ min: -86_400, max: 4 * 86_400 }),
+        (c, nowOffsetSeconds) => {
+          const rules = oneStepRules(c.options);
+          const now = c.purchasedAt.plus({ seconds: nowOffsetSeconds });
+          const plan = planCase(c, rules, now);
+          const step = plan.steps[0];
+          if (!step) {
+            expect(plan.skipped.map((s) => s.code)).toEqual(["past-due"]);
+            return;
+          }
+          const due = instant(step.dueAt);
+          const window = rules.sendWindows[step.channel];
+          expect(due.toMillis()).toBeGreaterThanOrEqual(c.purchasedAt.toMillis());
+          expect(due.toMillis()).toBeGreaterThanOrEqual(now.toMillis());
+          expect(isInSendWindow(due, c.zone, window, rules.holidays)).toBe(true);
+          expect(
+            wallClockInside(due, c.zone, window, rules.holidays) ||
+              isRepeatedWallTime(due, c.zone),
+          ).toBe(true);
+          // localDueAt is the same instant on the customer's clock.
+          const local = instant(step.localDueAt);
+          expect(local.toMillis()).toBe(due.toMillis());
+          expect(local.offset).toBe(due.setZone(c.zone).offset);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("is monotone in the delay: a longer delay of the same unit is never due earlier", () => {
+    fc.assert(
+      fc.property(
+        zoneArb,
+        instantArb,
+        unitArb,
+        fc.nat(),
+        fc.nat(),
+        windowArb,
+        (zone, purchasedAt, unit, x, y) => {
+          const [a, b] = [x % (unit.max + 1), y % (unit.max + 1)].sort((p, q) => p - q) as [
+            number,
+            number,
+          ];
+          const due = (n: number) => {
+            const c: Case = { zone, purchasedAt, options: { delay: unit.iso(n) } };
+            const step = planCase(c, oneStepRules(c.options), purchasedAt).steps[0];
+            if (!step) throw new Error("a step due after now must be planned");
+            return step.dueAt;
+          };
+          const [dueA, dueB] = [due(a), due(b)];
+          expect(
+            instant(dueA).toMillis(),
+            `${unit.iso(a)} → ${dueA} but ${unit.iso(b)} → ${dueB}`,
+          ).toBeLessThanOrEqual(instant(dueB).toMillis());
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("is monotone in the delay within a send window too", () => {
+    fc.assert(
+      fc.property(
+        caseArb(),
+        unitArb,
+        fc.nat(),
+        fc.nat(),
+        (c, unit, x, y) => {
+          const [a, b] = [x % (unit.max + 1), y % (unit.max + 1)].sort((p, q) => p - q) as [
+            number,
+            number,
+          ];
+          const due = (n: number) => {
+            const options = { ...c.options, delay: unit.iso(n) };
+            const step = planCase(c, oneStepRules(options), c.purchasedAt).steps[0];
+            if (!step) throw new Error("a step due after now must be planned");
+            return instant(step.dueAt).toMillis();
+          };
+          expect(due(a)).toBeLessThanOrEqual(due(b));
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("is deterministic: the same inputs give a deep-equal plan, whatever the wall clock says", () => {
+    fc.assert(
+      fc.property(
+        caseArb(),
+        fc.integer({ min: -86_400, max: 4 * 86_400 }),
+        instantArb,
+        instantArb,
+        (c, nowOffsetSeconds, clockA, clockB) => {
+          const now = c.purchasedAt.plus({ seconds: nowOffsetSeconds });
+          const fresh = () => {
+            const result = parseRules(oneStepYaml(c.options), "rules.yaml");
+            if (!result.ok) throw new Error("the generated rules must be valid");
+            return result.rules;
+          };
+          Settings.now = () => clockA.toMillis();
+          const first = planCase(c, fresh(), now);
+          Settings.now = () => clockB.toMillis();
+          const second = planCase(c, fresh(), now);
+          expect(second).toEqual(first);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it("plans the same instant whatever offset `now` is written with", () => {
+    fc.assert(
+      fc.property(caseArb(), zoneArb, (c, nowZone) => {
+        const rules = oneStepRules(c.options);
+        const a = planCase(c, rules, c.purchasedAt);
+        const b = planCase(c, rules, c.purchasedAt.setZone(nowZone));
+        expect(b).toEqual(a);
+      }),
+      RUNS,
+    );
+  });
+});
