@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { Queue, Worker } from "bullmq";
+import { Queue, UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
@@ -19,8 +19,8 @@ import { ChannelRateLimiter } from "./store/rate-limiter.js";
 /** Retention of finished jobs, set once on the workers instead of on every job. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
-/** A send taking longer than this is presumed dead; another worker may then send again. */
-const SEND_LEASE_MS = 120_000;
+/** A job that stalls (its worker died) this often is failed instead of retried once more. */
+const MAX_STALLED_COUNT = 10;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
@@ -78,6 +78,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       concurrency: env.INTAKE_CONCURRENCY,
       removeOnComplete: KEEP_COMPLETED,
       removeOnFail: KEEP_FAILED,
+      lockDuration: env.JOB_LOCK_MS,
+      stalledInterval: env.JOB_LOCK_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
     },
   );
   const delivery = new Worker<FollowUpJobData>(
@@ -90,9 +93,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       rateLimiter: new ChannelRateLimiter(redis, prefix),
       retry: {
         maxAttempts: env.DELIVERY_ATTEMPTS,
-        delayMs: cappedBackoff(30_000, 3_600_000, Math.random),
+        delayMs: cappedBackoff(env.DELIVERY_RETRY_BASE_MS, env.DELIVERY_RETRY_MAX_MS, Math.random),
       },
-      sendLeaseMs: SEND_LEASE_MS,
+      sendLeaseMs: env.DELIVERY_LEASE_MS,
       logger,
       clock,
       random: Math.random,
@@ -103,8 +106,27 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       concurrency: env.DELIVERY_CONCURRENCY,
       removeOnComplete: KEEP_COMPLETED,
       removeOnFail: KEEP_FAILED,
+      lockDuration: env.JOB_LOCK_MS,
+      stalledInterval: env.JOB_LOCK_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
     },
   );
+  delivery.on("failed", (job, error) => {
+    // Our own failures are recorded already; this catches jobs BullMQ failed itself (stalled too often).
+    if (!job || error instanceof UnrecoverableError) return;
+    const reason = `error: ${error.message}`;
+    void store
+      .transition(
+        job.data.e,
+        job.data.s,
+        ["scheduled", "sending"],
+        { s: "failed", x: reason },
+        Date.now(),
+      )
+      .catch((err: unknown) =>
+        logger.error({ err, jobId: job.id }, "could not record a failed follow-up"),
+      );
+  });
   for (const [label, worker] of [
     ["intake", intake],
     ["delivery", delivery],
@@ -135,9 +157,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 
   logger.info(
     {
-      channels: Object.fromEntries(
-        Object.entries(channels).map(([name, channel]) => [name, channel.transport]),
-      ),
+      transports: Object.entries(channels)
+        .map(([name, channel]) => `${name}=${channel.transport}`)
+        .join(" "),
       queues: {
         input: `${prefix}:${PURCHASE_EVENTS_QUEUE}`,
         followUps: `${prefix}:${FOLLOW_UPS_QUEUE}`,

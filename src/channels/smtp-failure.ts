@@ -41,10 +41,11 @@ export function classifySmtpFailure(error: unknown): SendFailure {
   const enhanced = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(fields.response ?? "")?.[1];
   const replyText = reply === undefined ? "" : `SMTP ${reply}${enhanced ? ` ${enhanced}` : ""}`;
 
-  if ((code && MISCONFIGURED_CODES.has(code)) || (reply && AUTH_RESPONSES.has(reply))) {
+  const misconfiguredCode = code && MISCONFIGURED_CODES.has(code) ? code : undefined;
+  if (misconfiguredCode || (reply && AUTH_RESPONSES.has(reply))) {
     return {
       kind: "misconfigured",
-      code: code ?? String(reply),
+      code: misconfiguredCode ?? String(reply),
       reason: `${describe(code, "the SMTP server refused to authenticate us")}${replyText ? ` (${replyText})` : ""}`,
     };
   }

@@ -72,6 +72,10 @@ export const envSchema = z
     INTAKE_CONCURRENCY: positiveInt(8),
     DELIVERY_CONCURRENCY: positiveInt(8),
     DELIVERY_ATTEMPTS: positiveInt(8),
+    DELIVERY_RETRY_BASE_MS: positiveInt(30_000),
+    DELIVERY_RETRY_MAX_MS: positiveInt(3_600_000),
+    DELIVERY_LEASE_MS: positiveInt(120_000),
+    JOB_LOCK_MS: positiveInt(30_000),
     SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
   })
   .check((ctx) => {

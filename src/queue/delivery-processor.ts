@@ -68,6 +68,23 @@ export function cappedBackoff(baseMs: number, capMs: number, random: () => numbe
  * attempt. The step record's atomic claim keeps a redelivered job from sending twice.
  */
 export function createDeliveryProcessor(deps: DeliveryDeps) {
+  const deliver = createDelivery(deps);
+  return async (job: Job<FollowUpJobData>, token?: string): Promise<DeliveryOutcome> => {
+    try {
+      return await deliver(job, token);
+    } catch (error) {
+      if (error instanceof DelayedError || error instanceof UnrecoverableError) throw error;
+      // Redis hiccups and bugs: try again later like a transient send failure. If even that
+      // fails, the job's lock lapses and BullMQ's stalled check hands it to a worker again.
+      const retryAt = deps.clock().toMillis() + deps.retry.delayMs(1);
+      deps.logger.error({ err: error, jobId: job.id }, "delivery error; will retry");
+      await job.moveToDelayed(retryAt, token);
+      throw new DelayedError("unexpected error");
+    }
+  };
+}
+
+function createDelivery(deps: DeliveryDeps) {
   return async (job: Job<FollowUpJobData>, token?: string): Promise<DeliveryOutcome> => {
     const { e: eventId, s: stepId } = job.data;
     const followUpId = job.id ?? "";

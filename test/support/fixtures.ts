@@ -106,7 +106,10 @@ function sumOf(items: readonly ItemInput[], currency: string): string {
 /** Strips the common indentation of a template literal, so YAML can be written indented. */
 export function yaml(strings: TemplateStringsArray, ...values: unknown[]): string {
   const text = strings.reduce((all, part, i) => all + part + (i < values.length ? values[i] : ""));
-  const lines = text.replace(/^\n/, "").replace(/\n[ \t]*$/, "\n").split("\n");
+  const lines = text
+    .replace(/^\n/, "")
+    .replace(/\n[ \t]*$/, "\n")
+    .split("\n");
   const indent = Math.min(
     ...lines.filter((l) => l.trim() !== "").map((l) => l.length - l.trimStart().length),
   );
@@ -138,7 +141,9 @@ export function rulesProblems(text: string, file = "rules.yaml"): string[] {
 export async function shippedRules(): Promise<RuleSet> {
   const result = await loadRules(SHIPPED_CONFIG_DIR);
   if (!result.ok) {
-    throw new Error(`config/rules.yaml is invalid:\n${result.problems.map(formatProblem).join("\n")}`);
+    throw new Error(
+      `config/rules.yaml is invalid:\n${result.problems.map(formatProblem).join("\n")}`,
+    );
   }
   return result.rules;
 }

@@ -49,7 +49,11 @@ const stoppedBy = (rule: string, ...stepIds: string[]) =>
     skipped(id, "stopped-by-final-rule", `rule ${rule} matched first and is final`),
   );
 const NOT_SERVICES = (sku: string, category: string) =>
-  skipped("services.thank-you", "condition-not-met", `item ${sku} (${category}) is not in services`);
+  skipped(
+    "services.thank-you",
+    "condition-not-met",
+    `item ${sku} (${category}) is not in services`,
+  );
 const NOT_TECH = skipped(
   "accessories.discount",
   "condition-not-met",

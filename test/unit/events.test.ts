@@ -110,20 +110,19 @@ describe("valid events of all three types", () => {
     ).toEqual(["amount.amount: JPY has 0 decimal places, got 10.5"]);
   });
 
-  it.each([
-    [["sms"]],
-    [["email", "voice"]],
-    ["all"],
-  ])("customer.unsubscribed from %j", (channels) => {
-    const input = {
-      type: "customer.unsubscribed",
-      id: "evt-u1",
-      occurredAt: "2026-11-24T10:00:00Z",
-      customerId: "cus-1",
-      channels,
-    };
-    expect(parsed(input)).toEqual(input);
-  });
+  it.each([[["sms"]], [["email", "voice"]], ["all"]])(
+    "customer.unsubscribed from %j",
+    (channels) => {
+      const input = {
+        type: "customer.unsubscribed",
+        id: "evt-u1",
+        occurredAt: "2026-11-24T10:00:00Z",
+        customerId: "cus-1",
+        channels,
+      };
+      expect(parsed(input)).toEqual(input);
+    },
+  );
 
   it.each([
     [["fax"], 'channels: expected "all" or a list of one or more of email, sms and voice'],
@@ -178,7 +177,9 @@ describe("time zones", () => {
 
   it("an invalid store time zone is reported at store.timezone", () => {
     expect(problemsOf(purchaseInput({ store: { id: "s1", timezone: "Europe/Atlantis" } }))).toEqual(
-      ['store.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Atlantis"'],
+      [
+        'store.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Atlantis"',
+      ],
     );
   });
 });
@@ -225,12 +226,16 @@ describe("currencies and money", () => {
     ["eur", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "eur"'],
     ["XYZ", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "XYZ"'],
   ])("currency %j is refused", (currency, problem) => {
-    expect(problemsOf(purchaseInput({ currency, items: [item("tea", "5.00")] }))).toEqual([problem]);
+    expect(problemsOf(purchaseInput({ currency, items: [item("tea", "5.00")] }))).toEqual([
+      problem,
+    ]);
   });
 
   it("JPY with decimals is refused in the total and in every unit price", () => {
     expect(
-      problemsOf(purchaseInput({ currency: "JPY", items: [item("tea", "1000.5")], total: "1000.5" })),
+      problemsOf(
+        purchaseInput({ currency: "JPY", items: [item("tea", "1000.5")], total: "1000.5" }),
+      ),
     ).toEqual([
       "total.amount: JPY has 0 decimal places, got 1000.5",
       "items[0].unitPrice: JPY has 0 decimal places, got 1000.5",
@@ -239,7 +244,10 @@ describe("currencies and money", () => {
 
   it("JPY without decimals and KWD with three decimals are fine", () => {
     const yen = parsed(purchaseInput({ currency: "JPY", items: [item("tea", 1500)] }));
-    expect(yen.type === "purchase.completed" && yen.total).toEqual({ minor: 1500, currency: "JPY" });
+    expect(yen.type === "purchase.completed" && yen.total).toEqual({
+      minor: 1500,
+      currency: "JPY",
+    });
     const dinar = parsed(purchaseInput({ currency: "KWD", items: [item("tea", "1.234")] }));
     expect(dinar.type === "purchase.completed" && dinar.total).toEqual({
       minor: 1234,
@@ -249,7 +257,9 @@ describe("currencies and money", () => {
 
   it("KWD with four decimals is refused", () => {
     expect(
-      problemsOf(purchaseInput({ currency: "KWD", items: [item("tea", "1.000")], total: "1.2345" })),
+      problemsOf(
+        purchaseInput({ currency: "KWD", items: [item("tea", "1.000")], total: "1.2345" }),
+      ),
     ).toEqual(["total.amount: KWD has 3 decimal places, got 1.2345"]);
   });
 
@@ -271,7 +281,9 @@ describe("currencies and money", () => {
       'total.amount: expected a non-negative decimal amount such as 19.99, got "ten"',
       'items[0].unitPrice: expected a non-negative decimal amount such as 19.99, got "-1.00"',
     ]);
-    expect(problemsOf(purchaseInput({ items: [item("tea", "1.00")], total: true as never }))).toEqual([
+    expect(
+      problemsOf(purchaseInput({ items: [item("tea", "1.00")], total: true as never })),
+    ).toEqual([
       "total.amount: expected a non-negative decimal amount such as 19.99 (a number or a decimal string)",
     ]);
   });

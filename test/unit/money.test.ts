@@ -38,7 +38,11 @@ describe("toMinorUnits: exact conversion of decimal text", () => {
     [1000.5, "JPY", "JPY has 0 decimal places, got 1000.5"],
     ["1.2345", "KWD", "KWD has 3 decimal places, got 1.2345"],
     ["1.005", "EUR", "EUR has 2 decimal places, got 1.005"],
-    [0.1 + 0.2, "GBP", "expected a non-negative decimal amount such as 19.99, got 0.30000000000000004"],
+    [
+      0.1 + 0.2,
+      "GBP",
+      "expected a non-negative decimal amount such as 19.99, got 0.30000000000000004",
+    ],
     ["-1", "EUR", 'expected a non-negative decimal amount such as 19.99, got "-1"'],
     [-1, "EUR", "expected a non-negative decimal amount such as 19.99, got -1"],
     ["1e3", "EUR", 'expected a non-negative decimal amount such as 19.99, got "1e3"'],

@@ -213,10 +213,9 @@ describe("send windows, quiet days and holidays in the planner", () => {
   });
 
   it("a holiday Monday pushes the SMS to Tuesday 09:00", () => {
-    expect(dueOf({ ...sms, holidays: ["2026-11-23"] }, { occurredAt: "2026-11-22T10:00:00Z" })).toEqual([
-      "2026-11-24T09:00:00Z",
-      "2026-11-24T09:00:00+00:00",
-    ]);
+    expect(
+      dueOf({ ...sms, holidays: ["2026-11-23"] }, { occurredAt: "2026-11-22T10:00:00Z" }),
+    ).toEqual(["2026-11-24T09:00:00Z", "2026-11-24T09:00:00+00:00"]);
   });
 
   it("a step's own send window overrides the channel's", () => {
@@ -292,21 +291,24 @@ describe("lateness: grace periods and never before the purchase", () => {
 
   it("past due within the grace period → sent at the next window opening after now", () => {
     // Due Friday 11:00; now is Saturday 06:00 (window shut) → Saturday 08:00.
-    expect(
-      dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T06:00:00Z"),
-    ).toEqual(["2026-11-21T08:00:00Z", "2026-11-21T08:00:00+00:00"]);
+    expect(dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T06:00:00Z")).toEqual([
+      "2026-11-21T08:00:00Z",
+      "2026-11-21T08:00:00+00:00",
+    ]);
   });
 
   it("past due within the grace period, window open now → sent now", () => {
-    expect(
-      dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T12:34:00Z"),
-    ).toEqual(["2026-11-21T12:34:00Z", "2026-11-21T12:34:00+00:00"]);
+    expect(dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T12:34:00Z")).toEqual([
+      "2026-11-21T12:34:00Z",
+      "2026-11-21T12:34:00+00:00",
+    ]);
   });
 
   it("exactly at the end of the grace period → still sent", () => {
-    expect(
-      dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-22T11:00:00Z"),
-    ).toEqual(["2026-11-22T11:00:00Z", "2026-11-22T11:00:00+00:00"]);
+    expect(dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-22T11:00:00Z")).toEqual([
+      "2026-11-22T11:00:00Z",
+      "2026-11-22T11:00:00+00:00",
+    ]);
   });
 
   it("past due beyond the grace period → skipped with a 'past due' reason", () => {
@@ -325,9 +327,10 @@ describe("lateness: grace periods and never before the purchase", () => {
   });
 
   it("a purchase reported before it happened (now earlier) is planned from the purchase", () => {
-    expect(
-      dueOf(options, { occurredAt: "2026-11-23T10:00:00Z" }, "2026-11-20T00:00:00Z"),
-    ).toEqual(["2026-11-23T11:00:00Z", "2026-11-23T11:00:00+00:00"]);
+    expect(dueOf(options, { occurredAt: "2026-11-23T10:00:00Z" }, "2026-11-20T00:00:00Z")).toEqual([
+      "2026-11-23T11:00:00Z",
+      "2026-11-23T11:00:00+00:00",
+    ]);
   });
 
   it("a zero delay inside the window is due at the purchase itself, not before", () => {
@@ -367,7 +370,12 @@ describe("how matching rules combine", () => {
           - { kind: discount, channel: email, template: welcome, delay: P1D }
   `);
   const plan = (spec: PurchaseSpec, history: CustomerHistory = NEW_CUSTOMER) =>
-    planFollowUps(purchase({ currency: "EUR", ...spec }), rules, history, instant("2026-11-23T10:00:00Z"));
+    planFollowUps(
+      purchase({ currency: "EUR", ...spec }),
+      rules,
+      history,
+      instant("2026-11-23T10:00:00Z"),
+    );
 
   it("higher priority first, ties in file order; one step per kind; steps sorted by due time", () => {
     const result = plan({ occurredAt: "2026-11-23T10:00:00Z", items: [item("plants", "0.30")] });

@@ -264,12 +264,23 @@ describe("one located problem per kind of error", () => {
   });
 
   it("steps with distinct ids may share a kind", () => {
-    const text = changeLine(18, "      - kind: check-in", "      - id: second-thanks\n        kind: thank-you");
-    expect(rulesFrom(text).rules[0]?.steps.map((s) => s.id)).toEqual(["thank-you", "second-thanks"]);
+    const text = changeLine(
+      18,
+      "      - kind: check-in",
+      "      - id: second-thanks\n        kind: thank-you",
+    );
+    expect(rulesFrom(text).rules[0]?.steps.map((s) => s.id)).toEqual([
+      "thank-you",
+      "second-thanks",
+    ]);
   });
 
   it("KWD amounts with three decimals are fine", () => {
-    const text = changeLine(24, "      total: { min: 50 }", '      total: { min: "1.234", currency: KWD }');
+    const text = changeLine(
+      24,
+      "      total: { min: 50 }",
+      '      total: { min: "1.234", currency: KWD }',
+    );
     expect(rulesFrom(text).rules[1]?.when).toEqual({
       type: "total",
       min: { minor: 1234, currency: "KWD" },
@@ -295,7 +306,10 @@ describe("several problems at once", () => {
   });
 
   it("each problem carries file, line, column, path and message as fields", () => {
-    const result = parseRules(changeLine(19, "        channel: sms", "        channel: fax"), "x.yaml");
+    const result = parseRules(
+      changeLine(19, "        channel: sms", "        channel: fax"),
+      "x.yaml",
+    );
     expect(result).toEqual({
       ok: false,
       problems: [
@@ -321,7 +335,10 @@ describe("loadRules", () => {
   });
 
   it("reads <dir>/rules.yaml and names it in problems", async () => {
-    await writeFile(path.join(dir, "rules.yaml"), changeLine(4, "  currency: GBP", "  currency: ZZZ"));
+    await writeFile(
+      path.join(dir, "rules.yaml"),
+      changeLine(4, "  currency: GBP", "  currency: ZZZ"),
+    );
     const result = await loadRules(dir);
     expect(result.ok).toBe(false);
     if (result.ok) return;
@@ -336,11 +353,19 @@ describe("loadRules", () => {
     expect(result).toEqual({
       ok: false,
       problems: [
-        { file: path.join(missing, "rules.yaml"), line: 0, column: 0, path: "", message: "file not found" },
+        {
+          file: path.join(missing, "rules.yaml"),
+          line: 0,
+          column: 0,
+          path: "",
+          message: "file not found",
+        },
       ],
     });
     if (!result.ok && result.problems[0]) {
-      expect(formatProblem(result.problems[0])).toBe(`${path.join(missing, "rules.yaml")} file not found`);
+      expect(formatProblem(result.problems[0])).toBe(
+        `${path.join(missing, "rules.yaml")} file not found`,
+      );
     }
   });
 

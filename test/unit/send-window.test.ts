@@ -64,7 +64,12 @@ describe("nextSendWindow: far and fractional zones", () => {
   const email = sendWindow("08:00", "21:00");
 
   it("Asia/Kathmandu (+05:45): 06:15 local waits for 08:00 local, which is 02:15 UTC", () => {
-    const due = nextSendWindow(instant("2026-11-23T00:30:00Z"), "Asia/Kathmandu", email, NO_HOLIDAYS);
+    const due = nextSendWindow(
+      instant("2026-11-23T00:30:00Z"),
+      "Asia/Kathmandu",
+      email,
+      NO_HOLIDAYS,
+    );
     expect(iso(due)).toBe("2026-11-23T08:00:00+05:45");
     expect(due.toUTC().toISO({ suppressMilliseconds: true })).toBe("2026-11-23T02:15:00Z");
   });
@@ -106,12 +111,15 @@ describe("nextSendWindow: DST transitions", () => {
     ["Europe/London", "2026-03-29T00:10:00+00:00", "01:15", "2026-03-29T02:00:00+01:00"],
     // Lord Howe Island shifts by half an hour: 4 October 2026, 02:00 → 02:30.
     ["Australia/Lord_Howe", "2026-10-04T00:00:00+10:30", "02:10", "2026-10-04T02:30:00+11:00"],
-  ])("%s: a window opening inside the spring-forward gap opens when the gap ends", (zone, from, start, expected) => {
-    const window = sendWindow(start, "20:00");
-    const due = nextSendWindow(instant(from), zone, window, NO_HOLIDAYS);
-    expect(iso(due)).toBe(expected);
-    expect(isInSendWindow(due, zone, window, NO_HOLIDAYS)).toBe(true);
-  });
+  ])(
+    "%s: a window opening inside the spring-forward gap opens when the gap ends",
+    (zone, from, start, expected) => {
+      const window = sendWindow(start, "20:00");
+      const due = nextSendWindow(instant(from), zone, window, NO_HOLIDAYS);
+      expect(iso(due)).toBe(expected);
+      expect(isInSendWindow(due, zone, window, NO_HOLIDAYS)).toBe(true);
+    },
+  );
 
   it("in New York on spring-forward day, 03:10 EDT is inside a window that opens at 02:30", () => {
     const window = sendWindow("02:30", "20:00");
@@ -128,29 +136,32 @@ describe("nextSendWindow: DST transitions", () => {
     const window = sendWindow("00:00", "02:30");
     const zone = "America/New_York";
     // 03:01 EDT is after 02:30 on the wall clock: closed until Monday 00:00.
-    expect(iso(nextSendWindow(instant("2026-03-08T03:01:00-04:00"), zone, window, NO_HOLIDAYS))).toBe(
-      "2026-03-09T00:00:00-04:00",
-    );
-    expect(iso(nextSendWindow(instant("2026-03-08T01:59:00-05:00"), zone, window, NO_HOLIDAYS))).toBe(
-      "2026-03-08T01:59:00-05:00",
-    );
+    expect(
+      iso(nextSendWindow(instant("2026-03-08T03:01:00-04:00"), zone, window, NO_HOLIDAYS)),
+    ).toBe("2026-03-09T00:00:00-04:00");
+    expect(
+      iso(nextSendWindow(instant("2026-03-08T01:59:00-05:00"), zone, window, NO_HOLIDAYS)),
+    ).toBe("2026-03-08T01:59:00-05:00");
   });
 
   it.each([
     ["a winter clock", "2026-01-15T12:00:00Z"],
     ["a summer clock", "2026-07-15T12:00:00Z"],
-  ])("a window opening in the fall-back overlap opens at its first occurrence, whatever the clock (%s)", (_, clock) => {
-    // 1 November 2026 in New York: 01:00–02:00 happens twice (EDT, then EST).
-    Settings.now = () => Date.parse(clock);
-    const window = sendWindow("01:30", "20:00");
-    const due = nextSendWindow(
-      instant("2026-11-01T00:10:00-04:00"),
-      "America/New_York",
-      window,
-      NO_HOLIDAYS,
-    );
-    expect(iso(due)).toBe("2026-11-01T01:30:00-04:00");
-  });
+  ])(
+    "a window opening in the fall-back overlap opens at its first occurrence, whatever the clock (%s)",
+    (_, clock) => {
+      // 1 November 2026 in New York: 01:00–02:00 happens twice (EDT, then EST).
+      Settings.now = () => Date.parse(clock);
+      const window = sendWindow("01:30", "20:00");
+      const due = nextSendWindow(
+        instant("2026-11-01T00:10:00-04:00"),
+        "America/New_York",
+        window,
+        NO_HOLIDAYS,
+      );
+      expect(iso(due)).toBe("2026-11-01T01:30:00-04:00");
+    },
+  );
 
   it("an instant in the second 01:xx of fall-back night inside the window stays where it is", () => {
     const window = sendWindow("01:00", "20:00");

@@ -1,0 +1,694 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { simpleParser } from "mailparser";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type {
+  DeliveryChannel,
+  EmailMessage,
+  FailureKind,
+  OutgoingMessage,
+  PhoneMessage,
+} from "../../src/channels/channel.js";
+import { createSmtpEmailChannel } from "../../src/channels/email-smtp.js";
+import { FOLLOW_UP_HEADER } from "../../src/channels/mail-options.js";
+import { createOutboxChannel, type OutboxPhoneFile } from "../../src/channels/outbox.js";
+import { createTwilioSmsChannel } from "../../src/channels/sms-twilio.js";
+import { classifySmtpFailure } from "../../src/channels/smtp-failure.js";
+import { classifyTwilioFailure } from "../../src/channels/twilio-failure.js";
+import { countSmsSegments } from "../../src/domain/sms-segments.js";
+import { findFreePort } from "../support/redis-server.js";
+import { type SmtpSink, startSmtpSink } from "../support/smtp-sink.js";
+import { startTwilioFake, type TwilioFake } from "../support/twilio-fake.js";
+
+const FROM = '"Corner Shop" <hello@shop.example>';
+const ACCOUNT_SID = `AC${"0123456789abcdef".repeat(2)}`;
+const AUTH_TOKEN = "contract-auth-token";
+const TWILIO_FROM = "+15005550001";
+
+/** What the far side got, in a form every adapter of a channel can be compared by. */
+type Received =
+  | {
+      channel: "email";
+      to: string;
+      subject: string;
+      text: string;
+      html: string | undefined;
+      messageId: string | undefined;
+      followUpId: string | undefined;
+      extraHeader: string | undefined;
+    }
+  | { channel: "sms"; to: string; text: string };
+
+/** A way the adapter can be made to fail, and what it must report. */
+interface FailureScenario {
+  readonly name: string;
+  readonly kind: FailureKind;
+  readonly code: string | RegExp;
+  readonly optedOut?: boolean;
+  /** Sets the failure up; returns the channel to send with (default: a fresh one) and a cleanup. */
+  arrange(): Promise<{ channel?: DeliveryChannel; cleanup?: () => Promise<void> }>;
+}
+
+/** One adapter under the shared contract. */
+interface AdapterUnderTest {
+  readonly name: string;
+  readonly channel: "email" | "sms";
+  /** Whether it keeps connections open between sends (what close() must release). */
+  readonly connects: boolean;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  create(): DeliveryChannel;
+  /** The content the far side holds for a send that returned `id`. */
+  received(id: string, message: OutgoingMessage): Promise<Received>;
+  readonly failures: readonly FailureScenario[];
+}
+
+function emailMessage(followUpId: string): EmailMessage {
+  return {
+    channel: "email",
+    followUpId,
+    to: "ana@customer.example",
+    subject: "Danke für Ihren Einkauf, Ana – 10 € Rabatt 🎉",
+    text: `Hallo Ana,\n\nvielen Dank! Ihr Code: THANKS-7KQ2-M9XD-4TBW.\n${"Eine lange Zeile ".repeat(8)}Ende.`,
+    html: "<p>Hallo Ana &amp; Team,</p><p>Ihr Code: <strong>THANKS-7KQ2-M9XD-4TBW</strong> – 10 €</p>",
+    headers: { "List-Unsubscribe": "<https://shop.example/u/abc>", "X-Followup-Id": "forged" },
+  };
+}
+
+function smsMessage(followUpId: string): PhoneMessage {
+  return {
+    channel: "sms",
+    followUpId,
+    to: "+15005550006",
+    text: "Hi Ana, is all well with your new TV? Just reply to this text if we can help. €5 off",
+  };
+}
+
+function messageFor(channel: "email" | "sms", followUpId: string): OutgoingMessage {
+  return channel === "email" ? emailMessage(followUpId) : smsMessage(followUpId);
+}
+
+/** What the far side should hold for a message: exactly what was sent. */
+function expectedContent(message: OutgoingMessage): Received {
+  if (message.channel === "email") {
+    return {
+      channel: "email",
+      to: message.to,
+      subject: message.subject,
+      text: message.text,
+      html: message.html,
+      messageId: expect.stringMatching(/^<followup\.[0-9a-f]{32}@shop\.example>$/),
+      followUpId: message.followUpId,
+      extraHeader: "<https://shop.example/u/abc>",
+    };
+  }
+  return { channel: "sms", to: message.to, text: message.text };
+}
+
+async function parseEmail(raw: string | Buffer): Promise<Received> {
+  const parsed = await simpleParser(raw);
+  const to = Array.isArray(parsed.to) ? parsed.to[0] : parsed.to;
+  const header = (name: string) => {
+    const lines = parsed.headerLines.filter((entry) => entry.key === name.toLowerCase());
+    if (lines.length > 1) throw new Error(`${name} appears ${lines.length} times`);
+    const line = lines[0]?.line;
+    return line?.slice(line.indexOf(":") + 1).trim();
+  };
+  return {
+    channel: "email",
+    to: to?.value[0]?.address ?? "",
+    subject: parsed.subject ?? "",
+    text: (parsed.text ?? "").replace(/\n$/, ""),
+    html: parsed.html === false ? undefined : parsed.html,
+    messageId: parsed.messageId,
+    followUpId: header(FOLLOW_UP_HEADER),
+    extraHeader: header("List-Unsubscribe"),
+  };
+}
+
+function tcpSockets(): number {
+  return process.getActiveResourcesInfo().filter((name) => name === "TCPSocketWrap").length;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 3_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (condition()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return condition();
+}
+
+let followUpCounter = 0;
+function nextFollowUpId(): string {
+  followUpCounter++;
+  return `evt-${followUpCounter}:big-ticket.thank-you`;
+}
+
+function smtpAdapter(): AdapterUnderTest & { sink(): SmtpSink } {
+  let sink: SmtpSink;
+  const create = (url = sink.url) =>
+    createSmtpEmailChannel({ smtpUrl: url, from: FROM, maxConnections: 2, timeoutMs: 2_000 });
+  return {
+    name: "email-smtp (smtp-sink)",
+    channel: "email",
+    connects: true,
+    sink: () => sink,
+    async start() {
+      sink = await startSmtpSink();
+    },
+    async stop() {
+      await sink.close();
+    },
+    create: () => create(),
+    async received(id) {
+      const message = sink.messages.find((m) => m.parsed.messageId === id);
+      if (!message) throw new Error(`the sink has no message ${id}`);
+      return parseEmail(message.raw);
+    },
+    failures: [
+      {
+        name: "SMTP 451 at RCPT TO",
+        kind: "transient",
+        code: "451",
+        async arrange() {
+          sink.failNext({ code: 451, message: "4.7.1 Try again later" });
+          return {};
+        },
+      },
+      {
+        name: "SMTP 550 after DATA",
+        kind: "permanent",
+        code: "550",
+        async arrange() {
+          sink.failNext({ code: 550, message: "5.7.1 Rejected by policy", stage: "data" });
+          return {};
+        },
+      },
+      {
+        name: "SMTP 550 at RCPT TO (no such mailbox)",
+        kind: "permanent",
+        code: "550",
+        async arrange() {
+          sink.failNext({ code: 550, message: "5.1.1 <ana@customer.example>: no such user" });
+          return {};
+        },
+      },
+      {
+        name: "server down",
+        kind: "transient",
+        code: /^E[A-Z]+$/,
+        async arrange() {
+          await sink.setDown(true);
+          return { cleanup: () => sink.setDown(false) };
+        },
+      },
+      {
+        name: "wrong credentials (535)",
+        kind: "misconfigured",
+        code: "EAUTH",
+        async arrange() {
+          const guarded = await startSmtpSink({ requireAuth: { user: "mailer", pass: "secret" } });
+          const url = new URL(guarded.url);
+          url.username = "mailer";
+          url.password = "wrong";
+          return {
+            channel: create(url.href),
+            cleanup: () => guarded.close(),
+          };
+        },
+      },
+      {
+        name: "no credentials where the server needs them (530)",
+        kind: "misconfigured",
+        code: "530",
+        async arrange() {
+          const guarded = await startSmtpSink({ requireAuth: { user: "mailer", pass: "secret" } });
+          return {
+            channel: create(guarded.url),
+            cleanup: () => guarded.close(),
+          };
+        },
+      },
+    ],
+  };
+}
+
+function twilioAdapter(): AdapterUnderTest & { fake(): TwilioFake } {
+  let fake: TwilioFake;
+  const create = (options: { apiUrl?: string; authToken?: string } = {}) =>
+    createTwilioSmsChannel({
+      accountSid: ACCOUNT_SID,
+      authToken: options.authToken ?? AUTH_TOKEN,
+      from: TWILIO_FROM,
+      statusCallback: "https://hooks.shop.example/twilio/status",
+      apiUrl: options.apiUrl ?? fake.baseUrl,
+      timeoutMs: 2_000,
+    });
+  return {
+    name: "sms-twilio (twilio-fake through the SDK)",
+    channel: "sms",
+    connects: true,
+    fake: () => fake,
+    async start() {
+      fake = await startTwilioFake({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN });
+    },
+    async stop() {
+      await fake.close();
+    },
+    create: () => create(),
+    async received(id) {
+      const message = fake.messages.find((m) => m.sid === id);
+      if (!message) throw new Error(`the fake has no message ${id}`);
+      expect(message.from).toBe(TWILIO_FROM);
+      expect(message.statusCallback).toBe("https://hooks.shop.example/twilio/status");
+      return { channel: "sms", to: message.to, text: message.body };
+    },
+    failures: [
+      ...(
+        [
+          [429, 20429],
+          [500, 20500],
+          [503, 20503],
+        ] as const
+      ).map(
+        ([status, code]): FailureScenario => ({
+          name: `Twilio HTTP ${status}`,
+          kind: "transient",
+          code: String(code),
+          async arrange() {
+            fake.failNext({ status });
+            return {};
+          },
+        }),
+      ),
+      {
+        name: "server down",
+        kind: "transient",
+        code: "ECONNREFUSED",
+        async arrange() {
+          const port = await findFreePort();
+          return { channel: create({ apiUrl: `http://127.0.0.1:${port}` }) };
+        },
+      },
+      ...(
+        [
+          [21211, "The 'To' number +15005550006 is not a valid phone number."],
+          [21614, "'To' number is not a valid mobile number"],
+        ] as const
+      ).map(
+        ([code, message]): FailureScenario => ({
+          name: `Twilio ${code}`,
+          kind: "permanent",
+          code: String(code),
+          async arrange() {
+            fake.failNext({ status: 400, code, message });
+            return {};
+          },
+        }),
+      ),
+      {
+        name: "Twilio 21610 (recipient unsubscribed)",
+        kind: "permanent",
+        code: "21610",
+        optedOut: true,
+        async arrange() {
+          fake.failNext({
+            status: 400,
+            code: 21610,
+            message: "Attempt to send to unsubscribed recipient",
+          });
+          return {};
+        },
+      },
+      {
+        name: "wrong auth token (401, 20003)",
+        kind: "misconfigured",
+        code: "20003",
+        async arrange() {
+          return { channel: create({ authToken: "wrong-token" }) };
+        },
+      },
+    ],
+  };
+}
+
+function outboxAdapter(channel: "email" | "sms"): AdapterUnderTest & { dir(): string } {
+  let dir: string;
+  return {
+    name: `outbox (${channel})`,
+    channel,
+    connects: false,
+    dir: () => dir,
+    async start() {
+      dir = path.join(await mkdtemp(path.join(tmpdir(), "followups-outbox-")), "not-yet-created");
+    },
+    async stop() {
+      await rm(path.dirname(dir), { recursive: true, force: true });
+    },
+    create: () => createOutboxChannel({ dir, from: FROM, channels: [channel] }),
+    async received(id) {
+      const content = await readFile(path.join(dir, id));
+      if (channel === "email") return parseEmail(content);
+      const file = JSON.parse(content.toString("utf8")) as OutboxPhoneFile;
+      return { channel: "sms", to: file.to, text: file.text };
+    },
+    failures: [
+      {
+        name: "the outbox path is a file",
+        kind: "misconfigured",
+        code: /^(ENOTDIR|EEXIST)$/,
+        async arrange() {
+          const file = path.join(path.dirname(dir), "a-file");
+          await writeFile(file, "not a folder");
+          return { channel: createOutboxChannel({ dir: path.join(file, "outbox"), from: FROM }) };
+        },
+      },
+    ],
+  };
+}
+
+const adapters = [smtpAdapter(), twilioAdapter(), outboxAdapter("email"), outboxAdapter("sms")];
+
+describe.each(adapters)("channel contract: $name", (adapter) => {
+  const open: DeliveryChannel[] = [];
+  const fresh = () => {
+    const channel = adapter.create();
+    open.push(channel);
+    return channel;
+  };
+
+  beforeAll(() => adapter.start());
+  afterAll(() => adapter.stop());
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((channel) => channel.close()));
+  });
+
+  it("serves the channel it is tested for", () => {
+    expect(fresh().channels).toContain(adapter.channel);
+  });
+
+  it("accepts a message: ok with an id, and the far side holds exactly its content", async () => {
+    const message = messageFor(adapter.channel, nextFollowUpId());
+    const result = await fresh().send(message);
+    if (!result.ok) throw new Error(`send failed: ${JSON.stringify(result.error)}`);
+    expect(result.id).not.toBe("");
+    expect(await adapter.received(result.id, message)).toEqual(expectedContent(message));
+  });
+
+  it.each(adapter.failures)("classifies $name as $kind", async (scenario) => {
+    const arranged = await scenario.arrange();
+    try {
+      const message = messageFor(adapter.channel, nextFollowUpId());
+      const result = await (arranged.channel ?? fresh()).send(message);
+      if (result.ok) throw new Error(`expected a failure, got ok ${result.id}`);
+      expect(result.error.kind).toBe(scenario.kind);
+      expect(result.error.code).toMatch(scenario.code);
+      expect(result.error.optedOut ?? false).toBe(scenario.optedOut ?? false);
+      expect(result.error.reason).not.toBe("");
+      expect(result.error.reason).not.toContain(message.to);
+    } finally {
+      await arranged.channel?.close();
+      await arranged.cleanup?.();
+    }
+  });
+
+  it("recovers after a failure: the next send goes through", async () => {
+    const [first] = adapter.failures;
+    if (!first) throw new Error("no failure scenario");
+    const arranged = await first.arrange();
+    const channel = fresh();
+    try {
+      const failed = await (arranged.channel ?? channel).send(
+        messageFor(adapter.channel, nextFollowUpId()),
+      );
+      expect(failed.ok).toBe(false);
+    } finally {
+      await arranged.channel?.close();
+      await arranged.cleanup?.();
+    }
+    const message = messageFor(adapter.channel, nextFollowUpId());
+    const result = await channel.send(message);
+    expect(result.ok).toBe(true);
+  });
+
+  it("answers a message of a channel it does not serve as misconfigured, without throwing", async () => {
+    const foreign: PhoneMessage =
+      adapter.channel === "email"
+        ? smsMessage(nextFollowUpId())
+        : { ...smsMessage(nextFollowUpId()), channel: "voice" };
+    const result = await fresh().send(foreign);
+    expect(result).toMatchObject({
+      ok: false,
+      error: { kind: "misconfigured", code: "EUNSUPPORTED" },
+    });
+  });
+
+  it("close() releases its connections; a send after it fails as transient", async () => {
+    const before = tcpSockets();
+    const channel = adapter.create();
+    const sent = await channel.send(messageFor(adapter.channel, nextFollowUpId()));
+    expect(sent.ok).toBe(true);
+    if (adapter.connects) expect(tcpSockets()).toBeGreaterThan(before);
+    await channel.close();
+    expect(await waitFor(() => tcpSockets() <= before)).toBe(true);
+    const after = await channel.send(messageFor(adapter.channel, nextFollowUpId()));
+    expect(after).toMatchObject({ ok: false, error: { kind: "transient", code: "ECLOSED" } });
+  });
+});
+
+describe("email-smtp specifics", () => {
+  const adapter = smtpAdapter();
+  beforeAll(() => adapter.start());
+  afterAll(() => adapter.stop());
+
+  it("keeps the Message-ID of a follow-up across redeliveries and sets the envelope sender", async () => {
+    const channel = adapter.create();
+    try {
+      const followUpId = nextFollowUpId();
+      const first = await channel.send(emailMessage(followUpId));
+      const second = await channel.send(emailMessage(followUpId));
+      const other = await channel.send(emailMessage(nextFollowUpId()));
+      expect(first.ok && second.ok && other.ok).toBe(true);
+      if (!first.ok || !second.ok || !other.ok) return;
+      expect(second.id).toBe(first.id);
+      expect(other.id).not.toBe(first.id);
+      const received = adapter.sink().messages.filter((m) => m.parsed.messageId === first.id);
+      expect(received).toHaveLength(2);
+      expect(received[0]?.envelope).toEqual({
+        mailFrom: "hello@shop.example",
+        rcptTo: ["ana@customer.example"],
+      });
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it("sends concurrent messages over at most maxConnections pooled connections", async () => {
+    const channel = adapter.create();
+    const before = adapter.sink().connections;
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 8 }, () => channel.send(emailMessage(nextFollowUpId()))),
+      );
+      expect(results.every((result) => result.ok)).toBe(true);
+      expect(adapter.sink().connections - before).toBeLessThanOrEqual(2);
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it("does not resend on its own when the server defers: one attempt per send", async () => {
+    const channel = adapter.create();
+    const before = adapter.sink().attempts;
+    try {
+      adapter.sink().failNext({ code: 421, message: "4.3.2 Shutting down" });
+      const result = await channel.send(emailMessage(nextFollowUpId()));
+      expect(result).toMatchObject({ ok: false, error: { kind: "transient", code: "421" } });
+      expect(adapter.sink().attempts - before).toBe(1);
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it("refuses a MAIL_FROM without a domain at construction", () => {
+    expect(() => createSmtpEmailChannel({ smtpUrl: "smtp://127.0.0.1:1", from: "shop" })).toThrow(
+      /MAIL_FROM/,
+    );
+  });
+});
+
+describe("sms-twilio specifics", () => {
+  const adapter = twilioAdapter();
+  beforeAll(() => adapter.start());
+  afterAll(() => adapter.stop());
+
+  it("sends through a messaging service instead of a From number", async () => {
+    const channel = createTwilioSmsChannel({
+      accountSid: ACCOUNT_SID,
+      authToken: AUTH_TOKEN,
+      messagingServiceSid: `MG${"a".repeat(32)}`,
+      apiUrl: adapter.fake().baseUrl,
+    });
+    try {
+      const result = await channel.send(smsMessage(nextFollowUpId()));
+      if (!result.ok) throw new Error(JSON.stringify(result.error));
+      const received = adapter.fake().messages.find((m) => m.sid === result.id);
+      expect(received?.messagingServiceSid).toBe(`MG${"a".repeat(32)}`);
+      expect(received?.from).toBeUndefined();
+      expect(received?.statusCallback).toBeUndefined();
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it("does not retry a 429 inside the SDK: one request per send", async () => {
+    const channel = adapter.create();
+    const before = adapter.fake().requests;
+    try {
+      adapter.fake().failNext({ status: 429, retryAfterSeconds: 1 });
+      const result = await channel.send(smsMessage(nextFollowUpId()));
+      expect(result).toMatchObject({ ok: false, error: { kind: "transient" } });
+      expect(adapter.fake().requests - before).toBe(1);
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it("serves SMS only: voice is a separate adapter", async () => {
+    const channel = adapter.create();
+    try {
+      expect(channel.channels).toEqual(["sms"]);
+      const result = await channel.send({ ...smsMessage(nextFollowUpId()), channel: "voice" });
+      expect(result).toMatchObject({ ok: false, error: { kind: "misconfigured" } });
+    } finally {
+      await channel.close();
+    }
+  });
+
+  it("needs a From number or a messaging service", () => {
+    expect(() =>
+      createTwilioSmsChannel({ accountSid: ACCOUNT_SID, authToken: AUTH_TOKEN }),
+    ).toThrow(/TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID/);
+  });
+});
+
+describe("outbox specifics", () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(tmpdir(), "followups-outbox-"));
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+
+  it("overwrites a redelivered follow-up's file instead of adding one, leaving no temp files", async () => {
+    const dir = path.join(root, "redelivery");
+    const channel = createOutboxChannel({ dir, from: FROM });
+    const followUpId = nextFollowUpId();
+    const first = await channel.send(emailMessage(followUpId));
+    const second = await channel.send({ ...emailMessage(followUpId), subject: "Second try" });
+    const sms = await channel.send(smsMessage(followUpId));
+    await channel.close();
+    if (!first.ok || !second.ok || !sms.ok) throw new Error("outbox send failed");
+    expect(second.id).toBe(first.id);
+    expect(first.id).toMatch(/\.eml$/);
+    expect(sms.id).toMatch(/\.json$/);
+    expect((await readdir(dir)).sort()).toEqual([first.id, sms.id].sort());
+    const parsed = await simpleParser(await readFile(path.join(dir, first.id)));
+    expect(parsed.subject).toBe("Second try");
+  });
+
+  it("writes SMS files with the segment count and the follow-up id", async () => {
+    const dir = path.join(root, "sms");
+    const channel = createOutboxChannel({ dir, from: FROM });
+    const message = smsMessage(nextFollowUpId());
+    const result = await channel.send(message);
+    await channel.close();
+    if (!result.ok) throw new Error("outbox send failed");
+    const file = JSON.parse(await readFile(path.join(dir, result.id), "utf8")) as OutboxPhoneFile;
+    expect(file).toEqual({
+      channel: "sms",
+      followUpId: message.followUpId,
+      to: message.to,
+      text: message.text,
+      segments: countSmsSegments(message.text),
+    });
+  });
+
+  it.each([
+    ["../../etc/passwd", /^etc_passwd-[0-9a-f]{10}\.json$/],
+    ["evt-1:rule/step", /^evt-1_rule_step-[0-9a-f]{10}\.json$/],
+    ["....", /^follow-up-[0-9a-f]{10}\.json$/],
+  ])("keeps the file for follow-up id %j inside the folder", async (followUpId, name) => {
+    const dir = path.join(root, "names");
+    const channel = createOutboxChannel({ dir, from: FROM });
+    const result = await channel.send(smsMessage(followUpId));
+    await channel.close();
+    if (!result.ok) throw new Error("outbox send failed");
+    expect(result.id).toMatch(name);
+    expect(await readdir(dir)).toContain(result.id);
+  });
+
+  it("gives ids that sanitise alike different files", async () => {
+    const dir = path.join(root, "collisions");
+    const channel = createOutboxChannel({ dir, from: FROM });
+    const a = await channel.send(smsMessage("a:b"));
+    const b = await channel.send(smsMessage("a/b"));
+    await channel.close();
+    expect(a.ok && b.ok && a.id !== b.id).toBe(true);
+  });
+});
+
+describe("failure classification by code", () => {
+  it.each([
+    [{ code: "EENVELOPE", responseCode: 451, command: "RCPT TO" }, "transient", "451"],
+    [{ code: "EMESSAGE", responseCode: 552, command: "DATA" }, "permanent", "552"],
+    [{ code: "EENVELOPE", responseCode: 503 }, "transient", "503"],
+    [{ code: "EAUTH", responseCode: 535, command: "AUTH PLAIN" }, "misconfigured", "EAUTH"],
+    [{ code: "ENOAUTH" }, "misconfigured", "ENOAUTH"],
+    [{ code: "EENVELOPE", responseCode: 530 }, "misconfigured", "530"],
+    [{ code: "ECONNECTION" }, "transient", "ECONNECTION"],
+    [{ code: "ETIMEDOUT" }, "transient", "ETIMEDOUT"],
+    [{ code: "ESOCKET" }, "transient", "ESOCKET"],
+    [{ code: "EDNS" }, "transient", "EDNS"],
+    [{ code: "ECONNREFUSED" }, "transient", "ECONNREFUSED"],
+    [{ code: "EENVELOPE" }, "permanent", "EENVELOPE"],
+    [{}, "transient", "UNKNOWN"],
+    [new Error("550 looks permanent but has no code"), "transient", "UNKNOWN"],
+  ] as const)("SMTP %j → %s %s", (error, kind, code) => {
+    expect(classifySmtpFailure(error)).toMatchObject({ kind, code });
+  });
+
+  it("names the enhanced status and the command, not the server's words", () => {
+    const failure = classifySmtpFailure({
+      code: "EENVELOPE",
+      responseCode: 550,
+      response: "550 5.1.1 <ana@customer.example>: Recipient address rejected",
+      command: "RCPT TO",
+    });
+    expect(failure.reason).toBe("the SMTP server rejected the message at RCPT (SMTP 550 5.1.1)");
+  });
+
+  it.each([
+    [{ status: 429, code: 20429 }, "transient", "20429", false],
+    [{ status: 500, code: 20500 }, "transient", "20500", false],
+    [{ status: 502 }, "transient", "502", false],
+    [{ code: "ECONNRESET" }, "transient", "ECONNRESET", false],
+    [{ code: "ETIMEDOUT" }, "transient", "ETIMEDOUT", false],
+    [{ status: 401, code: 20003 }, "misconfigured", "20003", false],
+    [{ status: 403 }, "misconfigured", "403", false],
+    [{ status: 404, code: 20404 }, "misconfigured", "20404", false],
+    [{ status: 400, code: 21211 }, "permanent", "21211", false],
+    [{ status: 400, code: 21614 }, "permanent", "21614", false],
+    [{ status: 400, code: 21610 }, "permanent", "21610", true],
+    [{ status: 400, code: 21408 }, "permanent", "21408", false],
+    [{ status: 400, code: 21612 }, "permanent", "21612", false],
+    [{ status: 400, code: 21606 }, "permanent", "21606", false],
+    [{ status: 400, code: 21602 }, "permanent", "21602", false],
+    [{ status: 400, code: 30000 }, "permanent", "30000", false],
+  ] as const)("Twilio %j → %s %s", (error, kind, code, optedOut) => {
+    const failure = classifyTwilioFailure(error);
+    expect(failure).toMatchObject({ kind, code });
+    expect(failure.optedOut ?? false).toBe(optedOut);
+  });
+});

@@ -1,0 +1,189 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { followUpJobId } from "../../src/queue/names.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  TWILIO_FROM,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+/** A purchase made two hours ago: its one-hour thank-you is due now, within its grace period. */
+function recentPurchase(id: string, spec: Parameters<typeof purchaseInput>[0] = {}) {
+  const occurredAt = DateTime.utc()
+    .minus({ hours: 2 })
+    .startOf("second")
+    .toISO({ suppressMilliseconds: true });
+  return purchaseInput({ id, orderId: `ord-${id}`, occurredAt: occurredAt ?? "", ...spec });
+}
+
+const tv = (id: string) =>
+  recentPurchase(id, {
+    items: [
+      item("televisions", "899.00", { name: "OLED TV 55 inch", sku: "TV-55" }),
+      item("cables", "25.00", { name: "HDMI cable" }),
+    ],
+  });
+
+async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+describe("the pipeline on real parts", () => {
+  it("sends the thank-you email with the customer's name and items", async () => {
+    pipeline = await startPipeline("thanks");
+    await pipeline.publisher.publish(tv("evt-thanks") as never);
+
+    const [mail] = await pipeline.sink.waitForMessages(1);
+    expect(mail?.envelope.rcptTo).toEqual(["ana@example.com"]);
+    expect(mail?.parsed.subject).toContain("Ana");
+    expect(mail?.parsed.text).toContain("OLED TV 55 inch");
+    expect(mail?.parsed.text).toContain("HDMI cable");
+    expect(mail?.parsed.html).toContain("OLED TV 55 inch");
+    const followUpId = followUpJobId("evt-thanks", "big-ticket.thank-you");
+    expect(mail?.parsed.headers.get("x-followup-id")).toBe(followUpId);
+    const record = await eventually(async () => {
+      const r = await stepRecord(pipeline as PipelineHarness, "evt-thanks", "big-ticket.thank-you");
+      return r?.s === "sent" ? r : undefined;
+    }, "the thank-you to be recorded as sent");
+    expect(record.id).toBeTruthy();
+  });
+
+  it("schedules the check-in three calendar months out, and sends the SMS when promoted", async () => {
+    pipeline = await startPipeline("checkin");
+    const event = tv("evt-checkin");
+    await pipeline.publisher.publish(event as never);
+    const jobId = followUpJobId("evt-checkin", "big-ticket.check-in");
+    const job = await eventually(
+      () => pipeline?.followUps.getJob(jobId) ?? Promise.resolve(undefined),
+      "the check-in job",
+    );
+
+    const expectedDue = DateTime.fromISO(event.occurredAt as string, {
+      zone: "Europe/London",
+    }).plus({ months: 3 });
+    expect(await job.getState()).toBe("delayed");
+    expect(Math.abs(job.timestamp + job.delay - expectedDue.toMillis())).toBeLessThan(2000);
+    const record = await stepRecord(pipeline, "evt-checkin", "big-ticket.check-in");
+    expect(record).toMatchObject({ s: "scheduled", d: expectedDue.toMillis() });
+
+    await job.promote();
+    const [sms] = await pipeline.twilio.waitForMessages(1);
+    expect(sms?.to).toBe("+442079460958");
+    expect(sms?.from).toBe(TWILIO_FROM);
+    expect(sms?.body).toMatch(/Ana/);
+    const sent = await eventually(async () => {
+      const r = await stepRecord(pipeline as PipelineHarness, "evt-checkin", "big-ticket.check-in");
+      return r?.s === "sent" ? r : undefined;
+    }, "the check-in to be recorded as sent");
+    expect(sent.id).toBe(sms?.sid);
+  });
+
+  it("sends one message when the same event is published twice", async () => {
+    pipeline = await startPipeline("twice");
+    const event = recentPurchase("evt-twice");
+    await pipeline.publisher.publish(event as never);
+    await pipeline.sink.waitForMessages(1);
+    // Published again after the first delivery completed (and its jobs were cleaned up).
+    await pipeline.events.add("purchase.completed", event, { jobId: "evt-twice-again" });
+    await eventually(async () => {
+      const job = await pipeline?.events.getJob("evt-twice-again");
+      return (await job?.getState()) === "completed" ? true : undefined;
+    }, "the second publish to be processed");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(pipeline.sink.messages).toHaveLength(1);
+  });
+
+  it("retries an SMTP 451 and delivers once", async () => {
+    pipeline = await startPipeline("smtp451");
+    pipeline.sink.failNext({ code: 451, message: "4.3.0 try again later" });
+    await pipeline.publisher.publish(recentPurchase("evt-451") as never);
+
+    const [mail] = await pipeline.sink.waitForMessages(1);
+    expect(mail?.envelope.rcptTo).toEqual(["ana@example.com"]);
+    expect(pipeline.sink.attempts).toBe(2);
+    const record = await eventually(async () => {
+      const r = await stepRecord(pipeline as PipelineHarness, "evt-451", "thank-you.thank-you");
+      return r?.s === "sent" ? r : undefined;
+    }, "the retried thank-you to be sent");
+    expect(record.a).toBe(2);
+  });
+
+  it("fails an SMTP 550 at once, with the reason, and does not retry", async () => {
+    pipeline = await startPipeline("smtp550");
+    pipeline.sink.failNext({ code: 550, message: "5.1.1 no such user" });
+    await pipeline.publisher.publish(recentPurchase("evt-550") as never);
+
+    const record = await eventually(async () => {
+      const r = await stepRecord(pipeline as PipelineHarness, "evt-550", "thank-you.thank-you");
+      return r?.s === "failed" ? r : undefined;
+    }, "the thank-you to fail");
+    expect(record.x).toMatch(/^permanent 550/);
+    const job = await pipeline.followUps.getJob(followUpJobId("evt-550", "thank-you.thank-you"));
+    expect(await job?.getState()).toBe("failed");
+    expect(job?.failedReason).toMatch(/550/);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(pipeline.sink.attempts).toBe(1);
+    expect(pipeline.sink.messages).toHaveLength(0);
+  });
+
+  it("retries a Twilio 429 and fails a Twilio 21211 for good", async () => {
+    pipeline = await startPipeline("twilio");
+    await pipeline.publisher.publish(tv("evt-429") as never);
+    await pipeline.publisher.publish(tv("evt-21211") as never);
+    await pipeline.sink.waitForMessages(2);
+
+    pipeline.twilio.failNext({ status: 429, code: 20429 });
+    const retried = await pipeline.followUps.getJob(
+      followUpJobId("evt-429", "big-ticket.check-in"),
+    );
+    await retried?.promote();
+    const [sms] = await pipeline.twilio.waitForMessages(1);
+    expect(sms?.to).toBe("+442079460958");
+    expect(pipeline.twilio.requests).toBe(2);
+
+    pipeline.twilio.failNext({
+      status: 400,
+      code: 21211,
+      message: "The 'To' number is not a valid phone number.",
+    });
+    const doomed = await pipeline.followUps.getJob(
+      followUpJobId("evt-21211", "big-ticket.check-in"),
+    );
+    await doomed?.promote();
+    const record = await eventually(async () => {
+      const r = await stepRecord(pipeline as PipelineHarness, "evt-21211", "big-ticket.check-in");
+      return r?.s === "failed" ? r : undefined;
+    }, "the check-in to fail");
+    expect(record.x).toMatch(/^permanent 21211/);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(pipeline.twilio.requests).toBe(3);
+    expect(pipeline.twilio.messages).toHaveLength(1);
+  });
+
+  it("fails an invalid event with its reason, keeps it, and keeps working", async () => {
+    pipeline = await startPipeline("invalid");
+    await pipeline.events.add(
+      "purchase.completed",
+      { id: "evt-bad", occurredAt: "yesterday", items: [] },
+      { jobId: "evt-bad" },
+    );
+    const failed = await eventually(async () => {
+      const job = await pipeline?.events.getJob("evt-bad");
+      return (await job?.getState()) === "failed" ? job : undefined;
+    }, "the invalid event to fail");
+    expect(failed.failedReason).toContain("occurredAt: expected an ISO-8601 date-time");
+    expect(failed.failedReason).toContain("items: expected at least one item");
+    expect(failed.attemptsMade).toBe(1);
+
+    await pipeline.publisher.publish(recentPurchase("evt-good") as never);
+    await pipeline.sink.waitForMessages(1);
+  });
+});

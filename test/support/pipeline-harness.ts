@@ -1,0 +1,178 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { inject } from "vitest";
+import { parseDocument } from "yaml";
+import type { DeliveryChannel } from "../../src/channels/channel.js";
+import { createSmtpEmailChannel } from "../../src/channels/email-smtp.js";
+import { createOutboxChannel } from "../../src/channels/outbox.js";
+import { createTwilioSmsChannel } from "../../src/channels/sms-twilio.js";
+import { type Env, readEnv } from "../../src/config/env.js";
+import type { Channel } from "../../src/domain/events.js";
+import { createLogger } from "../../src/logger.js";
+import { EventPublisher } from "../../src/publisher.js";
+import {
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  PURCHASE_EVENTS_QUEUE,
+} from "../../src/queue/names.js";
+import { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { startWorker, type WorkerHandle } from "../../src/worker.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "./redis-namespace.js";
+import { type SmtpSink, startSmtpSink } from "./smtp-sink.js";
+import { startTwilioFake, type TwilioFake } from "./twilio-fake.js";
+
+export const TWILIO_SID = `AC${"1".repeat(32)}`;
+export const TWILIO_TOKEN = "test-auth-token-123";
+export const TWILIO_FROM = "+15005550006";
+
+/** A whole pipeline on real parts: private Redis, SMTP sink, Twilio fake, the real worker. */
+export interface PipelineHarness {
+  readonly prefix: string;
+  readonly redis: Redis;
+  readonly sink: SmtpSink;
+  readonly twilio: TwilioFake;
+  readonly configDir: string;
+  readonly outboxDir: string;
+  /** Environment for this pipeline, as a child worker process would get it. */
+  readonly envVars: Record<string, string>;
+  readonly env: Env;
+  readonly publisher: EventPublisher;
+  readonly events: Queue;
+  readonly followUps: Queue<FollowUpJobData>;
+  readonly store: FollowUpStore;
+  worker?: WorkerHandle;
+  startWorker(): Promise<WorkerHandle>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the pipeline. The config is the shipped one with send windows open all day, every day,
+ * so a test's outcome never depends on the hour it runs at (timing is proven in unit tests).
+ */
+export async function startPipeline(
+  label: string,
+  options: { env?: Record<string, string>; startWorker?: boolean } = {},
+): Promise<PipelineHarness> {
+  const redisUrl = inject("redisUrl");
+  const prefix = uniquePrefix(label);
+  const root = await mkdtemp(path.join(tmpdir(), `followups-${label}-`));
+  const configDir = path.join(root, "config");
+  const outboxDir = path.join(root, "outbox");
+  await cp("config", configDir, { recursive: true });
+  await openAllWindows(path.join(configDir, "rules.yaml"));
+  const sink = await startSmtpSink();
+  const twilio = await startTwilioFake({ accountSid: TWILIO_SID, authToken: TWILIO_TOKEN });
+  const envVars: Record<string, string> = {
+    NODE_ENV: "test",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: prefix,
+    CONFIG_DIR: configDir,
+    OUTBOX_DIR: outboxDir,
+    SMTP_URL: sink.url,
+    MAIL_FROM: "Corner Shop <hello@shop.example>",
+    TWILIO_ACCOUNT_SID: TWILIO_SID,
+    TWILIO_AUTH_TOKEN: TWILIO_TOKEN,
+    TWILIO_FROM,
+    TWILIO_API_URL: twilio.baseUrl,
+    DELIVERY_RETRY_BASE_MS: "200",
+    DELIVERY_RETRY_MAX_MS: "1000",
+    DELIVERY_LEASE_MS: "3000",
+    JOB_LOCK_MS: "3000",
+    SHUTDOWN_TIMEOUT_MS: "5000",
+    ...options.env,
+  };
+  const envResult = readEnv(envVars);
+  if (!envResult.ok) throw new Error(`bad test env: ${envResult.problems.join("; ")}`);
+  const env = envResult.env;
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const publisher = new EventPublisher({ connection: redisUrl, prefix });
+  const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
+  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+
+  const harness: PipelineHarness = {
+    prefix,
+    redis,
+    sink,
+    twilio,
+    configDir,
+    outboxDir,
+    envVars,
+    env,
+    publisher,
+    events,
+    followUps,
+    store: new FollowUpStore(redis, prefix),
+    async startWorker() {
+      const logger = createLogger({ level: env.LOG_LEVEL, pretty: false });
+      harness.worker = await startWorker({
+        env,
+        logger,
+        channels: channelsFor(env),
+        watchConfig: true,
+      });
+      return harness.worker;
+    },
+    async close() {
+      await harness.worker?.close();
+      await publisher.close();
+      await events.close();
+      await followUps.close();
+      await deleteKeysWithPrefix(redis, prefix);
+      await redis.quit();
+      await sink.close();
+      await twilio.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+  if (options.startWorker !== false) await harness.startWorker();
+  return harness;
+}
+
+/** The real adapters, pointed at the sink and the fake. */
+export function channelsFor(env: Env): Record<Channel, DeliveryChannel> {
+  return {
+    email: createSmtpEmailChannel({ smtpUrl: env.SMTP_URL ?? "", from: env.MAIL_FROM ?? "" }),
+    sms: createTwilioSmsChannel({
+      accountSid: env.TWILIO_ACCOUNT_SID ?? "",
+      authToken: env.TWILIO_AUTH_TOKEN ?? "",
+      from: env.TWILIO_FROM ?? "",
+      apiUrl: env.TWILIO_API_URL ?? "",
+    }),
+    voice: createOutboxChannel({ dir: env.OUTBOX_DIR, from: env.MAIL_FROM ?? "" }),
+  };
+}
+
+async function openAllWindows(rulesFile: string): Promise<void> {
+  const doc = parseDocument(await readFile(rulesFile, "utf8"));
+  const allDay = {
+    start: "00:00",
+    end: "24:00",
+    days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    closedOnHolidays: false,
+  };
+  for (const channel of ["email", "sms", "voice"])
+    doc.setIn(["sendWindows", channel], doc.createNode(allDay));
+  doc.setIn(["channels", "email", "ratePerSecond"], 1000);
+  doc.setIn(["channels", "sms", "ratePerSecond"], 1000);
+  await writeFile(rulesFile, doc.toString());
+}
+
+/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
