@@ -29,17 +29,26 @@ export const REDACTED_PATHS = [
 
 export type Logger = pino.Logger;
 
+export interface LoggerOptions {
+  readonly level: string;
+  readonly pretty: boolean;
+  /** Where JSON lines go instead of stdout (tests read them back). */
+  readonly destination?: pino.DestinationStream;
+}
+
 /** JSON lines in production; readable lines when `pretty` (development terminals). */
-export function createLogger(options: { level: string; pretty: boolean }): Logger {
-  return pino({
+export function createLogger(options: LoggerOptions): Logger {
+  const settings: pino.LoggerOptions = {
     level: options.level,
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
     base: { service: "followups" },
-    ...(options.pretty && {
-      transport: {
-        target: "pino-pretty",
-        options: { colorize: true, translateTime: "SYS:standard" },
-      },
-    }),
-  });
+    ...(options.pretty &&
+      !options.destination && {
+        transport: {
+          target: "pino-pretty",
+          options: { colorize: true, translateTime: "SYS:standard" },
+        },
+      }),
+  };
+  return options.destination ? pino(settings, options.destination) : pino(settings);
 }

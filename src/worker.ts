@@ -15,6 +15,7 @@ import { createIntakeProcessor } from "./queue/intake-processor.js";
 import { FOLLOW_UPS_QUEUE, type FollowUpJobData, PURCHASE_EVENTS_QUEUE } from "./queue/names.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
+import { SuppressionList } from "./store/suppression-list.js";
 
 /** Retention of finished jobs, set once on the workers instead of on every job. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -90,6 +91,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       compose: createMessageComposer(() => config.templates, discountSecret),
       channels,
       store,
+      suppressions: new SuppressionList(redis, prefix),
       rateLimiter: new ChannelRateLimiter(redis, prefix),
       retry: {
         maxAttempts: env.DELIVERY_ATTEMPTS,

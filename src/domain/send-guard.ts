@@ -1,11 +1,11 @@
 import { DateTime } from "luxon";
-import type { PurchaseCompleted } from "./events.js";
+import type { Channel, PurchaseCompleted } from "./events.js";
 import { customerZone, stepIdOf } from "./planner.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
 import { nextSendWindow } from "./send-window.js";
 
 /** Reason codes for steps skipped at send time (metrics and reports group by them). */
-export type GuardSkipCode = "rule-removed" | "no-contact" | "no-consent" | "past-due";
+export type GuardSkipCode = "rule-removed" | "no-contact" | "no-consent" | "opted-out" | "past-due";
 
 /** What to do with a due follow-up, decided again at send time from the current rules. */
 export type SendDecision =
@@ -20,6 +20,8 @@ export interface GuardInput {
   readonly dueAt: number;
   readonly rules: RuleSet;
   readonly now: DateTime;
+  /** Channels on which this customer or their address is on the suppression list. */
+  readonly suppressedChannels: ReadonlySet<Channel>;
 }
 
 /**
@@ -43,6 +45,13 @@ export function decideSend(input: GuardInput): SendDecision {
       action: "skip",
       code: "no-contact",
       reason: `no ${step.channel === "email" ? "email address" : "phone number"} to send to`,
+    };
+  }
+  if (input.suppressedChannels.has(step.channel)) {
+    return {
+      action: "skip",
+      code: "opted-out",
+      reason: `customer opted out of ${step.channel} messages`,
     };
   }
   const consent = event.customer.consent?.[step.channel];

@@ -19,10 +19,13 @@ export function nextSendWindow(
   let day = local.startOf("day");
   for (let i = 0; i < MAX_DAYS_AHEAD; i++) {
     if (isOpenDay(day, window, holidays)) {
-      const opens = atMinute(day, window.startMinute, zone);
-      const closes = atMinute(day, window.endMinute, zone);
-      if (local < opens) return opens;
-      if (local < closes) return local;
+      const opens = atMinute(day, window.startMinute);
+      const closes = atMinute(day, window.endMinute);
+      // A window that lies wholly inside a DST gap does not open that day.
+      if (opens < closes) {
+        if (local < opens) return opens;
+        if (local < closes) return local;
+      }
     }
     day = day.plus({ days: 1 }).startOf("day");
   }
@@ -44,17 +47,30 @@ function isOpenDay(day: DateTime, window: SendWindow, holidays: ReadonlySet<stri
   return !(window.closedOnHolidays && holidays.has(day.toISODate() ?? ""));
 }
 
-/** Local wall-clock time on `day`; luxon moves a time inside a DST gap forward past the gap. */
-function atMinute(day: DateTime, minute: number, zone: string): DateTime {
+/**
+ * Local wall-clock time on `day`. A repeated time (DST overlap) resolves with the offset the day
+ * starts with, so the first occurrence wins and the result never depends on the clock (luxon's
+ * fromObject guesses from the current offset); a time inside a DST gap becomes the gap's end.
+ */
+function atMinute(day: DateTime, minute: number): DateTime {
   if (minute >= 24 * 60) return day.plus({ days: 1 }).startOf("day");
-  return DateTime.fromObject(
-    {
-      year: day.year,
-      month: day.month,
-      day: day.day,
-      hour: Math.floor(minute / 60),
-      minute: minute % 60,
-    },
-    { zone },
-  );
+  const wall = { hour: Math.floor(minute / 60), minute: minute % 60 };
+  const at = day.set(wall);
+  if (at.hour === wall.hour && at.minute === wall.minute) return at;
+  // In a gap luxon reads the time with the offset before the gap, which lands after the gap;
+  // read with the offset after it, the same wall time lands before the gap.
+  const wallMs = Date.UTC(day.year, day.month - 1, day.day, wall.hour, wall.minute);
+  return gapEnd(wallMs - at.offset * 60_000, at);
+}
+
+/** Where a DST gap ends: the first whole minute after `before` that has `after`'s offset. */
+function gapEnd(before: number, after: DateTime): DateTime {
+  let lo = before;
+  let hi = after.toMillis();
+  while (hi - lo > 60_000) {
+    const mid = lo + Math.floor((hi - lo) / 120_000) * 60_000;
+    if (after.zone.offset(mid) === after.offset) hi = mid;
+    else lo = mid;
+  }
+  return DateTime.fromMillis(hi, { zone: after.zone });
 }

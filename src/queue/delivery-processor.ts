@@ -3,10 +3,11 @@ import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
 import type { Channel, PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
-import { decideSend } from "../domain/send-guard.js";
+import { decideSend, findStep } from "../domain/send-guard.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpStore, StepRecord } from "../store/follow-up-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
+import type { SuppressionList } from "../store/suppression-list.js";
 import type { FollowUpJobData } from "./names.js";
 
 /** Everything a message needs to be written: the purchase, the step, and when it was due. */
@@ -35,6 +36,7 @@ export interface DeliveryDeps {
   readonly compose: ComposeMessage;
   readonly channels: Readonly<Record<Channel, DeliveryChannel>>;
   readonly store: FollowUpStore;
+  readonly suppressions: SuppressionList;
   readonly rateLimiter: ChannelRateLimiter;
   readonly retry: RetryPolicy;
   /** How long a send may take before another worker may assume its sender died. */
@@ -108,7 +110,9 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "already-handled", state: record.s };
     }
     const rules = deps.rules();
+    const suppressedChannels = await suppressedFor(deps.suppressions, event, rules, stepId);
     const decision = decideSend({
+      suppressedChannels,
       event,
       stepId,
       dueAt: record?.d ?? job.timestamp + job.delay,
@@ -183,6 +187,13 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "sent", id: result.id };
     }
     const attempts = claim.record.a + 1;
+    if (result.error.optedOut) {
+      await deps.suppressions.suppress(step.channel, {
+        customerId: event.customer.id,
+        address: message.to,
+      });
+      log.info({ channel: step.channel }, "recipient opted out at the provider; suppressed");
+    }
     if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {
       const retryAt = doneMs + deps.retry.delayMs(attempts);
       await deps.store.transition(
@@ -206,6 +217,24 @@ function createDelivery(deps: DeliveryDeps) {
       attempts,
     );
   };
+}
+
+/** The channel of the step, if this customer or their contact for it is suppressed there. */
+async function suppressedFor(
+  suppressions: SuppressionList,
+  event: PurchaseCompleted,
+  rules: RuleSet,
+  stepId: string,
+): Promise<ReadonlySet<Channel>> {
+  const found = findStep(rules, stepId);
+  if (!found) return new Set();
+  const { channel } = found.step;
+  const address = channel === "email" ? event.customer.email : event.customer.phone;
+  const suppressed = await suppressions.isSuppressed(channel, {
+    customerId: event.customer.id,
+    ...(address && { address }),
+  });
+  return suppressed ? new Set([channel]) : new Set();
 }
 
 async function fail(

@@ -11,6 +11,8 @@ import type { TemplateFiles } from "./read-template-files.js";
 import { type SampleKind, sampleTemplateContext } from "./template-context.js";
 import {
   CHANNEL_PARTS,
+  hasParts,
+  localeFallbacks,
   REQUIRED_PARTS,
   renderVariant,
   TemplateError,
@@ -95,17 +97,31 @@ export async function checkTemplates(
     const needed = REQUIRED_PARTS[channel];
     const byLocale = files.variants.get(templateId);
     const usedBy = `used for ${channel} by ${usage.usedBy.join(", ")}`;
-    const fallback = byLocale?.get(defaultLocale);
-    for (const part of needed.filter((p) => fallback?.parts[p] === undefined)) {
-      report(
-        partFile(dir, templateId, defaultLocale, part),
-        `missing: template ${templateId} is ${usedBy} and needs this file in the default locale ${defaultLocale}`,
-      );
+    const defaultChain = localeFallbacks(undefined, defaultLocale);
+    const complete = defaultChain.some((locale) => {
+      const variant = byLocale?.get(locale);
+      return variant !== undefined && hasParts(variant, needed);
+    });
+    // Without a complete fallback, name the files of the first default-chain locale begun, or of
+    // the plain language (en for en-GB), which serves every regional variant.
+    const target = complete
+      ? undefined
+      : (defaultChain.find((locale) => relevantParts(byLocale?.get(locale), channel)) ??
+        defaultChain[defaultChain.length - 1] ??
+        defaultLocale);
+    if (target !== undefined) {
+      const variant = byLocale?.get(target);
+      const via = target === defaultLocale ? "" : ` (${defaultLocale} falls back to ${target})`;
+      for (const part of needed.filter((p) => variant?.parts[p] === undefined)) {
+        report(
+          partFile(dir, templateId, target, part),
+          `missing: template ${templateId} is ${usedBy} and needs this file for the default locale ${defaultLocale}${via}`,
+        );
+      }
     }
     for (const variant of byLocale?.values() ?? []) {
       const missing = needed.filter((part) => variant.parts[part] === undefined);
-      const relevant = CHANNEL_PARTS[channel].some((part) => variant.parts[part] !== undefined);
-      if (variant.locale !== defaultLocale && missing.length > 0 && relevant) {
+      if (variant.locale !== target && missing.length > 0 && relevantParts(variant, channel)) {
         report(
           partFile(dir, templateId, variant.locale, missing[0] ?? "text"),
           `missing: ${variant.locale} has ${presentParts(variant).join(" and ")} but template ${templateId} is ${usedBy}, which needs ${needed.join(" and ")} in every locale; add this file or remove the other ${variant.locale} files`,
@@ -252,6 +268,11 @@ function unknownPath(segments: VariableSegments): string | undefined {
     walked.push(String(segment));
   }
   return undefined;
+}
+
+/** Whether a variant has any part the channel sends (an SMS template may carry an unused subject). */
+function relevantParts(variant: TemplateVariant | undefined, channel: Channel): boolean {
+  return CHANNEL_PARTS[channel].some((part) => variant?.parts[part] !== undefined);
 }
 
 function presentParts(variant: TemplateVariant): TemplatePart[] {

@@ -82,7 +82,7 @@ export class TemplateSet {
       if (variant && hasParts(variant, REQUIRED_PARTS[channel])) return variant;
     }
     throw new TemplateError(
-      `template ${templateId} has no ${this.defaultLocale} variant for ${channel} (needs ${REQUIRED_PARTS[channel].join(" and ")})`,
+      `template ${templateId} has no variant for ${channel} in ${localeFallbacks(locale, this.defaultLocale).join(", ")} (needs ${REQUIRED_PARTS[channel].join(" and ")})`,
       templateId,
     );
   }
@@ -103,18 +103,21 @@ export function hasParts(variant: TemplateVariant, parts: readonly TemplatePart[
   return parts.every((part) => variant.parts[part] !== undefined);
 }
 
-/** de-AT → [de-AT, de, <default>]; an absent or invalid locale → [<default>]. */
+/**
+ * de-AT → [de-AT, de, <default>, <its language>]: the customer's locale from most to least
+ * specific, then the default the same way (en-GB → en-GB, en). Absent or invalid → the default's.
+ */
 export function localeFallbacks(locale: string | undefined, defaultLocale: string): string[] {
   const chain: string[] = [];
-  const canonical = locale === undefined ? undefined : canonicalLocale(locale);
-  if (canonical) {
+  for (const tag of [locale, defaultLocale]) {
+    const canonical = tag === undefined ? undefined : canonicalLocale(tag);
+    if (!canonical) continue;
     const subtags = canonical.split("-");
     for (let length = subtags.length; length > 0; length--) {
-      chain.push(subtags.slice(0, length).join("-"));
+      const candidate = subtags.slice(0, length).join("-");
+      if (!chain.includes(candidate)) chain.push(candidate);
     }
   }
-  const fallback = canonicalLocale(defaultLocale) ?? defaultLocale;
-  if (!chain.includes(fallback)) chain.push(fallback);
   return chain;
 }
 

@@ -44,6 +44,8 @@ export interface PipelineHarness {
   readonly followUps: Queue<FollowUpJobData>;
   readonly store: FollowUpStore;
   worker?: WorkerHandle;
+  /** Parsed log lines of the in-process worker. */
+  readonly logs: Record<string, unknown>[];
   startWorker(): Promise<WorkerHandle>;
   close(): Promise<void>;
 }
@@ -93,7 +95,9 @@ export async function startPipeline(
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
 
+  const logs: Record<string, unknown>[] = [];
   const harness: PipelineHarness = {
+    logs,
     prefix,
     redis,
     sink,
@@ -107,7 +111,12 @@ export async function startPipeline(
     followUps,
     store: new FollowUpStore(redis, prefix),
     async startWorker() {
-      const logger = createLogger({ level: env.LOG_LEVEL, pretty: false });
+      const destination = { write: (line: string) => void logs.push(JSON.parse(line)) };
+      const logger = createLogger({
+        level: process.env.TEST_LOG_LEVEL ?? "info",
+        pretty: false,
+        destination,
+      });
       harness.worker = await startWorker({
         env,
         logger,

@@ -28,10 +28,10 @@ interface Step {
 const EMAIL: Step = { kind: "thank-you", channel: "email", template: "hello" };
 const SMS: Step = { kind: "check-in", channel: "sms", template: "ping" };
 
-function rulesFor(steps: readonly Step[], maxSegments = 3): RuleSet {
+function rulesFor(steps: readonly Step[], maxSegments = 3, locale = "en"): RuleSet {
   const yaml = [
     "version: 1",
-    "defaults: { timezone: Europe/London, currency: GBP, locale: en }",
+    `defaults: { timezone: Europe/London, currency: GBP, locale: ${locale} }`,
     `channels: { sms: { ratePerSecond: 5, maxSegments: ${maxSegments} } }`,
     "rules:",
     "  - id: everyone",
@@ -67,9 +67,14 @@ const GOOD_SMS = {
   "ping/en.text.liquid": "All well, {{ customer.firstName | default: 'friend' }}?",
 };
 
-async function load(files: Record<string, string>, steps: readonly Step[], maxSegments = 3) {
+async function load(
+  files: Record<string, string>,
+  steps: readonly Step[],
+  maxSegments = 3,
+  locale = "en",
+) {
   const dir = await configDir(files);
-  return { dir, result: await loadTemplates(dir, rulesFor(steps, maxSegments)) };
+  return { dir, result: await loadTemplates(dir, rulesFor(steps, maxSegments, locale)) };
 }
 
 async function loaded(files: Record<string, string>, steps: readonly Step[]): Promise<TemplateSet> {
@@ -82,8 +87,9 @@ async function problemsOf(
   files: Record<string, string>,
   steps: readonly Step[],
   maxSegments = 3,
+  locale = "en",
 ): Promise<{ dir: string; problems: ConfigProblem[] }> {
-  const { dir, result } = await load(files, steps, maxSegments);
+  const { dir, result } = await load(files, steps, maxSegments, locale);
   if (result.ok) throw new Error("expected problems, templates loaded");
   return { dir, problems: result.problems };
 }
@@ -287,9 +293,18 @@ describe("rendering", () => {
     expect(templates.pick("hello", "sms", "de").locale).toBe("de");
   });
 
-  it("builds the fallback chain from the most specific tag", () => {
+  it("builds the fallback chain from the most specific tag, then the default's", () => {
     expect(localeFallbacks("zh-Hant-TW", "en")).toEqual(["zh-Hant-TW", "zh-Hant", "zh", "en"]);
     expect(localeFallbacks("en-GB", "en")).toEqual(["en-GB", "en"]);
+    expect(localeFallbacks("de-AT", "en-GB")).toEqual(["de-AT", "de", "en-GB", "en"]);
+    expect(localeFallbacks(undefined, "en-GB")).toEqual(["en-GB", "en"]);
+  });
+
+  it("lets a regional default locale (en-GB) use the language's files (en)", async () => {
+    const { result } = await load(GOOD_SMS, [SMS], 3, "en-GB");
+    if (!result.ok) throw new Error(JSON.stringify(result.problems));
+    const rendered = await result.templates.render("ping", "sms", "fr", SAMPLE_TEMPLATE_CONTEXT);
+    expect(rendered.text).toBe("All well, Alexandra?");
   });
 
   it("changes its version when a file changes", async () => {
@@ -373,9 +388,19 @@ describe("check", () => {
       [missing("ping", "en.text.liquid"), 0],
     ]);
     expect(problems[0]?.message).toMatch(
-      /template hello is used for email by everyone\.s0 and needs this file in the default locale en/,
+      /template hello is used for email by everyone\.s0 and needs this file for the default locale en$/,
     );
     expect(problems[2]?.message).toMatch(/template ping is used for sms by everyone\.s1/);
+  });
+
+  it("names the language's file when a regional default locale has no template", async () => {
+    const { dir, problems } = await problemsOf({}, [SMS], 3, "en-GB");
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: path.join(dir, "templates", "ping", "en.text.liquid"),
+        message: expect.stringContaining("for the default locale en-GB (en-GB falls back to en)"),
+      }),
+    ]);
   });
 
   it("reports a locale that has only some of the parts email needs", async () => {

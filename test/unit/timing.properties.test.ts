@@ -21,7 +21,7 @@ import {
  * window" is checked against the wall clock, independently of the code under test.
  */
 
-const RUNS = { numRuns: 3000 } as const;
+const RUNS = { numRuns: 5000 } as const;
 
 const ZONES = [
   "UTC",
@@ -41,8 +41,8 @@ const ZONES = [
 
 const zoneArb = fc.constantFrom(...ZONES);
 
-/** Offset changes of every zone in 2026 and 2027, found by bisection (UTC milliseconds). */
-const TRANSITIONS: readonly number[] = ZONES.flatMap((zone) => {
+/** A zone's offset changes in 2026 and 2027 (UTC milliseconds), found by bisection. */
+function transitionsOf(zone: string): number[] {
   const offset = (ms: number) => DateTime.fromMillis(ms, { zone }).offset;
   const found: number[] = [];
   const step = 6 * 3_600_000;
@@ -57,20 +57,41 @@ const TRANSITIONS: readonly number[] = ZONES.flatMap((zone) => {
     found.push(hi);
   }
   return found;
+}
+const TRANSITIONS = new Map(ZONES.map((zone) => [zone, transitionsOf(zone)]));
+
+/** An instant and the zone it is looked at in. */
+interface Moment {
+  readonly zone: string;
+  readonly at: DateTime;
+  /** Near a DST transition: the local minute of the day at which the clock jumps. */
+  readonly jumpMinute?: number;
+}
+
+const uniformSecondsArb = fc.integer({
+  min: Date.UTC(2024, 0, 1) / 1000,
+  max: Date.UTC(2031, 0, 1) / 1000,
 });
 
-/**
- * Whole seconds between 2024 and 2031, half of them within two days of a DST transition, where
- * the edge cases live.
- */
-const instantArb = fc
-  .oneof(
-    fc.integer({ min: Date.UTC(2024, 0, 1) / 1000, max: Date.UTC(2031, 0, 1) / 1000 }),
-    fc
-      .tuple(fc.constantFrom(...TRANSITIONS), fc.integer({ min: -2 * 86_400, max: 2 * 86_400 }))
-      .map(([transition, seconds]) => transition / 1000 + seconds),
-  )
-  .map((seconds) => DateTime.fromSeconds(seconds, { zone: "utc" }));
+/** Whole seconds between 2024 and 2031; half of them within two days of one of the zone's DST transitions. */
+const momentArb: fc.Arbitrary<Moment> = zoneArb.chain((zone) => {
+  const uniform = uniformSecondsArb.map(
+    (seconds): Moment => ({ zone, at: DateTime.fromSeconds(seconds, { zone: "utc" }) }),
+  );
+  const transitions = TRANSITIONS.get(zone) ?? [];
+  if (transitions.length === 0) return uniform;
+  const near = fc
+    .tuple(fc.constantFrom(...transitions), fc.integer({ min: -2 * 86_400, max: 2 * 86_400 }))
+    .map(([transition, seconds]): Moment => {
+      const before = DateTime.fromMillis(transition - 60_000, { zone });
+      return {
+        zone,
+        at: DateTime.fromMillis(transition + seconds * 1000, { zone: "utc" }),
+        jumpMinute: before.hour * 60 + before.minute + 1,
+      };
+    });
+  return fc.oneof(uniform, near);
+});
 
 const UNITS = [
   { iso: (n: number) => `PT${n}M`, max: 20_000 },
@@ -81,32 +102,52 @@ const UNITS = [
   { iso: (n: number) => `P${n}Y`, max: 4 },
 ] as const;
 const unitArb = fc.constantFrom(...UNITS);
-/** A small amount as often as a large one, so that due times stay near the biased instants. */
-const amountArb = (max: number) => fc.oneof(fc.nat(Math.min(max, 48)), fc.nat(max));
-const delayArb = unitArb.chain((unit) => amountArb(unit.max).map((n) => unit.iso(n)));
+const delayArb = unitArb.chain((unit) => fc.nat(unit.max).map((n) => unit.iso(n)));
 
 const hhmm = (minute: number) =>
   `${String(Math.floor(minute / 60)).padStart(2, "0")}:${String(minute % 60).padStart(2, "0")}`;
-const windowArb = fc
-  .record({
-    // DST transitions happen at night: start there half of the time, often briefly.
-    start: fc.oneof(fc.integer({ min: 0, max: 1439 }), fc.integer({ min: 0, max: 240 })),
-    length: fc.oneof(fc.integer({ min: 1, max: 1440 }), fc.integer({ min: 1, max: 120 })),
-    days: fc.subarray([...EVERY_DAY], { minLength: 1 }),
-    closedOnHolidays: fc.boolean(),
-  })
-  .map(({ start, length, days, closedOnHolidays }) => ({
-    start: hhmm(start),
-    end: hhmm(Math.min(1440, start + length)),
-    days: days as DayName[],
-    closedOnHolidays,
-  }));
+
+interface WindowSpec {
+  start: string;
+  end: string;
+  days: DayName[];
+  closedOnHolidays: boolean;
+}
+
+/** A window; near a transition, half of them open or close around the jump, often briefly. */
+function windowArb(moment?: Moment): fc.Arbitrary<WindowSpec> {
+  const jump = moment?.jumpMinute;
+  const uniform = fc.integer({ min: 0, max: 1439 });
+  const start =
+    jump === undefined
+      ? uniform
+      : fc.oneof(
+          uniform,
+          fc.integer({ min: -90, max: 60 }).map((k) => Math.max(0, Math.min(1439, jump + k))),
+        );
+  return fc
+    .record({
+      start,
+      length: fc.oneof(fc.integer({ min: 1, max: 1440 }), fc.integer({ min: 1, max: 120 })),
+      days: fc.subarray([...EVERY_DAY], { minLength: 1 }),
+      closedOnHolidays: fc.boolean(),
+    })
+    .map(({ start: from, length, days, closedOnHolidays }) => ({
+      start: hhmm(from),
+      end: hhmm(Math.min(1440, from + length)),
+      days,
+      closedOnHolidays,
+    }));
+}
+
 const stepArb = fc.record({
   kind: fc.constantFrom("thank-you", "check-in", "discount", "custom" as const),
   channel: fc.constantFrom("email", "sms", "voice" as const),
 });
-/** Holidays as day offsets from the unadjusted due date, so they actually get in the way. */
+/** Holidays as day offsets from a given local date, so that they actually get in the way. */
 const holidayOffsetsArb = fc.uniqueArray(fc.integer({ min: 0, max: 6 }), { maxLength: 4 });
+const holidaysFrom = (at: DateTime, offsets: readonly number[]) =>
+  offsets.map((k) => at.plus({ days: k }).toISODate() ?? "");
 
 interface Case {
   zone: string;
@@ -114,26 +155,34 @@ interface Case {
   options: OneStepOptions;
 }
 
-function caseArb() {
-  return fc
+/**
+ * A purchase and a one-step rule set. The moment drawn is where the delay lands (the purchase is
+ * that moment minus the delay), so that due times meet DST transitions often.
+ */
+const caseArb: fc.Arbitrary<Case> = momentArb.chain((moment) =>
+  fc
     .record({
-      zone: zoneArb,
-      purchasedAt: instantArb,
       delay: delayArb,
-      window: windowArb,
+      window: windowArb(moment),
       step: stepArb,
       holidayOffsets: holidayOffsetsArb,
     })
-    .map(({ zone, purchasedAt, delay, window, step, holidayOffsets }): Case => {
-      const unadjusted = purchasedAt.setZone(zone).plus(Duration.fromISO(delay));
-      const holidays = holidayOffsets.map((k) => unadjusted.plus({ days: k }).toISODate() ?? "");
+    .map(({ delay, window, step, holidayOffsets }): Case => {
+      const lands = moment.at.setZone(moment.zone);
+      const purchasedAt = lands.minus(Duration.fromISO(delay)).toUTC();
       return {
-        zone,
+        zone: moment.zone,
         purchasedAt,
-        options: { delay, window, holidays, timezone: "UTC", ...step },
+        options: {
+          delay,
+          window,
+          holidays: holidaysFrom(lands, holidayOffsets),
+          timezone: "UTC",
+          ...step,
+        },
       };
-    });
-}
+    }),
+);
 
 function planCase(c: Case, rules: RuleSet, now: DateTime) {
   const event = purchase({
@@ -183,26 +232,27 @@ afterEach(() => {
 describe("nextSendWindow (properties)", () => {
   it("returns the earliest instant at or after `from` that is inside the window by the wall clock", () => {
     fc.assert(
-      fc.property(zoneArb, instantArb, windowArb, holidayOffsetsArb, (zone, from, w, offsets) => {
-        const window = sendWindow(w.start, w.end, w.days, w.closedOnHolidays);
-        const holidays = new Set(
-          offsets.map((k) => from.setZone(zone).plus({ days: k }).toISODate() ?? ""),
-        );
-        const due = nextSendWindow(from, zone, window, holidays);
-        expect(due.toMillis()).toBeGreaterThanOrEqual(from.toMillis());
-        expect(isInSendWindow(due, zone, window, holidays)).toBe(true);
-        expect(
-          wallClockInside(due, zone, window, holidays) || isRepeatedWallTime(due, zone),
-          `${due.toISO()} is outside ${w.start}–${w.end} ${w.days.join(",")} in ${zone}`,
-        ).toBe(true);
-        const before = due.minus({ minutes: 1 });
-        if (due > from && before >= from) {
+      fc.property(
+        momentArb.chain((m) => fc.tuple(fc.constant(m), windowArb(m), holidayOffsetsArb)),
+        ([{ zone, at: from }, w, offsets]) => {
+          const window = sendWindow(w.start, w.end, w.days, w.closedOnHolidays);
+          const holidays = new Set(holidaysFrom(from.setZone(zone), offsets));
+          const due = nextSendWindow(from, zone, window, holidays);
+          expect(due.toMillis()).toBeGreaterThanOrEqual(from.toMillis());
+          expect(isInSendWindow(due, zone, window, holidays)).toBe(true);
           expect(
-            !wallClockInside(before, zone, window, holidays) || isRepeatedWallTime(before, zone),
-            `${before.toISO()} is already inside ${w.start}–${w.end} in ${zone}`,
+            wallClockInside(due, zone, window, holidays) || isRepeatedWallTime(due, zone),
+            `${due.toISO()} is outside ${w.start}–${w.end} ${w.days.join(",")} in ${zone}`,
           ).toBe(true);
-        }
-      }),
+          const before = due.minus({ minutes: 1 });
+          if (due > from && before >= from) {
+            expect(
+              !wallClockInside(before, zone, window, holidays) || isRepeatedWallTime(before, zone),
+              `${before.toISO()} is already inside ${w.start}–${w.end} in ${zone}`,
+            ).toBe(true);
+          }
+        },
+      ),
       RUNS,
     );
   });
@@ -211,32 +261,28 @@ describe("nextSendWindow (properties)", () => {
 describe("planFollowUps timing (properties)", () => {
   it("every planned step is due inside its send window, never before the purchase or now", () => {
     fc.assert(
-      fc.property(
-        caseArb(),
-        fc.integer({ min: -86_400, max: 4 * 86_400 }),
-        (c, nowOffsetSeconds) => {
-          const rules = oneStepRules(c.options);
-          const now = c.purchasedAt.plus({ seconds: nowOffsetSeconds });
-          const plan = planCase(c, rules, now);
-          const step = plan.steps[0];
-          if (!step) {
-            expect(plan.skipped.map((s) => s.code)).toEqual(["past-due"]);
-            return;
-          }
-          const due = instant(step.dueAt);
-          const window = rules.sendWindows[step.channel];
-          expect(due.toMillis()).toBeGreaterThanOrEqual(c.purchasedAt.toMillis());
-          expect(due.toMillis()).toBeGreaterThanOrEqual(now.toMillis());
-          expect(isInSendWindow(due, c.zone, window, rules.holidays)).toBe(true);
-          expect(
-            wallClockInside(due, c.zone, window, rules.holidays) || isRepeatedWallTime(due, c.zone),
-          ).toBe(true);
-          // localDueAt is the same instant on the customer's clock.
-          const local = instant(step.localDueAt);
-          expect(local.toMillis()).toBe(due.toMillis());
-          expect(local.offset).toBe(due.setZone(c.zone).offset);
-        },
-      ),
+      fc.property(caseArb, fc.integer({ min: -86_400, max: 4 * 86_400 }), (c, nowOffsetSeconds) => {
+        const rules = oneStepRules(c.options);
+        const now = c.purchasedAt.plus({ seconds: nowOffsetSeconds });
+        const plan = planCase(c, rules, now);
+        const step = plan.steps[0];
+        if (!step) {
+          expect(plan.skipped.map((s) => s.code)).toEqual(["past-due"]);
+          return;
+        }
+        const due = instant(step.dueAt);
+        const window = rules.sendWindows[step.channel];
+        expect(due.toMillis()).toBeGreaterThanOrEqual(c.purchasedAt.toMillis());
+        expect(due.toMillis()).toBeGreaterThanOrEqual(now.toMillis());
+        expect(isInSendWindow(due, c.zone, window, rules.holidays)).toBe(true);
+        expect(
+          wallClockInside(due, c.zone, window, rules.holidays) || isRepeatedWallTime(due, c.zone),
+        ).toBe(true);
+        // localDueAt is the same instant on the customer's clock.
+        const local = instant(step.localDueAt);
+        expect(local.toMillis()).toBe(due.toMillis());
+        expect(local.offset).toBe(due.setZone(c.zone).offset);
+      }),
       RUNS,
     );
   });
@@ -244,13 +290,11 @@ describe("planFollowUps timing (properties)", () => {
   it("is monotone in the delay: a longer delay of the same unit is never due earlier", () => {
     fc.assert(
       fc.property(
-        zoneArb,
-        instantArb,
+        momentArb,
         unitArb,
         fc.nat(),
         fc.nat(),
-        windowArb,
-        (zone, purchasedAt, unit, x, y) => {
+        ({ zone, at: purchasedAt }, unit, x, y) => {
           const [a, b] = [x % (unit.max + 1), y % (unit.max + 1)].sort((p, q) => p - q) as [
             number,
             number,
@@ -274,7 +318,7 @@ describe("planFollowUps timing (properties)", () => {
 
   it("is monotone in the delay within a send window too", () => {
     fc.assert(
-      fc.property(caseArb(), unitArb, fc.nat(), fc.nat(), (c, unit, x, y) => {
+      fc.property(caseArb, unitArb, fc.nat(), fc.nat(), (c, unit, x, y) => {
         const [a, b] = [x % (unit.max + 1), y % (unit.max + 1)].sort((p, q) => p - q) as [
           number,
           number,
@@ -294,10 +338,10 @@ describe("planFollowUps timing (properties)", () => {
   it("is deterministic: the same inputs give a deep-equal plan, whatever the wall clock says", () => {
     fc.assert(
       fc.property(
-        caseArb(),
+        caseArb,
         fc.integer({ min: -86_400, max: 4 * 86_400 }),
-        instantArb,
-        instantArb,
+        uniformSecondsArb,
+        uniformSecondsArb,
         (c, nowOffsetSeconds, clockA, clockB) => {
           const now = c.purchasedAt.plus({ seconds: nowOffsetSeconds });
           const fresh = () => {
@@ -305,9 +349,9 @@ describe("planFollowUps timing (properties)", () => {
             if (!result.ok) throw new Error("the generated rules must be valid");
             return result.rules;
           };
-          Settings.now = () => clockA.toMillis();
+          Settings.now = () => clockA * 1000;
           const first = planCase(c, fresh(), now);
-          Settings.now = () => clockB.toMillis();
+          Settings.now = () => clockB * 1000;
           const second = planCase(c, fresh(), now);
           expect(second).toEqual(first);
         },
@@ -318,7 +362,7 @@ describe("planFollowUps timing (properties)", () => {
 
   it("plans the same instant whatever offset `now` is written with", () => {
     fc.assert(
-      fc.property(caseArb(), zoneArb, (c, nowZone) => {
+      fc.property(caseArb, zoneArb, (c, nowZone) => {
         const rules = oneStepRules(c.options);
         const a = planCase(c, rules, c.purchasedAt);
         const b = planCase(c, rules, c.purchasedAt.setZone(nowZone));

@@ -1,0 +1,51 @@
+import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { Channel } from "../domain/events.js";
+
+/**
+ * Who must not be contacted on a channel, by customer id and by address or number. Addresses are
+ * stored hashed: the list answers "is this one suppressed?" without holding a readable copy.
+ */
+export class SuppressionList {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  private key(channel: Channel): string {
+    return `${this.prefix}:fu:suppressed:${channel}`;
+  }
+
+  /** Adds the customer and/or the address to the channel's list. */
+  async suppress(channel: Channel, who: { customerId?: string; address?: string }): Promise<void> {
+    const members = memberKeys(who);
+    if (members.length > 0) await this.redis.sadd(this.key(channel), ...members);
+  }
+
+  /** Removes them again (SMS START, or an explicit opt-in). */
+  async allow(channel: Channel, who: { customerId?: string; address?: string }): Promise<void> {
+    const members = memberKeys(who);
+    if (members.length > 0) await this.redis.srem(this.key(channel), ...members);
+  }
+
+  /** Whether either the customer or the address is on the channel's list. */
+  async isSuppressed(
+    channel: Channel,
+    who: { customerId?: string; address?: string },
+  ): Promise<boolean> {
+    const members = memberKeys(who);
+    if (members.length === 0) return false;
+    const found = await this.redis.smismember(this.key(channel), ...members);
+    return found.some((flag) => flag === 1);
+  }
+}
+
+function memberKeys(who: { customerId?: string; address?: string }): string[] {
+  const keys: string[] = [];
+  if (who.customerId) keys.push(`c:${who.customerId}`);
+  if (who.address)
+    keys.push(
+      `a:${createHash("sha256").update(who.address.trim().toLowerCase()).digest("base64url").slice(0, 22)}`,
+    );
+  return keys;
+}

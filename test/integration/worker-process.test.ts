@@ -1,0 +1,69 @@
+import { writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
+import { afterEach, expect, it } from "vitest";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { spawnWorker } from "../support/worker-process.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+it("starts, logs its channels, queues and rules version, and exits 0 on SIGTERM", async () => {
+  pipeline = await startPipeline("sigterm", { startWorker: false });
+  const worker = spawnWorker({ ...pipeline.envVars, LOG_LEVEL: "info" });
+  const started = await eventually(
+    async () =>
+      worker
+        .output()
+        .split("\n")
+        .find((line) => line.includes('"msg":"followups worker started"')),
+    "the start-up line",
+    15_000,
+  );
+  const line = JSON.parse(started) as Record<string, unknown>;
+  expect(line.transports).toBe("email=smtp sms=twilio voice=outbox");
+  expect(line.queues).toEqual({
+    input: `${pipeline.prefix}:purchase-events`,
+    followUps: `${pipeline.prefix}:follow-ups`,
+  });
+  expect(line.rulesVersion).toMatch(/^[0-9a-f]{12}$/);
+  expect(worker.output()).not.toContain(pipeline.envVars.TWILIO_AUTH_TOKEN);
+
+  expect(await worker.stop()).toBe(0);
+  expect(worker.output()).toContain('"msg":"followups worker stopped"');
+});
+
+it("names a malformed variable and exits 1 before connecting to anything", async () => {
+  pipeline = await startPipeline("badenv", { startWorker: false });
+  // A listener standing in for SMTP: any connection to it would mean the worker got too far.
+  let connections = 0;
+  const listener = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const port = (listener.address() as AddressInfo).port;
+  const worker = spawnWorker({
+    ...pipeline.envVars,
+    SMTP_URL: `smtp://127.0.0.1:${port}`,
+    REDIS_URL: "localhost:6379",
+    TWILIO_FROM: "0800 123",
+  });
+  expect(await worker.exited()).toBe(1);
+  listener.close();
+  expect(worker.output()).toContain("REDIS_URL: expected a Redis URL");
+  expect(worker.output()).toContain("TWILIO_FROM: expected an E.164 number");
+  expect(connections).toBe(0);
+});
+
+it("refuses to start on an invalid config, listing every problem", async () => {
+  pipeline = await startPipeline("badconfig", { startWorker: false });
+  await writeFile(`${pipeline.configDir}/rules.yaml`, "version: 2\nrules: []\n");
+  const worker = spawnWorker(pipeline.envVars);
+  expect(await worker.exited()).toBe(1);
+  expect(worker.output()).toMatch(/rules\.yaml:1:\d+ version: expected version: 1/);
+  expect(worker.output()).toMatch(/rules\.yaml:2:\d+ rules: expected at least one rule/);
+});
