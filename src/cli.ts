@@ -86,8 +86,13 @@ program
     "validate events and put them on the purchase-events queue (REDIS_URL, QUEUE_PREFIX)",
   )
   .argument("<events>", "a JSON event, a JSON array of events or NDJSON; - for standard input")
-  .action(async (file: string) => {
-    process.exitCode = await runPublish(file, processIo);
+  .option(
+    "--occurred-at <when>",
+    "replace occurredAt: an ISO date-time, now, or -PT2H for two hours ago",
+  )
+  .option("--new-id", "append a random suffix to each event id (to publish a sample again)")
+  .action(async (file: string, options: { occurredAt?: string; newId?: boolean }) => {
+    process.exitCode = await runPublish(file, options, processIo);
   });
 
 try {

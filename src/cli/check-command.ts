@@ -1,20 +1,25 @@
+import { loadConfig } from "../config/load-config.js";
 import { formatProblem, loadRules } from "../config/load-rules.js";
 import type { RuleSet } from "../domain/rules.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
-/** `followups check`: validates the config directory and reports every problem at once. */
+/**
+ * `followups check`: validates the rules and renders every template against samples, reporting
+ * every problem at once.
+ */
 export async function runCheck(configDir: string, io: CommandIo): Promise<number> {
-  const result = await loadRules(configDir);
+  const result = await loadConfig(configDir);
   if (!result.ok) {
     for (const problem of result.problems) io.err(`${formatProblem(problem)}\n`);
     const count = result.problems.length;
     io.err(`${count} problem${count === 1 ? "" : "s"} found.\n`);
     return EXIT.invalid;
   }
-  const { rules } = result;
+  const { rules, templates, version } = result.config;
   const steps = rules.rules.reduce((sum, rule) => sum + rule.steps.length, 0);
+  const templateCount = templates.templateIds.length;
   io.out(
-    `${result.file}: valid, ${rules.rules.length} rules, ${steps} steps, version ${rules.version}\n`,
+    `${configDir}: valid, ${rules.rules.length} rules, ${steps} steps, ${templateCount} templates, version ${version}\n`,
   );
   return EXIT.ok;
 }

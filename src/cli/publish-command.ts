@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { DateTime, Duration } from "luxon";
 import { readEnv } from "../config/env.js";
 import { describeProblems, parseEvent } from "../domain/events.js";
 import { EventPublisher, InvalidEventError } from "../publisher.js";
@@ -8,10 +10,25 @@ import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./
  * The file holds one event, a JSON array of events, or one event per line (NDJSON). Nothing is
  * enqueued unless every event is valid.
  */
-export async function runPublish(file: string, io: CommandIo): Promise<number> {
+export interface PublishOptions {
+  /** Replace each event's occurredAt: an ISO date-time, `now`, or a negative duration (`-PT2H`). */
+  readonly occurredAt?: string;
+  /** Append a random suffix to each event id, so a sample can be published again and again. */
+  readonly newId?: boolean;
+}
+
+export async function runPublish(
+  file: string,
+  options: PublishOptions,
+  io: CommandIo,
+): Promise<number> {
   const env = readEnv(process.env);
   if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
-  const events = parseEvents(await readInput(file), file);
+  const occurredAt =
+    options.occurredAt === undefined ? undefined : resolveOccurredAt(options.occurredAt);
+  const events = parseEvents(await readInput(file), file).map((event) =>
+    restamp(event, occurredAt, options.newId === true),
+  );
   const publisher = new EventPublisher({
     connection: env.env.REDIS_URL,
     prefix: env.env.QUEUE_PREFIX,
@@ -49,4 +66,31 @@ function parseEvents(text: string, source: string): unknown[] {
     }
   }
   return [parseJsonText(trimmed, source)];
+}
+
+/** Reads `--occurred-at`: an ISO date-time, `now`, or a negative ISO duration meaning "that long ago". */
+function resolveOccurredAt(text: string): string {
+  const now = DateTime.utc().startOf("second");
+  if (text === "now") return now.toISO({ suppressMilliseconds: true }) ?? "";
+  if (text.startsWith("-P")) {
+    const ago = Duration.fromISO(text.slice(1));
+    if (ago.isValid) return now.minus(ago).toISO({ suppressMilliseconds: true }) ?? "";
+  }
+  const at = DateTime.fromISO(text, { setZone: true });
+  if (!text.startsWith("-") && at.isValid) return at.toISO({ suppressMilliseconds: true }) ?? "";
+  throw new CommandError(
+    `--occurred-at: expected an ISO date-time, now, or a negative duration such as -PT2H, got ${JSON.stringify(text)}`,
+    EXIT.usage,
+  );
+}
+
+function restamp(event: unknown, occurredAt: string | undefined, newId: boolean): unknown {
+  if (!event || typeof event !== "object" || Array.isArray(event)) return event;
+  const record = event as Record<string, unknown>;
+  return {
+    ...record,
+    ...(occurredAt !== undefined && { occurredAt }),
+    ...(newId &&
+      typeof record.id === "string" && { id: `${record.id}-${randomBytes(4).toString("hex")}` }),
+  };
 }

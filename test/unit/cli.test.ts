@@ -1,0 +1,418 @@
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCheck } from "../../src/cli/check-command.js";
+import { CommandError, type CommandIo, EXIT } from "../../src/cli/io.js";
+import { runPlan } from "../../src/cli/plan-command.js";
+import { runSimulate } from "../../src/cli/simulate-command.js";
+import {
+  item,
+  type PurchaseSpec,
+  purchaseInput,
+  SHIPPED_CONFIG_DIR,
+  shippedRules,
+  yaml,
+} from "../support/fixtures.js";
+
+/** A CommandIo that keeps what a command prints. */
+function memoryIo(interactive = false) {
+  const output = { out: "", err: "" };
+  const io: CommandIo = {
+    out: (text) => {
+      output.out += text;
+    },
+    err: (text) => {
+      output.err += text;
+    },
+    interactive,
+  };
+  return { io, output };
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "followups-cli-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writeTemp(name: string, text: string): Promise<string> {
+  const file = path.join(dir, name);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, text);
+  return file;
+}
+
+const eventFile = (name: string, spec: PurchaseSpec) =>
+  writeTemp(name, JSON.stringify(purchaseInput(spec)));
+
+/** rules.yaml with two located problems, in its own directory. */
+const BROKEN_RULES = yaml`
+  version: 1
+  defaults:
+    timezone: Europe/Londn
+    currency: GBP
+  rules:
+    - id: thanks
+      steps:
+        - { kind: thank-you, channel: fax, template: thank-you, delay: PT1H }
+`;
+
+describe("followups plan", () => {
+  it("--json prints exactly eventId, steps and skipped, with the documented fields", async () => {
+    const file = await eventFile("tv.json", {
+      id: "evt-tv",
+      occurredAt: "2026-11-23T10:00:00Z",
+      customer: { phone: undefined },
+      items: [item("televisions", "1299.00")],
+    });
+    const { io, output } = memoryIo();
+    const code = await runPlan(
+      file,
+      { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z", json: true },
+      io,
+    );
+    expect(code).toBe(EXIT.ok);
+    expect(output.err).toBe("");
+    expect(JSON.parse(output.out)).toStrictEqual({
+      eventId: "evt-tv",
+      steps: [
+        {
+          stepId: "big-ticket.thank-you",
+          ruleId: "big-ticket",
+          kind: "thank-you",
+          channel: "email",
+          template: "thank-you",
+          dueAt: "2026-11-23T11:00:00Z",
+          localDueAt: "2026-11-23T11:00:00+00:00",
+        },
+      ],
+      skipped: [
+        {
+          ruleId: "services",
+          kind: "thank-you",
+          reason: "item SKU-TELEVISIONS (televisions) is not in services",
+        },
+        { ruleId: "big-ticket", kind: "check-in", reason: "no phone number for SMS" },
+        { ruleId: "accessories", kind: "discount", reason: "no item is in tech-with-accessories" },
+        {
+          ruleId: "loyal-customer",
+          kind: "discount",
+          reason: "customer has 0 earlier purchases, needs 3 or more",
+        },
+        {
+          ruleId: "thank-you",
+          kind: "thank-you",
+          reason: "superseded by big-ticket.thank-you: one thank-you per purchase",
+        },
+      ],
+    });
+    expect(output.out.endsWith("}\n")).toBe(true);
+  });
+
+  it("--json for a purchase nothing matches lists a skip with ruleId and kind null", async () => {
+    const file = await eventFile("small.json", { id: "evt-small", items: [item("tea", "3.20")] });
+    const { io, output } = memoryIo();
+    await runPlan(
+      file,
+      { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z", json: true },
+      io,
+    );
+    const plan = JSON.parse(output.out) as { steps: unknown[]; skipped: unknown[] };
+    expect(plan.steps).toEqual([]);
+    expect(plan.skipped[0]).toStrictEqual({
+      ruleId: null,
+      kind: null,
+      reason: "no rule matched this purchase",
+    });
+  });
+
+  it("--previous-purchases feeds the repeat-customer rule", async () => {
+    const file = await eventFile("repeat.json", {
+      occurredAt: "2026-11-23T10:00:00Z",
+      items: [item("kitchenware", "75.00")],
+    });
+    const { io, output } = memoryIo();
+    await runPlan(
+      file,
+      { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z", json: true, previousPurchases: 3 },
+      io,
+    );
+    const plan = JSON.parse(output.out) as { steps: { stepId: string; dueAt: string }[] };
+    expect(plan.steps.map((s) => [s.stepId, s.dueAt])).toEqual([
+      ["thank-you.thank-you", "2026-11-23T11:00:00Z"],
+      ["loyal-customer.discount", "2026-12-23T10:00:00Z"],
+    ]);
+  });
+
+  it("prints a readable table with local times and the skipped steps", async () => {
+    const file = await eventFile("table.json", {
+      id: "evt-table",
+      orderId: "ord-9",
+      customer: { id: "cus-9" },
+      occurredAt: "2026-11-23T10:00:00Z",
+      items: [item("televisions", "1299.00")],
+    });
+    const { io, output } = memoryIo();
+    await runPlan(file, { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z" }, io);
+    const version = (await shippedRules()).version;
+    expect(output.out).toBe(
+      [
+        "event evt-table, order ord-9, customer cus-9",
+        `time zone Europe/London (from the customer), rules version ${version}`,
+        "",
+        "STEP                  KIND       CHANNEL  TEMPLATE   DUE (UTC)             LOCAL DUE",
+        "big-ticket.thank-you  thank-you  email    thank-you  2026-11-23T11:00:00Z  Mon 23 Nov 2026 11:00 GMT",
+        "big-ticket.check-in   check-in   sms      check-in   2027-02-23T10:00:00Z  Tue 23 Feb 2027 10:00 GMT",
+        "",
+        "Skipped:",
+        "RULE            KIND       REASON",
+        "services        thank-you  item SKU-TELEVISIONS (televisions) is not in services",
+        "accessories     discount   no item is in tech-with-accessories",
+        "loyal-customer  discount   customer has 0 earlier purchases, needs 3 or more",
+        "thank-you       thank-you  superseded by big-ticket.thank-you: one thank-you per purchase",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("an event without `type` is read as a purchase", async () => {
+    const { type: _, ...untyped } = purchaseInput({ id: "evt-untyped" });
+    const file = await writeTemp("untyped.json", JSON.stringify(untyped));
+    const { io, output } = memoryIo();
+    expect(
+      await runPlan(
+        file,
+        { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z", json: true },
+        io,
+      ),
+    ).toBe(EXIT.ok);
+    expect(JSON.parse(output.out)).toMatchObject({ eventId: "evt-untyped" });
+  });
+
+  it("an invalid event fails with exit code 1 and every problem, with its path", async () => {
+    const file = await eventFile("bad.json", {
+      customer: { phone: "12345", timezone: "Mars/Phobos" },
+    });
+    const { io, output } = memoryIo();
+    const failure = runPlan(file, { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z" }, io);
+    await expect(failure).rejects.toBeInstanceOf(CommandError);
+    await expect(failure).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: [
+        `${file}: invalid event`,
+        'customer.phone: expected a valid phone number in international format, such as +14155550123, got "12345"',
+        'customer.timezone: expected an IANA time zone name such as Europe/Berlin, got "Mars/Phobos"',
+      ].join("\n"),
+    });
+    expect(output.out).toBe("");
+  });
+
+  it.each([
+    [
+      "a refund",
+      { type: "purchase.refunded", id: "r", occurredAt: "2026-11-23T10:00:00Z", orderId: "o" },
+      "only purchase.completed events have follow-ups to plan, got purchase.refunded",
+    ],
+  ])("%s is refused: nothing to plan", async (_, event, message) => {
+    const file = await writeTemp("refund.json", JSON.stringify(event));
+    const { io } = memoryIo();
+    await expect(runPlan(file, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: `${file}: ${message}`,
+    });
+  });
+
+  it("a file that is not JSON, or not there, is a clear error", async () => {
+    const file = await writeTemp("broken.json", "{ nope");
+    const { io } = memoryIo();
+    await expect(runPlan(file, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: expect.stringMatching(/^.*broken\.json: not valid JSON \(.+\)$/),
+    });
+    const missing = path.join(dir, "missing.json");
+    await expect(runPlan(missing, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: `${missing}: file not found`,
+    });
+  });
+
+  it("a bad --now is a usage error (exit 2)", async () => {
+    const { io } = memoryIo();
+    await expect(
+      runPlan("unused.json", { config: SHIPPED_CONFIG_DIR, now: "next tuesday" }, io),
+    ).rejects.toMatchObject({
+      code: EXIT.usage,
+      message:
+        '--now: expected an ISO-8601 date-time such as 2026-11-23T09:00:00Z, got "next tuesday"',
+    });
+  });
+
+  it("invalid rules stop the plan with the located problems", async () => {
+    const config = path.dirname(await writeTemp("broken-config/rules.yaml", BROKEN_RULES));
+    const file = await eventFile("any.json", {});
+    const { io } = memoryIo();
+    await expect(runPlan(file, { config }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: [
+        `${config}/rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"`,
+        `${config}/rules.yaml:8:28 rules[0].steps[0].channel: expected a channel: email, sms or voice (got "fax")`,
+        "the rules are invalid; run `followups check` for details",
+      ].join("\n"),
+    });
+  });
+});
+
+describe("followups check", () => {
+  it("exits 0 with a one-line summary for the shipped config", async () => {
+    const { io, output } = memoryIo();
+    expect(await runCheck(SHIPPED_CONFIG_DIR, io)).toBe(EXIT.ok);
+    expect(output.err).toBe("");
+    expect(output.out).toMatch(/^config\S*: valid, 6 rules, 6 steps, .*version [0-9a-f]{12}\S*\n$/);
+  });
+
+  it("exits 1 and lists every problem with file:line:column, then the count", async () => {
+    const config = path.dirname(await writeTemp("check-config/rules.yaml", BROKEN_RULES));
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.invalid);
+    expect(output.out).toBe("");
+    expect(output.err).toBe(
+      [
+        `${config}/rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"`,
+        `${config}/rules.yaml:8:28 rules[0].steps[0].channel: expected a channel: email, sms or voice (got "fax")`,
+        "2 problems found.",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("a directory without rules.yaml is one problem", async () => {
+    const config = path.join(dir, "empty-config");
+    await mkdir(config, { recursive: true });
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.invalid);
+    expect(output.err).toBe(`${config}/rules.yaml file not found\n1 problem found.\n`);
+  });
+});
+
+describe("followups simulate", () => {
+  const purchaseLine = (spec: PurchaseSpec) => JSON.stringify(purchaseInput(spec));
+  const lines = () => [
+    // 1: a TV (Monday of ISO week 48): thank-you now, check-in in 2027-W08
+    purchaseLine({ id: "e1", customer: { id: "cus-a" }, items: [item("televisions", "1299.00")] }),
+    "", // 2: blank lines are skipped
+    "{not json", // 3
+    purchaseLine({
+      id: "e4",
+      occurredAt: "2026-11-24T10:00:00Z",
+      customer: { id: "cus-b" },
+      items: [item("kitchenware", "75.00")],
+    }),
+    purchaseLine({ id: "e5", customer: { id: "cus-x", phone: "12345" } }), // 5: invalid
+    JSON.stringify({
+      type: "purchase.refunded",
+      id: "e6",
+      occurredAt: "2026-11-24T10:00:00Z",
+      orderId: "ord-1",
+    }), // 6: not a purchase, not bad either
+    purchaseLine({ id: "e7", customer: { id: "cus-c" }, items: [item("newspapers", "2.50")] }),
+    // 8–11: the same customer four times; the fourth purchase is a repeat customer's
+    ...["23", "24", "25", "27"].map((day, i) =>
+      purchaseLine({
+        id: `d${i}`,
+        occurredAt: `2026-11-${day}T10:00:00Z`,
+        customer: { id: "cus-d" },
+        items: [item("kitchenware", "75.00")],
+      }),
+    ),
+  ];
+
+  it("--json: volume per ISO week, channel and kind; bad lines counted with line numbers", async () => {
+    const file = await writeTemp("purchases.ndjson", `${lines().join("\n")}\n`);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    expect(output.err).toBe("");
+    expect(JSON.parse(output.out)).toStrictEqual({
+      lines: 11,
+      purchases: 7,
+      planned: 8,
+      invalid: [
+        { line: 3, problem: expect.stringMatching(/^not valid JSON \(.+\)$/) },
+        {
+          line: 5,
+          problem:
+            'customer.phone: expected a valid phone number in international format, such as +14155550123, got "12345"',
+        },
+      ],
+      weeks: [
+        { week: "2026-W48", channel: "email", kind: "thank-you", count: 6 },
+        // cus-d's fourth purchase: loyalty discount 30 days later, 27 December (a Sunday).
+        { week: "2026-W52", channel: "email", kind: "discount", count: 1 },
+        { week: "2027-W08", channel: "sms", kind: "check-in", count: 1 },
+      ],
+    });
+  });
+
+  it("prints a readable report that lists the bad lines", async () => {
+    const file = await writeTemp("purchases-table.ndjson", lines().join("\n"));
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR }, io)).toBe(EXIT.ok);
+    const printed = output.out.split("\n");
+    expect(printed.slice(0, 7)).toEqual([
+      "7 purchases read from 11 lines, 8 follow-ups planned",
+      "",
+      "WEEK      CHANNEL  KIND       COUNT",
+      "2026-W48  email    thank-you  6",
+      "2026-W52  email    discount   1",
+      "2027-W08  sms      check-in   1",
+      "",
+    ]);
+    expect(printed[7]).toBe("2 bad lines (not planned):");
+    expect(printed[8]).toMatch(/^ {2}line 3: not valid JSON \(.+\)$/);
+    expect(printed.slice(9)).toEqual([
+      '  line 5: customer.phone: expected a valid phone number in international format, such as +14155550123, got "12345"',
+      "",
+    ]);
+  });
+
+  it("a missing file is a clear error", async () => {
+    const missing = path.join(dir, "nope.ndjson");
+    const { io } = memoryIo();
+    await expect(runSimulate(missing, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: `${missing}: file not found`,
+    });
+  });
+});
+
+describe("the followups binary", () => {
+  it("wires `check` to its exit code: 0 for the shipped config, 1 for a broken one", async () => {
+    const config = path.dirname(await writeTemp("bin-config/rules.yaml", BROKEN_RULES));
+    const run = (configDir: string) =>
+      promisify(execFile)(
+        process.execPath,
+        ["--import", "tsx", "src/cli.ts", "check", "--config", configDir],
+        { encoding: "utf8" },
+      ).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+    const [valid, broken] = await Promise.all([run(SHIPPED_CONFIG_DIR), run(config)]);
+    expect([valid.code, valid.stderr]).toEqual([0, ""]);
+    expect(valid.stdout).toMatch(/: valid, /);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toBe("");
+    expect(broken.stderr).toBe(
+      [
+        `${config}/rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"`,
+        `${config}/rules.yaml:8:28 rules[0].steps[0].channel: expected a channel: email, sms or voice (got "fax")`,
+        "2 problems found.",
+        "",
+      ].join("\n"),
+    );
+  });
+});
