@@ -44,13 +44,16 @@ export function readPurchase(input: unknown, source: string): PurchaseCompleted 
   return result.event;
 }
 
+/** A date-time that names its offset; without one, luxon would read it in the host's zone. */
+const WITH_OFFSET = /T.*(?:Z|[+-]\d{2}(?::?\d{2})?)$/i;
+
 /** Reads `--now`, or the clock when it is absent (the only clock read on this path). */
 export function parseNow(text: string | undefined): DateTime {
   if (text === undefined) return DateTime.utc();
   const now = DateTime.fromISO(text, { setZone: true });
-  if (!now.isValid) {
+  if (!now.isValid || !WITH_OFFSET.test(text.trim())) {
     throw new CommandError(
-      `--now: expected an ISO-8601 date-time such as 2026-11-23T09:00:00Z, got ${JSON.stringify(text)}`,
+      `--now: expected an ISO-8601 date-time with an offset, such as 2026-11-23T09:00:00Z, got ${JSON.stringify(text)}`,
       EXIT.usage,
     );
   }

@@ -241,15 +241,34 @@ describe("followups plan", () => {
     });
   });
 
-  it("a bad --now is a usage error (exit 2)", async () => {
+  it.each([
+    "next tuesday",
+    "2026-11-23T09:00", // no offset: it would depend on the machine's time zone
+    "2026-11-23",
+  ])("--now %j is a usage error (exit 2)", async (now) => {
     const { io } = memoryIo();
     await expect(
-      runPlan("unused.json", { config: SHIPPED_CONFIG_DIR, now: "next tuesday" }, io),
+      runPlan("unused.json", { config: SHIPPED_CONFIG_DIR, now }, io),
     ).rejects.toMatchObject({
       code: EXIT.usage,
-      message:
-        '--now: expected an ISO-8601 date-time such as 2026-11-23T09:00:00Z, got "next tuesday"',
+      message: `--now: expected an ISO-8601 date-time with an offset, such as 2026-11-23T09:00:00Z, got ${JSON.stringify(now)}`,
     });
+  });
+
+  it("--now with an offset other than Z plans the same instant", async () => {
+    const file = await eventFile("now-offset.json", { id: "evt-now" });
+    const plans = [];
+    for (const now of [
+      "2026-11-23T10:00:00Z",
+      "2026-11-23T11:00:00+01:00",
+      "2026-11-23T05:00-05",
+    ]) {
+      const { io, output } = memoryIo();
+      await runPlan(file, { config: SHIPPED_CONFIG_DIR, now, json: true }, io);
+      plans.push(JSON.parse(output.out));
+    }
+    expect(plans[1]).toStrictEqual(plans[0]);
+    expect(plans[2]).toStrictEqual(plans[0]);
   });
 
   it("invalid rules stop the plan with the located problems", async () => {
