@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { DateTime } from "luxon";
 import { loadRules } from "../src/config/load-rules.js";
-import { parseEvent, type PurchaseCompleted } from "../src/domain/events.js";
+import { type PurchaseCompleted, parseEvent } from "../src/domain/events.js";
 import { planFollowUps } from "../src/domain/planner.js";
 
 /**
@@ -11,8 +11,24 @@ import { planFollowUps } from "../src/domain/planner.js";
 const quick = process.argv.includes("--quick");
 const EVENTS = quick ? 10_000 : 100_000;
 
-const CATEGORIES = ["newspapers", "kitchenware", "televisions", "laptops", "furniture", "salon", "phones", "toys"];
-const ZONES = ["Europe/London", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati", "Australia/Sydney"];
+const CATEGORIES = [
+  "newspapers",
+  "kitchenware",
+  "televisions",
+  "laptops",
+  "furniture",
+  "salon",
+  "phones",
+  "toys",
+];
+const ZONES = [
+  "Europe/London",
+  "Europe/Berlin",
+  "America/New_York",
+  "Asia/Kathmandu",
+  "Pacific/Kiritimati",
+  "Australia/Sydney",
+];
 
 function syntheticPurchases(count: number): PurchaseCompleted[] {
   const start = DateTime.fromISO("2026-01-01T00:00:00Z");
@@ -35,7 +51,8 @@ function syntheticPurchases(count: number): PurchaseCompleted[] {
       items: [{ sku: `S${i}`, name: category, category, quantity: 1, unitPrice: price.toFixed(2) }],
       total: { amount: price.toFixed(2), currency: "GBP" },
     });
-    if (!parsed.ok || parsed.event.type !== "purchase.completed") throw new Error("bench fixture invalid");
+    if (!parsed.ok || parsed.event.type !== "purchase.completed")
+      throw new Error("bench fixture invalid");
     events.push(parsed.event);
   }
   return events;
@@ -56,7 +73,10 @@ async function plannerBench() {
     let n = 0;
     for (const event of events) {
       const zone = event.customer.timezone ?? "UTC";
-      n += DateTime.fromISO(event.occurredAt, { zone }).plus({ months: 3 }).toUTC().toMillis() > 0 ? 1 : 0;
+      n +=
+        DateTime.fromISO(event.occurredAt, { zone }).plus({ months: 3 }).toUTC().toMillis() > 0
+          ? 1
+          : 0;
     }
     return n;
   });
@@ -77,7 +97,12 @@ async function plannerBench() {
   };
 }
 
-const results = { date: new Date().toISOString(), node: process.version, quick, planner: await plannerBench() };
+const results = {
+  date: new Date().toISOString(),
+  node: process.version,
+  quick,
+  planner: await plannerBench(),
+};
 console.table({
   planner: {
     events: results.planner.events,
