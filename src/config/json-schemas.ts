@@ -34,20 +34,41 @@ export function renderJsonSchema(schema: Record<string, unknown>): string {
   return `${JSON.stringify(schema, null, 2)}\n`;
 }
 
-/** Every property name the rules file knows, to suggest the one an operator meant. */
-export function knownRuleFileKeys(): ReadonlySet<string> {
-  const keys = new Set<string>();
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) node.forEach(visit);
-    else if (node && typeof node === "object") {
-      for (const [key, value] of Object.entries(node)) {
-        if (key === "properties" && value && typeof value === "object") {
-          for (const name of Object.keys(value)) keys.add(name);
-        }
-        visit(value);
-      }
-    }
+type SchemaNode = {
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  additionalProperties?: SchemaNode | boolean;
+  $ref?: string;
+  anyOf?: SchemaNode[];
+  oneOf?: SchemaNode[];
+};
+
+let rulesSchema: SchemaNode | undefined;
+
+/**
+ * The keys the rules file allows in the mapping at `path` (e.g. `rules[0].steps[0]`), read from
+ * its JSON Schema, so a misspelt key is answered with the keys that belong exactly there.
+ */
+export function allowedRuleFileKeys(path: readonly PropertyKey[]): string[] {
+  rulesSchema ??= JSON_SCHEMA_FILES["config/schema/rules.schema.json"]() as SchemaNode;
+  const root = rulesSchema as SchemaNode & { $defs?: Record<string, SchemaNode> };
+  const resolve = (node: SchemaNode | undefined): SchemaNode | undefined => {
+    if (!node) return undefined;
+    if (node.$ref) return resolve(root.$defs?.[node.$ref.replace("#/$defs/", "")]);
+    const choice = [...(node.anyOf ?? []), ...(node.oneOf ?? [])]
+      .map(resolve)
+      .find((n) => n?.properties || n?.items);
+    return choice ?? node;
   };
-  visit(JSON_SCHEMA_FILES["config/schema/rules.schema.json"]());
-  return keys;
+  let node = resolve(root);
+  for (const key of path) {
+    if (typeof key === "number") node = resolve(node?.items);
+    else {
+      const next = node?.properties?.[String(key)];
+      const extra =
+        typeof node?.additionalProperties === "object" ? node.additionalProperties : undefined;
+      node = resolve(next ?? extra);
+    }
+  }
+  return Object.keys(node?.properties ?? {});
 }

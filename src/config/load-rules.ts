@@ -6,7 +6,8 @@ import type { z } from "zod";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { compileRules } from "./compile-rules.js";
-import { knownRuleFileKeys } from "./json-schemas.js";
+import { editDistance } from "./edit-distance.js";
+import { allowedRuleFileKeys } from "./json-schemas.js";
 import { crossFieldProblems, rulesFileSchema } from "./rules-file.js";
 
 /** A problem in a config file, located for the operator who has to fix it. */
@@ -64,7 +65,22 @@ export function parseRules(text: string, file: string): RulesLoadResult {
   const data: unknown = doc.toJS({ maxAliasCount: 100 });
   const locate = (keyPath: readonly PropertyKey[]) => locateInDocument(doc, lineCounter, keyPath);
 
-  const parsed = rulesFileSchema.safeParse(data, { reportInput: true });
+  if (data === null || data === undefined || typeof data !== "object" || Array.isArray(data)) {
+    const got = data === null || data === undefined ? "an empty file" : preview(data);
+    return {
+      ok: false,
+      problems: [
+        {
+          file,
+          line: 1,
+          column: 1,
+          path: "",
+          message: `expected a mapping with version, defaults and rules, got ${got}`,
+        },
+      ],
+    };
+  }
+  const parsed = rulesFileSchema.safeParse(data, { reportInput: true, error: operatorMessage });
   const crossField = crossFieldProblems(data).map((p) => ({
     file,
     ...locate(p.path),
@@ -93,6 +109,37 @@ export function parseRules(text: string, file: string): RulesLoadResult {
   return { ok: true, rules: compiled.rules, file };
 }
 
+/** Replaces zod's generic wording ("Invalid input: expected number, received string") with plain words. */
+function operatorMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.input === undefined
+        ? `required: expected ${TYPE_WORDS[issue.expected] ?? issue.expected}`
+        : `expected ${TYPE_WORDS[issue.expected] ?? issue.expected}, got ${preview(issue.input)}`;
+    case "too_small":
+      return `expected ${issue.origin === "number" ? `a number of at least ${issue.minimum}` : `at least ${issue.minimum} ${UNIT_WORDS[issue.origin] ?? "entries"}`}`;
+    case "too_big":
+      return `expected ${issue.origin === "number" ? `a number of at most ${issue.maximum}` : `at most ${issue.maximum} ${UNIT_WORDS[issue.origin] ?? "entries"}`}`;
+    case "invalid_value":
+      return `expected ${issue.values.map((v) => JSON.stringify(v)).join(" or ")}`;
+    default:
+      return undefined;
+  }
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  number: "a number",
+  string: "a text value",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping of keys to values",
+};
+const UNIT_WORDS: Record<string, string> = {
+  string: "characters",
+  array: "entries",
+  set: "entries",
+};
+
 type Locate = (keyPath: readonly PropertyKey[]) => { line: number; column: number };
 
 function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): ConfigProblem[] {
@@ -103,7 +150,7 @@ function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): C
         file,
         ...locate(keyPath),
         path: formatPath(keyPath),
-        message: `unknown key ${JSON.stringify(key)}; ${suggestKey(key)}`,
+        message: `unknown key ${JSON.stringify(key)}; ${suggestKey(key, issue.path)}`,
       };
     });
   }
@@ -125,7 +172,10 @@ function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): C
   }
   const value = issue.input;
   const shown = value === undefined ? "missing" : `got ${preview(value)}`;
-  const message = issue.message.includes("got ") ? issue.message : `${issue.message} (${shown})`;
+  const message =
+    issue.message.includes("got ") || issue.message.startsWith("required")
+      ? issue.message
+      : `${issue.message} (${shown})`;
   return [{ file, ...locate(issue.path), path: formatPath(issue.path), message }];
 }
 
@@ -134,32 +184,16 @@ function describeUnion(issue: z.core.$ZodIssueInvalidUnion): string {
   return `expected one of: ${[...new Set(expected)].join(" | ")} (got ${preview(issue.input)})`;
 }
 
-let knownKeys: ReadonlySet<string> | undefined;
-
-/** " (did you mean "anyItem"?)" for a near miss, otherwise a pointer to the schema. */
-function suggestKey(key: string): string {
-  knownKeys ??= knownRuleFileKeys();
+/** " (did you mean "anyItem"?)" for a near miss among the keys allowed at that spot, else the list. */
+function suggestKey(key: string, parentPath: readonly PropertyKey[]): string {
+  const allowed = allowedRuleFileKeys(parentPath).filter((name) => name !== "$schema");
   let best: { name: string; distance: number } | undefined;
-  for (const name of knownKeys) {
+  for (const name of allowed) {
     const distance = editDistance(key.toLowerCase(), name.toLowerCase());
     if (distance <= 2 && (!best || distance < best.distance)) best = { name, distance };
   }
-  return best
-    ? `did you mean ${JSON.stringify(best.name)}?`
-    : "config/schema/rules.schema.json lists the keys allowed here";
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
+  if (best) return `did you mean ${JSON.stringify(best.name)}?`;
+  return allowed.length > 0 ? `allowed here: ${allowed.join(", ")}` : "no keys are allowed here";
 }
 
 /** Line and column of the deepest node on `keyPath` that exists (the key itself when it does). */

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { CHANNELS } from "../domain/events.js";
 import { isCurrencyCode, toMinorUnits } from "../domain/money.js";
 import { PURPOSES, STEP_KINDS, type Weekday } from "../domain/rules.js";
+import { editDistance } from "./edit-distance.js";
 
 /**
  * The schema of config/rules.yaml as operators write it. Objects are strict, so a misspelt key is
@@ -38,9 +39,11 @@ const isoDuration = z
     return duration;
   });
 
+const TIME_OF_DAY = /^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/;
+
 const timeOfDay = z
   .string({ error: 'expected a local time "HH:MM" between "00:00" and "24:00"' })
-  .regex(/^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/, {
+  .regex(TIME_OF_DAY, {
     error: (issue) =>
       `expected a local time "HH:MM" between "00:00" and "24:00", got ${JSON.stringify(issue.input)}`,
   })
@@ -251,6 +254,10 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
   rules.forEach((rule, index) => {
     checkAmounts(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
   });
+  const groupNames = Object.keys(asRecord(root?.groups) ?? {});
+  rules.forEach((rule, index) => {
+    checkGroupNames(asRecord(rule)?.when, ["rules", index, "when"], groupNames, problems);
+  });
   const firstUse = new Map<unknown, number>();
   rules.forEach((value, index) => {
     const rule = asRecord(value);
@@ -305,7 +312,8 @@ function checkAmounts(
     if (!part || typeof code !== "string" || !isCurrencyCode(code)) continue;
     for (const field of fields) {
       const amount = part[field];
-      if (typeof amount !== "number" && typeof amount !== "string") continue;
+      // Wrong types and negative numbers are the schema's to report; this checks decimals only.
+      if (typeof amount !== "string" && (typeof amount !== "number" || amount < 0)) continue;
       const result = toMinorUnits(amount, code);
       if (!result.ok) problems.push({ path: [...path, key, field], message: result.problem });
     }
@@ -319,6 +327,43 @@ function checkAmounts(
   }
 }
 
+const CATEGORY_KEYS = ["anyItem", "allItems", "noItem"] as const;
+
+/**
+ * A category name one or two letters away from a group name is almost surely a misspelt group:
+ * taken as a plain category it would silently never match.
+ */
+function checkGroupNames(
+  value: unknown,
+  path: (string | number)[],
+  groups: readonly string[],
+  problems: CrossFieldProblem[],
+): void {
+  const condition = asRecord(value);
+  if (!condition) return;
+  for (const key of CATEGORY_KEYS) {
+    const names = asRecord(condition[key])?.categories;
+    if (!Array.isArray(names)) continue;
+    names.forEach((name, i) => {
+      if (typeof name !== "string" || groups.includes(name.toLowerCase())) return;
+      const near = groups.find((group) => editDistance(name.toLowerCase(), group) <= 2);
+      if (near) {
+        problems.push({
+          path: [...path, key, "categories", i],
+          message: `${JSON.stringify(name)} is not a group; did you mean the group ${JSON.stringify(near)}?`,
+        });
+      }
+    });
+  }
+  for (const key of ["any", "all"] as const) {
+    const list = condition[key];
+    if (!Array.isArray(list)) continue;
+    list.forEach((inner, i) => {
+      checkGroupNames(inner, [...path, key, i], groups, problems);
+    });
+  }
+}
+
 function checkWindow(
   value: unknown,
   path: (string | number)[],
@@ -326,8 +371,10 @@ function checkWindow(
 ): void {
   const window = asRecord(value);
   const { start, end } = window ?? {};
-  // "HH:MM" strings compare like the times they name.
-  if (typeof start === "string" && typeof end === "string" && end <= start) {
+  // Valid "HH:MM" strings compare like the times they name; malformed ones are reported elsewhere.
+  const isTime = (value: unknown): value is string =>
+    typeof value === "string" && TIME_OF_DAY.test(value);
+  if (isTime(start) && isTime(end) && end <= start) {
     problems.push({
       path: [...path, "end"],
       message: `expected end (${end}) to be later than start (${start}); windows cannot span midnight`,

@@ -5,10 +5,11 @@ import {
   matchCondition,
   type Rule,
   type RuleSet,
+  type SendWindow,
   type StepKind,
   type StepSpec,
 } from "./rules.js";
-import { nextSendWindow } from "./send-window.js";
+import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 
 /** A follow-up to schedule: when it is due and what it is. */
 export interface PlannedStep {
@@ -33,7 +34,8 @@ export type SkipCode =
   | "superseded"
   | "no-contact"
   | "no-consent"
-  | "past-due";
+  | "past-due"
+  | "no-send-window";
 
 /** A step the planner did not schedule, and why. */
 export interface SkippedStep {
@@ -111,7 +113,7 @@ export function planFollowUps(
       }
       const timing = dueTime(purchasedAt, step, zone, rules, now);
       if (!timing.ok) {
-        skipped.push(skip(rule, step, "past-due", timing.reason));
+        skipped.push(skip(rule, step, timing.code, timing.reason));
         continue;
       }
       claimed.set(step.kind, stepIdOf(rule, step));
@@ -164,7 +166,7 @@ export function stepIdOf(rule: Pick<Rule, "id">, step: Pick<StepSpec, "id">): st
   return `${rule.id}.${step.id}`;
 }
 
-type Timing = { ok: true; due: DateTime } | { ok: false; reason: string };
+type Timing = { ok: true; due: DateTime } | { ok: false; code: SkipCode; reason: string };
 
 /**
  * Purchase time plus the delay, in calendar terms in the customer's zone, then moved to the next
@@ -179,12 +181,29 @@ function dueTime(
   now: DateTime,
 ): Timing {
   const window = step.sendWindow ?? rules.sendWindows[step.channel];
+  try {
+    return windowedDueTime(purchasedAt, step, zone, rules, now, window);
+  } catch (error) {
+    if (!(error instanceof NoSendWindowError)) throw error;
+    return { ok: false, code: "no-send-window", reason: error.message };
+  }
+}
+
+function windowedDueTime(
+  purchasedAt: DateTime,
+  step: StepSpec,
+  zone: string,
+  rules: RuleSet,
+  now: DateTime,
+  window: SendWindow,
+): Timing {
   const due = nextSendWindow(purchasedAt.plus(step.delay), zone, window, rules.holidays);
   if (due >= now) return { ok: true, due };
   const grace = rules.gracePeriods[step.kind];
   if (due.plus(grace) < now) {
     return {
       ok: false,
+      code: "past-due",
       reason: `past due: was due ${due.toISO(ISO)}, more than ${grace.toISO()} (the ${step.kind} grace period) ago`,
     };
   }

@@ -2,10 +2,16 @@ import { DateTime } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { customerZone, stepIdOf } from "./planner.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
-import { nextSendWindow } from "./send-window.js";
+import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 
 /** Reason codes for steps skipped at send time (metrics and reports group by them). */
-export type GuardSkipCode = "rule-removed" | "no-contact" | "no-consent" | "opted-out" | "past-due";
+export type GuardSkipCode =
+  | "rule-removed"
+  | "no-contact"
+  | "no-consent"
+  | "opted-out"
+  | "past-due"
+  | "no-send-window";
 
 /** What to do with a due follow-up, decided again at send time from the current rules. */
 export type SendDecision =
@@ -81,7 +87,13 @@ export function decideSend(input: GuardInput): SendDecision {
   }
   const { zone } = customerZone(event, rules);
   const window = step.sendWindow ?? rules.sendWindows[step.channel];
-  const opens = nextSendWindow(now, zone, window, rules.holidays);
+  let opens: DateTime;
+  try {
+    opens = nextSendWindow(now, zone, window, rules.holidays);
+  } catch (error) {
+    if (!(error instanceof NoSendWindowError)) throw error;
+    return { action: "skip", code: "no-send-window", reason: error.message };
+  }
   if (opens > now) {
     return { action: "defer", until: opens, reason: "outside the send window" };
   }

@@ -4,6 +4,11 @@ import type { SendWindow, Weekday } from "./rules.js";
 /** Longest stretch searched for an open window; config validation keeps real windows far inside it. */
 const MAX_DAYS_AHEAD = 800;
 
+/** A window that never opens (every open day a holiday, say): the step cannot be sent. */
+export class NoSendWindowError extends Error {
+  override readonly name = "NoSendWindowError";
+}
+
 /**
  * The earliest instant at or after `from` that lies inside the window, in the zone's local time.
  * A window opening that falls into a DST gap moves to the first valid local time after it, so
@@ -29,7 +34,9 @@ export function nextSendWindow(
     }
     day = day.plus({ days: 1 }).startOf("day");
   }
-  throw new Error(`no send window opens within ${MAX_DAYS_AHEAD} days of ${from.toISO()}`);
+  throw new NoSendWindowError(
+    `no send window opens within ${MAX_DAYS_AHEAD} days of ${from.toISO()}`,
+  );
 }
 
 /** Whether `at` lies inside the window (the send-time guard asks this again when a step is due). */

@@ -113,7 +113,7 @@ describe("one located problem per kind of error", () => {
     [
       "unknown key, nothing close",
       changeLine(11, "    when:", "    colour: red\n    when:"),
-      'rules.yaml:11:5 rules[0].colour: unknown key "colour"; config/schema/rules.schema.json lists the keys allowed here',
+      'rules.yaml:11:5 rules[0].colour: unknown key "colour"; allowed here: id, description, priority, final, when, steps',
     ],
     [
       "wrong enum value (channel)",
@@ -247,12 +247,41 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:9:24 holidays[1]: expected a date YYYY-MM-DD (got "2026-13-01")',
     ],
     [
+      "a key in the wrong place (suggests only keys allowed there)",
+      changeLine(1, "version: 1", "version: 1\ndelay: PT1H"),
+      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, groups, sendWindows, channels, holidays, gracePeriods, rules',
+    ],
+    [
+      "a misspelt group name",
+      changeLine(
+        12,
+        "      anyItem: { categories: [big-ticket] }",
+        "      anyItem: { categories: [big-tickt] }",
+      ),
+      'rules.yaml:12:31 rules[0].when.anyItem.categories[0]: "big-tickt" is not a group; did you mean the group "big-ticket"?',
+    ],
+    [
+      "a malformed time gets one problem, not a second about its order",
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: { start: "8am", end: "21:00" }',
+      ),
+      'rules.yaml:8:12 sendWindows.email.start: expected a local time "HH:MM" between "00:00" and "24:00", got "8am"',
+    ],
+    [
       "wrong version",
       changeLine(1, "version: 1", "version: 2"),
       "rules.yaml:1:1 version: expected version: 1 (got 2)",
     ],
   ])("%s", (_, text, expected) => {
     expect(rulesProblems(text)).toEqual([expected]);
+  });
+
+  it("an empty file says so", () => {
+    expect(rulesProblems("")).toEqual([
+      "rules.yaml:1:1 expected a mapping with version, defaults and rules, got an empty file",
+    ]);
   });
 
   it("a rule without steps is fine when it is final (it stops the rules below it)", () => {
