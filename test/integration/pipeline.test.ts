@@ -54,6 +54,12 @@ describe("the pipeline on real parts", () => {
       return r?.s === "sent" ? r : undefined;
     }, "the thank-you to be recorded as sent");
     expect(record.id).toBeTruthy();
+    // Logs carry ids, never the customer's name, address or number.
+    const logs = JSON.stringify(pipeline.logs);
+    expect(logs).toContain("evt-thanks");
+    for (const personal of ["ana@example.com", "Ana Novak", "+442079460958", "OLED TV"]) {
+      expect(logs).not.toContain(personal);
+    }
   });
 
   it("schedules the check-in three calendar months out, and sends the SMS when promoted", async () => {
