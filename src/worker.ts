@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Queue, UnrecoverableError, Worker } from "bullmq";
+import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
@@ -7,13 +8,23 @@ import { watchConfigDir } from "./config/config-watcher.js";
 import type { Env } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { formatProblem } from "./config/load-rules.js";
-import type { Channel } from "./domain/events.js";
+import { type Channel, parseEvent } from "./domain/events.js";
+import { createHttpServer } from "./http/http-server.js";
 import type { Logger } from "./logger.js";
+import { FollowUpMetrics } from "./metrics.js";
 import { createMessageComposer } from "./queue/compose-message.js";
 import { cappedBackoff, createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createIntakeProcessor } from "./queue/intake-processor.js";
-import { FOLLOW_UPS_QUEUE, type FollowUpJobData, PURCHASE_EVENTS_QUEUE } from "./queue/names.js";
+import { createLifecycle } from "./queue/lifecycle.js";
+import {
+  eventJobId,
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  PURCHASE_EVENTS_QUEUE,
+} from "./queue/names.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
+import { FrequencyCapStore } from "./store/frequency-cap-store.js";
+import { OrderStore } from "./store/order-store.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { SuppressionList } from "./store/suppression-list.js";
 
@@ -22,10 +33,15 @@ const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
+/** Webhook message ids are remembered this long to ignore replays. */
+const WEBHOOK_DEDUP_SECONDS = 7 * 24 * 3600;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
   readonly configVersion: () => string;
+  /** Where the HTTP server listens (undefined when HTTP_ENABLED=false). */
+  readonly httpAddress?: string;
+  readonly metrics: FollowUpMetrics;
   /** Re-reads the config directory; keeps the previous version if the new one is invalid. */
   reload(): Promise<boolean>;
   /** Stops taking jobs, waits (bounded) for in-flight sends, closes every connection. */
@@ -44,8 +60,8 @@ export interface WorkerOptions {
 export class StartupError extends Error {}
 
 /**
- * Starts the intake and delivery workers on one Redis. Several processes may run this against
- * the same Redis and prefix; nothing here assumes it is alone.
+ * Starts the intake and delivery workers and the HTTP server on one Redis. Several processes may
+ * run this against the same Redis and prefix; nothing here assumes it is alone.
  */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const { env, logger, channels } = options;
@@ -63,35 +79,74 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     throw new StartupError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
   }
   const prefix = env.QUEUE_PREFIX;
-  const store = new FollowUpStore(redis, prefix);
-  const discountSecret = env.DISCOUNT_SECRET ?? (await sharedDiscountSecret(redis, prefix));
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+  const rules = () => config.rules;
   const clock = () => DateTime.utc();
+  const metrics = new FollowUpMetrics();
+  const store = new FollowUpStore(redis, prefix);
+  const orders = new OrderStore(redis, prefix);
+  const suppressions = new SuppressionList(redis, prefix);
+  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+  const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
+  metrics.trackQueues([events, followUps]);
+  const lifecycle = createLifecycle({
+    rules,
+    store,
+    orders,
+    suppressions,
+    followUps,
+    metrics,
+    logger,
+    firstSighting: async (key) =>
+      (await redis.set(`${prefix}:fu:seen:${key}`, "1", "EX", WEBHOOK_DEDUP_SECONDS, "NX")) ===
+      "OK",
+  });
+  const publicUrl = env.PUBLIC_URL ?? `http://localhost:${env.HTTP_PORT}`;
+  const unsubscribeSecret =
+    env.UNSUBSCRIBE_SECRET ?? (await sharedSecret(redis, prefix, "unsubscribe"));
+  const discountSecret = env.DISCOUNT_SECRET ?? (await sharedSecret(redis, prefix, "discount"));
+
   // Workers block on their own connections; passed-in connections are ours to close.
   const workerConnections = [redis.duplicate(), redis.duplicate()] as const;
-
+  const workerSettings = {
+    prefix,
+    removeOnComplete: KEEP_COMPLETED,
+    removeOnFail: KEEP_FAILED,
+    lockDuration: env.JOB_LOCK_MS,
+    stalledInterval: env.JOB_LOCK_MS,
+    maxStalledCount: MAX_STALLED_COUNT,
+  };
   const intake = new Worker(
     PURCHASE_EVENTS_QUEUE,
-    createIntakeProcessor({ rules: () => config.rules, store, followUps, logger, clock }),
-    {
-      connection: workerConnections[0],
-      prefix,
-      concurrency: env.INTAKE_CONCURRENCY,
-      removeOnComplete: KEEP_COMPLETED,
-      removeOnFail: KEEP_FAILED,
-      lockDuration: env.JOB_LOCK_MS,
-      stalledInterval: env.JOB_LOCK_MS,
-      maxStalledCount: MAX_STALLED_COUNT,
-    },
+    createIntakeProcessor({
+      rules,
+      store,
+      orders,
+      suppressions,
+      lifecycle,
+      followUps,
+      metrics,
+      logger,
+      clock,
+    }),
+    { ...workerSettings, connection: workerConnections[0], concurrency: env.INTAKE_CONCURRENCY },
   );
   const delivery = new Worker<FollowUpJobData>(
     FOLLOW_UPS_QUEUE,
     createDeliveryProcessor({
-      rules: () => config.rules,
-      compose: createMessageComposer(() => config.templates, discountSecret),
+      rules,
+      compose: createMessageComposer(() => config.templates, {
+        discountSecret,
+        unsubscribe: {
+          publicUrl,
+          secret: unsubscribeSecret,
+          ...(env.UNSUBSCRIBE_MAILTO && { mailto: env.UNSUBSCRIBE_MAILTO }),
+        },
+      }),
       channels,
       store,
-      suppressions: new SuppressionList(redis, prefix),
+      suppressions,
+      caps: new FrequencyCapStore(redis, prefix),
+      metrics,
       rateLimiter: new ChannelRateLimiter(redis, prefix),
       retry: {
         maxAttempts: env.DELIVERY_ATTEMPTS,
@@ -102,27 +157,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       clock,
       random: Math.random,
     }),
-    {
-      connection: workerConnections[1],
-      prefix,
-      concurrency: env.DELIVERY_CONCURRENCY,
-      removeOnComplete: KEEP_COMPLETED,
-      removeOnFail: KEEP_FAILED,
-      lockDuration: env.JOB_LOCK_MS,
-      stalledInterval: env.JOB_LOCK_MS,
-      maxStalledCount: MAX_STALLED_COUNT,
-    },
+    { ...workerSettings, connection: workerConnections[1], concurrency: env.DELIVERY_CONCURRENCY },
   );
   delivery.on("failed", (job, error) => {
     // Our own failures are recorded already; this catches jobs BullMQ failed itself (stalled too often).
     if (!job || error instanceof UnrecoverableError) return;
-    const reason = `error: ${error.message}`;
     void store
       .transition(
         job.data.e,
         job.data.s,
         ["scheduled", "sending"],
-        { s: "failed", x: reason },
+        { s: "failed", x: `error: ${error.message}` },
         Date.now(),
       )
       .catch((err: unknown) =>
@@ -134,10 +179,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     ["delivery", delivery],
   ] as const) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
-    worker.on("failed", (job, error) => {
-      if (job && label === "intake")
-        logger.warn({ jobId: job.id, reason: error.message.split(":")[0] }, "event failed");
-    });
   }
 
   const reload = async (): Promise<boolean> => {
@@ -157,6 +198,55 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const watcher =
     options.watchConfig === false ? undefined : watchConfigDir(env.CONFIG_DIR, () => void reload());
 
+  let http: FastifyInstance | undefined;
+  let httpAddress: string | undefined;
+  if (env.HTTP_ENABLED === "true") {
+    http = createHttpServer({
+      acceptEvent: async (input) => {
+        const parsed = parseEvent(input);
+        if (!parsed.ok) return parsed;
+        await events.add(parsed.event.type, input, { jobId: eventJobId(parsed.event.id) });
+        return { ok: true, eventId: parsed.event.id };
+      },
+      unsubscribe: (request) =>
+        lifecycle.unsubscribe(request.customerId, [request.channel], request.source),
+      inboundSms: (message) => lifecycle.inboundSms(message),
+      smsStatus: (update) => lifecycle.smsStatus(update),
+      readiness: async () => {
+        const redisUp = await redis.ping().then(
+          (answer) => answer === "PONG",
+          () => false,
+        );
+        const checks = {
+          redis: redisUp,
+          rules: true,
+          workers: intake.isRunning() && delivery.isRunning(),
+        };
+        return { ready: Object.values(checks).every(Boolean), checks };
+      },
+      metrics: metrics.registry,
+      settings: {
+        ...(env.API_TOKEN && { apiToken: env.API_TOKEN }),
+        publicUrl,
+        ...(env.TWILIO_AUTH_TOKEN && { twilioAuthToken: env.TWILIO_AUTH_TOKEN }),
+        unsubscribeSecret,
+        ...(env.SHOP_NAME && { shopName: env.SHOP_NAME }),
+        bodyLimitBytes: env.HTTP_BODY_LIMIT,
+      },
+      logger,
+    });
+    try {
+      httpAddress = await http.listen({ host: env.HTTP_HOST, port: env.HTTP_PORT });
+    } catch (error) {
+      await Promise.all([intake.close(), delivery.close()]);
+      await Promise.all([followUps.close(), events.close()]);
+      await Promise.all([redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)));
+      throw new StartupError(
+        `cannot listen on ${env.HTTP_HOST}:${env.HTTP_PORT}: ${(error as Error).message}`,
+      );
+    }
+  }
+
   logger.info(
     {
       transports: Object.entries(channels)
@@ -166,19 +256,25 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         input: `${prefix}:${PURCHASE_EVENTS_QUEUE}`,
         followUps: `${prefix}:${FOLLOW_UPS_QUEUE}`,
       },
+      http: httpAddress ?? "disabled",
       rulesVersion: config.rules.version,
       templatesVersion: config.templates.version,
     },
     "followups worker started",
   );
+  if (!env.PUBLIC_URL)
+    logger.warn({ publicUrl }, "PUBLIC_URL is not set; unsubscribe links point at localhost");
 
   let closing: Promise<void> | undefined;
   return {
     configVersion: () => config.version,
+    ...(httpAddress && { httpAddress }),
+    metrics,
     reload,
     close() {
       closing ??= (async () => {
         watcher?.close();
+        await http?.close();
         const graceful = Promise.all([intake.close(), delivery.close()]);
         const timedOut = await Promise.race([
           graceful.then(() => false),
@@ -193,12 +289,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           );
           await Promise.all([intake.close(true), delivery.close(true)]);
         }
-        await followUps.close();
+        await Promise.all([followUps.close(), events.close()]);
         await Promise.all(Object.values(channels).map((channel) => channel.close()));
         await Promise.all(
-          [redis, ...workerConnections].map((connection) =>
-            connection.quit().catch(() => undefined),
-          ),
+          [redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)),
         );
         logger.info("followups worker stopped");
       })();
@@ -208,11 +302,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 }
 
 /**
- * The discount-code secret when DISCOUNT_SECRET is not set: random, created once per deployment
- * and shared by every worker through Redis, so codes stay stable and unguessable.
+ * A secret used when its variable is not set: random, created once per deployment and shared by
+ * every worker through Redis, so codes and links stay stable across processes and restarts.
  */
-async function sharedDiscountSecret(redis: Redis, prefix: string): Promise<string> {
-  const key = `${prefix}:fu:discount-secret`;
+async function sharedSecret(redis: Redis, prefix: string, name: string): Promise<string> {
+  const key = `${prefix}:fu:secret:${name}`;
   await redis.set(key, randomBytes(32).toString("base64url"), "NX");
   return (await redis.get(key)) ?? "";
 }

@@ -1,6 +1,8 @@
 import type { Env } from "../config/env.js";
 import type { Channel } from "../domain/events.js";
+import { TWILIO_STATUS_PATH } from "../http/twilio-routes.js";
 import type { DeliveryChannel } from "./channel.js";
+import { dkimOptions } from "./dkim.js";
 import { createSmtpEmailChannel } from "./email-smtp.js";
 import { createOutboxChannel } from "./outbox.js";
 import { createTwilioSmsChannel } from "./sms-twilio.js";
@@ -14,10 +16,24 @@ const OUTBOX_FROM = "followups <followups@localhost>";
  * Voice calls go to the outbox until the voice adapter exists.
  */
 export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
-  const outbox = createOutboxChannel({ dir: env.OUTBOX_DIR, from: env.MAIL_FROM ?? OUTBOX_FROM });
+  const dkim =
+    env.DKIM_DOMAIN && env.DKIM_SELECTOR && env.DKIM_PRIVATE_KEY
+      ? dkimOptions({
+          domainName: env.DKIM_DOMAIN,
+          keySelector: env.DKIM_SELECTOR,
+          // A PEM key in one environment line has its line breaks written as \n.
+          privateKey: env.DKIM_PRIVATE_KEY.replaceAll("\\n", "\n"),
+        })
+      : undefined;
+  const outbox = createOutboxChannel({
+    dir: env.OUTBOX_DIR,
+    from: env.MAIL_FROM ?? OUTBOX_FROM,
+    ...(dkim && { dkim }),
+  });
   const email =
     env.SMTP_URL && env.MAIL_FROM
       ? createSmtpEmailChannel({
+          ...(dkim && { dkim }),
           smtpUrl: env.SMTP_URL,
           from: env.MAIL_FROM,
           maxConnections: env.SMTP_MAX_CONNECTIONS,
@@ -33,6 +49,9 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
             messagingServiceSid: env.TWILIO_MESSAGING_SERVICE_SID,
           }),
           ...(env.TWILIO_API_URL && { apiUrl: env.TWILIO_API_URL }),
+          ...(env.PUBLIC_URL && {
+            statusCallback: `${env.PUBLIC_URL.replace(/\/+$/, "")}${TWILIO_STATUS_PATH}`,
+          }),
         })
       : outbox;
   return { email, sms, voice: outbox };

@@ -1,4 +1,4 @@
-import nodemailer from "nodemailer";
+import nodemailer, { type DKIMOptions } from "nodemailer";
 import type { DeliveryChannel, OutgoingMessage, SendResult } from "./channel.js";
 import { closedChannel, unsupportedChannel } from "./channel-results.js";
 import { mailOptions, senderDomain } from "./mail-options.js";
@@ -14,6 +14,8 @@ export interface SmtpEmailOptions {
   readonly maxConnections?: number;
   /** Connect and greeting timeout; the socket timeout is three times this. */
   readonly timeoutMs?: number;
+  /** From `dkimOptions`: signs every message, list headers included. */
+  readonly dkim?: DKIMOptions;
 }
 
 /**
@@ -32,6 +34,7 @@ export function createSmtpEmailChannel(options: SmtpEmailOptions): DeliveryChann
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: timeout * 3,
+    ...(options.dkim !== undefined && { dkim: options.dkim }),
   });
   let closed = false;
   return {

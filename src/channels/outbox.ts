@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { mkdir, rename, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import nodemailer from "nodemailer";
+import nodemailer, { type DKIMOptions } from "nodemailer";
 import type { Channel } from "../domain/events.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import type { DeliveryChannel, OutgoingMessage, SendFailure, SendResult } from "./channel.js";
@@ -16,6 +16,8 @@ export interface OutboxOptions {
   readonly from: string;
   /** Channels it stands in for; all by default. */
   readonly channels?: readonly Channel[];
+  /** From `dkimOptions`: the .eml files are signed exactly as SMTP mail would be. */
+  readonly dkim?: DKIMOptions;
 }
 
 /** What an SMS or voice file holds. */
@@ -38,6 +40,7 @@ export function createOutboxChannel(options: OutboxOptions): DeliveryChannel {
     streamTransport: true,
     buffer: true,
     newline: "unix",
+    ...(options.dkim !== undefined && { dkim: options.dkim }),
   });
   let closed = false;
 

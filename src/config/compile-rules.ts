@@ -1,6 +1,14 @@
+import type { Duration } from "luxon";
 import type { Channel } from "../domain/events.js";
 import { type Money, toMinorUnits } from "../domain/money.js";
-import type { Condition, Rule, RuleSet, SendWindow, StepSpec } from "../domain/rules.js";
+import type {
+  Condition,
+  FrequencyCap,
+  Rule,
+  RuleSet,
+  SendWindow,
+  StepSpec,
+} from "../domain/rules.js";
 import type { ConditionInput, RulesFile } from "./rules-file.js";
 
 /** A problem found after the shape checks, at a path into the rules file. */
@@ -133,11 +141,21 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
       },
       sendWindows: file.sendWindows satisfies Record<Channel, SendWindow>,
       channels: file.channels,
+      frequencyCaps: {
+        email: file.frequencyCaps.email.map(toCap),
+        sms: file.frequencyCaps.sms.map(toCap),
+        voice: file.frequencyCaps.voice.map(toCap),
+      },
+      whenCapped: file.whenCapped,
       holidays: new Set(file.holidays),
       gracePeriods: file.gracePeriods,
       rules,
     },
   };
+}
+
+function toCap(cap: { max: number; per: Duration }): FrequencyCap {
+  return { max: cap.max, perMs: cap.per.toMillis() };
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {

@@ -77,6 +77,30 @@ export const envSchema = z
     DELIVERY_LEASE_MS: positiveInt(120_000),
     JOB_LOCK_MS: positiveInt(30_000),
     SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
+    HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
+    HTTP_HOST: z.string().min(1).default("0.0.0.0"),
+    HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+    HTTP_BODY_LIMIT: positiveInt(65_536),
+    API_TOKEN: z.preprocess(
+      emptyAsUnset,
+      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+    ),
+    PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
+    UNSUBSCRIBE_SECRET: z.preprocess(
+      emptyAsUnset,
+      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+    ),
+    UNSUBSCRIBE_MAILTO: z.preprocess(
+      emptyAsUnset,
+      z.email({ error: "expected an email address" }).optional(),
+    ),
+    SHOP_NAME: z.preprocess(emptyAsUnset, z.string().max(100).optional()),
+    DKIM_DOMAIN: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+    DKIM_SELECTOR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
+    DKIM_PRIVATE_KEY: z.preprocess(
+      emptyAsUnset,
+      z.string().min(100, { error: "expected a PEM private key" }).optional(),
+    ),
   })
   .check((ctx) => {
     const env = ctx.value;
@@ -96,6 +120,29 @@ export const envSchema = z
         path: [missing],
         input: undefined,
         message: "required when the other Twilio credential is set",
+      });
+    }
+    const dkim = [env.DKIM_DOMAIN, env.DKIM_SELECTOR, env.DKIM_PRIVATE_KEY];
+    if (dkim.some(Boolean) && !dkim.every(Boolean)) {
+      ctx.issues.push({
+        code: "custom",
+        path: [
+          env.DKIM_DOMAIN
+            ? env.DKIM_SELECTOR
+              ? "DKIM_PRIVATE_KEY"
+              : "DKIM_SELECTOR"
+            : "DKIM_DOMAIN",
+        ],
+        input: undefined,
+        message: "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together",
+      });
+    }
+    if (env.UNSUBSCRIBE_SECRET && !env.PUBLIC_URL) {
+      ctx.issues.push({
+        code: "custom",
+        path: ["PUBLIC_URL"],
+        input: undefined,
+        message: "required for unsubscribe links (UNSUBSCRIBE_SECRET is set)",
       });
     }
     if (env.TWILIO_ACCOUNT_SID && !env.TWILIO_FROM && !env.TWILIO_MESSAGING_SERVICE_SID) {

@@ -165,6 +165,13 @@ const channelSettings = z.strictObject({
     .default(3),
 });
 
+const frequencyCap = z.strictObject({
+  max: z.number().int({ error: "expected a whole number of messages" }).min(1).max(1000),
+  per: isoDuration,
+});
+const capList = z.array(frequencyCap).max(10);
+const capAction = z.enum(["skip", "defer"], { error: "expected skip or defer" });
+
 const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };
 const DEFAULT_PHONE_WINDOW = {
   start: "09:00",
@@ -212,6 +219,27 @@ export const rulesFileSchema = z.strictObject({
       email: channelSettings.prefault({ ratePerSecond: 20 }),
       sms: channelSettings.prefault({ ratePerSecond: 5 }),
       voice: channelSettings.prefault({ ratePerSecond: 1 }),
+    })
+    .prefault({}),
+  frequencyCaps: z
+    .strictObject({
+      email: capList.prefault([
+        { max: 1, per: "PT24H" },
+        { max: 3, per: "P7D" },
+      ]),
+      sms: capList.prefault([
+        { max: 1, per: "PT24H" },
+        { max: 2, per: "P7D" },
+      ]),
+      voice: capList.prefault([{ max: 1, per: "P7D" }]),
+    })
+    .prefault({}),
+  whenCapped: z
+    .strictObject({
+      "thank-you": capAction.default("skip"),
+      "check-in": capAction.default("defer"),
+      discount: capAction.default("defer"),
+      custom: capAction.default("defer"),
     })
     .prefault({}),
   holidays: z

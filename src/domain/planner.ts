@@ -34,6 +34,7 @@ export type SkipCode =
   | "superseded"
   | "no-contact"
   | "no-consent"
+  | "opted-out"
   | "past-due"
   | "no-send-window";
 
@@ -61,6 +62,12 @@ export interface Plan {
 
 const ISO = { suppressMilliseconds: true } as const;
 
+/** What the caller knows beyond the event and history (kept by the stores, passed in). */
+export interface PlanOptions {
+  /** Channels this customer or their address opted out of. */
+  readonly suppressedChannels?: ReadonlySet<Channel>;
+}
+
 /**
  * Decides which follow-ups a purchase gets and exactly when. Pure: the same event, rules, history
  * and `now` always give the same plan.
@@ -74,6 +81,7 @@ export function planFollowUps(
   rules: RuleSet,
   history: CustomerHistory,
   now: DateTime,
+  options: PlanOptions = {},
 ): Plan {
   const { zone, source } = customerZone(event, rules);
   const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zone);
@@ -106,7 +114,15 @@ export function planFollowUps(
         );
         continue;
       }
-      const blocked = contactProblem(event, step) ?? consentProblem(event, step, rules);
+      const blocked =
+        contactProblem(event, step) ??
+        (options.suppressedChannels?.has(step.channel)
+          ? {
+              code: "opted-out" as const,
+              reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} messages`,
+            }
+          : undefined) ??
+        consentProblem(event, step, rules);
       if (blocked) {
         skipped.push(skip(rule, step, blocked.code, blocked.reason));
         continue;

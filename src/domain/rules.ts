@@ -86,6 +86,15 @@ export interface ChannelSettings {
   readonly maxSegments: number;
 }
 
+/** At most `max` messages per channel to one customer within any `perMs` span. */
+export interface FrequencyCap {
+  readonly max: number;
+  readonly perMs: number;
+}
+
+/** What happens to a step that would break a cap: dropped, or moved to when the cap allows it. */
+export type CapAction = "skip" | "defer";
+
 export interface RuleSet {
   /** Short content hash of the files the set was built from; logged and stamped on jobs. */
   readonly version: string;
@@ -99,6 +108,9 @@ export interface RuleSet {
   };
   readonly sendWindows: Readonly<Record<Channel, SendWindow>>;
   readonly channels: Readonly<Record<Channel, ChannelSettings>>;
+  /** Per customer, across all their purchases. */
+  readonly frequencyCaps: Readonly<Record<Channel, readonly FrequencyCap[]>>;
+  readonly whenCapped: Readonly<Record<StepKind, CapAction>>;
   /** Local dates (YYYY-MM-DD) on which windows that honour holidays stay closed. */
   readonly holidays: ReadonlySet<string>;
   /** How late a step of each kind may still go out; later than that it is skipped. */

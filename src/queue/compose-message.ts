@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import type { OutgoingMessage } from "../channels/channel.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
+import { unsubscribeUrl } from "../http/unsubscribe-link.js";
 import { buildTemplateContext } from "../templates/template-context.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import type { ComposeInput, ComposeMessage } from "./delivery-processor.js";
@@ -10,10 +11,21 @@ import type { ComposeInput, ComposeMessage } from "./delivery-processor.js";
  * customer and the follow-up id, so a retried send carries the same code; validity counts from
  * the planned due time, so it does not drift with retries either.
  */
+export interface ComposerSettings {
+  readonly discountSecret: string;
+  /** Marketing emails carry unsubscribe links when these are known. */
+  readonly unsubscribe?: {
+    readonly publicUrl: string;
+    readonly secret: string;
+    readonly mailto?: string;
+  };
+}
+
 export function createMessageComposer(
   templates: () => TemplateSet,
-  discountSecret: string,
+  settings: ComposerSettings,
 ): ComposeMessage {
+  const { discountSecret } = settings;
   return async (input: ComposeInput): Promise<OutgoingMessage> => {
     const { event, step, rules, zone, followUpId } = input;
     const discount =
@@ -28,13 +40,22 @@ export function createMessageComposer(
           })
         : null;
     const locale = event.customer.locale ?? rules.defaults.locale;
+    const unsubscribe =
+      step.purpose === "marketing" && settings.unsubscribe
+        ? unsubscribeUrl(
+            settings.unsubscribe.publicUrl,
+            settings.unsubscribe.secret,
+            event.customer.id,
+            step.channel,
+          )
+        : null;
     const context = buildTemplateContext({
       purchase: event,
       step: { kind: step.kind, channel: step.channel },
       locale,
       timezone: zone,
       discount,
-      unsubscribeUrl: null,
+      unsubscribeUrl: unsubscribe,
     });
     const rendered = await templates().render(
       step.template,
@@ -50,6 +71,9 @@ export function createMessageComposer(
         subject: rendered.subject ?? "",
         text: rendered.text,
         ...(rendered.html !== undefined && { html: rendered.html }),
+        ...(unsubscribe && {
+          headers: listUnsubscribeHeaders(unsubscribe, settings.unsubscribe?.mailto),
+        }),
       };
     }
     return {
@@ -58,5 +82,21 @@ export function createMessageComposer(
       to: event.customer.phone ?? "",
       text: rendered.text,
     };
+  };
+}
+
+/**
+ * RFC 2369 and RFC 8058 headers: mail clients show an unsubscribe button, and a one-click POST
+ * to the https link unsubscribes without a visit to a page.
+ */
+export function listUnsubscribeHeaders(url: string, mailto?: string): Record<string, string> {
+  const token = url.slice(url.lastIndexOf("/") + 1);
+  const targets = [
+    `<${url}>`,
+    ...(mailto ? [`<mailto:${mailto}?subject=unsubscribe%20${token}>`] : []),
+  ];
+  return {
+    "List-Unsubscribe": targets.join(", "),
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
   };
 }

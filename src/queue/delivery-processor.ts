@@ -5,7 +5,9 @@ import type { Channel, PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
 import { decideSend, findStep } from "../domain/send-guard.js";
 import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
 import type { FollowUpStore, StepRecord } from "../store/follow-up-store.js";
+import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { FollowUpJobData } from "./names.js";
@@ -37,6 +39,8 @@ export interface DeliveryDeps {
   readonly channels: Readonly<Record<Channel, DeliveryChannel>>;
   readonly store: FollowUpStore;
   readonly suppressions: SuppressionList;
+  readonly caps: FrequencyCapStore;
+  readonly metrics: FollowUpMetrics;
   readonly rateLimiter: ChannelRateLimiter;
   readonly retry: RetryPolicy;
   /** How long a send may take before another worker may assume its sender died. */
@@ -110,47 +114,92 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "already-handled", state: record.s };
     }
     const rules = deps.rules();
+    const dueAt = record?.d ?? job.timestamp + job.delay;
     const suppressedChannels = await suppressedFor(deps.suppressions, event, rules, stepId);
-    const decision = decideSend({
-      suppressedChannels,
-      event,
-      stepId,
-      dueAt: record?.d ?? job.timestamp + job.delay,
-      rules,
-      now,
-    });
+    const decision = decideSend({ suppressedChannels, event, stepId, dueAt, rules, now });
     if (decision.action === "defer") return postpone(decision.until.toMillis(), decision.reason);
-    if (decision.action === "skip") {
+    const labels = (channel: string, kind: string) => ({ channel, kind });
+    const skip = async (
+      code: string,
+      reason: string,
+      channel: string,
+      kind: string,
+    ): Promise<DeliveryOutcome> => {
       await deps.store.transition(
         eventId,
         stepId,
         ["scheduled", "sending"],
-        { s: "skipped", x: `${decision.code}: ${decision.reason}` },
+        { s: "skipped", x: `${code}: ${reason}` },
         nowMs,
       );
-      log.info({ code: decision.code }, "follow-up skipped");
-      return { outcome: "skipped", code: decision.code };
+      deps.metrics.skipped.inc({ ...labels(channel, kind), reason: code });
+      log.info({ code }, "follow-up skipped");
+      return { outcome: "skipped", code };
+    };
+    if (decision.action === "skip") {
+      const found = findStep(rules, stepId)?.step;
+      return skip(
+        decision.code,
+        decision.reason,
+        found?.channel ?? "unknown",
+        found?.kind ?? "unknown",
+      );
     }
     const { rule, step, zone } = decision;
+    const stepLabels = labels(step.channel, step.kind);
+
     const wait = await deps.rateLimiter.take(
       step.channel,
       rules.channels[step.channel].ratePerSecond,
       nowMs,
     );
     if (wait > 0) return postpone(nowMs + wait + Math.floor(deps.random() * 1000), "rate limit");
+    const cap = await deps.caps.take(
+      step.channel,
+      event.customer.id,
+      followUpId,
+      rules.frequencyCaps[step.channel],
+      nowMs,
+    );
+    if (!cap.allowed) {
+      if (rules.whenCapped[step.kind] === "defer") return postpone(cap.freeAt, "frequency cap");
+      return skip(
+        "capped",
+        `the customer's ${step.channel} frequency cap is reached`,
+        step.channel,
+        step.kind,
+      );
+    }
 
     const claim = await deps.store.claim(eventId, stepId, nowMs, deps.sendLeaseMs);
     if (!claim.claimed) {
       if (claim.record.s === "sending")
         return postpone(claim.record.t + deps.sendLeaseMs, "another worker is sending");
+      await deps.caps.release(step.channel, event.customer.id, followUpId);
+      if (claim.record.s === "cancelled") {
+        deps.metrics.cancelled.inc({
+          ...stepLabels,
+          reason: (claim.record.x ?? "").split(":")[0] ?? "",
+        });
+      }
       return { outcome: "already-handled", state: claim.record.s };
     }
     if (claim.takenOver) {
+      deps.metrics.takeovers.inc();
       log.warn(
         { takeovers: claim.record.r },
         "previous sender vanished mid-send; sending again (possible duplicate)",
       );
     }
+    const attempt = {
+      eventId,
+      stepId,
+      record: claim.record,
+      channel: step.channel,
+      kind: step.kind,
+      customerId: event.customer.id,
+      followUpId,
+    };
 
     let message: OutgoingMessage;
     try {
@@ -166,12 +215,7 @@ function createDelivery(deps: DeliveryDeps) {
       });
     } catch (error) {
       const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
-      return fail(
-        deps,
-        log,
-        { eventId, stepId, record: claim.record, nowMs },
-        { kind: "permanent", code: "render", reason },
-      );
+      return fail(deps, log, attempt, nowMs, { kind: "permanent", code: "render", reason });
     }
     const result = await deps.channels[step.channel].send(message);
     const doneMs = deps.clock().toMillis();
@@ -183,15 +227,25 @@ function createDelivery(deps: DeliveryDeps) {
         { s: "sent", id: result.id, a: claim.record.a + 1 },
         doneMs,
       );
+      if (step.channel !== "email") {
+        await deps.store.rememberSms(
+          result.id,
+          message.to,
+          { eventId, stepId, kind: step.kind },
+          SMS_REFERENCE_MS,
+        );
+      }
+      deps.metrics.sent.inc(stepLabels);
+      deps.metrics.sendLatency.observe(
+        { channel: step.channel },
+        Math.max(0, doneMs - claim.record.d) / 1000,
+      );
       log.info({ channel: step.channel, kind: step.kind, providerId: result.id }, "follow-up sent");
       return { outcome: "sent", id: result.id };
     }
     const attempts = claim.record.a + 1;
     if (result.error.optedOut) {
-      await deps.suppressions.suppress(step.channel, {
-        customerId: event.customer.id,
-        address: message.to,
-      });
+      await deps.suppressions.suppress(step.channel, { address: message.to });
       log.info({ channel: step.channel }, "recipient opted out at the provider; suppressed");
     }
     if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {
@@ -203,21 +257,19 @@ function createDelivery(deps: DeliveryDeps) {
         { s: "scheduled", a: attempts, x: describeFailure(result.error) },
         doneMs,
       );
+      deps.metrics.retried.inc({ channel: step.channel });
       log.warn(
         { code: result.error.code, attempts, retryAt: new Date(retryAt).toISOString() },
         "transient failure; will retry",
       );
       return postpone(retryAt, "transient failure");
     }
-    return fail(
-      deps,
-      log,
-      { eventId, stepId, record: claim.record, nowMs: doneMs },
-      result.error,
-      attempts,
-    );
+    return fail(deps, log, attempt, doneMs, result.error, attempts);
   };
 }
+
+/** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
+const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
 
 /** The channel of the step, if this customer or their contact for it is suppressed there. */
 async function suppressedFor(
@@ -237,10 +289,21 @@ async function suppressedFor(
   return suppressed ? new Set([channel]) : new Set();
 }
 
+interface Attempt {
+  readonly eventId: string;
+  readonly stepId: string;
+  readonly record: StepRecord;
+  readonly channel: Channel;
+  readonly kind: string;
+  readonly customerId: string;
+  readonly followUpId: string;
+}
+
 async function fail(
   deps: DeliveryDeps,
   log: Logger,
-  at: { eventId: string; stepId: string; record: StepRecord; nowMs: number },
+  at: Attempt,
+  nowMs: number,
   error: SendFailure,
   attempts = at.record.a + 1,
 ): Promise<never> {
@@ -251,8 +314,15 @@ async function fail(
     at.stepId,
     ["sending"],
     { s: "failed", a: attempts, x: reason },
-    at.nowMs,
+    nowMs,
   );
+  // Nothing reached the customer, so the attempt does not count against their frequency cap.
+  await deps.caps.release(at.channel, at.customerId, at.followUpId);
+  deps.metrics.failed.inc({
+    channel: at.channel,
+    kind: at.kind,
+    reason: `${error.kind} ${error.code}`,
+  });
   if (error.kind === "misconfigured") {
     log.error(
       { code: error.code },

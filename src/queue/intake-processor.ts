@@ -1,24 +1,51 @@
 import { type Job, type Queue, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import {
+  CHANNELS,
+  type Channel,
   describeProblems,
   type FollowUpEvent,
   type PurchaseCompleted,
   parseEvent,
 } from "../domain/events.js";
-import { planFollowUps } from "../domain/planner.js";
-import { NO_HISTORY, type RuleSet } from "../domain/rules.js";
+import { planFollowUps, type SkipCode } from "../domain/planner.js";
+import type { RuleSet } from "../domain/rules.js";
+import { findStep } from "../domain/send-guard.js";
 import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { OrderStore } from "../store/order-store.js";
+import type { SuppressionList } from "../store/suppression-list.js";
+import {
+  LIFECYCLE_RETENTION_MS,
+  type Lifecycle,
+  RefundCurrencyError,
+  remainingTotal,
+} from "./lifecycle.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 
 /** How long an event's record outlives its last step: time for retries, reports and inspection. */
 export const EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
+/** A customer's purchase history is forgotten after this long without a purchase. */
+export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
+
+/** Planning outcomes that are skips a report should show (the others are "rule did not apply"). */
+const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([
+  "no-contact",
+  "no-consent",
+  "opted-out",
+  "past-due",
+  "no-send-window",
+]);
 
 export interface IntakeDeps {
   readonly rules: () => RuleSet;
   readonly store: FollowUpStore;
+  readonly orders: OrderStore;
+  readonly suppressions: SuppressionList;
+  readonly lifecycle: Lifecycle;
   readonly followUps: Queue<FollowUpJobData>;
+  readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
   readonly clock: () => DateTime;
 }
@@ -29,12 +56,13 @@ export interface IntakeSummary {
   readonly planned?: number;
   readonly scheduled?: number;
   readonly skipped?: number;
+  readonly cancelled?: number;
 }
 
 /**
- * Processes one job of the `purchase-events` queue: validate, plan, schedule. An invalid event
- * fails at once, without retries, with every problem and its path as the failed reason; the job
- * stays in the failed set for inspection.
+ * Processes one job of the `purchase-events` queue: validate, then plan and schedule a purchase,
+ * apply a refund, or record an opt-out. An invalid event fails at once, without retries, with
+ * every problem and its path as the failed reason; it stays in the failed set for inspection.
  */
 export function createIntakeProcessor(deps: IntakeDeps) {
   return async (job: Job): Promise<IntakeSummary> => {
@@ -45,6 +73,7 @@ export function createIntakeProcessor(deps: IntakeDeps) {
         : data;
     const parsed = parseEvent(input);
     if (!parsed.ok) {
+      deps.metrics.eventsInvalid.inc();
       deps.logger.warn(
         { jobId: job.id, problems: parsed.problems.map((p) => p.path || "(event)") },
         "invalid event rejected",
@@ -54,9 +83,24 @@ export function createIntakeProcessor(deps: IntakeDeps) {
       );
     }
     const event = parsed.event;
-    if (event.type === "purchase.completed") return schedulePurchase(event, deps, job.id);
-    deps.logger.info({ jobId: job.id, eventId: event.id, type: event.type }, "event accepted");
-    return { type: event.type };
+    deps.metrics.eventsReceived.inc({ type: event.type });
+    switch (event.type) {
+      case "purchase.completed":
+        return schedulePurchase(event, deps, job.id);
+      case "purchase.refunded":
+        try {
+          const result = await deps.lifecycle.refund(event, deps.clock().toMillis());
+          return { type: event.type, cancelled: result.cancelled };
+        } catch (error) {
+          if (error instanceof RefundCurrencyError) throw new UnrecoverableError(error.message);
+          throw error;
+        }
+      case "customer.unsubscribed": {
+        const channels = event.channels === "all" ? CHANNELS : event.channels;
+        await deps.lifecycle.unsubscribe(event.customerId, channels, "event");
+        return { type: event.type };
+      }
+    }
   };
 }
 
@@ -66,9 +110,23 @@ async function schedulePurchase(
   jobId?: string,
 ): Promise<IntakeSummary> {
   const now = deps.clock();
-  const rules = deps.rules();
-  const plan = planFollowUps(event, rules, NO_HISTORY, now);
+  const nowMs = now.toMillis();
   const log = deps.logger.child({ eventId: event.id, jobId });
+  const order = await deps.orders.get(event.orderId);
+  if (order.fullyRefunded) {
+    log.info("order was refunded before its purchase arrived; nothing planned");
+    return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
+  }
+  const history = await deps.store.recordPurchase(event, HISTORY_RETENTION_MS, EVENT_RETENTION_MS);
+  const suppressedChannels = await suppressedChannelsOf(event, deps.suppressions);
+  const effective = { ...event, total: remainingTotal(event.total, order.refunded) };
+  const rules = deps.rules();
+  const plan = planFollowUps(effective, rules, history, now, { suppressedChannels });
+  for (const skip of plan.skipped) {
+    if (!REPORTED_SKIPS.has(skip.code) || !skip.stepId) continue;
+    const channel = findStep(rules, skip.stepId)?.step.channel ?? "unknown";
+    deps.metrics.skipped.inc({ channel, kind: skip.kind ?? "unknown", reason: skip.code });
+  }
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length };
@@ -82,9 +140,13 @@ async function schedulePurchase(
     const record = records.get(step.stepId);
     return record === undefined || record.s === "scheduled";
   });
-  const nowMs = now.toMillis();
-  const lastDue = Math.max(...plan.steps.map((s) => Date.parse(s.dueAt)));
-  await deps.store.saveEvent(event, lastDue + EVENT_RETENTION_MS);
+  const keepUntil = Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + EVENT_RETENTION_MS;
+  await deps.store.saveEvent(event, keepUntil);
+  await deps.orders.addPurchase(
+    event.orderId,
+    event.id,
+    Math.max(keepUntil, nowMs + LIFECYCLE_RETENTION_MS),
+  );
   await deps.followUps.addBulk(
     open.map((step) => ({
       name: step.channel,
@@ -100,6 +162,10 @@ async function schedulePurchase(
     open.map((step) => ({ stepId: step.stepId, dueAt: Date.parse(step.dueAt) })),
     nowMs,
   );
+  for (const step of open) {
+    if (records.get(step.stepId) === undefined)
+      deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });
+  }
   log.info(
     {
       steps: open.map((s) => ({ stepId: s.stepId, dueAt: s.dueAt })),
@@ -113,4 +179,24 @@ async function schedulePurchase(
     scheduled: open.length,
     skipped: plan.skipped.length,
   };
+}
+
+/** Channels on which the customer, or their address for that channel, is suppressed. */
+export async function suppressedChannelsOf(
+  event: PurchaseCompleted,
+  suppressions: SuppressionList,
+): Promise<Set<Channel>> {
+  const suppressed = new Set<Channel>();
+  for (const channel of CHANNELS) {
+    const address = channel === "email" ? event.customer.email : event.customer.phone;
+    if (
+      await suppressions.isSuppressed(channel, {
+        customerId: event.customer.id,
+        ...(address && { address }),
+      })
+    ) {
+      suppressed.add(channel);
+    }
+  }
+  return suppressed;
 }

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { PurchaseCompleted } from "../domain/events.js";
+import type { CustomerHistory } from "../domain/rules.js";
 import { eventKey } from "../queue/names.js";
 
 /**
@@ -48,6 +49,10 @@ export type ClaimResult =
   | { readonly claimed: false; readonly record: StepRecord };
 
 const EVENT_FIELD = "event";
+/** Set when every remaining step of the event must be cancelled (full refund); holds the reason. */
+const STOP_FIELD = "stop";
+/** The customer's earlier purchases as counted when this event was first seen. */
+const HISTORY_FIELD = "h";
 const stepField = (stepId: string) => `s:${stepId}`;
 
 /**
@@ -60,6 +65,14 @@ local now = tonumber(ARGV[2])
 local rec
 if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
 local takenOver = rec.s == 'sending' and rec.t + tonumber(ARGV[3]) <= now
+local stop = redis.call('HGET', KEYS[1], 'stop')
+if stop and rec.s == 'scheduled' then
+  rec.s = 'cancelled'
+  rec.x = stop
+  rec.t = now
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+  return { 0, cjson.encode(rec), 0 }
+end
 if rec.s == 'scheduled' or takenOver then
   if takenOver then rec.r = (rec.r or 0) + 1 end
   rec.s = 'sending'
@@ -88,6 +101,24 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
 return { 1, cjson.encode(rec) }
 `;
 
+/**
+ * Counts a purchase into the customer's history once per event: the first call for an event
+ * records the count it saw, a repeated call returns that same count, so redelivered or re-published
+ * events neither count twice nor see themselves as an earlier purchase.
+ */
+const HISTORY_SCRIPT = `
+local seen = redis.call('HGET', KEYS[1], 'h')
+if seen then return { tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '' } end
+local count = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
+local last = redis.call('HGET', KEYS[2], 'last') or ''
+redis.call('HSET', KEYS[1], 'h', count)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('HINCRBY', KEYS[2], 'n', 1)
+if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return { count, last }
+`;
+
 type ScriptReply = [number, string, number?];
 
 /** The scripts above, registered once per connection so calls go by SHA (EVALSHA). */
@@ -100,12 +131,21 @@ interface StoreScripts {
     from: string,
     patch: string,
   ): Promise<ScriptReply>;
+  followUpHistory(
+    eventKey: string,
+    customerKey: string,
+    occurredAt: string,
+    keepCustomerMs: number,
+    keepEventMs: number,
+  ): Promise<[number, string]>;
 }
 
 function withScripts(redis: Redis): Redis & StoreScripts {
   const scripted = redis as Redis & Partial<StoreScripts>;
   if (!scripted.followUpClaim)
     redis.defineCommand("followUpClaim", { numberOfKeys: 1, lua: CLAIM_SCRIPT });
+  if (!scripted.followUpHistory)
+    redis.defineCommand("followUpHistory", { numberOfKeys: 2, lua: HISTORY_SCRIPT });
   if (!scripted.followUpUpdate)
     redis.defineCommand("followUpUpdate", { numberOfKeys: 1, lua: UPDATE_SCRIPT });
   return redis as Redis & StoreScripts;
@@ -132,6 +172,87 @@ export class FollowUpStore {
     const created = await this.redis.hsetnx(key, EVENT_FIELD, JSON.stringify(event));
     if (created) await this.redis.pexpireat(key, keepUntil);
     else await this.redis.call("PEXPIREAT", key, keepUntil, "GT");
+  }
+
+  /**
+   * The customer's purchase history before this event, counting this event in for later ones.
+   * Idempotent per event id. History is forgotten after `keepCustomerMs` without purchases.
+   */
+  async recordPurchase(
+    event: PurchaseCompleted,
+    keepCustomerMs: number,
+    keepEventMs: number,
+  ): Promise<CustomerHistory> {
+    const [count, last] = await this.redis.followUpHistory(
+      this.key(event.id),
+      `${this.prefix}:fu:c:${eventKey(event.customer.id)}`,
+      new Date(event.occurredAt).toISOString(),
+      keepCustomerMs,
+      keepEventMs,
+    );
+    return last ? { previousPurchases: count, lastPurchaseAt: last } : { previousPurchases: count };
+  }
+
+  /** The history recorded when the event was first planned (none if it never was). */
+  async historyAt(eventId: string): Promise<CustomerHistory> {
+    const count = await this.redis.hget(this.key(eventId), HISTORY_FIELD);
+    return { previousPurchases: count ? Number(count) : 0 };
+  }
+
+  /** Marks the event so no further step of it is sent; the claim script honours it atomically. */
+  async stopEvent(eventId: string, reason: string): Promise<void> {
+    await this.redis.hset(this.key(eventId), STOP_FIELD, reason);
+  }
+
+  /** Every step record of the event, by step id. */
+  async allStepRecords(eventId: string): Promise<Map<string, StepRecord>> {
+    const all = await this.redis.hgetall(this.key(eventId));
+    const records = new Map<string, StepRecord>();
+    for (const [field, raw] of Object.entries(all)) {
+      if (field.startsWith("s:")) records.set(field.slice(2), JSON.parse(raw) as StepRecord);
+    }
+    return records;
+  }
+
+  /** Remembers which step an SMS belongs to, for Twilio's status callbacks and replies. */
+  async rememberSms(
+    sid: string,
+    phone: string,
+    at: { eventId: string; stepId: string; kind: string },
+    keepMs: number,
+  ): Promise<void> {
+    const ref = `${at.eventId}\n${at.stepId}`;
+    const pipeline = this.redis.multi();
+    pipeline.set(`${this.prefix}:fu:sid:${sid}`, ref, "PX", keepMs);
+    if (at.kind === "check-in")
+      pipeline.set(`${this.prefix}:fu:ci:${eventKey(phone)}`, ref, "PX", keepMs);
+    await pipeline.exec();
+  }
+
+  /** The step an SMS sid was sent for. */
+  async stepOfSms(sid: string): Promise<{ eventId: string; stepId: string } | undefined> {
+    return parseRef(await this.redis.get(`${this.prefix}:fu:sid:${sid}`));
+  }
+
+  /** The latest check-in sent to a number, where replies are filed. */
+  async latestCheckIn(phone: string): Promise<{ eventId: string; stepId: string } | undefined> {
+    return parseRef(await this.redis.get(`${this.prefix}:fu:ci:${eventKey(phone)}`));
+  }
+
+  /** Adds fields to a step record whatever its state (delivery reports, replies). */
+  async annotate(
+    eventId: string,
+    stepId: string,
+    patch: Record<string, unknown>,
+  ): Promise<StepRecord | undefined> {
+    const [changed, raw] = await this.redis.followUpUpdate(
+      this.key(eventId),
+      stepField(stepId),
+      Date.now(),
+      STEP_STATES.join(","),
+      JSON.stringify(patch),
+    );
+    return changed === 1 ? parseRecord(raw) : undefined;
   }
 
   async loadEvent(eventId: string): Promise<PurchaseCompleted | undefined> {
@@ -198,6 +319,12 @@ export class FollowUpStore {
     );
     return changed === 1 ? parseRecord(raw) : undefined;
   }
+}
+
+function parseRef(raw: string | null): { eventId: string; stepId: string } | undefined {
+  if (!raw) return undefined;
+  const [eventId = "", stepId = ""] = raw.split("\n");
+  return { eventId, stepId };
 }
 
 function parseRecord(raw: string | null | undefined): StepRecord | undefined {

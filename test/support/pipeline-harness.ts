@@ -85,6 +85,10 @@ export async function startPipeline(
     DELIVERY_LEASE_MS: "3000",
     JOB_LOCK_MS: "3000",
     SHUTDOWN_TIMEOUT_MS: "5000",
+    HTTP_HOST: "127.0.0.1",
+    HTTP_PORT: "0",
+    API_TOKEN: "test-api-token-0123456789",
+    PUBLIC_URL: "https://followups.test",
     ...options.env,
   };
   const envResult = readEnv(envVars);
@@ -166,6 +170,8 @@ async function openAllWindows(rulesFile: string): Promise<void> {
   for (const channel of ["email", "sms", "voice"])
     doc.setIn(["sendWindows", channel], doc.createNode(allDay));
   doc.setIn(["channels", "email", "ratePerSecond"], 1000);
+  // Caps would couple tests that reuse one customer; the cap test sets its own.
+  doc.setIn(["frequencyCaps"], doc.createNode({ email: [], sms: [], voice: [] }));
   doc.setIn(["channels", "sms", "ratePerSecond"], 1000);
   await writeFile(rulesFile, doc.toString());
 }

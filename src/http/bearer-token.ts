@@ -1,0 +1,19 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+
+/** How a presented Authorization header compares with the configured API token. */
+export type BearerCheck = "ok" | "missing" | "wrong";
+
+/**
+ * Compares in constant time: both sides are hashed to 32 bytes first, so neither the content nor
+ * the length of the configured token shows in the response time.
+ */
+export function checkBearerToken(authorization: unknown, expected: string): BearerCheck {
+  if (typeof authorization !== "string" || authorization.trim() === "") return "missing";
+  const presented = /^Bearer +(\S+) *$/i.exec(authorization)?.[1] ?? "";
+  const equal = timingSafeEqual(digest(presented), digest(expected));
+  return equal && presented !== "" ? "ok" : "wrong";
+}
+
+function digest(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
+}

@@ -1,0 +1,208 @@
+import formbody from "@fastify/formbody";
+import {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  fastify,
+  LogController,
+} from "fastify";
+import { checkBearerToken } from "./bearer-token.js";
+import type { HttpDeps } from "./http-deps.js";
+import { registerTwilioRoutes } from "./twilio-routes.js";
+import { unsubscribeRoutes } from "./unsubscribe-routes.js";
+import {
+  MAX_UNSUBSCRIBE_TOKEN_LENGTH,
+  MIN_UNSUBSCRIBE_SECRET_LENGTH,
+} from "./unsubscribe-token.js";
+
+/** Routes polled by orchestrators and scrapers: logged at debug so they do not drown the rest. */
+const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
+
+/**
+ * The worker's HTTP surface: event intake, Twilio webhooks, unsubscribe links, health and
+ * metrics. Built but not listening; the caller listens and closes. Request logs name the route
+ * pattern only, never a URL, so tokens, numbers and bodies stay out of the logs.
+ */
+export function createHttpServer(deps: HttpDeps): FastifyInstance {
+  const publicUrl = checkSettings(deps.settings);
+  const app = fastify({
+    loggerInstance: deps.logger.child({ component: "http" }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: deps.settings.bodyLimitBytes,
+    // Room for a mangled link to reach the token check and get the HTML answer; beyond, 414.
+    routerOptions: { maxParamLength: 2 * MAX_UNSUBSCRIBE_TOKEN_LENGTH },
+    return503OnClosing: true,
+    // The router's own answers would echo the path, token included.
+    frameworkErrors: (error, request, reply) => {
+      const status = error.code === "FST_ERR_MAX_PARAM_LENGTH" ? 414 : statusOf(error);
+      request.log.info({ code: error.code, statusCode: status }, "refused a malformed URL");
+      (reply as FastifyReply)
+        .code(status)
+        .send({ error: status === 414 ? "URL too long" : "malformed URL" });
+    },
+  });
+
+  app.register(formbody);
+
+  app.addHook("onSend", async (_request, reply, payload) => {
+    reply.header("x-content-type-options", "nosniff");
+    return payload;
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url ?? "(no route)";
+    const line = {
+      method: request.method,
+      route,
+      statusCode: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+    };
+    if (QUIET_ROUTES.has(route)) request.log.debug(line, "http request");
+    else request.log.info(line, "http request");
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const status = statusOf(error);
+    if (status >= 500) {
+      request.log.error({ err: error, route: request.routeOptions.url }, "request failed");
+      return reply.code(500).send({ error: "internal error" });
+    }
+    if (status === 413) {
+      return reply
+        .code(413)
+        .send({ error: `request body is larger than ${deps.settings.bodyLimitBytes} bytes` });
+    }
+    return reply.code(status).send({ error: clientErrorMessage(error, status) });
+  });
+
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: "not found" }));
+
+  registerEventRoute(app, deps);
+  registerTwilioRoutes(app, deps, publicUrl);
+  app.register(unsubscribeRoutes, deps);
+  registerHealthRoutes(app, deps);
+
+  return app;
+}
+
+function registerEventRoute(app: FastifyInstance, deps: HttpDeps): void {
+  const apiToken = deps.settings.apiToken;
+
+  const authorize = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (apiToken === undefined || apiToken === "") {
+      return reply.code(503).send({ error: "not configured: set API_TOKEN to accept events" });
+    }
+    const check = checkBearerToken(request.headers.authorization, apiToken);
+    if (check !== "ok") {
+      request.log.info({ route: request.routeOptions.url, check }, "refused an API request");
+      return reply
+        .code(401)
+        .header(
+          "www-authenticate",
+          check === "missing"
+            ? 'Bearer realm="followups"'
+            : 'Bearer realm="followups", error="invalid_token"',
+        )
+        .send({ error: check === "missing" ? "missing API token" : "wrong API token" });
+    }
+    if (mediaType(request) !== "application/json") {
+      return reply.code(415).send({ error: "expected Content-Type: application/json" });
+    }
+  };
+
+  app.post("/v1/events", { onRequest: authorize }, async (request, reply) => {
+    const result = await deps.acceptEvent(request.body);
+    if (!result.ok) {
+      request.log.info(
+        { problems: result.problems.map((problem) => problem.path) },
+        "refused an invalid event",
+      );
+      return reply.code(400).send({
+        error: "invalid event",
+        problems: result.problems.map(({ path, message }) => ({ path, message })),
+      });
+    }
+    request.log.info({ eventId: result.eventId }, "event accepted");
+    return reply.code(202).send({ eventId: result.eventId });
+  });
+}
+
+function registerHealthRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  app.get("/healthz", async (_request, reply) =>
+    reply.header("cache-control", "no-store").send({ status: "ok" }),
+  );
+
+  app.get("/readyz", async (request, reply) => {
+    let state: { ready: boolean; checks: Record<string, boolean> };
+    try {
+      state = await deps.readiness();
+    } catch (error) {
+      request.log.error({ err: error }, "readiness check failed");
+      state = { ready: false, checks: {} };
+    }
+    return reply
+      .code(state.ready ? 200 : 503)
+      .header("cache-control", "no-store")
+      .send({ ready: state.ready, checks: state.checks });
+  });
+
+  app.get("/metrics", async (_request, reply) => {
+    const text = await deps.metrics.metrics();
+    return reply.header("cache-control", "no-store").type(deps.metrics.contentType).send(text);
+  });
+}
+
+/** Refuses settings that would make a route silently insecure; returns PUBLIC_URL without a trailing slash. */
+function checkSettings(settings: HttpDeps["settings"]): string | undefined {
+  if (!Number.isInteger(settings.bodyLimitBytes) || settings.bodyLimitBytes < 1) {
+    throw new Error(
+      `HTTP_BODY_LIMIT must be a positive whole number of bytes, got ${settings.bodyLimitBytes}`,
+    );
+  }
+  const secret = settings.unsubscribeSecret;
+  if (secret !== undefined && secret.length < MIN_UNSUBSCRIBE_SECRET_LENGTH) {
+    throw new Error(
+      `UNSUBSCRIBE_SECRET must be at least ${MIN_UNSUBSCRIBE_SECRET_LENGTH} characters`,
+    );
+  }
+  if (settings.publicUrl === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(settings.publicUrl);
+  } catch {
+    throw new Error(
+      `PUBLIC_URL must be an absolute URL such as https://followups.shop.example, got ${JSON.stringify(settings.publicUrl)}`,
+    );
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new Error(`PUBLIC_URL must start with https:// (or http:// for local testing)`);
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw new Error("PUBLIC_URL must not carry a query string or fragment");
+  }
+  return settings.publicUrl.replace(/\/+$/, "");
+}
+
+function mediaType(request: FastifyRequest): string {
+  return (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}
+
+function statusOf(error: unknown): number {
+  const status = (error as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === "number" && status >= 400 && status < 600 ? status : 500;
+}
+
+/** Fastify's own 4xx messages, reworded; none of them echoes the body. */
+const CLIENT_ERRORS: Record<string, string> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: "the body is not valid JSON",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "the body is empty; expected a JSON event",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported Content-Type",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "Content-Length does not match the body",
+};
+
+function clientErrorMessage(error: unknown, status: number): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  const known = typeof code === "string" ? CLIENT_ERRORS[code] : undefined;
+  return known ?? (status === 400 ? "malformed request" : "request refused");
+}

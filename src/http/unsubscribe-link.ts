@@ -1,0 +1,36 @@
+import type { Channel } from "../domain/events.js";
+import { signUnsubscribeToken } from "./unsubscribe-token.js";
+
+/** Path of the unsubscribe page and RFC 8058 one-click endpoint; part of every sent link. */
+export const UNSUBSCRIBE_PATH = "/unsubscribe";
+
+/** The link for an email's footer and its List-Unsubscribe header. */
+export function unsubscribeUrl(
+  publicUrl: string,
+  secret: string,
+  customerId: string,
+  channel: Channel,
+): string {
+  const token = signUnsubscribeToken(secret, { customerId, channel });
+  return `${publicUrl.replace(/\/+$/, "")}${UNSUBSCRIBE_PATH}/${token}`;
+}
+
+/**
+ * RFC 2369 and RFC 8058 headers for a marketing email: the https link (one-click capable) and,
+ * when UNSUBSCRIBE_MAILTO is set, a mailto fallback whose subject carries the same token.
+ */
+export function listUnsubscribeHeaders(options: {
+  readonly url: string;
+  readonly mailto?: string;
+}): Record<string, string> {
+  const targets = [`<${options.url}>`];
+  if (options.mailto !== undefined && options.mailto !== "") {
+    const address = options.mailto.replace(/^mailto:/i, "");
+    const token = options.url.slice(options.url.lastIndexOf("/") + 1);
+    targets.push(`<mailto:${address}?subject=${encodeURIComponent(`unsubscribe ${token}`)}>`);
+  }
+  return {
+    "List-Unsubscribe": targets.join(", "),
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+  };
+}

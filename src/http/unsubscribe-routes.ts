@@ -1,0 +1,86 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { HttpDeps } from "./http-deps.js";
+import { UNSUBSCRIBE_PATH } from "./unsubscribe-link.js";
+import {
+  confirmUnsubscribePage,
+  HTML_SECURITY_HEADERS,
+  invalidLinkPage,
+  unavailablePage,
+  unsubscribedPage,
+} from "./unsubscribe-page.js";
+import { type UnsubscribeTarget, verifyUnsubscribeToken } from "./unsubscribe-token.js";
+
+type TokenRequest = FastifyRequest<{ Params: { token: string } }>;
+
+/** RFC 8058 body, in either encoding a mail provider may use (multipart is read as raw text). */
+const ONE_CLICK_FIELD = /(^|&)List-Unsubscribe=One-Click(&|$)/;
+const ONE_CLICK_MULTIPART = /name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n/i;
+
+/**
+ * GET shows a confirmation page and changes nothing (link scanners prefetch links); POST, from
+ * the page's button or a mail provider's one-click request, unsubscribes. Registered as its own
+ * plugin so its catch-all body parser and HTML error pages stay on these routes.
+ */
+export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): Promise<void> {
+  const secret = deps.settings.unsubscribeSecret;
+  const shopName = deps.settings.shopName ?? "our shop";
+
+  app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
+    done(null, body);
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const status = statusOf(error);
+    if (status >= 500) {
+      request.log.error({ err: error, route: request.routeOptions.url }, "unsubscribe failed");
+      return sendHtml(reply, 503, unavailablePage());
+    }
+    return sendHtml(reply, status, invalidLinkPage());
+  });
+
+  const target = (request: TokenRequest, reply: FastifyReply): UnsubscribeTarget | undefined => {
+    if (secret === undefined || secret === "") {
+      request.log.error("unsubscribe link followed but UNSUBSCRIBE_SECRET is not set");
+      sendHtml(reply, 503, unavailablePage());
+      return undefined;
+    }
+    const verified = verifyUnsubscribeToken(secret, request.params.token);
+    if (verified === undefined) {
+      request.log.info("refused an unsubscribe token");
+      sendHtml(reply, 400, invalidLinkPage());
+    }
+    return verified;
+  };
+
+  app.get(`${UNSUBSCRIBE_PATH}/:token`, async (request: TokenRequest, reply) => {
+    const verified = target(request, reply);
+    if (verified === undefined) return reply;
+    return sendHtml(reply, 200, confirmUnsubscribePage(shopName, verified.channel));
+  });
+
+  app.post(`${UNSUBSCRIBE_PATH}/:token`, async (request: TokenRequest, reply) => {
+    const verified = target(request, reply);
+    if (verified === undefined) return reply;
+    const source = isOneClick(request.body) ? "one-click" : "link";
+    await deps.unsubscribe({ customerId: verified.customerId, channel: verified.channel, source });
+    request.log.info({ channel: verified.channel, source }, "unsubscribed");
+    return sendHtml(reply, 200, unsubscribedPage(shopName, verified.channel));
+  });
+}
+
+function isOneClick(body: unknown): boolean {
+  if (typeof body === "string") return ONE_CLICK_FIELD.test(body) || ONE_CLICK_MULTIPART.test(body);
+  if (typeof body === "object" && body !== null) {
+    return (body as Record<string, unknown>)["List-Unsubscribe"] === "One-Click";
+  }
+  return false;
+}
+
+function sendHtml(reply: FastifyReply, status: number, html: string): FastifyReply {
+  return reply.code(status).headers(HTML_SECURITY_HEADERS).send(html);
+}
+
+function statusOf(error: unknown): number {
+  const status = (error as { statusCode?: unknown } | null)?.statusCode;
+  return typeof status === "number" && status >= 400 && status < 600 ? status : 500;
+}

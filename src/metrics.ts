@@ -1,0 +1,104 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * The worker's Prometheus metrics. Label values come from small fixed sets (channels, kinds,
+ * reason codes), never from ids or addresses, so the series count stays bounded.
+ */
+export class FollowUpMetrics {
+  readonly registry = new Registry();
+
+  readonly eventsReceived = new Counter({
+    name: "followups_events_received_total",
+    help: "Events taken from the queue or the HTTP endpoint, by type.",
+    labelNames: ["type"],
+    registers: [this.registry],
+  });
+
+  readonly eventsInvalid = new Counter({
+    name: "followups_events_invalid_total",
+    help: "Events rejected by the contract (kept in the failed set with their reasons).",
+    registers: [this.registry],
+  });
+
+  readonly scheduled = new Counter({
+    name: "followups_scheduled_total",
+    help: "Follow-ups scheduled as delayed jobs.",
+    labelNames: ["channel", "kind"],
+    registers: [this.registry],
+  });
+
+  readonly sent = new Counter({
+    name: "followups_sent_total",
+    help: "Follow-ups the provider accepted.",
+    labelNames: ["channel", "kind"],
+    registers: [this.registry],
+  });
+
+  readonly failed = new Counter({
+    name: "followups_failed_total",
+    help: "Follow-ups failed for good, by failure class and provider code.",
+    labelNames: ["channel", "kind", "reason"],
+    registers: [this.registry],
+  });
+
+  readonly skipped = new Counter({
+    name: "followups_skipped_total",
+    help: "Follow-ups not sent, by reason (at planning or at send time).",
+    labelNames: ["channel", "kind", "reason"],
+    registers: [this.registry],
+  });
+
+  readonly cancelled = new Counter({
+    name: "followups_cancelled_total",
+    help: "Pending follow-ups cancelled, by reason (refunds).",
+    labelNames: ["channel", "kind", "reason"],
+    registers: [this.registry],
+  });
+
+  readonly retried = new Counter({
+    name: "followups_retries_total",
+    help: "Transient send failures that will be retried.",
+    labelNames: ["channel"],
+    registers: [this.registry],
+  });
+
+  readonly takeovers = new Counter({
+    name: "followups_send_takeovers_total",
+    help: "Sends taken over from a vanished worker: each one a possible duplicate.",
+    registers: [this.registry],
+  });
+
+  readonly sendLatency = new Histogram({
+    name: "followups_send_latency_seconds",
+    help: "From the moment a follow-up was due to the provider accepting it.",
+    labelNames: ["channel"],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 3600],
+    registers: [this.registry],
+  });
+
+  private readonly trackedQueues: {
+    name: string;
+    getJobCounts(): Promise<Record<string, number>>;
+  }[] = [];
+
+  readonly queueDepth = new Gauge({
+    name: "followups_queue_jobs",
+    help: "Jobs per queue and state, read when metrics are scraped.",
+    labelNames: ["queue", "state"],
+    registers: [this.registry],
+    collect: async () => {
+      for (const queue of this.trackedQueues) {
+        const counts = await queue.getJobCounts().catch(() => ({}) as Record<string, number>);
+        for (const [state, count] of Object.entries(counts))
+          this.queueDepth.set({ queue: queue.name, state }, count);
+      }
+    },
+  });
+
+  /** Queues whose depths are read at scrape time (so an idle worker still reports them). */
+  trackQueues(
+    queues: readonly { name: string; getJobCounts(): Promise<Record<string, number>> }[],
+  ): void {
+    this.trackedQueues.push(...queues);
+  }
+}

@@ -1,0 +1,197 @@
+import type { Queue } from "bullmq";
+import { DateTime } from "luxon";
+import type { Channel, PurchaseCompleted, PurchaseRefunded } from "../domain/events.js";
+import { describeMoney, type Money } from "../domain/money.js";
+import { planFollowUps } from "../domain/planner.js";
+import type { RuleSet } from "../domain/rules.js";
+import { findStep } from "../domain/send-guard.js";
+import { smsKeyword } from "../domain/sms-keywords.js";
+import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { OrderStore } from "../store/order-store.js";
+import type { SuppressionList } from "../store/suppression-list.js";
+import { type FollowUpJobData, followUpJobId } from "./names.js";
+
+/** How long refunds and message references are kept. */
+export const LIFECYCLE_RETENTION_MS = 400 * 24 * 3600 * 1000;
+/** Longest reply text kept against a check-in. */
+const MAX_REPLY_LENGTH = 1600;
+
+export interface LifecycleDeps {
+  readonly rules: () => RuleSet;
+  readonly store: FollowUpStore;
+  readonly orders: OrderStore;
+  readonly suppressions: SuppressionList;
+  readonly followUps: Queue<FollowUpJobData>;
+  readonly metrics: FollowUpMetrics;
+  readonly logger: Logger;
+  /** Marks a message id seen; false when it was seen before (replayed webhooks). */
+  readonly firstSighting: (key: string) => Promise<boolean>;
+}
+
+/** A refund that cannot apply to its order: the event fails with this reason, without retries. */
+export class RefundCurrencyError extends Error {
+  override readonly name = "RefundCurrencyError";
+}
+
+/** What a refund did, for the intake job's return value. */
+export interface RefundSummary {
+  readonly cancelled: number;
+  readonly kept: number;
+}
+
+/**
+ * What happens after the purchase: refunds, opt-outs, SMS keywords and replies, delivery
+ * reports. Called by the intake processor for lifecycle events and by the HTTP webhooks.
+ */
+export function createLifecycle(deps: LifecycleDeps) {
+  /** Cancels a step that has not been sent: its record says why, its delayed job goes away. */
+  const cancel = async (
+    event: PurchaseCompleted,
+    stepId: string,
+    reason: string,
+    now: number,
+  ): Promise<boolean> => {
+    const changed = await deps.store.transition(
+      event.id,
+      stepId,
+      ["scheduled"],
+      { s: "cancelled", x: reason },
+      now,
+    );
+    if (!changed) return false;
+    await deps.followUps.remove(followUpJobId(event.id, stepId));
+    const step = findStep(deps.rules(), stepId)?.step;
+    deps.metrics.cancelled.inc({
+      channel: step?.channel ?? "unknown",
+      kind: step?.kind ?? "unknown",
+      reason: reason.split(":")[0] ?? "",
+    });
+    return true;
+  };
+
+  return {
+    /**
+     * A full refund cancels every pending step of the order (and stops one being claimed right
+     * now); a partial one re-plans with the remaining value and cancels steps that drop out.
+     */
+    async refund(refund: PurchaseRefunded, now: number): Promise<RefundSummary> {
+      const order = await deps.orders.addRefund(
+        refund.orderId,
+        refund.id,
+        refund.amount,
+        LIFECYCLE_RETENTION_MS,
+      );
+      let cancelled = 0;
+      let kept = 0;
+      for (const eventId of order.eventIds) {
+        const event = await deps.store.loadEvent(eventId);
+        if (!event) continue;
+        if (refund.amount && refund.amount.currency !== event.total.currency) {
+          throw new RefundCurrencyError(
+            `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,
+          );
+        }
+        const remaining = remainingTotal(event.total, order.refunded);
+        const full = order.fullyRefunded || remaining.minor === 0;
+        const records = await deps.store.allStepRecords(eventId);
+        const open = [...records.entries()]
+          .filter(([, record]) => record.s === "scheduled")
+          .map(([id]) => id);
+        let keep = new Set<string>();
+        let reasonFor = (_stepId: string) => `refunded: order ${refund.orderId} fully refunded`;
+        if (full) {
+          await deps.store.stopEvent(eventId, `refunded: order ${refund.orderId} fully refunded`);
+        } else {
+          const history = await deps.store.historyAt(eventId);
+          const replanned = planFollowUps(
+            { ...event, total: remaining },
+            deps.rules(),
+            history,
+            DateTime.fromISO(event.occurredAt),
+          );
+          keep = new Set(replanned.steps.map((s) => s.stepId));
+          const why = new Map(replanned.skipped.map((s) => [s.stepId, s.reason]));
+          reasonFor = (stepId) =>
+            `refunded: partial refund leaves ${describeMoney(remaining)}; ${why.get(stepId) ?? "no longer planned"}`;
+        }
+        for (const stepId of open) {
+          if (keep.has(stepId)) kept++;
+          else if (await cancel(event, stepId, reasonFor(stepId), now)) cancelled++;
+        }
+      }
+      deps.logger.info(
+        { eventId: refund.id, cancelled, kept, full: order.fullyRefunded },
+        "refund applied",
+      );
+      return { cancelled, kept };
+    },
+
+    /** Opts a customer out of channels; pending steps there are skipped when they fall due. */
+    async unsubscribe(
+      customerId: string,
+      channels: readonly Channel[],
+      source: string,
+      address?: string,
+    ): Promise<void> {
+      for (const channel of channels) {
+        await deps.suppressions.suppress(channel, { customerId, ...(address && { address }) });
+      }
+      deps.logger.info({ channels, source }, "customer unsubscribed");
+    },
+
+    /** STOP/START keywords change the number's SMS subscription; anything else is a reply. */
+    async inboundSms(message: {
+      from: string;
+      body: string;
+      messageSid: string;
+    }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored"> {
+      if (!(await deps.firstSighting(`in:${message.messageSid}`))) return "ignored";
+      const keyword = smsKeyword(message.body);
+      if (keyword === "opt-out") {
+        await deps.suppressions.suppress("sms", { address: message.from });
+        return "opted-out";
+      }
+      if (keyword === "opt-in") {
+        await deps.suppressions.allow("sms", { address: message.from });
+        return "opted-in";
+      }
+      const checkIn = await deps.store.latestCheckIn(message.from);
+      if (!checkIn) return "ignored";
+      await deps.store.annotate(checkIn.eventId, checkIn.stepId, {
+        rp: message.body.slice(0, MAX_REPLY_LENGTH),
+        rt: Date.now(),
+      });
+      return "reply-recorded";
+    },
+
+    /** Records Twilio's delivery report against the step the message was sent for. */
+    async smsStatus(update: {
+      messageSid: string;
+      status: string;
+      errorCode?: number;
+    }): Promise<"recorded" | "unknown-message"> {
+      const at = await deps.store.stepOfSms(update.messageSid);
+      if (!at) return "unknown-message";
+      const record = await deps.store.annotate(at.eventId, at.stepId, {
+        dl: update.status.slice(0, 20),
+        ...(update.errorCode !== undefined && { de: update.errorCode }),
+      });
+      if (update.errorCode === 21610) {
+        const event = await deps.store.loadEvent(at.eventId);
+        if (event?.customer.phone)
+          await deps.suppressions.suppress("sms", { address: event.customer.phone });
+      }
+      return record ? "recorded" : "unknown-message";
+    },
+  };
+}
+
+export type Lifecycle = ReturnType<typeof createLifecycle>;
+
+/** The order total after refunds, never below zero; refunds in another currency are ignored. */
+export function remainingTotal(total: Money, refunded: Money | undefined): Money {
+  if (!refunded || refunded.currency !== total.currency) return total;
+  return { minor: Math.max(0, total.minor - refunded.minor), currency: total.currency };
+}

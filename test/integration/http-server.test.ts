@@ -1,0 +1,652 @@
+import type { FastifyInstance } from "fastify";
+import { Counter, Registry } from "prom-client";
+import twilio from "twilio";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Channel } from "../../src/domain/events.js";
+import { parseEvent } from "../../src/domain/events.js";
+import type { HttpDeps } from "../../src/http/http-deps.js";
+import { createHttpServer } from "../../src/http/http-server.js";
+import { unsubscribeUrl } from "../../src/http/unsubscribe-link.js";
+import { signUnsubscribeToken } from "../../src/http/unsubscribe-token.js";
+import { createLogger } from "../../src/logger.js";
+
+const API_TOKEN = "api-token-0123456789abcdef";
+const PUBLIC_URL = "https://followups.shop.example";
+const TWILIO_AUTH_TOKEN = "twilio-auth-token-for-tests";
+const UNSUBSCRIBE_SECRET = "unsubscribe-secret-for-tests";
+const SHOP_NAME = 'Corner <Shop> & "Sons"';
+const BODY_LIMIT = 8_192;
+const PHONE = "+14155550123";
+const CUSTOMER = "cus-5120";
+
+/** What the server asked of its dependencies, in order. */
+interface Calls {
+  events: unknown[];
+  unsubscribes: Parameters<HttpDeps["unsubscribe"]>[0][];
+  inbound: Parameters<HttpDeps["inboundSms"]>[0][];
+  statuses: Parameters<HttpDeps["smsStatus"]>[0][];
+}
+
+interface Harness {
+  app: FastifyInstance;
+  calls: Calls;
+  logs: string[];
+  readiness: { ready: boolean; checks: Record<string, boolean> } | Error;
+  failures: { acceptEvent?: Error; unsubscribe?: Error };
+}
+
+const open: FastifyInstance[] = [];
+
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((app) => app.close()));
+});
+
+/** A recording HttpDeps: validates events with the real contract, records everything else. */
+function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
+  const calls: Calls = { events: [], unsubscribes: [], inbound: [], statuses: [] };
+  const logs: string[] = [];
+  const metrics = new Registry();
+  new Counter({
+    name: "followups_events_received_total",
+    help: "Events received",
+    registers: [metrics],
+  }).inc(3);
+  const harness: Harness = {
+    app: undefined as unknown as FastifyInstance,
+    calls,
+    logs,
+    readiness: { ready: true, checks: { redis: true, rules: true, workers: true } },
+    failures: {},
+  };
+  const deps: HttpDeps = {
+    async acceptEvent(input) {
+      if (harness.failures.acceptEvent) throw harness.failures.acceptEvent;
+      calls.events.push(input);
+      const parsed = parseEvent(input);
+      return parsed.ok ? { ok: true, eventId: parsed.event.id } : parsed;
+    },
+    async unsubscribe(request) {
+      if (harness.failures.unsubscribe) throw harness.failures.unsubscribe;
+      calls.unsubscribes.push(request);
+    },
+    async inboundSms(message) {
+      calls.inbound.push(message);
+      return message.body.trim().toUpperCase() === "STOP" ? "opted-out" : "reply-recorded";
+    },
+    async smsStatus(update) {
+      calls.statuses.push(update);
+      return update.messageSid.startsWith("SM") ? "recorded" : "unknown-message";
+    },
+    async readiness() {
+      if (harness.readiness instanceof Error) throw harness.readiness;
+      return harness.readiness;
+    },
+    metrics,
+    settings: {
+      apiToken: API_TOKEN,
+      publicUrl: PUBLIC_URL,
+      twilioAuthToken: TWILIO_AUTH_TOKEN,
+      unsubscribeSecret: UNSUBSCRIBE_SECRET,
+      shopName: SHOP_NAME,
+      bodyLimitBytes: BODY_LIMIT,
+      ...settings,
+    },
+    logger: createLogger({
+      level: "trace",
+      pretty: false,
+      destination: { write: (line: string) => logs.push(line) },
+    }),
+  };
+  harness.app = createHttpServer(deps);
+  open.push(harness.app);
+  return harness;
+}
+
+function purchase(id = "evt-2026-11-23-0001") {
+  return {
+    type: "purchase.completed",
+    id,
+    occurredAt: "2026-11-23T14:05:00+01:00",
+    orderId: "ord-100234",
+    customer: { id: CUSTOMER, email: "ana@example.com", phone: PHONE, timezone: "Europe/Berlin" },
+    items: [
+      { sku: "TV-55", name: "A 55 inch TV", category: "tv", quantity: 1, unitPrice: "899.00" },
+    ],
+    total: { amount: "899.00", currency: "EUR" },
+  };
+}
+
+function postEvent(harness: Harness, body: unknown, authorization = `Bearer ${API_TOKEN}`) {
+  return harness.app.inject({
+    method: "POST",
+    url: "/v1/events",
+    headers: { "content-type": "application/json", authorization },
+    payload: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+function signedTwilio(
+  harness: Harness,
+  path: string,
+  params: Record<string, string>,
+  options: { signedParams?: Record<string, string>; signedUrl?: string; signature?: string } = {},
+) {
+  const signature =
+    options.signature ??
+    twilio.getExpectedTwilioSignature(
+      TWILIO_AUTH_TOKEN,
+      options.signedUrl ?? PUBLIC_URL + path,
+      options.signedParams ?? params,
+    );
+  return harness.app.inject({
+    method: "POST",
+    url: path,
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature": signature,
+    },
+    payload: new URLSearchParams(params).toString(),
+  });
+}
+
+function tokenFor(channel: Channel, customerId = CUSTOMER, secret = UNSUBSCRIBE_SECRET) {
+  return signUnsubscribeToken(secret, { customerId, channel });
+}
+
+describe("POST /v1/events", () => {
+  it.each([
+    ["missing", undefined, 'Bearer realm="followups"', "missing API token"],
+    ["empty", "", 'Bearer realm="followups"', "missing API token"],
+    [
+      "wrong",
+      "Bearer not-the-token",
+      'Bearer realm="followups", error="invalid_token"',
+      "wrong API token",
+    ],
+    [
+      "a prefix of the right",
+      `Bearer ${API_TOKEN.slice(0, -1)}`,
+      'Bearer realm="followups", error="invalid_token"',
+      "wrong API token",
+    ],
+    [
+      "not a bearer",
+      `Basic ${API_TOKEN}`,
+      'Bearer realm="followups", error="invalid_token"',
+      "wrong API token",
+    ],
+  ])(
+    "answers 401 for a %s token and accepts nothing",
+    async (_name, authorization, challenge, error) => {
+      const harness = startServer();
+      const response = await harness.app.inject({
+        method: "POST",
+        url: "/v1/events",
+        headers: {
+          "content-type": "application/json",
+          ...(authorization !== undefined && { authorization }),
+        },
+        payload: JSON.stringify(purchase()),
+      });
+      expect(response.statusCode).toBe(401);
+      expect(response.headers["www-authenticate"]).toBe(challenge);
+      expect(response.json()).toEqual({ error });
+      expect(harness.calls.events).toEqual([]);
+    },
+  );
+
+  it("answers 503 when no API token is configured", async () => {
+    const harness = startServer({ apiToken: undefined });
+    const response = await postEvent(harness, purchase());
+    expect(response.statusCode).toBe(503);
+    expect(response.json().error).toMatch(/not configured/);
+    expect(harness.calls.events).toEqual([]);
+  });
+
+  it("answers 413 for a body over the limit", async () => {
+    const harness = startServer();
+    const big = { ...purchase(), padding: "x".repeat(BODY_LIMIT) };
+    const response = await postEvent(harness, big);
+    expect(response.statusCode).toBe(413);
+    expect(response.json()).toEqual({ error: `request body is larger than ${BODY_LIMIT} bytes` });
+    expect(harness.calls.events).toEqual([]);
+  });
+
+  it("answers 400 for a body that is not JSON", async () => {
+    const harness = startServer();
+    const response = await postEvent(harness, '{"type": "purchase.completed",');
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toEqual({ error: "the body is not valid JSON" });
+    expect(harness.calls.events).toEqual([]);
+  });
+
+  it("answers 415 for another content type", async () => {
+    const harness = startServer();
+    const response = await harness.app.inject({
+      method: "POST",
+      url: "/v1/events",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Bearer ${API_TOKEN}`,
+      },
+      payload: "type=purchase.completed",
+    });
+    expect(response.statusCode).toBe(415);
+    expect(harness.calls.events).toEqual([]);
+  });
+
+  it("answers 400 listing every problem with its path", async () => {
+    const harness = startServer();
+    const event = purchase();
+    const bad = {
+      ...event,
+      occurredAt: "yesterday",
+      customer: { ...event.customer, email: "not-an-address", timezone: "Mars/Olympus" },
+      items: [{ ...event.items[0], quantity: 0 }],
+    };
+    const response = await postEvent(harness, bad);
+    expect(response.statusCode).toBe(400);
+    const body = response.json() as {
+      error: string;
+      problems: { path: string; message: string }[];
+    };
+    expect(body.error).toBe("invalid event");
+    const expected = parseEvent(bad);
+    if (expected.ok) throw new Error("the bad event parsed");
+    expect(body.problems).toEqual(
+      expected.problems.map(({ path, message }) => ({ path, message })),
+    );
+    expect(body.problems.map((problem) => problem.path)).toEqual(
+      expect.arrayContaining([
+        "occurredAt",
+        "customer.email",
+        "customer.timezone",
+        "items[0].quantity",
+      ]),
+    );
+  });
+
+  it("answers 202 with the event id, and again for the same event", async () => {
+    const harness = startServer();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const response = await postEvent(harness, purchase());
+      expect(response.statusCode).toBe(202);
+      expect(response.json()).toEqual({ eventId: "evt-2026-11-23-0001" });
+    }
+    expect(harness.calls.events).toHaveLength(2);
+  });
+
+  it("answers 500 without details when intake fails", async () => {
+    const harness = startServer();
+    harness.failures.acceptEvent = new Error("connect ECONNREFUSED 127.0.0.1:6379");
+    const response = await postEvent(harness, purchase());
+    expect(response.statusCode).toBe(500);
+    expect(response.json()).toEqual({ error: "internal error" });
+    expect(harness.logs.join("\n")).toMatch(/ECONNREFUSED/);
+  });
+});
+
+describe("Twilio webhooks", () => {
+  const STATUS = "/webhooks/twilio/status";
+  const INBOUND = "/webhooks/twilio/inbound";
+  const failed = {
+    MessageSid: "SM0123456789abcdef",
+    MessageStatus: "undelivered",
+    ErrorCode: "30003",
+  };
+
+  it("records a signed status callback with its error code", async () => {
+    const harness = startServer();
+    const response = await signedTwilio(harness, STATUS, failed);
+    expect(response.statusCode).toBe(204);
+    expect(harness.calls.statuses).toEqual([
+      { messageSid: "SM0123456789abcdef", status: "undelivered", errorCode: 30003 },
+    ]);
+  });
+
+  it("records a status callback without an error code, and one for a message it does not know", async () => {
+    const harness = startServer();
+    const delivered = { MessageSid: "SM1", MessageStatus: "delivered", AccountSid: "AC1" };
+    expect((await signedTwilio(harness, STATUS, delivered)).statusCode).toBe(204);
+    const unknown = { MessageSid: "MM1", MessageStatus: "delivered" };
+    expect((await signedTwilio(harness, STATUS, unknown)).statusCode).toBe(204);
+    expect(harness.calls.statuses).toEqual([
+      { messageSid: "SM1", status: "delivered" },
+      { messageSid: "MM1", status: "delivered" },
+    ]);
+  });
+
+  it.each([
+    ["missing", ""],
+    ["forged", "bm90IGEgcmVhbCBzaWduYXR1cmU="],
+    [
+      "signed with another auth token",
+      twilio.getExpectedTwilioSignature("other-token", PUBLIC_URL + STATUS, failed),
+    ],
+  ])("answers 403 to a %s signature and records nothing", async (_name, signature) => {
+    const harness = startServer();
+    const response = await signedTwilio(harness, STATUS, failed, { signature });
+    expect(response.statusCode).toBe(403);
+    expect(harness.calls.statuses).toEqual([]);
+  });
+
+  it("answers 403 to a signature replayed with other params", async () => {
+    const harness = startServer();
+    const signedParams = { ...failed, MessageStatus: "delivered" };
+    const response = await signedTwilio(harness, STATUS, failed, { signedParams });
+    expect(response.statusCode).toBe(403);
+    const extra = await signedTwilio(
+      harness,
+      STATUS,
+      { ...failed, Extra: "1" },
+      { signedParams: failed },
+    );
+    expect(extra.statusCode).toBe(403);
+    expect(harness.calls.statuses).toEqual([]);
+  });
+
+  it("answers 403 to a signature made for another URL", async () => {
+    const harness = startServer();
+    const inbound = { MessageSid: "SM2", From: PHONE, Body: "STOP" };
+    const replayed = await signedTwilio(harness, STATUS, inbound, {
+      signedUrl: PUBLIC_URL + INBOUND,
+    });
+    expect(replayed.statusCode).toBe(403);
+    const otherHost = await signedTwilio(harness, INBOUND, inbound, {
+      signedUrl: `https://attacker.example${INBOUND}`,
+    });
+    expect(otherHost.statusCode).toBe(403);
+    expect(harness.calls.inbound).toEqual([]);
+    expect(harness.calls.statuses).toEqual([]);
+  });
+
+  it("passes an inbound STOP through with its sender and body, answering empty TwiML", async () => {
+    const harness = startServer();
+    const response = await signedTwilio(harness, INBOUND, {
+      MessageSid: "SM3",
+      AccountSid: "AC1",
+      From: PHONE,
+      To: "+15005550001",
+      Body: "STOP",
+      NumMedia: "0",
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers["content-type"]).toMatch(/^text\/xml/);
+    expect(response.body).toBe('<?xml version="1.0" encoding="UTF-8"?><Response></Response>');
+    expect(harness.calls.inbound).toEqual([{ from: PHONE, body: "STOP", messageSid: "SM3" }]);
+  });
+
+  it("validates signatures for URLs with a query string", async () => {
+    const harness = startServer();
+    const path = `${INBOUND}?site=berlin`;
+    const response = await signedTwilio(harness, path, {
+      MessageSid: "SM4",
+      From: PHONE,
+      Body: "Thanks!",
+    });
+    expect(response.statusCode).toBe(200);
+    expect(harness.calls.inbound).toEqual([{ from: PHONE, body: "Thanks!", messageSid: "SM4" }]);
+  });
+
+  it("answers 400 to a signed request missing its fields", async () => {
+    const harness = startServer();
+    expect((await signedTwilio(harness, STATUS, { MessageSid: "SM5" })).statusCode).toBe(400);
+    expect((await signedTwilio(harness, INBOUND, { Body: "hi" })).statusCode).toBe(400);
+    expect(harness.calls.statuses).toEqual([]);
+    expect(harness.calls.inbound).toEqual([]);
+  });
+
+  it("answers 503 when the auth token or PUBLIC_URL is missing", async () => {
+    for (const settings of [{ twilioAuthToken: undefined }, { publicUrl: undefined }]) {
+      const harness = startServer(settings);
+      expect((await signedTwilio(harness, STATUS, failed)).statusCode).toBe(503);
+      expect(harness.calls.statuses).toEqual([]);
+    }
+  });
+});
+
+describe("unsubscribe links", () => {
+  const expectHtmlHeaders = (headers: Record<string, unknown>) => {
+    expect(headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(headers["content-security-policy"]).toBe(
+      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    );
+    expect(headers["x-content-type-options"]).toBe("nosniff");
+    expect(headers["referrer-policy"]).toBe("no-referrer");
+  };
+
+  it("shows a confirmation page naming the shop and channel, and unsubscribes nobody", async () => {
+    const harness = startServer();
+    const url = unsubscribeUrl(PUBLIC_URL, UNSUBSCRIBE_SECRET, CUSTOMER, "sms");
+    const response = await harness.app.inject({ method: "GET", url: url.slice(PUBLIC_URL.length) });
+    expect(response.statusCode).toBe(200);
+    expectHtmlHeaders(response.headers);
+    expect(response.body).toContain("text messages (SMS)");
+    expect(response.body).toContain("Corner &#60;Shop&#62; &#38; &#34;Sons&#34;");
+    expect(response.body).not.toContain("<Shop>");
+    expect(response.body).toMatch(
+      /<form method="post"><button type="submit">Unsubscribe<\/button><\/form>/,
+    );
+    expect(response.body).not.toMatch(/<script/i);
+    expect(response.body).not.toContain(CUSTOMER);
+    expect(harness.calls.unsubscribes).toEqual([]);
+  });
+
+  it("unsubscribes on the page's POST, and again without complaint", async () => {
+    const harness = startServer();
+    const url = `/unsubscribe/${tokenFor("email")}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const response = await harness.app.inject({
+        method: "POST",
+        url,
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        payload: "",
+      });
+      expect(response.statusCode).toBe(200);
+      expectHtmlHeaders(response.headers);
+      expect(response.body).toContain("You are unsubscribed");
+      expect(response.body).toContain("emails");
+    }
+    expect(harness.calls.unsubscribes).toEqual([
+      { customerId: CUSTOMER, channel: "email", source: "link" },
+      { customerId: CUSTOMER, channel: "email", source: "link" },
+    ]);
+  });
+
+  it("takes an RFC 8058 one-click POST, form-encoded or multipart", async () => {
+    const harness = startServer();
+    const url = `/unsubscribe/${tokenFor("email")}`;
+    const encoded = await harness.app.inject({
+      method: "POST",
+      url,
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      payload: "List-Unsubscribe=One-Click",
+    });
+    expect(encoded.statusCode).toBe(200);
+    const boundary = "----followups-test";
+    const multipart = await harness.app.inject({
+      method: "POST",
+      url,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+      payload:
+        `--${boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n` +
+        `One-Click\r\n--${boundary}--\r\n`,
+    });
+    expect(multipart.statusCode).toBe(200);
+    expect(harness.calls.unsubscribes).toEqual([
+      { customerId: CUSTOMER, channel: "email", source: "one-click" },
+      { customerId: CUSTOMER, channel: "email", source: "one-click" },
+    ]);
+  });
+
+  it("takes a one-click POST over a real socket, as a mail provider sends it", async () => {
+    const harness = startServer();
+    const address = await harness.app.listen({ host: "127.0.0.1", port: 0 });
+    const form = new FormData();
+    form.set("List-Unsubscribe", "One-Click");
+    const response = await fetch(`${address}/unsubscribe/${tokenFor("voice")}`, {
+      method: "POST",
+      body: form,
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-security-policy")).toMatch(/^default-src 'none'/);
+    expect(harness.calls.unsubscribes).toEqual([
+      { customerId: CUSTOMER, channel: "voice", source: "one-click" },
+    ]);
+  });
+
+  const good = tokenFor("email");
+  const [goodPayload = "", goodMac = ""] = good.split(".");
+  const otherPayload = tokenFor("email", "cus-9999").split(".")[0];
+  it.each([
+    ["foreign (another secret)", tokenFor("email", CUSTOMER, "some-other-shops-secret")],
+    ["altered (another customer, same mac)", `${otherPayload}.${goodMac}`],
+    ["altered (mac)", `${goodPayload}.${goodMac.slice(0, -2)}AA`],
+    ["truncated", good.slice(0, -3)],
+    ["garbage", "not-a-token"],
+    ["overlong", "A".repeat(1_500)],
+  ])("refuses a %s token with 400 on GET and POST, unsubscribing nobody", async (_name, token) => {
+    const harness = startServer();
+    for (const method of ["GET", "POST"] as const) {
+      const response = await harness.app.inject({
+        method,
+        url: `/unsubscribe/${token}`,
+        ...(method === "POST" && {
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          payload: "List-Unsubscribe=One-Click",
+        }),
+      });
+      expect(response.statusCode, method).toBe(400);
+      expectHtmlHeaders(response.headers);
+      expect(response.body).toContain("This link is not valid");
+    }
+    expect(harness.calls.unsubscribes).toEqual([]);
+  });
+
+  it("answers 414 to a path parameter far beyond any token, unsubscribing nobody", async () => {
+    const harness = startServer();
+    const response = await harness.app.inject({
+      method: "POST",
+      url: `/unsubscribe/${"A".repeat(5_000)}`,
+    });
+    expect(response.statusCode).toBe(414);
+    expect(response.json()).toEqual({ error: "URL too long" });
+    expect(harness.calls.unsubscribes).toEqual([]);
+  });
+
+  it("answers 503 with a page when unsubscribing fails or is not configured", async () => {
+    const failing = startServer();
+    failing.failures.unsubscribe = new Error("redis down");
+    const response = await failing.app.inject({ method: "POST", url: `/unsubscribe/${good}` });
+    expect(response.statusCode).toBe(503);
+    expectHtmlHeaders(response.headers);
+    expect(response.body).toContain("Nothing was changed");
+
+    const unconfigured = startServer({ unsubscribeSecret: undefined });
+    const page = await unconfigured.app.inject({ method: "GET", url: `/unsubscribe/${good}` });
+    expect(page.statusCode).toBe(503);
+    expect(unconfigured.calls.unsubscribes).toEqual([]);
+  });
+});
+
+describe("health and metrics", () => {
+  it("says the process is alive", async () => {
+    const harness = startServer();
+    const response = await harness.app.inject({ method: "GET", url: "/healthz" });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ status: "ok" });
+  });
+
+  it("answers readiness with 200 or 503 and the checks", async () => {
+    const harness = startServer();
+    const ready = await harness.app.inject({ method: "GET", url: "/readyz" });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toEqual({
+      ready: true,
+      checks: { redis: true, rules: true, workers: true },
+    });
+
+    harness.readiness = { ready: false, checks: { redis: false, rules: true, workers: true } };
+    const notReady = await harness.app.inject({ method: "GET", url: "/readyz" });
+    expect(notReady.statusCode).toBe(503);
+    expect(notReady.json()).toEqual({
+      ready: false,
+      checks: { redis: false, rules: true, workers: true },
+    });
+
+    harness.readiness = new Error("timeout");
+    const failing = await harness.app.inject({ method: "GET", url: "/readyz" });
+    expect(failing.statusCode).toBe(503);
+    expect(failing.json()).toEqual({ ready: false, checks: {} });
+  });
+
+  it("serves the registry in Prometheus text format", async () => {
+    const harness = startServer();
+    const response = await harness.app.inject({ method: "GET", url: "/metrics" });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers["content-type"]).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(response.body).toContain("# TYPE followups_events_received_total counter");
+    expect(response.body).toMatch(/^followups_events_received_total 3$/m);
+  });
+
+  it("answers unknown paths with 404 JSON", async () => {
+    const harness = startServer();
+    const response = await harness.app.inject({ method: "GET", url: "/nope" });
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toEqual({ error: "not found" });
+  });
+});
+
+describe("settings and logs", () => {
+  it.each([
+    [{ unsubscribeSecret: "short" }, /UNSUBSCRIBE_SECRET must be at least 16/],
+    [{ publicUrl: "followups.shop.example" }, /PUBLIC_URL must be an absolute URL/],
+    [{ publicUrl: "ftp://followups.shop.example" }, /PUBLIC_URL must start with https/],
+    [{ publicUrl: "https://followups.shop.example/?a=1" }, /query string/],
+    [{ bodyLimitBytes: 0 }, /HTTP_BODY_LIMIT/],
+  ])("refuses %o at construction", (settings, message) => {
+    expect(() => startServer(settings)).toThrow(message);
+  });
+
+  it("never logs tokens, phone numbers, message bodies or email addresses", async () => {
+    const harness = startServer();
+    const unsubscribeToken = tokenFor("sms");
+    await postEvent(harness, purchase());
+    await postEvent(harness, { ...purchase(), customer: { id: CUSTOMER, email: "ana@@example" } });
+    await postEvent(harness, purchase(), "Bearer wrong-token-value");
+    await signedTwilio(harness, "/webhooks/twilio/inbound", {
+      MessageSid: "SM6",
+      From: PHONE,
+      Body: "please call me back tomorrow",
+    });
+    await signedTwilio(
+      harness,
+      "/webhooks/twilio/inbound",
+      { MessageSid: "SM7", From: PHONE, Body: "forged body text" },
+      { signature: "forged" },
+    );
+    await harness.app.inject({ method: "GET", url: `/unsubscribe/${unsubscribeToken}` });
+    await harness.app.inject({ method: "POST", url: `/unsubscribe/${unsubscribeToken}` });
+    await harness.app.inject({ method: "GET", url: `/unsubscribe/${unsubscribeToken}x` });
+    await harness.app.inject({ method: "GET", url: `/nope/${unsubscribeToken}` });
+    await harness.app.inject({ method: "GET", url: `/unsubscribe/${unsubscribeToken.repeat(4)}` });
+    await harness.app.inject({ method: "GET", url: `/unsubscribe/%E0${unsubscribeToken}` });
+
+    const text = harness.logs.join("\n");
+    expect(harness.logs.length).toBeGreaterThan(5);
+    for (const secret of [
+      API_TOKEN,
+      "wrong-token-value",
+      unsubscribeToken,
+      PHONE,
+      "4155550123",
+      "please call me back",
+      "forged body text",
+      "ana@",
+      TWILIO_AUTH_TOKEN,
+    ]) {
+      expect(text).not.toContain(secret);
+    }
+    expect(text).toContain('"route":"/unsubscribe/:token"');
+  });
+});
