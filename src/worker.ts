@@ -227,7 +227,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       metrics: metrics.registry,
       settings: {
         ...(env.API_TOKEN && { apiToken: env.API_TOKEN }),
-        publicUrl,
+        // Only a configured URL: without one, Twilio's signatures cannot be checked (503, not 403).
+        ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
         ...(env.TWILIO_AUTH_TOKEN && { twilioAuthToken: env.TWILIO_AUTH_TOKEN }),
         unsubscribeSecret,
         ...(env.SHOP_NAME && { shopName: env.SHOP_NAME }),

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import type { OutgoingMessage } from "../channels/channel.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
-import { unsubscribeUrl } from "../http/unsubscribe-link.js";
+import { listUnsubscribeHeaders, unsubscribeUrl } from "../http/unsubscribe-link.js";
 import { buildTemplateContext } from "../templates/template-context.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import type { ComposeInput, ComposeMessage } from "./delivery-processor.js";
@@ -72,7 +72,10 @@ export function createMessageComposer(
         text: rendered.text,
         ...(rendered.html !== undefined && { html: rendered.html }),
         ...(unsubscribe && {
-          headers: listUnsubscribeHeaders(unsubscribe, settings.unsubscribe?.mailto),
+          headers: listUnsubscribeHeaders({
+            url: unsubscribe,
+            ...(settings.unsubscribe?.mailto && { mailto: settings.unsubscribe.mailto }),
+          }),
         }),
       };
     }
@@ -82,21 +85,5 @@ export function createMessageComposer(
       to: event.customer.phone ?? "",
       text: rendered.text,
     };
-  };
-}
-
-/**
- * RFC 2369 and RFC 8058 headers: mail clients show an unsubscribe button, and a one-click POST
- * to the https link unsubscribes without a visit to a page.
- */
-export function listUnsubscribeHeaders(url: string, mailto?: string): Record<string, string> {
-  const token = url.slice(url.lastIndexOf("/") + 1);
-  const targets = [
-    `<${url}>`,
-    ...(mailto ? [`<mailto:${mailto}?subject=unsubscribe%20${token}>`] : []),
-  ];
-  return {
-    "List-Unsubscribe": targets.join(", "),
-    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
   };
 }

@@ -111,7 +111,14 @@ export function createLifecycle(deps: LifecycleDeps) {
             history,
             DateTime.fromISO(event.occurredAt),
           );
-          keep = new Set(replanned.steps.map((s) => s.stepId));
+          // A step stays if the smaller order still earns a follow-up of its kind on its channel.
+          const stillEarned = new Set(replanned.steps.map((s) => `${s.kind}/${s.channel}`));
+          keep = new Set(
+            open.filter((id) => {
+              const step = findStep(deps.rules(), id)?.step;
+              return step !== undefined && stillEarned.has(`${step.kind}/${step.channel}`);
+            }),
+          );
           const why = new Map(replanned.skipped.map((s) => [s.stepId, s.reason]));
           reasonFor = (stepId) =>
             `refunded: partial refund leaves ${describeMoney(remaining)}; ${why.get(stepId) ?? "no longer planned"}`;

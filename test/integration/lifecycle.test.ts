@@ -1,0 +1,394 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import twilio from "twilio";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { followUpJobId } from "../../src/queue/names.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  TWILIO_TOKEN,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const ago = (hours: number) =>
+  DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+async function record(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+async function waitForState(p: PipelineHarness, eventId: string, stepId: string, state: string) {
+  return eventually(async () => {
+    const r = await record(p, eventId, stepId);
+    return r?.s === state ? r : undefined;
+  }, `${eventId} ${stepId} to be ${state}`);
+}
+
+async function processed(p: PipelineHarness, jobId: string) {
+  await eventually(async () => {
+    const state = await (await p.events.getJob(jobId))?.getState();
+    return state === "completed" || state === "failed" ? state : undefined;
+  }, `event job ${jobId} to finish`);
+}
+
+function http(p: PipelineHarness): string {
+  const address = p.worker?.httpAddress;
+  if (!address) throw new Error("HTTP is not listening");
+  return address;
+}
+
+/** Posts a form to a Twilio webhook, signed as Twilio would sign it (or with `signature`). */
+async function postTwilio(
+  p: PipelineHarness,
+  route: string,
+  params: Record<string, string>,
+  signature?: string,
+) {
+  const publicUrl = `${p.envVars.PUBLIC_URL}${route}`;
+  return fetch(`${http(p)}${route}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature":
+        signature ?? twilio.getExpectedTwilioSignature(TWILIO_TOKEN, publicUrl, params),
+    },
+    body: new URLSearchParams(params).toString(),
+  });
+}
+
+const tv = (id: string, extra: Parameters<typeof purchaseInput>[0] = {}) =>
+  purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: ago(2),
+    items: [item("televisions", "700.00")],
+    ...extra,
+  });
+
+describe("refunds", () => {
+  it("a full refund cancels every pending follow-up and removes its job; one being claimed is caught too", async () => {
+    pipeline = await startPipeline("refund-full");
+    const p = pipeline;
+    // Bought just now: the thank-you is due in an hour, the check-in in three months.
+    await p.publisher.publish(tv("evt-full", { occurredAt: ago(0) }) as never);
+    await waitForState(p, "evt-full", "big-ticket.check-in", "scheduled");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-full",
+      occurredAt: ago(0),
+      orderId: "ord-evt-full",
+    });
+    await processed(p, "ref-full");
+
+    for (const stepId of ["big-ticket.thank-you", "big-ticket.check-in"]) {
+      const r = await waitForState(p, "evt-full", stepId, "cancelled");
+      expect(r.x).toBe("refunded: order ord-evt-full fully refunded");
+      expect(await p.followUps.getJob(followUpJobId("evt-full", stepId))).toBeUndefined();
+    }
+
+    // A refund racing a due step: the record is reset to scheduled and its job runs anyway.
+    await p.store.transition(
+      "evt-full",
+      "big-ticket.thank-you",
+      ["cancelled"],
+      { s: "scheduled" },
+      Date.now(),
+    );
+    await p.followUps.add("email", { e: "evt-full", s: "big-ticket.thank-you" }, { jobId: "race" });
+    const raced = await waitForState(p, "evt-full", "big-ticket.thank-you", "cancelled");
+    expect(raced.x).toMatch(/^refunded/);
+    expect(p.sink.messages).toHaveLength(0);
+  });
+
+  it("a partial refund that takes the order below 500 removes the check-in and keeps the thank-you", async () => {
+    pipeline = await startPipeline("refund-part");
+    const p = pipeline;
+    const order = purchaseInput({
+      id: "evt-part",
+      orderId: "ord-part",
+      occurredAt: ago(0),
+      items: [item("kitchenware", "600.00")],
+    });
+    await p.publisher.publish(order as never);
+    await waitForState(p, "evt-part", "big-ticket.check-in", "scheduled");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-part",
+      occurredAt: ago(0),
+      orderId: "ord-part",
+      amount: { amount: "200.00", currency: "GBP" },
+    });
+    await processed(p, "ref-part");
+
+    const checkIn = await waitForState(p, "evt-part", "big-ticket.check-in", "cancelled");
+    expect(checkIn.x).toContain("partial refund leaves 400.00 GBP");
+    expect(checkIn.x).toContain("below 500.00 GBP");
+    expect((await record(p, "evt-part", "big-ticket.thank-you"))?.s).toBe("scheduled");
+    expect(
+      await p.followUps.getJob(followUpJobId("evt-part", "big-ticket.thank-you")),
+    ).toBeDefined();
+  });
+
+  it("a refund that arrives before its purchase stops the purchase's follow-ups", async () => {
+    pipeline = await startPipeline("refund-early");
+    const p = pipeline;
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-early",
+      occurredAt: ago(0),
+      orderId: "ord-evt-early",
+    });
+    await processed(p, "ref-early");
+    await p.publisher.publish(tv("evt-early") as never);
+    await processed(p, "evt-early");
+    expect(await p.store.stepRecords("evt-early", ["big-ticket.thank-you"])).toEqual(
+      new Map([["big-ticket.thank-you", undefined]]),
+    );
+    expect(p.sink.messages).toHaveLength(0);
+  });
+});
+
+describe("opt-outs", () => {
+  it("after STOP by SMS, a scheduled SMS to that number is not sent; START opts back in", async () => {
+    pipeline = await startPipeline("stop");
+    const p = pipeline;
+    await p.publisher.publish(tv("evt-stop") as never);
+    await waitForState(p, "evt-stop", "big-ticket.check-in", "scheduled");
+
+    const forged = await postTwilio(
+      p,
+      "/webhooks/twilio/inbound",
+      { From: "+442079460958", Body: "STOP", MessageSid: "SM1" },
+      "forged",
+    );
+    expect(forged.status).toBe(403);
+    const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: "+442079460958",
+      Body: "Stop",
+      MessageSid: "SM2",
+    });
+    expect(answer.status).toBe(200);
+
+    await (await p.followUps.getJob(followUpJobId("evt-stop", "big-ticket.check-in")))?.promote();
+    const skipped = await waitForState(p, "evt-stop", "big-ticket.check-in", "skipped");
+    expect(skipped.x).toMatch(/^opted-out/);
+    expect(p.twilio.requests).toBe(0);
+
+    await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: "+442079460958",
+      Body: "START",
+      MessageSid: "SM3",
+    });
+    await p.publisher.publish(tv("evt-start") as never);
+    await waitForState(p, "evt-start", "big-ticket.check-in", "scheduled");
+    await (await p.followUps.getJob(followUpJobId("evt-start", "big-ticket.check-in")))?.promote();
+    await p.twilio.waitForMessages(1);
+  });
+
+  it("a customer.unsubscribed event stops a pending discount mailing", async () => {
+    pipeline = await startPipeline("unsub-event");
+    const p = pipeline;
+    const laptop = purchaseInput({
+      id: "evt-laptop",
+      orderId: "ord-laptop",
+      occurredAt: ago(2),
+      items: [item("laptops", "900.00")],
+    });
+    await p.publisher.publish(laptop as never);
+    await waitForState(p, "evt-laptop", "accessories.discount", "scheduled");
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-1",
+      occurredAt: ago(0),
+      customerId: "cus-1",
+      channels: ["email"],
+    });
+    await processed(p, "unsub-1");
+
+    await (
+      await p.followUps.getJob(followUpJobId("evt-laptop", "accessories.discount"))
+    )?.promote();
+    const skipped = await waitForState(p, "evt-laptop", "accessories.discount", "skipped");
+    expect(skipped.x).toMatch(/^opted-out/);
+    // The thank-you went out before the opt-out; the discount never did.
+    expect(p.sink.messages.map((m) => m.parsed.headers.get("x-followup-id"))).toEqual([
+      followUpJobId("evt-laptop", "big-ticket.thank-you"),
+    ]);
+  });
+
+  it("a marketing email carries one-click unsubscribe headers whose link works, once and again", async () => {
+    pipeline = await startPipeline("one-click");
+    const p = pipeline;
+    const laptop = purchaseInput({
+      id: "evt-oc",
+      orderId: "ord-oc",
+      occurredAt: ago(2),
+      items: [item("laptops", "900.00")],
+    });
+    await p.publisher.publish(laptop as never);
+    await waitForState(p, "evt-oc", "accessories.discount", "scheduled");
+    await (await p.followUps.getJob(followUpJobId("evt-oc", "accessories.discount")))?.promote();
+    const mails = await p.sink.waitForMessages(2);
+    const discount = mails.find(
+      (m) =>
+        m.parsed.headers.get("x-followup-id") === followUpJobId("evt-oc", "accessories.discount"),
+    );
+    const thanks = mails.find((m) => m !== discount);
+    expect(thanks?.raw).not.toMatch(/List-Unsubscribe/i);
+    expect(discount?.raw).toMatch(/^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r?$/m);
+    const headers = (discount?.raw ?? "").replace(/\r?\n[ \t]+/g, " ");
+    const link = /List-Unsubscribe: <(https:\/\/followups\.test\/unsubscribe\/[^>]+)>/.exec(
+      headers,
+    )?.[1];
+    expect(link).toBeDefined();
+    expect(discount?.parsed.text).toContain(link);
+
+    const local = `${http(p)}${new URL(link ?? "").pathname}`;
+    for (let i = 0; i < 2; i++) {
+      const response = await fetch(local, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "List-Unsubscribe=One-Click",
+      });
+      expect(response.status).toBe(200);
+    }
+    // Now a new purchase's discount is skipped.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-oc2",
+        orderId: "ord-oc2",
+        occurredAt: ago(2),
+        items: [item("laptops", "900.00")],
+      }) as never,
+    );
+    await processed(p, "evt-oc2");
+    expect(await record(p, "evt-oc2", "accessories.discount")).toBeUndefined();
+  });
+
+  it("without email consent a marketing email is never scheduled; the thank-you still is", async () => {
+    pipeline = await startPipeline("consent");
+    const p = pipeline;
+    const laptop = purchaseInput({
+      id: "evt-noconsent",
+      orderId: "ord-nc",
+      occurredAt: ago(2),
+      items: [item("laptops", "900.00")],
+      customer: { consent: { sms: true } },
+    });
+    await p.publisher.publish(laptop as never);
+    await p.sink.waitForMessages(1);
+    await processed(p, "evt-noconsent");
+    expect(await record(p, "evt-noconsent", "accessories.discount")).toBeUndefined();
+    expect(
+      await p.followUps.getJob(followUpJobId("evt-noconsent", "accessories.discount")),
+    ).toBeUndefined();
+  });
+});
+
+describe("caps, history and metrics", () => {
+  it("several purchases on one day give one thank-you; the cap's skip is recorded and counted", async () => {
+    pipeline = await startPipeline("caps", { startWorker: false });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(["frequencyCaps", "email"], doc.createNode([{ max: 1, per: "PT24H" }]));
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+    for (const id of ["evt-cap-1", "evt-cap-2", "evt-cap-3"]) {
+      await p.publisher.publish(
+        purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) }) as never,
+      );
+      await processed(p, id);
+    }
+    const states = await eventually(async () => {
+      const found = await Promise.all(
+        ["evt-cap-1", "evt-cap-2", "evt-cap-3"].map((id) => record(p, id, "thank-you.thank-you")),
+      );
+      const terminal = found.filter((r) => r && r.s !== "scheduled" && r.s !== "sending");
+      return terminal.length === 3 ? found : undefined;
+    }, "all three thank-yous to be decided");
+    expect(states.map((r) => r?.s).sort()).toEqual(["sent", "skipped", "skipped"]);
+    expect(states.filter((r) => r?.s === "skipped").every((r) => r?.x?.startsWith("capped"))).toBe(
+      true,
+    );
+    expect(p.sink.messages).toHaveLength(1);
+
+    const metrics = await (await fetch(`${http(p)}/metrics`)).text();
+    expect(metrics).toContain('followups_sent_total{channel="email",kind="thank-you"} 1');
+    expect(metrics).toContain(
+      'followups_skipped_total{channel="email",kind="thank-you",reason="capped"} 2',
+    );
+    expect(metrics).toContain('followups_events_received_total{type="purchase.completed"} 3');
+    expect(metrics).toMatch(/followups_queue_jobs\{queue="follow-ups",state="completed"\} \d+/);
+  });
+
+  it("counts a customer's purchases once each, so the fourth gets the loyalty discount", async () => {
+    pipeline = await startPipeline("history");
+    const p = pipeline;
+    for (let i = 1; i <= 4; i++) {
+      const id = `evt-loyal-${i}`;
+      await p.publisher.publish(
+        purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) }) as never,
+      );
+      await processed(p, id);
+      if (i === 2) {
+        // The same event again (a publisher retry) must not count twice.
+        await p.events.add(
+          "purchase.completed",
+          purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) }),
+          { jobId: `${id}-again` },
+        );
+        await processed(p, `${id}-again`);
+      }
+    }
+    expect(await record(p, "evt-loyal-3", "loyal-customer.discount")).toBeUndefined();
+    expect((await record(p, "evt-loyal-4", "loyal-customer.discount"))?.s).toBe("scheduled");
+  });
+
+  it("accepts events over HTTP with the API token, and refuses them without", async () => {
+    pipeline = await startPipeline("http-ingest");
+    const p = pipeline;
+    const body = JSON.stringify(
+      purchaseInput({ id: "evt-http", orderId: "ord-http", occurredAt: ago(2) }),
+    );
+    const refused = await fetch(`${http(p)}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    expect(refused.status).toBe(401);
+    const wrong = await fetch(`${http(p)}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer nope-nope-nope-nope" },
+      body,
+    });
+    expect(wrong.status).toBe(401);
+    for (let i = 0; i < 2; i++) {
+      const accepted = await fetch(`${http(p)}/v1/events`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${p.envVars.API_TOKEN}`,
+        },
+        body,
+      });
+      expect(accepted.status).toBe(202);
+      expect(await accepted.json()).toEqual({ eventId: "evt-http" });
+    }
+    const [mail] = await p.sink.waitForMessages(1);
+    expect(mail?.parsed.headers.get("x-followup-id")).toBe(
+      followUpJobId("evt-http", "thank-you.thank-you"),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.sink.messages).toHaveLength(1);
+  });
+});
