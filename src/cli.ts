@@ -4,6 +4,7 @@ import { runCheck } from "./cli/check-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
+import { type ReportOptions, runReport } from "./cli/report-command.js";
 import { runSimulate } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
 
@@ -93,6 +94,18 @@ program
   .option("--new-id", "append a random suffix to each event id (to publish a sample again)")
   .action(async (file: string, options: { occurredAt?: string; newId?: boolean }) => {
     process.exitCode = await runPublish(file, options, processIo);
+  });
+
+program
+  .command("report")
+  .description("owners' report figures for a period, from the ledger (REDIS_URL, QUEUE_PREFIX)")
+  .option(...configOption)
+  .option("--since <date>", "first local day, YYYY-MM-DD (default: 7 days before --until)")
+  .option("--until <date>", "day after the last, YYYY-MM-DD (default: today)")
+  .option("--timezone <zone>", "zone of the dates (default: the rules' default time zone)")
+  .option("--format <format>", "text, json or csv", "text")
+  .action(async (options: ReportOptions) => {
+    process.exitCode = await runReport(options, processIo);
   });
 
 try {

@@ -68,6 +68,18 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly reportsSent = new Counter({
+    name: "followups_reports_sent_total",
+    help: "Owner reports sent.",
+    registers: [this.registry],
+  });
+
+  readonly reportsFailed = new Counter({
+    name: "followups_reports_failed_total",
+    help: "Owner report attempts that failed (each is retried with backoff).",
+    registers: [this.registry],
+  });
+
   readonly sendLatency = new Histogram({
     name: "followups_send_latency_seconds",
     help: "From the moment a follow-up was due to the provider accepting it.",

@@ -9,6 +9,9 @@ import type { Env } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { formatProblem } from "./config/load-rules.js";
 import { type Channel, parseEvent } from "./domain/events.js";
+import { ruleIdOf } from "./domain/planner.js";
+import type { RuleSet } from "./domain/rules.js";
+import { findStep } from "./domain/send-guard.js";
 import { createHttpServer } from "./http/http-server.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
@@ -22,8 +25,16 @@ import {
   type FollowUpJobData,
   PURCHASE_EVENTS_QUEUE,
 } from "./queue/names.js";
-import { FollowUpStore } from "./store/follow-up-store.js";
+import {
+  OWNER_REPORTS_QUEUE,
+  ownerSchedulerId,
+  sendOwnerReport,
+  syncReportSchedulers,
+} from "./reports/owner-reports.js";
+import { periodFromDates, reportPeriodAt } from "./reports/report-period.js";
+import { FollowUpStore, type LedgerEntry } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
+import { LedgerReader } from "./store/ledger-reader.js";
 import { OrderStore } from "./store/order-store.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { SuppressionList } from "./store/suppression-list.js";
@@ -106,7 +117,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const discountSecret = env.DISCOUNT_SECRET ?? (await sharedSecret(redis, prefix, "discount"));
 
   // Workers block on their own connections; passed-in connections are ours to close.
-  const workerConnections = [redis.duplicate(), redis.duplicate()] as const;
+  const workerConnections = [redis.duplicate(), redis.duplicate(), redis.duplicate()] as const;
   const workerSettings = {
     prefix,
     removeOnComplete: KEEP_COMPLETED,
@@ -159,6 +170,45 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }),
     { ...workerSettings, connection: workerConnections[1], concurrency: env.DELIVERY_CONCURRENCY },
   );
+  const reportSources = { ledger: new LedgerReader(redis, prefix), store };
+  const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
+  const reportWorker = new Worker(
+    OWNER_REPORTS_QUEUE,
+    async (job) => {
+      const owner = config.rules.owners.find((o) => ownerSchedulerId(o) === job.data.owner);
+      if (!owner) return { skipped: "owner no longer in the rules" };
+      // A run added by hand may name its period; scheduled runs cover the days before now.
+      const period =
+        typeof job.data.since === "string" && typeof job.data.until === "string"
+          ? periodFromDates(job.data.since, job.data.until, owner.timezone)
+          : reportPeriodAt(owner, clock());
+      try {
+        const sent = await sendOwnerReport(
+          reportSources,
+          config.rules,
+          owner,
+          period,
+          channels.email,
+          `report-${job.data.owner}-${Date.parse(period.since)}`,
+        );
+        metrics.reportsSent.inc();
+        logger.info(
+          { owner: job.data.owner, since: period.since, until: period.until },
+          "owner report sent",
+        );
+        return { id: sent.id };
+      } catch (error) {
+        metrics.reportsFailed.inc();
+        logger.warn(
+          { owner: job.data.owner, err: error, attempt: job.attemptsMade + 1 },
+          "owner report failed; will retry",
+        );
+        throw error;
+      }
+    },
+    { ...workerSettings, connection: workerConnections[2], concurrency: 1 },
+  );
+  await syncReportSchedulers(reports, config.rules.owners);
   delivery.on("failed", (job, error) => {
     // Our own failures are recorded already; this catches jobs BullMQ failed itself (stalled too often).
     if (!job || error instanceof UnrecoverableError) return;
@@ -169,6 +219,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ["scheduled", "sending"],
         { s: "failed", x: `error: ${error.message}` },
         Date.now(),
+        failedByBullmq(rules(), job.data.s),
       )
       .catch((err: unknown) =>
         logger.error({ err, jobId: job.id }, "could not record a failed follow-up"),
@@ -177,6 +228,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   for (const [label, worker] of [
     ["intake", intake],
     ["delivery", delivery],
+    ["reports", reportWorker],
   ] as const) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
@@ -192,6 +244,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     if (next.config.version !== config.version) {
       logger.info({ from: config.version, to: next.config.version }, "config reloaded");
       config = next.config;
+      await syncReportSchedulers(reports, config.rules.owners);
     }
     return true;
   };
@@ -239,8 +292,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     try {
       httpAddress = await http.listen({ host: env.HTTP_HOST, port: env.HTTP_PORT });
     } catch (error) {
-      await Promise.all([intake.close(), delivery.close()]);
-      await Promise.all([followUps.close(), events.close()]);
+      await Promise.all([intake.close(), delivery.close(), reportWorker.close()]);
+      await Promise.all([followUps.close(), events.close(), reports.close()]);
       await Promise.all([redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)));
       throw new StartupError(
         `cannot listen on ${env.HTTP_HOST}:${env.HTTP_PORT}: ${(error as Error).message}`,
@@ -276,7 +329,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       closing ??= (async () => {
         watcher?.close();
         await http?.close();
-        const graceful = Promise.all([intake.close(), delivery.close()]);
+        const graceful = Promise.all([intake.close(), delivery.close(), reportWorker.close()]);
         const timedOut = await Promise.race([
           graceful.then(() => false),
           new Promise<boolean>((resolve) =>
@@ -288,9 +341,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
             { waitedMs: env.SHUTDOWN_TIMEOUT_MS },
             "in-flight jobs did not finish in time; forcing close",
           );
-          await Promise.all([intake.close(true), delivery.close(true)]);
+          await Promise.all([intake.close(true), delivery.close(true), reportWorker.close(true)]);
         }
-        await Promise.all([followUps.close(), events.close()]);
+        await Promise.all([followUps.close(), events.close(), reports.close()]);
         await Promise.all(Object.values(channels).map((channel) => channel.close()));
         await Promise.all(
           [redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)),
@@ -299,6 +352,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       })();
       return closing;
     },
+  };
+}
+
+/** Ledger entry of a job BullMQ failed on its own (e.g. stalled too often). */
+function failedByBullmq(rules: RuleSet, stepId: string): LedgerEntry {
+  const step = findStep(rules, stepId)?.step;
+  return {
+    outcome: "failed",
+    channel: step?.channel ?? "unknown",
+    kind: step?.kind ?? "unknown",
+    ruleId: ruleIdOf(stepId),
+    reason: "transient stalled",
   };
 }
 

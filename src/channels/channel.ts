@@ -16,6 +16,17 @@ export interface EmailMessage {
   readonly html?: string;
   /** Extra headers, e.g. List-Unsubscribe. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Files sent along; one with a `cid` is an inline image the HTML shows as `<img src="cid:…">`. */
+  readonly attachments?: readonly EmailAttachment[];
+}
+
+/** An attachment held in memory: transports never read files or URLs for it. */
+export interface EmailAttachment {
+  readonly filename: string;
+  readonly contentType: string;
+  readonly content: Buffer;
+  /** Content-ID (without angle brackets) that makes it an inline, related part. */
+  readonly cid?: string;
 }
 
 /** A rendered SMS (or the script of a voice call). */

@@ -51,6 +51,17 @@ export function mailOptions(message: EmailMessage, from: string, domain: string)
     subject: message.subject,
     text: message.text,
     ...(message.html !== undefined && { html: message.html }),
+    ...(message.attachments !== undefined && {
+      attachments: message.attachments.map((attachment) => ({
+        filename: attachment.filename,
+        contentType: attachment.contentType,
+        content: attachment.content,
+        ...(attachment.cid !== undefined && {
+          cid: attachment.cid,
+          contentDisposition: "inline" as const,
+        }),
+      })),
+    }),
     messageId: followUpMessageId(message.followUpId, domain),
     headers: { ...Object.fromEntries(extra), [FOLLOW_UP_HEADER]: message.followUpId },
     // Rendered content is text only: nothing in it may make nodemailer read files or fetch URLs.

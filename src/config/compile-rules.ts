@@ -8,6 +8,7 @@ import type {
   RuleSet,
   SendWindow,
   StepSpec,
+  Weekday,
 } from "../domain/rules.js";
 import type { ConditionInput, RulesFile } from "./rules-file.js";
 
@@ -147,6 +148,16 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         voice: file.frequencyCaps.voice.map(toCap),
       },
       whenCapped: file.whenCapped,
+      shopName: file.shop.name,
+      owners: file.owners.map((owner) => ({
+        name: owner.name,
+        email: owner.email,
+        timezone: owner.timezone,
+        frequency: owner.frequency,
+        weekday: (["mon", "tue", "wed", "thu", "fri", "sat", "sun"].indexOf(owner.day) +
+          1) as Weekday,
+        time: owner.time,
+      })),
       holidays: new Set(file.holidays),
       gracePeriods: file.gracePeriods,
       rules,

@@ -172,6 +172,26 @@ const frequencyCap = z.strictObject({
 const capList = z.array(frequencyCap).max(10);
 const capAction = z.enum(["skip", "defer"], { error: "expected skip or defer" });
 
+const ownerSchema = z.strictObject({
+  name: z.string().min(1).max(100),
+  email: z.email({ error: "expected the owner's email address" }).max(254),
+  timezone: z.string().refine((zone) => IANAZone.isValidZone(zone), {
+    error: (issue) =>
+      `expected an IANA time zone name such as Europe/Berlin, got ${JSON.stringify(issue.input)}`,
+  }),
+  frequency: z.enum(["daily", "weekly"], { error: "expected daily or weekly" }),
+  /** Weekly reports only: the local weekday they arrive on. */
+  day: z
+    .enum(WEEKDAYS, { error: "expected a weekday: mon, tue, wed, thu, fri, sat or sun" })
+    .default("mon"),
+  time: z
+    .string()
+    .regex(/^(?:[01]\d|2[0-3]):[0-5]\d$/, {
+      error: 'expected a local time "HH:MM", such as "08:00"',
+    })
+    .default("08:00"),
+});
+
 const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };
 const DEFAULT_PHONE_WINDOW = {
   start: "09:00",
@@ -242,6 +262,8 @@ export const rulesFileSchema = z.strictObject({
       custom: capAction.default("defer"),
     })
     .prefault({}),
+  shop: z.strictObject({ name: z.string().min(1).max(100) }).prefault({ name: "Your shop" }),
+  owners: z.array(ownerSchema).max(50).default([]),
   holidays: z
     .array(z.iso.date({ error: "expected a date YYYY-MM-DD" }))
     .max(1000)

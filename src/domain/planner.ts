@@ -182,6 +182,12 @@ export function stepIdOf(rule: Pick<Rule, "id">, step: Pick<StepSpec, "id">): st
   return `${rule.id}.${step.id}`;
 }
 
+/** The rule id part of a step id (`big-ticket.check-in` → `big-ticket`). */
+export function ruleIdOf(stepId: string): string {
+  const dot = stepId.indexOf(".");
+  return dot < 0 ? stepId : stepId.slice(0, dot);
+}
+
 type Timing = { ok: true; due: DateTime } | { ok: false; code: SkipCode; reason: string };
 
 /**

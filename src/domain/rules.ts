@@ -95,6 +95,18 @@ export interface FrequencyCap {
 /** What happens to a step that would break a cap: dropped, or moved to when the cap allows it. */
 export type CapAction = "skip" | "defer";
 
+/** A shop owner who receives delivery reports by email on a schedule in their own zone. */
+export interface Owner {
+  readonly name: string;
+  readonly email: string;
+  readonly timezone: string;
+  readonly frequency: "daily" | "weekly";
+  /** Weekly reports: 1 = Monday … 7 = Sunday. */
+  readonly weekday: Weekday;
+  /** Local time of day, "HH:MM". */
+  readonly time: string;
+}
+
 export interface RuleSet {
   /** Short content hash of the files the set was built from; logged and stamped on jobs. */
   readonly version: string;
@@ -111,6 +123,8 @@ export interface RuleSet {
   /** Per customer, across all their purchases. */
   readonly frequencyCaps: Readonly<Record<Channel, readonly FrequencyCap[]>>;
   readonly whenCapped: Readonly<Record<StepKind, CapAction>>;
+  readonly shopName: string;
+  readonly owners: readonly Owner[];
   /** Local dates (YYYY-MM-DD) on which windows that honour holidays stay closed. */
   readonly holidays: ReadonlySet<string>;
   /** How late a step of each kind may still go out; later than that it is skipped. */

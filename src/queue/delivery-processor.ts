@@ -2,6 +2,7 @@ import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
 import type { Channel, PurchaseCompleted } from "../domain/events.js";
+import { ruleIdOf } from "../domain/planner.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
 import { decideSend, findStep } from "../domain/send-guard.js";
 import type { Logger } from "../logger.js";
@@ -106,6 +107,13 @@ function createDelivery(deps: DeliveryDeps) {
     const event = await deps.store.loadEvent(eventId);
     if (!event) {
       log.warn("event record expired or missing; follow-up dropped");
+      await deps.store.transition(
+        eventId,
+        stepId,
+        ["scheduled", "sending"],
+        { s: "skipped", x: "event-missing: the purchase record is gone" },
+        nowMs,
+      );
       return { outcome: "skipped", code: "event-missing" };
     }
     const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
@@ -119,6 +127,7 @@ function createDelivery(deps: DeliveryDeps) {
     const decision = decideSend({ suppressedChannels, event, stepId, dueAt, rules, now });
     if (decision.action === "defer") return postpone(decision.until.toMillis(), decision.reason);
     const labels = (channel: string, kind: string) => ({ channel, kind });
+    const ruleId = ruleIdOf(stepId);
     const skip = async (
       code: string,
       reason: string,
@@ -131,6 +140,7 @@ function createDelivery(deps: DeliveryDeps) {
         ["scheduled", "sending"],
         { s: "skipped", x: `${code}: ${reason}` },
         nowMs,
+        { outcome: "skipped", channel, kind, ruleId, reason: code },
       );
       deps.metrics.skipped.inc({ ...labels(channel, kind), reason: code });
       log.info({ code }, "follow-up skipped");
@@ -171,7 +181,12 @@ function createDelivery(deps: DeliveryDeps) {
       );
     }
 
-    const claim = await deps.store.claim(eventId, stepId, nowMs, deps.sendLeaseMs);
+    const claim = await deps.store.claim(eventId, stepId, nowMs, deps.sendLeaseMs, {
+      outcome: "cancelled",
+      ...stepLabels,
+      ruleId,
+      reason: "refunded",
+    });
     if (!claim.claimed) {
       if (claim.record.s === "sending")
         return postpone(claim.record.t + deps.sendLeaseMs, "another worker is sending");
@@ -226,6 +241,7 @@ function createDelivery(deps: DeliveryDeps) {
         ["sending"],
         { s: "sent", id: result.id, a: claim.record.a + 1 },
         doneMs,
+        { outcome: "sent", channel: step.channel, kind: step.kind, ruleId },
       );
       if (step.channel !== "email") {
         await deps.store.rememberSms(
@@ -246,6 +262,10 @@ function createDelivery(deps: DeliveryDeps) {
     const attempts = claim.record.a + 1;
     if (result.error.optedOut) {
       await deps.suppressions.suppress(step.channel, { address: message.to });
+      await deps.store.count(
+        { outcome: "optout", channel: step.channel, kind: "-", ruleId: "-", reason: "provider" },
+        doneMs,
+      );
       log.info({ channel: step.channel }, "recipient opted out at the provider; suppressed");
     }
     if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {
@@ -315,6 +335,13 @@ async function fail(
     ["sending"],
     { s: "failed", a: attempts, x: reason },
     nowMs,
+    {
+      outcome: "failed",
+      channel: at.channel,
+      kind: at.kind,
+      ruleId: ruleIdOf(at.stepId),
+      reason: `${error.kind} ${error.code}`,
+    },
   );
   // Nothing reached the customer, so the attempt does not count against their frequency cap.
   await deps.caps.release(at.channel, at.customerId, at.followUpId);

@@ -117,15 +117,25 @@ async function schedulePurchase(
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
   }
-  const history = await deps.store.recordPurchase(event, HISTORY_RETENTION_MS, EVENT_RETENTION_MS);
+  const { history, firstSeen } = await deps.store.recordPurchase(
+    event,
+    HISTORY_RETENTION_MS,
+    EVENT_RETENTION_MS,
+  );
   const suppressedChannels = await suppressedChannelsOf(event, deps.suppressions);
   const effective = { ...event, total: remainingTotal(event.total, order.refunded) };
   const rules = deps.rules();
   const plan = planFollowUps(effective, rules, history, now, { suppressedChannels });
-  for (const skip of plan.skipped) {
-    if (!REPORTED_SKIPS.has(skip.code) || !skip.stepId) continue;
+  // Skips at planning are counted once per event, not again when it is re-published.
+  for (const skip of firstSeen ? plan.skipped : []) {
+    if (!REPORTED_SKIPS.has(skip.code) || !skip.stepId || !skip.ruleId) continue;
     const channel = findStep(rules, skip.stepId)?.step.channel ?? "unknown";
-    deps.metrics.skipped.inc({ channel, kind: skip.kind ?? "unknown", reason: skip.code });
+    const kind = skip.kind ?? "unknown";
+    deps.metrics.skipped.inc({ channel, kind, reason: skip.code });
+    await deps.store.count(
+      { outcome: "skipped", channel, kind, ruleId: skip.ruleId, reason: skip.code },
+      nowMs,
+    );
   }
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
@@ -159,7 +169,13 @@ async function schedulePurchase(
   );
   await deps.store.markScheduled(
     event.id,
-    open.map((step) => ({ stepId: step.stepId, dueAt: Date.parse(step.dueAt) })),
+    open.map((step) => ({
+      stepId: step.stepId,
+      dueAt: Date.parse(step.dueAt),
+      channel: step.channel,
+      kind: step.kind,
+      ruleId: step.ruleId,
+    })),
     nowMs,
   );
   for (const step of open) {

@@ -2,7 +2,7 @@ import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import type { Channel, PurchaseCompleted, PurchaseRefunded } from "../domain/events.js";
 import { describeMoney, type Money } from "../domain/money.js";
-import { planFollowUps } from "../domain/planner.js";
+import { planFollowUps, ruleIdOf } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/send-guard.js";
 import { smsKeyword } from "../domain/sms-keywords.js";
@@ -12,6 +12,13 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
+
+/** Twilio's final message statuses, as ledger outcomes. */
+const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
+  delivered: "delivered",
+  undelivered: "undelivered",
+  failed: "undelivered",
+};
 
 /** How long refunds and message references are kept. */
 export const LIFECYCLE_RETENTION_MS = 400 * 24 * 3600 * 1000;
@@ -53,16 +60,24 @@ export function createLifecycle(deps: LifecycleDeps) {
     reason: string,
     now: number,
   ): Promise<boolean> => {
+    const step = findStep(deps.rules(), stepId)?.step;
+    const entry = {
+      outcome: "cancelled",
+      channel: step?.channel ?? "unknown",
+      kind: step?.kind ?? "unknown",
+      ruleId: ruleIdOf(stepId),
+      reason: "refunded",
+    };
     const changed = await deps.store.transition(
       event.id,
       stepId,
       ["scheduled"],
       { s: "cancelled", x: reason },
       now,
+      entry,
     );
     if (!changed) return false;
     await deps.followUps.remove(followUpJobId(event.id, stepId));
-    const step = findStep(deps.rules(), stepId)?.step;
     deps.metrics.cancelled.inc({
       channel: step?.channel ?? "unknown",
       kind: step?.kind ?? "unknown",
@@ -144,6 +159,10 @@ export function createLifecycle(deps: LifecycleDeps) {
     ): Promise<void> {
       for (const channel of channels) {
         await deps.suppressions.suppress(channel, { customerId, ...(address && { address }) });
+        await deps.store.count(
+          { outcome: "optout", channel, kind: "-", ruleId: "-", reason: source },
+          Date.now(),
+        );
       }
       deps.logger.info({ channels, source }, "customer unsubscribed");
     },
@@ -158,6 +177,10 @@ export function createLifecycle(deps: LifecycleDeps) {
       const keyword = smsKeyword(message.body);
       if (keyword === "opt-out") {
         await deps.suppressions.suppress("sms", { address: message.from });
+        await deps.store.count(
+          { outcome: "optout", channel: "sms", kind: "-", ruleId: "-", reason: "sms-stop" },
+          Date.now(),
+        );
         return "opted-out";
       }
       if (keyword === "opt-in") {
@@ -166,10 +189,18 @@ export function createLifecycle(deps: LifecycleDeps) {
       }
       const checkIn = await deps.store.latestCheckIn(message.from);
       if (!checkIn) return "ignored";
-      await deps.store.annotate(checkIn.eventId, checkIn.stepId, {
+      const receivedAt = Date.now();
+      const recorded = await deps.store.annotate(checkIn.eventId, checkIn.stepId, {
         rp: message.body.slice(0, MAX_REPLY_LENGTH),
-        rt: Date.now(),
+        rt: receivedAt,
       });
+      if (!recorded) return "ignored";
+      await deps.store.recordReply(checkIn, receivedAt, LIFECYCLE_RETENTION_MS);
+      const kind = findStep(deps.rules(), checkIn.stepId)?.step.kind ?? "check-in";
+      await deps.store.count(
+        { outcome: "reply", channel: "sms", kind, ruleId: ruleIdOf(checkIn.stepId) },
+        receivedAt,
+      );
       return "reply-recorded";
     },
 
@@ -181,6 +212,20 @@ export function createLifecycle(deps: LifecycleDeps) {
     }): Promise<"recorded" | "unknown-message"> {
       const at = await deps.store.stepOfSms(update.messageSid);
       if (!at) return "unknown-message";
+      const outcome = DELIVERY_OUTCOMES[update.status];
+      if (outcome && (await deps.firstSighting(`st:${update.messageSid}:${outcome}`))) {
+        const step = findStep(deps.rules(), at.stepId)?.step;
+        await deps.store.count(
+          {
+            outcome,
+            channel: step?.channel ?? "sms",
+            kind: step?.kind ?? "unknown",
+            ruleId: ruleIdOf(at.stepId),
+            ...(update.errorCode !== undefined && { reason: `undelivered ${update.errorCode}` }),
+          },
+          Date.now(),
+        );
+      }
       const record = await deps.store.annotate(at.eventId, at.stepId, {
         dl: update.status.slice(0, 20),
         ...(update.errorCode !== undefined && { de: update.errorCode }),

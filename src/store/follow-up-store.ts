@@ -42,6 +42,12 @@ export interface StepRecord {
   readonly x?: string;
   /** How often a send was taken over after its sender vanished (a possible duplicate each time). */
   readonly r?: number;
+  /** Twilio's last delivery status and error code. */
+  readonly dl?: string;
+  readonly de?: number;
+  /** A reply to a check-in: its text and when it came (epoch ms). */
+  readonly rp?: string;
+  readonly rt?: number;
 }
 
 export type ClaimResult =
@@ -53,13 +59,40 @@ const EVENT_FIELD = "event";
 const STOP_FIELD = "stop";
 /** The customer's earlier purchases as counted when this event was first seen. */
 const HISTORY_FIELD = "h";
+/** Order id and customer name, kept after the event is scrubbed, for owners' reports. */
+const SUMMARY_FIELD = "m";
 const stepField = (stepId: string) => `s:${stepId}`;
+
+/**
+ * Lua shared by the state scripts: counts a change into the hourly ledger aggregates and keeps the
+ * per-day count of pending steps (for "coming up" figures) in step with the states, in the same
+ * atomic script as the state change itself, so concurrent workers and retries count exactly once.
+ */
+const LEDGER_LUA = `
+local PENDING = { scheduled = true, sending = true }
+local function countChange(spec, now, oldState, newState, due)
+  if not spec then return end
+  local hour = spec.p .. 'agg:' .. math.floor(now / 3600000)
+  for _, field in ipairs(spec.f) do redis.call('HINCRBY', hour, field, 1) end
+  redis.call('PEXPIRE', hour, spec.ttl)
+  if PENDING[oldState] and not PENDING[newState] then
+    redis.call('HINCRBY', spec.p .. 'due:' .. math.floor(due / 86400000), spec.ch, -1)
+  end
+end
+local function scrubIfDone(key)
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 's:' and PENDING[cjson.decode(fields[i + 1]).s] then return end
+  end
+  redis.call('HDEL', key, 'event')
+end
+`;
 
 /**
  * Moves a step to `sending` if it is scheduled, or if its previous sender's lease ran out (a
  * crashed worker). Returns the state found and whether the claim succeeded.
  */
-const CLAIM_SCRIPT = `
+const CLAIM_SCRIPT = `${LEDGER_LUA}
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local now = tonumber(ARGV[2])
 local rec
@@ -71,6 +104,8 @@ if stop and rec.s == 'scheduled' then
   rec.x = stop
   rec.t = now
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+  if ARGV[4] ~= '' then countChange(cjson.decode(ARGV[4]), now, 'scheduled', 'cancelled', rec.d) end
+  scrubIfDone(KEYS[1])
   return { 0, cjson.encode(rec), 0 }
 end
 if rec.s == 'scheduled' or takenOver then
@@ -84,8 +119,9 @@ return { 0, raw, 0 }
 `;
 
 /** Applies a patch to a step record if its state is one of the expected ones. */
-const UPDATE_SCRIPT = `
+const UPDATE_SCRIPT = `${LEDGER_LUA}
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw and redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
 local now = tonumber(ARGV[2])
 local rec
 if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
@@ -94,11 +130,35 @@ for state in string.gmatch(ARGV[3], '[^,]+') do
   if rec.s == state then allowed = true end
 end
 if not allowed then return { 0, raw or '' } end
+local oldState = rec.s
 local patch = cjson.decode(ARGV[4])
 for k, v in pairs(patch) do rec[k] = v end
 rec.t = now
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+if ARGV[5] ~= '' then countChange(cjson.decode(ARGV[5]), now, oldState, rec.s, rec.d) end
+if PENDING[oldState] and not PENDING[rec.s] then scrubIfDone(KEYS[1]) end
 return { 1, cjson.encode(rec) }
+`;
+
+/** Records new steps as scheduled (existing ones untouched) and counts only the new ones. */
+const SCHEDULE_SCRIPT = `${LEDGER_LUA}
+local now = tonumber(ARGV[1])
+local spec = cjson.decode(ARGV[2])
+local steps = cjson.decode(ARGV[3])
+local added = 0
+for _, step in ipairs(steps) do
+  local rec = { s = 'scheduled', t = now, d = step.d, a = 0 }
+  if redis.call('HSETNX', KEYS[1], 's:' .. step.id, cjson.encode(rec)) == 1 then
+    added = added + 1
+    local hour = spec.p .. 'agg:' .. math.floor(now / 3600000)
+    redis.call('HINCRBY', hour, step.f, 1)
+    redis.call('PEXPIRE', hour, spec.ttl)
+    local day = spec.p .. 'due:' .. math.floor(step.d / 86400000)
+    redis.call('HINCRBY', day, step.ch, 1)
+    redis.call('PEXPIREAT', day, (math.floor(step.d / 86400000) + 2) * 86400000)
+  end
+end
+return added
 `;
 
 /**
@@ -108,7 +168,7 @@ return { 1, cjson.encode(rec) }
  */
 const HISTORY_SCRIPT = `
 local seen = redis.call('HGET', KEYS[1], 'h')
-if seen then return { tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '' } end
+if seen then return { tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '', 0 } end
 local count = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local last = redis.call('HGET', KEYS[2], 'last') or ''
 redis.call('HSET', KEYS[1], 'h', count)
@@ -116,20 +176,61 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) 
 redis.call('HINCRBY', KEYS[2], 'n', 1)
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return { count, last }
+return { count, last, 1 }
 `;
 
 type ScriptReply = [number, string, number?];
 
+/** Hourly aggregates are kept this long: reports compare periods up to a year back. */
+export const AGGREGATE_RETENTION_MS = 401 * 24 * 3_600_000;
+
+/** One counted outcome: which step kind on which channel, by which rule, and why if it did not go out. */
+export interface LedgerEntry {
+  readonly outcome: string;
+  readonly channel: string;
+  readonly kind: string;
+  readonly ruleId: string;
+  /** Reason code (`capped`, `permanent 550`, `refunded`); never free text. */
+  readonly reason?: string;
+}
+
+/** `sent|email|thank-you|big-ticket`: field of the hourly aggregate hash. */
+export function ledgerField(
+  outcome: string,
+  channel: string,
+  kind: string,
+  ruleId: string,
+): string {
+  return `${outcome}|${channel}|${kind}|${ruleId}`;
+}
+
+/** `reason|failed|email|thank-you|permanent 550`. */
+export function reasonField(
+  outcome: string,
+  channel: string,
+  kind: string,
+  reason: string,
+): string {
+  return `reason|${outcome}|${channel}|${kind}|${reason}`;
+}
+
 /** The scripts above, registered once per connection so calls go by SHA (EVALSHA). */
 interface StoreScripts {
-  followUpClaim(key: string, field: string, now: number, leaseMs: number): Promise<ScriptReply>;
+  followUpClaim(
+    key: string,
+    field: string,
+    now: number,
+    leaseMs: number,
+    ledger: string,
+  ): Promise<ScriptReply>;
+  followUpSchedule(key: string, now: number, spec: string, steps: string): Promise<number>;
   followUpUpdate(
     key: string,
     field: string,
     now: number,
     from: string,
     patch: string,
+    ledger: string,
   ): Promise<ScriptReply>;
   followUpHistory(
     eventKey: string,
@@ -137,13 +238,15 @@ interface StoreScripts {
     occurredAt: string,
     keepCustomerMs: number,
     keepEventMs: number,
-  ): Promise<[number, string]>;
+  ): Promise<[number, string, number]>;
 }
 
 function withScripts(redis: Redis): Redis & StoreScripts {
   const scripted = redis as Redis & Partial<StoreScripts>;
   if (!scripted.followUpClaim)
     redis.defineCommand("followUpClaim", { numberOfKeys: 1, lua: CLAIM_SCRIPT });
+  if (!scripted.followUpSchedule)
+    redis.defineCommand("followUpSchedule", { numberOfKeys: 1, lua: SCHEDULE_SCRIPT });
   if (!scripted.followUpHistory)
     redis.defineCommand("followUpHistory", { numberOfKeys: 2, lua: HISTORY_SCRIPT });
   if (!scripted.followUpUpdate)
@@ -166,10 +269,47 @@ export class FollowUpStore {
     return `${this.prefix}:fu:e:${eventKey(eventId)}`;
   }
 
+  private get ledgerPrefix(): string {
+    return `${this.prefix}:fu:`;
+  }
+
+  private ledgerSpec(entry: LedgerEntry): string {
+    const fields = [ledgerField(entry.outcome, entry.channel, entry.kind, entry.ruleId)];
+    if (entry.reason)
+      fields.push(reasonField(entry.outcome, entry.channel, entry.kind, entry.reason));
+    return JSON.stringify({
+      p: this.ledgerPrefix,
+      ttl: AGGREGATE_RETENTION_MS,
+      ch: entry.channel,
+      f: fields,
+    });
+  }
+
+  /** Counts an outcome that is not a step state change (opt-outs, replies, delivery reports). */
+  async count(entry: LedgerEntry, now: number): Promise<void> {
+    const hour = `${this.ledgerPrefix}agg:${Math.floor(now / 3_600_000)}`;
+    const pipeline = this.redis.multi();
+    pipeline.hincrby(hour, ledgerField(entry.outcome, entry.channel, entry.kind, entry.ruleId), 1);
+    if (entry.reason)
+      pipeline.hincrby(
+        hour,
+        reasonField(entry.outcome, entry.channel, entry.kind, entry.reason),
+        1,
+      );
+    pipeline.pexpire(hour, AGGREGATE_RETENTION_MS);
+    await pipeline.exec();
+  }
+
   /** Keeps the event for rendering until `keepUntil` (epoch ms); an existing record is kept longer, never shorter. */
   async saveEvent(event: PurchaseCompleted, keepUntil: number): Promise<void> {
     const key = this.key(event.id);
     const created = await this.redis.hsetnx(key, EVENT_FIELD, JSON.stringify(event));
+    // What reports may show once the event itself is scrubbed: the order and the customer's name.
+    await this.redis.hsetnx(
+      key,
+      SUMMARY_FIELD,
+      JSON.stringify({ o: event.orderId, n: event.customer.name ?? null }),
+    );
     if (created) await this.redis.pexpireat(key, keepUntil);
     else await this.redis.call("PEXPIREAT", key, keepUntil, "GT");
   }
@@ -182,15 +322,25 @@ export class FollowUpStore {
     event: PurchaseCompleted,
     keepCustomerMs: number,
     keepEventMs: number,
-  ): Promise<CustomerHistory> {
-    const [count, last] = await this.redis.followUpHistory(
+  ): Promise<{ history: CustomerHistory; firstSeen: boolean }> {
+    const [count, last, firstSeen] = await this.redis.followUpHistory(
       this.key(event.id),
       `${this.prefix}:fu:c:${eventKey(event.customer.id)}`,
       new Date(event.occurredAt).toISOString(),
       keepCustomerMs,
       keepEventMs,
     );
-    return last ? { previousPurchases: count, lastPurchaseAt: last } : { previousPurchases: count };
+    const history = last
+      ? { previousPurchases: count, lastPurchaseAt: last }
+      : { previousPurchases: count };
+    return { history, firstSeen: firstSeen === 1 };
+  }
+
+  /** Order id and customer name of an event, as kept for reports. */
+  async summary(eventId: string): Promise<{ orderId: string | null; customerName: string | null }> {
+    const raw = await this.redis.hget(this.key(eventId), SUMMARY_FIELD);
+    const parsed = raw ? (JSON.parse(raw) as { o?: string; n?: string | null }) : {};
+    return { orderId: parsed.o ?? null, customerName: parsed.n ?? null };
   }
 
   /** The history recorded when the event was first planned (none if it never was). */
@@ -239,6 +389,33 @@ export class FollowUpStore {
     return parseRef(await this.redis.get(`${this.prefix}:fu:ci:${eventKey(phone)}`));
   }
 
+  /** Indexes a check-in reply by time, for the owners' reports. */
+  async recordReply(
+    at: { eventId: string; stepId: string },
+    receivedAt: number,
+    keepMs: number,
+  ): Promise<void> {
+    const key = `${this.ledgerPrefix}replies`;
+    await this.redis.zadd(key, receivedAt, `${at.eventId}\n${at.stepId}`);
+    await this.redis.zremrangebyscore(key, "-inf", receivedAt - keepMs);
+  }
+
+  /** Replies received in [since, until), with the step record holding each text. */
+  async repliesBetween(
+    since: number,
+    until: number,
+  ): Promise<{ eventId: string; stepId: string; record: StepRecord }[]> {
+    const refs = await this.redis.zrangebyscore(`${this.ledgerPrefix}replies`, since, `(${until}`);
+    const found = [];
+    for (const ref of refs) {
+      const at = parseRef(ref);
+      if (!at) continue;
+      const record = (await this.stepRecords(at.eventId, [at.stepId])).get(at.stepId);
+      if (record) found.push({ ...at, record });
+    }
+    return found;
+  }
+
   /** Adds fields to a step record whatever its state (delivery reports, replies). */
   async annotate(
     eventId: string,
@@ -251,6 +428,7 @@ export class FollowUpStore {
       Date.now(),
       STEP_STATES.join(","),
       JSON.stringify(patch),
+      "",
     );
     return changed === 1 ? parseRecord(raw) : undefined;
   }
@@ -273,25 +451,44 @@ export class FollowUpStore {
   /** Records steps as scheduled, leaving any step that already has a state untouched. */
   async markScheduled(
     eventId: string,
-    steps: readonly { stepId: string; dueAt: number }[],
+    steps: readonly {
+      stepId: string;
+      dueAt: number;
+      channel: string;
+      kind: string;
+      ruleId: string;
+    }[],
     now: number,
-  ): Promise<void> {
-    const key = this.key(eventId);
-    const pipeline = this.redis.pipeline();
-    for (const step of steps) {
-      const record: StepRecord = { s: "scheduled", t: now, d: step.dueAt, a: 0 };
-      pipeline.hsetnx(key, stepField(step.stepId), JSON.stringify(record));
-    }
-    await pipeline.exec();
+  ): Promise<number> {
+    const spec = { p: this.ledgerPrefix, ttl: AGGREGATE_RETENTION_MS };
+    const entries = steps.map((step) => ({
+      id: step.stepId,
+      d: step.dueAt,
+      ch: step.channel,
+      f: ledgerField("scheduled", step.channel, step.kind, step.ruleId),
+    }));
+    return this.redis.followUpSchedule(
+      this.key(eventId),
+      now,
+      JSON.stringify(spec),
+      JSON.stringify(entries),
+    );
   }
 
   /** Takes the right to send a step; `leaseMs` bounds how long a vanished sender blocks it. */
-  async claim(eventId: string, stepId: string, now: number, leaseMs: number): Promise<ClaimResult> {
+  async claim(
+    eventId: string,
+    stepId: string,
+    now: number,
+    leaseMs: number,
+    ifCancelled?: LedgerEntry,
+  ): Promise<ClaimResult> {
     const [claimed, raw, takenOver] = await this.redis.followUpClaim(
       this.key(eventId),
       stepField(stepId),
       now,
       leaseMs,
+      ifCancelled ? this.ledgerSpec(ifCancelled) : "",
     );
     const record = parseRecord(raw) as StepRecord;
     return claimed === 1
@@ -309,6 +506,7 @@ export class FollowUpStore {
     from: readonly StepState[],
     patch: Partial<StepRecord>,
     now: number,
+    ledger?: LedgerEntry,
   ): Promise<StepRecord | undefined> {
     const [changed, raw] = await this.redis.followUpUpdate(
       this.key(eventId),
@@ -316,6 +514,7 @@ export class FollowUpStore {
       now,
       from.join(","),
       JSON.stringify(patch),
+      ledger ? this.ledgerSpec(ledger) : "",
     );
     return changed === 1 ? parseRecord(raw) : undefined;
   }

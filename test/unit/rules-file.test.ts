@@ -249,7 +249,7 @@ describe("one located problem per kind of error", () => {
     [
       "a key in the wrong place (suggests only keys allowed there)",
       changeLine(1, "version: 1", "version: 1\ndelay: PT1H"),
-      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, groups, sendWindows, channels, frequencyCaps, whenCapped, holidays, gracePeriods, rules',
+      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, groups, sendWindows, channels, frequencyCaps, whenCapped, shop, owners, holidays, gracePeriods, rules',
     ],
     [
       "a misspelt group name",

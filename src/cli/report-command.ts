@@ -1,0 +1,81 @@
+import { Redis } from "ioredis";
+import { DateTime, IANAZone } from "luxon";
+import { readEnv } from "../config/env.js";
+import { collectReport } from "../reports/owner-reports.js";
+import { renderReportCsv, renderReportJson, renderReportText } from "../reports/render-report.js";
+import { periodFromDates } from "../reports/report-period.js";
+import { FollowUpStore } from "../store/follow-up-store.js";
+import { LedgerReader } from "../store/ledger-reader.js";
+import { loadRulesForCommand } from "./check-command.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
+
+export interface ReportOptions {
+  readonly config: string;
+  readonly since?: string;
+  readonly until?: string;
+  readonly timezone?: string;
+  readonly format: string;
+}
+
+const FORMATS = ["text", "json", "csv"] as const;
+
+/**
+ * `followups report`: the owners' report model for any period, from the ledger in Redis. Dates
+ * are local dates in the zone (default: the rules' default zone); until is exclusive and defaults
+ * to today, since to seven days before until.
+ */
+export async function runReport(options: ReportOptions, io: CommandIo): Promise<number> {
+  if (!(FORMATS as readonly string[]).includes(options.format)) {
+    throw new CommandError(
+      `--format: expected text, json or csv, got ${JSON.stringify(options.format)}`,
+      EXIT.usage,
+    );
+  }
+  const rules = await loadRulesForCommand(options.config);
+  const zone = options.timezone ?? rules.defaults.timezone;
+  if (!IANAZone.isValidZone(zone)) {
+    throw new CommandError(
+      `--timezone: expected an IANA time zone such as Europe/Berlin, got ${JSON.stringify(zone)}`,
+      EXIT.usage,
+    );
+  }
+  const until =
+    readDate("--until", options.until, zone) ?? DateTime.now().setZone(zone).startOf("day");
+  const since = readDate("--since", options.since, zone) ?? until.minus({ days: 7 });
+  if (since >= until) throw new CommandError("--since must be before --until", EXIT.usage);
+  const env = readEnv(process.env);
+  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
+  const redis = new Redis(env.env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect().catch((error: Error) => {
+      throw new CommandError(`cannot reach Redis at REDIS_URL: ${error.message}`);
+    });
+    const prefix = env.env.QUEUE_PREFIX;
+    const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
+    const model = await collectReport(
+      { ledger: new LedgerReader(redis, prefix), store: new FollowUpStore(redis, prefix) },
+      rules,
+      "operator",
+      period,
+    );
+    const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[
+      options.format as (typeof FORMATS)[number]
+    ];
+    io.out(render(model));
+    return EXIT.ok;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function readDate(flag: string, text: string | undefined, zone: string): DateTime | undefined {
+  if (text === undefined) return undefined;
+  const date = DateTime.fromISO(text, { zone });
+  if (!date.isValid || !/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    throw new CommandError(
+      `${flag}: expected a date YYYY-MM-DD, got ${JSON.stringify(text)}`,
+      EXIT.usage,
+    );
+  }
+  return date.startOf("day");
+}

@@ -1,0 +1,185 @@
+import { DateTime } from "luxon";
+import { CHANNELS, type Channel } from "../domain/events.js";
+import { STEP_KINDS, type StepKind } from "../domain/rules.js";
+import { type LedgerHour, sumHours } from "../store/ledger-reader.js";
+import { reasonWords } from "./reason-words.js";
+import {
+  type DailySends,
+  OUTCOMES,
+  type Outcome,
+  type OutcomeCounts,
+  type ReasonCount,
+  type ReportModel,
+  type ReportPeriod,
+  type ReportRow,
+  type UnhappyReply,
+} from "./report-model.js";
+import { judgeReply } from "./unhappy-replies.js";
+
+/** Reasons listed per kind of trouble. */
+const TOP_REASONS = 5;
+/** Longest reply text shown in a report line. */
+const REPLY_EXCERPT = 240;
+
+export interface ReportInput {
+  readonly shopName: string;
+  readonly ownerName: string;
+  readonly period: ReportPeriod;
+  readonly previousPeriod: ReportPeriod;
+  /** Ledger hours of the period and of the previous period. */
+  readonly hours: readonly LedgerHour[];
+  readonly previousHours: readonly LedgerHour[];
+  readonly upcoming: {
+    readonly next7Days: Record<Channel, number>;
+    readonly next30Days: Record<Channel, number>;
+  };
+  readonly replies: readonly {
+    readonly receivedAt: number;
+    readonly text: string;
+    readonly orderId: string | null;
+    readonly customerName: string | null;
+  }[];
+}
+
+/** Turns ledger figures into what an owner reads. Pure: the same input gives the same report. */
+export function buildReportModel(input: ReportInput): ReportModel {
+  const current = sumHours(input.hours);
+  const previous = sumHours(input.previousHours);
+  const rows = outcomeRows(current);
+  const totals = totalCounts(rows);
+  const previousTotals = totalCounts(outcomeRows(previous));
+  return {
+    shopName: input.shopName,
+    ownerName: input.ownerName,
+    period: input.period,
+    previousPeriod: input.previousPeriod,
+    rows,
+    totals,
+    changes: OUTCOMES.map((outcome) => ({
+      outcome,
+      current: totals[outcome],
+      previous: previousTotals[outcome],
+      percent:
+        previousTotals[outcome] === 0
+          ? null
+          : Math.round(
+              ((totals[outcome] - previousTotals[outcome]) / previousTotals[outcome]) * 100,
+            ),
+    })),
+    topFailureReasons: topReasons(current, ["failed", "undelivered"]),
+    topSkipReasons: topReasons(current, ["skipped", "cancelled"]),
+    upcoming: input.upcoming,
+    unhappyReplies: unhappyReplies(input.replies, input.period.timezone),
+    dailySends: dailySends(input.hours, input.period),
+  };
+}
+
+const emptyCounts = (): Record<Outcome, number> =>
+  Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+
+function outcomeRows(fields: ReadonlyMap<string, number>): ReportRow[] {
+  const rows = new Map<
+    string,
+    { channel: Channel; kind: StepKind; counts: Record<Outcome, number> }
+  >();
+  for (const [field, count] of fields) {
+    const [outcome, channel, kind] = field.split("|");
+    if (!isOutcome(outcome) || !isChannel(channel) || !isKind(kind)) continue;
+    const key = `${channel}|${kind}`;
+    const row = rows.get(key) ?? { channel, kind, counts: emptyCounts() };
+    row.counts[outcome] += count;
+    rows.set(key, row);
+  }
+  // Opt-outs are per channel, not per kind: they join the channel's first row, or a row of their own.
+  for (const [field, count] of fields) {
+    const [outcome, channel] = field.split("|");
+    if (outcome !== "optout" || !isChannel(channel)) continue;
+    const row =
+      [...rows.values()].find((r) => r.channel === channel) ??
+      ({ channel, kind: "thank-you", counts: emptyCounts() } as const);
+    row.counts.optout += count;
+    rows.set(`${channel}|${row.kind}`, row);
+  }
+  return [...rows.values()].sort(
+    (a, b) =>
+      CHANNELS.indexOf(a.channel) - CHANNELS.indexOf(b.channel) ||
+      STEP_KINDS.indexOf(a.kind) - STEP_KINDS.indexOf(b.kind),
+  );
+}
+
+function totalCounts(rows: readonly ReportRow[]): OutcomeCounts {
+  const totals = emptyCounts();
+  for (const row of rows) for (const outcome of OUTCOMES) totals[outcome] += row.counts[outcome];
+  return totals;
+}
+
+function topReasons(
+  fields: ReadonlyMap<string, number>,
+  outcomes: readonly string[],
+): ReasonCount[] {
+  const byCode = new Map<string, number>();
+  for (const [field, count] of fields) {
+    const [tag, outcome, , , code] = field.split("|");
+    if (tag !== "reason" || !outcome || !outcomes.includes(outcome) || !code) continue;
+    byCode.set(code, (byCode.get(code) ?? 0) + count);
+  }
+  return [...byCode.entries()]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .slice(0, TOP_REASONS)
+    .map(([code, count]) => ({ code, words: reasonWords(code), count }));
+}
+
+function unhappyReplies(replies: ReportInput["replies"], zone: string): UnhappyReply[] {
+  const flagged: UnhappyReply[] = [];
+  for (const reply of [...replies].sort((a, b) => a.receivedAt - b.receivedAt)) {
+    const verdict = judgeReply(reply.text);
+    if (!verdict.unhappy) continue;
+    flagged.push({
+      receivedAt:
+        DateTime.fromMillis(reply.receivedAt, { zone }).toISO({ suppressMilliseconds: true }) ?? "",
+      orderId: reply.orderId,
+      customerName: reply.customerName,
+      text:
+        reply.text.length > REPLY_EXCERPT
+          ? `${reply.text.slice(0, REPLY_EXCERPT - 1)}…`
+          : reply.text,
+      why: verdict.why ?? "looks unhappy",
+    });
+  }
+  return flagged;
+}
+
+/** Sends per local day of the period, every day present (zero days too) so the chart has no gaps. */
+function dailySends(hours: readonly LedgerHour[], period: ReportPeriod): DailySends[] {
+  const zone = period.timezone;
+  const days = new Map<string, Record<Channel, number>>();
+  let day = DateTime.fromISO(period.since, { zone });
+  const end = DateTime.fromISO(period.until, { zone });
+  while (day < end) {
+    days.set(
+      day.toISODate() ?? "",
+      Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>,
+    );
+    day = day.plus({ days: 1 });
+  }
+  for (const hour of hours) {
+    const date = DateTime.fromMillis(hour.start, { zone }).toISODate() ?? "";
+    const counts = days.get(date);
+    if (!counts) continue;
+    for (const [field, n] of hour.counts) {
+      const [outcome, channel] = field.split("|");
+      if (outcome === "sent" && isChannel(channel)) counts[channel] += n;
+    }
+  }
+  return [...days.entries()].map(([date, byChannel]) => ({ date, byChannel }));
+}
+
+function isOutcome(value: string | undefined): value is Outcome {
+  return (OUTCOMES as readonly string[]).includes(value ?? "");
+}
+function isChannel(value: string | undefined): value is Channel {
+  return (CHANNELS as readonly string[]).includes(value ?? "");
+}
+function isKind(value: string | undefined): value is StepKind {
+  return (STEP_KINDS as readonly string[]).includes(value ?? "");
+}

@@ -1,0 +1,137 @@
+import { createHash } from "node:crypto";
+import type { Queue } from "bullmq";
+import { DateTime } from "luxon";
+import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
+import type { Owner, RuleSet } from "../domain/rules.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { LedgerReader } from "../store/ledger-reader.js";
+import { buildReportModel } from "./build-report-model.js";
+import { renderDailySendsChart } from "./daily-sends-chart.js";
+import { renderReportHtml, renderReportText } from "./render-report.js";
+import type { ReportModel, ReportPeriod } from "./report-model.js";
+import { previousPeriod, reportCronPattern } from "./report-period.js";
+
+/** Queue of the owners' report jobs, fed by one BullMQ job scheduler per owner. */
+export const OWNER_REPORTS_QUEUE = "owner-reports";
+/** Job name of a report run. */
+export const OWNER_REPORT_JOB = "owner-report";
+const CHART_CID = "daily-sends-chart@followups";
+
+export interface ReportSources {
+  readonly ledger: LedgerReader;
+  readonly store: FollowUpStore;
+}
+
+/** Reads the ledger for a period (and the one before it) and builds the report model. */
+export async function collectReport(
+  sources: ReportSources,
+  rules: RuleSet,
+  ownerName: string,
+  period: ReportPeriod,
+): Promise<ReportModel> {
+  const since = Date.parse(period.since);
+  const until = Date.parse(period.until);
+  const before = previousPeriod(period);
+  const [hours, previousHours, next7Days, next30Days, replies] = await Promise.all([
+    sources.ledger.hours(since, until),
+    sources.ledger.hours(Date.parse(before.since), Date.parse(before.until)),
+    sources.ledger.pending(until, 7),
+    sources.ledger.pending(until, 30),
+    sources.store.repliesBetween(since, until),
+  ]);
+  const withNames = await Promise.all(
+    replies.map(async (reply) => ({
+      receivedAt: reply.record.rt ?? since,
+      text: reply.record.rp ?? "",
+      ...(await sources.store.summary(reply.eventId)),
+    })),
+  );
+  return buildReportModel({
+    shopName: rules.shopName,
+    ownerName,
+    period,
+    previousPeriod: before,
+    hours,
+    previousHours,
+    upcoming: { next7Days, next30Days },
+    replies: withNames,
+  });
+}
+
+/** The report as an email: text and HTML parts and the daily-sends chart as an inline image. */
+export function reportEmail(model: ReportModel, owner: Owner, followUpId: string): EmailMessage {
+  const since = DateTime.fromISO(model.period.since, { setZone: true });
+  const until = DateTime.fromISO(model.period.until, { setZone: true }).minus({ days: 1 });
+  const range = since.hasSame(until, "day")
+    ? since.toFormat("ccc d LLL yyyy")
+    : `${since.toFormat("d LLL")} – ${until.toFormat("d LLL yyyy")}`;
+  return {
+    channel: "email",
+    followUpId,
+    to: owner.email,
+    subject: `${model.shopName} follow-ups: ${range}`,
+    text: renderReportText(model),
+    html: renderReportHtml(model, { chartCid: CHART_CID }),
+    attachments: [
+      {
+        filename: "daily-sends.png",
+        contentType: "image/png",
+        content: renderDailySendsChart(model.dailySends),
+        cid: CHART_CID,
+      },
+    ],
+  };
+}
+
+/** Stable id of an owner's scheduler, from their email (the same owner keeps the same id). */
+export function ownerSchedulerId(owner: Pick<Owner, "email">): string {
+  return `owner-${createHash("sha256").update(owner.email.toLowerCase()).digest("hex").slice(0, 16)}`;
+}
+
+/**
+ * Makes the report schedulers match the owners in the rules: one per owner at their local time
+ * (BullMQ applies the zone, so DST is handled), stale ones removed. Safe to run from every worker.
+ */
+export async function syncReportSchedulers(
+  queue: Queue,
+  owners: readonly Owner[],
+  options: { startDate?: number } = {},
+): Promise<void> {
+  const wanted = new Map(owners.map((owner) => [ownerSchedulerId(owner), owner]));
+  for (const [id, owner] of wanted) {
+    await queue.upsertJobScheduler(
+      id,
+      {
+        pattern: reportCronPattern(owner),
+        tz: owner.timezone,
+        ...(options.startDate !== undefined && { startDate: options.startDate }),
+      },
+      {
+        name: OWNER_REPORT_JOB,
+        data: { owner: id },
+        opts: { attempts: 6, backoff: { type: "exponential", delay: 60_000 } },
+      },
+    );
+  }
+  for (const scheduler of await queue.getJobSchedulers(0, -1)) {
+    if (scheduler.key && !wanted.has(scheduler.key)) await queue.removeJobScheduler(scheduler.key);
+  }
+}
+
+/** Sends one owner's report; throws on a failed send so BullMQ retries it. */
+export async function sendOwnerReport(
+  sources: ReportSources,
+  rules: RuleSet,
+  owner: Owner,
+  period: ReportPeriod,
+  email: DeliveryChannel,
+  runId: string,
+): Promise<{ id: string; model: ReportModel }> {
+  const model = await collectReport(sources, rules, owner.name, period);
+  const result = await email.send(reportEmail(model, owner, runId));
+  if (!result.ok)
+    throw new Error(
+      `report to ${ownerSchedulerId(owner)} failed: ${result.error.kind} ${result.error.code}`,
+    );
+  return { id: result.id, model };
+}

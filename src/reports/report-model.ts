@@ -1,0 +1,91 @@
+import type { Channel } from "../domain/events.js";
+import type { StepKind } from "../domain/rules.js";
+
+/**
+ * What an owner's report says, independent of how it is shown (email HTML and text, CLI text,
+ * JSON, CSV). Built by buildReportModel from ledger figures; rendered by the report renderers.
+ */
+
+/** Outcomes counted in the ledger. `optout` counts opt-outs received in the period. */
+export const OUTCOMES = [
+  "scheduled",
+  "sent",
+  "delivered",
+  "undelivered",
+  "failed",
+  "skipped",
+  "cancelled",
+  "optout",
+  "reply",
+] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export interface ReportPeriod {
+  /** Inclusive start, ISO date-time with the owner's offset. */
+  readonly since: string;
+  /** Exclusive end, ISO date-time with the owner's offset. */
+  readonly until: string;
+  readonly timezone: string;
+}
+
+/** Counts of one channel and kind (or a total) by outcome. */
+export type OutcomeCounts = Readonly<Record<Outcome, number>>;
+
+export interface ReportRow {
+  readonly channel: Channel;
+  readonly kind: StepKind;
+  readonly counts: OutcomeCounts;
+}
+
+export interface ReasonCount {
+  /** Machine code, e.g. `capped`, `permanent 550`. */
+  readonly code: string;
+  /** Plain words for owners, e.g. "the customer's email limit for the day was reached". */
+  readonly words: string;
+  readonly count: number;
+}
+
+export interface OutcomeChange {
+  readonly outcome: Outcome;
+  readonly current: number;
+  readonly previous: number;
+  /** Percent change, null when the previous period had none. */
+  readonly percent: number | null;
+}
+
+export interface UnhappyReply {
+  /** When it arrived, ISO with the owner's offset. */
+  readonly receivedAt: string;
+  readonly orderId: string | null;
+  readonly customerName: string | null;
+  /** The reply, shortened to what a report line can hold. */
+  readonly text: string;
+  /** Why it was flagged: "score 2 of 10", "mentions “broken”". */
+  readonly why: string;
+}
+
+export interface DailySends {
+  /** Local date YYYY-MM-DD. */
+  readonly date: string;
+  readonly byChannel: Readonly<Record<Channel, number>>;
+}
+
+export interface ReportModel {
+  readonly shopName: string;
+  readonly ownerName: string;
+  readonly period: ReportPeriod;
+  readonly previousPeriod: ReportPeriod;
+  /** One row per channel and kind with any activity, sorted by channel then kind. */
+  readonly rows: readonly ReportRow[];
+  readonly totals: OutcomeCounts;
+  readonly changes: readonly OutcomeChange[];
+  readonly topFailureReasons: readonly ReasonCount[];
+  readonly topSkipReasons: readonly ReasonCount[];
+  /** Pending follow-ups due in the next 7 and 30 days from the end of the period, by channel. */
+  readonly upcoming: {
+    readonly next7Days: Readonly<Record<Channel, number>>;
+    readonly next30Days: Readonly<Record<Channel, number>>;
+  };
+  readonly unhappyReplies: readonly UnhappyReply[];
+  readonly dailySends: readonly DailySends[];
+}

@@ -1,0 +1,141 @@
+import { DateTime } from "luxon";
+import type { Outcome, OutcomeChange, ReportModel, ReportPeriod } from "./report-model.js";
+
+/**
+ * Wording shared by the text and HTML reports: dates in the owner's zone, change sentences and
+ * outcome names. English only, with fixed month and weekday names so output never depends on the
+ * host's ICU data.
+ */
+
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"] as const;
+const MONTHS = [
+  "Jan",
+  "Feb",
+  "Mar",
+  "Apr",
+  "May",
+  "Jun",
+  "Jul",
+  "Aug",
+  "Sep",
+  "Oct",
+  "Nov",
+  "Dec",
+] as const;
+
+/** Outcome names as an owner reads them in tables and sentences. */
+export const OUTCOME_NAMES: Readonly<Record<Outcome, string>> = {
+  scheduled: "scheduled",
+  sent: "sent",
+  delivered: "delivered",
+  undelivered: "undelivered",
+  failed: "failed",
+  skipped: "skipped",
+  cancelled: "cancelled",
+  optout: "opt-outs",
+  reply: "replies",
+};
+
+/** The report table's outcome columns; undelivered only when some SMS went undelivered. */
+export function tableOutcomes(model: ReportModel): readonly Outcome[] {
+  const base: Outcome[] = [
+    "scheduled",
+    "sent",
+    "delivered",
+    "failed",
+    "skipped",
+    "cancelled",
+    "optout",
+  ];
+  if (model.totals.undelivered > 0) base.splice(3, 0, "undelivered");
+  return base;
+}
+
+function localDay(date: DateTime, withYear: boolean): string {
+  const text = `${WEEKDAYS[date.weekday - 1]} ${date.day} ${MONTHS[date.month - 1]}`;
+  return withYear ? `${text} ${date.year}` : text;
+}
+
+/** First and last local day of a period (its end is exclusive). */
+function periodDays(period: ReportPeriod): { first: DateTime; last: DateTime } {
+  const first = DateTime.fromISO(period.since, { zone: period.timezone }).startOf("day");
+  const end = DateTime.fromISO(period.until, { zone: period.timezone }).minus({ milliseconds: 1 });
+  const last = end < first ? first : end.startOf("day");
+  return { first, last };
+}
+
+/** "Mon 16 Nov – Sun 22 Nov 2026"; one date for a one-day period; both years when they differ. */
+export function periodTitle(period: ReportPeriod): string {
+  const { first, last } = periodDays(period);
+  if (first.hasSame(last, "day")) return localDay(first, true);
+  const sameYear = first.year === last.year;
+  return `${localDay(first, !sameYear)} – ${localDay(last, true)}`;
+}
+
+/** "week", "day", "month" or "period": what "the previous …" refers to. */
+export function periodNoun(period: ReportPeriod): string {
+  const { first, last } = periodDays(period);
+  const days = Math.round(last.diff(first, "days").days) + 1;
+  if (days === 1) return "day";
+  if (days === 7) return "week";
+  if (first.day === 1 && last.hasSame(last.endOf("month"), "day") && first.hasSame(last, "month")) {
+    return "month";
+  }
+  return "period";
+}
+
+/** "Tue 17 Nov 14:05" in the report's zone. */
+export function localDateTime(iso: string, timezone: string): string {
+  const at = DateTime.fromISO(iso, { zone: timezone });
+  if (!at.isValid) return plainText(iso);
+  const time = `${String(at.hour).padStart(2, "0")}:${String(at.minute).padStart(2, "0")}`;
+  return `${localDay(at, false)} ${time}`;
+}
+
+/** "Mon 16 Nov" for a local YYYY-MM-DD date. */
+export function shortDate(date: string): string {
+  const day = DateTime.fromISO(date, { zone: "UTC" });
+  return day.isValid ? localDay(day, false) : plainText(date);
+}
+
+/** 1234 → "1,234". */
+export function formatCount(value: number): string {
+  return String(Math.round(value)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/** "sent 42, up 17% on the previous week (36)". */
+export function changeSentence(change: OutcomeChange, noun: string): string {
+  const head = `${OUTCOME_NAMES[change.outcome]} ${formatCount(change.current)}`;
+  return `${head}, ${changeWords(change, noun)}`;
+}
+
+/** "up 17% on the previous week (36)", "none the previous week", "same as the previous week". */
+export function changeWords(change: OutcomeChange, noun: string): string {
+  const previous = `the previous ${noun}`;
+  if (change.percent === null || change.previous === 0) {
+    return change.current === 0 ? `none ${previous} either` : `none ${previous}`;
+  }
+  const rounded = Math.round(change.percent);
+  if (change.current === change.previous) return `same as ${previous}`;
+  if (rounded === 0) return `about the same as ${previous} (${formatCount(change.previous)})`;
+  const direction = rounded > 0 ? "up" : "down";
+  return `${direction} ${formatCount(Math.abs(rounded))}% on ${previous} (${formatCount(change.previous)})`;
+}
+
+/** Changes worth a line: skips outcomes with nothing in either period. */
+export function notableChanges(model: ReportModel): readonly OutcomeChange[] {
+  return model.changes.filter((change) => change.current !== 0 || change.previous !== 0);
+}
+
+/** Untrusted text made safe for a terminal or a text email: no control or bidi characters. */
+export function plainText(text: string): string {
+  return text
+    .replace(/[\p{Cc}\u202a-\u202e\u2066-\u2069]+/gu, " ")
+    .replace(/ {2,}/g, " ")
+    .trim();
+}
+
+/** Capitalises the first letter of a reason for use as a list item. */
+export function capitalise(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

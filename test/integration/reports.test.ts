@@ -1,0 +1,239 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Queue } from "bullmq";
+import { DateTime } from "luxon";
+import { PNG } from "pngjs";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import type { CommandIo } from "../../src/cli/io.js";
+import { runReport } from "../../src/cli/report-command.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import {
+  OWNER_REPORT_JOB,
+  OWNER_REPORTS_QUEUE,
+  ownerSchedulerId,
+  syncReportSchedulers,
+} from "../../src/reports/owner-reports.js";
+import type { ReportModel } from "../../src/reports/report-model.js";
+import { LedgerReader, sumHours } from "../../src/store/ledger-reader.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const OWNER = {
+  name: "Maria Owner",
+  email: "maria@shop.example",
+  timezone: "Europe/London",
+  frequency: "daily",
+  time: "08:00",
+};
+const ago = (hours: number) =>
+  DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+async function withOwner(p: PipelineHarness): Promise<void> {
+  const file = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  doc.setIn(["owners"], doc.createNode([OWNER]));
+  doc.setIn(["shop"], doc.createNode({ name: "Corner Electronics" }));
+  await writeFile(file, doc.toString());
+}
+
+async function settled(p: PipelineHarness, pairs: [string, string][]) {
+  return eventually(
+    async () => {
+      const states = await Promise.all(
+        pairs.map(async ([e, s]) => (await p.store.stepRecords(e, [s])).get(s)?.s),
+      );
+      return states.every((s) => s && s !== "scheduled" && s !== "sending") ? states : undefined;
+    },
+    "steps to settle",
+    15_000,
+  );
+}
+
+/** A run of the pipeline with sends, a permanent failure, a skip, a refund and an SMS. */
+async function busyDay(p: PipelineHarness) {
+  const tv = (id: string, extra = {}) =>
+    purchaseInput({
+      id,
+      orderId: `o-${id}`,
+      occurredAt: ago(2),
+      items: [item("televisions", "650.00")],
+      customer: { id: `c-${id}` },
+      ...extra,
+    });
+  await p.publisher.publish(tv("r-1") as never);
+  await p.publisher.publish(tv("r-2") as never);
+  await p.sink.waitForMessages(2);
+  p.sink.failNext({ code: 550, message: "no such user" });
+  await p.publisher.publish(tv("r-3") as never);
+  await p.publisher.publish(tv("r-4", { customer: { id: "c-r-4", phone: undefined } }) as never);
+  await p.publisher.publish(
+    purchaseInput({
+      id: "r-5",
+      orderId: "o-r-5",
+      occurredAt: ago(0),
+      items: [item("sofas", "900.00")],
+      customer: { id: "c-r-5" },
+    }) as never,
+  );
+  await settled(p, [
+    ["r-1", "big-ticket.thank-you"],
+    ["r-2", "big-ticket.thank-you"],
+    ["r-3", "big-ticket.thank-you"],
+    ["r-4", "big-ticket.thank-you"],
+  ]);
+  await p.publisher.publish({
+    type: "purchase.refunded",
+    id: "ref-5",
+    occurredAt: ago(0),
+    orderId: "o-r-5",
+  });
+  await settled(p, [
+    ["r-5", "big-ticket.check-in"],
+    ["r-5", "big-ticket.thank-you"],
+  ]);
+  await (await p.followUps.getJob(followUpJobId("r-1", "big-ticket.check-in")))?.promote();
+  await p.twilio.waitForMessages(1);
+  await settled(p, [["r-1", "big-ticket.check-in"]]);
+}
+
+describe("ledger and owner reports", () => {
+  it("counts exactly what the SMTP server and the Twilio server received", async () => {
+    pipeline = await startPipeline("ledger");
+    const p = pipeline;
+    await busyDay(p);
+    const counts = sumHours(
+      await new LedgerReader(p.redis, p.prefix).hours(
+        Date.now() - 3_600_000,
+        Date.now() + 3_600_000,
+      ),
+    );
+    const total = (prefix: string) =>
+      [...counts].filter(([f]) => f.startsWith(prefix)).reduce((n, [, c]) => n + c, 0);
+
+    expect(total("sent|email|")).toBe(p.sink.messages.length);
+    expect(total("sent|sms|")).toBe(p.twilio.messages.length);
+    expect(p.sink.messages.length).toBe(3);
+    expect(total("failed|email|thank-you|")).toBe(1);
+    expect(counts.get("reason|failed|email|thank-you|permanent 550")).toBe(1);
+    expect(counts.get("reason|skipped|sms|check-in|no-contact")).toBe(1);
+    expect(total("cancelled|")).toBe(2);
+    // Scheduled: two steps for each of r-1, r-2, r-3, r-5; r-4 has no phone, so one.
+    expect(total("scheduled|")).toBe(9);
+    // Pending now: the check-ins of r-2 and r-3, three months out.
+    const pending = await new LedgerReader(p.redis, p.prefix).pending(
+      Date.now() + 80 * 86_400_000,
+      30,
+    );
+    expect(pending.sms).toBe(2);
+  });
+
+  it("emails the owner a report whose numbers match the ledger, with an inline chart", async () => {
+    pipeline = await startPipeline("report-mail", { startWorker: false });
+    const p = pipeline;
+    await withOwner(p);
+    await p.startWorker();
+    await busyDay(p);
+    const today = DateTime.now().setZone(OWNER.timezone);
+    await new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix: p.prefix }).add(
+      OWNER_REPORT_JOB,
+      {
+        owner: ownerSchedulerId(OWNER),
+        since: today.toISODate(),
+        until: today.plus({ days: 1 }).toISODate(),
+      },
+    );
+    const mails = await p.sink.waitForMessages(4);
+    const report = mails.find((m) => m.envelope.rcptTo.includes(OWNER.email));
+    expect(report?.parsed.subject).toContain("Corner Electronics");
+    expect(report?.parsed.text).toMatch(/sent\s/i);
+    const chart = report?.parsed.attachments.find((a) => a.contentType === "image/png");
+    expect(chart?.contentId).toBeTruthy();
+    // mailparser resolves the HTML's cid: reference to the attached image: proof they are linked.
+    expect(chart?.related).toBe(true);
+    expect(report?.parsed.html).toMatch(/<img src="data:image\/png;base64,/);
+    const png = PNG.sync.read(chart?.content as Buffer);
+    expect(png.width).toBeGreaterThan(100);
+
+    const io = captureIo();
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    await runReport(
+      {
+        config: p.configDir,
+        since: today.toISODate() ?? "",
+        until: today.plus({ days: 1 }).toISODate() ?? "",
+        timezone: OWNER.timezone,
+        format: "json",
+      },
+      io,
+    );
+    const model = JSON.parse(io.output()) as ReportModel;
+    expect(model.totals.sent).toBe(4);
+    expect(model.totals.failed).toBe(1);
+    expect(model.totals.cancelled).toBe(2);
+    expect(model.topFailureReasons[0]?.code).toBe("permanent 550");
+    expect(report?.parsed.text).toContain(String(model.totals.scheduled));
+  });
+
+  it("prints the same model as text and CSV", async () => {
+    pipeline = await startPipeline("report-cli");
+    const p = pipeline;
+    await busyDay(p);
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    const today = DateTime.now().setZone("Europe/London");
+    const range = {
+      config: p.configDir,
+      since: today.toISODate() ?? "",
+      until: today.plus({ days: 1 }).toISODate() ?? "",
+      timezone: "Europe/London",
+    };
+    const csv = captureIo();
+    await runReport({ ...range, format: "csv" }, csv);
+    const [header, ...rows] = csv.output().trim().split(/\r?\n/);
+    expect(header).toBe(
+      "shop,since,until,channel,kind,scheduled,sent,delivered,undelivered,failed,skipped,cancelled,optout,reply",
+    );
+    expect(rows.some((row) => row.includes(",email,thank-you,5,3,0,0,1,0,1,0,0"))).toBe(true);
+    const text = captureIo();
+    await runReport({ ...range, format: "text" }, text);
+    expect(text.output()).toContain("thank-you");
+    await expect(runReport({ ...range, format: "xml" }, captureIo())).rejects.toThrow(
+      /--format: expected text, json or csv/,
+    );
+  });
+
+  it("fires an owner's report at 08:00 local time on both sides of a DST change", async () => {
+    pipeline = await startPipeline("report-dst", { startWorker: false });
+    const p = pipeline;
+    const queue = new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix: p.prefix });
+    const owner = { ...OWNER, frequency: "daily" as const, weekday: 1 as const };
+    const nextRun = async (startIso: string) => {
+      await syncReportSchedulers(queue, [owner], { startDate: Date.parse(startIso) });
+      const scheduler = await queue.getJobScheduler(ownerSchedulerId(owner));
+      await queue.removeJobScheduler(ownerSchedulerId(owner));
+      return DateTime.fromMillis(Number(scheduler?.next), { zone: "utc" }).toISO();
+    };
+    // London leaves GMT for BST on 28 March 2027.
+    expect(await nextRun("2027-03-27T06:00:00Z")).toBe("2027-03-27T08:00:00.000Z");
+    expect(await nextRun("2027-03-27T09:00:00Z")).toBe("2027-03-28T07:00:00.000Z");
+    await queue.close();
+  });
+});
+
+function captureIo(): CommandIo & { output(): string } {
+  let text = "";
+  return {
+    out: (chunk) => {
+      text += chunk;
+    },
+    err: () => undefined,
+    interactive: false,
+    output: () => text,
+  };
+}
