@@ -129,6 +129,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const intake = new Worker(
     PURCHASE_EVENTS_QUEUE,
     createIntakeProcessor({
+      recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       rules,
       store,
       orders,

@@ -77,6 +77,7 @@ export const envSchema = z
     DELIVERY_LEASE_MS: positiveInt(120_000),
     JOB_LOCK_MS: positiveInt(30_000),
     SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
+    RECORD_RETENTION_DAYS: positiveInt(90),
     HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
     HTTP_HOST: z.string().min(1).default("0.0.0.0"),
     HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),

@@ -24,8 +24,6 @@ import {
 } from "./lifecycle.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 
-/** How long an event's record outlives its last step: time for retries, reports and inspection. */
-export const EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 /** A customer's purchase history is forgotten after this long without a purchase. */
 export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
 
@@ -48,6 +46,8 @@ export interface IntakeDeps {
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
   readonly clock: () => DateTime;
+  /** How long an event's record (step states, replies) outlives its last step. */
+  readonly recordRetentionMs: number;
 }
 
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */
@@ -120,7 +120,7 @@ async function schedulePurchase(
   const { history, firstSeen } = await deps.store.recordPurchase(
     event,
     HISTORY_RETENTION_MS,
-    EVENT_RETENTION_MS,
+    deps.recordRetentionMs,
   );
   const suppressedChannels = await suppressedChannelsOf(event, deps.suppressions);
   const effective = { ...event, total: remainingTotal(event.total, order.refunded) };
@@ -150,7 +150,8 @@ async function schedulePurchase(
     const record = records.get(step.stepId);
     return record === undefined || record.s === "scheduled";
   });
-  const keepUntil = Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + EVENT_RETENTION_MS;
+  const keepUntil =
+    Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + deps.recordRetentionMs;
   await deps.store.saveEvent(event, keepUntil);
   await deps.orders.addPurchase(
     event.orderId,
