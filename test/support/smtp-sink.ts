@@ -7,6 +7,7 @@ import {
   type SMTPServerError,
   type SMTPServerSession,
 } from "smtp-server";
+import { Arrivals } from "./arrivals.js";
 
 /** SMTP envelope of one accepted message. */
 export interface SmtpSinkEnvelope {
@@ -65,31 +66,17 @@ export interface SmtpSink {
 
 const CLOSE_GRACE_MS = 50;
 
-interface MessageWaiter {
-  count: number;
-  resolve(messages: SmtpSinkMessage[]): void;
-}
-
 /** Starts an SMTP sink on 127.0.0.1 (random port, plain text, AUTH optional unless requireAuth). */
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
-  const messages: SmtpSinkMessage[] = [];
+  const arrivals = new Arrivals<SmtpSinkMessage>();
+  const messages = arrivals.items;
   const authentications: SmtpSinkAuthentication[] = [];
   const errors: Error[] = [];
   const scripted: SmtpScriptedResponse[] = [];
   const activeFailures = new Map<string, SmtpScriptedResponse>();
   const sessionAuth = new Map<string, SmtpSinkAuthentication>();
-  const waiters = new Set<MessageWaiter>();
   let attempts = 0;
   let connections = 0;
-
-  const notifyWaiters = () => {
-    for (const waiter of waiters) {
-      if (messages.length >= waiter.count) {
-        waiters.delete(waiter);
-        waiter.resolve(messages.slice());
-      }
-    }
-  };
 
   const createServer = () => {
     const server = new SMTPServer({
@@ -132,7 +119,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
               callback(toSmtpError(failure));
               return;
             }
-            messages.push({
+            arrivals.push({
               envelope: toEnvelope(session),
               parsed: await simpleParser(raw),
               raw,
@@ -140,7 +127,6 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
               receivedAt: new Date(),
             });
             callback(null, `Message queued as sink-${messages.length}`);
-            notifyWaiters();
           },
           (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
         );
@@ -198,27 +184,15 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       return connections;
     },
     waitForMessages(count, timeoutMs = 5_000) {
-      if (messages.length >= count) return Promise.resolve(messages.slice());
-      return new Promise((resolve, reject) => {
-        const waiter: MessageWaiter = {
-          count,
-          resolve(arrived) {
-            clearTimeout(timer);
-            resolve(arrived);
-          },
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(
-            new Error(
-              `smtp-sink: expected ${count} message(s) within ${timeoutMs} ms but ${messages.length} arrived ` +
-                `(${attempts} delivery attempt(s), ${scripted.length} scripted failure(s) unused)`,
-            ),
-          );
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
+      return arrivals.waitFor(
+        count,
+        timeoutMs,
+        () =>
+          `smtp-sink: expected ${count} message(s) within ${timeoutMs} ms but ${messages.length} arrived ` +
+          `(${attempts} delivery attempt(s), ${scripted.length} scripted failure(s) unused)`,
+      );
     },
+
     failNext(...responses) {
       scripted.push(...responses);
     },

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import http, { STATUS_CODES } from "node:http";
 import { countSmsSegments } from "../../src/domain/sms-segments.js";
+import { Arrivals } from "./arrivals.js";
 
 /** Re-exported for tests that imported it from here before it moved to the domain. */
 export { countSmsSegments };
@@ -66,11 +67,6 @@ interface MessageResource {
   uri: string;
 }
 
-interface MessageWaiter {
-  count: number;
-  resolve(messages: TwilioFakeMessage[]): void;
-}
-
 const DEFAULT_ERROR_CODES: Record<number, number> = {
   401: 20003,
   404: 20404,
@@ -84,10 +80,10 @@ const MESSAGE_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\/(SM[0-9a-f]{32
 
 /** Starts the fake Twilio Messages API on 127.0.0.1 (random port). */
 export async function startTwilioFake(options: TwilioFakeOptions): Promise<TwilioFake> {
-  const messages: TwilioFakeMessage[] = [];
+  const arrivals = new Arrivals<TwilioFakeMessage>();
+  const messages = arrivals.items;
   const resources = new Map<string, MessageResource>();
   const scripted: TwilioScriptedFailure[] = [];
-  const waiters = new Set<MessageWaiter>();
   let requests = 0;
   const expectedAuthorization = `Basic ${Buffer.from(`${options.accountSid}:${options.authToken}`).toString("base64")}`;
 
@@ -163,13 +159,7 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
     if (from) message.from = from;
     if (messagingServiceSid) message.messagingServiceSid = messagingServiceSid;
     if (statusCallback) message.statusCallback = statusCallback;
-    messages.push(message);
-    for (const waiter of waiters) {
-      if (messages.length >= waiter.count) {
-        waiters.delete(waiter);
-        waiter.resolve(messages.slice());
-      }
-    }
+    arrivals.push(message);
     return { status: 201, body: resource };
   };
 
@@ -209,27 +199,15 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
       return requests;
     },
     waitForMessages(count, timeoutMs = 5_000) {
-      if (messages.length >= count) return Promise.resolve(messages.slice());
-      return new Promise((resolve, reject) => {
-        const waiter: MessageWaiter = {
-          count,
-          resolve(arrived) {
-            clearTimeout(timer);
-            resolve(arrived);
-          },
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(
-            new Error(
-              `twilio-fake: expected ${count} message(s) within ${timeoutMs} ms but ${messages.length} arrived ` +
-                `(${requests} request(s), ${scripted.length} scripted failure(s) unused)`,
-            ),
-          );
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
+      return arrivals.waitFor(
+        count,
+        timeoutMs,
+        () =>
+          `twilio-fake: expected ${count} message(s) within ${timeoutMs} ms but ${messages.length} arrived ` +
+          `(${requests} request(s), ${scripted.length} scripted failure(s) unused)`,
+      );
     },
+
     failNext(...responses) {
       scripted.push(...responses);
     },
