@@ -190,7 +190,8 @@ function createDelivery(deps: DeliveryDeps) {
     if (!claim.claimed) {
       if (claim.record.s === "sending")
         return postpone(claim.record.t + deps.sendLeaseMs, "another worker is sending");
-      await deps.caps.release(step.channel, event.customer.id, followUpId);
+      // A sent step keeps its place under the cap; anything else never reached the customer.
+      if (claim.record.s !== "sent") await deps.caps.release(step.channel, event.customer.id, followUpId);
       if (claim.record.s === "cancelled") {
         deps.metrics.cancelled.inc({
           ...stepLabels,

@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import type { Queue } from "bullmq";
-import { DateTime } from "luxon";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
@@ -10,6 +9,7 @@ import { renderDailySendsChart } from "./daily-sends-chart.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
 import type { ReportModel, ReportPeriod } from "./report-model.js";
 import { previousPeriod, reportCronPattern } from "./report-period.js";
+import { periodTitle } from "./report-phrases.js";
 
 /** Queue of the owners' report jobs, fed by one BullMQ job scheduler per owner. */
 export const OWNER_REPORTS_QUEUE = "owner-reports";
@@ -60,16 +60,14 @@ export async function collectReport(
 
 /** The report as an email: text and HTML parts and the daily-sends chart as an inline image. */
 export function reportEmail(model: ReportModel, owner: Owner, followUpId: string): EmailMessage {
-  const since = DateTime.fromISO(model.period.since, { setZone: true });
-  const until = DateTime.fromISO(model.period.until, { setZone: true }).minus({ days: 1 });
-  const range = since.hasSame(until, "day")
-    ? since.toFormat("ccc d LLL yyyy")
-    : `${since.toFormat("d LLL")} – ${until.toFormat("d LLL yyyy")}`;
+  const unhappy = model.unhappyReplies.length;
   return {
     channel: "email",
     followUpId,
     to: owner.email,
-    subject: `${model.shopName} follow-ups: ${range}`,
+    subject:
+      `${model.shopName} follow-ups, ${periodTitle(model.period)}: ${model.totals.sent} sent` +
+      (unhappy > 0 ? `, ${unhappy} unhappy ${unhappy === 1 ? "reply" : "replies"}` : ""),
     text: renderReportText(model),
     html: renderReportHtml(model, { chartCid: CHART_CID }),
     attachments: [

@@ -10,6 +10,7 @@ import {
   OUTCOME_NAMES,
   periodNoun,
   periodTitle,
+  plainText,
   shortDate,
   tableOutcomes,
 } from "./report-phrases.js";
@@ -113,7 +114,7 @@ function headerBlock(model: ReportModel): string {
     `<p style="margin:0 0 4px 0;font-family:${FONT};font-size:13px;line-height:18px;color:${MUTED};">Follow-up report</p>` +
       `<h1 style="margin:0 0 4px 0;font-family:${FONT};font-size:22px;line-height:28px;font-weight:bold;color:${INK};">${escapeHtml(model.shopName)}</h1>` +
       `<p style="margin:0 0 12px 0;font-family:${FONT};font-size:14px;line-height:20px;color:${MUTED};">${escapeHtml(periodTitle(model.period))}</p>` +
-      paragraph(`Hello ${model.ownerName}, here is what your follow-ups did.`, INK),
+      paragraph(`${greeting(model.ownerName)} here is what your follow-ups did.`, INK),
     "padding:24px 24px 16px 24px;",
   );
 }
@@ -150,13 +151,13 @@ function unhappyBlock(model: ReportModel): string {
   const items = replies.map((reply) => {
     const about = [
       localDateTime(reply.receivedAt, model.period.timezone),
-      reply.orderId === null ? null : `order ${reply.orderId}`,
-      reply.customerName,
+      reply.orderId === null ? null : `order ${plainText(reply.orderId)}`,
+      reply.customerName === null ? null : plainText(reply.customerName),
     ].filter((part): part is string => part !== null && part !== "");
     return (
       `<tr><td style="padding:10px 12px;border-top:1px solid #fde68a;">` +
       `<div style="font-family:${FONT};font-size:13px;line-height:18px;color:${WARN_INK};">${escapeHtml(about.join(" · "))} · <strong>${escapeHtml(reply.why)}</strong></div>` +
-      `<div style="font-family:${FONT};font-size:14px;line-height:20px;color:${INK};">“${escapeHtml(reply.text)}”</div>` +
+      `<div style="font-family:${FONT};font-size:14px;line-height:20px;color:${INK};">“${escapeHtml(plainText(reply.text))}”</div>` +
       "</td></tr>"
     );
   });
@@ -315,6 +316,10 @@ function footerBlock(model: ReportModel): string {
     `<p style="margin:0;font-family:${FONT};font-size:12px;line-height:16px;color:${MUTED};">Times are in ${escapeHtml(model.period.timezone)}. Counts cover ${escapeHtml(periodTitle(model.period))}; “coming up” counts from the end of that period.</p>`,
     `padding:16px 24px 24px 24px;border-top:1px solid ${RULE};`,
   );
+}
+
+function greeting(name: string): string {
+  return name.trim() === "" ? "Hello," : `Hello ${name.trim()},`;
 }
 
 function plural(count: number, one: string, many: string): string {

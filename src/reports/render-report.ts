@@ -250,9 +250,6 @@ function wrap(text: string, limit: number, prefix: string): string[] {
   return lines.map((line) => `${prefix}${line}`);
 }
 
-// ---------------------------------------------------------------------------------------------
-// JSON and CSV
-
 /** Keys in the order the model declares them; anything unknown follows alphabetically. */
 const KEY_ORDER = [
   "shopName",

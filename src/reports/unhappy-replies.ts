@@ -23,16 +23,24 @@ export function judgeReply(text: string): ReplyJudgement {
     : { unhappy: true, why: reasons.join("; ") };
 }
 
+/** Long replies are judged by their start: a complaint is rarely buried after this. */
+const JUDGED_LENGTH = 4_000;
+/** Where a quoted earlier message starts in an email reply. */
+const QUOTE_START =
+  /^(?:On .{1,200} wrote:|Am .{1,200} schrieb .{1,200}:|-{2,} ?(?:Original Message|Ursprüngliche Nachricht) ?-{2,})\s*$/imu;
+
 function normalise(text: string): string {
-  return text
+  const quoteAt = text.search(QUOTE_START);
+  return (quoteAt === -1 ? text : text.slice(0, quoteAt))
+    .slice(0, JUDGED_LENGTH)
+    .split("\n")
+    .filter((line) => !line.trimStart().startsWith(">"))
+    .join("\n")
     .normalize("NFC")
     .replace(/[’‘`´]/g, "'")
     .replace(/\s+/g, " ")
     .trim();
 }
-
-// ---------------------------------------------------------------------------------------------
-// Scores
 
 interface Score {
   readonly value: number;
@@ -122,9 +130,6 @@ function* asScore(raw: string | undefined, scaleText: string | undefined): Gener
 function formatNumber(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(1);
 }
-
-// ---------------------------------------------------------------------------------------------
-// Words of complaint
 
 /**
  * A cue is a regular-expression source matched at word boundaries. Negatable cues are not counted
@@ -250,8 +255,12 @@ function complaint(text: string): string | undefined {
   return first?.words;
 }
 
+/** How far back a negation can stand: a negator and a few small words. */
+const NEGATION_REACH = 80;
+
 function isNegated(text: string, start: number, end: number): boolean {
-  const before = text.slice(0, start);
+  let before = text.slice(Math.max(0, start - NEGATION_REACH), start);
+  if (start > NEGATION_REACH) before = before.slice(before.indexOf(" ") + 1);
   const clause = before.replace(CLAUSE_BREAK, "");
   return NEGATED_BEFORE.test(` ${clause}`) || FIXED_AFTER.test(text.slice(end));
 }

@@ -270,6 +270,7 @@ describe("renderReportHtml", () => {
     expect(html).toContain("Ana &lt;b&gt;Example&lt;/b&gt;");
     expect(html).toContain("Müller, Söhne &amp; &quot;Co&quot;");
     expect(html).not.toContain("<b>Example");
+    expect(html).not.toContain("\u001b");
   });
 
   it("uses only inline styles and no scripts or remote resources", () => {

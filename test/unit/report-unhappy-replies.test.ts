@@ -93,6 +93,23 @@ describe("judgeReply", () => {
     expect(judgeReply(reply)).toEqual({ unhappy: why !== null, why });
   });
 
+  it("ignores the quoted check-in below an email reply", () => {
+    const reply =
+      "All fine, thanks!\n\nOn Tue, 17 Nov 2026 at 14:05, Corner Shop <hello@shop.example> wrote:\n> Any problem with your order? Reply with a score from 1 to 10.";
+    expect(judgeReply(reply)).toEqual({ unhappy: false, why: null });
+    expect(judgeReply("> Any problem?\nKaputt.")).toEqual({
+      unhappy: true,
+      why: "mentions “Kaputt”",
+    });
+  });
+
+  it("judges a very long reply quickly", () => {
+    const started = performance.now();
+    expect(judgeReply("not bad ".repeat(50_000)).unhappy).toBe(false);
+    expect(judgeReply(`${"fine ".repeat(100)}broken`).why).toBe("mentions “broken”");
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
   it("has a table of at least 30 cases", () => {
     expect(CASES.length).toBeGreaterThanOrEqual(30);
   });
