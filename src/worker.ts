@@ -178,11 +178,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     async (job) => {
       const owner = config.rules.owners.find((o) => ownerSchedulerId(o) === job.data.owner);
       if (!owner) return { skipped: "owner no longer in the rules" };
-      // A run added by hand may name its period; scheduled runs cover the days before now.
+      // A run added by hand may name its period; a scheduled run covers the days before the moment
+      // it was scheduled for, even when it is processed late (after an outage, or on a retry).
       const period =
         typeof job.data.since === "string" && typeof job.data.until === "string"
           ? periodFromDates(job.data.since, job.data.until, owner.timezone)
-          : reportPeriodAt(owner, clock());
+          : reportPeriodAt(owner, DateTime.fromMillis(job.timestamp + (job.delay ?? 0)));
       try {
         const sent = await sendOwnerReport(
           reportSources,
@@ -249,8 +250,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
     return true;
   };
+  const reloadLogged = () =>
+    reload().catch((error: unknown) => {
+      logger.error({ err: error }, "config reload failed; keeping the current version");
+      return false;
+    });
   const watcher =
-    options.watchConfig === false ? undefined : watchConfigDir(env.CONFIG_DIR, () => void reload());
+    options.watchConfig === false
+      ? undefined
+      : watchConfigDir(env.CONFIG_DIR, () => void reloadLogged());
 
   let http: FastifyInstance | undefined;
   let httpAddress: string | undefined;
@@ -325,7 +333,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     configVersion: () => config.version,
     ...(httpAddress && { httpAddress }),
     metrics,
-    reload,
+    reload: reloadLogged,
     close() {
       closing ??= (async () => {
         watcher?.close();

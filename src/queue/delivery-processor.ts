@@ -142,6 +142,8 @@ function createDelivery(deps: DeliveryDeps) {
         nowMs,
         { outcome: "skipped", channel, kind, ruleId, reason: code },
       );
+      // A retried step may hold a cap slot from its earlier attempt; a skipped one never reached anyone.
+      await deps.caps.release(channel as Channel, event.customer.id, followUpId);
       deps.metrics.skipped.inc({ ...labels(channel, kind), reason: code });
       log.info({ code }, "follow-up skipped");
       return { outcome: "skipped", code };
@@ -191,7 +193,8 @@ function createDelivery(deps: DeliveryDeps) {
       if (claim.record.s === "sending")
         return postpone(claim.record.t + deps.sendLeaseMs, "another worker is sending");
       // A sent step keeps its place under the cap; anything else never reached the customer.
-      if (claim.record.s !== "sent") await deps.caps.release(step.channel, event.customer.id, followUpId);
+      if (claim.record.s !== "sent")
+        await deps.caps.release(step.channel, event.customer.id, followUpId);
       if (claim.record.s === "cancelled") {
         deps.metrics.cancelled.inc({
           ...stepLabels,
@@ -262,11 +265,12 @@ function createDelivery(deps: DeliveryDeps) {
     }
     const attempts = claim.record.a + 1;
     if (result.error.optedOut) {
-      await deps.suppressions.suppress(step.channel, { address: message.to });
-      await deps.store.count(
-        { outcome: "optout", channel: step.channel, kind: "-", ruleId: "-", reason: "provider" },
-        doneMs,
-      );
+      const isNew = await deps.suppressions.suppress(step.channel, { address: message.to });
+      if (isNew)
+        await deps.store.count(
+          { outcome: "optout", channel: step.channel, kind: "-", ruleId: "-", reason: "provider" },
+          doneMs,
+        );
       log.info({ channel: step.channel }, "recipient opted out at the provider; suppressed");
     }
     if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {

@@ -123,7 +123,7 @@ async function schedulePurchase(
     deps.recordRetentionMs,
   );
   const suppressedChannels = await suppressedChannelsOf(event, deps.suppressions);
-  const effective = { ...event, total: remainingTotal(event.total, order.refunded) };
+  const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
   const rules = deps.rules();
   const plan = planFollowUps(effective, rules, history, now, { suppressedChannels });
   // Skips at planning are counted once per event, not again when it is re-published.
@@ -150,24 +150,21 @@ async function schedulePurchase(
     const record = records.get(step.stepId);
     return record === undefined || record.s === "scheduled";
   });
+  if (open.length === 0) {
+    // Everything was handled before; saving the event again would bring back scrubbed contact data.
+    log.info("re-published event: every step already handled");
+    return {
+      type: event.type,
+      planned: plan.steps.length,
+      scheduled: 0,
+      skipped: plan.skipped.length,
+    };
+  }
   const keepUntil =
     Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + deps.recordRetentionMs;
+  // Order matters: the event and the step records exist before any job can run, and the order
+  // link comes after them, so a refund racing this purchase either sees the steps or is seen here.
   await deps.store.saveEvent(event, keepUntil);
-  await deps.orders.addPurchase(
-    event.orderId,
-    event.id,
-    Math.max(keepUntil, nowMs + LIFECYCLE_RETENTION_MS),
-  );
-  await deps.followUps.addBulk(
-    open.map((step) => ({
-      name: step.channel,
-      data: { e: event.id, s: step.stepId },
-      opts: {
-        jobId: followUpJobId(event.id, step.stepId),
-        delay: Math.max(0, Date.parse(step.dueAt) - nowMs),
-      },
-    })),
-  );
   await deps.store.markScheduled(
     event.id,
     open.map((step) => ({
@@ -178,6 +175,33 @@ async function schedulePurchase(
       ruleId: step.ruleId,
     })),
     nowMs,
+  );
+  const linked = await deps.orders.linkPurchase(
+    event.orderId,
+    event.id,
+    Math.max(keepUntil - nowMs, LIFECYCLE_RETENTION_MS),
+  );
+  let toSchedule = open;
+  if (
+    linked.fullyRefunded !== order.fullyRefunded ||
+    linked.refunds.length !== order.refunds.length
+  ) {
+    await deps.lifecycle.applyRefunds(event.id, event.orderId, linked, nowMs);
+    const after = await deps.store.stepRecords(
+      event.id,
+      open.map((s) => s.stepId),
+    );
+    toSchedule = open.filter((step) => after.get(step.stepId)?.s === "scheduled");
+  }
+  await deps.followUps.addBulk(
+    toSchedule.map((step) => ({
+      name: step.channel,
+      data: { e: event.id, s: step.stepId },
+      opts: {
+        jobId: followUpJobId(event.id, step.stepId),
+        delay: Math.max(0, Date.parse(step.dueAt) - nowMs),
+      },
+    })),
   );
   for (const step of open) {
     if (records.get(step.stepId) === undefined)

@@ -9,7 +9,7 @@ import { smsKeyword } from "../domain/sms-keywords.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
-import type { OrderStore } from "../store/order-store.js";
+import type { OrderRecord, OrderStore } from "../store/order-store.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 
@@ -86,12 +86,78 @@ export function createLifecycle(deps: LifecycleDeps) {
     return true;
   };
 
+  /**
+   * Brings one purchase's pending steps in line with its order's refunds: all cancelled (and the
+   * event stopped) on a full refund, those whose kind the remaining value no longer earns on a
+   * partial one. Used when a refund arrives and when a purchase arrives after its refund.
+   */
+  const applyRefunds = async (
+    eventId: string,
+    orderId: string,
+    order: OrderRecord,
+    now: number,
+  ): Promise<RefundSummary> => {
+    const fullReason = `refunded: order ${orderId} fully refunded`;
+    const event = await deps.store.loadEvent(eventId);
+    if (!event) {
+      // Nothing left to re-plan; a full refund still stops any step a worker might be holding.
+      if (order.fullyRefunded) await deps.store.stopEvent(eventId, fullReason);
+      return { cancelled: 0, kept: 0 };
+    }
+    const remaining = remainingTotal(event.total, order.refunds);
+    const full = order.fullyRefunded || remaining.minor === 0;
+    const records = await deps.store.allStepRecords(eventId);
+    const open = [...records.entries()]
+      .filter(([, record]) => record.s === "scheduled")
+      .map(([id]) => id);
+    let keep = new Set<string>();
+    let reasonFor = (_stepId: string) => fullReason;
+    if (full) {
+      await deps.store.stopEvent(eventId, fullReason);
+    } else {
+      if (remaining.minor === event.total.minor) return { cancelled: 0, kept: open.length };
+      const history = await deps.store.historyAt(eventId);
+      const replanned = planFollowUps(
+        { ...event, total: remaining },
+        deps.rules(),
+        history,
+        DateTime.fromISO(event.occurredAt),
+      );
+      // A step stays if the smaller order still earns a follow-up of its kind on its channel.
+      const stillEarned = new Set(replanned.steps.map((s) => `${s.kind}/${s.channel}`));
+      keep = new Set(
+        open.filter((id) => {
+          const step = findStep(deps.rules(), id)?.step;
+          return step !== undefined && stillEarned.has(`${step.kind}/${step.channel}`);
+        }),
+      );
+      const why = new Map(replanned.skipped.map((s) => [s.stepId, s.reason]));
+      reasonFor = (stepId) =>
+        `refunded: partial refund leaves ${describeMoney(remaining)}; ${why.get(stepId) ?? "no longer planned"}`;
+    }
+    let cancelled = 0;
+    for (const stepId of open) {
+      if (!keep.has(stepId) && (await cancel(event, stepId, reasonFor(stepId), now))) cancelled++;
+    }
+    return { cancelled, kept: open.length - cancelled };
+  };
+
   return {
     /**
      * A full refund cancels every pending step of the order (and stops one being claimed right
      * now); a partial one re-plans with the remaining value and cancels steps that drop out.
      */
     async refund(refund: PurchaseRefunded, now: number): Promise<RefundSummary> {
+      const before = await deps.orders.get(refund.orderId);
+      // A refund in another currency than its order is refused before it is recorded.
+      for (const eventId of before.eventIds) {
+        const event = await deps.store.loadEvent(eventId);
+        if (event && refund.amount && refund.amount.currency !== event.total.currency) {
+          throw new RefundCurrencyError(
+            `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,
+          );
+        }
+      }
       const order = await deps.orders.addRefund(
         refund.orderId,
         refund.id,
@@ -101,47 +167,9 @@ export function createLifecycle(deps: LifecycleDeps) {
       let cancelled = 0;
       let kept = 0;
       for (const eventId of order.eventIds) {
-        const event = await deps.store.loadEvent(eventId);
-        if (!event) continue;
-        if (refund.amount && refund.amount.currency !== event.total.currency) {
-          throw new RefundCurrencyError(
-            `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,
-          );
-        }
-        const remaining = remainingTotal(event.total, order.refunded);
-        const full = order.fullyRefunded || remaining.minor === 0;
-        const records = await deps.store.allStepRecords(eventId);
-        const open = [...records.entries()]
-          .filter(([, record]) => record.s === "scheduled")
-          .map(([id]) => id);
-        let keep = new Set<string>();
-        let reasonFor = (_stepId: string) => `refunded: order ${refund.orderId} fully refunded`;
-        if (full) {
-          await deps.store.stopEvent(eventId, `refunded: order ${refund.orderId} fully refunded`);
-        } else {
-          const history = await deps.store.historyAt(eventId);
-          const replanned = planFollowUps(
-            { ...event, total: remaining },
-            deps.rules(),
-            history,
-            DateTime.fromISO(event.occurredAt),
-          );
-          // A step stays if the smaller order still earns a follow-up of its kind on its channel.
-          const stillEarned = new Set(replanned.steps.map((s) => `${s.kind}/${s.channel}`));
-          keep = new Set(
-            open.filter((id) => {
-              const step = findStep(deps.rules(), id)?.step;
-              return step !== undefined && stillEarned.has(`${step.kind}/${step.channel}`);
-            }),
-          );
-          const why = new Map(replanned.skipped.map((s) => [s.stepId, s.reason]));
-          reasonFor = (stepId) =>
-            `refunded: partial refund leaves ${describeMoney(remaining)}; ${why.get(stepId) ?? "no longer planned"}`;
-        }
-        for (const stepId of open) {
-          if (keep.has(stepId)) kept++;
-          else if (await cancel(event, stepId, reasonFor(stepId), now)) cancelled++;
-        }
+        const result = await applyRefunds(eventId, refund.orderId, order, now);
+        cancelled += result.cancelled;
+        kept += result.kept;
       }
       deps.logger.info(
         { eventId: refund.id, cancelled, kept, full: order.fullyRefunded },
@@ -149,6 +177,8 @@ export function createLifecycle(deps: LifecycleDeps) {
       );
       return { cancelled, kept };
     },
+
+    applyRefunds,
 
     /** Opts a customer out of channels; pending steps there are skipped when they fall due. */
     async unsubscribe(
@@ -158,11 +188,16 @@ export function createLifecycle(deps: LifecycleDeps) {
       address?: string,
     ): Promise<void> {
       for (const channel of channels) {
-        await deps.suppressions.suppress(channel, { customerId, ...(address && { address }) });
-        await deps.store.count(
-          { outcome: "optout", channel, kind: "-", ruleId: "-", reason: source },
-          Date.now(),
-        );
+        const isNew = await deps.suppressions.suppress(channel, {
+          customerId,
+          ...(address && { address }),
+        });
+        // Counted once per person and channel: a second click or a redelivered event adds nothing.
+        if (isNew)
+          await deps.store.count(
+            { outcome: "optout", channel, kind: "-", ruleId: "-", reason: source },
+            Date.now(),
+          );
       }
       deps.logger.info({ channels, source }, "customer unsubscribed");
     },
@@ -176,11 +211,12 @@ export function createLifecycle(deps: LifecycleDeps) {
       if (!(await deps.firstSighting(`in:${message.messageSid}`))) return "ignored";
       const keyword = smsKeyword(message.body);
       if (keyword === "opt-out") {
-        await deps.suppressions.suppress("sms", { address: message.from });
-        await deps.store.count(
-          { outcome: "optout", channel: "sms", kind: "-", ruleId: "-", reason: "sms-stop" },
-          Date.now(),
-        );
+        const isNew = await deps.suppressions.suppress("sms", { address: message.from });
+        if (isNew)
+          await deps.store.count(
+            { outcome: "optout", channel: "sms", kind: "-", ruleId: "-", reason: "sms-stop" },
+            Date.now(),
+          );
         return "opted-out";
       }
       if (keyword === "opt-in") {
@@ -243,7 +279,9 @@ export function createLifecycle(deps: LifecycleDeps) {
 export type Lifecycle = ReturnType<typeof createLifecycle>;
 
 /** The order total after refunds, never below zero; refunds in another currency are ignored. */
-export function remainingTotal(total: Money, refunded: Money | undefined): Money {
-  if (!refunded || refunded.currency !== total.currency) return total;
-  return { minor: Math.max(0, total.minor - refunded.minor), currency: total.currency };
+export function remainingTotal(total: Money, refunds: readonly Money[]): Money {
+  const refunded = refunds
+    .filter((r) => r.currency === total.currency)
+    .reduce((sum, r) => sum + r.minor, 0);
+  return { minor: Math.max(0, total.minor - refunded), currency: total.currency };
 }

@@ -36,7 +36,9 @@ function digest(text: string): string {
 
 /** Job id on the input queue: the event id itself when BullMQ accepts it, so duplicates collapse. */
 export function eventJobId(eventId: string): string {
-  return /^[A-Za-z0-9._~-]{1,200}$/.test(eventId) && !/^\d+$/.test(eventId)
+  // BullMQ refuses ids that read back as an integer ("7", "-7"), not only strings of digits.
+  return /^[A-Za-z0-9._~-]{1,200}$/.test(eventId) &&
+    String(Number.parseInt(eventId, 10)) !== eventId
     ? eventId
     : `e${digest(eventId)}`;
 }

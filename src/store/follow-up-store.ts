@@ -75,8 +75,10 @@ local function countChange(spec, now, oldState, newState, due)
   local hour = spec.p .. 'agg:' .. math.floor(now / 3600000)
   for _, field in ipairs(spec.f) do redis.call('HINCRBY', hour, field, 1) end
   redis.call('PEXPIRE', hour, spec.ttl)
-  if PENDING[oldState] and not PENDING[newState] then
-    redis.call('HINCRBY', spec.p .. 'due:' .. math.floor(due / 86400000), spec.ch, -1)
+  local dueKey = spec.p .. 'due:' .. math.floor(due / 86400000)
+  -- A bucket whose day has passed has expired: nothing to take away, and no key without a TTL.
+  if PENDING[oldState] and not PENDING[newState] and redis.call('EXISTS', dueKey) == 1 then
+    redis.call('HINCRBY', dueKey, spec.ch, -1)
   end
 end
 local function scrubIfDone(key)
@@ -99,7 +101,7 @@ local rec
 if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
 local takenOver = rec.s == 'sending' and rec.t + tonumber(ARGV[3]) <= now
 local stop = redis.call('HGET', KEYS[1], 'stop')
-if stop and rec.s == 'scheduled' then
+if stop and (rec.s == 'scheduled' or takenOver) then
   rec.s = 'cancelled'
   rec.x = stop
   rec.t = now

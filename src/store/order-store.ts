@@ -9,32 +9,32 @@ import { eventKey } from "../queue/names.js";
  */
 export interface OrderRecord {
   readonly eventIds: readonly string[];
-  /** Refunded so far, in minor units of `currency`; undefined when nothing was refunded. */
-  readonly refunded?: Money;
+  /** Every partial refund recorded, each in its own currency. */
+  readonly refunds: readonly Money[];
   /** A refund without an amount: the whole order. */
   readonly fullyRefunded: boolean;
 }
 
 /**
  * Records one refund once per refund event id (a redelivered refund changes nothing) and returns
- * the order afterwards. Amount fields are `r:<eventId>` = minor units, or "full".
+ * the order afterwards. Refund fields are `r:<eventId>` = "<minor units> <currency>", or "full".
  */
 const REFUND_SCRIPT = `
-if redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], ARGV[2]) == 1 then
-  if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 'currency', ARGV[3]) end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('HGETALL', KEYS[1])
+`;
+
+/** Links a purchase to its order and returns the order, refunds included, in one step. */
+const LINK_SCRIPT = `
+redis.call('HSET', KEYS[1], 'e:' .. ARGV[1], '1')
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('HGETALL', KEYS[1])
 `;
 
 interface OrderScripts {
-  followUpRefund(
-    key: string,
-    refundId: string,
-    amount: string,
-    currency: string,
-    keepMs: number,
-  ): Promise<string[]>;
+  followUpRefund(key: string, refundId: string, amount: string, keepMs: number): Promise<string[]>;
+  followUpLinkOrder(key: string, eventId: string, keepMs: number): Promise<string[]>;
 }
 
 export class OrderStore {
@@ -45,6 +45,8 @@ export class OrderStore {
     private readonly prefix: string,
   ) {
     const scripted = redis as Redis & Partial<OrderScripts>;
+    if (!scripted.followUpLinkOrder)
+      redis.defineCommand("followUpLinkOrder", { numberOfKeys: 1, lua: LINK_SCRIPT });
     if (!scripted.followUpRefund)
       redis.defineCommand("followUpRefund", { numberOfKeys: 1, lua: REFUND_SCRIPT });
     this.redis = redis as Redis & OrderScripts;
@@ -54,12 +56,12 @@ export class OrderStore {
     return `${this.prefix}:fu:o:${eventKey(orderId)}`;
   }
 
-  /** Links a purchase event to its order, kept at least until `keepUntil` (epoch ms). */
-  async addPurchase(orderId: string, eventId: string, keepUntil: number): Promise<void> {
-    const key = this.key(orderId);
-    await this.redis.hset(key, `e:${eventId}`, "1");
-    await this.redis.call("PEXPIREAT", key, keepUntil, "GT");
-    if ((await this.redis.pttl(key)) < 0) await this.redis.pexpireat(key, keepUntil);
+  /**
+   * Links a purchase event to its order and returns the order as it stands right after: a refund
+   * recorded before this moment is in the answer, one recorded after it will find the link.
+   */
+  async linkPurchase(orderId: string, eventId: string, keepMs: number): Promise<OrderRecord> {
+    return parseOrder(await this.redis.followUpLinkOrder(this.key(orderId), eventId, keepMs));
   }
 
   /** Records a refund (idempotent per refund event) and returns the order as it now stands. */
@@ -72,8 +74,7 @@ export class OrderStore {
     const flat = await this.redis.followUpRefund(
       this.key(orderId),
       refundEventId,
-      amount ? String(amount.minor) : "full",
-      amount?.currency ?? "",
+      amount ? `${amount.minor} ${amount.currency}` : "full",
       keepMs,
     );
     return parseOrder(flat);
@@ -87,26 +88,19 @@ export class OrderStore {
 
 function parseOrder(flat: readonly string[]): OrderRecord {
   const eventIds: string[] = [];
-  let minor = 0;
-  let anyAmount = false;
+  const refunds: Money[] = [];
   let fullyRefunded = false;
-  let currency = "";
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i] ?? "";
     const value = flat[i + 1] ?? "";
     if (field.startsWith("e:")) eventIds.push(field.slice(2));
-    else if (field === "currency") currency = value;
     else if (field.startsWith("r:")) {
       if (value === "full") fullyRefunded = true;
       else {
-        minor += Number(value);
-        anyAmount = true;
+        const [minor = "0", currency = ""] = value.split(" ");
+        refunds.push({ minor: Number(minor), currency });
       }
     }
   }
-  return {
-    eventIds,
-    fullyRefunded,
-    ...(anyAmount && { refunded: { minor, currency } }),
-  };
+  return { eventIds, refunds, fullyRefunded };
 }

@@ -16,10 +16,14 @@ export class SuppressionList {
     return `${this.prefix}:fu:suppressed:${channel}`;
   }
 
-  /** Adds the customer and/or the address to the channel's list. */
-  async suppress(channel: Channel, who: { customerId?: string; address?: string }): Promise<void> {
+  /** Adds the customer and/or the address to the channel's list; true if either was not on it yet. */
+  async suppress(
+    channel: Channel,
+    who: { customerId?: string; address?: string },
+  ): Promise<boolean> {
     const members = memberKeys(who);
-    if (members.length > 0) await this.redis.sadd(this.key(channel), ...members);
+    if (members.length === 0) return false;
+    return (await this.redis.sadd(this.key(channel), ...members)) > 0;
   }
 
   /** Removes them again (SMS START, or an explicit opt-in). */

@@ -34,7 +34,7 @@ async function waitForState(p: PipelineHarness, eventId: string, stepId: string,
 }
 
 async function processed(p: PipelineHarness, jobId: string) {
-  await eventually(async () => {
+  return eventually(async () => {
     const state = await (await p.events.getJob(jobId))?.getState();
     return state === "completed" || state === "failed" ? state : undefined;
   }, `event job ${jobId} to finish`);
@@ -156,6 +156,83 @@ describe("refunds", () => {
       new Map([["big-ticket.thank-you", undefined]]),
     );
     expect(p.sink.messages).toHaveLength(0);
+  });
+});
+
+describe("refunds racing purchases", () => {
+  it("a full refund taken from the queue together with its purchase always wins", async () => {
+    pipeline = await startPipeline("refund-burst", { env: { INTAKE_CONCURRENCY: "8" } });
+    const p = pipeline;
+    const ids = Array.from({ length: 40 }, (_, i) => `evt-rb-${i}`);
+    await p.events.addBulk(
+      ids.flatMap((id) => [
+        {
+          name: "purchase.completed",
+          data: tv(id, { occurredAt: ago(0), customer: { id: `c-${id}` } }),
+          opts: { jobId: id },
+        },
+        {
+          name: "purchase.refunded",
+          data: {
+            type: "purchase.refunded",
+            id: `ref-${id}`,
+            occurredAt: ago(0),
+            orderId: `ord-${id}`,
+          },
+          opts: { jobId: `ref-${id}` },
+        },
+      ]),
+    );
+    for (const id of ids) {
+      await processed(p, id);
+      await processed(p, `ref-${id}`);
+    }
+    for (const id of ids) {
+      const records = await p.store.allStepRecords(id);
+      for (const [stepId, r] of records) {
+        expect(r.s, `${id} ${stepId}`).toBe("cancelled");
+        expect(
+          await p.followUps.getJob(followUpJobId(id, stepId)),
+          `${id} ${stepId} job`,
+        ).toBeUndefined();
+      }
+    }
+    expect(p.sink.messages).toHaveLength(0);
+  });
+
+  it("a refund in the wrong currency is refused and does not count towards later refunds", async () => {
+    pipeline = await startPipeline("refund-currency");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-cur",
+        orderId: "ord-cur",
+        occurredAt: ago(0),
+        items: [item("kitchenware", "600.00")],
+      }) as never,
+    );
+    await waitForState(p, "evt-cur", "big-ticket.check-in", "scheduled");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-eur",
+      occurredAt: ago(0),
+      orderId: "ord-cur",
+      amount: { amount: "550.00", currency: "EUR" },
+    });
+    expect(await processed(p, "ref-eur")).toBe("failed");
+    expect((await p.events.getJob("ref-eur"))?.failedReason).toBe(
+      "refund ref-eur is in EUR but order ord-cur was paid in GBP",
+    );
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-gbp",
+      occurredAt: ago(0),
+      orderId: "ord-cur",
+      amount: { amount: "50.00", currency: "GBP" },
+    });
+    expect(await processed(p, "ref-gbp")).toBe("completed");
+    // 550 left: still a check-in. Had the EUR refund counted, 0 would be left and everything cancelled.
+    expect((await record(p, "evt-cur", "big-ticket.check-in"))?.s).toBe("scheduled");
   });
 });
 

@@ -56,9 +56,14 @@ export interface PipelineHarness {
  */
 export async function startPipeline(
   label: string,
-  options: { env?: Record<string, string>; startWorker?: boolean } = {},
+  options: {
+    env?: Record<string, string>;
+    startWorker?: boolean;
+    /** A Redis of the test's own (e.g. one it restarts); default the suite's shared one. */
+    redisUrl?: string;
+  } = {},
 ): Promise<PipelineHarness> {
-  const redisUrl = inject("redisUrl");
+  const redisUrl = options.redisUrl ?? inject("redisUrl");
   const prefix = uniquePrefix(label);
   const root = await mkdtemp(path.join(tmpdir(), `followups-${label}-`));
   const configDir = path.join(root, "config");

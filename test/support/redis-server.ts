@@ -8,6 +8,8 @@ import path from "node:path";
 export interface RedisServerOptions {
   /** Enable the append-only file (for restart/durability tests); default false. */
   appendonly?: boolean;
+  /** AOF fsync policy; `always` makes every acknowledged write survive a SIGKILL. Default everysec. */
+  appendfsync?: "always" | "everysec" | "no";
   /** Data directory; a fresh temporary directory (removed on stop) when omitted. */
   dir?: string;
   /** Loopback port to listen on; a free one is picked when omitted. */
@@ -17,6 +19,8 @@ export interface RedisServerOptions {
 /** How the process is ended by restart(): graceful SIGTERM (default) or a SIGKILL crash. */
 export interface RedisRestartOptions {
   signal?: "SIGTERM" | "SIGKILL";
+  /** How long the server stays down before it is started again (an outage); default 0. */
+  downMs?: number;
 }
 
 /** Handle on a running private redis-server. */
@@ -41,6 +45,7 @@ process.once("exit", () => {
 /** Starts a private redis-server on 127.0.0.1 and resolves once it answers PING. */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const appendonly = options.appendonly ?? false;
+  const appendfsync = options.appendfsync ?? "everysec";
   const ownsDir = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), "followups-redis-")));
 
@@ -48,7 +53,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   let child: ChildProcess;
   for (let attempt = 1; ; attempt++) {
     try {
-      child = await launch(port, dir, appendonly);
+      child = await launch(port, dir, appendonly, appendfsync);
       break;
     } catch (error) {
       const canRetry = options.port === undefined && attempt < PORT_IN_USE_RETRIES;
@@ -74,12 +79,18 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     async restart(restartOptions: RedisRestartOptions = {}) {
       if (stopped) throw new Error("redis-server was stopped; start a new one instead");
       await terminate(child, restartOptions.signal ?? "SIGTERM");
-      child = await launch(port, dir, appendonly);
+      if (restartOptions.downMs) await new Promise((r) => setTimeout(r, restartOptions.downMs));
+      child = await launch(port, dir, appendonly, appendfsync);
     },
   };
 }
 
-async function launch(port: number, dir: string, appendonly: boolean): Promise<ChildProcess> {
+async function launch(
+  port: number,
+  dir: string,
+  appendonly: boolean,
+  appendfsync: string,
+): Promise<ChildProcess> {
   const args = [
     "--port",
     String(port),
@@ -89,6 +100,8 @@ async function launch(port: number, dir: string, appendonly: boolean): Promise<C
     "",
     "--appendonly",
     appendonly ? "yes" : "no",
+    "--appendfsync",
+    appendfsync,
     "--dir",
     dir,
     "--daemonize",

@@ -60,6 +60,12 @@ export interface SmtpSink {
   readonly errors: Error[];
   waitForMessages(count: number, timeoutMs?: number): Promise<SmtpSinkMessage[]>;
   failNext(...responses: SmtpScriptedResponse[]): void;
+  /**
+   * Delays the reply to each accepted message by `ms` (default 0), after it has been recorded:
+   * provider latency, and the window in which a sender that dies leaves a message it cannot know
+   * was accepted.
+   */
+  setReplyDelay(ms: number): void;
   setDown(down: boolean): Promise<void>;
   close(): Promise<void>;
 }
@@ -77,6 +83,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   const sessionAuth = new Map<string, SmtpSinkAuthentication>();
   let attempts = 0;
   let connections = 0;
+  let replyDelayMs = 0;
 
   const createServer = () => {
     const server = new SMTPServer({
@@ -126,7 +133,9 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
               auth: sessionAuth.get(session.id),
               receivedAt: new Date(),
             });
-            callback(null, `Message queued as sink-${messages.length}`);
+            const reply = `Message queued as sink-${messages.length}`;
+            if (replyDelayMs > 0) setTimeout(() => callback(null, reply), replyDelayMs);
+            else callback(null, reply);
           },
           (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
         );
@@ -195,6 +204,9 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
 
     failNext(...responses) {
       scripted.push(...responses);
+    },
+    setReplyDelay(ms) {
+      replyDelayMs = ms;
     },
     async setDown(down) {
       if (down) {

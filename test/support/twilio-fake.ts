@@ -41,6 +41,8 @@ export interface TwilioFake {
   readonly requests: number;
   waitForMessages(count: number, timeoutMs?: number): Promise<TwilioFakeMessage[]>;
   failNext(...responses: TwilioScriptedFailure[]): void;
+  /** Delays every answer by `ms` (default 0), after a message has been created: provider latency. */
+  setResponseDelay(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
   const resources = new Map<string, MessageResource>();
   const scripted: TwilioScriptedFailure[] = [];
   let requests = 0;
+  let responseDelayMs = 0;
   const expectedAuthorization = `Basic ${Buffer.from(`${options.accountSid}:${options.authToken}`).toString("base64")}`;
 
   const handle = (request: http.IncomingMessage, rawBody: string): ApiResponse => {
@@ -174,8 +177,12 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
         "Twilio-Request-Id": `RQ${randomBytes(16).toString("hex")}`,
         ...result.headers,
       };
-      response.writeHead(result.status, headers);
-      response.end(JSON.stringify(result.body));
+      const answer = () => {
+        response.writeHead(result.status, headers);
+        response.end(JSON.stringify(result.body));
+      };
+      if (responseDelayMs > 0) setTimeout(answer, responseDelayMs);
+      else answer();
     });
   });
 
@@ -210,6 +217,9 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
 
     failNext(...responses) {
       scripted.push(...responses);
+    },
+    setResponseDelay(ms) {
+      responseDelayMs = ms;
     },
     close() {
       return new Promise((resolve, reject) => {
