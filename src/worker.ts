@@ -5,7 +5,7 @@ import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
 import { watchConfigDir } from "./config/config-watcher.js";
-import type { Env } from "./config/env.js";
+import { type Env, SECRET_ENV_VARS } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { formatProblem } from "./config/load-rules.js";
 import { type Channel, parseEvent } from "./domain/events.js";
@@ -320,6 +320,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         followUps: `${prefix}:${FOLLOW_UPS_QUEUE}`,
       },
       http: httpAddress ?? "disabled",
+      // Which secrets are configured (names only; values never reach a log).
+      secretsSet: SECRET_ENV_VARS.filter((name) => env[name] !== undefined),
       rulesVersion: config.rules.version,
       templatesVersion: config.templates.version,
     },

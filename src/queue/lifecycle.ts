@@ -266,10 +266,8 @@ export function createLifecycle(deps: LifecycleDeps) {
         dl: update.status.slice(0, 20),
         ...(update.errorCode !== undefined && { de: update.errorCode }),
       });
-      if (update.errorCode === 21610) {
-        const event = await deps.store.loadEvent(at.eventId);
-        if (event?.customer.phone)
-          await deps.suppressions.suppress("sms", { address: event.customer.phone });
+      if (update.errorCode === 21610 && at.recipient) {
+        await deps.suppressions.suppressMember("sms", at.recipient);
       }
       return record ? "recorded" : "unknown-message";
     },

@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory } from "../domain/rules.js";
 import { eventKey } from "../queue/names.js";
+import { addressMember } from "./suppression-list.js";
 
 /**
  * Everything kept about one purchase in one Redis hash: the validated event (for rendering) and
@@ -375,15 +376,22 @@ export class FollowUpStore {
   ): Promise<void> {
     const ref = `${at.eventId}\n${at.stepId}`;
     const pipeline = this.redis.multi();
-    pipeline.set(`${this.prefix}:fu:sid:${sid}`, ref, "PX", keepMs);
+    // The hashed number goes with the sid, so a later 21610 report can suppress it after the
+    // purchase's contact data is scrubbed.
+    pipeline.set(`${this.prefix}:fu:sid:${sid}`, `${ref}\n${addressMember(phone)}`, "PX", keepMs);
     if (at.kind === "check-in")
       pipeline.set(`${this.prefix}:fu:ci:${eventKey(phone)}`, ref, "PX", keepMs);
     await pipeline.exec();
   }
 
   /** The step an SMS sid was sent for. */
-  async stepOfSms(sid: string): Promise<{ eventId: string; stepId: string } | undefined> {
-    return parseRef(await this.redis.get(`${this.prefix}:fu:sid:${sid}`));
+  async stepOfSms(
+    sid: string,
+  ): Promise<{ eventId: string; stepId: string; recipient?: string } | undefined> {
+    const raw = await this.redis.get(`${this.prefix}:fu:sid:${sid}`);
+    const at = parseRef(raw);
+    const recipient = raw?.split("\n")[2];
+    return at && (recipient ? { ...at, recipient } : at);
   }
 
   /** The latest check-in sent to a number, where replies are filed. */

@@ -26,6 +26,11 @@ export class SuppressionList {
     return (await this.redis.sadd(this.key(channel), ...members)) > 0;
   }
 
+  /** Suppresses an address known only by its hashed member key (see addressMember). */
+  async suppressMember(channel: Channel, member: string): Promise<boolean> {
+    return (await this.redis.sadd(this.key(channel), member)) > 0;
+  }
+
   /** Removes them again (SMS START, or an explicit opt-in). */
   async allow(channel: Channel, who: { customerId?: string; address?: string }): Promise<void> {
     const members = memberKeys(who);
@@ -47,9 +52,11 @@ export class SuppressionList {
 function memberKeys(who: { customerId?: string; address?: string }): string[] {
   const keys: string[] = [];
   if (who.customerId) keys.push(`c:${who.customerId}`);
-  if (who.address)
-    keys.push(
-      `a:${createHash("sha256").update(who.address.trim().toLowerCase()).digest("base64url").slice(0, 22)}`,
-    );
+  if (who.address) keys.push(addressMember(who.address));
   return keys;
+}
+
+/** The list's key for an address: hashed, so it can be kept without keeping the address. */
+export function addressMember(address: string): string {
+  return `a:${createHash("sha256").update(address.trim().toLowerCase()).digest("base64url").slice(0, 22)}`;
 }

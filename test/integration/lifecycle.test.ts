@@ -5,6 +5,7 @@ import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { followUpJobId } from "../../src/queue/names.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -271,6 +272,29 @@ describe("opt-outs", () => {
     await waitForState(p, "evt-start", "big-ticket.check-in", "scheduled");
     await (await p.followUps.getJob(followUpJobId("evt-start", "big-ticket.check-in")))?.promote();
     await p.twilio.waitForMessages(1);
+  });
+
+  it("a delivery report records the outcome; a 21610 report suppresses the number after the purchase is scrubbed", async () => {
+    pipeline = await startPipeline("status");
+    const p = pipeline;
+    await p.publisher.publish(tv("evt-status") as never);
+    await waitForState(p, "evt-status", "big-ticket.check-in", "scheduled");
+    await (await p.followUps.getJob(followUpJobId("evt-status", "big-ticket.check-in")))?.promote();
+    const [sms] = await p.twilio.waitForMessages(1);
+    await waitForState(p, "evt-status", "big-ticket.check-in", "sent");
+    await waitForState(p, "evt-status", "big-ticket.thank-you", "sent");
+    // Every step is done: the contact data is gone from the record.
+    expect(await p.store.loadEvent("evt-status")).toBeUndefined();
+
+    const params = { MessageSid: sms?.sid ?? "", MessageStatus: "undelivered", ErrorCode: "21610" };
+    expect((await postTwilio(p, "/webhooks/twilio/status", params)).status).toBeLessThan(300);
+    const r = await record(p, "evt-status", "big-ticket.check-in");
+    expect(r).toMatchObject({ s: "sent", dl: "undelivered", de: 21610 });
+    expect(
+      await new SuppressionList(p.redis, p.prefix).isSuppressed("sms", {
+        address: "+442079460958",
+      }),
+    ).toBe(true);
   });
 
   it("a customer.unsubscribed event stops a pending discount mailing", async () => {
