@@ -27,6 +27,9 @@ COPY package.json ./
 COPY config ./config
 RUN mkdir -p /app/var/outbox && chown -R node:node /app/var
 USER node
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["worker"]
