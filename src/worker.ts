@@ -227,6 +227,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         logger.error({ err, jobId: job.id }, "could not record a failed follow-up"),
       );
   });
+  for (const queue of [followUps, events, reports]) {
+    // Without a listener BullMQ prints connection errors to the console, outside the logger.
+    queue.on("error", (error) => logger.error({ err: error, queue: queue.name }, "queue error"));
+  }
   for (const [label, worker] of [
     ["intake", intake],
     ["delivery", delivery],

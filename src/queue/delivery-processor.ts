@@ -104,6 +104,12 @@ function createDelivery(deps: DeliveryDeps) {
 
     const now = deps.clock();
     const nowMs = now.toMillis();
+    // The step's state first: a redelivered job of a finished step is done, whatever else is gone.
+    const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
+    if (record && record.s !== "scheduled" && record.s !== "sending") {
+      log.info({ state: record.s }, "follow-up already handled");
+      return { outcome: "already-handled", state: record.s };
+    }
     const event = await deps.store.loadEvent(eventId);
     if (!event) {
       log.warn("event record expired or missing; follow-up dropped");
@@ -115,11 +121,6 @@ function createDelivery(deps: DeliveryDeps) {
         nowMs,
       );
       return { outcome: "skipped", code: "event-missing" };
-    }
-    const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
-    if (record && record.s !== "scheduled" && record.s !== "sending") {
-      log.info({ state: record.s }, "follow-up already handled");
-      return { outcome: "already-handled", state: record.s };
     }
     const rules = deps.rules();
     const dueAt = record?.d ?? job.timestamp + job.delay;
