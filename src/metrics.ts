@@ -62,9 +62,10 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
-  readonly takeovers = new Counter({
-    name: "followups_send_takeovers_total",
-    help: "Sends taken over from a vanished worker: each one a possible duplicate.",
+  readonly possibleDuplicates = new Counter({
+    name: "followups_possible_duplicates_total",
+    help: "Sends that may reach the customer twice: taken over from a vanished worker, or retried after a connection broke mid-handover.",
+    labelNames: ["cause"],
     registers: [this.registry],
   });
 

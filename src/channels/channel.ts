@@ -55,6 +55,11 @@ export interface SendFailure {
   readonly reason: string;
   /** The recipient asked the provider to stop (Twilio 21610): suppress this address too. */
   readonly optedOut?: boolean;
+  /**
+   * The connection broke after the message was handed over, before the provider's answer: it may
+   * have been accepted, so a retry may deliver it twice (counted as a possible duplicate).
+   */
+  readonly uncertain?: boolean;
 }
 
 export type SendResult =

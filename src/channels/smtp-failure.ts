@@ -67,7 +67,16 @@ export function classifySmtpFailure(error: unknown): SendFailure {
     kind: "transient",
     code: code ?? "UNKNOWN",
     reason: describe(code, "sending over SMTP failed for an unknown reason"),
+    ...(mayHaveBeenAccepted(fields.command) && { uncertain: true }),
   };
+}
+
+/** Commands after which a broken connection proves nothing was accepted yet. */
+const BEFORE_HANDOVER = /^(CONN|EHLO|HELO|STARTTLS|AUTH|MAIL|RCPT)\b/i;
+
+/** Without a reply, a failure during or after DATA (or at an unknown point) may hide an acceptance. */
+function mayHaveBeenAccepted(command: string | undefined): boolean {
+  return command === undefined || !BEFORE_HANDOVER.test(command);
 }
 
 function describe(code: string | undefined, fallback: string): string {

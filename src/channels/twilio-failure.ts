@@ -28,6 +28,15 @@ const CODE_REASONS: Record<number, string> = {
   21705: "the messaging service is not valid (check TWILIO_MESSAGING_SERVICE_SID)",
 };
 
+/** Network errors that mean no request ever reached Twilio. */
+const NEVER_CONNECTED = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
 /**
  * Classifies a failed Twilio request by HTTP status and Twilio error code: 429, 5xx and network
  * errors transient; 401/403 and account or sender errors misconfigured; other 4xx permanent, with
@@ -44,6 +53,8 @@ export function classifyTwilioFailure(error: unknown): SendFailure {
       kind: "transient",
       code: networkCode ?? "UNKNOWN",
       reason: `the request to Twilio failed before an answer${networkCode ? ` (${networkCode})` : ""}`,
+      // Unless the connection never opened, the request may have reached Twilio before it broke.
+      ...(!NEVER_CONNECTED.has(networkCode ?? "") && { uncertain: true }),
     };
   }
   const code = String(twilioCode ?? status);

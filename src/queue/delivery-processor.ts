@@ -205,7 +205,7 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "already-handled", state: claim.record.s };
     }
     if (claim.takenOver) {
-      deps.metrics.takeovers.inc();
+      deps.metrics.possibleDuplicates.inc({ cause: "takeover" });
       log.warn(
         { takeovers: claim.record.r },
         "previous sender vanished mid-send; sending again (possible duplicate)",
@@ -280,10 +280,18 @@ function createDelivery(deps: DeliveryDeps) {
         eventId,
         stepId,
         ["sending"],
-        { s: "scheduled", a: attempts, x: describeFailure(result.error) },
+        {
+          s: "scheduled",
+          a: attempts,
+          x: describeFailure(result.error),
+          // The provider may have accepted it: the retry is a possible duplicate, counted like a takeover.
+          ...(result.error.uncertain && { r: (claim.record.r ?? 0) + 1 }),
+        },
         doneMs,
       );
       deps.metrics.retried.inc({ channel: step.channel });
+      if (result.error.uncertain)
+        deps.metrics.possibleDuplicates.inc({ cause: "uncertain-handover" });
       log.warn(
         { code: result.error.code, attempts, retryAt: new Date(retryAt).toISOString() },
         "transient failure; will retry",

@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { classifySmtpFailure } from "../../src/channels/smtp-failure.js";
+import { classifyTwilioFailure } from "../../src/channels/twilio-failure.js";
+
+describe("a broken connection: was the message handed over?", () => {
+  it.each([
+    [{ code: "ECONNECTION", command: "DATA" }, true],
+    [{ code: "ESOCKET" }, true],
+    [{ code: "ETIMEDOUT", command: "." }, true],
+    [{ code: "ECONNREFUSED", command: "CONN" }, undefined],
+    [{ code: "ESOCKET", command: "RCPT TO" }, undefined],
+    [{ code: "ECONNECTION", command: "MAIL FROM" }, undefined],
+  ])("SMTP %j → uncertain %s", (error, uncertain) => {
+    const failure = classifySmtpFailure(error);
+    expect(failure.kind).toBe("transient");
+    expect(failure.uncertain).toBe(uncertain);
+  });
+
+  it("an SMTP reply is never uncertain: the server said what it did", () => {
+    expect(classifySmtpFailure({ responseCode: 451, command: "DATA" }).uncertain).toBeUndefined();
+  });
+
+  it("a Twilio request that got no answer may have reached Twilio; an HTTP answer is certain", () => {
+    expect(classifyTwilioFailure({ code: "ECONNRESET" }).uncertain).toBe(true);
+    expect(classifyTwilioFailure({ code: "ECONNREFUSED" }).uncertain).toBeUndefined();
+    expect(classifyTwilioFailure({ status: 500, code: 20500 }).uncertain).toBeUndefined();
+  });
+});
