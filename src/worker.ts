@@ -41,6 +41,11 @@ import { SuppressionList } from "./store/suppression-list.js";
 
 /** Retention of finished jobs, set once on the workers instead of on every job. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
+/**
+ * Completed intake jobs hold the whole event (personal data, about 1.5 kB each); our own records
+ * make re-publishing safe without them, so only a short window is kept for inspection.
+ */
+const KEEP_COMPLETED_EVENTS = { age: 3600, count: 1_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
@@ -140,7 +145,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
       clock,
     }),
-    { ...workerSettings, connection: workerConnections[0], concurrency: env.INTAKE_CONCURRENCY },
+    {
+      ...workerSettings,
+      removeOnComplete: KEEP_COMPLETED_EVENTS,
+      connection: workerConnections[0],
+      concurrency: env.INTAKE_CONCURRENCY,
+    },
   );
   const delivery = new Worker<FollowUpJobData>(
     FOLLOW_UPS_QUEUE,
