@@ -23,10 +23,22 @@ const instant = z.iso.datetime({
   error: "expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
 });
 
+const knownZones = new Map<string, boolean>();
+
+/** luxon builds an Intl formatter per check; the answer per zone name never changes, so keep it. */
+function isKnownZone(zone: string): boolean {
+  let known = knownZones.get(zone);
+  if (known === undefined) {
+    known = IANAZone.isValidZone(zone);
+    if (knownZones.size < 10_000) knownZones.set(zone, known);
+  }
+  return known;
+}
+
 const timeZone = z
   .string({ error: "expected an IANA time zone name such as Europe/Berlin" })
   .max(64)
-  .refine((zone) => IANAZone.isValidZone(zone), {
+  .refine(isKnownZone, {
     error: (issue) =>
       `expected an IANA time zone name such as Europe/Berlin, got ${JSON.stringify(issue.input)}`,
   });

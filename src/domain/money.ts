@@ -19,10 +19,17 @@ export function isCurrencyCode(code: string): boolean {
   return /^[A-Z]{3}$/.test(code) && KNOWN_CURRENCIES.has(code);
 }
 
-/** How many decimals the currency's minor unit has (EUR 2, JPY 0, KWD 3). */
+const digitsByCurrency = new Map<string, number>();
+
+/** How many decimals the currency's minor unit has (EUR 2, JPY 0, KWD 3); cached per currency. */
 export function minorDigits(currency: string): number {
-  return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
-    .maximumFractionDigits as number;
+  let digits = digitsByCurrency.get(currency);
+  if (digits === undefined) {
+    digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
+      .maximumFractionDigits as number;
+    digitsByCurrency.set(currency, digits);
+  }
+  return digits;
 }
 
 /** Result of reading an amount: minor units, or why it cannot be read. */
