@@ -1,116 +1,223 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { DateTime } from "luxon";
 import { loadRules } from "../src/config/load-rules.js";
-import { type PurchaseCompleted, parseEvent } from "../src/domain/events.js";
-import { planFollowUps } from "../src/domain/planner.js";
+import { startRedisServer } from "../test/support/redis-server.js";
+import { startProviders } from "./arrival-sink.js";
+import { writeBenchConfig } from "./bench-config.js";
+import { scratchDir } from "./bench-env.js";
+import { passThroughIntake, plainDelayedJobs } from "./intake-baselines.js";
+import { dueLatency } from "./latency-bench.js";
+import { gitState, machine } from "./machine.js";
+import { plannerBench } from "./planner-bench.js";
+import { eventsForFollowUps, stepsPerMixPosition } from "./purchases.js";
+import { round } from "./redis-stats.js";
+import { buildResults, LISTPACK_VALUE, type SendFigures, summaryRows } from "./report.js";
+import { scheduleThroughIntake } from "./schedule-bench.js";
+import { noopThroughput, rateOver, sendThroughput } from "./send-bench.js";
 
 /**
- * `npm run bench`: measured figures with a baseline from the same run, so results compare across
- * machines as ratios. `--quick` runs a smaller sample (for CI smoke checks).
+ * `npm run bench`: speed and memory of the pipeline on a private redis-server it starts itself,
+ * each figure next to a baseline measured in the same run, so results compare across machines as
+ * ratios. `--quick` is a CI-sized smoke run (well under a minute); `--full` adds the 1,000,000
+ * pending follow-ups scale run. Prints a table and writes bench/results/latest.json.
  */
-const quick = process.argv.includes("--quick");
-const EVENTS = quick ? 10_000 : 100_000;
-
-const CATEGORIES = [
-  "newspapers",
-  "kitchenware",
-  "televisions",
-  "laptops",
-  "furniture",
-  "salon",
-  "phones",
-  "toys",
-];
-const ZONES = [
-  "Europe/London",
-  "Europe/Berlin",
-  "America/New_York",
-  "Asia/Kathmandu",
-  "Pacific/Kiritimati",
-  "Australia/Sydney",
-];
-
-function syntheticPurchases(count: number): PurchaseCompleted[] {
-  const start = DateTime.fromISO("2026-01-01T00:00:00Z");
-  const events: PurchaseCompleted[] = [];
-  for (let i = 0; i < count; i++) {
-    const category = CATEGORIES[i % CATEGORIES.length] ?? "toys";
-    const price = ((i * 7919) % 150000) / 100 + 1;
-    const parsed = parseEvent({
-      type: "purchase.completed",
-      id: `bench-${i}`,
-      occurredAt: start.plus({ minutes: i * 17 }).toISO(),
-      orderId: `ord-${i}`,
-      customer: {
-        id: `cus-${i % 5000}`,
-        email: `c${i}@example.com`,
-        phone: "+447911123456",
-        timezone: ZONES[i % ZONES.length],
-        consent: { email: i % 3 !== 0, sms: true },
-      },
-      items: [{ sku: `S${i}`, name: category, category, quantity: 1, unitPrice: price.toFixed(2) }],
-      total: { amount: price.toFixed(2), currency: "GBP" },
-    });
-    if (!parsed.ok || parsed.event.type !== "purchase.completed")
-      throw new Error("bench fixture invalid");
-    events.push(parsed.event);
-  }
-  return events;
-}
-
-function timed(run: () => number): { seconds: number; work: number } {
-  const started = process.hrtime.bigint();
-  const work = run();
-  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, work };
-}
-
-async function plannerBench() {
-  const rules = await loadRules("config");
-  if (!rules.ok) throw new Error("config/rules.yaml is invalid");
-  const events = syntheticPurchases(EVENTS);
-  // Baseline: the irreducible calendar work of one step per event (zone, +3 months, to UTC).
-  const baseline = timed(() => {
-    let n = 0;
-    for (const event of events) {
-      const zone = event.customer.timezone ?? "UTC";
-      n +=
-        DateTime.fromISO(event.occurredAt, { zone }).plus({ months: 3 }).toUTC().toMillis() > 0
-          ? 1
-          : 0;
-    }
-    return n;
-  });
-  const planner = timed(() => {
-    let steps = 0;
-    for (const [i, event] of events.entries()) {
-      const now = DateTime.fromISO(event.occurredAt);
-      steps += planFollowUps(event, rules.rules, { previousPurchases: i % 5 }, now).steps.length;
-    }
-    return steps;
-  });
-  return {
-    events: EVENTS,
-    plansPerSecond: Math.round(EVENTS / planner.seconds),
-    stepsPlanned: planner.work,
-    baselineDateMathPerSecond: Math.round(EVENTS / baseline.seconds),
-    ratioToBaseline: Number((baseline.seconds / planner.seconds).toFixed(3)),
-  };
-}
-
-const results = {
-  date: new Date().toISOString(),
-  node: process.version,
-  quick,
-  planner: await plannerBench(),
+const mode = process.argv.includes("--full")
+  ? "full"
+  : process.argv.includes("--quick")
+    ? "quick"
+    : "default";
+const quick = mode === "quick";
+const SIZES = {
+  plannerEvents: quick ? 5_000 : 100_000,
+  pending: quick ? 3_000 : 100_000,
+  latency: quick
+    ? { messages: 100, spreadMs: 3_000, leadMs: 3_000 }
+    : { messages: 500, spreadMs: 10_000, leadMs: 5_000 },
+  send: quick ? 600 : 4_000,
+  rate: { perSecond: 50, windowSeconds: quick ? 5 : 8 },
+  scale: 1_000_000,
+  scaleBatchEvents: 100_000,
 };
-console.table({
-  planner: {
-    events: results.planner.events,
-    "plans/s": results.planner.plansPerSecond,
-    "baseline ops/s": results.planner.baselineDateMathPerSecond,
-    "ratio to baseline": results.planner.ratioToBaseline,
-  },
-});
-await mkdir("bench/results", { recursive: true });
-await writeFile("bench/results/latest.json", `${JSON.stringify(results, null, 2)}\n`);
-console.log("wrote bench/results/latest.json");
+/** Rates high enough never to hold back the throughput and latency benches. */
+const OPEN_RATES = { emailRate: 10_000, smsRate: 10_000 };
+/** The worker's defaults (INTAKE_CONCURRENCY, DELIVERY_CONCURRENCY), given to the reference workers. */
+const INTAKE_CONCURRENCY = 8;
+const DELIVERY_CONCURRENCY = 8;
+
+const benchStart = Date.now();
+const log = (line: string) =>
+  console.log(`[${((Date.now() - benchStart) / 1000).toFixed(0).padStart(3)} s] ${line}`);
+const scratch = await scratchDir(mode);
+
+async function scheduleAndLatency(perPosition: number[]) {
+  const { events, followUps } = eventsForFollowUps(perPosition, SIZES.pending);
+  log(`plain BullMQ baseline: ${followUps} delayed jobs with the purchase as payload…`);
+  const plain = await plainDelayedJobs({ events, perPosition, breakdown: true });
+  log("pass-through reference: a BullMQ worker that only turns events into delayed jobs…");
+  const passThrough = await passThroughIntake({
+    events,
+    perPosition,
+    scratch,
+    concurrency: INTAKE_CONCURRENCY,
+  });
+  log(`intake: ${events} purchase events → ${followUps} follow-ups through one worker process…`);
+  const providers = await startProviders();
+  const session = await scheduleThroughIntake({
+    events,
+    batchEvents: events,
+    perPosition,
+    providers,
+    scratch,
+    rates: OPEN_RATES,
+    log,
+  });
+  try {
+    log("memory breakdown (MEMORY USAGE of every key)…");
+    const breakdown = await session.memoryBreakdown();
+    log(
+      `latency: ${SIZES.latency.messages} follow-ups falling due with ${session.run.followUps} pending…`,
+    );
+    const latency = await dueLatency(session, providers, SIZES.latency);
+    await session.close();
+    // The same intake on a Redis whose hashes stay compact listpacks with values up to 1 KB (a
+    // server setting, no code change): what that setting alone saves per pending follow-up.
+    let listpackRun: Awaited<ReturnType<typeof scheduleThroughIntake>>["run"] | undefined;
+    if (!quick) {
+      log(`memory with hash-max-listpack-value ${LISTPACK_VALUE}: the same intake again…`);
+      const tuned = await scheduleThroughIntake({
+        events,
+        batchEvents: events,
+        perPosition,
+        providers,
+        scratch,
+        rates: OPEN_RATES,
+        redisConfig: { "hash-max-listpack-value": String(LISTPACK_VALUE) },
+      });
+      listpackRun = tuned.run;
+      await tuned.close();
+    }
+    return { plain, passThrough, run: session.run, breakdown, latency, listpackRun };
+  } finally {
+    await session.close();
+    await providers.close();
+  }
+}
+
+async function sending(): Promise<SendFigures> {
+  const server = await startRedisServer();
+  const providers = await startProviders();
+  const common = { redisUrl: server.url, scratch };
+  try {
+    log(`send throughput: ${SIZES.send} due follow-ups, no-op baseline then one worker process…`);
+    const noopOne = await noopThroughput({
+      ...common,
+      workers: 1,
+      jobs: SIZES.send,
+      concurrency: DELIVERY_CONCURRENCY,
+    });
+    const one = await sendThroughput({
+      ...common,
+      providers,
+      workers: 1,
+      messages: SIZES.send,
+      channels: "email and sms",
+      rates: OPEN_RATES,
+    });
+    log("two worker processes (and two no-op workers)…");
+    const noopTwo = await noopThroughput({
+      ...common,
+      workers: 2,
+      jobs: SIZES.send,
+      concurrency: DELIVERY_CONCURRENCY,
+    });
+    const two = await sendThroughput({
+      ...common,
+      providers,
+      workers: 2,
+      messages: SIZES.send,
+      channels: "email and sms",
+      rates: OPEN_RATES,
+    });
+    const { perSecond, windowSeconds } = SIZES.rate;
+    log(`rate limit: email at ${perSecond}/s for ${windowSeconds} s…`);
+    const limited = await sendThroughput({
+      ...common,
+      providers,
+      workers: 1,
+      // Enough for the window plus the part-second before it and some to spare.
+      messages: perSecond * (windowSeconds + 2),
+      channels: "email",
+      rates: { emailRate: perSecond, smsRate: perSecond },
+    });
+    const { arrivals: _one, ...oneRun } = one;
+    const { arrivals: _two, ...twoRun } = two;
+    const { arrivals, ...limitedRun } = limited;
+    return {
+      noopOne,
+      one: oneRun,
+      noopTwo,
+      two: twoRun,
+      rate: { ...rateOver(arrivals, perSecond, windowSeconds), run: limitedRun },
+    };
+  } finally {
+    await providers.close();
+    await server.stop();
+  }
+}
+
+async function scale(perPosition: number[]) {
+  const { events, followUps } = eventsForFollowUps(perPosition, SIZES.scale);
+  log(`scale: plain BullMQ baseline, ${followUps} delayed jobs…`);
+  const plain = await plainDelayedJobs({ events, perPosition, breakdown: false });
+  log(`scale: ${events} events → ${followUps} follow-ups through one worker process…`);
+  const providers = await startProviders();
+  const session = await scheduleThroughIntake({
+    events,
+    batchEvents: SIZES.scaleBatchEvents,
+    perPosition,
+    providers,
+    scratch,
+    rates: OPEN_RATES,
+    log,
+  });
+  await session.close();
+  await providers.close();
+  return { plain, run: session.run };
+}
+
+try {
+  const about = await machine();
+  log(
+    `bench (${mode}) on ${about.cpus} × ${about.cpuModel}, Node ${about.node}, Redis ${about.redis}`,
+  );
+  log(`planner: ${SIZES.plannerEvents} events…`);
+  const planner = await plannerBench(SIZES.plannerEvents);
+  const rules = await loadRules(await writeBenchConfig(scratch.file("plan-config"), OPEN_RATES));
+  if (!rules.ok) throw new Error("bench config is invalid");
+  const perPosition = stepsPerMixPosition(rules.rules, DateTime.utc(), "count");
+  const scheduled = await scheduleAndLatency(perPosition);
+  const send = await sending();
+  const scaleRun = mode === "full" ? await scale(perPosition) : undefined;
+
+  const gitAtEnd = gitState();
+  if (gitAtEnd.commit !== about.git.commit || gitAtEnd.dirty !== about.git.dirty)
+    log("WARNING: src changed while the bench ran; figures may mix two versions");
+  const results = buildResults({
+    mode,
+    machine: { ...about, gitAtEnd },
+    seconds: round((Date.now() - benchStart) / 1000, 1),
+    planner,
+    scheduled,
+    send,
+    scaleRun,
+  });
+  for (const warning of results.warnings) log(`WARNING: ${warning}`);
+  console.table(summaryRows(results));
+  await mkdir("bench/results", { recursive: true });
+  await writeFile("bench/results/latest.json", `${JSON.stringify(results, null, 2)}\n`);
+  log(`wrote bench/results/latest.json (${results.seconds} s)`);
+} finally {
+  // BENCH_KEEP_SCRATCH=1 keeps the worker logs and configs for a look after a failed run.
+  if (process.env.BENCH_KEEP_SCRATCH) log(`kept ${scratch.dir}`);
+  else await scratch.remove();
+}

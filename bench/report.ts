@@ -1,0 +1,272 @@
+import type { PassThroughResult, PlainResult } from "./intake-baselines.js";
+import type { LatencyResult } from "./latency-bench.js";
+import type { plannerBench } from "./planner-bench.js";
+import { round } from "./redis-stats.js";
+import type { IntakeRun, IntakeSession } from "./schedule-bench.js";
+import type { RateCheck, SendRun } from "./send-bench.js";
+
+/** Targets of issue 6. */
+export const TARGETS = { intakeRatio: 0.8, bytesPerPending: 400, p99Ms: 500 };
+/** Redis's hash-max-listpack-value of the memory variant (the default is 64 bytes). */
+export const LISTPACK_VALUE = 1024;
+
+export interface ScheduleFigures {
+  readonly plain: PlainResult;
+  readonly passThrough: PassThroughResult;
+  readonly run: IntakeRun;
+  readonly breakdown: Awaited<ReturnType<IntakeSession["memoryBreakdown"]>>;
+  readonly latency: LatencyResult;
+  readonly listpackRun?: IntakeRun;
+}
+
+export interface SendFigures {
+  readonly noopOne: SendRun;
+  readonly one: SendRun;
+  readonly noopTwo: SendRun;
+  readonly two: SendRun;
+  readonly rate: RateCheck & { readonly run: SendRun };
+}
+
+export interface ScaleFigures {
+  readonly plain: PlainResult;
+  readonly run: IntakeRun;
+}
+
+const ratio = (value: number, baseline: number) => round(value / baseline, 3);
+
+/**
+ * What a pending follow-up would cost if our hashes were listpacks (values of up to 64 bytes, or
+ * Redis's hash-max-listpack-value raised): the job hashes and event records of the breakdown,
+ * scaled by the sample keys' measured size when rebuilt as listpacks. A projection, not a run.
+ */
+function listpackProjection(
+  run: { followUps: number; bytesPerPending: number },
+  breakdown: ScheduleFigures["breakdown"],
+) {
+  const jobs = breakdown.classes["follow-ups job hashes (one per follow-up)"]?.bytes ?? 0;
+  const records = breakdown.classes["fu:e (our records)"]?.bytes ?? 0;
+  const jobFactor = breakdown.followUpJob.asListpack / breakdown.followUpJob.bytes;
+  const recordFactor = breakdown.eventRecord.asListpack / breakdown.eventRecord.bytes;
+  const saved = jobs * (1 - jobFactor) + records * (1 - recordFactor);
+  return {
+    note: "projection: job hashes and event records scaled by their sample keys rebuilt as listpacks",
+    followUpJobBytes: breakdown.followUpJob.asListpack,
+    eventRecordBytes: breakdown.eventRecord.asListpack,
+    bytesPerPending: Math.round(run.bytesPerPending - saved / run.followUps),
+  };
+}
+
+/** bench/results/latest.json: every figure with its baseline, ratio and target, and what ran. */
+export function buildResults(input: {
+  mode: string;
+  machine: Record<string, unknown>;
+  seconds: number;
+  planner: Awaited<ReturnType<typeof plannerBench>>;
+  scheduled: ScheduleFigures;
+  send: SendFigures;
+  scaleRun?: ScaleFigures;
+}) {
+  const { plain, passThrough, run, breakdown, latency, listpackRun } = input.scheduled;
+  const { send, scaleRun, planner } = input;
+  const warnings: string[] = [];
+  if (run.failedEvents > 0)
+    warnings.push(`${run.failedEvents} events failed intake: ${run.firstFailure ?? "?"}`);
+  if (run.followUps !== run.expectedFollowUps)
+    warnings.push(`${run.followUps} follow-ups scheduled, ${run.expectedFollowUps} expected`);
+  for (const [name, r] of Object.entries({ one: send.one, two: send.two, rate: send.rate.run }))
+    if (r.failed > 0) warnings.push(`${r.failed} follow-ups failed in the ${name} send run`);
+  const results = {
+    date: new Date().toISOString(),
+    mode: input.mode,
+    machine: input.machine,
+    seconds: input.seconds,
+    warnings,
+    planner,
+    intake: {
+      ...run,
+      workerCpuShare: round(run.workerCpuSeconds / run.seconds, 2),
+      redisCpuShare: round(run.redisCpuSeconds / run.seconds, 2),
+      baseline: {
+        what: "plain BullMQ addBulk of the same number of delayed jobs, purchase as payload",
+        jobs: plain.jobs,
+        seconds: plain.seconds,
+        jobsPerSecond: plain.jobsPerSecond,
+        eventsPerSecond: Math.round(run.events / plain.seconds),
+      },
+      ratio: ratio(plain.seconds, run.seconds),
+      target: TARGETS.intakeRatio,
+      met: plain.seconds / run.seconds >= TARGETS.intakeRatio,
+      passThrough: {
+        what: "a BullMQ worker process (same concurrency) that only turns each input event into its delayed jobs",
+        ...passThrough,
+        ratioToBaseline: ratio(plain.seconds, passThrough.seconds),
+        oursToPassThrough: ratio(passThrough.seconds, run.seconds),
+      },
+    },
+    memory: {
+      pending: run.followUps,
+      bytesPerPending: run.bytesPerPending,
+      usedMemoryDelta: run.usedMemoryDelta,
+      baseline: {
+        what: "plain BullMQ delayed job carrying the purchase",
+        jobs: plain.jobs,
+        bytesPerJob: plain.bytesPerJob,
+        usedMemoryDelta: plain.usedMemoryDelta,
+        sampleJobHash: plain.sampleJobHash,
+        breakdown: plain.breakdown,
+      },
+      ratio: ratio(run.bytesPerPending, plain.bytesPerJob),
+      target: TARGETS.bytesPerPending,
+      met: run.bytesPerPending <= TARGETS.bytesPerPending,
+      breakdown: {
+        note: "MEMORY USAGE … SAMPLES 0 of every key, summed per class; bytesPerPending = bytes / pending follow-ups",
+        classes: Object.fromEntries(
+          Object.entries(breakdown.classes)
+            .sort(([, a], [, b]) => b.bytes - a.bytes)
+            .map(([name, c]) => [
+              name,
+              { ...c, bytesPerPending: round(c.bytes / run.followUps, 1) },
+            ]),
+        ),
+        sumOfKeys: Object.values(breakdown.classes).reduce((sum, c) => sum + c.bytes, 0),
+        ifListpack: listpackProjection(run, breakdown),
+        eventRecord: breakdown.eventRecord,
+        followUpJob: breakdown.followUpJob,
+      },
+      ...(listpackRun && {
+        withListpackValue1024: {
+          what: `the same intake on a Redis with hash-max-listpack-value ${LISTPACK_VALUE}`,
+          pending: listpackRun.followUps,
+          bytesPerPending: listpackRun.bytesPerPending,
+          usedMemoryDelta: listpackRun.usedMemoryDelta,
+          ratio: ratio(listpackRun.bytesPerPending, plain.bytesPerJob),
+          eventsPerSecond: listpackRun.eventsPerSecond,
+        },
+      }),
+    },
+    latency: {
+      ...latency,
+      target: TARGETS.p99Ms,
+      met: latency.p99Ms <= TARGETS.p99Ms,
+    },
+    send: {
+      one: send.one,
+      baseline: send.noopOne,
+      ratio: ratio(send.one.perSecond, send.noopOne.perSecond),
+      rateLimit: send.rate,
+    },
+    twoWorkers: {
+      one: send.one.perSecond,
+      two: send.two.perSecond,
+      ratio: ratio(send.two.perSecond, send.one.perSecond),
+      run: send.two,
+      baseline: {
+        what: "the same with no-op BullMQ worker processes",
+        one: send.noopOne.perSecond,
+        two: send.noopTwo.perSecond,
+        ratio: ratio(send.noopTwo.perSecond, send.noopOne.perSecond),
+        run: send.noopTwo,
+      },
+    },
+    ...(scaleRun && {
+      scale: {
+        pending: scaleRun.run.followUps,
+        events: scaleRun.run.events,
+        seconds: scaleRun.run.seconds,
+        eventsPerSecond: scaleRun.run.eventsPerSecond,
+        usedMemoryDelta: scaleRun.run.usedMemoryDelta,
+        bytesPerPending: scaleRun.run.bytesPerPending,
+        run: scaleRun.run,
+        baseline: scaleRun.plain,
+        timeRatio: ratio(scaleRun.plain.seconds, scaleRun.run.seconds),
+        memoryRatio: ratio(scaleRun.run.bytesPerPending, scaleRun.plain.bytesPerJob),
+      },
+    }),
+  };
+  return results;
+}
+
+/** The console table: one row per figure. */
+export function summaryRows(results: ReturnType<typeof buildResults>) {
+  const { intake, memory, latency, send, twoWorkers, planner, scale } = results;
+  const row = (
+    ours: number | string,
+    baseline: number | string,
+    ratioValue: number | string,
+    target = "-",
+    met?: boolean,
+  ) => ({
+    ours,
+    baseline,
+    ratio: ratioValue,
+    target,
+    met: met === undefined ? "-" : met ? "yes" : "NO",
+  });
+  const rows: Record<string, ReturnType<typeof row>> = {
+    "intake events/s": row(
+      intake.eventsPerSecond,
+      intake.baseline.eventsPerSecond,
+      intake.ratio,
+      `≥ ${TARGETS.intakeRatio}`,
+      intake.met,
+    ),
+    "intake, pass-through ref.": row(
+      intake.passThrough.eventsPerSecond,
+      intake.baseline.eventsPerSecond,
+      intake.passThrough.ratioToBaseline,
+    ),
+    "bytes / pending follow-up": row(
+      memory.bytesPerPending,
+      memory.baseline.bytesPerJob,
+      memory.ratio,
+      `≤ ${TARGETS.bytesPerPending} B`,
+      memory.met,
+    ),
+  };
+  if (memory.withListpackValue1024) {
+    const tuned = memory.withListpackValue1024;
+    rows[`bytes, listpack ${LISTPACK_VALUE}`] = row(
+      tuned.bytesPerPending,
+      memory.baseline.bytesPerJob,
+      tuned.ratio,
+      `≤ ${TARGETS.bytesPerPending} B`,
+      tuned.bytesPerPending <= TARGETS.bytesPerPending,
+    );
+  }
+  rows["due→accepted p50 ms"] = row(latency.p50Ms, "-", "-");
+  rows["due→accepted p99 ms"] = row(
+    latency.p99Ms,
+    "-",
+    round(latency.p99Ms / TARGETS.p99Ms, 3),
+    `≤ ${TARGETS.p99Ms} ms`,
+    latency.met,
+  );
+  rows["sends/s, 1 process"] = row(send.one.perSecond, send.baseline.perSecond, send.ratio);
+  rows["rate limit /s"] = row(
+    send.rateLimit.achievedPerSecond,
+    send.rateLimit.configuredPerSecond,
+    send.rateLimit.ratio,
+    "±5%",
+    send.rateLimit.withinFivePercent,
+  );
+  rows["sends/s, 2 vs 1 process"] = row(
+    twoWorkers.two,
+    twoWorkers.one,
+    twoWorkers.ratio,
+    `(no-op: ${twoWorkers.baseline.ratio})`,
+  );
+  rows["planner plans/s"] = row(
+    planner.plansPerSecond,
+    planner.baselineDateMathPerSecond,
+    planner.ratioToBaseline,
+  );
+  if (scale) {
+    rows["1M: schedule s"] = row(scale.seconds, scale.baseline.seconds, scale.timeRatio);
+    rows["1M: bytes / pending"] = row(
+      scale.bytesPerPending,
+      scale.baseline.bytesPerJob,
+      scale.memoryRatio,
+    );
+  }
+  return rows;
+}

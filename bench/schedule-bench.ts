@@ -1,0 +1,209 @@
+import { randomBytes } from "node:crypto";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { DateTime } from "luxon";
+import {
+  eventKey,
+  FOLLOW_UPS_QUEUE,
+  followUpJobId,
+  PURCHASE_EVENTS_QUEUE,
+} from "../src/queue/names.js";
+import { FollowUpStore } from "../src/store/follow-up-store.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
+import { startRedisServer } from "../test/support/redis-server.js";
+import type { Providers } from "./arrival-sink.js";
+import { writeBenchConfig } from "./bench-config.js";
+import { type Scratch, workerEnv } from "./bench-env.js";
+import { type BenchProcess, sleep, startWorkerProcess } from "./processes.js";
+import { eventJobs, followUpsOf, purchaseChunks } from "./purchases.js";
+import { drained, lastFinishedAt } from "./queue-drain.js";
+import {
+  addCommandDelta,
+  type CommandCount,
+  classifyKey,
+  commandStats,
+  dissectHash,
+  type HashDissection,
+  type KeyClass,
+  memoryByClass,
+  perUnit,
+  redisCpuSeconds,
+  round,
+  usedMemory,
+} from "./redis-stats.js";
+
+export interface IntakeRun {
+  readonly events: number;
+  readonly expectedFollowUps: number;
+  readonly followUps: number;
+  readonly failedEvents: number;
+  /** Why the first failed event failed (there should be none). */
+  readonly firstFailure?: string;
+  /** Time from resuming the loaded input queue until its last event was completed. */
+  readonly seconds: number;
+  readonly eventsPerSecond: number;
+  readonly followUpsPerSecond: number;
+  readonly workerCpuSeconds: number;
+  readonly redisCpuSeconds: number;
+  readonly redisCallsPerEvent: number;
+  readonly commandsPerEvent: ReturnType<typeof perUnit>;
+  readonly usedMemoryDelta: number;
+  readonly bytesPerPending: number;
+}
+
+/** A worker that has scheduled many follow-ups and keeps running for the latency bench. */
+export interface IntakeSession {
+  readonly run: IntakeRun;
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly store: FollowUpStore;
+  readonly input: Queue;
+  readonly followUps: Queue;
+  readonly worker: BenchProcess;
+  /** Memory by key class and the dissection of one event record and one follow-up job. */
+  memoryBreakdown(): Promise<{
+    classes: Record<string, KeyClass>;
+    eventRecord: HashDissection;
+    followUpJob: HashDissection;
+  }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Schedules follow-ups through the real pipeline: purchase events are loaded into the paused
+ * input queue, then one `followups worker` process plans and schedules them. Timed from resume
+ * to the last event completed; loading is not timed. `batchEvents` bounds how many events wait
+ * in Redis at once (the 1,000,000 run loads and drains in batches).
+ */
+export async function scheduleThroughIntake(options: {
+  events: number;
+  batchEvents: number;
+  perPosition: readonly number[];
+  providers: Providers;
+  scratch: Scratch;
+  rates: { emailRate: number; smsRate: number };
+  extraEnv?: Record<string, string>;
+  /** CONFIG SET before anything is stored, e.g. to try hash-max-listpack-value. */
+  redisConfig?: Record<string, string>;
+  log?: (line: string) => void;
+}): Promise<IntakeSession> {
+  const server = await startRedisServer();
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  const prefix = uniquePrefix("bench-intake");
+  const input = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
+  const followUps = new Queue(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+  const tag = `in${randomBytes(3).toString("hex")}`;
+  const configDir = await writeBenchConfig(options.scratch.file("config"), options.rates);
+  let worker: BenchProcess | undefined;
+  const closeAll = async () => {
+    await worker?.stop();
+    await input.close();
+    await followUps.close();
+    await redis.quit();
+    await server.stop();
+  };
+  try {
+    await input.waitUntilReady();
+    for (const [name, value] of Object.entries(options.redisConfig ?? {}))
+      await redis.config("SET", name, value);
+    const memoryBefore = await usedMemory(redis);
+    await input.pause();
+    worker = await startWorkerProcess(
+      workerEnv({
+        redisUrl: server.url,
+        prefix,
+        configDir,
+        outboxDir: options.scratch.file("outbox"),
+        providers: options.providers,
+        ...(options.extraEnv && { extra: options.extraEnv }),
+      }),
+      options.scratch.file("intake-worker.log"),
+    );
+    const now = DateTime.utc();
+    const customers = Math.ceil(options.events / 2);
+    const commands = new Map<string, CommandCount>();
+    let busyMs = 0;
+    let workerCpu = 0;
+    let redisCpu = 0;
+    for (let from = 0; from < options.events; from += options.batchEvents) {
+      const to = Math.min(options.events, from + options.batchEvents);
+      for (const chunk of purchaseChunks(tag, from, to, customers, now)) {
+        await input.addBulk(eventJobs(chunk));
+      }
+      const statsBefore = await commandStats(redis);
+      const cpuBefore = [await worker.cpuSeconds(), await redisCpuSeconds(redis)] as const;
+      const started = Date.now();
+      await input.resume();
+      await drained(input);
+      busyMs += Math.max(1, (await lastFinishedAt(redis, input)) - started);
+      workerCpu += (await worker.cpuSeconds()) - cpuBefore[0];
+      redisCpu += (await redisCpuSeconds(redis)) - cpuBefore[1];
+      addCommandDelta(commands, statsBefore, await commandStats(redis));
+      await input.pause();
+      options.log?.(`  intake: ${to}/${options.events} events scheduled`);
+    }
+    await input.resume();
+    await sleep(200);
+    const pending = await followUps.getDelayedCount();
+    const memoryDelta = (await usedMemory(redis)) - memoryBefore;
+    const seconds = busyMs / 1000;
+    const totalCalls = [...commands.values()].reduce((sum, c) => sum + c.calls, 0);
+    const [failed] = await input.getFailed(0, 0);
+    const run: IntakeRun = {
+      events: options.events,
+      expectedFollowUps: followUpsOf(options.perPosition, options.events),
+      followUps: pending,
+      failedEvents: await input.getFailedCount(),
+      ...(failed && { firstFailure: `${failed.failedReason} ${failed.stacktrace?.[0] ?? ""}` }),
+      seconds: round(seconds, 3),
+      eventsPerSecond: Math.round(options.events / seconds),
+      followUpsPerSecond: Math.round(pending / seconds),
+      workerCpuSeconds: round(workerCpu, 2),
+      redisCpuSeconds: round(redisCpu, 2),
+      redisCallsPerEvent: round(totalCalls / options.events, 1),
+      commandsPerEvent: perUnit(commands, options.events),
+      usedMemoryDelta: memoryDelta,
+      bytesPerPending: Math.round(memoryDelta / pending),
+    };
+    const store = new FollowUpStore(redis, prefix);
+    const started = worker;
+    let closing: Promise<void> | undefined;
+    return {
+      run,
+      redis,
+      prefix,
+      store,
+      input,
+      followUps,
+      worker: started,
+      async memoryBreakdown() {
+        // Mix position 0 is a television: a thank-you email and a check-in SMS.
+        const eventId = `${tag}-evt-0`;
+        const scratch = `${prefix}:scratch`;
+        return {
+          classes: await memoryByClass(redis, prefix, (key) => classifyKey(prefix, key)),
+          eventRecord: await dissectHash(redis, `${prefix}:fu:e:${eventKey(eventId)}`, scratch, {
+            event: (field) => field === "event",
+            steps: (field) => field.startsWith("s:"),
+            "event and summary": (field) => field === "event" || field === "m",
+          }),
+          followUpJob: await dissectHash(
+            redis,
+            `${prefix}:${FOLLOW_UPS_QUEUE}:${followUpJobId(eventId, "big-ticket.check-in")}`,
+            scratch,
+            { opts: (field) => field === "opts" },
+          ),
+        };
+      },
+      close() {
+        closing ??= deleteKeysWithPrefix(redis, prefix)
+          .catch(() => 0)
+          .then(closeAll);
+        return closing;
+      },
+    };
+  } catch (error) {
+    await closeAll().catch(() => undefined);
+    throw error;
+  }
+}
