@@ -258,7 +258,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       return false;
     }
     if (next.config.version !== config.version) {
-      logger.info({ from: config.version, to: next.config.version }, "config reloaded");
+      logger.info(
+        { previousVersion: config.version, version: next.config.version },
+        "config reloaded",
+      );
       config = next.config;
       await syncReportSchedulers(reports, config.rules.owners);
     }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
@@ -161,12 +162,16 @@ function createDelivery(deps: DeliveryDeps) {
     const { rule, step, zone } = decision;
     const stepLabels = labels(step.channel, step.kind);
 
-    const wait = await deps.rateLimiter.take(
+    const slot = await deps.rateLimiter.take(
       step.channel,
       rules.channels[step.channel].ratePerSecond,
       nowMs,
     );
-    if (wait > 0) return postpone(nowMs + wait + Math.floor(deps.random() * 1000), "rate limit");
+    if (!slot.granted) {
+      const jitter = Math.floor(deps.random() * RATE_RETRY_JITTER_MS);
+      return postpone(nowMs + slot.retryInMs + jitter, "rate limit");
+    }
+    if (slot.waitMs > 0) await sleep(slot.waitMs);
     const cap = await deps.caps.take(
       step.channel,
       event.customer.id,
@@ -301,6 +306,12 @@ function createDelivery(deps: DeliveryDeps) {
     return fail(deps, log, attempt, doneMs, result.error, attempts);
   };
 }
+
+/**
+ * Spread of the retries of jobs denied a send slot together, so they do not all ask again at once;
+ * small, because the denial already says when a slot comes within reach.
+ */
+const RATE_RETRY_JITTER_MS = 250;
 
 /** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
 const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;

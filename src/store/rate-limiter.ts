@@ -2,19 +2,55 @@ import type { Redis } from "ioredis";
 import type { Channel } from "../domain/events.js";
 
 /**
- * Per-channel send rate shared by every worker process: a fixed window counter in Redis. A rate
- * below one per second becomes one message per 1/rate seconds.
+ * How far ahead a send may reserve its slot: a worker slot waits briefly for its reserved slot
+ * instead of churning the job through the delayed set, but does not sit idle for long.
+ */
+export const MAX_RATE_WAIT_MS = 1_000;
+
+/** How long an idle key outlives its last reservation, so workers whose clocks differ a little agree. */
+const IDLE_KEY_GRACE_MS = 1_000;
+
+/**
+ * Reserves the next free send slot of a channel (GCRA: the key holds the theoretical arrival time
+ * of the next send, in integer epoch microseconds so the spacing stays exact and adds up over time).
+ * ARGV: now, interval, max wait, idle grace (all µs). Returns {1, wait} when granted, {0, retry in}
+ * when the next free slot is further than max wait away (nothing is reserved then).
+ * string.format('%.0f') writes numbers in full; Lua's tostring would round them to 14 digits.
  */
 const TAKE_SCRIPT = `
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return count
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local maxWait = tonumber(ARGV[3])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if slot < now then slot = now end
+local wait = slot - now
+if wait > maxWait then return {0, wait - maxWait} end
+local reservedUntil = slot + interval
+local ttlMs = math.ceil((reservedUntil - now + tonumber(ARGV[4])) / 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', reservedUntil), 'PX', string.format('%.0f', ttlMs))
+return {1, wait}
 `;
 
 interface RateScripts {
-  followUpRateTake(key: string, expireMs: number): Promise<number>;
+  followUpRateTake(
+    key: string,
+    nowUs: number,
+    intervalUs: number,
+    maxWaitUs: number,
+    graceUs: number,
+  ): Promise<[number, number]>;
 }
 
+/** A send slot: granted (send after `waitMs`), or denied (ask again in `retryInMs`). */
+export type RateTake =
+  | { readonly granted: true; readonly waitMs: number }
+  | { readonly granted: false; readonly retryInMs: number };
+
+/**
+ * Per-channel send rate shared by every worker process: sends are spaced evenly, one every
+ * 1000/rate ms (50/s → 20 ms apart; 0.5/s → 2 s apart), by reserving slots in one Redis key, so no
+ * second ever sees more than the configured rate plus the one send at its edge.
+ */
 export class ChannelRateLimiter {
   private readonly redis: Redis & RateScripts;
 
@@ -28,20 +64,21 @@ export class ChannelRateLimiter {
     this.redis = redis as Redis & RateScripts;
   }
 
-  /** Takes one send slot; returns 0 when granted, else how many ms to wait before asking again. */
-  async take(channel: Channel, ratePerSecond: number, now: number): Promise<number> {
-    const { max, windowMs } = windowFor(ratePerSecond);
-    const window = Math.floor(now / windowMs);
-    const count = await this.redis.followUpRateTake(
-      `${this.prefix}:fu:rate:${channel}:${window}`,
-      windowMs * 2,
+  /** Reserves the channel's next free slot if it is at most the max wait away from `now` (epoch ms). */
+  async take(channel: Channel, ratePerSecond: number, now: number): Promise<RateTake> {
+    const [granted, micros] = await this.redis.followUpRateTake(
+      `${this.prefix}:fu:rate:${channel}`,
+      Math.round(now * 1000),
+      slotIntervalMicros(ratePerSecond),
+      MAX_RATE_WAIT_MS * 1000,
+      IDLE_KEY_GRACE_MS * 1000,
     );
-    return count <= max ? 0 : (window + 1) * windowMs - now;
+    if (granted === 1) return { granted: true, waitMs: micros / 1000 };
+    return { granted: false, retryInMs: Math.max(1, Math.ceil(micros / 1000)) };
   }
 }
 
-/** Window and count for a rate: 5/s → 5 per 1000 ms; 0.5/s → 1 per 2000 ms. */
-export function windowFor(ratePerSecond: number): { max: number; windowMs: number } {
-  if (ratePerSecond >= 1) return { max: Math.floor(ratePerSecond), windowMs: 1000 };
-  return { max: 1, windowMs: Math.ceil(1000 / ratePerSecond) };
+/** Microseconds between two sends at a rate: 50/s → 20,000; 0.5/s → 2,000,000. */
+function slotIntervalMicros(ratePerSecond: number): number {
+  return Math.max(1, Math.round(1_000_000 / ratePerSecond));
 }

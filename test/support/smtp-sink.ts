@@ -126,12 +126,14 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
               callback(toSmtpError(failure));
               return;
             }
+            // Taken before parsing, which is the sink's own work (slow on its first message).
+            const receivedAt = new Date();
             arrivals.push({
               envelope: toEnvelope(session),
               parsed: await simpleParser(raw),
               raw,
               auth: sessionAuth.get(session.id),
-              receivedAt: new Date(),
+              receivedAt,
             });
             const reply = `Message queued as sink-${messages.length}`;
             if (replyDelayMs > 0) setTimeout(() => callback(null, reply), replyDelayMs);
