@@ -131,6 +131,7 @@ export function buildResults(input: {
         sumOfKeys: Object.values(breakdown.classes).reduce((sum, c) => sum + c.bytes, 0),
         ifListpack: listpackProjection(run, breakdown),
         eventRecord: breakdown.eventRecord,
+        storedPurchase: breakdown.storedPurchase,
         followUpJob: breakdown.followUpJob,
       },
       ...(listpackRun && {

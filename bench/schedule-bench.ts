@@ -64,6 +64,8 @@ export interface IntakeSession {
   memoryBreakdown(): Promise<{
     classes: Record<string, KeyClass>;
     eventRecord: HashDissection;
+    /** The compressed purchase beside the event record: its key's size and its value's length. */
+    storedPurchase: { key: string; bytes: number; valueBytes: number };
     followUpJob: HashDissection;
   }>;
   close(): Promise<void>;
@@ -183,10 +185,16 @@ export async function scheduleThroughIntake(options: {
         return {
           classes: await memoryByClass(redis, prefix, (key) => classifyKey(prefix, key)),
           eventRecord: await dissectHash(redis, `${prefix}:fu:e:${eventKey(eventId)}`, scratch, {
-            event: (field) => field === "event",
             steps: (field) => field.startsWith("s:"),
-            "event and summary": (field) => field === "event" || field === "m",
+            summary: (field) => field === "m",
           }),
+          storedPurchase: {
+            key: `${prefix}:fu:p:${eventKey(eventId)}`,
+            bytes: Number(
+              await redis.memory("USAGE", `${prefix}:fu:p:${eventKey(eventId)}`, "SAMPLES", 0),
+            ),
+            valueBytes: await redis.strlen(`${prefix}:fu:p:${eventKey(eventId)}`),
+          },
           followUpJob: await dissectHash(
             redis,
             `${prefix}:${FOLLOW_UPS_QUEUE}:${followUpJobId(eventId, "big-ticket.check-in")}`,

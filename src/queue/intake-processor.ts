@@ -13,7 +13,7 @@ import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/send-guard.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { FollowUpStore, LedgerEntry, StepRecord } from "../store/follow-up-store.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import {
@@ -112,7 +112,10 @@ async function schedulePurchase(
   const now = deps.clock();
   const nowMs = now.toMillis();
   const log = deps.logger.child({ eventId: event.id, jobId });
-  const order = await deps.orders.get(event.orderId);
+  const [order, suppressedChannels] = await Promise.all([
+    deps.orders.get(event.orderId),
+    suppressedChannelsOf(event, deps.suppressions),
+  ]);
   if (order.fullyRefunded) {
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
@@ -122,29 +125,36 @@ async function schedulePurchase(
     HISTORY_RETENTION_MS,
     deps.recordRetentionMs,
   );
-  const suppressedChannels = await suppressedChannelsOf(event, deps.suppressions);
   const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
   const rules = deps.rules();
   const plan = planFollowUps(effective, rules, history, now, { suppressedChannels });
   // Skips at planning are counted once per event, not again when it is re-published.
+  const reportedSkips: LedgerEntry[] = [];
   for (const skip of firstSeen ? plan.skipped : []) {
     if (!REPORTED_SKIPS.has(skip.code) || !skip.stepId || !skip.ruleId) continue;
     const channel = findStep(rules, skip.stepId)?.step.channel ?? "unknown";
     const kind = skip.kind ?? "unknown";
     deps.metrics.skipped.inc({ channel, kind, reason: skip.code });
-    await deps.store.count(
-      { outcome: "skipped", channel, kind, ruleId: skip.ruleId, reason: skip.code },
-      nowMs,
-    );
+    reportedSkips.push({
+      outcome: "skipped",
+      channel,
+      kind,
+      ruleId: skip.ruleId,
+      reason: skip.code,
+    });
   }
+  await deps.store.count(reportedSkips, nowMs);
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length };
   }
-  const records = await deps.store.stepRecords(
-    event.id,
-    plan.steps.map((s) => s.stepId),
-  );
+  // The first sighting of an event has no step records yet: the history script marks it first.
+  const records = firstSeen
+    ? new Map<string, StepRecord | undefined>()
+    : await deps.store.stepRecords(
+        event.id,
+        plan.steps.map((s) => s.stepId),
+      );
   // A step with a state beyond "scheduled" was handled by an earlier delivery of this event.
   const open = plan.steps.filter((step) => {
     const record = records.get(step.stepId);
@@ -164,9 +174,9 @@ async function schedulePurchase(
     Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + deps.recordRetentionMs;
   // Order matters: the event and the step records exist before any job can run, and the order
   // link comes after them, so a refund racing this purchase either sees the steps or is seen here.
-  await deps.store.saveEvent(event, keepUntil);
-  await deps.store.markScheduled(
-    event.id,
+  await deps.store.schedule(
+    event,
+    keepUntil,
     open.map((step) => ({
       stepId: step.stepId,
       dueAt: Date.parse(step.dueAt),
@@ -227,17 +237,14 @@ export async function suppressedChannelsOf(
   event: PurchaseCompleted,
   suppressions: SuppressionList,
 ): Promise<Set<Channel>> {
-  const suppressed = new Set<Channel>();
-  for (const channel of CHANNELS) {
-    const address = channel === "email" ? event.customer.email : event.customer.phone;
-    if (
-      await suppressions.isSuppressed(channel, {
+  const flags = await Promise.all(
+    CHANNELS.map((channel) => {
+      const address = channel === "email" ? event.customer.email : event.customer.phone;
+      return suppressions.isSuppressed(channel, {
         customerId: event.customer.id,
         ...(address && { address }),
-      })
-    ) {
-      suppressed.add(channel);
-    }
-  }
-  return suppressed;
+      });
+    }),
+  );
+  return new Set<Channel>(CHANNELS.filter((_, i) => flags[i]));
 }

@@ -2,12 +2,14 @@ import type { Redis } from "ioredis";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory } from "../domain/rules.js";
 import { eventKey } from "../queue/names.js";
+import { decodePurchase, encodePurchase } from "./purchase-codec.js";
 import { addressMember } from "./suppression-list.js";
 
 /**
- * Everything kept about one purchase in one Redis hash: the validated event (for rendering) and
- * one field per step holding its send state. A hash per event, not a key per step, keeps the
- * memory per pending follow-up small; every state change is one atomic script.
+ * What is kept about one purchase: a hash with one field per step holding its send state (plus
+ * the history count, a summary for reports and a stop marker), and beside it the purchase itself,
+ * compressed, for rendering. A hash per event, not a key per step, and short state values keep the
+ * hash a compact listpack while steps wait; every state change is one atomic script.
  */
 
 export const STEP_STATES = [
@@ -55,7 +57,8 @@ export type ClaimResult =
   | { readonly claimed: true; readonly record: StepRecord; readonly takenOver: boolean }
   | { readonly claimed: false; readonly record: StepRecord };
 
-const EVENT_FIELD = "event";
+/** Where versions before the purchase key kept the purchase, as JSON. */
+const LEGACY_EVENT_FIELD = "event";
 /** Set when every remaining step of the event must be cancelled (full refund); holds the reason. */
 const STOP_FIELD = "stop";
 /** The customer's earlier purchases as counted when this event was first seen. */
@@ -82,11 +85,13 @@ local function countChange(spec, now, oldState, newState, due)
     redis.call('HINCRBY', dueKey, spec.ch, -1)
   end
 end
-local function scrubIfDone(key)
+local function scrubIfDone(key, purchaseKey)
   local fields = redis.call('HGETALL', key)
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == 's:' and PENDING[cjson.decode(fields[i + 1]).s] then return end
   end
+  redis.call('DEL', purchaseKey)
+  -- Records written before the purchase had a key of its own kept it in the hash.
   redis.call('HDEL', key, 'event')
 end
 `;
@@ -108,7 +113,7 @@ if stop and (rec.s == 'scheduled' or takenOver) then
   rec.t = now
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
   if ARGV[4] ~= '' then countChange(cjson.decode(ARGV[4]), now, 'scheduled', 'cancelled', rec.d) end
-  scrubIfDone(KEYS[1])
+  scrubIfDone(KEYS[1], KEYS[2])
   return { 0, cjson.encode(rec), 0 }
 end
 if rec.s == 'scheduled' or takenOver then
@@ -139,15 +144,26 @@ for k, v in pairs(patch) do rec[k] = v end
 rec.t = now
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
 if ARGV[5] ~= '' then countChange(cjson.decode(ARGV[5]), now, oldState, rec.s, rec.d) end
-if PENDING[oldState] and not PENDING[rec.s] then scrubIfDone(KEYS[1]) end
+if PENDING[oldState] and not PENDING[rec.s] then scrubIfDone(KEYS[1], KEYS[2]) end
 return { 1, cjson.encode(rec) }
 `;
 
-/** Records new steps as scheduled (existing ones untouched) and counts only the new ones. */
+/**
+ * Saves the purchase (for rendering, in its own key: KEYS[2]; a saved one is kept, never
+ * overwritten) with its summary and expiry, then records new steps as scheduled (existing ones
+ * untouched), counting only the new ones. One script, so the purchase and its steps appear together.
+ */
 const SCHEDULE_SCRIPT = `${LEDGER_LUA}
 local now = tonumber(ARGV[1])
 local spec = cjson.decode(ARGV[2])
 local steps = cjson.decode(ARGV[3])
+if redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PXAT', ARGV[6]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6], 'GT')
+  redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
+end
+redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
 local added = 0
 for _, step in ipairs(steps) do
   local rec = { s = 'scheduled', t = now, d = step.d, a = 0 }
@@ -162,6 +178,12 @@ for _, step in ipairs(steps) do
   end
 end
 return added
+`;
+
+/** Counts outcomes into an hourly aggregate hash: ARGV[2..] are the fields, each counted once. */
+const COUNT_SCRIPT = `
+for i = 2, #ARGV do redis.call('HINCRBY', KEYS[1], ARGV[i], 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 `;
 
 /**
@@ -221,14 +243,26 @@ export function reasonField(
 interface StoreScripts {
   followUpClaim(
     key: string,
+    purchaseKey: string,
     field: string,
     now: number,
     leaseMs: number,
     ledger: string,
   ): Promise<ScriptReply>;
-  followUpSchedule(key: string, now: number, spec: string, steps: string): Promise<number>;
+  followUpSchedule(
+    key: string,
+    purchaseKey: string,
+    now: number,
+    spec: string,
+    steps: string,
+    event: Buffer,
+    summary: string,
+    keepUntil: number,
+  ): Promise<number>;
+  followUpCount(hourKey: string, ttlMs: number, ...fields: string[]): Promise<null>;
   followUpUpdate(
     key: string,
+    purchaseKey: string,
     field: string,
     now: number,
     from: string,
@@ -247,13 +281,15 @@ interface StoreScripts {
 function withScripts(redis: Redis): Redis & StoreScripts {
   const scripted = redis as Redis & Partial<StoreScripts>;
   if (!scripted.followUpClaim)
-    redis.defineCommand("followUpClaim", { numberOfKeys: 1, lua: CLAIM_SCRIPT });
+    redis.defineCommand("followUpClaim", { numberOfKeys: 2, lua: CLAIM_SCRIPT });
   if (!scripted.followUpSchedule)
-    redis.defineCommand("followUpSchedule", { numberOfKeys: 1, lua: SCHEDULE_SCRIPT });
+    redis.defineCommand("followUpSchedule", { numberOfKeys: 2, lua: SCHEDULE_SCRIPT });
   if (!scripted.followUpHistory)
     redis.defineCommand("followUpHistory", { numberOfKeys: 2, lua: HISTORY_SCRIPT });
   if (!scripted.followUpUpdate)
-    redis.defineCommand("followUpUpdate", { numberOfKeys: 1, lua: UPDATE_SCRIPT });
+    redis.defineCommand("followUpUpdate", { numberOfKeys: 2, lua: UPDATE_SCRIPT });
+  if (!scripted.followUpCount)
+    redis.defineCommand("followUpCount", { numberOfKeys: 1, lua: COUNT_SCRIPT });
   return redis as Redis & StoreScripts;
 }
 
@@ -272,6 +308,11 @@ export class FollowUpStore {
     return `${this.prefix}:fu:e:${eventKey(eventId)}`;
   }
 
+  /** The purchase itself, encoded (see purchase-codec), kept until its last step is done. */
+  private purchaseKey(eventId: string): string {
+    return `${this.prefix}:fu:p:${eventKey(eventId)}`;
+  }
+
   private get ledgerPrefix(): string {
     return `${this.prefix}:fu:`;
   }
@@ -288,33 +329,19 @@ export class FollowUpStore {
     });
   }
 
-  /** Counts an outcome that is not a step state change (opt-outs, replies, delivery reports). */
-  async count(entry: LedgerEntry, now: number): Promise<void> {
+  /** Counts outcomes that are not step state changes (opt-outs, replies, skips at planning). */
+  async count(entries: LedgerEntry | readonly LedgerEntry[], now: number): Promise<void> {
+    const fields = [entries]
+      .flat()
+      .flatMap((entry) => [
+        ledgerField(entry.outcome, entry.channel, entry.kind, entry.ruleId),
+        ...(entry.reason
+          ? [reasonField(entry.outcome, entry.channel, entry.kind, entry.reason)]
+          : []),
+      ]);
+    if (fields.length === 0) return;
     const hour = `${this.ledgerPrefix}agg:${Math.floor(now / 3_600_000)}`;
-    const pipeline = this.redis.multi();
-    pipeline.hincrby(hour, ledgerField(entry.outcome, entry.channel, entry.kind, entry.ruleId), 1);
-    if (entry.reason)
-      pipeline.hincrby(
-        hour,
-        reasonField(entry.outcome, entry.channel, entry.kind, entry.reason),
-        1,
-      );
-    pipeline.pexpire(hour, AGGREGATE_RETENTION_MS);
-    await pipeline.exec();
-  }
-
-  /** Keeps the event for rendering until `keepUntil` (epoch ms); an existing record is kept longer, never shorter. */
-  async saveEvent(event: PurchaseCompleted, keepUntil: number): Promise<void> {
-    const key = this.key(event.id);
-    const created = await this.redis.hsetnx(key, EVENT_FIELD, JSON.stringify(event));
-    // What reports may show once the event itself is scrubbed: the order and the customer's name.
-    await this.redis.hsetnx(
-      key,
-      SUMMARY_FIELD,
-      JSON.stringify({ o: event.orderId, n: event.customer.name ?? null }),
-    );
-    if (created) await this.redis.pexpireat(key, keepUntil);
-    else await this.redis.call("PEXPIREAT", key, keepUntil, "GT");
+    await this.redis.followUpCount(hour, AGGREGATE_RETENTION_MS, ...fields);
   }
 
   /**
@@ -434,6 +461,7 @@ export class FollowUpStore {
   ): Promise<StepRecord | undefined> {
     const [changed, raw] = await this.redis.followUpUpdate(
       this.key(eventId),
+      this.purchaseKey(eventId),
       stepField(stepId),
       Date.now(),
       STEP_STATES.join(","),
@@ -443,9 +471,13 @@ export class FollowUpStore {
     return changed === 1 ? parseRecord(raw) : undefined;
   }
 
+  /** The purchase as saved at scheduling; undefined once its last step is done or it expired. */
   async loadEvent(eventId: string): Promise<PurchaseCompleted | undefined> {
-    const raw = await this.redis.hget(this.key(eventId), EVENT_FIELD);
-    return raw ? (JSON.parse(raw) as PurchaseCompleted) : undefined;
+    const stored = await this.redis.getBuffer(this.purchaseKey(eventId));
+    if (stored) return decodePurchase(stored);
+    // Written by a version that kept the purchase in the event's hash.
+    const legacy = await this.redis.hget(this.key(eventId), LEGACY_EVENT_FIELD);
+    return legacy ? (JSON.parse(legacy) as PurchaseCompleted) : undefined;
   }
 
   /** Current records of the given steps (undefined where none exists yet). */
@@ -458,9 +490,14 @@ export class FollowUpStore {
     return new Map(stepIds.map((id, i) => [id, parseRecord(raws[i])]));
   }
 
-  /** Records steps as scheduled, leaving any step that already has a state untouched. */
-  async markScheduled(
-    eventId: string,
+  /**
+   * Saves the event for rendering until `keepUntil` (epoch ms; an existing record is kept longer,
+   * never shorter, and its saved event is not replaced) and records the steps as scheduled, leaving
+   * any step that already has a state untouched. Returns how many steps were new.
+   */
+  async schedule(
+    event: PurchaseCompleted,
+    keepUntil: number,
     steps: readonly {
       stepId: string;
       dueAt: number;
@@ -478,10 +515,15 @@ export class FollowUpStore {
       f: ledgerField("scheduled", step.channel, step.kind, step.ruleId),
     }));
     return this.redis.followUpSchedule(
-      this.key(eventId),
+      this.key(event.id),
+      this.purchaseKey(event.id),
       now,
       JSON.stringify(spec),
       JSON.stringify(entries),
+      encodePurchase(event),
+      // What reports may show once the event itself is scrubbed: the order and the customer's name.
+      JSON.stringify({ o: event.orderId, n: event.customer.name ?? null }),
+      keepUntil,
     );
   }
 
@@ -495,6 +537,7 @@ export class FollowUpStore {
   ): Promise<ClaimResult> {
     const [claimed, raw, takenOver] = await this.redis.followUpClaim(
       this.key(eventId),
+      this.purchaseKey(eventId),
       stepField(stepId),
       now,
       leaseMs,
@@ -520,6 +563,7 @@ export class FollowUpStore {
   ): Promise<StepRecord | undefined> {
     const [changed, raw] = await this.redis.followUpUpdate(
       this.key(eventId),
+      this.purchaseKey(eventId),
       stepField(stepId),
       now,
       from.join(","),

@@ -1,0 +1,62 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { eventKey, followUpJobId } from "../../src/queue/names.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+/**
+ * What a pending follow-up costs depends on Redis keeping its hashes as compact listpacks (every
+ * value at most 64 bytes by default). These tests pin the layout that keeps them so.
+ */
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const encoding = (p: PipelineHarness, key: string) => p.redis.object("ENCODING", key);
+
+describe("the stored shape of a pending purchase", () => {
+  it("keeps the step states, the purchase and each delayed job compact", async () => {
+    pipeline = await startPipeline("layout");
+    const p = pipeline;
+    const event = purchaseInput({
+      id: "evt-layout-2026-11-30-000001",
+      orderId: "ord-layout-1",
+      occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+      items: [item("televisions", "899.00", { name: "OLED TV 55 inch", sku: "TV-55" })],
+    });
+    await p.publisher.publish(event as never);
+    const checkInJob = `${p.prefix}:follow-ups:${followUpJobId("evt-layout-2026-11-30-000001", "big-ticket.check-in")}`;
+    await eventually(
+      async () => ((await p.redis.exists(checkInJob)) === 1 ? true : undefined),
+      "the check-in to be scheduled",
+    );
+
+    const key = eventKey("evt-layout-2026-11-30-000001");
+    expect(await encoding(p, `${p.prefix}:fu:e:${key}`)).toBe("listpack");
+    // The check-in waits three calendar months; its job hash stays a listpack all that time.
+    expect(await encoding(p, checkInJob)).toBe("listpack");
+    const stored = await p.redis.strlen(`${p.prefix}:fu:p:${key}`);
+    expect(stored).toBeGreaterThan(0);
+    expect(stored).toBeLessThan(JSON.stringify(event).length / 2);
+    // Both keys go when the record does.
+    const [eventTtl, purchaseTtl] = await Promise.all([
+      p.redis.pttl(`${p.prefix}:fu:e:${key}`),
+      p.redis.pttl(`${p.prefix}:fu:p:${key}`),
+    ]);
+    expect(purchaseTtl).toBeGreaterThan(0);
+    expect(Math.abs(eventTtl - purchaseTtl)).toBeLessThan(5_000);
+  });
+
+  it("keeps a follow-up job a listpack with a delay of three years", async () => {
+    pipeline = await startPipeline("layout-job", { startWorker: false });
+    const jobId = followUpJobId("evt-far-future", "loyalty.anniversary");
+    await pipeline.followUps.add(
+      "email",
+      { e: "evt-far-future", s: "loyalty.anniversary" },
+      { jobId, delay: 3 * 365 * 86_400_000 },
+    );
+    expect(await encoding(pipeline, `${pipeline.prefix}:follow-ups:${jobId}`)).toBe("listpack");
+  });
+});
