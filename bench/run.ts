@@ -41,7 +41,7 @@ const SIZES = {
 /** Rates high enough never to hold back the throughput and latency benches. */
 const OPEN_RATES = { emailRate: 10_000, smsRate: 10_000 };
 /** The worker's defaults (INTAKE_CONCURRENCY, DELIVERY_CONCURRENCY), given to the reference workers. */
-const INTAKE_CONCURRENCY = 8;
+const INTAKE_CONCURRENCY = 32;
 const DELIVERY_CONCURRENCY = 8;
 
 const benchStart = Date.now();

@@ -69,7 +69,7 @@ export const envSchema = z
       emptyAsUnset,
       z.string().min(16, { error: "expected at least 16 characters" }).optional(),
     ),
-    INTAKE_CONCURRENCY: positiveInt(8),
+    INTAKE_CONCURRENCY: positiveInt(32),
     DELIVERY_CONCURRENCY: positiveInt(8),
     DELIVERY_ATTEMPTS: positiveInt(8),
     DELIVERY_RETRY_BASE_MS: positiveInt(30_000),

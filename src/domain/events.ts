@@ -23,17 +23,31 @@ const instant = z.iso.datetime({
   error: "expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
 });
 
-const knownZones = new Map<string, boolean>();
-
-/** luxon builds an Intl formatter per check; the answer per zone name never changes, so keep it. */
-function isKnownZone(zone: string): boolean {
-  let known = knownZones.get(zone);
-  if (known === undefined) {
-    known = IANAZone.isValidZone(zone);
-    if (knownZones.size < 10_000) knownZones.set(zone, known);
-  }
-  return known;
+/**
+ * Remembers a check's answer per name: zone and locale names repeat across events, and luxon and
+ * Intl build a formatter or parse the name on every check. Bounded, so odd inputs cannot grow it.
+ */
+function remembered(check: (name: string) => boolean): (name: string) => boolean {
+  const answers = new Map<string, boolean>();
+  return (name) => {
+    let answer = answers.get(name);
+    if (answer === undefined) {
+      answer = check(name);
+      if (answers.size < 10_000) answers.set(name, answer);
+    }
+    return answer;
+  };
 }
+
+const isKnownZone = remembered((zone) => IANAZone.isValidZone(zone));
+
+const isLocale = remembered((value) => {
+  try {
+    return Intl.getCanonicalLocales(value).length === 1;
+  } catch {
+    return false;
+  }
+});
 
 const timeZone = z
   .string({ error: "expected an IANA time zone name such as Europe/Berlin" })
@@ -50,14 +64,6 @@ const locale = z
     error: (issue) =>
       `expected a BCP 47 locale such as en or de-AT, got ${JSON.stringify(issue.input)}`,
   });
-
-function isLocale(value: string): boolean {
-  try {
-    return Intl.getCanonicalLocales(value).length === 1;
-  } catch {
-    return false;
-  }
-}
 
 const phone = z
   .string({ error: "expected a phone number in international format, such as +14155550123" })
