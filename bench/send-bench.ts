@@ -223,13 +223,18 @@ export interface RateCheck {
   readonly achievedPerSecond: number;
   readonly ratio: number;
   readonly withinFivePercent: boolean;
+  /** Most arrivals in one epoch-aligned second of the window. */
   readonly busiestSecond: number;
+  /** Most arrivals in any 1,000 ms span of the window, wherever it starts: what a provider's limit sees. */
+  readonly busiestSlidingSecond: number;
+  /** Both the average and the busiest sliding second within 5% of the configured rate. */
+  readonly honoured: boolean;
   readonly perSecond: number[];
 }
 
 /**
- * The achieved rate over `windowSeconds` whole seconds (the limiter's windows are aligned to the
- * epoch second), starting at the first whole second after the first message.
+ * The achieved rate over `windowSeconds` whole seconds, starting at the first whole second after
+ * the first message, and the busiest second in it: epoch-aligned, and sliding (any 1,000 ms).
  */
 export function rateOver(
   arrivals: readonly number[],
@@ -246,14 +251,25 @@ export function rateOver(
   const sent = perSecond.reduce((a, b) => a + b, 0);
   const achieved = sent / windowSeconds;
   const ratio = achieved / configured;
+  const inWindow = arrivals
+    .filter((at) => at >= start && at < start + windowSeconds * 1000)
+    .sort((a, b) => a - b);
+  let busiestSliding = 0;
+  for (let from = 0, to = 0; to < inWindow.length; to++) {
+    while ((inWindow[to] ?? 0) - (inWindow[from] ?? 0) >= 1000) from++;
+    busiestSliding = Math.max(busiestSliding, to - from + 1);
+  }
+  const withinFivePercent = Math.abs(ratio - 1) <= 0.05;
   return {
     configuredPerSecond: configured,
     windowSeconds,
     sentInWindow: sent,
     achievedPerSecond: round(achieved, 2),
     ratio: round(ratio, 3),
-    withinFivePercent: Math.abs(ratio - 1) <= 0.05,
+    withinFivePercent,
     busiestSecond: Math.max(...perSecond),
+    busiestSlidingSecond: busiestSliding,
+    honoured: withinFivePercent && busiestSliding <= Math.floor(configured * 1.05),
     perSecond,
   };
 }

@@ -18,6 +18,9 @@ export interface SmtpEmailOptions {
   readonly dkim?: DKIMOptions;
 }
 
+/** How many messages one pooled SMTP connection carries before it is replaced. */
+const MESSAGES_PER_CONNECTION = 1_000;
+
 /**
  * Email over SMTP with nodemailer's pool. The pool never requeues a message on its own
  * (`maxRequeues: 0`): a connection lost mid-send is reported as transient and the delivery
@@ -31,6 +34,11 @@ export function createSmtpEmailChannel(options: SmtpEmailOptions): DeliveryChann
     url: options.smtpUrl,
     maxConnections: options.maxConnections ?? 3,
     maxRequeues: 0,
+    // nodemailer's default of 100 recycles every connection of the pool at about the same moment;
+    // sends queue behind the reconnects and then leave together, a burst above the channel's rate
+    // (measured: 56 in one second at 50/s, against 51 without recycling). A server that caps
+    // messages per connection still closes it, and the message is retried as transient.
+    maxMessages: MESSAGES_PER_CONNECTION,
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: timeout * 3,

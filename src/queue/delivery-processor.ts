@@ -171,7 +171,9 @@ function createDelivery(deps: DeliveryDeps) {
       const jitter = Math.floor(deps.random() * RATE_RETRY_JITTER_MS);
       return postpone(nowMs + slot.retryInMs + jitter, "rate limit");
     }
-    if (slot.waitMs > 0) await sleep(slot.waitMs);
+    // The send waits for its slot after the message is rendered, so rendering time does not
+    // delay it past the slot and bunch it with the sends behind it.
+    const slotAt = nowMs + slot.waitMs;
     const cap = await deps.caps.take(
       step.channel,
       event.customer.id,
@@ -242,6 +244,8 @@ function createDelivery(deps: DeliveryDeps) {
       const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
       return fail(deps, log, attempt, nowMs, { kind: "permanent", code: "render", reason });
     }
+    const untilSlot = slotAt - deps.clock().toMillis();
+    if (untilSlot > 0) await sleep(untilSlot);
     const result = await deps.channels[step.channel].send(message);
     const doneMs = deps.clock().toMillis();
     if (result.ok) {

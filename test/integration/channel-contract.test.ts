@@ -513,6 +513,23 @@ describe("email-smtp specifics", () => {
     }
   });
 
+  it("keeps its connections for hundreds of messages: reconnects would bunch sends above the rate", async () => {
+    const channel = adapter.create();
+    const before = adapter.sink().connections;
+    try {
+      for (let batch = 0; batch < 5; batch++) {
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => channel.send(emailMessage(nextFollowUpId()))),
+        );
+        expect(results.every((result) => result.ok)).toBe(true);
+      }
+      // 250 messages over two pooled connections: nodemailer's default would have opened five.
+      expect(adapter.sink().connections - before).toBeLessThanOrEqual(2);
+    } finally {
+      await channel.close();
+    }
+  });
+
   it("does not resend on its own when the server defers: one attempt per send", async () => {
     const channel = adapter.create();
     const before = adapter.sink().attempts;
