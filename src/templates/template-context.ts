@@ -117,8 +117,17 @@ export function buildTemplateContext(input: TemplateContextInput): TemplateConte
 }
 
 /** "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. */
+/** Formatters by locale and currency: building one costs more than the rest of a message's context. */
+const moneyFormats = new Map<string, Intl.NumberFormat>();
+
 function formatMoney(value: Money, locale: string): string {
-  const format = new Intl.NumberFormat(locale, { style: "currency", currency: value.currency });
+  const key = `${locale} ${value.currency}`;
+  let format = moneyFormats.get(key);
+  if (format === undefined) {
+    format = new Intl.NumberFormat(locale, { style: "currency", currency: value.currency });
+    // Locales and currencies come from events: bounded, so odd ones cannot grow the cache.
+    if (moneyFormats.size < 1_000) moneyFormats.set(key, format);
+  }
   return format.format(formatMinor(value) as `${number}`);
 }
 
