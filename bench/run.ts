@@ -216,6 +216,8 @@ try {
   await mkdir("bench/results", { recursive: true });
   await writeFile("bench/results/latest.json", `${JSON.stringify(results, null, 2)}\n`);
   log(`wrote bench/results/latest.json (${results.seconds} s)`);
+  // A missed target is a figure; a failed event or send, or a lost follow-up, is a broken pipeline.
+  if (results.warnings.length > 0) process.exitCode = 1;
 } finally {
   // BENCH_KEEP_SCRATCH=1 keeps the worker logs and configs for a look after a failed run.
   if (process.env.BENCH_KEEP_SCRATCH) log(`kept ${scratch.dir}`);

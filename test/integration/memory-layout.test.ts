@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { eventKey, followUpJobId } from "../../src/queue/names.js";
-import { item, purchaseInput } from "../support/fixtures.js";
+import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
 /**
@@ -58,5 +58,39 @@ describe("the stored shape of a pending purchase", () => {
       { jobId, delay: 3 * 365 * 86_400_000 },
     );
     expect(await encoding(pipeline, `${pipeline.prefix}:follow-ups:${jobId}`)).toBe("listpack");
+  });
+
+  it("sends a follow-up whose purchase an earlier version stored inside the event record, then scrubs it", async () => {
+    pipeline = await startPipeline("layout-legacy");
+    const p = pipeline;
+    const now = Date.now();
+    const event = purchase({
+      id: "evt-legacy",
+      items: [item("kitchenware", "75.00", { name: "Cast iron pan" })],
+    });
+    const key = `${p.prefix}:fu:e:${eventKey("evt-legacy")}`;
+    await p.redis.hset(key, {
+      event: JSON.stringify(event),
+      m: JSON.stringify({ o: event.orderId, n: event.customer.name }),
+      h: "0",
+      "s:thank-you.thank-you": JSON.stringify({ s: "scheduled", t: now, d: now, a: 0 }),
+    });
+    await p.followUps.add(
+      "email",
+      { e: "evt-legacy", s: "thank-you.thank-you" },
+      { jobId: followUpJobId("evt-legacy", "thank-you.thank-you") },
+    );
+
+    const [mail] = await p.sink.waitForMessages(1);
+    expect(mail?.parsed.text).toContain("Cast iron pan");
+    await eventually(
+      async () => ((await p.redis.hexists(key, "event")) === 0 ? true : undefined),
+      "the legacy purchase to be scrubbed once its only step was sent",
+    );
+    expect(await p.store.loadEvent("evt-legacy")).toBeUndefined();
+    expect(await p.store.summary("evt-legacy")).toEqual({
+      orderId: event.orderId,
+      customerName: "Ana Novak",
+    });
   });
 });
