@@ -37,6 +37,7 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
           smtpUrl: env.SMTP_URL,
           from: env.MAIL_FROM,
           maxConnections: env.SMTP_MAX_CONNECTIONS,
+          messagesPerConnection: env.SMTP_MESSAGES_PER_CONNECTION,
         })
       : outbox;
   const sms =

@@ -12,14 +12,13 @@ export interface SmtpEmailOptions {
   readonly from: string;
   /** Pooled connections kept open to the server; small, the rate limit lives in the queue. */
   readonly maxConnections?: number;
+  /** Messages one pooled connection carries before it is replaced (a server may cap them). */
+  readonly messagesPerConnection?: number;
   /** Connect and greeting timeout; the socket timeout is three times this. */
   readonly timeoutMs?: number;
   /** From `dkimOptions`: signs every message, list headers included. */
   readonly dkim?: DKIMOptions;
 }
-
-/** How many messages one pooled SMTP connection carries before it is replaced. */
-const MESSAGES_PER_CONNECTION = 1_000;
 
 /**
  * Email over SMTP with nodemailer's pool. The pool never requeues a message on its own
@@ -37,8 +36,9 @@ export function createSmtpEmailChannel(options: SmtpEmailOptions): DeliveryChann
     // nodemailer's default of 100 recycles every connection of the pool at about the same moment;
     // sends queue behind the reconnects and then leave together, a burst above the channel's rate
     // (measured: 56 in one second at 50/s, against 51 without recycling). A server that caps
-    // messages per connection still closes it, and the message is retried as transient.
-    maxMessages: MESSAGES_PER_CONNECTION,
+    // messages per connection still closes it, and the message is retried as transient; set
+    // SMTP_MESSAGES_PER_CONNECTION to that cap to avoid those retries.
+    maxMessages: options.messagesPerConnection ?? 1_000,
     connectionTimeout: timeout,
     greetingTimeout: timeout,
     socketTimeout: timeout * 3,

@@ -37,6 +37,7 @@ export const envSchema = z
     OUTBOX_DIR: z.string().min(1).default("var/outbox"),
     SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
     SMTP_MAX_CONNECTIONS: positiveInt(3),
+    SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
     MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
     TWILIO_ACCOUNT_SID: z.preprocess(
       emptyAsUnset,

@@ -165,15 +165,16 @@ function createDelivery(deps: DeliveryDeps) {
     const slot = await deps.rateLimiter.take(
       step.channel,
       rules.channels[step.channel].ratePerSecond,
-      nowMs,
     );
+    // Slots are in the Redis server's time; the wait is relative, so it starts from the answer.
+    const grantedAt = deps.clock().toMillis();
     if (!slot.granted) {
       const jitter = Math.floor(deps.random() * RATE_RETRY_JITTER_MS);
-      return postpone(nowMs + slot.retryInMs + jitter, "rate limit");
+      return postpone(grantedAt + slot.retryInMs + jitter, "rate limit");
     }
     // The send waits for its slot after the message is rendered, so rendering time does not
     // delay it past the slot and bunch it with the sends behind it.
-    const slotAt = nowMs + slot.waitMs;
+    const slotAt = grantedAt + slot.waitMs;
     const cap = await deps.caps.take(
       step.channel,
       event.customer.id,

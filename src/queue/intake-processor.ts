@@ -22,7 +22,7 @@ import {
   RefundCurrencyError,
   remainingTotal,
 } from "./lifecycle.js";
-import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { type FollowUpJobData, followUpJobId, legacyFollowUpJobId } from "./names.js";
 
 /** A customer's purchase history is forgotten after this long without a purchase. */
 export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
@@ -202,6 +202,13 @@ async function schedulePurchase(
       open.map((s) => s.stepId),
     );
     toSchedule = open.filter((step) => after.get(step.stepId)?.s === "scheduled");
+  }
+  if (!firstSeen) {
+    // A step an earlier version queued under its longer job id has its job already.
+    const legacy = await Promise.all(
+      toSchedule.map((step) => deps.followUps.getJob(legacyFollowUpJobId(event.id, step.stepId))),
+    );
+    toSchedule = toSchedule.filter((_, i) => legacy[i] === undefined);
   }
   await deps.followUps.addBulk(
     toSchedule.map((step) => ({

@@ -11,7 +11,7 @@ import type { FollowUpMetrics } from "../metrics.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OrderRecord, OrderStore } from "../store/order-store.js";
 import type { SuppressionList } from "../store/suppression-list.js";
-import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { type FollowUpJobData, followUpJobId, legacyFollowUpJobId } from "./names.js";
 
 /** Twilio's final message statuses, as ledger outcomes. */
 const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
@@ -77,7 +77,10 @@ export function createLifecycle(deps: LifecycleDeps) {
       entry,
     );
     if (!changed) return false;
-    await deps.followUps.remove(followUpJobId(event.id, stepId));
+    await Promise.all([
+      deps.followUps.remove(followUpJobId(event.id, stepId)),
+      deps.followUps.remove(legacyFollowUpJobId(event.id, stepId)),
+    ]);
     deps.metrics.cancelled.inc({
       channel: step?.channel ?? "unknown",
       kind: step?.kind ?? "unknown",

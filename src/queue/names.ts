@@ -27,6 +27,14 @@ export function followUpJobId(eventId: string, stepId: string): string {
   return `f${digest(`${eventId}\u0000${stepId}`).slice(0, 14)}`;
 }
 
+/**
+ * The job id versions before 2026-11-30 gave a step (23 characters). Jobs they queued keep it until
+ * they run, so cancelling and re-planning look for it too.
+ */
+export function legacyFollowUpJobId(eventId: string, stepId: string): string {
+  return `f${digest(`${eventId}\u0000${stepId}`)}`;
+}
+
 /** Key fragment for everything stored about one event. */
 export function eventKey(eventId: string): string {
   return digest(eventId);

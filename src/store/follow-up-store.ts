@@ -59,8 +59,6 @@ export type ClaimResult =
 
 /** Where versions before the purchase key kept the purchase, as JSON. */
 const LEGACY_EVENT_FIELD = "event";
-/** Set when every remaining step of the event must be cancelled (full refund); holds the reason. */
-const STOP_FIELD = "stop";
 /** The customer's earlier purchases as counted when this event was first seen. */
 const HISTORY_FIELD = "h";
 /** Order id and customer name, kept after the event is scrubbed, for owners' reports. */
@@ -157,27 +155,48 @@ const SCHEDULE_SCRIPT = `${LEDGER_LUA}
 local now = tonumber(ARGV[1])
 local spec = cjson.decode(ARGV[2])
 local steps = cjson.decode(ARGV[3])
-if redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PXAT', ARGV[6]) then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
-else
-  redis.call('PEXPIREAT', KEYS[1], ARGV[6], 'GT')
-  redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
-end
-redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
 local added = 0
+local pending = false
 for _, step in ipairs(steps) do
+  local field = 's:' .. step.id
   local rec = { s = 'scheduled', t = now, d = step.d, a = 0 }
-  if redis.call('HSETNX', KEYS[1], 's:' .. step.id, cjson.encode(rec)) == 1 then
+  if redis.call('HSETNX', KEYS[1], field, cjson.encode(rec)) == 1 then
     added = added + 1
+    pending = true
     local hour = spec.p .. 'agg:' .. math.floor(now / 3600000)
     redis.call('HINCRBY', hour, step.f, 1)
     redis.call('PEXPIRE', hour, spec.ttl)
     local day = spec.p .. 'due:' .. math.floor(step.d / 86400000)
     redis.call('HINCRBY', day, step.ch, 1)
     redis.call('PEXPIREAT', day, (math.floor(step.d / 86400000) + 2) * 86400000)
+  elseif PENDING[cjson.decode(redis.call('HGET', KEYS[1], field)).s] then
+    pending = true
   end
 end
+-- Kept only while a step is pending: a stale plan (the same event processed twice at once) must
+-- not bring back the contact details that a finished purchase had deleted.
+if pending then
+  if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PXAT', ARGV[6]) then
+    redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
+  end
+  redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
+end
+-- Kept longer, never shorter; the history script gave the record its first expiry.
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6], 'GT')
+end
 return added
+`;
+
+/**
+ * Sets the stop marker (field `stop`, holding the reason) when every remaining step of the event
+ * must be cancelled (full refund). Only on a record that exists: an expired one has nothing left to
+ * stop, and a new key here would have no expiry.
+ */
+const STOP_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'stop', ARGV[1]) end
 `;
 
 /** Counts outcomes into an hourly aggregate hash: ARGV[2..] are the fields, each counted once. */
@@ -260,6 +279,7 @@ interface StoreScripts {
     keepUntil: number,
   ): Promise<number>;
   followUpCount(hourKey: string, ttlMs: number, ...fields: string[]): Promise<null>;
+  followUpStop(key: string, reason: string): Promise<null>;
   followUpUpdate(
     key: string,
     purchaseKey: string,
@@ -288,6 +308,8 @@ function withScripts(redis: Redis): Redis & StoreScripts {
     redis.defineCommand("followUpHistory", { numberOfKeys: 2, lua: HISTORY_SCRIPT });
   if (!scripted.followUpUpdate)
     redis.defineCommand("followUpUpdate", { numberOfKeys: 2, lua: UPDATE_SCRIPT });
+  if (!scripted.followUpStop)
+    redis.defineCommand("followUpStop", { numberOfKeys: 1, lua: STOP_SCRIPT });
   if (!scripted.followUpCount)
     redis.defineCommand("followUpCount", { numberOfKeys: 1, lua: COUNT_SCRIPT });
   return redis as Redis & StoreScripts;
@@ -381,7 +403,7 @@ export class FollowUpStore {
 
   /** Marks the event so no further step of it is sent; the claim script honours it atomically. */
   async stopEvent(eventId: string, reason: string): Promise<void> {
-    await this.redis.hset(this.key(eventId), STOP_FIELD, reason);
+    await this.redis.followUpStop(this.key(eventId), reason);
   }
 
   /** Every step record of the event, by step id. */

@@ -7,18 +7,23 @@ import type { Channel } from "../domain/events.js";
  */
 export const MAX_RATE_WAIT_MS = 1_000;
 
-/** How long an idle key outlives its last reservation, so workers whose clocks differ a little agree. */
+/** How long an idle key outlives its last reservation. */
 const IDLE_KEY_GRACE_MS = 1_000;
 
 /**
  * Reserves the next free send slot of a channel (GCRA: the key holds the theoretical arrival time
  * of the next send, in integer epoch microseconds so the spacing stays exact and adds up over time).
- * ARGV: now, interval, max wait, idle grace (all µs). Returns {1, wait} when granted, {0, retry in}
- * when the next free slot is further than max wait away (nothing is reserved then).
+ * ARGV: now (empty: the Redis server's clock, which all workers share), interval, max wait, idle
+ * grace (all µs). Returns {1, wait} when granted, {0, retry in} when the next free slot is further
+ * than max wait away (nothing is reserved then).
  * string.format('%.0f') writes numbers in full; Lua's tostring would round them to 14 digits.
  */
 const TAKE_SCRIPT = `
 local now = tonumber(ARGV[1])
+if not now then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
 local interval = tonumber(ARGV[2])
 local maxWait = tonumber(ARGV[3])
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -34,7 +39,7 @@ return {1, wait}
 interface RateScripts {
   followUpRateTake(
     key: string,
-    nowUs: number,
+    nowUs: number | "",
     intervalUs: number,
     maxWaitUs: number,
     graceUs: number,
@@ -64,11 +69,15 @@ export class ChannelRateLimiter {
     this.redis = redis as Redis & RateScripts;
   }
 
-  /** Reserves the channel's next free slot if it is at most the max wait away from `now` (epoch ms). */
-  async take(channel: Channel, ratePerSecond: number, now: number): Promise<RateTake> {
+  /**
+   * Reserves the channel's next free slot if it is at most the max wait away. The time is the Redis
+   * server's, one clock for every worker (a worker whose clock ran ahead would otherwise take the
+   * slots of the others); tests pass `now` (epoch ms).
+   */
+  async take(channel: Channel, ratePerSecond: number, now?: number): Promise<RateTake> {
     const [granted, micros] = await this.redis.followUpRateTake(
       `${this.prefix}:fu:rate:${channel}`,
-      Math.round(now * 1000),
+      now === undefined ? "" : Math.round(now * 1000),
       slotIntervalMicros(ratePerSecond),
       MAX_RATE_WAIT_MS * 1000,
       IDLE_KEY_GRACE_MS * 1000,

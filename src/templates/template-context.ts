@@ -116,10 +116,10 @@ export function buildTemplateContext(input: TemplateContextInput): TemplateConte
   };
 }
 
-/** "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. */
 /** Formatters by locale and currency: building one costs more than the rest of a message's context. */
 const moneyFormats = new Map<string, Intl.NumberFormat>();
 
+/** "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. */
 function formatMoney(value: Money, locale: string): string {
   const key = `${locale} ${value.currency}`;
   let format = moneyFormats.get(key);

@@ -530,6 +530,25 @@ describe("email-smtp specifics", () => {
     }
   });
 
+  it("replaces a connection after the configured number of messages, for servers that cap them", async () => {
+    const channel = createSmtpEmailChannel({
+      smtpUrl: adapter.sink().url,
+      from: FROM,
+      maxConnections: 1,
+      messagesPerConnection: 5,
+      timeoutMs: 2_000,
+    });
+    const before = adapter.sink().connections;
+    try {
+      for (let i = 0; i < 12; i++) {
+        expect((await channel.send(emailMessage(nextFollowUpId()))).ok).toBe(true);
+      }
+      expect(adapter.sink().connections - before).toBe(3);
+    } finally {
+      await channel.close();
+    }
+  });
+
   it("does not resend on its own when the server defers: one attempt per send", async () => {
     const channel = adapter.create();
     const before = adapter.sink().attempts;

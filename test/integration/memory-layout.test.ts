@@ -1,6 +1,6 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
-import { eventKey, followUpJobId } from "../../src/queue/names.js";
+import { eventJobId, eventKey, followUpJobId, legacyFollowUpJobId } from "../../src/queue/names.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
@@ -92,5 +92,52 @@ describe("the stored shape of a pending purchase", () => {
       orderId: event.orderId,
       customerName: "Ana Novak",
     });
+  });
+
+  it("keeps a follow-up an earlier version queued under its longer job id: no second job, and a refund removes it", async () => {
+    pipeline = await startPipeline("layout-legacy-job");
+    const p = pipeline;
+    const id = "evt-old-job";
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    const event = purchaseInput({
+      id,
+      orderId: "ord-old-job",
+      occurredAt,
+      items: [item("televisions", "899.00", { name: "OLED TV 55 inch" })],
+    });
+    const intakeDone = async () =>
+      (await p.events.getJobState(eventJobId(id))) === "completed" ? true : undefined;
+    await p.publisher.publish(event as never);
+    await eventually(intakeDone, "the purchase to be planned");
+
+    // As an earlier version left it: the check-in's job under the 23-character id.
+    const current = await p.followUps.getJob(followUpJobId(id, "big-ticket.check-in"));
+    if (!current) throw new Error("the check-in was not scheduled");
+    await current.remove();
+    await p.followUps.add("sms", current.data, {
+      jobId: legacyFollowUpJobId(id, "big-ticket.check-in"),
+      delay: current.delay,
+    });
+
+    // Published again once its intake job is gone: planned again, but no second job.
+    await p.events.remove(eventJobId(id));
+    await p.publisher.publish(event as never);
+    await eventually(intakeDone, "the purchase to be planned again");
+    expect(await p.followUps.getJob(followUpJobId(id, "big-ticket.check-in"))).toBeUndefined();
+    expect(await p.followUps.getJob(legacyFollowUpJobId(id, "big-ticket.check-in"))).toBeDefined();
+
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-old-job",
+      occurredAt,
+      orderId: "ord-old-job",
+    });
+    await eventually(
+      async () =>
+        (await p.followUps.getJob(legacyFollowUpJobId(id, "big-ticket.check-in"))) === undefined
+          ? true
+          : undefined,
+      "the refund to remove the earlier version's job",
+    );
   });
 });

@@ -1,0 +1,87 @@
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { eventKey } from "../../src/queue/names.js";
+import { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { purchase } from "../support/fixtures.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+
+const DAY = 86_400_000;
+let redis: Redis;
+let prefix: string;
+let store: FollowUpStore;
+
+beforeAll(() => {
+  redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+});
+afterAll(async () => {
+  await redis.quit();
+});
+beforeEach(() => {
+  prefix = uniquePrefix("store");
+  store = new FollowUpStore(redis, prefix);
+});
+afterEach(async () => {
+  await deleteKeysWithPrefix(redis, prefix);
+});
+
+const event = purchase({ id: "evt-store" });
+const step = (dueAt: number) => ({
+  stepId: "thank-you.thank-you",
+  dueAt,
+  channel: "email",
+  kind: "thank-you",
+  ruleId: "thank-you",
+});
+const recordKey = () => `${prefix}:fu:e:${eventKey("evt-store")}`;
+const purchaseKey = () => `${prefix}:fu:p:${eventKey("evt-store")}`;
+
+describe("the follow-up store", () => {
+  it("does not bring a deleted purchase back when a stale plan schedules a step already sent", async () => {
+    const now = Date.now();
+    await store.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [step(now)], now);
+    expect(await store.loadEvent("evt-store")).toEqual(event);
+    await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
+    await store.transition("evt-store", "thank-you.thank-you", ["sending"], { s: "sent" }, now);
+    expect(await redis.exists(purchaseKey())).toBe(0);
+
+    // The same plan again, as a second delivery of the event that read the step before it was sent.
+    expect(await store.schedule(event, now + 90 * DAY, [step(now)], now)).toBe(0);
+    expect(await redis.exists(purchaseKey())).toBe(0);
+    expect(await store.loadEvent("evt-store")).toBeUndefined();
+  });
+
+  it("keeps a record longer when planned again, never shorter", async () => {
+    const now = Date.now();
+    await store.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now);
+    await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now);
+    for (const key of [recordKey(), purchaseKey()]) {
+      expect(await redis.pttl(key)).toBeGreaterThan(199 * DAY);
+    }
+    await store.schedule(event, now + 300 * DAY, [step(now + 100 * DAY)], now);
+    for (const key of [recordKey(), purchaseKey()]) {
+      expect(await redis.pttl(key)).toBeGreaterThan(299 * DAY);
+    }
+  });
+
+  it("never shortens a record an earlier version wrote (purchase inside it) when planned again", async () => {
+    const now = Date.now();
+    await redis.hset(recordKey(), { event: JSON.stringify(event), h: "0" });
+    await redis.pexpireat(recordKey(), now + 200 * DAY);
+    await store.schedule(event, now + 95 * DAY, [step(now + DAY)], now);
+    expect(await redis.pttl(recordKey())).toBeGreaterThan(199 * DAY);
+  });
+
+  it("stops an event it holds, and leaves no key behind for one that expired", async () => {
+    const now = Date.now();
+    await store.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [step(now + DAY)], now);
+    await store.stopEvent("evt-store", "refunded: the order was refunded");
+    const claim = await store.claim("evt-store", "thank-you.thank-you", now + DAY, 60_000);
+    expect(claim).toMatchObject({ claimed: false, record: { s: "cancelled" } });
+
+    await store.stopEvent("evt-expired", "refunded: the order was refunded");
+    expect(await redis.exists(`${prefix}:fu:e:${eventKey("evt-expired")}`)).toBe(0);
+  });
+});
