@@ -182,6 +182,7 @@ export async function scheduleThroughIntake(options: {
         // Mix position 0 is a television: a thank-you email and a check-in SMS.
         const eventId = `${tag}-evt-0`;
         const scratch = `${prefix}:scratch`;
+        const purchaseKey = `${prefix}:fu:p:${eventKey(eventId)}`;
         return {
           classes: await memoryByClass(redis, prefix, (key) => classifyKey(prefix, key)),
           eventRecord: await dissectHash(redis, `${prefix}:fu:e:${eventKey(eventId)}`, scratch, {
@@ -189,11 +190,9 @@ export async function scheduleThroughIntake(options: {
             summary: (field) => field === "m",
           }),
           storedPurchase: {
-            key: `${prefix}:fu:p:${eventKey(eventId)}`,
-            bytes: Number(
-              await redis.memory("USAGE", `${prefix}:fu:p:${eventKey(eventId)}`, "SAMPLES", 0),
-            ),
-            valueBytes: await redis.strlen(`${prefix}:fu:p:${eventKey(eventId)}`),
+            key: purchaseKey,
+            bytes: Number(await redis.memory("USAGE", purchaseKey, "SAMPLES", 0)),
+            valueBytes: await redis.strlen(purchaseKey),
           },
           followUpJob: await dissectHash(
             redis,

@@ -2,6 +2,7 @@ import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { IANAZone } from "luxon";
 import { z } from "zod";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
+import { remembered } from "./remembered.js";
 
 /**
  * Event contract v1: what publishers put on the `purchase-events` queue or POST to /v1/events.
@@ -22,22 +23,6 @@ const instant = z.iso.datetime({
   offset: true,
   error: "expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
 });
-
-/**
- * Remembers a check's answer per name: zone and locale names repeat across events, and luxon and
- * Intl build a formatter or parse the name on every check. Bounded, so odd inputs cannot grow it.
- */
-function remembered(check: (name: string) => boolean): (name: string) => boolean {
-  const answers = new Map<string, boolean>();
-  return (name) => {
-    let answer = answers.get(name);
-    if (answer === undefined) {
-      answer = check(name);
-      if (answers.size < 10_000) answers.set(name, answer);
-    }
-    return answer;
-  };
-}
 
 const isKnownZone = remembered((zone) => IANAZone.isValidZone(zone));
 

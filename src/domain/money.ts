@@ -1,3 +1,5 @@
+import { remembered } from "./remembered.js";
+
 /**
  * Money as integer minor units (cents, pence, yen), so thresholds compare exactly and never with
  * float surprises such as 0.1 + 0.2 !== 0.3.
@@ -19,18 +21,12 @@ export function isCurrencyCode(code: string): boolean {
   return /^[A-Z]{3}$/.test(code) && KNOWN_CURRENCIES.has(code);
 }
 
-const digitsByCurrency = new Map<string, number>();
-
-/** How many decimals the currency's minor unit has (EUR 2, JPY 0, KWD 3); cached per currency. */
-export function minorDigits(currency: string): number {
-  let digits = digitsByCurrency.get(currency);
-  if (digits === undefined) {
-    digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
-      .maximumFractionDigits as number;
-    digitsByCurrency.set(currency, digits);
-  }
-  return digits;
-}
+/** How many decimals the currency's minor unit has (EUR 2, JPY 0, KWD 3); remembered per currency. */
+export const minorDigits: (currency: string) => number = remembered(
+  (currency) =>
+    new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
+      .maximumFractionDigits as number,
+);
 
 /** Result of reading an amount: minor units, or why it cannot be read. */
 export type MinorUnitsResult = { ok: true; minor: number } | { ok: false; problem: string };

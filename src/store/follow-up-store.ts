@@ -147,9 +147,9 @@ return { 1, cjson.encode(rec) }
 `;
 
 /**
- * Saves the purchase (for rendering, in its own key: KEYS[2]; a saved one is kept, never
- * overwritten) with its summary and expiry, then records new steps as scheduled (existing ones
- * untouched), counting only the new ones. One script, so the purchase and its steps appear together.
+ * Records new steps as scheduled (existing ones untouched), counting only the new ones, then saves
+ * the purchase (for rendering, in its own key: KEYS[2]; a saved one is kept, never overwritten)
+ * with its summary and expiry. One script, so the purchase and its steps appear together.
  */
 const SCHEDULE_SCRIPT = `${LEDGER_LUA}
 local now = tonumber(ARGV[1])
@@ -513,9 +513,10 @@ export class FollowUpStore {
   }
 
   /**
-   * Saves the event for rendering until `keepUntil` (epoch ms; an existing record is kept longer,
-   * never shorter, and its saved event is not replaced) and records the steps as scheduled, leaving
-   * any step that already has a state untouched. Returns how many steps were new.
+   * Records the steps as scheduled, leaving any step that already has a state untouched, and saves
+   * the purchase for rendering while one of them is pending. Both are kept until `keepUntil` (epoch
+   * ms; an existing record is kept longer, never shorter, and a saved purchase is not replaced).
+   * Returns how many steps were new.
    */
   async schedule(
     event: PurchaseCompleted,

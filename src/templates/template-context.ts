@@ -2,6 +2,7 @@ import { DateTime } from "luxon";
 import type { DiscountOffer } from "../domain/discount-code.js";
 import type { Channel } from "../domain/events.js";
 import { formatMinor, type Money, toMinorUnits } from "../domain/money.js";
+import { remembered } from "../domain/remembered.js";
 import type { StepKind } from "../domain/rules.js";
 
 /**
@@ -116,19 +117,15 @@ export function buildTemplateContext(input: TemplateContextInput): TemplateConte
   };
 }
 
-/** Formatters by locale and currency: building one costs more than the rest of a message's context. */
-const moneyFormats = new Map<string, Intl.NumberFormat>();
+/** A formatter per "locale currency": building one costs more than the rest of a message's context. */
+const moneyFormat = remembered((localeAndCurrency) => {
+  const [locale, currency] = localeAndCurrency.split(" ");
+  return new Intl.NumberFormat(locale, { style: "currency", currency });
+}, 1_000);
 
 /** "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. */
 function formatMoney(value: Money, locale: string): string {
-  const key = `${locale} ${value.currency}`;
-  let format = moneyFormats.get(key);
-  if (format === undefined) {
-    format = new Intl.NumberFormat(locale, { style: "currency", currency: value.currency });
-    // Locales and currencies come from events: bounded, so odd ones cannot grow the cache.
-    if (moneyFormats.size < 1_000) moneyFormats.set(key, format);
-  }
-  return format.format(formatMinor(value) as `${number}`);
+  return moneyFormat(`${locale} ${value.currency}`).format(formatMinor(value) as `${number}`);
 }
 
 /** A locale Intl accepts: the given one canonicalised, or "en" if it is not a valid tag. */
