@@ -86,7 +86,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   let replyDelayMs = 0;
 
   const createServer = () => {
-    const server = new SMTPServer({
+    const created: SMTPServer = new SMTPServer({
       secure: false,
       disabledCommands: ["STARTTLS"],
       allowInsecureAuth: true,
@@ -128,16 +128,26 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
             }
             // Taken before parsing, which is the sink's own work (slow on its first message).
             const receivedAt = new Date();
-            arrivals.push({
+            const message = {
               envelope: toEnvelope(session),
               parsed: await simpleParser(raw),
               raw,
               auth: sessionAuth.get(session.id),
               receivedAt,
-            });
-            const reply = `Message queued as sink-${messages.length}`;
-            if (replyDelayMs > 0) setTimeout(() => callback(null, reply), replyDelayMs);
-            else callback(null, reply);
+            };
+            // A message counts as accepted when its 250 goes out, as for a real server: one that
+            // goes down meanwhile answers 421 (smtp-server does so on close), and the message was
+            // not taken.
+            const accept = () => {
+              if (server !== created) {
+                callback(toSmtpError({ code: 421, message: "4.3.2 Shutting down" }));
+                return;
+              }
+              arrivals.push(message);
+              callback(null, `Message queued as sink-${messages.length}`);
+            };
+            if (replyDelayMs > 0) setTimeout(accept, replyDelayMs);
+            else accept();
           },
           (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
         );
@@ -147,8 +157,8 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         sessionAuth.delete(session.id);
       },
     });
-    server.on("error", (error) => errors.push(error));
-    return server;
+    created.on("error", (error) => errors.push(error));
+    return created;
   };
 
   const authenticate = (
