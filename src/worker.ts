@@ -9,16 +9,16 @@ import { type Env, SECRET_ENV_VARS } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { formatProblem } from "./config/load-rules.js";
 import { type Channel, parseEvent } from "./domain/events.js";
-import { ruleIdOf } from "./domain/planner.js";
+import { findStep, ruleIdOf } from "./domain/step-ref.js";
 import type { RuleSet } from "./domain/rules.js";
-import { findStep } from "./domain/send-guard.js";
 import { createHttpServer } from "./http/http-server.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
 import { createMessageComposer } from "./queue/compose-message.js";
-import { cappedBackoff, createDeliveryProcessor } from "./queue/delivery-processor.js";
+import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createIntakeProcessor } from "./queue/intake-processor.js";
 import { createLifecycle } from "./queue/lifecycle.js";
+import { cappedBackoff } from "./queue/retry-policy.js";
 import {
   eventJobId,
   FOLLOW_UPS_QUEUE,

@@ -10,6 +10,7 @@ import {
   type StepSpec,
 } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
+import { stepIdOf } from "./step-ref.js";
 
 /** A follow-up to schedule: when it is due and what it is. */
 export interface PlannedStep {
@@ -175,17 +176,6 @@ export function customerZone(
   if (event.customer.timezone) return { zone: event.customer.timezone, source: "customer" };
   if (event.store?.timezone) return { zone: event.store.timezone, source: "store" };
   return { zone: rules.defaults.timezone, source: "default" };
-}
-
-/** The plan's id for a rule's step. */
-export function stepIdOf(rule: Pick<Rule, "id">, step: Pick<StepSpec, "id">): string {
-  return `${rule.id}.${step.id}`;
-}
-
-/** The rule id part of a step id (`big-ticket.check-in` → `big-ticket`). */
-export function ruleIdOf(stepId: string): string {
-  const dot = stepId.indexOf(".");
-  return dot < 0 ? stepId : stepId.slice(0, dot);
 }
 
 type Timing = { ok: true; due: DateTime } | { ok: false; code: SkipCode; reason: string };

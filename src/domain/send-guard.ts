@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
-import { customerZone, stepIdOf } from "./planner.js";
+import { customerZone } from "./planner.js";
+import { findStep } from "./step-ref.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 
@@ -98,17 +99,4 @@ export function decideSend(input: GuardInput): SendDecision {
     return { action: "defer", until: opens, reason: "outside the send window" };
   }
   return { action: "send", rule, step, zone };
-}
-
-/** Looks a planned step up in the current rules by its stable id. */
-export function findStep(
-  rules: RuleSet,
-  stepId: string,
-): { rule: Rule; step: StepSpec } | undefined {
-  for (const rule of rules.rules) {
-    for (const step of rule.steps) {
-      if (stepIdOf(rule, step) === stepId) return { rule, step };
-    }
-  }
-  return undefined;
 }

@@ -3,9 +3,9 @@ import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
 import type { Channel, PurchaseCompleted } from "../domain/events.js";
-import { ruleIdOf } from "../domain/planner.js";
+import { findStep, ruleIdOf } from "../domain/step-ref.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
-import { decideSend, findStep } from "../domain/send-guard.js";
+import { decideSend } from "../domain/send-guard.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { FollowUpStore, StepRecord } from "../store/follow-up-store.js";
@@ -13,6 +13,7 @@ import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { FollowUpJobData } from "./names.js";
+import type { RetryPolicy } from "./retry-policy.js";
 
 /** Everything a message needs to be written: the purchase, the step, and when it was due. */
 export interface ComposeInput {
@@ -28,12 +29,6 @@ export interface ComposeInput {
 
 /** Renders a step into a message for its channel (templates, discount codes). */
 export type ComposeMessage = (input: ComposeInput) => Promise<OutgoingMessage>;
-
-/** Retry policy of transient failures: attempts in all, and the wait before attempt n+1. */
-export interface RetryPolicy {
-  readonly maxAttempts: number;
-  readonly delayMs: (attemptsMade: number) => number;
-}
 
 export interface DeliveryDeps {
   readonly rules: () => RuleSet;
@@ -57,17 +52,6 @@ export type DeliveryOutcome =
   | { readonly outcome: "sent"; readonly id: string }
   | { readonly outcome: "skipped"; readonly code: string }
   | { readonly outcome: "already-handled"; readonly state: string };
-
-/**
- * Capped exponential backoff with full jitter: attempt 1 waits up to `baseMs`, each further one
- * doubles, never more than `capMs`. Jitter spreads retries of a burst so they do not collide again.
- */
-export function cappedBackoff(baseMs: number, capMs: number, random: () => number) {
-  return (attemptsMade: number) => {
-    const ceiling = Math.min(capMs, baseMs * 2 ** Math.max(0, attemptsMade - 1));
-    return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-  };
-}
 
 /**
  * Processes one due follow-up. This is the single place that decides what a failure means:

@@ -10,7 +10,7 @@ import {
 } from "../domain/events.js";
 import { planFollowUps, type SkipCode } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
-import { findStep } from "../domain/send-guard.js";
+import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { FollowUpStore, LedgerEntry, StepRecord } from "../store/follow-up-store.js";
