@@ -63,7 +63,7 @@ export async function dueLatency(
     if (!at) continue;
     const record = (await session.store.stepRecords(at.eventId, [at.stepId])).get(at.stepId);
     if (!record) throw new Error(`latency: no step record for ${at.eventId} ${at.stepId}`);
-    latencies.push(arrival.at - record.d);
+    latencies.push(arrival.at - record.dueAt);
   }
   latencies.sort((a, b) => a - b);
   const pick = (q: number) =>

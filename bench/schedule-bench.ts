@@ -2,13 +2,9 @@ import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
-import {
-  eventKey,
-  FOLLOW_UPS_QUEUE,
-  followUpJobId,
-  PURCHASE_EVENTS_QUEUE,
-} from "../src/queue/names.js";
+import { FOLLOW_UPS_QUEUE, followUpJobId, PURCHASE_EVENTS_QUEUE } from "../src/queue/names.js";
 import { FollowUpStore } from "../src/store/follow-up-store.js";
+import { StoreKeys } from "../src/store/keys.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import type { Providers } from "./arrival-sink.js";
@@ -182,10 +178,11 @@ export async function scheduleThroughIntake(options: {
         // Mix position 0 is a television: a thank-you email and a check-in SMS.
         const eventId = `${tag}-evt-0`;
         const scratch = `${prefix}:scratch`;
-        const purchaseKey = `${prefix}:fu:p:${eventKey(eventId)}`;
+        const keys = new StoreKeys(prefix);
+        const purchaseKey = keys.purchase(eventId);
         return {
           classes: await memoryByClass(redis, prefix, (key) => classifyKey(prefix, key)),
-          eventRecord: await dissectHash(redis, `${prefix}:fu:e:${eventKey(eventId)}`, scratch, {
+          eventRecord: await dissectHash(redis, keys.eventRecord(eventId), scratch, {
             steps: (field) => field.startsWith("s:"),
             summary: (field) => field === "m",
           }),

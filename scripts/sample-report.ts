@@ -5,7 +5,7 @@ import { renderDailySendsChart } from "../src/reports/daily-sends-chart.js";
 import { renderReportText } from "../src/reports/render-report.js";
 import { renderReportHtml } from "../src/reports/render-report-html.js";
 import { previousPeriod, reportPeriodAt } from "../src/reports/report-period.js";
-import type { LedgerHour } from "../src/store/ledger-reader.js";
+import type { LedgerHour } from "../src/store/delivery-ledger.js";
 
 /**
  * `npx tsx scripts/sample-report.ts`: renders the owners' report for a made-up week into docs/,

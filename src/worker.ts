@@ -1,5 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { Queue, UnrecoverableError, Worker } from "bullmq";
+import { Queue, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
@@ -8,36 +7,36 @@ import { watchConfigDir } from "./config/config-watcher.js";
 import { type Env, SECRET_ENV_VARS } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { formatProblem } from "./config/load-rules.js";
-import { type Channel, parseEvent } from "./domain/events.js";
-import { findStep, ruleIdOf } from "./domain/step-ref.js";
-import type { RuleSet } from "./domain/rules.js";
+import type { Channel } from "./domain/events.js";
 import { createHttpServer } from "./http/http-server.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
-import { createMessageComposer } from "./queue/compose-message.js";
+import { EventPublisher, InvalidEventError } from "./publisher.js";
+import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
+import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createIntakeProcessor } from "./queue/intake-processor.js";
-import { createLifecycle } from "./queue/lifecycle.js";
-import { cappedBackoff } from "./queue/retry-policy.js";
 import {
-  eventJobId,
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
+  OWNER_REPORTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
 } from "./queue/names.js";
-import {
-  OWNER_REPORTS_QUEUE,
-  ownerSchedulerId,
-  sendOwnerReport,
-  syncReportSchedulers,
-} from "./reports/owner-reports.js";
-import { periodFromDates, reportPeriodAt } from "./reports/report-period.js";
-import { FollowUpStore, type LedgerEntry } from "./store/follow-up-store.js";
+import { createRefunds } from "./queue/refunds.js";
+import { cappedBackoff } from "./queue/retry-policy.js";
+import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
+import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
+import { CustomerHistoryStore } from "./store/customer-history.js";
+import { DeliveryLedger } from "./store/delivery-ledger.js";
+import { FollowUpStore } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
-import { LedgerReader } from "./store/ledger-reader.js";
 import { OrderStore } from "./store/order-store.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
+import { sharedSecret } from "./store/shared-secrets.js";
+import { SmsReferences } from "./store/sms-references.js";
 import { SuppressionList } from "./store/suppression-list.js";
+import { WebhookReceipts } from "./store/webhook-receipts.js";
+import { createMessageComposer } from "./templates/compose-message.js";
 
 /** Retention of finished jobs, set once on the workers instead of on every job. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -49,8 +48,6 @@ const KEEP_COMPLETED_EVENTS = { age: 3600, count: 1_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
-/** Webhook message ids are remembered this long to ignore replays. */
-const WEBHOOK_DEDUP_SECONDS = 7 * 24 * 3600;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
@@ -76,8 +73,9 @@ export interface WorkerOptions {
 export class StartupError extends Error {}
 
 /**
- * Starts the intake and delivery workers and the HTTP server on one Redis. Several processes may
- * run this against the same Redis and prefix; nothing here assumes it is alone.
+ * The composition root: wires config, Redis, stores, processors, queues and the HTTP server, and
+ * closes them in order. Several processes may run this against the same Redis and prefix; nothing
+ * here assumes it is alone.
  */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const { env, logger, channels } = options;
@@ -86,35 +84,36 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     throw new StartupError(`invalid config:\n${loaded.problems.map(formatProblem).join("\n")}`);
   }
   let config: FollowUpConfig = loaded.config;
-
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: null, lazyConnect: true });
-  try {
-    await redis.connect();
-  } catch (error) {
-    redis.disconnect();
-    throw new StartupError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
-  }
-  const prefix = env.QUEUE_PREFIX;
   const rules = () => config.rules;
   const clock = () => DateTime.utc();
+  const now = () => clock().toMillis();
+
+  const redis = await connectRedis(env.REDIS_URL);
+  const prefix = env.QUEUE_PREFIX;
   const metrics = new FollowUpMetrics();
   const store = new FollowUpStore(redis, prefix);
+  const ledger = new DeliveryLedger(redis, prefix);
+  const history = new CustomerHistoryStore(redis, prefix);
   const orders = new OrderStore(redis, prefix);
   const suppressions = new SuppressionList(redis, prefix);
+  const smsReferences = new SmsReferences(redis, prefix);
+
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
+  const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
+  const publisher = new EventPublisher({ connection: redis, prefix });
   metrics.trackQueues([events, followUps]);
-  const lifecycle = createLifecycle({
+
+  const refunds = createRefunds({ rules, store, history, orders, followUps, metrics, logger });
+  const feedback = createCustomerFeedback({
     rules,
     store,
-    orders,
+    ledger,
+    smsReferences,
     suppressions,
-    followUps,
-    metrics,
+    receipts: new WebhookReceipts(redis, prefix),
     logger,
-    firstSighting: async (key) =>
-      (await redis.set(`${prefix}:fu:seen:${key}`, "1", "EX", WEBHOOK_DEDUP_SECONDS, "NX")) ===
-      "OK",
+    now,
   });
   const publicUrl = env.PUBLIC_URL ?? `http://localhost:${env.HTTP_PORT}`;
   const unsubscribeSecret =
@@ -137,9 +136,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       rules,
       store,
+      history,
+      ledger,
       orders,
       suppressions,
-      lifecycle,
+      refunds,
+      feedback,
       followUps,
       metrics,
       logger,
@@ -152,102 +154,66 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       concurrency: env.INTAKE_CONCURRENCY,
     },
   );
+  const deliveryDeps = {
+    rules,
+    compose: createMessageComposer(() => config.templates, {
+      discountSecret,
+      unsubscribe: {
+        publicUrl,
+        secret: unsubscribeSecret,
+        ...(env.UNSUBSCRIBE_MAILTO && { mailto: env.UNSUBSCRIBE_MAILTO }),
+      },
+    }),
+    channels,
+    store,
+    ledger,
+    smsReferences,
+    suppressions,
+    caps: new FrequencyCapStore(redis, prefix),
+    metrics,
+    rateLimiter: new ChannelRateLimiter(redis, prefix),
+    retry: {
+      maxAttempts: env.DELIVERY_ATTEMPTS,
+      delayMs: cappedBackoff(env.DELIVERY_RETRY_BASE_MS, env.DELIVERY_RETRY_MAX_MS, Math.random),
+    },
+    sendLeaseMs: env.DELIVERY_LEASE_MS,
+    logger,
+    clock,
+    random: Math.random,
+  };
   const delivery = new Worker<FollowUpJobData>(
     FOLLOW_UPS_QUEUE,
-    createDeliveryProcessor({
-      rules,
-      compose: createMessageComposer(() => config.templates, {
-        discountSecret,
-        unsubscribe: {
-          publicUrl,
-          secret: unsubscribeSecret,
-          ...(env.UNSUBSCRIBE_MAILTO && { mailto: env.UNSUBSCRIBE_MAILTO }),
-        },
-      }),
-      channels,
-      store,
-      suppressions,
-      caps: new FrequencyCapStore(redis, prefix),
-      metrics,
-      rateLimiter: new ChannelRateLimiter(redis, prefix),
-      retry: {
-        maxAttempts: env.DELIVERY_ATTEMPTS,
-        delayMs: cappedBackoff(env.DELIVERY_RETRY_BASE_MS, env.DELIVERY_RETRY_MAX_MS, Math.random),
-      },
-      sendLeaseMs: env.DELIVERY_LEASE_MS,
-      logger,
-      clock,
-      random: Math.random,
-    }),
+    createDeliveryProcessor(deliveryDeps),
     { ...workerSettings, connection: workerConnections[1], concurrency: env.DELIVERY_CONCURRENCY },
   );
-  const reportSources = { ledger: new LedgerReader(redis, prefix), store };
-  const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
+  delivery.on("failed", recordFailureByBullmq(deliveryDeps));
   const reportWorker = new Worker(
     OWNER_REPORTS_QUEUE,
-    async (job) => {
-      const owner = config.rules.owners.find((o) => ownerSchedulerId(o) === job.data.owner);
-      if (!owner) return { skipped: "owner no longer in the rules" };
-      // A run added by hand may name its period; a scheduled run covers the days before the moment
-      // it was scheduled for, even when it is processed late (after an outage, or on a retry).
-      const period =
-        typeof job.data.since === "string" && typeof job.data.until === "string"
-          ? periodFromDates(job.data.since, job.data.until, owner.timezone)
-          : reportPeriodAt(owner, DateTime.fromMillis(job.timestamp + (job.delay ?? 0)));
-      try {
-        const sent = await sendOwnerReport(
-          reportSources,
-          config.rules,
-          owner,
-          period,
-          channels.email,
-          `report-${job.data.owner}-${Date.parse(period.since)}`,
-        );
-        metrics.reportsSent.inc();
-        logger.info(
-          { owner: job.data.owner, since: period.since, until: period.until },
-          "owner report sent",
-        );
-        return { id: sent.id };
-      } catch (error) {
-        metrics.reportsFailed.inc();
-        logger.warn(
-          { owner: job.data.owner, err: error, attempt: job.attemptsMade + 1 },
-          "owner report failed; will retry",
-        );
-        throw error;
-      }
-    },
+    createOwnerReportProcessor({
+      rules,
+      sources: reportSourcesOn(redis, prefix),
+      email: channels.email,
+      metrics,
+      logger,
+    }),
     { ...workerSettings, connection: workerConnections[2], concurrency: 1 },
   );
   await syncReportSchedulers(reports, config.rules.owners);
-  delivery.on("failed", (job, error) => {
-    // Our own failures are recorded already; this catches jobs BullMQ failed itself (stalled too often).
-    if (!job || error instanceof UnrecoverableError) return;
-    void store
-      .transition(
-        job.data.e,
-        job.data.s,
-        ["scheduled", "sending"],
-        { s: "failed", x: `error: ${error.message}` },
-        Date.now(),
-        failedByBullmq(rules(), job.data.s),
-      )
-      .catch((err: unknown) =>
-        logger.error({ err, jobId: job.id }, "could not record a failed follow-up"),
-      );
-  });
   for (const queue of [followUps, events, reports]) {
     // Without a listener BullMQ prints connection errors to the console, outside the logger.
     queue.on("error", (error) => logger.error({ err: error, queue: queue.name }, "queue error"));
   }
-  for (const [label, worker] of [
-    ["intake", intake],
-    ["delivery", delivery],
-    ["reports", reportWorker],
-  ] as const) {
+  const workers = { intake, delivery, reports: reportWorker };
+  for (const [label, worker] of Object.entries(workers)) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
+  const closeWorkers = (force = false) =>
+    Promise.all(Object.values(workers).map((worker) => worker.close(force)));
+  const closeConnections = async () => {
+    await publisher.close();
+    await Promise.all([followUps.close(), events.close(), reports.close()]);
+    await Promise.all([redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)));
+  };
 
   const reload = async (): Promise<boolean> => {
     const next = await loadConfig(env.CONFIG_DIR);
@@ -282,15 +248,19 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   if (env.HTTP_ENABLED === "true") {
     http = createHttpServer({
       acceptEvent: async (input) => {
-        const parsed = parseEvent(input);
-        if (!parsed.ok) return parsed;
-        await events.add(parsed.event.type, input, { jobId: eventJobId(parsed.event.id) });
-        return { ok: true, eventId: parsed.event.id };
+        try {
+          const { eventId } = await publisher.publish(input as never);
+          return { ok: true, eventId };
+        } catch (error) {
+          if (error instanceof InvalidEventError)
+            return { ok: false, problems: [...error.problems] };
+          throw error;
+        }
       },
       unsubscribe: (request) =>
-        lifecycle.unsubscribe(request.customerId, [request.channel], request.source),
-      inboundSms: (message) => lifecycle.inboundSms(message),
-      smsStatus: (update) => lifecycle.smsStatus(update),
+        feedback.unsubscribe(request.customerId, [request.channel], request.source),
+      inboundSms: (message) => feedback.inboundSms(message),
+      smsStatus: (update) => feedback.smsStatus(update),
       readiness: async () => {
         const redisUp = await redis.ping().then(
           (answer) => answer === "PONG",
@@ -318,9 +288,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     try {
       httpAddress = await http.listen({ host: env.HTTP_HOST, port: env.HTTP_PORT });
     } catch (error) {
-      await Promise.all([intake.close(), delivery.close(), reportWorker.close()]);
-      await Promise.all([followUps.close(), events.close(), reports.close()]);
-      await Promise.all([redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)));
+      watcher?.close();
+      await closeWorkers();
+      await closeConnections();
       throw new StartupError(
         `cannot listen on ${env.HTTP_HOST}:${env.HTTP_PORT}: ${(error as Error).message}`,
       );
@@ -357,9 +327,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       closing ??= (async () => {
         watcher?.close();
         await http?.close();
-        const graceful = Promise.all([intake.close(), delivery.close(), reportWorker.close()]);
         const timedOut = await Promise.race([
-          graceful.then(() => false),
+          closeWorkers().then(() => false),
           new Promise<boolean>((resolve) =>
             setTimeout(resolve, env.SHUTDOWN_TIMEOUT_MS, true).unref(),
           ),
@@ -369,13 +338,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
             { waitedMs: env.SHUTDOWN_TIMEOUT_MS },
             "in-flight jobs did not finish in time; forcing close",
           );
-          await Promise.all([intake.close(true), delivery.close(true), reportWorker.close(true)]);
+          await closeWorkers(true);
         }
-        await Promise.all([followUps.close(), events.close(), reports.close()]);
+        await closeConnections();
         await Promise.all(Object.values(channels).map((channel) => channel.close()));
-        await Promise.all(
-          [redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)),
-        );
         logger.info("followups worker stopped");
       })();
       return closing;
@@ -383,24 +349,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   };
 }
 
-/** Ledger entry of a job BullMQ failed on its own (e.g. stalled too often). */
-function failedByBullmq(rules: RuleSet, stepId: string): LedgerEntry {
-  const step = findStep(rules, stepId)?.step;
-  return {
-    outcome: "failed",
-    channel: step?.channel ?? "unknown",
-    kind: step?.kind ?? "unknown",
-    ruleId: ruleIdOf(stepId),
-    reason: "transient stalled",
-  };
-}
-
-/**
- * A secret used when its variable is not set: random, created once per deployment and shared by
- * every worker through Redis, so codes and links stay stable across processes and restarts.
- */
-async function sharedSecret(redis: Redis, prefix: string, name: string): Promise<string> {
-  const key = `${prefix}:fu:secret:${name}`;
-  await redis.set(key, randomBytes(32).toString("base64url"), "NX");
-  return (await redis.get(key)) ?? "";
+/** One connection for commands; BullMQ's workers get duplicates of it. */
+async function connectRedis(url: string): Promise<Redis> {
+  const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+  try {
+    await redis.connect();
+    return redis;
+  } catch (error) {
+    redis.disconnect();
+    throw new StartupError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
+  }
 }

@@ -1,6 +1,6 @@
 import type { Env } from "../config/env.js";
+import { TWILIO_STATUS_PATH } from "../config/public-paths.js";
 import type { Channel } from "../domain/events.js";
-import { TWILIO_STATUS_PATH } from "../http/twilio-routes.js";
 import type { DeliveryChannel } from "./channel.js";
 import { dkimOptions } from "./dkim.js";
 import { createSmtpEmailChannel } from "./email-smtp.js";

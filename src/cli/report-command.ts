@@ -1,11 +1,9 @@
 import { Redis } from "ioredis";
 import { DateTime, IANAZone } from "luxon";
 import { readEnv } from "../config/env.js";
-import { collectReport } from "../reports/owner-reports.js";
+import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { renderReportCsv, renderReportJson, renderReportText } from "../reports/render-report.js";
 import { periodFromDates } from "../reports/report-period.js";
-import { FollowUpStore } from "../store/follow-up-store.js";
-import { LedgerReader } from "../store/ledger-reader.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
@@ -52,12 +50,7 @@ export async function runReport(options: ReportOptions, io: CommandIo): Promise<
     });
     const prefix = env.env.QUEUE_PREFIX;
     const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
-    const model = await collectReport(
-      { ledger: new LedgerReader(redis, prefix), store: new FollowUpStore(redis, prefix) },
-      rules,
-      "operator",
-      period,
-    );
+    const model = await collectReport(reportSourcesOn(redis, prefix), rules, "operator", period);
     const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[
       options.format as (typeof FORMATS)[number]
     ];

@@ -1,9 +1,9 @@
 import { DateTime } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { customerZone } from "./planner.js";
-import { findStep } from "./step-ref.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
+import { findStep } from "./step-ref.js";
 
 /** Reason codes for steps skipped at send time (metrics and reports group by them). */
 export type GuardSkipCode =

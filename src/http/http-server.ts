@@ -7,14 +7,14 @@ import {
   fastify,
   LogController,
 } from "fastify";
+import {
+  MAX_UNSUBSCRIBE_TOKEN_LENGTH,
+  MIN_UNSUBSCRIBE_SECRET_LENGTH,
+} from "../domain/unsubscribe-token.js";
 import { checkBearerToken } from "./bearer-token.js";
 import type { HttpDeps } from "./http-deps.js";
 import { registerTwilioRoutes } from "./twilio-routes.js";
 import { unsubscribeRoutes } from "./unsubscribe-routes.js";
-import {
-  MAX_UNSUBSCRIBE_TOKEN_LENGTH,
-  MIN_UNSUBSCRIBE_SECRET_LENGTH,
-} from "./unsubscribe-token.js";
 
 /** Routes polled by orchestrators and scrapers: logged at debug so they do not drown the rest. */
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);

@@ -1,10 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import twilio from "twilio";
+import { TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH } from "../config/public-paths.js";
 import type { HttpDeps } from "./http-deps.js";
-
-/** Twilio's webhook paths; configure them as PUBLIC_URL + path in the Twilio console. */
-export const TWILIO_STATUS_PATH = "/webhooks/twilio/status";
-export const TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound";
 
 /** An empty TwiML answer: Twilio itself replies to STOP/START on long codes, we add nothing. */
 export const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';

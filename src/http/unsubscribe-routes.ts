@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { UNSUBSCRIBE_PATH } from "../config/public-paths.js";
+import { type UnsubscribeTarget, verifyUnsubscribeToken } from "../domain/unsubscribe-token.js";
 import type { HttpDeps } from "./http-deps.js";
-import { UNSUBSCRIBE_PATH } from "./unsubscribe-link.js";
 import {
   confirmUnsubscribePage,
   HTML_SECURITY_HEADERS,
@@ -8,7 +9,6 @@ import {
   unavailablePage,
   unsubscribedPage,
 } from "./unsubscribe-page.js";
-import { type UnsubscribeTarget, verifyUnsubscribeToken } from "./unsubscribe-token.js";
 
 type TokenRequest = FastifyRequest<{ Params: { token: string } }>;
 

@@ -3,42 +3,35 @@ import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
 import type { Channel, PurchaseCompleted } from "../domain/events.js";
-import { findStep, ruleIdOf } from "../domain/step-ref.js";
-import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
+import type { RuleSet } from "../domain/rules.js";
 import { decideSend } from "../domain/send-guard.js";
+import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type { FollowUpStore, StepRecord } from "../store/follow-up-store.js";
+import type { DeliveryLedger } from "../store/delivery-ledger.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
+import type { SmsReferences } from "../store/sms-references.js";
+import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
+import type { ComposeMessage } from "../templates/compose-message.js";
 import type { FollowUpJobData } from "./names.js";
 import type { RetryPolicy } from "./retry-policy.js";
+import { type StepLabels, stepLabels } from "./step-labels.js";
 
-/** Everything a message needs to be written: the purchase, the step, and when it was due. */
-export interface ComposeInput {
-  readonly event: PurchaseCompleted;
-  readonly rule: Rule;
-  readonly step: StepSpec;
-  readonly stepId: string;
-  readonly followUpId: string;
-  readonly dueAt: number;
-  readonly zone: string;
-  readonly rules: RuleSet;
-}
-
-/** Renders a step into a message for its channel (templates, discount codes). */
-export type ComposeMessage = (input: ComposeInput) => Promise<OutgoingMessage>;
-
+/** What delivery needs of each store: narrow, so tests can hand in fakes kept in memory. */
 export interface DeliveryDeps {
   readonly rules: () => RuleSet;
   readonly compose: ComposeMessage;
-  readonly channels: Readonly<Record<Channel, DeliveryChannel>>;
-  readonly store: FollowUpStore;
-  readonly suppressions: SuppressionList;
-  readonly caps: FrequencyCapStore;
+  readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
+  readonly store: Pick<FollowUpStore, "stepRecords" | "loadEvent" | "claim" | "transition">;
+  readonly ledger: Pick<DeliveryLedger, "count">;
+  readonly smsReferences: Pick<SmsReferences, "rememberSms">;
+  readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress">;
+  readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   readonly metrics: FollowUpMetrics;
-  readonly rateLimiter: ChannelRateLimiter;
+  readonly rateLimiter: Pick<ChannelRateLimiter, "take">;
   readonly retry: RetryPolicy;
   /** How long a send may take before another worker may assume its sender died. */
   readonly sendLeaseMs: number;
@@ -47,11 +40,26 @@ export interface DeliveryDeps {
   readonly random: () => number;
 }
 
+/** The parts of a BullMQ job delivery uses. */
+export type DeliveryJob = Pick<
+  Job<FollowUpJobData>,
+  "data" | "id" | "timestamp" | "delay" | "moveToDelayed"
+>;
+
 /** How a delivery job ended, as returned to BullMQ and counted. */
 export type DeliveryOutcome =
   | { readonly outcome: "sent"; readonly id: string }
   | { readonly outcome: "skipped"; readonly code: string }
   | { readonly outcome: "already-handled"; readonly state: string };
+
+/**
+ * Spread of the retries of jobs denied a send slot together, so they do not all ask again at once;
+ * small, because the denial already says when a slot comes within reach.
+ */
+const RATE_RETRY_JITTER_MS = 250;
+
+/** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
+const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
 
 /**
  * Processes one due follow-up. This is the single place that decides what a failure means:
@@ -61,7 +69,7 @@ export type DeliveryOutcome =
  */
 export function createDeliveryProcessor(deps: DeliveryDeps) {
   const deliver = createDelivery(deps);
-  return async (job: Job<FollowUpJobData>, token?: string): Promise<DeliveryOutcome> => {
+  return async (job: DeliveryJob, token?: string): Promise<DeliveryOutcome> => {
     try {
       return await deliver(job, token);
     } catch (error) {
@@ -77,7 +85,7 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
 }
 
 function createDelivery(deps: DeliveryDeps) {
-  return async (job: Job<FollowUpJobData>, token?: string): Promise<DeliveryOutcome> => {
+  return async (job: DeliveryJob, token?: string): Promise<DeliveryOutcome> => {
     const { e: eventId, s: stepId } = job.data;
     const followUpId = job.id ?? "";
     const log = deps.logger.child({ eventId, stepId, jobId: followUpId });
@@ -91,10 +99,13 @@ function createDelivery(deps: DeliveryDeps) {
     const nowMs = now.toMillis();
     // The step's state first: a redelivered job of a finished step is done, whatever else is gone.
     const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
-    if (record && record.s !== "scheduled" && record.s !== "sending") {
-      log.info({ state: record.s }, "follow-up already handled");
-      return { outcome: "already-handled", state: record.s };
+    if (record && record.state !== "scheduled" && record.state !== "sending") {
+      log.info({ state: record.state }, "follow-up already handled");
+      return { outcome: "already-handled", state: record.state };
     }
+    const dueAt = record?.dueAt ?? job.timestamp + job.delay;
+    const rules = deps.rules();
+    const labels = stepLabels(rules, stepId, record);
     const event = await deps.store.loadEvent(eventId);
     if (!event) {
       log.warn("event record expired or missing; follow-up dropped");
@@ -102,49 +113,45 @@ function createDelivery(deps: DeliveryDeps) {
         eventId,
         stepId,
         ["scheduled", "sending"],
-        { s: "skipped", x: "event-missing: the purchase record is gone" },
+        {
+          state: "skipped",
+          reason: { code: "event-missing", text: "the purchase record is gone" },
+        },
         nowMs,
+        undefined,
+        dueAt,
       );
       return { outcome: "skipped", code: "event-missing" };
     }
-    const rules = deps.rules();
-    const dueAt = record?.d ?? job.timestamp + job.delay;
     const suppressedChannels = await suppressedFor(deps.suppressions, event, rules, stepId);
     const decision = decideSend({ suppressedChannels, event, stepId, dueAt, rules, now });
     if (decision.action === "defer") return postpone(decision.until.toMillis(), decision.reason);
-    const labels = (channel: string, kind: string) => ({ channel, kind });
-    const ruleId = ruleIdOf(stepId);
     const skip = async (
       code: string,
-      reason: string,
-      channel: string,
-      kind: string,
+      text: string,
+      stepLabelsNow: StepLabels,
     ): Promise<DeliveryOutcome> => {
+      const { channel, kind } = stepLabelsNow;
       await deps.store.transition(
         eventId,
         stepId,
         ["scheduled", "sending"],
-        { s: "skipped", x: `${code}: ${reason}` },
+        { state: "skipped", reason: { code, text } },
         nowMs,
-        { outcome: "skipped", channel, kind, ruleId, reason: code },
+        { outcome: "skipped", ...stepLabelsNow, reason: code },
+        dueAt,
       );
       // A retried step may hold a cap slot from its earlier attempt; a skipped one never reached anyone.
-      await deps.caps.release(channel as Channel, event.customer.id, followUpId);
-      deps.metrics.skipped.inc({ ...labels(channel, kind), reason: code });
+      if (channel !== "unknown")
+        await deps.caps.release(channel as Channel, event.customer.id, followUpId);
+      deps.metrics.skipped.inc({ channel, kind, reason: code });
       log.info({ code }, "follow-up skipped");
       return { outcome: "skipped", code };
     };
-    if (decision.action === "skip") {
-      const found = findStep(rules, stepId)?.step;
-      return skip(
-        decision.code,
-        decision.reason,
-        found?.channel ?? "unknown",
-        found?.kind ?? "unknown",
-      );
-    }
+    if (decision.action === "skip") return skip(decision.code, decision.reason, labels);
     const { rule, step, zone } = decision;
-    const stepLabels = labels(step.channel, step.kind);
+    const sendLabels = { ...labels, channel: step.channel, kind: step.kind };
+    const metricLabels = { channel: step.channel, kind: step.kind };
 
     const slot = await deps.rateLimiter.take(
       step.channel,
@@ -168,47 +175,37 @@ function createDelivery(deps: DeliveryDeps) {
     );
     if (!cap.allowed) {
       if (rules.whenCapped[step.kind] === "defer") return postpone(cap.freeAt, "frequency cap");
-      return skip(
-        "capped",
-        `the customer's ${step.channel} frequency cap is reached`,
-        step.channel,
-        step.kind,
-      );
+      return skip("capped", `the customer's ${step.channel} frequency cap is reached`, sendLabels);
     }
 
     const claim = await deps.store.claim(eventId, stepId, nowMs, deps.sendLeaseMs, {
-      outcome: "cancelled",
-      ...stepLabels,
-      ruleId,
-      reason: "refunded",
+      ifCancelled: { outcome: "cancelled", ...sendLabels, reason: "refunded" },
+      dueAt,
     });
     if (!claim.claimed) {
-      if (claim.record.s === "sending")
-        return postpone(claim.record.t + deps.sendLeaseMs, "another worker is sending");
+      const found = claim.record;
+      if (found.state === "sending")
+        return postpone((found.changedAt ?? nowMs) + deps.sendLeaseMs, "another worker is sending");
       // A sent step keeps its place under the cap; anything else never reached the customer.
-      if (claim.record.s !== "sent")
+      if (found.state !== "sent")
         await deps.caps.release(step.channel, event.customer.id, followUpId);
-      if (claim.record.s === "cancelled") {
-        deps.metrics.cancelled.inc({
-          ...stepLabels,
-          reason: (claim.record.x ?? "").split(":")[0] ?? "",
-        });
-      }
-      return { outcome: "already-handled", state: claim.record.s };
+      if (found.state === "cancelled")
+        deps.metrics.cancelled.inc({ ...metricLabels, reason: found.reason?.code ?? "" });
+      return { outcome: "already-handled", state: found.state };
     }
     if (claim.takenOver) {
       deps.metrics.possibleDuplicates.inc({ cause: "takeover" });
       log.warn(
-        { takeovers: claim.record.r },
+        { takeovers: claim.record.takeovers },
         "previous sender vanished mid-send; sending again (possible duplicate)",
       );
     }
-    const attempt = {
+    const attempt: Attempt = {
       eventId,
       stepId,
       record: claim.record,
+      labels: sendLabels,
       channel: step.channel,
-      kind: step.kind,
       customerId: event.customer.id,
       followUpId,
     };
@@ -221,7 +218,7 @@ function createDelivery(deps: DeliveryDeps) {
         step,
         stepId,
         followUpId,
-        dueAt: claim.record.d,
+        dueAt: claim.record.dueAt,
         zone,
         rules,
       });
@@ -238,31 +235,32 @@ function createDelivery(deps: DeliveryDeps) {
         eventId,
         stepId,
         ["sending"],
-        { s: "sent", id: result.id, a: claim.record.a + 1 },
+        { state: "sent", providerId: result.id, attempts: claim.record.attempts + 1 },
         doneMs,
-        { outcome: "sent", channel: step.channel, kind: step.kind, ruleId },
+        { outcome: "sent", ...sendLabels },
+        claim.record.dueAt,
       );
       if (step.channel !== "email") {
-        await deps.store.rememberSms(
+        await deps.smsReferences.rememberSms(
           result.id,
           message.to,
           { eventId, stepId, kind: step.kind },
           SMS_REFERENCE_MS,
         );
       }
-      deps.metrics.sent.inc(stepLabels);
+      deps.metrics.sent.inc(metricLabels);
       deps.metrics.sendLatency.observe(
         { channel: step.channel },
-        Math.max(0, doneMs - claim.record.d) / 1000,
+        Math.max(0, doneMs - claim.record.dueAt) / 1000,
       );
       log.info({ channel: step.channel, kind: step.kind, providerId: result.id }, "follow-up sent");
       return { outcome: "sent", id: result.id };
     }
-    const attempts = claim.record.a + 1;
+    const attempts = claim.record.attempts + 1;
     if (result.error.optedOut) {
       const isNew = await deps.suppressions.suppress(step.channel, { address: message.to });
       if (isNew)
-        await deps.store.count(
+        await deps.ledger.count(
           { outcome: "optout", channel: step.channel, kind: "-", ruleId: "-", reason: "provider" },
           doneMs,
         );
@@ -275,13 +273,15 @@ function createDelivery(deps: DeliveryDeps) {
         stepId,
         ["sending"],
         {
-          s: "scheduled",
-          a: attempts,
-          x: describeFailure(result.error),
+          state: "scheduled",
+          attempts,
+          reason: failureReason(result.error),
           // The provider may have accepted it: the retry is a possible duplicate, counted like a takeover.
-          ...(result.error.uncertain && { r: (claim.record.r ?? 0) + 1 }),
+          ...(result.error.uncertain && { takeovers: claim.record.takeovers + 1 }),
         },
         doneMs,
+        undefined,
+        claim.record.dueAt,
       );
       deps.metrics.retried.inc({ channel: step.channel });
       if (result.error.uncertain)
@@ -296,18 +296,9 @@ function createDelivery(deps: DeliveryDeps) {
   };
 }
 
-/**
- * Spread of the retries of jobs denied a send slot together, so they do not all ask again at once;
- * small, because the denial already says when a slot comes within reach.
- */
-const RATE_RETRY_JITTER_MS = 250;
-
-/** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
-const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
-
 /** The channel of the step, if this customer or their contact for it is suppressed there. */
 async function suppressedFor(
-  suppressions: SuppressionList,
+  suppressions: DeliveryDeps["suppressions"],
   event: PurchaseCompleted,
   rules: RuleSet,
   stepId: string,
@@ -327,8 +318,8 @@ interface Attempt {
   readonly eventId: string;
   readonly stepId: string;
   readonly record: StepRecord;
+  readonly labels: StepLabels;
   readonly channel: Channel;
-  readonly kind: string;
   readonly customerId: string;
   readonly followUpId: string;
 }
@@ -339,31 +330,25 @@ async function fail(
   at: Attempt,
   nowMs: number,
   error: SendFailure,
-  attempts = at.record.a + 1,
+  attempts = at.record.attempts + 1,
 ): Promise<never> {
-  const gaveUp = error.kind === "transient" ? `gave up after ${attempts} attempts: ` : "";
-  const reason = `${gaveUp}${describeFailure(error)}`;
+  const described = failureReason(error);
+  const reason =
+    error.kind === "transient"
+      ? { ...described, text: `gave up after ${attempts} attempts: ${described.text}` }
+      : described;
   await deps.store.transition(
     at.eventId,
     at.stepId,
     ["sending"],
-    { s: "failed", a: attempts, x: reason },
+    { state: "failed", attempts, reason },
     nowMs,
-    {
-      outcome: "failed",
-      channel: at.channel,
-      kind: at.kind,
-      ruleId: ruleIdOf(at.stepId),
-      reason: `${error.kind} ${error.code}`,
-    },
+    { outcome: "failed", ...at.labels, reason: described.code },
+    at.record.dueAt,
   );
   // Nothing reached the customer, so the attempt does not count against their frequency cap.
   await deps.caps.release(at.channel, at.customerId, at.followUpId);
-  deps.metrics.failed.inc({
-    channel: at.channel,
-    kind: at.kind,
-    reason: `${error.kind} ${error.code}`,
-  });
+  deps.metrics.failed.inc({ channel: at.channel, kind: at.labels.kind, reason: described.code });
   if (error.kind === "misconfigured") {
     log.error(
       { code: error.code },
@@ -372,9 +357,10 @@ async function fail(
   } else {
     log.warn({ code: error.code, kind: error.kind }, "follow-up failed");
   }
-  throw new UnrecoverableError(reason);
+  throw new UnrecoverableError(`${reason.code}: ${reason.text}`);
 }
 
-function describeFailure(error: SendFailure): string {
-  return `${error.kind} ${error.code}: ${error.reason}`;
+/** A provider failure as a step's reason: `permanent 550`, and the provider's words. */
+function failureReason(error: SendFailure): { code: string; text: string } {
+  return { code: `${error.kind} ${error.code}`, text: error.reason };
 }

@@ -8,21 +8,22 @@ import {
   type PurchaseCompleted,
   parseEvent,
 } from "../domain/events.js";
+import { remainingTotal } from "../domain/money.js";
 import { planFollowUps, type SkipCode } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type { FollowUpStore, LedgerEntry, StepRecord } from "../store/follow-up-store.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
+import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
-import {
-  LIFECYCLE_RETENTION_MS,
-  type Lifecycle,
-  RefundCurrencyError,
-  remainingTotal,
-} from "./lifecycle.js";
-import { type FollowUpJobData, followUpJobId, legacyFollowUpJobId } from "./names.js";
+import type { CustomerFeedback } from "./customer-feedback.js";
+import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
 
 /** A customer's purchase history is forgotten after this long without a purchase. */
 export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
@@ -39,9 +40,12 @@ const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([
 export interface IntakeDeps {
   readonly rules: () => RuleSet;
   readonly store: FollowUpStore;
+  readonly history: CustomerHistoryStore;
+  readonly ledger: DeliveryLedger;
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
-  readonly lifecycle: Lifecycle;
+  readonly refunds: Refunds;
+  readonly feedback: CustomerFeedback;
   readonly followUps: Queue<FollowUpJobData>;
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
@@ -89,7 +93,7 @@ export function createIntakeProcessor(deps: IntakeDeps) {
         return schedulePurchase(event, deps, job.id);
       case "purchase.refunded":
         try {
-          const result = await deps.lifecycle.refund(event, deps.clock().toMillis());
+          const result = await deps.refunds.refund(event, deps.clock().toMillis());
           return { type: event.type, cancelled: result.cancelled };
         } catch (error) {
           if (error instanceof RefundCurrencyError) throw new UnrecoverableError(error.message);
@@ -97,7 +101,7 @@ export function createIntakeProcessor(deps: IntakeDeps) {
         }
       case "customer.unsubscribed": {
         const channels = event.channels === "all" ? CHANNELS : event.channels;
-        await deps.lifecycle.unsubscribe(event.customerId, channels, "event");
+        await deps.feedback.unsubscribe(event.customerId, channels, "event");
         return { type: event.type };
       }
     }
@@ -120,7 +124,7 @@ async function schedulePurchase(
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
   }
-  const { history, firstSeen } = await deps.store.recordPurchase(
+  const { history, firstSeen } = await deps.history.recordPurchase(
     event,
     HISTORY_RETENTION_MS,
     deps.recordRetentionMs,
@@ -143,7 +147,7 @@ async function schedulePurchase(
       reason: skip.code,
     });
   }
-  await deps.store.count(reportedSkips, nowMs);
+  await deps.ledger.count(reportedSkips, nowMs);
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length };
@@ -158,7 +162,7 @@ async function schedulePurchase(
   // A step with a state beyond "scheduled" was handled by an earlier delivery of this event.
   const open = plan.steps.filter((step) => {
     const record = records.get(step.stepId);
-    return record === undefined || record.s === "scheduled";
+    return record === undefined || record.state === "scheduled";
   });
   if (open.length === 0) {
     // Everything was handled before; saving the event again would bring back scrubbed contact data.
@@ -189,19 +193,19 @@ async function schedulePurchase(
   const linked = await deps.orders.linkPurchase(
     event.orderId,
     event.id,
-    Math.max(keepUntil - nowMs, LIFECYCLE_RETENTION_MS),
+    Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
   );
   let toSchedule = open;
   if (
     linked.fullyRefunded !== order.fullyRefunded ||
     linked.refunds.length !== order.refunds.length
   ) {
-    await deps.lifecycle.applyRefunds(event.id, event.orderId, linked, nowMs);
+    await deps.refunds.applyRefunds(event.id, event.orderId, linked, nowMs);
     const after = await deps.store.stepRecords(
       event.id,
       open.map((s) => s.stepId),
     );
-    toSchedule = open.filter((step) => after.get(step.stepId)?.s === "scheduled");
+    toSchedule = open.filter((step) => after.get(step.stepId)?.state === "scheduled");
   }
   if (!firstSeen) {
     // A step an earlier version queued under its longer job id has its job already.

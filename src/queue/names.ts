@@ -1,9 +1,13 @@
-import { createHash } from "node:crypto";
+import { idHash } from "../store/keys.js";
 
 /** The input queue publishers write to; job name = event type, job data = the event (contract v1). */
 export const PURCHASE_EVENTS_QUEUE = "purchase-events";
 /** One delayed job per planned step. */
 export const FOLLOW_UPS_QUEUE = "follow-ups";
+/** Owners' report runs, fed by one BullMQ job scheduler per owner. */
+export const OWNER_REPORTS_QUEUE = "owner-reports";
+/** Job name of a report run. */
+export const OWNER_REPORT_JOB = "owner-report";
 
 /**
  * Lean data of a follow-up job: which event and which step. Everything else (contact, items,
@@ -24,24 +28,7 @@ export interface FollowUpJobData {
  * instead of 640 B per pending follow-up).
  */
 export function followUpJobId(eventId: string, stepId: string): string {
-  return `f${digest(`${eventId}\u0000${stepId}`).slice(0, 14)}`;
-}
-
-/**
- * The job id versions before 2026-11-30 gave a step (23 characters). Jobs they queued keep it until
- * they run, so cancelling and re-planning look for it too.
- */
-export function legacyFollowUpJobId(eventId: string, stepId: string): string {
-  return `f${digest(`${eventId}\u0000${stepId}`)}`;
-}
-
-/** Key fragment for everything stored about one event. */
-export function eventKey(eventId: string): string {
-  return digest(eventId);
-}
-
-function digest(text: string): string {
-  return createHash("sha256").update(text).digest("base64url").slice(0, 22);
+  return `f${idHash(`${eventId}\u0000${stepId}`).slice(0, 14)}`;
 }
 
 /** Job id on the input queue: the event id itself when BullMQ accepts it, so duplicates collapse. */
@@ -50,5 +37,5 @@ export function eventJobId(eventId: string): string {
   return /^[A-Za-z0-9._~-]{1,200}$/.test(eventId) &&
     String(Number.parseInt(eventId, 10)) !== eventId
     ? eventId
-    : `e${digest(eventId)}`;
+    : `e${idHash(eventId)}`;
 }

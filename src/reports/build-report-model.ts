@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { STEP_KINDS, type StepKind } from "../domain/rules.js";
-import { type LedgerHour, sumHours } from "../store/ledger-reader.js";
+import { type LedgerHour, sumHours } from "../store/delivery-ledger.js";
 import { reasonWords } from "./reason-words.js";
 import {
   type DailySends,

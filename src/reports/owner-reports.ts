@@ -1,9 +1,12 @@
 import { createHash } from "node:crypto";
 import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
-import type { FollowUpStore } from "../store/follow-up-store.js";
-import type { LedgerReader } from "../store/ledger-reader.js";
+import { OWNER_REPORT_JOB } from "../queue/names.js";
+import { DeliveryLedger } from "../store/delivery-ledger.js";
+import { FollowUpStore } from "../store/follow-up-store.js";
+import { SmsReferences } from "../store/sms-references.js";
 import { buildReportModel } from "./build-report-model.js";
 import { renderDailySendsChart } from "./daily-sends-chart.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
@@ -11,15 +14,22 @@ import type { ReportModel, ReportPeriod } from "./report-model.js";
 import { previousPeriod, reportCronPattern } from "./report-period.js";
 import { periodTitle } from "./report-phrases.js";
 
-/** Queue of the owners' report jobs, fed by one BullMQ job scheduler per owner. */
-export const OWNER_REPORTS_QUEUE = "owner-reports";
-/** Job name of a report run. */
-export const OWNER_REPORT_JOB = "owner-report";
 const CHART_CID = "daily-sends-chart@followups";
 
+/** Where a report's figures come from. */
 export interface ReportSources {
-  readonly ledger: LedgerReader;
+  readonly ledger: DeliveryLedger;
   readonly store: FollowUpStore;
+  readonly smsReferences: SmsReferences;
+}
+
+/** The report sources of a deployment on a connection. */
+export function reportSourcesOn(redis: Redis, prefix: string): ReportSources {
+  return {
+    ledger: new DeliveryLedger(redis, prefix),
+    store: new FollowUpStore(redis, prefix),
+    smsReferences: new SmsReferences(redis, prefix),
+  };
 }
 
 /** Reads the ledger for a period (and the one before it) and builds the report model. */
@@ -37,14 +47,17 @@ export async function collectReport(
     sources.ledger.hours(Date.parse(before.since), Date.parse(before.until)),
     sources.ledger.pending(until, 7),
     sources.ledger.pending(until, 30),
-    sources.store.repliesBetween(since, until),
+    sources.smsReferences.repliesBetween(since, until),
   ]);
   const withNames = await Promise.all(
-    replies.map(async (reply) => ({
-      receivedAt: reply.record.rt ?? since,
-      text: reply.record.rp ?? "",
-      ...(await sources.store.summary(reply.eventId)),
-    })),
+    replies.map(async ({ eventId, stepId }) => {
+      const [records, summary] = await Promise.all([
+        sources.store.stepRecords(eventId, [stepId]),
+        sources.store.summary(eventId),
+      ]);
+      const reply = records.get(stepId)?.reply;
+      return reply && { receivedAt: reply.receivedAt, text: reply.text, ...summary };
+    }),
   );
   return buildReportModel({
     shopName: rules.shopName,
@@ -54,7 +67,7 @@ export async function collectReport(
     hours,
     previousHours,
     upcoming: { next7Days, next30Days },
-    replies: withNames,
+    replies: withNames.filter((reply) => reply !== undefined),
   });
 }
 

@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Money } from "../domain/money.js";
-import { eventKey } from "../queue/names.js";
+import { StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /**
  * What is known of an order: the purchase events that created follow-ups for it and the refunds
@@ -15,45 +16,13 @@ export interface OrderRecord {
   readonly fullyRefunded: boolean;
 }
 
-/**
- * Records one refund once per refund event id (a redelivered refund changes nothing) and returns
- * the order afterwards. Refund fields are `r:<eventId>` = "<minor units> <currency>", or "full".
- */
-const REFUND_SCRIPT = `
-redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HGETALL', KEYS[1])
-`;
-
-/** Links a purchase to its order and returns the order, refunds included, in one step. */
-const LINK_SCRIPT = `
-redis.call('HSET', KEYS[1], 'e:' .. ARGV[1], '1')
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return redis.call('HGETALL', KEYS[1])
-`;
-
-interface OrderScripts {
-  followUpRefund(key: string, refundId: string, amount: string, keepMs: number): Promise<string[]>;
-  followUpLinkOrder(key: string, eventId: string, keepMs: number): Promise<string[]>;
-}
-
 export class OrderStore {
-  private readonly redis: Redis & OrderScripts;
+  private readonly redis: Redis & StoreCommands;
+  private readonly keys: StoreKeys;
 
-  constructor(
-    redis: Redis,
-    private readonly prefix: string,
-  ) {
-    const scripted = redis as Redis & Partial<OrderScripts>;
-    if (!scripted.followUpLinkOrder)
-      redis.defineCommand("followUpLinkOrder", { numberOfKeys: 1, lua: LINK_SCRIPT });
-    if (!scripted.followUpRefund)
-      redis.defineCommand("followUpRefund", { numberOfKeys: 1, lua: REFUND_SCRIPT });
-    this.redis = redis as Redis & OrderScripts;
-  }
-
-  private key(orderId: string): string {
-    return `${this.prefix}:fu:o:${eventKey(orderId)}`;
+  constructor(redis: Redis, prefix: string) {
+    this.redis = withStoreCommands(redis);
+    this.keys = new StoreKeys(prefix);
   }
 
   /**
@@ -61,7 +30,7 @@ export class OrderStore {
    * recorded before this moment is in the answer, one recorded after it will find the link.
    */
   async linkPurchase(orderId: string, eventId: string, keepMs: number): Promise<OrderRecord> {
-    return parseOrder(await this.redis.followUpLinkOrder(this.key(orderId), eventId, keepMs));
+    return parseOrder(await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs));
   }
 
   /** Records a refund (idempotent per refund event) and returns the order as it now stands. */
@@ -71,8 +40,8 @@ export class OrderStore {
     amount: Money | undefined,
     keepMs: number,
   ): Promise<OrderRecord> {
-    const flat = await this.redis.followUpRefund(
-      this.key(orderId),
+    const flat = await this.redis.fuRecordRefund(
+      this.keys.order(orderId),
       refundEventId,
       amount ? `${amount.minor} ${amount.currency}` : "full",
       keepMs,
@@ -81,7 +50,7 @@ export class OrderStore {
   }
 
   async get(orderId: string): Promise<OrderRecord> {
-    const all = await this.redis.hgetall(this.key(orderId));
+    const all = await this.redis.hgetall(this.keys.order(orderId));
     return parseOrder(Object.entries(all).flat());
   }
 }

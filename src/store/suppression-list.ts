@@ -1,19 +1,24 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Channel } from "../domain/events.js";
+import { StoreKeys } from "./keys.js";
 
 /**
  * Who must not be contacted on a channel, by customer id and by address or number. Addresses are
  * stored hashed: the list answers "is this one suppressed?" without holding a readable copy.
  */
 export class SuppressionList {
+  private readonly keys: StoreKeys;
+
   constructor(
     private readonly redis: Redis,
-    private readonly prefix: string,
-  ) {}
+    prefix: string,
+  ) {
+    this.keys = new StoreKeys(prefix);
+  }
 
   private key(channel: Channel): string {
-    return `${this.prefix}:fu:suppressed:${channel}`;
+    return this.keys.suppressions(channel);
   }
 
   /** Adds the customer and/or the address to the channel's list; true if either was not on it yet. */

@@ -4,11 +4,8 @@ import { DateTime } from "luxon";
 import { parseDocument } from "yaml";
 import type { Channel } from "../../src/domain/events.js";
 import { followUpJobId } from "../../src/queue/names.js";
-import {
-  type FollowUpStore,
-  type StepRecord,
-  TERMINAL_STATES,
-} from "../../src/store/follow-up-store.js";
+import type { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { type StepRecord, TERMINAL_STATES } from "../../src/store/step-record.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness } from "../support/pipeline-harness.js";
 import { findFreePort } from "../support/redis-server.js";
@@ -155,7 +152,7 @@ export async function readRecords(
 /** How many of the records are in `state` (e.g. `sending`: sends in flight right now). */
 export function countInState(records: Map<string, StepRecord | undefined>, state: string): number {
   let n = 0;
-  for (const record of records.values()) if (record?.s === state) n++;
+  for (const record of records.values()) if (record?.state === state) n++;
   return n;
 }
 
@@ -176,7 +173,7 @@ export async function waitUntilSettled(
     for (const [key, record] of found) records.set(key, record);
     open = open.filter((s) => {
       const record = records.get(`${s.eventId} ${s.stepId}`);
-      return !record || !TERMINAL_STATES.has(record.s);
+      return !record || !TERMINAL_STATES.has(record.state);
     });
     if (open.length === 0) return records;
     if (Date.now() > deadline) {
@@ -288,13 +285,17 @@ export function tally(
       t.missing++;
       continue;
     }
-    t.takeovers += record.r ?? 0;
-    t.retries += Math.max(0, record.a - 1);
-    if (record.s === "sent") {
+    t.takeovers += record.takeovers;
+    t.retries += Math.max(0, record.attempts - 1);
+    if (record.state === "sent") {
       t.sent++;
       sentPerKey.set(step.deliveryKey, (sentPerKey.get(step.deliveryKey) ?? 0) + 1);
-    } else if (record.s === "failed" || record.s === "skipped" || record.s === "cancelled")
-      t[record.s]++;
+    } else if (
+      record.state === "failed" ||
+      record.state === "skipped" ||
+      record.state === "cancelled"
+    )
+      t[record.state]++;
     else t.open++;
   }
   for (const key of keys) {

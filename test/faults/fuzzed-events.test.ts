@@ -165,7 +165,7 @@ it("keeps every bad event with its reason, plans every good one, and never crash
   // Steps due later wait as delayed jobs; nothing else of a valid purchase has a record.
   const laterRecords = await readRecords(p.store, later);
   const laterNotScheduled = later.filter(
-    (s) => laterRecords.get(`${s.eventId} ${s.stepId}`)?.s !== "scheduled",
+    (s) => laterRecords.get(`${s.eventId} ${s.stepId}`)?.state !== "scheduled",
   );
   const laterStates = await Promise.all(
     later.map((s) => p.followUps.getJobState(followUpJobId(s.eventId, s.stepId))),
@@ -221,8 +221,8 @@ it("keeps every bad event with its reason, plans every good one, and never crash
   const reasons = new Map<string, number>();
   for (const s of due) {
     const r = records.get(`${s.eventId} ${s.stepId}`);
-    if (r && r.s !== "sent") {
-      const key = `${r.s}: ${(r.x ?? "").split(":")[0]}`;
+    if (r && r.state !== "sent") {
+      const key = `${r.state}: ${r.reason?.code ?? ""}`;
       reasons.set(key, (reasons.get(key) ?? 0) + 1);
     }
   }

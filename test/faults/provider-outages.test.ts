@@ -103,7 +103,10 @@ it("retries with backoff through an SMTP outage and bursts of Twilio 429 and 5xx
   const twilioRefused = p.twilio.requests - p.twilio.messages.length;
   const emailRetries = steps
     .filter((s) => s.channel === "email")
-    .reduce((n, s) => n + Math.max(0, (records.get(`${s.eventId} ${s.stepId}`)?.a ?? 1) - 1), 0);
+    .reduce(
+      (n, s) => n + Math.max(0, (records.get(`${s.eventId} ${s.stepId}`)?.attempts ?? 1) - 1),
+      0,
+    );
   const ready = await Promise.all(f.live().map(readyStatus));
   printFigures("SMTP down, Twilio 429/5xx", {
     purchases: PURCHASES,

@@ -1,6 +1,6 @@
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
-import { TERMINAL_STATES } from "../../src/store/follow-up-store.js";
+import { TERMINAL_STATES } from "../../src/store/step-record.js";
 import { purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { spawnWorker, type WorkerProcess } from "../support/worker-process.js";
@@ -55,7 +55,7 @@ it("ends every step sent exactly once or with a recorded reason when workers are
           (await p.store.stepRecords(id, ["thank-you.thank-you"])).get("thank-you.thank-you"),
         ),
       );
-      return found.every((r) => r && TERMINAL_STATES.has(r.s)) ? found : undefined;
+      return found.every((r) => r && TERMINAL_STATES.has(r.state)) ? found : undefined;
     },
     "every step to reach a terminal state",
     60_000,
@@ -66,10 +66,10 @@ it("ends every step sent exactly once or with a recorded reason when workers are
     const to = message.envelope.rcptTo[0] ?? "";
     byRecipient.set(to, (byRecipient.get(to) ?? 0) + 1);
   }
-  const takeovers = records.reduce((sum, r) => sum + (r?.r ?? 0), 0);
+  const takeovers = records.reduce((sum, r) => sum + (r?.takeovers ?? 0), 0);
   const duplicates = [...byRecipient.values()].reduce((sum, n) => sum + n - 1, 0);
   for (const [index, record] of records.entries()) {
-    expect(record?.s, `step of ${ids[index]}`).toBe("sent");
+    expect(record?.state, `step of ${ids[index]}`).toBe("sent");
     expect(
       byRecipient.get(`${ids[index]}@example.com`),
       `mails to ${ids[index]}`,

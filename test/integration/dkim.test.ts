@@ -7,7 +7,7 @@ import type { EmailMessage } from "../../src/channels/channel.js";
 import { DKIM_SIGNED_HEADERS, dkimOptions } from "../../src/channels/dkim.js";
 import { createSmtpEmailChannel } from "../../src/channels/email-smtp.js";
 import { createOutboxChannel } from "../../src/channels/outbox.js";
-import { listUnsubscribeHeaders, unsubscribeUrl } from "../../src/http/unsubscribe-link.js";
+import { listUnsubscribeHeaders, unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { type SmtpSink, startSmtpSink } from "../support/smtp-sink.js";
 
 const FROM = '"Corner Shop" <hello@shop.example>';

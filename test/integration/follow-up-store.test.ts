@@ -1,7 +1,8 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { eventKey } from "../../src/queue/names.js";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { purchase } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
@@ -9,6 +10,8 @@ const DAY = 86_400_000;
 let redis: Redis;
 let prefix: string;
 let store: FollowUpStore;
+let history: CustomerHistoryStore;
+let keys: StoreKeys;
 
 beforeAll(() => {
   redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
@@ -19,6 +22,8 @@ afterAll(async () => {
 beforeEach(() => {
   prefix = uniquePrefix("store");
   store = new FollowUpStore(redis, prefix);
+  history = new CustomerHistoryStore(redis, prefix);
+  keys = new StoreKeys(prefix);
 });
 afterEach(async () => {
   await deleteKeysWithPrefix(redis, prefix);
@@ -32,17 +37,17 @@ const step = (dueAt: number) => ({
   kind: "thank-you",
   ruleId: "thank-you",
 });
-const recordKey = () => `${prefix}:fu:e:${eventKey("evt-store")}`;
-const purchaseKey = () => `${prefix}:fu:p:${eventKey("evt-store")}`;
+const recordKey = () => keys.eventRecord("evt-store");
+const purchaseKey = () => keys.purchase("evt-store");
 
 describe("the follow-up store", () => {
   it("does not bring a deleted purchase back when a stale plan schedules a step already sent", async () => {
     const now = Date.now();
-    await store.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now)], now);
     expect(await store.loadEvent("evt-store")).toEqual(event);
     await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
-    await store.transition("evt-store", "thank-you.thank-you", ["sending"], { s: "sent" }, now);
+    await store.transition("evt-store", "thank-you.thank-you", ["sending"], { state: "sent" }, now);
     expect(await redis.exists(purchaseKey())).toBe(0);
 
     // The same plan again, as a second delivery of the event that read the step before it was sent.
@@ -53,7 +58,7 @@ describe("the follow-up store", () => {
 
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
-    await store.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now);
     await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now);
     for (const key of [recordKey(), purchaseKey()]) {
@@ -75,13 +80,13 @@ describe("the follow-up store", () => {
 
   it("stops an event it holds, and leaves no key behind for one that expired", async () => {
     const now = Date.now();
-    await store.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now + DAY)], now);
     await store.stopEvent("evt-store", "refunded: the order was refunded");
     const claim = await store.claim("evt-store", "thank-you.thank-you", now + DAY, 60_000);
-    expect(claim).toMatchObject({ claimed: false, record: { s: "cancelled" } });
+    expect(claim).toMatchObject({ claimed: false, record: { state: "cancelled" } });
 
     await store.stopEvent("evt-expired", "refunded: the order was refunded");
-    expect(await redis.exists(`${prefix}:fu:e:${eventKey("evt-expired")}`)).toBe(0);
+    expect(await redis.exists(keys.eventRecord("evt-expired"))).toBe(0);
   });
 });

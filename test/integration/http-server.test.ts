@@ -4,11 +4,11 @@ import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Channel } from "../../src/domain/events.js";
 import { parseEvent } from "../../src/domain/events.js";
+import { signUnsubscribeToken } from "../../src/domain/unsubscribe-token.js";
 import type { HttpDeps } from "../../src/http/http-deps.js";
 import { createHttpServer } from "../../src/http/http-server.js";
-import { unsubscribeUrl } from "../../src/http/unsubscribe-link.js";
-import { signUnsubscribeToken } from "../../src/http/unsubscribe-token.js";
 import { createLogger } from "../../src/logger.js";
+import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 
 const API_TOKEN = "api-token-0123456789abcdef";
 const PUBLIC_URL = "https://followups.shop.example";

@@ -30,7 +30,7 @@ async function record(p: PipelineHarness, eventId: string, stepId: string) {
 async function waitForState(p: PipelineHarness, eventId: string, stepId: string, state: string) {
   return eventually(async () => {
     const r = await record(p, eventId, stepId);
-    return r?.s === state ? r : undefined;
+    return r?.state === state ? r : undefined;
   }, `${eventId} ${stepId} to be ${state}`);
 }
 
@@ -92,7 +92,7 @@ describe("refunds", () => {
 
     for (const stepId of ["big-ticket.thank-you", "big-ticket.check-in"]) {
       const r = await waitForState(p, "evt-full", stepId, "cancelled");
-      expect(r.x).toBe("refunded: order ord-evt-full fully refunded");
+      expect(r.reason).toEqual({ code: "refunded", text: "order ord-evt-full fully refunded" });
       expect(await p.followUps.getJob(followUpJobId("evt-full", stepId))).toBeUndefined();
     }
 
@@ -108,7 +108,7 @@ describe("refunds", () => {
     await p.store.stopEvent("evt-race", "refunded: order ord-evt-race fully refunded");
     await (await p.followUps.getJob(followUpJobId("evt-race", "big-ticket.thank-you")))?.promote();
     const raced = await waitForState(p, "evt-race", "big-ticket.thank-you", "cancelled");
-    expect(raced.x).toBe("refunded: order ord-evt-race fully refunded");
+    expect(raced.reason).toEqual({ code: "refunded", text: "order ord-evt-race fully refunded" });
     expect(p.sink.messages).toHaveLength(0);
   });
 
@@ -133,9 +133,9 @@ describe("refunds", () => {
     await processed(p, "ref-part");
 
     const checkIn = await waitForState(p, "evt-part", "big-ticket.check-in", "cancelled");
-    expect(checkIn.x).toContain("partial refund leaves 400.00 GBP");
-    expect(checkIn.x).toContain("below 500.00 GBP");
-    expect((await record(p, "evt-part", "big-ticket.thank-you"))?.s).toBe("scheduled");
+    expect(checkIn.reason?.text).toContain("partial refund leaves 400.00 GBP");
+    expect(checkIn.reason?.text).toContain("below 500.00 GBP");
+    expect((await record(p, "evt-part", "big-ticket.thank-you"))?.state).toBe("scheduled");
     expect(
       await p.followUps.getJob(followUpJobId("evt-part", "big-ticket.thank-you")),
     ).toBeDefined();
@@ -191,7 +191,7 @@ describe("refunds racing purchases", () => {
     for (const id of ids) {
       const records = await p.store.allStepRecords(id);
       for (const [stepId, r] of records) {
-        expect(r.s, `${id} ${stepId}`).toBe("cancelled");
+        expect(r.state, `${id} ${stepId}`).toBe("cancelled");
         expect(
           await p.followUps.getJob(followUpJobId(id, stepId)),
           `${id} ${stepId} job`,
@@ -233,7 +233,7 @@ describe("refunds racing purchases", () => {
     });
     expect(await processed(p, "ref-gbp")).toBe("completed");
     // 550 left: still a check-in. Had the EUR refund counted, 0 would be left and everything cancelled.
-    expect((await record(p, "evt-cur", "big-ticket.check-in"))?.s).toBe("scheduled");
+    expect((await record(p, "evt-cur", "big-ticket.check-in"))?.state).toBe("scheduled");
   });
 });
 
@@ -260,7 +260,7 @@ describe("opt-outs", () => {
 
     await (await p.followUps.getJob(followUpJobId("evt-stop", "big-ticket.check-in")))?.promote();
     const skipped = await waitForState(p, "evt-stop", "big-ticket.check-in", "skipped");
-    expect(skipped.x).toMatch(/^opted-out/);
+    expect(skipped.reason?.code).toBe("opted-out");
     expect(p.twilio.requests).toBe(0);
 
     await postTwilio(p, "/webhooks/twilio/inbound", {
@@ -289,7 +289,10 @@ describe("opt-outs", () => {
     const params = { MessageSid: sms?.sid ?? "", MessageStatus: "undelivered", ErrorCode: "21610" };
     expect((await postTwilio(p, "/webhooks/twilio/status", params)).status).toBeLessThan(300);
     const r = await record(p, "evt-status", "big-ticket.check-in");
-    expect(r).toMatchObject({ s: "sent", dl: "undelivered", de: 21610 });
+    expect(r).toMatchObject({
+      state: "sent",
+      delivery: { status: "undelivered", errorCode: 21610 },
+    });
     expect(
       await new SuppressionList(p.redis, p.prefix).isSuppressed("sms", {
         address: "+442079460958",
@@ -321,7 +324,7 @@ describe("opt-outs", () => {
       await p.followUps.getJob(followUpJobId("evt-laptop", "accessories.discount"))
     )?.promote();
     const skipped = await waitForState(p, "evt-laptop", "accessories.discount", "skipped");
-    expect(skipped.x).toMatch(/^opted-out/);
+    expect(skipped.reason?.code).toBe("opted-out");
     // The thank-you went out before the opt-out; the discount never did.
     expect(p.sink.messages.map((m) => m.parsed.headers.get("x-followup-id"))).toEqual([
       followUpJobId("evt-laptop", "big-ticket.thank-you"),
@@ -416,13 +419,13 @@ describe("caps, history and metrics", () => {
       const found = await Promise.all(
         ["evt-cap-1", "evt-cap-2", "evt-cap-3"].map((id) => record(p, id, "thank-you.thank-you")),
       );
-      const terminal = found.filter((r) => r && r.s !== "scheduled" && r.s !== "sending");
+      const terminal = found.filter((r) => r && r.state !== "scheduled" && r.state !== "sending");
       return terminal.length === 3 ? found : undefined;
     }, "all three thank-yous to be decided");
-    expect(states.map((r) => r?.s).sort()).toEqual(["sent", "skipped", "skipped"]);
-    expect(states.filter((r) => r?.s === "skipped").every((r) => r?.x?.startsWith("capped"))).toBe(
-      true,
-    );
+    expect(states.map((r) => r?.state).sort()).toEqual(["sent", "skipped", "skipped"]);
+    expect(
+      states.filter((r) => r?.state === "skipped").every((r) => r?.reason?.code === "capped"),
+    ).toBe(true);
     expect(p.sink.messages).toHaveLength(1);
 
     const metrics = await (await fetch(`${http(p)}/metrics`)).text();
@@ -454,7 +457,7 @@ describe("caps, history and metrics", () => {
       }
     }
     expect(await record(p, "evt-loyal-3", "loyal-customer.discount")).toBeUndefined();
-    expect((await record(p, "evt-loyal-4", "loyal-customer.discount"))?.s).toBe("scheduled");
+    expect((await record(p, "evt-loyal-4", "loyal-customer.discount"))?.state).toBe("scheduled");
   });
 
   it("accepts events over HTTP with the API token, and refuses them without", async () => {

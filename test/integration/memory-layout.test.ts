@@ -1,6 +1,8 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
-import { eventJobId, eventKey, followUpJobId, legacyFollowUpJobId } from "../../src/queue/names.js";
+import { eventJobId, followUpJobId } from "../../src/queue/names.js";
+import { StoreKeys } from "../../src/store/keys.js";
+import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
@@ -33,17 +35,19 @@ describe("the stored shape of a pending purchase", () => {
       "the check-in to be scheduled",
     );
 
-    const key = eventKey("evt-layout-2026-11-30-000001");
-    expect(await encoding(p, `${p.prefix}:fu:e:${key}`)).toBe("listpack");
+    const keys = new StoreKeys(p.prefix);
+    const recordKey = keys.eventRecord("evt-layout-2026-11-30-000001");
+    const purchaseKey = keys.purchase("evt-layout-2026-11-30-000001");
+    expect(await encoding(p, recordKey)).toBe("listpack");
     // The check-in waits three calendar months; its job hash stays a listpack all that time.
     expect(await encoding(p, checkInJob)).toBe("listpack");
-    const stored = await p.redis.strlen(`${p.prefix}:fu:p:${key}`);
+    const stored = await p.redis.strlen(purchaseKey);
     expect(stored).toBeGreaterThan(0);
     expect(stored).toBeLessThan(JSON.stringify(event).length / 2);
     // Both keys go when the record does.
     const [eventTtl, purchaseTtl] = await Promise.all([
-      p.redis.pttl(`${p.prefix}:fu:e:${key}`),
-      p.redis.pttl(`${p.prefix}:fu:p:${key}`),
+      p.redis.pttl(recordKey),
+      p.redis.pttl(purchaseKey),
     ]);
     expect(purchaseTtl).toBeGreaterThan(0);
     expect(Math.abs(eventTtl - purchaseTtl)).toBeLessThan(5_000);
@@ -68,7 +72,7 @@ describe("the stored shape of a pending purchase", () => {
       id: "evt-legacy",
       items: [item("kitchenware", "75.00", { name: "Cast iron pan" })],
     });
-    const key = `${p.prefix}:fu:e:${eventKey("evt-legacy")}`;
+    const key = new StoreKeys(p.prefix).eventRecord("evt-legacy");
     await p.redis.hset(key, {
       event: JSON.stringify(event),
       m: JSON.stringify({ o: event.orderId, n: event.customer.name }),

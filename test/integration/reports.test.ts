@@ -7,15 +7,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runReport } from "../../src/cli/report-command.js";
-import { followUpJobId } from "../../src/queue/names.js";
-import {
-  OWNER_REPORT_JOB,
-  OWNER_REPORTS_QUEUE,
-  ownerSchedulerId,
-  syncReportSchedulers,
-} from "../../src/reports/owner-reports.js";
+import { followUpJobId, OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE } from "../../src/queue/names.js";
+import { ownerSchedulerId, syncReportSchedulers } from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
-import { LedgerReader, sumHours } from "../../src/store/ledger-reader.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
@@ -47,7 +42,7 @@ async function settled(p: PipelineHarness, pairs: [string, string][]) {
   return eventually(
     async () => {
       const states = await Promise.all(
-        pairs.map(async ([e, s]) => (await p.store.stepRecords(e, [s])).get(s)?.s),
+        pairs.map(async ([e, s]) => (await p.store.stepRecords(e, [s])).get(s)?.state),
       );
       return states.every((s) => s && s !== "scheduled" && s !== "sending") ? states : undefined;
     },
@@ -109,7 +104,7 @@ describe("ledger and owner reports", () => {
     const p = pipeline;
     await busyDay(p);
     const counts = sumHours(
-      await new LedgerReader(p.redis, p.prefix).hours(
+      await new DeliveryLedger(p.redis, p.prefix).hours(
         Date.now() - 3_600_000,
         Date.now() + 3_600_000,
       ),
@@ -127,7 +122,7 @@ describe("ledger and owner reports", () => {
     // Scheduled: two steps for each of r-1, r-2, r-3, r-5; r-4 has no phone, so one.
     expect(total("scheduled|")).toBe(9);
     // Pending now: the check-ins of r-2 and r-3, three months out.
-    const pending = await new LedgerReader(p.redis, p.prefix).pending(
+    const pending = await new DeliveryLedger(p.redis, p.prefix).pending(
       Date.now() + 80 * 86_400_000,
       30,
     );

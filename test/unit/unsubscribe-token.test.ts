@@ -1,12 +1,12 @@
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { CHANNELS } from "../../src/domain/events.js";
-import { listUnsubscribeHeaders, unsubscribeUrl } from "../../src/http/unsubscribe-link.js";
 import {
   MAX_UNSUBSCRIBE_TOKEN_LENGTH,
   signUnsubscribeToken,
   verifyUnsubscribeToken,
-} from "../../src/http/unsubscribe-token.js";
+} from "../../src/domain/unsubscribe-token.js";
+import { listUnsubscribeHeaders, unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 
 const SECRET = "a-test-secret-of-some-length";
 const OTHER_SECRET = "another-secret-entirely-here";

@@ -1,16 +1,28 @@
 import { DateTime } from "luxon";
 import type { OutgoingMessage } from "../channels/channel.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
-import { listUnsubscribeHeaders, unsubscribeUrl } from "../http/unsubscribe-link.js";
-import { buildTemplateContext } from "../templates/template-context.js";
-import type { TemplateSet } from "../templates/template-set.js";
-import type { ComposeInput, ComposeMessage } from "./delivery-processor.js";
+import type { PurchaseCompleted } from "../domain/events.js";
+import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
+import { buildTemplateContext } from "./template-context.js";
+import type { TemplateSet } from "./template-set.js";
+import { listUnsubscribeHeaders, unsubscribeUrl } from "./unsubscribe-link.js";
 
-/**
- * Renders a due step with the current templates. Discount codes derive from the secret, the
- * customer and the follow-up id, so a retried send carries the same code; validity counts from
- * the planned due time, so it does not drift with retries either.
- */
+/** Everything a message needs to be written: the purchase, the step, and when it was due. */
+export interface ComposeInput {
+  readonly event: PurchaseCompleted;
+  readonly rule: Rule;
+  readonly step: StepSpec;
+  readonly stepId: string;
+  readonly followUpId: string;
+  readonly dueAt: number;
+  readonly zone: string;
+  readonly rules: RuleSet;
+}
+
+/** Renders a step into a message for its channel (templates, discount codes). */
+export type ComposeMessage = (input: ComposeInput) => Promise<OutgoingMessage>;
+
+/** Secrets and links the composer needs beyond the templates. */
 export interface ComposerSettings {
   readonly discountSecret: string;
   /** Marketing emails carry unsubscribe links when these are known. */
@@ -21,6 +33,11 @@ export interface ComposerSettings {
   };
 }
 
+/**
+ * Renders a due step with the current templates. Discount codes derive from the secret, the
+ * customer and the follow-up id, so a retried send carries the same code; validity counts from
+ * the planned due time, so it does not drift with retries either.
+ */
 export function createMessageComposer(
   templates: () => TemplateSet,
   settings: ComposerSettings,

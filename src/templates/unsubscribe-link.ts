@@ -1,8 +1,6 @@
+import { UNSUBSCRIBE_PATH } from "../config/public-paths.js";
 import type { Channel } from "../domain/events.js";
-import { signUnsubscribeToken } from "./unsubscribe-token.js";
-
-/** Path of the unsubscribe page and RFC 8058 one-click endpoint; part of every sent link. */
-export const UNSUBSCRIBE_PATH = "/unsubscribe";
+import { signUnsubscribeToken } from "../domain/unsubscribe-token.js";
 
 /** The link for an email's footer and its List-Unsubscribe header. */
 export function unsubscribeUrl(

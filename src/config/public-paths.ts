@@ -1,0 +1,11 @@
+/**
+ * URL paths that leave this service inside messages and provider settings (links in emails,
+ * Twilio's callback URLs): a contract with customers' inboxes and providers, so they never move.
+ */
+
+/** The unsubscribe page and RFC 8058 one-click endpoint; `<PUBLIC_URL>/unsubscribe/<token>`. */
+export const UNSUBSCRIBE_PATH = "/unsubscribe";
+/** Twilio's message status callbacks. */
+export const TWILIO_STATUS_PATH = "/webhooks/twilio/status";
+/** Twilio's inbound messages (replies, STOP and START). */
+export const TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound";

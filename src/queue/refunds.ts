@@ -1,0 +1,169 @@
+import type { Queue } from "bullmq";
+import { DateTime } from "luxon";
+import type { PurchaseCompleted, PurchaseRefunded } from "../domain/events.js";
+import { describeMoney, remainingTotal } from "../domain/money.js";
+import { planFollowUps } from "../domain/planner.js";
+import type { RuleSet } from "../domain/rules.js";
+import { findStep } from "../domain/step-ref.js";
+import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import { legacyFollowUpJobId } from "../store/legacy-layout.js";
+import type { OrderRecord, OrderStore } from "../store/order-store.js";
+import type { StepRecord } from "../store/step-record.js";
+import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { stepLabels } from "./step-labels.js";
+
+/** How long an order's refunds (and links to its purchases) are kept. */
+export const REFUND_RETENTION_MS = 400 * 24 * 3600 * 1000;
+
+export interface RefundDeps {
+  readonly rules: () => RuleSet;
+  readonly store: FollowUpStore;
+  readonly history: CustomerHistoryStore;
+  readonly orders: OrderStore;
+  readonly followUps: Queue<FollowUpJobData>;
+  readonly metrics: FollowUpMetrics;
+  readonly logger: Logger;
+}
+
+/** A refund that cannot apply to its order: the event fails with this reason, without retries. */
+export class RefundCurrencyError extends Error {
+  override readonly name = "RefundCurrencyError";
+}
+
+/** What a refund did, for the intake job's return value. */
+export interface RefundSummary {
+  readonly cancelled: number;
+  readonly kept: number;
+}
+
+/**
+ * Refunds: a full refund cancels every pending step of the order (and stops one being claimed
+ * right now); a partial one re-plans with the remaining value and cancels steps that drop out.
+ * Refunds may arrive before their purchase, so the same reconciliation runs when a purchase
+ * arrives after its refund.
+ */
+export function createRefunds(deps: RefundDeps) {
+  /** Cancels a step that has not been sent: its record says why, its delayed job goes away. */
+  const cancel = async (
+    event: PurchaseCompleted,
+    stepId: string,
+    record: StepRecord,
+    reason: string,
+    now: number,
+  ): Promise<boolean> => {
+    const labels = stepLabels(deps.rules(), stepId, record);
+    const changed = await deps.store.transition(
+      event.id,
+      stepId,
+      ["scheduled"],
+      { state: "cancelled", reason: { code: "refunded", text: reason } },
+      now,
+      { outcome: "cancelled", ...labels, reason: "refunded" },
+      record.dueAt,
+    );
+    if (!changed) return false;
+    await Promise.all([
+      deps.followUps.remove(followUpJobId(event.id, stepId)),
+      deps.followUps.remove(legacyFollowUpJobId(event.id, stepId)),
+    ]);
+    deps.metrics.cancelled.inc({ channel: labels.channel, kind: labels.kind, reason: "refunded" });
+    return true;
+  };
+
+  /**
+   * Brings one purchase's pending steps in line with its order's refunds: all cancelled (and the
+   * event stopped) on a full refund, those whose kind the remaining value no longer earns on a
+   * partial one.
+   */
+  const applyRefunds = async (
+    eventId: string,
+    orderId: string,
+    order: OrderRecord,
+    now: number,
+  ): Promise<RefundSummary> => {
+    const fullReason = `order ${orderId} fully refunded`;
+    const event = await deps.store.loadEvent(eventId);
+    if (!event) {
+      // Nothing left to re-plan; a full refund still stops any step a worker might be holding.
+      if (order.fullyRefunded) await deps.store.stopEvent(eventId, `refunded: ${fullReason}`);
+      return { cancelled: 0, kept: 0 };
+    }
+    const remaining = remainingTotal(event.total, order.refunds);
+    const full = order.fullyRefunded || remaining.minor === 0;
+    const records = await deps.store.allStepRecords(eventId);
+    const open = [...records.entries()].filter(([, record]) => record.state === "scheduled");
+    let keep = new Set<string>();
+    let reasonFor = (_stepId: string) => fullReason;
+    if (full) {
+      await deps.store.stopEvent(eventId, `refunded: ${fullReason}`);
+    } else {
+      if (remaining.minor === event.total.minor) return { cancelled: 0, kept: open.length };
+      const history = await deps.history.historyAt(eventId);
+      const replanned = planFollowUps(
+        { ...event, total: remaining },
+        deps.rules(),
+        history,
+        DateTime.fromISO(event.occurredAt),
+      );
+      // A step stays if the smaller order still earns a follow-up of its kind on its channel.
+      const stillEarned = new Set(replanned.steps.map((s) => `${s.kind}/${s.channel}`));
+      keep = new Set(
+        open
+          .filter(([id]) => {
+            const step = findStep(deps.rules(), id)?.step;
+            return step !== undefined && stillEarned.has(`${step.kind}/${step.channel}`);
+          })
+          .map(([id]) => id),
+      );
+      const why = new Map(replanned.skipped.map((s) => [s.stepId, s.reason]));
+      reasonFor = (stepId) =>
+        `partial refund leaves ${describeMoney(remaining)}; ${why.get(stepId) ?? "no longer planned"}`;
+    }
+    let cancelled = 0;
+    for (const [stepId, record] of open) {
+      if (keep.has(stepId)) continue;
+      if (await cancel(event, stepId, record, reasonFor(stepId), now)) cancelled++;
+    }
+    return { cancelled, kept: open.length - cancelled };
+  };
+
+  return {
+    async refund(refund: PurchaseRefunded, now: number): Promise<RefundSummary> {
+      const before = await deps.orders.get(refund.orderId);
+      // A refund in another currency than its order is refused before it is recorded.
+      for (const eventId of before.eventIds) {
+        const event = await deps.store.loadEvent(eventId);
+        if (event && refund.amount && refund.amount.currency !== event.total.currency) {
+          throw new RefundCurrencyError(
+            `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,
+          );
+        }
+      }
+      const order = await deps.orders.addRefund(
+        refund.orderId,
+        refund.id,
+        refund.amount,
+        REFUND_RETENTION_MS,
+      );
+      let cancelled = 0;
+      let kept = 0;
+      for (const eventId of order.eventIds) {
+        const result = await applyRefunds(eventId, refund.orderId, order, now);
+        cancelled += result.cancelled;
+        kept += result.kept;
+      }
+      deps.logger.info(
+        { eventId: refund.id, cancelled, kept, full: order.fullyRefunded },
+        "refund applied",
+      );
+      return { cancelled, kept };
+    },
+
+    applyRefunds,
+  };
+}
+
+export type Refunds = ReturnType<typeof createRefunds>;

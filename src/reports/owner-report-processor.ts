@@ -1,0 +1,60 @@
+import type { Job } from "bullmq";
+import { DateTime } from "luxon";
+import type { DeliveryChannel } from "../channels/channel.js";
+import type { RuleSet } from "../domain/rules.js";
+import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
+import { ownerSchedulerId, type ReportSources, sendOwnerReport } from "./owner-reports.js";
+import { periodFromDates, reportPeriodAt } from "./report-period.js";
+
+export interface OwnerReportDeps {
+  readonly rules: () => RuleSet;
+  readonly sources: ReportSources;
+  readonly email: DeliveryChannel;
+  readonly metrics: FollowUpMetrics;
+  readonly logger: Logger;
+}
+
+/** What a report job returns: the message id, or why nothing was sent. */
+export type OwnerReportResult = { readonly id: string } | { readonly skipped: string };
+
+/**
+ * Processes one run of the `owner-reports` queue: works out the period, sends the report, and
+ * throws on a failed send so BullMQ retries it (with the scheduler's backoff).
+ */
+export function createOwnerReportProcessor(deps: OwnerReportDeps) {
+  return async (job: Job): Promise<OwnerReportResult> => {
+    const rules = deps.rules();
+    const owner = rules.owners.find((o) => ownerSchedulerId(o) === job.data.owner);
+    if (!owner) return { skipped: "owner no longer in the rules" };
+    // A run added by hand may name its period; a scheduled run covers the days before the moment
+    // it was scheduled for, even when it is processed late (after an outage, or on a retry).
+    const period =
+      typeof job.data.since === "string" && typeof job.data.until === "string"
+        ? periodFromDates(job.data.since, job.data.until, owner.timezone)
+        : reportPeriodAt(owner, DateTime.fromMillis(job.timestamp + (job.delay ?? 0)));
+    try {
+      const sent = await sendOwnerReport(
+        deps.sources,
+        rules,
+        owner,
+        period,
+        deps.email,
+        `report-${job.data.owner}-${Date.parse(period.since)}`,
+      );
+      deps.metrics.reportsSent.inc();
+      deps.logger.info(
+        { owner: job.data.owner, since: period.since, until: period.until },
+        "owner report sent",
+      );
+      return { id: sent.id };
+    } catch (error) {
+      deps.metrics.reportsFailed.inc();
+      deps.logger.warn(
+        { owner: job.data.owner, err: error, attempt: job.attemptsMade + 1 },
+        "owner report failed; will retry",
+      );
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,143 @@
+import type { Redis } from "ioredis";
+import { CHANNELS, type Channel } from "../domain/events.js";
+import { dayOf, hourOf, StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+
+/**
+ * The ledger: what happened to follow-ups, counted per hour (`sent|email|thank-you|big-ticket`,
+ * plus reason fields), and how many steps are pending per due day. Step state changes are counted
+ * by the step scripts in the same atomic call (see FollowUpStore); everything else goes through
+ * `count`. Reports read it back here. Hours make report periods exact in any zone whose offset is
+ * whole hours (and within the hour elsewhere).
+ */
+
+const HOUR_MS = 3_600_000;
+
+/** Hourly aggregates are kept this long: reports compare periods up to a year back. */
+export const AGGREGATE_RETENTION_MS = 401 * 24 * HOUR_MS;
+
+/** One counted outcome: which step kind on which channel, by which rule, and why if it did not go out. */
+export interface LedgerEntry {
+  readonly outcome: string;
+  readonly channel: string;
+  readonly kind: string;
+  readonly ruleId: string;
+  /** Reason code (`capped`, `permanent 550`, `refunded`); never free text. */
+  readonly reason?: string;
+}
+
+/** One hour of ledger counts, by aggregate field. */
+export interface LedgerHour {
+  /** Start of the hour, epoch ms. */
+  readonly start: number;
+  readonly counts: ReadonlyMap<string, number>;
+}
+
+/** `sent|email|thank-you|big-ticket`: field of the hourly aggregate hash. */
+export function ledgerField(
+  outcome: string,
+  channel: string,
+  kind: string,
+  ruleId: string,
+): string {
+  return `${outcome}|${channel}|${kind}|${ruleId}`;
+}
+
+/** `reason|failed|email|thank-you|permanent 550`. */
+export function reasonField(
+  outcome: string,
+  channel: string,
+  kind: string,
+  reason: string,
+): string {
+  return `reason|${outcome}|${channel}|${kind}|${reason}`;
+}
+
+/** The aggregate fields an entry is counted in. */
+export function entryFields(entry: LedgerEntry): string[] {
+  const fields = [ledgerField(entry.outcome, entry.channel, entry.kind, entry.ruleId)];
+  if (entry.reason)
+    fields.push(reasonField(entry.outcome, entry.channel, entry.kind, entry.reason));
+  return fields;
+}
+
+/** The ledger spec the step scripts count a state change with (lib/ledger-count.lua). */
+export function changeSpec(entry: LedgerEntry): string {
+  return JSON.stringify({ f: entryFields(entry), ttl: AGGREGATE_RETENTION_MS, ch: entry.channel });
+}
+
+/** The ledger keys a step script touches for a change at `now` to a step due at `dueAt`. */
+export function changeKeys(
+  keys: StoreKeys,
+  now: number,
+  dueAt: number,
+): { hourKey: string; dayKey: string; day: number } {
+  const day = dayOf(dueAt);
+  return { hourKey: keys.ledgerHour(hourOf(now)), dayKey: keys.pendingDay(day), day };
+}
+
+export class DeliveryLedger {
+  private readonly redis: Redis & StoreCommands;
+  private readonly keys: StoreKeys;
+
+  constructor(redis: Redis, prefix: string) {
+    this.redis = withStoreCommands(redis);
+    this.keys = new StoreKeys(prefix);
+  }
+
+  /** Counts outcomes that are not step state changes (opt-outs, replies, skips at planning). */
+  async count(entries: LedgerEntry | readonly LedgerEntry[], now: number): Promise<void> {
+    const fields = [entries].flat().flatMap(entryFields);
+    if (fields.length === 0) return;
+    await this.redis.fuCountOutcomes(
+      this.keys.ledgerHour(hourOf(now)),
+      AGGREGATE_RETENTION_MS,
+      ...fields,
+    );
+  }
+
+  /** Every hour in [since, until) that has counts. */
+  async hours(since: number, until: number): Promise<LedgerHour[]> {
+    const first = hourOf(since);
+    const last = Math.ceil(until / HOUR_MS) - 1;
+    const pipeline = this.redis.pipeline();
+    for (let hour = first; hour <= last; hour++) pipeline.hgetall(this.keys.ledgerHour(hour));
+    const replies = (await pipeline.exec()) ?? [];
+    const hours: LedgerHour[] = [];
+    replies.forEach(([error, value], index) => {
+      if (error) throw error;
+      const fields = Object.entries((value ?? {}) as Record<string, string>);
+      if (fields.length === 0) return;
+      hours.push({
+        start: (first + index) * HOUR_MS,
+        counts: new Map(fields.map(([k, v]) => [k, Number(v)])),
+      });
+    });
+    return hours;
+  }
+
+  /** Follow-ups still pending whose due day lies in [from, from + days), by channel. */
+  async pending(from: number, days: number): Promise<Record<Channel, number>> {
+    const firstDay = dayOf(from);
+    const pipeline = this.redis.pipeline();
+    for (let day = firstDay; day < firstDay + days; day++)
+      pipeline.hgetall(this.keys.pendingDay(day));
+    const totals = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
+    for (const [error, value] of (await pipeline.exec()) ?? []) {
+      if (error) throw error;
+      for (const [channel, count] of Object.entries((value ?? {}) as Record<string, string>)) {
+        if (channel in totals) totals[channel as Channel] += Math.max(0, Number(count));
+      }
+    }
+    return totals;
+  }
+}
+
+/** Adds up hours into one map of field → count. */
+export function sumHours(hours: readonly LedgerHour[]): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const hour of hours) {
+    for (const [field, count] of hour.counts) total.set(field, (total.get(field) ?? 0) + count);
+  }
+  return total;
+}

@@ -1,0 +1,105 @@
+import { createHash } from "node:crypto";
+import type { Channel } from "../domain/events.js";
+
+/**
+ * Every Redis key followups writes, built in one place. Ids chosen by publishers (event, order,
+ * customer ids, phone numbers) go into keys only as a hash, so any id is safe in a key and no
+ * readable identifier or contact detail appears in a key name.
+ */
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+/** 22 base64url characters (132 bits) of SHA-256: the key fragment for an id. */
+export function idHash(id: string): string {
+  return createHash("sha256").update(id).digest("base64url").slice(0, 22);
+}
+
+/** The hour an instant falls in, as the ledger numbers hours (hours since the epoch). */
+export function hourOf(epochMs: number): number {
+  return Math.floor(epochMs / HOUR_MS);
+}
+
+/** The UTC day an instant falls in, as the pending counts number days (days since the epoch). */
+export function dayOf(epochMs: number): number {
+  return Math.floor(epochMs / DAY_MS);
+}
+
+/** The key names of one deployment (one QUEUE_PREFIX). */
+export class StoreKeys {
+  private readonly base: string;
+
+  constructor(readonly prefix: string) {
+    this.base = `${prefix}:fu:`;
+  }
+
+  /** Hash of a purchase's step states, customer history count, summary and stop marker. */
+  eventRecord(eventId: string): string {
+    return `${this.base}e:${idHash(eventId)}`;
+  }
+
+  /** The purchase itself, encoded (purchase-codec), kept while one of its steps is pending. */
+  purchase(eventId: string): string {
+    return `${this.base}p:${idHash(eventId)}`;
+  }
+
+  /** A customer's purchase count and last purchase time. */
+  customerHistory(customerId: string): string {
+    return `${this.base}c:${idHash(customerId)}`;
+  }
+
+  /** An order's purchase events and refunds. */
+  order(orderId: string): string {
+    return `${this.base}o:${idHash(orderId)}`;
+  }
+
+  /** Set of suppressed customers and hashed addresses of a channel. */
+  suppressions(channel: Channel): string {
+    return `${this.base}suppressed:${channel}`;
+  }
+
+  /** A customer's sends on a channel by time, for the frequency caps. */
+  capWindow(channel: Channel, customerId: string): string {
+    return `${this.base}sent:${channel}:${idHash(customerId)}`;
+  }
+
+  /** The next free send slot of a channel (rate limit shared by every worker). */
+  rateSlot(channel: Channel): string {
+    return `${this.base}rate:${channel}`;
+  }
+
+  /** Which step an SMS (by provider message sid) was sent for. */
+  smsMessage(sid: string): string {
+    return `${this.base}sid:${sid}`;
+  }
+
+  /** The latest check-in sent to a phone number, where its replies are filed. */
+  latestCheckIn(phone: string): string {
+    return `${this.base}ci:${idHash(phone)}`;
+  }
+
+  /** Check-in replies by time received, for the owners' reports. */
+  replies(): string {
+    return `${this.base}replies`;
+  }
+
+  /** Ledger counts of one hour (`hourOf`), by aggregate field. */
+  ledgerHour(hour: number): string {
+    return `${this.base}agg:${hour}`;
+  }
+
+  /** Pending steps due on one UTC day (`dayOf`), by channel. */
+  pendingDay(day: number): string {
+    return `${this.base}due:${day}`;
+  }
+
+  /** A provider webhook's message id, remembered to ignore replays. */
+  webhookReceipt(receipt: string): string {
+    return `${this.base}seen:${receipt}`;
+  }
+
+  /** A secret generated once per deployment when its variable is not set. */
+  sharedSecret(name: string): string {
+    return `${this.base}secret:${name}`;
+  }
+}

@@ -1,0 +1,101 @@
+import type { Redis } from "ioredis";
+import { EMBEDDED_SCRIPTS } from "./scripts/embedded.js";
+
+/**
+ * Every Lua script of the store as a command on the connection, defined once per connection so
+ * calls go by SHA (EVALSHA, loaded again by ioredis after a Redis restart). The scripts live in
+ * src/store/scripts/*.lua, each with a header listing its KEYS, ARGV and replies.
+ */
+export interface StoreCommands {
+  /** claim-step.lua */
+  fuClaimStep(
+    recordKey: string,
+    purchaseKey: string,
+    hourKey: string,
+    dayKey: string,
+    field: string,
+    now: number,
+    leaseMs: number,
+    ledgerSpec: string,
+    day: number,
+  ): Promise<[number, string, number?]>;
+  /** update-step.lua */
+  fuUpdateStep(
+    recordKey: string,
+    purchaseKey: string,
+    hourKey: string,
+    dayKey: string,
+    field: string,
+    now: number,
+    fromStates: string,
+    patch: string,
+    ledgerSpec: string,
+    day: number,
+  ): Promise<[number, string]>;
+  /** schedule-steps.lua: KEYS are the record, purchase, hour and one due day per step. */
+  fuScheduleSteps(
+    numberOfKeys: number,
+    ...keysAndArgs: (string | number | Buffer)[]
+  ): Promise<number>;
+  /** stop-event.lua */
+  fuStopEvent(recordKey: string, reason: string): Promise<number>;
+  /** count-outcomes.lua */
+  fuCountOutcomes(hourKey: string, keepMs: number, ...fields: string[]): Promise<null>;
+  /** record-purchase.lua */
+  fuRecordPurchase(
+    recordKey: string,
+    customerKey: string,
+    occurredAt: string,
+    keepCustomerMs: number,
+    keepRecordMs: number,
+  ): Promise<[number, string, number]>;
+  /** link-order.lua */
+  fuLinkOrder(orderKey: string, eventId: string, keepMs: number): Promise<string[]>;
+  /** record-refund.lua */
+  fuRecordRefund(
+    orderKey: string,
+    refundId: string,
+    amount: string,
+    keepMs: number,
+  ): Promise<string[]>;
+  /** take-cap-slot.lua */
+  fuTakeCapSlot(key: string, member: string, now: number, ...caps: number[]): Promise<number>;
+  /** take-rate-slot.lua */
+  fuTakeRateSlot(
+    key: string,
+    nowUs: number | "",
+    intervalUs: number,
+    maxWaitUs: number,
+    graceUs: number,
+  ): Promise<[number, number]>;
+}
+
+/** Command name of each script file. */
+const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreCommands>> = {
+  "claim-step": "fuClaimStep",
+  "update-step": "fuUpdateStep",
+  "schedule-steps": "fuScheduleSteps",
+  "stop-event": "fuStopEvent",
+  "count-outcomes": "fuCountOutcomes",
+  "record-purchase": "fuRecordPurchase",
+  "link-order": "fuLinkOrder",
+  "record-refund": "fuRecordRefund",
+  "take-cap-slot": "fuTakeCapSlot",
+  "take-rate-slot": "fuTakeRateSlot",
+};
+
+const defined = new WeakSet<Redis>();
+
+/** The connection with every store command defined on it (once, however often it is called). */
+export function withStoreCommands(redis: Redis): Redis & StoreCommands {
+  if (!defined.has(redis)) {
+    for (const [file, script] of Object.entries(EMBEDDED_SCRIPTS)) {
+      redis.defineCommand(COMMAND_OF[file as keyof typeof EMBEDDED_SCRIPTS], {
+        lua: script.lua,
+        ...(script.numberOfKeys !== undefined && { numberOfKeys: script.numberOfKeys }),
+      });
+    }
+    defined.add(redis);
+  }
+  return redis as Redis & StoreCommands;
+}

@@ -1,0 +1,53 @@
+--[[
+  Takes the right to send a step: moves it to `sending` if it is scheduled, or if its previous
+  sender's lease ran out (a crashed worker; counted as a takeover). A step of a stopped event (full
+  refund) is cancelled instead, and counted.
+
+  Input:
+    KEYS[1] event record (hash: `s:<stepId>` step records, `stop` marker)
+    KEYS[2] stored purchase (deleted once no step is pending)
+    KEYS[3] ledger hour of `now`
+    KEYS[4] pending count of the step's due day
+
+    ARGV[1] step field (`s:<stepId>`)
+    ARGV[2] now (epoch ms)
+    ARGV[3] send lease (ms)
+    ARGV[4] ledger spec (JSON) to count a cancellation with; '' to count nothing
+    ARGV[5] the day KEYS[4] is for (days since the epoch)
+
+  Output:
+    { 1, record, takenOver (0|1) }  claimed
+    { 0, record, 0 }                not claimed: the record as found, or as just cancelled
+    { -1, record }                  KEYS[4] is not the step's due day: call again with that day
+]]
+--!include lib/pending-states.lua
+--!include lib/ledger-count.lua
+--!include lib/scrub-finished-purchase.lua
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local now = tonumber(ARGV[2])
+local rec
+if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
+if raw and ARGV[4] ~= '' and math.floor(rec.d / 86400000) ~= tonumber(ARGV[5]) then
+  return { -1, raw }
+end
+local takenOver = rec.s == 'sending' and rec.t + tonumber(ARGV[3]) <= now
+local stop = redis.call('HGET', KEYS[1], 'stop')
+if stop and (rec.s == 'scheduled' or takenOver) then
+  rec.s = 'cancelled'
+  rec.x = stop
+  rec.t = now
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+  if ARGV[4] ~= '' then
+    countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[4]), 'scheduled', 'cancelled', raw ~= false)
+  end
+  scrubIfDone(KEYS[1], KEYS[2])
+  return { 0, cjson.encode(rec), 0 }
+end
+if rec.s == 'scheduled' or takenOver then
+  if takenOver then rec.r = (rec.r or 0) + 1 end
+  rec.s = 'sending'
+  rec.t = now
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+  return { 1, cjson.encode(rec), takenOver and 1 or 0 }
+end
+return { 0, raw, 0 }

@@ -1,0 +1,56 @@
+--[[
+  Records new steps as scheduled (a step that already has a record is left as it is), counts only
+  the new ones, then saves the purchase (kept, never overwritten) with its summary and expiry. One
+  script, so the purchase and its steps appear together.
+
+  Input:
+    KEYS[1]     event record (hash)
+    KEYS[2]     stored purchase
+    KEYS[3]     ledger hour of `now`
+    KEYS[3 + i] pending count of step i's due day, in the order of ARGV[3]
+
+    ARGV[1] now (epoch ms)
+    ARGV[2] how long a ledger hour is kept (ms)
+    ARGV[3] steps (JSON array of { id, d = due epoch ms, c = channel, k = kind, f = ledger field })
+    ARGV[4] the encoded purchase
+    ARGV[5] summary kept for reports (JSON)
+    ARGV[6] keep the record and purchase until (epoch ms)
+
+  Output: how many steps were new
+]]
+--!include lib/pending-states.lua
+local now = tonumber(ARGV[1])
+local steps = cjson.decode(ARGV[3])
+local added = 0
+local pending = false
+for i, step in ipairs(steps) do
+  local field = 's:' .. step.id
+  -- No `t` and no `a` while untouched: short enough to keep the hash a listpack.
+  local rec = { s = 'scheduled', d = step.d, c = step.c, k = step.k }
+  if redis.call('HSETNX', KEYS[1], field, cjson.encode(rec)) == 1 then
+    added = added + 1
+    pending = true
+    redis.call('HINCRBY', KEYS[3], step.f, 1)
+    redis.call('PEXPIRE', KEYS[3], ARGV[2])
+    local dayKey = KEYS[3 + i]
+    redis.call('HINCRBY', dayKey, step.c, 1)
+    redis.call('PEXPIREAT', dayKey, (math.floor(step.d / 86400000) + 2) * 86400000)
+  elseif PENDING[cjson.decode(redis.call('HGET', KEYS[1], field)).s] then
+    pending = true
+  end
+end
+-- Kept only while a step is pending: a stale plan (the same event processed twice at once) must
+-- not bring back the contact details that a finished purchase had deleted.
+if pending then
+  if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PXAT', ARGV[6]) then
+    redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
+  end
+  redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
+end
+-- Kept longer, never shorter; the history script gave the record its first expiry.
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6], 'GT')
+end
+return added

@@ -1,0 +1,47 @@
+--[[
+  Applies a patch to a step record if its state is one of the expected ones, counts the change in
+  the ledger, and deletes the stored purchase when the last pending step of the event is done.
+
+  Input:
+    KEYS[1] event record (hash: `s:<stepId>` step records)
+    KEYS[2] stored purchase
+    KEYS[3] ledger hour of `now`
+    KEYS[4] pending count of the step's due day
+
+    ARGV[1] step field (`s:<stepId>`)
+    ARGV[2] now (epoch ms)
+    ARGV[3] states the step may be in, comma-separated
+    ARGV[4] patch (JSON object of stored record fields)
+    ARGV[5] ledger spec (JSON); '' to count nothing
+    ARGV[6] the day KEYS[4] is for (days since the epoch)
+
+  Output:
+    { 1, record }       changed; the new record
+    { 0, record or '' } not changed: the step is in another state, or the event record is gone
+    { -1, record }      KEYS[4] is not the step's due day: call again with that day
+]]
+--!include lib/pending-states.lua
+--!include lib/ledger-count.lua
+--!include lib/scrub-finished-purchase.lua
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw and redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
+local now = tonumber(ARGV[2])
+local rec
+if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
+if raw and ARGV[5] ~= '' and math.floor(rec.d / 86400000) ~= tonumber(ARGV[6]) then
+  return { -1, raw }
+end
+local allowed = false
+for state in string.gmatch(ARGV[3], '[^,]+') do
+  if rec.s == state then allowed = true end
+end
+if not allowed then return { 0, raw or '' } end
+local oldState = rec.s
+for k, v in pairs(cjson.decode(ARGV[4])) do rec[k] = v end
+rec.t = now
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+if ARGV[5] ~= '' then
+  countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false)
+end
+if PENDING[oldState] and not PENDING[rec.s] then scrubIfDone(KEYS[1], KEYS[2]) end
+return { 1, cjson.encode(rec) }

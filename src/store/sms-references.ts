@@ -1,0 +1,73 @@
+import type { Redis } from "ioredis";
+import { StoreKeys } from "./keys.js";
+import { addressMember } from "./suppression-list.js";
+
+/** Which step of which event a message belongs to. */
+export interface StepRef {
+  readonly eventId: string;
+  readonly stepId: string;
+}
+
+/**
+ * What is needed to file Twilio's answers: which step an SMS sid was sent for (status callbacks),
+ * the latest check-in per number (replies), and the replies by time (owners' reports). The reply
+ * texts themselves live on their step records.
+ */
+export class SmsReferences {
+  private readonly keys: StoreKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = new StoreKeys(prefix);
+  }
+
+  /** Remembers which step an SMS belongs to, for Twilio's status callbacks and replies. */
+  async rememberSms(
+    sid: string,
+    phone: string,
+    at: StepRef & { kind: string },
+    keepMs: number,
+  ): Promise<void> {
+    const ref = `${at.eventId}\n${at.stepId}`;
+    const pipeline = this.redis.multi();
+    // The hashed number goes with the sid, so a later 21610 report can suppress it after the
+    // purchase's contact data is scrubbed.
+    pipeline.set(this.keys.smsMessage(sid), `${ref}\n${addressMember(phone)}`, "PX", keepMs);
+    if (at.kind === "check-in") pipeline.set(this.keys.latestCheckIn(phone), ref, "PX", keepMs);
+    await pipeline.exec();
+  }
+
+  /** The step an SMS sid was sent for, and the hashed number it went to. */
+  async stepOfSms(sid: string): Promise<(StepRef & { recipient?: string }) | undefined> {
+    const raw = await this.redis.get(this.keys.smsMessage(sid));
+    const at = parseRef(raw);
+    const recipient = raw?.split("\n")[2];
+    return at && (recipient ? { ...at, recipient } : at);
+  }
+
+  /** The latest check-in sent to a number, where replies are filed. */
+  async latestCheckIn(phone: string): Promise<StepRef | undefined> {
+    return parseRef(await this.redis.get(this.keys.latestCheckIn(phone)));
+  }
+
+  /** Indexes a check-in reply by time, for the owners' reports; forgets those older than keepMs. */
+  async recordReply(at: StepRef, receivedAt: number, keepMs: number): Promise<void> {
+    const key = this.keys.replies();
+    await this.redis.zadd(key, receivedAt, `${at.eventId}\n${at.stepId}`);
+    await this.redis.zremrangebyscore(key, "-inf", receivedAt - keepMs);
+  }
+
+  /** Steps with a reply received in [since, until). */
+  async repliesBetween(since: number, until: number): Promise<StepRef[]> {
+    const refs = await this.redis.zrangebyscore(this.keys.replies(), since, `(${until}`);
+    return refs.map(parseRef).filter((ref): ref is StepRef => ref !== undefined);
+  }
+}
+
+function parseRef(raw: string | null): StepRef | undefined {
+  if (!raw) return undefined;
+  const [eventId = "", stepId = ""] = raw.split("\n");
+  return { eventId, stepId };
+}
