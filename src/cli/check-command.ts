@@ -1,5 +1,6 @@
+import { formatProblem } from "../config/config-files.js";
 import { loadConfig } from "../config/load-config.js";
-import { formatProblem, loadRules } from "../config/load-rules.js";
+import { loadRules } from "../config/load-rules.js";
 import type { RuleSet } from "../domain/rules.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 

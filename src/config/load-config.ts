@@ -1,7 +1,7 @@
 import type { RuleSet } from "../domain/rules.js";
 import { loadTemplates } from "../templates/load-templates.js";
 import type { TemplateSet } from "../templates/template-set.js";
-import type { ConfigProblem } from "./load-rules.js";
+import type { ConfigProblem } from "./config-files.js";
 import { loadRules } from "./load-rules.js";
 
 /** Rules and the templates they use: validated together, swapped together on reload. */

@@ -6,27 +6,14 @@ import type { z } from "zod";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { compileRules } from "./compile-rules.js";
+import { type ConfigProblem, RULES_FILE_NAME } from "./config-files.js";
 import { editDistance } from "./edit-distance.js";
 import { allowedRuleFileKeys } from "./json-schemas.js";
 import { crossFieldProblems, rulesFileSchema } from "./rules-file.js";
 
-/** A problem in a config file, located for the operator who has to fix it. */
-export interface ConfigProblem {
-  readonly file: string;
-  /** 1-based; 0 when the problem has no place in the file (e.g. the file is missing). */
-  readonly line: number;
-  readonly column: number;
-  /** Dotted path such as `rules[2].steps[0].delay`; empty for the file as a whole. */
-  readonly path: string;
-  readonly message: string;
-}
-
 export type RulesLoadResult =
   | { ok: true; rules: RuleSet; file: string }
   | { ok: false; problems: ConfigProblem[] };
-
-/** Name of the rules file inside the config directory. */
-export const RULES_FILE_NAME = "rules.yaml";
 
 /** Reads and validates `<configDir>/rules.yaml`, reporting every problem at once. */
 export async function loadRules(configDir: string): Promise<RulesLoadResult> {
@@ -246,13 +233,4 @@ function preview(value: unknown): string {
 
 function firstLine(text: string): string {
   return text.split("\n")[0] ?? text;
-}
-
-/** `config/rules.yaml:12:7 rules[2].steps[0].delay: expected …` */
-export function formatProblem(problem: ConfigProblem): string {
-  const where =
-    problem.line > 0 ? `${problem.file}:${problem.line}:${problem.column}` : problem.file;
-  return problem.path
-    ? `${where} ${problem.path}: ${problem.message}`
-    : `${where} ${problem.message}`;
 }

@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Template, VariableSegments } from "liquidjs";
 import { DateTime } from "luxon";
-import type { ConfigProblem } from "../config/load-rules.js";
+import type { ConfigProblem } from "../config/config-files.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
 import type { Channel } from "../domain/events.js";
 import type { RuleSet, StepKind } from "../domain/rules.js";

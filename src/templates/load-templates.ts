@@ -1,5 +1,5 @@
 import path from "node:path";
-import { type ConfigProblem, RULES_FILE_NAME } from "../config/load-rules.js";
+import { type ConfigProblem, RULES_FILE_NAME } from "../config/config-files.js";
 import type { RuleSet } from "../domain/rules.js";
 import { checkTemplates } from "./check-templates.js";
 import { createLiquidEngines } from "./liquid-engines.js";

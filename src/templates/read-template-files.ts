@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { Dirent } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import type { ConfigProblem } from "../config/load-rules.js";
+import type { ConfigProblem } from "../config/config-files.js";
 import type { LiquidEngines } from "./liquid-engines.js";
 import {
   canonicalLocale,

@@ -1,5 +1,6 @@
 import { DateTime } from "luxon";
-import { formatProblem, loadRules, parseRules } from "../../src/config/load-rules.js";
+import { formatProblem } from "../../src/config/config-files.js";
+import { loadRules, parseRules } from "../../src/config/load-rules.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../../src/domain/events.js";
 import { formatMinor, isCurrencyCode, toMinorUnits } from "../../src/domain/money.js";
 import type { RuleSet, SendWindow, Weekday } from "../../src/domain/rules.js";

@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { formatProblem, loadRules, parseRules } from "../../src/config/load-rules.js";
+import { formatProblem } from "../../src/config/config-files.js";
+import { loadRules, parseRules } from "../../src/config/load-rules.js";
 import { rulesFrom, rulesProblems, shippedRules, yaml } from "../support/fixtures.js";
 
 /**

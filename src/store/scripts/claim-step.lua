@@ -23,13 +23,10 @@
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 --!include lib/scrub-finished-purchase.lua
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
+--!include lib/read-step.lua
 local now = tonumber(ARGV[2])
-local rec
-if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
-if raw and ARGV[4] ~= '' and math.floor(rec.d / 86400000) ~= tonumber(ARGV[5]) then
-  return { -1, raw }
-end
+local raw, rec = readStep(KEYS[1], ARGV[1], now, ARGV[4] ~= '', ARGV[5])
+if not rec then return { -1, raw } end
 local takenOver = rec.s == 'sending' and rec.t + tonumber(ARGV[3]) <= now
 local stop = redis.call('HGET', KEYS[1], 'stop')
 if stop and (rec.s == 'scheduled' or takenOver) then

@@ -23,14 +23,11 @@
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 --!include lib/scrub-finished-purchase.lua
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw and redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
+--!include lib/read-step.lua
+if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
 local now = tonumber(ARGV[2])
-local rec
-if raw then rec = cjson.decode(raw) else rec = { s = 'scheduled', t = now, d = now, a = 0 } end
-if raw and ARGV[5] ~= '' and math.floor(rec.d / 86400000) ~= tonumber(ARGV[6]) then
-  return { -1, raw }
-end
+local raw, rec = readStep(KEYS[1], ARGV[1], now, ARGV[5] ~= '', ARGV[6])
+if not rec then return { -1, raw } end
 local allowed = false
 for state in string.gmatch(ARGV[3], '[^,]+') do
   if rec.s == state then allowed = true end

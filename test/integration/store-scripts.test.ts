@@ -1,0 +1,301 @@
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
+import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
+import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+
+/**
+ * Each Lua script of the store called directly, as its header describes it, against a real Redis:
+ * the contract the TypeScript stores build on.
+ */
+
+const DAY = 86_400_000;
+/** A fixed instant, 2026-12-01T10:00:00Z: day 20423, hour 490162. */
+const NOW = Date.UTC(2026, 11, 1, 10);
+const SPEC = JSON.stringify({
+  f: ["cancelled|email|thank-you|r", "reason|cancelled|email|thank-you|refunded"],
+  ttl: 3_600_000,
+  ch: "email",
+});
+
+let redis: Redis & StoreCommands;
+let prefix: string;
+let keys: StoreKeys;
+
+beforeAll(() => {
+  redis = withStoreCommands(new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 }));
+});
+afterAll(async () => {
+  await redis.quit();
+});
+beforeEach(() => {
+  prefix = uniquePrefix("scripts");
+  keys = new StoreKeys(prefix);
+});
+afterEach(async () => {
+  await deleteKeysWithPrefix(redis, prefix);
+});
+
+const record = () => keys.eventRecord("evt");
+const purchase = () => keys.purchase("evt");
+const hour = () => keys.ledgerHour(hourOf(NOW));
+const dayKey = (due: number) => keys.pendingDay(dayOf(due));
+const stored = async (field: string) => JSON.parse((await redis.hget(record(), field)) ?? "null");
+
+/** Schedules `s:a` (email, due in a day) and `s:b` (sms, due in 90 days) through the script. */
+async function scheduleTwo(): Promise<number> {
+  const steps = [
+    { id: "a", d: NOW + DAY, c: "email", k: "thank-you", f: "scheduled|email|thank-you|r" },
+    { id: "b", d: NOW + 90 * DAY, c: "sms", k: "check-in", f: "scheduled|sms|check-in|r" },
+  ];
+  const scriptKeys = [record(), purchase(), hour(), dayKey(NOW + DAY), dayKey(NOW + 90 * DAY)];
+  return redis.fuScheduleSteps(
+    scriptKeys.length,
+    ...scriptKeys,
+    NOW,
+    3_600_000,
+    JSON.stringify(steps),
+    Buffer.from("the purchase"),
+    '{"o":"ord-1","n":"Ana"}',
+    NOW + 200 * DAY,
+  );
+}
+
+describe("the store's Lua scripts", () => {
+  it("registers every script file as a command, with the KEYS count its header declares", () => {
+    expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
+      "claim-step",
+      "count-outcomes",
+      "link-order",
+      "record-purchase",
+      "record-refund",
+      "schedule-steps",
+      "stop-event",
+      "take-cap-slot",
+      "take-rate-slot",
+      "update-step",
+    ]);
+    expect(EMBEDDED_SCRIPTS["claim-step"].numberOfKeys).toBe(4);
+    expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
+    expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(2);
+  });
+
+  it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
+    expect(await scheduleTwo()).toBe(2);
+    expect(await stored("s:a")).toEqual({
+      s: "scheduled",
+      d: NOW + DAY,
+      c: "email",
+      k: "thank-you",
+    });
+    expect(await redis.object("ENCODING", record())).toBe("listpack");
+    expect(await redis.hgetall(hour())).toEqual({
+      "scheduled|email|thank-you|r": "1",
+      "scheduled|sms|check-in|r": "1",
+    });
+    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("1");
+    expect(await redis.hget(dayKey(NOW + 90 * DAY), "sms")).toBe("1");
+    // A day's count outlives its day by one day.
+    expect(await redis.pexpiretime(dayKey(NOW + DAY))).toBe((dayOf(NOW + DAY) + 2) * DAY);
+    expect(await redis.get(purchase())).toBe("the purchase");
+    expect(await redis.pexpiretime(purchase())).toBe(NOW + 200 * DAY);
+    expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
+
+    // The same plan again adds nothing and counts nothing.
+    expect(await scheduleTwo()).toBe(0);
+    expect(await redis.hget(hour(), "scheduled|email|thank-you|r")).toBe("1");
+    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("1");
+  });
+
+  it("claim-step: claims a scheduled step once, takes over an expired lease, and says when the due day is wrong", async () => {
+    await scheduleTwo();
+    const args = ["s:a", NOW, 60_000, "", dayOf(NOW + DAY)] as const;
+    const first = await redis.fuClaimStep(record(), purchase(), hour(), dayKey(NOW + DAY), ...args);
+    expect(first[0]).toBe(1);
+    expect(first[2]).toBe(0);
+    expect(JSON.parse(first[1])).toMatchObject({ s: "sending", t: NOW });
+
+    const again = await redis.fuClaimStep(record(), purchase(), hour(), dayKey(NOW + DAY), ...args);
+    expect(again[0]).toBe(0);
+    expect(JSON.parse(again[1])).toMatchObject({ s: "sending" });
+
+    const later = NOW + 60_000;
+    const takeover = await redis.fuClaimStep(
+      record(),
+      purchase(),
+      hour(),
+      dayKey(NOW + DAY),
+      "s:a",
+      later,
+      60_000,
+      "",
+      dayOf(NOW + DAY),
+    );
+    expect(takeover[0]).toBe(1);
+    expect(takeover[2]).toBe(1);
+    expect(JSON.parse(takeover[1])).toMatchObject({ s: "sending", t: later, r: 1 });
+
+    // Counting a change needs the step's own due day: the script names it instead of guessing.
+    const wrongDay = await redis.fuClaimStep(
+      record(),
+      purchase(),
+      hour(),
+      dayKey(NOW),
+      "s:b",
+      NOW,
+      60_000,
+      SPEC,
+      dayOf(NOW),
+    );
+    expect(wrongDay[0]).toBe(-1);
+    expect(JSON.parse(wrongDay[1])).toMatchObject({ s: "scheduled", d: NOW + 90 * DAY });
+    expect(await stored("s:b")).toMatchObject({ s: "scheduled" });
+  });
+
+  it("claim-step: cancels a step of a stopped event, counts it, and scrubs the purchase when none is pending", async () => {
+    await scheduleTwo();
+    expect(await redis.fuStopEvent(record(), "refunded: order ord-1 fully refunded")).toBe(1);
+    for (const [field, due] of [
+      ["s:a", NOW + DAY],
+      ["s:b", NOW + 90 * DAY],
+    ] as const) {
+      const [claimed, raw] = await redis.fuClaimStep(
+        record(),
+        purchase(),
+        hour(),
+        dayKey(due),
+        field,
+        NOW,
+        60_000,
+        SPEC,
+        dayOf(due),
+      );
+      expect(claimed).toBe(0);
+      expect(JSON.parse(raw)).toMatchObject({
+        s: "cancelled",
+        x: "refunded: order ord-1 fully refunded",
+      });
+    }
+    expect(await redis.hget(hour(), "cancelled|email|thank-you|r")).toBe("2");
+    expect(await redis.hget(hour(), "reason|cancelled|email|thank-you|refunded")).toBe("2");
+    // The spec names the channel it takes a pending step from: email's day goes to 0.
+    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("0");
+    expect(await redis.exists(purchase())).toBe(0);
+    expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
+  });
+
+  it("update-step: applies a patch only from the allowed states, counts it, scrubs after the last pending step", async () => {
+    await scheduleTwo();
+    const update = (field: string, due: number, from: string, patch: object, spec = "") =>
+      redis.fuUpdateStep(
+        record(),
+        purchase(),
+        hour(),
+        dayKey(due),
+        field,
+        NOW,
+        from,
+        JSON.stringify(patch),
+        spec,
+        dayOf(due),
+      );
+    const [refused, found] = await update("s:a", NOW + DAY, "sending", { s: "sent" });
+    expect(refused).toBe(0);
+    expect(JSON.parse(found)).toEqual({ s: "scheduled", d: NOW + DAY, c: "email", k: "thank-you" });
+    const [changed, raw] = await update("s:a", NOW + DAY, "scheduled,sending", { s: "sent" }, SPEC);
+    expect(changed).toBe(1);
+    expect(JSON.parse(raw)).toMatchObject({ s: "sent", t: NOW, d: NOW + DAY });
+    expect(await redis.hget(hour(), "cancelled|email|thank-you|r")).toBe("1");
+    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("0");
+    // s:b still waits, so the purchase stays.
+    expect(await redis.exists(purchase())).toBe(1);
+    await update("s:b", NOW + 90 * DAY, "scheduled", { s: "skipped", x: "opted-out: stop" });
+    expect(await redis.exists(purchase())).toBe(0);
+
+    expect(await update("s:a", NOW, "sent", { dl: "delivered" }, SPEC)).toEqual([
+      -1,
+      expect.any(String),
+    ]);
+    await redis.del(record());
+    expect(await update("s:a", NOW + DAY, "sent", { dl: "delivered" })).toEqual([0, ""]);
+    expect(await redis.exists(record())).toBe(0);
+  });
+
+  it("stop-event: marks a record it finds and creates none", async () => {
+    expect(await redis.fuStopEvent(record(), "refunded: why")).toBe(0);
+    expect(await redis.exists(record())).toBe(0);
+    await scheduleTwo();
+    expect(await redis.fuStopEvent(record(), "refunded: why")).toBe(1);
+    expect(await redis.hget(record(), "stop")).toBe("refunded: why");
+  });
+
+  it("count-outcomes: counts each field once into the hour and keeps it for the given time", async () => {
+    await redis.fuCountOutcomes(hour(), 5_000, "optout|sms|-|-", "reason|optout|sms|-|sms-stop");
+    await redis.fuCountOutcomes(hour(), 5_000, "optout|sms|-|-");
+    expect(await redis.hgetall(hour())).toEqual({
+      "optout|sms|-|-": "2",
+      "reason|optout|sms|-|sms-stop": "1",
+    });
+    const ttl = await redis.pttl(hour());
+    expect(ttl).toBeGreaterThan(4_000);
+    expect(ttl).toBeLessThanOrEqual(5_000);
+  });
+
+  it("record-purchase: counts a purchase once per event and answers a repeat with the same count", async () => {
+    const customer = keys.customerHistory("cus-1");
+    const other = keys.eventRecord("evt-2");
+    expect(
+      await redis.fuRecordPurchase(record(), customer, "2026-11-01T10:00:00.000Z", DAY, DAY),
+    ).toEqual([0, "", 1]);
+    expect(
+      await redis.fuRecordPurchase(record(), customer, "2026-11-01T10:00:00.000Z", DAY, DAY),
+    ).toEqual([0, "2026-11-01T10:00:00.000Z", 0]);
+    expect(
+      await redis.fuRecordPurchase(other, customer, "2026-10-01T10:00:00.000Z", DAY, DAY),
+    ).toEqual([1, "2026-11-01T10:00:00.000Z", 1]);
+    // An earlier purchase arriving late does not move `last` back.
+    expect(await redis.hgetall(customer)).toEqual({ n: "2", last: "2026-11-01T10:00:00.000Z" });
+  });
+
+  it("link-order and record-refund: link purchases and record each refund once", async () => {
+    const order = keys.order("ord-1");
+    expect(await redis.fuRecordRefund(order, "ref-1", "500 GBP", DAY)).toEqual([
+      "r:ref-1",
+      "500 GBP",
+    ]);
+    expect(await redis.fuRecordRefund(order, "ref-1", "900 GBP", DAY)).toEqual([
+      "r:ref-1",
+      "500 GBP",
+    ]);
+    expect(await redis.fuLinkOrder(order, "evt", 3 * DAY)).toEqual([
+      "r:ref-1",
+      "500 GBP",
+      "e:evt",
+      "1",
+    ]);
+    expect(await redis.pttl(order)).toBeGreaterThan(2 * DAY);
+    // A shorter keep never shortens the order.
+    await redis.fuLinkOrder(order, "evt-2", 1_000);
+    expect(await redis.pttl(order)).toBeGreaterThan(2 * DAY);
+  });
+
+  it("take-cap-slot: reserves under every cap, keeps a retry's slot, and says when the cap frees", async () => {
+    const key = keys.capWindow("email", "cus-1");
+    expect(await redis.fuTakeCapSlot(key, "f1", NOW, 1, DAY)).toBe(0);
+    expect(await redis.fuTakeCapSlot(key, "f1", NOW + 1_000, 1, DAY)).toBe(0);
+    expect(await redis.fuTakeCapSlot(key, "f2", NOW + 1_000, 1, DAY)).toBe(NOW + DAY);
+    expect(await redis.zrange(key, "0", "-1")).toEqual(["f1"]);
+    expect(await redis.fuTakeCapSlot(key, "f2", NOW + DAY, 1, DAY)).toBe(0);
+  });
+
+  it("take-rate-slot: spaces slots by the interval and refuses one beyond the longest wait", async () => {
+    const key = keys.rateSlot("email");
+    const nowUs = NOW * 1000;
+    expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([1, 0]);
+    expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([1, 20_000]);
+    expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([1, 40_000]);
+    expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([0, 10_000]);
+    expect(await redis.get(key)).toBe(String(nowUs + 60_000));
+  });
+});
