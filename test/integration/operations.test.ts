@@ -3,6 +3,7 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
 import { followUpJobId } from "../../src/queue/names.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { ChannelRateLimiter } from "../../src/store/rate-limiter.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -86,6 +87,48 @@ it("applies a valid rules edit without a restart, and keeps the old rules on an 
   // Still working, on the last valid rules.
   await p.publisher.publish(smallPurchase("evt-still") as never);
   await p.sink.waitForMessages(2);
+});
+
+it("counts a step whose rule was removed under the channel and kind it was planned with", async () => {
+  pipeline = await startPipeline("rule-removed");
+  const p = pipeline;
+  const worker = p.worker;
+  if (!worker) throw new Error("worker not started");
+  const tv = purchaseInput({
+    id: "evt-removed",
+    orderId: "ord-evt-removed",
+    occurredAt: twoHoursAgo(),
+    items: [item("televisions", "700.00")],
+  });
+  await p.publisher.publish(tv as never);
+  await p.sink.waitForMessages(1);
+
+  const before = worker.configVersion();
+  await editRules(p, (text) => text.replace("- id: big-ticket", "- id: big-ticket-2027"));
+  await eventually(
+    async () => (worker.configVersion() !== before ? true : undefined),
+    "the rules edit to be applied",
+  );
+  await (await p.followUps.getJob(followUpJobId("evt-removed", "big-ticket.check-in")))?.promote();
+  const skipped = await eventually(async () => {
+    const r = (await p.store.stepRecords("evt-removed", ["big-ticket.check-in"])).get(
+      "big-ticket.check-in",
+    );
+    return r?.state === "skipped" ? r : undefined;
+  }, "the check-in of the removed rule to be skipped");
+  expect(skipped.reason?.code).toBe("rule-removed");
+  expect(skipped).toMatchObject({ channel: "sms", kind: "check-in" });
+
+  const counts = sumHours(
+    await new DeliveryLedger(p.redis, p.prefix).hours(
+      Date.now() - 3_600_000,
+      Date.now() + 3_600_000,
+    ),
+  );
+  expect(counts.get("skipped|sms|check-in|big-ticket")).toBe(1);
+  expect(counts.get("reason|skipped|sms|check-in|rule-removed")).toBe(1);
+  expect([...counts.keys()].filter((field) => field.includes("unknown"))).toEqual([]);
+  expect(p.twilio.requests).toBe(0);
 });
 
 it("suppresses a number Twilio reports as opted out (21610) and sends it nothing more", async () => {
