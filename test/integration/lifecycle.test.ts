@@ -13,6 +13,7 @@ import {
   startPipeline,
   TWILIO_TOKEN,
 } from "../support/pipeline-harness.js";
+import { settledQueue } from "../support/settled-queue.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -494,7 +495,9 @@ describe("caps, history and metrics", () => {
     expect(mail?.parsed.headers.get("x-followup-id")).toBe(
       followUpJobId("evt-http", "thank-you.thank-you"),
     );
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Both posts are taken and every follow-up they scheduled has run: a second send would be in.
+    expect(await settledQueue(p.events, "purchase-events")).toEqual({ completed: 1, failed: 0 });
+    expect(await settledQueue(p.followUps, "follow-ups")).toEqual({ completed: 1, failed: 0 });
     expect(p.sink.messages).toHaveLength(1);
   });
 });

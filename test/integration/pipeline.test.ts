@@ -8,6 +8,7 @@ import {
   startPipeline,
   TWILIO_FROM,
 } from "../support/pipeline-harness.js";
+import { settledQueue } from "../support/settled-queue.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -24,12 +25,13 @@ function recentPurchase(id: string, spec: Parameters<typeof purchaseInput>[0] = 
   return purchaseInput({ id, orderId: `ord-${id}`, occurredAt: occurredAt ?? "", ...spec });
 }
 
-const tv = (id: string) =>
+const tv = (id: string, spec: Parameters<typeof purchaseInput>[0] = {}) =>
   recentPurchase(id, {
     items: [
       item("televisions", "899.00", { name: "OLED TV 55 inch", sku: "TV-55" }),
       item("cables", "25.00", { name: "HDMI cable" }),
     ],
+    ...spec,
   });
 
 async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
@@ -64,7 +66,14 @@ describe("the pipeline on real parts", () => {
 
   it("schedules the check-in three calendar months out, and sends the SMS when promoted", async () => {
     pipeline = await startPipeline("checkin");
-    const event = tv("evt-checkin");
+    // Bought at noon yesterday on the customer's (London) clock; noon is in no DST gap.
+    const bought = DateTime.now()
+      .setZone("Europe/London")
+      .minus({ days: 1 })
+      .set({ hour: 12, minute: 0, second: 0, millisecond: 0 });
+    const event = tv("evt-checkin", {
+      occurredAt: bought.toISO({ suppressMilliseconds: true }) ?? "",
+    });
     await pipeline.publisher.publish(event as never);
     const jobId = followUpJobId("evt-checkin", "big-ticket.check-in");
     const job = await eventually(
@@ -72,9 +81,15 @@ describe("the pipeline on real parts", () => {
       "the check-in job",
     );
 
-    const expectedDue = DateTime.fromISO(event.occurredAt as string, {
-      zone: "Europe/London",
-    }).plus({ months: 3 });
+    // Three calendar months by plain arithmetic, not the planner's own luxon call: noon on the
+    // same day of the month, or on the month's last day when it is shorter.
+    const months = bought.year * 12 + bought.month - 1 + 3;
+    const [year, month] = [Math.floor(months / 12), (months % 12) + 1];
+    const day = Math.min(bought.day, new Date(Date.UTC(year, month, 0)).getUTCDate());
+    const expectedDue = DateTime.fromObject(
+      { year, month, day, hour: 12 },
+      { zone: "Europe/London" },
+    );
     expect(await job.getState()).toBe("delayed");
     expect(Math.abs(job.timestamp + job.delay - expectedDue.toMillis())).toBeLessThan(2000);
     const record = await stepRecord(pipeline, "evt-checkin", "big-ticket.check-in");
@@ -103,7 +118,11 @@ describe("the pipeline on real parts", () => {
       const job = await pipeline?.events.getJob("evt-twice-again");
       return (await job?.getState()) === "completed" ? true : undefined;
     }, "the second publish to be processed");
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Anything the second intake scheduled has run once no follow-up is left unfinished.
+    expect(await settledQueue(pipeline.followUps, "follow-ups")).toEqual({
+      completed: 1,
+      failed: 0,
+    });
     expect(pipeline.sink.messages).toHaveLength(1);
   });
 
@@ -132,10 +151,15 @@ describe("the pipeline on real parts", () => {
       return r?.state === "failed" ? r : undefined;
     }, "the thank-you to fail");
     expect(record.reason?.code).toBe("permanent 550");
+    expect(record.attempts).toBe(1);
+    // The job's end, not the record's: a retry would keep it delayed, so none is on its way.
+    expect(await settledQueue(pipeline.followUps, "follow-ups")).toEqual({
+      completed: 0,
+      failed: 1,
+    });
     const job = await pipeline.followUps.getJob(followUpJobId("evt-550", "thank-you.thank-you"));
     expect(await job?.getState()).toBe("failed");
     expect(job?.failedReason).toMatch(/550/);
-    await new Promise((resolve) => setTimeout(resolve, 600));
     expect(pipeline.sink.attempts).toBe(1);
     expect(pipeline.sink.messages).toHaveLength(0);
   });
@@ -169,7 +193,12 @@ describe("the pipeline on real parts", () => {
       return r?.state === "failed" ? r : undefined;
     }, "the check-in to fail");
     expect(record.reason?.code).toBe("permanent 21211");
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(record.attempts).toBe(1);
+    // Two thank-yous and the retried check-in completed, the doomed one failed: no retry is left.
+    expect(await settledQueue(pipeline.followUps, "follow-ups")).toEqual({
+      completed: 3,
+      failed: 1,
+    });
     expect(pipeline.twilio.requests).toBe(3);
     expect(pipeline.twilio.messages).toHaveLength(1);
   });

@@ -1,10 +1,12 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, it } from "vitest";
+import { StoreKeys } from "../../src/store/keys.js";
 import {
   ChannelRateLimiter,
   MAX_RATE_WAIT_MS,
   type RateTake,
 } from "../../src/store/rate-limiter.js";
+import { eventually } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 const NOW = 1_800_000_000_000;
@@ -48,7 +50,7 @@ it("reserves up to the max wait ahead, then says exactly when asking again can s
   // 51 slots lie within 1,000 ms of now at 50/s: waits 0, 20, …, 1000.
   const granted = (await takes(51, 50, NOW)).map(waitOf);
   expect(granted).toEqual(Array.from({ length: 51 }, (_, i) => i * 20));
-  const key = `${prefix}:fu:rate:email`;
+  const key = new StoreKeys(prefix).rateSlot("email");
   const reserved = await redis.get(key);
   // The 52nd slot is 1,020 ms away: 20 ms too far.
   expect(await limiter.take("email", 50, NOW)).toEqual({ granted: false, retryInMs: 20 });
@@ -114,7 +116,7 @@ it("keeps each channel's slots apart", async () => {
 });
 
 it("lets an idle channel's key expire a second after its last reserved slot", async () => {
-  const key = `${prefix}:fu:rate:email`;
+  const key = new StoreKeys(prefix).rateSlot("email");
   await takes(51, 50, NOW);
   // The next free slot is 1,020 ms ahead; the key outlives it by a second.
   // Read right after the last reservation; the margin is for a slow machine, not the semantics.
@@ -126,9 +128,12 @@ it("lets an idle channel's key expire a second after its last reserved slot", as
   await limiter.take("email", 50, Date.now());
   expect(await redis.pttl(key)).toBeGreaterThan(500);
   expect(await redis.pttl(key)).toBeLessThanOrEqual(1020);
-  const deadline = Date.now() + 3000;
-  while ((await redis.exists(key)) === 1 && Date.now() < deadline)
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  // Time must pass for a TTL to run out; polled (each EXISTS also expires it lazily), not slept.
+  await eventually(
+    async () => ((await redis.exists(key)) === 0 ? true : undefined),
+    "the idle key to expire",
+    3000,
+  );
   expect(await redis.exists(key)).toBe(0);
 });
 

@@ -1,0 +1,354 @@
+import type { OutgoingMessage, SendResult } from "../../src/channels/channel.js";
+import type { Channel, PurchaseCompleted } from "../../src/domain/events.js";
+import type { FrequencyCap } from "../../src/domain/rules.js";
+import type { DeliveryDeps, DeliveryJob } from "../../src/queue/delivery-processor.js";
+import type { LedgerEntry } from "../../src/store/delivery-ledger.js";
+import type { ClaimResult } from "../../src/store/follow-up-store.js";
+import type { CapResult } from "../../src/store/frequency-cap-store.js";
+import type { RateTake } from "../../src/store/rate-limiter.js";
+import type { StepRef } from "../../src/store/sms-references.js";
+import {
+  readStepRecord,
+  type StepPatch,
+  type StepRecord,
+  type StepState,
+  type StoredStep,
+  storedPatch,
+} from "../../src/store/step-record.js";
+
+/**
+ * In-memory stand-ins for the stores and channels delivery uses (the narrow `Pick`s of
+ * DeliveryDeps), for unit tests without Redis. The step store follows the claim and update
+ * scripts (src/store/scripts/claim-step.lua, update-step.lua) and keeps records in their stored
+ * form, so a reason reads back as the real store reads it.
+ */
+
+type DeliveryStore = DeliveryDeps["store"];
+type DeliveryCaps = DeliveryDeps["caps"];
+type DeliveryRateLimiter = DeliveryDeps["rateLimiter"];
+type DeliverySuppressions = DeliveryDeps["suppressions"];
+type DeliveryLedgerCount = DeliveryDeps["ledger"];
+type DeliverySmsReferences = DeliveryDeps["smsReferences"];
+
+const PENDING: ReadonlySet<StepState> = new Set(["scheduled", "sending"]);
+
+/** A step record as a test seeds it; what is left out is absent, as in a fresh record. */
+export interface SeedRecord {
+  readonly state: StepState;
+  readonly dueAt: number;
+  readonly changedAt?: number;
+  readonly attempts?: number;
+  readonly takeovers?: number;
+  readonly channel?: Channel;
+  readonly kind?: StepRecord["kind"];
+  readonly providerId?: string;
+  readonly reason?: { readonly code: string; readonly text: string };
+}
+
+/** One counted state change, as the step scripts count it in the ledger. */
+export interface CountedChange {
+  readonly stepId: string;
+  readonly from: StepState;
+  readonly to: StepState;
+  readonly at: number;
+  readonly entry: LedgerEntry;
+}
+
+/** The follow-up store's step state machine, in memory. */
+export class InMemoryFollowUpStore implements DeliveryStore {
+  private readonly events = new Map<string, PurchaseCompleted>();
+  /** Event record hashes: step id → stored step JSON (as the Lua scripts keep it). */
+  private readonly records = new Map<string, Map<string, string>>();
+  private readonly stops = new Map<string, string>();
+  /** Every ledger count the state changes carried, in order. */
+  readonly counted: CountedChange[] = [];
+
+  /** Saves the purchase as scheduling does (the event record exists from then on). */
+  saveEvent(event: PurchaseCompleted): void {
+    this.events.set(event.id, event);
+    this.hash(event.id, true);
+  }
+
+  /** Writes a step record as it would be after earlier activity. */
+  seed(eventId: string, stepId: string, seed: SeedRecord): void {
+    const stored: StoredStep = {
+      s: seed.state,
+      d: seed.dueAt,
+      ...(seed.changedAt !== undefined && { t: seed.changedAt }),
+      ...(seed.attempts !== undefined && { a: seed.attempts }),
+      ...(seed.takeovers !== undefined && { r: seed.takeovers }),
+      ...(seed.channel !== undefined && { c: seed.channel }),
+      ...(seed.kind !== undefined && { k: seed.kind }),
+      ...storedPatch({
+        ...(seed.providerId !== undefined && { providerId: seed.providerId }),
+        ...(seed.reason !== undefined && { reason: seed.reason }),
+      }),
+    };
+    this.hash(eventId, true)?.set(stepId, JSON.stringify(stored));
+  }
+
+  /** Marks the event stopped (a full refund), as stopEvent does. */
+  stopEvent(eventId: string, reason: string): void {
+    if (this.records.has(eventId)) this.stops.set(eventId, reason);
+  }
+
+  /** The step's record now, for assertions. */
+  record(eventId: string, stepId: string): StepRecord | undefined {
+    const raw = this.records.get(eventId)?.get(stepId);
+    return raw === undefined ? undefined : readStepRecord(raw);
+  }
+
+  /** Whether the purchase is still kept for rendering (it is dropped when no step is pending). */
+  hasEvent(eventId: string): boolean {
+    return this.events.has(eventId);
+  }
+
+  async stepRecords(
+    eventId: string,
+    stepIds: readonly string[],
+  ): Promise<Map<string, StepRecord | undefined>> {
+    return new Map(stepIds.map((id) => [id, this.record(eventId, id)]));
+  }
+
+  async loadEvent(eventId: string): Promise<PurchaseCompleted | undefined> {
+    return this.events.get(eventId);
+  }
+
+  async claim(
+    eventId: string,
+    stepId: string,
+    now: number,
+    leaseMs: number,
+    options: { ifCancelled?: LedgerEntry; dueAt?: number } = {},
+  ): Promise<ClaimResult> {
+    const hash = this.hash(eventId, true) ?? new Map<string, string>();
+    const raw = hash.get(stepId);
+    // As read-step.lua: a step without a record reads as a fresh one, scheduled and due now.
+    const rec: StoredStep = raw
+      ? (JSON.parse(raw) as StoredStep)
+      : { s: "scheduled", t: now, d: now, a: 0 };
+    const takenOver = rec.s === "sending" && (rec.t ?? Number.NaN) + leaseMs <= now;
+    const stop = this.stops.get(eventId);
+    if (stop !== undefined && (rec.s === "scheduled" || takenOver)) {
+      const cancelled: StoredStep = { ...rec, s: "cancelled", x: stop, t: now };
+      hash.set(stepId, JSON.stringify(cancelled));
+      if (options.ifCancelled)
+        this.counted.push({
+          stepId,
+          from: "scheduled",
+          to: "cancelled",
+          at: now,
+          entry: options.ifCancelled,
+        });
+      this.scrubIfDone(eventId);
+      return { claimed: false, record: readStepRecord(JSON.stringify(cancelled)) };
+    }
+    if (rec.s === "scheduled" || takenOver) {
+      const claimed: StoredStep = {
+        ...rec,
+        ...(takenOver && { r: (rec.r ?? 0) + 1 }),
+        s: "sending",
+        t: now,
+      };
+      hash.set(stepId, JSON.stringify(claimed));
+      return { claimed: true, record: readStepRecord(JSON.stringify(claimed)), takenOver };
+    }
+    return { claimed: false, record: readStepRecord(JSON.stringify(rec)) };
+  }
+
+  async transition(
+    eventId: string,
+    stepId: string,
+    from: readonly StepState[],
+    patch: StepPatch,
+    now: number,
+    ledger?: LedgerEntry,
+    _dueAt?: number,
+  ): Promise<StepRecord | undefined> {
+    const hash = this.hash(eventId, false);
+    if (!hash) return undefined;
+    const raw = hash.get(stepId);
+    const rec: StoredStep = raw
+      ? (JSON.parse(raw) as StoredStep)
+      : { s: "scheduled", t: now, d: now, a: 0 };
+    if (!from.includes(rec.s)) return undefined;
+    const changed: StoredStep = { ...rec, ...storedPatch(patch), t: now };
+    hash.set(stepId, JSON.stringify(changed));
+    if (ledger) this.counted.push({ stepId, from: rec.s, to: changed.s, at: now, entry: ledger });
+    if (PENDING.has(rec.s) && !PENDING.has(changed.s)) this.scrubIfDone(eventId);
+    return readStepRecord(JSON.stringify(changed));
+  }
+
+  private hash(eventId: string, create: boolean): Map<string, string> | undefined {
+    let hash = this.records.get(eventId);
+    if (!hash && create) {
+      hash = new Map();
+      this.records.set(eventId, hash);
+    }
+    return hash;
+  }
+
+  /** As scrub-finished-purchase.lua: the purchase goes once no step of it is pending. */
+  private scrubIfDone(eventId: string): void {
+    for (const raw of this.records.get(eventId)?.values() ?? []) {
+      if (PENDING.has((JSON.parse(raw) as StoredStep).s)) return;
+    }
+    this.events.delete(eventId);
+  }
+}
+
+/** A channel adapter that records what it is given and answers from a script, in order. */
+export class ScriptedChannel {
+  readonly sent: OutgoingMessage[] = [];
+  private readonly results: SendResult[];
+  private next = 0;
+
+  constructor(results: readonly SendResult[] = []) {
+    this.results = [...results];
+  }
+
+  async send(message: OutgoingMessage): Promise<SendResult> {
+    this.sent.push(message);
+    const result = this.results[this.next];
+    this.next += 1;
+    return result ?? { ok: true, id: `${message.channel}-${this.sent.length}` };
+  }
+}
+
+/**
+ * Frequency caps: a follow-up that holds a slot keeps it (a retry); otherwise `full` says whether
+ * the cap is reached and when it frees up, as take-cap-slot.lua answers.
+ */
+export class InMemoryCaps implements DeliveryCaps {
+  private readonly held = new Set<string>();
+  readonly taken: { channel: Channel; customerId: string; followUpId: string }[] = [];
+  readonly released: { channel: Channel; customerId: string; followUpId: string }[] = [];
+
+  constructor(private readonly full?: { readonly freeAt: number }) {}
+
+  /** A slot taken earlier (by a previous attempt of the same follow-up). */
+  hold(channel: Channel, customerId: string, followUpId: string): void {
+    this.held.add(`${channel}|${customerId}|${followUpId}`);
+  }
+
+  holds(channel: Channel, customerId: string, followUpId: string): boolean {
+    return this.held.has(`${channel}|${customerId}|${followUpId}`);
+  }
+
+  async take(
+    channel: Channel,
+    customerId: string,
+    followUpId: string,
+    caps: readonly FrequencyCap[],
+    _now: number,
+  ): Promise<CapResult> {
+    const key = `${channel}|${customerId}|${followUpId}`;
+    if (caps.length === 0 || this.held.has(key)) return { allowed: true };
+    if (this.full) return { allowed: false, freeAt: this.full.freeAt };
+    this.held.add(key);
+    this.taken.push({ channel, customerId, followUpId });
+    return { allowed: true };
+  }
+
+  async release(channel: Channel, customerId: string, followUpId: string): Promise<void> {
+    this.held.delete(`${channel}|${customerId}|${followUpId}`);
+    this.released.push({ channel, customerId, followUpId });
+  }
+}
+
+/** A rate limiter that answers the same each time (granted at once unless told otherwise). */
+export class FixedRateLimiter implements DeliveryRateLimiter {
+  readonly asked: { channel: Channel; ratePerSecond: number }[] = [];
+
+  constructor(private readonly answer: RateTake = { granted: true, waitMs: 0 }) {}
+
+  async take(channel: Channel, ratePerSecond: number): Promise<RateTake> {
+    this.asked.push({ channel, ratePerSecond });
+    return this.answer;
+  }
+}
+
+/** The suppression list, with addresses kept as given (the real one hashes them). */
+export class InMemorySuppressions implements DeliverySuppressions {
+  private readonly members = new Set<string>();
+  readonly suppressed: { channel: Channel; customerId?: string; address?: string }[] = [];
+
+  async suppress(
+    channel: Channel,
+    who: { customerId?: string; address?: string },
+  ): Promise<boolean> {
+    const keys = memberKeys(channel, who);
+    const isNew = keys.some((key) => !this.members.has(key));
+    for (const key of keys) this.members.add(key);
+    this.suppressed.push({ channel, ...who });
+    return isNew;
+  }
+
+  async isSuppressed(
+    channel: Channel,
+    who: { customerId?: string; address?: string },
+  ): Promise<boolean> {
+    return memberKeys(channel, who).some((key) => this.members.has(key));
+  }
+}
+
+function memberKeys(channel: Channel, who: { customerId?: string; address?: string }): string[] {
+  return [
+    ...(who.customerId ? [`${channel}|c:${who.customerId}`] : []),
+    ...(who.address ? [`${channel}|a:${who.address.trim().toLowerCase()}`] : []),
+  ];
+}
+
+/** The ledger's `count` (outcomes that are not step state changes), recorded. */
+export class RecordingLedger implements DeliveryLedgerCount {
+  readonly entries: LedgerEntry[] = [];
+
+  async count(entries: LedgerEntry | readonly LedgerEntry[], _now: number): Promise<void> {
+    this.entries.push(...[entries].flat());
+  }
+}
+
+/** SMS sids remembered for Twilio's callbacks, recorded. */
+export class RecordingSmsReferences implements DeliverySmsReferences {
+  readonly remembered: {
+    sid: string;
+    phone: string;
+    at: StepRef & { kind: string };
+    keepMs: number;
+  }[] = [];
+
+  async rememberSms(
+    sid: string,
+    phone: string,
+    at: StepRef & { kind: string },
+    keepMs: number,
+  ): Promise<void> {
+    this.remembered.push({ sid, phone, at, keepMs });
+  }
+}
+
+/** A BullMQ job as delivery sees it; `delayedUntil` holds every moveToDelayed time. */
+export interface FakeJob extends DeliveryJob {
+  readonly delayedUntil: number[];
+}
+
+export function fakeJob(options: {
+  eventId: string;
+  stepId: string;
+  id: string;
+  /** When the job was added and its delay (the due time of a step without a record). */
+  timestamp: number;
+  delay: number;
+}): FakeJob {
+  const delayedUntil: number[] = [];
+  return {
+    data: { e: options.eventId, s: options.stepId },
+    id: options.id,
+    timestamp: options.timestamp,
+    delay: options.delay,
+    delayedUntil,
+    moveToDelayed: async (until: number, _token?: string) => {
+      delayedUntil.push(until);
+    },
+  };
+}

@@ -1,0 +1,683 @@
+import { DelayedError, UnrecoverableError } from "bullmq";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { SendResult } from "../../src/channels/channel.js";
+import type { CapAction, RuleSet } from "../../src/domain/rules.js";
+import { createLogger } from "../../src/logger.js";
+import { FollowUpMetrics } from "../../src/metrics.js";
+import {
+  createDeliveryProcessor,
+  type DeliveryDeps,
+  type DeliveryOutcome,
+} from "../../src/queue/delivery-processor.js";
+import { cappedBackoff } from "../../src/queue/retry-policy.js";
+import type { ComposeInput, ComposeMessage } from "../../src/templates/compose-message.js";
+import { EVERY_DAY, instant, purchase, sendWindow, shippedRules } from "../support/fixtures.js";
+import {
+  type FakeJob,
+  FixedRateLimiter,
+  fakeJob,
+  InMemoryCaps,
+  InMemoryFollowUpStore,
+  InMemorySuppressions,
+  RecordingLedger,
+  RecordingSmsReferences,
+  ScriptedChannel,
+  type SeedRecord,
+} from "../support/in-memory-delivery.js";
+
+/**
+ * The delivery decision, one due follow-up at a time, against in-memory stores and scripted
+ * channels: what the customer gets, what the step record says afterwards, and what BullMQ is told.
+ *
+ * The clock stands at Tuesday 2026-11-24 12:00 UTC; the shipped policy's send windows are opened
+ * all day, so only the case under test decides. The purchase (evt-1, a television, customer cus-1
+ * in London) is due an hour before now; its follow-up job is `fu-1`. Retries: 3 attempts, backoff
+ * from 30 s with random() = 0.5 (22.5 s after attempt 1, 45 s after attempt 2). Send lease: 120 s.
+ */
+
+const NOW = "2026-11-24T12:00:00.000Z";
+const DUE = "2026-11-24T11:00:00.000Z";
+const NOW_MS = Date.parse(NOW);
+const DUE_MS = Date.parse(DUE);
+const LEASE_MS = 120_000;
+const EVENT_ID = "evt-1";
+const JOB_ID = "fu-1";
+const CUSTOMER = "cus-1";
+const THANK_YOU = "big-ticket.thank-you";
+const CHECK_IN = "big-ticket.check-in";
+
+let shipped: RuleSet;
+beforeAll(async () => {
+  shipped = await shippedRules();
+});
+
+/** The shipped rules with every window open, and the thank-you's action when capped as given. */
+function openRules(whenCappedThankYou: CapAction): RuleSet {
+  const allDay = sendWindow("00:00", "24:00", EVERY_DAY, false);
+  return {
+    ...shipped,
+    sendWindows: { email: allDay, sms: allDay, voice: allDay },
+    whenCapped: { ...shipped.whenCapped, "thank-you": whenCappedThankYou },
+  };
+}
+
+interface Setup {
+  stepId?: string;
+  /** The step's record before the job runs; a scheduled one due at DUE unless given; null: none. */
+  record?: SeedRecord | null;
+  email?: SendResult[];
+  sms?: SendResult[];
+  /** The cap is reached for a follow-up without a slot, and frees up then. */
+  capFreesAt?: string;
+  whenCappedThankYou?: CapAction;
+  composeFails?: string;
+  /** The event was stopped (full refund) with this reason. */
+  stoppedWith?: string;
+}
+
+function world(setup: Setup = {}) {
+  const stepId = setup.stepId ?? THANK_YOU;
+  const event = purchase({
+    id: EVENT_ID,
+    items: [{ sku: "TV-1", name: "TV", category: "televisions", quantity: 1, unitPrice: "899.00" }],
+  });
+  const store = new InMemoryFollowUpStore();
+  store.saveEvent(event);
+  const planned = stepId === CHECK_IN ? { channel: "sms", kind: "check-in" } : undefined;
+  if (setup.record !== null) {
+    store.seed(
+      EVENT_ID,
+      stepId,
+      setup.record ?? {
+        state: "scheduled",
+        dueAt: DUE_MS,
+        channel: planned ? "sms" : "email",
+        kind: planned ? "check-in" : "thank-you",
+      },
+    );
+  }
+  if (setup.stoppedWith) store.stopEvent(EVENT_ID, setup.stoppedWith);
+  const channels = {
+    email: new ScriptedChannel(setup.email),
+    sms: new ScriptedChannel(setup.sms),
+    voice: new ScriptedChannel(),
+  };
+  const composed: ComposeInput[] = [];
+  const compose: ComposeMessage = async (input) => {
+    composed.push(input);
+    if (setup.composeFails) throw new Error(setup.composeFails);
+    const { event: e, step, followUpId } = input;
+    return step.channel === "email"
+      ? {
+          channel: "email",
+          followUpId,
+          to: e.customer.email ?? "",
+          subject: "Thank you",
+          text: "Thanks!",
+        }
+      : { channel: step.channel, followUpId, to: e.customer.phone ?? "", text: "How is it?" };
+  };
+  const caps = new InMemoryCaps(
+    setup.capFreesAt ? { freeAt: Date.parse(setup.capFreesAt) } : undefined,
+  );
+  const ledger = new RecordingLedger();
+  const smsReferences = new RecordingSmsReferences();
+  const suppressions = new InMemorySuppressions();
+  const metrics = new FollowUpMetrics();
+  const rules = openRules(setup.whenCappedThankYou ?? "skip");
+  const deps: DeliveryDeps = {
+    rules: () => rules,
+    compose,
+    channels,
+    store,
+    ledger,
+    smsReferences,
+    suppressions,
+    caps,
+    metrics,
+    rateLimiter: new FixedRateLimiter(),
+    retry: { maxAttempts: 3, delayMs: cappedBackoff(30_000, 3_600_000, () => 0.5) },
+    sendLeaseMs: LEASE_MS,
+    logger: createLogger({ level: "silent", pretty: false }),
+    clock: () => instant(NOW),
+    random: () => 0.5,
+  };
+  const job = fakeJob({
+    eventId: EVENT_ID,
+    stepId,
+    id: JOB_ID,
+    timestamp: DUE_MS - 3_600_000,
+    delay: 3_600_000,
+  });
+  const process = createDeliveryProcessor(deps);
+  return {
+    stepId,
+    store,
+    channels,
+    composed,
+    caps,
+    ledger,
+    smsReferences,
+    suppressions,
+    metrics,
+    job,
+    record: () => store.record(EVENT_ID, stepId),
+    /** Runs the job once, as a BullMQ worker would, and says how it ended. */
+    deliver: () => ending(process(job, "lock-token")),
+    /** Times the job was moved back to the delayed set, as ISO instants. */
+    delayedUntil: () => delayedTimes(job),
+    /** Ledger counts the step's state changes carried. */
+    counted: () => store.counted.map((change) => change.entry),
+  };
+}
+
+type Ending =
+  | { readonly returned: DeliveryOutcome }
+  | { readonly threw: "DelayedError" | "UnrecoverableError" | string; readonly message: string };
+
+async function ending(run: Promise<DeliveryOutcome>): Promise<Ending> {
+  try {
+    return { returned: await run };
+  } catch (error) {
+    const type =
+      error instanceof UnrecoverableError
+        ? "UnrecoverableError"
+        : error instanceof DelayedError
+          ? "DelayedError"
+          : `unexpected ${(error as Error).name}`;
+    return { threw: type, message: (error as Error).message };
+  }
+}
+
+function delayedTimes(job: FakeJob): string[] {
+  return job.delayedUntil.map((at) => new Date(at).toISOString());
+}
+
+/** A counter's series as label sets and values. */
+async function series(counter: {
+  get(): Promise<{ values: readonly { value: number; labels: object }[] }>;
+}): Promise<{ labels: object; value: number }[]> {
+  return (await counter.get()).values.map(({ labels, value }) => ({ labels, value }));
+}
+
+const ok = (id: string): SendResult => ({ ok: true, id });
+const transient421: SendResult = {
+  ok: false,
+  error: { kind: "transient", code: "421", reason: "4.7.0 try again later" },
+};
+const emailSlot = { channel: "email", customerId: CUSTOMER, followUpId: JOB_ID };
+
+describe("a due follow-up that the provider accepts", () => {
+  it.each([
+    {
+      stepId: THANK_YOU,
+      channel: "email",
+      kind: "thank-you",
+      to: "ana@example.com",
+      id: "<m1@shop.example>",
+      smsRefs: [],
+    },
+    {
+      stepId: CHECK_IN,
+      channel: "sms",
+      kind: "check-in",
+      to: "+442079460958",
+      id: "SM0001",
+      smsRefs: [
+        {
+          sid: "SM0001",
+          phone: "+442079460958",
+          at: { eventId: EVENT_ID, stepId: CHECK_IN, kind: "check-in" },
+          keepMs: 5_184_000_000,
+        },
+      ],
+    },
+  ])("$stepId goes out once by $channel to $to and is recorded sent", async (row) => {
+    const w = world({ stepId: row.stepId, email: [ok(row.id)], sms: [ok(row.id)] });
+
+    expect(await w.deliver()).toEqual({ returned: { outcome: "sent", id: row.id } });
+
+    const channel = w.channels[row.channel as "email" | "sms"];
+    expect(channel.sent.map((m) => [m.channel, m.to, m.followUpId])).toEqual([
+      [row.channel, row.to, JOB_ID],
+    ]);
+    expect(w.record()).toEqual({
+      state: "sent",
+      changedAt: NOW_MS,
+      dueAt: DUE_MS,
+      attempts: 1,
+      channel: row.channel,
+      kind: row.kind,
+      providerId: row.id,
+      takeovers: 0,
+    });
+    expect(w.counted()).toEqual([
+      { outcome: "sent", channel: row.channel, kind: row.kind, ruleId: "big-ticket" },
+    ]);
+    expect(w.smsReferences.remembered).toEqual(row.smsRefs);
+    // A sent message keeps its place under the customer's frequency cap.
+    expect(w.caps.released).toEqual([]);
+    expect(w.caps.holds(row.channel as "email" | "sms", CUSTOMER, JOB_ID)).toBe(true);
+    expect(w.delayedUntil()).toEqual([]);
+    expect(await series(w.metrics.sent)).toEqual([
+      { labels: { channel: row.channel, kind: row.kind }, value: 1 },
+    ]);
+    // The message was written for the time it was planned for, not for now.
+    expect(w.composed.map((input) => input.dueAt)).toEqual([DUE_MS]);
+  });
+});
+
+describe("a transient failure with attempts left", () => {
+  it.each([
+    { before: 0, after: 1, retryAt: "2026-11-24T12:00:22.500Z" },
+    { before: 1, after: 2, retryAt: "2026-11-24T12:00:45.000Z" },
+  ])(
+    "after $before earlier attempts: back to scheduled with $after attempts, retried at $retryAt",
+    async ({ before, after, retryAt }) => {
+      const w = world({
+        record: {
+          state: "scheduled",
+          dueAt: DUE_MS,
+          attempts: before,
+          channel: "email",
+          kind: "thank-you",
+        },
+        email: [transient421],
+      });
+
+      expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "transient failure" });
+
+      expect(w.channels.email.sent).toHaveLength(1);
+      expect(w.delayedUntil()).toEqual([retryAt]);
+      expect(w.record()).toMatchObject({
+        state: "scheduled",
+        attempts: after,
+        reason: { code: "transient 421", text: "4.7.0 try again later" },
+        takeovers: 0,
+      });
+      // Nothing is counted as failed, and the slot under the cap is kept for the retry.
+      expect(w.counted()).toEqual([]);
+      expect(w.ledger.entries).toEqual([]);
+      expect(await series(w.metrics.failed)).toEqual([]);
+      expect(await series(w.metrics.retried)).toEqual([{ labels: { channel: "email" }, value: 1 }]);
+      expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
+      expect(w.caps.released).toEqual([]);
+      expect(w.caps.holds("email", CUSTOMER, JOB_ID)).toBe(true);
+    },
+  );
+});
+
+describe("a failure that ends the follow-up", () => {
+  it.each([
+    {
+      what: "transient on the last of 3 attempts",
+      attemptsBefore: 2,
+      result: transient421,
+      attempts: 3,
+      reason: {
+        code: "transient 421",
+        text: "gave up after 3 attempts: 4.7.0 try again later",
+      },
+      message: "transient 421: gave up after 3 attempts: 4.7.0 try again later",
+    },
+    {
+      what: "permanent, with attempts left",
+      attemptsBefore: 0,
+      result: {
+        ok: false,
+        error: { kind: "permanent", code: "550", reason: "5.1.1 mailbox unavailable" },
+      } as SendResult,
+      attempts: 1,
+      reason: { code: "permanent 550", text: "5.1.1 mailbox unavailable" },
+      message: "permanent 550: 5.1.1 mailbox unavailable",
+    },
+    {
+      what: "misconfigured, with attempts left",
+      attemptsBefore: 1,
+      result: {
+        ok: false,
+        error: { kind: "misconfigured", code: "EAUTH", reason: "SMTP login rejected" },
+      } as SendResult,
+      attempts: 2,
+      reason: { code: "misconfigured EAUTH", text: "SMTP login rejected" },
+      message: "misconfigured EAUTH: SMTP login rejected",
+    },
+  ])("$what: failed at once with the reason, slot released", async (row) => {
+    const w = world({
+      record: {
+        state: "scheduled",
+        dueAt: DUE_MS,
+        attempts: row.attemptsBefore,
+        channel: "email",
+        kind: "thank-you",
+      },
+      email: [row.result],
+    });
+
+    expect(await w.deliver()).toEqual({ threw: "UnrecoverableError", message: row.message });
+
+    expect(w.channels.email.sent).toHaveLength(1);
+    expect(w.delayedUntil()).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "failed",
+      changedAt: NOW_MS,
+      attempts: row.attempts,
+      reason: row.reason,
+    });
+    expect(w.counted()).toEqual([
+      {
+        outcome: "failed",
+        channel: "email",
+        kind: "thank-you",
+        ruleId: "big-ticket",
+        reason: row.reason.code,
+      },
+    ]);
+    expect(w.caps.released).toEqual([emailSlot]);
+    expect(w.caps.holds("email", CUSTOMER, JOB_ID)).toBe(false);
+    expect(await series(w.metrics.failed)).toEqual([
+      { labels: { channel: "email", kind: "thank-you", reason: row.reason.code }, value: 1 },
+    ]);
+    expect(await series(w.metrics.retried)).toEqual([]);
+  });
+
+  it("a template that fails to render: failed as `permanent render`, nothing sent", async () => {
+    const w = world({ composeFails: "undefined variable: discount.code", email: [ok("never")] });
+
+    expect(await w.deliver()).toEqual({
+      threw: "UnrecoverableError",
+      message:
+        "permanent render: template thank-you failed to render: undefined variable: discount.code",
+    });
+
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "failed",
+      reason: {
+        code: "permanent render",
+        text: "template thank-you failed to render: undefined variable: discount.code",
+      },
+    });
+    expect(w.counted()).toEqual([
+      {
+        outcome: "failed",
+        channel: "email",
+        kind: "thank-you",
+        ruleId: "big-ticket",
+        reason: "permanent render",
+      },
+    ]);
+    expect(w.caps.released).toEqual([emailSlot]);
+    expect(w.delayedUntil()).toEqual([]);
+  });
+});
+
+describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
+  it("whenCapped skip: skipped as `capped`, nothing sent, counted in the ledger", async () => {
+    const w = world({ capFreesAt: "2026-11-24T18:30:00Z", whenCappedThankYou: "skip" });
+
+    expect(await w.deliver()).toEqual({ returned: { outcome: "skipped", code: "capped" } });
+
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.composed).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "skipped",
+      attempts: 0,
+      reason: { code: "capped", text: "the customer's email frequency cap is reached" },
+    });
+    expect(w.counted()).toEqual([
+      {
+        outcome: "skipped",
+        channel: "email",
+        kind: "thank-you",
+        ruleId: "big-ticket",
+        reason: "capped",
+      },
+    ]);
+    expect(w.delayedUntil()).toEqual([]);
+    expect(w.caps.holds("email", CUSTOMER, JOB_ID)).toBe(false);
+    expect(await series(w.metrics.skipped)).toEqual([
+      { labels: { channel: "email", kind: "thank-you", reason: "capped" }, value: 1 },
+    ]);
+  });
+
+  it("whenCapped defer: moved to when the cap frees up, still scheduled, no attempt used", async () => {
+    const w = world({ capFreesAt: "2026-11-24T18:30:00Z", whenCappedThankYou: "defer" });
+
+    expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "frequency cap" });
+
+    expect(w.delayedUntil()).toEqual(["2026-11-24T18:30:00.000Z"]);
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toEqual({
+      state: "scheduled",
+      dueAt: DUE_MS,
+      attempts: 0,
+      channel: "email",
+      kind: "thank-you",
+      takeovers: 0,
+    });
+    expect(w.counted()).toEqual([]);
+  });
+});
+
+describe("a step another worker was sending", () => {
+  it.each([
+    { since: "2026-11-24T11:58:00.000Z", note: "exactly one lease ago" },
+    { since: "2026-11-24T11:00:00.000Z", note: "an hour ago" },
+  ])("claimed at $since ($note): lease expired, taken over and sent", async ({ since }) => {
+    const w = world({
+      record: {
+        state: "sending",
+        dueAt: DUE_MS,
+        changedAt: Date.parse(since),
+        attempts: 0,
+        channel: "email",
+        kind: "thank-you",
+      },
+      email: [ok("<m2@shop.example>")],
+    });
+
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "sent", id: "<m2@shop.example>" },
+    });
+
+    expect(w.channels.email.sent.map((m) => m.to)).toEqual(["ana@example.com"]);
+    expect(w.record()).toMatchObject({
+      state: "sent",
+      attempts: 1,
+      takeovers: 1,
+      providerId: "<m2@shop.example>",
+    });
+    expect(await series(w.metrics.possibleDuplicates)).toEqual([
+      { labels: { cause: "takeover" }, value: 1 },
+    ]);
+  });
+
+  it.each([
+    { since: "2026-11-24T11:58:00.001Z", until: "2026-11-24T12:00:00.001Z" },
+    { since: "2026-11-24T11:59:30.000Z", until: "2026-11-24T12:01:30.000Z" },
+  ])("claimed at $since: lease still running, postponed to $until", async ({ since, until }) => {
+    const w = world({
+      record: {
+        state: "sending",
+        dueAt: DUE_MS,
+        changedAt: Date.parse(since),
+        attempts: 0,
+        channel: "email",
+        kind: "thank-you",
+      },
+      email: [ok("never")],
+    });
+
+    expect(await w.deliver()).toEqual({
+      threw: "DelayedError",
+      message: "another worker is sending",
+    });
+
+    expect(w.delayedUntil()).toEqual([until]);
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "sending",
+      changedAt: Date.parse(since),
+      takeovers: 0,
+      attempts: 0,
+    });
+    // The other worker's send holds the slot; it is not given back from under it.
+    expect(w.caps.released).toEqual([]);
+    expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
+  });
+});
+
+describe("a redelivered job of a finished step", () => {
+  it.each([
+    { state: "sent" as const, providerId: "<m0@shop.example>" },
+    { state: "failed" as const, reason: { code: "permanent 550", text: "no such user" } },
+    { state: "skipped" as const, reason: { code: "capped", text: "cap reached" } },
+    { state: "cancelled" as const, reason: { code: "refunded", text: "order refunded" } },
+  ])("$state: already handled, nothing sent, record untouched", async (finished) => {
+    const seeded: SeedRecord = {
+      dueAt: DUE_MS,
+      changedAt: DUE_MS + 1_000,
+      attempts: 1,
+      channel: "email",
+      kind: "thank-you",
+      ...finished,
+    };
+    const w = world({ record: seeded, email: [ok("never")] });
+    const before = w.record();
+
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "already-handled", state: finished.state },
+    });
+
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toEqual(before);
+    expect(w.caps.taken).toEqual([]);
+    expect(w.caps.released).toEqual([]);
+    expect(w.counted()).toEqual([]);
+    expect(w.delayedUntil()).toEqual([]);
+  });
+});
+
+describe("a transient failure after the message may have been handed over", () => {
+  it("is retried, counted as a possible duplicate on the record, and the retry sends it", async () => {
+    const w = world({
+      email: [
+        {
+          ok: false,
+          error: {
+            kind: "transient",
+            code: "ECONNECTION",
+            reason: "connection closed after DATA",
+            uncertain: true,
+          },
+        },
+        ok("<m3@shop.example>"),
+      ],
+    });
+
+    expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "transient failure" });
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:00:22.500Z"]);
+    expect(w.record()).toMatchObject({
+      state: "scheduled",
+      attempts: 1,
+      takeovers: 1,
+      reason: { code: "transient ECONNECTION", text: "connection closed after DATA" },
+    });
+    expect(await series(w.metrics.possibleDuplicates)).toEqual([
+      { labels: { cause: "uncertain-handover" }, value: 1 },
+    ]);
+
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "sent", id: "<m3@shop.example>" },
+    });
+    expect(w.channels.email.sent).toHaveLength(2);
+    expect(w.record()).toMatchObject({ state: "sent", attempts: 2, takeovers: 1 });
+  });
+});
+
+describe("the provider says the recipient opted out", () => {
+  it("suppresses the number, counts the opt-out, fails the step, and skips the next SMS", async () => {
+    const w = world({
+      stepId: CHECK_IN,
+      sms: [
+        {
+          ok: false,
+          error: {
+            kind: "permanent",
+            code: "21610",
+            reason: "recipient unsubscribed",
+            optedOut: true,
+          },
+        },
+      ],
+    });
+
+    expect(await w.deliver()).toEqual({
+      threw: "UnrecoverableError",
+      message: "permanent 21610: recipient unsubscribed",
+    });
+
+    expect(w.suppressions.suppressed).toEqual([{ channel: "sms", address: "+442079460958" }]);
+    expect(w.ledger.entries).toEqual([
+      { outcome: "optout", channel: "sms", kind: "-", ruleId: "-", reason: "provider" },
+    ]);
+    expect(w.record()).toMatchObject({
+      state: "failed",
+      attempts: 1,
+      reason: { code: "permanent 21610", text: "recipient unsubscribed" },
+    });
+    expect(w.caps.released).toEqual([{ channel: "sms", customerId: CUSTOMER, followUpId: JOB_ID }]);
+    expect(
+      await w.suppressions.isSuppressed("sms", { customerId: "cus-2", address: "+442079460958" }),
+    ).toBe(true);
+  });
+});
+
+describe("a refunded purchase (event stopped)", () => {
+  it("is cancelled at the claim: nothing sent, counted as refunded, slot given back", async () => {
+    const w = world({
+      stoppedWith: "refunded: order ord-1 refunded in full",
+      email: [ok("never")],
+    });
+
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "already-handled", state: "cancelled" },
+    });
+
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "cancelled",
+      reason: { code: "refunded", text: "order ord-1 refunded in full" },
+    });
+    expect(w.counted()).toEqual([
+      {
+        outcome: "cancelled",
+        channel: "email",
+        kind: "thank-you",
+        ruleId: "big-ticket",
+        reason: "refunded",
+      },
+    ]);
+    expect(w.caps.released).toEqual([emailSlot]);
+    expect(w.caps.holds("email", CUSTOMER, JOB_ID)).toBe(false);
+    expect(await series(w.metrics.cancelled)).toEqual([
+      { labels: { channel: "email", kind: "thank-you", reason: "refunded" }, value: 1 },
+    ]);
+  });
+});
+
+describe("when the store itself fails", () => {
+  it("the job is retried after the first backoff delay, without touching the step", async () => {
+    const w = world({ email: [ok("never")] });
+    w.store.loadEvent = async () => {
+      throw new Error("Connection is closed.");
+    };
+
+    expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "unexpected error" });
+
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:00:22.500Z"]);
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toMatchObject({ state: "scheduled", attempts: 0 });
+  });
+});

@@ -1,0 +1,51 @@
+import { describe, expect, it } from "vitest";
+import { dayOf, hourOf, idHash, StoreKeys } from "../../src/store/keys.js";
+
+/**
+ * Key names are a contract with the data already in Redis: a renamed key orphans every record
+ * written under the old name. These are pinned letter for letter (hashes computed independently:
+ * the first 22 base64url characters of SHA-256:
+ * `printf evt-1 | openssl dgst -sha256 -binary | basenc --base64url | cut -c1-22`).
+ */
+describe("the store's key names", () => {
+  const keys = new StoreKeys("followups");
+
+  it.each([
+    ["eventRecord", keys.eventRecord("evt-1"), "followups:fu:e:e0Cfky0siOl_DBdnbIQg0-"],
+    ["purchase", keys.purchase("evt-1"), "followups:fu:p:e0Cfky0siOl_DBdnbIQg0-"],
+    ["customerHistory", keys.customerHistory("cus-1"), "followups:fu:c:cC-m5FWnmaK9pq0HpFGJFy"],
+    ["order", keys.order("ord-1"), "followups:fu:o:2nJMYZvvgO7Vkdp5jTPPkz"],
+    ["suppressions", keys.suppressions("sms"), "followups:fu:suppressed:sms"],
+    [
+      "capWindow",
+      keys.capWindow("email", "cus-1"),
+      "followups:fu:sent:email:cC-m5FWnmaK9pq0HpFGJFy",
+    ],
+    ["rateSlot", keys.rateSlot("email"), "followups:fu:rate:email"],
+    ["smsMessage", keys.smsMessage("SM123"), "followups:fu:sid:SM123"],
+    [
+      "latestCheckIn",
+      keys.latestCheckIn("+442079460958"),
+      "followups:fu:ci:8L8CKBRNn-K98dotjKaY8X",
+    ],
+    ["replies", keys.replies(), "followups:fu:replies"],
+    ["ledgerHour", keys.ledgerHour(498922), "followups:fu:agg:498922"],
+    ["pendingDay", keys.pendingDay(20788), "followups:fu:due:20788"],
+    ["webhookReceipt", keys.webhookReceipt("in:SM1"), "followups:fu:seen:in:SM1"],
+    ["sharedSecret", keys.sharedSecret("discount"), "followups:fu:secret:discount"],
+  ])("%s", (_name, actual, expected) => {
+    expect(actual).toBe(expected);
+  });
+
+  it("numbers hours and days since the epoch", () => {
+    const at = Date.UTC(2026, 11, 1, 10, 30);
+    expect(hourOf(at)).toBe(498922);
+    expect(dayOf(at)).toBe(20788);
+    expect(dayOf(Date.UTC(2026, 11, 1) - 1)).toBe(20787);
+  });
+
+  it("hashes ids to 22 key-safe characters", () => {
+    expect(idHash("a:b c/{x}")).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(idHash("evt-1")).toBe("e0Cfky0siOl_DBdnbIQg0-");
+  });
+});
