@@ -79,6 +79,9 @@ program
   )
   .action(async () => {
     process.exitCode = await runWorker(processIo);
+    // Everything is closed and the log flushed; a timer a library left behind (BullMQ's guard on
+    // a blocking read Redis never answered) must not hold the exit past SHUTDOWN_TIMEOUT_MS.
+    process.exit();
   });
 
 program

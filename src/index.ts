@@ -16,5 +16,10 @@ export {
   parseEvent,
 } from "./domain/events.js";
 export { type Plan, type PlannedStep, planFollowUps, type SkippedStep } from "./domain/planner.js";
-export { EventPublisher, InvalidEventError, type PublisherOptions } from "./publisher.js";
+export {
+  EventIdConflictError,
+  EventPublisher,
+  InvalidEventError,
+  type PublisherOptions,
+} from "./publisher.js";
 export { FOLLOW_UPS_QUEUE, PURCHASE_EVENTS_QUEUE } from "./queue/names.js";

@@ -1,4 +1,5 @@
 import { pino } from "pino";
+import { SECRET_ENV_VARS } from "./config/env.js";
 
 /**
  * Paths pino replaces with "[redacted]": contact details, names and secrets never reach a log,
@@ -25,7 +26,139 @@ export const REDACTED_PATHS = [
   "*.redisUrl",
   "err.config",
   "err.response",
+  "err.command.args",
+  "err.args",
+  "err.data",
+  "err.body",
+  ...SECRET_ENV_VARS.flatMap((name) => [name, `*.${name}`]),
 ];
+
+const CENSOR = "[redacted]";
+
+/**
+ * Fields of an error that carry what was being sent or asked for, never why it failed: ioredis
+ * puts a failed command's arguments on `command.args` (a whole event, a reply text), BullMQ and
+ * HTTP clients put request bodies and configs on theirs. Dropped at any depth of an error.
+ */
+const ERROR_PAYLOAD_FIELDS = new Set([
+  "args",
+  "argv",
+  "data",
+  "body",
+  "input",
+  "config",
+  "request",
+  "response",
+  "headers",
+  "email",
+  "phone",
+  "to",
+  "from",
+  "customer",
+  "recipient",
+  "recipients",
+  "envelope",
+  "accepted",
+  "rejected",
+  "rejectedErrors",
+  "password",
+  "authToken",
+  "token",
+  "text",
+  "html",
+]);
+
+/** How deep objects nested in an error (causes, previous errors of a transaction) are followed. */
+const MAX_ERROR_DEPTH = 8;
+
+/** Email addresses and international phone numbers, where a message or stack quotes one. */
+const EMAIL_PATTERN = /[^\s@<>"'`(),;:/\\[\]]+@[^\s@<>"'`(),;:/\\[\]]+\.[A-Za-z]{2,}/g;
+const PHONE_PATTERN = /\+\d[\d ().-]{6,18}\d/g;
+
+type Serialized = Record<string, unknown>;
+
+const isErrorLike = (value: unknown): value is Error =>
+  typeof value === "object" && value !== null && typeof (value as Error).message === "string";
+
+/** Masks contact details quoted in a text (a provider's message naming the recipient). */
+function maskContacts(text: string): string {
+  return text.replace(EMAIL_PATTERN, "[email]").replace(PHONE_PATTERN, "[phone]");
+}
+
+/**
+ * A failed command as operators need it: its name, never its arguments. ioredis writes
+ * `{ name, args }`, nodemailer the SMTP line (`RCPT TO:<address>`), of which the verb is kept.
+ */
+function commandName(command: unknown): unknown {
+  if (typeof command === "string") return command.split(/[\s:]/, 1)[0];
+  if (typeof command === "object" && command !== null) {
+    const name = (command as { name?: unknown }).name;
+    return typeof name === "string" ? { name } : CENSOR;
+  }
+  return command;
+}
+
+/** A copy of `value` without payload fields, nested errors serialized the same way. */
+function scrub(value: unknown, depth: number, seen: Set<object>): unknown {
+  if (typeof value === "string") return maskContacts(value);
+  if (typeof value !== "object" || value === null) return value;
+  if (seen.has(value)) return "[circular]";
+  if (depth > MAX_ERROR_DEPTH) return "[nested too deep]";
+  if (isErrorLike(value)) return serializeError(value, depth, seen);
+  if (Buffer.isBuffer(value) || ArrayBuffer.isView(value)) return CENSOR;
+  seen.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((entry) => scrub(entry, depth + 1, seen));
+    return scrubFields(value, depth, seen);
+  } finally {
+    seen.delete(value);
+  }
+}
+
+function scrubFields(source: object, depth: number, seen: Set<object>, into: Serialized = {}) {
+  // for-in, as pino's serializer: an error's enumerable fields may be inherited.
+  for (const key in source) {
+    if (key in into) continue;
+    const field = (source as Serialized)[key];
+    if (field === undefined) continue;
+    if (ERROR_PAYLOAD_FIELDS.has(key)) into[key] = CENSOR;
+    else if (key === "command") into[key] = commandName(field);
+    else into[key] = scrub(field, depth + 1, seen);
+  }
+  return into;
+}
+
+/**
+ * pino's standard error serializer for type, message and stack (causes folded into both), then
+ * every other field scrubbed: a failed Redis command keeps its name and loses its arguments,
+ * previous errors of a transaction, causes and wrapped errors lose their payload the same way at
+ * any depth, and contact details quoted in a message or stack are masked. The original error is
+ * never modified.
+ */
+function serializeError(error: Error, depth: number, seen: Set<object>): Serialized {
+  seen.add(error);
+  try {
+    const standard = pino.stdSerializers.err(error) as unknown as Serialized;
+    const result: Serialized = { type: standard.type };
+    if (typeof standard.message === "string") result.message = maskContacts(standard.message);
+    if (typeof standard.stack === "string") result.stack = maskContacts(standard.stack);
+    const errors = (error as { errors?: unknown }).errors;
+    if (Array.isArray(errors)) result.aggregateErrors = scrub(errors, depth + 1, seen);
+    scrubFields(error, depth, seen, result);
+    // The class name is `type`, and the stack's first line; an own `name` would only be redacted.
+    delete result.name;
+    // Folded into message and stack above; kept as a structure too (usually not enumerable), so
+    // an ioredis error wrapped by BullMQ or by us still names the command that failed.
+    const cause = (error as { cause?: unknown }).cause;
+    if (cause !== undefined && !("cause" in result)) result.cause = scrub(cause, depth + 1, seen);
+    return result;
+  } finally {
+    seen.delete(error);
+  }
+}
+
+/** The `err` serializer of every logger: error payloads never reach a log (see serializeError). */
+export const errorSerializer = (error: unknown): unknown => scrub(error, 0, new Set());
 
 export type Logger = pino.Logger;
 
@@ -40,7 +173,8 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   const settings: pino.LoggerOptions = {
     level: options.level,
-    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    redact: { paths: REDACTED_PATHS, censor: CENSOR },
+    serializers: { err: errorSerializer, error: errorSerializer },
     base: { service: "followups" },
     ...(options.pretty &&
       !options.destination && {

@@ -20,6 +20,12 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly eventsIdReused = new Counter({
+    name: "followups_events_id_reused_total",
+    help: "Events refused because their id was used before for other content (HTTP 409 or failed job).",
+    registers: [this.registry],
+  });
+
   readonly scheduled = new Counter({
     name: "followups_scheduled_total",
     help: "Follow-ups scheduled as delayed jobs.",

@@ -1,8 +1,12 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
+import { DateTime } from "luxon";
+import { eventFingerprint } from "./domain/event-fingerprint.js";
 import {
+  contractInput,
   describeProblems,
   type EventProblem,
+  type FollowUpEvent,
   type FollowUpEventInput,
   parseEvent,
 } from "./domain/events.js";
@@ -16,11 +20,27 @@ export class InvalidEventError extends Error {
   }
 }
 
+/**
+ * Thrown by EventPublisher.publish when the event's id names another event still in the queue;
+ * nothing is enqueued. (One the worker has already taken fails there with the same words.)
+ */
+export class EventIdConflictError extends Error {
+  constructor(readonly eventId: string) {
+    super(`event id reused with different content: ${eventId}`);
+    this.name = "EventIdConflictError";
+  }
+}
+
 export interface PublisherOptions {
   /** An ioredis connection (shared with your service) or a redis:// URL. */
   readonly connection: Redis | string;
   /** Key prefix of the follow-ups deployment; QUEUE_PREFIX of the worker. Default `followups`. */
   readonly prefix?: string;
+  /**
+   * The clock an event's occurredAt is checked against (more than a day after it is refused).
+   * Default: this machine's clock.
+   */
+  readonly clock?: () => DateTime;
 }
 
 /**
@@ -32,29 +52,51 @@ export class EventPublisher {
   private readonly queue: Queue;
   /** A connection this publisher opened itself (from a URL) and so must close. */
   private readonly ownConnection?: Redis;
+  private readonly clock: () => DateTime;
 
   constructor(options: PublisherOptions) {
     if (typeof options.connection === "string") {
       this.ownConnection = new Redis(options.connection, { maxRetriesPerRequest: null });
     }
     const connection = this.ownConnection ?? (options.connection as Redis);
+    this.clock = options.clock ?? (() => DateTime.utc());
     this.queue = new Queue(PURCHASE_EVENTS_QUEUE, {
       connection,
       prefix: options.prefix ?? "followups",
     });
   }
 
-  /** Validates and enqueues one event; returns the job id it was enqueued under. */
+  /**
+   * Validates and enqueues one event as contract v1 (keys the contract does not know are dropped);
+   * returns the job id it was enqueued under. Publishing the same event again while it waits is a
+   * no-op; another event under the same id throws EventIdConflictError.
+   */
   async publish(event: FollowUpEventInput): Promise<{ eventId: string; jobId: string }> {
-    const parsed = parseEvent(event);
-    if (!parsed.ok) throw new InvalidEventError(parsed.problems);
-    const jobId = eventJobId(parsed.event.id);
-    await this.queue.add(parsed.event.type, event, { jobId });
-    return { eventId: parsed.event.id, jobId };
+    const parsed = parseEvent(event, { now: this.clock() });
+    const input = contractInput(event);
+    if (!parsed.ok || !input) throw new InvalidEventError(parsed.ok ? [] : parsed.problems);
+    const eventId = parsed.event.id;
+    const jobId = eventJobId(eventId);
+    const queued = await this.queue.getJob(jobId);
+    if (queued) {
+      if (!sameEvent(queued.name, queued.data, parsed.event))
+        throw new EventIdConflictError(eventId);
+      return { eventId, jobId };
+    }
+    await this.queue.add(parsed.event.type, input, { jobId });
+    return { eventId, jobId };
   }
 
   async close(): Promise<void> {
     await this.queue.close();
     await this.ownConnection?.quit();
   }
+}
+
+/** Whether a queued job (name = type; data may leave the type out) holds this same event. */
+function sameEvent(name: string, data: unknown, event: FollowUpEvent): boolean {
+  const input =
+    data && typeof data === "object" && !("type" in data) ? { type: name, ...data } : data;
+  const queued = parseEvent(input);
+  return queued.ok && eventFingerprint(queued.event) === eventFingerprint(event);
 }

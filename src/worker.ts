@@ -1,17 +1,20 @@
 import { Queue, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
+import { unavailableChannelsOf } from "./channels/channels-from-env.js";
 import { formatProblem } from "./config/config-files.js";
 import { watchConfigDir } from "./config/config-watcher.js";
 import { type Env, SECRET_ENV_VARS } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
-import type { Channel } from "./domain/events.js";
+import { eventFingerprint } from "./domain/event-fingerprint.js";
+import { type Channel, parseEvent } from "./domain/events.js";
+import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
-import { EventPublisher, InvalidEventError } from "./publisher.js";
+import { EventIdConflictError, EventPublisher, InvalidEventError } from "./publisher.js";
 import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
@@ -28,6 +31,7 @@ import { createOwnerReportProcessor } from "./reports/owner-report-processor.js"
 import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
 import { DeliveryLedger } from "./store/delivery-ledger.js";
+import { EventIdRegistry } from "./store/event-ids.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
 import { OrderStore } from "./store/order-store.js";
@@ -48,6 +52,17 @@ const KEEP_COMPLETED_EVENTS = { age: 3600, count: 1_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
+/**
+ * Longest wait for one Redis command on behalf of an HTTP client (enqueueing an event, the
+ * readiness ping) when Redis accepted the connection but does not answer.
+ */
+const HTTP_COMMAND_TIMEOUT_MS = 2_000;
+/** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
+const READINESS_TIMEOUT_MS = 500;
+/** Retry-After of a 503 while Redis is away; ioredis retries the connection every 2 s at most. */
+const RETRY_AFTER_SECONDS = 5;
+/** Part of SHUTDOWN_TIMEOUT_MS kept for closing queues and connections after in-flight jobs. */
+const CLOSE_RESERVE_MS = 1_000;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
@@ -89,19 +104,36 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const now = () => clock().toMillis();
 
   const redis = await connectRedis(env.REDIS_URL);
+  // HTTP clients are answered from a connection of their own that never waits for Redis: with
+  // no offline queue, a command while Redis is away fails at once (503 with Retry-After) instead
+  // of queueing until Redis returns; one in flight when the connection drops fails with it, and
+  // one Redis does not answer fails after HTTP_COMMAND_TIMEOUT_MS. The other connections keep
+  // maxRetriesPerRequest: null (BullMQ's blocking commands need it): jobs wait for Redis instead.
+  const httpRedis = await connectRedis(env.REDIS_URL, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: HTTP_COMMAND_TIMEOUT_MS,
+  });
+  httpRedis.on("error", () => {
+    // Reported by the other connections' listeners (queue and worker errors); nothing to add.
+  });
   const prefix = env.QUEUE_PREFIX;
   const metrics = new FollowUpMetrics();
   const store = new FollowUpStore(redis, prefix);
   const ledger = new DeliveryLedger(redis, prefix);
   const history = new CustomerHistoryStore(redis, prefix);
+  const eventIds = new EventIdRegistry(redis, prefix);
   const orders = new OrderStore(redis, prefix);
-  const suppressions = new SuppressionList(redis, prefix);
+  const addressHashSecret =
+    env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
+  const suppressions = new SuppressionList(redis, prefix, { addressHashSecret });
   const smsReferences = new SmsReferences(redis, prefix);
 
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
-  const publisher = new EventPublisher({ connection: redis, prefix });
+  const publisher = new EventPublisher({ connection: httpRedis, prefix, clock });
+  const httpEventIds = new EventIdRegistry(httpRedis, prefix);
   metrics.trackQueues([events, followUps]);
 
   const refunds = createRefunds({ rules, store, history, orders, followUps, metrics, logger });
@@ -137,6 +169,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       rules,
       store,
       history,
+      eventIds,
       ledger,
       orders,
       suppressions,
@@ -161,12 +194,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       unsubscribe: {
         publicUrl,
         secret: unsubscribeSecret,
+        addressHashSecret,
         ...(env.UNSUBSCRIBE_MAILTO && { mailto: env.UNSUBSCRIBE_MAILTO }),
       },
     }),
     channels,
     store,
-    ledger,
     smsReferences,
     suppressions,
     caps: new FrequencyCapStore(redis, prefix),
@@ -177,6 +210,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       delayMs: cappedBackoff(env.DELIVERY_RETRY_BASE_MS, env.DELIVERY_RETRY_MAX_MS, Math.random),
     },
     sendLeaseMs: env.DELIVERY_LEASE_MS,
+    unavailableChannels: unavailableChannelsOf(channels),
     logger,
     clock,
     random: Math.random,
@@ -209,10 +243,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   }
   const closeWorkers = (force = false) =>
     Promise.all(Object.values(workers).map((worker) => worker.close(force)));
+  const connections = [redis, httpRedis, ...workerConnections];
+  // QUIT lets Redis answer what is pending first; a connection that is not up is just dropped
+  // (the HTTP one refuses a QUIT while down and would otherwise reconnect forever).
   const closeConnections = async () => {
     await publisher.close();
     await Promise.all([followUps.close(), events.close(), reports.close()]);
-    await Promise.all([redis, ...workerConnections].map((c) => c.quit().catch(() => undefined)));
+    await Promise.all(
+      connections.map((c) =>
+        c.status === "ready" ? c.quit().catch(() => c.disconnect()) : c.disconnect(),
+      ),
+    );
   };
 
   const reload = async (): Promise<boolean> => {
@@ -249,23 +290,53 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     http = createHttpServer({
       acceptEvent: async (input) => {
         try {
+          // An id the worker has taken before, for other content (its job may be cleaned up
+          // already); one still in the queue the publisher tells apart itself.
+          const parsed = parseEvent(input, { now: clock() });
+          if (
+            parsed.ok &&
+            (await httpEventIds.conflicts(parsed.event.id, eventFingerprint(parsed.event)))
+          ) {
+            metrics.eventsIdReused.inc();
+            return { ok: false, reusedId: parsed.event.id };
+          }
           const { eventId } = await publisher.publish(input as never);
           return { ok: true, eventId };
         } catch (error) {
           if (error instanceof InvalidEventError)
             return { ok: false, problems: [...error.problems] };
-          throw error;
+          if (error instanceof EventIdConflictError) {
+            metrics.eventsIdReused.inc();
+            return { ok: false, reusedId: error.eventId };
+          }
+          // A valid event that could not be stored (Redis away, refusing writes, too slow):
+          // the client should send it again, which the event id makes safe even if it was stored.
+          throw new UnavailableError("could not enqueue the event", RETRY_AFTER_SECONDS, {
+            cause: error,
+          });
         }
       },
       unsubscribe: (request) =>
-        feedback.unsubscribe(request.customerId, [request.channel], request.source),
+        feedback.unsubscribe(
+          request.customerId,
+          [request.channel],
+          request.source,
+          request.addressHash === undefined ? undefined : { addressHash: request.addressHash },
+          request.scope,
+        ),
       inboundSms: (message) => feedback.inboundSms(message),
       smsStatus: (update) => feedback.smsStatus(update),
       readiness: async () => {
-        const redisUp = await redis.ping().then(
+        // The job connection's state is known without asking; the ping (on the connection that
+        // never waits) proves Redis answers now. Bounded, so a silent Redis still gets a 503.
+        const pong = httpRedis.ping().then(
           (answer) => answer === "PONG",
           () => false,
         );
+        const redisUp =
+          redis.status === "ready" &&
+          (await settlesWithin(pong, READINESS_TIMEOUT_MS)) &&
+          (await pong);
         const checks = {
           redis: redisUp,
           rules: true,
@@ -324,34 +395,95 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     metrics,
     reload: reloadLogged,
     close() {
+      // Every step is bounded by what is left of SHUTDOWN_TIMEOUT_MS: with Redis away, closing
+      // a worker or quitting a connection waits for Redis forever. What has not finished when
+      // the time is up is cut off: connections are dropped (disconnect), which ends the process.
       closing ??= (async () => {
+        const startedAt = Date.now();
+        const deadline = startedAt + env.SHUTDOWN_TIMEOUT_MS;
+        const left = (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now());
+        const reserveMs = Math.min(CLOSE_RESERVE_MS, env.SHUTDOWN_TIMEOUT_MS / 4);
         watcher?.close();
-        await http?.close();
-        const timedOut = await Promise.race([
-          closeWorkers().then(() => false),
-          new Promise<boolean>((resolve) =>
-            setTimeout(resolve, env.SHUTDOWN_TIMEOUT_MS, true).unref(),
-          ),
-        ]);
-        if (timedOut) {
-          logger.warn(
-            { waitedMs: env.SHUTDOWN_TIMEOUT_MS },
-            "in-flight jobs did not finish in time; forcing close",
+        // Stops listening at once; requests in flight finish while the workers stop.
+        const httpClosed = http ? settlesWithin(http.close(), left(reserveMs)) : true;
+        // Jobs in flight may finish while Redis is up; with Redis away (or once it goes) they
+        // cannot record their outcome, so they are cut off (their locks run out, another worker
+        // retries them). Forced from the start when Redis is already away: BullMQ ignores a
+        // force once a graceful close has begun.
+        let outcome: "drained" | "redis lost" | "timed out" = "redis lost";
+        if (redis.status === "ready") {
+          let onRedisClose = () => {};
+          const redisLost = new Promise<"redis lost">((resolve) => {
+            onRedisClose = () => resolve("redis lost");
+            redis.once("close", onRedisClose);
+          });
+          const drained = closeWorkers().then(
+            () => "drained" as const,
+            () => "drained" as const,
           );
-          await closeWorkers(true);
+          outcome = await firstWithin([drained, redisLost], left(reserveMs), "timed out");
+          redis.off("close", onRedisClose);
         }
-        await closeConnections();
-        await Promise.all(Object.values(channels).map((channel) => channel.close()));
-        logger.info("followups worker stopped");
+        if (outcome !== "drained") {
+          logger.warn(
+            { waitedMs: Date.now() - startedAt, redis: redis.status },
+            outcome === "timed out"
+              ? "in-flight jobs did not finish in time; forcing close"
+              : "Redis is unreachable; not waiting for in-flight jobs",
+          );
+          // BullMQ keeps waiting for the jobs if a graceful close began: half the reserve at most.
+          await settlesWithin(closeWorkers(true), left(reserveMs / 2));
+        }
+        if (http && !(await httpClosed)) {
+          // A request waiting on Redis (a webhook) would hold its socket, and the process, open.
+          logger.warn("HTTP requests did not finish in time; closing their connections");
+          http.server.closeAllConnections();
+        }
+        if (!(await settlesWithin(closeConnections(), left()))) {
+          logger.warn(
+            { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, redis: redis.status },
+            "Redis did not answer in time; dropping its connections",
+          );
+          for (const connection of connections) connection.disconnect();
+        }
+        const channelsClosed = Promise.all(Object.values(channels).map((c) => c.close()));
+        if (!(await settlesWithin(channelsClosed, left())))
+          logger.warn("channels did not close in time; leaving them");
+        logger.info({ ms: Date.now() - startedAt }, "followups worker stopped");
       })();
       return closing;
     },
   };
 }
 
-/** One connection for commands; BullMQ's workers get duplicates of it. */
-async function connectRedis(url: string): Promise<Redis> {
-  const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+/** The first of `outcomes` to resolve, or `fallback` after `ms`; the others go on. */
+async function firstWithin<T, F>(outcomes: Promise<T>[], ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<F>((resolve) => {
+    timer = setTimeout(resolve, ms, fallback);
+  });
+  try {
+    return await Promise.race([...outcomes, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether `work` settles (either way) within `ms`; if not, it goes on in the background. */
+function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  const settled = work.then(
+    () => true,
+    () => true,
+  );
+  return firstWithin([settled], ms, false);
+}
+
+/**
+ * A connection for commands (BullMQ's workers get duplicates of it); by default a command waits
+ * while Redis is away, as BullMQ requires.
+ */
+async function connectRedis(url: string, options: RedisOptions = {}): Promise<Redis> {
+  const redis = new Redis(url, { maxRetriesPerRequest: null, ...options, lazyConnect: true });
   try {
     await redis.connect();
     return redis;

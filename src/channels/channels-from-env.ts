@@ -57,3 +57,20 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
       : outbox;
   return { email, sms, voice: outbox };
 }
+
+/** The reason voice steps are skipped while calls go nowhere but the outbox. */
+export const VOICE_UNAVAILABLE = "voice calls are not available yet";
+
+/**
+ * Channels that must not count as sent: voice goes to the outbox until the voice adapter exists,
+ * which is right for a trial with every channel in the outbox but would report calls that never
+ * happened once a real provider sends the other channels. Their steps are skipped instead.
+ */
+export function unavailableChannelsOf(
+  channels: Readonly<Record<Channel, Pick<DeliveryChannel, "transport">>>,
+): ReadonlyMap<Channel, string> {
+  const realProvider = Object.values(channels).some((channel) => channel.transport !== "outbox");
+  return realProvider && channels.voice.transport === "outbox"
+    ? new Map([["voice", VOICE_UNAVAILABLE]])
+    : new Map();
+}

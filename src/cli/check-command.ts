@@ -1,7 +1,9 @@
+import { VOICE_UNAVAILABLE } from "../channels/channels-from-env.js";
 import { formatProblem } from "../config/config-files.js";
 import { loadConfig } from "../config/load-config.js";
 import { loadRules } from "../config/load-rules.js";
 import type { RuleSet } from "../domain/rules.js";
+import { stepIdOf } from "../domain/step-ref.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 /**
@@ -22,6 +24,14 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
   io.out(
     `${configDir}: valid, ${rules.rules.length} rules, ${steps} steps, ${templateCount} templates, version ${version}\n`,
   );
+  const voiceSteps = rules.rules.flatMap((rule) =>
+    rule.steps.filter((step) => step.channel === "voice").map((step) => stepIdOf(rule, step)),
+  );
+  if (voiceSteps.length > 0) {
+    io.err(
+      `warning: voice steps (${voiceSteps.join(", ")}) are skipped with "${VOICE_UNAVAILABLE}" while SMTP or Twilio sends the other channels; with every channel in the outbox they are written there\n`,
+    );
+  }
   return EXIT.ok;
 }
 

@@ -15,7 +15,7 @@ export interface PlanOptions {
 export async function runPlan(file: string, options: PlanOptions, io: CommandIo): Promise<number> {
   const now = parseNow(options.now);
   const rules = await loadRulesForCommand(options.config);
-  const event = readPurchase(parseJsonText(await readInput(file), file), file);
+  const event = readPurchase(parseJsonText(await readInput(file), file), file, now);
   const plan = planFollowUps(
     event,
     rules,
@@ -26,13 +26,16 @@ export async function runPlan(file: string, options: PlanOptions, io: CommandIo)
   return EXIT.ok;
 }
 
-/** Validates a purchase for commands that only plan purchases; `type` may be left out. */
-export function readPurchase(input: unknown, source: string): PurchaseCompleted {
+/**
+ * Validates a purchase for commands that only plan purchases; `type` may be left out. An
+ * occurredAt more than a day after `now` is refused, as the intake would.
+ */
+export function readPurchase(input: unknown, source: string, now?: DateTime): PurchaseCompleted {
   const withType =
     input && typeof input === "object" && !Array.isArray(input) && !("type" in input)
       ? { type: "purchase.completed", ...input }
       : input;
-  const result = parseEvent(withType);
+  const result = parseEvent(withType, { now });
   if (!result.ok) {
     throw new CommandError(`${source}: invalid event\n${describeProblems(result.problems)}`);
   }

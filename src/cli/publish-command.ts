@@ -32,11 +32,14 @@ export async function runPublish(
   const publisher = new EventPublisher({
     connection: env.env.REDIS_URL,
     prefix: env.env.QUEUE_PREFIX,
+    clock: DateTime.utc,
   });
   try {
     const problems: string[] = [];
+    // The publisher judges `occurredAt` against this clock too: nothing is enqueued unless all pass.
+    const now = DateTime.utc();
     events.forEach((event, index) => {
-      const parsed = parseEvent(event);
+      const parsed = parseEvent(event, { now });
       if (!parsed.ok) problems.push(`event ${index + 1}:\n${describeProblems(parsed.problems)}`);
     });
     if (problems.length > 0)

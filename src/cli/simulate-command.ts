@@ -23,7 +23,8 @@ const LISTED_BAD_LINES = 20;
 /**
  * `followups simulate PURCHASES.ndjson`: plans every purchase as if it had just arrived (now =
  * its occurredAt) and reports the resulting volume per ISO week, channel and kind. Earlier lines
- * of the same customer count as history, so repeat-customer rules fire as they would live.
+ * of the same customer count as history, so repeat-customer rules fire as they would live. A line
+ * the intake would refuse, such as one that happens more than a day from now, is a bad line.
  */
 export async function runSimulate(
   file: string,
@@ -31,6 +32,7 @@ export async function runSimulate(
   io: CommandIo,
 ): Promise<number> {
   const rules = await loadRulesForCommand(options.config);
+  const clockNow = DateTime.utc();
   const size = file === "-" ? undefined : await fileSize(file);
   const input = file === "-" ? process.stdin : createReadStream(file);
   const progress = size && io.interactive ? progressBar(size, io) : undefined;
@@ -59,7 +61,7 @@ export async function runSimulate(
     } catch (error) {
       return `not valid JSON (${(error as Error).message})`;
     }
-    const parsed = parseEvent(json);
+    const parsed = parseEvent(json, { now: clockNow });
     if (!parsed.ok) return describeProblems(parsed.problems).replaceAll("\n", "; ");
     const event = parsed.event;
     if (event.type !== "purchase.completed") return undefined;

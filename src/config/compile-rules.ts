@@ -10,7 +10,7 @@ import type {
   StepSpec,
   Weekday,
 } from "../domain/rules.js";
-import type { ConditionInput, RulesFile } from "./rules-file.js";
+import { addressLines, type ConditionInput, type RulesFile } from "./rules-file.js";
 
 /** A problem found after the shape checks, at a path into the rules file. */
 export interface CompileProblem {
@@ -149,6 +149,8 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
       },
       whenCapped: file.whenCapped,
       shopName: file.shop.name,
+      shopAddress: file.shop.address === undefined ? [] : addressLines(file.shop.address),
+      optOutConfirmation: file.optOutConfirmation,
       owners: file.owners.map((owner) => ({
         name: owner.name,
         email: owner.email,

@@ -70,6 +70,10 @@ export const envSchema = z
       emptyAsUnset,
       z.string().min(16, { error: "expected at least 16 characters" }).optional(),
     ),
+    ADDRESS_HASH_SECRET: z.preprocess(
+      emptyAsUnset,
+      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+    ),
     INTAKE_CONCURRENCY: positiveInt(32),
     DELIVERY_CONCURRENCY: positiveInt(8),
     DELIVERY_ATTEMPTS: positiveInt(8),
@@ -159,13 +163,21 @@ export const envSchema = z
 
 export type Env = z.output<typeof envSchema>;
 
-/** Variables never logged or echoed back in error messages. */
+/**
+ * Variables never logged or echoed back in error messages: every credential, signing key and URL
+ * that may carry a password (redis://:pw@host, smtp://user:pw@host). The logger redacts them by
+ * name; the start-up line lists which are set, never their values.
+ */
 export const SECRET_ENV_VARS = [
+  "REDIS_URL",
   "SMTP_URL",
   "TWILIO_AUTH_TOKEN",
-  "REDIS_URL",
   "DISCOUNT_SECRET",
-] as const;
+  "ADDRESS_HASH_SECRET",
+  "API_TOKEN",
+  "UNSUBSCRIBE_SECRET",
+  "DKIM_PRIVATE_KEY",
+] as const satisfies readonly (keyof Env)[];
 
 export type EnvResult = { ok: true; env: Env } | { ok: false; problems: string[] };
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { isNode, LineCounter, parseDocument } from "yaml";
+import { type Alias, isAlias, isNode, LineCounter, type Node, parseDocument, visit } from "yaml";
 import type { z } from "zod";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -49,7 +49,14 @@ export function parseRules(text: string, file: string): RulesLoadResult {
       }),
     };
   }
-  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  let data: unknown;
+  try {
+    // yaml counts an anchor as one of its own uses: + 1 lets exactly the limit through.
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS + 1 });
+  } catch (error) {
+    if (!(error instanceof ReferenceError)) throw error;
+    return { ok: false, problems: [aliasProblem(doc, lineCounter, file)] };
+  }
   const locate = (keyPath: readonly PropertyKey[]) => locateInDocument(doc, lineCounter, keyPath);
 
   if (data === null || data === undefined || typeof data !== "object" || Array.isArray(data)) {
@@ -94,6 +101,69 @@ export function parseRules(text: string, file: string): RulesLoadResult {
     };
   }
   return { ok: true, rules: compiled.rules, file };
+}
+
+/** How many times aliases may be expanded in all: a bound on "billion laughs" alias bombs. */
+const MAX_ALIAS_EXPANSIONS = 100;
+
+/**
+ * The problem behind a ReferenceError of toJS, located at its alias: the first one without an
+ * anchor before it, or the one with which the aliases, counted as they expand (an alias inside
+ * an anchored value expands again with every use of it), pass the limit.
+ */
+function aliasProblem(
+  doc: ReturnType<typeof parseDocument>,
+  lineCounter: LineCounter,
+  file: string,
+): ConfigProblem {
+  const anchored = new Map<string, Node>();
+  const expansions = new Map<Alias, number>();
+  let total = 0;
+  let found: { alias: Alias; unresolved: boolean } | undefined;
+  visit(doc, {
+    Node(_key, node) {
+      if (!isAlias(node)) {
+        if (node.anchor) anchored.set(node.anchor, node);
+        return undefined;
+      }
+      const source = anchored.get(node.source);
+      if (!source) {
+        found = { alias: node, unresolved: true };
+        return visit.BREAK;
+      }
+      let count = 1;
+      visit(source, {
+        Alias(_inner, inner) {
+          count += expansions.get(inner) ?? 1;
+        },
+      });
+      expansions.set(node, count);
+      total += count;
+      if (total <= MAX_ALIAS_EXPANSIONS) return undefined;
+      found = { alias: node, unresolved: false };
+      return visit.BREAK;
+    },
+  });
+  const alias = found?.alias ?? expansions.keys().next().value;
+  const at = alias?.range ? lineCounter.linePos(alias.range[0]) : { line: 1, col: 1 };
+  if (found?.unresolved) {
+    const name = found.alias.source;
+    return {
+      file,
+      line: at.line,
+      column: at.col,
+      path: "",
+      message: `YAML: unknown alias *${name}: no anchor &${name} before it`,
+    };
+  }
+  const where = found ? `with this *${found.alias.source}, ` : "";
+  return {
+    file,
+    line: at.line,
+    column: at.col,
+    path: "",
+    message: `YAML: too many alias expansions: ${where}aliases in this file expand more than ${MAX_ALIAS_EXPANSIONS} times; write the values out or nest fewer aliases`,
+  };
 }
 
 /** Replaces zod's generic wording ("Invalid input: expected number, received string") with plain words. */

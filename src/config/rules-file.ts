@@ -2,7 +2,12 @@ import { Duration, IANAZone } from "luxon";
 import { z } from "zod";
 import { CHANNELS } from "../domain/events.js";
 import { isCurrencyCode, toMinorUnits } from "../domain/money.js";
-import { PURPOSES, STEP_KINDS, type Weekday } from "../domain/rules.js";
+import {
+  OPT_OUT_CONFIRMATION_TEMPLATE,
+  PURPOSES,
+  STEP_KINDS,
+  type Weekday,
+} from "../domain/rules.js";
 import { editDistance } from "./edit-distance.js";
 
 /**
@@ -262,7 +267,22 @@ export const rulesFileSchema = z.strictObject({
       custom: capAction.default("defer"),
     })
     .prefault({}),
-  shop: z.strictObject({ name: z.string().min(1).max(100) }).prefault({ name: "Your shop" }),
+  shop: z
+    .strictObject({
+      name: z.string().min(1).max(100),
+      /** Postal address shown in marketing emails; lines separated by commas or line breaks. */
+      address: z
+        .string({ error: 'expected the postal address, such as "1 High Street, London N1 1AA"' })
+        .max(500, { error: "expected a postal address of at most 500 characters" })
+        .refine((text) => addressLines(text).length > 0, {
+          error:
+            'expected the postal address, lines separated by commas, such as "1 High Street, London N1 1AA"',
+        })
+        .optional(),
+    })
+    .prefault({ name: "Your shop" }),
+  /** Whether a number that texts STOP gets one SMS confirming it will get no more messages. */
+  optOutConfirmation: z.boolean({ error: "expected true or false" }).default(true),
   owners: z.array(ownerSchema).max(50).default([]),
   holidays: z
     .array(z.iso.date({ error: "expected a date YYYY-MM-DD" }))
@@ -280,6 +300,14 @@ export const rulesFileSchema = z.strictObject({
 });
 
 export type RulesFile = z.output<typeof rulesFileSchema>;
+
+/** The lines of a postal address written on one line with commas, or on several. */
+export function addressLines(text: string): string[] {
+  return text
+    .split(/[,\n]/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "");
+}
 
 /** A problem that involves more than one field, at a path into the rules file. */
 export interface CrossFieldProblem {
@@ -339,6 +367,12 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
         });
       }
       stepIds.add(stepId);
+      if (step.template === OPT_OUT_CONFIRMATION_TEMPLATE) {
+        problems.push({
+          path: ["rules", index, "steps", stepIndex, "template"],
+          message: `${OPT_OUT_CONFIRMATION_TEMPLATE} is the SMS that confirms an opt-out (optOutConfirmation); a step cannot send it, give the step another template`,
+        });
+      }
       checkWindow(step.sendWindow, ["rules", index, "steps", stepIndex, "sendWindow"], problems);
     });
   });

@@ -1,5 +1,5 @@
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
-import { IANAZone } from "luxon";
+import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
 import { remembered } from "./remembered.js";
@@ -23,6 +23,32 @@ const instant = z.iso.datetime({
   offset: true,
   error: "expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
 });
+
+/** No event happened before this: an earlier occurredAt is a publisher's bug (a zero date, 1970). */
+const EARLIEST_OCCURRED_AT = DateTime.fromISO("2000-01-01T00:00:00Z", { zone: "utc" });
+
+/** How far after the receiver's clock an occurredAt may be: publishers' clocks drift. */
+const OCCURRED_AT_TOLERANCE_MS = 24 * 3600 * 1000;
+
+/** What `occurredAt` means, per event type, for the messages that refuse it. */
+const HAPPENED = new Map<string, string>([
+  ["purchase.completed", "the time the purchase happened"],
+  ["purchase.refunded", "the time the refund happened"],
+  ["customer.unsubscribed", "the time the customer unsubscribed"],
+]);
+
+/** `instant` that is not before 2000; the future bound needs a clock, so parseEvent applies it. */
+const occurredAtFor = (type: EventType) =>
+  instant.refine(
+    (text) => {
+      const at = DateTime.fromISO(text, { setZone: true });
+      return !at.isValid || at >= EARLIEST_OCCURRED_AT;
+    },
+    {
+      error: (issue) =>
+        `${String(issue.input)} is before ${EARLIEST_OCCURRED_AT.toISO({ suppressMilliseconds: true })}; expected ${HAPPENED.get(type)}`,
+    },
+  );
 
 const isKnownZone = remembered((zone) => IANAZone.isValidZone(zone));
 
@@ -119,30 +145,31 @@ const store = z.object({
 });
 
 /** `purchase.completed` as publishers send it (before money is converted to minor units). */
-export const purchaseCompletedSchema = z
-  .object({
-    type: z.literal("purchase.completed"),
-    id: id("a unique event id"),
-    occurredAt: instant,
-    orderId: id("an order id"),
-    customer,
-    items: z
-      .array(item, { error: "expected a list of items" })
-      .min(1, { error: "expected at least one item" })
-      .max(500, { error: "expected at most 500 items" }),
-    total: z.object({ amount: decimalAmount, currency }),
-    store: store.optional(),
-  })
-  .transform((event, ctx) => {
-    const code = event.total.currency;
-    const total = readMoney(event.total.amount, code, ["total", "amount"], ctx);
-    const items = event.items.map((entry, index) => ({
-      ...entry,
-      category: entry.category.toLowerCase(),
-      unitPrice: readMoney(entry.unitPrice, code, ["items", index, "unitPrice"], ctx),
-    }));
-    return { ...event, total, items };
-  });
+const purchaseCompletedInputSchema = z.object({
+  type: z.literal("purchase.completed"),
+  id: id("a unique event id"),
+  occurredAt: occurredAtFor("purchase.completed"),
+  orderId: id("an order id"),
+  customer,
+  items: z
+    .array(item, { error: "expected a list of items" })
+    .min(1, { error: "expected at least one item" })
+    .max(500, { error: "expected at most 500 items" }),
+  total: z.object({ amount: decimalAmount, currency }),
+  store: store.optional(),
+});
+
+/** `purchase.completed`, validated, with money in minor units and categories in lower case. */
+export const purchaseCompletedSchema = purchaseCompletedInputSchema.transform((event, ctx) => {
+  const code = event.total.currency;
+  const total = readMoney(event.total.amount, code, ["total", "amount"], ctx);
+  const items = event.items.map((entry, index) => ({
+    ...entry,
+    category: entry.category.toLowerCase(),
+    unitPrice: readMoney(entry.unitPrice, code, ["items", index, "unitPrice"], ctx),
+  }));
+  return { ...event, total, items };
+});
 
 function readMoney(
   amount: number | string,
@@ -158,27 +185,28 @@ function readMoney(
   return { minor: result.minor, currency: code };
 }
 
-/** `purchase.refunded`: a full refund when `amount` is absent, otherwise a partial one. */
-export const purchaseRefundedSchema = z
-  .object({
-    type: z.literal("purchase.refunded"),
-    id: id("a unique event id"),
-    occurredAt: instant,
-    orderId: id("an order id"),
-    amount: z.object({ amount: decimalAmount, currency }).optional(),
-  })
-  .transform((event, ctx) => ({
-    ...event,
-    amount:
-      event.amount &&
-      readMoney(event.amount.amount, event.amount.currency, ["amount", "amount"], ctx),
-  }));
+/** `purchase.refunded` as publishers send it: a full refund when `amount` is absent. */
+const purchaseRefundedInputSchema = z.object({
+  type: z.literal("purchase.refunded"),
+  id: id("a unique event id"),
+  occurredAt: occurredAtFor("purchase.refunded"),
+  orderId: id("an order id"),
+  amount: z.object({ amount: decimalAmount, currency }).optional(),
+});
+
+/** `purchase.refunded`, validated, with the amount in minor units. */
+export const purchaseRefundedSchema = purchaseRefundedInputSchema.transform((event, ctx) => ({
+  ...event,
+  amount:
+    event.amount &&
+    readMoney(event.amount.amount, event.amount.currency, ["amount", "amount"], ctx),
+}));
 
 /** `customer.unsubscribed`: the customer opts out of some channels, or of all of them. */
 export const customerUnsubscribedSchema = z.object({
   type: z.literal("customer.unsubscribed"),
   id: id("a unique event id"),
-  occurredAt: instant,
+  occurredAt: occurredAtFor("customer.unsubscribed"),
   customerId: id("a customer id"),
   channels: z.union(
     [
@@ -190,6 +218,14 @@ export const customerUnsubscribedSchema = z.object({
     ],
     { error: 'expected "all" or a list of one or more of email, sms and voice' },
   ),
+  /** What the opt-out covers: absent = every follow-up; ["marketing"] = offers only. */
+  purposes: z
+    .array(z.literal("marketing", { error: 'expected "marketing"' }), {
+      error: 'expected a list of purposes: ["marketing"]',
+    })
+    .min(1, { error: 'expected ["marketing"], or leave purposes out to stop everything' })
+    .max(1)
+    .optional(),
 });
 
 /** Every event of contract v1, told apart by `type`. */
@@ -200,6 +236,16 @@ export const eventSchema = z.discriminatedUnion(
     error: "expected type to be purchase.completed, purchase.refunded or customer.unsubscribed",
   },
 );
+
+/**
+ * Contract v1 as publishers write it, without the conversions: what is enqueued, so the queue
+ * holds exactly the contract (unknown keys dropped) and the worker converts it once.
+ */
+const eventInputSchema = z.discriminatedUnion("type", [
+  purchaseCompletedInputSchema,
+  purchaseRefundedInputSchema,
+  customerUnsubscribedSchema,
+]);
 
 export const EVENT_TYPES = [
   "purchase.completed",
@@ -226,11 +272,50 @@ export type EventParseResult =
   | { ok: true; event: FollowUpEvent }
   | { ok: false; problems: EventProblem[] };
 
-/** Validates one event; every problem is reported at once, each with its path. */
-export function parseEvent(input: unknown): EventParseResult {
+export interface ParseEventOptions {
+  /** The receiver's clock: when given, an occurredAt more than a day after it is refused. */
+  readonly now?: DateTime;
+}
+
+/**
+ * Validates one event; every problem is reported at once, each with its path. An occurredAt
+ * before 2000, or (given `now`) more than a day after `now`, is refused: it would be stored with
+ * a lifetime of decades.
+ */
+export function parseEvent(input: unknown, options: ParseEventOptions = {}): EventParseResult {
   const result = eventSchema.safeParse(input);
-  if (result.success) return { ok: true, event: result.data };
-  return { ok: false, problems: result.error.issues.map(toProblem) };
+  const problems = result.success ? [] : result.error.issues.map(toProblem);
+  const future = options.now && futureProblem(input, options.now);
+  if (future && !problems.some((p) => p.path === "occurredAt")) problems.push(future);
+  if (result.success && problems.length === 0) return { ok: true, event: result.data };
+  return { ok: false, problems };
+}
+
+/**
+ * The future bound, outside the schema because it depends on `now` (a schema cannot take it, and
+ * one built per call makes every parse half as slow again). Reads the raw input, so it is
+ * reported together with the schema's problems.
+ */
+function futureProblem(input: unknown, now: DateTime): EventProblem | undefined {
+  if (!input || typeof input !== "object") return undefined;
+  const { type, occurredAt } = input as { type?: unknown; occurredAt?: unknown };
+  if (typeof occurredAt !== "string" || !instant.safeParse(occurredAt).success) return undefined;
+  const at = DateTime.fromISO(occurredAt, { setZone: true });
+  if (!at.isValid || at.toMillis() - now.toMillis() <= OCCURRED_AT_TOLERANCE_MS) return undefined;
+  const happened = HAPPENED.get(String(type)) ?? "the time the event happened";
+  return {
+    path: "occurredAt",
+    message: `${occurredAt} is more than a day after now (${now.toISO({ suppressMilliseconds: true })}); expected ${happened}`,
+  };
+}
+
+/**
+ * A valid event as contract-v1 input with every key the contract does not know dropped (at any
+ * depth): what publishers put on the queue. Undefined for input that is not a valid event.
+ */
+export function contractInput(input: unknown): FollowUpEventInput | undefined {
+  const result = eventInputSchema.safeParse(input);
+  return result.success ? (result.data as FollowUpEventInput) : undefined;
 }
 
 /** Formats a zod path as `items[0].unitPrice`. */

@@ -67,6 +67,8 @@ const ISO = { suppressMilliseconds: true } as const;
 export interface PlanOptions {
   /** Channels this customer or their address opted out of. */
   readonly suppressedChannels?: ReadonlySet<Channel>;
+  /** Channels on which they opted out of offers only (marketing steps); the rest still go. */
+  readonly marketingSuppressedChannels?: ReadonlySet<Channel>;
 }
 
 /**
@@ -121,6 +123,12 @@ export function planFollowUps(
           ? {
               code: "opted-out" as const,
               reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} messages`,
+            }
+          : undefined) ??
+        (step.purpose === "marketing" && options.marketingSuppressedChannels?.has(step.channel)
+          ? {
+              code: "opted-out" as const,
+              reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} offers`,
             }
           : undefined) ??
         consentProblem(event, step, rules);

@@ -10,6 +10,9 @@ import { describeMoney, type Money } from "./money.js";
 export const STEP_KINDS = ["thank-you", "check-in", "discount", "custom"] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
+/** The template that confirms an SMS opt-out; no rule step may send it. */
+export const OPT_OUT_CONFIRMATION_TEMPLATE = "opt-out-confirmation";
+
 export const PURPOSES = ["transactional", "marketing"] as const;
 /** Marketing steps need the customer's consent for the channel; transactional ones follow config. */
 export type Purpose = (typeof PURPOSES)[number];
@@ -124,6 +127,10 @@ export interface RuleSet {
   readonly frequencyCaps: Readonly<Record<Channel, readonly FrequencyCap[]>>;
   readonly whenCapped: Readonly<Record<StepKind, CapAction>>;
   readonly shopName: string;
+  /** The shop's postal address, one entry per line; empty when the rules name none. */
+  readonly shopAddress: readonly string[];
+  /** Whether a number that opts out by SMS gets one confirmation text (opt-out-confirmation). */
+  readonly optOutConfirmation: boolean;
   readonly owners: readonly Owner[];
   /** Local dates (YYYY-MM-DD) on which windows that honour holidays stay closed. */
   readonly holidays: ReadonlySet<string>;

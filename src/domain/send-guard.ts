@@ -8,6 +8,7 @@ import { findStep } from "./step-ref.js";
 /** Reason codes for steps skipped at send time (metrics and reports group by them). */
 export type GuardSkipCode =
   | "rule-removed"
+  | "channel-unavailable"
   | "no-contact"
   | "no-consent"
   | "opted-out"
@@ -29,6 +30,10 @@ export interface GuardInput {
   readonly now: DateTime;
   /** Channels on which this customer or their address is on the suppression list. */
   readonly suppressedChannels: ReadonlySet<Channel>;
+  /** Channels on which they opted out of offers only: marketing steps there are skipped. */
+  readonly marketingSuppressedChannels?: ReadonlySet<Channel>;
+  /** Channels this deployment cannot send on, with the reason (e.g. no voice provider yet). */
+  readonly unavailableChannels?: ReadonlyMap<Channel, string>;
 }
 
 /**
@@ -46,6 +51,10 @@ export function decideSend(input: GuardInput): SendDecision {
     };
   }
   const { rule, step } = found;
+  const unavailable = input.unavailableChannels?.get(step.channel);
+  if (unavailable !== undefined) {
+    return { action: "skip", code: "channel-unavailable", reason: unavailable };
+  }
   const contact = step.channel === "email" ? event.customer.email : event.customer.phone;
   if (!contact) {
     return {
@@ -59,6 +68,13 @@ export function decideSend(input: GuardInput): SendDecision {
       action: "skip",
       code: "opted-out",
       reason: `customer opted out of ${step.channel} messages`,
+    };
+  }
+  if (step.purpose === "marketing" && input.marketingSuppressedChannels?.has(step.channel)) {
+    return {
+      action: "skip",
+      code: "opted-out",
+      reason: `customer opted out of ${step.channel} offers`,
     };
   }
   const consent = event.customer.consent?.[step.channel];

@@ -21,7 +21,7 @@ export function nextSendWindow(
   holidays: ReadonlySet<string>,
 ): DateTime {
   const local = from.setZone(zone);
-  let day = local.startOf("day");
+  let day = startOfLocalDay(local);
   for (let i = 0; i < MAX_DAYS_AHEAD; i++) {
     if (isOpenDay(day, window, holidays)) {
       const opens = atMinute(day, window.startMinute);
@@ -32,7 +32,7 @@ export function nextSendWindow(
         if (local < closes) return local;
       }
     }
-    day = day.plus({ days: 1 }).startOf("day");
+    day = startOfLocalDay(day.plus({ days: 1 }));
   }
   throw new NoSendWindowError(
     `no send window opens within ${MAX_DAYS_AHEAD} days of ${from.toISO()}`,
@@ -55,12 +55,26 @@ function isOpenDay(day: DateTime, window: SendWindow, holidays: ReadonlySet<stri
 }
 
 /**
+ * The first instant of `at`'s local date. Where the clock falls back across midnight (Havana,
+ * the Azores), midnight happens twice and luxon's startOf("day") of an instant in the second pass
+ * is the second midnight; the day began at the first.
+ */
+function startOfLocalDay(at: DateTime): DateTime {
+  const start = at.startOf("day");
+  const before = start.minus({ minutes: 1 });
+  if (before.toISODate() !== start.toISODate()) return start;
+  const first = start.minus({ minutes: before.offset - start.offset });
+  const isMidnight = first.hour === 0 && first.minute === 0;
+  return isMidnight && first.toISODate() === start.toISODate() ? first : start;
+}
+
+/**
  * Local wall-clock time on `day`. A repeated time (DST overlap) resolves with the offset the day
  * starts with, so the first occurrence wins and the result never depends on the clock (luxon's
  * fromObject guesses from the current offset); a time inside a DST gap becomes the gap's end.
  */
 function atMinute(day: DateTime, minute: number): DateTime {
-  if (minute >= 24 * 60) return day.plus({ days: 1 }).startOf("day");
+  if (minute >= 24 * 60) return startOfLocalDay(day.plus({ days: 1 }));
   const wall = { hour: Math.floor(minute / 60), minute: minute % 60 };
   const at = day.set(wall);
   if (at.hour === wall.hour && at.minute === wall.minute) return at;

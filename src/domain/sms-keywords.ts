@@ -1,29 +1,164 @@
 /**
- * Twilio's opt-out and opt-in keywords: a message that is exactly one of these words (any case,
- * surrounding spaces and punctuation ignored) changes the sender's subscription.
+ * Reading an inbound SMS as an opt-out, an opt-in, or an ordinary reply to a check-in.
+ *
+ * Why it is generous: the FCC's 2024 revocation rule (47 CFR 64.1200(a)(10)) lets a consumer
+ * revoke consent by any reasonable means. A reply using "stop", "quit", "end", "revoke",
+ * "opt out", "cancel" or "unsubscribe" is a valid revocation, and other wording must be honoured
+ * when a reasonable person would read it as one. So a message that starts with a keyword is an
+ * opt-out whatever follows. Why it is not more generous: an opt-out swallows the reply, so the
+ * owner never reads it. "I can't stop watching it" answers "How is your new TV?"; it asks for
+ * nothing to stop, and must reach the owner as a reply.
+ *
+ * Reading (the same for every rule): apostrophes dropped ("don't" reads "dont"); emoji and
+ * pictographs read as spaces; zero-width and other invisible format characters and variation
+ * selectors dropped; NFKC (fullwidth "ＳＴＯＰ", mathematical "𝐒𝐓𝐎𝐏"); lower case; sentences
+ * split at `. ! ? ;` and line breaks; other punctuation and symbols read as spaces ("opt-out" reads
+ * "opt out"); whitespace collapsed. Words match whole: "cancelled", "stops" and "quite" are not
+ * keywords.
+ *
+ * Opt-out, in this order:
+ * 1. The whole message, spaces removed, is a keyword: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
+ *    QUIT, REVOKE, OPTOUT, and the German STOPP, STOPPEN, ABMELDEN, ABBESTELLEN, AUSTRAGEN,
+ *    AUFHÖREN ("S T O P" and "stop all" as before).
+ * 2. The first sentence starts with a keyword (or "opt out"), after any of please, pls, bitte,
+ *    kindly, just, ok: "Stop please", "STOP!!!", "Unsubscribe me", "Opt out of everything". Not
+ *    when the keyword is plainly another verb: "stop by/in/at/off/over/round/working", "end of",
+ *    "end up", "quit working", "quit on", or "cancel my order" (and purchase, delivery, booking,
+ *    return, refund...: a request about the order, for the owner to read).
+ * 3. A later sentence is only a keyword, with please, now, it, thanks or bitte at most:
+ *    "Love the TV. Stop."
+ * 4. A phrase anywhere in a sentence that asks for the messages to end, unless a negation (dont,
+ *    do not, cant, wont, never, not, nicht, nie...) comes just before it: "stop texting me",
+ *    "stop sending me messages", "cancel my messages", "no more texts", "don't text me again",
+ *    "I don't want any more messages", "how do I unsubscribe", "I want to opt out", "remove me",
+ *    "take me off your list", "leave me alone", "can you please stop?", "I revoke my consent";
+ *    German "keine SMS mehr", "keine weiteren Nachrichten", "mich abmelden", "SMS abbestellen",
+ *    "melden Sie mich ab", "schreiben Sie mir nicht mehr", "hören Sie auf, mir zu schreiben".
+ *    "Unsubscribe" and "opt out" followed by "of"/"from" count only when what follows is the
+ *    messages or a list: "opt out of the extended warranty" is a question about the warranty.
+ *
+ * Not opt-outs: a keyword in the middle of a sentence in another sense ("I can't stop smiling",
+ * "Will you stop by?", "The end of the cable is loose"), negations ("don't stop", "do not stop",
+ * "never stop", "nicht stoppen", "Please don't stop the offers"), and other words ("stops",
+ * "endlich", "cancelled"). A lone "STOP" after other words without a sentence break ("Thanks,
+ * stop") is not recognised either: a comma list such as "play, stop, rewind" is more likely there.
+ *
+ * Opt-in: only the whole message, spaces removed, being START, YES or UNSTOP (Twilio's keywords,
+ * unchanged; "Yes love it" stays a reply).
  */
-const OPT_OUT = new Set([
-  "STOP",
-  "STOPALL",
-  "UNSUBSCRIBE",
-  "CANCEL",
-  "END",
-  "QUIT",
-  "OPTOUT",
-  "REVOKE",
-]);
-const OPT_IN = new Set(["START", "YES", "UNSTOP"]);
 
 export type SmsKeyword = "opt-out" | "opt-in" | undefined;
 
+/** Opt-out keywords, as they read after normalisation. */
+const OPT_OUT_KEYWORDS = [
+  "stop",
+  "stopall",
+  "unsubscribe",
+  "cancel",
+  "end",
+  "quit",
+  "revoke",
+  "optout",
+  "opt out",
+  "stopp",
+  "stoppen",
+  "abmelden",
+  "abbestellen",
+  "austragen",
+  "aufhören",
+  "aufhoeren",
+];
+const OPT_OUT_COMPACT = new Set(OPT_OUT_KEYWORDS.map((keyword) => keyword.replaceAll(" ", "")));
+const OPT_IN_COMPACT = new Set(["start", "yes", "unstop"]);
+
+const APOSTROPHES = /['’‘ʼ`´＇]/gu;
+const PICTOGRAPHS = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|\p{Emoji_Modifier}|\u20E3/gu;
+/** Format characters (U+200B-U+200D, U+2060, U+FEFF, soft hyphen, bidi marks) and variation selectors. */
+const INVISIBLE = /\p{Cf}|\p{Variation_Selector}/gu;
+const SENTENCE_BREAK = /[.!?;\n\r\u3002]+/u;
+const NOT_A_WORD = /[\p{P}\p{S}\p{Cc}\p{Z}\s]+/gu;
+
+const KEYWORD = `(?:${OPT_OUT_KEYWORDS.join("|")})`;
+const COURTESY = "(?:(?:please|pls|plz|bitte|kindly|just|ok|okay) )*";
+/** After a pattern: the end of a word (words are separated by single spaces). */
+const END = "(?![^ ])";
+/** Before a pattern: the start of a word. */
+const START = "(?<![^ ])";
+
+const LEADING_KEYWORD = new RegExp(`^${COURTESY}${KEYWORD}${END}`, "u");
+const ORDER =
+  "(?:order|orders|purchase|delivery|booking|appointment|installation|install|return|refund|payment|warranty|item)";
+const OTHER_SENSE = new RegExp(
+  `^${COURTESY}(?:stop (?:by|in|at|off|over|round|around|working)|end (?:of|up)|quit (?:working|on)|` +
+    `cancel (?:(?:my|the|this|that|our|an?|one|other|second|extra|last|first|new) ){0,2}${ORDER})${END}`,
+  "u",
+);
+const KEYWORD_SENTENCE = new RegExp(
+  `^${COURTESY}${KEYWORD}(?: (?:please|pls|plz|bitte|now|it|all|thanks|thank you|thx|danke))*$`,
+  "u",
+);
+
+/** What the messages are called, in English and in German. */
+const MESSAGES =
+  "(?:texts?|txts?|text messages|messages|msgs|sms|spam|ads|offers|promos|promotions|marketing|reminders)";
+const NACHRICHTEN =
+  "(?:sms|nachricht|nachrichten|texte|textnachrichten|kurznachrichten|mitteilungen|werbung|werbe sms|angebote|erinnerungen)";
+const NEGATION =
+  "(?:dont|do not|doesnt|does not|didnt|did not|cant|cannot|can not|couldnt|could not|wont|will not|" +
+  "wouldnt|would not|shouldnt|should not|never|not|nicht|nie|niemals)";
+const BETWEEN =
+  "(?: (?:ever|you|you ever|really|please|just|want to|want you to|need to|need you to))?";
+const PHRASES = [
+  "(?:stop|quit) (?:texting|txting|messaging|msging|sending|contacting|spamming|bothering|pestering|harassing)",
+  `(?:stop|quit|cancel|end) (?:(?:all|of|the|these|those|this|your|ur|my|with) ){0,3}${MESSAGES}`,
+  `no more ${MESSAGES}`,
+  "(?:dont|do not)(?: ever)? (?:text|txt|message|msg|sms|contact|spam) me",
+  "never (?:text|txt|message|msg|sms|contact) me again",
+  `(?:dont|do not) want (?:to (?:get|receive) )?(?:(?:any|these|your|more|the|anymore) ){0,2}${MESSAGES}`,
+  "(?:unsubscribe|opt(?: me)? out|optout)(?! (?:of|from)(?![^ ]))",
+  "(?:unsubscribe|opt(?: me)? out|optout) (?:of|from) (?:(?:all|these|this|the|your|ur|future|further|any|marketing) ){0,2}" +
+    `(?:${MESSAGES}|lists?|mailing list|this number|(?:this|these|them|it|all|everything)$)`,
+  "already (?:opted out|unsubscribed)|(?:opted out|unsubscribed) already",
+  "(?:revoke|withdraw) (?:my )?consent",
+  "remove (?:me|my number|my phone number|my details)",
+  "delete my (?:phone )?number",
+  "take (?:me|my number) off",
+  "leave me alone",
+  "(?:please|pls|plz) stop(?: (?:it|now|already|please))?$",
+  `keine (?:weiteren ${NACHRICHTEN}|${NACHRICHTEN} mehr|mehr ${NACHRICHTEN})`,
+  `(?:mich|newsletter|${NACHRICHTEN}) (?:abmelden|abbestellen|austragen)`,
+  "(?:melden|melde|meldet|tragen|trage|tragt) (?:sie |du |ihr )?mich (?:bitte )?(?:ab|aus)",
+  "(?:schreiben|schreib|schreibt|kontaktieren) (?:sie |du |ihr )?(?:mir|mich) (?:bitte )?nicht mehr",
+  "nicht mehr (?:schreiben|anschreiben|kontaktieren|kontaktiert|angeschrieben|simsen|texten)",
+  "(?:hör|hört|hören|hoer|hoert|hoeren) (?:sie |du |ihr )?(?:bitte )?auf(?: mir)? zu (?:schreiben|simsen|texten)",
+];
+const OPT_OUT_PHRASE = new RegExp(
+  `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${PHRASES.join("|")})${END}`,
+  "u",
+);
+
+/** The message as sentences of lower-case words separated by single spaces. */
+function sentencesOf(body: string): string[] {
+  return body
+    .replace(APOSTROPHES, "")
+    .replace(PICTOGRAPHS, " ")
+    .replace(INVISIBLE, "")
+    .normalize("NFKC")
+    .toLowerCase()
+    .split(SENTENCE_BREAK)
+    .map((sentence) => sentence.replace(NOT_A_WORD, " ").trim())
+    .filter((sentence) => sentence !== "");
+}
+
 /** Classifies an inbound SMS body: opt-out, opt-in, or an ordinary reply (undefined). */
 export function smsKeyword(body: string): SmsKeyword {
-  const word = body
-    .trim()
-    .replace(/^[\s\p{P}]+|[\s\p{P}]+$/gu, "")
-    .replace(/\s+/g, "")
-    .toUpperCase();
-  if (OPT_OUT.has(word)) return "opt-out";
-  if (OPT_IN.has(word)) return "opt-in";
+  const sentences = sentencesOf(body);
+  const compact = sentences.join("").replaceAll(" ", "");
+  if (OPT_OUT_COMPACT.has(compact)) return "opt-out";
+  if (OPT_IN_COMPACT.has(compact)) return "opt-in";
+  const first = sentences[0] ?? "";
+  if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return "opt-out";
+  if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return "opt-out";
+  if (sentences.some((sentence) => OPT_OUT_PHRASE.test(sentence))) return "opt-out";
   return undefined;
 }

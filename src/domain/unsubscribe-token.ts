@@ -1,20 +1,26 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import type { Channel } from "../domain/events.js";
+import { ADDRESS_HASH_BYTES } from "./address-hash.js";
+import type { Channel } from "./events.js";
 
 /**
  * Unsubscribe tokens: `base64url(payload) "." base64url(mac)`, where the payload is
- * `version (1 byte) | channel (1 byte) | customer id (UTF-8)` and the mac is HMAC-SHA256 over a
- * context label and the payload, truncated to 128 bits. Anyone can read the customer id; nobody
- * without the secret can make or change a token.
+ * `version (1 byte) | channel (1 byte) | [address hash (16 bytes)] | customer id (UTF-8)` and the
+ * mac is HMAC-SHA256 over a context label and the payload, truncated to 128 bits. Version 2 carries
+ * the keyed hash of the address the message went to (domain/address-hash), so the opt-out covers
+ * that address under any customer id; version 1 tokens (customer id only) stay valid. Anyone can
+ * read the customer id; nobody without the secret can make or change a token.
  */
 
 /** Who a token opts out of what. */
 export interface UnsubscribeTarget {
   readonly customerId: string;
   readonly channel: Channel;
+  /** The keyed hash of the address the message went to (base64url), when the token carries it. */
+  readonly addressHash?: string;
 }
 
-const TOKEN_VERSION = 1;
+const CUSTOMER_ONLY = 1;
+const WITH_ADDRESS = 2;
 const MAC_BYTES = 16;
 /** 200 UTF-16 units (the event contract's limit) take at most 600 UTF-8 bytes. */
 const MAX_CUSTOMER_ID_BYTES = 600;
@@ -32,7 +38,7 @@ const base64urlLength = (bytes: number) => Math.ceil((bytes * 8) / 6);
 
 /** Longest token `signUnsubscribeToken` produces; longer input is refused before any decoding. */
 export const MAX_UNSUBSCRIBE_TOKEN_LENGTH =
-  base64urlLength(2 + MAX_CUSTOMER_ID_BYTES) + 1 + base64urlLength(MAC_BYTES);
+  base64urlLength(2 + ADDRESS_HASH_BYTES + MAX_CUSTOMER_ID_BYTES) + 1 + base64urlLength(MAC_BYTES);
 
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -48,7 +54,13 @@ export function signUnsubscribeToken(secret: string, target: UnsubscribeTarget):
       `a customer id for an unsubscribe token must be 1 to ${MAX_CUSTOMER_ID_BYTES} bytes, got ${id.length}`,
     );
   }
-  const payload = Buffer.concat([Buffer.from([TOKEN_VERSION, code]), id]);
+  const hash = target.addressHash === undefined ? undefined : decodeCanonical(target.addressHash);
+  if (target.addressHash !== undefined && hash?.length !== ADDRESS_HASH_BYTES) {
+    throw new RangeError("an address hash for an unsubscribe token must be 16 bytes in base64url");
+  }
+  const payload = hash
+    ? Buffer.concat([Buffer.from([WITH_ADDRESS, code]), hash, id])
+    : Buffer.concat([Buffer.from([CUSTOMER_ONLY, code]), id]);
   return `${payload.toString("base64url")}.${mac(secret, payload).toString("base64url")}`;
 }
 
@@ -67,14 +79,19 @@ export function verifyUnsubscribeToken(
   if (!timingSafeEqual(given, mac(secret, payload))) return undefined;
 
   const [version, code] = payload;
-  if (version !== TOKEN_VERSION || code === undefined) return undefined;
+  if ((version !== CUSTOMER_ONLY && version !== WITH_ADDRESS) || code === undefined)
+    return undefined;
   const channel = CHANNEL_BY_CODE.get(code);
-  const id = payload.subarray(2);
+  const hashBytes = version === WITH_ADDRESS ? ADDRESS_HASH_BYTES : 0;
+  const id = payload.subarray(2 + hashBytes);
   if (channel === undefined || id.length === 0 || id.length > MAX_CUSTOMER_ID_BYTES) {
     return undefined;
   }
   try {
-    return { customerId: utf8.decode(id), channel };
+    const customerId = utf8.decode(id);
+    if (hashBytes === 0) return { customerId, channel };
+    const addressHash = payload.subarray(2, 2 + hashBytes).toString("base64url");
+    return { customerId, channel, addressHash };
   } catch {
     return undefined;
   }

@@ -1,17 +1,45 @@
 import type { Registry } from "prom-client";
 import type { Channel, EventProblem } from "../domain/events.js";
 
+/**
+ * Thrown by a dependency that cannot do its part right now (Redis away or refusing writes): the
+ * route answers 503 with Retry-After instead of 500, so the client sends the request again.
+ */
+export class UnavailableError extends Error {
+  readonly statusCode = 503;
+
+  constructor(
+    message: string,
+    /** Seconds the client should wait before trying again (the Retry-After header). */
+    readonly retryAfterSeconds: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "UnavailableError";
+  }
+}
+
 /** What the HTTP surface needs from the worker: the server itself holds no state. */
 export interface HttpDeps {
-  /** Validates and enqueues an event (same path as the queue); idempotent on the event id. */
+  /**
+   * Validates and enqueues an event (same path as the queue); idempotent on the event id. Throws
+   * UnavailableError when a valid event cannot be stored now.
+   */
   acceptEvent(
     input: unknown,
-  ): Promise<{ ok: true; eventId: string } | { ok: false; problems: EventProblem[] }>;
-  /** Opts a customer (and optionally an address) out of a channel; idempotent. */
+  ): Promise<
+    | { ok: true; eventId: string }
+    | { ok: false; problems: EventProblem[] }
+    | { ok: false; reusedId: string }
+  >;
+  /** Opts a customer (and the address the link was sent to, by its hash) out of a channel; idempotent. */
   unsubscribe(request: {
     customerId: string;
     channel: Channel;
+    addressHash?: string;
     source: "link" | "one-click";
+    /** Offers only (`marketing`), or every follow-up on the channel. */
+    scope: "marketing" | "all";
   }): Promise<void>;
   /** An inbound SMS: returns what was done so the route can answer. */
   inboundSms(message: {

@@ -12,7 +12,7 @@ import {
   MIN_UNSUBSCRIBE_SECRET_LENGTH,
 } from "../domain/unsubscribe-token.js";
 import { checkBearerToken } from "./bearer-token.js";
-import type { HttpDeps } from "./http-deps.js";
+import { type HttpDeps, UnavailableError } from "./http-deps.js";
 import { registerTwilioRoutes } from "./twilio-routes.js";
 import { unsubscribeRoutes } from "./unsubscribe-routes.js";
 
@@ -63,6 +63,18 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   });
 
   app.setErrorHandler((error, request, reply) => {
+    if (error instanceof UnavailableError) {
+      // The cause (an ioredis error) is logged without its command's arguments: see logger.ts.
+      request.log.warn(
+        { err: error, route: request.routeOptions.url, retryAfterSeconds: error.retryAfterSeconds },
+        "answered 503: a dependency is unavailable",
+      );
+      return reply
+        .code(503)
+        .header("retry-after", String(error.retryAfterSeconds))
+        .header("cache-control", "no-store")
+        .send({ error: "temporarily unavailable; retry later" });
+    }
     const status = statusOf(error);
     if (status >= 500) {
       request.log.error({ err: error, route: request.routeOptions.url }, "request failed");
@@ -113,6 +125,12 @@ function registerEventRoute(app: FastifyInstance, deps: HttpDeps): void {
 
   app.post("/v1/events", { onRequest: authorize }, async (request, reply) => {
     const result = await deps.acceptEvent(request.body);
+    if (!result.ok && "reusedId" in result) {
+      request.log.info({ eventId: result.reusedId }, "refused an event id used for another event");
+      return reply
+        .code(409)
+        .send({ error: "event id reused with different content", eventId: result.reusedId });
+    }
     if (!result.ok) {
       request.log.info(
         { problems: result.problems.map((problem) => problem.path) },

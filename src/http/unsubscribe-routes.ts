@@ -6,20 +6,27 @@ import {
   confirmUnsubscribePage,
   HTML_SECURITY_HEADERS,
   invalidLinkPage,
+  pageLanguage,
+  type UnsubscribeScope,
   unavailablePage,
   unsubscribedPage,
 } from "./unsubscribe-page.js";
 
-type TokenRequest = FastifyRequest<{ Params: { token: string } }>;
+type TokenRequest = FastifyRequest<{ Params: { token: string }; Querystring: { lang?: string } }>;
 
 /** RFC 8058 body, in either encoding a mail provider may use (multipart is read as raw text). */
 const ONE_CLICK_FIELD = /(^|&)List-Unsubscribe=One-Click(&|$)/;
 const ONE_CLICK_MULTIPART = /name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n/i;
 
+/** The page's `scope` field: `scope=marketing` or `scope=all`, form-encoded. */
+const SCOPE_FIELD = /(^|&)scope=(marketing|all)(&|$)/;
+
 /**
  * GET shows a confirmation page and changes nothing (link scanners prefetch links); POST, from
- * the page's button or a mail provider's one-click request, unsubscribes. Registered as its own
- * plugin so its catch-all body parser and HTML error pages stay on these routes.
+ * the page's buttons (offers only, or every follow-up) or a mail provider's one-click request
+ * (offers: the list the message came from), unsubscribes. Pages speak the customer's language
+ * (`?lang=` from the link, else the browser's). Registered as its own plugin so its catch-all body
+ * parser and HTML error pages stay on these routes.
  */
 export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): Promise<void> {
   const secret = deps.settings.unsubscribeSecret;
@@ -29,25 +36,28 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): P
     done(null, body);
   });
 
+  const languageOf = (request: FastifyRequest) =>
+    pageLanguage((request.query as { lang?: unknown }).lang, request.headers["accept-language"]);
+
   app.setErrorHandler((error, request, reply) => {
     const status = statusOf(error);
     if (status >= 500) {
       request.log.error({ err: error, route: request.routeOptions.url }, "unsubscribe failed");
-      return sendHtml(reply, 503, unavailablePage());
+      return sendHtml(reply, 503, unavailablePage(languageOf(request)));
     }
-    return sendHtml(reply, status, invalidLinkPage());
+    return sendHtml(reply, status, invalidLinkPage(languageOf(request)));
   });
 
   const target = (request: TokenRequest, reply: FastifyReply): UnsubscribeTarget | undefined => {
     if (secret === undefined || secret === "") {
       request.log.error("unsubscribe link followed but UNSUBSCRIBE_SECRET is not set");
-      sendHtml(reply, 503, unavailablePage());
+      sendHtml(reply, 503, unavailablePage(languageOf(request)));
       return undefined;
     }
     const verified = verifyUnsubscribeToken(secret, request.params.token);
     if (verified === undefined) {
       request.log.info("refused an unsubscribe token");
-      sendHtml(reply, 400, invalidLinkPage());
+      sendHtml(reply, 400, invalidLinkPage(languageOf(request)));
     }
     return verified;
   };
@@ -55,16 +65,26 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): P
   app.get(`${UNSUBSCRIBE_PATH}/:token`, async (request: TokenRequest, reply) => {
     const verified = target(request, reply);
     if (verified === undefined) return reply;
-    return sendHtml(reply, 200, confirmUnsubscribePage(shopName, verified.channel));
+    return sendHtml(
+      reply,
+      200,
+      confirmUnsubscribePage(shopName, verified.channel, languageOf(request)),
+    );
   });
 
   app.post(`${UNSUBSCRIBE_PATH}/:token`, async (request: TokenRequest, reply) => {
     const verified = target(request, reply);
     if (verified === undefined) return reply;
-    const source = isOneClick(request.body) ? "one-click" : "link";
-    await deps.unsubscribe({ customerId: verified.customerId, channel: verified.channel, source });
-    request.log.info({ channel: verified.channel, source }, "unsubscribed");
-    return sendHtml(reply, 200, unsubscribedPage(shopName, verified.channel));
+    const oneClick = isOneClick(request.body);
+    const source = oneClick ? "one-click" : "link";
+    const scope: UnsubscribeScope = oneClick ? "marketing" : scopeOf(request.body);
+    await deps.unsubscribe({ ...verified, source, scope });
+    request.log.info({ channel: verified.channel, source, scope }, "unsubscribed");
+    return sendHtml(
+      reply,
+      200,
+      unsubscribedPage(shopName, verified.channel, scope, languageOf(request)),
+    );
   });
 }
 
@@ -74,6 +94,15 @@ function isOneClick(body: unknown): boolean {
     return (body as Record<string, unknown>)["List-Unsubscribe"] === "One-Click";
   }
   return false;
+}
+
+/** The button pressed on the page; a form without one (a page from before) stops everything. */
+function scopeOf(body: unknown): UnsubscribeScope {
+  if (typeof body === "string")
+    return SCOPE_FIELD.exec(body)?.[2] === "marketing" ? "marketing" : "all";
+  if (typeof body === "object" && body !== null)
+    return (body as Record<string, unknown>).scope === "marketing" ? "marketing" : "all";
+  return "all";
 }
 
 function sendHtml(reply: FastifyReply, status: number, html: string): FastifyReply {

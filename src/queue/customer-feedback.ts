@@ -2,10 +2,10 @@ import type { Channel } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { smsKeyword } from "../domain/sms-keywords.js";
 import type { Logger } from "../logger.js";
-import type { DeliveryLedger } from "../store/delivery-ledger.js";
+import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { SmsReferences } from "../store/sms-references.js";
-import type { SuppressionList } from "../store/suppression-list.js";
+import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -22,6 +22,11 @@ export const REPLY_RETENTION_MS = 400 * 24 * 3600 * 1000;
 const MAX_REPLY_LENGTH = 1600;
 /** Twilio's error code for a message to a number that has opted out (replied STOP). */
 const TWILIO_OPTED_OUT = 21610;
+/**
+ * Channels an SMS STOP (or START) applies to: a revocation by text covers calls to the number too
+ * (the FCC's 2024 revocation rule), so it stops both.
+ */
+const PHONE_CHANNELS: readonly Channel[] = ["sms", "voice"];
 
 export interface CustomerFeedbackDeps {
   readonly rules: () => RuleSet;
@@ -38,66 +43,90 @@ export interface CustomerFeedbackDeps {
 /**
  * What customers and their providers tell us after a send: opt-outs (events, links, SMS
  * keywords), replies to check-ins, and delivery reports. Called by the intake processor for
- * opt-out events and by the HTTP webhooks.
+ * opt-out events and by the HTTP webhooks. A webhook's receipt is written only once its effects
+ * are stored, so a delivery that fails half-way (a Redis error, a crash) and is retried by the
+ * provider is processed again, never dropped as a replay; every step is idempotent.
  */
 export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
+  const optOut = (
+    channel: Channel,
+    reason: string,
+    now: number,
+  ): { entry: LedgerEntry; now: number } => ({
+    entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason },
+    now,
+  });
+
   return {
-    /** Opts a customer out of channels; pending steps there are skipped when they fall due. */
+    /**
+     * Opts a customer (and the address or its keyed hash, when known) out of channels; pending
+     * steps there are skipped when they fall due. Counted once per person and channel: a second
+     * click or a redelivered event adds nothing.
+     */
     async unsubscribe(
       customerId: string,
       channels: readonly Channel[],
       source: string,
-      address?: string,
+      address?: { readonly address?: string; readonly addressHash?: string },
+      scope: OptOutScope = "all",
     ): Promise<void> {
+      const now = deps.now();
       for (const channel of channels) {
-        const isNew = await deps.suppressions.suppress(channel, {
-          customerId,
-          ...(address && { address }),
-        });
-        // Counted once per person and channel: a second click or a redelivered event adds nothing.
-        if (isNew)
-          await deps.ledger.count(
-            { outcome: "optout", channel, kind: "-", ruleId: "-", reason: source },
-            deps.now(),
-          );
+        await deps.suppressions.suppress(
+          channel,
+          { customerId, ...address },
+          optOut(channel, scope === "all" ? source : `${source}-offers`, now),
+          scope,
+        );
       }
-      deps.logger.info({ channels, source }, "customer unsubscribed");
+      deps.logger.info({ channels, source, scope }, "customer unsubscribed");
     },
 
-    /** STOP/START keywords change the number's SMS subscription; anything else is a reply. */
+    /** STOP/START keywords change the number's subscription; anything else is a reply. */
     async inboundSms(message: {
       from: string;
       body: string;
       messageSid: string;
     }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored"> {
-      if (!(await deps.receipts.firstSighting(`in:${message.messageSid}`))) return "ignored";
+      const receipt = `in:${message.messageSid}`;
+      if (await deps.receipts.seen(receipt)) return "ignored";
       const keyword = smsKeyword(message.body);
       if (keyword === "opt-out") {
-        const isNew = await deps.suppressions.suppress("sms", { address: message.from });
-        if (isNew)
-          await deps.ledger.count(
-            { outcome: "optout", channel: "sms", kind: "-", ruleId: "-", reason: "sms-stop" },
-            deps.now(),
+        const now = deps.now();
+        for (const channel of PHONE_CHANNELS) {
+          await deps.suppressions.suppress(
+            channel,
+            { address: message.from },
+            optOut(channel, "sms-stop", now),
           );
+        }
+        await deps.receipts.remember(receipt);
         return "opted-out";
       }
       if (keyword === "opt-in") {
-        await deps.suppressions.allow("sms", { address: message.from });
+        for (const channel of PHONE_CHANNELS)
+          await deps.suppressions.allow(channel, { address: message.from });
+        await deps.receipts.remember(receipt);
         return "opted-in";
       }
       const checkIn = await deps.smsReferences.latestCheckIn(message.from);
-      if (!checkIn) return "ignored";
       const receivedAt = deps.now();
-      const recorded = await deps.store.annotate(
-        checkIn.eventId,
-        checkIn.stepId,
-        { reply: { text: message.body.slice(0, MAX_REPLY_LENGTH), receivedAt } },
-        receivedAt,
-      );
-      if (!recorded) return "ignored";
+      const recorded =
+        checkIn &&
+        (await deps.store.annotate(
+          checkIn.eventId,
+          checkIn.stepId,
+          { reply: { text: message.body.slice(0, MAX_REPLY_LENGTH), receivedAt } },
+          receivedAt,
+        ));
+      if (!checkIn || !recorded) {
+        await deps.receipts.remember(receipt);
+        return "ignored";
+      }
       await deps.smsReferences.recordReply(checkIn, receivedAt, REPLY_RETENTION_MS);
       const { kind, ruleId } = stepLabels(deps.rules(), checkIn.stepId, recorded);
-      await deps.ledger.count(
+      await deps.ledger.countOnce(
+        receipt,
         { outcome: "reply", channel: "sms", kind: kind === "unknown" ? "check-in" : kind, ruleId },
         receivedAt,
       );
@@ -113,20 +142,6 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const at = await deps.smsReferences.stepOfSms(update.messageSid);
       if (!at) return "unknown-message";
       const now = deps.now();
-      const outcome = DELIVERY_OUTCOMES[update.status];
-      if (outcome && (await deps.receipts.firstSighting(`st:${update.messageSid}:${outcome}`))) {
-        const record = (await deps.store.stepRecords(at.eventId, [at.stepId])).get(at.stepId);
-        const labels = stepLabels(deps.rules(), at.stepId, record);
-        await deps.ledger.count(
-          {
-            outcome,
-            ...labels,
-            channel: labels.channel === "unknown" ? "sms" : labels.channel,
-            ...(update.errorCode !== undefined && { reason: `undelivered ${update.errorCode}` }),
-          },
-          now,
-        );
-      }
       const record = await deps.store.annotate(
         at.eventId,
         at.stepId,
@@ -139,7 +154,22 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         now,
       );
       if (update.errorCode === TWILIO_OPTED_OUT && at.recipient) {
-        await deps.suppressions.suppressMember("sms", at.recipient);
+        for (const channel of PHONE_CHANNELS)
+          await deps.suppressions.suppressMember(channel, at.recipient);
+      }
+      const outcome = DELIVERY_OUTCOMES[update.status];
+      if (outcome) {
+        const labels = stepLabels(deps.rules(), at.stepId, record);
+        await deps.ledger.countOnce(
+          `st:${update.messageSid}:${outcome}`,
+          {
+            outcome,
+            ...labels,
+            channel: labels.channel === "unknown" ? "sms" : labels.channel,
+            ...(update.errorCode !== undefined && { reason: `undelivered ${update.errorCode}` }),
+          },
+          now,
+        );
       }
       return record ? "recorded" : "unknown-message";
     },

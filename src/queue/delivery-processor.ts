@@ -8,7 +8,6 @@ import { decideSend } from "../domain/send-guard.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type { DeliveryLedger } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
@@ -26,15 +25,16 @@ export interface DeliveryDeps {
   readonly compose: ComposeMessage;
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
   readonly store: Pick<FollowUpStore, "stepRecords" | "loadEvent" | "claim" | "transition">;
-  readonly ledger: Pick<DeliveryLedger, "count">;
-  readonly smsReferences: Pick<SmsReferences, "rememberSms">;
-  readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress">;
+  readonly smsReferences: Pick<SmsReferences, "rememberSms" | "textedBefore">;
+  readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress" | "addressMember">;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   readonly metrics: FollowUpMetrics;
   readonly rateLimiter: Pick<ChannelRateLimiter, "take">;
   readonly retry: RetryPolicy;
   /** How long a send may take before another worker may assume its sender died. */
   readonly sendLeaseMs: number;
+  /** Channels this deployment cannot send on, and why; their steps are skipped with that reason. */
+  readonly unavailableChannels?: ReadonlyMap<Channel, string>;
   readonly logger: Logger;
   readonly clock: () => DateTime;
   readonly random: () => number;
@@ -123,8 +123,17 @@ function createDelivery(deps: DeliveryDeps) {
       );
       return { outcome: "skipped", code: "event-missing" };
     }
-    const suppressedChannels = await suppressedFor(deps.suppressions, event, rules, stepId);
-    const decision = decideSend({ suppressedChannels, event, stepId, dueAt, rules, now });
+    const suppressed = await suppressedFor(deps.suppressions, event, rules, stepId);
+    const decision = decideSend({
+      suppressedChannels: suppressed.all,
+      marketingSuppressedChannels: suppressed.marketing,
+      event,
+      stepId,
+      dueAt,
+      rules,
+      now,
+      ...(deps.unavailableChannels && { unavailableChannels: deps.unavailableChannels }),
+    });
     if (decision.action === "defer") return postpone(decision.until.toMillis(), decision.reason);
     const skip = async (
       code: string,
@@ -210,9 +219,20 @@ function createDelivery(deps: DeliveryDeps) {
       followUpId,
     };
 
+    // A phone number is known by its keyed hash: whether it was texted before, and for the
+    // provider's later reports.
+    const recipientMember =
+      step.channel !== "email" && event.customer.phone
+        ? await deps.suppressions.addressMember(event.customer.phone)
+        : undefined;
+    const firstSmsToNumber =
+      step.channel === "sms" &&
+      recipientMember !== undefined &&
+      !(await deps.smsReferences.textedBefore(recipientMember));
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
+        firstSmsToNumber,
         event,
         rule,
         step,
@@ -244,6 +264,7 @@ function createDelivery(deps: DeliveryDeps) {
         await deps.smsReferences.rememberSms(
           result.id,
           message.to,
+          recipientMember ?? (await deps.suppressions.addressMember(message.to)),
           { eventId, stepId, kind: step.kind },
           SMS_REFERENCE_MS,
         );
@@ -258,13 +279,19 @@ function createDelivery(deps: DeliveryDeps) {
     }
     const attempts = claim.record.attempts + 1;
     if (result.error.optedOut) {
-      const isNew = await deps.suppressions.suppress(step.channel, { address: message.to });
-      if (isNew)
-        await deps.ledger.count(
-          { outcome: "optout", channel: step.channel, kind: "-", ruleId: "-", reason: "provider" },
-          doneMs,
+      // A number that opted out of texts has revoked calls too (and the reverse).
+      const channels: readonly Channel[] = step.channel === "email" ? ["email"] : ["sms", "voice"];
+      for (const channel of channels) {
+        await deps.suppressions.suppress(
+          channel,
+          { address: message.to },
+          {
+            entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason: "provider" },
+            now: doneMs,
+          },
         );
-      log.info({ channel: step.channel }, "recipient opted out at the provider; suppressed");
+      }
+      log.info({ channels }, "recipient opted out at the provider; suppressed");
     }
     if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {
       const retryAt = doneMs + deps.retry.delayMs(attempts);
@@ -302,16 +329,17 @@ async function suppressedFor(
   event: PurchaseCompleted,
   rules: RuleSet,
   stepId: string,
-): Promise<ReadonlySet<Channel>> {
+): Promise<{ all: ReadonlySet<Channel>; marketing: ReadonlySet<Channel> }> {
   const found = findStep(rules, stepId);
-  if (!found) return new Set();
-  const { channel } = found.step;
+  if (!found) return { all: new Set(), marketing: new Set() };
+  const { channel, purpose } = found.step;
   const address = channel === "email" ? event.customer.email : event.customer.phone;
-  const suppressed = await suppressions.isSuppressed(channel, {
-    customerId: event.customer.id,
-    ...(address && { address }),
-  });
-  return suppressed ? new Set([channel]) : new Set();
+  const who = { customerId: event.customer.id, ...(address && { address }) };
+  const [all, offers] = await Promise.all([
+    suppressions.isSuppressed(channel, who),
+    purpose === "marketing" ? suppressions.isSuppressed(channel, who, "marketing") : false,
+  ]);
+  return { all: new Set(all ? [channel] : []), marketing: new Set(offers ? [channel] : []) };
 }
 
 interface Attempt {

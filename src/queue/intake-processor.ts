@@ -1,5 +1,6 @@
 import { type Job, type Queue, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
+import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
   CHANNELS,
   type Channel,
@@ -16,14 +17,18 @@ import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
+import type { EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
-import type { SuppressionList } from "../store/suppression-list.js";
+import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
+
+/** How an event refused for a reused id fails (its job's failed reason). */
+export const REUSED_ID = "event id reused with different content";
 
 /** A customer's purchase history is forgotten after this long without a purchase. */
 export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
@@ -41,6 +46,7 @@ export interface IntakeDeps {
   readonly rules: () => RuleSet;
   readonly store: FollowUpStore;
   readonly history: CustomerHistoryStore;
+  readonly eventIds: EventIdRegistry;
   readonly ledger: DeliveryLedger;
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
@@ -75,7 +81,7 @@ export function createIntakeProcessor(deps: IntakeDeps) {
       data && typeof data === "object" && !Array.isArray(data) && !("type" in data)
         ? { type: job.name, ...data }
         : data;
-    const parsed = parseEvent(input);
+    const parsed = parseEvent(input, { now: deps.clock() });
     if (!parsed.ok) {
       deps.metrics.eventsInvalid.inc();
       deps.logger.warn(
@@ -88,9 +94,15 @@ export function createIntakeProcessor(deps: IntakeDeps) {
     }
     const event = parsed.event;
     deps.metrics.eventsReceived.inc({ type: event.type });
+    const fingerprint = eventFingerprint(event);
+    if (event.type !== "purchase.completed") {
+      // Purchases claim their id together with the customer's history (schedulePurchase).
+      const claim = await deps.eventIds.claim(event.id, fingerprint, REFUND_RETENTION_MS);
+      if (claim === "conflict") throw reusedId(deps, event.id, job.id);
+    }
     switch (event.type) {
       case "purchase.completed":
-        return schedulePurchase(event, deps, job.id);
+        return schedulePurchase(event, fingerprint, deps, job.id);
       case "purchase.refunded":
         try {
           const result = await deps.refunds.refund(event, deps.clock().toMillis());
@@ -101,37 +113,53 @@ export function createIntakeProcessor(deps: IntakeDeps) {
         }
       case "customer.unsubscribed": {
         const channels = event.channels === "all" ? CHANNELS : event.channels;
-        await deps.feedback.unsubscribe(event.customerId, channels, "event");
+        const scope = event.purposes?.includes("marketing") ? "marketing" : "all";
+        await deps.feedback.unsubscribe(event.customerId, channels, "event", undefined, scope);
         return { type: event.type };
       }
     }
   };
 }
 
+/** The failure of an event whose id was used before for other content; counted. */
+function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): UnrecoverableError {
+  deps.metrics.eventsIdReused.inc();
+  deps.logger.warn({ eventId, jobId }, "event id reused with different content; refused");
+  return new UnrecoverableError(`${REUSED_ID}: ${eventId}`);
+}
+
 async function schedulePurchase(
   event: PurchaseCompleted,
+  fingerprint: string,
   deps: IntakeDeps,
   jobId?: string,
 ): Promise<IntakeSummary> {
   const now = deps.clock();
   const nowMs = now.toMillis();
   const log = deps.logger.child({ eventId: event.id, jobId });
-  const [order, suppressedChannels] = await Promise.all([
+  const [order, suppressed] = await Promise.all([
     deps.orders.get(event.orderId),
     suppressedChannelsOf(event, deps.suppressions),
   ]);
   if (order.fullyRefunded) {
+    if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
   }
-  const { history, firstSeen } = await deps.history.recordPurchase(
+  const recorded = await deps.history.recordPurchase(
     event,
+    fingerprint,
     HISTORY_RETENTION_MS,
     deps.recordRetentionMs,
   );
+  if ("conflict" in recorded) throw reusedId(deps, event.id, jobId);
+  const { history, firstSeen } = recorded;
   const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
   const rules = deps.rules();
-  const plan = planFollowUps(effective, rules, history, now, { suppressedChannels });
+  const plan = planFollowUps(effective, rules, history, now, {
+    suppressedChannels: suppressed.all,
+    marketingSuppressedChannels: suppressed.marketing,
+  });
   // Skips at planning are counted once per event, not again when it is re-published.
   const reportedSkips: LedgerEntry[] = [];
   for (const skip of firstSeen ? plan.skipped : []) {
@@ -243,19 +271,28 @@ async function schedulePurchase(
   };
 }
 
-/** Channels on which the customer, or their address for that channel, is suppressed. */
+/**
+ * Channels on which the customer, or their address for that channel, opted out: of everything
+ * (`all`), or of offers only (`marketing`).
+ */
 export async function suppressedChannelsOf(
   event: PurchaseCompleted,
   suppressions: SuppressionList,
-): Promise<Set<Channel>> {
-  const flags = await Promise.all(
-    CHANNELS.map((channel) => {
-      const address = channel === "email" ? event.customer.email : event.customer.phone;
-      return suppressions.isSuppressed(channel, {
-        customerId: event.customer.id,
-        ...(address && { address }),
-      });
-    }),
-  );
-  return new Set<Channel>(CHANNELS.filter((_, i) => flags[i]));
+): Promise<{ all: Set<Channel>; marketing: Set<Channel> }> {
+  const ask = (scope: OptOutScope) =>
+    Promise.all(
+      CHANNELS.map((channel) => {
+        const address = channel === "email" ? event.customer.email : event.customer.phone;
+        return suppressions.isSuppressed(
+          channel,
+          { customerId: event.customer.id, ...(address && { address }) },
+          scope,
+        );
+      }),
+    );
+  const [all, marketing] = await Promise.all([ask("all"), ask("marketing")]);
+  return {
+    all: new Set<Channel>(CHANNELS.filter((_, i) => all[i])),
+    marketing: new Set<Channel>(CHANNELS.filter((_, i) => marketing[i])),
+  };
 }

@@ -22,20 +22,24 @@ export class CustomerHistoryStore {
 
   /**
    * The customer's purchase history before this event, counting this event in for later ones.
-   * Idempotent per event id. History is forgotten after `keepCustomerMs` without purchases.
+   * Idempotent per event id; an id used before for other content (another fingerprint) is a
+   * conflict and counts nothing. History is forgotten after `keepCustomerMs` without purchases.
    */
   async recordPurchase(
     event: PurchaseCompleted,
+    fingerprint: string,
     keepCustomerMs: number,
     keepEventMs: number,
-  ): Promise<{ history: CustomerHistory; firstSeen: boolean }> {
+  ): Promise<{ history: CustomerHistory; firstSeen: boolean } | { conflict: true }> {
     const [count, last, firstSeen] = await this.redis.fuRecordPurchase(
       this.keys.eventRecord(event.id),
       this.keys.customerHistory(event.customer.id),
       new Date(event.occurredAt).toISOString(),
       keepCustomerMs,
       keepEventMs,
+      fingerprint,
     );
+    if (count === -1) return { conflict: true };
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };

@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { dayOf, hourOf, StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { RECEIPT_SECONDS } from "./webhook-receipts.js";
 
 /**
  * The ledger: what happened to follow-ups, counted per hour (`sent|email|thank-you|big-ticket`,
@@ -94,6 +95,21 @@ export class DeliveryLedger {
       AGGREGATE_RETENTION_MS,
       ...fields,
     );
+  }
+
+  /**
+   * Counts an outcome a webhook reported, once per receipt (provider message id): the receipt is
+   * remembered in the same step, so a retried webhook counts it once. False for a replay.
+   */
+  async countOnce(receipt: string, entry: LedgerEntry, now: number): Promise<boolean> {
+    const counted = await this.redis.fuCountOnce(
+      this.keys.webhookReceipt(receipt),
+      this.keys.ledgerHour(hourOf(now)),
+      RECEIPT_SECONDS,
+      AGGREGATE_RETENTION_MS,
+      ...entryFields(entry),
+    );
+    return counted === 1;
   }
 
   /** Every hour in [since, until) that has counts. */

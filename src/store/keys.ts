@@ -58,6 +58,11 @@ export class StoreKeys {
     return `${this.base}suppressed:${channel}`;
   }
 
+  /** Set of customers and hashed addresses who opted out of a channel's offers only. */
+  marketingSuppressions(channel: Channel): string {
+    return `${this.base}suppressed:${channel}:marketing`;
+  }
+
   /** A customer's sends on a channel by time, for the frequency caps. */
   capWindow(channel: Channel, customerId: string): string {
     return `${this.base}sent:${channel}:${idHash(customerId)}`;
@@ -76,6 +81,11 @@ export class StoreKeys {
   /** The latest check-in sent to a phone number, where its replies are filed. */
   latestCheckIn(phone: string): string {
     return `${this.base}ci:${idHash(phone)}`;
+  }
+
+  /** Marks a number (by its suppression member, a keyed hash) as texted before. */
+  textedNumber(member: string): string {
+    return `${this.base}texted:${member}`;
   }
 
   /** Check-in replies by time received, for the owners' reports. */

@@ -48,7 +48,10 @@ export interface StoreCommands {
     occurredAt: string,
     keepCustomerMs: number,
     keepRecordMs: number,
+    fingerprint: string,
   ): Promise<[number, string, number]>;
+  /** claim-event-id.lua */
+  fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;
   /** link-order.lua */
   fuLinkOrder(orderKey: string, eventId: string, keepMs: number): Promise<string[]>;
   /** record-refund.lua */
@@ -60,6 +63,22 @@ export interface StoreCommands {
   ): Promise<string[]>;
   /** take-cap-slot.lua */
   fuTakeCapSlot(key: string, member: string, now: number, ...caps: number[]): Promise<number>;
+  /** suppress.lua */
+  fuSuppress(
+    setKey: string,
+    hourKey: string,
+    keepHourMs: number,
+    ledgerFields: string,
+    ...members: string[]
+  ): Promise<number>;
+  /** count-once.lua */
+  fuCountOnce(
+    receiptKey: string,
+    hourKey: string,
+    keepReceiptSeconds: number,
+    keepHourMs: number,
+    ...fields: string[]
+  ): Promise<number>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,
@@ -82,6 +101,9 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "record-refund": "fuRecordRefund",
   "take-cap-slot": "fuTakeCapSlot",
   "take-rate-slot": "fuTakeRateSlot",
+  suppress: "fuSuppress",
+  "claim-event-id": "fuClaimEventId",
+  "count-once": "fuCountOnce",
 };
 
 const defined = new WeakSet<Redis>();

@@ -1,6 +1,8 @@
 import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
-import { addressMember } from "./suppression-list.js";
+
+/** A number texted within this long gets no opt-out line again; after it, its next text does. */
+const TEXTED_MEMORY_MS = 365 * 24 * 3600 * 1000;
 
 /** Which step of which event a message belongs to. */
 export interface StepRef {
@@ -23,23 +25,35 @@ export class SmsReferences {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Remembers which step an SMS belongs to, for Twilio's status callbacks and replies. */
+  /**
+   * Remembers which step an SMS belongs to, for Twilio's status callbacks and replies, with the
+   * number's suppression member (SuppressionList.addressMember), so a later 21610 report can
+   * suppress it after the purchase's contact data is scrubbed.
+   */
   async rememberSms(
     sid: string,
     phone: string,
+    recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
   ): Promise<void> {
     const ref = `${at.eventId}\n${at.stepId}`;
     const pipeline = this.redis.multi();
-    // The hashed number goes with the sid, so a later 21610 report can suppress it after the
-    // purchase's contact data is scrubbed.
-    pipeline.set(this.keys.smsMessage(sid), `${ref}\n${addressMember(phone)}`, "PX", keepMs);
+    pipeline.set(this.keys.smsMessage(sid), `${ref}\n${recipientMember}`, "PX", keepMs);
+    pipeline.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS);
     if (at.kind === "check-in") pipeline.set(this.keys.latestCheckIn(phone), ref, "PX", keepMs);
     await pipeline.exec();
   }
 
-  /** The step an SMS sid was sent for, and the hashed number it went to. */
+  /**
+   * Whether a number (by its suppression member) was texted within the last year: the first text
+   * to a number says how to opt out.
+   */
+  async textedBefore(recipientMember: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.textedNumber(recipientMember))) === 1;
+  }
+
+  /** The step an SMS sid was sent for, and the suppression member of the number it went to. */
   async stepOfSms(sid: string): Promise<(StepRef & { recipient?: string }) | undefined> {
     const raw = await this.redis.get(this.keys.smsMessage(sid));
     const at = parseRef(raw);

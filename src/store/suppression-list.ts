@@ -1,67 +1,123 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
+import { addressHash, normalizeAddress } from "../domain/address-hash.js";
 import type { Channel } from "../domain/events.js";
-import { StoreKeys } from "./keys.js";
+import { AGGREGATE_RETENTION_MS, entryFields, type LedgerEntry } from "./delivery-ledger.js";
+import { hourOf, StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { sharedSecret } from "./shared-secrets.js";
+
+/** Who a suppression is about: a customer id, an address, or an address known only by its hash. */
+export interface SuppressionTarget {
+  readonly customerId?: string;
+  readonly address?: string;
+  /** The address's keyed hash (see domain/address-hash), as unsubscribe tokens carry it. */
+  readonly addressHash?: string;
+}
+
+/** What an opt-out covers: every follow-up on the channel, or offers (marketing steps) only. */
+export type OptOutScope = "all" | "marketing";
+
+export interface SuppressionOptions {
+  /** ADDRESS_HASH_SECRET; when unset, the deployment's shared secret kept in Redis. */
+  readonly addressHashSecret?: string;
+}
 
 /**
  * Who must not be contacted on a channel, by customer id and by address or number. Addresses are
- * stored hashed: the list answers "is this one suppressed?" without holding a readable copy.
+ * stored as keyed hashes (`h:`): the list answers "is this one suppressed?" without holding a
+ * readable copy. Entries written before keyed hashes (`a:`, a plain hash) are still matched.
  */
 export class SuppressionList {
+  private readonly redis: Redis & StoreCommands;
   private readonly keys: StoreKeys;
+  private secret?: Promise<string>;
 
   constructor(
-    private readonly redis: Redis,
-    prefix: string,
+    redis: Redis,
+    private readonly prefix: string,
+    private readonly options: SuppressionOptions = {},
   ) {
+    this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }
 
-  private key(channel: Channel): string {
-    return this.keys.suppressions(channel);
-  }
-
-  /** Adds the customer and/or the address to the channel's list; true if either was not on it yet. */
+  /**
+   * Adds the customer and/or the address to the channel's list and, when one of them was not on
+   * it yet, counts `countAs` in the same step. True if either was new.
+   */
   async suppress(
     channel: Channel,
-    who: { customerId?: string; address?: string },
+    who: SuppressionTarget,
+    countAs?: { readonly entry: LedgerEntry; readonly now: number },
+    scope: OptOutScope = "all",
   ): Promise<boolean> {
-    const members = memberKeys(who);
+    const members = await this.members(who, "write");
     if (members.length === 0) return false;
-    return (await this.redis.sadd(this.key(channel), ...members)) > 0;
+    const added = await this.redis.fuSuppress(
+      scope === "all" ? this.keys.suppressions(channel) : this.keys.marketingSuppressions(channel),
+      this.keys.ledgerHour(hourOf(countAs?.now ?? 0)),
+      AGGREGATE_RETENTION_MS,
+      countAs ? JSON.stringify(entryFields(countAs.entry)) : "",
+      ...members,
+    );
+    return added > 0;
   }
 
-  /** Suppresses an address known only by its hashed member key (see addressMember). */
+  /** Suppresses an address known only by its member (see `addressMember`). */
   async suppressMember(channel: Channel, member: string): Promise<boolean> {
-    return (await this.redis.sadd(this.key(channel), member)) > 0;
+    return (await this.redis.sadd(this.keys.suppressions(channel), member)) > 0;
   }
 
-  /** Removes them again (SMS START, or an explicit opt-in). */
-  async allow(channel: Channel, who: { customerId?: string; address?: string }): Promise<void> {
-    const members = memberKeys(who);
-    if (members.length > 0) await this.redis.srem(this.key(channel), ...members);
+  /** Removes them again (SMS START, or an explicit opt-in), in every form and scope stored. */
+  async allow(channel: Channel, who: SuppressionTarget): Promise<void> {
+    const members = await this.members(who, "read");
+    if (members.length === 0) return;
+    await this.redis.srem(this.keys.suppressions(channel), ...members);
+    await this.redis.srem(this.keys.marketingSuppressions(channel), ...members);
   }
 
-  /** Whether either the customer or the address is on the channel's list. */
+  /** Whether either the customer or the address opted out of the channel (of offers, with scope). */
   async isSuppressed(
     channel: Channel,
-    who: { customerId?: string; address?: string },
+    who: SuppressionTarget,
+    scope: OptOutScope = "all",
   ): Promise<boolean> {
-    const members = memberKeys(who);
+    const members = await this.members(who, "read");
     if (members.length === 0) return false;
-    const found = await this.redis.smismember(this.key(channel), ...members);
+    const key =
+      scope === "all" ? this.keys.suppressions(channel) : this.keys.marketingSuppressions(channel);
+    const found = await this.redis.smismember(key, ...members);
     return found.some((flag) => flag === 1);
+  }
+
+  /** The list's member for an address (its keyed hash), to keep beside a sent message. */
+  async addressMember(address: string): Promise<string> {
+    return `h:${addressHash(await this.addressSecret(), address)}`;
+  }
+
+  /** Members to write (current forms), or to look for and remove (earlier forms too). */
+  private async members(who: SuppressionTarget, use: "write" | "read"): Promise<string[]> {
+    const members: string[] = [];
+    if (who.customerId) members.push(`c:${who.customerId}`);
+    if (who.addressHash) members.push(`h:${who.addressHash}`);
+    if (who.address) {
+      members.push(await this.addressMember(who.address));
+      if (use === "read") members.push(legacyAddressMember(who.address));
+    }
+    return members;
+  }
+
+  private addressSecret(): Promise<string> {
+    this.secret ??= this.options.addressHashSecret
+      ? Promise.resolve(this.options.addressHashSecret)
+      : sharedSecret(this.redis, this.prefix, "address-hash");
+    return this.secret;
   }
 }
 
-function memberKeys(who: { customerId?: string; address?: string }): string[] {
-  const keys: string[] = [];
-  if (who.customerId) keys.push(`c:${who.customerId}`);
-  if (who.address) keys.push(addressMember(who.address));
-  return keys;
-}
-
-/** The list's key for an address: hashed, so it can be kept without keeping the address. */
-export function addressMember(address: string): string {
-  return `a:${createHash("sha256").update(address.trim().toLowerCase()).digest("base64url").slice(0, 22)}`;
+/** How versions before December 2026 stored an address: an unkeyed hash. */
+function legacyAddressMember(address: string): string {
+  const digest = createHash("sha256").update(normalizeAddress(address)).digest("base64url");
+  return `a:${digest.slice(0, 22)}`;
 }

@@ -2,9 +2,13 @@ import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
 
 /** Provider message ids are remembered this long to ignore replays. */
-const RECEIPT_SECONDS = 7 * 24 * 3600;
+export const RECEIPT_SECONDS = 7 * 24 * 3600;
 
-/** Remembers webhook deliveries (by provider message id), so a replayed one is ignored. */
+/**
+ * Remembers webhook deliveries (by provider message id), so a replayed one is ignored. A receipt
+ * is written only after what the delivery asked for is done (or together with it, see
+ * DeliveryLedger.countOnce): a delivery that failed half-way is processed again when retried.
+ */
 export class WebhookReceipts {
   private readonly keys: StoreKeys;
 
@@ -15,9 +19,13 @@ export class WebhookReceipts {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Marks a delivery seen; false when it was seen before. */
-  async firstSighting(receipt: string): Promise<boolean> {
-    const key = this.keys.webhookReceipt(receipt);
-    return (await this.redis.set(key, "1", "EX", RECEIPT_SECONDS, "NX")) === "OK";
+  /** Whether a delivery was fully processed before. */
+  async seen(receipt: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.webhookReceipt(receipt))) === 1;
+  }
+
+  /** Marks a delivery processed; call it once its effects are stored. */
+  async remember(receipt: string): Promise<void> {
+    await this.redis.set(this.keys.webhookReceipt(receipt), "1", "EX", RECEIPT_SECONDS);
   }
 }

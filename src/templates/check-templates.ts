@@ -4,20 +4,39 @@ import { DateTime } from "luxon";
 import type { ConfigProblem } from "../config/config-files.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
 import type { Channel } from "../domain/events.js";
-import type { RuleSet, StepKind } from "../domain/rules.js";
-import { countSmsSegments, smsEncoding } from "../domain/sms-segments.js";
-import type { LiquidEngines } from "./liquid-engines.js";
+import {
+  OPT_OUT_CONFIRMATION_TEMPLATE,
+  type Purpose,
+  type RuleSet,
+  type StepKind,
+} from "../domain/rules.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
+import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
+import { optOutConfirmationContext } from "./opt-out-confirmation.js";
 import type { TemplateFiles } from "./read-template-files.js";
-import { type SampleKind, sampleTemplateContext } from "./template-context.js";
+import { describeSmsLength } from "./sms-fit.js";
+import { smsOptOutLine } from "./sms-opt-out.js";
+import {
+  CONTRACT_MAXIMA,
+  SAMPLE_SHOP,
+  type SampleKind,
+  type ShopDetails,
+  sampleTemplateContext,
+  worstCaseTemplateContext,
+} from "./template-context.js";
 import {
   CHANNEL_PARTS,
   hasParts,
   localeFallbacks,
   REQUIRED_PARTS,
+  renderPart,
+  renderSmsVariant,
   renderVariant,
+  SmsOverCapError,
   TemplateError,
   type TemplatePart,
   type TemplateVariant,
+  tidyText,
 } from "./template-set.js";
 
 /** A template as the rules use it: on one channel, by some steps. */
@@ -25,6 +44,7 @@ export interface TemplateUsage {
   readonly templateId: string;
   readonly channel: Channel;
   readonly kinds: ReadonlySet<StepKind>;
+  readonly purposes: ReadonlySet<Purpose>;
   /** `<rule id>.<step id>` of every step that uses it, for messages. */
   readonly usedBy: readonly string[];
 }
@@ -33,7 +53,7 @@ export interface TemplateUsage {
 export function templateUsages(rules: RuleSet): TemplateUsage[] {
   const usages = new Map<
     string,
-    { kinds: Set<StepKind>; usedBy: string[]; usage: TemplateUsage }
+    { kinds: Set<StepKind>; purposes: Set<Purpose>; usedBy: string[]; usage: TemplateUsage }
   >();
   for (const rule of rules.rules) {
     for (const step of rule.steps) {
@@ -41,15 +61,18 @@ export function templateUsages(rules: RuleSet): TemplateUsage[] {
       let entry = usages.get(key);
       if (!entry) {
         const kinds = new Set<StepKind>();
+        const purposes = new Set<Purpose>();
         const usedBy: string[] = [];
         entry = {
           kinds,
+          purposes,
           usedBy,
-          usage: { templateId: step.template, channel: step.channel, kinds, usedBy },
+          usage: { templateId: step.template, channel: step.channel, kinds, purposes, usedBy },
         };
         usages.set(key, entry);
       }
       entry.kinds.add(step.kind);
+      entry.purposes.add(step.purpose);
       entry.usedBy.push(`${rule.id}.${step.id}`);
     }
   }
@@ -59,6 +82,8 @@ export function templateUsages(rules: RuleSet): TemplateUsage[] {
 /** What checkTemplates needs to know beyond the files. */
 export interface CheckSettings {
   readonly dir: string;
+  /** The rules file, for problems the rules must fix (shop.address). */
+  readonly rulesFile: string;
   readonly rules: RuleSet;
   /** Canonical default locale. */
   readonly defaultLocale: string;
@@ -70,7 +95,10 @@ const SAMPLE_KINDS: readonly SampleKind[] = ["full", "sparse"];
 /**
  * Finds what would fail at send time: missing files, incomplete locales, unknown variables (by
  * static analysis of every file, and by rendering each used variant against full and sparse
- * samples), empty output, and SMS bodies longer than the configured number of segments.
+ * samples), empty output, SMS bodies longer than the configured number of segments (with the
+ * opt-out line the first SMS to a number carries), templates too costly or too long for the
+ * largest order the event contract allows, marketing emails without the shop's postal address,
+ * and the opt-out confirmation.
  */
 export async function checkTemplates(
   files: TemplateFiles,
@@ -81,16 +109,21 @@ export async function checkTemplates(
   const report = (file: string, message: string, line = 0, column = 0) =>
     problems.push({ file, line, column, path: "", message });
 
-  for (const byLocale of files.variants.values()) {
+  for (const [templateId, byLocale] of files.variants) {
+    const shape =
+      templateId === OPT_OUT_CONFIRMATION_TEMPLATE ? CONFIRMATION_SHAPE : VARIABLE_SHAPE;
     for (const variant of byLocale.values()) {
       for (const part of Object.values(variant.parts)) {
         if (files.unparsed.has(part.file)) continue;
-        for (const unknown of unknownVariables(settings.engines, part.template)) {
+        for (const unknown of unknownVariables(settings.engines, part.template, shape)) {
           report(part.file, unknown.message, unknown.line, unknown.column);
         }
       }
     }
   }
+
+  problems.push(...shopAddressProblems(rules, settings.rulesFile));
+  problems.push(...checkOptOutConfirmation(files, settings));
 
   for (const usage of templateUsages(rules)) {
     const { templateId, channel } = usage;
@@ -129,7 +162,9 @@ export async function checkTemplates(
       }
       if (missing.length > 0) continue;
       if (Object.values(variant.parts).some((part) => files.unparsed.has(part.file))) continue;
-      problems.push(...(await renderSamples(variant, usage, settings)));
+      const sampled = await renderSamples(variant, usage, settings);
+      problems.push(...sampled);
+      if (sampled.length === 0) problems.push(...(await renderWorstCase(variant, usage, settings)));
     }
   }
   return dedupe(problems);
@@ -146,6 +181,8 @@ async function renderSamples(
     problems.push({ file, line, column, path: "", message });
   const discount = sampleOffer(rules);
   const maxSegments = rules.channels.sms.maxSegments;
+  // The first SMS to a number carries it; every SMS may be the first.
+  const optOutLine = usage.channel === "sms" ? smsOptOutLine(variant.locale) : undefined;
   let longest: { text: string; segments: number } | undefined;
   for (const kind of usage.kinds) {
     for (const sample of SAMPLE_KINDS) {
@@ -156,6 +193,7 @@ async function renderSamples(
         currency: rules.defaults.currency,
         timezone: rules.defaults.timezone,
         discount,
+        shop: shopOf(rules),
       });
       const label = `with the ${sample} sample for a ${kind} by ${usage.channel}`;
       try {
@@ -165,33 +203,239 @@ async function renderSamples(
         if (usage.channel === "email" && rendered.subject === "") {
           report(variant.parts.subject?.file ?? textFile, `renders to an empty subject ${label}`);
         }
+        if (usage.channel === "email" && usage.purposes.has("marketing") && sample === "full") {
+          for (const [part, shown] of [
+            ["text", rendered.text],
+            ["html", rendered.html === undefined ? undefined : unescapeHtml(rendered.html)],
+          ] as const) {
+            const missing = rules.shopAddress.find((line) => !shown?.includes(line));
+            if (shown === undefined || missing === undefined) continue;
+            report(
+              variant.parts[part]?.file ?? textFile,
+              `a marketing email must show the shop's postal address (shop.address in rules.yaml): ${JSON.stringify(missing)} is missing; add {{ shop.address }} or the lines of shop.addressLines`,
+            );
+          }
+        }
         if (usage.channel !== "email") {
-          const segments = countSmsSegments(rendered.text);
-          if (segments > (longest?.segments ?? 0)) longest = { text: rendered.text, segments };
+          const text = optOutLine ? `${rendered.text}\n${optOutLine}` : rendered.text;
+          const segments = countSmsSegments(text);
+          if (segments > (longest?.segments ?? 0)) longest = { text, segments };
         }
       } catch (error) {
         if (!(error instanceof TemplateError)) throw error;
+        const costly = limitMessage(error, `the ${sample} sample`);
         report(
           error.file ?? variant.parts.text?.file ?? "",
-          `Liquid: ${error.message} (${label})`,
+          costly ?? `Liquid: ${error.message} (${label})`,
           error.line,
           error.column,
         );
+        // Every other sample would run into the same limit.
+        if (costly) return problems;
       }
     }
   }
   if (longest && longest.segments > maxSegments) {
-    const encoding = smsEncoding(longest.text);
-    const why =
-      encoding.encoding === "UCS-2"
-        ? `UCS-2, 70 characters per message, because of ${JSON.stringify(encoding.because)}`
-        : "GSM-7, 160 characters per message";
+    const withLine = optOutLine
+      ? ` and the opt-out line ${JSON.stringify(optOutLine)} that the first SMS to a number carries`
+      : "";
     report(
       variant.parts.text?.file ?? "",
-      `renders to ${longest.segments} SMS segments with the sample (${Array.from(longest.text).length} characters, ${why}); channels.sms.maxSegments allows ${maxSegments}`,
+      `renders to ${longest.segments} SMS segments with the sample${withLine} (${describeSmsLength(longest.text)}); channels.sms.maxSegments allows ${maxSegments}`,
     );
   }
   return problems;
+}
+
+/**
+ * What `check` lets one message cost with the worst-case sample, all its parts together, once
+ * warm: about nine times the shipped thank-you email (11 ms), a tenth of a loop in a loop (770 ms).
+ */
+export const RENDER_BUDGET_MS = 100;
+
+const WORST_CASE = `the largest order the event contract allows (${CONTRACT_MAXIMA.items} items, names of ${CONTRACT_MAXIMA.itemName} characters)`;
+
+/** How often `check` renders a message that is slow, before the fastest run counts. */
+const RUNS = 3;
+
+/**
+ * Renders the variant against the largest order the contract allows and times it: a template whose
+ * work grows faster than the order (a loop per item inside a loop per item) is found here, before
+ * it blocks a worker for seconds. A slow render, or one that runs into the render limit, is timed
+ * again and the fastest run counts: the first render in a fresh process, or one during a garbage
+ * collection or on a busy machine, must not fail a good template (a worker checks at start).
+ */
+async function renderWorstCase(
+  variant: TemplateVariant,
+  usage: TemplateUsage,
+  settings: CheckSettings,
+): Promise<ConfigProblem[]> {
+  const { rules, engines } = settings;
+  const parts = CHANNEL_PARTS[usage.channel].filter((part) => variant.parts[part] !== undefined);
+  for (const kind of usage.kinds) {
+    const context = worstCaseTemplateContext({
+      step: { kind, channel: usage.channel },
+      locale: variant.locale,
+      currency: rules.defaults.currency,
+      timezone: rules.defaults.timezone,
+      discount: sampleOffer(rules),
+      shop: shopOf(rules),
+    });
+    const fastest = new Map<TemplatePart, number>();
+    for (let run = 1; run <= RUNS; run++) {
+      let overLimit: TemplateError | undefined;
+      for (const part of parts) {
+        const started = performance.now();
+        try {
+          if (usage.channel === "sms") {
+            await renderSmsVariant(engines, variant, context, {
+              maxSegments: rules.channels.sms.maxSegments,
+              optOutLine: true,
+            });
+          } else {
+            renderPart(engines, variant, part, context);
+          }
+        } catch (error) {
+          if (!(error instanceof TemplateError)) throw error;
+          if (isRenderLimit(error) && run < RUNS) {
+            overLimit = error;
+            break;
+          }
+          const message =
+            limitMessage(error, WORST_CASE) ??
+            (error instanceof SmsOverCapError
+              ? `too long for an SMS with ${WORST_CASE}: ${error.message}`
+              : `Liquid: ${error.message} (with the worst-case sample for a ${kind} by ${usage.channel}: ${WORST_CASE})`);
+          return [problemAt(error.file ?? "", message, error.line, error.column)];
+        }
+        const took = performance.now() - started;
+        fastest.set(part, Math.min(fastest.get(part) ?? took, took));
+      }
+      if (overLimit) continue;
+      const total = [...fastest.values()].reduce((sum, ms) => sum + ms, 0);
+      if (total <= RENDER_BUDGET_MS) break;
+      if (run < RUNS) continue;
+      const [slowest, ms] = [...fastest].sort((a, b) => b[1] - a[1])[0] ?? ["text", 0];
+      return [
+        problemAt(
+          variant.parts[slowest]?.file ?? "",
+          `too costly: with ${WORST_CASE}, this message takes ${Math.round(total)} ms to render (this file ${Math.round(ms)} ms); check allows ${RENDER_BUDGET_MS} ms per message; ${LOOP_HINT}`,
+        ),
+      ];
+    }
+  }
+  return [];
+}
+
+const LOOP_HINT = "loop over the items once, not once per item";
+
+/** The operator's words for a liquid limit a render ran into, or undefined for other errors. */
+function limitMessage(error: TemplateError, sample: string): string | undefined {
+  if (isRenderLimit(error)) {
+    return `too costly: with ${sample}, rendering exceeds liquid's limit of ${TEMPLATE_LIMITS.renderLimit} ms per part; ${LOOP_HINT}`;
+  }
+  if (error.message.startsWith("memory alloc limit exceeded")) {
+    return `too costly: with ${sample}, rendering exceeds liquid's memory limit of ${TEMPLATE_LIMITS.memoryLimit} characters (what filters and ranges allocate); use shorter ranges and fewer filters per item`;
+  }
+  return undefined;
+}
+
+function isRenderLimit(error: TemplateError): boolean {
+  return error.message.startsWith("template render limit exceeded");
+}
+
+function problemAt(file: string, message: string, line = 0, column = 0): ConfigProblem {
+  return { file, line, column, path: "", message };
+}
+
+/**
+ * The opt-out confirmation is sent to any number that texts STOP while the rules send SMS and
+ * optOutConfirmation is on: it must exist in the default locale, and every variant must render
+ * to some text within channels.sms.maxSegments.
+ */
+function checkOptOutConfirmation(files: TemplateFiles, settings: CheckSettings): ConfigProblem[] {
+  const { rules, dir, defaultLocale, engines } = settings;
+  const sendsSms = rules.rules.some((rule) => rule.steps.some((step) => step.channel === "sms"));
+  if (!rules.optOutConfirmation || !sendsSms) return [];
+  const byLocale = files.variants.get(OPT_OUT_CONFIRMATION_TEMPLATE);
+  const defaultChain = localeFallbacks(undefined, defaultLocale);
+  const problems: ConfigProblem[] = [];
+  if (!defaultChain.some((locale) => byLocale?.get(locale)?.parts.text !== undefined)) {
+    const target = defaultChain[defaultChain.length - 1] ?? defaultLocale;
+    problems.push(
+      problemAt(
+        partFile(dir, OPT_OUT_CONFIRMATION_TEMPLATE, target, "text"),
+        `missing: rules send SMS and optOutConfirmation is on, so the opt-out confirmation needs this file for the default locale ${defaultLocale} (or set optOutConfirmation: false)`,
+      ),
+    );
+  }
+  const context = optOutConfirmationContext(shopOf(rules));
+  const maxSegments = rules.channels.sms.maxSegments;
+  for (const variant of byLocale?.values() ?? []) {
+    const part = variant.parts.text;
+    if (!part || files.unparsed.has(part.file)) continue;
+    let text: string;
+    try {
+      text = tidyText(renderPart(engines, variant, "text", context) ?? "");
+    } catch (error) {
+      if (!(error instanceof TemplateError)) throw error;
+      const message =
+        limitMessage(error, "the rules' shop") ??
+        `Liquid: ${error.message} (the opt-out confirmation)`;
+      problems.push(problemAt(part.file, message, error.line, error.column));
+      continue;
+    }
+    const segments = countSmsSegments(text);
+    if (text === "") {
+      problems.push(problemAt(part.file, "renders to empty text (the opt-out confirmation)"));
+    } else if (segments > maxSegments) {
+      problems.push(
+        problemAt(
+          part.file,
+          `renders to ${segments} SMS segments (${describeSmsLength(text)}); channels.sms.maxSegments allows ${maxSegments}`,
+        ),
+      );
+    }
+  }
+  return problems;
+}
+
+/**
+ * Marketing email must show a postal address (CAN-SPAM; the Impressum in Germany): the rules
+ * need shop.address as soon as one step sends marketing email.
+ */
+function shopAddressProblems(rules: RuleSet, rulesFile: string): ConfigProblem[] {
+  if (rules.shopAddress.length > 0) return [];
+  const steps = rules.rules.flatMap((rule) =>
+    rule.steps
+      .filter((step) => step.channel === "email" && step.purpose === "marketing")
+      .map((step) => `${rule.id}.${step.id}`),
+  );
+  if (steps.length === 0) return [];
+  return [
+    {
+      file: rulesFile,
+      line: 0,
+      column: 0,
+      path: "shop.address",
+      message: `required: ${steps.join(", ")} ${steps.length === 1 ? "sends" : "send"} marketing email, which must show the shop's postal address (CAN-SPAM; the Impressum in Germany); add it, lines separated by commas, such as shop: { name: ${rules.shopName}, address: "${rules.shopName} Ltd, 1 High Street, London N1 1AA" }`,
+    },
+  ];
+}
+
+/** What HTML shows for escaped text, so an address with "&" is found in the HTML part too. */
+function unescapeHtml(html: string): string {
+  return html
+    .replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code)))
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&amp;/g, "&");
+}
+
+/** The shop of the rules, as the composer passes it. */
+function shopOf(rules: RuleSet): ShopDetails {
+  return { name: rules.shopName, address: rules.shopAddress };
 }
 
 /** An offer shaped by the rules' discount settings, so the sample code has the real length. */
@@ -210,6 +454,7 @@ const VARIABLE_SHAPE = sampleTemplateContext({
   step: { kind: "discount", channel: "email" },
   locale: "en",
 });
+const CONFIRMATION_SHAPE = optOutConfirmationContext(SAMPLE_SHOP);
 /** Properties liquid gives arrays and strings. */
 const ARRAY_PROPERTIES = new Set(["size", "first", "last"]);
 
@@ -223,12 +468,16 @@ interface UnknownVariable {
  * Variables read from outside the template that the context does not have, found in every branch
  * (the sample render only sees the branches the samples take).
  */
-function unknownVariables(engines: LiquidEngines, template: Template[]): UnknownVariable[] {
+function unknownVariables(
+  engines: LiquidEngines,
+  template: Template[],
+  shape: object,
+): UnknownVariable[] {
   const found: UnknownVariable[] = [];
   const analysis = engines.text.analyzeSync(template, { partials: false });
   for (const variables of Object.values(analysis.globals)) {
     for (const variable of variables) {
-      const problem = unknownPath(variable.segments);
+      const problem = unknownPath(shape, variable.segments);
       if (problem) {
         found.push({
           message: `undefined variable: ${problem}`,
@@ -242,8 +491,8 @@ function unknownVariables(engines: LiquidEngines, template: Template[]): Unknown
 }
 
 /** `customer.nmae (customer has id, name, firstName)` when the path leaves the context's shape. */
-function unknownPath(segments: VariableSegments): string | undefined {
-  let value: unknown = VARIABLE_SHAPE;
+function unknownPath(shape: object, segments: VariableSegments): string | undefined {
+  let value: unknown = shape;
   const walked: string[] = [];
   for (const segment of segments) {
     if (typeof segment !== "string" && typeof segment !== "number") return undefined;

@@ -1,5 +1,6 @@
 import { DateTime } from "luxon";
 import type { OutgoingMessage } from "../channels/channel.js";
+import { addressHash } from "../domain/address-hash.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
@@ -17,6 +18,11 @@ export interface ComposeInput {
   readonly dueAt: number;
   readonly zone: string;
   readonly rules: RuleSet;
+  /**
+   * No SMS has gone to this number before: an SMS then ends with the opt-out line in the
+   * customer's language ("Reply STOP to opt out"), counted towards channels.sms.maxSegments.
+   */
+  readonly firstSmsToNumber: boolean;
 }
 
 /** Renders a step into a message for its channel (templates, discount codes). */
@@ -30,13 +36,16 @@ export interface ComposerSettings {
     readonly publicUrl: string;
     readonly secret: string;
     readonly mailto?: string;
+    /** ADDRESS_HASH_SECRET (or the deployment's shared one): links carry the address's hash. */
+    readonly addressHashSecret: string;
   };
 }
 
 /**
  * Renders a due step with the current templates. Discount codes derive from the secret, the
  * customer and the follow-up id, so a retried send carries the same code; validity counts from
- * the planned due time, so it does not drift with retries either.
+ * the planned due time, so it does not drift with retries either. An SMS is kept within
+ * channels.sms.maxSegments (TemplateSet.renderSms): names are shortened, or it fails to render.
  */
 export function createMessageComposer(
   templates: () => TemplateSet,
@@ -57,6 +66,7 @@ export function createMessageComposer(
           })
         : null;
     const locale = event.customer.locale ?? rules.defaults.locale;
+    const contact = step.channel === "email" ? event.customer.email : event.customer.phone;
     const unsubscribe =
       step.purpose === "marketing" && settings.unsubscribe
         ? unsubscribeUrl(
@@ -64,6 +74,7 @@ export function createMessageComposer(
             settings.unsubscribe.secret,
             event.customer.id,
             step.channel,
+            contact && addressHash(settings.unsubscribe.addressHashSecret, contact),
           )
         : null;
     const context = buildTemplateContext({
@@ -73,7 +84,15 @@ export function createMessageComposer(
       timezone: zone,
       discount,
       unsubscribeUrl: unsubscribe,
+      shop: { name: rules.shopName, address: rules.shopAddress },
     });
+    if (step.channel === "sms") {
+      const text = await templates().renderSms(step.template, event.customer.locale, context, {
+        maxSegments: rules.channels.sms.maxSegments,
+        optOutLine: input.firstSmsToNumber,
+      });
+      return { channel: "sms", followUpId, to: event.customer.phone ?? "", text };
+    }
     const rendered = await templates().render(
       step.template,
       step.channel,

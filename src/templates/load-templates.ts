@@ -38,7 +38,13 @@ export async function loadTemplates(
   const files = await readTemplateFiles(dir, engines);
   const problems = [
     ...files.problems,
-    ...(await checkTemplates(files, { dir, rules, defaultLocale, engines })),
+    ...(await checkTemplates(files, {
+      dir,
+      rulesFile: path.join(configDir, RULES_FILE_NAME),
+      rules,
+      defaultLocale,
+      engines,
+    })),
   ];
   if (problems.length > 0) {
     return {

@@ -3,7 +3,7 @@ import type { Dirent } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { ConfigProblem } from "../config/config-files.js";
-import type { LiquidEngines } from "./liquid-engines.js";
+import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
 import {
   canonicalLocale,
   type ParsedPart,
@@ -108,15 +108,12 @@ function parsePart(
     return { part: { file, template: engine.parse(source, file) } };
   } catch (error) {
     const located = toTemplateError(error, templateId, file);
+    const message = located.message.startsWith("parse length limit exceeded")
+      ? `too long: ${source.length} characters; a template file may have at most ${TEMPLATE_LIMITS.parseLimit} (a message that large is clipped by mail clients anyway)`
+      : `Liquid: ${located.message}`;
     return {
       part: { file, template: [] },
-      problem: {
-        file,
-        line: located.line,
-        column: located.column,
-        path: "",
-        message: `Liquid: ${located.message}`,
-      },
+      problem: { file, line: located.line, column: located.column, path: "", message },
     };
   }
 }

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import type { DiscountOffer } from "../domain/discount-code.js";
 import type { Channel } from "../domain/events.js";
-import { formatMinor, type Money, toMinorUnits } from "../domain/money.js";
+import { formatMinor, MAX_MAJOR_AMOUNT, type Money, toMinorUnits } from "../domain/money.js";
 import { remembered } from "../domain/remembered.js";
 import type { StepKind } from "../domain/rules.js";
 
@@ -25,6 +25,14 @@ export interface TemplateContext {
     readonly purchasedAt: string;
   };
   readonly store: { readonly id: string | null; readonly name: string | null };
+  /** The business the message is from (`shop` in the rules), so the sender is identifiable. */
+  readonly shop: {
+    readonly name: string;
+    /** The postal address on one line, "1 High Street, London N1 1AA"; null when not set. */
+    readonly address: string | null;
+    /** The same address, one entry per line. */
+    readonly addressLines: readonly string[];
+  };
   readonly step: { readonly kind: StepKind; readonly channel: Channel };
   /** Present on discount steps only. */
   readonly discount: {
@@ -73,6 +81,14 @@ export interface TemplateContextInput {
   readonly timezone: string;
   readonly discount: DiscountOffer | null;
   readonly unsubscribeUrl: string | null;
+  readonly shop: ShopDetails;
+}
+
+/** `shop` of the rules as templates need it: its name and the lines of its postal address. */
+export interface ShopDetails {
+  readonly name: string;
+  /** Empty when the rules name no address. */
+  readonly address: readonly string[];
 }
 
 const DATE_FORMAT = { year: "numeric", month: "long", day: "numeric" } as const;
@@ -107,6 +123,11 @@ export function buildTemplateContext(input: TemplateContextInput): TemplateConte
       purchasedAt: date(DateTime.fromISO(purchase.occurredAt, { setZone: true })),
     },
     store: { id: purchase.store?.id ?? null, name: purchase.store?.name?.trim() || null },
+    shop: {
+      name: input.shop.name,
+      address: input.shop.address.length > 0 ? input.shop.address.join(", ") : null,
+      addressLines: input.shop.address,
+    },
     step: { kind: step.kind, channel: step.channel },
     discount: input.discount && {
       code: input.discount.code,
@@ -153,7 +174,15 @@ export interface SampleOptions {
   readonly timezone?: string;
   /** Used on discount steps; a sample offer with the default prefix otherwise. */
   readonly discount?: DiscountOffer;
+  /** The rules' shop; SAMPLE_SHOP otherwise. */
+  readonly shop?: ShopDetails;
 }
+
+/** A shop with a two-line address, for samples without rules. */
+export const SAMPLE_SHOP: ShopDetails = {
+  name: "Your shop",
+  address: ["1 High Street", "London N1 1AA"],
+};
 
 const SAMPLE_OFFER: DiscountOffer = {
   code: "THANKS-7KQ2-M9XD-4TBW",
@@ -203,6 +232,70 @@ export function sampleTemplateContext(options: SampleOptions): TemplateContext {
     timezone: options.timezone ?? "Europe/London",
     discount: options.step.kind === "discount" ? (options.discount ?? SAMPLE_OFFER) : null,
     unsubscribeUrl: full ? "https://shop.example/unsubscribe?token=sample" : null,
+    shop: options.shop ?? SAMPLE_SHOP,
+  });
+}
+
+/**
+ * The largest values the event contract v1 accepts (src/domain/events.ts); a test holds them to the
+ * contract. The worst-case sample is built from them.
+ */
+export const CONTRACT_MAXIMA = {
+  items: 500,
+  itemName: 300,
+  customerName: 200,
+  storeName: 200,
+  id: 200,
+  category: 100,
+  quantity: 100_000,
+} as const;
+
+/** Repeats `unit` to exactly `length` characters, not ending in a space (the contract trims). */
+function filled(unit: string, length: number): string {
+  return Array.from(unit.repeat(Math.ceil(length / Array.from(unit).length)))
+    .slice(0, length)
+    .join("")
+    .replace(/\s$/, "x");
+}
+
+/**
+ * The most expensive purchase the contract allows, for `followups check`'s cost and length checks:
+ * 500 items with 300-character names full of what costs most (characters HTML escapes, characters
+ * outside GSM-7 that make an SMS UCS-2), a one-word customer name of 200 characters (so the first
+ * name is that long too), the longest store name, ids and amounts.
+ */
+export function worstCaseTemplateContext(options: SampleOptions): TemplateContext {
+  const currency = options.currency ?? "GBP";
+  const largest = toMinorUnits(String(MAX_MAJOR_AMOUNT), currency);
+  const amount: Money = { minor: largest.ok ? largest.minor : 0, currency };
+  const items = Array.from({ length: CONTRACT_MAXIMA.items }, (_, index) => ({
+    sku: filled(`SKU-${index}-`, CONTRACT_MAXIMA.id),
+    name: filled(`Aurora 55″ OLED TV – "Édition" & <Pro> ${index} `, CONTRACT_MAXIMA.itemName),
+    category: filled("home-cinema-", CONTRACT_MAXIMA.category),
+    quantity: CONTRACT_MAXIMA.quantity,
+    unitPrice: amount,
+  }));
+  return buildTemplateContext({
+    purchase: {
+      orderId: filled("ORD-2026-", CONTRACT_MAXIMA.id),
+      occurredAt: "2026-09-30T23:30:00Z",
+      customer: {
+        id: filled("cus_", CONTRACT_MAXIMA.id),
+        name: filled("Maximiliána-", CONTRACT_MAXIMA.customerName),
+      },
+      items,
+      total: amount,
+      store: {
+        id: filled("store-", CONTRACT_MAXIMA.id),
+        name: filled("Northgate & Söhne – ", CONTRACT_MAXIMA.storeName),
+      },
+    },
+    step: options.step,
+    locale: options.locale,
+    timezone: options.timezone ?? "Europe/London",
+    discount: options.step.kind === "discount" ? (options.discount ?? SAMPLE_OFFER) : null,
+    unsubscribeUrl: `https://shop.example/unsubscribe/${"x".repeat(160)}`,
+    shop: options.shop ?? SAMPLE_SHOP,
   });
 }
 

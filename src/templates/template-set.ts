@@ -1,6 +1,8 @@
 import type { Template } from "liquidjs";
 import type { Channel } from "../domain/events.js";
-import type { LiquidEngines } from "./liquid-engines.js";
+import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
+import { describeSmsLength, fitSms } from "./sms-fit.js";
+import { smsOptOutLine } from "./sms-opt-out.js";
 import type { TemplateContext } from "./template-context.js";
 
 /** The files a template variant can have: `<locale>.<part>.liquid`. */
@@ -57,6 +59,20 @@ export class TemplateError extends Error {
   }
 }
 
+/** An SMS that does not fit channels.sms.maxSegments even with every name shortened. */
+export class SmsOverCapError extends TemplateError {
+  constructor(
+    message: string,
+    templateId: string,
+    file: string | undefined,
+    readonly segments: number,
+    readonly maxSegments: number,
+  ) {
+    super(message, templateId, file);
+    this.name = "SmsOverCapError";
+  }
+}
+
 /** Validated templates, ready to render; built by loadTemplates and replaced whole on reload. */
 export class TemplateSet {
   constructor(
@@ -96,6 +112,68 @@ export class TemplateSet {
   ): Promise<RenderedMessage> {
     return renderVariant(this.engines, this.pick(templateId, channel, locale), channel, context);
   }
+
+  /** Renders a variant's text part with other variables than a step's (the opt-out confirmation). */
+  async renderText(variant: TemplateVariant, scope: object): Promise<string> {
+    const text = renderPart(this.engines, variant, "text", scope);
+    if (text === undefined) {
+      throw new TemplateError(`${variant.locale} has no text part`, variant.templateId);
+    }
+    return tidyText(text);
+  }
+
+  /**
+   * Renders an SMS within the segment cap: names from the purchase are shortened when the body is
+   * too long (see fitSms). Throws an SmsOverCapError (a TemplateError) when even that is not enough.
+   */
+  renderSms(
+    templateId: string,
+    locale: string | undefined,
+    context: TemplateContext,
+    options: SmsOptions,
+  ): Promise<string> {
+    return renderSmsVariant(this.engines, this.pick(templateId, "sms", locale), context, options);
+  }
+}
+
+/** What an SMS must fit, and whether it carries the opt-out line. */
+export interface SmsOptions {
+  /** channels.sms.maxSegments of the current rules. */
+  readonly maxSegments: number;
+  /** Append the opt-out line in the variant's language (the first SMS to a number). */
+  readonly optOutLine: boolean;
+}
+
+/**
+ * renderSms for a picked variant. All renders of one SMS share one render limit, so shortening
+ * costs no more time than one render may.
+ */
+export async function renderSmsVariant(
+  engines: LiquidEngines,
+  variant: TemplateVariant,
+  context: TemplateContext,
+  options: SmsOptions,
+): Promise<string> {
+  const deadline = performance.now() + TEMPLATE_LIMITS.renderLimit;
+  const render = async (shortened: TemplateContext) => {
+    const renderLimitMs = Math.max(0, deadline - performance.now());
+    const text = renderPart(engines, variant, "text", shortened, { renderLimitMs });
+    if (text === undefined) {
+      throw new TemplateError(`${variant.locale} has no text part`, variant.templateId);
+    }
+    return tidyText(text);
+  };
+  const appendLine = options.optOutLine ? smsOptOutLine(variant.locale) : undefined;
+  const fit = await fitSms(render, context, { maxSegments: options.maxSegments, appendLine });
+  if (fit.ok) return fit.text;
+  const withLine = appendLine === undefined ? "" : ` and the opt-out line "${appendLine}"`;
+  throw new SmsOverCapError(
+    `the SMS needs ${fit.segments} segments, over the cap of ${options.maxSegments} (channels.sms.maxSegments), even with every name from the purchase shortened to one character${withLine} (${describeSmsLength(fit.text)})`,
+    variant.templateId,
+    variant.parts.text?.file,
+    fit.segments,
+    options.maxSegments,
+  );
 }
 
 /** Whether a variant has all the given parts. */
@@ -130,6 +208,42 @@ export function canonicalLocale(tag: string): string | undefined {
   }
 }
 
+/** Options of one render: a lower render limit than the engines', to share one budget. */
+export interface RenderOptions {
+  /** Milliseconds this render may take; the engines' renderLimit when absent. */
+  readonly renderLimitMs?: number;
+}
+
+/**
+ * Renders one part of a variant, untidied; undefined when the variant has no such part. Templates
+ * read no files and use no asynchronous filters, so rendering is synchronous: the render limit
+ * then bounds this render's own work, not the work of others interleaved with it.
+ */
+export function renderPart(
+  engines: LiquidEngines,
+  variant: TemplateVariant,
+  part: TemplatePart,
+  /** The variables: a TemplateContext, or the opt-out confirmation's. */
+  context: object,
+  options: RenderOptions = {},
+): string | undefined {
+  const parsed = variant.parts[part];
+  if (!parsed) return undefined;
+  const engine = part === "html" ? engines.html : engines.text;
+  const scope = context as unknown as Record<string, unknown>;
+  try {
+    return String(
+      engine.renderSync(
+        parsed.template,
+        scope,
+        options.renderLimitMs === undefined ? undefined : { renderLimit: options.renderLimitMs },
+      ),
+    );
+  } catch (error) {
+    throw toTemplateError(error, variant.templateId, parsed.file);
+  }
+}
+
 /**
  * Renders one variant's parts for a channel. Text and subject are not escaped; HTML is. Output is
  * tidied the way mail clients and phones show it: a one-line subject, no runs of blank lines.
@@ -140,32 +254,29 @@ export async function renderVariant(
   channel: Channel,
   context: TemplateContext,
 ): Promise<RenderedMessage> {
-  const scope = context as unknown as Record<string, unknown>;
-  const run = async (part: TemplatePart): Promise<string | undefined> => {
-    const parsed = variant.parts[part];
-    if (!parsed) return undefined;
-    const engine = part === "html" ? engines.html : engines.text;
-    try {
-      return String(await engine.render(parsed.template, scope));
-    } catch (error) {
-      throw toTemplateError(error, variant.templateId, parsed.file);
-    }
-  };
   const parts = CHANNEL_PARTS[channel];
-  const subject = parts.includes("subject") ? await run("subject") : undefined;
-  const text = await run("text");
-  const html = parts.includes("html") ? await run("html") : undefined;
+  const run = (part: TemplatePart) =>
+    parts.includes(part) ? renderPart(engines, variant, part, context) : undefined;
+  const subject = run("subject");
+  const text = run("text");
+  const html = run("html");
   if (text === undefined) {
     throw new TemplateError(`${variant.locale} has no text part`, variant.templateId);
   }
   return {
-    ...(subject !== undefined && { subject: subject.replace(/\s+/g, " ").trim() }),
+    ...(subject !== undefined && { subject: tidySubject(subject) }),
     text: tidyText(text),
     ...(html !== undefined && { html: html.trim() }),
   };
 }
 
-function tidyText(text: string): string {
+/** A subject on one line, as mail clients show it. */
+function tidySubject(subject: string): string {
+  return subject.replace(/\s+/g, " ").trim();
+}
+
+/** Text as phones and mail clients show it: no trailing spaces, no runs of blank lines. */
+export function tidyText(text: string): string {
   return text
     .split("\n")
     .map((line) => line.trimEnd())

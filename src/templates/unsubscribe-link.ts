@@ -2,14 +2,22 @@ import { UNSUBSCRIBE_PATH } from "../config/public-paths.js";
 import type { Channel } from "../domain/events.js";
 import { signUnsubscribeToken } from "../domain/unsubscribe-token.js";
 
-/** The link for an email's footer and its List-Unsubscribe header. */
+/**
+ * The link for an email's footer and its List-Unsubscribe header; with the keyed hash of the
+ * address the email goes to, the opt-out covers that address under any customer id.
+ */
 export function unsubscribeUrl(
   publicUrl: string,
   secret: string,
   customerId: string,
   channel: Channel,
+  addressHash?: string,
 ): string {
-  const token = signUnsubscribeToken(secret, { customerId, channel });
+  const token = signUnsubscribeToken(secret, {
+    customerId,
+    channel,
+    ...(addressHash !== undefined && { addressHash }),
+  });
   return `${publicUrl.replace(/\/+$/, "")}${UNSUBSCRIBE_PATH}/${token}`;
 }
 

@@ -43,7 +43,7 @@ const purchaseKey = () => keys.purchase("evt-store");
 describe("the follow-up store", () => {
   it("does not bring a deleted purchase back when a stale plan schedules a step already sent", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now)], now);
     expect(await store.loadEvent("evt-store")).toEqual(event);
     await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
@@ -58,7 +58,7 @@ describe("the follow-up store", () => {
 
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now);
     await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now);
     for (const key of [recordKey(), purchaseKey()]) {
@@ -80,7 +80,7 @@ describe("the follow-up store", () => {
 
   it("stops an event it holds, and leaves no key behind for one that expired", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now + DAY)], now);
     await store.stopEvent("evt-store", "refunded: the order was refunded");
     const claim = await store.claim("evt-store", "thank-you.thank-you", now + DAY, 60_000);

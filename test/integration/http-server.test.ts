@@ -424,8 +424,12 @@ describe("unsubscribe links", () => {
     expect(response.body).toContain("text messages (SMS)");
     expect(response.body).toContain("Corner &#60;Shop&#62; &#38; &#34;Sons&#34;");
     expect(response.body).not.toContain("<Shop>");
-    expect(response.body).toMatch(
-      /<form method="post"><button type="submit">Unsubscribe<\/button><\/form>/,
+    // Two choices, each its own form: offers only, or every follow-up.
+    expect(response.body).toContain(
+      '<form method="post"><input type="hidden" name="scope" value="marketing"><button type="submit">Stop offers</button></form>',
+    );
+    expect(response.body).toContain(
+      '<form method="post"><input type="hidden" name="scope" value="all"><button type="submit">Stop all follow-ups</button></form>',
     );
     expect(response.body).not.toMatch(/<script/i);
     expect(response.body).not.toContain(CUSTOMER);
@@ -435,22 +439,55 @@ describe("unsubscribe links", () => {
   it("unsubscribes on the page's POST, and again without complaint", async () => {
     const harness = startServer();
     const url = `/unsubscribe/${tokenFor("email")}`;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // A page from before the two buttons posts no scope: everything stops, as it said.
+    for (const payload of ["", "scope=all", "scope=marketing"]) {
       const response = await harness.app.inject({
         method: "POST",
         url,
         headers: { "content-type": "application/x-www-form-urlencoded" },
-        payload: "",
+        payload,
       });
       expect(response.statusCode).toBe(200);
       expectHtmlHeaders(response.headers);
       expect(response.body).toContain("You are unsubscribed");
-      expect(response.body).toContain("emails");
+      expect(response.body).toContain(
+        payload === "scope=marketing"
+          ? "You will not receive offers by emails from"
+          : "You will not receive follow-up emails from",
+      );
     }
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "email", source: "link" },
-      { customerId: CUSTOMER, channel: "email", source: "link" },
+      { customerId: CUSTOMER, channel: "email", source: "link", scope: "all" },
+      { customerId: CUSTOMER, channel: "email", source: "link", scope: "all" },
+      { customerId: CUSTOMER, channel: "email", source: "link", scope: "marketing" },
     ]);
+  });
+
+  it("speaks the customer's language: the link's lang, else the browser's", async () => {
+    const harness = startServer();
+    const url = `/unsubscribe/${tokenFor("email")}`;
+    const german = await harness.app.inject({ method: "GET", url: `${url}?lang=de-AT` });
+    expect(german.body).toContain('<html lang="de">');
+    expect(german.body).toContain("Keine Angebote mehr");
+    const browser = await harness.app.inject({
+      method: "GET",
+      url,
+      headers: { "accept-language": "fr-CH, de;q=0.8, en;q=0.5" },
+    });
+    expect(browser.body).toContain("Keine Folgenachrichten mehr");
+    const fallback = await harness.app.inject({
+      method: "GET",
+      url,
+      headers: { "accept-language": "fr-CH" },
+    });
+    expect(fallback.body).toContain('<html lang="en">');
+    const done = await harness.app.inject({
+      method: "POST",
+      url: `${url}?lang=de`,
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      payload: "scope=marketing",
+    });
+    expect(done.body).toContain("Sie erhalten keine Angebote per E-Mails von");
   });
 
   it("takes an RFC 8058 one-click POST, form-encoded or multipart", async () => {
@@ -473,9 +510,10 @@ describe("unsubscribe links", () => {
         `One-Click\r\n--${boundary}--\r\n`,
     });
     expect(multipart.statusCode).toBe(200);
+    // One-click stops the list the message came from: offers.
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "email", source: "one-click" },
-      { customerId: CUSTOMER, channel: "email", source: "one-click" },
+      { customerId: CUSTOMER, channel: "email", source: "one-click", scope: "marketing" },
+      { customerId: CUSTOMER, channel: "email", source: "one-click", scope: "marketing" },
     ]);
   });
 
@@ -491,7 +529,7 @@ describe("unsubscribe links", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("content-security-policy")).toMatch(/^default-src 'none'/);
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "voice", source: "one-click" },
+      { customerId: CUSTOMER, channel: "voice", source: "one-click", scope: "marketing" },
     ]);
   });
 

@@ -1,7 +1,6 @@
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DateTime } from "luxon";
-import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { followUpJobId } from "../../src/queue/names.js";
@@ -10,10 +9,11 @@ import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
+  promoteStep,
   startPipeline,
-  TWILIO_TOKEN,
 } from "../support/pipeline-harness.js";
 import { settledQueue } from "../support/settled-queue.js";
+import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -42,30 +42,7 @@ async function processed(p: PipelineHarness, jobId: string) {
   }, `event job ${jobId} to finish`);
 }
 
-function http(p: PipelineHarness): string {
-  const address = p.worker?.httpAddress;
-  if (!address) throw new Error("HTTP is not listening");
-  return address;
-}
-
-/** Posts a form to a Twilio webhook, signed as Twilio would sign it (or with `signature`). */
-async function postTwilio(
-  p: PipelineHarness,
-  route: string,
-  params: Record<string, string>,
-  signature?: string,
-) {
-  const publicUrl = `${p.envVars.PUBLIC_URL}${route}`;
-  return fetch(`${http(p)}${route}`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      "x-twilio-signature":
-        signature ?? twilio.getExpectedTwilioSignature(TWILIO_TOKEN, publicUrl, params),
-    },
-    body: new URLSearchParams(params).toString(),
-  });
-}
+const http = httpAddressOf;
 
 const tv = (id: string, extra: Parameters<typeof purchaseInput>[0] = {}) =>
   purchaseInput({
@@ -107,7 +84,7 @@ describe("refunds", () => {
     await waitForState(p, "evt-race", "big-ticket.thank-you", "scheduled");
     // What a refund writes first; its job removal has not happened yet when the step falls due.
     await p.store.stopEvent("evt-race", "refunded: order ord-evt-race fully refunded");
-    await (await p.followUps.getJob(followUpJobId("evt-race", "big-ticket.thank-you")))?.promote();
+    await promoteStep(p, "evt-race", "big-ticket.thank-you");
     const raced = await waitForState(p, "evt-race", "big-ticket.thank-you", "cancelled");
     expect(raced.reason).toEqual({ code: "refunded", text: "order ord-evt-race fully refunded" });
     expect(p.sink.messages).toHaveLength(0);
@@ -259,7 +236,7 @@ describe("opt-outs", () => {
     });
     expect(answer.status).toBe(200);
 
-    await (await p.followUps.getJob(followUpJobId("evt-stop", "big-ticket.check-in")))?.promote();
+    await promoteStep(p, "evt-stop", "big-ticket.check-in");
     const skipped = await waitForState(p, "evt-stop", "big-ticket.check-in", "skipped");
     expect(skipped.reason?.code).toBe("opted-out");
     expect(p.twilio.requests).toBe(0);
@@ -271,7 +248,7 @@ describe("opt-outs", () => {
     });
     await p.publisher.publish(tv("evt-start") as never);
     await waitForState(p, "evt-start", "big-ticket.check-in", "scheduled");
-    await (await p.followUps.getJob(followUpJobId("evt-start", "big-ticket.check-in")))?.promote();
+    await promoteStep(p, "evt-start", "big-ticket.check-in");
     await p.twilio.waitForMessages(1);
   });
 
@@ -280,7 +257,7 @@ describe("opt-outs", () => {
     const p = pipeline;
     await p.publisher.publish(tv("evt-status") as never);
     await waitForState(p, "evt-status", "big-ticket.check-in", "scheduled");
-    await (await p.followUps.getJob(followUpJobId("evt-status", "big-ticket.check-in")))?.promote();
+    await promoteStep(p, "evt-status", "big-ticket.check-in");
     const [sms] = await p.twilio.waitForMessages(1);
     await waitForState(p, "evt-status", "big-ticket.check-in", "sent");
     await waitForState(p, "evt-status", "big-ticket.thank-you", "sent");
@@ -321,9 +298,7 @@ describe("opt-outs", () => {
     });
     await processed(p, "unsub-1");
 
-    await (
-      await p.followUps.getJob(followUpJobId("evt-laptop", "accessories.discount"))
-    )?.promote();
+    await promoteStep(p, "evt-laptop", "accessories.discount");
     const skipped = await waitForState(p, "evt-laptop", "accessories.discount", "skipped");
     expect(skipped.reason?.code).toBe("opted-out");
     // The thank-you went out before the opt-out; the discount never did.
@@ -343,7 +318,7 @@ describe("opt-outs", () => {
     });
     await p.publisher.publish(laptop as never);
     await waitForState(p, "evt-oc", "accessories.discount", "scheduled");
-    await (await p.followUps.getJob(followUpJobId("evt-oc", "accessories.discount")))?.promote();
+    await promoteStep(p, "evt-oc", "accessories.discount");
     const mails = await p.sink.waitForMessages(2);
     const discount = mails.find(
       (m) =>

@@ -7,7 +7,12 @@ import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { ChannelRateLimiter } from "../../src/store/rate-limiter.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 import { spawnWorker, type WorkerProcess } from "../support/worker-process.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -109,7 +114,7 @@ it("counts a step whose rule was removed under the channel and kind it was plann
     async () => (worker.configVersion() !== before ? true : undefined),
     "the rules edit to be applied",
   );
-  await (await p.followUps.getJob(followUpJobId("evt-removed", "big-ticket.check-in")))?.promote();
+  await promoteStep(p, "evt-removed", "big-ticket.check-in");
   const skipped = await eventually(async () => {
     const r = (await p.store.stepRecords("evt-removed", ["big-ticket.check-in"])).get(
       "big-ticket.check-in",
@@ -150,7 +155,7 @@ it("suppresses a number Twilio reports as opted out (21610) and sends it nothing
     code: 21610,
     message: "Attempt to send to unsubscribed recipient",
   });
-  await (await p.followUps.getJob(followUpJobId("evt-stop-1", "big-ticket.check-in")))?.promote();
+  await promoteStep(p, "evt-stop-1", "big-ticket.check-in");
   await eventually(async () => {
     const r = (await p.store.stepRecords("evt-stop-1", ["big-ticket.check-in"])).get(
       "big-ticket.check-in",
@@ -161,7 +166,7 @@ it("suppresses a number Twilio reports as opted out (21610) and sends it nothing
     await new SuppressionList(p.redis, p.prefix).isSuppressed("sms", { address: "+442079460958" }),
   ).toBe(true);
 
-  await (await p.followUps.getJob(followUpJobId("evt-stop-2", "big-ticket.check-in")))?.promote();
+  await promoteStep(p, "evt-stop-2", "big-ticket.check-in");
   const skipped = await eventually(async () => {
     const r = (await p.store.stepRecords("evt-stop-2", ["big-ticket.check-in"])).get(
       "big-ticket.check-in",

@@ -65,13 +65,16 @@ async function scheduleTwo(): Promise<number> {
 describe("the store's Lua scripts", () => {
   it("registers every script file as a command, with the KEYS count its header declares", () => {
     expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
+      "claim-event-id",
       "claim-step",
+      "count-once",
       "count-outcomes",
       "link-order",
       "record-purchase",
       "record-refund",
       "schedule-steps",
       "stop-event",
+      "suppress",
       "take-cap-slot",
       "take-rate-slot",
       "update-step",
@@ -242,20 +245,68 @@ describe("the store's Lua scripts", () => {
     expect(ttl).toBeLessThanOrEqual(5_000);
   });
 
+  it("suppress: adds members and counts the opt-out only when one of them is new", async () => {
+    const set = keys.suppressions("sms");
+    const fields = JSON.stringify(["optout|sms|-|-", "reason|optout|sms|-|sms-stop"]);
+    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "h:abc", "c:cus-1")).toBe(2);
+    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "h:abc")).toBe(0);
+    expect(await redis.fuSuppress(set, hour(), 5_000, "", "c:cus-2")).toBe(1);
+    expect((await redis.smembers(set)).sort()).toEqual(["c:cus-1", "c:cus-2", "h:abc"]);
+    expect(await redis.hgetall(hour())).toEqual({
+      "optout|sms|-|-": "1",
+      "reason|optout|sms|-|sms-stop": "1",
+    });
+  });
+
+  it("count-once: counts once per receipt and remembers the receipt for the given time", async () => {
+    const receipt = keys.webhookReceipt("st:SM1:delivered");
+    expect(await redis.fuCountOnce(receipt, hour(), 60, 5_000, "delivered|sms|check-in|r")).toBe(1);
+    expect(await redis.fuCountOnce(receipt, hour(), 60, 5_000, "delivered|sms|check-in|r")).toBe(0);
+    expect(await redis.hgetall(hour())).toEqual({ "delivered|sms|check-in|r": "1" });
+    const ttl = await redis.ttl(receipt);
+    expect(ttl).toBeGreaterThan(55);
+    expect(ttl).toBeLessThanOrEqual(60);
+  });
+
   it("record-purchase: counts a purchase once per event and answers a repeat with the same count", async () => {
     const customer = keys.customerHistory("cus-1");
     const other = keys.eventRecord("evt-2");
-    expect(
-      await redis.fuRecordPurchase(record(), customer, "2026-11-01T10:00:00.000Z", DAY, DAY),
-    ).toEqual([0, "", 1]);
-    expect(
-      await redis.fuRecordPurchase(record(), customer, "2026-11-01T10:00:00.000Z", DAY, DAY),
-    ).toEqual([0, "2026-11-01T10:00:00.000Z", 0]);
-    expect(
-      await redis.fuRecordPurchase(other, customer, "2026-10-01T10:00:00.000Z", DAY, DAY),
-    ).toEqual([1, "2026-11-01T10:00:00.000Z", 1]);
+    const at = (time: string, key = record(), fingerprint = "fp-a") =>
+      redis.fuRecordPurchase(key, customer, time, DAY, DAY, fingerprint);
+    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1]);
+    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "2026-11-01T10:00:00.000Z", 0]);
+    expect(await at("2026-10-01T10:00:00.000Z", other, "fp-b")).toEqual([
+      1,
+      "2026-11-01T10:00:00.000Z",
+      1,
+    ]);
     // An earlier purchase arriving late does not move `last` back.
     expect(await redis.hgetall(customer)).toEqual({ n: "2", last: "2026-11-01T10:00:00.000Z" });
+    // The id used again for other content: a conflict that counts nothing.
+    expect(await at("2026-11-02T10:00:00.000Z", record(), "fp-other")).toEqual([-1, "", 0]);
+    expect(await redis.hgetall(customer)).toEqual({ n: "2", last: "2026-11-01T10:00:00.000Z" });
+    expect(await redis.hget(record(), "f")).toBe("fp-a");
+  });
+
+  it("record-purchase: a record written before fingerprints takes the first one it sees", async () => {
+    await redis.hset(record(), "h", "3");
+    await redis.pexpire(record(), DAY);
+    const customer = keys.customerHistory("cus-1");
+    expect(
+      await redis.fuRecordPurchase(record(), customer, "2026-11-01T10:00:00.000Z", DAY, DAY, "fp"),
+    ).toEqual([3, "", 0]);
+    expect(await redis.hget(record(), "f")).toBe("fp");
+  });
+
+  it("claim-event-id: first, repeat, or conflict; an old purchase record is never shared", async () => {
+    expect(await redis.fuClaimEventId(record(), "fp-refund", DAY)).toBe(1);
+    expect(await redis.fuClaimEventId(record(), "fp-refund", DAY)).toBe(0);
+    expect(await redis.fuClaimEventId(record(), "fp-other", DAY)).toBe(-1);
+    const ttl = await redis.pttl(record());
+    expect(ttl).toBeGreaterThan(DAY - 5_000);
+    const old = keys.eventRecord("evt-old");
+    await redis.hset(old, "h", "0");
+    expect(await redis.fuClaimEventId(old, "fp-refund", DAY)).toBe(-1);
   });
 
   it("link-order and record-refund: link purchases and record each refund once", async () => {

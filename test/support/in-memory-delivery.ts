@@ -27,7 +27,6 @@ type DeliveryStore = DeliveryDeps["store"];
 type DeliveryCaps = DeliveryDeps["caps"];
 type DeliveryRateLimiter = DeliveryDeps["rateLimiter"];
 type DeliverySuppressions = DeliveryDeps["suppressions"];
-type DeliveryLedgerCount = DeliveryDeps["ledger"];
 type DeliverySmsReferences = DeliveryDeps["smsReferences"];
 
 const PENDING: ReadonlySet<StepState> = new Set(["scheduled", "sending"]);
@@ -268,20 +267,30 @@ export class FixedRateLimiter implements DeliveryRateLimiter {
   }
 }
 
-/** The suppression list, with addresses kept as given (the real one hashes them). */
+/**
+ * The suppression list, with addresses kept as given (the real one hashes them); an opt-out it is
+ * asked to count with a new suppression is recorded in `counted`, as the real one counts it.
+ */
 export class InMemorySuppressions implements DeliverySuppressions {
   private readonly members = new Set<string>();
   readonly suppressed: { channel: Channel; customerId?: string; address?: string }[] = [];
+  readonly counted: LedgerEntry[] = [];
 
   async suppress(
     channel: Channel,
     who: { customerId?: string; address?: string },
+    countAs?: { entry: LedgerEntry; now: number },
   ): Promise<boolean> {
     const keys = memberKeys(channel, who);
     const isNew = keys.some((key) => !this.members.has(key));
     for (const key of keys) this.members.add(key);
     this.suppressed.push({ channel, ...who });
+    if (isNew && countAs) this.counted.push(countAs.entry);
     return isNew;
+  }
+
+  async addressMember(address: string): Promise<string> {
+    return `member:${address}`;
   }
 
   async isSuppressed(
@@ -299,20 +308,12 @@ function memberKeys(channel: Channel, who: { customerId?: string; address?: stri
   ];
 }
 
-/** The ledger's `count` (outcomes that are not step state changes), recorded. */
-export class RecordingLedger implements DeliveryLedgerCount {
-  readonly entries: LedgerEntry[] = [];
-
-  async count(entries: LedgerEntry | readonly LedgerEntry[], _now: number): Promise<void> {
-    this.entries.push(...[entries].flat());
-  }
-}
-
 /** SMS sids remembered for Twilio's callbacks, recorded. */
 export class RecordingSmsReferences implements DeliverySmsReferences {
   readonly remembered: {
     sid: string;
     phone: string;
+    recipientMember: string;
     at: StepRef & { kind: string };
     keepMs: number;
   }[] = [];
@@ -320,10 +321,15 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
   async rememberSms(
     sid: string,
     phone: string,
+    recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
   ): Promise<void> {
-    this.remembered.push({ sid, phone, at, keepMs });
+    this.remembered.push({ sid, phone, recipientMember, at, keepMs });
+  }
+
+  async textedBefore(recipientMember: string): Promise<boolean> {
+    return this.remembered.some((entry) => entry.recipientMember === recipientMember);
   }
 }
 

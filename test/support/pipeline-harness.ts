@@ -16,6 +16,7 @@ import { EventPublisher } from "../../src/publisher.js";
 import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
+  followUpJobId,
   PURCHASE_EVENTS_QUEUE,
 } from "../../src/queue/names.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
@@ -195,4 +196,16 @@ export async function eventually<T>(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * Makes a planned step's delayed job due now. Waits for the job first: intake records the step
+ * before it adds the job, so a test that saw the record may be a moment early.
+ */
+export async function promoteStep(p: PipelineHarness, eventId: string, stepId: string) {
+  const job = await eventually(
+    () => p.followUps.getJob(followUpJobId(eventId, stepId)),
+    `the job of ${eventId} ${stepId}`,
+  );
+  await job.promote();
 }

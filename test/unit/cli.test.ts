@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -61,6 +61,19 @@ const BROKEN_RULES = yaml`
       steps:
         - { kind: thank-you, channel: fax, template: thank-you, delay: PT1H }
 `;
+
+/** A "billion laughs" rules.yaml: nine anchors, each a list of nine aliases of the one before. */
+const ALIAS_BOMB = [
+  'a: &a ["x","x","x","x","x","x","x","x","x"]',
+  ..."bcdefghi".split("").map((name, i) => {
+    const previous = "abcdefgh"[i];
+    return `${name}: &${name} [${Array(9).fill(`*${previous}`).join(",")}]`;
+  }),
+  "",
+].join("\n");
+
+const ALIAS_BOMB_PROBLEM =
+  "rules.yaml:4:8 YAML: too many alias expansions: with this *c, aliases in this file expand more than 100 times; write the values out or nest fewer aliases";
 
 describe("followups plan", () => {
   it("--json prints exactly eventId, steps and skipped, with the documented fields", async () => {
@@ -271,6 +284,49 @@ describe("followups plan", () => {
     expect(plans[2]).toStrictEqual(plans[0]);
   });
 
+  it.each([
+    ["exactly a day after --now", "2026-11-24T10:00:00Z", undefined],
+    [
+      "a second more than a day after --now",
+      "2026-11-24T10:00:01Z",
+      "occurredAt: 2026-11-24T10:00:01Z is more than a day after now (2026-11-23T10:00:00Z); expected the time the purchase happened",
+    ],
+    [
+      "before 2000",
+      "1999-12-31T23:59:59Z",
+      "occurredAt: 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z; expected the time the purchase happened",
+    ],
+  ])("a purchase %s: judged against --now", async (_, occurredAt, problem) => {
+    const file = await eventFile("when.json", { id: "evt-when", occurredAt });
+    const { io, output } = memoryIo();
+    const run = runPlan(
+      file,
+      { config: SHIPPED_CONFIG_DIR, now: "2026-11-23T10:00:00Z", json: true },
+      io,
+    );
+    if (problem === undefined) {
+      expect(await run).toBe(EXIT.ok);
+      expect(JSON.parse(output.out)).toMatchObject({ eventId: "evt-when" });
+    } else {
+      await expect(run).rejects.toMatchObject({
+        code: EXIT.invalid,
+        message: `${file}: invalid event\n${problem}`,
+      });
+      expect(output.out).toBe("");
+    }
+  });
+
+  it("without --now, a purchase far ahead of the real clock is refused", async () => {
+    const file = await eventFile("far.json", { id: "evt-far", occurredAt: "2999-01-01T00:00:00Z" });
+    const { io } = memoryIo();
+    await expect(runPlan(file, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: expect.stringMatching(
+        /^.*far\.json: invalid event\noccurredAt: 2999-01-01T00:00:00Z is more than a day after now \(\d{4}-\d\d-\d\dT[\d:.]+Z\); expected the time the purchase happened$/,
+      ),
+    });
+  });
+
   it("invalid rules stop the plan with the located problems", async () => {
     const config = path.dirname(await writeTemp("broken-config/rules.yaml", BROKEN_RULES));
     const file = await eventFile("any.json", {});
@@ -294,6 +350,25 @@ describe("followups check", () => {
     expect(output.out).toMatch(/^config\S*: valid, 6 rules, 6 steps, .*version [0-9a-f]{12}\S*\n$/);
   });
 
+  it("warns that voice steps are skipped while calls are not available", async () => {
+    const config = path.dirname(await writeTemp("voice-config/rules.yaml", ""));
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    const rulesFile = path.join(config, "rules.yaml");
+    const rules = await readFile(rulesFile, "utf8");
+    await writeFile(
+      rulesFile,
+      rules.replace(
+        "      - kind: check-in\n        channel: sms",
+        "      - kind: check-in\n        channel: voice",
+      ),
+    );
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.ok);
+    expect(output.err).toBe(
+      'warning: voice steps (big-ticket.check-in) are skipped with "voice calls are not available yet" while SMTP or Twilio sends the other channels; with every channel in the outbox they are written there\n',
+    );
+  });
+
   it("exits 1 and lists every problem with file:line:column, then the count", async () => {
     const config = path.dirname(await writeTemp("check-config/rules.yaml", BROKEN_RULES));
     const { io, output } = memoryIo();
@@ -307,6 +382,16 @@ describe("followups check", () => {
         "",
       ].join("\n"),
     );
+  });
+
+  it("an alias bomb is one located problem, exit 1, quickly", async () => {
+    const config = path.dirname(await writeTemp("bomb-config/rules.yaml", ALIAS_BOMB));
+    const { io, output } = memoryIo();
+    const started = performance.now();
+    expect(await runCheck(config, io)).toBe(EXIT.invalid);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(output.out).toBe("");
+    expect(output.err).toBe(`${config}/${ALIAS_BOMB_PROBLEM}\n1 problem found.\n`);
   });
 
   it("a directory without rules.yaml is one problem", async () => {
@@ -398,6 +483,28 @@ describe("followups simulate", () => {
     ]);
   });
 
+  it("a line more than a day ahead of the real clock is a bad line", async () => {
+    const file = await writeTemp(
+      "future.ndjson",
+      `${purchaseLine({ id: "f1", occurredAt: "2999-01-01T00:00:00Z" })}\n`,
+    );
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    expect(JSON.parse(output.out)).toMatchObject({
+      lines: 1,
+      purchases: 0,
+      planned: 0,
+      invalid: [
+        {
+          line: 1,
+          problem: expect.stringMatching(
+            /^occurredAt: 2999-01-01T00:00:00Z is more than a day after now \(.+\); expected the time the purchase happened$/,
+          ),
+        },
+      ],
+    });
+  });
+
   it("a missing file is a clear error", async () => {
     const missing = path.join(dir, "nope.ndjson");
     const { io } = memoryIo();
@@ -433,5 +540,19 @@ describe("the followups binary", () => {
         "",
       ].join("\n"),
     );
+  });
+
+  it("`check` on an alias bomb prints the located problem, no stack trace, and exits 1", async () => {
+    const config = path.dirname(await writeTemp("bin-bomb-config/rules.yaml", ALIAS_BOMB));
+    const result = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "src/cli.ts", "check", "--config", config],
+      { encoding: "utf8" },
+    ).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect([result.code, result.stdout]).toEqual([1, ""]);
+    expect(result.stderr).toBe(`${config}/${ALIAS_BOMB_PROBLEM}\n1 problem found.\n`);
   });
 });

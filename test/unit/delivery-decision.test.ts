@@ -19,7 +19,6 @@ import {
   InMemoryCaps,
   InMemoryFollowUpStore,
   InMemorySuppressions,
-  RecordingLedger,
   RecordingSmsReferences,
   ScriptedChannel,
   type SeedRecord,
@@ -120,7 +119,6 @@ function world(setup: Setup = {}) {
   const caps = new InMemoryCaps(
     setup.capFreesAt ? { freeAt: Date.parse(setup.capFreesAt) } : undefined,
   );
-  const ledger = new RecordingLedger();
   const smsReferences = new RecordingSmsReferences();
   const suppressions = new InMemorySuppressions();
   const metrics = new FollowUpMetrics();
@@ -130,7 +128,6 @@ function world(setup: Setup = {}) {
     compose,
     channels,
     store,
-    ledger,
     smsReferences,
     suppressions,
     caps,
@@ -156,7 +153,6 @@ function world(setup: Setup = {}) {
     channels,
     composed,
     caps,
-    ledger,
     smsReferences,
     suppressions,
     metrics,
@@ -227,6 +223,7 @@ describe("a due follow-up that the provider accepts", () => {
         {
           sid: "SM0001",
           phone: "+442079460958",
+          recipientMember: "member:+442079460958",
           at: { eventId: EVENT_ID, stepId: CHECK_IN, kind: "check-in" },
           keepMs: 5_184_000_000,
         },
@@ -297,7 +294,7 @@ describe("a transient failure with attempts left", () => {
       });
       // Nothing is counted as failed, and the slot under the cap is kept for the retry.
       expect(w.counted()).toEqual([]);
-      expect(w.ledger.entries).toEqual([]);
+      expect(w.suppressions.counted).toEqual([]);
       expect(await series(w.metrics.failed)).toEqual([]);
       expect(await series(w.metrics.retried)).toEqual([{ labels: { channel: "email" }, value: 1 }]);
       expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
@@ -618,9 +615,14 @@ describe("the provider says the recipient opted out", () => {
       message: "permanent 21610: recipient unsubscribed",
     });
 
-    expect(w.suppressions.suppressed).toEqual([{ channel: "sms", address: "+442079460958" }]);
-    expect(w.ledger.entries).toEqual([
+    // A number that opted out of texts has revoked calls too.
+    expect(w.suppressions.suppressed).toEqual([
+      { channel: "sms", address: "+442079460958" },
+      { channel: "voice", address: "+442079460958" },
+    ]);
+    expect(w.suppressions.counted).toEqual([
       { outcome: "optout", channel: "sms", kind: "-", ruleId: "-", reason: "provider" },
+      { outcome: "optout", channel: "voice", kind: "-", ruleId: "-", reason: "provider" },
     ]);
     expect(w.record()).toMatchObject({
       state: "failed",

@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { DateTime, Duration } from "luxon";
 import { describe, expect, it } from "vitest";
 import { buildDiscountOffer, discountCode } from "../../src/domain/discount-code.js";
@@ -12,6 +13,22 @@ describe("discountCode", () => {
       new RegExp(`^THANKS-${CROCKFORD_GROUP}-${CROCKFORD_GROUP}-${CROCKFORD_GROUP}$`),
     );
     expect(code).not.toMatch(/[ILOU]/);
+  });
+
+  it("is the first 60 bits of HMAC-SHA256(secret, JSON [v1, customer, follow-up]) in Crockford base32", () => {
+    // Worked out here bit by bit, independently of the implementation's BigInt arithmetic.
+    const hex = createHmac("sha256", SECRET)
+      .update('["discount-code/v1","cus_1","fu-1"]')
+      .digest("hex");
+    const bits = [...hex.slice(0, 15)]
+      .map((digit) => Number.parseInt(digit, 16).toString(2).padStart(4, "0"))
+      .join("");
+    const symbols = (bits.match(/.{5}/g) ?? [])
+      .map((five) => "0123456789ABCDEFGHJKMNPQRSTVWXYZ"[Number.parseInt(five, 2)])
+      .join("");
+    expect(symbols).toBe("DJGVZN59K4P3");
+    expect(discountCode(SECRET, "cus_1", "fu-1", "LOYAL")).toBe("LOYAL-DJGV-ZN59-K4P3");
+    expect(discountCode(SECRET, "cus_1", "fu-1", "")).toBe("DJGV-ZN59-K4P3");
   });
 
   it("is the same on every retry of a follow-up", () => {
@@ -64,7 +81,7 @@ describe("buildDiscountOffer", () => {
       timezone: "Europe/Berlin",
     });
     expect(offer).toEqual({
-      code: discountCode(SECRET, "cus_1", "fu-1", "LOYAL"),
+      code: "LOYAL-DJGV-ZN59-K4P3",
       percent: 15,
       validUntil: "2026-05-01",
     });

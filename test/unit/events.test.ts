@@ -5,13 +5,14 @@ import {
   describeProblems,
   type EventParseResult,
   formatPath,
+  type ParseEventOptions,
   parseEvent,
 } from "../../src/domain/events.js";
-import { item, purchaseInput } from "../support/fixtures.js";
+import { instant, item, purchaseInput } from "../support/fixtures.js";
 
 /** The problems of an input that must be invalid, as `path: message` lines. */
-function problemsOf(input: unknown): string[] {
-  const result: EventParseResult = parseEvent(input);
+function problemsOf(input: unknown, options?: ParseEventOptions): string[] {
+  const result: EventParseResult = parseEvent(input, options);
   if (result.ok) throw new Error("expected the event to be invalid, but it is valid");
   return result.problems.map((p) => `${p.path}: ${p.message}`);
 }
@@ -403,6 +404,136 @@ describe("bounds and wrong types", () => {
     ).toBe("items[0].unitPrice: EUR has 2 decimal places, got 1.999\n(event): expected an object");
     expect(formatPath(["items", 0, "unitPrice"])).toBe("items[0].unitPrice");
     expect(formatPath([])).toBe("");
+  });
+});
+
+describe("occurredAt: not before 2000, not more than a day after the receiver's clock", () => {
+  const now = instant("2026-12-01T12:00:00Z");
+  const refund = (occurredAt: string) => ({
+    type: "purchase.refunded",
+    id: "evt-r1",
+    occurredAt,
+    orderId: "ord-1",
+  });
+  const unsubscribe = (occurredAt: string) => ({
+    type: "customer.unsubscribed",
+    id: "evt-u1",
+    occurredAt,
+    customerId: "cus-1",
+    channels: "all",
+  });
+  const purchase = (occurredAt: string) => purchaseInput({ occurredAt });
+
+  it.each([
+    ["exactly 24 h after now", purchase("2026-12-02T12:00:00Z"), now],
+    ["24 h after now, written with another offset", purchase("2026-12-02T13:00:00+01:00"), now],
+    ["a year ago", purchase("2025-12-01T12:00:00Z"), now],
+    ["the first second of 2000", purchase("2000-01-01T00:00:00Z"), now],
+    [
+      "far in the future, without a now (no future bound)",
+      purchase("2031-05-01T10:00:00Z"),
+      undefined,
+    ],
+    ["a refund exactly 24 h after now", refund("2026-12-02T12:00:00Z"), now],
+    ["an opt-out exactly 24 h after now", unsubscribe("2026-12-02T12:00:00Z"), now],
+  ])("%s is accepted", (_, input, at) => {
+    expect(parseEvent(input, { now: at })).toMatchObject({ ok: true });
+  });
+
+  it.each([
+    [
+      "24 h and 1 s after now",
+      purchase("2026-12-02T12:00:01Z"),
+      now,
+      "occurredAt: 2026-12-02T12:00:01Z is more than a day after now (2026-12-01T12:00:00Z); expected the time the purchase happened",
+    ],
+    [
+      "years after now",
+      purchase("2031-05-01T10:00:00Z"),
+      now,
+      "occurredAt: 2031-05-01T10:00:00Z is more than a day after now (2026-12-01T12:00:00Z); expected the time the purchase happened",
+    ],
+    [
+      "24 h and 1 s after now, written with another offset",
+      purchase("2026-12-02T08:00:01-04:00"),
+      now,
+      "occurredAt: 2026-12-02T08:00:01-04:00 is more than a day after now (2026-12-01T12:00:00Z); expected the time the purchase happened",
+    ],
+    [
+      "the last second of 1999",
+      purchase("1999-12-31T23:59:59Z"),
+      now,
+      "occurredAt: 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z; expected the time the purchase happened",
+    ],
+    [
+      "the last second of 1999, without a now",
+      purchase("1999-12-31T23:59:59Z"),
+      undefined,
+      "occurredAt: 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z; expected the time the purchase happened",
+    ],
+    [
+      "00:30 on 1 January 2000 in Berlin (still 1999 in UTC)",
+      purchase("2000-01-01T00:30:00+01:00"),
+      undefined,
+      "occurredAt: 2000-01-01T00:30:00+01:00 is before 2000-01-01T00:00:00Z; expected the time the purchase happened",
+    ],
+    [
+      "the Unix epoch",
+      purchase("1970-01-01T00:00:00Z"),
+      now,
+      "occurredAt: 1970-01-01T00:00:00Z is before 2000-01-01T00:00:00Z; expected the time the purchase happened",
+    ],
+    [
+      "a refund 24 h and 1 s after now",
+      refund("2026-12-02T12:00:01Z"),
+      now,
+      "occurredAt: 2026-12-02T12:00:01Z is more than a day after now (2026-12-01T12:00:00Z); expected the time the refund happened",
+    ],
+    [
+      "a refund in 1999",
+      refund("1999-12-31T23:59:59Z"),
+      now,
+      "occurredAt: 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z; expected the time the refund happened",
+    ],
+    [
+      "an opt-out 24 h and 1 s after now",
+      unsubscribe("2026-12-02T12:00:01Z"),
+      now,
+      "occurredAt: 2026-12-02T12:00:01Z is more than a day after now (2026-12-01T12:00:00Z); expected the time the customer unsubscribed",
+    ],
+    [
+      "an opt-out in 1999",
+      unsubscribe("1999-12-31T23:59:59Z"),
+      now,
+      "occurredAt: 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z; expected the time the customer unsubscribed",
+    ],
+  ])("%s is refused at occurredAt", (_, input, at, problem) => {
+    expect(problemsOf(input, { now: at })).toEqual([problem]);
+  });
+
+  it("now is shown as given, with its offset and milliseconds", () => {
+    expect(
+      problemsOf(purchase("2026-12-03T00:00:00Z"), {
+        now: instant("2026-12-01T13:00:00.250+01:00"),
+      }),
+    ).toEqual([
+      "occurredAt: 2026-12-03T00:00:00Z is more than a day after now (2026-12-01T13:00:00.250+01:00); expected the time the purchase happened",
+    ]);
+  });
+
+  it("a future occurredAt is reported together with the other problems, once", () => {
+    const input = withRaw((e) => {
+      e.occurredAt = "2031-05-01T10:00:00Z";
+      e.orderId = "";
+    });
+    expect(problemsOf(input, { now })).toEqual([
+      "orderId: expected an order id, got an empty string",
+      "occurredAt: 2031-05-01T10:00:00Z is more than a day after now (2026-12-01T12:00:00Z); expected the time the purchase happened",
+    ]);
+    // A malformed occurredAt is reported by its format alone, not also as "after now".
+    expect(problemsOf(purchase("2031-05-01"), { now })).toEqual([
+      "occurredAt: expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
+    ]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -250,7 +250,7 @@ describe("one located problem per kind of error", () => {
     [
       "a key in the wrong place (suggests only keys allowed there)",
       changeLine(1, "version: 1", "version: 1\ndelay: PT1H"),
-      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, groups, sendWindows, channels, frequencyCaps, whenCapped, shop, owners, holidays, gracePeriods, rules',
+      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, groups, sendWindows, channels, frequencyCaps, whenCapped, shop, optOutConfirmation, owners, holidays, gracePeriods, rules',
     ],
     [
       "a misspelt group name",
@@ -274,6 +274,16 @@ describe("one located problem per kind of error", () => {
       "wrong version",
       changeLine(1, "version: 1", "version: 2"),
       "rules.yaml:1:1 version: expected version: 1 (got 2)",
+    ],
+    [
+      "a shop address with no line in it",
+      changeLine(9, "rules:", 'shop: { name: Corner Shop, address: " , , " }\nrules:'),
+      'rules.yaml:9:28 shop.address: expected the postal address, lines separated by commas, such as "1 High Street, London N1 1AA" (got " , , ")',
+    ],
+    [
+      "a shop address that is not text",
+      changeLine(9, "rules:", "shop: { name: Corner Shop, address: 42 }\nrules:"),
+      'rules.yaml:9:28 shop.address: expected the postal address, such as "1 High Street, London N1 1AA" (got 42)',
     ],
   ])("%s", (_, text, expected) => {
     expect(rulesProblems(text)).toEqual([expected]);
@@ -315,6 +325,68 @@ describe("one located problem per kind of error", () => {
       type: "total",
       min: { minor: 1234, currency: "KWD" },
     });
+  });
+});
+
+describe("YAML anchors and aliases", () => {
+  /** Nine anchors, each a list of nine aliases of the one before: 9^9 values when expanded. */
+  const laughs = (indent: string) =>
+    [
+      `${indent}a: &a ["x","x","x","x","x","x","x","x","x"]`,
+      ..."bcdefghi".split("").map((name, i) => {
+        const previous = "abcdefgh"[i];
+        return `${indent}${name}: &${name} [${Array(9).fill(`*${previous}`).join(",")}]`;
+      }),
+    ].join("\n");
+  /** BASE with an ordinary alias: SMS gets the email window (line 9). */
+  const withSharedWindow = changeLine(
+    8,
+    '  email: { start: "08:00", end: "21:00" }',
+    '  email: &day { start: "08:00", end: "21:00" }\n  sms: *day',
+  );
+  /** `count` aliases of one scalar anchor, in a file that is not a rules file. */
+  const flatAliases = (count: number) => `a: &s x\nl: [${Array(count).fill("*s").join(",")}]\n`;
+
+  it("an ordinary alias is expanded", () => {
+    const rules = rulesFrom(withSharedWindow);
+    expect(rules.sendWindows.sms).toEqual(rules.sendWindows.email);
+  });
+
+  it.each([
+    [
+      "a billion laughs, alone",
+      `${laughs("")}\n`,
+      // *a nine times, *b (itself nine *a) nine times: 99 expansions; the first *c passes 100.
+      "rules.yaml:4:8 YAML: too many alias expansions: with this *c, aliases in this file expand more than 100 times; write the values out or nest fewer aliases",
+    ],
+    [
+      "a billion laughs after an ordinary alias (located in the bomb, not at *day)",
+      `${withSharedWindow}laughs:\n${laughs("  ")}\n`,
+      "rules.yaml:35:10 YAML: too many alias expansions: with this *c, aliases in this file expand more than 100 times; write the values out or nest fewer aliases",
+    ],
+    [
+      "101 aliases of one value",
+      flatAliases(101),
+      "rules.yaml:2:305 YAML: too many alias expansions: with this *s, aliases in this file expand more than 100 times; write the values out or nest fewer aliases",
+    ],
+    [
+      "an alias without an anchor",
+      changeLine(4, "  currency: GBP", "  currency: *gbp"),
+      "rules.yaml:4:13 YAML: unknown alias *gbp: no anchor &gbp before it",
+    ],
+    [
+      "an alias before its anchor",
+      changeLine(4, "  currency: GBP", "  currency: *gbp\nshop: &gbp GBP"),
+      "rules.yaml:4:13 YAML: unknown alias *gbp: no anchor &gbp before it",
+    ],
+  ])("%s is one located problem, found quickly", (_, text, expected) => {
+    const started = performance.now();
+    expect(rulesProblems(text)).toEqual([expected]);
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+
+  it("100 aliases of one value are within the limit", () => {
+    expect(rulesProblems(flatAliases(100)).filter((p) => p.includes("alias"))).toEqual([]);
   });
 });
 
@@ -397,6 +469,24 @@ describe("loadRules", () => {
         `${path.join(missing, "rules.yaml")} file not found`,
       );
     }
+  });
+
+  it("an alias bomb in <dir>/rules.yaml is one problem at the alias, not a crash", async () => {
+    const bombDir = path.join(dir, "bomb");
+    await mkdir(bombDir);
+    const anchors = "abcdefghi".split("");
+    const lines = anchors.map((name, i) =>
+      i === 0
+        ? `${name}: &${name} [x, x, x, x, x, x, x, x, x]`
+        : `${name}: &${name} [${Array(9)
+            .fill(`*${anchors[i - 1]}`)
+            .join(", ")}]`,
+    );
+    await writeFile(path.join(bombDir, "rules.yaml"), `${lines.join("\n")}\n`);
+    const result = await loadRules(bombDir);
+    expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([
+      `${path.join(bombDir, "rules.yaml")}:4:8 YAML: too many alias expansions: with this *c, aliases in this file expand more than 100 times; write the values out or nest fewer aliases`,
+    ]);
   });
 
   it("the version is a content hash: same text, same version; any edit, a new one", () => {

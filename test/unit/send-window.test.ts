@@ -1,10 +1,32 @@
-import { Settings } from "luxon";
+import { type DateTime, Settings } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import type { SendWindow, Weekday } from "../../src/domain/rules.js";
 import { isInSendWindow, nextSendWindow } from "../../src/domain/send-window.js";
 import { instant, MON_TO_SAT, sendWindow } from "../support/fixtures.js";
 
 const NO_HOLIDAYS: ReadonlySet<string> = new Set();
 const iso = (value: ReturnType<typeof instant>) => value.toISO({ suppressMilliseconds: true });
+
+/**
+ * Inside the window by the zone's wall clock, independently of send-window.ts: luxon's local
+ * weekday, date, hour and minute against the window's days, holidays, start and end. (Not for
+ * instants in a repeated fall-back hour, where the wall clock alone cannot tell.)
+ */
+function wallClockInside(
+  at: DateTime,
+  zone: string,
+  window: SendWindow,
+  holidays: ReadonlySet<string>,
+): boolean {
+  const local = at.setZone(zone);
+  const minute = local.hour * 60 + local.minute;
+  return (
+    window.days.has(local.weekday as Weekday) &&
+    !(window.closedOnHolidays && holidays.has(local.toISODate() ?? "")) &&
+    minute >= window.startMinute &&
+    minute < window.endMinute
+  );
+}
 
 describe("nextSendWindow: SMS quiet hours (09:00–20:00, Monday–Saturday) in London", () => {
   const sms = sendWindow("09:00", "20:00", MON_TO_SAT);
@@ -20,7 +42,12 @@ describe("nextSendWindow: SMS quiet hours (09:00–20:00, Monday–Saturday) in 
   ])("%s → %s", (_, from, expected) => {
     const due = nextSendWindow(instant(from), "Europe/London", sms, NO_HOLIDAYS);
     expect(iso(due)).toBe(expected);
-    expect(isInSendWindow(due, "Europe/London", sms, NO_HOLIDAYS)).toBe(true);
+    expect(wallClockInside(due, "Europe/London", sms, NO_HOLIDAYS)).toBe(true);
+    // The earliest such instant: a second earlier the window was still shut (or `from` was later).
+    const before = due.minus({ seconds: 1 });
+    if (before >= instant(from)) {
+      expect(wallClockInside(before, "Europe/London", sms, NO_HOLIDAYS)).toBe(false);
+    }
   });
 
   it("isInSendWindow says no outside the window and yes inside", () => {
@@ -117,7 +144,10 @@ describe("nextSendWindow: DST transitions", () => {
       const window = sendWindow(start, "20:00");
       const due = nextSendWindow(instant(from), zone, window, NO_HOLIDAYS);
       expect(iso(due)).toBe(expected);
-      expect(isInSendWindow(due, zone, window, NO_HOLIDAYS)).toBe(true);
+      // Where the gap ends, the wall clock is past the opening…
+      expect(wallClockInside(due, zone, window, NO_HOLIDAYS)).toBe(true);
+      // …and a second earlier it still read a time before the gap, so before the opening.
+      expect(wallClockInside(due.minus({ seconds: 1 }), zone, window, NO_HOLIDAYS)).toBe(false);
     },
   );
 
@@ -169,6 +199,22 @@ describe("nextSendWindow: DST transitions", () => {
     const due = nextSendWindow(from, "America/New_York", window, NO_HOLIDAYS);
     expect(iso(due)).toBe("2026-11-01T01:40:00-05:00");
   });
+
+  it.each([
+    // Havana, 7 November 2027: at 01:00 CDT the clock goes back to 00:00 CST, so midnight repeats.
+    ["America/Havana", "2027-11-07T00:10:00-05:00"],
+    // Azores, 25 October 2026: at 01:00 (+00:00) the clock goes back to 00:00 (-01:00).
+    ["Atlantic/Azores", "2026-10-25T00:10:00-01:00"],
+  ])(
+    "%s: a window that opened at 00:30 on the first pass stays open when the clock repeats midnight",
+    (zone, from) => {
+      // The day began on the first pass, so 00:30 (first pass) opened the window an hour earlier.
+      const window = sendWindow("00:30", "12:00");
+      const due = nextSendWindow(instant(from), zone, window, NO_HOLIDAYS);
+      expect(iso(due)).toBe(from);
+      expect(isInSendWindow(instant(from), zone, window, NO_HOLIDAYS)).toBe(true);
+    },
+  );
 
   it("Berlin fall-back (25 October 2026): an opening at 02:15 is the first 02:15 (CEST)", () => {
     const window = sendWindow("02:15", "20:00");

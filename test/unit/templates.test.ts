@@ -34,6 +34,8 @@ function rulesFor(steps: readonly Step[], maxSegments = 3, locale = "en"): RuleS
     "version: 1",
     `defaults: { timezone: Europe/London, currency: GBP, locale: ${locale} }`,
     `channels: { sms: { ratePerSecond: 5, maxSegments: ${maxSegments} } }`,
+    'shop: { name: Corner Shop, address: "1 High Street, London N1 1AA" }',
+    "optOutConfirmation: false",
     "rules:",
     "  - id: everyone",
     "    steps:",
@@ -95,6 +97,8 @@ async function problemsOf(
   return { dir, problems: result.problems };
 }
 
+const SHOP = { name: "Corner Shop", address: ["Hauptstraße 1", "10115 Berlin"] };
+
 const purchase: PurchaseSnapshot = {
   orderId: "ORD-1",
   occurredAt: "2026-03-12T23:30:00Z",
@@ -120,6 +124,7 @@ function contextFor(overrides: Partial<PurchaseSnapshot>, channel: "email" | "sm
     timezone: "Australia/Sydney",
     discount: null,
     unsubscribeUrl: null,
+    shop: SHOP,
   });
 }
 
@@ -156,6 +161,7 @@ describe("buildTemplateContext", () => {
       timezone: "Europe/London",
       discount: { code: "THANKS-AAAA-BBBB-CCCC", percent: 10, validUntil: "2026-04-11" },
       unsubscribeUrl: "https://shop.example/u/1",
+      shop: SHOP,
     });
     expect(context.discount).toEqual({
       code: "THANKS-AAAA-BBBB-CCCC",
@@ -173,6 +179,7 @@ describe("buildTemplateContext", () => {
       timezone: "UTC",
       discount: null,
       unsubscribeUrl: null,
+      shop: SHOP,
     });
     expect(context.order.total).toBe("€1,299.00");
   });
@@ -426,7 +433,7 @@ describe("check", () => {
     );
     expect(problems).toHaveLength(1);
     expect(problems[0]?.message).toMatch(
-      /^renders to 2 SMS segments with the sample \(\d+ characters, GSM-7.*\); channels\.sms\.maxSegments allows 1$/,
+      /^renders to 2 SMS segments with the sample and the opt-out line "Reply STOP to opt out" that the first SMS to a number carries \(\d+ characters, GSM-7.*\); channels\.sms\.maxSegments allows 1$/,
     );
   });
 
@@ -481,7 +488,8 @@ describe("check", () => {
   it("renders a discount template with an offer and a thank-you without one", async () => {
     const files = {
       "offer/en.subject.liquid": "{{ discount.percent }}% off",
-      "offer/en.text.liquid": "Code {{ discount.code }} until {{ discount.validUntil }}",
+      "offer/en.text.liquid":
+        "Code {{ discount.code }} until {{ discount.validUntil }}\n{{ shop.name }}, {{ shop.address }}",
     };
     const templates = await loaded(files, [
       { kind: "discount", channel: "email", template: "offer" },
@@ -493,6 +501,8 @@ describe("check", () => {
       sampleTemplateContext({ step: { kind: "discount", channel: "email" }, locale: "en" }),
     );
     expect(rendered.subject).toBe("10% off");
-    expect(rendered.text).toBe("Code THANKS-7KQ2-M9XD-4TBW until April 11, 2026");
+    expect(rendered.text).toBe(
+      "Code THANKS-7KQ2-M9XD-4TBW until April 11, 2026\nYour shop, 1 High Street, London N1 1AA",
+    );
   });
 });

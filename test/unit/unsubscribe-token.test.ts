@@ -1,5 +1,6 @@
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { addressHash } from "../../src/domain/address-hash.js";
 import { CHANNELS } from "../../src/domain/events.js";
 import {
   MAX_UNSUBSCRIBE_TOKEN_LENGTH,
@@ -131,10 +132,46 @@ describe("unsubscribe tokens", () => {
       customerId: "cus-1",
       channel: "email",
     });
+    expect(verifyUnsubscribeToken(SECRET, forge([3, 1, ...id]))).toBeUndefined();
+    // Version 2 carries a 16-byte address hash before the id: five bytes are not enough.
     expect(verifyUnsubscribeToken(SECRET, forge([2, 1, ...id]))).toBeUndefined();
+    const hash = Array.from({ length: 16 }, (_, i) => i);
+    expect(verifyUnsubscribeToken(SECRET, forge([2, 2, ...hash, ...id]))).toEqual({
+      customerId: "cus-1",
+      channel: "sms",
+      addressHash: "AAECAwQFBgcICQoLDA0ODw",
+    });
     expect(verifyUnsubscribeToken(SECRET, forge([1, 9, ...id]))).toBeUndefined();
     expect(verifyUnsubscribeToken(SECRET, forge([1, 1]))).toBeUndefined();
     expect(verifyUnsubscribeToken(SECRET, forge([1, 1, 0xff, 0xfe]))).toBeUndefined();
+  });
+
+  it("carries the keyed hash of the address, so the opt-out covers the address too", () => {
+    const hash = addressHash("an-address-hash-secret", "Ana@Example.com ");
+    expect(hash).toBe(addressHash("an-address-hash-secret", "ana@example.com"));
+    expect(hash).not.toBe(addressHash("another-address-secret", "ana@example.com"));
+    expect(hash).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    const target = { customerId: "x".repeat(200), channel: "email" as const, addressHash: hash };
+    const token = signUnsubscribeToken(SECRET, target);
+    expect(token.length).toBeLessThanOrEqual(MAX_UNSUBSCRIBE_TOKEN_LENGTH);
+    expect(token).not.toContain("ana");
+    expect(verifyUnsubscribeToken(SECRET, token)).toEqual(target);
+    // A token without the hash (as sent before December 2026) still names its customer.
+    const old = signUnsubscribeToken(SECRET, { customerId: "cus-1", channel: "email" });
+    expect(verifyUnsubscribeToken(SECRET, old)).toEqual({ customerId: "cus-1", channel: "email" });
+    expect(() =>
+      signUnsubscribeToken(SECRET, { customerId: "cus-1", channel: "email", addressHash: "short" }),
+    ).toThrow(/16 bytes/);
+  });
+
+  it("hashes addresses with HMAC-SHA-256 under the secret, 128 bits in base64url", () => {
+    const expected = createHmac("sha256", "an-address-hash-secret")
+      .update("followups/address\0")
+      .update("+442079460958")
+      .digest()
+      .subarray(0, 16)
+      .toString("base64url");
+    expect(addressHash("an-address-hash-secret", "+442079460958")).toBe(expected);
   });
 
   it("refuses short secrets and unusable customer ids when signing", () => {

@@ -2,6 +2,8 @@
   Counts a purchase into the customer's history once per event: the first call for an event
   records the count it saw in the event record, a repeated call returns that same count, so
   redelivered or re-published events neither count twice nor see themselves as an earlier purchase.
+  The event's fingerprint is kept beside it: an id used again for other content is a conflict,
+  and changes nothing.
 
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
@@ -10,14 +12,20 @@
     ARGV[1] the purchase time (ISO 8601, UTC, so it compares as text)
     ARGV[2] keep the customer's history this long after their latest purchase (ms)
     ARGV[3] keep a new event record this long (ms)
+    ARGV[4] the event's fingerprint
 
-  Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1) }
+  Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1) },
+          or { -1, '', 0 } when the id was used for an event with another fingerprint
 ]]
+local fingerprint = redis.call('HGET', KEYS[1], 'f')
+if fingerprint and fingerprint ~= ARGV[4] then return { -1, '', 0 } end
+-- Records written before fingerprints were kept take this one.
+if not fingerprint and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'f', ARGV[4]) end
 local seen = redis.call('HGET', KEYS[1], 'h')
 if seen then return { tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '', 0 } end
 local count = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local last = redis.call('HGET', KEYS[2], 'last') or ''
-redis.call('HSET', KEYS[1], 'h', count)
+redis.call('HSET', KEYS[1], 'h', count, 'f', ARGV[4])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 redis.call('HINCRBY', KEYS[2], 'n', 1)
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end

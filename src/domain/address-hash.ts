@@ -1,0 +1,31 @@
+import { createHmac } from "node:crypto";
+
+/**
+ * The keyed hash of an email address or phone number: HMAC-SHA-256 under ADDRESS_HASH_SECRET,
+ * truncated to 128 bits. It lets suppressions and indexes match an address without keeping it, and
+ * unlike a plain hash it cannot be reversed by hashing a list of known addresses. The secret is
+ * never rotated: every stored hash would stop matching.
+ */
+
+/** Bytes of the HMAC kept (128 bits; 22 base64url characters). */
+export const ADDRESS_HASH_BYTES = 16;
+const CONTEXT = "followups/address\0";
+
+/** Addresses are compared case-insensitively, without surrounding spaces (phones are E.164). */
+export function normalizeAddress(address: string): string {
+  return address.trim().toLowerCase();
+}
+
+/** The raw keyed hash of an address. */
+export function addressHashBytes(secret: string, address: string): Buffer {
+  return createHmac("sha256", secret)
+    .update(CONTEXT)
+    .update(normalizeAddress(address))
+    .digest()
+    .subarray(0, ADDRESS_HASH_BYTES);
+}
+
+/** The keyed hash of an address, as text (22 base64url characters). */
+export function addressHash(secret: string, address: string): string {
+  return addressHashBytes(secret, address).toString("base64url");
+}

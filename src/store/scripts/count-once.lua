@@ -1,0 +1,19 @@
+--[[
+  Counts an outcome reported by a provider's webhook once per delivery: the receipt (the
+  provider's message id) is remembered in the same step as the count, so a retried webhook whose
+  first attempt failed half-way counts it exactly once, and a replayed one not again.
+
+  Input:
+    KEYS[1]   the webhook receipt
+    KEYS[2]   ledger hour of now
+
+    ARGV[1]   how long the receipt is remembered (s)
+    ARGV[2]   how long a ledger hour is kept (ms)
+    ARGV[3..] ledger fields to count
+
+  Output: 1 when counted, 0 when the receipt was seen before
+]]
+if not redis.call('SET', KEYS[1], '1', 'EX', ARGV[1], 'NX') then return 0 end
+for i = 3, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1

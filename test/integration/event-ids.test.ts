@@ -1,0 +1,200 @@
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { EventIdConflictError } from "../../src/publisher.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { httpAddressOf } from "../support/webhooks.js";
+
+/** Event ids name one event: a repeat is a no-op, another event under the same id is refused. */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const ago = (hours: number) =>
+  DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+function postEvent(p: PipelineHarness, body: unknown): Promise<Response> {
+  return fetch(`${httpAddressOf(p)}/v1/events`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      authorization: `Bearer ${p.envVars.API_TOKEN}`,
+    },
+    body: JSON.stringify(body),
+  });
+}
+
+async function finished(p: PipelineHarness, jobId: string) {
+  return eventually(async () => {
+    const job = await p.events.getJob(jobId);
+    const state = await job?.getState();
+    return job && (state === "completed" || state === "failed") ? { state, job } : undefined;
+  }, `event job ${jobId} to finish`);
+}
+
+async function metric(p: PipelineHarness, name: string): Promise<number> {
+  const text = (await p.worker?.metrics.registry.metrics()) ?? "";
+  return Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? Number.NaN);
+}
+
+const tv = (customerId: string) =>
+  purchaseInput({
+    id: "evt-shared",
+    orderId: `ord-${customerId}`,
+    occurredAt: ago(2),
+    customer: { id: customerId },
+    items: [item("televisions", "700.00")],
+  });
+
+describe("an event id used again", () => {
+  it("for the same event is accepted and changes nothing; for another event it is a 409 over HTTP", async () => {
+    pipeline = await startPipeline("reused-http");
+    const p = pipeline;
+    // Key order and keys the contract does not know do not make it another event.
+    const first = tv("cus-first");
+    expect((await postEvent(p, first)).status).toBe(202);
+    await finished(p, "evt-shared");
+    const reordered = {
+      extra: { from: "a newer publisher" },
+      ...Object.fromEntries(Object.entries(first).reverse()),
+    };
+    expect((await postEvent(p, reordered)).status).toBe(202);
+
+    // Its job cleaned up (as retention does after an hour), another customer's purchase under
+    // the same id is refused, not merged into the first.
+    await (await p.events.getJob("evt-shared"))?.remove();
+    const other = await postEvent(p, tv("cus-second"));
+    expect(other.status).toBe(409);
+    expect(await other.json()).toEqual({
+      error: "event id reused with different content",
+      eventId: "evt-shared",
+    });
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(1);
+    expect(await p.events.getJob("evt-shared")).toBeUndefined();
+    // The first purchase keeps its own follow-ups.
+    expect((await p.store.loadEvent("evt-shared"))?.customer.id).toBe("cus-first");
+  });
+
+  it("on the queue fails the job with the reason, and a refund under a purchase's id cancels nothing", async () => {
+    pipeline = await startPipeline("reused-queue");
+    const p = pipeline;
+    await p.publisher.publish(tv("cus-first") as never);
+    await finished(p, "evt-shared");
+    await (await p.events.getJob("evt-shared"))?.remove();
+
+    // Straight onto the queue, as a publisher without the typed publisher does.
+    await p.events.add("purchase.completed", tv("cus-second"), { jobId: "evt-shared" });
+    const { state, job } = await finished(p, "evt-shared");
+    expect(state).toBe("failed");
+    expect(job.failedReason).toBe("event id reused with different content: evt-shared");
+    expect(job.attemptsMade).toBe(1);
+    await job.remove();
+
+    const refund = {
+      type: "purchase.refunded",
+      id: "evt-shared",
+      occurredAt: ago(1),
+      orderId: "ord-cus-first",
+    };
+    await p.events.add("purchase.refunded", refund, { jobId: "evt-shared" });
+    expect((await finished(p, "evt-shared")).state).toBe("failed");
+    const checkIn = (await p.store.stepRecords("evt-shared", ["big-ticket.check-in"])).get(
+      "big-ticket.check-in",
+    );
+    expect(checkIn?.state).toBe("scheduled");
+    expect(
+      await p.followUps.getJob(followUpJobId("evt-shared", "big-ticket.check-in")),
+    ).toBeTruthy();
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(2);
+  });
+
+  it("while the first is still queued is refused by the publisher; the same event is a no-op", async () => {
+    pipeline = await startPipeline("reused-publisher", { startWorker: false });
+    const p = pipeline;
+    expect(await p.publisher.publish(tv("cus-first") as never)).toEqual({
+      eventId: "evt-shared",
+      jobId: "evt-shared",
+    });
+    expect(await p.publisher.publish(tv("cus-first") as never)).toEqual({
+      eventId: "evt-shared",
+      jobId: "evt-shared",
+    });
+    await expect(p.publisher.publish(tv("cus-second") as never)).rejects.toThrow(
+      EventIdConflictError,
+    );
+    const queued = await p.events.getJob("evt-shared");
+    expect(queued?.data.customer.id).toBe("cus-first");
+  });
+});
+
+describe("what publishers enqueue", () => {
+  it("is contract v1 without unknown keys, however deep they are nested", async () => {
+    pipeline = await startPipeline("stripped");
+    const p = pipeline;
+    // 25,000 levels of arrays fit the 64 kB body limit, and are more than JSON.stringify can
+    // write back (it overflows the stack): enqueued as given, they made BullMQ's add throw.
+    const deep = `${"[".repeat(25_000)}${"]".repeat(25_000)}`;
+    const event = JSON.stringify({
+      ...purchaseInput({ id: "evt-deep", orderId: "ord-deep", occurredAt: ago(2) }),
+      publisherMeta: "DEEP",
+    }).replace('"DEEP"', deep);
+    const answer = await fetch(`${httpAddressOf(p)}/v1/events`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${p.envVars.API_TOKEN}`,
+      },
+      body: event,
+    });
+    expect(answer.status).toBe(202);
+    const job = await p.events.getJob("evt-deep");
+    expect(Object.keys(job?.data ?? {})).not.toContain("publisherMeta");
+    expect((await finished(p, "evt-deep")).state).toBe("completed");
+    await p.sink.waitForMessages(1);
+  });
+});
+
+describe("a voice step", () => {
+  it("is skipped, not counted as sent, while calls are not available and other channels are real", async () => {
+    pipeline = await startPipeline("voice", { startWorker: false });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(
+      ["rules", 2, "steps", 1],
+      doc.createNode({ kind: "check-in", channel: "voice", template: "check-in", delay: "PT1H" }),
+    );
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-voice",
+        orderId: "ord-voice",
+        occurredAt: ago(3),
+        customer: { consent: { email: true, sms: true, voice: true } },
+        items: [item("televisions", "700.00")],
+      }) as never,
+    );
+    const record = await eventually(async () => {
+      const found = (await p.store.stepRecords("evt-voice", ["big-ticket.check-in"])).get(
+        "big-ticket.check-in",
+      );
+      return found?.state === "skipped" ? found : undefined;
+    }, "the voice check-in to be skipped");
+    expect(record.reason).toEqual({
+      code: "channel-unavailable",
+      text: "voice calls are not available yet",
+    });
+    // Nothing was written to the outbox in its place.
+    expect(await readdir(p.outboxDir, { recursive: true }).catch(() => [])).toEqual([]);
+    const sent = (await p.worker?.metrics.registry.metrics()) ?? "";
+    expect(sent).not.toMatch(/^followups_sent_total\{channel="voice"/m);
+  });
+});

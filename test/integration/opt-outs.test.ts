@@ -1,0 +1,171 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { followUpJobId } from "../../src/queue/names.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { StoreKeys } from "../../src/store/keys.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { httpAddressOf, postTwilio } from "../support/webhooks.js";
+
+/** Opt-outs that stick: whatever fails around them, a customer who said stop hears nothing more. */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const PHONE = "+442079460958";
+const EMAIL = "ana@example.com";
+const ago = (hours: number) =>
+  DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+async function optOutCounts(p: PipelineHarness): Promise<Map<string, number>> {
+  const now = Date.now();
+  const hours = await new DeliveryLedger(p.redis, p.prefix).hours(now - 3_600_000, now + 3_600_000);
+  return new Map([...sumHours(hours)].filter(([field]) => field.startsWith("optout|")));
+}
+
+describe("an SMS STOP", () => {
+  it("whose suppression failed is honoured when Twilio retries it, and counted once", async () => {
+    pipeline = await startPipeline("stop-retried");
+    const p = pipeline;
+    const suppressedSms = new StoreKeys(p.prefix).suppressions("sms");
+    // Stands in for any Redis error between receiving the STOP and storing the suppression: the
+    // set is briefly a string, so the write fails.
+    await p.redis.set(suppressedSms, "not a set");
+    const stop = { From: PHONE, Body: "STOP", MessageSid: "SMstop1" };
+    const failed = await postTwilio(p, "/webhooks/twilio/inbound", stop);
+    expect(failed.status).toBeGreaterThanOrEqual(500);
+    await p.redis.del(suppressedSms);
+
+    // Twilio retries the same message: it is not a replay, because it was never processed.
+    const retried = await postTwilio(p, "/webhooks/twilio/inbound", stop);
+    expect(retried.status).toBe(200);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    // A revocation by text covers calls to the number too.
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+
+    // A replay of the processed message changes and counts nothing.
+    expect((await postTwilio(p, "/webhooks/twilio/inbound", stop)).status).toBe(200);
+    expect(await optOutCounts(p)).toEqual(
+      new Map([
+        ["optout|sms|-|-", 1],
+        ["optout|voice|-|-", 1],
+      ]),
+    );
+
+    // And the number gets no SMS.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-after-stop",
+        orderId: "ord-after-stop",
+        occurredAt: ago(2),
+        items: [item("televisions", "700.00")],
+      }) as never,
+    );
+    await eventually(
+      async () => ((await p.events.getJob("evt-after-stop"))?.finishedOn ? true : undefined),
+      "the purchase to be planned",
+    );
+    expect(await stepRecord(p, "evt-after-stop", "big-ticket.check-in")).toBeUndefined();
+    expect(p.twilio.requests).toBe(0);
+  });
+
+  it("stores no readable number: the suppression holds a keyed hash", async () => {
+    pipeline = await startPipeline("stop-hashed");
+    const p = pipeline;
+    const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: PHONE,
+      Body: "Stop",
+      MessageSid: "SMstop2",
+    });
+    expect(answer.status).toBe(200);
+    const members = await p.redis.smembers(new StoreKeys(p.prefix).suppressions("sms"));
+    expect(members).toHaveLength(1);
+    expect(members[0]).toMatch(/^h:[A-Za-z0-9_-]{22}$/);
+    expect(members.join()).not.toContain("2079460958");
+  });
+});
+
+describe("a one-click unsubscribe", () => {
+  it("covers the address it was sent to, also under another (guest) customer id", async () => {
+    pipeline = await startPipeline("unsubscribe-address");
+    const p = pipeline;
+    const laptop = (id: string, customer: Record<string, unknown> = {}) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: ago(2),
+        items: [item("laptops", "900.00")],
+        customer,
+      });
+    await p.publisher.publish(laptop("evt-member") as never);
+    const job = await eventually(
+      () => p.followUps.getJob(followUpJobId("evt-member", "accessories.discount")),
+      "the discount to be scheduled",
+    );
+    await job.promote();
+    const mails = await p.sink.waitForMessages(2);
+    const discount = mails.find((m) => /List-Unsubscribe:/i.test(m.raw));
+    const headers = (discount?.raw ?? "").replace(/\r?\n[ \t]+/g, " ");
+    const link = /List-Unsubscribe: <(https:\/\/followups\.test\/unsubscribe\/[^>]+)>/.exec(
+      headers,
+    )?.[1];
+    expect(link).toBeDefined();
+    const response = await fetch(`${httpAddressOf(p)}${new URL(link ?? "").pathname}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "List-Unsubscribe=One-Click",
+    });
+    expect(response.status).toBe(200);
+
+    // The same person checks out as a guest: a new customer id, the same address.
+    await p.publisher.publish(
+      laptop("evt-guest", { id: "guest-7781", email: EMAIL.toUpperCase() }) as never,
+    );
+    const planned = await eventually(async () => {
+      const job = await p.events.getJob("evt-guest");
+      return job?.finishedOn ? job.returnvalue : undefined;
+    }, "the guest purchase to be planned");
+    // No offers by email for that address (a one-click unsubscribe stops the list the message
+    // came from: offers); the thank-you and the check-in still go.
+    expect(planned).toMatchObject({ type: "purchase.completed", planned: 2 });
+    expect(await stepRecord(p, "evt-guest", "accessories.discount")).toBeUndefined();
+    const thanks = await eventually(async () => {
+      const found = await stepRecord(p, "evt-guest", "big-ticket.thank-you");
+      return found?.state === "sent" ? found : undefined;
+    }, "the guest's thank-you to be sent");
+    expect(thanks.channel).toBe("email");
+    expect(await optOutCounts(p)).toEqual(new Map([["optout|email|-|-", 1]]));
+    const counts = sumHours(
+      await new DeliveryLedger(p.redis, p.prefix).hours(
+        Date.now() - 3_600_000,
+        Date.now() + 3_600_000,
+      ),
+    );
+    expect(counts.get("reason|optout|email|-|one-click-offers")).toBe(1);
+  });
+});
+
+describe("suppressions written before keyed hashes", () => {
+  it("still match, and START removes them", async () => {
+    pipeline = await startPipeline("legacy-suppression", { startWorker: false });
+    const p = pipeline;
+    // An unkeyed SHA-256 of the number (`printf +442079460958 | openssl dgst -sha256 -binary |
+    // basenc --base64url | cut -c1-22`), as versions before December 2026 stored it.
+    const legacy = "a:8L8CKBRNn-K98dotjKaY8X";
+    const key = new StoreKeys(p.prefix).suppressions("sms");
+    await p.redis.sadd(key, legacy);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    await list.allow("sms", { address: PHONE });
+    expect(await p.redis.smembers(key)).toEqual([]);
+  });
+});

@@ -1,0 +1,149 @@
+import { describe, expect, it } from "vitest";
+import { smsKeyword } from "../../src/domain/sms-keywords.js";
+
+/** Replies that ask for the messages to end. */
+const OPT_OUTS: readonly string[] = [
+  // The bare keywords, any case and punctuation.
+  "STOP",
+  "stop",
+  "stop.",
+  "STOP!!!",
+  "Unsubscribe",
+  "END",
+  "END.",
+  "Quit",
+  "REVOKE",
+  "STOPALL",
+  "stop all",
+  "cancel",
+  "opt-out",
+  "Opt out",
+  "OPTOUT",
+  "S T O P",
+  // Disguised by emoji, fullwidth or styled letters, invisible characters.
+  "🛑 STOP",
+  "STOP 🛑🛑",
+  "⛔️ stop",
+  "ＳＴＯＰ",
+  "ＳＴＯＰ　ＰＬＥＡＳＥ",
+  "𝐒𝐓𝐎𝐏",
+  "S\u200BTOP",
+  "STOP\u200D",
+  "\uFEFFSTOP",
+  "ST\u2060OP",
+  "ST\u200COP",
+  // A leading keyword, whatever follows.
+  "Stop please",
+  "stop thanks",
+  "Stop it",
+  "unsubscribe me",
+  "opt out please",
+  "Cancel my messages",
+  "Cancel my subscription",
+  "Stop sending me deals",
+  // A later sentence that is only a keyword.
+  "Love the TV. Stop.",
+  "Thanks! STOP",
+  "Stop. By the way, love it",
+  // Clear phrases anywhere.
+  "Please stop texting me",
+  "stop texting me",
+  "Stop sending me messages",
+  "Quit texting me",
+  "Can you please stop?",
+  "Don't text me again",
+  "don’t text me again",
+  "No more texts please",
+  "I don't want any more messages",
+  "How do I unsubscribe?",
+  "I want to opt out",
+  "Unsubscribe from these texts",
+  "Opt me out of this",
+  "I already unsubscribed",
+  "I revoke my consent",
+  "remove me",
+  "Remove me from your list",
+  "Take me off your list",
+  "Leave me alone",
+  // German.
+  "Stopp",
+  "STOPP!",
+  "ABMELDEN",
+  "abbestellen",
+  "keine SMS mehr",
+  "Bitte keine SMS mehr",
+  "bitte keine Nachrichten mehr",
+  "Keine weiteren Nachrichten bitte",
+  "Ich möchte mich abmelden",
+  "Bitte melden Sie mich ab",
+  "Bitte schreiben Sie mir nicht mehr",
+  "Stoppen Sie die Nachrichten",
+  "Hören Sie auf, mir zu schreiben",
+];
+
+/** Replies to "Is all well with your new TV?" that the owner should read: no opt-out. */
+const REPLIES: readonly string[] = [
+  "All good thanks",
+  // Not an opt-in either: only a message that is exactly YES opts in, as before this change.
+  "Yes love it",
+  "Quite happy",
+  "endlich da",
+  // Negations.
+  "don't stop",
+  "do not stop",
+  "never stop",
+  "nicht stoppen",
+  "Bitte nicht abmelden",
+  "Please don't stop the offers",
+  "Don't stop texting me, I like the tips",
+  // A keyword inside a sentence, in another sense.
+  "I can't stop watching it",
+  "I can't stop smiling",
+  "Will you stop by?",
+  "It won't stop buzzing",
+  "The remote won't stop beeping. Help?",
+  "The end of the cable is loose",
+  "Can I opt out of the extended warranty?",
+  "I had to unsubscribe from my streaming service to afford it",
+  "No more problems since the update",
+  "Ich habe keine SMS bekommen",
+  "Oh, stop, you're making me blush",
+  // A leading keyword that is plainly another verb.
+  "stop by the store tomorrow?",
+  "Stop by anytime!",
+  "End of the cable came loose",
+  "Quit working after a week",
+  "Cancel my order please",
+  // Other words that start like keywords.
+  "The picture stops sometimes",
+  "Stopped working after two days",
+  "cancelled my other order but this one is great",
+  "Start again?",
+];
+
+/** Replies that opt back in. */
+const OPT_INS: readonly string[] = [
+  "START",
+  "start",
+  "ＳＴＡＲＴ",
+  "start 🙂",
+  "UNSTOP",
+  "Yes",
+  "YES!",
+  "yes.",
+  "S T A R T",
+];
+
+describe("smsKeyword", () => {
+  it.each(OPT_OUTS)("%j is an opt-out", (body) => {
+    expect(smsKeyword(body)).toBe("opt-out");
+  });
+
+  it.each(REPLIES)("%j is an ordinary reply", (body) => {
+    expect(smsKeyword(body)).toBe(undefined);
+  });
+
+  it.each(OPT_INS)("%j is an opt-in", (body) => {
+    expect(smsKeyword(body)).toBe("opt-in");
+  });
+});

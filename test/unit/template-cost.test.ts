@@ -1,0 +1,173 @@
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadRules, parseRules } from "../../src/config/load-rules.js";
+import { parseEvent } from "../../src/domain/events.js";
+import type { RuleSet } from "../../src/domain/rules.js";
+import { RENDER_BUDGET_MS } from "../../src/templates/check-templates.js";
+import { createLiquidEngines, TEMPLATE_LIMITS } from "../../src/templates/liquid-engines.js";
+import { loadTemplates } from "../../src/templates/load-templates.js";
+import { CONTRACT_MAXIMA, worstCaseTemplateContext } from "../../src/templates/template-context.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+
+/**
+ * Issue 11, item 14: `check` renders every template against the largest order the event contract
+ * allows, so a template whose work grows with the order fails there, not at send time.
+ */
+
+const temporaryDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(temporaryDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+function rulesWith(channel: "email" | "sms"): RuleSet {
+  const result = parseRules(
+    [
+      "version: 1",
+      "defaults: { timezone: Europe/London, currency: GBP, locale: en }",
+      "optOutConfirmation: false",
+      "rules:",
+      "  - id: everyone",
+      "    steps:",
+      `      - { kind: thank-you, channel: ${channel}, template: costly, delay: PT1H }`,
+    ].join("\n"),
+    "rules.yaml",
+  );
+  if (!result.ok) throw new Error(JSON.stringify(result.problems));
+  return result.rules;
+}
+
+async function configDir(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "followups-cost-"));
+  temporaryDirs.push(dir);
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(dir, "templates", name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content);
+  }
+  return dir;
+}
+
+const NESTED_LOOPS =
+  "Your order:\n{% for a in order.items %}{% for b in order.items %}{{ b.name }}{% endfor %}\n{% endfor %}";
+
+describe("check bounds what a template costs with the largest order", () => {
+  it("fails a text part with a loop per item inside a loop per item, naming the file", async () => {
+    const dir = await configDir({
+      "costly/en.subject.liquid": "Thanks",
+      "costly/en.text.liquid": NESTED_LOOPS,
+    });
+    const started = performance.now();
+    const result = await loadTemplates(dir, rulesWith("email"));
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(result.ok ? [] : result.problems).toEqual([
+      {
+        file: path.join(dir, "templates", "costly", "en.text.liquid"),
+        line: 2,
+        column: expect.any(Number),
+        path: "",
+        message: expect.stringMatching(
+          /^too costly: with the largest order the event contract allows \(500 items, names of 300 characters\), rendering exceeds liquid's limit of 250 ms per part; loop over the items once, not once per item$/,
+        ),
+      },
+    ]);
+  });
+
+  it("fails an HTML part the same way, and an SMS", async () => {
+    const html = await configDir({
+      "costly/en.subject.liquid": "Thanks",
+      "costly/en.text.liquid": "Thanks",
+      "costly/en.html.liquid": `<p>${NESTED_LOOPS}</p>`,
+    });
+    const htmlResult = await loadTemplates(html, rulesWith("email"));
+    expect(htmlResult.ok ? [] : htmlResult.problems.map((p) => p.file)).toEqual([
+      path.join(html, "templates", "costly", "en.html.liquid"),
+    ]);
+    const sms = await configDir({ "costly/en.text.liquid": NESTED_LOOPS });
+    const smsResult = await loadTemplates(sms, rulesWith("sms"));
+    expect(smsResult.ok ? [] : smsResult.problems.map((p) => [p.file, p.message])).toEqual([
+      [
+        path.join(sms, "templates", "costly", "en.text.liquid"),
+        expect.stringMatching(/^too costly/),
+      ],
+    ]);
+  });
+
+  it("fails a range that allocates more than liquid's memory limit", async () => {
+    const dir = await configDir({
+      "costly/en.subject.liquid": "Thanks",
+      "costly/en.text.liquid": "{% for i in (1..5000000) %}{% endfor %}Thanks",
+    });
+    const result = await loadTemplates(dir, rulesWith("email"));
+    expect(result.ok ? [] : result.problems.map((p) => p.message)).toEqual([
+      expect.stringMatching(/^too costly: .*exceeds liquid's memory limit of 2000000 characters/),
+    ]);
+  });
+
+  it("passes the shipped templates, each well within the budget", async () => {
+    const rules = await loadRules("config");
+    if (!rules.ok) throw new Error(JSON.stringify(rules.problems));
+    const result = await loadTemplates("config", rules.rules);
+    expect(result.ok ? [] : result.problems).toEqual([]);
+  });
+});
+
+describe("the limits", () => {
+  it("refuse a template file longer than 100,000 characters, saying so", async () => {
+    const dir = await configDir({
+      "costly/en.subject.liquid": "Thanks",
+      "costly/en.text.liquid": "x".repeat(100_001),
+    });
+    const result = await loadTemplates(dir, rulesWith("email"));
+    expect(result.ok ? [] : result.problems.map((p) => p.message)).toEqual([
+      "too long: 100001 characters; a template file may have at most 100000 (a message that large is clipped by mail clients anyway)",
+    ]);
+  });
+
+  it("are what the engines use", () => {
+    const engines = createLiquidEngines();
+    for (const engine of [engines.text, engines.html]) {
+      expect(engine.options).toMatchObject({
+        parseLimit: 100_000,
+        renderLimit: 250,
+        memoryLimit: 2_000_000,
+      });
+    }
+    expect(TEMPLATE_LIMITS.renderLimit).toBeGreaterThan(RENDER_BUDGET_MS);
+  });
+
+  it("the worst-case sample is the largest order the event contract accepts", () => {
+    const spec = {
+      customer: { name: "n".repeat(CONTRACT_MAXIMA.customerName) },
+      store: { id: "s".repeat(CONTRACT_MAXIMA.id), name: "s".repeat(CONTRACT_MAXIMA.storeName) },
+      items: Array.from({ length: CONTRACT_MAXIMA.items }, () =>
+        item("c".repeat(CONTRACT_MAXIMA.category), "1.00", {
+          sku: "k".repeat(CONTRACT_MAXIMA.id),
+          name: "n".repeat(CONTRACT_MAXIMA.itemName),
+          quantity: CONTRACT_MAXIMA.quantity,
+        }),
+      ),
+    };
+    expect(parseEvent(purchaseInput(spec)).ok).toBe(true);
+    const oneMore = [
+      { ...spec, customer: { name: "n".repeat(CONTRACT_MAXIMA.customerName + 1) } },
+      { ...spec, store: { id: "s", name: "s".repeat(CONTRACT_MAXIMA.storeName + 1) } },
+      { ...spec, items: [...spec.items, item("c", "1.00")] },
+      { ...spec, items: [item("c", "1.00", { name: "n".repeat(CONTRACT_MAXIMA.itemName + 1) })] },
+      { ...spec, items: [item("c", "1.00", { quantity: CONTRACT_MAXIMA.quantity + 1 })] },
+    ];
+    for (const input of oneMore) expect(parseEvent(purchaseInput(input)).ok).toBe(false);
+
+    const worst = worstCaseTemplateContext({
+      step: { kind: "thank-you", channel: "sms" },
+      locale: "en",
+    });
+    expect(worst.order.items).toHaveLength(CONTRACT_MAXIMA.items);
+    expect(worst.order.items.map((i) => Array.from(i.name).length)).toEqual(
+      Array(CONTRACT_MAXIMA.items).fill(CONTRACT_MAXIMA.itemName),
+    );
+    expect(Array.from(worst.customer.firstName ?? "")).toHaveLength(CONTRACT_MAXIMA.customerName);
+    expect(Array.from(worst.store.name ?? "")).toHaveLength(CONTRACT_MAXIMA.storeName);
+  });
+});
