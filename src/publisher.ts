@@ -41,6 +41,11 @@ export interface PublisherOptions {
    * Default: this machine's clock.
    */
   readonly clock?: () => DateTime;
+  /**
+   * Connection errors of the publisher's queue (a publish while Redis is away rejects anyway).
+   * Default: ignored, instead of BullMQ printing them to the console.
+   */
+  readonly onError?: (error: Error) => void;
 }
 
 /**
@@ -64,6 +69,7 @@ export class EventPublisher {
       connection,
       prefix: options.prefix ?? "followups",
     });
+    this.queue.on("error", options.onError ?? (() => {}));
   }
 
   /**

@@ -1,6 +1,5 @@
 import { Queue, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
-import { Redis, type RedisOptions } from "ioredis";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
 import { unavailableChannelsOf } from "./channels/channels-from-env.js";
@@ -8,13 +7,15 @@ import { formatProblem } from "./config/config-files.js";
 import { watchConfigDir } from "./config/config-watcher.js";
 import { type Env, SECRET_ENV_VARS } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
-import { eventFingerprint } from "./domain/event-fingerprint.js";
-import { type Channel, parseEvent } from "./domain/events.js";
-import { UnavailableError } from "./http/http-deps.js";
+import { DEFAULT_SHOP_NAME } from "./config/rules-file.js";
+import { marketingEmailLinkProblem } from "./config/startup-checks.js";
+import type { Channel } from "./domain/events.js";
+import type { RuleSet } from "./domain/rules.js";
 import { createHttpServer } from "./http/http-server.js";
+import { acceptEventWith, readinessWith } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
-import { EventIdConflictError, EventPublisher, InvalidEventError } from "./publisher.js";
+import { EventPublisher } from "./publisher.js";
 import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
@@ -27,8 +28,11 @@ import {
 } from "./queue/names.js";
 import { createRefunds } from "./queue/refunds.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
+import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
 import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
+import { closeWithin } from "./shutdown.js";
+import { StartupError } from "./startup-error.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
 import { DeliveryLedger } from "./store/delivery-ledger.js";
 import { EventIdRegistry } from "./store/event-ids.js";
@@ -52,17 +56,6 @@ const KEEP_COMPLETED_EVENTS = { age: 3600, count: 1_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
-/**
- * Longest wait for one Redis command on behalf of an HTTP client (enqueueing an event, the
- * readiness ping) when Redis accepted the connection but does not answer.
- */
-const HTTP_COMMAND_TIMEOUT_MS = 2_000;
-/** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
-const READINESS_TIMEOUT_MS = 500;
-/** Retry-After of a 503 while Redis is away; ioredis retries the connection every 2 s at most. */
-const RETRY_AFTER_SECONDS = 5;
-/** Part of SHUTDOWN_TIMEOUT_MS kept for closing queues and connections after in-flight jobs. */
-const CLOSE_RESERVE_MS = 1_000;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
@@ -84,8 +77,7 @@ export interface WorkerOptions {
   readonly watchConfig?: boolean;
 }
 
-/** Thrown when the worker cannot start; the message is for the operator. */
-export class StartupError extends Error {}
+export { StartupError };
 
 /**
  * The composition root: wires config, Redis, stores, processors, queues and the HTTP server, and
@@ -99,24 +91,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     throw new StartupError(`invalid config:\n${loaded.problems.map(formatProblem).join("\n")}`);
   }
   let config: FollowUpConfig = loaded.config;
+  // Marketing emails need working unsubscribe links: refused while real email goes out.
+  const realEmail = channels.email.transport !== "outbox";
+  const linkProblem = (rules: RuleSet) => marketingEmailLinkProblem(rules, env.PUBLIC_URL);
+  const startProblem = linkProblem(config.rules);
+  if (startProblem && realEmail) throw new StartupError(startProblem);
+  if (startProblem) logger.warn({ problem: startProblem }, "unsubscribe links will not work");
   const rules = () => config.rules;
   const clock = () => DateTime.utc();
   const now = () => clock().toMillis();
 
   const redis = await connectRedis(env.REDIS_URL);
-  // HTTP clients are answered from a connection of their own that never waits for Redis: with
-  // no offline queue, a command while Redis is away fails at once (503 with Retry-After) instead
-  // of queueing until Redis returns; one in flight when the connection drops fails with it, and
-  // one Redis does not answer fails after HTTP_COMMAND_TIMEOUT_MS. The other connections keep
-  // maxRetriesPerRequest: null (BullMQ's blocking commands need it): jobs wait for Redis instead.
-  const httpRedis = await connectRedis(env.REDIS_URL, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: HTTP_COMMAND_TIMEOUT_MS,
-  });
-  httpRedis.on("error", () => {
-    // Reported by the other connections' listeners (queue and worker errors); nothing to add.
-  });
+  const httpRedis = await connectHttpRedis(env.REDIS_URL);
   const prefix = env.QUEUE_PREFIX;
   const metrics = new FollowUpMetrics();
   const store = new FollowUpStore(redis, prefix);
@@ -139,6 +125,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const refunds = createRefunds({ rules, store, history, orders, followUps, metrics, logger });
   const feedback = createCustomerFeedback({
     rules,
+    templates: () => config.templates,
+    sms: channels.sms,
     store,
     ledger,
     smsReferences,
@@ -264,6 +252,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger.error({ kept: config.version }, "invalid config edit; keeping the previous version");
       return false;
     }
+    const nextProblem = linkProblem(next.config.rules);
+    if (nextProblem && realEmail) {
+      logger.error({ problem: nextProblem }, "config edit rejected");
+      logger.error({ kept: config.version }, "invalid config edit; keeping the previous version");
+      return false;
+    }
     if (next.config.version !== config.version) {
       logger.info(
         { previousVersion: config.version, version: next.config.version },
@@ -288,34 +282,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   let httpAddress: string | undefined;
   if (env.HTTP_ENABLED === "true") {
     http = createHttpServer({
-      acceptEvent: async (input) => {
-        try {
-          // An id the worker has taken before, for other content (its job may be cleaned up
-          // already); one still in the queue the publisher tells apart itself.
-          const parsed = parseEvent(input, { now: clock() });
-          if (
-            parsed.ok &&
-            (await httpEventIds.conflicts(parsed.event.id, eventFingerprint(parsed.event)))
-          ) {
-            metrics.eventsIdReused.inc();
-            return { ok: false, reusedId: parsed.event.id };
-          }
-          const { eventId } = await publisher.publish(input as never);
-          return { ok: true, eventId };
-        } catch (error) {
-          if (error instanceof InvalidEventError)
-            return { ok: false, problems: [...error.problems] };
-          if (error instanceof EventIdConflictError) {
-            metrics.eventsIdReused.inc();
-            return { ok: false, reusedId: error.eventId };
-          }
-          // A valid event that could not be stored (Redis away, refusing writes, too slow):
-          // the client should send it again, which the event id makes safe even if it was stored.
-          throw new UnavailableError("could not enqueue the event", RETRY_AFTER_SECONDS, {
-            cause: error,
-          });
-        }
-      },
+      acceptEvent: acceptEventWith({ publisher, eventIds: httpEventIds, metrics, clock }),
       unsubscribe: (request) =>
         feedback.unsubscribe(
           request.customerId,
@@ -326,24 +293,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ),
       inboundSms: (message) => feedback.inboundSms(message),
       smsStatus: (update) => feedback.smsStatus(update),
-      readiness: async () => {
-        // The job connection's state is known without asking; the ping (on the connection that
-        // never waits) proves Redis answers now. Bounded, so a silent Redis still gets a 503.
-        const pong = httpRedis.ping().then(
-          (answer) => answer === "PONG",
-          () => false,
-        );
-        const redisUp =
-          redis.status === "ready" &&
-          (await settlesWithin(pong, READINESS_TIMEOUT_MS)) &&
-          (await pong);
-        const checks = {
-          redis: redisUp,
-          rules: true,
-          workers: intake.isRunning() && delivery.isRunning(),
-        };
-        return { ready: Object.values(checks).every(Boolean), checks };
-      },
+      readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
       metrics: metrics.registry,
       settings: {
         ...(env.API_TOKEN && { apiToken: env.API_TOKEN }),
@@ -351,7 +301,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
         ...(env.TWILIO_AUTH_TOKEN && { twilioAuthToken: env.TWILIO_AUTH_TOKEN }),
         unsubscribeSecret,
-        ...(env.SHOP_NAME && { shopName: env.SHOP_NAME }),
+        // The rules name the shop; SHOP_NAME (deprecated) only stands in for the default name.
+        get shopName() {
+          const named = config.rules.shopName;
+          return named === DEFAULT_SHOP_NAME && env.SHOP_NAME ? env.SHOP_NAME : named;
+        },
         bodyLimitBytes: env.HTTP_BODY_LIMIT,
       },
       logger,
@@ -387,6 +341,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   );
   if (!env.PUBLIC_URL)
     logger.warn({ publicUrl }, "PUBLIC_URL is not set; unsubscribe links point at localhost");
+  if (env.SHOP_NAME)
+    logger.warn("SHOP_NAME is deprecated: name the shop in the rules (shop.name); the rules win");
 
   let closing: Promise<void> | undefined;
   return {
@@ -395,100 +351,16 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     metrics,
     reload: reloadLogged,
     close() {
-      // Every step is bounded by what is left of SHUTDOWN_TIMEOUT_MS: with Redis away, closing
-      // a worker or quitting a connection waits for Redis forever. What has not finished when
-      // the time is up is cut off: connections are dropped (disconnect), which ends the process.
-      closing ??= (async () => {
-        const startedAt = Date.now();
-        const deadline = startedAt + env.SHUTDOWN_TIMEOUT_MS;
-        const left = (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now());
-        const reserveMs = Math.min(CLOSE_RESERVE_MS, env.SHUTDOWN_TIMEOUT_MS / 4);
-        watcher?.close();
-        // Stops listening at once; requests in flight finish while the workers stop.
-        const httpClosed = http ? settlesWithin(http.close(), left(reserveMs)) : true;
-        // Jobs in flight may finish while Redis is up; with Redis away (or once it goes) they
-        // cannot record their outcome, so they are cut off (their locks run out, another worker
-        // retries them). Forced from the start when Redis is already away: BullMQ ignores a
-        // force once a graceful close has begun.
-        let outcome: "drained" | "redis lost" | "timed out" = "redis lost";
-        if (redis.status === "ready") {
-          let onRedisClose = () => {};
-          const redisLost = new Promise<"redis lost">((resolve) => {
-            onRedisClose = () => resolve("redis lost");
-            redis.once("close", onRedisClose);
-          });
-          const drained = closeWorkers().then(
-            () => "drained" as const,
-            () => "drained" as const,
-          );
-          outcome = await firstWithin([drained, redisLost], left(reserveMs), "timed out");
-          redis.off("close", onRedisClose);
-        }
-        if (outcome !== "drained") {
-          logger.warn(
-            { waitedMs: Date.now() - startedAt, redis: redis.status },
-            outcome === "timed out"
-              ? "in-flight jobs did not finish in time; forcing close"
-              : "Redis is unreachable; not waiting for in-flight jobs",
-          );
-          // BullMQ keeps waiting for the jobs if a graceful close began: half the reserve at most.
-          await settlesWithin(closeWorkers(true), left(reserveMs / 2));
-        }
-        if (http && !(await httpClosed)) {
-          // A request waiting on Redis (a webhook) would hold its socket, and the process, open.
-          logger.warn("HTTP requests did not finish in time; closing their connections");
-          http.server.closeAllConnections();
-        }
-        if (!(await settlesWithin(closeConnections(), left()))) {
-          logger.warn(
-            { timeoutMs: env.SHUTDOWN_TIMEOUT_MS, redis: redis.status },
-            "Redis did not answer in time; dropping its connections",
-          );
-          for (const connection of connections) connection.disconnect();
-        }
-        const channelsClosed = Promise.all(Object.values(channels).map((c) => c.close()));
-        if (!(await settlesWithin(channelsClosed, left())))
-          logger.warn("channels did not close in time; leaving them");
-        logger.info({ ms: Date.now() - startedAt }, "followups worker stopped");
-      })();
+      closing ??= closeWithin(env.SHUTDOWN_TIMEOUT_MS, logger, {
+        watcher,
+        http,
+        redis,
+        connections,
+        closeWorkers,
+        closeConnections,
+        channels: Object.values(channels),
+      });
       return closing;
     },
   };
-}
-
-/** The first of `outcomes` to resolve, or `fallback` after `ms`; the others go on. */
-async function firstWithin<T, F>(outcomes: Promise<T>[], ms: number, fallback: F): Promise<T | F> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<F>((resolve) => {
-    timer = setTimeout(resolve, ms, fallback);
-  });
-  try {
-    return await Promise.race([...outcomes, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Whether `work` settles (either way) within `ms`; if not, it goes on in the background. */
-function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  const settled = work.then(
-    () => true,
-    () => true,
-  );
-  return firstWithin([settled], ms, false);
-}
-
-/**
- * A connection for commands (BullMQ's workers get duplicates of it); by default a command waits
- * while Redis is away, as BullMQ requires.
- */
-async function connectRedis(url: string, options: RedisOptions = {}): Promise<Redis> {
-  const redis = new Redis(url, { maxRetriesPerRequest: null, ...options, lazyConnect: true });
-  try {
-    await redis.connect();
-    return redis;
-  } catch (error) {
-    redis.disconnect();
-    throw new StartupError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
-  }
 }

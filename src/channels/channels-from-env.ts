@@ -28,6 +28,7 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
   const outbox = createOutboxChannel({
     dir: env.OUTBOX_DIR,
     from: env.MAIL_FROM ?? OUTBOX_FROM,
+    ...(env.REPLY_TO && { replyTo: env.REPLY_TO }),
     ...(dkim && { dkim }),
   });
   const email =
@@ -36,6 +37,7 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
           ...(dkim && { dkim }),
           smtpUrl: env.SMTP_URL,
           from: env.MAIL_FROM,
+          ...(env.REPLY_TO && { replyTo: env.REPLY_TO }),
           maxConnections: env.SMTP_MAX_CONNECTIONS,
           messagesPerConnection: env.SMTP_MESSAGES_PER_CONNECTION,
         })

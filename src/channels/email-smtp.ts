@@ -4,12 +4,14 @@ import { closedChannel, unsupportedChannel } from "./channel-results.js";
 import { mailOptions, senderDomain } from "./mail-options.js";
 import { classifySmtpFailure } from "./smtp-failure.js";
 
-/** Settings of the SMTP email adapter, from SMTP_URL and MAIL_FROM. */
+/** Settings of the SMTP email adapter, from SMTP_URL, MAIL_FROM and REPLY_TO. */
 export interface SmtpEmailOptions {
   /** `smtp://user:pass@host:587` or `smtps://…:465`; credentials in the URL. */
   readonly smtpUrl: string;
   /** MAIL_FROM, such as `"Corner Shop" <hello@shop.example>`. */
   readonly from: string;
+  /** REPLY_TO: the address customers' replies go to, sent as Reply-To. */
+  readonly replyTo?: string;
   /** Pooled connections kept open to the server; small, the rate limit lives in the queue. */
   readonly maxConnections?: number;
   /** Messages one pooled connection carries before it is replaced (a server may cap them). */
@@ -52,7 +54,9 @@ export function createSmtpEmailChannel(options: SmtpEmailOptions): DeliveryChann
       if (closed) return closedChannel("smtp");
       if (message.channel !== "email") return unsupportedChannel("smtp", message);
       try {
-        const info = await transport.sendMail(mailOptions(message, options.from, domain));
+        const info = await transport.sendMail(
+          mailOptions(message, options.from, domain, options.replyTo),
+        );
         return { ok: true, id: info.messageId };
       } catch (error) {
         return { ok: false, error: classifySmtpFailure(error) };

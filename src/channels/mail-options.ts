@@ -40,13 +40,24 @@ export function followUpMessageId(followUpId: string, domain: string): string {
   return `<followup.${hash}@${domain}>`;
 }
 
-/** Nodemailer options for a rendered email; SMTP and the outbox build the same message. */
-export function mailOptions(message: EmailMessage, from: string, domain: string): SendMailOptions {
+/**
+ * Nodemailer options for a rendered email; SMTP and the outbox build the same message. With
+ * `replyTo` (REPLY_TO), customers' replies go there instead of to the sender, and it replaces any
+ * Reply-To among the message's own headers.
+ */
+export function mailOptions(
+  message: EmailMessage,
+  from: string,
+  domain: string,
+  replyTo?: string,
+): SendMailOptions {
+  const own = replyTo === undefined ? OWN_HEADERS : new Set([...OWN_HEADERS, "reply-to"]);
   const extra = Object.entries(message.headers ?? {}).filter(
-    ([name]) => !OWN_HEADERS.has(name.toLowerCase()),
+    ([name]) => !own.has(name.toLowerCase()),
   );
   return {
     from,
+    ...(replyTo !== undefined && { replyTo }),
     to: message.to,
     subject: message.subject,
     text: message.text,

@@ -14,6 +14,8 @@ export interface OutboxOptions {
   readonly dir: string;
   /** MAIL_FROM, or a local default; emails are built exactly as for SMTP. */
   readonly from: string;
+  /** REPLY_TO: the address customers' replies go to, written as Reply-To. */
+  readonly replyTo?: string;
   /** Channels it stands in for; all by default. */
   readonly channels?: readonly Channel[];
   /** From `dkimOptions`: the .eml files are signed exactly as SMTP mail would be. */
@@ -46,7 +48,9 @@ export function createOutboxChannel(options: OutboxOptions): DeliveryChannel {
 
   const render = async (message: OutgoingMessage): Promise<{ ext: string; data: Buffer }> => {
     if (message.channel === "email") {
-      const info = await composer.sendMail(mailOptions(message, options.from, domain));
+      const info = await composer.sendMail(
+        mailOptions(message, options.from, domain, options.replyTo),
+      );
       return { ext: ".eml", data: info.message as Buffer };
     }
     const file: OutboxPhoneFile = {

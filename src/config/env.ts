@@ -39,6 +39,10 @@ export const envSchema = z
     SMTP_MAX_CONNECTIONS: positiveInt(3),
     SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
     MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+    REPLY_TO: z.preprocess(
+      emptyAsUnset,
+      z.email({ error: "expected an email address such as help@shop.example" }).optional(),
+    ),
     TWILIO_ACCOUNT_SID: z.preprocess(
       emptyAsUnset,
       z
@@ -162,6 +166,9 @@ export const envSchema = z
   });
 
 export type Env = z.output<typeof envSchema>;
+
+/** Every variable the schema accepts, in schema order: the README's configuration table lists exactly these. */
+export const ENV_VARIABLES = Object.keys(envSchema.shape) as readonly (keyof Env)[];
 
 /**
  * Variables never logged or echoed back in error messages: every credential, signing key and URL

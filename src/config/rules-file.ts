@@ -10,6 +10,9 @@ import {
 } from "../domain/rules.js";
 import { editDistance } from "./edit-distance.js";
 
+/** The shop's name when the rules do not give one. */
+export const DEFAULT_SHOP_NAME = "Your shop";
+
 /**
  * The schema of config/rules.yaml as operators write it. Objects are strict, so a misspelt key is
  * an error instead of a silently ignored setting. The JSON Schema for editors is generated from it.
@@ -280,7 +283,7 @@ export const rulesFileSchema = z.strictObject({
         })
         .optional(),
     })
-    .prefault({ name: "Your shop" }),
+    .prefault({ name: DEFAULT_SHOP_NAME }),
   /** Whether a number that texts STOP gets one SMS confirming it will get no more messages. */
   optOutConfirmation: z.boolean({ error: "expected true or false" }).default(true),
   owners: z.array(ownerSchema).max(50).default([]),

@@ -162,3 +162,28 @@ export function smsKeyword(body: string): SmsKeyword {
   if (sentences.some((sentence) => OPT_OUT_PHRASE.test(sentence))) return "opt-out";
   return undefined;
 }
+
+/** Twilio's standard opt-out keywords, which it answers itself on long codes (Advanced Opt-Out). */
+const PROVIDER_CONFIRMED = new Set([
+  "STOP",
+  "STOPALL",
+  "UNSUBSCRIBE",
+  "CANCEL",
+  "END",
+  "QUIT",
+  "REVOKE",
+  "OPTOUT",
+]);
+
+/**
+ * Whether the provider confirms this opt-out itself: the whole message is one of its standard
+ * keywords (any case, surrounding spaces and punctuation ignored). Other wording ("please stop
+ * texting me") only we recognise, so only we can confirm it.
+ */
+export function isProviderConfirmedOptOut(body: string): boolean {
+  const word = body
+    .normalize("NFKC")
+    .replace(/^[\s\p{P}]+|[\s\p{P}]+$/gu, "")
+    .toUpperCase();
+  return PROVIDER_CONFIRMED.has(word);
+}

@@ -1,12 +1,15 @@
+import type { DeliveryChannel } from "../channels/channel.js";
 import type { Channel } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
-import { smsKeyword } from "../domain/sms-keywords.js";
+import { isProviderConfirmedOptOut, smsKeyword } from "../domain/sms-keywords.js";
 import type { Logger } from "../logger.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { SmsReferences } from "../store/sms-references.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
+import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
+import type { TemplateSet } from "../templates/template-set.js";
 import { stepLabels } from "./step-labels.js";
 
 /** Twilio's final message statuses, as ledger outcomes. */
@@ -28,8 +31,14 @@ const TWILIO_OPTED_OUT = 21610;
  */
 const PHONE_CHANNELS: readonly Channel[] = ["sms", "voice"];
 
+/** A number gets at most one opt-out confirmation within this long. */
+const CONFIRMATION_WINDOW_MS = 5 * 60_000;
+
 export interface CustomerFeedbackDeps {
   readonly rules: () => RuleSet;
+  readonly templates: () => TemplateSet;
+  /** Where the opt-out confirmation is sent. */
+  readonly sms: Pick<DeliveryChannel, "send">;
   readonly store: FollowUpStore;
   readonly ledger: DeliveryLedger;
   readonly smsReferences: SmsReferences;
@@ -48,6 +57,37 @@ export interface CustomerFeedbackDeps {
  * provider is processed again, never dropped as a replay; every step is idempotent.
  */
 export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
+  /**
+   * One confirmation text per number within five minutes, in the customer's language when their
+   * purchase is still stored. Not for Twilio's standard keywords, which Twilio confirms itself.
+   * The opt-out is stored before; a confirmation that fails is logged, never retried.
+   */
+  const confirmOptOut = async (message: { from: string; body: string }): Promise<void> => {
+    if (isProviderConfirmedOptOut(message.body) || !deps.rules().optOutConfirmation) return;
+    try {
+      const member = await deps.suppressions.addressMember(message.from);
+      if (!(await deps.smsReferences.takeOptOutConfirmation(member, CONFIRMATION_WINDOW_MS)))
+        return;
+      const checkIn = await deps.smsReferences.latestCheckIn(message.from);
+      const purchase = checkIn && (await deps.store.loadEvent(checkIn.eventId));
+      const text = await renderOptOutConfirmation(
+        deps.templates(),
+        purchase?.customer.locale,
+        deps.rules(),
+      );
+      if (text === null) return;
+      const sent = await deps.sms.send({
+        channel: "sms",
+        followUpId: `opt-out-${member.slice(2, 14)}`,
+        to: message.from,
+        text,
+      });
+      if (!sent.ok) deps.logger.warn({ code: sent.error.code }, "opt-out confirmation not sent");
+    } catch (error) {
+      deps.logger.warn({ err: error }, "opt-out confirmation not sent");
+    }
+  };
+
   const optOut = (
     channel: Channel,
     reason: string,
@@ -101,6 +141,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           );
         }
         await deps.receipts.remember(receipt);
+        await confirmOptOut(message);
         return "opted-out";
       }
       if (keyword === "opt-in") {

@@ -88,6 +88,11 @@ export class StoreKeys {
     return `${this.base}texted:${member}`;
   }
 
+  /** Set while a number (by its suppression member) has just had its opt-out confirmed. */
+  optOutConfirmed(member: string): string {
+    return `${this.base}optout-confirmed:${member}`;
+  }
+
   /** Check-in replies by time received, for the owners' reports. */
   replies(): string {
     return `${this.base}replies`;

@@ -53,6 +53,15 @@ export class SmsReferences {
     return (await this.redis.exists(this.keys.textedNumber(recipientMember))) === 1;
   }
 
+  /**
+   * Takes the one opt-out confirmation a number may get within `windowMs`: true the first time,
+   * false while an earlier confirmation is that recent.
+   */
+  async takeOptOutConfirmation(recipientMember: string, windowMs: number): Promise<boolean> {
+    const key = this.keys.optOutConfirmed(recipientMember);
+    return (await this.redis.set(key, "1", "PX", windowMs, "NX")) === "OK";
+  }
+
   /** The step an SMS sid was sent for, and the suppression member of the number it went to. */
   async stepOfSms(sid: string): Promise<(StepRef & { recipient?: string }) | undefined> {
     const raw = await this.redis.get(this.keys.smsMessage(sid));

@@ -75,6 +75,7 @@ export function createMessageComposer(
             event.customer.id,
             step.channel,
             contact && addressHash(settings.unsubscribe.addressHashSecret, contact),
+            locale.split("-")[0],
           )
         : null;
     const context = buildTemplateContext({

@@ -9,7 +9,7 @@ const FILE_TAGS = ["include", "render", "layout"] as const;
  * escapes, 200-character customer and store names): the shipped thank-you email, the most
  * expensive, renders a part in 4 to 6 ms once warm and in up to 48 ms as the first render of a
  * fresh process; it charges liquid's memory counter 161,000 (HTML escaping), a template running
- * three filters on every item name 470,000. The largest shipped file has 1,200 characters. A loop
+ * three filters on every item name 470,000. The largest shipped file has about 2,200 characters. A loop
  * over the items inside a loop over the items takes 770 ms, and `check` rejects it (see
  * RENDER_BUDGET_MS); these limits are the backstop at send time.
  */

@@ -4,7 +4,8 @@ import { signUnsubscribeToken } from "../domain/unsubscribe-token.js";
 
 /**
  * The link for an email's footer and its List-Unsubscribe header; with the keyed hash of the
- * address the email goes to, the opt-out covers that address under any customer id.
+ * address the email goes to, the opt-out covers that address under any customer id. `language`
+ * (the customer's, such as `de`) is the page's language.
  */
 export function unsubscribeUrl(
   publicUrl: string,
@@ -12,13 +13,15 @@ export function unsubscribeUrl(
   customerId: string,
   channel: Channel,
   addressHash?: string,
+  language?: string,
 ): string {
   const token = signUnsubscribeToken(secret, {
     customerId,
     channel,
     ...(addressHash !== undefined && { addressHash }),
   });
-  return `${publicUrl.replace(/\/+$/, "")}${UNSUBSCRIBE_PATH}/${token}`;
+  const query = language ? `?lang=${encodeURIComponent(language)}` : "";
+  return `${publicUrl.replace(/\/+$/, "")}${UNSUBSCRIBE_PATH}/${token}${query}`;
 }
 
 /**
@@ -32,7 +35,8 @@ export function listUnsubscribeHeaders(options: {
   const targets = [`<${options.url}>`];
   if (options.mailto !== undefined && options.mailto !== "") {
     const address = options.mailto.replace(/^mailto:/i, "");
-    const token = options.url.slice(options.url.lastIndexOf("/") + 1);
+    const path = new URL(options.url).pathname;
+    const token = path.slice(path.lastIndexOf("/") + 1);
     targets.push(`<mailto:${address}?subject=${encodeURIComponent(`unsubscribe ${token}`)}>`);
   }
   return {

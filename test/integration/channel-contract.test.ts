@@ -24,6 +24,8 @@ const FROM = '"Corner Shop" <hello@shop.example>';
 const ACCOUNT_SID = `AC${"0123456789abcdef".repeat(2)}`;
 const AUTH_TOKEN = "contract-auth-token";
 const TWILIO_FROM = "+15005550001";
+/** REPLY_TO of the email adapters that are given one. */
+const REPLY_TO = "help@shop.example";
 
 /** What the far side got, in a form every adapter of a channel can be compared by. */
 type Received =
@@ -36,6 +38,7 @@ type Received =
       messageId: string | undefined;
       followUpId: string | undefined;
       extraHeader: string | undefined;
+      replyTo: string | undefined;
     }
   | { channel: "sms"; to: string; text: string };
 
@@ -58,6 +61,8 @@ interface AdapterUnderTest {
   start(): Promise<void>;
   stop(): Promise<void>;
   create(): DeliveryChannel;
+  /** Email adapters: one configured with a Reply-To address (REPLY_TO). */
+  createWithReplyTo?(replyTo: string): DeliveryChannel;
   /** The content the far side holds for a send that returned `id`. */
   received(id: string, message: OutgoingMessage): Promise<Received>;
   readonly failures: readonly FailureScenario[];
@@ -100,6 +105,7 @@ function expectedContent(message: OutgoingMessage): Received {
       messageId: expect.stringMatching(/^<followup\.[0-9a-f]{32}@shop\.example>$/),
       followUpId: message.followUpId,
       extraHeader: "<https://shop.example/u/abc>",
+      replyTo: undefined,
     };
   }
   return { channel: "sms", to: message.to, text: message.text };
@@ -123,6 +129,7 @@ async function parseEmail(raw: string | Buffer): Promise<Received> {
     messageId: parsed.messageId,
     followUpId: header(FOLLOW_UP_HEADER),
     extraHeader: header("List-Unsubscribe"),
+    replyTo: header("Reply-To"),
   };
 }
 
@@ -147,8 +154,14 @@ function nextFollowUpId(): string {
 
 function smtpAdapter(): AdapterUnderTest & { sink(): SmtpSink } {
   let sink: SmtpSink;
-  const create = (url = sink.url) =>
-    createSmtpEmailChannel({ smtpUrl: url, from: FROM, maxConnections: 2, timeoutMs: 2_000 });
+  const create = (url = sink.url, replyTo?: string) =>
+    createSmtpEmailChannel({
+      smtpUrl: url,
+      from: FROM,
+      ...(replyTo !== undefined && { replyTo }),
+      maxConnections: 2,
+      timeoutMs: 2_000,
+    });
   return {
     name: "email-smtp (smtp-sink)",
     channel: "email",
@@ -161,6 +174,7 @@ function smtpAdapter(): AdapterUnderTest & { sink(): SmtpSink } {
       await sink.close();
     },
     create: () => create(),
+    createWithReplyTo: (replyTo) => create(sink.url, replyTo),
     async received(id) {
       const message = sink.messages.find((m) => m.parsed.messageId === id);
       if (!message) throw new Error(`the sink has no message ${id}`);
@@ -347,6 +361,10 @@ function outboxAdapter(channel: "email" | "sms"): AdapterUnderTest & { dir(): st
       await rm(path.dirname(dir), { recursive: true, force: true });
     },
     create: () => createOutboxChannel({ dir, from: FROM, channels: [channel] }),
+    ...(channel === "email" && {
+      createWithReplyTo: (replyTo: string) =>
+        createOutboxChannel({ dir, from: FROM, replyTo, channels: [channel] }),
+    }),
     async received(id) {
       const content = await readFile(path.join(dir, id));
       if (channel === "email") return parseEmail(content);
@@ -395,6 +413,24 @@ describe.each(adapters)("channel contract: $name", (adapter) => {
     expect(result.id).not.toBe("");
     expect(await adapter.received(result.id, message)).toEqual(expectedContent(message));
   });
+
+  it.runIf(adapter.createWithReplyTo !== undefined)(
+    "with a reply-to address, the far side holds it as the one Reply-To, over a message's own",
+    async () => {
+      const channel = adapter.createWithReplyTo?.(REPLY_TO);
+      if (!channel) throw new Error("no reply-to variant");
+      open.push(channel);
+      const plain = emailMessage(nextFollowUpId());
+      const message = { ...plain, headers: { ...plain.headers, "Reply-To": "x@other.example" } };
+      const result = await channel.send(message);
+      if (!result.ok) throw new Error(`send failed: ${JSON.stringify(result.error)}`);
+      // parseEmail refuses a header that appears twice.
+      expect(await adapter.received(result.id, message)).toEqual({
+        ...expectedContent(message),
+        replyTo: REPLY_TO,
+      });
+    },
+  );
 
   it.each(adapter.failures)("classifies $name as $kind", async (scenario) => {
     const arranged = await scenario.arrange();

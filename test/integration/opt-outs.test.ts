@@ -94,6 +94,44 @@ describe("an SMS STOP", () => {
   });
 });
 
+describe("an opt-out in other words", () => {
+  it("is confirmed by one text within five minutes; a bare STOP is left to Twilio's own reply", async () => {
+    pipeline = await startPipeline("stop-confirmed");
+    const p = pipeline;
+    const inbound = (Body: string, MessageSid: string) =>
+      postTwilio(p, "/webhooks/twilio/inbound", { From: PHONE, Body, MessageSid });
+    expect((await inbound("Please stop texting me", "SMwords1")).status).toBe(200);
+    const [confirmation] = await p.twilio.waitForMessages(1);
+    expect(confirmation?.to).toBe(PHONE);
+    expect(confirmation?.body).toBe("You will get no more messages from Your shop.");
+    expect(
+      await new SuppressionList(p.redis, p.prefix).isSuppressed("sms", { address: PHONE }),
+    ).toBe(true);
+
+    // A second opt-out within five minutes, in words or as a keyword, gets no second text.
+    expect((await inbound("cancel my messages", "SMwords2")).status).toBe(200);
+    expect((await inbound("STOP", "SMwords3")).status).toBe(200);
+    // A confirmation goes out before the webhook is answered: none came for these.
+    expect(p.twilio.messages).toHaveLength(1);
+  });
+
+  it("as a bare keyword gets no text from us: Twilio answers its standard keywords itself", async () => {
+    pipeline = await startPipeline("stop-keyword");
+    const p = pipeline;
+    const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: PHONE,
+      Body: "STOP",
+      MessageSid: "SMkeyword1",
+    });
+    expect(answer.status).toBe(200);
+    // A confirmation would have gone out before the webhook was answered.
+    expect(p.twilio.requests).toBe(0);
+    expect(
+      await new SuppressionList(p.redis, p.prefix).isSuppressed("sms", { address: PHONE }),
+    ).toBe(true);
+  });
+});
+
 describe("a one-click unsubscribe", () => {
   it("covers the address it was sent to, also under another (guest) customer id", async () => {
     pipeline = await startPipeline("unsubscribe-address");
@@ -167,5 +205,17 @@ describe("suppressions written before keyed hashes", () => {
     expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
     await list.allow("sms", { address: PHONE });
     expect(await p.redis.smembers(key)).toEqual([]);
+  });
+});
+
+describe("marketing email without a working unsubscribe link", () => {
+  it("keeps the worker from starting while real email goes out, naming PUBLIC_URL", async () => {
+    pipeline = await startPipeline("plain-http-url", {
+      startWorker: false,
+      env: { PUBLIC_URL: "http://followups.test" },
+    });
+    await expect(pipeline.startWorker()).rejects.toThrow(
+      "PUBLIC_URL must be an https URL that reaches this service (got http://followups.test): the marketing email steps accessories.discount, loyal-customer.discount carry unsubscribe links that must work for every recipient",
+    );
   });
 });

@@ -154,7 +154,11 @@ export async function startPipeline(
 /** The real adapters, pointed at the sink and the fake. */
 export function channelsFor(env: Env): Record<Channel, DeliveryChannel> {
   return {
-    email: createSmtpEmailChannel({ smtpUrl: env.SMTP_URL ?? "", from: env.MAIL_FROM ?? "" }),
+    email: createSmtpEmailChannel({
+      smtpUrl: env.SMTP_URL ?? "",
+      from: env.MAIL_FROM ?? "",
+      ...(env.REPLY_TO && { replyTo: env.REPLY_TO }),
+    }),
     sms: createTwilioSmsChannel({
       accountSid: env.TWILIO_ACCOUNT_SID ?? "",
       authToken: env.TWILIO_AUTH_TOKEN ?? "",

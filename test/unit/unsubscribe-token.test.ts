@@ -212,4 +212,22 @@ describe("unsubscribe links", () => {
       "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     });
   });
+
+  it("names the page's language in the link; the mailto subject carries the token alone", () => {
+    const url = unsubscribeUrl(
+      "https://followups.shop.example",
+      SECRET,
+      "cus-1",
+      "email",
+      undefined,
+      "de",
+    );
+    expect(url).toMatch(
+      /^https:\/\/followups\.shop\.example\/unsubscribe\/[A-Za-z0-9_.-]+\?lang=de$/,
+    );
+    const token = new URL(url).pathname.slice("/unsubscribe/".length);
+    expect(listUnsubscribeHeaders({ url, mailto: "stop@shop.example" })["List-Unsubscribe"]).toBe(
+      `<${url}>, <mailto:stop@shop.example?subject=unsubscribe%20${token}>`,
+    );
+  });
 });

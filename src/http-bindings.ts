@@ -1,0 +1,78 @@
+import type { Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import type { DateTime } from "luxon";
+import { eventFingerprint } from "./domain/event-fingerprint.js";
+import { parseEvent } from "./domain/events.js";
+import { type HttpDeps, UnavailableError } from "./http/http-deps.js";
+import type { FollowUpMetrics } from "./metrics.js";
+import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
+import { settlesWithin } from "./shutdown.js";
+import type { EventIdRegistry } from "./store/event-ids.js";
+
+/** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
+const READINESS_TIMEOUT_MS = 500;
+/** Retry-After of a 503 while Redis is away; ioredis retries the connection every 2 s at most. */
+const RETRY_AFTER_SECONDS = 5;
+
+/**
+ * POST /v1/events: validates, refuses an id the worker took before for other content (its job may
+ * be cleaned up already; one still queued the publisher tells apart itself), and enqueues through
+ * the same EventPublisher other services use.
+ */
+export function acceptEventWith(deps: {
+  readonly publisher: EventPublisher;
+  /** On the HTTP connection, which never waits for Redis. */
+  readonly eventIds: EventIdRegistry;
+  readonly metrics: FollowUpMetrics;
+  readonly clock: () => DateTime;
+}): HttpDeps["acceptEvent"] {
+  return async (input) => {
+    try {
+      const parsed = parseEvent(input, { now: deps.clock() });
+      const fingerprint = parsed.ok ? eventFingerprint(parsed.event) : "";
+      if (parsed.ok && (await deps.eventIds.conflicts(parsed.event.id, fingerprint))) {
+        deps.metrics.eventsIdReused.inc();
+        return { ok: false, reusedId: parsed.event.id };
+      }
+      const { eventId } = await deps.publisher.publish(input as never);
+      return { ok: true, eventId };
+    } catch (error) {
+      if (error instanceof InvalidEventError) return { ok: false, problems: [...error.problems] };
+      if (error instanceof EventIdConflictError) {
+        deps.metrics.eventsIdReused.inc();
+        return { ok: false, reusedId: error.eventId };
+      }
+      // A valid event that could not be stored (Redis away, refusing writes, too slow): the
+      // client should send it again, which the event id makes safe even if it was stored.
+      throw new UnavailableError("could not enqueue the event", RETRY_AFTER_SECONDS, {
+        cause: error,
+      });
+    }
+  };
+}
+
+/** /readyz: Redis answers now, and the workers run. */
+export function readinessWith(deps: {
+  /** The job connection: its state is known without asking. */
+  readonly redis: Redis;
+  /** The connection that never waits: its ping proves Redis answers, bounded in time. */
+  readonly httpRedis: Redis;
+  readonly workers: readonly Pick<Worker, "isRunning">[];
+}): HttpDeps["readiness"] {
+  return async () => {
+    const pong = deps.httpRedis.ping().then(
+      (answer) => answer === "PONG",
+      () => false,
+    );
+    const redisUp =
+      deps.redis.status === "ready" &&
+      (await settlesWithin(pong, READINESS_TIMEOUT_MS)) &&
+      (await pong);
+    const checks = {
+      redis: redisUp,
+      rules: true,
+      workers: deps.workers.every((worker) => worker.isRunning()),
+    };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  };
+}

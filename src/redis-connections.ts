@@ -1,0 +1,42 @@
+import { Redis, type RedisOptions } from "ioredis";
+import { StartupError } from "./startup-error.js";
+
+/**
+ * Longest wait for one Redis command on behalf of an HTTP client (enqueueing an event, the
+ * readiness ping) when Redis accepted the connection but does not answer.
+ */
+const HTTP_COMMAND_TIMEOUT_MS = 2_000;
+
+/**
+ * A connection for commands (BullMQ's workers get duplicates of it); by default a command waits
+ * while Redis is away, as BullMQ requires.
+ */
+export async function connectRedis(url: string, options: RedisOptions = {}): Promise<Redis> {
+  const redis = new Redis(url, { maxRetriesPerRequest: null, ...options, lazyConnect: true });
+  try {
+    await redis.connect();
+    return redis;
+  } catch (error) {
+    redis.disconnect();
+    throw new StartupError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The connection HTTP clients are answered from: it never waits for Redis. With no offline
+ * queue, a command while Redis is away fails at once (503 with Retry-After) instead of queueing
+ * until Redis returns; one in flight when the connection drops fails with it, and one Redis does
+ * not answer fails after HTTP_COMMAND_TIMEOUT_MS. The other connections keep
+ * maxRetriesPerRequest: null (BullMQ's blocking commands need it): jobs wait for Redis instead.
+ */
+export async function connectHttpRedis(url: string): Promise<Redis> {
+  const redis = await connectRedis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: HTTP_COMMAND_TIMEOUT_MS,
+  });
+  redis.on("error", () => {
+    // Reported by the other connections' listeners (queue and worker errors); nothing to add.
+  });
+  return redis;
+}
