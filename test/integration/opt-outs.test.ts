@@ -192,6 +192,50 @@ describe("a one-click unsubscribe", () => {
   });
 });
 
+describe('a customer.unsubscribed event with purposes: ["marketing"]', () => {
+  it("stops offers on the channel and lets the thank-you and check-in go", async () => {
+    pipeline = await startPipeline("unsubscribe-offers");
+    const p = pipeline;
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-offers",
+      occurredAt: ago(3),
+      customerId: "cus-1",
+      channels: ["email"],
+      purposes: ["marketing"],
+    });
+    await eventually(
+      async () => ((await p.events.getJob("unsub-offers"))?.finishedOn ? true : undefined),
+      "the opt-out to be recorded",
+    );
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-offers",
+        orderId: "ord-offers",
+        occurredAt: ago(2),
+        items: [item("laptops", "900.00")],
+      }) as never,
+    );
+    const thanks = await eventually(async () => {
+      const found = await stepRecord(p, "evt-offers", "big-ticket.thank-you");
+      return found?.state === "sent" ? found : undefined;
+    }, "the thank-you to be sent");
+    expect(thanks.channel).toBe("email");
+    expect(await stepRecord(p, "evt-offers", "accessories.discount")).toBeUndefined();
+    expect(await stepRecord(p, "evt-offers", "big-ticket.check-in")).toMatchObject({
+      state: "scheduled",
+    });
+    const counts = sumHours(
+      await new DeliveryLedger(p.redis, p.prefix).hours(
+        Date.now() - 3_600_000,
+        Date.now() + 3_600_000,
+      ),
+    );
+    expect(counts.get("reason|optout|email|-|event-offers")).toBe(1);
+    expect(counts.get("reason|skipped|email|discount|opted-out")).toBe(1);
+  });
+});
+
 describe("suppressions written before keyed hashes", () => {
   it("still match, and START removes them", async () => {
     pipeline = await startPipeline("legacy-suppression", { startWorker: false });
