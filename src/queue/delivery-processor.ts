@@ -103,6 +103,11 @@ function createDelivery(deps: DeliveryDeps) {
       log.info({ state: record.state }, "follow-up already handled");
       return { outcome: "already-handled", state: record.state };
     }
+    // A job BullMQ handed out again while its first worker still sends (a stalled lock): that
+    // worker decides; nothing here may skip or cancel the step under it.
+    const senderLeaseEnds = (record?.changedAt ?? 0) + deps.sendLeaseMs;
+    if (record?.state === "sending" && senderLeaseEnds > nowMs)
+      return postpone(senderLeaseEnds, "another worker is sending");
     const dueAt = record?.dueAt ?? job.timestamp + job.delay;
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
@@ -118,9 +123,15 @@ function createDelivery(deps: DeliveryDeps) {
           reason: { code: "event-missing", text: "the purchase record is gone" },
         },
         nowMs,
-        undefined,
+        // Counted like any skip, so the step leaves its due day's pending count.
+        { outcome: "skipped", ...labels, reason: "event-missing" },
         dueAt,
       );
+      deps.metrics.skipped.inc({
+        channel: labels.channel,
+        kind: labels.kind,
+        reason: "event-missing",
+      });
       return { outcome: "skipped", code: "event-missing" };
     }
     const suppressed = await suppressedFor(deps.suppressions, event, rules, stepId);

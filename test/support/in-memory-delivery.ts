@@ -97,6 +97,11 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     return raw === undefined ? undefined : readStepRecord(raw);
   }
 
+  /** Drops the stored purchase (expired, or scrubbed), keeping the event record. */
+  forgetEvent(eventId: string): void {
+    this.events.delete(eventId);
+  }
+
   /** Whether the purchase is still kept for rendering (it is dropped when no step is pending). */
   hasEvent(eventId: string): boolean {
     return this.events.has(eventId);

@@ -72,6 +72,10 @@ interface Setup {
   composeFails?: string;
   /** The event was stopped (full refund) with this reason. */
   stoppedWith?: string;
+  /** The stored purchase is gone (expired or scrubbed); the step record is still there. */
+  purchaseGone?: boolean;
+  /** The rules in force have lost the step's rule since it was planned. */
+  ruleRemoved?: boolean;
 }
 
 function world(setup: Setup = {}) {
@@ -96,6 +100,7 @@ function world(setup: Setup = {}) {
     );
   }
   if (setup.stoppedWith) store.stopEvent(EVENT_ID, setup.stoppedWith);
+  if (setup.purchaseGone) store.forgetEvent(EVENT_ID);
   const channels = {
     email: new ScriptedChannel(setup.email),
     sms: new ScriptedChannel(setup.sms),
@@ -122,7 +127,10 @@ function world(setup: Setup = {}) {
   const smsReferences = new RecordingSmsReferences();
   const suppressions = new InMemorySuppressions();
   const metrics = new FollowUpMetrics();
-  const rules = openRules(setup.whenCappedThankYou ?? "skip");
+  const open = openRules(setup.whenCappedThankYou ?? "skip");
+  const rules: RuleSet = setup.ruleRemoved
+    ? { ...open, rules: open.rules.filter((rule) => rule.id !== "big-ticket") }
+    : open;
   const deps: DeliveryDeps = {
     rules: () => rules,
     compose,
@@ -522,6 +530,56 @@ describe("a step another worker was sending", () => {
     // The other worker's send holds the slot; it is not given back from under it.
     expect(w.caps.released).toEqual([]);
     expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
+  });
+});
+
+describe("a step whose purchase record is gone", () => {
+  it("is skipped as event-missing and counted, so it leaves the pending count of its day", async () => {
+    const w = world({ purchaseGone: true, email: [ok("never")] });
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "skipped", code: "event-missing" },
+    });
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "skipped",
+      reason: { code: "event-missing", text: "the purchase record is gone" },
+    });
+    expect(w.counted()).toEqual([
+      {
+        outcome: "skipped",
+        channel: "email",
+        kind: "thank-you",
+        ruleId: "big-ticket",
+        reason: "event-missing",
+      },
+    ]);
+    expect(await series(w.metrics.skipped)).toEqual([
+      { labels: { channel: "email", kind: "thank-you", reason: "event-missing" }, value: 1 },
+    ]);
+  });
+});
+
+describe("a job handed out again while its first worker still sends", () => {
+  it("is postponed to the end of the lease before any check that could skip the step", async () => {
+    const sending: SeedRecord = {
+      state: "sending",
+      dueAt: DUE_MS,
+      changedAt: NOW_MS - 30_000,
+      attempts: 0,
+      channel: "email",
+      kind: "thank-you",
+    };
+    // The rule is gone meanwhile: still the sender, not this job, decides what happens.
+    const w = world({ record: sending, ruleRemoved: true, email: [ok("never")] });
+    const before = w.record();
+    expect(await w.deliver()).toEqual({
+      threw: "DelayedError",
+      message: "another worker is sending",
+    });
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:01:30.000Z"]);
+    expect(w.record()).toEqual(before);
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.counted()).toEqual([]);
   });
 });
 
