@@ -10,7 +10,7 @@ import {
   type FollowUpEventInput,
   parseEvent,
 } from "./domain/events.js";
-import { eventJobId, PURCHASE_EVENTS_QUEUE } from "./queue/names.js";
+import { eventInputOfJob, eventJobId, PURCHASE_EVENTS_QUEUE } from "./queue/names.js";
 
 /** Thrown by EventPublisher.publish for an event that breaks contract v1; nothing is enqueued. */
 export class InvalidEventError extends Error {
@@ -101,8 +101,6 @@ export class EventPublisher {
 
 /** Whether a queued job (name = type; data may leave the type out) holds this same event. */
 function sameEvent(name: string, data: unknown, event: FollowUpEvent): boolean {
-  const input =
-    data && typeof data === "object" && !("type" in data) ? { type: name, ...data } : data;
-  const queued = parseEvent(input);
+  const queued = parseEvent(eventInputOfJob(name, data));
   return queued.ok && eventFingerprint(queued.event) === eventFingerprint(event);
 }

@@ -24,7 +24,7 @@ import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
-import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { eventInputOfJob, type FollowUpJobData, followUpJobId } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
 
 /** How an event refused for a reused id fails (its job's failed reason). */
@@ -76,12 +76,7 @@ export interface IntakeSummary {
  */
 export function createIntakeProcessor(deps: IntakeDeps) {
   return async (job: Job): Promise<IntakeSummary> => {
-    const data: unknown = job.data;
-    const input =
-      data && typeof data === "object" && !Array.isArray(data) && !("type" in data)
-        ? { type: job.name, ...data }
-        : data;
-    const parsed = parseEvent(input, { now: deps.clock() });
+    const parsed = parseEvent(eventInputOfJob(job.name, job.data), { now: deps.clock() });
     if (!parsed.ok) {
       deps.metrics.eventsInvalid.inc();
       deps.logger.warn(

@@ -39,3 +39,13 @@ export function eventJobId(eventId: string): string {
     ? eventId
     : `e${idHash(eventId)}`;
 }
+
+/**
+ * The event a job of the input queue carries: its data, with the type taken from the job name
+ * when the data leaves it out (publishers may name the job after the type instead).
+ */
+export function eventInputOfJob(name: string, data: unknown): unknown {
+  return data && typeof data === "object" && !Array.isArray(data) && !("type" in data)
+    ? { type: name, ...data }
+    : data;
+}
