@@ -22,7 +22,7 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
-import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
+import type { SuppressionList } from "../store/suppression-list.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
 import { eventInputOfJob, type FollowUpJobData, followUpJobId } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
@@ -274,20 +274,10 @@ export async function suppressedChannelsOf(
   event: PurchaseCompleted,
   suppressions: SuppressionList,
 ): Promise<{ all: Set<Channel>; marketing: Set<Channel> }> {
-  const ask = (scope: OptOutScope) =>
-    Promise.all(
-      CHANNELS.map((channel) => {
-        const address = channel === "email" ? event.customer.email : event.customer.phone;
-        return suppressions.isSuppressed(
-          channel,
-          { customerId: event.customer.id, ...(address && { address }) },
-          scope,
-        );
-      }),
-    );
-  const [all, marketing] = await Promise.all([ask("all"), ask("marketing")]);
-  return {
-    all: new Set<Channel>(CHANNELS.filter((_, i) => all[i])),
-    marketing: new Set<Channel>(CHANNELS.filter((_, i) => marketing[i])),
-  };
+  return suppressions.optOutsOf(
+    CHANNELS.map((channel) => {
+      const address = channel === "email" ? event.customer.email : event.customer.phone;
+      return { channel, who: { customerId: event.customer.id, ...(address && { address }) } };
+    }),
+  );
 }

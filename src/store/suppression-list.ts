@@ -91,6 +91,34 @@ export class SuppressionList {
     return found.some((flag) => flag === 1);
   }
 
+  /**
+   * For each channel, whether its target opted out of everything, or of offers only: every list
+   * asked in one round trip (intake asks this for every purchase).
+   */
+  async optOutsOf(
+    targets: readonly { readonly channel: Channel; readonly who: SuppressionTarget }[],
+  ): Promise<{ all: Set<Channel>; marketing: Set<Channel> }> {
+    const pipeline = this.redis.pipeline();
+    const asked: { channel: Channel; scope: OptOutScope }[] = [];
+    for (const { channel, who } of targets) {
+      const members = await this.members(who, "read");
+      if (members.length === 0) continue;
+      pipeline.smismember(this.keys.suppressions(channel), ...members);
+      pipeline.smismember(this.keys.marketingSuppressions(channel), ...members);
+      asked.push({ channel, scope: "all" }, { channel, scope: "marketing" });
+    }
+    const found = { all: new Set<Channel>(), marketing: new Set<Channel>() };
+    if (asked.length === 0) return found;
+    const replies = (await pipeline.exec()) ?? [];
+    replies.forEach(([error, flags], index) => {
+      if (error) throw error;
+      const question = asked[index];
+      if (question && (flags as number[]).some((flag) => flag === 1))
+        found[question.scope].add(question.channel);
+    });
+    return found;
+  }
+
   /** The list's member for an address (its keyed hash), to keep beside a sent message. */
   async addressMember(address: string): Promise<string> {
     return `h:${addressHash(await this.addressSecret(), address)}`;
