@@ -61,6 +61,12 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly promoted = new Counter({
+    name: "followups_promoted_total",
+    help: "Steps moved from the compact schedule into the follow-ups queue shortly before they fall due.",
+    registers: [this.registry],
+  });
+
   readonly retried = new Counter({
     name: "followups_retries_total",
     help: "Transient send failures that will be retried.",

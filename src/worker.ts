@@ -20,6 +20,7 @@ import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createIntakeProcessor } from "./queue/intake-processor.js";
+import { createPromoter } from "./queue/promoter.js";
 import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
@@ -36,10 +37,12 @@ import { StartupError } from "./startup-error.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
 import { DeliveryLedger } from "./store/delivery-ledger.js";
 import { EventIdRegistry } from "./store/event-ids.js";
+import { FollowUpSchedule } from "./store/follow-up-schedule.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
 import { OrderStore } from "./store/order-store.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
+import { RulesGenerations } from "./store/rules-generations.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
 import { SuppressionList } from "./store/suppression-list.js";
@@ -114,6 +117,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret });
   const smsReferences = new SmsReferences(redis, prefix);
+  const generations = new RulesGenerations(redis, prefix);
+  let generation = (await generations.generationOf(config.rules.version)).generation;
 
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
@@ -167,6 +172,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       metrics,
       logger,
       clock,
+      promoteHorizonMs: env.PROMOTE_HORIZON_MS,
+      rulesGeneration: () => generation,
     }),
     {
       ...workerSettings,
@@ -229,8 +236,21 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   for (const [label, worker] of Object.entries(workers)) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
+  const promoter = createPromoter({
+    schedule: new FollowUpSchedule(redis, prefix),
+    followUps,
+    horizonMs: env.PROMOTE_HORIZON_MS,
+    now,
+    logger,
+    onPromoted: (count) => metrics.promoted.inc(count),
+  });
+  // A few rounds per horizon, so a step is a job minutes before it is due, whichever round runs.
+  promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
   const closeWorkers = (force = false) =>
-    Promise.all(Object.values(workers).map((worker) => worker.close(force)));
+    Promise.all([
+      promoter.stop(),
+      ...Object.values(workers).map((worker) => worker.close(force)),
+    ]);
   const connections = [redis, httpRedis, ...workerConnections];
   // QUIT lets Redis answer what is pending first; a connection that is not up is just dropped
   // (the HTTP one refuses a QUIT while down and would otherwise reconnect forever).
@@ -263,7 +283,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         { previousVersion: config.version, version: next.config.version },
         "config reloaded",
       );
+      const numbered = await generations.generationOf(next.config.rules.version);
       config = next.config;
+      generation = numbered.generation;
       await syncReportSchedulers(reports, config.rules.owners);
     }
     return true;
@@ -335,6 +357,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       // Which secrets are configured (names only; values never reach a log).
       secretsSet: SECRET_ENV_VARS.filter((name) => env[name] !== undefined),
       rulesVersion: config.rules.version,
+      rulesGeneration: generation,
+      promoteHorizonMs: env.PROMOTE_HORIZON_MS,
       templatesVersion: config.templates.version,
     },
     "followups worker started",

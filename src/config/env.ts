@@ -87,6 +87,11 @@ export const envSchema = z
     JOB_LOCK_MS: positiveInt(30_000),
     SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
     RECORD_RETENTION_DAYS: positiveInt(90),
+    PROMOTE_HORIZON_MS: z.coerce
+      .number()
+      .int()
+      .min(60_000, { error: "expected at least 60000 (one minute: the schedule's bucket width)" })
+      .default(300_000),
     HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
     HTTP_HOST: z.string().min(1).default("0.0.0.0"),
     HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),

@@ -58,6 +58,10 @@ export interface IntakeDeps {
   readonly clock: () => DateTime;
   /** How long an event's record (step states, replies) outlives its last step. */
   readonly recordRetentionMs: number;
+  /** Steps due within this many ms become BullMQ jobs at once; later ones wait in the schedule. */
+  readonly promoteHorizonMs: number;
+  /** The generation of the rules `rules()` returns (see RulesGenerations). */
+  readonly rulesGeneration: () => number;
 }
 
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */
@@ -199,6 +203,9 @@ async function schedulePurchase(
   }
   const keepUntil =
     Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + deps.recordRetentionMs;
+  const generation = deps.rulesGeneration();
+  const promoteBy = nowMs + deps.promoteHorizonMs;
+  const inSchedule = (step: { dueAt: string }) => Date.parse(step.dueAt) > promoteBy;
   // Order matters: the event and the step records exist before any job can run, and the order
   // link comes after them, so a refund racing this purchase either sees the steps or is seen here.
   await deps.store.schedule(
@@ -210,15 +217,18 @@ async function schedulePurchase(
       channel: step.channel,
       kind: step.kind,
       ruleId: step.ruleId,
+      inSchedule: inSchedule(step),
     })),
     nowMs,
+    generation,
   );
   const linked = await deps.orders.linkPurchase(
     event.orderId,
     event.id,
     Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
   );
-  let toSchedule = open;
+  // Steps beyond the horizon wait in the compact schedule (filed by the script above).
+  let toSchedule = open.filter((step) => !inSchedule(step));
   if (
     linked.fullyRefunded !== order.fullyRefunded ||
     linked.refunds.length !== order.refunds.length
@@ -226,9 +236,9 @@ async function schedulePurchase(
     await deps.refunds.applyRefunds(event.id, event.orderId, linked, nowMs);
     const after = await deps.store.stepRecords(
       event.id,
-      open.map((s) => s.stepId),
+      toSchedule.map((s) => s.stepId),
     );
-    toSchedule = open.filter((step) => after.get(step.stepId)?.state === "scheduled");
+    toSchedule = toSchedule.filter((step) => after.get(step.stepId)?.state === "scheduled");
   }
   if (!firstSeen) {
     // A step an earlier version queued under its longer job id has its job already.
@@ -237,7 +247,8 @@ async function schedulePurchase(
     );
     toSchedule = toSchedule.filter((_, i) => legacy[i] === undefined);
   }
-  await deps.followUps.addBulk(
+  if (toSchedule.length > 0)
+    await deps.followUps.addBulk(
     toSchedule.map((step) => ({
       name: step.channel,
       data: { e: event.id, s: step.stepId },

@@ -64,7 +64,7 @@ export function entryFields(entry: LedgerEntry): string[] {
 
 /** The ledger spec the step scripts count a state change with (lib/ledger-count.lua). */
 export function changeSpec(entry: LedgerEntry): string {
-  return JSON.stringify({ f: entryFields(entry), ttl: AGGREGATE_RETENTION_MS, ch: entry.channel });
+  return JSON.stringify({ f: entryFields(entry), ttl: AGGREGATE_RETENTION_MS, ch: entry.channel, r: entry.ruleId });
 }
 
 /** The ledger keys a step script touches for a change at `now` to a step due at `dueAt`. */

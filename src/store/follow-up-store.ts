@@ -7,7 +7,8 @@ import {
   type LedgerEntry,
   ledgerField,
 } from "./delivery-ledger.js";
-import { dayOf, hourOf, StoreKeys } from "./keys.js";
+import { scheduleEntry } from "./follow-up-schedule.js";
+import { bucketOf, dayOf, hourOf, StoreKeys } from "./keys.js";
 import { readLegacyPurchase } from "./legacy-layout.js";
 import { decodePurchase, encodePurchase } from "./purchase-codec.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -39,6 +40,8 @@ export interface StepToSchedule {
   readonly channel: string;
   readonly kind: string;
   readonly ruleId: string;
+  /** Whether the step waits in the compact schedule (due beyond the promotion horizon). */
+  readonly inSchedule: boolean;
 }
 
 /** Order id and customer name, kept after the purchase is scrubbed, for owners' reports. */
@@ -58,26 +61,35 @@ export class FollowUpStore {
    * Records the steps as scheduled, leaving any step that already has a state untouched, and saves
    * the purchase for rendering while one of them is pending. Both are kept until `keepUntil` (epoch
    * ms; an existing record is kept longer, never shorter, and a saved purchase is not replaced).
-   * Returns how many steps were new.
+   * Steps due beyond the promotion horizon (`inSchedule`) are filed in the compact schedule, and a
+   * new record remembers the rules `generation` it was planned with. Returns how many steps were new.
    */
   async schedule(
     event: PurchaseCompleted,
     keepUntil: number,
     steps: readonly StepToSchedule[],
     now: number,
+    generation: number,
   ): Promise<number> {
     const entries = steps.map((step) => ({
       id: step.stepId,
       d: step.dueAt,
       c: step.channel,
       k: step.kind,
+      r: step.ruleId,
       f: ledgerField("scheduled", step.channel, step.kind, step.ruleId),
+      b: step.inSchedule ? bucketOf(step.dueAt) : 0,
+      t: step.inSchedule ? scheduleEntry(event.id, step.stepId) : "",
     }));
     const keys = [
       this.keys.eventRecord(event.id),
       this.keys.purchase(event.id),
       this.keys.ledgerHour(hourOf(now)),
-      ...steps.map((step) => this.keys.pendingDay(dayOf(step.dueAt))),
+      this.keys.scheduleIndex(),
+      ...steps.flatMap((step) => [
+        this.keys.pendingDay(dayOf(step.dueAt)),
+        this.keys.scheduleBucket(bucketOf(step.dueAt)),
+      ]),
     ];
     return this.redis.fuScheduleSteps(
       keys.length,
@@ -89,6 +101,7 @@ export class FollowUpStore {
       // What reports may show once the purchase is scrubbed: the order and the customer's name.
       JSON.stringify({ o: event.orderId, n: event.customer.name ?? null }),
       keepUntil,
+      generation,
     );
   }
 

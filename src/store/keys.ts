@@ -20,6 +20,14 @@ export function hourOf(epochMs: number): number {
   return Math.floor(epochMs / HOUR_MS);
 }
 
+/** Width of one bucket of the compact schedule: steps are grouped by the minute they fall due. */
+export const SCHEDULE_BUCKET_MS = 60_000;
+
+/** The schedule bucket an instant falls in (minutes since the epoch). */
+export function bucketOf(epochMs: number): number {
+  return Math.floor(epochMs / SCHEDULE_BUCKET_MS);
+}
+
 /** The UTC day an instant falls in, as the pending counts number days (days since the epoch). */
 export function dayOf(epochMs: number): number {
   return Math.floor(epochMs / DAY_MS);
@@ -106,6 +114,34 @@ export class StoreKeys {
   /** Pending steps due on one UTC day (`dayOf`), by channel. */
   pendingDay(day: number): string {
     return `${this.base}due:${day}`;
+  }
+
+  /**
+   * Steps falling due in one minute (`bucketOf`) that wait outside BullMQ: newline-separated
+   * step references, appended as steps are scheduled (store/follow-up-schedule.ts).
+   */
+  scheduleBucket(bucket: number): string {
+    return `${this.base}t:${bucket}`;
+  }
+
+  /** The non-empty schedule buckets, scored by the time they start: what the promoter reads. */
+  scheduleIndex(): string {
+    return `${this.base}t`;
+  }
+
+  /** Held by the one promoter that moves a bucket's steps into BullMQ, for a short lease. */
+  scheduleLease(bucket: number): string {
+    return `${this.base}t:${bucket}:lease`;
+  }
+
+  /** The customers who used an address (by its suppression member, a keyed hash): console lookups. */
+  customersOfAddress(member: string): string {
+    return `${this.base}who:${member}`;
+  }
+
+  /** The rules generation counter and the generation of every rules content hash seen. */
+  rulesGenerations(): string {
+    return `${this.base}rules`;
   }
 
   /** A provider webhook's message id, remembered to ignore replays. */

@@ -37,6 +37,36 @@ export interface StoreCommands {
     numberOfKeys: number,
     ...keysAndArgs: (string | number | Buffer)[]
   ): Promise<number>;
+  /** claim-bucket.lua (the bucket's bytes as text; `…Buffer` as bytes) */
+  fuClaimBucket(
+    bucketKey: string,
+    indexKey: string,
+    leaseKey: string,
+    bucket: number,
+    token: string,
+    leaseMs: number,
+    maxBytes: number,
+  ): Promise<[number, string?]>;
+  fuClaimBucketBuffer(
+    bucketKey: string,
+    indexKey: string,
+    leaseKey: string,
+    bucket: number,
+    token: string,
+    leaseMs: number,
+    maxBytes: number,
+  ): Promise<[number, Buffer?]>;
+  /** release-bucket.lua */
+  fuReleaseBucket(
+    bucketKey: string,
+    indexKey: string,
+    leaseKey: string,
+    bucket: number,
+    token: string,
+    bytes: number,
+  ): Promise<number>;
+  /** rules-generation.lua */
+  fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
   /** stop-event.lua */
   fuStopEvent(recordKey: string, reason: string): Promise<number>;
   /** count-outcomes.lua */
@@ -94,6 +124,9 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "claim-step": "fuClaimStep",
   "update-step": "fuUpdateStep",
   "schedule-steps": "fuScheduleSteps",
+  "claim-bucket": "fuClaimBucket",
+  "release-bucket": "fuReleaseBucket",
+  "rules-generation": "fuRulesGeneration",
   "stop-event": "fuStopEvent",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",

@@ -36,6 +36,7 @@ const step = (dueAt: number) => ({
   channel: "email",
   kind: "thank-you",
   ruleId: "thank-you",
+  inSchedule: false,
 });
 const recordKey = () => keys.eventRecord("evt-store");
 const purchaseKey = () => keys.purchase("evt-store");
@@ -44,14 +45,14 @@ describe("the follow-up store", () => {
   it("does not bring a deleted purchase back when a stale plan schedules a step already sent", async () => {
     const now = Date.now();
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
-    await store.schedule(event, now + 90 * DAY, [step(now)], now);
+    await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
     expect(await store.loadEvent("evt-store")).toEqual(event);
     await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
     await store.transition("evt-store", "thank-you.thank-you", ["sending"], { state: "sent" }, now);
     expect(await redis.exists(purchaseKey())).toBe(0);
 
     // The same plan again, as a second delivery of the event that read the step before it was sent.
-    expect(await store.schedule(event, now + 90 * DAY, [step(now)], now)).toBe(0);
+    expect(await store.schedule(event, now + 90 * DAY, [step(now)], now, 1)).toBe(0);
     expect(await redis.exists(purchaseKey())).toBe(0);
     expect(await store.loadEvent("evt-store")).toBeUndefined();
   });
@@ -59,12 +60,12 @@ describe("the follow-up store", () => {
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
-    await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now);
-    await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now);
+    await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now, 1);
+    await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now, 1);
     for (const key of [recordKey(), purchaseKey()]) {
       expect(await redis.pttl(key)).toBeGreaterThan(199 * DAY);
     }
-    await store.schedule(event, now + 300 * DAY, [step(now + 100 * DAY)], now);
+    await store.schedule(event, now + 300 * DAY, [step(now + 100 * DAY)], now, 1);
     for (const key of [recordKey(), purchaseKey()]) {
       expect(await redis.pttl(key)).toBeGreaterThan(299 * DAY);
     }
@@ -74,14 +75,14 @@ describe("the follow-up store", () => {
     const now = Date.now();
     await redis.hset(recordKey(), { event: JSON.stringify(event), h: "0" });
     await redis.pexpireat(recordKey(), now + 200 * DAY);
-    await store.schedule(event, now + 95 * DAY, [step(now + DAY)], now);
+    await store.schedule(event, now + 95 * DAY, [step(now + DAY)], now, 1);
     expect(await redis.pttl(recordKey())).toBeGreaterThan(199 * DAY);
   });
 
   it("stops an event it holds, and leaves no key behind for one that expired", async () => {
     const now = Date.now();
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
-    await store.schedule(event, now + 90 * DAY, [step(now + DAY)], now);
+    await store.schedule(event, now + 90 * DAY, [step(now + DAY)], now, 1);
     await store.stopEvent("evt-store", "refunded: the order was refunded");
     const claim = await store.claim("evt-store", "thank-you.thank-you", now + DAY, 60_000);
     expect(claim).toMatchObject({ claimed: false, record: { state: "cancelled" } });

@@ -5,7 +5,12 @@ import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /** Opt-outs that stick: whatever fails around them, a customer who said stop hears nothing more. */
@@ -145,11 +150,7 @@ describe("a one-click unsubscribe", () => {
         customer,
       });
     await p.publisher.publish(laptop("evt-member") as never);
-    const job = await eventually(
-      () => p.followUps.getJob(followUpJobId("evt-member", "accessories.discount")),
-      "the discount to be scheduled",
-    );
-    await job.promote();
+    await promoteStep(p, "evt-member", "accessories.discount");
     const mails = await p.sink.waitForMessages(2);
     const discount = mails.find((m) => /List-Unsubscribe:/i.test(m.raw));
     const headers = (discount?.raw ?? "").replace(/\r?\n[ \t]+/g, " ");

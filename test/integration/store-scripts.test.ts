@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
+import { bucketOf, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
@@ -17,7 +17,11 @@ const SPEC = JSON.stringify({
   f: ["cancelled|email|thank-you|r", "reason|cancelled|email|thank-you|refunded"],
   ttl: 3_600_000,
   ch: "email",
+  r: "r",
 });
+/** The pending-count fields of the two steps: channel, rule and quarter hour of the UTC day. */
+const EMAIL_PENDING = "email|r|40";
+const SMS_PENDING = "sms|r|40";
 
 let redis: Redis & StoreCommands;
 let prefix: string;
@@ -43,13 +47,44 @@ const hour = () => keys.ledgerHour(hourOf(NOW));
 const dayKey = (due: number) => keys.pendingDay(dayOf(due));
 const stored = async (field: string) => JSON.parse((await redis.hget(record(), field)) ?? "null");
 
-/** Schedules `s:a` (email, due in a day) and `s:b` (sms, due in 90 days) through the script. */
+/**
+ * Schedules `s:a` (email, due in a day, straight to BullMQ) and `s:b` (sms, due in 90 days, in the
+ * compact schedule) through the script.
+ */
 async function scheduleTwo(): Promise<number> {
+  const common = { r: "r" };
   const steps = [
-    { id: "a", d: NOW + DAY, c: "email", k: "thank-you", f: "scheduled|email|thank-you|r" },
-    { id: "b", d: NOW + 90 * DAY, c: "sms", k: "check-in", f: "scheduled|sms|check-in|r" },
+    {
+      id: "a",
+      d: NOW + DAY,
+      c: "email",
+      k: "thank-you",
+      f: "scheduled|email|thank-you|r",
+      b: 0,
+      t: "",
+      ...common,
+    },
+    {
+      id: "b",
+      d: NOW + 90 * DAY,
+      c: "sms",
+      k: "check-in",
+      f: "scheduled|sms|check-in|r",
+      b: bucketOf(NOW + 90 * DAY),
+      t: '["evt","b"]\n',
+      ...common,
+    },
   ];
-  const scriptKeys = [record(), purchase(), hour(), dayKey(NOW + DAY), dayKey(NOW + 90 * DAY)];
+  const scriptKeys = [
+    record(),
+    purchase(),
+    hour(),
+    keys.scheduleIndex(),
+    dayKey(NOW + DAY),
+    keys.scheduleBucket(bucketOf(NOW + DAY)),
+    dayKey(NOW + 90 * DAY),
+    keys.scheduleBucket(bucketOf(NOW + 90 * DAY)),
+  ];
   return redis.fuScheduleSteps(
     scriptKeys.length,
     ...scriptKeys,
@@ -59,12 +94,14 @@ async function scheduleTwo(): Promise<number> {
     Buffer.from("the purchase"),
     '{"o":"ord-1","n":"Ana"}',
     NOW + 200 * DAY,
+    3,
   );
 }
 
 describe("the store's Lua scripts", () => {
   it("registers every script file as a command, with the KEYS count its header declares", () => {
     expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
+      "claim-bucket",
       "claim-event-id",
       "claim-step",
       "count-once",
@@ -72,6 +109,8 @@ describe("the store's Lua scripts", () => {
       "link-order",
       "record-purchase",
       "record-refund",
+      "release-bucket",
+      "rules-generation",
       "schedule-steps",
       "stop-event",
       "suppress",
@@ -80,6 +119,7 @@ describe("the store's Lua scripts", () => {
       "update-step",
     ]);
     expect(EMBEDDED_SCRIPTS["claim-step"].numberOfKeys).toBe(4);
+    expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(2);
   });
@@ -97,18 +137,27 @@ describe("the store's Lua scripts", () => {
       "scheduled|email|thank-you|r": "1",
       "scheduled|sms|check-in|r": "1",
     });
-    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("1");
-    expect(await redis.hget(dayKey(NOW + 90 * DAY), "sms")).toBe("1");
+    expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("1");
+    expect(await redis.hget(dayKey(NOW + 90 * DAY), SMS_PENDING)).toBe("1");
+    // Only the far step waits in the schedule: one line in its minute, indexed by that minute.
+    expect(await redis.exists(keys.scheduleBucket(bucketOf(NOW + DAY)))).toBe(0);
+    expect(await redis.get(keys.scheduleBucket(bucketOf(NOW + 90 * DAY)))).toBe('["evt","b"]\n');
+    expect(await redis.zrange(keys.scheduleIndex(), "0", "-1", "WITHSCORES")).toEqual([
+      String(bucketOf(NOW + 90 * DAY)),
+      String(NOW + 90 * DAY),
+    ]);
     // A day's count outlives its day by one day.
     expect(await redis.pexpiretime(dayKey(NOW + DAY))).toBe(Date.UTC(2026, 11, 4));
     expect(await redis.get(purchase())).toBe("the purchase");
     expect(await redis.pexpiretime(purchase())).toBe(NOW + 200 * DAY);
     expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
+    expect(await redis.hget(record(), "g")).toBe("3");
 
     // The same plan again adds nothing and counts nothing.
     expect(await scheduleTwo()).toBe(0);
     expect(await redis.hget(hour(), "scheduled|email|thank-you|r")).toBe("1");
-    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("1");
+    expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("1");
+    expect(await redis.get(keys.scheduleBucket(bucketOf(NOW + 90 * DAY)))).toBe('["evt","b"]\n');
   });
 
   it("claim-step: claims a scheduled step once, takes over an expired lease, and says when the due day is wrong", async () => {
@@ -183,9 +232,10 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(hour(), "cancelled|email|thank-you|r")).toBe("2");
     expect(await redis.hget(hour(), "reason|cancelled|email|thank-you|refunded")).toBe("2");
     // The spec names the channel it takes a pending step from: email's day goes to 0.
-    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("0");
+    expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("0");
     expect(await redis.exists(purchase())).toBe(0);
     expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
+    expect(await redis.hget(record(), "g")).toBe("3");
   });
 
   it("update-step: applies a patch only from the allowed states, counts it, scrubs after the last pending step", async () => {
@@ -205,12 +255,17 @@ describe("the store's Lua scripts", () => {
       );
     const [refused, found] = await update("s:a", NOW + DAY, "sending", { s: "sent" });
     expect(refused).toBe(0);
-    expect(JSON.parse(found)).toEqual({ s: "scheduled", d: NOW + DAY, c: "email", k: "thank-you" });
+    expect(JSON.parse(found)).toEqual({
+      s: "scheduled",
+      d: NOW + DAY,
+      c: "email",
+      k: "thank-you",
+    });
     const [changed, raw] = await update("s:a", NOW + DAY, "scheduled,sending", { s: "sent" }, SPEC);
     expect(changed).toBe(1);
     expect(JSON.parse(raw)).toMatchObject({ s: "sent", t: NOW, d: NOW + DAY });
     expect(await redis.hget(hour(), "cancelled|email|thank-you|r")).toBe("1");
-    expect(await redis.hget(dayKey(NOW + DAY), "email")).toBe("0");
+    expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("0");
     // s:b still waits, so the purchase stays.
     expect(await redis.exists(purchase())).toBe(1);
     await update("s:b", NOW + 90 * DAY, "scheduled", { s: "skipped", x: "opted-out: stop" });

@@ -203,13 +203,26 @@ export async function eventually<T>(
 }
 
 /**
- * Makes a planned step's delayed job due now. Waits for the job first: intake records the step
- * before it adds the job, so a test that saw the record may be a moment early.
+ * Makes a planned step due now. A step due within the promotion horizon has a delayed job: it is
+ * promoted. A later one waits in the compact schedule: its job is added as the promoter would add
+ * it, minutes early (the promoter itself is tested in promoter.test.ts). Waits for the step first:
+ * a test that just published the event may be a moment early.
  */
 export async function promoteStep(p: PipelineHarness, eventId: string, stepId: string) {
-  const job = await eventually(
-    () => p.followUps.getJob(followUpJobId(eventId, stepId)),
-    `the job of ${eventId} ${stepId}`,
+  const jobId = followUpJobId(eventId, stepId);
+  const found = await eventually(async () => {
+    const job = await p.followUps.getJob(jobId);
+    if (job) return { job, record: undefined };
+    const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+    return record?.state === "scheduled" ? { job: undefined, record } : undefined;
+  }, `the job or schedule entry of ${eventId} ${stepId}`);
+  if (found.job) {
+    await found.job.promote();
+    return;
+  }
+  await p.followUps.add(
+    found.record?.channel ?? "follow-up",
+    { e: eventId, s: stepId },
+    { jobId },
   );
-  await job.promote();
 }

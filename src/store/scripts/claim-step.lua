@@ -35,7 +35,8 @@ if stop and (rec.s == 'scheduled' or takenOver) then
   rec.t = now
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
   if ARGV[4] ~= '' then
-    countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[4]), 'scheduled', 'cancelled', raw ~= false)
+    countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[4]), 'scheduled', 'cancelled', raw ~= false, rec,
+      redis.call('HGET', KEYS[1], 'g'))
   end
   scrubIfDone(KEYS[1], KEYS[2])
   return { 0, cjson.encode(rec), 0 }

@@ -1,26 +1,38 @@
 --[[
   Records new steps as scheduled (a step that already has a record is left as it is), counts only
-  the new ones, then saves the purchase (kept, never overwritten) with its summary and expiry. One
-  script, so the purchase and its steps appear together.
+  the new ones, files the new ones due beyond the promotion horizon in the compact schedule, then
+  saves the purchase (kept, never overwritten) with its summary and expiry. One script, so the
+  purchase, its steps and their places in the schedule appear together.
 
   Input:
-    KEYS[1]     event record (hash)
-    KEYS[2]     stored purchase
-    KEYS[3]     ledger hour of `now`
-    KEYS[3 + i] pending count of step i's due day, in the order of ARGV[3]
+    KEYS[1]         event record (hash)
+    KEYS[2]         stored purchase
+    KEYS[3]         ledger hour of `now`
+    KEYS[4]         schedule index (sorted set of bucket numbers by start time)
+    KEYS[3 + 2i]    pending count of step i's due day, in the order of ARGV[3]
+    KEYS[4 + 2i]    schedule bucket of step i's due minute
 
     ARGV[1] now (epoch ms)
     ARGV[2] how long a ledger hour is kept (ms)
-    ARGV[3] steps (JSON array of { id, d = due epoch ms, c = channel, k = kind, f = ledger field })
+    ARGV[3] steps (JSON array of { id, d = due epoch ms, c = channel, k = kind, r = rule id,
+            f = ledger field, b = bucket number or 0 when BullMQ gets the step directly,
+            t = the bucket entry })
     ARGV[4] the encoded purchase
     ARGV[5] summary kept for reports (JSON)
-    ARGV[6] keep the record and purchase until (epoch ms)
+    ARGV[6] keep the record, the purchase and the buckets until (epoch ms)
+    ARGV[7] the rules generation the steps were planned with (kept as the record's `g`)
 
   Output: how many steps were new
 ]]
 --!include lib/pending-states.lua
-local now = tonumber(ARGV[1])
+--!include lib/ledger-count.lua
 local steps = cjson.decode(ARGV[3])
+-- An event planned before generations were kept (it has a summary but no `g`) keeps counting
+-- its pending steps the old way, so that their counts still add up when they change.
+if redis.call('HEXISTS', KEYS[1], 'g') == 0 and redis.call('HEXISTS', KEYS[1], 'm') == 0 then
+  redis.call('HSET', KEYS[1], 'g', ARGV[7])
+end
+local generation = redis.call('HGET', KEYS[1], 'g')
 local added = 0
 local pending = false
 for i, step in ipairs(steps) do
@@ -32,9 +44,16 @@ for i, step in ipairs(steps) do
     pending = true
     redis.call('HINCRBY', KEYS[3], step.f, 1)
     redis.call('PEXPIRE', KEYS[3], ARGV[2])
-    local dayKey = KEYS[3 + i]
-    redis.call('HINCRBY', dayKey, step.c, 1)
+    local dayKey = KEYS[3 + 2 * i]
+    redis.call('HINCRBY', dayKey, pendingField(generation, rec, step.c, step.r), 1)
     redis.call('PEXPIREAT', dayKey, (math.floor(step.d / 86400000) + 2) * 86400000)
+    if step.b ~= 0 then
+      local bucketKey = KEYS[4 + 2 * i]
+      redis.call('APPEND', bucketKey, step.t)
+      redis.call('PEXPIREAT', bucketKey, ARGV[6], 'GT')
+      if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[6]) end
+      redis.call('ZADD', KEYS[4], step.b * 60000, step.b)
+    end
   elseif PENDING[cjson.decode(redis.call('HGET', KEYS[1], field)).s] then
     pending = true
   end

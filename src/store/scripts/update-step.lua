@@ -38,7 +38,8 @@ for k, v in pairs(cjson.decode(ARGV[4])) do rec[k] = v end
 rec.t = now
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
 if ARGV[5] ~= '' then
-  countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false)
+  countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false, rec,
+    redis.call('HGET', KEYS[1], 'g'))
 end
 if PENDING[oldState] and not PENDING[rec.s] then scrubIfDone(KEYS[1], KEYS[2]) end
 return { 1, cjson.encode(rec) }

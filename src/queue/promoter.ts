@@ -1,0 +1,144 @@
+import type { JobsOptions, Queue } from "bullmq";
+import type { Logger } from "../logger.js";
+import type { BucketSlice, FollowUpSchedule } from "../store/follow-up-schedule.js";
+import { bucketOf } from "../store/keys.js";
+import type { StepRecord } from "../store/step-record.js";
+import { type FollowUpJobData, followUpJobId } from "./names.js";
+
+/**
+ * The promoter moves steps from the compact schedule into the `follow-ups` queue shortly before
+ * they fall due, as delayed jobs with deterministic ids, so BullMQ runs the last minutes as it
+ * always did (delays, retries, rate limits, stalled-job recovery). It runs in every worker
+ * process with no leader: a bucket is leased to one promoter at a time, and a promoter that dies
+ * holding one only delays it by the lease; the next one adds the same job ids again, which BullMQ
+ * ignores for jobs that exist, and passes over steps that have left `scheduled`.
+ */
+
+/** How long a promoter may hold a bucket before another may take it over. */
+export const PROMOTION_LEASE_MS = 30_000;
+/** Bytes of a bucket read per slice (a few hundred step references). */
+const SLICE_BYTES = 32_768;
+/** Buckets looked at per round. */
+const BUCKETS_PER_ROUND = 32;
+
+export interface PromoterDeps {
+  readonly schedule: FollowUpSchedule;
+  readonly followUps: Queue<FollowUpJobData>;
+  /** Steps due within this many ms become jobs. */
+  readonly horizonMs: number;
+  readonly now: () => number;
+  readonly logger: Logger;
+  readonly onPromoted?: (count: number) => void;
+  /** How long a bucket stays leased to a promoter (default PROMOTION_LEASE_MS). */
+  readonly leaseMs?: number;
+}
+
+/** A job the promoter adds for a scheduled step. */
+export interface PromotedJob {
+  readonly name: string;
+  readonly data: FollowUpJobData;
+  readonly opts: JobsOptions & { jobId: string };
+}
+
+/**
+ * The jobs for a slice: one per step that is still scheduled in this bucket's minute (a step
+ * re-planned to another minute waits for that bucket; one already handled needs nothing), each
+ * delayed until its due time.
+ */
+export function jobsForSlice(
+  slice: Pick<BucketSlice, "bucket" | "refs">,
+  records: readonly (StepRecord | undefined)[],
+  now: number,
+): PromotedJob[] {
+  const jobs = new Map<string, PromotedJob>();
+  slice.refs.forEach((ref, i) => {
+    const record = records[i];
+    if (record?.state !== "scheduled" || bucketOf(record.dueAt) !== slice.bucket) return;
+    const jobId = followUpJobId(ref.eventId, ref.stepId);
+    jobs.set(jobId, {
+      name: record.channel ?? "follow-up",
+      data: { e: ref.eventId, s: ref.stepId },
+      opts: { jobId, delay: Math.max(0, record.dueAt - now) },
+    });
+  });
+  return [...jobs.values()];
+}
+
+export interface Promoter {
+  /** Promotes every step due within the horizon now; returns how many jobs it added. */
+  promoteDue(): Promise<number>;
+  /** Runs `promoteDue` every `intervalMs` until stopped. */
+  start(intervalMs: number): void;
+  /** Stops the loop and waits for a round in progress. */
+  stop(): Promise<void>;
+}
+
+export function createPromoter(deps: PromoterDeps): Promoter {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+
+  /** Promotes a bucket slice by slice; returns the jobs added and the slices it handled. */
+  async function promoteBucket(bucket: number): Promise<{ jobs: number; slices: number }> {
+    const done = { jobs: 0, slices: 0 };
+    for (;;) {
+      const slice = await deps.schedule.claim(
+        bucket,
+        deps.leaseMs ?? PROMOTION_LEASE_MS,
+        SLICE_BYTES,
+      );
+      if (!slice) return done;
+      const records = await deps.schedule.records(slice.refs);
+      const jobs = jobsForSlice(slice, records, deps.now());
+      if (jobs.length > 0) await deps.followUps.addBulk(jobs);
+      done.jobs += jobs.length;
+      done.slices += 1;
+      if (!(await deps.schedule.release(slice)) || slice.bytes === 0) return done;
+    }
+  }
+
+  async function promoteDue(): Promise<number> {
+    let promoted = 0;
+    for (;;) {
+      const buckets = await deps.schedule.bucketsDueBy(
+        deps.now() + deps.horizonMs,
+        BUCKETS_PER_ROUND,
+      );
+      let progressed = false;
+      for (const bucket of buckets) {
+        if (stopped) return promoted;
+        const done = await promoteBucket(bucket);
+        promoted += done.jobs;
+        progressed ||= done.slices > 0;
+      }
+      // Leased elsewhere or all stale: the others' buckets are theirs until the next round.
+      if (buckets.length < BUCKETS_PER_ROUND || !progressed) break;
+    }
+    if (promoted > 0) {
+      deps.onPromoted?.(promoted);
+      deps.logger.debug({ promoted }, "scheduled follow-ups promoted to the queue");
+    }
+    return promoted;
+  }
+
+  function tick(intervalMs: number): void {
+    running = promoteDue()
+      .catch((error: unknown) => deps.logger.warn({ err: error }, "promotion round failed"))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(() => tick(intervalMs), intervalMs);
+      });
+  }
+
+  return {
+    promoteDue,
+    start(intervalMs) {
+      stopped = false;
+      tick(intervalMs);
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { readStepRecord, type StepRecord } from "./step-record.js";
+import { bucketOf, SCHEDULE_BUCKET_MS, StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+
+/**
+ * The compact schedule: steps due beyond the promotion horizon wait here instead of as BullMQ
+ * delayed jobs. A step is one line (`["<eventId>","<stepId>"]`) appended to the string of the
+ * minute it falls due in, and a sorted set indexes the minutes that have steps. About 40 bytes
+ * per step against 430 for a delayed job. The step record stays the truth: an entry whose record
+ * is no longer scheduled, or now falls due in another minute (re-planned), is passed over.
+ */
+
+/** A step reference as the schedule keeps it. */
+export interface ScheduledStepRef {
+  readonly eventId: string;
+  readonly stepId: string;
+}
+
+/** One slice of a bucket, leased to one promoter. */
+export interface BucketSlice {
+  readonly bucket: number;
+  readonly token: string;
+  readonly refs: readonly ScheduledStepRef[];
+  /** Bytes of the bucket the slice covers (whole lines). */
+  readonly bytes: number;
+}
+
+/** The bucket line of a step. */
+export function scheduleEntry(eventId: string, stepId: string): string {
+  return `${JSON.stringify([eventId, stepId])}\n`;
+}
+
+/** The whole lines at the start of `text`, and how many bytes they take. */
+export function readEntries(text: Buffer): { refs: ScheduledStepRef[]; bytes: number } {
+  const end = text.lastIndexOf(0x0a);
+  if (end < 0) return { refs: [], bytes: 0 };
+  const refs: ScheduledStepRef[] = [];
+  for (const line of text.subarray(0, end).toString("utf8").split("\n")) {
+    const parsed: unknown = JSON.parse(line);
+    if (
+      Array.isArray(parsed) &&
+      typeof parsed[0] === "string" &&
+      typeof parsed[1] === "string"
+    ) {
+      refs.push({ eventId: parsed[0], stepId: parsed[1] });
+    }
+  }
+  return { refs, bytes: end + 1 };
+}
+
+export class FollowUpSchedule {
+  private readonly redis: Redis & StoreCommands;
+  private readonly keys: StoreKeys;
+
+  constructor(redis: Redis, prefix: string) {
+    this.redis = withStoreCommands(redis);
+    this.keys = new StoreKeys(prefix);
+  }
+
+  /** Buckets that start no later than `until` (epoch ms), earliest first. */
+  async bucketsDueBy(until: number, limit: number): Promise<number[]> {
+    const members = await this.redis.zrangebyscore(
+      this.keys.scheduleIndex(),
+      "-inf",
+      until,
+      "LIMIT",
+      0,
+      limit,
+    );
+    return members.map(Number);
+  }
+
+  /**
+   * Leases the next slice of a bucket (at most `maxBytes`, whole lines): undefined when another
+   * promoter holds it or it is gone.
+   */
+  async claim(bucket: number, leaseMs: number, maxBytes: number): Promise<BucketSlice | undefined> {
+    const token = randomUUID();
+    const [status, text] = (await this.redis.fuClaimBucketBuffer(
+      this.keys.scheduleBucket(bucket),
+      this.keys.scheduleIndex(),
+      this.keys.scheduleLease(bucket),
+      bucket,
+      token,
+      leaseMs,
+      maxBytes,
+    )) as [number, Buffer?];
+    if (status !== 1 || !text) return undefined;
+    // Ids are bounded (events.ts), so a slice of more than a few hundred bytes holds whole lines.
+    const { refs, bytes } = readEntries(text);
+    return { bucket, token, refs, bytes };
+  }
+
+  /** Drops a promoted slice; false when the lease had passed to another promoter. */
+  async release(slice: BucketSlice): Promise<boolean> {
+    const released = await this.redis.fuReleaseBucket(
+      this.keys.scheduleBucket(slice.bucket),
+      this.keys.scheduleIndex(),
+      this.keys.scheduleLease(slice.bucket),
+      slice.bucket,
+      slice.token,
+      slice.bytes,
+    );
+    return released === 1;
+  }
+
+  /**
+   * Files steps in the schedule outside the scheduling script (the upgrade of delayed jobs),
+   * each in the bucket of its due time, kept until `keepUntil`.
+   */
+  async add(
+    steps: readonly (ScheduledStepRef & { dueAt: number })[],
+    keepUntil: number,
+  ): Promise<void> {
+    if (steps.length === 0) return;
+    const multi = this.redis.multi();
+    for (const step of steps) {
+      const bucket = bucketOf(step.dueAt);
+      const key = this.keys.scheduleBucket(bucket);
+      multi.append(key, scheduleEntry(step.eventId, step.stepId));
+      multi.pexpireat(key, keepUntil, "GT");
+      multi.zadd(this.keys.scheduleIndex(), bucket * SCHEDULE_BUCKET_MS, String(bucket));
+    }
+    await multi.exec();
+    // PEXPIREAT … GT leaves a key without an expiry as it is: give new buckets theirs.
+    const ttls = await Promise.all(
+      [...new Set(steps.map((s) => bucketOf(s.dueAt)))].map(async (bucket) => {
+        const key = this.keys.scheduleBucket(bucket);
+        return [key, await this.redis.pttl(key)] as const;
+      }),
+    );
+    for (const [key, ttl] of ttls) if (ttl === -1) await this.redis.pexpireat(key, keepUntil);
+  }
+
+  /** The step records of the references (undefined where the record is gone). */
+  async records(refs: readonly ScheduledStepRef[]): Promise<(StepRecord | undefined)[]> {
+    if (refs.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const ref of refs) pipeline.hget(this.keys.eventRecord(ref.eventId), `s:${ref.stepId}`);
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([error, raw]) => {
+      if (error) throw error;
+      return typeof raw === "string" ? readStepRecord(raw) : undefined;
+    });
+  }
+
+  /** How many buckets wait, and the start of the earliest (for health and metrics). */
+  async backlog(): Promise<{ buckets: number; earliest?: number }> {
+    const [count, first] = await Promise.all([
+      this.redis.zcard(this.keys.scheduleIndex()),
+      this.redis.zrange(this.keys.scheduleIndex(), "0", "0", "WITHSCORES"),
+    ]);
+    return first[1] === undefined
+      ? { buckets: count }
+      : { buckets: count, earliest: Number(first[1]) };
+  }
+}

@@ -1,0 +1,164 @@
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { createLogger } from "../../src/logger.js";
+import { FOLLOW_UPS_QUEUE, type FollowUpJobData, followUpJobId } from "../../src/queue/names.js";
+import { createPromoter } from "../../src/queue/promoter.js";
+import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
+import { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { bucketOf, StoreKeys } from "../../src/store/keys.js";
+import { purchase } from "../support/fixtures.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+
+const DAY = 86_400_000;
+const MINUTE = 60_000;
+const HORIZON = 5 * MINUTE;
+const logger = createLogger({ level: "silent", pretty: false });
+
+let redis: Redis;
+let prefix: string;
+let store: FollowUpStore;
+let schedule: FollowUpSchedule;
+let followUps: Queue<FollowUpJobData>;
+
+beforeAll(() => {
+  redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+});
+afterAll(async () => {
+  await redis.quit();
+});
+beforeEach(() => {
+  prefix = uniquePrefix("promoter");
+  store = new FollowUpStore(redis, prefix);
+  schedule = new FollowUpSchedule(redis, prefix);
+  followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+});
+afterEach(async () => {
+  await followUps.close();
+  await deleteKeysWithPrefix(redis, prefix);
+});
+
+/** Schedules one check-in per event, due at the given times, as intake files far-future steps. */
+async function scheduleCheckIns(dueTimes: readonly number[], now: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (const [i, dueAt] of dueTimes.entries()) {
+    const event = purchase({ id: `evt-${i}` });
+    await store.schedule(
+      event,
+      dueAt + 90 * DAY,
+      [
+        {
+          stepId: "big-ticket.check-in",
+          dueAt,
+          channel: "sms",
+          kind: "check-in",
+          ruleId: "big-ticket",
+          inSchedule: true,
+        },
+      ],
+      now,
+      1,
+    );
+    ids.push(event.id);
+  }
+  return ids;
+}
+
+const promoterAt = (now: number, leaseMs?: number) =>
+  createPromoter({
+    schedule,
+    followUps,
+    horizonMs: HORIZON,
+    now: () => now,
+    logger,
+    ...(leaseMs !== undefined && { leaseMs }),
+  });
+
+describe("the promoter", () => {
+  it("turns steps into delayed jobs only once they fall due within the horizon", async () => {
+    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const due = 90 * DAY;
+    await scheduleCheckIns([now + due, now + due + 3 * MINUTE, now + due + 20 * MINUTE], now);
+    expect(await followUps.getJobCounts("delayed", "wait")).toEqual({ delayed: 0, wait: 0 });
+
+    // A day before: nothing is due within five minutes.
+    expect(await promoterAt(now + due - DAY).promoteDue()).toBe(0);
+    // Two minutes before the first: the first two are within the horizon, the third is not.
+    const at = now + due - 2 * MINUTE;
+    expect(await promoterAt(at).promoteDue()).toBe(2);
+    const first = await followUps.getJob(followUpJobId("evt-0", "big-ticket.check-in"));
+    expect(first?.name).toBe("sms");
+    expect(first?.data).toEqual({ e: "evt-0", s: "big-ticket.check-in" });
+    expect(first?.delay).toBe(2 * MINUTE);
+    expect(await first?.getState()).toBe("delayed");
+    const second = await followUps.getJob(followUpJobId("evt-1", "big-ticket.check-in"));
+    expect(second?.delay).toBe(5 * MINUTE);
+    expect(await followUps.getJob(followUpJobId("evt-2", "big-ticket.check-in"))).toBeUndefined();
+    // The promoted buckets are gone; the later one waits.
+    const keys = new StoreKeys(prefix);
+    expect(await redis.exists(keys.scheduleBucket(bucketOf(now + due)))).toBe(0);
+    expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 10)).toEqual([
+      bucketOf(now + due + 20 * MINUTE),
+    ]);
+    // A step that is late (workers were down) becomes a job due at once.
+    expect(await promoterAt(now + due + DAY).promoteDue()).toBe(1);
+    expect((await followUps.getJob(followUpJobId("evt-2", "big-ticket.check-in")))?.delay).toBe(0);
+  });
+
+  it("never adds a step twice when four promoters run at once", async () => {
+    const now = Date.UTC(2026, 11, 2, 9, 0);
+    // 600 steps spread over five minutes: several buckets, several slices each.
+    const dueTimes = Array.from({ length: 600 }, (_, i) => now + DAY + (i % 5) * MINUTE + i);
+    await scheduleCheckIns(dueTimes, now);
+    const at = now + DAY;
+    const promoted = await Promise.all(
+      Array.from({ length: 4 }, () => promoterAt(at).promoteDue()),
+    );
+    // Each job was added by exactly one promoter (addBulk would not fail on a second add).
+    expect(promoted.reduce((sum, n) => sum + n, 0)).toBe(600);
+    // The first is due at once (waiting), the rest within five minutes (delayed).
+    expect(await followUps.getJobCounts("delayed", "wait")).toEqual({ delayed: 599, wait: 1 });
+    expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
+  });
+
+  it("passes over steps that were handled or re-planned to another minute", async () => {
+    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const due = now + 30 * DAY;
+    await scheduleCheckIns([due, due, due], now);
+    await store.claim("evt-0", "big-ticket.check-in", now, 60_000, { dueAt: due });
+    await store.transition("evt-0", "big-ticket.check-in", ["sending"], { state: "sent" }, now);
+    // A re-planned step keeps its old schedule line; its record says when it is due now.
+    await redis.hset(
+      new StoreKeys(prefix).eventRecord("evt-1"),
+      "s:big-ticket.check-in",
+      JSON.stringify({ s: "scheduled", d: due + DAY, c: "sms", k: "check-in", g: 2 }),
+    );
+    expect(await promoterAt(due).promoteDue()).toBe(1);
+    expect(await followUps.getJob(followUpJobId("evt-2", "big-ticket.check-in"))).toBeDefined();
+    expect(await followUps.getJob(followUpJobId("evt-0", "big-ticket.check-in"))).toBeUndefined();
+    expect(await followUps.getJob(followUpJobId("evt-1", "big-ticket.check-in"))).toBeUndefined();
+  });
+
+  it("loses nothing when a promoter dies holding a bucket, and adds no second job", async () => {
+    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const due = now + 7 * DAY;
+    await scheduleCheckIns([due, due + 1, due + 2], now);
+    // A promoter takes the bucket and adds the first job, then dies before it releases it.
+    const dying = await schedule.claim(bucketOf(due), 300, 65_536);
+    expect(dying?.refs).toHaveLength(3);
+    await followUps.add(
+      "sms",
+      { e: "evt-0", s: "big-ticket.check-in" },
+      { jobId: followUpJobId("evt-0", "big-ticket.check-in"), delay: 0 },
+    );
+    // While its lease holds, nobody else promotes the bucket.
+    expect(await promoterAt(due).promoteDue()).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(await promoterAt(due).promoteDue()).toBe(3);
+    const counts = await followUps.getJobCounts("delayed", "wait");
+    expect((counts.delayed ?? 0) + (counts.wait ?? 0)).toBe(3);
+    // The dead promoter's late release changes nothing.
+    expect(dying && (await schedule.release(dying))).toBe(false);
+    expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
+  });
+});
