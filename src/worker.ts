@@ -20,13 +20,13 @@ import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createIntakeProcessor } from "./queue/intake-processor.js";
-import { createPromoter } from "./queue/promoter.js";
 import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
   OWNER_REPORTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
 } from "./queue/names.js";
+import { createPromoter } from "./queue/promoter.js";
 import { createRefunds } from "./queue/refunds.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
@@ -247,10 +247,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // A few rounds per horizon, so a step is a job minutes before it is due, whichever round runs.
   promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
   const closeWorkers = (force = false) =>
-    Promise.all([
-      promoter.stop(),
-      ...Object.values(workers).map((worker) => worker.close(force)),
-    ]);
+    Promise.all([promoter.stop(), ...Object.values(workers).map((worker) => worker.close(force))]);
   const connections = [redis, httpRedis, ...workerConnections];
   // QUIT lets Redis answer what is pending first; a connection that is not up is just dropped
   // (the HTTP one refuses a QUIT while down and would otherwise reconnect forever).

@@ -249,15 +249,15 @@ async function schedulePurchase(
   }
   if (toSchedule.length > 0)
     await deps.followUps.addBulk(
-    toSchedule.map((step) => ({
-      name: step.channel,
-      data: { e: event.id, s: step.stepId },
-      opts: {
-        jobId: followUpJobId(event.id, step.stepId),
-        delay: Math.max(0, Date.parse(step.dueAt) - nowMs),
-      },
-    })),
-  );
+      toSchedule.map((step) => ({
+        name: step.channel,
+        data: { e: event.id, s: step.stepId },
+        opts: {
+          jobId: followUpJobId(event.id, step.stepId),
+          delay: Math.max(0, Date.parse(step.dueAt) - nowMs),
+        },
+      })),
+    );
   for (const step of open) {
     if (records.get(step.stepId) === undefined)
       deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });

@@ -13,9 +13,21 @@ import { RECEIPT_SECONDS } from "./webhook-receipts.js";
  */
 
 const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+const QUARTER_HOUR_MS = HOUR_MS / 4;
 
 /** Hourly aggregates are kept this long: reports compare periods up to a year back. */
 export const AGGREGATE_RETENTION_MS = 401 * 24 * HOUR_MS;
+
+/** Pending follow-ups counted together: one channel and rule, due in one quarter hour. */
+export interface PendingCount {
+  readonly channel: string;
+  /** null for steps planned before rules were counted (2026-12-02). */
+  readonly ruleId: string | null;
+  /** Start of the quarter hour they fall due in (epoch ms). */
+  readonly at: number;
+  readonly count: number;
+}
 
 /** One counted outcome: which step kind on which channel, by which rule, and why if it did not go out. */
 export interface LedgerEntry {
@@ -64,7 +76,12 @@ export function entryFields(entry: LedgerEntry): string[] {
 
 /** The ledger spec the step scripts count a state change with (lib/ledger-count.lua). */
 export function changeSpec(entry: LedgerEntry): string {
-  return JSON.stringify({ f: entryFields(entry), ttl: AGGREGATE_RETENTION_MS, ch: entry.channel, r: entry.ruleId });
+  return JSON.stringify({
+    f: entryFields(entry),
+    ttl: AGGREGATE_RETENTION_MS,
+    ch: entry.channel,
+    r: entry.ruleId,
+  });
 }
 
 /** The ledger keys a step script touches for a change at `now` to a step due at `dueAt`. */
@@ -134,19 +151,42 @@ export class DeliveryLedger {
 
   /** Follow-ups still pending whose due day lies in [from, from + days), by channel. */
   async pending(from: number, days: number): Promise<Record<Channel, number>> {
+    const totals = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
+    for (const count of await this.pendingCounts(from, days)) {
+      if (count.channel in totals) totals[count.channel as Channel] += count.count;
+    }
+    return totals;
+  }
+
+  /**
+   * Pending follow-ups whose due day (UTC) lies in [from, from + days), as counted: by channel,
+   * rule and the quarter hour they fall due in. Steps planned before 2026-12-02 were counted by
+   * channel alone (no rule, and the UTC day's start as their time).
+   */
+  async pendingCounts(from: number, days: number): Promise<PendingCount[]> {
     const firstDay = dayOf(from);
     const pipeline = this.redis.pipeline();
     for (let day = firstDay; day < firstDay + days; day++)
       pipeline.hgetall(this.keys.pendingDay(day));
-    const totals = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
-    for (const [error, value] of (await pipeline.exec()) ?? []) {
+    const counts: PendingCount[] = [];
+    ((await pipeline.exec()) ?? []).forEach(([error, value], index) => {
       if (error) throw error;
-      for (const [channel, count] of Object.entries((value ?? {}) as Record<string, string>)) {
-        if (channel in totals) totals[channel as Channel] += Math.max(0, Number(count));
+      const dayStart = (firstDay + index) * DAY_MS;
+      for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>)) {
+        const count = Number(raw);
+        if (!(count > 0)) continue;
+        const [channel = "", ruleId, quarter] = field.split("|");
+        counts.push({
+          channel,
+          ruleId: ruleId ?? null,
+          at: dayStart + (quarter === undefined ? 0 : Number(quarter) * QUARTER_HOUR_MS),
+          count,
+        });
       }
-    }
-    return totals;
+    });
+    return counts;
   }
+
 }
 
 /** Adds up hours into one map of field → count. */

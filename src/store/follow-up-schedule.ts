@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { readStepRecord, type StepRecord } from "./step-record.js";
 import { bucketOf, SCHEDULE_BUCKET_MS, StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { readStepRecord, type StepRecord } from "./step-record.js";
 
 /**
  * The compact schedule: steps due beyond the promotion horizon wait here instead of as BullMQ
@@ -39,11 +39,7 @@ export function readEntries(text: Buffer): { refs: ScheduledStepRef[]; bytes: nu
   const refs: ScheduledStepRef[] = [];
   for (const line of text.subarray(0, end).toString("utf8").split("\n")) {
     const parsed: unknown = JSON.parse(line);
-    if (
-      Array.isArray(parsed) &&
-      typeof parsed[0] === "string" &&
-      typeof parsed[1] === "string"
-    ) {
+    if (Array.isArray(parsed) && typeof parsed[0] === "string" && typeof parsed[1] === "string") {
       refs.push({ eventId: parsed[0], stepId: parsed[1] });
     }
   }

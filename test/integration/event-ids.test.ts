@@ -6,7 +6,12 @@ import { parseDocument } from "yaml";
 import { EventIdConflictError } from "../../src/publisher.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  whereWaiting,
+} from "../support/pipeline-harness.js";
 import { httpAddressOf } from "../support/webhooks.js";
 
 /** Event ids name one event: a repeat is a no-op, another event under the same id is refused. */
@@ -109,9 +114,7 @@ describe("an event id used again", () => {
       "big-ticket.check-in",
     );
     expect(checkIn?.state).toBe("scheduled");
-    expect(
-      await p.followUps.getJob(followUpJobId("evt-shared", "big-ticket.check-in")),
-    ).toBeTruthy();
+    expect(await whereWaiting(p, "evt-shared", "big-ticket.check-in")).toBe("schedule");
     expect(await metric(p, "followups_events_id_reused_total")).toBe(2);
   });
 

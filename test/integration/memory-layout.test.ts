@@ -1,10 +1,16 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { eventJobId, followUpJobId } from "../../src/queue/names.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
+import { bucketOf, StoreKeys } from "../../src/store/keys.js";
 import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  whereWaiting,
+} from "../support/pipeline-harness.js";
 
 /**
  * What a pending follow-up costs depends on Redis keeping its hashes as compact listpacks (every
@@ -19,7 +25,7 @@ afterEach(async () => {
 const encoding = (p: PipelineHarness, key: string) => p.redis.object("ENCODING", key);
 
 describe("the stored shape of a pending purchase", () => {
-  it("keeps the step states, the purchase and each delayed job compact", async () => {
+  it("keeps the step states, the purchase and each scheduled step compact", async () => {
     pipeline = await startPipeline("layout");
     const p = pipeline;
     const event = purchaseInput({
@@ -29,18 +35,24 @@ describe("the stored shape of a pending purchase", () => {
       items: [item("televisions", "899.00", { name: "OLED TV 55 inch", sku: "TV-55" })],
     });
     await p.publisher.publish(event as never);
-    const checkInJob = `${p.prefix}:follow-ups:${followUpJobId("evt-layout-2026-11-30-000001", "big-ticket.check-in")}`;
+    const id = "evt-layout-2026-11-30-000001";
     await eventually(
-      async () => ((await p.redis.exists(checkInJob)) === 1 ? true : undefined),
+      async () => (await whereWaiting(p, id, "big-ticket.check-in")) ?? undefined,
       "the check-in to be scheduled",
     );
 
     const keys = new StoreKeys(p.prefix);
-    const recordKey = keys.eventRecord("evt-layout-2026-11-30-000001");
-    const purchaseKey = keys.purchase("evt-layout-2026-11-30-000001");
+    const recordKey = keys.eventRecord(id);
+    const purchaseKey = keys.purchase(id);
     expect(await encoding(p, recordKey)).toBe("listpack");
-    // The check-in waits three calendar months; its job hash stays a listpack all that time.
-    expect(await encoding(p, checkInJob)).toBe("listpack");
+    // The check-in waits three calendar months as one line in its minute's bucket, not as a job.
+    expect(await whereWaiting(p, id, "big-ticket.check-in")).toBe("schedule");
+    const checkIn = (await p.store.stepRecords(id, ["big-ticket.check-in"])).get(
+      "big-ticket.check-in",
+    );
+    const bucketKey = keys.scheduleBucket(bucketOf(checkIn?.dueAt ?? 0));
+    expect(await p.redis.strlen(bucketKey)).toBe(scheduleEntry(id, "big-ticket.check-in").length);
+    expect(await p.redis.pttl(bucketKey)).toBeGreaterThan(90 * 86_400_000);
     const stored = await p.redis.strlen(purchaseKey);
     expect(stored).toBeGreaterThan(0);
     expect(stored).toBeLessThan(JSON.stringify(event).length / 2);
@@ -114,20 +126,29 @@ describe("the stored shape of a pending purchase", () => {
     await p.publisher.publish(event as never);
     await eventually(intakeDone, "the purchase to be planned");
 
-    // As an earlier version left it: the check-in's job under the 23-character id.
-    const current = await p.followUps.getJob(followUpJobId(id, "big-ticket.check-in"));
-    if (!current) throw new Error("the check-in was not scheduled");
-    await current.remove();
-    await p.followUps.add("sms", current.data, {
-      jobId: legacyFollowUpJobId(id, "big-ticket.check-in"),
-      delay: current.delay,
-    });
+    // As an earlier version left it: the check-in's job under the 23-character id, and no
+    // place in the compact schedule.
+    const checkIn = (await p.store.stepRecords(id, ["big-ticket.check-in"])).get(
+      "big-ticket.check-in",
+    );
+    if (!checkIn) throw new Error("the check-in was not scheduled");
+    const keys = new StoreKeys(p.prefix);
+    await p.redis.del(keys.scheduleBucket(bucketOf(checkIn.dueAt)));
+    await p.followUps.add(
+      "sms",
+      { e: id, s: "big-ticket.check-in" },
+      {
+        jobId: legacyFollowUpJobId(id, "big-ticket.check-in"),
+        delay: checkIn.dueAt - Date.now(),
+      },
+    );
 
     // Published again once its intake job is gone: planned again, but no second job.
     await p.events.remove(eventJobId(id));
     await p.publisher.publish(event as never);
     await eventually(intakeDone, "the purchase to be planned again");
     expect(await p.followUps.getJob(followUpJobId(id, "big-ticket.check-in"))).toBeUndefined();
+    expect(await whereWaiting(p, id, "big-ticket.check-in")).toBeUndefined();
     expect(await p.followUps.getJob(legacyFollowUpJobId(id, "big-ticket.check-in"))).toBeDefined();
 
     await p.publisher.publish({

@@ -176,10 +176,7 @@ describe("the pipeline on real parts", () => {
     await pipeline.sink.waitForMessages(2);
 
     pipeline.twilio.failNext({ status: 429, code: 20429 });
-    const retried = await pipeline.followUps.getJob(
-      followUpJobId("evt-429", "big-ticket.check-in"),
-    );
-    await retried?.promote();
+    await promoteStep(pipeline, "evt-429", "big-ticket.check-in");
     const [sms] = await pipeline.twilio.waitForMessages(1);
     expect(sms?.to).toBe("+442079460958");
     expect(pipeline.twilio.requests).toBe(2);
@@ -189,10 +186,7 @@ describe("the pipeline on real parts", () => {
       code: 21211,
       message: "The 'To' number is not a valid phone number.",
     });
-    const doomed = await pipeline.followUps.getJob(
-      followUpJobId("evt-21211", "big-ticket.check-in"),
-    );
-    await doomed?.promote();
+    await promoteStep(pipeline, "evt-21211", "big-ticket.check-in");
     const record = await eventually(async () => {
       const r = await stepRecord(pipeline as PipelineHarness, "evt-21211", "big-ticket.check-in");
       return r?.state === "failed" ? r : undefined;

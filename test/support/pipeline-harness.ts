@@ -19,7 +19,9 @@ import {
   followUpJobId,
   PURCHASE_EVENTS_QUEUE,
 } from "../../src/queue/names.js";
+import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { bucketOf, StoreKeys } from "../../src/store/keys.js";
 import { startWorker, type WorkerHandle } from "../../src/worker.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "./redis-namespace.js";
 import { type SmtpSink, startSmtpSink } from "./smtp-sink.js";
@@ -220,9 +222,29 @@ export async function promoteStep(p: PipelineHarness, eventId: string, stepId: s
     await found.job.promote();
     return;
   }
-  await p.followUps.add(
-    found.record?.channel ?? "follow-up",
-    { e: eventId, s: stepId },
-    { jobId },
+  await p.followUps.add(found.record?.channel ?? "follow-up", { e: eventId, s: stepId }, { jobId });
+}
+
+/**
+ * Where a step waits: as a BullMQ job (due within the promotion horizon), in the compact schedule
+ * (a line in the bucket of its due minute), or nowhere.
+ */
+export async function whereWaiting(
+  p: PipelineHarness,
+  eventId: string,
+  stepId: string,
+): Promise<"job" | "schedule" | undefined> {
+  if (await p.followUps.getJob(followUpJobId(eventId, stepId))) return "job";
+  const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+  if (!record) return undefined;
+  const bucket = await p.redis.getBuffer(
+    new StoreKeys(p.prefix).scheduleBucket(bucketOf(record.dueAt)),
   );
+  const line = scheduleEntry(eventId, stepId);
+  return bucket
+    ?.toString("utf8")
+    .split(/(?<=\n)/)
+    .includes(line)
+    ? "schedule"
+    : undefined;
 }
