@@ -29,6 +29,7 @@ import {
 import { createPromoter } from "./queue/promoter.js";
 import { createRefunds } from "./queue/refunds.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
+import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
 import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
@@ -236,8 +237,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   for (const [label, worker] of Object.entries(workers)) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
+  const schedule = new FollowUpSchedule(redis, prefix);
   const promoter = createPromoter({
-    schedule: new FollowUpSchedule(redis, prefix),
+    schedule,
     followUps,
     horizonMs: env.PROMOTE_HORIZON_MS,
     now,
@@ -246,8 +248,28 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   });
   // A few rounds per horizon, so a step is a job minutes before it is due, whichever round runs.
   promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
-  const closeWorkers = (force = false) =>
-    Promise.all([promoter.stop(), ...Object.values(workers).map((worker) => worker.close(force))]);
+  let stopping = false;
+  // Follow-ups an earlier version queued as delayed jobs move into the schedule, in the background.
+  const upgrading = moveDelayedJobsToSchedule({
+    followUps,
+    schedule,
+    store,
+    horizonMs: env.PROMOTE_HORIZON_MS,
+    recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+    now,
+    logger,
+    stopped: () => stopping,
+  }).catch((error: unknown) =>
+    logger.error({ err: error }, "moving delayed jobs into the schedule failed; retried at start"),
+  );
+  const closeWorkers = (force = false) => {
+    stopping = true;
+    return Promise.all([
+      promoter.stop(),
+      upgrading,
+      ...Object.values(workers).map((worker) => worker.close(force)),
+    ]);
+  };
   const connections = [redis, httpRedis, ...workerConnections];
   // QUIT lets Redis answer what is pending first; a connection that is not up is just dropped
   // (the HTTP one refuses a QUIT while down and would otherwise reconnect forever).

@@ -186,7 +186,6 @@ export class DeliveryLedger {
     });
     return counts;
   }
-
 }
 
 /** Adds up hours into one map of field → count. */

@@ -1,0 +1,117 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "../../src/logger.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import { moveDelayedJobsToSchedule } from "../../src/queue/schedule-upgrade.js";
+import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
+import { dayOf, StoreKeys } from "../../src/store/keys.js";
+import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
+import { encodePurchase } from "../../src/store/purchase-codec.js";
+import { item, purchase } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+  whereWaiting,
+} from "../support/pipeline-harness.js";
+
+const DAY = 86_400_000;
+const CHECK_IN = "big-ticket.check-in";
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+/**
+ * Writes a TV purchase exactly as the version before the compact schedule (45ac22c) left it: the
+ * event record without a rules generation, the compressed purchase, the due day's pending count
+ * by channel alone, and the check-in as a delayed BullMQ job (under the current job id, or under
+ * the 23-character id of the versions before that).
+ */
+async function writeEarlierVersion(
+  p: PipelineHarness,
+  id: string,
+  dueAt: number,
+  jobId: "current" | "legacy",
+): Promise<void> {
+  const now = Date.now();
+  const event = purchase({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: new Date(now - DAY).toISOString(),
+    items: [item("televisions", "899.00", { name: "OLED TV" })],
+  });
+  const keys = new StoreKeys(p.prefix);
+  await p.redis.hset(keys.eventRecord(id), {
+    h: "0",
+    f: "fingerprint",
+    m: JSON.stringify({ o: event.orderId, n: event.customer.name }),
+    [`s:${CHECK_IN}`]: JSON.stringify({ s: "scheduled", d: dueAt, c: "sms", k: "check-in" }),
+  });
+  await p.redis.pexpireat(keys.eventRecord(id), dueAt + 90 * DAY);
+  await p.redis.set(keys.purchase(id), encodePurchase(event), "PXAT", dueAt + 90 * DAY);
+  await p.redis.hincrby(keys.pendingDay(dayOf(dueAt)), "sms", 1);
+  await p.redis.pexpireat(keys.pendingDay(dayOf(dueAt)), (dayOf(dueAt) + 2) * DAY);
+  await p.followUps.add(
+    "sms",
+    { e: id, s: CHECK_IN },
+    {
+      jobId: jobId === "current" ? followUpJobId(id, CHECK_IN) : legacyFollowUpJobId(id, CHECK_IN),
+      delay: dueAt - now,
+    },
+  );
+}
+
+describe("upgrading from one delayed job per step", () => {
+  it("moves far-future jobs into the schedule at start-up, keeps near ones, and sends each once", async () => {
+    pipeline = await startPipeline("upgrade", { startWorker: false });
+    const p = pipeline;
+    const now = Date.now();
+    const far = now + 80 * DAY;
+    await writeEarlierVersion(p, "evt-old-1", far, "current");
+    await writeEarlierVersion(p, "evt-old-2", far + 60_000, "legacy");
+    // Due within the promotion horizon: BullMQ keeps running it as it is.
+    await writeEarlierVersion(p, "evt-old-near", now + 120_000, "current");
+    expect(await p.followUps.getDelayedCount()).toBe(3);
+
+    await p.startWorker();
+    await eventually(
+      async () => ((await p.followUps.getDelayedCount()) === 1 ? true : undefined),
+      "the far-future jobs to leave the delayed set",
+    );
+    expect(await whereWaiting(p, "evt-old-1", CHECK_IN)).toBe("schedule");
+    expect(await whereWaiting(p, "evt-old-2", CHECK_IN)).toBe("schedule");
+    expect(await p.followUps.getJob(legacyFollowUpJobId("evt-old-2", CHECK_IN))).toBeUndefined();
+    expect(await whereWaiting(p, "evt-old-near", CHECK_IN)).toBe("job");
+
+    // Run again (a second worker starting, say): nothing left to move.
+    const again = await moveDelayedJobsToSchedule({
+      followUps: p.followUps,
+      schedule: new FollowUpSchedule(p.redis, p.prefix),
+      store: p.store,
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * DAY,
+      now: Date.now,
+      logger: createLogger({ level: "silent", pretty: false }),
+    });
+    expect(again).toBe(0);
+
+    // When due, each is sent once, and the earlier version's pending count goes down with it.
+    await promoteStep(p, "evt-old-1", CHECK_IN);
+    await promoteStep(p, "evt-old-2", CHECK_IN);
+    const messages = await p.twilio.waitForMessages(2);
+    expect(messages.map((m) => m.body).every((body) => /Ana/.test(body))).toBe(true);
+    for (const id of ["evt-old-1", "evt-old-2"]) {
+      await eventually(async () => {
+        const record = (await p.store.stepRecords(id, [CHECK_IN])).get(CHECK_IN);
+        return record?.state === "sent" ? true : undefined;
+      }, `${id} to be recorded as sent`);
+    }
+    const keys = new StoreKeys(p.prefix);
+    for (const due of [far, far + 60_000])
+      expect(await p.redis.hget(keys.pendingDay(dayOf(due)), "sms")).toBe("0");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(p.twilio.messages).toHaveLength(2);
+  });
+});
