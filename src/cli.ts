@@ -5,6 +5,7 @@ import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
 import { type ReportOptions, runReport } from "./cli/report-command.js";
+import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
 
@@ -109,6 +110,18 @@ program
   .option("--format <format>", "text, json or csv", "text")
   .action(async (options: ReportOptions) => {
     process.exitCode = await runReport(options, processIo);
+  });
+
+program
+  .command("schedule")
+  .description(
+    "pending follow-ups by due date (rules' default time zone), channel and rule (REDIS_URL, QUEUE_PREFIX)",
+  )
+  .option(...configOption)
+  .option("--days <n>", "how many days ahead, from today", "30")
+  .option("--json", 'print {"days": [{"date", "channel", "ruleId", "count"}]}')
+  .action(async (options: ScheduleOptions) => {
+    process.exitCode = await runSchedule(options, processIo);
   });
 
 try {

@@ -1,0 +1,55 @@
+import { Redis } from "ioredis";
+import { DateTime } from "luxon";
+import { readEnv } from "../config/env.js";
+import { renderScheduleText, scheduleByDay } from "../reports/pending-schedule.js";
+import { DeliveryLedger } from "../store/delivery-ledger.js";
+import { loadRulesForCommand } from "./check-command.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
+
+export interface ScheduleOptions {
+  readonly config: string;
+  readonly days: string;
+  readonly json?: boolean;
+}
+
+/** Longest look-ahead: pending counts are kept per day, and a year is what rules plan ahead. */
+const MAX_DAYS = 400;
+
+/**
+ * `followups schedule`: what is coming. Pending follow-ups by due date (in the rules' default
+ * time zone), channel and rule, from the ledger's pending counts, which every state change keeps
+ * exact; far-future steps are not BullMQ jobs, so queue tools do not show them.
+ */
+export async function runSchedule(options: ScheduleOptions, io: CommandIo): Promise<number> {
+  const days = Number(options.days);
+  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
+    throw new CommandError(
+      `--days: expected a whole number from 1 to ${MAX_DAYS}, got ${JSON.stringify(options.days)}`,
+      EXIT.usage,
+    );
+  }
+  const rules = await loadRulesForCommand(options.config);
+  const zone = rules.defaults.timezone;
+  const env = readEnv(process.env);
+  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
+  const redis = new Redis(env.env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect().catch((error: Error) => {
+      throw new CommandError(`cannot reach Redis at REDIS_URL: ${error.message}`);
+    });
+    const now = DateTime.now().setZone(zone);
+    const from = now.startOf("day").toMillis();
+    // Local days can straddle UTC days: read one more on each side.
+    const counts = await new DeliveryLedger(redis, env.env.QUEUE_PREFIX).pendingCounts(
+      from - 86_400_000,
+      days + 2,
+    );
+    const rows = scheduleByDay(counts, zone, now, days);
+    io.out(
+      options.json ? `${JSON.stringify({ days: rows })}\n` : renderScheduleText(rows, zone, days),
+    );
+    return EXIT.ok;
+  } finally {
+    redis.disconnect();
+  }
+}
