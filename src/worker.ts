@@ -27,6 +27,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
 } from "./queue/names.js";
 import { createPromoter } from "./queue/promoter.js";
+import { createReplanner } from "./queue/replanner.js";
 import { createRefunds } from "./queue/refunds.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
@@ -119,7 +120,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret });
   const smsReferences = new SmsReferences(redis, prefix);
   const generations = new RulesGenerations(redis, prefix);
-  let generation = (await generations.generationOf(config.rules.version)).generation;
+  let { generation, latest: latestGeneration } = await generations.generationOf(
+    config.rules.version,
+  );
 
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
@@ -238,7 +241,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
   const schedule = new FollowUpSchedule(redis, prefix);
+  const replanner = createReplanner({
+    store,
+    schedule,
+    history,
+    orders,
+    metrics,
+    logger,
+    clock,
+    horizonMs: env.PROMOTE_HORIZON_MS,
+    recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+  });
   const promoter = createPromoter({
+    replan: {
+      generation: () => generation,
+      run: (eventId) => replanner.replanEvent(eventId, config.rules, generation),
+    },
     schedule,
     followUps,
     horizonMs: env.PROMOTE_HORIZON_MS,
@@ -249,6 +267,30 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // A few rounds per horizon, so a step is a job minutes before it is due, whichever round runs.
   promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
   let stopping = false;
+  // A worker that loads the newest rules re-plans what is scheduled, in the background; one still
+  // on older rules (a rolling deploy) leaves it to the newer ones.
+  let replanning: Promise<unknown> = Promise.resolve();
+  const replanIfNewest = () => {
+    if (generation < latestGeneration) {
+      logger.warn(
+        { generation, latestGeneration },
+        "newer rules are deployed elsewhere; this worker does not re-plan scheduled follow-ups",
+      );
+      return;
+    }
+    const rules = config.rules;
+    const planned = generation;
+    replanning = replanning
+      .then(() => replanner.replanAll(rules, planned, () => stopping || generation !== planned))
+      .then((summary) => {
+        if (summary.purchases > 0)
+          logger.info({ generation: planned, ...summary }, "scheduled follow-ups re-planned");
+      })
+      .catch((error: unknown) =>
+        logger.error({ err: error }, "re-planning failed; it resumes at the next rules load"),
+      );
+  };
+  replanIfNewest();
   // Follow-ups an earlier version queued as delayed jobs move into the schedule, in the background.
   const upgrading = moveDelayedJobsToSchedule({
     followUps,
@@ -267,6 +309,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     return Promise.all([
       promoter.stop(),
       upgrading,
+      replanning,
       ...Object.values(workers).map((worker) => worker.close(force)),
     ]);
   };
@@ -305,7 +348,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       const numbered = await generations.generationOf(next.config.rules.version);
       config = next.config;
       generation = numbered.generation;
+      latestGeneration = numbered.latest;
       await syncReportSchedulers(reports, config.rules.owners);
+      replanIfNewest();
     }
     return true;
   };

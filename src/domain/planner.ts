@@ -189,6 +189,21 @@ export function customerZone(
 type Timing = { ok: true; due: DateTime } | { ok: false; code: SkipCode; reason: string };
 
 /**
+ * When one step of a purchase falls due under `rules`, as `planFollowUps` times it (delay from
+ * the purchase in the customer's zone, send window, grace period against `now`): for re-planning.
+ */
+export function stepTiming(
+  event: PurchaseCompleted,
+  step: StepSpec,
+  rules: RuleSet,
+  now: DateTime,
+): Timing {
+  const { zone } = customerZone(event, rules);
+  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zone);
+  return dueTime(purchasedAt, step, zone, rules, now);
+}
+
+/**
  * Purchase time plus the delay, in calendar terms in the customer's zone, then moved to the next
  * send-window opening. A due time in the past is sent at the next opening if it is within the
  * kind's grace period, and skipped otherwise.

@@ -31,6 +31,15 @@ export interface PromoterDeps {
   readonly onPromoted?: (count: number) => void;
   /** How long a bucket stays leased to a promoter (default PROMOTION_LEASE_MS). */
   readonly leaseMs?: number;
+  /**
+   * Re-plans a purchase planned under older rules than this worker's before its step becomes a
+   * job, so a purchase an older worker scheduled during a rolling deploy converges on the newest
+   * rules too.
+   */
+  readonly replan?: {
+    readonly generation: () => number;
+    readonly run: (eventId: string) => Promise<unknown>;
+  };
 }
 
 /** A job the promoter adds for a scheduled step. */
@@ -78,6 +87,17 @@ export function createPromoter(deps: PromoterDeps): Promoter {
   let running: Promise<unknown> = Promise.resolve();
   let stopped = false;
 
+  async function replanStale(slice: BucketSlice): Promise<void> {
+    if (!deps.replan) return;
+    const generation = deps.replan.generation();
+    const ids = [...new Set(slice.refs.map((ref) => ref.eventId))];
+    const planned = await deps.schedule.generations(ids);
+    for (const [i, id] of ids.entries()) {
+      const was = planned[i];
+      if (was === undefined || was < generation) await deps.replan.run(id);
+    }
+  }
+
   /** Promotes a bucket slice by slice; returns the jobs added and the slices it handled. */
   async function promoteBucket(bucket: number): Promise<{ jobs: number; slices: number }> {
     const done = { jobs: 0, slices: 0 };
@@ -88,6 +108,7 @@ export function createPromoter(deps: PromoterDeps): Promoter {
         SLICE_BYTES,
       );
       if (!slice) return done;
+      await replanStale(slice);
       const records = await deps.schedule.records(slice.refs);
       const jobs = jobsForSlice(slice, records, deps.now());
       if (jobs.length > 0) await deps.followUps.addBulk(jobs);

@@ -130,6 +130,44 @@ export class FollowUpSchedule {
     for (const [key, ttl] of ttls) if (ttl === -1) await this.redis.pexpireat(key, keepUntil);
   }
 
+  /** Every bucket after `after` (a bucket number; -1 for all), earliest first, `limit` at a time. */
+  async bucketsAfter(after: number, limit: number): Promise<number[]> {
+    const members = await this.redis.zrangebyscore(
+      this.keys.scheduleIndex(),
+      `(${after * SCHEDULE_BUCKET_MS}`,
+      "+inf",
+      "LIMIT",
+      0,
+      limit,
+    );
+    return members.map(Number);
+  }
+
+  /** Reads whole lines of a bucket from `offset` without taking them (re-planning walks). */
+  async read(
+    bucket: number,
+    offset: number,
+    maxBytes: number,
+  ): Promise<{ refs: ScheduledStepRef[]; bytes: number }> {
+    const text = await this.redis.getrangeBuffer(
+      this.keys.scheduleBucket(bucket),
+      offset,
+      offset + maxBytes - 1,
+    );
+    return readEntries(text);
+  }
+
+  /** Whether a bucket was fully re-planned for `generation` or a newer one. */
+  async replannedFor(bucket: number, generation: number): Promise<boolean> {
+    const done = await this.redis.get(this.keys.scheduleReplanned(bucket));
+    return done !== null && Number(done) >= generation;
+  }
+
+  /** Remembers (for two days, long enough for any re-planning run) that a bucket is done. */
+  async markReplanned(bucket: number, generation: number): Promise<void> {
+    await this.redis.set(this.keys.scheduleReplanned(bucket), generation, "PX", 2 * 86_400_000);
+  }
+
   /** The step records of the references (undefined where the record is gone). */
   async records(refs: readonly ScheduledStepRef[]): Promise<(StepRecord | undefined)[]> {
     if (refs.length === 0) return [];
@@ -139,6 +177,18 @@ export class FollowUpSchedule {
     return replies.map(([error, raw]) => {
       if (error) throw error;
       return typeof raw === "string" ? readStepRecord(raw) : undefined;
+    });
+  }
+
+  /** The rules generation each event was planned with (undefined: none recorded, or no record). */
+  async generations(eventIds: readonly string[]): Promise<(number | undefined)[]> {
+    if (eventIds.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of eventIds) pipeline.hget(this.keys.eventRecord(id), "g");
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.map(([error, raw]) => {
+      if (error) throw error;
+      return typeof raw === "string" ? Number(raw) : undefined;
     });
   }
 

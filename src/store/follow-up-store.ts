@@ -4,6 +4,7 @@ import {
   AGGREGATE_RETENTION_MS,
   changeKeys,
   changeSpec,
+  entryFields,
   type LedgerEntry,
   ledgerField,
 } from "./delivery-ledger.js";
@@ -44,6 +45,25 @@ export interface StepToSchedule {
   readonly inSchedule: boolean;
 }
 
+/** One scheduled step in a re-plan (FollowUpStore.replan). */
+export interface StepReplan {
+  readonly stepId: string;
+  /** The due time the re-plan was made from (the step changes only if it still has it). */
+  readonly plannedDueAt: number;
+  readonly action: "keep" | "move" | "cancel" | "skip";
+  /** The new due time (the planned one unless moved). */
+  readonly dueAt: number;
+  /** The channel its pending count was kept under. */
+  readonly countedChannel: string;
+  readonly channel: string;
+  readonly kind: string;
+  readonly ruleId: string;
+  /** Why it was cancelled or skipped, and how that is counted. */
+  readonly reason?: { code: string; text: string; ledger: LedgerEntry };
+}
+
+/** The rules generation an event was planned with. */
+const GENERATION_FIELD = "g";
 /** Order id and customer name, kept after the purchase is scrubbed, for owners' reports. */
 const SUMMARY_FIELD = "m";
 const stepField = (stepId: string) => `s:${stepId}`;
@@ -217,6 +237,62 @@ export class FollowUpStore {
     const raw = await this.redis.hget(this.keys.eventRecord(eventId), SUMMARY_FIELD);
     const parsed = raw ? (JSON.parse(raw) as { o?: string; n?: string | null }) : {};
     return { orderId: parsed.o ?? null, customerName: parsed.n ?? null };
+  }
+
+  /**
+   * Applies a re-plan under rules `generation` (see replan-event.lua): once per generation, never
+   * backwards, each step only if it is still scheduled for the due time it was read with. Every
+   * step the record has as scheduled must be listed (unchanged ones as `keep`), so that its pending
+   * count moves along. Returns how many steps changed, or undefined when nothing was applied.
+   */
+  async replan(
+    eventId: string,
+    generation: number,
+    steps: readonly StepReplan[],
+    now: number,
+    keepUntil: number,
+  ): Promise<number | undefined> {
+    const entries = steps.map((step) => ({
+      id: step.stepId,
+      d: step.plannedDueAt,
+      a: step.action,
+      nd: step.dueAt,
+      oc: step.countedChannel,
+      c: step.channel,
+      k: step.kind,
+      r: step.ruleId,
+      x: step.reason ? `${step.reason.code}: ${step.reason.text}` : "",
+      f: step.reason ? entryFields(step.reason.ledger) : [],
+      b: bucketOf(step.dueAt),
+      t: scheduleEntry(eventId, step.stepId),
+    }));
+    const keys = [
+      this.keys.eventRecord(eventId),
+      this.keys.purchase(eventId),
+      this.keys.ledgerHour(hourOf(now)),
+      this.keys.scheduleIndex(),
+      ...steps.flatMap((step) => [
+        this.keys.pendingDay(dayOf(step.plannedDueAt)),
+        this.keys.pendingDay(dayOf(step.dueAt)),
+        this.keys.scheduleBucket(bucketOf(step.dueAt)),
+      ]),
+    ];
+    const changed = await this.redis.fuReplanEvent(
+      keys.length,
+      ...keys,
+      generation,
+      now,
+      AGGREGATE_RETENTION_MS,
+      JSON.stringify(entries),
+      keepUntil,
+    );
+    return changed === -1 ? undefined : changed;
+  }
+
+  /** The rules generation an event was last planned with (undefined before generations). */
+  async generationOf(eventId: string): Promise<number | undefined> {
+    const raw = await this.redis.hget(this.keys.eventRecord(eventId), GENERATION_FIELD);
+    return raw === null ? undefined : Number(raw);
   }
 
   /**

@@ -134,6 +134,11 @@ export class StoreKeys {
     return `${this.base}t:${bucket}:lease`;
   }
 
+  /** The latest rules generation a schedule bucket was fully re-planned for. */
+  scheduleReplanned(bucket: number): string {
+    return `${this.base}t:${bucket}:replanned`;
+  }
+
   /** The customers who used an address (by its suppression member, a keyed hash): console lookups. */
   customersOfAddress(member: string): string {
     return `${this.base}who:${member}`;

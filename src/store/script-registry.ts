@@ -65,6 +65,11 @@ export interface StoreCommands {
     token: string,
     bytes: number,
   ): Promise<number>;
+  /** replan-event.lua: KEYS are the record, purchase, hour, index and three per step. */
+  fuReplanEvent(
+    numberOfKeys: number,
+    ...keysAndArgs: (string | number)[]
+  ): Promise<number>;
   /** rules-generation.lua */
   fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
   /** stop-event.lua */
@@ -127,6 +132,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "claim-bucket": "fuClaimBucket",
   "release-bucket": "fuReleaseBucket",
   "rules-generation": "fuRulesGeneration",
+  "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",

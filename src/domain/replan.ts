@@ -1,0 +1,75 @@
+import type { DateTime } from "luxon";
+import type { Channel, PurchaseCompleted } from "./events.js";
+import { stepTiming } from "./planner.js";
+import { type CustomerHistory, matchCondition, type RuleSet, type StepKind } from "./rules.js";
+import { findStep } from "./step-ref.js";
+
+/** A pending step as re-planning sees it. */
+export interface PendingStep {
+  readonly stepId: string;
+  /** Planned due time (epoch ms). */
+  readonly dueAt: number;
+  readonly channel?: Channel;
+  readonly kind?: StepKind;
+}
+
+/** What newer rules do to a pending step. */
+export type ReplanDecision =
+  | { readonly action: "keep" }
+  | {
+      readonly action: "move";
+      readonly dueAt: number;
+      readonly channel: Channel;
+      readonly kind: StepKind;
+    }
+  | {
+      readonly action: "cancel";
+      readonly code: "rule-removed" | "no-longer-matches";
+      readonly reason: string;
+    }
+  | {
+      readonly action: "skip";
+      readonly code: "past-due" | "no-send-window";
+      readonly reason: string;
+    };
+
+/**
+ * Re-plans one pending step of a purchase under newer rules. Only the step's own rule is asked:
+ * is the step still in it, does the rule still match the purchase (its value after refunds, the
+ * customer's history when it was first planned), and when does the step fall due now. Whether the
+ * customer can still be reached (contact, consent, opt-outs) is left to the send-time guard, and
+ * new rules or steps apply to new purchases only. Pure: `now` is an argument.
+ */
+export function replanStep(
+  step: PendingStep,
+  event: PurchaseCompleted,
+  history: CustomerHistory,
+  rules: RuleSet,
+  now: DateTime,
+): ReplanDecision {
+  const found = findStep(rules, step.stepId);
+  if (!found) {
+    return {
+      action: "cancel",
+      code: "rule-removed",
+      reason: `rule removed: step ${step.stepId} is no longer in the rules`,
+    };
+  }
+  const match = matchCondition(found.rule.when, event, history);
+  if (!match.matched) {
+    return {
+      action: "cancel",
+      code: "no-longer-matches",
+      reason: `no longer matches: rule ${found.rule.id}: ${match.reason}`,
+    };
+  }
+  const timing = stepTiming(event, found.step, rules, now);
+  if (!timing.ok) {
+    const code = timing.code === "no-send-window" ? "no-send-window" : "past-due";
+    return { action: "skip", code, reason: timing.reason };
+  }
+  const dueAt = timing.due.toMillis();
+  if (dueAt === step.dueAt && found.step.channel === (step.channel ?? found.step.channel))
+    return { action: "keep" };
+  return { action: "move", dueAt, channel: found.step.channel, kind: found.step.kind };
+}

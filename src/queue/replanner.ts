@@ -1,0 +1,244 @@
+import type { DateTime } from "luxon";
+import type { PurchaseCompleted } from "../domain/events.js";
+import { remainingTotal } from "../domain/money.js";
+import { type ReplanDecision, replanStep } from "../domain/replan.js";
+import type { RuleSet } from "../domain/rules.js";
+import { findStep, ruleIdOf } from "../domain/step-ref.js";
+import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
+import type { FollowUpStore, StepReplan } from "../store/follow-up-store.js";
+import type { OrderStore } from "../store/order-store.js";
+import type { StepRecord } from "../store/step-record.js";
+
+/**
+ * Re-planning: when a worker loads a newer rules generation, every purchase with steps still in the
+ * compact schedule is planned again from its stored purchase, in bounded batches, by every worker
+ * that has those rules. The store applies each purchase's re-plan once per generation and never
+ * backwards, so workers sharing the walk, or one still on older rules, change nothing twice.
+ * Steps due within the promotion horizon are BullMQ's already and stay as they are (the send-time
+ * guard still skips a step whose rule was removed).
+ */
+
+/** Bytes of a bucket read at a time. */
+const SLICE_BYTES = 65_536;
+/** Buckets listed per page of the walk. */
+const BUCKET_PAGE = 100;
+/** Purchases re-planned at once. */
+const CONCURRENCY = 16;
+
+export interface ReplannerDeps {
+  readonly store: FollowUpStore;
+  readonly schedule: FollowUpSchedule;
+  readonly history: Pick<CustomerHistoryStore, "historyAt">;
+  readonly orders: Pick<OrderStore, "get">;
+  readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped">;
+  readonly logger: Logger;
+  readonly clock: () => DateTime;
+  readonly horizonMs: number;
+  readonly recordRetentionMs: number;
+}
+
+/** How one purchase's scheduled steps fare under the newer rules. */
+export interface EventReplan {
+  readonly eventId: string;
+  readonly steps: readonly (StepReplan & { readonly fromDueAt: number })[];
+}
+
+/** What a re-planning run did. */
+export interface ReplanSummary {
+  readonly purchases: number;
+  readonly moved: number;
+  readonly cancelled: number;
+  readonly skipped: number;
+}
+
+/**
+ * The re-plan of one purchase's scheduled steps, without applying it: what `followups replan
+ * --dry-run` shows and what `replanEvent` applies.
+ */
+export function replanOf(
+  eventId: string,
+  event: PurchaseCompleted,
+  records: ReadonlyMap<string, StepRecord>,
+  rules: RuleSet,
+  history: { previousPurchases: number },
+  now: DateTime,
+  horizonMs: number,
+): EventReplan {
+  const steps: (StepReplan & { fromDueAt: number })[] = [];
+  for (const [stepId, record] of records) {
+    if (record.state !== "scheduled") continue;
+    const ruleId = ruleIdOf(stepId);
+    const current = findStep(rules, stepId)?.step;
+    const channel = record.channel ?? current?.channel ?? "email";
+    const kind = record.kind ?? current?.kind ?? "custom";
+    const base = {
+      stepId,
+      plannedDueAt: record.dueAt,
+      fromDueAt: record.dueAt,
+      countedChannel: channel,
+      ruleId,
+    };
+    // Within the horizon a step is (or is about to be) a BullMQ job: it stays as planned.
+    const decision: ReplanDecision =
+      record.dueAt <= now.toMillis() + horizonMs
+        ? { action: "keep" }
+        : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
+    switch (decision.action) {
+      case "keep":
+        steps.push({ ...base, action: "keep", dueAt: record.dueAt, channel, kind });
+        break;
+      case "move":
+        steps.push({
+          ...base,
+          action: "move",
+          dueAt: decision.dueAt,
+          channel: decision.channel,
+          kind: decision.kind,
+        });
+        break;
+      case "cancel":
+      case "skip":
+        steps.push({
+          ...base,
+          action: decision.action,
+          dueAt: record.dueAt,
+          channel,
+          kind,
+          reason: {
+            code: decision.code,
+            text: decision.reason,
+            ledger: {
+              outcome: decision.action === "cancel" ? "cancelled" : "skipped",
+              channel,
+              kind,
+              ruleId,
+              reason: decision.code,
+            },
+          },
+        });
+        break;
+    }
+  }
+  return { eventId, steps };
+}
+
+export interface Replanner {
+  /** Re-plans one purchase under `rules` (generation `generation`); the summary of what changed. */
+  replanEvent(eventId: string, rules: RuleSet, generation: number): Promise<ReplanSummary>;
+  /** Walks the whole schedule; stops between purchases once `stopped()` says so. */
+  replanAll(rules: RuleSet, generation: number, stopped?: () => boolean): Promise<ReplanSummary>;
+}
+
+const NOTHING: ReplanSummary = { purchases: 0, moved: 0, cancelled: 0, skipped: 0 };
+
+function add(a: ReplanSummary, b: ReplanSummary): ReplanSummary {
+  return {
+    purchases: a.purchases + b.purchases,
+    moved: a.moved + b.moved,
+    cancelled: a.cancelled + b.cancelled,
+    skipped: a.skipped + b.skipped,
+  };
+}
+
+export function createReplanner(deps: ReplannerDeps): Replanner {
+  async function replanEvent(
+    eventId: string,
+    rules: RuleSet,
+    generation: number,
+  ): Promise<ReplanSummary> {
+    const planned = await deps.store.generationOf(eventId);
+    if (planned !== undefined && planned >= generation) return NOTHING;
+    const [records, event] = await Promise.all([
+      deps.store.allStepRecords(eventId),
+      deps.store.loadEvent(eventId),
+    ]);
+    if (!event || ![...records.values()].some((r) => r.state === "scheduled")) return NOTHING;
+    const [history, order] = await Promise.all([
+      deps.history.historyAt(eventId),
+      deps.orders.get(event.orderId),
+    ]);
+    const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
+    const now = deps.clock();
+    const plan = replanOf(eventId, effective, records, rules, history, now, deps.horizonMs);
+    const keepUntil =
+      Math.max(...plan.steps.map((s) => s.dueAt), now.toMillis()) + deps.recordRetentionMs;
+    const changed = await deps.store.replan(
+      eventId,
+      generation,
+      plan.steps,
+      now.toMillis(),
+      keepUntil,
+    );
+    if (changed === undefined) return NOTHING;
+    const count = (action: StepReplan["action"]) =>
+      plan.steps.filter((s) => s.action === action).length;
+    for (const step of plan.steps) {
+      if (!step.reason) continue;
+      const labels = { channel: step.channel, kind: step.kind, reason: step.reason.code };
+      if (step.action === "cancel") deps.metrics?.cancelled.inc(labels);
+      else deps.metrics?.skipped.inc(labels);
+    }
+    if (changed > 0) {
+      deps.logger.info(
+        {
+          eventId,
+          generation,
+          steps: plan.steps
+            .filter((s) => s.action !== "keep")
+            .map((s) => ({ stepId: s.stepId, action: s.action, dueAt: s.dueAt })),
+        },
+        "follow-ups re-planned under newer rules",
+      );
+    }
+    return { purchases: 1, moved: count("move"), cancelled: count("cancel"), skipped: count("skip") };
+  }
+
+  async function replanBucket(
+    bucket: number,
+    rules: RuleSet,
+    generation: number,
+    stopped: () => boolean,
+  ): Promise<ReplanSummary | undefined> {
+    let summary = NOTHING;
+    const seen = new Set<string>();
+    for (let offset = 0; ; ) {
+      const { refs, bytes } = await deps.schedule.read(bucket, offset, SLICE_BYTES);
+      const eventIds = [...new Set(refs.map((r) => r.eventId))].filter((id) => !seen.has(id));
+      for (let i = 0; i < eventIds.length; i += CONCURRENCY) {
+        if (stopped()) return undefined;
+        const batch = eventIds.slice(i, i + CONCURRENCY);
+        for (const id of batch) seen.add(id);
+        const results = await Promise.all(batch.map((id) => replanEvent(id, rules, generation)));
+        summary = results.reduce(add, summary);
+      }
+      if (bytes === 0) return summary;
+      offset += bytes;
+    }
+  }
+
+  async function replanAll(
+    rules: RuleSet,
+    generation: number,
+    stopped: () => boolean = () => false,
+  ): Promise<ReplanSummary> {
+    let summary = NOTHING;
+    for (let after = -1; ; ) {
+      const buckets = await deps.schedule.bucketsAfter(after, BUCKET_PAGE);
+      for (const bucket of buckets) {
+        if (stopped()) return summary;
+        if (await deps.schedule.replannedFor(bucket, generation)) continue;
+        const done = await replanBucket(bucket, rules, generation, stopped);
+        if (!done) return summary;
+        summary = add(summary, done);
+        await deps.schedule.markReplanned(bucket, generation);
+      }
+      if (buckets.length < BUCKET_PAGE) return summary;
+      after = buckets[buckets.length - 1] ?? after;
+    }
+  }
+
+  return { replanEvent, replanAll };
+}

@@ -1,0 +1,246 @@
+import { cp, readFile, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { loadConfig } from "../../src/config/load-config.js";
+import { createLogger } from "../../src/logger.js";
+import { createPromoter } from "../../src/queue/promoter.js";
+import { createReplanner } from "../../src/queue/replanner.js";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
+import { OrderStore } from "../../src/store/order-store.js";
+import { RulesGenerations } from "../../src/store/rules-generations.js";
+import type { StepRecord } from "../../src/store/step-record.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  whereWaiting,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const iso = (time: DateTime) =>
+  time.toUTC().startOf("second").toISO({ suppressMilliseconds: true });
+
+function buy(id: string, category: string, price: string, occurredAt: DateTime) {
+  return purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: iso(occurredAt) ?? "",
+    // One customer each: no purchase counts towards another's loyalty rule.
+    customer: { id: `cus-${id}` },
+    items: [item(category, price)],
+  });
+}
+
+async function editRules(
+  p: PipelineHarness,
+  edit: (doc: ReturnType<typeof parseDocument>) => void,
+) {
+  const file = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  edit(doc);
+  await writeFile(file, doc.toString());
+}
+
+async function step(p: PipelineHarness, eventId: string, stepId: string): Promise<StepRecord> {
+  const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+  if (!record) throw new Error(`no record of ${eventId} ${stepId}`);
+  return record;
+}
+
+/** Index of a rule in the shipped rules.yaml, by id. */
+function ruleIndex(doc: ReturnType<typeof parseDocument>, id: string): number {
+  const rules = doc.toJS().rules as { id: string }[];
+  const index = rules.findIndex((rule) => rule.id === id);
+  if (index < 0) throw new Error(`no rule ${id}`);
+  return index;
+}
+
+describe("re-planning when the rules change", () => {
+  it("moves changed delays, cancels removed and no longer matching steps, skips past-grace ones, once", async () => {
+    pipeline = await startPipeline("replan");
+    const p = pipeline;
+    const now = DateTime.utc();
+    await p.publisher.publish(buy("evt-tv", "televisions", "899.00", now) as never);
+    await p.publisher.publish(buy("evt-pan", "kitchenware", "75.00", now) as never);
+    await p.publisher.publish(buy("evt-laptop", "laptops", "400.00", now) as never);
+    // Bought 20 days ago: the thank-you is past its grace already, the check-in is 70 days out.
+    await p.publisher.publish(
+      buy("evt-old", "televisions", "899.00", now.minus({ days: 20 })) as never,
+    );
+    await eventually(async () => {
+      const planned = await Promise.all(
+        [
+          ["evt-tv", "big-ticket.check-in"],
+          ["evt-pan", "thank-you.thank-you"],
+          ["evt-laptop", "accessories.discount"],
+          ["evt-old", "big-ticket.check-in"],
+        ].map(([e, s]) => whereWaiting(p, e ?? "", s ?? "")),
+      );
+      return planned.every((where) => where === "schedule") ? true : undefined;
+    }, "every purchase to be planned");
+    const tvCheckIn = await step(p, "evt-tv", "big-ticket.check-in");
+    const first = (await p.store.generationOf("evt-tv")) ?? 0;
+    expect(first).toBeGreaterThan(0);
+
+    // One edit: the check-in four months out, the plain thank-you from 100, no accessories offer.
+    await editRules(p, (doc) => {
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
+      doc.setIn(["rules", ruleIndex(doc, "thank-you"), "when", "total", "min"], 100);
+      doc.deleteIn(["rules", ruleIndex(doc, "accessories")]);
+    });
+    const pan = await eventually(async () => {
+      const record = await step(p, "evt-pan", "thank-you.thank-you");
+      return record.state === "cancelled" ? record : undefined;
+    }, "the thank-you that no longer matches to be cancelled");
+    expect(pan.reason?.code).toBe("no-longer-matches");
+    expect(pan.reason?.text).toMatch(/no longer matches: rule thank-you: .*100/);
+    const laptop = await step(p, "evt-laptop", "accessories.discount");
+    expect(laptop).toMatchObject({ state: "cancelled", reason: { code: "rule-removed" } });
+    const moved = await eventually(async () => {
+      const record = await step(p, "evt-tv", "big-ticket.check-in");
+      return record.dueAt !== tvCheckIn.dueAt ? record : undefined;
+    }, "the check-in to move");
+    const bought = now.setZone("Europe/London");
+    const dueLocal = DateTime.fromMillis(moved.dueAt, { zone: "Europe/London" });
+    expect(dueLocal.toISODate()).toBe(bought.plus({ months: 4 }).toISODate());
+    expect(moved.state).toBe("scheduled");
+    expect(await whereWaiting(p, "evt-tv", "big-ticket.check-in")).toBe("schedule");
+    // The TV's thank-you was not touched; the generation moved on by one.
+    expect((await step(p, "evt-tv", "big-ticket.thank-you")).state).toBe("scheduled");
+    expect(await p.store.generationOf("evt-tv")).toBe(first + 1);
+
+    // The cancellations are counted once, under their reason.
+    const ledger = new DeliveryLedger(p.redis, p.prefix);
+    const counted = async () =>
+      sumHours(await ledger.hours(Date.now() - 3_600_000, Date.now() + 3_600_000));
+    await eventually(
+      async () =>
+        (await counted()).get("reason|cancelled|email|discount|rule-removed") === 1
+          ? true
+          : undefined,
+      "the removed step to be counted",
+    );
+    const totals = await counted();
+    expect(totals.get("reason|cancelled|email|thank-you|no-longer-matches")).toBe(1);
+    // The pending counts follow: the thank-yous of the TV and the laptop, three check-ins.
+    const pending = await ledger.pending(Date.now() - 86_400_000, 200);
+    expect(pending).toEqual({ email: 2, sms: 3, voice: 0 });
+
+    // A second edit: the check-in a day after the purchase. evt-tv's moves to tomorrow; evt-old's
+    // would have been due 19 days ago, past its 14-day grace: skipped, never sent late.
+    await editRules(p, (doc) => {
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P1D");
+    });
+    const old = await eventually(async () => {
+      const record = await step(p, "evt-old", "big-ticket.check-in");
+      return record.state === "skipped" ? record : undefined;
+    }, "the past-grace check-in to be skipped");
+    expect(old.reason?.code).toBe("past-due");
+    const tomorrow = await eventually(async () => {
+      const record = await step(p, "evt-tv", "big-ticket.check-in");
+      return record.dueAt < moved.dueAt ? record : undefined;
+    }, "the check-in to move to tomorrow");
+    expect(Math.abs(tomorrow.dueAt - now.plus({ days: 1 }).toMillis())).toBeLessThan(1_000);
+    expect(await p.store.generationOf("evt-tv")).toBe(first + 2);
+    expect(await ledger.pending(Date.now() - 86_400_000, 200)).toEqual({
+      email: 2,
+      sms: 2,
+      voice: 0,
+    });
+    expect(p.twilio.messages).toHaveLength(0);
+  });
+});
+
+describe("rules generations", () => {
+  it("never re-plan backwards, and a purchase an older worker planned converges when promoted", async () => {
+    pipeline = await startPipeline("replan-generations", { startWorker: false });
+    const p = pipeline;
+    // The newer rules (check-in four months out) are deployed elsewhere first.
+    const newerDir = `${p.configDir}-newer`;
+    await cp(p.configDir, newerDir, { recursive: true });
+    const older = await loadConfig(p.configDir);
+    await writeFile(
+      path.join(newerDir, "rules.yaml"),
+      (await readFile(path.join(p.configDir, "rules.yaml"), "utf8")).replace("P3M", "P4M"),
+    );
+    const newer = await loadConfig(newerDir);
+    if (!older.ok || !newer.ok) throw new Error("test rules do not load");
+    const generations = new RulesGenerations(p.redis, p.prefix);
+    const g1 = (await generations.generationOf(older.config.rules.version)).generation;
+    const g2 = (await generations.generationOf(newer.config.rules.version)).generation;
+    expect(g2).toBe(g1 + 1);
+
+    // This worker still has the older rules: it plans with them and re-plans nothing.
+    await p.startWorker();
+    expect(p.logs.some((line) => line.msg?.toString().includes("newer rules are deployed"))).toBe(
+      true,
+    );
+    const now = DateTime.utc();
+    await p.publisher.publish(buy("evt-a", "televisions", "899.00", now) as never);
+    await p.publisher.publish(buy("evt-b", "televisions", "899.00", now) as never);
+    const planned = await eventually(async () => {
+      const [a, b] = await Promise.all(
+        ["evt-a", "evt-b"].map((id) => whereWaiting(p, id, "big-ticket.check-in")),
+      );
+      return a === "schedule" && b === "schedule"
+        ? step(p, "evt-b", "big-ticket.check-in")
+        : undefined;
+    }, "both purchases to be planned");
+    expect(await p.store.generationOf("evt-a")).toBe(g1);
+    const inThreeMonths = now.setZone("Europe/London").plus({ months: 3 }).toISODate();
+    expect(DateTime.fromMillis(planned.dueAt, { zone: "Europe/London" }).toISODate()).toBe(
+      inThreeMonths,
+    );
+
+    const logger = createLogger({ level: "silent", pretty: false });
+    const replanner = createReplanner({
+      store: p.store,
+      schedule: new FollowUpSchedule(p.redis, p.prefix),
+      history: new CustomerHistoryStore(p.redis, p.prefix),
+      orders: new OrderStore(p.redis, p.prefix),
+      logger,
+      clock: () => DateTime.utc(),
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * 86_400_000,
+    });
+    // A newer worker re-plans evt-a; the older one then cannot take it back.
+    expect((await replanner.replanEvent("evt-a", newer.config.rules, g2)).moved).toBe(1);
+    const movedA = await step(p, "evt-a", "big-ticket.check-in");
+    expect((await replanner.replanEvent("evt-a", older.config.rules, g1)).purchases).toBe(0);
+    expect(await step(p, "evt-a", "big-ticket.check-in")).toEqual(movedA);
+    expect(await p.store.generationOf("evt-a")).toBe(g2);
+
+    // evt-b was left at the older generation; a newer worker's promoter, minutes before it is
+    // due, re-plans it first: it moves a month on instead of becoming a job.
+    const promoter = createPromoter({
+      schedule: new FollowUpSchedule(p.redis, p.prefix),
+      followUps: p.followUps,
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      now: () => planned.dueAt - 60_000,
+      logger,
+      replan: {
+        generation: () => g2,
+        run: (eventId) => replanner.replanEvent(eventId, newer.config.rules, g2),
+      },
+    });
+    // Only the two thank-yous (due long before) become jobs.
+    expect(await promoter.promoteDue()).toBe(2);
+    const movedB = await step(p, "evt-b", "big-ticket.check-in");
+    expect(movedB.state).toBe("scheduled");
+    expect(DateTime.fromMillis(movedB.dueAt, { zone: "Europe/London" }).toISODate()).toBe(
+      now.setZone("Europe/London").plus({ months: 4 }).toISODate(),
+    );
+    expect(await whereWaiting(p, "evt-b", "big-ticket.check-in")).toBe("schedule");
+    await rm(newerDir, { recursive: true, force: true });
+  });
+});

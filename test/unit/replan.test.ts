@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { replanStep } from "../../src/domain/replan.js";
+import { instant, item, oneStepRules, purchase } from "../support/fixtures.js";
+
+/** Bought 2026-11-02 10:00 London; the step was planned 30 days later. */
+const event = purchase({
+  occurredAt: "2026-11-02T10:00:00Z",
+  items: [item("kitchenware", "75.00")],
+});
+const planned = {
+  stepId: "only.step",
+  dueAt: Date.parse("2026-12-02T10:00:00Z"),
+  channel: "email" as const,
+};
+const now = instant("2026-11-20T09:00:00Z");
+const history = { previousPurchases: 0 };
+
+describe("re-planning one pending step", () => {
+  it("keeps a step whose rule and timing are unchanged", () => {
+    expect(replanStep(planned, event, history, oneStepRules({ delay: "P30D" }), now)).toEqual({
+      action: "keep",
+    });
+  });
+
+  it("moves a step whose delay, window or channel changed", () => {
+    expect(replanStep(planned, event, history, oneStepRules({ delay: "P40D" }), now)).toEqual({
+      action: "move",
+      dueAt: Date.parse("2026-12-12T10:00:00Z"),
+      channel: "email",
+      kind: "thank-you",
+    });
+    const windowed = oneStepRules({ delay: "P30D", window: { start: "14:00", end: "18:00" } });
+    expect(replanStep(planned, event, history, windowed, now)).toMatchObject({
+      action: "move",
+      dueAt: Date.parse("2026-12-02T14:00:00Z"),
+    });
+    const bySms = oneStepRules({ delay: "P30D", channel: "sms" });
+    expect(replanStep(planned, event, history, bySms, now)).toMatchObject({
+      action: "move",
+      dueAt: planned.dueAt,
+      channel: "sms",
+    });
+  });
+
+  it("cancels a step whose rule or step is gone, or whose rule no longer matches", () => {
+    const renamed = oneStepRules({ delay: "P30D" });
+    expect(
+      replanStep({ ...planned, stepId: "gone.step" }, event, history, renamed, now),
+    ).toMatchObject({ action: "cancel", code: "rule-removed" });
+    const raised = {
+      ...renamed,
+      rules: renamed.rules.map((rule) => ({
+        ...rule,
+        when: { type: "total" as const, min: { minor: 10_000, currency: "GBP" as const } },
+      })),
+    };
+    const decision = replanStep(planned, event, history, raised, now);
+    expect(decision).toMatchObject({ action: "cancel", code: "no-longer-matches" });
+    expect(decision.action === "cancel" && decision.reason).toMatch(
+      /^no longer matches: rule only: /,
+    );
+  });
+
+  it("skips a step whose new due time is past its grace period, and moves one within it to now", () => {
+    const earlier = oneStepRules({ delay: "P1D", grace: "P7D" });
+    expect(replanStep(planned, event, history, earlier, now)).toMatchObject({
+      action: "skip",
+      code: "past-due",
+    });
+    const lenient = oneStepRules({ delay: "P1D", grace: "P30D" });
+    expect(replanStep(planned, event, history, lenient, now)).toMatchObject({
+      action: "move",
+      dueAt: now.toMillis(),
+    });
+  });
+});
