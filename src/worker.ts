@@ -27,8 +27,8 @@ import {
   PURCHASE_EVENTS_QUEUE,
 } from "./queue/names.js";
 import { createPromoter } from "./queue/promoter.js";
-import { createReplanner } from "./queue/replanner.js";
 import { createRefunds } from "./queue/refunds.js";
+import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";

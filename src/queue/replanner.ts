@@ -193,7 +193,12 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         "follow-ups re-planned under newer rules",
       );
     }
-    return { purchases: 1, moved: count("move"), cancelled: count("cancel"), skipped: count("skip") };
+    return {
+      purchases: 1,
+      moved: count("move"),
+      cancelled: count("cancel"),
+      skipped: count("skip"),
+    };
   }
 
   async function replanBucket(

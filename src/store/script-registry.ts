@@ -66,10 +66,7 @@ export interface StoreCommands {
     bytes: number,
   ): Promise<number>;
   /** replan-event.lua: KEYS are the record, purchase, hour, index and three per step. */
-  fuReplanEvent(
-    numberOfKeys: number,
-    ...keysAndArgs: (string | number)[]
-  ): Promise<number>;
+  fuReplanEvent(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** rules-generation.lua */
   fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
   /** stop-event.lua */

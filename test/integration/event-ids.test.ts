@@ -4,7 +4,6 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { EventIdConflictError } from "../../src/publisher.js";
-import { followUpJobId } from "../../src/queue/names.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,

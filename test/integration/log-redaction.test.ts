@@ -3,7 +3,6 @@ import { DateTime } from "luxon";
 import twilio from "twilio";
 import { afterEach, expect, it } from "vitest";
 import { EventPublisher } from "../../src/publisher.js";
-import { followUpJobId } from "../../src/queue/names.js";
 import { quietRedisErrors } from "../faults/fault-support.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
