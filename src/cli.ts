@@ -4,6 +4,7 @@ import { runCheck } from "./cli/check-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
+import { type ReplanOptions, runReplan } from "./cli/replan-command.js";
 import { type ReportOptions, runReport } from "./cli/report-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate } from "./cli/simulate-command.js";
@@ -122,6 +123,18 @@ program
   .option("--json", 'print {"days": [{"date", "channel", "ruleId", "count"}]}')
   .action(async (options: ScheduleOptions) => {
     process.exitCode = await runSchedule(options, processIo);
+  });
+
+program
+  .command("replan")
+  .description(
+    "preview what a rules directory would do to the follow-ups waiting in the schedule (REDIS_URL, QUEUE_PREFIX)",
+  )
+  .option(...configOption)
+  .option("--dry-run", "only show what would change (required: workers apply rules they load)")
+  .option("--json", "print the preview as JSON")
+  .action(async (options: ReplanOptions) => {
+    process.exitCode = await runReplan(options, processIo);
   });
 
 try {

@@ -94,7 +94,7 @@ it("applies a valid rules edit without a restart, and keeps the old rules on an 
   await p.sink.waitForMessages(2);
 });
 
-it("counts a step whose rule was removed under the channel and kind it was planned with", async () => {
+it("cancels a step whose rule was removed at once, counted under the channel and kind it was planned with", async () => {
   pipeline = await startPipeline("rule-removed");
   const p = pipeline;
   const worker = p.worker;
@@ -114,15 +114,15 @@ it("counts a step whose rule was removed under the channel and kind it was plann
     async () => (worker.configVersion() !== before ? true : undefined),
     "the rules edit to be applied",
   );
-  await promoteStep(p, "evt-removed", "big-ticket.check-in");
-  const skipped = await eventually(async () => {
+  // Re-planned when the worker loads the edit, not months later when it would have been due.
+  const cancelled = await eventually(async () => {
     const r = (await p.store.stepRecords("evt-removed", ["big-ticket.check-in"])).get(
       "big-ticket.check-in",
     );
-    return r?.state === "skipped" ? r : undefined;
-  }, "the check-in of the removed rule to be skipped");
-  expect(skipped.reason?.code).toBe("rule-removed");
-  expect(skipped).toMatchObject({ channel: "sms", kind: "check-in" });
+    return r?.state === "cancelled" ? r : undefined;
+  }, "the check-in of the removed rule to be cancelled");
+  expect(cancelled.reason?.code).toBe("rule-removed");
+  expect(cancelled).toMatchObject({ channel: "sms", kind: "check-in" });
 
   const counts = sumHours(
     await new DeliveryLedger(p.redis, p.prefix).hours(
@@ -130,8 +130,8 @@ it("counts a step whose rule was removed under the channel and kind it was plann
       Date.now() + 3_600_000,
     ),
   );
-  expect(counts.get("skipped|sms|check-in|big-ticket")).toBe(1);
-  expect(counts.get("reason|skipped|sms|check-in|rule-removed")).toBe(1);
+  expect(counts.get("cancelled|sms|check-in|big-ticket")).toBe(1);
+  expect(counts.get("reason|cancelled|sms|check-in|rule-removed")).toBe(1);
   expect([...counts.keys()].filter((field) => field.includes("unknown"))).toEqual([]);
   expect(p.twilio.requests).toBe(0);
 });

@@ -1,12 +1,15 @@
 import { cp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { DateTime } from "luxon";
+import { DateTime, Duration } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
+import type { CommandIo } from "../../src/cli/io.js";
+import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { createLogger } from "../../src/logger.js";
 import { createPromoter } from "../../src/queue/promoter.js";
 import { createReplanner } from "../../src/queue/replanner.js";
+import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
@@ -244,3 +247,73 @@ describe("rules generations", () => {
     await rm(newerDir, { recursive: true, force: true });
   });
 });
+
+describe("followups replan --dry-run", () => {
+  it("shows per rule what a rules directory would move, cancel and keep, and changes nothing", async () => {
+    pipeline = await startPipeline("replan-preview");
+    const p = pipeline;
+    const now = DateTime.utc();
+    await p.publisher.publish(buy("evt-tv", "televisions", "899.00", now) as never);
+    await p.publisher.publish(buy("evt-pan", "kitchenware", "75.00", now) as never);
+    await p.publisher.publish(buy("evt-laptop", "laptops", "400.00", now) as never);
+    await eventually(async () => {
+      const where = await whereWaiting(p, "evt-laptop", "accessories.discount");
+      const pan = await whereWaiting(p, "evt-pan", "thank-you.thank-you");
+      return where === "schedule" && pan === "schedule" ? true : undefined;
+    }, "the purchases to be planned");
+    const before = await p.store.allStepRecords("evt-tv");
+
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    const file = path.join(draft, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
+    doc.setIn(["rules", ruleIndex(doc, "thank-you"), "when", "total", "min"], 100);
+    doc.deleteIn(["rules", ruleIndex(doc, "accessories")]);
+    await writeFile(file, doc.toString());
+
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    const io = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+    const preview = JSON.parse(io.output()) as { rules: RulePreview[] };
+    const rule = (id: string) => preview.rules.find((r) => r.ruleId === id);
+    // Two check-ins a month later (by 30 or 31 days: calendar months), two thank-yous as they are.
+    expect(rule("big-ticket")).toMatchObject({
+      unchanged: 2,
+      earlier: { count: 0 },
+      later: { count: 2 },
+      cancelled: 0,
+    });
+    const shift = Duration.fromISO(rule("big-ticket")?.later.smallest ?? "").as("days");
+    expect(shift).toBeGreaterThanOrEqual(29.9);
+    expect(shift).toBeLessThanOrEqual(31.1);
+    expect(rule("thank-you")).toMatchObject({
+      unchanged: 0,
+      cancelled: 1,
+      reasons: { "no-longer-matches": 1 },
+    });
+    expect(rule("accessories")).toMatchObject({ cancelled: 1, reasons: { "rule-removed": 1 } });
+
+    const text = captureIo();
+    await runReplan({ config: draft, dryRun: true }, text);
+    expect(text.output()).toContain("big-ticket: 2 unchanged, 2 later (by P");
+    expect(text.output()).toContain("Nothing was changed.");
+    await expect(runReplan({ config: draft }, captureIo())).rejects.toThrow(/pass --dry-run/);
+    // Nothing changed in Redis.
+    expect(await p.store.allStepRecords("evt-tv")).toEqual(before);
+    expect((await step(p, "evt-pan", "thank-you.thank-you")).state).toBe("scheduled");
+    await rm(draft, { recursive: true, force: true });
+  });
+});
+
+function captureIo(): CommandIo & { output(): string } {
+  let text = "";
+  return {
+    out: (chunk) => {
+      text += chunk;
+    },
+    err: () => undefined,
+    interactive: false,
+    output: () => text,
+  };
+}
