@@ -37,6 +37,7 @@ import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.j
 import { closeWithin } from "./shutdown.js";
 import { StartupError } from "./startup-error.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
+import { CustomerIndex } from "./store/customer-index.js";
 import { DeliveryLedger } from "./store/delivery-ledger.js";
 import { EventIdRegistry } from "./store/event-ids.js";
 import { FollowUpSchedule } from "./store/follow-up-schedule.js";
@@ -118,6 +119,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret });
+  const customers = new CustomerIndex(redis, prefix, { addressHashSecret });
   const smsReferences = new SmsReferences(redis, prefix);
   const generations = new RulesGenerations(redis, prefix);
   let { generation, latest: latestGeneration } = await generations.generationOf(
@@ -166,6 +168,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       rules,
       store,
       history,
+      customers,
       eventIds,
       ledger,
       orders,

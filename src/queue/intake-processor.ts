@@ -16,6 +16,7 @@ import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
@@ -46,6 +47,7 @@ export interface IntakeDeps {
   readonly rules: () => RuleSet;
   readonly store: FollowUpStore;
   readonly history: CustomerHistoryStore;
+  readonly customers: Pick<CustomerIndex, "remember">;
   readonly eventIds: EventIdRegistry;
   readonly ledger: DeliveryLedger;
   readonly orders: OrderStore;
@@ -174,7 +176,11 @@ async function schedulePurchase(
       reason: skip.code,
     });
   }
-  await deps.ledger.count(reportedSkips, nowMs);
+  await Promise.all([
+    deps.ledger.count(reportedSkips, nowMs),
+    // The address → customer index, kept as long as the customer's history.
+    firstSeen ? deps.customers.remember(event, HISTORY_RETENTION_MS) : undefined,
+  ]);
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length };

@@ -38,12 +38,23 @@ export class CustomerHistoryStore {
       keepCustomerMs,
       keepEventMs,
       fingerprint,
+      event.id,
+      Date.parse(event.occurredAt),
     );
     if (count === -1) return { conflict: true };
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };
     return { history, firstSeen: firstSeen === 1 };
+  }
+
+  /** The customer's purchases (event ids), latest first: at most the last 100. */
+  async purchasesOf(customerId: string): Promise<{ eventId: string; purchasedAt: number }[]> {
+    const all = await this.redis.hgetall(this.keys.customerHistory(customerId));
+    return Object.entries(all)
+      .filter(([field]) => field.startsWith("e:"))
+      .map(([field, at]) => ({ eventId: field.slice(2), purchasedAt: Number(at) }))
+      .sort((a, b) => b.purchasedAt - a.purchasedAt || a.eventId.localeCompare(b.eventId));
   }
 
   /** The history recorded when the event was first planned (none if it never was). */

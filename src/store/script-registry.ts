@@ -81,6 +81,8 @@ export interface StoreCommands {
     keepCustomerMs: number,
     keepRecordMs: number,
     fingerprint: string,
+    eventId: string,
+    purchasedAt: number,
   ): Promise<[number, string, number]>;
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;

@@ -110,6 +110,7 @@ describe("the store's Lua scripts", () => {
       "record-purchase",
       "record-refund",
       "release-bucket",
+      "replan-event",
       "rules-generation",
       "schedule-steps",
       "stop-event",
@@ -327,7 +328,16 @@ describe("the store's Lua scripts", () => {
     const customer = keys.customerHistory("cus-1");
     const other = keys.eventRecord("evt-2");
     const at = (time: string, key = record(), fingerprint = "fp-a") =>
-      redis.fuRecordPurchase(key, customer, time, DAY, DAY, fingerprint);
+      redis.fuRecordPurchase(
+        key,
+        customer,
+        time,
+        DAY,
+        DAY,
+        fingerprint,
+        key === record() ? "evt" : "evt-2",
+        Date.parse(time),
+      );
     expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1]);
     expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "2026-11-01T10:00:00.000Z", 0]);
     expect(await at("2026-10-01T10:00:00.000Z", other, "fp-b")).toEqual([
@@ -335,11 +345,17 @@ describe("the store's Lua scripts", () => {
       "2026-11-01T10:00:00.000Z",
       1,
     ]);
-    // An earlier purchase arriving late does not move `last` back.
-    expect(await redis.hgetall(customer)).toEqual({ n: "2", last: "2026-11-01T10:00:00.000Z" });
+    // An earlier purchase arriving late does not move `last` back; both purchases are listed.
+    const history = {
+      n: "2",
+      last: "2026-11-01T10:00:00.000Z",
+      "e:evt": String(Date.parse("2026-11-01T10:00:00.000Z")),
+      "e:evt-2": String(Date.parse("2026-10-01T10:00:00.000Z")),
+    };
+    expect(await redis.hgetall(customer)).toEqual(history);
     // The id used again for other content: a conflict that counts nothing.
     expect(await at("2026-11-02T10:00:00.000Z", record(), "fp-other")).toEqual([-1, "", 0]);
-    expect(await redis.hgetall(customer)).toEqual({ n: "2", last: "2026-11-01T10:00:00.000Z" });
+    expect(await redis.hgetall(customer)).toEqual(history);
     expect(await redis.hget(record(), "f")).toBe("fp-a");
   });
 
@@ -348,9 +364,47 @@ describe("the store's Lua scripts", () => {
     await redis.pexpire(record(), DAY);
     const customer = keys.customerHistory("cus-1");
     expect(
-      await redis.fuRecordPurchase(record(), customer, "2026-11-01T10:00:00.000Z", DAY, DAY, "fp"),
+      await redis.fuRecordPurchase(
+        record(),
+        customer,
+        "2026-11-01T10:00:00.000Z",
+        DAY,
+        DAY,
+        "fp",
+        "evt",
+        Date.parse("2026-11-01T10:00:00.000Z"),
+      ),
     ).toEqual([3, "", 0]);
     expect(await redis.hget(record(), "f")).toBe("fp");
+  });
+
+  it("record-purchase: lists a customer's last 100 purchases, dropping the oldest", async () => {
+    const customer = keys.customerHistory("cus-1");
+    for (let i = 0; i < 103; i++) {
+      await redis.fuRecordPurchase(
+        keys.eventRecord(`evt-${i}`),
+        customer,
+        new Date(NOW + i * 1000).toISOString(),
+        DAY,
+        DAY,
+        `fp-${i}`,
+        `evt-${i}`,
+        NOW + i * 1000,
+      );
+    }
+    const listed = Object.keys(await redis.hgetall(customer)).filter((f) => f.startsWith("e:"));
+    expect(listed).toHaveLength(100);
+    expect(listed).not.toContain("e:evt-0");
+    expect(listed).toContain("e:evt-102");
+    expect(await redis.hget(customer, "n")).toBe("103");
+  });
+
+  it("rules-generation: numbers each rules version once, in the order first seen", async () => {
+    const generations = keys.rulesGenerations();
+    expect(await redis.fuRulesGeneration(generations, "aaa")).toEqual([1, 1]);
+    expect(await redis.fuRulesGeneration(generations, "bbb")).toEqual([2, 2]);
+    // A worker still on the first rules gets its number back, and learns it is not the newest.
+    expect(await redis.fuRulesGeneration(generations, "aaa")).toEqual([1, 2]);
   });
 
   it("claim-event-id: first, repeat, or conflict; an old purchase record is never shared", async () => {

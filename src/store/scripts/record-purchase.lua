@@ -3,16 +3,20 @@
   records the count it saw in the event record, a repeated call returns that same count, so
   redelivered or re-published events neither count twice nor see themselves as an earlier purchase.
   The event's fingerprint is kept beside it: an id used again for other content is a conflict,
-  and changes nothing.
+  and changes nothing. The customer's history also lists their purchases (`e:<eventId>` = purchase
+  time), the index from a customer to what was planned for them; past 100 the oldest are dropped.
 
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
-    KEYS[2] customer history (hash: `n` purchases, `last` latest purchase time)
+    KEYS[2] customer history (hash: `n` purchases, `last` latest purchase time, `e:<eventId>`
+            the time of each purchase)
 
     ARGV[1] the purchase time (ISO 8601, UTC, so it compares as text)
     ARGV[2] keep the customer's history this long after their latest purchase (ms)
     ARGV[3] keep a new event record this long (ms)
     ARGV[4] the event's fingerprint
+    ARGV[5] the event id
+    ARGV[6] the purchase time (epoch ms)
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1) },
           or { -1, '', 0 } when the id was used for an event with another fingerprint
@@ -28,6 +32,19 @@ local last = redis.call('HGET', KEYS[2], 'last') or ''
 redis.call('HSET', KEYS[1], 'h', count, 'f', ARGV[4])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 redis.call('HINCRBY', KEYS[2], 'n', 1)
+redis.call('HSET', KEYS[2], 'e:' .. ARGV[5], ARGV[6])
+if redis.call('HLEN', KEYS[2]) > 102 then
+  -- Rare (a customer with over 100 purchases): drop the oldest from the list, keep the counts.
+  local fields = redis.call('HGETALL', KEYS[2])
+  local listed = {}
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 'e:' then
+      listed[#listed + 1] = { fields[i], tonumber(fields[i + 1]) }
+    end
+  end
+  table.sort(listed, function(a, b) return a[2] < b[2] end)
+  for i = 1, #listed - 100 do redis.call('HDEL', KEYS[2], listed[i][1]) end
+end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return { count, last, 1 }

@@ -1,0 +1,57 @@
+import type { Redis } from "ioredis";
+import { addressHash } from "../domain/address-hash.js";
+import type { PurchaseCompleted } from "../domain/events.js";
+import { StoreKeys } from "./keys.js";
+import { sharedSecret } from "./shared-secrets.js";
+
+/**
+ * Which customers used an email address or phone number, for the console and erasure: one small
+ * hash per address, named by the address's keyed hash (HMAC under ADDRESS_HASH_SECRET, as the
+ * suppression lists name addresses), holding customer id → latest purchase time. No address is
+ * stored in plain text. An entry goes with the customer's history, `keepMs` after their latest
+ * purchase there.
+ */
+export class CustomerIndex {
+  private readonly keys: StoreKeys;
+  private secret: Promise<string> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly options: { addressHashSecret?: string } = {},
+  ) {
+    this.keys = new StoreKeys(prefix);
+  }
+
+  /** Files the purchase's customer under each address it carries. */
+  async remember(event: PurchaseCompleted, keepMs: number): Promise<void> {
+    const addresses = [event.customer.email, event.customer.phone].filter(
+      (address): address is string => Boolean(address),
+    );
+    if (addresses.length === 0) return;
+    const at = Date.parse(event.occurredAt);
+    const pipeline = this.redis.pipeline();
+    for (const address of addresses) {
+      const key = this.keys.customersOfAddress(await this.member(address));
+      pipeline.hset(key, event.customer.id, at);
+      pipeline.pexpire(key, keepMs, "GT");
+      pipeline.pexpire(key, keepMs, "NX");
+    }
+    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+  }
+
+  /** The customers who used an address, latest purchase first. */
+  async customersOf(address: string): Promise<string[]> {
+    const all = await this.redis.hgetall(this.keys.customersOfAddress(await this.member(address)));
+    return Object.entries(all)
+      .sort(([a, x], [b, y]) => Number(y) - Number(x) || a.localeCompare(b))
+      .map(([customerId]) => customerId);
+  }
+
+  private async member(address: string): Promise<string> {
+    this.secret ??= this.options.addressHashSecret
+      ? Promise.resolve(this.options.addressHashSecret)
+      : sharedSecret(this.redis, this.prefix, "address-hash");
+    return `h:${addressHash(await this.secret, address)}`;
+  }
+}
