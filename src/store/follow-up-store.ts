@@ -11,7 +11,13 @@ import {
 import { scheduleEntry } from "./follow-up-schedule.js";
 import { bucketOf, dayOf, hourOf, StoreKeys } from "./keys.js";
 import { readLegacyPurchase } from "./legacy-layout.js";
-import { decodePurchase, encodePurchase } from "./purchase-codec.js";
+import {
+  decodeStored,
+  encodeKept,
+  encodePurchase,
+  type KeptPurchase,
+  keptPart,
+} from "./purchase-codec.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
   readStepRecord,
@@ -62,6 +68,8 @@ export interface StepReplan {
   readonly reason?: { code: string; text: string; ledger: LedgerEntry };
 }
 
+/** States in which a step still waits to be sent (as lib/pending-states.lua). */
+const PENDING_STATES: ReadonlySet<StepState> = new Set(["scheduled", "sending"]);
 /** The rules generation an event was planned with. */
 const GENERATION_FIELD = "g";
 /** Order id and customer name, kept after the purchase is scrubbed, for owners' reports. */
@@ -153,9 +161,9 @@ export class FollowUpStore {
       );
     });
     const record = readStepRecord(raw);
-    return claimed === 1
-      ? { claimed: true, record, takenOver: takenOver === 1 }
-      : { claimed: false, record };
+    if (claimed === 1) return { claimed: true, record, takenOver: takenOver === 1 };
+    if (record.state === "cancelled" && record.changedAt === now) await this.trimIfFinished(eventId);
+    return { claimed: false, record };
   }
 
   /**
@@ -187,7 +195,12 @@ export class FollowUpStore {
         keys.day,
       );
     });
-    return changed === 1 ? readStepRecord(raw) : undefined;
+    if (changed !== 1) return undefined;
+    const record = readStepRecord(raw);
+    // A step that left a pending state may have been the purchase's last (annotations change none).
+    const annotation = from.length === STEP_STATES.length && patch.state === undefined;
+    if (!annotation && !PENDING_STATES.has(record.state)) await this.trimIfFinished(eventId);
+    return record;
   }
 
   /** Adds to a step record whatever its state (delivery reports, replies); counts nothing. */
@@ -228,8 +241,44 @@ export class FollowUpStore {
   /** The purchase as saved at scheduling; undefined once its last step is done or it expired. */
   async loadEvent(eventId: string): Promise<PurchaseCompleted | undefined> {
     const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
-    if (stored) return decodePurchase(stored);
+    if (stored) {
+      const decoded = decodeStored(stored);
+      return decoded.kind === "whole" ? decoded.event : undefined;
+    }
     return readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
+  }
+
+  /**
+   * What the timeline, a resend and an alert may show of a purchase: from the whole purchase while
+   * a step is pending, from the part kept after its last step until the record expires.
+   */
+  async loadKept(eventId: string): Promise<KeptPurchase | undefined> {
+    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
+    if (!stored) {
+      const legacy = await readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
+      return legacy && keptPart(legacy);
+    }
+    const decoded = decodeStored(stored);
+    return decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
+  }
+
+  /**
+   * Once no step of the purchase is pending, replaces the stored purchase by the part kept after
+   * the last step (same expiry as the record). Called after each step ends; a crash before it only
+   * keeps the whole purchase until the record expires.
+   */
+  async trimIfFinished(eventId: string): Promise<boolean> {
+    const record = await this.redis.hgetall(this.keys.eventRecord(eventId));
+    for (const [field, raw] of Object.entries(record)) {
+      if (field.startsWith("s:") && PENDING_STATES.has(readStepRecord(raw).state)) return false;
+    }
+    const key = this.keys.purchase(eventId);
+    const stored = await this.redis.getBuffer(key);
+    if (!stored) return false;
+    const decoded = decodeStored(stored);
+    if (decoded.kind === "kept") return false;
+    await this.redis.set(key, encodeKept(keptPart(decoded.event)), "KEEPTTL", "XX");
+    return true;
   }
 
   /** Order id and customer name of an event, as kept for reports. */
@@ -286,7 +335,10 @@ export class FollowUpStore {
       JSON.stringify(entries),
       keepUntil,
     );
-    return changed === -1 ? undefined : changed;
+    if (changed === -1) return undefined;
+    if (steps.some((step) => step.action === "cancel" || step.action === "skip"))
+      await this.trimIfFinished(eventId);
+    return changed;
   }
 
   /** The rules generation an event was last planned with (undefined before generations). */

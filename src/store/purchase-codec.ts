@@ -10,6 +10,8 @@ import type { PurchaseCompleted } from "../domain/events.js";
 
 /** Format 1: deflate-raw with DICTIONARY_V1. Never change this dictionary; add a format instead. */
 const FORMAT_DEFLATE_V1 = 1;
+/** Format 2: what is kept after the last step (KeptPurchase), deflate-raw with DICTIONARY_V1. */
+const FORMAT_KEPT_V1 = 2;
 
 /**
  * Field names in the order the validated event has them, with values most purchases share.
@@ -32,6 +34,76 @@ const DICTIONARY_V1 = Buffer.from(
 export function encodePurchase(event: PurchaseCompleted): Buffer {
   const packed = deflateRawSync(JSON.stringify(event), { dictionary: DICTIONARY_V1 });
   return Buffer.concat([Buffer.of(FORMAT_DEFLATE_V1), packed]);
+}
+
+/**
+ * What is kept of a purchase once its last step has ended, for as long as its step records: what
+ * the timeline, a deliberate resend and an unhappy-reply alert need. The customer's surname,
+ * consent, item categories and SKUs, and the store go; so does whatever the event carried beyond.
+ */
+export interface KeptPurchase {
+  readonly id: string;
+  readonly orderId: string;
+  readonly occurredAt: string;
+  readonly customer: {
+    readonly id: string;
+    readonly firstName?: string;
+    readonly email?: string;
+    readonly phone?: string;
+    readonly locale?: string;
+    readonly timezone?: string;
+  };
+  readonly items: readonly {
+    readonly name: string;
+    readonly quantity: number;
+    readonly unitPrice: PurchaseCompleted["total"];
+  }[];
+  readonly total: PurchaseCompleted["total"];
+}
+
+/** The part of a purchase kept after its last step. */
+export function keptPart(event: PurchaseCompleted): KeptPurchase {
+  const { customer } = event;
+  const firstName = customer.name?.trim().split(/\s+/)[0];
+  return {
+    id: event.id,
+    orderId: event.orderId,
+    occurredAt: event.occurredAt,
+    customer: {
+      id: customer.id,
+      ...(firstName && { firstName }),
+      ...(customer.email && { email: customer.email }),
+      ...(customer.phone && { phone: customer.phone }),
+      ...(customer.locale && { locale: customer.locale }),
+      ...(customer.timezone && { timezone: customer.timezone }),
+    },
+    items: event.items.map((item) => ({
+      name: item.name,
+      quantity: item.quantity,
+      unitPrice: item.unitPrice,
+    })),
+    total: event.total,
+  };
+}
+
+/** The stored form of a kept purchase. */
+export function encodeKept(kept: KeptPurchase): Buffer {
+  const packed = deflateRawSync(JSON.stringify(kept), { dictionary: DICTIONARY_V1 });
+  return Buffer.concat([Buffer.of(FORMAT_KEPT_V1), packed]);
+}
+
+/** A stored purchase: the whole one while a step is pending, or the part kept after. */
+export type StoredPurchase =
+  | { readonly kind: "whole"; readonly event: PurchaseCompleted }
+  | { readonly kind: "kept"; readonly kept: KeptPurchase };
+
+/** Reads either stored form; throws on a format this version does not know. */
+export function decodeStored(stored: Buffer): StoredPurchase {
+  if (stored[0] === FORMAT_KEPT_V1) {
+    const json = inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 });
+    return { kind: "kept", kept: JSON.parse(json.toString("utf8")) as KeptPurchase };
+  }
+  return { kind: "whole", event: decodePurchase(stored) };
 }
 
 /** The purchase back from its stored form; throws on a format this version does not know. */

@@ -42,19 +42,43 @@ const recordKey = () => keys.eventRecord("evt-store");
 const purchaseKey = () => keys.purchase("evt-store");
 
 describe("the follow-up store", () => {
-  it("does not bring a deleted purchase back when a stale plan schedules a step already sent", async () => {
+  it("keeps only the part of a purchase its timeline needs once its last step has ended, and a stale plan does not bring the rest back", async () => {
     const now = Date.now();
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
     expect(await store.loadEvent("evt-store")).toEqual(event);
     await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
     await store.transition("evt-store", "thank-you.thank-you", ["sending"], { state: "sent" }, now);
-    expect(await redis.exists(purchaseKey())).toBe(0);
+    const kept = {
+      id: "evt-store",
+      orderId: event.orderId,
+      occurredAt: event.occurredAt,
+      customer: {
+        id: event.customer.id,
+        firstName: "Ana",
+        email: event.customer.email,
+        phone: event.customer.phone,
+        timezone: "Europe/London",
+      },
+      items: event.items.map((i) => ({
+        name: i.name,
+        quantity: i.quantity,
+        unitPrice: i.unitPrice,
+      })),
+      total: event.total,
+    };
+    expect(await store.loadKept("evt-store")).toEqual(kept);
+    expect(await store.loadEvent("evt-store")).toBeUndefined();
+    // No surname, no category, no consent: only the kept part is stored.
+    const stored = await redis.getBuffer(purchaseKey());
+    expect(stored?.[0]).toBe(2);
+    // Kept exactly as long as the record.
+    expect(await redis.pexpiretime(purchaseKey())).toBe(await redis.pexpiretime(recordKey()));
 
     // The same plan again, as a second delivery of the event that read the step before it was sent.
     expect(await store.schedule(event, now + 90 * DAY, [step(now)], now, 1)).toBe(0);
-    expect(await redis.exists(purchaseKey())).toBe(0);
     expect(await store.loadEvent("evt-store")).toBeUndefined();
+    expect(await store.loadKept("evt-store")).toEqual(kept);
   });
 
   it("keeps a record longer when planned again, never shorter", async () => {

@@ -206,8 +206,9 @@ describe("the store's Lua scripts", () => {
     expect(await stored("s:b")).toMatchObject({ s: "scheduled" });
   });
 
-  it("claim-step: cancels a step of a stopped event, counts it, and scrubs the purchase when none is pending", async () => {
+  it("claim-step: cancels a step of a stopped event, counts it, and keeps the purchase with the record when none is pending", async () => {
     await scheduleTwo();
+    await redis.pexpireat(record(), NOW + 300 * DAY);
     expect(await redis.fuStopEvent(record(), "refunded: order ord-1 fully refunded")).toBe(1);
     for (const [field, due] of [
       ["s:a", NOW + DAY],
@@ -234,13 +235,15 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(hour(), "reason|cancelled|email|thank-you|refunded")).toBe("2");
     // The spec names the channel it takes a pending step from: email's day goes to 0.
     expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("0");
-    expect(await redis.exists(purchase())).toBe(0);
+    // Kept as long as the record (the worker then trims it: FollowUpStore.trimIfFinished).
+    expect(await redis.pexpiretime(purchase())).toBe(NOW + 300 * DAY);
     expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
     expect(await redis.hget(record(), "g")).toBe("3");
   });
 
-  it("update-step: applies a patch only from the allowed states, counts it, scrubs after the last pending step", async () => {
+  it("update-step: applies a patch only from the allowed states, counts it, keeps the purchase with the record after the last pending step", async () => {
     await scheduleTwo();
+    await redis.pexpireat(record(), NOW + 300 * DAY);
     const update = (field: string, due: number, from: string, patch: object, spec = "") =>
       redis.fuUpdateStep(
         record(),
@@ -267,10 +270,10 @@ describe("the store's Lua scripts", () => {
     expect(JSON.parse(raw)).toMatchObject({ s: "sent", t: NOW, d: NOW + DAY });
     expect(await redis.hget(hour(), "cancelled|email|thank-you|r")).toBe("1");
     expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("0");
-    // s:b still waits, so the purchase stays.
-    expect(await redis.exists(purchase())).toBe(1);
+    // s:b still waits, so the purchase keeps its own expiry; after it, the record's.
+    expect(await redis.pexpiretime(purchase())).toBe(NOW + 200 * DAY);
     await update("s:b", NOW + 90 * DAY, "scheduled", { s: "skipped", x: "opted-out: stop" });
-    expect(await redis.exists(purchase())).toBe(0);
+    expect(await redis.pexpiretime(purchase())).toBe(NOW + 300 * DAY);
 
     expect(await update("s:a", NOW, "sent", { dl: "delivered" }, SPEC)).toEqual([
       -1,

@@ -5,7 +5,7 @@
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `stop` marker)
-    KEYS[2] stored purchase (deleted once no step is pending)
+    KEYS[2] stored purchase (kept as long as the record once no step is pending)
     KEYS[3] ledger hour of `now`
     KEYS[4] pending count of the step's due day
 
@@ -22,7 +22,7 @@
 ]]
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
---!include lib/scrub-finished-purchase.lua
+--!include lib/finish-purchase.lua
 --!include lib/read-step.lua
 local now = tonumber(ARGV[2])
 local raw, rec = readStep(KEYS[1], ARGV[1], now, ARGV[4] ~= '', ARGV[5])
@@ -38,7 +38,7 @@ if stop and (rec.s == 'scheduled' or takenOver) then
     countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[4]), 'scheduled', 'cancelled', raw ~= false, rec,
       redis.call('HGET', KEYS[1], 'g'))
   end
-  scrubIfDone(KEYS[1], KEYS[2])
+  finishIfDone(KEYS[1], KEYS[2])
   return { 0, cjson.encode(rec), 0 }
 end
 if rec.s == 'scheduled' or takenOver then

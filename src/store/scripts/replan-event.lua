@@ -8,7 +8,7 @@
 
   Input:
     KEYS[1]       event record (hash)
-    KEYS[2]       stored purchase (deleted when no step is left pending)
+    KEYS[2]       stored purchase (kept as long as the record)
     KEYS[3]       ledger hour of `now`
     KEYS[4]       schedule index
     KEYS[2 + 3i]  pending count of step i's planned due day, in the order of ARGV[4]
@@ -28,7 +28,7 @@
 ]]
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
---!include lib/scrub-finished-purchase.lua
+--!include lib/finish-purchase.lua
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local generation = tonumber(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'g')
@@ -75,5 +75,5 @@ redis.call('HSET', KEYS[1], 'g', generation)
 -- A step moved later keeps its record and purchase with it.
 if redis.call('PTTL', KEYS[1]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[5], 'GT') end
 if redis.call('PTTL', KEYS[2]) > 0 then redis.call('PEXPIREAT', KEYS[2], ARGV[5], 'GT') end
-if ended then scrubIfDone(KEYS[1], KEYS[2]) end
+if ended then finishIfDone(KEYS[1], KEYS[2]) end
 return changed

@@ -1,6 +1,6 @@
 --[[
   Applies a patch to a step record if its state is one of the expected ones, counts the change in
-  the ledger, and deletes the stored purchase when the last pending step of the event is done.
+  the ledger, and keeps the stored purchase as long as the record once the last pending step is done.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
@@ -22,7 +22,7 @@
 ]]
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
---!include lib/scrub-finished-purchase.lua
+--!include lib/finish-purchase.lua
 --!include lib/read-step.lua
 if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
 local now = tonumber(ARGV[2])
@@ -41,5 +41,5 @@ if ARGV[5] ~= '' then
   countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false, rec,
     redis.call('HGET', KEYS[1], 'g'))
 end
-if PENDING[oldState] and not PENDING[rec.s] then scrubIfDone(KEYS[1], KEYS[2]) end
+if PENDING[oldState] and not PENDING[rec.s] then finishIfDone(KEYS[1], KEYS[2]) end
 return { 1, cjson.encode(rec) }
