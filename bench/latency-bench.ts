@@ -4,7 +4,7 @@ import { followUpJobId } from "../src/queue/names.js";
 import type { Providers } from "./arrival-sink.js";
 import { sleep } from "./processes.js";
 import { benchPhone, CHUNK, DUE_STEP, dueAtPurchase, eventJobs } from "./purchases.js";
-import type { IntakeSession } from "./schedule-bench.js";
+import { type IntakeSession, pendingFollowUps } from "./schedule-bench.js";
 
 export interface LatencyResult {
   readonly pending: number;
@@ -30,7 +30,7 @@ export async function dueLatency(
   providers: Providers,
   options: { messages: number; spreadMs: number; leadMs: number },
 ): Promise<LatencyResult> {
-  const pending = await session.followUps.getDelayedCount();
+  const pending = await pendingFollowUps(session.redis, session.prefix);
   const tag = `lat${randomBytes(3).toString("hex")}`;
   const first = DateTime.utc().plus({ milliseconds: options.leadMs });
   const wanted = new Map<string, { eventId: string; stepId: string }>();

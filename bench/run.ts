@@ -180,9 +180,14 @@ async function scale(perPosition: number[]) {
     rates: OPEN_RATES,
     log,
   });
-  await session.close();
-  await providers.close();
-  return { plain, run: session.run };
+  try {
+    log(`scale: latency, ${SIZES.latency.messages} follow-ups falling due with 1M pending…`);
+    const latency = await dueLatency(session, providers, SIZES.latency);
+    return { plain, run: session.run, latency };
+  } finally {
+    await session.close();
+    await providers.close();
+  }
 }
 
 try {

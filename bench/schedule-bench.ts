@@ -2,9 +2,10 @@ import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
-import { FOLLOW_UPS_QUEUE, followUpJobId, PURCHASE_EVENTS_QUEUE } from "../src/queue/names.js";
+import { FOLLOW_UPS_QUEUE, PURCHASE_EVENTS_QUEUE } from "../src/queue/names.js";
+import { DeliveryLedger } from "../src/store/delivery-ledger.js";
 import { FollowUpStore } from "../src/store/follow-up-store.js";
-import { StoreKeys } from "../src/store/keys.js";
+import { bucketOf, StoreKeys } from "../src/store/keys.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import type { Providers } from "./arrival-sink.js";
@@ -62,7 +63,10 @@ export interface IntakeSession {
     eventRecord: HashDissection;
     /** The compressed purchase beside the event record: its key's size and its value's length. */
     storedPurchase: { key: string; bytes: number; valueBytes: number };
-    followUpJob: HashDissection;
+    /** The compact schedule's bucket holding the sample check-in: its key and its lines. */
+    scheduleBucket: { key: string; bytes: number; valueBytes: number; lines: number };
+    /** The schedule's index (one entry per bucket). */
+    scheduleIndex: { key: string; bytes: number; buckets: number };
   }>;
   close(): Promise<void>;
 }
@@ -142,7 +146,7 @@ export async function scheduleThroughIntake(options: {
     }
     await input.resume();
     await sleep(200);
-    const pending = await followUps.getDelayedCount();
+    const pending = await pendingFollowUps(redis, prefix);
     const memoryDelta = (await usedMemory(redis)) - memoryBefore;
     const seconds = busyMs / 1000;
     const totalCalls = [...commands.values()].reduce((sum, c) => sum + c.calls, 0);
@@ -191,12 +195,12 @@ export async function scheduleThroughIntake(options: {
             bytes: Number(await redis.memory("USAGE", purchaseKey, "SAMPLES", 0)),
             valueBytes: await redis.strlen(purchaseKey),
           },
-          followUpJob: await dissectHash(
-            redis,
-            `${prefix}:${FOLLOW_UPS_QUEUE}:${followUpJobId(eventId, "big-ticket.check-in")}`,
-            scratch,
-            { opts: (field) => field === "opts" },
-          ),
+          scheduleBucket: await bucketOfStep(redis, keys, store, eventId, "big-ticket.check-in"),
+          scheduleIndex: {
+            key: keys.scheduleIndex(),
+            bytes: Number(await redis.memory("USAGE", keys.scheduleIndex(), "SAMPLES", 0)),
+            buckets: await redis.zcard(keys.scheduleIndex()),
+          },
         };
       },
       close() {
@@ -210,4 +214,29 @@ export async function scheduleThroughIntake(options: {
     await closeAll().catch(() => undefined);
     throw error;
   }
+}
+
+/** Pending follow-ups as the ledger counts them (scheduled or sending, any due day ahead). */
+export async function pendingFollowUps(redis: Redis, prefix: string): Promise<number> {
+  const counts = await new DeliveryLedger(redis, prefix).pending(Date.now() - 86_400_000, 800);
+  return counts.email + counts.sms + counts.voice;
+}
+
+/** The schedule bucket a step waits in: MEMORY USAGE of its key, its value and its line count. */
+async function bucketOfStep(
+  redis: Redis,
+  keys: StoreKeys,
+  store: FollowUpStore,
+  eventId: string,
+  stepId: string,
+): Promise<{ key: string; bytes: number; valueBytes: number; lines: number }> {
+  const record = (await store.stepRecords(eventId, [stepId])).get(stepId);
+  const key = keys.scheduleBucket(bucketOf(record?.dueAt ?? 0));
+  const value = (await redis.getBuffer(key)) ?? Buffer.alloc(0);
+  return {
+    key,
+    bytes: Number(await redis.memory("USAGE", key, "SAMPLES", 0)),
+    valueBytes: value.length,
+    lines: value.toString("utf8").split("\n").length - 1,
+  };
 }

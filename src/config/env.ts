@@ -90,7 +90,7 @@ export const envSchema = z
     PROMOTE_HORIZON_MS: z.coerce
       .number()
       .int()
-      .min(60_000, { error: "expected at least 60000 (one minute: the schedule's bucket width)" })
+      .min(60_000, { error: "expected at least 60000 (one minute)" })
       .default(300_000),
     HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
     HTTP_HOST: z.string().min(1).default("0.0.0.0"),

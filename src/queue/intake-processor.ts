@@ -20,6 +20,7 @@ import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import { mayBePromoted } from "../store/keys.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
@@ -210,8 +211,9 @@ async function schedulePurchase(
   const keepUntil =
     Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + deps.recordRetentionMs;
   const generation = deps.rulesGeneration();
-  const promoteBy = nowMs + deps.promoteHorizonMs;
-  const inSchedule = (step: { dueAt: string }) => Date.parse(step.dueAt) > promoteBy;
+  // A step whose schedule bucket the promoter may already have taken becomes a job at once.
+  const inSchedule = (step: { dueAt: string }) =>
+    !mayBePromoted(Date.parse(step.dueAt), nowMs, deps.promoteHorizonMs);
   // Order matters: the event and the step records exist before any job can run, and the order
   // link comes after them, so a refund racing this purchase either sees the steps or is seen here.
   await deps.store.schedule(

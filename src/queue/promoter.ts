@@ -50,8 +50,8 @@ export interface PromotedJob {
 }
 
 /**
- * The jobs for a slice: one per step that is still scheduled in this bucket's minute (a step
- * re-planned to another minute waits for that bucket; one already handled needs nothing), each
+ * The jobs for a slice: one per step that is still scheduled in this bucket's span (a step
+ * re-planned to another span waits for that bucket; one already handled needs nothing), each
  * delayed until its due time.
  */
 export function jobsForSlice(

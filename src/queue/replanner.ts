@@ -9,6 +9,7 @@ import type { FollowUpMetrics } from "../metrics.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
 import type { FollowUpStore, StepReplan } from "../store/follow-up-store.js";
+import { mayBePromoted } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
 
@@ -81,11 +82,11 @@ export function replanOf(
       countedChannel: channel,
       ruleId,
     };
-    // Within the horizon a step is (or is about to be) a BullMQ job: it stays as planned.
-    const decision: ReplanDecision =
-      record.dueAt <= now.toMillis() + horizonMs
-        ? { action: "keep" }
-        : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
+    // A step whose bucket the promoter may have taken is (or is about to be) a BullMQ job: it
+    // stays as planned.
+    const decision: ReplanDecision = mayBePromoted(record.dueAt, now.toMillis(), horizonMs)
+      ? { action: "keep" }
+      : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
     switch (decision.action) {
       case "keep":
         steps.push({ ...base, action: "keep", dueAt: record.dueAt, channel, kind });

@@ -2,6 +2,7 @@ import type { Job, Queue } from "bullmq";
 import type { Logger } from "../logger.js";
 import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import { mayBePromoted } from "../store/keys.js";
 import type { FollowUpJobData } from "./names.js";
 
 /**
@@ -40,9 +41,10 @@ export async function moveDelayedJobsToSchedule(deps: ScheduleUpgradeDeps): Prom
       offset + BATCH - 1,
     )) as Job<FollowUpJobData>[];
     if (jobs.length === 0) break;
-    const promoteBy = deps.now() + deps.horizonMs;
+    const now = deps.now();
     const far = jobs.filter(
-      (job) => job.timestamp + job.delay > promoteBy && job.data?.e && job.data.s,
+      (job) =>
+        !mayBePromoted(job.timestamp + job.delay, now, deps.horizonMs) && job.data?.e && job.data.s,
     );
     const movable = await stillScheduled(deps.store, far);
     // Filed under the record's due time: the promoter goes by the record, not by the job.

@@ -7,9 +7,9 @@ import { readStepRecord, type StepRecord } from "./step-record.js";
 /**
  * The compact schedule: steps due beyond the promotion horizon wait here instead of as BullMQ
  * delayed jobs. A step is one line (`["<eventId>","<stepId>"]`) appended to the string of the
- * minute it falls due in, and a sorted set indexes the minutes that have steps. About 40 bytes
+ * ten minutes it falls due in, and a sorted set indexes the buckets that have steps. About 40 bytes
  * per step against 430 for a delayed job. The step record stays the truth: an entry whose record
- * is no longer scheduled, or now falls due in another minute (re-planned), is passed over.
+ * is no longer scheduled, or now falls due in another bucket (re-planned), is passed over.
  */
 
 /** A step reference as the schedule keeps it. */

@@ -9,7 +9,7 @@ import {
   ledgerField,
 } from "./delivery-ledger.js";
 import { scheduleEntry } from "./follow-up-schedule.js";
-import { bucketOf, dayOf, hourOf, StoreKeys } from "./keys.js";
+import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "./keys.js";
 import { readLegacyPurchase } from "./legacy-layout.js";
 import {
   decodeStored,
@@ -107,6 +107,7 @@ export class FollowUpStore {
       r: step.ruleId,
       f: ledgerField("scheduled", step.channel, step.kind, step.ruleId),
       b: step.inSchedule ? bucketOf(step.dueAt) : 0,
+      bs: bucketStart(step.dueAt),
       t: step.inSchedule ? scheduleEntry(event.id, step.stepId) : "",
     }));
     const keys = [
@@ -162,7 +163,8 @@ export class FollowUpStore {
     });
     const record = readStepRecord(raw);
     if (claimed === 1) return { claimed: true, record, takenOver: takenOver === 1 };
-    if (record.state === "cancelled" && record.changedAt === now) await this.trimIfFinished(eventId);
+    if (record.state === "cancelled" && record.changedAt === now)
+      await this.trimIfFinished(eventId);
     return { claimed: false, record };
   }
 
@@ -313,6 +315,7 @@ export class FollowUpStore {
       x: step.reason ? `${step.reason.code}: ${step.reason.text}` : "",
       f: step.reason ? entryFields(step.reason.ledger) : [],
       b: bucketOf(step.dueAt),
+      bs: bucketStart(step.dueAt),
       t: scheduleEntry(eventId, step.stepId),
     }));
     const keys = [

@@ -20,12 +20,29 @@ export function hourOf(epochMs: number): number {
   return Math.floor(epochMs / HOUR_MS);
 }
 
-/** Width of one bucket of the compact schedule: steps are grouped by the minute they fall due. */
-export const SCHEDULE_BUCKET_MS = 60_000;
+/**
+ * Width of one bucket of the compact schedule: steps are grouped by the ten minutes they fall due
+ * in. Wider buckets share a key among more steps (a bucket key and its index entry take about
+ * 200 bytes); the promoter then makes a step a job up to this much earlier than the horizon says.
+ */
+export const SCHEDULE_BUCKET_MS = 600_000;
 
-/** The schedule bucket an instant falls in (minutes since the epoch). */
+/** The schedule bucket an instant falls in (ten-minute spans since the epoch). */
 export function bucketOf(epochMs: number): number {
   return Math.floor(epochMs / SCHEDULE_BUCKET_MS);
+}
+
+/** Start (epoch ms) of the schedule bucket an instant falls in. */
+export function bucketStart(epochMs: number): number {
+  return bucketOf(epochMs) * SCHEDULE_BUCKET_MS;
+}
+
+/**
+ * Whether the promoter may already have made a step due at `dueAt` a job: its bucket starts
+ * within the horizon. Re-planning leaves such steps as they are.
+ */
+export function mayBePromoted(dueAt: number, now: number, horizonMs: number): boolean {
+  return bucketStart(dueAt) <= now + horizonMs;
 }
 
 /** The UTC day an instant falls in, as the pending counts number days (days since the epoch). */
@@ -117,7 +134,7 @@ export class StoreKeys {
   }
 
   /**
-   * Steps falling due in one minute (`bucketOf`) that wait outside BullMQ: newline-separated
+   * Steps falling due in one bucket's span (`bucketOf`) that wait outside BullMQ: newline-separated
    * step references, appended as steps are scheduled (store/follow-up-schedule.ts).
    */
   scheduleBucket(bucket: number): string {

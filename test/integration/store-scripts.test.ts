@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { bucketOf, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
+import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
@@ -61,6 +61,7 @@ async function scheduleTwo(): Promise<number> {
       k: "thank-you",
       f: "scheduled|email|thank-you|r",
       b: 0,
+      bs: 0,
       t: "",
       ...common,
     },
@@ -71,6 +72,7 @@ async function scheduleTwo(): Promise<number> {
       k: "check-in",
       f: "scheduled|sms|check-in|r",
       b: bucketOf(NOW + 90 * DAY),
+      bs: bucketStart(NOW + 90 * DAY),
       t: '["evt","b"]\n',
       ...common,
     },

@@ -13,14 +13,14 @@
     KEYS[4]       schedule index
     KEYS[2 + 3i]  pending count of step i's planned due day, in the order of ARGV[4]
     KEYS[3 + 3i]  pending count of step i's new due day (its planned day when it does not move)
-    KEYS[4 + 3i]  schedule bucket of step i's new due minute (unused when it does not move)
+    KEYS[4 + 3i]  schedule bucket of step i's new due time (unused when it does not move)
 
     ARGV[1] the rules generation of this plan
     ARGV[2] now (epoch ms)
     ARGV[3] how long a ledger hour is kept (ms)
     ARGV[4] steps (JSON array of { id, d = planned due as read, a = keep | move | cancel | skip,
             nd = new due, oc = channel counted under, c = channel, k = kind, r = rule id,
-            x = reason (`code: text`), f = ledger fields to count, b = bucket number,
+            x = reason (`code: text`), f = ledger fields to count, b = bucket number, bs = its start,
             t = bucket entry })
     ARGV[5] keep the record, the purchase and moved steps' buckets until at least (epoch ms)
 
@@ -56,7 +56,7 @@ for i, step in ipairs(steps) do
         redis.call('APPEND', bucketKey, step.t)
         redis.call('PEXPIREAT', bucketKey, ARGV[5], 'GT')
         if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[5]) end
-        redis.call('ZADD', KEYS[4], step.b * 60000, step.b)
+        redis.call('ZADD', KEYS[4], step.bs, step.b)
         changed = changed + 1
       end
     else

@@ -10,12 +10,12 @@
     KEYS[3]         ledger hour of `now`
     KEYS[4]         schedule index (sorted set of bucket numbers by start time)
     KEYS[3 + 2i]    pending count of step i's due day, in the order of ARGV[3]
-    KEYS[4 + 2i]    schedule bucket of step i's due minute
+    KEYS[4 + 2i]    schedule bucket of step i's due time
 
     ARGV[1] now (epoch ms)
     ARGV[2] how long a ledger hour is kept (ms)
     ARGV[3] steps (JSON array of { id, d = due epoch ms, c = channel, k = kind, r = rule id,
-            f = ledger field, b = bucket number or 0 when BullMQ gets the step directly,
+            f = ledger field, b = bucket number or 0 when BullMQ gets the step directly, bs = its start,
             t = the bucket entry })
     ARGV[4] the encoded purchase
     ARGV[5] summary kept for reports (JSON)
@@ -52,7 +52,7 @@ for i, step in ipairs(steps) do
       redis.call('APPEND', bucketKey, step.t)
       redis.call('PEXPIREAT', bucketKey, ARGV[6], 'GT')
       if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[6]) end
-      redis.call('ZADD', KEYS[4], step.b * 60000, step.b)
+      redis.call('ZADD', KEYS[4], step.bs, step.b)
     end
   elseif PENDING[cjson.decode(redis.call('HGET', KEYS[1], field)).s] then
     pending = true
