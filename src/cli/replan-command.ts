@@ -49,7 +49,7 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
       const buckets = await schedule.bucketsAfter(after, 100);
       for (const bucket of buckets) {
         for (let offset = 0; ; ) {
-          const { refs, bytes } = await schedule.read(bucket, offset, 65_536);
+          const { refs, count } = await schedule.read(bucket, offset, 1_000);
           const fresh = [...new Set(refs.map((r) => r.eventId))].filter((id) => !seen.has(id));
           for (const id of fresh) seen.add(id);
           const previews = await Promise.all(
@@ -82,8 +82,8 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
             }),
           );
           steps.push(...previews.flat());
-          if (bytes === 0) break;
-          offset += bytes;
+          if (count < 1_000) break;
+          offset += count;
         }
       }
       if (buckets.length < 100) break;

@@ -16,8 +16,8 @@ import { type FollowUpJobData, followUpJobId } from "./names.js";
 
 /** How long a promoter may hold a bucket before another may take it over. */
 export const PROMOTION_LEASE_MS = 30_000;
-/** Bytes of a bucket read per slice (a few hundred step references). */
-const SLICE_BYTES = 32_768;
+/** Step references read per slice. */
+const SLICE_SIZE = 500;
 /** Buckets looked at per round. */
 const BUCKETS_PER_ROUND = 32;
 
@@ -105,7 +105,7 @@ export function createPromoter(deps: PromoterDeps): Promoter {
       const slice = await deps.schedule.claim(
         bucket,
         deps.leaseMs ?? PROMOTION_LEASE_MS,
-        SLICE_BYTES,
+        SLICE_SIZE,
       );
       if (!slice) return done;
       await replanStale(slice);
@@ -114,7 +114,7 @@ export function createPromoter(deps: PromoterDeps): Promoter {
       if (jobs.length > 0) await deps.followUps.addBulk(jobs);
       done.jobs += jobs.length;
       done.slices += 1;
-      if (!(await deps.schedule.release(slice)) || slice.bytes === 0) return done;
+      if (!(await deps.schedule.release(slice)) || slice.count === 0) return done;
     }
   }
 

@@ -22,8 +22,8 @@ import type { StepRecord } from "../store/step-record.js";
  * guard still skips a step whose rule was removed).
  */
 
-/** Bytes of a bucket read at a time. */
-const SLICE_BYTES = 65_536;
+/** Step references of a bucket read at a time. */
+const SLICE_SIZE = 1_000;
 /** Buckets listed per page of the walk. */
 const BUCKET_PAGE = 100;
 /** Purchases re-planned at once. */
@@ -211,7 +211,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     let summary = NOTHING;
     const seen = new Set<string>();
     for (let offset = 0; ; ) {
-      const { refs, bytes } = await deps.schedule.read(bucket, offset, SLICE_BYTES);
+      const { refs, count } = await deps.schedule.read(bucket, offset, SLICE_SIZE);
       const eventIds = [...new Set(refs.map((r) => r.eventId))].filter((id) => !seen.has(id));
       for (let i = 0; i < eventIds.length; i += CONCURRENCY) {
         if (stopped()) return undefined;
@@ -220,8 +220,8 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         const results = await Promise.all(batch.map((id) => replanEvent(id, rules, generation)));
         summary = results.reduce(add, summary);
       }
-      if (bytes === 0) return summary;
-      offset += bytes;
+      if (count < SLICE_SIZE) return summary;
+      offset += count;
     }
   }
 

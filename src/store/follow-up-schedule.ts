@@ -6,10 +6,11 @@ import { readStepRecord, type StepRecord } from "./step-record.js";
 
 /**
  * The compact schedule: steps due beyond the promotion horizon wait here instead of as BullMQ
- * delayed jobs. A step is one line (`["<eventId>","<stepId>"]`) appended to the string of the
- * ten minutes it falls due in, and a sorted set indexes the buckets that have steps. About 40 bytes
- * per step against 430 for a delayed job. The step record stays the truth: an entry whose record
- * is no longer scheduled, or now falls due in another bucket (re-planned), is passed over.
+ * delayed jobs. A step is one list element (`["<eventId>","<stepId>"]`) pushed onto the list of
+ * the ten minutes it falls due in (a list packs its elements into listpacks, a couple of bytes of
+ * overhead each), and a sorted set indexes the buckets that have steps. About 45 bytes per step
+ * against 430 for a delayed job. The step record stays the truth: an entry whose record is no
+ * longer scheduled, or now falls due in another bucket (re-planned), is passed over.
  */
 
 /** A step reference as the schedule keeps it. */
@@ -23,27 +24,29 @@ export interface BucketSlice {
   readonly bucket: number;
   readonly token: string;
   readonly refs: readonly ScheduledStepRef[];
-  /** Bytes of the bucket the slice covers (whole lines). */
-  readonly bytes: number;
+  /** How many list elements the slice covers (unreadable ones included). */
+  readonly count: number;
 }
 
-/** The bucket line of a step. */
+/** The list element of a step. */
 export function scheduleEntry(eventId: string, stepId: string): string {
-  return `${JSON.stringify([eventId, stepId])}\n`;
+  return JSON.stringify([eventId, stepId]);
 }
 
-/** The whole lines at the start of `text`, and how many bytes they take. */
-export function readEntries(text: Buffer): { refs: ScheduledStepRef[]; bytes: number } {
-  const end = text.lastIndexOf(0x0a);
-  if (end < 0) return { refs: [], bytes: 0 };
+/** The step references among list elements (an element that is not one is passed over). */
+export function readEntries(elements: readonly string[]): ScheduledStepRef[] {
   const refs: ScheduledStepRef[] = [];
-  for (const line of text.subarray(0, end).toString("utf8").split("\n")) {
-    const parsed: unknown = JSON.parse(line);
-    if (Array.isArray(parsed) && typeof parsed[0] === "string" && typeof parsed[1] === "string") {
-      refs.push({ eventId: parsed[0], stepId: parsed[1] });
+  for (const element of elements) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(element);
+    } catch {
+      continue;
     }
+    if (Array.isArray(parsed) && typeof parsed[0] === "string" && typeof parsed[1] === "string")
+      refs.push({ eventId: parsed[0], stepId: parsed[1] });
   }
-  return { refs, bytes: end + 1 };
+  return refs;
 }
 
 export class FollowUpSchedule {
@@ -69,24 +72,22 @@ export class FollowUpSchedule {
   }
 
   /**
-   * Leases the next slice of a bucket (at most `maxBytes`, whole lines): undefined when another
+   * Leases the next slice of a bucket (at most `maxCount` references): undefined when another
    * promoter holds it or it is gone.
    */
-  async claim(bucket: number, leaseMs: number, maxBytes: number): Promise<BucketSlice | undefined> {
+  async claim(bucket: number, leaseMs: number, maxCount: number): Promise<BucketSlice | undefined> {
     const token = randomUUID();
-    const [status, text] = (await this.redis.fuClaimBucketBuffer(
+    const [status, elements] = await this.redis.fuClaimBucket(
       this.keys.scheduleBucket(bucket),
       this.keys.scheduleIndex(),
       this.keys.scheduleLease(bucket),
       bucket,
       token,
       leaseMs,
-      maxBytes,
-    )) as [number, Buffer?];
-    if (status !== 1 || !text) return undefined;
-    // Ids are bounded (events.ts), so a slice of more than a few hundred bytes holds whole lines.
-    const { refs, bytes } = readEntries(text);
-    return { bucket, token, refs, bytes };
+      maxCount,
+    );
+    if (status !== 1 || !elements) return undefined;
+    return { bucket, token, refs: readEntries(elements), count: elements.length };
   }
 
   /** Drops a promoted slice; false when the lease had passed to another promoter. */
@@ -97,7 +98,7 @@ export class FollowUpSchedule {
       this.keys.scheduleLease(slice.bucket),
       slice.bucket,
       slice.token,
-      slice.bytes,
+      slice.count,
     );
     return released === 1;
   }
@@ -115,7 +116,7 @@ export class FollowUpSchedule {
     for (const step of steps) {
       const bucket = bucketOf(step.dueAt);
       const key = this.keys.scheduleBucket(bucket);
-      multi.append(key, scheduleEntry(step.eventId, step.stepId));
+      multi.rpush(key, scheduleEntry(step.eventId, step.stepId));
       multi.pexpireat(key, keepUntil, "GT");
       multi.zadd(this.keys.scheduleIndex(), bucket * SCHEDULE_BUCKET_MS, String(bucket));
     }
@@ -143,18 +144,18 @@ export class FollowUpSchedule {
     return members.map(Number);
   }
 
-  /** Reads whole lines of a bucket from `offset` without taking them (re-planning walks). */
+  /** Reads references of a bucket from `offset` without taking them (re-planning walks). */
   async read(
     bucket: number,
     offset: number,
-    maxBytes: number,
-  ): Promise<{ refs: ScheduledStepRef[]; bytes: number }> {
-    const text = await this.redis.getrangeBuffer(
+    maxCount: number,
+  ): Promise<{ refs: ScheduledStepRef[]; count: number }> {
+    const elements = await this.redis.lrange(
       this.keys.scheduleBucket(bucket),
       offset,
-      offset + maxBytes - 1,
+      offset + maxCount - 1,
     );
-    return readEntries(text);
+    return { refs: readEntries(elements), count: elements.length };
   }
 
   /** Whether a bucket was fully re-planned for `generation` or a newer one. */

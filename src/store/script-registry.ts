@@ -37,7 +37,7 @@ export interface StoreCommands {
     numberOfKeys: number,
     ...keysAndArgs: (string | number | Buffer)[]
   ): Promise<number>;
-  /** claim-bucket.lua (the bucket's bytes as text; `…Buffer` as bytes) */
+  /** claim-bucket.lua */
   fuClaimBucket(
     bucketKey: string,
     indexKey: string,
@@ -45,17 +45,8 @@ export interface StoreCommands {
     bucket: number,
     token: string,
     leaseMs: number,
-    maxBytes: number,
-  ): Promise<[number, string?]>;
-  fuClaimBucketBuffer(
-    bucketKey: string,
-    indexKey: string,
-    leaseKey: string,
-    bucket: number,
-    token: string,
-    leaseMs: number,
-    maxBytes: number,
-  ): Promise<[number, Buffer?]>;
+    maxCount: number,
+  ): Promise<[number, string[]?]>;
   /** release-bucket.lua */
   fuReleaseBucket(
     bucketKey: string,
@@ -63,7 +54,7 @@ export interface StoreCommands {
     leaseKey: string,
     bucket: number,
     token: string,
-    bytes: number,
+    count: number,
   ): Promise<number>;
   /** replan-event.lua: KEYS are the record, purchase, hour, index and three per step. */
   fuReplanEvent(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;

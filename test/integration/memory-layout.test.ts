@@ -51,7 +51,10 @@ describe("the stored shape of a pending purchase", () => {
       "big-ticket.check-in",
     );
     const bucketKey = keys.scheduleBucket(bucketOf(checkIn?.dueAt ?? 0));
-    expect(await p.redis.strlen(bucketKey)).toBe(scheduleEntry(id, "big-ticket.check-in").length);
+    expect(await p.redis.lrange(bucketKey, 0, -1)).toEqual([
+      scheduleEntry(id, "big-ticket.check-in"),
+    ]);
+    expect(await encoding(p, bucketKey)).toBe("quicklist");
     expect(await p.redis.pttl(bucketKey)).toBeGreaterThan(90 * 86_400_000);
     const stored = await p.redis.strlen(purchaseKey);
     expect(stored).toBeGreaterThan(0);

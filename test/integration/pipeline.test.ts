@@ -96,9 +96,9 @@ describe("the pipeline on real parts", () => {
     // Months out, it waits in the compact schedule, not as a BullMQ job.
     expect(await pipeline.followUps.getJob(jobId)).toBeUndefined();
     const bucket = new StoreKeys(pipeline.prefix).scheduleBucket(bucketOf(expectedDue.toMillis()));
-    expect(await pipeline.redis.get(bucket)).toBe(
-      `${JSON.stringify(["evt-checkin", "big-ticket.check-in"])}\n`,
-    );
+    expect(await pipeline.redis.lrange(bucket, 0, -1)).toEqual([
+      JSON.stringify(["evt-checkin", "big-ticket.check-in"]),
+    ]);
 
     await promoteStep(pipeline, "evt-checkin", "big-ticket.check-in");
     const [sms] = await pipeline.twilio.waitForMessages(1);

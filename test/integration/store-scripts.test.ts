@@ -73,7 +73,7 @@ async function scheduleTwo(): Promise<number> {
       f: "scheduled|sms|check-in|r",
       b: bucketOf(NOW + 90 * DAY),
       bs: bucketStart(NOW + 90 * DAY),
-      t: '["evt","b"]\n',
+      t: '["evt","b"]',
       ...common,
     },
   ];
@@ -142,9 +142,11 @@ describe("the store's Lua scripts", () => {
     });
     expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("1");
     expect(await redis.hget(dayKey(NOW + 90 * DAY), SMS_PENDING)).toBe("1");
-    // Only the far step waits in the schedule: one line in its minute, indexed by that minute.
+    // Only the far step waits in the schedule: one entry in its bucket, indexed by the bucket's start.
     expect(await redis.exists(keys.scheduleBucket(bucketOf(NOW + DAY)))).toBe(0);
-    expect(await redis.get(keys.scheduleBucket(bucketOf(NOW + 90 * DAY)))).toBe('["evt","b"]\n');
+    expect(await redis.lrange(keys.scheduleBucket(bucketOf(NOW + 90 * DAY)), 0, -1)).toEqual([
+      '["evt","b"]',
+    ]);
     expect(await redis.zrange(keys.scheduleIndex(), "0", "-1", "WITHSCORES")).toEqual([
       String(bucketOf(NOW + 90 * DAY)),
       String(NOW + 90 * DAY),
@@ -160,7 +162,9 @@ describe("the store's Lua scripts", () => {
     expect(await scheduleTwo()).toBe(0);
     expect(await redis.hget(hour(), "scheduled|email|thank-you|r")).toBe("1");
     expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("1");
-    expect(await redis.get(keys.scheduleBucket(bucketOf(NOW + 90 * DAY)))).toBe('["evt","b"]\n');
+    expect(await redis.lrange(keys.scheduleBucket(bucketOf(NOW + 90 * DAY)), 0, -1)).toEqual([
+      '["evt","b"]',
+    ]);
   });
 
   it("claim-step: claims a scheduled step once, takes over an expired lease, and says when the due day is wrong", async () => {

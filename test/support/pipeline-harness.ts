@@ -237,14 +237,10 @@ export async function whereWaiting(
   if (await p.followUps.getJob(followUpJobId(eventId, stepId))) return "job";
   const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
   if (!record) return undefined;
-  const bucket = await p.redis.getBuffer(
+  const bucket = await p.redis.lrange(
     new StoreKeys(p.prefix).scheduleBucket(bucketOf(record.dueAt)),
+    0,
+    -1,
   );
-  const line = scheduleEntry(eventId, stepId);
-  return bucket
-    ?.toString("utf8")
-    .split(/(?<=\n)/)
-    .includes(line)
-    ? "schedule"
-    : undefined;
+  return bucket.includes(scheduleEntry(eventId, stepId)) ? "schedule" : undefined;
 }

@@ -53,7 +53,7 @@ for i, step in ipairs(steps) do
       redis.call('HINCRBY', newDay, pendingField(generation, rec, step.c, step.r), 1)
       redis.call('PEXPIREAT', newDay, (math.floor(step.nd / 86400000) + 2) * 86400000)
       if step.a == 'move' then
-        redis.call('APPEND', bucketKey, step.t)
+        redis.call('RPUSH', bucketKey, step.t)
         redis.call('PEXPIREAT', bucketKey, ARGV[5], 'GT')
         if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[5]) end
         redis.call('ZADD', KEYS[4], step.bs, step.b)

@@ -49,7 +49,7 @@ for i, step in ipairs(steps) do
     redis.call('PEXPIREAT', dayKey, (math.floor(step.d / 86400000) + 2) * 86400000)
     if step.b ~= 0 then
       local bucketKey = KEYS[4 + 2 * i]
-      redis.call('APPEND', bucketKey, step.t)
+      redis.call('RPUSH', bucketKey, step.t)
       redis.call('PEXPIREAT', bucketKey, ARGV[6], 'GT')
       if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[6]) end
       redis.call('ZADD', KEYS[4], step.bs, step.b)
