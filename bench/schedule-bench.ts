@@ -232,11 +232,11 @@ async function bucketOfStep(
 ): Promise<{ key: string; bytes: number; valueBytes: number; lines: number }> {
   const record = (await store.stepRecords(eventId, [stepId])).get(stepId);
   const key = keys.scheduleBucket(bucketOf(record?.dueAt ?? 0));
-  const value = (await redis.getBuffer(key)) ?? Buffer.alloc(0);
+  const entries = await redis.lrange(key, 0, -1);
   return {
     key,
     bytes: Number(await redis.memory("USAGE", key, "SAMPLES", 0)),
-    valueBytes: value.length,
-    lines: value.toString("utf8").split("\n").length - 1,
+    valueBytes: entries.reduce((sum, entry) => sum + Buffer.byteLength(entry), 0),
+    lines: entries.length,
   };
 }

@@ -283,9 +283,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
     const rules = config.rules;
     const planned = generation;
+    const interrupted = () => stopping || generation !== planned;
     replanning = replanning
-      .then(() => replanner.replanAll(rules, planned, () => stopping || generation !== planned))
-      .then((summary) => {
+      .then(async () => {
+        // Once one worker has walked the whole schedule for these rules, the others need not.
+        if (await generations.walked(planned)) return;
+        const summary = await replanner.replanAll(rules, planned, interrupted);
+        if (!interrupted()) await generations.markWalked(planned);
         if (summary.purchases > 0)
           logger.info({ generation: planned, ...summary }, "scheduled follow-ups re-planned");
       })

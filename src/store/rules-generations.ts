@@ -24,4 +24,14 @@ export class RulesGenerations {
     );
     return { generation, latest };
   }
+
+  /** Whether a full re-planning walk under `generation` has completed (by any worker). */
+  async walked(generation: number): Promise<boolean> {
+    return (await this.redis.hexists(this.keys.rulesGenerations(), `w:${generation}`)) === 1;
+  }
+
+  /** Records that a full re-planning walk under `generation` has completed. */
+  async markWalked(generation: number): Promise<void> {
+    await this.redis.hset(this.keys.rulesGenerations(), `w:${generation}`, Date.now());
+  }
 }

@@ -81,16 +81,16 @@ export function hoursAgo(hours: number): string {
 }
 
 /**
- * Publishes `count` TV purchases from two hours ago, each with its own customer, address and
- * (fictional, valid) phone number: each gets a thank-you email and a check-in SMS, both due now.
+ * Publishes `count` TV purchases (by default from two hours ago), each with its own customer,
+ * address and (fictional, valid) phone number: each gets a thank-you email and a check-in SMS.
  */
 export async function publishBurst(
   p: PipelineHarness,
   label: string,
   count: number,
+  occurredAt = hoursAgo(2),
 ): Promise<ExpectedStep[]> {
   if (count > 10_000) throw new Error("at most 10,000 distinct phone numbers in a burst");
-  const occurredAt = hoursAgo(2);
   const expected: ExpectedStep[] = [];
   const inputs = Array.from({ length: count }, (_, i) => {
     const id = `evt-${label}-${i}`;

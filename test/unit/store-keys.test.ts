@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { dayOf, hourOf, idHash, StoreKeys } from "../../src/store/keys.js";
+import {
+  bucketOf,
+  bucketStart,
+  dayOf,
+  hourOf,
+  idHash,
+  mayBePromoted,
+  StoreKeys,
+} from "../../src/store/keys.js";
 
 /**
  * Key names are a contract with the data already in Redis: a renamed key orphans every record
@@ -42,6 +50,18 @@ describe("the store's key names", () => {
     expect(hourOf(at)).toBe(498922);
     expect(dayOf(at)).toBe(20788);
     expect(dayOf(Date.UTC(2026, 11, 1) - 1)).toBe(20787);
+  });
+
+  it("files steps in ten-minute buckets, and knows which the promoter may have taken", () => {
+    const at = Date.parse("2026-12-02T10:07:30Z");
+    expect(bucketStart(at)).toBe(Date.parse("2026-12-02T10:00:00Z"));
+    expect(bucketOf(at)).toBe(bucketOf(Date.parse("2026-12-02T10:09:59.999Z")));
+    expect(bucketOf(at)).not.toBe(bucketOf(Date.parse("2026-12-02T10:10:00Z")));
+    const now = Date.parse("2026-12-02T09:54:00Z");
+    // With a five-minute horizon the 10:00 bucket (steps up to 10:09:59) is taken from 09:55 on.
+    expect(mayBePromoted(at, now, 300_000)).toBe(false);
+    expect(mayBePromoted(at, now + 60_000, 300_000)).toBe(true);
+    expect(mayBePromoted(Date.parse("2026-12-02T09:00:00Z"), now, 300_000)).toBe(true);
   });
 
   it("hashes ids to 22 key-safe characters", () => {

@@ -4,7 +4,8 @@
   versions the same way for every worker of a rolling deploy.
 
   Input:
-    KEYS[1] rules generations (hash: `n` the latest generation, `v:<version>` each version's)
+    KEYS[1] rules generations (hash: `n` the latest generation, `v:<version>` each version's,
+            `w:<generation>` when a re-planning walk under it completed)
 
     ARGV[1] the rules version (content hash)
 
