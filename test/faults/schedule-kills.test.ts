@@ -89,18 +89,31 @@ it("loses nothing and sends nothing twice beyond the sends cut off, when workers
   const deliveredAtKills: number[] = [];
   const replacements: Promise<unknown>[] = [];
   const kill = async () => {
+    // One worker at a time from here on: the other keeps promoting and sending.
     await f.killOne(random);
     deliveredAtKills.push(deliveredCount(p));
     inFlightAtKills.push(countInState(await readRecords(p.store, steps), "sending"));
     replacements.push(f.spawn());
   };
-  // The first kill as the workers pick up the edit (a reload settles 250 ms after the write).
-  const before = (await p.store.generationOf(steps[0]?.eventId ?? "")) ?? 0;
-  await sleep(250 + random() * 300);
-  await kill();
+  // Both workers are killed together as soon as the re-planning is seen under way (a purchase at
+  // the new generation), so the walk must resume in their replacements.
   const eventIds = [...new Set(steps.map((s) => s.eventId))];
-  const generations = await Promise.all(eventIds.map((id) => p.store.generationOf(id)));
-  const replannedAtFirstKill = generations.filter((g) => (g ?? 0) > before).length;
+  const before = (await p.store.generationOf(eventIds[0] ?? "")) ?? 0;
+  const replanned = async () => {
+    const generations = await Promise.all(eventIds.map((id) => p.store.generationOf(id)));
+    return generations.filter((g) => (g ?? 0) > before).length;
+  };
+  await eventually(
+    async () => ((await replanned()) > 0 ? true : undefined),
+    "re-planning to start",
+    30_000,
+  );
+  await f.killOne(random);
+  await f.killOne(random);
+  const replannedAtFirstKill = await replanned();
+  deliveredAtKills.push(deliveredCount(p));
+  inFlightAtKills.push(countInState(await readRecords(p.store, steps), "sending"));
+  replacements.push(f.spawn(), f.spawn());
   for (const share of [0.2 + 0.2 * random(), 0.5 + 0.3 * random()]) {
     const threshold = Math.floor(steps.length * share);
     await eventually(
@@ -133,7 +146,10 @@ it("loses nothing and sends nothing twice beyond the sends cut off, when workers
   });
 
   expect(f.crashed(), f.outputTail()).toEqual([]);
-  expect(deliveredAtKills[0], "the first kill lands before most is sent").toBeLessThan(
+  expect(replannedAtFirstKill, "the first kills land mid re-planning").toBeLessThan(
+    eventIds.length,
+  );
+  expect(deliveredAtKills[0], "the first kills land before most is sent").toBeLessThan(
     steps.length / 2,
   );
   expect(t.missing, "steps without a record").toBe(0);
