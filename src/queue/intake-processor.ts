@@ -157,7 +157,9 @@ async function schedulePurchase(
   if ("conflict" in recorded) throw reusedId(deps, event.id, jobId);
   const { history, firstSeen } = recorded;
   const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
+  // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();
+  const generation = deps.rulesGeneration();
   const plan = planFollowUps(effective, rules, history, now, {
     suppressedChannels: suppressed.all,
     marketingSuppressedChannels: suppressed.marketing,
@@ -210,7 +212,6 @@ async function schedulePurchase(
   }
   const keepUntil =
     Math.max(...plan.steps.map((s) => Date.parse(s.dueAt))) + deps.recordRetentionMs;
-  const generation = deps.rulesGeneration();
   // A step whose schedule bucket the promoter may already have taken becomes a job at once.
   const inSchedule = (step: { dueAt: string }) =>
     !mayBePromoted(Date.parse(step.dueAt), nowMs, deps.promoteHorizonMs);
