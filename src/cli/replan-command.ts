@@ -1,6 +1,4 @@
-import { Redis } from "ioredis";
 import { DateTime } from "luxon";
-import { readEnv } from "../config/env.js";
 import { remainingTotal } from "../domain/money.js";
 import { replanOf } from "../queue/replanner.js";
 import { type PreviewedStep, previewByRule, renderPreviewText } from "../reports/replan-preview.js";
@@ -9,6 +7,7 @@ import { FollowUpSchedule } from "../store/follow-up-schedule.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
 import { OrderStore } from "../store/order-store.js";
 import { loadRulesForCommand } from "./check-command.js";
+import { commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface ReplanOptions {
@@ -30,14 +29,8 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
     );
   }
   const rules = await loadRulesForCommand(options.config);
-  const env = readEnv(process.env);
-  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
-  const redis = new Redis(env.env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  const { redis, prefix, horizonMs } = await commandRedis();
   try {
-    await redis.connect().catch((error: Error) => {
-      throw new CommandError(`cannot reach Redis at REDIS_URL: ${error.message}`);
-    });
-    const prefix = env.env.QUEUE_PREFIX;
     const schedule = new FollowUpSchedule(redis, prefix);
     const store = new FollowUpStore(redis, prefix);
     const history = new CustomerHistoryStore(redis, prefix);
@@ -64,15 +57,7 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
                 orders.get(event.orderId),
               ]);
               const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
-              const plan = replanOf(
-                eventId,
-                effective,
-                records,
-                rules,
-                past,
-                now,
-                env.env.PROMOTE_HORIZON_MS,
-              );
+              const plan = replanOf(eventId, effective, records, rules, past, now, horizonMs);
               return plan.steps.map((step) => ({
                 ruleId: step.ruleId,
                 action: step.action,

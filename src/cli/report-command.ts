@@ -1,10 +1,9 @@
-import { Redis } from "ioredis";
 import { DateTime, IANAZone } from "luxon";
-import { readEnv } from "../config/env.js";
 import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { renderReportCsv, renderReportJson, renderReportText } from "../reports/render-report.js";
 import { periodFromDates } from "../reports/report-period.js";
 import { loadRulesForCommand } from "./check-command.js";
+import { commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface ReportOptions {
@@ -41,14 +40,8 @@ export async function runReport(options: ReportOptions, io: CommandIo): Promise<
     readDate("--until", options.until, zone) ?? DateTime.now().setZone(zone).startOf("day");
   const since = readDate("--since", options.since, zone) ?? until.minus({ days: 7 });
   if (since >= until) throw new CommandError("--since must be before --until", EXIT.usage);
-  const env = readEnv(process.env);
-  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
-  const redis = new Redis(env.env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  const { redis, prefix } = await commandRedis();
   try {
-    await redis.connect().catch((error: Error) => {
-      throw new CommandError(`cannot reach Redis at REDIS_URL: ${error.message}`);
-    });
-    const prefix = env.env.QUEUE_PREFIX;
     const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
     const model = await collectReport(reportSourcesOn(redis, prefix), rules, "operator", period);
     const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[

@@ -1,9 +1,8 @@
-import { Redis } from "ioredis";
 import { DateTime } from "luxon";
-import { readEnv } from "../config/env.js";
 import { renderScheduleText, scheduleByDay } from "../reports/pending-schedule.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { loadRulesForCommand } from "./check-command.js";
+import { commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface ScheduleOptions {
@@ -30,17 +29,12 @@ export async function runSchedule(options: ScheduleOptions, io: CommandIo): Prom
   }
   const rules = await loadRulesForCommand(options.config);
   const zone = rules.defaults.timezone;
-  const env = readEnv(process.env);
-  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
-  const redis = new Redis(env.env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  const { redis, prefix } = await commandRedis();
   try {
-    await redis.connect().catch((error: Error) => {
-      throw new CommandError(`cannot reach Redis at REDIS_URL: ${error.message}`);
-    });
     const now = DateTime.now().setZone(zone);
     const from = now.startOf("day").toMillis();
     // Local days can straddle UTC days: read one more on each side.
-    const counts = await new DeliveryLedger(redis, env.env.QUEUE_PREFIX).pendingCounts(
+    const counts = await new DeliveryLedger(redis, prefix).pendingCounts(
       from - 86_400_000,
       days + 2,
     );

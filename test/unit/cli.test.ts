@@ -555,4 +555,28 @@ describe("the followups binary", () => {
     expect([result.code, result.stdout]).toEqual([1, ""]);
     expect(result.stderr).toBe(`${config}/${ALIAS_BOMB_PROBLEM}\n1 problem found.\n`);
   });
+
+  it("`schedule`, `replan` and `report` say in one line that Redis cannot be reached, and exit 1", async () => {
+    // A port nothing listens on (loopback, refused at once).
+    const env = { ...process.env, REDIS_URL: "redis://127.0.0.1:1" };
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
+        encoding: "utf8",
+        env,
+      }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+    const results = await Promise.all([
+      run(["schedule", "--config", SHIPPED_CONFIG_DIR]),
+      run(["replan", "--dry-run", "--config", SHIPPED_CONFIG_DIR]),
+      run(["report", "--config", SHIPPED_CONFIG_DIR]),
+    ]);
+    for (const result of results) {
+      expect([result.code, result.stdout]).toEqual([1, ""]);
+      expect(result.stderr).toBe(
+        "cannot reach Redis at REDIS_URL: connect ECONNREFUSED 127.0.0.1:1\n",
+      );
+    }
+  });
 });
