@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { addressHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
 
 /**
@@ -13,13 +14,15 @@ import { sharedSecret } from "./shared-secrets.js";
  */
 export class CustomerIndex {
   private readonly keys: StoreKeys;
+  private readonly redis: Redis & StoreCommands;
   private secret: Promise<string> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly prefix: string,
     private readonly options: { addressHashSecret?: string } = {},
   ) {
+    this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }
 
@@ -29,15 +32,17 @@ export class CustomerIndex {
       (address): address is string => Boolean(address),
     );
     if (addresses.length === 0) return;
-    const at = Date.parse(event.occurredAt);
-    const pipeline = this.redis.pipeline();
-    for (const address of addresses) {
-      const key = this.keys.customersOfAddress(await this.member(address));
-      pipeline.hset(key, event.customer.id, at);
-      pipeline.pexpire(key, keepMs, "GT");
-      pipeline.pexpire(key, keepMs, "NX");
-    }
-    for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    const keys = await Promise.all(
+      addresses.map(async (address) => this.keys.customersOfAddress(await this.member(address))),
+    );
+    // One script, not a pipeline: a pipeline copies every script defined on the connection.
+    await this.redis.fuRememberCustomer(
+      keys.length,
+      ...keys,
+      event.customer.id,
+      Date.parse(event.occurredAt),
+      keepMs,
+    );
   }
 
   /** The customers who used an address, latest purchase first. */

@@ -58,6 +58,10 @@ export interface StoreCommands {
   ): Promise<number>;
   /** replan-event.lua: KEYS are the record, purchase, hour, index and three per step. */
   fuReplanEvent(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  /** opt-outs.lua: KEYS are the suppression lists asked. */
+  fuOptOuts(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
+  /** remember-customer.lua: KEYS are the address indexes. */
+  fuRememberCustomer(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** rules-generation.lua */
   fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
   /** stop-event.lua */
@@ -122,6 +126,8 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "claim-bucket": "fuClaimBucket",
   "release-bucket": "fuReleaseBucket",
   "rules-generation": "fuRulesGeneration",
+  "remember-customer": "fuRememberCustomer",
+  "opt-outs": "fuOptOuts",
   "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",
   "count-outcomes": "fuCountOutcomes",

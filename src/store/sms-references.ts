@@ -38,11 +38,15 @@ export class SmsReferences {
     keepMs: number,
   ): Promise<void> {
     const ref = `${at.eventId}\n${at.stepId}`;
-    const pipeline = this.redis.multi();
-    pipeline.set(this.keys.smsMessage(sid), `${ref}\n${recipientMember}`, "PX", keepMs);
-    pipeline.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS);
-    if (at.kind === "check-in") pipeline.set(this.keys.latestCheckIn(phone), ref, "PX", keepMs);
-    await pipeline.exec();
+    // Separate writes, not a MULTI: building a pipeline copies every script defined on the
+    // connection, and each write stands on its own (a missing one only repeats the opt-out hint).
+    await Promise.all([
+      this.redis.set(this.keys.smsMessage(sid), `${ref}\n${recipientMember}`, "PX", keepMs),
+      this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
+      at.kind === "check-in"
+        ? this.redis.set(this.keys.latestCheckIn(phone), ref, "PX", keepMs)
+        : undefined,
+    ]);
   }
 
   /**

@@ -98,23 +98,23 @@ export class SuppressionList {
   async optOutsOf(
     targets: readonly { readonly channel: Channel; readonly who: SuppressionTarget }[],
   ): Promise<{ all: Set<Channel>; marketing: Set<Channel> }> {
-    const pipeline = this.redis.pipeline();
+    const keys: string[] = [];
+    const members: string[][] = [];
     const asked: { channel: Channel; scope: OptOutScope }[] = [];
     for (const { channel, who } of targets) {
-      const members = await this.members(who, "read");
-      if (members.length === 0) continue;
-      pipeline.smismember(this.keys.suppressions(channel), ...members);
-      pipeline.smismember(this.keys.marketingSuppressions(channel), ...members);
+      const forms = await this.members(who, "read");
+      if (forms.length === 0) continue;
+      keys.push(this.keys.suppressions(channel), this.keys.marketingSuppressions(channel));
+      members.push(forms, forms);
       asked.push({ channel, scope: "all" }, { channel, scope: "marketing" });
     }
     const found = { all: new Set<Channel>(), marketing: new Set<Channel>() };
     if (asked.length === 0) return found;
-    const replies = (await pipeline.exec()) ?? [];
-    replies.forEach(([error, flags], index) => {
-      if (error) throw error;
+    // One script, not a pipeline: a pipeline copies every script defined on the connection.
+    const flags = await this.redis.fuOptOuts(keys.length, ...keys, JSON.stringify(members));
+    flags.forEach((flag, index) => {
       const question = asked[index];
-      if (question && (flags as number[]).some((flag) => flag === 1))
-        found[question.scope].add(question.channel);
+      if (question && flag === 1) found[question.scope].add(question.channel);
     });
     return found;
   }
