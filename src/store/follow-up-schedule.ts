@@ -117,18 +117,12 @@ export class FollowUpSchedule {
       const bucket = bucketOf(step.dueAt);
       const key = this.keys.scheduleBucket(bucket);
       multi.rpush(key, scheduleEntry(step.eventId, step.stepId));
+      // GT extends an expiry, NX gives a new bucket its first: together, the later of the two.
       multi.pexpireat(key, keepUntil, "GT");
+      multi.pexpireat(key, keepUntil, "NX");
       multi.zadd(this.keys.scheduleIndex(), bucket * SCHEDULE_BUCKET_MS, String(bucket));
     }
     await multi.exec();
-    // PEXPIREAT … GT leaves a key without an expiry as it is: give new buckets theirs.
-    const ttls = await Promise.all(
-      [...new Set(steps.map((s) => bucketOf(s.dueAt)))].map(async (bucket) => {
-        const key = this.keys.scheduleBucket(bucket);
-        return [key, await this.redis.pttl(key)] as const;
-      }),
-    );
-    for (const [key, ttl] of ttls) if (ttl === -1) await this.redis.pexpireat(key, keepUntil);
   }
 
   /** Every bucket after `after` (a bucket number; -1 for all), earliest first, `limit` at a time. */

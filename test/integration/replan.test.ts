@@ -3,7 +3,6 @@ import path from "node:path";
 import { DateTime, Duration } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import type { CommandIo } from "../../src/cli/io.js";
 import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { createLogger } from "../../src/logger.js";
@@ -16,6 +15,7 @@ import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
 import type { StepRecord } from "../../src/store/step-record.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -305,15 +305,3 @@ describe("followups replan --dry-run", () => {
     await rm(draft, { recursive: true, force: true });
   });
 });
-
-function captureIo(): CommandIo & { output(): string } {
-  let text = "";
-  return {
-    out: (chunk) => {
-      text += chunk;
-    },
-    err: () => undefined,
-    interactive: false,
-    output: () => text,
-  };
-}

@@ -5,12 +5,12 @@ import { DateTime } from "luxon";
 import { PNG } from "pngjs";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import type { CommandIo } from "../../src/cli/io.js";
 import { runReport } from "../../src/cli/report-command.js";
 import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE } from "../../src/queue/names.js";
 import { ownerSchedulerId, syncReportSchedulers } from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -230,15 +230,3 @@ describe("ledger and owner reports", () => {
     await queue.close();
   });
 });
-
-function captureIo(): CommandIo & { output(): string } {
-  let text = "";
-  return {
-    out: (chunk) => {
-      text += chunk;
-    },
-    err: () => undefined,
-    interactive: false,
-    output: () => text,
-  };
-}

@@ -1,8 +1,8 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
-import type { CommandIo } from "../../src/cli/io.js";
 import { runSchedule } from "../../src/cli/schedule-command.js";
 import type { ScheduleDay } from "../../src/reports/pending-schedule.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
@@ -11,18 +11,6 @@ afterEach(async () => {
   await pipeline?.close();
   pipeline = undefined;
 });
-
-function captureIo(): CommandIo & { output(): string } {
-  let text = "";
-  return {
-    out: (chunk) => {
-      text += chunk;
-    },
-    err: () => undefined,
-    interactive: false,
-    output: () => text,
-  };
-}
 
 async function scheduleJson(p: PipelineHarness, days: string): Promise<ScheduleDay[]> {
   Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
