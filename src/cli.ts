@@ -1,11 +1,17 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from "commander";
+import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
 import { runCheck } from "./cli/check-command.js";
+import { type CustomerOptions, runCustomer } from "./cli/customer-command.js";
+import { type EraseOptions, runErase } from "./cli/erase-command.js";
+import { type FailedOptions, runFailed } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
+import { runOrder } from "./cli/order-command.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
 import { type ReplanOptions, runReplan } from "./cli/replan-command.js";
 import { type ReportOptions, runReport } from "./cli/report-command.js";
+import { runResend } from "./cli/resend-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
@@ -109,6 +115,7 @@ program
   .option("--until <date>", "day after the last, YYYY-MM-DD (default: today)")
   .option("--timezone <zone>", "zone of the dates (default: the rules' default time zone)")
   .option("--format <format>", "text, json or csv", "text")
+  .option("--json", "same as --format json")
   .action(async (options: ReportOptions) => {
     process.exitCode = await runReport(options, processIo);
   });
@@ -135,6 +142,96 @@ program
   .option("--json", "print the preview as JSON")
   .action(async (options: ReplanOptions) => {
     process.exitCode = await runReplan(options, processIo);
+  });
+
+const byOption = [
+  "--by <name>",
+  "who does this, for the audit trail (default: your login name)",
+] as const;
+
+program
+  .command("customer")
+  .description(
+    "a customer's timeline: purchases, each follow-up with state, due time, attempts, replies; opt-outs and operator actions",
+  )
+  .argument("[id]", "the customer id")
+  .option("--email <address>", "every customer who used this email address")
+  .option("--phone <e164>", "every customer who used this phone number")
+  .option(...configOption)
+  .option("--json", 'print the timeline as JSON ({"customers": [...]} for --email and --phone)')
+  .action(async (id: string | undefined, options: CustomerOptions) => {
+    process.exitCode = await runCustomer(id, options, processIo);
+  });
+
+program
+  .command("order")
+  .description("the timeline of one order: its purchases and their follow-ups")
+  .argument("<orderId>", "the order id")
+  .option(...configOption)
+  .option("--json", "print the timeline as JSON")
+  .action(async (orderId: string, options: { config: string; json?: boolean }) => {
+    process.exitCode = await runOrder(orderId, options, processIo);
+  });
+
+program
+  .command("cancel")
+  .description(
+    "cancel pending follow-ups of a step, an order or a customer (recorded with who and why)",
+  )
+  .option("--step <ref>", "one step: <eventId>/<stepId>, such as evt-123/big-ticket.check-in")
+  .option("--order <id>", "every pending follow-up of an order")
+  .option("--customer <id>", "every pending follow-up of a customer")
+  .option("--reason <text>", "why, kept on each step and in the audit trail")
+  .option(...byOption)
+  .option(...configOption)
+  .option("--json", 'print {"cancelled": [...], "inFlight": [...]}')
+  .action(async (options: CancelOptions) => {
+    process.exitCode = await runCancel(options, processIo);
+  });
+
+program
+  .command("resend")
+  .description(
+    "send a sent or failed follow-up again, deliberately and once (a running worker sends it)",
+  )
+  .requiredOption("--step <ref>", "the step: <eventId>/<stepId>")
+  .option(...byOption)
+  .option(...configOption)
+  .option("--json", 'print {"ref", "jobId"}')
+  .action(async (options: { config: string; step: string; by?: string; json?: boolean }) => {
+    process.exitCode = await runResend(options, processIo);
+  });
+
+program
+  .command("failed")
+  .description("failed follow-ups with reasons in plain words; --retry queues them again for real")
+  .option("--since <date>", "failed on or after this day (YYYY-MM-DD, rules' time zone) or instant")
+  .option("--channel <channel>", "email, sms or voice")
+  .option("--retry", "put them back in the queue, attempts counted again")
+  .option(
+    "--wait <seconds>",
+    "with --retry: wait this long and say how many went out or failed again",
+  )
+  .option(...byOption)
+  .option(...configOption)
+  .option("--json", 'print {"failed": [...]} (and "requeued", "refs", "outcome" with --retry)')
+  .action(async (options: FailedOptions) => {
+    process.exitCode = await runFailed(options, processIo);
+  });
+
+program
+  .command("erase")
+  .description(
+    "right to erasure: delete a customer's personal data everywhere, keep anonymous counts and hashed opt-outs",
+  )
+  .argument("[id]", "the customer id")
+  .option("--email <address>", "every customer who used this email address")
+  .option("--phone <e164>", "every customer who used this phone number")
+  .option(...byOption)
+  .option(...configOption)
+  .option("--json", 'print the receipt as JSON ({"receipts": [...]} for --email and --phone)')
+  .action(async (id: string | undefined, options: EraseOptions) => {
+    process.exitCode = await runErase(id, options, processIo);
   });
 
 try {

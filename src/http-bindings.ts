@@ -1,10 +1,17 @@
 import type { Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { DateTime } from "luxon";
+import type { AdminToken } from "./config/env.js";
 import { eventFingerprint } from "./domain/event-fingerprint.js";
 import { parseEvent } from "./domain/events.js";
-import { type HttpDeps, UnavailableError } from "./http/http-deps.js";
+import {
+  type AdminApi,
+  type AdminRequest,
+  type HttpDeps,
+  UnavailableError,
+} from "./http/http-deps.js";
 import type { FollowUpMetrics } from "./metrics.js";
+import { OperatorError, type OperatorTools } from "./operations/operator-tools.js";
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
 import type { EventIdRegistry } from "./store/event-ids.js";
@@ -74,5 +81,69 @@ export function readinessWith(deps: {
       workers: deps.workers.every((worker) => worker.isRunning()),
     };
     return { ready: Object.values(checks).every(Boolean), checks };
+  };
+}
+
+/**
+ * The admin API's requests carried out by the operator tools; a refusal they explain becomes its
+ * status (404 unknown, 409 nothing to do or not allowed now, 400 malformed), and Redis away a 503.
+ */
+export function adminApiWith(deps: {
+  readonly tools: OperatorTools;
+  readonly tokens: readonly AdminToken[];
+  /** The connection the tools use: when it is not ready, a failure is Redis being away. */
+  readonly redis: Redis;
+}): AdminApi {
+  const { tools } = deps;
+  const carryOut = async (request: AdminRequest, by: string): Promise<unknown> => {
+    switch (request.op) {
+      case "customer":
+        return tools.customer(request.customerId);
+      case "customers-by-address":
+        return { customers: await tools.customersByAddress(request.address) };
+      case "order":
+        return tools.order(request.orderId);
+      case "cancel-step":
+        return tools.cancel(
+          { step: request.ref },
+          { by, ...(request.reason !== undefined && { reason: request.reason }) },
+        );
+      case "resend-step":
+        return tools.resend(request.ref, by);
+      case "failed":
+        return { failed: await tools.failed(request) };
+      case "retry-failed": {
+        const failed = await tools.failed(request);
+        const { requeued } = await tools.retryFailed(
+          { ...request, refs: failed.map((item) => item.ref) },
+          by,
+        );
+        return { failed, requeued: requeued.length, refs: requeued };
+      }
+      case "erase":
+        return tools.erase(request.customerId, { by });
+      case "schedule":
+        return tools.schedule(request.days);
+      case "audit":
+        return { entries: await tools.auditEntries(request) };
+    }
+  };
+  return {
+    tokens: deps.tokens,
+    async run(request, by) {
+      try {
+        return { status: 200, body: await carryOut(request, by) };
+      } catch (error) {
+        if (error instanceof OperatorError) {
+          const status = { "not-found": 404, conflict: 409, invalid: 400 } as const;
+          return { status: status[error.kind], body: { error: error.message } };
+        }
+        if (deps.redis.status !== "ready")
+          throw new UnavailableError("Redis is not reachable", RETRY_AFTER_SECONDS, {
+            cause: error,
+          });
+        throw error;
+      }
+    },
   };
 }

@@ -26,6 +26,18 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly eventsOfErased = new Counter({
+    name: "followups_events_of_erased_customers_total",
+    help: "Purchase events about a customer erased after them, dropped without storing anything.",
+    registers: [this.registry],
+  });
+
+  readonly erasures = new Counter({
+    name: "followups_erasures_total",
+    help: "Customers erased on request (command, admin API or customer.erased event).",
+    registers: [this.registry],
+  });
+
   readonly scheduled = new Counter({
     name: "followups_scheduled_total",
     help: "Follow-ups scheduled as delayed jobs.",

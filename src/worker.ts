@@ -12,9 +12,10 @@ import { marketingEmailLinkProblem } from "./config/startup-checks.js";
 import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
 import { createHttpServer } from "./http/http-server.js";
-import { acceptEventWith, readinessWith } from "./http-bindings.js";
+import { acceptEventWith, adminApiWith, readinessWith } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
+import { createOperatorTools } from "./operations/operator-tools.js";
 import { EventPublisher } from "./publisher.js";
 import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
@@ -111,13 +112,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const httpRedis = await connectHttpRedis(env.REDIS_URL);
   const prefix = env.QUEUE_PREFIX;
   const metrics = new FollowUpMetrics();
-  const store = new FollowUpStore(redis, prefix);
-  const ledger = new DeliveryLedger(redis, prefix);
-  const history = new CustomerHistoryStore(redis, prefix);
-  const eventIds = new EventIdRegistry(redis, prefix);
-  const orders = new OrderStore(redis, prefix);
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
+  const store = new FollowUpStore(redis, prefix);
+  const ledger = new DeliveryLedger(redis, prefix);
+  const history = new CustomerHistoryStore(redis, prefix, { addressHashSecret });
+  const eventIds = new EventIdRegistry(redis, prefix);
+  const orders = new OrderStore(redis, prefix);
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret });
   const customers = new CustomerIndex(redis, prefix, { addressHashSecret });
   const smsReferences = new SmsReferences(redis, prefix);
@@ -130,6 +131,21 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
   const publisher = new EventPublisher({ connection: httpRedis, prefix, clock });
+  // The admin API answers on the HTTP connection, which fails fast while Redis is away.
+  const adminQueues = {
+    followUps: new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: httpRedis, prefix }),
+    events: new Queue(PURCHASE_EVENTS_QUEUE, { connection: httpRedis, prefix }),
+  };
+  const operatorTools = createOperatorTools({
+    redis,
+    prefix,
+    rules,
+    followUps,
+    events,
+    outboxDir: env.OUTBOX_DIR,
+    addressHashSecret,
+    now,
+  });
   const httpEventIds = new EventIdRegistry(httpRedis, prefix);
   metrics.trackQueues([events, followUps]);
 
@@ -181,6 +197,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       clock,
       promoteHorizonMs: env.PROMOTE_HORIZON_MS,
       rulesGeneration: () => generation,
+      erase: operatorTools.erase,
     }),
     {
       ...workerSettings,
@@ -325,7 +342,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // (the HTTP one refuses a QUIT while down and would otherwise reconnect forever).
   const closeConnections = async () => {
     await publisher.close();
-    await Promise.all([followUps.close(), events.close(), reports.close()]);
+    await Promise.all([
+      followUps.close(),
+      events.close(),
+      reports.close(),
+      adminQueues.followUps.close(),
+      adminQueues.events.close(),
+    ]);
     await Promise.all(
       connections.map((c) =>
         c.status === "ready" ? c.quit().catch(() => c.disconnect()) : c.disconnect(),
@@ -387,6 +410,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       inboundSms: (message) => feedback.inboundSms(message),
       smsStatus: (update) => feedback.smsStatus(update),
       readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
+      ...(env.ADMIN_TOKENS && {
+        admin: adminApiWith({
+          tools: createOperatorTools({
+            redis: httpRedis,
+            prefix,
+            rules,
+            followUps: adminQueues.followUps,
+            events: adminQueues.events,
+            outboxDir: env.OUTBOX_DIR,
+            addressHashSecret,
+            now,
+          }),
+          tokens: env.ADMIN_TOKENS,
+          redis: httpRedis,
+        }),
+      }),
       metrics: metrics.registry,
       settings: {
         ...(env.API_TOKEN && { apiToken: env.API_TOKEN }),

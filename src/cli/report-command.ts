@@ -12,6 +12,8 @@ export interface ReportOptions {
   readonly until?: string;
   readonly timezone?: string;
   readonly format: string;
+  /** Same as `--format json`. */
+  readonly json?: boolean;
 }
 
 const FORMATS = ["text", "json", "csv"] as const;
@@ -21,7 +23,10 @@ const FORMATS = ["text", "json", "csv"] as const;
  * are local dates in the zone (default: the rules' default zone); until is exclusive and defaults
  * to today, since to seven days before until.
  */
-export async function runReport(options: ReportOptions, io: CommandIo): Promise<number> {
+export async function runReport(given: ReportOptions, io: CommandIo): Promise<number> {
+  if (given.json && given.format !== "text" && given.format !== "json")
+    throw new CommandError(`--json and --format ${given.format} ask for two formats`, EXIT.usage);
+  const options = given.json ? { ...given, format: "json" } : given;
   if (!(FORMATS as readonly string[]).includes(options.format)) {
     throw new CommandError(
       `--format: expected text, json or csv, got ${JSON.stringify(options.format)}`,

@@ -1,5 +1,5 @@
 import { DateTime } from "luxon";
-import { renderScheduleText, scheduleByDay } from "../reports/pending-schedule.js";
+import { readSchedule, renderScheduleText } from "../reports/pending-schedule.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis } from "./command-redis.js";
@@ -31,14 +31,13 @@ export async function runSchedule(options: ScheduleOptions, io: CommandIo): Prom
   const zone = rules.defaults.timezone;
   const { redis, prefix } = await commandRedis();
   try {
-    const now = DateTime.now().setZone(zone);
-    const from = now.startOf("day").toMillis();
-    // Local days can straddle UTC days: read one more on each side.
-    const counts = await new DeliveryLedger(redis, prefix).pendingCounts(
-      from - 86_400_000,
-      days + 2,
+    const ledger = new DeliveryLedger(redis, prefix);
+    const rows = await readSchedule(
+      (from, count) => ledger.pendingCounts(from, count),
+      zone,
+      DateTime.now(),
+      days,
     );
-    const rows = scheduleByDay(counts, zone, now, days);
     io.out(
       options.json ? `${JSON.stringify({ days: rows })}\n` : renderScheduleText(rows, zone, days),
     );

@@ -21,6 +21,38 @@ const url = (what: string, protocols: readonly string[]) =>
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
 
+/** An operator allowed into the admin API and console: the name the audit trail records. */
+export interface AdminToken {
+  readonly name: string;
+  readonly token: string;
+}
+
+/** `name:token` pairs, comma-separated: names of letters, digits and `._@-`; tokens of 16+ characters. */
+function adminTokens() {
+  return z.string().transform((text, ctx): AdminToken[] => {
+    const tokens: AdminToken[] = [];
+    for (const [index, pair] of text.split(",").entries()) {
+      const match = /^\s*([A-Za-z0-9._@-]{1,64}):(\S{16,})\s*$/.exec(pair);
+      if (!match?.[1] || !match[2]) {
+        ctx.addIssue({
+          code: "custom",
+          message: `pair ${index + 1}: expected name:token, a name of letters, digits or ._@- and a token of at least 16 characters without spaces`,
+        });
+        return z.NEVER;
+      }
+      if (tokens.some((known) => known.name === match[1])) {
+        ctx.addIssue({
+          code: "custom",
+          message: `pair ${index + 1}: the name ${match[1]} is used twice`,
+        });
+        return z.NEVER;
+      }
+      tokens.push({ name: match[1], token: match[2] });
+    }
+    return tokens;
+  });
+}
+
 export const envSchema = z
   .object({
     NODE_ENV: z.enum(["production", "development", "test"]).default("production"),
@@ -100,6 +132,7 @@ export const envSchema = z
       emptyAsUnset,
       z.string().min(16, { error: "expected at least 16 characters" }).optional(),
     ),
+    ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),
     PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
     UNSUBSCRIBE_SECRET: z.preprocess(
       emptyAsUnset,
@@ -187,6 +220,7 @@ export const SECRET_ENV_VARS = [
   "DISCOUNT_SECRET",
   "ADDRESS_HASH_SECRET",
   "API_TOKEN",
+  "ADMIN_TOKENS",
   "UNSUBSCRIBE_SECRET",
   "DKIM_PRIVATE_KEY",
 ] as const satisfies readonly (keyof Env)[];

@@ -29,3 +29,18 @@ export function addressHashBytes(secret: string, address: string): Buffer {
 export function addressHash(secret: string, address: string): string {
   return addressHashBytes(secret, address).toString("base64url");
 }
+
+const CUSTOMER_CONTEXT = "followups/customer\0";
+
+/**
+ * The keyed hash of a customer id (same secret, its own context, compared exactly): how opt-outs,
+ * the audit trail and the erasure register name a customer without holding the id.
+ */
+export function customerHash(secret: string, customerId: string): string {
+  return createHmac("sha256", secret)
+    .update(CUSTOMER_CONTEXT)
+    .update(customerId)
+    .digest()
+    .subarray(0, ADDRESS_HASH_BYTES)
+    .toString("base64url");
+}

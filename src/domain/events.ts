@@ -35,6 +35,7 @@ const HAPPENED = new Map<string, string>([
   ["purchase.completed", "the time the purchase happened"],
   ["purchase.refunded", "the time the refund happened"],
   ["customer.unsubscribed", "the time the customer unsubscribed"],
+  ["customer.erased", "the time the customer asked for erasure"],
 ]);
 
 /** `instant` that is not before 2000; the future bound needs a clock, so parseEvent applies it. */
@@ -228,12 +229,26 @@ export const customerUnsubscribedSchema = z.object({
     .optional(),
 });
 
+/** `customer.erased`: the customer asked for their data to be erased (right to erasure). */
+export const customerErasedSchema = z.object({
+  type: z.literal("customer.erased"),
+  id: id("a unique event id"),
+  occurredAt: occurredAtFor("customer.erased"),
+  customerId: id("a customer id"),
+});
+
 /** Every event of contract v1, told apart by `type`. */
 export const eventSchema = z.discriminatedUnion(
   "type",
-  [purchaseCompletedSchema, purchaseRefundedSchema, customerUnsubscribedSchema],
+  [
+    purchaseCompletedSchema,
+    purchaseRefundedSchema,
+    customerUnsubscribedSchema,
+    customerErasedSchema,
+  ],
   {
-    error: "expected type to be purchase.completed, purchase.refunded or customer.unsubscribed",
+    error:
+      "expected type to be purchase.completed, purchase.refunded, customer.unsubscribed or customer.erased",
   },
 );
 
@@ -245,12 +260,14 @@ const eventInputSchema = z.discriminatedUnion("type", [
   purchaseCompletedInputSchema,
   purchaseRefundedInputSchema,
   customerUnsubscribedSchema,
+  customerErasedSchema,
 ]);
 
 export const EVENT_TYPES = [
   "purchase.completed",
   "purchase.refunded",
   "customer.unsubscribed",
+  "customer.erased",
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -258,6 +275,7 @@ export type PurchaseCompleted = z.output<typeof purchaseCompletedSchema>;
 export type PurchaseCompletedInput = z.input<typeof purchaseCompletedSchema>;
 export type PurchaseRefunded = z.output<typeof purchaseRefundedSchema>;
 export type CustomerUnsubscribed = z.output<typeof customerUnsubscribedSchema>;
+export type CustomerErased = z.output<typeof customerErasedSchema>;
 export type FollowUpEvent = z.output<typeof eventSchema>;
 export type FollowUpEventInput = z.input<typeof eventSchema>;
 

@@ -19,6 +19,37 @@ export class UnavailableError extends Error {
   }
 }
 
+/** An operator action or lookup of the admin API, validated by the route. */
+export type AdminRequest =
+  | { readonly op: "customer"; readonly customerId: string }
+  | { readonly op: "customers-by-address"; readonly address: string }
+  | { readonly op: "order"; readonly orderId: string }
+  | { readonly op: "cancel-step"; readonly ref: string; readonly reason?: string }
+  | { readonly op: "resend-step"; readonly ref: string }
+  | { readonly op: "failed"; readonly since?: number; readonly channel?: string }
+  | {
+      readonly op: "retry-failed";
+      readonly since?: number;
+      readonly channel?: string;
+      readonly refs?: readonly string[];
+    }
+  | { readonly op: "erase"; readonly customerId: string }
+  | { readonly op: "schedule"; readonly days: number }
+  | { readonly op: "audit"; readonly since?: number; readonly limit?: number };
+
+/** The answer to an admin request: the CLI's `--json` body, or `{"error"}` with 400, 404 or 409. */
+export interface AdminAnswer {
+  readonly status: 200 | 400 | 404 | 409;
+  readonly body: unknown;
+}
+
+/** The admin API: on when ADMIN_TOKENS names operators. */
+export interface AdminApi {
+  readonly tokens: readonly { readonly name: string; readonly token: string }[];
+  /** Carries out a request for the operator `by` (recorded in the audit trail). */
+  run(request: AdminRequest, by: string): Promise<AdminAnswer>;
+}
+
 /** What the HTTP surface needs from the worker: the server itself holds no state. */
 export interface HttpDeps {
   /**
@@ -53,6 +84,8 @@ export interface HttpDeps {
     status: string;
     errorCode?: number;
   }): Promise<"recorded" | "unknown-message">;
+  /** The admin API under /admin/v1; absent (ADMIN_TOKENS unset): those paths answer 404. */
+  readonly admin?: AdminApi;
   /** Readiness: Redis reachable, rules loaded, workers running. */
   readiness(): Promise<{ ready: boolean; checks: Record<string, boolean> }>;
   readonly metrics: Registry;

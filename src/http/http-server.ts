@@ -11,6 +11,7 @@ import {
   MAX_UNSUBSCRIBE_TOKEN_LENGTH,
   MIN_UNSUBSCRIBE_SECRET_LENGTH,
 } from "../domain/unsubscribe-token.js";
+import { registerAdminRoutes } from "./admin-routes.js";
 import { checkBearerToken } from "./bearer-token.js";
 import { type HttpDeps, UnavailableError } from "./http-deps.js";
 import { registerTwilioRoutes } from "./twilio-routes.js";
@@ -94,6 +95,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   registerTwilioRoutes(app, deps, publicUrl);
   app.register(unsubscribeRoutes, deps);
   registerHealthRoutes(app, deps);
+  if (deps.admin) registerAdminRoutes(app, deps.admin);
 
   return app;
 }

@@ -24,7 +24,7 @@ export interface DeliveryDeps {
   readonly rules: () => RuleSet;
   readonly compose: ComposeMessage;
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
-  readonly store: Pick<FollowUpStore, "stepRecords" | "loadEvent" | "claim" | "transition">;
+  readonly store: Pick<FollowUpStore, "stepRecords" | "loadForSend" | "claim" | "transition">;
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "textedBefore">;
   readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress" | "addressMember">;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
@@ -111,7 +111,7 @@ function createDelivery(deps: DeliveryDeps) {
     const dueAt = record?.dueAt ?? job.timestamp + job.delay;
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
-    const event = await deps.store.loadEvent(eventId);
+    const event = await deps.store.loadForSend(eventId);
     if (!event) {
       log.warn("event record expired or missing; follow-up dropped");
       await deps.store.transition(

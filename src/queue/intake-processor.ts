@@ -65,6 +65,11 @@ export interface IntakeDeps {
   readonly promoteHorizonMs: number;
   /** The generation of the rules `rules()` returns (see RulesGenerations). */
   readonly rulesGeneration: () => number;
+  /** Erases a customer (operations/erase-customer.ts), for `customer.erased` events. */
+  readonly erase: (
+    customerId: string,
+    options: { by: string },
+  ) => Promise<{ readonly purchases: number; readonly stepsCancelled: number }>;
 }
 
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */
@@ -74,6 +79,8 @@ export interface IntakeSummary {
   readonly scheduled?: number;
   readonly skipped?: number;
   readonly cancelled?: number;
+  /** The purchase was made before its customer was erased: dropped, nothing stored. */
+  readonly erased?: true;
 }
 
 /**
@@ -103,8 +110,23 @@ export function createIntakeProcessor(deps: IntakeDeps) {
       if (claim === "conflict") throw reusedId(deps, event.id, job.id);
     }
     switch (event.type) {
-      case "purchase.completed":
-        return schedulePurchase(event, fingerprint, deps, job.id);
+      case "purchase.completed": {
+        const summary = await schedulePurchase(event, fingerprint, deps, job.id);
+        // The finished job would keep the whole event for an hour: keep none of it.
+        if (summary.erased) await job.updateData({ type: event.type, id: event.id });
+        return summary;
+      }
+      case "customer.erased": {
+        const receipt = await deps.erase(event.customerId, { by: `event ${event.id}` });
+        deps.metrics.erasures.inc();
+        deps.logger.info(
+          { eventId: event.id, purchases: receipt.purchases, cancelled: receipt.stepsCancelled },
+          "customer erased",
+        );
+        // Not the customer id: the finished job keeps only the event id.
+        await job.updateData({ type: event.type, id: event.id });
+        return { type: event.type, cancelled: receipt.stepsCancelled };
+      }
       case "purchase.refunded":
         try {
           const result = await deps.refunds.refund(event, deps.clock().toMillis());
@@ -155,6 +177,11 @@ async function schedulePurchase(
     deps.recordRetentionMs,
   );
   if ("conflict" in recorded) throw reusedId(deps, event.id, jobId);
+  if ("erased" in recorded) {
+    deps.metrics.eventsOfErased.inc();
+    log.info("purchase made before its customer was erased; dropped");
+    return { type: event.type, planned: 0, erased: true };
+  }
   const { history, firstSeen } = recorded;
   const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.

@@ -52,6 +52,25 @@ export function scheduleByDay(
   );
 }
 
+/** Where pending counts come from (DeliveryLedger.pendingCounts). */
+export type PendingCountSource = (fromMs: number, days: number) => Promise<CountedPending[]>;
+
+/**
+ * The schedule of the next `days` local days in `zone` from the ledger's pending counts (which
+ * every state change keeps exact): what `followups schedule`, the admin API and the console show.
+ */
+export async function readSchedule(
+  pendingCounts: PendingCountSource,
+  zone: string,
+  now: DateTime,
+  days: number,
+): Promise<ScheduleDay[]> {
+  const from = now.setZone(zone).startOf("day").toMillis();
+  // Local days can straddle UTC days: read one more on each side.
+  const counts = await pendingCounts(from - 86_400_000, days + 2);
+  return scheduleByDay(counts, zone, now, days);
+}
+
 /** The schedule as a table for people, with a total per day and overall. */
 export function renderScheduleText(
   rows: readonly ScheduleDay[],

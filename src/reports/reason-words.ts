@@ -16,6 +16,8 @@ const SKIPS_AND_CANCELS: Readonly<Record<string, string>> = {
   capped: "the customer had already had as many messages as the frequency limit allows",
   "event-missing": "the order's details had expired before the follow-up was due",
   refunded: "the order was refunded",
+  operator: "someone at the shop cancelled it",
+  erased: "the customer's data was erased at their request",
 };
 
 const EMAIL_SETTINGS = `the email account settings are wrong: ${TELL_OPERATOR}`;

@@ -1,8 +1,10 @@
 import type { Redis } from "ioredis";
+import { customerHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory } from "../domain/rules.js";
 import { StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { sharedSecret } from "./shared-secrets.js";
 
 /** The event record's field holding the customer's earlier purchases as counted at first sight. */
 const HISTORY_FIELD = "h";
@@ -14,26 +16,54 @@ const HISTORY_FIELD = "h";
 export class CustomerHistoryStore {
   private readonly redis: Redis & StoreCommands;
   private readonly keys: StoreKeys;
+  private secret: Promise<string> | undefined;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(
+    redis: Redis,
+    private readonly prefix: string,
+    private readonly options: { addressHashSecret?: string } = {},
+  ) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
+  }
+
+  /** The key of the customer's erasure marker (named by their keyed hash). */
+  async erasureKey(customerId: string): Promise<string> {
+    this.secret ??= this.options.addressHashSecret
+      ? Promise.resolve(this.options.addressHashSecret)
+      : sharedSecret(this.redis, this.prefix, "address-hash");
+    return this.keys.erasedCustomer(customerHash(await this.secret, customerId));
+  }
+
+  /**
+   * Remembers that the customer was erased at `at` (a later erasure moves it on), so that their
+   * events from before are dropped when they arrive; kept `keepMs`. Forgets their history.
+   */
+  async markErased(customerId: string, at: number, keepMs: number): Promise<void> {
+    const key = await this.erasureKey(customerId);
+    const previous = Number((await this.redis.get(key)) ?? 0);
+    await this.redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
+    await this.redis.del(this.keys.customerHistory(customerId));
   }
 
   /**
    * The customer's purchase history before this event, counting this event in for later ones.
    * Idempotent per event id; an id used before for other content (another fingerprint) is a
-   * conflict and counts nothing. History is forgotten after `keepCustomerMs` without purchases.
+   * conflict and counts nothing. History is forgotten after `keepCustomerMs` without purchases. A
+   * purchase made before the customer was erased records nothing (`erased`).
    */
   async recordPurchase(
     event: PurchaseCompleted,
     fingerprint: string,
     keepCustomerMs: number,
     keepEventMs: number,
-  ): Promise<{ history: CustomerHistory; firstSeen: boolean } | { conflict: true }> {
+  ): Promise<
+    { history: CustomerHistory; firstSeen: boolean } | { conflict: true } | { erased: true }
+  > {
     const [count, last, firstSeen] = await this.redis.fuRecordPurchase(
       this.keys.eventRecord(event.id),
       this.keys.customerHistory(event.customer.id),
+      await this.erasureKey(event.customer.id),
       new Date(event.occurredAt).toISOString(),
       keepCustomerMs,
       keepEventMs,
@@ -42,6 +72,7 @@ export class CustomerHistoryStore {
       Date.parse(event.occurredAt),
     );
     if (count === -1) return { conflict: true };
+    if (count === -2) return { erased: true };
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };

@@ -53,6 +53,16 @@ export class CustomerIndex {
       .map(([customerId]) => customerId);
   }
 
+  /** Takes a customer out of the index of each address (erasure). */
+  async forget(customerId: string, addresses: readonly string[]): Promise<number> {
+    let removed = 0;
+    for (const address of addresses) {
+      const key = this.keys.customersOfAddress(await this.member(address));
+      removed += await this.redis.hdel(key, customerId);
+    }
+    return removed;
+  }
+
   private async member(address: string): Promise<string> {
     this.secret ??= this.options.addressHashSecret
       ? Promise.resolve(this.options.addressHashSecret)

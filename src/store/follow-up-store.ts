@@ -17,6 +17,7 @@ import {
   encodePurchase,
   type KeptPurchase,
   keptPart,
+  purchaseFromKept,
 } from "./purchase-codec.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
@@ -35,6 +36,11 @@ import {
  * and short state values keep the hash a compact listpack while steps wait; every state change is
  * one atomic script that also counts it in the ledger.
  */
+
+/** How a requeue ended (FollowUpStore.requeue). */
+export type RequeueResult =
+  | { readonly requeued: true; readonly record: StepRecord }
+  | { readonly requeued: false; readonly record?: StepRecord; readonly stoppedFor?: string };
 
 export type ClaimResult =
   | { readonly claimed: true; readonly record: StepRecord; readonly takenOver: boolean }
@@ -251,6 +257,46 @@ export class FollowUpStore {
   }
 
   /**
+   * The purchase to render a step from: the whole one while it is stored, else (a deliberate
+   * resend, or a step planned again after the purchase had finished) rebuilt from the part kept
+   * after its last step; undefined once that is gone too.
+   */
+  async loadForSend(eventId: string): Promise<PurchaseCompleted | undefined> {
+    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
+    if (!stored) return readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
+    const decoded = decodeStored(stored);
+    return decoded.kind === "whole" ? decoded.event : purchaseFromKept(decoded.kept);
+  }
+
+  /**
+   * Puts an ended step back to scheduled, due `now`, for an operator (requeue-step.lua): a resend
+   * of a sent or failed step, or a retry of a failed one, counted as `ledger`. The caller then
+   * queues its job.
+   */
+  async requeue(
+    eventId: string,
+    stepId: string,
+    mode: "resend" | "retry",
+    now: number,
+    ledger: LedgerEntry,
+  ): Promise<RequeueResult> {
+    const keys = changeKeys(this.keys, now, now);
+    const [outcome, raw] = await this.redis.fuRequeueStep(
+      this.keys.eventRecord(eventId),
+      keys.hourKey,
+      keys.dayKey,
+      stepField(stepId),
+      now,
+      mode === "resend" ? "sent,failed" : "failed",
+      changeSpec(ledger),
+      mode === "resend" ? "rs" : "rq",
+    );
+    if (outcome === 1) return { requeued: true, record: readStepRecord(raw) };
+    if (outcome === 2) return { requeued: false, stoppedFor: raw };
+    return raw ? { requeued: false, record: readStepRecord(raw) } : { requeued: false };
+  }
+
+  /**
    * What the timeline, a resend and an alert may show of a purchase: from the whole purchase while
    * a step is pending, from the part kept after its last step until the record expires.
    */
@@ -262,6 +308,35 @@ export class FollowUpStore {
     }
     const decoded = decodeStored(stored);
     return decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
+  }
+
+  /** What is stored of a purchase: the whole of it, the part kept after its last step, or none. */
+  async storedPurchase(
+    eventId: string,
+  ): Promise<{ data: "whole" | "kept" | "gone"; kept?: KeptPurchase; customerId?: string }> {
+    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
+    if (!stored) {
+      const legacy = await readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
+      return legacy
+        ? { data: "whole", kept: keptPart(legacy), customerId: legacy.customer.id }
+        : { data: "gone" };
+    }
+    const decoded = decodeStored(stored);
+    const kept = decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
+    return { data: decoded.kind === "kept" ? "kept" : "whole", kept, customerId: kept.customer.id };
+  }
+
+  /**
+   * Erases the customer's data from a purchase's records (erase-event.lua): the stored purchase,
+   * the summary, and everything personal in the step records. Cancel pending steps first.
+   */
+  async erase(eventId: string): Promise<number> {
+    return this.redis.fuEraseEvent(this.keys.eventRecord(eventId), this.keys.purchase(eventId));
+  }
+
+  /** Why the purchase was stopped (a full refund), if it was. */
+  async stoppedFor(eventId: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.eventRecord(eventId), "stop")) ?? undefined;
   }
 
   /**

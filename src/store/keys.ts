@@ -166,6 +166,19 @@ export class StoreKeys {
     return `${this.base}rules`;
   }
 
+  /** Operators' actions by time (store/audit-trail.ts), kept for a year. */
+  auditTrail(): string {
+    return `${this.base}audit`;
+  }
+
+  /**
+   * When a customer (by keyed hash, SuppressionList.customerMember without its `k:`) was erased:
+   * their events from before that are dropped.
+   */
+  erasedCustomer(customerHash: string): string {
+    return `${this.base}x:${customerHash}`;
+  }
+
   /** A provider webhook's message id, remembered to ignore replays. */
   webhookReceipt(receipt: string): string {
     return `${this.base}seen:${receipt}`;

@@ -38,8 +38,8 @@ export function encodePurchase(event: PurchaseCompleted): Buffer {
 
 /**
  * What is kept of a purchase once its last step has ended, for as long as its step records: what
- * the timeline, a deliberate resend and an unhappy-reply alert need. The customer's surname,
- * consent, item categories and SKUs, and the store go; so does whatever the event carried beyond.
+ * the timeline, a deliberate resend and an unhappy-reply alert need. The customer's surname, item
+ * categories and SKUs go; so does whatever the event carried beyond.
  */
 export interface KeptPurchase {
   readonly id: string;
@@ -52,6 +52,8 @@ export interface KeptPurchase {
     readonly phone?: string;
     readonly locale?: string;
     readonly timezone?: string;
+    /** What the customer agreed to (kept since December 2026): a resend is guarded like a send. */
+    readonly consent?: PurchaseCompleted["customer"]["consent"];
   };
   readonly items: readonly {
     readonly name: string;
@@ -59,6 +61,8 @@ export interface KeptPurchase {
     readonly unitPrice: PurchaseCompleted["total"];
   }[];
   readonly total: PurchaseCompleted["total"];
+  /** The shop's store, as templates sign with it (kept since December 2026). */
+  readonly store?: PurchaseCompleted["store"];
 }
 
 /** The part of a purchase kept after its last step. */
@@ -76,6 +80,7 @@ export function keptPart(event: PurchaseCompleted): KeptPurchase {
       ...(customer.phone && { phone: customer.phone }),
       ...(customer.locale && { locale: customer.locale }),
       ...(customer.timezone && { timezone: customer.timezone }),
+      ...(customer.consent && { consent: customer.consent }),
     },
     items: event.items.map((item) => ({
       name: item.name,
@@ -83,7 +88,26 @@ export function keptPart(event: PurchaseCompleted): KeptPurchase {
       unitPrice: item.unitPrice,
     })),
     total: event.total,
+    ...(event.store && { store: event.store }),
   };
+}
+
+/**
+ * A purchase to render a deliberate resend from, rebuilt from what was kept: the first name for
+ * the name, no SKUs or categories (templates show them as empty).
+ */
+export function purchaseFromKept(kept: KeptPurchase): PurchaseCompleted {
+  const { firstName, ...customer } = kept.customer;
+  return {
+    type: "purchase.completed",
+    id: kept.id,
+    orderId: kept.orderId,
+    occurredAt: kept.occurredAt,
+    customer: { ...customer, ...(firstName && { name: firstName }) },
+    items: kept.items.map((item) => ({ sku: "", category: "", ...item })),
+    total: kept.total,
+    ...(kept.store && { store: kept.store }),
+  } as PurchaseCompleted;
 }
 
 /** The stored form of a kept purchase. */

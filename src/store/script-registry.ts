@@ -64,6 +64,19 @@ export interface StoreCommands {
   fuRememberCustomer(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** rules-generation.lua */
   fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
+  /** requeue-step.lua */
+  fuRequeueStep(
+    recordKey: string,
+    hourKey: string,
+    dayKey: string,
+    field: string,
+    now: number,
+    fromStates: string,
+    ledgerSpec: string,
+    counter: "rs" | "rq",
+  ): Promise<[number, string]>;
+  /** erase-event.lua */
+  fuEraseEvent(recordKey: string, purchaseKey: string): Promise<number>;
   /** stop-event.lua */
   fuStopEvent(recordKey: string, reason: string): Promise<number>;
   /** count-outcomes.lua */
@@ -72,6 +85,7 @@ export interface StoreCommands {
   fuRecordPurchase(
     recordKey: string,
     customerKey: string,
+    erasedKey: string,
     occurredAt: string,
     keepCustomerMs: number,
     keepRecordMs: number,
@@ -130,6 +144,8 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "opt-outs": "fuOptOuts",
   "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",
+  "requeue-step": "fuRequeueStep",
+  "erase-event": "fuEraseEvent",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",
   "link-order": "fuLinkOrder",

@@ -51,6 +51,10 @@ export interface StepRecord {
   readonly delivery?: { readonly status: string; readonly errorCode?: number };
   /** A reply to a check-in. */
   readonly reply?: { readonly text: string; readonly receivedAt: number };
+  /** How often an operator had it sent again deliberately (`followups resend`). */
+  readonly resends: number;
+  /** How often an operator put it back in the queue after it failed (`followups failed --retry`). */
+  readonly retries: number;
 }
 
 /** What a state change or annotation sets; fields left out keep their value. */
@@ -79,6 +83,8 @@ export interface StoredStep {
   de?: number;
   rp?: string;
   rt?: number;
+  rs?: number;
+  rq?: number;
 }
 
 /** A stored record (JSON) as callers see it. */
@@ -100,6 +106,8 @@ export function readStepRecord(raw: string): StepRecord {
     ...(stored.rp !== undefined && {
       reply: { text: stored.rp, receivedAt: stored.rt ?? stored.t ?? stored.d },
     }),
+    resends: stored.rs ?? 0,
+    retries: stored.rq ?? 0,
   };
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { addressHash, normalizeAddress } from "../domain/address-hash.js";
-import type { Channel } from "../domain/events.js";
+import { addressHash, customerHash, normalizeAddress } from "../domain/address-hash.js";
+import { CHANNELS, type Channel } from "../domain/events.js";
 import { AGGREGATE_RETENTION_MS, entryFields, type LedgerEntry } from "./delivery-ledger.js";
 import { hourOf, StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -124,10 +124,41 @@ export class SuppressionList {
     return `h:${addressHash(await this.addressSecret(), address)}`;
   }
 
+  /** The list's member for a customer id (its keyed hash, `k:`). */
+  async customerMember(customerId: string): Promise<string> {
+    return `k:${customerHash(await this.addressSecret(), customerId)}`;
+  }
+
+  /**
+   * Replaces a customer's plain-id entries (written before December 2026) by their keyed hash, on
+   * every list: what erasure does, so an erased customer who opted out stays opted out. Returns
+   * how many entries were replaced.
+   */
+  async hashCustomerEntries(customerId: string): Promise<number> {
+    const legacy = legacyCustomerMember(customerId);
+    const member = await this.customerMember(customerId);
+    let replaced = 0;
+    for (const channel of CHANNELS) {
+      for (const key of [
+        this.keys.suppressions(channel),
+        this.keys.marketingSuppressions(channel),
+      ]) {
+        if ((await this.redis.srem(key, legacy)) === 1) {
+          await this.redis.sadd(key, member);
+          replaced++;
+        }
+      }
+    }
+    return replaced;
+  }
+
   /** Members to write (current forms), or to look for and remove (earlier forms too). */
   private async members(who: SuppressionTarget, use: "write" | "read"): Promise<string[]> {
     const members: string[] = [];
-    if (who.customerId) members.push(`c:${who.customerId}`);
+    if (who.customerId) {
+      members.push(await this.customerMember(who.customerId));
+      if (use === "read") members.push(legacyCustomerMember(who.customerId));
+    }
     if (who.addressHash) members.push(`h:${who.addressHash}`);
     if (who.address) {
       members.push(await this.addressMember(who.address));
@@ -142,6 +173,11 @@ export class SuppressionList {
       : sharedSecret(this.redis, this.prefix, "address-hash");
     return this.secret;
   }
+}
+
+/** How versions before December 2026 stored a customer: the id itself. */
+function legacyCustomerMember(customerId: string): string {
+  return `c:${customerId}`;
 }
 
 /** How versions before December 2026 stored an address: an unkeyed hash. */

@@ -59,6 +59,7 @@ describe("the follow-up store", () => {
         email: event.customer.email,
         phone: event.customer.phone,
         timezone: "Europe/London",
+        consent: { email: true, sms: true },
       },
       items: event.items.map((i) => ({
         name: i.name,
@@ -69,7 +70,7 @@ describe("the follow-up store", () => {
     };
     expect(await store.loadKept("evt-store")).toEqual(kept);
     expect(await store.loadEvent("evt-store")).toBeUndefined();
-    // No surname, no category, no consent: only the kept part is stored.
+    // No surname, no category, no SKU: only the kept part is stored.
     const stored = await redis.getBuffer(purchaseKey());
     expect(stored?.[0]).toBe(2);
     // Kept exactly as long as the record.

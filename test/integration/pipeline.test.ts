@@ -211,7 +211,8 @@ describe("the pipeline on real parts", () => {
     );
     const failed = await eventually(async () => {
       const job = await pipeline?.events.getJob("evt-bad");
-      return (await job?.getState()) === "failed" ? job : undefined;
+      // Read again once failed: a job read just before it failed has no failed reason yet.
+      return (await job?.getState()) === "failed" ? pipeline?.events.getJob("evt-bad") : undefined;
     }, "the invalid event to fail");
     expect(failed.failedReason).toContain("occurredAt: expected an ISO-8601 date-time");
     expect(failed.failedReason).toContain("items: expected at least one item");

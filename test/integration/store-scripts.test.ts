@@ -108,6 +108,7 @@ describe("the store's Lua scripts", () => {
       "claim-step",
       "count-once",
       "count-outcomes",
+      "erase-event",
       "link-order",
       "opt-outs",
       "record-purchase",
@@ -115,6 +116,7 @@ describe("the store's Lua scripts", () => {
       "release-bucket",
       "remember-customer",
       "replan-event",
+      "requeue-step",
       "rules-generation",
       "schedule-steps",
       "stop-event",
@@ -126,7 +128,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["claim-step"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
-    expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
@@ -342,6 +344,7 @@ describe("the store's Lua scripts", () => {
       redis.fuRecordPurchase(
         key,
         customer,
+        keys.erasedCustomer("cus-1-hash"),
         time,
         DAY,
         DAY,
@@ -370,6 +373,28 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(record(), "f")).toBe("fp-a");
   });
 
+  it("record-purchase: a purchase from before the customer's erasure records nothing", async () => {
+    const customer = keys.customerHistory("cus-1");
+    const erased = keys.erasedCustomer("cus-1-hash");
+    await redis.set(erased, String(Date.parse("2026-11-01T10:00:00.000Z")));
+    const at = (time: string, eventId: string) =>
+      redis.fuRecordPurchase(
+        keys.eventRecord(eventId),
+        customer,
+        erased,
+        time,
+        DAY,
+        DAY,
+        `fp-${eventId}`,
+        eventId,
+        Date.parse(time),
+      );
+    expect(await at("2026-11-01T09:59:00.000Z", "evt-before")).toEqual([-2, "", 0]);
+    expect(await redis.exists(customer, keys.eventRecord("evt-before"))).toBe(0);
+    // A purchase after the erasure is a new start.
+    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1]);
+  });
+
   it("record-purchase: a record written before fingerprints takes the first one it sees", async () => {
     await redis.hset(record(), "h", "3");
     await redis.pexpire(record(), DAY);
@@ -378,6 +403,7 @@ describe("the store's Lua scripts", () => {
       await redis.fuRecordPurchase(
         record(),
         customer,
+        keys.erasedCustomer("cus-1-hash"),
         "2026-11-01T10:00:00.000Z",
         DAY,
         DAY,
@@ -395,6 +421,7 @@ describe("the store's Lua scripts", () => {
       await redis.fuRecordPurchase(
         keys.eventRecord(`evt-${i}`),
         customer,
+        keys.erasedCustomer("cus-1-hash"),
         new Date(NOW + i * 1000).toISOString(),
         DAY,
         DAY,

@@ -114,7 +114,7 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     return new Map(stepIds.map((id) => [id, this.record(eventId, id)]));
   }
 
-  async loadEvent(eventId: string): Promise<PurchaseCompleted | undefined> {
+  async loadForSend(eventId: string): Promise<PurchaseCompleted | undefined> {
     return this.events.get(eventId);
   }
 

@@ -255,6 +255,8 @@ describe("a due follow-up that the provider accepts", () => {
       kind: row.kind,
       providerId: row.id,
       takeovers: 0,
+      resends: 0,
+      retries: 0,
     });
     expect(w.counted()).toEqual([
       { outcome: "sent", channel: row.channel, kind: row.kind, ruleId: "big-ticket" },
@@ -460,6 +462,8 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
       channel: "email",
       kind: "thank-you",
       takeovers: 0,
+      resends: 0,
+      retries: 0,
     });
     expect(w.counted()).toEqual([]);
   });
@@ -730,7 +734,7 @@ describe("a refunded purchase (event stopped)", () => {
 describe("when the store itself fails", () => {
   it("the job is retried after the first backoff delay, without touching the step", async () => {
     const w = world({ email: [ok("never")] });
-    w.store.loadEvent = async () => {
+    w.store.loadForSend = async () => {
       throw new Error("Connection is closed.");
     };
 

@@ -149,12 +149,12 @@ describe("valid events of all three types", () => {
     ).toEqual([problem]);
   });
 
-  it("an unknown type is refused with the three types named", () => {
+  it("an unknown type is refused with the four types named", () => {
     expect(problemsOf({ ...purchaseInput(), type: "purchase.cancelled" })).toEqual([
-      "type: expected type to be purchase.completed, purchase.refunded or customer.unsubscribed",
+      "type: expected type to be purchase.completed, purchase.refunded, customer.unsubscribed or customer.erased",
     ]);
     expect(problemsOf(null)).toEqual([
-      ": expected type to be purchase.completed, purchase.refunded or customer.unsubscribed",
+      ": expected type to be purchase.completed, purchase.refunded, customer.unsubscribed or customer.erased",
     ]);
   });
 });

@@ -31,6 +31,7 @@ describe("committed JSON Schema files", () => {
       "purchase.completed",
       "purchase.refunded",
       "customer.unsubscribed",
+      "customer.erased",
     ]);
   });
 });

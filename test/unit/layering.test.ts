@@ -17,6 +17,7 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   config: ["domain", "templates"],
   queue: ["domain", "store", "templates", "channels/channel", "logger", "metrics"],
   reports: ["domain", "store", "channels/channel", "queue/names", "logger", "metrics"],
+  operations: ["domain", "store", "queue", "reports"],
   http: ["domain", "config/public-paths"],
 };
 

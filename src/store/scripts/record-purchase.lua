@@ -10,6 +10,7 @@
     KEYS[1] event record (hash; field `h` = the count seen)
     KEYS[2] customer history (hash: `n` purchases, `last` latest purchase time, `e:<eventId>`
             the time of each purchase)
+    KEYS[3] the customer's erasure marker (when they were erased, epoch ms; usually absent)
 
     ARGV[1] the purchase time (ISO 8601, UTC, so it compares as text)
     ARGV[2] keep the customer's history this long after their latest purchase (ms)
@@ -19,8 +20,11 @@
     ARGV[6] the purchase time (epoch ms)
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1) },
-          or { -1, '', 0 } when the id was used for an event with another fingerprint
+          or { -1, '', 0 } when the id was used for an event with another fingerprint,
+          or { -2, '', 0 } when the customer was erased after the purchase (nothing is recorded)
 ]]
+local erasedAt = redis.call('GET', KEYS[3])
+if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[6]) then return { -2, '', 0 } end
 local fingerprint = redis.call('HGET', KEYS[1], 'f')
 if fingerprint and fingerprint ~= ARGV[4] then return { -1, '', 0 } end
 -- Records written before fingerprints were kept take this one.

@@ -9,7 +9,7 @@
 
     ARGV[1]   how long a ledger hour is kept (ms)
     ARGV[2]   ledger fields to count (JSON array); '' to count nothing
-    ARGV[3..] members to add (`c:<customer id>`, `h:<keyed address hash>`)
+    ARGV[3..] members to add (`k:<keyed customer hash>`, `h:<keyed address hash>`)
 
   Output: how many members were new
 ]]

@@ -1,0 +1,60 @@
+import type { ErasureReceipt } from "../operations/erase-customer.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { operatorName, withOperatorTools } from "./operator-session.js";
+
+export interface EraseOptions {
+  readonly config: string;
+  readonly email?: string;
+  readonly phone?: string;
+  readonly by?: string;
+  readonly json?: boolean;
+}
+
+/**
+ * `followups erase`: the right to erasure, by customer id or by every customer who used an address.
+ * Prints a receipt without personal data; running it again is harmless.
+ */
+export async function runErase(
+  id: string | undefined,
+  options: EraseOptions,
+  io: CommandIo,
+): Promise<number> {
+  const given = [id, options.email, options.phone].filter((value) => value !== undefined);
+  if (given.length !== 1)
+    throw new CommandError("name one customer: an id, --email ADDRESS or --phone E164", EXIT.usage);
+  const by = operatorName(options.by);
+  return withOperatorTools(options.config, async (tools) => {
+    if (id !== undefined) {
+      const receipt = await tools.erase(id, { by });
+      io.out(options.json ? `${JSON.stringify(receipt)}\n` : receiptText(receipt));
+      return EXIT.ok;
+    }
+    const receipts = await tools.eraseByAddress(options.email ?? options.phone ?? "", by);
+    io.out(
+      options.json ? `${JSON.stringify({ receipts })}\n` : receipts.map(receiptText).join("\n"),
+    );
+    return EXIT.ok;
+  });
+}
+
+function receiptText(receipt: ErasureReceipt): string {
+  const aof: Record<string, string> = {
+    rewriting: "Redis is rewriting its append-only file, so the data leaves the disk too",
+    off: "Redis keeps no append-only file (nothing to rewrite)",
+  };
+  return `${[
+    `Erased customer ${receipt.customer} at ${receipt.erasedAt} (by ${receipt.by})`,
+    `  purchases erased:        ${receipt.purchases}`,
+    `  pending steps cancelled: ${receipt.stepsCancelled}`,
+    ...(receipt.stepsInFlight > 0
+      ? [`  steps being sent:        ${receipt.stepsInFlight} (erase again once they are sent)`]
+      : []),
+    `  keys deleted:            ${receipt.keysDeleted}`,
+    `  queue jobs removed:      ${receipt.jobsRemoved}`,
+    `  outbox files removed:    ${receipt.outboxFilesRemoved}`,
+    `  opt-outs kept (hashed):  ${receipt.optOutsKept}`,
+    `  ${aof[receipt.appendOnlyFile] ?? `append-only file rewrite ${receipt.appendOnlyFile}`}`,
+    "Kept: anonymous counts, step states, opt-outs as keyed hashes, and a keyed hash of the",
+    "customer so that their events from before now are dropped when they arrive.",
+  ].join("\n")}\n`;
+}

@@ -1,0 +1,58 @@
+import { userInfo } from "node:os";
+import { Queue } from "bullmq";
+import {
+  createOperatorTools,
+  OperatorError,
+  type OperatorTools,
+} from "../operations/operator-tools.js";
+import { FOLLOW_UPS_QUEUE, type FollowUpJobData, PURCHASE_EVENTS_QUEUE } from "../queue/names.js";
+import { loadRulesForCommand } from "./check-command.js";
+import { commandRedis } from "./command-redis.js";
+import { CommandError, EXIT } from "./io.js";
+
+/**
+ * Runs an operator command (customer, order, cancel, resend, failed, erase) with the operator
+ * tools on the Redis of REDIS_URL and the rules of `configDir`; an OperatorError becomes the
+ * command's one-line message (exit 2 for a malformed argument, 1 otherwise).
+ */
+export async function withOperatorTools<T>(
+  configDir: string,
+  run: (tools: OperatorTools) => Promise<T>,
+): Promise<T> {
+  const rules = await loadRulesForCommand(configDir);
+  const { redis, prefix, env } = await commandRedis();
+  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+  const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
+  try {
+    const tools = createOperatorTools({
+      redis,
+      prefix,
+      rules: () => rules,
+      followUps,
+      events,
+      outboxDir: env.OUTBOX_DIR,
+      ...(env.ADDRESS_HASH_SECRET && { addressHashSecret: env.ADDRESS_HASH_SECRET }),
+      now: Date.now,
+    });
+    return await run(tools);
+  } catch (error) {
+    if (error instanceof OperatorError)
+      throw new CommandError(error.message, error.kind === "invalid" ? EXIT.usage : EXIT.invalid);
+    throw error;
+  } finally {
+    await followUps.close();
+    await events.close();
+    redis.disconnect();
+  }
+}
+
+/** Who the audit trail names for a command: `--by`, else the login name of the shell. */
+export function operatorName(by: string | undefined): string {
+  const name = by?.trim();
+  if (name) return name;
+  try {
+    return userInfo().username || "cli";
+  } catch {
+    return "cli";
+  }
+}

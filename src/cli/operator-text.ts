@@ -1,0 +1,129 @@
+import type { CancelResult, FailedFollowUp, OrderTimeline } from "../operations/operator-tools.js";
+import type { CustomerTimeline, TimelineAuditEntry, TimelineStep } from "../operations/timeline.js";
+import { formatTable } from "./io.js";
+
+/** The timeline for people: who, how to reach them, their opt-outs, each purchase and its steps. */
+export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): string {
+  const { customer } = timeline;
+  const contact =
+    [customer.email, customer.phone].filter(Boolean).join(", ") || "no contact stored";
+  const lines = [
+    "orderId" in timeline
+      ? `Order ${timeline.orderId}, customer ${customer.id}`
+      : `Customer ${customer.id}`,
+    `  ${customer.firstName ?? "(name not stored)"}: ${contact}`,
+    `  time zone ${customer.timezone}${customer.locale ? `, locale ${customer.locale}` : ""}`,
+    `  consent:  ${channelList(customer.consent, (v) => (v === null ? "not stated" : v ? "yes" : "no"))}`,
+    `  opt-outs: ${channelList(timeline.suppressions, (v) => (v === null ? "none" : v === "all" ? "everything" : "offers"))}`,
+  ];
+  if (timeline.purchases.length === 0) lines.push("", "No purchases stored.");
+  for (const purchase of timeline.purchases) {
+    const total = purchase.total
+      ? `${purchase.total.amount} ${purchase.total.currency}`
+      : "total not stored";
+    const refunded = purchase.refunded ? `, refunded (${purchase.refunded})` : "";
+    lines.push(
+      "",
+      `Purchase ${purchase.eventId}, order ${purchase.orderId ?? "?"}, ${purchase.occurredAt ?? "time not stored"}, ${total}${refunded}`,
+      `  details stored: ${DATA_WORDS[purchase.data]}`,
+    );
+    for (const item of purchase.items)
+      lines.push(
+        `  ${item.quantity} × ${item.name} at ${item.unitPrice.amount} ${item.unitPrice.currency}`,
+      );
+    if (purchase.steps.length === 0) {
+      lines.push("  no follow-ups");
+      continue;
+    }
+    const table = formatTable(
+      ["STEP", "STATE", "DUE (UTC)", "DUE (LOCAL)", "TRIES", "NOTE"],
+      purchase.steps.map((step) => [
+        step.ref,
+        step.state,
+        step.dueAt.replace(/\.\d{3}Z$/, "Z"),
+        step.dueLocal,
+        String(step.attempts),
+        stepNote(step),
+      ]),
+    );
+    lines.push(
+      ...table
+        .trimEnd()
+        .split("\n")
+        .map((line) => `  ${line}`),
+    );
+    for (const step of purchase.steps) {
+      for (const reply of step.replies) {
+        lines.push(
+          `  reply to ${step.stepId} at ${reply.receivedAt}: ${JSON.stringify(reply.text)}${reply.unhappy ? ` (UNHAPPY: ${reply.why})` : ""}`,
+        );
+      }
+    }
+  }
+  lines.push("", ...renderAuditLines(timeline.audit));
+  return `${lines.join("\n")}\n`;
+}
+
+/** The audit entries, one line each, or a line saying there are none. */
+export function renderAuditLines(audit: readonly TimelineAuditEntry[]): string[] {
+  if (audit.length === 0) return ["No operator actions recorded."];
+  return [
+    "Operator actions:",
+    ...audit.map(
+      (entry) =>
+        `  ${entry.at} ${entry.by} ${entry.action} ${entry.target}${entry.detail ? `: ${entry.detail}` : ""}`,
+    ),
+  ];
+}
+
+/** `followups cancel`'s answer. */
+export function renderCancelText(result: CancelResult): string {
+  const lines = [
+    `Cancelled ${result.cancelled.length}:`,
+    ...result.cancelled.map((ref) => `  ${ref}`),
+  ];
+  if (result.inFlight.length > 0)
+    lines.push(`Being sent right now, not cancelled:`, ...result.inFlight.map((ref) => `  ${ref}`));
+  return `${lines.join("\n")}\n`;
+}
+
+/** `followups failed`'s list. */
+export function renderFailedText(failed: readonly FailedFollowUp[]): string {
+  if (failed.length === 0) return "No failed follow-ups.\n";
+  return formatTable(
+    ["STEP", "CHANNEL", "FAILED AT", "TRIES", "WHY"],
+    failed.map((item) => [
+      item.ref,
+      item.channel,
+      item.failedAt.replace(/\.\d{3}Z$/, "Z"),
+      String(item.attempts),
+      item.reason.words,
+    ]),
+  );
+}
+
+const DATA_WORDS = {
+  whole: "all (a follow-up is pending)",
+  kept: "first name, contact, items and prices (kept after the last follow-up)",
+  gone: "none (scrubbed after the retention period)",
+} as const;
+
+function stepNote(step: TimelineStep): string {
+  const notes: string[] = [];
+  if (step.reason) notes.push(step.reason.text || step.reason.code);
+  if (step.providerMessageId) notes.push(`id ${step.providerMessageId}`);
+  if (step.delivery)
+    notes.push(
+      `${step.delivery.status}${step.delivery.errorCode ? ` (${step.delivery.errorCode})` : ""}`,
+    );
+  if (step.resends > 0) notes.push(`resent ${step.resends}×`);
+  if (step.retries > 0) notes.push(`retried ${step.retries}×`);
+  if (step.takeovers > 0) notes.push(`possible duplicate ${step.takeovers}×`);
+  return notes.join("; ");
+}
+
+function channelList<T>(values: Readonly<Record<string, T>>, word: (value: T) => string): string {
+  return Object.entries(values)
+    .map(([channel, value]) => `${channel} ${word(value)}`)
+    .join(", ");
+}

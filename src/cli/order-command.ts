@@ -1,0 +1,16 @@
+import { type CommandIo, EXIT } from "./io.js";
+import { withOperatorTools } from "./operator-session.js";
+import { renderTimelineText } from "./operator-text.js";
+
+/** `followups order <orderId>`: the customer timeline of one order's purchases. */
+export async function runOrder(
+  orderId: string,
+  options: { readonly config: string; readonly json?: boolean },
+  io: CommandIo,
+): Promise<number> {
+  return withOperatorTools(options.config, async (tools) => {
+    const timeline = await tools.order(orderId);
+    io.out(options.json ? `${JSON.stringify(timeline)}\n` : renderTimelineText(timeline));
+    return EXIT.ok;
+  });
+}

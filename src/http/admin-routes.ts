@@ -1,0 +1,152 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { matchBearerToken } from "./bearer-token.js";
+import type { AdminApi, AdminRequest } from "./http-deps.js";
+
+/**
+ * The admin API under /admin/v1: the operator console's actions for scripts and other tools. A
+ * bearer token from ADMIN_TOKENS names the operator, whom the audit trail records. Bodies are the
+ * CLI's `--json` output; errors are `{"error"}` with 400, 401, 404 or 409. Answers are never cached.
+ */
+export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void {
+  const operatorOf = new WeakMap<FastifyRequest, string>();
+
+  const authorize = async (request: FastifyRequest, reply: FastifyReply) => {
+    const match = matchBearerToken(request.headers.authorization, admin.tokens);
+    if (match.check !== "ok") {
+      request.log.info(
+        { route: request.routeOptions.url, check: match.check },
+        "refused an admin request",
+      );
+      return reply
+        .code(401)
+        .header("www-authenticate", 'Bearer realm="followups-admin"')
+        .send({ error: match.check === "missing" ? "missing admin token" : "wrong admin token" });
+    }
+    operatorOf.set(request, match.name);
+  };
+
+  const answer = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    build: () => AdminRequest | string,
+  ) => {
+    reply.header("cache-control", "no-store");
+    const built = build();
+    if (typeof built === "string") return reply.code(400).send({ error: built });
+    const by = operatorOf.get(request) ?? "admin";
+    const result = await admin.run(built, by);
+    if (result.status === 200 && mutates(built))
+      request.log.info({ op: built.op, by }, "admin action");
+    return reply.code(result.status).send(result.body);
+  };
+
+  const params = (request: FastifyRequest) => request.params as Record<string, string>;
+  const query = (request: FastifyRequest) => request.query as Record<string, string | undefined>;
+  const body = (request: FastifyRequest) =>
+    request.body && typeof request.body === "object"
+      ? (request.body as Record<string, unknown>)
+      : {};
+
+  app.register(
+    async (scope) => {
+      scope.addHook("onRequest", authorize);
+
+      scope.get("/customers/:id", (request, reply) =>
+        answer(request, reply, () => ({ op: "customer", customerId: params(request).id ?? "" })),
+      );
+      scope.get("/customers", (request, reply) =>
+        answer(request, reply, () => {
+          const { email, phone } = query(request);
+          if ((email === undefined) === (phone === undefined))
+            return "give one of the query parameters email or phone";
+          return { op: "customers-by-address", address: email ?? phone ?? "" };
+        }),
+      );
+      scope.get("/orders/:orderId", (request, reply) =>
+        answer(request, reply, () => ({ op: "order", orderId: params(request).orderId ?? "" })),
+      );
+      scope.post("/steps/:eventId/:stepId/cancel", (request, reply) =>
+        answer(request, reply, () => {
+          const reason = body(request).reason;
+          if (reason !== undefined && typeof reason !== "string") return "reason: expected text";
+          return {
+            op: "cancel-step",
+            ref: `${params(request).eventId}/${params(request).stepId}`,
+            ...(reason && { reason }),
+          };
+        }),
+      );
+      scope.post("/steps/:eventId/:stepId/resend", (request, reply) =>
+        answer(request, reply, () => ({
+          op: "resend-step",
+          ref: `${params(request).eventId}/${params(request).stepId}`,
+        })),
+      );
+      scope.get("/failed", (request, reply) =>
+        answer(request, reply, () => {
+          const filter = failedFilter(query(request));
+          return typeof filter === "string" ? filter : { op: "failed", ...filter };
+        }),
+      );
+      scope.post("/failed/retry", (request, reply) =>
+        answer(request, reply, () => {
+          const given = body(request);
+          const filter = failedFilter({
+            since: typeof given.since === "string" ? given.since : undefined,
+            channel: typeof given.channel === "string" ? given.channel : undefined,
+          });
+          if (typeof filter === "string") return filter;
+          const refs = given.refs;
+          if (
+            refs !== undefined &&
+            !(Array.isArray(refs) && refs.every((r) => typeof r === "string"))
+          )
+            return "refs: expected a list of step references (<eventId>/<stepId>)";
+          return { op: "retry-failed", ...filter, ...(refs && { refs: refs as string[] }) };
+        }),
+      );
+      scope.post("/customers/:id/erase", (request, reply) =>
+        answer(request, reply, () => ({ op: "erase", customerId: params(request).id ?? "" })),
+      );
+      scope.get("/schedule", (request, reply) =>
+        answer(request, reply, () => {
+          const days = Number(query(request).days ?? "30");
+          return Number.isInteger(days) && days >= 1 && days <= 400
+            ? { op: "schedule", days }
+            : "days: expected a whole number from 1 to 400";
+        }),
+      );
+      scope.get("/audit", (request, reply) =>
+        answer(request, reply, () => {
+          const { since, limit } = query(request);
+          const from = since === undefined ? undefined : Date.parse(since);
+          if (from !== undefined && Number.isNaN(from))
+            return "since: expected an ISO date or date-time";
+          const count = limit === undefined ? 500 : Number(limit);
+          if (!Number.isInteger(count) || count < 1 || count > 10_000)
+            return "limit: expected a whole number from 1 to 10000";
+          return { op: "audit", ...(from !== undefined && { since: from }), limit: count };
+        }),
+      );
+    },
+    { prefix: "/admin/v1" },
+  );
+}
+
+function mutates(request: AdminRequest): boolean {
+  return ["cancel-step", "resend-step", "retry-failed", "erase"].includes(request.op);
+}
+
+function failedFilter(given: {
+  since?: string | undefined;
+  channel?: string | undefined;
+}): { since?: number; channel?: string } | string {
+  const since = given.since === undefined ? undefined : Date.parse(given.since);
+  if (since !== undefined && Number.isNaN(since)) return "since: expected an ISO date or date-time";
+  if (given.channel !== undefined && !["email", "sms", "voice"].includes(given.channel))
+    return "channel: expected email, sms or voice";
+  return {
+    ...(since !== undefined && { since }),
+    ...(given.channel !== undefined && { channel: given.channel }),
+  };
+}

@@ -1,0 +1,315 @@
+import { readdir, readFile, unlink } from "node:fs/promises";
+import path from "node:path";
+import type { Job, Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { normalizeAddress } from "../domain/address-hash.js";
+import { CHANNELS } from "../domain/events.js";
+import type { RuleSet } from "../domain/rules.js";
+import type { FollowUpJobData } from "../queue/names.js";
+import { stepLabels } from "../queue/step-labels.js";
+import type { AuditTrail } from "../store/audit-trail.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { CustomerIndex } from "../store/customer-index.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import { StoreKeys } from "../store/keys.js";
+import type { OrderStore } from "../store/order-store.js";
+import type { SuppressionList } from "../store/suppression-list.js";
+
+/**
+ * The right to erasure. Everything personal about a customer goes: the stored purchases and what
+ * the step records say (provider ids, reasons, replies), their history, the address and order
+ * indexes, cap windows, SMS references, replies, the jobs that carry their events or steps, and
+ * the outbox files addressed to them. Pending steps are cancelled first (counted, reason `erased`).
+ * What stays is anonymous: aggregate counts, step states, opt-outs as keyed hashes (an erased
+ * customer who opted out stays opted out), and a keyed hash of the customer with the time of the
+ * erasure, so that their events queued before it are dropped when they arrive. Then Redis rewrites
+ * its append-only file, so the data leaves the disk too. Idempotent: a second run finds nothing.
+ */
+
+/** What an erasure did, without personal data: printed, returned by the API, kept in the audit. */
+export interface ErasureReceipt {
+  readonly erasedAt: string;
+  readonly by: string;
+  /** The customer's keyed hash (as opt-outs and the audit trail name them). */
+  readonly customer: string;
+  readonly purchases: number;
+  readonly stepsCancelled: number;
+  /** Steps being sent at that moment: their send finishes; erase again afterwards. */
+  readonly stepsInFlight: number;
+  readonly keysDeleted: number;
+  readonly jobsRemoved: number;
+  readonly outboxFilesRemoved: number;
+  /** Opt-outs kept as keyed hashes. */
+  readonly optOutsKept: number;
+  /** `rewriting` (BGREWRITEAOF started), `off` (no append-only file), or why it could not start. */
+  readonly appendOnlyFile: string;
+}
+
+export interface EraseDeps {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly rules: () => RuleSet;
+  readonly store: FollowUpStore;
+  readonly history: CustomerHistoryStore;
+  readonly orders: OrderStore;
+  readonly suppressions: SuppressionList;
+  readonly customers: CustomerIndex;
+  readonly audit: AuditTrail;
+  readonly followUps: Queue<FollowUpJobData>;
+  /** The input queue: its finished jobs carry whole events. */
+  readonly events?: Queue;
+  /** OUTBOX_DIR, whose files hold rendered messages. */
+  readonly outboxDir?: string;
+  readonly now: () => number;
+}
+
+/** How long an erasure is remembered: events from before it arriving later are dropped. */
+export const ERASURE_MEMORY_MS = 400 * 86_400_000;
+const JOB_PAGE = 500;
+
+export function createEraser(deps: EraseDeps) {
+  const keys = new StoreKeys(deps.prefix);
+  return async (
+    customerId: string,
+    options: { by: string; addresses?: readonly string[] },
+  ): Promise<ErasureReceipt> => {
+    const now = deps.now();
+    const member = await deps.suppressions.customerMember(customerId);
+    const eventIds = new Set((await deps.history.purchasesOf(customerId)).map((p) => p.eventId));
+    const addresses = new Set((options.addresses ?? []).map(normalizeAddress));
+    const orderIds = new Set<string>();
+    let stepsCancelled = 0;
+    let stepsInFlight = 0;
+    let keysDeleted = 0;
+    const stepRefs: string[] = [];
+    const providerIds: string[] = [];
+    // The events of the orders they placed, found through what is stored of each purchase.
+    for (const eventId of [...eventIds]) {
+      const stored = await deps.store.storedPurchase(eventId);
+      const orderId = stored.kept?.orderId ?? (await deps.store.summary(eventId)).orderId;
+      if (orderId) orderIds.add(orderId);
+      for (const address of [stored.kept?.customer.email, stored.kept?.customer.phone])
+        if (address) addresses.add(normalizeAddress(address));
+    }
+    for (const orderId of orderIds) {
+      for (const eventId of (await deps.orders.get(orderId)).eventIds) {
+        if ((await deps.store.storedPurchase(eventId)).customerId === customerId)
+          eventIds.add(eventId);
+      }
+    }
+    for (const eventId of eventIds) {
+      for (const [stepId, record] of await deps.store.allStepRecords(eventId)) {
+        stepRefs.push(`${eventId}\n${stepId}`);
+        if (record.providerId && record.channel !== "email") providerIds.push(record.providerId);
+        if (record.state === "sending") stepsInFlight++;
+        if (record.state !== "scheduled") continue;
+        const labels = stepLabels(deps.rules(), stepId, record);
+        const changed = await deps.store.transition(
+          eventId,
+          stepId,
+          ["scheduled"],
+          {
+            state: "cancelled",
+            reason: { code: "erased", text: "the customer's data was erased" },
+          },
+          now,
+          { outcome: "cancelled", ...labels, reason: "erased" },
+          record.dueAt,
+        );
+        if (changed) stepsCancelled++;
+      }
+      await deps.store.erase(eventId);
+    }
+    const doomed = [
+      ...[...orderIds].map((id) => keys.order(id)),
+      ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
+      ...providerIds.map((sid) => keys.smsMessage(sid)),
+      ...[...addresses].filter((a) => !a.includes("@")).map((phone) => keys.latestCheckIn(phone)),
+      keys.customerHistory(customerId),
+    ];
+    for (const key of doomed) keysDeleted += await deps.redis.del(key);
+    if (stepRefs.length > 0) await deps.redis.zrem(keys.replies(), ...stepRefs);
+    await deps.customers.forget(customerId, [...addresses]);
+    const optOutsKept = await countOptOuts(deps, customerId);
+    await deps.suppressions.hashCustomerEntries(customerId);
+    await deps.history.markErased(customerId, now, ERASURE_MEMORY_MS);
+    const removedJobIds = new Set<string>();
+    await removeJobs(deps.followUps, (job) => eventIds.has(String(job.data?.e)), removedJobIds);
+    if (deps.events) {
+      const events = deps.events;
+      await removeJobs(
+        events,
+        (job) => carriesCustomer(job.data, customerId, addresses),
+        removedJobIds,
+      );
+    }
+    const jobsRemoved = removedJobIds.size;
+    // BullMQ's event streams repeat failure reasons, which can quote an address or number.
+    const needles = [customerId, ...addresses].map((text) => text.toLowerCase());
+    for (const queue of [deps.followUps, deps.events]) {
+      if (queue)
+        await scrubEventStream(deps.redis, queue.keys.events ?? "", removedJobIds, needles);
+    }
+    const outboxFilesRemoved = deps.outboxDir
+      ? await removeOutboxFiles(deps.outboxDir, addresses)
+      : 0;
+    await deps.audit.scrubCustomer(member);
+    const appendOnlyFile = await rewriteAppendOnlyFile(deps.redis);
+    const receipt: ErasureReceipt = {
+      erasedAt: new Date(now).toISOString(),
+      by: options.by,
+      customer: member,
+      purchases: eventIds.size,
+      stepsCancelled,
+      stepsInFlight,
+      keysDeleted,
+      jobsRemoved,
+      outboxFilesRemoved,
+      optOutsKept,
+      appendOnlyFile,
+    };
+    const { erasedAt: _at, by: _by, customer: _customer, ...counts } = receipt;
+    await deps.audit.record({
+      at: now,
+      by: options.by,
+      action: "erase",
+      target: `customer ${member}`,
+      customer: member,
+      detail: JSON.stringify(counts),
+    });
+    return receipt;
+  };
+}
+
+export type EraseCustomer = ReturnType<typeof createEraser>;
+
+async function countOptOuts(deps: EraseDeps, customerId: string): Promise<number> {
+  let count = 0;
+  for (const channel of CHANNELS) {
+    if (await deps.suppressions.isSuppressed(channel, { customerId })) count++;
+    if (await deps.suppressions.isSuppressed(channel, { customerId }, "marketing")) count++;
+  }
+  return count;
+}
+
+/** Whether an input-queue job's event is about the customer (by id or by address). */
+function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlySet<string>) {
+  if (!data || typeof data !== "object") return false;
+  const event = data as { customerId?: unknown; customer?: Record<string, unknown> };
+  if (event.customerId === customerId || event.customer?.id === customerId) return true;
+  return [event.customer?.email, event.customer?.phone].some(
+    (address) => typeof address === "string" && addresses.has(normalizeAddress(address)),
+  );
+}
+
+/**
+ * Deletes the entries of a queue's event stream about the removed jobs or quoting the customer
+ * (an id or address, lower case).
+ */
+async function scrubEventStream(
+  redis: Redis,
+  key: string,
+  jobIds: ReadonlySet<string>,
+  needles: readonly string[],
+): Promise<void> {
+  if (!key) return;
+  let from = "-";
+  for (;;) {
+    const entries = await redis.xrange(key, from, "+", "COUNT", JOB_PAGE);
+    const doomed: string[] = [];
+    for (const [id, fields] of entries) {
+      const jobAt = fields.indexOf("jobId");
+      const jobId = jobAt >= 0 ? fields[jobAt + 1] : undefined;
+      const text = fields.join("\n").toLowerCase();
+      if ((jobId && jobIds.has(jobId)) || needles.some((needle) => text.includes(needle)))
+        doomed.push(id);
+    }
+    if (doomed.length > 0) await redis.xdel(key, ...doomed);
+    const last = entries.at(-1);
+    if (!last || entries.length < JOB_PAGE) return;
+    from = `(${last[0]}`;
+  }
+}
+
+/** Removes the queue's jobs that match, in every state but active (a job being worked on). */
+async function removeJobs(
+  queue: Queue,
+  matches: (job: Job) => boolean,
+  removedIds: Set<string>,
+): Promise<number> {
+  let removed = 0;
+  const states = ["completed", "failed", "wait", "delayed", "prioritized"] as const;
+  for (const state of states) {
+    for (let start = 0; ; start += JOB_PAGE) {
+      const jobs = await queue.getJobs([state], start, start + JOB_PAGE - 1, true);
+      let gone = 0;
+      for (const job of jobs) {
+        if (!job || !matches(job)) continue;
+        await job.remove().then(
+          () => {
+            gone++;
+            if (job.id) removedIds.add(job.id);
+          },
+          () => undefined,
+        );
+      }
+      removed += gone;
+      if (jobs.length < JOB_PAGE) break;
+      start -= gone;
+    }
+  }
+  return removed;
+}
+
+/** Removes outbox files (.json texts and calls, .eml emails) addressed to one of the addresses. */
+async function removeOutboxFiles(dir: string, addresses: ReadonlySet<string>): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    if (!name.endsWith(".json") && !name.endsWith(".eml")) continue;
+    const file = path.join(dir, name);
+    const text = await readFile(file, "utf8").catch(() => "");
+    if (recipientsOf(name, text).some((to) => addresses.has(normalizeAddress(to)))) {
+      await unlink(file).then(
+        () => removed++,
+        () => undefined,
+      );
+    }
+  }
+  return removed;
+}
+
+function recipientsOf(name: string, text: string): string[] {
+  if (name.endsWith(".json")) {
+    try {
+      const to = (JSON.parse(text) as { to?: unknown }).to;
+      return typeof to === "string" ? [to] : [];
+    } catch {
+      return [];
+    }
+  }
+  const header = text.split(/\r?\n\r?\n/, 1)[0] ?? "";
+  const to = /^To:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(header)?.[1] ?? "";
+  return [...to.matchAll(/[^\s<>,"]+@[^\s<>,"]+/g)].map((match) => match[0]);
+}
+
+/** Starts an append-only-file rewrite, so erased data leaves the disk as well as memory. */
+async function rewriteAppendOnlyFile(redis: Redis): Promise<string> {
+  try {
+    const [, enabled] = (await redis.config("GET", "appendonly")) as string[];
+    if (enabled !== "yes") return "off";
+    await redis.bgrewriteaof();
+    return "rewriting";
+  } catch (error) {
+    const message = (error as Error).message;
+    // One already running copies data from before the erasure: another must follow it.
+    if (/already in progress/i.test(message))
+      return "not started: a rewrite was already running; erase again once it has finished";
+    return `not started: ${message}`;
+  }
+}

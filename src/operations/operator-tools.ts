@@ -1,0 +1,452 @@
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { DateTime } from "luxon";
+import type { RuleSet } from "../domain/rules.js";
+import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
+import { stepLabels } from "../queue/step-labels.js";
+import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
+import { reasonWords } from "../reports/reason-words.js";
+import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
+import { CustomerHistoryStore } from "../store/customer-history.js";
+import { CustomerIndex } from "../store/customer-index.js";
+import { DeliveryLedger } from "../store/delivery-ledger.js";
+import { FollowUpStore } from "../store/follow-up-store.js";
+import { OrderStore } from "../store/order-store.js";
+import { SuppressionList } from "../store/suppression-list.js";
+import { createEraser, type ErasureReceipt } from "./erase-customer.js";
+import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
+import { type CustomerTimeline, type TimelineAuditEntry, timelineAudit } from "./timeline.js";
+
+/**
+ * What operators do for customers, for the CLI, the admin API and the console alike: look up a
+ * customer or an order, cancel pending steps, resend a step, list and retry failed follow-ups.
+ * Every action is recorded in the audit trail with who did it. Erasure is erase-customer.ts.
+ */
+
+/** A refusal an operator can act on; `kind` decides the exit code or HTTP status. */
+export class OperatorError extends Error {
+  constructor(
+    message: string,
+    readonly kind: "not-found" | "conflict" | "invalid",
+  ) {
+    super(message);
+    this.name = "OperatorError";
+  }
+}
+
+/** A step as operators name it. */
+export interface StepRef {
+  readonly eventId: string;
+  readonly stepId: string;
+}
+
+/** `<eventId>/<stepId>` → its parts (the step id is the one `plan` prints, `big-ticket.check-in`). */
+export function parseStepRef(ref: string): StepRef {
+  const slash = ref.lastIndexOf("/");
+  const eventId = ref.slice(0, slash);
+  const stepId = ref.slice(slash + 1);
+  if (slash <= 0 || !/^[^.\s]+\.[^.\s]+$/.test(stepId)) {
+    throw new OperatorError(
+      `not a step reference: ${JSON.stringify(ref)} (expected <eventId>/<ruleId>.<stepId>, such as evt-123/big-ticket.check-in)`,
+      "invalid",
+    );
+  }
+  return { eventId, stepId };
+}
+
+const refText = (ref: StepRef) => `${ref.eventId}/${ref.stepId}`;
+
+/** The timeline of one order: the customer's timeline with that order's purchases only. */
+export interface OrderTimeline extends CustomerTimeline {
+  readonly orderId: string;
+}
+
+export interface CancelResult {
+  /** Steps cancelled now. */
+  readonly cancelled: readonly string[];
+  /** Steps being sent at this moment: too late to cancel. */
+  readonly inFlight: readonly string[];
+}
+
+export interface FailedFollowUp {
+  readonly ref: string;
+  readonly channel: string;
+  readonly kind: string;
+  readonly ruleId: string;
+  readonly failedAt: string;
+  readonly attempts: number;
+  readonly reason: { readonly code: string; readonly text: string; readonly words: string };
+}
+
+export interface FailedFilter {
+  /** Failed at or after (epoch ms). */
+  readonly since?: number;
+  readonly channel?: string;
+  /** Only these steps (`<eventId>/<stepId>`). */
+  readonly refs?: readonly string[];
+}
+
+export interface OperatorToolsDeps {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly rules: () => RuleSet;
+  readonly followUps: Queue<FollowUpJobData>;
+  /** The input queue, whose finished jobs erasure clears of the customer's events. */
+  readonly events?: Queue;
+  /** OUTBOX_DIR, whose files erasure clears of messages to the customer. */
+  readonly outboxDir?: string;
+  readonly addressHashSecret?: string;
+  /** Epoch ms now. */
+  readonly now: () => number;
+}
+
+/** Failed jobs read per page of BullMQ's failed list. */
+const FAILED_PAGE = 500;
+
+export function createOperatorTools(deps: OperatorToolsDeps) {
+  const { redis, prefix } = deps;
+  const secret = deps.addressHashSecret ? { addressHashSecret: deps.addressHashSecret } : {};
+  const store = new FollowUpStore(redis, prefix);
+  const history = new CustomerHistoryStore(redis, prefix, secret);
+  const orders = new OrderStore(redis, prefix);
+  const suppressions = new SuppressionList(redis, prefix, secret);
+  const customers = new CustomerIndex(redis, prefix, secret);
+  const audit = new AuditTrail(redis, prefix);
+  const ledger = new DeliveryLedger(redis, prefix);
+  const eraseCustomer = createEraser({
+    redis,
+    prefix,
+    rules: deps.rules,
+    store,
+    history,
+    orders,
+    suppressions,
+    customers,
+    audit,
+    followUps: deps.followUps,
+    ...(deps.events && { events: deps.events }),
+    ...(deps.outboxDir && { outboxDir: deps.outboxDir }),
+    now: deps.now,
+  });
+  const sources = (): TimelineSources => ({
+    store,
+    history,
+    orders,
+    suppressions,
+    audit,
+    defaultZone: deps.rules().defaults.timezone,
+  });
+
+  const customerMemberOf = async (eventId: string) => {
+    const customerId = await customerOfEvent(store, eventId);
+    return customerId === undefined ? undefined : suppressions.customerMember(customerId);
+  };
+
+  const record = async (entry: Omit<AuditEntry, "at">, at = deps.now()) =>
+    audit.record({ ...entry, at });
+
+  /** The pending steps of some purchases, as refs. */
+  const stepsOf = async (eventIds: readonly string[]) => {
+    const refs: StepRef[] = [];
+    for (const eventId of eventIds) {
+      for (const stepId of (await store.allStepRecords(eventId)).keys()) {
+        refs.push({ eventId, stepId });
+      }
+    }
+    return refs;
+  };
+
+  const failedSteps = async (filter: FailedFilter): Promise<FailedFollowUp[]> => {
+    const latest = new Map<string, FailedFollowUp>();
+    const wanted = filter.refs ? new Set(filter.refs) : undefined;
+    for (let start = 0; ; start += FAILED_PAGE) {
+      const jobs = await deps.followUps.getFailed(start, start + FAILED_PAGE - 1);
+      for (const job of jobs) {
+        if (!job?.data) continue;
+        const ref = { eventId: job.data.e, stepId: job.data.s };
+        const text = refText(ref);
+        if (wanted && !wanted.has(text)) continue;
+        const stepRecord = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
+        if (stepRecord?.state !== "failed") continue;
+        const labels = stepLabels(deps.rules(), ref.stepId, stepRecord);
+        const failedAt = stepRecord.changedAt ?? job.finishedOn ?? job.timestamp;
+        if (filter.channel !== undefined && labels.channel !== filter.channel) continue;
+        if (filter.since !== undefined && failedAt < filter.since) continue;
+        const code = stepRecord.reason?.code ?? "unknown";
+        latest.set(text, {
+          ref: text,
+          ...labels,
+          failedAt: new Date(failedAt).toISOString(),
+          attempts: stepRecord.attempts,
+          reason: { code, text: stepRecord.reason?.text ?? "", words: reasonWords(code) },
+        });
+      }
+      if (jobs.length < FAILED_PAGE) break;
+    }
+    return [...latest.values()].sort((a, b) => b.failedAt.localeCompare(a.failedAt));
+  };
+
+  return {
+    /** A customer's timeline; throws not-found for a customer nothing is stored about. */
+    async customer(customerId: string): Promise<CustomerTimeline> {
+      const timeline = await readCustomerTimeline(sources(), customerId);
+      if (!timeline)
+        throw new OperatorError(`no customer ${JSON.stringify(customerId)} is known`, "not-found");
+      return timeline;
+    },
+
+    /** The timelines of every customer who used an email address or phone number. */
+    async customersByAddress(address: string): Promise<CustomerTimeline[]> {
+      const ids = await customers.customersOf(address);
+      const timelines: CustomerTimeline[] = [];
+      for (const id of ids) {
+        const timeline = await readCustomerTimeline(sources(), id);
+        if (timeline) timelines.push(timeline);
+      }
+      if (timelines.length === 0)
+        throw new OperatorError("no customer is known with that address", "not-found");
+      return timelines;
+    },
+
+    /** One order's purchases and their steps, with the customer's details and opt-outs. */
+    async order(orderId: string): Promise<OrderTimeline> {
+      const order = await orders.get(orderId);
+      if (order.eventIds.length === 0)
+        throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
+      let customerId: string | undefined;
+      for (const eventId of order.eventIds) customerId ??= await customerOfEvent(store, eventId);
+      const timeline = await readCustomerTimeline(sources(), customerId ?? "", order.eventIds);
+      if (!timeline)
+        throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
+      return { orderId, ...timeline };
+    },
+
+    /**
+     * Cancels the pending steps of one step, an order or a customer, with the reason and who did
+     * it on each step, counted in the ledger (reason `operator`). Steps being sent at this moment
+     * are reported, not cancelled. Throws when nothing was pending.
+     */
+    async cancel(
+      target: { step: string } | { order: string } | { customer: string },
+      options: { by: string; reason?: string },
+    ): Promise<CancelResult> {
+      let refs: StepRef[];
+      let targetText: string;
+      if ("step" in target) {
+        refs = [parseStepRef(target.step)];
+        targetText = target.step;
+      } else if ("order" in target) {
+        refs = await stepsOf((await orders.get(target.order)).eventIds);
+        targetText = `order ${target.order}`;
+      } else {
+        const purchases = await history.purchasesOf(target.customer);
+        refs = await stepsOf(purchases.map((p) => p.eventId));
+        targetText = `customer ${await suppressions.customerMember(target.customer)}`;
+      }
+      const now = deps.now();
+      const text = options.reason
+        ? `cancelled by ${options.by}: ${options.reason}`
+        : `cancelled by ${options.by}`;
+      const cancelled: string[] = [];
+      const inFlight: string[] = [];
+      let member: string | undefined;
+      for (const ref of refs) {
+        const found = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
+        if (found?.state === "sending") inFlight.push(refText(ref));
+        if (found?.state !== "scheduled") continue;
+        const labels = stepLabels(deps.rules(), ref.stepId, found);
+        const changed = await store.transition(
+          ref.eventId,
+          ref.stepId,
+          ["scheduled"],
+          { state: "cancelled", reason: { code: "operator", text } },
+          now,
+          { outcome: "cancelled", ...labels, reason: "operator" },
+          found.dueAt,
+        );
+        if (!changed) continue;
+        cancelled.push(refText(ref));
+        member ??= await customerMemberOf(ref.eventId);
+        // A job waiting for it has nothing left to do (one being worked on refuses to go: fine).
+        await deps.followUps.remove(followUpJobId(ref.eventId, ref.stepId)).catch(() => 0);
+      }
+      if (cancelled.length === 0) {
+        const why =
+          inFlight.length > 0
+            ? `nothing to cancel: ${inFlight.join(", ")} ${inFlight.length === 1 ? "is" : "are"} being sent right now`
+            : refs.length === 0
+              ? `nothing to cancel: no follow-ups are known for ${targetText}`
+              : `nothing to cancel: no follow-up of ${targetText} is pending`;
+        throw new OperatorError(why, "conflict");
+      }
+      await record(
+        {
+          by: options.by,
+          action: "cancel",
+          target: targetText,
+          ...(member && { customer: member }),
+          detail: `${cancelled.length} cancelled${options.reason ? `: ${options.reason}` : ""}`,
+        },
+        now,
+      );
+      return { cancelled, inFlight };
+    },
+
+    /**
+     * Sends a sent or failed step again, deliberately and once: its record goes back to scheduled,
+     * due now, counted as a resend (ledger outcome `resent`, never a possible duplicate), and a job
+     * of its own is queued. Refused for other states, a refunded order, or once the purchase's data
+     * is gone.
+     */
+    async resend(ref: string, by: string): Promise<{ ref: string; jobId: string }> {
+      const step = parseStepRef(ref);
+      const found = (await store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
+      if (!found) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
+      if (found.state !== "sent" && found.state !== "failed") {
+        throw new OperatorError(
+          `${ref} is ${found.state}: only a sent or failed follow-up can be resent`,
+          "conflict",
+        );
+      }
+      const stored = await store.storedPurchase(step.eventId);
+      if (stored.data === "gone") {
+        throw new OperatorError(
+          `${ref} cannot be resent: its purchase's details have been scrubbed (they are kept RECORD_RETENTION_DAYS after the last follow-up)`,
+          "conflict",
+        );
+      }
+      const labels = stepLabels(deps.rules(), step.stepId, found);
+      const now = deps.now();
+      const result = await store.requeue(step.eventId, step.stepId, "resend", now, {
+        outcome: "resent",
+        ...labels,
+      });
+      if (!result.requeued) {
+        throw new OperatorError(
+          result.stoppedFor
+            ? `${ref} cannot be resent: ${result.stoppedFor}`
+            : `${ref} changed meanwhile (now ${result.record?.state ?? "gone"}); try again`,
+          "conflict",
+        );
+      }
+      const jobId = `${followUpJobId(step.eventId, step.stepId)}-r${result.record.resends}`;
+      await deps.followUps.add(labels.channel, { e: step.eventId, s: step.stepId }, { jobId });
+      const member = stored.customerId && (await suppressions.customerMember(stored.customerId));
+      await record({ by, action: "resend", target: ref, ...(member && { customer: member }) }, now);
+      return { ref, jobId };
+    },
+
+    /** Failed follow-ups (their steps still failed), latest first, one per step. */
+    failed: failedSteps,
+
+    /**
+     * Puts failed follow-ups back in the queue for real: each step's record goes back to
+     * scheduled with its attempts starting again (ledger outcome `retried`), its failed job is
+     * replaced by a new one. Returns the steps requeued.
+     */
+    async retryFailed(filter: FailedFilter, by: string): Promise<{ requeued: string[] }> {
+      const failed = await failedSteps(filter);
+      const now = deps.now();
+      const requeued: string[] = [];
+      for (const item of failed) {
+        const step = parseStepRef(item.ref);
+        const result = await store.requeue(step.eventId, step.stepId, "retry", now, {
+          outcome: "retried",
+          channel: item.channel,
+          kind: item.kind,
+          ruleId: item.ruleId,
+        });
+        if (!result.requeued) continue;
+        const base = followUpJobId(step.eventId, step.stepId);
+        await deps.followUps.add(
+          item.channel,
+          { e: step.eventId, s: step.stepId },
+          { jobId: `${base}-q${result.record.retries}` },
+        );
+        requeued.push(item.ref);
+        const member = await customerMemberOf(step.eventId);
+        await record(
+          { by, action: "retry", target: item.ref, ...(member && { customer: member }) },
+          now,
+        );
+      }
+      await removeFailedJobs(deps.followUps, new Set(requeued));
+      return { requeued };
+    },
+
+    /**
+     * Waits until the steps have left scheduled and sending, or `timeoutMs` passes: how many went
+     * out, failed again, ended otherwise, or are still pending.
+     */
+    async waitForOutcome(refs: readonly string[], timeoutMs: number) {
+      const deadline = deps.now() + timeoutMs;
+      for (;;) {
+        const tally = { sent: 0, failed: 0, other: 0, pending: 0 };
+        for (const ref of refs) {
+          const step = parseStepRef(ref);
+          const state = (await store.stepRecords(step.eventId, [step.stepId])).get(
+            step.stepId,
+          )?.state;
+          if (state === "sent" || state === "failed") tally[state]++;
+          else if (state === "scheduled" || state === "sending") tally.pending++;
+          else tally.other++;
+        }
+        if (tally.pending === 0 || deps.now() >= deadline) return tally;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    },
+
+    /** Erases a customer (erase-customer.ts); idempotent. */
+    erase: eraseCustomer,
+
+    /**
+     * Erases every customer who used an email address or phone number; the address itself is
+     * cleared from indexes and outbox files even when no customer is known by it any more.
+     */
+    async eraseByAddress(address: string, by: string): Promise<ErasureReceipt[]> {
+      const ids = await customers.customersOf(address);
+      if (ids.length === 0)
+        throw new OperatorError("no customer is known with that address", "not-found");
+      const receipts: ErasureReceipt[] = [];
+      for (const id of ids) receipts.push(await eraseCustomer(id, { by, addresses: [address] }));
+      return receipts;
+    },
+
+    /** Pending follow-ups by local due date (rules' default zone), channel and rule. */
+    async schedule(days: number): Promise<{ days: ScheduleDay[] }> {
+      const zone = deps.rules().defaults.timezone;
+      const now = DateTime.fromMillis(deps.now());
+      const rows = await readSchedule((from, n) => ledger.pendingCounts(from, n), zone, now, days);
+      return { days: rows };
+    },
+
+    /** The audit trail, latest first. */
+    async auditEntries(
+      options: { since?: number; limit?: number } = {},
+    ): Promise<TimelineAuditEntry[]> {
+      return (await audit.entries(options)).map(timelineAudit);
+    },
+
+    /** Records an operator action that is not one of the above (console sign-in). */
+    recordAction: record,
+  };
+}
+
+export type OperatorTools = ReturnType<typeof createOperatorTools>;
+
+/** Removes the failed jobs of the given steps (their retries have jobs of their own). */
+async function removeFailedJobs(queue: Queue<FollowUpJobData>, refs: ReadonlySet<string>) {
+  if (refs.size === 0) return;
+  for (let start = 0; ; start += FAILED_PAGE) {
+    const jobs = await queue.getFailed(start, start + FAILED_PAGE - 1);
+    let removed = 0;
+    for (const job of jobs) {
+      if (job?.data && refs.has(refText({ eventId: job.data.e, stepId: job.data.s }))) {
+        await job.remove().catch(() => undefined);
+        removed++;
+      }
+    }
+    if (jobs.length < FAILED_PAGE) break;
+    start -= removed;
+  }
+}

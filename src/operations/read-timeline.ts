@@ -1,0 +1,99 @@
+import type { Channel } from "../domain/events.js";
+import type { AuditTrail } from "../store/audit-trail.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { OrderStore } from "../store/order-store.js";
+import type { SuppressionList } from "../store/suppression-list.js";
+import {
+  buildTimeline,
+  type CustomerTimeline,
+  type PurchaseFacts,
+  type Suppression,
+} from "./timeline.js";
+
+/** The stores a timeline is read from. */
+export interface TimelineSources {
+  readonly store: FollowUpStore;
+  readonly history: CustomerHistoryStore;
+  readonly orders: OrderStore;
+  readonly suppressions: SuppressionList;
+  readonly audit: AuditTrail;
+  readonly defaultZone: string;
+}
+
+const CHANNELS: readonly Channel[] = ["email", "sms", "voice"];
+
+/**
+ * A customer's timeline from the stores: their purchases (the customer history's last 100), each
+ * with its steps, refunds and what is kept of it; their opt-outs per channel; the operators'
+ * actions on them. Undefined for a customer nothing is stored about.
+ */
+export async function readCustomerTimeline(
+  sources: TimelineSources,
+  customerId: string,
+  onlyEvents?: readonly string[],
+): Promise<CustomerTimeline | undefined> {
+  const known = onlyEvents
+    ? onlyEvents.map((eventId) => ({ eventId, purchasedAt: undefined }))
+    : await sources.history.purchasesOf(customerId);
+  const purchases = (
+    await Promise.all(known.map((p) => readPurchase(sources, p.eventId, p.purchasedAt)))
+  ).filter((p) => p.steps.size > 0 || p.purchase !== undefined);
+  const member = await sources.suppressions.customerMember(customerId);
+  const audit = await sources.audit.entries({ customer: member, limit: 200 });
+  if (purchases.length === 0 && audit.length === 0 && !onlyEvents) return undefined;
+  purchases.sort(
+    (a, b) =>
+      (b.purchase?.occurredAt ?? "").localeCompare(a.purchase?.occurredAt ?? "") ||
+      (b.purchasedAt ?? 0) - (a.purchasedAt ?? 0),
+  );
+  const latest = purchases.find((p) => p.purchase)?.purchase?.customer;
+  const suppressions = {} as Record<Channel, Suppression>;
+  for (const channel of CHANNELS) {
+    const address = channel === "email" ? latest?.email : latest?.phone;
+    const who = { customerId, ...(address && { address }) };
+    suppressions[channel] = (await sources.suppressions.isSuppressed(channel, who))
+      ? "all"
+      : (await sources.suppressions.isSuppressed(channel, who, "marketing"))
+        ? "offers"
+        : null;
+  }
+  return buildTimeline({
+    customerId,
+    purchases,
+    suppressions,
+    audit,
+    defaultZone: sources.defaultZone,
+  });
+}
+
+/** The customer an event was for, while anything of its purchase is stored. */
+export async function customerOfEvent(
+  store: FollowUpStore,
+  eventId: string,
+): Promise<string | undefined> {
+  return (await store.storedPurchase(eventId)).customerId;
+}
+
+async function readPurchase(
+  sources: TimelineSources,
+  eventId: string,
+  purchasedAt: number | undefined,
+): Promise<PurchaseFacts> {
+  const [stored, steps, summary] = await Promise.all([
+    sources.store.storedPurchase(eventId),
+    sources.store.allStepRecords(eventId),
+    sources.store.summary(eventId),
+  ]);
+  const orderId = stored.kept?.orderId ?? summary.orderId;
+  const order = orderId ? await sources.orders.get(orderId) : undefined;
+  return {
+    eventId,
+    ...(purchasedAt !== undefined && { purchasedAt }),
+    ...(stored.kept && { purchase: stored.kept }),
+    whole: stored.data === "whole",
+    summary,
+    steps,
+    refunds: { full: order?.fullyRefunded ?? false, partial: order?.refunds ?? [] },
+  };
+}

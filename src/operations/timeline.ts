@@ -1,0 +1,238 @@
+import { DateTime } from "luxon";
+import type { Channel } from "../domain/events.js";
+import { formatMinor, type Money } from "../domain/money.js";
+import { ruleIdOf } from "../domain/step-ref.js";
+import { judgeReply } from "../reports/unhappy-replies.js";
+import type { AuditEntry } from "../store/audit-trail.js";
+import type { KeptPurchase } from "../store/purchase-codec.js";
+import type { StepRecord, StepState } from "../store/step-record.js";
+
+/**
+ * The customer timeline: what `followups customer`, `followups order`, the admin API and the console
+ * show of one customer. Built here from what the stores hold (pure); read-timeline.ts gathers it.
+ * The JSON form is a contract: the CLI's `--json` and the admin API's bodies are this shape.
+ */
+
+/** An amount as the event contract writes it: a decimal string and an ISO currency code. */
+export interface TimelineMoney {
+  readonly amount: string;
+  readonly currency: string;
+}
+
+export interface TimelineReply {
+  readonly text: string;
+  readonly receivedAt: string;
+  /** Whether it looks unhappy (a low score or a complaint), as the owners' reports judge. */
+  readonly unhappy: boolean;
+  readonly why: string | null;
+}
+
+export interface TimelineStep {
+  /** `<eventId>/<stepId>`: how `cancel` and `resend` name it. */
+  readonly ref: string;
+  readonly stepId: string;
+  readonly ruleId: string;
+  readonly channel: string;
+  readonly kind: string;
+  readonly state: StepState;
+  /** When it is (or was) due: UTC, and on the customer's clock (ISO with offset). */
+  readonly dueAt: string;
+  readonly dueLocal: string;
+  /** When the state was entered; null while untouched since planning. */
+  readonly changedAt: string | null;
+  readonly attempts: number;
+  readonly reason: { readonly code: string; readonly text: string } | null;
+  readonly providerMessageId: string | null;
+  /** The provider's last delivery report (SMS status, error code). */
+  readonly delivery: { readonly status: string; readonly errorCode: number | null } | null;
+  readonly replies: readonly TimelineReply[];
+  readonly resends: number;
+  readonly retries: number;
+  /** Sends taken over after a sender vanished: each a possible duplicate. */
+  readonly takeovers: number;
+}
+
+export interface TimelinePurchase {
+  readonly eventId: string;
+  readonly orderId: string | null;
+  readonly occurredAt: string | null;
+  readonly total: TimelineMoney | null;
+  readonly items: readonly {
+    readonly name: string;
+    readonly quantity: number;
+    readonly unitPrice: TimelineMoney;
+  }[];
+  readonly refunded: "full" | "partial" | null;
+  /**
+   * What is stored of the purchase: `whole` while a step is pending, `kept` (first name, contact,
+   * items and prices) after its last step until the records expire, `gone` after.
+   */
+  readonly data: "whole" | "kept" | "gone";
+  readonly steps: readonly TimelineStep[];
+}
+
+/** A channel's opt-out: of everything, of offers only, or none. */
+export type Suppression = "all" | "offers" | null;
+
+export interface TimelineAuditEntry {
+  readonly at: string;
+  readonly by: string;
+  readonly action: string;
+  readonly target: string;
+  readonly detail: string | null;
+}
+
+export interface CustomerTimeline {
+  readonly customer: {
+    readonly id: string;
+    readonly firstName: string | null;
+    readonly email: string | null;
+    readonly phone: string | null;
+    /** The zone local times are shown in: the customer's, else the store's or the rules' default. */
+    readonly timezone: string;
+    readonly locale: string | null;
+    /** Consent as their latest stored purchase gave it (null: not stated). */
+    readonly consent: Readonly<Record<Channel, boolean | null>>;
+  };
+  readonly suppressions: Readonly<Record<Channel, Suppression>>;
+  /** Latest first. */
+  readonly purchases: readonly TimelinePurchase[];
+  /** Operators' actions on this customer, latest first. */
+  readonly audit: readonly TimelineAuditEntry[];
+}
+
+/** What is known of one purchase, as read from the stores. */
+export interface PurchaseFacts {
+  readonly eventId: string;
+  readonly purchasedAt?: number;
+  readonly purchase?: KeptPurchase;
+  /** Whether the whole purchase is still stored (a step pending). */
+  readonly whole: boolean;
+  readonly summary: { readonly orderId: string | null; readonly customerName: string | null };
+  readonly steps: ReadonlyMap<string, StepRecord>;
+  readonly refunds: { readonly full: boolean; readonly partial: readonly Money[] };
+}
+
+export interface TimelineFacts {
+  readonly customerId: string;
+  /** Latest first. */
+  readonly purchases: readonly PurchaseFacts[];
+  readonly suppressions: Readonly<Record<Channel, Suppression>>;
+  readonly audit: readonly AuditEntry[];
+  /** Zone for customers whose purchases name none. */
+  readonly defaultZone: string;
+}
+
+const CHANNEL_LIST: readonly Channel[] = ["email", "sms", "voice"];
+
+/** The timeline of one customer from the facts gathered about them. */
+export function buildTimeline(facts: TimelineFacts): CustomerTimeline {
+  const latest = facts.purchases.find((p) => p.purchase)?.purchase;
+  const zone = validZone(latest?.customer.timezone ?? latest?.store?.timezone) ?? facts.defaultZone;
+  const consent = latest?.customer.consent;
+  return {
+    customer: {
+      id: facts.customerId,
+      firstName: latest?.customer.firstName ?? null,
+      email: latest?.customer.email ?? null,
+      phone: latest?.customer.phone ?? null,
+      timezone: zone,
+      locale: latest?.customer.locale ?? null,
+      consent: Object.fromEntries(
+        CHANNEL_LIST.map((channel) => [channel, consent?.[channel] ?? null]),
+      ) as Record<Channel, boolean | null>,
+    },
+    suppressions: facts.suppressions,
+    purchases: facts.purchases.map((p) => timelinePurchase(p, zone)),
+    audit: facts.audit.map(timelineAudit),
+  };
+}
+
+/** The audit entry as the timeline shows it. */
+export function timelineAudit(entry: AuditEntry): TimelineAuditEntry {
+  return {
+    at: iso(entry.at),
+    by: entry.by,
+    action: entry.action,
+    target: entry.target,
+    detail: entry.detail ?? null,
+  };
+}
+
+function timelinePurchase(facts: PurchaseFacts, zone: string): TimelinePurchase {
+  const p = facts.purchase;
+  const stepZone = validZone(p?.customer.timezone ?? p?.store?.timezone) ?? zone;
+  const steps = [...facts.steps.entries()]
+    .map(([stepId, record]) => timelineStep(facts.eventId, stepId, record, stepZone))
+    .sort((a, b) => a.dueAt.localeCompare(b.dueAt) || a.stepId.localeCompare(b.stepId));
+  const refunded = facts.refunds.full
+    ? "full"
+    : facts.refunds.partial.length > 0
+      ? "partial"
+      : null;
+  return {
+    eventId: facts.eventId,
+    orderId: p?.orderId ?? facts.summary.orderId,
+    occurredAt: p?.occurredAt ?? (facts.purchasedAt !== undefined ? iso(facts.purchasedAt) : null),
+    total: p ? money(p.total) : null,
+    items: (p?.items ?? []).map((item) => ({
+      name: item.name,
+      quantity: item.quantity,
+      unitPrice: money(item.unitPrice),
+    })),
+    refunded,
+    data: facts.whole ? "whole" : p ? "kept" : "gone",
+    steps,
+  };
+}
+
+function timelineStep(
+  eventId: string,
+  stepId: string,
+  record: StepRecord,
+  zone: string,
+): TimelineStep {
+  const replies = record.reply
+    ? [
+        {
+          text: record.reply.text,
+          receivedAt: iso(record.reply.receivedAt),
+          ...judgeReply(record.reply.text),
+        },
+      ]
+    : [];
+  return {
+    ref: `${eventId}/${stepId}`,
+    stepId,
+    ruleId: ruleIdOf(stepId),
+    channel: record.channel ?? "unknown",
+    kind: record.kind ?? "unknown",
+    state: record.state,
+    dueAt: iso(record.dueAt),
+    dueLocal:
+      DateTime.fromMillis(record.dueAt, { zone }).toISO({ suppressMilliseconds: true }) ?? "",
+    changedAt: record.changedAt !== undefined ? iso(record.changedAt) : null,
+    attempts: record.attempts,
+    reason: record.reason ? { code: record.reason.code, text: record.reason.text } : null,
+    providerMessageId: record.providerId ?? null,
+    delivery: record.delivery
+      ? { status: record.delivery.status, errorCode: record.delivery.errorCode ?? null }
+      : null,
+    replies,
+    resends: record.resends,
+    retries: record.retries,
+    takeovers: record.takeovers,
+  };
+}
+
+function money(value: Money): TimelineMoney {
+  return { amount: formatMinor(value), currency: value.currency };
+}
+
+function iso(epochMs: number): string {
+  return new Date(epochMs).toISOString();
+}
+
+function validZone(zone: string | undefined): string | undefined {
+  return zone && DateTime.local().setZone(zone).isValid ? zone : undefined;
+}

@@ -1,0 +1,30 @@
+--[[
+  Erases what a purchase's records say about the customer (right to erasure): the stored purchase
+  goes, the summary (order and name) goes, and each step record keeps only its state, times,
+  channel, kind, counts and the code of its reason; provider message ids, reason texts, delivery
+  reports and replies go. What remains is anonymous and lets a late job find its step ended.
+
+  Input:
+    KEYS[1] event record (hash: `s:<stepId>` step records, `m` summary, `event` legacy purchase)
+    KEYS[2] stored purchase
+
+  Output: how many step records were scrubbed
+]]
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], 'm', 'event')
+local fields = redis.call('HGETALL', KEYS[1])
+local scrubbed = 0
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 2) == 's:' then
+    local rec = cjson.decode(fields[i + 1])
+    if rec.x then rec.x = string.match(rec.x, '^(.-): ') or rec.x end
+    rec.id = nil
+    rec.dl = nil
+    rec.de = nil
+    rec.rp = nil
+    rec.rt = nil
+    redis.call('HSET', KEYS[1], fields[i], cjson.encode(rec))
+    scrubbed = scrubbed + 1
+  end
+end
+return scrubbed

@@ -1,0 +1,54 @@
+--[[
+  Puts a step that has ended back to scheduled, due now, for an operator: a deliberate resend of a
+  sent or failed step, or a retry of a failed one. Its attempts start again from zero, the last
+  reason and provider answer go (the new send writes its own), and how often it was resent or
+  retried is kept. The step counts as pending again on today's pending count, and the request is
+  counted in the ledger. Nothing changes for a step in another state, or of a stopped (refunded)
+  purchase.
+
+  Input:
+    KEYS[1] event record (hash: `s:<stepId>` step records)
+    KEYS[2] ledger hour of `now`
+    KEYS[3] pending count of the day `now` falls in
+
+    ARGV[1] step field (`s:<stepId>`)
+    ARGV[2] now (epoch ms)
+    ARGV[3] states the step may be in, comma-separated
+    ARGV[4] ledger spec (JSON, as lib/ledger-count.lua): the request's count, its channel and rule
+    ARGV[5] `rs` for a resend, `rq` for a retry: the record field that counts them
+
+  Output:
+    { 1, record }          requeued; the new record
+    { 0, record or '' }    not requeued: the step is in another state, or has no record
+    { 2, reason }          not requeued: the purchase was stopped (the reason it was stopped with)
+]]
+--!include lib/pending-states.lua
+--!include lib/ledger-count.lua
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return { 0, '' } end
+local rec = cjson.decode(raw)
+local allowed = false
+for state in string.gmatch(ARGV[3], '[^,]+') do
+  if rec.s == state then allowed = true end
+end
+if not allowed then return { 0, raw } end
+local stop = redis.call('HGET', KEYS[1], 'stop')
+if stop then return { 2, stop } end
+local now = tonumber(ARGV[2])
+local spec = cjson.decode(ARGV[4])
+rec.s = 'scheduled'
+rec.t = now
+rec.d = now
+rec.a = 0
+rec.x = nil
+rec.id = nil
+rec.dl = nil
+rec.de = nil
+rec[ARGV[5]] = (rec[ARGV[5]] or 0) + 1
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+for _, field in ipairs(spec.f) do redis.call('HINCRBY', KEYS[2], field, 1) end
+redis.call('PEXPIRE', KEYS[2], spec.ttl)
+local generation = redis.call('HGET', KEYS[1], 'g')
+redis.call('HINCRBY', KEYS[3], pendingField(generation, rec, spec.ch, spec.r), 1)
+redis.call('PEXPIREAT', KEYS[3], (math.floor(now / 86400000) + 2) * 86400000)
+return { 1, cjson.encode(rec) }

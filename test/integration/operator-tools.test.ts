@@ -1,0 +1,419 @@
+import { mkdir, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { runCancel } from "../../src/cli/cancel-command.js";
+import { runCustomer } from "../../src/cli/customer-command.js";
+import { runErase } from "../../src/cli/erase-command.js";
+import { runFailed } from "../../src/cli/failed-command.js";
+import type { CommandIo } from "../../src/cli/io.js";
+import { runOrder } from "../../src/cli/order-command.js";
+import { runResend } from "../../src/cli/resend-command.js";
+import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
+import { StoreKeys } from "../../src/store/keys.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+/** Runs a command against the pipeline's Redis, as an operator's shell would. */
+async function command(p: PipelineHarness, run: (io: CommandIo) => Promise<number>) {
+  Object.assign(process.env, {
+    REDIS_URL: p.envVars.REDIS_URL,
+    QUEUE_PREFIX: p.prefix,
+    OUTBOX_DIR: p.outboxDir,
+  });
+  const io = captureIo();
+  const code = await run(io);
+  return { code, out: io.output() };
+}
+
+async function json<T>(p: PipelineHarness, run: (io: CommandIo) => Promise<number>): Promise<T> {
+  const { code, out } = await command(p, run);
+  expect(code).toBe(0);
+  return JSON.parse(out) as T;
+}
+
+const iso = (time: DateTime) => time.toISO({ suppressMilliseconds: true }) ?? "";
+const config = (p: PipelineHarness) => ({ config: p.configDir, json: true });
+
+async function stepState(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+async function untilState(p: PipelineHarness, eventId: string, stepId: string, state: string) {
+  return eventually(async () => {
+    const record = await stepState(p, eventId, stepId);
+    return record?.state === state ? record : undefined;
+  }, `${eventId}/${stepId} to be ${state}`);
+}
+
+describe("followups customer, order and cancel", () => {
+  it("shows a customer's timeline with local due times, and cancels a pending step with who and why", async () => {
+    pipeline = await startPipeline("ops-timeline");
+    const p = pipeline;
+    const now = DateTime.utc().startOf("second");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-ops-1",
+        orderId: "ord-ops-1",
+        occurredAt: iso(now),
+        customer: { id: "cus-ops", email: "ops@example.com", name: "Olga Petrova" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      }) as never,
+    );
+    await promoteStep(p, "evt-ops-1", "big-ticket.thank-you");
+    await p.sink.waitForMessages(1);
+    await untilState(p, "evt-ops-1", "big-ticket.thank-you", "sent");
+
+    const timeline = await json<CustomerTimeline>(p, (io) => runCustomer("cus-ops", config(p), io));
+    expect(timeline.customer).toMatchObject({
+      id: "cus-ops",
+      firstName: "Olga",
+      email: "ops@example.com",
+      timezone: "Europe/London",
+      consent: { email: true, sms: true, voice: null },
+    });
+    expect(timeline.suppressions).toEqual({ email: null, sms: null, voice: null });
+    const [bought] = timeline.purchases;
+    expect(bought).toMatchObject({
+      eventId: "evt-ops-1",
+      orderId: "ord-ops-1",
+      total: { amount: "899.00", currency: "GBP" },
+      items: [{ name: "OLED TV", quantity: 1, unitPrice: { amount: "899.00", currency: "GBP" } }],
+      data: "whole",
+      refunded: null,
+    });
+    const [thankYou, checkIn] = bought?.steps ?? [];
+    expect(thankYou).toMatchObject({
+      ref: "evt-ops-1/big-ticket.thank-you",
+      state: "sent",
+      channel: "email",
+      attempts: 1,
+    });
+    expect(thankYou?.providerMessageId).toBeTruthy();
+    expect(checkIn).toMatchObject({ ref: "evt-ops-1/big-ticket.check-in", state: "scheduled" });
+    const due = DateTime.fromISO(checkIn?.dueAt ?? "", { zone: "utc" });
+    expect(due.toMillis()).toBe(now.plus({ months: 3 }).toMillis());
+    expect(checkIn?.dueLocal).toBe(iso(due.setZone("Europe/London")));
+
+    // By address: case does not matter, and an address may belong to several customers.
+    const byEmail = await json<{ customers: CustomerTimeline[] }>(p, (io) =>
+      runCustomer(undefined, { ...config(p), email: "OPS@Example.com" }, io),
+    );
+    expect(byEmail.customers.map((c) => c.customer.id)).toEqual(["cus-ops"]);
+    const text = await command(p, (io) => runCustomer("cus-ops", { config: p.configDir }, io));
+    expect(text.out).toContain("evt-ops-1/big-ticket.check-in");
+    expect(text.out).toContain("scheduled");
+
+    const cancelled = await json<{ cancelled: string[] }>(p, (io) =>
+      runCancel(
+        {
+          ...config(p),
+          step: "evt-ops-1/big-ticket.check-in",
+          reason: "asked by phone",
+          by: "alice",
+        },
+        io,
+      ),
+    );
+    expect(cancelled.cancelled).toEqual(["evt-ops-1/big-ticket.check-in"]);
+    const after = await json<CustomerTimeline>(p, (io) => runCustomer("cus-ops", config(p), io));
+    expect(after.purchases[0]?.steps[1]).toMatchObject({
+      state: "cancelled",
+      reason: { code: "operator", text: "cancelled by alice: asked by phone" },
+    });
+    // Nothing pending is left: the purchase is trimmed to what is kept after the last step.
+    expect(after.purchases[0]?.data).toBe("kept");
+    expect(after.audit).toEqual([
+      expect.objectContaining({
+        by: "alice",
+        action: "cancel",
+        target: "evt-ops-1/big-ticket.check-in",
+        detail: "1 cancelled: asked by phone",
+      }),
+    ]);
+    // Counted in the ledger like any cancellation, with its own reason.
+    const keys = new StoreKeys(p.prefix);
+    const hour = await p.redis.hgetall(keys.ledgerHour(Math.floor(Date.now() / 3_600_000)));
+    expect(hour["reason|cancelled|sms|check-in|operator"]).toBe("1");
+
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), step: "evt-ops-1/big-ticket.check-in" }, io)),
+    ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/nothing to cancel/) });
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), step: "no-slash" }, io)),
+    ).rejects.toMatchObject({ code: 2 });
+    await expect(
+      command(p, (io) => runCustomer("cus-nobody", config(p), io)),
+    ).rejects.toMatchObject({ code: 1, message: 'no customer "cus-nobody" is known' });
+
+    const order = await json<CustomerTimeline & { orderId: string }>(p, (io) =>
+      runOrder("ord-ops-1", config(p), io),
+    );
+    expect(order.orderId).toBe("ord-ops-1");
+    expect(order.customer.id).toBe("cus-ops");
+    expect(order.purchases.map((x) => x.eventId)).toEqual(["evt-ops-1"]);
+    await expect(command(p, (io) => runOrder("ord-none", config(p), io))).rejects.toMatchObject({
+      code: 1,
+    });
+  });
+});
+
+describe("followups failed --retry and resend", () => {
+  it("re-queues a failed email for real and resends a sent one once, each recorded", async () => {
+    pipeline = await startPipeline("ops-retry");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-retry",
+        orderId: "ord-retry",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-retry", email: "retry@example.com" },
+      }) as never,
+    );
+    const ref = "evt-retry/thank-you.thank-you";
+    p.sink.failNext({ code: 550, message: "mailbox unavailable" });
+    await promoteStep(p, "evt-retry", "thank-you.thank-you");
+    await untilState(p, "evt-retry", "thank-you.thank-you", "failed");
+
+    const listed = await json<{
+      failed: { ref: string; reason: { code: string; words: string } }[];
+    }>(p, (io) => runFailed({ ...config(p), channel: "email" }, io));
+    expect(listed.failed).toEqual([
+      expect.objectContaining({
+        ref,
+        channel: "email",
+        attempts: 1,
+        reason: expect.objectContaining({ code: "permanent 550" }),
+      }),
+    ]);
+    expect(listed.failed[0]?.reason.words).not.toMatch(/without a description/);
+    const none = await json<{ failed: unknown[] }>(p, (io) =>
+      runFailed({ ...config(p), channel: "sms" }, io),
+    );
+    expect(none.failed).toEqual([]);
+
+    const retried = await json<{ requeued: number; outcome: Record<string, number> }>(p, (io) =>
+      runFailed({ ...config(p), retry: true, wait: "15", by: "bob" }, io),
+    );
+    expect(retried.requeued).toBe(1);
+    expect(retried.outcome).toEqual({ sent: 1, failed: 0, other: 0, pending: 0 });
+    expect(p.sink.messages.map((m) => m.envelope.rcptTo)).toEqual([["retry@example.com"]]);
+    expect(await stepState(p, "evt-retry", "thank-you.thank-you")).toMatchObject({
+      state: "sent",
+      attempts: 1,
+      retries: 1,
+    });
+    // The failed job was replaced by the retry's: nothing failed is listed any more.
+    expect((await json<{ failed: unknown[] }>(p, (io) => runFailed(config(p), io))).failed).toEqual(
+      [],
+    );
+    await expect(
+      command(p, (io) => runFailed({ ...config(p), retry: true }, io)),
+    ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/nothing to retry/) });
+
+    await json(p, (io) => runResend({ ...config(p), step: ref, by: "carol" }, io));
+    await p.sink.waitForMessages(2);
+    const resent = await untilState(p, "evt-retry", "thank-you.thank-you", "sent");
+    expect(resent).toMatchObject({ resends: 1, retries: 1, takeovers: 0 });
+    // Exactly once: no third message turns up.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.sink.messages).toHaveLength(2);
+    const timeline = await json<CustomerTimeline>(p, (io) =>
+      runCustomer("cus-retry", config(p), io),
+    );
+    expect(timeline.audit.map((entry) => [entry.by, entry.action])).toEqual([
+      ["carol", "resend"],
+      ["bob", "retry"],
+    ]);
+    const keys = new StoreKeys(p.prefix);
+    const hour = await p.redis.hgetall(keys.ledgerHour(Math.floor(Date.now() / 3_600_000)));
+    expect(hour["resent|email|thank-you|thank-you"]).toBe("1");
+    expect(hour["retried|email|thank-you|thank-you"]).toBe("1");
+
+    await expect(
+      command(p, (io) => runResend({ ...config(p), step: "evt-retry/thank-you.nope" }, io)),
+    ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/no follow-up/) });
+  });
+
+  it("refuses to resend a step that is still pending", async () => {
+    pipeline = await startPipeline("ops-resend-pending");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-pending", occurredAt: iso(DateTime.utc()) }) as never,
+    );
+    await eventually(
+      async () => stepState(p, "evt-pending", "thank-you.thank-you"),
+      "the step to be planned",
+    );
+    await expect(
+      command(p, (io) => runResend({ ...config(p), step: "evt-pending/thank-you.thank-you" }, io)),
+    ).rejects.toMatchObject({
+      code: 1,
+      message:
+        "evt-pending/thank-you.thank-you is scheduled: only a sent or failed follow-up can be resent",
+    });
+  });
+});
+
+describe("followups erase", () => {
+  it("leaves no personal data in Redis, keeps the opt-out, and drops the customer's older events", async () => {
+    pipeline = await startPipeline("ops-erase");
+    const p = pipeline;
+    const now = DateTime.utc().startOf("second");
+    const customer = {
+      id: "cus-erin-77",
+      name: "Erin Quayle",
+      email: "erin.quayle@example.com",
+      phone: "+447400900123",
+    };
+    // A check-in due now (bought three months ago), sent by SMS; a purchase today, pending.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-x-old",
+        orderId: "ord-x-old",
+        occurredAt: iso(now.setZone("Europe/London").minus({ months: 3 }).toUTC()),
+        customer,
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await untilState(p, "evt-x-old", "big-ticket.check-in", "sent");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-x-new",
+        orderId: "ord-x-new",
+        occurredAt: iso(now),
+        customer,
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await eventually(
+      async () => stepState(p, "evt-x-new", "big-ticket.check-in"),
+      "the new purchase to be planned",
+    );
+    // An opt-out written before opt-outs were hashed, a failed event carrying the number, and
+    // an outbox file addressed to it.
+    const keys = new StoreKeys(p.prefix);
+    await p.redis.sadd(keys.suppressions("email"), `c:${customer.id}`);
+    await p.events.add("purchase.completed", {
+      type: "purchase.completed",
+      id: "evt-x-bad",
+      customer: { id: customer.id, phone: `${customer.phone}0000` },
+    });
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 1 ? true : undefined),
+      "the bad event to fail",
+    );
+    await mkdir(p.outboxDir, { recursive: true });
+    await writeFile(
+      path.join(p.outboxDir, "call-erin.json"),
+      JSON.stringify({ channel: "voice", followUpId: "x", to: customer.phone, text: "Hi Erin" }),
+    );
+    await writeFile(
+      path.join(p.outboxDir, "call-other.json"),
+      JSON.stringify({ channel: "voice", followUpId: "y", to: "+447400900999", text: "Hi" }),
+    );
+    const needles = [customer.id, customer.email, customer.phone, "Erin", "Quayle"];
+    expect((await keysHolding(p.redis, p.prefix, needles)).length).toBeGreaterThan(0);
+
+    const receipt = await json<ErasureReceipt>(p, (io) =>
+      runErase(customer.id, { ...config(p), by: "dpo" }, io),
+    );
+    expect(receipt).toMatchObject({
+      by: "dpo",
+      purchases: 2,
+      stepsCancelled: 2,
+      stepsInFlight: 0,
+      outboxFilesRemoved: 1,
+      optOutsKept: 1,
+    });
+    expect(receipt.jobsRemoved).toBeGreaterThanOrEqual(3);
+    expect(receipt.customer).toMatch(/^k:/);
+    expect(await keysHolding(p.redis, p.prefix, needles)).toEqual([]);
+    expect(await readdir(p.outboxDir)).toEqual(["call-other.json"]);
+    // Still opted out of email, by keyed hash.
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    expect(await suppressions.isSuppressed("email", { customerId: customer.id })).toBe(true);
+    expect(await suppressions.isSuppressed("sms", { customerId: customer.id })).toBe(false);
+
+    // An event from before the erasure, processed after it, is dropped and stores nothing.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-x-late",
+        orderId: "ord-x-late",
+        occurredAt: iso(now.minus({ minutes: 1 })),
+        customer,
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    const late = await eventually(async () => {
+      const [job] = await p.events.getCompleted(0, 0);
+      return job?.data?.id === "evt-x-late" ? job : undefined;
+    }, "the late event to be processed");
+    expect(late.returnvalue).toMatchObject({ erased: true });
+    expect(await keysHolding(p.redis, p.prefix, needles)).toEqual([]);
+
+    // Idempotent; the audit trail keeps the receipts, without personal data.
+    const again = await json<ErasureReceipt>(p, (io) => runErase(customer.id, config(p), io));
+    expect(again).toMatchObject({ purchases: 0, stepsCancelled: 0 });
+    const timeline = await json<CustomerTimeline>(p, (io) =>
+      runCustomer(customer.id, config(p), io),
+    );
+    expect(timeline.purchases).toEqual([]);
+    expect(timeline.audit.map((entry) => entry.action)).toEqual(["erase", "erase"]);
+    await expect(
+      command(p, (io) => runErase(undefined, { ...config(p), email: customer.email }, io)),
+    ).rejects.toMatchObject({ code: 1 });
+  });
+
+  it("erases on a customer.erased event", async () => {
+    pipeline = await startPipeline("ops-erase-event");
+    const p = pipeline;
+    const now = DateTime.utc().startOf("second");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-gone",
+        occurredAt: iso(now),
+        customer: { id: "cus-gone", email: "gone@example.com" },
+      }) as never,
+    );
+    await eventually(async () => stepState(p, "evt-gone", "thank-you.thank-you"), "the plan");
+    await p.publisher.publish({
+      type: "customer.erased",
+      id: "erase-1",
+      occurredAt: iso(now),
+      customerId: "cus-gone",
+    });
+    await eventually(
+      async () =>
+        (await stepState(p, "evt-gone", "thank-you.thank-you"))?.state === "cancelled"
+          ? true
+          : undefined,
+      "the pending step to be cancelled by the erasure",
+    );
+    await eventually(
+      async () =>
+        (await keysHolding(p.redis, p.prefix, ["cus-gone", "gone@example.com"])).length === 0
+          ? true
+          : undefined,
+      "no trace of the customer",
+    );
+    const history = new CustomerHistoryStore(p.redis, p.prefix);
+    expect(await history.purchasesOf("cus-gone")).toEqual([]);
+  });
+});

@@ -1,0 +1,66 @@
+import type { Redis } from "ioredis";
+import { decodeStored } from "../../src/store/purchase-codec.js";
+
+/**
+ * Every readable value under a key prefix, whatever its type, with what the store compresses
+ * (stored purchases) decoded: for tests that prove personal data is gone.
+ */
+export async function valuesUnder(
+  redis: Redis,
+  prefix: string,
+): Promise<{ key: string; text: string }[]> {
+  const found: { key: string; text: string }[] = [];
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    cursor = next;
+    for (const key of keys) {
+      const parts: string[] = [key];
+      const type = await redis.type(key);
+      if (type === "string") {
+        const value = await redis.getBuffer(key);
+        if (value) parts.push(readable(value));
+      } else if (type === "hash") {
+        const all = await redis.hgetallBuffer(key);
+        for (const [field, value] of Object.entries(all)) parts.push(field, readable(value));
+      } else if (type === "list") {
+        parts.push(...(await redis.lrange(key, "0", "-1")));
+      } else if (type === "set") {
+        parts.push(...(await redis.smembers(key)));
+      } else if (type === "zset") {
+        parts.push(...(await redis.zrange(key, "0", "-1")));
+      } else if (type === "stream") {
+        for (const [, fields] of await redis.xrange(key, "-", "+")) parts.push(...fields);
+      }
+      found.push({ key, text: parts.join("\n") });
+    }
+  } while (cursor !== "0");
+  return found;
+}
+
+/** The keys under the prefix whose name or content contains one of the needles. */
+export async function keysHolding(
+  redis: Redis,
+  prefix: string,
+  needles: readonly string[],
+): Promise<{ key: string; needle: string }[]> {
+  const hits: { key: string; needle: string }[] = [];
+  for (const { key, text } of await valuesUnder(redis, prefix)) {
+    const lower = text.toLowerCase();
+    for (const needle of needles) {
+      if (lower.includes(needle.toLowerCase())) hits.push({ key, needle });
+    }
+  }
+  return hits;
+}
+
+function readable(value: Buffer): string {
+  if (value[0] === 1 || value[0] === 2) {
+    try {
+      return JSON.stringify(decodeStored(value));
+    } catch {
+      // Not a stored purchase after all.
+    }
+  }
+  return value.toString("utf8");
+}
