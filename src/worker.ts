@@ -9,6 +9,7 @@ import { type Env, SECRET_ENV_VARS } from "./config/env.js";
 import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { DEFAULT_SHOP_NAME } from "./config/rules-file.js";
 import { marketingEmailLinkProblem } from "./config/startup-checks.js";
+import { registerConsole } from "./console/console-routes.js";
 import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
 import { createHttpServer } from "./http/http-server.js";
@@ -16,6 +17,7 @@ import { acceptEventWith, adminApiWith, readinessWith } from "./http-bindings.js
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
 import { createOperatorTools } from "./operations/operator-tools.js";
+import { previewStep } from "./operations/preview-step.js";
 import { EventPublisher } from "./publisher.js";
 import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
@@ -34,9 +36,10 @@ import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
-import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
+import { collectReport, reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
 import { closeWithin } from "./shutdown.js";
 import { StartupError } from "./startup-error.js";
+import { ConsoleSessions } from "./store/console-sessions.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
 import { CustomerIndex } from "./store/customer-index.js";
 import { DeliveryLedger } from "./store/delivery-ledger.js";
@@ -131,7 +134,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
   const publisher = new EventPublisher({ connection: httpRedis, prefix, clock });
-  // The admin API answers on the HTTP connection, which fails fast while Redis is away.
   const adminQueues = {
     followUps: new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: httpRedis, prefix }),
     events: new Queue(PURCHASE_EVENTS_QUEUE, { connection: httpRedis, prefix }),
@@ -395,6 +397,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       : watchConfigDir(env.CONFIG_DIR, () => void reloadLogged());
 
   let http: FastifyInstance | undefined;
+  // The admin API and console answer on the HTTP connection, which fails fast while Redis is away.
+  const adminTools = createOperatorTools({
+    redis: httpRedis,
+    prefix,
+    rules,
+    followUps: adminQueues.followUps,
+    events: adminQueues.events,
+    outboxDir: env.OUTBOX_DIR,
+    addressHashSecret,
+    now,
+  });
   let httpAddress: string | undefined;
   if (env.HTTP_ENABLED === "true") {
     http = createHttpServer({
@@ -411,20 +424,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       smsStatus: (update) => feedback.smsStatus(update),
       readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
       ...(env.ADMIN_TOKENS && {
-        admin: adminApiWith({
-          tools: createOperatorTools({
-            redis: httpRedis,
-            prefix,
-            rules,
-            followUps: adminQueues.followUps,
-            events: adminQueues.events,
-            outboxDir: env.OUTBOX_DIR,
-            addressHashSecret,
-            now,
-          }),
-          tokens: env.ADMIN_TOKENS,
-          redis: httpRedis,
-        }),
+        admin: adminApiWith({ tools: adminTools, tokens: env.ADMIN_TOKENS, redis: httpRedis }),
       }),
       metrics: metrics.registry,
       settings: {
@@ -442,6 +442,27 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       },
       logger,
     });
+    if (env.ADMIN_TOKENS) {
+      const consoleStore = new FollowUpStore(httpRedis, prefix);
+      await registerConsole(http, {
+        tokens: env.ADMIN_TOKENS,
+        tools: adminTools,
+        sessions: new ConsoleSessions(httpRedis, prefix),
+        rules,
+        versions: () => ({
+          rules: config.rules.version,
+          generation,
+          templates: config.templates.version,
+        }),
+        queues: [events, followUps, reports],
+        report: (period) =>
+          collectReport(reportSourcesOn(httpRedis, prefix), config.rules, "console", period),
+        preview: (ref) =>
+          previewStep({ store: consoleStore, rules, compose: deliveryDeps.compose }, ref),
+        cookieSecret: await sharedSecret(redis, prefix, "console-cookie"),
+        ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
+      });
+    }
     try {
       httpAddress = await http.listen({ host: env.HTTP_HOST, port: env.HTTP_PORT });
     } catch (error) {

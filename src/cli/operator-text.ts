@@ -1,6 +1,6 @@
 import type { CancelResult, FailedFollowUp, OrderTimeline } from "../operations/operator-tools.js";
 import type { CustomerTimeline, TimelineAuditEntry, TimelineStep } from "../operations/timeline.js";
-import { formatTable } from "./io.js";
+import { formatTable } from "../reports/text-table.js";
 
 /** The timeline for people: who, how to reach them, their opt-outs, each purchase and its steps. */
 export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): string {

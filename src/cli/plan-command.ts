@@ -1,8 +1,9 @@
 import { DateTime } from "luxon";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
 import { type Plan, planFollowUps } from "../domain/planner.js";
+import { renderPlanTable } from "../reports/plan-table.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT, formatTable, parseJsonText, readInput } from "./io.js";
+import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
 
 export interface PlanOptions {
   readonly config: string;
@@ -22,7 +23,7 @@ export async function runPlan(file: string, options: PlanOptions, io: CommandIo)
     { previousPurchases: options.previousPurchases ?? 0 },
     now,
   );
-  io.out(options.json ? `${JSON.stringify(planJson(plan), null, 2)}\n` : planTable(plan));
+  io.out(options.json ? `${JSON.stringify(planJson(plan), null, 2)}\n` : renderPlanTable(plan));
   return EXIT.ok;
 }
 
@@ -78,34 +79,4 @@ export function planJson(plan: Plan) {
     })),
     skipped: plan.skipped.map((s) => ({ ruleId: s.ruleId, kind: s.kind, reason: s.reason })),
   };
-}
-
-function planTable(plan: Plan): string {
-  const head =
-    `event ${plan.eventId}, order ${plan.orderId}, customer ${plan.customerId}\n` +
-    `time zone ${plan.timezone} (from the ${plan.timezoneSource}), rules version ${plan.rulesVersion}\n\n`;
-  const steps =
-    plan.steps.length === 0
-      ? "No follow-ups planned.\n"
-      : formatTable(
-          ["STEP", "KIND", "CHANNEL", "TEMPLATE", "DUE (UTC)", "LOCAL DUE"],
-          plan.steps.map((s) => [
-            s.stepId,
-            s.kind,
-            s.channel,
-            s.template,
-            s.dueAt,
-            DateTime.fromISO(s.localDueAt, { setZone: true })
-              .setZone(plan.timezone)
-              .toFormat("ccc d LLL yyyy HH:mm ZZZZ"),
-          ]),
-        );
-  const skipped =
-    plan.skipped.length === 0
-      ? ""
-      : `\nSkipped:\n${formatTable(
-          ["RULE", "KIND", "REASON"],
-          plan.skipped.map((s) => [s.ruleId ?? "-", s.kind ?? "-", s.reason]),
-        )}`;
-  return head + steps + skipped;
 }

@@ -4,8 +4,9 @@ import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
 import { describeProblems, parseEvent } from "../domain/events.js";
 import { planFollowUps } from "../domain/planner.js";
+import { formatTable } from "../reports/text-table.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT, formatTable } from "./io.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface SimulateOptions {
   readonly config: string;

@@ -179,6 +179,11 @@ export class StoreKeys {
     return `${this.base}x:${customerHash}`;
   }
 
+  /** A console session (by the SHA-256 of its id): who signed in. */
+  consoleSession(sessionHash: string): string {
+    return `${this.base}console:${sessionHash}`;
+  }
+
   /** A provider webhook's message id, remembered to ignore replays. */
   webhookReceipt(receipt: string): string {
     return `${this.base}seen:${receipt}`;

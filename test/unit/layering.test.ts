@@ -17,7 +17,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   config: ["domain", "templates"],
   queue: ["domain", "store", "templates", "channels/channel", "logger", "metrics"],
   reports: ["domain", "store", "channels/channel", "queue/names", "logger", "metrics"],
-  operations: ["domain", "store", "queue", "reports"],
+  operations: ["domain", "store", "queue", "reports", "templates/compose-message"],
+  console: ["domain", "operations", "reports", "store", "queue/names", "config/env"],
   http: ["domain", "config/public-paths"],
 };
 

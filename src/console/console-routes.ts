@@ -1,0 +1,661 @@
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { FastifyAdapter } from "@bull-board/fastify";
+import fastifyCookie from "@fastify/cookie";
+import fastifyCsrf from "@fastify/csrf-protection";
+import fastifyRateLimit from "@fastify/rate-limit";
+import type { Queue } from "bullmq";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { DateTime, IANAZone } from "luxon";
+import type { AdminToken } from "../config/env.js";
+import { describeProblems, parseEvent } from "../domain/events.js";
+import { planFollowUps } from "../domain/planner.js";
+import type { RuleSet } from "../domain/rules.js";
+import type { ErasureReceipt } from "../operations/erase-customer.js";
+import { OperatorError, type OperatorTools } from "../operations/operator-tools.js";
+import type { MessagePreview } from "../operations/preview-step.js";
+import type { CustomerTimeline } from "../operations/timeline.js";
+import { renderPlanTable } from "../reports/plan-table.js";
+import { renderReportHtml } from "../reports/render-report-html.js";
+import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
+import { periodFromDates } from "../reports/report-period.js";
+import type { ConsoleSessions } from "../store/console-sessions.js";
+import { CONSOLE_CSS, type ConsoleView, renderConsolePage } from "./console-views.js";
+import { pendingChartSvg } from "./pending-chart.js";
+
+/**
+ * The operator console at /console: sign in with an admin token, then see and act on customers'
+ * follow-ups, failed ones, a plan preview, the owner report and the audit trail, with Bull Board at
+ * /console/queues behind the same sign-in. Sessions live in Redis (httpOnly cookie, SameSite=Strict,
+ * Secure when reached over https); every form carries a CSRF token; pages send a strict
+ * Content-Security-Policy (no scripts at all); sign-in attempts are rate-limited per address.
+ */
+
+export interface ConsoleDeps {
+  readonly tokens: readonly AdminToken[];
+  readonly tools: OperatorTools;
+  readonly sessions: ConsoleSessions;
+  readonly rules: () => RuleSet;
+  readonly versions: () => { rules: string; generation: number; templates: string };
+  /** The queues whose job counts the overview shows and Bull Board manages. */
+  readonly queues: readonly Queue[];
+  readonly report: (period: ReportPeriod) => Promise<ReportModel>;
+  readonly preview: (ref: string) => Promise<MessagePreview>;
+  /** Signs the CSRF cookie. */
+  readonly cookieSecret: string;
+  /** PUBLIC_URL: cookies are Secure when the console is reached through it over https. */
+  readonly publicUrl?: string;
+  /** Sign-in attempts allowed per client address and minute. */
+  readonly signInsPerMinute?: number;
+}
+
+const SESSION_COOKIE = "fu_console";
+const CSRF_COOKIE = "fu_console_csrf";
+/** No scripts, no inline styles, no framing: the pages need nothing more. */
+const PAGE_CSP =
+  "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+/** The owner report is the email's HTML: inline styles, nothing else, shown framed by the console. */
+const REPORT_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
+/** Bull Board is a script application of its own. */
+const QUEUES_CSP =
+  "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+const JOB_STATES = ["waiting", "delayed", "active", "completed", "failed"] as const;
+const CHANNELS = ["email", "sms", "voice"] as const;
+const OPT_OUT_WORDS = { all: "everything", offers: "offers only", none: "none" } as const;
+
+type Operator = { readonly name: string };
+const operators = new WeakMap<FastifyRequest, Operator>();
+
+export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): Promise<void> {
+  const publicUrl = deps.publicUrl ? new URL(deps.publicUrl) : undefined;
+  const secureFor = (request: FastifyRequest) =>
+    request.protocol === "https" ||
+    (publicUrl?.protocol === "https:" && request.host === publicUrl.host);
+
+  await app.register(async (scope) => {
+    await scope.register(fastifyCookie, { secret: deps.cookieSecret });
+    await scope.register(fastifyCsrf, {
+      cookieKey: CSRF_COOKIE,
+      cookieOpts: { path: "/console", sameSite: "strict", httpOnly: true, signed: true },
+    });
+    await scope.register(fastifyRateLimit, { global: false });
+
+    scope.addHook("onSend", async (request, reply, payload) => {
+      if (!reply.hasHeader("content-security-policy")) {
+        const path = request.url;
+        reply.header(
+          "content-security-policy",
+          path.startsWith("/console/queues") ? QUEUES_CSP : PAGE_CSP,
+        );
+      }
+      reply.header("cache-control", "no-store");
+      reply.header("referrer-policy", "same-origin");
+      reply.header(
+        "x-frame-options",
+        request.url.startsWith("/console/report/view") ? "SAMEORIGIN" : "DENY",
+      );
+      return payload;
+    });
+
+    scope.setErrorHandler(
+      async (error: Error & { statusCode?: number; code?: string }, request, reply) => {
+        const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+        if (status >= 500) request.log.error({ err: error }, "console request failed");
+        const message =
+          error.code === "FST_CSRF_INVALID_TOKEN" || error.code === "FST_CSRF_MISSING_SECRET"
+            ? "This form has expired or did not come from the console. Go back, reload the page and try again."
+            : status === 429
+              ? "Too many sign-in attempts from your address. Wait a minute and try again."
+              : status >= 500
+                ? "Something went wrong on our side; the worker's log has the details."
+                : error.message;
+        return page(
+          reply.code(status),
+          "problem",
+          { title: "Not done", heading: "Not done", message },
+          request,
+        );
+      },
+    );
+
+    // The session: who is signed in. Everything but the sign-in page and the stylesheet needs one.
+    scope.addHook("onRequest", async (request, reply) => {
+      const path = request.url.split("?")[0] ?? "";
+      if (path === "/console/sign-in" || path === "/console/assets/console.css") return;
+      const name = await deps.sessions.operatorOf(request.cookies[SESSION_COOKIE]);
+      if (name === undefined) {
+        if (request.method === "GET") return reply.redirect("/console/sign-in", 303);
+        return page(
+          reply.code(401),
+          "problem",
+          {
+            title: "Signed out",
+            heading: "Signed out",
+            message: "Your session has ended. Sign in again.",
+            back: "/console/sign-in",
+          },
+          request,
+        );
+      }
+      operators.set(request, { name });
+    });
+
+    scope.get("/console/assets/console.css", async (_request, reply) =>
+      reply
+        .type("text/css; charset=utf-8")
+        .header("cache-control", "max-age=3600")
+        .send(CONSOLE_CSS),
+    );
+
+    scope.get("/console/sign-in", async (request, reply) =>
+      page(reply, "sign-in", { title: "Sign in", csrf: reply.generateCsrf() }, request),
+    );
+
+    scope.post(
+      "/console/sign-in",
+      {
+        preHandler: scope.csrfProtection,
+        config: { rateLimit: { max: deps.signInsPerMinute ?? 10, timeWindow: 60_000 } },
+      },
+      async (request, reply) => {
+        const token = formField(request, "token");
+        const match = deps.tokens.find((entry) => sameToken(token, entry.token));
+        if (!match) {
+          request.log.info("console sign-in refused");
+          return page(
+            reply.code(401),
+            "sign-in",
+            {
+              title: "Sign in",
+              csrf: reply.generateCsrf(),
+              error: "That token is not one of the admin tokens.",
+            },
+            request,
+          );
+        }
+        const session = await deps.sessions.start(match.name);
+        await deps.tools.recordAction({ by: match.name, action: "sign-in", target: "console" });
+        reply.setCookie(SESSION_COOKIE, session, {
+          path: "/console",
+          httpOnly: true,
+          sameSite: "strict",
+          secure: secureFor(request),
+        });
+        return reply.redirect("/console", 303);
+      },
+    );
+
+    scope.post(
+      "/console/sign-out",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        await deps.sessions.end(request.cookies[SESSION_COOKIE]);
+        reply.clearCookie(SESSION_COOKIE, { path: "/console" });
+        return reply.redirect("/console/sign-in", 303);
+      },
+    );
+
+    scope.get("/console", async (request, reply) => {
+      const rules = deps.rules();
+      const zone = rules.defaults.timezone;
+      const today = DateTime.now().setZone(zone).startOf("day");
+      const period = periodFromDates(
+        today.toISODate() ?? "",
+        today.plus({ days: 1 }).toISODate() ?? "",
+        zone,
+      );
+      const [model, schedule, queues] = await Promise.all([
+        deps.report(period),
+        deps.tools.schedule(30),
+        Promise.all(
+          deps.queues.map(async (queue) => ({
+            name: queue.name,
+            counts: await queue.getJobCounts(...JOB_STATES),
+          })),
+        ),
+      ]);
+      const byDate = new Map<string, Record<string, number>>();
+      for (let i = 0; i < 30; i++) byDate.set(today.plus({ days: i }).toISODate() ?? "", {});
+      for (const row of schedule.days) {
+        const counts = byDate.get(row.date);
+        if (counts) counts[row.channel] = (counts[row.channel] ?? 0) + row.count;
+      }
+      const pendingDays = [...byDate].map(([date, counts]) => ({ date, counts }));
+      const versions = deps.versions();
+      return page(
+        reply,
+        "overview",
+        {
+          title: "Overview",
+          page: "overview",
+          zone,
+          today: model.totals,
+          chart: pendingChartSvg(pendingDays, CHANNELS),
+          channels: CHANNELS,
+          pendingDays,
+          queues,
+          jobStates: JOB_STATES,
+          rulesVersion: versions.rules,
+          rulesGeneration: versions.generation,
+          templatesVersion: versions.templates,
+        },
+        request,
+      );
+    });
+
+    scope.get("/console/search", async (request, reply) => {
+      const q = (queryField(request, "q") ?? "").trim();
+      const base = { title: "Search", page: "search", q };
+      if (q === "") return page(reply, "search", base, request);
+      if (q.includes("@") || /^\+?[\d\s()-]{6,}$/.test(q)) {
+        try {
+          const found = await deps.tools.customersByAddress(q);
+          if (found.length === 1)
+            return reply.redirect(customerPath(found[0]?.customer.id ?? ""), 303);
+          return page(
+            reply,
+            "search",
+            { ...base, matches: found.map((t) => t.customer.id) },
+            request,
+          );
+        } catch (error) {
+          if (!(error instanceof OperatorError)) throw error;
+          return page(
+            reply.code(404),
+            "search",
+            { ...base, error: `No customer is known with ${q}.` },
+            request,
+          );
+        }
+      }
+      const asCustomer = await deps.tools.customer(q).catch(notFound);
+      if (asCustomer) return reply.redirect(customerPath(q), 303);
+      const asOrder = await deps.tools.order(q).catch(notFound);
+      if (asOrder) return reply.redirect(`/console/orders/${encodeURIComponent(q)}`, 303);
+      return page(
+        reply.code(404),
+        "search",
+        {
+          ...base,
+          error: `No customer or order ${q} is known.`,
+        },
+        request,
+      );
+    });
+
+    scope.get("/console/customers/:id", async (request, reply) => {
+      const id = (request.params as { id: string }).id;
+      const timeline = await deps.tools.customer(id);
+      return timelinePage(request, reply, timeline, customerPath(id));
+    });
+
+    scope.get("/console/orders/:orderId", async (request, reply) => {
+      const orderId = (request.params as { orderId: string }).orderId;
+      const timeline = await deps.tools.order(orderId);
+      return timelinePage(
+        request,
+        reply,
+        timeline,
+        `/console/orders/${encodeURIComponent(orderId)}`,
+        orderId,
+      );
+    });
+
+    scope.get("/console/confirm", async (request, reply) => {
+      const action = queryField(request, "action");
+      const ref = queryField(request, "ref") ?? "";
+      const back = safeBack(queryField(request, "back"));
+      const csrf = reply.generateCsrf();
+      if (action === "erase") {
+        const customer = queryField(request, "customer") ?? "";
+        return page(
+          reply,
+          "confirm",
+          {
+            title: "Erase customer",
+            heading: `Erase customer ${customer}?`,
+            question:
+              "Every piece of their personal data is deleted now, and their pending follow-ups are cancelled. Opt-outs and anonymous counts are kept. This cannot be undone.",
+            action: `${customerPath(customer)}/erase`,
+            fields: [],
+            confirm: "Erase everything about this customer",
+            danger: true,
+            back: customerPath(customer),
+            csrf,
+          },
+          request,
+        );
+      }
+      if (action === "cancel" || action === "resend") {
+        return page(
+          reply,
+          "confirm",
+          {
+            title: action === "cancel" ? "Cancel follow-up" : "Resend follow-up",
+            heading: action === "cancel" ? `Cancel ${ref}?` : `Send ${ref} again?`,
+            question:
+              action === "cancel"
+                ? "It will not be sent. This is recorded with your name."
+                : "The customer gets this message once more, now (within the send window). This is recorded with your name.",
+            action: `/console/steps/${action}`,
+            fields: [
+              { name: "ref", value: ref },
+              { name: "back", value: back },
+            ],
+            askReason: action === "cancel",
+            confirm: action === "cancel" ? "Cancel this follow-up" : "Send it again",
+            danger: action === "cancel",
+            back,
+            csrf,
+          },
+          request,
+        );
+      }
+      return page(
+        reply.code(400),
+        "problem",
+        { title: "Not done", heading: "Not done", message: "Unknown action." },
+        request,
+      );
+    });
+
+    scope.post(
+      "/console/steps/cancel",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        const reason = formField(request, "reason").trim();
+        const result = await deps.tools.cancel(
+          { step: formField(request, "ref") },
+          { by: operatorOf(request), ...(reason && { reason }) },
+        );
+        return backWithNotice(
+          reply,
+          formField(request, "back"),
+          `Cancelled ${result.cancelled.join(", ")}.`,
+        );
+      },
+    );
+
+    scope.post(
+      "/console/steps/resend",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        const result = await deps.tools.resend(formField(request, "ref"), operatorOf(request));
+        return backWithNotice(
+          reply,
+          formField(request, "back"),
+          `${result.ref} will be sent again in a moment.`,
+        );
+      },
+    );
+
+    scope.post(
+      "/console/customers/:id/erase",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        const id = (request.params as { id: string }).id;
+        const receipt: ErasureReceipt = await deps.tools.erase(id, { by: operatorOf(request) });
+        return page(reply, "receipt", { title: "Customer erased", r: receipt }, request);
+      },
+    );
+
+    scope.get("/console/preview", async (request, reply) => {
+      const ref = queryField(request, "ref") ?? "";
+      const [eventId = ""] = ref.split("/");
+      const back = safeBack(queryField(request, "back")) || "/console/search";
+      try {
+        const preview = await deps.preview(ref);
+        return page(reply, "preview", { title: `Message of ${ref}`, ...preview, back }, request);
+      } catch (error) {
+        if (!(error instanceof OperatorError)) throw error;
+        return page(
+          reply.code(error.kind === "not-found" ? 404 : 409),
+          "preview",
+          {
+            title: `Message of ${ref}`,
+            ref,
+            error: error.message,
+            back: eventId ? back : "/console/search",
+          },
+          request,
+        );
+      }
+    });
+
+    scope.get("/console/failed", async (request, reply) => {
+      const failed = await deps.tools.failed({});
+      const retried = queryField(request, "retried");
+      return page(
+        reply,
+        "failed",
+        {
+          title: "Failed follow-ups",
+          page: "failed",
+          failed,
+          csrf: reply.generateCsrf(),
+          ...(retried !== undefined && {
+            notice: `Re-queued ${retried} follow-up${retried === "1" ? "" : "s"}.`,
+          }),
+        },
+        request,
+      );
+    });
+
+    scope.post(
+      "/console/failed/retry",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        const ref = formField(request, "ref");
+        const { requeued } = await deps.tools.retryFailed(
+          ref ? { refs: [ref] } : {},
+          operatorOf(request),
+        );
+        return reply.redirect(`/console/failed?retried=${requeued.length}`, 303);
+      },
+    );
+
+    scope.get("/console/plan", async (request, reply) =>
+      page(
+        reply,
+        "plan",
+        { title: "Plan preview", page: "plan", csrf: reply.generateCsrf() },
+        request,
+      ),
+    );
+
+    scope.post("/console/plan", { preHandler: scope.csrfProtection }, async (request, reply) => {
+      const text = formField(request, "event");
+      const base = { title: "Plan preview", page: "plan", csrf: reply.generateCsrf(), event: text };
+      let input: unknown;
+      try {
+        input = JSON.parse(text);
+      } catch (error) {
+        return page(
+          reply.code(400),
+          "plan",
+          { ...base, error: `Not valid JSON: ${(error as Error).message}` },
+          request,
+        );
+      }
+      const withType =
+        input && typeof input === "object" && !Array.isArray(input) && !("type" in input)
+          ? { type: "purchase.completed", ...input }
+          : input;
+      const now = DateTime.utc();
+      const parsed = parseEvent(withType, { now });
+      if (!parsed.ok)
+        return page(
+          reply.code(400),
+          "plan",
+          { ...base, error: describeProblems(parsed.problems) },
+          request,
+        );
+      if (parsed.event.type !== "purchase.completed")
+        return page(
+          reply.code(400),
+          "plan",
+          {
+            ...base,
+            error: `Only purchase.completed events have follow-ups to plan, got ${parsed.event.type}.`,
+          },
+          request,
+        );
+      const plan = planFollowUps(parsed.event, deps.rules(), { previousPurchases: 0 }, now);
+      return page(reply, "plan", { ...base, table: renderPlanTable(plan) }, request);
+    });
+
+    scope.get("/console/report", async (request, reply) => {
+      const dates = reportDates(request, deps.rules());
+      return page(
+        reply,
+        "report",
+        {
+          title: "Owner report",
+          page: "report",
+          since: dates.since,
+          until: dates.until,
+          ...(dates.error && { error: dates.error }),
+        },
+        request,
+      );
+    });
+
+    scope.get("/console/report/view", async (request, reply) => {
+      const dates = reportDates(request, deps.rules());
+      if (dates.error) return reply.code(400).type("text/plain").send(dates.error);
+      const model = await deps.report(periodFromDates(dates.since, dates.until, dates.zone));
+      return reply
+        .header("content-security-policy", REPORT_CSP)
+        .type("text/html; charset=utf-8")
+        .send(renderReportHtml(model));
+    });
+
+    scope.get("/console/audit", async (request, reply) => {
+      const entries = await deps.tools.auditEntries({ limit: 500 });
+      return page(reply, "audit", { title: "Audit trail", page: "audit", entries }, request);
+    });
+
+    // Bull Board, inside this scope: the session check above guards it too.
+    const board = new FastifyAdapter();
+    board.setBasePath("/console/queues");
+    createBullBoard({
+      queues: deps.queues.map((queue) => new BullMQAdapter(queue)),
+      serverAdapter: board,
+      options: { uiConfig: { boardTitle: "followups queues" } },
+    });
+    await scope.register(board.registerPlugin(), { prefix: "/console/queues" });
+  });
+
+  async function timelinePage(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    timeline: CustomerTimeline,
+    back: string,
+    orderId?: string,
+  ) {
+    const consent = CHANNELS.map((channel) => ({
+      channel,
+      consent: yesNo(timeline.customer.consent[channel]),
+      optOut: OPT_OUT_WORDS[timeline.suppressions[channel] ?? "none"],
+    }));
+    return page(
+      reply,
+      "customer",
+      {
+        title: orderId ? `Order ${orderId}` : `Customer ${timeline.customer.id}`,
+        page: "search",
+        t: timeline,
+        orderId,
+        consent,
+        back,
+        notice: queryField(request, "notice"),
+      },
+      request,
+    );
+  }
+}
+
+async function page(
+  reply: FastifyReply,
+  view: ConsoleView,
+  data: Record<string, unknown>,
+  request: FastifyRequest,
+): Promise<FastifyReply> {
+  const operator = operators.get(request);
+  const html = await renderConsolePage(view, {
+    ...data,
+    ...(operator && { operator: operator.name }),
+    csrf: data.csrf ?? (operator ? reply.generateCsrf() : undefined),
+  });
+  return reply.type("text/html; charset=utf-8").send(html);
+}
+
+function operatorOf(request: FastifyRequest): string {
+  return operators.get(request)?.name ?? "console";
+}
+
+function formField(request: FastifyRequest, name: string): string {
+  const body = request.body as Record<string, unknown> | undefined;
+  const value = body?.[name];
+  return typeof value === "string" ? value : "";
+}
+
+function queryField(request: FastifyRequest, name: string): string | undefined {
+  const value = (request.query as Record<string, unknown>)[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+function customerPath(id: string): string {
+  return `/console/customers/${encodeURIComponent(id)}`;
+}
+
+/** Where to go back to: a console path only, never another site. */
+function safeBack(back: string | undefined): string {
+  return back?.startsWith("/console/") && !back.startsWith("//") ? back : "";
+}
+
+function backWithNotice(reply: FastifyReply, back: string, notice: string): FastifyReply {
+  const target = safeBack(back) || "/console/search";
+  const separator = target.includes("?") ? "&" : "?";
+  return reply.redirect(`${target}${separator}notice=${encodeURIComponent(notice)}`, 303);
+}
+
+function notFound(error: unknown): undefined {
+  if (error instanceof OperatorError && error.kind === "not-found") return undefined;
+  throw error;
+}
+
+function yesNo(value: boolean | null): string {
+  return value === null ? "not stated" : value ? "yes" : "no";
+}
+
+/** Constant-time comparison of a presented token with a configured one. */
+function sameToken(presented: string, expected: string): boolean {
+  const a = Buffer.from(presented);
+  const b = Buffer.from(expected);
+  return a.length === b.length && a.length > 0 && timingSafe(a, b);
+}
+
+function timingSafe(a: Buffer, b: Buffer): boolean {
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return difference === 0;
+}
+
+function reportDates(
+  request: FastifyRequest,
+  rules: RuleSet,
+): { since: string; until: string; zone: string; error?: string } {
+  const zone = rules.defaults.timezone;
+  const today = DateTime.now()
+    .setZone(IANAZone.isValidZone(zone) ? zone : "UTC")
+    .startOf("day");
+  const until = queryField(request, "until") || (today.toISODate() ?? "");
+  const since = queryField(request, "since") || (today.minus({ days: 7 }).toISODate() ?? "");
+  const valid = (d: string) => /^\d{4}-\d{2}-\d{2}$/.test(d) && DateTime.fromISO(d).isValid;
+  if (!valid(since) || !valid(until)) return { since, until, zone, error: "Dates are YYYY-MM-DD." };
+  if (since >= until)
+    return { since, until, zone, error: "The first day must come before the end." };
+  return { since, until, zone };
+}

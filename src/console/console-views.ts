@@ -1,0 +1,315 @@
+import { Liquid } from "liquidjs";
+
+/**
+ * The console's pages: server-rendered HTML from liquid templates kept here (so the build ships
+ * them), every `{{ value }}` escaped by default, no scripts, one stylesheet. Forms work without
+ * JavaScript; each page has one h1, labelled fields and a skip link.
+ */
+
+const LAYOUT = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · followups console</title>
+<link rel="stylesheet" href="/console/assets/console.css">
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+{% if operator %}<header>
+<nav aria-label="Console">
+<ul>
+<li><a href="/console"{% if page == "overview" %} aria-current="page"{% endif %}>Overview</a></li>
+<li><a href="/console/search"{% if page == "search" %} aria-current="page"{% endif %}>Search</a></li>
+<li><a href="/console/failed"{% if page == "failed" %} aria-current="page"{% endif %}>Failed</a></li>
+<li><a href="/console/plan"{% if page == "plan" %} aria-current="page"{% endif %}>Plan preview</a></li>
+<li><a href="/console/report"{% if page == "report" %} aria-current="page"{% endif %}>Report</a></li>
+<li><a href="/console/audit"{% if page == "audit" %} aria-current="page"{% endif %}>Audit trail</a></li>
+<li><a href="/console/queues">Queues</a></li>
+</ul>
+</nav>
+<form class="who" method="post" action="/console/sign-out">
+<span>Signed in as {{ operator }}</span>
+<input type="hidden" name="_csrf" value="{{ csrf }}">
+<button type="submit">Sign out</button>
+</form>
+</header>{% endif %}
+<main id="main">
+{% if notice %}<p class="notice" role="status">{{ notice }}</p>{% endif %}
+{% block content %}{% endblock %}
+</main>
+</body>
+</html>`;
+
+const SIGN_IN = `{% layout "layout" %}{% block content %}
+<h1>Sign in to the followups console</h1>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+<form method="post" action="/console/sign-in">
+<input type="hidden" name="_csrf" value="{{ csrf }}">
+<label for="token">Admin token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+<p class="hint">Use one of the tokens in ADMIN_TOKENS; the audit trail records the name it belongs to.</p>
+{% endblock %}`;
+
+const OVERVIEW = `{% layout "layout" %}{% block content %}
+<h1>Overview</h1>
+<section aria-labelledby="today">
+<h2 id="today">Today ({{ zone }})</h2>
+<dl class="figures">
+<div><dt>Sent</dt><dd>{{ today.sent }}</dd></div>
+<div><dt>Failed</dt><dd>{{ today.failed }}</dd></div>
+<div><dt>Skipped</dt><dd>{{ today.skipped }}</dd></div>
+<div><dt>Opt-outs</dt><dd>{{ today.optout }}</dd></div>
+</dl>
+</section>
+<section aria-labelledby="pending">
+<h2 id="pending">Pending follow-ups, next 30 days</h2>
+{{ chart | raw }}
+<details>
+<summary>The same as a table</summary>
+<table>
+<caption>Pending follow-ups by due date and channel</caption>
+<thead><tr><th scope="col">Date</th>{% for channel in channels %}<th scope="col">{{ channel }}</th>{% endfor %}</tr></thead>
+<tbody>{% for day in pendingDays %}<tr><th scope="row">{{ day.date }}</th>{% for channel in channels %}<td>{{ day.counts[channel] | default: 0 }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table>
+</details>
+</section>
+<section aria-labelledby="health">
+<h2 id="health">Queues and rules</h2>
+<table>
+<caption>Jobs per queue and state</caption>
+<thead><tr><th scope="col">Queue</th>{% for state in jobStates %}<th scope="col">{{ state }}</th>{% endfor %}</tr></thead>
+<tbody>{% for queue in queues %}<tr><th scope="row">{{ queue.name }}</th>{% for state in jobStates %}<td>{{ queue.counts[state] | default: 0 }}</td>{% endfor %}</tr>{% endfor %}</tbody>
+</table>
+<p>Rules version {{ rulesVersion }} (generation {{ rulesGeneration }}), templates version {{ templatesVersion }}.</p>
+</section>
+{% endblock %}`;
+
+const SEARCH = `{% layout "layout" %}{% block content %}
+<h1>Find a customer</h1>
+<form method="get" action="/console/search" role="search">
+<label for="q">Customer id, email address, phone number or order id</label>
+<input id="q" name="q" value="{{ q }}" required>
+<button type="submit">Search</button>
+</form>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+{% if matches.size > 0 %}<h2>Customers using {{ q }}</h2>
+<ul>{% for id in matches %}<li><a href="/console/customers/{{ id | url_encode }}">{{ id }}</a></li>{% endfor %}</ul>{% endif %}
+{% endblock %}`;
+
+const CUSTOMER = `{% layout "layout" %}{% block content %}
+<h1>{% if orderId %}Order {{ orderId }}{% else %}Customer {{ t.customer.id }}{% endif %}</h1>
+<section aria-labelledby="who">
+<h2 id="who">Contact and consent</h2>
+<dl class="facts">
+<div><dt>Customer id</dt><dd>{% if orderId %}<a href="/console/customers/{{ t.customer.id | url_encode }}">{{ t.customer.id }}</a>{% else %}{{ t.customer.id }}{% endif %}</dd></div>
+<div><dt>First name</dt><dd>{{ t.customer.firstName | default: "not stored" }}</dd></div>
+<div><dt>Email</dt><dd>{{ t.customer.email | default: "not stored" }}</dd></div>
+<div><dt>Phone</dt><dd>{{ t.customer.phone | default: "not stored" }}</dd></div>
+<div><dt>Time zone</dt><dd>{{ t.customer.timezone }}</dd></div>
+{% for c in consent %}<div><dt>{{ c.channel }}</dt><dd>consent: {{ c.consent }}; opt-out: {{ c.optOut }}</dd></div>{% endfor %}
+</dl>
+{% unless orderId %}<p><a class="danger" href="/console/confirm?action=erase&amp;customer={{ t.customer.id | url_encode }}">Erase this customer…</a></p>{% endunless %}
+</section>
+{% for p in t.purchases %}<section aria-labelledby="p{{ forloop.index }}">
+<h2 id="p{{ forloop.index }}">Purchase {{ p.eventId }}</h2>
+<p>Order {{ p.orderId | default: "?" }}, {{ p.occurredAt | default: "time not stored" }}{% if p.total %}, {{ p.total.amount }} {{ p.total.currency }}{% endif %}{% if p.refunded %}, refunded ({{ p.refunded }}){% endif %}. Details stored: {{ p.data }}.</p>
+{% if p.items.size > 0 %}<ul class="items">{% for item in p.items %}<li>{{ item.quantity }} × {{ item.name }} at {{ item.unitPrice.amount }} {{ item.unitPrice.currency }}</li>{% endfor %}</ul>{% endif %}
+<table>
+<caption>Follow-ups of purchase {{ p.eventId }}</caption>
+<thead><tr><th scope="col">Step</th><th scope="col">State</th><th scope="col">Due (UTC)</th><th scope="col">Due (customer's time)</th><th scope="col">Attempts</th><th scope="col">Details</th><th scope="col">Actions</th></tr></thead>
+<tbody>{% for s in p.steps %}<tr>
+<th scope="row">{{ s.stepId }}<br><span class="muted">{{ s.channel }}, {{ s.kind }}</span></th>
+<td><span class="state state-{{ s.state }}">{{ s.state }}</span></td>
+<td><time datetime="{{ s.dueAt }}">{{ s.dueAt | slice: 0, 16 | replace: "T", " " }}</time></td>
+<td>{{ s.dueLocal | slice: 0, 16 | replace: "T", " " }} {{ s.dueLocal | slice: 19, 6 }}</td>
+<td>{{ s.attempts }}</td>
+<td>{% if s.reason %}{{ s.reason.text | default: s.reason.code }}<br>{% endif %}{% if s.providerMessageId %}id {{ s.providerMessageId }}<br>{% endif %}{% if s.delivery %}delivery: {{ s.delivery.status }}<br>{% endif %}{% for r in s.replies %}reply: “{{ r.text }}”{% if r.unhappy %} <strong class="unhappy">unhappy ({{ r.why }})</strong>{% endif %}<br>{% endfor %}{% if s.resends > 0 %}resent {{ s.resends }}×<br>{% endif %}{% if s.retries > 0 %}retried {{ s.retries }}×{% endif %}</td>
+<td class="actions"><a href="/console/preview?ref={{ s.ref | url_encode }}">Preview</a>
+{% if s.state == "scheduled" %}<a href="/console/confirm?action=cancel&amp;ref={{ s.ref | url_encode }}&amp;back={{ back | url_encode }}">Cancel…</a>{% endif %}
+{% if s.state == "sent" or s.state == "failed" %}<a href="/console/confirm?action=resend&amp;ref={{ s.ref | url_encode }}&amp;back={{ back | url_encode }}">Resend…</a>{% endif %}</td>
+</tr>{% endfor %}</tbody>
+</table>
+</section>{% else %}<p>No purchases stored.</p>{% endfor %}
+<section aria-labelledby="audit">
+<h2 id="audit">Operator actions</h2>
+{% render "audit-list", entries: t.audit %}
+</section>
+{% endblock %}`;
+
+const AUDIT_LIST = `{% if entries.size > 0 %}<table>
+<caption>Operator actions, latest first</caption>
+<thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">On</th><th scope="col">Details</th></tr></thead>
+<tbody>{% for e in entries %}<tr><td><time datetime="{{ e.at }}">{{ e.at | slice: 0, 19 | replace: "T", " " }}</time></td><td>{{ e.by }}</td><td>{{ e.action }}</td><td>{{ e.target }}</td><td>{{ e.detail }}</td></tr>{% endfor %}</tbody>
+</table>{% else %}<p>No operator actions recorded.</p>{% endif %}`;
+
+const CONFIRM = `{% layout "layout" %}{% block content %}
+<h1>{{ heading }}</h1>
+<p>{{ question }}</p>
+<form method="post" action="{{ action }}">
+<input type="hidden" name="_csrf" value="{{ csrf }}">
+{% for field in fields %}<input type="hidden" name="{{ field.name }}" value="{{ field.value }}">{% endfor %}
+{% if askReason %}<label for="reason">Reason (kept on the step and in the audit trail)</label>
+<input id="reason" name="reason" maxlength="500">{% endif %}
+<button type="submit" class="{% if danger %}danger{% endif %}">{{ confirm }}</button>
+<a href="{{ back }}">Go back</a>
+</form>
+{% endblock %}`;
+
+const RECEIPT = `{% layout "layout" %}{% block content %}
+<h1>Customer erased</h1>
+<p>Erased at {{ r.erasedAt }} by {{ r.by }}. The customer is now known only as {{ r.customer }}.</p>
+<dl class="facts">
+<div><dt>Purchases erased</dt><dd>{{ r.purchases }}</dd></div>
+<div><dt>Pending follow-ups cancelled</dt><dd>{{ r.stepsCancelled }}</dd></div>
+<div><dt>Being sent at that moment</dt><dd>{{ r.stepsInFlight }}</dd></div>
+<div><dt>Keys deleted</dt><dd>{{ r.keysDeleted }}</dd></div>
+<div><dt>Queue jobs removed</dt><dd>{{ r.jobsRemoved }}</dd></div>
+<div><dt>Outbox files removed</dt><dd>{{ r.outboxFilesRemoved }}</dd></div>
+<div><dt>Opt-outs kept (as keyed hashes)</dt><dd>{{ r.optOutsKept }}</dd></div>
+<div><dt>Append-only file</dt><dd>{{ r.appendOnlyFile }}</dd></div>
+</dl>
+<p><a href="/console/search">Back to search</a></p>
+{% endblock %}`;
+
+const FAILED = `{% layout "layout" %}{% block content %}
+<h1>Failed follow-ups</h1>
+{% if failed.size > 0 %}<form method="post" action="/console/failed/retry">
+<input type="hidden" name="_csrf" value="{{ csrf }}">
+<button type="submit">Retry all {{ failed.size }}</button>
+</form>
+<table>
+<caption>Failed follow-ups, latest first</caption>
+<thead><tr><th scope="col">Step</th><th scope="col">Channel</th><th scope="col">Failed at (UTC)</th><th scope="col">Attempts</th><th scope="col">Why</th><th scope="col">Action</th></tr></thead>
+<tbody>{% for f in failed %}<tr><th scope="row">{{ f.ref }}</th><td>{{ f.channel }}</td><td>{{ f.failedAt | slice: 0, 19 | replace: "T", " " }}</td><td>{{ f.attempts }}</td><td>{{ f.reason.words }}</td>
+<td><form method="post" action="/console/failed/retry"><input type="hidden" name="_csrf" value="{{ csrf }}"><input type="hidden" name="ref" value="{{ f.ref }}"><button type="submit" aria-label="Retry {{ f.ref }}">Retry</button></form></td></tr>{% endfor %}</tbody>
+</table>{% else %}<p>No failed follow-ups.</p>{% endif %}
+{% endblock %}`;
+
+const PLAN = `{% layout "layout" %}{% block content %}
+<h1>Plan preview</h1>
+<form method="post" action="/console/plan">
+<input type="hidden" name="_csrf" value="{{ csrf }}">
+<label for="event">A purchase.completed event (JSON)</label>
+<textarea id="event" name="event" rows="14" required>{{ event }}</textarea>
+<button type="submit">Show the plan</button>
+</form>
+{% if error %}<pre class="error" role="alert" tabindex="0">{{ error }}</pre>{% endif %}
+{% if table %}<h2 id="plan-title">What this purchase would get</h2><pre tabindex="0" aria-labelledby="plan-title">{{ table }}</pre>{% endif %}
+{% endblock %}`;
+
+const REPORT = `{% layout "layout" %}{% block content %}
+<h1>Owner report</h1>
+<form method="get" action="/console/report">
+<label for="since">From (first day)</label>
+<input id="since" name="since" type="date" value="{{ since }}" required>
+<label for="until">Until (the day after the last)</label>
+<input id="until" name="until" type="date" value="{{ until }}" required>
+<button type="submit">Show</button>
+</form>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% else %}
+<iframe class="report" title="Owner report from {{ since }} until {{ until }}" src="/console/report/view?since={{ since }}&amp;until={{ until }}"></iframe>{% endif %}
+{% endblock %}`;
+
+const AUDIT = `{% layout "layout" %}{% block content %}
+<h1>Audit trail</h1>
+<p>Every cancel, resend, retry, erasure and sign-in, kept for a year.</p>
+{% render "audit-list", entries: entries %}
+{% endblock %}`;
+
+const PREVIEW = `{% layout "layout" %}{% block content %}
+<h1>Message of {{ ref }}</h1>
+{% if error %}<p class="error" role="alert">{{ error }}</p>{% else %}
+<p>As {% if state == "scheduled" %}it will be{% else %}it was{% endif %} rendered by {{ channel }}{% if to %} to {{ to }}{% endif %}.</p>
+{% if subject %}<h2>Subject</h2><p>{{ subject }}</p>{% endif %}
+<h2>Text</h2>
+<pre class="message" tabindex="0" aria-label="Message text">{{ text }}</pre>{% endif %}
+<p><a href="{{ back }}">Back</a></p>
+{% endblock %}`;
+
+const PROBLEM = `{% layout "layout" %}{% block content %}
+<h1>{{ heading }}</h1>
+<p role="alert">{{ message }}</p>
+<p><a href="{{ back | default: "/console" }}">Back</a></p>
+{% endblock %}`;
+
+/** The console's stylesheet: readable, high contrast, no web fonts. */
+export const CONSOLE_CSS = `
+:root { color-scheme: light; --ink: #111827; --muted: #4b5563; --line: #d1d5db; --accent: #1d4ed8; --danger: #b91c1c; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: var(--ink); background: #fff; }
+a { color: var(--accent); }
+a:focus, button:focus, input:focus, textarea:focus, summary:focus { outline: 3px solid #f59e0b; outline-offset: 2px; }
+.skip { position: absolute; left: -999px; top: 0; background: #fff; padding: .5rem; }
+.skip:focus { left: .5rem; }
+header { display: flex; flex-wrap: wrap; justify-content: space-between; align-items: center; gap: 1rem; padding: .5rem 1rem; border-bottom: 1px solid var(--line); background: #f3f4f6; }
+nav ul { list-style: none; display: flex; flex-wrap: wrap; gap: 1rem; margin: 0; padding: 0; }
+nav a[aria-current="page"] { font-weight: 700; color: var(--ink); }
+.who { display: flex; gap: .5rem; align-items: center; margin: 0; }
+main { padding: 1rem; max-width: 72rem; }
+h1 { font-size: 1.6rem; margin: .5rem 0 1rem; }
+h2 { font-size: 1.2rem; margin: 1.5rem 0 .5rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; width: 100%; }
+caption { text-align: left; color: var(--muted); padding: .25rem 0; }
+th, td { border: 1px solid var(--line); padding: .35rem .5rem; text-align: left; vertical-align: top; }
+thead th { background: #f3f4f6; }
+label { display: block; margin: .75rem 0 .25rem; font-weight: 600; }
+input, textarea { font: inherit; padding: .4rem; border: 1px solid #6b7280; border-radius: 4px; width: 100%; max-width: 32rem; }
+textarea { max-width: 48rem; font-family: ui-monospace, monospace; font-size: .9rem; }
+button { font: inherit; margin: .5rem .5rem .5rem 0; padding: .4rem .9rem; border: 1px solid var(--accent); border-radius: 4px; background: var(--accent); color: #fff; cursor: pointer; }
+.who button { margin: 0; background: #fff; color: var(--accent); }
+button.danger { background: var(--danger); border-color: var(--danger); }
+a.danger { color: var(--danger); font-weight: 600; }
+.muted, .hint { color: var(--muted); }
+.error { color: var(--danger); font-weight: 600; white-space: pre-wrap; }
+.notice { border-left: 4px solid #15803d; background: #f0fdf4; padding: .5rem .75rem; }
+.unhappy { color: var(--danger); }
+.figures { display: flex; flex-wrap: wrap; gap: 1rem; margin: 0; }
+.figures div { border: 1px solid var(--line); border-radius: 6px; padding: .5rem 1rem; min-width: 8rem; }
+.figures dt { color: var(--muted); }
+.figures dd { margin: 0; font-size: 1.6rem; font-weight: 700; }
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
+.facts div { display: contents; }
+.facts dt { color: var(--muted); }
+.facts dd { margin: 0; }
+.actions a { display: inline-block; margin-right: .5rem; }
+pre { background: #f9fafb; border: 1px solid var(--line); padding: .75rem; overflow-x: auto; }
+iframe.report { width: 100%; height: 70rem; border: 1px solid var(--line); }
+svg.chart { max-width: 100%; height: auto; }
+`;
+
+const TEMPLATES = {
+  layout: LAYOUT,
+  "sign-in": SIGN_IN,
+  overview: OVERVIEW,
+  search: SEARCH,
+  customer: CUSTOMER,
+  "audit-list": AUDIT_LIST,
+  confirm: CONFIRM,
+  receipt: RECEIPT,
+  failed: FAILED,
+  plan: PLAN,
+  report: REPORT,
+  audit: AUDIT,
+  preview: PREVIEW,
+  problem: PROBLEM,
+} as const;
+
+export type ConsoleView = Exclude<keyof typeof TEMPLATES, "layout" | "audit-list">;
+
+const engine = new Liquid({
+  templates: TEMPLATES,
+  outputEscape: "escape",
+  strictFilters: true,
+  extname: "",
+});
+
+/** Renders a page; every value is escaped unless the template says `| raw`. */
+export function renderConsolePage(
+  view: ConsoleView,
+  data: Record<string, unknown>,
+): Promise<string> {
+  return engine.renderFile(view, data) as Promise<string>;
+}

@@ -1,0 +1,194 @@
+import { mkdir } from "node:fs/promises";
+import { DateTime } from "luxon";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { runCustomer } from "../../src/cli/customer-command.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { hasChromium, launchChromium, seriousA11yViolations } from "../support/browser.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+
+/**
+ * The operator console in a real Chromium (Debian's package, driven by playwright-core): sign-in,
+ * search, cancel, retry, erase, the CSRF and session checks, and axe-core on every page.
+ */
+
+const TOKEN = "console-token-0123456789";
+const SCREENSHOTS = process.env.CONSOLE_SCREENSHOTS;
+
+let browser: Browser | undefined;
+let pipeline: PipelineHarness | undefined;
+
+beforeAll(async () => {
+  if (hasChromium) browser = await launchChromium();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const iso = (time: DateTime) => time.toISO({ suppressMilliseconds: true }) ?? "";
+
+async function signedIn(p: PipelineHarness): Promise<Page> {
+  const context = await (browser as Browser).newContext();
+  const page = await context.newPage();
+  await page.goto(`${p.worker?.httpAddress}/console`);
+  await page.getByLabel("Admin token").fill(TOKEN);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  return page;
+}
+
+async function expectAccessible(page: Page, name: string): Promise<void> {
+  const violations = await seriousA11yViolations(page);
+  expect(
+    violations.map(
+      (v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join(", ")})`,
+    ),
+    `serious accessibility problems on ${name}`,
+  ).toEqual([]);
+  if (SCREENSHOTS) {
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: `${SCREENSHOTS}/console-${name}.png`, fullPage: true });
+  }
+}
+
+describe.skipIf(!hasChromium)("the operator console in a browser", () => {
+  it("signs in, finds a customer by email, cancels a step, retries a failure and erases", async () => {
+    pipeline = await startPipeline("console", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    const now = DateTime.utc().startOf("second");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-console",
+        orderId: "ord-console",
+        occurredAt: iso(now),
+        customer: { id: "cus-console", email: "console.customer@example.com", name: "Carla Ortiz" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      }) as never,
+    );
+    // The thank-you fails once for good; the check-in waits three months.
+    p.sink.failNext({ code: 550, message: "mailbox unavailable" });
+    await promoteStep(p, "evt-console", "big-ticket.thank-you");
+    await eventually(async () => {
+      const record = (await p.store.stepRecords("evt-console", ["big-ticket.thank-you"])).get(
+        "big-ticket.thank-you",
+      );
+      return record?.state === "failed" ? true : undefined;
+    }, "the thank-you to fail");
+
+    // Without a session every page leads to the sign-in; a wrong token is refused.
+    const anonymous = await (browser as Browser).newPage();
+    await anonymous.goto(`${base}/console/customers/cus-console`);
+    expect(new URL(anonymous.url()).pathname).toBe("/console/sign-in");
+    await expectAccessible(anonymous, "sign-in");
+    await anonymous.getByLabel("Admin token").fill("not-the-token-at-all");
+    await anonymous.getByRole("button", { name: "Sign in" }).click();
+    await expect(anonymous.getByRole("alert").textContent()).resolves.toContain(
+      "not one of the admin tokens",
+    );
+    await anonymous.close();
+
+    const page = await signedIn(p);
+    expect(await page.textContent("body")).toContain("Signed in as dana");
+    const overview = await page.request.get(`${base}/console`);
+    expect(overview.headers()["content-security-policy"]).toContain("default-src 'none'");
+    await expectAccessible(page, "overview");
+
+    // Search by email: straight to the timeline, with the customer's local due times.
+    await page.getByRole("link", { name: "Search" }).click();
+    await page.getByLabel(/Customer id, email address/).fill("Console.Customer@example.com");
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByRole("heading", { name: "Customer cus-console" }).waitFor();
+    const checkInRow = page.getByRole("row", { name: /^big-ticket\.check-in/ });
+    const localDue = DateTime.fromMillis(now.plus({ months: 3 }).toMillis(), {
+      zone: "Europe/London",
+    }).toFormat("yyyy-MM-dd HH:mm");
+    await expect(checkInRow.textContent()).resolves.toContain(localDue);
+    await expect(checkInRow.textContent()).resolves.toContain("scheduled");
+    await expectAccessible(page, "customer");
+
+    // Cancel the check-in, with a confirmation; the CLI sees it cancelled too.
+    await checkInRow.getByRole("link", { name: "Cancel…" }).click();
+    await page.getByLabel(/Reason/).fill("customer asked by phone");
+    await expectAccessible(page, "confirm");
+    await page.getByRole("button", { name: "Cancel this follow-up" }).click();
+    await expect(page.getByRole("status").textContent()).resolves.toContain(
+      "Cancelled evt-console/big-ticket.check-in",
+    );
+    await expect(
+      page.getByRole("row", { name: /^big-ticket\.check-in/ }).textContent(),
+    ).resolves.toContain("cancelled by dana: customer asked by phone");
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    const io = captureIo();
+    await runCustomer("cus-console", { config: p.configDir, json: true }, io);
+    const timeline = JSON.parse(io.output()) as CustomerTimeline;
+    expect(
+      timeline.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in"),
+    ).toMatchObject({ state: "cancelled", reason: { code: "operator" } });
+
+    // Retry the failed thank-you: it arrives at the SMTP server this time.
+    await page.getByRole("link", { name: "Failed" }).click();
+    await expect(page.textContent("main")).resolves.toContain("evt-console/big-ticket.thank-you");
+    await expectAccessible(page, "failed");
+    await page.getByRole("button", { name: "Retry evt-console/big-ticket.thank-you" }).click();
+    await expect(page.getByRole("status").textContent()).resolves.toContain(
+      "Re-queued 1 follow-up",
+    );
+    const [arrived] = await p.sink.waitForMessages(1);
+    expect(arrived?.envelope.rcptTo).toEqual(["console.customer@example.com"]);
+
+    // An action without its CSRF token is refused, and changes nothing.
+    const forged = await page.request.post(`${base}/console/steps/resend`, {
+      form: { ref: "evt-console/big-ticket.thank-you", back: "/console/search" },
+      maxRedirects: 0,
+    });
+    expect(forged.status()).toBe(403);
+    // A request without a session is refused too.
+    const outsider = await fetch(`${base}/console/failed/retry`, { method: "POST" });
+    expect(outsider.status).toBe(401);
+
+    // The other pages render and pass axe.
+    await page.getByRole("link", { name: "Plan preview" }).click();
+    await page
+      .getByLabel(/A purchase.completed event/)
+      .fill(JSON.stringify(purchaseInput({ id: "evt-preview", occurredAt: iso(now) })));
+    await page.getByRole("button", { name: "Show the plan" }).click();
+    await expect(page.textContent("main")).resolves.toContain("thank-you.thank-you");
+    await expectAccessible(page, "plan");
+    await page.getByRole("link", { name: "Report" }).click();
+    await page.getByRole("heading", { name: "Owner report" }).waitFor();
+    await expectAccessible(page, "report");
+    await page.getByRole("link", { name: "Audit trail" }).click();
+    await expect(page.textContent("main")).resolves.toContain("sign-in");
+    await expectAccessible(page, "audit");
+    const queues = await page.request.get(`${base}/console/queues`);
+    expect(queues.status()).toBe(200);
+
+    // Erase, confirmed: nothing personal is left anywhere in Redis.
+    await page.goto(`${base}/console/customers/cus-console`);
+    await page.getByRole("link", { name: "Erase this customer…" }).click();
+    await page.getByRole("button", { name: "Erase everything about this customer" }).click();
+    await page.getByRole("heading", { name: "Customer erased" }).waitFor();
+    await expect(
+      keysHolding(p.redis, p.prefix, [
+        "cus-console",
+        "console.customer@example.com",
+        "Carla",
+        "Ortiz",
+      ]),
+    ).resolves.toEqual([]);
+    await page.context().close();
+  });
+});
