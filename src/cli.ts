@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
 import { runCheck } from "./cli/check-command.js";
 import { type CustomerOptions, runCustomer } from "./cli/customer-command.js";
+import { runDemo } from "./cli/demo-command.js";
 import { type EraseOptions, runErase } from "./cli/erase-command.js";
 import { type FailedOptions, runFailed } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
@@ -232,6 +233,16 @@ program
   .option("--json", 'print the receipt as JSON ({"receipts": [...]} for --email and --phone)')
   .action(async (id: string | undefined, options: EraseOptions) => {
     process.exitCode = await runErase(id, options, processIo);
+  });
+
+program
+  .command("demo")
+  .description(
+    "publish sample purchases (fresh ids every run), some due at once, and say what will happen and where to look",
+  )
+  .option(...configOption)
+  .action(async (options: { config: string }) => {
+    process.exitCode = await runDemo(options, processIo);
   });
 
 try {

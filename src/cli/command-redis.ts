@@ -1,6 +1,24 @@
 import { Redis } from "ioredis";
 import { type Env, readEnv } from "../config/env.js";
+import { defaultRedisUrl } from "../embedded-redis.js";
 import { CommandError } from "./io.js";
+
+/**
+ * The environment of a one-shot command. Without REDIS_URL, a command uses the embedded Redis a
+ * worker started here (var/redis/url), else the default address.
+ */
+export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
+  let redisSource = "REDIS_URL";
+  let raw: NodeJS.ProcessEnv = process.env;
+  if (!process.env.REDIS_URL) {
+    const found = await defaultRedisUrl();
+    raw = { ...process.env, REDIS_URL: found.url };
+    redisSource = found.source;
+  }
+  const env = readEnv(raw);
+  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
+  return { env: env.env, redisSource };
+}
 
 /**
  * The Redis of `REDIS_URL` for a one-shot command: connected once, no reconnecting, and a refusal
@@ -12,9 +30,8 @@ export async function commandRedis(): Promise<{
   horizonMs: number;
   env: Env;
 }> {
-  const env = readEnv(process.env);
-  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
-  const redis = new Redis(env.env.REDIS_URL, {
+  const { env, redisSource } = await commandEnv();
+  const redis = new Redis(env.REDIS_URL, {
     maxRetriesPerRequest: 1,
     lazyConnect: true,
     retryStrategy: () => null,
@@ -28,12 +45,8 @@ export async function commandRedis(): Promise<{
   } catch (error) {
     redis.disconnect();
     const reason = failure?.message ?? (error as Error).message;
-    throw new CommandError(`cannot reach Redis at REDIS_URL: ${reason}`);
+    const where = redisSource === "REDIS_URL" ? "REDIS_URL" : `${env.REDIS_URL} (${redisSource})`;
+    throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
   }
-  return {
-    redis,
-    prefix: env.env.QUEUE_PREFIX,
-    horizonMs: env.env.PROMOTE_HORIZON_MS,
-    env: env.env,
-  };
+  return { redis, prefix: env.QUEUE_PREFIX, horizonMs: env.PROMOTE_HORIZON_MS, env };
 }

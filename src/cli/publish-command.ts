@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { DateTime, Duration } from "luxon";
-import { readEnv } from "../config/env.js";
 import { describeProblems, parseEvent } from "../domain/events.js";
 import { EventPublisher, InvalidEventError } from "../publisher.js";
+import { commandEnv } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
 
 /**
@@ -22,16 +22,15 @@ export async function runPublish(
   options: PublishOptions,
   io: CommandIo,
 ): Promise<number> {
-  const env = readEnv(process.env);
-  if (!env.ok) throw new CommandError(`invalid environment:\n${env.problems.join("\n")}`);
+  const { env } = await commandEnv();
   const occurredAt =
     options.occurredAt === undefined ? undefined : resolveOccurredAt(options.occurredAt);
   const events = parseEvents(await readInput(file), file).map((event) =>
     restamp(event, occurredAt, options.newId === true),
   );
   const publisher = new EventPublisher({
-    connection: env.env.REDIS_URL,
-    prefix: env.env.QUEUE_PREFIX,
+    connection: env.REDIS_URL,
+    prefix: env.QUEUE_PREFIX,
     clock: DateTime.utc,
   });
   try {
@@ -46,7 +45,7 @@ export async function runPublish(
       throw new CommandError(`${file}: nothing published\n${problems.join("\n")}`);
     for (const event of events) {
       const { eventId, jobId } = await publisher.publish(event as never);
-      io.out(`published ${eventId} to ${env.env.QUEUE_PREFIX}:purchase-events (job ${jobId})\n`);
+      io.out(`published ${eventId} to ${env.QUEUE_PREFIX}:purchase-events (job ${jobId})\n`);
     }
   } catch (error) {
     if (error instanceof InvalidEventError) throw new CommandError(error.message);

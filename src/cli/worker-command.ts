@@ -1,5 +1,14 @@
 import { channelsFromEnv } from "../channels/channels-from-env.js";
 import { readEnv } from "../config/env.js";
+import {
+  ADMIN_TOKEN_FILE,
+  EMBEDDED_URL_FILE,
+  type EmbeddedRedis,
+  embeddedAdminToken,
+  NoRedisError,
+  redisAnswers,
+  startEmbeddedRedis,
+} from "../embedded-redis.js";
 import { createLogger } from "../logger.js";
 import { StartupError, startWorker } from "../worker.js";
 import { type CommandIo, EXIT } from "./io.js";
@@ -14,22 +23,50 @@ export async function runWorker(io: CommandIo): Promise<number> {
     io.err(`invalid environment:\n${envResult.problems.map((p) => `  ${p}`).join("\n")}\n`);
     return EXIT.invalid;
   }
-  const env = envResult.env;
-  const pretty = env.LOG_FORMAT
-    ? env.LOG_FORMAT === "pretty"
-    : env.NODE_ENV === "development" && Boolean(process.stdout.isTTY);
+  let env = envResult.env;
+  const pretty = env.LOG_FORMAT ? env.LOG_FORMAT === "pretty" : Boolean(process.stdout.isTTY);
   const logger = createLogger({ level: env.LOG_LEVEL, pretty });
+  // REDIS_URL unset and nothing at the default address: a private redis-server from PATH.
+  let embedded: EmbeddedRedis | undefined;
+  if (!process.env.REDIS_URL && !(await redisAnswers(env.REDIS_URL))) {
+    try {
+      embedded = await startEmbeddedRedis();
+    } catch (error) {
+      if (!(error instanceof NoRedisError)) throw error;
+      io.err(`${error.message}\n`);
+      return EXIT.invalid;
+    }
+    logger.info(
+      { redis: embedded.url, dir: embedded.dir },
+      `REDIS_URL is unset and nothing answers at ${env.REDIS_URL}: started an embedded redis-server (stopped with the worker; other commands find it through ${EMBEDDED_URL_FILE})`,
+    );
+    const embeddedEnv = readEnv({
+      ...process.env,
+      REDIS_URL: embedded.url,
+      HTTP_HOST: process.env.HTTP_HOST ?? "127.0.0.1",
+      ...(!process.env.ADMIN_TOKENS && { ADMIN_TOKENS: `admin:${await embeddedAdminToken()}` }),
+    });
+    if (!embeddedEnv.ok) throw new Error(embeddedEnv.problems.join("; "));
+    env = embeddedEnv.env;
+  }
   const channels = channelsFromEnv(env);
   let worker: Awaited<ReturnType<typeof startWorker>>;
   try {
     worker = await startWorker({ env, logger, channels });
   } catch (error) {
     await Promise.all(Object.values(channels).map((channel) => channel.close()));
+    await embedded?.stop();
     if (error instanceof StartupError) {
       io.err(`${error.message}\n`);
       return EXIT.invalid;
     }
     throw error;
+  }
+  if (embedded && worker.httpAddress && !process.env.ADMIN_TOKENS) {
+    logger.info(
+      { console: `${worker.httpAddress}/console/sign-in`, tokenFile: ADMIN_TOKEN_FILE },
+      `console: open ${worker.httpAddress}/console/sign-in and sign in with the token in ${ADMIN_TOKEN_FILE}`,
+    );
   }
   process.on("SIGHUP", () => void worker.reload());
   await new Promise<void>((resolve) => {
@@ -37,7 +74,10 @@ export async function runWorker(io: CommandIo): Promise<number> {
       logger.info({ signal }, "shutting down");
       process.off("SIGTERM", stop);
       process.off("SIGINT", stop);
-      void worker.close().then(resolve);
+      void worker
+        .close()
+        .then(() => embedded?.stop())
+        .then(resolve);
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);

@@ -59,7 +59,7 @@ export const envSchema = z
     LOG_LEVEL: z
       .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
       .default("info"),
-    LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+    LOG_FORMAT: z.preprocess(emptyAsUnset, z.enum(["json", "pretty"]).optional()),
     REDIS_URL: url("a Redis", ["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
     QUEUE_PREFIX: z
       .string()

@@ -77,6 +77,12 @@ const locale = z
       `expected a BCP 47 locale such as en or de-AT, got ${JSON.stringify(issue.input)}`,
   });
 
+/** A phone number in E.164 (`+442079460958`) as events store it, or undefined when not valid. */
+export function normalizePhone(raw: string): string | undefined {
+  const parsed = parsePhoneNumberFromString(raw.trim());
+  return parsed?.isValid() ? parsed.number : undefined;
+}
+
 const phone = z
   .string({ error: "expected a phone number in international format, such as +14155550123" })
   .max(40)

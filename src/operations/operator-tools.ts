@@ -1,6 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { DateTime } from "luxon";
+import { normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -197,7 +198,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 
     /** The timelines of every customer who used an email address or phone number. */
     async customersByAddress(address: string): Promise<CustomerTimeline[]> {
-      const ids = await customers.customersOf(address);
+      const ids = await customers.customersOf(asStored(address));
       const timelines: CustomerTimeline[] = [];
       for (const id of ids) {
         const timeline = await readCustomerTimeline(sources(), id);
@@ -404,11 +405,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      * cleared from indexes and outbox files even when no customer is known by it any more.
      */
     async eraseByAddress(address: string, by: string): Promise<ErasureReceipt[]> {
-      const ids = await customers.customersOf(address);
+      const stored = asStored(address);
+      const ids = await customers.customersOf(stored);
       if (ids.length === 0)
         throw new OperatorError("no customer is known with that address", "not-found");
       const receipts: ErasureReceipt[] = [];
-      for (const id of ids) receipts.push(await eraseCustomer(id, { by, addresses: [address] }));
+      for (const id of ids) receipts.push(await eraseCustomer(id, { by, addresses: [stored] }));
       return receipts;
     },
 
@@ -433,6 +435,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 }
 
 export type OperatorTools = ReturnType<typeof createOperatorTools>;
+
+/** An address as events store it: an email as given, a phone number in E.164 (`+44 20 …` → `+4420…`). */
+function asStored(address: string): string {
+  return address.includes("@") ? address : (normalizePhone(address) ?? address);
+}
 
 /** Removes the failed jobs of the given steps (their retries have jobs of their own). */
 async function removeFailedJobs(queue: Queue<FollowUpJobData>, refs: ReadonlySet<string>) {

@@ -116,6 +116,11 @@ describe("followups customer, order and cancel", () => {
       runCustomer(undefined, { ...config(p), email: "OPS@Example.com" }, io),
     );
     expect(byEmail.customers.map((c) => c.customer.id)).toEqual(["cus-ops"]);
+    // A number as people write it finds the E.164 form the event stored.
+    const byPhone = await json<{ customers: CustomerTimeline[] }>(p, (io) =>
+      runCustomer(undefined, { ...config(p), phone: "+44 20 7946 0958" }, io),
+    );
+    expect(byPhone.customers.map((c) => c.customer.id)).toEqual(["cus-ops"]);
     const text = await command(p, (io) => runCustomer("cus-ops", { config: p.configDir }, io));
     expect(text.out).toContain("evt-ops-1/big-ticket.check-in");
     expect(text.out).toContain("scheduled");

@@ -1,0 +1,222 @@
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { parseEvent } from "../domain/events.js";
+import { planFollowUps } from "../domain/planner.js";
+import type { RuleSet } from "../domain/rules.js";
+import { ADMIN_TOKEN_FILE } from "../embedded-redis.js";
+import { EventPublisher } from "../publisher.js";
+import { renderPlanTable } from "../reports/plan-table.js";
+import { loadRulesForCommand } from "./check-command.js";
+import { commandEnv } from "./command-redis.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
+
+/**
+ * `followups demo`: publishes a small set of sample purchases (a TV, a laptop, a newspaper, a salon
+ * visit, a sofa that is refunded, a TV whose buyer texts STOP) with fresh ids, timed and placed in
+ * time zones so that some follow-ups are due at once, and says what will happen when and where to
+ * look. A running worker does the rest.
+ */
+
+/** Zones tried, in order, for a sample that should go out at once (inside a send window now). */
+const ZONES = [
+  "Europe/London",
+  "America/New_York",
+  "America/Los_Angeles",
+  "Asia/Tokyo",
+  "Australia/Sydney",
+  "Asia/Kolkata",
+  "Europe/Berlin",
+  "America/Sao_Paulo",
+  "Pacific/Auckland",
+];
+
+type Sample = { title: string; event: Record<string, unknown>; note?: string };
+
+export async function runDemo(
+  options: { readonly config: string },
+  io: CommandIo,
+): Promise<number> {
+  const rules = await loadRulesForCommand(options.config);
+  const { env } = await commandEnv();
+  const now = DateTime.utc().startOf("second");
+  const run = randomBytes(3).toString("hex");
+  const id = (name: string) => `demo-${run}-${name}`;
+  const samples = demoSamples(rules, now, id);
+  const publisher = new EventPublisher({
+    connection: env.REDIS_URL,
+    prefix: env.QUEUE_PREFIX,
+    clock: DateTime.utc,
+  });
+  try {
+    for (const sample of samples) await publisher.publish(sample.event as never);
+  } catch (error) {
+    throw new CommandError(`could not publish the demo events: ${(error as Error).message}`);
+  } finally {
+    await publisher.close();
+  }
+  const lines = [
+    `Published ${samples.length} demo events to ${env.QUEUE_PREFIX}:purchase-events (run ${run}); a running worker (npm start) takes them from there.`,
+    "",
+  ];
+  for (const sample of samples) {
+    lines.push(`== ${sample.title}`);
+    const parsed = parseEvent(sample.event, { now });
+    if (parsed.ok && parsed.event.type === "purchase.completed") {
+      lines.push(
+        renderPlanTable(
+          planFollowUps(parsed.event, rules, { previousPurchases: 0 }, now),
+        ).trimEnd(),
+      );
+    }
+    if (sample.note) lines.push(sample.note);
+    lines.push("");
+  }
+  const consoleUrl = `${env.PUBLIC_URL ?? `http://${env.HTTP_HOST === "0.0.0.0" ? "127.0.0.1" : env.HTTP_HOST}:${env.HTTP_PORT}`}/console`;
+  lines.push(
+    "Where to look:",
+    env.SMTP_URL
+      ? "  email goes out through SMTP_URL"
+      : `  messages due now are written to the outbox: ${path.resolve(env.OUTBOX_DIR)}`,
+    `  the console: ${consoleUrl}${existsSync(ADMIN_TOKEN_FILE) ? ` (sign in with the token in ${ADMIN_TOKEN_FILE})` : env.ADMIN_TOKENS ? " (sign in with an ADMIN_TOKENS token)" : " (set ADMIN_TOKENS to switch it on)"}`,
+    `  a customer's timeline: followups customer ${id("ana")}`,
+    "  what is coming: followups schedule",
+  );
+  io.out(`${lines.join("\n")}\n`);
+  return EXIT.ok;
+}
+
+/** The demo's events, in the order they are published. */
+export function demoSamples(rules: RuleSet, now: DateTime, id: (name: string) => string): Sample[] {
+  const iso = (time: DateTime) => time.toISO({ suppressMilliseconds: true }) ?? "";
+  const customer = (
+    name: string,
+    full: string,
+    zone: string,
+    extra: Record<string, unknown> = {},
+  ) => ({
+    id: id(name),
+    name: full,
+    email: `${name}.${id("").split("-")[1]}@example.com`,
+    phone: `+447400${String(createHash("sha256").update(name).digest().readUInt32BE(0) % 1_000_000).padStart(6, "0")}`,
+    timezone: zone,
+    locale: "en-GB",
+    consent: { email: true, sms: true },
+    ...extra,
+  });
+  const purchase = (
+    name: string,
+    occurredAt: DateTime,
+    who: Record<string, unknown>,
+    items: { sku: string; name: string; category: string; price: string }[],
+  ) => ({
+    type: "purchase.completed",
+    id: id(`${name}-purchase`),
+    occurredAt: iso(occurredAt),
+    orderId: id(`${name}-order`),
+    customer: who,
+    items: items.map((item) => ({
+      sku: item.sku,
+      name: item.name,
+      category: item.category,
+      quantity: 1,
+      unitPrice: item.price,
+    })),
+    total: {
+      amount: items.reduce((sum, item) => sum + Number(item.price), 0).toFixed(2),
+      currency: "GBP",
+    },
+    store: { id: "demo-store", name: "Corner Electronics", timezone: "Europe/London" },
+  });
+  /** The first zone in which the event has a step due within two minutes (else the first zone). */
+  const dueNow = (build: (zone: string) => Record<string, unknown>) => {
+    for (const zone of ZONES) {
+      const event = build(zone);
+      const parsed = parseEvent(event, { now });
+      if (!parsed.ok || parsed.event.type !== "purchase.completed") continue;
+      const plan = planFollowUps(parsed.event, rules, { previousPurchases: 0 }, now);
+      if (plan.steps.some((step) => Date.parse(step.dueAt) <= now.plus({ minutes: 2 }).toMillis()))
+        return event;
+    }
+    return build(ZONES[0] ?? "Europe/London");
+  };
+  const tv = {
+    sku: "TV-OLED-55",
+    name: "OLED TV 55 inch",
+    category: "televisions",
+    price: "1299.00",
+  };
+  return [
+    {
+      title: "Ana bought a TV three months ago: her check-in text is due now",
+      event: dueNow((zone) =>
+        purchase(
+          "ana",
+          now.setZone(zone).minus({ months: 3 }),
+          customer("ana", "Ana Novak", zone),
+          [tv],
+        ),
+      ),
+    },
+    {
+      title: "Jonas bought a laptop two weeks ago: his accessories offer is due now",
+      event: dueNow((zone) =>
+        purchase(
+          "jonas",
+          now.setZone(zone).minus({ days: 14 }),
+          customer("jonas", "Jonas Weber", zone),
+          [{ sku: "LAP-14", name: "Laptop 14 inch", category: "laptops", price: "899.00" }],
+        ),
+      ),
+    },
+    {
+      title: "Reader bought a newspaper: nothing, ever",
+      event: purchase("reader", now, customer("reader", "Rita Reader", "Europe/London"), [
+        { sku: "NEWS", name: "The Daily", category: "newspapers", price: "2.50" },
+      ]),
+    },
+    {
+      title: "Priya had her hair cut two hours ago: her thank-you is due now",
+      event: dueNow((zone) =>
+        purchase(
+          "priya",
+          now.minus({ hours: 2 }).setZone(zone),
+          customer("priya", "Priya Shah", zone),
+          [{ sku: "CUT", name: "Cut and colour", category: "salon", price: "85.00" }],
+        ),
+      ),
+    },
+    {
+      title: "Sam bought a sofa today…",
+      event: purchase("sam", now, customer("sam", "Sam Carter", "Europe/London"), [
+        { sku: "SOFA-3", name: "Three-seat sofa", category: "furniture", price: "749.00" },
+      ]),
+    },
+    {
+      title: "…and returned it: the refund cancels Sam's follow-ups",
+      event: {
+        type: "purchase.refunded",
+        id: id("sam-refund"),
+        occurredAt: iso(now),
+        orderId: id("sam-order"),
+      },
+      note: "Both of Sam's follow-ups are cancelled (reason: refunded).",
+    },
+    {
+      title: "Lee bought a TV today…",
+      event: purchase("lee", now, customer("lee", "Lee Park", "Europe/London"), [tv]),
+    },
+    {
+      title: "…and texted STOP",
+      event: {
+        type: "customer.unsubscribed",
+        id: id("lee-stop"),
+        occurredAt: iso(now),
+        customerId: id("lee"),
+        channels: ["sms"],
+      },
+      note: "No text goes to Lee any more: the check-in in three months will be skipped (opted out).",
+    },
+  ];
+}

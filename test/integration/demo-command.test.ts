@@ -1,0 +1,58 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { runDemo } from "../../src/cli/demo-command.js";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { captureIo } from "../support/capture-io.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+describe("followups demo", () => {
+  it("publishes fresh samples, some due at once, and says what happens and where to look", async () => {
+    pipeline = await startPipeline("demo");
+    const p = pipeline;
+    Object.assign(process.env, {
+      REDIS_URL: p.envVars.REDIS_URL,
+      QUEUE_PREFIX: p.prefix,
+      OUTBOX_DIR: p.outboxDir,
+    });
+    const io = captureIo();
+    expect(await runDemo({ config: p.configDir }, io)).toBe(0);
+    const out = io.output();
+    const run = /\(run ([0-9a-f]{6})\)/.exec(out)?.[1] ?? "";
+    expect(out).toContain("Published 8 demo events");
+    expect(out).toContain("big-ticket.check-in");
+    expect(out).toContain("No follow-ups planned.");
+    expect(out).toContain(`followups customer demo-${run}-ana`);
+
+    // Ana's check-in text, the laptop offer and Priya's thank-you go out at once.
+    await p.twilio.waitForMessages(1);
+    await p.sink.waitForMessages(2);
+    // Sam's sofa was refunded: nothing pending is left for it.
+    const history = new CustomerHistoryStore(p.redis, p.prefix);
+    await eventually(async () => {
+      const [sofa] = await history.purchasesOf(`demo-${run}-sam`);
+      if (!sofa) return undefined;
+      const states = [...(await p.store.allStepRecords(sofa.eventId)).values()].map((r) => r.state);
+      return states.length > 0 && states.every((s) => s === "cancelled") ? true : undefined;
+    }, "the refunded sofa's follow-ups to be cancelled");
+    // Lee texted STOP.
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    await eventually(
+      async () =>
+        (await suppressions.isSuppressed("sms", { customerId: `demo-${run}-lee` }))
+          ? true
+          : undefined,
+      "Lee's opt-out",
+    );
+
+    // A second run publishes new events, not repeats.
+    const again = captureIo();
+    expect(await runDemo({ config: p.configDir }, again)).toBe(0);
+    expect(again.output()).not.toContain(`run ${run}`);
+  });
+});
