@@ -87,6 +87,9 @@ it("keeps every bad event with its reason, plans every good one, and never crash
     env: {
       INTAKE_CONCURRENCY: "8",
       DELIVERY_CONCURRENCY: "8",
+      // Nothing is killed here: a lock long enough that a CPU-starved CI machine (the oracle plans
+      // every purchase in the test process at the end) does not see BullMQ lose locks it renews.
+      JOB_LOCK_MS: "15000",
       API_TOKEN,
       HTTP_BODY_LIMIT: String(HTTP_BODY_LIMIT),
     },
