@@ -13,6 +13,7 @@ import { runPublish } from "./cli/publish-command.js";
 import { type ReplanOptions, runReplan } from "./cli/replan-command.js";
 import { type ReportOptions, runReport } from "./cli/report-command.js";
 import { runResend } from "./cli/resend-command.js";
+import { runResolve } from "./cli/resolve-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
@@ -234,6 +235,23 @@ program
   .action(async (id: string | undefined, options: EraseOptions) => {
     process.exitCode = await runErase(id, options, processIo);
   });
+
+program
+  .command("resolve")
+  .description("mark a customer's reply (a complaint) resolved, with a note; the reports count it")
+  .argument("<replyId>", "<eventId>/<stepId>/<n>, as `customer` and the reports show it")
+  .option("--note <text>", "what was done, kept with the reply and in the audit trail")
+  .option(...byOption)
+  .option(...configOption)
+  .option("--json", 'print {"id", "resolvedAt", "by", "note"}')
+  .action(
+    async (
+      replyId: string,
+      options: { config: string; note?: string; by?: string; json?: boolean },
+    ) => {
+      process.exitCode = await runResolve(replyId, options, processIo);
+    },
+  );
 
 program
   .command("demo")

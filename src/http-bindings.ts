@@ -122,6 +122,11 @@ export function adminApiWith(deps: {
       }
       case "erase":
         return tools.erase(request.customerId, { by });
+      case "resolve-reply":
+        return tools.resolve(request.replyId, {
+          by,
+          ...(request.note !== undefined && { note: request.note }),
+        });
       case "schedule":
         return tools.schedule(request.days);
       case "audit":

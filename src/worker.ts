@@ -52,6 +52,7 @@ import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
+import { StepReplies } from "./store/step-replies.js";
 import { SuppressionList } from "./store/suppression-list.js";
 import { WebhookReceipts } from "./store/webhook-receipts.js";
 import { createMessageComposer } from "./templates/compose-message.js";
@@ -157,6 +158,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     templates: () => config.templates,
     sms: channels.sms,
     store,
+    replies: new StepReplies(redis, prefix),
     ledger,
     smsReferences,
     suppressions,

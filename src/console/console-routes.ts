@@ -327,6 +327,29 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           request,
         );
       }
+      if (action === "resolve") {
+        const replyId = queryField(request, "reply") ?? "";
+        return page(
+          reply,
+          "confirm",
+          {
+            title: "Resolve complaint",
+            heading: `Mark reply ${replyId} resolved?`,
+            question:
+              "The owners' reports count it as resolved, and the audit trail records your name and note.",
+            action: "/console/replies/resolve",
+            fields: [
+              { name: "reply", value: replyId },
+              { name: "back", value: back },
+            ],
+            askNote: true,
+            confirm: "Mark resolved",
+            back,
+            csrf,
+          },
+          request,
+        );
+      }
       if (action === "cancel" || action === "resend") {
         return page(
           reply,
@@ -387,6 +410,19 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           formField(request, "back"),
           `${result.ref} will be sent again in a moment.`,
         );
+      },
+    );
+
+    scope.post(
+      "/console/replies/resolve",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        const note = formField(request, "note").trim();
+        const result = await deps.tools.resolve(formField(request, "reply"), {
+          by: operatorOf(request),
+          ...(note && { note }),
+        });
+        return backWithNotice(reply, formField(request, "back"), `Resolved reply ${result.id}.`);
       },
     );
 

@@ -126,7 +126,7 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 <td><time datetime="{{ s.dueAt }}">{{ s.dueAt | slice: 0, 16 | replace: "T", " " }}</time></td>
 <td>{{ s.dueLocal | slice: 0, 16 | replace: "T", " " }} {{ s.dueLocal | slice: 19, 6 }}</td>
 <td>{{ s.attempts }}</td>
-<td>{% if s.reason %}{{ s.reason.text | default: s.reason.code }}<br>{% endif %}{% if s.providerMessageId %}id {{ s.providerMessageId }}<br>{% endif %}{% if s.delivery %}delivery: {{ s.delivery.status }}<br>{% endif %}{% for r in s.replies %}reply: “{{ r.text }}”{% if r.unhappy %} <strong class="unhappy">unhappy ({{ r.why }})</strong>{% endif %}<br>{% endfor %}{% if s.resends > 0 %}resent {{ s.resends }}×<br>{% endif %}{% if s.retries > 0 %}retried {{ s.retries }}×{% endif %}</td>
+<td>{% if s.reason %}{{ s.reason.text | default: s.reason.code }}<br>{% endif %}{% if s.providerMessageId %}id {{ s.providerMessageId }}<br>{% endif %}{% if s.delivery %}delivery: {{ s.delivery.status }}<br>{% endif %}{% for r in s.replies %}reply {{ r.id | split: "/" | last }} by {{ r.channel }}: “{{ r.text }}”{% if r.unhappy %} <strong class="unhappy">unhappy ({{ r.why }})</strong>{% endif %}{% if r.resolved %} resolved by {{ r.resolved.by }}{% if r.resolved.note %}: {{ r.resolved.note }}{% endif %}{% elsif r.unhappy %} <a href="/console/confirm?action=resolve&amp;reply={{ r.id | url_encode }}&amp;back={{ back | url_encode }}">Mark resolved…</a>{% endif %}<br>{% endfor %}{% if s.resends > 0 %}resent {{ s.resends }}×<br>{% endif %}{% if s.retries > 0 %}retried {{ s.retries }}×{% endif %}</td>
 <td class="actions"><a href="/console/preview?ref={{ s.ref | url_encode }}">Preview</a>
 {% if s.state == "scheduled" %}<a href="/console/confirm?action=cancel&amp;ref={{ s.ref | url_encode }}&amp;back={{ back | url_encode }}">Cancel…</a>{% endif %}
 {% if s.state == "sent" or s.state == "failed" %}<a href="/console/confirm?action=resend&amp;ref={{ s.ref | url_encode }}&amp;back={{ back | url_encode }}">Resend…</a>{% endif %}</td>
@@ -153,6 +153,8 @@ const CONFIRM = `{% layout "layout" %}{% block content %}
 {% for field in fields %}<input type="hidden" name="{{ field.name }}" value="{{ field.value }}">{% endfor %}
 {% if askReason %}<label for="reason">Reason (kept on the step and in the audit trail)</label>
 <input id="reason" name="reason" maxlength="500">{% endif %}
+{% if askNote %}<label for="note">What was done (kept with the reply and in the audit trail)</label>
+<input id="note" name="note" maxlength="500">{% endif %}
 <button type="submit" class="{% if danger %}danger{% endif %}">{{ confirm }}</button>
 <a href="{{ back }}">Go back</a>
 </form>

@@ -43,11 +43,16 @@
  * "endlich", "cancelled"). A lone "STOP" after other words without a sentence break ("Thanks,
  * stop") is not recognised either: a comma list such as "play, stop, rewind" is more likely there.
  *
- * Opt-in: only the whole message, spaces removed, being START, YES or UNSTOP (Twilio's keywords,
- * unchanged; "Yes love it" stays a reply).
+ * Opt-in: only the whole message, spaces removed, being START or UNSTOP (Twilio's keywords,
+ * unchanged). YES, Twilio's third, opts a suppressed number back in and is otherwise an answer to
+ * the check-in ("Yes love it" is always a reply).
  */
 
-export type SmsKeyword = "opt-out" | "opt-in" | undefined;
+/**
+ * `opt-in-if-suppressed`: YES. Twilio reads it as an opt-in, but to "Is all well?" it is an
+ * answer: it opts a number back in only when the number is suppressed, and is a reply otherwise.
+ */
+export type SmsKeyword = "opt-out" | "opt-in" | "opt-in-if-suppressed" | undefined;
 
 /** Opt-out keywords, as they read after normalisation. */
 const OPT_OUT_KEYWORDS = [
@@ -69,7 +74,7 @@ const OPT_OUT_KEYWORDS = [
   "aufhoeren",
 ];
 const OPT_OUT_COMPACT = new Set(OPT_OUT_KEYWORDS.map((keyword) => keyword.replaceAll(" ", "")));
-const OPT_IN_COMPACT = new Set(["start", "yes", "unstop"]);
+const OPT_IN_COMPACT = new Set(["start", "unstop"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
 const PICTOGRAPHS = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|\p{Emoji_Modifier}|\u20E3/gu;
@@ -156,6 +161,7 @@ export function smsKeyword(body: string): SmsKeyword {
   const compact = sentences.join("").replaceAll(" ", "");
   if (OPT_OUT_COMPACT.has(compact)) return "opt-out";
   if (OPT_IN_COMPACT.has(compact)) return "opt-in";
+  if (compact === "yes") return "opt-in-if-suppressed";
   const first = sentences[0] ?? "";
   if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return "opt-out";
   if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return "opt-out";

@@ -82,6 +82,18 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
           ref: `${params(request).eventId}/${params(request).stepId}`,
         })),
       );
+      scope.post("/replies/:eventId/:stepId/:n/resolve", (request, reply) =>
+        answer(request, reply, () => {
+          const note = body(request).note;
+          if (note !== undefined && typeof note !== "string") return "note: expected text";
+          const { eventId, stepId, n } = params(request);
+          return {
+            op: "resolve-reply",
+            replyId: `${eventId}/${stepId}/${n}`,
+            ...(note && { note }),
+          };
+        }),
+      );
       scope.get("/failed", (request, reply) =>
         answer(request, reply, () => {
           const filter = failedFilter(query(request));
@@ -134,7 +146,9 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
 }
 
 function mutates(request: AdminRequest): boolean {
-  return ["cancel-step", "resend-step", "retry-failed", "erase"].includes(request.op);
+  return ["cancel-step", "resend-step", "retry-failed", "erase", "resolve-reply"].includes(
+    request.op,
+  );
 }
 
 function failedFilter(given: {

@@ -34,6 +34,7 @@ export type AdminRequest =
       readonly refs?: readonly string[];
     }
   | { readonly op: "erase"; readonly customerId: string }
+  | { readonly op: "resolve-reply"; readonly replyId: string; readonly note?: string }
   | { readonly op: "schedule"; readonly days: number }
   | { readonly op: "audit"; readonly since?: number; readonly limit?: number };
 

@@ -128,7 +128,12 @@ export function createEraser(deps: EraseDeps) {
       keys.customerHistory(customerId),
     ];
     for (const key of doomed) keysDeleted += await deps.redis.del(key);
-    if (stepRefs.length > 0) await deps.redis.zrem(keys.replies(), ...stepRefs);
+    // Replies are indexed as `<eventId>\n<stepId>\n<n>` (before December 2026 without the number).
+    const indexed = await deps.redis.zrange(keys.replies(), "0", "-1");
+    const theirs = indexed.filter((member) =>
+      stepRefs.some((ref) => member === ref || member.startsWith(`${ref}\n`)),
+    );
+    if (theirs.length > 0) await deps.redis.zrem(keys.replies(), ...theirs);
     await deps.customers.forget(customerId, [...addresses]);
     const optOutsKept = await countOptOuts(deps, customerId);
     await deps.suppressions.hashCustomerEntries(customerId);

@@ -13,6 +13,7 @@ import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
 import { OrderStore } from "../store/order-store.js";
+import { parseReplyId, StepReplies } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
 import { createEraser, type ErasureReceipt } from "./erase-customer.js";
 import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
@@ -113,6 +114,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
   const suppressions = new SuppressionList(redis, prefix, secret);
   const customers = new CustomerIndex(redis, prefix, secret);
   const audit = new AuditTrail(redis, prefix);
+  const replies = new StepReplies(redis, prefix);
   const ledger = new DeliveryLedger(redis, prefix);
   const eraseCustomer = createEraser({
     redis,
@@ -135,6 +137,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     orders,
     suppressions,
     audit,
+    replies,
     defaultZone: deps.rules().defaults.timezone,
   });
 
@@ -335,6 +338,53 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const member = stored.customerId && (await suppressions.customerMember(stored.customerId));
       await record({ by, action: "resend", target: ref, ...(member && { customer: member }) }, now);
       return { ref, jobId };
+    },
+
+    /**
+     * Marks a customer's reply (a complaint) resolved, with a note, once: a second call answers
+     * conflict and keeps the first resolution.
+     */
+    async resolve(
+      replyId: string,
+      options: { by: string; note?: string },
+    ): Promise<{ id: string; resolvedAt: string; by: string; note: string | null }> {
+      const ref = parseReplyId(replyId);
+      if (!ref)
+        throw new OperatorError(
+          `not a reply id: ${JSON.stringify(replyId)} (expected <eventId>/<stepId>/<n>, such as evt-123/big-ticket.check-in/1)`,
+          "invalid",
+        );
+      const now = deps.now();
+      const result = await replies.resolve(ref.eventId, ref.stepId, ref.n, {
+        at: now,
+        by: options.by,
+        ...(options.note && { note: options.note }),
+      });
+      if (!result) throw new OperatorError(`no reply ${replyId} is known`, "not-found");
+      const resolved = result.reply.resolved;
+      if (result.already || !resolved) {
+        throw new OperatorError(
+          `${replyId} was resolved already, by ${resolved?.by ?? "someone"} at ${new Date(resolved?.at ?? 0).toISOString()}`,
+          "conflict",
+        );
+      }
+      const member = await customerMemberOf(ref.eventId);
+      await record(
+        {
+          by: options.by,
+          action: "resolve",
+          target: replyId,
+          ...(member && { customer: member }),
+          ...(options.note && { detail: options.note }),
+        },
+        now,
+      );
+      return {
+        id: replyId,
+        resolvedAt: new Date(resolved.at).toISOString(),
+        by: resolved.by,
+        note: resolved.note ?? null,
+      };
     },
 
     /** Failed follow-ups (their steps still failed), latest first, one per step. */

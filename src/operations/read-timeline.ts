@@ -3,6 +3,7 @@ import type { AuditTrail } from "../store/audit-trail.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OrderStore } from "../store/order-store.js";
+import type { StepReplies } from "../store/step-replies.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import {
   buildTimeline,
@@ -18,6 +19,7 @@ export interface TimelineSources {
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
   readonly audit: AuditTrail;
+  readonly replies: StepReplies;
   readonly defaultZone: string;
 }
 
@@ -80,10 +82,11 @@ async function readPurchase(
   eventId: string,
   purchasedAt: number | undefined,
 ): Promise<PurchaseFacts> {
-  const [stored, steps, summary] = await Promise.all([
+  const [stored, steps, summary, replies] = await Promise.all([
     sources.store.storedPurchase(eventId),
     sources.store.allStepRecords(eventId),
     sources.store.summary(eventId),
+    sources.replies.ofEvent(eventId),
   ]);
   const orderId = stored.kept?.orderId ?? summary.orderId;
   const order = orderId ? await sources.orders.get(orderId) : undefined;
@@ -94,6 +97,7 @@ async function readPurchase(
     whole: stored.data === "whole",
     summary,
     steps,
+    replies,
     refunds: { full: order?.fullyRefunded ?? false, partial: order?.refunds ?? [] },
   };
 }

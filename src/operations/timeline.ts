@@ -6,6 +6,7 @@ import { judgeReply } from "../reports/unhappy-replies.js";
 import type { AuditEntry } from "../store/audit-trail.js";
 import type { KeptPurchase } from "../store/purchase-codec.js";
 import type { StepRecord, StepState } from "../store/step-record.js";
+import type { StepReply } from "../store/step-replies.js";
 
 /**
  * The customer timeline: what `followups customer`, `followups order`, the admin API and the console
@@ -20,11 +21,21 @@ export interface TimelineMoney {
 }
 
 export interface TimelineReply {
+  /** `<eventId>/<stepId>/<n>`: how `followups resolve` names it. */
+  readonly id: string;
   readonly text: string;
   readonly receivedAt: string;
+  /** How it came: sms, email or voice. */
+  readonly channel: string;
   /** Whether it looks unhappy (a low score or a complaint), as the owners' reports judge. */
   readonly unhappy: boolean;
   readonly why: string | null;
+  /** Who marked it resolved, when, with what note; null while it is not. */
+  readonly resolved: {
+    readonly at: string;
+    readonly by: string;
+    readonly note: string | null;
+  } | null;
 }
 
 export interface TimelineStep {
@@ -110,6 +121,8 @@ export interface PurchaseFacts {
   readonly whole: boolean;
   readonly summary: { readonly orderId: string | null; readonly customerName: string | null };
   readonly steps: ReadonlyMap<string, StepRecord>;
+  /** Every reply, by step id, in the order received. */
+  readonly replies: ReadonlyMap<string, readonly StepReply[]>;
   readonly refunds: { readonly full: boolean; readonly partial: readonly Money[] };
 }
 
@@ -163,7 +176,9 @@ function timelinePurchase(facts: PurchaseFacts, zone: string): TimelinePurchase 
   const p = facts.purchase;
   const stepZone = validZone(p?.customer.timezone ?? p?.store?.timezone) ?? zone;
   const steps = [...facts.steps.entries()]
-    .map(([stepId, record]) => timelineStep(facts.eventId, stepId, record, stepZone))
+    .map(([stepId, record]) =>
+      timelineStep(facts.eventId, stepId, record, facts.replies.get(stepId) ?? [], stepZone),
+    )
     .sort((a, b) => a.dueAt.localeCompare(b.dueAt) || a.stepId.localeCompare(b.stepId));
   const refunded = facts.refunds.full
     ? "full"
@@ -190,17 +205,19 @@ function timelineStep(
   eventId: string,
   stepId: string,
   record: StepRecord,
+  stepReplies: readonly StepReply[],
   zone: string,
 ): TimelineStep {
-  const replies = record.reply
-    ? [
-        {
-          text: record.reply.text,
-          receivedAt: iso(record.reply.receivedAt),
-          ...judgeReply(record.reply.text),
-        },
-      ]
-    : [];
+  const replies = stepReplies.map((reply) => ({
+    id: reply.id,
+    text: reply.text,
+    receivedAt: iso(reply.receivedAt),
+    channel: reply.channel,
+    ...judgeReply(reply.text),
+    resolved: reply.resolved
+      ? { at: iso(reply.resolved.at), by: reply.resolved.by, note: reply.resolved.note ?? null }
+      : null,
+  }));
   return {
     ref: `${eventId}/${stepId}`,
     stepId,

@@ -6,6 +6,7 @@ import type { Logger } from "../logger.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { SmsReferences } from "../store/sms-references.js";
+import type { StepReplies } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
@@ -40,6 +41,7 @@ export interface CustomerFeedbackDeps {
   /** Where the opt-out confirmation is sent. */
   readonly sms: Pick<DeliveryChannel, "send">;
   readonly store: FollowUpStore;
+  readonly replies: StepReplies;
   readonly ledger: DeliveryLedger;
   readonly smsReferences: SmsReferences;
   readonly suppressions: SuppressionList;
@@ -144,7 +146,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await confirmOptOut(message);
         return "opted-out";
       }
-      if (keyword === "opt-in") {
+      // YES opts back in only a number that opted out; to "Is all well?" it is an answer.
+      const optIn =
+        keyword === "opt-in" ||
+        (keyword === "opt-in-if-suppressed" &&
+          (await deps.suppressions.isSuppressed("sms", { address: message.from })));
+      if (optIn) {
         for (const channel of PHONE_CHANNELS)
           await deps.suppressions.allow(channel, { address: message.from });
         await deps.receipts.remember(receipt);
@@ -152,19 +159,22 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       }
       const checkIn = await deps.smsReferences.latestCheckIn(message.from);
       const receivedAt = deps.now();
-      const recorded =
+      // Appended, never overwriting an earlier reply.
+      const n =
         checkIn &&
-        (await deps.store.annotate(
-          checkIn.eventId,
-          checkIn.stepId,
-          { reply: { text: message.body.slice(0, MAX_REPLY_LENGTH), receivedAt } },
+        (await deps.replies.add(checkIn.eventId, checkIn.stepId, {
+          text: message.body.slice(0, MAX_REPLY_LENGTH),
           receivedAt,
-        ));
-      if (!checkIn || !recorded) {
+          channel: "sms",
+        }));
+      if (!checkIn || !n) {
         await deps.receipts.remember(receipt);
         return "ignored";
       }
-      await deps.smsReferences.recordReply(checkIn, receivedAt, REPLY_RETENTION_MS);
+      await deps.smsReferences.recordReply({ ...checkIn, n }, receivedAt, REPLY_RETENTION_MS);
+      const recorded = (await deps.store.stepRecords(checkIn.eventId, [checkIn.stepId])).get(
+        checkIn.stepId,
+      );
       const { kind, ruleId } = stepLabels(deps.rules(), checkIn.stepId, recorded);
       await deps.ledger.countOnce(
         receipt,

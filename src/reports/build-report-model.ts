@@ -38,6 +38,12 @@ export interface ReportInput {
     readonly text: string;
     readonly orderId: string | null;
     readonly customerName: string | null;
+    /** How it came (sms, email, voice); sms for replies indexed before December 2026. */
+    readonly channel?: string;
+    /** When someone marked it resolved (`followups resolve`), if they did. */
+    readonly resolvedAt?: number;
+    /** `<eventId>/<stepId>/<n>`, for `followups resolve`. */
+    readonly id?: string;
   }[];
 }
 
@@ -70,6 +76,7 @@ export function buildReportModel(input: ReportInput): ReportModel {
     topSkipReasons: topReasons(current, ["skipped", "cancelled"]),
     upcoming: input.upcoming,
     unhappyReplies: unhappyReplies(input.replies, input.period.timezone),
+    complaints: complaints(input.replies),
     dailySends: dailySends(input.hours, input.period),
   };
 }
@@ -144,9 +151,41 @@ function unhappyReplies(replies: ReportInput["replies"], zone: string): UnhappyR
           ? `${reply.text.slice(0, REPLY_EXCERPT - 1)}…`
           : reply.text,
       why: verdict.why ?? "looks unhappy",
+      channel: reply.channel ?? "sms",
+      resolved: reply.resolvedAt !== undefined,
+      ...(reply.id !== undefined && { id: reply.id }),
     });
   }
   return flagged;
+}
+
+/** Unhappy replies of the period by channel, how many were resolved, and how fast (median). */
+function complaints(replies: ReportInput["replies"]): ReportModel["complaints"] {
+  const byChannel: Record<string, number> = {};
+  const minutes: number[] = [];
+  let resolved = 0;
+  for (const reply of replies) {
+    if (!judgeReply(reply.text).unhappy) continue;
+    const channel = reply.channel ?? "sms";
+    byChannel[channel] = (byChannel[channel] ?? 0) + 1;
+    if (reply.resolvedAt !== undefined) {
+      resolved++;
+      minutes.push(Math.max(0, reply.resolvedAt - reply.receivedAt) / 60_000);
+    }
+  }
+  minutes.sort((a, b) => a - b);
+  const middle = minutes.length / 2;
+  const median =
+    minutes.length === 0
+      ? null
+      : minutes.length % 2 === 1
+        ? (minutes[Math.floor(middle)] ?? 0)
+        : ((minutes[middle - 1] ?? 0) + (minutes[middle] ?? 0)) / 2;
+  return {
+    byChannel,
+    resolved,
+    medianMinutesToResolve: median === null ? null : Math.round(median),
+  };
 }
 
 /** Sends per local day of the period, every day present (zero days too) so the chart has no gaps. */

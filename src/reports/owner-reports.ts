@@ -7,6 +7,7 @@ import { OWNER_REPORT_JOB } from "../queue/names.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
 import { SmsReferences } from "../store/sms-references.js";
+import { StepReplies } from "../store/step-replies.js";
 import { buildReportModel } from "./build-report-model.js";
 import { renderDailySendsChart } from "./daily-sends-chart.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
@@ -21,6 +22,7 @@ export interface ReportSources {
   readonly ledger: DeliveryLedger;
   readonly store: FollowUpStore;
   readonly smsReferences: SmsReferences;
+  readonly replies: StepReplies;
 }
 
 /** The report sources of a deployment on a connection. */
@@ -29,6 +31,7 @@ export function reportSourcesOn(redis: Redis, prefix: string): ReportSources {
     ledger: new DeliveryLedger(redis, prefix),
     store: new FollowUpStore(redis, prefix),
     smsReferences: new SmsReferences(redis, prefix),
+    replies: new StepReplies(redis, prefix),
   };
 }
 
@@ -50,13 +53,21 @@ export async function collectReport(
     sources.smsReferences.repliesBetween(since, until),
   ]);
   const withNames = await Promise.all(
-    replies.map(async ({ eventId, stepId }) => {
-      const [records, summary] = await Promise.all([
-        sources.store.stepRecords(eventId, [stepId]),
+    replies.map(async ({ eventId, stepId, n }) => {
+      const [reply, summary] = await Promise.all([
+        sources.replies.get(eventId, stepId, n),
         sources.store.summary(eventId),
       ]);
-      const reply = records.get(stepId)?.reply;
-      return reply && { receivedAt: reply.receivedAt, text: reply.text, ...summary };
+      return (
+        reply && {
+          receivedAt: reply.receivedAt,
+          text: reply.text,
+          channel: reply.channel,
+          id: reply.id,
+          ...(reply.resolved && { resolvedAt: reply.resolved.at }),
+          ...summary,
+        }
+      );
     }),
   );
   return buildReportModel({

@@ -4,6 +4,7 @@ import type { Outcome, OutcomeChange, ReasonCount, ReportModel } from "./report-
 import {
   capitalise,
   changeWords,
+  complaintsSentence,
   formatCount,
   localDateTime,
   notableChanges,
@@ -153,6 +154,8 @@ function unhappyBlock(model: ReportModel): string {
       localDateTime(reply.receivedAt, model.period.timezone),
       reply.orderId === null ? null : `order ${plainText(reply.orderId)}`,
       reply.customerName === null ? null : plainText(reply.customerName),
+      `by ${reply.channel}`,
+      reply.resolved ? "resolved" : null,
     ].filter((part): part is string => part !== null && part !== "");
     return (
       `<tr><td style="padding:10px 12px;border-top:1px solid #fde68a;">` +
@@ -162,7 +165,8 @@ function unhappyBlock(model: ReportModel): string {
     );
   });
   const count = replies.length;
-  const lead = `${formatCount(count)} ${plural(count, "reply looks", "replies look")} unhappy: you may want to get in touch.`;
+  const lead =
+    `${formatCount(count)} ${plural(count, "reply looks", "replies look")} unhappy: you may want to get in touch. ${complaintsSentence(model.complaints)}`.trim();
   return row(
     `<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="border-collapse:collapse;background-color:${WARN_BG};border:1px solid #fcd34d;">` +
       `<tr><td style="padding:12px;font-family:${FONT};font-size:15px;line-height:20px;font-weight:bold;color:${WARN_INK};">${escapeHtml(lead)}</td></tr>` +

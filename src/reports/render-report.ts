@@ -9,6 +9,7 @@ import {
 import {
   capitalise,
   changeSentence,
+  complaintsSentence,
   formatCount,
   localDateTime,
   notableChanges,
@@ -127,6 +128,8 @@ function unhappySection(model: ReportModel): string[] {
       localDateTime(reply.receivedAt, model.period.timezone),
       reply.orderId === null ? null : `order ${plainText(reply.orderId)}`,
       reply.customerName === null ? null : plainText(reply.customerName),
+      `by ${reply.channel}`,
+      reply.resolved ? "resolved" : null,
     ].filter((part) => part !== null && part !== "");
     const deeper = `${INDENT}${INDENT}`;
     return [
@@ -136,7 +139,12 @@ function unhappySection(model: ReportModel): string[] {
       ...wrap(`“${plainText(reply.text)}”`, MAX_WIDTH - deeper.length, deeper),
     ];
   });
-  return [...heading(title), ...lines];
+  const summary = complaintsSentence(model.complaints);
+  return [
+    ...heading(title),
+    ...(summary ? [...wrap(summary, MAX_WIDTH - INDENT.length, INDENT), ""] : []),
+    ...lines,
+  ];
 }
 
 function dailySection(days: readonly DailySends[], noun: string): string[] {

@@ -62,6 +62,12 @@ export interface UnhappyReply {
   readonly text: string;
   /** Why it was flagged: "score 2 of 10", "mentions “broken”". */
   readonly why: string;
+  /** How it came: sms, email or voice. */
+  readonly channel: string;
+  /** Whether someone marked it resolved (`followups resolve`). */
+  readonly resolved: boolean;
+  /** `<eventId>/<stepId>/<n>`, what `followups resolve` takes (absent for older replies). */
+  readonly id?: string;
 }
 
 export interface DailySends {
@@ -87,5 +93,12 @@ export interface ReportModel {
     readonly next30Days: Readonly<Record<Channel, number>>;
   };
   readonly unhappyReplies: readonly UnhappyReply[];
+  /** The period's unhappy replies by channel, how many were resolved, and the median time to it. */
+  readonly complaints: {
+    readonly byChannel: Readonly<Record<string, number>>;
+    readonly resolved: number;
+    /** Whole minutes from the reply to its resolution; null when none was resolved. */
+    readonly medianMinutesToResolve: number | null;
+  };
   readonly dailySends: readonly DailySends[];
 }

@@ -139,3 +139,27 @@ export function plainText(text: string): string {
 export function capitalise(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
+
+/**
+ * The period's complaints in one sentence: unhappy replies by channel, how many were resolved, and
+ * the median time to resolve them. Empty when there were none.
+ */
+export function complaintsSentence(complaints: {
+  readonly byChannel: Readonly<Record<string, number>>;
+  readonly resolved: number;
+  readonly medianMinutesToResolve: number | null;
+}): string {
+  const channels = Object.entries(complaints.byChannel).filter(([, n]) => n > 0);
+  const total = channels.reduce((sum, [, n]) => sum + n, 0);
+  if (total === 0) return "";
+  const by = channels
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([channel, n]) => `${n} by ${channel}`)
+    .join(", ");
+  const median = complaints.medianMinutesToResolve;
+  const speed =
+    median === null
+      ? ""
+      : `; half were resolved within ${median < 60 ? `${median} min` : `${Math.floor(median / 60)} h ${median % 60} min`}`;
+  return `${by}. Resolved: ${complaints.resolved} of ${total}${speed}.`;
+}

@@ -75,6 +75,15 @@ export interface StoreCommands {
     ledgerSpec: string,
     counter: "rs" | "rq",
   ): Promise<[number, string]>;
+  /** add-reply.lua */
+  fuAddReply(recordKey: string, stepId: string, reply: string): Promise<number>;
+  /** resolve-reply.lua */
+  fuResolveReply(
+    recordKey: string,
+    stepId: string,
+    n: number,
+    resolution: string,
+  ): Promise<[number, string]>;
   /** erase-event.lua */
   fuEraseEvent(recordKey: string, purchaseKey: string): Promise<number>;
   /** stop-event.lua */
@@ -146,6 +155,8 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "stop-event": "fuStopEvent",
   "requeue-step": "fuRequeueStep",
   "erase-event": "fuEraseEvent",
+  "add-reply": "fuAddReply",
+  "resolve-reply": "fuResolveReply",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",
   "link-order": "fuLinkOrder",

@@ -79,17 +79,27 @@ export class SmsReferences {
     return parseRef(await this.redis.get(this.keys.latestCheckIn(phone)));
   }
 
-  /** Indexes a check-in reply by time, for the owners' reports; forgets those older than keepMs. */
-  async recordReply(at: StepRef, receivedAt: number, keepMs: number): Promise<void> {
+  /**
+   * Indexes a check-in reply (reply `n` of its step) by time, for the owners' reports; forgets
+   * those older than keepMs.
+   */
+  async recordReply(
+    at: StepRef & { n: number },
+    receivedAt: number,
+    keepMs: number,
+  ): Promise<void> {
     const key = this.keys.replies();
-    await this.redis.zadd(key, receivedAt, `${at.eventId}\n${at.stepId}`);
+    await this.redis.zadd(key, receivedAt, `${at.eventId}\n${at.stepId}\n${at.n}`);
     await this.redis.zremrangebyscore(key, "-inf", receivedAt - keepMs);
   }
 
-  /** Steps with a reply received in [since, until). */
-  async repliesBetween(since: number, until: number): Promise<StepRef[]> {
+  /** Replies received in [since, until): their step and number (1 for those indexed before numbers). */
+  async repliesBetween(since: number, until: number): Promise<(StepRef & { n: number })[]> {
     const refs = await this.redis.zrangebyscore(this.keys.replies(), since, `(${until}`);
-    return refs.map(parseRef).filter((ref): ref is StepRef => ref !== undefined);
+    return refs.flatMap((raw) => {
+      const ref = parseRef(raw);
+      return ref ? [{ ...ref, n: Number(raw.split("\n")[2] ?? "1") || 1 }] : [];
+    });
   }
 }
 

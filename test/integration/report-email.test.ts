@@ -53,6 +53,7 @@ const MODEL: ReportModel = {
     next30Days: { email: 5, sms: 0, voice: 0 },
   },
   unhappyReplies: [],
+  complaints: { byChannel: {}, resolved: 0, medianMinutesToResolve: null },
   dailySends: [1, 2, 0, 3, 0, 1, 1].map((email, index) => ({
     date: `2026-11-${16 + index}`,
     byChannel: { email, sms: 0, voice: 0 },

@@ -103,6 +103,7 @@ async function scheduleTwo(): Promise<number> {
 describe("the store's Lua scripts", () => {
   it("registers every script file as a command, with the KEYS count its header declares", () => {
     expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
+      "add-reply",
       "claim-bucket",
       "claim-event-id",
       "claim-step",
@@ -117,6 +118,7 @@ describe("the store's Lua scripts", () => {
       "remember-customer",
       "replan-event",
       "requeue-step",
+      "resolve-reply",
       "rules-generation",
       "schedule-steps",
       "stop-event",
@@ -292,6 +294,38 @@ describe("the store's Lua scripts", () => {
     await redis.del(record());
     expect(await update("s:a", NOW + DAY, "sent", { dl: "delivered" })).toEqual([0, ""]);
     expect(await redis.exists(record())).toBe(0);
+  });
+
+  it("add-reply and resolve-reply: append every reply, turn a reply kept the old way into reply 1, resolve once", async () => {
+    const legacyStep = JSON.stringify({ s: "sent", d: NOW, c: "sms", rp: "All good", rt: NOW + 1 });
+    await redis.hset(record(), "s:big-ticket.check-in", legacyStep, "s:other.step", legacyStep);
+    const reply = (text: string) => JSON.stringify({ t: text, at: NOW + 5, c: "sms" });
+    expect(await redis.fuAddReply(record(), "big-ticket.check-in", reply("Broken, 2/10"))).toBe(2);
+    expect(await redis.fuAddReply(record(), "big-ticket.check-in", reply("Still broken"))).toBe(3);
+    expect(await redis.fuAddReply(record(), "no.step", reply("?"))).toBe(0);
+    expect(JSON.parse((await redis.hget(record(), "y:big-ticket.check-in:1")) ?? "{}")).toEqual({
+      t: "All good",
+      at: NOW + 1,
+      c: "sms",
+    });
+    // The old copy leaves the step record.
+    expect(JSON.parse((await redis.hget(record(), "s:big-ticket.check-in")) ?? "{}")).toEqual({
+      s: "sent",
+      d: NOW,
+      c: "sms",
+    });
+    const resolution = JSON.stringify({ at: NOW + 9, by: "ops" });
+    const [first] = await redis.fuResolveReply(record(), "big-ticket.check-in", 2, resolution);
+    expect(first).toBe(1);
+    const [again, kept] = await redis.fuResolveReply(record(), "big-ticket.check-in", 2, "{}");
+    expect([again, JSON.parse(kept).res]).toEqual([2, { at: NOW + 9, by: "ops" }]);
+    expect(await redis.fuResolveReply(record(), "big-ticket.check-in", 7, resolution)).toEqual([
+      0,
+      "",
+    ]);
+    // Reply 1 of a step that only ever had the old kind is resolvable too.
+    expect((await redis.fuResolveReply(record(), "other.step", 1, resolution))[0]).toBe(1);
+    expect(await redis.hget(record(), "yn:other.step")).toBe("1");
   });
 
   it("stop-event: marks a record it finds and creates none", async () => {

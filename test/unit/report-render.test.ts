@@ -89,8 +89,12 @@ const MODEL: ReportModel = {
       customerName: "Ana <b>Example</b>",
       text: "<script>alert(1)</script> broken & useless \u001b[31mred\u202e, 2/10",
       why: "score 2 of 10; mentions “broken”",
+      channel: "sms",
+      resolved: true,
+      id: "evt-1042/big-ticket.check-in/1",
     },
   ],
+  complaints: { byChannel: { sms: 1 }, resolved: 1, medianMinutesToResolve: 125 },
   dailySends: [3, 7, 12, 5, 0, 6, 9].map((email, index) => ({
     date: `2026-11-${16 + index}`,
     byChannel: { email, sms: index % 3 === 0 ? 1 : 0, voice: 0 },
@@ -109,6 +113,7 @@ const EMPTY: ReportModel = {
     next30Days: { email: 0, sms: 0, voice: 0 },
   },
   unhappyReplies: [],
+  complaints: { byChannel: {}, resolved: 0, medianMinutesToResolve: null },
   dailySends: [],
 };
 

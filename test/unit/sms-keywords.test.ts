@@ -128,11 +128,11 @@ const OPT_INS: readonly string[] = [
   "ＳＴＡＲＴ",
   "start 🙂",
   "UNSTOP",
-  "Yes",
-  "YES!",
-  "yes.",
   "S T A R T",
 ];
+
+/** YES: back in only if the number opted out; otherwise an answer to "Is all well?". */
+const YESES: readonly string[] = ["Yes", "YES!", "yes.", "Y E S"];
 
 describe("smsKeyword", () => {
   it.each(OPT_OUTS)("%j is an opt-out", (body) => {
@@ -145,5 +145,9 @@ describe("smsKeyword", () => {
 
   it.each(OPT_INS)("%j is an opt-in", (body) => {
     expect(smsKeyword(body)).toBe("opt-in");
+  });
+
+  it.each(YESES)("%j opts back in only a suppressed number", (body) => {
+    expect(smsKeyword(body)).toBe("opt-in-if-suppressed");
   });
 });

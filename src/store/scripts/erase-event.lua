@@ -2,7 +2,8 @@
   Erases what a purchase's records say about the customer (right to erasure): the stored purchase
   goes, the summary (order and name) goes, and each step record keeps only its state, times,
   channel, kind, counts and the code of its reason; provider message ids, reason texts, delivery
-  reports and replies go. What remains is anonymous and lets a late job find its step ended.
+  reports and replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
+  What remains is anonymous and lets a late job find its step ended.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `m` summary, `event` legacy purchase)
@@ -25,6 +26,8 @@ for i = 1, #fields, 2 do
     rec.rt = nil
     redis.call('HSET', KEYS[1], fields[i], cjson.encode(rec))
     scrubbed = scrubbed + 1
+  elseif string.sub(fields[i], 1, 2) == 'y:' then
+    redis.call('HDEL', KEYS[1], fields[i])
   end
 end
 return scrubbed

@@ -1,0 +1,29 @@
+--[[
+  Appends a customer's reply to a step (never overwriting an earlier one) and returns its number:
+  reply n of step s is field `y:<s>:<n>`, the count is `yn:<s>`. A reply kept the old way (one per
+  step, inside the step record as `rp`/`rt`, before December 2026) becomes reply 1 first.
+
+  Input:
+    KEYS[1] event record (hash)
+    ARGV[1] step id
+    ARGV[2] the reply (JSON: t = text, at = received epoch ms, c = channel)
+
+  Output: the reply's number (1, 2, ...), or 0 when the step has no record
+]]
+local stepField = 's:' .. ARGV[1]
+local raw = redis.call('HGET', KEYS[1], stepField)
+if not raw then return 0 end
+local counter = 'yn:' .. ARGV[1]
+if redis.call('HEXISTS', KEYS[1], counter) == 0 then
+  local rec = cjson.decode(raw)
+  if rec.rp then
+    local legacy = { t = rec.rp, at = rec.rt or rec.t or rec.d, c = rec.c or 'sms' }
+    redis.call('HSET', KEYS[1], 'y:' .. ARGV[1] .. ':1', cjson.encode(legacy), counter, 1)
+    rec.rp = nil
+    rec.rt = nil
+    redis.call('HSET', KEYS[1], stepField, cjson.encode(rec))
+  end
+end
+local n = redis.call('HINCRBY', KEYS[1], counter, 1)
+redis.call('HSET', KEYS[1], 'y:' .. ARGV[1] .. ':' .. n, ARGV[2])
+return n

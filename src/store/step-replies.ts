@@ -1,0 +1,154 @@
+import type { Redis } from "ioredis";
+import { StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { readStepRecord } from "./step-record.js";
+
+/** Who marked a complaint resolved, when, and what they noted. */
+export interface ReplyResolution {
+  readonly at: number;
+  readonly by: string;
+  readonly note?: string;
+}
+
+/** One reply of a customer to a step: every reply is kept, numbered from 1. */
+export interface StepReply {
+  /** `<eventId>/<stepId>/<n>`: how `followups resolve` names it. */
+  readonly id: string;
+  readonly eventId: string;
+  readonly stepId: string;
+  readonly n: number;
+  readonly text: string;
+  readonly receivedAt: number;
+  /** How it came: sms, email or voice. */
+  readonly channel: string;
+  readonly resolved?: ReplyResolution;
+}
+
+interface StoredReply {
+  t: string;
+  at: number;
+  c?: string;
+  res?: { at: number; by: string; note?: string };
+}
+
+/** `<eventId>/<stepId>/<n>` → its parts; undefined when it is not one. */
+export function parseReplyId(
+  id: string,
+): { eventId: string; stepId: string; n: number } | undefined {
+  const match = /^(.+)\/([^/.\s]+\.[^/.\s]+)\/([1-9]\d{0,5})$/.exec(id);
+  if (!match?.[1] || !match[2] || !match[3]) return undefined;
+  return { eventId: match[1], stepId: match[2], n: Number(match[3]) };
+}
+
+/**
+ * Customers' replies to steps (SMS today; email and voice answers use the same place), kept on the
+ * purchase's event record beside the step states, so they expire and are erased with it. Replies
+ * are appended and never overwritten; a complaint can be marked resolved once.
+ */
+export class StepReplies {
+  private readonly redis: Redis & StoreCommands;
+  private readonly keys: StoreKeys;
+
+  constructor(redis: Redis, prefix: string) {
+    this.redis = withStoreCommands(redis);
+    this.keys = new StoreKeys(prefix);
+  }
+
+  /** Appends a reply; its number, or undefined when the step has no record (expired). */
+  async add(
+    eventId: string,
+    stepId: string,
+    reply: { text: string; receivedAt: number; channel: string },
+  ): Promise<number | undefined> {
+    const stored: StoredReply = { t: reply.text, at: reply.receivedAt, c: reply.channel };
+    const n = await this.redis.fuAddReply(
+      this.keys.eventRecord(eventId),
+      stepId,
+      JSON.stringify(stored),
+    );
+    return n > 0 ? n : undefined;
+  }
+
+  /** Every reply to the purchase's steps, by step id, in the order received. */
+  async ofEvent(eventId: string): Promise<Map<string, StepReply[]>> {
+    const all = await this.redis.hgetall(this.keys.eventRecord(eventId));
+    const replies = new Map<string, StepReply[]>();
+    const add = (reply: StepReply) => {
+      const list = replies.get(reply.stepId) ?? [];
+      list.push(reply);
+      replies.set(reply.stepId, list);
+    };
+    for (const [field, raw] of Object.entries(all)) {
+      if (field.startsWith("y:")) {
+        const at = field.lastIndexOf(":");
+        add(readReply(eventId, field.slice(2, at), Number(field.slice(at + 1)), raw));
+      } else if (field.startsWith("s:") && all[`yn:${field.slice(2)}`] === undefined) {
+        // Kept the old way, inside the step record: reply 1.
+        const legacy = readStepRecord(raw).reply;
+        if (legacy) {
+          const stepId = field.slice(2);
+          add({
+            id: `${eventId}/${stepId}/1`,
+            eventId,
+            stepId,
+            n: 1,
+            text: legacy.text,
+            receivedAt: legacy.receivedAt,
+            channel: "sms",
+          });
+        }
+      }
+    }
+    for (const list of replies.values()) list.sort((a, b) => a.n - b.n);
+    return replies;
+  }
+
+  /** One reply; reply 1 of a step whose reply was kept the old way is found too. */
+  async get(eventId: string, stepId: string, n: number): Promise<StepReply | undefined> {
+    return (await this.ofEvent(eventId)).get(stepId)?.find((reply) => reply.n === n);
+  }
+
+  /**
+   * Marks a reply resolved, once. `already` when it was resolved before (the first resolution
+   * stays); undefined when there is no such reply.
+   */
+  async resolve(
+    eventId: string,
+    stepId: string,
+    n: number,
+    resolution: ReplyResolution,
+  ): Promise<{ reply: StepReply; already: boolean } | undefined> {
+    const [outcome, raw] = await this.redis.fuResolveReply(
+      this.keys.eventRecord(eventId),
+      stepId,
+      n,
+      JSON.stringify({
+        at: resolution.at,
+        by: resolution.by,
+        ...(resolution.note && { note: resolution.note }),
+      }),
+    );
+    if (outcome === 0) return undefined;
+    return { reply: readReply(eventId, stepId, n, raw), already: outcome === 2 };
+  }
+}
+
+function readReply(eventId: string, stepId: string, n: number, raw: string): StepReply {
+  const stored = JSON.parse(raw) as StoredReply;
+  return {
+    id: `${eventId}/${stepId}/${n}`,
+    eventId,
+    stepId,
+    n,
+    text: stored.t,
+    receivedAt: stored.at,
+    channel: stored.c ?? "sms",
+    ...(stored.res && {
+      resolved: {
+        at: stored.res.at,
+        by: stored.res.by,
+        ...(stored.res.note !== undefined && { note: stored.res.note }),
+      },
+    }),
+  };
+}

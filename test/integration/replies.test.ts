@@ -1,0 +1,158 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { runCustomer } from "../../src/cli/customer-command.js";
+import { runErase } from "../../src/cli/erase-command.js";
+import type { CommandIo } from "../../src/cli/io.js";
+import { runReport } from "../../src/cli/report-command.js";
+import { runResolve } from "../../src/cli/resolve-command.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import type { ReportModel } from "../../src/reports/report-model.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { postTwilio } from "../support/webhooks.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const PHONE = "+447400123456";
+
+async function command(p: PipelineHarness, run: (io: CommandIo) => Promise<number>) {
+  Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+  const io = captureIo();
+  const code = await run(io);
+  return { code, out: io.output() };
+}
+
+async function timelineOf(p: PipelineHarness, id: string): Promise<CustomerTimeline> {
+  const { out } = await command(p, (io) =>
+    runCustomer(id, { config: p.configDir, json: true }, io),
+  );
+  return JSON.parse(out) as CustomerTimeline;
+}
+
+async function sms(p: PipelineHarness, body: string, sid: string): Promise<number> {
+  const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
+    From: PHONE,
+    Body: body,
+    MessageSid: sid,
+  });
+  return answer.status;
+}
+
+describe("replies to a check-in", () => {
+  it("keeps every reply with its own id, reads YES as an answer, and resolves a complaint once", async () => {
+    pipeline = await startPipeline("replies");
+    const p = pipeline;
+    const now = DateTime.utc().startOf("second");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-reply",
+        orderId: "ord-reply",
+        occurredAt:
+          now.setZone("Europe/London").minus({ months: 3 }).toUTC().toISO({
+            suppressMilliseconds: true,
+          }) ?? "",
+        customer: { id: "cus-reply", phone: PHONE, name: "Rhea Lane" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await p.twilio.waitForMessages(1);
+    await eventually(async () => {
+      const record = (await p.store.stepRecords("evt-reply", ["big-ticket.check-in"])).get(
+        "big-ticket.check-in",
+      );
+      return record?.state === "sent" ? true : undefined;
+    }, "the check-in to be sent");
+
+    // "Yes" to "Is all well?" from a number that never opted out is an answer, not an opt-in.
+    expect(await sms(p, "Yes", "SMreply1")).toBe(200);
+    expect(await sms(p, "Actually the remote is broken, 3/10", "SMreply2")).toBe(200);
+    const base = "evt-reply/big-ticket.check-in";
+    const replies = await eventually(async () => {
+      const t = await timelineOf(p, "cus-reply");
+      const found = t.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in")?.replies;
+      return found && found.length === 2 ? found : undefined;
+    }, "both replies to be kept");
+    expect(replies).toEqual([
+      expect.objectContaining({ id: `${base}/1`, text: "Yes", channel: "sms", unhappy: false }),
+      expect.objectContaining({
+        id: `${base}/2`,
+        text: "Actually the remote is broken, 3/10",
+        unhappy: true,
+        resolved: null,
+      }),
+    ]);
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+
+    // Resolved once, with who and the note; a second time is refused.
+    const resolved = await command(p, (io) =>
+      runResolve(
+        `${base}/2`,
+        { config: p.configDir, note: "sent a new remote", by: "ops", json: true },
+        io,
+      ),
+    );
+    expect(JSON.parse(resolved.out)).toMatchObject({
+      id: `${base}/2`,
+      by: "ops",
+      note: "sent a new remote",
+    });
+    await expect(
+      command(p, (io) => runResolve(`${base}/2`, { config: p.configDir }, io)),
+    ).rejects.toMatchObject({
+      code: 1,
+      message: expect.stringMatching(/resolved already, by ops/),
+    });
+    await expect(
+      command(p, (io) => runResolve(`${base}/9`, { config: p.configDir }, io)),
+    ).rejects.toMatchObject({ code: 1 });
+    await expect(
+      command(p, (io) => runResolve("not-a-reply", { config: p.configDir }, io)),
+    ).rejects.toMatchObject({ code: 2 });
+    const after = await timelineOf(p, "cus-reply");
+    expect(
+      after.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in")?.replies[1],
+    ).toMatchObject({ resolved: { by: "ops", note: "sent a new remote" } });
+    expect(after.audit[0]).toMatchObject({ by: "ops", action: "resolve", target: `${base}/2` });
+
+    // The report counts the complaint by channel, resolved, and how fast.
+    const until = DateTime.now().setZone("Europe/London").plus({ days: 1 }).toISODate() ?? "";
+    const report = await command(p, (io) =>
+      runReport({ config: p.configDir, until, format: "text", json: true }, io),
+    );
+    const model = JSON.parse(report.out) as ReportModel;
+    expect(model.complaints).toEqual({
+      byChannel: { sms: 1 },
+      resolved: 1,
+      medianMinutesToResolve: 0,
+    });
+    expect(model.unhappyReplies).toEqual([
+      expect.objectContaining({ channel: "sms", resolved: true, id: `${base}/2` }),
+    ]);
+
+    // STOP, then YES: now YES opts the number back in.
+    await sms(p, "STOP", "SMreply3");
+    await eventually(
+      async () => ((await suppressions.isSuppressed("sms", { address: PHONE })) ? true : undefined),
+      "the STOP",
+    );
+    await sms(p, "YES", "SMreply4");
+    await eventually(
+      async () => ((await suppressions.isSuppressed("sms", { address: PHONE })) ? undefined : true),
+      "the YES to opt back in",
+    );
+
+    // Erasure takes the replies too.
+    await command(p, (io) => runErase("cus-reply", { config: p.configDir }, io));
+    expect(
+      await keysHolding(p.redis, p.prefix, ["remote is broken", "new remote", "Rhea"]),
+    ).toEqual([]);
+  });
+});
