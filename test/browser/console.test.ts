@@ -4,6 +4,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { StepReplies } from "../../src/store/step-replies.js";
 import { hasChromium, launchChromium, seriousA11yViolations } from "../support/browser.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -182,6 +183,21 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await expectAccessible(page, "audit");
     const queues = await page.request.get(`${base}/console/queues`);
     expect(queues.status()).toBe(200);
+
+    // An unhappy reply is marked resolved from the timeline, with a note.
+    await new StepReplies(p.redis, p.prefix).add("evt-console", "big-ticket.thank-you", {
+      text: "The TV arrived broken, 2/10",
+      receivedAt: Date.now(),
+      channel: "email",
+    });
+    await page.goto(`${base}/console/customers/cus-console`);
+    await page.getByRole("link", { name: "Mark resolved…" }).click();
+    await page.getByLabel(/What was done/).fill("replaced the TV");
+    await page.getByRole("button", { name: "Mark resolved" }).click();
+    await expect(page.getByRole("status").textContent()).resolves.toContain(
+      "Resolved reply evt-console/big-ticket.thank-you/1",
+    );
+    await expect(page.textContent("main")).resolves.toContain("resolved by dana: replaced the TV");
 
     // Erase, confirmed: nothing personal is left anywhere in Redis.
     await page.goto(`${base}/console/customers/cus-console`);
