@@ -93,6 +93,24 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly alertsSent = new Counter({
+    name: "followups_alerts_sent_total",
+    help: "Alert emails sent to owners about unhappy replies.",
+    registers: [this.registry],
+  });
+
+  readonly alertsBundled = new Counter({
+    name: "followups_alerts_bundled_total",
+    help: "Unhappy replies that went out in an alert together with an earlier one (a bundle).",
+    registers: [this.registry],
+  });
+
+  readonly alertsFailed = new Counter({
+    name: "followups_alerts_failed_total",
+    help: "Alert emails that failed to send (retried with backoff).",
+    registers: [this.registry],
+  });
+
   readonly reportsSent = new Counter({
     name: "followups_reports_sent_total",
     help: "Owner reports sent.",

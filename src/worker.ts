@@ -26,6 +26,7 @@ import { createIntakeProcessor } from "./queue/intake-processor.js";
 import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
+  OWNER_ALERTS_QUEUE,
   OWNER_REPORTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
 } from "./queue/names.js";
@@ -35,6 +36,7 @@ import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
+import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
 import { collectReport, reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
 import { closeWithin } from "./shutdown.js";
@@ -48,6 +50,7 @@ import { FollowUpSchedule } from "./store/follow-up-schedule.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
 import { OrderStore } from "./store/order-store.js";
+import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { sharedSecret } from "./store/shared-secrets.js";
@@ -134,6 +137,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
+  const alertsQueue = new Queue(OWNER_ALERTS_QUEUE, { connection: redis, prefix });
+  const ownerAlertQueue = new OwnerAlertQueue(redis, prefix);
+  const stepReplies = new StepReplies(redis, prefix);
   const publisher = new EventPublisher({ connection: httpRedis, prefix, clock });
   const adminQueues = {
     followUps: new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: httpRedis, prefix }),
@@ -158,7 +164,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     templates: () => config.templates,
     sms: channels.sms,
     store,
-    replies: new StepReplies(redis, prefix),
+    replies: stepReplies,
+    onReply: createOwnerAlerts({
+      rules,
+      store,
+      alerts: ownerAlertQueue,
+      queue: alertsQueue,
+      logger,
+      now,
+    }),
     ledger,
     smsReferences,
     suppressions,
@@ -172,7 +186,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const discountSecret = env.DISCOUNT_SECRET ?? (await sharedSecret(redis, prefix, "discount"));
 
   // Workers block on their own connections; passed-in connections are ours to close.
-  const workerConnections = [redis.duplicate(), redis.duplicate(), redis.duplicate()] as const;
+  const workerConnections = [
+    redis.duplicate(),
+    redis.duplicate(),
+    redis.duplicate(),
+    redis.duplicate(),
+  ] as const;
   const workerSettings = {
     prefix,
     removeOnComplete: KEEP_COMPLETED,
@@ -255,12 +274,28 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }),
     { ...workerSettings, connection: workerConnections[2], concurrency: 1 },
   );
+  const alertWorker = new Worker(
+    OWNER_ALERTS_QUEUE,
+    createOwnerAlertProcessor({
+      rules,
+      alerts: ownerAlertQueue,
+      replies: stepReplies,
+      store,
+      email: channels.email,
+      metrics,
+      logger,
+      ...(env.ADMIN_TOKENS && {
+        consoleUrl: `${env.PUBLIC_URL ?? `http://localhost:${env.HTTP_PORT}`}/console`,
+      }),
+    }),
+    { ...workerSettings, connection: workerConnections[3], concurrency: 1 },
+  );
   await syncReportSchedulers(reports, config.rules.owners);
-  for (const queue of [followUps, events, reports]) {
+  for (const queue of [followUps, events, reports, alertsQueue]) {
     // Without a listener BullMQ prints connection errors to the console, outside the logger.
     queue.on("error", (error) => logger.error({ err: error, queue: queue.name }, "queue error"));
   }
-  const workers = { intake, delivery, reports: reportWorker };
+  const workers = { intake, delivery, reports: reportWorker, alerts: alertWorker };
   for (const [label, worker] of Object.entries(workers)) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
@@ -350,6 +385,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       followUps.close(),
       events.close(),
       reports.close(),
+      alertsQueue.close(),
       adminQueues.followUps.close(),
       adminQueues.events.close(),
     ]);
@@ -456,7 +492,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           generation,
           templates: config.templates.version,
         }),
-        queues: [events, followUps, reports],
+        queues: [events, followUps, reports, alertsQueue],
         report: (period) =>
           collectReport(reportSourcesOn(httpRedis, prefix), config.rules, "console", period),
         preview: (ref) =>

@@ -159,6 +159,9 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         weekday: (["mon", "tue", "wed", "thu", "fri", "sat", "sun"].indexOf(owner.day) +
           1) as Weekday,
         time: owner.time,
+        ...(owner.stores && { stores: owner.stores }),
+        alerts: owner.alerts,
+        alertWindow: owner.alertWindow,
       })),
       holidays: new Set(file.holidays),
       gracePeriods: file.gracePeriods,

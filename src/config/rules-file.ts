@@ -198,6 +198,12 @@ const ownerSchema = z.strictObject({
       error: 'expected a local time "HH:MM", such as "08:00"',
     })
     .default("08:00"),
+  /** The stores (`store.id` of purchases) whose alerts this owner gets; absent: every store. */
+  stores: z.array(z.string().min(1).max(200)).min(1).max(100).optional(),
+  /** Unhappy replies reach this owner by email within a minute. */
+  alerts: z.boolean({ error: "expected true or false" }).default(false),
+  /** Further alerts within this long after one are bundled into one email at its end. */
+  alertWindow: isoDuration.prefault("PT15M"),
 });
 
 const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };

@@ -108,6 +108,12 @@ export interface Owner {
   readonly weekday: Weekday;
   /** Local time of day, "HH:MM". */
   readonly time: string;
+  /** Stores (`store.id`) whose unhappy replies this owner is alerted to; absent: all of them. */
+  readonly stores?: readonly string[];
+  /** Whether unhappy replies reach this owner at once (an alert email within a minute). */
+  readonly alerts: boolean;
+  /** Alerts within this long after one are bundled into one email at its end. */
+  readonly alertWindow: Duration;
 }
 
 export interface RuleSet {

@@ -6,7 +6,7 @@ import type { Logger } from "../logger.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { SmsReferences } from "../store/sms-references.js";
-import type { StepReplies } from "../store/step-replies.js";
+import type { StepReplies, StepReply } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
@@ -42,6 +42,8 @@ export interface CustomerFeedbackDeps {
   readonly sms: Pick<DeliveryChannel, "send">;
   readonly store: FollowUpStore;
   readonly replies: StepReplies;
+  /** Told of every reply recorded (owner alerts); a failure is logged, the reply stays. */
+  readonly onReply?: (reply: StepReply) => Promise<void>;
   readonly ledger: DeliveryLedger;
   readonly smsReferences: SmsReferences;
   readonly suppressions: SuppressionList;
@@ -172,6 +174,19 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         return "ignored";
       }
       await deps.smsReferences.recordReply({ ...checkIn, n }, receivedAt, REPLY_RETENTION_MS);
+      const text = message.body.slice(0, MAX_REPLY_LENGTH);
+      await deps
+        .onReply?.({
+          id: `${checkIn.eventId}/${checkIn.stepId}/${n}`,
+          ...checkIn,
+          n,
+          text,
+          receivedAt,
+          channel: "sms",
+        })
+        .catch((error: unknown) =>
+          deps.logger.warn({ err: error }, "could not file the reply for owner alerts"),
+        );
       const recorded = (await deps.store.stepRecords(checkIn.eventId, [checkIn.stepId])).get(
         checkIn.stepId,
       );

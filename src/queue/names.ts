@@ -6,6 +6,10 @@ export const PURCHASE_EVENTS_QUEUE = "purchase-events";
 export const FOLLOW_UPS_QUEUE = "follow-ups";
 /** Owners' report runs, fed by one BullMQ job scheduler per owner. */
 export const OWNER_REPORTS_QUEUE = "owner-reports";
+/** Alert emails to owners about unhappy replies: one job per alert (or bundle of alerts). */
+export const OWNER_ALERTS_QUEUE = "owner-alerts";
+/** Job name of an alert. */
+export const OWNER_ALERT_JOB = "owner-alert";
 /** Job name of a report run. */
 export const OWNER_REPORT_JOB = "owner-report";
 

@@ -179,6 +179,16 @@ export class StoreKeys {
     return `${this.base}x:${customerHash}`;
   }
 
+  /** Unhappy replies (ids) waiting for an owner's alert email. */
+  ownerAlerts(ownerId: string): string {
+    return `${this.base}alerts:${ownerId}`;
+  }
+
+  /** When an owner's current alert window started. */
+  ownerAlertState(ownerId: string): string {
+    return `${this.base}alerts:${ownerId}:state`;
+  }
+
   /** A console session (by the SHA-256 of its id): who signed in. */
   consoleSession(sessionHash: string): string {
     return `${this.base}console:${sessionHash}`;

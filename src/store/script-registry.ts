@@ -75,6 +75,15 @@ export interface StoreCommands {
     ledgerSpec: string,
     counter: "rs" | "rq",
   ): Promise<[number, string]>;
+  /** queue-alert.lua */
+  fuQueueAlert(
+    pendingKey: string,
+    stateKey: string,
+    replyId: string,
+    now: number,
+    windowMs: number,
+    keepMs: number,
+  ): Promise<[number, number]>;
   /** add-reply.lua */
   fuAddReply(recordKey: string, stepId: string, reply: string): Promise<number>;
   /** resolve-reply.lua */
@@ -156,6 +165,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "requeue-step": "fuRequeueStep",
   "erase-event": "fuEraseEvent",
   "add-reply": "fuAddReply",
+  "queue-alert": "fuQueueAlert",
   "resolve-reply": "fuResolveReply",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",

@@ -7,6 +7,7 @@ import { runReport } from "../../src/cli/report-command.js";
 import { runResolve } from "../../src/cli/resolve-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -69,6 +70,9 @@ describe("replies to a check-in", () => {
       );
       return record?.state === "sent" ? true : undefined;
     }, "the check-in to be sent");
+    // Replies are filed against the number's latest check-in, remembered just after the send.
+    const references = new SmsReferences(p.redis, p.prefix);
+    await eventually(async () => references.latestCheckIn(PHONE), "the check-in to be on file");
 
     // "Yes" to "Is all well?" from a number that never opted out is an answer, not an opt-in.
     expect(await sms(p, "Yes", "SMreply1")).toBe(200);

@@ -1,7 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Queue } from "bullmq";
-import { DateTime } from "luxon";
+import { DateTime, Duration } from "luxon";
 import { PNG } from "pngjs";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
@@ -217,7 +217,13 @@ describe("ledger and owner reports", () => {
     pipeline = await startPipeline("report-dst", { startWorker: false });
     const p = pipeline;
     const queue = new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix: p.prefix });
-    const owner = { ...OWNER, frequency: "daily" as const, weekday: 1 as const };
+    const owner = {
+      ...OWNER,
+      frequency: "daily" as const,
+      weekday: 1 as const,
+      alerts: false,
+      alertWindow: Duration.fromObject({ minutes: 15 }),
+    };
     const nextRun = async (startIso: string) => {
       await syncReportSchedulers(queue, [owner], { startDate: Date.parse(startIso) });
       const scheduler = await queue.getJobScheduler(ownerSchedulerId(owner));

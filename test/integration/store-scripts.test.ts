@@ -112,6 +112,7 @@ describe("the store's Lua scripts", () => {
       "erase-event",
       "link-order",
       "opt-outs",
+      "queue-alert",
       "record-purchase",
       "record-refund",
       "release-bucket",

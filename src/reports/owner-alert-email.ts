@@ -1,0 +1,84 @@
+import { DateTime } from "luxon";
+import type { EmailMessage } from "../channels/channel.js";
+import type { Owner } from "../domain/rules.js";
+import { plainText } from "./report-phrases.js";
+
+/** One unhappy reply as an alert shows it. */
+export interface AlertItem {
+  /** `<eventId>/<stepId>/<n>`, for `followups resolve`. */
+  readonly replyId: string;
+  readonly receivedAt: number;
+  readonly text: string;
+  /** Why it looks unhappy: "score 2 of 10", "mentions “broken”". */
+  readonly why: string;
+  readonly channel: string;
+  readonly customerId: string;
+  readonly firstName: string | null;
+  readonly orderId: string | null;
+  readonly purchasedAt: string | null;
+  readonly items: readonly { readonly name: string; readonly quantity: number }[];
+  /** The customer's timeline in the console, when the console is on. */
+  readonly timelineUrl: string | null;
+}
+
+/**
+ * The alert email to an owner: who was unhappy, about which order and what they bought, what they
+ * said, and where to see (and resolve) it. Plain text and escaped HTML, in the owner's zone.
+ */
+export function alertEmail(
+  owner: Pick<Owner, "email" | "name" | "timezone">,
+  shopName: string,
+  items: readonly AlertItem[],
+  followUpId: string,
+): EmailMessage {
+  const first = items[0];
+  const subject =
+    items.length === 1 && first
+      ? `${shopName}: an unhappy reply from ${first.firstName ?? "a customer"}${first.orderId ? ` (order ${first.orderId})` : ""}`
+      : `${shopName}: ${items.length} unhappy replies`;
+  const when = (at: number) =>
+    DateTime.fromMillis(at, { zone: owner.timezone }).toFormat("ccc d LLL HH:mm ZZZZ");
+  const blocks = items.map((item) => {
+    const bought = item.items.map((i) => `${i.quantity} × ${plainText(i.name)}`).join(", ");
+    return [
+      `${item.firstName ? plainText(item.firstName) : "A customer"} (customer ${plainText(item.customerId)})${item.orderId ? `, order ${plainText(item.orderId)}` : ""}`,
+      ...(bought
+        ? [
+            `Bought: ${bought}${item.purchasedAt ? ` on ${DateTime.fromISO(item.purchasedAt, { zone: owner.timezone }).toFormat("d LLL yyyy")}` : ""}`,
+          ]
+        : []),
+      `Replied by ${item.channel} at ${when(item.receivedAt)} (${plainText(item.why)}):`,
+      `  “${plainText(item.text)}”`,
+      ...(item.timelineUrl ? [`Timeline: ${item.timelineUrl}`] : []),
+      `Once dealt with: followups resolve ${item.replyId}`,
+    ];
+  });
+  const text = [
+    `Hello ${plainText(owner.name)},`,
+    "",
+    items.length === 1
+      ? "a customer's reply to a follow-up looks unhappy. You may want to get in touch:"
+      : `${items.length} customers' replies to follow-ups look unhappy. You may want to get in touch:`,
+    "",
+    ...blocks.flatMap((block) => [...block, ""]),
+    `— followups for ${plainText(shopName)}`,
+  ].join("\n");
+  const html = `<!doctype html><html><body style="font-family:Arial,Helvetica,sans-serif;color:#1f2937;">${text
+    .split("\n")
+    .map((line) => {
+      const escaped = escapeHtml(line);
+      const linked = escaped.replace(/(https?:\/\/[^\s<]+)/g, '<a href="$1">$1</a>');
+      return line === "" ? "<br>" : `<div>${linked}</div>`;
+    })
+    .join("")}</body></html>`;
+  return { channel: "email", followUpId, to: owner.email, subject, text: `${text}\n`, html };
+}
+
+function escapeHtml(text: string): string {
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
+}

@@ -1,0 +1,151 @@
+import { createHash } from "node:crypto";
+import type { Job, Queue } from "bullmq";
+import type { DeliveryChannel } from "../channels/channel.js";
+import type { Owner, RuleSet } from "../domain/rules.js";
+import type { Logger } from "../logger.js";
+import type { FollowUpMetrics } from "../metrics.js";
+import { OWNER_ALERT_JOB } from "../queue/names.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { OwnerAlertQueue } from "../store/owner-alerts.js";
+import { parseReplyId, type StepReplies, type StepReply } from "../store/step-replies.js";
+import { type AlertItem, alertEmail } from "./owner-alert-email.js";
+import { ownerSchedulerId } from "./owner-reports.js";
+import { judgeReply } from "./unhappy-replies.js";
+
+/**
+ * Unhappy replies reach the owners of the purchase's store at once: owners with `alerts: true`
+ * whose `stores` name the purchase's store (or who name none). The first alert of an owner's
+ * window is queued to go within the minute; replies later in the window wait for its end and go
+ * together in one email. Failed sends are retried with backoff, as report emails are.
+ */
+
+export interface OwnerAlertsDeps {
+  readonly rules: () => RuleSet;
+  readonly store: Pick<FollowUpStore, "storedPurchase">;
+  readonly alerts: OwnerAlertQueue;
+  readonly queue: Queue;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+/** The owners to alert about a purchase of `storeId`. */
+export function ownersToAlert(rules: RuleSet, storeId: string | undefined): Owner[] {
+  return rules.owners.filter(
+    (owner) =>
+      owner.alerts &&
+      (owner.stores === undefined || (storeId !== undefined && owner.stores.includes(storeId))),
+  );
+}
+
+/** Called for every reply recorded: files an alert for each owner to tell when it looks unhappy. */
+export function createOwnerAlerts(deps: OwnerAlertsDeps) {
+  return async (reply: StepReply): Promise<void> => {
+    if (!judgeReply(reply.text).unhappy) return;
+    const stored = await deps.store.storedPurchase(reply.eventId);
+    const owners = ownersToAlert(deps.rules(), stored.kept?.store?.id);
+    const now = deps.now();
+    for (const owner of owners) {
+      const ownerId = ownerSchedulerId(owner);
+      const { sendAt, bundled } = await deps.alerts.file(
+        ownerId,
+        reply.id,
+        now,
+        owner.alertWindow.as("milliseconds"),
+      );
+      // One job per owner and send time: the replies of a window share the job at its end.
+      await deps.queue.add(
+        OWNER_ALERT_JOB,
+        { owner: ownerId },
+        {
+          jobId: `alert-${ownerId}-${sendAt}`,
+          delay: Math.max(0, sendAt - now),
+          attempts: 6,
+          backoff: { type: "exponential", delay: 60_000 },
+        },
+      );
+      deps.logger.info({ owner: ownerId, bundled }, "unhappy reply filed for an owner's alert");
+    }
+  };
+}
+
+export interface OwnerAlertProcessorDeps {
+  readonly rules: () => RuleSet;
+  readonly alerts: OwnerAlertQueue;
+  readonly replies: Pick<StepReplies, "get">;
+  readonly store: Pick<FollowUpStore, "storedPurchase">;
+  readonly email: Pick<DeliveryChannel, "send">;
+  readonly metrics: FollowUpMetrics;
+  readonly logger: Logger;
+  /** The console's base URL (…/console) when it is on: alerts link to the customer's timeline. */
+  readonly consoleUrl?: string;
+}
+
+/** Sends an owner every alert waiting for them in one email; throws on a failed send (retried). */
+export function createOwnerAlertProcessor(deps: OwnerAlertProcessorDeps) {
+  return async (job: Job): Promise<{ sent: number } | { skipped: string }> => {
+    const ownerId = String(job.data.owner);
+    const rules = deps.rules();
+    const owner = rules.owners.find((o) => ownerSchedulerId(o) === ownerId);
+    const pending = await deps.alerts.pending(ownerId);
+    if (!owner?.alerts) {
+      await deps.alerts.sent(ownerId, pending.length);
+      return { skipped: "owner no longer gets alerts" };
+    }
+    if (pending.length === 0) return { skipped: "nothing pending (sent with an earlier alert)" };
+    const items: AlertItem[] = [];
+    for (const replyId of pending) {
+      const item = await alertItem(deps, replyId);
+      if (item) items.push(item);
+    }
+    if (items.length === 0) {
+      await deps.alerts.sent(ownerId, pending.length);
+      return { skipped: "the replies are gone (erased or expired)" };
+    }
+    const followUpId = `alert-${ownerId}-${createHash("sha256").update(pending.join("\n")).digest("hex").slice(0, 12)}`;
+    const result = await deps.email.send(alertEmail(owner, rules.shopName, items, followUpId));
+    if (!result.ok) {
+      deps.metrics.alertsFailed.inc();
+      deps.logger.warn(
+        { owner: ownerId, code: result.error.code, attempt: job.attemptsMade + 1 },
+        "owner alert failed; will retry",
+      );
+      throw new Error(`alert email not sent: ${result.error.code}`);
+    }
+    await deps.alerts.sent(ownerId, pending.length);
+    deps.metrics.alertsSent.inc();
+    if (items.length > 1) deps.metrics.alertsBundled.inc(items.length - 1);
+    deps.logger.info({ owner: ownerId, replies: items.length }, "owner alert sent");
+    return { sent: items.length };
+  };
+}
+
+async function alertItem(
+  deps: OwnerAlertProcessorDeps,
+  replyId: string,
+): Promise<AlertItem | undefined> {
+  const ref = parseReplyId(replyId);
+  if (!ref) return undefined;
+  const [reply, stored] = await Promise.all([
+    deps.replies.get(ref.eventId, ref.stepId, ref.n),
+    deps.store.storedPurchase(ref.eventId),
+  ]);
+  if (!reply) return undefined;
+  const kept = stored.kept;
+  const customerId = kept?.customer.id ?? "unknown";
+  return {
+    replyId,
+    receivedAt: reply.receivedAt,
+    text: reply.text,
+    why: judgeReply(reply.text).why ?? "looks unhappy",
+    channel: reply.channel,
+    customerId,
+    firstName: kept?.customer.firstName ?? null,
+    orderId: kept?.orderId ?? null,
+    purchasedAt: kept?.occurredAt ?? null,
+    items: (kept?.items ?? []).map((item) => ({ name: item.name, quantity: item.quantity })),
+    timelineUrl:
+      deps.consoleUrl && kept
+        ? `${deps.consoleUrl}/customers/${encodeURIComponent(customerId)}`
+        : null,
+  };
+}

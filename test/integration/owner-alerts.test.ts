@@ -1,0 +1,107 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { SmsReferences } from "../../src/store/sms-references.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { postTwilio } from "../support/webhooks.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const PHONE = "+447400765432";
+
+async function withOwners(configDir: string, owners: unknown[]): Promise<void> {
+  const file = path.join(configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  doc.setIn(["owners"], doc.createNode(owners));
+  await writeFile(file, doc.toString());
+}
+
+describe("unhappy replies reach the owner at once", () => {
+  it("alerts the store's owner within seconds, bundles the rest of the window, and leaves happy replies alone", async () => {
+    pipeline = await startPipeline("owner-alerts", {
+      startWorker: false,
+      env: { ADMIN_TOKENS: "ops:ops-token-0123456789" },
+    });
+    const p = pipeline;
+    await withOwners(p.configDir, [
+      {
+        name: "Maria",
+        email: "maria@shop.example",
+        timezone: "Europe/London",
+        frequency: "weekly",
+        alerts: true,
+        alertWindow: "PT3S",
+      },
+      {
+        name: "Olaf",
+        email: "olaf@shop.example",
+        timezone: "Europe/Berlin",
+        frequency: "weekly",
+        alerts: true,
+        stores: ["another-store"],
+      },
+    ]);
+    await p.startWorker();
+    const now = DateTime.utc().startOf("second");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-alert",
+        orderId: "ord-alert-7",
+        occurredAt:
+          now.setZone("Europe/London").minus({ months: 3 }).toUTC().toISO({
+            suppressMilliseconds: true,
+          }) ?? "",
+        customer: { id: "cus-alert", phone: PHONE, name: "Nina Berg" },
+        items: [item("televisions", "899.00", { name: "OLED TV 55 inch" })],
+        store: { id: "corner-shop", name: "Corner Shop" },
+      }) as never,
+    );
+    await p.twilio.waitForMessages(1);
+    // Replies are filed against the number's latest check-in, remembered just after the send.
+    const references = new SmsReferences(p.redis, p.prefix);
+    await eventually(async () => references.latestCheckIn(PHONE), "the check-in to be on file");
+    const reply = (body: string, sid: string) =>
+      postTwilio(p, "/webhooks/twilio/inbound", { From: PHONE, Body: body, MessageSid: sid });
+
+    expect((await reply("All good, love it 10/10", "SMa1")).status).toBe(200);
+    const sentAt = Date.now();
+    expect((await reply("The screen cracked, 2/10", "SMa2")).status).toBe(200);
+    const [alert] = await p.sink.waitForMessages(1, 30_000);
+    expect(Date.now() - sentAt).toBeLessThan(60_000);
+    expect(alert?.envelope.rcptTo).toEqual(["maria@shop.example"]);
+    expect(alert?.parsed.subject).toBe("Your shop: an unhappy reply from Nina (order ord-alert-7)");
+    const text = alert?.parsed.text ?? "";
+    expect(text).toContain("“The screen cracked, 2/10”");
+    expect(text).toContain("1 × OLED TV 55 inch");
+    expect(text).toContain("score 2 of 10");
+    expect(text).toContain("/console/customers/cus-alert");
+    expect(text).toContain("followups resolve evt-alert/big-ticket.check-in/2");
+    expect(text).not.toContain("love it");
+
+    // Two more within the window: nothing at once, one email with both at its end.
+    await reply("Still broken. Not happy.", "SMa3");
+    await reply("And the stand is broken too", "SMa4");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(p.sink.messages).toHaveLength(1);
+    const [, bundle] = await p.sink.waitForMessages(2, 30_000);
+    expect(bundle?.parsed.subject).toBe("Your shop: 2 unhappy replies");
+    expect(bundle?.parsed.text).toContain("Still broken. Not happy.");
+    expect(bundle?.parsed.text).toContain("And the stand is broken too");
+    // The owner of another store heard nothing, and nothing more comes.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.sink.messages.map((m) => m.envelope.rcptTo)).toEqual([
+      ["maria@shop.example"],
+      ["maria@shop.example"],
+    ]);
+    const metrics = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
+    expect(metrics).toMatch(/^followups_alerts_sent_total 2$/m);
+    expect(metrics).toMatch(/^followups_alerts_bundled_total 1$/m);
+  });
+});
