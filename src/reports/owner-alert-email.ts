@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import type { EmailMessage } from "../channels/channel.js";
 import type { Owner } from "../domain/rules.js";
+import { escapeHtml } from "./escape-html.js";
 import { plainText } from "./report-phrases.js";
 
 /** One unhappy reply as an alert shows it. */
@@ -72,13 +73,4 @@ export function alertEmail(
     })
     .join("")}</body></html>`;
   return { channel: "email", followUpId, to: owner.email, subject, text: `${text}\n`, html };
-}
-
-function escapeHtml(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
 }

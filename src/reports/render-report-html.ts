@@ -1,5 +1,6 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { CHANNEL_COLOURS, DAILY_SENDS_CHART_SIZE } from "./daily-sends-chart.js";
+import { escapeHtml } from "./escape-html.js";
 import type { Outcome, OutcomeChange, ReasonCount, ReportModel } from "./report-model.js";
 import {
   capitalise,
@@ -36,16 +37,6 @@ const PANEL = "#f9fafb";
 const WARN_BG = "#fef3c7";
 const WARN_INK = "#92400e";
 const CONTENT_WIDTH = 600;
-
-/** Escapes text for HTML element content and double- or single-quoted attributes. */
-function escapeHtml(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
-}
 
 /** The report as a complete HTML document, safe for Gmail and Outlook; every value is escaped. */
 export function renderReportHtml(model: ReportModel, options: ReportHtmlOptions = {}): string {
