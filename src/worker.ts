@@ -177,6 +177,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     smsReferences,
     suppressions,
     receipts: new WebhookReceipts(redis, prefix),
+    customers,
+    history,
+    email: channels.email,
+    ...(env.SUPPORT_EMAIL && { supportEmail: env.SUPPORT_EMAIL }),
     logger,
     now,
   });
@@ -460,6 +464,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ),
       inboundSms: (message) => feedback.inboundSms(message),
       smsStatus: (update) => feedback.smsStatus(update),
+      inboundEmail: (raw) => feedback.inboundEmail(raw),
       readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
       ...(env.ADMIN_TOKENS && {
         admin: adminApiWith({ tools: adminTools, tokens: env.ADMIN_TOKENS, redis: httpRedis }),
@@ -477,6 +482,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           return named === DEFAULT_SHOP_NAME && env.SHOP_NAME ? env.SHOP_NAME : named;
         },
         bodyLimitBytes: env.HTTP_BODY_LIMIT,
+        ...(env.INBOUND_EMAIL_TOKEN && { inboundEmailToken: env.INBOUND_EMAIL_TOKEN }),
+        inboundEmailMaxBytes: env.INBOUND_EMAIL_MAX_BYTES,
       },
       logger,
     });

@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { channelsFromEnv } from "../channels/channels-from-env.js";
 import { readEnv } from "../config/env.js";
 import {
@@ -24,7 +25,11 @@ export async function runWorker(io: CommandIo): Promise<number> {
     return EXIT.invalid;
   }
   let env = envResult.env;
-  const pretty = env.LOG_FORMAT ? env.LOG_FORMAT === "pretty" : Boolean(process.stdout.isTTY);
+  // pino-pretty is a development dependency: a production install (npm ci --omit=dev, the
+  // image) writes JSON even to a terminal rather than fail to start.
+  const pretty =
+    (env.LOG_FORMAT ? env.LOG_FORMAT === "pretty" : Boolean(process.stdout.isTTY)) &&
+    prettyPrinterInstalled();
   const logger = createLogger({ level: env.LOG_LEVEL, pretty });
   // REDIS_URL unset and nothing at the default address: a private redis-server from PATH.
   let embedded: EmbeddedRedis | undefined;
@@ -84,4 +89,14 @@ export async function runWorker(io: CommandIo): Promise<number> {
   });
   logger.flush();
   return EXIT.ok;
+}
+
+/** Whether pino-pretty can be loaded (it is not installed with --omit=dev). */
+function prettyPrinterInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve("pino-pretty");
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -71,6 +71,15 @@ export const envSchema = z
     SMTP_MAX_CONNECTIONS: positiveInt(3),
     SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
     MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+    INBOUND_EMAIL_TOKEN: z.preprocess(
+      emptyAsUnset,
+      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+    ),
+    INBOUND_EMAIL_MAX_BYTES: positiveInt(10 * 1024 * 1024),
+    SUPPORT_EMAIL: z.preprocess(
+      emptyAsUnset,
+      z.email({ error: "expected an email address such as support@shop.example" }).optional(),
+    ),
     REPLY_TO: z.preprocess(
       emptyAsUnset,
       z.email({ error: "expected an email address such as help@shop.example" }).optional(),
@@ -221,6 +230,7 @@ export const SECRET_ENV_VARS = [
   "ADDRESS_HASH_SECRET",
   "API_TOKEN",
   "ADMIN_TOKENS",
+  "INBOUND_EMAIL_TOKEN",
   "UNSUBSCRIBE_SECRET",
   "DKIM_PRIVATE_KEY",
 ] as const satisfies readonly (keyof Env)[];

@@ -79,6 +79,10 @@ export interface HttpDeps {
     body: string;
     messageSid: string;
   }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored">;
+  /** An inbound email reply (raw MIME), recorded against the follow-up it answers. */
+  inboundEmail(
+    raw: Buffer,
+  ): Promise<{ outcome: "recorded"; replyId: string } | { outcome: "ignored"; reason: string }>;
   /** A Twilio status callback for a message we sent. */
   smsStatus(update: {
     messageSid: string;
@@ -101,6 +105,10 @@ export interface HttpDeps {
     /** Shop name shown on the unsubscribe page. */
     readonly shopName?: string;
     readonly bodyLimitBytes: number;
+    /** INBOUND_EMAIL_TOKEN; when undefined POST /webhooks/email/inbound answers 503. */
+    readonly inboundEmailToken?: string;
+    /** INBOUND_EMAIL_MAX_BYTES: the largest raw email accepted. */
+    readonly inboundEmailMaxBytes?: number;
   };
   readonly logger: import("pino").Logger;
 }

@@ -95,6 +95,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   registerTwilioRoutes(app, deps, publicUrl);
   app.register(unsubscribeRoutes, deps);
   registerHealthRoutes(app, deps);
+  registerInboundEmailRoute(app, deps);
   if (deps.admin) registerAdminRoutes(app, deps.admin);
 
   return app;
@@ -145,6 +146,46 @@ function registerEventRoute(app: FastifyInstance, deps: HttpDeps): void {
     }
     request.log.info({ eventId: result.eventId }, "event accepted");
     return reply.code(202).send({ eventId: result.eventId });
+  });
+}
+
+/** Email replies, posted raw (message/rfc822) by an inbound-parse service, up to their own limit. */
+function registerInboundEmailRoute(app: FastifyInstance, deps: HttpDeps): void {
+  const maxBytes = deps.settings.inboundEmailMaxBytes ?? 10 * 1024 * 1024;
+  app.register(async (scope) => {
+    scope.addContentTypeParser(
+      ["message/rfc822", "application/octet-stream", "text/plain"],
+      { parseAs: "buffer", bodyLimit: maxBytes },
+      (_request, body, done) => done(null, body),
+    );
+    scope.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+      if (error.statusCode === 413)
+        return reply.code(413).send({ error: `email larger than ${maxBytes} bytes` });
+      throw error;
+    });
+    scope.post("/webhooks/email/inbound", { bodyLimit: maxBytes }, async (request, reply) => {
+      const token = deps.settings.inboundEmailToken;
+      if (!token)
+        return reply
+          .code(503)
+          .send({ error: "not configured: set INBOUND_EMAIL_TOKEN to accept email replies" });
+      const check = checkBearerToken(request.headers.authorization, token);
+      if (check !== "ok") {
+        request.log.info({ check }, "refused an inbound email");
+        return reply
+          .code(401)
+          .send({ error: check === "missing" ? "missing token" : "wrong token" });
+      }
+      if (!Buffer.isBuffer(request.body))
+        return reply.code(415).send({ error: "expected the raw email as message/rfc822" });
+      const result = await deps.inboundEmail(request.body);
+      if (result.outcome === "recorded") {
+        request.log.info({ replyId: result.replyId }, "email reply recorded");
+        return reply.code(202).send({ status: "recorded", replyId: result.replyId });
+      }
+      request.log.info({ reason: result.reason }, "email reply ignored");
+      return reply.code(200).send({ status: "ignored", reason: result.reason });
+    });
   });
 }
 

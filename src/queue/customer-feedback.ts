@@ -1,11 +1,16 @@
+import { createHash } from "node:crypto";
+import { type ParsedMail, simpleParser } from "mailparser";
 import type { DeliveryChannel } from "../channels/channel.js";
+import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
 import type { Channel } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { isProviderConfirmedOptOut, smsKeyword } from "../domain/sms-keywords.js";
 import type { Logger } from "../logger.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
-import type { SmsReferences } from "../store/sms-references.js";
+import type { SmsReferences, StepRef } from "../store/sms-references.js";
 import type { StepReplies, StepReply } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
@@ -24,6 +29,8 @@ const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
 export const REPLY_RETENTION_MS = 400 * 24 * 3600 * 1000;
 /** Longest reply text kept against a check-in. */
 const MAX_REPLY_LENGTH = 1600;
+/** Longest email reply text kept (what the customer wrote, without the quoted original). */
+const MAX_EMAIL_REPLY_LENGTH = 10_000;
 /** Twilio's error code for a message to a number that has opted out (replied STOP). */
 const TWILIO_OPTED_OUT = 21610;
 /**
@@ -48,6 +55,12 @@ export interface CustomerFeedbackDeps {
   readonly smsReferences: SmsReferences;
   readonly suppressions: SuppressionList;
   readonly receipts: WebhookReceipts;
+  /** Email replies: who used an address, their purchases, and where to forward replies. */
+  readonly customers?: Pick<CustomerIndex, "customersOf">;
+  readonly history?: Pick<CustomerHistoryStore, "purchasesOf">;
+  readonly email?: Pick<DeliveryChannel, "send">;
+  /** SUPPORT_EMAIL: every accepted email reply is forwarded there. */
+  readonly supportEmail?: string;
   readonly logger: Logger;
   /** Epoch ms now. */
   readonly now: () => number;
@@ -90,6 +103,54 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     } catch (error) {
       deps.logger.warn({ err: error }, "opt-out confirmation not sent");
     }
+  };
+
+  /** The follow-up an email answers, by the Message-IDs it refers to (latest first). */
+  const stepOfEmailReply = async (mail: ParsedMail): Promise<StepRef | undefined> => {
+    const references = [mail.references ?? []].flat();
+    const ids = [mail.inReplyTo, ...references.reverse()].filter(
+      (id): id is string => typeof id === "string" && id !== "",
+    );
+    for (const id of ids) {
+      const found = await deps.smsReferences.stepOfEmail(id);
+      if (found) return found;
+    }
+    return undefined;
+  };
+
+  /** The latest email follow-up sent to an address (when the reply names no Message-ID we know). */
+  const latestEmailTo = async (address: string): Promise<StepRef | undefined> => {
+    if (!deps.customers || !deps.history) return undefined;
+    let latest: (StepRef & { at: number }) | undefined;
+    for (const customerId of await deps.customers.customersOf(address)) {
+      for (const { eventId } of (await deps.history.purchasesOf(customerId)).slice(0, 10)) {
+        for (const [stepId, record] of await deps.store.allStepRecords(eventId)) {
+          const at = record.changedAt ?? 0;
+          if (record.channel === "email" && record.state === "sent" && at > (latest?.at ?? -1))
+            latest = { eventId, stepId, at };
+        }
+      }
+    }
+    return latest && { eventId: latest.eventId, stepId: latest.stepId };
+  };
+
+  /** Forwards an accepted reply to SUPPORT_EMAIL; a failure is logged (the reply is stored). */
+  const forwardToSupport = async (
+    replyId: string,
+    subject: string,
+    sender: string | undefined,
+    text: string,
+  ): Promise<void> => {
+    if (!deps.supportEmail || !deps.email) return;
+    const sent = await deps.email.send({
+      channel: "email",
+      followUpId: `reply-${createHash("sha256").update(replyId).digest("hex").slice(0, 16)}`,
+      to: deps.supportEmail,
+      subject: `Customer reply: ${subject}`.slice(0, 200),
+      text: `${sender ?? "A customer"} replied to follow-up ${replyId}:\n\n${text}\n`,
+    });
+    if (!sent.ok)
+      deps.logger.warn({ code: sent.error.code }, "reply not forwarded to SUPPORT_EMAIL");
   };
 
   const optOut = (
@@ -197,6 +258,67 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         receivedAt,
       );
       return "reply-recorded";
+    },
+
+    /**
+     * An email reply (the raw MIME message an inbound-parse service posts): matched to the
+     * follow-up it answers by In-Reply-To/References against our Message-IDs, else to the latest
+     * email sent to the sender's address; the quoted original is cut off. Automatic answers and
+     * replies that match nothing are ignored (nothing stored). Idempotent per Message-ID.
+     */
+    async inboundEmail(
+      raw: Buffer,
+    ): Promise<{ outcome: "recorded"; replyId: string } | { outcome: "ignored"; reason: string }> {
+      const mail = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true });
+      const receipt = `in-email:${mail.messageId ?? createHash("sha256").update(raw).digest("hex")}`;
+      if (await deps.receipts.seen(receipt)) return { outcome: "ignored", reason: "seen before" };
+      const header = (name: string) => {
+        const value = mail.headers.get(name);
+        return typeof value === "string" ? value : undefined;
+      };
+      if (
+        isAutomaticReply({
+          ...(header("auto-submitted") && { autoSubmitted: header("auto-submitted") }),
+          ...(header("precedence") && { precedence: header("precedence") }),
+          ...(mail.subject && { subject: mail.subject }),
+        })
+      ) {
+        await deps.receipts.remember(receipt);
+        return { outcome: "ignored", reason: "automatic reply" };
+      }
+      const sender = mail.from?.value[0]?.address;
+      const step = (await stepOfEmailReply(mail)) ?? (sender && (await latestEmailTo(sender)));
+      const text = replyBody(mail.text ?? "").slice(0, MAX_EMAIL_REPLY_LENGTH);
+      if (!step || text === "") {
+        await deps.receipts.remember(receipt);
+        return { outcome: "ignored", reason: step ? "empty reply" : "no matching follow-up" };
+      }
+      const receivedAt = deps.now();
+      const n = await deps.replies.add(step.eventId, step.stepId, {
+        text,
+        receivedAt,
+        channel: "email",
+      });
+      if (!n) {
+        await deps.receipts.remember(receipt);
+        return { outcome: "ignored", reason: "the follow-up's record is gone" };
+      }
+      const replyId = `${step.eventId}/${step.stepId}/${n}`;
+      await deps.smsReferences.recordReply({ ...step, n }, receivedAt, REPLY_RETENTION_MS);
+      const recorded = (await deps.store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
+      const { kind, ruleId } = stepLabels(deps.rules(), step.stepId, recorded);
+      await deps.ledger.countOnce(
+        receipt,
+        { outcome: "reply", channel: "email", kind, ruleId },
+        receivedAt,
+      );
+      await deps
+        .onReply?.({ id: replyId, ...step, n, text, receivedAt, channel: "email" })
+        .catch((error: unknown) =>
+          deps.logger.warn({ err: error }, "could not file the reply for owner alerts"),
+        );
+      await forwardToSupport(replyId, mail.subject ?? "", sender, text);
+      return { outcome: "recorded", replyId };
     },
 
     /** Records Twilio's delivery report against the step the message was sent for. */

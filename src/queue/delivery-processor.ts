@@ -25,7 +25,7 @@ export interface DeliveryDeps {
   readonly compose: ComposeMessage;
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
   readonly store: Pick<FollowUpStore, "stepRecords" | "loadForSend" | "claim" | "transition">;
-  readonly smsReferences: Pick<SmsReferences, "rememberSms" | "textedBefore">;
+  readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
   readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress" | "addressMember">;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   readonly metrics: FollowUpMetrics;
@@ -271,7 +271,9 @@ function createDelivery(deps: DeliveryDeps) {
         { outcome: "sent", ...sendLabels },
         claim.record.dueAt,
       );
-      if (step.channel !== "email") {
+      if (step.channel === "email") {
+        await deps.smsReferences.rememberEmail(result.id, { eventId, stepId }, SMS_REFERENCE_MS);
+      } else {
         await deps.smsReferences.rememberSms(
           result.id,
           message.to,

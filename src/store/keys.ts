@@ -103,6 +103,11 @@ export class StoreKeys {
     return `${this.base}sid:${sid}`;
   }
 
+  /** Which step an email (by its Message-ID) was sent for: replies find their step by it. */
+  emailMessage(messageId: string): string {
+    return `${this.base}mid:${idHash(messageId.trim().toLowerCase())}`;
+  }
+
   /** The latest check-in sent to a phone number, where its replies are filed. */
   latestCheckIn(phone: string): string {
     return `${this.base}ci:${idHash(phone)}`;

@@ -49,6 +49,23 @@ export class SmsReferences {
     ]);
   }
 
+  /** Remembers which step an email (by its Message-ID) was sent for, so replies find their step. */
+  async rememberEmail(messageId: string, at: StepRef, keepMs: number): Promise<void> {
+    await this.redis.set(
+      this.keys.emailMessage(messageId),
+      `${at.eventId}\n${at.stepId}`,
+      "PX",
+      keepMs,
+    );
+  }
+
+  /** The step an email was sent for, by its Message-ID (with or without angle brackets). */
+  async stepOfEmail(messageId: string): Promise<StepRef | undefined> {
+    const id = messageId.trim();
+    const bracketed = id.startsWith("<") ? id : `<${id}>`;
+    return parseRef(await this.redis.get(this.keys.emailMessage(bracketed)));
+  }
+
   /**
    * Whether a number (by its suppression member) was texted within the last year: the first text
    * to a number says how to opt out.

@@ -73,6 +73,9 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
       calls.inbound.push(message);
       return message.body.trim().toUpperCase() === "STOP" ? "opted-out" : "reply-recorded";
     },
+    async inboundEmail() {
+      return { outcome: "ignored" as const, reason: "not under test here" };
+    },
     async smsStatus(update) {
       calls.statuses.push(update);
       return update.messageSid.startsWith("SM") ? "recorded" : "unknown-message";

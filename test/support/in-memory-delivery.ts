@@ -333,6 +333,13 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
     this.remembered.push({ sid, phone, recipientMember, at, keepMs });
   }
 
+  /** Emails remembered by Message-ID, for replies. */
+  readonly emails: { messageId: string; at: StepRef }[] = [];
+
+  async rememberEmail(messageId: string, at: StepRef): Promise<void> {
+    this.emails.push({ messageId, at });
+  }
+
   async textedBefore(recipientMember: string): Promise<boolean> {
     return this.remembered.some((entry) => entry.recipientMember === recipientMember);
   }

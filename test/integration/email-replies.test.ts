@@ -1,0 +1,169 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { runCustomer } from "../../src/cli/customer-command.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { captureIo } from "../support/capture-io.js";
+import { purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+import { httpAddressOf } from "../support/webhooks.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const TOKEN = "inbound-token-0123456789";
+
+function replyMime(headers: Record<string, string>, body: string): string {
+  const lines = Object.entries({
+    From: "Ana Novak <ana@example.com>",
+    To: "hello@shop.example",
+    Subject: "Re: Thank you for your order",
+    Date: new Date().toUTCString(),
+    "Content-Type": "text/plain; charset=utf-8",
+    ...headers,
+  }).map(([name, value]) => `${name}: ${value}`);
+  return `${lines.join("\r\n")}\r\n\r\n${body.replace(/\n/g, "\r\n")}\r\n`;
+}
+
+async function postEmail(p: PipelineHarness, mime: string, token: string | null = TOKEN) {
+  const response = await fetch(`${httpAddressOf(p)}/webhooks/email/inbound`, {
+    method: "POST",
+    headers: {
+      "content-type": "message/rfc822",
+      ...(token && { authorization: `Bearer ${token}` }),
+    },
+    body: mime,
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe("email replies", () => {
+  it("match the thank-you they answer, lose the quoted original, alert the owner and reach support", async () => {
+    pipeline = await startPipeline("email-replies", {
+      startWorker: false,
+      env: {
+        INBOUND_EMAIL_TOKEN: TOKEN,
+        INBOUND_EMAIL_MAX_BYTES: "20000",
+        SUPPORT_EMAIL: "support@shop.example",
+      },
+    });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(
+      ["owners"],
+      doc.createNode([
+        {
+          name: "Maria",
+          email: "maria@shop.example",
+          timezone: "Europe/London",
+          frequency: "weekly",
+          alerts: true,
+        },
+      ]),
+    );
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-mail",
+        orderId: "ord-mail-3",
+        occurredAt: DateTime.utc().toISO() ?? "",
+        customer: { id: "cus-mail" },
+      }) as never,
+    );
+    await promoteStep(p, "evt-mail", "thank-you.thank-you");
+    const [thankYou] = await p.sink.waitForMessages(1);
+    const messageId = thankYou?.parsed.messageId ?? "";
+    expect(messageId).toMatch(/^<followup\./);
+    await eventually(async () => {
+      const record = (await p.store.stepRecords("evt-mail", ["thank-you.thank-you"])).get(
+        "thank-you.thank-you",
+      );
+      return record?.state === "sent" ? true : undefined;
+    }, "the thank-you to be recorded sent");
+
+    const reply = replyMime(
+      { "Message-ID": "<reply-1@mail.example>", "In-Reply-To": messageId, References: messageId },
+      "The pan arrived broken, 2/10\n\nOn Mon, 1 Dec 2026 at 10:00, Shop <hello@shop.example> wrote:\n> Thank you for your order",
+    );
+    expect((await postEmail(p, reply, null)).status).toBe(401);
+    expect((await postEmail(p, reply, "wrong-token-0123456789")).status).toBe(401);
+    expect(await postEmail(p, reply)).toEqual({
+      status: 202,
+      body: { status: "recorded", replyId: "evt-mail/thank-you.thank-you/1" },
+    });
+    // The same message again is a replay.
+    expect(await postEmail(p, reply)).toEqual({
+      status: 200,
+      body: { status: "ignored", reason: "seen before" },
+    });
+
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    const io = captureIo();
+    await runCustomer("cus-mail", { config: p.configDir, json: true }, io);
+    const timeline = JSON.parse(io.output()) as CustomerTimeline;
+    expect(timeline.purchases[0]?.steps[0]?.replies).toEqual([
+      expect.objectContaining({
+        id: "evt-mail/thank-you.thank-you/1",
+        text: "The pan arrived broken, 2/10",
+        channel: "email",
+        unhappy: true,
+      }),
+    ]);
+
+    // The owner's alert and the forward to support both arrive.
+    const messages = await p.sink.waitForMessages(3, 30_000);
+    const to = (address: string) => messages.find((m) => m.envelope.rcptTo.includes(address));
+    expect(to("maria@shop.example")?.parsed.text).toContain("The pan arrived broken, 2/10");
+    expect(to("maria@shop.example")?.parsed.text).toContain("Replied by email");
+    expect(to("support@shop.example")?.parsed.text).toContain("The pan arrived broken, 2/10");
+
+    // Without a Message-ID we know, the sender's latest email follow-up is the match.
+    expect(
+      await postEmail(
+        p,
+        replyMime({ "Message-ID": "<reply-2@mail.example>" }, "Thanks, all fine!"),
+      ),
+    ).toMatchObject({ status: 202, body: { replyId: "evt-mail/thank-you.thank-you/2" } });
+    // Automatic answers and strangers are ignored, storing nothing.
+    expect(
+      await postEmail(
+        p,
+        replyMime(
+          {
+            "Message-ID": "<ooo@mail.example>",
+            "In-Reply-To": messageId,
+            "Auto-Submitted": "auto-replied",
+          },
+          "I am away until Monday.",
+        ),
+      ),
+    ).toEqual({ status: 200, body: { status: "ignored", reason: "automatic reply" } });
+    expect(
+      await postEmail(
+        p,
+        replyMime(
+          { "Message-ID": "<who@mail.example>", From: "someone@else.example" },
+          "Who are you?",
+        ),
+      ),
+    ).toEqual({ status: 200, body: { status: "ignored", reason: "no matching follow-up" } });
+    // Larger than INBOUND_EMAIL_MAX_BYTES.
+    const huge = await postEmail(
+      p,
+      replyMime({ "Message-ID": "<big@mail.example>" }, "x".repeat(30_000)),
+    );
+    expect(huge.status).toBe(413);
+  });
+});
