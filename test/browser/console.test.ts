@@ -126,6 +126,14 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await expect(checkInRow.textContent()).resolves.toContain(localDue);
     await expect(checkInRow.textContent()).resolves.toContain("scheduled");
     await expectAccessible(page, "customer");
+    // The message as the customer gets it, rendered with today's templates.
+    await checkInRow.getByRole("link", { name: "Preview" }).click();
+    await page
+      .getByRole("heading", { name: "Message of evt-console/big-ticket.check-in" })
+      .waitFor();
+    await expect(page.textContent("main")).resolves.toContain("Carla");
+    await expectAccessible(page, "preview");
+    await page.goBack();
 
     // Cancel the check-in, with a confirmation; the CLI sees it cancelled too.
     await checkInRow.getByRole("link", { name: "Cancel…" }).click();
@@ -204,6 +212,7 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await page.getByRole("link", { name: "Erase this customer…" }).click();
     await page.getByRole("button", { name: "Erase everything about this customer" }).click();
     await page.getByRole("heading", { name: "Customer erased" }).waitFor();
+    await expectAccessible(page, "receipt");
     await expect(
       keysHolding(p.redis, p.prefix, [
         "cus-console",
