@@ -11,6 +11,7 @@ import type { AdminToken } from "../config/env.js";
 import { describeProblems, parseEvent } from "../domain/events.js";
 import { planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
+import { tokenOwner } from "../http/bearer-token.js";
 import type { ErasureReceipt } from "../operations/erase-customer.js";
 import { OperatorError, type OperatorTools } from "../operations/operator-tools.js";
 import type { MessagePreview } from "../operations/preview-step.js";
@@ -160,8 +161,8 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       },
       async (request, reply) => {
         const token = formField(request, "token");
-        const match = deps.tokens.find((entry) => sameToken(token, entry.token));
-        if (!match) {
+        const name = tokenOwner(token, deps.tokens);
+        if (name === undefined) {
           request.log.info("console sign-in refused");
           return page(
             reply.code(401),
@@ -174,8 +175,8 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
             request,
           );
         }
-        const session = await deps.sessions.start(match.name);
-        await deps.tools.recordAction({ by: match.name, action: "sign-in", target: "console" });
+        const session = await deps.sessions.start(name);
+        await deps.tools.recordAction({ by: name, action: "sign-in", target: "console" });
         reply.setCookie(SESSION_COOKIE, session, {
           path: "/console",
           httpOnly: true,
@@ -664,19 +665,6 @@ function notFound(error: unknown): undefined {
 
 function yesNo(value: boolean | null): string {
   return value === null ? "not stated" : value ? "yes" : "no";
-}
-
-/** Constant-time comparison of a presented token with a configured one. */
-function sameToken(presented: string, expected: string): boolean {
-  const a = Buffer.from(presented);
-  const b = Buffer.from(expected);
-  return a.length === b.length && a.length > 0 && timingSafe(a, b);
-}
-
-function timingSafe(a: Buffer, b: Buffer): boolean {
-  let difference = 0;
-  for (let i = 0; i < a.length; i++) difference |= (a[i] ?? 0) ^ (b[i] ?? 0);
-  return difference === 0;
 }
 
 function reportDates(

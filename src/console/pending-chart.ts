@@ -1,3 +1,5 @@
+import { escapeHtml } from "../reports/escape-html.js";
+
 /**
  * The overview's chart of pending follow-ups by day: stacked bars per channel as inline SVG
  * (presentation attributes only, so a strict Content-Security-Policy allows it). Every label is
@@ -36,7 +38,7 @@ export function pendingChartSvg(days: readonly PendingDay[], channels: readonly 
       const height = (count / max) * (plot - 8);
       top -= height;
       rects.push(
-        `<rect x="${(AXIS + i * slot).toFixed(1)}" y="${top.toFixed(1)}" width="${bar.toFixed(1)}" height="${height.toFixed(1)}" fill="${COLOURS[channel] ?? "#374151"}"><title>${escapeXml(`${day.date}: ${count} ${channel}`)}</title></rect>`,
+        `<rect x="${(AXIS + i * slot).toFixed(1)}" y="${top.toFixed(1)}" width="${bar.toFixed(1)}" height="${height.toFixed(1)}" fill="${COLOURS[channel] ?? "#374151"}"><title>${escapeHtml(`${day.date}: ${count} ${channel}`)}</title></rect>`,
       );
     }
   });
@@ -45,17 +47,9 @@ export function pendingChartSvg(days: readonly PendingDay[], channels: readonly 
   const legend = channels
     .map(
       (channel, i) =>
-        `<rect x="${AXIS + i * 90}" y="${HEIGHT - 12}" width="10" height="10" fill="${COLOURS[channel] ?? "#374151"}"/><text x="${AXIS + i * 90 + 14}" y="${HEIGHT - 3}" font-size="12" fill="#111827">${escapeXml(channel)}</text>`,
+        `<rect x="${AXIS + i * 90}" y="${HEIGHT - 12}" width="10" height="10" fill="${COLOURS[channel] ?? "#374151"}"/><text x="${AXIS + i * 90 + 14}" y="${HEIGHT - 3}" font-size="12" fill="#111827">${escapeHtml(channel)}</text>`,
     )
     .join("");
   const label = `Pending follow-ups per day from ${first} to ${last}, at most ${max} on one day`;
-  return `<svg class="chart" role="img" aria-label="${escapeXml(label)}" viewBox="0 0 ${WIDTH} ${HEIGHT}" width="${WIDTH}" height="${HEIGHT}"><text x="0" y="12" font-size="12" fill="#111827">${max}</text><line x1="${AXIS - 2}" y1="${plot}" x2="${WIDTH}" y2="${plot}" stroke="#6b7280"/>${rects.join("")}${legend}<text x="${WIDTH}" y="${HEIGHT - 3}" font-size="12" fill="#111827" text-anchor="end">${escapeXml(`${first} – ${last}`)}</text></svg>`;
-}
-
-function escapeXml(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
+  return `<svg class="chart" role="img" aria-label="${escapeHtml(label)}" viewBox="0 0 ${WIDTH} ${HEIGHT}" width="${WIDTH}" height="${HEIGHT}"><text x="0" y="12" font-size="12" fill="#111827">${max}</text><line x1="${AXIS - 2}" y1="${plot}" x2="${WIDTH}" y2="${plot}" stroke="#6b7280"/>${rects.join("")}${legend}<text x="${WIDTH}" y="${HEIGHT - 3}" font-size="12" fill="#111827" text-anchor="end">${escapeHtml(`${first} – ${last}`)}</text></svg>`;
 }

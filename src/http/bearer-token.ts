@@ -27,12 +27,20 @@ export function matchBearerToken(
   tokens: readonly { readonly name: string; readonly token: string }[],
 ): { check: "ok"; name: string } | { check: "missing" | "wrong" } {
   if (typeof authorization !== "string" || authorization.trim() === "") return { check: "missing" };
-  const presented = /^Bearer +(\S+) *$/i.exec(authorization)?.[1] ?? "";
+  const name = tokenOwner(/^Bearer +(\S+) *$/i.exec(authorization)?.[1] ?? "", tokens);
+  return name === undefined ? { check: "wrong" } : { check: "ok", name };
+}
+
+/** The name of the token presented (a sign-in form, a bearer header), compared in constant time. */
+export function tokenOwner(
+  presented: string,
+  tokens: readonly { readonly name: string; readonly token: string }[],
+): string | undefined {
   const presentedDigest = digest(presented);
   let name: string | undefined;
   for (const entry of tokens) {
     if (timingSafeEqual(presentedDigest, digest(entry.token)) && presented !== "")
       name ??= entry.name;
   }
-  return name === undefined ? { check: "wrong" } : { check: "ok", name };
+  return name;
 }

@@ -1,6 +1,6 @@
 import { readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
-import type { Job, Queue } from "bullmq";
+import type { Job, JobType, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS } from "../domain/events.js";
@@ -236,14 +236,14 @@ async function scrubEventStream(
   }
 }
 
-/** Removes the queue's jobs that match, in every state but active (a job being worked on). */
-async function removeJobs(
+/** Removes the queue's jobs that match, in the given states (by default all but active ones). */
+export async function removeJobs(
   queue: Queue,
   matches: (job: Job) => boolean,
-  removedIds: Set<string>,
+  removedIds: Set<string> = new Set(),
+  states: readonly JobType[] = ["completed", "failed", "wait", "delayed", "prioritized"],
 ): Promise<number> {
   let removed = 0;
-  const states = ["completed", "failed", "wait", "delayed", "prioritized"] as const;
   for (const state of states) {
     for (let start = 0; ; start += JOB_PAGE) {
       const jobs = await queue.getJobs([state], start, start + JOB_PAGE - 1, true);

@@ -15,7 +15,7 @@ import { FollowUpStore } from "../store/follow-up-store.js";
 import { OrderStore } from "../store/order-store.js";
 import { parseReplyId, StepReplies } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
-import { createEraser, type ErasureReceipt } from "./erase-customer.js";
+import { createEraser, type ErasureReceipt, removeJobs } from "./erase-customer.js";
 import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
 import { type CustomerTimeline, type TimelineAuditEntry, timelineAudit } from "./timeline.js";
 
@@ -421,7 +421,14 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           now,
         );
       }
-      await removeFailedJobs(deps.followUps, new Set(requeued));
+      // The failed jobs of the steps requeued: their retries have jobs of their own.
+      const retried = new Set(requeued);
+      await removeJobs(
+        deps.followUps,
+        (job) => retried.has(refText({ eventId: job.data?.e, stepId: job.data?.s })),
+        new Set(),
+        ["failed"],
+      );
       return { requeued };
     },
 
@@ -489,21 +496,4 @@ export type OperatorTools = ReturnType<typeof createOperatorTools>;
 /** An address as events store it: an email as given, a phone number in E.164 (`+44 20 …` → `+4420…`). */
 function asStored(address: string): string {
   return address.includes("@") ? address : (normalizePhone(address) ?? address);
-}
-
-/** Removes the failed jobs of the given steps (their retries have jobs of their own). */
-async function removeFailedJobs(queue: Queue<FollowUpJobData>, refs: ReadonlySet<string>) {
-  if (refs.size === 0) return;
-  for (let start = 0; ; start += FAILED_PAGE) {
-    const jobs = await queue.getFailed(start, start + FAILED_PAGE - 1);
-    let removed = 0;
-    for (const job of jobs) {
-      if (job?.data && refs.has(refText({ eventId: job.data.e, stepId: job.data.s }))) {
-        await job.remove().catch(() => undefined);
-        removed++;
-      }
-    }
-    if (jobs.length < FAILED_PAGE) break;
-    start -= removed;
-  }
 }

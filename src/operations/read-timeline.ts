@@ -50,16 +50,19 @@ export async function readCustomerTimeline(
       (b.purchasedAt ?? 0) - (a.purchasedAt ?? 0),
   );
   const latest = purchases.find((p) => p.purchase)?.purchase?.customer;
-  const suppressions = {} as Record<Channel, Suppression>;
-  for (const channel of CHANNELS) {
-    const address = channel === "email" ? latest?.email : latest?.phone;
-    const who = { customerId, ...(address && { address }) };
-    suppressions[channel] = (await sources.suppressions.isSuppressed(channel, who))
-      ? "all"
-      : (await sources.suppressions.isSuppressed(channel, who, "marketing"))
-        ? "offers"
-        : null;
-  }
+  // Every channel's lists in one round trip, as intake asks them.
+  const optOuts = await sources.suppressions.optOutsOf(
+    CHANNELS.map((channel) => {
+      const address = channel === "email" ? latest?.email : latest?.phone;
+      return { channel, who: { customerId, ...(address && { address }) } };
+    }),
+  );
+  const suppressions = Object.fromEntries(
+    CHANNELS.map((channel) => [
+      channel,
+      optOuts.all.has(channel) ? "all" : optOuts.marketing.has(channel) ? "offers" : null,
+    ]),
+  ) as Record<Channel, Suppression>;
   return buildTimeline({
     customerId,
     purchases,

@@ -105,6 +105,45 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     }
   };
 
+  /**
+   * Keeps a reply to a step (appended, never overwriting an earlier one), indexes it for the
+   * reports, counts it once per receipt, and tells the owner alerts; undefined when the step's
+   * record is gone.
+   */
+  const fileReply = async (
+    step: StepRef,
+    text: string,
+    channel: "sms" | "email",
+    receipt: string,
+  ): Promise<StepReply | undefined> => {
+    const receivedAt = deps.now();
+    const n = await deps.replies.add(step.eventId, step.stepId, { text, receivedAt, channel });
+    if (!n) return undefined;
+    const reply: StepReply = {
+      id: `${step.eventId}/${step.stepId}/${n}`,
+      eventId: step.eventId,
+      stepId: step.stepId,
+      n,
+      text,
+      receivedAt,
+      channel,
+    };
+    await deps.smsReferences.recordReply({ ...step, n }, receivedAt, REPLY_RETENTION_MS);
+    const recorded = (await deps.store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
+    const { kind, ruleId } = stepLabels(deps.rules(), step.stepId, recorded);
+    await deps.ledger.countOnce(
+      receipt,
+      { outcome: "reply", channel, kind: kind === "unknown" ? "check-in" : kind, ruleId },
+      receivedAt,
+    );
+    await deps
+      .onReply?.(reply)
+      .catch((error: unknown) =>
+        deps.logger.warn({ err: error }, "could not file the reply for owner alerts"),
+      );
+    return reply;
+  };
+
   /** The follow-up an email answers, by the Message-IDs it refers to (latest first). */
   const stepOfEmailReply = async (mail: ParsedMail): Promise<StepRef | undefined> => {
     const references = [mail.references ?? []].flat();
@@ -221,42 +260,13 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         return "opted-in";
       }
       const checkIn = await deps.smsReferences.latestCheckIn(message.from);
-      const receivedAt = deps.now();
-      // Appended, never overwriting an earlier reply.
-      const n =
+      const reply =
         checkIn &&
-        (await deps.replies.add(checkIn.eventId, checkIn.stepId, {
-          text: message.body.slice(0, MAX_REPLY_LENGTH),
-          receivedAt,
-          channel: "sms",
-        }));
-      if (!checkIn || !n) {
+        (await fileReply(checkIn, message.body.slice(0, MAX_REPLY_LENGTH), "sms", receipt));
+      if (!reply) {
         await deps.receipts.remember(receipt);
         return "ignored";
       }
-      await deps.smsReferences.recordReply({ ...checkIn, n }, receivedAt, REPLY_RETENTION_MS);
-      const text = message.body.slice(0, MAX_REPLY_LENGTH);
-      await deps
-        .onReply?.({
-          id: `${checkIn.eventId}/${checkIn.stepId}/${n}`,
-          ...checkIn,
-          n,
-          text,
-          receivedAt,
-          channel: "sms",
-        })
-        .catch((error: unknown) =>
-          deps.logger.warn({ err: error }, "could not file the reply for owner alerts"),
-        );
-      const recorded = (await deps.store.stepRecords(checkIn.eventId, [checkIn.stepId])).get(
-        checkIn.stepId,
-      );
-      const { kind, ruleId } = stepLabels(deps.rules(), checkIn.stepId, recorded);
-      await deps.ledger.countOnce(
-        receipt,
-        { outcome: "reply", channel: "sms", kind: kind === "unknown" ? "check-in" : kind, ruleId },
-        receivedAt,
-      );
       return "reply-recorded";
     },
 
@@ -293,30 +303,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return { outcome: "ignored", reason: step ? "empty reply" : "no matching follow-up" };
       }
-      const receivedAt = deps.now();
-      const n = await deps.replies.add(step.eventId, step.stepId, {
-        text,
-        receivedAt,
-        channel: "email",
-      });
-      if (!n) {
+      const reply = await fileReply(step, text, "email", receipt);
+      if (!reply) {
         await deps.receipts.remember(receipt);
         return { outcome: "ignored", reason: "the follow-up's record is gone" };
       }
-      const replyId = `${step.eventId}/${step.stepId}/${n}`;
-      await deps.smsReferences.recordReply({ ...step, n }, receivedAt, REPLY_RETENTION_MS);
-      const recorded = (await deps.store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
-      const { kind, ruleId } = stepLabels(deps.rules(), step.stepId, recorded);
-      await deps.ledger.countOnce(
-        receipt,
-        { outcome: "reply", channel: "email", kind, ruleId },
-        receivedAt,
-      );
-      await deps
-        .onReply?.({ id: replyId, ...step, n, text, receivedAt, channel: "email" })
-        .catch((error: unknown) =>
-          deps.logger.warn({ err: error }, "could not file the reply for owner alerts"),
-        );
+      const replyId = reply.id;
       await forwardToSupport(replyId, mail.subject ?? "", sender, text);
       return { outcome: "recorded", replyId };
     },

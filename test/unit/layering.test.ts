@@ -18,7 +18,15 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   queue: ["domain", "store", "templates", "channels/channel", "logger", "metrics"],
   reports: ["domain", "store", "channels/channel", "queue/names", "logger", "metrics"],
   operations: ["domain", "store", "queue", "reports", "templates/compose-message"],
-  console: ["domain", "operations", "reports", "store", "queue/names", "config/env"],
+  console: [
+    "domain",
+    "operations",
+    "reports",
+    "store",
+    "queue/names",
+    "config/env",
+    "http/bearer-token",
+  ],
   http: ["domain", "config/public-paths"],
 };
 
