@@ -35,12 +35,14 @@ import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
+import { createVoiceCalls } from "./queue/voice-calls.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
 import { collectReport, reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
 import { closeWithin } from "./shutdown.js";
 import { StartupError } from "./startup-error.js";
+import { CallScripts } from "./store/call-scripts.js";
 import { ConsoleSessions } from "./store/console-sessions.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
 import { CustomerIndex } from "./store/customer-index.js";
@@ -159,6 +161,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   metrics.trackQueues([events, followUps]);
 
   const refunds = createRefunds({ rules, store, history, orders, followUps, metrics, logger });
+  const receipts = new WebhookReceipts(redis, prefix);
+  const callScripts = new CallScripts(redis, prefix);
   const feedback = createCustomerFeedback({
     rules,
     templates: () => config.templates,
@@ -176,11 +180,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     ledger,
     smsReferences,
     suppressions,
-    receipts: new WebhookReceipts(redis, prefix),
+    receipts,
     customers,
     history,
     email: channels.email,
     ...(env.SUPPORT_EMAIL && { supportEmail: env.SUPPORT_EMAIL }),
+    logger,
+    now,
+  });
+  const voiceCalls = createVoiceCalls({
+    rules,
+    calls: callScripts,
+    store,
+    fileReply: feedback.fileReply,
+    suppressions,
+    ledger,
+    receipts,
     logger,
     now,
   });
@@ -249,6 +264,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     smsReferences,
     suppressions,
     caps: new FrequencyCapStore(redis, prefix),
+    calls: callScripts,
     metrics,
     rateLimiter: new ChannelRateLimiter(redis, prefix),
     retry: {
@@ -465,6 +481,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       inboundSms: (message) => feedback.inboundSms(message),
       smsStatus: (update) => feedback.smsStatus(update),
       inboundEmail: (raw) => feedback.inboundEmail(raw),
+      voiceCall: voiceCalls,
       readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
       ...(env.ADMIN_TOKENS && {
         admin: adminApiWith({ tools: adminTools, tokens: env.ADMIN_TOKENS, redis: httpRedis }),

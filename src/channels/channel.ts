@@ -1,4 +1,5 @@
 import type { Channel as ChannelName } from "../domain/events.js";
+import type { CallVoice } from "../domain/voice-call.js";
 
 /**
  * The narrow interface every delivery adapter implements. Adapters only translate provider
@@ -29,13 +30,15 @@ export interface EmailAttachment {
   readonly cid?: string;
 }
 
-/** A rendered SMS (or the script of a voice call). */
+/** A rendered SMS, or the message of a voice call. */
 export interface PhoneMessage {
   readonly channel: "sms" | "voice";
   readonly followUpId: string;
   /** E.164 number. */
   readonly to: string;
   readonly text: string;
+  /** Voice calls: how the message is spoken and answered (the outbox writes the text only). */
+  readonly call?: CallVoice;
 }
 
 export type OutgoingMessage = EmailMessage | PhoneMessage;

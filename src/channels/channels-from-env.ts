@@ -6,6 +6,7 @@ import { dkimOptions } from "./dkim.js";
 import { createSmtpEmailChannel } from "./email-smtp.js";
 import { createOutboxChannel } from "./outbox.js";
 import { createTwilioSmsChannel } from "./sms-twilio.js";
+import { createTwilioVoiceChannel } from "./voice-twilio.js";
 
 /** Sender used in outbox .eml files when MAIL_FROM is not set. */
 const OUTBOX_FROM = "followups <followups@localhost>";
@@ -13,7 +14,7 @@ const OUTBOX_FROM = "followups <followups@localhost>";
 /**
  * Picks each channel's adapter from the environment: SMTP when SMTP_URL is set, Twilio when its
  * credentials are, and the outbox folder otherwise, so a newcomer with only Redis sees it all work.
- * Voice calls go to the outbox until the voice adapter exists.
+ * Voice calls go through Twilio when it can call back with the call's words (PUBLIC_URL).
  */
 export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
   const dkim =
@@ -57,14 +58,26 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
           }),
         })
       : outbox;
-  return { email, sms, voice: outbox };
+  const callerId = env.TWILIO_CALLER_ID ?? env.TWILIO_FROM;
+  const voice =
+    env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN && callerId && env.PUBLIC_URL
+      ? createTwilioVoiceChannel({
+          accountSid: env.TWILIO_ACCOUNT_SID,
+          authToken: env.TWILIO_AUTH_TOKEN,
+          callerId,
+          publicUrl: env.PUBLIC_URL,
+          ...(env.TWILIO_API_URL && { apiUrl: env.TWILIO_API_URL }),
+        })
+      : outbox;
+  return { email, sms, voice };
 }
 
 /** The reason voice steps are skipped while calls go nowhere but the outbox. */
-export const VOICE_UNAVAILABLE = "voice calls are not available yet";
+export const VOICE_UNAVAILABLE =
+  "voice calls need Twilio credentials, a caller id (TWILIO_CALLER_ID or TWILIO_FROM) and PUBLIC_URL";
 
 /**
- * Channels that must not count as sent: voice goes to the outbox until the voice adapter exists,
+ * Channels that must not count as sent: voice goes to the outbox unless Twilio can place calls,
  * which is right for a trial with every channel in the outbox but would report calls that never
  * happened once a real provider sends the other channels. Their steps are skipped instead.
  */

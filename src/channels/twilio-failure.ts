@@ -8,7 +8,7 @@ export interface TwilioErrorFields {
 }
 
 /** Wrong credentials, account or sender: every later send would fail the same way. */
-const MISCONFIGURED_CODES = new Set([20003, 20005, 20404, 21212, 21603, 21705]);
+const MISCONFIGURED_CODES = new Set([20003, 20005, 20404, 21205, 21210, 21212, 21603, 21705]);
 
 /** Plain words for the codes an operator meets most; never the provider's message (it names numbers). */
 const CODE_REASONS: Record<number, string> = {
@@ -16,7 +16,13 @@ const CODE_REASONS: Record<number, string> = {
   20005: "the Twilio account is not active",
   20404: "Twilio does not know this account or resource (check TWILIO_ACCOUNT_SID)",
   20429: "Twilio is rate limiting requests",
+  13223: "the 'To' number is not in a valid format for a call",
+  13224: "the 'To' number is not a valid phone number for a call",
+  13227: "calls to this destination are not enabled on the Twilio account",
+  21205: "Twilio cannot use the call's answer URL (check PUBLIC_URL)",
+  21210: "the caller id is not a number of the Twilio account (check TWILIO_CALLER_ID)",
   21211: "the 'To' number is not a valid phone number",
+  21215: "calls to this region are not enabled on the Twilio account (geo permissions)",
   21212: "the 'From' number is not valid (check TWILIO_FROM)",
   21408: "sending to this region is not enabled on the Twilio account",
   21602: "the message body is empty",

@@ -29,7 +29,7 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
   );
   if (voiceSteps.length > 0) {
     io.err(
-      `warning: voice steps (${voiceSteps.join(", ")}) are skipped with "${VOICE_UNAVAILABLE}" while SMTP or Twilio sends the other channels; with every channel in the outbox they are written there\n`,
+      `note: voice steps (${voiceSteps.join(", ")}) place calls through Twilio; without Twilio they are skipped ("${VOICE_UNAVAILABLE}") while SMTP or Twilio sends the other channels, and written to the outbox when every channel is\n`,
     );
   }
   return EXIT.ok;

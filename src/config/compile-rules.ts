@@ -10,6 +10,7 @@ import type {
   StepSpec,
   Weekday,
 } from "../domain/rules.js";
+import { fallbackStepId } from "../domain/step-ref.js";
 import { addressLines, type ConditionInput, type RulesFile } from "./rules-file.js";
 
 /** A problem found after the shape checks, at a path into the rules file. */
@@ -113,8 +114,8 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     priority: rule.priority,
     final: rule.final,
     when: condition(rule.when, ["rules", index, "when"]),
-    steps: rule.steps.map(
-      (step): StepSpec => ({
+    steps: rule.steps.flatMap((step): StepSpec[] => {
+      const spec: StepSpec = {
         id: step.id ?? step.kind,
         kind: step.kind,
         channel: step.channel,
@@ -122,8 +123,19 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         delay: step.delay,
         purpose: step.purpose ?? (step.kind === "discount" ? "marketing" : "transactional"),
         ...optional("sendWindow", step.sendWindow as SendWindow | undefined),
-      }),
-    ),
+      };
+      if (!step.fallback) return [spec];
+      const fallback: StepSpec = {
+        id: fallbackStepId(spec.id),
+        kind: spec.kind,
+        channel: step.fallback.channel,
+        template: step.fallback.template,
+        delay: spec.delay.plus(step.fallback.after),
+        purpose: spec.purpose,
+        fallbackOf: spec.id,
+      };
+      return [spec, fallback];
+    }),
   }));
   // Stable sort: equal priorities keep the order of the file.
   rules.sort((a, b) => b.priority - a.priority);
@@ -142,6 +154,11 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
       },
       sendWindows: file.sendWindows satisfies Record<Channel, SendWindow>,
       channels: file.channels,
+      voiceCalls: {
+        voices: file.channels.voice.voices,
+        answeringMachine: file.channels.voice.answeringMachine,
+        speech: file.channels.voice.speech,
+      },
       frequencyCaps: {
         email: file.frequencyCaps.email.map(toCap),
         sms: file.frequencyCaps.sms.map(toCap),

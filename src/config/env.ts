@@ -110,6 +110,13 @@ export const envSchema = z
         })
         .optional(),
     ),
+    TWILIO_CALLER_ID: z.preprocess(
+      emptyAsUnset,
+      z
+        .string()
+        .regex(/^\+[1-9]\d{6,14}$/, { error: "expected an E.164 number such as +14155550123" })
+        .optional(),
+    ),
     TWILIO_API_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
     DISCOUNT_SECRET: z.preprocess(
       emptyAsUnset,

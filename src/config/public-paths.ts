@@ -9,3 +9,9 @@ export const UNSUBSCRIBE_PATH = "/unsubscribe";
 export const TWILIO_STATUS_PATH = "/webhooks/twilio/status";
 /** Twilio's inbound messages (replies, STOP and START). */
 export const TWILIO_INBOUND_PATH = "/webhooks/twilio/inbound";
+/** What a voice call says when answered (TwiML); `?call=<follow-up id>`. */
+export const TWILIO_VOICE_ANSWER_PATH = "/webhooks/twilio/voice/answer";
+/** The keypad (or spoken) answer to a call's question (TwiML); `?call=<follow-up id>`. */
+export const TWILIO_VOICE_GATHER_PATH = "/webhooks/twilio/voice/gather";
+/** Twilio's call status callbacks; `?call=<follow-up id>`. */
+export const TWILIO_VOICE_STATUS_PATH = "/webhooks/twilio/voice/status";

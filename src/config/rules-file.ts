@@ -8,6 +8,7 @@ import {
   STEP_KINDS,
   type Weekday,
 } from "../domain/rules.js";
+import { fallbackStepId } from "../domain/step-ref.js";
 import { editDistance } from "./edit-distance.js";
 
 /** The shop's name when the rules do not give one. */
@@ -149,6 +150,14 @@ const stepSchema = z.strictObject({
   delay: isoDuration,
   purpose: z.enum(PURPOSES, { error: "expected transactional or marketing" }).optional(),
   sendWindow: sendWindow.optional(),
+  /** Voice steps only: the step that goes out instead when the call is not answered. */
+  fallback: z
+    .strictObject({
+      channel: z.enum(["email", "sms"], { error: "expected the fallback's channel: email or sms" }),
+      template: slug("a template id"),
+      after: isoDuration,
+    })
+    .optional(),
 });
 
 const ruleSchema = z.strictObject({
@@ -171,6 +180,20 @@ const channelSettings = z.strictObject({
     .min(1)
     .max(10)
     .default(3),
+});
+
+/** `channels.voice`: how calls are spoken and what happens at an answering machine. */
+const voiceChannelSettings = channelSettings.extend({
+  voices: z
+    .strictObject({
+      en: z.string().min(1).max(60).optional(),
+      de: z.string().min(1).max(60).optional(),
+    })
+    .default({}),
+  answeringMachine: z
+    .enum(["voicemail", "hangup"], { error: "expected voicemail or hangup" })
+    .default("voicemail"),
+  speech: z.boolean({ error: "expected true or false" }).default(false),
 });
 
 const frequencyCap = z.strictObject({
@@ -252,7 +275,7 @@ export const rulesFileSchema = z.strictObject({
     .strictObject({
       email: channelSettings.prefault({ ratePerSecond: 20 }),
       sms: channelSettings.prefault({ ratePerSecond: 5 }),
-      voice: channelSettings.prefault({ ratePerSecond: 1 }),
+      voice: voiceChannelSettings.prefault({ ratePerSecond: 1 }),
     })
     .prefault({}),
   frequencyCaps: z
@@ -376,6 +399,22 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
         });
       }
       stepIds.add(stepId);
+      if (step.fallback !== undefined && step.channel !== "voice") {
+        problems.push({
+          path: ["rules", index, "steps", stepIndex, "fallback"],
+          message: `only a voice step can have a fallback (this step sends ${String(step.channel)}); remove fallback or make the step a call`,
+        });
+      }
+      if (step.fallback !== undefined) {
+        const fallbackId = fallbackStepId(String(stepId));
+        if (stepIds.has(fallbackId)) {
+          problems.push({
+            path: ["rules", index, "steps", stepIndex, "fallback"],
+            message: `the fallback is planned as step ${JSON.stringify(fallbackId)}, which another step of rule ${String(rule.id)} already uses`,
+          });
+        }
+        stepIds.add(fallbackId);
+      }
       if (step.template === OPT_OUT_CONFIRMATION_TEMPLATE) {
         problems.push({
           path: ["rules", index, "steps", stepIndex, "template"],

@@ -25,6 +25,8 @@ export interface PlannedStep {
   readonly dueAt: string;
   /** The same instant on the customer's wall clock, ISO-8601 with their offset. */
   readonly localDueAt: string;
+  /** A fallback: the call step (`<ruleId>.<stepId>`) it replaces when that call is not answered. */
+  readonly fallbackOf?: string;
 }
 
 /** Machine-readable reason codes for skipped steps (metrics and reports group by them). */
@@ -37,7 +39,8 @@ export type SkipCode =
   | "no-consent"
   | "opted-out"
   | "past-due"
-  | "no-send-window";
+  | "no-send-window"
+  | "no-call";
 
 /** A step the planner did not schedule, and why. */
 export interface SkippedStep {
@@ -110,6 +113,21 @@ export function planFollowUps(
     anyMatched = true;
     if (rule.final) stoppedBy = rule;
     for (const step of rule.steps) {
+      if (step.fallbackOf !== undefined) {
+        const planned = planFallback(
+          rule,
+          step,
+          step.fallbackOf,
+          steps,
+          event,
+          rules,
+          options,
+          (s) => dueTime(purchasedAt, s, zone, rules, now),
+        );
+        if ("code" in planned) skipped.push(planned);
+        else steps.push(planned);
+        continue;
+      }
       const holder = claimed.get(step.kind);
       if (holder) {
         skipped.push(
@@ -117,21 +135,7 @@ export function planFollowUps(
         );
         continue;
       }
-      const blocked =
-        contactProblem(event, step) ??
-        (options.suppressedChannels?.has(step.channel)
-          ? {
-              code: "opted-out" as const,
-              reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} messages`,
-            }
-          : undefined) ??
-        (step.purpose === "marketing" && options.marketingSuppressedChannels?.has(step.channel)
-          ? {
-              code: "opted-out" as const,
-              reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} offers`,
-            }
-          : undefined) ??
-        consentProblem(event, step, rules);
+      const blocked = stepProblem(event, step, rules, options);
       if (blocked) {
         skipped.push(skip(rule, step, blocked.code, blocked.reason));
         continue;
@@ -142,16 +146,7 @@ export function planFollowUps(
         continue;
       }
       claimed.set(step.kind, stepIdOf(rule, step));
-      steps.push({
-        stepId: stepIdOf(rule, step),
-        ruleId: rule.id,
-        kind: step.kind,
-        channel: step.channel,
-        template: step.template,
-        purpose: step.purpose,
-        dueAt: timing.due.toUTC().toISO(ISO) ?? "",
-        localDueAt: timing.due.toISO(ISO) ?? "",
-      });
+      steps.push(plannedStep(rule, step, timing.due));
     }
   }
   if (!anyMatched) {
@@ -173,6 +168,69 @@ export function planFollowUps(
     rulesVersion: rules.version,
     steps,
     skipped,
+  };
+}
+
+/** Why a step cannot go to this customer at all: no contact, opted out, or no consent. */
+function stepProblem(
+  event: PurchaseCompleted,
+  step: StepSpec,
+  rules: RuleSet,
+  options: PlanOptions,
+): { code: SkipCode; reason: string } | undefined {
+  return (
+    contactProblem(event, step) ??
+    (options.suppressedChannels?.has(step.channel)
+      ? {
+          code: "opted-out" as const,
+          reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} messages`,
+        }
+      : undefined) ??
+    (step.purpose === "marketing" && options.marketingSuppressedChannels?.has(step.channel)
+      ? {
+          code: "opted-out" as const,
+          reason: `customer opted out of ${CHANNEL_NAMES[step.channel]} offers`,
+        }
+      : undefined) ??
+    consentProblem(event, step, rules)
+  );
+}
+
+/**
+ * A call step's fallback is planned with its call and only then (it never competes for its kind);
+ * whether it goes out is decided when it falls due, from how the call ended.
+ */
+function planFallback(
+  rule: Rule,
+  step: StepSpec,
+  callStepId: string,
+  planned: readonly PlannedStep[],
+  event: PurchaseCompleted,
+  rules: RuleSet,
+  options: PlanOptions,
+  timeOf: (step: StepSpec) => Timing,
+): PlannedStep | SkippedStep {
+  const callId = stepIdOf(rule, { id: callStepId });
+  if (!planned.some((other) => other.stepId === callId)) {
+    return skip(rule, step, "no-call", `a fallback of ${callId}, which is not planned`);
+  }
+  const blocked = stepProblem(event, step, rules, options);
+  if (blocked) return skip(rule, step, blocked.code, blocked.reason);
+  const timing = timeOf(step);
+  if (!timing.ok) return skip(rule, step, timing.code, timing.reason);
+  return { ...plannedStep(rule, step, timing.due), fallbackOf: callId };
+}
+
+function plannedStep(rule: Rule, step: StepSpec, due: DateTime): PlannedStep {
+  return {
+    stepId: stepIdOf(rule, step),
+    ruleId: rule.id,
+    kind: step.kind,
+    channel: step.channel,
+    template: step.template,
+    purpose: step.purpose,
+    dueAt: due.toUTC().toISO(ISO) ?? "",
+    localDueAt: due.toISO(ISO) ?? "",
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Duration } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { describeMoney, type Money } from "./money.js";
+import type { VoiceCallSettings } from "./voice-call.js";
 
 /**
  * The compiled rule set the planner works from: groups resolved, durations parsed, rules in the
@@ -42,6 +43,12 @@ export interface StepSpec {
   readonly delay: Duration;
   readonly purpose: Purpose;
   readonly sendWindow?: SendWindow;
+  /**
+   * A fallback (`fallback:` of a voice step in the rules): the id of the call step in the same
+   * rule. It is planned with its call, its delay counts from the purchase like any step's (the
+   * call's delay plus `after`), and it goes out only when the call was not answered.
+   */
+  readonly fallbackOf?: string;
 }
 
 /** A condition on the purchase and the customer's history; see matchCondition. */
@@ -129,6 +136,8 @@ export interface RuleSet {
   };
   readonly sendWindows: Readonly<Record<Channel, SendWindow>>;
   readonly channels: Readonly<Record<Channel, ChannelSettings>>;
+  /** How voice calls are spoken and answered (`channels.voice`). */
+  readonly voiceCalls: VoiceCallSettings;
   /** Per customer, across all their purchases. */
   readonly frequencyCaps: Readonly<Record<Channel, readonly FrequencyCap[]>>;
   readonly whenCapped: Readonly<Record<StepKind, CapAction>>;

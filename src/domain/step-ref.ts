@@ -10,6 +10,11 @@ export function stepIdOf(rule: Pick<Rule, "id">, step: Pick<StepSpec, "id">): st
   return `${rule.id}.${step.id}`;
 }
 
+/** The id of the step planned for a call step's fallback (`check-in` → `check-in-fallback`). */
+export function fallbackStepId(stepId: string): string {
+  return `${stepId}-fallback`;
+}
+
 /** The rule id part of a step id (`big-ticket.check-in` → `big-ticket`). */
 export function ruleIdOf(stepId: string): string {
   const dot = stepId.indexOf(".");

@@ -1,5 +1,13 @@
 import type { Registry } from "prom-client";
 import type { Channel, EventProblem } from "../domain/events.js";
+import type { CallTurn } from "../domain/voice-call.js";
+
+/** What Twilio tells a voice webhook about the call (the follow-up id from `?call=`). */
+export interface CallRequest {
+  readonly followUpId: string;
+  readonly callSid: string;
+  readonly answeredBy?: string;
+}
 
 /**
  * Thrown by a dependency that cannot do its part right now (Redis away or refusing writes): the
@@ -89,6 +97,14 @@ export interface HttpDeps {
     status: string;
     errorCode?: number;
   }): Promise<"recorded" | "unknown-message">;
+  /** Voice check-in calls: Twilio's answer, gather and status webhooks (TwiML turns). */
+  readonly voiceCall: {
+    answered(request: CallRequest): Promise<CallTurn>;
+    gathered(request: CallRequest & { digits?: string; speech?: string }): Promise<CallTurn>;
+    status(
+      request: CallRequest & { callStatus: string },
+    ): Promise<"recorded" | "in-progress" | "unknown-call">;
+  };
   /** The admin API under /admin/v1; absent (ADMIN_TOKENS unset): those paths answer 404. */
   readonly admin?: AdminApi;
   /** Readiness: Redis reachable, rules loaded, workers running. */

@@ -1,6 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import twilio from "twilio";
-import { TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH } from "../config/public-paths.js";
+import {
+  TWILIO_INBOUND_PATH,
+  TWILIO_STATUS_PATH,
+  TWILIO_VOICE_ANSWER_PATH,
+  TWILIO_VOICE_GATHER_PATH,
+  TWILIO_VOICE_STATUS_PATH,
+} from "../config/public-paths.js";
+import type { CallTurn } from "../domain/voice-call.js";
 import type { HttpDeps } from "./http-deps.js";
 
 /** An empty TwiML answer: Twilio itself replies to STOP/START on long codes, we add nothing. */
@@ -66,6 +73,66 @@ export function registerTwilioRoutes(
     return reply.code(204).send();
   });
 
+  /** The call's follow-up id from `?call=`, and the form; undefined when either is unusable. */
+  const callRequest = (request: FastifyRequest) => {
+    const followUpId = (request.query as Record<string, unknown>).call;
+    const fields = formFields(request.body) ?? {};
+    const callSid = single(fields, "CallSid", MAX_SID_LENGTH);
+    if (typeof followUpId !== "string" || !FOLLOW_UP_ID.test(followUpId) || !callSid) return;
+    const answeredBy = single(fields, "AnsweredBy", MAX_STATUS_LENGTH);
+    return { fields, followUpId, callSid, ...(answeredBy && { answeredBy }) };
+  };
+  const sendTwiml = (reply: FastifyReply, followUpId: string, turn: CallTurn) =>
+    reply
+      .code(200)
+      .type("text/xml; charset=utf-8")
+      .send(
+        callTwiml(
+          turn,
+          `${publicUrl}${TWILIO_VOICE_GATHER_PATH}?call=${encodeURIComponent(followUpId)}`,
+        ),
+      );
+  const badCall = (reply: FastifyReply) =>
+    reply.code(400).send({ error: "expected ?call=<follow-up id> and CallSid" });
+
+  app.post(TWILIO_VOICE_ANSWER_PATH, { preHandler: verify }, async (request, reply) => {
+    const call = callRequest(request);
+    if (!call) return badCall(reply);
+    const { fields: _, ...answer } = call;
+    const turn = await deps.voiceCall.answered(answer);
+    request.log.info({ callSid: call.callSid, turn: turn.type }, "voice call answered");
+    return sendTwiml(reply, call.followUpId, turn);
+  });
+
+  app.post(TWILIO_VOICE_GATHER_PATH, { preHandler: verify }, async (request, reply) => {
+    const call = callRequest(request);
+    if (!call) return badCall(reply);
+    const { fields, ...answer } = call;
+    const digits = single(fields, "Digits", 8);
+    const speech = single(fields, "SpeechResult", 500);
+    const turn = await deps.voiceCall.gathered({
+      ...answer,
+      ...(digits !== undefined && { digits }),
+      ...(speech !== undefined && { speech }),
+    });
+    request.log.info({ callSid: call.callSid, turn: turn.type }, "voice call answer heard");
+    return sendTwiml(reply, call.followUpId, turn);
+  });
+
+  app.post(TWILIO_VOICE_STATUS_PATH, { preHandler: verify }, async (request, reply) => {
+    const call = callRequest(request);
+    const callStatus = call && single(call.fields, "CallStatus", MAX_STATUS_LENGTH);
+    if (!call || !callStatus) {
+      return reply
+        .code(400)
+        .send({ error: "expected ?call=<follow-up id>, CallSid and CallStatus" });
+    }
+    const { fields: _, ...status } = call;
+    const outcome = await deps.voiceCall.status({ ...status, callStatus });
+    request.log.info({ callSid: call.callSid, callStatus, outcome }, "voice call status");
+    return reply.code(204).send();
+  });
+
   app.post(TWILIO_INBOUND_PATH, { preHandler: verify }, async (request, reply) => {
     const fields = formFields(request.body) ?? {};
     const messageSid = single(fields, "MessageSid", MAX_SID_LENGTH);
@@ -78,6 +145,51 @@ export function registerTwilioRoutes(
     request.log.info({ messageSid, outcome }, "inbound SMS");
     return reply.code(200).type("text/xml; charset=utf-8").send(EMPTY_TWIML);
   });
+}
+
+type Twiml = InstanceType<typeof twilio.twiml.VoiceResponse>;
+/** `<Say>`'s attributes; language and voice come from the rules, so they are checked there. */
+type SayAttributes = NonNullable<Parameters<Twiml["say"]>[0]>;
+type GatherAttributes = NonNullable<Parameters<Twiml["gather"]>[0]>;
+
+/** Seconds a call waits for a key press (or speech) after the question. */
+const GATHER_TIMEOUT_SECONDS = 8;
+/** Follow-up ids in callback URLs: job ids (`f0123…`, `…-r2`). */
+const FOLLOW_UP_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+/**
+ * TwiML for one turn of a call, built with the SDK's VoiceResponse. An `ask` gathers one key (or
+ * speech) and posts it to the gather webhook, also when nothing was pressed.
+ */
+export function callTwiml(turn: CallTurn, gatherUrl: string): string {
+  const response = new twilio.twiml.VoiceResponse();
+  if (turn.type === "hang-up") {
+    response.hangup();
+    return response.toString();
+  }
+  const sayAttributes = {
+    language: turn.speaking.language,
+    ...(turn.speaking.voice !== undefined && { voice: turn.speaking.voice }),
+  } as SayAttributes;
+  if (turn.type === "ask") {
+    const gather = response.gather({
+      input: turn.speech ? ["dtmf", "speech"] : ["dtmf"],
+      numDigits: 1,
+      timeout: GATHER_TIMEOUT_SECONDS,
+      action: gatherUrl,
+      method: "POST",
+      actionOnEmptyResult: true,
+      ...(turn.speech && {
+        language: turn.speaking.language as GatherAttributes["language"],
+        speechTimeout: "auto",
+      }),
+    });
+    for (const sentence of turn.say) gather.say(sayAttributes, sentence);
+    return response.toString();
+  }
+  for (const sentence of turn.say) response.say(sayAttributes, sentence);
+  response.hangup();
+  return response.toString();
 }
 
 function mediaType(request: FastifyRequest): string {

@@ -5,7 +5,7 @@ import type { Redis } from "ioredis";
 import { normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
-import type { FollowUpJobData } from "../queue/names.js";
+import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
 import type { AuditTrail } from "../store/audit-trail.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
@@ -83,6 +83,7 @@ export function createEraser(deps: EraseDeps) {
     let keysDeleted = 0;
     const stepRefs: string[] = [];
     const providerIds: string[] = [];
+    const callIds: string[] = [];
     // The events of the orders they placed, found through what is stored of each purchase.
     for (const eventId of [...eventIds]) {
       const stored = await deps.store.storedPurchase(eventId);
@@ -100,6 +101,13 @@ export function createEraser(deps: EraseDeps) {
     for (const eventId of eventIds) {
       for (const [stepId, record] of await deps.store.allStepRecords(eventId)) {
         stepRefs.push(`${eventId}\n${stepId}`);
+        // A call in progress keeps its words (a first name, a purchase) under its follow-up id.
+        if (record.channel === "voice") {
+          const jobId = followUpJobId(eventId, stepId);
+          callIds.push(jobId);
+          for (let n = 1; n <= record.resends; n++) callIds.push(`${jobId}-r${n}`);
+          for (let n = 1; n <= record.retries; n++) callIds.push(`${jobId}-q${n}`);
+        }
         if (record.providerId && record.channel !== "email") providerIds.push(record.providerId);
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
@@ -124,6 +132,7 @@ export function createEraser(deps: EraseDeps) {
       ...[...orderIds].map((id) => keys.order(id)),
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
       ...providerIds.map((sid) => keys.smsMessage(sid)),
+      ...callIds.map((id) => keys.callScript(id)),
       ...[...addresses].filter((a) => !a.includes("@")).map((phone) => keys.latestCheckIn(phone)),
       keys.customerHistory(customerId),
     ];

@@ -113,7 +113,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
   const fileReply = async (
     step: StepRef,
     text: string,
-    channel: "sms" | "email",
+    channel: "sms" | "email" | "voice",
     receipt: string,
   ): Promise<StepReply | undefined> => {
     const receivedAt = deps.now();
@@ -202,6 +202,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
   });
 
   return {
+    /** Files a reply on a step (the voice calls' keypad answers come through here too). */
+    fileReply,
+
     /**
      * Opts a customer (and the address or its keyed hash, when known) out of channels; pending
      * steps there are skipped when they fall due. Counted once per person and channel: a second

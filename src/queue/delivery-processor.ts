@@ -5,9 +5,11 @@ import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/
 import type { Channel, PurchaseCompleted } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { decideSend } from "../domain/send-guard.js";
-import { findStep } from "../domain/step-ref.js";
+import { findStep, stepIdOf } from "../domain/step-ref.js";
+import { decideFallback } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
+import type { CallScripts } from "../store/call-scripts.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
@@ -28,6 +30,8 @@ export interface DeliveryDeps {
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
   readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress" | "addressMember">;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
+  /** Where a call's script waits for Twilio's answer webhook. */
+  readonly calls: Pick<CallScripts, "prepare" | "forget">;
   readonly metrics: FollowUpMetrics;
   readonly rateLimiter: Pick<ChannelRateLimiter, "take">;
   readonly retry: RetryPolicy;
@@ -172,6 +176,14 @@ function createDelivery(deps: DeliveryDeps) {
     const { rule, step, zone } = decision;
     const sendLabels = { ...labels, channel: step.channel, kind: step.kind };
     const metricLabels = { channel: step.channel, kind: step.kind };
+    if (step.fallbackOf !== undefined) {
+      // A fallback goes out only when its call did not reach the customer.
+      const callStepId = stepIdOf(rule, { id: step.fallbackOf });
+      const call = (await deps.store.stepRecords(eventId, [callStepId])).get(callStepId);
+      const fallback = decideFallback(call, nowMs);
+      if (fallback.action === "wait") return postpone(fallback.until, "the call is not over");
+      if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);
+    }
 
     const slot = await deps.rateLimiter.take(
       step.channel,
@@ -257,10 +269,21 @@ function createDelivery(deps: DeliveryDeps) {
       const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
       return fail(deps, log, attempt, nowMs, { kind: "permanent", code: "render", reason });
     }
+    if (message.channel === "voice" && message.call && recipientMember) {
+      // Stored before the call is placed: Twilio asks for the words as soon as it is answered.
+      await deps.calls.prepare(followUpId, {
+        eventId,
+        stepId,
+        recipient: recipientMember,
+        text: message.text,
+        ...message.call,
+      });
+    }
     const untilSlot = slotAt - deps.clock().toMillis();
     if (untilSlot > 0) await sleep(untilSlot);
     const result = await deps.channels[step.channel].send(message);
     const doneMs = deps.clock().toMillis();
+    if (!result.ok && message.channel === "voice") await deps.calls.forget(followUpId);
     if (result.ok) {
       await deps.store.transition(
         eventId,

@@ -15,7 +15,7 @@ export function renderPlanTable(plan: Plan): string {
           plan.steps.map((s) => [
             s.stepId,
             s.kind,
-            s.channel,
+            s.fallbackOf ? `${s.channel} if ${s.fallbackOf} is not answered` : s.channel,
             s.template,
             s.dueAt,
             DateTime.fromISO(s.localDueAt, { setZone: true })

@@ -108,6 +108,11 @@ export class StoreKeys {
     return `${this.base}mid:${idHash(messageId.trim().toLowerCase())}`;
   }
 
+  /** The script of a voice call, by its follow-up id (kept for the call's lifetime). */
+  callScript(followUpId: string): string {
+    return `${this.base}call:${followUpId}`;
+  }
+
   /** The latest check-in sent to a phone number, where its replies are filed. */
   latestCheckIn(phone: string): string {
     return `${this.base}ci:${idHash(phone)}`;

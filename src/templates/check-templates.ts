@@ -11,6 +11,7 @@ import {
   type StepKind,
 } from "../domain/rules.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
+import { MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES, voiceLanguageOf } from "../domain/voice-call.js";
 import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
 import { optOutConfirmationContext } from "./opt-out-confirmation.js";
 import type { TemplateFiles } from "./read-template-files.js";
@@ -184,6 +185,14 @@ async function renderSamples(
   // The first SMS to a number carries it; every SMS may be the first.
   const optOutLine = usage.channel === "sms" ? smsOptOutLine(variant.locale) : undefined;
   let longest: { text: string; segments: number } | undefined;
+  let longestCall: { length: number; label: string } | undefined;
+  if (usage.channel === "voice" && !voiceLanguageOf(variant.locale)) {
+    report(
+      variant.parts.text?.file ?? "",
+      `template ${usage.templateId} is used for voice by ${usage.usedBy.join(", ")}, and calls are spoken in ${VOICE_LANGUAGES.join(" or ")} only: ${variant.locale} has no keypad instructions; remove this file or use the template for SMS or email`,
+    );
+    return problems;
+  }
   for (const kind of usage.kinds) {
     for (const sample of SAMPLE_KINDS) {
       const context = sampleTemplateContext({
@@ -216,7 +225,10 @@ async function renderSamples(
             );
           }
         }
-        if (usage.channel !== "email") {
+        if (usage.channel === "voice" && rendered.text.length > (longestCall?.length ?? 0)) {
+          longestCall = { length: rendered.text.length, label };
+        }
+        if (usage.channel === "sms") {
           const text = optOutLine ? `${rendered.text}\n${optOutLine}` : rendered.text;
           const segments = countSmsSegments(text);
           if (segments > (longest?.segments ?? 0)) longest = { text, segments };
@@ -234,6 +246,12 @@ async function renderSamples(
         if (costly) return problems;
       }
     }
+  }
+  if (longestCall && longestCall.length > MAX_VOICE_TEXT_LENGTH) {
+    report(
+      variant.parts.text?.file ?? "",
+      `a call's message renders to ${longestCall.length} characters ${longestCall.label}; calls speak at most ${MAX_VOICE_TEXT_LENGTH} (about a minute): keep it short`,
+    );
   }
   if (longest && longest.segments > maxSegments) {
     const withLine = optOutLine

@@ -4,8 +4,9 @@ import { addressHash } from "../domain/address-hash.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
+import { callVoiceFor, MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES } from "../domain/voice-call.js";
 import { buildTemplateContext } from "./template-context.js";
-import type { TemplateSet } from "./template-set.js";
+import { TemplateError, type TemplateSet } from "./template-set.js";
 import { listUnsubscribeHeaders, unsubscribeUrl } from "./unsubscribe-link.js";
 
 /** Everything a message needs to be written: the purchase, the step, and when it was due. */
@@ -116,11 +117,29 @@ export function createMessageComposer(
         }),
       };
     }
+    // A call is spoken in the language of the template variant the customer gets.
+    const variant = templates().pick(step.template, "voice", event.customer.locale);
+    const call = callVoiceFor(variant.locale, rules.voiceCalls);
+    if (!call) {
+      throw new TemplateError(
+        `voice calls are spoken in ${VOICE_LANGUAGES.join(" or ")}; template ${step.template} answered in ${variant.locale}`,
+        step.template,
+        variant.parts.text?.file,
+      );
+    }
+    if (rendered.text.length > MAX_VOICE_TEXT_LENGTH) {
+      throw new TemplateError(
+        `the call's message is ${rendered.text.length} characters, over the ${MAX_VOICE_TEXT_LENGTH} a call may speak`,
+        step.template,
+        variant.parts.text?.file,
+      );
+    }
     return {
-      channel: step.channel,
+      channel: "voice",
       followUpId,
       to: event.customer.phone ?? "",
       text: rendered.text,
+      call,
     };
   };
 }

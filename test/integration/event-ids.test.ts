@@ -165,7 +165,7 @@ describe("what publishers enqueue", () => {
 
 describe("a voice step", () => {
   it("is skipped, not counted as sent, while calls are not available and other channels are real", async () => {
-    pipeline = await startPipeline("voice", { startWorker: false });
+    pipeline = await startPipeline("voice", { startWorker: false, calls: false });
     const p = pipeline;
     const rulesFile = path.join(p.configDir, "rules.yaml");
     const doc = parseDocument(await readFile(rulesFile, "utf8"));
@@ -192,7 +192,7 @@ describe("a voice step", () => {
     }, "the voice check-in to be skipped");
     expect(record.reason).toEqual({
       code: "channel-unavailable",
-      text: "voice calls are not available yet",
+      text: "voice calls need Twilio credentials, a caller id (TWILIO_CALLER_ID or TWILIO_FROM) and PUBLIC_URL",
     });
     // Nothing was written to the outbox in its place.
     expect(await readdir(p.outboxDir, { recursive: true }).catch(() => [])).toEqual([]);

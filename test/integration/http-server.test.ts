@@ -59,6 +59,11 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
     failures: {},
   };
   const deps: HttpDeps = {
+    voiceCall: {
+      answered: async () => ({ type: "hang-up" }),
+      gathered: async () => ({ type: "hang-up" }),
+      status: async () => "unknown-call",
+    },
     async acceptEvent(input) {
       if (harness.failures.acceptEvent) throw harness.failures.acceptEvent;
       calls.events.push(input);

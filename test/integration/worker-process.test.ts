@@ -24,7 +24,7 @@ it("starts, logs its channels, queues and rules version, and exits 0 on SIGTERM"
     15_000,
   );
   const line = JSON.parse(started) as Record<string, unknown>;
-  expect(line.transports).toBe("email=smtp sms=twilio voice=outbox");
+  expect(line.transports).toBe("email=smtp sms=twilio voice=twilio");
   expect(line.queues).toEqual({
     input: `${pipeline.prefix}:purchase-events`,
     followUps: `${pipeline.prefix}:follow-ups`,

@@ -9,6 +9,7 @@ import type { DeliveryChannel } from "../../src/channels/channel.js";
 import { createSmtpEmailChannel } from "../../src/channels/email-smtp.js";
 import { createOutboxChannel } from "../../src/channels/outbox.js";
 import { createTwilioSmsChannel } from "../../src/channels/sms-twilio.js";
+import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { type Env, readEnv } from "../../src/config/env.js";
 import type { Channel } from "../../src/domain/events.js";
 import { createLogger } from "../../src/logger.js";
@@ -64,6 +65,8 @@ export async function startPipeline(
     startWorker?: boolean;
     /** A Redis of the test's own (e.g. one it restarts); default the suite's shared one. */
     redisUrl?: string;
+    /** false: no voice adapter, as a deployment without Twilio voice (calls go to the outbox). */
+    calls?: boolean;
   } = {},
 ): Promise<PipelineHarness> {
   const redisUrl = options.redisUrl ?? inject("redisUrl");
@@ -132,7 +135,7 @@ export async function startPipeline(
       harness.worker = await startWorker({
         env,
         logger,
-        channels: channelsFor(env),
+        channels: channelsFor(env, options.calls ?? true),
         watchConfig: true,
       });
       return harness.worker;
@@ -154,7 +157,7 @@ export async function startPipeline(
 }
 
 /** The real adapters, pointed at the sink and the fake. */
-export function channelsFor(env: Env): Record<Channel, DeliveryChannel> {
+export function channelsFor(env: Env, calls = true): Record<Channel, DeliveryChannel> {
   return {
     email: createSmtpEmailChannel({
       smtpUrl: env.SMTP_URL ?? "",
@@ -167,7 +170,17 @@ export function channelsFor(env: Env): Record<Channel, DeliveryChannel> {
       from: env.TWILIO_FROM ?? "",
       apiUrl: env.TWILIO_API_URL ?? "",
     }),
-    voice: createOutboxChannel({ dir: env.OUTBOX_DIR, from: env.MAIL_FROM ?? "" }),
+    // Calls need PUBLIC_URL for Twilio to ask what to say, as in production (channelsFromEnv).
+    voice:
+      calls && env.PUBLIC_URL
+        ? createTwilioVoiceChannel({
+            accountSid: env.TWILIO_ACCOUNT_SID ?? "",
+            authToken: env.TWILIO_AUTH_TOKEN ?? "",
+            callerId: env.TWILIO_CALLER_ID ?? env.TWILIO_FROM ?? "",
+            publicUrl: env.PUBLIC_URL,
+            apiUrl: env.TWILIO_API_URL ?? "",
+          })
+        : createOutboxChannel({ dir: env.OUTBOX_DIR, from: env.MAIL_FROM ?? "" }),
   };
 }
 
@@ -185,6 +198,7 @@ async function openAllWindows(rulesFile: string): Promise<void> {
   // Caps would couple tests that reuse one customer; the cap test sets its own.
   doc.setIn(["frequencyCaps"], doc.createNode({ email: [], sms: [], voice: [] }));
   doc.setIn(["channels", "sms", "ratePerSecond"], 1000);
+  doc.setIn(["channels", "voice", "ratePerSecond"], 1000);
   await writeFile(rulesFile, doc.toString());
 }
 

@@ -18,6 +18,21 @@ export interface TwilioFakeMessage {
   receivedAt: Date;
 }
 
+/** A call placed through the fake Calls API. */
+export interface TwilioFakeCall {
+  sid: string;
+  to: string;
+  from: string;
+  /** Where Twilio would ask what to say when the call is answered. */
+  url: string;
+  method?: string;
+  statusCallback?: string;
+  statusCallbackMethod?: string;
+  machineDetection?: string;
+  timeout?: string;
+  receivedAt: Date;
+}
+
 /** A scripted error response consumed by the next request. */
 export interface TwilioScriptedFailure {
   status: number;
@@ -33,10 +48,12 @@ export interface TwilioFakeOptions {
   authToken: string;
 }
 
-/** A local stand-in for Twilio's 2010-04-01 Messages API. */
+/** A local stand-in for Twilio's 2010-04-01 Messages and Calls APIs. */
 export interface TwilioFake {
   readonly baseUrl: string;
   readonly messages: TwilioFakeMessage[];
+  readonly calls: TwilioFakeCall[];
+  waitForCalls(count: number, timeoutMs?: number): Promise<TwilioFakeCall[]>;
   /** Every HTTP request received, including rejected ones. */
   readonly requests: number;
   waitForMessages(count: number, timeoutMs?: number): Promise<TwilioFakeMessage[]>;
@@ -78,11 +95,13 @@ const DEFAULT_ERROR_CODES: Record<number, number> = {
 };
 
 const MESSAGES_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/;
+const CALLS_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Calls\.json$/;
 const MESSAGE_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\/(SM[0-9a-f]{32})\.json$/;
 
 /** Starts the fake Twilio Messages API on 127.0.0.1 (random port). */
 export async function startTwilioFake(options: TwilioFakeOptions): Promise<TwilioFake> {
   const arrivals = new Arrivals<TwilioFakeMessage>();
+  const callArrivals = new Arrivals<TwilioFakeCall>();
   const messages = arrivals.items;
   const resources = new Map<string, MessageResource>();
   const scripted: TwilioScriptedFailure[] = [];
@@ -100,6 +119,12 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
       return twilioError(401, 20003, "Authenticate");
     }
 
+    const callsMatch = CALLS_PATH.exec(url.pathname);
+    if (callsMatch !== null) {
+      if (callsMatch[1] !== options.accountSid) return notFound(url.pathname);
+      if (request.method !== "POST") return twilioError(405, 20004, "Method not allowed");
+      return createCall(new URLSearchParams(rawBody));
+    }
     const listMatch = MESSAGES_PATH.exec(url.pathname);
     const itemMatch = MESSAGE_PATH.exec(url.pathname);
     const accountInPath = listMatch?.[1] ?? itemMatch?.[1];
@@ -166,6 +191,50 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
     return { status: 201, body: resource };
   };
 
+  const createCall = (form: URLSearchParams): ApiResponse => {
+    const to = form.get("To");
+    const from = form.get("From");
+    const url = form.get("Url");
+    if (!to) return twilioError(400, 21201, "No 'To' number is specified");
+    if (!/^\+[1-9]\d{6,14}$/.test(to)) {
+      return twilioError(400, 13224, `Invalid phone number: ${to}`);
+    }
+    if (!from) return twilioError(400, 21213, "No 'From' number is specified");
+    if (!url && !form.get("Twiml")) return twilioError(400, 21205, "Url is not a valid URL");
+    const sid = `CA${randomBytes(16).toString("hex")}`;
+    const now = new Date();
+    const call: TwilioFakeCall = { sid, to, from, url: url ?? "", receivedAt: now };
+    for (const [field, name] of [
+      ["Method", "method"],
+      ["StatusCallback", "statusCallback"],
+      ["StatusCallbackMethod", "statusCallbackMethod"],
+      ["MachineDetection", "machineDetection"],
+      ["Timeout", "timeout"],
+    ] as const) {
+      const value = form.get(field);
+      if (value) call[name] = value;
+    }
+    callArrivals.push(call);
+    const date = now.toUTCString().replace("GMT", "+0000");
+    return {
+      status: 201,
+      body: {
+        account_sid: options.accountSid,
+        api_version: "2010-04-01",
+        date_created: date,
+        date_updated: date,
+        direction: "outbound-api",
+        from,
+        from_formatted: from,
+        sid,
+        status: "queued",
+        to,
+        to_formatted: to,
+        uri: `/2010-04-01/Accounts/${options.accountSid}/Calls/${sid}.json`,
+      },
+    };
+  };
+
   const server = http.createServer((request, response) => {
     requests++;
     const chunks: Buffer[] = [];
@@ -202,6 +271,15 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
   return {
     baseUrl: `http://127.0.0.1:${address.port}`,
     messages,
+    calls: callArrivals.items,
+    waitForCalls(count, timeoutMs = 5_000) {
+      return callArrivals.waitFor(
+        count,
+        timeoutMs,
+        () =>
+          `twilio-fake: expected ${count} call(s) within ${timeoutMs} ms but ${callArrivals.items.length} were placed (${requests} request(s))`,
+      );
+    },
     get requests() {
       return requests;
     },

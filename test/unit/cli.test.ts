@@ -350,7 +350,7 @@ describe("followups check", () => {
     expect(output.out).toMatch(/^config\S*: valid, 6 rules, 6 steps, .*version [0-9a-f]{12}\S*\n$/);
   });
 
-  it("warns that voice steps are skipped while calls are not available", async () => {
+  it("notes what voice steps need to place calls", async () => {
     const config = path.dirname(await writeTemp("voice-config/rules.yaml", ""));
     await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
     const rulesFile = path.join(config, "rules.yaml");
@@ -365,7 +365,7 @@ describe("followups check", () => {
     const { io, output } = memoryIo();
     expect(await runCheck(config, io)).toBe(EXIT.ok);
     expect(output.err).toBe(
-      'warning: voice steps (big-ticket.check-in) are skipped with "voice calls are not available yet" while SMTP or Twilio sends the other channels; with every channel in the outbox they are written there\n',
+      'note: voice steps (big-ticket.check-in) place calls through Twilio; without Twilio they are skipped ("voice calls need Twilio credentials, a caller id (TWILIO_CALLER_ID or TWILIO_FROM) and PUBLIC_URL") while SMTP or Twilio sends the other channels, and written to the outbox when every channel is\n',
     );
   });
 

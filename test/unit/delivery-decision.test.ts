@@ -138,6 +138,7 @@ function world(setup: Setup = {}) {
     store,
     smsReferences,
     suppressions,
+    calls: { prepare: async () => {}, forget: async () => {} },
     caps,
     metrics,
     rateLimiter: new FixedRateLimiter(),

@@ -437,6 +437,34 @@ describe("check", () => {
     );
   });
 
+  it("checks voice templates: a language calls speak, at most 800 characters, no SMS segment cap", async () => {
+    const CALL: Step = { kind: "check-in", channel: "voice", template: "call" };
+    const spoken = `Hello {{ customer.firstName | default: 'there' }}. ${"We would like to hear from you. ".repeat(8)}`;
+    // Longer than one SMS segment with maxSegments 1: fine for a call.
+    await loaded({ "call/en.text.liquid": spoken, "call/de.text.liquid": "Guten Tag" }, [CALL]);
+    const { dir, problems } = await problemsOf(
+      {
+        "call/en.text.liquid": `Hello. ${"Thank you for your purchase. ".repeat(30)}`,
+        "call/fr.text.liquid": "Bonjour",
+      },
+      [CALL],
+      1,
+    );
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: path.join(dir, "templates", "call", "en.text.liquid"),
+        message: expect.stringMatching(
+          /^a call's message renders to \d+ characters with the \w+ sample for a check-in by voice; calls speak at most 800 \(about a minute\): keep it short$/,
+        ),
+      }),
+      expect.objectContaining({
+        file: path.join(dir, "templates", "call", "fr.text.liquid"),
+        message:
+          "template call is used for voice by everyone.s0, and calls are spoken in en or de only: fr has no keypad instructions; remove this file or use the template for SMS or email",
+      }),
+    ]);
+  });
+
   it("says which character forced UCS-2 when that makes an SMS too long", async () => {
     const body = "It’s been a while. ".repeat(4);
     expect(countSmsSegments(body)).toBe(2);

@@ -1,0 +1,161 @@
+import type { Channel } from "../domain/events.js";
+import type { RuleSet } from "../domain/rules.js";
+import {
+  answerCall,
+  type CallOutcome,
+  type CallTurn,
+  callDelivered,
+  callOutcome,
+  hearAnswer,
+} from "../domain/voice-call.js";
+import type { Logger } from "../logger.js";
+import type { CallScripts, StoredCall } from "../store/call-scripts.js";
+import type { DeliveryLedger } from "../store/delivery-ledger.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { StepReply } from "../store/step-replies.js";
+import type { SuppressionList } from "../store/suppression-list.js";
+import type { WebhookReceipts } from "../store/webhook-receipts.js";
+import { stepLabels } from "./step-labels.js";
+
+/** A keypad 9 stops calls and texts to the number alike (one revocation covers both). */
+const PHONE_CHANNELS: readonly Channel[] = ["sms", "voice"];
+
+export interface VoiceCallDeps {
+  readonly rules: () => RuleSet;
+  readonly calls: CallScripts;
+  readonly store: Pick<FollowUpStore, "annotate">;
+  /** Files a keypad answer as a reply on the step (CustomerFeedback.fileReply). */
+  readonly fileReply: (
+    step: { eventId: string; stepId: string },
+    text: string,
+    channel: "voice",
+    receipt: string,
+  ) => Promise<StepReply | undefined>;
+  readonly suppressions: Pick<SuppressionList, "suppress">;
+  readonly ledger: Pick<DeliveryLedger, "countOnce">;
+  readonly receipts: WebhookReceipts;
+  readonly logger: Logger;
+  /** Epoch ms now. */
+  readonly now: () => number;
+}
+
+/** What Twilio tells the answer and gather webhooks about a call. */
+export interface CallRequest {
+  /** The follow-up id from the callback URL (`?call=`). */
+  readonly followUpId: string;
+  readonly callSid: string;
+  readonly answeredBy?: string;
+}
+
+/** The final turn when a call's script is gone (a stale or foreign callback): just hang up. */
+const HANG_UP: CallTurn = { type: "hang-up" };
+
+/**
+ * The three webhooks of a voice check-in: what to say when the call is answered, what a key press
+ * means, and how the call ended. The turns come from the pure call logic (domain/voice-call);
+ * this records their effects: the score as a reply on the step (which alerts owners when it is
+ * low), a 9 as an opt-out from calls and texts, and the outcome on the step and in the ledger.
+ */
+export function createVoiceCalls(deps: VoiceCallDeps) {
+  /** Records an outcome on the step record and remembers it for the final status callback. */
+  const note = async (request: CallRequest, call: StoredCall, outcome: CallOutcome) => {
+    await deps.calls.noteOutcome(request.followUpId, call, outcome);
+    await deps.store.annotate(
+      call.script.eventId,
+      call.script.stepId,
+      { delivery: { status: outcome } },
+      deps.now(),
+    );
+  };
+
+  return {
+    /** The call was picked up (by a person or a machine): its first turn. */
+    async answered(request: CallRequest): Promise<CallTurn> {
+      const call = await deps.calls.get(request.followUpId);
+      if (!call) return HANG_UP;
+      const turn = answerCall(call.script, request.answeredBy);
+      if (turn.type !== "ask") {
+        await note(request, call, turn.type === "hang-up" ? "machine" : "voicemail");
+      }
+      return turn;
+    },
+
+    /** The customer's answer to the question (keys pressed or words said, or nothing). */
+    async gathered(
+      request: CallRequest & { readonly digits?: string; readonly speech?: string },
+    ): Promise<CallTurn> {
+      const call = await deps.calls.get(request.followUpId);
+      if (!call) return HANG_UP;
+      const heard = hearAnswer(call.script, request.digits, request.speech);
+      const { eventId, stepId, recipient } = call.script;
+      const receipt = `call:${request.callSid}:answer`;
+      if (heard.kind === "score") {
+        if (!(await deps.receipts.seen(receipt))) {
+          await deps.fileReply({ eventId, stepId }, heard.reply, "voice", receipt);
+          await deps.receipts.remember(receipt);
+        }
+        await note(request, call, "answered");
+      } else if (heard.kind === "stop") {
+        const now = deps.now();
+        for (const channel of PHONE_CHANNELS) {
+          await deps.suppressions.suppress(
+            channel,
+            { addressHash: recipient.replace(/^h:/, "") },
+            {
+              entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason: "call-keypad" },
+              now,
+            },
+          );
+        }
+        await note(request, call, "answered-no-score");
+        deps.logger.info({ stepId }, "customer pressed 9 on a call: no more calls or texts");
+      } else if (heard.kind === "none") {
+        await note(request, call, "answered-no-score");
+      }
+      return heard.turn;
+    },
+
+    /**
+     * Twilio's status callback: the call's final outcome on the step and, once per call, in the
+     * ledger (`delivered` when it reached a person or a voicemail, else `undelivered` with the
+     * outcome as reason). The script is forgotten once the call is over.
+     */
+    async status(
+      request: CallRequest & { readonly callStatus: string },
+    ): Promise<"recorded" | "in-progress" | "unknown-call"> {
+      const call = await deps.calls.get(request.followUpId);
+      if (!call) return "unknown-call";
+      const outcome = callOutcome(
+        request.callStatus,
+        request.answeredBy,
+        call.outcome,
+        call.script.answeringMachine,
+      );
+      if (!outcome) return "in-progress";
+      const now = deps.now();
+      const { eventId, stepId } = call.script;
+      const record = await deps.store.annotate(
+        eventId,
+        stepId,
+        { delivery: { status: outcome } },
+        now,
+      );
+      const labels = stepLabels(deps.rules(), stepId, record);
+      const delivered = callDelivered(outcome);
+      await deps.ledger.countOnce(
+        `call:${request.callSid}:end`,
+        {
+          outcome: delivered ? "delivered" : "undelivered",
+          ...labels,
+          channel: "voice",
+          ...(!delivered && { reason: outcome }),
+        },
+        now,
+      );
+      await deps.calls.forget(request.followUpId);
+      return "recorded";
+    },
+  };
+}
+
+export type VoiceCalls = ReturnType<typeof createVoiceCalls>;

@@ -1,0 +1,60 @@
+import type { Redis } from "ioredis";
+import type { CallOutcome, CallScript } from "../domain/voice-call.js";
+import { StoreKeys } from "./keys.js";
+
+/**
+ * How long a call's script is kept: calls ring for a minute and last a few, and Twilio may post
+ * its callbacks late; after this the script (a first name and a message) is gone.
+ */
+const SCRIPT_KEEP_MS = 2 * 24 * 3600_000;
+
+/** A stored script and what the call's webhooks recorded so far. */
+export interface StoredCall {
+  readonly script: CallScript;
+  /** Set once the call has an outcome (a score, a voicemail): the final callback keeps it. */
+  readonly outcome?: CallOutcome;
+}
+
+/**
+ * The scripts of voice calls in progress, keyed by follow-up id (the id in the callback URLs):
+ * written before the call is placed, so the answer webhook finds it however soon it comes, and
+ * deleted when Twilio reports the call over.
+ */
+export class CallScripts {
+  private readonly keys: StoreKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = new StoreKeys(prefix);
+  }
+
+  async prepare(followUpId: string, script: CallScript): Promise<void> {
+    await this.redis.set(
+      this.keys.callScript(followUpId),
+      JSON.stringify({ script }),
+      "PX",
+      SCRIPT_KEEP_MS,
+    );
+  }
+
+  async get(followUpId: string): Promise<StoredCall | undefined> {
+    const raw = await this.redis.get(this.keys.callScript(followUpId));
+    return raw ? (JSON.parse(raw) as StoredCall) : undefined;
+  }
+
+  /** Notes the call's outcome so far (a score given, a voicemail left), keeping the script. */
+  async noteOutcome(followUpId: string, call: StoredCall, outcome: CallOutcome): Promise<void> {
+    await this.redis.set(
+      this.keys.callScript(followUpId),
+      JSON.stringify({ ...call, outcome }),
+      "KEEPTTL",
+    );
+  }
+
+  /** Forgets a call that is over (or never placed). */
+  async forget(followUpId: string): Promise<void> {
+    await this.redis.del(this.keys.callScript(followUpId));
+  }
+}

@@ -1,0 +1,399 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { type Element, isTag } from "domhandler";
+import { parseDocument as parseXml } from "htmlparser2";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  TWILIO_FROM,
+  TWILIO_SID,
+  TWILIO_TOKEN,
+} from "../support/pipeline-harness.js";
+import { startTwilioFake, type TwilioFake } from "../support/twilio-fake.js";
+import { postTwilio } from "../support/webhooks.js";
+
+let pipeline: PipelineHarness | undefined;
+let fake: TwilioFake | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+  await fake?.close();
+  fake = undefined;
+});
+
+const PHONE = "+447400112233";
+const CALL_STEP = "big-ticket.check-in";
+const FALLBACK_STEP = "big-ticket.check-in-fallback";
+const PUBLIC_URL = "https://followups.test";
+
+/** A TwiML element as the test reads it: name, attributes, text and child elements. */
+interface Node {
+  name: string;
+  attributes: Record<string, string>;
+  text: string;
+  children: Node[];
+}
+
+/** Parses TwiML with a real XML parser; fails on anything but one <Response>. */
+function parseTwiml(xml: string): Node {
+  const document = parseXml(xml, { xmlMode: true });
+  const toNode = (element: Element): Node => ({
+    name: element.name,
+    attributes: { ...element.attribs },
+    text: element.children
+      .map((child) => ("data" in child && typeof child.data === "string" ? child.data : ""))
+      .join("")
+      .trim(),
+    children: element.children.filter(isTag).map(toNode),
+  });
+  const roots = document.children.filter(isTag);
+  expect(roots.map((root) => root.name)).toEqual(["Response"]);
+  return toNode(roots[0] as Element);
+}
+
+/** The shipped big-ticket rule with its check-in as a call, and an SMS when it is not answered. */
+async function withVoiceCheckIn(
+  configDir: string,
+  owners: unknown[] = [],
+  after = "PT4S",
+): Promise<void> {
+  const file = path.join(configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  expect(doc.getIn(["rules", 2, "id"])).toBe("big-ticket");
+  doc.setIn(
+    ["rules", 2, "steps", 1],
+    doc.createNode({
+      kind: "check-in",
+      channel: "voice",
+      template: "check-in-call",
+      delay: "P3M",
+      fallback: { channel: "sms", template: "check-in", after },
+    }),
+  );
+  doc.setIn(["owners"], doc.createNode(owners));
+  await writeFile(file, doc.toString());
+}
+
+/** A TV bought three months ago to the minute: its check-in call is due now. */
+async function publishTv(p: PipelineHarness, id: string, name = "Nina Berg"): Promise<void> {
+  const occurredAt = DateTime.utc().setZone("Europe/London").minus({ months: 3 }).toUTC();
+  await p.publisher.publish(
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: occurredAt.toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: `cus-${id}`, phone: PHONE, name, email: undefined },
+      items: [item("televisions", "899.00", { name: "OLED TV 55 inch" })],
+      store: { id: "corner-shop", name: "Corner Shop" },
+    }) as never,
+  );
+}
+
+const callRoute = (route: string, followUpId: string) =>
+  `/webhooks/twilio/voice/${route}?call=${encodeURIComponent(followUpId)}`;
+
+/**
+ * The fallback step once it has ended. A fallback that came due while its call was not over waits
+ * an hour; this moves it on at once, as an operator could with the queue tools.
+ */
+async function fallbackEnded(p: PipelineHarness, eventId: string) {
+  return eventually(async () => {
+    const found = await stepRecord(p, eventId, FALLBACK_STEP);
+    if (found?.state === "scheduled") {
+      const job = await p.followUps.getJob(followUpJobId(eventId, FALLBACK_STEP));
+      if ((await job?.getState()) === "delayed") await job?.promote().catch(() => undefined);
+    }
+    return found && found.state !== "scheduled" && found.state !== "sending" ? found : undefined;
+  }, `the fallback of ${eventId} to end`);
+}
+
+async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+describe("a voice check-in call", () => {
+  it("is placed, asks its question in TwiML, and a keypad 2 reaches the owner within a minute", async () => {
+    pipeline = await startPipeline("voice-calls", { startWorker: false });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir, [
+      {
+        name: "Maria",
+        email: "maria@shop.example",
+        timezone: "Europe/London",
+        frequency: "weekly",
+        alerts: true,
+      },
+    ]);
+    await p.startWorker();
+    await publishTv(p, "evt-call");
+    const followUpId = followUpJobId("evt-call", CALL_STEP);
+
+    const [call] = await p.twilio.waitForCalls(1, 15_000);
+    expect(call).toMatchObject({
+      to: PHONE,
+      from: TWILIO_FROM,
+      url: `${PUBLIC_URL}/webhooks/twilio/voice/answer?call=${followUpId}`,
+      method: "POST",
+      statusCallback: `${PUBLIC_URL}/webhooks/twilio/voice/status?call=${followUpId}`,
+      machineDetection: "DetectMessageEnd",
+    });
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-call", CALL_STEP))?.state === "sent" ? true : undefined,
+      "the call step to be sent",
+    );
+    expect((await stepRecord(p, "evt-call", CALL_STEP))?.providerId).toBe(call?.sid);
+    // No SMS went out for the call.
+    expect(p.twilio.messages).toEqual([]);
+
+    // Answered by a person: the message and the keypad question, gathered back to us.
+    const answer = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: call?.sid ?? "",
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("content-type")).toMatch(/^text\/xml/);
+    const twiml = parseTwiml(await answer.text());
+    expect(twiml.children.map((child) => child.name)).toEqual(["Gather"]);
+    const gather = twiml.children[0] as Node;
+    expect(gather.attributes).toMatchObject({
+      input: "dtmf",
+      numDigits: "1",
+      action: `${PUBLIC_URL}/webhooks/twilio/voice/gather?call=${followUpId}`,
+      method: "POST",
+      actionOnEmptyResult: "true",
+    });
+    expect(gather.children.map((say) => [say.name, say.attributes.language])).toEqual([
+      ["Say", "en-GB"],
+      ["Say", "en-GB"],
+    ]);
+    expect(gather.children[0]?.text).toContain("Hello Nina, this is Your shop, Corner Shop.");
+    expect(gather.children[0]?.text).toContain("you bought OLED TV 55 inch from us");
+    expect(gather.children[1]?.text).toBe(
+      "Please press a key from 1 to 5: 5 means very happy, 1 means not happy at all. Press 9 to stop these calls.",
+    );
+
+    // Keypad 2: recorded as an unhappy reply, and the owner hears of it at once.
+    const pressedAt = Date.now();
+    const heard = await postTwilio(p, callRoute("gather", followUpId), {
+      CallSid: call?.sid ?? "",
+      Digits: "2",
+    });
+    expect(heard.status).toBe(200);
+    const goodbye = parseTwiml(await heard.text());
+    expect(goodbye.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
+    expect(goodbye.children[0]?.text).toMatch(/^Thank you\. We are sorry to hear that/);
+
+    const [alert] = await p.sink.waitForMessages(1, 60_000);
+    expect(Date.now() - pressedAt).toBeLessThan(60_000);
+    expect(alert?.envelope.rcptTo).toEqual(["maria@shop.example"]);
+    expect(alert?.parsed.subject).toBe(
+      "Your shop: an unhappy reply from Nina (order ord-evt-call)",
+    );
+    expect(alert?.parsed.text).toContain("“Keypad: 2/5”");
+    expect(alert?.parsed.text).toContain("1 × OLED TV 55 inch");
+    expect(alert?.parsed.text).toContain("score 2 of 5");
+
+    // Twilio posts the same answer again (a retry): still one reply.
+    await postTwilio(p, callRoute("gather", followUpId), {
+      CallSid: call?.sid ?? "",
+      Digits: "2",
+    });
+    const status = await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: call?.sid ?? "",
+      CallStatus: "completed",
+      AnsweredBy: "human",
+      CallDuration: "41",
+    });
+    expect(status.status).toBe(204);
+    const record = await stepRecord(p, "evt-call", CALL_STEP);
+    expect(record?.delivery).toEqual({ status: "answered" });
+    const operator = await fetch(`${p.worker?.httpAddress}/metrics`);
+    expect(await operator.text()).toMatch(/^followups_alerts_sent_total 1$/m);
+
+    // The customer answered: the SMS fallback is skipped when it falls due, not sent.
+    const fallback = await fallbackEnded(p, "evt-call");
+    expect(fallback.state).toBe("skipped");
+    expect(fallback.reason?.code).toBe("call-answered");
+    expect(p.twilio.messages).toEqual([]);
+  });
+
+  it("sends the SMS fallback when nobody answers, and not before the call has ended", async () => {
+    pipeline = await startPipeline("voice-no-answer", { startWorker: false });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir);
+    await p.startWorker();
+    await publishTv(p, "evt-ring");
+    const followUpId = followUpJobId("evt-ring", CALL_STEP);
+    const [call] = await p.twilio.waitForCalls(1, 15_000);
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-ring", CALL_STEP))?.state === "sent" ? true : undefined,
+      "the call step to be sent",
+    );
+    // The call is still ringing when the fallback falls due: it waits for the outcome.
+    const fallbackId = followUpJobId("evt-ring", FALLBACK_STEP);
+    await eventually(async () => {
+      // BullMQ scores a delayed job by its due time × 4096.
+      const score = await p.redis.zscore(`${p.prefix}:follow-ups:delayed`, fallbackId);
+      return score !== null && Number(score) / 4096 > Date.now() + 30 * 60_000 ? true : undefined;
+    }, "the fallback to wait for the call's outcome");
+    expect((await stepRecord(p, "evt-ring", FALLBACK_STEP))?.state).toBe("scheduled");
+    expect(p.twilio.messages).toEqual([]);
+
+    const status = await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: call?.sid ?? "",
+      CallStatus: "no-answer",
+    });
+    expect(status.status).toBe(204);
+    expect((await stepRecord(p, "evt-ring", CALL_STEP))?.delivery).toEqual({
+      status: "no-answer",
+    });
+    // Operators (and the test) move a waiting job with the queue tools; here: promote it now.
+    await (await p.followUps.getJob(fallbackId))?.promote();
+    const [sms] = await p.twilio.waitForMessages(1, 15_000);
+    expect(sms?.to).toBe(PHONE);
+    expect(sms?.body).toContain("how is your OLED TV 55 inch from Corner Shop?");
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-ring", FALLBACK_STEP))?.state === "sent" ? true : undefined,
+      "the fallback to be recorded as sent",
+    );
+  });
+
+  it("leaves a voicemail at an answering machine, and a 9 stops calls and texts to the number", async () => {
+    pipeline = await startPipeline("voice-machine", { startWorker: false });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir, [], "PT2M");
+    await p.startWorker();
+    await publishTv(p, "evt-machine");
+    const machineId = followUpJobId("evt-machine", CALL_STEP);
+    const [first] = await p.twilio.waitForCalls(1, 15_000);
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-machine", CALL_STEP))?.state === "sent" ? true : undefined,
+      "the call step to be sent",
+    );
+    const voicemail = parseTwiml(
+      await (
+        await postTwilio(p, callRoute("answer", machineId), {
+          CallSid: first?.sid ?? "",
+          CallStatus: "in-progress",
+          AnsweredBy: "machine_end_beep",
+        })
+      ).text(),
+    );
+    expect(voicemail.children.map((child) => child.name)).toEqual(["Say", "Say", "Hangup"]);
+    expect(voicemail.children[0]?.text).toContain("Hello Nina");
+    expect(voicemail.children[1]?.text).toBe("There is no need to call back. Goodbye.");
+    await postTwilio(p, callRoute("status", machineId), {
+      CallSid: first?.sid ?? "",
+      CallStatus: "completed",
+      AnsweredBy: "machine_end_beep",
+    });
+    expect((await stepRecord(p, "evt-machine", CALL_STEP))?.delivery).toEqual({
+      status: "voicemail",
+    });
+
+    // A second purchase, a second call: a person answers and presses 9.
+    await publishTv(p, "evt-stop", "Nina Berg");
+    const stopId = followUpJobId("evt-stop", CALL_STEP);
+    const calls = await p.twilio.waitForCalls(2, 15_000);
+    const second = calls[1];
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-stop", CALL_STEP))?.state === "sent" ? true : undefined,
+      "the second call step to be sent",
+    );
+    await postTwilio(p, callRoute("answer", stopId), {
+      CallSid: second?.sid ?? "",
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    const stopped = parseTwiml(
+      await (
+        await postTwilio(p, callRoute("gather", stopId), {
+          CallSid: second?.sid ?? "",
+          Digits: "9",
+        })
+      ).text(),
+    );
+    expect(stopped.children[0]?.text).toBe("You will get no more calls or texts from us. Goodbye.");
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+    await postTwilio(p, callRoute("status", stopId), {
+      CallSid: second?.sid ?? "",
+      CallStatus: "completed",
+    });
+    // Neither fallback texts the number now: both are skipped as opted out.
+    for (const eventId of ["evt-machine", "evt-stop"]) {
+      const fallback = await fallbackEnded(p, eventId);
+      expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "opted-out"]);
+    }
+    expect(p.twilio.messages).toEqual([]);
+  });
+});
+
+describe("the Twilio voice adapter", () => {
+  it("classifies the Calls API's answers: invalid numbers permanent, 429 and 5xx transient", async () => {
+    fake = await startTwilioFake({ accountSid: TWILIO_SID, authToken: TWILIO_TOKEN });
+    const channel = createTwilioVoiceChannel({
+      accountSid: TWILIO_SID,
+      authToken: TWILIO_TOKEN,
+      callerId: TWILIO_FROM,
+      publicUrl: `${PUBLIC_URL}/`,
+      apiUrl: fake.baseUrl,
+    });
+    const call = {
+      language: "en" as const,
+      sayLanguage: "en-GB",
+      answeringMachine: "hangup" as const,
+      speech: false,
+    };
+    const message = (to: string) =>
+      ({ channel: "voice", followUpId: "f123", to, text: "Hello", call }) as const;
+    try {
+      const placed = await channel.send(message(PHONE));
+      expect(placed).toEqual({ ok: true, id: fake.calls[0]?.sid });
+      expect(fake.calls[0]).toMatchObject({
+        url: `${PUBLIC_URL}/webhooks/twilio/voice/answer?call=f123`,
+        machineDetection: "Enable",
+      });
+      expect(await channel.send(message("12345"))).toMatchObject({
+        ok: false,
+        error: { kind: "permanent", code: "13224" },
+      });
+      fake.failNext({ status: 503 }, { status: 429 });
+      expect(await channel.send(message(PHONE))).toMatchObject({
+        ok: false,
+        error: { kind: "transient", code: "20503" },
+      });
+      expect(await channel.send(message(PHONE))).toMatchObject({
+        ok: false,
+        error: { kind: "transient", code: "20429" },
+      });
+      fake.failNext({ status: 400, code: 21210 });
+      expect(await channel.send(message(PHONE))).toMatchObject({
+        ok: false,
+        error: { kind: "misconfigured", code: "21210" },
+      });
+      const { followUpId: _, ...smsLike } = message(PHONE);
+      expect(await channel.send({ ...smsLike, followUpId: "f9", channel: "sms" })).toMatchObject({
+        ok: false,
+      });
+      expect(fake.calls).toHaveLength(1);
+    } finally {
+      await channel.close();
+    }
+  });
+});

@@ -1,0 +1,265 @@
+import { describe, expect, it } from "vitest";
+import { planFollowUps } from "../../src/domain/planner.js";
+import {
+  answerCall,
+  type CallScript,
+  callOutcome,
+  callVoiceFor,
+  decideFallback,
+  hearAnswer,
+  sayLanguageOf,
+} from "../../src/domain/voice-call.js";
+import { callTwiml } from "../../src/http/twilio-routes.js";
+import { renderPlanTable } from "../../src/reports/plan-table.js";
+import { judgeReply } from "../../src/reports/unhappy-replies.js";
+import { instant, item, purchase, rulesFrom, rulesProblems, yaml } from "../support/fixtures.js";
+
+const SCRIPT: CallScript = {
+  eventId: "evt-1",
+  stepId: "big-ticket.check-in",
+  recipient: "h:abc",
+  language: "en",
+  sayLanguage: "en-GB",
+  voice: "Polly.Amy",
+  text: "Hello Nina, this is Corner Shop.",
+  answeringMachine: "voicemail",
+  speech: false,
+};
+const GERMAN: CallScript = { ...SCRIPT, language: "de", sayLanguage: "de-DE", voice: undefined };
+
+describe("a call's turns", () => {
+  it("asks a person for a keypad answer after the message, in their language", () => {
+    expect(answerCall(SCRIPT, "human")).toEqual({
+      type: "ask",
+      say: [
+        "Hello Nina, this is Corner Shop.",
+        "Please press a key from 1 to 5: 5 means very happy, 1 means not happy at all. Press 9 to stop these calls.",
+      ],
+      speaking: { language: "en-GB", voice: "Polly.Amy" },
+      speech: false,
+    });
+    const german = answerCall({ ...GERMAN, text: "Guten Tag" }, undefined);
+    expect(german.type === "ask" && german.say[1]).toMatch(/^Bitte drücken Sie eine Taste/);
+    expect(german.type === "ask" && german.speaking).toEqual({ language: "de-DE" });
+  });
+
+  it("leaves a voicemail at a machine, or hangs up, as configured; never talks to a fax", () => {
+    expect(answerCall(SCRIPT, "machine_end_beep")).toMatchObject({
+      type: "say-and-hang-up",
+      say: ["Hello Nina, this is Corner Shop.", "There is no need to call back. Goodbye."],
+    });
+    expect(answerCall({ ...SCRIPT, answeringMachine: "hangup" }, "machine_start")).toEqual({
+      type: "hang-up",
+    });
+    expect(answerCall(SCRIPT, "fax")).toEqual({ type: "hang-up" });
+  });
+
+  it.each([
+    ["2", undefined, { kind: "score", score: 2, reply: "Keypad: 2/5" }],
+    ["5", undefined, { kind: "score", score: 5, reply: "Keypad: 5/5" }],
+    ["9", undefined, { kind: "stop" }],
+    [undefined, undefined, { kind: "none" }],
+    ["7", undefined, { kind: "invalid" }],
+    ["#", undefined, { kind: "invalid" }],
+    [undefined, "two", { kind: "score", score: 2, reply: "Said: 2/5" }],
+    [undefined, "Zwei.", { kind: "score", score: 2, reply: "Said: 2/5" }],
+    [undefined, "stop calling me", { kind: "stop" }],
+    [undefined, "two or three", { kind: "invalid" }],
+  ] as const)("hears digits %j / speech %j as %j", (digits, speech, expected) => {
+    expect(hearAnswer({ ...SCRIPT, speech: true }, digits, speech)).toMatchObject(expected);
+  });
+
+  it("records scores the reply judgement reads: 1 and 2 unhappy, 3 to 5 not", () => {
+    const judged = [1, 2, 3, 4, 5].map((digit) => {
+      const heard = hearAnswer(SCRIPT, String(digit), undefined);
+      return heard.kind === "score" && judgeReply(heard.reply).unhappy;
+    });
+    expect(judged).toEqual([true, true, false, false, false]);
+  });
+
+  it("says sorry to a low score and thanks to a good one, then hangs up", () => {
+    const low = hearAnswer(GERMAN, "1", undefined);
+    expect(low.turn).toMatchObject({ type: "say-and-hang-up" });
+    expect(low.turn.type !== "hang-up" && low.turn.say[0]).toMatch(
+      /^Vielen Dank\. Das tut uns leid/,
+    );
+    const good = hearAnswer(SCRIPT, "4", undefined);
+    expect(good.turn.type !== "hang-up" && good.turn.say).toEqual([
+      "Thank you for your answer. Goodbye.",
+    ]);
+  });
+
+  it("builds TwiML with the SDK: a Gather posting back, Say in the language, Hangup", () => {
+    const ask = callTwiml(answerCall(SCRIPT, "human"), "https://f.test/gather?call=f1");
+    expect(ask).toBe(
+      '<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf" numDigits="1" timeout="8" action="https://f.test/gather?call=f1" method="POST" actionOnEmptyResult="true"><Say language="en-GB" voice="Polly.Amy">Hello Nina, this is Corner Shop.</Say><Say language="en-GB" voice="Polly.Amy">Please press a key from 1 to 5: 5 means very happy, 1 means not happy at all. Press 9 to stop these calls.</Say></Gather></Response>',
+    );
+    // Text from a purchase is escaped, never spliced into the XML.
+    const spliced = callTwiml(
+      answerCall({ ...SCRIPT, text: 'Hi <Dial>+1</Dial> & "co"' }, "machine_end_beep"),
+      "",
+    );
+    expect(spliced).toContain('Hi &lt;Dial&gt;+1&lt;/Dial&gt; &amp; "co"');
+    expect(spliced).not.toContain("<Dial>");
+    expect(callTwiml({ type: "hang-up" }, "")).toBe(
+      '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>',
+    );
+  });
+});
+
+describe("settings of a call", () => {
+  it("speaks the customer's region where Twilio has it, else the language's first", () => {
+    expect(sayLanguageOf("en-GB", "en")).toBe("en-GB");
+    expect(sayLanguageOf("en-us", "en")).toBe("en-US");
+    expect(sayLanguageOf("en-NZ", "en")).toBe("en-GB");
+    expect(sayLanguageOf("de-AT", "de")).toBe("de-DE");
+    expect(
+      callVoiceFor("de", {
+        voices: { de: "Polly.Vicki" },
+        answeringMachine: "hangup",
+        speech: true,
+      }),
+    ).toEqual({
+      language: "de",
+      sayLanguage: "de-DE",
+      voice: "Polly.Vicki",
+      answeringMachine: "hangup",
+      speech: true,
+    });
+    expect(callVoiceFor("fr-FR", { voices: {}, answeringMachine: "hangup", speech: false })).toBe(
+      undefined,
+    );
+  });
+});
+
+describe("how a call ended", () => {
+  it.each([
+    ["busy", undefined, undefined, "busy"],
+    ["no-answer", undefined, undefined, "no-answer"],
+    ["failed", undefined, undefined, "failed"],
+    ["canceled", undefined, undefined, "failed"],
+    ["completed", "human", "answered", "answered"],
+    ["completed", "human", undefined, "answered-no-score"],
+    ["completed", "unknown", undefined, "answered-no-score"],
+    ["completed", "machine_end_beep", undefined, "voicemail"],
+    ["completed", "machine_end_beep", "voicemail", "voicemail"],
+    ["in-progress", "human", undefined, undefined],
+    ["ringing", undefined, undefined, undefined],
+  ] as const)("%s (%s, recorded %s) → %s", (status, answeredBy, recorded, expected) => {
+    expect(callOutcome(status, answeredBy, recorded, "voicemail")).toBe(expected);
+  });
+
+  it("with hangup configured, a machine is a machine, not a voicemail", () => {
+    expect(callOutcome("completed", "machine_start", undefined, "hangup")).toBe("machine");
+  });
+});
+
+describe("a fallback after a call", () => {
+  const NOW = 1_800_000_000_000;
+  it.each([
+    [{ state: "sent", changedAt: NOW - 60_000, delivery: { status: "no-answer" } }, "send"],
+    [{ state: "sent", changedAt: NOW - 60_000, delivery: { status: "busy" } }, "send"],
+    [{ state: "sent", changedAt: NOW - 60_000, delivery: { status: "voicemail" } }, "send"],
+    [{ state: "failed" }, "send"],
+    [{ state: "skipped" }, "send"],
+    [{ state: "sent", delivery: { status: "answered" } }, "skip call-answered"],
+    [{ state: "sent", delivery: { status: "answered-no-score" } }, "skip call-answered"],
+    [{ state: "cancelled" }, "skip call-cancelled"],
+    [{ state: "scheduled" }, "wait"],
+    [{ state: "sending" }, "wait"],
+    [{ state: "sent", changedAt: NOW - 60_000 }, "wait"],
+    [{ state: "sent", changedAt: NOW - 3 * 3600_000 }, "skip call-outcome-unknown"],
+    [undefined, "skip no-call"],
+  ] as const)("call %j → %s", (primary, expected) => {
+    const decision = decideFallback(primary, NOW);
+    expect(decision.action === "skip" ? `skip ${decision.code}` : decision.action).toBe(expected);
+    if (decision.action === "wait") expect(decision.until).toBeGreaterThan(NOW);
+  });
+});
+
+const VOICE_RULES = yaml`
+  version: 1
+  defaults: { timezone: Europe/London, currency: GBP, locale: en-GB }
+  sendWindows:
+    voice: { start: "09:00", end: "20:00", days: [mon, tue, wed, thu, fri, sat] }
+    sms: { start: "09:00", end: "20:00", days: [mon, tue, wed, thu, fri, sat] }
+  channels:
+    voice: { ratePerSecond: 1, voices: { en: Polly.Amy }, answeringMachine: hangup }
+  rules:
+    - id: big-ticket
+      when: { total: { min: 500 } }
+      steps:
+        - kind: check-in
+          channel: voice
+          template: check-in-call
+          delay: P3M
+          fallback: { channel: sms, template: check-in, after: P1D }
+    - id: everyone
+      steps:
+        - kind: check-in
+          channel: sms
+          template: check-in
+          delay: P1M
+`;
+
+describe("a voice step's fallback in the plan", () => {
+  it("is planned with its call, a day later, and shown as conditional", () => {
+    const rules = rulesFrom(VOICE_RULES);
+    expect(rules.voiceCalls).toEqual({
+      voices: { en: "Polly.Amy" },
+      answeringMachine: "hangup",
+      speech: false,
+    });
+    const event = purchase({
+      occurredAt: "2027-01-29T10:00:00Z",
+      customer: { phone: "+447400123456" },
+      items: [item("televisions", "900.00")],
+    });
+    const plan = planFollowUps(event, rules, { previousPurchases: 0 }, instant(event.occurredAt));
+    expect(plan.steps.map((s) => [s.stepId, s.channel, s.dueAt, s.fallbackOf])).toEqual([
+      ["big-ticket.check-in", "voice", "2027-04-29T09:00:00Z", undefined],
+      ["big-ticket.check-in-fallback", "sms", "2027-04-30T09:00:00Z", "big-ticket.check-in"],
+    ]);
+    // The SMS check-in of the lower rule stays superseded by the call.
+    expect(plan.skipped.map((s) => [s.stepId, s.code])).toEqual([
+      ["everyone.check-in", "superseded"],
+    ]);
+    expect(renderPlanTable(plan)).toContain("sms if big-ticket.check-in is not answered");
+  });
+
+  it("is not planned when its call is not", () => {
+    const rules = rulesFrom(VOICE_RULES);
+    const event = purchase({
+      occurredAt: "2027-01-29T10:00:00Z",
+      customer: { phone: undefined, email: "a@b.example" },
+      items: [item("televisions", "900.00")],
+    });
+    const plan = planFollowUps(event, rules, { previousPurchases: 0 }, instant(event.occurredAt));
+    expect(plan.steps).toEqual([]);
+    expect(plan.skipped.map((s) => [s.stepId, s.code])).toEqual([
+      ["big-ticket.check-in", "no-contact"],
+      ["big-ticket.check-in-fallback", "no-call"],
+      ["everyone.check-in", "no-contact"],
+    ]);
+  });
+
+  it("is refused on a step that is not a call, or when its id is taken", () => {
+    expect(
+      rulesProblems(
+        VOICE_RULES.replace("channel: voice", "channel: email").replace(
+          "template: check-in-call",
+          "template: thank-you",
+        ),
+      ),
+    ).toEqual([
+      expect.stringContaining(
+        "rules[0].steps[0].fallback: only a voice step can have a fallback (this step sends email)",
+      ),
+    ]);
+    expect(
+      rulesProblems(
+        VOICE_RULES.replace("fallback: { channel: sms,", "fallback: { channel: voice,"),
+      ),
+    ).toEqual([expect.stringContaining("expected the fallback's channel: email or sms")]);
+  });
+});
