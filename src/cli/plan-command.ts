@@ -76,6 +76,7 @@ export function planJson(plan: Plan) {
       template: s.template,
       dueAt: s.dueAt,
       localDueAt: s.localDueAt,
+      ...(s.fallbackOf && { fallbackOf: s.fallbackOf }),
     })),
     skipped: plan.skipped.map((s) => ({ ruleId: s.ruleId, kind: s.kind, reason: s.reason })),
   };

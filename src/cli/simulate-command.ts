@@ -44,6 +44,7 @@ export async function runSimulate(
   let lineNumber = 0;
   let bytes = 0;
   let planned = 0;
+  let fallbacks = 0;
   let purchases = 0;
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNumber++;
@@ -72,6 +73,11 @@ export async function runSimulate(
     const now = DateTime.fromISO(event.occurredAt, { setZone: true });
     const plan = planFollowUps(event, rules, { previousPurchases }, now);
     for (const step of plan.steps) {
+      // Sent only when its call is not answered, which no simulation can know: counted apart.
+      if (step.fallbackOf) {
+        fallbacks++;
+        continue;
+      }
       const week =
         DateTime.fromISO(step.dueAt, { zone: "utc" }).toISOWeekDate()?.slice(0, 8) ?? "?";
       const key = `${week}\t${step.channel}\t${step.kind}`;
@@ -95,11 +101,11 @@ export async function runSimulate(
 
   if (options.json) {
     io.out(
-      `${JSON.stringify({ lines: lineNumber, purchases, planned, invalid: bad, weeks }, null, 2)}\n`,
+      `${JSON.stringify({ lines: lineNumber, purchases, planned, fallbacks, invalid: bad, weeks }, null, 2)}\n`,
     );
   } else {
     io.out(
-      `${purchases} purchases read from ${lineNumber} lines, ${planned} follow-ups planned\n\n`,
+      `${purchases} purchases read from ${lineNumber} lines, ${planned} follow-ups planned${fallbacks > 0 ? ` (and ${fallbacks} fallbacks, sent only when a call is not answered)` : ""}\n\n`,
     );
     io.out(
       weeks.length === 0

@@ -133,6 +133,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         delay: spec.delay.plus(step.fallback.after),
         purpose: spec.purpose,
         fallbackOf: spec.id,
+        fallbackAfter: step.fallback.after,
       };
       return [spec, fallback];
     }),

@@ -49,6 +49,8 @@ export interface StepSpec {
    * call's delay plus `after`), and it goes out only when the call was not answered.
    */
   readonly fallbackOf?: string;
+  /** A fallback's `after`: how long after its call ended at the earliest. */
+  readonly fallbackAfter?: Duration;
 }
 
 /** A condition on the purchase and the customer's history; see matchCondition. */

@@ -177,6 +177,9 @@ export function answerCall(script: CallScript, answeredBy: string | undefined): 
   };
 }
 
+/** How often a call asks again after a key that means nothing, before it ends. */
+export const MAX_REPEATS = 2;
+
 /** What the customer answered to the question. */
 export type HeardAnswer =
   /** A score from 1 (not happy at all) to 5 (very happy), and the reply text recorded for it. */
@@ -229,6 +232,8 @@ export function hearAnswer(
   script: CallScript,
   digits: string | undefined,
   speech: string | undefined,
+  /** How often the question was already asked again: after MAX_REPEATS the call ends. */
+  repeats = 0,
 ): HeardAnswer {
   const phrases = PHRASES[script.language];
   const speaking = speakingOf(script);
@@ -250,6 +255,12 @@ export function hearAnswer(
         say: [heard <= 2 ? phrases.sorry : phrases.thanks],
         speaking,
       },
+    };
+  }
+  if (repeats >= MAX_REPEATS) {
+    return {
+      kind: "none",
+      turn: { type: "say-and-hang-up", say: [phrases.invalid, phrases.noAnswer], speaking },
     };
   }
   return {
@@ -340,10 +351,19 @@ const RECHECK_MS = 3600_000;
  * by a person, could not be placed or was skipped; not when the customer answered, when the call
  * step was cancelled (a refund), or when its outcome never arrived (better silent than twice).
  */
-export function decideFallback(primary: PrimaryStep | undefined, nowMs: number): FallbackDecision {
+export function decideFallback(
+  primary: PrimaryStep | undefined,
+  nowMs: number,
+  /** The fallback's `after`: it goes out no sooner than this long after the call ended. */
+  afterMs: number,
+): FallbackDecision {
   if (!primary) {
     return { action: "skip", code: "no-call", reason: "the call step's record is gone" };
   }
+  // A call that went out later than planned (a window, a cap) moves its fallback with it.
+  const notBefore = (primary.changedAt ?? 0) + afterMs;
+  const sendOrWait: FallbackDecision =
+    notBefore > nowMs ? { action: "wait", until: notBefore } : { action: "send" };
   switch (primary.state) {
     case "scheduled":
     case "sending":
@@ -352,13 +372,13 @@ export function decideFallback(primary: PrimaryStep | undefined, nowMs: number):
       return { action: "skip", code: "call-cancelled", reason: "the call step was cancelled" };
     case "failed":
     case "skipped":
-      return { action: "send" };
+      return sendOrWait;
     case "sent": {
       const status = primary.delivery?.status;
       if (status !== undefined && REACHED.has(status)) {
         return { action: "skip", code: "call-answered", reason: "the customer answered the call" };
       }
-      if (status !== undefined) return { action: "send" };
+      if (status !== undefined) return sendOrWait;
       const waitUntil = (primary.changedAt ?? 0) + CALL_OUTCOME_WAIT_MS;
       if (waitUntil > nowMs)
         return { action: "wait", until: Math.min(waitUntil, nowMs + RECHECK_MS) };

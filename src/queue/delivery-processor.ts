@@ -31,7 +31,7 @@ export interface DeliveryDeps {
   readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress" | "addressMember">;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
-  readonly calls: Pick<CallScripts, "prepare" | "forget">;
+  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
   readonly metrics: FollowUpMetrics;
   readonly rateLimiter: Pick<ChannelRateLimiter, "take">;
   readonly retry: RetryPolicy;
@@ -180,7 +180,7 @@ function createDelivery(deps: DeliveryDeps) {
       // A fallback goes out only when its call did not reach the customer.
       const callStepId = stepIdOf(rule, { id: step.fallbackOf });
       const call = (await deps.store.stepRecords(eventId, [callStepId])).get(callStepId);
-      const fallback = decideFallback(call, nowMs);
+      const fallback = decideFallback(call, nowMs, step.fallbackAfter?.toMillis() ?? 0);
       if (fallback.action === "wait") return postpone(fallback.until, "the call is not over");
       if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);
     }
@@ -283,7 +283,9 @@ function createDelivery(deps: DeliveryDeps) {
     if (untilSlot > 0) await sleep(untilSlot);
     const result = await deps.channels[step.channel].send(message);
     const doneMs = deps.clock().toMillis();
-    if (!result.ok && message.channel === "voice") await deps.calls.forget(followUpId);
+    // A call that may have been placed keeps its words: the customer may pick up.
+    if (!result.ok && message.channel === "voice" && !result.error.uncertain)
+      await deps.calls.forget(followUpId);
     if (result.ok) {
       await deps.store.transition(
         eventId,
@@ -296,6 +298,9 @@ function createDelivery(deps: DeliveryDeps) {
       );
       if (step.channel === "email") {
         await deps.smsReferences.rememberEmail(result.id, { eventId, stepId }, SMS_REFERENCE_MS);
+      } else if (step.channel === "voice") {
+        // A call is not a text: the number's first SMS (a fallback) still carries the opt-out line.
+        await deps.calls.bind(followUpId, result.id);
       } else {
         await deps.smsReferences.rememberSms(
           result.id,

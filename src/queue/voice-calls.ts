@@ -57,9 +57,12 @@ const HANG_UP: CallTurn = { type: "hang-up" };
  * low), a 9 as an opt-out from calls and texts, and the outcome on the step and in the ledger.
  */
 export function createVoiceCalls(deps: VoiceCallDeps) {
-  /** Records an outcome on the step record and remembers it for the final status callback. */
+  /**
+   * Records an outcome on the step record and remembers it for the final status callback; nothing
+   * when the script is gone (the call already ended, or the customer was erased).
+   */
   const note = async (request: CallRequest, call: StoredCall, outcome: CallOutcome) => {
-    await deps.calls.noteOutcome(request.followUpId, call, outcome);
+    if (!(await deps.calls.update(request.followUpId, { ...call, outcome }))) return;
     await deps.store.annotate(
       call.script.eventId,
       call.script.stepId,
@@ -86,13 +89,18 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     ): Promise<CallTurn> {
       const call = await deps.calls.get(request.followUpId);
       if (!call) return HANG_UP;
-      const heard = hearAnswer(call.script, request.digits, request.speech);
+      const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
       const { eventId, stepId, recipient } = call.script;
-      const receipt = `call:${request.callSid}:answer`;
       if (heard.kind === "score") {
-        if (!(await deps.receipts.seen(receipt))) {
-          await deps.fileReply({ eventId, stepId }, heard.reply, "voice", receipt);
-          await deps.receipts.remember(receipt);
+        // Claimed first: two copies of the webhook at once must not file (and alert) twice.
+        const receipt = `call:${request.callSid}:answer`;
+        if (await deps.receipts.claim(receipt)) {
+          try {
+            await deps.fileReply({ eventId, stepId }, heard.reply, "voice", receipt);
+          } catch (error) {
+            await deps.receipts.release(receipt);
+            throw error;
+          }
         }
         await note(request, call, "answered");
       } else if (heard.kind === "stop") {
@@ -111,6 +119,8 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         deps.logger.info({ stepId }, "customer pressed 9 on a call: no more calls or texts");
       } else if (heard.kind === "none") {
         await note(request, call, "answered-no-score");
+      } else {
+        await deps.calls.update(request.followUpId, { ...call, repeats: (call.repeats ?? 0) + 1 });
       }
       return heard.turn;
     },
@@ -118,13 +128,16 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     /**
      * Twilio's status callback: the call's final outcome on the step and, once per call, in the
      * ledger (`delivered` when it reached a person or a voicemail, else `undelivered` with the
-     * outcome as reason). The script is forgotten once the call is over.
+     * outcome as reason). The script is forgotten once the call is over. A callback about another
+     * call than the script's (an earlier attempt that Twilio placed after all) changes nothing.
      */
     async status(
       request: CallRequest & { readonly callStatus: string },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
       const call = await deps.calls.get(request.followUpId);
-      if (!call) return "unknown-call";
+      if (!call || (call.callSid !== undefined && call.callSid !== request.callSid)) {
+        return "unknown-call";
+      }
       const outcome = callOutcome(
         request.callStatus,
         request.answeredBy,

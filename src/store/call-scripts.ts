@@ -11,14 +11,19 @@ const SCRIPT_KEEP_MS = 2 * 24 * 3600_000;
 /** A stored script and what the call's webhooks recorded so far. */
 export interface StoredCall {
   readonly script: CallScript;
+  /** The sid of the call placed with it, once Twilio accepted it. */
+  readonly callSid?: string;
   /** Set once the call has an outcome (a score, a voicemail): the final callback keeps it. */
   readonly outcome?: CallOutcome;
+  /** How often the question was asked again after a key that means nothing. */
+  readonly repeats?: number;
 }
 
 /**
  * The scripts of voice calls in progress, keyed by follow-up id (the id in the callback URLs):
  * written before the call is placed, so the answer webhook finds it however soon it comes, and
- * deleted when Twilio reports the call over.
+ * deleted when Twilio reports the call over. Updates never bring a deleted script back, and
+ * never outlive its expiry.
  */
 export class CallScripts {
   private readonly keys: StoreKeys;
@@ -33,7 +38,7 @@ export class CallScripts {
   async prepare(followUpId: string, script: CallScript): Promise<void> {
     await this.redis.set(
       this.keys.callScript(followUpId),
-      JSON.stringify({ script }),
+      JSON.stringify({ script } satisfies StoredCall),
       "PX",
       SCRIPT_KEEP_MS,
     );
@@ -44,13 +49,25 @@ export class CallScripts {
     return raw ? (JSON.parse(raw) as StoredCall) : undefined;
   }
 
-  /** Notes the call's outcome so far (a score given, a voicemail left), keeping the script. */
-  async noteOutcome(followUpId: string, call: StoredCall, outcome: CallOutcome): Promise<void> {
-    await this.redis.set(
+  /** Notes the sid of the call placed with the script. */
+  async bind(followUpId: string, callSid: string): Promise<void> {
+    const call = await this.get(followUpId);
+    if (call) await this.update(followUpId, { ...call, callSid });
+  }
+
+  /**
+   * Replaces a script's record (its outcome so far, its repeats), keeping its expiry; false when
+   * it is gone (the call ended, or the customer was erased): nothing is written then.
+   */
+  async update(followUpId: string, call: StoredCall): Promise<boolean> {
+    const answer = await this.redis.call(
+      "SET",
       this.keys.callScript(followUpId),
-      JSON.stringify({ ...call, outcome }),
+      JSON.stringify(call),
+      "XX",
       "KEEPTTL",
     );
+    return answer === "OK";
   }
 
   /** Forgets a call that is over (or never placed). */

@@ -119,7 +119,9 @@ export function createMessageComposer(
     }
     // A call is spoken in the language of the template variant the customer gets.
     const variant = templates().pick(step.template, "voice", event.customer.locale);
-    const call = callVoiceFor(variant.locale, rules.voiceCalls);
+    // The customer's region picks the accent (en-US, en-GB) when they speak the variant's language.
+    const sameLanguage = locale.split("-")[0]?.toLowerCase() === variant.locale.split("-")[0];
+    const call = callVoiceFor(sameLanguage ? locale : variant.locale, rules.voiceCalls);
     if (!call) {
       throw new TemplateError(
         `voice calls are spoken in ${VOICE_LANGUAGES.join(" or ")}; template ${step.template} answered in ${variant.locale}`,

@@ -3,10 +3,12 @@ import path from "node:path";
 import { type Element, isTag } from "domhandler";
 import { parseDocument as parseXml } from "htmlparser2";
 import { DateTime } from "luxon";
+import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { followUpJobId } from "../../src/queue/names.js";
+import { StepReplies } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -203,11 +205,44 @@ describe("a voice check-in call", () => {
     expect(alert?.parsed.text).toContain("1 × OLED TV 55 inch");
     expect(alert?.parsed.text).toContain("score 2 of 5");
 
-    // Twilio posts the same answer again (a retry): still one reply.
-    await postTwilio(p, callRoute("gather", followUpId), {
-      CallSid: call?.sid ?? "",
-      Digits: "2",
+    // Twilio posts the same answer again, twice at once (a retry): still one reply.
+    await Promise.all(
+      [1, 2].map(() =>
+        postTwilio(p, callRoute("gather", followUpId), { CallSid: call?.sid ?? "", Digits: "2" }),
+      ),
+    );
+    const replies = (await new StepReplies(p.redis, p.prefix).ofEvent("evt-call")).get(CALL_STEP);
+    expect(replies?.map((r) => [r.id, r.text, r.channel])).toEqual([
+      [`evt-call/${CALL_STEP}/1`, "Keypad: 2/5", "voice"],
+    ]);
+    // A status callback about another call (an earlier attempt) changes nothing.
+    const stale = await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: `CA${"0".repeat(32)}`,
+      CallStatus: "no-answer",
     });
+    expect(stale.status).toBe(204);
+    expect((await stepRecord(p, "evt-call", CALL_STEP))?.delivery).toEqual({ status: "answered" });
+    // Nor does an unsigned one, or one whose ?call= was changed after signing.
+    const forged = await postTwilio(
+      p,
+      callRoute("status", followUpId),
+      { CallSid: call?.sid ?? "", CallStatus: "no-answer" },
+      "forged",
+    );
+    expect(forged.status).toBe(403);
+    const moved = await fetch(`${p.worker?.httpAddress}${callRoute("status", "f0")}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": twilio.getExpectedTwilioSignature(
+          TWILIO_TOKEN,
+          `${PUBLIC_URL}${callRoute("status", followUpId)}`,
+          { CallSid: call?.sid ?? "", CallStatus: "no-answer" },
+        ),
+      },
+      body: new URLSearchParams({ CallSid: call?.sid ?? "", CallStatus: "no-answer" }).toString(),
+    });
+    expect(moved.status).toBe(403);
     const status = await postTwilio(p, callRoute("status", followUpId), {
       CallSid: call?.sid ?? "",
       CallStatus: "completed",
@@ -263,6 +298,8 @@ describe("a voice check-in call", () => {
     const [sms] = await p.twilio.waitForMessages(1, 15_000);
     expect(sms?.to).toBe(PHONE);
     expect(sms?.body).toContain("how is your OLED TV 55 inch from Corner Shop?");
+    // The call was no text: this first SMS to the number says how to opt out.
+    expect(sms?.body).toMatch(/\nReply STOP to opt out$/);
     await eventually(
       async () =>
         (await stepRecord(p, "evt-ring", FALLBACK_STEP))?.state === "sent" ? true : undefined,

@@ -444,6 +444,7 @@ describe("followups simulate", () => {
       lines: 11,
       purchases: 7,
       planned: 8,
+      fallbacks: 0,
       invalid: [
         { line: 3, problem: expect.stringMatching(/^not valid JSON \(.+\)$/) },
         {

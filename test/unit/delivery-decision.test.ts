@@ -138,7 +138,7 @@ function world(setup: Setup = {}) {
     store,
     smsReferences,
     suppressions,
-    calls: { prepare: async () => {}, forget: async () => {} },
+    calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     caps,
     metrics,
     rateLimiter: new FixedRateLimiter(),

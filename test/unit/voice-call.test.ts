@@ -69,6 +69,13 @@ describe("a call's turns", () => {
     expect(hearAnswer({ ...SCRIPT, speech: true }, digits, speech)).toMatchObject(expected);
   });
 
+  it("asks again after a wrong key twice at most, then ends the call", () => {
+    expect(hearAnswer(SCRIPT, "7", undefined, 0)).toMatchObject({ kind: "invalid" });
+    expect(hearAnswer(SCRIPT, "7", undefined, 1)).toMatchObject({ kind: "invalid" });
+    const third = hearAnswer(SCRIPT, "7", undefined, 2);
+    expect(third).toMatchObject({ kind: "none", turn: { type: "say-and-hang-up" } });
+  });
+
   it("records scores the reply judgement reads: 1 and 2 unhappy, 3 to 5 not", () => {
     const judged = [1, 2, 3, 4, 5].map((digit) => {
       const heard = hearAnswer(SCRIPT, String(digit), undefined);
@@ -171,9 +178,27 @@ describe("a fallback after a call", () => {
     [{ state: "sent", changedAt: NOW - 3 * 3600_000 }, "skip call-outcome-unknown"],
     [undefined, "skip no-call"],
   ] as const)("call %j → %s", (primary, expected) => {
-    const decision = decideFallback(primary, NOW);
+    const decision = decideFallback(primary, NOW, 0);
     expect(decision.action === "skip" ? `skip ${decision.code}` : decision.action).toBe(expected);
     if (decision.action === "wait") expect(decision.until).toBeGreaterThan(NOW);
+  });
+
+  it("goes no sooner than `after` past the call's end, however late the call was", () => {
+    const DAY = 86_400_000;
+    const lateCall = {
+      state: "sent",
+      changedAt: NOW - 3_600_000,
+      delivery: { status: "busy" },
+    } as const;
+    expect(decideFallback(lateCall, NOW, DAY)).toEqual({
+      action: "wait",
+      until: NOW - 3_600_000 + DAY,
+    });
+    expect(decideFallback(lateCall, NOW + DAY, DAY)).toEqual({ action: "send" });
+    expect(decideFallback({ state: "failed", changedAt: NOW }, NOW, DAY)).toEqual({
+      action: "wait",
+      until: NOW + DAY,
+    });
   });
 });
 
@@ -243,7 +268,7 @@ describe("a voice step's fallback in the plan", () => {
     ]);
   });
 
-  it("is refused on a step that is not a call, or when its id is taken", () => {
+  it("is refused on a step that is not a call, with a channel that cannot call back, or when its id is taken", () => {
     expect(
       rulesProblems(
         VOICE_RULES.replace("channel: voice", "channel: email").replace(
@@ -261,5 +286,17 @@ describe("a voice step's fallback in the plan", () => {
         VOICE_RULES.replace("fallback: { channel: sms,", "fallback: { channel: voice,"),
       ),
     ).toEqual([expect.stringContaining("expected the fallback's channel: email or sms")]);
+    expect(
+      rulesProblems(
+        VOICE_RULES.replace(
+          "after: P1D }\n",
+          "after: P1D }\n      - { id: check-in-fallback, kind: custom, channel: sms, template: check-in, delay: P4M }\n",
+        ),
+      ),
+    ).toEqual([
+      expect.stringContaining(
+        'rules[0].steps[1].id: rule big-ticket already has a step with the id "check-in-fallback"',
+      ),
+    ]);
   });
 });
