@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
 import { runCheck } from "./cli/check-command.js";
+import { runCode } from "./cli/code-command.js";
 import { type CustomerOptions, runCustomer } from "./cli/customer-command.js";
 import { runDemo } from "./cli/demo-command.js";
 import { type EraseOptions, runErase } from "./cli/erase-command.js";
@@ -252,6 +253,17 @@ program
       process.exitCode = await runResolve(replyId, options, processIo);
     },
   );
+
+program
+  .command("code")
+  .description(
+    "look a discount code up as a till would: valid, expired, redeemed (by which order) or unknown",
+  )
+  .argument("<code>", "the code, in any case, with or without hyphens")
+  .option("--json", 'print {"code", "status", "percent", "validUntil", "redeemedBy"?}')
+  .action(async (code: string, options: { json?: boolean }) => {
+    process.exitCode = await runCode(code, options, processIo);
+  });
 
 program
   .command("demo")

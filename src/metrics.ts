@@ -38,6 +38,13 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly codeRedemptions = new Counter({
+    name: "followups_discount_redemptions_total",
+    help: "Discount codes presented for redemption (till, checkout or a purchase's discountCodes), by result: redeemed, taken (by another order), expired, unknown.",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+
   readonly scheduled = new Counter({
     name: "followups_scheduled_total",
     help: "Follow-ups scheduled as delayed jobs.",

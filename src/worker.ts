@@ -10,6 +10,7 @@ import { type FollowUpConfig, loadConfig } from "./config/load-config.js";
 import { DEFAULT_SHOP_NAME } from "./config/rules-file.js";
 import { marketingEmailLinkProblem } from "./config/startup-checks.js";
 import { registerConsole } from "./console/console-routes.js";
+import { redemptionLabel } from "./domain/discount-code.js";
 import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
 import { createHttpServer } from "./http/http-server.js";
@@ -47,6 +48,7 @@ import { ConsoleSessions } from "./store/console-sessions.js";
 import { CustomerHistoryStore } from "./store/customer-history.js";
 import { CustomerIndex } from "./store/customer-index.js";
 import { DeliveryLedger } from "./store/delivery-ledger.js";
+import { DiscountCodes } from "./store/discount-codes.js";
 import { EventIdRegistry } from "./store/event-ids.js";
 import { FollowUpSchedule } from "./store/follow-up-schedule.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
@@ -163,6 +165,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const refunds = createRefunds({ rules, store, history, orders, followUps, metrics, logger });
   const receipts = new WebhookReceipts(redis, prefix);
   const callScripts = new CallScripts(redis, prefix);
+  const discountCodes = new DiscountCodes(redis, prefix);
   const feedback = createCustomerFeedback({
     rules,
     templates: () => config.templates,
@@ -223,6 +226,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     PURCHASE_EVENTS_QUEUE,
     createIntakeProcessor({
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+      codes: discountCodes,
       rules,
       store,
       history,
@@ -265,6 +269,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     suppressions,
     caps: new FrequencyCapStore(redis, prefix),
     calls: callScripts,
+    codes: discountCodes,
     metrics,
     rateLimiter: new ChannelRateLimiter(redis, prefix),
     retry: {
@@ -482,6 +487,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       smsStatus: (update) => feedback.smsStatus(update),
       inboundEmail: (raw) => feedback.inboundEmail(raw),
       voiceCall: voiceCalls,
+      discountCodes: {
+        lookup: (code) => discountCodes.lookup(code, now()),
+        redeem: async (code, orderId) => {
+          const result = await discountCodes.redeem(code, orderId, now());
+          const label = redemptionLabel(result);
+          if (label) metrics.codeRedemptions.inc({ result: label });
+          return result;
+        },
+      },
       readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
       ...(env.ADMIN_TOKENS && {
         admin: adminApiWith({ tools: adminTools, tokens: env.ADMIN_TOKENS, redis: httpRedis }),
@@ -489,6 +503,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       metrics: metrics.registry,
       settings: {
         ...(env.API_TOKEN && { apiToken: env.API_TOKEN }),
+        ...(env.TILL_TOKEN && { tillToken: env.TILL_TOKEN }),
         // Only a configured URL: without one, Twilio's signatures cannot be checked (503, not 403).
         ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
         ...(env.TWILIO_AUTH_TOKEN && { twilioAuthToken: env.TWILIO_AUTH_TOKEN }),

@@ -1,5 +1,12 @@
+import type { DiscountOffer } from "../domain/discount-code.js";
 import type { Channel as ChannelName } from "../domain/events.js";
 import type { CallVoice } from "../domain/voice-call.js";
+
+/** A discount code a message carries: stored before it is sent, so a till can check it. */
+export interface MessageOffer extends DiscountOffer {
+  /** When the code stops being valid (the end of its last day in the customer's zone). */
+  readonly expiresAt: number;
+}
 
 /**
  * The narrow interface every delivery adapter implements. Adapters only translate provider
@@ -19,6 +26,8 @@ export interface EmailMessage {
   readonly headers?: Readonly<Record<string, string>>;
   /** Files sent along; one with a `cid` is an inline image the HTML shows as `<img src="cid:…">`. */
   readonly attachments?: readonly EmailAttachment[];
+  /** The discount code in it, if any (transports ignore it). */
+  readonly offer?: MessageOffer;
 }
 
 /** An attachment held in memory: transports never read files or URLs for it. */
@@ -39,6 +48,8 @@ export interface PhoneMessage {
   readonly text: string;
   /** Voice calls: how the message is spoken and answered (the outbox writes the text only). */
   readonly call?: CallVoice;
+  /** The discount code in it, if any (transports ignore it). */
+  readonly offer?: MessageOffer;
 }
 
 export type OutgoingMessage = EmailMessage | PhoneMessage;

@@ -114,6 +114,13 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     priority: rule.priority,
     final: rule.final,
     when: condition(rule.when, ["rules", index, "when"]),
+    ...(rule.discount && {
+      discount: {
+        codePrefix: rule.discount.codePrefix ?? file.defaults.discount.codePrefix,
+        percent: rule.discount.percent ?? file.defaults.discount.percent,
+        validFor: rule.discount.validFor ?? file.defaults.discount.validFor,
+      },
+    }),
     steps: rule.steps.flatMap((step): StepSpec[] => {
       const spec: StepSpec = {
         id: step.id ?? step.kind,
@@ -153,6 +160,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         discount: file.defaults.discount,
         transactionalNeedsConsent: file.defaults.transactionalNeedsConsent,
       },
+      attribution: { window: file.attribution.window },
       sendWindows: file.sendWindows satisfies Record<Channel, SendWindow>,
       channels: file.channels,
       voiceCalls: {

@@ -148,6 +148,10 @@ export const envSchema = z
       emptyAsUnset,
       z.string().min(16, { error: "expected at least 16 characters" }).optional(),
     ),
+    TILL_TOKEN: z.preprocess(
+      emptyAsUnset,
+      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+    ),
     ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),
     PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
     UNSUBSCRIBE_SECRET: z.preprocess(
@@ -236,6 +240,7 @@ export const SECRET_ENV_VARS = [
   "DISCOUNT_SECRET",
   "ADDRESS_HASH_SECRET",
   "API_TOKEN",
+  "TILL_TOKEN",
   "ADMIN_TOKENS",
   "INBOUND_EMAIL_TOKEN",
   "UNSUBSCRIBE_SECRET",

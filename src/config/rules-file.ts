@@ -160,6 +160,15 @@ const stepSchema = z.strictObject({
     .optional(),
 });
 
+const codePrefix = z
+  .string()
+  .regex(/^[A-Z0-9]{1,12}$/, { error: "expected 1 to 12 upper-case letters or digits" });
+const discountPercent = z
+  .number({ error: "expected a whole percent from 1 to 100" })
+  .int({ error: "expected a whole percent from 1 to 100" })
+  .min(1)
+  .max(100);
+
 const ruleSchema = z.strictObject({
   id: slug("a rule id"),
   description: z.string().max(500).optional(),
@@ -167,6 +176,14 @@ const ruleSchema = z.strictObject({
   final: z.boolean({ error: "expected true or false" }).default(false),
   when: conditionSchema.optional(),
   steps: z.array(stepSchema).max(20).default([]),
+  /** This rule's discount codes, where they differ from defaults.discount. */
+  discount: z
+    .strictObject({
+      codePrefix: codePrefix.optional(),
+      percent: discountPercent.optional(),
+      validFor: isoDuration.optional(),
+    })
+    .optional(),
 });
 
 const channelSettings = z.strictObject({
@@ -250,15 +267,14 @@ export const rulesFileSchema = z.strictObject({
     transactionalNeedsConsent: z.boolean().default(false),
     discount: z
       .strictObject({
-        codePrefix: z
-          .string()
-          .regex(/^[A-Z0-9]{1,12}$/, { error: "expected 1 to 12 upper-case letters or digits" })
-          .default("THANKS"),
-        percent: z.number().int().min(1).max(100).default(10),
+        codePrefix: codePrefix.default("THANKS"),
+        percent: discountPercent.default(10),
         validFor: isoDuration.prefault("P30D"),
       })
       .prefault({}),
   }),
+  /** How long after a sent follow-up a purchase counts as brought back by it. */
+  attribution: z.strictObject({ window: isoDuration.prefault("P30D") }).prefault({}),
   groups: z
     .record(slug("a group name"), categories, {
       error: "expected a map of group name to categories",

@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import type { DateTime } from "luxon";
+import { DateTime } from "luxon";
 import type { DiscountSettings } from "./rules.js";
 
 /** Crockford's base32: no I, L, O or U, so a code read aloud or retyped is not misread. */
@@ -62,4 +62,49 @@ export function buildDiscountOffer(input: DiscountOfferInput): DiscountOffer {
     percent: settings.percent,
     validUntil,
   };
+}
+
+/**
+ * A code as typed at a till or checkout, in the form codes are matched by: case and hyphens (and
+ * spaces) ignored, so `thanks 7kq2-m9xd4tbw` finds `THANKS-7KQ2-M9XD-4TBW`.
+ */
+export function normalizeCode(text: string): string {
+  return text.replace(/[\s-]+/g, "").toUpperCase();
+}
+
+/** The instant a code stops being valid: the end of its last valid day in the customer's zone. */
+export function codeExpiresAt(validUntil: string, timezone: string): number {
+  const end = DateTime.fromISO(validUntil, { zone: timezone }).endOf("day");
+  if (!end.isValid) throw new RangeError(`invalid validity ${validUntil} in ${timezone}`);
+  return end.toMillis();
+}
+
+/** What a till learns of a code. */
+export type CodeStatus = "valid" | "expired" | "redeemed";
+
+/** A stored code as the lookup answers it (`GET /v1/discount-codes/{code}`, `followups code`). */
+export interface CodeLookup {
+  readonly code: string;
+  readonly status: CodeStatus;
+  readonly percent: number;
+  /** Last valid day, YYYY-MM-DD in the customer's zone. */
+  readonly validUntil: string;
+  /** The order that redeemed it. */
+  readonly redeemedBy?: string;
+}
+
+/** The answer to redeeming a code for an order. */
+export type RedeemResult =
+  | { readonly status: "redeemed"; readonly code: CodeLookup; readonly now: boolean }
+  | { readonly status: "taken"; readonly code: CodeLookup }
+  | { readonly status: "expired"; readonly code: CodeLookup }
+  | { readonly status: "unknown" };
+
+/**
+ * How a redemption is counted: `redeemed` now, `taken` by another order, `expired`, `unknown`;
+ * undefined for the same order asking again (nothing new happened).
+ */
+export function redemptionLabel(result: RedeemResult): string | undefined {
+  if (result.status === "redeemed") return result.now ? "redeemed" : undefined;
+  return result.status;
 }

@@ -164,6 +164,16 @@ const purchaseCompletedInputSchema = z.object({
     .max(500, { error: "expected at most 500 items" }),
   total: z.object({ amount: decimalAmount, currency }),
   store: store.optional(),
+  /** Discount codes used on this order: each valid one is redeemed by it. */
+  discountCodes: z
+    .array(
+      z.string({ error: "expected a discount code" }).regex(/^[A-Za-z0-9][A-Za-z0-9 -]{0,63}$/, {
+        error: "expected a discount code of letters, digits and hyphens (at most 64)",
+      }),
+      { error: "expected a list of discount codes" },
+    )
+    .max(20, { error: "expected at most 20 discount codes" })
+    .optional(),
 });
 
 /** `purchase.completed`, validated, with money in minor units and categories in lower case. */

@@ -83,6 +83,8 @@ export interface Rule {
   readonly final: boolean;
   readonly when: Condition;
   readonly steps: readonly StepSpec[];
+  /** This rule's discount codes (defaults.discount with the rule's own settings over it). */
+  readonly discount?: DiscountSettings;
 }
 
 export interface DiscountSettings {
@@ -136,6 +138,8 @@ export interface RuleSet {
     /** Whether transactional steps (thank-you, check-in) also need the channel consent flag. */
     readonly transactionalNeedsConsent: boolean;
   };
+  /** A purchase within `window` after a sent follow-up counts as brought back by it. */
+  readonly attribution: { readonly window: Duration };
   readonly sendWindows: Readonly<Record<Channel, SendWindow>>;
   readonly channels: Readonly<Record<Channel, ChannelSettings>>;
   /** How voice calls are spoken and answered (`channels.voice`). */

@@ -1,4 +1,5 @@
 import type { Registry } from "prom-client";
+import type { CodeLookup, RedeemResult } from "../domain/discount-code.js";
 import type { Channel, EventProblem } from "../domain/events.js";
 import type { CallTurn } from "../domain/voice-call.js";
 
@@ -105,6 +106,11 @@ export interface HttpDeps {
       request: CallRequest & { callStatus: string },
     ): Promise<"recorded" | "in-progress" | "unknown-call">;
   };
+  /** Discount codes for tills: look up and redeem (`/v1/discount-codes`). */
+  readonly discountCodes: {
+    lookup(code: string): Promise<CodeLookup | undefined>;
+    redeem(code: string, orderId: string): Promise<RedeemResult>;
+  };
   /** The admin API under /admin/v1; absent (ADMIN_TOKENS unset): those paths answer 404. */
   readonly admin?: AdminApi;
   /** Readiness: Redis reachable, rules loaded, workers running. */
@@ -113,6 +119,8 @@ export interface HttpDeps {
   readonly settings: {
     /** Bearer token for POST /v1/events; when undefined the endpoint answers 503 "not configured". */
     readonly apiToken?: string;
+    /** TILL_TOKEN: may only look up and redeem discount codes (as API_TOKEN may too). */
+    readonly tillToken?: string;
     /** Public base URL as Twilio and customers see it, e.g. https://followups.shop.example */
     readonly publicUrl?: string;
     /** For X-Twilio-Signature validation; when undefined the Twilio routes answer 503. */

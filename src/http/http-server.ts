@@ -13,6 +13,7 @@ import {
 } from "../domain/unsubscribe-token.js";
 import { registerAdminRoutes } from "./admin-routes.js";
 import { checkBearerToken } from "./bearer-token.js";
+import { registerDiscountRoutes } from "./discount-routes.js";
 import { type HttpDeps, UnavailableError } from "./http-deps.js";
 import { registerTwilioRoutes } from "./twilio-routes.js";
 import { unsubscribeRoutes } from "./unsubscribe-routes.js";
@@ -93,6 +94,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
 
   registerEventRoute(app, deps);
   registerTwilioRoutes(app, deps, publicUrl);
+  registerDiscountRoutes(app, deps);
   app.register(unsubscribeRoutes, deps);
   registerHealthRoutes(app, deps);
   registerInboundEmailRoute(app, deps);

@@ -10,6 +10,7 @@ import { decideFallback } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CallScripts } from "../store/call-scripts.js";
+import type { DiscountCodes } from "../store/discount-codes.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
@@ -28,10 +29,15 @@ export interface DeliveryDeps {
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
   readonly store: Pick<FollowUpStore, "stepRecords" | "loadForSend" | "claim" | "transition">;
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
-  readonly suppressions: Pick<SuppressionList, "isSuppressed" | "suppress" | "addressMember">;
+  readonly suppressions: Pick<
+    SuppressionList,
+    "isSuppressed" | "suppress" | "addressMember" | "customerMember"
+  >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
+  /** Where the discount codes sent are stored, for tills to check. */
+  readonly codes: Pick<DiscountCodes, "issue">;
   readonly metrics: FollowUpMetrics;
   readonly rateLimiter: Pick<ChannelRateLimiter, "take">;
   readonly retry: RetryPolicy;
@@ -268,6 +274,16 @@ function createDelivery(deps: DeliveryDeps) {
     } catch (error) {
       const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
       return fail(deps, log, attempt, nowMs, { kind: "permanent", code: "render", reason });
+    }
+    if (message.offer) {
+      // Stored before it goes out: a customer may be at the till minutes later.
+      await deps.codes.issue(
+        message.offer,
+        message.offer.expiresAt,
+        { eventId, stepId, customer: await deps.suppressions.customerMember(event.customer.id) },
+        nowMs,
+        rules.attribution.window.toMillis(),
+      );
     }
     if (message.channel === "voice" && message.call && recipientMember) {
       // Stored before the call is placed: Twilio asks for the words as soon as it is answered.

@@ -1,5 +1,6 @@
 import { type Job, type Queue, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
+import { redemptionLabel } from "../domain/discount-code.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
   CHANNELS,
@@ -18,6 +19,7 @@ import type { FollowUpMetrics } from "../metrics.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
+import type { DiscountCodes } from "../store/discount-codes.js";
 import type { EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
@@ -53,6 +55,8 @@ export interface IntakeDeps {
   readonly ledger: DeliveryLedger;
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
+  /** Discount codes a purchase names are redeemed by its order. */
+  readonly codes: Pick<DiscountCodes, "redeem">;
   readonly refunds: Refunds;
   readonly feedback: CustomerFeedback;
   readonly followUps: Queue<FollowUpJobData>;
@@ -112,6 +116,7 @@ export function createIntakeProcessor(deps: IntakeDeps) {
     switch (event.type) {
       case "purchase.completed": {
         const summary = await schedulePurchase(event, fingerprint, deps, job.id);
+        await redeemCodes(event, deps);
         // The finished job would keep the whole event for an hour: keep none of it.
         if (summary.erased) await job.updateData({ type: event.type, id: event.id });
         return summary;
@@ -143,6 +148,24 @@ export function createIntakeProcessor(deps: IntakeDeps) {
       }
     }
   };
+}
+
+/**
+ * Redeems the discount codes a purchase names, for its order: exactly as a till would, so the
+ * same order again changes nothing and a code another order redeemed stays theirs. Logged by
+ * result, never by code.
+ */
+async function redeemCodes(event: PurchaseCompleted, deps: IntakeDeps): Promise<void> {
+  const codes = [...new Set(event.discountCodes ?? [])];
+  if (codes.length === 0) return;
+  const results: Record<string, number> = {};
+  for (const code of codes) {
+    const result = await deps.codes.redeem(code, event.orderId, deps.clock().toMillis());
+    const label = redemptionLabel(result);
+    if (label) deps.metrics.codeRedemptions.inc({ result: label });
+    results[label ?? "again"] = (results[label ?? "again"] ?? 0) + 1;
+  }
+  deps.logger.info({ eventId: event.id, ...results }, "discount codes of a purchase");
 }
 
 /** The failure of an event whose id was used before for other content; counted. */

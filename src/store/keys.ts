@@ -108,6 +108,11 @@ export class StoreKeys {
     return `${this.base}mid:${idHash(messageId.trim().toLowerCase())}`;
   }
 
+  /** An issued discount code, by its normalised form (see domain normalizeCode). */
+  discountCode(normalized: string): string {
+    return `${this.base}code:${idHash(normalized)}`;
+  }
+
   /** The script of a voice call, by its follow-up id (kept for the call's lifetime). */
   callScript(followUpId: string): string {
     return `${this.base}call:${followUpId}`;

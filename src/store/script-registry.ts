@@ -140,6 +140,8 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** redeem-code.lua */
+  fuRedeemCode(codeKey: string, now: number, orderId: string): Promise<[number, string]>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,
@@ -176,6 +178,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   suppress: "fuSuppress",
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
+  "redeem-code": "fuRedeemCode",
 };
 
 const defined = new WeakSet<Redis>();

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import type { OutgoingMessage } from "../channels/channel.js";
 import { addressHash } from "../domain/address-hash.js";
-import { buildDiscountOffer } from "../domain/discount-code.js";
+import { buildDiscountOffer, codeExpiresAt } from "../domain/discount-code.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
 import { callVoiceFor, MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES } from "../domain/voice-call.js";
@@ -58,7 +58,7 @@ export function createMessageComposer(
     const discount =
       step.kind === "discount"
         ? buildDiscountOffer({
-            settings: rules.defaults.discount,
+            settings: input.rule.discount ?? rules.defaults.discount,
             secret: discountSecret,
             customerId: event.customer.id,
             followUpId,
@@ -66,6 +66,7 @@ export function createMessageComposer(
             timezone: zone,
           })
         : null;
+    const offer = discount && { ...discount, expiresAt: codeExpiresAt(discount.validUntil, zone) };
     const locale = event.customer.locale ?? rules.defaults.locale;
     const contact = step.channel === "email" ? event.customer.email : event.customer.phone;
     const unsubscribe =
@@ -93,7 +94,13 @@ export function createMessageComposer(
         maxSegments: rules.channels.sms.maxSegments,
         optOutLine: input.firstSmsToNumber,
       });
-      return { channel: "sms", followUpId, to: event.customer.phone ?? "", text };
+      return {
+        channel: "sms",
+        followUpId,
+        to: event.customer.phone ?? "",
+        text,
+        ...(offer && { offer }),
+      };
     }
     const rendered = await templates().render(
       step.template,
@@ -109,6 +116,7 @@ export function createMessageComposer(
         subject: rendered.subject ?? "",
         text: rendered.text,
         ...(rendered.html !== undefined && { html: rendered.html }),
+        ...(offer && { offer }),
         ...(unsubscribe && {
           headers: listUnsubscribeHeaders({
             url: unsubscribe,

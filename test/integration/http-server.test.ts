@@ -59,6 +59,10 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
     failures: {},
   };
   const deps: HttpDeps = {
+    discountCodes: {
+      lookup: async () => undefined,
+      redeem: async () => ({ status: "unknown" }),
+    },
     voiceCall: {
       answered: async () => ({ type: "hang-up" }),
       gathered: async () => ({ type: "hang-up" }),

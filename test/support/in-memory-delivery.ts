@@ -298,6 +298,10 @@ export class InMemorySuppressions implements DeliverySuppressions {
     return `member:${address}`;
   }
 
+  async customerMember(customerId: string): Promise<string> {
+    return `customer:${customerId}`;
+  }
+
   async isSuppressed(
     channel: Channel,
     who: { customerId?: string; address?: string },

@@ -139,6 +139,7 @@ function world(setup: Setup = {}) {
     smsReferences,
     suppressions,
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
+    codes: { issue: async () => {} },
     caps,
     metrics,
     rateLimiter: new FixedRateLimiter(),

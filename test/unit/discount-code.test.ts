@@ -1,7 +1,14 @@
 import { createHmac } from "node:crypto";
 import { DateTime, Duration } from "luxon";
 import { describe, expect, it } from "vitest";
-import { buildDiscountOffer, discountCode } from "../../src/domain/discount-code.js";
+import {
+  buildDiscountOffer,
+  codeExpiresAt,
+  discountCode,
+  normalizeCode,
+  redemptionLabel,
+} from "../../src/domain/discount-code.js";
+import { rulesFrom, yaml } from "../support/fixtures.js";
 
 const SECRET = "s3cret-for-tests";
 const CROCKFORD_GROUP = "[0-9A-HJKMNP-TV-Z]{4}";
@@ -97,5 +104,54 @@ describe("buildDiscountOffer", () => {
       timezone: "Europe/London",
     });
     expect(offer.validUntil).toBe("2026-02-28");
+  });
+});
+
+describe("codes as tills type them", () => {
+  it("match ignoring case, hyphens and spaces", () => {
+    expect(normalizeCode("thanks-7kq2-m9xd-4tbw")).toBe("THANKS7KQ2M9XD4TBW");
+    expect(normalizeCode(" THANKS 7KQ2M9XD-4TBW ")).toBe("THANKS7KQ2M9XD4TBW");
+  });
+
+  it("expire at the end of their last day in the customer's zone", () => {
+    expect(new Date(codeExpiresAt("2027-03-28", "Europe/London")).toISOString()).toBe(
+      "2027-03-28T22:59:59.999Z",
+    );
+    expect(new Date(codeExpiresAt("2027-01-10", "America/New_York")).toISOString()).toBe(
+      "2027-01-11T04:59:59.999Z",
+    );
+  });
+
+  it("take a rule's own percent, validity and prefix over the defaults", () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP, discount: { percent: 10, validFor: P30D } }
+      rules:
+        - id: vip
+          discount: { percent: 25, codePrefix: VIP }
+          steps: [{ kind: discount, channel: email, template: loyalty-discount, delay: P1D }]
+        - id: plain
+          steps: [{ kind: discount, channel: email, template: loyalty-discount, delay: P2D }]
+    `);
+    expect(
+      rules.rules.map((rule) => [
+        rule.id,
+        rule.discount?.percent,
+        rule.discount?.codePrefix,
+        rule.discount?.validFor.toISO(),
+      ]),
+    ).toEqual([
+      ["vip", 25, "VIP", "P30D"],
+      ["plain", undefined, undefined, undefined],
+    ]);
+    expect(rules.attribution.window.toISO()).toBe("P30D");
+  });
+
+  it("count a redemption once: the same order asking again adds nothing", () => {
+    const code = { code: "X", status: "redeemed", percent: 10, validUntil: "2027-01-01" } as const;
+    expect(redemptionLabel({ status: "redeemed", code, now: true })).toBe("redeemed");
+    expect(redemptionLabel({ status: "redeemed", code, now: false })).toBe(undefined);
+    expect(redemptionLabel({ status: "taken", code })).toBe("taken");
+    expect(redemptionLabel({ status: "unknown" })).toBe("unknown");
   });
 });

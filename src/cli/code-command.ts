@@ -1,0 +1,38 @@
+import { DiscountCodes } from "../store/discount-codes.js";
+import { commandRedis } from "./command-redis.js";
+import { type CommandIo, EXIT } from "./io.js";
+
+/**
+ * `followups code <CODE>`: what a till would learn of a discount code (valid, expired, redeemed
+ * and by which order, or unknown), typed in any case, with or without hyphens. Exit 1 when the
+ * code is unknown.
+ */
+export async function runCode(
+  typed: string,
+  options: { readonly json?: boolean },
+  io: CommandIo,
+): Promise<number> {
+  const { redis, prefix } = await commandRedis();
+  try {
+    const found = await new DiscountCodes(redis, prefix).lookup(typed.trim(), Date.now());
+    if (!found) {
+      if (options.json) io.out(`${JSON.stringify({ code: typed.trim(), status: "unknown" })}\n`);
+      else io.err(`unknown code: ${typed.trim()} was never issued, or is gone after it expired\n`);
+      return EXIT.invalid;
+    }
+    if (options.json) {
+      io.out(`${JSON.stringify(found)}\n`);
+    } else {
+      const state =
+        found.status === "redeemed"
+          ? `redeemed by order ${found.redeemedBy}`
+          : found.status === "expired"
+            ? `expired (valid until ${found.validUntil})`
+            : `valid until ${found.validUntil}`;
+      io.out(`${found.code}: ${found.percent}% off, ${state}\n`);
+    }
+    return EXIT.ok;
+  } finally {
+    redis.disconnect();
+  }
+}

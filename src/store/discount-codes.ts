@@ -1,0 +1,102 @@
+import type { Redis } from "ioredis";
+import {
+  type CodeLookup,
+  type DiscountOffer,
+  normalizeCode,
+  type RedeemResult,
+} from "../domain/discount-code.js";
+import { StoreKeys } from "./keys.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+
+/** Where an issued code came from: the step that sent it, and its customer by keyed hash. */
+export interface CodeOrigin {
+  readonly eventId: string;
+  readonly stepId: string;
+  /** SuppressionList.customerMember: the customer, never by a readable id. */
+  readonly customer: string;
+}
+
+/**
+ * Discount codes as issued, so a till can tell a real code from a typo: each with its percent,
+ * last valid day and expiry, the step that sent it, and who redeemed it. Kept until the code
+ * expires plus `keepAfterMs` (the attribution window), then gone; no name or address is stored.
+ */
+export class DiscountCodes {
+  private readonly redis: Redis & StoreCommands;
+  private readonly keys: StoreKeys;
+
+  constructor(redis: Redis, prefix: string) {
+    this.redis = withStoreCommands(redis);
+    this.keys = new StoreKeys(prefix);
+  }
+
+  /**
+   * Stores a code before the message carrying it goes out. Issuing it again (a retried send)
+   * changes nothing a till sees, and never clears a redemption.
+   */
+  async issue(
+    offer: DiscountOffer,
+    expiresAt: number,
+    origin: CodeOrigin,
+    issuedAt: number,
+    keepAfterMs: number,
+  ): Promise<void> {
+    const key = this.keys.discountCode(normalizeCode(offer.code));
+    await this.redis
+      .multi()
+      .hset(key, {
+        c: offer.code,
+        p: offer.percent,
+        v: offer.validUntil,
+        x: expiresAt,
+        e: origin.eventId,
+        s: origin.stepId,
+        k: origin.customer,
+        i: issuedAt,
+      })
+      .pexpireat(key, expiresAt + keepAfterMs)
+      .exec();
+  }
+
+  /** What a till learns of a code typed in any case, with or without hyphens. */
+  async lookup(typed: string, now: number): Promise<CodeLookup | undefined> {
+    const fields = await this.redis.hgetall(this.keys.discountCode(normalizeCode(typed)));
+    return fields.c === undefined ? undefined : lookupOf(fields, now);
+  }
+
+  /** The step a code was issued by, for attribution. */
+  async origin(typed: string): Promise<(CodeOrigin & { redeemedBy?: string }) | undefined> {
+    const [e, s, k, r] = await this.redis.hmget(
+      this.keys.discountCode(normalizeCode(typed)),
+      "e",
+      "s",
+      "k",
+      "r",
+    );
+    if (!e || !s || !k) return undefined;
+    return { eventId: e, stepId: s, customer: k, ...(r && { redeemedBy: r }) };
+  }
+
+  /** Redeems a code for an order, atomically: the first order keeps it (see redeem-code.lua). */
+  async redeem(typed: string, orderId: string, now: number): Promise<RedeemResult> {
+    const key = this.keys.discountCode(normalizeCode(typed));
+    const [outcome] = await this.redis.fuRedeemCode(key, now, orderId);
+    if (outcome === 0) return { status: "unknown" };
+    const code = lookupOf(await this.redis.hgetall(key), now);
+    if (outcome === 1 || outcome === 2) return { status: "redeemed", code, now: outcome === 1 };
+    if (outcome === 3) return { status: "taken", code };
+    return { status: "expired", code };
+  }
+}
+
+function lookupOf(fields: Record<string, string>, now: number): CodeLookup {
+  const redeemedBy = fields.r;
+  const expired = Number(fields.x ?? 0) < now;
+  return {
+    code: fields.c ?? "",
+    status: redeemedBy ? "redeemed" : expired ? "expired" : "valid",
+    percent: Number(fields.p ?? 0),
+    validUntil: fields.v ?? "",
+    ...(redeemedBy && { redeemedBy }),
+  };
+}

@@ -1,0 +1,26 @@
+--[[
+  Redeems a discount code for an order, once: the first order to redeem it keeps it; the same
+  order again (a retried request, a re-published purchase) is answered as before, unchanged.
+
+  Input:
+    KEYS[1] the code (hash: c code, p percent, v last valid day, x expiry epoch ms, r order, ra at)
+    ARGV[1] now, epoch ms
+    ARGV[2] the redeeming order id
+
+  Output:
+    { 1, order }  redeemed now by this order
+    { 2, order }  redeemed before by this same order
+    { 3, order }  redeemed before by another order (named)
+    { 4, '' }     expired (not redeemed)
+    { 0, '' }     no such code
+]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
+local by = redis.call('HGET', KEYS[1], 'r')
+if by then
+  if by == ARGV[2] then return { 2, by } end
+  return { 3, by }
+end
+local expires = tonumber(redis.call('HGET', KEYS[1], 'x') or '0')
+if expires < tonumber(ARGV[1]) then return { 4, '' } end
+redis.call('HSET', KEYS[1], 'r', ARGV[2], 'ra', ARGV[1])
+return { 1, ARGV[2] }

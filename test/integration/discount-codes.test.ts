@@ -1,0 +1,176 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { runCode } from "../../src/cli/code-command.js";
+import { DiscountCodes } from "../../src/store/discount-codes.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const TILL_TOKEN = "till-token-0123456789";
+const API_TOKEN = "test-api-token-0123456789";
+
+/** The accessories rule with codes of its own: 15% for 7 days, prefix KIT. */
+async function withAccessoryCodes(configDir: string): Promise<void> {
+  const file = path.join(configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  expect(doc.getIn(["rules", 3, "id"])).toBe("accessories");
+  doc.setIn(
+    ["rules", 3, "discount"],
+    doc.createNode({ percent: 15, validFor: "P7D", codePrefix: "KIT" }),
+  );
+  await writeFile(file, doc.toString());
+}
+
+/** A laptop bought 14 days ago to the minute: its accessories discount is due now. */
+function laptop(id: string, customerId: string, extra: Record<string, unknown> = {}) {
+  const occurredAt = DateTime.utc().minus({ days: 14 }).toISO({ suppressMilliseconds: true });
+  return purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: occurredAt ?? "",
+    customer: { id: customerId, email: `${customerId}@example.com`, timezone: "Europe/London" },
+    items: [item("laptops", "450.00", { name: "Aero 14 laptop" })],
+    extra,
+  });
+}
+
+function codeIn(text: string): string {
+  const found = /\bKIT(?:-[0-9A-Z]{4}){3}\b/.exec(text)?.[0];
+  if (!found) throw new Error(`no discount code in:\n${text}`);
+  return found;
+}
+
+describe("discount codes a till can check", () => {
+  it("stores every code it sends; tills look them up and redeem them once, by token, in any spelling", async () => {
+    pipeline = await startPipeline("discount-codes", {
+      startWorker: false,
+      env: { TILL_TOKEN },
+    });
+    const p = pipeline;
+    await withAccessoryCodes(p.configDir);
+    await p.startWorker();
+    const http = p.worker?.httpAddress ?? "";
+    const till = (method: string, route: string, body?: unknown, token = TILL_TOKEN) =>
+      fetch(`${http}${route}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(body !== undefined && { "content-type": "application/json" }),
+        },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      });
+
+    await p.publisher.publish(laptop("evt-code-1", "cus-code-1") as never);
+    const [email] = await p.sink.waitForMessages(1, 15_000);
+    const code = codeIn(email?.parsed.text ?? "");
+    const validUntil = DateTime.now().setZone("Europe/London").plus({ days: 7 }).toISODate();
+
+    // Looked up as a cashier types it: lower case, no hyphens.
+    const typed = code.replaceAll("-", "").toLowerCase();
+    const looked = await till("GET", `/v1/discount-codes/${typed}`);
+    expect(looked.status).toBe(200);
+    expect(looked.headers.get("cache-control")).toBe("no-store");
+    expect(await looked.json()).toEqual({ code, status: "valid", percent: 15, validUntil });
+    // The API token works as well; a wrong token and no token do not.
+    expect((await till("GET", `/v1/discount-codes/${code}`, undefined, API_TOKEN)).status).toBe(
+      200,
+    );
+    expect(
+      (await till("GET", `/v1/discount-codes/${code}`, undefined, "wrong-token-000000")).status,
+    ).toBe(401);
+    expect((await fetch(`${http}/v1/discount-codes/${code}`)).status).toBe(401);
+    // A typo is unknown.
+    const typo = await till("GET", "/v1/discount-codes/KIT-0000-0000-0000");
+    expect(typo.status).toBe(404);
+    expect(await typo.json()).toEqual({ code: "KIT-0000-0000-0000", status: "unknown" });
+    // The till token cannot publish events.
+    const publish = await till("POST", "/v1/events", laptop("evt-code-x", "cus-x"));
+    expect(publish.status).toBe(401);
+
+    // Redeemed once: the same order again is fine, another order is told who had it.
+    const first = await till("POST", `/v1/discount-codes/${typed}/redeem`, {
+      orderId: "ord-till-1",
+    });
+    expect(first.status).toBe(200);
+    expect(await first.json()).toEqual({
+      code,
+      status: "redeemed",
+      percent: 15,
+      validUntil,
+      redeemedBy: "ord-till-1",
+    });
+    expect(
+      (await till("POST", `/v1/discount-codes/${code}/redeem`, { orderId: "ord-till-1" })).status,
+    ).toBe(200);
+    const second = await till("POST", `/v1/discount-codes/${code}/redeem`, {
+      orderId: "ord-till-2",
+    });
+    expect(second.status).toBe(409);
+    expect(await second.json()).toEqual({ code, status: "redeemed", redeemedBy: "ord-till-1" });
+    expect((await till("POST", `/v1/discount-codes/${code}/redeem`, {})).status).toBe(400);
+    expect(
+      (await till("POST", "/v1/discount-codes/KIT-0000-0000-0000/redeem", { orderId: "o" })).status,
+    ).toBe(404);
+
+    // An expired code: looked up as expired, not redeemable (410).
+    const codes = new DiscountCodes(p.redis, p.prefix);
+    const yesterday = DateTime.utc().minus({ days: 1 });
+    await codes.issue(
+      { code: "KIT-OLD0-0000-0001", percent: 10, validUntil: yesterday.toISODate() ?? "" },
+      yesterday.endOf("day").toMillis(),
+      { eventId: "evt-old", stepId: "accessories.discount", customer: "k:old" },
+      yesterday.minus({ days: 7 }).toMillis(),
+      30 * 86_400_000,
+    );
+    const expired = await till("POST", "/v1/discount-codes/kit-old0-0000-0001/redeem", {
+      orderId: "ord-late",
+    });
+    expect(expired.status).toBe(410);
+    expect(await expired.json()).toMatchObject({ code: "KIT-OLD0-0000-0001", status: "expired" });
+
+    // A purchase that names a code redeems it for its order.
+    await p.publisher.publish(laptop("evt-code-2", "cus-code-2") as never);
+    const [, secondEmail] = await p.sink.waitForMessages(2, 15_000);
+    const code2 = codeIn(secondEmail?.parsed.text ?? "");
+    expect(code2).not.toBe(code);
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-code-3",
+        orderId: "ord-web-3",
+        customer: { id: "cus-code-2" },
+        items: [item("accessories", "30.00")],
+        occurredAt: DateTime.utc().toISO({ suppressMilliseconds: true }) ?? "",
+        extra: { discountCodes: [code2.toLowerCase()] },
+      }) as never,
+    );
+    const redeemed = await eventually(async () => {
+      const found = await codes.lookup(code2, Date.now());
+      return found?.status === "redeemed" ? found : undefined;
+    }, "the purchase to redeem its code");
+    expect(redeemed.redeemedBy).toBe("ord-web-3");
+
+    // The CLI says the same.
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    const io = captureIo();
+    expect(await runCode(code2, { json: true }, io)).toBe(0);
+    expect(JSON.parse(io.output())).toEqual({ ...redeemed });
+    const text = captureIo();
+    expect(await runCode(code, {}, text)).toBe(0);
+    expect(text.output()).toBe(`${code}: 15% off, redeemed by order ord-till-1\n`);
+    const unknown = captureIo();
+    expect(await runCode("KIT-0000-0000-0000", {}, unknown)).toBe(1);
+
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="redeemed"\} 2$/m);
+    expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="taken"\} 1$/m);
+  });
+});
