@@ -115,6 +115,7 @@ describe("the store's Lua scripts", () => {
       "queue-alert",
       "record-purchase",
       "record-refund",
+      "redeem-code",
       "release-bucket",
       "remember-customer",
       "replan-event",
@@ -132,6 +133,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(1);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
