@@ -1,5 +1,5 @@
 import { DateTime } from "luxon";
-import { remainingTotal } from "../domain/money.js";
+import { afterRefunds } from "../domain/refund.js";
 import { replanOf } from "../queue/replanner.js";
 import { type PreviewedStep, previewByRule, renderPreviewText } from "../reports/replan-preview.js";
 import { CustomerHistoryStore } from "../store/customer-history.js";
@@ -56,7 +56,7 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
                 history.historyAt(eventId),
                 orders.get(event.orderId),
               ]);
-              const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
+              const effective = afterRefunds(event, order).event;
               const plan = replanOf(eventId, effective, records, rules, past, now, horizonMs);
               return plan.steps.map((step) => ({
                 ruleId: step.ruleId,

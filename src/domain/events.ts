@@ -209,6 +209,22 @@ const purchaseRefundedInputSchema = z.object({
   occurredAt: occurredAtFor("purchase.refunded"),
   orderId: id("an order id"),
   amount: z.object({ amount: decimalAmount, currency }).optional(),
+  /** Items handed back: their steps are re-planned as if they had never been bought. */
+  items: z
+    .array(
+      z.object({
+        sku: id("a SKU"),
+        quantity: z
+          .number({ error: "expected a whole number of items" })
+          .int({ error: "expected a whole number of items" })
+          .min(1)
+          .max(100_000),
+      }),
+      { error: "expected a list of items handed back, each {sku, quantity}" },
+    )
+    .min(1, { error: "expected at least one item, or leave items out" })
+    .max(500, { error: "expected at most 500 items" })
+    .optional(),
 });
 
 /** `purchase.refunded`, validated, with the amount in minor units. */

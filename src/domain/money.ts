@@ -79,11 +79,3 @@ export function formatMinor(money: Money): string {
 export function describeMoney(money: Money): string {
   return `${formatMinor(money)} ${money.currency}`;
 }
-
-/** The order total after refunds, never below zero; refunds in another currency are ignored. */
-export function remainingTotal(total: Money, refunds: readonly Money[]): Money {
-  const refunded = refunds
-    .filter((r) => r.currency === total.currency)
-    .reduce((sum, r) => sum + r.minor, 0);
-  return { minor: Math.max(0, total.minor - refunded), currency: total.currency };
-}

@@ -101,6 +101,10 @@ async function readPurchase(
     summary,
     steps,
     replies,
-    refunds: { full: order?.fullyRefunded ?? false, partial: order?.refunds ?? [] },
+    refunds: {
+      full: order?.fullyRefunded ?? false,
+      partial: order?.refunds ?? [],
+      returns: order?.returns ?? [],
+    },
   };
 }

@@ -123,7 +123,12 @@ export interface PurchaseFacts {
   readonly steps: ReadonlyMap<string, StepRecord>;
   /** Every reply, by step id, in the order received. */
   readonly replies: ReadonlyMap<string, readonly StepReply[]>;
-  readonly refunds: { readonly full: boolean; readonly partial: readonly Money[] };
+  readonly refunds: {
+    readonly full: boolean;
+    readonly partial: readonly Money[];
+    /** Items handed back. */
+    readonly returns?: readonly { readonly sku: string; readonly quantity: number }[];
+  };
 }
 
 export interface TimelineFacts {
@@ -182,7 +187,7 @@ function timelinePurchase(facts: PurchaseFacts, zone: string): TimelinePurchase 
     .sort((a, b) => a.dueAt.localeCompare(b.dueAt) || a.stepId.localeCompare(b.stepId));
   const refunded = facts.refunds.full
     ? "full"
-    : facts.refunds.partial.length > 0
+    : facts.refunds.partial.length > 0 || (facts.refunds.returns?.length ?? 0) > 0
       ? "partial"
       : null;
   return {

@@ -10,8 +10,8 @@ import {
   type PurchaseCompleted,
   parseEvent,
 } from "../domain/events.js";
-import { remainingTotal } from "../domain/money.js";
 import { planFollowUps, type SkipCode } from "../domain/planner.js";
+import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
@@ -188,7 +188,7 @@ async function schedulePurchase(
     deps.orders.get(event.orderId),
     suppressedChannelsOf(event, deps.suppressions),
   ]);
-  if (order.fullyRefunded) {
+  if (afterRefunds(event, order).full) {
     if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
@@ -206,7 +206,7 @@ async function schedulePurchase(
     return { type: event.type, planned: 0, erased: true };
   }
   const { history, firstSeen } = recorded;
-  const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
+  const effective = afterRefunds(event, order).event;
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();
   const generation = deps.rulesGeneration();
@@ -290,7 +290,8 @@ async function schedulePurchase(
   let toSchedule = open.filter((step) => !inSchedule(step));
   if (
     linked.fullyRefunded !== order.fullyRefunded ||
-    linked.refunds.length !== order.refunds.length
+    linked.refunds.length !== order.refunds.length ||
+    linked.returns.length !== order.returns.length
   ) {
     await deps.refunds.applyRefunds(event.id, event.orderId, linked, nowMs);
     const after = await deps.store.stepRecords(

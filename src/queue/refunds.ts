@@ -1,8 +1,9 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import type { PurchaseCompleted, PurchaseRefunded } from "../domain/events.js";
-import { describeMoney, remainingTotal } from "../domain/money.js";
+import { describeMoney } from "../domain/money.js";
 import { planFollowUps } from "../domain/planner.js";
+import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
@@ -41,7 +42,8 @@ export interface RefundSummary {
 
 /**
  * Refunds: a full refund cancels every pending step of the order (and stops one being claimed
- * right now); a partial one re-plans with the remaining value and cancels steps that drop out.
+ * right now); a partial one re-plans with what is left (the items not handed back, the remaining
+ * value) and cancels steps that drop out.
  * Refunds may arrive before their purchase, so the same reconciliation runs when a purchase
  * arrives after its refund.
  */
@@ -91,8 +93,9 @@ export function createRefunds(deps: RefundDeps) {
       if (order.fullyRefunded) await deps.store.stopEvent(eventId, `refunded: ${fullReason}`);
       return { cancelled: 0, kept: 0 };
     }
-    const remaining = remainingTotal(event.total, order.refunds);
-    const full = order.fullyRefunded || remaining.minor === 0;
+    const after = afterRefunds(event, order);
+    const remaining = after.event.total;
+    const full = after.full;
     const records = await deps.store.allStepRecords(eventId);
     const open = [...records.entries()].filter(([, record]) => record.state === "scheduled");
     let keep = new Set<string>();
@@ -100,10 +103,12 @@ export function createRefunds(deps: RefundDeps) {
     if (full) {
       await deps.store.stopEvent(eventId, `refunded: ${fullReason}`);
     } else {
-      if (remaining.minor === event.total.minor) return { cancelled: 0, kept: open.length };
+      const itemsBack = after.event.items !== event.items;
+      if (remaining.minor === event.total.minor && !itemsBack)
+        return { cancelled: 0, kept: open.length };
       const history = await deps.history.historyAt(eventId);
       const replanned = planFollowUps(
-        { ...event, total: remaining },
+        after.event,
         deps.rules(),
         history,
         DateTime.fromISO(event.occurredAt),
@@ -119,8 +124,11 @@ export function createRefunds(deps: RefundDeps) {
           .map(([id]) => id),
       );
       const why = new Map(replanned.skipped.map((s) => [s.stepId, s.reason]));
+      const left = itemsBack
+        ? `${describeMoney(remaining)} (${after.event.items.map((item) => `${item.quantity} × ${item.sku}`).join(", ")})`
+        : describeMoney(remaining);
       reasonFor = (stepId) =>
-        `partial refund leaves ${describeMoney(remaining)}; ${why.get(stepId) ?? "no longer planned"}`;
+        `partial refund leaves ${left}; ${why.get(stepId) ?? "no longer planned"}`;
     }
     let cancelled = 0;
     for (const [stepId, record] of open) {
@@ -145,7 +153,10 @@ export function createRefunds(deps: RefundDeps) {
       const order = await deps.orders.addRefund(
         refund.orderId,
         refund.id,
-        refund.amount,
+        {
+          ...(refund.amount && { amount: refund.amount }),
+          ...(refund.items && { items: refund.items }),
+        },
         REFUND_RETENTION_MS,
       );
       let cancelled = 0;

@@ -1,6 +1,6 @@
 import type { DateTime } from "luxon";
 import type { PurchaseCompleted } from "../domain/events.js";
-import { remainingTotal } from "../domain/money.js";
+import { afterRefunds } from "../domain/refund.js";
 import { type ReplanDecision, replanStep } from "../domain/replan.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep, ruleIdOf } from "../domain/step-ref.js";
@@ -161,7 +161,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
     ]);
-    const effective = { ...event, total: remainingTotal(event.total, order.refunds) };
+    const effective = afterRefunds(event, order).event;
     const now = deps.clock();
     const plan = replanOf(eventId, effective, records, rules, history, now, deps.horizonMs);
     const keepUntil =

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Money } from "../domain/money.js";
+import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
 import { StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -8,12 +9,14 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
  * against it. Refunds may arrive before their purchase (queues do not promise order), so a refund
  * of an unknown order is kept and applied when the purchase shows up.
  */
-export interface OrderRecord {
+export interface OrderRecord extends OrderRefunds {
   readonly eventIds: readonly string[];
-  /** Every partial refund recorded, each in its own currency. */
-  readonly refunds: readonly Money[];
-  /** A refund without an amount: the whole order. */
-  readonly fullyRefunded: boolean;
+}
+
+/** What one refund event took back: an amount, items, both, or (neither) the whole order. */
+export interface RefundRecord {
+  readonly amount?: Money;
+  readonly items?: readonly { readonly sku: string; readonly quantity: number }[];
 }
 
 export class OrderStore {
@@ -33,17 +36,30 @@ export class OrderStore {
     return parseOrder(await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs));
   }
 
-  /** Records a refund (idempotent per refund event) and returns the order as it now stands. */
+  /**
+   * Records a refund (idempotent per refund event) and returns the order as it now stands. A
+   * refund with neither amount nor items is the whole order.
+   */
   async addRefund(
     orderId: string,
     refundEventId: string,
-    amount: Money | undefined,
+    refund: RefundRecord,
     keepMs: number,
   ): Promise<OrderRecord> {
+    const { amount, items } = refund;
+    // Amount-only and full refunds keep the form written before item refunds existed.
+    const stored = items
+      ? JSON.stringify({
+          ...(amount && { m: amount.minor, c: amount.currency }),
+          i: items.map((item) => [item.sku, item.quantity]),
+        })
+      : amount
+        ? `${amount.minor} ${amount.currency}`
+        : "full";
     const flat = await this.redis.fuRecordRefund(
       this.keys.order(orderId),
       refundEventId,
-      amount ? `${amount.minor} ${amount.currency}` : "full",
+      stored,
       keepMs,
     );
     return parseOrder(flat);
@@ -58,18 +74,23 @@ export class OrderStore {
 function parseOrder(flat: readonly string[]): OrderRecord {
   const eventIds: string[] = [];
   const refunds: Money[] = [];
+  const returns: ItemReturn[] = [];
   let fullyRefunded = false;
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i] ?? "";
     const value = flat[i + 1] ?? "";
     if (field.startsWith("e:")) eventIds.push(field.slice(2));
-    else if (field.startsWith("r:")) {
-      if (value === "full") fullyRefunded = true;
-      else {
-        const [minor = "0", currency = ""] = value.split(" ");
-        refunds.push({ minor: Number(minor), currency });
-      }
+    else if (!field.startsWith("r:")) continue;
+    else if (value === "full") fullyRefunded = true;
+    else if (value.startsWith("{")) {
+      const stored = JSON.parse(value) as { m?: number; c?: string; i: [string, number][] };
+      const priced = stored.m !== undefined && stored.c !== undefined;
+      if (priced) refunds.push({ minor: stored.m ?? 0, currency: stored.c ?? "" });
+      for (const [sku, quantity] of stored.i) returns.push({ sku, quantity, priced });
+    } else {
+      const [minor = "0", currency = ""] = value.split(" ");
+      refunds.push({ minor: Number(minor), currency });
     }
   }
-  return { eventIds, refunds, fullyRefunded };
+  return { eventIds, refunds, returns, fullyRefunded };
 }

@@ -118,6 +118,50 @@ describe("refunds", () => {
     expect(await whereWaiting(p, "evt-part", "big-ticket.thank-you")).toBe("schedule");
   });
 
+  it("handing back the TV cancels its check-in; what the camera still earns stays", async () => {
+    pipeline = await startPipeline("refund-items");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-items",
+        orderId: "ord-items",
+        occurredAt: ago(0),
+        items: [
+          item("televisions", "700.00", { sku: "TV-55" }),
+          item("cameras", "300.00", { sku: "CAM-1" }),
+        ],
+      }) as never,
+    );
+    await waitForState(p, "evt-items", "big-ticket.check-in", "scheduled");
+    await waitForState(p, "evt-items", "accessories.discount", "scheduled");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-items",
+      occurredAt: ago(0),
+      orderId: "ord-items",
+      items: [{ sku: "TV-55", quantity: 1 }],
+    });
+    await processed(p, "ref-items");
+
+    const checkIn = await waitForState(p, "evt-items", "big-ticket.check-in", "cancelled");
+    expect(checkIn.reason?.text).toContain("partial refund leaves 300.00 GBP (1 × CAM-1)");
+    // The camera alone still earns a thank-you and the accessories discount.
+    expect((await record(p, "evt-items", "big-ticket.thank-you"))?.state).toBe("scheduled");
+    expect((await record(p, "evt-items", "accessories.discount"))?.state).toBe("scheduled");
+
+    // Handing back the camera too leaves nothing: every step is cancelled.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-items-2",
+      occurredAt: ago(0),
+      orderId: "ord-items",
+      items: [{ sku: "CAM-1", quantity: 1 }],
+    });
+    await processed(p, "ref-items-2");
+    await waitForState(p, "evt-items", "big-ticket.thank-you", "cancelled");
+    await waitForState(p, "evt-items", "accessories.discount", "cancelled");
+  });
+
   it("a refund that arrives before its purchase stops the purchase's follow-ups", async () => {
     pipeline = await startPipeline("refund-early");
     const p = pipeline;
