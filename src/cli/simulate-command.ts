@@ -3,7 +3,8 @@ import { stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
 import { describeProblems, parseEvent } from "../domain/events.js";
-import { planFollowUps } from "../domain/planner.js";
+import { type PlannedStep, planFollowUps } from "../domain/planner.js";
+import { hasCooldowns, type StepKind } from "../domain/rules.js";
 import { formatTable } from "../reports/text-table.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
@@ -38,6 +39,23 @@ export async function runSimulate(
   const input = file === "-" ? process.stdin : createReadStream(file);
   const progress = size && io.interactive ? progressBar(size, io) : undefined;
 
+  // Cooldowns need each customer's latest planned step per rule and kind, as the worker keeps them.
+  const cooldowns = hasCooldowns(rules);
+  const recentByCustomer = new Map<
+    string,
+    { byRule: Map<string, number>; byKind: Map<StepKind, number> }
+  >();
+  function rememberRecent(customerId: string, steps: readonly PlannedStep[]): void {
+    if (steps.length === 0) return;
+    const recent = recentByCustomer.get(customerId) ?? { byRule: new Map(), byKind: new Map() };
+    for (const step of steps) {
+      const at = Date.parse(step.dueAt);
+      if (at >= (recent.byRule.get(step.ruleId) ?? 0)) recent.byRule.set(step.ruleId, at);
+      if (at >= (recent.byKind.get(step.kind) ?? 0)) recent.byKind.set(step.kind, at);
+    }
+    recentByCustomer.set(customerId, recent);
+  }
+
   const volume = new Map<string, number>();
   const purchasesByCustomer = new Map<string, number>();
   const bad: BadLine[] = [];
@@ -71,7 +89,9 @@ export async function runSimulate(
     const previousPurchases = purchasesByCustomer.get(event.customer.id) ?? 0;
     purchasesByCustomer.set(event.customer.id, previousPurchases + 1);
     const now = DateTime.fromISO(event.occurredAt, { setZone: true });
-    const plan = planFollowUps(event, rules, { previousPurchases }, now);
+    const recent = cooldowns ? recentByCustomer.get(event.customer.id) : undefined;
+    const plan = planFollowUps(event, rules, { previousPurchases, ...(recent && { recent }) }, now);
+    if (cooldowns) rememberRecent(event.customer.id, plan.steps);
     for (const step of plan.steps) {
       // Sent only when its call is not answered, which no simulation can know: counted apart.
       if (step.fallbackOf) {

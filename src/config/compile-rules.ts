@@ -114,6 +114,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     priority: rule.priority,
     final: rule.final,
     when: condition(rule.when, ["rules", index, "when"]),
+    ...(rule.cooldown && { cooldown: rule.cooldown }),
     ...(rule.discount && {
       discount: {
         codePrefix: rule.discount.codePrefix ?? file.defaults.discount.codePrefix,
@@ -161,6 +162,9 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         transactionalNeedsConsent: file.defaults.transactionalNeedsConsent,
       },
       attribution: { window: file.attribution.window },
+      cooldowns: Object.fromEntries(
+        Object.entries(file.cooldowns).filter(([, duration]) => duration !== undefined),
+      ) as RuleSet["cooldowns"],
       sendWindows: file.sendWindows satisfies Record<Channel, SendWindow>,
       channels: file.channels,
       voiceCalls: {

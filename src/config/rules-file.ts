@@ -176,6 +176,8 @@ const ruleSchema = z.strictObject({
   final: z.boolean({ error: "expected true or false" }).default(false),
   when: conditionSchema.optional(),
   steps: z.array(stepSchema).max(20).default([]),
+  /** No step of this rule for a customer within this long of the last one planned for them. */
+  cooldown: isoDuration.optional(),
   /** This rule's discount codes, where they differ from defaults.discount. */
   discount: z
     .strictObject({
@@ -273,6 +275,15 @@ export const rulesFileSchema = z.strictObject({
       })
       .prefault({}),
   }),
+  /** Per kind: no step of that kind for a customer within this long of the last one. */
+  cooldowns: z
+    .strictObject({
+      "thank-you": isoDuration.optional(),
+      "check-in": isoDuration.optional(),
+      discount: isoDuration.optional(),
+      custom: isoDuration.optional(),
+    })
+    .default({}),
   /** How long after a sent follow-up a purchase counts as brought back by it. */
   attribution: z.strictObject({ window: isoDuration.prefault("P30D") }).prefault({}),
   groups: z

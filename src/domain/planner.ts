@@ -40,7 +40,8 @@ export type SkipCode =
   | "opted-out"
   | "past-due"
   | "no-send-window"
-  | "no-call";
+  | "no-call"
+  | "cooldown";
 
 /** A step the planner did not schedule, and why. */
 export interface SkippedStep {
@@ -145,6 +146,11 @@ export function planFollowUps(
         skipped.push(skip(rule, step, timing.code, timing.reason));
         continue;
       }
+      const cooling = cooldownProblem(rule, step, timing.due, rules, history);
+      if (cooling) {
+        skipped.push(skip(rule, step, "cooldown", cooling));
+        continue;
+      }
       claimed.set(step.kind, stepIdOf(rule, step));
       steps.push(plannedStep(rule, step, timing.due));
     }
@@ -169,6 +175,35 @@ export function planFollowUps(
     steps,
     skipped,
   };
+}
+
+/**
+ * Why a step would come too soon after the customer's last one of its rule (`cooldown`) or kind
+ * (`cooldowns`), planned for another of their purchases; undefined when it may go.
+ */
+function cooldownProblem(
+  rule: Rule,
+  step: StepSpec,
+  due: DateTime,
+  rules: RuleSet,
+  history: CustomerHistory,
+): string | undefined {
+  const checks = [
+    { last: history.recent?.byRule.get(rule.id), span: rule.cooldown, of: `rule ${rule.id}` },
+    {
+      last: history.recent?.byKind.get(step.kind),
+      span: rules.cooldowns[step.kind],
+      of: `kind ${step.kind}`,
+    },
+  ];
+  for (const { last, span, of } of checks) {
+    if (last === undefined || span === undefined) continue;
+    const previous = DateTime.fromMillis(last, { zone: due.zone });
+    if (due < previous.plus(span) && previous < due.plus(span)) {
+      return `a ${step.kind} of ${of} is planned for this customer on ${previous.toISODate()}, within the cooldown of ${span.toISO()}`;
+    }
+  }
+  return undefined;
 }
 
 /** Why a step cannot go to this customer at all: no contact, opted out, or no consent. */

@@ -85,6 +85,8 @@ export interface Rule {
   readonly steps: readonly StepSpec[];
   /** This rule's discount codes (defaults.discount with the rule's own settings over it). */
   readonly discount?: DiscountSettings;
+  /** No step of this rule for a customer within this long of the last one planned for them. */
+  readonly cooldown?: Duration;
 }
 
 export interface DiscountSettings {
@@ -138,6 +140,8 @@ export interface RuleSet {
     /** Whether transactional steps (thank-you, check-in) also need the channel consent flag. */
     readonly transactionalNeedsConsent: boolean;
   };
+  /** Per kind: no step of that kind for a customer within this long of the last one. */
+  readonly cooldowns: Readonly<Partial<Record<StepKind, Duration>>>;
   /** A purchase within `window` after a sent follow-up counts as brought back by it. */
   readonly attribution: { readonly window: Duration };
   readonly sendWindows: Readonly<Record<Channel, SendWindow>>;
@@ -166,6 +170,14 @@ export interface CustomerHistory {
   /** Completed purchases before this one. */
   readonly previousPurchases: number;
   readonly lastPurchaseAt?: string;
+  /** When the latest step planned for the customer's other purchases falls due (epoch ms), for cooldowns. */
+  readonly recent?: RecentSteps;
+}
+
+/** The due time of a customer's latest planned step, per rule and per kind. */
+export interface RecentSteps {
+  readonly byRule: ReadonlyMap<string, number>;
+  readonly byKind: ReadonlyMap<StepKind, number>;
 }
 
 /** A new customer: nothing bought before. */
@@ -306,4 +318,12 @@ function describeRange(min?: Money, max?: Money): string {
   if (min) return `of at least ${describeMoney(min)}`;
   if (max) return `of at most ${describeMoney(max)}`;
   return "in range";
+}
+
+/** Whether any rule or kind has a cooldown (then planning needs the customer's recent steps). */
+export function hasCooldowns(rules: RuleSet): boolean {
+  return (
+    rules.rules.some((rule) => rule.cooldown !== undefined) ||
+    Object.values(rules.cooldowns).some((span) => span !== undefined)
+  );
 }

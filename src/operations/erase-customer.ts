@@ -135,6 +135,7 @@ export function createEraser(deps: EraseDeps) {
       ...callIds.map((id) => keys.callScript(id)),
       ...[...addresses].filter((a) => !a.includes("@")).map((phone) => keys.latestCheckIn(phone)),
       keys.customerHistory(customerId),
+      keys.recentSteps(customerId),
     ];
     for (const key of doomed) keysDeleted += await deps.redis.del(key);
     // Replies are indexed as `<eventId>\n<stepId>\n<n>` (before December 2026 without the number).

@@ -12,7 +12,7 @@ import {
 } from "../domain/events.js";
 import { planFollowUps, type SkipCode } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
-import type { RuleSet } from "../domain/rules.js";
+import { hasCooldowns, type RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
@@ -44,6 +44,7 @@ const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([
   "opted-out",
   "past-due",
   "no-send-window",
+  "cooldown",
 ]);
 
 export interface IntakeDeps {
@@ -205,11 +206,18 @@ async function schedulePurchase(
     log.info("purchase made before its customer was erased; dropped");
     return { type: event.type, planned: 0, erased: true };
   }
-  const { history, firstSeen } = recorded;
+  const { firstSeen } = recorded;
   const effective = afterRefunds(event, order).event;
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();
   const generation = deps.rulesGeneration();
+  const cooldowns = hasCooldowns(rules);
+  const history = cooldowns
+    ? {
+        ...recorded.history,
+        recent: await deps.history.recentSteps(event.customer.id, event.id),
+      }
+    : recorded.history;
   const plan = planFollowUps(effective, rules, history, now, {
     suppressedChannels: suppressed.all,
     marketingSuppressedChannels: suppressed.marketing,
@@ -234,6 +242,14 @@ async function schedulePurchase(
     // The address → customer index, kept as long as the customer's history.
     firstSeen ? deps.customers.remember(event, HISTORY_RETENTION_MS) : undefined,
   ]);
+  if (cooldowns) {
+    await deps.history.rememberSteps(
+      event.customer.id,
+      event.id,
+      plan.steps.map((step) => ({ ...step, dueAt: Date.parse(step.dueAt) })),
+      HISTORY_RETENTION_MS,
+    );
+  }
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length };

@@ -2,7 +2,7 @@ import type { DateTime } from "luxon";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
 import { type ReplanDecision, replanStep } from "../domain/replan.js";
-import type { RuleSet } from "../domain/rules.js";
+import { hasCooldowns, type RuleSet } from "../domain/rules.js";
 import { findStep, ruleIdOf } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
@@ -32,7 +32,7 @@ const CONCURRENCY = 16;
 export interface ReplannerDeps {
   readonly store: FollowUpStore;
   readonly schedule: FollowUpSchedule;
-  readonly history: Pick<CustomerHistoryStore, "historyAt">;
+  readonly history: Pick<CustomerHistoryStore, "historyAt" | "recentSteps">;
   readonly orders: Pick<OrderStore, "get">;
   readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped">;
   readonly logger: Logger;
@@ -157,10 +157,12 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       deps.store.loadEvent(eventId),
     ]);
     if (!event || ![...records.values()].some((r) => r.state === "scheduled")) return NOTHING;
-    const [history, order] = await Promise.all([
+    const [recorded, order, recent] = await Promise.all([
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
+      hasCooldowns(rules) ? deps.history.recentSteps(event.customer.id, eventId) : undefined,
     ]);
+    const history = recent ? { ...recorded, recent } : recorded;
     const effective = afterRefunds(event, order).event;
     const now = deps.clock();
     const plan = replanOf(eventId, effective, records, rules, history, now, deps.horizonMs);

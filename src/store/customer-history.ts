@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { customerHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
-import type { CustomerHistory } from "../domain/rules.js";
+import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
 import { StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
@@ -86,6 +86,45 @@ export class CustomerHistoryStore {
       .filter(([field]) => field.startsWith("e:"))
       .map(([field, at]) => ({ eventId: field.slice(2), purchasedAt: Number(at) }))
       .sort((a, b) => b.purchasedAt - a.purchasedAt || a.eventId.localeCompare(b.eventId));
+  }
+
+  /**
+   * When the latest step planned for the customer's other purchases falls due, per rule and per
+   * kind (for cooldowns); steps of `eventId` itself (a redelivered purchase) do not count.
+   */
+  async recentSteps(customerId: string, eventId: string): Promise<RecentSteps> {
+    const all = await this.redis.hgetall(this.keys.recentSteps(customerId));
+    const byRule = new Map<string, number>();
+    const byKind = new Map<StepKind, number>();
+    for (const [field, value] of Object.entries(all)) {
+      const space = value.indexOf(" ");
+      if (value.slice(space + 1) === eventId) continue;
+      const at = Number(value.slice(0, space));
+      if (field.startsWith("r:")) byRule.set(field.slice(2), at);
+      else if (field.startsWith("k:")) byKind.set(field.slice(2) as StepKind, at);
+    }
+    return { byRule, byKind };
+  }
+
+  /** Remembers the steps planned for a purchase, where they fall due later than those known. */
+  async rememberSteps(
+    customerId: string,
+    eventId: string,
+    steps: readonly { readonly ruleId: string; readonly kind: StepKind; readonly dueAt: number }[],
+    keepMs: number,
+  ): Promise<void> {
+    if (steps.length === 0) return;
+    const key = this.keys.recentSteps(customerId);
+    const known = await this.redis.hgetall(key);
+    const later: Record<string, string> = {};
+    for (const step of steps) {
+      for (const field of [`r:${step.ruleId}`, `k:${step.kind}`]) {
+        const before = Number((later[field] ?? known[field] ?? "0 ").split(" ")[0]);
+        if (step.dueAt >= before) later[field] = `${step.dueAt} ${eventId}`;
+      }
+    }
+    if (Object.keys(later).length === 0) return;
+    await this.redis.multi().hset(key, later).pexpire(key, keepMs).exec();
   }
 
   /** The history recorded when the event was first planned (none if it never was). */

@@ -73,6 +73,11 @@ export class StoreKeys {
     return `${this.base}c:${idHash(customerId)}`;
   }
 
+  /** The customer's latest planned step per rule and per kind (for cooldowns). */
+  recentSteps(customerId: string): string {
+    return `${this.base}cs:${idHash(customerId)}`;
+  }
+
   /** An order's purchase events and refunds. */
   order(orderId: string): string {
     return `${this.base}o:${idHash(orderId)}`;

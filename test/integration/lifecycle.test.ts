@@ -54,6 +54,46 @@ const tv = (id: string, extra: Parameters<typeof purchaseInput>[0] = {}) =>
     ...extra,
   });
 
+describe("cooldowns", () => {
+  it("plans one loyalty discount for a customer who buys five times in a week, and counts the rest as skipped", async () => {
+    pipeline = await startPipeline("cooldown");
+    const p = pipeline;
+    for (let i = 0; i < 5; i++) {
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-cool-${i}`,
+          orderId: `ord-cool-${i}`,
+          occurredAt: ago(100 - i * 20),
+          customer: { id: "cus-cool" },
+          items: [item("kitchenware", "75.00")],
+        }) as never,
+      );
+      await processed(p, `evt-cool-${i}`);
+    }
+    // The 4th purchase is the first of a repeat customer: it gets the discount.
+    expect((await record(p, "evt-cool-3", "loyal-customer.discount"))?.state).toBe("scheduled");
+    expect(await record(p, "evt-cool-4", "loyal-customer.discount")).toBeUndefined();
+    // Published again, the 4th purchase keeps its discount (its own step is no cooldown).
+    await p.events.add(
+      "purchase.completed",
+      purchaseInput({
+        id: "evt-cool-3",
+        orderId: "ord-cool-3",
+        occurredAt: ago(40),
+        customer: { id: "cus-cool" },
+        items: [item("kitchenware", "75.00")],
+      }),
+      { jobId: "evt-cool-3-again" },
+    );
+    await processed(p, "evt-cool-3-again");
+    expect((await record(p, "evt-cool-3", "loyal-customer.discount"))?.state).toBe("scheduled");
+    const metrics = (await p.worker?.metrics.registry.metrics()) ?? "";
+    expect(metrics).toMatch(
+      /^followups_skipped_total\{channel="email",kind="discount",reason="cooldown"\} 1$/m,
+    );
+  });
+});
+
 describe("refunds", () => {
   it("a full refund cancels every pending follow-up and removes its job", async () => {
     pipeline = await startPipeline("refund-full");

@@ -435,6 +435,27 @@ describe("followups simulate", () => {
     ),
   ];
 
+  it("applies cooldowns as the worker does: ten purchases in a month get one loyalty discount", async () => {
+    const tenInAMonth = Array.from({ length: 10 }, (_, i) =>
+      purchaseLine({
+        id: `loyal-${i}`,
+        orderId: `ord-loyal-${i}`,
+        occurredAt: `2026-11-${String(1 + 3 * i).padStart(2, "0")}T10:00:00Z`,
+        customer: { id: "cus-loyal" },
+        items: [item("kitchenware", "75.00")],
+      }),
+    );
+    const file = await writeTemp("loyal.ndjson", `${tenInAMonth.join("\n")}\n`);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    const weeks = (JSON.parse(output.out) as { weeks: { kind: string; count: number }[] }).weeks;
+    const total = (kind: string) =>
+      weeks.filter((w) => w.kind === kind).reduce((sum, w) => sum + w.count, 0);
+    // Purchases 4 to 10 are a repeat customer's; the cooldown (P60D) lets the first through only.
+    expect(total("discount")).toBe(1);
+    expect(total("thank-you")).toBe(10);
+  });
+
   it("--json: volume per ISO week, channel and kind; bad lines counted with line numbers", async () => {
     const file = await writeTemp("purchases.ndjson", `${lines().join("\n")}\n`);
     const { io, output } = memoryIo();

@@ -360,6 +360,35 @@ describe("shipped policy: repeat customers", () => {
     ]);
   });
 
+  it("no second loyalty discount within 60 days of the last one planned (cooldown), one after", () => {
+    const event = purchase({ items: [item("kitchenware", "75.00")] });
+    const withLast = (dueAt: string) =>
+      planFollowUps(
+        event,
+        rules,
+        {
+          previousPurchases: 4,
+          recent: { byRule: new Map([["loyal-customer", Date.parse(dueAt)]]), byKind: new Map() },
+        },
+        instant(event.occurredAt),
+      );
+    const soon = withLast("2026-11-10T10:00:00Z");
+    expect(soon.steps.map((s) => s.stepId)).toEqual(["thank-you.thank-you"]);
+    expect(soon.skipped).toContainEqual({
+      ruleId: "loyal-customer",
+      stepId: "loyal-customer.discount",
+      kind: "discount",
+      code: "cooldown",
+      reason:
+        "a discount of rule loyal-customer is planned for this customer on 2026-11-10, within the cooldown of P60D",
+    });
+    // Due 2026-12-23, more than 60 days after 2026-10-20.
+    expect(withLast("2026-10-20T10:00:00Z").steps.map((s) => s.stepId)).toEqual([
+      "thank-you.thank-you",
+      "loyal-customer.discount",
+    ]);
+  });
+
   it("2 earlier purchases → no loyalty discount, with the count in the reason", () => {
     const result = plan({ items: [item("kitchenware", "75.00")] }, 2);
     expect(result.steps.map((s) => s.stepId)).toEqual(["thank-you.thank-you"]);
