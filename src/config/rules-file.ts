@@ -220,7 +220,9 @@ const frequencyCap = z.strictObject({
   per: isoDuration,
 });
 const capList = z.array(frequencyCap).max(10);
-const capAction = z.enum(["skip", "defer"], { error: "expected skip or defer" });
+const capAction = z.enum(["skip", "defer", "exempt"], {
+  error: "expected skip, defer or exempt",
+});
 
 const ownerSchema = z.strictObject({
   name: z.string().min(1).max(100),

@@ -108,8 +108,11 @@ export interface FrequencyCap {
   readonly perMs: number;
 }
 
-/** What happens to a step that would break a cap: dropped, or moved to when the cap allows it. */
-export type CapAction = "skip" | "defer";
+/**
+ * What happens to a step that would break a cap: dropped, moved to when the cap allows it, or
+ * (`exempt`) the caps do not apply to it: it neither waits for room nor uses any.
+ */
+export type CapAction = "skip" | "defer" | "exempt";
 
 /** A shop owner who receives delivery reports by email on a schedule in their own zone. */
 export interface Owner {

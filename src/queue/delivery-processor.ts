@@ -204,13 +204,17 @@ function createDelivery(deps: DeliveryDeps) {
     // The send waits for its slot after the message is rendered, so rendering time does not
     // delay it past the slot and bunch it with the sends behind it.
     const slotAt = grantedAt + slot.waitMs;
-    const cap = await deps.caps.take(
-      step.channel,
-      event.customer.id,
-      followUpId,
-      rules.frequencyCaps[step.channel],
-      nowMs,
-    );
+    // A kind exempt from the caps (a thank-you, by default) neither waits for room nor uses any.
+    const cap =
+      rules.whenCapped[step.kind] === "exempt"
+        ? { allowed: true as const }
+        : await deps.caps.take(
+            step.channel,
+            event.customer.id,
+            followUpId,
+            rules.frequencyCaps[step.channel],
+            nowMs,
+          );
     if (!cap.allowed) {
       if (rules.whenCapped[step.kind] === "defer") return postpone(cap.freeAt, "frequency cap");
       return skip("capped", `the customer's ${step.channel} frequency cap is reached`, sendLabels);

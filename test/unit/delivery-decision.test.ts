@@ -471,6 +471,18 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
   });
 });
 
+describe("a kind exempt from the caps (whenCapped exempt)", () => {
+  it("is sent with the cap full, and takes no slot", async () => {
+    const w = world({ capFreesAt: "2026-11-24T18:30:00Z", whenCappedThankYou: "exempt" });
+
+    expect(await w.deliver()).toMatchObject({ returned: { outcome: "sent" } });
+
+    expect(w.channels.email.sent).toHaveLength(1);
+    expect(w.caps.taken).toEqual([]);
+    expect(w.delayedUntil()).toEqual([]);
+  });
+});
+
 describe("a step another worker was sending", () => {
   it.each([
     { since: "2026-11-24T11:58:00.000Z", note: "exactly one lease ago" },
