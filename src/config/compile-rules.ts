@@ -1,6 +1,6 @@
 import type { Duration } from "luxon";
 import type { Channel } from "../domain/events.js";
-import { type Money, toMinorUnits } from "../domain/money.js";
+import { type Money, type Rates, type Threshold, toMinorUnits } from "../domain/money.js";
 import type {
   Condition,
   FrequencyCap,
@@ -11,7 +11,12 @@ import type {
   Weekday,
 } from "../domain/rules.js";
 import { fallbackStepId } from "../domain/step-ref.js";
-import { addressLines, type ConditionInput, type RulesFile } from "./rules-file.js";
+import {
+  addressLines,
+  type ConditionInput,
+  type RulesFile,
+  type ThresholdInput,
+} from "./rules-file.js";
 
 /** A problem found after the shape checks, at a path into the rules file. */
 export interface CompileProblem {
@@ -36,19 +41,29 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     ]),
   );
 
+  const rates: Rates = {
+    base: file.defaults.currency,
+    toBase: new Map(Object.entries(file.currencies.rates)),
+    ...(file.currencies.asOf && { asOf: file.currencies.asOf }),
+  };
+  /** A threshold in minor units: one amount in the condition's currency, or one per currency. */
   const money = (
-    value: number | string | undefined,
+    value: ThresholdInput | undefined,
     currency: string | undefined,
     path: (string | number)[],
-  ) => {
+  ): Threshold | undefined => {
     if (value === undefined) return undefined;
-    const code = currency ?? file.defaults.currency;
-    const result = toMinorUnits(value, code);
-    if (!result.ok) {
-      problems.push({ path, message: result.problem });
-      return undefined;
+    const given: [string, number | string, (string | number)[]][] =
+      typeof value === "object"
+        ? Object.entries(value).map(([code, amount]) => [code, amount, [...path, code]])
+        : [[currency ?? file.defaults.currency, value, path]];
+    const values: Money[] = [];
+    for (const [code, amount, at] of given) {
+      const result = toMinorUnits(amount, code);
+      if (!result.ok) problems.push({ path: at, message: result.problem });
+      else values.push({ minor: result.minor, currency: code });
     }
-    return { minor: result.minor, currency: code } satisfies Money;
+    return values.length === given.length ? { values, rates } : undefined;
   };
 
   const categorySet = (names: string[]) => {

@@ -87,22 +87,44 @@ const currency = z.string().refine(isCurrencyCode, {
     `expected an ISO 4217 currency code such as EUR, got ${JSON.stringify(issue.input)}`,
 });
 
+/** A threshold: one amount, or one per currency (`{ GBP: "50", USD: "60" }`). */
+const threshold = z.union(
+  [
+    amount,
+    z
+      .record(currency, amount)
+      .refine((map) => Object.keys(map).length > 0, { error: "expected at least one currency" }),
+  ],
+  {
+    error: 'expected an amount such as 500, or one per currency such as { GBP: "50", USD: "60" }',
+  },
+);
+
+/** An exchange rate as an exact decimal string: YAML numbers are binary floats. */
+const rate = z
+  .string({ error: 'expected a quoted decimal rate such as "0.79" (YAML numbers are not exact)' })
+  .regex(/^\d{1,9}(\.\d{1,9})?$/, { error: 'expected a decimal rate such as "0.79"' })
+  .refine((text) => /[1-9]/.test(text), { error: "expected a rate above 0" });
+
 const categories = z
   .array(z.string().min(1).max(100), { error: "expected a list of category or group names" })
   .min(1, { error: "expected at least one category or group name" })
   .max(1000);
 
+/** An amount, or amounts per currency, as the rules file gives them. */
+export type ThresholdInput = number | string | Record<string, number | string>;
+
 /** A condition; several keys in one condition must all hold. */
 export interface ConditionInput {
   anyItem?: {
     categories?: string[];
-    minPrice?: number | string;
-    maxPrice?: number | string;
+    minPrice?: ThresholdInput;
+    maxPrice?: ThresholdInput;
     currency?: string;
   };
   allItems?: { categories: string[] };
   noItem?: { categories: string[] };
-  total?: { min?: number | string; max?: number | string; currency?: string };
+  total?: { min?: ThresholdInput; max?: ThresholdInput; currency?: string };
   stores?: string[];
   customer?: { minPreviousPurchases?: number; maxPreviousPurchases?: number };
   any?: ConditionInput[];
@@ -116,8 +138,8 @@ export const conditionSchema: z.ZodType<ConditionInput> = z.lazy(() =>
     anyItem: z
       .strictObject({
         categories: categories.optional(),
-        minPrice: amount.optional(),
-        maxPrice: amount.optional(),
+        minPrice: threshold.optional(),
+        maxPrice: threshold.optional(),
         currency: currency.optional(),
       })
       .optional(),
@@ -125,8 +147,8 @@ export const conditionSchema: z.ZodType<ConditionInput> = z.lazy(() =>
     noItem: z.strictObject({ categories }).optional(),
     total: z
       .strictObject({
-        min: amount.optional(),
-        max: amount.optional(),
+        min: threshold.optional(),
+        max: threshold.optional(),
         currency: currency.optional(),
       })
       .optional(),
@@ -286,6 +308,19 @@ export const rulesFileSchema = z.strictObject({
       custom: isoDuration.optional(),
     })
     .default({}),
+  /**
+   * Exchange rates into the default currency, for thresholds that do not name an order's
+   * currency: `{ rates: { USD: "0.79" }, asOf: 2026-12-01 }` means 1 USD = 0.79 GBP.
+   */
+  currencies: z
+    .strictObject({
+      rates: z.record(currency, rate).default({}),
+      asOf: z
+        .union([z.string(), z.date()])
+        .transform((value) => (value instanceof Date ? value.toISOString().slice(0, 10) : value))
+        .optional(),
+    })
+    .prefault({}),
   /** How long after a sent follow-up a purchase counts as brought back by it. */
   attribution: z.strictObject({ window: isoDuration.prefault("P30D") }).prefault({}),
   groups: z
@@ -472,11 +507,23 @@ function checkAmounts(
     const code = part?.currency ?? defaultCurrency;
     if (!part || typeof code !== "string" || !isCurrencyCode(code)) continue;
     for (const field of fields) {
-      const amount = part[field];
-      // Wrong types and negative numbers are the schema's to report; this checks decimals only.
-      if (typeof amount !== "string" && (typeof amount !== "number" || amount < 0)) continue;
-      const result = toMinorUnits(amount, code);
-      if (!result.ok) problems.push({ path: [...path, key, field], message: result.problem });
+      const given = part[field];
+      // One amount in the condition's currency, or one per currency named.
+      const perCurrency = asRecord(given);
+      const amounts: [string, unknown, (string | number)[]][] = perCurrency
+        ? Object.entries(perCurrency).map(([named, amount]) => [
+            named,
+            amount,
+            [...path, key, field, named],
+          ])
+        : [[code, given, [...path, key, field]]];
+      for (const [currencyCode, amount, at] of amounts) {
+        // Wrong types and negative numbers are the schema's to report; this checks decimals only.
+        if (typeof amount !== "string" && (typeof amount !== "number" || amount < 0)) continue;
+        if (!isCurrencyCode(currencyCode)) continue;
+        const result = toMinorUnits(amount, currencyCode);
+        if (!result.ok) problems.push({ path: at, message: result.problem });
+      }
     }
   }
   for (const key of ["any", "all"] as const) {

@@ -79,3 +79,80 @@ export function formatMinor(money: Money): string {
 export function describeMoney(money: Money): string {
   return `${formatMinor(money)} ${money.currency}`;
 }
+
+/** Exchange rates of the rules: how much of `base` (the default currency) one unit of each is. */
+export interface Rates {
+  readonly base: string;
+  /** Currency → its value in `base`, an exact decimal string ("0.79": 1 USD = 0.79 GBP). */
+  readonly toBase: ReadonlyMap<string, string>;
+  /** The date the rates were taken (for messages). */
+  readonly asOf?: string;
+}
+
+/**
+ * A threshold of the rules: an amount in one or more currencies (`min: { GBP: "50", USD: "60" }`),
+ * and the rates that convert an order in another currency.
+ */
+export interface Threshold {
+  readonly values: readonly Money[];
+  readonly rates?: Rates;
+}
+
+/** An amount against a threshold: how it compares, and the threshold as it was applied. */
+export type Comparison =
+  | { readonly ok: true; readonly sign: -1 | 0 | 1; readonly against: string }
+  | { readonly ok: false; readonly problem: string };
+
+/** `0.79` → 79/100, exactly. */
+function rational(decimal: string): { num: bigint; den: bigint } {
+  const [whole = "0", fraction = ""] = decimal.split(".");
+  return { num: BigInt(whole + fraction), den: 10n ** BigInt(fraction.length) };
+}
+
+/** The value of minor units in the base currency as a fraction: minor × rate / 10^digits. */
+function inBase(money: Money, rate: string): { num: bigint; den: bigint } {
+  const r = rational(rate);
+  return {
+    num: BigInt(money.minor) * r.num,
+    den: r.den * 10n ** BigInt(minorDigits(money.currency)),
+  };
+}
+
+/**
+ * Compares an amount with a threshold: directly when the threshold names the amount's currency,
+ * else both converted exactly into the rules' default currency through the rates (no rounding).
+ * A currency the threshold does not name and no rate covers cannot be compared: the reason says so.
+ */
+export function compareAmount(amount: Money, threshold: Threshold): Comparison {
+  const same = threshold.values.find((value) => value.currency === amount.currency);
+  if (same) {
+    const diff = amount.minor - same.minor;
+    return { ok: true, sign: diff < 0 ? -1 : diff > 0 ? 1 : 0, against: describeMoney(same) };
+  }
+  const rates = threshold.rates;
+  const rateOf = (currency: string) =>
+    currency === rates?.base ? "1" : rates?.toBase.get(currency);
+  const amountRate = rateOf(amount.currency);
+  const value =
+    threshold.values.find((candidate) => candidate.currency === rates?.base) ??
+    threshold.values.find((candidate) => rateOf(candidate.currency) !== undefined);
+  const valueRate = value && rateOf(value.currency);
+  if (!rates || amountRate === undefined || !value || valueRate === undefined) {
+    const named = threshold.values.map((v) => v.currency).join(" or ");
+    return {
+      ok: false,
+      problem: `order currency ${amount.currency} differs from the rule's ${named}, and no rate converts it (add ${amount.currency} to the threshold, or a rate under currencies.rates)`,
+    };
+  }
+  const a = inBase(amount, amountRate);
+  const b = inBase(value, valueRate);
+  const left = a.num * b.den;
+  const right = b.num * a.den;
+  const sign = left < right ? -1 : left > right ? 1 : 0;
+  const asOf = rates.asOf ? ` as of ${rates.asOf}` : "";
+  return {
+    ok: true,
+    sign,
+    against: `${describeMoney(value)} (converted at 1 ${amount.currency} = ${amountRate} ${rates.base}${asOf})`,
+  };
+}

@@ -1,6 +1,6 @@
 import type { Duration } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
-import { describeMoney, type Money } from "./money.js";
+import { compareAmount, describeMoney, type Money, type Threshold } from "./money.js";
 import type { VoiceCallSettings } from "./voice-call.js";
 
 /**
@@ -61,12 +61,12 @@ export type Condition =
       readonly type: "anyItem";
       readonly categories?: ReadonlySet<string>;
       readonly label: string;
-      readonly minPrice?: Money;
-      readonly maxPrice?: Money;
+      readonly minPrice?: Threshold;
+      readonly maxPrice?: Threshold;
     }
   | { readonly type: "allItems"; readonly categories: ReadonlySet<string>; readonly label: string }
   | { readonly type: "noItem"; readonly categories: ReadonlySet<string>; readonly label: string }
-  | { readonly type: "total"; readonly min?: Money; readonly max?: Money }
+  | { readonly type: "total"; readonly min?: Threshold; readonly max?: Threshold }
   | { readonly type: "store"; readonly storeIds: ReadonlySet<string> }
   | {
       readonly type: "history";
@@ -267,24 +267,19 @@ function matchAnyItem(
 }
 
 function matchTotal(condition: Extract<Condition, { type: "total" }>, total: Money): MatchResult {
-  const bound = condition.min ?? condition.max;
-  if (bound && bound.currency !== total.currency) {
-    return {
-      matched: false,
-      reason: `order currency ${total.currency} differs from the rule's ${bound.currency}`,
-    };
-  }
-  if (condition.min && total.minor < condition.min.minor) {
-    return {
-      matched: false,
-      reason: `below threshold: order total ${describeMoney(total)} is below ${describeMoney(condition.min)}`,
-    };
-  }
-  if (condition.max && total.minor > condition.max.minor) {
-    return {
-      matched: false,
-      reason: `above threshold: order total ${describeMoney(total)} is above ${describeMoney(condition.max)}`,
-    };
+  for (const [bound, side] of [
+    [condition.min, "below"],
+    [condition.max, "above"],
+  ] as const) {
+    if (!bound) continue;
+    const compared = compareAmount(total, bound);
+    if (!compared.ok) return { matched: false, reason: compared.problem };
+    if ((side === "below" && compared.sign < 0) || (side === "above" && compared.sign > 0)) {
+      return {
+        matched: false,
+        reason: `${side} threshold: order total ${describeMoney(total)} is ${side} ${compared.against}`,
+      };
+    }
   }
   return MATCHED;
 }
@@ -310,16 +305,19 @@ function matchHistory(
   return MATCHED;
 }
 
-function priceInRange(price: Money, min?: Money, max?: Money): boolean {
-  if (min && (price.currency !== min.currency || price.minor < min.minor)) return false;
-  if (max && (price.currency !== max.currency || price.minor > max.minor)) return false;
+function priceInRange(price: Money, min?: Threshold, max?: Threshold): boolean {
+  const low = min && compareAmount(price, min);
+  const high = max && compareAmount(price, max);
+  if (low && (!low.ok || low.sign < 0)) return false;
+  if (high && (!high.ok || high.sign > 0)) return false;
   return true;
 }
 
-function describeRange(min?: Money, max?: Money): string {
-  if (min && max) return `between ${describeMoney(min)} and ${describeMoney(max)}`;
-  if (min) return `of at least ${describeMoney(min)}`;
-  if (max) return `of at most ${describeMoney(max)}`;
+function describeRange(min?: Threshold, max?: Threshold): string {
+  const shown = (threshold: Threshold) => threshold.values.map(describeMoney).join(" or ");
+  if (min && max) return `between ${shown(min)} and ${shown(max)}`;
+  if (min) return `of at least ${shown(min)}`;
+  if (max) return `of at most ${shown(max)}`;
   return "in range";
 }
 

@@ -57,7 +57,9 @@ it("applies a valid rules edit without a restart, and keeps the old rules on an 
   );
   expect(p.sink.messages).toHaveLength(0);
 
-  await editRules(p, (text) => text.replace("total: { min: 50 }", "total: { min: 10 }"));
+  await editRules(p, (text) =>
+    text.replace(`total: { min: { GBP: "50", USD: "60", EUR: "55" } }`, "total: { min: 10 }"),
+  );
   await eventually(
     async () => (worker.configVersion() !== original ? true : undefined),
     "the valid edit to be applied",

@@ -158,14 +158,36 @@ describe("shipped policy: big-ticket goods and orders of 500 or more", () => {
     );
   });
 
-  it("an order of 500 in another currency does not count as 500 in the default currency", () => {
-    const result = plan({ currency: "EUR", items: [item("jewellery", "600.00")] });
-    expect(result.steps.map((s) => s.stepId)).toEqual([]);
-    expect(result.skipped).toContainEqual(
+  it("an order in another currency is converted at the rules' rates, exactly", () => {
+    // 600 EUR × 0.85 = 510 GBP: a big-ticket order.
+    const big = plan({ currency: "EUR", items: [item("jewellery", "600.00")] });
+    expect(big.steps.map((s) => s.stepId)).toEqual(["big-ticket.thank-you", "big-ticket.check-in"]);
+    // 588.23 EUR × 0.85 = 499.9955 GBP: just below 500, no rounding up.
+    const under = plan({ currency: "EUR", items: [item("jewellery", "588.23")] });
+    expect(under.skipped).toContainEqual(
       skipped(
         "big-ticket.check-in",
         "condition-not-met",
-        "no item is in big-ticket; and order currency EUR differs from the rule's GBP",
+        "no item is in big-ticket; and below threshold: order total 588.23 EUR is below 500.00 GBP (converted at 1 EUR = 0.85 GBP as of 2026-12-01)",
+      ),
+    );
+  });
+
+  it("a threshold per currency wins over the rates: 60 USD earns the thank-you (47.40 GBP would not)", () => {
+    const result = plan({ currency: "USD", items: [item("kitchenware", "60.00")] });
+    expect(result.steps.map((s) => s.stepId)).toEqual(["thank-you.thank-you"]);
+    const under = plan({ currency: "USD", items: [item("kitchenware", "59.99")] });
+    expect(under.steps).toEqual([]);
+  });
+
+  it("an order in a currency with neither a threshold nor a rate says so", () => {
+    const result = plan({ currency: "JPY", items: [item("kitchenware", "9000")] });
+    expect(result.steps).toEqual([]);
+    expect(result.skipped).toContainEqual(
+      skipped(
+        "thank-you.thank-you",
+        "condition-not-met",
+        "order currency JPY differs from the rule's GBP or USD or EUR, and no rate converts it (add JPY to the threshold, or a rate under currencies.rates)",
       ),
     );
   });

@@ -51,7 +51,10 @@ describe("re-planning one pending step", () => {
       ...renamed,
       rules: renamed.rules.map((rule) => ({
         ...rule,
-        when: { type: "total" as const, min: { minor: 10_000, currency: "GBP" as const } },
+        when: {
+          type: "total" as const,
+          min: { values: [{ minor: 10_000, currency: "GBP" }] },
+        },
       })),
     };
     const decision = replanStep(planned, event, history, raised, now);

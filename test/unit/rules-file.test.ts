@@ -63,7 +63,10 @@ describe("the base file of these tests", () => {
       label: "big-ticket",
       categories: new Set(["televisions", "laptops"]),
     });
-    expect(rules.rules[1]?.when).toEqual({ type: "total", min: { minor: 5000, currency: "GBP" } });
+    expect(rules.rules[1]?.when).toMatchObject({
+      type: "total",
+      min: { values: [{ minor: 5000, currency: "GBP" }] },
+    });
     expect(rules.rules[0]?.steps[1]?.delay.toISO()).toBe("P3M");
     expect(rules.rules[0]?.steps.map((s) => s.purpose)).toEqual(["transactional", "transactional"]);
   });
@@ -250,7 +253,7 @@ describe("one located problem per kind of error", () => {
     [
       "a key in the wrong place (suggests only keys allowed there)",
       changeLine(1, "version: 1", "version: 1\ndelay: PT1H"),
-      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, cooldowns, attribution, groups, sendWindows, channels, frequencyCaps, whenCapped, shop, optOutConfirmation, owners, holidays, gracePeriods, rules',
+      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, cooldowns, currencies, attribution, groups, sendWindows, channels, frequencyCaps, whenCapped, shop, optOutConfirmation, owners, holidays, gracePeriods, rules',
     ],
     [
       "a misspelt group name",
@@ -321,9 +324,9 @@ describe("one located problem per kind of error", () => {
       "      total: { min: 50 }",
       '      total: { min: "1.234", currency: KWD }',
     );
-    expect(rulesFrom(text).rules[1]?.when).toEqual({
+    expect(rulesFrom(text).rules[1]?.when).toMatchObject({
       type: "total",
-      min: { minor: 1234, currency: "KWD" },
+      min: { values: [{ minor: 1234, currency: "KWD" }] },
     });
   });
 });
@@ -495,5 +498,45 @@ describe("loadRules", () => {
     const c = rulesFrom(`${BASE}# a comment\n`);
     expect(b.ok && b.rules.version).toBe(a.version);
     expect(c.version).not.toBe(a.version);
+  });
+});
+
+describe("currencies", () => {
+  const BASE = yaml`
+    version: 1
+    defaults: { timezone: Europe/London, currency: GBP }
+    currencies: { rates: { USD: "0.79" }, asOf: 2026-12-01 }
+    rules:
+      - id: big
+        when: { total: { min: { GBP: "500", JPY: "90000" } } }
+        steps: [{ kind: thank-you, channel: email, template: thank-you, delay: PT1H }]
+  `;
+
+  it("compile thresholds per currency and the rates with their date", () => {
+    const rules = rulesFrom(BASE);
+    expect(rules.rules[0]?.when).toEqual({
+      type: "total",
+      min: {
+        values: [
+          { minor: 50_000, currency: "GBP" },
+          { minor: 90_000, currency: "JPY" },
+        ],
+        rates: { base: "GBP", toBase: new Map([["USD", "0.79"]]), asOf: "2026-12-01" },
+      },
+    });
+  });
+
+  it("refuse a rate given as a YAML number, a currency code that is none, and too many decimals", () => {
+    expect(rulesProblems(BASE.replace('USD: "0.79"', "USD: 0.79"))).toEqual([
+      expect.stringContaining(
+        'currencies.rates.USD: expected a quoted decimal rate such as "0.79" (YAML numbers are not exact)',
+      ),
+    ]);
+    expect(rulesProblems(BASE.replace('JPY: "90000"', 'JPY: "900.5"'))).toEqual([
+      expect.stringContaining("rules[0].when.total.min.JPY: JPY has 0 decimal places, got 900.5"),
+    ]);
+    expect(rulesProblems(BASE.replace('USD: "0.79"', 'XYZ: "0.79"'))).toEqual([
+      expect.stringContaining("expected an ISO 4217 currency code"),
+    ]);
   });
 });
