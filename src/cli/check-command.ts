@@ -2,7 +2,8 @@ import { VOICE_UNAVAILABLE } from "../channels/channels-from-env.js";
 import { formatProblem } from "../config/config-files.js";
 import { loadConfig } from "../config/load-config.js";
 import { loadRules } from "../config/load-rules.js";
-import type { RuleSet } from "../domain/rules.js";
+import { compareAmount, type Threshold } from "../domain/money.js";
+import type { Condition, RuleSet } from "../domain/rules.js";
 import { stepIdOf } from "../domain/step-ref.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
@@ -32,7 +33,57 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
       `note: voice steps (${voiceSteps.join(", ")}) place calls through Twilio; without Twilio they are skipped ("${VOICE_UNAVAILABLE}") while SMTP or Twilio sends the other channels, and written to the outbox when every channel is\n`,
     );
   }
+  for (const warning of currencyWarnings(rules)) io.err(`warning: ${warning}\n`);
   return EXIT.ok;
+}
+
+/**
+ * Thresholds no configured currency (the default one, or one with a rate) can be compared with:
+ * only orders in a currency the threshold names itself could ever match them.
+ */
+export function currencyWarnings(rules: RuleSet): string[] {
+  const rates = rules.rules
+    .flatMap((rule) => thresholdsOf(rule.when))
+    .find((found) => found.threshold.rates)?.threshold.rates;
+  const configured = [rules.defaults.currency, ...(rates ? rates.toBase.keys() : [])];
+  const warnings: string[] = [];
+  for (const rule of rules.rules) {
+    for (const { threshold, where } of thresholdsOf(rule.when)) {
+      const comparable = configured.some(
+        (currency) => compareAmount({ minor: 0, currency }, threshold).ok,
+      );
+      if (comparable) continue;
+      const named = threshold.values.map((value) => value.currency).join(", ");
+      warnings.push(
+        `rule ${rule.id}: ${where} is in ${named}, which neither the default currency ${rules.defaults.currency} nor a rate under currencies.rates covers; only orders in ${named} can match it`,
+      );
+    }
+  }
+  return warnings;
+}
+
+function thresholdsOf(condition: Condition): { threshold: Threshold; where: string }[] {
+  switch (condition.type) {
+    case "all":
+    case "any":
+      return condition.conditions.flatMap(thresholdsOf);
+    case "total":
+      return [
+        ...(condition.min ? [{ threshold: condition.min, where: "total.min" }] : []),
+        ...(condition.max ? [{ threshold: condition.max, where: "total.max" }] : []),
+      ];
+    case "anyItem":
+      return [
+        ...(condition.minPrice
+          ? [{ threshold: condition.minPrice, where: "anyItem.minPrice" }]
+          : []),
+        ...(condition.maxPrice
+          ? [{ threshold: condition.maxPrice, where: "anyItem.maxPrice" }]
+          : []),
+      ];
+    default:
+      return [];
+  }
 }
 
 /** Loads the rules for a command that needs them, or fails with every problem listed. */

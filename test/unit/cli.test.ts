@@ -369,6 +369,22 @@ describe("followups check", () => {
     );
   });
 
+  it("warns about a threshold no configured currency can be compared with", async () => {
+    const config = path.dirname(await writeTemp("chf-config/rules.yaml", ""));
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    const rulesFile = path.join(config, "rules.yaml");
+    const rules = await readFile(rulesFile, "utf8");
+    await writeFile(
+      rulesFile,
+      rules.replace("- total: { min: 500 }", "- total: { min: 500, currency: CHF }"),
+    );
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.ok);
+    expect(output.err).toBe(
+      "warning: rule big-ticket: total.min is in CHF, which neither the default currency GBP nor a rate under currencies.rates covers; only orders in CHF can match it\n",
+    );
+  });
+
   it("exits 1 and lists every problem with file:line:column, then the count", async () => {
     const config = path.dirname(await writeTemp("check-config/rules.yaml", BROKEN_RULES));
     const { io, output } = memoryIo();
