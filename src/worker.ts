@@ -270,6 +270,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     caps: new FrequencyCapStore(redis, prefix),
     calls: callScripts,
     codes: discountCodes,
+    history,
     metrics,
     rateLimiter: new ChannelRateLimiter(redis, prefix),
     retry: {

@@ -10,6 +10,7 @@ import { decideFallback } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CallScripts } from "../store/call-scripts.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
@@ -36,6 +37,8 @@ export interface DeliveryDeps {
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
+  /** The latest follow-up sent to each customer, for attributing their next purchase. */
+  readonly history: Pick<CustomerHistoryStore, "rememberSent">;
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue">;
   readonly metrics: FollowUpMetrics;
@@ -67,6 +70,9 @@ export type DeliveryOutcome =
  * small, because the denial already says when a slot comes within reach.
  */
 const RATE_RETRY_JITTER_MS = 250;
+
+/** How long the latest follow-up sent to a customer is remembered (as their history is). */
+const SENT_MEMORY_MS = 2 * 365 * 24 * 3600 * 1000;
 
 /** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
 const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
@@ -330,6 +336,11 @@ function createDelivery(deps: DeliveryDeps) {
           SMS_REFERENCE_MS,
         );
       }
+      await deps.history.rememberSent(
+        event.customer.id,
+        { eventId, stepId, channel: step.channel, kind: step.kind, ruleId: rule.id, at: doneMs },
+        SENT_MEMORY_MS,
+      );
       deps.metrics.sent.inc(metricLabels);
       deps.metrics.sendLatency.observe(
         { channel: step.channel },

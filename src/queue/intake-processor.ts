@@ -30,6 +30,7 @@ import type { SuppressionList } from "../store/suppression-list.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
 import { eventInputOfJob, type FollowUpJobData, followUpJobId } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
+import { stepLabels } from "./step-labels.js";
 
 /** How an event refused for a reused id fails (its job's failed reason). */
 export const REUSED_ID = "event id reused with different content";
@@ -57,7 +58,7 @@ export interface IntakeDeps {
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
   /** Discount codes a purchase names are redeemed by its order. */
-  readonly codes: Pick<DiscountCodes, "redeem">;
+  readonly codes: Pick<DiscountCodes, "redeem" | "origin">;
   readonly refunds: Refunds;
   readonly feedback: CustomerFeedback;
   readonly followUps: Queue<FollowUpJobData>;
@@ -117,7 +118,8 @@ export function createIntakeProcessor(deps: IntakeDeps) {
     switch (event.type) {
       case "purchase.completed": {
         const summary = await schedulePurchase(event, fingerprint, deps, job.id);
-        await redeemCodes(event, deps);
+        const redeemed = await redeemCodes(event, deps);
+        if (!summary.erased) await attributePurchase(event, redeemed, deps);
         // The finished job would keep the whole event for an hour: keep none of it.
         if (summary.erased) await job.updateData({ type: event.type, id: event.id });
         return summary;
@@ -156,17 +158,68 @@ export function createIntakeProcessor(deps: IntakeDeps) {
  * same order again changes nothing and a code another order redeemed stays theirs. Logged by
  * result, never by code.
  */
-async function redeemCodes(event: PurchaseCompleted, deps: IntakeDeps): Promise<void> {
+async function redeemCodes(event: PurchaseCompleted, deps: IntakeDeps): Promise<string[]> {
   const codes = [...new Set(event.discountCodes ?? [])];
-  if (codes.length === 0) return;
+  if (codes.length === 0) return [];
   const results: Record<string, number> = {};
+  const redeemed: string[] = [];
   for (const code of codes) {
     const result = await deps.codes.redeem(code, event.orderId, deps.clock().toMillis());
     const label = redemptionLabel(result);
     if (label) deps.metrics.codeRedemptions.inc({ result: label });
     results[label ?? "again"] = (results[label ?? "again"] ?? 0) + 1;
+    if (result.status === "redeemed") redeemed.push(code);
   }
   deps.logger.info({ eventId: event.id, ...results }, "discount codes of a purchase");
+  return redeemed;
+}
+
+/**
+ * Attributes a purchase to the follow-up that brought the customer back: the step that issued a
+ * code this order redeemed, else the latest follow-up sent to the customer within the rules'
+ * attribution window before the purchase. Counted once per purchase in the ledger (orders and
+ * revenue), for the owners' reports.
+ */
+async function attributePurchase(
+  event: PurchaseCompleted,
+  redeemedCodes: readonly string[],
+  deps: IntakeDeps,
+): Promise<void> {
+  const rules = deps.rules();
+  const windowMs = rules.attribution.window.toMillis();
+  const purchasedAt = Date.parse(event.occurredAt);
+  let to: { channel: string; kind: string; ruleId: string } | undefined;
+  let by: "code" | "recent" = "code";
+  for (const code of redeemedCodes) {
+    const origin = await deps.codes.origin(code);
+    if (!origin || origin.eventId === event.id) continue;
+    const record = (await deps.store.stepRecords(origin.eventId, [origin.stepId])).get(
+      origin.stepId,
+    );
+    to = stepLabels(rules, origin.stepId, record);
+    break;
+  }
+  if (!to) {
+    const sent = await deps.history.lastSent(event.customer.id);
+    if (
+      sent &&
+      sent.eventId !== event.id &&
+      sent.at <= purchasedAt &&
+      purchasedAt <= sent.at + windowMs
+    ) {
+      to = sent;
+      by = "recent";
+    }
+  }
+  if (!to) return;
+  await deps.ledger.countBroughtBack(
+    event.id,
+    to,
+    by,
+    event.total,
+    deps.clock().toMillis(),
+    windowMs + 86_400_000,
+  );
 }
 
 /** The failure of an event whose id was used before for other content; counted. */

@@ -1,9 +1,11 @@
 import { DateTime } from "luxon";
 import { CHANNELS, type Channel } from "../domain/events.js";
+import { formatMinor } from "../domain/money.js";
 import { STEP_KINDS, type StepKind } from "../domain/rules.js";
 import { type LedgerHour, sumHours } from "../store/delivery-ledger.js";
 import { reasonWords } from "./reason-words.js";
 import {
+  type BroughtBack,
   type DailySends,
   OUTCOMES,
   type Outcome,
@@ -78,6 +80,62 @@ export function buildReportModel(input: ReportInput): ReportModel {
     unhappyReplies: unhappyReplies(input.replies, input.period.timezone),
     complaints: complaints(input.replies),
     dailySends: dailySends(input.hours, input.period),
+    broughtBack: broughtBack(current),
+  };
+}
+
+/** The ledger's `back|…`, `backrev|…`, `redeemed|…` and discount `sent|…` fields, summed. */
+function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
+  let orders = 0;
+  let byCode = 0;
+  const revenue = new Map<string, number>();
+  const rules = new Map<string, { orders: number; revenue: Map<string, number> }>();
+  const discounts = new Map<string, { sent: number; redeemed: number }>();
+  const ruleOf = (ruleId: string) => {
+    const found = rules.get(ruleId) ?? { orders: 0, revenue: new Map<string, number>() };
+    rules.set(ruleId, found);
+    return found;
+  };
+  const discountOf = (ruleId: string) => {
+    const found = discounts.get(ruleId) ?? { sent: 0, redeemed: 0 };
+    discounts.set(ruleId, found);
+    return found;
+  };
+  for (const [field, count] of fields) {
+    const [tag, channel, kind, ruleId = "", by, currency = ""] = field.split("|");
+    if (tag === "back") {
+      orders += count;
+      if (by === "code") byCode += count;
+      ruleOf(ruleId).orders += count;
+    } else if (tag === "backrev") {
+      revenue.set(currency, (revenue.get(currency) ?? 0) + count);
+      const rule = ruleOf(ruleId);
+      rule.revenue.set(currency, (rule.revenue.get(currency) ?? 0) + count);
+    } else if (tag === "redeemed" && channel) {
+      discountOf(channel).redeemed += count;
+    } else if (tag === "sent" && kind === "discount") {
+      discountOf(ruleId).sent += count;
+    }
+  }
+  const amounts = (byCurrency: ReadonlyMap<string, number>) =>
+    [...byCurrency.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([currency, minor]) => ({ currency, amount: formatMinor({ minor, currency }) }));
+  return {
+    orders,
+    byCode,
+    revenue: amounts(revenue),
+    byRule: [...rules.entries()]
+      .map(([ruleId, rule]) => ({ ruleId, orders: rule.orders, revenue: amounts(rule.revenue) }))
+      .sort((a, b) => b.orders - a.orders || a.ruleId.localeCompare(b.ruleId)),
+    redemption: [...discounts.entries()]
+      .map(([ruleId, d]) => ({
+        ruleId,
+        sent: d.sent,
+        redeemed: d.redeemed,
+        rate: d.sent === 0 ? null : Math.round((d.redeemed / d.sent) * 1000) / 1000,
+      }))
+      .sort((a, b) => a.ruleId.localeCompare(b.ruleId)),
   };
 }
 

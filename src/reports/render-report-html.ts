@@ -3,6 +3,7 @@ import { CHANNEL_COLOURS, DAILY_SENDS_CHART_SIZE } from "./daily-sends-chart.js"
 import { escapeHtml } from "./escape-html.js";
 import type { Outcome, OutcomeChange, ReasonCount, ReportModel } from "./report-model.js";
 import {
+  broughtBackLines,
   capitalise,
   changeWords,
   complaintsSentence,
@@ -51,6 +52,7 @@ export function renderReportHtml(model: ReportModel, options: ReportHtmlOptions 
     reasonsBlock("Why messages failed", model.topFailureReasons, "Nothing failed."),
     reasonsBlock("Why messages were skipped", model.topSkipReasons, "Nothing was skipped."),
     upcomingBlock(model),
+    broughtBackBlock(model, noun),
     changesBlock(model, noun),
     footerBlock(model),
   ].join("\n");
@@ -269,6 +271,15 @@ function reasonsBlock(title: string, reasons: readonly ReasonCount[], none: stri
   if (reasons.length === 0) return row(sectionTitle(title) + paragraph(none));
   const rows = reasons.map((r) => [capitalise(r.words), formatCount(r.count)]);
   return row(sectionTitle(title) + dataTable(["Reason", "Count"], rows, ["left", "right"]));
+}
+
+function broughtBackBlock(model: ReportModel, noun: string): string {
+  const [first = "", ...rest] = broughtBackLines(model, noun);
+  return row(
+    sectionTitle("Brought back") +
+      paragraph(first, INK) +
+      rest.map((line) => paragraph(line)).join(""),
+  );
 }
 
 function upcomingBlock(model: ReportModel): string {

@@ -7,6 +7,7 @@ import {
   type ReportModel,
 } from "./report-model.js";
 import {
+  broughtBackLines,
   capitalise,
   changeSentence,
   complaintsSentence,
@@ -46,9 +47,19 @@ export function renderReportText(model: ReportModel): string {
     reasonSection("Why messages were skipped", model.topSkipReasons, "Nothing was skipped."),
     upcomingSection(model),
     unhappySection(model),
+    broughtBackSection(model, noun),
     dailySection(model.dailySends, noun),
   ];
   return `${sections.map((lines) => lines.join("\n")).join("\n\n")}\n`;
+}
+
+function broughtBackSection(model: ReportModel, noun: string): string[] {
+  const lines = broughtBackLines(model, noun).flatMap((line) =>
+    wrap(plainText(line), MAX_WIDTH - INDENT.length, INDENT).map((wrapped, index) =>
+      index === 0 ? `${INDENT}${wrapped.trimStart()}` : wrapped,
+    ),
+  );
+  return [...heading("Brought back"), ...lines];
 }
 
 function heading(title: string): string[] {

@@ -101,4 +101,36 @@ export interface ReportModel {
     readonly medianMinutesToResolve: number | null;
   };
   readonly dailySends: readonly DailySends[];
+  /** Purchases the follow-ups brought back in the period (see BroughtBack). */
+  readonly broughtBack: BroughtBack;
+}
+
+/** An amount of one currency, exact: `"1299.00"` GBP. */
+export interface CurrencyAmount {
+  readonly currency: string;
+  readonly amount: string;
+}
+
+/**
+ * Purchases attributed to a follow-up sent before them (within the rules' attribution window):
+ * by a discount code the order redeemed, else by the latest follow-up sent to the customer.
+ */
+export interface BroughtBack {
+  readonly orders: number;
+  /** Of those, attributed by a redeemed code. */
+  readonly byCode: number;
+  readonly revenue: readonly CurrencyAmount[];
+  /** Per rule of the follow-up that brought them back, most orders first. */
+  readonly byRule: readonly {
+    readonly ruleId: string;
+    readonly orders: number;
+    readonly revenue: readonly CurrencyAmount[];
+  }[];
+  /** Per discount rule: codes sent and redeemed in the period, and the rate (null: none sent). */
+  readonly redemption: readonly {
+    readonly ruleId: string;
+    readonly sent: number;
+    readonly redeemed: number;
+    readonly rate: number | null;
+  }[];
 }

@@ -1,5 +1,11 @@
 import { DateTime } from "luxon";
-import type { Outcome, OutcomeChange, ReportModel, ReportPeriod } from "./report-model.js";
+import type {
+  CurrencyAmount,
+  Outcome,
+  OutcomeChange,
+  ReportModel,
+  ReportPeriod,
+} from "./report-model.js";
 
 /**
  * Wording shared by the text and HTML reports: dates in the owner's zone, change sentences and
@@ -162,4 +168,38 @@ export function complaintsSentence(complaints: {
       ? ""
       : `; half were resolved within ${median < 60 ? `${median} min` : `${Math.floor(median / 60)} h ${median % 60} min`}`;
   return `${by}. Resolved: ${complaints.resolved} of ${total}${speed}.`;
+}
+
+/** "412.50 EUR and 89.99 GBP". */
+export function describeAmounts(amounts: readonly CurrencyAmount[]): string {
+  const parts = amounts.map((a) => `${a.amount} ${a.currency}`);
+  return parts.length <= 1
+    ? (parts[0] ?? "nothing")
+    : `${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}`;
+}
+
+/** The owner's answer to "do the follow-ups bring customers back?". */
+export function broughtBackLines(model: ReportModel, noun: string): string[] {
+  const back = model.broughtBack;
+  const lines: string[] = [];
+  if (back.orders === 0) {
+    lines.push(`No purchase in this ${noun} came within the attribution window after a follow-up.`);
+  } else {
+    const orders = `${formatCount(back.orders)} order${back.orders === 1 ? "" : "s"}`;
+    lines.push(
+      `${orders} came after a follow-up (${formatCount(back.byCode)} with its discount code), worth ${describeAmounts(back.revenue)}.`,
+    );
+    for (const rule of back.byRule) {
+      lines.push(
+        `${rule.ruleId}: ${formatCount(rule.orders)} order${rule.orders === 1 ? "" : "s"}, ${describeAmounts(rule.revenue)}`,
+      );
+    }
+  }
+  for (const rule of back.redemption) {
+    const rate = rule.rate === null ? "" : ` (${Math.round(rule.rate * 100)}%)`;
+    lines.push(
+      `${rule.ruleId} codes: ${formatCount(rule.redeemed)} redeemed of ${formatCount(rule.sent)} sent${rate}`,
+    );
+  }
+  return lines;
 }

@@ -13,6 +13,16 @@ const HISTORY_FIELD = "h";
  * How many purchases a customer made before and when the latest was, for rules such as "loyal
  * customer": counted once per event, so redelivered events do not inflate it.
  */
+/** A follow-up sent to a customer: which step, labelled, and when (epoch ms). */
+export interface SentFollowUp {
+  readonly eventId: string;
+  readonly stepId: string;
+  readonly channel: string;
+  readonly kind: string;
+  readonly ruleId: string;
+  readonly at: number;
+}
+
 export class CustomerHistoryStore {
   private readonly redis: Redis & StoreCommands;
   private readonly keys: StoreKeys;
@@ -125,6 +135,18 @@ export class CustomerHistoryStore {
     }
     if (Object.keys(later).length === 0) return;
     await this.redis.multi().hset(key, later).pexpire(key, keepMs).exec();
+  }
+
+  /** Remembers the latest follow-up sent to the customer, for attributing their next purchase. */
+  async rememberSent(customerId: string, sent: SentFollowUp, keepMs: number): Promise<void> {
+    const key = this.keys.recentSteps(customerId);
+    await this.redis.multi().hset(key, "sent", JSON.stringify(sent)).pexpire(key, keepMs).exec();
+  }
+
+  /** The latest follow-up sent to the customer, if any is remembered. */
+  async lastSent(customerId: string): Promise<SentFollowUp | undefined> {
+    const raw = await this.redis.hget(this.keys.recentSteps(customerId), "sent");
+    return raw ? (JSON.parse(raw) as SentFollowUp) : undefined;
   }
 
   /** The history recorded when the event was first planned (none if it never was). */

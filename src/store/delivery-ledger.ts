@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { CHANNELS, type Channel } from "../domain/events.js";
+import type { Money } from "../domain/money.js";
 import { dayOf, hourOf, StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { RECEIPT_SECONDS } from "./webhook-receipts.js";
@@ -125,6 +126,31 @@ export class DeliveryLedger {
       RECEIPT_SECONDS,
       AGGREGATE_RETENTION_MS,
       ...entryFields(entry),
+    );
+    return counted === 1;
+  }
+
+  /**
+   * Counts a purchase a follow-up brought back, once per purchase (a redelivered purchase within
+   * `keepReceiptMs` adds nothing): `back|…` the order, `backrev|…|<currency>` its total in minor
+   * units, under the follow-up's channel, kind and rule and how it was attributed.
+   */
+  async countBroughtBack(
+    purchaseEventId: string,
+    to: { readonly channel: string; readonly kind: string; readonly ruleId: string },
+    by: "code" | "recent",
+    total: Money,
+    now: number,
+    keepReceiptMs: number,
+  ): Promise<boolean> {
+    const base = `${to.channel}|${to.kind}|${to.ruleId}|${by}`;
+    const counted = await this.redis.fuCountOnce(
+      this.keys.webhookReceipt(`back:${purchaseEventId}`),
+      this.keys.ledgerHour(hourOf(now)),
+      Math.ceil(keepReceiptMs / 1000),
+      AGGREGATE_RETENTION_MS,
+      `back|${base}`,
+      `backrev|${base}|${total.currency}\n${total.minor}`,
     );
     return counted === 1;
   }

@@ -5,7 +5,8 @@ import {
   normalizeCode,
   type RedeemResult,
 } from "../domain/discount-code.js";
-import { StoreKeys } from "./keys.js";
+import { AGGREGATE_RETENTION_MS } from "./delivery-ledger.js";
+import { hourOf, StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** Where an issued code came from: the step that sent it, and its customer by keyed hash. */
@@ -80,7 +81,13 @@ export class DiscountCodes {
   /** Redeems a code for an order, atomically: the first order keeps it (see redeem-code.lua). */
   async redeem(typed: string, orderId: string, now: number): Promise<RedeemResult> {
     const key = this.keys.discountCode(normalizeCode(typed));
-    const [outcome] = await this.redis.fuRedeemCode(key, now, orderId);
+    const [outcome] = await this.redis.fuRedeemCode(
+      key,
+      this.keys.ledgerHour(hourOf(now)),
+      now,
+      orderId,
+      AGGREGATE_RETENTION_MS,
+    );
     if (outcome === 0) return { status: "unknown" };
     const code = lookupOf(await this.redis.hgetall(key), now);
     if (outcome === 1 || outcome === 2) return { status: "redeemed", code, now: outcome === 1 };

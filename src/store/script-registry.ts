@@ -141,7 +141,13 @@ export interface StoreCommands {
     ...fields: string[]
   ): Promise<number>;
   /** redeem-code.lua */
-  fuRedeemCode(codeKey: string, now: number, orderId: string): Promise<[number, string]>;
+  fuRedeemCode(
+    codeKey: string,
+    hourKey: string,
+    now: number,
+    orderId: string,
+    keepHourMs: number,
+  ): Promise<[number, string]>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,

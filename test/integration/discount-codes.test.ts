@@ -4,6 +4,8 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCode } from "../../src/cli/code-command.js";
+import { runReport } from "../../src/cli/report-command.js";
+import type { ReportModel } from "../../src/reports/report-model.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -168,6 +170,57 @@ describe("discount codes a till can check", () => {
     expect(text.output()).toBe(`${code}: 15% off, redeemed by order ord-till-1\n`);
     const unknown = captureIo();
     expect(await runCode("KIT-0000-0000-0000", {}, unknown)).toBe(1);
+
+    // Brought back: the order that used its code counts for the accessories rule, by code; a
+    // purchase by the first customer after their discount email counts as brought back by it.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-code-4",
+        orderId: "ord-back-4",
+        customer: { id: "cus-code-1" },
+        items: [item("kitchenware", "80.00")],
+        occurredAt: DateTime.utc().toISO({ suppressMilliseconds: true }) ?? "",
+      }) as never,
+    );
+    await eventually(
+      async () =>
+        (await (await p.events.getJob("evt-code-4"))?.getState()) === "completed"
+          ? true
+          : undefined,
+      "the purchase to be processed",
+    );
+    const today = DateTime.utc();
+    const reportOf = async (format: "json" | "text") => {
+      const io = captureIo();
+      const range = {
+        since: today.toISODate() ?? "",
+        until: today.plus({ days: 1 }).toISODate() ?? "",
+      };
+      expect(await runReport({ config: p.configDir, ...range, timezone: "UTC", format }, io)).toBe(
+        0,
+      );
+      return io.output();
+    };
+    const model = JSON.parse(await reportOf("json")) as ReportModel;
+    expect(model.broughtBack).toEqual({
+      orders: 2,
+      byCode: 1,
+      revenue: [{ currency: "GBP", amount: "110.00" }],
+      byRule: [
+        {
+          ruleId: "accessories",
+          orders: 2,
+          revenue: [{ currency: "GBP", amount: "110.00" }],
+        },
+      ],
+      // Two codes sent by the accessories rule, one redeemed by a till and one by a purchase.
+      redemption: [{ ruleId: "accessories", sent: 2, redeemed: 2, rate: 1 }],
+    });
+    const reportText = await reportOf("text");
+    expect(reportText).toContain(
+      "2 orders came after a follow-up (1 with its discount code), worth 110.00 GBP.",
+    );
+    expect(reportText).toContain("accessories codes: 2 redeemed of 2 sent (100%)");
 
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="redeemed"\} 2$/m);

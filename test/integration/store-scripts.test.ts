@@ -133,7 +133,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
-    expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {

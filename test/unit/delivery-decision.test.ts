@@ -140,6 +140,7 @@ function world(setup: Setup = {}) {
     suppressions,
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     codes: { issue: async () => {} },
+    history: { rememberSent: async () => {} },
     caps,
     metrics,
     rateLimiter: new FixedRateLimiter(),

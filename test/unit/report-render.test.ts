@@ -99,6 +99,29 @@ const MODEL: ReportModel = {
     date: `2026-11-${16 + index}`,
     byChannel: { email, sms: index % 3 === 0 ? 1 : 0, voice: 0 },
   })),
+  broughtBack: {
+    orders: 5,
+    byCode: 2,
+    revenue: [
+      { currency: "EUR", amount: "412.50" },
+      { currency: "GBP", amount: "89.99" },
+    ],
+    byRule: [
+      { ruleId: "loyal-customer", orders: 3, revenue: [{ currency: "EUR", amount: "300.00" }] },
+      {
+        ruleId: "accessories",
+        orders: 2,
+        revenue: [
+          { currency: "EUR", amount: "112.50" },
+          { currency: "GBP", amount: "89.99" },
+        ],
+      },
+    ],
+    redemption: [
+      { ruleId: "accessories", sent: 40, redeemed: 6, rate: 0.15 },
+      { ruleId: "loyal-customer", sent: 0, redeemed: 1, rate: null },
+    ],
+  },
 };
 
 const EMPTY: ReportModel = {
@@ -115,10 +138,28 @@ const EMPTY: ReportModel = {
   unhappyReplies: [],
   complaints: { byChannel: {}, resolved: 0, medianMinutesToResolve: null },
   dailySends: [],
+  broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], redemption: [] },
 };
 
 describe("renderReportText", () => {
   const text = renderReportText(MODEL);
+
+  it("says what the follow-ups brought back, per rule, and how many codes were redeemed", () => {
+    expect(text).toContain(
+      [
+        "Brought back",
+        "------------",
+        "  5 orders came after a follow-up (2 with its discount code), worth 412.50 EUR and 89.99 GBP.",
+        "  loyal-customer: 3 orders, 300.00 EUR",
+        "  accessories: 2 orders, 112.50 EUR and 89.99 GBP",
+        "  accessories codes: 6 redeemed of 40 sent (15%)",
+        "  loyal-customer codes: 1 redeemed of 0 sent",
+      ].join("\n"),
+    );
+    expect(renderReportText(EMPTY)).toContain(
+      "No purchase in this week came within the attribution window after a follow-up.",
+    );
+  });
 
   it("names the shop and the period in the owner's local dates", () => {
     expect(text).toContain('Follow-up report for Müller, Söhne & "Co"');

@@ -9,11 +9,18 @@
 
     ARGV[1]   how long the receipt is remembered (s)
     ARGV[2]   how long a ledger hour is kept (ms)
-    ARGV[3..] ledger fields to count
+    ARGV[3..] ledger fields to count by one, or `<field>\n<amount>` to add an amount (revenue)
 
   Output: 1 when counted, 0 when the receipt was seen before
 ]]
 if not redis.call('SET', KEYS[1], '1', 'EX', ARGV[1], 'NX') then return 0 end
-for i = 3, #ARGV do redis.call('HINCRBY', KEYS[2], ARGV[i], 1) end
+for i = 3, #ARGV do
+  local field, amount = string.match(ARGV[i], '^(.-)\n(%-?%d+)$')
+  if field then
+    redis.call('HINCRBY', KEYS[2], field, amount)
+  else
+    redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+  end
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1

@@ -2,10 +2,15 @@
   Redeems a discount code for an order, once: the first order to redeem it keeps it; the same
   order again (a retried request, a re-published purchase) is answered as before, unchanged.
 
+  A fresh redemption is counted in the ledger hour under the rule that issued the code
+  (`redeemed|<ruleId>`), once, for the owners' redemption rate.
+
   Input:
-    KEYS[1] the code (hash: c code, p percent, v last valid day, x expiry epoch ms, r order, ra at)
+    KEYS[1] the code (hash: c code, p percent, v last valid day, x expiry epoch ms, s step, r order, ra at)
+    KEYS[2] ledger hour of now
     ARGV[1] now, epoch ms
     ARGV[2] the redeeming order id
+    ARGV[3] how long a ledger hour is kept (ms)
 
   Output:
     { 1, order }  redeemed now by this order
@@ -23,4 +28,9 @@ end
 local expires = tonumber(redis.call('HGET', KEYS[1], 'x') or '0')
 if expires < tonumber(ARGV[1]) then return { 4, '' } end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'ra', ARGV[1])
+local rule = string.match(redis.call('HGET', KEYS[1], 's') or '', '^([^.]+)')
+if rule then
+  redis.call('HINCRBY', KEYS[2], 'redeemed|' .. rule, 1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
 return { 1, ARGV[2] }
