@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
 import { describeProblems, parseEvent } from "../domain/events.js";
 import { type PlannedStep, planFollowUps } from "../domain/planner.js";
-import { hasCooldowns, type StepKind } from "../domain/rules.js";
+import { hasCooldowns, type StepKind, underCooldown } from "../domain/rules.js";
 import { formatTable } from "../reports/text-table.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
@@ -50,8 +50,11 @@ export async function runSimulate(
     const recent = recentByCustomer.get(customerId) ?? { byRule: new Map(), byKind: new Map() };
     for (const step of steps) {
       const at = Date.parse(step.dueAt);
-      if (at >= (recent.byRule.get(step.ruleId) ?? 0)) recent.byRule.set(step.ruleId, at);
-      if (at >= (recent.byKind.get(step.kind) ?? 0)) recent.byKind.set(step.kind, at);
+      const held = underCooldown(rules, step);
+      if (held.byRule && at >= (recent.byRule.get(step.ruleId) ?? 0))
+        recent.byRule.set(step.ruleId, at);
+      if (held.byKind && at >= (recent.byKind.get(step.kind) ?? 0))
+        recent.byKind.set(step.kind, at);
     }
     recentByCustomer.set(customerId, recent);
   }

@@ -321,6 +321,18 @@ function describeRange(min?: Threshold, max?: Threshold): string {
   return "in range";
 }
 
+/** Whether a planned step is held to a cooldown (its rule's, or its kind's). */
+export function underCooldown(
+  rules: RuleSet,
+  step: { readonly ruleId: string; readonly kind: StepKind },
+): { readonly byRule: boolean; readonly byKind: boolean } {
+  const rule = rules.rules.find((candidate) => candidate.id === step.ruleId);
+  return {
+    byRule: rule?.cooldown !== undefined,
+    byKind: rules.cooldowns[step.kind] !== undefined,
+  };
+}
+
 /** Whether any rule or kind has a cooldown (then planning needs the customer's recent steps). */
 export function hasCooldowns(rules: RuleSet): boolean {
   return (

@@ -136,6 +136,7 @@ export function createEraser(deps: EraseDeps) {
       ...[...addresses].filter((a) => !a.includes("@")).map((phone) => keys.latestCheckIn(phone)),
       keys.customerHistory(customerId),
       keys.recentSteps(customerId),
+      keys.lastSent(customerId),
     ];
     for (const key of doomed) keysDeleted += await deps.redis.del(key);
     // Replies are indexed as `<eventId>\n<stepId>\n<n>` (before December 2026 without the number).

@@ -71,8 +71,8 @@ export type DeliveryOutcome =
  */
 const RATE_RETRY_JITTER_MS = 250;
 
-/** How long the latest follow-up sent to a customer is remembered (as their history is). */
-const SENT_MEMORY_MS = 2 * 365 * 24 * 3600 * 1000;
+/** The latest follow-up sent to a customer is remembered for the attribution window and this. */
+const SENT_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
 /** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
 const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
@@ -339,7 +339,7 @@ function createDelivery(deps: DeliveryDeps) {
       await deps.history.rememberSent(
         event.customer.id,
         { eventId, stepId, channel: step.channel, kind: step.kind, ruleId: rule.id, at: doneMs },
-        SENT_MEMORY_MS,
+        rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
       );
       deps.metrics.sent.inc(metricLabels);
       deps.metrics.sendLatency.observe(

@@ -12,7 +12,7 @@ import {
 } from "../domain/events.js";
 import { planFollowUps, type SkipCode } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
-import { hasCooldowns, type RuleSet } from "../domain/rules.js";
+import { type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
@@ -264,17 +264,22 @@ async function schedulePurchase(
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();
   const generation = deps.rulesGeneration();
-  const cooldowns = hasCooldowns(rules);
-  const history = cooldowns
-    ? {
-        ...recorded.history,
-        recent: await deps.history.recentSteps(event.customer.id, event.id),
-      }
-    : recorded.history;
-  const plan = planFollowUps(effective, rules, history, now, {
+  const planOptions = {
     suppressedChannels: suppressed.all,
     marketingSuppressedChannels: suppressed.marketing,
-  });
+  };
+  let plan = planFollowUps(effective, rules, recorded.history, now, planOptions);
+  // Only a plan with a step under a cooldown needs the customer's recent steps (one more read).
+  const held = plan.steps.map((step) => ({
+    ...step,
+    ...underCooldown(rules, step),
+    dueAt: Date.parse(step.dueAt),
+  }));
+  const cooldowns = held.some((step) => step.byRule || step.byKind);
+  if (cooldowns) {
+    const recent = await deps.history.recentSteps(event.customer.id, event.id);
+    plan = planFollowUps(effective, rules, { ...recorded.history, recent }, now, planOptions);
+  }
   // Skips at planning are counted once per event, not again when it is re-published.
   const reportedSkips: LedgerEntry[] = [];
   for (const skip of firstSeen ? plan.skipped : []) {
@@ -299,7 +304,11 @@ async function schedulePurchase(
     await deps.history.rememberSteps(
       event.customer.id,
       event.id,
-      plan.steps.map((step) => ({ ...step, dueAt: Date.parse(step.dueAt) })),
+      plan.steps.map((step) => ({
+        ...step,
+        ...underCooldown(rules, step),
+        dueAt: Date.parse(step.dueAt),
+      })),
       HISTORY_RETENTION_MS,
     );
   }

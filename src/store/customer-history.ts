@@ -116,19 +116,33 @@ export class CustomerHistoryStore {
     return { byRule, byKind };
   }
 
-  /** Remembers the steps planned for a purchase, where they fall due later than those known. */
+  /**
+   * Remembers the steps planned for a purchase, where they fall due later than those known; only
+   * under the rules and kinds given (those with a cooldown), so most purchases write nothing.
+   */
   async rememberSteps(
     customerId: string,
     eventId: string,
-    steps: readonly { readonly ruleId: string; readonly kind: StepKind; readonly dueAt: number }[],
+    steps: readonly {
+      readonly ruleId: string;
+      readonly kind: StepKind;
+      readonly dueAt: number;
+      readonly byRule: boolean;
+      readonly byKind: boolean;
+    }[],
     keepMs: number,
   ): Promise<void> {
-    if (steps.length === 0) return;
+    const held = steps.filter((step) => step.byRule || step.byKind);
+    if (held.length === 0) return;
     const key = this.keys.recentSteps(customerId);
     const known = await this.redis.hgetall(key);
     const later: Record<string, string> = {};
-    for (const step of steps) {
-      for (const field of [`r:${step.ruleId}`, `k:${step.kind}`]) {
+    for (const step of held) {
+      const fields = [
+        ...(step.byRule ? [`r:${step.ruleId}`] : []),
+        ...(step.byKind ? [`k:${step.kind}`] : []),
+      ];
+      for (const field of fields) {
         const before = Number((later[field] ?? known[field] ?? "0 ").split(" ")[0]);
         if (step.dueAt >= before) later[field] = `${step.dueAt} ${eventId}`;
       }
@@ -137,15 +151,17 @@ export class CustomerHistoryStore {
     await this.redis.multi().hset(key, later).pexpire(key, keepMs).exec();
   }
 
-  /** Remembers the latest follow-up sent to the customer, for attributing their next purchase. */
+  /**
+   * Remembers the latest follow-up sent to the customer, for attributing their next purchase:
+   * kept for `keepMs` (the attribution window), one small key per customer.
+   */
   async rememberSent(customerId: string, sent: SentFollowUp, keepMs: number): Promise<void> {
-    const key = this.keys.recentSteps(customerId);
-    await this.redis.multi().hset(key, "sent", JSON.stringify(sent)).pexpire(key, keepMs).exec();
+    await this.redis.set(this.keys.lastSent(customerId), JSON.stringify(sent), "PX", keepMs);
   }
 
   /** The latest follow-up sent to the customer, if any is remembered. */
   async lastSent(customerId: string): Promise<SentFollowUp | undefined> {
-    const raw = await this.redis.hget(this.keys.recentSteps(customerId), "sent");
+    const raw = await this.redis.get(this.keys.lastSent(customerId));
     return raw ? (JSON.parse(raw) as SentFollowUp) : undefined;
   }
 

@@ -73,6 +73,11 @@ export class StoreKeys {
     return `${this.base}c:${idHash(customerId)}`;
   }
 
+  /** The latest follow-up sent to the customer (for attributing their next purchase). */
+  lastSent(customerId: string): string {
+    return `${this.base}ls:${idHash(customerId)}`;
+  }
+
   /** The customer's latest planned step per rule and per kind (for cooldowns). */
   recentSteps(customerId: string): string {
     return `${this.base}cs:${idHash(customerId)}`;
