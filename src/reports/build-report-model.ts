@@ -91,6 +91,16 @@ function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
   const revenue = new Map<string, number>();
   const rules = new Map<string, { orders: number; revenue: Map<string, number> }>();
   const discounts = new Map<string, { sent: number; redeemed: number }>();
+  const pairs = new Map<
+    string,
+    { channel: string; kind: string; orders: number; revenue: Map<string, number> }
+  >();
+  const pairOf = (channel: string, kind: string) => {
+    const key = `${channel}|${kind}`;
+    const found = pairs.get(key) ?? { channel, kind, orders: 0, revenue: new Map() };
+    pairs.set(key, found);
+    return found;
+  };
   const ruleOf = (ruleId: string) => {
     const found = rules.get(ruleId) ?? { orders: 0, revenue: new Map<string, number>() };
     rules.set(ruleId, found);
@@ -107,10 +117,13 @@ function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
       orders += count;
       if (by === "code") byCode += count;
       ruleOf(ruleId).orders += count;
+      pairOf(channel ?? "", kind ?? "").orders += count;
     } else if (tag === "backrev") {
       revenue.set(currency, (revenue.get(currency) ?? 0) + count);
       const rule = ruleOf(ruleId);
       rule.revenue.set(currency, (rule.revenue.get(currency) ?? 0) + count);
+      const pair = pairOf(channel ?? "", kind ?? "");
+      pair.revenue.set(currency, (pair.revenue.get(currency) ?? 0) + count);
     } else if (tag === "redeemed" && channel) {
       discountOf(channel).redeemed += count;
     } else if (tag === "sent" && kind === "discount") {
@@ -128,6 +141,9 @@ function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
     byRule: [...rules.entries()]
       .map(([ruleId, rule]) => ({ ruleId, orders: rule.orders, revenue: amounts(rule.revenue) }))
       .sort((a, b) => b.orders - a.orders || a.ruleId.localeCompare(b.ruleId)),
+    byChannelKind: [...pairs.values()]
+      .map((pair) => ({ ...pair, revenue: amounts(pair.revenue) }))
+      .sort((a, b) => a.channel.localeCompare(b.channel) || a.kind.localeCompare(b.kind)),
     redemption: [...discounts.entries()]
       .map(([ruleId, d]) => ({
         ruleId,

@@ -1,5 +1,6 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
 import {
+  type CurrencyAmount,
   type DailySends,
   OUTCOMES,
   type OutcomeCounts,
@@ -327,18 +328,53 @@ function inStableOrder(value: unknown): unknown {
 }
 
 /**
- * One CSV row per channel and kind plus a `total` row, every outcome a column; each row names the
+ * One CSV row per channel and kind plus a `total` row, every outcome a column, then the orders the
+ * follow-ups brought back and their revenue (`110.00 GBP; 30.00 EUR`); each row names the
  * shop and period so exports from several reports can be pasted together. RFC 4180: CRLF line
  * ends, fields quoted when they hold a comma, quote or line break.
  */
 export function renderReportCsv(model: ReportModel): string {
-  const header = ["shop", "since", "until", "channel", "kind", ...OUTCOMES];
+  const header = [
+    "shop",
+    "since",
+    "until",
+    "channel",
+    "kind",
+    ...OUTCOMES,
+    "broughtBack",
+    "revenue",
+  ];
   const lead = [model.shopName, model.period.since, model.period.until];
   const counts = (c: OutcomeCounts) => OUTCOMES.map((outcome) => String(c[outcome]));
+  const back = model.broughtBack;
+  const revenue = (amounts: readonly CurrencyAmount[]) =>
+    amounts.map((a) => `${a.amount} ${a.currency}`).join("; ");
+  const broughtBackOf = (channel: string, kind: string) => {
+    const found = back.byChannelKind.find((b) => b.channel === channel && b.kind === kind);
+    return [String(found?.orders ?? 0), revenue(found?.revenue ?? [])];
+  };
+  // A follow-up that brought a customer back may have had nothing else happen in the period.
+  const onlyBack = back.byChannelKind.filter(
+    (b) => !model.rows.some((row) => row.channel === b.channel && row.kind === b.kind),
+  );
+  const zero = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as OutcomeCounts;
   const rows = [
     header,
-    ...model.rows.map((row) => [...lead, row.channel, row.kind, ...counts(row.counts)]),
-    [...lead, "total", "", ...counts(model.totals)],
+    ...model.rows.map((row) => [
+      ...lead,
+      row.channel,
+      row.kind,
+      ...counts(row.counts),
+      ...broughtBackOf(row.channel, row.kind),
+    ]),
+    ...onlyBack.map((b) => [
+      ...lead,
+      b.channel,
+      b.kind,
+      ...counts(zero),
+      ...broughtBackOf(b.channel, b.kind),
+    ]),
+    [...lead, "total", "", ...counts(model.totals), String(back.orders), revenue(back.revenue)],
   ];
   return rows
     .map((row) => row.map(csvField).join(","))

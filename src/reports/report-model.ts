@@ -126,6 +126,13 @@ export interface BroughtBack {
     readonly orders: number;
     readonly revenue: readonly CurrencyAmount[];
   }[];
+  /** Per channel and kind of the follow-up that brought them back (the CSV's columns). */
+  readonly byChannelKind: readonly {
+    readonly channel: string;
+    readonly kind: string;
+    readonly orders: number;
+    readonly revenue: readonly CurrencyAmount[];
+  }[];
   /** Per discount rule: codes sent and redeemed in the period, and the rate (null: none sent). */
   readonly redemption: readonly {
     readonly ruleId: string;

@@ -190,7 +190,7 @@ describe("discount codes a till can check", () => {
       "the purchase to be processed",
     );
     const today = DateTime.utc();
-    const reportOf = async (format: "json" | "text") => {
+    const reportOf = async (format: "json" | "text" | "csv") => {
       const io = captureIo();
       const range = {
         since: today.toISODate() ?? "",
@@ -213,9 +213,20 @@ describe("discount codes a till can check", () => {
           revenue: [{ currency: "GBP", amount: "110.00" }],
         },
       ],
+      byChannelKind: [
+        {
+          channel: "email",
+          kind: "discount",
+          orders: 2,
+          revenue: [{ currency: "GBP", amount: "110.00" }],
+        },
+      ],
       // Two codes sent by the accessories rule, one redeemed by a till and one by a purchase.
       redemption: [{ ruleId: "accessories", sent: 2, redeemed: 2, rate: 1 }],
     });
+    const csvRows = (await reportOf("csv")).trim().split("\r\n");
+    expect(csvRows.find((row) => row.includes(",email,discount,"))).toMatch(/,2,110\.00 GBP$/);
+    expect(csvRows.at(-1)).toMatch(/,total,,.*,2,110\.00 GBP$/);
     const reportText = await reportOf("text");
     expect(reportText).toContain(
       "2 orders came after a follow-up (1 with its discount code), worth 110.00 GBP.",

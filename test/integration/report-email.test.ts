@@ -58,7 +58,7 @@ const MODEL: ReportModel = {
     date: `2026-11-${16 + index}`,
     byChannel: { email, sms: 0, voice: 0 },
   })),
-  broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], redemption: [] },
+  broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], byChannelKind: [], redemption: [] },
 };
 
 function reportMessage(followUpId: string): { message: EmailMessage; chart: Buffer } {

@@ -117,6 +117,23 @@ const MODEL: ReportModel = {
         ],
       },
     ],
+    byChannelKind: [
+      {
+        channel: "email",
+        kind: "thank-you",
+        orders: 3,
+        revenue: [{ currency: "EUR", amount: "300.00" }],
+      },
+      {
+        channel: "email",
+        kind: "discount",
+        orders: 2,
+        revenue: [
+          { currency: "EUR", amount: "112.50" },
+          { currency: "GBP", amount: "89.99" },
+        ],
+      },
+    ],
     redemption: [
       { ruleId: "accessories", sent: 40, redeemed: 6, rate: 0.15 },
       { ruleId: "loyal-customer", sent: 0, redeemed: 1, rate: null },
@@ -138,7 +155,7 @@ const EMPTY: ReportModel = {
   unhappyReplies: [],
   complaints: { byChannel: {}, resolved: 0, medianMinutesToResolve: null },
   dailySends: [],
-  broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], redemption: [] },
+  broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], byChannelKind: [], redemption: [] },
 };
 
 describe("renderReportText", () => {
@@ -400,8 +417,11 @@ describe("renderReportCsv", () => {
       "cancelled",
       "optout",
       "reply",
+      "broughtBack",
+      "revenue",
     ]);
-    expect(rows).toHaveLength(MODEL.rows.length + 2);
+    // One more row: email discounts brought customers back but had nothing else in the period.
+    expect(rows).toHaveLength(MODEL.rows.length + 3);
     expect(rows[1]?.slice(3)).toEqual([
       "email",
       "thank-you",
@@ -414,6 +434,15 @@ describe("renderReportCsv", () => {
       "0",
       "1",
       "0",
+      "3",
+      "300.00 EUR",
+    ]);
+    expect(rows.at(-2)?.slice(3)).toEqual([
+      "email",
+      "discount",
+      ...Array(9).fill("0"),
+      "2",
+      "112.50 EUR; 89.99 GBP",
     ]);
     expect(rows.at(-1)?.slice(3)).toEqual([
       "total",
@@ -427,6 +456,8 @@ describe("renderReportCsv", () => {
       "1",
       "1",
       "6",
+      "5",
+      "412.50 EUR; 89.99 GBP",
     ]);
   });
 
