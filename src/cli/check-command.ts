@@ -42,10 +42,7 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
  * only orders in a currency the threshold names itself could ever match them.
  */
 export function currencyWarnings(rules: RuleSet): string[] {
-  const rates = rules.rules
-    .flatMap((rule) => thresholdsOf(rule.when))
-    .find((found) => found.threshold.rates)?.threshold.rates;
-  const configured = [rules.defaults.currency, ...(rates ? rates.toBase.keys() : [])];
+  const configured = [rules.defaults.currency, ...rules.rates.toBase.keys()];
   const warnings: string[] = [];
   for (const rule of rules.rules) {
     for (const { threshold, where } of thresholdsOf(rule.when)) {

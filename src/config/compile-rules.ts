@@ -176,6 +176,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         discount: file.defaults.discount,
         transactionalNeedsConsent: file.defaults.transactionalNeedsConsent,
       },
+      rates,
       attribution: { window: file.attribution.window },
       cooldowns: Object.fromEntries(
         Object.entries(file.cooldowns).filter(([, duration]) => duration !== undefined),

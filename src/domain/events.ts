@@ -112,6 +112,11 @@ const decimalAmount = z.union([z.number(), z.string().max(32)], {
 
 /** Channels a customer can be reached on; also what `customer.unsubscribed` names. */
 export const CHANNELS = ["email", "sms", "voice"] as const;
+/**
+ * The channels that reach a phone number: an opt-out by text or keypad stops both (the FCC's 2024
+ * revocation rule: revoking by any reasonable means covers calls and texts alike).
+ */
+export const PHONE_CHANNELS: readonly ("sms" | "voice")[] = ["sms", "voice"];
 export type Channel = (typeof CHANNELS)[number];
 
 const customer = z.object({

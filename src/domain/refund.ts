@@ -32,7 +32,7 @@ export function afterRefunds(
   let refunded = order.refunds
     .filter((refund) => refund.currency === event.total.currency)
     .reduce((sum, refund) => sum + refund.minor, 0);
-  const left = new Map(event.items.map((item) => [item.sku, 0]));
+  const left = new Map<string, number>();
   for (const item of event.items) left.set(item.sku, (left.get(item.sku) ?? 0) + item.quantity);
   for (const returned of order.returns) {
     const available = (left.get(returned.sku) ?? 0) - (back.get(returned.sku) ?? 0);
@@ -60,6 +60,6 @@ export function afterRefunds(
 }
 
 /** Whether an order has any refund at all. */
-export function hasRefunds(order: OrderRefunds): boolean {
+function hasRefunds(order: OrderRefunds): boolean {
   return order.fullyRefunded || order.refunds.length > 0 || order.returns.length > 0;
 }

@@ -1,6 +1,6 @@
 import type { Duration } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
-import { compareAmount, describeMoney, type Money, type Threshold } from "./money.js";
+import { compareAmount, describeMoney, type Money, type Rates, type Threshold } from "./money.js";
 import type { VoiceCallSettings } from "./voice-call.js";
 
 /**
@@ -145,6 +145,8 @@ export interface RuleSet {
   };
   /** Per kind: no step of that kind for a customer within this long of the last one. */
   readonly cooldowns: Readonly<Partial<Record<StepKind, Duration>>>;
+  /** Exchange rates into defaults.currency (`currencies` in the file); every threshold holds them. */
+  readonly rates: Rates;
   /** A purchase within `window` after a sent follow-up counts as brought back by it. */
   readonly attribution: { readonly window: Duration };
   readonly sendWindows: Readonly<Record<Channel, SendWindow>>;

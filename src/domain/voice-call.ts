@@ -122,6 +122,13 @@ export function callVoiceFor(locale: string, settings: VoiceCallSettings): CallV
   };
 }
 
+/** What Twilio tells a call's webhooks: the follow-up id from `?call=`, the call and who answered. */
+export interface CallRequest {
+  readonly followUpId: string;
+  readonly callSid: string;
+  readonly answeredBy?: string;
+}
+
 /** How sentences are spoken: `<Say language voice>`. */
 export interface Speaking {
   readonly language: string;

@@ -1,14 +1,7 @@
 import type { Registry } from "prom-client";
 import type { CodeLookup, RedeemResult } from "../domain/discount-code.js";
 import type { Channel, EventProblem } from "../domain/events.js";
-import type { CallTurn } from "../domain/voice-call.js";
-
-/** What Twilio tells a voice webhook about the call (the follow-up id from `?call=`). */
-export interface CallRequest {
-  readonly followUpId: string;
-  readonly callSid: string;
-  readonly answeredBy?: string;
-}
+import type { CallRequest, CallTurn } from "../domain/voice-call.js";
 
 /**
  * Thrown by a dependency that cannot do its part right now (Redis away or refusing writes): the

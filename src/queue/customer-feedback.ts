@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { type ParsedMail, simpleParser } from "mailparser";
 import type { DeliveryChannel } from "../channels/channel.js";
 import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
-import type { Channel } from "../domain/events.js";
+import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { isProviderConfirmedOptOut, smsKeyword } from "../domain/sms-keywords.js";
 import type { Logger } from "../logger.js";
@@ -33,12 +33,6 @@ const MAX_REPLY_LENGTH = 1600;
 const MAX_EMAIL_REPLY_LENGTH = 10_000;
 /** Twilio's error code for a message to a number that has opted out (replied STOP). */
 const TWILIO_OPTED_OUT = 21610;
-/**
- * Channels an SMS STOP (or START) applies to: a revocation by text covers calls to the number too
- * (the FCC's 2024 revocation rule), so it stops both.
- */
-const PHONE_CHANNELS: readonly Channel[] = ["sms", "voice"];
-
 /** A number gets at most one opt-out confirmation within this long. */
 const CONFIRMATION_WINDOW_MS = 5 * 60_000;
 

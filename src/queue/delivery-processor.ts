@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
-import type { Channel, PurchaseCompleted } from "../domain/events.js";
+import { type Channel, PHONE_CHANNELS, type PurchaseCompleted } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { decideSend } from "../domain/send-guard.js";
 import { findStep, stepIdOf } from "../domain/step-ref.js";
@@ -352,7 +352,7 @@ function createDelivery(deps: DeliveryDeps) {
     const attempts = claim.record.attempts + 1;
     if (result.error.optedOut) {
       // A number that opted out of texts has revoked calls too (and the reverse).
-      const channels: readonly Channel[] = step.channel === "email" ? ["email"] : ["sms", "voice"];
+      const channels: readonly Channel[] = step.channel === "email" ? ["email"] : PHONE_CHANNELS;
       for (const channel of channels) {
         await deps.suppressions.suppress(
           channel,

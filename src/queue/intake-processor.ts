@@ -242,7 +242,8 @@ async function schedulePurchase(
     deps.orders.get(event.orderId),
     suppressedChannelsOf(event, deps.suppressions),
   ]);
-  if (afterRefunds(event, order).full) {
+  const refunded = afterRefunds(event, order);
+  if (refunded.full) {
     if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
@@ -260,7 +261,7 @@ async function schedulePurchase(
     return { type: event.type, planned: 0, erased: true };
   }
   const { firstSeen } = recorded;
-  const effective = afterRefunds(event, order).event;
+  const effective = refunded.event;
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();
   const generation = deps.rulesGeneration();

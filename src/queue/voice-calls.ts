@@ -1,8 +1,9 @@
-import type { Channel } from "../domain/events.js";
+import { PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import {
   answerCall,
   type CallOutcome,
+  type CallRequest,
   type CallTurn,
   callDelivered,
   callOutcome,
@@ -16,9 +17,6 @@ import type { StepReply } from "../store/step-replies.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { stepLabels } from "./step-labels.js";
-
-/** A keypad 9 stops calls and texts to the number alike (one revocation covers both). */
-const PHONE_CHANNELS: readonly Channel[] = ["sms", "voice"];
 
 export interface VoiceCallDeps {
   readonly rules: () => RuleSet;
@@ -37,14 +35,6 @@ export interface VoiceCallDeps {
   readonly logger: Logger;
   /** Epoch ms now. */
   readonly now: () => number;
-}
-
-/** What Twilio tells the answer and gather webhooks about a call. */
-export interface CallRequest {
-  /** The follow-up id from the callback URL (`?call=`). */
-  readonly followUpId: string;
-  readonly callSid: string;
-  readonly answeredBy?: string;
 }
 
 /** The final turn when a call's script is gone (a stale or foreign callback): just hang up. */

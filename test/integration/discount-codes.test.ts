@@ -45,6 +45,24 @@ function laptop(id: string, customerId: string, extra: Record<string, unknown> =
   });
 }
 
+/** A purchase of one item made just now. */
+function boughtNow(
+  id: string,
+  orderId: string,
+  customerId: string,
+  bought: ReturnType<typeof item>,
+  extra: Record<string, unknown> = {},
+) {
+  return purchaseInput({
+    id,
+    orderId,
+    customer: { id: customerId },
+    items: [bought],
+    occurredAt: DateTime.utc().toISO({ suppressMilliseconds: true }) ?? "",
+    extra,
+  });
+}
+
 function codeIn(text: string): string {
   const found = /\bKIT(?:-[0-9A-Z]{4}){3}\b/.exec(text)?.[0];
   if (!found) throw new Error(`no discount code in:\n${text}`);
@@ -145,13 +163,8 @@ describe("discount codes a till can check", () => {
     const code2 = codeIn(secondEmail?.parsed.text ?? "");
     expect(code2).not.toBe(code);
     await p.publisher.publish(
-      purchaseInput({
-        id: "evt-code-3",
-        orderId: "ord-web-3",
-        customer: { id: "cus-code-2" },
-        items: [item("accessories", "30.00")],
-        occurredAt: DateTime.utc().toISO({ suppressMilliseconds: true }) ?? "",
-        extra: { discountCodes: [code2.toLowerCase()] },
+      boughtNow("evt-code-3", "ord-web-3", "cus-code-2", item("accessories", "30.00"), {
+        discountCodes: [code2.toLowerCase()],
       }) as never,
     );
     const redeemed = await eventually(async () => {
@@ -174,13 +187,7 @@ describe("discount codes a till can check", () => {
     // Brought back: the order that used its code counts for the accessories rule, by code; a
     // purchase by the first customer after their discount email counts as brought back by it.
     await p.publisher.publish(
-      purchaseInput({
-        id: "evt-code-4",
-        orderId: "ord-back-4",
-        customer: { id: "cus-code-1" },
-        items: [item("kitchenware", "80.00")],
-        occurredAt: DateTime.utc().toISO({ suppressMilliseconds: true }) ?? "",
-      }) as never,
+      boughtNow("evt-code-4", "ord-back-4", "cus-code-1", item("kitchenware", "80.00")) as never,
     );
     await eventually(
       async () =>
