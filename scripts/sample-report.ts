@@ -43,6 +43,9 @@ function week(start: string, scale: number): LedgerHour[] {
         ["cancelled|sms|check-in|big-ticket", day === 5 ? 1 : 0],
         ["reason|cancelled|sms|check-in|refunded", day === 5 ? 1 : 0],
         ["optout|sms|-|-", day === 2 ? 1 : 0],
+        ["checkin|sent", n(3)],
+        ["checkin-back|sent", day % 3 === 0 ? 1 : 0],
+        ["checkin|skipped|no-consent", day % 2],
       ]),
     });
   }

@@ -16,7 +16,7 @@ import { type ReportOptions, runReport } from "./cli/report-command.js";
 import { runResend } from "./cli/resend-command.js";
 import { runResolve } from "./cli/resolve-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
-import { runSimulate } from "./cli/simulate-command.js";
+import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
 
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
@@ -74,12 +74,26 @@ program
 program
   .command("simulate")
   .description(
-    "plan every purchase in an NDJSON file and show the volume per week, channel and kind",
+    "plan every purchase in an NDJSON file, replay the follow-ups as the worker would send them " +
+      "(send windows, grace periods, frequency caps, budgets), and show the volume per week, " +
+      "channel and kind, and messages, SMS segments and cost per month and channel",
   )
   .argument("<purchases>", "one event per line (NDJSON), or - for standard input")
   .option(...configOption)
-  .option("--json", "print the volumes as JSON")
-  .action(async (file: string, options: { config: string; json?: boolean }) => {
+  .option("--json", "print the volumes and the delivery replay as JSON")
+  .option(
+    "--steps",
+    "print every planned step as NDJSON instead (eventId, stepId, ruleId, kind, channel, dueAt, " +
+      "localDueAt, segments, cost), streamed; no delivery replay, so memory stays bounded by " +
+      "the number of customers",
+  )
+  .action(async (file: string, options: SimulateOptions) => {
+    // A reader that stops early (`simulate --steps … | head`) closes the pipe: nothing more is
+    // wanted, so the command ends quietly instead of with an EPIPE stack trace.
+    process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE") throw error;
+      process.exit(EXIT.ok);
+    });
     process.exitCode = await runSimulate(file, options, processIo);
   });
 

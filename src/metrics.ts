@@ -1,5 +1,12 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
+/** A channel's spend this month and its budget, in major units of the default currency. */
+export interface SpendReading {
+  readonly channel: string;
+  readonly spent: number;
+  readonly budget?: number;
+}
+
 /**
  * The worker's Prometheus metrics. Label values come from small fixed sets (channels, kinds,
  * reason codes), never from ids or addresses, so the series count stays bounded.
@@ -156,6 +163,38 @@ export class FollowUpMetrics {
       }
     },
   });
+
+  private spendReader: (() => Promise<readonly SpendReading[]>) | undefined;
+
+  readonly spend = new Gauge({
+    name: "followups_spend_this_month",
+    help: "What SMS and calls cost this calendar month so far (the rules' default currency and zone), read from Redis when scraped.",
+    labelNames: ["channel"],
+    registers: [this.registry],
+    collect: async () => {
+      for (const reading of (await this.spendReader?.().catch(() => [])) ?? [])
+        this.spend.set({ channel: reading.channel }, reading.spent);
+    },
+  });
+
+  readonly budget = new Gauge({
+    name: "followups_budget_monthly",
+    help: "The monthly budget per channel (budget in the rules), in the default currency.",
+    labelNames: ["channel"],
+    registers: [this.registry],
+    // Gauges are collected side by side, so this one reads for itself.
+    collect: async () => {
+      this.budget.reset();
+      for (const reading of (await this.spendReader?.().catch(() => [])) ?? [])
+        if (reading.budget !== undefined)
+          this.budget.set({ channel: reading.channel }, reading.budget);
+    },
+  });
+
+  /** Where this month's spend per channel is read at scrape time. */
+  trackSpend(reader: () => Promise<readonly SpendReading[]>): void {
+    this.spendReader = reader;
+  }
 
   /** Queues whose depths are read at scrape time (so an idle worker still reports them). */
   trackQueues(

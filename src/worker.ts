@@ -1,4 +1,4 @@
-import { Queue, Worker } from "bullmq";
+import { type Job, Queue, Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
@@ -13,6 +13,7 @@ import { registerConsole } from "./console/console-routes.js";
 import { redemptionLabel } from "./domain/discount-code.js";
 import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
+import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domain/spend.js";
 import { createHttpServer } from "./http/http-server.js";
 import { acceptEventWith, adminApiWith, readinessWith } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
@@ -25,6 +26,7 @@ import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createIntakeProcessor } from "./queue/intake-processor.js";
 import {
+  BUDGET_ALERT_JOB,
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
   OWNER_ALERTS_QUEUE,
@@ -38,6 +40,7 @@ import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { createVoiceCalls } from "./queue/voice-calls.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
+import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
 import { collectReport, reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
@@ -59,8 +62,10 @@ import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
+import { SpendLedger } from "./store/spend-ledger.js";
 import { StepReplies } from "./store/step-replies.js";
 import { SuppressionList } from "./store/suppression-list.js";
+import { ThankYouGroups } from "./store/thank-you-groups.js";
 import { WebhookReceipts } from "./store/webhook-receipts.js";
 import { createMessageComposer } from "./templates/compose-message.js";
 
@@ -166,6 +171,28 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const receipts = new WebhookReceipts(redis, prefix);
   const callScripts = new CallScripts(redis, prefix);
   const discountCodes = new DiscountCodes(redis, prefix);
+  const thankYous = new ThankYouGroups(redis, prefix);
+  const spendLedger = new SpendLedger(redis, prefix);
+  const spend = {
+    spend: spendLedger,
+    onBudgetAlert: (alert: BudgetAlert) => queueBudgetAlerts(alertsQueue, rules().owners, alert),
+  };
+  metrics.trackSpend(async () => {
+    const current = rules();
+    const month = spendMonthOf(now(), current.defaults.timezone);
+    return Promise.all(
+      PRICED_CHANNELS.filter(
+        (channel) => current.spend.prices[channel] || current.spend.budgets[channel],
+      ).map(async (channel) => {
+        const budget = current.spend.budgets[channel];
+        return {
+          channel,
+          spent: (await spendLedger.spent(channel, month)) / MICROS,
+          ...(budget && { budget: budget.monthlyMicros / MICROS }),
+        };
+      }),
+    );
+  });
   const feedback = createCustomerFeedback({
     rules,
     templates: () => config.templates,
@@ -196,6 +223,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     calls: callScripts,
     store,
     fileReply: feedback.fileReply,
+    spend,
     suppressions,
     ledger,
     receipts,
@@ -227,6 +255,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     createIntakeProcessor({
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       codes: discountCodes,
+      thankYous,
       rules,
       store,
       history,
@@ -270,6 +299,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     caps: new FrequencyCapStore(redis, prefix),
     calls: callScripts,
     codes: discountCodes,
+    thankYous,
+    orders,
+    spend,
     history,
     metrics,
     rateLimiter: new ChannelRateLimiter(redis, prefix),
@@ -300,20 +332,31 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }),
     { ...workerSettings, connection: workerConnections[2], concurrency: 1 },
   );
+  const budgetAlert = createBudgetAlertProcessor({
+    rules,
+    spend: spendLedger,
+    email: channels.email,
+    metrics,
+    logger,
+  });
   const alertWorker = new Worker(
     OWNER_ALERTS_QUEUE,
-    createOwnerAlertProcessor({
-      rules,
-      alerts: ownerAlertQueue,
-      replies: stepReplies,
-      store,
-      email: channels.email,
-      metrics,
-      logger,
-      ...(env.ADMIN_TOKENS && {
-        consoleUrl: `${env.PUBLIC_URL ?? `http://localhost:${env.HTTP_PORT}`}/console`,
+    byJobName(
+      BUDGET_ALERT_JOB,
+      budgetAlert,
+      createOwnerAlertProcessor({
+        rules,
+        alerts: ownerAlertQueue,
+        replies: stepReplies,
+        store,
+        email: channels.email,
+        metrics,
+        logger,
+        ...(env.ADMIN_TOKENS && {
+          consoleUrl: `${env.PUBLIC_URL ?? `http://localhost:${env.HTTP_PORT}`}/console`,
+        }),
       }),
-    }),
+    ),
     { ...workerSettings, connection: workerConnections[3], concurrency: 1 },
   );
   await syncReportSchedulers(reports, config.rules.owners);
@@ -596,4 +639,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       return closing;
     },
   };
+}
+
+/** One queue, two kinds of job: those named `name` go to `special`, the rest to `other`. */
+function byJobName<A, B>(
+  name: string,
+  special: (job: Job) => Promise<A>,
+  other: (job: Job) => Promise<B>,
+): (job: Job) => Promise<A | B> {
+  return (job) => (job.name === name ? special(job) : other(job));
 }

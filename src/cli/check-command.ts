@@ -1,9 +1,10 @@
 import { VOICE_UNAVAILABLE } from "../channels/channels-from-env.js";
 import { formatProblem } from "../config/config-files.js";
-import { loadConfig } from "../config/load-config.js";
+import { type FollowUpConfig, loadConfig } from "../config/load-config.js";
 import { loadRules } from "../config/load-rules.js";
 import { compareAmount, type Threshold } from "../domain/money.js";
 import type { Condition, RuleSet } from "../domain/rules.js";
+import { PRICED_CHANNELS } from "../domain/spend.js";
 import { stepIdOf } from "../domain/step-ref.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
@@ -33,7 +34,8 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
       `note: voice steps (${voiceSteps.join(", ")}) place calls through Twilio; without Twilio they are skipped ("${VOICE_UNAVAILABLE}") while SMTP or Twilio sends the other channels, and written to the outbox when every channel is\n`,
     );
   }
-  for (const warning of currencyWarnings(rules)) io.err(`warning: ${warning}\n`);
+  for (const warning of [...currencyWarnings(rules), ...spendWarnings(rules)])
+    io.err(`warning: ${warning}\n`);
   return EXIT.ok;
 }
 
@@ -55,6 +57,23 @@ export function currencyWarnings(rules: RuleSet): string[] {
         `rule ${rule.id}: ${where} is in ${named}, which neither the default currency ${rules.defaults.currency} nor a rate under currencies.rates covers; only orders in ${named} can match it`,
       );
     }
+  }
+  return warnings;
+}
+
+/** Budgets nobody hears about, and priced channels whose prices leave most of the world out. */
+export function spendWarnings(rules: RuleSet): string[] {
+  const warnings: string[] = [];
+  for (const channel of PRICED_CHANNELS) {
+    if (rules.spend.budgets[channel] && rules.owners.length === 0)
+      warnings.push(
+        `budget.${channel}: no owners are listed, so nobody gets the emails at 80% and 100% of it`,
+      );
+    const prices = rules.spend.prices[channel];
+    if (prices && prices.other === undefined)
+      warnings.push(
+        `prices.${channel} has no "other" price: ${channel === "sms" ? "texts" : "calls"} to countries it does not name cost nothing in forecasts and count nothing against a budget`,
+      );
   }
   return warnings;
 }
@@ -89,4 +108,14 @@ export async function loadRulesForCommand(configDir: string): Promise<RuleSet> {
   if (result.ok) return result.rules;
   const listing = result.problems.map(formatProblem).join("\n");
   throw new CommandError(`${listing}\nthe rules are invalid; run \`followups check\` for details`);
+}
+
+/** Loads the rules and the templates for a command that renders messages, or fails listing every problem. */
+export async function loadConfigForCommand(configDir: string): Promise<FollowUpConfig> {
+  const result = await loadConfig(configDir);
+  if (result.ok) return result.config;
+  const listing = result.problems.map(formatProblem).join("\n");
+  throw new CommandError(
+    `${listing}\nthe rules or templates are invalid; run \`followups check\` for details`,
+  );
 }

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 
 /** Where a command writes; tests pass in-memory sinks, the binary passes the process streams. */
@@ -6,6 +7,8 @@ export interface CommandIo {
   readonly err: (text: string) => void;
   /** Whether stderr is a terminal (progress bars only draw there). */
   readonly interactive: boolean;
+  /** Resolves once `out` can take more (backpressure, for commands that stream a lot); absent: always. */
+  readonly drained?: () => Promise<void>;
 }
 
 /** The process's own streams. */
@@ -13,6 +16,9 @@ export const processIo: CommandIo = {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   interactive: Boolean(process.stderr.isTTY),
+  drained: async () => {
+    if (process.stdout.writableNeedDrain) await once(process.stdout, "drain");
+  },
 };
 
 /** Exit codes shared by every command. */

@@ -2,16 +2,28 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
-import { describeProblems, parseEvent } from "../domain/events.js";
-import { type PlannedStep, planFollowUps } from "../domain/planner.js";
-import { hasCooldowns, type StepKind, underCooldown } from "../domain/rules.js";
+import {
+  type DeliveryReplay,
+  type ReplayStep,
+  replayDeliveries,
+} from "../domain/delivery-simulation.js";
+import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
+import { type Plan, type PlannedStep, planFollowUps } from "../domain/planner.js";
+import { hasCooldowns, type RuleSet, type StepKind, underCooldown } from "../domain/rules.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
+import { costOf, formatMicros, isPricedChannel } from "../domain/spend.js";
+import { findStep } from "../domain/step-ref.js";
+import { followUpJobId } from "../queue/names.js";
 import { formatTable } from "../reports/text-table.js";
-import { loadRulesForCommand } from "./check-command.js";
+import { type ComposeMessage, createMessageComposer } from "../templates/compose-message.js";
+import { loadConfigForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface SimulateOptions {
   readonly config: string;
   readonly json?: boolean;
+  /** Print every planned step as NDJSON instead of the summary (no delivery replay). */
+  readonly steps?: boolean;
 }
 
 interface BadLine {
@@ -22,18 +34,33 @@ interface BadLine {
 /** How many bad lines the readable report lists one by one. */
 const LISTED_BAD_LINES = 20;
 
+/** Discount codes in a simulated SMS are as long as real ones; their letters do not matter. */
+const SIMULATION_DISCOUNT_SECRET = "simulate-only-not-a-real-discount-secret";
+
 /**
  * `followups simulate PURCHASES.ndjson`: plans every purchase as if it had just arrived (now =
  * its occurredAt) and reports the resulting volume per ISO week, channel and kind. Earlier lines
  * of the same customer count as history, so repeat-customer rules fire as they would live. A line
  * the intake would refuse, such as one that happens more than a day from now, is a bad line.
+ *
+ * Then the planned steps are replayed in due order as the worker would send them (send windows,
+ * grace periods, frequency caps, budgets: replayDeliveries), giving messages, SMS segments and
+ * cost per month and channel, and sent, waited and skipped per channel and kind. With `steps`,
+ * every planned step is streamed as a line of NDJSON instead, and nothing is replayed, so memory
+ * stays bounded by the number of customers.
  */
 export async function runSimulate(
   file: string,
   options: SimulateOptions,
   io: CommandIo,
 ): Promise<number> {
-  const rules = await loadRulesForCommand(options.config);
+  if (options.steps && options.json) {
+    throw new CommandError("--steps prints NDJSON already; leave out --json", EXIT.usage);
+  }
+  const { rules, templates } = await loadConfigForCommand(options.config);
+  const compose = createMessageComposer(() => templates, {
+    discountSecret: SIMULATION_DISCOUNT_SECRET,
+  });
   const clockNow = DateTime.utc();
   const size = file === "-" ? undefined : await fileSize(file);
   const input = file === "-" ? process.stdin : createReadStream(file);
@@ -59,9 +86,16 @@ export async function runSimulate(
     recentByCustomer.set(customerId, recent);
   }
 
+  const measure = stepMeasure(rules, compose);
+  // --steps: numbers that already have a planned SMS (in file order), so only the first carries
+  // the opt-out line. The replay knows the real order of sends and keeps its own.
+  const textedInFile = new Set<string>();
+  const toReplay: ReplayStep[] = [];
+
   const volume = new Map<string, number>();
   const purchasesByCustomer = new Map<string, number>();
   const bad: BadLine[] = [];
+  let badLines = 0;
   let lineNumber = 0;
   let bytes = 0;
   let planned = 0;
@@ -72,12 +106,15 @@ export async function runSimulate(
     bytes += Buffer.byteLength(line) + 1;
     if (lineNumber % 2000 === 0) progress?.update(bytes);
     if (line.trim() === "") continue;
-    const problem = planLine(line);
-    if (typeof problem === "string") bad.push({ line: lineNumber, problem });
+    const problem = await planLine(line);
+    if (typeof problem !== "string") continue;
+    badLines++;
+    // --steps keeps memory bounded: the first bad lines are listed, the rest only counted.
+    if (!options.steps || bad.length < LISTED_BAD_LINES) bad.push({ line: lineNumber, problem });
   }
   progress?.done();
 
-  function planLine(line: string): string | undefined {
+  async function planLine(line: string): Promise<string | undefined> {
     let json: unknown;
     try {
       json = JSON.parse(line);
@@ -95,6 +132,10 @@ export async function runSimulate(
     const recent = cooldowns ? recentByCustomer.get(event.customer.id) : undefined;
     const plan = planFollowUps(event, rules, { previousPurchases, ...(recent && { recent }) }, now);
     if (cooldowns) rememberRecent(event.customer.id, plan.steps);
+    if (options.steps) await printSteps(event, plan);
+    // Coalescing (a rule's `coalesce` window: one thank-you for the purchases of one customer
+    // within it) belongs here, between planning and the replay, once the worker does it.
+    else await collectForReplay(event, plan);
     for (const step of plan.steps) {
       // Sent only when its call is not answered, which no simulation can know: counted apart.
       if (step.fallbackOf) {
@@ -110,6 +151,52 @@ export async function runSimulate(
     return undefined;
   }
 
+  async function printSteps(event: PurchaseCompleted, plan: Plan): Promise<void> {
+    if (plan.steps.length === 0) return;
+    let chunk = "";
+    for (const step of plan.steps) {
+      const phone = event.customer.phone;
+      const first = step.channel === "sms" && phone !== undefined && !textedInFile.has(phone);
+      if (step.channel === "sms" && phone !== undefined) textedInFile.add(phone);
+      const segments =
+        step.channel === "sms" ? await measure.segments(event, plan, step, first) : null;
+      const cost = measure.cost(event, step, segments);
+      chunk += `${JSON.stringify({
+        eventId: plan.eventId,
+        stepId: step.stepId,
+        ruleId: step.ruleId,
+        kind: step.kind,
+        channel: step.channel,
+        dueAt: step.dueAt,
+        localDueAt: step.localDueAt,
+        segments,
+        cost: cost === null ? null : formatMicros(cost, rules.defaults.currency),
+      })}\n`;
+    }
+    io.out(chunk);
+    await io.drained?.();
+  }
+
+  async function collectForReplay(event: PurchaseCompleted, plan: Plan): Promise<void> {
+    // The steps of one purchase share what the send-time guard reads of it (not its items).
+    const guardView = { customer: event.customer, ...(event.store && { store: event.store }) };
+    for (const step of plan.steps) {
+      if (step.fallbackOf) continue;
+      toReplay.push({
+        eventId: plan.eventId,
+        stepId: step.stepId,
+        kind: step.kind,
+        channel: step.channel,
+        purpose: step.purpose,
+        dueAt: Date.parse(step.dueAt),
+        event: guardView,
+        ...(step.channel === "sms" && {
+          smsSegments: await measure.smsVariants(event, plan, step),
+        }),
+      });
+    }
+  }
+
   const weeks = [...volume.entries()]
     .map(([key, count]) => {
       const [week = "", channel = "", kind = ""] = key.split("\t");
@@ -122,9 +209,17 @@ export async function runSimulate(
         a.kind.localeCompare(b.kind),
     );
 
+  if (options.steps) {
+    if (badLines > 0) printBadLines(bad, badLines, io.err, "(simulate --json lists all)");
+    return EXIT.ok;
+  }
+  const replay = replayDeliveries(toReplay, rules);
+  toReplay.length = 0;
+  const delivery = deliveryView(replay, rules.defaults.currency);
+
   if (options.json) {
     io.out(
-      `${JSON.stringify({ lines: lineNumber, purchases, planned, fallbacks, invalid: bad, weeks }, null, 2)}\n`,
+      `${JSON.stringify({ lines: lineNumber, purchases, planned, fallbacks, invalid: bad, weeks, delivery }, null, 2)}\n`,
     );
   } else {
     io.out(
@@ -138,15 +233,115 @@ export async function runSimulate(
             weeks.map((w) => [w.week, w.channel, w.kind, String(w.count)]),
           ),
     );
-    if (bad.length > 0) {
-      io.out(`\n${bad.length} bad line${bad.length === 1 ? "" : "s"} (not planned):\n`);
-      for (const entry of bad.slice(0, LISTED_BAD_LINES))
-        io.out(`  line ${entry.line}: ${entry.problem}\n`);
-      if (bad.length > LISTED_BAD_LINES)
-        io.out(`  … and ${bad.length - LISTED_BAD_LINES} more (use --json for all)\n`);
-    }
+    if (weeks.length > 0) printDelivery(delivery, io);
+    if (badLines > 0) printBadLines(bad, badLines, io.out, "(use --json for all)");
   }
   return EXIT.ok;
+}
+
+/** SMS segments and cost of a planned step, rendered as the worker renders it at send time. */
+function stepMeasure(rules: RuleSet, compose: ComposeMessage) {
+  async function segments(
+    event: PurchaseCompleted,
+    plan: Plan,
+    step: PlannedStep,
+    firstSmsToNumber: boolean,
+  ): Promise<number | null> {
+    const found = findStep(rules, step.stepId);
+    if (!found) return null;
+    try {
+      const message = await compose({
+        event,
+        rule: found.rule,
+        step: found.step,
+        stepId: step.stepId,
+        followUpId: followUpJobId(plan.eventId, step.stepId),
+        dueAt: Date.parse(step.dueAt),
+        zone: plan.timezone,
+        rules,
+        firstSmsToNumber,
+      });
+      return countSmsSegments(message.text);
+    } catch {
+      // The worker fails such a step at send time ("template … failed to render").
+      return null;
+    }
+  }
+  return {
+    segments,
+    /** Without and with the opt-out line; which one applies depends on the order of sends. */
+    async smsVariants(event: PurchaseCompleted, plan: Plan, step: PlannedStep) {
+      const later = await segments(event, plan, step, false);
+      const first = await segments(event, plan, step, true);
+      return later === null || first === null ? null : { later, first };
+    },
+    /** Micros of the default currency; null for email, unpriced numbers, and SMS that fail to render. */
+    cost(event: PurchaseCompleted, step: PlannedStep, smsSegments: number | null): number | null {
+      const phone = event.customer.phone;
+      if (!isPricedChannel(step.channel) || phone === undefined) return null;
+      const units = step.channel === "sms" ? smsSegments : rules.spend.estimatedCallMinutes;
+      if (units === null) return null;
+      return costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
+    },
+  };
+}
+
+/** The replay as printed: money as decimal strings in the default currency. */
+function deliveryView(replay: DeliveryReplay, currency: string) {
+  return {
+    currency,
+    months: replay.months.map((month) => ({
+      month: month.month,
+      channel: month.channel,
+      messages: month.messages,
+      segments: month.channel === "sms" ? month.segments : null,
+      cost: month.costMicros === null ? null : formatMicros(month.costMicros, currency),
+      unpriced: month.unpriced,
+    })),
+    outcomes: replay.outcomes,
+  };
+}
+
+function printDelivery(delivery: ReturnType<typeof deliveryView>, io: CommandIo): void {
+  io.out(
+    "\nDelivery, as the worker would send them (send windows, grace periods, frequency caps, budgets; fallbacks not included):\n\n",
+  );
+  if (delivery.months.length > 0) {
+    io.out(
+      formatTable(
+        ["MONTH", "CHANNEL", "MESSAGES", "SEGMENTS", `COST (${delivery.currency})`],
+        delivery.months.map((m) => [
+          m.month,
+          m.channel,
+          String(m.messages),
+          m.segments === null ? "-" : String(m.segments),
+          `${m.cost ?? "-"}${m.unpriced > 0 ? ` (+${m.unpriced} unpriced)` : ""}`,
+        ]),
+      ),
+    );
+    io.out("\n");
+  }
+  io.out(
+    formatTable(
+      ["CHANNEL", "KIND", "SENT", "WAITED", "SKIPPED"],
+      delivery.outcomes.map((o) => {
+        const skipped = Object.entries(o.skipped).map(([code, count]) => `${count} ${code}`);
+        return [o.channel, o.kind, String(o.sent), String(o.waited), skipped.join(", ") || "-"];
+      }),
+    ),
+  );
+}
+
+function printBadLines(
+  bad: readonly BadLine[],
+  count: number,
+  write: (text: string) => void,
+  more: string,
+): void {
+  write(`\n${count} bad line${count === 1 ? "" : "s"} (not planned):\n`);
+  for (const entry of bad.slice(0, LISTED_BAD_LINES))
+    write(`  line ${entry.line}: ${entry.problem}\n`);
+  if (count > LISTED_BAD_LINES) write(`  … and ${count - LISTED_BAD_LINES} more ${more}\n`);
 }
 
 async function fileSize(file: string): Promise<number> {

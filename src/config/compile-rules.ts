@@ -10,6 +10,7 @@ import type {
   StepSpec,
   Weekday,
 } from "../domain/rules.js";
+import { PRICED_CHANNELS, type PriceTable, parseMicros } from "../domain/spend.js";
 import { fallbackStepId } from "../domain/step-ref.js";
 import {
   addressLines,
@@ -130,6 +131,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     final: rule.final,
     when: condition(rule.when, ["rules", index, "when"]),
     ...(rule.cooldown && { cooldown: rule.cooldown }),
+    ...(rule.coalesce && { coalesce: rule.coalesce }),
     ...(rule.discount && {
       discount: {
         codePrefix: rule.discount.codePrefix ?? file.defaults.discount.codePrefix,
@@ -146,6 +148,7 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         delay: step.delay,
         purpose: step.purpose ?? (step.kind === "discount" ? "marketing" : "transactional"),
         ...optional("sendWindow", step.sendWindow as SendWindow | undefined),
+        ...(step.kind === "thank-you" && rule.coalesce && { coalesce: rule.coalesce }),
       };
       if (!step.fallback) return [spec];
       const fallback: StepSpec = {
@@ -188,6 +191,31 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         answeringMachine: file.channels.voice.answeringMachine,
         speech: file.channels.voice.speech,
       },
+      spend: {
+        prices: Object.fromEntries(
+          PRICED_CHANNELS.flatMap((channel) => {
+            const table = file.prices[channel];
+            return table ? [[channel, priceTable(table)]] : [];
+          }),
+        ),
+        budgets: Object.fromEntries(
+          PRICED_CHANNELS.flatMap((channel) => {
+            const budget = file.budget[channel];
+            return budget
+              ? [
+                  [
+                    channel,
+                    {
+                      monthlyMicros: parseMicros(budget.monthly) ?? 0,
+                      transactional: budget.transactional,
+                    },
+                  ],
+                ]
+              : [];
+          }),
+        ),
+        estimatedCallMinutes: file.prices.callMinutes,
+      },
       frequencyCaps: {
         email: file.frequencyCaps.email.map(toCap),
         sms: file.frequencyCaps.sms.map(toCap),
@@ -214,6 +242,18 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
       rules,
     },
   };
+}
+
+/** `{ GB: "0.04", other: "0.10" }` → micros per unit by country. */
+function priceTable(table: Record<string, string>): PriceTable {
+  const byCountry = new Map<string, number>();
+  let other: number | undefined;
+  for (const [country, text] of Object.entries(table)) {
+    const micros = parseMicros(text) ?? 0;
+    if (country === "other") other = micros;
+    else byCountry.set(country, micros);
+  }
+  return { byCountry, ...(other !== undefined && { other }) };
 }
 
 function toCap(cap: { max: number; per: Duration }): FrequencyCap {

@@ -200,6 +200,11 @@ const ruleSchema = z.strictObject({
   steps: z.array(stepSchema).max(20).default([]),
   /** No step of this rule for a customer within this long of the last one planned for them. */
   cooldown: isoDuration.optional(),
+  /**
+   * Purchases by one customer within this long of their first one share one thank-you, which
+   * lists every order and goes out no sooner than the end of the window.
+   */
+  coalesce: isoDuration.optional(),
   /** This rule's discount codes, where they differ from defaults.discount. */
   discount: z
     .strictObject({
@@ -235,6 +240,31 @@ const voiceChannelSettings = channelSettings.extend({
     .enum(["voicemail", "hangup"], { error: "expected voicemail or hangup" })
     .default("voicemail"),
   speech: z.boolean({ error: "expected true or false" }).default(false),
+});
+
+/** A price or a budget as an exact decimal string in the default currency. */
+const price = z
+  .string({ error: 'expected a quoted decimal amount such as "0.04" (YAML numbers are not exact)' })
+  .regex(/^\d{1,9}(\.\d{1,6})?$/, {
+    error: (issue) =>
+      `expected a decimal amount with at most 6 decimals such as "0.04", got ${JSON.stringify(issue.input)}`,
+  });
+
+/** Prices per destination country (ISO 3166 alpha-2 such as GB) and for every `other` country. */
+const priceTable = z.record(
+  z.string().regex(/^(?:[A-Z]{2}|other)$/, {
+    error: (issue) =>
+      `expected a two-letter country code such as GB, or other, got ${JSON.stringify(issue.input)}`,
+  }),
+  price,
+);
+
+const budget = z.strictObject({
+  monthly: price,
+  /** Whether transactional steps (check-ins) continue once the budget is reached. */
+  transactional: z
+    .enum(["continue", "skip"], { error: "expected continue or skip" })
+    .default("continue"),
 });
 
 const frequencyCap = z.strictObject({
@@ -355,9 +385,20 @@ export const rulesFileSchema = z.strictObject({
       voice: capList.prefault([{ max: 1, per: "P7D" }]),
     })
     .prefault({}),
+  /** What an SMS segment and a call minute cost, per destination country, in the default currency. */
+  prices: z
+    .strictObject({
+      sms: priceTable.optional(),
+      voice: priceTable.optional(),
+      /** How long a call is assumed to last where its real duration is not known (plan, simulate). */
+      callMinutes: z.number().int().min(1).max(60).default(1),
+    })
+    .prefault({}),
+  /** Monthly spend limits per channel (calendar months in the default time zone). */
+  budget: z.strictObject({ sms: budget.optional(), voice: budget.optional() }).default({}),
   whenCapped: z
     .strictObject({
-      "thank-you": capAction.default("skip"),
+      "thank-you": capAction.default("exempt"),
       "check-in": capAction.default("defer"),
       discount: capAction.default("defer"),
       custom: capAction.default("defer"),
@@ -487,7 +528,26 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
       }
       checkWindow(step.sendWindow, ["rules", index, "steps", stepIndex, "sendWindow"], problems);
     });
+    if (
+      rule.coalesce !== undefined &&
+      !steps.some((step) => asRecord(step)?.kind === "thank-you")
+    ) {
+      problems.push({
+        path: ["rules", index, "coalesce"],
+        message: `coalesce joins thank-yous, and rule ${String(rule.id)} has no thank-you step: remove coalesce or add one`,
+      });
+    }
   });
+  const budgets = asRecord(root?.budget);
+  const prices = asRecord(root?.prices);
+  for (const channel of Object.keys(budgets ?? {})) {
+    if (prices?.[channel] === undefined) {
+      problems.push({
+        path: ["budget", channel],
+        message: `a ${channel} budget needs ${channel} prices to count spend against it: add prices.${channel}, such as { GB: "0.04", other: "0.10" }`,
+      });
+    }
+  }
   return problems;
 }
 

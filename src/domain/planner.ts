@@ -27,6 +27,11 @@ export interface PlannedStep {
   readonly localDueAt: string;
   /** A fallback: the call step (`<ruleId>.<stepId>`) it replaces when that call is not answered. */
   readonly fallbackOf?: string;
+  /**
+   * A coalescing thank-you: the customer's other purchases until this instant (UTC ISO-8601, the
+   * purchase plus the rule's coalesce window) share it.
+   */
+  readonly coalesceUntil?: string;
 }
 
 /** Machine-readable reason codes for skipped steps (metrics and reports group by them). */
@@ -41,7 +46,8 @@ export type SkipCode =
   | "past-due"
   | "no-send-window"
   | "no-call"
-  | "cooldown";
+  | "cooldown"
+  | "coalesced";
 
 /** A step the planner did not schedule, and why. */
 export interface SkippedStep {
@@ -152,7 +158,15 @@ export function planFollowUps(
         continue;
       }
       claimed.set(step.kind, stepIdOf(rule, step));
-      steps.push(plannedStep(rule, step, timing.due));
+      const planned = plannedStep(rule, step, timing.due);
+      steps.push(
+        step.coalesce
+          ? {
+              ...planned,
+              coalesceUntil: purchasedAt.plus(step.coalesce).toUTC().toISO(ISO) ?? "",
+            }
+          : planned,
+      );
     }
   }
   if (!anyMatched) {
@@ -271,7 +285,7 @@ function plannedStep(rule: Rule, step: StepSpec, due: DateTime): PlannedStep {
 
 /** The zone local times are computed in: the customer's, else the store's, else the default. */
 export function customerZone(
-  event: PurchaseCompleted,
+  event: Pick<PurchaseCompleted, "customer" | "store">,
   rules: RuleSet,
 ): { zone: string; source: Plan["timezoneSource"] } {
   if (event.customer.timezone) return { zone: event.customer.timezone, source: "customer" };
@@ -325,7 +339,11 @@ function windowedDueTime(
   now: DateTime,
   window: SendWindow,
 ): Timing {
-  const due = nextSendWindow(purchasedAt.plus(step.delay), zone, window, rules.holidays);
+  // A coalescing thank-you waits for the window's end: the customer may buy again within it.
+  const delayed = purchasedAt.plus(step.delay);
+  const windowEnds = step.coalesce && purchasedAt.plus(step.coalesce);
+  const earliest = windowEnds && windowEnds > delayed ? windowEnds : delayed;
+  const due = nextSendWindow(earliest, zone, window, rules.holidays);
   if (due >= now) return { ok: true, due };
   const grace = rules.gracePeriods[step.kind];
   if (due.plus(grace) < now) {

@@ -1,6 +1,7 @@
 import type { Duration } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { compareAmount, describeMoney, type Money, type Rates, type Threshold } from "./money.js";
+import type { SpendSettings } from "./spend.js";
 import type { VoiceCallSettings } from "./voice-call.js";
 
 /**
@@ -51,6 +52,11 @@ export interface StepSpec {
   readonly fallbackOf?: string;
   /** A fallback's `after`: how long after its call ended at the earliest. */
   readonly fallbackAfter?: Duration;
+  /**
+   * A thank-you of a rule with `coalesce`: it goes out no sooner than this long after the
+   * purchase, and thanks for the customer's other purchases within that window too.
+   */
+  readonly coalesce?: Duration;
 }
 
 /** A condition on the purchase and the customer's history; see matchCondition. */
@@ -87,6 +93,11 @@ export interface Rule {
   readonly discount?: DiscountSettings;
   /** No step of this rule for a customer within this long of the last one planned for them. */
   readonly cooldown?: Duration;
+  /**
+   * One thank-you for a customer's purchases within this long of their first: it goes out no
+   * sooner than the window's end and lists every order; the later purchases' thank-yous join it.
+   */
+  readonly coalesce?: Duration;
 }
 
 export interface DiscountSettings {
@@ -153,6 +164,8 @@ export interface RuleSet {
   readonly channels: Readonly<Record<Channel, ChannelSettings>>;
   /** How voice calls are spoken and answered (`channels.voice`). */
   readonly voiceCalls: VoiceCallSettings;
+  /** SMS and call prices and the monthly budgets (`prices`, `budget`). */
+  readonly spend: SpendSettings;
   /** Per customer, across all their purchases. */
   readonly frequencyCaps: Readonly<Record<Channel, readonly FrequencyCap[]>>;
   readonly whenCapped: Readonly<Record<StepKind, CapAction>>;

@@ -21,8 +21,11 @@ export type SendDecision =
   | { readonly action: "skip"; readonly code: GuardSkipCode; readonly reason: string }
   | { readonly action: "defer"; readonly until: DateTime; readonly reason: string };
 
+/** What the guard reads of a purchase: who the customer is, how to reach them, their zone. */
+export type GuardEvent = Pick<PurchaseCompleted, "customer" | "store">;
+
 export interface GuardInput {
-  readonly event: PurchaseCompleted;
+  readonly event: GuardEvent;
   readonly stepId: string;
   /** The instant the step was planned for (epoch ms). */
   readonly dueAt: number;

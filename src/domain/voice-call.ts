@@ -103,10 +103,15 @@ export interface CallScript {
   readonly text: string;
   readonly answeringMachine: AnsweringMachineAction;
   readonly speech: boolean;
+  /** What a started minute to the number costs (micros of the default currency), when priced. */
+  readonly minutePriceMicros?: number;
 }
 
 /** How a call is spoken and answered: a call script without its step, number and message. */
-export type CallVoice = Omit<CallScript, "eventId" | "stepId" | "recipient" | "text">;
+export type CallVoice = Omit<
+  CallScript,
+  "eventId" | "stepId" | "recipient" | "text" | "minutePriceMicros"
+>;
 
 /** The call settings for a customer's locale, or undefined when calls do not speak its language. */
 export function callVoiceFor(locale: string, settings: VoiceCallSettings): CallVoice | undefined {

@@ -127,8 +127,13 @@ export function registerTwilioRoutes(
         .code(400)
         .send({ error: "expected ?call=<follow-up id>, CallSid and CallStatus" });
     }
-    const { fields: _, ...status } = call;
-    const outcome = await deps.voiceCall.status({ ...status, callStatus });
+    const { fields, ...status } = call;
+    const duration = Number(single(fields, "CallDuration", 8) ?? "0");
+    const outcome = await deps.voiceCall.status({
+      ...status,
+      callStatus,
+      ...(Number.isInteger(duration) && duration > 0 && { durationSeconds: duration }),
+    });
     request.log.info({ callSid: call.callSid, callStatus, outcome }, "voice call status");
     return reply.code(204).send();
   });

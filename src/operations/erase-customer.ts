@@ -137,6 +137,8 @@ export function createEraser(deps: EraseDeps) {
       keys.customerHistory(customerId),
       keys.recentSteps(customerId),
       keys.lastSent(customerId),
+      keys.checkIns(customerId),
+      keys.thankYouGroup(customerId),
     ];
     for (const key of doomed) keysDeleted += await deps.redis.del(key);
     // Replies are indexed as `<eventId>\n<stepId>\n<n>` (before December 2026 without the number).

@@ -3,8 +3,11 @@ import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
 import { type Channel, PHONE_CHANNELS, type PurchaseCompleted } from "../domain/events.js";
+import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
 import { decideSend } from "../domain/send-guard.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
+import { costOf, unitPrice } from "../domain/spend.js";
 import { findStep, stepIdOf } from "../domain/step-ref.js";
 import { decideFallback } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
@@ -14,11 +17,15 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
+import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SmsReferences } from "../store/sms-references.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
+import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
+import { type Charge, chargeSpend, type SpendDeps } from "./channel-spend.js";
+import { noteCheckIn } from "./check-in-comparison.js";
 import type { FollowUpJobData } from "./names.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { type StepLabels, stepLabels } from "./step-labels.js";
@@ -37,10 +44,16 @@ export interface DeliveryDeps {
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
-  /** The latest follow-up sent to each customer, for attributing their next purchase. */
-  readonly history: Pick<CustomerHistoryStore, "rememberSent">;
+  /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
+  readonly history: Pick<CustomerHistoryStore, "rememberSent" | "rememberCheckIn">;
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue">;
+  /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
+  readonly thankYous: Pick<ThankYouGroups, "close">;
+  /** Refunds of the orders a coalesced thank-you lists (a fully returned one is left out). */
+  readonly orders: Pick<OrderStore, "get">;
+  /** What SMS and calls cost per month, against the budgets; owners are alerted at 80 and 100 %. */
+  readonly spend: SpendDeps;
   readonly metrics: FollowUpMetrics;
   readonly rateLimiter: Pick<ChannelRateLimiter, "take">;
   readonly retry: RetryPolicy;
@@ -181,6 +194,14 @@ function createDelivery(deps: DeliveryDeps) {
       if (channel !== "unknown")
         await deps.caps.release(channel as Channel, event.customer.id, followUpId);
       deps.metrics.skipped.inc({ channel, kind, reason: code });
+      await noteCheckIn(deps.history, rules, {
+        customerId: event.customer.id,
+        eventId,
+        kind,
+        outcome: "skipped",
+        code,
+        at: nowMs,
+      });
       log.info({ code }, "follow-up skipped");
       return { outcome: "skipped", code };
     };
@@ -268,11 +289,14 @@ function createDelivery(deps: DeliveryDeps) {
       step.channel === "sms" &&
       recipientMember !== undefined &&
       !(await deps.smsReferences.textedBefore(recipientMember));
+    // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
+    const alsoThanked = step.coalesce ? await joinedOrders(deps, event, eventId) : [];
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
         firstSmsToNumber,
         event,
+        ...(alsoThanked.length > 0 && { alsoThanked }),
         rule,
         step,
         stepId,
@@ -285,6 +309,20 @@ function createDelivery(deps: DeliveryDeps) {
       const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
       return fail(deps, log, attempt, nowMs, { kind: "permanent", code: "render", reason });
     }
+    // An SMS costs its segments now; a call is charged for its minutes when it ends.
+    let charge: Charge | undefined;
+    if (message.channel === "sms" || message.channel === "voice") {
+      const cost =
+        message.channel === "sms"
+          ? (costOf(rules.spend, "sms", message.to, countSmsSegments(message.text))?.micros ?? 0)
+          : 0;
+      charge = await chargeSpend(deps.spend, rules, message.channel, cost, step.purpose, nowMs);
+      if (!charge.charged) return skip("budget-reached", charge.reason, sendLabels);
+    }
+    const giveBack = async () => {
+      if (charge?.charged && charge.micros > 0 && message.channel !== "email")
+        await deps.spend.spend.giveBack(message.channel, charge.month, charge.micros);
+    };
     if (message.offer) {
       // Stored before it goes out: a customer may be at the till minutes later.
       await deps.codes.issue(
@@ -297,12 +335,14 @@ function createDelivery(deps: DeliveryDeps) {
     }
     if (message.channel === "voice" && message.call && recipientMember) {
       // Stored before the call is placed: Twilio asks for the words as soon as it is answered.
+      const price = unitPrice(rules.spend, "voice", message.to);
       await deps.calls.prepare(followUpId, {
         eventId,
         stepId,
         recipient: recipientMember,
         text: message.text,
         ...message.call,
+        ...(price.ok && { minutePriceMicros: price.micros }),
       });
     }
     const untilSlot = slotAt - deps.clock().toMillis();
@@ -341,6 +381,13 @@ function createDelivery(deps: DeliveryDeps) {
         { eventId, stepId, channel: step.channel, kind: step.kind, ruleId: rule.id, at: doneMs },
         rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
       );
+      await noteCheckIn(deps.history, rules, {
+        customerId: event.customer.id,
+        eventId,
+        kind: step.kind,
+        outcome: "sent",
+        at: doneMs,
+      });
       deps.metrics.sent.inc(metricLabels);
       deps.metrics.sendLatency.observe(
         { channel: step.channel },
@@ -350,6 +397,8 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "sent", id: result.id };
     }
     const attempts = claim.record.attempts + 1;
+    // A failed send cost nothing, unless the provider may have taken it.
+    if (!result.error.uncertain) await giveBack();
     if (result.error.optedOut) {
       // A number that opted out of texts has revoked calls too (and the reverse).
       const channels: readonly Channel[] = step.channel === "email" ? ["email"] : PHONE_CHANNELS;
@@ -393,6 +442,24 @@ function createDelivery(deps: DeliveryDeps) {
     }
     return fail(deps, log, attempt, doneMs, result.error, attempts);
   };
+}
+
+/**
+ * The purchases that joined this one's thank-you (store/thank-you-groups.ts), oldest first, as
+ * they stand after refunds; closing the group keeps later purchases from joining a sent thank-you.
+ */
+async function joinedOrders(
+  deps: DeliveryDeps,
+  event: PurchaseCompleted,
+  eventId: string,
+): Promise<PurchaseCompleted[]> {
+  const members = await deps.thankYous.close(event.customer.id, eventId);
+  const orders: PurchaseCompleted[] = [];
+  for (const member of members) {
+    const refunded = afterRefunds(member, await deps.orders.get(member.orderId));
+    if (!refunded.full) orders.push(refunded.event);
+  }
+  return orders.sort((a, b) => Date.parse(a.occurredAt) - Date.parse(b.occurredAt));
 }
 
 /** The channel of the step, if this customer or their contact for it is suppressed there. */

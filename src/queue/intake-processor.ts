@@ -10,7 +10,7 @@ import {
   type PurchaseCompleted,
   parseEvent,
 } from "../domain/events.js";
-import { planFollowUps, type SkipCode } from "../domain/planner.js";
+import { type Plan, planFollowUps, type SkipCode } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
 import { type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
@@ -27,6 +27,8 @@ import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
+import type { ThankYouGroups } from "../store/thank-you-groups.js";
+import { countReturnAfterCheckIns, noteSkippedCheckIns } from "./check-in-comparison.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
 import { eventInputOfJob, type FollowUpJobData, followUpJobId } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
@@ -46,6 +48,7 @@ const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([
   "past-due",
   "no-send-window",
   "cooldown",
+  "coalesced",
 ]);
 
 export interface IntakeDeps {
@@ -59,6 +62,8 @@ export interface IntakeDeps {
   readonly suppressions: SuppressionList;
   /** Discount codes a purchase names are redeemed by its order. */
   readonly codes: Pick<DiscountCodes, "redeem" | "origin">;
+  /** A customer's purchases within a rule's coalesce window share one thank-you. */
+  readonly thankYous: Pick<ThankYouGroups, "file">;
   readonly refunds: Refunds;
   readonly feedback: CustomerFeedback;
   readonly followUps: Queue<FollowUpJobData>;
@@ -76,6 +81,55 @@ export interface IntakeDeps {
     customerId: string,
     options: { by: string },
   ) => Promise<{ readonly purchases: number; readonly stepsCancelled: number }>;
+}
+
+/** A coalesced thank-you's group is kept until its thank-you is surely sent: due, grace and a day. */
+const GROUP_SLACK_MS = 24 * 3600 * 1000;
+
+/**
+ * Files each coalescing thank-you of the plan with the customer's open group: one that joins an
+ * earlier purchase's thank-you leaves the plan as skipped (`coalesced`), and the leader's
+ * thank-you lists this order too.
+ */
+async function coalesceThankYous(
+  plan: Plan,
+  event: PurchaseCompleted,
+  rules: RuleSet,
+  deps: IntakeDeps,
+  nowMs: number,
+): Promise<Plan> {
+  const coalescing = plan.steps.filter((step) => step.coalesceUntil !== undefined);
+  if (coalescing.length === 0) return plan;
+  const purchasedAt = Date.parse(event.occurredAt);
+  const joined = new Map<string, string>();
+  for (const step of coalescing) {
+    const windowMs = Date.parse(step.coalesceUntil ?? "") - purchasedAt;
+    const keepMs =
+      Date.parse(step.dueAt) - nowMs + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS;
+    const filed = await deps.thankYous.file(event, step.stepId, windowMs, keepMs);
+    if (filed.role === "joined") joined.set(step.stepId, filed.leaderStepId);
+  }
+  if (joined.size === 0) return plan;
+  return {
+    ...plan,
+    steps: plan.steps.filter((step) => !joined.has(step.stepId)),
+    skipped: [
+      ...plan.skipped,
+      ...plan.steps.flatMap((step) =>
+        joined.has(step.stepId)
+          ? [
+              {
+                ruleId: step.ruleId,
+                stepId: step.stepId,
+                kind: step.kind,
+                code: "coalesced" as const,
+                reason: `thanked together with the customer's purchase shortly before (its ${joined.get(step.stepId)} lists this order too)`,
+              },
+            ]
+          : [],
+      ),
+    ],
+  };
 }
 
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */
@@ -120,6 +174,7 @@ export function createIntakeProcessor(deps: IntakeDeps) {
         const summary = await schedulePurchase(event, fingerprint, deps, job.id);
         const redeemed = await redeemCodes(event, deps);
         if (!summary.erased) await attributePurchase(event, redeemed, deps);
+        if (!summary.erased) await countReturnAfterCheckIns(event, deps);
         // The finished job would keep the whole event for an hour: keep none of it.
         if (summary.erased) await job.updateData({ type: event.type, id: event.id });
         return summary;
@@ -281,6 +336,7 @@ async function schedulePurchase(
     const recent = await deps.history.recentSteps(event.customer.id, event.id);
     plan = planFollowUps(effective, rules, { ...recorded.history, recent }, now, planOptions);
   }
+  plan = await coalesceThankYous(plan, effective, rules, deps, nowMs);
   // Skips at planning are counted once per event, not again when it is re-published.
   const reportedSkips: LedgerEntry[] = [];
   for (const skip of firstSeen ? plan.skipped : []) {
@@ -298,6 +354,7 @@ async function schedulePurchase(
   }
   await Promise.all([
     deps.ledger.count(reportedSkips, nowMs),
+    firstSeen ? noteSkippedCheckIns(effective, plan.skipped, rules, now, deps.history) : undefined,
     // The address → customer index, kept as long as the customer's history.
     firstSeen ? deps.customers.remember(event, HISTORY_RETENTION_MS) : undefined,
   ]);

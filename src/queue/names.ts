@@ -10,6 +10,8 @@ export const OWNER_REPORTS_QUEUE = "owner-reports";
 export const OWNER_ALERTS_QUEUE = "owner-alerts";
 /** Job name of an alert. */
 export const OWNER_ALERT_JOB = "owner-alert";
+/** Job name of an owner's email about a channel's spend reaching 80 % or 100 % of its budget. */
+export const BUDGET_ALERT_JOB = "budget-alert";
 /** Job name of a report run. */
 export const OWNER_REPORT_JOB = "owner-report";
 

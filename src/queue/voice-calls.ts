@@ -1,5 +1,6 @@
 import { PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
+import { billedMinutes } from "../domain/spend.js";
 import {
   answerCall,
   type CallOutcome,
@@ -16,6 +17,7 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { StepReply } from "../store/step-replies.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
+import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
 export interface VoiceCallDeps {
@@ -30,6 +32,8 @@ export interface VoiceCallDeps {
     receipt: string,
   ) => Promise<StepReply | undefined>;
   readonly suppressions: Pick<SuppressionList, "suppress">;
+  /** A call's minutes are charged to the voice spend of the month when it ends. */
+  readonly spend: SpendDeps;
   readonly ledger: Pick<DeliveryLedger, "countOnce">;
   readonly receipts: WebhookReceipts;
   readonly logger: Logger;
@@ -122,7 +126,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
      * call than the script's (an earlier attempt that Twilio placed after all) changes nothing.
      */
     async status(
-      request: CallRequest & { readonly callStatus: string },
+      request: CallRequest & { readonly callStatus: string; readonly durationSeconds?: number },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
       const call = await deps.calls.get(request.followUpId);
       if (!call || (call.callSid !== undefined && call.callSid !== request.callSid)) {
@@ -145,7 +149,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
       const labels = stepLabels(deps.rules(), stepId, record);
       const delivered = callDelivered(outcome);
-      await deps.ledger.countOnce(
+      const firstReport = await deps.ledger.countOnce(
         `call:${request.callSid}:end`,
         {
           outcome: delivered ? "delivered" : "undelivered",
@@ -155,6 +159,18 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         },
         now,
       );
+      const minutes = billedMinutes(request.durationSeconds ?? 0);
+      if (firstReport && call.script.minutePriceMicros !== undefined && minutes > 0) {
+        // Charged once per call: a replayed status callback finds the count's receipt.
+        await chargeSpend(
+          deps.spend,
+          deps.rules(),
+          "voice",
+          minutes * call.script.minutePriceMicros,
+          undefined,
+          now,
+        );
+      }
       await deps.calls.forget(request.followUpId);
       return "recorded";
     },

@@ -1,4 +1,5 @@
-import { DateTime } from "luxon";
+import { DateTime, Duration } from "luxon";
+import { SMALLEST_COMPARED_GROUP } from "../domain/check-in-comparison.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { formatMinor } from "../domain/money.js";
 import { STEP_KINDS, type StepKind } from "../domain/rules.js";
@@ -6,6 +7,8 @@ import { type LedgerHour, sumHours } from "../store/delivery-ledger.js";
 import { reasonWords } from "./reason-words.js";
 import {
   type BroughtBack,
+  type CheckInCohort,
+  type CheckInEffect,
   type DailySends,
   OUTCOMES,
   type Outcome,
@@ -47,7 +50,15 @@ export interface ReportInput {
     /** `<eventId>/<stepId>/<n>`, for `followups resolve`. */
     readonly id?: string;
   }[];
+  /**
+   * The rules' attribution window (ISO 8601; default P30D) and when the report is read (epoch ms):
+   * whether customers checked in during the period may still come back.
+   */
+  readonly attribution?: { readonly window: string; readonly now: number };
 }
+
+/** The attribution window when the input names none (the rules' default). */
+const DEFAULT_WINDOW = "P30D";
 
 /** Turns ledger figures into what an owner reads. Pure: the same input gives the same report. */
 export function buildReportModel(input: ReportInput): ReportModel {
@@ -81,6 +92,55 @@ export function buildReportModel(input: ReportInput): ReportModel {
     complaints: complaints(input.replies),
     dailySends: dailySends(input.hours, input.period),
     broughtBack: broughtBack(current),
+    checkInEffect: checkInEffect(current, input.period, input.attribution),
+  };
+}
+
+/**
+ * The ledger's `checkin|…` and `checkin-back|…` fields of the period: customers whose check-in
+ * went out (or, skipped, would have) in it, and who of them bought again within the window.
+ */
+function checkInEffect(
+  fields: ReadonlyMap<string, number>,
+  period: ReportPeriod,
+  attribution: ReportInput["attribution"],
+): CheckInEffect {
+  const sent = { customers: 0, cameBack: 0 };
+  const skipped = { customers: 0, cameBack: 0 };
+  const reasons = new Map<string, { customers: number; cameBack: number }>();
+  for (const [field, count] of fields) {
+    const [tag, group, code = ""] = field.split("|");
+    if (tag !== "checkin" && tag !== "checkin-back") continue;
+    const key = tag === "checkin" ? "customers" : "cameBack";
+    if (group === "sent") sent[key] += count;
+    if (group !== "skipped") continue;
+    skipped[key] += count;
+    const reason = reasons.get(code) ?? { customers: 0, cameBack: 0 };
+    reason[key] += count;
+    reasons.set(code, reason);
+  }
+  const cohort = (c: { customers: number; cameBack: number }): CheckInCohort => ({
+    ...c,
+    rate: c.customers === 0 ? null : Math.round((c.cameBack / c.customers) * 1000) / 1000,
+  });
+  const window = attribution?.window ?? DEFAULT_WINDOW;
+  const closes = DateTime.fromISO(period.until, { zone: period.timezone }).plus(
+    Duration.fromISO(window),
+  );
+  const open = attribution !== undefined && closes.toMillis() > attribution.now;
+  return {
+    window,
+    checkedIn: cohort(sent),
+    notCheckedIn: {
+      ...cohort(skipped),
+      byReason: [...reasons.entries()]
+        .map(([code, r]) => ({ code, ...r }))
+        .sort((a, b) => b.customers - a.customers || a.code.localeCompare(b.code)),
+    },
+    comparable:
+      sent.customers >= SMALLEST_COMPARED_GROUP && skipped.customers >= SMALLEST_COMPARED_GROUP,
+    smallestGroup: SMALLEST_COMPARED_GROUP,
+    openUntil: open ? (closes.toISO({ suppressMilliseconds: true }) ?? null) : null,
   };
 }
 

@@ -35,12 +35,16 @@ export function reportSourcesOn(redis: Redis, prefix: string): ReportSources {
   };
 }
 
-/** Reads the ledger for a period (and the one before it) and builds the report model. */
+/**
+ * Reads the ledger for a period (and the one before it) and builds the report model; `now` tells
+ * whether customers of the period may still buy again within the attribution window.
+ */
 export async function collectReport(
   sources: ReportSources,
   rules: RuleSet,
   ownerName: string,
   period: ReportPeriod,
+  now: number = Date.now(),
 ): Promise<ReportModel> {
   const since = Date.parse(period.since);
   const until = Date.parse(period.until);
@@ -79,6 +83,7 @@ export async function collectReport(
     previousHours,
     upcoming: { next7Days, next30Days },
     replies: withNames.filter((reply) => reply !== undefined),
+    attribution: { window: rules.attribution.window.toISO() ?? "P30D", now },
   });
 }
 

@@ -18,6 +18,9 @@ const SKIPS_AND_CANCELS: Readonly<Record<string, string>> = {
   refunded: "the order was refunded",
   operator: "someone at the shop cancelled it",
   erased: "the customer's data was erased at their request",
+  cooldown: "the customer had had one of these shortly before (the rule's cooldown)",
+  coalesced: "one thank-you covered this order and the customer's purchase shortly before",
+  "budget-reached": "this month's budget for the channel was used up",
 };
 
 const EMAIL_SETTINGS = `the email account settings are wrong: ${TELL_OPERATOR}`;

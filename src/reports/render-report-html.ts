@@ -6,6 +6,7 @@ import {
   broughtBackLines,
   capitalise,
   changeWords,
+  checkInEffectLines,
   complaintsSentence,
   formatCount,
   localDateTime,
@@ -53,6 +54,7 @@ export function renderReportHtml(model: ReportModel, options: ReportHtmlOptions 
     reasonsBlock("Why messages were skipped", model.topSkipReasons, "Nothing was skipped."),
     upcomingBlock(model),
     broughtBackBlock(model, noun),
+    checkInBlock(model, noun),
     changesBlock(model, noun),
     footerBlock(model),
   ].join("\n");
@@ -279,6 +281,31 @@ function broughtBackBlock(model: ReportModel, noun: string): string {
     sectionTitle("Brought back") +
       paragraph(first, INK) +
       rest.map((line) => paragraph(line)).join(""),
+  );
+}
+
+function checkInBlock(model: ReportModel, noun: string): string {
+  const { checkedIn, notCheckedIn } = model.checkInEffect;
+  const lines = checkInEffectLines(model, noun);
+  const rate = (r: number | null) => (r === null ? "–" : `${Math.round(r * 100)}%`);
+  const table =
+    checkedIn.customers + notCheckedIn.customers === 0
+      ? ""
+      : dataTable(
+          ["Group", "Customers", "Bought again", "Rate"],
+          [
+            ["Got a check-in", ...[checkedIn.customers, checkedIn.cameBack].map(formatCount)],
+            [
+              "Due one, did not get it",
+              ...[notCheckedIn.customers, notCheckedIn.cameBack].map(formatCount),
+            ],
+          ].map((cells, i) => [...cells, rate(i === 0 ? checkedIn.rate : notCheckedIn.rate)]),
+          ["left", "right", "right", "right"],
+        );
+  return row(
+    sectionTitle("Check-ins and repeat purchases") +
+      lines.map((line, i) => paragraph(line, i === 0 ? INK : MUTED)).join("") +
+      (table === "" ? "" : `<div style="height:8px;line-height:8px;">&nbsp;</div>${table}`),
   );
 }
 

@@ -1,5 +1,6 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
 import {
+  type CheckInCohort,
   type CurrencyAmount,
   type DailySends,
   OUTCOMES,
@@ -11,6 +12,7 @@ import {
   broughtBackLines,
   capitalise,
   changeSentence,
+  checkInEffectLines,
   complaintsSentence,
   formatCount,
   localDateTime,
@@ -49,6 +51,7 @@ export function renderReportText(model: ReportModel): string {
     upcomingSection(model),
     unhappySection(model),
     broughtBackSection(model, noun),
+    checkInSection(model, noun),
     dailySection(model.dailySends, noun),
   ];
   return `${sections.map((lines) => lines.join("\n")).join("\n\n")}\n`;
@@ -61,6 +64,13 @@ function broughtBackSection(model: ReportModel, noun: string): string[] {
     ),
   );
   return [...heading("Brought back"), ...lines];
+}
+
+function checkInSection(model: ReportModel, noun: string): string[] {
+  const lines = checkInEffectLines(model, noun).flatMap((line) =>
+    wrap(plainText(line), MAX_WIDTH - INDENT.length, INDENT),
+  );
+  return [...heading("Check-ins and repeat purchases"), ...lines];
 }
 
 function heading(title: string): string[] {
@@ -329,9 +339,11 @@ function inStableOrder(value: unknown): unknown {
 
 /**
  * One CSV row per channel and kind plus a `total` row, every outcome a column, then the orders the
- * follow-ups brought back and their revenue (`110.00 GBP; 30.00 EUR`); each row names the
- * shop and period so exports from several reports can be pasted together. RFC 4180: CRLF line
- * ends, fields quoted when they hold a comma, quote or line break.
+ * follow-ups brought back and their revenue (`110.00 GBP; 30.00 EUR`), then (on the `total` row
+ * only) the check-in comparison: customers checked in and how many bought again, customers due a
+ * check-in who did not get it and how many bought again, and both rates. Each row names the shop
+ * and period so exports from several reports can be pasted together. RFC 4180: CRLF line ends,
+ * fields quoted when they hold a comma, quote or line break.
  */
 export function renderReportCsv(model: ReportModel): string {
   const header = [
@@ -343,6 +355,12 @@ export function renderReportCsv(model: ReportModel): string {
     ...OUTCOMES,
     "broughtBack",
     "revenue",
+    "checkedIn",
+    "checkedInBoughtAgain",
+    "checkedInRate",
+    "notCheckedIn",
+    "notCheckedInBoughtAgain",
+    "notCheckedInRate",
   ];
   const lead = [model.shopName, model.period.since, model.period.until];
   const counts = (c: OutcomeCounts) => OUTCOMES.map((outcome) => String(c[outcome]));
@@ -358,6 +376,13 @@ export function renderReportCsv(model: ReportModel): string {
     (b) => !model.rows.some((row) => row.channel === b.channel && row.kind === b.kind),
   );
   const zero = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as OutcomeCounts;
+  const { checkedIn, notCheckedIn } = model.checkInEffect;
+  const cohort = (c: CheckInCohort) => [
+    String(c.customers),
+    String(c.cameBack),
+    c.rate === null ? "" : String(c.rate),
+  ];
+  const noComparison = ["", "", "", "", "", ""];
   const rows = [
     header,
     ...model.rows.map((row) => [
@@ -366,6 +391,7 @@ export function renderReportCsv(model: ReportModel): string {
       row.kind,
       ...counts(row.counts),
       ...broughtBackOf(row.channel, row.kind),
+      ...noComparison,
     ]),
     ...onlyBack.map((b) => [
       ...lead,
@@ -373,8 +399,18 @@ export function renderReportCsv(model: ReportModel): string {
       b.kind,
       ...counts(zero),
       ...broughtBackOf(b.channel, b.kind),
+      ...noComparison,
     ]),
-    [...lead, "total", "", ...counts(model.totals), String(back.orders), revenue(back.revenue)],
+    [
+      ...lead,
+      "total",
+      "",
+      ...counts(model.totals),
+      String(back.orders),
+      revenue(back.revenue),
+      ...cohort(checkedIn),
+      ...cohort(notCheckedIn),
+    ],
   ];
   return rows
     .map((row) => row.map(csvField).join(","))

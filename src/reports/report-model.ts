@@ -103,6 +103,44 @@ export interface ReportModel {
   readonly dailySends: readonly DailySends[];
   /** Purchases the follow-ups brought back in the period (see BroughtBack). */
   readonly broughtBack: BroughtBack;
+  /** Repeat purchases of customers who got a check-in against those due one who did not. */
+  readonly checkInEffect: CheckInEffect;
+}
+
+/** Customers of one group and how many of them bought again within the attribution window. */
+export interface CheckInCohort {
+  readonly customers: number;
+  readonly cameBack: number;
+  /** cameBack / customers to three places; null when the group is empty. */
+  readonly rate: number | null;
+}
+
+/**
+ * Whether check-ins pay their way: customers whose check-in went out in the period (or, skipped,
+ * would have) and how many bought again within the attribution window after it. A customer is
+ * counted once per purchase whose check-in fell in the period.
+ */
+export interface CheckInEffect {
+  /** The attribution window, ISO 8601 (`P30D`). */
+  readonly window: string;
+  readonly checkedIn: CheckInCohort;
+  /** Due a check-in but skipped: no consent, opted out, a frequency cap, the channel's budget. */
+  readonly notCheckedIn: CheckInCohort & {
+    /** By skip reason, most customers first. */
+    readonly byReason: readonly {
+      readonly code: string;
+      readonly customers: number;
+      readonly cameBack: number;
+    }[];
+  };
+  /** Both groups have at least `smallestGroup` customers, so their rates can be compared. */
+  readonly comparable: boolean;
+  readonly smallestGroup: number;
+  /**
+   * Until when customers of the period may still buy again and count (ISO, the report's zone);
+   * null once every window has closed.
+   */
+  readonly openUntil: string | null;
 }
 
 /** An amount of one currency, exact: `"1299.00"` GBP. */

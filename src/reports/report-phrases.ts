@@ -1,5 +1,6 @@
-import { DateTime } from "luxon";
+import { DateTime, Duration } from "luxon";
 import type {
+  CheckInCohort,
   CurrencyAmount,
   Outcome,
   OutcomeChange,
@@ -199,6 +200,82 @@ export function broughtBackLines(model: ReportModel, noun: string): string[] {
     const rate = rule.rate === null ? "" : ` (${Math.round(rule.rate * 100)}%)`;
     lines.push(
       `${rule.ruleId} codes: ${formatCount(rule.redeemed)} redeemed of ${formatCount(rule.sent)} sent${rate}`,
+    );
+  }
+  return lines;
+}
+
+/** Skip codes of the check-in comparison in a few words, for a parenthesis. */
+const SKIP_SHORT_WORDS: Readonly<Record<string, string>> = {
+  "no-consent": "no consent",
+  "opted-out": "opted out",
+  capped: "message limit reached",
+  "budget-reached": "budget spent",
+};
+
+/** "30 days", "1 month and 2 weeks": an ISO 8601 duration in words, without the host's ICU. */
+export function durationWords(iso: string): string {
+  const duration = Duration.fromISO(iso);
+  if (!duration.isValid) return plainText(iso);
+  const units = ["years", "months", "weeks", "days", "hours", "minutes"] as const;
+  const parts = units.flatMap((unit) => {
+    const n = duration.get(unit);
+    return n === 0 ? [] : [`${formatCount(n)} ${n === 1 ? unit.slice(0, -1) : unit}`];
+  });
+  return parts.length === 0 ? plainText(iso) : parts.join(" and ");
+}
+
+/** "12 (15%)": a group's returns and its rate. */
+function cameBackWords(cohort: CheckInCohort): string {
+  const rate = cohort.rate === null ? "" : ` (${Math.round(cohort.rate * 100)}%)`;
+  return `${formatCount(cohort.cameBack)}${rate}`;
+}
+
+/**
+ * The owner's answer to "do the check-ins work?": the repeat-purchase rate of customers who got a
+ * check-in against those due one who did not, and whether the groups are big enough to compare.
+ */
+export function checkInEffectLines(model: ReportModel, noun: string): string[] {
+  const effect = model.checkInEffect;
+  const { checkedIn, notCheckedIn } = effect;
+  const within = `within ${durationWords(effect.window)}`;
+  if (checkedIn.customers === 0 && notCheckedIn.customers === 0) {
+    return [`No customer was due a check-in in this ${noun}, so there is nothing to compare yet.`];
+  }
+  const customers = (n: number) => `${formatCount(n)} customer${n === 1 ? "" : "s"}`;
+  const lines = [
+    checkedIn.customers === 0
+      ? `No customer got a check-in in this ${noun}.`
+      : `Of ${customers(checkedIn.customers)} who got a check-in in this ${noun}, ${cameBackWords(checkedIn)} bought again ${within}.`,
+  ];
+  if (notCheckedIn.customers === 0) {
+    lines.push("Every customer due a check-in got one, so there is no one to compare them with.");
+  } else {
+    const why = notCheckedIn.byReason
+      .map((reason) => SKIP_SHORT_WORDS[reason.code] ?? reason.code)
+      .join(", ");
+    lines.push(
+      `Of ${customers(notCheckedIn.customers)} due a check-in who did not get one (${why}), ${cameBackWords(notCheckedIn)} bought again ${within}.`,
+    );
+  }
+  if (checkedIn.customers > 0 && notCheckedIn.customers > 0) {
+    if (!effect.comparable) {
+      lines.push(
+        `Too few customers to compare yet: each group needs at least ${effect.smallestGroup} before a difference means more than chance.`,
+      );
+    } else {
+      const a = Math.round((checkedIn.rate ?? 0) * 100);
+      const b = Math.round((notCheckedIn.rate ?? 0) * 100);
+      const often = a === b ? "about as often as" : a > b ? "more often than" : "less often than";
+      lines.push(
+        `Customers who got a check-in bought again ${often} those who did not (${a}% against ${b}%).`,
+      );
+    }
+  }
+  if (effect.openUntil !== null) {
+    const until = DateTime.fromISO(effect.openUntil, { zone: model.period.timezone });
+    lines.push(
+      `Customers of this ${noun} have until ${localDay(until, true)} to buy again, so these figures may still rise.`,
     );
   }
   return lines;

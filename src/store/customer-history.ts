@@ -1,8 +1,10 @@
 import type { Redis } from "ioredis";
 import { customerHash } from "../domain/address-hash.js";
+import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
-import { StoreKeys } from "./keys.js";
+import { checkInField, hourRetentionMs } from "./delivery-ledger.js";
+import { hourOf, idHash, StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
 
@@ -22,6 +24,17 @@ export interface SentFollowUp {
   readonly ruleId: string;
   readonly at: number;
 }
+
+/** A customer's check-in for one purchase, as remembered for the comparison of repeat purchases. */
+export interface RememberedCheckIn extends CheckInOutcome {
+  /** The purchase's hash (idHash of its event id), never the id itself. */
+  readonly purchase: string;
+  /** When it went out, or would have (epoch ms). */
+  readonly at: number;
+}
+
+/** A remembered check-in is kept for the attribution window after it and this. */
+const CHECK_IN_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
 export class CustomerHistoryStore {
   private readonly redis: Redis & StoreCommands;
@@ -163,6 +176,62 @@ export class CustomerHistoryStore {
   async lastSent(customerId: string): Promise<SentFollowUp | undefined> {
     const raw = await this.redis.get(this.keys.lastSent(customerId));
     return raw ? (JSON.parse(raw) as SentFollowUp) : undefined;
+  }
+
+  /**
+   * Remembers how the check-in of the customer's purchase `eventId` ended, at `at` (when it went
+   * out, or would have), and counts the customer once into that hour's comparison group: the
+   * first outcome per purchase counts. Kept for the attribution window after `at` and a day.
+   */
+  async rememberCheckIn(
+    customerId: string,
+    eventId: string,
+    outcome: CheckInOutcome,
+    at: number,
+    now: number,
+    windowMs: number,
+  ): Promise<boolean> {
+    const hour = hourOf(at);
+    const counted = await this.redis.fuRememberCheckIn(
+      this.keys.checkIns(customerId),
+      this.keys.ledgerHour(hour),
+      idHash(eventId),
+      `${outcome.group} ${Math.round(at)} ${outcome.code ?? "-"}`,
+      checkInField(outcome, false),
+      hourRetentionMs(hour, now),
+      now,
+      windowMs + CHECK_IN_MEMORY_SLACK_MS,
+      Math.round(at),
+    );
+    return counted === 1;
+  }
+
+  /**
+   * The customer's remembered check-ins that a purchase (`eventId`, at `purchasedAt`) came within
+   * `windowMs` after; never the purchase's own check-in.
+   */
+  async checkInsAnsweredBy(
+    customerId: string,
+    eventId: string,
+    purchasedAt: number,
+    windowMs: number,
+  ): Promise<RememberedCheckIn[]> {
+    const own = idHash(eventId);
+    const all = await this.redis.hgetall(this.keys.checkIns(customerId));
+    const answered: RememberedCheckIn[] = [];
+    for (const [purchase, value] of Object.entries(all)) {
+      const [group, at, code] = value.split(" ");
+      const when = Number(at);
+      if (purchase === own || (group !== "sent" && group !== "skipped")) continue;
+      if (!(when <= purchasedAt && purchasedAt <= when + windowMs)) continue;
+      answered.push({
+        purchase,
+        group: group as CheckInGroup,
+        at: when,
+        ...(code !== undefined && code !== "-" && { code }),
+      });
+    }
+    return answered;
   }
 
   /** The history recorded when the event was first planned (none if it never was). */

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import type { CheckInOutcome } from "../domain/check-in-comparison.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import type { Money } from "../domain/money.js";
 import { dayOf, hourOf, StoreKeys } from "./keys.js";
@@ -65,6 +66,26 @@ export function reasonField(
   reason: string,
 ): string {
   return `reason|${outcome}|${channel}|${kind}|${reason}`;
+}
+
+/**
+ * `checkin|sent`, `checkin|skipped|no-consent`: a customer whose check-in ended so, counted in the
+ * hour it went out (or would have); `checkin-back|…` the same customer when they bought again
+ * within the attribution window after it, counted into that same hour.
+ */
+export function checkInField(outcome: CheckInOutcome, cameBack: boolean): string {
+  const tag = cameBack ? "checkin-back" : "checkin";
+  return outcome.code === undefined
+    ? `${tag}|${outcome.group}`
+    : `${tag}|${outcome.group}|${outcome.code}`;
+}
+
+/**
+ * How long a ledger hour written at `now` is kept: the retention from the hour's start, so an hour
+ * counted into ahead of time (a check-in that would have gone out later) lasts as long as any.
+ */
+export function hourRetentionMs(hour: number, now: number): number {
+  return Math.max(0, hour * HOUR_MS - now) + AGGREGATE_RETENTION_MS;
 }
 
 /** The aggregate fields an entry is counted in. */
@@ -151,6 +172,29 @@ export class DeliveryLedger {
       AGGREGATE_RETENTION_MS,
       `back|${base}`,
       `backrev|${base}|${total.currency}\n${total.minor}`,
+    );
+    return counted === 1;
+  }
+
+  /**
+   * Counts that a customer bought again within the attribution window after their check-in (sent
+   * or skipped, at `at`), into the check-in's own hour, once per check-in: a replayed purchase or
+   * a second one adds nothing. `purchaseHash` names the check-in's purchase. False when known.
+   */
+  async countCheckInReturn(
+    purchaseHash: string,
+    outcome: CheckInOutcome,
+    at: number,
+    now: number,
+    keepReceiptMs: number,
+  ): Promise<boolean> {
+    const hour = hourOf(at);
+    const counted = await this.redis.fuCountOnce(
+      this.keys.webhookReceipt(`checkin-back:${purchaseHash}`),
+      this.keys.ledgerHour(hour),
+      Math.ceil(keepReceiptMs / 1000),
+      hourRetentionMs(hour, now),
+      checkInField(outcome, true),
     );
     return counted === 1;
   }

@@ -78,9 +78,30 @@ export class StoreKeys {
     return `${this.base}ls:${idHash(customerId)}`;
   }
 
+  /**
+   * How the customer's recent check-ins ended (sent, or skipped for consent, opt-out, caps or
+   * budget), by purchase hash: for comparing repeat purchases (store/customer-history.ts).
+   */
+  checkIns(customerId: string): string {
+    return `${this.base}ck:${idHash(customerId)}`;
+  }
+
   /** The customer's latest planned step per rule and per kind (for cooldowns). */
   recentSteps(customerId: string): string {
     return `${this.base}cs:${idHash(customerId)}`;
+  }
+
+  /**
+   * The customer's open thank-you group (store/thank-you-groups.ts): the purchase whose thank-you
+   * also thanks for the others within its rule's coalesce window.
+   */
+  thankYouGroup(customerId: string): string {
+    return `${this.base}ty:${idHash(customerId)}`;
+  }
+
+  /** What a channel spent in one calendar month ("2026-12"), in micros of the default currency. */
+  spendMonth(channel: Channel, month: string): string {
+    return `${this.base}spend:${channel}:${month}`;
   }
 
   /** An order's purchase events and refunds. */

@@ -140,6 +140,18 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** remember-check-in.lua */
+  fuRememberCheckIn(
+    checkInsKey: string,
+    hourKey: string,
+    purchaseHash: string,
+    entry: string,
+    field: string,
+    keepHourMs: number,
+    now: number,
+    keepEntryMs: number,
+    at: number,
+  ): Promise<number>;
   /** redeem-code.lua */
   fuRedeemCode(
     codeKey: string,
@@ -148,6 +160,29 @@ export interface StoreCommands {
     orderId: string,
     keepHourMs: number,
   ): Promise<[number, string]>;
+  /** join-thank-you.lua */
+  fuJoinThankYou(
+    groupKey: string,
+    eventId: string,
+    stepId: string,
+    purchasedAt: number,
+    windowMs: number,
+    keepMs: number,
+    purchase: Buffer,
+    maxMembers: number,
+  ): Promise<[string, string?, string?]>;
+  /** close-thank-you.lua */
+  fuCloseThankYou(groupKey: string, eventId: string): Promise<string[]>;
+  /** close-thank-you.lua, replies as buffers (the purchases are binary) */
+  fuCloseThankYouBuffer(groupKey: string, eventId: string): Promise<Buffer[]>;
+  /** add-spend.lua */
+  fuAddSpend(
+    monthKey: string,
+    costMicros: number,
+    budgetMicros: number,
+    enforce: 0 | 1,
+    keepMs: number,
+  ): Promise<[number, number, number]>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,
@@ -185,6 +220,10 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
   "redeem-code": "fuRedeemCode",
+  "remember-check-in": "fuRememberCheckIn",
+  "join-thank-you": "fuJoinThankYou",
+  "close-thank-you": "fuCloseThankYou",
+  "add-spend": "fuAddSpend",
 };
 
 const defined = new WeakSet<Redis>();

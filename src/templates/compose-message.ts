@@ -24,6 +24,8 @@ export interface ComposeInput {
    * customer's language ("Reply STOP to opt out"), counted towards channels.sms.maxSegments.
    */
   readonly firstSmsToNumber: boolean;
+  /** A coalesced thank-you: the customer's other purchases it thanks for too (`orders`). */
+  readonly alsoThanked?: readonly PurchaseCompleted[];
 }
 
 /** Renders a step into a message for its channel (templates, discount codes). */
@@ -82,6 +84,7 @@ export function createMessageComposer(
         : null;
     const context = buildTemplateContext({
       purchase: event,
+      ...(input.alsoThanked && { alsoThanked: input.alsoThanked }),
       step: { kind: step.kind, channel: step.channel },
       locale,
       timezone: zone,

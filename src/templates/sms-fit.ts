@@ -1,5 +1,5 @@
 import { countSmsSegments, smsEncoding } from "../domain/sms-segments.js";
-import type { TemplateContext } from "./template-context.js";
+import type { TemplateContext, TemplateOrder } from "./template-context.js";
 
 /**
  * Keeps an SMS within the segment cap at send time. The samples `check` renders are realistic, but
@@ -91,6 +91,10 @@ export function shortenNames(
 ): TemplateContext {
   const cut = (value: string) => shorten(value, maxLength, ellipsis);
   const cutOrNull = (value: string | null) => (value === null ? null : cut(value));
+  const cutOrder = (order: TemplateOrder): TemplateOrder => ({
+    ...order,
+    items: order.items.map((item) => ({ ...item, name: cut(item.name) })),
+  });
   return {
     ...context,
     customer: {
@@ -98,10 +102,8 @@ export function shortenNames(
       name: cutOrNull(context.customer.name),
       firstName: cutOrNull(context.customer.firstName),
     },
-    order: {
-      ...context.order,
-      items: context.order.items.map((item) => ({ ...item, name: cut(item.name) })),
-    },
+    order: cutOrder(context.order),
+    orders: context.orders.map(cutOrder),
     store: { ...context.store, name: cutOrNull(context.store.name) },
   };
 }
@@ -123,7 +125,7 @@ function longestName(context: TemplateContext): number {
     context.customer.name,
     context.customer.firstName,
     context.store.name,
-    ...context.order.items.map((item) => item.name),
+    ...context.orders.flatMap((order) => order.items.map((item) => item.name)),
   ];
   return names.reduce((longest, name) => Math.max(longest, name?.length ?? 0), 0);
 }

@@ -15,15 +15,12 @@ export interface TemplateContext {
     readonly name: string | null;
     readonly firstName: string | null;
   };
-  readonly order: {
-    readonly id: string;
-    /** Formatted for the customer's locale, such as "£1,299.00" or "1.299,00 €". */
-    readonly total: string;
-    readonly currency: string;
-    readonly items: readonly TemplateItem[];
-    /** The purchase date on the customer's calendar, such as "12 March 2026". */
-    readonly purchasedAt: string;
-  };
+  readonly order: TemplateOrder;
+  /**
+   * Every order the message is about, oldest first: the purchase's own (`order`) and, for a
+   * thank-you of a rule with `coalesce`, the customer's other purchases within its window.
+   */
+  readonly orders: readonly TemplateOrder[];
   readonly store: { readonly id: string | null; readonly name: string | null };
   /** The business the message is from (`shop` in the rules), so the sender is identifiable. */
   readonly shop: {
@@ -43,6 +40,17 @@ export interface TemplateContext {
   } | null;
   /** Filled once unsubscribe links exist; null until then. */
   readonly unsubscribeUrl: string | null;
+}
+
+/** One order as templates see it. */
+export interface TemplateOrder {
+  readonly id: string;
+  /** Formatted for the customer's locale, such as "£1,299.00" or "1.299,00 €". */
+  readonly total: string;
+  readonly currency: string;
+  readonly items: readonly TemplateItem[];
+  /** The purchase date on the customer's calendar, such as "12 March 2026". */
+  readonly purchasedAt: string;
 }
 
 /** One purchased item as templates see it. */
@@ -74,6 +82,8 @@ export interface PurchaseSnapshot {
 /** What buildTemplateContext needs besides the purchase. */
 export interface TemplateContextInput {
   readonly purchase: PurchaseSnapshot;
+  /** Other purchases the message thanks for too (a coalesced thank-you). */
+  readonly alsoThanked?: readonly PurchaseSnapshot[];
   readonly step: { readonly kind: StepKind; readonly channel: Channel };
   /** Formats amounts and dates: the customer's locale, else the rules' default locale. */
   readonly locale: string;
@@ -103,25 +113,33 @@ export function buildTemplateContext(input: TemplateContextInput): TemplateConte
   const date = (value: DateTime) =>
     plain(value.setZone(input.timezone).setLocale(locale).toLocaleString(DATE_FORMAT));
   const name = purchase.customer.name?.trim() || null;
+  const orderOf = (snapshot: PurchaseSnapshot): TemplateOrder => ({
+    id: snapshot.orderId,
+    total: money(snapshot.total),
+    currency: snapshot.total.currency,
+    items: snapshot.items.map((item) => ({
+      sku: item.sku,
+      name: item.name,
+      category: item.category,
+      quantity: item.quantity,
+      unitPrice: money(item.unitPrice),
+    })),
+    purchasedAt: date(DateTime.fromISO(snapshot.occurredAt, { setZone: true })),
+  });
+  const order = orderOf(purchase);
+  const others = (input.alsoThanked ?? []).filter((other) => other.orderId !== purchase.orderId);
+  const orders = [purchase, ...others]
+    .map((snapshot) => ({ at: Date.parse(snapshot.occurredAt), order: orderOf(snapshot) }))
+    .sort((a, b) => a.at - b.at)
+    .map((entry) => entry.order);
   return {
     customer: {
       id: purchase.customer.id,
       name,
       firstName: name?.split(/\s+/)[0] ?? null,
     },
-    order: {
-      id: purchase.orderId,
-      total: money(purchase.total),
-      currency: purchase.total.currency,
-      items: purchase.items.map((item) => ({
-        sku: item.sku,
-        name: item.name,
-        category: item.category,
-        quantity: item.quantity,
-        unitPrice: money(item.unitPrice),
-      })),
-      purchasedAt: date(DateTime.fromISO(purchase.occurredAt, { setZone: true })),
-    },
+    order,
+    orders,
     store: { id: purchase.store?.id ?? null, name: purchase.store?.name?.trim() || null },
     shop: {
       name: input.shop.name,
@@ -227,6 +245,19 @@ export function sampleTemplateContext(options: SampleOptions): TemplateContext {
       total: amount(full ? "1349" : "1299"),
       store: full ? { id: "store-12", name: "Northgate High Street" } : undefined,
     },
+    // The full sample of a thank-you also thanks for a second order, as a coalesced one does.
+    ...(full &&
+      options.step.kind === "thank-you" && {
+        alsoThanked: [
+          {
+            orderId: "ORD-2026-000124",
+            occurredAt: "2026-03-12T14:40:00Z",
+            customer: { id: "cus_8f2k1", name: "Alexandra Whitfield" },
+            items: [items[1] as (typeof items)[number]],
+            total: amount("50"),
+          },
+        ],
+      }),
     step: options.step,
     locale: options.locale,
     timezone: options.timezone ?? "Europe/London",

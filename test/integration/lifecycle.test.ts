@@ -460,12 +460,17 @@ describe("opt-outs", () => {
 });
 
 describe("caps, history and metrics", () => {
-  it("several purchases on one day give one thank-you; the cap's skip is recorded and counted", async () => {
+  it("with whenCapped skip and no coalescing, a second and third thank-you on one day are skipped, recorded and counted", async () => {
     pipeline = await startPipeline("caps", { startWorker: false });
     const p = pipeline;
     const rulesFile = path.join(p.configDir, "rules.yaml");
     const doc = parseDocument(await readFile(rulesFile, "utf8"));
     doc.setIn(["frequencyCaps", "email"], doc.createNode([{ max: 1, per: "PT24H" }]));
+    doc.setIn(["whenCapped", "thank-you"], "skip");
+    const rules = doc.get("rules") as {
+      items: { get(key: string): unknown; delete(key: string): void }[];
+    };
+    for (const rule of rules.items) rule.delete("coalesce");
     await writeFile(rulesFile, doc.toString());
     await p.startWorker();
     for (const id of ["evt-cap-1", "evt-cap-2", "evt-cap-3"]) {

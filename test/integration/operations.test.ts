@@ -141,11 +141,13 @@ it("cancels a step whose rule was removed at once, counted under the channel and
 it("suppresses a number Twilio reports as opted out (21610) and sends it nothing more", async () => {
   pipeline = await startPipeline("optout");
   const p = pipeline;
+  // Two customers with one number: one customer's purchases would share one thank-you.
   const tv = (id: string) =>
     purchaseInput({
       id,
       orderId: `ord-${id}`,
       occurredAt: twoHoursAgo(),
+      customer: { id: `cus-${id}` },
       items: [item("televisions", "700.00")],
     });
   await p.publisher.publish(tv("evt-stop-1") as never);

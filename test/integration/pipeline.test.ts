@@ -171,8 +171,11 @@ describe("the pipeline on real parts", () => {
 
   it("retries a Twilio 429 and fails a Twilio 21211 for good", async () => {
     pipeline = await startPipeline("twilio");
+    // Two customers: one customer's purchases within the hour would share one thank-you.
     await pipeline.publisher.publish(tv("evt-429") as never);
-    await pipeline.publisher.publish(tv("evt-21211") as never);
+    await pipeline.publisher.publish(
+      tv("evt-21211", { customer: { id: "cus-2", phone: "+44 20 7946 0959" } }) as never,
+    );
     await pipeline.sink.waitForMessages(2);
 
     pipeline.twilio.failNext({ status: 429, code: 20429 });

@@ -59,6 +59,14 @@ const MODEL: ReportModel = {
     byChannel: { email, sms: 0, voice: 0 },
   })),
   broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], byChannelKind: [], redemption: [] },
+  checkInEffect: {
+    window: "P30D",
+    checkedIn: { customers: 0, cameBack: 0, rate: null },
+    notCheckedIn: { customers: 0, cameBack: 0, rate: null, byReason: [] },
+    comparable: false,
+    smallestGroup: 20,
+    openUntil: null,
+  },
 };
 
 function reportMessage(followUpId: string): { message: EmailMessage; chart: Buffer } {

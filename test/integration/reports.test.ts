@@ -202,7 +202,7 @@ describe("ledger and owner reports", () => {
     await runReport({ ...range, format: "csv" }, csv);
     const [header, ...rows] = csv.output().trim().split(/\r?\n/);
     expect(header).toBe(
-      "shop,since,until,channel,kind,scheduled,sent,delivered,undelivered,failed,skipped,cancelled,optout,reply,broughtBack,revenue",
+      "shop,since,until,channel,kind,scheduled,sent,delivered,undelivered,failed,skipped,cancelled,optout,reply,broughtBack,revenue,checkedIn,checkedInBoughtAgain,checkedInRate,notCheckedIn,notCheckedInBoughtAgain,notCheckedInRate",
     );
     expect(rows.some((row) => row.includes(",email,thank-you,5,3,0,0,1,0,1,0,0,0,"))).toBe(true);
     const text = captureIo();

@@ -29,6 +29,8 @@ describe("followups schedule", () => {
         id,
         orderId: `ord-${id}`,
         occurredAt: now.toISO({ suppressMilliseconds: true }) ?? "",
+        // A customer each: one customer's purchases within the hour share one thank-you.
+        customer: { id: `cus-${id}` },
         items: [item("televisions", "899.00")],
       });
     for (const id of ["evt-a", "evt-b"]) await p.publisher.publish(tv(id) as never);

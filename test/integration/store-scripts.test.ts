@@ -104,12 +104,15 @@ describe("the store's Lua scripts", () => {
   it("registers every script file as a command, with the KEYS count its header declares", () => {
     expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
       "add-reply",
+      "add-spend",
       "claim-bucket",
       "claim-event-id",
       "claim-step",
+      "close-thank-you",
       "count-once",
       "count-outcomes",
       "erase-event",
+      "join-thank-you",
       "link-order",
       "opt-outs",
       "queue-alert",
@@ -117,6 +120,7 @@ describe("the store's Lua scripts", () => {
       "record-refund",
       "redeem-code",
       "release-bucket",
+      "remember-check-in",
       "remember-customer",
       "replan-event",
       "requeue-step",
@@ -134,6 +138,10 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(1);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
@@ -374,6 +382,42 @@ describe("the store's Lua scripts", () => {
     expect(ttl).toBeLessThanOrEqual(60);
   });
 
+  it("remember-check-in: counts a purchase's check-in once, keeps it for its window, drops old ones", async () => {
+    const checkIns = keys.checkIns("cus-1");
+    const keep = 31 * DAY;
+    const remember = (purchase: string, entry: string, field: string, at: number, now = NOW) =>
+      redis.fuRememberCheckIn(checkIns, hour(), purchase, entry, field, 5_000, now, keep, at);
+    expect(
+      await remember("p1", `skipped ${NOW} no-consent`, "checkin|skipped|no-consent", NOW),
+    ).toBe(1);
+    // A later outcome of the same purchase's check-in (a fallback text) changes nothing.
+    expect(await remember("p1", `sent ${NOW + 1}`, "checkin|sent", NOW + 1)).toBe(0);
+    // A check-in that would go out in 90 days keeps the customer's hash that long and its window.
+    const later = NOW + 90 * DAY;
+    expect(
+      await remember("p2", `skipped ${later} opted-out`, "checkin|skipped|opted-out", later),
+    ).toBe(1);
+    expect(await redis.hgetall(hour())).toEqual({
+      "checkin|skipped|no-consent": "1",
+      "checkin|skipped|opted-out": "1",
+    });
+    expect(await redis.hgetall(checkIns)).toEqual({
+      p1: `skipped ${NOW} no-consent`,
+      p2: `skipped ${later} opted-out`,
+    });
+    const ttl = await redis.pttl(checkIns);
+    expect(ttl).toBeGreaterThan(90 * DAY + keep - 60_000);
+    expect(ttl).toBeLessThanOrEqual(90 * DAY + keep);
+    expect(await redis.pttl(hour())).toBeLessThanOrEqual(5_000);
+    // Past p1's window, the next write drops it; a check-in whose window is over is not kept.
+    const afterWindow = NOW + keep + 1;
+    expect(
+      await remember("p3", `sent ${afterWindow}`, "checkin|sent", afterWindow, afterWindow),
+    ).toBe(1);
+    expect(Object.keys(await redis.hgetall(checkIns)).sort()).toEqual(["p2", "p3"]);
+    expect(await remember("p4", `sent ${NOW}`, "checkin|sent", NOW, afterWindow)).toBe(0);
+  });
+
   it("record-purchase: counts a purchase once per event and answers a repeat with the same count", async () => {
     const customer = keys.customerHistory("cus-1");
     const other = keys.eventRecord("evt-2");
@@ -532,5 +576,28 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([1, 40_000]);
     expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([0, 10_000]);
     expect(await redis.get(key)).toBe(String(nowUs + 60_000));
+  });
+});
+
+describe("add-spend", () => {
+  const month = () => new StoreKeys(prefix).spendMonth("sms", "2026-12");
+
+  it("adds while the budget is not reached, refuses a message that must respect a reached one, and always adds an incurred cost", async () => {
+    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([1, 0, 40_000]);
+    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([
+      1, 40_000, 80_000,
+    ]);
+    // Under the budget before it: it goes, and takes the spend past it.
+    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([
+      1, 80_000, 120_000,
+    ]);
+    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([
+      0, 120_000, 120_000,
+    ]);
+    // A transactional message that continues, or a call that already happened, is counted.
+    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 0, 60_000)).toEqual([
+      1, 120_000, 160_000,
+    ]);
+    expect(await redis.pttl(month())).toBeGreaterThan(50_000);
   });
 });

@@ -14,9 +14,26 @@ beforeAll(async () => {
   rules = await shippedRules();
 });
 
+/**
+ * The plan, with each step's coalescing window checked here and left out below (those tests are
+ * about timing): the shipped thank-yous but the salon's share one email for orders within an hour.
+ */
 function plan(spec: PurchaseSpec, previousPurchases = 0, now?: string): Plan {
   const event = purchase(spec);
-  return planFollowUps(event, rules, { previousPurchases }, instant(now ?? event.occurredAt));
+  const result = planFollowUps(
+    event,
+    rules,
+    { previousPurchases },
+    instant(now ?? event.occurredAt),
+  );
+  const hourAfter = new Date(Date.parse(event.occurredAt) + 3_600_000)
+    .toISOString()
+    .replace(".000Z", "Z");
+  for (const planned of result.steps) {
+    const coalesces = planned.kind === "thank-you" && planned.ruleId !== "services";
+    expect(planned.coalesceUntil).toBe(coalesces ? hourAfter : undefined);
+  }
+  return { ...result, steps: result.steps.map(({ coalesceUntil: _, ...rest }) => rest) };
 }
 
 type Purpose = "transactional" | "marketing";

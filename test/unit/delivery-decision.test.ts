@@ -140,7 +140,16 @@ function world(setup: Setup = {}) {
     suppressions,
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     codes: { issue: async () => {} },
-    history: { rememberSent: async () => {} },
+    thankYous: { close: async () => [] },
+    orders: { get: async () => ({ eventIds: [], refunds: [], returns: [], fullyRefunded: false }) },
+    spend: {
+      spend: {
+        add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0 }),
+        giveBack: async () => {},
+      },
+      onBudgetAlert: async () => {},
+    },
+    history: { rememberSent: async () => {}, rememberCheckIn: async () => true },
     caps,
     metrics,
     rateLimiter: new FixedRateLimiter(),

@@ -139,6 +139,22 @@ const MODEL: ReportModel = {
       { ruleId: "loyal-customer", sent: 0, redeemed: 1, rate: null },
     ],
   },
+  checkInEffect: {
+    window: "P30D",
+    checkedIn: { customers: 48, cameBack: 9, rate: 0.188 },
+    notCheckedIn: {
+      customers: 22,
+      cameBack: 2,
+      rate: 0.091,
+      byReason: [
+        { code: "no-consent", customers: 15, cameBack: 1 },
+        { code: "capped", customers: 7, cameBack: 1 },
+      ],
+    },
+    comparable: true,
+    smallestGroup: 20,
+    openUntil: "2026-12-23T00:00:00+01:00",
+  },
 };
 
 const EMPTY: ReportModel = {
@@ -156,7 +172,83 @@ const EMPTY: ReportModel = {
   complaints: { byChannel: {}, resolved: 0, medianMinutesToResolve: null },
   dailySends: [],
   broughtBack: { orders: 0, byCode: 0, revenue: [], byRule: [], byChannelKind: [], redemption: [] },
+  checkInEffect: {
+    window: "P30D",
+    checkedIn: { customers: 0, cameBack: 0, rate: null },
+    notCheckedIn: { customers: 0, cameBack: 0, rate: null, byReason: [] },
+    comparable: false,
+    smallestGroup: 20,
+    openUntil: null,
+  },
 };
+
+/** Text with its line breaks and indents as single spaces, for sentences the renderer wraps. */
+const flat = (text: string) => text.replace(/\s+/g, " ");
+
+/** MODEL with other check-in figures. */
+function withCheckIns(effect: Partial<ReportModel["checkInEffect"]>): ReportModel {
+  return { ...MODEL, checkInEffect: { ...MODEL.checkInEffect, ...effect } };
+}
+
+describe("the check-in comparison", () => {
+  it("gives both repeat-purchase rates in plain words and compares them", () => {
+    const text = flat(renderReportText(MODEL));
+    const section = text.slice(text.indexOf("Check-ins and repeat purchases"));
+    expect(section).toContain(
+      "Of 48 customers who got a check-in in this week, 9 (19%) bought again within 30 days.",
+    );
+    expect(section).toContain(
+      "Of 22 customers due a check-in who did not get one (no consent, message limit reached), 2 (9%) bought again within 30 days.",
+    );
+    expect(section).toContain(
+      "Customers who got a check-in bought again more often than those who did not (19% against 9%).",
+    );
+    expect(section).toContain("Customers of this week have until Wed 23 Dec 2026 to buy again");
+    const closed = renderReportText(withCheckIns({ openUntil: null }));
+    expect(closed).not.toContain("may still rise");
+  });
+
+  it("says when a group is too small to compare, and when there is no one to compare with", () => {
+    const small = flat(
+      renderReportText(
+        withCheckIns({
+          notCheckedIn: {
+            customers: 5,
+            cameBack: 1,
+            rate: 0.2,
+            byReason: [{ code: "budget-reached", customers: 5, cameBack: 1 }],
+          },
+          comparable: false,
+        }),
+      ),
+    );
+    expect(small).toContain("(budget spent), 1 (20%) bought again within 30 days.");
+    expect(small).toContain("Too few customers to compare yet: each group needs at least 20");
+    expect(small).not.toContain("more often than");
+    const everyone = renderReportText(
+      withCheckIns({
+        notCheckedIn: { customers: 0, cameBack: 0, rate: null, byReason: [] },
+        comparable: false,
+      }),
+    );
+    expect(everyone).toContain("Every customer due a check-in got one");
+    expect(renderReportText(EMPTY)).toContain(
+      "No customer was due a check-in in this week, so there is nothing to compare yet.",
+    );
+  });
+
+  it("shows the two groups as a table in the HTML part", () => {
+    const html = renderReportHtml(MODEL);
+    expect(html).toContain("Check-ins and repeat purchases");
+    expect(html).toMatch(/Got a check-in<\/td>.*?>48<\/td>.*?>9<\/td>.*?>19%<\/td>/);
+    expect(html).toMatch(/Due one, did not get it<\/td>.*?>22<\/td>.*?>2<\/td>.*?>9%<\/td>/);
+    expect(renderReportHtml(EMPTY)).not.toContain("Got a check-in</td>");
+  });
+
+  it("carries the figures in the JSON", () => {
+    expect(JSON.parse(renderReportJson(MODEL)).checkInEffect).toEqual(MODEL.checkInEffect);
+  });
+});
 
 describe("renderReportText", () => {
   const text = renderReportText(MODEL);
@@ -419,6 +511,12 @@ describe("renderReportCsv", () => {
       "reply",
       "broughtBack",
       "revenue",
+      "checkedIn",
+      "checkedInBoughtAgain",
+      "checkedInRate",
+      "notCheckedIn",
+      "notCheckedInBoughtAgain",
+      "notCheckedInRate",
     ]);
     // One more row: email discounts brought customers back but had nothing else in the period.
     expect(rows).toHaveLength(MODEL.rows.length + 3);
@@ -436,6 +534,7 @@ describe("renderReportCsv", () => {
       "0",
       "3",
       "300.00 EUR",
+      ...Array(6).fill(""),
     ]);
     expect(rows.at(-2)?.slice(3)).toEqual([
       "email",
@@ -443,6 +542,7 @@ describe("renderReportCsv", () => {
       ...Array(9).fill("0"),
       "2",
       "112.50 EUR; 89.99 GBP",
+      ...Array(6).fill(""),
     ]);
     expect(rows.at(-1)?.slice(3)).toEqual([
       "total",
@@ -458,6 +558,12 @@ describe("renderReportCsv", () => {
       "6",
       "5",
       "412.50 EUR; 89.99 GBP",
+      "48",
+      "9",
+      "0.188",
+      "22",
+      "2",
+      "0.091",
     ]);
   });
 

@@ -117,7 +117,7 @@ describe("one located problem per kind of error", () => {
     [
       "unknown key, nothing close",
       changeLine(11, "    when:", "    colour: red\n    when:"),
-      'rules.yaml:11:5 rules[0].colour: unknown key "colour"; allowed here: id, description, priority, final, when, steps, cooldown, discount',
+      'rules.yaml:11:5 rules[0].colour: unknown key "colour"; allowed here: id, description, priority, final, when, steps, cooldown, coalesce, discount',
     ],
     [
       "wrong enum value (channel)",
@@ -253,7 +253,7 @@ describe("one located problem per kind of error", () => {
     [
       "a key in the wrong place (suggests only keys allowed there)",
       changeLine(1, "version: 1", "version: 1\ndelay: PT1H"),
-      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, cooldowns, currencies, attribution, groups, sendWindows, channels, frequencyCaps, whenCapped, shop, optOutConfirmation, owners, holidays, gracePeriods, rules',
+      'rules.yaml:2:1 delay: unknown key "delay"; allowed here: version, defaults, cooldowns, currencies, attribution, groups, sendWindows, channels, frequencyCaps, prices, budget, whenCapped, shop, optOutConfirmation, owners, holidays, gracePeriods, rules',
     ],
     [
       "a misspelt group name",

@@ -1,0 +1,338 @@
+import { DateTime } from "luxon";
+import { DueQueue } from "./due-queue.js";
+import type { Channel } from "./events.js";
+import type { FrequencyCap, Purpose, RuleSet, StepKind } from "./rules.js";
+import { decideSend, type GuardEvent, type GuardSkipCode } from "./send-guard.js";
+import { budgetAllows, costOf, isPricedChannel } from "./spend.js";
+
+/**
+ * What the worker would send of a set of planned steps, replayed in due order without Redis:
+ * the send-time guard (contact, consent, grace period, send windows), the per-customer frequency
+ * caps with `whenCapped` (skip, defer, exempt), and the monthly budgets of priced channels. Pure:
+ * time is the steps' own, so a year of purchases replays in seconds.
+ *
+ * Left out, because no replay can know them: rate limits (seconds), provider failures and
+ * retries, opt-outs and refunds that arrive later, and fallbacks (sent only when a call is not
+ * answered; the caller counts them apart).
+ */
+
+/** A planned step as the replay needs it. */
+export interface ReplayStep {
+  readonly eventId: string;
+  readonly stepId: string;
+  readonly kind: StepKind;
+  readonly channel: Channel;
+  readonly purpose: Purpose;
+  /** When the planner made it due (epoch ms). */
+  readonly dueAt: number;
+  /** The purchase's customer and store as the guard reads them; the purchase's steps share it. */
+  readonly event: GuardEvent;
+  /**
+   * SMS only: segments of the body as the worker renders it, without and with the opt-out line
+   * (the first SMS to a number carries it); null when it cannot be rendered within the cap (the
+   * worker fails such a step at send time).
+   */
+  readonly smsSegments?: { readonly later: number; readonly first: number } | null;
+}
+
+/** Why a replayed step was not sent: the guard's codes, and the replay's own. */
+export type ReplaySkipCode = GuardSkipCode | "capped" | "budget-reached" | "render-failed";
+
+/** How one step ended in the replay. */
+export type ReplayOutcome =
+  | {
+      readonly outcome: "sent";
+      readonly step: ReplayStep;
+      /** When it went out (epoch ms). */
+      readonly at: number;
+      /** It waited for a frequency cap first (`whenCapped: defer`). */
+      readonly waited: boolean;
+      /** SMS segments, null for other channels. */
+      readonly segments: number | null;
+      /** Its cost in micros of the default currency; null when unpriced (and for email). */
+      readonly costMicros: number | null;
+    }
+  | {
+      readonly outcome: "skipped";
+      readonly step: ReplayStep;
+      readonly at: number;
+      readonly waited: boolean;
+      readonly code: ReplaySkipCode;
+    };
+
+/** Messages sent in one calendar month (rules' default zone) on one channel, and their cost. */
+export interface MonthlySpend {
+  /** `YYYY-MM`. */
+  readonly month: string;
+  readonly channel: Channel;
+  readonly messages: number;
+  /** SMS segments; 0 for other channels. */
+  readonly segments: number;
+  /** Summed cost in micros; null for a channel without prices (email). */
+  readonly costMicros: number | null;
+  /** Messages on a priced channel to numbers no price covers (not in costMicros). */
+  readonly unpriced: number;
+}
+
+/** How the steps of one channel and kind ended. */
+export interface KindOutcomes {
+  readonly channel: Channel;
+  readonly kind: StepKind;
+  /** Sent, on time or after waiting. */
+  readonly sent: number;
+  /** Of those sent, how many waited for a frequency cap first. */
+  readonly waited: number;
+  /** Skipped, by code. */
+  readonly skipped: Readonly<Record<string, number>>;
+}
+
+export interface DeliveryReplay {
+  /** By month, then channel. */
+  readonly months: readonly MonthlySpend[];
+  /** By channel, then kind. */
+  readonly outcomes: readonly KindOutcomes[];
+}
+
+interface Pending {
+  readonly step: ReplayStep;
+  waited: boolean;
+}
+
+/**
+ * Replays `steps` (in any order) as the worker would deliver them, in the order they fall due;
+ * `observe` sees every step's outcome as it happens.
+ */
+export function replayDeliveries(
+  steps: Iterable<ReplayStep>,
+  rules: RuleSet,
+  observe?: (outcome: ReplayOutcome) => void,
+): DeliveryReplay {
+  const queue = new DueQueue<Pending>();
+  for (const step of steps) queue.push(step.dueAt, { step, waited: false });
+  const caps = new CapWindows();
+  const spend = new BudgetMonths(rules.defaults.timezone);
+  const texted = new Set<string>();
+  const tally = new Tally();
+  const none: ReadonlySet<Channel> = new Set();
+
+  for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+    const { at, item: pending } = next;
+    const { step } = pending;
+    const end = (outcome: ReplayOutcome) => {
+      tally.add(outcome);
+      observe?.(outcome);
+    };
+    const skip = (code: ReplaySkipCode) =>
+      end({ outcome: "skipped", step, at, waited: pending.waited, code });
+
+    const decision = decideSend({
+      event: step.event,
+      stepId: step.stepId,
+      dueAt: step.dueAt,
+      rules,
+      now: DateTime.fromMillis(at, { zone: "utc" }),
+      suppressedChannels: none,
+    });
+    if (decision.action === "defer") {
+      queue.push(decision.until.toMillis(), pending);
+      continue;
+    }
+    if (decision.action === "skip") {
+      skip(decision.code);
+      continue;
+    }
+
+    // The frequency caps, as take-cap-slot.lua applies them at send time.
+    const capped = rules.whenCapped[step.kind];
+    const customerId = step.event.customer.id;
+    if (capped !== "exempt") {
+      const freeAt = caps.freeAt(step.channel, customerId, rules.frequencyCaps[step.channel], at);
+      if (freeAt !== undefined) {
+        if (capped === "defer") {
+          pending.waited = true;
+          queue.push(freeAt, pending);
+        } else {
+          skip("capped");
+        }
+        continue;
+      }
+    }
+
+    const phone = step.event.customer.phone;
+    let segments: number | null = null;
+    if (step.channel === "sms") {
+      if (!step.smsSegments) {
+        skip("render-failed");
+        continue;
+      }
+      segments = phone && !texted.has(phone) ? step.smsSegments.first : step.smsSegments.later;
+    }
+
+    // The month's budget of a priced channel, counted in what was sent this calendar month.
+    let costMicros: number | null = null;
+    if (isPricedChannel(step.channel) && phone) {
+      const units = segments ?? rules.spend.estimatedCallMinutes;
+      costMicros = costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
+      const spent = spend.spent(step.channel, at);
+      if (!budgetAllows(rules.spend.budgets[step.channel], step.purpose, spent)) {
+        skip("budget-reached");
+        continue;
+      }
+      spend.add(step.channel, at, costMicros ?? 0);
+    }
+
+    if (capped !== "exempt") caps.take(step.channel, customerId, at);
+    if (step.channel === "sms" && phone) texted.add(phone);
+    tally.sent(spend.monthOf(at), step.channel, segments, costMicros, rules);
+    end({ outcome: "sent", step, at, waited: pending.waited, segments, costMicros });
+  }
+  return tally.result();
+}
+
+/**
+ * Each customer's sends per channel, oldest first, for the sliding-window caps. The replay's
+ * clock only moves forward, so sends are appended in order and the old ones drop off the front.
+ */
+class CapWindows {
+  private readonly sends = new Map<string, number[]>();
+
+  /** When the tightest cap frees up, or undefined when every cap has room at `now`. */
+  freeAt(
+    channel: Channel,
+    customerId: string,
+    caps: readonly FrequencyCap[],
+    now: number,
+  ): number | undefined {
+    if (caps.length === 0) return undefined;
+    return capFreeAt(this.sends.get(`${channel}\u0000${customerId}`) ?? [], caps, now);
+  }
+
+  take(channel: Channel, customerId: string, now: number): void {
+    const key = `${channel}\u0000${customerId}`;
+    const sends = this.sends.get(key) ?? [];
+    sends.push(now);
+    this.sends.set(key, sends);
+  }
+}
+
+/**
+ * The sliding window of take-cap-slot.lua: a cap `{ max, per }` is reached when `max` sends lie
+ * within the `per` before `now` (exclusive of its start); it frees when the oldest of the last
+ * `max` leaves it. Returns the latest such instant over all reached caps, or undefined.
+ * `sends` are the customer's send times on the channel, oldest first.
+ */
+export function capFreeAt(
+  sends: readonly number[],
+  caps: readonly FrequencyCap[],
+  now: number,
+): number | undefined {
+  let freeAt: number | undefined;
+  for (const cap of caps) {
+    // Sends within (now - per, now]: from the first later than now - per to the end.
+    let first = sends.length;
+    while (first > 0 && (sends[first - 1] ?? 0) > now - cap.perMs) first--;
+    const inWindow = sends.length - first;
+    if (inWindow < cap.max) continue;
+    const frees = (sends[sends.length - cap.max] ?? 0) + cap.perMs;
+    if (freeAt === undefined || frees > freeAt) freeAt = frees;
+  }
+  return freeAt;
+}
+
+/** Spend per priced channel in the current calendar month of the rules' default zone. */
+class BudgetMonths {
+  private month = "";
+  private start = Number.POSITIVE_INFINITY;
+  private end = Number.NEGATIVE_INFINITY;
+  private readonly spentByChannel = new Map<Channel, number>();
+
+  constructor(private readonly zone: string) {}
+
+  /** `YYYY-MM` of `at` in the zone; the replay's clock only moves forward, so one month is kept. */
+  monthOf(at: number): string {
+    if (at >= this.start && at < this.end) return this.month;
+    const local = DateTime.fromMillis(at, { zone: this.zone }).startOf("month");
+    this.start = local.toMillis();
+    this.end = local.plus({ months: 1 }).toMillis();
+    this.month = local.toFormat("yyyy-MM");
+    this.spentByChannel.clear();
+    return this.month;
+  }
+
+  spent(channel: Channel, at: number): number {
+    this.monthOf(at);
+    return this.spentByChannel.get(channel) ?? 0;
+  }
+
+  add(channel: Channel, at: number, micros: number): void {
+    this.monthOf(at);
+    this.spentByChannel.set(channel, (this.spentByChannel.get(channel) ?? 0) + micros);
+  }
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** The replay's counts, kept small: one entry per month and channel, one per channel and kind. */
+class Tally {
+  private readonly months = new Map<string, Mutable<MonthlySpend>>();
+  private readonly kinds = new Map<
+    string,
+    { channel: Channel; kind: StepKind; sent: number; waited: number; skipped: Map<string, number> }
+  >();
+
+  add(outcome: ReplayOutcome): void {
+    const { channel, kind } = outcome.step;
+    const key = `${channel}\u0000${kind}`;
+    const entry = this.kinds.get(key) ?? { channel, kind, sent: 0, waited: 0, skipped: new Map() };
+    this.kinds.set(key, entry);
+    if (outcome.outcome === "sent") {
+      entry.sent++;
+      if (outcome.waited) entry.waited++;
+    } else {
+      entry.skipped.set(outcome.code, (entry.skipped.get(outcome.code) ?? 0) + 1);
+    }
+  }
+
+  sent(
+    month: string,
+    channel: Channel,
+    segments: number | null,
+    costMicros: number | null,
+    rules: RuleSet,
+  ): void {
+    const key = `${month}\u0000${channel}`;
+    const priced = isPricedChannel(channel) && rules.spend.prices[channel] !== undefined;
+    let entry = this.months.get(key);
+    if (!entry) {
+      entry = {
+        month,
+        channel,
+        messages: 0,
+        segments: 0,
+        costMicros: priced ? 0 : null,
+        unpriced: 0,
+      };
+      this.months.set(key, entry);
+    }
+    entry.messages++;
+    entry.segments += segments ?? 0;
+    if (entry.costMicros !== null) entry.costMicros += costMicros ?? 0;
+    if (priced && costMicros === null) entry.unpriced++;
+  }
+
+  result(): DeliveryReplay {
+    return {
+      months: [...this.months.values()].sort(
+        (a, b) => a.month.localeCompare(b.month) || a.channel.localeCompare(b.channel),
+      ),
+      outcomes: [...this.kinds.values()]
+        .map(({ skipped, ...rest }) => ({
+          ...rest,
+          skipped: Object.fromEntries(
+            [...skipped.entries()].sort(([a], [b]) => a.localeCompare(b)),
+          ),
+        }))
+        .sort((a, b) => a.channel.localeCompare(b.channel) || a.kind.localeCompare(b.kind)),
+    };
+  }
+}

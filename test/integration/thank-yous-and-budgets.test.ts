@@ -1,0 +1,251 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { MAX_JOINED, ThankYouGroups } from "../../src/store/thank-you-groups.js";
+import { item, purchase, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const minutesAgo = (minutes: number) =>
+  DateTime.utc().minus({ minutes }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+async function record(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+async function processed(p: PipelineHarness, jobId: string) {
+  return eventually(async () => {
+    const state = await (await p.events.getJob(jobId))?.getState();
+    return state === "completed" || state === "failed" ? state : undefined;
+  }, `event job ${jobId} to finish`);
+}
+
+async function metricsOf(p: PipelineHarness): Promise<string> {
+  return (await p.worker?.metrics.registry.metrics()) ?? "";
+}
+
+const shirt = (id: string, occurredAt: string, price = "60.00") =>
+  purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt,
+    customer: { id: "cus-shirts" },
+    items: [item("clothing", price, { name: `Shirt ${id}` })],
+  });
+
+describe("one thank-you for purchases close together (coalesce)", () => {
+  it("thanks once for every order within the hour, leaves out a returned one, and thanks a purchase after it was sent on its own", async () => {
+    pipeline = await startPipeline("coalesce");
+    const p = pipeline;
+    // The shipped thank-you rule coalesces for an hour: the first purchase's thank-you waits for it.
+    for (const [id, at] of [
+      ["co-a", minutesAgo(30)],
+      ["co-b", minutesAgo(20)],
+      ["co-c", minutesAgo(10)],
+    ] as const) {
+      await p.publisher.publish(shirt(id, at) as never);
+      await processed(p, id);
+    }
+    const leader = await record(p, "co-a", "thank-you.thank-you");
+    expect(leader?.state).toBe("scheduled");
+    // Due when the hour after the first purchase is over, not an hour after each.
+    expect(Math.abs((leader?.dueAt ?? 0) - (Date.now() + 30 * 60_000))).toBeLessThan(120_000);
+    expect(await record(p, "co-b", "thank-you.thank-you")).toBeUndefined();
+    expect(await record(p, "co-c", "thank-you.thank-you")).toBeUndefined();
+    expect(await metricsOf(p)).toMatch(
+      /^followups_skipped_total\{channel="email",kind="thank-you",reason="coalesced"\} 2$/m,
+    );
+
+    // The third order goes back before the thank-you: it is not thanked for.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "co-c-refund",
+      occurredAt: minutesAgo(5),
+      orderId: "ord-co-c",
+    });
+    await processed(p, "co-c-refund");
+
+    await promoteStep(p, "co-a", "thank-you.thank-you");
+    const [mail] = await p.sink.waitForMessages(1);
+    const text = mail?.parsed.text ?? "";
+    expect(text).toContain("Order ord-co-a");
+    expect(text).toContain("Order ord-co-b");
+    expect(text).toContain("Shirt co-b");
+    expect(text).not.toContain("ord-co-c");
+    expect(mail?.parsed.html || "").toContain("Order ord-co-b");
+
+    // Within the hour but after the thank-you went: this purchase gets its own.
+    await p.publisher.publish(shirt("co-d", minutesAgo(1)) as never);
+    await processed(p, "co-d");
+    expect((await record(p, "co-d", "thank-you.thank-you"))?.state).toBe("scheduled");
+    await promoteStep(p, "co-d", "thank-you.thank-you");
+    const mails = await p.sink.waitForMessages(2);
+    const own = mails[1]?.parsed.text ?? "";
+    expect(own).toContain("Shirt co-d");
+    expect(own).not.toContain("ord-co-a");
+  });
+
+  it("files a purchase again the same way when its event is delivered twice, and forgets the group on erasure", async () => {
+    pipeline = await startPipeline("coalesce-again");
+    const p = pipeline;
+    const groups = new ThankYouGroups(p.redis, p.prefix);
+    const at = Date.parse(minutesAgo(10));
+    const bought = (id: string, offsetMs: number) =>
+      purchase({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: new Date(at + offsetMs).toISOString(),
+        customer: { id: "cus-g" },
+      });
+    const file = (id: string, offsetMs: number) =>
+      groups.file(bought(id, offsetMs), "thank-you.thank-you", 3_600_000, 86_400_000);
+    expect(await file("g-1", 0)).toEqual({ role: "lead" });
+    expect(await file("g-1", 0)).toEqual({ role: "lead" });
+    const joined = { role: "joined", leaderEventId: "g-1", leaderStepId: "thank-you.thank-you" };
+    expect(await file("g-2", 60_000)).toEqual(joined);
+    expect(await file("g-2", 60_000)).toEqual(joined);
+    // An older purchase arriving late never takes the group over.
+    expect(await file("g-0", -7_200_000)).toEqual({ role: "alone" });
+    // Only the leader closes it; closing twice gives the same members, with their purchases.
+    expect(await groups.close("cus-g", "g-2")).toEqual([]);
+    const members = await groups.close("cus-g", "g-1");
+    expect(members.map((m) => [m.id, m.orderId, m.items.length])).toEqual([["g-2", "ord-g-2", 1]]);
+    expect(members).toEqual(await groups.close("cus-g", "g-1"));
+    // Within the window, after the thank-you went: on its own.
+    expect(await file("g-3", 120_000)).toEqual({ role: "alone" });
+    // After the window: a new group.
+    expect(await file("g-4", 3_700_000)).toEqual({ role: "lead" });
+    // One thank-you lists at most ten orders: the eleventh purchase gets its own.
+    for (let n = 1; n <= MAX_JOINED; n++)
+      expect((await file(`g-4-${n}`, 3_700_000 + n * 1000)).role).toBe("joined");
+    expect(await file("g-4-last", 3_800_000)).toEqual({ role: "alone" });
+
+    await p.publisher.publish(shirt("co-erase", minutesAgo(5)) as never);
+    await processed(p, "co-erase");
+    const key = groups.keyOf("cus-shirts");
+    expect(await p.redis.exists(key)).toBe(1);
+    await p.publisher.publish({
+      type: "customer.erased",
+      id: "erase-shirts",
+      occurredAt: minutesAgo(0),
+      customerId: "cus-shirts",
+    });
+    await processed(p, "erase-shirts");
+    expect(await p.redis.exists(key)).toBe(0);
+  });
+});
+
+describe("SMS spend and budgets", () => {
+  it("stops marketing SMS at the monthly budget, keeps check-ins going, emails the owner at 80% and 100%, and exposes spend", async () => {
+    pipeline = await startPipeline("budget", { startWorker: false });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.set("prices", doc.createNode({ sms: { GB: "0.04", other: "0.10" } }));
+    doc.set("budget", doc.createNode({ sms: { monthly: "0.10" } }));
+    doc.set(
+      "owners",
+      doc.createNode([
+        {
+          name: "Maria",
+          email: "maria@shop.example",
+          timezone: "Europe/London",
+          frequency: "weekly",
+        },
+      ]),
+    );
+    const rules = doc.get("rules") as { items: unknown[] };
+    rules.items.unshift(
+      doc.createNode({
+        id: "garden-offer",
+        priority: 200,
+        final: true,
+        when: { anyItem: { categories: ["garden"] } },
+        steps: [
+          {
+            kind: "custom",
+            channel: "sms",
+            template: "check-in",
+            delay: "PT0S",
+            purpose: "marketing",
+          },
+        ],
+      }),
+      doc.createNode({
+        id: "garden-care",
+        priority: 190,
+        final: true,
+        when: { anyItem: { categories: ["garden-care"] } },
+        steps: [{ kind: "check-in", channel: "sms", template: "check-in", delay: "PT0S" }],
+      }),
+    );
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+
+    const buyer = (n: number, category: string) =>
+      purchaseInput({
+        id: `bud-${n}`,
+        orderId: `ord-bud-${n}`,
+        occurredAt: minutesAgo(1),
+        customer: { id: `cus-bud-${n}`, phone: `+44 20 7946 095${n}` },
+        items: [item(category, "20.00")],
+      });
+    for (let n = 1; n <= 4; n++) await p.publisher.publish(buyer(n, "garden") as never);
+    const ended = await eventually(
+      async () => {
+        const found = await Promise.all(
+          [1, 2, 3, 4].map((n) => record(p, `bud-${n}`, "garden-offer.custom")),
+        );
+        return found.every((r) => r && r.state !== "scheduled" && r.state !== "sending")
+          ? found
+          : undefined;
+      },
+      "the four offers to end",
+      20_000,
+    );
+    // 0.04 per one-segment text: three fit under 0.10 (the third crosses it), the fourth does not.
+    expect(ended.map((r) => r?.state).sort()).toEqual(["sent", "sent", "sent", "skipped"]);
+    const skipped = ended.find((r) => r?.state === "skipped");
+    expect(skipped?.reason?.code).toBe("budget-reached");
+    expect(skipped?.reason?.text).toMatch(
+      /sms spend in \d{4}-\d{2} is 0\.12 of the 0\.10 GBP budget/,
+    );
+    expect(p.twilio.messages.every((m) => m.body.length <= 160)).toBe(true);
+
+    // A check-in is transactional: it still goes out (budget.transactional: continue).
+    await p.publisher.publish(buyer(5, "garden-care") as never);
+    await eventually(async () => {
+      const r = await record(p, "bud-5", "garden-care.check-in");
+      return r?.state === "sent" ? r : undefined;
+    }, "the check-in to be sent");
+
+    const owners = await p.sink.waitForMessages(2);
+    const subjects = owners.map((m) => m.parsed.subject ?? "").sort();
+    expect(subjects).toEqual([
+      expect.stringMatching(/SMS spend at 100% of the \d{4}-\d{2} budget/),
+      expect.stringMatching(/SMS spend at 80% of the \d{4}-\d{2} budget/),
+    ]);
+    expect(owners.every((m) => m.envelope.rcptTo.includes("maria@shop.example"))).toBe(true);
+    const full = owners.find((m) => m.parsed.subject?.includes("100%"));
+    expect(full?.parsed.text).toContain("marketing SMS follow-ups are skipped");
+
+    const metrics = await metricsOf(p);
+    expect(metrics).toMatch(/^followups_spend_this_month\{channel="sms"\} 0\.16$/m);
+    expect(metrics).toMatch(/^followups_budget_monthly\{channel="sms"\} 0\.1$/m);
+    expect(metrics).toMatch(
+      /^followups_skipped_total\{channel="sms",kind="custom",reason="budget-reached"\} 1$/m,
+    );
+  });
+});

@@ -1,0 +1,224 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { EXIT } from "../../src/cli/io.js";
+import { runSimulate } from "../../src/cli/simulate-command.js";
+import { item, type PurchaseSpec, purchaseInput, SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
+
+let dir: string;
+/** The shipped policy and templates, with SMS prices and a monthly SMS budget of 0.10 GBP. */
+let pricedConfig: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "followups-simulate-"));
+  pricedConfig = path.join(dir, "config");
+  await cp(SHIPPED_CONFIG_DIR, pricedConfig, { recursive: true });
+  const rulesFile = path.join(pricedConfig, "rules.yaml");
+  const doc = parseDocument(await readFile(rulesFile, "utf8"));
+  doc.setIn(["prices"], doc.createNode({ sms: { GB: "0.04", other: "0.10" } }));
+  doc.setIn(["budget"], doc.createNode({ sms: { monthly: "0.10", transactional: "skip" } }));
+  // Coalesced thank-yous have tests of their own; these count one thank-you per purchase.
+  const rules = doc.get("rules") as { items: unknown[] };
+  for (const index of rules.items.keys()) doc.deleteIn(["rules", index, "coalesce"]);
+  await writeFile(rulesFile, doc.toString());
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function memoryIo(drained?: () => Promise<void>) {
+  const output = { out: "", err: "" };
+  return {
+    output,
+    io: {
+      out: (text: string) => {
+        output.out += text;
+      },
+      err: (text: string) => {
+        output.err += text;
+      },
+      interactive: false,
+      ...(drained && { drained }),
+    },
+  };
+}
+
+async function ndjson(name: string, specs: PurchaseSpec[]): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, `${specs.map((s) => JSON.stringify(purchaseInput(s))).join("\n")}\n`);
+  return file;
+}
+
+/** A TV bought by `customer` on `day` of November 2026: a thank-you, and a check-in SMS in February. */
+const tv = (
+  id: string,
+  customer: string,
+  day: number,
+  phone = "+44 20 7946 0958",
+): PurchaseSpec => ({
+  id,
+  orderId: `ord-${id}`,
+  occurredAt: `2026-11-${String(day).padStart(2, "0")}T10:00:00Z`,
+  customer: { id: customer, phone },
+  items: [item("televisions", "899.00", { name: "OLED TV" })],
+});
+
+describe("simulate --steps", () => {
+  it("prints every planned step as NDJSON with exactly the audit fields", async () => {
+    const file = await ndjson("steps.ndjson", [
+      tv("a", "cus-a", 23),
+      tv("b", "cus-a", 24),
+      tv("us", "cus-us", 23, "+1 415 555 0123"),
+      { id: "news", items: [item("newspapers", "2.50")] },
+    ]);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: pricedConfig, steps: true }, io)).toBe(EXIT.ok);
+    const lines = output.out.trimEnd().split("\n");
+    const steps = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    for (const step of steps) {
+      expect(Object.keys(step)).toEqual([
+        "eventId",
+        "stepId",
+        "ruleId",
+        "kind",
+        "channel",
+        "dueAt",
+        "localDueAt",
+        "segments",
+        "cost",
+      ]);
+    }
+    const brief = steps.map((s) => [s.eventId, s.stepId, s.segments, s.cost]);
+    expect(brief).toEqual([
+      ["a", "big-ticket.thank-you", null, null],
+      // The first SMS to the number carries the opt-out line; the shipped check-in still fits one.
+      ["a", "big-ticket.check-in", 1, "0.04"],
+      ["b", "big-ticket.thank-you", null, null],
+      ["b", "big-ticket.check-in", 1, "0.04"],
+      ["us", "big-ticket.thank-you", null, null],
+      // A US number: the `other` price.
+      ["us", "big-ticket.check-in", 1, "0.10"],
+    ]);
+    expect(steps[1]).toMatchObject({
+      ruleId: "big-ticket",
+      kind: "check-in",
+      channel: "sms",
+      dueAt: "2027-02-23T10:00:00Z",
+      localDueAt: "2027-02-23T10:00:00+00:00",
+    });
+    expect(output.err).toBe("");
+  });
+
+  it("waits for stdout to drain between writes (backpressure)", async () => {
+    const file = await ndjson(
+      "many.ndjson",
+      Array.from({ length: 50 }, (_, i) => tv(`e${i}`, `cus-${i}`, 1 + (i % 28))),
+    );
+    let draining = false;
+    let writesWhileDraining = 0;
+    let drains = 0;
+    const { io, output } = memoryIo(async () => {
+      drains++;
+      draining = true;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      draining = false;
+    });
+    const out = io.out;
+    io.out = (text) => {
+      if (draining) writesWhileDraining++;
+      out(text);
+    };
+    expect(await runSimulate(file, { config: pricedConfig, steps: true }, io)).toBe(EXIT.ok);
+    expect(output.out.trimEnd().split("\n")).toHaveLength(100);
+    expect(drains).toBe(50);
+    expect(writesWhileDraining).toBe(0);
+  });
+
+  it("lists bad lines on stderr, never in the NDJSON; --json with --steps is a usage error", async () => {
+    const file = path.join(dir, "bad.ndjson");
+    await writeFile(file, `{nope\n${JSON.stringify(purchaseInput(tv("ok", "cus-ok", 23)))}\n`);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: pricedConfig, steps: true }, io)).toBe(EXIT.ok);
+    expect(output.out.trimEnd().split("\n")).toHaveLength(2);
+    expect(output.err).toMatch(/^\n1 bad line \(not planned\):\n {2}line 1: not valid JSON/);
+    await expect(
+      runSimulate(file, { config: pricedConfig, steps: true, json: true }, memoryIo().io),
+    ).rejects.toMatchObject({ code: EXIT.usage });
+  });
+});
+
+describe("simulate: the delivery replay", () => {
+  it("--json: messages, segments and cost per month; sent, waited and skipped per kind", async () => {
+    // Three TVs of one customer (SMS caps: 1 a day, 2 a week; check-ins defer), and customers
+    // enough to reach the SMS budget of 0.10 in February (transactional: skip).
+    const file = await ndjson("replay.ndjson", [
+      tv("a1", "cus-a", 23),
+      tv("a2", "cus-a", 23),
+      tv("a3", "cus-a", 24),
+      tv("b", "cus-b", 25, "+44 20 7946 0001"),
+      tv("c", "cus-c", 26, "+44 20 7946 0002"),
+    ]);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: pricedConfig, json: true }, io)).toBe(EXIT.ok);
+    const result = JSON.parse(output.out) as Record<string, unknown>;
+    // The existing fields stay, for scripts.
+    expect(Object.keys(result)).toEqual([
+      "lines",
+      "purchases",
+      "planned",
+      "fallbacks",
+      "invalid",
+      "weeks",
+      "delivery",
+    ]);
+    expect(result.delivery).toEqual({
+      currency: "GBP",
+      months: [
+        {
+          month: "2026-11",
+          channel: "email",
+          messages: 5,
+          segments: null,
+          cost: null,
+          unpriced: 0,
+        },
+        // a1 on 23 February; a3 on the 24th (due then, before a2's retry); b on the 25th takes
+        // the spend from 0.08 to 0.12, over the budget of 0.10: c on the 26th is skipped.
+        { month: "2027-02", channel: "sms", messages: 3, segments: 3, cost: "0.12", unpriced: 0 },
+        // a2 waited for the weekly cap (two in seven days) until 2 March: a new month's budget.
+        { month: "2027-03", channel: "sms", messages: 1, segments: 1, cost: "0.04", unpriced: 0 },
+      ],
+      outcomes: [
+        { channel: "email", kind: "thank-you", sent: 5, waited: 0, skipped: {} },
+        {
+          channel: "sms",
+          kind: "check-in",
+          sent: 4,
+          waited: 1,
+          skipped: { "budget-reached": 1 },
+        },
+      ],
+    });
+  });
+
+  it("prints the delivery view as tables", async () => {
+    const file = await ndjson("replay-text.ndjson", [tv("a1", "cus-a", 23), tv("a2", "cus-a", 23)]);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: pricedConfig }, io)).toBe(EXIT.ok);
+    const printed = output.out.split("\n");
+    const start = printed.findIndex((line) => line.startsWith("Delivery, as the worker"));
+    expect(printed.slice(start + 2)).toEqual([
+      "MONTH    CHANNEL  MESSAGES  SEGMENTS  COST (GBP)",
+      "2026-11  email    2         -         -",
+      "2027-02  sms      2         2         0.08",
+      "",
+      "CHANNEL  KIND       SENT  WAITED  SKIPPED",
+      "email    thank-you  2     0       -",
+      "sms      check-in   2     1       -",
+      "",
+    ]);
+  });
+});
