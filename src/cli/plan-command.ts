@@ -1,9 +1,15 @@
 import { DateTime } from "luxon";
+import { loadConfig } from "../config/load-config.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
 import { type Plan, planFollowUps } from "../domain/planner.js";
-import { renderPlanTable } from "../reports/plan-table.js";
+import type { RuleSet } from "../domain/rules.js";
+import { costOf, formatMicros } from "../domain/spend.js";
+import { renderPlanTable, type StepCost } from "../reports/plan-table.js";
+import { createMessageComposer } from "../templates/compose-message.js";
+import type { TemplateSet } from "../templates/template-set.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
+import { stepMeasure } from "./step-measure.js";
 
 export interface PlanOptions {
   readonly config: string;
@@ -16,6 +22,13 @@ export interface PlanOptions {
 export async function runPlan(file: string, options: PlanOptions, io: CommandIo): Promise<number> {
   const now = parseNow(options.now);
   const rules = await loadRulesForCommand(options.config);
+  // Costs need the templates (an SMS's segments); a plan of the rules alone goes without them.
+  const loaded = await loadConfig(options.config);
+  const templates = loaded.ok ? loaded.config.templates : undefined;
+  if (!templates && rules.rules.some((rule) => rule.steps.some((step) => step.channel === "sms")))
+    io.err(
+      `note: the templates in ${options.config} are missing or invalid, so SMS segments and costs are not shown; \`followups check\` says why\n`,
+    );
   const event = readPurchase(parseJsonText(await readInput(file), file), file, now);
   const plan = planFollowUps(
     event,
@@ -23,8 +36,52 @@ export async function runPlan(file: string, options: PlanOptions, io: CommandIo)
     { previousPurchases: options.previousPurchases ?? 0 },
     now,
   );
-  io.out(options.json ? `${JSON.stringify(planJson(plan), null, 2)}\n` : renderPlanTable(plan));
+  const costs = await planCosts(event, plan, rules, templates);
+  io.out(
+    options.json
+      ? `${JSON.stringify(planJson(plan, costs), null, 2)}\n`
+      : renderPlanTable(plan, costs),
+  );
   return EXIT.ok;
+}
+
+/** Discount codes in a plan's rendering are as long as real ones; their letters do not matter. */
+const PLAN_DISCOUNT_SECRET = "plan-only-not-a-real-discount-secret";
+
+/**
+ * What each step costs: an SMS's segments as the first text to the number (with the opt-out
+ * line) and their price, a call's price for `prices.callMinutes`; email is not priced.
+ */
+async function planCosts(
+  event: PurchaseCompleted,
+  plan: Plan,
+  rules: RuleSet,
+  templates: TemplateSet | undefined,
+): Promise<Map<string, StepCost>> {
+  const measure =
+    templates &&
+    stepMeasure(
+      rules,
+      createMessageComposer(() => templates, { discountSecret: PLAN_DISCOUNT_SECRET }),
+    );
+  const costs = new Map<string, StepCost>();
+  for (const step of plan.steps) {
+    const segments =
+      step.channel === "sms" && measure ? await measure.segments(event, plan, step, true) : null;
+    const phone = event.customer.phone;
+    const micros = measure
+      ? measure.cost(event, step, segments)
+      : step.channel === "voice" && phone
+        ? (costOf(rules.spend, "voice", phone, rules.spend.estimatedCallMinutes)?.micros ?? null)
+        : null;
+    costs.set(step.stepId, {
+      segments,
+      cost: micros === null ? null : formatMicros(micros, rules.defaults.currency),
+      ...(step.channel === "voice" && { minutes: rules.spend.estimatedCallMinutes }),
+      currency: rules.defaults.currency,
+    });
+  }
+  return costs;
 }
 
 /**
@@ -65,7 +122,7 @@ export function parseNow(text: string | undefined): DateTime {
 }
 
 /** The documented `--json` shape, exactly: publishers' scripts read it. */
-export function planJson(plan: Plan) {
+export function planJson(plan: Plan, costs?: ReadonlyMap<string, StepCost>) {
   return {
     eventId: plan.eventId,
     steps: plan.steps.map((s) => ({
@@ -77,6 +134,10 @@ export function planJson(plan: Plan) {
       dueAt: s.dueAt,
       localDueAt: s.localDueAt,
       ...(s.fallbackOf && { fallbackOf: s.fallbackOf }),
+      ...(costs && {
+        segments: costs.get(s.stepId)?.segments ?? null,
+        cost: costs.get(s.stepId)?.cost ?? null,
+      }),
     })),
     skipped: plan.skipped.map((s) => ({ ruleId: s.ruleId, kind: s.kind, reason: s.reason })),
   };

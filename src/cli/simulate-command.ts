@@ -2,6 +2,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
+import { fileThankYou, type ThankYouGroup } from "../domain/coalesce.js";
 import {
   type DeliveryReplay,
   type ReplayStep,
@@ -9,15 +10,14 @@ import {
 } from "../domain/delivery-simulation.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
 import { type Plan, type PlannedStep, planFollowUps } from "../domain/planner.js";
-import { hasCooldowns, type RuleSet, type StepKind, underCooldown } from "../domain/rules.js";
-import { countSmsSegments } from "../domain/sms-segments.js";
-import { costOf, formatMicros, isPricedChannel } from "../domain/spend.js";
-import { findStep } from "../domain/step-ref.js";
-import { followUpJobId } from "../queue/names.js";
+import { hasCooldowns, type StepKind, underCooldown } from "../domain/rules.js";
+import { formatMicros } from "../domain/spend.js";
 import { formatTable } from "../reports/text-table.js";
-import { type ComposeMessage, createMessageComposer } from "../templates/compose-message.js";
+import { MAX_JOINED } from "../store/thank-you-groups.js";
+import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { stepMeasure } from "./step-measure.js";
 
 export interface SimulateOptions {
   readonly config: string;
@@ -100,7 +100,10 @@ export async function runSimulate(
   let bytes = 0;
   let planned = 0;
   let fallbacks = 0;
+  let coalesced = 0;
   let purchases = 0;
+  // Each customer's open thank-you group (rules with `coalesce`), as the worker keeps it.
+  const groups = new Map<string, ThankYouGroup>();
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNumber++;
     bytes += Buffer.byteLength(line) + 1;
@@ -130,11 +133,15 @@ export async function runSimulate(
     purchasesByCustomer.set(event.customer.id, previousPurchases + 1);
     const now = DateTime.fromISO(event.occurredAt, { setZone: true });
     const recent = cooldowns ? recentByCustomer.get(event.customer.id) : undefined;
-    const plan = planFollowUps(event, rules, { previousPurchases, ...(recent && { recent }) }, now);
-    if (cooldowns) rememberRecent(event.customer.id, plan.steps);
+    const fromPlanner = planFollowUps(
+      event,
+      rules,
+      { previousPurchases, ...(recent && { recent }) },
+      now,
+    );
+    if (cooldowns) rememberRecent(event.customer.id, fromPlanner.steps);
+    const plan = coalesce(event, fromPlanner);
     if (options.steps) await printSteps(event, plan);
-    // Coalescing (a rule's `coalesce` window: one thank-you for the purchases of one customer
-    // within it) belongs here, between planning and the replay, once the worker does it.
     else await collectForReplay(event, plan);
     for (const step of plan.steps) {
       // Sent only when its call is not answered, which no simulation can know: counted apart.
@@ -149,6 +156,37 @@ export async function runSimulate(
       planned++;
     }
     return undefined;
+  }
+
+  /**
+   * One thank-you for a customer's purchases within a rule's `coalesce` window, as the worker
+   * files them (each purchase arrives at its occurredAt): a thank-you that joins an earlier one
+   * is not sent, and counted apart.
+   */
+  function coalesce(event: PurchaseCompleted, plan: Plan): Plan {
+    const purchasedAt = Date.parse(event.occurredAt);
+    const joined = new Set<string>();
+    for (const step of plan.steps) {
+      if (step.coalesceUntil === undefined) continue;
+      const group = groups.get(event.customer.id);
+      const windowMs = Date.parse(step.coalesceUntil) - purchasedAt;
+      const filed = fileThankYou(group, purchasedAt, purchasedAt, windowMs, MAX_JOINED);
+      if (filed === "joined" && group) {
+        groups.set(event.customer.id, { ...group, members: group.members + 1 });
+        joined.add(step.stepId);
+      } else if (filed === "lead") {
+        groups.set(event.customer.id, {
+          start: purchasedAt,
+          until: Date.parse(step.coalesceUntil),
+          closesAt: Date.parse(step.dueAt),
+          members: 0,
+        });
+      }
+    }
+    coalesced += joined.size;
+    return joined.size === 0
+      ? plan
+      : { ...plan, steps: plan.steps.filter((step) => !joined.has(step.stepId)) };
   }
 
   async function printSteps(event: PurchaseCompleted, plan: Plan): Promise<void> {
@@ -219,11 +257,11 @@ export async function runSimulate(
 
   if (options.json) {
     io.out(
-      `${JSON.stringify({ lines: lineNumber, purchases, planned, fallbacks, invalid: bad, weeks, delivery }, null, 2)}\n`,
+      `${JSON.stringify({ lines: lineNumber, purchases, planned, fallbacks, coalesced, invalid: bad, weeks, delivery }, null, 2)}\n`,
     );
   } else {
     io.out(
-      `${purchases} purchases read from ${lineNumber} lines, ${planned} follow-ups planned${fallbacks > 0 ? ` (and ${fallbacks} fallbacks, sent only when a call is not answered)` : ""}\n\n`,
+      `${purchases} purchases read from ${lineNumber} lines, ${planned} follow-ups planned${fallbacks > 0 ? ` (and ${fallbacks} fallbacks, sent only when a call is not answered)` : ""}${coalesced > 0 ? `; ${coalesced} thank-you${coalesced === 1 ? "" : "s"} joined an earlier purchase's (coalesce)` : ""}\n\n`,
     );
     io.out(
       weeks.length === 0
@@ -237,53 +275,6 @@ export async function runSimulate(
     if (badLines > 0) printBadLines(bad, badLines, io.out, "(use --json for all)");
   }
   return EXIT.ok;
-}
-
-/** SMS segments and cost of a planned step, rendered as the worker renders it at send time. */
-function stepMeasure(rules: RuleSet, compose: ComposeMessage) {
-  async function segments(
-    event: PurchaseCompleted,
-    plan: Plan,
-    step: PlannedStep,
-    firstSmsToNumber: boolean,
-  ): Promise<number | null> {
-    const found = findStep(rules, step.stepId);
-    if (!found) return null;
-    try {
-      const message = await compose({
-        event,
-        rule: found.rule,
-        step: found.step,
-        stepId: step.stepId,
-        followUpId: followUpJobId(plan.eventId, step.stepId),
-        dueAt: Date.parse(step.dueAt),
-        zone: plan.timezone,
-        rules,
-        firstSmsToNumber,
-      });
-      return countSmsSegments(message.text);
-    } catch {
-      // The worker fails such a step at send time ("template … failed to render").
-      return null;
-    }
-  }
-  return {
-    segments,
-    /** Without and with the opt-out line; which one applies depends on the order of sends. */
-    async smsVariants(event: PurchaseCompleted, plan: Plan, step: PlannedStep) {
-      const later = await segments(event, plan, step, false);
-      const first = await segments(event, plan, step, true);
-      return later === null || first === null ? null : { later, first };
-    },
-    /** Micros of the default currency; null for email, unpriced numbers, and SMS that fail to render. */
-    cost(event: PurchaseCompleted, step: PlannedStep, smsSegments: number | null): number | null {
-      const phone = event.customer.phone;
-      if (!isPricedChannel(step.channel) || phone === undefined) return null;
-      const units = step.channel === "sms" ? smsSegments : rules.spend.estimatedCallMinutes;
-      if (units === null) return null;
-      return costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
-    },
-  };
 }
 
 /** The replay as printed: money as decimal strings in the default currency. */

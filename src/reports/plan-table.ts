@@ -2,8 +2,34 @@ import { DateTime } from "luxon";
 import type { Plan } from "../domain/planner.js";
 import { formatTable } from "./text-table.js";
 
-/** The plan as `followups plan` prints it (and the console shows it): a table per part. */
-export function renderPlanTable(plan: Plan): string {
+/** What a step costs, as `plan` shows it: SMS segments, call minutes, price in the default currency. */
+export interface StepCost {
+  /** SMS only: segments as the first text to the number (with the opt-out line). */
+  readonly segments: number | null;
+  /** Voice only: the minutes a call is assumed to last (`prices.callMinutes`). */
+  readonly minutes?: number;
+  /** Decimal in `currency`; null when not priced (email, or no price for the number's country). */
+  readonly cost: string | null;
+  readonly currency: string;
+}
+
+function describeCost(cost: StepCost | undefined): string {
+  if (!cost) return "-";
+  const units =
+    cost.segments !== null
+      ? `${cost.segments} segment${cost.segments === 1 ? "" : "s"}`
+      : cost.minutes !== undefined
+        ? `${cost.minutes} min (est.)`
+        : "";
+  const price = cost.cost === null ? (units ? "not priced" : "-") : `${cost.cost} ${cost.currency}`;
+  return units ? `${units}, ${price}` : price;
+}
+
+/**
+ * The plan as `followups plan` prints it (and the console shows it): a table per part. With
+ * `costs`, a column says what each step costs.
+ */
+export function renderPlanTable(plan: Plan, costs?: ReadonlyMap<string, StepCost>): string {
   const head =
     `event ${plan.eventId}, order ${plan.orderId}, customer ${plan.customerId}\n` +
     `time zone ${plan.timezone} (from the ${plan.timezoneSource}), rules version ${plan.rulesVersion}\n\n`;
@@ -11,7 +37,15 @@ export function renderPlanTable(plan: Plan): string {
     plan.steps.length === 0
       ? "No follow-ups planned.\n"
       : formatTable(
-          ["STEP", "KIND", "CHANNEL", "TEMPLATE", "DUE (UTC)", "LOCAL DUE"],
+          [
+            "STEP",
+            "KIND",
+            "CHANNEL",
+            "TEMPLATE",
+            "DUE (UTC)",
+            "LOCAL DUE",
+            ...(costs ? ["COST"] : []),
+          ],
           plan.steps.map((s) => [
             s.stepId,
             s.kind,
@@ -21,6 +55,7 @@ export function renderPlanTable(plan: Plan): string {
             DateTime.fromISO(s.localDueAt, { setZone: true })
               .setZone(plan.timezone)
               .toFormat("ccc d LLL yyyy HH:mm ZZZZ"),
+            ...(costs ? [describeCost(costs.get(s.stepId))] : []),
           ]),
         );
   const skipped =

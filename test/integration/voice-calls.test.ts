@@ -252,8 +252,16 @@ describe("a voice check-in call", () => {
     expect(status.status).toBe(204);
     const record = await stepRecord(p, "evt-call", CALL_STEP);
     expect(record?.delivery).toEqual({ status: "answered" });
-    const operator = await fetch(`${p.worker?.httpAddress}/metrics`);
-    expect(await operator.text()).toMatch(/^followups_alerts_sent_total 1$/m);
+    // Twilio repeats the final callback: the call's one billed minute to a UK number is charged once.
+    await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: call?.sid ?? "",
+      CallStatus: "completed",
+      AnsweredBy: "human",
+      CallDuration: "41",
+    });
+    const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
+    expect(operator).toMatch(/^followups_alerts_sent_total 1$/m);
+    expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.014$/m);
 
     // The customer answered: the SMS fallback is skipped when it falls due, not sent.
     const fallback = await fallbackEnded(p, "evt-call");

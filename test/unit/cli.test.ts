@@ -102,6 +102,9 @@ describe("followups plan", () => {
           template: "thank-you",
           dueAt: "2026-11-23T11:00:00Z",
           localDueAt: "2026-11-23T11:00:00+00:00",
+          // Email is not priced; an SMS shows its segments and cost (see the table below).
+          segments: null,
+          cost: null,
         },
       ],
       skipped: [
@@ -178,9 +181,9 @@ describe("followups plan", () => {
         "event evt-table, order ord-9, customer cus-9",
         `time zone Europe/London (from the customer), rules version ${version}`,
         "",
-        "STEP                  KIND       CHANNEL  TEMPLATE   DUE (UTC)             LOCAL DUE",
-        "big-ticket.thank-you  thank-you  email    thank-you  2026-11-23T11:00:00Z  Mon 23 Nov 2026 11:00 GMT",
-        "big-ticket.check-in   check-in   sms      check-in   2027-02-23T10:00:00Z  Tue 23 Feb 2027 10:00 GMT",
+        "STEP                  KIND       CHANNEL  TEMPLATE   DUE (UTC)             LOCAL DUE                  COST",
+        "big-ticket.thank-you  thank-you  email    thank-you  2026-11-23T11:00:00Z  Mon 23 Nov 2026 11:00 GMT  -",
+        "big-ticket.check-in   check-in   sms      check-in   2027-02-23T10:00:00Z  Tue 23 Feb 2027 10:00 GMT  1 segment, 0.04 GBP",
         "",
         "Skipped:",
         "RULE            KIND       REASON",
@@ -482,6 +485,7 @@ describe("followups simulate", () => {
       purchases: 7,
       planned: 8,
       fallbacks: 0,
+      coalesced: 0,
       invalid: [
         { line: 3, problem: expect.stringMatching(/^not valid JSON \(.+\)$/) },
         {

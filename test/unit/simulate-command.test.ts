@@ -170,6 +170,7 @@ describe("simulate: the delivery replay", () => {
       "purchases",
       "planned",
       "fallbacks",
+      "coalesced",
       "invalid",
       "weeks",
       "delivery",
@@ -219,6 +220,54 @@ describe("simulate: the delivery replay", () => {
       "email    thank-you  2     0       -",
       "sms      check-in   2     1       -",
       "",
+    ]);
+  });
+});
+
+describe("simulate coalesces thank-yous as the worker does", () => {
+  it("joins a customer's purchases within the hour into the first one's thank-you, and counts them apart", async () => {
+    const shirt = (id: string, at: string, customer = "cus-shirts") => ({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: at,
+      customer: { id: customer },
+      items: [item("clothing", "60.00")],
+    });
+    const file = await ndjson("coalesce.ndjson", [
+      shirt("s-1", "2026-11-10T10:00:00Z"),
+      shirt("s-2", "2026-11-10T10:20:00Z"),
+      shirt("s-3", "2026-11-10T10:50:00Z"),
+      // After the first thank-you's hour: a thank-you of its own, which the next one joins.
+      shirt("s-4", "2026-11-10T12:30:00Z"),
+      shirt("s-5", "2026-11-10T12:40:00Z"),
+      // Another customer in the same hour is thanked on their own.
+      shirt("s-6", "2026-11-10T10:10:00Z", "cus-other"),
+    ]);
+    const { output, io } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    const result = JSON.parse(output.out) as {
+      planned: number;
+      coalesced: number;
+      delivery: { outcomes: { channel: string; kind: string; sent: number }[] };
+    };
+    expect(result.coalesced).toBe(3);
+    // Three thank-yous, and the loyalty discount of the customer's fourth purchase.
+    expect(result.planned).toBe(4);
+    expect(result.delivery.outcomes).toContainEqual(
+      expect.objectContaining({ channel: "email", kind: "thank-you", sent: 3 }),
+    );
+
+    const steps = memoryIo(async () => {});
+    await runSimulate(file, { config: SHIPPED_CONFIG_DIR, steps: true }, steps.io);
+    const lines = steps.output.out
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    const thanks = lines.filter((line) => line.kind === "thank-you");
+    expect(thanks.map((line) => [line.eventId, line.dueAt])).toEqual([
+      ["s-1", "2026-11-10T11:00:00Z"],
+      ["s-4", "2026-11-10T13:30:00Z"],
+      ["s-6", "2026-11-10T11:10:00Z"],
     ]);
   });
 });

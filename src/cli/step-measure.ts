@@ -1,0 +1,55 @@
+import type { PurchaseCompleted } from "../domain/events.js";
+import type { Plan, PlannedStep } from "../domain/planner.js";
+import type { RuleSet } from "../domain/rules.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
+import { costOf, isPricedChannel } from "../domain/spend.js";
+import { findStep } from "../domain/step-ref.js";
+import { followUpJobId } from "../queue/names.js";
+import type { ComposeMessage } from "../templates/compose-message.js";
+
+/** SMS segments and cost of a planned step, rendered as the worker renders it at send time. */
+export function stepMeasure(rules: RuleSet, compose: ComposeMessage) {
+  async function segments(
+    event: PurchaseCompleted,
+    plan: Plan,
+    step: PlannedStep,
+    firstSmsToNumber: boolean,
+  ): Promise<number | null> {
+    const found = findStep(rules, step.stepId);
+    if (!found) return null;
+    try {
+      const message = await compose({
+        event,
+        rule: found.rule,
+        step: found.step,
+        stepId: step.stepId,
+        followUpId: followUpJobId(plan.eventId, step.stepId),
+        dueAt: Date.parse(step.dueAt),
+        zone: plan.timezone,
+        rules,
+        firstSmsToNumber,
+      });
+      return countSmsSegments(message.text);
+    } catch {
+      // The worker fails such a step at send time ("template … failed to render").
+      return null;
+    }
+  }
+  return {
+    segments,
+    /** Without and with the opt-out line; which one applies depends on the order of sends. */
+    async smsVariants(event: PurchaseCompleted, plan: Plan, step: PlannedStep) {
+      const later = await segments(event, plan, step, false);
+      const first = await segments(event, plan, step, true);
+      return later === null || first === null ? null : { later, first };
+    },
+    /** Micros of the default currency; null for email, unpriced numbers, and SMS that fail to render. */
+    cost(event: PurchaseCompleted, step: PlannedStep, smsSegments: number | null): number | null {
+      const phone = event.customer.phone;
+      if (!isPricedChannel(step.channel) || phone === undefined) return null;
+      const units = step.channel === "sms" ? smsSegments : rules.spend.estimatedCallMinutes;
+      if (units === null) return null;
+      return costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
+    },
+  };
+}

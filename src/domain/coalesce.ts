@@ -1,0 +1,36 @@
+/**
+ * How a purchase's coalescing thank-you is filed with the customer's open group, as the store's
+ * join-thank-you.lua does it, for the simulation (which has no Redis): the worker's rules in one
+ * pure function. The first purchase leads; later ones within its window join until its thank-you
+ * goes out (the group closes) or it lists `maxMembers` others; an older purchase arriving late
+ * never takes over.
+ */
+
+/** A customer's open group as the simulation keeps it. */
+export interface ThankYouGroup {
+  /** The leading purchase's time (epoch ms). */
+  readonly start: number;
+  /** Its window's end: start plus the rule's coalesce. */
+  readonly until: number;
+  /** When the leader's thank-you is due: from then on the group is closed. */
+  readonly closesAt: number;
+  /** Purchases that joined. */
+  readonly members: number;
+}
+
+export type GroupFiling = "lead" | "joined" | "alone";
+
+export function fileThankYou(
+  group: ThankYouGroup | undefined,
+  purchasedAt: number,
+  arrivedAt: number,
+  windowMs: number,
+  maxMembers: number,
+): GroupFiling {
+  if (!group) return "lead";
+  if (purchasedAt < group.until && purchasedAt > group.start - windowMs) {
+    if (arrivedAt >= group.closesAt || group.members >= maxMembers) return "alone";
+    return "joined";
+  }
+  return purchasedAt <= group.start - windowMs ? "alone" : "lead";
+}
