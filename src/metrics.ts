@@ -172,6 +172,7 @@ export class FollowUpMetrics {
     labelNames: ["channel"],
     registers: [this.registry],
     collect: async () => {
+      this.spend.reset();
       for (const reading of (await this.spendReader?.().catch(() => [])) ?? [])
         this.spend.set({ channel: reading.channel }, reading.spent);
     },

@@ -133,14 +133,6 @@ export interface BudgetAlert {
 /** The budget alert thresholds owners are emailed at, in percent. */
 export const BUDGET_ALERTS = [80, 100] as const;
 
-/** The alert thresholds an increase from `before` to `after` crossed (each is crossed once). */
-export function crossedAlerts(before: number, after: number, budgetMicros: number): number[] {
-  return BUDGET_ALERTS.filter((percent) => {
-    const mark = (budgetMicros * percent) / 100;
-    return before < mark && after >= mark;
-  });
-}
-
 /** Whether a step may still go out on a channel whose month's spend is `spent`. */
 export function budgetAllows(
   budget: Budget | undefined,

@@ -1,7 +1,6 @@
 import type { RuleSet } from "../domain/rules.js";
 import {
   type BudgetAlert,
-  crossedAlerts,
   formatMicros,
   type PricedChannel,
   spendMonthOf,
@@ -19,19 +18,20 @@ export type Charge =
   | { readonly charged: false; readonly reason: string };
 
 /**
- * Adds a message's cost to its channel's spend of the month. `purpose` given: the message has not
- * gone yet and is refused (nothing added) when the budget is reached and it must respect it
- * (marketing always, transactional when the budget says `skip`); omitted: the cost is already
- * incurred (a call that ended) and is always added. Crossing 80 % or 100 % alerts the owners.
+ * Charges a message's cost to its channel's spend of the month, once per `chargeId` (a retried
+ * send is not charged again). `purpose` given: the message has not gone yet and is refused
+ * (nothing charged) when the budget is reached and it must respect it (marketing always,
+ * transactional when the budget says `skip`); omitted: the cost is already incurred (a call that
+ * ended) and is always charged. The first charge past 80 % and past 100 % alerts the owners.
  */
 export async function chargeSpend(
   deps: SpendDeps,
   rules: RuleSet,
-  channel: PricedChannel,
-  micros: number,
+  charge: { channel: PricedChannel; id: string; micros: number },
   purpose: "transactional" | "marketing" | undefined,
   nowMs: number,
 ): Promise<Charge> {
+  const { channel, id, micros } = charge;
   const budget = rules.spend.budgets[channel];
   const month = spendMonthOf(nowMs, rules.defaults.timezone);
   if (!budget && micros === 0) return { charged: true, month, micros };
@@ -39,7 +39,7 @@ export async function chargeSpend(
     budget !== undefined &&
     purpose !== undefined &&
     !(purpose === "transactional" && budget.transactional === "continue");
-  const change = await deps.spend.add(channel, month, micros, budget?.monthlyMicros ?? 0, enforce);
+  const change = await deps.spend.add(channel, month, id, micros, budget?.monthlyMicros, enforce);
   if (!change.added) {
     const currency = rules.defaults.currency;
     return {
@@ -47,13 +47,6 @@ export async function chargeSpend(
       reason: `budget reached: ${channel} spend in ${month} is ${formatMicros(change.beforeMicros, currency)} of the ${formatMicros(budget?.monthlyMicros ?? 0, currency)} ${currency} budget`,
     };
   }
-  if (budget) {
-    for (const percent of crossedAlerts(
-      change.beforeMicros,
-      change.afterMicros,
-      budget.monthlyMicros,
-    ))
-      await deps.onBudgetAlert({ channel, month, percent });
-  }
+  for (const percent of change.crossed) await deps.onBudgetAlert({ channel, month, percent });
   return { charged: true, month, micros };
 }

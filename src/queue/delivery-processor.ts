@@ -26,7 +26,7 @@ import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
 import { type Charge, chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { noteCheckIn } from "./check-in-comparison.js";
-import type { FollowUpJobData } from "./names.js";
+import { COALESCED_AFTER_MS, type FollowUpJobData } from "./names.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { type StepLabels, stepLabels } from "./step-labels.js";
 
@@ -49,7 +49,7 @@ export interface DeliveryDeps {
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
-  readonly thankYous: Pick<ThankYouGroups, "close">;
+  readonly thankYous: Pick<ThankYouGroups, "close" | "filingOf">;
   /** Refunds of the orders a coalesced thank-you lists (a fully returned one is left out). */
   readonly orders: Pick<OrderStore, "get">;
   /** What SMS and calls cost per month, against the budgets; owners are alerted at 80 and 100 %. */
@@ -218,6 +218,14 @@ function createDelivery(deps: DeliveryDeps) {
       if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);
     }
 
+    if (step.kind === "thank-you") {
+      // A thank-you that joined an earlier purchase's goes only if that one never went.
+      const joined = await joinedThankYou(deps, event.customer.id, eventId);
+      if (joined?.action === "skip") return skip("coalesced", joined.reason, sendLabels);
+      if (joined?.action === "wait")
+        return postpone(Math.max(nowMs, joined.until), "the thank-you it joined has not gone yet");
+    }
+
     const slot = await deps.rateLimiter.take(
       step.channel,
       rules.channels[step.channel].ratePerSecond,
@@ -290,7 +298,7 @@ function createDelivery(deps: DeliveryDeps) {
       recipientMember !== undefined &&
       !(await deps.smsReferences.textedBefore(recipientMember));
     // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
-    const alsoThanked = step.coalesce ? await joinedOrders(deps, event, eventId) : [];
+    const alsoThanked = step.kind === "thank-you" ? await joinedOrders(deps, event, eventId) : [];
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
@@ -316,12 +324,18 @@ function createDelivery(deps: DeliveryDeps) {
         message.channel === "sms"
           ? (costOf(rules.spend, "sms", message.to, countSmsSegments(message.text))?.micros ?? 0)
           : 0;
-      charge = await chargeSpend(deps.spend, rules, message.channel, cost, step.purpose, nowMs);
+      charge = await chargeSpend(
+        deps.spend,
+        rules,
+        { channel: message.channel, id: followUpId, micros: cost },
+        step.purpose,
+        nowMs,
+      );
       if (!charge.charged) return skip("budget-reached", charge.reason, sendLabels);
     }
     const giveBack = async () => {
       if (charge?.charged && charge.micros > 0 && message.channel !== "email")
-        await deps.spend.spend.giveBack(message.channel, charge.month, charge.micros);
+        await deps.spend.spend.giveBack(message.channel, charge.month, followUpId);
     };
     if (message.offer) {
       // Stored before it goes out: a customer may be at the till minutes later.
@@ -445,6 +459,31 @@ function createDelivery(deps: DeliveryDeps) {
 }
 
 /**
+ * Whether a thank-you that joined an earlier purchase's (rules' `coalesce`) is done with: skipped
+ * once the leader's went out (it listed this order), waiting while that one may still go, and
+ * undefined (send it) when this purchase leads or stands alone, or the leader's never went.
+ */
+async function joinedThankYou(
+  deps: DeliveryDeps,
+  customerId: string,
+  eventId: string,
+): Promise<{ action: "skip"; reason: string } | { action: "wait"; until: number } | undefined> {
+  const filing = await deps.thankYous.filingOf(customerId, eventId);
+  if (filing?.role !== "joined") return undefined;
+  const { leaderEventId, leaderStepId } = filing;
+  const leader = (await deps.store.stepRecords(leaderEventId, [leaderStepId])).get(leaderStepId);
+  if (leader?.state === "sent") {
+    return {
+      action: "skip",
+      reason: `thanked in one email with the customer's purchase ${leaderEventId}, shortly before`,
+    };
+  }
+  if (leader?.state === "scheduled" || leader?.state === "sending")
+    return { action: "wait", until: leader.dueAt + COALESCED_AFTER_MS };
+  return undefined;
+}
+
+/**
  * The purchases that joined this one's thank-you (store/thank-you-groups.ts), oldest first, as
  * they stand after refunds; closing the group keeps later purchases from joining a sent thank-you.
  */
@@ -455,7 +494,9 @@ async function joinedOrders(
 ): Promise<PurchaseCompleted[]> {
   const members = await deps.thankYous.close(event.customer.id, eventId);
   const orders: PurchaseCompleted[] = [];
-  for (const member of members) {
+  for (const memberId of members) {
+    const member = await deps.store.loadForSend(memberId);
+    if (!member) continue;
     const refunded = afterRefunds(member, await deps.orders.get(member.orderId));
     if (!refunded.full) orders.push(refunded.event);
   }

@@ -1,5 +1,5 @@
 import { type Job, type Queue, UnrecoverableError } from "bullmq";
-import type { DateTime } from "luxon";
+import { DateTime } from "luxon";
 import { redemptionLabel } from "../domain/discount-code.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
@@ -10,7 +10,7 @@ import {
   type PurchaseCompleted,
   parseEvent,
 } from "../domain/events.js";
-import { type Plan, planFollowUps, type SkipCode } from "../domain/planner.js";
+import { type Plan, type PlannedStep, planFollowUps, type SkipCode } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
 import { type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
@@ -30,7 +30,12 @@ import type { SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import { countReturnAfterCheckIns, noteSkippedCheckIns } from "./check-in-comparison.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
-import { eventInputOfJob, type FollowUpJobData, followUpJobId } from "./names.js";
+import {
+  COALESCED_AFTER_MS,
+  eventInputOfJob,
+  type FollowUpJobData,
+  followUpJobId,
+} from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -48,7 +53,6 @@ const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([
   "past-due",
   "no-send-window",
   "cooldown",
-  "coalesced",
 ]);
 
 export interface IntakeDeps {
@@ -87,9 +91,11 @@ export interface IntakeDeps {
 const GROUP_SLACK_MS = 24 * 3600 * 1000;
 
 /**
- * Files each coalescing thank-you of the plan with the customer's open group: one that joins an
- * earlier purchase's thank-you leaves the plan as skipped (`coalesced`), and the leader's
- * thank-you lists this order too.
+ * Files each coalescing thank-you of the plan with the customer's open group. One that joins an
+ * earlier purchase's group stays planned, due just after the leader's thank-you
+ * (COALESCED_AFTER_MS): by then the leader's has gone and listed this order, and this one is
+ * skipped (`coalesced`); if the leader's never goes (its order returned, say), this one thanks for
+ * its own order.
  */
 async function coalesceThankYous(
   plan: Plan,
@@ -98,38 +104,35 @@ async function coalesceThankYous(
   deps: IntakeDeps,
   nowMs: number,
 ): Promise<Plan> {
-  const coalescing = plan.steps.filter((step) => step.coalesceUntil !== undefined);
-  if (coalescing.length === 0) return plan;
+  if (!plan.steps.some((step) => step.coalesceUntil !== undefined)) return plan;
   const purchasedAt = Date.parse(event.occurredAt);
-  const joined = new Map<string, string>();
-  for (const step of coalescing) {
-    const windowMs = Date.parse(step.coalesceUntil ?? "") - purchasedAt;
-    const keepMs =
-      Date.parse(step.dueAt) - nowMs + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS;
-    const filed = await deps.thankYous.file(event, step.stepId, windowMs, keepMs);
-    if (filed.role === "joined") joined.set(step.stepId, filed.leaderStepId);
+  const steps: PlannedStep[] = [];
+  for (const step of plan.steps) {
+    if (step.coalesceUntil === undefined) {
+      steps.push(step);
+      continue;
+    }
+    const dueAt = Date.parse(step.dueAt);
+    const filed = await deps.thankYous.file(
+      event.customer.id,
+      { eventId: event.id, stepId: step.stepId, purchasedAt, dueAt },
+      Date.parse(step.coalesceUntil) - purchasedAt,
+      dueAt - nowMs + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
+    );
+    if (filed.role !== "joined") {
+      steps.push(step);
+      continue;
+    }
+    const behind = DateTime.fromMillis(
+      Math.max(dueAt, filed.leaderDueAt + COALESCED_AFTER_MS),
+    ).setZone(plan.timezone);
+    steps.push({
+      ...step,
+      dueAt: behind.toUTC().toISO({ suppressMilliseconds: true }) ?? step.dueAt,
+      localDueAt: behind.toISO({ suppressMilliseconds: true }) ?? step.localDueAt,
+    });
   }
-  if (joined.size === 0) return plan;
-  return {
-    ...plan,
-    steps: plan.steps.filter((step) => !joined.has(step.stepId)),
-    skipped: [
-      ...plan.skipped,
-      ...plan.steps.flatMap((step) =>
-        joined.has(step.stepId)
-          ? [
-              {
-                ruleId: step.ruleId,
-                stepId: step.stepId,
-                kind: step.kind,
-                code: "coalesced" as const,
-                reason: `thanked together with the customer's purchase shortly before (its ${joined.get(step.stepId)} lists this order too)`,
-              },
-            ]
-          : [],
-      ),
-    ],
-  };
+  return { ...plan, steps };
 }
 
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */

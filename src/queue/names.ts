@@ -12,6 +12,12 @@ export const OWNER_ALERTS_QUEUE = "owner-alerts";
 export const OWNER_ALERT_JOB = "owner-alert";
 /** Job name of an owner's email about a channel's spend reaching 80 % or 100 % of its budget. */
 export const BUDGET_ALERT_JOB = "budget-alert";
+/**
+ * A thank-you that joined an earlier purchase's (rules' `coalesce`) falls due this long after the
+ * leader's, and waits again while that one has not gone yet.
+ */
+export const COALESCED_AFTER_MS = 15 * 60 * 1000;
+
 /** Job name of a report run. */
 export const OWNER_REPORT_JOB = "owner-report";
 

@@ -149,7 +149,23 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
       const labels = stepLabels(deps.rules(), stepId, record);
       const delivered = callDelivered(outcome);
-      const firstReport = await deps.ledger.countOnce(
+      // Charged once per call (by its sid), before the count: a callback retried after a crash
+      // between the two charges nothing twice and still counts.
+      const minutes = billedMinutes(request.durationSeconds ?? 0);
+      if (call.script.minutePriceMicros !== undefined && minutes > 0) {
+        await chargeSpend(
+          deps.spend,
+          deps.rules(),
+          {
+            channel: "voice",
+            id: `call:${request.callSid}`,
+            micros: minutes * call.script.minutePriceMicros,
+          },
+          undefined,
+          now,
+        );
+      }
+      await deps.ledger.countOnce(
         `call:${request.callSid}:end`,
         {
           outcome: delivered ? "delivered" : "undelivered",
@@ -159,18 +175,6 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         },
         now,
       );
-      const minutes = billedMinutes(request.durationSeconds ?? 0);
-      if (firstReport && call.script.minutePriceMicros !== undefined && minutes > 0) {
-        // Charged once per call: a replayed status callback finds the count's receipt.
-        await chargeSpend(
-          deps.spend,
-          deps.rules(),
-          "voice",
-          minutes * call.script.minutePriceMicros,
-          undefined,
-          now,
-        );
-      }
       await deps.calls.forget(request.followUpId);
       return "recorded";
     },

@@ -99,9 +99,24 @@ export class StoreKeys {
     return `${this.base}ty:${idHash(customerId)}`;
   }
 
+  /** How each of the customer's purchases was filed with a thank-you group (lead, joined, alone). */
+  thankYouFilings(customerId: string): string {
+    return `${this.base}ty:${idHash(customerId)}:f`;
+  }
+
   /** What a channel spent in one calendar month ("2026-12"), in micros of the default currency. */
   spendMonth(channel: Channel, month: string): string {
     return `${this.base}spend:${channel}:${month}`;
+  }
+
+  /** What each message of the month was charged, so a retried send is charged once. */
+  spendCharges(channel: Channel, month: string): string {
+    return `${this.base}spend:${channel}:${month}:charges`;
+  }
+
+  /** The budget alert thresholds the month's spend has crossed (each alerts once). */
+  spendAlerts(channel: Channel, month: string): string {
+    return `${this.base}spend:${channel}:${month}:alerts`;
   }
 
   /** An order's purchase events and refunds. */

@@ -163,26 +163,32 @@ export interface StoreCommands {
   /** join-thank-you.lua */
   fuJoinThankYou(
     groupKey: string,
+    filingsKey: string,
     eventId: string,
     stepId: string,
     purchasedAt: number,
     windowMs: number,
+    dueAt: number,
     keepMs: number,
-    purchase: Buffer,
     maxMembers: number,
-  ): Promise<[string, string?, string?]>;
+    filingsKeepMs: number,
+  ): Promise<[string, string?, string?, string?]>;
   /** close-thank-you.lua */
   fuCloseThankYou(groupKey: string, eventId: string): Promise<string[]>;
-  /** close-thank-you.lua, replies as buffers (the purchases are binary) */
-  fuCloseThankYouBuffer(groupKey: string, eventId: string): Promise<Buffer[]>;
   /** add-spend.lua */
   fuAddSpend(
     monthKey: string,
+    chargesKey: string,
+    alertsKey: string,
+    chargeId: string,
     costMicros: number,
     budgetMicros: number,
     enforce: 0 | 1,
     keepMs: number,
-  ): Promise<[number, number, number]>;
+    ...thresholds: number[]
+  ): Promise<number[]>;
+  /** return-spend.lua */
+  fuReturnSpend(monthKey: string, chargesKey: string, chargeId: string): Promise<number>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,
@@ -224,6 +230,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "join-thank-you": "fuJoinThankYou",
   "close-thank-you": "fuCloseThankYou",
   "add-spend": "fuAddSpend",
+  "return-spend": "fuReturnSpend",
 };
 
 const defined = new WeakSet<Redis>();

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { PricedChannel } from "../domain/spend.js";
+import { BUDGET_ALERTS, type PricedChannel } from "../domain/spend.js";
 import { StoreKeys } from "./keys.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -11,11 +11,14 @@ export interface SpendChange {
   readonly added: boolean;
   readonly beforeMicros: number;
   readonly afterMicros: number;
+  /** Alert thresholds (percent) this charge crossed first this month. */
+  readonly crossed: readonly number[];
 }
 
 /**
- * What SMS and calls spent per calendar month, shared by every worker: a send adds its cost
- * atomically, and a message that must respect a reached budget adds nothing and is refused.
+ * What SMS and calls spent per calendar month, shared by every worker: a message is charged once
+ * (by its charge id: a retried or taken-over send is not charged again), and a message that must
+ * respect a reached budget is refused and charged nothing.
  */
 export class SpendLedger {
   private readonly redis: Redis & StoreCommands;
@@ -26,28 +29,39 @@ export class SpendLedger {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Adds `costMicros` to the month's spend; with `enforce`, only while it is under `budgetMicros`. */
+  /**
+   * Charges `costMicros` for `chargeId` to the month's spend; with `enforce`, only while the spend
+   * is under `budgetMicros` (undefined: no budget).
+   */
   async add(
     channel: PricedChannel,
     month: string,
+    chargeId: string,
     costMicros: number,
-    budgetMicros: number,
+    budgetMicros: number | undefined,
     enforce: boolean,
   ): Promise<SpendChange> {
-    const [added, before, after] = await this.redis.fuAddSpend(
+    const [added, before = 0, after = 0, ...crossed] = await this.redis.fuAddSpend(
       this.keys.spendMonth(channel, month),
+      this.keys.spendCharges(channel, month),
+      this.keys.spendAlerts(channel, month),
+      chargeId,
       Math.round(costMicros),
-      Math.round(budgetMicros),
+      budgetMicros === undefined ? -1 : Math.round(budgetMicros),
       enforce ? 1 : 0,
       KEEP_MONTH_MS,
+      ...BUDGET_ALERTS,
     );
-    return { added: added === 1, beforeMicros: before, afterMicros: after };
+    return { added: added === 1, beforeMicros: before, afterMicros: after, crossed };
   }
 
-  /** Takes a cost back: the message was not sent after all. */
-  async giveBack(channel: PricedChannel, month: string, costMicros: number): Promise<void> {
-    if (costMicros > 0)
-      await this.redis.decrby(this.keys.spendMonth(channel, month), Math.round(costMicros));
+  /** Takes a message's charge back: it was not sent after all. */
+  async giveBack(channel: PricedChannel, month: string, chargeId: string): Promise<void> {
+    await this.redis.fuReturnSpend(
+      this.keys.spendMonth(channel, month),
+      this.keys.spendCharges(channel, month),
+      chargeId,
+    );
   }
 
   /** The month's spend so far, in micros. */

@@ -1,23 +1,32 @@
 import type { Redis } from "ioredis";
-import type { PurchaseCompleted } from "../domain/events.js";
 import { StoreKeys } from "./keys.js";
-import { decodePurchase, encodePurchase } from "./purchase-codec.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** At most this many purchases join one thank-you (it lists one more: the first); later ones get their own. */
 export const MAX_JOINED = 9;
 
+/** How long a purchase's filing is remembered, so a re-published event is filed the same way. */
+const FILINGS_KEEP_MS = 30 * 24 * 3600 * 1000;
+
 /** How a purchase's coalescing thank-you was filed. */
 export type ThankYouFiling =
   | { readonly role: "lead" }
   | { readonly role: "alone" }
-  | { readonly role: "joined"; readonly leaderEventId: string; readonly leaderStepId: string };
+  | {
+      readonly role: "joined";
+      readonly leaderEventId: string;
+      readonly leaderStepId: string;
+      /** When the leader's thank-you is due (epoch ms). */
+      readonly leaderDueAt: number;
+    };
 
 /**
- * One thank-you for a customer's purchases within a rule's `coalesce` window: the first purchase
- * leads a group, later ones join it until the leader's thank-you goes out (it closes the group and
- * lists every member's order). A joined purchase is kept here, compressed, until then: its own
- * record keeps nothing, as it has no step of its own. The key is named by the customer's hash.
+ * One thank-you for a customer's purchases within a rule's `coalesce` window. The first purchase
+ * leads a group; later ones join it until the leader's thank-you goes out (it closes the group and
+ * lists every member's order). A joined purchase keeps a thank-you of its own, due after the
+ * leader's: it is skipped (`coalesced`) once the leader's went out, and sent after all when the
+ * leader's never went (refunded, skipped, failed), so no purchase goes unthanked. Only event ids
+ * and times are kept here, under the customer's hashed id.
  */
 export class ThankYouGroups {
   private readonly redis: Redis & StoreCommands;
@@ -30,42 +39,45 @@ export class ThankYouGroups {
 
   /** Files the purchase: leads, joins or stays alone (join-thank-you.lua); repeatable. */
   async file(
-    event: PurchaseCompleted,
-    stepId: string,
+    customerId: string,
+    purchase: { eventId: string; stepId: string; purchasedAt: number; dueAt: number },
     windowMs: number,
     keepMs: number,
   ): Promise<ThankYouFiling> {
-    const [role, leaderEventId, leaderStepId] = await this.redis.fuJoinThankYou(
-      this.keys.thankYouGroup(event.customer.id),
-      event.id,
-      stepId,
-      Date.parse(event.occurredAt),
+    const [role, leaderEventId, leaderStepId, leaderDue] = await this.redis.fuJoinThankYou(
+      this.keys.thankYouGroup(customerId),
+      this.keys.thankYouFilings(customerId),
+      purchase.eventId,
+      purchase.stepId,
+      purchase.purchasedAt,
       windowMs,
+      purchase.dueAt,
       Math.max(1, Math.ceil(keepMs)),
-      encodePurchase(event),
       MAX_JOINED,
+      Math.max(FILINGS_KEEP_MS, Math.ceil(keepMs)),
     );
     if (role === "joined" && leaderEventId && leaderStepId)
-      return { role, leaderEventId, leaderStepId };
+      return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
     return { role: role === "lead" ? "lead" : "alone" };
   }
 
-  /** Closes the group as its leader's thank-you goes out; the purchases that joined it. */
-  async close(customerId: string, leaderEventId: string): Promise<PurchaseCompleted[]> {
-    const flat = await this.redis.fuCloseThankYouBuffer(
-      this.keys.thankYouGroup(customerId),
-      leaderEventId,
-    );
-    const members: PurchaseCompleted[] = [];
-    for (let i = 1; i < flat.length; i += 2) {
-      const stored = flat[i];
-      if (stored) members.push(decodePurchase(stored));
-    }
-    return members;
+  /** How the purchase was filed, if it was (a thank-you that falls due asks). */
+  async filingOf(customerId: string, eventId: string): Promise<ThankYouFiling | undefined> {
+    const filed = await this.redis.hget(this.keys.thankYouFilings(customerId), eventId);
+    if (filed === null) return undefined;
+    const [role, leaderEventId, leaderStepId, leaderDue] = filed.split("\n");
+    if (role === "joined" && leaderEventId && leaderStepId)
+      return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
+    return { role: role === "lead" ? "lead" : "alone" };
   }
 
-  /** The group's key, for erasure. */
-  keyOf(customerId: string): string {
-    return this.keys.thankYouGroup(customerId);
+  /** Closes the group as its leader's thank-you goes out; the events that joined it, oldest first. */
+  async close(customerId: string, leaderEventId: string): Promise<string[]> {
+    return this.redis.fuCloseThankYou(this.keys.thankYouGroup(customerId), leaderEventId);
+  }
+
+  /** The customer's keys, for erasure. */
+  keysOf(customerId: string): string[] {
+    return [this.keys.thankYouGroup(customerId), this.keys.thankYouFilings(customerId)];
   }
 }

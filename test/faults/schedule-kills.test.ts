@@ -45,6 +45,8 @@ async function makeEverythingDueNow(configDir: string): Promise<void> {
   const index = rules.findIndex((rule) => rule.id === "big-ticket");
   doc.setIn(["rules", index, "steps", 0, "delay"], "PT1M");
   doc.setIn(["rules", index, "steps", 1, "delay"], "PT2M");
+  // A coalesced thank-you would still wait out its hour.
+  doc.deleteIn(["rules", index, "coalesce"]);
   await writeFile(file, doc.toString());
 }
 

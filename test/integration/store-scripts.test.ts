@@ -125,6 +125,7 @@ describe("the store's Lua scripts", () => {
       "replan-event",
       "requeue-step",
       "resolve-reply",
+      "return-spend",
       "rules-generation",
       "schedule-steps",
       "stop-event",
@@ -139,9 +140,10 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
-    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(1);
-    expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
@@ -579,25 +581,34 @@ describe("the store's Lua scripts", () => {
   });
 });
 
-describe("add-spend", () => {
+describe("add-spend and return-spend", () => {
   const month = () => new StoreKeys(prefix).spendMonth("sms", "2026-12");
+  const charges = () => new StoreKeys(prefix).spendCharges("sms", "2026-12");
+  const alerts = () => new StoreKeys(prefix).spendAlerts("sms", "2026-12");
+  const add = (id: string, cost: number, enforce: 0 | 1, budget = 100_000) =>
+    redis.fuAddSpend(month(), charges(), alerts(), id, cost, budget, enforce, 60_000, 80, 100);
 
-  it("adds while the budget is not reached, refuses a message that must respect a reached one, and always adds an incurred cost", async () => {
-    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([1, 0, 40_000]);
-    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([
-      1, 40_000, 80_000,
-    ]);
+  it("charges each message once while the budget is not reached, refuses one that must respect a reached one, and alerts at each threshold once", async () => {
+    expect(await add("f1", 40_000, 1)).toEqual([1, 0, 40_000]);
+    // A retried send of the same message: charged already, not again.
+    expect(await add("f1", 40_000, 1)).toEqual([1, 40_000, 40_000]);
+    expect(await add("f2", 40_000, 1)).toEqual([1, 40_000, 80_000, 80]);
     // Under the budget before it: it goes, and takes the spend past it.
-    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([
-      1, 80_000, 120_000,
-    ]);
-    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 1, 60_000)).toEqual([
-      0, 120_000, 120_000,
-    ]);
-    // A transactional message that continues, or a call that already happened, is counted.
-    expect(await redis.fuAddSpend(month(), 40_000, 100_000, 0, 60_000)).toEqual([
-      1, 120_000, 160_000,
-    ]);
+    expect(await add("f3", 40_000, 1)).toEqual([1, 80_000, 120_000, 100]);
+    expect(await add("f4", 40_000, 1)).toEqual([0, 120_000, 120_000]);
+    // A transactional message that continues, or a call that already happened, is charged.
+    expect(await add("call:CA1", 40_000, 0)).toEqual([1, 120_000, 160_000]);
     expect(await redis.pttl(month())).toBeGreaterThan(50_000);
+
+    // Given back twice: taken back once. Crossing 100 % again does not alert again.
+    expect(await redis.fuReturnSpend(month(), charges(), "f3")).toBe(40_000);
+    expect(await redis.fuReturnSpend(month(), charges(), "f3")).toBe(0);
+    expect(await add("f5", 40_000, 0)).toEqual([1, 120_000, 160_000]);
+    expect(await redis.get(month())).toBe("160000");
+  });
+
+  it("treats a budget of 0 as reached and -1 as none", async () => {
+    expect(await add("z1", 40_000, 1, 0)).toEqual([0, 0, 0]);
+    expect(await add("z2", 40_000, 1, -1)).toEqual([1, 0, 40_000]);
   });
 });

@@ -4,12 +4,13 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { MAX_JOINED, ThankYouGroups } from "../../src/store/thank-you-groups.js";
-import { item, purchase, purchaseInput } from "../support/fixtures.js";
+import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
   promoteStep,
   startPipeline,
+  whereWaiting,
 } from "../support/pipeline-harness.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -62,11 +63,14 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     expect(leader?.state).toBe("scheduled");
     // Due when the hour after the first purchase is over, not an hour after each.
     expect(Math.abs((leader?.dueAt ?? 0) - (Date.now() + 30 * 60_000))).toBeLessThan(120_000);
-    expect(await record(p, "co-b", "thank-you.thank-you")).toBeUndefined();
-    expect(await record(p, "co-c", "thank-you.thank-you")).toBeUndefined();
-    expect(await metricsOf(p)).toMatch(
-      /^followups_skipped_total\{channel="email",kind="thank-you",reason="coalesced"\} 2$/m,
-    );
+    // The others keep a thank-you of their own, due a quarter of an hour after the leader's
+    // at the earliest (the third's own hour ends later than that).
+    const b = await record(p, "co-b", "thank-you.thank-you");
+    expect(b?.state).toBe("scheduled");
+    expect(b?.dueAt).toBe((leader?.dueAt ?? 0) + 15 * 60_000);
+    const c = await record(p, "co-c", "thank-you.thank-you");
+    expect(c?.state).toBe("scheduled");
+    expect(c?.dueAt).toBe((leader?.dueAt ?? 0) + 20 * 60_000);
 
     // The third order goes back before the thank-you: it is not thanked for.
     await p.publisher.publish({
@@ -77,6 +81,14 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     });
     await processed(p, "co-c-refund");
 
+    // Falling due early (a promoter), the joined one waits for the leader's thank-you.
+    await promoteStep(p, "co-b", "thank-you.thank-you");
+    await eventually(
+      async () => ((await whereWaiting(p, "co-b", "thank-you.thank-you")) ? true : undefined),
+      "the joined thank-you to wait again",
+    );
+    expect(p.sink.messages).toHaveLength(0);
+
     await promoteStep(p, "co-a", "thank-you.thank-you");
     const [mail] = await p.sink.waitForMessages(1);
     const text = mail?.parsed.text ?? "";
@@ -85,6 +97,17 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     expect(text).toContain("Shirt co-b");
     expect(text).not.toContain("ord-co-c");
     expect(mail?.parsed.html || "").toContain("Order ord-co-b");
+
+    // Now the joined thank-you is done with: skipped, counted, not sent.
+    await promoteStep(p, "co-b", "thank-you.thank-you");
+    const done = await eventually(async () => {
+      const r = await record(p, "co-b", "thank-you.thank-you");
+      return r?.state === "skipped" ? r : undefined;
+    }, "the joined thank-you to be skipped");
+    expect(done.reason?.code).toBe("coalesced");
+    expect(await metricsOf(p)).toMatch(
+      /^followups_skipped_total\{channel="email",kind="thank-you",reason="coalesced"\} 1$/m,
+    );
 
     // Within the hour but after the thank-you went: this purchase gets its own.
     await p.publisher.publish(shirt("co-d", minutesAgo(1)) as never);
@@ -95,47 +118,82 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     const own = mails[1]?.parsed.text ?? "";
     expect(own).toContain("Shirt co-d");
     expect(own).not.toContain("ord-co-a");
+    expect(p.sink.messages).toHaveLength(2);
   });
 
-  it("files a purchase again the same way when its event is delivered twice, and forgets the group on erasure", async () => {
+  it("thanks a joined purchase on its own when the first one is returned before its thank-you", async () => {
+    pipeline = await startPipeline("coalesce-return");
+    const p = pipeline;
+    await p.publisher.publish(shirt("ret-a", minutesAgo(30)) as never);
+    await processed(p, "ret-a");
+    await p.publisher.publish(shirt("ret-b", minutesAgo(20)) as never);
+    await processed(p, "ret-b");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ret-a-refund",
+      occurredAt: minutesAgo(5),
+      orderId: "ord-ret-a",
+    });
+    await processed(p, "ret-a-refund");
+    expect((await record(p, "ret-a", "thank-you.thank-you"))?.state).toBe("cancelled");
+    await promoteStep(p, "ret-b", "thank-you.thank-you");
+    const [mail] = await p.sink.waitForMessages(1);
+    expect(mail?.parsed.text).toContain("Shirt ret-b");
+    expect(mail?.parsed.text).not.toContain("ret-a");
+  });
+
+  it("files a purchase the same way when its event comes again, never replaces a group whose thank-you has not gone, and forgets it all on erasure", async () => {
     pipeline = await startPipeline("coalesce-again");
     const p = pipeline;
     const groups = new ThankYouGroups(p.redis, p.prefix);
     const at = Date.parse(minutesAgo(10));
-    const bought = (id: string, offsetMs: number) =>
-      purchase({
-        id,
-        orderId: `ord-${id}`,
-        occurredAt: new Date(at + offsetMs).toISOString(),
-        customer: { id: "cus-g" },
-      });
+    const HOUR = 3_600_000;
     const file = (id: string, offsetMs: number) =>
-      groups.file(bought(id, offsetMs), "thank-you.thank-you", 3_600_000, 86_400_000);
+      groups.file(
+        "cus-g",
+        {
+          eventId: id,
+          stepId: "thank-you.thank-you",
+          purchasedAt: at + offsetMs,
+          dueAt: at + offsetMs + HOUR,
+        },
+        HOUR,
+        86_400_000,
+      );
     expect(await file("g-1", 0)).toEqual({ role: "lead" });
     expect(await file("g-1", 0)).toEqual({ role: "lead" });
-    const joined = { role: "joined", leaderEventId: "g-1", leaderStepId: "thank-you.thank-you" };
+    const joined = {
+      role: "joined",
+      leaderEventId: "g-1",
+      leaderStepId: "thank-you.thank-you",
+      leaderDueAt: at + HOUR,
+    };
     expect(await file("g-2", 60_000)).toEqual(joined);
     expect(await file("g-2", 60_000)).toEqual(joined);
+    expect(await groups.filingOf("cus-g", "g-2")).toEqual(joined);
     // An older purchase arriving late never takes the group over.
-    expect(await file("g-0", -7_200_000)).toEqual({ role: "alone" });
-    // Only the leader closes it; closing twice gives the same members, with their purchases.
+    expect(await file("g-0", -2 * HOUR)).toEqual({ role: "alone" });
+    // Nor does a later one while the group's thank-you has not gone: it would lose g-2.
+    expect(await file("g-5", HOUR + 60_000)).toEqual({ role: "alone" });
+    // Only the leader closes it; closing twice gives the same members, oldest first.
+    expect(await file("g-3", 30_000)).toEqual({ ...joined });
     expect(await groups.close("cus-g", "g-2")).toEqual([]);
-    const members = await groups.close("cus-g", "g-1");
-    expect(members.map((m) => [m.id, m.orderId, m.items.length])).toEqual([["g-2", "ord-g-2", 1]]);
-    expect(members).toEqual(await groups.close("cus-g", "g-1"));
+    expect(await groups.close("cus-g", "g-1")).toEqual(["g-3", "g-2"]);
+    expect(await groups.close("cus-g", "g-1")).toEqual(["g-3", "g-2"]);
     // Within the window, after the thank-you went: on its own.
-    expect(await file("g-3", 120_000)).toEqual({ role: "alone" });
-    // After the window: a new group.
-    expect(await file("g-4", 3_700_000)).toEqual({ role: "lead" });
+    expect(await file("g-4", 120_000)).toEqual({ role: "alone" });
+    // After the window, the thank-you gone: a new group; g-2 filed again keeps its answer.
+    expect(await file("g-6", HOUR + 120_000)).toEqual({ role: "lead" });
+    expect(await file("g-2", 60_000)).toEqual(joined);
     // One thank-you lists at most ten orders: the eleventh purchase gets its own.
     for (let n = 1; n <= MAX_JOINED; n++)
-      expect((await file(`g-4-${n}`, 3_700_000 + n * 1000)).role).toBe("joined");
-    expect(await file("g-4-last", 3_800_000)).toEqual({ role: "alone" });
+      expect((await file(`g-6-${n}`, HOUR + 120_000 + n * 1000)).role).toBe("joined");
+    expect(await file("g-6-last", HOUR + 200_000)).toEqual({ role: "alone" });
 
     await p.publisher.publish(shirt("co-erase", minutesAgo(5)) as never);
     await processed(p, "co-erase");
-    const key = groups.keyOf("cus-shirts");
-    expect(await p.redis.exists(key)).toBe(1);
+    const keys = groups.keysOf("cus-shirts");
+    expect(await p.redis.exists(...keys)).toBe(2);
     await p.publisher.publish({
       type: "customer.erased",
       id: "erase-shirts",
@@ -143,7 +201,7 @@ describe("one thank-you for purchases close together (coalesce)", () => {
       customerId: "cus-shirts",
     });
     await processed(p, "erase-shirts");
-    expect(await p.redis.exists(key)).toBe(0);
+    expect(await p.redis.exists(...keys)).toBe(0);
   });
 });
 

@@ -140,11 +140,11 @@ function world(setup: Setup = {}) {
     suppressions,
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     codes: { issue: async () => {} },
-    thankYous: { close: async () => [] },
+    thankYous: { close: async () => [], filingOf: async () => undefined },
     orders: { get: async () => ({ eventIds: [], refunds: [], returns: [], fullyRefunded: false }) },
     spend: {
       spend: {
-        add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0 }),
+        add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0, crossed: [] }),
         giveBack: async () => {},
       },
       onBudgetAlert: async () => {},

@@ -4,7 +4,6 @@ import {
   billedMinutes,
   budgetAllows,
   costOf,
-  crossedAlerts,
   formatMicros,
   parseMicros,
   phoneCountry,
@@ -123,14 +122,6 @@ describe("money in micros", () => {
 });
 
 describe("budgets", () => {
-  it("crosses 80 % and 100 % once each, as the spend rises past them", () => {
-    expect(crossedAlerts(0, 40, 100)).toEqual([]);
-    expect(crossedAlerts(40, 80, 100)).toEqual([80]);
-    expect(crossedAlerts(80, 120, 100)).toEqual([100]);
-    expect(crossedAlerts(70, 100, 100)).toEqual([80, 100]);
-    expect(crossedAlerts(120, 160, 100)).toEqual([]);
-  });
-
   it("stops marketing at a reached budget, and transactional steps only when told to", () => {
     const keepGoing = { monthlyMicros: 100, transactional: "continue" as const };
     const stopAll = { monthlyMicros: 100, transactional: "skip" as const };

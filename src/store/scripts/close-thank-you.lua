@@ -1,24 +1,26 @@
 --[[
   Closes the customer's thank-you group as its leader's thank-you goes out: later purchases no
-  longer join it. Closing again (a retried send) gives the same members.
+  longer join it. Closing again (a retried send) gives the same members. A closed group is kept
+  a day at most: long enough for retries of the send.
 
   Input:
     KEYS[1]  the customer's thank-you group
 
     ARGV[1]  the sending purchase's event id
 
-  Output: the purchases that joined (flat: event id, encoded purchase, …), or an empty list when
-  this purchase does not lead the group
+  Output: the event ids of the purchases that joined (oldest first), or an empty list when this
+  purchase does not lead the group
 ]]
 if redis.call('HGET', KEYS[1], 'lead') ~= ARGV[1] then return {} end
 redis.call('HSET', KEYS[1], 'closed', '1')
+redis.call('PEXPIRE', KEYS[1], 86400000, 'LT')
 local members = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   local id = string.match(all[i], '^m:(.*)$')
-  if id then
-    members[#members + 1] = id
-    members[#members + 1] = all[i + 1]
-  end
+  if id then members[#members + 1] = { tonumber(all[i + 1]), id } end
 end
-return members
+table.sort(members, function(a, b) return a[1] < b[1] end)
+local ids = {}
+for i, member in ipairs(members) do ids[i] = member[2] end
+return ids
