@@ -6,6 +6,8 @@ import { compareAmount, type Threshold } from "../domain/money.js";
 import type { Condition, RuleSet } from "../domain/rules.js";
 import { PRICED_CHANNELS } from "../domain/spend.js";
 import { stepIdOf } from "../domain/step-ref.js";
+import { sampleTemplateContext } from "../templates/template-context.js";
+import type { TemplateSet } from "../templates/template-set.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 /**
@@ -34,7 +36,11 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
       `note: voice steps (${voiceSteps.join(", ")}) place calls through Twilio; without Twilio they are skipped ("${VOICE_UNAVAILABLE}") while SMTP or Twilio sends the other channels, and written to the outbox when every channel is\n`,
     );
   }
-  for (const warning of [...currencyWarnings(rules), ...spendWarnings(rules)])
+  for (const warning of [
+    ...currencyWarnings(rules),
+    ...spendWarnings(rules),
+    ...(await coalesceWarnings(rules, templates)),
+  ])
     io.err(`warning: ${warning}\n`);
   return EXIT.ok;
 }
@@ -74,6 +80,46 @@ export function spendWarnings(rules: RuleSet): string[] {
       warnings.push(
         `prices.${channel} has no "other" price: ${channel === "sms" ? "texts" : "calls"} to countries it does not name cost nothing in forecasts and count nothing against a budget`,
       );
+  }
+  return warnings;
+}
+
+/** The second order of the full sample of a thank-you (template-context.ts). */
+const SAMPLE_JOINED_ORDER = "ORD-2026-000124";
+
+/**
+ * Thank-you templates of coalescing rules that never show the other orders (`orders`): the
+ * purchases that joined would be thanked for nothing but the first order.
+ */
+export async function coalesceWarnings(rules: RuleSet, templates: TemplateSet): Promise<string[]> {
+  const warnings: string[] = [];
+  const seen = new Set<string>();
+  for (const rule of rules.rules) {
+    for (const step of rule.steps) {
+      if (!step.coalesce || seen.has(`${step.template} ${step.channel}`)) continue;
+      seen.add(`${step.template} ${step.channel}`);
+      const context = sampleTemplateContext({
+        step: { kind: step.kind, channel: step.channel },
+        locale: rules.defaults.locale,
+        currency: rules.defaults.currency,
+        timezone: rules.defaults.timezone,
+      });
+      try {
+        const rendered = await templates.render(
+          step.template,
+          step.channel,
+          rules.defaults.locale,
+          context,
+        );
+        if (!`${rendered.text}${rendered.html ?? ""}`.includes(SAMPLE_JOINED_ORDER)) {
+          warnings.push(
+            `rule ${rule.id} coalesces thank-yous, but template ${step.template} never shows the other orders: list them from \`orders\` (config/templates/README.md), or customers are thanked for their first order only`,
+          );
+        }
+      } catch {
+        // A template that does not render is check's error already.
+      }
+    }
   }
   return warnings;
 }

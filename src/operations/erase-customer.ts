@@ -139,7 +139,6 @@ export function createEraser(deps: EraseDeps) {
       keys.lastSent(customerId),
       keys.checkIns(customerId),
       keys.thankYouGroup(customerId),
-      keys.thankYouFilings(customerId),
     ];
     for (const key of doomed) keysDeleted += await deps.redis.del(key);
     // Replies are indexed as `<eventId>\n<stepId>\n<n>` (before December 2026 without the number).

@@ -144,6 +144,8 @@ export interface IntakeSummary {
   readonly cancelled?: number;
   /** The purchase was made before its customer was erased: dropped, nothing stored. */
   readonly erased?: true;
+  /** The order was wholly refunded before its purchase arrived: nothing planned or attributed. */
+  readonly refunded?: true;
 }
 
 /**
@@ -176,8 +178,11 @@ export function createIntakeProcessor(deps: IntakeDeps) {
       case "purchase.completed": {
         const summary = await schedulePurchase(event, fingerprint, deps, job.id);
         const redeemed = await redeemCodes(event, deps);
-        if (!summary.erased) await attributePurchase(event, redeemed, deps);
-        if (!summary.erased) await countReturnAfterCheckIns(event, deps);
+        // A purchase returned before it arrived brought no one back.
+        if (!summary.erased && !summary.refunded) {
+          await attributePurchase(event, redeemed, deps);
+          await countReturnAfterCheckIns(event, deps);
+        }
         // The finished job would keep the whole event for an hour: keep none of it.
         if (summary.erased) await job.updateData({ type: event.type, id: event.id });
         return summary;
@@ -304,7 +309,7 @@ async function schedulePurchase(
   if (refunded.full) {
     if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
-    return { type: event.type, planned: 0, scheduled: 0, skipped: 0 };
+    return { type: event.type, planned: 0, scheduled: 0, skipped: 0, refunded: true };
   }
   const recorded = await deps.history.recordPurchase(
     event,

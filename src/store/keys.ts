@@ -92,16 +92,11 @@ export class StoreKeys {
   }
 
   /**
-   * The customer's open thank-you group (store/thank-you-groups.ts): the purchase whose thank-you
-   * also thanks for the others within its rule's coalesce window.
+   * The customer's thank-you group (store/thank-you-groups.ts): the purchase whose thank-you also
+   * thanks for the others within its rule's coalesce window, and how each later purchase was filed.
    */
   thankYouGroup(customerId: string): string {
     return `${this.base}ty:${idHash(customerId)}`;
-  }
-
-  /** How each of the customer's purchases was filed with a thank-you group (lead, joined, alone). */
-  thankYouFilings(customerId: string): string {
-    return `${this.base}ty:${idHash(customerId)}:f`;
   }
 
   /** What a channel spent in one calendar month ("2026-12"), in micros of the default currency. */

@@ -163,7 +163,6 @@ export interface StoreCommands {
   /** join-thank-you.lua */
   fuJoinThankYou(
     groupKey: string,
-    filingsKey: string,
     eventId: string,
     stepId: string,
     purchasedAt: number,
@@ -171,7 +170,6 @@ export interface StoreCommands {
     dueAt: number,
     keepMs: number,
     maxMembers: number,
-    filingsKeepMs: number,
   ): Promise<[string, string?, string?, string?]>;
   /** close-thank-you.lua */
   fuCloseThankYou(groupKey: string, eventId: string): Promise<string[]>;

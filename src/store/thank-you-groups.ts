@@ -6,7 +6,7 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 export const MAX_JOINED = 9;
 
 /** How long a purchase's filing is remembered, so a re-published event is filed the same way. */
-const FILINGS_KEEP_MS = 30 * 24 * 3600 * 1000;
+const FILINGS_KEEP_MS = 7 * 24 * 3600 * 1000;
 
 /** How a purchase's coalescing thank-you was filed. */
 export type ThankYouFiling =
@@ -46,24 +46,22 @@ export class ThankYouGroups {
   ): Promise<ThankYouFiling> {
     const [role, leaderEventId, leaderStepId, leaderDue] = await this.redis.fuJoinThankYou(
       this.keys.thankYouGroup(customerId),
-      this.keys.thankYouFilings(customerId),
       purchase.eventId,
       purchase.stepId,
       purchase.purchasedAt,
       windowMs,
       purchase.dueAt,
-      Math.max(1, Math.ceil(keepMs)),
-      MAX_JOINED,
       Math.max(FILINGS_KEEP_MS, Math.ceil(keepMs)),
+      MAX_JOINED,
     );
     if (role === "joined" && leaderEventId && leaderStepId)
       return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
     return { role: role === "lead" ? "lead" : "alone" };
   }
 
-  /** How the purchase was filed, if it was (a thank-you that falls due asks). */
+  /** How the purchase was filed, if it joined or stayed alone (a thank-you that falls due asks). */
   async filingOf(customerId: string, eventId: string): Promise<ThankYouFiling | undefined> {
-    const filed = await this.redis.hget(this.keys.thankYouFilings(customerId), eventId);
+    const filed = await this.redis.hget(this.keys.thankYouGroup(customerId), `f:${eventId}`);
     if (filed === null) return undefined;
     const [role, leaderEventId, leaderStepId, leaderDue] = filed.split("\n");
     if (role === "joined" && leaderEventId && leaderStepId)
@@ -76,8 +74,8 @@ export class ThankYouGroups {
     return this.redis.fuCloseThankYou(this.keys.thankYouGroup(customerId), leaderEventId);
   }
 
-  /** The customer's keys, for erasure. */
-  keysOf(customerId: string): string[] {
-    return [this.keys.thankYouGroup(customerId), this.keys.thankYouFilings(customerId)];
+  /** The customer's key, for erasure. */
+  keyOf(customerId: string): string {
+    return this.keys.thankYouGroup(customerId);
   }
 }

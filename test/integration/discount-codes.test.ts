@@ -189,13 +189,25 @@ describe("discount codes a till can check", () => {
     await p.publisher.publish(
       boughtNow("evt-code-4", "ord-back-4", "cus-code-1", item("kitchenware", "80.00")) as never,
     );
-    await eventually(
-      async () =>
-        (await (await p.events.getJob("evt-code-4"))?.getState()) === "completed"
-          ? true
-          : undefined,
-      "the purchase to be processed",
+    // An order returned before its purchase event arrived brought no one back.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-back-5",
+      occurredAt: DateTime.utc().toISO() ?? "",
+      orderId: "ord-back-5",
+    });
+    const processed = (jobId: string) =>
+      eventually(
+        async () =>
+          (await (await p.events.getJob(jobId))?.getState()) === "completed" ? true : undefined,
+        `${jobId} to be processed`,
+      );
+    await processed("ref-back-5");
+    await p.publisher.publish(
+      boughtNow("evt-code-5", "ord-back-5", "cus-code-1", item("kitchenware", "500.00")) as never,
     );
+    await processed("evt-code-4");
+    await processed("evt-code-5");
     const today = DateTime.utc();
     const reportOf = async (format: "json" | "text" | "csv") => {
       const io = captureIo();

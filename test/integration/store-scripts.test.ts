@@ -140,7 +140,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
-    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);

@@ -388,6 +388,35 @@ describe("followups check", () => {
     );
   });
 
+  it("warns about budgets nobody hears of, prices without `other`, and a coalesced thank-you that shows one order", async () => {
+    const config = path.dirname(await writeTemp("spend-config/rules.yaml", ""));
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    const rulesFile = path.join(config, "rules.yaml");
+    const rules = (await readFile(rulesFile, "utf8"))
+      .replace(
+        'voice: { GB: "0.0140", US: "0.0140", DE: "0.0300", other: "0.1000" }',
+        'voice: { GB: "0.0140" }',
+      )
+      .replace(
+        '#   budget: { sms: { monthly: "200.00" } }',
+        'budget: { sms: { monthly: "200.00" } }',
+      );
+    await writeFile(rulesFile, rules);
+    // A thank-you template of its own, that shows the first order only.
+    for (const part of ["text", "html"])
+      await writeFile(
+        path.join(config, "templates", "thank-you", `en.${part}.liquid`),
+        "Thank you for order {{ order.id }}.\n",
+      );
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.ok);
+    expect(output.err.split("\n").filter((line) => line.startsWith("warning:"))).toEqual([
+      "warning: budget.sms: no owners are listed, so nobody gets the emails at 80% and 100% of it",
+      'warning: prices.voice has no "other" price: calls to countries it does not name cost nothing in forecasts and count nothing against a budget',
+      "warning: rule big-ticket coalesces thank-yous, but template thank-you never shows the other orders: list them from `orders` (config/templates/README.md), or customers are thanked for their first order only",
+    ]);
+  });
+
   it("exits 1 and lists every problem with file:line:column, then the count", async () => {
     const config = path.dirname(await writeTemp("check-config/rules.yaml", BROKEN_RULES));
     const { io, output } = memoryIo();

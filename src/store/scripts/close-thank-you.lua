@@ -1,7 +1,6 @@
 --[[
   Closes the customer's thank-you group as its leader's thank-you goes out: later purchases no
-  longer join it. Closing again (a retried send) gives the same members. A closed group is kept
-  a day at most: long enough for retries of the send.
+  longer join it. Closing again (a retried send) gives the same members.
 
   Input:
     KEYS[1]  the customer's thank-you group
@@ -13,7 +12,6 @@
 ]]
 if redis.call('HGET', KEYS[1], 'lead') ~= ARGV[1] then return {} end
 redis.call('HSET', KEYS[1], 'closed', '1')
-redis.call('PEXPIRE', KEYS[1], 86400000, 'LT')
 local members = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
