@@ -11,6 +11,7 @@ import {
 } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 import { stepIdOf } from "./step-ref.js";
+import { zoneFor } from "./time-zone.js";
 
 /** A follow-up to schedule: when it is due and what it is. */
 export interface PlannedStep {
@@ -97,7 +98,7 @@ export function planFollowUps(
   options: PlanOptions = {},
 ): Plan {
   const { zone, source } = customerZone(event, rules);
-  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zone);
+  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zoneFor(zone));
   const steps: PlannedStep[] = [];
   const skipped: SkippedStep[] = [];
   const claimed = new Map<StepKind, string>();
@@ -306,7 +307,7 @@ export function stepTiming(
   now: DateTime,
 ): Timing {
   const { zone } = customerZone(event, rules);
-  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zone);
+  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zoneFor(zone));
   return dueTime(purchasedAt, step, zone, rules, now);
 }
 

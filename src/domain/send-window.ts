@@ -1,5 +1,6 @@
 import { DateTime } from "luxon";
 import type { SendWindow, Weekday } from "./rules.js";
+import { zoneFor } from "./time-zone.js";
 
 /** Longest stretch searched for an open window; config validation keeps real windows far inside it. */
 const MAX_DAYS_AHEAD = 800;
@@ -20,7 +21,7 @@ export function nextSendWindow(
   window: SendWindow,
   holidays: ReadonlySet<string>,
 ): DateTime {
-  const local = from.setZone(zone);
+  const local = from.setZone(zoneFor(zone));
   let day = startOfLocalDay(local);
   for (let i = 0; i < MAX_DAYS_AHEAD; i++) {
     if (isOpenDay(day, window, holidays)) {

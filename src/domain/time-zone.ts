@@ -1,0 +1,112 @@
+import { IANAZone, Zone, type ZoneOffsetFormat, type ZoneOffsetOptions } from "luxon";
+import { remembered } from "./remembered.js";
+
+/**
+ * An IANA zone whose UTC offsets are remembered by span. luxon asks the zone for its offset at
+ * every step of date arithmetic, and IANAZone answers each time through Intl (formatToParts):
+ * over a third of the planner's time. An offset holds between two transitions, months apart, so
+ * the first question about an instant finds the whole span around it (weekly probes, then a
+ * binary search to the second) and every later instant in that span is answered from memory.
+ *
+ * Assumption, checked against Intl for every zone in a test: no two transitions of a zone lie
+ * within a week of each other.
+ */
+class SpanCachedZone extends Zone {
+  private readonly spans: { from: number; to: number; offset: number }[] = [];
+
+  constructor(private readonly inner: IANAZone) {
+    super();
+  }
+
+  override get type(): string {
+    return "iana";
+  }
+
+  override get name(): string {
+    return this.inner.name;
+  }
+
+  override get isUniversal(): boolean {
+    return false;
+  }
+
+  override get isValid(): boolean {
+    return this.inner.isValid;
+  }
+
+  override offsetName(ts: number, options: ZoneOffsetOptions): string | null {
+    return this.inner.offsetName(ts, options);
+  }
+
+  override formatOffset(ts: number, format: ZoneOffsetFormat): string {
+    return this.inner.formatOffset(ts, format);
+  }
+
+  override equals(other: Zone): boolean {
+    return other.type === "iana" && other.name === this.name;
+  }
+
+  override offset(ts: number): number {
+    const spans = this.spans;
+    let lo = 0;
+    let hi = spans.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const span = spans[mid] as { from: number; to: number; offset: number };
+      if (ts < span.from) hi = mid - 1;
+      else if (ts >= span.to) lo = mid + 1;
+      else return span.offset;
+    }
+    const found = this.spanAround(ts);
+    spans.splice(lo, 0, found);
+    return found.offset;
+  }
+
+  /** The span of instants around `ts` (whole seconds) that share its offset, up to a year each way. */
+  private spanAround(ts: number): { from: number; to: number; offset: number } {
+    const offsetAt = (at: number) => this.inner.offset(at);
+    const offset = offsetAt(ts);
+    const second = Math.floor(ts / 1000) * 1000;
+    // Never across a span already known: spans stay disjoint and sorted.
+    const known = this.spans;
+    const before = known.filter((span) => span.to <= second).at(-1)?.to ?? -Infinity;
+    const after = known.find((span) => span.from > second)?.from ?? Infinity;
+    const edge = (direction: 1 | -1): number => {
+      let inside = second;
+      for (let step = 1; step <= YEAR_IN_WEEKS; step++) {
+        let probe = second + direction * step * WEEK_MS;
+        // A known span ahead: search up to its edge (within a week of `inside`) and stop there.
+        const limit = direction < 0 ? before : after - 1000;
+        const atLimit = direction < 0 ? probe <= limit : probe >= limit;
+        if (atLimit) probe = limit;
+        if (offsetAt(probe) !== offset) {
+          // The transition lies between `inside` (this offset) and `probe` (another): to the second.
+          let same = inside;
+          let other = probe;
+          while (Math.abs(other - same) > 1000) {
+            const mid = same + Math.round((other - same) / 2000) * 1000;
+            if (offsetAt(mid) === offset) same = mid;
+            else other = mid;
+          }
+          return direction < 0 ? same : other;
+        }
+        if (atLimit) return direction < 0 ? probe : after;
+        inside = probe;
+      }
+      return direction < 0 ? inside : inside + 1000;
+    };
+    return { from: edge(-1), to: edge(1), offset };
+  }
+}
+
+const WEEK_MS = 7 * 24 * 3600 * 1000;
+const YEAR_IN_WEEKS = 53;
+
+/**
+ * The zone to do date arithmetic in, by IANA name: one remembering instance per name (an
+ * invalid name gives luxon's invalid zone, as a name would).
+ */
+export const zoneFor: (name: string) => Zone = remembered((name) => {
+  const zone = IANAZone.create(name);
+  return zone.isValid ? new SpanCachedZone(zone) : zone;
+}, 1_000);
