@@ -1,10 +1,9 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
-/** A channel's spend this month and its budget, in major units of the default currency. */
+/** A channel's spend this month, in major units of the default currency. */
 export interface SpendReading {
   readonly channel: string;
   readonly spent: number;
-  readonly budget?: number;
 }
 
 /**
@@ -183,18 +182,25 @@ export class FollowUpMetrics {
     help: "The monthly budget per channel (budget in the rules), in the default currency.",
     labelNames: ["channel"],
     registers: [this.registry],
-    // Gauges are collected side by side, so this one reads for itself.
-    collect: async () => {
+    collect: () => {
       this.budget.reset();
-      for (const reading of (await this.spendReader?.().catch(() => [])) ?? [])
-        if (reading.budget !== undefined)
-          this.budget.set({ channel: reading.channel }, reading.budget);
+      for (const { channel, budget } of this.budgetReader?.() ?? [])
+        this.budget.set({ channel }, budget);
     },
   });
 
-  /** Where this month's spend per channel is read at scrape time. */
-  trackSpend(reader: () => Promise<readonly SpendReading[]>): void {
-    this.spendReader = reader;
+  private budgetReader: (() => readonly { channel: string; budget: number }[]) | undefined;
+
+  /**
+   * Where this month's spend per channel is read at scrape time (Redis), and the budgets (the
+   * rules: no I/O).
+   */
+  trackSpend(
+    spent: () => Promise<readonly SpendReading[]>,
+    budgets: () => readonly { channel: string; budget: number }[],
+  ): void {
+    this.spendReader = spent;
+    this.budgetReader = budgets;
   }
 
   /** Queues whose depths are read at scrape time (so an idle worker still reports them). */

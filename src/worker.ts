@@ -177,22 +177,23 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     spend: spendLedger,
     onBudgetAlert: (alert: BudgetAlert) => queueBudgetAlerts(alertsQueue, rules().owners, alert),
   };
-  metrics.trackSpend(async () => {
-    const current = rules();
-    const month = spendMonthOf(now(), current.defaults.timezone);
-    return Promise.all(
-      PRICED_CHANNELS.filter(
-        (channel) => current.spend.prices[channel] || current.spend.budgets[channel],
-      ).map(async (channel) => {
-        const budget = current.spend.budgets[channel];
-        return {
+  metrics.trackSpend(
+    async () => {
+      const current = rules();
+      const month = spendMonthOf(now(), current.defaults.timezone);
+      return Promise.all(
+        PRICED_CHANNELS.filter((channel) => current.spend.prices[channel]).map(async (channel) => ({
           channel,
           spent: (await spendLedger.spent(channel, month)) / MICROS,
-          ...(budget && { budget: budget.monthlyMicros / MICROS }),
-        };
+        })),
+      );
+    },
+    () =>
+      PRICED_CHANNELS.flatMap((channel) => {
+        const budget = rules().spend.budgets[channel];
+        return budget ? [{ channel, budget: budget.monthlyMicros / MICROS }] : [];
       }),
-    );
-  });
+  );
   const feedback = createCustomerFeedback({
     rules,
     templates: () => config.templates,

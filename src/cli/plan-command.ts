@@ -3,13 +3,13 @@ import { loadConfig } from "../config/load-config.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
 import { type Plan, planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
-import { costOf, formatMicros } from "../domain/spend.js";
+import { formatMicros } from "../domain/spend.js";
 import { renderPlanTable, type StepCost } from "../reports/plan-table.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
-import { stepMeasure } from "./step-measure.js";
+import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface PlanOptions {
   readonly config: string;
@@ -68,12 +68,7 @@ async function planCosts(
   for (const step of plan.steps) {
     const segments =
       step.channel === "sms" && measure ? await measure.segments(event, plan, step, true) : null;
-    const phone = event.customer.phone;
-    const micros = measure
-      ? measure.cost(event, step, segments)
-      : step.channel === "voice" && phone
-        ? (costOf(rules.spend, "voice", phone, rules.spend.estimatedCallMinutes)?.micros ?? null)
-        : null;
+    const micros = stepCost(rules, event, step, segments);
     costs.set(step.stepId, {
       segments,
       cost: micros === null ? null : formatMicros(micros, rules.defaults.currency),

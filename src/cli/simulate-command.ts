@@ -17,7 +17,7 @@ import { MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
-import { stepMeasure } from "./step-measure.js";
+import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface SimulateOptions {
   readonly config: string;
@@ -198,7 +198,7 @@ export async function runSimulate(
       if (step.channel === "sms" && phone !== undefined) textedInFile.add(phone);
       const segments =
         step.channel === "sms" ? await measure.segments(event, plan, step, first) : null;
-      const cost = measure.cost(event, step, segments);
+      const cost = stepCost(rules, event, step, segments);
       chunk += `${JSON.stringify({
         eventId: plan.eventId,
         stepId: step.stepId,

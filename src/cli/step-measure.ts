@@ -43,13 +43,23 @@ export function stepMeasure(rules: RuleSet, compose: ComposeMessage) {
       const first = await segments(event, plan, step, true);
       return later === null || first === null ? null : { later, first };
     },
-    /** Micros of the default currency; null for email, unpriced numbers, and SMS that fail to render. */
-    cost(event: PurchaseCompleted, step: PlannedStep, smsSegments: number | null): number | null {
-      const phone = event.customer.phone;
-      if (!isPricedChannel(step.channel) || phone === undefined) return null;
-      const units = step.channel === "sms" ? smsSegments : rules.spend.estimatedCallMinutes;
-      if (units === null) return null;
-      return costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
-    },
   };
+}
+
+/**
+ * What a step costs in micros of the default currency, from its SMS segments (rendered by the
+ * caller) or the rules' assumed call minutes; null for email, unpriced numbers, and an SMS
+ * whose segments are unknown (it failed to render, or no templates were at hand).
+ */
+export function stepCost(
+  rules: RuleSet,
+  event: PurchaseCompleted,
+  step: PlannedStep,
+  smsSegments: number | null,
+): number | null {
+  const phone = event.customer.phone;
+  if (!isPricedChannel(step.channel) || phone === undefined) return null;
+  const units = step.channel === "sms" ? smsSegments : rules.spend.estimatedCallMinutes;
+  if (units === null) return null;
+  return costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
 }

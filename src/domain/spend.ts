@@ -37,8 +37,6 @@ export interface SpendSettings {
   readonly estimatedCallMinutes: number;
 }
 
-export const NO_SPEND: SpendSettings = { prices: {}, budgets: {}, estimatedCallMinutes: 1 };
-
 export function isPricedChannel(channel: Channel): channel is PricedChannel {
   return channel === "sms" || channel === "voice";
 }
@@ -67,8 +65,8 @@ export function unitPrice(spend: SpendSettings, channel: PricedChannel, phone: s
   return { ok: true, micros, country };
 }
 
-/** What a step costs: how many units of what, and the total in micros of the default currency. */
-export interface StepCost {
+/** What a message costs: how many units of what, and the total in micros of the default currency. */
+export interface MessageCost {
   readonly units: number;
   readonly unit: "segment" | "minute";
   readonly micros: number;
@@ -80,7 +78,7 @@ export function costOf(
   channel: PricedChannel,
   phone: string,
   units: number,
-): StepCost | undefined {
+): MessageCost | undefined {
   const price = unitPrice(spend, channel, phone);
   if (!price.ok) return undefined;
   return { units, unit: channel === "sms" ? "segment" : "minute", micros: price.micros * units };

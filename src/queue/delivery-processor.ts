@@ -218,7 +218,10 @@ function createDelivery(deps: DeliveryDeps) {
       if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);
     }
 
-    if (step.kind === "thank-you") {
+    // Thank-yous of every rule, not only of one that coalesces now: a rules edit may have taken
+    // `coalesce` from the leader's rule and left it on a member's. Without any, none is grouped.
+    const grouped = step.kind === "thank-you" && coalescesAny(rules);
+    if (grouped) {
       // A thank-you that joined an earlier purchase's goes only if that one never went.
       const joined = await joinedThankYou(deps, event.customer.id, eventId);
       if (joined?.action === "skip") return skip("coalesced", joined.reason, sendLabels);
@@ -298,7 +301,7 @@ function createDelivery(deps: DeliveryDeps) {
       recipientMember !== undefined &&
       !(await deps.smsReferences.textedBefore(recipientMember));
     // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
-    const alsoThanked = step.kind === "thank-you" ? await joinedOrders(deps, event, eventId) : [];
+    const alsoThanked = grouped ? await joinedOrders(deps, event, eventId) : [];
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
@@ -456,6 +459,11 @@ function createDelivery(deps: DeliveryDeps) {
     }
     return fail(deps, log, attempt, doneMs, result.error, attempts);
   };
+}
+
+/** Whether any rule coalesces thank-yous (only then are there groups to look at). */
+function coalescesAny(rules: RuleSet): boolean {
+  return rules.rules.some((rule) => rule.coalesce !== undefined);
 }
 
 /**

@@ -73,9 +73,4 @@ export class ThankYouGroups {
   async close(customerId: string, leaderEventId: string): Promise<string[]> {
     return this.redis.fuCloseThankYou(this.keys.thankYouGroup(customerId), leaderEventId);
   }
-
-  /** The customer's key, for erasure. */
-  keyOf(customerId: string): string {
-    return this.keys.thankYouGroup(customerId);
-  }
 }

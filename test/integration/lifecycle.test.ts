@@ -7,10 +7,12 @@ import { followUpJobId } from "../../src/queue/names.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
   startPipeline,
+  stepRecordOf,
   whereWaiting,
 } from "../support/pipeline-harness.js";
 import { settledQueue } from "../support/settled-queue.js";
@@ -25,9 +27,7 @@ afterEach(async () => {
 const ago = (hours: number) =>
   DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
 
-async function record(p: PipelineHarness, eventId: string, stepId: string) {
-  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
-}
+const record = stepRecordOf;
 
 async function waitForState(p: PipelineHarness, eventId: string, stepId: string, state: string) {
   return eventually(async () => {
@@ -36,12 +36,7 @@ async function waitForState(p: PipelineHarness, eventId: string, stepId: string,
   }, `${eventId} ${stepId} to be ${state}`);
 }
 
-async function processed(p: PipelineHarness, jobId: string) {
-  return eventually(async () => {
-    const state = await (await p.events.getJob(jobId))?.getState();
-    return state === "completed" || state === "failed" ? state : undefined;
-  }, `event job ${jobId} to finish`);
-}
+const processed = eventProcessed;
 
 const http = httpAddressOf;
 

@@ -3,13 +3,16 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
+import { StoreKeys } from "../../src/store/keys.js";
 import { MAX_JOINED, ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
   startPipeline,
+  stepRecordOf,
   whereWaiting,
 } from "../support/pipeline-harness.js";
 
@@ -22,16 +25,9 @@ afterEach(async () => {
 const minutesAgo = (minutes: number) =>
   DateTime.utc().minus({ minutes }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
 
-async function record(p: PipelineHarness, eventId: string, stepId: string) {
-  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
-}
+const record = stepRecordOf;
 
-async function processed(p: PipelineHarness, jobId: string) {
-  return eventually(async () => {
-    const state = await (await p.events.getJob(jobId))?.getState();
-    return state === "completed" || state === "failed" ? state : undefined;
-  }, `event job ${jobId} to finish`);
-}
+const processed = eventProcessed;
 
 async function metricsOf(p: PipelineHarness): Promise<string> {
   return (await p.worker?.metrics.registry.metrics()) ?? "";
@@ -192,7 +188,7 @@ describe("one thank-you for purchases close together (coalesce)", () => {
 
     await p.publisher.publish(shirt("co-erase", minutesAgo(5)) as never);
     await processed(p, "co-erase");
-    const key = groups.keyOf("cus-shirts");
+    const key = new StoreKeys(p.prefix).thankYouGroup("cus-shirts");
     expect(await p.redis.exists(key)).toBe(1);
     await p.publisher.publish({
       type: "customer.erased",

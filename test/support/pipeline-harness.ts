@@ -218,6 +218,19 @@ export async function eventually<T>(
   }
 }
 
+/** Waits until the input queue's job (an event's, by id) has finished; how it ended. */
+export async function eventProcessed(p: PipelineHarness, jobId: string) {
+  return eventually(async () => {
+    const state = await (await p.events.getJob(jobId))?.getState();
+    return state === "completed" || state === "failed" ? state : undefined;
+  }, `event job ${jobId} to finish`);
+}
+
+/** A step's record as the store holds it, or undefined. */
+export async function stepRecordOf(p: PipelineHarness, eventId: string, stepId: string) {
+  return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
 /**
  * Makes a planned step due now. A step due within the promotion horizon has a delayed job: it is
  * promoted. A later one waits in the compact schedule: its job is added as the promoter would add
