@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { StoreKeys } from "../src/store/keys.js";
 
 /** Fields of one INFO section as numbers where they are numeric. */
 async function info(redis: Redis, section: string): Promise<Map<string, string>> {
@@ -98,7 +99,10 @@ const QUEUES = new Set(["follow-ups", "purchase-events", "owner-reports"]);
 
 /** What a key under the bench prefix is for: one class per BullMQ structure and per record kind. */
 export function classifyKey(prefix: string, key: string): string {
-  const rest = key.slice(prefix.length + 1);
+  // The store's keys carry a hash tag (`{<prefix>}:fu:…`, `{<prefix>:<shard>}:fu:…`).
+  const rest = key.startsWith("{")
+    ? key.slice(key.indexOf("}:") + 2)
+    : key.slice(prefix.length + 1);
   const [first = "", second = "", ...more] = rest.split(":");
   if (first === "fu") return `fu:${second} (our records)`;
   if (QUEUES.has(first)) {
@@ -118,9 +122,20 @@ export async function memoryByClass(
   classify: (key: string) => string = (key) => classifyKey(prefix, key),
 ): Promise<Record<string, KeyClass>> {
   const classes: Record<string, KeyClass> = {};
+  for (const pattern of [`${prefix}:*`, ...new StoreKeys(prefix).patterns()])
+    await measureInto(redis, pattern, classify, classes);
+  return classes;
+}
+
+async function measureInto(
+  redis: Redis,
+  pattern: string,
+  classify: (key: string) => string,
+  classes: Record<string, KeyClass>,
+): Promise<void> {
   let cursor = "0";
   do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
     cursor = next;
     const pipeline = redis.pipeline();
     for (const key of keys) pipeline.memory("USAGE", key, "SAMPLES", 0);
@@ -134,7 +149,6 @@ export async function memoryByClass(
       classes[name] = entry;
     });
   } while (cursor !== "0");
-  return classes;
 }
 
 /** Encoding and size of one key, and how its bytes split across its hash fields. */

@@ -56,6 +56,7 @@ import { EventIdRegistry } from "./store/event-ids.js";
 import { FollowUpSchedule } from "./store/follow-up-schedule.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
+import { KEY_LAYOUT, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
@@ -127,6 +128,19 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const redis = await connectRedis(env.REDIS_URL);
   const httpRedis = await connectHttpRedis(env.REDIS_URL);
   const prefix = env.QUEUE_PREFIX;
+  // Before anything reads or writes state: keys written by versions before December 2026 move
+  // to their names of the current layout (once per deployment; other workers wait for it).
+  const layout = await upgradeKeyLayout(redis, prefix, {
+    onWaiting: () => logger.info("waiting for another worker to finish the key layout upgrade"),
+    onProgress: (renamed) => logger.info({ renamed }, "renaming store keys to the new layout"),
+  });
+  if (layout.renamed > 0 || layout.kept > 0)
+    logger.info({ ...layout, layout: KEY_LAYOUT }, "store keys renamed to the new key layout");
+  if (layout.kept > 0)
+    logger.warn(
+      { kept: layout.kept },
+      "keys of the old layout left as they were: their new names were taken",
+    );
   const metrics = new FollowUpMetrics();
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));

@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { type Env, readEnv } from "../config/env.js";
 import { defaultRedisUrl } from "../embedded-redis.js";
+import { olderLayoutRemains } from "../store/key-layout.js";
 import { CommandError } from "./io.js";
 
 /**
@@ -47,6 +48,13 @@ export async function commandRedis(): Promise<{
     const reason = failure?.message ?? (error as Error).message;
     const where = redisSource === "REDIS_URL" ? "REDIS_URL" : `${env.REDIS_URL} (${redisSource})`;
     throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
+  }
+  if (await olderLayoutRemains(redis, env.QUEUE_PREFIX)) {
+    redis.disconnect();
+    throw new CommandError(
+      "this Redis holds followups data in the key layout of versions before December 2026: " +
+        "start a worker of this version once, it upgrades the data at start-up, then run the command again",
+    );
   }
   return { redis, prefix: env.QUEUE_PREFIX, horizonMs: env.PROMOTE_HORIZON_MS, env };
 }

@@ -130,7 +130,7 @@ export class DeliveryLedger {
     const fields = [entries].flat().flatMap(entryFields);
     if (fields.length === 0) return;
     await this.redis.fuCountOutcomes(
-      this.keys.ledgerHour(hourOf(now)),
+      this.keys.globalLedgerHour(hourOf(now)),
       AGGREGATE_RETENTION_MS,
       ...fields,
     );
@@ -143,7 +143,7 @@ export class DeliveryLedger {
   async countOnce(receipt: string, entry: LedgerEntry, now: number): Promise<boolean> {
     const counted = await this.redis.fuCountOnce(
       this.keys.webhookReceipt(receipt),
-      this.keys.ledgerHour(hourOf(now)),
+      this.keys.globalLedgerHour(hourOf(now)),
       RECEIPT_SECONDS,
       AGGREGATE_RETENTION_MS,
       ...entryFields(entry),
@@ -167,7 +167,7 @@ export class DeliveryLedger {
     const base = `${to.channel}|${to.kind}|${to.ruleId}|${by}`;
     const counted = await this.redis.fuCountOnce(
       this.keys.webhookReceipt(`back:${purchaseEventId}`),
-      this.keys.ledgerHour(hourOf(now)),
+      this.keys.globalLedgerHour(hourOf(now)),
       Math.ceil(keepReceiptMs / 1000),
       AGGREGATE_RETENTION_MS,
       `back|${base}`,
@@ -191,7 +191,7 @@ export class DeliveryLedger {
     const hour = hourOf(at);
     const counted = await this.redis.fuCountOnce(
       this.keys.webhookReceipt(`checkin-back:${purchaseHash}`),
-      this.keys.ledgerHour(hour),
+      this.keys.globalLedgerHour(hour),
       Math.ceil(keepReceiptMs / 1000),
       hourRetentionMs(hour, now),
       checkInField(outcome, true),
@@ -199,23 +199,26 @@ export class DeliveryLedger {
     return counted === 1;
   }
 
-  /** Every hour in [since, until) that has counts. */
+  /** Every hour in [since, until) that has counts: the global ledger's and every shard's, added up. */
   async hours(since: number, until: number): Promise<LedgerHour[]> {
     const first = hourOf(since);
     const last = Math.ceil(until / HOUR_MS) - 1;
     const pipeline = this.redis.pipeline();
-    for (let hour = first; hour <= last; hour++) pipeline.hgetall(this.keys.ledgerHour(hour));
+    const spaces = this.keys.ledgerHours(first).length;
+    for (let hour = first; hour <= last; hour++) {
+      for (const key of this.keys.ledgerHours(hour)) pipeline.hgetall(key);
+    }
     const replies = (await pipeline.exec()) ?? [];
     const hours: LedgerHour[] = [];
-    replies.forEach(([error, value], index) => {
-      if (error) throw error;
-      const fields = Object.entries((value ?? {}) as Record<string, string>);
-      if (fields.length === 0) return;
-      hours.push({
-        start: (first + index) * HOUR_MS,
-        counts: new Map(fields.map(([k, v]) => [k, Number(v)])),
-      });
-    });
+    for (let index = 0; index * spaces < replies.length; index++) {
+      const counts = new Map<string, number>();
+      for (const [error, value] of replies.slice(index * spaces, (index + 1) * spaces)) {
+        if (error) throw error;
+        for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>))
+          counts.set(field, (counts.get(field) ?? 0) + Number(raw));
+      }
+      if (counts.size > 0) hours.push({ start: (first + index) * HOUR_MS, counts });
+    }
     return hours;
   }
 

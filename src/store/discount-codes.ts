@@ -83,7 +83,7 @@ export class DiscountCodes {
     const key = this.keys.discountCode(normalizeCode(typed));
     const [outcome] = await this.redis.fuRedeemCode(
       key,
-      this.keys.ledgerHour(hourOf(now)),
+      this.keys.globalLedgerHour(hourOf(now)),
       now,
       orderId,
       AGGREGATE_RETENTION_MS,

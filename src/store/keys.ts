@@ -50,12 +50,42 @@ export function dayOf(epochMs: number): number {
   return Math.floor(epochMs / DAY_MS);
 }
 
+/**
+ * Where a key lives. Every key carries a Redis Cluster hash tag, so that each script touches keys
+ * of one slot:
+ * - **shard** keys (`{<prefix>:<n>}:fu:…`) hold what belongs to customers and their purchases
+ *   (records, histories, caps, the schedule, pending counts) and the shard's own ledger counts. A
+ *   customer lives in one shard, so everything a script changes about them is in one slot. There
+ *   is one shard, numbered 0, until the Redis Cluster work spreads customers over more.
+ * - **global** keys (`{<prefix>}:fu:…`) hold what is looked up without knowing the customer or is
+ *   shared by all (rate limits, suppressions, orders, message references, discount codes,
+ *   secrets, rules generations, the audit trail) and a ledger of their own for what those scripts
+ *   count. No script touches global and shard keys together; readers of the ledger add up the
+ *   global ledger and every shard's.
+ */
+export type KeySpace = "global" | "shard";
+
+/** The shard numbers in use (see KeySpace). */
+export const SHARDS: readonly number[] = [0];
+
 /** The key names of one deployment (one QUEUE_PREFIX). */
 export class StoreKeys {
+  /** Global keys (KeySpace). */
+  private readonly global: string;
+  /** Keys of shard 0, the only shard so far (KeySpace). */
   private readonly base: string;
 
   constructor(readonly prefix: string) {
-    this.base = `${prefix}:fu:`;
+    this.global = `{${prefix}}:fu:`;
+    this.base = `{${prefix}:0}:fu:`;
+  }
+
+  /**
+   * The patterns (for SCAN MATCH) that every key of this deployment's store matches, global and
+   * sharded. Prefixes are letters, digits, `_` and `-`, so nothing needs escaping.
+   */
+  patterns(): string[] {
+    return [`{${this.prefix}}:fu:*`, `{${this.prefix}:*}:fu:*`];
   }
 
   /** Hash of a purchase's step states, customer history count, summary and stop marker. */
@@ -101,32 +131,32 @@ export class StoreKeys {
 
   /** What a channel spent in one calendar month ("2026-12"), in micros of the default currency. */
   spendMonth(channel: Channel, month: string): string {
-    return `${this.base}spend:${channel}:${month}`;
+    return `${this.global}spend:${channel}:${month}`;
   }
 
   /** What each message of the month was charged, so a retried send is charged once. */
   spendCharges(channel: Channel, month: string): string {
-    return `${this.base}spend:${channel}:${month}:charges`;
+    return `${this.global}spend:${channel}:${month}:charges`;
   }
 
   /** The budget alert thresholds the month's spend has crossed (each alerts once). */
   spendAlerts(channel: Channel, month: string): string {
-    return `${this.base}spend:${channel}:${month}:alerts`;
+    return `${this.global}spend:${channel}:${month}:alerts`;
   }
 
   /** An order's purchase events and refunds. */
   order(orderId: string): string {
-    return `${this.base}o:${idHash(orderId)}`;
+    return `${this.global}o:${idHash(orderId)}`;
   }
 
   /** Set of suppressed customers and hashed addresses of a channel. */
   suppressions(channel: Channel): string {
-    return `${this.base}suppressed:${channel}`;
+    return `${this.global}suppressed:${channel}`;
   }
 
   /** Set of customers and hashed addresses who opted out of a channel's offers only. */
   marketingSuppressions(channel: Channel): string {
-    return `${this.base}suppressed:${channel}:marketing`;
+    return `${this.global}suppressed:${channel}:marketing`;
   }
 
   /** A customer's sends on a channel by time, for the frequency caps. */
@@ -136,52 +166,72 @@ export class StoreKeys {
 
   /** The next free send slot of a channel (rate limit shared by every worker). */
   rateSlot(channel: Channel): string {
-    return `${this.base}rate:${channel}`;
+    return `${this.global}rate:${channel}`;
   }
 
   /** Which step an SMS (by provider message sid) was sent for. */
   smsMessage(sid: string): string {
-    return `${this.base}sid:${sid}`;
+    return `${this.global}sid:${sid}`;
   }
 
   /** Which step an email (by its Message-ID) was sent for: replies find their step by it. */
   emailMessage(messageId: string): string {
-    return `${this.base}mid:${idHash(messageId.trim().toLowerCase())}`;
+    return `${this.global}mid:${idHash(messageId.trim().toLowerCase())}`;
   }
 
   /** An issued discount code, by its normalised form (see domain normalizeCode). */
   discountCode(normalized: string): string {
-    return `${this.base}code:${idHash(normalized)}`;
+    return `${this.global}code:${idHash(normalized)}`;
   }
 
   /** The script of a voice call, by its follow-up id (kept for the call's lifetime). */
   callScript(followUpId: string): string {
-    return `${this.base}call:${followUpId}`;
+    return `${this.global}call:${followUpId}`;
   }
 
   /** The latest check-in sent to a phone number, where its replies are filed. */
   latestCheckIn(phone: string): string {
-    return `${this.base}ci:${idHash(phone)}`;
+    return `${this.global}ci:${idHash(phone)}`;
   }
 
   /** Marks a number (by its suppression member, a keyed hash) as texted before. */
   textedNumber(member: string): string {
-    return `${this.base}texted:${member}`;
+    return `${this.global}texted:${member}`;
   }
 
   /** Set while a number (by its suppression member) has just had its opt-out confirmed. */
   optOutConfirmed(member: string): string {
-    return `${this.base}optout-confirmed:${member}`;
+    return `${this.global}optout-confirmed:${member}`;
   }
 
   /** Check-in replies by time received, for the owners' reports. */
   replies(): string {
-    return `${this.base}replies`;
+    return `${this.global}replies`;
   }
 
-  /** Ledger counts of one hour (`hourOf`), by aggregate field. */
+  /** The shard's ledger counts of one hour (`hourOf`), by aggregate field. */
   ledgerHour(hour: number): string {
     return `${this.base}agg:${hour}`;
+  }
+
+  /** The global ledger's counts of one hour: what scripts on global keys count (KeySpace). */
+  globalLedgerHour(hour: number): string {
+    return `${this.global}agg:${hour}`;
+  }
+
+  /** Every ledger's key of one hour, global and per shard: readers add them up. */
+  ledgerHours(hour: number): string[] {
+    return [this.globalLedgerHour(hour), this.ledgerHour(hour)];
+  }
+
+  /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */
+  layoutVersion(): string {
+    return `${this.global}layout`;
+  }
+
+  /** Held by the one worker that upgrades the key layout. */
+  layoutLock(): string {
+    return `${this.global}layout:lock`;
   }
 
   /** Pending steps due on one UTC day (`dayOf`), by channel. */
@@ -214,17 +264,17 @@ export class StoreKeys {
 
   /** The customers who used an address (by its suppression member, a keyed hash): console lookups. */
   customersOfAddress(member: string): string {
-    return `${this.base}who:${member}`;
+    return `${this.global}who:${member}`;
   }
 
   /** The rules generation counter and the generation of every rules content hash seen. */
   rulesGenerations(): string {
-    return `${this.base}rules`;
+    return `${this.global}rules`;
   }
 
   /** Operators' actions by time (store/audit-trail.ts), kept for a year. */
   auditTrail(): string {
-    return `${this.base}audit`;
+    return `${this.global}audit`;
   }
 
   /**
@@ -237,26 +287,26 @@ export class StoreKeys {
 
   /** Unhappy replies (ids) waiting for an owner's alert email. */
   ownerAlerts(ownerId: string): string {
-    return `${this.base}alerts:${ownerId}`;
+    return `${this.global}alerts:${ownerId}`;
   }
 
   /** When an owner's current alert window started. */
   ownerAlertState(ownerId: string): string {
-    return `${this.base}alerts:${ownerId}:state`;
+    return `${this.global}alerts:${ownerId}:state`;
   }
 
   /** A console session (by the SHA-256 of its id): who signed in. */
   consoleSession(sessionHash: string): string {
-    return `${this.base}console:${sessionHash}`;
+    return `${this.global}console:${sessionHash}`;
   }
 
   /** A provider webhook's message id, remembered to ignore replays. */
   webhookReceipt(receipt: string): string {
-    return `${this.base}seen:${receipt}`;
+    return `${this.global}seen:${receipt}`;
   }
 
   /** A secret generated once per deployment when its variable is not set. */
   sharedSecret(name: string): string {
-    return `${this.base}secret:${name}`;
+    return `${this.global}secret:${name}`;
   }
 }

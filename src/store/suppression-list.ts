@@ -56,7 +56,7 @@ export class SuppressionList {
     if (members.length === 0) return false;
     const added = await this.redis.fuSuppress(
       scope === "all" ? this.keys.suppressions(channel) : this.keys.marketingSuppressions(channel),
-      this.keys.ledgerHour(hourOf(countAs?.now ?? 0)),
+      this.keys.globalLedgerHour(hourOf(countAs?.now ?? 0)),
       AGGREGATE_RETENTION_MS,
       countAs ? JSON.stringify(entryFields(countAs.entry)) : "",
       ...members,

@@ -13,6 +13,7 @@ import {
   promoteStep,
   startPipeline,
   stepRecordOf,
+  waitForState,
   whereWaiting,
 } from "../support/pipeline-harness.js";
 import { settledQueue } from "../support/settled-queue.js";
@@ -28,13 +29,6 @@ const ago = (hours: number) =>
   DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
 
 const record = stepRecordOf;
-
-async function waitForState(p: PipelineHarness, eventId: string, stepId: string, state: string) {
-  return eventually(async () => {
-    const r = await record(p, eventId, stepId);
-    return r?.state === state ? r : undefined;
-  }, `${eventId} ${stepId} to be ${state}`);
-}
 
 const processed = eventProcessed;
 

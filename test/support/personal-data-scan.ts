@@ -10,9 +10,19 @@ export async function valuesUnder(
   prefix: string,
 ): Promise<{ key: string; text: string }[]> {
   const found: { key: string; text: string }[] = [];
+  // BullMQ's keys start with the prefix, the store's with it inside a hash tag.
+  for (const pattern of [`${prefix}*`, `{${prefix}*`]) await scanInto(redis, pattern, found);
+  return found;
+}
+
+async function scanInto(
+  redis: Redis,
+  pattern: string,
+  found: { key: string; text: string }[],
+): Promise<void> {
   let cursor = "0";
   do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
     cursor = next;
     for (const key of keys) {
       const parts: string[] = [key];
@@ -35,7 +45,6 @@ export async function valuesUnder(
       found.push({ key, text: parts.join("\n") });
     }
   } while (cursor !== "0");
-  return found;
 }
 
 /** The keys under the prefix whose name or content contains one of the needles. */

@@ -231,6 +231,19 @@ export async function stepRecordOf(p: PipelineHarness, eventId: string, stepId: 
   return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
 }
 
+/** Waits until a step's record is in `state`; the record. */
+export async function waitForState(
+  p: PipelineHarness,
+  eventId: string,
+  stepId: string,
+  state: string,
+) {
+  return eventually(async () => {
+    const r = await stepRecordOf(p, eventId, stepId);
+    return r?.state === state ? r : undefined;
+  }, `${eventId} ${stepId} to be ${state}`);
+}
+
 /**
  * Makes a planned step due now. A step due within the promotion horizon has a delayed job: it is
  * promoted. A later one waits in the compact schedule: its job is added as the promoter would add

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { currentKeyName } from "../../src/store/key-layout.js";
 import {
   bucketOf,
   bucketStart,
@@ -13,34 +14,37 @@ import {
  * Key names are a contract with the data already in Redis: a renamed key orphans every record
  * written under the old name. These are pinned letter for letter (hashes computed independently:
  * the first 22 base64url characters of SHA-256:
- * `printf evt-1 | openssl dgst -sha256 -binary | basenc --base64url | cut -c1-22`).
+ * `printf evt-1 | openssl dgst -sha256 -binary | basenc --base64url | cut -c1-22`). Every name
+ * carries a Redis Cluster hash tag: `{followups:0}` for shard 0's keys, `{followups}` for global
+ * ones (KeySpace).
  */
 describe("the store's key names", () => {
   const keys = new StoreKeys("followups");
 
   it.each([
-    ["eventRecord", keys.eventRecord("evt-1"), "followups:fu:e:e0Cfky0siOl_DBdnbIQg0-"],
-    ["purchase", keys.purchase("evt-1"), "followups:fu:p:e0Cfky0siOl_DBdnbIQg0-"],
-    ["customerHistory", keys.customerHistory("cus-1"), "followups:fu:c:cC-m5FWnmaK9pq0HpFGJFy"],
-    ["order", keys.order("ord-1"), "followups:fu:o:2nJMYZvvgO7Vkdp5jTPPkz"],
-    ["suppressions", keys.suppressions("sms"), "followups:fu:suppressed:sms"],
+    ["eventRecord", keys.eventRecord("evt-1"), "{followups:0}:fu:e:e0Cfky0siOl_DBdnbIQg0-"],
+    ["purchase", keys.purchase("evt-1"), "{followups:0}:fu:p:e0Cfky0siOl_DBdnbIQg0-"],
+    ["customerHistory", keys.customerHistory("cus-1"), "{followups:0}:fu:c:cC-m5FWnmaK9pq0HpFGJFy"],
+    ["order", keys.order("ord-1"), "{followups}:fu:o:2nJMYZvvgO7Vkdp5jTPPkz"],
+    ["suppressions", keys.suppressions("sms"), "{followups}:fu:suppressed:sms"],
     [
       "capWindow",
       keys.capWindow("email", "cus-1"),
-      "followups:fu:sent:email:cC-m5FWnmaK9pq0HpFGJFy",
+      "{followups:0}:fu:sent:email:cC-m5FWnmaK9pq0HpFGJFy",
     ],
-    ["rateSlot", keys.rateSlot("email"), "followups:fu:rate:email"],
-    ["smsMessage", keys.smsMessage("SM123"), "followups:fu:sid:SM123"],
+    ["rateSlot", keys.rateSlot("email"), "{followups}:fu:rate:email"],
+    ["smsMessage", keys.smsMessage("SM123"), "{followups}:fu:sid:SM123"],
     [
       "latestCheckIn",
       keys.latestCheckIn("+442079460958"),
-      "followups:fu:ci:8L8CKBRNn-K98dotjKaY8X",
+      "{followups}:fu:ci:8L8CKBRNn-K98dotjKaY8X",
     ],
-    ["replies", keys.replies(), "followups:fu:replies"],
-    ["ledgerHour", keys.ledgerHour(498922), "followups:fu:agg:498922"],
-    ["pendingDay", keys.pendingDay(20788), "followups:fu:due:20788"],
-    ["webhookReceipt", keys.webhookReceipt("in:SM1"), "followups:fu:seen:in:SM1"],
-    ["sharedSecret", keys.sharedSecret("discount"), "followups:fu:secret:discount"],
+    ["replies", keys.replies(), "{followups}:fu:replies"],
+    ["ledgerHour", keys.ledgerHour(498922), "{followups:0}:fu:agg:498922"],
+    ["globalLedgerHour", keys.globalLedgerHour(498922), "{followups}:fu:agg:498922"],
+    ["pendingDay", keys.pendingDay(20788), "{followups:0}:fu:due:20788"],
+    ["webhookReceipt", keys.webhookReceipt("in:SM1"), "{followups}:fu:seen:in:SM1"],
+    ["sharedSecret", keys.sharedSecret("discount"), "{followups}:fu:secret:discount"],
   ])("%s", (_name, actual, expected) => {
     expect(actual).toBe(expected);
   });
@@ -67,5 +71,48 @@ describe("the store's key names", () => {
   it("hashes ids to 22 key-safe characters", () => {
     expect(idHash("a:b c/{x}")).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(idHash("evt-1")).toBe("e0Cfky0siOl_DBdnbIQg0-");
+  });
+});
+
+describe("the upgrade from the key layout before hash tags", () => {
+  const keys = new StoreKeys("followups");
+  /** Methods naming keys that layout 1 had too (layout 2 added the rest). */
+  const named = Object.getOwnPropertyNames(StoreKeys.prototype).filter(
+    (name) =>
+      ![
+        "constructor",
+        "patterns",
+        "ledgerHours",
+        "globalLedgerHour",
+        "layoutVersion",
+        "layoutLock",
+      ].includes(name),
+  );
+  const keyOf = (name: string): string => {
+    const method = (keys as unknown as Record<string, (...args: string[]) => string>)[name];
+    if (!method) throw new Error(name);
+    return method.apply(
+      keys,
+      Array.from({ length: method.length }, () => "email"),
+    );
+  };
+
+  it.each(named)("renames the old name of %s to the new one", (name) => {
+    const current = keyOf(name);
+    const legacy = current.replace(/^\{followups(:0)?\}:/, "followups:");
+    expect(legacy).toMatch(/^followups:fu:/);
+    expect(currentKeyName("followups", legacy)).toBe(current);
+  });
+
+  it("puts every key in the shard's slot or the global one, by its hash tag", () => {
+    const tags = new Set(named.map((name) => /^\{([^}]*)\}/.exec(keyOf(name))?.[1]));
+    expect([...tags].sort()).toEqual(["followups", "followups:0"]);
+    expect(keys.patterns()).toEqual(["{followups}:fu:*", "{followups:*}:fu:*"]);
+  });
+
+  it("leaves names that are not the store's alone", () => {
+    expect(currentKeyName("followups", "followups:follow-ups:wait")).toBeUndefined();
+    expect(currentKeyName("followups", "followups:fu:unknown:1")).toBeUndefined();
+    expect(currentKeyName("followups", "other:fu:e:x")).toBeUndefined();
   });
 });

@@ -1,0 +1,168 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import { StoreKeys } from "./keys.js";
+
+/**
+ * The key layout a deployment's Redis holds, and the upgrade to it. Layout 2 (December 2026)
+ * gives every key a Redis Cluster hash tag (global or shard keys, see KeySpace in keys.ts);
+ * layout 1, every version before it, named every key `<prefix>:fu:<kind>:…`. The upgrade renames
+ * each key of layout 1 to its layout 2 name, keeping its value and expiry.
+ */
+
+export const KEY_LAYOUT = 2;
+
+/** Kinds (the name part after `fu:`) of shard keys: a customer's and their purchases' state. */
+const SHARD_KINDS: ReadonlySet<string> = new Set([
+  "e",
+  "p",
+  "c",
+  "ls",
+  "ck",
+  "cs",
+  "ty",
+  "sent",
+  "x",
+  "agg",
+  "due",
+  "t",
+]);
+/** Kinds of global keys. */
+const GLOBAL_KINDS: ReadonlySet<string> = new Set([
+  "spend",
+  "o",
+  "suppressed",
+  "rate",
+  "sid",
+  "mid",
+  "code",
+  "call",
+  "ci",
+  "texted",
+  "optout-confirmed",
+  "replies",
+  "who",
+  "rules",
+  "audit",
+  "alerts",
+  "console",
+  "seen",
+  "secret",
+]);
+
+/**
+ * The layout 2 name of a layout 1 key, or undefined for a name that is not one of ours. The
+ * ledger hours of layout 1 become shard 0's (readers add up all ledgers).
+ */
+export function currentKeyName(prefix: string, legacyKey: string): string | undefined {
+  const base = `${prefix}:fu:`;
+  if (!legacyKey.startsWith(base)) return undefined;
+  const rest = legacyKey.slice(base.length);
+  const kind = rest.split(":", 1)[0] ?? "";
+  if (SHARD_KINDS.has(kind)) return `{${prefix}:0}:fu:${rest}`;
+  if (GLOBAL_KINDS.has(kind)) return `{${prefix}}:fu:${rest}`;
+  return undefined;
+}
+
+/** Keys looked at per SCAN step and renamed per round trip. */
+const BATCH = 1000;
+/** How long the upgrading worker's lock lasts without being renewed (it renews every batch). */
+const LOCK_MS = 30_000;
+/** How often a worker waiting for another's upgrade looks again. */
+const WAIT_MS = 250;
+
+export interface KeyLayoutUpgrade {
+  /** Keys renamed. */
+  readonly renamed: number;
+  /** Keys left under their old name because the new name was taken (should not happen). */
+  readonly kept: number;
+}
+
+/**
+ * Brings a deployment's Redis to the current key layout before a worker touches its state: the
+ * first worker takes a lock, renames every key of layout 1 (SCAN, then RENAMENX in batches of a
+ * thousand, each key with its value and expiry), and marks the layout; the others wait for the
+ * mark. A worker that dies midway leaves keys of both layouts; the lock expires and the next
+ * worker renames the rest. Workers of the version before must be stopped first: what they write
+ * under the old names after the upgrade is not read.
+ */
+export async function upgradeKeyLayout(
+  redis: Redis,
+  prefix: string,
+  options: {
+    /** Called once when another worker holds the upgrade and this one waits. */
+    readonly onWaiting?: () => void;
+    /** Called about every 100,000 keys renamed. */
+    readonly onProgress?: (renamed: number) => void;
+  } = {},
+): Promise<KeyLayoutUpgrade> {
+  const keys = new StoreKeys(prefix);
+  let waiting = false;
+  for (;;) {
+    if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT))
+      return { renamed: 0, kept: 0 };
+    const token = randomUUID();
+    if ((await redis.set(keys.layoutLock(), token, "PX", LOCK_MS, "NX")) === "OK") {
+      const done = await renameLegacyKeys(
+        redis,
+        prefix,
+        () => redis.pexpire(keys.layoutLock(), LOCK_MS),
+        options.onProgress,
+      );
+      await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
+      await redis.del(keys.layoutLock());
+      return done;
+    }
+    if (!waiting) options.onWaiting?.();
+    waiting = true;
+    await sleep(WAIT_MS);
+  }
+}
+
+async function renameLegacyKeys(
+  redis: Redis,
+  prefix: string,
+  renewLock: () => Promise<unknown>,
+  onProgress?: (renamed: number) => void,
+): Promise<KeyLayoutUpgrade> {
+  let renamed = 0;
+  let kept = 0;
+  let cursor = "0";
+  do {
+    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:fu:*`, "COUNT", BATCH);
+    cursor = next;
+    const moves = found.flatMap((key) => {
+      const target = currentKeyName(prefix, key);
+      return target ? [[key, target] as const] : [];
+    });
+    if (moves.length > 0) {
+      const pipeline = redis.pipeline();
+      for (const [key, target] of moves) pipeline.renamenx(key, target);
+      for (const [error, result] of (await pipeline.exec()) ?? []) {
+        // A key that expired since the scan has nothing to move.
+        if (error && !/no such key/i.test(error.message)) throw error;
+        if (result === 1) renamed++;
+        else if (result === 0) kept++;
+      }
+      await renewLock();
+    }
+    if (renamed > 0 && renamed % 100_000 < moves.length) onProgress?.(renamed);
+  } while (cursor !== "0");
+  return { renamed, kept };
+}
+
+/**
+ * Whether keys of an older layout are still waiting for a worker to upgrade them: a one-shot
+ * command refuses to work on such a store (it would see nothing, or write where no worker reads).
+ */
+export async function olderLayoutRemains(redis: Redis, prefix: string): Promise<boolean> {
+  const keys = new StoreKeys(prefix);
+  if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT)) return false;
+  let cursor = "0";
+  do {
+    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:fu:*`, "COUNT", BATCH);
+    cursor = next;
+    if (found.some((key) => currentKeyName(prefix, key) !== undefined)) return true;
+  } while (cursor !== "0");
+  return false;
+}

@@ -1,0 +1,178 @@
+import type { Redis } from "ioredis";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { runSchedule } from "../../src/cli/schedule-command.js";
+import { olderLayoutRemains } from "../../src/store/key-layout.js";
+import { StoreKeys } from "../../src/store/keys.js";
+import { sharedSecret } from "../../src/store/shared-secrets.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+  stepRecordOf,
+  waitForState,
+  whereWaiting,
+} from "../support/pipeline-harness.js";
+
+const CHECK_IN = "big-ticket.check-in";
+const THANK_YOU = "big-ticket.thank-you";
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const minutesAgo = (minutes: number) =>
+  DateTime.utc().minus({ minutes }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+/**
+ * Gives every store key its name of layout 1 (`<prefix>:fu:…`, the versions before December
+ * 2026), value and expiry kept, and forgets the layout mark: the Redis a worker of the version
+ * before would have left.
+ */
+async function backToLayoutOne(
+  redis: Redis,
+  prefix: string,
+): Promise<{ renamed: number; lasting: number }> {
+  const keys = new StoreKeys(prefix);
+  await redis.del(keys.layoutVersion(), keys.layoutLock());
+  let renamed = 0;
+  // Keys that outlive the test (a rate slot lasts about a second and may be gone at the upgrade).
+  let lasting = 0;
+  for (const pattern of keys.patterns()) {
+    let cursor = "0";
+    do {
+      const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      cursor = next;
+      for (const key of found) {
+        const ttl = await redis.pttl(key);
+        const legacy = `${prefix}:fu:${key.slice(key.indexOf("}:fu:") + 5)}`;
+        if ((await redis.renamenx(key, legacy)) === 0) {
+          // Layout 1 had one ledger: the global ledger's hour joins the shard's.
+          for (const [field, count] of Object.entries(await redis.hgetall(key)))
+            await redis.hincrby(legacy, field, Number(count));
+          await redis.del(key);
+          continue;
+        }
+        renamed++;
+        if (ttl === -1 || ttl > 60_000) lasting++;
+      }
+    } while (cursor !== "0");
+  }
+  return { renamed, lasting };
+}
+
+async function countMatching(redis: Redis, pattern: string): Promise<number> {
+  let count = 0;
+  let cursor = "0";
+  do {
+    const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    cursor = next;
+    count += found.length;
+  } while (cursor !== "0");
+  return count;
+}
+
+describe("upgrading a Redis written in the key layout before hash tags", () => {
+  it("renames every key at start-up and goes on as if nothing happened", async () => {
+    pipeline = await startPipeline("key-layout");
+    const p = pipeline;
+    const tv = purchaseInput({
+      id: "evt-layout-tv",
+      orderId: "ord-layout-tv",
+      occurredAt: minutesAgo(10),
+      customer: { id: "cus-layout-tv" },
+      items: [item("televisions", "899.00", { name: "OLED TV" })],
+    });
+    await p.publisher.publish(tv as never);
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-layout",
+      occurredAt: minutesAgo(5),
+      customerId: "cus-layout-off",
+      channels: ["email"],
+    });
+    await eventProcessed(p, "unsub-layout");
+    await eventually(
+      async () => (await whereWaiting(p, "evt-layout-tv", CHECK_IN)) ?? undefined,
+      "the check-in to wait in the schedule",
+    );
+    expect(await whereWaiting(p, "evt-layout-tv", CHECK_IN)).toBe("schedule");
+    const secret = await sharedSecret(p.redis, p.prefix, "unsubscribe");
+    await p.worker?.close();
+    p.worker = undefined;
+
+    // The Redis as the version before left it.
+    const before = await backToLayoutOne(p.redis, p.prefix);
+    expect(before.lasting).toBeGreaterThan(10);
+    expect(await olderLayoutRemains(p.redis, p.prefix)).toBe(true);
+    expect(await stepRecordOf(p, "evt-layout-tv", CHECK_IN)).toBeUndefined();
+
+    await p.startWorker();
+    expect(await olderLayoutRemains(p.redis, p.prefix)).toBe(false);
+    expect(await countMatching(p.redis, `${p.prefix}:fu:*`)).toBe(0);
+    const logged = p.logs.find((line) => line.msg === "store keys renamed to the new key layout");
+    expect(logged).toEqual(expect.objectContaining({ kept: 0 }));
+    expect(logged?.renamed).toBeGreaterThanOrEqual(before.lasting);
+    expect(logged?.renamed).toBeLessThanOrEqual(before.renamed);
+
+    // The far check-in still waits where it did, the secret is the same (links already sent
+    // keep working), the opt-out holds, and the event id is still known.
+    expect(await whereWaiting(p, "evt-layout-tv", CHECK_IN)).toBe("schedule");
+    expect(await sharedSecret(p.redis, p.prefix, "unsubscribe")).toBe(secret);
+    await p.publisher.publish(tv as never);
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-layout-off",
+        orderId: "ord-layout-off",
+        occurredAt: minutesAgo(10),
+        customer: { id: "cus-layout-off" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      }) as never,
+    );
+    await eventProcessed(p, "evt-layout-off");
+
+    // The thank-you of the purchase made before the upgrade (it waited in the schedule: its
+    // coalescing window is an hour) goes out once.
+    expect(await whereWaiting(p, "evt-layout-tv", THANK_YOU)).toBe("schedule");
+    await promoteStep(p, "evt-layout-tv", THANK_YOU);
+    const sent = await waitForState(p, "evt-layout-tv", THANK_YOU, "sent");
+    expect(sent.attempts).toBe(1);
+    // The opt-out made before the upgrade: the new purchase's email steps are never scheduled.
+    expect((await stepRecordOf(p, "evt-layout-off", THANK_YOU))?.state).not.toBe("scheduled");
+    expect(await whereWaiting(p, "evt-layout-off", THANK_YOU)).toBeUndefined();
+    expect(p.sink.messages).toHaveLength(1);
+  });
+
+  it("keeps one-shot commands off a Redis that still has the old layout", async () => {
+    pipeline = await startPipeline("key-layout-cli", { startWorker: false });
+    const p = pipeline;
+    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    await p.redis.hset(`${p.prefix}:fu:rules`, "n", "1");
+    await expect(
+      runSchedule({ config: p.configDir, days: "30", json: true }, captureIo()),
+    ).rejects.toThrow(
+      /key layout of versions before December 2026: start a worker of this version once/,
+    );
+    await p.startWorker();
+    const io = captureIo();
+    expect(await runSchedule({ config: p.configDir, days: "30", json: true }, io)).toBe(0);
+    expect(JSON.parse(io.output())).toEqual({ days: [] });
+  });
+
+  it("does nothing at the next start", async () => {
+    pipeline = await startPipeline("key-layout-again");
+    const p = pipeline;
+    await p.worker?.close();
+    p.worker = undefined;
+    await p.startWorker();
+    expect(p.logs.some((line) => line.msg === "store keys renamed to the new key layout")).toBe(
+      false,
+    );
+    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe("2");
+  });
+});
