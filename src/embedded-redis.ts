@@ -150,7 +150,7 @@ export async function embeddedAdminToken(root = "."): Promise<string> {
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  // SIGTERM: Redis finishes writing its append-only file, then exits.
+  // SIGTERM: RedisClient finishes writing its append-only file, then exits.
   child.kill("SIGTERM");
   const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
   await exited;

@@ -1,5 +1,4 @@
 import type { Worker } from "bullmq";
-import type { Redis } from "ioredis";
 import type { DateTime } from "luxon";
 import type { AdminToken } from "./config/env.js";
 import { eventFingerprint } from "./domain/event-fingerprint.js";
@@ -15,6 +14,7 @@ import { OperatorError, type OperatorTools } from "./operations/operator-tools.j
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
 import type { EventIdRegistry } from "./store/event-ids.js";
+import type { RedisClient } from "./store/redis-client.js";
 
 /** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
 const READINESS_TIMEOUT_MS = 500;
@@ -58,12 +58,12 @@ export function acceptEventWith(deps: {
   };
 }
 
-/** /readyz: Redis answers now, and the workers run. */
+/** /readyz: RedisClient answers now, and the workers run. */
 export function readinessWith(deps: {
   /** The job connection: its state is known without asking. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** The connection that never waits: its ping proves Redis answers, bounded in time. */
-  readonly httpRedis: Redis;
+  readonly httpRedis: RedisClient;
   readonly workers: readonly Pick<Worker, "isRunning">[];
 }): HttpDeps["readiness"] {
   return async () => {
@@ -92,7 +92,7 @@ export function adminApiWith(deps: {
   readonly tools: OperatorTools;
   readonly tokens: readonly AdminToken[];
   /** The connection the tools use: when it is not ready, a failure is Redis being away. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
 }): AdminApi {
   const { tools } = deps;
   const carryOut = async (request: AdminRequest, by: string): Promise<unknown> => {

@@ -13,6 +13,12 @@ export interface SpendReading {
 export class FollowUpMetrics {
   readonly registry = new Registry();
 
+  readonly replicaWaitsShort = new Counter({
+    name: "followups_replica_waits_short_total",
+    help: "Writes that fewer replicas than REDIS_WAIT_REPLICAS confirmed within REDIS_WAIT_TIMEOUT_MS.",
+    registers: [this.registry],
+  });
+
   readonly eventsReceived = new Counter({
     name: "followups_events_received_total",
     help: "Events taken from the queue or the HTTP endpoint, by type.",

@@ -1,5 +1,4 @@
 import { Queue } from "bullmq";
-import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { eventFingerprint } from "./domain/event-fingerprint.js";
 import {
@@ -10,7 +9,8 @@ import {
   type FollowUpEventInput,
   parseEvent,
 } from "./domain/events.js";
-import { eventInputOfJob, eventJobId, PURCHASE_EVENTS_QUEUE } from "./queue/names.js";
+import { eventInputOfJob, eventJobId, PURCHASE_EVENTS_QUEUE, queuePrefix } from "./queue/names.js";
+import { createRedisClient, isCluster, type RedisClient } from "./store/redis-client.js";
 
 /** Thrown by EventPublisher.publish for an event that breaks contract v1; nothing is enqueued. */
 export class InvalidEventError extends Error {
@@ -32,10 +32,18 @@ export class EventIdConflictError extends Error {
 }
 
 export interface PublisherOptions {
-  /** An ioredis connection (shared with your service) or a redis:// URL. */
-  readonly connection: Redis | string;
+  /**
+   * An ioredis connection (shared with your service: a Redis, or a Cluster) or a redis:// URL
+   * (with `cluster`, the comma-separated seed nodes of a Redis Cluster).
+   */
+  readonly connection: RedisClient | string;
   /** Key prefix of the follow-ups deployment; QUEUE_PREFIX of the worker. Default `followups`. */
   readonly prefix?: string;
+  /**
+   * Whether followups runs on a Redis Cluster (REDIS_CLUSTER of the worker): the input queue's
+   * prefix is then the hash tag `{<prefix>}`. Default: whether `connection` is an ioredis Cluster.
+   */
+  readonly cluster?: boolean;
   /**
    * The clock an event's occurredAt is checked against (more than a day after it is refused).
    * Default: this machine's clock.
@@ -56,18 +64,22 @@ export interface PublisherOptions {
 export class EventPublisher {
   private readonly queue: Queue;
   /** A connection this publisher opened itself (from a URL) and so must close. */
-  private readonly ownConnection?: Redis;
+  private readonly ownConnection?: RedisClient;
   private readonly clock: () => DateTime;
 
   constructor(options: PublisherOptions) {
+    const cluster =
+      options.cluster ?? (typeof options.connection !== "string" && isCluster(options.connection));
     if (typeof options.connection === "string") {
-      this.ownConnection = new Redis(options.connection, { maxRetriesPerRequest: null });
+      this.ownConnection = createRedisClient(options.connection, cluster, {
+        maxRetriesPerRequest: null,
+      });
     }
-    const connection = this.ownConnection ?? (options.connection as Redis);
+    const connection = this.ownConnection ?? (options.connection as RedisClient);
     this.clock = options.clock ?? (() => DateTime.utc());
     this.queue = new Queue(PURCHASE_EVENTS_QUEUE, {
       connection,
-      prefix: options.prefix ?? "followups",
+      prefix: queuePrefix(options.prefix ?? "followups", PURCHASE_EVENTS_QUEUE, cluster),
     });
     this.queue.on("error", options.onError ?? (() => {}));
   }

@@ -1,5 +1,11 @@
-import { Redis, type RedisOptions } from "ioredis";
+import type { RedisOptions } from "ioredis";
 import { StartupError } from "./startup-error.js";
+import {
+  clusterMismatch,
+  clusterRefusal,
+  createRedisClient,
+  type RedisClient,
+} from "./store/redis-client.js";
 
 /**
  * Longest wait for one Redis command on behalf of an HTTP client (enqueueing an event, the
@@ -11,15 +17,35 @@ const HTTP_COMMAND_TIMEOUT_MS = 2_000;
  * A connection for commands (BullMQ's workers get duplicates of it); by default a command waits
  * while Redis is away, as BullMQ requires.
  */
-export async function connectRedis(url: string, options: RedisOptions = {}): Promise<Redis> {
-  const redis = new Redis(url, { maxRetriesPerRequest: null, ...options, lazyConnect: true });
+export async function connectRedis(
+  url: string,
+  cluster: boolean,
+  options: RedisOptions = {},
+): Promise<RedisClient> {
+  const redis = createRedisClient(url, cluster, {
+    maxRetriesPerRequest: null,
+    ...options,
+    lazyConnect: true,
+  });
+  // A failed connect is reported by the rejection below, not as an unhandled error event.
+  const quiet = () => undefined;
+  redis.on("error", quiet);
   try {
     await redis.connect();
-    return redis;
+    redis.off("error", quiet);
   } catch (error) {
     redis.disconnect();
-    throw new StartupError(`cannot reach Redis at REDIS_URL: ${(error as Error).message}`);
+    throw new StartupError(
+      (cluster && (await clusterRefusal(url))) ||
+        `cannot reach Redis at REDIS_URL: ${(error as Error).message}`,
+    );
   }
+  const mismatch = await clusterMismatch(redis);
+  if (mismatch) {
+    redis.disconnect();
+    throw new StartupError(mismatch);
+  }
+  return redis;
 }
 
 /**
@@ -29,8 +55,8 @@ export async function connectRedis(url: string, options: RedisOptions = {}): Pro
  * not answer fails after HTTP_COMMAND_TIMEOUT_MS. The other connections keep
  * maxRetriesPerRequest: null (BullMQ's blocking commands need it): jobs wait for Redis instead.
  */
-export async function connectHttpRedis(url: string): Promise<Redis> {
-  const redis = await connectRedis(url, {
+export async function connectHttpRedis(url: string, cluster: boolean): Promise<RedisClient> {
+  const redis = await connectRedis(url, cluster, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: HTTP_COMMAND_TIMEOUT_MS,

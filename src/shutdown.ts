@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
-import type { Redis } from "ioredis";
 import type { Logger } from "./logger.js";
+import type { RedisClient } from "./store/redis-client.js";
 
 /** Part of SHUTDOWN_TIMEOUT_MS kept for closing queues and connections after in-flight jobs. */
 const CLOSE_RESERVE_MS = 1_000;
@@ -10,9 +10,9 @@ export interface ClosingParts {
   readonly watcher: { close(): void } | undefined;
   readonly http: FastifyInstance | undefined;
   /** The main connection: whether Redis is there decides how long jobs are waited for. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Every connection, dropped when quitting them takes too long. */
-  readonly connections: readonly Redis[];
+  readonly connections: readonly RedisClient[];
   closeWorkers(force?: boolean): Promise<unknown>;
   closeConnections(): Promise<unknown>;
   readonly channels: readonly { close(): Promise<void> }[];

@@ -32,6 +32,7 @@ import {
   OWNER_ALERTS_QUEUE,
   OWNER_REPORTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
+  queuePrefix,
 } from "./queue/names.js";
 import { createPromoter } from "./queue/promoter.js";
 import { createRefunds } from "./queue/refunds.js";
@@ -60,6 +61,8 @@ import { KEY_LAYOUT, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
+import { duplicateClient } from "./store/redis-client.js";
+import { ReplicaWait } from "./store/replica-wait.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
@@ -125,8 +128,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const clock = () => DateTime.utc();
   const now = () => clock().toMillis();
 
-  const redis = await connectRedis(env.REDIS_URL);
-  const httpRedis = await connectHttpRedis(env.REDIS_URL);
+  const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER);
+  const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const prefix = env.QUEUE_PREFIX;
   // Before anything reads or writes state: keys written by versions before December 2026 move
   // to their names of the current layout (once per deployment; other workers wait for it).
@@ -142,14 +145,26 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       "keys of the old layout left as they were: their new names were taken",
     );
   const metrics = new FollowUpMetrics();
+  // Writes that must survive a failover wait for replicas (REDIS_WAIT_REPLICAS; off at 0).
+  const replicaWait = new ReplicaWait(
+    redis,
+    { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    (confirmed, wanted) => {
+      metrics.replicaWaitsShort.inc();
+      logger.warn(
+        { confirmed, wanted },
+        "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write",
+      );
+    },
+  );
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
-  const store = new FollowUpStore(redis, prefix);
+  const store = new FollowUpStore(redis, prefix, replicaWait);
   const ledger = new DeliveryLedger(redis, prefix);
   const history = new CustomerHistoryStore(redis, prefix, { addressHashSecret });
   const eventIds = new EventIdRegistry(redis, prefix);
   const orders = new OrderStore(redis, prefix);
-  const suppressions = new SuppressionList(redis, prefix, { addressHashSecret });
+  const suppressions = new SuppressionList(redis, prefix, { addressHashSecret, replicaWait });
   const customers = new CustomerIndex(redis, prefix, { addressHashSecret });
   const smsReferences = new SmsReferences(redis, prefix);
   const generations = new RulesGenerations(redis, prefix);
@@ -157,16 +172,41 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     config.rules.version,
   );
 
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
-  const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
-  const reports = new Queue(OWNER_REPORTS_QUEUE, { connection: redis, prefix });
-  const alertsQueue = new Queue(OWNER_ALERTS_QUEUE, { connection: redis, prefix });
+  // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
+  const prefixOf = (queue: string) => queuePrefix(prefix, queue, env.REDIS_CLUSTER);
+  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+    connection: redis,
+    prefix: prefixOf(FOLLOW_UPS_QUEUE),
+  });
+  const events = new Queue(PURCHASE_EVENTS_QUEUE, {
+    connection: redis,
+    prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
+  });
+  const reports = new Queue(OWNER_REPORTS_QUEUE, {
+    connection: redis,
+    prefix: prefixOf(OWNER_REPORTS_QUEUE),
+  });
+  const alertsQueue = new Queue(OWNER_ALERTS_QUEUE, {
+    connection: redis,
+    prefix: prefixOf(OWNER_ALERTS_QUEUE),
+  });
   const ownerAlertQueue = new OwnerAlertQueue(redis, prefix);
   const stepReplies = new StepReplies(redis, prefix);
-  const publisher = new EventPublisher({ connection: httpRedis, prefix, clock });
+  const publisher = new EventPublisher({
+    connection: httpRedis,
+    prefix,
+    clock,
+    cluster: env.REDIS_CLUSTER,
+  });
   const adminQueues = {
-    followUps: new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: httpRedis, prefix }),
-    events: new Queue(PURCHASE_EVENTS_QUEUE, { connection: httpRedis, prefix }),
+    followUps: new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+      connection: httpRedis,
+      prefix: prefixOf(FOLLOW_UPS_QUEUE),
+    }),
+    events: new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: httpRedis,
+      prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
+    }),
   };
   const operatorTools = createOperatorTools({
     redis,
@@ -252,13 +292,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 
   // Workers block on their own connections; passed-in connections are ours to close.
   const workerConnections = [
-    redis.duplicate(),
-    redis.duplicate(),
-    redis.duplicate(),
-    redis.duplicate(),
+    duplicateClient(redis),
+    duplicateClient(redis),
+    duplicateClient(redis),
+    duplicateClient(redis),
   ] as const;
   const workerSettings = {
-    prefix,
     removeOnComplete: KEEP_COMPLETED,
     removeOnFail: KEEP_FAILED,
     lockDuration: env.JOB_LOCK_MS,
@@ -291,6 +330,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }),
     {
       ...workerSettings,
+      prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
       removeOnComplete: KEEP_COMPLETED_EVENTS,
       connection: workerConnections[0],
       concurrency: env.INTAKE_CONCURRENCY,
@@ -333,7 +373,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const delivery = new Worker<FollowUpJobData>(
     FOLLOW_UPS_QUEUE,
     createDeliveryProcessor(deliveryDeps),
-    { ...workerSettings, connection: workerConnections[1], concurrency: env.DELIVERY_CONCURRENCY },
+    {
+      ...workerSettings,
+      prefix: prefixOf(FOLLOW_UPS_QUEUE),
+      connection: workerConnections[1],
+      concurrency: env.DELIVERY_CONCURRENCY,
+    },
   );
   delivery.on("failed", recordFailureByBullmq(deliveryDeps));
   const reportWorker = new Worker(
@@ -345,7 +390,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       metrics,
       logger,
     }),
-    { ...workerSettings, connection: workerConnections[2], concurrency: 1 },
+    {
+      ...workerSettings,
+      prefix: prefixOf(OWNER_REPORTS_QUEUE),
+      connection: workerConnections[2],
+      concurrency: 1,
+    },
   );
   const budgetAlert = createBudgetAlertProcessor({
     rules,
@@ -372,7 +422,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         }),
       }),
     ),
-    { ...workerSettings, connection: workerConnections[3], concurrency: 1 },
+    {
+      ...workerSettings,
+      prefix: prefixOf(OWNER_ALERTS_QUEUE),
+      connection: workerConnections[3],
+      concurrency: 1,
+    },
   );
   await syncReportSchedulers(reports, config.rules.owners);
   for (const queue of [followUps, events, reports, alertsQueue]) {

@@ -1,7 +1,12 @@
-import { Redis } from "ioredis";
 import { type Env, readEnv } from "../config/env.js";
 import { defaultRedisUrl } from "../embedded-redis.js";
 import { olderLayoutRemains } from "../store/key-layout.js";
+import {
+  clusterMismatch,
+  clusterRefusal,
+  createRedisClient,
+  type RedisClient,
+} from "../store/redis-client.js";
 import { CommandError } from "./io.js";
 
 /**
@@ -26,13 +31,13 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
  * is one clear line (exit 1), not a stack trace. The caller disconnects it.
  */
 export async function commandRedis(): Promise<{
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   horizonMs: number;
   env: Env;
 }> {
   const { env, redisSource } = await commandEnv();
-  const redis = new Redis(env.REDIS_URL, {
+  const redis = createRedisClient(env.REDIS_URL, env.REDIS_CLUSTER, {
     maxRetriesPerRequest: 1,
     lazyConnect: true,
     retryStrategy: () => null,
@@ -46,8 +51,15 @@ export async function commandRedis(): Promise<{
   } catch (error) {
     redis.disconnect();
     const reason = failure?.message ?? (error as Error).message;
+    const refusal = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL));
+    if (refusal) throw new CommandError(refusal);
     const where = redisSource === "REDIS_URL" ? "REDIS_URL" : `${env.REDIS_URL} (${redisSource})`;
     throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
+  }
+  const mismatch = await clusterMismatch(redis);
+  if (mismatch) {
+    redis.disconnect();
+    throw new CommandError(mismatch);
   }
   if (await olderLayoutRemains(redis, env.QUEUE_PREFIX)) {
     redis.disconnect();

@@ -47,6 +47,7 @@ export async function runDemo(
   const publisher = new EventPublisher({
     connection: env.REDIS_URL,
     prefix: env.QUEUE_PREFIX,
+    cluster: env.REDIS_CLUSTER,
     clock: DateTime.utc,
   });
   try {

@@ -5,7 +5,12 @@ import {
   OperatorError,
   type OperatorTools,
 } from "../operations/operator-tools.js";
-import { FOLLOW_UPS_QUEUE, type FollowUpJobData, PURCHASE_EVENTS_QUEUE } from "../queue/names.js";
+import {
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  PURCHASE_EVENTS_QUEUE,
+  queuePrefix,
+} from "../queue/names.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis } from "./command-redis.js";
 import { CommandError, EXIT } from "./io.js";
@@ -21,8 +26,14 @@ export async function withOperatorTools<T>(
 ): Promise<T> {
   const rules = await loadRulesForCommand(configDir);
   const { redis, prefix, env } = await commandRedis();
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
-  const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
+  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+    connection: redis,
+    prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER),
+  });
+  const events = new Queue(PURCHASE_EVENTS_QUEUE, {
+    connection: redis,
+    prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER),
+  });
   try {
     const tools = createOperatorTools({
       redis,

@@ -18,6 +18,23 @@ const url = (what: string, protocols: readonly string[]) =>
     { error: `expected ${what} URL (${protocols.join(" or ")})` },
   );
 
+/**
+ * REDIS_URL: one Redis URL, or (with REDIS_CLUSTER) the seed nodes of a Redis Cluster as
+ * comma-separated URLs; passwords and TLS are read from the first.
+ */
+const redisUrls = () =>
+  z.string().refine(
+    (text) =>
+      text.split(",").every((part) => {
+        try {
+          return ["redis:", "rediss:"].includes(new URL(part.trim()).protocol);
+        } catch {
+          return false;
+        }
+      }),
+    { error: "expected a Redis URL (redis: or rediss:), or comma-separated ones for a cluster" },
+  );
+
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
 
@@ -60,7 +77,16 @@ export const envSchema = z
       .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
       .default("info"),
     LOG_FORMAT: z.preprocess(emptyAsUnset, z.enum(["json", "pretty"]).optional()),
-    REDIS_URL: url("a Redis", ["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+    REDIS_URL: redisUrls().default("redis://127.0.0.1:6379"),
+    REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(10).default(0),
+    REDIS_WAIT_TIMEOUT_MS: positiveInt(1000),
+    REDIS_CLUSTER: z.preprocess(
+      emptyAsUnset,
+      z
+        .enum(["true", "false"], { error: "expected true or false" })
+        .default("false")
+        .transform((text) => text === "true"),
+    ),
     QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
@@ -172,6 +198,14 @@ export const envSchema = z
   })
   .check((ctx) => {
     const env = ctx.value;
+    if (env.REDIS_URL.includes(",") && !env.REDIS_CLUSTER) {
+      ctx.issues.push({
+        code: "custom",
+        path: ["REDIS_URL"],
+        input: undefined,
+        message: "several URLs are the seed nodes of a Redis Cluster: set REDIS_CLUSTER=true",
+      });
+    }
     if (env.SMTP_URL && !env.MAIL_FROM) {
       ctx.issues.push({
         code: "custom",

@@ -13,6 +13,7 @@ import type { CustomerIndex } from "../store/customer-index.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import { StoreKeys } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
+import { isCluster, type RedisClient } from "../store/redis-client.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 
 /**
@@ -46,7 +47,7 @@ export interface ErasureReceipt {
 }
 
 export interface EraseDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly rules: () => RuleSet;
   readonly store: FollowUpStore;
@@ -225,7 +226,7 @@ function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlyS
  * (an id or address, lower case).
  */
 async function scrubEventStream(
-  redis: Redis,
+  redis: RedisClient,
   key: string,
   jobIds: ReadonlySet<string>,
   needles: readonly string[],
@@ -316,8 +317,19 @@ function recipientsOf(name: string, text: string): string[] {
   return [...to.matchAll(/[^\s<>,"]+@[^\s<>,"]+/g)].map((match) => match[0]);
 }
 
-/** Starts an append-only-file rewrite, so erased data leaves the disk as well as memory. */
-async function rewriteAppendOnlyFile(redis: Redis): Promise<string> {
+/**
+ * Starts an append-only-file rewrite, so erased data leaves the disk as well as memory: on a
+ * Redis Cluster on every master and replica (a replica's file holds the same data).
+ */
+async function rewriteAppendOnlyFile(redis: RedisClient): Promise<string> {
+  if (isCluster(redis)) {
+    const results = await Promise.all(redis.nodes("all").map(rewriteOneAppendOnlyFile));
+    return [...new Set(results)].join("; ");
+  }
+  return rewriteOneAppendOnlyFile(redis);
+}
+
+async function rewriteOneAppendOnlyFile(redis: Redis): Promise<string> {
   try {
     const [, enabled] = (await redis.config("GET", "appendonly")) as string[];
     if (enabled !== "yes") return "off";

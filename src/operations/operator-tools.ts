@@ -1,5 +1,4 @@
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -13,6 +12,7 @@ import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
 import { OrderStore } from "../store/order-store.js";
+import type { RedisClient } from "../store/redis-client.js";
 import { parseReplyId, StepReplies } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
 import { createEraser, type ErasureReceipt, removeJobs } from "./erase-customer.js";
@@ -89,7 +89,7 @@ export interface FailedFilter {
 }
 
 export interface OperatorToolsDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly rules: () => RuleSet;
   readonly followUps: Queue<FollowUpJobData>;

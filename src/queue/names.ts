@@ -1,4 +1,4 @@
-import { idHash } from "../store/keys.js";
+import { globalTag, idHash, shardTag } from "../store/keys.js";
 
 /** The input queue publishers write to; job name = event type, job data = the event (contract v1). */
 export const PURCHASE_EVENTS_QUEUE = "purchase-events";
@@ -17,6 +17,17 @@ export const BUDGET_ALERT_JOB = "budget-alert";
  * leader's, and waits again while that one has not gone yet.
  */
 export const COALESCED_AFTER_MS = 15 * 60 * 1000;
+
+/**
+ * The BullMQ prefix of a queue. On one Redis it is QUEUE_PREFIX (`followups:purchase-events:…`).
+ * On a Redis Cluster all keys of a queue must share a slot, so the prefix is a hash tag: shard 0's
+ * (`{followups:0}`) for the follow-ups queue, beside the records its jobs work on, and the global
+ * one (`{followups}`) for the input queue and the owners' queues.
+ */
+export function queuePrefix(prefix: string, queue: string, cluster: boolean): string {
+  if (!cluster) return prefix;
+  return queue === FOLLOW_UPS_QUEUE ? shardTag(prefix, 0) : globalTag(prefix);
+}
 
 /** Job name of a report run. */
 export const OWNER_REPORT_JOB = "owner-report";

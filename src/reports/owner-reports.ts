@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
 import { OWNER_REPORT_JOB } from "../queue/names.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
+import type { RedisClient } from "../store/redis-client.js";
 import { SmsReferences } from "../store/sms-references.js";
 import { StepReplies } from "../store/step-replies.js";
 import { buildReportModel } from "./build-report-model.js";
@@ -26,7 +26,7 @@ export interface ReportSources {
 }
 
 /** The report sources of a deployment on a connection. */
-export function reportSourcesOn(redis: Redis, prefix: string): ReportSources {
+export function reportSourcesOn(redis: RedisClient, prefix: string): ReportSources {
   return {
     ledger: new DeliveryLedger(redis, prefix),
     store: new FollowUpStore(redis, prefix),

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 
 /** How long an operator's action stays on record. */
 export const AUDIT_RETENTION_MS = 366 * 86_400_000;
@@ -32,7 +32,7 @@ export class AuditTrail {
   private readonly keys: StoreKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.keys = new StoreKeys(prefix);

@@ -1,6 +1,6 @@
-import type { Redis } from "ioredis";
 import type { CallOutcome, CallScript } from "../domain/voice-call.js";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 
 /**
  * How long a call's script is kept: calls ring for a minute and last a few, and Twilio may post
@@ -29,7 +29,7 @@ export class CallScripts {
   private readonly keys: StoreKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.keys = new StoreKeys(prefix);

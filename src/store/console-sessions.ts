@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 
 /** How long a console session lasts without being used. */
 export const CONSOLE_SESSION_MS = 8 * 3600 * 1000;
@@ -14,7 +14,7 @@ export class ConsoleSessions {
   private readonly keys: StoreKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.keys = new StoreKeys(prefix);

@@ -1,10 +1,10 @@
-import type { Redis } from "ioredis";
 import { customerHash } from "../domain/address-hash.js";
 import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
 import { checkInField, hourRetentionMs } from "./delivery-ledger.js";
 import { hourOf, idHash, StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
 
@@ -37,12 +37,12 @@ export interface RememberedCheckIn extends CheckInOutcome {
 const CHECK_IN_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
 export class CustomerHistoryStore {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
   private secret: Promise<string> | undefined;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
     private readonly options: { addressHashSecret?: string } = {},
   ) {

@@ -1,7 +1,7 @@
-import type { Redis } from "ioredis";
 import { addressHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
 
@@ -14,11 +14,11 @@ import { sharedSecret } from "./shared-secrets.js";
  */
 export class CustomerIndex {
   private readonly keys: StoreKeys;
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private secret: Promise<string> | undefined;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
     private readonly options: { addressHashSecret?: string } = {},
   ) {

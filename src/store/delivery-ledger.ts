@@ -1,8 +1,8 @@
-import type { Redis } from "ioredis";
 import type { CheckInOutcome } from "../domain/check-in-comparison.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import type { Money } from "../domain/money.js";
 import { dayOf, hourOf, StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { RECEIPT_SECONDS } from "./webhook-receipts.js";
 
@@ -117,10 +117,10 @@ export function changeKeys(
 }
 
 export class DeliveryLedger {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }
@@ -199,27 +199,33 @@ export class DeliveryLedger {
     return counted === 1;
   }
 
-  /** Every hour in [since, until) that has counts: the global ledger's and every shard's, added up. */
+  /**
+   * Every hour in [since, until) that has counts: the global ledger's and every shard's, added up.
+   * One pipeline per ledger (on a Redis Cluster a pipeline keeps to one slot).
+   */
   async hours(since: number, until: number): Promise<LedgerHour[]> {
     const first = hourOf(since);
     const last = Math.ceil(until / HOUR_MS) - 1;
-    const pipeline = this.redis.pipeline();
-    const spaces = this.keys.ledgerHours(first).length;
-    for (let hour = first; hour <= last; hour++) {
-      for (const key of this.keys.ledgerHours(hour)) pipeline.hgetall(key);
-    }
-    const replies = (await pipeline.exec()) ?? [];
-    const hours: LedgerHour[] = [];
-    for (let index = 0; index * spaces < replies.length; index++) {
-      const counts = new Map<string, number>();
-      for (const [error, value] of replies.slice(index * spaces, (index + 1) * spaces)) {
+    const ledgers = this.keys.ledgerHours(first).map((_, ledger) => {
+      const pipeline = this.redis.pipeline();
+      for (let hour = first; hour <= last; hour++)
+        pipeline.hgetall(this.keys.ledgerHours(hour)[ledger] ?? "");
+      return pipeline.exec();
+    });
+    const counts = new Map<number, Map<string, number>>();
+    for (const replies of await Promise.all(ledgers)) {
+      (replies ?? []).forEach(([error, value], index) => {
         if (error) throw error;
-        for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>))
-          counts.set(field, (counts.get(field) ?? 0) + Number(raw));
-      }
-      if (counts.size > 0) hours.push({ start: (first + index) * HOUR_MS, counts });
+        for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>)) {
+          const hour = counts.get(index) ?? new Map<string, number>();
+          hour.set(field, (hour.get(field) ?? 0) + Number(raw));
+          counts.set(index, hour);
+        }
+      });
     }
-    return hours;
+    return [...counts.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([index, fields]) => ({ start: (first + index) * HOUR_MS, counts: fields }));
   }
 
   /** Follow-ups still pending whose due day lies in [from, from + days), by channel. */

@@ -1,4 +1,3 @@
-import type { Redis } from "ioredis";
 import {
   type CodeLookup,
   type DiscountOffer,
@@ -7,6 +6,7 @@ import {
 } from "../domain/discount-code.js";
 import { AGGREGATE_RETENTION_MS } from "./delivery-ledger.js";
 import { hourOf, StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** Where an issued code came from: the step that sent it, and its customer by keyed hash. */
@@ -23,10 +23,10 @@ export interface CodeOrigin {
  * expires plus `keepAfterMs` (the attribution window), then gone; no name or address is stored.
  */
 export class DiscountCodes {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

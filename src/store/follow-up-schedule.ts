@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
 import { bucketOf, SCHEDULE_BUCKET_MS, StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { readStepRecord, type StepRecord } from "./step-record.js";
 
@@ -50,10 +50,10 @@ export function readEntries(elements: readonly string[]): ScheduledStepRef[] {
 }
 
 export class FollowUpSchedule {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

@@ -1,4 +1,3 @@
-import type { Redis } from "ioredis";
 import type { PurchaseCompleted } from "../domain/events.js";
 import {
   AGGREGATE_RETENTION_MS,
@@ -19,6 +18,8 @@ import {
   keptPart,
   purchaseFromKept,
 } from "./purchase-codec.js";
+import type { RedisClient } from "./redis-client.js";
+import type { ReplicaWait } from "./replica-wait.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
   readStepRecord,
@@ -83,10 +84,15 @@ const SUMMARY_FIELD = "m";
 const stepField = (stepId: string) => `s:${stepId}`;
 
 export class FollowUpStore {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(
+    redis: RedisClient,
+    prefix: string,
+    /** Waits for replicas after scheduling and after a send (REDIS_WAIT_REPLICAS). */
+    private readonly replicaWait?: ReplicaWait,
+  ) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }
@@ -126,7 +132,7 @@ export class FollowUpStore {
         this.keys.scheduleBucket(bucketOf(step.dueAt)),
       ]),
     ];
-    return this.redis.fuScheduleSteps(
+    const added = await this.redis.fuScheduleSteps(
       keys.length,
       ...keys,
       now,
@@ -138,6 +144,9 @@ export class FollowUpStore {
       keepUntil,
       generation,
     );
+    // The purchase's steps must survive a failover before its event counts as taken in.
+    await this.replicaWait?.after(this.keys.eventRecord(event.id));
+    return added;
   }
 
   /**
@@ -204,6 +213,8 @@ export class FollowUpStore {
       );
     });
     if (changed !== 1) return undefined;
+    // A sent state lost in a failover would send the message again.
+    if (patch.state === "sent") await this.replicaWait?.after(this.keys.eventRecord(eventId));
     const record = readStepRecord(raw);
     // A step that left a pending state may have been the purchase's last (annotations change none).
     const annotation = from.length === STEP_STATES.length && patch.state === undefined;

@@ -1,7 +1,7 @@
-import type { Redis } from "ioredis";
 import type { Channel } from "../domain/events.js";
 import type { FrequencyCap } from "../domain/rules.js";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 export type CapResult =
@@ -13,10 +13,10 @@ export type CapResult =
  * keep each customer under the frequency caps across all their purchases and all workers.
  */
 export class FrequencyCapStore {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

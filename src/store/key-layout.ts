@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
  * The key layout a deployment's Redis holds, and the upgrade to it. Layout 2 (December 2026)
@@ -87,7 +87,7 @@ export interface KeyLayoutUpgrade {
  * under the old names after the upgrade is not read.
  */
 export async function upgradeKeyLayout(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   options: {
     /** Called once when another worker holds the upgrade and this one waits. */
@@ -101,6 +101,11 @@ export async function upgradeKeyLayout(
   for (;;) {
     if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT))
       return { renamed: 0, kept: 0 };
+    // No version before layout 2 ran on a Redis Cluster (it failed with MOVED): nothing to rename.
+    if (isCluster(redis)) {
+      await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
+      return { renamed: 0, kept: 0 };
+    }
     const token = randomUUID();
     if ((await redis.set(keys.layoutLock(), token, "PX", LOCK_MS, "NX")) === "OK") {
       const done = await renameLegacyKeys(
@@ -120,7 +125,7 @@ export async function upgradeKeyLayout(
 }
 
 async function renameLegacyKeys(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   renewLock: () => Promise<unknown>,
   onProgress?: (renamed: number) => void,
@@ -155,8 +160,9 @@ async function renameLegacyKeys(
  * Whether keys of an older layout are still waiting for a worker to upgrade them: a one-shot
  * command refuses to work on such a store (it would see nothing, or write where no worker reads).
  */
-export async function olderLayoutRemains(redis: Redis, prefix: string): Promise<boolean> {
+export async function olderLayoutRemains(redis: RedisClient, prefix: string): Promise<boolean> {
   const keys = new StoreKeys(prefix);
+  if (isCluster(redis)) return false;
   if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT)) return false;
   let cursor = "0";
   do {

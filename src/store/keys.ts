@@ -65,6 +65,16 @@ export function dayOf(epochMs: number): number {
  */
 export type KeySpace = "global" | "shard";
 
+/** The hash tag of global keys (KeySpace), and on a Redis Cluster of the queues but follow-ups. */
+export function globalTag(prefix: string): string {
+  return `{${prefix}}`;
+}
+
+/** The hash tag of a shard's keys (KeySpace), and on a Redis Cluster of its follow-ups queue. */
+export function shardTag(prefix: string, shard: number): string {
+  return `{${prefix}:${shard}}`;
+}
+
 /** The shard numbers in use (see KeySpace). */
 export const SHARDS: readonly number[] = [0];
 
@@ -76,8 +86,8 @@ export class StoreKeys {
   private readonly base: string;
 
   constructor(readonly prefix: string) {
-    this.global = `{${prefix}}:fu:`;
-    this.base = `{${prefix}:0}:fu:`;
+    this.global = `${globalTag(prefix)}:fu:`;
+    this.base = `${shardTag(prefix, 0)}:fu:`;
   }
 
   /**

@@ -1,6 +1,6 @@
-import type { Redis } from "ioredis";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { idHash } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 
 /**
  * What versions before 2026-11-30 wrote and this one still reads, in one place so it can go when
@@ -16,7 +16,7 @@ export const LEGACY_PURCHASE_FIELD = "event";
 
 /** The purchase an earlier version kept inside the event record, if any. */
 export async function readLegacyPurchase(
-  redis: Redis,
+  redis: RedisClient,
   recordKey: string,
 ): Promise<PurchaseCompleted | undefined> {
   const legacy = await redis.hget(recordKey, LEGACY_PURCHASE_FIELD);

@@ -1,7 +1,7 @@
-import type { Redis } from "ioredis";
 import type { Money } from "../domain/money.js";
 import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /**
@@ -20,10 +20,10 @@ export interface RefundRecord {
 }
 
 export class OrderStore {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** Pending alerts are kept this long if no alert job ever sends them (Redis lost the job). */
@@ -11,10 +11,10 @@ const PENDING_MS = 7 * 86_400_000;
  * window's end and go together (queue-alert.lua decides, atomically for every worker).
  */
 export class OwnerAlertQueue {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

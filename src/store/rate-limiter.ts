@@ -1,6 +1,6 @@
-import type { Redis } from "ioredis";
 import type { Channel } from "../domain/events.js";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /**
@@ -23,10 +23,10 @@ export type RateTake =
  * second ever sees more than the configured rate plus the one send at its edge.
  */
 export class ChannelRateLimiter {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

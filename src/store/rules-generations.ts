@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /**
@@ -8,10 +8,10 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
  * moves steps forward to newer rules, whichever worker of a rolling deploy gets there first.
  */
 export class RulesGenerations {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis-client.js";
 import { EMBEDDED_SCRIPTS } from "./scripts/embedded.js";
 
 /**
@@ -231,10 +231,10 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "return-spend": "fuReturnSpend",
 };
 
-const defined = new WeakSet<Redis>();
+const defined = new WeakSet<RedisClient>();
 
 /** The connection with every store command defined on it (once, however often it is called). */
-export function withStoreCommands(redis: Redis): Redis & StoreCommands {
+export function withStoreCommands(redis: RedisClient): RedisClient & StoreCommands {
   if (!defined.has(redis)) {
     for (const [file, script] of Object.entries(EMBEDDED_SCRIPTS)) {
       redis.defineCommand(COMMAND_OF[file as keyof typeof EMBEDDED_SCRIPTS], {
@@ -244,5 +244,5 @@ export function withStoreCommands(redis: Redis): Redis & StoreCommands {
     }
     defined.add(redis);
   }
-  return redis as Redis & StoreCommands;
+  return redis as RedisClient & StoreCommands;
 }

@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 
 /** A number texted within this long gets no opt-out line again; after it, its next text does. */
 const TEXTED_MEMORY_MS = 365 * 24 * 3600 * 1000;
@@ -19,7 +19,7 @@ export class SmsReferences {
   private readonly keys: StoreKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.keys = new StoreKeys(prefix);

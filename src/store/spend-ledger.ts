@@ -1,6 +1,6 @@
-import type { Redis } from "ioredis";
 import { BUDGET_ALERTS, type PricedChannel } from "../domain/spend.js";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** A month's spend is kept this long after its last change: reports and alerts of last month. */
@@ -21,10 +21,10 @@ export interface SpendChange {
  * respect a reached budget is refused and charged nothing.
  */
 export class SpendLedger {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { readStepRecord } from "./step-record.js";
 
@@ -46,10 +46,10 @@ export function parseReplyId(
  * are appended and never overwritten; a complaint can be marked resolved once.
  */
 export class StepReplies {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import type { Redis } from "ioredis";
 import { addressHash, customerHash, normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { AGGREGATE_RETENTION_MS, entryFields, type LedgerEntry } from "./delivery-ledger.js";
 import { hourOf, StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
+import type { ReplicaWait } from "./replica-wait.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
 
@@ -21,6 +22,8 @@ export type OptOutScope = "all" | "marketing";
 export interface SuppressionOptions {
   /** ADDRESS_HASH_SECRET; when unset, the deployment's shared secret kept in Redis. */
   readonly addressHashSecret?: string;
+  /** Waits for replicas after an opt-out (REDIS_WAIT_REPLICAS): it must survive a failover. */
+  readonly replicaWait?: ReplicaWait;
 }
 
 /**
@@ -29,12 +32,12 @@ export interface SuppressionOptions {
  * readable copy. Entries written before keyed hashes (`a:`, a plain hash) are still matched.
  */
 export class SuppressionList {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
   private secret?: Promise<string>;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
     private readonly options: SuppressionOptions = {},
   ) {
@@ -54,19 +57,25 @@ export class SuppressionList {
   ): Promise<boolean> {
     const members = await this.members(who, "write");
     if (members.length === 0) return false;
+    const list =
+      scope === "all" ? this.keys.suppressions(channel) : this.keys.marketingSuppressions(channel);
     const added = await this.redis.fuSuppress(
-      scope === "all" ? this.keys.suppressions(channel) : this.keys.marketingSuppressions(channel),
+      list,
       this.keys.globalLedgerHour(hourOf(countAs?.now ?? 0)),
       AGGREGATE_RETENTION_MS,
       countAs ? JSON.stringify(entryFields(countAs.entry)) : "",
       ...members,
     );
+    if (added > 0) await this.options.replicaWait?.after(list);
     return added > 0;
   }
 
   /** Suppresses an address known only by its member (see `addressMember`). */
   async suppressMember(channel: Channel, member: string): Promise<boolean> {
-    return (await this.redis.sadd(this.keys.suppressions(channel), member)) > 0;
+    const list = this.keys.suppressions(channel);
+    const added = (await this.redis.sadd(list, member)) > 0;
+    if (added) await this.options.replicaWait?.after(list);
+    return added;
   }
 
   /** Removes them again (SMS START, or an explicit opt-in), in every form and scope stored. */

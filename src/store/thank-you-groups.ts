@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** At most this many purchases join one thank-you (it lists one more: the first); later ones get their own. */
@@ -29,10 +29,10 @@ export type ThankYouFiling =
  * and times are kept here, under the customer's hashed id.
  */
 export class ThankYouGroups {
-  private readonly redis: Redis & StoreCommands;
+  private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }

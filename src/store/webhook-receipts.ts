@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
 
 /** Provider message ids are remembered this long to ignore replays. */
 export const RECEIPT_SECONDS = 7 * 24 * 3600;
@@ -13,7 +13,7 @@ export class WebhookReceipts {
   private readonly keys: StoreKeys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.keys = new StoreKeys(prefix);

@@ -1,9 +1,9 @@
-import type { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runSchedule } from "../../src/cli/schedule-command.js";
 import { olderLayoutRemains } from "../../src/store/key-layout.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import type { RedisClient } from "../../src/store/redis-client.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -35,7 +35,7 @@ const minutesAgo = (minutes: number) =>
  * before would have left.
  */
 async function backToLayoutOne(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
 ): Promise<{ renamed: number; lasting: number }> {
   const keys = new StoreKeys(prefix);
@@ -66,7 +66,7 @@ async function backToLayoutOne(
   return { renamed, lasting };
 }
 
-async function countMatching(redis: Redis, pattern: string): Promise<number> {
+async function countMatching(redis: RedisClient, pattern: string): Promise<number> {
   let count = 0;
   let cursor = "0";
   do {

@@ -6,7 +6,7 @@ import { PNG } from "pngjs";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runReport } from "../../src/cli/report-command.js";
-import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE } from "../../src/queue/names.js";
+import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { ownerSchedulerId, syncReportSchedulers } from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
@@ -141,14 +141,14 @@ describe("ledger and owner reports", () => {
     await p.startWorker();
     await busyDay(p);
     const today = DateTime.now().setZone(OWNER.timezone);
-    await new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix: p.prefix }).add(
-      OWNER_REPORT_JOB,
-      {
-        owner: ownerSchedulerId(OWNER),
-        since: today.toISODate(),
-        until: today.plus({ days: 1 }).toISODate(),
-      },
-    );
+    await new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+    }).add(OWNER_REPORT_JOB, {
+      owner: ownerSchedulerId(OWNER),
+      since: today.toISODate(),
+      until: today.plus({ days: 1 }).toISODate(),
+    });
     const mails = await p.sink.waitForMessages(4);
     const report = mails.find((m) => m.envelope.rcptTo.includes(OWNER.email));
     expect(report?.parsed.subject).toContain("Corner Electronics");
@@ -162,7 +162,11 @@ describe("ledger and owner reports", () => {
     expect(png.width).toBeGreaterThan(100);
 
     const io = captureIo();
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, {
+      REDIS_URL: p.envVars.REDIS_URL,
+      REDIS_CLUSTER: p.envVars.REDIS_CLUSTER,
+      QUEUE_PREFIX: p.prefix,
+    });
     await runReport(
       {
         config: p.configDir,
@@ -190,7 +194,11 @@ describe("ledger and owner reports", () => {
     pipeline = await startPipeline("report-cli");
     const p = pipeline;
     await busyDay(p);
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, {
+      REDIS_URL: p.envVars.REDIS_URL,
+      REDIS_CLUSTER: p.envVars.REDIS_CLUSTER,
+      QUEUE_PREFIX: p.prefix,
+    });
     const today = DateTime.now().setZone("Europe/London");
     const range = {
       config: p.configDir,
@@ -216,7 +224,10 @@ describe("ledger and owner reports", () => {
   it("fires an owner's report at 08:00 local time on both sides of a DST change", async () => {
     pipeline = await startPipeline("report-dst", { startWorker: false });
     const p = pipeline;
-    const queue = new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix: p.prefix });
+    const queue = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+    });
     const owner = {
       ...OWNER,
       frequency: "daily" as const,

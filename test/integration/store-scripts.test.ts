@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
+import type { RedisClient } from "../../src/store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
@@ -23,7 +24,7 @@ const SPEC = JSON.stringify({
 const EMAIL_PENDING = "email|r|40";
 const SMS_PENDING = "sms|r|40";
 
-let redis: Redis & StoreCommands;
+let redis: RedisClient & StoreCommands;
 let prefix: string;
 let keys: StoreKeys;
 

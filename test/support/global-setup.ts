@@ -4,6 +4,8 @@ import { startRedisServer } from "./redis-server.js";
 declare module "vitest" {
   export interface ProvidedContext {
     redisUrl: string;
+    /** Whether redisUrl names the nodes of a Redis Cluster (global-setup-cluster.ts). */
+    redisCluster: boolean;
   }
 }
 
@@ -12,6 +14,7 @@ export default async function setup(
   project: TestProject,
 ): Promise<(() => Promise<void>) | undefined> {
   const externalUrl = process.env.REDIS_URL;
+  project.provide("redisCluster", false);
   if (externalUrl) {
     project.provide("redisUrl", externalUrl);
     return undefined;

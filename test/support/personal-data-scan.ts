@@ -1,12 +1,12 @@
-import type { Redis } from "ioredis";
 import { decodeStored } from "../../src/store/purchase-codec.js";
+import type { RedisClient } from "../../src/store/redis-client.js";
 
 /**
  * Every readable value under a key prefix, whatever its type, with what the store compresses
  * (stored purchases) decoded: for tests that prove personal data is gone.
  */
 export async function valuesUnder(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
 ): Promise<{ key: string; text: string }[]> {
   const found: { key: string; text: string }[] = [];
@@ -16,7 +16,7 @@ export async function valuesUnder(
 }
 
 async function scanInto(
-  redis: Redis,
+  redis: RedisClient,
   pattern: string,
   found: { key: string; text: string }[],
 ): Promise<void> {
@@ -49,7 +49,7 @@ async function scanInto(
 
 /** The keys under the prefix whose name or content contains one of the needles. */
 export async function keysHolding(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   needles: readonly string[],
 ): Promise<{ key: string; needle: string }[]> {

@@ -2,7 +2,6 @@ import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
-import { Redis } from "ioredis";
 import { inject } from "vitest";
 import { parseDocument } from "yaml";
 import type { DeliveryChannel } from "../../src/channels/channel.js";
@@ -19,10 +18,12 @@ import {
   type FollowUpJobData,
   followUpJobId,
   PURCHASE_EVENTS_QUEUE,
+  queuePrefix,
 } from "../../src/queue/names.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { bucketOf, StoreKeys } from "../../src/store/keys.js";
+import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
 import { startWorker, type WorkerHandle } from "../../src/worker.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "./redis-namespace.js";
 import { type SmtpSink, startSmtpSink } from "./smtp-sink.js";
@@ -35,7 +36,7 @@ export const TWILIO_FROM = "+15005550006";
 /** A whole pipeline on real parts: private Redis, SMTP sink, Twilio fake, the real worker. */
 export interface PipelineHarness {
   readonly prefix: string;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sink: SmtpSink;
   readonly twilio: TwilioFake;
   readonly configDir: string;
@@ -65,11 +66,15 @@ export async function startPipeline(
     startWorker?: boolean;
     /** A Redis of the test's own (e.g. one it restarts); default the suite's shared one. */
     redisUrl?: string;
+    /** Whether `redisUrl` names a Redis Cluster's nodes (default: the suite's mode). */
+    cluster?: boolean;
     /** false: no voice adapter, as a deployment without Twilio voice (calls go to the outbox). */
     calls?: boolean;
   } = {},
 ): Promise<PipelineHarness> {
   const redisUrl = options.redisUrl ?? inject("redisUrl");
+  // The cluster run (vitest.cluster.config.ts) provides a Redis Cluster's nodes.
+  const cluster = options.cluster ?? (options.redisUrl === undefined && inject("redisCluster"));
   const prefix = uniquePrefix(label);
   const root = await mkdtemp(path.join(tmpdir(), `followups-${label}-`));
   const configDir = path.join(root, "config");
@@ -82,6 +87,7 @@ export async function startPipeline(
     NODE_ENV: "test",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
     REDIS_URL: redisUrl,
+    REDIS_CLUSTER: String(cluster),
     QUEUE_PREFIX: prefix,
     CONFIG_DIR: configDir,
     OUTBOX_DIR: outboxDir,
@@ -105,10 +111,16 @@ export async function startPipeline(
   const envResult = readEnv(envVars);
   if (!envResult.ok) throw new Error(`bad test env: ${envResult.problems.join("; ")}`);
   const env = envResult.env;
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const publisher = new EventPublisher({ connection: redisUrl, prefix });
-  const events = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+  const redis = createRedisClient(redisUrl, cluster, { maxRetriesPerRequest: null });
+  const publisher = new EventPublisher({ connection: redisUrl, prefix, cluster });
+  const events = new Queue(PURCHASE_EVENTS_QUEUE, {
+    connection: redis,
+    prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, cluster),
+  });
+  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+    connection: redis,
+    prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, cluster),
+  });
 
   const logs: Record<string, unknown>[] = [];
   const harness: PipelineHarness = {

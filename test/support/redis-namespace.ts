@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import { isCluster, type RedisClient } from "../../src/store/redis-client.js";
 
 const SCAN_BATCH = 500;
 
@@ -16,17 +16,25 @@ export function uniquePrefix(label: string): string {
  * Deletes every key of a prefix with SCAN + UNLINK (never FLUSHDB): BullMQ's `<prefix>:*` and the
  * store's hash-tagged `{<prefix>}:*` and `{<prefix>:<shard>}:*`. Returns how many.
  */
-export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): Promise<number> {
   if (prefix.length === 0) throw new Error("refusing to delete keys for an empty prefix");
   const escaped = escapeGlob(prefix);
   let deleted = 0;
-  for (const pattern of [`${escaped}:*`, `{${escaped}}:*`, `{${escaped}:*}:*`]) {
-    let cursor = "0";
-    do {
-      const [nextCursor, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", SCAN_BATCH);
-      cursor = nextCursor;
-      if (keys.length > 0) deleted += await redis.unlink(...keys);
-    } while (cursor !== "0");
+  // On a Redis Cluster every master holds some of the keys: each is scanned.
+  const nodes = isCluster(redis) ? redis.nodes("master") : [redis];
+  const patterns = [`${escaped}:*`, `{${escaped}}:*`, `{${escaped}:*}:*`];
+  for (const node of nodes) {
+    for (const pattern of patterns) {
+      let cursor = "0";
+      do {
+        const [nextCursor, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", SCAN_BATCH);
+        cursor = nextCursor;
+        if (keys.length === 0) continue;
+        // On a cluster one key at a time: one command may not name keys of different slots.
+        if (!isCluster(redis)) deleted += await node.unlink(...keys);
+        else for (const key of keys) deleted += await node.unlink(key);
+      } while (cursor !== "0");
+    }
   }
   return deleted;
 }

@@ -14,6 +14,8 @@ export interface RedisServerOptions {
   dir?: string;
   /** Loopback port to listen on; a free one is picked when omitted. */
   port?: number;
+  /** More redis-server arguments (e.g. `--cluster-enabled yes`). */
+  args?: readonly string[];
 }
 
 /** How the process is ended by restart(): graceful SIGTERM (default) or a SIGKILL crash. */
@@ -53,7 +55,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   let child: ChildProcess;
   for (let attempt = 1; ; attempt++) {
     try {
-      child = await launch(port, dir, appendonly, appendfsync);
+      child = await launch(port, dir, appendonly, appendfsync, options.args ?? []);
       break;
     } catch (error) {
       const canRetry = options.port === undefined && attempt < PORT_IN_USE_RETRIES;
@@ -80,7 +82,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       if (stopped) throw new Error("redis-server was stopped; start a new one instead");
       await terminate(child, restartOptions.signal ?? "SIGTERM");
       if (restartOptions.downMs) await new Promise((r) => setTimeout(r, restartOptions.downMs));
-      child = await launch(port, dir, appendonly, appendfsync);
+      child = await launch(port, dir, appendonly, appendfsync, options.args ?? []);
     },
   };
 }
@@ -90,6 +92,7 @@ async function launch(
   dir: string,
   appendonly: boolean,
   appendfsync: string,
+  extraArgs: readonly string[],
 ): Promise<ChildProcess> {
   const args = [
     "--port",
@@ -110,6 +113,7 @@ async function launch(
     "",
     "--loglevel",
     "warning",
+    ...extraArgs,
   ];
   const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";

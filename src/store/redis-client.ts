@@ -1,0 +1,87 @@
+import { Cluster, Redis, type RedisOptions } from "ioredis";
+
+/**
+ * A connection to one Redis, or to a Redis Cluster (`REDIS_CLUSTER=true`). The store works on
+ * either: every script and transaction touches keys of one slot (see KeySpace in keys.ts).
+ */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * Opens a client for REDIS_URL: one Redis, or with `cluster` a Redis Cluster whose seed nodes are
+ * the comma-separated URLs (username, password and TLS taken from the first; the other nodes are
+ * found from the seeds). `options` apply to every node's connection.
+ */
+export function createRedisClient(
+  url: string,
+  cluster: boolean,
+  options: RedisOptions = {},
+): RedisClient {
+  if (!cluster) return new Redis(url, options);
+  const seeds = url.split(",").map((part) => new URL(part.trim()));
+  const first = seeds[0];
+  if (!first) throw new Error("REDIS_URL names no node");
+  const { lazyConnect, enableOfflineQueue, retryStrategy, ...nodeOptions } = options;
+  return new Cluster(
+    seeds.map((seed) => ({ host: seed.hostname, port: Number(seed.port || 6379) })),
+    {
+      ...(lazyConnect !== undefined && { lazyConnect }),
+      ...(enableOfflineQueue !== undefined && { enableOfflineQueue }),
+      ...(retryStrategy && { clusterRetryStrategy: (times: number) => retryStrategy(times) }),
+      redisOptions: {
+        ...nodeOptions,
+        ...(first.username && { username: decodeURIComponent(first.username) }),
+        ...(first.password && { password: decodeURIComponent(first.password) }),
+        ...(first.protocol === "rediss:" && { tls: {} }),
+      },
+    },
+  );
+}
+
+/** Another connection like `redis` (BullMQ's workers block on connections of their own). */
+export function duplicateClient(redis: RedisClient): RedisClient {
+  return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
+}
+
+/** Whether a connection goes to a Redis Cluster. */
+export function isCluster(redis: RedisClient): redis is Cluster {
+  return redis instanceof Cluster;
+}
+
+/**
+ * Why a client cannot work with the server it reached, or undefined: cluster mode against a
+ * single Redis, or a cluster node used as a single Redis (keys of other nodes would fail with
+ * MOVED at random).
+ */
+export async function clusterMismatch(redis: RedisClient): Promise<string | undefined> {
+  if (redis instanceof Cluster) return undefined;
+  const info = await redis.info("cluster");
+  if (/cluster_enabled:1/.test(info))
+    return "the Redis at REDIS_URL is a Redis Cluster node: set REDIS_CLUSTER=true (REDIS_URL may list several nodes, comma-separated)";
+  return undefined;
+}
+
+/**
+ * Why cluster mode could not connect, when the first seed node answers as a Redis that is not a
+ * cluster node (ioredis only reports that no startup node was available); undefined otherwise.
+ */
+export async function clusterRefusal(url: string): Promise<string | undefined> {
+  const seed = url.split(",")[0]?.trim() ?? "";
+  const probe = new Redis(seed, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 2_000,
+  });
+  probe.on("error", () => undefined);
+  try {
+    await probe.connect();
+    const info = await probe.info("cluster");
+    return /cluster_enabled:0/.test(info)
+      ? "REDIS_CLUSTER=true, but the Redis at REDIS_URL is not a Redis Cluster node: unset REDIS_CLUSTER, or list the cluster's nodes in REDIS_URL"
+      : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    probe.disconnect();
+  }
+}

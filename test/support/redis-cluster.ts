@@ -1,0 +1,87 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { type RedisServer, startRedisServer } from "./redis-server.js";
+
+const run = promisify(execFile);
+const READY_TIMEOUT_MS = 30_000;
+
+/** A private Redis Cluster: three masters with a replica each, on loopback. */
+export interface RedisCluster {
+  /** The nodes as REDIS_URL takes them with REDIS_CLUSTER=true: comma-separated URLs. */
+  readonly url: string;
+  readonly nodes: readonly RedisServer[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts six `redis-server --cluster-enabled yes` processes on free loopback ports, joins them with
+ * `redis-cli --cluster create … --cluster-replicas 1`, and waits until every node reports the
+ * cluster ok and every replica's link to its master is up (a replica that never synced refuses
+ * to fail over).
+ */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  try {
+    for (let i = 0; i < 6; i++) {
+      nodes.push(
+        await startRedisServer({
+          args: [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "2000",
+            "--repl-diskless-sync-delay",
+            "0",
+          ],
+        }),
+      );
+    }
+    await run("redis-cli", [
+      "--cluster",
+      "create",
+      ...nodes.map((node) => `127.0.0.1:${node.port}`),
+      "--cluster-replicas",
+      "1",
+      "--cluster-yes",
+    ]);
+    await waitUntilReady(nodes);
+  } catch (error) {
+    await Promise.all(nodes.map((node) => node.stop()));
+    throw error;
+  }
+  return {
+    url: nodes.map((node) => node.url).join(","),
+    nodes,
+    async stop() {
+      await Promise.all(nodes.map((node) => node.stop()));
+    },
+  };
+}
+
+async function waitUntilReady(nodes: readonly RedisServer[]): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let waitingFor = "";
+  while (Date.now() < deadline) {
+    waitingFor = "";
+    for (const node of nodes) {
+      const redis = new Redis(node.port, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      try {
+        await redis.connect();
+        const cluster = await redis.cluster("INFO");
+        const replication = await redis.info("replication");
+        if (!/cluster_state:ok/.test(String(cluster))) waitingFor = `cluster state on ${node.port}`;
+        else if (/role:slave/.test(replication) && !/master_link_status:up/.test(replication))
+          waitingFor = `the replica on ${node.port} to sync`;
+      } finally {
+        redis.disconnect();
+      }
+      if (waitingFor) break;
+    }
+    if (!waitingFor) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(
+    `Redis Cluster not ready after ${READY_TIMEOUT_MS} ms: waiting for ${waitingFor}`,
+  );
+}

@@ -1,0 +1,20 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * The integration tests that follow purchases through the whole pipeline, run again against a
+ * real Redis Cluster (three masters, three replicas) started by the global setup.
+ */
+export default defineConfig({
+  test: {
+    globalSetup: ["test/support/global-setup-cluster.ts"],
+    include: [
+      "test/integration/pipeline.test.ts",
+      "test/integration/lifecycle.test.ts",
+      "test/integration/reports.test.ts",
+      "test/integration/redis-cluster.test.ts",
+    ],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: "forks",
+  },
+});
