@@ -57,7 +57,7 @@ import { EventIdRegistry } from "./store/event-ids.js";
 import { FollowUpSchedule } from "./store/follow-up-schedule.js";
 import { FollowUpStore } from "./store/follow-up-store.js";
 import { FrequencyCapStore } from "./store/frequency-cap-store.js";
-import { KEY_LAYOUT, upgradeKeyLayout } from "./store/key-layout.js";
+import { KEY_LAYOUT, OlderWorkersRunning, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
@@ -133,9 +133,29 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const prefix = env.QUEUE_PREFIX;
   // Before anything reads or writes state: keys written by versions before December 2026 move
   // to their names of the current layout (once per deployment; other workers wait for it).
+  const olderWorkers = async () => {
+    const queues = [PURCHASE_EVENTS_QUEUE, FOLLOW_UPS_QUEUE].map(
+      (name) =>
+        new Queue(name, {
+          connection: redis,
+          prefix: queuePrefix(prefix, name, env.REDIS_CLUSTER),
+        }),
+    );
+    try {
+      const counts = await Promise.all(queues.map((queue) => queue.getWorkersCount()));
+      return counts.reduce((sum, count) => sum + count, 0);
+    } finally {
+      await Promise.all(queues.map((queue) => queue.close()));
+    }
+  };
   const layout = await upgradeKeyLayout(redis, prefix, {
+    olderWorkers,
     onWaiting: () => logger.info("waiting for another worker to finish the key layout upgrade"),
     onProgress: (renamed) => logger.info({ renamed }, "renaming store keys to the new layout"),
+  }).catch((error: unknown) => {
+    redis.disconnect();
+    httpRedis.disconnect();
+    throw error instanceof OlderWorkersRunning ? new StartupError(error.message) : error;
   });
   if (layout.renamed > 0 || layout.kept > 0)
     logger.info({ ...layout, layout: KEY_LAYOUT }, "store keys renamed to the new key layout");
@@ -672,8 +692,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         .map(([name, channel]) => `${name}=${channel.transport}`)
         .join(" "),
       queues: {
-        input: `${prefix}:${PURCHASE_EVENTS_QUEUE}`,
-        followUps: `${prefix}:${FOLLOW_UPS_QUEUE}`,
+        input: `${prefixOf(PURCHASE_EVENTS_QUEUE)}:${PURCHASE_EVENTS_QUEUE}`,
+        followUps: `${prefixOf(FOLLOW_UPS_QUEUE)}:${FOLLOW_UPS_QUEUE}`,
       },
       http: httpAddress ?? "disabled",
       // Which secrets are configured (names only; values never reach a log).

@@ -27,15 +27,11 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
 }
 
 /**
- * The Redis of `REDIS_URL` for a one-shot command: connected once, no reconnecting, and a refusal
- * is one clear line (exit 1), not a stack trace. The caller disconnects it.
+ * A connection to `REDIS_URL` for a one-shot command: connected once, no reconnecting, and a
+ * refusal (unreachable, or REDIS_CLUSTER not matching what answers) is one clear line (exit 1),
+ * not a stack trace. The caller disconnects it.
  */
-export async function commandRedis(): Promise<{
-  redis: RedisClient;
-  prefix: string;
-  horizonMs: number;
-  env: Env;
-}> {
+export async function commandConnection(): Promise<{ redis: RedisClient; env: Env }> {
   const { env, redisSource } = await commandEnv();
   const redis = createRedisClient(env.REDIS_URL, env.REDIS_CLUSTER, {
     maxRetriesPerRequest: 1,
@@ -61,6 +57,20 @@ export async function commandRedis(): Promise<{
     redis.disconnect();
     throw new CommandError(mismatch);
   }
+  return { redis, env };
+}
+
+/**
+ * The Redis of `REDIS_URL` for a one-shot command that reads or changes the store
+ * (commandConnection), refused while the store still has the key layout of an older version.
+ */
+export async function commandRedis(): Promise<{
+  redis: RedisClient;
+  prefix: string;
+  horizonMs: number;
+  env: Env;
+}> {
+  const { redis, env } = await commandConnection();
   if (await olderLayoutRemains(redis, env.QUEUE_PREFIX)) {
     redis.disconnect();
     throw new CommandError(

@@ -7,9 +7,10 @@ import { planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { ADMIN_TOKEN_FILE } from "../embedded-redis.js";
 import { EventPublisher } from "../publisher.js";
+import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
 import { renderPlanTable } from "../reports/plan-table.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandEnv } from "./command-redis.js";
+import { commandConnection, commandEnv } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 /**
@@ -44,8 +45,9 @@ export async function runDemo(
   const run = randomBytes(3).toString("hex");
   const id = (name: string) => `demo-${run}-${name}`;
   const samples = demoSamples(rules, now, id);
+  const { redis } = await commandConnection();
   const publisher = new EventPublisher({
-    connection: env.REDIS_URL,
+    connection: redis,
     prefix: env.QUEUE_PREFIX,
     cluster: env.REDIS_CLUSTER,
     clock: DateTime.utc,
@@ -56,9 +58,10 @@ export async function runDemo(
     throw new CommandError(`could not publish the demo events: ${(error as Error).message}`);
   } finally {
     await publisher.close();
+    redis.disconnect();
   }
   const lines = [
-    `Published ${samples.length} demo events to ${env.QUEUE_PREFIX}:purchase-events (run ${run}); a running worker (npm start) takes them from there.`,
+    `Published ${samples.length} demo events to ${queuePrefix(env.QUEUE_PREFIX, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER)}:${PURCHASE_EVENTS_QUEUE} (run ${run}); a running worker (npm start) takes them from there.`,
     "",
   ];
   for (const sample of samples) {

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { DateTime, Duration } from "luxon";
 import { describeProblems, parseEvent } from "../domain/events.js";
 import { EventPublisher, InvalidEventError } from "../publisher.js";
-import { commandEnv } from "./command-redis.js";
+import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
+import { commandConnection, commandEnv } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
 
 /**
@@ -28,8 +29,9 @@ export async function runPublish(
   const events = parseEvents(await readInput(file), file).map((event) =>
     restamp(event, occurredAt, options.newId === true),
   );
+  const { redis } = await commandConnection();
   const publisher = new EventPublisher({
-    connection: env.REDIS_URL,
+    connection: redis,
     prefix: env.QUEUE_PREFIX,
     cluster: env.REDIS_CLUSTER,
     clock: DateTime.utc,
@@ -46,13 +48,16 @@ export async function runPublish(
       throw new CommandError(`${file}: nothing published\n${problems.join("\n")}`);
     for (const event of events) {
       const { eventId, jobId } = await publisher.publish(event as never);
-      io.out(`published ${eventId} to ${env.QUEUE_PREFIX}:purchase-events (job ${jobId})\n`);
+      io.out(
+        `published ${eventId} to ${queuePrefix(env.QUEUE_PREFIX, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER)}:${PURCHASE_EVENTS_QUEUE} (job ${jobId})\n`,
+      );
     }
   } catch (error) {
     if (error instanceof InvalidEventError) throw new CommandError(error.message);
     throw error;
   } finally {
     await publisher.close();
+    redis.disconnect();
   }
   return EXIT.ok;
 }

@@ -462,6 +462,8 @@ async function schedulePurchase(
         },
       })),
     );
+  // The steps and their jobs survive a failover before the event's job completes (elsewhere).
+  await deps.store.awaitReplicas(event.id);
   for (const step of open) {
     if (records.get(step.stepId) === undefined)
       deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });

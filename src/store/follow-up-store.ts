@@ -90,7 +90,7 @@ export class FollowUpStore {
   constructor(
     redis: RedisClient,
     prefix: string,
-    /** Waits for replicas after scheduling and after a send (REDIS_WAIT_REPLICAS). */
+    /** Waits for replicas after a send and in awaitReplicas (REDIS_WAIT_REPLICAS). */
     private readonly replicaWait?: ReplicaWait,
   ) {
     this.redis = withStoreCommands(redis);
@@ -144,9 +144,16 @@ export class FollowUpStore {
       keepUntil,
       generation,
     );
-    // The purchase's steps must survive a failover before its event counts as taken in.
-    await this.replicaWait?.after(this.keys.eventRecord(event.id));
     return added;
+  }
+
+  /**
+   * Waits until replicas have every write made so far to the purchase's shard (REDIS_WAIT_REPLICAS;
+   * nothing to do when off): its steps, and the jobs queued for them on the same connection, must
+   * survive a failover before its event counts as taken in.
+   */
+  async awaitReplicas(eventId: string): Promise<void> {
+    await this.replicaWait?.after(this.keys.eventRecord(eventId));
   }
 
   /**

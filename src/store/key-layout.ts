@@ -64,6 +64,20 @@ export function currentKeyName(prefix: string, legacyKey: string): string | unde
   return undefined;
 }
 
+/**
+ * Workers of the version before are running: renaming the keys under them would make them work
+ * on an empty store (opt-outs and caps unseen), and what they write would never be read.
+ */
+export class OlderWorkersRunning extends Error {
+  constructor(readonly workers: number) {
+    super(
+      `${workers} worker(s) of an older followups version are running on this Redis and prefix: ` +
+        "stop them, then start this version, which renames the store's keys before it takes any job",
+    );
+    this.name = "OlderWorkersRunning";
+  }
+}
+
 /** Keys looked at per SCAN step and renamed per round trip. */
 const BATCH = 1000;
 /** How long the upgrading worker's lock lasts without being renewed (it renews every batch). */
@@ -90,6 +104,11 @@ export async function upgradeKeyLayout(
   redis: RedisClient,
   prefix: string,
   options: {
+    /**
+     * How many workers of an older version are running (BullMQ workers on the queues: this
+     * worker has none yet). The upgrade refuses to start while there are any.
+     */
+    readonly olderWorkers?: () => Promise<number>;
     /** Called once when another worker holds the upgrade and this one waits. */
     readonly onWaiting?: () => void;
     /** Called about every 100,000 keys renamed. */
@@ -108,6 +127,11 @@ export async function upgradeKeyLayout(
     }
     const token = randomUUID();
     if ((await redis.set(keys.layoutLock(), token, "PX", LOCK_MS, "NX")) === "OK") {
+      const older = (await options.olderWorkers?.()) ?? 0;
+      if (older > 0) {
+        await redis.del(keys.layoutLock());
+        throw new OlderWorkersRunning(older);
+      }
       const done = await renameLegacyKeys(
         redis,
         prefix,
@@ -149,8 +173,8 @@ async function renameLegacyKeys(
         if (result === 1) renamed++;
         else if (result === 0) kept++;
       }
-      await renewLock();
     }
+    await renewLock();
     if (renamed > 0 && renamed % 100_000 < moves.length) onProgress?.(renamed);
   } while (cursor !== "0");
   return { renamed, kept };
@@ -159,16 +183,13 @@ async function renameLegacyKeys(
 /**
  * Whether keys of an older layout are still waiting for a worker to upgrade them: a one-shot
  * command refuses to work on such a store (it would see nothing, or write where no worker reads).
+ * Looks for keys that every such deployment has (its rules generations, secrets, schedule index).
  */
 export async function olderLayoutRemains(redis: RedisClient, prefix: string): Promise<boolean> {
   const keys = new StoreKeys(prefix);
   if (isCluster(redis)) return false;
   if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT)) return false;
-  let cursor = "0";
-  do {
-    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:fu:*`, "COUNT", BATCH);
-    cursor = next;
-    if (found.some((key) => currentKeyName(prefix, key) !== undefined)) return true;
-  } while (cursor !== "0");
-  return false;
+  // Keys every deployment of layout 1 had once a worker ran: no scan of a large keyspace.
+  const marks = ["rules", "secret:address-hash", "secret:unsubscribe", "t"];
+  return (await redis.exists(...marks.map((mark) => `${prefix}:fu:${mark}`))) > 0;
 }

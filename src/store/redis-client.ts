@@ -27,6 +27,11 @@ export function createRedisClient(
       ...(lazyConnect !== undefined && { lazyConnect }),
       ...(enableOfflineQueue !== undefined && { enableOfflineQueue }),
       ...(retryStrategy && { clusterRetryStrategy: (times: number) => retryStrategy(times) }),
+      // While a master fails over, nodes still redirect (MOVED) to it for a few seconds: wait
+      // between redirections instead of giving up after 16 in a row within milliseconds.
+      retryDelayOnMoved: 100,
+      retryDelayOnFailover: 200,
+      maxRedirections: 150,
       redisOptions: {
         ...nodeOptions,
         ...(first.username && { username: decodeURIComponent(first.username) }),

@@ -164,6 +164,18 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     expect(JSON.parse(io.output())).toEqual({ days: [] });
   });
 
+  it("refuses to rename keys under workers of the older version", async () => {
+    pipeline = await startPipeline("key-layout-older");
+    const p = pipeline;
+    // The running worker stands in for one of the version before, on a Redis of layout 1.
+    await p.redis.del(new StoreKeys(p.prefix).layoutVersion());
+    await p.redis.hset(`${p.prefix}:fu:rules`, "n", "1");
+    await expect(p.startWorker()).rejects.toThrow(
+      /worker\(s\) of an older followups version are running on this Redis and prefix: stop them/,
+    );
+    expect(await p.redis.hget(`${p.prefix}:fu:rules`, "n")).toBe("1");
+  });
+
   it("does nothing at the next start", async () => {
     pipeline = await startPipeline("key-layout-again");
     const p = pipeline;
