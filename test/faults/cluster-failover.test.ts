@@ -1,0 +1,164 @@
+import { Redis } from "ioredis";
+import { afterEach, expect, it } from "vitest";
+import { shardTag } from "../../src/store/keys.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.js";
+import {
+  bySize,
+  countInState,
+  deliveredCount,
+  hoursAgo,
+  makeCheckInsDueSoon,
+  printFigures,
+  publishBurst,
+  quietRedisErrors,
+  readRecords,
+  receivedByKey,
+  tally,
+  WorkerFleet,
+  waitUntilDrained,
+  waitUntilSettled,
+} from "./fault-support.js";
+
+let cluster: RedisCluster | undefined;
+let pipeline: PipelineHarness | undefined;
+let fleet: WorkerFleet | undefined;
+afterEach(async () => {
+  await fleet?.close();
+  fleet = undefined;
+  await pipeline?.close().catch(() => undefined);
+  pipeline = undefined;
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+const PURCHASES = bySize(300, 100);
+const WORKERS = 2;
+const CONCURRENCY = 8;
+const PROVIDER_LATENCY_MS = 200;
+
+/** The port of the master serving a key's slot, asked of any live node. */
+async function masterOf(port: number, key: string): Promise<number> {
+  const redis = new Redis(port, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const slot = Number(await redis.cluster("KEYSLOT", key));
+    const ranges = await redis.cluster("SLOTS");
+    const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
+    if (!master) throw new Error(`no node serves slot ${slot}`);
+    return master[1];
+  } finally {
+    redis.disconnect();
+  }
+}
+
+it("loses no follow-up and no opt-out when a master dies mid-burst and its replica takes over", {
+  timeout: bySize(300_000, 180_000),
+}, async () => {
+  cluster = await startRedisCluster();
+  const c = cluster;
+  pipeline = await startPipeline("faults-failover", {
+    startWorker: false,
+    redisUrl: c.url,
+    cluster: true,
+    env: {
+      DELIVERY_CONCURRENCY: String(CONCURRENCY),
+      INTAKE_CONCURRENCY: "8",
+      REDIS_WAIT_REPLICAS: "1",
+      REDIS_WAIT_TIMEOUT_MS: "250",
+    },
+  });
+  const p = pipeline;
+  quietRedisErrors(p);
+  await makeCheckInsDueSoon(p.configDir);
+  p.sink.setReplyDelay(PROVIDER_LATENCY_MS);
+  p.twilio.setResponseDelay(PROVIDER_LATENCY_MS);
+
+  fleet = new WorkerFleet(p.envVars);
+  const f = fleet;
+  await Promise.all(Array.from({ length: WORKERS }, () => f.spawn()));
+
+  // An opt-out taken in before the failover must hold after it.
+  await p.publisher.publish({
+    type: "customer.unsubscribed",
+    id: "unsub-failover",
+    occurredAt: hoursAgo(3),
+    customerId: "cus-failover-optout",
+    channels: ["email", "sms"],
+  });
+  const suppressions = new SuppressionList(p.redis, p.prefix);
+  await eventually(
+    async () =>
+      (await suppressions.isSuppressed("email", { customerId: "cus-failover-optout" }))
+        ? true
+        : undefined,
+    "the opt-out to be recorded",
+    30_000,
+  );
+
+  const steps = await publishBurst(p, "failover", PURCHASES);
+  const started = Date.now();
+  // The master of the customers' shard: their records, the schedule and the follow-ups queue.
+  const firstPort = c.nodes[0]?.port ?? 0;
+  const victimPort = await masterOf(firstPort, shardTag(p.prefix, 0));
+  const globalOnVictim = (await masterOf(firstPort, `{${p.prefix}}`)) === victimPort;
+  const victim = c.nodes.find((node) => node.port === victimPort);
+  if (!victim) throw new Error(`no node on port ${victimPort}`);
+  await eventually(
+    async () => (deliveredCount(p) >= steps.length * 0.2 ? true : undefined),
+    "a fifth of the burst delivered",
+    120_000,
+  );
+  const deliveredAtKill = deliveredCount(p);
+  // Down for 15 s, then back: it rejoins as the new master's replica.
+  const comeback = victim.restart({ signal: "SIGKILL", downMs: 15_000 });
+  const killedAt = Date.now();
+  // A replica is promoted once the others agree the master is gone (cluster-node-timeout 2 s).
+  const survivor = c.nodes.find((node) => node.port !== victimPort)?.port ?? 0;
+  await eventually(
+    async () =>
+      (await masterOf(survivor, shardTag(p.prefix, 0))) !== victimPort ? true : undefined,
+    "a replica to take over",
+    60_000,
+  );
+  const failoverMs = Date.now() - killedAt;
+  const sendingAfter = countInState(await readRecords(p.store, steps), "sending");
+
+  await comeback;
+  const records = await waitUntilSettled(p, steps, bySize(180_000, 90_000));
+  const elapsedMs = Date.now() - started;
+  await waitUntilDrained(p, 60_000);
+  const t = tally(steps, records, receivedByKey(p.sink, p.twilio));
+  const events = await p.events.getJobCounts("completed", "failed");
+  const optOutHolds = await suppressions.isSuppressed("email", {
+    customerId: "cus-failover-optout",
+  });
+  printFigures("kill -9 a cluster master", {
+    purchases: PURCHASES,
+    steps: t.steps,
+    sends: t.received,
+    sent: t.sent,
+    duplicates: t.duplicates,
+    takeovers: t.takeovers,
+    retries: t.retries,
+    "delivered at kill": deliveredAtKill,
+    "global slot on the victim": String(globalOnVictim),
+    "failover ms": failoverMs,
+    "sending after failover": sendingAfter,
+    "error logs": f.errorLogs().length,
+    seconds: (elapsedMs / 1000).toFixed(1),
+  });
+
+  expect(f.crashed(), f.outputTail()).toEqual([]);
+  expect(deliveredAtKill).toBeLessThan(steps.length);
+  expect(events).toEqual({ completed: PURCHASES + 1, failed: 0 });
+  expect(t.missing, "steps without a record").toBe(0);
+  expect(t.open, "steps left scheduled or sending").toBe(0);
+  expect(t.sent, "steps sent").toBe(t.steps);
+  expect(t.sentButNotDelivered, "recorded sent but never arrived").toBe(0);
+  expect(t.deliveredButNotSent, "arrived but recorded otherwise").toBe(0);
+  // A duplicate needs a send cut off after the provider accepted it: at most those in flight.
+  expect(t.duplicates).toBeLessThanOrEqual(WORKERS * CONCURRENCY);
+  expect(optOutHolds, "the opt-out after the failover").toBe(true);
+});
