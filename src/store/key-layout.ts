@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CHANNELS } from "../domain/events.js";
 import { StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
@@ -78,6 +79,23 @@ export class OlderWorkersRunning extends Error {
   }
 }
 
+/** What a worker of the version before finds where it looks for opt-outs after the upgrade. */
+export const TOMBSTONE =
+  "followups moved this key to its new name (key layout 2): stop workers of versions before December 2026";
+
+/**
+ * After the rename, a string where each suppression set was: a worker of the older version
+ * started by mistake then fails its opt-out check (WRONGTYPE) and sends nothing, instead of
+ * finding no opt-outs in a store that looks empty to it.
+ */
+async function leaveTombstones(redis: RedisClient, prefix: string): Promise<void> {
+  const names = CHANNELS.flatMap((channel) => [
+    `${prefix}:fu:suppressed:${channel}`,
+    `${prefix}:fu:suppressed:${channel}:marketing`,
+  ]);
+  for (const name of names) await redis.set(name, TOMBSTONE, "NX");
+}
+
 /** Keys looked at per SCAN step and renamed per round trip. */
 const BATCH = 1000;
 /** How long the upgrading worker's lock lasts without being renewed (it renews every batch). */
@@ -138,6 +156,7 @@ export async function upgradeKeyLayout(
         () => redis.pexpire(keys.layoutLock(), LOCK_MS),
         options.onProgress,
       );
+      if (done.renamed > 0) await leaveTombstones(redis, prefix);
       await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
       await redis.del(keys.layoutLock());
       return done;

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runSchedule } from "../../src/cli/schedule-command.js";
-import { olderLayoutRemains } from "../../src/store/key-layout.js";
+import { olderLayoutRemains, TOMBSTONE } from "../../src/store/key-layout.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
@@ -66,15 +66,15 @@ async function backToLayoutOne(
   return { renamed, lasting };
 }
 
-async function countMatching(redis: RedisClient, pattern: string): Promise<number> {
-  let count = 0;
+async function legacyKeys(redis: RedisClient, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
   let cursor = "0";
   do {
-    const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:fu:*`, "COUNT", 1000);
     cursor = next;
-    count += found.length;
+    keys.push(...found);
   } while (cursor !== "0");
-  return count;
+  return keys;
 }
 
 describe("upgrading a Redis written in the key layout before hash tags", () => {
@@ -114,7 +114,16 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
 
     await p.startWorker();
     expect(await olderLayoutRemains(p.redis, p.prefix)).toBe(false);
-    expect(await countMatching(p.redis, `${p.prefix}:fu:*`)).toBe(0);
+    // Only the tombstones are left under the old names: strings where the opt-outs were, so
+    // that a worker of the older version fails its opt-out check instead of sending.
+    const left = await legacyKeys(p.redis, p.prefix);
+    expect(left.map((key) => key.slice(p.prefix.length)).sort()).toEqual(
+      ["email", "email:marketing", "sms", "sms:marketing", "voice", "voice:marketing"].map(
+        (list) => `:fu:suppressed:${list}`,
+      ),
+    );
+    for (const key of left) expect(await p.redis.get(key)).toBe(TOMBSTONE);
+    await expect(p.redis.sismember(left[0] ?? "", "x")).rejects.toThrow(/WRONGTYPE/);
     const logged = p.logs.find((line) => line.msg === "store keys renamed to the new key layout");
     expect(logged).toEqual(expect.objectContaining({ kept: 0 }));
     expect(logged?.renamed).toBeGreaterThanOrEqual(before.lasting);
