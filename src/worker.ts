@@ -131,15 +131,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const prefix = env.QUEUE_PREFIX;
+  // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
+  const prefixOf = (queue: string) => queuePrefix(prefix, queue, env.REDIS_CLUSTER);
   // Before anything reads or writes state: keys written by versions before December 2026 move
   // to their names of the current layout (once per deployment; other workers wait for it).
   const olderWorkers = async () => {
     const queues = [PURCHASE_EVENTS_QUEUE, FOLLOW_UPS_QUEUE].map(
-      (name) =>
-        new Queue(name, {
-          connection: redis,
-          prefix: queuePrefix(prefix, name, env.REDIS_CLUSTER),
-        }),
+      (name) => new Queue(name, { connection: redis, prefix: prefixOf(name) }),
     );
     try {
       const counts = await Promise.all(queues.map((queue) => queue.getWorkersCount()));
@@ -192,8 +190,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     config.rules.version,
   );
 
-  // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
-  const prefixOf = (queue: string) => queuePrefix(prefix, queue, env.REDIS_CLUSTER);
   const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
     connection: redis,
     prefix: prefixOf(FOLLOW_UPS_QUEUE),

@@ -31,8 +31,11 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
  * refusal (unreachable, or REDIS_CLUSTER not matching what answers) is one clear line (exit 1),
  * not a stack trace. The caller disconnects it.
  */
-export async function commandConnection(): Promise<{ redis: RedisClient; env: Env }> {
-  const { env, redisSource } = await commandEnv();
+export async function commandConnection(
+  /** The environment when the command read it already (commandEnv), not read twice. */
+  read?: { env: Env; redisSource: string },
+): Promise<{ redis: RedisClient; env: Env }> {
+  const { env, redisSource } = read ?? (await commandEnv());
   const redis = createRedisClient(env.REDIS_URL, env.REDIS_CLUSTER, {
     maxRetriesPerRequest: 1,
     lazyConnect: true,

@@ -40,12 +40,13 @@ export async function runDemo(
   io: CommandIo,
 ): Promise<number> {
   const rules = await loadRulesForCommand(options.config);
-  const { env } = await commandEnv();
+  const read = await commandEnv();
+  const { env } = read;
   const now = DateTime.utc().startOf("second");
   const run = randomBytes(3).toString("hex");
   const id = (name: string) => `demo-${run}-${name}`;
   const samples = demoSamples(rules, now, id);
-  const { redis } = await commandConnection();
+  const { redis } = await commandConnection(read);
   const publisher = new EventPublisher({
     connection: redis,
     prefix: env.QUEUE_PREFIX,

@@ -23,13 +23,14 @@ export async function runPublish(
   options: PublishOptions,
   io: CommandIo,
 ): Promise<number> {
-  const { env } = await commandEnv();
+  const read = await commandEnv();
+  const { env } = read;
   const occurredAt =
     options.occurredAt === undefined ? undefined : resolveOccurredAt(options.occurredAt);
   const events = parseEvents(await readInput(file), file).map((event) =>
     restamp(event, occurredAt, options.newId === true),
   );
-  const { redis } = await commandConnection();
+  const { redis } = await commandConnection(read);
   const publisher = new EventPublisher({
     connection: redis,
     prefix: env.QUEUE_PREFIX,

@@ -206,10 +206,9 @@ export class DeliveryLedger {
   async hours(since: number, until: number): Promise<LedgerHour[]> {
     const first = hourOf(since);
     const last = Math.ceil(until / HOUR_MS) - 1;
-    const ledgers = this.keys.ledgerHours(first).map((_, ledger) => {
+    const ledgers = this.keys.ledgers().map((hourKey) => {
       const pipeline = this.redis.pipeline();
-      for (let hour = first; hour <= last; hour++)
-        pipeline.hgetall(this.keys.ledgerHours(hour)[ledger] ?? "");
+      for (let hour = first; hour <= last; hour++) pipeline.hgetall(hourKey(hour));
       return pipeline.exec();
     });
     const counts = new Map<number, Map<string, number>>();

@@ -75,9 +75,6 @@ export function shardTag(prefix: string, shard: number): string {
   return `{${prefix}:${shard}}`;
 }
 
-/** The shard numbers in use (see KeySpace). */
-export const SHARDS: readonly number[] = [0];
-
 /** The key names of one deployment (one QUEUE_PREFIX). */
 export class StoreKeys {
   /** Global keys (KeySpace). */
@@ -229,9 +226,9 @@ export class StoreKeys {
     return `${this.global}agg:${hour}`;
   }
 
-  /** Every ledger's key of one hour, global and per shard: readers add them up. */
-  ledgerHours(hour: number): string[] {
-    return [this.globalLedgerHour(hour), this.ledgerHour(hour)];
+  /** Every ledger, global and per shard, as the key of one of its hours: readers add them up. */
+  ledgers(): readonly ((hour: number) => string)[] {
+    return [(hour) => this.globalLedgerHour(hour), (hour) => this.ledgerHour(hour)];
   }
 
   /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */

@@ -23,10 +23,6 @@ export class ReplicaWait {
     private readonly onShort: (confirmed: number, wanted: number) => void = () => {},
   ) {}
 
-  get enabled(): boolean {
-    return this.settings.replicas > 0;
-  }
-
   /**
    * Waits until the wanted replicas have every write made so far on the connection to the node
    * that holds `key` (on a Redis Cluster, WAIT goes along with a read of the key, so it reaches

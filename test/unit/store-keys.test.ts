@@ -82,7 +82,7 @@ describe("the upgrade from the key layout before hash tags", () => {
       ![
         "constructor",
         "patterns",
-        "ledgerHours",
+        "ledgers",
         "globalLedgerHour",
         "layoutVersion",
         "layoutLock",
