@@ -361,6 +361,8 @@ describe("opt-outs", () => {
     });
     await p.publisher.publish(laptop as never);
     await waitForState(p, "evt-laptop", "accessories.discount", "scheduled");
+    // The thank-you (due already) goes out before the opt-out is published.
+    await waitForState(p, "evt-laptop", "big-ticket.thank-you", "sent");
     await p.publisher.publish({
       type: "customer.unsubscribed",
       id: "unsub-1",
