@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { formatPath } from "../domain/events.js";
+import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
 
 /**
  * The worker's environment, validated once at start so a missing or malformed variable is named
@@ -87,6 +88,13 @@ export const envSchema = z
         .default("false")
         .transform((text) => text === "true"),
     ),
+    FOLLOW_UP_SHARDS: z.coerce
+      .number({ error: "expected a whole number of shards, 1 to 1024" })
+      .int({ error: "expected a whole number of shards, 1 to 1024" })
+      .min(1, { error: "expected a whole number of shards, 1 to 1024" })
+      .max(MAX_SHARDS, { error: "expected a whole number of shards, 1 to 1024" })
+      .default(1),
+    FOLLOW_UP_SHARDS_SERVED: z.preprocess(emptyAsUnset, z.string().max(4000).optional()),
     QUEUE_PREFIX: z
       .string()
       .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
@@ -204,6 +212,15 @@ export const envSchema = z
         path: ["REDIS_URL"],
         input: undefined,
         message: "several URLs are the seed nodes of a Redis Cluster: set REDIS_CLUSTER=true",
+      });
+    }
+    const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, env.FOLLOW_UP_SHARDS);
+    if ("problem" in served) {
+      ctx.issues.push({
+        code: "custom",
+        path: ["FOLLOW_UP_SHARDS_SERVED"],
+        input: undefined,
+        message: served.problem,
       });
     }
     if (env.SMTP_URL && !env.MAIL_FROM) {

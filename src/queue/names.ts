@@ -20,13 +20,15 @@ export const COALESCED_AFTER_MS = 15 * 60 * 1000;
 
 /**
  * The BullMQ prefix of a queue. On one Redis it is QUEUE_PREFIX (`followups:purchase-events:…`).
- * On a Redis Cluster all keys of a queue must share a slot, so the prefix is a hash tag: shard 0's
- * (`{followups:0}`) for the follow-ups queue, beside the records its jobs work on, and the global
- * one (`{followups}`) for the input queue and the owners' queues.
+ * On a Redis Cluster all keys of a queue must share a slot, so the prefix is a hash tag: the
+ * global one (`{followups}`) for the input queue and the owners' queues, and for the follow-ups
+ * queue its shard's (`{followups:3}`), beside the records its jobs work on: every shard has a
+ * follow-ups queue of its own. Shard 0's keeps the plain prefix on one Redis (as before shards);
+ * other shards' take their hash tag there too.
  */
-export function queuePrefix(prefix: string, queue: string, cluster: boolean): string {
-  if (!cluster) return prefix;
-  return queue === FOLLOW_UPS_QUEUE ? shardTag(prefix, 0) : globalTag(prefix);
+export function queuePrefix(prefix: string, queue: string, cluster: boolean, shard = 0): string {
+  if (queue === FOLLOW_UPS_QUEUE && (cluster || shard > 0)) return shardTag(prefix, shard);
+  return cluster ? globalTag(prefix) : prefix;
 }
 
 /** Job name of a report run. */

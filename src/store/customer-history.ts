@@ -3,7 +3,7 @@ import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
 import { checkInField, hourRetentionMs } from "./delivery-ledger.js";
-import { hourOf, idHash, StoreKeys } from "./keys.js";
+import { hourOf, idHash, prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
@@ -43,18 +43,18 @@ export class CustomerHistoryStore {
 
   constructor(
     redis: RedisClient,
-    private readonly prefix: string,
+    private readonly scope: Scope,
     private readonly options: { addressHashSecret?: string } = {},
   ) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   /** The key of the customer's erasure marker (named by their keyed hash). */
   async erasureKey(customerId: string): Promise<string> {
     this.secret ??= this.options.addressHashSecret
       ? Promise.resolve(this.options.addressHashSecret)
-      : sharedSecret(this.redis, this.prefix, "address-hash");
+      : sharedSecret(this.redis, prefixOf(this.scope), "address-hash");
     return this.keys.erasedCustomer(customerHash(await this.secret, customerId));
   }
 

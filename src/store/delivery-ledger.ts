@@ -1,7 +1,7 @@
 import type { CheckInOutcome } from "../domain/check-in-comparison.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import type { Money } from "../domain/money.js";
-import { dayOf, hourOf, StoreKeys } from "./keys.js";
+import { dayOf, hourOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { RECEIPT_SECONDS } from "./webhook-receipts.js";
@@ -120,9 +120,9 @@ export class DeliveryLedger {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, scope: Scope) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   /** Counts outcomes that are not step state changes (opt-outs, replies, skips at planning). */
@@ -243,26 +243,33 @@ export class DeliveryLedger {
    */
   async pendingCounts(from: number, days: number): Promise<PendingCount[]> {
     const firstDay = dayOf(from);
-    const pipeline = this.redis.pipeline();
-    for (let day = firstDay; day < firstDay + days; day++)
-      pipeline.hgetall(this.keys.pendingDay(day));
-    const counts: PendingCount[] = [];
-    ((await pipeline.exec()) ?? []).forEach(([error, value], index) => {
-      if (error) throw error;
-      const dayStart = (firstDay + index) * DAY_MS;
-      for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>)) {
-        const count = Number(raw);
-        if (!(count > 0)) continue;
-        const [channel = "", ruleId, quarter] = field.split("|");
-        counts.push({
-          channel,
-          ruleId: ruleId ?? null,
-          at: dayStart + (quarter === undefined ? 0 : Number(quarter) * QUARTER_HOUR_MS),
-          count,
-        });
-      }
-    });
-    return counts;
+    // Every shard's counts, one pipeline per shard (a pipeline keeps to one slot on a cluster).
+    const shards = Array.from({ length: this.keys.shards }, (_, n) => this.keys.ofShard(n));
+    const replies = await Promise.all(
+      shards.map((keys) => {
+        const pipeline = this.redis.pipeline();
+        for (let day = firstDay; day < firstDay + days; day++)
+          pipeline.hgetall(keys.pendingDay(day));
+        return pipeline.exec();
+      }),
+    );
+    const totals = new Map<string, PendingCount>();
+    for (const shard of replies) {
+      (shard ?? []).forEach(([error, value], index) => {
+        if (error) throw error;
+        const dayStart = (firstDay + index) * DAY_MS;
+        for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>)) {
+          const count = Number(raw);
+          if (!(count > 0)) continue;
+          const [channel = "", ruleId, quarter] = field.split("|");
+          const at = dayStart + (quarter === undefined ? 0 : Number(quarter) * QUARTER_HOUR_MS);
+          const key = `${at}|${field}`;
+          const seen = totals.get(key);
+          totals.set(key, { channel, ruleId: ruleId ?? null, at, count: (seen?.count ?? 0) + count });
+        }
+      });
+    }
+    return [...totals.values()];
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { bucketOf, SCHEDULE_BUCKET_MS, StoreKeys } from "./keys.js";
+import { bucketOf, SCHEDULE_BUCKET_MS, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { readStepRecord, type StepRecord } from "./step-record.js";
@@ -53,9 +53,9 @@ export class FollowUpSchedule {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, scope: Scope) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   /** Buckets that start no later than `until` (epoch ms), earliest first. */

@@ -8,7 +8,7 @@ import {
   ledgerField,
 } from "./delivery-ledger.js";
 import { scheduleEntry } from "./follow-up-schedule.js";
-import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "./keys.js";
+import { bucketOf, bucketStart, dayOf, hourOf, type Scope, StoreKeys } from "./keys.js";
 import { readLegacyPurchase } from "./legacy-layout.js";
 import {
   decodeStored,
@@ -89,12 +89,12 @@ export class FollowUpStore {
 
   constructor(
     redis: RedisClient,
-    prefix: string,
+    scope: Scope,
     /** Waits for replicas after a send and in awaitReplicas (REDIS_WAIT_REPLICAS). */
     private readonly replicaWait?: ReplicaWait,
   ) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Channel } from "../domain/events.js";
 import type { FrequencyCap } from "../domain/rules.js";
-import { StoreKeys } from "./keys.js";
+import { type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -16,9 +16,9 @@ export class FrequencyCapStore {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, scope: Scope) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   private key(channel: Channel, customerId: string): string {

@@ -55,8 +55,8 @@ export function dayOf(epochMs: number): number {
  * of one slot:
  * - **shard** keys (`{<prefix>:<n>}:fu:…`) hold what belongs to customers and their purchases
  *   (records, histories, caps, the schedule, pending counts) and the shard's own ledger counts. A
- *   customer lives in one shard, so everything a script changes about them is in one slot. There
- *   is one shard, numbered 0, until the Redis Cluster work spreads customers over more.
+ *   customer lives in one shard (`customerShard`), so everything a script changes about them is in
+ *   one slot. FOLLOW_UP_SHARDS sets how many shards there are (default one, numbered 0).
  * - **global** keys (`{<prefix>}:fu:…`) hold what is looked up without knowing the customer or is
  *   shared by all (rate limits, suppressions, orders, message references, discount codes,
  *   secrets, rules generations, the audit trail) and a ledger of their own for what those scripts
@@ -75,16 +75,66 @@ export function shardTag(prefix: string, shard: number): string {
   return `{${prefix}:${shard}}`;
 }
 
-/** The key names of one deployment (one QUEUE_PREFIX). */
+/**
+ * Which shard a store works on, of how many (FOLLOW_UP_SHARDS). A plain prefix is shard 0 of one.
+ */
+export interface KeyScope {
+  readonly prefix: string;
+  /** The shard whose keys the store reads and writes (0 to shards - 1). */
+  readonly shard: number;
+  /** How many shards the deployment has: readers of every shard (the ledger) add them all up. */
+  readonly shards: number;
+}
+
+/** A store's scope: a QUEUE_PREFIX alone (shard 0 of one) or a shard of a sharded deployment. */
+export type Scope = string | KeyScope;
+
+/** The scope of a deployment's shard. */
+export function shardScope(prefix: string, shard: number, shards: number): KeyScope {
+  if (!Number.isInteger(shard) || shard < 0 || shard >= shards)
+    throw new RangeError(`shard ${shard} is not one of 0 to ${shards - 1}`);
+  return { prefix, shard, shards };
+}
+
+/** The QUEUE_PREFIX of a scope. */
+export function prefixOf(scope: Scope): string {
+  return typeof scope === "string" ? scope : scope.prefix;
+}
+
+/**
+ * The shard a customer lives in, of `shards`: the first 32 bits of the SHA-256 of their id, modulo
+ * the count. Everything about a customer and their purchases lives in that shard.
+ */
+export function customerShard(customerId: string, shards: number): number {
+  if (shards <= 1) return 0;
+  return createHash("sha256").update(customerId).digest().readUInt32BE(0) % shards;
+}
+
+/** The key names of one deployment (one QUEUE_PREFIX), with shard keys of one shard. */
 export class StoreKeys {
+  readonly prefix: string;
+  /** The shard whose keys the shard key builders name. */
+  readonly shard: number;
+  /** How many shards the deployment has. */
+  readonly shards: number;
   /** Global keys (KeySpace). */
   private readonly global: string;
-  /** Keys of shard 0, the only shard so far (KeySpace). */
+  /** Keys of this shard (KeySpace). */
   private readonly base: string;
 
-  constructor(readonly prefix: string) {
+  constructor(scope: Scope) {
+    const { prefix, shard, shards } =
+      typeof scope === "string" ? { prefix: scope, shard: 0, shards: 1 } : scope;
+    this.prefix = prefix;
+    this.shard = shard;
+    this.shards = shards;
     this.global = `${globalTag(prefix)}:fu:`;
-    this.base = `${shardTag(prefix, 0)}:fu:`;
+    this.base = `${shardTag(prefix, shard)}:fu:`;
+  }
+
+  /** The same deployment's keys of another shard. */
+  ofShard(shard: number): StoreKeys {
+    return new StoreKeys(shardScope(this.prefix, shard, this.shards));
   }
 
   /**
@@ -228,7 +278,16 @@ export class StoreKeys {
 
   /** Every ledger, global and per shard, as the key of one of its hours: readers add them up. */
   ledgers(): readonly ((hour: number) => string)[] {
-    return [(hour) => this.globalLedgerHour(hour), (hour) => this.ledgerHour(hour)];
+    const shards = Array.from({ length: this.shards }, (_, n) => this.ofShard(n));
+    return [
+      (hour) => this.globalLedgerHour(hour),
+      ...shards.map((keys) => (hour: number) => keys.ledgerHour(hour)),
+    ];
+  }
+
+  /** How many shards the deployment was started with (FOLLOW_UP_SHARDS), set by its first worker. */
+  shardCount(): string {
+    return `${this.global}shards`;
   }
 
   /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */

@@ -1,4 +1,4 @@
-import { StoreKeys } from "./keys.js";
+import { type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { readStepRecord } from "./step-record.js";
@@ -49,9 +49,9 @@ export class StepReplies {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, scope: Scope) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   /** Appends a reply; its number, or undefined when the step has no record (expired). */

@@ -1,4 +1,4 @@
-import { StoreKeys } from "./keys.js";
+import { type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -32,9 +32,9 @@ export class ThankYouGroups {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, scope: Scope) {
     this.redis = withStoreCommands(redis);
-    this.keys = new StoreKeys(prefix);
+    this.keys = new StoreKeys(scope);
   }
 
   /** Files the purchase: leads, joins or stays alone (join-thank-you.lua); repeatable. */

@@ -1,0 +1,127 @@
+import { MAX_SHARDS } from "../domain/shard-spec.js";
+import { CustomerHistoryStore } from "./customer-history.js";
+import { DeliveryLedger } from "./delivery-ledger.js";
+import { EventIdRegistry } from "./event-ids.js";
+import { FollowUpSchedule } from "./follow-up-schedule.js";
+import { FollowUpStore } from "./follow-up-store.js";
+import { FrequencyCapStore } from "./frequency-cap-store.js";
+import { customerShard, StoreKeys, shardScope } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
+import type { ReplicaWait } from "./replica-wait.js";
+import { StepReplies } from "./step-replies.js";
+import { ThankYouGroups } from "./thank-you-groups.js";
+
+
+/**
+ * The stores of one shard (FOLLOW_UP_SHARDS): everything kept about its customers and their
+ * purchases, its schedule and its ledger counts, all under the shard's hash tag.
+ */
+export interface ShardStores {
+  readonly shard: number;
+  readonly store: FollowUpStore;
+  readonly schedule: FollowUpSchedule;
+  readonly history: CustomerHistoryStore;
+  readonly eventIds: EventIdRegistry;
+  readonly replies: StepReplies;
+  readonly thankYous: ThankYouGroups;
+  readonly caps: FrequencyCapStore;
+  readonly ledger: DeliveryLedger;
+}
+
+/**
+ * Something per shard (its stores, its follow-ups queue, …), made on first use. A customer's shard
+ * is `customerShard` of their id; an event's is its customer's, and is carried wherever the event is
+ * referred to from outside its shard (jobs, message references, order links).
+ */
+export class Shards<T> {
+  private readonly made = new Map<number, T>();
+
+  constructor(
+    readonly count: number,
+    private readonly make: (shard: number) => T,
+  ) {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_SHARDS)
+      throw new RangeError(`the shard count must be 1 to ${MAX_SHARDS}, got ${count}`);
+  }
+
+  /** Shard `shard`'s; a shard this deployment does not have is an error. */
+  of(shard: number): T {
+    if (!Number.isInteger(shard) || shard < 0 || shard >= this.count)
+      throw new RangeError(`shard ${shard} is not one of 0 to ${this.count - 1}`);
+    let made = this.made.get(shard);
+    if (made === undefined) {
+      made = this.make(shard);
+      this.made.set(shard, made);
+    }
+    return made;
+  }
+
+  /** The shard a customer lives in. */
+  shardOf(customerId: string): number {
+    return customerShard(customerId, this.count);
+  }
+
+  /** The customer's shard's. */
+  ofCustomer(customerId: string): T {
+    return this.of(this.shardOf(customerId));
+  }
+
+  /** Every shard's, in shard order. */
+  all(): T[] {
+    return Array.from({ length: this.count }, (_, shard) => this.of(shard));
+  }
+
+  /** The same shards with something else made per shard. */
+  map<U>(make: (value: T, shard: number) => U): Shards<U> {
+    return new Shards(this.count, (shard) => make(this.of(shard), shard));
+  }
+}
+
+/** Every shard's stores on one connection. */
+export function shardStores(
+  redis: RedisClient,
+  prefix: string,
+  count: number,
+  options: { replicaWait?: ReplicaWait; addressHashSecret?: string } = {},
+): Shards<ShardStores> {
+  return new Shards(count, (shard) => {
+    const scope = shardScope(prefix, shard, count);
+    return {
+      shard,
+      store: new FollowUpStore(redis, scope, options.replicaWait),
+      schedule: new FollowUpSchedule(redis, scope),
+      history: new CustomerHistoryStore(redis, scope, {
+        ...(options.addressHashSecret && { addressHashSecret: options.addressHashSecret }),
+      }),
+      eventIds: new EventIdRegistry(redis, scope),
+      replies: new StepReplies(redis, scope),
+      thankYous: new ThankYouGroups(redis, scope),
+      caps: new FrequencyCapStore(redis, scope),
+      ledger: new DeliveryLedger(redis, scope),
+    };
+  });
+}
+
+/** The shard count a deployment's first worker recorded, or undefined before any worker ran. */
+export async function storedShardCount(
+  redis: RedisClient,
+  prefix: string,
+): Promise<number | undefined> {
+  const stored = await redis.get(new StoreKeys(prefix).shardCount());
+  return stored === null ? undefined : Number(stored);
+}
+
+/**
+ * Records the deployment's shard count (FOLLOW_UP_SHARDS) when none is recorded, and returns the
+ * recorded one: a worker whose count differs must not start, because it would look for customers
+ * in other shards than the one their state lives in.
+ */
+export async function claimShardCount(
+  redis: RedisClient,
+  prefix: string,
+  count: number,
+): Promise<number> {
+  const key = new StoreKeys(prefix).shardCount();
+  await redis.set(key, String(count), "NX");
+  return Number(await redis.get(key));
+}
