@@ -2,7 +2,7 @@ import type { Worker } from "bullmq";
 import type { DateTime } from "luxon";
 import type { AdminToken } from "./config/env.js";
 import { eventFingerprint } from "./domain/event-fingerprint.js";
-import { parseEvent } from "./domain/events.js";
+import { customerOfEvent, parseEvent } from "./domain/events.js";
 import {
   type AdminApi,
   type AdminRequest,
@@ -15,6 +15,7 @@ import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./
 import { settlesWithin } from "./shutdown.js";
 import type { EventIdRegistry } from "./store/event-ids.js";
 import type { RedisClient } from "./store/redis-client.js";
+import type { Shards } from "./store/shards.js";
 
 /** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
 const READINESS_TIMEOUT_MS = 500;
@@ -24,12 +25,16 @@ const RETRY_AFTER_SECONDS = 5;
 /**
  * POST /v1/events: validates, refuses an id the worker took before for other content (its job may
  * be cleaned up already; one still queued the publisher tells apart itself), and enqueues through
- * the same EventPublisher other services use.
+ * the same EventPublisher other services use. The id is looked up where intake claims it: in the
+ * shard of the event's customer, and for a refund (which names none) in shard 0.
  */
 export function acceptEventWith(deps: {
   readonly publisher: EventPublisher;
-  /** On the HTTP connection, which never waits for Redis. */
-  readonly eventIds: EventIdRegistry;
+  /** Every shard's event ids, on the HTTP connection, which never waits for Redis. */
+  readonly shards: Pick<
+    Shards<{ readonly eventIds: Pick<EventIdRegistry, "conflicts"> }>,
+    "of" | "ofCustomer"
+  >;
   readonly metrics: FollowUpMetrics;
   readonly clock: () => DateTime;
 }): HttpDeps["acceptEvent"] {
@@ -37,7 +42,10 @@ export function acceptEventWith(deps: {
     try {
       const parsed = parseEvent(input, { now: deps.clock() });
       const fingerprint = parsed.ok ? eventFingerprint(parsed.event) : "";
-      if (parsed.ok && (await deps.eventIds.conflicts(parsed.event.id, fingerprint))) {
+      const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;
+      const { eventIds } =
+        customerId === undefined ? deps.shards.of(0) : deps.shards.ofCustomer(customerId);
+      if (parsed.ok && (await eventIds.conflicts(parsed.event.id, fingerprint))) {
         deps.metrics.eventsIdReused.inc();
         return { ok: false, reusedId: parsed.event.id };
       }

@@ -161,11 +161,21 @@ export class FollowUpMetrics {
     labelNames: ["queue", "state"],
     registers: [this.registry],
     collect: async () => {
-      for (const queue of this.trackedQueues) {
-        const counts = await queue.getJobCounts().catch(() => ({}) as Record<string, number>);
-        for (const [state, count] of Object.entries(counts))
-          this.queueDepth.set({ queue: queue.name, state }, count);
-      }
+      // A queue per shard (follow-ups) is summed under its one name.
+      const totals = new Map<string, Map<string, number>>();
+      const counts = await Promise.all(
+        this.trackedQueues.map((queue) =>
+          queue.getJobCounts().catch(() => ({}) as Record<string, number>),
+        ),
+      );
+      this.trackedQueues.forEach((queue, index) => {
+        const byState = totals.get(queue.name) ?? new Map<string, number>();
+        for (const [state, count] of Object.entries(counts[index] ?? {}))
+          byState.set(state, (byState.get(state) ?? 0) + count);
+        totals.set(queue.name, byState);
+      });
+      for (const [queue, byState] of totals)
+        for (const [state, count] of byState) this.queueDepth.set({ queue, state }, count);
     },
   });
 

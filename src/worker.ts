@@ -13,6 +13,7 @@ import { registerConsole } from "./console/console-routes.js";
 import { redemptionLabel } from "./domain/discount-code.js";
 import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
+import { parseServedShards } from "./domain/shard-spec.js";
 import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domain/spend.js";
 import { createHttpServer } from "./http/http-server.js";
 import { acceptEventWith, adminApiWith, readinessWith } from "./http-bindings.js";
@@ -49,27 +50,20 @@ import { closeWithin } from "./shutdown.js";
 import { StartupError } from "./startup-error.js";
 import { CallScripts } from "./store/call-scripts.js";
 import { ConsoleSessions } from "./store/console-sessions.js";
-import { CustomerHistoryStore } from "./store/customer-history.js";
 import { CustomerIndex } from "./store/customer-index.js";
-import { DeliveryLedger } from "./store/delivery-ledger.js";
 import { DiscountCodes } from "./store/discount-codes.js";
-import { EventIdRegistry } from "./store/event-ids.js";
-import { FollowUpSchedule } from "./store/follow-up-schedule.js";
-import { FollowUpStore } from "./store/follow-up-store.js";
-import { FrequencyCapStore } from "./store/frequency-cap-store.js";
 import { KEY_LAYOUT, OlderWorkersRunning, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
-import { duplicateClient } from "./store/redis-client.js";
+import { duplicateClient, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait } from "./store/replica-wait.js";
 import { RulesGenerations } from "./store/rules-generations.js";
+import { claimShardCount, Shards, shardStores } from "./store/shards.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
 import { SpendLedger } from "./store/spend-ledger.js";
-import { StepReplies } from "./store/step-replies.js";
 import { SuppressionList } from "./store/suppression-list.js";
-import { ThankYouGroups } from "./store/thank-you-groups.js";
 import { WebhookReceipts } from "./store/webhook-receipts.js";
 import { createMessageComposer } from "./templates/compose-message.js";
 
@@ -175,12 +169,24 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       );
     },
   );
+  // Customers live in FOLLOW_UP_SHARDS shards; the first worker records the count, and a worker
+  // with another count would look for customers where they are not.
+  const shardCount = env.FOLLOW_UP_SHARDS;
+  const recordedShards = await claimShardCount(redis, prefix, shardCount);
+  if (recordedShards !== shardCount) {
+    redis.disconnect();
+    httpRedis.disconnect();
+    throw new StartupError(
+      `FOLLOW_UP_SHARDS is ${shardCount}, but this deployment's customers are spread over ${recordedShards} shards: set FOLLOW_UP_SHARDS=${recordedShards} (changing the count is described in the README, "Scaling out")`,
+    );
+  }
+  const parsedServed = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, shardCount);
+  const servedShards = "shards" in parsedServed ? parsedServed.shards : [];
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
-  const store = new FollowUpStore(redis, prefix, replicaWait);
-  const ledger = new DeliveryLedger(redis, prefix);
-  const history = new CustomerHistoryStore(redis, prefix, { addressHashSecret });
-  const eventIds = new EventIdRegistry(redis, prefix);
+  const shards = shardStores(redis, prefix, shardCount, { replicaWait, addressHashSecret });
+  // Readers of every shard's ledger (reports, budgets, pending counts) take it from shard 0's scope.
+  const ledger = shards.of(0).ledger;
   const orders = new OrderStore(redis, prefix);
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret, replicaWait });
   const customers = new CustomerIndex(redis, prefix, { addressHashSecret });
@@ -190,10 +196,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     config.rules.version,
   );
 
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
-    connection: redis,
-    prefix: prefixOf(FOLLOW_UPS_QUEUE),
-  });
+  // Every shard has a follow-ups queue of its own, beside its records.
+  const followUpQueuesOn = (connection: RedisClient) =>
+    new Shards(
+      shardCount,
+      (shard) =>
+        new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+          connection,
+          prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard),
+        }),
+    );
+  const followUps = followUpQueuesOn(redis);
   const events = new Queue(PURCHASE_EVENTS_QUEUE, {
     connection: redis,
     prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
@@ -207,7 +220,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     prefix: prefixOf(OWNER_ALERTS_QUEUE),
   });
   const ownerAlertQueue = new OwnerAlertQueue(redis, prefix);
-  const stepReplies = new StepReplies(redis, prefix);
   const publisher = new EventPublisher({
     connection: httpRedis,
     prefix,
@@ -215,10 +227,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     cluster: env.REDIS_CLUSTER,
   });
   const adminQueues = {
-    followUps: new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
-      connection: httpRedis,
-      prefix: prefixOf(FOLLOW_UPS_QUEUE),
-    }),
+    followUps: followUpQueuesOn(httpRedis),
     events: new Queue(PURCHASE_EVENTS_QUEUE, {
       connection: httpRedis,
       prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
@@ -227,6 +236,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const operatorTools = createOperatorTools({
     redis,
     prefix,
+    shards: shardCount,
     rules,
     followUps,
     events,
@@ -234,14 +244,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     addressHashSecret,
     now,
   });
-  const httpEventIds = new EventIdRegistry(httpRedis, prefix);
-  metrics.trackQueues([events, followUps]);
+  const httpShards = shardStores(httpRedis, prefix, shardCount, { addressHashSecret });
+  metrics.trackQueues([events, ...followUps.all()]);
 
-  const refunds = createRefunds({ rules, store, history, orders, followUps, metrics, logger });
+  const refunds = createRefunds({ rules, shards, orders, followUps, metrics, logger });
   const receipts = new WebhookReceipts(redis, prefix);
   const callScripts = new CallScripts(redis, prefix);
   const discountCodes = new DiscountCodes(redis, prefix);
-  const thankYous = new ThankYouGroups(redis, prefix);
   const spendLedger = new SpendLedger(redis, prefix);
   const spend = {
     spend: spendLedger,
@@ -268,11 +277,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     rules,
     templates: () => config.templates,
     sms: channels.sms,
-    store,
-    replies: stepReplies,
+    shards,
     onReply: createOwnerAlerts({
       rules,
-      store,
+      shards,
       alerts: ownerAlertQueue,
       queue: alertsQueue,
       logger,
@@ -283,7 +291,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     suppressions,
     receipts,
     customers,
-    history,
     email: channels.email,
     ...(env.SUPPORT_EMAIL && { supportEmail: env.SUPPORT_EMAIL }),
     logger,
@@ -292,7 +299,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const voiceCalls = createVoiceCalls({
     rules,
     calls: callScripts,
-    store,
+    shards,
     fileReply: feedback.fileReply,
     spend,
     suppressions,
@@ -307,12 +314,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const discountSecret = env.DISCOUNT_SECRET ?? (await sharedSecret(redis, prefix, "discount"));
 
   // Workers block on their own connections; passed-in connections are ours to close.
-  const workerConnections = [
-    duplicateClient(redis),
+  const fixedConnections = [
     duplicateClient(redis),
     duplicateClient(redis),
     duplicateClient(redis),
   ] as const;
+  const workerConnections: RedisClient[] = [...fixedConnections];
   const workerSettings = {
     removeOnComplete: KEEP_COMPLETED,
     removeOnFail: KEEP_FAILED,
@@ -325,18 +332,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     createIntakeProcessor({
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       codes: discountCodes,
-      thankYous,
       rules,
-      store,
-      history,
+      shards: shards.map((stores, shard) => ({ ...stores, followUps: followUps.of(shard) })),
       customers,
-      eventIds,
-      ledger,
       orders,
       suppressions,
       refunds,
       feedback,
-      followUps,
       metrics,
       logger,
       clock,
@@ -348,7 +350,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       ...workerSettings,
       prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
       removeOnComplete: KEEP_COMPLETED_EVENTS,
-      connection: workerConnections[0],
+      connection: fixedConnections[0],
       concurrency: env.INTAKE_CONCURRENCY,
     },
   );
@@ -364,16 +366,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       },
     }),
     channels,
-    store,
     smsReferences,
     suppressions,
-    caps: new FrequencyCapStore(redis, prefix),
     calls: callScripts,
     codes: discountCodes,
-    thankYous,
     orders,
     spend,
-    history,
     metrics,
     rateLimiter: new ChannelRateLimiter(redis, prefix),
     retry: {
@@ -386,22 +384,31 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     clock,
     random: Math.random,
   };
-  const delivery = new Worker<FollowUpJobData>(
-    FOLLOW_UPS_QUEUE,
-    createDeliveryProcessor(deliveryDeps),
-    {
-      ...workerSettings,
-      prefix: prefixOf(FOLLOW_UPS_QUEUE),
-      connection: workerConnections[1],
-      concurrency: env.DELIVERY_CONCURRENCY,
-    },
+  // One BullMQ worker per served shard's queue, each on a connection of its own; the process's
+  // DELIVERY_CONCURRENCY is shared out among them (at least one send each).
+  const shardConcurrency = Math.max(
+    1,
+    Math.ceil(env.DELIVERY_CONCURRENCY / Math.max(1, servedShards.length)),
   );
-  delivery.on("failed", recordFailureByBullmq(deliveryDeps));
+  const deliveries = servedShards.map((shard) => {
+    const { store, caps, thankYous, history } = shards.of(shard);
+    const deps = { ...deliveryDeps, shard, store, caps, thankYous, history };
+    const connection = duplicateClient(redis);
+    workerConnections.push(connection);
+    const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, createDeliveryProcessor(deps), {
+      ...workerSettings,
+      prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard),
+      connection,
+      concurrency: shardConcurrency,
+    });
+    worker.on("failed", recordFailureByBullmq(deps));
+    return worker;
+  });
   const reportWorker = new Worker(
     OWNER_REPORTS_QUEUE,
     createOwnerReportProcessor({
       rules,
-      sources: reportSourcesOn(redis, prefix),
+      sources: reportSourcesOn(redis, prefix, shardCount),
       email: channels.email,
       metrics,
       logger,
@@ -409,7 +416,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     {
       ...workerSettings,
       prefix: prefixOf(OWNER_REPORTS_QUEUE),
-      connection: workerConnections[2],
+      connection: fixedConnections[1],
       concurrency: 1,
     },
   );
@@ -428,8 +435,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       createOwnerAlertProcessor({
         rules,
         alerts: ownerAlertQueue,
-        replies: stepReplies,
-        store,
+        shards,
         email: channels.email,
         metrics,
         logger,
@@ -441,48 +447,57 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     {
       ...workerSettings,
       prefix: prefixOf(OWNER_ALERTS_QUEUE),
-      connection: workerConnections[3],
+      connection: fixedConnections[2],
       concurrency: 1,
     },
   );
   await syncReportSchedulers(reports, config.rules.owners);
-  for (const queue of [followUps, events, reports, alertsQueue]) {
+  for (const queue of [...followUps.all(), events, reports, alertsQueue]) {
     // Without a listener BullMQ prints connection errors to the console, outside the logger.
     queue.on("error", (error) => logger.error({ err: error, queue: queue.name }, "queue error"));
   }
-  const workers = { intake, delivery, reports: reportWorker, alerts: alertWorker };
-  for (const [label, worker] of Object.entries(workers)) {
+  const workers = [
+    { label: "intake", worker: intake },
+    ...deliveries.map((worker, i) => ({ label: `delivery ${servedShards[i]}`, worker })),
+    { label: "reports", worker: reportWorker },
+    { label: "alerts", worker: alertWorker },
+  ];
+  for (const { label, worker } of workers) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
-  const schedule = new FollowUpSchedule(redis, prefix);
-  const replanner = createReplanner({
-    store,
-    schedule,
-    history,
-    orders,
-    metrics,
-    logger,
-    clock,
-    horizonMs: env.PROMOTE_HORIZON_MS,
-    recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+  // Each served shard has its promoter and its re-planner, over that shard's schedule.
+  const servedParts = servedShards.map((shard) => {
+    const { store, schedule, history } = shards.of(shard);
+    const replanner = createReplanner({
+      store,
+      schedule,
+      history,
+      orders,
+      metrics,
+      logger,
+      clock,
+      horizonMs: env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+    });
+    const promoter = createPromoter({
+      replan: {
+        generation: () => generation,
+        run: (eventId) => replanner.replanEvent(eventId, config.rules, generation),
+      },
+      schedule,
+      followUps: followUps.of(shard),
+      horizonMs: env.PROMOTE_HORIZON_MS,
+      now,
+      logger,
+      onPromoted: (count) => metrics.promoted.inc(count),
+    });
+    // A few rounds per horizon, so a step is a job minutes before it is due, whichever runs.
+    promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
+    return { shard, replanner, promoter };
   });
-  const promoter = createPromoter({
-    replan: {
-      generation: () => generation,
-      run: (eventId) => replanner.replanEvent(eventId, config.rules, generation),
-    },
-    schedule,
-    followUps,
-    horizonMs: env.PROMOTE_HORIZON_MS,
-    now,
-    logger,
-    onPromoted: (count) => metrics.promoted.inc(count),
-  });
-  // A few rounds per horizon, so a step is a job minutes before it is due, whichever round runs.
-  promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
   let stopping = false;
-  // A worker that loads the newest rules re-plans what is scheduled, in the background; one still
-  // on older rules (a rolling deploy) leaves it to the newer ones.
+  // A worker that loads the newest rules re-plans what is scheduled in the shards it serves, in
+  // the background; one still on older rules (a rolling deploy) leaves it to the newer ones.
   let replanning: Promise<unknown> = Promise.resolve();
   const replanIfNewest = () => {
     if (generation < latestGeneration) {
@@ -497,38 +512,50 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     const interrupted = () => stopping || generation !== planned;
     replanning = replanning
       .then(async () => {
-        // Once one worker has walked the whole schedule for these rules, the others need not.
-        if (await generations.walked(planned)) return;
-        const summary = await replanner.replanAll(rules, planned, interrupted);
-        if (!interrupted()) await generations.markWalked(planned);
-        if (summary.purchases > 0)
-          logger.info({ generation: planned, ...summary }, "scheduled follow-ups re-planned");
+        for (const { shard, replanner } of servedParts) {
+          if (interrupted()) return;
+          // Once one worker has walked a shard's schedule for these rules, the others need not.
+          if (await generations.walked(planned, shard)) continue;
+          const summary = await replanner.replanAll(rules, planned, interrupted);
+          if (!interrupted()) await generations.markWalked(planned, shard);
+          if (summary.purchases > 0)
+            logger.info(
+              { generation: planned, shard, ...summary },
+              "scheduled follow-ups re-planned",
+            );
+        }
       })
       .catch((error: unknown) =>
         logger.error({ err: error }, "re-planning failed; it resumes at the next rules load"),
       );
   };
   replanIfNewest();
-  // Follow-ups an earlier version queued as delayed jobs move into the schedule, in the background.
-  const upgrading = moveDelayedJobsToSchedule({
-    followUps,
-    schedule,
-    store,
-    horizonMs: env.PROMOTE_HORIZON_MS,
-    recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
-    now,
-    logger,
-    stopped: () => stopping,
-  }).catch((error: unknown) =>
-    logger.error({ err: error }, "moving delayed jobs into the schedule failed; retried at start"),
-  );
+  // Follow-ups an earlier version queued as delayed jobs (all in shard 0, the only shard then)
+  // move into the schedule, in the background, by the workers serving shard 0.
+  const upgrading = servedShards.includes(0)
+    ? moveDelayedJobsToSchedule({
+        followUps: followUps.of(0),
+        schedule: shards.of(0).schedule,
+        store: shards.of(0).store,
+        horizonMs: env.PROMOTE_HORIZON_MS,
+        recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+        now,
+        logger,
+        stopped: () => stopping,
+      }).catch((error: unknown) =>
+        logger.error(
+          { err: error },
+          "moving delayed jobs into the schedule failed; retried at start",
+        ),
+      )
+    : Promise.resolve();
   const closeWorkers = (force = false) => {
     stopping = true;
     return Promise.all([
-      promoter.stop(),
+      ...servedParts.map(({ promoter }) => promoter.stop()),
       upgrading,
       replanning,
-      ...Object.values(workers).map((worker) => worker.close(force)),
+      ...workers.map(({ worker }) => worker.close(force)),
     ]);
   };
   const connections = [redis, httpRedis, ...workerConnections];
@@ -537,11 +564,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const closeConnections = async () => {
     await publisher.close();
     await Promise.all([
-      followUps.close(),
+      ...followUps.made().map((queue) => queue.close()),
       events.close(),
       reports.close(),
       alertsQueue.close(),
-      adminQueues.followUps.close(),
+      ...adminQueues.followUps.made().map((queue) => queue.close()),
       adminQueues.events.close(),
     ]);
     await Promise.all(
@@ -594,6 +621,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const adminTools = createOperatorTools({
     redis: httpRedis,
     prefix,
+    shards: shardCount,
     rules,
     followUps: adminQueues.followUps,
     events: adminQueues.events,
@@ -604,7 +632,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   let httpAddress: string | undefined;
   if (env.HTTP_ENABLED === "true") {
     http = createHttpServer({
-      acceptEvent: acceptEventWith({ publisher, eventIds: httpEventIds, metrics, clock }),
+      acceptEvent: acceptEventWith({ publisher, shards: httpShards, metrics, clock }),
       unsubscribe: (request) =>
         feedback.unsubscribe(
           request.customerId,
@@ -626,7 +654,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           return result;
         },
       },
-      readiness: readinessWith({ redis, httpRedis, workers: [intake, delivery] }),
+      readiness: readinessWith({ redis, httpRedis, workers: [intake, ...deliveries] }),
       ...(env.ADMIN_TOKENS && {
         admin: adminApiWith({ tools: adminTools, tokens: env.ADMIN_TOKENS, redis: httpRedis }),
       }),
@@ -650,7 +678,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
     });
     if (env.ADMIN_TOKENS) {
-      const consoleStore = new FollowUpStore(httpRedis, prefix);
       await registerConsole(http, {
         tokens: env.ADMIN_TOKENS,
         tools: adminTools,
@@ -661,11 +688,16 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           generation,
           templates: config.templates.version,
         }),
-        queues: [events, followUps, reports, alertsQueue],
+        queues: [events, ...followUps.all(), reports, alertsQueue],
         report: (period) =>
-          collectReport(reportSourcesOn(httpRedis, prefix), config.rules, "console", period),
+          collectReport(
+            reportSourcesOn(httpRedis, prefix, shardCount),
+            config.rules,
+            "console",
+            period,
+          ),
         preview: (ref) =>
-          previewStep({ store: consoleStore, rules, compose: deliveryDeps.compose }, ref),
+          previewStep({ shards: httpShards, rules, compose: deliveryDeps.compose }, ref),
         cookieSecret: await sharedSecret(redis, prefix, "console-cookie"),
         ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
       });
@@ -691,6 +723,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         input: `${prefixOf(PURCHASE_EVENTS_QUEUE)}:${PURCHASE_EVENTS_QUEUE}`,
         followUps: `${prefixOf(FOLLOW_UPS_QUEUE)}:${FOLLOW_UPS_QUEUE}`,
       },
+      shards: shardCount,
+      shardsServed: env.FOLLOW_UP_SHARDS_SERVED ?? "all",
       http: httpAddress ?? "disabled",
       // Which secrets are configured (names only; values never reach a log).
       secretsSet: SECRET_ENV_VARS.filter((name) => env[name] !== undefined),

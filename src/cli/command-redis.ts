@@ -1,4 +1,5 @@
 import { type Env, readEnv } from "../config/env.js";
+import { MAX_SHARDS } from "../domain/shard-spec.js";
 import { defaultRedisUrl } from "../embedded-redis.js";
 import { olderLayoutRemains } from "../store/key-layout.js";
 import {
@@ -7,6 +8,7 @@ import {
   createRedisClient,
   type RedisClient,
 } from "../store/redis-client.js";
+import { storedShardCount } from "../store/shards.js";
 import { CommandError } from "./io.js";
 
 /**
@@ -82,4 +84,23 @@ export async function commandRedis(): Promise<{
     );
   }
   return { redis, prefix: env.QUEUE_PREFIX, horizonMs: env.PROMOTE_HORIZON_MS, env };
+}
+
+/**
+ * How many shards the deployment has: the count its first worker recorded in Redis, else
+ * FOLLOW_UP_SHARDS. A FOLLOW_UP_SHARDS set to another number than the recorded one is refused: the
+ * command would look for customers in other shards than the ones their state lives in.
+ */
+export async function commandShards(redis: RedisClient, env: Env): Promise<number> {
+  const stored = await storedShardCount(redis, env.QUEUE_PREFIX);
+  if (stored !== undefined && !(Number.isInteger(stored) && stored >= 1 && stored <= MAX_SHARDS))
+    throw new CommandError(
+      `this Redis records ${stored} as the deployment's shard count, not a whole number from 1 to ${MAX_SHARDS}`,
+    );
+  const given = process.env.FOLLOW_UP_SHARDS?.trim() ? env.FOLLOW_UP_SHARDS : undefined;
+  if (stored !== undefined && given !== undefined && stored !== given)
+    throw new CommandError(
+      `FOLLOW_UP_SHARDS is ${given}, but this deployment's Redis records ${stored} shards (set by its first worker): set FOLLOW_UP_SHARDS=${stored} or leave it unset`,
+    );
+  return stored ?? env.FOLLOW_UP_SHARDS;
 }

@@ -11,8 +11,9 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../queue/names.js";
+import { Shards } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandRedis } from "./command-redis.js";
+import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, EXIT } from "./io.js";
 
 /**
@@ -26,18 +27,26 @@ export async function withOperatorTools<T>(
 ): Promise<T> {
   const rules = await loadRulesForCommand(configDir);
   const { redis, prefix, env } = await commandRedis();
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
-    connection: redis,
-    prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER),
-  });
   const events = new Queue(PURCHASE_EVENTS_QUEUE, {
     connection: redis,
     prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER),
   });
+  // Each shard's follow-ups queue, opened when a command first needs it.
+  let followUps: Shards<Queue<FollowUpJobData>> | undefined;
   try {
+    const shards = await commandShards(redis, env);
+    followUps = new Shards(
+      shards,
+      (shard) =>
+        new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+          connection: redis,
+          prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard),
+        }),
+    );
     const tools = createOperatorTools({
       redis,
       prefix,
+      shards,
       rules: () => rules,
       followUps,
       events,
@@ -51,7 +60,7 @@ export async function withOperatorTools<T>(
       throw new CommandError(error.message, error.kind === "invalid" ? EXIT.usage : EXIT.invalid);
     throw error;
   } finally {
-    await followUps.close();
+    for (const queue of followUps?.made() ?? []) await queue.close();
     await events.close();
     redis.disconnect();
   }

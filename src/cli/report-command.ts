@@ -3,7 +3,7 @@ import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { renderReportCsv, renderReportJson, renderReportText } from "../reports/render-report.js";
 import { periodFromDates } from "../reports/report-period.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandRedis } from "./command-redis.js";
+import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface ReportOptions {
@@ -45,10 +45,11 @@ export async function runReport(given: ReportOptions, io: CommandIo): Promise<nu
     readDate("--until", options.until, zone) ?? DateTime.now().setZone(zone).startOf("day");
   const since = readDate("--since", options.since, zone) ?? until.minus({ days: 7 });
   if (since >= until) throw new CommandError("--since must be before --until", EXIT.usage);
-  const { redis, prefix } = await commandRedis();
+  const { redis, prefix, env } = await commandRedis();
   try {
     const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
-    const model = await collectReport(reportSourcesOn(redis, prefix), rules, "operator", period);
+    const sources = reportSourcesOn(redis, prefix, await commandShards(redis, env));
+    const model = await collectReport(sources, rules, "operator", period);
     const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[
       options.format as (typeof FORMATS)[number]
     ];

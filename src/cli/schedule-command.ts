@@ -1,8 +1,9 @@
 import { DateTime } from "luxon";
 import { readSchedule, renderScheduleText } from "../reports/pending-schedule.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
+import { shardScope } from "../store/keys.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandRedis } from "./command-redis.js";
+import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 export interface ScheduleOptions {
@@ -17,7 +18,7 @@ const MAX_DAYS = 400;
 /**
  * `followups schedule`: what is coming. Pending follow-ups by due date (in the rules' default
  * time zone), channel and rule, from the ledger's pending counts, which every state change keeps
- * exact; far-future steps are not BullMQ jobs, so queue tools do not show them.
+ * exact, in every shard; far-future steps are not BullMQ jobs, so queue tools do not show them.
  */
 export async function runSchedule(options: ScheduleOptions, io: CommandIo): Promise<number> {
   const days = Number(options.days);
@@ -29,9 +30,13 @@ export async function runSchedule(options: ScheduleOptions, io: CommandIo): Prom
   }
   const rules = await loadRulesForCommand(options.config);
   const zone = rules.defaults.timezone;
-  const { redis, prefix } = await commandRedis();
+  const { redis, prefix, env } = await commandRedis();
   try {
-    const ledger = new DeliveryLedger(redis, prefix);
+    // Scoped to shard 0 of all of them: pending counts add up every shard's.
+    const ledger = new DeliveryLedger(
+      redis,
+      shardScope(prefix, 0, await commandShards(redis, env)),
+    );
     const rows = await readSchedule(
       (from, count) => ledger.pendingCounts(from, count),
       zone,

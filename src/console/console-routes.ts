@@ -38,7 +38,10 @@ export interface ConsoleDeps {
   readonly sessions: ConsoleSessions;
   readonly rules: () => RuleSet;
   readonly versions: () => { rules: string; generation: number; templates: string };
-  /** The queues whose job counts the overview shows and Bull Board manages. */
+  /**
+   * The queues whose job counts the overview shows and Bull Board manages; every shard's
+   * follow-ups queue among them (the overview adds them up, Bull Board names each by its shard).
+   */
   readonly queues: readonly Queue[];
   readonly report: (period: ReportPeriod) => Promise<ReportModel>;
   readonly preview: (ref: string) => Promise<MessagePreview>;
@@ -209,12 +212,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       const [model, schedule, queues] = await Promise.all([
         deps.report(period),
         deps.tools.schedule(30),
-        Promise.all(
-          deps.queues.map(async (queue) => ({
-            name: queue.name,
-            counts: await queue.getJobCounts(...JOB_STATES),
-          })),
-        ),
+        jobCountsByName(deps.queues),
       ]);
       const byDate = new Map<string, Record<string, number>>();
       for (let i = 0; i < 30; i++) byDate.set(today.plus({ days: i }).toISODate() ?? "", {});
@@ -577,7 +575,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     const board = new FastifyAdapter();
     board.setBasePath("/console/queues");
     createBullBoard({
-      queues: deps.queues.map((queue) => new BullMQAdapter(queue)),
+      queues: boardAdapters(deps.queues),
       serverAdapter: board,
       options: { uiConfig: { boardTitle: "followups queues" } },
     });
@@ -682,4 +680,47 @@ function reportDates(
   if (since >= until)
     return { since, until, zone, error: "The first day must come before the end." };
   return { since, until, zone };
+}
+
+/** Job counts per queue name: every shard's follow-ups queue adds up into one row. */
+async function jobCountsByName(
+  queues: readonly Queue[],
+): Promise<{ name: string; counts: Record<string, number> }[]> {
+  const counts = await Promise.all(queues.map((queue) => queue.getJobCounts(...JOB_STATES)));
+  const byName = new Map<string, Record<string, number>>();
+  queues.forEach((queue, index) => {
+    const row = byName.get(queue.name) ?? {};
+    for (const [state, count] of Object.entries(counts[index] ?? {}))
+      row[state] = (row[state] ?? 0) + count;
+    byName.set(queue.name, row);
+  });
+  return [...byName].map(([name, row]) => ({ name, counts: row }));
+}
+
+/**
+ * Bull Board's queues. Bull Board tells queues apart by name, so queues sharing one (every shard's
+ * follow-ups queue) are named by their shard: `shard-3-follow-ups`, shown as "follow-ups (shard 3)".
+ */
+function boardAdapters(queues: readonly Queue[]): BullMQAdapter[] {
+  const named = new Map<string, number>();
+  for (const queue of queues) named.set(queue.name, (named.get(queue.name) ?? 0) + 1);
+  const seen = new Map<string, number>();
+  return queues.map((queue) => {
+    const ordinal = seen.get(queue.name) ?? 0;
+    seen.set(queue.name, ordinal + 1);
+    if ((named.get(queue.name) ?? 0) < 2) return new BullMQAdapter(queue);
+    const shard = shardOfQueuePrefix(queue.opts.prefix) ?? ordinal;
+    return new BullMQAdapter(queue, {
+      prefix: `shard-${shard}-`,
+      displayName: `${queue.name} (shard ${shard})`,
+    });
+  });
+}
+
+/** The shard a follow-ups queue's BullMQ prefix names (`{followups:3}`); a plain prefix is shard 0's. */
+function shardOfQueuePrefix(prefix: string | undefined): number | undefined {
+  if (prefix === undefined) return undefined;
+  const tagged = /^\{.+:(\d+)\}$/.exec(prefix);
+  if (tagged) return Number(tagged[1]);
+  return prefix.startsWith("{") ? undefined : 0;
 }

@@ -391,3 +391,16 @@ function toProblem(issue: z.core.$ZodIssue): EventProblem {
 export function describeProblems(problems: readonly EventProblem[]): string {
   return problems.map((p) => `${p.path || "(event)"}: ${p.message}`).join("\n");
 }
+
+/** The customer an event is about, whose shard holds its id (a refund names none). */
+export function customerOfEvent(event: FollowUpEvent): string | undefined {
+  switch (event.type) {
+    case "purchase.completed":
+      return event.customer.id;
+    case "customer.unsubscribed":
+    case "customer.erased":
+      return event.customerId;
+    case "purchase.refunded":
+      return undefined;
+  }
+}

@@ -93,6 +93,8 @@ export function sayLanguageOf(locale: string, language: VoiceLanguage): string {
 export interface CallScript {
   readonly eventId: string;
   readonly stepId: string;
+  /** The shard the event lives in (FOLLOW_UP_SHARDS): the webhooks record on its step there. */
+  readonly shard: number;
   /** The called number's suppression member (a keyed hash): a 9 suppresses it. */
   readonly recipient: string;
   readonly language: VoiceLanguage;
@@ -110,7 +112,7 @@ export interface CallScript {
 /** How a call is spoken and answered: a call script without its step, number and message. */
 export type CallVoice = Omit<
   CallScript,
-  "eventId" | "stepId" | "recipient" | "text" | "minutePriceMicros"
+  "eventId" | "stepId" | "shard" | "recipient" | "text" | "minutePriceMicros"
 >;
 
 /** The call settings for a customer's locale, or undefined when calls do not speak its language. */

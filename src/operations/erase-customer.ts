@@ -8,13 +8,13 @@ import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
 import type { AuditTrail } from "../store/audit-trail.js";
-import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
-import type { FollowUpStore } from "../store/follow-up-store.js";
-import { StoreKeys } from "../store/keys.js";
+import { StoreKeys, shardScope } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
+import type { ShardStores, Shards } from "../store/shards.js";
 import type { SuppressionList } from "../store/suppression-list.js";
+import type { EventInShard } from "./locate-event.js";
 
 /**
  * The right to erasure. Everything personal about a customer goes: the stored purchases and what
@@ -50,13 +50,16 @@ export interface EraseDeps {
   readonly redis: RedisClient;
   readonly prefix: string;
   readonly rules: () => RuleSet;
-  readonly store: FollowUpStore;
-  readonly history: CustomerHistoryStore;
+  /** Every shard's stores: a customer's state is all in their shard's. */
+  readonly shards: Shards<Pick<ShardStores, "store" | "history">>;
   readonly orders: OrderStore;
+  /** The purchase events linked to an order, each with its shard. */
+  readonly eventsOfOrder: (orderId: string) => Promise<readonly EventInShard[]>;
   readonly suppressions: SuppressionList;
   readonly customers: CustomerIndex;
   readonly audit: AuditTrail;
-  readonly followUps: Queue<FollowUpJobData>;
+  /** Every shard's follow-ups queue: a customer's jobs are in their shard's. */
+  readonly followUps: Shards<Queue<FollowUpJobData>>;
   /** The input queue: its finished jobs carry whole events. */
   readonly events?: Queue;
   /** OUTBOX_DIR, whose files hold rendered messages. */
@@ -69,14 +72,22 @@ export const ERASURE_MEMORY_MS = 400 * 86_400_000;
 const JOB_PAGE = 500;
 
 export function createEraser(deps: EraseDeps) {
-  const keys = new StoreKeys(deps.prefix);
+  if (deps.followUps.count !== deps.shards.count)
+    throw new RangeError(
+      `${deps.followUps.count} follow-ups queues for ${deps.shards.count} shards of stores`,
+    );
   return async (
     customerId: string,
     options: { by: string; addresses?: readonly string[] },
   ): Promise<ErasureReceipt> => {
     const now = deps.now();
+    // Everything about the customer is in their shard: its stores, keys and follow-ups queue.
+    const shard = deps.shards.shardOf(customerId);
+    const { store, history } = deps.shards.of(shard);
+    const keys = new StoreKeys(shardScope(deps.prefix, shard, deps.shards.count));
+    const followUps = deps.followUps.of(shard);
     const member = await deps.suppressions.customerMember(customerId);
-    const eventIds = new Set((await deps.history.purchasesOf(customerId)).map((p) => p.eventId));
+    const eventIds = new Set((await history.purchasesOf(customerId)).map((p) => p.eventId));
     const addresses = new Set((options.addresses ?? []).map(normalizeAddress));
     const orderIds = new Set<string>();
     let stepsCancelled = 0;
@@ -87,20 +98,22 @@ export function createEraser(deps: EraseDeps) {
     const callIds: string[] = [];
     // The events of the orders they placed, found through what is stored of each purchase.
     for (const eventId of [...eventIds]) {
-      const stored = await deps.store.storedPurchase(eventId);
-      const orderId = stored.kept?.orderId ?? (await deps.store.summary(eventId)).orderId;
+      const stored = await store.storedPurchase(eventId);
+      const orderId = stored.kept?.orderId ?? (await store.summary(eventId)).orderId;
       if (orderId) orderIds.add(orderId);
       for (const address of [stored.kept?.customer.email, stored.kept?.customer.phone])
         if (address) addresses.add(normalizeAddress(address));
     }
     for (const orderId of orderIds) {
-      for (const eventId of (await deps.orders.get(orderId)).eventIds) {
-        if ((await deps.store.storedPurchase(eventId)).customerId === customerId)
-          eventIds.add(eventId);
+      // An event in another shard is another customer's.
+      for (const linked of await deps.eventsOfOrder(orderId)) {
+        if (linked.shard !== shard || eventIds.has(linked.eventId)) continue;
+        if ((await store.storedPurchase(linked.eventId)).customerId === customerId)
+          eventIds.add(linked.eventId);
       }
     }
     for (const eventId of eventIds) {
-      for (const [stepId, record] of await deps.store.allStepRecords(eventId)) {
+      for (const [stepId, record] of await store.allStepRecords(eventId)) {
         stepRefs.push(`${eventId}\n${stepId}`);
         // A call in progress keeps its words (a first name, a purchase) under its follow-up id.
         if (record.channel === "voice") {
@@ -113,7 +126,7 @@ export function createEraser(deps: EraseDeps) {
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
         const labels = stepLabels(deps.rules(), stepId, record);
-        const changed = await deps.store.transition(
+        const changed = await store.transition(
           eventId,
           stepId,
           ["scheduled"],
@@ -127,7 +140,7 @@ export function createEraser(deps: EraseDeps) {
         );
         if (changed) stepsCancelled++;
       }
-      await deps.store.erase(eventId);
+      await store.erase(eventId);
     }
     const doomed = [
       ...[...orderIds].map((id) => keys.order(id)),
@@ -151,9 +164,9 @@ export function createEraser(deps: EraseDeps) {
     await deps.customers.forget(customerId, [...addresses]);
     const optOutsKept = await countOptOuts(deps, customerId);
     await deps.suppressions.hashCustomerEntries(customerId);
-    await deps.history.markErased(customerId, now, ERASURE_MEMORY_MS);
+    await history.markErased(customerId, now, ERASURE_MEMORY_MS);
     const removedJobIds = new Set<string>();
-    await removeJobs(deps.followUps, (job) => eventIds.has(String(job.data?.e)), removedJobIds);
+    await removeJobs(followUps, (job) => eventIds.has(String(job.data?.e)), removedJobIds);
     if (deps.events) {
       const events = deps.events;
       await removeJobs(
@@ -165,7 +178,7 @@ export function createEraser(deps: EraseDeps) {
     const jobsRemoved = removedJobIds.size;
     // BullMQ's event streams repeat failure reasons, which can quote an address or number.
     const needles = [customerId, ...addresses].map((text) => text.toLowerCase());
-    for (const queue of [deps.followUps, deps.events]) {
+    for (const queue of [followUps, deps.events]) {
       if (queue)
         await scrubEventStream(deps.redis, queue.keys.events ?? "", removedJobIds, needles);
     }

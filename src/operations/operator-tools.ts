@@ -7,15 +7,16 @@ import { stepLabels } from "../queue/step-labels.js";
 import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
 import { reasonWords } from "../reports/reason-words.js";
 import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
-import { CustomerHistoryStore } from "../store/customer-history.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
-import { FollowUpStore } from "../store/follow-up-store.js";
+import { shardScope } from "../store/keys.js";
 import { OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
-import { parseReplyId, StepReplies } from "../store/step-replies.js";
+import { type Shards, shardStores } from "../store/shards.js";
+import { parseReplyId } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
 import { createEraser, type ErasureReceipt, removeJobs } from "./erase-customer.js";
+import { type EventInShard, eventLocator } from "./locate-event.js";
 import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
 import { type CustomerTimeline, type TimelineAuditEntry, timelineAudit } from "./timeline.js";
 
@@ -58,6 +59,11 @@ export function parseStepRef(ref: string): StepRef {
 
 const refText = (ref: StepRef) => `${ref.eventId}/${ref.stepId}`;
 
+/** A step with the shard its event lives in; undefined when no shard holds the event. */
+interface StepInShard extends StepRef {
+  readonly shard: number | undefined;
+}
+
 /** The timeline of one order: the customer's timeline with that order's purchases only. */
 export interface OrderTimeline extends CustomerTimeline {
   readonly orderId: string;
@@ -91,8 +97,11 @@ export interface FailedFilter {
 export interface OperatorToolsDeps {
   readonly redis: RedisClient;
   readonly prefix: string;
+  /** How many shards the deployment has (FOLLOW_UP_SHARDS, as its first worker recorded it). */
+  readonly shards: number;
   readonly rules: () => RuleSet;
-  readonly followUps: Queue<FollowUpJobData>;
+  /** Every shard's follow-ups queue: a step's jobs are in its event's shard's. */
+  readonly followUps: Shards<Queue<FollowUpJobData>>;
   /** The input queue, whose finished jobs erasure clears of the customer's events. */
   readonly events?: Queue;
   /** OUTBOX_DIR, whose files erasure clears of messages to the customer. */
@@ -107,22 +116,31 @@ const FAILED_PAGE = 500;
 
 export function createOperatorTools(deps: OperatorToolsDeps) {
   const { redis, prefix } = deps;
+  if (deps.followUps.count !== deps.shards)
+    throw new RangeError(
+      `${deps.followUps.count} follow-ups queues given for a deployment of ${deps.shards} shards`,
+    );
   const secret = deps.addressHashSecret ? { addressHashSecret: deps.addressHashSecret } : {};
-  const store = new FollowUpStore(redis, prefix);
-  const history = new CustomerHistoryStore(redis, prefix, secret);
+  const shards = shardStores(redis, prefix, deps.shards, secret);
+  const locate = eventLocator(redis, prefix, deps.shards);
   const orders = new OrderStore(redis, prefix);
   const suppressions = new SuppressionList(redis, prefix, secret);
   const customers = new CustomerIndex(redis, prefix, secret);
   const audit = new AuditTrail(redis, prefix);
-  const replies = new StepReplies(redis, prefix);
-  const ledger = new DeliveryLedger(redis, prefix);
+  // Scoped to shard 0 of all of them: its readers add up every shard's counts.
+  const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, deps.shards));
+
+  /** An order's purchase events, each with its shard (as the order's link recorded it). */
+  const eventsOfOrder = async (orderId: string): Promise<readonly EventInShard[]> =>
+    (await orders.get(orderId)).events.filter((event) => event.shard < deps.shards);
+
   const eraseCustomer = createEraser({
     redis,
     prefix,
     rules: deps.rules,
-    store,
-    history,
+    shards,
     orders,
+    eventsOfOrder,
     suppressions,
     customers,
     audit,
@@ -132,17 +150,29 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     now: deps.now,
   });
   const sources = (): TimelineSources => ({
-    store,
-    history,
+    shards,
     orders,
     suppressions,
     audit,
-    replies,
     defaultZone: deps.rules().defaults.timezone,
   });
 
-  const customerMemberOf = async (eventId: string) => {
-    const customerId = await customerOfEvent(store, eventId);
+  /** A step as operators name it, with its event's shard (looked up in every shard). */
+  const locateStep = async (ref: StepRef): Promise<StepInShard> => ({
+    ...ref,
+    shard: await locate(ref.eventId),
+  });
+
+  /** The step's record, in its event's shard. */
+  const recordOf = async (step: StepInShard) =>
+    step.shard === undefined
+      ? undefined
+      : (await shards.of(step.shard).store.stepRecords(step.eventId, [step.stepId])).get(
+          step.stepId,
+        );
+
+  const customerMemberOf = async (eventId: string, shard: number) => {
+    const customerId = await customerOfEvent(shards.of(shard).store, eventId);
     return customerId === undefined ? undefined : suppressions.customerMember(customerId);
   };
 
@@ -150,45 +180,55 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     audit.record({ ...entry, at });
 
   /** The pending steps of some purchases, as refs. */
-  const stepsOf = async (eventIds: readonly string[]) => {
-    const refs: StepRef[] = [];
-    for (const eventId of eventIds) {
-      for (const stepId of (await store.allStepRecords(eventId)).keys()) {
-        refs.push({ eventId, stepId });
+  const stepsOf = async (events: readonly EventInShard[]) => {
+    const refs: StepInShard[] = [];
+    for (const { eventId, shard } of events) {
+      for (const stepId of (await shards.of(shard).store.allStepRecords(eventId)).keys()) {
+        refs.push({ eventId, stepId, shard });
       }
     }
     return refs;
   };
 
-  const failedSteps = async (filter: FailedFilter): Promise<FailedFollowUp[]> => {
-    const latest = new Map<string, FailedFollowUp>();
+  /** Failed follow-ups of every shard's queue, with the shard each is in. */
+  const failedInShards = async (
+    filter: FailedFilter,
+  ): Promise<{ item: FailedFollowUp; shard: number }[]> => {
+    const latest = new Map<string, { item: FailedFollowUp; shard: number }>();
     const wanted = filter.refs ? new Set(filter.refs) : undefined;
-    for (let start = 0; ; start += FAILED_PAGE) {
-      const jobs = await deps.followUps.getFailed(start, start + FAILED_PAGE - 1);
-      for (const job of jobs) {
-        if (!job?.data) continue;
-        const ref = { eventId: job.data.e, stepId: job.data.s };
-        const text = refText(ref);
-        if (wanted && !wanted.has(text)) continue;
-        const stepRecord = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
-        if (stepRecord?.state !== "failed") continue;
-        const labels = stepLabels(deps.rules(), ref.stepId, stepRecord);
-        const failedAt = stepRecord.changedAt ?? job.finishedOn ?? job.timestamp;
-        if (filter.channel !== undefined && labels.channel !== filter.channel) continue;
-        if (filter.since !== undefined && failedAt < filter.since) continue;
-        const code = stepRecord.reason?.code ?? "unknown";
-        latest.set(text, {
-          ref: text,
-          ...labels,
-          failedAt: new Date(failedAt).toISOString(),
-          attempts: stepRecord.attempts,
-          reason: { code, text: stepRecord.reason?.text ?? "", words: reasonWords(code) },
-        });
+    for (const { shard, store } of shards.all()) {
+      const queue = deps.followUps.of(shard);
+      for (let start = 0; ; start += FAILED_PAGE) {
+        const jobs = await queue.getFailed(start, start + FAILED_PAGE - 1);
+        for (const job of jobs) {
+          if (!job?.data) continue;
+          const ref = { eventId: job.data.e, stepId: job.data.s };
+          const text = refText(ref);
+          if (wanted && !wanted.has(text)) continue;
+          const stepRecord = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
+          if (stepRecord?.state !== "failed") continue;
+          const labels = stepLabels(deps.rules(), ref.stepId, stepRecord);
+          const failedAt = stepRecord.changedAt ?? job.finishedOn ?? job.timestamp;
+          if (filter.channel !== undefined && labels.channel !== filter.channel) continue;
+          if (filter.since !== undefined && failedAt < filter.since) continue;
+          const code = stepRecord.reason?.code ?? "unknown";
+          const item: FailedFollowUp = {
+            ref: text,
+            ...labels,
+            failedAt: new Date(failedAt).toISOString(),
+            attempts: stepRecord.attempts,
+            reason: { code, text: stepRecord.reason?.text ?? "", words: reasonWords(code) },
+          };
+          latest.set(text, { item, shard });
+        }
+        if (jobs.length < FAILED_PAGE) break;
       }
-      if (jobs.length < FAILED_PAGE) break;
     }
-    return [...latest.values()].sort((a, b) => b.failedAt.localeCompare(a.failedAt));
+    return [...latest.values()].sort((a, b) => b.item.failedAt.localeCompare(a.item.failedAt));
   };
+
+  const failedSteps = async (filter: FailedFilter): Promise<FailedFollowUp[]> =>
+    (await failedInShards(filter)).map(({ item }) => item);
 
   return {
     /** A customer's timeline; throws not-found for a customer nothing is stored about. */
@@ -214,12 +254,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 
     /** One order's purchases and their steps, with the customer's details and opt-outs. */
     async order(orderId: string): Promise<OrderTimeline> {
-      const order = await orders.get(orderId);
-      if (order.eventIds.length === 0)
+      const events = await eventsOfOrder(orderId);
+      if (events.length === 0)
         throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
       let customerId: string | undefined;
-      for (const eventId of order.eventIds) customerId ??= await customerOfEvent(store, eventId);
-      const timeline = await readCustomerTimeline(sources(), customerId ?? "", order.eventIds);
+      for (const { eventId, shard } of events)
+        customerId ??= await customerOfEvent(shards.of(shard).store, eventId);
+      const timeline = await readCustomerTimeline(sources(), customerId ?? "", events);
       if (!timeline)
         throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
       return { orderId, ...timeline };
@@ -234,17 +275,18 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       target: { step: string } | { order: string } | { customer: string },
       options: { by: string; reason?: string },
     ): Promise<CancelResult> {
-      let refs: StepRef[];
+      let refs: StepInShard[];
       let targetText: string;
       if ("step" in target) {
-        refs = [parseStepRef(target.step)];
+        refs = [await locateStep(parseStepRef(target.step))];
         targetText = target.step;
       } else if ("order" in target) {
-        refs = await stepsOf((await orders.get(target.order)).eventIds);
+        refs = await stepsOf(await eventsOfOrder(target.order));
         targetText = `order ${target.order}`;
       } else {
+        const { shard, history } = shards.ofCustomer(target.customer);
         const purchases = await history.purchasesOf(target.customer);
-        refs = await stepsOf(purchases.map((p) => p.eventId));
+        refs = await stepsOf(purchases.map((p) => ({ eventId: p.eventId, shard })));
         targetText = `customer ${await suppressions.customerMember(target.customer)}`;
       }
       const now = deps.now();
@@ -255,9 +297,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const inFlight: string[] = [];
       let member: string | undefined;
       for (const ref of refs) {
-        const found = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
+        const found = await recordOf(ref);
         if (found?.state === "sending") inFlight.push(refText(ref));
-        if (found?.state !== "scheduled") continue;
+        if (found?.state !== "scheduled" || ref.shard === undefined) continue;
+        const { store } = shards.of(ref.shard);
         const labels = stepLabels(deps.rules(), ref.stepId, found);
         const changed = await store.transition(
           ref.eventId,
@@ -270,9 +313,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
         if (!changed) continue;
         cancelled.push(refText(ref));
-        member ??= await customerMemberOf(ref.eventId);
+        member ??= await customerMemberOf(ref.eventId, ref.shard);
         // A job waiting for it has nothing left to do (one being worked on refuses to go: fine).
-        await deps.followUps.remove(followUpJobId(ref.eventId, ref.stepId)).catch(() => 0);
+        await deps.followUps
+          .of(ref.shard)
+          .remove(followUpJobId(ref.eventId, ref.stepId))
+          .catch(() => 0);
       }
       if (cancelled.length === 0) {
         const why =
@@ -303,9 +349,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      * is gone.
      */
     async resend(ref: string, by: string): Promise<{ ref: string; jobId: string }> {
-      const step = parseStepRef(ref);
-      const found = (await store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
-      if (!found) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
+      const step = await locateStep(parseStepRef(ref));
+      const found = await recordOf(step);
+      if (!found || step.shard === undefined)
+        throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
+      const { store } = shards.of(step.shard);
       if (found.state !== "sent" && found.state !== "failed") {
         throw new OperatorError(
           `${ref} is ${found.state}: only a sent or failed follow-up can be resent`,
@@ -334,7 +382,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
       }
       const jobId = `${followUpJobId(step.eventId, step.stepId)}-r${result.record.resends}`;
-      await deps.followUps.add(labels.channel, { e: step.eventId, s: step.stepId }, { jobId });
+      await deps.followUps
+        .of(step.shard)
+        .add(labels.channel, { e: step.eventId, s: step.stepId }, { jobId });
       const member = stored.customerId && (await suppressions.customerMember(stored.customerId));
       await record({ by, action: "resend", target: ref, ...(member && { customer: member }) }, now);
       return { ref, jobId };
@@ -355,12 +405,23 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           "invalid",
         );
       const now = deps.now();
-      const result = await replies.resolve(ref.eventId, ref.stepId, ref.n, {
-        at: now,
-        by: options.by,
-        ...(options.note && { note: options.note }),
-      });
-      if (!result) throw new OperatorError(`no reply ${replyId} is known`, "not-found");
+      // An id given out outside shard 0 names its shard (`…/1@3`); one typed without, is looked up.
+      const named = /@\d+$/.test(replyId);
+      const shard = !named
+        ? await locate(ref.eventId)
+        : ref.shard < deps.shards
+          ? ref.shard
+          : undefined;
+      const result =
+        shard === undefined
+          ? undefined
+          : await shards.of(shard).replies.resolve(ref.eventId, ref.stepId, ref.n, {
+              at: now,
+              by: options.by,
+              ...(options.note && { note: options.note }),
+            });
+      if (!result || shard === undefined)
+        throw new OperatorError(`no reply ${replyId} is known`, "not-found");
       const resolved = result.reply.resolved;
       if (result.already || !resolved) {
         throw new OperatorError(
@@ -368,7 +429,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           "conflict",
         );
       }
-      const member = await customerMemberOf(ref.eventId);
+      const member = await customerMemberOf(ref.eventId, shard);
       await record(
         {
           by: options.by,
@@ -396,11 +457,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      * replaced by a new one. Returns the steps requeued.
      */
     async retryFailed(filter: FailedFilter, by: string): Promise<{ requeued: string[] }> {
-      const failed = await failedSteps(filter);
+      const failed = await failedInShards(filter);
       const now = deps.now();
       const requeued: string[] = [];
-      for (const item of failed) {
+      const requeuedIn = new Set<number>();
+      for (const { item, shard } of failed) {
         const step = parseStepRef(item.ref);
+        const { store } = shards.of(shard);
         const result = await store.requeue(step.eventId, step.stepId, "retry", now, {
           outcome: "retried",
           channel: item.channel,
@@ -409,13 +472,16 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         });
         if (!result.requeued) continue;
         const base = followUpJobId(step.eventId, step.stepId);
-        await deps.followUps.add(
-          item.channel,
-          { e: step.eventId, s: step.stepId },
-          { jobId: `${base}-q${result.record.retries}` },
-        );
+        await deps.followUps
+          .of(shard)
+          .add(
+            item.channel,
+            { e: step.eventId, s: step.stepId },
+            { jobId: `${base}-q${result.record.retries}` },
+          );
         requeued.push(item.ref);
-        const member = await customerMemberOf(step.eventId);
+        requeuedIn.add(shard);
+        const member = await customerMemberOf(step.eventId, shard);
         await record(
           { by, action: "retry", target: item.ref, ...(member && { customer: member }) },
           now,
@@ -423,12 +489,14 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       }
       // The failed jobs of the steps requeued: their retries have jobs of their own.
       const retried = new Set(requeued);
-      await removeJobs(
-        deps.followUps,
-        (job) => retried.has(refText({ eventId: job.data?.e, stepId: job.data?.s })),
-        new Set(),
-        ["failed"],
-      );
+      for (const shard of requeuedIn) {
+        await removeJobs(
+          deps.followUps.of(shard),
+          (job) => retried.has(refText({ eventId: job.data?.e, stepId: job.data?.s })),
+          new Set(),
+          ["failed"],
+        );
+      }
       return { requeued };
     },
 
@@ -438,13 +506,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      */
     async waitForOutcome(refs: readonly string[], timeoutMs: number) {
       const deadline = deps.now() + timeoutMs;
+      const steps = await Promise.all(refs.map((ref) => locateStep(parseStepRef(ref))));
       for (;;) {
         const tally = { sent: 0, failed: 0, other: 0, pending: 0 };
-        for (const ref of refs) {
-          const step = parseStepRef(ref);
-          const state = (await store.stepRecords(step.eventId, [step.stepId])).get(
-            step.stepId,
-          )?.state;
+        for (const step of steps) {
+          const state = (await recordOf(step))?.state;
           if (state === "sent" || state === "failed") tally[state]++;
           else if (state === "scheduled" || state === "sending") tally.pending++;
           else tally.other++;

@@ -3,6 +3,8 @@ import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { followUpJobId } from "../queue/names.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { Shards } from "../store/shards.js";
+import type { StepRecord } from "../store/step-record.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
 import { OperatorError, parseStepRef } from "./operator-tools.js";
 
@@ -22,13 +24,19 @@ export interface MessagePreview {
  * since; a purchase past its last step renders from the part kept, without SKUs and categories).
  */
 export async function previewStep(
-  deps: { store: FollowUpStore; rules: () => RuleSet; compose: ComposeMessage },
+  deps: {
+    /** Every shard's stores: the step is looked for in each. */
+    shards: Pick<Shards<{ readonly store: FollowUpStore }>, "all">;
+    rules: () => RuleSet;
+    compose: ComposeMessage;
+  },
   ref: string,
 ): Promise<MessagePreview> {
   const step = parseStepRef(ref);
-  const record = (await deps.store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
-  if (!record) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
-  const event = await deps.store.loadForSend(step.eventId);
+  const held = await findStepRecord(deps.shards.all(), step.eventId, step.stepId);
+  if (!held) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
+  const { store, record } = held;
+  const event = await store.loadForSend(step.eventId);
   if (!event)
     throw new OperatorError(`${ref}: its purchase's details have been scrubbed`, "conflict");
   const rules = deps.rules();
@@ -53,4 +61,19 @@ export async function previewStep(
     subject: message.channel === "email" ? message.subject : null,
     text: message.text,
   };
+}
+
+/** The step's record and the store of the shard holding it (every shard asked at once). */
+async function findStepRecord(
+  shards: readonly { readonly store: FollowUpStore }[],
+  eventId: string,
+  stepId: string,
+): Promise<{ store: FollowUpStore; record: StepRecord } | undefined> {
+  const records = await Promise.all(
+    shards.map(async ({ store }) => (await store.stepRecords(eventId, [stepId])).get(stepId)),
+  );
+  const at = records.findIndex((record) => record !== undefined);
+  const store = shards[at]?.store;
+  const record = records[at];
+  return store && record ? { store, record } : undefined;
 }

@@ -1,10 +1,10 @@
 import type { Channel } from "../domain/events.js";
 import type { AuditTrail } from "../store/audit-trail.js";
-import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OrderStore } from "../store/order-store.js";
-import type { StepReplies } from "../store/step-replies.js";
+import type { ShardStores, Shards } from "../store/shards.js";
 import type { SuppressionList } from "../store/suppression-list.js";
+import type { EventInShard } from "./locate-event.js";
 import {
   buildTimeline,
   type CustomerTimeline,
@@ -14,12 +14,11 @@ import {
 
 /** The stores a timeline is read from. */
 export interface TimelineSources {
-  readonly store: FollowUpStore;
-  readonly history: CustomerHistoryStore;
+  /** Every shard's stores: a customer's purchases are read in their shard. */
+  readonly shards: Shards<Pick<ShardStores, "store" | "history" | "replies">>;
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
   readonly audit: AuditTrail;
-  readonly replies: StepReplies;
   readonly defaultZone: string;
 }
 
@@ -28,18 +27,23 @@ const CHANNELS: readonly Channel[] = ["email", "sms", "voice"];
 /**
  * A customer's timeline from the stores: their purchases (the customer history's last 100), each
  * with its steps, refunds and what is kept of it; their opt-outs per channel; the operators'
- * actions on them. Undefined for a customer nothing is stored about.
+ * actions on them. Undefined for a customer nothing is stored about. `onlyEvents` (an order's)
+ * are read in the shards given instead.
  */
 export async function readCustomerTimeline(
   sources: TimelineSources,
   customerId: string,
-  onlyEvents?: readonly string[],
+  onlyEvents?: readonly EventInShard[],
 ): Promise<CustomerTimeline | undefined> {
+  const shard = sources.shards.shardOf(customerId);
   const known = onlyEvents
-    ? onlyEvents.map((eventId) => ({ eventId, purchasedAt: undefined }))
-    : await sources.history.purchasesOf(customerId);
+    ? onlyEvents.map((event) => ({ ...event, purchasedAt: undefined }))
+    : (await sources.shards.of(shard).history.purchasesOf(customerId)).map((p) => ({
+        ...p,
+        shard,
+      }));
   const purchases = (
-    await Promise.all(known.map((p) => readPurchase(sources, p.eventId, p.purchasedAt)))
+    await Promise.all(known.map((p) => readPurchase(sources, p, p.purchasedAt)))
   ).filter((p) => p.steps.size > 0 || p.purchase !== undefined);
   const member = await sources.suppressions.customerMember(customerId);
   const audit = await sources.audit.entries({ customer: member, limit: 200 });
@@ -82,14 +86,15 @@ export async function customerOfEvent(
 
 async function readPurchase(
   sources: TimelineSources,
-  eventId: string,
+  { eventId, shard }: EventInShard,
   purchasedAt: number | undefined,
 ): Promise<PurchaseFacts> {
+  const { store, replies: stepReplies } = sources.shards.of(shard);
   const [stored, steps, summary, replies] = await Promise.all([
-    sources.store.storedPurchase(eventId),
-    sources.store.allStepRecords(eventId),
-    sources.store.summary(eventId),
-    sources.replies.ofEvent(eventId),
+    store.storedPurchase(eventId),
+    store.allStepRecords(eventId),
+    store.summary(eventId),
+    stepReplies.ofEvent(eventId),
   ]);
   const orderId = stored.kept?.orderId ?? summary.orderId;
   const order = orderId ? await sources.orders.get(orderId) : undefined;

@@ -10,8 +10,9 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { Shards } from "../store/shards.js";
 import type { SmsReferences, StepRef } from "../store/sms-references.js";
-import type { StepReplies, StepReply } from "../store/step-replies.js";
+import { replyId, type StepReplies, type StepReply } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
@@ -36,22 +37,29 @@ const TWILIO_OPTED_OUT = 21610;
 /** A number gets at most one opt-out confirmation within this long. */
 const CONFIRMATION_WINDOW_MS = 5 * 60_000;
 
+/** What feedback reads and writes in a shard: its purchases' step records and replies. */
+export interface FeedbackShard {
+  readonly store: Pick<FollowUpStore, "loadEvent" | "stepRecords" | "allStepRecords" | "annotate">;
+  readonly replies: Pick<StepReplies, "add">;
+  readonly history: Pick<CustomerHistoryStore, "purchasesOf">;
+}
+
 export interface CustomerFeedbackDeps {
   readonly rules: () => RuleSet;
   readonly templates: () => TemplateSet;
   /** Where the opt-out confirmation is sent. */
   readonly sms: Pick<DeliveryChannel, "send">;
-  readonly store: FollowUpStore;
-  readonly replies: StepReplies;
+  /** Every shard's stores: a message reference names the shard of its step's event. */
+  readonly shards: Pick<Shards<FeedbackShard>, "of" | "shardOf">;
   /** Told of every reply recorded (owner alerts); a failure is logged, the reply stays. */
   readonly onReply?: (reply: StepReply) => Promise<void>;
-  readonly ledger: DeliveryLedger;
+  /** Counts replies and delivery reports (in the global ledger). */
+  readonly ledger: Pick<DeliveryLedger, "countOnce">;
   readonly smsReferences: SmsReferences;
   readonly suppressions: SuppressionList;
   readonly receipts: WebhookReceipts;
-  /** Email replies: who used an address, their purchases, and where to forward replies. */
+  /** Email replies: who used an address (their latest email), and where to forward replies. */
   readonly customers?: Pick<CustomerIndex, "customersOf">;
-  readonly history?: Pick<CustomerHistoryStore, "purchasesOf">;
   readonly email?: Pick<DeliveryChannel, "send">;
   /** SUPPORT_EMAIL: every accepted email reply is forwarded there. */
   readonly supportEmail?: string;
@@ -80,7 +88,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (!(await deps.smsReferences.takeOptOutConfirmation(member, CONFIRMATION_WINDOW_MS)))
         return;
       const checkIn = await deps.smsReferences.latestCheckIn(message.from);
-      const purchase = checkIn && (await deps.store.loadEvent(checkIn.eventId));
+      const purchase =
+        checkIn && (await deps.shards.of(checkIn.shard).store.loadEvent(checkIn.eventId));
       const text = await renderOptOutConfirmation(
         deps.templates(),
         purchase?.customer.locale,
@@ -111,19 +120,21 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     receipt: string,
   ): Promise<StepReply | undefined> => {
     const receivedAt = deps.now();
-    const n = await deps.replies.add(step.eventId, step.stepId, { text, receivedAt, channel });
+    const { store, replies } = deps.shards.of(step.shard);
+    const n = await replies.add(step.eventId, step.stepId, { text, receivedAt, channel });
     if (!n) return undefined;
     const reply: StepReply = {
-      id: `${step.eventId}/${step.stepId}/${n}`,
+      id: replyId({ eventId: step.eventId, stepId: step.stepId, n, shard: step.shard }),
       eventId: step.eventId,
       stepId: step.stepId,
+      shard: step.shard,
       n,
       text,
       receivedAt,
       channel,
     };
     await deps.smsReferences.recordReply({ ...step, n }, receivedAt, REPLY_RETENTION_MS);
-    const recorded = (await deps.store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
+    const recorded = (await store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
     const { kind, ruleId } = stepLabels(deps.rules(), step.stepId, recorded);
     await deps.ledger.countOnce(
       receipt,
@@ -153,18 +164,21 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
 
   /** The latest email follow-up sent to an address (when the reply names no Message-ID we know). */
   const latestEmailTo = async (address: string): Promise<StepRef | undefined> => {
-    if (!deps.customers || !deps.history) return undefined;
+    if (!deps.customers) return undefined;
     let latest: (StepRef & { at: number }) | undefined;
     for (const customerId of await deps.customers.customersOf(address)) {
-      for (const { eventId } of (await deps.history.purchasesOf(customerId)).slice(0, 10)) {
-        for (const [stepId, record] of await deps.store.allStepRecords(eventId)) {
+      // A customer's purchases live in their shard.
+      const shard = deps.shards.shardOf(customerId);
+      const { history, store } = deps.shards.of(shard);
+      for (const { eventId } of (await history.purchasesOf(customerId)).slice(0, 10)) {
+        for (const [stepId, record] of await store.allStepRecords(eventId)) {
           const at = record.changedAt ?? 0;
           if (record.channel === "email" && record.state === "sent" && at > (latest?.at ?? -1))
-            latest = { eventId, stepId, at };
+            latest = { eventId, stepId, shard, at };
         }
       }
     }
-    return latest && { eventId: latest.eventId, stepId: latest.stepId };
+    return latest && { eventId: latest.eventId, stepId: latest.stepId, shard: latest.shard };
   };
 
   /** Forwards an accepted reply to SUPPORT_EMAIL; a failure is logged (the reply is stored). */
@@ -319,7 +333,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const at = await deps.smsReferences.stepOfSms(update.messageSid);
       if (!at) return "unknown-message";
       const now = deps.now();
-      const record = await deps.store.annotate(
+      const record = await deps.shards.of(at.shard).store.annotate(
         at.eventId,
         at.stepId,
         {

@@ -32,6 +32,8 @@ import { type StepLabels, stepLabels } from "./step-labels.js";
 
 /** What delivery needs of each store: narrow, so tests can hand in fakes kept in memory. */
 export interface DeliveryDeps {
+  /** The shard whose follow-ups queue this processor serves: its stores are that shard's. */
+  readonly shard: number;
   readonly rules: () => RuleSet;
   readonly compose: ComposeMessage;
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
@@ -345,7 +347,12 @@ function createDelivery(deps: DeliveryDeps) {
       await deps.codes.issue(
         message.offer,
         message.offer.expiresAt,
-        { eventId, stepId, customer: await deps.suppressions.customerMember(event.customer.id) },
+        {
+          eventId,
+          stepId,
+          shard: deps.shard,
+          customer: await deps.suppressions.customerMember(event.customer.id),
+        },
         nowMs,
         rules.attribution.window.toMillis(),
       );
@@ -356,6 +363,7 @@ function createDelivery(deps: DeliveryDeps) {
       await deps.calls.prepare(followUpId, {
         eventId,
         stepId,
+        shard: deps.shard,
         recipient: recipientMember,
         text: message.text,
         ...message.call,
@@ -380,7 +388,11 @@ function createDelivery(deps: DeliveryDeps) {
         claim.record.dueAt,
       );
       if (step.channel === "email") {
-        await deps.smsReferences.rememberEmail(result.id, { eventId, stepId }, SMS_REFERENCE_MS);
+        await deps.smsReferences.rememberEmail(
+          result.id,
+          { eventId, stepId, shard: deps.shard },
+          SMS_REFERENCE_MS,
+        );
       } else if (step.channel === "voice") {
         // A call is not a text: the number's first SMS (a fallback) still carries the opt-out line.
         await deps.calls.bind(followUpId, result.id);
@@ -389,7 +401,7 @@ function createDelivery(deps: DeliveryDeps) {
           result.id,
           message.to,
           recipientMember ?? (await deps.suppressions.addressMember(message.to)),
-          { eventId, stepId, kind: step.kind },
+          { eventId, stepId, shard: deps.shard, kind: step.kind },
           SMS_REFERENCE_MS,
         );
       }

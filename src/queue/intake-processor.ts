@@ -5,6 +5,7 @@ import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
   CHANNELS,
   type Channel,
+  customerOfEvent,
   describeProblems,
   type FollowUpEvent,
   type PurchaseCompleted,
@@ -25,6 +26,7 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
+import type { Shards } from "../store/shards.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
@@ -55,22 +57,31 @@ const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([
   "cooldown",
 ]);
 
-export interface IntakeDeps {
-  readonly rules: () => RuleSet;
+/** What intake works on in one shard: the customer's, for a purchase. */
+export interface IntakeShard {
+  readonly shard: number;
   readonly store: FollowUpStore;
   readonly history: CustomerHistoryStore;
-  readonly customers: Pick<CustomerIndex, "remember">;
   readonly eventIds: EventIdRegistry;
   readonly ledger: DeliveryLedger;
+  /** A customer's purchases within a rule's coalesce window share one thank-you. */
+  readonly thankYous: Pick<ThankYouGroups, "file">;
+  /** The shard's follow-ups queue. */
+  readonly followUps: Queue<FollowUpJobData>;
+}
+
+/** Intake's dependencies, with the shard of the event at hand. */
+export interface IntakeDeps extends IntakeShard {
+  readonly rules: () => RuleSet;
+  readonly customers: Pick<CustomerIndex, "remember">;
+  /** Every shard's stores: a redeemed code's step may be another customer's. */
+  readonly shards: Pick<Shards<{ store: Pick<FollowUpStore, "stepRecords"> }>, "of">;
   readonly orders: OrderStore;
   readonly suppressions: SuppressionList;
   /** Discount codes a purchase names are redeemed by its order. */
   readonly codes: Pick<DiscountCodes, "redeem" | "origin">;
-  /** A customer's purchases within a rule's coalesce window share one thank-you. */
-  readonly thankYous: Pick<ThankYouGroups, "file">;
   readonly refunds: Refunds;
   readonly feedback: CustomerFeedback;
-  readonly followUps: Queue<FollowUpJobData>;
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
   readonly clock: () => DateTime;
@@ -148,14 +159,27 @@ export interface IntakeSummary {
   readonly refunded?: true;
 }
 
+/** How intake is wired: every shard's stores and queue, from which each event takes its own. */
+export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards"> & {
+  readonly shards: Shards<IntakeShard & { store: FollowUpStore }>;
+};
+
 /**
  * Processes one job of the `purchase-events` queue: validate, then plan and schedule a purchase,
  * apply a refund, or record an opt-out. An invalid event fails at once, without retries, with
  * every problem and its path as the failed reason; it stays in the failed set for inspection.
+ * A purchase works in its customer's shard; an event without a customer (a refund) claims its id
+ * in shard 0 (its refund finds the purchases' shards through the order).
  */
-export function createIntakeProcessor(deps: IntakeDeps) {
+export function createIntakeProcessor(wiring: IntakeWiring) {
   return async (job: Job): Promise<IntakeSummary> => {
-    const parsed = parseEvent(eventInputOfJob(job.name, job.data), { now: deps.clock() });
+    const input = eventInputOfJob(job.name, job.data);
+    const parsed = parseEvent(input, { now: wiring.clock() });
+    const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;
+    const deps: IntakeDeps = {
+      ...wiring,
+      ...(customerId === undefined ? wiring.shards.of(0) : wiring.shards.ofCustomer(customerId)),
+    };
     if (!parsed.ok) {
       deps.metrics.eventsInvalid.inc();
       deps.logger.warn(
@@ -256,9 +280,8 @@ async function attributePurchase(
   for (const code of redeemedCodes) {
     const origin = await deps.codes.origin(code);
     if (!origin || origin.eventId === event.id) continue;
-    const record = (await deps.store.stepRecords(origin.eventId, [origin.stepId])).get(
-      origin.stepId,
-    );
+    const { store } = deps.shards.of(origin.shard);
+    const record = (await store.stepRecords(origin.eventId, [origin.stepId])).get(origin.stepId);
     to = stepLabels(rules, origin.stepId, record);
     break;
   }
@@ -428,6 +451,7 @@ async function schedulePurchase(
   const linked = await deps.orders.linkPurchase(
     event.orderId,
     event.id,
+    deps.shard,
     Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
   );
   // Steps beyond the horizon wait in the compact schedule (filed by the script above).

@@ -12,6 +12,7 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderRecord, OrderStore } from "../store/order-store.js";
+import type { Shards } from "../store/shards.js";
 import type { StepRecord } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 import { stepLabels } from "./step-labels.js";
@@ -19,12 +20,19 @@ import { stepLabels } from "./step-labels.js";
 /** How long an order's refunds (and links to its purchases) are kept. */
 export const REFUND_RETENTION_MS = 400 * 24 * 3600 * 1000;
 
+/** What refunds work on in a purchase's shard. */
+export interface RefundShard {
+  readonly store: Pick<FollowUpStore, "loadEvent" | "allStepRecords" | "stopEvent" | "transition">;
+  readonly history: Pick<CustomerHistoryStore, "historyAt">;
+}
+
 export interface RefundDeps {
   readonly rules: () => RuleSet;
-  readonly store: FollowUpStore;
-  readonly history: CustomerHistoryStore;
+  /** Every shard's stores: an order names the shard of each of its purchases. */
+  readonly shards: Pick<Shards<RefundShard>, "of">;
   readonly orders: OrderStore;
-  readonly followUps: Queue<FollowUpJobData>;
+  /** Every shard's follow-ups queue: a cancelled step's job is in its event's shard. */
+  readonly followUps: Pick<Shards<Pick<Queue<FollowUpJobData>, "remove">>, "of">;
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
 }
@@ -51,13 +59,15 @@ export function createRefunds(deps: RefundDeps) {
   /** Cancels a step that has not been sent: its record says why, its delayed job goes away. */
   const cancel = async (
     event: PurchaseCompleted,
+    shard: number,
     stepId: string,
     record: StepRecord,
     reason: string,
     now: number,
   ): Promise<boolean> => {
     const labels = stepLabels(deps.rules(), stepId, record);
-    const changed = await deps.store.transition(
+    const { store } = deps.shards.of(shard);
+    const changed = await store.transition(
       event.id,
       stepId,
       ["scheduled"],
@@ -67,9 +77,10 @@ export function createRefunds(deps: RefundDeps) {
       record.dueAt,
     );
     if (!changed) return false;
+    const followUps = deps.followUps.of(shard);
     await Promise.all([
-      deps.followUps.remove(followUpJobId(event.id, stepId)),
-      deps.followUps.remove(legacyFollowUpJobId(event.id, stepId)),
+      followUps.remove(followUpJobId(event.id, stepId)),
+      followUps.remove(legacyFollowUpJobId(event.id, stepId)),
     ]);
     deps.metrics.cancelled.inc({ channel: labels.channel, kind: labels.kind, reason: "refunded" });
     return true;
@@ -78,7 +89,7 @@ export function createRefunds(deps: RefundDeps) {
   /**
    * Brings one purchase's pending steps in line with its order's refunds: all cancelled (and the
    * event stopped) on a full refund, those whose kind the remaining value no longer earns on a
-   * partial one.
+   * partial one. The purchase must be linked in `order`: the link names its shard.
    */
   const applyRefunds = async (
     eventId: string,
@@ -86,31 +97,36 @@ export function createRefunds(deps: RefundDeps) {
     order: OrderRecord,
     now: number,
   ): Promise<RefundSummary> => {
+    const shard = order.events.find((linked) => linked.eventId === eventId)?.shard;
+    if (shard === undefined)
+      throw new Error(
+        `purchase ${eventId} is not linked to order ${orderId}: its shard is unknown`,
+      );
+    const { store, history } = deps.shards.of(shard);
     const fullReason = `order ${orderId} fully refunded`;
-    const event = await deps.store.loadEvent(eventId);
+    const event = await store.loadEvent(eventId);
     if (!event) {
       // Nothing left to re-plan; a full refund still stops any step a worker might be holding.
-      if (order.fullyRefunded) await deps.store.stopEvent(eventId, `refunded: ${fullReason}`);
+      if (order.fullyRefunded) await store.stopEvent(eventId, `refunded: ${fullReason}`);
       return { cancelled: 0, kept: 0 };
     }
     const after = afterRefunds(event, order);
     const remaining = after.event.total;
     const full = after.full;
-    const records = await deps.store.allStepRecords(eventId);
+    const records = await store.allStepRecords(eventId);
     const open = [...records.entries()].filter(([, record]) => record.state === "scheduled");
     let keep = new Set<string>();
     let reasonFor = (_stepId: string) => fullReason;
     if (full) {
-      await deps.store.stopEvent(eventId, `refunded: ${fullReason}`);
+      await store.stopEvent(eventId, `refunded: ${fullReason}`);
     } else {
       const itemsBack = after.event.items !== event.items;
       if (remaining.minor === event.total.minor && !itemsBack)
         return { cancelled: 0, kept: open.length };
-      const history = await deps.history.historyAt(eventId);
       const replanned = planFollowUps(
         after.event,
         deps.rules(),
-        history,
+        await history.historyAt(eventId),
         DateTime.fromISO(event.occurredAt),
       );
       // A step stays if the smaller order still earns a follow-up of its kind on its channel.
@@ -133,7 +149,7 @@ export function createRefunds(deps: RefundDeps) {
     let cancelled = 0;
     for (const [stepId, record] of open) {
       if (keep.has(stepId)) continue;
-      if (await cancel(event, stepId, record, reasonFor(stepId), now)) cancelled++;
+      if (await cancel(event, shard, stepId, record, reasonFor(stepId), now)) cancelled++;
     }
     return { cancelled, kept: open.length - cancelled };
   };
@@ -142,8 +158,8 @@ export function createRefunds(deps: RefundDeps) {
     async refund(refund: PurchaseRefunded, now: number): Promise<RefundSummary> {
       const before = await deps.orders.get(refund.orderId);
       // A refund in another currency than its order is refused before it is recorded.
-      for (const eventId of before.eventIds) {
-        const event = await deps.store.loadEvent(eventId);
+      for (const { eventId, shard } of before.events) {
+        const event = await deps.shards.of(shard).store.loadEvent(eventId);
         if (event && refund.amount && refund.amount.currency !== event.total.currency) {
           throw new RefundCurrencyError(
             `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,

@@ -14,6 +14,8 @@ import type { Logger } from "../logger.js";
 import type { CallScripts, StoredCall } from "../store/call-scripts.js";
 import type { DeliveryLedger } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { Shards } from "../store/shards.js";
+import type { StepRef } from "../store/sms-references.js";
 import type { StepReply } from "../store/step-replies.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
@@ -23,10 +25,11 @@ import { stepLabels } from "./step-labels.js";
 export interface VoiceCallDeps {
   readonly rules: () => RuleSet;
   readonly calls: CallScripts;
-  readonly store: Pick<FollowUpStore, "annotate">;
+  /** Every shard's stores: a call's script names the shard of its step's event. */
+  readonly shards: Pick<Shards<{ readonly store: Pick<FollowUpStore, "annotate"> }>, "of">;
   /** Files a keypad answer as a reply on the step (CustomerFeedback.fileReply). */
   readonly fileReply: (
-    step: { eventId: string; stepId: string },
+    step: StepRef,
     text: string,
     channel: "voice",
     receipt: string,
@@ -34,6 +37,7 @@ export interface VoiceCallDeps {
   readonly suppressions: Pick<SuppressionList, "suppress">;
   /** A call's minutes are charged to the voice spend of the month when it ends. */
   readonly spend: SpendDeps;
+  /** Counts a call's end (in the global ledger). */
   readonly ledger: Pick<DeliveryLedger, "countOnce">;
   readonly receipts: WebhookReceipts;
   readonly logger: Logger;
@@ -57,12 +61,14 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
    */
   const note = async (request: CallRequest, call: StoredCall, outcome: CallOutcome) => {
     if (!(await deps.calls.update(request.followUpId, { ...call, outcome }))) return;
-    await deps.store.annotate(
-      call.script.eventId,
-      call.script.stepId,
-      { delivery: { status: outcome } },
-      deps.now(),
-    );
+    await deps.shards
+      .of(call.script.shard)
+      .store.annotate(
+        call.script.eventId,
+        call.script.stepId,
+        { delivery: { status: outcome } },
+        deps.now(),
+      );
   };
 
   return {
@@ -84,13 +90,13 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       const call = await deps.calls.get(request.followUpId);
       if (!call) return HANG_UP;
       const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
-      const { eventId, stepId, recipient } = call.script;
+      const { eventId, stepId, shard, recipient } = call.script;
       if (heard.kind === "score") {
         // Claimed first: two copies of the webhook at once must not file (and alert) twice.
         const receipt = `call:${request.callSid}:answer`;
         if (await deps.receipts.claim(receipt)) {
           try {
-            await deps.fileReply({ eventId, stepId }, heard.reply, "voice", receipt);
+            await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
           } catch (error) {
             await deps.receipts.release(receipt);
             throw error;
@@ -140,13 +146,10 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
       if (!outcome) return "in-progress";
       const now = deps.now();
-      const { eventId, stepId } = call.script;
-      const record = await deps.store.annotate(
-        eventId,
-        stepId,
-        { delivery: { status: outcome } },
-        now,
-      );
+      const { eventId, stepId, shard } = call.script;
+      const record = await deps.shards
+        .of(shard)
+        .store.annotate(eventId, stepId, { delivery: { status: outcome } }, now);
       const labels = stepLabels(deps.rules(), stepId, record);
       const delivered = callDelivered(outcome);
       // Charged once per call (by its sid), before the count: a callback retried after a crash

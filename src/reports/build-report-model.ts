@@ -47,7 +47,7 @@ export interface ReportInput {
     readonly channel?: string;
     /** When someone marked it resolved (`followups resolve`), if they did. */
     readonly resolvedAt?: number;
-    /** `<eventId>/<stepId>/<n>`, for `followups resolve`. */
+    /** `<eventId>/<stepId>/<n>` (`@<shard>` after it outside shard 0), for `followups resolve`. */
     readonly id?: string;
   }[];
   /**

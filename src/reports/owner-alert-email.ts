@@ -6,7 +6,7 @@ import { plainText } from "./report-phrases.js";
 
 /** One unhappy reply as an alert shows it. */
 export interface AlertItem {
-  /** `<eventId>/<stepId>/<n>`, for `followups resolve`. */
+  /** `<eventId>/<stepId>/<n>` (`@<shard>` after it outside shard 0), for `followups resolve`. */
   readonly replyId: string;
   readonly receivedAt: number;
   readonly text: string;

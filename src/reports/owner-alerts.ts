@@ -7,6 +7,7 @@ import type { FollowUpMetrics } from "../metrics.js";
 import { OWNER_ALERT_JOB } from "../queue/names.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OwnerAlertQueue } from "../store/owner-alerts.js";
+import type { Shards } from "../store/shards.js";
 import { parseReplyId, type StepReplies, type StepReply } from "../store/step-replies.js";
 import { type AlertItem, alertEmail } from "./owner-alert-email.js";
 import { ownerSchedulerId } from "./owner-reports.js";
@@ -21,7 +22,8 @@ import { judgeReply } from "./unhappy-replies.js";
 
 export interface OwnerAlertsDeps {
   readonly rules: () => RuleSet;
-  readonly store: Pick<FollowUpStore, "storedPurchase">;
+  /** Every shard's stores: a reply names the shard of its purchase. */
+  readonly shards: Pick<Shards<{ readonly store: Pick<FollowUpStore, "storedPurchase"> }>, "of">;
   readonly alerts: OwnerAlertQueue;
   readonly queue: Queue;
   readonly logger: Logger;
@@ -41,7 +43,7 @@ export function ownersToAlert(rules: RuleSet, storeId: string | undefined): Owne
 export function createOwnerAlerts(deps: OwnerAlertsDeps) {
   return async (reply: StepReply): Promise<void> => {
     if (!judgeReply(reply.text).unhappy) return;
-    const stored = await deps.store.storedPurchase(reply.eventId);
+    const stored = await deps.shards.of(reply.shard).store.storedPurchase(reply.eventId);
     const owners = ownersToAlert(deps.rules(), stored.kept?.store?.id);
     const now = deps.now();
     for (const owner of owners) {
@@ -68,11 +70,17 @@ export function createOwnerAlerts(deps: OwnerAlertsDeps) {
   };
 }
 
+/** What an alert reads in a purchase's shard: the reply and the purchase it answers. */
+export interface AlertShard {
+  readonly replies: Pick<StepReplies, "get">;
+  readonly store: Pick<FollowUpStore, "storedPurchase">;
+}
+
 export interface OwnerAlertProcessorDeps {
   readonly rules: () => RuleSet;
   readonly alerts: OwnerAlertQueue;
-  readonly replies: Pick<StepReplies, "get">;
-  readonly store: Pick<FollowUpStore, "storedPurchase">;
+  /** Every shard's stores: a pending alert's reply id names the shard of its purchase. */
+  readonly shards: Pick<Shards<AlertShard>, "of" | "count">;
   readonly email: Pick<DeliveryChannel, "send">;
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
@@ -124,10 +132,12 @@ async function alertItem(
   replyId: string,
 ): Promise<AlertItem | undefined> {
   const ref = parseReplyId(replyId);
-  if (!ref) return undefined;
+  // A shard the deployment does not have: no such reply (it cannot have been filed here).
+  if (!ref || ref.shard >= deps.shards.count) return undefined;
+  const { replies, store } = deps.shards.of(ref.shard);
   const [reply, stored] = await Promise.all([
-    deps.replies.get(ref.eventId, ref.stepId, ref.n),
-    deps.store.storedPurchase(ref.eventId),
+    replies.get(ref.eventId, ref.stepId, ref.n),
+    store.storedPurchase(ref.eventId),
   ]);
   if (!reply) return undefined;
   const kept = stored.kept;

@@ -5,7 +5,9 @@ import type { Owner, RuleSet } from "../domain/rules.js";
 import { OWNER_REPORT_JOB } from "../queue/names.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
+import { shardScope } from "../store/keys.js";
 import type { RedisClient } from "../store/redis-client.js";
+import { Shards } from "../store/shards.js";
 import { SmsReferences } from "../store/sms-references.js";
 import { StepReplies } from "../store/step-replies.js";
 import { buildReportModel } from "./build-report-model.js";
@@ -17,21 +19,33 @@ import { periodTitle } from "./report-phrases.js";
 
 const CHART_CID = "daily-sends-chart@followups";
 
-/** Where a report's figures come from. */
-export interface ReportSources {
-  readonly ledger: DeliveryLedger;
-  readonly store: FollowUpStore;
-  readonly smsReferences: SmsReferences;
-  readonly replies: StepReplies;
+/** What a report reads in a shard: its replies and the purchases they answer. */
+export interface ReportShard {
+  readonly store: Pick<FollowUpStore, "summary">;
+  readonly replies: Pick<StepReplies, "get">;
 }
 
-/** The report sources of a deployment on a connection. */
-export function reportSourcesOn(redis: RedisClient, prefix: string): ReportSources {
+/** Where a report's figures come from. */
+export interface ReportSources {
+  /** A ledger that adds up the global ledger and every shard's. */
+  readonly ledger: Pick<DeliveryLedger, "hours" | "pending">;
+  readonly smsReferences: Pick<SmsReferences, "repliesBetween">;
+  /** Every shard's stores: the replies index names the shard of each reply. */
+  readonly shards: Pick<Shards<ReportShard>, "of" | "count">;
+}
+
+/**
+ * The report sources of a deployment of `shards` shards (FOLLOW_UP_SHARDS) on a connection: the
+ * ledger reads add up every shard's counts.
+ */
+export function reportSourcesOn(redis: RedisClient, prefix: string, shards: number): ReportSources {
   return {
-    ledger: new DeliveryLedger(redis, prefix),
-    store: new FollowUpStore(redis, prefix),
+    ledger: new DeliveryLedger(redis, shardScope(prefix, 0, shards)),
     smsReferences: new SmsReferences(redis, prefix),
-    replies: new StepReplies(redis, prefix),
+    shards: new Shards(shards, (shard) => {
+      const scope = shardScope(prefix, shard, shards);
+      return { store: new FollowUpStore(redis, scope), replies: new StepReplies(redis, scope) };
+    }),
   };
 }
 
@@ -57,22 +71,26 @@ export async function collectReport(
     sources.smsReferences.repliesBetween(since, until),
   ]);
   const withNames = await Promise.all(
-    replies.map(async ({ eventId, stepId, n }) => {
-      const [reply, summary] = await Promise.all([
-        sources.replies.get(eventId, stepId, n),
-        sources.store.summary(eventId),
-      ]);
-      return (
-        reply && {
-          receivedAt: reply.receivedAt,
-          text: reply.text,
-          channel: reply.channel,
-          id: reply.id,
-          ...(reply.resolved && { resolvedAt: reply.resolved.at }),
-          ...summary,
-        }
-      );
-    }),
+    // A shard the deployment does not have holds no reply: left out.
+    replies
+      .filter(({ shard }) => shard < sources.shards.count)
+      .map(async ({ eventId, stepId, shard, n }) => {
+        const { replies: stepReplies, store } = sources.shards.of(shard);
+        const [reply, summary] = await Promise.all([
+          stepReplies.get(eventId, stepId, n),
+          store.summary(eventId),
+        ]);
+        return (
+          reply && {
+            receivedAt: reply.receivedAt,
+            text: reply.text,
+            channel: reply.channel,
+            id: reply.id,
+            ...(reply.resolved && { resolvedAt: reply.resolved.at }),
+            ...summary,
+          }
+        );
+      }),
   );
   return buildReportModel({
     shopName: rules.shopName,

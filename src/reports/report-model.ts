@@ -66,7 +66,10 @@ export interface UnhappyReply {
   readonly channel: string;
   /** Whether someone marked it resolved (`followups resolve`). */
   readonly resolved: boolean;
-  /** `<eventId>/<stepId>/<n>`, what `followups resolve` takes (absent for older replies). */
+  /**
+   * `<eventId>/<stepId>/<n>` (`@<shard>` after it outside shard 0), what `followups resolve`
+   * takes (absent for older replies).
+   */
   readonly id?: string;
 }
 

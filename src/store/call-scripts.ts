@@ -46,7 +46,10 @@ export class CallScripts {
 
   async get(followUpId: string): Promise<StoredCall | undefined> {
     const raw = await this.redis.get(this.keys.callScript(followUpId));
-    return raw ? (JSON.parse(raw) as StoredCall) : undefined;
+    if (!raw) return undefined;
+    // Scripts stored before shards name no shard: their events are in shard 0.
+    const stored = JSON.parse(raw) as StoredCall & { script: { shard?: number } };
+    return { ...stored, script: { ...stored.script, shard: stored.script.shard ?? 0 } };
   }
 
   /** Notes the sid of the call placed with the script. */

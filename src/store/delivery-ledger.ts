@@ -265,7 +265,12 @@ export class DeliveryLedger {
           const at = dayStart + (quarter === undefined ? 0 : Number(quarter) * QUARTER_HOUR_MS);
           const key = `${at}|${field}`;
           const seen = totals.get(key);
-          totals.set(key, { channel, ruleId: ruleId ?? null, at, count: (seen?.count ?? 0) + count });
+          totals.set(key, {
+            channel,
+            ruleId: ruleId ?? null,
+            at,
+            count: (seen?.count ?? 0) + count,
+          });
         }
       });
     }

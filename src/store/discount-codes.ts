@@ -13,6 +13,8 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 export interface CodeOrigin {
   readonly eventId: string;
   readonly stepId: string;
+  /** The shard the step's event lives in (field `h`; codes issued before shards have none: 0). */
+  readonly shard: number;
   /** SuppressionList.customerMember: the customer, never by a readable id. */
   readonly customer: string;
 }
@@ -52,6 +54,7 @@ export class DiscountCodes {
         x: expiresAt,
         e: origin.eventId,
         s: origin.stepId,
+        h: origin.shard,
         k: origin.customer,
         i: issuedAt,
       })
@@ -67,15 +70,16 @@ export class DiscountCodes {
 
   /** The step a code was issued by, for attribution. */
   async origin(typed: string): Promise<(CodeOrigin & { redeemedBy?: string }) | undefined> {
-    const [e, s, k, r] = await this.redis.hmget(
+    const [e, s, k, r, h] = await this.redis.hmget(
       this.keys.discountCode(normalizeCode(typed)),
       "e",
       "s",
       "k",
       "r",
+      "h",
     );
     if (!e || !s || !k) return undefined;
-    return { eventId: e, stepId: s, customer: k, ...(r && { redeemedBy: r }) };
+    return { eventId: e, stepId: s, shard: shardOf(h), customer: k, ...(r && { redeemedBy: r }) };
   }
 
   /** Redeems a code for an order, atomically: the first order keeps it (see redeem-code.lua). */
@@ -94,6 +98,12 @@ export class DiscountCodes {
     if (outcome === 3) return { status: "taken", code };
     return { status: "expired", code };
   }
+}
+
+/** A stored shard number; absent (issued before shards) or unreadable is shard 0. */
+function shardOf(stored: string | null | undefined): number {
+  const shard = Number(stored ?? 0);
+  return Number.isInteger(shard) && shard >= 0 ? shard : 0;
 }
 
 function lookupOf(fields: Record<string, string>, now: number): CodeLookup {

@@ -10,7 +10,16 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
  * of an unknown order is kept and applied when the purchase shows up.
  */
 export interface OrderRecord extends OrderRefunds {
+  /** The order's purchase events, each with the shard its records live in. */
+  readonly events: readonly OrderEvent[];
+  /** The same events' ids. */
   readonly eventIds: readonly string[];
+}
+
+/** A purchase event of an order, and the shard (FOLLOW_UP_SHARDS) where its records are. */
+export interface OrderEvent {
+  readonly eventId: string;
+  readonly shard: number;
 }
 
 /** What one refund event took back: an amount, items, both, or (neither) the whole order. */
@@ -32,8 +41,15 @@ export class OrderStore {
    * Links a purchase event to its order and returns the order as it stands right after: a refund
    * recorded before this moment is in the answer, one recorded after it will find the link.
    */
-  async linkPurchase(orderId: string, eventId: string, keepMs: number): Promise<OrderRecord> {
-    return parseOrder(await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs));
+  async linkPurchase(
+    orderId: string,
+    eventId: string,
+    shard: number,
+    keepMs: number,
+  ): Promise<OrderRecord> {
+    return parseOrder(
+      await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs, `s${shard}`),
+    );
   }
 
   /**
@@ -71,15 +87,23 @@ export class OrderStore {
   }
 }
 
+/**
+ * The shard of an order's link: `s<shard>`; anything else (`1`, as linked before shards) is 0.
+ */
+function linkShard(value: string): number {
+  const match = /^s(\d{1,4})$/.exec(value);
+  return match ? Number(match[1]) : 0;
+}
+
 function parseOrder(flat: readonly string[]): OrderRecord {
-  const eventIds: string[] = [];
+  const events: OrderEvent[] = [];
   const refunds: Money[] = [];
   const returns: ItemReturn[] = [];
   let fullyRefunded = false;
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i] ?? "";
     const value = flat[i + 1] ?? "";
-    if (field.startsWith("e:")) eventIds.push(field.slice(2));
+    if (field.startsWith("e:")) events.push({ eventId: field.slice(2), shard: linkShard(value) });
     else if (!field.startsWith("r:")) continue;
     else if (value === "full") fullyRefunded = true;
     else if (value.startsWith("{")) {
@@ -92,5 +116,11 @@ function parseOrder(flat: readonly string[]): OrderRecord {
       refunds.push({ minor: Number(minor), currency });
     }
   }
-  return { eventIds, refunds, returns, fullyRefunded };
+  return {
+    events,
+    eventIds: events.map((event) => event.eventId),
+    refunds,
+    returns,
+    fullyRefunded,
+  };
 }

@@ -25,13 +25,19 @@ export class RulesGenerations {
     return { generation, latest };
   }
 
-  /** Whether a full re-planning walk under `generation` has completed (by any worker). */
-  async walked(generation: number): Promise<boolean> {
-    return (await this.redis.hexists(this.keys.rulesGenerations(), `w:${generation}`)) === 1;
+  /** Whether a full re-planning walk of a shard's schedule under `generation` has completed. */
+  async walked(generation: number, shard = 0): Promise<boolean> {
+    const field = walkField(generation, shard);
+    return (await this.redis.hexists(this.keys.rulesGenerations(), field)) === 1;
   }
 
-  /** Records that a full re-planning walk under `generation` has completed. */
-  async markWalked(generation: number): Promise<void> {
-    await this.redis.hset(this.keys.rulesGenerations(), `w:${generation}`, Date.now());
+  /** Records that a full re-planning walk of a shard's schedule under `generation` completed. */
+  async markWalked(generation: number, shard = 0): Promise<void> {
+    await this.redis.hset(this.keys.rulesGenerations(), walkField(generation, shard), Date.now());
   }
+}
+
+/** The field marking a walk: shard 0's keeps the name it had before shards. */
+function walkField(generation: number, shard: number): string {
+  return shard === 0 ? `w:${generation}` : `w:${generation}:${shard}`;
 }

@@ -114,7 +114,7 @@ export interface StoreCommands {
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;
   /** link-order.lua */
-  fuLinkOrder(orderKey: string, eventId: string, keepMs: number): Promise<string[]>;
+  fuLinkOrder(orderKey: string, eventId: string, keepMs: number, link: string): Promise<string[]>;
   /** record-refund.lua */
   fuRecordRefund(
     orderKey: string,

@@ -11,7 +11,6 @@ import type { ReplicaWait } from "./replica-wait.js";
 import { StepReplies } from "./step-replies.js";
 import { ThankYouGroups } from "./thank-you-groups.js";
 
-
 /**
  * The stores of one shard (FOLLOW_UP_SHARDS): everything kept about its customers and their
  * purchases, its schedule and its ledger counts, all under the shard's hash tag.
@@ -34,7 +33,7 @@ export interface ShardStores {
  * referred to from outside its shard (jobs, message references, order links).
  */
 export class Shards<T> {
-  private readonly made = new Map<number, T>();
+  private readonly cache = new Map<number, T>();
 
   constructor(
     readonly count: number,
@@ -48,10 +47,10 @@ export class Shards<T> {
   of(shard: number): T {
     if (!Number.isInteger(shard) || shard < 0 || shard >= this.count)
       throw new RangeError(`shard ${shard} is not one of 0 to ${this.count - 1}`);
-    let made = this.made.get(shard);
+    let made = this.cache.get(shard);
     if (made === undefined) {
       made = this.make(shard);
-      this.made.set(shard, made);
+      this.cache.set(shard, made);
     }
     return made;
   }
@@ -69,6 +68,11 @@ export class Shards<T> {
   /** Every shard's, in shard order. */
   all(): T[] {
     return Array.from({ length: this.count }, (_, shard) => this.of(shard));
+  }
+
+  /** Those made so far (to close them, say), in shard order. */
+  made(): T[] {
+    return [...this.cache.entries()].sort(([a], [b]) => a - b).map(([, value]) => value);
   }
 
   /** The same shards with something else made per shard. */

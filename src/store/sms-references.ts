@@ -4,16 +4,44 @@ import type { RedisClient } from "./redis-client.js";
 /** A number texted within this long gets no opt-out line again; after it, its next text does. */
 const TEXTED_MEMORY_MS = 365 * 24 * 3600 * 1000;
 
-/** Which step of which event a message belongs to. */
+/** Which step of which event a message belongs to, and the shard the event's records live in. */
 export interface StepRef {
   readonly eventId: string;
   readonly stepId: string;
+  /** The shard of the event's customer (FOLLOW_UP_SHARDS): where its records are. */
+  readonly shard: number;
+}
+
+/**
+ * How a reference is stored: its lines, newline-separated, as before shards, with the shard as an
+ * extra last line `@<shard>` when it is not 0:
+ * - SMS sid: `<eventId>\n<stepId>\n<recipient member>[\n@<shard>]`
+ * - email Message-ID, latest check-in: `<eventId>\n<stepId>[\n@<shard>]`
+ * - replies (zset members): `<eventId>\n<stepId>\n<n>[\n@<shard>]` (before numbers: no `<n>`)
+ * The last line of a reference without a shard is a step id (it has a dot), a recipient member
+ * (`h:…`) or a number, never `@` and digits: references written before shards, and every shard-0
+ * one, read as shard 0, and a shard-0 deployment's references are byte for byte as before.
+ */
+const SHARD_MARK = /^@(\d{1,4})$/;
+
+/** A reference's lines with the shard's line added (none for shard 0). */
+function encodeRef(lines: readonly string[], shard: number): string {
+  return (shard === 0 ? lines : [...lines, `@${shard}`]).join("\n");
+}
+
+/** A stored reference's lines without the shard's line, and its shard (0 when it has none). */
+function decodeRef(raw: string): { lines: string[]; shard: number } {
+  const lines = raw.split("\n");
+  const mark = SHARD_MARK.exec(lines[lines.length - 1] ?? "");
+  if (!mark || lines.length < 3) return { lines, shard: 0 };
+  return { lines: lines.slice(0, -1), shard: Number(mark[1]) };
 }
 
 /**
  * What is needed to file Twilio's answers: which step an SMS sid was sent for (status callbacks),
  * the latest check-in per number (replies), and the replies by time (owners' reports). The reply
- * texts themselves live on their step records.
+ * texts themselves live on their step records, in the event's shard: every reference here is a
+ * global key and names that shard.
  */
 export class SmsReferences {
   private readonly keys: StoreKeys;
@@ -37,14 +65,19 @@ export class SmsReferences {
     at: StepRef & { kind: string },
     keepMs: number,
   ): Promise<void> {
-    const ref = `${at.eventId}\n${at.stepId}`;
+    const sms = encodeRef([at.eventId, at.stepId, recipientMember], at.shard);
     // Separate writes, not a MULTI: building a pipeline copies every script defined on the
     // connection, and each write stands on its own (a missing one only repeats the opt-out hint).
     await Promise.all([
-      this.redis.set(this.keys.smsMessage(sid), `${ref}\n${recipientMember}`, "PX", keepMs),
+      this.redis.set(this.keys.smsMessage(sid), sms, "PX", keepMs),
       this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
       at.kind === "check-in"
-        ? this.redis.set(this.keys.latestCheckIn(phone), ref, "PX", keepMs)
+        ? this.redis.set(
+            this.keys.latestCheckIn(phone),
+            encodeRef([at.eventId, at.stepId], at.shard),
+            "PX",
+            keepMs,
+          )
         : undefined,
     ]);
   }
@@ -53,7 +86,7 @@ export class SmsReferences {
   async rememberEmail(messageId: string, at: StepRef, keepMs: number): Promise<void> {
     await this.redis.set(
       this.keys.emailMessage(messageId),
-      `${at.eventId}\n${at.stepId}`,
+      encodeRef([at.eventId, at.stepId], at.shard),
       "PX",
       keepMs,
     );
@@ -87,7 +120,7 @@ export class SmsReferences {
   async stepOfSms(sid: string): Promise<(StepRef & { recipient?: string }) | undefined> {
     const raw = await this.redis.get(this.keys.smsMessage(sid));
     const at = parseRef(raw);
-    const recipient = raw?.split("\n")[2];
+    const recipient = raw === null ? undefined : decodeRef(raw).lines[2];
     return at && (recipient ? { ...at, recipient } : at);
   }
 
@@ -106,7 +139,11 @@ export class SmsReferences {
     keepMs: number,
   ): Promise<void> {
     const key = this.keys.replies();
-    await this.redis.zadd(key, receivedAt, `${at.eventId}\n${at.stepId}\n${at.n}`);
+    await this.redis.zadd(
+      key,
+      receivedAt,
+      encodeRef([at.eventId, at.stepId, String(at.n)], at.shard),
+    );
     await this.redis.zremrangebyscore(key, "-inf", receivedAt - keepMs);
   }
 
@@ -115,13 +152,14 @@ export class SmsReferences {
     const refs = await this.redis.zrangebyscore(this.keys.replies(), since, `(${until}`);
     return refs.flatMap((raw) => {
       const ref = parseRef(raw);
-      return ref ? [{ ...ref, n: Number(raw.split("\n")[2] ?? "1") || 1 }] : [];
+      return ref ? [{ ...ref, n: Number(decodeRef(raw).lines[2] ?? "1") || 1 }] : [];
     });
   }
 }
 
 function parseRef(raw: string | null): StepRef | undefined {
   if (!raw) return undefined;
-  const [eventId = "", stepId = ""] = raw.split("\n");
-  return { eventId, stepId };
+  const { lines, shard } = decodeRef(raw);
+  const [eventId = "", stepId = ""] = lines;
+  return { eventId, stepId, shard };
 }

@@ -12,10 +12,12 @@ export interface ReplyResolution {
 
 /** One reply of a customer to a step: every reply is kept, numbered from 1. */
 export interface StepReply {
-  /** `<eventId>/<stepId>/<n>`: how `followups resolve` names it. */
+  /** `<eventId>/<stepId>/<n>[@<shard>]` (replyId): how `followups resolve` names it. */
   readonly id: string;
   readonly eventId: string;
   readonly stepId: string;
+  /** The shard the event lives in (FOLLOW_UP_SHARDS). */
+  readonly shard: number;
   readonly n: number;
   readonly text: string;
   readonly receivedAt: number;
@@ -31,13 +33,34 @@ interface StoredReply {
   res?: { at: number; by: string; note?: string };
 }
 
-/** `<eventId>/<stepId>/<n>` → its parts; undefined when it is not one. */
-export function parseReplyId(
-  id: string,
-): { eventId: string; stepId: string; n: number } | undefined {
-  const match = /^(.+)\/([^/.\s]+\.[^/.\s]+)\/([1-9]\d{0,5})$/.exec(id);
+/** Which reply of which step, of an event in which shard. */
+export interface ReplyRef {
+  readonly eventId: string;
+  readonly stepId: string;
+  readonly n: number;
+  readonly shard: number;
+}
+
+/**
+ * A reply's id: `<eventId>/<stepId>/<n>`, with `@<shard>` after it when the event is not in
+ * shard 0. Ids are kept outside the shard (owners' pending alerts) and typed by operators, so they
+ * name the shard; shard 0's (and every id given out before shards) are as they always were.
+ */
+export function replyId(ref: ReplyRef): string {
+  const id = `${ref.eventId}/${ref.stepId}/${ref.n}`;
+  return ref.shard === 0 ? id : `${id}@${ref.shard}`;
+}
+
+/** `<eventId>/<stepId>/<n>[@<shard>]` → its parts (shard 0 without `@`); undefined if not one. */
+export function parseReplyId(id: string): ReplyRef | undefined {
+  const match = /^(.+)\/([^/.\s]+\.[^/.\s]+)\/([1-9]\d{0,5})(?:@(\d{1,4}))?$/.exec(id);
   if (!match?.[1] || !match[2] || !match[3]) return undefined;
-  return { eventId: match[1], stepId: match[2], n: Number(match[3]) };
+  return {
+    eventId: match[1],
+    stepId: match[2],
+    n: Number(match[3]),
+    shard: match[4] === undefined ? 0 : Number(match[4]),
+  };
 }
 
 /**
@@ -81,16 +104,18 @@ export class StepReplies {
     for (const [field, raw] of Object.entries(all)) {
       if (field.startsWith("y:")) {
         const at = field.lastIndexOf(":");
-        add(readReply(eventId, field.slice(2, at), Number(field.slice(at + 1)), raw));
+        add(this.read(eventId, field.slice(2, at), Number(field.slice(at + 1)), raw));
       } else if (field.startsWith("s:") && all[`yn:${field.slice(2)}`] === undefined) {
         // Kept the old way, inside the step record: reply 1.
         const legacy = readStepRecord(raw).reply;
         if (legacy) {
           const stepId = field.slice(2);
+          const shard = this.keys.shard;
           add({
-            id: `${eventId}/${stepId}/1`,
+            id: replyId({ eventId, stepId, n: 1, shard }),
             eventId,
             stepId,
+            shard,
             n: 1,
             text: legacy.text,
             receivedAt: legacy.receivedAt,
@@ -129,17 +154,19 @@ export class StepReplies {
       }),
     );
     if (outcome === 0) return undefined;
-    return { reply: readReply(eventId, stepId, n, raw), already: outcome === 2 };
+    return { reply: this.read(eventId, stepId, n, raw), already: outcome === 2 };
+  }
+
+  private read(eventId: string, stepId: string, n: number, raw: string): StepReply {
+    return readReply({ eventId, stepId, n, shard: this.keys.shard }, raw);
   }
 }
 
-function readReply(eventId: string, stepId: string, n: number, raw: string): StepReply {
+function readReply(ref: ReplyRef, raw: string): StepReply {
   const stored = JSON.parse(raw) as StoredReply;
   return {
-    id: `${eventId}/${stepId}/${n}`,
-    eventId,
-    stepId,
-    n,
+    id: replyId(ref),
+    ...ref,
     text: stored.t,
     receivedAt: stored.at,
     channel: stored.c ?? "sms",

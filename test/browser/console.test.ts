@@ -4,6 +4,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { shardScope } from "../../src/store/keys.js";
 import { StepReplies } from "../../src/store/step-replies.js";
 import { hasChromium, launchChromium, seriousA11yViolations } from "../support/browser.js";
 import { captureIo } from "../support/capture-io.js";
@@ -193,7 +194,8 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     expect(queues.status()).toBe(200);
 
     // An unhappy reply is marked resolved from the timeline, with a note.
-    await new StepReplies(p.redis, p.prefix).add("evt-console", "big-ticket.thank-you", {
+    const scope = shardScope(p.prefix, await p.shardOf("evt-console"), p.shards);
+    await new StepReplies(p.redis, scope).add("evt-console", "big-ticket.thank-you", {
       text: "The TV arrived broken, 2/10",
       receivedAt: Date.now(),
       channel: "email",

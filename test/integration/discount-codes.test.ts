@@ -147,7 +147,7 @@ describe("discount codes a till can check", () => {
     await codes.issue(
       { code: "KIT-OLD0-0000-0001", percent: 10, validUntil: yesterday.toISODate() ?? "" },
       yesterday.endOf("day").toMillis(),
-      { eventId: "evt-old", stepId: "accessories.discount", customer: "k:old" },
+      { eventId: "evt-old", stepId: "accessories.discount", shard: 0, customer: "k:old" },
       yesterday.minus({ days: 7 }).toMillis(),
       30 * 86_400_000,
     );

@@ -93,7 +93,8 @@ async function watchSlots(url: string, prefix: string): Promise<Call[]> {
 
 describe("Redis Cluster readiness of the store", () => {
   it("touches keys of one slot in every script call and transaction", async () => {
-    pipeline = await startPipeline("key-slots", { startWorker: false });
+    // Four shards: both customers live in shard 2 (customerShard), not in shard 0.
+    pipeline = await startPipeline("key-slots", { startWorker: false, shards: 4 });
     const p = pipeline;
     const calls = await watchSlots(inject("redisUrl"), p.prefix);
     await p.startWorker();
@@ -160,5 +161,8 @@ describe("Redis Cluster readiness of the store", () => {
     expect(mixed).toEqual([]);
     const untagged = calls.filter((call) => call.keys.some((key) => tagOf(key) === key));
     expect(untagged).toEqual([]);
+    // The customers' state was written in their shard, under its tag.
+    const tags = new Set(calls.flatMap((call) => call.keys.map(tagOf)));
+    expect(tags).toContain(`${p.prefix}:2`);
   });
 });

@@ -12,7 +12,7 @@ import { runResend } from "../../src/cli/resend-command.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -152,8 +152,8 @@ describe("followups customer, order and cancel", () => {
         detail: "1 cancelled: asked by phone",
       }),
     ]);
-    // Counted in the ledger like any cancellation, with its own reason.
-    const keys = new StoreKeys(p.prefix);
+    // Counted in the ledger like any cancellation, with its own reason (in the purchase's shard).
+    const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf("evt-ops-1"), p.shards));
     const hour = await p.redis.hgetall(keys.ledgerHour(Math.floor(Date.now() / 3_600_000)));
     expect(hour["reason|cancelled|sms|check-in|operator"]).toBe("1");
 
@@ -246,7 +246,7 @@ describe("followups failed --retry and resend", () => {
       ["carol", "resend"],
       ["bob", "retry"],
     ]);
-    const keys = new StoreKeys(p.prefix);
+    const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf("evt-retry"), p.shards));
     const hour = await p.redis.hgetall(keys.ledgerHour(Math.floor(Date.now() / 3_600_000)));
     expect(hour["resent|email|thank-you|thank-you"]).toBe("1");
     expect(hour["retried|email|thank-you|thank-you"]).toBe("1");

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { followUpJobId } from "../../src/queue/names.js";
-import { bucketOf, StoreKeys } from "../../src/store/keys.js";
+import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -95,7 +95,10 @@ describe("the pipeline on real parts", () => {
     expect(record).toMatchObject({ state: "scheduled", dueAt: expectedDue.toMillis() });
     // Months out, it waits in the compact schedule, not as a BullMQ job.
     expect(await pipeline.followUps.getJob(jobId)).toBeUndefined();
-    const bucket = new StoreKeys(pipeline.prefix).scheduleBucket(bucketOf(expectedDue.toMillis()));
+    const keys = new StoreKeys(
+      shardScope(pipeline.prefix, await pipeline.shardOf("evt-checkin"), pipeline.shards),
+    );
+    const bucket = keys.scheduleBucket(bucketOf(expectedDue.toMillis()));
     expect(await pipeline.redis.lrange(bucket, 0, -1)).toEqual([
       JSON.stringify(["evt-checkin", "big-ticket.check-in"]),
     ]);

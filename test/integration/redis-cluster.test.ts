@@ -1,5 +1,6 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { customerShard } from "../../src/store/keys.js";
 import { isCluster } from "../../src/store/redis-client.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -55,11 +56,48 @@ describe.runIf(onCluster)("followups on a Redis Cluster", () => {
       } while (cursor !== "0");
     }
     const tags = new Set(keys.map((key) => /^\{([^}]+)\}/.exec(key)?.[1] ?? `untagged: ${key}`));
-    expect([...tags].sort()).toEqual([p.prefix, `${p.prefix}:0`]);
-    // The store's records, the follow-ups queue beside them (shard 0), the input queue apart.
-    expect(keys).toContain(`{${p.prefix}:0}:follow-ups:meta`);
+    // Four shards (the cluster run's): global keys, and each shard's under its own tag.
+    const shardTags = Array.from({ length: p.shards }, (_, n) => `${p.prefix}:${n}`);
+    expect(p.shards).toBe(4);
+    expect([...tags].filter((tag) => ![p.prefix, ...shardTags].includes(tag))).toEqual([]);
+    // The customer's records and their shard's follow-ups queue beside them; the input queue apart.
+    const shard = customerShard("cus-cluster-tv", p.shards);
+    expect(keys.some((key) => key.startsWith(`{${p.prefix}:${shard}}:fu:e:`))).toBe(true);
     expect(keys).toContain(`{${p.prefix}}:purchase-events:meta`);
-    expect(keys.some((key) => key.startsWith(`{${p.prefix}:0}:fu:e:`))).toBe(true);
+    expect(keys.filter((key) => key.includes(":fu:e:") || key.includes(":fu:p:"))).toEqual(
+      keys.filter((key) => key.startsWith(`{${p.prefix}:${shard}}:fu:`) && /:fu:[ep]:/.test(key)),
+    );
+  });
+
+  it("spreads customers over the shards, and the shards over the masters", async () => {
+    // Sixteen shards: their tags fall on all three masters but by a rare chance.
+    pipeline = await startPipeline("cluster-spread", { shards: 16 });
+    const p = pipeline;
+    if (!isCluster(p.redis)) return;
+    const ids = Array.from({ length: 24 }, (_, i) => `cus-spread-${i}`);
+    for (const id of ids)
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-${id}`,
+          orderId: `ord-${id}`,
+          occurredAt: DateTime.utc().minus({ hours: 2 }).toISO() ?? "",
+          customer: { id, email: `${id}@example.com` },
+          items: [item("kitchenware", "75.00")],
+        }) as never,
+      );
+    // Every thank-you goes, exactly once, whatever shard its customer is in.
+    for (const id of ids) await waitForState(p, `evt-${id}`, "thank-you.thank-you", "sent");
+    const mails = await p.sink.waitForMessages(ids.length);
+    expect(mails).toHaveLength(ids.length);
+    const shards = new Set(ids.map((id) => customerShard(id, p.shards)));
+    expect(shards.size).toBe(13);
+    // Each shard's records live on the master that holds its tag's slot: more than one master.
+    const mastersWithRecords = new Set<string>();
+    for (const node of p.redis.nodes("master")) {
+      const [, found] = await node.scan("0", "MATCH", `{${p.prefix}:*}:fu:e:*`, "COUNT", 10_000);
+      if (found.length > 0) mastersWithRecords.add(`${node.options.host}:${node.options.port}`);
+    }
+    expect(mastersWithRecords.size).toBeGreaterThan(1);
   });
 
   it("waits for a replica after the writes that must survive a failover (REDIS_WAIT_REPLICAS)", async () => {

@@ -550,15 +550,15 @@ describe("the store's Lua scripts", () => {
       "r:ref-1",
       "500 GBP",
     ]);
-    expect(await redis.fuLinkOrder(order, "evt", 3 * DAY)).toEqual([
+    expect(await redis.fuLinkOrder(order, "evt", 3 * DAY, "s2")).toEqual([
       "r:ref-1",
       "500 GBP",
       "e:evt",
-      "1",
+      "s2",
     ]);
     expect(await redis.pttl(order)).toBeGreaterThan(2 * DAY);
     // A shorter keep never shortens the order.
-    await redis.fuLinkOrder(order, "evt-2", 1_000);
+    await redis.fuLinkOrder(order, "evt-2", 1_000, "s0");
     expect(await redis.pttl(order)).toBeGreaterThan(2 * DAY);
   });
 

@@ -6,6 +6,8 @@ declare module "vitest" {
     redisUrl: string;
     /** Whether redisUrl names the nodes of a Redis Cluster (global-setup-cluster.ts). */
     redisCluster: boolean;
+    /** FOLLOW_UP_SHARDS of the pipelines the run starts (the cluster run spreads over several). */
+    followUpShards: number;
   }
 }
 
@@ -15,6 +17,7 @@ export default async function setup(
 ): Promise<(() => Promise<void>) | undefined> {
   const externalUrl = process.env.REDIS_URL;
   project.provide("redisCluster", false);
+  project.provide("followUpShards", 1);
   if (externalUrl) {
     project.provide("redisUrl", externalUrl);
     return undefined;

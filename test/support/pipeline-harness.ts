@@ -21,9 +21,10 @@ import {
   queuePrefix,
 } from "../../src/queue/names.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
-import { FollowUpStore } from "../../src/store/follow-up-store.js";
-import { bucketOf, StoreKeys } from "../../src/store/keys.js";
+import type { FollowUpStore } from "../../src/store/follow-up-store.js";
+import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
+import { shardStores } from "../../src/store/shards.js";
 import { startWorker, type WorkerHandle } from "../../src/worker.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "./redis-namespace.js";
 import { type SmtpSink, startSmtpSink } from "./smtp-sink.js";
@@ -46,7 +47,15 @@ export interface PipelineHarness {
   readonly env: Env;
   readonly publisher: EventPublisher;
   readonly events: Queue;
+  /** The follow-ups queues as one: `getJob` looks in every shard's (see anyShardQueue). */
   readonly followUps: Queue<FollowUpJobData>;
+  /** Every shard's follow-ups queue, by shard. */
+  readonly followUpQueues: readonly Queue<FollowUpJobData>[];
+  /** FOLLOW_UP_SHARDS of the pipeline. */
+  readonly shards: number;
+  /** The shard an event's record is in (0 when it has none). */
+  shardOf(eventId: string): Promise<number>;
+  /** Finds each event's shard by itself (see locatingStore). */
   readonly store: FollowUpStore;
   worker?: WorkerHandle;
   /** Parsed log lines of the in-process worker. */
@@ -70,11 +79,14 @@ export async function startPipeline(
     cluster?: boolean;
     /** false: no voice adapter, as a deployment without Twilio voice (calls go to the outbox). */
     calls?: boolean;
+    /** FOLLOW_UP_SHARDS (default: the run's, one on a single Redis, four on the cluster). */
+    shards?: number;
   } = {},
 ): Promise<PipelineHarness> {
   const redisUrl = options.redisUrl ?? inject("redisUrl");
   // The cluster run (vitest.cluster.config.ts) provides a Redis Cluster's nodes.
   const cluster = options.cluster ?? (options.redisUrl === undefined && inject("redisCluster"));
+  const shards = options.shards ?? inject("followUpShards");
   const prefix = uniquePrefix(label);
   const root = await mkdtemp(path.join(tmpdir(), `followups-${label}-`));
   const configDir = path.join(root, "config");
@@ -89,6 +101,7 @@ export async function startPipeline(
     REDIS_URL: redisUrl,
     REDIS_CLUSTER: String(cluster),
     QUEUE_PREFIX: prefix,
+    FOLLOW_UP_SHARDS: String(shards),
     CONFIG_DIR: configDir,
     OUTBOX_DIR: outboxDir,
     SMTP_URL: sink.url,
@@ -117,10 +130,15 @@ export async function startPipeline(
     connection: redis,
     prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, cluster),
   });
-  const followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
-    connection: redis,
-    prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, cluster),
-  });
+  const followUpQueues = Array.from(
+    { length: shards },
+    (_, shard) =>
+      new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+        connection: redis,
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, cluster, shard),
+      }),
+  );
+  const followUps = anyShardQueue(followUpQueues);
 
   const logs: Record<string, unknown>[] = [];
   const harness: PipelineHarness = {
@@ -136,7 +154,10 @@ export async function startPipeline(
     publisher,
     events,
     followUps,
-    store: new FollowUpStore(redis, prefix),
+    followUpQueues,
+    shards,
+    shardOf: (eventId) => shardOfEvent(redis, prefix, shards, eventId),
+    store: locatingStore(redis, prefix, shards),
     async startWorker() {
       const destination = { write: (line: string) => void logs.push(JSON.parse(line)) };
       const logger = createLogger({
@@ -156,7 +177,7 @@ export async function startPipeline(
       await harness.worker?.close();
       await publisher.close();
       await events.close();
-      await followUps.close();
+      await Promise.all(followUpQueues.map((queue) => queue.close()));
       await deleteKeysWithPrefix(redis, prefix);
       await redis.quit();
       await sink.close();
@@ -274,7 +295,8 @@ export async function promoteStep(p: PipelineHarness, eventId: string, stepId: s
     await found.job.promote();
     return;
   }
-  await p.followUps.add(found.record?.channel ?? "follow-up", { e: eventId, s: stepId }, { jobId });
+  const queue = p.followUpQueues[await p.shardOf(eventId)] ?? p.followUps;
+  await queue.add(found.record?.channel ?? "follow-up", { e: eventId, s: stepId }, { jobId });
 }
 
 /**
@@ -289,10 +311,71 @@ export async function whereWaiting(
   if (await p.followUps.getJob(followUpJobId(eventId, stepId))) return "job";
   const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
   if (!record) return undefined;
-  const bucket = await p.redis.lrange(
-    new StoreKeys(p.prefix).scheduleBucket(bucketOf(record.dueAt)),
-    0,
-    -1,
-  );
+  const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards));
+  const bucket = await p.redis.lrange(keys.scheduleBucket(bucketOf(record.dueAt)), 0, -1);
   return bucket.includes(scheduleEntry(eventId, stepId)) ? "schedule" : undefined;
+}
+
+/**
+ * The follow-ups queues of every shard as one for tests: `getJob` finds a job in whichever shard's
+ * queue holds it; everything else is shard 0's queue.
+ */
+function anyShardQueue(queues: readonly Queue<FollowUpJobData>[]): Queue<FollowUpJobData> {
+  const [first] = queues;
+  if (!first) throw new Error("no follow-ups queue");
+  if (queues.length === 1) return first;
+  return new Proxy(first, {
+    get(target, property, receiver) {
+      if (property === "getJob")
+        return async (jobId: string) => {
+          for (const queue of queues) {
+            const job = await queue.getJob(jobId);
+            if (job) return job;
+          }
+          return undefined;
+        };
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The shard whose event record of `eventId` exists; 0 when none does. */
+async function shardOfEvent(
+  redis: RedisClient,
+  prefix: string,
+  count: number,
+  eventId: string,
+): Promise<number> {
+  const keys = new StoreKeys(shardScope(prefix, 0, count));
+  for (let shard = 1; shard < count; shard++) {
+    if ((await redis.exists(keys.ofShard(shard).eventRecord(eventId))) === 1) return shard;
+  }
+  return 0;
+}
+
+/**
+ * A FollowUpStore for tests that finds each event's shard (its record's key exists there, shard 0
+ * when none), so a test names events without knowing their customers' shards. Every method takes
+ * the event id first.
+ */
+function locatingStore(redis: RedisClient, prefix: string, count: number): FollowUpStore {
+  const stores = shardStores(redis, prefix, count);
+  if (count === 1) return stores.of(0).store;
+  const locate = async (eventId: string) =>
+    stores.of(await shardOfEvent(redis, prefix, count, eventId)).store;
+  return new Proxy(stores.of(0).store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== "function") return value;
+      return async (eventId: string, ...rest: unknown[]) => {
+        const store = await locate(eventId);
+        return (Reflect.get(store, property) as (...args: unknown[]) => unknown).call(
+          store,
+          eventId,
+          ...rest,
+        );
+      };
+    },
+  });
 }

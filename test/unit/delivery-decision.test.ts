@@ -132,6 +132,7 @@ function world(setup: Setup = {}) {
     ? { ...open, rules: open.rules.filter((rule) => rule.id !== "big-ticket") }
     : open;
   const deps: DeliveryDeps = {
+    shard: 0,
     rules: () => rules,
     compose,
     channels,
@@ -141,7 +142,15 @@ function world(setup: Setup = {}) {
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     codes: { issue: async () => {} },
     thankYous: { close: async () => [], filingOf: async () => undefined },
-    orders: { get: async () => ({ eventIds: [], refunds: [], returns: [], fullyRefunded: false }) },
+    orders: {
+      get: async () => ({
+        events: [],
+        eventIds: [],
+        refunds: [],
+        returns: [],
+        fullyRefunded: false,
+      }),
+    },
     spend: {
       spend: {
         add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0, crossed: [] }),
@@ -244,7 +253,7 @@ describe("a due follow-up that the provider accepts", () => {
           sid: "SM0001",
           phone: "+442079460958",
           recipientMember: "member:+442079460958",
-          at: { eventId: EVENT_ID, stepId: CHECK_IN, kind: "check-in" },
+          at: { eventId: EVENT_ID, stepId: CHECK_IN, shard: 0, kind: "check-in" },
           keepMs: 5_184_000_000,
         },
       ],

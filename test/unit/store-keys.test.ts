@@ -86,6 +86,8 @@ describe("the upgrade from the key layout before hash tags", () => {
         "globalLedgerHour",
         "layoutVersion",
         "layoutLock",
+        "ofShard",
+        "shardCount",
       ].includes(name),
   );
   const keyOf = (name: string): string => {

@@ -17,6 +17,7 @@ import { instant, item, purchase, rulesFrom, rulesProblems, yaml } from "../supp
 const SCRIPT: CallScript = {
   eventId: "evt-1",
   stepId: "big-ticket.check-in",
+  shard: 0,
   recipient: "h:abc",
   language: "en",
   sayLanguage: "en-GB",

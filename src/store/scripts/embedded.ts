@@ -44,7 +44,7 @@ export const EMBEDDED_SCRIPTS = {
   },
   "link-order": {
     numberOfKeys: 1,
-    lua: "--[[\n  Links a purchase event to its order and returns the order, refunds included, in one step: a\n  refund recorded before is in the answer, one recorded after will find the link.\n\n  Input:\n    KEYS[1] order (hash: `e:<eventId>` links, `r:<refundId>` refunds)\n    ARGV[1] the purchase event id\n    ARGV[2] keep the order at least this long (ms)\n\n  Output: the order's fields and values, flat\n]]\nredis.call('HSET', KEYS[1], 'e:' .. ARGV[1], '1')\nif redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\nreturn redis.call('HGETALL', KEYS[1])\n",
+    lua: "--[[\n  Links a purchase event to its order and returns the order, refunds included, in one step: a\n  refund recorded before is in the answer, one recorded after will find the link.\n\n  Input:\n    KEYS[1] order (hash: `e:<eventId>` links, valued `s<shard>` with the event's shard, or `1`\n            as linked before shards: shard 0; `r:<refundId>` refunds)\n    ARGV[1] the purchase event id\n    ARGV[2] keep the order at least this long (ms)\n    ARGV[3] the link's value: `s<shard>`, the shard the event lives in\n\n  Output: the order's fields and values, flat\n]]\nredis.call('HSET', KEYS[1], 'e:' .. ARGV[1], ARGV[3])\nif redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\nreturn redis.call('HGETALL', KEYS[1])\n",
   },
   "opt-outs": {
     numberOfKeys: undefined,
