@@ -1,10 +1,12 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { DateTime } from "luxon";
 import { loadRules } from "../src/config/load-rules.js";
+import { startRedisCluster } from "../test/support/redis-cluster.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import { startProviders } from "./arrival-sink.js";
 import { writeBenchConfig } from "./bench-config.js";
 import { scratchDir } from "./bench-env.js";
+import { BENCH_SHARDS, clusterComparison, clusterScenario } from "./cluster-bench.js";
 import { passThroughIntake, plainDelayedJobs } from "./intake-baselines.js";
 import { dueLatency } from "./latency-bench.js";
 import { gitState, machine } from "./machine.js";
@@ -48,6 +50,71 @@ const benchStart = Date.now();
 const log = (line: string) =>
   console.log(`[${((Date.now() - benchStart) / 1000).toFixed(0).padStart(3)} s] ${line}`);
 const scratch = await scratchDir(mode);
+
+/**
+ * `--cluster`: the same worker process against one Redis and against a private three-master
+ * Redis Cluster, both with FOLLOW_UP_SHARDS=16, then on the cluster with REDIS_WAIT_REPLICAS=1.
+ * Writes bench/results/cluster.json.
+ */
+async function clusterRun(): Promise<void> {
+  const sizes = quick ? { events: 2_000, sends: 300 } : { events: 20_000, sends: 2_000 };
+  const about = await machine();
+  log(`cluster bench on ${about.cpus} × ${about.cpuModel}, Redis ${about.redis}`);
+  const providers = await startProviders();
+  const single = await startRedisServer();
+  const cluster = await startRedisCluster();
+  try {
+    const common = { ...sizes, providers, scratch, log };
+    log(`one Redis: ${sizes.events} events, then ${sizes.sends} sends…`);
+    const one = await clusterScenario({
+      ...common,
+      label: "one Redis",
+      target: { url: single.url, cluster: false },
+    });
+    log("Redis Cluster, three masters…");
+    const spread = await clusterScenario({
+      ...common,
+      label: "cluster",
+      target: { url: cluster.url, cluster: true },
+    });
+    log("Redis Cluster with REDIS_WAIT_REPLICAS=1…");
+    const waiting = await clusterScenario({
+      ...common,
+      label: "cluster, WAIT 1",
+      target: { url: cluster.url, cluster: true },
+      extraEnv: { REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "1000" },
+    });
+    const comparison = clusterComparison(one, spread, waiting);
+    const results = {
+      mode: `cluster${quick ? " (quick)" : ""}`,
+      machine: about,
+      shards: BENCH_SHARDS,
+      seconds: round((Date.now() - benchStart) / 1000, 1),
+      scenarios: [one, spread, waiting],
+      comparison,
+    };
+    console.table(
+      [one, spread, waiting].map((run) => ({
+        run: run.label,
+        "B/pending": run.bytesPerPending,
+        "intake ev/s": run.intake.eventsPerSecond,
+        "worker ms/event": run.intake.workerCpuMsPerEvent,
+        "redis ms/event by master": run.intake.redisCpuMsPerEventByMaster.join(" "),
+        "sends/s": run.send.perSecond,
+        "worker ms/send": run.send.workerCpuMsPerSend,
+        "redis ms/send by master": run.send.redisCpuMsPerSendByMaster.join(" "),
+      })),
+    );
+    console.table(comparison);
+    await mkdir("bench/results", { recursive: true });
+    await writeFile("bench/results/cluster.json", `${JSON.stringify(results, null, 2)}\n`);
+    log(`wrote bench/results/cluster.json (${results.seconds} s)`);
+  } finally {
+    await providers.close();
+    await single.stop();
+    await cluster.stop();
+  }
+}
 
 async function scheduleAndLatency(perPosition: number[]) {
   const { events, followUps } = eventsForFollowUps(perPosition, SIZES.pending);
@@ -190,7 +257,8 @@ async function scale(perPosition: number[]) {
   }
 }
 
-try {
+/** The default, `--quick` and `--full` runs. */
+async function mainRun(): Promise<void> {
   const about = await machine();
   log(
     `bench (${mode}) on ${about.cpus} × ${about.cpuModel}, Node ${about.node}, Redis ${about.redis}`,
@@ -223,6 +291,11 @@ try {
   log(`wrote bench/results/latest.json (${results.seconds} s)`);
   // A missed target is a figure; a failed event or send, or a lost follow-up, is a broken pipeline.
   if (results.warnings.length > 0) process.exitCode = 1;
+}
+
+try {
+  if (process.argv.includes("--cluster")) await clusterRun();
+  else await mainRun();
 } finally {
   // BENCH_KEEP_SCRATCH=1 keeps the worker logs and configs for a look after a failed run.
   if (process.env.BENCH_KEEP_SCRATCH) log(`kept ${scratch.dir}`);

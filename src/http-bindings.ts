@@ -13,7 +13,7 @@ import type { FollowUpMetrics } from "./metrics.js";
 import { OperatorError, type OperatorTools } from "./operations/operator-tools.js";
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
-import type { EventIdRegistry } from "./store/event-ids.js";
+import type { DeploymentEventIds, EventIdRegistry } from "./store/event-ids.js";
 import type { RedisClient } from "./store/redis-client.js";
 import type { Shards } from "./store/shards.js";
 
@@ -35,6 +35,8 @@ export function acceptEventWith(deps: {
     Shards<{ readonly eventIds: Pick<EventIdRegistry, "conflicts"> }>,
     "of" | "ofCustomer"
   >;
+  /** With several shards: the ids claimed for the whole deployment. */
+  readonly deploymentIds?: Pick<DeploymentEventIds, "conflicts">;
   readonly metrics: FollowUpMetrics;
   readonly clock: () => DateTime;
 }): HttpDeps["acceptEvent"] {
@@ -45,7 +47,10 @@ export function acceptEventWith(deps: {
       const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;
       const { eventIds } =
         customerId === undefined ? deps.shards.of(0) : deps.shards.ofCustomer(customerId);
-      if (parsed.ok && (await eventIds.conflicts(parsed.event.id, fingerprint))) {
+      const conflicts = async (id: string) =>
+        (await eventIds.conflicts(id, fingerprint)) ||
+        ((await deps.deploymentIds?.conflicts(id, fingerprint)) ?? false);
+      if (parsed.ok && (await conflicts(parsed.event.id))) {
         deps.metrics.eventsIdReused.inc();
         return { ok: false, reusedId: parsed.event.id };
       }

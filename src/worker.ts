@@ -52,6 +52,7 @@ import { CallScripts } from "./store/call-scripts.js";
 import { ConsoleSessions } from "./store/console-sessions.js";
 import { CustomerIndex } from "./store/customer-index.js";
 import { DiscountCodes } from "./store/discount-codes.js";
+import { DeploymentEventIds } from "./store/event-ids.js";
 import { KEY_LAYOUT, OlderWorkersRunning, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
@@ -177,11 +178,16 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     redis.disconnect();
     httpRedis.disconnect();
     throw new StartupError(
-      `FOLLOW_UP_SHARDS is ${shardCount}, but this deployment's customers are spread over ${recordedShards} shards: set FOLLOW_UP_SHARDS=${recordedShards} (changing the count is described in the README, "Scaling out")`,
+      `FOLLOW_UP_SHARDS is ${shardCount}, but this deployment's customers live in ${recordedShards} shard${recordedShards === 1 ? "" : "s"}: set FOLLOW_UP_SHARDS=${recordedShards} (the count cannot change once set; see "Scaling out" in the README)`,
     );
   }
   const parsedServed = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, shardCount);
-  const servedShards = "shards" in parsedServed ? parsedServed.shards : [];
+  if ("problem" in parsedServed) {
+    redis.disconnect();
+    httpRedis.disconnect();
+    throw new StartupError(`FOLLOW_UP_SHARDS_SERVED: ${parsedServed.problem}`);
+  }
+  const servedShards = parsedServed.shards;
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
   const shards = shardStores(redis, prefix, shardCount, { replicaWait, addressHashSecret });
@@ -203,7 +209,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       (shard) =>
         new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
           connection,
-          prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard),
+          prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shardCount),
         }),
     );
   const followUps = followUpQueuesOn(redis);
@@ -344,6 +350,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       clock,
       promoteHorizonMs: env.PROMOTE_HORIZON_MS,
       rulesGeneration: () => generation,
+      ...(shardCount > 1 && { deploymentIds: new DeploymentEventIds(redis, prefix) }),
       erase: operatorTools.erase,
     }),
     {
@@ -386,20 +393,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   };
   // One BullMQ worker per served shard's queue, each on a connection of its own; the process's
   // DELIVERY_CONCURRENCY is shared out among them (at least one send each).
-  const shardConcurrency = Math.max(
-    1,
-    Math.ceil(env.DELIVERY_CONCURRENCY / Math.max(1, servedShards.length)),
-  );
-  const deliveries = servedShards.map((shard) => {
+  const shardConcurrency = (index: number) =>
+    Math.max(
+      1,
+      Math.floor(env.DELIVERY_CONCURRENCY / servedShards.length) +
+        (index < env.DELIVERY_CONCURRENCY % servedShards.length ? 1 : 0),
+    );
+  const deliveries = servedShards.map((shard, index) => {
     const { store, caps, thankYous, history } = shards.of(shard);
     const deps = { ...deliveryDeps, shard, store, caps, thankYous, history };
     const connection = duplicateClient(redis);
     workerConnections.push(connection);
     const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, createDeliveryProcessor(deps), {
       ...workerSettings,
-      prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard),
+      prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shardCount),
       connection,
-      concurrency: shardConcurrency,
+      concurrency: shardConcurrency(index),
     });
     worker.on("failed", recordFailureByBullmq(deps));
     return worker;
@@ -632,7 +641,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   let httpAddress: string | undefined;
   if (env.HTTP_ENABLED === "true") {
     http = createHttpServer({
-      acceptEvent: acceptEventWith({ publisher, shards: httpShards, metrics, clock }),
+      acceptEvent: acceptEventWith({
+        publisher,
+        shards: httpShards,
+        ...(shardCount > 1 && { deploymentIds: new DeploymentEventIds(httpRedis, prefix) }),
+        metrics,
+        clock,
+      }),
       unsubscribe: (request) =>
         feedback.unsubscribe(
           request.customerId,

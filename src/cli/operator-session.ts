@@ -40,7 +40,7 @@ export async function withOperatorTools<T>(
       (shard) =>
         new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
           connection: redis,
-          prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard),
+          prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shards),
         }),
     );
     const tools = createOperatorTools({

@@ -214,7 +214,8 @@ export const envSchema = z
         message: "several URLs are the seed nodes of a Redis Cluster: set REDIS_CLUSTER=true",
       });
     }
-    const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, env.FOLLOW_UP_SHARDS);
+    // Checked against the deployment's shard count when a worker starts (commands ignore it).
+    const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, MAX_SHARDS);
     if ("problem" in served) {
       ctx.issues.push({
         code: "custom",

@@ -21,7 +21,7 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
-import type { EventIdRegistry } from "../store/event-ids.js";
+import type { DeploymentEventIds, EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
@@ -91,6 +91,8 @@ export interface IntakeDeps extends IntakeShard {
   readonly promoteHorizonMs: number;
   /** The generation of the rules `rules()` returns (see RulesGenerations). */
   readonly rulesGeneration: () => number;
+  /** With several shards: event ids claimed for the whole deployment, not per shard. */
+  readonly deploymentIds?: Pick<DeploymentEventIds, "claim" | "keep">;
   /** Erases a customer (operations/erase-customer.ts), for `customer.erased` events. */
   readonly erase: (
     customerId: string,
@@ -193,6 +195,12 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
     const event = parsed.event;
     deps.metrics.eventsReceived.inc({ type: event.type });
     const fingerprint = eventFingerprint(event);
+    if (deps.deploymentIds) {
+      const keepMs =
+        event.type === "purchase.completed" ? deps.recordRetentionMs : REFUND_RETENTION_MS;
+      const claim = await deps.deploymentIds.claim(event.id, fingerprint, keepMs);
+      if (claim === "conflict") throw reusedId(deps, event.id, job.id);
+    }
     if (event.type !== "purchase.completed") {
       // Purchases claim their id together with the customer's history (schedulePurchase).
       const claim = await deps.eventIds.claim(event.id, fingerprint, REFUND_RETENTION_MS);
@@ -448,6 +456,8 @@ async function schedulePurchase(
     nowMs,
     generation,
   );
+  // The deployment-wide claim of the id lives as long as the record.
+  await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
   const linked = await deps.orders.linkPurchase(
     event.orderId,
     event.id,

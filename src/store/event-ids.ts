@@ -1,4 +1,4 @@
-import { type Scope, StoreKeys } from "./keys.js";
+import { prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -8,7 +8,8 @@ export type EventIdClaim = "first" | "repeat" | "conflict";
 /**
  * Event ids are unique per deployment: each is kept with the fingerprint of the event it named
  * (in the event record, for as long as the record lives), so a repeat is recognised and an id
- * reused for other content is refused instead of merged or dropped.
+ * reused for other content is refused instead of merged or dropped. A registry sees its shard's
+ * records; with several shards, DeploymentEventIds keeps each id once for all of them.
  */
 export class EventIdRegistry {
   private readonly redis: RedisClient & StoreCommands;
@@ -32,6 +33,46 @@ export class EventIdRegistry {
   /** Whether the id was used for an event with another fingerprint. */
   async conflicts(eventId: string, fingerprint: string): Promise<boolean> {
     const stored = await this.redis.hget(this.keys.eventRecord(eventId), "f");
+    return stored !== null && stored !== fingerprint;
+  }
+}
+
+/**
+ * With customers spread over several shards each shard knows its own customers' event ids only,
+ * so the deployment keeps each id once more, in a global key (`id:<hash>` → fingerprint), as long
+ * as the event's record: an id reused for another customer's event, or a refund under a
+ * purchase's id, is refused as it is with one shard. Not used with one shard (the record does it),
+ * so a single-shard deployment pays nothing for it.
+ */
+export class DeploymentEventIds {
+  private readonly keys: StoreKeys;
+
+  constructor(
+    private readonly redis: RedisClient,
+    scope: Scope,
+  ) {
+    this.keys = new StoreKeys(prefixOf(scope));
+  }
+
+  /** Claims the id for an event's content, kept `keepMs`; a repeat or a conflict if it was taken. */
+  async claim(eventId: string, fingerprint: string, keepMs: number): Promise<EventIdClaim> {
+    const key = this.keys.eventIdClaim(eventId);
+    for (;;) {
+      if ((await this.redis.set(key, fingerprint, "PX", keepMs, "NX")) === "OK") return "first";
+      const stored = await this.redis.get(key);
+      // Expired between the two commands: claim it again.
+      if (stored !== null) return stored === fingerprint ? "repeat" : "conflict";
+    }
+  }
+
+  /** Keeps the claim at least `keepMs` from now (as long as the event's record). */
+  async keep(eventId: string, keepMs: number): Promise<void> {
+    await this.redis.pexpire(this.keys.eventIdClaim(eventId), keepMs, "GT");
+  }
+
+  /** Whether the id was claimed for an event with another fingerprint. */
+  async conflicts(eventId: string, fingerprint: string): Promise<boolean> {
+    const stored = await this.redis.get(this.keys.eventIdClaim(eventId));
     return stored !== null && stored !== fingerprint;
   }
 }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import calculateSlot from "cluster-key-slot";
 import type { Channel } from "../domain/events.js";
 
 /**
@@ -70,9 +71,48 @@ export function globalTag(prefix: string): string {
   return `{${prefix}}`;
 }
 
-/** The hash tag of a shard's keys (KeySpace), and on a Redis Cluster of its follow-ups queue. */
-export function shardTag(prefix: string, shard: number): string {
-  return `{${prefix}:${shard}}`;
+/** Hash slots of a Redis Cluster. */
+const CLUSTER_SLOTS = 16_384;
+
+const spreadTags = new Map<string, readonly string[]>();
+
+/**
+ * The hash tag of a shard's keys (KeySpace), and on a Redis Cluster of its follow-ups queue.
+ * Shard 0's is `{<prefix>:0}`. The others' are chosen so their slots are spread evenly over the
+ * cluster's 16,384 (`{<prefix>:n}`, or `{<prefix>:n.k}` with the smallest k that lands in shard
+ * n's share of the slots, counted from shard 0's): masters own contiguous slot ranges, so each
+ * gets its share of shards. Names like `{followups:1}` … `{followups:15}` alone fall into four
+ * narrow slot bands, which would leave masters of larger clusters with no shard at all.
+ */
+export function shardTag(prefix: string, shard: number, shards = 1): string {
+  if (shard === 0) return `{${prefix}:0}`;
+  const key = `${prefix}\n${shards}`;
+  let tags = spreadTags.get(key);
+  if (!tags) {
+    tags = spreadShardTags(prefix, shards);
+    spreadTags.set(key, tags);
+  }
+  const tag = tags[shard];
+  if (tag === undefined) throw new RangeError(`shard ${shard} is not one of 0 to ${shards - 1}`);
+  return tag;
+}
+
+function spreadShardTags(prefix: string, shards: number): string[] {
+  const first = `{${prefix}:0}`;
+  const origin = calculateSlot(first);
+  const width = CLUSTER_SLOTS / shards;
+  const tags = [first];
+  for (let shard = 1; shard < shards; shard++) {
+    for (let k = 0; ; k++) {
+      const tag = k === 0 ? `{${prefix}:${shard}}` : `{${prefix}:${shard}.${k}}`;
+      const offset = (calculateSlot(tag) - origin + CLUSTER_SLOTS) % CLUSTER_SLOTS;
+      if (offset >= shard * width && offset < (shard + 1) * width) {
+        tags.push(tag);
+        break;
+      }
+    }
+  }
+  return tags;
 }
 
 /**
@@ -129,7 +169,7 @@ export class StoreKeys {
     this.shard = shard;
     this.shards = shards;
     this.global = `${globalTag(prefix)}:fu:`;
-    this.base = `${shardTag(prefix, shard)}:fu:`;
+    this.base = `${shardTag(prefix, shard, shards)}:fu:`;
   }
 
   /** The same deployment's keys of another shard. */
@@ -199,6 +239,14 @@ export class StoreKeys {
   /** The budget alert thresholds the month's spend has crossed (each alerts once). */
   spendAlerts(channel: Channel, month: string): string {
     return `${this.global}spend:${channel}:${month}:alerts`;
+  }
+
+  /**
+   * The fingerprint of the event an id named, for the whole deployment when customers are spread
+   * over several shards (store/event-ids.ts DeploymentEventIds).
+   */
+  eventIdClaim(eventId: string): string {
+    return `${this.global}id:${idHash(eventId)}`;
   }
 
   /** An order's purchase events and refunds. */

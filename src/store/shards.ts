@@ -106,19 +106,30 @@ export function shardStores(
   });
 }
 
-/** The shard count a deployment's first worker recorded, or undefined before any worker ran. */
+/**
+ * The deployment's shard count: the one its first worker recorded, or 1 for a deployment that
+ * has state from before shard counts were recorded (its rules generations or shard 0's schedule
+ * exist: it ran with one shard), or undefined for a Redis no worker has used yet.
+ */
 export async function storedShardCount(
   redis: RedisClient,
   prefix: string,
 ): Promise<number | undefined> {
-  const stored = await redis.get(new StoreKeys(prefix).shardCount());
-  return stored === null ? undefined : Number(stored);
+  const keys = new StoreKeys(prefix);
+  const stored = await redis.get(keys.shardCount());
+  if (stored !== null) return Number(stored);
+  const [rules, schedule] = await Promise.all([
+    redis.exists(keys.rulesGenerations()),
+    redis.exists(keys.scheduleIndex()),
+  ]);
+  return rules + schedule > 0 ? 1 : undefined;
 }
 
 /**
  * Records the deployment's shard count (FOLLOW_UP_SHARDS) when none is recorded, and returns the
  * recorded one: a worker whose count differs must not start, because it would look for customers
- * in other shards than the one their state lives in.
+ * in other shards than the one their state lives in. A deployment with state from before counts
+ * were recorded had one shard, and is recorded so.
  */
 export async function claimShardCount(
   redis: RedisClient,
@@ -126,6 +137,7 @@ export async function claimShardCount(
   count: number,
 ): Promise<number> {
   const key = new StoreKeys(prefix).shardCount();
-  await redis.set(key, String(count), "NX");
+  const existing = await storedShardCount(redis, prefix);
+  await redis.set(key, String(existing ?? count), "NX");
   return Number(await redis.get(key));
 }

@@ -39,7 +39,8 @@ async function backToLayoutOne(
   prefix: string,
 ): Promise<{ renamed: number; lasting: number }> {
   const keys = new StoreKeys(prefix);
-  await redis.del(keys.layoutVersion(), keys.layoutLock());
+  // Layout 1 had no layout mark and no shard count (it had one shard).
+  await redis.del(keys.layoutVersion(), keys.layoutLock(), keys.shardCount());
   let renamed = 0;
   // Keys that outlive the test (a rate slot lasts about a second and may be gone at the upgrade).
   let lasting = 0;

@@ -19,7 +19,7 @@ import {
 } from "../../src/queue/names.js";
 import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
-import { customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { customerShard, StoreKeys, shardScope, shardTag } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
 import { claimShardCount, type ShardStores, Shards, shardStores } from "../../src/store/shards.js";
@@ -68,7 +68,7 @@ beforeEach(() => {
     (shard) =>
       new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
         connection: redis,
-        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, false, shard),
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, false, shard, SHARDS),
       }),
   );
   tools = createOperatorTools({
@@ -243,7 +243,7 @@ describe("operator tools on four shards", () => {
       async () => {
         throw new UnrecoverableError("mailbox unavailable");
       },
-      { connection: redis, prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, false, 2) },
+      { connection: redis, prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, false, 2, SHARDS) },
     );
     worker = failing;
     await new Promise<void>((resolve) => failing.once("failed", () => resolve()));
@@ -296,7 +296,7 @@ describe("operator tools on four shards", () => {
     const { customerId } = bought[3] ?? { customerId: "" };
     const keys = new StoreKeys(shardScope(prefix, 3, SHARDS));
     const erasureKey = await stores.of(3).history.erasureKey(customerId);
-    expect(erasureKey.startsWith(`{${prefix}:3}:`)).toBe(true);
+    expect(erasureKey.startsWith(`${shardTag(prefix, 3, SHARDS)}:`)).toBe(true);
     expect(await redis.exists(keys.customerHistory(customerId), keys.purchase("evt-s3"))).toBe(2);
 
     const receipt = await tools.erase(customerId, { by: "alice" });
@@ -356,8 +356,9 @@ describe("operator commands on four shards", () => {
   };
 
   it("use the shard count the deployment recorded, and refuse a FOLLOW_UP_SHARDS that differs", async () => {
+    // As a deployment's first worker does, before any state is written.
+    expect(await claimShardCount(redis, prefix, SHARDS)).toBe(SHARDS);
     await buyInEveryShard();
-    await claimShardCount(redis, prefix, SHARDS);
     useRedis();
     const io = captureIo();
     expect(await runCustomer(customers[3], { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(0);

@@ -2,7 +2,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { readEnv } from "../../src/config/env.js";
 import { createLogger } from "../../src/logger.js";
-import { customerShard } from "../../src/store/keys.js";
+import { customerShard, StoreKeys } from "../../src/store/keys.js";
 import { startWorker, type WorkerHandle } from "../../src/worker.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -101,16 +101,35 @@ describe("follow-ups spread over shards (FOLLOW_UP_SHARDS)", () => {
   it("refuses to start a worker whose shard count differs from the deployment's", async () => {
     pipeline = await startPipeline("shards-count", { shards: 4 });
     await expect(otherWorker(pipeline, { FOLLOW_UP_SHARDS: "2" })).rejects.toThrow(
-      "FOLLOW_UP_SHARDS is 2, but this deployment's customers are spread over 4 shards: set FOLLOW_UP_SHARDS=4",
+      "FOLLOW_UP_SHARDS is 2, but this deployment's customers live in 4 shards: set FOLLOW_UP_SHARDS=4",
+    );
+    await expect(otherWorker(pipeline, { FOLLOW_UP_SHARDS_SERVED: "2-7" })).rejects.toThrow(
+      "FOLLOW_UP_SHARDS_SERVED: shard 7 does not exist: FOLLOW_UP_SHARDS is 4, so shards are 0 to 3",
     );
   });
 
-  it("names a bad FOLLOW_UP_SHARDS_SERVED", () => {
-    const bad = readEnv({ FOLLOW_UP_SHARDS: "4", FOLLOW_UP_SHARDS_SERVED: "2-7" });
+  it("takes a deployment from before shard counts as one shard", async () => {
+    pipeline = await startPipeline("shards-before");
+    const p = pipeline;
+    await buy(p, "cus-before");
+    await eventProcessed(p, "evt-cus-before");
+    // As the version before recorded nothing: its state is all in shard 0.
+    await p.worker?.close();
+    p.worker = undefined;
+    await p.redis.del(new StoreKeys(p.prefix).shardCount());
+    await expect(otherWorker(p, { FOLLOW_UP_SHARDS: "4" })).rejects.toThrow(
+      "FOLLOW_UP_SHARDS is 4, but this deployment's customers live in 1 shard: set FOLLOW_UP_SHARDS=1",
+    );
+    await otherWorker(p, {});
+    expect(await p.redis.get(new StoreKeys(p.prefix).shardCount())).toBe("1");
+  });
+
+  it("names a malformed FOLLOW_UP_SHARDS_SERVED", () => {
+    const bad = readEnv({ FOLLOW_UP_SHARDS_SERVED: "0-3,x" });
     expect(bad.ok).toBe(false);
     if (!bad.ok)
       expect(bad.problems.join("\n")).toContain(
-        "FOLLOW_UP_SHARDS_SERVED: shard 7 does not exist: FOLLOW_UP_SHARDS is 4, so shards are 0 to 3",
+        'FOLLOW_UP_SHARDS_SERVED: expected shard numbers and ranges such as 0-7 or 0,2,4-6, got "x"',
       );
   });
 });

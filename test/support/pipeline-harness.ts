@@ -135,7 +135,7 @@ export async function startPipeline(
     (_, shard) =>
       new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
         connection: redis,
-        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, cluster, shard),
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, cluster, shard, shards),
       }),
   );
   const followUps = anyShardQueue(followUpQueues);

@@ -1,6 +1,7 @@
+import calculateSlot from "cluster-key-slot";
 import { describe, expect, it } from "vitest";
 import { MAX_SHARDS, parseServedShards } from "../../src/domain/shard-spec.js";
-import { customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { customerShard, StoreKeys, shardScope, shardTag } from "../../src/store/keys.js";
 import { Shards } from "../../src/store/shards.js";
 
 describe("shards (FOLLOW_UP_SHARDS)", () => {
@@ -19,23 +20,45 @@ describe("shards (FOLLOW_UP_SHARDS)", () => {
 
   it("names a shard's keys under its own hash tag and the global ones under the prefix's", () => {
     const keys = new StoreKeys(shardScope("shop", 3, 4));
-    expect(keys.eventRecord("evt-1")).toMatch(/^\{shop:3\}:fu:e:/);
-    expect(keys.scheduleIndex()).toBe("{shop:3}:fu:t");
+    const tag = shardTag("shop", 3, 4);
+    expect(keys.eventRecord("evt-1").startsWith(`${tag}:fu:e:`)).toBe(true);
+    expect(keys.scheduleIndex()).toBe(`${tag}:fu:t`);
     expect(keys.order("ord-1")).toMatch(/^\{shop\}:fu:o:/);
-    expect(keys.ofShard(1).ledgerHour(7)).toBe("{shop:1}:fu:agg:7");
+    expect(keys.ofShard(0).ledgerHour(7)).toBe("{shop:0}:fu:agg:7");
     // Readers of the ledger add up the global ledger and all four shards'.
     expect(keys.ledgers().map((hourKey) => hourKey(7))).toEqual([
       "{shop}:fu:agg:7",
-      "{shop:0}:fu:agg:7",
-      "{shop:1}:fu:agg:7",
-      "{shop:2}:fu:agg:7",
-      "{shop:3}:fu:agg:7",
+      ...[0, 1, 2, 3].map((shard) => `${shardTag("shop", shard, 4)}:fu:agg:7`),
     ]);
     // A plain prefix is shard 0 of one, as before shards.
     expect(new StoreKeys("shop").eventRecord("evt-1")).toBe(
       new StoreKeys(shardScope("shop", 0, 4)).eventRecord("evt-1"),
     );
     expect(() => shardScope("shop", 4, 4)).toThrow("shard 4 is not one of 0 to 3");
+  });
+
+  it("spreads the shards' tags evenly over a cluster's slots, so every master gets its share", () => {
+    for (const [prefix, shards] of [
+      ["followups", 16],
+      ["shop", 64],
+      ["followups", 5],
+    ] as const) {
+      const tags = Array.from({ length: shards }, (_, n) => shardTag(prefix, n, shards));
+      expect(new Set(tags).size).toBe(shards);
+      for (const tag of tags) expect(tag).toMatch(new RegExp(`^\\{${prefix}:\\d+(\\.\\d+)?\\}$`));
+      // Masters own contiguous, equal slot ranges (as redis-cli --cluster create deals them).
+      for (const masters of [2, 3, 4, 5, 8].filter((m) => m <= shards)) {
+        const perMaster = new Array<number>(masters).fill(0);
+        for (const tag of tags) {
+          const master = Math.floor((calculateSlot(tag) * masters) / 16_384);
+          perMaster[master] = (perMaster[master] ?? 0) + 1;
+        }
+        expect(Math.min(...perMaster)).toBeGreaterThanOrEqual(Math.floor(shards / masters) - 1);
+        expect(Math.max(...perMaster)).toBeLessThanOrEqual(Math.ceil(shards / masters) + 1);
+      }
+    }
+    // Shard 0 keeps the name it had before shards existed.
+    expect(shardTag("followups", 0, 16)).toBe("{followups:0}");
   });
 
   it("makes what a shard needs once, on first use", () => {

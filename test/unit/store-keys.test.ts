@@ -88,6 +88,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "layoutLock",
         "ofShard",
         "shardCount",
+        "eventIdClaim",
       ].includes(name),
   );
   const keyOf = (name: string): string => {

@@ -1,0 +1,265 @@
+import { randomBytes } from "node:crypto";
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { DateTime } from "luxon";
+import { FOLLOW_UPS_QUEUE, PURCHASE_EVENTS_QUEUE, queuePrefix } from "../src/queue/names.js";
+import { connectRedis } from "../src/redis-connections.js";
+import { DeliveryLedger } from "../src/store/delivery-ledger.js";
+import { shardScope } from "../src/store/keys.js";
+import { isCluster, type RedisClient } from "../src/store/redis-client.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
+import type { Providers } from "./arrival-sink.js";
+import { writeBenchConfig } from "./bench-config.js";
+import { type Scratch, workerEnv } from "./bench-env.js";
+import { type BenchProcess, sleep, startWorkerProcess } from "./processes.js";
+import { CHUNK, dueAtPurchase, eventJobs, purchaseChunks } from "./purchases.js";
+import { drained, lastFinishedAt } from "./queue-drain.js";
+import { redisCpuSeconds, round, usedMemory } from "./redis-stats.js";
+
+/** The shard count the cluster bench runs with, on one Redis and on the cluster alike. */
+export const BENCH_SHARDS = 16;
+const SEND_TIMEOUT_MS = 10 * 60_000;
+
+/** What one worker process did against one Redis or one cluster. */
+export interface ClusterScenario {
+  readonly label: string;
+  readonly masters: number;
+  readonly events: number;
+  readonly pending: number;
+  /** used_memory growth summed over the masters, per pending follow-up. */
+  readonly bytesPerPending: number;
+  readonly intake: {
+    readonly seconds: number;
+    readonly eventsPerSecond: number;
+    readonly workerCpuMsPerEvent: number;
+    /** Redis CPU per event on every master, busiest first. */
+    readonly redisCpuMsPerEventByMaster: readonly number[];
+  };
+  readonly send: {
+    readonly messages: number;
+    readonly seconds: number;
+    readonly perSecond: number;
+    readonly workerCpuMsPerSend: number;
+    readonly redisCpuMsPerSendByMaster: readonly number[];
+  };
+}
+
+/** Where a scenario runs: a Redis URL (or a cluster's seed URLs) and how to connect. */
+export interface BenchTarget {
+  readonly url: string;
+  readonly cluster: boolean;
+}
+
+/**
+ * One `followups worker` process with FOLLOW_UP_SHARDS=16 against `target`: `events` purchases of
+ * the bench's mix scheduled (memory, worker and Redis CPU per event), then `sends` due-now
+ * purchases (half email, half SMS) sent once every shard's queue is resumed (CPU per send).
+ */
+export async function clusterScenario(options: {
+  label: string;
+  target: BenchTarget;
+  events: number;
+  sends: number;
+  providers: Providers;
+  scratch: Scratch;
+  extraEnv?: Record<string, string>;
+  log: (line: string) => void;
+}): Promise<ClusterScenario> {
+  const { target } = options;
+  const redis = await connectRedis(target.url, target.cluster);
+  const masters: Redis[] = isCluster(redis) ? redis.nodes("master") : [redis];
+  const prefix = uniquePrefix("bench-cluster");
+  const input = new Queue(PURCHASE_EVENTS_QUEUE, {
+    connection: redis,
+    prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, target.cluster),
+  });
+  const followUps = Array.from(
+    { length: BENCH_SHARDS },
+    (_, shard) =>
+      new Queue(FOLLOW_UPS_QUEUE, {
+        connection: redis,
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, target.cluster, shard, BENCH_SHARDS),
+      }),
+  );
+  let worker: BenchProcess | undefined;
+  const rates = { emailRate: 10_000, smsRate: 10_000 };
+  try {
+    await input.waitUntilReady();
+    await input.pause();
+    const memoryBefore = await sumOver(masters, usedMemory);
+    worker = await startWorkerProcess(
+      workerEnv({
+        redisUrl: target.url,
+        prefix,
+        configDir: await writeBenchConfig(options.scratch.file(`${prefix}-config`), rates),
+        outboxDir: options.scratch.file(`${prefix}-outbox`),
+        providers: options.providers,
+        extra: {
+          REDIS_CLUSTER: String(target.cluster),
+          FOLLOW_UP_SHARDS: String(BENCH_SHARDS),
+          ...options.extraEnv,
+        },
+      }),
+      options.scratch.file(`${prefix}-worker.log`),
+    );
+
+    // Intake: the mix of purchases, loaded into the paused input queue, then taken in.
+    const tag = `cl${randomBytes(3).toString("hex")}`;
+    const now = DateTime.utc();
+    for (const chunk of purchaseChunks(tag, 0, options.events, options.events / 2, now))
+      await input.addBulk(eventJobs(chunk));
+    const intake = await measured(worker, masters, async () => {
+      const started = Date.now();
+      await input.resume();
+      await drained(input);
+      return (await lastFinishedAt(redis as Redis, input)) - started;
+    });
+    await sleep(300);
+    const pending = await pendingOf(redis, prefix);
+    const bytes = (await sumOver(masters, usedMemory)) - memoryBefore;
+    options.log(`  ${options.label}: ${options.events} events → ${pending} pending`);
+
+    // Sends: due-now purchases wait as jobs in the paused shards' queues, then all go.
+    await Promise.all(followUps.map((queue) => queue.pause()));
+    const sendTag = `cs${randomBytes(3).toString("hex")}`;
+    const due = Array.from({ length: options.sends }, (_, i) =>
+      dueAtPurchase(sendTag, i, i % 2 === 0 ? "email" : "sms", DateTime.utc()),
+    );
+    for (let i = 0; i < due.length; i += CHUNK)
+      await input.addBulk(eventJobs(due.slice(i, i + CHUNK)));
+    await drained(input);
+    for (;;) {
+      const counts = await Promise.all(
+        followUps.map((queue) => queue.getJobCounts("wait", "prioritized")),
+      );
+      const waiting = counts.flatMap((c) => Object.values(c)).reduce((a, b) => a + b, 0);
+      if (waiting >= options.sends) break;
+      await sleep(50);
+    }
+    const sentBefore = options.providers.count();
+    const send = await measured(worker, masters, async () => {
+      const started = Date.now();
+      await Promise.all(followUps.map((queue) => queue.resume()));
+      while (options.providers.count() - sentBefore < options.sends) {
+        if (Date.now() - started > SEND_TIMEOUT_MS)
+          throw new Error(`${options.label}: ${options.providers.count() - sentBefore} sent`);
+        await sleep(20);
+      }
+      const last = Math.max(...options.providers.arrivals().map((arrival) => arrival.at));
+      return last - started;
+    });
+    const perEvent = (seconds: number, count: number) => round((seconds * 1000) / count, 3);
+    return {
+      label: options.label,
+      masters: masters.length,
+      events: options.events,
+      pending,
+      bytesPerPending: Math.round(bytes / pending),
+      intake: {
+        seconds: round(intake.ms / 1000, 2),
+        eventsPerSecond: Math.round(options.events / (intake.ms / 1000)),
+        workerCpuMsPerEvent: perEvent(intake.workerCpu, options.events),
+        redisCpuMsPerEventByMaster: intake.redisCpu
+          .map((cpu) => perEvent(cpu, options.events))
+          .sort((a, b) => b - a),
+      },
+      send: {
+        messages: options.sends,
+        seconds: round(send.ms / 1000, 2),
+        perSecond: Math.round(options.sends / (send.ms / 1000)),
+        workerCpuMsPerSend: perEvent(send.workerCpu, options.sends),
+        redisCpuMsPerSendByMaster: send.redisCpu
+          .map((cpu) => perEvent(cpu, options.sends))
+          .sort((a, b) => b - a),
+      },
+    };
+  } finally {
+    await worker?.stop();
+    await input.close();
+    await Promise.all(followUps.map((queue) => queue.close()));
+    await deleteKeysWithPrefix(redis, prefix);
+    redis.disconnect();
+  }
+}
+
+/** Time taken (ms, as `work` reports it), worker CPU and each master's Redis CPU over `work`. */
+async function measured(
+  worker: BenchProcess,
+  masters: readonly Redis[],
+  work: () => Promise<number>,
+): Promise<{ ms: number; workerCpu: number; redisCpu: number[] }> {
+  const workerBefore = await worker.cpuSeconds();
+  const redisBefore = await Promise.all(masters.map(redisCpuSeconds));
+  const ms = Math.max(1, await work());
+  const workerCpu = (await worker.cpuSeconds()) - workerBefore;
+  const redisAfter = await Promise.all(masters.map(redisCpuSeconds));
+  return { ms, workerCpu, redisCpu: redisAfter.map((cpu, i) => cpu - (redisBefore[i] ?? 0)) };
+}
+
+async function sumOver(masters: readonly Redis[], read: (redis: Redis) => Promise<number>) {
+  return (await Promise.all(masters.map(read))).reduce((a, b) => a + b, 0);
+}
+
+/** Pending follow-ups as the ledger counts them, over every shard. */
+async function pendingOf(redis: RedisClient, prefix: string): Promise<number> {
+  const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, BENCH_SHARDS));
+  const counts = await ledger.pending(Date.now() - 86_400_000, 800);
+  return counts.email + counts.sms + counts.voice;
+}
+
+/** The cluster bench's comparisons, each against the one-Redis run of the same bench. */
+export function clusterComparison(
+  single: ClusterScenario,
+  cluster: ClusterScenario,
+  waiting: ClusterScenario,
+) {
+  const ratio = (a: number, b: number) => round(a / b, 3);
+  return {
+    bytesPerPending: {
+      single: single.bytesPerPending,
+      cluster: cluster.bytesPerPending,
+      ratio: ratio(cluster.bytesPerPending, single.bytesPerPending),
+      target: "within ±10%",
+    },
+    intakeWorkerCpu: {
+      single: single.intake.workerCpuMsPerEvent,
+      cluster: cluster.intake.workerCpuMsPerEvent,
+      ratio: ratio(cluster.intake.workerCpuMsPerEvent, single.intake.workerCpuMsPerEvent),
+      target: "≤ 1.3",
+    },
+    sendWorkerCpu: {
+      single: single.send.workerCpuMsPerSend,
+      cluster: cluster.send.workerCpuMsPerSend,
+      ratio: ratio(cluster.send.workerCpuMsPerSend, single.send.workerCpuMsPerSend),
+      target: "≤ 1.3",
+    },
+    busiestMasterIntake: {
+      single: single.intake.redisCpuMsPerEventByMaster[0] ?? 0,
+      cluster: cluster.intake.redisCpuMsPerEventByMaster[0] ?? 0,
+      ratio: ratio(
+        cluster.intake.redisCpuMsPerEventByMaster[0] ?? 0,
+        single.intake.redisCpuMsPerEventByMaster[0] ?? 1,
+      ),
+      target: "≤ 0.5",
+    },
+    busiestMasterSend: {
+      single: single.send.redisCpuMsPerSendByMaster[0] ?? 0,
+      cluster: cluster.send.redisCpuMsPerSendByMaster[0] ?? 0,
+      ratio: ratio(
+        cluster.send.redisCpuMsPerSendByMaster[0] ?? 0,
+        single.send.redisCpuMsPerSendByMaster[0] ?? 1,
+      ),
+      target: "≤ 0.5",
+    },
+    waitReplicas: {
+      intakeEventsPerSecond: ratio(waiting.intake.eventsPerSecond, cluster.intake.eventsPerSecond),
+      intakeWorkerCpu: ratio(
+        waiting.intake.workerCpuMsPerEvent,
+        cluster.intake.workerCpuMsPerEvent,
+      ),
+      sendsPerSecond: ratio(waiting.send.perSecond, cluster.send.perSecond),
+      sendWorkerCpu: ratio(waiting.send.workerCpuMsPerSend, cluster.send.workerCpuMsPerSend),
+      target: "reported",
+    },
+  };
+}
