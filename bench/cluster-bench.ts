@@ -14,7 +14,7 @@ import { type Scratch, workerEnv } from "./bench-env.js";
 import { type BenchProcess, sleep, startWorkerProcess } from "./processes.js";
 import { CHUNK, dueAtPurchase, eventJobs, purchaseChunks } from "./purchases.js";
 import { drained, lastFinishedAt } from "./queue-drain.js";
-import { redisCpuSeconds, round, usedMemory } from "./redis-stats.js";
+import { redisCpuSeconds, round } from "./redis-stats.js";
 
 /** The shard count the cluster bench runs with, on one Redis and on the cluster alike. */
 export const BENCH_SHARDS = 16;
@@ -26,7 +26,7 @@ export interface ClusterScenario {
   readonly masters: number;
   readonly events: number;
   readonly pending: number;
-  /** used_memory growth summed over the masters, per pending follow-up. */
+  /** Data memory growth (dataMemory) summed over the masters, per pending follow-up. */
   readonly bytesPerPending: number;
   readonly intake: {
     readonly seconds: number;
@@ -86,7 +86,7 @@ export async function clusterScenario(options: {
   try {
     await input.waitUntilReady();
     await input.pause();
-    const memoryBefore = await sumOver(masters, usedMemory);
+    const memoryBefore = await sumOver(masters, dataMemory);
     worker = await startWorkerProcess(
       workerEnv({
         redisUrl: target.url,
@@ -116,7 +116,7 @@ export async function clusterScenario(options: {
     });
     await sleep(300);
     const pending = await pendingOf(redis, prefix);
-    const bytes = (await sumOver(masters, usedMemory)) - memoryBefore;
+    const bytes = (await sumOver(masters, dataMemory)) - memoryBefore;
     options.log(`  ${options.label}: ${options.events} events → ${pending} pending`);
 
     // Sends: due-now purchases wait as jobs in the paused shards' queues, then all go.
@@ -194,6 +194,22 @@ async function measured(
   const workerCpu = (await worker.cpuSeconds()) - workerBefore;
   const redisAfter = await Promise.all(masters.map(redisCpuSeconds));
   return { ms, workerCpu, redisCpu: redisAfter.map((cpu, i) => cpu - (redisBefore[i] ?? 0)) };
+}
+
+/**
+ * What a Redis holds for its data: used_memory without client and replica buffers and the
+ * replication backlog, which a cluster's masters have (their replicas) and one Redis does not,
+ * and which grow and shrink with traffic rather than with what is stored.
+ */
+async function dataMemory(redis: Redis): Promise<number> {
+  const info = await redis.info("memory");
+  const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, "m").exec(info)?.[1] ?? 0);
+  return (
+    field("used_memory") -
+    field("mem_clients_slaves") -
+    field("mem_clients_normal") -
+    field("mem_replication_backlog")
+  );
 }
 
 async function sumOver(masters: readonly Redis[], read: (redis: Redis) => Promise<number>) {
