@@ -10,6 +10,7 @@ import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/qu
 import { ownerSchedulerId, syncReportSchedulers } from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { shardScope } from "../../src/store/keys.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -109,7 +110,7 @@ describe("ledger and owner reports", () => {
     const p = pipeline;
     await busyDay(p);
     const counts = sumHours(
-      await new DeliveryLedger(p.redis, p.prefix).hours(
+      await new DeliveryLedger(p.redis, shardScope(p.prefix, 0, p.shards)).hours(
         Date.now() - 3_600_000,
         Date.now() + 3_600_000,
       ),
@@ -127,7 +128,7 @@ describe("ledger and owner reports", () => {
     // Scheduled: two steps for each of r-1, r-2, r-3, r-5; r-4 has no phone, so one.
     expect(total("scheduled|")).toBe(9);
     // Pending now: the check-ins of r-2 and r-3, three months out.
-    const pending = await new DeliveryLedger(p.redis, p.prefix).pending(
+    const pending = await new DeliveryLedger(p.redis, shardScope(p.prefix, 0, p.shards)).pending(
       Date.now() + 80 * 86_400_000,
       30,
     );

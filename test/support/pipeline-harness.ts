@@ -318,7 +318,7 @@ export async function whereWaiting(
 
 /**
  * The follow-ups queues of every shard as one for tests: `getJob` finds a job in whichever shard's
- * queue holds it; everything else is shard 0's queue.
+ * queue holds it, `getJobCounts` adds up every shard's; everything else is shard 0's queue.
  */
 function anyShardQueue(queues: readonly Queue<FollowUpJobData>[]): Queue<FollowUpJobData> {
   const [first] = queues;
@@ -333,6 +333,15 @@ function anyShardQueue(queues: readonly Queue<FollowUpJobData>[]): Queue<FollowU
             if (job) return job;
           }
           return undefined;
+        };
+      if (property === "getJobCounts")
+        return async (...types: Parameters<Queue["getJobCounts"]>) => {
+          const total: Record<string, number> = {};
+          for (const queue of queues) {
+            for (const [type, count] of Object.entries(await queue.getJobCounts(...types)))
+              total[type] = (total[type] ?? 0) + count;
+          }
+          return total;
         };
       const value = Reflect.get(target, property, receiver);
       return typeof value === "function" ? value.bind(target) : value;
