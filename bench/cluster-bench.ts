@@ -14,7 +14,14 @@ import { type Scratch, workerEnv } from "./bench-env.js";
 import { type BenchProcess, sleep, startWorkerProcess } from "./processes.js";
 import { CHUNK, dueAtPurchase, eventJobs, purchaseChunks } from "./purchases.js";
 import { drained, lastFinishedAt } from "./queue-drain.js";
-import { redisCpuSeconds, round } from "./redis-stats.js";
+import {
+  addCommandDelta,
+  type CommandCount,
+  commandStats,
+  perUnit,
+  redisCpuSeconds,
+  round,
+} from "./redis-stats.js";
 
 /** The shard count the cluster bench runs with, on one Redis and on the cluster alike. */
 export const BENCH_SHARDS = 16;
@@ -34,6 +41,8 @@ export interface ClusterScenario {
     readonly workerCpuMsPerEvent: number;
     /** Redis CPU per event on every master, busiest first. */
     readonly redisCpuMsPerEventByMaster: readonly number[];
+    /** What the busiest master spent its time on, per event (INFO commandstats). */
+    readonly busiestMasterCommands: ReturnType<typeof perUnit>;
   };
   readonly send: {
     readonly messages: number;
@@ -41,6 +50,7 @@ export interface ClusterScenario {
     readonly perSecond: number;
     readonly workerCpuMsPerSend: number;
     readonly redisCpuMsPerSendByMaster: readonly number[];
+    readonly busiestMasterCommands: ReturnType<typeof perUnit>;
   };
 }
 
@@ -162,6 +172,7 @@ export async function clusterScenario(options: {
         redisCpuMsPerEventByMaster: intake.redisCpu
           .map((cpu) => perEvent(cpu, options.events))
           .sort((a, b) => b - a),
+        busiestMasterCommands: perUnit(intake.busiestCommands, options.events, 8),
       },
       send: {
         messages: options.sends,
@@ -171,6 +182,7 @@ export async function clusterScenario(options: {
         redisCpuMsPerSendByMaster: send.redisCpu
           .map((cpu) => perEvent(cpu, options.sends))
           .sort((a, b) => b - a),
+        busiestMasterCommands: perUnit(send.busiestCommands, options.sends, 8),
       },
     };
   } finally {
@@ -182,18 +194,36 @@ export async function clusterScenario(options: {
   }
 }
 
-/** Time taken (ms, as `work` reports it), worker CPU and each master's Redis CPU over `work`. */
+/**
+ * Time taken (ms, as `work` reports it), worker CPU, each master's Redis CPU over `work`, and the
+ * commands the busiest master ran.
+ */
 async function measured(
   worker: BenchProcess,
   masters: readonly Redis[],
   work: () => Promise<number>,
-): Promise<{ ms: number; workerCpu: number; redisCpu: number[] }> {
+): Promise<{
+  ms: number;
+  workerCpu: number;
+  redisCpu: number[];
+  busiestCommands: Map<string, CommandCount>;
+}> {
   const workerBefore = await worker.cpuSeconds();
   const redisBefore = await Promise.all(masters.map(redisCpuSeconds));
+  const statsBefore = await Promise.all(masters.map(commandStats));
   const ms = Math.max(1, await work());
   const workerCpu = (await worker.cpuSeconds()) - workerBefore;
   const redisAfter = await Promise.all(masters.map(redisCpuSeconds));
-  return { ms, workerCpu, redisCpu: redisAfter.map((cpu, i) => cpu - (redisBefore[i] ?? 0)) };
+  const statsAfter = await Promise.all(masters.map(commandStats));
+  const redisCpu = redisAfter.map((cpu, i) => cpu - (redisBefore[i] ?? 0));
+  const busiest = redisCpu.indexOf(Math.max(...redisCpu));
+  const busiestCommands = new Map<string, CommandCount>();
+  addCommandDelta(
+    busiestCommands,
+    statsBefore[busiest] ?? new Map(),
+    statsAfter[busiest] ?? new Map(),
+  );
+  return { ms, workerCpu, redisCpu, busiestCommands };
 }
 
 /**

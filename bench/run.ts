@@ -106,6 +106,10 @@ async function clusterRun(): Promise<void> {
       })),
     );
     console.table(comparison);
+    for (const run of [one, spread]) {
+      log(`${run.label}, busiest master at intake (µs per event by command):`);
+      console.table(run.intake.busiestMasterCommands);
+    }
     await mkdir("bench/results", { recursive: true });
     await writeFile("bench/results/cluster.json", `${JSON.stringify(results, null, 2)}\n`);
     log(`wrote bench/results/cluster.json (${results.seconds} s)`);
