@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * The integration tests that follow purchases through the whole pipeline, run again against a
- * real Redis Cluster (three masters, three replicas) started by the global setup.
+ * The integration tests that follow purchases through the whole pipeline, and the operator
+ * commands over shards, run again against a real Redis Cluster (three masters, three replicas)
+ * started by the global setup.
  */
 export default defineConfig({
   test: {
@@ -12,6 +13,7 @@ export default defineConfig({
       "test/integration/lifecycle.test.ts",
       "test/integration/reports.test.ts",
       "test/integration/redis-cluster.test.ts",
+      "test/integration/operator-shards.test.ts",
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,

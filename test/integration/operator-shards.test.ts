@@ -44,6 +44,8 @@ const DAY = 86_400_000;
 const THANK_YOU = "big-ticket.thank-you";
 const CHECK_IN = "big-ticket.check-in";
 
+/** The cluster run (vitest.cluster.config.ts) runs this file on a Redis Cluster too. */
+const onCluster = inject("redisCluster");
 let redis: RedisClient;
 let rules: RuleSet;
 let prefix: string;
@@ -54,7 +56,7 @@ let worker: Worker | undefined;
 const savedEnv = { ...process.env };
 
 beforeAll(async () => {
-  redis = createRedisClient(inject("redisUrl"), false, { maxRetriesPerRequest: null });
+  redis = createRedisClient(inject("redisUrl"), onCluster, { maxRetriesPerRequest: null });
   rules = await shippedRules();
 });
 afterAll(async () => {
@@ -68,7 +70,7 @@ beforeEach(() => {
     (shard) =>
       new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
         connection: redis,
-        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, false, shard, SHARDS),
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, onCluster, shard, SHARDS),
       }),
   );
   tools = createOperatorTools({
@@ -243,7 +245,7 @@ describe("operator tools on four shards", () => {
       async () => {
         throw new UnrecoverableError("mailbox unavailable");
       },
-      { connection: redis, prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, false, 2, SHARDS) },
+      { connection: redis, prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, onCluster, 2, SHARDS) },
     );
     worker = failing;
     await new Promise<void>((resolve) => failing.once("failed", () => resolve()));
@@ -352,7 +354,12 @@ describe("operator tools on four shards", () => {
 describe("operator commands on four shards", () => {
   const useRedis = (env: Record<string, string> = {}) => {
     delete process.env.FOLLOW_UP_SHARDS;
-    Object.assign(process.env, { REDIS_URL: inject("redisUrl"), QUEUE_PREFIX: prefix, ...env });
+    Object.assign(process.env, {
+      REDIS_URL: inject("redisUrl"),
+      REDIS_CLUSTER: String(onCluster),
+      QUEUE_PREFIX: prefix,
+      ...env,
+    });
   };
 
   it("use the shard count the deployment recorded, and refuse a FOLLOW_UP_SHARDS that differs", async () => {
