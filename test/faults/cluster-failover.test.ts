@@ -53,112 +53,124 @@ async function masterOf(port: number, key: string): Promise<number> {
   }
 }
 
-it("loses no follow-up and no opt-out when a master dies mid-burst and its replica takes over", {
-  timeout: bySize(300_000, 180_000),
-}, async () => {
-  cluster = await startRedisCluster();
-  const c = cluster;
-  pipeline = await startPipeline("faults-failover", {
-    startWorker: false,
-    redisUrl: c.url,
-    cluster: true,
-    env: {
-      DELIVERY_CONCURRENCY: String(CONCURRENCY),
-      INTAKE_CONCURRENCY: "8",
-      REDIS_WAIT_REPLICAS: "1",
-      REDIS_WAIT_TIMEOUT_MS: "250",
-    },
-  });
-  const p = pipeline;
-  quietRedisErrors(p);
-  await makeCheckInsDueSoon(p.configDir);
-  p.sink.setReplyDelay(PROVIDER_LATENCY_MS);
-  p.twilio.setResponseDelay(PROVIDER_LATENCY_MS);
+/** The killed master comes back 15 s later (as a replica), or never: its replica is left alone. */
+const OUTCOMES = [
+  { name: "comes back as a replica", downMs: 15_000 },
+  { name: "never comes back", downMs: undefined },
+] as const;
 
-  fleet = new WorkerFleet(p.envVars);
-  const f = fleet;
-  await Promise.all(Array.from({ length: WORKERS }, () => f.spawn()));
+it.each(OUTCOMES)(
+  "loses no follow-up and no opt-out when a master dies mid-burst and its replica takes over: the dead one $name",
+  {
+    timeout: bySize(300_000, 180_000),
+  },
+  async ({ name, downMs }) => {
+    cluster = await startRedisCluster();
+    const c = cluster;
+    pipeline = await startPipeline("faults-failover", {
+      startWorker: false,
+      redisUrl: c.url,
+      cluster: true,
+      env: {
+        DELIVERY_CONCURRENCY: String(CONCURRENCY),
+        INTAKE_CONCURRENCY: "8",
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT_MS: "250",
+      },
+    });
+    const p = pipeline;
+    quietRedisErrors(p);
+    await makeCheckInsDueSoon(p.configDir);
+    p.sink.setReplyDelay(PROVIDER_LATENCY_MS);
+    p.twilio.setResponseDelay(PROVIDER_LATENCY_MS);
 
-  // An opt-out taken in before the failover must hold after it.
-  await p.publisher.publish({
-    type: "customer.unsubscribed",
-    id: "unsub-failover",
-    occurredAt: hoursAgo(3),
-    customerId: "cus-failover-optout",
-    channels: ["email", "sms"],
-  });
-  const suppressions = new SuppressionList(p.redis, p.prefix);
-  await eventually(
-    async () =>
-      (await suppressions.isSuppressed("email", { customerId: "cus-failover-optout" }))
-        ? true
-        : undefined,
-    "the opt-out to be recorded",
-    30_000,
-  );
+    fleet = new WorkerFleet(p.envVars);
+    const f = fleet;
+    await Promise.all(Array.from({ length: WORKERS }, () => f.spawn()));
 
-  const steps = await publishBurst(p, "failover", PURCHASES);
-  const started = Date.now();
-  // The master of the customers' shard: their records, the schedule and the follow-ups queue.
-  const firstPort = c.nodes[0]?.port ?? 0;
-  const victimPort = await masterOf(firstPort, shardTag(p.prefix, 0));
-  const globalOnVictim = (await masterOf(firstPort, `{${p.prefix}}`)) === victimPort;
-  const victim = c.nodes.find((node) => node.port === victimPort);
-  if (!victim) throw new Error(`no node on port ${victimPort}`);
-  await eventually(
-    async () => (deliveredCount(p) >= steps.length * 0.2 ? true : undefined),
-    "a fifth of the burst delivered",
-    120_000,
-  );
-  const deliveredAtKill = deliveredCount(p);
-  // Down for 15 s, then back: it rejoins as the new master's replica.
-  const comeback = victim.restart({ signal: "SIGKILL", downMs: 15_000 });
-  const killedAt = Date.now();
-  // A replica is promoted once the others agree the master is gone (cluster-node-timeout 2 s).
-  const survivor = c.nodes.find((node) => node.port !== victimPort)?.port ?? 0;
-  await eventually(
-    async () =>
-      (await masterOf(survivor, shardTag(p.prefix, 0))) !== victimPort ? true : undefined,
-    "a replica to take over",
-    60_000,
-  );
-  const failoverMs = Date.now() - killedAt;
-  const sendingAfter = countInState(await readRecords(p.store, steps), "sending");
+    // An opt-out taken in before the failover must hold after it.
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-failover",
+      occurredAt: hoursAgo(3),
+      customerId: "cus-failover-optout",
+      channels: ["email", "sms"],
+    });
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    await eventually(
+      async () =>
+        (await suppressions.isSuppressed("email", { customerId: "cus-failover-optout" }))
+          ? true
+          : undefined,
+      "the opt-out to be recorded",
+      30_000,
+    );
 
-  await comeback;
-  const records = await waitUntilSettled(p, steps, bySize(180_000, 90_000));
-  const elapsedMs = Date.now() - started;
-  await waitUntilDrained(p, 60_000);
-  const t = tally(steps, records, receivedByKey(p.sink, p.twilio));
-  const events = await p.events.getJobCounts("completed", "failed");
-  const optOutHolds = await suppressions.isSuppressed("email", {
-    customerId: "cus-failover-optout",
-  });
-  printFigures("kill -9 a cluster master", {
-    purchases: PURCHASES,
-    steps: t.steps,
-    sends: t.received,
-    sent: t.sent,
-    duplicates: t.duplicates,
-    takeovers: t.takeovers,
-    retries: t.retries,
-    "delivered at kill": deliveredAtKill,
-    "global slot on the victim": String(globalOnVictim),
-    "failover ms": failoverMs,
-    "sending after failover": sendingAfter,
-    "error logs": f.errorLogs().length,
-    seconds: (elapsedMs / 1000).toFixed(1),
-  });
+    const steps = await publishBurst(p, "failover", PURCHASES);
+    const started = Date.now();
+    // The master of the customers' shard: their records, the schedule and the follow-ups queue.
+    const firstPort = c.nodes[0]?.port ?? 0;
+    const victimPort = await masterOf(firstPort, shardTag(p.prefix, 0));
+    const globalOnVictim = (await masterOf(firstPort, `{${p.prefix}}`)) === victimPort;
+    const victim = c.nodes.find((node) => node.port === victimPort);
+    if (!victim) throw new Error(`no node on port ${victimPort}`);
+    await eventually(
+      async () => (deliveredCount(p) >= steps.length * 0.2 ? true : undefined),
+      "a fifth of the burst delivered",
+      120_000,
+    );
+    const deliveredAtKill = deliveredCount(p);
+    // Down for 15 s, then back: it rejoins as the new master's replica. Or gone for good: the
+    // promoted master has no replica, so each write that waits for one waits the whole timeout.
+    const comeback =
+      downMs === undefined ? victim.kill() : victim.restart({ signal: "SIGKILL", downMs });
+    const killedAt = Date.now();
+    // A replica is promoted once the others agree the master is gone (cluster-node-timeout 2 s).
+    const survivor = c.nodes.find((node) => node.port !== victimPort)?.port ?? 0;
+    await eventually(
+      async () =>
+        (await masterOf(survivor, shardTag(p.prefix, 0))) !== victimPort ? true : undefined,
+      "a replica to take over",
+      60_000,
+    );
+    const failoverMs = Date.now() - killedAt;
+    const sendingAfter = countInState(await readRecords(p.store, steps), "sending");
 
-  expect(f.crashed(), f.outputTail()).toEqual([]);
-  expect(deliveredAtKill).toBeLessThan(steps.length);
-  expect(events).toEqual({ completed: PURCHASES + 1, failed: 0 });
-  expect(t.missing, "steps without a record").toBe(0);
-  expect(t.open, "steps left scheduled or sending").toBe(0);
-  expect(t.sent, "steps sent").toBe(t.steps);
-  expect(t.sentButNotDelivered, "recorded sent but never arrived").toBe(0);
-  expect(t.deliveredButNotSent, "arrived but recorded otherwise").toBe(0);
-  // A duplicate needs a send cut off after the provider accepted it: at most those in flight.
-  expect(t.duplicates).toBeLessThanOrEqual(WORKERS * CONCURRENCY);
-  expect(optOutHolds, "the opt-out after the failover").toBe(true);
-});
+    await comeback;
+    const records = await waitUntilSettled(p, steps, bySize(180_000, 90_000));
+    const elapsedMs = Date.now() - started;
+    await waitUntilDrained(p, 60_000);
+    const t = tally(steps, records, receivedByKey(p.sink, p.twilio));
+    const events = await p.events.getJobCounts("completed", "failed");
+    const optOutHolds = await suppressions.isSuppressed("email", {
+      customerId: "cus-failover-optout",
+    });
+    printFigures(`kill -9 a cluster master that ${name}`, {
+      purchases: PURCHASES,
+      steps: t.steps,
+      sends: t.received,
+      sent: t.sent,
+      duplicates: t.duplicates,
+      takeovers: t.takeovers,
+      retries: t.retries,
+      "delivered at kill": deliveredAtKill,
+      "global slot on the victim": String(globalOnVictim),
+      "failover ms": failoverMs,
+      "sending after failover": sendingAfter,
+      "error logs": f.errorLogs().length,
+      seconds: (elapsedMs / 1000).toFixed(1),
+    });
+
+    expect(f.crashed(), f.outputTail()).toEqual([]);
+    expect(deliveredAtKill).toBeLessThan(steps.length);
+    expect(events).toEqual({ completed: PURCHASES + 1, failed: 0 });
+    expect(t.missing, "steps without a record").toBe(0);
+    expect(t.open, "steps left scheduled or sending").toBe(0);
+    expect(t.sent, "steps sent").toBe(t.steps);
+    expect(t.sentButNotDelivered, "recorded sent but never arrived").toBe(0);
+    expect(t.deliveredButNotSent, "arrived but recorded otherwise").toBe(0);
+    // A duplicate needs a send cut off after the provider accepted it: at most those in flight.
+    expect(t.duplicates).toBeLessThanOrEqual(WORKERS * CONCURRENCY);
+    expect(optOutHolds, "the opt-out after the failover").toBe(true);
+  },
+);

@@ -32,6 +32,8 @@ export interface RedisServer {
   dir: string;
   stop(): Promise<void>;
   restart(options?: RedisRestartOptions): Promise<void>;
+  /** Kills the server (SIGKILL, a crash) for good: it is not started again. */
+  kill(): Promise<void>;
 }
 
 const STARTUP_TIMEOUT_MS = 10_000;
@@ -76,6 +78,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       if (stopped) return;
       stopped = true;
       await terminate(child, "SIGTERM");
+      if (ownsDir) await rm(dir, { recursive: true, force: true });
+    },
+    async kill() {
+      if (stopped) return;
+      stopped = true;
+      await terminate(child, "SIGKILL");
       if (ownsDir) await rm(dir, { recursive: true, force: true });
     },
     async restart(restartOptions: RedisRestartOptions = {}) {
