@@ -16,6 +16,8 @@ export interface ClosingParts {
   closeWorkers(force?: boolean): Promise<unknown>;
   closeConnections(): Promise<unknown>;
   readonly channels: readonly { close(): Promise<void> }[];
+  /** Traces, flushed last: the spans of the jobs that just ended go out too. */
+  readonly tracing?: { shutdown(): Promise<void> };
 }
 
 /**
@@ -78,8 +80,11 @@ export async function closeWithin(
     for (const connection of connections) connection.disconnect();
   }
   const channelsClosed = Promise.all(channels.map((c) => c.close()));
+  const tracesSent = parts.tracing?.shutdown();
   if (!(await settlesWithin(channelsClosed, left())))
     logger.warn("channels did not close in time; leaving them");
+  if (tracesSent && !(await settlesWithin(tracesSent, left())))
+    logger.warn("traces were not all sent in time; leaving them");
   logger.info({ ms: Date.now() - startedAt }, "followups worker stopped");
 }
 

@@ -67,6 +67,7 @@ import { SpendLedger } from "./store/spend-ledger.js";
 import { SuppressionList } from "./store/suppression-list.js";
 import { WebhookReceipts } from "./store/webhook-receipts.js";
 import { createMessageComposer } from "./templates/compose-message.js";
+import type { Tracing } from "./tracing.js";
 
 /** Retention of finished jobs, set once on the workers instead of on every job. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -97,6 +98,11 @@ export interface WorkerOptions {
   readonly channels: Readonly<Record<Channel, DeliveryChannel>>;
   /** Watch the config directory for edits (default true). */
   readonly watchConfig?: boolean;
+  /**
+   * Traces of intake and delivery (createTracing; tests hand in a tracer of their own), shut down
+   * when the worker closes. None when absent or without a tracer.
+   */
+  readonly tracing?: Tracing;
 }
 
 export { StartupError };
@@ -122,6 +128,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const rules = () => config.rules;
   const clock = () => DateTime.utc();
   const now = () => clock().toMillis();
+  // Loaded only with a tracer: with tracing off, no OpenTelemetry code runs.
+  const tracer = options.tracing?.tracer;
+  const traces = tracer && (await import("./follow-up-traces.js")).tracesOn(tracer);
 
   const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
@@ -351,6 +360,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       promoteHorizonMs: env.PROMOTE_HORIZON_MS,
       rulesGeneration: () => generation,
       ...(shardCount > 1 && { deploymentIds: new DeploymentEventIds(redis, prefix) }),
+      ...(traces && { traces }),
       erase: operatorTools.erase,
     }),
     {
@@ -401,7 +411,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     );
   const deliveries = servedShards.map((shard, index) => {
     const { store, caps, thankYous, history } = shards.of(shard);
-    const deps = { ...deliveryDeps, shard, store, caps, thankYous, history };
+    const deps = {
+      ...deliveryDeps,
+      shard,
+      store,
+      caps,
+      thankYous,
+      history,
+      ...(traces && {
+        tracing: { traces, intakeTraceOf: (eventId: string) => store.intakeTraceOf(eventId) },
+      }),
+    };
     const connection = duplicateClient(redis);
     workerConnections.push(connection);
     const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, createDeliveryProcessor(deps), {
@@ -740,6 +760,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       },
       shards: shardCount,
       shardsServed: env.FOLLOW_UP_SHARDS_SERVED ?? "all",
+      traces: traces ? "on" : "off",
       http: httpAddress ?? "disabled",
       // Which secrets are configured (names only; values never reach a log).
       secretsSet: SECRET_ENV_VARS.filter((name) => env[name] !== undefined),
@@ -770,6 +791,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         closeWorkers,
         closeConnections,
         channels: Object.values(channels),
+        ...(options.tracing && { tracing: options.tracing }),
       });
       return closing;
     },

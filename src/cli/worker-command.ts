@@ -11,6 +11,7 @@ import {
   startEmbeddedRedis,
 } from "../embedded-redis.js";
 import { createLogger } from "../logger.js";
+import { createTracing } from "../tracing.js";
 import { StartupError, startWorker } from "../worker.js";
 import { type CommandIo, EXIT } from "./io.js";
 
@@ -55,11 +56,14 @@ export async function runWorker(io: CommandIo): Promise<number> {
     env = embeddedEnv.env;
   }
   const channels = channelsFromEnv(env);
+  // Off (nothing loaded) unless OTEL_EXPORTER_OTLP_ENDPOINT is set; the worker flushes it on close.
+  const tracing = await createTracing(env);
   let worker: Awaited<ReturnType<typeof startWorker>>;
   try {
-    worker = await startWorker({ env, logger, channels });
+    worker = await startWorker({ env, logger, channels, tracing });
   } catch (error) {
     await Promise.all(Object.values(channels).map((channel) => channel.close()));
+    await tracing.shutdown();
     await embedded?.stop();
     if (error instanceof StartupError) {
       io.err(`${error.message}\n`);

@@ -203,6 +203,12 @@ export const envSchema = z
       emptyAsUnset,
       z.string().min(100, { error: "expected a PEM private key" }).optional(),
     ),
+    // Traces are on when set (src/tracing.ts); the OTLP/HTTP base URL, as OpenTelemetry names it.
+    OTEL_EXPORTER_OTLP_ENDPOINT: z.preprocess(
+      emptyAsUnset,
+      url("an HTTP", ["http:", "https:"]).optional(),
+    ),
+    OTEL_SERVICE_NAME: z.preprocess(emptyAsUnset, z.string().min(1).max(200).default("followups")),
   })
   .check((ctx) => {
     const env = ctx.value;

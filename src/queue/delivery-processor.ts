@@ -17,6 +17,7 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
+import { idHash } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SmsReferences } from "../store/sms-references.js";
@@ -26,9 +27,10 @@ import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
 import { type Charge, chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { noteCheckIn } from "./check-in-comparison.js";
-import { COALESCED_AFTER_MS, type FollowUpJobData } from "./names.js";
+import { COALESCED_AFTER_MS, FOLLOW_UPS_QUEUE, type FollowUpJobData } from "./names.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { type StepLabels, stepLabels } from "./step-labels.js";
+import { type DeliveryNotes, type DeliveryTracing, deliveryAttributes } from "./traces.js";
 
 /** What delivery needs of each store: narrow, so tests can hand in fakes kept in memory. */
 export interface DeliveryDeps {
@@ -66,6 +68,8 @@ export interface DeliveryDeps {
   readonly logger: Logger;
   readonly clock: () => DateTime;
   readonly random: () => number;
+  /** A span per delivery attempt, linked to its purchase's intake; absent when tracing is off. */
+  readonly tracing?: DeliveryTracing;
 }
 
 /** The parts of a BullMQ job delivery uses. */
@@ -96,15 +100,22 @@ const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
  * Processes one due follow-up. This is the single place that decides what a failure means:
  * transient → retry later (moved back to delayed, counted in the step record), permanent or
  * misconfigured → fail now with the reason. Deferrals (send window, rate limit) never use up an
- * attempt. The step record's atomic claim keeps a redelivered job from sending twice.
+ * attempt. The step record's atomic claim keeps a redelivered job from sending twice. With
+ * tracing on, each attempt is a trace of its own (see traceDelivery).
  */
 export function createDeliveryProcessor(deps: DeliveryDeps) {
   const deliver = createDelivery(deps);
-  return async (job: DeliveryJob, token?: string): Promise<DeliveryOutcome> => {
+  const run = async (
+    job: DeliveryJob,
+    token: string | undefined,
+    notes: DeliveryNotes,
+  ): Promise<DeliveryOutcome> => {
     try {
-      return await deliver(job, token);
+      return await deliver(job, token, notes);
     } catch (error) {
       if (error instanceof DelayedError || error instanceof UnrecoverableError) throw error;
+      notes.outcome = "error";
+      notes.code = error instanceof Error ? error.name : "unknown";
       // Redis hiccups and bugs: try again later like a transient send failure. If even that
       // fails, the job's lock lapses and BullMQ's stalled check hands it to a worker again.
       const retryAt = deps.clock().toMillis() + deps.retry.delayMs(1);
@@ -113,14 +124,65 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
       throw new DelayedError("unexpected error");
     }
   };
+  const { tracing } = deps;
+  return tracing
+    ? (job: DeliveryJob, token?: string) =>
+        traceDelivery(tracing, deps.shard, job, (notes) => run(job, token, notes))
+    : (job: DeliveryJob, token?: string) => run(job, token, {});
+}
+
+/**
+ * Runs one delivery attempt in a span of its own: the root of a new trace (the purchase's intake
+ * may be months old and on another worker), linked to the intake span named in the purchase's
+ * record. What the attempt noted on its way (step, attempt, outcome, code) becomes attributes.
+ */
+async function traceDelivery(
+  tracing: DeliveryTracing,
+  shard: number,
+  job: DeliveryJob,
+  attempt: (notes: DeliveryNotes) => Promise<DeliveryOutcome>,
+): Promise<DeliveryOutcome> {
+  const startedAt = Date.now();
+  // Without the record's trace (planned while tracing was off, or Redis away) the span has no link.
+  const intake = await tracing.intakeTraceOf(job.data.e).catch(() => undefined);
+  const span = tracing.traces.startDelivery(
+    {
+      "messaging.system": "bullmq",
+      "messaging.destination.name": FOLLOW_UPS_QUEUE,
+      "followups.job.id": job.id,
+      "followups.event.id_hash": idHash(job.data.e),
+      "followups.step.id": job.data.s,
+      "followups.shard": shard,
+    },
+    intake,
+    startedAt,
+  );
+  const notes: DeliveryNotes = {};
+  try {
+    return await attempt(notes);
+  } catch (error) {
+    if (notes.outcome === "failed" || notes.outcome === "error") span.fail(notes.code ?? "error");
+    else if (!(error instanceof DelayedError)) span.fail("error");
+    throw error;
+  } finally {
+    span.setAttributes(deliveryAttributes(notes));
+    span.end();
+  }
 }
 
 function createDelivery(deps: DeliveryDeps) {
-  return async (job: DeliveryJob, token?: string): Promise<DeliveryOutcome> => {
+  return async (
+    job: DeliveryJob,
+    token: string | undefined,
+    notes: DeliveryNotes,
+  ): Promise<DeliveryOutcome> => {
     const { e: eventId, s: stepId } = job.data;
     const followUpId = job.id ?? "";
     const log = deps.logger.child({ eventId, stepId, jobId: followUpId });
     const postpone = async (until: number, why: string): Promise<never> => {
+      // A retry noted its failure's code already; other deferrals say why (fixed phrases).
+      notes.outcome ??= "deferred";
+      notes.code ??= why;
       log.debug({ until: new Date(until).toISOString(), why }, "follow-up postponed");
       await job.moveToDelayed(until, token);
       throw new DelayedError(why);
@@ -131,6 +193,10 @@ function createDelivery(deps: DeliveryDeps) {
     // The step's state first: a redelivered job of a finished step is done, whatever else is gone.
     const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
     if (record && record.state !== "scheduled" && record.state !== "sending") {
+      Object.assign(notes, {
+        outcome: "already-handled",
+        code: record.state,
+      } satisfies DeliveryNotes);
       log.info({ state: record.state }, "follow-up already handled");
       return { outcome: "already-handled", state: record.state };
     }
@@ -142,8 +208,10 @@ function createDelivery(deps: DeliveryDeps) {
     const dueAt = record?.dueAt ?? job.timestamp + job.delay;
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
+    Object.assign(notes, labels);
     const event = await deps.store.loadForSend(eventId);
     if (!event) {
+      Object.assign(notes, { outcome: "skipped", code: "event-missing" } satisfies DeliveryNotes);
       log.warn("event record expired or missing; follow-up dropped");
       await deps.store.transition(
         eventId,
@@ -196,6 +264,7 @@ function createDelivery(deps: DeliveryDeps) {
       if (channel !== "unknown")
         await deps.caps.release(channel as Channel, event.customer.id, followUpId);
       deps.metrics.skipped.inc({ channel, kind, reason: code });
+      Object.assign(notes, stepLabelsNow, { outcome: "skipped", code } satisfies DeliveryNotes);
       await noteCheckIn(deps.history, rules, {
         customerId: event.customer.id,
         eventId,
@@ -210,6 +279,7 @@ function createDelivery(deps: DeliveryDeps) {
     if (decision.action === "skip") return skip(decision.code, decision.reason, labels);
     const { rule, step, zone } = decision;
     const sendLabels = { ...labels, channel: step.channel, kind: step.kind };
+    Object.assign(notes, sendLabels);
     const metricLabels = { channel: step.channel, kind: step.kind };
     if (step.fallbackOf !== undefined) {
       // A fallback goes out only when its call did not reach the customer.
@@ -273,9 +343,15 @@ function createDelivery(deps: DeliveryDeps) {
         await deps.caps.release(step.channel, event.customer.id, followUpId);
       if (found.state === "cancelled")
         deps.metrics.cancelled.inc({ ...metricLabels, reason: found.reason?.code ?? "" });
+      Object.assign(notes, {
+        outcome: "already-handled",
+        code: found.state,
+      } satisfies DeliveryNotes);
       return { outcome: "already-handled", state: found.state };
     }
+    notes.attempt = claim.record.attempts + 1;
     if (claim.takenOver) {
+      notes.takenOver = true;
       deps.metrics.possibleDuplicates.inc({ cause: "takeover" });
       log.warn(
         { takeovers: claim.record.takeovers },
@@ -290,6 +366,7 @@ function createDelivery(deps: DeliveryDeps) {
       channel: step.channel,
       customerId: event.customer.id,
       followUpId,
+      notes,
     };
 
     // A phone number is known by its keyed hash: whether it was texted before, and for the
@@ -418,6 +495,7 @@ function createDelivery(deps: DeliveryDeps) {
         at: doneMs,
       });
       deps.metrics.sent.inc(metricLabels);
+      notes.outcome = "sent";
       deps.metrics.sendLatency.observe(
         { channel: step.channel },
         Math.max(0, doneMs - claim.record.dueAt) / 1000,
@@ -461,6 +539,10 @@ function createDelivery(deps: DeliveryDeps) {
         claim.record.dueAt,
       );
       deps.metrics.retried.inc({ channel: step.channel });
+      Object.assign(notes, {
+        outcome: "retry",
+        code: failureReason(result.error).code,
+      } satisfies DeliveryNotes);
       if (result.error.uncertain)
         deps.metrics.possibleDuplicates.inc({ cause: "uncertain-handover" });
       log.warn(
@@ -550,6 +632,7 @@ interface Attempt {
   readonly channel: Channel;
   readonly customerId: string;
   readonly followUpId: string;
+  readonly notes: DeliveryNotes;
 }
 
 async function fail(
@@ -574,6 +657,7 @@ async function fail(
     { outcome: "failed", ...at.labels, reason: described.code },
     at.record.dueAt,
   );
+  Object.assign(at.notes, { outcome: "failed", code: described.code } satisfies DeliveryNotes);
   // Nothing reached the customer, so the attempt does not count against their frequency cap.
   await deps.caps.release(at.channel, at.customerId, at.followUpId);
   deps.metrics.failed.inc({ channel: at.channel, kind: at.labels.kind, reason: described.code });

@@ -23,7 +23,7 @@ import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { DeploymentEventIds, EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
-import { mayBePromoted } from "../store/keys.js";
+import { idHash, mayBePromoted } from "../store/keys.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
@@ -37,9 +37,17 @@ import {
   eventInputOfJob,
   type FollowUpJobData,
   followUpJobId,
+  PURCHASE_EVENTS_QUEUE,
 } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
 import { stepLabels } from "./step-labels.js";
+import {
+  type FollowUpTraces,
+  type IntakeSpan,
+  inChildSpan,
+  planAttributes,
+  type TraceAttributes,
+} from "./traces.js";
 
 /** How an event refused for a reused id fails (its job's failed reason). */
 export const REUSED_ID = "event id reused with different content";
@@ -93,6 +101,10 @@ export interface IntakeDeps extends IntakeShard {
   readonly rulesGeneration: () => number;
   /** With several shards: event ids claimed for the whole deployment, not per shard. */
   readonly deploymentIds?: Pick<DeploymentEventIds, "claim" | "keep">;
+  /** Spans of each event's intake; absent when tracing is off. */
+  readonly traces?: FollowUpTraces;
+  /** The span of the event at hand (when traced). */
+  readonly span?: IntakeSpan;
   /** Erases a customer (operations/erase-customer.ts), for `customer.erased` events. */
   readonly erase: (
     customerId: string,
@@ -162,7 +174,7 @@ export interface IntakeSummary {
 }
 
 /** How intake is wired: every shard's stores and queue, from which each event takes its own. */
-export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards"> & {
+export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards" | "span"> & {
   readonly shards: Shards<IntakeShard & { store: FollowUpStore }>;
 };
 
@@ -171,18 +183,21 @@ export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards"> & {
  * apply a refund, or record an opt-out. An invalid event fails at once, without retries, with
  * every problem and its path as the failed reason; it stays in the failed set for inspection.
  * A purchase works in its customer's shard; an event without a customer (a refund) claims its id
- * in shard 0 (its refund finds the purchases' shards through the order).
+ * in shard 0 (its refund finds the purchases' shards through the order). With tracing on, each
+ * event's intake is a trace of its own (see traceIntake).
  */
 export function createIntakeProcessor(wiring: IntakeWiring) {
-  return async (job: Job): Promise<IntakeSummary> => {
+  const takeIn = async (job: Job, span?: IntakeSpan): Promise<IntakeSummary> => {
     const input = eventInputOfJob(job.name, job.data);
     const parsed = parseEvent(input, { now: wiring.clock() });
     const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;
     const deps: IntakeDeps = {
       ...wiring,
       ...(customerId === undefined ? wiring.shards.of(0) : wiring.shards.ofCustomer(customerId)),
+      ...(span && { span }),
     };
     if (!parsed.ok) {
+      span?.fail("invalid");
       deps.metrics.eventsInvalid.inc();
       deps.logger.warn(
         { jobId: job.id, problems: parsed.problems.map((p) => p.path || "(event)") },
@@ -193,6 +208,12 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
       );
     }
     const event = parsed.event;
+    // The event id only hashed, as in the store's keys: publishers choose it.
+    span?.setAttributes({
+      "followups.event.type": event.type,
+      "followups.event.id_hash": idHash(event.id),
+      "followups.shard": deps.shard,
+    });
     deps.metrics.eventsReceived.inc({ type: event.type });
     const fingerprint = eventFingerprint(event);
     if (deps.deploymentIds) {
@@ -235,7 +256,10 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
           const result = await deps.refunds.refund(event, deps.clock().toMillis());
           return { type: event.type, cancelled: result.cancelled };
         } catch (error) {
-          if (error instanceof RefundCurrencyError) throw new UnrecoverableError(error.message);
+          if (error instanceof RefundCurrencyError) {
+            span?.fail("refund-currency");
+            throw new UnrecoverableError(error.message);
+          }
           throw error;
         }
       case "customer.unsubscribed": {
@@ -245,6 +269,49 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
         return { type: event.type };
       }
     }
+  };
+  const { traces } = wiring;
+  return traces
+    ? (job: Job) => traceIntake(traces, job, (span) => takeIn(job, span))
+    : (job: Job) => takeIn(job);
+}
+
+/**
+ * Runs one event's intake in a span of its own (the root of the event's trace), linked to the
+ * publisher's span when the job carries bullmq-otel's context; what the summary counts becomes
+ * its attributes, and a failure its code.
+ */
+async function traceIntake(
+  traces: FollowUpTraces,
+  job: Job,
+  run: (span: IntakeSpan) => Promise<IntakeSummary>,
+): Promise<IntakeSummary> {
+  const span = traces.startIntake(
+    { "messaging.system": "bullmq", "messaging.destination.name": PURCHASE_EVENTS_QUEUE },
+    job.opts.telemetry?.metadata,
+  );
+  try {
+    const summary = await run(span);
+    span.setAttributes(summaryAttributes(summary));
+    return summary;
+  } catch (error) {
+    // The code only: a failed reason may quote the event.
+    span.fail(error instanceof UnrecoverableError ? "rejected" : "error");
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+/** An intake summary as span attributes. */
+function summaryAttributes(summary: IntakeSummary): TraceAttributes {
+  return {
+    "followups.steps.planned": summary.planned,
+    "followups.steps.scheduled": summary.scheduled,
+    "followups.steps.skipped": summary.skipped,
+    "followups.steps.cancelled": summary.cancelled,
+    "followups.intake.erased": summary.erased,
+    "followups.intake.refunded": summary.refunded,
   };
 }
 
@@ -318,6 +385,7 @@ async function attributePurchase(
 
 /** The failure of an event whose id was used before for other content; counted. */
 function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): UnrecoverableError {
+  deps.span?.fail("id-reused");
   deps.metrics.eventsIdReused.inc();
   deps.logger.warn({ eventId, jobId }, "event id reused with different content; refused");
   return new UnrecoverableError(`${REUSED_ID}: ${eventId}`);
@@ -363,19 +431,27 @@ async function schedulePurchase(
     suppressedChannels: suppressed.all,
     marketingSuppressedChannels: suppressed.marketing,
   };
-  let plan = planFollowUps(effective, rules, recorded.history, now, planOptions);
-  // Only a plan with a step under a cooldown needs the customer's recent steps (one more read).
-  const held = plan.steps.map((step) => ({
-    ...step,
-    ...underCooldown(rules, step),
-    dueAt: Date.parse(step.dueAt),
-  }));
-  const cooldowns = held.some((step) => step.byRule || step.byKind);
-  if (cooldowns) {
-    const recent = await deps.history.recentSteps(event.customer.id, event.id);
-    plan = planFollowUps(effective, rules, { ...recorded.history, recent }, now, planOptions);
-  }
-  plan = await coalesceThankYous(plan, effective, rules, deps, nowMs);
+  const { plan, cooldowns } = await inChildSpan(
+    deps.span,
+    "followups.plan",
+    async () => {
+      let plan = planFollowUps(effective, rules, recorded.history, now, planOptions);
+      // Only a plan with a step under a cooldown needs the customer's recent steps (one more read).
+      const held = plan.steps.map((step) => ({
+        ...step,
+        ...underCooldown(rules, step),
+        dueAt: Date.parse(step.dueAt),
+      }));
+      const cooldowns = held.some((step) => step.byRule || step.byKind);
+      if (cooldowns) {
+        const recent = await deps.history.recentSteps(event.customer.id, event.id);
+        plan = planFollowUps(effective, rules, { ...recorded.history, recent }, now, planOptions);
+      }
+      plan = await coalesceThankYous(plan, effective, rules, deps, nowMs);
+      return { plan, cooldowns };
+    },
+    (planned) => ({ ...planAttributes(planned.plan), "followups.event.first_seen": firstSeen }),
+  );
   // Skips at planning are counted once per event, not again when it is re-published.
   const reportedSkips: LedgerEntry[] = [];
   for (const skip of firstSeen ? plan.skipped : []) {
@@ -442,62 +518,78 @@ async function schedulePurchase(
     !mayBePromoted(Date.parse(step.dueAt), nowMs, deps.promoteHorizonMs);
   // Order matters: the event and the step records exist before any job can run, and the order
   // link comes after them, so a refund racing this purchase either sees the steps or is seen here.
-  await deps.store.schedule(
-    event,
-    keepUntil,
-    open.map((step) => ({
-      stepId: step.stepId,
-      dueAt: Date.parse(step.dueAt),
-      channel: step.channel,
-      kind: step.kind,
-      ruleId: step.ruleId,
-      inSchedule: inSchedule(step),
-    })),
-    nowMs,
-    generation,
+  await inChildSpan(
+    deps.span,
+    "followups.schedule",
+    async () => {
+      const added = await deps.store.schedule(
+        event,
+        keepUntil,
+        open.map((step) => ({
+          stepId: step.stepId,
+          dueAt: Date.parse(step.dueAt),
+          channel: step.channel,
+          kind: step.kind,
+          ruleId: step.ruleId,
+          inSchedule: inSchedule(step),
+        })),
+        nowMs,
+        generation,
+        deps.span?.traceparent,
+      );
+      // The deployment-wide claim of the id lives as long as the record.
+      await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
+      const linked = await deps.orders.linkPurchase(
+        event.orderId,
+        event.id,
+        deps.shard,
+        Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
+      );
+      // Steps beyond the horizon wait in the compact schedule (filed by the script above).
+      let toSchedule = open.filter((step) => !inSchedule(step));
+      if (
+        linked.fullyRefunded !== order.fullyRefunded ||
+        linked.refunds.length !== order.refunds.length ||
+        linked.returns.length !== order.returns.length
+      ) {
+        await deps.refunds.applyRefunds(event.id, event.orderId, linked, nowMs);
+        const after = await deps.store.stepRecords(
+          event.id,
+          toSchedule.map((s) => s.stepId),
+        );
+        toSchedule = toSchedule.filter((step) => after.get(step.stepId)?.state === "scheduled");
+      }
+      if (!firstSeen) {
+        // A step an earlier version queued under its longer job id has its job already.
+        const legacy = await Promise.all(
+          toSchedule.map((step) =>
+            deps.followUps.getJob(legacyFollowUpJobId(event.id, step.stepId)),
+          ),
+        );
+        toSchedule = toSchedule.filter((_, i) => legacy[i] === undefined);
+      }
+      if (toSchedule.length > 0)
+        await deps.followUps.addBulk(
+          toSchedule.map((step) => ({
+            name: step.channel,
+            data: { e: event.id, s: step.stepId },
+            opts: {
+              jobId: followUpJobId(event.id, step.stepId),
+              delay: Math.max(0, Date.parse(step.dueAt) - nowMs),
+            },
+          })),
+        );
+      // The steps and their jobs survive a failover before the event's job completes (elsewhere).
+      await deps.store.awaitReplicas(event.id);
+      return { added, jobs: toSchedule.length };
+    },
+    ({ added, jobs }) => ({
+      "followups.steps.open": open.length,
+      "followups.steps.new": added,
+      "followups.steps.in_schedule": open.filter(inSchedule).length,
+      "followups.steps.as_jobs": jobs,
+    }),
   );
-  // The deployment-wide claim of the id lives as long as the record.
-  await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
-  const linked = await deps.orders.linkPurchase(
-    event.orderId,
-    event.id,
-    deps.shard,
-    Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
-  );
-  // Steps beyond the horizon wait in the compact schedule (filed by the script above).
-  let toSchedule = open.filter((step) => !inSchedule(step));
-  if (
-    linked.fullyRefunded !== order.fullyRefunded ||
-    linked.refunds.length !== order.refunds.length ||
-    linked.returns.length !== order.returns.length
-  ) {
-    await deps.refunds.applyRefunds(event.id, event.orderId, linked, nowMs);
-    const after = await deps.store.stepRecords(
-      event.id,
-      toSchedule.map((s) => s.stepId),
-    );
-    toSchedule = toSchedule.filter((step) => after.get(step.stepId)?.state === "scheduled");
-  }
-  if (!firstSeen) {
-    // A step an earlier version queued under its longer job id has its job already.
-    const legacy = await Promise.all(
-      toSchedule.map((step) => deps.followUps.getJob(legacyFollowUpJobId(event.id, step.stepId))),
-    );
-    toSchedule = toSchedule.filter((_, i) => legacy[i] === undefined);
-  }
-  if (toSchedule.length > 0)
-    await deps.followUps.addBulk(
-      toSchedule.map((step) => ({
-        name: step.channel,
-        data: { e: event.id, s: step.stepId },
-        opts: {
-          jobId: followUpJobId(event.id, step.stepId),
-          delay: Math.max(0, Date.parse(step.dueAt) - nowMs),
-        },
-      })),
-    );
-  // The steps and their jobs survive a failover before the event's job completes (elsewhere).
-  await deps.store.awaitReplicas(event.id);
   for (const step of open) {
     if (records.get(step.stepId) === undefined)
       deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });

@@ -81,6 +81,8 @@ const PENDING_STATES: ReadonlySet<StepState> = new Set(["scheduled", "sending"])
 const GENERATION_FIELD = "g";
 /** Order id and customer name, kept after the purchase is scrubbed, for owners' reports. */
 const SUMMARY_FIELD = "m";
+/** The W3C traceparent of the purchase's intake span (only while tracing is on). */
+const TRACE_FIELD = "tp";
 const stepField = (stepId: string) => `s:${stepId}`;
 
 export class FollowUpStore {
@@ -102,7 +104,8 @@ export class FollowUpStore {
    * the purchase for rendering while one of them is pending. Both are kept until `keepUntil` (epoch
    * ms; an existing record is kept longer, never shorter, and a saved purchase is not replaced).
    * Steps due beyond the promotion horizon (`inSchedule`) are filed in the compact schedule, and a
-   * new record remembers the rules `generation` it was planned with. Returns how many steps were new.
+   * new record remembers the rules `generation` it was planned with, and the `traceparent` of the
+   * intake's span when tracing is on (none is written when off). Returns how many steps were new.
    */
   async schedule(
     event: PurchaseCompleted,
@@ -110,6 +113,7 @@ export class FollowUpStore {
     steps: readonly StepToSchedule[],
     now: number,
     generation: number,
+    traceparent?: string,
   ): Promise<number> {
     const entries = steps.map((step) => ({
       id: step.stepId,
@@ -143,8 +147,14 @@ export class FollowUpStore {
       JSON.stringify({ o: event.orderId, n: event.customer.name ?? null }),
       keepUntil,
       generation,
+      ...(traceparent ? [traceparent] : []),
     );
     return added;
+  }
+
+  /** The traceparent of the intake span that scheduled the purchase, if it was traced. */
+  async intakeTraceOf(eventId: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.eventRecord(eventId), TRACE_FIELD)) ?? undefined;
   }
 
   /**

@@ -21,6 +21,8 @@
     ARGV[5] summary kept for reports (JSON)
     ARGV[6] keep the record, the purchase and the buckets until (epoch ms)
     ARGV[7] the rules generation the steps were planned with (kept as the record's `g`)
+    ARGV[8] optional: the W3C traceparent of the intake span, kept as the record's `tp` (only
+            while tracing is on; the first intake that leaves a step pending keeps it)
 
   Output: how many steps were new
 ]]
@@ -65,6 +67,7 @@ if pending then
     redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
   end
   redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
+  if ARGV[8] then redis.call('HSETNX', KEYS[1], 'tp', ARGV[8]) end
 end
 -- Kept longer, never shorter; the history script gave the record its first expiry.
 if redis.call('PTTL', KEYS[1]) < 0 then
