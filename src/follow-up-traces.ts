@@ -12,6 +12,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { customerHash } from "./domain/address-hash.js";
 import type { FollowUpTraces, IntakeSpan, TraceAttributes, TraceSpan } from "./queue/traces.js";
 
 /**
@@ -24,8 +25,9 @@ import type { FollowUpTraces, IntakeSpan, TraceAttributes, TraceSpan } from "./q
 const w3c = new W3CTraceContextPropagator();
 
 /** Intake and delivery spans recorded with `tracer`. */
-export function tracesOn(tracer: Tracer): FollowUpTraces {
+export function tracesOn(tracer: Tracer, idSecret: string): FollowUpTraces {
   return {
+    hashId: (id) => customerHash(idSecret, id),
     startIntake(attributes, publisher) {
       const span = tracer.startSpan(
         "followups.intake",

@@ -130,7 +130,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const now = () => clock().toMillis();
   // Loaded only with a tracer: with tracing off, no OpenTelemetry code runs.
   const tracer = options.tracing?.tracer;
-  const traces = tracer && (await import("./follow-up-traces.js")).tracesOn(tracer);
 
   const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
@@ -200,6 +199,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
   const shards = shardStores(redis, prefix, shardCount, { replicaWait, addressHashSecret });
+  // Ids in spans are keyed hashes under the same secret as addresses.
+  const traces =
+    tracer && (await import("./follow-up-traces.js")).tracesOn(tracer, addressHashSecret);
   // Readers of every shard's ledger (reports, budgets, pending counts) take it from shard 0's scope.
   const ledger = shards.of(0).ledger;
   const orders = new OrderStore(redis, prefix);

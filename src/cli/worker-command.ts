@@ -11,6 +11,7 @@ import {
   startEmbeddedRedis,
 } from "../embedded-redis.js";
 import { createLogger } from "../logger.js";
+import { settlesWithin } from "../shutdown.js";
 import { createTracing } from "../tracing.js";
 import { StartupError, startWorker } from "../worker.js";
 import { type CommandIo, EXIT } from "./io.js";
@@ -63,7 +64,8 @@ export async function runWorker(io: CommandIo): Promise<number> {
     worker = await startWorker({ env, logger, channels, tracing });
   } catch (error) {
     await Promise.all(Object.values(channels).map((channel) => channel.close()));
-    await tracing.shutdown();
+    // A collector that is down must not hide why the worker could not start, nor hold it up.
+    await settlesWithin(tracing.shutdown(), env.SHUTDOWN_TIMEOUT_MS);
     await embedded?.stop();
     if (error instanceof StartupError) {
       io.err(`${error.message}\n`);

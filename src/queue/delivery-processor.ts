@@ -17,7 +17,6 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
-import { idHash } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SmsReferences } from "../store/sms-references.js";
@@ -149,8 +148,7 @@ async function traceDelivery(
     {
       "messaging.system": "bullmq",
       "messaging.destination.name": FOLLOW_UPS_QUEUE,
-      "followups.job.id": job.id,
-      "followups.event.id_hash": idHash(job.data.e),
+      "followups.event.id_hash": tracing.traces.hashId(job.data.e),
       "followups.step.id": job.data.s,
       "followups.shard": shard,
     },

@@ -208,10 +208,10 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
       );
     }
     const event = parsed.event;
-    // The event id only hashed, as in the store's keys: publishers choose it.
+    // The event id only as a keyed hash: publishers choose it, and may choose order numbers.
     span?.setAttributes({
       "followups.event.type": event.type,
-      "followups.event.id_hash": idHash(event.id),
+      "followups.event.id_hash": deps.traces?.hashId(event.id),
       "followups.shard": deps.shard,
     });
     deps.metrics.eventsReceived.inc({ type: event.type });

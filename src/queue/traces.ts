@@ -31,6 +31,13 @@ export interface IntakeSpan extends TraceSpan {
 /** Starts the spans; made over a tracer only when tracing is on. */
 export interface FollowUpTraces {
   /**
+   * An id (event id, job id) as spans name it: a keyed hash (HMAC under the deployment's
+   * ADDRESS_HASH_SECRET), so a trace backend cannot recover ids by hashing guesses. The same id
+   * gives the same value, so an operator can compute it to search (`followups` computes it the
+   * same way as `customerHash`).
+   */
+  hashId(id: string): string;
+  /**
    * Starts an event's intake, a new trace. `publisher` is the context a publisher's BullMQ
    * telemetry (bullmq-otel) put in the job's options: the span links to the publisher's span.
    */

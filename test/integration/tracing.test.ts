@@ -10,9 +10,10 @@ import { Queue } from "bullmq";
 import { BullMQOtel } from "bullmq-otel";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { customerHash } from "../../src/domain/address-hash.js";
 import { createLogger } from "../../src/logger.js";
 import { eventJobId, PURCHASE_EVENTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
-import { idHash, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { createTracing, tracesUrl } from "../../src/tracing.js";
 import { startWorker } from "../../src/worker.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -102,10 +103,16 @@ const purchaseOf = (person: (typeof PEOPLE)[number]) =>
     items: [person.item],
   });
 
+/** The deployment's key for keyed hashes: ids in spans are hashed under it. */
+const ID_SECRET = "tracing-test-address-hash-secret-0123456789";
+
 /** A pipeline whose worker records spans into `exporter`. */
 async function tracedPipeline(label: string, exporter: InMemorySpanExporter) {
   const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const p = await startPipeline(label, { startWorker: false });
+  const p = await startPipeline(label, {
+    startWorker: false,
+    env: { ADDRESS_HASH_SECRET: ID_SECRET },
+  });
   p.worker = await startWorker({
     env: p.env,
     logger: createLogger({ level: "silent", pretty: false }),
@@ -120,7 +127,9 @@ async function tracedPipeline(label: string, exporter: InMemorySpanExporter) {
 const named = (spans: readonly ReadableSpan[], name: string) =>
   spans.filter((span) => span.name === name);
 const ofEvent = (spans: readonly ReadableSpan[], eventId: string) =>
-  spans.filter((span) => span.attributes["followups.event.id_hash"] === idHash(eventId));
+  spans.filter(
+    (span) => span.attributes["followups.event.id_hash"] === customerHash(ID_SECRET, eventId),
+  );
 
 async function recordKeyOf(p: PipelineHarness, eventId: string): Promise<string> {
   return new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards)).eventRecord(

@@ -12,7 +12,7 @@ import { inChildSpan } from "../../src/queue/traces.js";
 function recorded() {
   const exporter = new InMemorySpanExporter();
   const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const traces = tracesOn(provider.getTracer("test"));
+  const traces = tracesOn(provider.getTracer("test"), "test-id-secret-0123456789");
   const span = (name: string): ReadableSpan => {
     const found = exporter.getFinishedSpans().find((s) => s.name === name);
     if (!found) throw new Error(`no span ${name}`);
