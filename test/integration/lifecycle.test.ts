@@ -483,8 +483,12 @@ describe("caps, history and metrics", () => {
     ).toBe(true);
     expect(p.sink.messages).toHaveLength(1);
 
-    const metrics = await (await fetch(`${http(p)}/metrics`)).text();
-    expect(metrics).toContain('followups_sent_total{channel="email",kind="thank-you"} 1');
+    // The send is counted once its job has done what follows the sent state (references, history).
+    const sentCounted = 'followups_sent_total{channel="email",kind="thank-you"} 1';
+    const metrics = await eventually(async () => {
+      const text = await (await fetch(`${http(p)}/metrics`)).text();
+      return text.includes(sentCounted) ? text : undefined;
+    }, "the send to be counted");
     expect(metrics).toContain(
       'followups_skipped_total{channel="email",kind="thank-you",reason="capped"} 2',
     );
