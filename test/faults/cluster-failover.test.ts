@@ -1,9 +1,8 @@
-import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { shardTag } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.js";
+import { masterOf, type RedisCluster, startRedisCluster } from "../support/redis-cluster.js";
 import {
   bySize,
   countInState,
@@ -37,21 +36,6 @@ const PURCHASES = bySize(300, 100);
 const WORKERS = 2;
 const CONCURRENCY = 8;
 const PROVIDER_LATENCY_MS = 200;
-
-/** The port of the master serving a key's slot, asked of any live node. */
-async function masterOf(port: number, key: string): Promise<number> {
-  const redis = new Redis(port, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    const slot = Number(await redis.cluster("KEYSLOT", key));
-    const ranges = await redis.cluster("SLOTS");
-    const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
-    if (!master) throw new Error(`no node serves slot ${slot}`);
-    return master[1];
-  } finally {
-    redis.disconnect();
-  }
-}
 
 /** The killed master comes back 15 s later (as a replica), or never: its replica is left alone. */
 const OUTCOMES = [

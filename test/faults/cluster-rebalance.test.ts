@@ -1,8 +1,12 @@
-import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { shardTag } from "../../src/store/keys.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { type RedisCluster, startRedisCluster } from "../support/redis-cluster.js";
+import {
+  clusterNode,
+  masterOf,
+  type RedisCluster,
+  startRedisCluster,
+} from "../support/redis-cluster.js";
 import {
   bySize,
   deliveredCount,
@@ -41,16 +45,9 @@ const WORKERS = 2;
 const CONCURRENCY = 8;
 const PROVIDER_LATENCY_MS = 200;
 
-/** A connection to one node, not following redirections. */
-async function node(port: number): Promise<Redis> {
-  const redis = new Redis(port, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await redis.connect();
-  return redis;
-}
-
 /** The masters by port, with their node ids. */
 async function masters(anyPort: number): Promise<{ port: number; id: string }[]> {
-  const redis = await node(anyPort);
+  const redis = await clusterNode(anyPort);
   try {
     const lines = String(await redis.cluster("NODES"))
       .trim()
@@ -67,19 +64,6 @@ async function masters(anyPort: number): Promise<{ port: number; id: string }[]>
   }
 }
 
-/** The port of the master serving a slot. */
-async function ownerOf(anyPort: number, slot: number): Promise<number> {
-  const redis = await node(anyPort);
-  try {
-    const ranges = await redis.cluster("SLOTS");
-    const owner = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
-    if (!owner) throw new Error(`no master serves slot ${slot}`);
-    return owner[1];
-  } finally {
-    redis.disconnect();
-  }
-}
-
 /**
  * Moves one slot with its keys from its master to another, as Redis Cluster's resharding does:
  * IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in batches (clients are
@@ -91,7 +75,7 @@ async function moveSlot(
   to: { port: number; id: string },
   all: readonly { port: number }[],
 ): Promise<number> {
-  const [source, target] = [await node(from.port), await node(to.port)];
+  const [source, target] = [await clusterNode(from.port), await clusterNode(to.port)];
   let moved = 0;
   try {
     await target.cluster("SETSLOT", slot, "IMPORTING", from.id);
@@ -103,7 +87,7 @@ async function moveSlot(
       moved += keys.length;
     }
     for (const master of all) {
-      const redis = await node(master.port);
+      const redis = await clusterNode(master.port);
       await redis.cluster("SETSLOT", slot, "NODE", to.id).finally(() => redis.disconnect());
     }
   } finally {
@@ -144,7 +128,7 @@ it("loses and repeats no follow-up while every shard's slot and the global one m
   const deliveredAtMove = deliveredCount(p);
   const firstPort = c.nodes[0]?.port ?? 0;
   const all = await masters(firstPort);
-  const probe = await node(firstPort);
+  const probe = await clusterNode(firstPort);
   const tags = [
     `{${p.prefix}}`,
     ...Array.from({ length: SHARDS }, (_, n) => shardTag(p.prefix, n, SHARDS)),
@@ -158,13 +142,13 @@ it("loses and repeats no follow-up while every shard's slot and the global one m
   // Each slot to the next master along, one after the other, while the burst is sent.
   let keysMoved = 0;
   for (const slot of slots) {
-    const owner = await ownerOf(firstPort, slot);
+    const owner = await masterOf(firstPort, slot);
     const index = all.findIndex((master) => master.port === owner);
     const from = all[index];
     const to = all[(index + 1) % all.length];
     if (!from || !to) throw new Error(`slot ${slot} has no master among ${all.length}`);
     keysMoved += await moveSlot(slot, from, to, all);
-    expect(await ownerOf(firstPort, slot)).toBe(to.port);
+    expect(await masterOf(firstPort, slot)).toBe(to.port);
   }
   const movedAt = Date.now();
   const deliveredAfterMove = deliveredCount(p);

@@ -12,6 +12,7 @@ import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { type Env, readEnv } from "../../src/config/env.js";
 import type { Channel } from "../../src/domain/events.js";
 import { createLogger } from "../../src/logger.js";
+import { eventLocator } from "../../src/operations/locate-event.js";
 import { EventPublisher } from "../../src/publisher.js";
 import {
   FOLLOW_UPS_QUEUE,
@@ -156,7 +157,7 @@ export async function startPipeline(
     followUps,
     followUpQueues,
     shards,
-    shardOf: (eventId) => shardOfEvent(redis, prefix, shards, eventId),
+    shardOf: shardOfEvent(redis, prefix, shards),
     store: locatingStore(redis, prefix, shards),
     async startWorker() {
       const destination = { write: (line: string) => void logs.push(JSON.parse(line)) };
@@ -349,18 +350,14 @@ function anyShardQueue(queues: readonly Queue<FollowUpJobData>[]): Queue<FollowU
   });
 }
 
-/** The shard whose event record of `eventId` exists; 0 when none does. */
-async function shardOfEvent(
+/** The shard whose event record of `eventId` exists (operations' locator); 0 when none does. */
+function shardOfEvent(
   redis: RedisClient,
   prefix: string,
   count: number,
-  eventId: string,
-): Promise<number> {
-  const keys = new StoreKeys(shardScope(prefix, 0, count));
-  for (let shard = 1; shard < count; shard++) {
-    if ((await redis.exists(keys.ofShard(shard).eventRecord(eventId))) === 1) return shard;
-  }
-  return 0;
+): (eventId: string) => Promise<number> {
+  const locate = eventLocator(redis, prefix, count);
+  return async (eventId) => (await locate(eventId)) ?? 0;
 }
 
 /**
@@ -371,8 +368,8 @@ async function shardOfEvent(
 function locatingStore(redis: RedisClient, prefix: string, count: number): FollowUpStore {
   const stores = shardStores(redis, prefix, count);
   if (count === 1) return stores.of(0).store;
-  const locate = async (eventId: string) =>
-    stores.of(await shardOfEvent(redis, prefix, count, eventId)).store;
+  const shardOf = shardOfEvent(redis, prefix, count);
+  const locate = async (eventId: string) => stores.of(await shardOf(eventId)).store;
   return new Proxy(stores.of(0).store, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);

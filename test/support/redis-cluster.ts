@@ -85,3 +85,25 @@ async function waitUntilReady(nodes: readonly RedisServer[]): Promise<void> {
     `Redis Cluster not ready after ${READY_TIMEOUT_MS} ms: waiting for ${waitingFor}`,
   );
 }
+
+/** A connection to one node of a cluster, not following redirections. */
+export async function clusterNode(port: number): Promise<Redis> {
+  const redis = new Redis(port, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  return redis;
+}
+
+/** The port of the master serving a slot, or a key's slot, asked of any live node. */
+export async function masterOf(anyPort: number, slotOrKey: number | string): Promise<number> {
+  const redis = await clusterNode(anyPort);
+  try {
+    const slot =
+      typeof slotOrKey === "number" ? slotOrKey : Number(await redis.cluster("KEYSLOT", slotOrKey));
+    const ranges = await redis.cluster("SLOTS");
+    const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
+    if (!master) throw new Error(`no master serves slot ${slot}`);
+    return master[1];
+  } finally {
+    redis.disconnect();
+  }
+}
