@@ -4,6 +4,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { followUpJobId } from "../../src/queue/names.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -336,6 +337,12 @@ describe("opt-outs", () => {
     // Every step is done: the contact data is gone from the record.
     expect(await p.store.loadEvent("evt-status")).toBeUndefined();
 
+    // Twilio reports after the send is done: the SMS's reference is written after its sent state.
+    const references = new SmsReferences(p.redis, p.prefix);
+    await eventually(
+      async () => references.stepOfSms(sms?.sid ?? ""),
+      "the SMS's reference to be written",
+    );
     const params = { MessageSid: sms?.sid ?? "", MessageStatus: "undelivered", ErrorCode: "21610" };
     expect((await postTwilio(p, "/webhooks/twilio/status", params)).status).toBeLessThan(300);
     const r = await record(p, "evt-status", "big-ticket.check-in");
