@@ -14,6 +14,7 @@ export default defineConfig({
       "test/integration/reports.test.ts",
       "test/integration/redis-cluster.test.ts",
       "test/integration/operator-shards.test.ts",
+      "test/integration/reshard.test.ts",
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -14,6 +14,7 @@ import { runPublish } from "./cli/publish-command.js";
 import { type ReplanOptions, runReplan } from "./cli/replan-command.js";
 import { type ReportOptions, runReport } from "./cli/report-command.js";
 import { runResend } from "./cli/resend-command.js";
+import { type ReshardOptions as ReshardCommandOptions, runReshard } from "./cli/reshard-command.js";
 import { runResolve } from "./cli/resolve-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
@@ -165,6 +166,19 @@ const byOption = [
   "--by <name>",
   "who does this, for the audit trail (default: your login name)",
 ] as const;
+
+program
+  .command("reshard")
+  .description(
+    "change the deployment's shard count (FOLLOW_UP_SHARDS) with every worker stopped: customers move to their new shard (REDIS_URL, QUEUE_PREFIX)",
+  )
+  .requiredOption("--to <n>", "the new shard count (1 to 1024)")
+  .option("--dry-run", "count what would move, change nothing")
+  .option("--json", "print what was moved as JSON")
+  .option(...byOption)
+  .action(async (options: ReshardCommandOptions) => {
+    process.exitCode = await runReshard(options, processIo);
+  });
 
 program
   .command("customer")

@@ -60,7 +60,13 @@ import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { duplicateClient, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait } from "./store/replica-wait.js";
 import { RulesGenerations } from "./store/rules-generations.js";
-import { claimShardCount, Shards, shardStores } from "./store/shards.js";
+import {
+  claimShardCount,
+  reshardRefusal,
+  reshardUnderWay,
+  Shards,
+  shardStores,
+} from "./store/shards.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
 import { SpendLedger } from "./store/spend-ledger.js";
@@ -181,12 +187,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // Customers live in FOLLOW_UP_SHARDS shards; the first worker records the count, and a worker
   // with another count would look for customers where they are not.
   const shardCount = env.FOLLOW_UP_SHARDS;
+  const resharding = await reshardUnderWay(redis, prefix);
+  if (resharding) {
+    redis.disconnect();
+    httpRedis.disconnect();
+    throw new StartupError(reshardRefusal(resharding));
+  }
   const recordedShards = await claimShardCount(redis, prefix, shardCount);
   if (recordedShards !== shardCount) {
     redis.disconnect();
     httpRedis.disconnect();
     throw new StartupError(
-      `FOLLOW_UP_SHARDS is ${shardCount}, but this deployment's customers live in ${recordedShards} shard${recordedShards === 1 ? "" : "s"}: set FOLLOW_UP_SHARDS=${recordedShards} (the count cannot change once set; see "Scaling out" in the README)`,
+      `FOLLOW_UP_SHARDS is ${shardCount}, but this deployment's customers live in ${recordedShards} shard${recordedShards === 1 ? "" : "s"}: set FOLLOW_UP_SHARDS=${recordedShards} (to change it, stop every worker and run followups reshard; see "Scaling out" in the README)`,
     );
   }
   const parsedServed = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, shardCount);

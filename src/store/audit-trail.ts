@@ -6,7 +6,14 @@ import type { RedisClient } from "./redis-client.js";
 export const AUDIT_RETENTION_MS = 366 * 86_400_000;
 
 /** What operators do, as the audit trail names it. */
-export type AuditAction = "cancel" | "resend" | "retry" | "erase" | "resolve" | "sign-in";
+export type AuditAction =
+  | "cancel"
+  | "resend"
+  | "retry"
+  | "erase"
+  | "resolve"
+  | "sign-in"
+  | "reshard";
 
 /** One operator action: who, what, when. No personal data: a customer is named by keyed hash. */
 export interface AuditEntry {

@@ -259,8 +259,10 @@ export class DeliveryLedger {
         if (error) throw error;
         const dayStart = (firstDay + index) * DAY_MS;
         for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>)) {
+          // A shard's count can be below 0 after `followups reshard` (a step counted in its old
+          // shard, taken off in its new one): shards are added up before anything is left out.
           const count = Number(raw);
-          if (!(count > 0)) continue;
+          if (!Number.isFinite(count) || count === 0) continue;
           const [channel = "", ruleId, quarter] = field.split("|");
           const at = dayStart + (quarter === undefined ? 0 : Number(quarter) * QUARTER_HOUR_MS);
           const key = `${at}|${field}`;
@@ -274,7 +276,7 @@ export class DeliveryLedger {
         }
       });
     }
-    return [...totals.values()];
+    return [...totals.values()].filter((total) => total.count > 0);
   }
 }
 

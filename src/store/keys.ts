@@ -338,6 +338,14 @@ export class StoreKeys {
     return `${this.global}shards`;
   }
 
+  /**
+   * Set while `followups reshard` changes the shard count (operations/reshard.ts): from, to and
+   * when it started. Workers and commands refuse to start while it is set.
+   */
+  reshardMark(): string {
+    return `${this.global}reshard`;
+  }
+
   /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */
   layoutVersion(): string {
     return `${this.global}layout`;

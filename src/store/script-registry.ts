@@ -113,6 +113,8 @@ export interface StoreCommands {
   ): Promise<[number, string, number]>;
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;
+  /** fold-counts.lua */
+  fuFoldCounts(fromKey: string, toKey: string): Promise<number>;
   /** link-order.lua */
   fuLinkOrder(orderKey: string, eventId: string, keepMs: number, link: string): Promise<string[]>;
   /** record-refund.lua */
@@ -229,6 +231,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "close-thank-you": "fuCloseThankYou",
   "add-spend": "fuAddSpend",
   "return-spend": "fuReturnSpend",
+  "fold-counts": "fuFoldCounts",
 };
 
 const defined = new WeakSet<RedisClient>();

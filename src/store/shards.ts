@@ -141,3 +141,24 @@ export async function claimShardCount(
   await redis.set(key, String(existing ?? count), "NX");
   return Number(await redis.get(key));
 }
+
+/** What the mark of a reshard under way says. */
+export interface ReshardMark {
+  readonly from: number;
+  readonly to: number;
+  readonly startedAt: string;
+}
+
+/** The mark of a reshard under way, if one is. */
+export async function reshardUnderWay(
+  redis: RedisClient,
+  prefix: string,
+): Promise<ReshardMark | undefined> {
+  const raw = await redis.get(new StoreKeys(prefix).reshardMark());
+  return raw ? (JSON.parse(raw) as ReshardMark) : undefined;
+}
+
+/** The line workers and commands refuse to start with while a reshard is under way. */
+export function reshardRefusal(mark: ReshardMark): string {
+  return `a change of the shard count from ${mark.from} to ${mark.to} (followups reshard, started ${mark.startedAt}) has not finished: run "followups reshard --to ${mark.to}" again to finish it, then start workers with FOLLOW_UP_SHARDS=${mark.to}`;
+}

@@ -25,12 +25,12 @@ export interface StepRef {
 const SHARD_MARK = /^@(\d{1,4})$/;
 
 /** A reference's lines with the shard's line added (none for shard 0). */
-function encodeRef(lines: readonly string[], shard: number): string {
+export function encodeRef(lines: readonly string[], shard: number): string {
   return (shard === 0 ? lines : [...lines, `@${shard}`]).join("\n");
 }
 
 /** A stored reference's lines without the shard's line, and its shard (0 when it has none). */
-function decodeRef(raw: string): { lines: string[]; shard: number } {
+export function decodeRef(raw: string): { lines: string[]; shard: number } {
   const lines = raw.split("\n");
   const mark = SHARD_MARK.exec(lines[lines.length - 1] ?? "");
   if (!mark || lines.length < 3) return { lines, shard: 0 };

@@ -89,6 +89,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "ofShard",
         "shardCount",
         "eventIdClaim",
+        "reshardMark",
       ].includes(name),
   );
   const keyOf = (name: string): string => {

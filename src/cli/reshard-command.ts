@@ -1,0 +1,68 @@
+import { ReshardRefused, type ReshardResult, reshard } from "../operations/reshard.js";
+import { commandRedis } from "./command-redis.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { operatorName } from "./operator-session.js";
+
+export interface ReshardOptions {
+  readonly to: string;
+  readonly dryRun?: boolean;
+  readonly json?: boolean;
+  readonly by?: string;
+}
+
+/**
+ * `followups reshard --to N`: changes the deployment's shard count (FOLLOW_UP_SHARDS) with every
+ * worker stopped, moving each customer and their purchases to their shard under the new count.
+ */
+export async function runReshard(options: ReshardOptions, io: CommandIo): Promise<number> {
+  const to = Number(options.to);
+  if (!/^\d+$/.test(options.to ?? "") || !Number.isInteger(to))
+    throw new CommandError(
+      `--to: expected the new shard count, a whole number, got ${JSON.stringify(options.to)}`,
+      EXIT.usage,
+    );
+  const { redis, prefix, env } = await commandRedis();
+  try {
+    const done = await reshard({
+      redis,
+      prefix,
+      cluster: env.REDIS_CLUSTER,
+      to,
+      ...(options.dryRun && { dryRun: true }),
+      by: operatorName(options.by),
+      onPart: (part) => {
+        if (!options.json) io.err(`${part}…\n`);
+      },
+    });
+    io.out(options.json ? `${JSON.stringify(done)}\n` : renderReshard(done));
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof ReshardRefused) throw new CommandError(error.message);
+    throw error;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function renderReshard(done: ReshardResult): string {
+  if (done.from === done.to)
+    return `the deployment has ${done.to} shard${done.to === 1 ? "" : "s"} already: nothing to do\n`;
+  if (done.dryRun)
+    return [
+      `would change the shard count from ${done.from} to ${done.to} (nothing changed):`,
+      `  ${done.purchasesPlaced} purchases found with their customer's new shard`,
+      `  ${done.jobsMoved} follow-up jobs would move to another shard's queue`,
+      "stop every worker, then run it without --dry-run; start the workers with",
+      `FOLLOW_UP_SHARDS=${done.to} once it has finished`,
+      "",
+    ].join("\n");
+  return [
+    `changed the shard count from ${done.from} to ${done.to}:`,
+    `  ${done.purchasesPlaced} purchases placed in their customer's new shard`,
+    `  ${done.keysMoved} keys moved, ${done.recordsCopied} records of purchases whose customer is no longer known copied to every shard`,
+    `  ${done.jobsMoved} follow-up jobs and ${done.scheduledMoved} scheduled steps moved (${done.scheduledDropped} entries of purchases that are gone dropped)`,
+    `  ${done.referencesRewritten} references rewritten, ${done.countsFolded} counts of removed shards added to shard 0's`,
+    `start the workers with FOLLOW_UP_SHARDS=${done.to}`,
+    "",
+  ].join("\n");
+}

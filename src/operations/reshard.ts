@@ -1,0 +1,299 @@
+import { randomUUID } from "node:crypto";
+import { type Job, Queue, UnrecoverableError, Worker } from "bullmq";
+import { MAX_SHARDS } from "../domain/shard-spec.js";
+import {
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  OWNER_ALERTS_QUEUE,
+  OWNER_REPORTS_QUEUE,
+  PURCHASE_EVENTS_QUEUE,
+  queuePrefix,
+} from "../queue/names.js";
+import { AuditTrail } from "../store/audit-trail.js";
+import { StoreKeys } from "../store/keys.js";
+import { isCluster, type RedisClient } from "../store/redis-client.js";
+import {
+  type EventPlacement,
+  emptyCounts,
+  type ReshardCounts,
+  ReshardKeys,
+} from "../store/reshard-store.js";
+import { type ReshardMark, reshardUnderWay, storedShardCount } from "../store/shards.js";
+
+/**
+ * `followups reshard --to N`: changes a deployment's shard count (FOLLOW_UP_SHARDS) with every
+ * worker stopped. It marks the change in Redis (workers and commands refuse to start until it is
+ * done), finds each purchase's customer, moves the follow-up jobs waiting in the old shards'
+ * queues to their customers' new shards' queues, moves every customer's and purchase's keys,
+ * the compact schedule and the counts, rewrites the references kept outside the shards, then
+ * records the new count. A run that stops half-way (a crash, Redis gone) is finished by running
+ * the same command again; nothing is sent while it runs, because no worker runs.
+ */
+
+export interface ReshardOptions {
+  readonly redis: RedisClient;
+  readonly prefix: string;
+  readonly cluster: boolean;
+  /** The shard count to change to. */
+  readonly to: number;
+  /** Count what would move, change nothing. */
+  readonly dryRun?: boolean;
+  /** Who runs it, for the audit trail. */
+  readonly by: string;
+  readonly now?: () => number;
+  /** Told as each part starts (for a command's progress lines). */
+  readonly onPart?: (part: string) => void;
+}
+
+export interface ReshardResult extends ReshardCounts {
+  readonly from: number;
+  readonly to: number;
+  readonly dryRun: boolean;
+  /** Purchases found with their customer's new shard. */
+  readonly purchasesPlaced: number;
+  /** Follow-up jobs moved to another shard's queue (failed ones stay failed). */
+  readonly jobsMoved: number;
+}
+
+/** Why a reshard cannot run now; the message says what to do. */
+export class ReshardRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ReshardRefused";
+  }
+}
+
+export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
+  const { redis, prefix, to } = options;
+  const now = options.now ?? Date.now;
+  if (!Number.isInteger(to) || to < 1 || to > MAX_SHARDS)
+    throw new ReshardRefused(`--to: expected a whole number from 1 to ${MAX_SHARDS}, got ${to}`);
+  const keys = new StoreKeys(prefix);
+  const mark = await reshardUnderWay(redis, prefix);
+  if (mark && mark.to !== to)
+    throw new ReshardRefused(
+      `a change of the shard count from ${mark.from} to ${mark.to} is under way: finish it first with "followups reshard --to ${mark.to}"`,
+    );
+  const from = mark?.from ?? (await storedShardCount(redis, prefix));
+  if (from === undefined) {
+    if (!options.dryRun) await redis.set(keys.shardCount(), String(to));
+    return result(from ?? to, to, options, emptyCounts(), 0, 0);
+  }
+  if (from === to && !mark) return result(from, to, options, emptyCounts(), 0, 0);
+
+  const queueOf = (shard: number, shards: number) =>
+    new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+      connection: redis,
+      prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, options.cluster, shard, shards),
+    });
+  const oldQueues = Array.from({ length: from }, (_, n) => queueOf(n, from));
+  const newQueues = Array.from({ length: to }, (_, n) => queueOf(n, to));
+  const others = [PURCHASE_EVENTS_QUEUE, OWNER_REPORTS_QUEUE, OWNER_ALERTS_QUEUE].map(
+    (name) =>
+      new Queue(name, { connection: redis, prefix: queuePrefix(prefix, name, options.cluster) }),
+  );
+  try {
+    const workers = (
+      await Promise.all([...oldQueues, ...newQueues, ...others].map((q) => q.getWorkersCount()))
+    ).reduce((sum, count) => sum + count, 0);
+    if (workers > 0)
+      throw new ReshardRefused(
+        `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while the shards change`,
+      );
+    const store = new ReshardKeys(redis, prefix, from, to);
+    options.onPart?.("finding each purchase's customer");
+    const placement = await store.placeEvents();
+    const counts = emptyCounts();
+    if (options.dryRun) {
+      const jobs = await countJobsToMove(oldQueues, newQueues, placement);
+      return result(from, to, options, counts, placement.size, jobs);
+    }
+    if (!mark)
+      await redis.set(
+        keys.reshardMark(),
+        JSON.stringify({
+          from,
+          to,
+          startedAt: new Date(now()).toISOString(),
+        } satisfies ReshardMark),
+        "NX",
+      );
+    options.onPart?.("moving follow-up jobs");
+    const jobsMoved = await moveJobs(redis, oldQueues, newQueues, placement);
+    options.onPart?.("moving customers' and purchases' keys");
+    counts.countsFolded += await store.foldStaged();
+    await store.moveShardKeys(placement, counts);
+    options.onPart?.("moving the schedule");
+    await store.moveSchedule(placement, counts);
+    options.onPart?.("rewriting references");
+    await store.rewriteReferences(placement, counts);
+    await store.claimEventIds(counts);
+    await store.forgetWalks();
+    // The old shards' queues that no longer exist: what is left is finished jobs' bookkeeping.
+    const kept = new Set(newQueues.map((queue) => queue.opts.prefix));
+    for (const queue of oldQueues)
+      if (!kept.has(queue.opts.prefix)) await queue.obliterate({ force: true });
+    await redis.multi().set(keys.shardCount(), String(to)).del(keys.reshardMark()).exec();
+    await new AuditTrail(redis, prefix).record({
+      at: now(),
+      by: options.by,
+      action: "reshard",
+      target: `${from} → ${to} shards`,
+    });
+    return result(from, to, options, counts, placement.size, jobsMoved);
+  } finally {
+    await Promise.all([...oldQueues, ...newQueues, ...others].map((queue) => queue.close()));
+  }
+}
+
+function result(
+  from: number,
+  to: number,
+  options: ReshardOptions,
+  counts: ReshardCounts,
+  purchasesPlaced: number,
+  jobsMoved: number,
+): ReshardResult {
+  return { from, to, dryRun: options.dryRun ?? false, purchasesPlaced, jobsMoved, ...counts };
+}
+
+/** Job states whose jobs still have work to do, and move; finished ones stay behind. */
+const LIVE_STATES = ["waiting", "prioritized", "delayed", "active"] as const;
+
+/** A job's new shard: its purchase's customer's; shard 0 (where the record is copied) if unknown. */
+function newShardOf(job: Job<FollowUpJobData>, placement: EventPlacement): number {
+  return placement.ofEvent(job.data?.e ?? "") ?? 0;
+}
+
+/** Every job of some states, read before any moves (moving shifts the lists). */
+async function jobsIn(
+  queue: Queue<FollowUpJobData>,
+  states: readonly ("waiting" | "prioritized" | "delayed" | "active" | "failed")[],
+): Promise<Job<FollowUpJobData>[]> {
+  const jobs: Job<FollowUpJobData>[] = [];
+  for (let start = 0; ; start += 1000) {
+    const page = await queue.getJobs([...states], start, start + 999, true);
+    jobs.push(...page.filter((job): job is Job<FollowUpJobData> => Boolean(job)));
+    if (page.length < 1000) return jobs;
+  }
+}
+
+/** A job of an old shard's queue whose purchase now lives in another queue's shard. */
+interface JobMove {
+  readonly job: Job<FollowUpJobData> & { id: string };
+  readonly source: Queue<FollowUpJobData>;
+  readonly target: Queue<FollowUpJobData>;
+}
+
+/** The jobs in some states that must move, read queue by queue before any moves. */
+async function* jobMoves(
+  oldQueues: readonly Queue<FollowUpJobData>[],
+  newQueues: readonly Queue<FollowUpJobData>[],
+  placement: EventPlacement,
+  states: Parameters<typeof jobsIn>[1],
+): AsyncGenerator<JobMove> {
+  for (const source of oldQueues) {
+    for (const job of await jobsIn(source, states)) {
+      const target = newQueues[newShardOf(job, placement)] as Queue<FollowUpJobData>;
+      if (target.opts.prefix === source.opts.prefix || !job.id) continue;
+      yield { job: job as JobMove["job"], source, target };
+    }
+  }
+}
+
+async function countJobsToMove(
+  oldQueues: readonly Queue<FollowUpJobData>[],
+  newQueues: readonly Queue<FollowUpJobData>[],
+  placement: EventPlacement,
+): Promise<number> {
+  let moving = 0;
+  for await (const _ of jobMoves(oldQueues, newQueues, placement, [...LIVE_STATES, "failed"]))
+    moving++;
+  return moving;
+}
+
+/** A job's options as a copy of it takes them: its own id, its delay and time set anew. */
+function carriedOptions(job: Job<FollowUpJobData>) {
+  const { delay: _delay, jobId: _jobId, timestamp: _timestamp, ...opts } = job.opts;
+  return opts;
+}
+
+/**
+ * Moves each job of an old shard's queue whose purchase now lives in another shard to that
+ * shard's queue, under the same id, name, data and options and its remaining delay, then removes
+ * the old one. A failed job is made failed again in its new queue (taken by a private worker
+ * and failed at once, its reason kept), so `followups failed` still lists it. A job added before
+ * a crash is not added twice (same id).
+ */
+async function moveJobs(
+  redis: RedisClient,
+  oldQueues: readonly Queue<FollowUpJobData>[],
+  newQueues: readonly Queue<FollowUpJobData>[],
+  placement: EventPlacement,
+): Promise<number> {
+  let moved = 0;
+  for await (const { job, target } of jobMoves(oldQueues, newQueues, placement, ["failed"])) {
+    await failAgainIn(redis, target, job);
+    await job.remove();
+    moved++;
+  }
+  for await (const { job, target } of jobMoves(oldQueues, newQueues, placement, LIVE_STATES)) {
+    await target.add(job.name, job.data, {
+      ...carriedOptions(job),
+      jobId: job.id,
+      delay: Math.max(0, job.timestamp + (job.delay ?? 0) - Date.now()),
+    });
+    try {
+      await job.remove();
+    } catch (error) {
+      throw new ReshardRefused(
+        `follow-up job ${job.id} is still held by a worker that stopped less than JOB_LOCK_MS ago (${(error as Error).message}): wait for its lock to run out, then run the command again`,
+      );
+    }
+    moved++;
+  }
+  return moved;
+}
+
+/** A connection like `redis` that BullMQ can block on (no retry limit per command). */
+function blockingConnection(redis: RedisClient): RedisClient {
+  if (isCluster(redis))
+    return redis.duplicate(undefined, {
+      redisOptions: { ...redis.options.redisOptions, maxRetriesPerRequest: null },
+    });
+  return redis.duplicate({ maxRetriesPerRequest: null });
+}
+
+/** Adds a failed job to another queue and fails it there at once, with its reason. */
+async function failAgainIn(
+  redis: RedisClient,
+  target: Queue<FollowUpJobData>,
+  job: JobMove["job"],
+): Promise<void> {
+  if (await target.getJob(job.id)) return;
+  await target.add(job.name, job.data, { ...carriedOptions(job), jobId: job.id, lifo: true });
+  const connection = blockingConnection(redis);
+  const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, null, {
+    connection,
+    prefix: target.opts.prefix as string,
+    autorun: false,
+  });
+  try {
+    for (;;) {
+      const token = randomUUID();
+      const taken = (await worker.getNextJob(token, { block: false })) as
+        | Job<FollowUpJobData>
+        | undefined;
+      if (!taken) throw new Error(`follow-up job ${job.id} could not be taken to fail it again`);
+      if (taken.id === job.id) {
+        await taken.moveToFailed(new UnrecoverableError(job.failedReason || "failed"), token);
+        return;
+      }
+      // Not ours (a job was at the head already): back to waiting, and take the next.
+      await taken.moveToWait(token);
+    }
+  } finally {
+    await worker.close();
+    connection.disconnect();
+  }
+}

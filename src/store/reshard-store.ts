@@ -1,0 +1,519 @@
+import { customerShard, globalTag, idHash, StoreKeys, shardTag } from "./keys.js";
+import { readLegacyPurchase } from "./legacy-layout.js";
+import { decodeStored } from "./purchase-codec.js";
+import { isCluster, type RedisClient } from "./redis-client.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { decodeRef, encodeRef } from "./sms-references.js";
+import { parseReplyId, replyId } from "./step-replies.js";
+
+/**
+ * What changing a deployment's shard count (FOLLOW_UP_SHARDS) does to its keys, for `followups
+ * reshard` (operations/reshard.ts), with every worker stopped. A customer's keys move to the shard
+ * their id hashes to under the new count, a purchase's with its customer; references kept outside
+ * the shards (message ids, order links, codes, call scripts, replies, owners' alerts) are rewritten
+ * to name the new shard. Every part can be run again after a crash: a key already moved is not
+ * found under its old name, a reference already rewritten names its shard.
+ */
+
+/** Keys looked at per SCAN step, and moved per round of concurrent commands. */
+const BATCH = 500;
+
+/**
+ * The shard of a customer whose id hashed to `hash` (an idHash, as key names carry it):
+ * customerShard without the id, from the same first 32 bits of its SHA-256.
+ */
+export function shardOfIdHash(hash: string, shards: number): number | undefined {
+  if (shards <= 1) return 0;
+  const bytes = Buffer.from(hash.slice(0, 8), "base64url");
+  return bytes.length < 4 ? undefined : bytes.readUInt32BE(0) % shards;
+}
+
+/** The keys of every master (on a Redis Cluster) matching a pattern, a batch at a time. */
+export async function* scanKeys(redis: RedisClient, pattern: string): AsyncGenerator<string[]> {
+  const nodes = isCluster(redis) ? redis.nodes("master") : [redis];
+  for (const node of nodes) {
+    let cursor = "0";
+    do {
+      const [next, found] = await node.scan(cursor, "MATCH", pattern, "COUNT", BATCH);
+      cursor = next;
+      if (found.length > 0) yield found;
+    } while (cursor !== "0");
+  }
+}
+
+/** Runs `work` over items, BATCH at a time (each command on its own: a cluster routes it). */
+async function inBatches<T>(items: readonly T[], work: (item: T) => Promise<unknown>) {
+  for (let start = 0; start < items.length; start += BATCH)
+    await Promise.all(items.slice(start, start + BATCH).map(work));
+}
+
+/** Where each purchase goes under the new count: its customer's shard. */
+export class EventPlacement {
+  private readonly byHash = new Map<string, number>();
+  private readonly byId = new Map<string, number>();
+
+  place(eventId: string, shard: number): void {
+    this.byId.set(eventId, shard);
+    this.byHash.set(idHash(eventId), shard);
+  }
+
+  /** The new shard of an event, by its id. */
+  ofEvent(eventId: string): number | undefined {
+    return this.byId.get(eventId);
+  }
+
+  /** The new shard of an event, by the hash its keys carry. */
+  ofHash(hash: string): number | undefined {
+    return this.byHash.get(hash);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+}
+
+/** What a reshard moved and rewrote. */
+export interface ReshardCounts {
+  /** Keys of customers and purchases moved to another shard. */
+  keysMoved: number;
+  /**
+   * Purchase records whose customer is nowhere to be found (no stored purchase, not in a customer's
+   * history): copied to every shard, so a re-published event is still known; shard 0's copy counts.
+   */
+  recordsCopied: number;
+  /** Counts (ledger hours, pending days) of shards that no longer exist, added to shard 0's. */
+  countsFolded: number;
+  /** Steps moved from one shard's schedule to another's. */
+  scheduledMoved: number;
+  /** Schedule entries of purchases that are gone, dropped. */
+  scheduledDropped: number;
+  /** References outside the shards rewritten to name the new shard. */
+  referencesRewritten: number;
+  /** Event ids claimed for the whole deployment (when going from one shard to several). */
+  idsClaimed: number;
+}
+
+export function emptyCounts(): ReshardCounts {
+  return {
+    keysMoved: 0,
+    recordsCopied: 0,
+    countsFolded: 0,
+    scheduledMoved: 0,
+    scheduledDropped: 0,
+    referencesRewritten: 0,
+    idsClaimed: 0,
+  };
+}
+
+/** The keys of one deployment while its shard count changes from `from` to `to`. */
+export class ReshardKeys {
+  private readonly redis: RedisClient & StoreCommands;
+  readonly global: StoreKeys;
+  /** Hash tags of the shards before and after. */
+  readonly fromTags: readonly string[];
+  readonly toTags: readonly string[];
+
+  constructor(
+    redis: RedisClient,
+    readonly prefix: string,
+    readonly from: number,
+    readonly to: number,
+  ) {
+    this.redis = withStoreCommands(redis);
+    this.global = new StoreKeys(prefix);
+    this.fromTags = Array.from({ length: from }, (_, n) => shardTag(prefix, n, from));
+    this.toTags = Array.from({ length: to }, (_, n) => shardTag(prefix, n, to));
+  }
+
+  /** Every tag of either count, once. */
+  private allTags(): string[] {
+    return [...new Set([...this.fromTags, ...this.toTags])];
+  }
+
+  /**
+   * Finds every purchase's customer: from its stored purchase (`p:`), else from the customer's
+   * history, which lists their latest purchases. Looks under the tags of both counts, so a run
+   * after a crash finds what an earlier run moved already.
+   */
+  async placeEvents(): Promise<EventPlacement> {
+    const placement = new EventPlacement();
+    for (const tag of this.allTags()) {
+      for await (const batch of scanKeys(this.redis, `${tag}:fu:c:*`)) {
+        await inBatches(batch, async (key) => {
+          const shard = shardOfIdHash(key.slice(`${tag}:fu:c:`.length), this.to);
+          if (shard === undefined) return;
+          for (const field of await this.redis.hkeys(key))
+            if (field.startsWith("e:")) placement.place(field.slice(2), shard);
+        });
+      }
+      for await (const batch of scanKeys(this.redis, `${tag}:fu:p:*`)) {
+        await inBatches(batch, async (key) => {
+          const stored = await this.redis.getBuffer(key);
+          if (!stored) return;
+          let customerId: string;
+          let eventId: string;
+          try {
+            const decoded = decodeStored(stored);
+            const purchase = decoded.kind === "whole" ? decoded.event : decoded.kept;
+            customerId = purchase.customer.id;
+            eventId = purchase.id;
+          } catch {
+            return;
+          }
+          placement.place(eventId, customerShard(customerId, this.to));
+        });
+      }
+    }
+    return placement;
+  }
+
+  /**
+   * Moves the keys of every customer and purchase of the old shards to their new shard (DUMP and
+   * RESTORE, value and expiry, then the old name deleted); erasure markers go to every shard;
+   * counts of shards that no longer exist are added to shard 0's. The schedule is left to
+   * moveSchedule.
+   */
+  async moveShardKeys(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
+    const newTags = new Set(this.toTags);
+    // Records copied to every shard: a copy that lands in an old shard not walked yet stays put.
+    const copied = new Set<string>();
+    for (const tag of this.fromTags) {
+      const base = `${tag}:fu:`;
+      for await (const batch of scanKeys(this.redis, `${base}*`)) {
+        await inBatches(batch, async (key) => {
+          const rest = key.slice(base.length);
+          const kind = rest.split(":", 1)[0] ?? "";
+          const to = await this.destinations(kind, rest, key, placement, newTags.has(tag));
+          if (to === undefined) return;
+          if (to === "fold") {
+            await this.fold(key, `${this.toTags[0]}:fu:${rest}`, tag);
+            counts.countsFolded++;
+            return;
+          }
+          if (to.length > 1 && kind === "e") {
+            if (copied.has(rest)) return;
+            copied.add(rest);
+          }
+          const targets = to.map((shard) => `${this.toTags[shard]}:fu:${rest}`);
+          if (targets.length === 1 && targets[0] === key) return;
+          if (
+            await this.copy(
+              key,
+              targets.filter((target) => target !== key),
+            )
+          ) {
+            if (!targets.includes(key)) await this.redis.del(key);
+            if (kind === "e" && to.length > 1) counts.recordsCopied++;
+            else counts.keysMoved++;
+          }
+        });
+      }
+    }
+    await this.padPendingDays();
+  }
+
+  /**
+   * The new shards of a shard key; "fold" for counts of a shard that no longer exists; undefined
+   * for what stays (the schedule, counts of a shard that still exists, names not ours).
+   */
+  private async destinations(
+    kind: string,
+    rest: string,
+    key: string,
+    placement: EventPlacement,
+    tagStays: boolean,
+  ): Promise<number[] | "fold" | undefined> {
+    const every = Array.from({ length: this.to }, (_, n) => n);
+    switch (kind) {
+      case "e":
+      case "p": {
+        const hash = rest.slice(2);
+        let shard = placement.ofHash(hash);
+        if (shard === undefined && kind === "e") {
+          // Records of the layout before the stored purchase keep it in the record itself.
+          const legacy = await readLegacyPurchase(this.redis, key).catch(() => undefined);
+          if (legacy) shard = customerShard(legacy.customer.id, this.to);
+        }
+        if (shard !== undefined) return [shard];
+        // A purchase nobody's history lists any more: its record goes everywhere (shard 0's is
+        // the one references name); a stored purchase always has a placement.
+        return kind === "e" ? every : undefined;
+      }
+      case "c":
+      case "ls":
+      case "ck":
+      case "cs":
+      case "ty":
+      case "sent": {
+        const shard = shardOfIdHash(rest.slice(rest.lastIndexOf(":") + 1), this.to);
+        return shard === undefined ? undefined : [shard];
+      }
+      case "x":
+        // An erasure marker names the customer by a keyed hash: no shard can be read off it.
+        return every;
+      case "agg":
+      case "due":
+        return tagStays ? undefined : "fold";
+      default:
+        return undefined;
+    }
+  }
+
+  /** Copies a key with its expiry to other names; false when it is gone. */
+  private async copy(key: string, targets: readonly string[]): Promise<boolean> {
+    const [dump, ttl] = await Promise.all([this.redis.dumpBuffer(key), this.redis.pttl(key)]);
+    if (!dump || ttl === -2) return false;
+    for (const target of targets)
+      await this.redis.restore(target, Math.max(ttl, 0), dump, "REPLACE");
+    return true;
+  }
+
+  /**
+   * Adds a count hash of a shard that no longer exists into shard 0's, crash-safe: it is first
+   * copied into shard 0's slot under a name of its own (then the original deleted), and that copy
+   * is added and deleted in one script. A run after a crash adds what an earlier one left copied.
+   */
+  private async fold(key: string, target: string, tag: string): Promise<void> {
+    const staged = `${this.toTags[0]}:fu:fold:${tag}:${key.slice(`${tag}:fu:`.length)}`;
+    if (await this.copy(key, [staged])) await this.redis.del(key);
+    await this.redis.fuFoldCounts(staged, target);
+  }
+
+  /** Adds the counts a crashed run staged but did not add yet. */
+  async foldStaged(): Promise<number> {
+    let folded = 0;
+    const base = `${this.toTags[0]}:fu:fold:`;
+    for await (const batch of scanKeys(this.redis, `${base}*`)) {
+      await inBatches(batch, async (staged) => {
+        const rest = staged.slice(base.length).replace(/^\{[^}]*\}:/, "");
+        await this.redis.fuFoldCounts(staged, `${this.toTags[0]}:fu:${rest}`);
+        folded++;
+      });
+    }
+    return folded;
+  }
+
+  /**
+   * Gives every shard the pending-count days any shard has: a step that moved takes itself off its
+   * day's count in its new shard, and a count is only taken from a day that exists there (a day
+   * that has passed expired). The added counts are 0, with the day's expiry.
+   */
+  private async padPendingDays(): Promise<void> {
+    const days = new Map<string, { field: string; expiresAt: number }>();
+    for (const tag of this.toTags) {
+      for await (const batch of scanKeys(this.redis, `${tag}:fu:due:*`)) {
+        await inBatches(batch, async (key) => {
+          const day = key.slice(`${tag}:fu:`.length);
+          if (days.has(day)) return;
+          const [fields, expiresAt] = await Promise.all([
+            this.redis.hkeys(key),
+            this.redis.pexpiretime(key),
+          ]);
+          if (fields[0] !== undefined) days.set(day, { field: fields[0], expiresAt });
+        });
+      }
+    }
+    const pads = this.toTags.flatMap((tag) =>
+      [...days].map(([day, { field, expiresAt }]) => ({
+        key: `${tag}:fu:${day}`,
+        field,
+        expiresAt,
+      })),
+    );
+    await inBatches(pads, async ({ key, field, expiresAt }) => {
+      if ((await this.redis.exists(key)) === 1) return;
+      await this.redis.hincrby(key, field, 0);
+      if (expiresAt > 0) await this.redis.pexpireat(key, expiresAt);
+    });
+  }
+
+  /**
+   * Moves the compact schedule's entries to their purchases' new shards: each bucket's entries are
+   * appended to the same bucket of the new shard (its index gains the bucket), then the old
+   * bucket keeps only those that stay. Leases and re-planning marks go: the promoter and the
+   * re-planner take every bucket afresh. Entries of purchases that are gone are dropped (the
+   * promoter would pass them over).
+   */
+  async moveSchedule(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
+    const newTags = new Set(this.toTags);
+    for (const tag of this.fromTags) {
+      const index = `${tag}:fu:t`;
+      const buckets = await this.redis.zrange(index, "0", "-1", "WITHSCORES");
+      for (let i = 0; i + 1 < buckets.length; i += 2) {
+        const bucket = buckets[i] ?? "";
+        const start = Number(buckets[i + 1]);
+        const key = `${index}:${bucket}`;
+        const [elements, ttl] = await Promise.all([
+          this.redis.lrange(key, 0, -1),
+          this.redis.pttl(key),
+        ]);
+        const groups = new Map<string, string[]>();
+        for (const element of elements) {
+          const shard = placement.ofEvent(scheduleEventId(element) ?? "");
+          if (shard === undefined) {
+            counts.scheduledDropped++;
+            continue;
+          }
+          const target = this.toTags[shard] ?? "";
+          groups.set(target, [...(groups.get(target) ?? []), element]);
+        }
+        for (const [target, moving] of groups) {
+          if (target === tag) continue;
+          const targetKey = `${target}:fu:t:${bucket}`;
+          await this.redis.rpush(targetKey, ...moving);
+          if (ttl > 0) await this.redis.pexpire(targetKey, ttl, "GT");
+          await this.redis.zadd(`${target}:fu:t`, start, bucket);
+          counts.scheduledMoved += moving.length;
+        }
+        const staying = newTags.has(tag) ? (groups.get(tag) ?? []) : [];
+        const rewrite = this.redis.multi().del(key, `${key}:lease`, `${key}:replanned`);
+        if (staying.length > 0) {
+          rewrite.rpush(key, ...staying);
+          if (ttl > 0) rewrite.pexpire(key, ttl);
+        } else rewrite.zrem(index, bucket);
+        await rewrite.exec();
+      }
+      if (!newTags.has(tag)) await this.redis.del(index);
+    }
+  }
+
+  /**
+   * Rewrites what global keys say of a purchase's shard: SMS sids, email Message-IDs, latest
+   * check-ins, replies, order links, discount codes, call scripts and owners' pending alerts. An
+   * event without a placement is read in shard 0 (its record was copied there).
+   */
+  async rewriteReferences(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
+    const shardOf = (eventId: string) => placement.ofEvent(eventId) ?? 0;
+    const g = `${globalTag(this.prefix)}:fu:`;
+    for (const kind of ["sid", "mid", "ci"]) {
+      for await (const batch of scanKeys(this.redis, `${g}${kind}:*`)) {
+        await inBatches(batch, async (key) => {
+          const raw = await this.redis.get(key);
+          if (raw === null) return;
+          const { lines, shard } = decodeRef(raw);
+          const next = shardOf(lines[0] ?? "");
+          if (next === shard) return;
+          await this.redis.set(key, encodeRef(lines, next), "KEEPTTL", "XX");
+          counts.referencesRewritten++;
+        });
+      }
+    }
+    const replies = this.global.replies();
+    const scored = await this.redis.zrange(replies, "0", "-1", "WITHSCORES");
+    for (let i = 0; i + 1 < scored.length; i += 2) {
+      const raw = scored[i] ?? "";
+      const { lines, shard } = decodeRef(raw);
+      const next = shardOf(lines[0] ?? "");
+      if (next === shard) continue;
+      await this.redis
+        .multi()
+        .zrem(replies, raw)
+        .zadd(replies, scored[i + 1] ?? "0", encodeRef(lines, next))
+        .exec();
+      counts.referencesRewritten++;
+    }
+    for await (const batch of scanKeys(this.redis, `${g}o:*`)) {
+      await inBatches(batch, async (key) => {
+        const links = await this.redis.hgetall(key);
+        for (const [field, value] of Object.entries(links)) {
+          if (!field.startsWith("e:")) continue;
+          const next = `s${shardOf(field.slice(2))}`;
+          if (value === next || (value === "1" && next === "s0")) continue;
+          await this.redis.hset(key, field, next);
+          counts.referencesRewritten++;
+        }
+      });
+    }
+    for await (const batch of scanKeys(this.redis, `${g}code:*`)) {
+      await inBatches(batch, async (key) => {
+        const [eventId, shard] = await this.redis.hmget(key, "e", "h");
+        if (!eventId) return;
+        const next = shardOf(eventId);
+        if (String(next) === (shard ?? "0")) return;
+        await this.redis.hset(key, "h", next);
+        counts.referencesRewritten++;
+      });
+    }
+    for await (const batch of scanKeys(this.redis, `${g}call:*`)) {
+      await inBatches(batch, async (key) => {
+        const raw = await this.redis.get(key);
+        if (raw === null) return;
+        const stored = JSON.parse(raw) as { script?: { eventId?: string; shard?: number } };
+        if (!stored.script?.eventId) return;
+        const next = shardOf(stored.script.eventId);
+        if ((stored.script.shard ?? 0) === next) return;
+        stored.script.shard = next;
+        await this.redis.set(key, JSON.stringify(stored), "KEEPTTL", "XX");
+        counts.referencesRewritten++;
+      });
+    }
+    for await (const batch of scanKeys(this.redis, `${g}alerts:*`)) {
+      await inBatches(batch, async (key) => {
+        if (key.endsWith(":state")) return;
+        const ids = await this.redis.lrange(key, 0, -1);
+        let changed = 0;
+        const rewritten = ids.map((id) => {
+          const ref = parseReplyId(id);
+          if (!ref) return id;
+          const next = shardOf(ref.eventId);
+          if (next === ref.shard) return id;
+          changed++;
+          return replyId({ ...ref, shard: next });
+        });
+        if (changed === 0) return;
+        const ttl = await this.redis.pttl(key);
+        const write = this.redis
+          .multi()
+          .del(key)
+          .rpush(key, ...rewritten);
+        if (ttl > 0) write.pexpire(key, ttl);
+        await write.exec();
+        counts.referencesRewritten += changed;
+      });
+    }
+  }
+
+  /**
+   * With more than one shard, intake claims each event id for the whole deployment (event-ids.ts
+   * DeploymentEventIds): the purchases of a deployment that had one shard get their claims, with
+   * their records' fingerprints and expiry.
+   */
+  async claimEventIds(counts: ReshardCounts): Promise<void> {
+    if (this.to <= 1 || this.from > 1) return;
+    for (const tag of this.toTags) {
+      const base = `${tag}:fu:e:`;
+      for await (const batch of scanKeys(this.redis, `${base}*`)) {
+        await inBatches(batch, async (key) => {
+          const [fingerprint, expiresAt] = await Promise.all([
+            this.redis.hget(key, "f"),
+            this.redis.pexpiretime(key),
+          ]);
+          if (!fingerprint) return;
+          const claim = `${globalTag(this.prefix)}:fu:id:${key.slice(base.length)}`;
+          const set =
+            expiresAt > 0
+              ? await this.redis.set(claim, fingerprint, "PXAT", expiresAt, "NX")
+              : await this.redis.set(claim, fingerprint, "NX");
+          if (set === "OK") counts.idsClaimed++;
+        });
+      }
+    }
+  }
+
+  /** Forgets which re-planning walks completed: every shard is walked again under the latest rules. */
+  async forgetWalks(): Promise<void> {
+    const key = this.global.rulesGenerations();
+    const fields = (await this.redis.hkeys(key)).filter((field) => field.startsWith("w:"));
+    if (fields.length > 0) await this.redis.hdel(key, ...fields);
+  }
+}
+
+/** The event id of a schedule entry (`["<eventId>","<stepId>"]`). */
+function scheduleEventId(element: string): string | undefined {
+  try {
+    const parsed = JSON.parse(element) as unknown;
+    return Array.isArray(parsed) && typeof parsed[0] === "string" ? parsed[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}

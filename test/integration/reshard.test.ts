@@ -1,0 +1,408 @@
+import { Queue, UnrecoverableError, Worker } from "bullmq";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { runReshard } from "../../src/cli/reshard-command.js";
+import { runSchedule } from "../../src/cli/schedule-command.js";
+import { readEnv } from "../../src/config/env.js";
+import { createLogger } from "../../src/logger.js";
+import { createOperatorTools } from "../../src/operations/operator-tools.js";
+import { reshard } from "../../src/operations/reshard.js";
+import {
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  followUpJobId,
+  queuePrefix,
+} from "../../src/queue/names.js";
+import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { scanKeys, shardOfIdHash } from "../../src/store/reshard-store.js";
+import { Shards, shardStores } from "../../src/store/shards.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
+import { startWorker, type WorkerHandle } from "../../src/worker.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
+import {
+  channelsFor,
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+
+/**
+ * `followups reshard`: a deployment's shard count changes with its workers stopped, and every
+ * customer, purchase, waiting job, scheduled step, count and reference follows: after the change a
+ * worker of the new count sends what was pending exactly once, a repeat customer's history is
+ * there, a refund finds its order, a failed follow-up is still listed, and the counts add up as
+ * before. Runs on one Redis and, in the cluster run, on a Redis Cluster.
+ */
+
+const BIG_THANKS = "big-ticket.thank-you";
+const CHECK_IN = "big-ticket.check-in";
+const CUSTOMERS = Array.from({ length: 8 }, (_, i) => `cus-reshard-${i}`);
+
+let pipeline: PipelineHarness | undefined;
+const workers: WorkerHandle[] = [];
+const savedEnv = { ...process.env };
+afterEach(async () => {
+  process.env = { ...savedEnv };
+  await Promise.all(workers.splice(0).map((worker) => worker.close()));
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+/** A worker on the pipeline's Redis and prefix with FOLLOW_UP_SHARDS = `shards`. */
+async function workerWith(p: PipelineHarness, shards: number): Promise<WorkerHandle> {
+  const parsed = readEnv({ ...p.envVars, HTTP_ENABLED: "false", FOLLOW_UP_SHARDS: String(shards) });
+  if (!parsed.ok) throw new Error(parsed.problems.join("; "));
+  const worker = await startWorker({
+    env: parsed.env,
+    logger: createLogger({ level: "silent", pretty: false }),
+    channels: channelsFor(parsed.env),
+    watchConfig: false,
+  });
+  workers.push(worker);
+  return worker;
+}
+
+/** `followups reshard` as an operator runs it, with the pipeline's environment. */
+async function reshardTo(p: PipelineHarness, to: number, ...flags: "--dry-run"[]) {
+  process.env = { ...savedEnv, ...p.envVars };
+  delete process.env.FOLLOW_UP_SHARDS;
+  const io = captureIo();
+  const code = await runReshard(
+    {
+      to: String(to),
+      json: true,
+      by: "alice",
+      ...(flags.includes("--dry-run") && { dryRun: true }),
+    },
+    io,
+  );
+  expect(code).toBe(0);
+  return JSON.parse(io.output()) as Record<string, number | boolean>;
+}
+
+/** Pending follow-ups as `followups schedule --json` counts them, over 120 days. */
+async function pendingTotal(p: PipelineHarness): Promise<number> {
+  process.env = { ...savedEnv, ...p.envVars };
+  delete process.env.FOLLOW_UP_SHARDS;
+  const io = captureIo();
+  expect(await runSchedule({ config: p.configDir, days: "120", json: true }, io)).toBe(0);
+  const { days } = JSON.parse(io.output()) as { days: { count: number }[] };
+  return days.reduce((sum, day) => sum + day.count, 0);
+}
+
+function queuesOf(p: PipelineHarness, shards: number): Shards<Queue<FollowUpJobData>> {
+  return new Shards(
+    shards,
+    (shard) =>
+      new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+        connection: p.redis,
+        prefix: queuePrefix(p.prefix, FOLLOW_UPS_QUEUE, p.env.REDIS_CLUSTER, shard, shards),
+      }),
+  );
+}
+
+const minutesAgo = (minutes: number) => DateTime.utc().minus({ minutes }).toISO() ?? "";
+
+/**
+ * A big-ticket purchase by every customer (`evt-b-<customer>`): its thank-you due in two minutes
+ * (a delayed job), its check-in in three months (the compact schedule).
+ */
+async function buyBigTickets(p: PipelineHarness): Promise<void> {
+  for (const id of CUSTOMERS)
+    await p.publisher.publish(
+      purchaseInput({
+        id: `evt-b-${id}`,
+        orderId: `ord-b-${id}`,
+        occurredAt: minutesAgo(58),
+        customer: { id, email: `${id}@example.com`, phone: "+44 20 7946 0958" },
+        items: [item("big-ticket", "900.00")],
+      }) as never,
+    );
+  for (const id of CUSTOMERS) await eventProcessed(p, `evt-b-${id}`);
+}
+
+describe("followups reshard", () => {
+  it("moves every customer to their shard under the new count, and nothing pending is lost or sent twice", async () => {
+    pipeline = await startPipeline("reshard", { shards: 2 });
+    const p = pipeline;
+    // A first purchase each, thanked at once (message references, order links, histories).
+    for (const id of CUSTOMERS)
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-a-${id}`,
+          orderId: `ord-a-${id}`,
+          occurredAt: minutesAgo(120),
+          customer: { id, email: `${id}@example.com`, phone: "+44 20 7946 0958" },
+          items: [item("kitchenware", "75.00")],
+        }) as never,
+      );
+    await p.sink.waitForMessages(CUSTOMERS.length);
+    // A second, big-ticket.
+    await buyBigTickets(p);
+    await p.worker?.close();
+    p.worker = undefined;
+
+    // One thank-you fails for good in its shard's queue, as a bounced email would.
+    const failing = CUSTOMERS[0] as string;
+    const failingShard = customerShard(failing, 2);
+    const before = shardStores(p.redis, p.prefix, 2);
+    const now = Date.now();
+    await before.of(failingShard).store.claim(`evt-b-${failing}`, BIG_THANKS, now, 60_000);
+    await before
+      .of(failingShard)
+      .store.transition(
+        `evt-b-${failing}`,
+        BIG_THANKS,
+        ["sending"],
+        { state: "failed", attempts: 1, reason: { code: "smtp-550", text: "mailbox unavailable" } },
+        now,
+        {
+          outcome: "failed",
+          channel: "email",
+          kind: "thank-you",
+          ruleId: "big-ticket",
+          reason: "smtp-550",
+        },
+      );
+    const oldQueues = queuesOf(p, 2);
+    await (
+      await oldQueues.of(failingShard).getJob(followUpJobId(`evt-b-${failing}`, BIG_THANKS))
+    )?.promote();
+    const failer = new Worker<FollowUpJobData>(
+      FOLLOW_UPS_QUEUE,
+      async () => {
+        throw new UnrecoverableError("mailbox unavailable");
+      },
+      { connection: p.redis, prefix: oldQueues.of(failingShard).opts.prefix as string },
+    );
+    await new Promise<void>((resolve) => failer.once("failed", () => resolve()));
+    await failer.close();
+    await Promise.all(oldQueues.made().map((queue) => queue.close()));
+    const pendingBefore = await pendingTotal(p);
+    // Seven thank-yous and eight check-ins.
+    expect(pendingBefore).toBe(15);
+
+    // A dry run changes nothing.
+    const dry = await reshardTo(p, 5, "--dry-run");
+    expect(dry).toMatchObject({ from: 2, to: 5, dryRun: true, purchasesPlaced: 16 });
+    expect(await p.redis.get(new StoreKeys(p.prefix).shardCount())).toBe("2");
+
+    const done = await reshardTo(p, 5);
+    expect(done).toMatchObject({ from: 2, to: 5, dryRun: false, purchasesPlaced: 16 });
+    expect(done.scheduledDropped).toBe(0);
+    expect(await p.redis.get(new StoreKeys(p.prefix).shardCount())).toBe("5");
+    // Each purchase's record is in its customer's new shard and nowhere else.
+    const after = shardStores(p.redis, p.prefix, 5);
+    const keysOf = (shards: number) =>
+      Array.from({ length: shards }, (_, n) => new StoreKeys(shardScope(p.prefix, n, shards)));
+    const everyKeys = [...keysOf(2), ...keysOf(5)];
+    for (const id of CUSTOMERS) {
+      const home = keysOf(5)[customerShard(id, 5)] as StoreKeys;
+      for (const eventId of [`evt-a-${id}`, `evt-b-${id}`]) {
+        const holders = new Set<string>();
+        for (const keys of everyKeys)
+          if ((await p.redis.exists(keys.eventRecord(eventId))) === 1)
+            holders.add(keys.eventRecord(eventId));
+        expect([...holders]).toEqual([home.eventRecord(eventId)]);
+      }
+      // The check-in waits in the new shard's schedule.
+      const record = (await after.ofCustomer(id).store.stepRecords(`evt-b-${id}`, [CHECK_IN])).get(
+        CHECK_IN,
+      );
+      expect(record?.state).toBe("scheduled");
+      const bucket = await p.redis.lrange(home.scheduleBucket(bucketOf(record?.dueAt ?? 0)), 0, -1);
+      expect(bucket).toContain(JSON.stringify([`evt-b-${id}`, CHECK_IN]));
+    }
+    // The emails' references name the new shards.
+    const references = new SmsReferences(p.redis, p.prefix);
+    for (const mail of p.sink.messages) {
+      const ref = await references.stepOfEmail(mail.parsed.messageId ?? "");
+      const customer = ref?.eventId.replace(/^evt-a-/, "") ?? "";
+      expect(ref?.shard).toBe(customerShard(customer, 5));
+    }
+    // The counts add up as before.
+    expect(await pendingTotal(p)).toBe(pendingBefore);
+
+    // A worker of the old count is refused; one of the new count sends what was pending, once.
+    await expect(workerWith(p, 2)).rejects.toThrow("live in 5 shards");
+    await workerWith(p, 5);
+    const newQueues = queuesOf(p, 5);
+    for (const id of CUSTOMERS.slice(1)) {
+      const job = await eventually(
+        () => newQueues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)),
+        `the thank-you job of ${id} in its new shard's queue`,
+      );
+      await job.promote().catch(() => undefined);
+    }
+    await p.sink.waitForMessages(CUSTOMERS.length + CUSTOMERS.length - 1);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.sink.messages).toHaveLength(CUSTOMERS.length * 2 - 1);
+
+    // The failed thank-you is still listed, from its new shard.
+    const rules = await shippedRules();
+    const tools = createOperatorTools({
+      redis: p.redis,
+      prefix: p.prefix,
+      shards: 5,
+      rules: () => rules,
+      followUps: newQueues,
+      events: p.events,
+      outboxDir: p.outboxDir,
+      now: Date.now,
+    });
+    expect((await tools.failed({})).map((f) => f.ref)).toEqual([`evt-b-${failing}/${BIG_THANKS}`]);
+
+    // A repeat customer's history moved with them: their third purchase is counted as such.
+    const repeat = CUSTOMERS[1] as string;
+    await p.publisher.publish(
+      purchaseInput({
+        id: `evt-c-${repeat}`,
+        orderId: `ord-c-${repeat}`,
+        occurredAt: minutesAgo(30),
+        customer: { id: repeat, email: `${repeat}@example.com` },
+        items: [item("kitchenware", "20.00")],
+      }) as never,
+    );
+    await eventProcessed(p, `evt-c-${repeat}`);
+    const home = keysOf(5)[customerShard(repeat, 5)] as StoreKeys;
+    expect(await p.redis.hget(home.eventRecord(`evt-c-${repeat}`), "h")).toBe("2");
+
+    // A refund finds its order's purchase in the new shard and cancels its check-in.
+    const refunded = CUSTOMERS[2] as string;
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: `ref-${refunded}`,
+      occurredAt: DateTime.utc().toISO() ?? "",
+      orderId: `ord-b-${refunded}`,
+    });
+    await eventually(
+      async () =>
+        (await after.ofCustomer(refunded).store.stepRecords(`evt-b-${refunded}`, [CHECK_IN])).get(
+          CHECK_IN,
+        )?.state === "cancelled"
+          ? true
+          : undefined,
+      "the refunded purchase's check-in to be cancelled",
+    );
+    await Promise.all(newQueues.made().map((queue) => queue.close()));
+
+    // And back to one shard: every check-in still waits, counted once.
+    await Promise.all(workers.splice(0).map((worker) => worker.close()));
+    const pendingNow = await pendingTotal(p);
+    // The check-ins but the refunded one, and whatever the third purchase planned.
+    const third = await after.ofCustomer(repeat).store.allStepRecords(`evt-c-${repeat}`);
+    const thirdPending = [...third.values()].filter((step) => step.state === "scheduled").length;
+    expect(pendingNow).toBe(CUSTOMERS.length - 1 + thirdPending);
+    const back = await reshardTo(p, 1);
+    expect(back).toMatchObject({ from: 5, to: 1, scheduledDropped: 0 });
+    expect(await pendingTotal(p)).toBe(pendingNow);
+    const one = shardStores(p.redis, p.prefix, 1).of(0);
+    for (const id of CUSTOMERS.filter((id) => id !== refunded))
+      expect((await one.store.stepRecords(`evt-b-${id}`, [CHECK_IN])).get(CHECK_IN)?.state).toBe(
+        "scheduled",
+      );
+    // Nothing is left under the tags of shards that no longer exist.
+    for (const keys of keysOf(5).slice(1)) {
+      const tag = keys.eventRecord("x").split(":fu:")[0];
+      const left: string[] = [];
+      for await (const batch of scanKeys(p.redis, `${tag}:*`)) left.push(...batch);
+      expect(left).toEqual([]);
+    }
+  });
+
+  it("finishes a change that stopped half-way when run again", async () => {
+    pipeline = await startPipeline("reshard-resumed", { shards: 2 });
+    const p = pipeline;
+    await buyBigTickets(p);
+    await p.worker?.close();
+    p.worker = undefined;
+    const pendingBefore = await pendingTotal(p);
+    expect(pendingBefore).toBe(CUSTOMERS.length * 2);
+
+    // The first run dies after moving the jobs and the keys, before the schedule.
+    await expect(
+      reshard({
+        redis: p.redis,
+        prefix: p.prefix,
+        cluster: p.env.REDIS_CLUSTER,
+        to: 3,
+        by: "alice",
+        onPart: (part) => {
+          if (part === "moving the schedule") throw new Error("killed");
+        },
+      }),
+    ).rejects.toThrow("killed");
+    await expect(workerWith(p, 3)).rejects.toThrow("has not finished");
+    const done = await reshardTo(p, 3);
+    expect(done).toMatchObject({ from: 2, to: 3, scheduledDropped: 0 });
+    expect(await pendingTotal(p)).toBe(pendingBefore);
+
+    // Every thank-you goes once from its new shard; every check-in waits there.
+    await workerWith(p, 3);
+    const queues = queuesOf(p, 3);
+    const after = shardStores(p.redis, p.prefix, 3);
+    for (const id of CUSTOMERS) {
+      const job = await eventually(
+        () => queues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)),
+        `the thank-you job of ${id} in its new shard's queue`,
+      );
+      await job.promote().catch(() => undefined);
+      const record = (await after.ofCustomer(id).store.stepRecords(`evt-b-${id}`, [CHECK_IN])).get(
+        CHECK_IN,
+      );
+      expect(record?.state).toBe("scheduled");
+      const keys = new StoreKeys(shardScope(p.prefix, customerShard(id, 3), 3));
+      const bucket = await p.redis.lrange(keys.scheduleBucket(bucketOf(record?.dueAt ?? 0)), 0, -1);
+      expect(
+        bucket.filter((entry) => entry === JSON.stringify([`evt-b-${id}`, CHECK_IN])),
+      ).toHaveLength(1);
+    }
+    await p.sink.waitForMessages(CUSTOMERS.length);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.sink.messages).toHaveLength(CUSTOMERS.length);
+    await Promise.all(queues.made().map((queue) => queue.close()));
+  });
+
+  it("finds a customer's shard from the hash their keys carry", () => {
+    for (const id of ["cus-1", "ana@example.com", "x"]) {
+      for (const shards of [1, 2, 5, 16, 1024]) {
+        const hash = new StoreKeys(p0).customerHistory(id).split(":c:")[1] ?? "";
+        expect(shardOfIdHash(hash, shards)).toBe(customerShard(id, shards));
+      }
+    }
+  });
+
+  it("refuses while a worker runs, and workers refuse while a change is under way", async () => {
+    pipeline = await startPipeline("reshard-refused", { shards: 2 });
+    const p = pipeline;
+    process.env = { ...savedEnv, ...p.envVars };
+    delete process.env.FOLLOW_UP_SHARDS;
+    await expect(runReshard({ to: "4" }, captureIo())).rejects.toThrow(
+      /worker connection\(s\) are on this deployment's queues: stop every worker/,
+    );
+    await p.worker?.close();
+    p.worker = undefined;
+    await p.redis.set(
+      new StoreKeys(p.prefix).reshardMark(),
+      JSON.stringify({ from: 2, to: 4, startedAt: "2026-12-02T10:00:00.000Z" }),
+    );
+    await expect(workerWith(p, 4)).rejects.toThrow(
+      'a change of the shard count from 2 to 4 (followups reshard, started 2026-12-02T10:00:00.000Z) has not finished: run "followups reshard --to 4" again',
+    );
+    await expect(runReshard({ to: "3" }, captureIo())).rejects.toThrow(
+      'a change of the shard count from 2 to 4 is under way: finish it first with "followups reshard --to 4"',
+    );
+    await expect(runReshard({ to: "two" }, captureIo())).rejects.toThrow(
+      '--to: expected the new shard count, a whole number, got "two"',
+    );
+    // Run again, it finishes.
+    const io = captureIo();
+    expect(await runReshard({ to: "4", json: true }, io)).toBe(0);
+    expect(JSON.parse(io.output())).toMatchObject({ from: 2, to: 4 });
+    await workerWith(p, 4);
+  });
+});
+
+const p0 = "reshard-unit";
