@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { DateTime } from "luxon";
+import { reshard } from "../src/operations/reshard.js";
 import { FOLLOW_UPS_QUEUE, PURCHASE_EVENTS_QUEUE, queuePrefix } from "../src/queue/names.js";
 import { connectRedis } from "../src/redis-connections.js";
 import { DeliveryLedger } from "../src/store/delivery-ledger.js";
@@ -25,6 +26,8 @@ import {
 
 /** The shard count the cluster bench runs with, on one Redis and on the cluster alike. */
 export const BENCH_SHARDS = 16;
+/** The shard count the one-Redis and cluster runs change to at their end (`followups reshard`). */
+export const RESHARD_TO = 32;
 const SEND_TIMEOUT_MS = 10 * 60_000;
 
 /** What one worker process did against one Redis or one cluster. */
@@ -52,6 +55,19 @@ export interface ClusterScenario {
     readonly redisCpuMsPerSendByMaster: readonly number[];
     readonly busiestMasterCommands: ReturnType<typeof perUnit>;
   };
+  /** `followups reshard` from 16 shards to `to`, workers stopped, after the sends (if asked). */
+  readonly reshard?: {
+    readonly to: number;
+    readonly seconds: number;
+    readonly purchasesPlaced: number;
+    readonly purchasesPerSecond: number;
+    readonly keysMoved: number;
+    readonly jobsMoved: number;
+    readonly scheduledMoved: number;
+    readonly referencesRewritten: number;
+    /** Pending follow-ups as the ledger counts them, before and after: equal, or the bench fails. */
+    readonly pending: number;
+  };
 }
 
 /** Where a scenario runs: a Redis URL (or a cluster's seed URLs) and how to connect. */
@@ -73,6 +89,8 @@ export async function clusterScenario(options: {
   providers: Providers;
   scratch: Scratch;
   extraEnv?: Record<string, string>;
+  /** Then stop the worker and change the shard count to this (`followups reshard`). */
+  reshardTo?: number;
   log: (line: string) => void;
 }): Promise<ClusterScenario> {
   const { target } = options;
@@ -159,6 +177,40 @@ export async function clusterScenario(options: {
       return last - started;
     });
     const perEvent = (seconds: number, count: number) => round((seconds * 1000) / count, 3);
+    let resharded: ClusterScenario["reshard"];
+    if (options.reshardTo !== undefined) {
+      await worker.stop();
+      worker = undefined;
+      const pendingBefore = await pendingOf(redis, prefix);
+      const started = performance.now();
+      const done = await reshard({
+        redis,
+        prefix,
+        cluster: target.cluster,
+        to: options.reshardTo,
+        by: "bench",
+      });
+      const seconds = (performance.now() - started) / 1000;
+      const pendingAfter = await pendingOf(redis, prefix, options.reshardTo);
+      if (pendingAfter !== pendingBefore)
+        throw new Error(
+          `${options.label}: ${pendingBefore} pending before reshard, ${pendingAfter} after`,
+        );
+      resharded = {
+        to: options.reshardTo,
+        seconds: round(seconds, 2),
+        purchasesPlaced: done.purchasesPlaced,
+        purchasesPerSecond: Math.round(done.purchasesPlaced / seconds),
+        keysMoved: done.keysMoved,
+        jobsMoved: done.jobsMoved,
+        scheduledMoved: done.scheduledMoved,
+        referencesRewritten: done.referencesRewritten,
+        pending: pendingAfter,
+      };
+      options.log(
+        `  ${options.label}: reshard ${BENCH_SHARDS} → ${options.reshardTo}, ${done.purchasesPlaced} purchases in ${round(seconds, 1)} s`,
+      );
+    }
     return {
       label: options.label,
       masters: masters.length,
@@ -184,6 +236,7 @@ export async function clusterScenario(options: {
           .sort((a, b) => b - a),
         busiestMasterCommands: perUnit(send.busiestCommands, options.sends, 8),
       },
+      ...(resharded && { reshard: resharded }),
     };
   } finally {
     await worker?.stop();
@@ -247,8 +300,12 @@ async function sumOver(masters: readonly Redis[], read: (redis: Redis) => Promis
 }
 
 /** Pending follow-ups as the ledger counts them, over every shard. */
-async function pendingOf(redis: RedisClient, prefix: string): Promise<number> {
-  const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, BENCH_SHARDS));
+async function pendingOf(
+  redis: RedisClient,
+  prefix: string,
+  shards = BENCH_SHARDS,
+): Promise<number> {
+  const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, shards));
   const counts = await ledger.pending(Date.now() - 86_400_000, 800);
   return counts.email + counts.sms + counts.voice;
 }

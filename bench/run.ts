@@ -6,7 +6,7 @@ import { startRedisServer } from "../test/support/redis-server.js";
 import { startProviders } from "./arrival-sink.js";
 import { writeBenchConfig } from "./bench-config.js";
 import { scratchDir } from "./bench-env.js";
-import { BENCH_SHARDS, clusterComparison, clusterScenario } from "./cluster-bench.js";
+import { BENCH_SHARDS, clusterComparison, clusterScenario, RESHARD_TO } from "./cluster-bench.js";
 import { passThroughIntake, plainDelayedJobs } from "./intake-baselines.js";
 import { dueLatency } from "./latency-bench.js";
 import { gitState, machine } from "./machine.js";
@@ -70,12 +70,14 @@ async function clusterRun(): Promise<void> {
       ...common,
       label: "one Redis",
       target: { url: single.url, cluster: false },
+      reshardTo: RESHARD_TO,
     });
     log("Redis Cluster, three masters…");
     const spread = await clusterScenario({
       ...common,
       label: "cluster",
       target: { url: cluster.url, cluster: true },
+      reshardTo: RESHARD_TO,
     });
     log("Redis Cluster with REDIS_WAIT_REPLICAS=1…");
     const waiting = await clusterScenario({
@@ -110,6 +112,19 @@ async function clusterRun(): Promise<void> {
       log(`${run.label}, busiest master at intake (µs per event by command):`);
       console.table(run.intake.busiestMasterCommands);
     }
+    log(`followups reshard ${BENCH_SHARDS} → ${RESHARD_TO} shards, workers stopped:`);
+    console.table(
+      [one, spread].map((run) => ({
+        run: run.label,
+        seconds: run.reshard?.seconds,
+        purchases: run.reshard?.purchasesPlaced,
+        "purchases/s": run.reshard?.purchasesPerSecond,
+        "keys moved": run.reshard?.keysMoved,
+        "jobs moved": run.reshard?.jobsMoved,
+        "scheduled moved": run.reshard?.scheduledMoved,
+        "references rewritten": run.reshard?.referencesRewritten,
+      })),
+    );
     await mkdir("bench/results", { recursive: true });
     await writeFile("bench/results/cluster.json", `${JSON.stringify(results, null, 2)}\n`);
     log(`wrote bench/results/cluster.json (${results.seconds} s)`);

@@ -113,6 +113,7 @@ describe("the store's Lua scripts", () => {
       "count-once",
       "count-outcomes",
       "erase-event",
+      "fold-counts",
       "join-thank-you",
       "link-order",
       "opt-outs",
@@ -611,5 +612,35 @@ describe("add-spend and return-spend", () => {
   it("treats a budget of 0 as reached and -1 as none", async () => {
     expect(await add("z1", 40_000, 1, 0)).toEqual([0, 0, 0]);
     expect(await add("z2", 40_000, 1, -1)).toEqual([1, 0, 40_000]);
+  });
+});
+
+describe("fold-counts (followups reshard)", () => {
+  it("adds a shard's counts into another's at once, keeps the later expiry, and deletes them", async () => {
+    // Expiries from the real clock: Redis drops a key whose expiry has passed.
+    const now = Date.now();
+    const from = keys.ofShard(0).pendingDay(20_000).replace(":due:", ":fold:due:");
+    const to = keys.pendingDay(20_000);
+    await redis.hset(from, EMAIL_PENDING, 3, SMS_PENDING, -1);
+    await redis.pexpireat(from, now + 9 * DAY);
+    await redis.hset(to, EMAIL_PENDING, 2);
+    await redis.pexpireat(to, now + 2 * DAY);
+    expect(await redis.fuFoldCounts(from, to)).toBe(2);
+    expect(await redis.hgetall(to)).toEqual({ [EMAIL_PENDING]: "5", [SMS_PENDING]: "-1" });
+    expect(await redis.pexpiretime(to)).toBe(now + 9 * DAY);
+    expect(await redis.exists(from)).toBe(0);
+    // Run again (a crash after the script): nothing is added twice.
+    expect(await redis.fuFoldCounts(from, to)).toBe(0);
+    expect(await redis.hget(to, EMAIL_PENDING)).toBe("5");
+    // Into counts that did not exist: they take the expiry; an earlier expiry never shortens one.
+    const fresh = keys.pendingDay(20_001);
+    await redis.hset(from, EMAIL_PENDING, 1);
+    await redis.pexpireat(from, now + 3 * DAY);
+    await redis.fuFoldCounts(from, fresh);
+    expect(await redis.pexpiretime(fresh)).toBe(now + 3 * DAY);
+    await redis.hset(from, EMAIL_PENDING, 1);
+    await redis.pexpireat(from, now + DAY);
+    await redis.fuFoldCounts(from, to);
+    expect(await redis.pexpiretime(to)).toBe(now + 9 * DAY);
   });
 });
