@@ -23,7 +23,7 @@ import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { DeploymentEventIds, EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
-import { idHash, mayBePromoted } from "../store/keys.js";
+import { mayBePromoted } from "../store/keys.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
