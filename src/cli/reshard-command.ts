@@ -59,7 +59,7 @@ function renderReshard(done: ReshardResult): string {
   return [
     `changed the shard count from ${done.from} to ${done.to}:`,
     `  ${done.purchasesPlaced} purchases placed in their customer's new shard`,
-    `  ${done.keysMoved} keys moved, ${done.recordsCopied} records of purchases whose customer is no longer known copied to every shard`,
+    `  ${done.keysMoved} keys moved, ${done.recordsToShardZero} records of events without a known customer moved to shard 0`,
     `  ${done.jobsMoved} follow-up jobs and ${done.scheduledMoved} scheduled steps moved (${done.scheduledDropped} entries of purchases that are gone dropped)`,
     `  ${done.referencesRewritten} references rewritten, ${done.countsFolded} counts of removed shards added to shard 0's`,
     `start the workers with FOLLOW_UP_SHARDS=${done.to}`,

@@ -92,14 +92,26 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     (name) =>
       new Queue(name, { connection: redis, prefix: queuePrefix(prefix, name, options.cluster) }),
   );
+  // Marked before workers are counted, so none can start in between (they refuse while marked);
+  // a dry run changes nothing, not even that.
+  const marked =
+    !options.dryRun &&
+    !mark &&
+    (await redis.set(
+      keys.reshardMark(),
+      JSON.stringify({ from, to, startedAt: new Date(now()).toISOString() } satisfies ReshardMark),
+      "NX",
+    )) === "OK";
   try {
     const workers = (
       await Promise.all([...oldQueues, ...newQueues, ...others].map((q) => q.getWorkersCount()))
     ).reduce((sum, count) => sum + count, 0);
-    if (workers > 0)
+    if (workers > 0) {
+      if (marked) await redis.del(keys.reshardMark());
       throw new ReshardRefused(
         `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while the shards change`,
       );
+    }
     const store = new ReshardKeys(redis, prefix, from, to);
     options.onPart?.("finding each purchase's customer");
     const placement = await store.placeEvents();
@@ -108,16 +120,6 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
       const jobs = await countJobsToMove(oldQueues, newQueues, placement);
       return result(from, to, options, counts, placement.size, jobs);
     }
-    if (!mark)
-      await redis.set(
-        keys.reshardMark(),
-        JSON.stringify({
-          from,
-          to,
-          startedAt: new Date(now()).toISOString(),
-        } satisfies ReshardMark),
-        "NX",
-      );
     options.onPart?.("moving follow-up jobs");
     const jobsMoved = await moveJobs(redis, oldQueues, newQueues, placement);
     options.onPart?.("moving customers' and purchases' keys");
@@ -232,16 +234,26 @@ async function moveJobs(
   placement: EventPlacement,
 ): Promise<number> {
   let moved = 0;
-  for await (const { job, target } of jobMoves(oldQueues, newQueues, placement, ["failed"])) {
-    await failAgainIn(redis, target, job);
-    await job.remove();
-    moved++;
+  const failer = new JobFailer(redis);
+  try {
+    for await (const { job, target } of jobMoves(oldQueues, newQueues, placement, ["failed"])) {
+      await failer.failAgainIn(target, job);
+      await job.remove();
+      moved++;
+    }
+  } finally {
+    await failer.close();
   }
-  for await (const { job, target } of jobMoves(oldQueues, newQueues, placement, LIVE_STATES)) {
+  for await (const { job, source, target } of jobMoves(
+    oldQueues,
+    newQueues,
+    placement,
+    LIVE_STATES,
+  )) {
     await target.add(job.name, job.data, {
       ...carriedOptions(job),
       jobId: job.id,
-      delay: Math.max(0, job.timestamp + (job.delay ?? 0) - Date.now()),
+      delay: await remainingDelay(redis, source, job),
     });
     try {
       await job.remove();
@@ -255,6 +267,21 @@ async function moveJobs(
   return moved;
 }
 
+/**
+ * How long a job still waits: a delayed job's time in its queue's delayed set (BullMQ scores it
+ * as due time × 4096 + a counter; `timestamp + delay` is wrong for a job postponed since, by a
+ * retry's backoff or a send window), else nothing.
+ */
+async function remainingDelay(
+  redis: RedisClient,
+  source: Queue<FollowUpJobData>,
+  job: JobMove["job"],
+): Promise<number> {
+  const score = await redis.zscore(source.keys.delayed as string, job.id);
+  if (score === null) return 0;
+  return Math.max(0, Math.floor(Number(score) / 4096) - Date.now());
+}
+
 /** A connection like `redis` that BullMQ can block on (no retry limit per command). */
 function blockingConnection(redis: RedisClient): RedisClient {
   if (isCluster(redis))
@@ -264,36 +291,64 @@ function blockingConnection(redis: RedisClient): RedisClient {
   return redis.duplicate({ maxRetriesPerRequest: null });
 }
 
-/** Adds a failed job to another queue and fails it there at once, with its reason. */
-async function failAgainIn(
-  redis: RedisClient,
-  target: Queue<FollowUpJobData>,
-  job: JobMove["job"],
-): Promise<void> {
-  if (await target.getJob(job.id)) return;
-  await target.add(job.name, job.data, { ...carriedOptions(job), jobId: job.id, lifo: true });
-  const connection = blockingConnection(redis);
-  const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, null, {
-    connection,
-    prefix: target.opts.prefix as string,
-    autorun: false,
-  });
-  try {
-    for (;;) {
+/**
+ * Makes failed jobs failed again in another queue: each is added at the head of the queue, taken
+ * by a private worker of that queue (one per queue, processing nothing) and failed at once with
+ * its reason.
+ */
+class JobFailer {
+  private readonly workers = new Map<string, Worker<FollowUpJobData>>();
+  private readonly connections: RedisClient[] = [];
+
+  constructor(private readonly redis: RedisClient) {}
+
+  private workerOf(queue: Queue<FollowUpJobData>): Worker<FollowUpJobData> {
+    const prefix = queue.opts.prefix as string;
+    let worker = this.workers.get(prefix);
+    if (!worker) {
+      const connection = blockingConnection(this.redis);
+      this.connections.push(connection);
+      worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, null, {
+        connection,
+        prefix,
+        autorun: false,
+      });
+      this.workers.set(prefix, worker);
+    }
+    return worker;
+  }
+
+  async failAgainIn(target: Queue<FollowUpJobData>, job: JobMove["job"]): Promise<void> {
+    const existing = await target.getJob(job.id);
+    const state = existing ? await existing.getState() : undefined;
+    if (state === "failed") return;
+    if (state === "active")
+      throw new ReshardRefused(
+        `follow-up job ${job.id} is held by an earlier run of this command that stopped: wait 30 seconds for its lock to run out, then run the command again`,
+      );
+    // Added before a crash and not failed yet: added again, at the head.
+    if (existing) await existing.remove();
+    await target.add(job.name, job.data, { ...carriedOptions(job), jobId: job.id, lifo: true });
+    const worker = this.workerOf(target);
+    const waiting = await target.getWaitingCount();
+    for (let tries = 0; tries <= waiting; tries++) {
       const token = randomUUID();
       const taken = (await worker.getNextJob(token, { block: false })) as
         | Job<FollowUpJobData>
         | undefined;
-      if (!taken) throw new Error(`follow-up job ${job.id} could not be taken to fail it again`);
+      if (!taken) break;
       if (taken.id === job.id) {
         await taken.moveToFailed(new UnrecoverableError(job.failedReason || "failed"), token);
         return;
       }
-      // Not ours (a job was at the head already): back to waiting, and take the next.
+      // Not ours (added at the head meanwhile): back to waiting, and take the next.
       await taken.moveToWait(token);
     }
-  } finally {
-    await worker.close();
-    connection.disconnect();
+    throw new Error(`follow-up job ${job.id} could not be taken in its new queue to fail it again`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((worker) => worker.close()));
+    for (const connection of this.connections) connection.disconnect();
   }
 }

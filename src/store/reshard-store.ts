@@ -77,10 +77,11 @@ export interface ReshardCounts {
   /** Keys of customers and purchases moved to another shard. */
   keysMoved: number;
   /**
-   * Purchase records whose customer is nowhere to be found (no stored purchase, not in a customer's
-   * history): copied to every shard, so a re-published event is still known; shard 0's copy counts.
+   * Records of events without a customer to be found (refunds and opt-outs, which name none; a
+   * purchase no stored purchase or customer history names any more): they go to shard 0, where
+   * intake files events without a customer.
    */
-  recordsCopied: number;
+  recordsToShardZero: number;
   /** Counts (ledger hours, pending days) of shards that no longer exist, added to shard 0's. */
   countsFolded: number;
   /** Steps moved from one shard's schedule to another's. */
@@ -96,13 +97,18 @@ export interface ReshardCounts {
 export function emptyCounts(): ReshardCounts {
   return {
     keysMoved: 0,
-    recordsCopied: 0,
+    recordsToShardZero: 0,
     countsFolded: 0,
     scheduledMoved: 0,
     scheduledDropped: 0,
     referencesRewritten: 0,
     idsClaimed: 0,
   };
+}
+
+/** The hash tag a shard key starts with (`{followups:3}`). */
+function tagOf(key: string): string {
+  return key.slice(0, key.indexOf("}") + 1);
 }
 
 /** The keys of one deployment while its shard count changes from `from` to `to`. */
@@ -125,44 +131,58 @@ export class ReshardKeys {
     this.toTags = Array.from({ length: to }, (_, n) => shardTag(prefix, n, to));
   }
 
-  /** Every tag of either count, once. */
-  private allTags(): string[] {
-    return [...new Set([...this.fromTags, ...this.toTags])];
+  /**
+   * The shard keys of some kinds under some tags, a batch at a time: one SCAN of every shard key of
+   * the deployment (each master of a cluster once), whatever the number of tags.
+   */
+  private async *shardKeys(
+    tags: ReadonlySet<string>,
+    kind = "",
+  ): AsyncGenerator<{ key: string; tag: string; rest: string }[]> {
+    for await (const batch of scanKeys(this.redis, `{${this.prefix}:*}:fu:${kind}*`)) {
+      const found = batch.flatMap((key) => {
+        const tag = tagOf(key);
+        return tags.has(tag) ? [{ key, tag, rest: key.slice(tag.length + ":fu:".length) }] : [];
+      });
+      if (found.length > 0) yield found;
+    }
   }
 
   /**
    * Finds every purchase's customer: from its stored purchase (`p:`), else from the customer's
-   * history, which lists their latest purchases. Looks under the tags of both counts, so a run
-   * after a crash finds what an earlier run moved already.
+   * history, which lists their latest purchases, else from a record of the layout before stored
+   * purchases, which kept the purchase inside. Looks under the tags of both counts, so a run after
+   * a crash finds what an earlier run moved already.
    */
   async placeEvents(): Promise<EventPlacement> {
     const placement = new EventPlacement();
-    for (const tag of this.allTags()) {
-      for await (const batch of scanKeys(this.redis, `${tag}:fu:c:*`)) {
-        await inBatches(batch, async (key) => {
-          const shard = shardOfIdHash(key.slice(`${tag}:fu:c:`.length), this.to);
+    const tags = new Set([...this.fromTags, ...this.toTags]);
+    for await (const batch of this.shardKeys(tags)) {
+      await inBatches(batch, async ({ key, rest }) => {
+        if (rest.startsWith("c:")) {
+          const shard = shardOfIdHash(rest.slice(2), this.to);
           if (shard === undefined) return;
           for (const field of await this.redis.hkeys(key))
             if (field.startsWith("e:")) placement.place(field.slice(2), shard);
-        });
-      }
-      for await (const batch of scanKeys(this.redis, `${tag}:fu:p:*`)) {
-        await inBatches(batch, async (key) => {
+        } else if (rest.startsWith("p:")) {
           const stored = await this.redis.getBuffer(key);
           if (!stored) return;
-          let customerId: string;
-          let eventId: string;
           try {
             const decoded = decodeStored(stored);
             const purchase = decoded.kind === "whole" ? decoded.event : decoded.kept;
-            customerId = purchase.customer.id;
-            eventId = purchase.id;
+            placement.place(purchase.id, customerShard(purchase.customer.id, this.to));
           } catch {
-            return;
+            // Not a format this version reads: the record it belongs to goes to shard 0.
           }
-          placement.place(eventId, customerShard(customerId, this.to));
-        });
-      }
+        }
+      });
+    }
+    for await (const batch of this.shardKeys(tags, "e:")) {
+      await inBatches(batch, async ({ key, rest }) => {
+        if (placement.ofHash(rest.slice(2)) !== undefined) return;
+        const legacy = await readLegacyPurchase(this.redis, key).catch(() => undefined);
+        if (legacy) placement.place(legacy.id, customerShard(legacy.customer.id, this.to));
+      });
     }
     return placement;
   }
@@ -175,39 +195,31 @@ export class ReshardKeys {
    */
   async moveShardKeys(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
     const newTags = new Set(this.toTags);
-    // Records copied to every shard: a copy that lands in an old shard not walked yet stays put.
-    const copied = new Set<string>();
-    for (const tag of this.fromTags) {
-      const base = `${tag}:fu:`;
-      for await (const batch of scanKeys(this.redis, `${base}*`)) {
-        await inBatches(batch, async (key) => {
-          const rest = key.slice(base.length);
-          const kind = rest.split(":", 1)[0] ?? "";
-          const to = await this.destinations(kind, rest, key, placement, newTags.has(tag));
-          if (to === undefined) return;
-          if (to === "fold") {
-            await this.fold(key, `${this.toTags[0]}:fu:${rest}`, tag);
-            counts.countsFolded++;
-            return;
-          }
-          if (to.length > 1 && kind === "e") {
-            if (copied.has(rest)) return;
-            copied.add(rest);
-          }
-          const targets = to.map((shard) => `${this.toTags[shard]}:fu:${rest}`);
-          if (targets.length === 1 && targets[0] === key) return;
-          if (
-            await this.copy(
-              key,
-              targets.filter((target) => target !== key),
-            )
-          ) {
-            if (!targets.includes(key)) await this.redis.del(key);
-            if (kind === "e" && to.length > 1) counts.recordsCopied++;
-            else counts.keysMoved++;
-          }
-        });
-      }
+    for await (const batch of this.shardKeys(new Set(this.fromTags))) {
+      await inBatches(batch, async ({ key, tag, rest }) => {
+        const kind = rest.split(":", 1)[0] ?? "";
+        const to = this.destinations(kind, rest, placement, newTags.has(tag));
+        if (to === undefined) return;
+        if (to === "fold") {
+          await this.fold(key, tag, rest);
+          counts.countsFolded++;
+          return;
+        }
+        const targets = to.map((shard) => `${this.toTags[shard]}:fu:${rest}`);
+        if (kind === "x") {
+          await this.spreadErasure(key, targets);
+          return;
+        }
+        const [target] = targets;
+        if (target === undefined || target === key) return;
+        const unplaced = kind === "e" && placement.ofHash(rest.slice(2)) === undefined;
+        // A record of an event without a customer never replaces one shard 0 has.
+        if (await this.copy(key, [target], !unplaced)) {
+          await this.redis.del(key);
+          if (unplaced) counts.recordsToShardZero++;
+          else counts.keysMoved++;
+        }
+      });
     }
     await this.padPendingDays();
   }
@@ -216,29 +228,17 @@ export class ReshardKeys {
    * The new shards of a shard key; "fold" for counts of a shard that no longer exists; undefined
    * for what stays (the schedule, counts of a shard that still exists, names not ours).
    */
-  private async destinations(
+  private destinations(
     kind: string,
     rest: string,
-    key: string,
     placement: EventPlacement,
     tagStays: boolean,
-  ): Promise<number[] | "fold" | undefined> {
-    const every = Array.from({ length: this.to }, (_, n) => n);
+  ): number[] | "fold" | undefined {
     switch (kind) {
       case "e":
-      case "p": {
-        const hash = rest.slice(2);
-        let shard = placement.ofHash(hash);
-        if (shard === undefined && kind === "e") {
-          // Records of the layout before the stored purchase keep it in the record itself.
-          const legacy = await readLegacyPurchase(this.redis, key).catch(() => undefined);
-          if (legacy) shard = customerShard(legacy.customer.id, this.to);
-        }
-        if (shard !== undefined) return [shard];
-        // A purchase nobody's history lists any more: its record goes everywhere (shard 0's is
-        // the one references name); a stored purchase always has a placement.
-        return kind === "e" ? every : undefined;
-      }
+      case "p":
+        // Without a customer, shard 0: where intake files refunds and opt-outs.
+        return [placement.ofHash(rest.slice(2)) ?? 0];
       case "c":
       case "ls":
       case "ck":
@@ -250,7 +250,7 @@ export class ReshardKeys {
       }
       case "x":
         // An erasure marker names the customer by a keyed hash: no shard can be read off it.
-        return every;
+        return Array.from({ length: this.to }, (_, n) => n);
       case "agg":
       case "due":
         return tagStays ? undefined : "fold";
@@ -259,33 +259,74 @@ export class ReshardKeys {
     }
   }
 
-  /** Copies a key with its expiry to other names; false when it is gone. */
-  private async copy(key: string, targets: readonly string[]): Promise<boolean> {
+  /**
+   * Copies a key with its expiry to other names; false when it is gone. Without `replace`, a
+   * name already taken keeps its value.
+   */
+  private async copy(key: string, targets: readonly string[], replace = true): Promise<boolean> {
     const [dump, ttl] = await Promise.all([this.redis.dumpBuffer(key), this.redis.pttl(key)]);
     if (!dump || ttl === -2) return false;
-    for (const target of targets)
-      await this.redis.restore(target, Math.max(ttl, 0), dump, "REPLACE");
+    for (const target of targets) {
+      if (replace) await this.redis.restore(target, Math.max(ttl, 0), dump, "REPLACE");
+      else
+        await this.redis.restore(target, Math.max(ttl, 0), dump).catch((error: Error) => {
+          if (!/BUSYKEY/.test(error.message)) throw error;
+        });
+    }
     return true;
   }
 
   /**
-   * Adds a count hash of a shard that no longer exists into shard 0's, crash-safe: it is first
-   * copied into shard 0's slot under a name of its own (then the original deleted), and that copy
-   * is added and deleted in one script. A run after a crash adds what an earlier one left copied.
+   * Gives every shard a customer's erasure marker (when they were erased), keeping the latest
+   * time and the longest expiry where a shard has one already; the old name goes unless it is
+   * one of the new ones.
    */
-  private async fold(key: string, target: string, tag: string): Promise<void> {
-    const staged = `${this.toTags[0]}:fu:fold:${tag}:${key.slice(`${tag}:fu:`.length)}`;
-    if (await this.copy(key, [staged])) await this.redis.del(key);
-    await this.redis.fuFoldCounts(staged, target);
+  private async spreadErasure(key: string, targets: readonly string[]): Promise<void> {
+    const [value, ttl] = await Promise.all([this.redis.get(key), this.redis.pttl(key)]);
+    if (value === null || ttl === -2) return;
+    for (const target of targets) {
+      if (target === key) continue;
+      const [existing, existingTtl] = await Promise.all([
+        this.redis.get(target),
+        this.redis.pttl(target),
+      ]);
+      const at = Math.max(Number(value), Number(existing ?? 0));
+      const keep = ttl < 0 || existingTtl === -1 ? -1 : Math.max(ttl, existingTtl);
+      if (keep > 0) await this.redis.set(target, String(at), "PX", keep);
+      else await this.redis.set(target, String(at));
+    }
+    if (!targets.includes(key)) await this.redis.del(key);
   }
 
-  /** Adds the counts a crashed run staged but did not add yet. */
+  /**
+   * Adds a count hash of a shard that no longer exists into shard 0's, crash-safe: it is first
+   * copied into shard 0's slot under a name of its own, the original deleted, and that copy added
+   * and deleted in one script. A run after a crash finds the copy (foldStaged) and finishes.
+   */
+  private async fold(key: string, tag: string, rest: string): Promise<void> {
+    const staged = this.stagedName(tag, rest);
+    if ((await this.redis.exists(staged)) === 0 && !(await this.copy(key, [staged]))) return;
+    await this.redis.del(key);
+    await this.redis.fuFoldCounts(staged, `${this.toTags[0]}:fu:${rest}`);
+  }
+
+  private stagedName(tag: string, rest: string): string {
+    return `${this.toTags[0]}:fu:fold:${tag}:${rest}`;
+  }
+
+  /**
+   * Finishes the folds a crashed run staged: the original (if the crash came before it was
+   * deleted) goes first, so it is not folded again, then the staged copy is added.
+   */
   async foldStaged(): Promise<number> {
     let folded = 0;
     const base = `${this.toTags[0]}:fu:fold:`;
     for await (const batch of scanKeys(this.redis, `${base}*`)) {
       await inBatches(batch, async (staged) => {
-        const rest = staged.slice(base.length).replace(/^\{[^}]*\}:/, "");
+        const named = staged.slice(base.length);
+        const tag = tagOf(named);
+        const rest = named.slice(tag.length + 1);
+        await this.redis.del(`${tag}:fu:${rest}`);
         await this.redis.fuFoldCounts(staged, `${this.toTags[0]}:fu:${rest}`);
         folded++;
       });
@@ -300,18 +341,15 @@ export class ReshardKeys {
    */
   private async padPendingDays(): Promise<void> {
     const days = new Map<string, { field: string; expiresAt: number }>();
-    for (const tag of this.toTags) {
-      for await (const batch of scanKeys(this.redis, `${tag}:fu:due:*`)) {
-        await inBatches(batch, async (key) => {
-          const day = key.slice(`${tag}:fu:`.length);
-          if (days.has(day)) return;
-          const [fields, expiresAt] = await Promise.all([
-            this.redis.hkeys(key),
-            this.redis.pexpiretime(key),
-          ]);
-          if (fields[0] !== undefined) days.set(day, { field: fields[0], expiresAt });
-        });
-      }
+    for await (const batch of this.shardKeys(new Set(this.toTags), "due:")) {
+      await inBatches(batch, async ({ key, rest }) => {
+        if (days.has(rest)) return;
+        const [fields, expiresAt] = await Promise.all([
+          this.redis.hkeys(key),
+          this.redis.pexpiretime(key),
+        ]);
+        if (fields[0] !== undefined) days.set(rest, { field: fields[0], expiresAt });
+      });
     }
     const pads = this.toTags.flatMap((tag) =>
       [...days].map(([day, { field, expiresAt }]) => ({
@@ -332,7 +370,8 @@ export class ReshardKeys {
    * appended to the same bucket of the new shard (its index gains the bucket), then the old
    * bucket keeps only those that stay. Leases and re-planning marks go: the promoter and the
    * re-planner take every bucket afresh. Entries of purchases that are gone are dropped (the
-   * promoter would pass them over).
+   * promoter would pass them over). A run that dies between the two may list a step twice in its
+   * new bucket: the promoter makes one job of it (one job id per step).
    */
   async moveSchedule(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
     const newTags = new Set(this.toTags);
@@ -361,7 +400,11 @@ export class ReshardKeys {
           if (target === tag) continue;
           const targetKey = `${target}:fu:t:${bucket}`;
           await this.redis.rpush(targetKey, ...moving);
-          if (ttl > 0) await this.redis.pexpire(targetKey, ttl, "GT");
+          if (ttl > 0) {
+            // The later expiry of the two; a bucket just made has none yet.
+            await this.redis.pexpire(targetKey, ttl, "GT");
+            await this.redis.pexpire(targetKey, ttl, "NX");
+          }
           await this.redis.zadd(`${target}:fu:t`, start, bucket);
           counts.scheduledMoved += moving.length;
         }
@@ -379,24 +422,19 @@ export class ReshardKeys {
 
   /**
    * Rewrites what global keys say of a purchase's shard: SMS sids, email Message-IDs, latest
-   * check-ins, replies, order links, discount codes, call scripts and owners' pending alerts. An
-   * event without a placement is read in shard 0 (its record was copied there).
+   * check-ins, order links, discount codes, call scripts and owners' pending alerts (one SCAN of
+   * the global keys), and replies. An event without a placement is read in shard 0.
    */
   async rewriteReferences(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
     const shardOf = (eventId: string) => placement.ofEvent(eventId) ?? 0;
-    const g = `${globalTag(this.prefix)}:fu:`;
-    for (const kind of ["sid", "mid", "ci"]) {
-      for await (const batch of scanKeys(this.redis, `${g}${kind}:*`)) {
-        await inBatches(batch, async (key) => {
-          const raw = await this.redis.get(key);
-          if (raw === null) return;
-          const { lines, shard } = decodeRef(raw);
-          const next = shardOf(lines[0] ?? "");
-          if (next === shard) return;
-          await this.redis.set(key, encodeRef(lines, next), "KEEPTTL", "XX");
-          counts.referencesRewritten++;
-        });
-      }
+    const base = `${globalTag(this.prefix)}:fu:`;
+    for await (const batch of scanKeys(this.redis, `${base}*`)) {
+      await inBatches(batch, async (key) => {
+        const rest = key.slice(base.length);
+        const kind = rest.split(":", 1)[0] ?? "";
+        const rewritten = await this.rewriteReference(kind, key, shardOf);
+        counts.referencesRewritten += rewritten;
+      });
     }
     const replies = this.global.replies();
     const scored = await this.redis.zrange(replies, "0", "-1", "WITHSCORES");
@@ -412,44 +450,58 @@ export class ReshardKeys {
         .exec();
       counts.referencesRewritten++;
     }
-    for await (const batch of scanKeys(this.redis, `${g}o:*`)) {
-      await inBatches(batch, async (key) => {
-        const links = await this.redis.hgetall(key);
-        for (const [field, value] of Object.entries(links)) {
+  }
+
+  /** Rewrites one global key's references to events; how many it changed. */
+  private async rewriteReference(
+    kind: string,
+    key: string,
+    shardOf: (eventId: string) => number,
+  ): Promise<number> {
+    switch (kind) {
+      case "sid":
+      case "mid":
+      case "ci": {
+        const raw = await this.redis.get(key);
+        if (raw === null) return 0;
+        const { lines, shard } = decodeRef(raw);
+        const next = shardOf(lines[0] ?? "");
+        if (next === shard) return 0;
+        await this.redis.set(key, encodeRef(lines, next), "KEEPTTL", "XX");
+        return 1;
+      }
+      case "o": {
+        let changed = 0;
+        for (const [field, value] of Object.entries(await this.redis.hgetall(key))) {
           if (!field.startsWith("e:")) continue;
           const next = `s${shardOf(field.slice(2))}`;
           if (value === next || (value === "1" && next === "s0")) continue;
           await this.redis.hset(key, field, next);
-          counts.referencesRewritten++;
+          changed++;
         }
-      });
-    }
-    for await (const batch of scanKeys(this.redis, `${g}code:*`)) {
-      await inBatches(batch, async (key) => {
+        return changed;
+      }
+      case "code": {
         const [eventId, shard] = await this.redis.hmget(key, "e", "h");
-        if (!eventId) return;
+        if (!eventId) return 0;
         const next = shardOf(eventId);
-        if (String(next) === (shard ?? "0")) return;
+        if (String(next) === (shard ?? "0")) return 0;
         await this.redis.hset(key, "h", next);
-        counts.referencesRewritten++;
-      });
-    }
-    for await (const batch of scanKeys(this.redis, `${g}call:*`)) {
-      await inBatches(batch, async (key) => {
+        return 1;
+      }
+      case "call": {
         const raw = await this.redis.get(key);
-        if (raw === null) return;
+        if (raw === null) return 0;
         const stored = JSON.parse(raw) as { script?: { eventId?: string; shard?: number } };
-        if (!stored.script?.eventId) return;
+        if (!stored.script?.eventId) return 0;
         const next = shardOf(stored.script.eventId);
-        if ((stored.script.shard ?? 0) === next) return;
+        if ((stored.script.shard ?? 0) === next) return 0;
         stored.script.shard = next;
         await this.redis.set(key, JSON.stringify(stored), "KEEPTTL", "XX");
-        counts.referencesRewritten++;
-      });
-    }
-    for await (const batch of scanKeys(this.redis, `${g}alerts:*`)) {
-      await inBatches(batch, async (key) => {
-        if (key.endsWith(":state")) return;
+        return 1;
+      }
+      case "alerts": {
+        if (key.endsWith(":state")) return 0;
         const ids = await this.redis.lrange(key, 0, -1);
         let changed = 0;
         const rewritten = ids.map((id) => {
@@ -460,7 +512,7 @@ export class ReshardKeys {
           changed++;
           return replyId({ ...ref, shard: next });
         });
-        if (changed === 0) return;
+        if (changed === 0) return 0;
         const ttl = await this.redis.pttl(key);
         const write = this.redis
           .multi()
@@ -468,8 +520,10 @@ export class ReshardKeys {
           .rpush(key, ...rewritten);
         if (ttl > 0) write.pexpire(key, ttl);
         await write.exec();
-        counts.referencesRewritten += changed;
-      });
+        return changed;
+      }
+      default:
+        return 0;
     }
   }
 
@@ -480,23 +534,20 @@ export class ReshardKeys {
    */
   async claimEventIds(counts: ReshardCounts): Promise<void> {
     if (this.to <= 1 || this.from > 1) return;
-    for (const tag of this.toTags) {
-      const base = `${tag}:fu:e:`;
-      for await (const batch of scanKeys(this.redis, `${base}*`)) {
-        await inBatches(batch, async (key) => {
-          const [fingerprint, expiresAt] = await Promise.all([
-            this.redis.hget(key, "f"),
-            this.redis.pexpiretime(key),
-          ]);
-          if (!fingerprint) return;
-          const claim = `${globalTag(this.prefix)}:fu:id:${key.slice(base.length)}`;
-          const set =
-            expiresAt > 0
-              ? await this.redis.set(claim, fingerprint, "PXAT", expiresAt, "NX")
-              : await this.redis.set(claim, fingerprint, "NX");
-          if (set === "OK") counts.idsClaimed++;
-        });
-      }
+    for await (const batch of this.shardKeys(new Set(this.toTags), "e:")) {
+      await inBatches(batch, async ({ key, rest }) => {
+        const [fingerprint, expiresAt] = await Promise.all([
+          this.redis.hget(key, "f"),
+          this.redis.pexpiretime(key),
+        ]);
+        if (!fingerprint) return;
+        const claim = `${globalTag(this.prefix)}:fu:id:${rest.slice(2)}`;
+        const set =
+          expiresAt > 0
+            ? await this.redis.set(claim, fingerprint, "PXAT", expiresAt, "NX")
+            : await this.redis.set(claim, fingerprint, "NX");
+        if (set === "OK") counts.idsClaimed++;
+      });
     }
   }
 

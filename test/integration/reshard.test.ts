@@ -141,6 +141,14 @@ describe("followups reshard", () => {
     await p.sink.waitForMessages(CUSTOMERS.length);
     // A second, big-ticket.
     await buyBigTickets(p);
+    // A refund of an order nobody bought: its record (no customer) is in shard 0, and stays.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-unknown-order",
+      occurredAt: DateTime.utc().toISO() ?? "",
+      orderId: "ord-nobody",
+    });
+    await eventProcessed(p, "ref-unknown-order");
     await p.worker?.close();
     p.worker = undefined;
 
@@ -179,6 +187,16 @@ describe("followups reshard", () => {
     );
     await new Promise<void>((resolve) => failer.once("failed", () => resolve()));
     await failer.close();
+    // One thank-you postponed by three hours (a send window, a retry's backoff) in a shard it
+    // leaves: it keeps its time in its new queue.
+    const postponed = CUSTOMERS.find(
+      (id) => id !== failing && customerShard(id, 2) !== customerShard(id, 5),
+    ) as string;
+    const postponedQueue = oldQueues.ofCustomer(postponed);
+    const postponedId = followUpJobId(`evt-b-${postponed}`, BIG_THANKS);
+    // Made two days ago (BullMQ keeps a job's first timestamp when it postpones it).
+    await p.redis.hset(postponedQueue.toKey(postponedId), "timestamp", Date.now() - 2 * 86_400_000);
+    await (await postponedQueue.getJob(postponedId))?.changeDelay(3 * 3_600_000);
     await Promise.all(oldQueues.made().map((queue) => queue.close()));
     const pendingBefore = await pendingTotal(p);
     // Seven thank-yous and eight check-ins.
@@ -215,6 +233,18 @@ describe("followups reshard", () => {
       const bucket = await p.redis.lrange(home.scheduleBucket(bucketOf(record?.dueAt ?? 0)), 0, -1);
       expect(bucket).toContain(JSON.stringify([`evt-b-${id}`, CHECK_IN]));
     }
+    const refundHolders = new Set<string>();
+    for (const keys of everyKeys)
+      if ((await p.redis.exists(keys.eventRecord("ref-unknown-order"))) === 1)
+        refundHolders.add(keys.eventRecord("ref-unknown-order"));
+    expect([...refundHolders]).toEqual([keysOf(5)[0]?.eventRecord("ref-unknown-order")]);
+    const movedLater = await queuesOf(p, 5)
+      .ofCustomer(postponed)
+      .getJob(followUpJobId(`evt-b-${postponed}`, BIG_THANKS));
+    expect(await movedLater?.getState()).toBe("delayed");
+    const dueIn = (movedLater?.timestamp ?? 0) + (movedLater?.delay ?? 0) - Date.now();
+    expect(dueIn).toBeGreaterThan(2.9 * 3_600_000);
+    expect(dueIn).toBeLessThan(3.1 * 3_600_000);
     // The emails' references name the new shards.
     const references = new SmsReferences(p.redis, p.prefix);
     for (const mail of p.sink.messages) {
@@ -303,6 +333,9 @@ describe("followups reshard", () => {
       expect((await one.store.stepRecords(`evt-b-${id}`, [CHECK_IN])).get(CHECK_IN)?.state).toBe(
         "scheduled",
       );
+    expect(
+      await p.redis.hget(keysOf(1)[0]?.eventRecord("ref-unknown-order") ?? "", "f"),
+    ).toBeTruthy();
     // Nothing is left under the tags of shards that no longer exist.
     for (const keys of keysOf(5).slice(1)) {
       const tag = keys.eventRecord("x").split(":fu:")[0];
