@@ -1,4 +1,5 @@
 import type { Tracer } from "@opentelemetry/api";
+import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import type { Env } from "./config/env.js";
 
 /**
@@ -14,23 +15,44 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
-/** Tracing as the environment asks: off without OTEL_EXPORTER_OTLP_ENDPOINT. */
+/** Told when a batch of spans could not be sent: how many, and why (the exporter's message). */
+export type ExportFailureReport = (failure: { spans: number; reason: string }) => void;
+
+/**
+ * Tracing as the environment asks: off without OTEL_EXPORTER_OTLP_ENDPOINT. A batch the collector
+ * did not take (down, refusing, too slow) is dropped, as OpenTelemetry does, and reported to
+ * `onExportFailure`.
+ */
 export async function createTracing(
   env: Pick<Env, "OTEL_EXPORTER_OTLP_ENDPOINT" | "OTEL_SERVICE_NAME">,
+  onExportFailure?: ExportFailureReport,
 ): Promise<Tracing> {
   const endpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (endpoint === undefined) return { shutdown: async () => {} };
   const [
+    { ExportResultCode },
     { BatchSpanProcessor, TracerProvider },
     { OTLPTraceExporter },
     { resourceFromAttributes },
   ] = await Promise.all([
+    import("@opentelemetry/core"),
     import("@opentelemetry/sdk-trace"),
     import("@opentelemetry/exporter-trace-otlp-http"),
     import("@opentelemetry/resources"),
   ]);
   // Headers, timeout and certificates: the exporter reads the standard OTEL_EXPORTER_OTLP_* itself.
-  const exporter = new OTLPTraceExporter({ url: tracesUrl(endpoint) });
+  const otlp = new OTLPTraceExporter({ url: tracesUrl(endpoint) });
+  const exporter: SpanExporter = {
+    export(spans, done) {
+      otlp.export(spans, (result) => {
+        if (result.code !== ExportResultCode.SUCCESS)
+          onExportFailure?.({ spans: spans.length, reason: result.error?.message ?? "unknown" });
+        done(result);
+      });
+    },
+    shutdown: () => otlp.shutdown(),
+    forceFlush: () => otlp.forceFlush(),
+  };
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME }),
     spanProcessors: [new BatchSpanProcessor({ exporter })],

@@ -58,7 +58,19 @@ export async function runWorker(io: CommandIo): Promise<number> {
   }
   const channels = channelsFromEnv(env);
   // Off (nothing loaded) unless OTEL_EXPORTER_OTLP_ENDPOINT is set; the worker flushes it on close.
-  const tracing = await createTracing(env);
+  // A collector that is down costs the spans, not the worker: said at most once a minute.
+  let lastSaid = 0;
+  let dropped = 0;
+  const tracing = await createTracing(env, ({ spans, reason }) => {
+    dropped += spans;
+    if (Date.now() - lastSaid < 60_000) return;
+    logger.warn(
+      { droppedSpans: dropped, reason },
+      "traces could not be sent to OTEL_EXPORTER_OTLP_ENDPOINT and were dropped",
+    );
+    lastSaid = Date.now();
+    dropped = 0;
+  });
   let worker: Awaited<ReturnType<typeof startWorker>>;
   try {
     worker = await startWorker({ env, logger, channels, tracing });

@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { propagation, trace } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
@@ -300,5 +302,26 @@ describe("traces (OpenTelemetry)", () => {
     expect(on.tracer).toBeDefined();
     // Nothing recorded: shutting down sends nothing and ends at once.
     await on.shutdown();
+  });
+
+  it("reports a batch of spans the collector did not take", async () => {
+    const refusing = createServer((_request, response) => {
+      response.writeHead(400).end("no");
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, "127.0.0.1", resolve));
+    const { port } = refusing.address() as AddressInfo;
+    const failures: { spans: number; reason: string }[] = [];
+    const on = await createTracing(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_SERVICE_NAME: "followups" },
+      (failure) => failures.push(failure),
+    );
+    on.tracer?.startSpan("followups.intake").end();
+    on.tracer?.startSpan("followups.intake").end();
+    // The last flush fails too: shutting down says so.
+    await expect(on.shutdown()).rejects.toThrow(/Bad Request/);
+    await new Promise<void>((resolve) => refusing.close(() => resolve()));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]?.spans).toBe(2);
+    expect(failures[0]?.reason).toMatch(/400|Bad Request/);
   });
 });
