@@ -15,8 +15,7 @@ export interface ReshardOptions {
  * worker stopped, moving each customer and their purchases to their shard under the new count.
  */
 export async function runReshard(options: ReshardOptions, io: CommandIo): Promise<number> {
-  const to = Number(options.to);
-  if (!/^\d+$/.test(options.to ?? "") || !Number.isInteger(to))
+  if (!/^\d+$/.test(options.to ?? ""))
     throw new CommandError(
       `--to: expected the new shard count, a whole number, got ${JSON.stringify(options.to)}`,
       EXIT.usage,
@@ -27,7 +26,7 @@ export async function runReshard(options: ReshardOptions, io: CommandIo): Promis
       redis,
       prefix,
       cluster: env.REDIS_CLUSTER,
-      to,
+      to: Number(options.to),
       ...(options.dryRun && { dryRun: true }),
       by: operatorName(options.by),
       onPart: (part) => {

@@ -9,7 +9,7 @@ import { reasonWords } from "../reports/reason-words.js";
 import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
-import { StoreKeys, shardScope } from "../store/keys.js";
+import { shardScope } from "../store/keys.js";
 import { OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { type Shards, shardStores } from "../store/shards.js";
@@ -405,16 +405,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           "invalid",
         );
       const now = deps.now();
-      // An id given out outside shard 0 names its shard (`…/1@3`); one typed without, or given
-      // out before the shard count changed (`followups reshard`), is looked up.
-      const named = /@\d+$/.test(replyId);
-      const namedHolds =
-        named &&
-        ref.shard < deps.shards &&
-        (await redis.exists(
-          new StoreKeys(shardScope(prefix, ref.shard, deps.shards)).eventRecord(ref.eventId),
-        )) === 1;
-      const shard = namedHolds ? ref.shard : await locate(ref.eventId);
+      // Looked up, not taken from the id: an id typed without its `@<shard>`, or given out before
+      // the shard count changed (`followups reshard`), names no shard or another one.
+      const shard = await locate(ref.eventId);
       const result =
         shard === undefined
           ? undefined

@@ -77,7 +77,7 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
   const from = mark?.from ?? (await storedShardCount(redis, prefix));
   if (from === undefined) {
     if (!options.dryRun) await redis.set(keys.shardCount(), String(to));
-    return result(from ?? to, to, options, emptyCounts(), 0, 0);
+    return result(to, to, options, emptyCounts(), 0, 0);
   }
   if (from === to && !mark) return result(from, to, options, emptyCounts(), 0, 0);
 

@@ -101,7 +101,7 @@ export class DiscountCodes {
 }
 
 /** A stored shard number; absent (issued before shards) or unreadable is shard 0. */
-function shardOf(stored: string | null | undefined): number {
+export function shardOf(stored: string | null | undefined): number {
   const shard = Number(stored ?? 0);
   return Number.isInteger(shard) && shard >= 0 ? shard : 0;
 }

@@ -48,7 +48,7 @@ export class OrderStore {
     keepMs: number,
   ): Promise<OrderRecord> {
     return parseOrder(
-      await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs, `s${shard}`),
+      await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs, orderLink(shard)),
     );
   }
 
@@ -87,10 +87,15 @@ export class OrderStore {
   }
 }
 
+/** How an order links a purchase event in a shard (linkShard reads it back). */
+export function orderLink(shard: number): string {
+  return `s${shard}`;
+}
+
 /**
  * The shard of an order's link: `s<shard>`; anything else (`1`, as linked before shards) is 0.
  */
-function linkShard(value: string): number {
+export function linkShard(value: string): number {
   const match = /^s(\d{1,4})$/.exec(value);
   return match ? Number(match[1]) : 0;
 }

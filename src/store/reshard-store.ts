@@ -1,5 +1,7 @@
+import { shardOf as codeShard } from "./discount-codes.js";
 import { customerShard, globalTag, idHash, StoreKeys, shardTag } from "./keys.js";
 import { readLegacyPurchase } from "./legacy-layout.js";
+import { linkShard, orderLink } from "./order-store.js";
 import { decodeStored } from "./purchase-codec.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -474,9 +476,9 @@ export class ReshardKeys {
         let changed = 0;
         for (const [field, value] of Object.entries(await this.redis.hgetall(key))) {
           if (!field.startsWith("e:")) continue;
-          const next = `s${shardOf(field.slice(2))}`;
-          if (value === next || (value === "1" && next === "s0")) continue;
-          await this.redis.hset(key, field, next);
+          const next = shardOf(field.slice(2));
+          if (linkShard(value) === next) continue;
+          await this.redis.hset(key, field, orderLink(next));
           changed++;
         }
         return changed;
@@ -485,7 +487,7 @@ export class ReshardKeys {
         const [eventId, shard] = await this.redis.hmget(key, "e", "h");
         if (!eventId) return 0;
         const next = shardOf(eventId);
-        if (String(next) === (shard ?? "0")) return 0;
+        if (codeShard(shard) === next) return 0;
         await this.redis.hset(key, "h", next);
         return 1;
       }
