@@ -98,7 +98,7 @@ export function planFollowUps(
   options: PlanOptions = {},
 ): Plan {
   const { zone, source } = customerZone(event, rules);
-  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zoneFor(zone));
+  const purchasedAt = purchaseTime(event, zone);
   const steps: PlannedStep[] = [];
   const skipped: SkippedStep[] = [];
   const claimed = new Map<StepKind, string>();
@@ -307,7 +307,7 @@ export function stepTiming(
   now: DateTime,
 ): Timing {
   const { zone } = customerZone(event, rules);
-  const purchasedAt = DateTime.fromISO(event.occurredAt, { setZone: true }).setZone(zoneFor(zone));
+  const purchasedAt = purchaseTime(event, zone);
   return dueTime(purchasedAt, step, zone, rules, now);
 }
 
@@ -397,4 +397,9 @@ function consentProblem(
 
 function skip(rule: Rule, step: StepSpec, code: SkipCode, reason: string): SkippedStep {
   return { ruleId: rule.id, stepId: stepIdOf(rule, step), kind: step.kind, code, reason };
+}
+
+/** The purchase instant in `zone` (occurredAt always carries an offset: events.ts requires one). */
+function purchaseTime(event: PurchaseCompleted, zone: string): DateTime {
+  return DateTime.fromISO(event.occurredAt, { zone: zoneFor(zone) });
 }

@@ -21,6 +21,63 @@ export function nextSendWindow(
   window: SendWindow,
   holidays: ReadonlySet<string>,
 ): DateTime {
+  return (
+    nextSendWindowAtFixedOffset(from, zone, window, holidays) ??
+    nextSendWindowByCalendar(from, zone, window, holidays)
+  );
+}
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
+
+/**
+ * The same answer as `nextSendWindowByCalendar`, computed on plain numbers, for the usual case:
+ * the zone keeps the offset `from` has from a day before `from`'s local day until the window
+ * closes on the day it opens. Then local wall time is UTC plus one fixed offset, so days, openings
+ * and closings are simple sums. Undefined when an offset change (DST) lies in between, or no
+ * window opens within a week: the calendar walk decides those.
+ */
+function nextSendWindowAtFixedOffset(
+  from: DateTime,
+  zoneName: string,
+  window: SendWindow,
+  holidays: ReadonlySet<string>,
+): DateTime | undefined {
+  const zone = zoneFor(zoneName);
+  if (!zone.isValid) return undefined;
+  const at = from.toMillis();
+  const offsetMs = zone.offset(at) * MINUTE_MS;
+  const local = at + offsetMs;
+  const firstDay = Math.floor(local / DAY_MS) * DAY_MS;
+  const checkHolidays = window.closedOnHolidays && holidays.size > 0;
+  for (let day = firstDay; day < firstDay + 7 * DAY_MS; day += DAY_MS) {
+    // The offset holds from a day before the day's start (so the day has one midnight, not two
+    // after a fall-back across midnight) until its closing; a zone changes offset at most once a
+    // week, so checking both ends is enough.
+    if (zone.offset(day - DAY_MS - offsetMs) * MINUTE_MS !== offsetMs) return undefined;
+    const date = new Date(day);
+    if (!window.days.has((date.getUTCDay() || 7) as Weekday)) continue;
+    if (checkHolidays && holidays.has(date.toISOString().slice(0, 10))) continue;
+    const opens = day + Math.min(window.startMinute, 24 * 60) * MINUTE_MS;
+    const closes = day + Math.min(window.endMinute, 24 * 60) * MINUTE_MS;
+    if (zone.offset(closes - offsetMs) * MINUTE_MS !== offsetMs) return undefined;
+    if (opens >= closes) continue;
+    if (local < opens) return DateTime.fromMillis(opens - offsetMs, { zone });
+    if (local < closes) return from.setZone(zone);
+  }
+  return undefined;
+}
+
+/**
+ * The general walk over the local calendar with luxon, right across DST gaps and overlaps and
+ * double midnights; `nextSendWindow` takes it wherever the offset changes on the way.
+ */
+export function nextSendWindowByCalendar(
+  from: DateTime,
+  zone: string,
+  window: SendWindow,
+  holidays: ReadonlySet<string>,
+): DateTime {
   const local = from.setZone(zoneFor(zone));
   let day = startOfLocalDay(local);
   for (let i = 0; i < MAX_DAYS_AHEAD; i++) {

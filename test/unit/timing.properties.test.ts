@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseRules } from "../../src/config/load-rules.js";
 import { planFollowUps } from "../../src/domain/planner.js";
 import type { RuleSet, SendWindow } from "../../src/domain/rules.js";
-import { nextSendWindow } from "../../src/domain/send-window.js";
+import { nextSendWindow, nextSendWindowByCalendar } from "../../src/domain/send-window.js";
 import {
   type DayName,
   EVERY_DAY,
@@ -270,6 +270,27 @@ describe("nextSendWindow (properties)", () => {
         },
       ),
       RUNS,
+    );
+  });
+
+  it("gives the calendar walk's answer, to the millisecond and offset, near DST changes too", () => {
+    fc.assert(
+      fc.property(
+        momentArb.chain((m) =>
+          fc.tuple(fc.constant(m), windowArb(m), holidayOffsetsArb, fc.nat(59_999)),
+        ),
+        ([{ zone, at }, w, offsets, millis]) => {
+          const from = at.plus({ milliseconds: millis });
+          const window = sendWindow(w.start, w.end, w.days, w.closedOnHolidays);
+          const holidays = new Set(holidaysFrom(from.setZone(zone), offsets));
+          const fast = nextSendWindow(from, zone, window, holidays);
+          const walked = nextSendWindowByCalendar(from, zone, window, holidays);
+          expect(fast.toISO(), `${from.toISO()} ${w.start}–${w.end} in ${zone}`).toBe(
+            walked.toISO(),
+          );
+        },
+      ),
+      { numRuns: 2_000 },
     );
   });
 });
