@@ -26,6 +26,16 @@ const instant = z.iso.datetime({
 
 /** No event happened before this: an earlier occurredAt is a publisher's bug (a zero date, 1970). */
 const EARLIEST_OCCURRED_AT = DateTime.fromISO("2000-01-01T00:00:00Z", { zone: "utc" });
+const EARLIEST_OCCURRED_MS = EARLIEST_OCCURRED_AT.toMillis();
+
+/**
+ * Epoch ms of an instant the schema accepts (ISO-8601 with an offset; NaN for anything else).
+ * Date.parse reads exactly those strings as luxon does (a unit test compares them), at a
+ * fraction of the cost: intake reads every event's occurredAt twice.
+ */
+export function instantMillis(text: string): number {
+  return Date.parse(text);
+}
 
 /** How far after the receiver's clock an occurredAt may be: publishers' clocks drift. */
 const OCCURRED_AT_TOLERANCE_MS = 24 * 3600 * 1000;
@@ -42,8 +52,8 @@ const HAPPENED = new Map<string, string>([
 const occurredAtFor = (type: EventType) =>
   instant.refine(
     (text) => {
-      const at = DateTime.fromISO(text, { setZone: true });
-      return !at.isValid || at >= EARLIEST_OCCURRED_AT;
+      const at = instantMillis(text);
+      return Number.isNaN(at) || at >= EARLIEST_OCCURRED_MS;
     },
     {
       error: (issue) =>
@@ -355,8 +365,8 @@ function futureProblem(input: unknown, now: DateTime): EventProblem | undefined 
   if (!input || typeof input !== "object") return undefined;
   const { type, occurredAt } = input as { type?: unknown; occurredAt?: unknown };
   if (typeof occurredAt !== "string" || !instant.safeParse(occurredAt).success) return undefined;
-  const at = DateTime.fromISO(occurredAt, { setZone: true });
-  if (!at.isValid || at.toMillis() - now.toMillis() <= OCCURRED_AT_TOLERANCE_MS) return undefined;
+  const at = instantMillis(occurredAt);
+  if (Number.isNaN(at) || at - now.toMillis() <= OCCURRED_AT_TOLERANCE_MS) return undefined;
   const happened = HAPPENED.get(String(type)) ?? "the time the event happened";
   return {
     path: "occurredAt",

@@ -110,8 +110,10 @@ export class SuppressionList {
     const keys: string[] = [];
     const members: string[][] = [];
     const asked: { channel: Channel; scope: OptOutScope }[] = [];
+    // Channels share the customer and often an address (SMS and voice): hash each once.
+    const hashed = new Map<string, string>();
     for (const { channel, who } of targets) {
-      const forms = await this.members(who, "read");
+      const forms = await this.members(who, "read", hashed);
       if (forms.length === 0) continue;
       keys.push(this.keys.suppressions(channel), this.keys.marketingSuppressions(channel));
       members.push(forms, forms);
@@ -162,16 +164,31 @@ export class SuppressionList {
   }
 
   /** Members to write (current forms), or to look for and remove (earlier forms too). */
-  private async members(who: SuppressionTarget, use: "write" | "read"): Promise<string[]> {
+  private async members(
+    who: SuppressionTarget,
+    use: "write" | "read",
+    hashed = new Map<string, string>(),
+  ): Promise<string[]> {
+    const once = async (
+      form: string,
+      value: string,
+      hash: (value: string) => Promise<string> | string,
+    ) => {
+      const known = hashed.get(`${form}\0${value}`);
+      if (known !== undefined) return known;
+      const member = await hash(value);
+      hashed.set(`${form}\0${value}`, member);
+      return member;
+    };
     const members: string[] = [];
     if (who.customerId) {
-      members.push(await this.customerMember(who.customerId));
+      members.push(await once("k", who.customerId, (id) => this.customerMember(id)));
       if (use === "read") members.push(legacyCustomerMember(who.customerId));
     }
     if (who.addressHash) members.push(`h:${who.addressHash}`);
     if (who.address) {
-      members.push(await this.addressMember(who.address));
-      if (use === "read") members.push(legacyAddressMember(who.address));
+      members.push(await once("h", who.address, (address) => this.addressMember(address)));
+      if (use === "read") members.push(await once("a", who.address, legacyAddressMember));
     }
     return members;
   }

@@ -1,10 +1,13 @@
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import fc from "fast-check";
+import { DateTime } from "luxon";
 import { describe, expect, it } from "vitest";
 import {
   describeProblems,
   type EventParseResult,
   formatPath,
+  instantMillis,
   type ParseEventOptions,
   parseEvent,
 } from "../../src/domain/events.js";
@@ -553,5 +556,34 @@ describe("publishers evolve: unknown fields", () => {
       minor: 7500,
       currency: "GBP",
     });
+  });
+});
+
+describe("instantMillis", () => {
+  const two = (n: number) => String(n).padStart(2, "0");
+  /** occurredAt strings in the forms the schema accepts: any fraction length, Z or ±HH:MM. */
+  const occurredAtArb = fc
+    .record({
+      at: fc.integer({ min: Date.UTC(1, 0, 1), max: Date.UTC(9999, 11, 31) }),
+      fraction: fc.stringMatching(/^[0-9]{0,9}$/),
+      offsetMinutes: fc.option(fc.integer({ min: -23 * 60 - 59, max: 23 * 60 + 59 })),
+    })
+    .map(({ at, fraction, offsetMinutes }) => {
+      const base = new Date(at).toISOString().slice(0, 19);
+      const offset =
+        offsetMinutes === null
+          ? "Z"
+          : `${offsetMinutes < 0 ? "-" : "+"}${two(Math.floor(Math.abs(offsetMinutes) / 60))}:${two(Math.abs(offsetMinutes) % 60)}`;
+      return `${base}${fraction ? `.${fraction}` : ""}${offset}`;
+    });
+
+  it("reads every occurredAt the schema accepts as the same instant luxon reads", () => {
+    fc.assert(
+      fc.property(occurredAtArb, (text) => {
+        expect(parseEvent(purchaseInput({ occurredAt: text })).ok || text < "2000").toBe(true);
+        expect(instantMillis(text)).toBe(DateTime.fromISO(text, { setZone: true }).toMillis());
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });
