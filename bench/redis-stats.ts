@@ -176,10 +176,11 @@ export async function dissectHash(
 ): Promise<HashDissection> {
   const encoding = String(await redis.object("ENCODING", key));
   const bytes = Number(await redis.memory("USAGE", key, "SAMPLES", 0));
-  const all = await redis.hgetall(key);
+  // As buffers: a record's purchase fields are binary.
+  const all = await redis.hgetallBuffer(key);
   const fields: Record<string, number> = {};
   for (const [field, value] of Object.entries(all))
-    fields[field] = Buffer.byteLength(field) + Buffer.byteLength(value);
+    fields[field] = Buffer.byteLength(field) + value.length;
   const without: Record<string, number> = {};
   for (const [group, matches] of Object.entries(groups)) {
     await redis.del(scratch);

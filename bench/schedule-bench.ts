@@ -6,6 +6,7 @@ import { FOLLOW_UPS_QUEUE, PURCHASE_EVENTS_QUEUE } from "../src/queue/names.js";
 import { DeliveryLedger } from "../src/store/delivery-ledger.js";
 import { FollowUpStore } from "../src/store/follow-up-store.js";
 import { bucketOf, StoreKeys } from "../src/store/keys.js";
+import { purchaseOfFields } from "../src/store/purchase-fields.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import type { Providers } from "./arrival-sink.js";
@@ -61,7 +62,7 @@ export interface IntakeSession {
   memoryBreakdown(): Promise<{
     classes: Record<string, KeyClass>;
     eventRecord: HashDissection;
-    /** The compressed purchase beside the event record: its key's size and its value's length. */
+    /** The compressed purchase in the event record: what its fields add, and its length. */
     storedPurchase: { key: string; bytes: number; valueBytes: number };
     /** The compact schedule's bucket holding the sample check-in: its key and its lines. */
     scheduleBucket: { key: string; bytes: number; valueBytes: number; lines: number };
@@ -183,17 +184,20 @@ export async function scheduleThroughIntake(options: {
         const eventId = `${tag}-evt-0`;
         const scratch = `${prefix}:scratch`;
         const keys = new StoreKeys(prefix);
-        const purchaseKey = keys.purchase(eventId);
+        const recordKey = keys.eventRecord(eventId);
+        const eventRecord = await dissectHash(redis, recordKey, scratch, {
+          steps: (field) => field.startsWith("s:"),
+          summary: (field) => field === "m",
+          purchase: (field) => /^p\d+$/.test(field),
+        });
         return {
           classes: await memoryByClass(redis, prefix, (key) => classifyKey(prefix, key)),
-          eventRecord: await dissectHash(redis, keys.eventRecord(eventId), scratch, {
-            steps: (field) => field.startsWith("s:"),
-            summary: (field) => field === "m",
-          }),
+          eventRecord,
+          // In the record's 64-byte fields: what they add to it.
           storedPurchase: {
-            key: purchaseKey,
-            bytes: Number(await redis.memory("USAGE", purchaseKey, "SAMPLES", 0)),
-            valueBytes: await redis.strlen(purchaseKey),
+            key: `${recordKey} p0…`,
+            bytes: eventRecord.bytes - (eventRecord.without.purchase ?? 0),
+            valueBytes: purchaseOfFields(await redis.hgetallBuffer(recordKey))?.length ?? 0,
           },
           scheduleBucket: await bucketOfStep(redis, keys, store, eventId, "big-ticket.check-in"),
           scheduleIndex: {

@@ -9,7 +9,7 @@ import {
 } from "./delivery-ledger.js";
 import { scheduleEntry } from "./follow-up-schedule.js";
 import { bucketOf, bucketStart, dayOf, hourOf, type Scope, StoreKeys } from "./keys.js";
-import { readLegacyPurchase } from "./legacy-layout.js";
+import { LEGACY_PURCHASE_FIELD } from "./legacy-layout.js";
 import {
   decodeStored,
   encodeKept,
@@ -18,6 +18,7 @@ import {
   keptPart,
   purchaseFromKept,
 } from "./purchase-codec.js";
+import { purchaseOfFields, type RecordFields } from "./purchase-fields.js";
 import type { RedisClient } from "./redis-client.js";
 import type { ReplicaWait } from "./replica-wait.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -33,9 +34,10 @@ import {
 /**
  * The step state machine: what is kept about one purchase is a hash with one field per step
  * holding its send state (plus the history count, a summary for reports and a stop marker), and
- * beside it the purchase itself, compressed, for rendering. A hash per event, not a key per step,
- * and short state values keep the hash a compact listpack while steps wait; every state change is
- * one atomic script that also counts it in the ledger.
+ * the purchase itself, compressed and cut into 64-byte fields (purchase-fields.ts), for rendering.
+ * A hash per event, not a key per step, and values of at most 64 bytes keep the hash a compact
+ * listpack while steps wait; every state change is one atomic script that also counts it in the
+ * ledger.
  */
 
 /** How a requeue ended (FollowUpStore.requeue). */
@@ -276,12 +278,31 @@ export class FollowUpStore {
 
   /** The purchase as saved at scheduling; undefined once its last step is done or it expired. */
   async loadEvent(eventId: string): Promise<PurchaseCompleted | undefined> {
-    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
-    if (stored) {
-      const decoded = decodeStored(stored);
-      return decoded.kind === "whole" ? decoded.event : undefined;
-    }
-    return readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
+    const { encoded, legacy } = await this.readStored(eventId);
+    if (!encoded) return legacy;
+    const decoded = decodeStored(encoded);
+    return decoded.kind === "whole" ? decoded.event : undefined;
+  }
+
+  /**
+   * The record's fields and what is stored of the purchase: encoded in the record, else in the
+   * key of versions before 2026-12-03, else as JSON in the record (versions before 2026-11-30).
+   */
+  private async readStored(eventId: string): Promise<{
+    fields: RecordFields;
+    encoded?: Buffer;
+    inRecord?: boolean;
+    legacy?: PurchaseCompleted;
+  }> {
+    const fields = await this.redis.hgetallBuffer(this.keys.eventRecord(eventId));
+    const inRecord = purchaseOfFields(fields);
+    if (inRecord) return { fields, encoded: inRecord, inRecord: true };
+    const ownKey = await this.redis.getBuffer(this.keys.purchase(eventId));
+    if (ownKey) return { fields, encoded: ownKey };
+    const legacy = fields[LEGACY_PURCHASE_FIELD];
+    return legacy
+      ? { fields, legacy: JSON.parse(legacy.toString("utf8")) as PurchaseCompleted }
+      : { fields };
   }
 
   /**
@@ -290,9 +311,9 @@ export class FollowUpStore {
    * after its last step; undefined once that is gone too.
    */
   async loadForSend(eventId: string): Promise<PurchaseCompleted | undefined> {
-    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
-    if (!stored) return readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
-    const decoded = decodeStored(stored);
+    const { encoded, legacy } = await this.readStored(eventId);
+    if (!encoded) return legacy;
+    const decoded = decodeStored(encoded);
     return decoded.kind === "whole" ? decoded.event : purchaseFromKept(decoded.kept);
   }
 
@@ -329,12 +350,9 @@ export class FollowUpStore {
    * a step is pending, from the part kept after its last step until the record expires.
    */
   async loadKept(eventId: string): Promise<KeptPurchase | undefined> {
-    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
-    if (!stored) {
-      const legacy = await readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
-      return legacy && keptPart(legacy);
-    }
-    const decoded = decodeStored(stored);
+    const { encoded, legacy } = await this.readStored(eventId);
+    if (!encoded) return legacy && keptPart(legacy);
+    const decoded = decodeStored(encoded);
     return decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
   }
 
@@ -342,14 +360,13 @@ export class FollowUpStore {
   async storedPurchase(
     eventId: string,
   ): Promise<{ data: "whole" | "kept" | "gone"; kept?: KeptPurchase; customerId?: string }> {
-    const stored = await this.redis.getBuffer(this.keys.purchase(eventId));
-    if (!stored) {
-      const legacy = await readLegacyPurchase(this.redis, this.keys.eventRecord(eventId));
+    const { encoded, legacy } = await this.readStored(eventId);
+    if (!encoded) {
       return legacy
         ? { data: "whole", kept: keptPart(legacy), customerId: legacy.customer.id }
         : { data: "gone" };
     }
-    const decoded = decodeStored(stored);
+    const decoded = decodeStored(encoded);
     const kept = decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
     return { data: decoded.kind === "kept" ? "kept" : "whole", kept, customerId: kept.customer.id };
   }
@@ -373,16 +390,21 @@ export class FollowUpStore {
    * keeps the whole purchase until the record expires.
    */
   async trimIfFinished(eventId: string): Promise<boolean> {
-    const record = await this.redis.hgetall(this.keys.eventRecord(eventId));
-    for (const [field, raw] of Object.entries(record)) {
-      if (field.startsWith("s:") && PENDING_STATES.has(readStepRecord(raw).state)) return false;
+    const { fields, encoded, inRecord } = await this.readStored(eventId);
+    for (const [field, raw] of Object.entries(fields)) {
+      if (field.startsWith("s:") && PENDING_STATES.has(readStepRecord(raw.toString("utf8")).state))
+        return false;
     }
-    const key = this.keys.purchase(eventId);
-    const stored = await this.redis.getBuffer(key);
-    if (!stored) return false;
-    const decoded = decodeStored(stored);
+    if (!encoded) return false;
+    const decoded = decodeStored(encoded);
     if (decoded.kind === "kept") return false;
-    await this.redis.set(key, encodeKept(keptPart(decoded.event)), "KEEPTTL", "XX");
+    const kept = encodeKept(keptPart(decoded.event));
+    // Only if nothing is pending again and the purchase is the one read (replace-purchase.lua).
+    if (inRecord)
+      return (
+        (await this.redis.fuReplacePurchase(this.keys.eventRecord(eventId), encoded, kept)) === 1
+      );
+    await this.redis.set(this.keys.purchase(eventId), kept, "KEEPTTL", "XX");
     return true;
   }
 

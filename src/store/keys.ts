@@ -185,12 +185,18 @@ export class StoreKeys {
     return [`{${this.prefix}}:fu:*`, `{${this.prefix}:*}:fu:*`];
   }
 
-  /** Hash of a purchase's step states, customer history count, summary and stop marker. */
+  /**
+   * Hash of a purchase's step states, customer history count, summary, stop marker and the
+   * purchase itself, encoded, in 64-byte fields (purchase-fields.ts).
+   */
   eventRecord(eventId: string): string {
     return `${this.base}e:${idHash(eventId)}`;
   }
 
-  /** The purchase itself, encoded (purchase-codec), kept while one of its steps is pending. */
+  /**
+   * Where versions before 2026-12-03 kept the encoded purchase, beside its record: still read,
+   * extended, trimmed and erased until it expires with the record.
+   */
   purchase(eventId: string): string {
     return `${this.base}p:${idHash(eventId)}`;
   }

@@ -1,8 +1,8 @@
 import { shardOf as codeShard } from "./discount-codes.js";
 import { customerShard, globalTag, idHash, StoreKeys, shardTag } from "./keys.js";
-import { readLegacyPurchase } from "./legacy-layout.js";
 import { linkShard, orderLink } from "./order-store.js";
 import { decodeStored } from "./purchase-codec.js";
+import { purchaseInRecord } from "./purchase-fields.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { decodeRef, encodeRef } from "./sms-references.js";
@@ -151,9 +151,9 @@ export class ReshardKeys {
   }
 
   /**
-   * Finds every purchase's customer: from its stored purchase (`p:`), else from the customer's
-   * history, which lists their latest purchases, else from a record of the layout before stored
-   * purchases, which kept the purchase inside. Looks under the tags of both counts, so a run after
+   * Finds every purchase's customer: from its stored purchase key (`p:`, versions before
+   * 2026-12-03), else from the customer's history, which lists their latest purchases, else from
+   * the purchase inside its record (since 2026-12-03, and as JSON before 2026-11-30). Looks under the tags of both counts, so a run after
    * a crash finds what an earlier run moved already.
    */
   async placeEvents(): Promise<EventPlacement> {
@@ -182,8 +182,8 @@ export class ReshardKeys {
     for await (const batch of this.shardKeys(tags, "e:")) {
       await inBatches(batch, async ({ key, rest }) => {
         if (placement.ofHash(rest.slice(2)) !== undefined) return;
-        const legacy = await readLegacyPurchase(this.redis, key).catch(() => undefined);
-        if (legacy) placement.place(legacy.id, customerShard(legacy.customer.id, this.to));
+        const purchase = await purchaseInRecord(this.redis, key).catch(() => undefined);
+        if (purchase) placement.place(purchase.id, customerShard(purchase.customer.id, this.to));
       });
     }
     return placement;

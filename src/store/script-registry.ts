@@ -95,6 +95,8 @@ export interface StoreCommands {
   ): Promise<[number, string]>;
   /** erase-event.lua */
   fuEraseEvent(recordKey: string, purchaseKey: string): Promise<number>;
+  /** replace-purchase.lua */
+  fuReplacePurchase(recordKey: string, asRead: Buffer, kept: Buffer): Promise<number>;
   /** stop-event.lua */
   fuStopEvent(recordKey: string, reason: string): Promise<number>;
   /** count-outcomes.lua */
@@ -213,6 +215,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "stop-event": "fuStopEvent",
   "requeue-step": "fuRequeueStep",
   "erase-event": "fuEraseEvent",
+  "replace-purchase": "fuReplacePurchase",
   "add-reply": "fuAddReply",
   "queue-alert": "fuQueueAlert",
   "resolve-reply": "fuResolveReply",

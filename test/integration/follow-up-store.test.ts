@@ -3,6 +3,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, i
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import { encodePurchase } from "../../src/store/purchase-codec.js";
+import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import { purchase } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
@@ -70,11 +72,10 @@ describe("the follow-up store", () => {
     };
     expect(await store.loadKept("evt-store")).toEqual(kept);
     expect(await store.loadEvent("evt-store")).toBeUndefined();
-    // No surname, no category, no SKU: only the kept part is stored.
-    const stored = await redis.getBuffer(purchaseKey());
+    // No surname, no category, no SKU: only the kept part is stored, in the record.
+    const stored = purchaseOfFields(await redis.hgetallBuffer(recordKey()));
     expect(stored?.[0]).toBe(2);
-    // Kept exactly as long as the record.
-    expect(await redis.pexpiretime(purchaseKey())).toBe(await redis.pexpiretime(recordKey()));
+    expect(await redis.exists(purchaseKey())).toBe(0);
 
     // The same plan again, as a second delivery of the event that read the step before it was sent.
     expect(await store.schedule(event, now + 90 * DAY, [step(now)], now, 1)).toBe(0);
@@ -87,13 +88,28 @@ describe("the follow-up store", () => {
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now, 1);
     await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now, 1);
-    for (const key of [recordKey(), purchaseKey()]) {
-      expect(await redis.pttl(key)).toBeGreaterThan(199 * DAY);
-    }
+    expect(await redis.pttl(recordKey())).toBeGreaterThan(199 * DAY);
     await store.schedule(event, now + 300 * DAY, [step(now + 100 * DAY)], now, 1);
-    for (const key of [recordKey(), purchaseKey()]) {
-      expect(await redis.pttl(key)).toBeGreaterThan(299 * DAY);
-    }
+    expect(await redis.pttl(recordKey())).toBeGreaterThan(299 * DAY);
+    expect(await store.loadEvent("evt-store")).toEqual(event);
+  });
+
+  it("reads, trims and erases a purchase an earlier version kept in a key of its own", async () => {
+    const now = Date.now();
+    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await redis.set(purchaseKey(), encodePurchase(event), "PX", 100 * DAY);
+    await store.schedule(event, now + 200 * DAY, [step(now)], now, 1);
+    expect(await redis.hexists(recordKey(), "p0")).toBe(0);
+    expect(await redis.pttl(purchaseKey())).toBeGreaterThan(199 * DAY);
+    expect(await store.loadForSend("evt-store")).toEqual(event);
+    await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
+    await store.transition("evt-store", "thank-you.thank-you", ["sending"], { state: "sent" }, now);
+    expect((await redis.getBuffer(purchaseKey()))?.[0]).toBe(2);
+    expect(await redis.pexpiretime(purchaseKey())).toBe(await redis.pexpiretime(recordKey()));
+    expect((await store.loadKept("evt-store"))?.customer.firstName).toBe("Ana");
+    await store.erase("evt-store");
+    expect(await redis.exists(purchaseKey())).toBe(0);
+    expect(await store.loadKept("evt-store")).toBeUndefined();
   });
 
   it("never shortens a record an earlier version wrote (purchase inside it) when planned again", async () => {

@@ -4,6 +4,7 @@ import { eventJobId, followUpJobId } from "../../src/queue/names.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import { bucketOf, StoreKeys } from "../../src/store/keys.js";
 import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
+import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -56,16 +57,15 @@ describe("the stored shape of a pending purchase", () => {
     ]);
     expect(await encoding(p, bucketKey)).toBe("quicklist");
     expect(await p.redis.pttl(bucketKey)).toBeGreaterThan(90 * 86_400_000);
-    const stored = await p.redis.strlen(purchaseKey);
-    expect(stored).toBeGreaterThan(0);
-    expect(stored).toBeLessThan(JSON.stringify(event).length / 2);
-    // Both keys go when the record does.
-    const [eventTtl, purchaseTtl] = await Promise.all([
-      p.redis.pttl(recordKey),
-      p.redis.pttl(purchaseKey),
-    ]);
-    expect(purchaseTtl).toBeGreaterThan(0);
-    expect(Math.abs(eventTtl - purchaseTtl)).toBeLessThan(5_000);
+    // The purchase, compressed, in the record's fields of at most 64 bytes: no key of its own.
+    const fields = await p.redis.hgetallBuffer(recordKey);
+    const stored = purchaseOfFields(fields);
+    expect(stored?.length).toBeGreaterThan(64);
+    expect(stored?.length).toBeLessThan(JSON.stringify(event).length / 2);
+    expect(Math.max(...Object.values(fields).map((value) => value.length))).toBeLessThanOrEqual(64);
+    expect(await p.redis.exists(purchaseKey)).toBe(0);
+    expect(await p.store.loadEvent(id)).toMatchObject({ id, orderId: "ord-layout-1" });
+    expect(await p.redis.pttl(recordKey)).toBeGreaterThan(90 * 86_400_000);
   });
 
   it("keeps a follow-up job a listpack with a delay of three years", async () => {

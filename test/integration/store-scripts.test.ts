@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
+import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
@@ -52,7 +53,7 @@ const stored = async (field: string) => JSON.parse((await redis.hget(record(), f
  * Schedules `s:a` (email, due in a day, straight to BullMQ) and `s:b` (sms, due in 90 days, in the
  * compact schedule) through the script.
  */
-async function scheduleTwo(): Promise<number> {
+async function scheduleTwo(encoded = Buffer.from("the purchase")): Promise<number> {
   const common = { r: "r" };
   const steps = [
     {
@@ -94,7 +95,7 @@ async function scheduleTwo(): Promise<number> {
     NOW,
     3_600_000,
     JSON.stringify(steps),
-    Buffer.from("the purchase"),
+    encoded,
     '{"o":"ord-1","n":"Ana"}',
     NOW + 200 * DAY,
     3,
@@ -124,6 +125,7 @@ describe("the store's Lua scripts", () => {
       "release-bucket",
       "remember-check-in",
       "remember-customer",
+      "replace-purchase",
       "replan-event",
       "requeue-step",
       "resolve-reply",
@@ -138,6 +140,7 @@ describe("the store's Lua scripts", () => {
     ]);
     expect(EMBEDDED_SCRIPTS["claim-step"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["replace-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
@@ -174,8 +177,10 @@ describe("the store's Lua scripts", () => {
     ]);
     // A day's count outlives its day by one day.
     expect(await redis.pexpiretime(dayKey(NOW + DAY))).toBe(Date.UTC(2026, 11, 4));
-    expect(await redis.get(purchase())).toBe("the purchase");
-    expect(await redis.pexpiretime(purchase())).toBe(NOW + 200 * DAY);
+    // The purchase is in the record, which it lives and expires with.
+    expect(await redis.hget(record(), "p0")).toBe("the purchase");
+    expect(await redis.exists(purchase())).toBe(0);
+    expect(await redis.pexpiretime(record())).toBe(NOW + 200 * DAY);
     expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
     expect(await redis.hget(record(), "g")).toBe("3");
 
@@ -233,9 +238,59 @@ describe("the store's Lua scripts", () => {
     expect(await stored("s:b")).toMatchObject({ s: "scheduled" });
   });
 
-  it("claim-step: cancels a step of a stopped event, counts it, and keeps the purchase with the record when none is pending", async () => {
+  it("schedule-steps: cuts the purchase into fields of at most 64 bytes, keeping the record a listpack", async () => {
+    const encoded = Buffer.from(Array.from({ length: 150 }, (_, i) => (i * 37) % 256));
+    await scheduleTwo(encoded);
+    const fields = await redis.hgetallBuffer(record());
+    expect([fields.p0?.length, fields.p1?.length, fields.p2?.length, fields.p3]).toEqual([
+      64,
+      64,
+      22,
+      undefined,
+    ]);
+    expect(purchaseOfFields(fields)).toEqual(encoded);
+    expect(await redis.object("ENCODING", record())).toBe("listpack");
+    // Never overwritten while the record holds one (a stale plan must not bring back scrubbed data).
+    await scheduleTwo(Buffer.from("another purchase"));
+    expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(encoded);
+  });
+
+  it("schedule-steps: keeps extending the purchase key of an earlier version instead of copying it", async () => {
+    await redis.set(purchase(), "stored by an earlier version", "PXAT", NOW + 100 * DAY);
+    await scheduleTwo();
+    expect(await redis.hexists(record(), "p0")).toBe(0);
+    expect(await redis.get(purchase())).toBe("stored by an earlier version");
+    expect(await redis.pexpiretime(purchase())).toBe(NOW + 200 * DAY);
+  });
+
+  it("replace-purchase: replaces the purchase only when no step is pending and it is the one read", async () => {
+    const whole = Buffer.from("w".repeat(150));
+    const kept = Buffer.from("k".repeat(70));
+    await scheduleTwo(whole);
+    // Steps pending: nothing changes.
+    expect(await redis.fuReplacePurchase(record(), whole, kept)).toBe(0);
+    for (const field of ["s:a", "s:b"]) {
+      const rec = await stored(field);
+      await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent" }));
+    }
+    // Another purchase than the one read: nothing changes.
+    expect(await redis.fuReplacePurchase(record(), Buffer.from("other"), kept)).toBe(0);
+    expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(whole);
+    expect(await redis.fuReplacePurchase(record(), whole, kept)).toBe(1);
+    const fields = await redis.hgetallBuffer(record());
+    expect(purchaseOfFields(fields)).toEqual(kept);
+    expect(fields.p2).toBeUndefined();
+    // Erased meanwhile (no purchase): nothing comes back.
+    expect(await redis.fuEraseEvent(record(), purchase())).toBe(2);
+    expect(await redis.hexists(record(), "p0")).toBe(0);
+    expect(await redis.fuReplacePurchase(record(), kept, whole)).toBe(0);
+    expect(await redis.hexists(record(), "p0")).toBe(0);
+  });
+
+  it("claim-step: cancels a step of a stopped event, counts it, and keeps an earlier version's purchase key with the record when none is pending", async () => {
     await scheduleTwo();
     await redis.pexpireat(record(), NOW + 300 * DAY);
+    await redis.set(purchase(), "stored by an earlier version", "PXAT", NOW + 200 * DAY);
     expect(await redis.fuStopEvent(record(), "refunded: order ord-1 fully refunded")).toBe(1);
     for (const [field, due] of [
       ["s:a", NOW + DAY],
@@ -268,9 +323,10 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(record(), "g")).toBe("3");
   });
 
-  it("update-step: applies a patch only from the allowed states, counts it, keeps the purchase with the record after the last pending step", async () => {
+  it("update-step: applies a patch only from the allowed states, counts it, keeps an earlier version's purchase key with the record after the last pending step", async () => {
     await scheduleTwo();
     await redis.pexpireat(record(), NOW + 300 * DAY);
+    await redis.set(purchase(), "stored by an earlier version", "PXAT", NOW + 200 * DAY);
     const update = (field: string, due: number, from: string, patch: object, spec = "") =>
       redis.fuUpdateStep(
         record(),

@@ -1,9 +1,11 @@
 import { decodeStored } from "../../src/store/purchase-codec.js";
+import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 
 /**
  * Every readable value under a key prefix, whatever its type, with what the store compresses
- * (stored purchases) decoded: for tests that prove personal data is gone.
+ * (stored purchases, in their records or keys of their own) decoded: for tests that prove personal
+ * data is gone.
  */
 export async function valuesUnder(
   redis: RedisClient,
@@ -33,6 +35,9 @@ async function scanInto(
       } else if (type === "hash") {
         const all = await redis.hgetallBuffer(key);
         for (const [field, value] of Object.entries(all)) parts.push(field, readable(value));
+        // An event record's purchase, in 64-byte fields.
+        const purchase = purchaseOfFields(all);
+        if (purchase) parts.push(readable(purchase));
       } else if (type === "list") {
         parts.push(...(await redis.lrange(key, "0", "-1")));
       } else if (type === "set") {

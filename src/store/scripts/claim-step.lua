@@ -5,7 +5,8 @@
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `stop` marker)
-    KEYS[2] stored purchase (kept as long as the record once no step is pending)
+    KEYS[2] stored purchase key of earlier versions (kept as long as the record once no step is
+            pending)
     KEYS[3] ledger hour of `now`
     KEYS[4] pending count of the step's due day
 

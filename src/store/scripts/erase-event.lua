@@ -6,12 +6,15 @@
   What remains is anonymous and lets a late job find its step ended.
 
   Input:
-    KEYS[1] event record (hash: `s:<stepId>` step records, `m` summary, `event` legacy purchase)
-    KEYS[2] stored purchase
+    KEYS[1] event record (hash: `s:<stepId>` step records, `m` summary, `p0`, `p1`, … the stored
+            purchase, `event` the purchase as versions before 2026-11-30 kept it)
+    KEYS[2] stored purchase key of versions before 2026-12-03
 
   Output: how many step records were scrubbed
 ]]
+--!include lib/purchase-fields.lua
 redis.call('DEL', KEYS[2])
+deletePurchase(KEYS[1])
 redis.call('HDEL', KEYS[1], 'm', 'event')
 local fields = redis.call('HGETALL', KEYS[1])
 local scrubbed = 0

@@ -8,7 +8,7 @@
 
   Input:
     KEYS[1]       event record (hash)
-    KEYS[2]       stored purchase (kept as long as the record)
+    KEYS[2]       stored purchase key of earlier versions (kept as long as the record)
     KEYS[3]       ledger hour of `now`
     KEYS[4]       schedule index
     KEYS[2 + 3i]  pending count of step i's planned due day, in the order of ARGV[4]

@@ -1,12 +1,13 @@
 --[[
   Records new steps as scheduled (a step that already has a record is left as it is), counts only
   the new ones, files the new ones due beyond the promotion horizon in the compact schedule, then
-  saves the purchase (kept, never overwritten) with its summary and expiry. One script, so the
-  purchase, its steps and their places in the schedule appear together.
+  saves the purchase in the record (lib/purchase-fields.lua; kept, never overwritten) with its
+  summary and expiry. One script, so the purchase, its steps and their places in the schedule
+  appear together.
 
   Input:
     KEYS[1]         event record (hash)
-    KEYS[2]         stored purchase
+    KEYS[2]         stored purchase key of versions before 2026-12-03 (extended if it exists)
     KEYS[3]         ledger hour of `now`
     KEYS[4]         schedule index (sorted set of bucket numbers by start time)
     KEYS[3 + 2i]    pending count of step i's due day, in the order of ARGV[3]
@@ -28,6 +29,7 @@
 ]]
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
+--!include lib/purchase-fields.lua
 local steps = cjson.decode(ARGV[3])
 -- An event planned before generations were kept (it has a summary but no `g`) keeps counting
 -- its pending steps the old way, so that their counts still add up when they change.
@@ -63,8 +65,10 @@ end
 -- Kept only while a step is pending: a stale plan (the same event processed twice at once) must
 -- not bring back the contact details that a finished purchase had deleted.
 if pending then
-  if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PXAT', ARGV[6]) then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
+  elseif not purchaseStored(KEYS[1]) then
+    storePurchase(KEYS[1], ARGV[4])
   end
   redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
   if ARGV[8] then redis.call('HSETNX', KEYS[1], 'tp', ARGV[8]) end

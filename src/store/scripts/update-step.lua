@@ -1,10 +1,11 @@
 --[[
   Applies a patch to a step record if its state is one of the expected ones, counts the change in
-  the ledger, and keeps the stored purchase as long as the record once the last pending step is done.
+  the ledger, and once the last pending step is done keeps a stored purchase key of earlier
+  versions as long as the record.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
-    KEYS[2] stored purchase
+    KEYS[2] stored purchase key of earlier versions
     KEYS[3] ledger hour of `now`
     KEYS[4] pending count of the step's due day
 

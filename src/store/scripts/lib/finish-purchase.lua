@@ -1,8 +1,10 @@
 --[[
-  Once no step of a purchase is pending (shared; included, not called): the stored purchase is kept
-  exactly as long as the event record, and the worker then replaces it by the part kept after the
-  last step (FollowUpStore.trimIfFinished; Lua cannot decompress it). Earlier versions kept the
-  purchase inside the record (field `event`): that copy goes at once.
+  Once no step of a purchase is pending (shared; included, not called): the worker then replaces
+  the stored purchase by the part kept after the last step (FollowUpStore.trimIfFinished; Lua
+  cannot decompress it). The purchase lives in the record (lib/purchase-fields.lua) and expires
+  with it; a stored purchase key of versions before 2026-12-03 is given the record's expiry.
+  Versions before 2026-11-30 kept the whole purchase as JSON in the record (field `event`):
+  that copy goes at once.
 
   finishIfDone(recordKey, purchaseKey)
   Needs PENDING (lib/pending-states.lua).
