@@ -46,15 +46,23 @@ export async function runReshard(options: ReshardOptions, io: CommandIo): Promis
 function renderReshard(done: ReshardResult): string {
   if (done.from === done.to)
     return `the deployment has ${done.to} shard${done.to === 1 ? "" : "s"} already: nothing to do\n`;
-  if (done.dryRun)
+  if (done.dryRun) {
+    const workers = done.workersConnected ?? 0;
     return [
       `would change the shard count from ${done.from} to ${done.to} (nothing changed):`,
       `  ${done.purchasesPlaced} purchases found with their customer's new shard`,
       `  ${done.jobsMoved} follow-up jobs would move to another shard's queue`,
+      ...(workers > 0
+        ? [
+            `  ${workers} worker connection(s) are on the queues now, so these counts are a snapshot;`,
+            "  the change itself refuses to run until every worker has stopped",
+          ]
+        : []),
       "stop every worker, then run it without --dry-run; start the workers with",
       `FOLLOW_UP_SHARDS=${done.to} once it has finished`,
       "",
     ].join("\n");
+  }
   return [
     `changed the shard count from ${done.from} to ${done.to}:`,
     `  ${done.purchasesPlaced} purchases placed in their customer's new shard`,

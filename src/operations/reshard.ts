@@ -53,6 +53,11 @@ export interface ReshardResult extends ReshardCounts {
   readonly purchasesPlaced: number;
   /** Follow-up jobs moved to another shard's queue (failed ones stay failed). */
   readonly jobsMoved: number;
+  /**
+   * A dry run only: BullMQ worker connections on the deployment's queues as it counted (it runs
+   * beside workers; the change itself needs none).
+   */
+  readonly workersConnected?: number;
 }
 
 /** Why a reshard cannot run now; the message says what to do. */
@@ -106,7 +111,7 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     const workers = (
       await Promise.all([...oldQueues, ...newQueues, ...others].map((q) => q.getWorkersCount()))
     ).reduce((sum, count) => sum + count, 0);
-    if (workers > 0) {
+    if (workers > 0 && !options.dryRun) {
       if (marked) await redis.del(keys.reshardMark());
       throw new ReshardRefused(
         `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while the shards change`,
@@ -118,7 +123,10 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     const counts = emptyCounts();
     if (options.dryRun) {
       const jobs = await countJobsToMove(oldQueues, newQueues, placement);
-      return result(from, to, options, counts, placement.size, jobs);
+      return {
+        ...result(from, to, options, counts, placement.size, jobs),
+        workersConnected: workers,
+      };
     }
     options.onPart?.("moving follow-up jobs");
     const jobsMoved = await moveJobs(redis, oldQueues, newQueues, placement);

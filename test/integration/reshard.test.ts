@@ -407,7 +407,7 @@ describe("followups reshard", () => {
     }
   });
 
-  it("refuses while a worker runs, and workers refuse while a change is under way", async () => {
+  it("refuses while a worker runs (a dry run runs beside it), and workers refuse while a change is under way", async () => {
     pipeline = await startPipeline("reshard-refused", { shards: 2 });
     const p = pipeline;
     process.env = { ...savedEnv, ...p.envVars };
@@ -415,6 +415,17 @@ describe("followups reshard", () => {
     await expect(runReshard({ to: "4" }, captureIo())).rejects.toThrow(
       /worker connection\(s\) are on this deployment's queues: stop every worker/,
     );
+    // A dry run reads only: it runs beside the worker, says so, and marks nothing.
+    const dry = captureIo();
+    expect(await runReshard({ to: "4", dryRun: true }, dry)).toBe(0);
+    expect(dry.output()).toMatch(
+      /would change the shard count from 2 to 4 \(nothing changed\):[\s\S]* worker connection\(s\) are on the queues now, so these counts are a snapshot/,
+    );
+    const dryJson = captureIo();
+    await runReshard({ to: "4", dryRun: true, json: true }, dryJson);
+    expect(JSON.parse(dryJson.output())).toMatchObject({ from: 2, to: 4, dryRun: true });
+    expect(JSON.parse(dryJson.output()).workersConnected).toBeGreaterThan(0);
+    expect(await p.redis.exists(new StoreKeys(p.prefix).reshardMark())).toBe(0);
     await p.worker?.close();
     p.worker = undefined;
     await p.redis.set(
