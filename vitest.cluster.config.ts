@@ -15,6 +15,7 @@ export default defineConfig({
       "test/integration/redis-cluster.test.ts",
       "test/integration/operator-shards.test.ts",
       "test/integration/reshard.test.ts",
+      "test/integration/migrate.test.ts",
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,

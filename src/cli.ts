@@ -8,6 +8,7 @@ import { runDemo } from "./cli/demo-command.js";
 import { type EraseOptions, runErase } from "./cli/erase-command.js";
 import { type FailedOptions, runFailed } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
+import { type MigrateOptions as MigrateCommandOptions, runMigrate } from "./cli/migrate-command.js";
 import { runOrder } from "./cli/order-command.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
@@ -178,6 +179,20 @@ program
   .option(...byOption)
   .action(async (options: ReshardCommandOptions) => {
     process.exitCode = await runReshard(options, processIo);
+  });
+
+program
+  .command("migrate")
+  .description(
+    "copy the deployment at REDIS_URL to another Redis (a Redis Cluster, say) with every worker stopped; workers then refuse the old one",
+  )
+  .requiredOption("--to-url <url>", "the new Redis (a cluster's nodes comma-separated)")
+  .option("--to-cluster", "the new Redis is a Redis Cluster")
+  .option("--dry-run", "count what would be copied, change nothing")
+  .option("--json", "print what was copied as JSON")
+  .option(...byOption)
+  .action(async (options: MigrateCommandOptions) => {
+    process.exitCode = await runMigrate(options, processIo);
   });
 
 program

@@ -60,13 +60,7 @@ import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { duplicateClient, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait } from "./store/replica-wait.js";
 import { RulesGenerations } from "./store/rules-generations.js";
-import {
-  claimShardCount,
-  reshardRefusal,
-  reshardUnderWay,
-  Shards,
-  shardStores,
-} from "./store/shards.js";
+import { claimShardCount, Shards, shardStores, startRefusal } from "./store/shards.js";
 import { sharedSecret } from "./store/shared-secrets.js";
 import { SmsReferences } from "./store/sms-references.js";
 import { SpendLedger } from "./store/spend-ledger.js";
@@ -142,6 +136,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const prefix = env.QUEUE_PREFIX;
   // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
   const prefixOf = (queue: string) => queuePrefix(prefix, queue, env.REDIS_CLUSTER);
+  // Not while a reshard or a move to another Redis is under way, nor on a Redis moved away from.
+  const refusal = await startRefusal(redis, prefix);
+  if (refusal) {
+    redis.disconnect();
+    httpRedis.disconnect();
+    throw new StartupError(refusal);
+  }
   // Before anything reads or writes state: keys written by versions before December 2026 move
   // to their names of the current layout (once per deployment; other workers wait for it).
   const olderWorkers = async () => {
@@ -187,12 +188,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // Customers live in FOLLOW_UP_SHARDS shards; the first worker records the count, and a worker
   // with another count would look for customers where they are not.
   const shardCount = env.FOLLOW_UP_SHARDS;
-  const resharding = await reshardUnderWay(redis, prefix);
-  if (resharding) {
-    redis.disconnect();
-    httpRedis.disconnect();
-    throw new StartupError(reshardRefusal(resharding));
-  }
   const recordedShards = await claimShardCount(redis, prefix, shardCount);
   if (recordedShards !== shardCount) {
     redis.disconnect();

@@ -8,7 +8,7 @@ import {
   createRedisClient,
   type RedisClient,
 } from "../store/redis-client.js";
-import { reshardRefusal, reshardUnderWay, storedShardCount } from "../store/shards.js";
+import { startRefusal, storedShardCount } from "../store/shards.js";
 import { CommandError } from "./io.js";
 
 /**
@@ -92,8 +92,8 @@ export async function commandRedis(): Promise<{
  * command would look for customers in other shards than the ones their state lives in.
  */
 export async function commandShards(redis: RedisClient, env: Env): Promise<number> {
-  const resharding = await reshardUnderWay(redis, env.QUEUE_PREFIX);
-  if (resharding) throw new CommandError(reshardRefusal(resharding));
+  const refusal = await startRefusal(redis, env.QUEUE_PREFIX);
+  if (refusal) throw new CommandError(refusal);
   const stored = await storedShardCount(redis, env.QUEUE_PREFIX);
   if (stored !== undefined && !(Number.isInteger(stored) && stored >= 1 && stored <= MAX_SHARDS))
     throw new CommandError(

@@ -1,4 +1,5 @@
-import { ReshardRefused, type ReshardResult, reshard } from "../operations/reshard.js";
+import { MoveRefused } from "../operations/job-moves.js";
+import { type ReshardResult, reshard } from "../operations/reshard.js";
 import { commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName } from "./operator-session.js";
@@ -36,7 +37,7 @@ export async function runReshard(options: ReshardOptions, io: CommandIo): Promis
     io.out(options.json ? `${JSON.stringify(done)}\n` : renderReshard(done));
     return EXIT.ok;
   } catch (error) {
-    if (error instanceof ReshardRefused) throw new CommandError(error.message);
+    if (error instanceof MoveRefused) throw new CommandError(error.message);
     throw error;
   } finally {
     redis.disconnect();

@@ -1,5 +1,4 @@
-import { randomUUID } from "node:crypto";
-import { type Job, Queue, UnrecoverableError, Worker } from "bullmq";
+import { type Job, Queue } from "bullmq";
 import { MAX_SHARDS } from "../domain/shard-spec.js";
 import {
   FOLLOW_UPS_QUEUE,
@@ -11,7 +10,7 @@ import {
 } from "../queue/names.js";
 import { AuditTrail } from "../store/audit-trail.js";
 import { StoreKeys } from "../store/keys.js";
-import { isCluster, type RedisClient } from "../store/redis-client.js";
+import type { RedisClient } from "../store/redis-client.js";
 import {
   type EventPlacement,
   emptyCounts,
@@ -19,6 +18,7 @@ import {
   ReshardKeys,
 } from "../store/reshard-store.js";
 import { type ReshardMark, reshardUnderWay, storedShardCount } from "../store/shards.js";
+import { copyLiveJob, JobFailer, jobsIn, LIVE_STATES, MoveRefused } from "./job-moves.js";
 
 /**
  * `followups reshard --to N`: changes a deployment's shard count (FOLLOW_UP_SHARDS) with every
@@ -61,7 +61,7 @@ export interface ReshardResult extends ReshardCounts {
 }
 
 /** Why a reshard cannot run now; the message says what to do. */
-export class ReshardRefused extends Error {
+export class ReshardRefused extends MoveRefused {
   constructor(message: string) {
     super(message);
     this.name = "ReshardRefused";
@@ -167,25 +167,9 @@ function result(
   return { from, to, dryRun: options.dryRun ?? false, purchasesPlaced, jobsMoved, ...counts };
 }
 
-/** Job states whose jobs still have work to do, and move; finished ones stay behind. */
-const LIVE_STATES = ["waiting", "prioritized", "delayed", "active"] as const;
-
 /** A job's new shard: its purchase's customer's; shard 0 (where the record is copied) if unknown. */
 function newShardOf(job: Job<FollowUpJobData>, placement: EventPlacement): number {
   return placement.ofEvent(job.data?.e ?? "") ?? 0;
-}
-
-/** Every job of some states, read before any moves (moving shifts the lists). */
-async function jobsIn(
-  queue: Queue<FollowUpJobData>,
-  states: readonly ("waiting" | "prioritized" | "delayed" | "active" | "failed")[],
-): Promise<Job<FollowUpJobData>[]> {
-  const jobs: Job<FollowUpJobData>[] = [];
-  for (let start = 0; ; start += 1000) {
-    const page = await queue.getJobs([...states], start, start + 999, true);
-    jobs.push(...page.filter((job): job is Job<FollowUpJobData> => Boolean(job)));
-    if (page.length < 1000) return jobs;
-  }
 }
 
 /** A job of an old shard's queue whose purchase now lives in another queue's shard. */
@@ -200,7 +184,7 @@ async function* jobMoves(
   oldQueues: readonly Queue<FollowUpJobData>[],
   newQueues: readonly Queue<FollowUpJobData>[],
   placement: EventPlacement,
-  states: Parameters<typeof jobsIn>[1],
+  states: Parameters<typeof jobsIn<FollowUpJobData>>[1],
 ): AsyncGenerator<JobMove> {
   for (const source of oldQueues) {
     for (const job of await jobsIn(source, states)) {
@@ -220,12 +204,6 @@ async function countJobsToMove(
   for await (const _ of jobMoves(oldQueues, newQueues, placement, [...LIVE_STATES, "failed"]))
     moving++;
   return moving;
-}
-
-/** A job's options as a copy of it takes them: its own id, its delay and time set anew. */
-function carriedOptions(job: Job<FollowUpJobData>) {
-  const { delay: _delay, jobId: _jobId, timestamp: _timestamp, ...opts } = job.opts;
-  return opts;
 }
 
 /**
@@ -258,11 +236,7 @@ async function moveJobs(
     placement,
     LIVE_STATES,
   )) {
-    await target.add(job.name, job.data, {
-      ...carriedOptions(job),
-      jobId: job.id,
-      delay: await remainingDelay(redis, source, job),
-    });
+    await copyLiveJob(redis, source, job, target);
     try {
       await job.remove();
     } catch (error) {
@@ -273,90 +247,4 @@ async function moveJobs(
     moved++;
   }
   return moved;
-}
-
-/**
- * How long a job still waits: a delayed job's time in its queue's delayed set (BullMQ scores it
- * as due time × 4096 + a counter; `timestamp + delay` is wrong for a job postponed since, by a
- * retry's backoff or a send window), else nothing.
- */
-async function remainingDelay(
-  redis: RedisClient,
-  source: Queue<FollowUpJobData>,
-  job: JobMove["job"],
-): Promise<number> {
-  const score = await redis.zscore(source.keys.delayed as string, job.id);
-  if (score === null) return 0;
-  return Math.max(0, Math.floor(Number(score) / 4096) - Date.now());
-}
-
-/** A connection like `redis` that BullMQ can block on (no retry limit per command). */
-function blockingConnection(redis: RedisClient): RedisClient {
-  if (isCluster(redis))
-    return redis.duplicate(undefined, {
-      redisOptions: { ...redis.options.redisOptions, maxRetriesPerRequest: null },
-    });
-  return redis.duplicate({ maxRetriesPerRequest: null });
-}
-
-/**
- * Makes failed jobs failed again in another queue: each is added at the head of the queue, taken
- * by a private worker of that queue (one per queue, processing nothing) and failed at once with
- * its reason.
- */
-class JobFailer {
-  private readonly workers = new Map<string, Worker<FollowUpJobData>>();
-  private readonly connections: RedisClient[] = [];
-
-  constructor(private readonly redis: RedisClient) {}
-
-  private workerOf(queue: Queue<FollowUpJobData>): Worker<FollowUpJobData> {
-    const prefix = queue.opts.prefix as string;
-    let worker = this.workers.get(prefix);
-    if (!worker) {
-      const connection = blockingConnection(this.redis);
-      this.connections.push(connection);
-      worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, null, {
-        connection,
-        prefix,
-        autorun: false,
-      });
-      this.workers.set(prefix, worker);
-    }
-    return worker;
-  }
-
-  async failAgainIn(target: Queue<FollowUpJobData>, job: JobMove["job"]): Promise<void> {
-    const existing = await target.getJob(job.id);
-    const state = existing ? await existing.getState() : undefined;
-    if (state === "failed") return;
-    if (state === "active")
-      throw new ReshardRefused(
-        `follow-up job ${job.id} is held by an earlier run of this command that stopped: wait 30 seconds for its lock to run out, then run the command again`,
-      );
-    // Added before a crash and not failed yet: added again, at the head.
-    if (existing) await existing.remove();
-    await target.add(job.name, job.data, { ...carriedOptions(job), jobId: job.id, lifo: true });
-    const worker = this.workerOf(target);
-    const waiting = await target.getWaitingCount();
-    for (let tries = 0; tries <= waiting; tries++) {
-      const token = randomUUID();
-      const taken = (await worker.getNextJob(token, { block: false })) as
-        | Job<FollowUpJobData>
-        | undefined;
-      if (!taken) break;
-      if (taken.id === job.id) {
-        await taken.moveToFailed(new UnrecoverableError(job.failedReason || "failed"), token);
-        return;
-      }
-      // Not ours (added at the head meanwhile): back to waiting, and take the next.
-      await taken.moveToWait(token);
-    }
-    throw new Error(`follow-up job ${job.id} could not be taken in its new queue to fail it again`);
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.workers.values()].map((worker) => worker.close()));
-    for (const connection of this.connections) connection.disconnect();
-  }
 }

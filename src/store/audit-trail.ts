@@ -13,7 +13,8 @@ export type AuditAction =
   | "erase"
   | "resolve"
   | "sign-in"
-  | "reshard";
+  | "reshard"
+  | "migrate";
 
 /** One operator action: who, what, when. No personal data: a customer is named by keyed hash. */
 export interface AuditEntry {

@@ -352,6 +352,22 @@ export class StoreKeys {
     return `${this.global}reshard`;
   }
 
+  /**
+   * On the Redis a deployment moved away from (`followups migrate`, operations/migrate.ts): where
+   * to and when. Workers and commands refuse to start on it for good.
+   */
+  movedMark(): string {
+    return `${this.global}moved`;
+  }
+
+  /**
+   * On the Redis a deployment is moving to, while `followups migrate` copies it: from where and
+   * since when. Workers and commands refuse to start until the copy has finished.
+   */
+  arrivingMark(): string {
+    return `${this.global}arriving`;
+  }
+
   /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */
   layoutVersion(): string {
     return `${this.global}layout`;

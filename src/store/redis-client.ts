@@ -90,3 +90,21 @@ export async function clusterRefusal(url: string): Promise<string | undefined> {
     probe.disconnect();
   }
 }
+
+/**
+ * A Redis URL (or a cluster's comma-separated seed URLs) without credentials, to name it in
+ * messages and in Redis itself: `redis://a:6379,redis://b:6379`.
+ */
+export function redisNodesName(url: string): string {
+  return url
+    .split(",")
+    .map((part) => {
+      try {
+        const parsed = new URL(part.trim());
+        return `${parsed.protocol}//${parsed.hostname}:${parsed.port || 6379}`;
+      } catch {
+        return "(an unreadable URL)";
+      }
+    })
+    .join(",");
+}

@@ -162,3 +162,50 @@ export async function reshardUnderWay(
 export function reshardRefusal(mark: ReshardMark): string {
   return `a change of the shard count from ${mark.from} to ${mark.to} (followups reshard, started ${mark.startedAt}) has not finished: run "followups reshard --to ${mark.to}" again to finish it, then start workers with FOLLOW_UP_SHARDS=${mark.to}`;
 }
+
+/** What the marks of `followups migrate` say (StoreKeys.movedMark and arrivingMark). */
+export interface MoveMark {
+  /** The other Redis: its nodes, without credentials. */
+  readonly redis: string;
+  readonly startedAt: string;
+  /** Set on the old Redis once every key and job was copied. */
+  readonly finishedAt?: string;
+}
+
+/** The mark of `followups migrate` on this Redis, if any: moved away, or arriving. */
+export async function moveMarks(
+  redis: RedisClient,
+  prefix: string,
+): Promise<{ moved?: MoveMark; arriving?: MoveMark }> {
+  const keys = new StoreKeys(prefix);
+  const [moved, arriving] = await Promise.all([
+    redis.get(keys.movedMark()),
+    redis.get(keys.arrivingMark()),
+  ]);
+  return {
+    ...(moved && { moved: JSON.parse(moved) as MoveMark }),
+    ...(arriving && { arriving: JSON.parse(arriving) as MoveMark }),
+  };
+}
+
+/**
+ * Why workers and commands must not start on this Redis now, or undefined: a reshard under way,
+ * a deployment that moved to another Redis, or one still arriving from another.
+ */
+export async function startRefusal(
+  redis: RedisClient,
+  prefix: string,
+): Promise<string | undefined> {
+  const [resharding, { moved, arriving }] = await Promise.all([
+    reshardUnderWay(redis, prefix),
+    moveMarks(redis, prefix),
+  ]);
+  if (resharding) return reshardRefusal(resharding);
+  if (moved)
+    return moved.finishedAt
+      ? `this deployment moved to ${moved.redis} (followups migrate, ${moved.finishedAt}): point REDIS_URL and REDIS_CLUSTER at it`
+      : `this deployment is moving to ${moved.redis} (followups migrate, started ${moved.startedAt}): run the command again to finish it, then point REDIS_URL and REDIS_CLUSTER at the new Redis`;
+  if (arriving)
+    return `this deployment is still being copied here from ${arriving.redis} (followups migrate, started ${arriving.startedAt}): run "followups migrate" against the old Redis again to finish it`;
+  return undefined;
+}

@@ -1,10 +1,7 @@
-import { Queue, UnrecoverableError, Worker } from "bullmq";
+import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runReshard } from "../../src/cli/reshard-command.js";
-import { runSchedule } from "../../src/cli/schedule-command.js";
-import { readEnv } from "../../src/config/env.js";
-import { createLogger } from "../../src/logger.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import { reshard } from "../../src/operations/reshard.js";
 import {
@@ -17,11 +14,11 @@ import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/
 import { scanKeys, shardOfIdHash } from "../../src/store/reshard-store.js";
 import { Shards, shardStores } from "../../src/store/shards.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
-import { startWorker, type WorkerHandle } from "../../src/worker.js";
+import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
+import { failThankYou, pendingTotal, workerFromEnv } from "../support/operator-runs.js";
 import {
-  channelsFor,
   eventProcessed,
   eventually,
   type PipelineHarness,
@@ -51,17 +48,8 @@ afterEach(async () => {
 });
 
 /** A worker on the pipeline's Redis and prefix with FOLLOW_UP_SHARDS = `shards`. */
-async function workerWith(p: PipelineHarness, shards: number): Promise<WorkerHandle> {
-  const parsed = readEnv({ ...p.envVars, HTTP_ENABLED: "false", FOLLOW_UP_SHARDS: String(shards) });
-  if (!parsed.ok) throw new Error(parsed.problems.join("; "));
-  const worker = await startWorker({
-    env: parsed.env,
-    logger: createLogger({ level: "silent", pretty: false }),
-    channels: channelsFor(parsed.env),
-    watchConfig: false,
-  });
-  workers.push(worker);
-  return worker;
+function workerWith(p: PipelineHarness, shards: number): Promise<WorkerHandle> {
+  return workerFromEnv({ ...p.envVars, FOLLOW_UP_SHARDS: String(shards) }, workers);
 }
 
 /** `followups reshard` as an operator runs it, with the pipeline's environment. */
@@ -83,14 +71,7 @@ async function reshardTo(p: PipelineHarness, to: number, ...flags: "--dry-run"[]
 }
 
 /** Pending follow-ups as `followups schedule --json` counts them, over 120 days. */
-async function pendingTotal(p: PipelineHarness): Promise<number> {
-  process.env = { ...savedEnv, ...p.envVars };
-  delete process.env.FOLLOW_UP_SHARDS;
-  const io = captureIo();
-  expect(await runSchedule({ config: p.configDir, days: "120", json: true }, io)).toBe(0);
-  const { days } = JSON.parse(io.output()) as { days: { count: number }[] };
-  return days.reduce((sum, day) => sum + day.count, 0);
-}
+const pendingOf = (p: PipelineHarness) => pendingTotal(p.envVars, p.configDir, savedEnv);
 
 function queuesOf(p: PipelineHarness, shards: number): Shards<Queue<FollowUpJobData>> {
   return new Shards(
@@ -155,38 +136,14 @@ describe("followups reshard", () => {
     // One thank-you fails for good in its shard's queue, as a bounced email would.
     const failing = CUSTOMERS[0] as string;
     const failingShard = customerShard(failing, 2);
-    const before = shardStores(p.redis, p.prefix, 2);
-    const now = Date.now();
-    await before.of(failingShard).store.claim(`evt-b-${failing}`, BIG_THANKS, now, 60_000);
-    await before
-      .of(failingShard)
-      .store.transition(
-        `evt-b-${failing}`,
-        BIG_THANKS,
-        ["sending"],
-        { state: "failed", attempts: 1, reason: { code: "smtp-550", text: "mailbox unavailable" } },
-        now,
-        {
-          outcome: "failed",
-          channel: "email",
-          kind: "thank-you",
-          ruleId: "big-ticket",
-          reason: "smtp-550",
-        },
-      );
     const oldQueues = queuesOf(p, 2);
-    await (
-      await oldQueues.of(failingShard).getJob(followUpJobId(`evt-b-${failing}`, BIG_THANKS))
-    )?.promote();
-    const failer = new Worker<FollowUpJobData>(
-      FOLLOW_UPS_QUEUE,
-      async () => {
-        throw new UnrecoverableError("mailbox unavailable");
-      },
-      { connection: p.redis, prefix: oldQueues.of(failingShard).opts.prefix as string },
+    await failThankYou(
+      p.redis,
+      shardStores(p.redis, p.prefix, 2).of(failingShard).store,
+      oldQueues.of(failingShard),
+      `evt-b-${failing}`,
+      BIG_THANKS,
     );
-    await new Promise<void>((resolve) => failer.once("failed", () => resolve()));
-    await failer.close();
     // One thank-you postponed by three hours (a send window, a retry's backoff) in a shard it
     // leaves: it keeps its time in its new queue.
     const postponed = CUSTOMERS.find(
@@ -198,7 +155,7 @@ describe("followups reshard", () => {
     await p.redis.hset(postponedQueue.toKey(postponedId), "timestamp", Date.now() - 2 * 86_400_000);
     await (await postponedQueue.getJob(postponedId))?.changeDelay(3 * 3_600_000);
     await Promise.all(oldQueues.made().map((queue) => queue.close()));
-    const pendingBefore = await pendingTotal(p);
+    const pendingBefore = await pendingOf(p);
     // Seven thank-yous and eight check-ins.
     expect(pendingBefore).toBe(15);
 
@@ -253,7 +210,7 @@ describe("followups reshard", () => {
       expect(ref?.shard).toBe(customerShard(customer, 5));
     }
     // The counts add up as before.
-    expect(await pendingTotal(p)).toBe(pendingBefore);
+    expect(await pendingOf(p)).toBe(pendingBefore);
 
     // A worker of the old count is refused; one of the new count sends what was pending, once.
     await expect(workerWith(p, 2)).rejects.toThrow("live in 5 shards");
@@ -320,14 +277,14 @@ describe("followups reshard", () => {
 
     // And back to one shard: every check-in still waits, counted once.
     await Promise.all(workers.splice(0).map((worker) => worker.close()));
-    const pendingNow = await pendingTotal(p);
+    const pendingNow = await pendingOf(p);
     // The check-ins but the refunded one, and whatever the third purchase planned.
     const third = await after.ofCustomer(repeat).store.allStepRecords(`evt-c-${repeat}`);
     const thirdPending = [...third.values()].filter((step) => step.state === "scheduled").length;
     expect(pendingNow).toBe(CUSTOMERS.length - 1 + thirdPending);
     const back = await reshardTo(p, 1);
     expect(back).toMatchObject({ from: 5, to: 1, scheduledDropped: 0 });
-    expect(await pendingTotal(p)).toBe(pendingNow);
+    expect(await pendingOf(p)).toBe(pendingNow);
     const one = shardStores(p.redis, p.prefix, 1).of(0);
     for (const id of CUSTOMERS.filter((id) => id !== refunded))
       expect((await one.store.stepRecords(`evt-b-${id}`, [CHECK_IN])).get(CHECK_IN)?.state).toBe(
@@ -351,7 +308,7 @@ describe("followups reshard", () => {
     await buyBigTickets(p);
     await p.worker?.close();
     p.worker = undefined;
-    const pendingBefore = await pendingTotal(p);
+    const pendingBefore = await pendingOf(p);
     expect(pendingBefore).toBe(CUSTOMERS.length * 2);
 
     // The first run dies after moving the jobs and the keys, before the schedule.
@@ -370,7 +327,7 @@ describe("followups reshard", () => {
     await expect(workerWith(p, 3)).rejects.toThrow("has not finished");
     const done = await reshardTo(p, 3);
     expect(done).toMatchObject({ from: 2, to: 3, scheduledDropped: 0 });
-    expect(await pendingTotal(p)).toBe(pendingBefore);
+    expect(await pendingOf(p)).toBe(pendingBefore);
 
     // Every thank-you goes once from its new shard; every check-in waits there.
     await workerWith(p, 3);

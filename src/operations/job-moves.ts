@@ -1,0 +1,140 @@
+import { randomUUID } from "node:crypto";
+import { type Job, type Queue, UnrecoverableError, Worker } from "bullmq";
+import { isCluster, type RedisClient } from "../store/redis-client.js";
+
+/**
+ * Copying BullMQ jobs from one queue to another, as `followups reshard` (between shards' queues)
+ * and `followups migrate` (between Redis deployments) do: the same id, name, data and options,
+ * the remaining delay, and failed jobs failed again with their reasons.
+ */
+
+/** Why a move cannot go on now; the message says what to do. */
+export class MoveRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "MoveRefused";
+  }
+}
+
+/** Job states whose jobs still have work to do, and move; finished ones stay behind. */
+export const LIVE_STATES = ["waiting", "prioritized", "delayed", "active"] as const;
+
+type MovableState = (typeof LIVE_STATES)[number] | "failed";
+
+/** Every job of some states, read before any moves (moving shifts the lists). */
+export async function jobsIn<T>(
+  queue: Queue<T>,
+  states: readonly MovableState[],
+): Promise<Job<T>[]> {
+  const jobs: Job<T>[] = [];
+  for (let start = 0; ; start += 1000) {
+    const page = await queue.getJobs([...states], start, start + 999, true);
+    jobs.push(...(page.filter(Boolean) as Job<T>[]));
+    if (page.length < 1000) return jobs;
+  }
+}
+
+/** A job's options as a copy of it takes them: its own id, its delay and time set anew. */
+export function carriedOptions<T>(job: Job<T>) {
+  const { delay: _delay, jobId: _jobId, timestamp: _timestamp, ...opts } = job.opts;
+  return opts;
+}
+
+/**
+ * How long a job still waits: its time in its queue's delayed set (BullMQ scores it as due time
+ * × 4096 + a counter; `timestamp + delay` is wrong for a job postponed since, by a retry's backoff
+ * or a send window), else nothing. `redis` is the queue's connection.
+ */
+export async function remainingDelay<T>(
+  redis: RedisClient,
+  source: Queue<T>,
+  jobId: string,
+): Promise<number> {
+  const score = await redis.zscore(source.keys.delayed as string, jobId);
+  if (score === null) return 0;
+  return Math.max(0, Math.floor(Number(score) / 4096) - Date.now());
+}
+
+/** Adds a copy of a live job to `target`: a no-op when a job of that id is there already. */
+export async function copyLiveJob<T>(
+  redis: RedisClient,
+  source: Queue<T>,
+  job: Job<T> & { id: string },
+  target: Queue<T>,
+): Promise<void> {
+  await target.add(job.name as never, job.data as never, {
+    ...carriedOptions(job),
+    jobId: job.id,
+    delay: await remainingDelay(redis, source, job.id),
+  });
+}
+
+/** A connection like `redis` that BullMQ can block on (no retry limit per command). */
+function blockingConnection(redis: RedisClient): RedisClient {
+  if (isCluster(redis))
+    return redis.duplicate(undefined, {
+      redisOptions: { ...redis.options.redisOptions, maxRetriesPerRequest: null },
+    });
+  return redis.duplicate({ maxRetriesPerRequest: null });
+}
+
+/**
+ * Makes failed jobs failed again in another queue: each is added at the head of the queue, taken
+ * by a private worker of that queue (one per queue, processing nothing) and failed at once with
+ * its reason. `redis` is the target queues' connection.
+ */
+export class JobFailer {
+  private readonly workers = new Map<string, Worker>();
+  private readonly connections: RedisClient[] = [];
+
+  constructor(private readonly redis: RedisClient) {}
+
+  private workerOf<T>(queue: Queue<T>): Worker {
+    const prefix = queue.opts.prefix as string;
+    const id = `${prefix}\u0000${queue.name}`;
+    let worker = this.workers.get(id);
+    if (!worker) {
+      const connection = blockingConnection(this.redis);
+      this.connections.push(connection);
+      worker = new Worker(queue.name, null, { connection, prefix, autorun: false });
+      this.workers.set(id, worker);
+    }
+    return worker;
+  }
+
+  async failAgainIn<T>(target: Queue<T>, job: Job<T> & { id: string }): Promise<void> {
+    const existing = await target.getJob(job.id);
+    const state = existing ? await existing.getState() : undefined;
+    if (state === "failed") return;
+    if (state === "active")
+      throw new MoveRefused(
+        `job ${job.id} of ${target.name} is held by an earlier run of this command that stopped: wait 30 seconds for its lock to run out, then run the command again`,
+      );
+    // Added before a crash and not failed yet: added again, at the head.
+    if (existing) await existing.remove();
+    await target.add(job.name as never, job.data as never, {
+      ...carriedOptions(job),
+      jobId: job.id,
+      lifo: true,
+    });
+    const worker = this.workerOf(target);
+    const waiting = await target.getWaitingCount();
+    for (let tries = 0; tries <= waiting; tries++) {
+      const token = randomUUID();
+      const taken = (await worker.getNextJob(token, { block: false })) as Job | undefined;
+      if (!taken) break;
+      if (taken.id === job.id) {
+        await taken.moveToFailed(new UnrecoverableError(job.failedReason || "failed"), token);
+        return;
+      }
+      // Not ours (added at the head meanwhile): back to waiting, and take the next.
+      await taken.moveToWait(token);
+    }
+    throw new Error(`job ${job.id} could not be taken in ${target.name} to fail it again`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((worker) => worker.close()));
+    for (const connection of this.connections) connection.disconnect();
+  }
+}

@@ -1,0 +1,297 @@
+import { type Job, Queue } from "bullmq";
+import {
+  FOLLOW_UPS_QUEUE,
+  OWNER_ALERTS_QUEUE,
+  OWNER_REPORTS_QUEUE,
+  PURCHASE_EVENTS_QUEUE,
+  queuePrefix,
+} from "../queue/names.js";
+import { AuditTrail } from "../store/audit-trail.js";
+import { StoreKeys } from "../store/keys.js";
+import { isCluster, type RedisClient } from "../store/redis-client.js";
+import { scanKeys } from "../store/reshard-store.js";
+import {
+  type MoveMark,
+  moveMarks,
+  reshardRefusal,
+  reshardUnderWay,
+  storedShardCount,
+} from "../store/shards.js";
+import { copyLiveJob, JobFailer, jobsIn, LIVE_STATES, MoveRefused } from "./job-moves.js";
+
+/**
+ * `followups migrate --to-url URL [--to-cluster]`: copies a deployment, with every worker
+ * stopped, from the Redis it runs on (REDIS_URL) to another, typically from one Redis to a Redis
+ * Cluster when one Redis is no longer enough. Every key of the store is copied as it is (DUMP and
+ * RESTORE, value and expiry: store keys are named alike on both), and every waiting, delayed and
+ * failed job of the input queue, the owners' alerts queue and each shard's follow-ups queue is
+ * added to the same queue on the new Redis (queue key names differ between one Redis and a
+ * cluster) with its id, data, options and remaining delay. The old Redis is marked first, so no
+ * worker starts on it again; the new one is marked until the copy has finished, so none starts
+ * there early. Nothing is removed from the old Redis. A run that stops half-way is finished by
+ * running it again: keys are copied again, a job already copied is not added twice.
+ */
+
+export interface MigrateOptions {
+  readonly source: RedisClient;
+  readonly target: RedisClient;
+  readonly prefix: string;
+  /** The two Redis deployments as marks and messages name them (their nodes, no credentials). */
+  readonly sourceName: string;
+  readonly targetName: string;
+  /** Count what would be copied, change nothing. */
+  readonly dryRun?: boolean;
+  /** Who runs it, for the audit trail. */
+  readonly by: string;
+  readonly now?: () => number;
+  /** Told as each part starts (for a command's progress lines). */
+  readonly onPart?: (part: string) => void;
+}
+
+export interface MigrateResult {
+  readonly from: string;
+  readonly to: string;
+  readonly dryRun: boolean;
+  /** The deployment's shard count, the same on the new Redis. */
+  readonly shards: number;
+  /** Store keys copied (in a dry run: found). */
+  readonly keysCopied: number;
+  /** Waiting, delayed and prioritized jobs copied (in a dry run: found). */
+  readonly jobsCopied: number;
+  /** Failed jobs made failed again on the new Redis (in a dry run: found). */
+  readonly failedJobsCopied: number;
+  /** A dry run only: BullMQ worker connections on the old Redis's queues as it counted. */
+  readonly workersConnected?: number;
+}
+
+/** Why a move cannot run now; the message says what to do. */
+export class MigrateRefused extends MoveRefused {
+  constructor(message: string) {
+    super(message);
+    this.name = "MigrateRefused";
+  }
+}
+
+/** Keys copied at once. */
+const BATCH = 200;
+
+/** A queue on both Redis deployments: the same name, prefixed for each one's topology. */
+interface QueuePair {
+  readonly source: Queue;
+  readonly target: Queue;
+}
+
+export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  const { source, target, prefix, sourceName, targetName } = options;
+  const now = options.now ?? Date.now;
+  const keys = new StoreKeys(prefix);
+  const shards = await preconditions(options);
+  const pairs = queuePairs(options, shards);
+  // Owners' report schedulers are set again by the workers at start; they are counted, not copied.
+  const reports = new Queue(OWNER_REPORTS_QUEUE, {
+    connection: source,
+    prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(source)),
+  });
+  const allQueues = [...pairs.flatMap(({ source, target }) => [source, target]), reports];
+  try {
+    const workers = (await Promise.all(allQueues.map((queue) => queue.getWorkersCount()))).reduce(
+      (sum, count) => sum + count,
+      0,
+    );
+    if (workers > 0 && !options.dryRun)
+      throw new MigrateRefused(
+        `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while it moves`,
+      );
+    if (options.dryRun) {
+      let keysFound = 0;
+      for (const pattern of keys.patterns())
+        for await (const batch of scanKeys(source, pattern))
+          keysFound += batch.filter((key) => !isMark(keys, key)).length;
+      const counts = await Promise.all(
+        pairs.map(({ source }) => source.getJobCounts(...LIVE_STATES, "failed")),
+      );
+      const live = counts.reduce(
+        (sum, c) => sum + LIVE_STATES.reduce((n, s) => n + (c[s] ?? 0), 0),
+        0,
+      );
+      const failed = counts.reduce((sum, c) => sum + (c.failed ?? 0), 0);
+      return {
+        from: sourceName,
+        to: targetName,
+        dryRun: true,
+        shards,
+        keysCopied: keysFound,
+        jobsCopied: live,
+        failedJobsCopied: failed,
+        workersConnected: workers,
+      };
+    }
+    const startedAt = new Date(now()).toISOString();
+    await source.set(
+      keys.movedMark(),
+      JSON.stringify({ redis: targetName, startedAt } satisfies MoveMark),
+      "NX",
+    );
+    await target.set(
+      keys.arrivingMark(),
+      JSON.stringify({ redis: sourceName, startedAt } satisfies MoveMark),
+      "NX",
+    );
+    options.onPart?.("copying the store's keys");
+    const keysCopied = await copyStoreKeys(source, target, keys);
+    options.onPart?.("copying waiting, delayed and failed jobs");
+    const { live, failed } = await copyJobs(source, target, pairs);
+    await target.del(keys.arrivingMark());
+    await new AuditTrail(target, prefix).record({
+      at: now(),
+      by: options.by,
+      action: "migrate",
+      target: `from ${sourceName}`,
+    });
+    const mark = JSON.parse((await source.get(keys.movedMark())) ?? "{}") as MoveMark;
+    await source.set(
+      keys.movedMark(),
+      JSON.stringify({ ...mark, finishedAt: new Date(now()).toISOString() } satisfies MoveMark),
+    );
+    return {
+      from: sourceName,
+      to: targetName,
+      dryRun: false,
+      shards,
+      keysCopied,
+      jobsCopied: live,
+      failedJobsCopied: failed,
+    };
+  } finally {
+    await Promise.all(allQueues.map((queue) => queue.close()));
+  }
+}
+
+/** The deployment's shard count, once nothing stands in the way of the move. */
+async function preconditions(options: MigrateOptions): Promise<number> {
+  const { source, target, prefix, sourceName, targetName } = options;
+  if (await sameServers(source, target))
+    throw new MigrateRefused(`--to-url names the Redis the deployment is on (${targetName})`);
+  const shards = await storedShardCount(source, prefix);
+  if (shards === undefined)
+    throw new MigrateRefused(
+      `no followups deployment under QUEUE_PREFIX "${prefix}" at ${sourceName}: nothing to move`,
+    );
+  const resharding = await reshardUnderWay(source, prefix);
+  if (resharding) throw new MigrateRefused(reshardRefusal(resharding));
+  const here = await moveMarks(source, prefix);
+  if (here.arriving)
+    throw new MigrateRefused(
+      `this deployment is still being copied to ${sourceName} from ${here.arriving.redis}: finish that move first`,
+    );
+  if (here.moved && here.moved.redis !== targetName)
+    throw new MigrateRefused(
+      `this deployment moves to ${here.moved.redis} (followups migrate, started ${here.moved.startedAt}), not to ${targetName}`,
+    );
+  if (here.moved?.finishedAt)
+    throw new MigrateRefused(
+      `this deployment moved to ${targetName} already (followups migrate, ${here.moved.finishedAt}): nothing to do`,
+    );
+  const there = await moveMarks(target, prefix);
+  const arrivingFromHere = there.arriving?.redis === sourceName;
+  if (
+    !arrivingFromHere &&
+    (there.arriving || (await storedShardCount(target, prefix)) !== undefined)
+  )
+    throw new MigrateRefused(
+      `${targetName} holds a followups deployment under QUEUE_PREFIX "${prefix}" already: move to an empty Redis, or under another QUEUE_PREFIX`,
+    );
+  return shards;
+}
+
+/** Whether two connections reach any server in common (their run ids). */
+async function sameServers(a: RedisClient, b: RedisClient): Promise<boolean> {
+  const runIds = async (redis: RedisClient) => {
+    const nodes = isCluster(redis) ? redis.nodes("all") : [redis];
+    const infos = await Promise.all(nodes.map((node) => node.info("server")));
+    return infos.map((info) => /run_id:(\w+)/.exec(info)?.[1] ?? "");
+  };
+  const [ours, theirs] = await Promise.all([runIds(a), runIds(b)]);
+  return ours.some((id) => id !== "" && theirs.includes(id));
+}
+
+/** The queues whose jobs move: the input queue, owners' alerts, each shard's follow-ups. */
+function queuePairs(options: MigrateOptions, shards: number): QueuePair[] {
+  const { source, target, prefix } = options;
+  const on = (redis: RedisClient, name: string, shard = 0) =>
+    new Queue(name, {
+      connection: redis,
+      prefix: queuePrefix(prefix, name, isCluster(redis), shard, shards),
+    });
+  const pair = (name: string, shard = 0): QueuePair => ({
+    source: on(source, name, shard),
+    target: on(target, name, shard),
+  });
+  return [
+    pair(PURCHASE_EVENTS_QUEUE),
+    pair(OWNER_ALERTS_QUEUE),
+    ...Array.from({ length: shards }, (_, shard) => pair(FOLLOW_UPS_QUEUE, shard)),
+  ];
+}
+
+function isMark(keys: StoreKeys, key: string): boolean {
+  return key === keys.movedMark() || key === keys.arrivingMark();
+}
+
+/** Copies every key of the store, value and expiry, replacing what an earlier run copied. */
+async function copyStoreKeys(
+  source: RedisClient,
+  target: RedisClient,
+  keys: StoreKeys,
+): Promise<number> {
+  let copied = 0;
+  for (const pattern of keys.patterns()) {
+    for await (const batch of scanKeys(source, pattern)) {
+      const names = batch.filter((key) => !isMark(keys, key));
+      for (let start = 0; start < names.length; start += BATCH) {
+        const done = await Promise.all(
+          names.slice(start, start + BATCH).map(async (key) => {
+            const [dump, ttl] = await Promise.all([source.dumpBuffer(key), source.pttl(key)]);
+            // Gone meanwhile (expired): nothing to copy.
+            if (dump === null || ttl === -2) return 0;
+            await target.restore(key, Math.max(ttl, 0), dump, "REPLACE");
+            return 1;
+          }),
+        );
+        copied += done.reduce<number>((sum, n) => sum + n, 0);
+      }
+    }
+  }
+  return copied;
+}
+
+/**
+ * Adds every live job of each queue to its twin on the new Redis (same id: a job copied by an
+ * earlier run is not added again), and makes each failed job failed there again.
+ */
+async function copyJobs(
+  source: RedisClient,
+  target: RedisClient,
+  pairs: readonly QueuePair[],
+): Promise<{ live: number; failed: number }> {
+  let live = 0;
+  let failed = 0;
+  const failer = new JobFailer(target);
+  try {
+    for (const pair of pairs) {
+      for (const job of await jobsIn(pair.source, ["failed"])) {
+        if (!job.id) continue;
+        await failer.failAgainIn(pair.target, job as Job & { id: string });
+        failed++;
+      }
+      for (const job of await jobsIn(pair.source, LIVE_STATES)) {
+        if (!job.id) continue;
+        await copyLiveJob(source, pair.source, job as Job & { id: string }, pair.target);
+        live++;
+      }
+    }
+  } finally {
+    await failer.close();
+  }
+  return { live, failed };
+}

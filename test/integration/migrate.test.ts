@@ -1,0 +1,277 @@
+import { Queue } from "bullmq";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import { runMigrate } from "../../src/cli/migrate-command.js";
+import { createOperatorTools } from "../../src/operations/operator-tools.js";
+import {
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  followUpJobId,
+  queuePrefix,
+} from "../../src/queue/names.js";
+import { customerShard, StoreKeys } from "../../src/store/keys.js";
+import {
+  createRedisClient,
+  type RedisClient,
+  redisNodesName,
+} from "../../src/store/redis-client.js";
+import { Shards, shardStores } from "../../src/store/shards.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import type { WorkerHandle } from "../../src/worker.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
+import { failThankYou, pendingTotal, workerFromEnv } from "../support/operator-runs.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+import { deleteKeysWithPrefix } from "../support/redis-namespace.js";
+import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+
+/**
+ * `followups migrate`: a deployment on one Redis moves, with its workers stopped, to another Redis
+ * (the suite's: a Redis Cluster in the cluster run). Afterwards workers on the new Redis send what
+ * was pending exactly once, keep the opt-outs and list the failed follow-up, the counts add up as
+ * before, and workers refuse the old Redis.
+ */
+
+const SHARDS = 2;
+const THANKS = "big-ticket.thank-you";
+const CUSTOMERS = Array.from({ length: 6 }, (_, i) => `cus-migrate-${i}`);
+
+let pipeline: PipelineHarness | undefined;
+let source: RedisServer | undefined;
+let target: RedisClient | undefined;
+const workers: WorkerHandle[] = [];
+const savedEnv = { ...process.env };
+afterEach(async () => {
+  process.env = { ...savedEnv };
+  await Promise.all(workers.splice(0).map((worker) => worker.close()));
+  if (target && pipeline) await deleteKeysWithPrefix(target, pipeline.prefix);
+  target?.disconnect();
+  target = undefined;
+  await pipeline?.close();
+  pipeline = undefined;
+  await source?.stop();
+  source = undefined;
+});
+
+const targetUrl = () => inject("redisUrl");
+const targetCluster = () => inject("redisCluster");
+
+/** The pipeline's environment pointed at the new Redis. */
+const onTarget = (p: PipelineHarness) => ({
+  ...p.envVars,
+  REDIS_URL: targetUrl(),
+  REDIS_CLUSTER: String(targetCluster()),
+});
+
+const workerOn = (env: Record<string, string>) => workerFromEnv(env, workers);
+
+/** `followups migrate` as an operator runs it against the pipeline's (old) Redis. */
+async function migrateTo(p: PipelineHarness, ...flags: "--dry-run"[]) {
+  process.env = { ...savedEnv, ...p.envVars };
+  const io = captureIo();
+  const code = await runMigrate(
+    {
+      toUrl: targetUrl(),
+      ...(targetCluster() && { toCluster: true }),
+      ...(flags.includes("--dry-run") && { dryRun: true }),
+      json: true,
+      by: "test",
+    },
+    io,
+  );
+  expect(code).toBe(0);
+  return JSON.parse(io.output()) as Record<string, number | string | boolean>;
+}
+
+function queuesOn(redis: RedisClient, prefix: string, cluster: boolean) {
+  return new Shards(
+    SHARDS,
+    (shard) =>
+      new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+        connection: redis,
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, cluster, shard, SHARDS),
+      }),
+  );
+}
+
+const minutesAgo = (minutes: number) => DateTime.utc().minus({ minutes }).toISO() ?? "";
+
+describe("followups migrate", () => {
+  it("moves a deployment to another Redis: what was pending goes once from there, and the old one is refused", async () => {
+    source = await startRedisServer();
+    pipeline = await startPipeline("migrate", {
+      redisUrl: source.url,
+      cluster: false,
+      shards: SHARDS,
+    });
+    const p = pipeline;
+    // A big-ticket purchase each: a thank-you due in two minutes (a delayed job in its shard's
+    // queue) and a check-in in three months (the compact schedule).
+    for (const id of CUSTOMERS)
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-m-${id}`,
+          orderId: `ord-m-${id}`,
+          occurredAt: minutesAgo(58),
+          customer: { id, email: `${id}@example.com`, phone: "+44 20 7946 0958" },
+          items: [item("big-ticket", "900.00")],
+        }) as never,
+      );
+    for (const id of CUSTOMERS) await eventProcessed(p, `evt-m-${id}`);
+    // One customer opts out of SMS.
+    const optedOut = CUSTOMERS[1] as string;
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-1",
+      occurredAt: DateTime.utc().toISO() ?? "",
+      customerId: optedOut,
+      channels: ["sms"],
+    });
+    await eventProcessed(p, "unsub-1");
+    await p.worker?.close();
+    p.worker = undefined;
+
+    // One thank-you fails for good, as a bounced email would: its step and its job.
+    const failing = CUSTOMERS[0] as string;
+    const oldQueues = queuesOn(p.redis, p.prefix, false);
+    await failThankYou(
+      p.redis,
+      shardStores(p.redis, p.prefix, SHARDS).ofCustomer(failing).store,
+      oldQueues.ofCustomer(failing),
+      `evt-m-${failing}`,
+      THANKS,
+    );
+    await Promise.all(oldQueues.made().map((queue) => queue.close()));
+    const pendingBefore = await pendingTotal(p.envVars, p.configDir, savedEnv);
+    // Six check-ins and five thank-yous.
+    expect(pendingBefore).toBe(11);
+
+    // A dry run counts and changes nothing.
+    const dry = await migrateTo(p, "--dry-run");
+    expect(dry).toMatchObject({ dryRun: true, shards: SHARDS, jobsCopied: 5, failedJobsCopied: 1 });
+    expect(dry.keysCopied).toBeGreaterThan(CUSTOMERS.length * 2);
+    const keys = new StoreKeys(p.prefix);
+    expect(await p.redis.exists(keys.movedMark())).toBe(0);
+
+    // An earlier run stopped right after marking both: workers refuse both Redis deployments,
+    // and running it again finishes the move.
+    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    const startedAt = new Date().toISOString();
+    await p.redis.set(
+      keys.movedMark(),
+      JSON.stringify({ redis: redisNodesName(targetUrl()), startedAt }),
+    );
+    await target.set(
+      keys.arrivingMark(),
+      JSON.stringify({ redis: redisNodesName(source.url), startedAt }),
+    );
+    await expect(workerOn(p.envVars)).rejects.toThrow(
+      /this deployment is moving to .*run the command again/,
+    );
+    await expect(workerOn(onTarget(p))).rejects.toThrow(
+      /still being copied here from .*run "followups migrate" against the old Redis again/,
+    );
+
+    const done = await migrateTo(p);
+    expect(done).toMatchObject({
+      dryRun: false,
+      shards: SHARDS,
+      keysCopied: dry.keysCopied,
+      jobsCopied: 5,
+      failedJobsCopied: 1,
+    });
+    expect(String(done.to)).not.toContain("@");
+
+    // The old Redis is refused from now on, by workers and by the command itself.
+    await expect(workerOn(p.envVars)).rejects.toThrow(
+      /this deployment moved to .* point REDIS_URL/,
+    );
+    process.env = { ...savedEnv, ...p.envVars };
+    await expect(
+      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
+    ).rejects.toThrow(/moved to .* already .*: nothing to do/);
+
+    // On the new Redis: the same counts, the opt-out, the failed follow-up, and each pending
+    // thank-you sent once.
+    const env = onTarget(p);
+    expect(await pendingTotal(env, p.configDir, savedEnv)).toBe(pendingBefore);
+    const suppressions = new SuppressionList(target, p.prefix);
+    const optOuts = await suppressions.optOutsOf([
+      { channel: "sms", who: { customerId: optedOut } },
+    ]);
+    expect([...optOuts.all]).toEqual(["sms"]);
+    expect(await target.exists(keys.arrivingMark())).toBe(0);
+
+    await workerOn(env);
+    const newQueues = queuesOn(target, p.prefix, targetCluster());
+    for (const id of CUSTOMERS.slice(1)) {
+      const job = await eventually(
+        () => newQueues.ofCustomer(id).getJob(followUpJobId(`evt-m-${id}`, THANKS)),
+        `the thank-you job of ${id} on the new Redis`,
+      );
+      await job.promote().catch(() => undefined);
+    }
+    await p.sink.waitForMessages(CUSTOMERS.length - 1);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.sink.messages).toHaveLength(CUSTOMERS.length - 1);
+    expect(p.sink.messages.flatMap((m) => m.envelope.rcptTo).sort()).toEqual(
+      CUSTOMERS.slice(1).map((id) => `${id}@example.com`),
+    );
+
+    const rules = await shippedRules();
+    const tools = createOperatorTools({
+      redis: target,
+      prefix: p.prefix,
+      shards: SHARDS,
+      rules: () => rules,
+      followUps: newQueues,
+      events: p.events,
+      outboxDir: p.outboxDir,
+      now: Date.now,
+    });
+    expect((await tools.failed({})).map((f) => f.ref)).toEqual([`evt-m-${failing}/${THANKS}`]);
+    // Each customer's record is in its shard there.
+    const stores = shardStores(target, p.prefix, SHARDS);
+    for (const id of CUSTOMERS) {
+      const { store } = stores.of(customerShard(id, SHARDS));
+      expect(await store.loadKept(`evt-m-${id}`)).toMatchObject({ customer: { id } });
+    }
+    await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
+  it("refuses while a worker runs (a dry run runs beside it), and a Redis that holds a deployment already", async () => {
+    source = await startRedisServer();
+    pipeline = await startPipeline("migrate-refused", {
+      redisUrl: source.url,
+      cluster: false,
+      shards: SHARDS,
+    });
+    const p = pipeline;
+    process.env = { ...savedEnv, ...p.envVars };
+    await expect(
+      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
+    ).rejects.toThrow(/worker connection\(s\) are on this deployment's queues: stop every worker/);
+    const dry = captureIo();
+    expect(
+      await runMigrate({ toUrl: targetUrl(), toCluster: targetCluster(), dryRun: true }, dry),
+    ).toBe(0);
+    expect(dry.output()).toMatch(/would copy this deployment \(2 shards\)[\s\S]*snapshot/);
+    await expect(runMigrate({ toUrl: source.url, dryRun: true }, captureIo())).rejects.toThrow(
+      "--to-url names the Redis the deployment is on",
+    );
+    await p.worker?.close();
+    p.worker = undefined;
+    // The new Redis holds a deployment under the same prefix already.
+    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    await target.set(new StoreKeys(p.prefix).shardCount(), "2");
+    await expect(
+      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
+    ).rejects.toThrow(/holds a followups deployment under QUEUE_PREFIX .* already/);
+    expect(await p.redis.exists(new StoreKeys(p.prefix).movedMark())).toBe(0);
+  });
+});
