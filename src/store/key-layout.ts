@@ -5,13 +5,16 @@ import { StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
- * The key layout a deployment's Redis holds, and the upgrade to it. Layout 2 (December 2026)
- * gives every key a Redis Cluster hash tag (global or shard keys, see KeySpace in keys.ts);
- * layout 1, every version before it, named every key `<prefix>:fu:<kind>:…`. The upgrade renames
- * each key of layout 1 to its layout 2 name, keeping its value and expiry.
+ * The key layout a deployment's Redis holds, and the upgrade to it. Layout 3 (2026-12-03) keeps
+ * each purchase inside its event record (store/purchase-fields.ts) instead of a key of its own;
+ * records of layout 2 are read as they are, so nothing is rewritten, but workers of layout 2
+ * neither read nor erase a purchase kept the new way: the two never run together. Layout 2
+ * (December 2026) gives every key a Redis Cluster hash tag (global or shard keys, see KeySpace in
+ * keys.ts); layout 1, every version before it, named every key `<prefix>:fu:<kind>:…`. The upgrade
+ * renames each key of layout 1 to its current name, keeping its value and expiry.
  */
 
-export const KEY_LAYOUT = 2;
+export const KEY_LAYOUT = 3;
 
 /** Kinds (the name part after `fu:`) of shard keys: a customer's and their purchases' state. */
 const SHARD_KINDS: ReadonlySet<string> = new Set([
@@ -66,8 +69,9 @@ export function currentKeyName(prefix: string, legacyKey: string): string | unde
 }
 
 /**
- * Workers of the version before are running: renaming the keys under them would make them work
- * on an empty store (opt-outs and caps unseen), and what they write would never be read.
+ * Workers of a version before are running: renaming the keys under them would make them work on
+ * an empty store (opt-outs and caps unseen), and what they write would never be read; workers of
+ * layout 2 would not find purchases that workers of layout 3 keep in their records.
  */
 export class OlderWorkersRunning extends Error {
   constructor(readonly workers: number) {
@@ -115,8 +119,11 @@ export interface KeyLayoutUpgrade {
  * first worker takes a lock, renames every key of layout 1 (SCAN, then RENAMENX in batches of a
  * thousand, each key with its value and expiry), and marks the layout; the others wait for the
  * mark. A worker that dies midway leaves keys of both layouts; the lock expires and the next
- * worker renames the rest. Workers of the version before must be stopped first: what they write
- * under the old names after the upgrade is not read.
+ * worker renames the rest. Workers of a version before must be stopped first (the upgrade refuses
+ * while any worker is connected): what they write under the old names after the upgrade is not
+ * read, and they do not find purchases kept the way of layout 3. A worker of layout 2 started
+ * after the upgrade finds a layout it does not know and, while workers of layout 3 run, refuses
+ * too (its own upgrade sees them as older workers).
  */
 export async function upgradeKeyLayout(
   redis: RedisClient,
@@ -138,11 +145,6 @@ export async function upgradeKeyLayout(
   for (;;) {
     if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT))
       return { renamed: 0, kept: 0 };
-    // No version before layout 2 ran on a Redis Cluster (it failed with MOVED): nothing to rename.
-    if (isCluster(redis)) {
-      await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
-      return { renamed: 0, kept: 0 };
-    }
     const token = randomUUID();
     if ((await redis.set(keys.layoutLock(), token, "PX", LOCK_MS, "NX")) === "OK") {
       const older = (await options.olderWorkers?.()) ?? 0;
@@ -150,12 +152,15 @@ export async function upgradeKeyLayout(
         await redis.del(keys.layoutLock());
         throw new OlderWorkersRunning(older);
       }
-      const done = await renameLegacyKeys(
-        redis,
-        prefix,
-        () => redis.pexpire(keys.layoutLock(), LOCK_MS),
-        options.onProgress,
-      );
+      // No version before layout 2 ran on a Redis Cluster (it failed with MOVED): nothing to rename.
+      const done = isCluster(redis)
+        ? { renamed: 0, kept: 0 }
+        : await renameLegacyKeys(
+            redis,
+            prefix,
+            () => redis.pexpire(keys.layoutLock(), LOCK_MS),
+            options.onProgress,
+          );
       if (done.renamed > 0) await leaveTombstones(redis, prefix);
       await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
       await redis.del(keys.layoutLock());

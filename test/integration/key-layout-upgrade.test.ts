@@ -186,6 +186,20 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     expect(await p.redis.hget(`${p.prefix}:fu:rules`, "n")).toBe("1");
   });
 
+  it("does not start beside workers of layout 2, which keep purchases in keys of their own", async () => {
+    pipeline = await startPipeline("key-layout-2");
+    const p = pipeline;
+    // The running worker stands in for one of layout 2, which marked the Redis so.
+    await p.redis.set(new StoreKeys(p.prefix).layoutVersion(), "2");
+    await expect(p.startWorker()).rejects.toThrow(
+      /worker\(s\) of an older followups version are running on this Redis and prefix: stop them/,
+    );
+    await p.worker?.close();
+    p.worker = undefined;
+    await p.startWorker();
+    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe("3");
+  });
+
   it("does nothing at the next start", async () => {
     pipeline = await startPipeline("key-layout-again");
     const p = pipeline;
@@ -195,6 +209,6 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     expect(p.logs.some((line) => line.msg === "store keys renamed to the new key layout")).toBe(
       false,
     );
-    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe("2");
+    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe("3");
   });
 });

@@ -255,6 +255,23 @@ describe("the store's Lua scripts", () => {
     expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(encoded);
   });
 
+  it("schedule-steps: stores a purchase of half a megabyte (thousands of fields) whole", async () => {
+    const encoded = Buffer.from(Array.from({ length: 512 * 1024 + 7 }, (_, i) => (i * 131) % 256));
+    expect(await scheduleTwo(encoded)).toBe(2);
+    const fields = await redis.hgetallBuffer(record());
+    expect(purchaseOfFields(fields)).toEqual(encoded);
+    expect(fields.p8192?.length).toBe(7);
+    // And replaced by a small one, nothing of it is left.
+    for (const field of ["s:a", "s:b"]) {
+      const rec = await stored(field);
+      await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent" }));
+    }
+    expect(await redis.fuReplacePurchase(record(), encoded, Buffer.from("kept"))).toBe(1);
+    expect(Object.keys(await redis.hgetall(record())).filter((f) => /^p\d+$/.test(f))).toEqual([
+      "p0",
+    ]);
+  });
+
   it("schedule-steps: keeps extending the purchase key of an earlier version instead of copying it", async () => {
     await redis.set(purchase(), "stored by an earlier version", "PXAT", NOW + 100 * DAY);
     await scheduleTwo();

@@ -32,12 +32,22 @@ local function deletePurchase(recordKey)
   while redis.call('HDEL', recordKey, 'p' .. n) == 1 do n = n + 1 end
 end
 
+-- Chunks written per HSET: Lua's unpack takes some 8,000 values at most, and a purchase with
+-- hundreds of long item names is hundreds of kilobytes.
+local PURCHASE_CHUNKS_PER_CALL = 500
+
 local function storePurchase(recordKey, encoded)
   deletePurchase(recordKey)
   local fields = {}
+  local chunk = 0
   for at = 1, #encoded, PURCHASE_CHUNK_BYTES do
-    fields[#fields + 1] = 'p' .. (#fields / 2)
+    fields[#fields + 1] = 'p' .. chunk
     fields[#fields + 1] = string.sub(encoded, at, at + PURCHASE_CHUNK_BYTES - 1)
+    chunk = chunk + 1
+    if #fields == 2 * PURCHASE_CHUNKS_PER_CALL then
+      redis.call('HSET', recordKey, unpack(fields))
+      fields = {}
+    end
   end
   if #fields > 0 then redis.call('HSET', recordKey, unpack(fields)) end
 end
