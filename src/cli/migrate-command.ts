@@ -19,11 +19,14 @@ export interface MigrateOptions {
  * one and refuse the old one.
  */
 export async function runMigrate(options: MigrateOptions, io: CommandIo): Promise<number> {
-  if (!options.toUrl?.trim())
-    throw new CommandError(
-      "--to-url: expected the new Redis's URL (a cluster's nodes comma-separated, with --to-cluster)",
-      EXIT.usage,
-    );
+  const expected =
+    "expected the new Redis's URL, such as redis://host:6379 (a cluster's nodes comma-separated, with --to-cluster)";
+  if (!options.toUrl?.trim()) throw new CommandError(`--to-url: ${expected}`, EXIT.usage);
+  for (const part of options.toUrl.split(",")) {
+    // Never echoed: a URL may carry a password.
+    if (!URL.canParse(part.trim()) || !/^rediss?:$/.test(new URL(part.trim()).protocol))
+      throw new CommandError(`--to-url: ${expected}; got a value that is not one`, EXIT.usage);
+  }
   const { redis, prefix, env } = await commandRedis();
   try {
     const { redis: target } = await commandConnection({
@@ -62,6 +65,12 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
 
 function renderMigrate(done: MigrateResult, options: MigrateOptions): string {
   const cluster = options.toCluster ? " REDIS_CLUSTER=true" : "";
+  if (done.lateEvents !== undefined)
+    return [
+      `this deployment moved to ${done.to} before; ${done.lateEvents} event(s) published to the old Redis since were copied there`,
+      "point every publisher at the new Redis",
+      "",
+    ].join("\n");
   if (done.dryRun) {
     const workers = done.workersConnected ?? 0;
     return [

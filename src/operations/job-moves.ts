@@ -55,15 +55,22 @@ export async function remainingDelay<T>(
   return Math.max(0, Math.floor(Number(score) / 4096) - Date.now());
 }
 
-/** Adds a copy of a live job to `target`: a no-op when a job of that id is there already. */
+/**
+ * Adds a copy of a live job to `target`: a no-op when a job of that id is there already. A job
+ * whose retries had begun keeps the attempts it has left (its count starts again at 0).
+ */
 export async function copyLiveJob<T>(
   redis: RedisClient,
   source: Queue<T>,
   job: Job<T> & { id: string },
   target: Queue<T>,
 ): Promise<void> {
+  const options = carriedOptions(job);
   await target.add(job.name as never, job.data as never, {
-    ...carriedOptions(job),
+    ...options,
+    ...(options.attempts !== undefined && {
+      attempts: Math.max(1, options.attempts - job.attemptsMade),
+    }),
     jobId: job.id,
     delay: await remainingDelay(redis, source, job.id),
   });

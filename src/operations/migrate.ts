@@ -62,6 +62,11 @@ export interface MigrateResult {
   readonly failedJobsCopied: number;
   /** A dry run only: BullMQ worker connections on the old Redis's queues as it counted. */
   readonly workersConnected?: number;
+  /**
+   * Run again after the move had finished: only events published to the old Redis since were
+   * copied (its input queue), this many of them.
+   */
+  readonly lateEvents?: number;
 }
 
 /** Why a move cannot run now; the message says what to do. */
@@ -85,7 +90,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const { source, target, prefix, sourceName, targetName } = options;
   const now = options.now ?? Date.now;
   const keys = new StoreKeys(prefix);
-  const shards = await preconditions(options);
+  const { shards, finished, sourceRunIds, targetRunIds } = await preconditions(options);
   const pairs = queuePairs(options, shards);
   // Owners' report schedulers are set again by the workers at start; they are counted, not copied.
   const reports = new Queue(OWNER_REPORTS_QUEUE, {
@@ -98,6 +103,21 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       (sum, count) => sum + count,
       0,
     );
+    if (finished && !options.dryRun) {
+      // Publishers still writing to the old Redis: their events are copied, nothing else.
+      options.onPart?.("copying events published to the old Redis since the move");
+      const late = await copyJobs(source, target, pairs.slice(0, 1));
+      return {
+        from: sourceName,
+        to: targetName,
+        dryRun: false,
+        shards,
+        keysCopied: 0,
+        jobsCopied: late.live,
+        failedJobsCopied: late.failed,
+        lateEvents: late.live + late.failed,
+      };
+    }
     if (workers > 0 && !options.dryRun)
       throw new MigrateRefused(
         `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while it moves`,
@@ -126,19 +146,33 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         workersConnected: workers,
       };
     }
+    // The new Redis must take what is copied (a replica, a full or older Redis, an ACL without
+    // RESTORE would not) before the old one is marked: a refusal now leaves both as they were.
+    await probeTarget(source, target, keys);
     const startedAt = new Date(now()).toISOString();
-    await source.set(
-      keys.movedMark(),
-      JSON.stringify({ redis: targetName, startedAt } satisfies MoveMark),
+    const arriving = await target.set(
+      keys.arrivingMark(),
+      JSON.stringify({ redis: sourceName, runIds: sourceRunIds, startedAt } satisfies MoveMark),
       "NX",
     );
-    await target.set(
-      keys.arrivingMark(),
-      JSON.stringify({ redis: sourceName, startedAt } satisfies MoveMark),
+    const moving = await source.set(
+      keys.movedMark(),
+      JSON.stringify({ redis: targetName, runIds: targetRunIds, startedAt } satisfies MoveMark),
       "NX",
     );
     options.onPart?.("copying the store's keys");
-    const keysCopied = await copyStoreKeys(source, target, keys);
+    let keysCopied: number;
+    try {
+      keysCopied = await copyStoreKeys(source, target, keys);
+    } catch (error) {
+      // A first run that copied nothing takes its marks back: the deployment stays where it was.
+      const copiedNothing = (await storedShardCount(target, prefix)) === undefined;
+      if (arriving === "OK" && moving === "OK" && copiedNothing) {
+        await target.del(keys.arrivingMark());
+        await source.del(keys.movedMark());
+      }
+      throw error;
+    }
     options.onPart?.("copying waiting, delayed and failed jobs");
     const { live, failed } = await copyJobs(source, target, pairs);
     await target.del(keys.arrivingMark());
@@ -167,11 +201,23 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   }
 }
 
-/** The deployment's shard count, once nothing stands in the way of the move. */
-async function preconditions(options: MigrateOptions): Promise<number> {
+/**
+ * The deployment's shard count, once nothing stands in the way of the move, whether the move had
+ * finished before (then only late events are copied), and both sides' run ids.
+ */
+async function preconditions(options: MigrateOptions): Promise<{
+  shards: number;
+  finished: boolean;
+  sourceRunIds: string[];
+  targetRunIds: string[];
+}> {
   const { source, target, prefix, sourceName, targetName } = options;
-  if (await sameServers(source, target))
+  const [sourceRunIds, targetRunIds] = await Promise.all([runIdsOf(source), runIdsOf(target)]);
+  if (sourceRunIds.some((id) => targetRunIds.includes(id)))
     throw new MigrateRefused(`--to-url names the Redis the deployment is on (${targetName})`);
+  // A mark names the other Redis by its URL and its servers: a run with other spellings finds it.
+  const names = (mark: MoveMark, name: string, runIds: readonly string[]) =>
+    mark.redis === name || (mark.runIds ?? []).some((id) => runIds.includes(id));
   const shards = await storedShardCount(source, prefix);
   if (shards === undefined)
     throw new MigrateRefused(
@@ -184,16 +230,15 @@ async function preconditions(options: MigrateOptions): Promise<number> {
     throw new MigrateRefused(
       `this deployment is still being copied to ${sourceName} from ${here.arriving.redis}: finish that move first`,
     );
-  if (here.moved && here.moved.redis !== targetName)
+  if (here.moved && !names(here.moved, targetName, targetRunIds))
     throw new MigrateRefused(
       `this deployment moves to ${here.moved.redis} (followups migrate, started ${here.moved.startedAt}), not to ${targetName}`,
     );
-  if (here.moved?.finishedAt)
-    throw new MigrateRefused(
-      `this deployment moved to ${targetName} already (followups migrate, ${here.moved.finishedAt}): nothing to do`,
-    );
+  const finished = here.moved?.finishedAt !== undefined;
+  if (finished) return { shards, finished, sourceRunIds, targetRunIds };
   const there = await moveMarks(target, prefix);
-  const arrivingFromHere = there.arriving?.redis === sourceName;
+  const arrivingFromHere =
+    there.arriving !== undefined && names(there.arriving, sourceName, sourceRunIds);
   if (
     !arrivingFromHere &&
     (there.arriving || (await storedShardCount(target, prefix)) !== undefined)
@@ -201,18 +246,35 @@ async function preconditions(options: MigrateOptions): Promise<number> {
     throw new MigrateRefused(
       `${targetName} holds a followups deployment under QUEUE_PREFIX "${prefix}" already: move to an empty Redis, or under another QUEUE_PREFIX`,
     );
-  return shards;
+  return { shards, finished, sourceRunIds, targetRunIds };
 }
 
-/** Whether two connections reach any server in common (their run ids). */
-async function sameServers(a: RedisClient, b: RedisClient): Promise<boolean> {
-  const runIds = async (redis: RedisClient) => {
-    const nodes = isCluster(redis) ? redis.nodes("all") : [redis];
-    const infos = await Promise.all(nodes.map((node) => node.info("server")));
-    return infos.map((info) => /run_id:(\w+)/.exec(info)?.[1] ?? "");
-  };
-  const [ours, theirs] = await Promise.all([runIds(a), runIds(b)]);
-  return ours.some((id) => id !== "" && theirs.includes(id));
+/** The run ids of the servers a connection reaches (every node of a cluster). */
+async function runIdsOf(redis: RedisClient): Promise<string[]> {
+  const nodes = isCluster(redis) ? redis.nodes("all") : [redis];
+  const infos = await Promise.all(nodes.map((node) => node.info("server")));
+  return infos.flatMap((info) => /run_id:(\w+)/.exec(info)?.[1] ?? []);
+}
+
+/**
+ * Copies a probe key from the old Redis to the new one and deletes both: the new Redis is
+ * writable (not a replica, not full) and takes the old one's dumps (RESTORE allowed, a Redis
+ * version that reads them). Refuses, saying so, otherwise.
+ */
+async function probeTarget(source: RedisClient, target: RedisClient, keys: StoreKeys) {
+  const probe = `${keys.arrivingMark()}:probe`;
+  await source.set(probe, "followups migrate probe", "PX", 60_000);
+  const dump = await source.dumpBuffer(probe);
+  await source.del(probe);
+  if (!dump) throw new MigrateRefused("the old Redis lost a probe key at once: is it full?");
+  try {
+    await target.restore(probe, 60_000, dump, "REPLACE");
+    await target.del(probe);
+  } catch (error) {
+    throw new MigrateRefused(
+      `the new Redis does not take a copy of a key (${(error as Error).message}): it must be a writable master (not a replica, not full) that allows RESTORE and runs a Redis version at least as new as the old one's`,
+    );
+  }
 }
 
 /** The queues whose jobs move: the input queue, owners' alerts, each shard's follow-ups. */

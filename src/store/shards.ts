@@ -167,6 +167,8 @@ export function reshardRefusal(mark: ReshardMark): string {
 export interface MoveMark {
   /** The other Redis: its nodes, without credentials. */
   readonly redis: string;
+  /** The other Redis's servers' run ids: a run named with other URLs still finds its move. */
+  readonly runIds?: readonly string[];
   readonly startedAt: string;
   /** Set on the old Redis once every key and job was copied. */
   readonly finishedAt?: string;

@@ -4,9 +4,11 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { runMigrate } from "../../src/cli/migrate-command.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import {
+  eventJobId,
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
   followUpJobId,
+  PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
 import { customerShard, StoreKeys } from "../../src/store/keys.js";
@@ -43,6 +45,7 @@ const CUSTOMERS = Array.from({ length: 6 }, (_, i) => `cus-migrate-${i}`);
 
 let pipeline: PipelineHarness | undefined;
 let source: RedisServer | undefined;
+let replica: RedisServer | undefined;
 let target: RedisClient | undefined;
 const workers: WorkerHandle[] = [];
 const savedEnv = { ...process.env };
@@ -54,6 +57,8 @@ afterEach(async () => {
   target = undefined;
   await pipeline?.close();
   pipeline = undefined;
+  await replica?.stop();
+  replica = undefined;
   await source?.stop();
   source = undefined;
 });
@@ -191,10 +196,17 @@ describe("followups migrate", () => {
     await expect(workerOn(p.envVars)).rejects.toThrow(
       /this deployment moved to .* point REDIS_URL/,
     );
-    process.env = { ...savedEnv, ...p.envVars };
-    await expect(
-      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
-    ).rejects.toThrow(/moved to .* already .*: nothing to do/);
+    // A publisher not yet pointed at the new Redis: running the command again copies its event.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-late",
+        orderId: "ord-late",
+        occurredAt: minutesAgo(1),
+        customer: { id: "cus-late", email: "late@example.com" },
+        items: [item("newspapers", "2.50")],
+      }) as never,
+    );
+    expect(await migrateTo(p)).toMatchObject({ lateEvents: 1, keysCopied: 0, jobsCopied: 1 });
 
     // On the new Redis: the same counts, the opt-out, the failed follow-up, and each pending
     // thank-you sent once.
@@ -208,6 +220,17 @@ describe("followups migrate", () => {
     expect(await target.exists(keys.arrivingMark())).toBe(0);
 
     await workerOn(env);
+    const newEvents = new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: target,
+      prefix: queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, targetCluster()),
+    });
+    await eventually(
+      async () =>
+        (await (await newEvents.getJob(eventJobId("evt-late")))?.getState()) === "completed" ||
+        undefined,
+      "the late event taken in on the new Redis",
+    );
+    await newEvents.close();
     const newQueues = queuesOn(target, p.prefix, targetCluster());
     for (const id of CUSTOMERS.slice(1)) {
       const job = await eventually(
@@ -264,8 +287,25 @@ describe("followups migrate", () => {
     await expect(runMigrate({ toUrl: source.url, dryRun: true }, captureIo())).rejects.toThrow(
       "--to-url names the Redis the deployment is on",
     );
+    // A URL that is not one is refused without echoing it (it may carry a password).
+    const typo = runMigrate(
+      { toUrl: "redis://admin:S3cret@127.0.0.1:99999", toCluster: true },
+      captureIo(),
+    );
+    await expect(typo).rejects.toThrow("--to-url: expected the new Redis's URL");
+    await expect(typo).rejects.not.toThrow("S3cret");
     await p.worker?.close();
     p.worker = undefined;
+    // A replica (of the old Redis, here) takes no writes: refused before anything is marked.
+    replica = await startRedisServer();
+    const replicaClient = createRedisClient(replica.url, false);
+    const { port } = new URL(source.url);
+    await replicaClient.replicaof("127.0.0.1", port);
+    replicaClient.disconnect();
+    await expect(runMigrate({ toUrl: replica.url }, captureIo())).rejects.toThrow(
+      /the new Redis does not take a copy of a key \(READONLY/,
+    );
+    expect(await p.redis.exists(new StoreKeys(p.prefix).movedMark())).toBe(0);
     // The new Redis holds a deployment under the same prefix already.
     target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
     await target.set(new StoreKeys(p.prefix).shardCount(), "2");

@@ -90,6 +90,8 @@ describe("the upgrade from the key layout before hash tags", () => {
         "shardCount",
         "eventIdClaim",
         "reshardMark",
+        "movedMark",
+        "arrivingMark",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
