@@ -249,11 +249,18 @@ async function preconditions(options: MigrateOptions): Promise<{
   return { shards, finished, sourceRunIds, targetRunIds };
 }
 
-/** The run ids of the servers a connection reaches (every node of a cluster). */
+/**
+ * The servers a connection reaches (every node of a cluster), each as its run id and the database
+ * number: another database of the same server is another Redis here.
+ */
 async function runIdsOf(redis: RedisClient): Promise<string[]> {
   const nodes = isCluster(redis) ? redis.nodes("all") : [redis];
+  const db = isCluster(redis) ? 0 : (redis.options.db ?? 0);
   const infos = await Promise.all(nodes.map((node) => node.info("server")));
-  return infos.flatMap((info) => /run_id:(\w+)/.exec(info)?.[1] ?? []);
+  return infos.flatMap((info) => {
+    const runId = /run_id:(\w+)/.exec(info)?.[1];
+    return runId ? [`${runId}/${db}`] : [];
+  });
 }
 
 /**

@@ -93,7 +93,8 @@ export async function clusterRefusal(url: string): Promise<string | undefined> {
 
 /**
  * A Redis URL (or a cluster's comma-separated seed URLs) without credentials, to name it in
- * messages and in Redis itself: `redis://a:6379,redis://b:6379`.
+ * messages and in Redis itself: `redis://a:6379,redis://b:6379`, `redis://a:6379/5` for a
+ * database other than 0.
  */
 export function redisNodesName(url: string): string {
   return url
@@ -101,7 +102,8 @@ export function redisNodesName(url: string): string {
     .map((part) => {
       try {
         const parsed = new URL(part.trim());
-        return `${parsed.protocol}//${parsed.hostname}:${parsed.port || 6379}`;
+        const db = /^\/(\d+)$/.exec(parsed.pathname)?.[1];
+        return `${parsed.protocol}//${parsed.hostname}:${parsed.port || 6379}${db && db !== "0" ? `/${db}` : ""}`;
       } catch {
         return "(an unreadable URL)";
       }

@@ -107,6 +107,15 @@ function queuesOn(redis: RedisClient, prefix: string, cluster: boolean) {
 const minutesAgo = (minutes: number) => DateTime.utc().minus({ minutes }).toISO() ?? "";
 
 describe("followups migrate", () => {
+  it("names a Redis by its nodes and database, never its credentials", () => {
+    expect(redisNodesName("redis://admin:S3cret@a.example:7000,rediss://:pw@b.example")).toBe(
+      "redis://a.example:7000,rediss://b.example:6379",
+    );
+    expect(redisNodesName("redis://u:p@127.0.0.1:6380/5")).toBe("redis://127.0.0.1:6380/5");
+    expect(redisNodesName("redis://127.0.0.1:6380/0")).toBe("redis://127.0.0.1:6380");
+    expect(redisNodesName("not a url")).toBe("(an unreadable URL)");
+  });
+
   it("moves a deployment to another Redis: what was pending goes once from there, and the old one is refused", async () => {
     source = await startRedisServer();
     pipeline = await startPipeline("migrate", {
@@ -287,6 +296,10 @@ describe("followups migrate", () => {
     await expect(runMigrate({ toUrl: source.url, dryRun: true }, captureIo())).rejects.toThrow(
       "--to-url names the Redis the deployment is on",
     );
+    // Another database of the same server is another Redis.
+    const otherDb = captureIo();
+    expect(await runMigrate({ toUrl: `${source.url}/5`, dryRun: true }, otherDb)).toBe(0);
+    expect(otherDb.output()).toContain("would copy this deployment (2 shards)");
     // A URL that is not one is refused without echoing it (it may carry a password).
     const typo = runMigrate(
       { toUrl: "redis://admin:S3cret@127.0.0.1:99999", toCluster: true },
