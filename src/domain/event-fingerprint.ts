@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { FollowUpEvent } from "./events.js";
 
 /**
@@ -8,5 +8,5 @@ import type { FollowUpEvent } from "./events.js";
  * not. 22 base64url characters (132 bits).
  */
 export function eventFingerprint(event: FollowUpEvent): string {
-  return createHash("sha256").update(JSON.stringify(event)).digest("base64url").slice(0, 22);
+  return hash("sha256", JSON.stringify(event), "base64url").slice(0, 22);
 }

@@ -4,7 +4,11 @@ import type { PurchaseCompleted } from "../domain/events.js";
 import { type SkippedStep, stepTiming } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
-import type { CustomerHistoryStore } from "../store/customer-history.js";
+import {
+  type CustomerHistoryStore,
+  checkInsAnsweredBy,
+  type PurchaseAttribution,
+} from "../store/customer-history.js";
 import type { DeliveryLedger } from "../store/delivery-ledger.js";
 
 /**
@@ -86,21 +90,16 @@ export async function noteSkippedCheckIns(
  */
 export async function countReturnAfterCheckIns(
   event: PurchaseCompleted,
+  remembered: PurchaseAttribution["checkIns"],
   deps: {
     readonly rules: () => RuleSet;
     readonly clock: () => DateTime;
-    readonly history: Pick<CustomerHistoryStore, "checkInsAnsweredBy">;
     readonly ledger: Pick<DeliveryLedger, "countCheckInReturn">;
   },
 ): Promise<void> {
   const now = deps.clock().toMillis();
   const windowMs = deps.rules().attribution.window.toMillis();
-  const answered = await deps.history.checkInsAnsweredBy(
-    event.customer.id,
-    event.id,
-    Date.parse(event.occurredAt),
-    windowMs,
-  );
+  const answered = checkInsAnsweredBy(remembered, event.id, Date.parse(event.occurredAt), windowMs);
   for (const checkIn of answered) {
     if (now > checkIn.at + windowMs + LATE_ARRIVAL_MS) continue;
     await deps.ledger.countCheckInReturn(

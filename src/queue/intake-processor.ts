@@ -17,7 +17,11 @@ import { type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type { CustomerHistoryStore } from "../store/customer-history.js";
+import type {
+  CustomerHistoryStore,
+  PurchaseAttribution,
+  SentFollowUp,
+} from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
@@ -229,12 +233,12 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
     }
     switch (event.type) {
       case "purchase.completed": {
-        const summary = await schedulePurchase(event, fingerprint, deps, job.id);
+        const { summary, attribution } = await schedulePurchase(event, fingerprint, deps, job.id);
         const redeemed = await redeemCodes(event, deps);
-        // A purchase returned before it arrived brought no one back.
-        if (!summary.erased && !summary.refunded) {
-          await attributePurchase(event, redeemed, deps);
-          await countReturnAfterCheckIns(event, deps);
+        // A purchase returned before it arrived (or erased) brought no one back.
+        if (attribution) {
+          await attributePurchase(event, redeemed, attribution.lastSent, deps);
+          await countReturnAfterCheckIns(event, attribution.checkIns, deps);
         }
         // The finished job would keep the whole event for an hour: keep none of it.
         if (summary.erased) await job.updateData({ type: event.type, id: event.id });
@@ -345,6 +349,7 @@ async function redeemCodes(event: PurchaseCompleted, deps: IntakeDeps): Promise<
 async function attributePurchase(
   event: PurchaseCompleted,
   redeemedCodes: readonly string[],
+  sent: SentFollowUp | undefined,
   deps: IntakeDeps,
 ): Promise<void> {
   const rules = deps.rules();
@@ -361,7 +366,6 @@ async function attributePurchase(
     break;
   }
   if (!to) {
-    const sent = await deps.history.lastSent(event.customer.id);
     if (
       sent &&
       sent.eventId !== event.id &&
@@ -391,12 +395,16 @@ function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): Unrecovera
   return new UnrecoverableError(`${REUSED_ID}: ${eventId}`);
 }
 
+/**
+ * Plans and schedules a purchase; with what attributing it reads of its customer (read with its
+ * history), unless it was dropped (erased, or refunded before it arrived).
+ */
 async function schedulePurchase(
   event: PurchaseCompleted,
   fingerprint: string,
   deps: IntakeDeps,
   jobId?: string,
-): Promise<IntakeSummary> {
+): Promise<{ summary: IntakeSummary; attribution?: PurchaseAttribution }> {
   const now = deps.clock();
   const nowMs = now.toMillis();
   const log = deps.logger.child({ eventId: event.id, jobId });
@@ -408,7 +416,7 @@ async function schedulePurchase(
   if (refunded.full) {
     if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
-    return { type: event.type, planned: 0, scheduled: 0, skipped: 0, refunded: true };
+    return { summary: { type: event.type, planned: 0, scheduled: 0, skipped: 0, refunded: true } };
   }
   const recorded = await deps.history.recordPurchase(
     event,
@@ -420,9 +428,9 @@ async function schedulePurchase(
   if ("erased" in recorded) {
     deps.metrics.eventsOfErased.inc();
     log.info("purchase made before its customer was erased; dropped");
-    return { type: event.type, planned: 0, erased: true };
+    return { summary: { type: event.type, planned: 0, erased: true } };
   }
-  const { firstSeen } = recorded;
+  const { firstSeen, attribution } = recorded;
   const effective = refunded.event;
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();
@@ -487,7 +495,10 @@ async function schedulePurchase(
   }
   if (plan.steps.length === 0) {
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
-    return { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length };
+    return {
+      summary: { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length },
+      attribution,
+    };
   }
   // The first sighting of an event has no step records yet: the history script marks it first.
   const records = firstSeen
@@ -505,10 +516,13 @@ async function schedulePurchase(
     // Everything was handled before; saving the event again would bring back scrubbed contact data.
     log.info("re-published event: every step already handled");
     return {
-      type: event.type,
-      planned: plan.steps.length,
-      scheduled: 0,
-      skipped: plan.skipped.length,
+      summary: {
+        type: event.type,
+        planned: plan.steps.length,
+        scheduled: 0,
+        skipped: plan.skipped.length,
+      },
+      attribution,
     };
   }
   const keepUntil =
@@ -602,10 +616,13 @@ async function schedulePurchase(
     "follow-ups scheduled",
   );
   return {
-    type: event.type,
-    planned: plan.steps.length,
-    scheduled: open.length,
-    skipped: plan.skipped.length,
+    summary: {
+      type: event.type,
+      planned: plan.steps.length,
+      scheduled: open.length,
+      skipped: plan.skipped.length,
+    },
+    attribution,
   };
 }
 

@@ -25,6 +25,15 @@ export interface SentFollowUp {
   readonly at: number;
 }
 
+/**
+ * What attributing a purchase reads of its customer, returned with the purchase's history (one
+ * round trip): the latest follow-up sent, and the remembered check-ins by purchase hash.
+ */
+export interface PurchaseAttribution {
+  readonly lastSent?: SentFollowUp;
+  readonly checkIns: Readonly<Record<string, string>>;
+}
+
 /** A customer's check-in for one purchase, as remembered for the comparison of repeat purchases. */
 export interface RememberedCheckIn extends CheckInOutcome {
   /** The purchase's hash (idHash of its event id), never the id itself. */
@@ -81,12 +90,17 @@ export class CustomerHistoryStore {
     keepCustomerMs: number,
     keepEventMs: number,
   ): Promise<
-    { history: CustomerHistory; firstSeen: boolean } | { conflict: true } | { erased: true }
+    | { history: CustomerHistory; firstSeen: boolean; attribution: PurchaseAttribution }
+    | { conflict: true }
+    | { erased: true }
   > {
-    const [count, last, firstSeen] = await this.redis.fuRecordPurchase(
+    const customerId = event.customer.id;
+    const [count, last, firstSeen, lastSent, checkIns] = await this.redis.fuRecordPurchase(
       this.keys.eventRecord(event.id),
-      this.keys.customerHistory(event.customer.id),
-      await this.erasureKey(event.customer.id),
+      this.keys.customerHistory(customerId),
+      await this.erasureKey(customerId),
+      this.keys.lastSent(customerId),
+      this.keys.checkIns(customerId),
       new Date(event.occurredAt).toISOString(),
       keepCustomerMs,
       keepEventMs,
@@ -99,7 +113,18 @@ export class CustomerHistoryStore {
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };
-    return { history, firstSeen: firstSeen === 1 };
+    const remembered: Record<string, string> = {};
+    const pairs = checkIns ?? [];
+    for (let i = 0; i + 1 < pairs.length; i += 2)
+      remembered[pairs[i] as string] = pairs[i + 1] as string;
+    return {
+      history,
+      firstSeen: firstSeen === 1,
+      attribution: {
+        ...(lastSent && { lastSent: JSON.parse(lastSent) as SentFollowUp }),
+        checkIns: remembered,
+      },
+    };
   }
 
   /** The customer's purchases (event ids), latest first: at most the last 100. */
@@ -172,12 +197,6 @@ export class CustomerHistoryStore {
     await this.redis.set(this.keys.lastSent(customerId), JSON.stringify(sent), "PX", keepMs);
   }
 
-  /** The latest follow-up sent to the customer, if any is remembered. */
-  async lastSent(customerId: string): Promise<SentFollowUp | undefined> {
-    const raw = await this.redis.get(this.keys.lastSent(customerId));
-    return raw ? (JSON.parse(raw) as SentFollowUp) : undefined;
-  }
-
   /**
    * Remembers how the check-in of the customer's purchase `eventId` ended, at `at` (when it went
    * out, or would have), and counts the customer once into that hour's comparison group: the
@@ -206,37 +225,37 @@ export class CustomerHistoryStore {
     return counted === 1;
   }
 
-  /**
-   * The customer's remembered check-ins that a purchase (`eventId`, at `purchasedAt`) came within
-   * `windowMs` after; never the purchase's own check-in.
-   */
-  async checkInsAnsweredBy(
-    customerId: string,
-    eventId: string,
-    purchasedAt: number,
-    windowMs: number,
-  ): Promise<RememberedCheckIn[]> {
-    const own = idHash(eventId);
-    const all = await this.redis.hgetall(this.keys.checkIns(customerId));
-    const answered: RememberedCheckIn[] = [];
-    for (const [purchase, value] of Object.entries(all)) {
-      const [group, at, code] = value.split(" ");
-      const when = Number(at);
-      if (purchase === own || (group !== "sent" && group !== "skipped")) continue;
-      if (!(when <= purchasedAt && purchasedAt <= when + windowMs)) continue;
-      answered.push({
-        purchase,
-        group: group as CheckInGroup,
-        at: when,
-        ...(code !== undefined && code !== "-" && { code }),
-      });
-    }
-    return answered;
-  }
-
   /** The history recorded when the event was first planned (none if it never was). */
   async historyAt(eventId: string): Promise<CustomerHistory> {
     const count = await this.redis.hget(this.keys.eventRecord(eventId), HISTORY_FIELD);
     return { previousPurchases: count ? Number(count) : 0 };
   }
+}
+
+/**
+ * The customer's remembered check-ins (as recordPurchase returns them: purchase hash → "group at
+ * code") that a purchase (`eventId`, at `purchasedAt`) came within `windowMs` after; never the
+ * purchase's own check-in.
+ */
+export function checkInsAnsweredBy(
+  remembered: Readonly<Record<string, string>>,
+  eventId: string,
+  purchasedAt: number,
+  windowMs: number,
+): RememberedCheckIn[] {
+  const own = idHash(eventId);
+  const answered: RememberedCheckIn[] = [];
+  for (const [purchase, value] of Object.entries(remembered)) {
+    const [group, at, code] = value.split(" ");
+    const when = Number(at);
+    if (purchase === own || (group !== "sent" && group !== "skipped")) continue;
+    if (!(when <= purchasedAt && purchasedAt <= when + windowMs)) continue;
+    answered.push({
+      purchase,
+      group: group as CheckInGroup,
+      at: when,
+      ...(code !== undefined && code !== "-" && { code }),
+    });
+  }
+  return answered;
 }

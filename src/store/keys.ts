@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import calculateSlot from "cluster-key-slot";
 import type { Channel } from "../domain/events.js";
 
@@ -13,7 +13,8 @@ const DAY_MS = 86_400_000;
 
 /** 22 base64url characters (132 bits) of SHA-256: the key fragment for an id. */
 export function idHash(id: string): string {
-  return createHash("sha256").update(id).digest("base64url").slice(0, 22);
+  // The one-shot hash: a third of createHash's cost, on every key of every event.
+  return hash("sha256", id, "base64url").slice(0, 22);
 }
 
 /** The hour an instant falls in, as the ledger numbers hours (hours since the epoch). */
@@ -147,7 +148,7 @@ export function prefixOf(scope: Scope): string {
  */
 export function customerShard(customerId: string, shards: number): number {
   if (shards <= 1) return 0;
-  return createHash("sha256").update(customerId).digest().readUInt32BE(0) % shards;
+  return hash("sha256", customerId, "buffer").readUInt32BE(0) % shards;
 }
 
 /** The key names of one deployment (one QUEUE_PREFIX), with shard keys of one shard. */

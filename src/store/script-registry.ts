@@ -106,13 +106,15 @@ export interface StoreCommands {
     recordKey: string,
     customerKey: string,
     erasedKey: string,
+    lastSentKey: string,
+    checkInsKey: string,
     occurredAt: string,
     keepCustomerMs: number,
     keepRecordMs: number,
     fingerprint: string,
     eventId: string,
     purchasedAt: number,
-  ): Promise<[number, string, number]>;
+  ): Promise<[number, string, number, string?, string[]?]>;
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;
   /** fold-counts.lua */

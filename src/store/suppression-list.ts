@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { addressHash, customerHash, normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { AGGREGATE_RETENTION_MS, entryFields, type LedgerEntry } from "./delivery-ledger.js";
@@ -208,6 +208,6 @@ function legacyCustomerMember(customerId: string): string {
 
 /** How versions before December 2026 stored an address: an unkeyed hash. */
 function legacyAddressMember(address: string): string {
-  const digest = createHash("sha256").update(normalizeAddress(address)).digest("base64url");
+  const digest = hash("sha256", normalizeAddress(address), "base64url");
   return `a:${digest.slice(0, 22)}`;
 }

@@ -1,7 +1,9 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runReport } from "../../src/cli/report-command.js";
+import { eventFingerprint } from "../../src/domain/event-fingerprint.js";
 import { countReturnAfterCheckIns } from "../../src/queue/check-in-comparison.js";
+import { HISTORY_RETENTION_MS } from "../../src/queue/intake-processor.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { DeliveryLedger } from "../../src/store/delivery-ledger.js";
@@ -127,12 +129,20 @@ describe("repeat purchases after a check-in, against customers due one who did n
       await p.publisher.publish(purchaseInput(bought.get(id)) as never);
       await processed(p, id);
     }
-    // The same purchase again (a replay) adds nothing.
+    // The same purchase again (a replay, reading its customer's check-ins as intake does) adds nothing.
     const rules = await shippedRules();
-    await countReturnAfterCheckIns(purchase(bought.get("back-s2")), {
+    const replay = purchase(bought.get("back-s2"));
+    const again = await new CustomerHistoryStore(p.redis, p.prefix).recordPurchase(
+      replay,
+      eventFingerprint(replay),
+      HISTORY_RETENTION_MS,
+      86_400_000,
+    );
+    if (!("attribution" in again)) throw new Error("the replay was refused");
+    expect(Object.keys(again.attribution.checkIns).length).toBeGreaterThan(0);
+    await countReturnAfterCheckIns(replay, again.attribution.checkIns, {
       rules: () => rules,
       clock: () => DateTime.utc(),
-      history: new CustomerHistoryStore(p.redis, p.prefix),
       ledger: new DeliveryLedger(p.redis, p.prefix),
     });
 

@@ -142,7 +142,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["replace-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
-    expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(5);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(1);
@@ -503,6 +503,8 @@ describe("the store's Lua scripts", () => {
         key,
         customer,
         keys.erasedCustomer("cus-1-hash"),
+        keys.lastSent("cus-1"),
+        keys.checkIns("cus-1"),
         time,
         DAY,
         DAY,
@@ -510,12 +512,23 @@ describe("the store's Lua scripts", () => {
         key === record() ? "evt" : "evt-2",
         Date.parse(time),
       );
-    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1]);
-    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "2026-11-01T10:00:00.000Z", 0]);
+    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1, "", []]);
+    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([
+      0,
+      "2026-11-01T10:00:00.000Z",
+      0,
+      "",
+      [],
+    ]);
+    // What attributing a purchase reads of its customer comes with the count.
+    await redis.set(keys.lastSent("cus-1"), '{"stepId":"s"}');
+    await redis.hset(keys.checkIns("cus-1"), "p1", "sent 1 -");
     expect(await at("2026-10-01T10:00:00.000Z", other, "fp-b")).toEqual([
       1,
       "2026-11-01T10:00:00.000Z",
       1,
+      '{"stepId":"s"}',
+      ["p1", "sent 1 -"],
     ]);
     // An earlier purchase arriving late does not move `last` back; both purchases are listed.
     const history = {
@@ -540,6 +553,8 @@ describe("the store's Lua scripts", () => {
         keys.eventRecord(eventId),
         customer,
         erased,
+        keys.lastSent("cus-1"),
+        keys.checkIns("cus-1"),
         time,
         DAY,
         DAY,
@@ -550,7 +565,7 @@ describe("the store's Lua scripts", () => {
     expect(await at("2026-11-01T09:59:00.000Z", "evt-before")).toEqual([-2, "", 0]);
     expect(await redis.exists(customer, keys.eventRecord("evt-before"))).toBe(0);
     // A purchase after the erasure is a new start.
-    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1]);
+    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1, "", []]);
   });
 
   it("record-purchase: a record written before fingerprints takes the first one it sees", async () => {
@@ -562,6 +577,8 @@ describe("the store's Lua scripts", () => {
         record(),
         customer,
         keys.erasedCustomer("cus-1-hash"),
+        keys.lastSent("cus-1"),
+        keys.checkIns("cus-1"),
         "2026-11-01T10:00:00.000Z",
         DAY,
         DAY,
@@ -569,7 +586,7 @@ describe("the store's Lua scripts", () => {
         "evt",
         Date.parse("2026-11-01T10:00:00.000Z"),
       ),
-    ).toEqual([3, "", 0]);
+    ).toEqual([3, "", 0, "", []]);
     expect(await redis.hget(record(), "f")).toBe("fp");
   });
 
@@ -580,6 +597,8 @@ describe("the store's Lua scripts", () => {
         keys.eventRecord(`evt-${i}`),
         customer,
         keys.erasedCustomer("cus-1-hash"),
+        keys.lastSent("cus-1"),
+        keys.checkIns("cus-1"),
         new Date(NOW + i * 1000).toISOString(),
         DAY,
         DAY,

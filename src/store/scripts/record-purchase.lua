@@ -11,6 +11,8 @@
     KEYS[2] customer history (hash: `n` purchases, `last` latest purchase time, `e:<eventId>`
             the time of each purchase)
     KEYS[3] the customer's erasure marker (when they were erased, epoch ms; usually absent)
+    KEYS[4] the latest follow-up sent to the customer (JSON; read only, for attribution)
+    KEYS[5] the customer's remembered check-ins (hash; read only, for the check-in comparison)
 
     ARGV[1] the purchase time (ISO 8601, UTC, so it compares as text)
     ARGV[2] keep the customer's history this long after their latest purchase (ms)
@@ -19,9 +21,12 @@
     ARGV[5] the event id
     ARGV[6] the purchase time (epoch ms)
 
-  Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1) },
+  Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1),
+            the latest follow-up sent or '', the remembered check-ins as field, value, … },
           or { -1, '', 0 } when the id was used for an event with another fingerprint,
           or { -2, '', 0 } when the customer was erased after the purchase (nothing is recorded)
+  The last two are what attributing the purchase reads: returned here to save intake two round
+  trips per purchase.
 ]]
 local erasedAt = redis.call('GET', KEYS[3])
 if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[6]) then return { -2, '', 0 } end
@@ -30,7 +35,10 @@ if fingerprint and fingerprint ~= ARGV[4] then return { -1, '', 0 } end
 -- Records written before fingerprints were kept take this one.
 if not fingerprint and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'f', ARGV[4]) end
 local seen = redis.call('HGET', KEYS[1], 'h')
-if seen then return { tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '', 0 } end
+local function attribution(count, last, first)
+  return { count, last, first, redis.call('GET', KEYS[4]) or '', redis.call('HGETALL', KEYS[5]) }
+end
+if seen then return attribution(tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '', 0) end
 local count = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local last = redis.call('HGET', KEYS[2], 'last') or ''
 redis.call('HSET', KEYS[1], 'h', count, 'f', ARGV[4])
@@ -51,4 +59,4 @@ if redis.call('HLEN', KEYS[2]) > 102 then
 end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return { count, last, 1 }
+return attribution(count, last, 1)
