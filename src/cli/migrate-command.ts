@@ -77,6 +77,9 @@ function renderMigrate(done: MigrateResult, options: MigrateOptions): string {
       `would copy this deployment (${done.shards} shard${done.shards === 1 ? "" : "s"}) from ${done.from} to ${done.to} (nothing changed):`,
       `  ${done.keysCopied} keys of the store`,
       `  ${done.jobsCopied} waiting or delayed jobs and ${done.failedJobsCopied} failed jobs`,
+      ...(done.queuesPaused > 0
+        ? [`  ${done.queuesPaused} paused queue(s), which would be paused on the new Redis too`]
+        : []),
       ...(workers > 0
         ? [
             `  ${workers} worker connection(s) are on the queues now, so these counts are a snapshot;`,
@@ -91,6 +94,11 @@ function renderMigrate(done: MigrateResult, options: MigrateOptions): string {
     `copied this deployment (${done.shards} shard${done.shards === 1 ? "" : "s"}) from ${done.from} to ${done.to}:`,
     `  ${done.keysCopied} keys of the store`,
     `  ${done.jobsCopied} waiting or delayed jobs, and ${done.failedJobsCopied} failed jobs failed again there`,
+    ...(done.queuesPaused > 0
+      ? [
+          `  ${done.queuesPaused} queue(s) paused on the old Redis are paused on the new one too: resume them with your queue tool when they should run`,
+        ]
+      : []),
     "workers refuse the old Redis from now on; start them with REDIS_URL set to the new one" +
       `${cluster} and FOLLOW_UP_SHARDS=${done.shards}`,
     "",

@@ -60,6 +60,11 @@ export interface MigrateResult {
   readonly jobsCopied: number;
   /** Failed jobs made failed again on the new Redis (in a dry run: found). */
   readonly failedJobsCopied: number;
+  /**
+   * Queues paused on the old Redis (with a queue tool): paused on the new one too, so what an
+   * operator held back stays held (in a dry run: found).
+   */
+  readonly queuesPaused: number;
   /** A dry run only: BullMQ worker connections on the old Redis's queues as it counted. */
   readonly workersConnected?: number;
   /**
@@ -115,6 +120,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         keysCopied: 0,
         jobsCopied: late.live,
         failedJobsCopied: late.failed,
+        queuesPaused: 0,
         lateEvents: late.live + late.failed,
       };
     }
@@ -143,6 +149,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         keysCopied: keysFound,
         jobsCopied: live,
         failedJobsCopied: failed,
+        queuesPaused: (await pausedQueues(pairs)).length,
         workersConnected: workers,
       };
     }
@@ -175,6 +182,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     }
     options.onPart?.("copying waiting, delayed and failed jobs");
     const { live, failed } = await copyJobs(source, target, pairs);
+    const paused = await pausedQueues(pairs);
+    for (const pair of paused) await pair.target.pause();
     await target.del(keys.arrivingMark());
     await new AuditTrail(target, prefix).record({
       at: now(),
@@ -195,6 +204,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       keysCopied,
       jobsCopied: live,
       failedJobsCopied: failed,
+      queuesPaused: paused.length,
     };
   } finally {
     await Promise.all(allQueues.map((queue) => queue.close()));
@@ -301,6 +311,12 @@ function queuePairs(options: MigrateOptions, shards: number): QueuePair[] {
     pair(OWNER_ALERTS_QUEUE),
     ...Array.from({ length: shards }, (_, shard) => pair(FOLLOW_UPS_QUEUE, shard)),
   ];
+}
+
+/** The queues paused on the old Redis. */
+async function pausedQueues(pairs: readonly QueuePair[]): Promise<QueuePair[]> {
+  const paused = await Promise.all(pairs.map(({ source }) => source.isPaused()));
+  return pairs.filter((_, i) => paused[i]);
 }
 
 function isMark(keys: StoreKeys, key: string): boolean {

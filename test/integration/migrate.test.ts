@@ -8,6 +8,7 @@ import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
   followUpJobId,
+  OWNER_ALERTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
@@ -165,9 +166,23 @@ describe("followups migrate", () => {
     // Six check-ins and five thank-yous.
     expect(pendingBefore).toBe(11);
 
+    // An operator paused the owners' alerts with a queue tool: it stays paused after the move.
+    const oldAlerts = new Queue(OWNER_ALERTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, OWNER_ALERTS_QUEUE, false),
+    });
+    await oldAlerts.pause();
+    await oldAlerts.close();
+
     // A dry run counts and changes nothing.
     const dry = await migrateTo(p, "--dry-run");
-    expect(dry).toMatchObject({ dryRun: true, shards: SHARDS, jobsCopied: 5, failedJobsCopied: 1 });
+    expect(dry).toMatchObject({
+      dryRun: true,
+      shards: SHARDS,
+      jobsCopied: 5,
+      failedJobsCopied: 1,
+      queuesPaused: 1,
+    });
     expect(dry.keysCopied).toBeGreaterThan(CUSTOMERS.length * 2);
     const keys = new StoreKeys(p.prefix);
     expect(await p.redis.exists(keys.movedMark())).toBe(0);
@@ -198,8 +213,15 @@ describe("followups migrate", () => {
       keysCopied: dry.keysCopied,
       jobsCopied: 5,
       failedJobsCopied: 1,
+      queuesPaused: 1,
     });
     expect(String(done.to)).not.toContain("@");
+    const newAlerts = new Queue(OWNER_ALERTS_QUEUE, {
+      connection: target,
+      prefix: queuePrefix(p.prefix, OWNER_ALERTS_QUEUE, targetCluster()),
+    });
+    expect(await newAlerts.isPaused()).toBe(true);
+    await newAlerts.close();
 
     // The old Redis is refused from now on, by workers and by the command itself.
     await expect(workerOn(p.envVars)).rejects.toThrow(
