@@ -3,6 +3,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Providers } from "./arrival-sink.js";
 
+/**
+ * The key prefix of the intake and memory runs: the worker's default QUEUE_PREFIX. Every such
+ * run has a private redis-server of its own, so no prefix is needed to keep runs apart, and keys
+ * are named as long as in a default deployment (a longer prefix costs bytes in every key name:
+ * 32 B per key above 40 characters or so, where names cross an allocator size class).
+ */
+export const BENCH_PREFIX = "followups";
+
 /** A scratch folder for one bench phase: config copy, outbox, worker logs. */
 export interface Scratch {
   readonly dir: string;

@@ -2,9 +2,8 @@ import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { FOLLOW_UPS_QUEUE, followUpJobId, PURCHASE_EVENTS_QUEUE } from "../src/queue/names.js";
-import { uniquePrefix } from "../test/support/redis-namespace.js";
 import { startRedisServer } from "../test/support/redis-server.js";
-import type { Scratch } from "./bench-env.js";
+import { BENCH_PREFIX, type Scratch } from "./bench-env.js";
 import { type BenchProcess, sleep, startNoopWorker } from "./processes.js";
 import { CHUNK, eventJobs, MIX_PERIOD, purchaseChunks } from "./purchases.js";
 import { drained, lastFinishedAt } from "./queue-drain.js";
@@ -44,7 +43,7 @@ export async function plainDelayedJobs(options: {
 }): Promise<PlainResult> {
   const server = await startRedisServer();
   const redis = new Redis(server.url, { maxRetriesPerRequest: null });
-  const prefix = uniquePrefix("bench-plain");
+  const prefix = BENCH_PREFIX;
   const queue = new Queue(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   try {
     await queue.waitUntilReady();
@@ -120,7 +119,7 @@ export async function passThroughIntake(options: {
 }): Promise<PassThroughResult> {
   const server = await startRedisServer();
   const redis = new Redis(server.url, { maxRetriesPerRequest: null });
-  const prefix = uniquePrefix("bench-pass");
+  const prefix = BENCH_PREFIX;
   const input = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const followUps = new Queue(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   let worker: BenchProcess | undefined;

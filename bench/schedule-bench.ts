@@ -7,11 +7,11 @@ import { DeliveryLedger } from "../src/store/delivery-ledger.js";
 import { FollowUpStore } from "../src/store/follow-up-store.js";
 import { bucketOf, StoreKeys } from "../src/store/keys.js";
 import { purchaseOfFields } from "../src/store/purchase-fields.js";
-import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
+import { deleteKeysWithPrefix } from "../test/support/redis-namespace.js";
 import { startRedisServer } from "../test/support/redis-server.js";
 import type { Providers } from "./arrival-sink.js";
 import { writeBenchConfig } from "./bench-config.js";
-import { type Scratch, workerEnv } from "./bench-env.js";
+import { BENCH_PREFIX, type Scratch, workerEnv } from "./bench-env.js";
 import { type BenchProcess, sleep, startWorkerProcess } from "./processes.js";
 import { eventJobs, followUpsOf, purchaseChunks } from "./purchases.js";
 import { drained, lastFinishedAt } from "./queue-drain.js";
@@ -92,7 +92,7 @@ export async function scheduleThroughIntake(options: {
 }): Promise<IntakeSession> {
   const server = await startRedisServer();
   const redis = new Redis(server.url, { maxRetriesPerRequest: null });
-  const prefix = uniquePrefix("bench-intake");
+  const prefix = BENCH_PREFIX;
   const input = new Queue(PURCHASE_EVENTS_QUEUE, { connection: redis, prefix });
   const followUps = new Queue(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
   const tag = `in${randomBytes(3).toString("hex")}`;
