@@ -87,6 +87,11 @@ const SUMMARY_FIELD = "m";
 const TRACE_FIELD = "tp";
 const stepField = (stepId: string) => `s:${stepId}`;
 
+/** What reports show of a purchase once it is trimmed (the record's `m`): order id and name. */
+function summaryOf(event: PurchaseCompleted): { o: string | null; n: string | null } {
+  return { o: event.orderId, n: event.customer.name ?? null };
+}
+
 export class FollowUpStore {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
@@ -145,8 +150,6 @@ export class FollowUpStore {
       AGGREGATE_RETENTION_MS,
       JSON.stringify(entries),
       encodePurchase(event),
-      // What reports may show once the purchase is scrubbed: the order and the customer's name.
-      JSON.stringify({ o: event.orderId, n: event.customer.name ?? null }),
       keepUntil,
       generation,
       ...(traceparent ? [traceparent] : []),
@@ -402,17 +405,39 @@ export class FollowUpStore {
     // Only if nothing is pending again and the purchase is the one read (replace-purchase.lua).
     if (inRecord)
       return (
-        (await this.redis.fuReplacePurchase(this.keys.eventRecord(eventId), encoded, kept)) === 1
+        (await this.redis.fuReplacePurchase(
+          this.keys.eventRecord(eventId),
+          encoded,
+          kept,
+          JSON.stringify(summaryOf(decoded.event)),
+        )) === 1
       );
     await this.redis.set(this.keys.purchase(eventId), kept, "KEEPTTL", "XX");
     return true;
   }
 
-  /** Order id and customer name of an event, as kept for reports. */
+  /**
+   * Order id and customer name of an event, for reports: read from the whole purchase while it is
+   * stored, else from the summary written when it was trimmed (or, by versions before
+   * 2026-12-03, when it was scheduled).
+   */
   async summary(eventId: string): Promise<{ orderId: string | null; customerName: string | null }> {
-    const raw = await this.redis.hget(this.keys.eventRecord(eventId), SUMMARY_FIELD);
-    const parsed = raw ? (JSON.parse(raw) as { o?: string; n?: string | null }) : {};
-    return { orderId: parsed.o ?? null, customerName: parsed.n ?? null };
+    const { fields, encoded, legacy } = await this.readStored(eventId);
+    const raw = fields[SUMMARY_FIELD];
+    if (raw) {
+      const parsed = JSON.parse(raw.toString("utf8")) as { o?: string; n?: string | null };
+      return { orderId: parsed.o ?? null, customerName: parsed.n ?? null };
+    }
+    const decoded = encoded ? decodeStored(encoded) : undefined;
+    const event = decoded?.kind === "whole" ? decoded.event : legacy;
+    if (event) return { orderId: event.orderId, customerName: event.customer.name ?? null };
+    // Trimmed by a version that wrote no summary then (it wrote one at scheduling instead).
+    if (decoded?.kind === "kept")
+      return {
+        orderId: decoded.kept.orderId,
+        customerName: decoded.kept.customer.firstName ?? null,
+      };
+    return { orderId: null, customerName: null };
   }
 
   /**

@@ -96,7 +96,12 @@ export interface StoreCommands {
   /** erase-event.lua */
   fuEraseEvent(recordKey: string, purchaseKey: string): Promise<number>;
   /** replace-purchase.lua */
-  fuReplacePurchase(recordKey: string, asRead: Buffer, kept: Buffer): Promise<number>;
+  fuReplacePurchase(
+    recordKey: string,
+    asRead: Buffer,
+    kept: Buffer,
+    summary: string,
+  ): Promise<number>;
   /** stop-event.lua */
   fuStopEvent(recordKey: string, reason: string): Promise<number>;
   /** count-outcomes.lua */

@@ -49,6 +49,10 @@ describe("the follow-up store", () => {
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
     expect(await store.loadEvent("evt-store")).toEqual(event);
+    // Reports' summary: from the whole purchase while a step is pending (no copy of it)…
+    const summary = { orderId: event.orderId, customerName: "Ana Novak" };
+    expect(await redis.hexists(recordKey(), "m")).toBe(0);
+    expect(await store.summary("evt-store")).toEqual(summary);
     await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
     await store.transition("evt-store", "thank-you.thank-you", ["sending"], { state: "sent" }, now);
     const kept = {
@@ -76,6 +80,9 @@ describe("the follow-up store", () => {
     const stored = purchaseOfFields(await redis.hgetallBuffer(recordKey()));
     expect(stored?.[0]).toBe(2);
     expect(await redis.exists(purchaseKey())).toBe(0);
+    // …and, the surname gone from what is kept, from the summary written as it was trimmed.
+    expect(await redis.hexists(recordKey(), "m")).toBe(1);
+    expect(await store.summary("evt-store")).toEqual(summary);
 
     // The same plan again, as a second delivery of the event that read the step before it was sent.
     expect(await store.schedule(event, now + 90 * DAY, [step(now)], now, 1)).toBe(0);

@@ -96,7 +96,6 @@ async function scheduleTwo(encoded = Buffer.from("the purchase")): Promise<numbe
     3_600_000,
     JSON.stringify(steps),
     encoded,
-    '{"o":"ord-1","n":"Ana"}',
     NOW + 200 * DAY,
     3,
   );
@@ -181,7 +180,8 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(record(), "p0")).toBe("the purchase");
     expect(await redis.exists(purchase())).toBe(0);
     expect(await redis.pexpiretime(record())).toBe(NOW + 200 * DAY);
-    expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
+    // No summary while the whole purchase is there (reports read it from the purchase).
+    expect(await redis.hexists(record(), "m")).toBe(0);
     expect(await redis.hget(record(), "g")).toBe("3");
 
     // The same plan again adds nothing and counts nothing.
@@ -266,7 +266,7 @@ describe("the store's Lua scripts", () => {
       const rec = await stored(field);
       await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent" }));
     }
-    expect(await redis.fuReplacePurchase(record(), encoded, Buffer.from("kept"))).toBe(1);
+    expect(await redis.fuReplacePurchase(record(), encoded, Buffer.from("kept"), "{}")).toBe(1);
     expect(Object.keys(await redis.hgetall(record())).filter((f) => /^p\d+$/.test(f))).toEqual([
       "p0",
     ]);
@@ -281,26 +281,30 @@ describe("the store's Lua scripts", () => {
   });
 
   it("replace-purchase: replaces the purchase only when no step is pending and it is the one read", async () => {
+    const SUMMARY = '{"o":"ord-1","n":"Ana Novak"}';
     const whole = Buffer.from("w".repeat(150));
     const kept = Buffer.from("k".repeat(70));
     await scheduleTwo(whole);
     // Steps pending: nothing changes.
-    expect(await redis.fuReplacePurchase(record(), whole, kept)).toBe(0);
+    expect(await redis.fuReplacePurchase(record(), whole, kept, SUMMARY)).toBe(0);
     for (const field of ["s:a", "s:b"]) {
       const rec = await stored(field);
       await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent" }));
     }
     // Another purchase than the one read: nothing changes.
-    expect(await redis.fuReplacePurchase(record(), Buffer.from("other"), kept)).toBe(0);
+    expect(await redis.fuReplacePurchase(record(), Buffer.from("other"), kept, SUMMARY)).toBe(0);
     expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(whole);
-    expect(await redis.fuReplacePurchase(record(), whole, kept)).toBe(1);
+    expect(await redis.hexists(record(), "m")).toBe(0);
+    expect(await redis.fuReplacePurchase(record(), whole, kept, SUMMARY)).toBe(1);
     const fields = await redis.hgetallBuffer(record());
     expect(purchaseOfFields(fields)).toEqual(kept);
     expect(fields.p2).toBeUndefined();
+    // What reports show once the whole purchase is gone.
+    expect(fields.m?.toString()).toBe(SUMMARY);
     // Erased meanwhile (no purchase): nothing comes back.
     expect(await redis.fuEraseEvent(record(), purchase())).toBe(2);
     expect(await redis.hexists(record(), "p0")).toBe(0);
-    expect(await redis.fuReplacePurchase(record(), kept, whole)).toBe(0);
+    expect(await redis.fuReplacePurchase(record(), kept, whole, SUMMARY)).toBe(0);
     expect(await redis.hexists(record(), "p0")).toBe(0);
   });
 
@@ -336,7 +340,6 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("0");
     // Kept as long as the record (the worker then trims it: FollowUpStore.trimIfFinished).
     expect(await redis.pexpiretime(purchase())).toBe(NOW + 300 * DAY);
-    expect(await redis.hget(record(), "m")).toBe('{"o":"ord-1","n":"Ana"}');
     expect(await redis.hget(record(), "g")).toBe("3");
   });
 

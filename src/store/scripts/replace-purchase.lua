@@ -9,6 +9,8 @@
 
     ARGV[1] the encoded purchase as read
     ARGV[2] the encoded part to keep
+    ARGV[3] the summary reports show once the whole purchase is gone (JSON: order id, customer
+            name), as the record's `m` (a record of an earlier version keeps the one it has)
 
   Output: 1 when replaced, 0 when not
 ]]
@@ -22,4 +24,5 @@ for i = 1, #fields, 2 do
 end
 if readPurchase(KEYS[1]) ~= ARGV[1] then return 0 end
 storePurchase(KEYS[1], ARGV[2])
+redis.call('HSETNX', KEYS[1], 'm', ARGV[3])
 return 1

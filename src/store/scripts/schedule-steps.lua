@@ -2,7 +2,9 @@
   Records new steps as scheduled (a step that already has a record is left as it is), counts only
   the new ones, files the new ones due beyond the promotion horizon in the compact schedule, then
   saves the purchase in the record (lib/purchase-fields.lua; kept, never overwritten) with its
-  summary and expiry. One script, so the purchase, its steps and their places in the schedule
+  expiry. (Its summary for reports, `m`, is written when the purchase is trimmed after its last
+  step: until then reports read it from the purchase. Records of versions before 2026-12-03 have
+  it from the start.) One script, so the purchase, its steps and their places in the schedule
   appear together.
 
   Input:
@@ -19,10 +21,9 @@
             f = ledger field, b = bucket number or 0 when BullMQ gets the step directly, bs = its start,
             t = the bucket entry })
     ARGV[4] the encoded purchase
-    ARGV[5] summary kept for reports (JSON)
-    ARGV[6] keep the record, the purchase and the buckets until (epoch ms)
-    ARGV[7] the rules generation the steps were planned with (kept as the record's `g`)
-    ARGV[8] optional: the W3C traceparent of the intake span, kept as the record's `tp` (only
+    ARGV[5] keep the record, the purchase and the buckets until (epoch ms)
+    ARGV[6] the rules generation the steps were planned with (kept as the record's `g`)
+    ARGV[7] optional: the W3C traceparent of the intake span, kept as the record's `tp` (only
             while tracing is on; the first intake that leaves a step pending keeps it)
 
   Output: how many steps were new
@@ -34,7 +35,7 @@ local steps = cjson.decode(ARGV[3])
 -- An event planned before generations were kept (it has a summary but no `g`) keeps counting
 -- its pending steps the old way, so that their counts still add up when they change.
 if redis.call('HEXISTS', KEYS[1], 'g') == 0 and redis.call('HEXISTS', KEYS[1], 'm') == 0 then
-  redis.call('HSET', KEYS[1], 'g', ARGV[7])
+  redis.call('HSET', KEYS[1], 'g', ARGV[6])
 end
 local generation = redis.call('HGET', KEYS[1], 'g')
 local added = 0
@@ -54,8 +55,8 @@ for i, step in ipairs(steps) do
     if step.b ~= 0 then
       local bucketKey = KEYS[4 + 2 * i]
       redis.call('RPUSH', bucketKey, step.t)
-      redis.call('PEXPIREAT', bucketKey, ARGV[6], 'GT')
-      if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[6]) end
+      redis.call('PEXPIREAT', bucketKey, ARGV[5], 'GT')
+      if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[5]) end
       redis.call('ZADD', KEYS[4], step.bs, step.b)
     end
   elseif PENDING[cjson.decode(redis.call('HGET', KEYS[1], field)).s] then
@@ -66,17 +67,16 @@ end
 -- not bring back the contact details that a finished purchase had deleted.
 if pending then
   if redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('PEXPIREAT', KEYS[2], ARGV[6], 'GT')
+    redis.call('PEXPIREAT', KEYS[2], ARGV[5], 'GT')
   elseif not purchaseStored(KEYS[1]) then
     storePurchase(KEYS[1], ARGV[4])
   end
-  redis.call('HSETNX', KEYS[1], 'm', ARGV[5])
-  if ARGV[8] then redis.call('HSETNX', KEYS[1], 'tp', ARGV[8]) end
+  if ARGV[7] then redis.call('HSETNX', KEYS[1], 'tp', ARGV[7]) end
 end
 -- Kept longer, never shorter; the history script gave the record its first expiry.
 if redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[5])
 else
-  redis.call('PEXPIREAT', KEYS[1], ARGV[6], 'GT')
+  redis.call('PEXPIREAT', KEYS[1], ARGV[5], 'GT')
 end
 return added
