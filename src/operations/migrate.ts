@@ -97,12 +97,19 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const keys = new StoreKeys(prefix);
   const { shards, finished, sourceRunIds, targetRunIds } = await preconditions(options);
   const pairs = queuePairs(options, shards);
-  // Owners' report schedulers are set again by the workers at start; they are counted, not copied.
-  const reports = new Queue(OWNER_REPORTS_QUEUE, {
-    connection: source,
-    prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(source)),
-  });
-  const allQueues = [...pairs.flatMap(({ source, target }) => [source, target]), reports];
+  // Owners' report schedulers are set again by the workers at start: their jobs are not copied,
+  // only a pause of the queue is.
+  const reports: QueuePair = {
+    source: new Queue(OWNER_REPORTS_QUEUE, {
+      connection: source,
+      prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(source)),
+    }),
+    target: new Queue(OWNER_REPORTS_QUEUE, {
+      connection: target,
+      prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(target)),
+    }),
+  };
+  const allQueues = [...pairs, reports].flatMap(({ source, target }) => [source, target]);
   try {
     const workers = (await Promise.all(allQueues.map((queue) => queue.getWorkersCount()))).reduce(
       (sum, count) => sum + count,
@@ -149,7 +156,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         keysCopied: keysFound,
         jobsCopied: live,
         failedJobsCopied: failed,
-        queuesPaused: (await pausedQueues(pairs)).length,
+        queuesPaused: (await pausedQueues([...pairs, reports])).length,
         workersConnected: workers,
       };
     }
@@ -182,7 +189,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     }
     options.onPart?.("copying waiting, delayed and failed jobs");
     const { live, failed } = await copyJobs(source, target, pairs);
-    const paused = await pausedQueues(pairs);
+    const paused = await pausedQueues([...pairs, reports]);
     for (const pair of paused) await pair.target.pause();
     await target.del(keys.arrivingMark());
     await new AuditTrail(target, prefix).record({

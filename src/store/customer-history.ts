@@ -113,6 +113,7 @@ export class CustomerHistoryStore {
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };
+    const sent = lastSent ? sentFollowUpOf(lastSent) : undefined;
     const remembered: Record<string, string> = {};
     const pairs = checkIns ?? [];
     for (let i = 0; i + 1 < pairs.length; i += 2)
@@ -121,7 +122,7 @@ export class CustomerHistoryStore {
       history,
       firstSeen: firstSeen === 1,
       attribution: {
-        ...(lastSent && { lastSent: JSON.parse(lastSent) as SentFollowUp }),
+        ...(sent && { lastSent: sent }),
         checkIns: remembered,
       },
     };
@@ -258,4 +259,16 @@ export function checkInsAnsweredBy(
     });
   }
   return answered;
+}
+
+/** A remembered sent follow-up; undefined when the value is not one (it then attributes nothing). */
+function sentFollowUpOf(raw: string): SentFollowUp | undefined {
+  try {
+    const parsed = JSON.parse(raw) as Partial<SentFollowUp> | null;
+    return typeof parsed?.eventId === "string" && typeof parsed.at === "number"
+      ? (parsed as SentFollowUp)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }

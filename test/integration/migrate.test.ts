@@ -9,6 +9,7 @@ import {
   type FollowUpJobData,
   followUpJobId,
   OWNER_ALERTS_QUEUE,
+  OWNER_REPORTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
@@ -166,13 +167,16 @@ describe("followups migrate", () => {
     // Six check-ins and five thank-yous.
     expect(pendingBefore).toBe(11);
 
-    // An operator paused the owners' alerts with a queue tool: it stays paused after the move.
-    const oldAlerts = new Queue(OWNER_ALERTS_QUEUE, {
-      connection: p.redis,
-      prefix: queuePrefix(p.prefix, OWNER_ALERTS_QUEUE, false),
-    });
-    await oldAlerts.pause();
-    await oldAlerts.close();
+    // An operator paused the owners' alerts and reports with a queue tool: they stay paused after
+    // the move (the reports queue's jobs are not copied, its pause is).
+    for (const name of [OWNER_ALERTS_QUEUE, OWNER_REPORTS_QUEUE]) {
+      const queue = new Queue(name, {
+        connection: p.redis,
+        prefix: queuePrefix(p.prefix, name, false),
+      });
+      await queue.pause();
+      await queue.close();
+    }
 
     // A dry run counts and changes nothing.
     const dry = await migrateTo(p, "--dry-run");
@@ -181,7 +185,7 @@ describe("followups migrate", () => {
       shards: SHARDS,
       jobsCopied: 5,
       failedJobsCopied: 1,
-      queuesPaused: 1,
+      queuesPaused: 2,
     });
     expect(dry.keysCopied).toBeGreaterThan(CUSTOMERS.length * 2);
     const keys = new StoreKeys(p.prefix);
@@ -213,15 +217,17 @@ describe("followups migrate", () => {
       keysCopied: dry.keysCopied,
       jobsCopied: 5,
       failedJobsCopied: 1,
-      queuesPaused: 1,
+      queuesPaused: 2,
     });
     expect(String(done.to)).not.toContain("@");
-    const newAlerts = new Queue(OWNER_ALERTS_QUEUE, {
-      connection: target,
-      prefix: queuePrefix(p.prefix, OWNER_ALERTS_QUEUE, targetCluster()),
-    });
-    expect(await newAlerts.isPaused()).toBe(true);
-    await newAlerts.close();
+    for (const name of [OWNER_ALERTS_QUEUE, OWNER_REPORTS_QUEUE]) {
+      const queue = new Queue(name, {
+        connection: target,
+        prefix: queuePrefix(p.prefix, name, targetCluster()),
+      });
+      expect(await queue.isPaused()).toBe(true);
+      await queue.close();
+    }
 
     // The old Redis is refused from now on, by workers and by the command itself.
     await expect(workerOn(p.envVars)).rejects.toThrow(

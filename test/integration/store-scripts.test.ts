@@ -547,6 +547,29 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(record(), "f")).toBe("fp-a");
   });
 
+  it("record-purchase: fails with nothing written when a key it reads for attribution is of another type", async () => {
+    const customer = keys.customerHistory("cus-1");
+    await redis.set(keys.checkIns("cus-1"), "not a hash");
+    const at = "2026-11-01T10:00:00.000Z";
+    await expect(
+      redis.fuRecordPurchase(
+        record(),
+        customer,
+        keys.erasedCustomer("cus-1-hash"),
+        keys.lastSent("cus-1"),
+        keys.checkIns("cus-1"),
+        at,
+        DAY,
+        DAY,
+        "fp-a",
+        "evt",
+        Date.parse(at),
+      ),
+    ).rejects.toThrow(/WRONGTYPE/);
+    // Nothing counted: once the key is repaired the purchase is recorded as a first sighting.
+    expect(await redis.exists(customer, record())).toBe(0);
+  });
+
   it("record-purchase: a purchase from before the customer's erasure records nothing", async () => {
     const customer = keys.customerHistory("cus-1");
     const erased = keys.erasedCustomer("cus-1-hash");

@@ -32,12 +32,15 @@ local erasedAt = redis.call('GET', KEYS[3])
 if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[6]) then return { -2, '', 0 } end
 local fingerprint = redis.call('HGET', KEYS[1], 'f')
 if fingerprint and fingerprint ~= ARGV[4] then return { -1, '', 0 } end
+-- Read before anything is written: a key of another type fails the script with nothing changed.
+local sent = redis.call('GET', KEYS[4]) or ''
+local checkIns = redis.call('HGETALL', KEYS[5])
+local function attribution(count, last, first)
+  return { count, last, first, sent, checkIns }
+end
 -- Records written before fingerprints were kept take this one.
 if not fingerprint and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'f', ARGV[4]) end
 local seen = redis.call('HGET', KEYS[1], 'h')
-local function attribution(count, last, first)
-  return { count, last, first, redis.call('GET', KEYS[4]) or '', redis.call('HGETALL', KEYS[5]) }
-end
 if seen then return attribution(tonumber(seen), redis.call('HGET', KEYS[2], 'last') or '', 0) end
 local count = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 local last = redis.call('HGET', KEYS[2], 'last') or ''
