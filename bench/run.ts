@@ -7,7 +7,7 @@ import { startProviders } from "./arrival-sink.js";
 import { writeBenchConfig } from "./bench-config.js";
 import { scratchDir } from "./bench-env.js";
 import { BENCH_SHARDS, clusterComparison, clusterScenario, RESHARD_TO } from "./cluster-bench.js";
-import { passThroughIntake, plainDelayedJobs } from "./intake-baselines.js";
+import { type PassThroughResult, passThroughIntake, plainDelayedJobs } from "./intake-baselines.js";
 import { dueLatency } from "./latency-bench.js";
 import { gitState, machine } from "./machine.js";
 import { plannerBench } from "./planner-bench.js";
@@ -182,7 +182,28 @@ async function scheduleAndLatency(perPosition: number[]) {
       listpackRun = tuned.run;
       await tuned.close();
     }
-    return { plain, passThrough, run: session.run, breakdown, latency, listpackRun };
+    // The pass-through again, after both intake runs: pass, ours, ours, pass, so that a machine
+    // speeding up or slowing down during the bench (by a third between runs here) weighs on both
+    // sides of the ratio alike.
+    let passThroughAfter: PassThroughResult | undefined;
+    if (!quick) {
+      log("pass-through reference again, after both intake runs…");
+      passThroughAfter = await passThroughIntake({
+        events,
+        perPosition,
+        scratch,
+        concurrency: INTAKE_CONCURRENCY,
+      });
+    }
+    return {
+      plain,
+      passThrough,
+      run: session.run,
+      breakdown,
+      latency,
+      listpackRun,
+      passThroughAfter,
+    };
   } finally {
     await session.close();
     await providers.close();
