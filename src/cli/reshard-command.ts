@@ -53,6 +53,11 @@ function renderReshard(done: ReshardResult): string {
       `would change the shard count from ${done.from} to ${done.to} (nothing changed):`,
       `  ${done.purchasesPlaced} purchases found with their customer's new shard`,
       `  ${done.jobsMoved} follow-up jobs would move to another shard's queue`,
+      ...(done.queuesPaused > 0
+        ? [
+            `  ${done.queuesPaused} follow-ups queue(s) are paused: every new shard's queue would be paused`,
+          ]
+        : []),
       ...(workers > 0
         ? [
             `  ${workers} worker connection(s) are on the queues now, so these counts are a snapshot;`,
@@ -70,6 +75,11 @@ function renderReshard(done: ReshardResult): string {
     `  ${done.keysMoved} keys moved, ${done.recordsToShardZero} records of events without a known customer moved to shard 0`,
     `  ${done.jobsMoved} follow-up jobs and ${done.scheduledMoved} scheduled steps moved (${done.scheduledDropped} entries of purchases that are gone dropped)`,
     `  ${done.referencesRewritten} references rewritten, ${done.countsFolded} counts of removed shards added to shard 0's`,
+    ...(done.queuesPaused > 0
+      ? [
+          `  a follow-ups queue was paused: all ${done.queuesPaused} new shards' queues are paused; resume them with your queue tool when they should send`,
+        ]
+      : []),
     `start the workers with FOLLOW_UP_SHARDS=${done.to}`,
     "",
   ].join("\n");

@@ -124,6 +124,18 @@ export class JobFailer {
       jobId: job.id,
       lifo: true,
     });
+    // A paused queue gives no job to take: resumed for the moment (no worker runs while these
+    // commands do), and paused again whatever happens.
+    const paused = await target.isPaused();
+    if (paused) await target.resume();
+    try {
+      await this.takeAndFail(target, job);
+    } finally {
+      if (paused) await target.pause();
+    }
+  }
+
+  private async takeAndFail<T>(target: Queue<T>, job: Job<T> & { id: string }): Promise<void> {
     const worker = this.workerOf(target);
     const waiting = await target.getWaitingCount();
     for (let tries = 0; tries <= waiting; tries++) {

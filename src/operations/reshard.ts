@@ -54,6 +54,11 @@ export interface ReshardResult extends ReshardCounts {
   /** Follow-up jobs moved to another shard's queue (failed ones stay failed). */
   readonly jobsMoved: number;
   /**
+   * Follow-ups queues paused (with a queue tool) when it started: then every new shard's queue is
+   * paused at the end, so nothing held back is sent (in a dry run: found).
+   */
+  readonly queuesPaused: number;
+  /**
    * A dry run only: BullMQ worker connections on the deployment's queues as it counted (it runs
    * beside workers; the change itself needs none).
    */
@@ -97,6 +102,12 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     (name) =>
       new Queue(name, { connection: redis, prefix: queuePrefix(prefix, name, options.cluster) }),
   );
+  // Jobs move from queue to queue, so a pause is carried as a whole: one paused queue pauses all
+  // the new ones. Read before anything moves, and kept in the mark for a run that is finished later.
+  const pausedQueues = (await Promise.all(oldQueues.map((queue) => queue.isPaused()))).filter(
+    Boolean,
+  ).length;
+  const holdBack = pausedQueues > 0 || mark?.paused === true;
   // Marked before workers are counted, so none can start in between (they refuse while marked);
   // a dry run changes nothing, not even that.
   const marked =
@@ -104,7 +115,12 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     !mark &&
     (await redis.set(
       keys.reshardMark(),
-      JSON.stringify({ from, to, startedAt: new Date(now()).toISOString() } satisfies ReshardMark),
+      JSON.stringify({
+        from,
+        to,
+        startedAt: new Date(now()).toISOString(),
+        ...(holdBack && { paused: true }),
+      } satisfies ReshardMark),
       "NX",
     )) === "OK";
   try {
@@ -124,7 +140,7 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     if (options.dryRun) {
       const jobs = await countJobsToMove(oldQueues, newQueues, placement);
       return {
-        ...result(from, to, options, counts, placement.size, jobs),
+        ...result(from, to, options, counts, placement.size, jobs, pausedQueues),
         workersConnected: workers,
       };
     }
@@ -143,6 +159,7 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     const kept = new Set(newQueues.map((queue) => queue.opts.prefix));
     for (const queue of oldQueues)
       if (!kept.has(queue.opts.prefix)) await queue.obliterate({ force: true });
+    if (holdBack) for (const queue of newQueues) await queue.pause();
     await redis.multi().set(keys.shardCount(), String(to)).del(keys.reshardMark()).exec();
     await new AuditTrail(redis, prefix).record({
       at: now(),
@@ -150,7 +167,15 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
       action: "reshard",
       target: `${from} → ${to} shards`,
     });
-    return result(from, to, options, counts, placement.size, jobsMoved);
+    return result(
+      from,
+      to,
+      options,
+      counts,
+      placement.size,
+      jobsMoved,
+      holdBack ? newQueues.length : 0,
+    );
   } finally {
     await Promise.all([...oldQueues, ...newQueues, ...others].map((queue) => queue.close()));
   }
@@ -163,8 +188,17 @@ function result(
   counts: ReshardCounts,
   purchasesPlaced: number,
   jobsMoved: number,
+  queuesPaused = 0,
 ): ReshardResult {
-  return { from, to, dryRun: options.dryRun ?? false, purchasesPlaced, jobsMoved, ...counts };
+  return {
+    from,
+    to,
+    dryRun: options.dryRun ?? false,
+    purchasesPlaced,
+    jobsMoved,
+    queuesPaused,
+    ...counts,
+  };
 }
 
 /** A job's new shard: its purchase's customer's; shard 0 (where the record is copied) if unknown. */

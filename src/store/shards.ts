@@ -147,6 +147,8 @@ export interface ReshardMark {
   readonly from: number;
   readonly to: number;
   readonly startedAt: string;
+  /** A follow-ups queue was paused when it started: the new shards' queues are paused at the end. */
+  readonly paused?: boolean;
 }
 
 /** The mark of a reshard under way, if one is. */

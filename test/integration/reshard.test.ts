@@ -70,6 +70,20 @@ async function reshardTo(p: PipelineHarness, to: number, ...flags: "--dry-run"[]
   return JSON.parse(io.output()) as Record<string, number | boolean>;
 }
 
+/** A reshard to `to` that dies as `part` starts, as a killed command would. */
+function reshardKilledBefore(p: PipelineHarness, to: number, part: string) {
+  return reshard({
+    redis: p.redis,
+    prefix: p.prefix,
+    cluster: p.env.REDIS_CLUSTER,
+    to,
+    by: "alice",
+    onPart: (started) => {
+      if (started === part) throw new Error("killed");
+    },
+  });
+}
+
 /** Pending follow-ups as `followups schedule --json` counts them, over 120 days. */
 const pendingOf = (p: PipelineHarness) => pendingTotal(p.envVars, p.configDir, savedEnv);
 
@@ -87,11 +101,11 @@ function queuesOf(p: PipelineHarness, shards: number): Shards<Queue<FollowUpJobD
 const minutesAgo = (minutes: number) => DateTime.utc().minus({ minutes }).toISO() ?? "";
 
 /**
- * A big-ticket purchase by every customer (`evt-b-<customer>`): its thank-you due in two minutes
+ * A big-ticket purchase by every customer (`evt-b-<customer>`; CUSTOMERS unless given): its thank-you due in two minutes
  * (a delayed job), its check-in in three months (the compact schedule).
  */
-async function buyBigTickets(p: PipelineHarness): Promise<void> {
-  for (const id of CUSTOMERS)
+async function buyBigTickets(p: PipelineHarness, customers = CUSTOMERS): Promise<void> {
+  for (const id of customers)
     await p.publisher.publish(
       purchaseInput({
         id: `evt-b-${id}`,
@@ -101,7 +115,7 @@ async function buyBigTickets(p: PipelineHarness): Promise<void> {
         items: [item("big-ticket", "900.00")],
       }) as never,
     );
-  for (const id of CUSTOMERS) await eventProcessed(p, `evt-b-${id}`);
+  for (const id of customers) await eventProcessed(p, `evt-b-${id}`);
 }
 
 describe("followups reshard", () => {
@@ -312,18 +326,7 @@ describe("followups reshard", () => {
     expect(pendingBefore).toBe(CUSTOMERS.length * 2);
 
     // The first run dies after moving the jobs and the keys, before the schedule.
-    await expect(
-      reshard({
-        redis: p.redis,
-        prefix: p.prefix,
-        cluster: p.env.REDIS_CLUSTER,
-        to: 3,
-        by: "alice",
-        onPart: (part) => {
-          if (part === "moving the schedule") throw new Error("killed");
-        },
-      }),
-    ).rejects.toThrow("killed");
+    await expect(reshardKilledBefore(p, 3, "moving the schedule")).rejects.toThrow("killed");
     await expect(workerWith(p, 3)).rejects.toThrow("has not finished");
     const done = await reshardTo(p, 3);
     expect(done).toMatchObject({ from: 2, to: 3, scheduledDropped: 0 });
@@ -352,6 +355,52 @@ describe("followups reshard", () => {
     await p.sink.waitForMessages(CUSTOMERS.length);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(p.sink.messages).toHaveLength(CUSTOMERS.length);
+    await Promise.all(queues.made().map((queue) => queue.close()));
+  });
+
+  it("carries a paused follow-ups queue: every new shard's queue is paused, also when a run that stopped is finished", async () => {
+    pipeline = await startPipeline("reshard-paused", { shards: 2 });
+    const p = pipeline;
+    // A customer who moves from shard 1 to shard 0, whose thank-you failed for good.
+    let n = 0;
+    while (
+      !(customerShard(`cus-paused-${n}`, 2) === 1 && customerShard(`cus-paused-${n}`, 3) === 0)
+    )
+      n++;
+    const failing = `cus-paused-${n}`;
+    await buyBigTickets(p, [failing, ...CUSTOMERS]);
+    await p.worker?.close();
+    p.worker = undefined;
+    const oldQueues = queuesOf(p, 2);
+    await failThankYou(
+      p.redis,
+      shardStores(p.redis, p.prefix, 2).of(1).store,
+      oldQueues.of(1),
+      `evt-b-${failing}`,
+      BIG_THANKS,
+    );
+    // An operator paused shard 0's queue, whose name is the same under any count.
+    await oldQueues.of(0).pause();
+    await Promise.all(oldQueues.made().map((queue) => queue.close()));
+    const pendingBefore = await pendingOf(p);
+
+    expect(await reshardTo(p, 3, "--dry-run")).toMatchObject({ queuesPaused: 1 });
+    // The first run dies after moving the jobs (the failed one into the paused queue).
+    await expect(reshardKilledBefore(p, 3, "moving the schedule")).rejects.toThrow("killed");
+    expect(await reshardTo(p, 3)).toMatchObject({ from: 2, to: 3, queuesPaused: 3 });
+    const queues = queuesOf(p, 3);
+    for (let shard = 0; shard < 3; shard++) expect(await queues.of(shard).isPaused()).toBe(true);
+    const failed = await queues.of(0).getJob(followUpJobId(`evt-b-${failing}`, BIG_THANKS));
+    expect(await failed?.getState()).toBe("failed");
+    expect(await pendingOf(p)).toBe(pendingBefore);
+    // Nothing is sent while the queues stay paused.
+    await workerWith(p, 3);
+    for (const id of CUSTOMERS)
+      await (await queues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)))
+        ?.promote()
+        .catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(p.sink.messages).toHaveLength(0);
     await Promise.all(queues.made().map((queue) => queue.close()));
   });
 
