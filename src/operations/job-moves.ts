@@ -124,9 +124,13 @@ export class JobFailer {
       jobId: job.id,
       lifo: true,
     });
-    // A paused queue gives no job to take: resumed for the moment (no worker runs while these
-    // commands do), and paused again whatever happens.
+    // A paused queue gives no job to take: resumed for the moment, and paused again whatever
+    // happens; never while a worker is on it (it would take what the pause holds back).
     const paused = await target.isPaused();
+    if (paused && (await target.getWorkersCount()) > 0)
+      throw new MoveRefused(
+        `job ${job.id} is to be failed again in ${target.name}, which is paused and has workers connected: stop the workers (or resume the queue), then run the command again`,
+      );
     if (paused) await target.resume();
     try {
       await this.takeAndFail(target, job);

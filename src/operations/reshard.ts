@@ -108,6 +108,12 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     Boolean,
   ).length;
   const holdBack = pausedQueues > 0 || mark?.paused === true;
+  // A pause seen by a later run (an old queue may be gone before the end) is kept in the mark too.
+  if (!options.dryRun && mark && holdBack && !mark.paused)
+    await redis.set(
+      keys.reshardMark(),
+      JSON.stringify({ ...mark, paused: true } satisfies ReshardMark),
+    );
   // Marked before workers are counted, so none can start in between (they refuse while marked);
   // a dry run changes nothing, not even that.
   const marked =
@@ -140,7 +146,15 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
     if (options.dryRun) {
       const jobs = await countJobsToMove(oldQueues, newQueues, placement);
       return {
-        ...result(from, to, options, counts, placement.size, jobs, pausedQueues),
+        ...result(
+          from,
+          to,
+          options,
+          counts,
+          placement.size,
+          jobs,
+          holdBack ? Math.max(pausedQueues, 1) : 0,
+        ),
         workersConnected: workers,
       };
     }

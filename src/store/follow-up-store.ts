@@ -17,6 +17,7 @@ import {
   type KeptPurchase,
   keptPart,
   purchaseFromKept,
+  type StoredPurchase,
 } from "./purchase-codec.js";
 import { purchaseOfFields, type RecordFields } from "./purchase-fields.js";
 import type { RedisClient } from "./redis-client.js";
@@ -428,10 +429,17 @@ export class FollowUpStore {
       const parsed = JSON.parse(raw.toString("utf8")) as { o?: string; n?: string | null };
       return { orderId: parsed.o ?? null, customerName: parsed.n ?? null };
     }
-    const decoded = encoded ? decodeStored(encoded) : undefined;
+    let decoded: StoredPurchase | undefined;
+    try {
+      decoded = encoded ? decodeStored(encoded) : undefined;
+    } catch {
+      // A purchase this version cannot read (a newer format): a report shows no name, and goes.
+      decoded = undefined;
+    }
     const event = decoded?.kind === "whole" ? decoded.event : legacy;
     if (event) return { orderId: event.orderId, customerName: event.customer.name ?? null };
-    // Trimmed by a version that wrote no summary then (it wrote one at scheduling instead).
+    // Scheduled by this version and trimmed by the one before it, which wrote no summary then
+    // (during a rolling deploy): the first name is what is left.
     if (decoded?.kind === "kept")
       return {
         orderId: decoded.kept.orderId,
