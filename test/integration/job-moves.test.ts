@@ -31,13 +31,19 @@ async function failedJob(name: string): Promise<Job & { id: string }> {
   return (await source.getJob(job.id ?? "")) as Job & { id: string };
 }
 
+/** A paused queue with a job waiting in it (`held`). */
+async function pausedQueueHolding(name: string, held: string): Promise<Queue> {
+  const queue = new Queue(name, { connection: redis, prefix });
+  closing.push(queue);
+  await queue.add("email", { e: held, s: "step" }, { jobId: held });
+  await queue.pause();
+  return queue;
+}
+
 describe("failing a copied job again", () => {
   it("fails it in a paused queue and leaves the queue paused, what waits there untouched", async () => {
     const job = await failedJob("paused-target");
-    const target = new Queue("paused-target", { connection: redis, prefix });
-    closing.push(target);
-    await target.add("email", { e: "held", s: "step" }, { jobId: "held" });
-    await target.pause();
+    const target = await pausedQueueHolding("paused-target", "held");
     const failer = new JobFailer(redis);
     closing.push(failer);
     await failer.failAgainIn(target, job);
@@ -49,10 +55,7 @@ describe("failing a copied job again", () => {
 
   it("refuses to resume a paused queue that workers are connected to: they would take what it holds back", async () => {
     const job = await failedJob("watched-target");
-    const target = new Queue("watched-target", { connection: redis, prefix });
-    closing.push(target);
-    await target.add("email", { e: "held", s: "step" }, { jobId: "held" });
-    await target.pause();
+    const target = await pausedQueueHolding("watched-target", "held");
     const processed: string[] = [];
     const workerConnection = redis.duplicate();
     closing.push({ close: async () => workerConnection.disconnect() });
