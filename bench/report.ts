@@ -79,10 +79,12 @@ export function buildResults(input: {
     input.scheduled;
   // Ours against the pass-through, both run twice in the order pass, ours, ours, pass when there
   // is a second pair (total times, so a drifting machine speed weighs on both alike).
-  const oursSeconds = run.seconds + (passThroughAfter && listpackRun ? listpackRun.seconds : 0);
-  const passSeconds =
-    passThrough.seconds + (passThroughAfter && listpackRun ? passThroughAfter.seconds : 0);
-  const oursToPassThrough = ratio(passSeconds, oursSeconds);
+  const second =
+    passThroughAfter && listpackRun ? { pass: passThroughAfter, ours: listpackRun } : undefined;
+  const oursToPassThrough = ratio(
+    passThrough.seconds + (second?.pass.seconds ?? 0),
+    run.seconds + (second?.ours.seconds ?? 0),
+  );
   const { send, scaleRun, planner } = input;
   const warnings: string[] = [];
   if (run.failedEvents > 0)
@@ -119,15 +121,14 @@ export function buildResults(input: {
         ...passThrough,
         ratioToBaseline: ratio(plain.seconds, passThrough.seconds),
         oursToPassThrough,
-        ...(passThroughAfter &&
-          listpackRun && {
-            order: "pass-through, ours, ours (hash-max-listpack-value 128), pass-through",
-            after: passThroughAfter,
-            pairs: [
-              ratio(passThrough.seconds, run.seconds),
-              ratio(passThroughAfter.seconds, listpackRun.seconds),
-            ],
-          }),
+        ...(second && {
+          order: "pass-through, ours, ours (hash-max-listpack-value 128), pass-through",
+          after: second.pass,
+          pairs: [
+            ratio(passThrough.seconds, run.seconds),
+            ratio(second.pass.seconds, second.ours.seconds),
+          ],
+        }),
       },
     },
     memory: {

@@ -93,6 +93,29 @@ function summaryOf(event: PurchaseCompleted): { o: string | null; n: string | nu
   return { o: event.orderId, n: event.customer.name ?? null };
 }
 
+/**
+ * The summary of a record without one, from its purchase: the whole one (or an earlier version's
+ * JSON); else the kept part, when this version scheduled it and the version before trimmed it,
+ * writing no summary (during a rolling deploy): its first name is what is left.
+ */
+function summaryOfStored(
+  encoded: Buffer | undefined,
+  legacy: PurchaseCompleted | undefined,
+): Partial<ReturnType<typeof summaryOf>> {
+  let decoded: StoredPurchase | undefined;
+  try {
+    decoded = encoded ? decodeStored(encoded) : undefined;
+  } catch {
+    // A purchase this version cannot read (a newer format): a report shows no name, and goes.
+    decoded = undefined;
+  }
+  const event = decoded?.kind === "whole" ? decoded.event : legacy;
+  if (event) return summaryOf(event);
+  if (decoded?.kind === "kept")
+    return { o: decoded.kept.orderId, n: decoded.kept.customer.firstName ?? null };
+  return {};
+}
+
 export class FollowUpStore {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
@@ -425,27 +448,10 @@ export class FollowUpStore {
   async summary(eventId: string): Promise<{ orderId: string | null; customerName: string | null }> {
     const { fields, encoded, legacy } = await this.readStored(eventId);
     const raw = fields[SUMMARY_FIELD];
-    if (raw) {
-      const parsed = JSON.parse(raw.toString("utf8")) as { o?: string; n?: string | null };
-      return { orderId: parsed.o ?? null, customerName: parsed.n ?? null };
-    }
-    let decoded: StoredPurchase | undefined;
-    try {
-      decoded = encoded ? decodeStored(encoded) : undefined;
-    } catch {
-      // A purchase this version cannot read (a newer format): a report shows no name, and goes.
-      decoded = undefined;
-    }
-    const event = decoded?.kind === "whole" ? decoded.event : legacy;
-    if (event) return { orderId: event.orderId, customerName: event.customer.name ?? null };
-    // Scheduled by this version and trimmed by the one before it, which wrote no summary then
-    // (during a rolling deploy): the first name is what is left.
-    if (decoded?.kind === "kept")
-      return {
-        orderId: decoded.kept.orderId,
-        customerName: decoded.kept.customer.firstName ?? null,
-      };
-    return { orderId: null, customerName: null };
+    const summary: Partial<ReturnType<typeof summaryOf>> = raw
+      ? JSON.parse(raw.toString("utf8"))
+      : summaryOfStored(encoded, legacy);
+    return { orderId: summary.o ?? null, customerName: summary.n ?? null };
   }
 
   /**
