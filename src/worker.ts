@@ -25,7 +25,7 @@ import { EventPublisher } from "./publisher.js";
 import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
-import { createIntakeProcessor } from "./queue/intake-processor.js";
+import { createIntakeProcessor, HISTORY_RETENTION_MS } from "./queue/intake-processor.js";
 import {
   BUDGET_ALERT_JOB,
   FOLLOW_UPS_QUEUE,
@@ -350,6 +350,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     lockDuration: env.JOB_LOCK_MS,
     stalledInterval: env.JOB_LOCK_MS,
     maxStalledCount: MAX_STALLED_COUNT,
+    // Run once connected and checked again against a reshard or move begun meanwhile (below).
+    autorun: false,
   };
   const intake = new Worker(
     PURCHASE_EVENTS_QUEUE,
@@ -503,6 +505,32 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   for (const { label, worker } of workers) {
     worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
   }
+  // `followups reshard` and `migrate` mark the Redis, then refuse if any worker is connected. A
+  // reshard marked after the check at the top but before these workers connected would count
+  // none and go on beneath them: so the workers connect first (counted from now on), the marks
+  // are read again, and only then do they take jobs and the promoters start.
+  await Promise.all(workers.map(({ worker }) => worker.waitUntilReady()));
+  const lateRefusal = await startRefusal(redis, prefix);
+  if (lateRefusal) {
+    await Promise.all(workers.map(({ worker }) => worker.close(true)));
+    await publisher.close();
+    await Promise.all(
+      [
+        ...followUps.made(),
+        events,
+        reports,
+        alertsQueue,
+        ...adminQueues.followUps.made(),
+        adminQueues.events,
+      ].map((queue) => queue.close()),
+    );
+    for (const connection of [redis, httpRedis, ...workerConnections]) connection.disconnect();
+    throw new StartupError(lateRefusal);
+  }
+  for (const { label, worker } of workers)
+    worker
+      .run()
+      .catch((error: unknown) => logger.error({ err: error, worker: label }, "worker stopped"));
   // Each served shard has its promoter and its re-planner, over that shard's schedule.
   const servedParts = servedShards.map((shard) => {
     const { store, schedule, history } = shards.of(shard);
@@ -587,11 +615,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ),
       )
     : Promise.resolve();
+  // Address indexes an earlier version kept a key per address move into buckets, in the
+  // background, once per deployment.
+  const packing = customers
+    .packEarlierIndexes(HISTORY_RETENTION_MS, now, () => stopping)
+    .then((moved) => {
+      if (moved) logger.info({ moved }, "address indexes packed into buckets");
+    })
+    .catch((error: unknown) =>
+      logger.error({ err: error }, "packing address indexes failed; retried at start"),
+    );
   const closeWorkers = (force = false) => {
     stopping = true;
     return Promise.all([
       ...servedParts.map(({ promoter }) => promoter.stop()),
       upgrading,
+      packing,
       replanning,
       ...workers.map(({ worker }) => worker.close(force)),
     ]);

@@ -110,11 +110,17 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     }),
   };
   const allQueues = [...pairs, reports].flatMap(({ source, target }) => [source, target]);
-  try {
-    const workers = (await Promise.all(allQueues.map((queue) => queue.getWorkersCount()))).reduce(
+  const countWorkers = async () =>
+    (await Promise.all(allQueues.map((queue) => queue.getWorkersCount()))).reduce(
       (sum, count) => sum + count,
       0,
     );
+  const refusal = (workers: number) =>
+    new MigrateRefused(
+      `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while it moves`,
+    );
+  try {
+    const workers = await countWorkers();
     if (finished && !options.dryRun) {
       // Publishers still writing to the old Redis: their events are copied, nothing else.
       options.onPart?.("copying events published to the old Redis since the move");
@@ -131,10 +137,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         lateEvents: late.live + late.failed,
       };
     }
-    if (workers > 0 && !options.dryRun)
-      throw new MigrateRefused(
-        `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while it moves`,
-      );
+    if (workers > 0 && !options.dryRun) throw refusal(workers);
     if (options.dryRun) {
       let keysFound = 0;
       for (const pattern of keys.patterns())
@@ -174,6 +177,14 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       JSON.stringify({ redis: targetName, runIds: targetRunIds, startedAt } satisfies MoveMark),
       "NX",
     );
+    // Counted again now that both are marked: a worker that passed its start-up check before the
+    // marks is connected by now, or reads them again before it takes a job (worker.ts).
+    const lateWorkers = await countWorkers();
+    if (lateWorkers > 0) {
+      if (arriving === "OK") await target.del(keys.arrivingMark());
+      if (moving === "OK") await source.del(keys.movedMark());
+      throw refusal(lateWorkers);
+    }
     options.onPart?.("copying the store's keys");
     let keysCopied: number;
     try {

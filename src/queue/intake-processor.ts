@@ -479,7 +479,7 @@ async function schedulePurchase(
     deps.ledger.count(reportedSkips, nowMs),
     firstSeen ? noteSkippedCheckIns(effective, plan.skipped, rules, now, deps.history) : undefined,
     // The address → customer index, kept as long as the customer's history.
-    firstSeen ? deps.customers.remember(event, HISTORY_RETENTION_MS) : undefined,
+    firstSeen ? deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs) : undefined,
   ]);
   if (cooldowns) {
     await deps.history.rememberSteps(

@@ -407,9 +407,25 @@ export class StoreKeys {
     return `${this.base}t:${bucket}:replanned`;
   }
 
-  /** The customers who used an address (by its suppression member, a keyed hash): console lookups. */
-  customersOfAddress(member: string): string {
+  /**
+   * One bucket of the address index (store/customer-index.ts): the customers of every address
+   * whose keyed hash starts with the bucket's 14 bits, 0 to 16383.
+   */
+  addressBucket(bucket: number): string {
+    return `${this.global}who:${bucket}`;
+  }
+
+  /**
+   * The index of one address (by its suppression member, `h:<keyed hash>`) as versions before
+   * 2026-12-04 kept it, a key per address: read and erased until moved into its bucket.
+   */
+  legacyAddressIndex(member: string): string {
     return `${this.global}who:${member}`;
+  }
+
+  /** Set once every address index of an earlier version has been moved into its bucket. */
+  addressIndexPacked(): string {
+    return `${this.global}who-packed`;
   }
 
   /** The rules generation counter and the generation of every rules content hash seen. */

@@ -60,8 +60,16 @@ export interface StoreCommands {
   fuReplanEvent(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** opt-outs.lua: KEYS are the suppression lists asked. */
   fuOptOuts(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
-  /** remember-customer.lua: KEYS are the address indexes. */
+  /** remember-customer.lua: KEYS are the address buckets. */
   fuRememberCustomer(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  /** pack-address-index.lua */
+  fuPackAddressIndex(
+    legacyKey: string,
+    bucketKey: string,
+    entry: string,
+    now: number,
+    keepMs: number,
+  ): Promise<number>;
   /** rules-generation.lua */
   fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
   /** requeue-step.lua */
@@ -217,6 +225,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "release-bucket": "fuReleaseBucket",
   "rules-generation": "fuRulesGeneration",
   "remember-customer": "fuRememberCustomer",
+  "pack-address-index": "fuPackAddressIndex",
   "opt-outs": "fuOptOuts",
   "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",

@@ -1,9 +1,14 @@
+import { Redis } from "ioredis";
 import { DateTime } from "luxon";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { addressHash } from "../../src/domain/address-hash.js";
+import type { PurchaseCompleted } from "../../src/domain/events.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
-import { CustomerIndex } from "../../src/store/customer-index.js";
+import { addressPlace, CustomerIndex } from "../../src/store/customer-index.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -58,14 +63,118 @@ describe("indexes for people", () => {
     const names = keys.join("\n").toLowerCase();
     for (const personal of ["ana@example.com", "4155550123", "2079460958"])
       expect(names).not.toContain(personal);
-    const indexKeys = keys.filter((key) => key.includes(":fu:who:"));
-    expect(indexKeys).toHaveLength(3);
+    // Three addresses, filed in buckets of many addresses each: an entry is 11 characters of the
+    // address's keyed hash and a customer id, and a bucket lives as long as a customer's history.
+    const indexKeys = keys.filter((key) => /:fu:who:\d+$/.test(key));
+    expect(indexKeys.length).toBeGreaterThanOrEqual(1);
+    expect(keys.filter((key) => key.includes(":fu:who:h:"))).toEqual([]);
+    const entries: string[] = [];
     for (const key of indexKeys) {
-      expect(
-        Object.keys(await p.redis.hgetall(key)).every((id) => /^(cus-ana|guest-77)$/.test(id)),
-      ).toBe(true);
+      const bucket = await p.redis.hgetall(key);
+      entries.push(...Object.keys(bucket).filter((field) => field !== "~"));
       const ttl = await p.redis.pttl(key);
       expect(ttl).toBeGreaterThan(700 * 86_400_000);
     }
+    expect(entries).toHaveLength(4);
+    for (const entry of entries) expect(entry).toMatch(/^[A-Za-z0-9_-]{11}(cus-ana|guest-77)$/);
+  });
+});
+
+describe("the packed address index", () => {
+  const DAY = 86_400_000;
+  const KEEP = 30 * DAY;
+  const T0 = Date.UTC(2026, 11, 1, 10);
+  let redis: Redis;
+  let prefix: string;
+  const secret = { addressHashSecret: "index-test-secret" };
+  const bought = (customerId: string, email?: string, phone?: string) =>
+    ({ customer: { id: customerId, email, phone } }) as unknown as PurchaseCompleted;
+
+  beforeAll(() => {
+    redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = uniquePrefix("who");
+  });
+  afterEach(async () => {
+    await deleteKeysWithPrefix(redis, prefix);
+  });
+
+  it("keeps an entry as long as its customer's history after its latest filing, then sweeps it", async () => {
+    const index = new CustomerIndex(redis, prefix, secret);
+    await index.remember(bought("cus-old", "shared@example.com"), KEEP, T0);
+    await index.remember(bought("cus-new", "shared@example.com", "+14155550100"), KEEP, T0 + DAY);
+    expect(await index.customersOf("shared@example.com")).toEqual(["cus-new", "cus-old"]);
+    // Filed again later: latest first again.
+    await index.remember(bought("cus-old", "shared@example.com"), KEEP, T0 + 2 * DAY);
+    expect(await index.customersOf("SHARED@example.com ")).toEqual(["cus-old", "cus-new"]);
+
+    // Past its keep, an entry goes at the next write to its bucket (a daily sweep); a filing
+    // refreshed within it stays.
+    await index.remember(bought("cus-third", "shared@example.com"), KEEP, T0 + KEEP + 1.5 * DAY);
+    expect(await index.customersOf("shared@example.com")).toEqual(["cus-third", "cus-old"]);
+    // The phone's bucket was not written since: its entry waits for a sweep, still found.
+    expect(await index.customersOf("+14155550100")).toEqual(["cus-new"]);
+  });
+
+  it("sweeps a bucket at most once a day", async () => {
+    const index = new CustomerIndex(redis, prefix, secret);
+    await index.remember(bought("cus-a", "a@example.com"), KEEP, T0);
+    // Same bucket, written within the day of its last sweep: an entry past its keep stays.
+    await index.remember(bought("cus-b", "a@example.com"), 1000, T0 + 2000);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-b", "cus-a"]);
+    await index.remember(bought("cus-c", "a@example.com"), 1000, T0 + DAY);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-c"]);
+  });
+
+  it("forgets a customer at an address (erasure), and leaves the others", async () => {
+    const index = new CustomerIndex(redis, prefix, secret);
+    await index.remember(bought("cus-a", "a@example.com", "+14155550101"), KEEP, T0);
+    await index.remember(bought("cus-b", "a@example.com"), KEEP, T0 + 1);
+    expect(await index.forget("cus-a", ["a@example.com", "+14155550101"])).toBe(2);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-b"]);
+    expect(await index.customersOf("+14155550101")).toEqual([]);
+  });
+
+  it("moves an earlier version's key per address into its bucket, once, losing no customer", async () => {
+    const keys = new StoreKeys(prefix);
+    const now = Date.now();
+    const hash = addressHash(secret.addressHashSecret, "legacy@example.com");
+    const legacyKey = keys.legacyAddressIndex(`h:${hash}`);
+    // As versions before 2026-12-04 wrote it: customer id → purchase time, kept KEEP from the
+    // latest filing (10 days ago here).
+    await redis.hset(legacyKey, "cus-1", String(now - 40 * DAY), "cus-2", String(now - 10 * DAY));
+    await redis.pexpire(legacyKey, KEEP - 10 * DAY);
+    const index = new CustomerIndex(redis, prefix, secret);
+    // Read while still in its own key, and erasable there.
+    expect(await index.customersOf("legacy@example.com")).toEqual(["cus-2", "cus-1"]);
+    await index.remember(bought("cus-3", "legacy@example.com"), KEEP, now);
+
+    expect(await index.packEarlierIndexes(KEEP, () => now)).toBe(1);
+    expect(await redis.exists(legacyKey)).toBe(0);
+    expect(await index.customersOf("legacy@example.com")).toEqual(["cus-3", "cus-1", "cus-2"]);
+    const bucket = keys.addressBucket(addressPlace(hash).bucket);
+    // The moved entries are dated by their key's expiry: swept when it would have expired.
+    const pttl = await redis.pttl(bucket);
+    expect(pttl).toBeGreaterThan(KEEP - 60_000);
+    const filed = Number(await redis.hget(bucket, `${addressPlace(hash).entry}cus-1`));
+    expect(Math.abs(filed - (now - 10 * DAY))).toBeLessThan(60_000);
+    // Done once per deployment: a second run does not scan again.
+    expect(await index.packEarlierIndexes(KEEP, () => now)).toBeUndefined();
+    // Erasure still finds them.
+    expect(await index.forget("cus-1", ["legacy@example.com"])).toBe(1);
+    expect(await index.customersOf("legacy@example.com")).toEqual(["cus-3", "cus-2"]);
+  });
+
+  it("places addresses by the first 14 bits of their hash, and the rest names them in the bucket", () => {
+    expect(addressPlace("AAAbcdefghijklmnopqrst")).toEqual({ bucket: 0, entry: "Abcdefghijk" });
+    expect(addressPlace(`__${"_".repeat(20)}`).bucket).toBe(16383);
+    // 14 bits: the third character's two high bits count, its four low bits do not.
+    expect(addressPlace("AAwAAAAAAAAAAAAAAAAAAA").bucket).toBe(3);
+    expect(addressPlace("AAPAAAAAAAAAAAAAAAAAAA").bucket).toBe(0);
+    expect(() => addressPlace("AB")).toThrow(RangeError);
   });
 });

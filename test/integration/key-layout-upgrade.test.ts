@@ -39,8 +39,14 @@ async function backToLayoutOne(
   prefix: string,
 ): Promise<{ renamed: number; lasting: number }> {
   const keys = new StoreKeys(prefix);
-  // Layout 1 had no layout mark and no shard count (it had one shard).
-  await redis.del(keys.layoutVersion(), keys.layoutLock(), keys.shardCount());
+  // Layout 1 had no layout mark, no shard count (it had one shard), and no mark that its
+  // address index was packed into buckets.
+  await redis.del(
+    keys.layoutVersion(),
+    keys.layoutLock(),
+    keys.shardCount(),
+    keys.addressIndexPacked(),
+  );
   let renamed = 0;
   // Keys that outlive the test (a rate slot lasts about a second and may be gone at the upgrade).
   let lasting = 0;

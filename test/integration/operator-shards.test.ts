@@ -143,7 +143,7 @@ async function buy(shard: number) {
     1,
   );
   await new OrderStore(redis, prefix).linkPurchase(event.orderId, eventId, shard, 120 * DAY);
-  await new CustomerIndex(redis, prefix).remember(event, 120 * DAY);
+  await new CustomerIndex(redis, prefix).remember(event, 120 * DAY, now);
   for (const stepId of [THANK_YOU, CHECK_IN])
     await queues
       .of(shard)

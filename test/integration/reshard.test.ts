@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
@@ -8,9 +10,11 @@ import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
   followUpJobId,
+  PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
 import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { isCluster } from "../../src/store/redis-client.js";
 import { scanKeys, shardOfIdHash } from "../../src/store/reshard-store.js";
 import { Shards, shardStores } from "../../src/store/shards.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
@@ -452,6 +456,72 @@ describe("followups reshard", () => {
     expect(await runReshard({ to: "4", json: true }, io)).toBe(0);
     expect(JSON.parse(io.output())).toMatchObject({ from: 2, to: 4 });
     await workerWith(p, 4);
+  });
+
+  it("stops a worker's start when a reshard is marked after its first check, before it takes a job", async () => {
+    pipeline = await startPipeline("reshard-race", { shards: 2, startWorker: false });
+    const p = pipeline;
+    const mark = new StoreKeys(p.prefix).reshardMark();
+    // The moment the starting worker has read the mark (and found none), a reshard marks the
+    // Redis: it then counts no worker on the queues, since this one has not connected them yet.
+    const nodes = isCluster(p.redis) ? p.redis.nodes("master") : [p.redis];
+    // redis-cli's MONITOR (ioredis's monitor mode can take a command's reply for its output).
+    const monitors = nodes.map((node) =>
+      spawn("redis-cli", [
+        "-h",
+        node.options.host ?? "127.0.0.1",
+        "-p",
+        String(node.options.port),
+        "monitor",
+      ]),
+    );
+    let seen = false;
+    const marked = new Promise<void>((resolve) => {
+      for (const monitor of monitors)
+        createInterface({ input: monitor.stdout }).on("line", (line) => {
+          if (seen || !line.toLowerCase().includes(`"get" "${mark.toLowerCase()}"`)) return;
+          seen = true;
+          void p.redis
+            .set(mark, JSON.stringify({ from: 2, to: 4, startedAt: "2026-12-04T08:00:00.000Z" }))
+            .then(() => resolve());
+        });
+    });
+    // MONITOR answers OK once it is on.
+    await Promise.all(
+      monitors.map(
+        (monitor) =>
+          new Promise((resolve) =>
+            createInterface({ input: monitor.stdout }).once("line", resolve),
+          ),
+      ),
+    );
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-race",
+        orderId: "ord-race",
+        customer: { id: "cus-race" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    try {
+      await expect(workerWith(p, 2)).rejects.toThrow(
+        "a change of the shard count from 2 to 4 (followups reshard, started 2026-12-04T08:00:00.000Z) has not finished",
+      );
+      await marked;
+    } finally {
+      for (const monitor of monitors) monitor.kill();
+    }
+    // It took no job and left no worker connected: the reshard goes on alone.
+    const input = new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, p.env.REDIS_CLUSTER),
+    });
+    try {
+      expect(await input.getWaitingCount()).toBe(1);
+      expect(await input.getWorkersCount()).toBe(0);
+    } finally {
+      await input.close();
+    }
   });
 });
 

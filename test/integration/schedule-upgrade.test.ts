@@ -1,11 +1,14 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { addressHash } from "../../src/domain/address-hash.js";
 import { createLogger } from "../../src/logger.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { moveDelayedJobsToSchedule } from "../../src/queue/schedule-upgrade.js";
+import { CustomerIndex } from "../../src/store/customer-index.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { dayOf, StoreKeys } from "../../src/store/keys.js";
 import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
+import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { item, purchase } from "../support/fixtures.js";
 import {
   eventually,
@@ -113,5 +116,31 @@ describe("upgrading from one delayed job per step", () => {
       expect(await p.redis.hget(keys.pendingDay(dayOf(due)), "sms")).toBe("0");
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(p.twilio.messages).toHaveLength(2);
+  });
+});
+
+describe("upgrading from a key per address in the address index", () => {
+  it("moves every address's index into its bucket at start-up, once, and still finds its customers", async () => {
+    pipeline = await startPipeline("upgrade-who", { startWorker: false });
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    const secret = await sharedSecret(p.redis, p.prefix, "address-hash");
+    const legacy = (address: string) =>
+      keys.legacyAddressIndex(`h:${addressHash(secret, address)}`);
+    // As versions before 2026-12-04 left them: a hash per address, customer id → purchase time.
+    await p.redis.hset(legacy("ana@example.com"), "cus-ana", String(Date.now() - DAY));
+    await p.redis.hset(legacy("+14155550123"), "cus-ana", "1", "guest-9", "2");
+    for (const address of ["ana@example.com", "+14155550123"])
+      await p.redis.pexpire(legacy(address), 600 * DAY);
+
+    await p.startWorker();
+    await eventually(
+      async () => ((await p.redis.exists(keys.addressIndexPacked())) === 1 ? true : undefined),
+      "the address indexes to be packed",
+    );
+    expect(await p.redis.exists(legacy("ana@example.com"), legacy("+14155550123"))).toBe(0);
+    const index = new CustomerIndex(p.redis, p.prefix);
+    expect(await index.customersOf("ana@example.com")).toEqual(["cus-ana"]);
+    expect((await index.customersOf("+14155550123")).sort()).toEqual(["cus-ana", "guest-9"]);
   });
 });

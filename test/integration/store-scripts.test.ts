@@ -117,6 +117,7 @@ describe("the store's Lua scripts", () => {
       "join-thank-you",
       "link-order",
       "opt-outs",
+      "pack-address-index",
       "queue-alert",
       "record-purchase",
       "record-refund",
