@@ -92,6 +92,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "reshardMark",
         "movedMark",
         "arrivingMark",
+        "addressIndexPacked",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
