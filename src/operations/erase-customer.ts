@@ -142,8 +142,9 @@ export function createEraser(deps: EraseDeps) {
       }
       await store.erase(eventId);
     }
+    // An order's refunds (its own key) and its links (entries in a bucket shared with others).
+    for (const orderId of orderIds) if (await deps.orders.forget(orderId)) keysDeleted++;
     const doomed = [
-      ...[...orderIds].map((id) => keys.order(id)),
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
       ...providerIds.map((sid) => keys.smsMessage(sid)),
       ...callIds.map((id) => keys.callScript(id)),

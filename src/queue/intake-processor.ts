@@ -558,6 +558,7 @@ async function schedulePurchase(
         event.id,
         deps.shard,
         Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
+        nowMs,
       );
       // Steps beyond the horizon wait in the compact schedule (filed by the script above).
       let toSchedule = open.filter((step) => !inSchedule(step));

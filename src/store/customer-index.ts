@@ -1,6 +1,6 @@
 import { addressHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
-import { StoreKeys } from "./keys.js";
+import { packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -14,36 +14,9 @@ import { sharedSecret } from "./shared-secrets.js";
  * Addresses are packed into 16,384 buckets by the first 14 bits of their hash, so that an address
  * costs an entry of about 35 bytes in a small hash instead of a key of its own (136 bytes and
  * Redis's bookkeeping of a key; versions before 2026-12-04 kept one). An entry is the next 11
- * characters of the hash followed by the customer id, valued with when it was last filed; it is kept `keepMs` after
- * that, as long as the customer's history (remember-customer.lua sweeps older ones out).
+ * characters of the hash followed by the customer id, valued with when it expires: `keepMs`
+ * after it was last filed, as long as the customer's history (lib/packed-index.lua).
  */
-
-/** Bits of an address hash that pick its bucket: 16,384 buckets. */
-const BUCKET_BITS = 14;
-/** Characters of the base64url hash that the bucket's number already holds (its first 12 bits). */
-const IN_BUCKET_NAME = 2;
-/**
- * Characters of the hash after those that name an address in its bucket: 66 bits, so that two of
- * the few hundred addresses of a bucket share them with a chance of about one in 10^17.
- */
-const IN_ENTRY = 11;
-
-/** An address's place in the index: its bucket and the part of an entry naming the address. */
-export interface AddressPlace {
-  readonly bucket: number;
-  readonly entry: string;
-}
-
-/** Where an address with this keyed hash (22 base64url characters) is filed. */
-export function addressPlace(hash: string): AddressPlace {
-  const bytes = Buffer.from(hash.slice(0, 4), "base64url");
-  if (bytes.length < 3 || hash.length < IN_BUCKET_NAME + IN_ENTRY)
-    throw new RangeError("an address hash is 22 base64url characters");
-  return {
-    bucket: ((bytes[0] ?? 0) << (BUCKET_BITS - 8)) | ((bytes[1] ?? 0) >> (16 - BUCKET_BITS)),
-    entry: hash.slice(IN_BUCKET_NAME, IN_BUCKET_NAME + IN_ENTRY),
-  };
-}
 
 export class CustomerIndex {
   private readonly keys: StoreKeys;
@@ -66,7 +39,7 @@ export class CustomerIndex {
     );
     if (addresses.length === 0) return;
     const places = await Promise.all(
-      addresses.map(async (address) => addressPlace(await this.hashOf(address))),
+      addresses.map(async (address) => packedPlace(await this.hashOf(address))),
     );
     // One script, not a pipeline: a pipeline copies every script defined on the connection.
     await this.redis.fuRememberCustomer(
@@ -79,24 +52,31 @@ export class CustomerIndex {
     );
   }
 
-  /** The customers who used an address, latest filed first. */
+  /**
+   * The customers who used an address, latest filed first (those filed by a version before
+   * 2026-12-04, still in the address's own key, after them, by their purchase time).
+   */
   async customersOf(address: string): Promise<string[]> {
     const hash = await this.hashOf(address);
-    const { bucket, entry } = addressPlace(hash);
+    const { bucket, entry } = packedPlace(hash);
     const [packed, legacy] = await Promise.all([
       this.redis.hgetall(this.keys.addressBucket(bucket)),
       this.redis.hgetall(this.keys.legacyAddressIndex(`h:${hash}`)),
     ]);
-    const latest = new Map<string, number>();
-    const note = (customerId: string, at: string) =>
-      latest.set(customerId, Math.max(Number(at) || 0, latest.get(customerId) ?? 0));
-    for (const [field, at] of Object.entries(packed))
-      if (field.length > entry.length && field.startsWith(entry))
-        note(field.slice(entry.length), at);
-    for (const [customerId, at] of Object.entries(legacy)) note(customerId, at);
-    return [...latest]
-      .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
-      .map(([customerId]) => customerId);
+    const latestFirst = (entries: [string, string][]) =>
+      entries
+        .map(([customerId, at]) => [customerId, Number(at) || 0] as const)
+        .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
+        .map(([customerId]) => customerId);
+    const filed = latestFirst(
+      Object.entries(packed).flatMap(([field, expiresAt]): [string, string][] =>
+        field.length > entry.length && field.startsWith(entry)
+          ? [[field.slice(entry.length), expiresAt]]
+          : [],
+      ),
+    );
+    const older = latestFirst(Object.entries(legacy)).filter((id) => !filed.includes(id));
+    return [...filed, ...older];
   }
 
   /** Takes a customer out of the index of each address (erasure); how many entries went. */
@@ -104,7 +84,7 @@ export class CustomerIndex {
     let removed = 0;
     for (const address of addresses) {
       const hash = await this.hashOf(address);
-      const { bucket, entry } = addressPlace(hash);
+      const { bucket, entry } = packedPlace(hash);
       removed += await this.redis.hdel(this.keys.addressBucket(bucket), `${entry}${customerId}`);
       removed += await this.redis.hdel(this.keys.legacyAddressIndex(`h:${hash}`), customerId);
     }
@@ -132,7 +112,7 @@ export class CustomerIndex {
           const hash = key.slice(legacy.length);
           // A key that is not an address's index (none is written so) is left alone.
           if (!/^[A-Za-z0-9_-]{22}$/.test(hash)) return;
-          const { bucket, entry } = addressPlace(hash);
+          const { bucket, entry } = packedPlace(hash);
           await this.redis.fuPackAddressIndex(
             key,
             this.keys.addressBucket(bucket),

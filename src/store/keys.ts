@@ -17,6 +17,40 @@ export function idHash(id: string): string {
   return hash("sha256", id, "base64url").slice(0, 22);
 }
 
+/** Buckets of a packed index (the address index, order links): 16,384, by 14 bits of a hash. */
+const PACKED_BUCKET_BITS = 14;
+/** Characters of a base64url hash that its bucket's number already holds (its first 12 bits). */
+const IN_BUCKET_NAME = 2;
+/**
+ * Characters of the hash after those that name an item in its bucket: 66 bits, so that two of the
+ * few hundred items of a bucket share them with a chance of about one in 10^17.
+ */
+export const PACKED_ENTRY_CHARS = 11;
+
+/** Where an item is filed in a packed index: its bucket and the part of its entries naming it. */
+export interface PackedPlace {
+  readonly bucket: number;
+  readonly entry: string;
+}
+
+/**
+ * The place in a packed index of an item with this hash (base64url, at least 13 characters: an
+ * address's keyed hash, an idHash): its bucket by the first 14 bits, and the next 11 characters,
+ * which begin each of its entries there. A packed index keeps many items in one small hash
+ * instead of a key each (a key costs about 100 bytes of Redis's bookkeeping beside its content).
+ */
+export function packedPlace(hash: string): PackedPlace {
+  const bytes = Buffer.from(hash.slice(0, 4), "base64url");
+  if (bytes.length < 3 || hash.length < IN_BUCKET_NAME + PACKED_ENTRY_CHARS)
+    throw new RangeError("a packed index files items by a base64url hash of 13 characters or more");
+  return {
+    bucket:
+      ((bytes[0] ?? 0) << (PACKED_BUCKET_BITS - 8)) |
+      ((bytes[1] ?? 0) >> (16 - PACKED_BUCKET_BITS)),
+    entry: hash.slice(IN_BUCKET_NAME, IN_BUCKET_NAME + PACKED_ENTRY_CHARS),
+  };
+}
+
 /** The hour an instant falls in, as the ledger numbers hours (hours since the epoch). */
 export function hourOf(epochMs: number): number {
   return Math.floor(epochMs / HOUR_MS);
@@ -256,9 +290,20 @@ export class StoreKeys {
     return `${this.global}id:${idHash(eventId)}`;
   }
 
-  /** An order's purchase events and refunds. */
+  /**
+   * An order's refunds, and its purchase events as versions before 2026-12-04 linked them (still
+   * read, and rewritten by a reshard, until it expires).
+   */
   order(orderId: string): string {
     return `${this.global}o:${idHash(orderId)}`;
+  }
+
+  /**
+   * One bucket of the order links (store/order-store.ts): the purchase events of every order
+   * whose id's idHash starts with the bucket's 14 bits (packedPlace), 0 to 16383.
+   */
+  orderLinks(bucket: number): string {
+    return `${this.global}ol:${bucket}`;
   }
 
   /** Set of suppressed customers and hashed addresses of a channel. */

@@ -1,6 +1,6 @@
 import type { Money } from "../domain/money.js";
 import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
-import { StoreKeys } from "./keys.js";
+import { idHash, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -46,9 +46,11 @@ export class OrderStore {
     eventId: string,
     shard: number,
     keepMs: number,
+    now: number,
   ): Promise<OrderRecord> {
+    const { key, links, entry } = this.placeOf(orderId);
     return parseOrder(
-      await this.redis.fuLinkOrder(this.keys.order(orderId), eventId, keepMs, orderLink(shard)),
+      await this.redis.fuLinkOrder(key, links, eventId, keepMs, orderLink(shard), entry, now),
     );
   }
 
@@ -72,19 +74,47 @@ export class OrderStore {
       : amount
         ? `${amount.minor} ${amount.currency}`
         : "full";
-    const flat = await this.redis.fuRecordRefund(
-      this.keys.order(orderId),
-      refundEventId,
-      stored,
-      keepMs,
-    );
+    const { key, links, entry } = this.placeOf(orderId);
+    const flat = await this.redis.fuRecordRefund(key, links, refundEventId, stored, keepMs, entry);
     return parseOrder(flat);
   }
 
   async get(orderId: string): Promise<OrderRecord> {
-    const all = await this.redis.hgetall(this.keys.order(orderId));
-    return parseOrder(Object.entries(all).flat());
+    const { key, links, entry } = this.placeOf(orderId);
+    const [own, bucket] = await Promise.all([this.redis.hgetall(key), this.redis.hgetall(links)]);
+    return parseOrder([...Object.entries(own).flat(), ...linksIn(bucket, entry)]);
   }
+
+  /**
+   * Removes an order's refunds and links (erasure); whether there was anything to remove. Its
+   * bucket's other orders stay.
+   */
+  async forget(orderId: string): Promise<boolean> {
+    const { key, links, entry } = this.placeOf(orderId);
+    const fields = Object.keys(await this.redis.hgetall(links)).filter(
+      (field) => field.length > entry.length && field.startsWith(entry),
+    );
+    const removed = fields.length > 0 ? await this.redis.hdel(links, ...fields) : 0;
+    return (await this.redis.del(key)) + removed > 0;
+  }
+
+  /** The order's own key (refunds), its bucket of links, and its part of their names there. */
+  private placeOf(orderId: string): { key: string; links: string; entry: string } {
+    const { bucket, entry } = packedPlace(idHash(orderId));
+    return { key: this.keys.order(orderId), links: this.keys.orderLinks(bucket), entry };
+  }
+}
+
+/**
+ * An order's links in its bucket, as the order's own hash named them (`e:<eventId>`, flat): a
+ * bucket entry is `<entry><eventId>` → `s<shard>:<epoch ms filed>`.
+ */
+export function linksIn(bucket: Readonly<Record<string, string>>, entry: string): string[] {
+  return Object.entries(bucket).flatMap(([field, value]) =>
+    field.length > entry.length && field.startsWith(entry)
+      ? [`e:${field.slice(entry.length)}`, value]
+      : [],
+  );
 }
 
 /** How an order links a purchase event in a shard (linkShard reads it back). */
@@ -93,11 +123,18 @@ export function orderLink(shard: number): string {
 }
 
 /**
- * The shard of an order's link: `s<shard>`; anything else (`1`, as linked before shards) is 0.
+ * The shard of an order's link: `s<shard>`, in a bucket followed by `:<epoch ms filed>`; anything
+ * else (`1`, as linked before shards) is 0.
  */
 export function linkShard(value: string): number {
-  const match = /^s(\d{1,4})$/.exec(value);
+  const match = /^s(\d{1,4})(?::\d+)?$/.exec(value);
   return match ? Number(match[1]) : 0;
+}
+
+/** A link's value with its shard changed (a reshard), keeping when it was filed. */
+export function relinked(value: string, shard: number): string {
+  const filed = /:\d+$/.exec(value)?.[0] ?? "";
+  return `${orderLink(shard)}${filed}`;
 }
 
 function parseOrder(flat: readonly string[]): OrderRecord {

@@ -1,6 +1,13 @@
 import { shardOf as codeShard } from "./discount-codes.js";
-import { customerShard, globalTag, idHash, StoreKeys, shardTag } from "./keys.js";
-import { linkShard, orderLink } from "./order-store.js";
+import {
+  customerShard,
+  globalTag,
+  idHash,
+  PACKED_ENTRY_CHARS,
+  StoreKeys,
+  shardTag,
+} from "./keys.js";
+import { linkShard, orderLink, relinked } from "./order-store.js";
 import { decodeStored } from "./purchase-codec.js";
 import { purchaseInRecord } from "./purchase-fields.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
@@ -479,6 +486,18 @@ export class ReshardKeys {
           const next = shardOf(field.slice(2));
           if (linkShard(value) === next) continue;
           await this.redis.hset(key, field, orderLink(next));
+          changed++;
+        }
+        return changed;
+      }
+      case "ol": {
+        // A bucket of order links: `<11 characters of the order's hash><eventId>` → `s<shard>:…`.
+        let changed = 0;
+        for (const [field, value] of Object.entries(await this.redis.hgetall(key))) {
+          if (field === "~") continue;
+          const next = shardOf(field.slice(PACKED_ENTRY_CHARS));
+          if (linkShard(value) === next) continue;
+          await this.redis.hset(key, field, relinked(value, next));
           changed++;
         }
         return changed;

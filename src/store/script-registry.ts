@@ -133,13 +133,23 @@ export interface StoreCommands {
   /** fold-counts.lua */
   fuFoldCounts(fromKey: string, toKey: string): Promise<number>;
   /** link-order.lua */
-  fuLinkOrder(orderKey: string, eventId: string, keepMs: number, link: string): Promise<string[]>;
+  fuLinkOrder(
+    orderKey: string,
+    linksKey: string,
+    eventId: string,
+    keepMs: number,
+    link: string,
+    entry: string,
+    now: number,
+  ): Promise<string[]>;
   /** record-refund.lua */
   fuRecordRefund(
     orderKey: string,
+    linksKey: string,
     refundId: string,
     amount: string,
     keepMs: number,
+    entry: string,
   ): Promise<string[]>;
   /** take-cap-slot.lua */
   fuTakeCapSlot(key: string, member: string, now: number, ...caps: number[]): Promise<number>;

@@ -4,8 +4,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, i
 import { addressHash } from "../../src/domain/address-hash.js";
 import type { PurchaseCompleted } from "../../src/domain/events.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
-import { addressPlace, CustomerIndex } from "../../src/store/customer-index.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { CustomerIndex } from "../../src/store/customer-index.js";
+import { packedPlace, StoreKeys } from "../../src/store/keys.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
@@ -122,12 +122,17 @@ describe("the packed address index", () => {
 
   it("sweeps a bucket at most once a day", async () => {
     const index = new CustomerIndex(redis, prefix, secret);
-    await index.remember(bought("cus-a", "a@example.com"), KEEP, T0);
-    // Same bucket, written within the day of its last sweep: an entry past its keep stays.
-    await index.remember(bought("cus-b", "a@example.com"), 1000, T0 + 2000);
-    expect(await index.customersOf("a@example.com")).toEqual(["cus-b", "cus-a"]);
-    await index.remember(bought("cus-c", "a@example.com"), 1000, T0 + DAY);
-    expect(await index.customersOf("a@example.com")).toEqual(["cus-c"]);
+    const file = (customerId: string, at: number) =>
+      index.remember(bought(customerId, "a@example.com"), KEEP, at);
+    await file("cus-a", T0);
+    // Swept a second before cus-a's entry expires: nothing to drop yet.
+    await file("cus-b", T0 + KEEP - 1000);
+    // Written again within a day of that sweep, the bucket keeps cus-a's expired entry...
+    await file("cus-c", T0 + KEEP + 2000);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-c", "cus-b", "cus-a"]);
+    // ...which goes at the first write a day after the last sweep.
+    await file("cus-d", T0 + KEEP - 1000 + DAY);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-d", "cus-c", "cus-b"]);
   });
 
   it("forgets a customer at an address (erasure), and leaves the others", async () => {
@@ -152,16 +157,17 @@ describe("the packed address index", () => {
     // Read while still in its own key, and erasable there.
     expect(await index.customersOf("legacy@example.com")).toEqual(["cus-2", "cus-1"]);
     await index.remember(bought("cus-3", "legacy@example.com"), KEEP, now);
+    expect(await index.customersOf("legacy@example.com")).toEqual(["cus-3", "cus-2", "cus-1"]);
 
     expect(await index.packEarlierIndexes(KEEP, () => now)).toBe(1);
     expect(await redis.exists(legacyKey)).toBe(0);
     expect(await index.customersOf("legacy@example.com")).toEqual(["cus-3", "cus-1", "cus-2"]);
-    const bucket = keys.addressBucket(addressPlace(hash).bucket);
-    // The moved entries are dated by their key's expiry: swept when it would have expired.
+    const bucket = keys.addressBucket(packedPlace(hash).bucket);
+    // The moved entries expire when their key would have.
     const pttl = await redis.pttl(bucket);
     expect(pttl).toBeGreaterThan(KEEP - 60_000);
-    const filed = Number(await redis.hget(bucket, `${addressPlace(hash).entry}cus-1`));
-    expect(Math.abs(filed - (now - 10 * DAY))).toBeLessThan(60_000);
+    const expiresAt = Number(await redis.hget(bucket, `${packedPlace(hash).entry}cus-1`));
+    expect(Math.abs(expiresAt - (now + KEEP - 10 * DAY))).toBeLessThan(60_000);
     // Done once per deployment: a second run does not scan again.
     expect(await index.packEarlierIndexes(KEEP, () => now)).toBeUndefined();
     // Erasure still finds them.
@@ -170,11 +176,11 @@ describe("the packed address index", () => {
   });
 
   it("places addresses by the first 14 bits of their hash, and the rest names them in the bucket", () => {
-    expect(addressPlace("AAAbcdefghijklmnopqrst")).toEqual({ bucket: 0, entry: "Abcdefghijk" });
-    expect(addressPlace(`__${"_".repeat(20)}`).bucket).toBe(16383);
+    expect(packedPlace("AAAbcdefghijklmnopqrst")).toEqual({ bucket: 0, entry: "Abcdefghijk" });
+    expect(packedPlace(`__${"_".repeat(20)}`).bucket).toBe(16383);
     // 14 bits: the third character's two high bits count, its four low bits do not.
-    expect(addressPlace("AAwAAAAAAAAAAAAAAAAAAA").bucket).toBe(3);
-    expect(addressPlace("AAPAAAAAAAAAAAAAAAAAAA").bucket).toBe(0);
-    expect(() => addressPlace("AB")).toThrow(RangeError);
+    expect(packedPlace("AAwAAAAAAAAAAAAAAAAAAA").bucket).toBe(3);
+    expect(packedPlace("AAPAAAAAAAAAAAAAAAAAAA").bucket).toBe(0);
+    expect(() => packedPlace("AB")).toThrow(RangeError);
   });
 });

@@ -142,7 +142,7 @@ async function buy(shard: number) {
     now,
     1,
   );
-  await new OrderStore(redis, prefix).linkPurchase(event.orderId, eventId, shard, 120 * DAY);
+  await new OrderStore(redis, prefix).linkPurchase(event.orderId, eventId, shard, 120 * DAY, now);
   await new CustomerIndex(redis, prefix).remember(event, 120 * DAY, now);
   for (const stepId of [THANK_YOU, CHECK_IN])
     await queues
@@ -307,6 +307,7 @@ describe("operator tools on four shards", () => {
     expect(await redis.exists(keys.customerHistory(customerId))).toBe(0);
     expect(await redis.hexists(keys.eventRecord("evt-s3"), "p0")).toBe(0);
     expect(await redis.exists(keys.order("ord-s3"))).toBe(0);
+    expect((await new OrderStore(redis, prefix).get("ord-s3")).events).toEqual([]);
     expect(await redis.exists(erasureKey)).toBe(1);
     expect(await queues.of(3).getJobCounts("delayed")).toEqual({ delayed: 0 });
     await expect(tools.customersByAddress("shard3@example.com")).rejects.toMatchObject({

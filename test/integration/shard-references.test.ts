@@ -11,7 +11,7 @@ import { createVoiceCalls } from "../../src/queue/voice-calls.js";
 import { collectReport, reportSourcesOn } from "../../src/reports/owner-reports.js";
 import { CallScripts } from "../../src/store/call-scripts.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
-import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { idHash, packedPlace, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { Shards, shardStores } from "../../src/store/shards.js";
@@ -162,13 +162,15 @@ describe("order links", () => {
     const orders = new OrderStore(redis, prefix);
     // Linked by a worker before shards: the value was '1', which is not shard 1.
     await redis.hset(keys.order("ord-1"), "e:evt-old", "1");
-    const linked = await orders.linkPurchase("ord-1", "evt-new", 3, DAY);
-    expect(await redis.hget(keys.order("ord-1"), "e:evt-new")).toBe("s3");
+    const linked = await orders.linkPurchase("ord-1", "evt-new", 3, DAY, Date.now());
+    // Linked now in the order's bucket of links, dated.
+    const { bucket, entry } = packedPlace(idHash("ord-1"));
+    expect(await redis.hget(keys.orderLinks(bucket), `${entry}evt-new`)).toMatch(/^s3:\d{13}$/);
     expect([...linked.events].sort((a, b) => a.eventId.localeCompare(b.eventId))).toEqual([
       { eventId: "evt-new", shard: 3 },
       { eventId: "evt-old", shard: 0 },
     ]);
-    await orders.linkPurchase("ord-1", "evt-zero", 0, DAY);
+    await orders.linkPurchase("ord-1", "evt-zero", 0, DAY, Date.now());
     const refunded = await orders.addRefund("ord-1", "ref-1", {}, DAY);
     expect(refunded.fullyRefunded).toBe(true);
     expect(new Map(refunded.events.map((e) => [e.eventId, e.shard]))).toEqual(
@@ -377,7 +379,7 @@ describe("webhooks, refunds and reports", () => {
     await seedStep(0, "evt-old", "scheduled");
     await redis.hset(keys.order("ord-r"), "e:evt-old", "1");
     const orders = new OrderStore(redis, prefix);
-    await orders.linkPurchase("ord-r", "evt-2", 2, DAY);
+    await orders.linkPurchase("ord-r", "evt-2", 2, DAY, Date.now());
     const refunds = createRefunds({
       rules: () => rules,
       shards,

@@ -660,26 +660,38 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuClaimEventId(old, "fp-refund", DAY)).toBe(-1);
   });
 
-  it("link-order and record-refund: link purchases and record each refund once", async () => {
+  it("link-order and record-refund: link purchases in the order's bucket and record each refund once", async () => {
     const order = keys.order("ord-1");
-    expect(await redis.fuRecordRefund(order, "ref-1", "500 GBP", DAY)).toEqual([
-      "r:ref-1",
-      "500 GBP",
+    const links = keys.orderLinks(7);
+    // Another order's link in the same bucket is not this order's.
+    await redis.hset(links, "zzzzzzzzzzzevt-other", `s1:${NOW + 2 * DAY}`);
+    expect(
+      await redis.fuRecordRefund(order, links, "ref-1", "500 GBP", DAY, "ABCDEFGHIJK"),
+    ).toEqual(["r:ref-1", "500 GBP"]);
+    expect(
+      await redis.fuRecordRefund(order, links, "ref-1", "900 GBP", DAY, "ABCDEFGHIJK"),
+    ).toEqual(["r:ref-1", "500 GBP"]);
+    expect(await redis.fuLinkOrder(order, links, "evt", 3 * DAY, "s2", "ABCDEFGHIJK", NOW)).toEqual(
+      ["r:ref-1", "500 GBP", "e:evt", `s2:${NOW + 3 * DAY}`],
+    );
+    expect(await redis.pttl(links)).toBeGreaterThan(2 * DAY);
+    // A shorter keep never shortens the bucket.
+    await redis.fuLinkOrder(order, links, "evt-2", 1_000, "s0", "ABCDEFGHIJK", NOW);
+    expect(await redis.pttl(links)).toBeGreaterThan(2 * DAY);
+    expect(
+      (await redis.fuRecordRefund(order, links, "ref-2", "full", DAY, "ABCDEFGHIJK")).slice(4),
+    ).toEqual(["e:evt", `s2:${NOW + 3 * DAY}`, "e:evt-2", `s0:${NOW + 1_000}`]);
+    // Linked again with a shorter keep (a retried intake), a link keeps its later expiry.
+    await redis.fuLinkOrder(order, links, "evt", 1_000, "s2", "ABCDEFGHIJK", NOW);
+    expect(await redis.hget(links, "ABCDEFGHIJKevt")).toBe(`s2:${NOW + 3 * DAY}`);
+    // A day later, the next link sweeps each expired link out of the bucket, and only those.
+    await redis.fuLinkOrder(order, links, "evt-3", 3 * DAY, "s1", "ABCDEFGHIJK", NOW + DAY);
+    expect(Object.keys(await redis.hgetall(links)).sort()).toEqual([
+      "ABCDEFGHIJKevt",
+      "ABCDEFGHIJKevt-3",
+      "zzzzzzzzzzzevt-other",
+      "~",
     ]);
-    expect(await redis.fuRecordRefund(order, "ref-1", "900 GBP", DAY)).toEqual([
-      "r:ref-1",
-      "500 GBP",
-    ]);
-    expect(await redis.fuLinkOrder(order, "evt", 3 * DAY, "s2")).toEqual([
-      "r:ref-1",
-      "500 GBP",
-      "e:evt",
-      "s2",
-    ]);
-    expect(await redis.pttl(order)).toBeGreaterThan(2 * DAY);
-    // A shorter keep never shortens the order.
-    await redis.fuLinkOrder(order, "evt-2", 1_000, "s0");
-    expect(await redis.pttl(order)).toBeGreaterThan(2 * DAY);
   });
 
   it("take-cap-slot: reserves under every cap, keeps a retry's slot, and says when the cap frees", async () => {

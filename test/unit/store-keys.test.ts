@@ -93,6 +93,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "movedMark",
         "arrivingMark",
         "addressIndexPacked",
+        "orderLinks",
       ].includes(name),
   );
   const keyOf = (name: string): string => {

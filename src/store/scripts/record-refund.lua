@@ -2,13 +2,17 @@
   Records one refund once per refund event id (a redelivered refund changes nothing).
 
   Input:
-    KEYS[1] order (hash: `e:<eventId>` links, `r:<refundId>` refunds)
+    KEYS[1] order (hash: `r:<refundId>` refunds, and `e:<eventId>` links of earlier versions)
+    KEYS[2] the order's bucket of order links (link-order.lua)
     ARGV[1] the refund event id
     ARGV[2] the amount, "<minor units> <currency>", or "full"
     ARGV[3] keep the order this long (ms)
+    ARGV[4] the order's part of its entries in KEYS[2]
 
-  Output: the order's fields and values afterwards, flat
+  Output: the order's fields and values afterwards, flat, its links as `e:<eventId>`
 ]]
+--!include lib/packed-index.lua
+--!include lib/order-fields.lua
 redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return redis.call('HGETALL', KEYS[1])
+return orderFields(KEYS[1], KEYS[2], ARGV[4])

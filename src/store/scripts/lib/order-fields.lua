@@ -1,0 +1,15 @@
+--[[
+  An order as its scripts return it (shared; included, not called): the fields of its own hash
+  (refunds, and links of versions before 2026-12-04) followed by its packed links in its bucket,
+  each as `e:<eventId>`. Needs entriesOf (lib/packed-index.lua).
+
+  orderFields(orderKey, bucket, entry)  flat field/value list
+]]
+local function orderFields(orderKey, bucket, entry)
+  local flat = redis.call('HGETALL', orderKey)
+  for _, link in ipairs(entriesOf(bucket, entry)) do
+    flat[#flat + 1] = 'e:' .. link[1]
+    flat[#flat + 1] = link[2]
+  end
+  return flat
+end
