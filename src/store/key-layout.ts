@@ -5,7 +5,11 @@ import { StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
- * The key layout a deployment's Redis holds, and the upgrade to it. Layout 3 (2026-12-03) keeps
+ * The key layout a deployment's Redis holds, and the upgrade to it. Layout 4 (2026-12-04) keeps an
+ * order's links to its purchases in packed buckets (`ol`, store/order-store.ts), where workers of
+ * layout 3 would not find them (a refund they handled would not stop the purchase's follow-ups),
+ * and the address index in packed buckets too (`who`, moved at start-up: CustomerIndex). Layout 3
+ * (2026-12-03) keeps
  * each purchase inside its event record (store/purchase-fields.ts) instead of a key of its own;
  * records of layout 2 are read as they are, so nothing is rewritten, but workers of layout 2
  * neither read nor erase a purchase kept the new way: the two never run together. Layout 2
@@ -14,7 +18,7 @@ import { isCluster, type RedisClient } from "./redis-client.js";
  * renames each key of layout 1 to its current name, keeping its value and expiry.
  */
 
-export const KEY_LAYOUT = 3;
+export const KEY_LAYOUT = 4;
 
 /** Kinds (the name part after `fu:`) of shard keys: a customer's and their purchases' state. */
 const SHARD_KINDS: ReadonlySet<string> = new Set([
@@ -71,7 +75,8 @@ export function currentKeyName(prefix: string, legacyKey: string): string | unde
 /**
  * Workers of a version before are running: renaming the keys under them would make them work on
  * an empty store (opt-outs and caps unseen), and what they write would never be read; workers of
- * layout 2 would not find purchases that workers of layout 3 keep in their records.
+ * layout 2 would not find purchases that workers of layout 3 keep in their records, nor workers of
+ * layout 3 the order links of layout 4.
  */
 export class OlderWorkersRunning extends Error {
   constructor(readonly workers: number) {
@@ -121,9 +126,9 @@ export interface KeyLayoutUpgrade {
  * mark. A worker that dies midway leaves keys of both layouts; the lock expires and the next
  * worker renames the rest. Workers of a version before must be stopped first (the upgrade refuses
  * while any worker is connected): what they write under the old names after the upgrade is not
- * read, and they do not find purchases kept the way of layout 3. A worker of layout 2 started
- * after the upgrade finds a layout it does not know and, while workers of layout 3 run, refuses
- * too (its own upgrade sees them as older workers).
+ * read, and they do not find purchases kept the way of layout 3 or order links kept the way of
+ * layout 4. A worker of an older layout started after the upgrade finds a layout it does not know
+ * and, while workers of this one run, refuses too (its own upgrade sees them as older workers).
  */
 export async function upgradeKeyLayout(
   redis: RedisClient,

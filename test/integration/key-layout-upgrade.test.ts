@@ -1,9 +1,11 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runSchedule } from "../../src/cli/schedule-command.js";
-import { olderLayoutRemains, TOMBSTONE } from "../../src/store/key-layout.js";
+import { KEY_LAYOUT, olderLayoutRemains, TOMBSTONE } from "../../src/store/key-layout.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import { OrderStore } from "../../src/store/order-store.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
+import { scanKeys } from "../../src/store/reshard-store.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -37,8 +39,17 @@ const minutesAgo = (minutes: number) =>
 async function backToLayoutOne(
   redis: RedisClient,
   prefix: string,
+  orderIds: readonly string[],
 ): Promise<{ renamed: number; lasting: number }> {
   const keys = new StoreKeys(prefix);
+  // Layout 1 linked an order's purchases in the order's own key, not in packed buckets.
+  for (const orderId of orderIds) {
+    const { events } = await new OrderStore(redis, prefix).get(orderId);
+    for (const { eventId } of events) await redis.hset(keys.order(orderId), `e:${eventId}`, "1");
+    await redis.pexpire(keys.order(orderId), 400 * 86_400_000);
+  }
+  for await (const found of scanKeys(redis, `${keys.orderLinks(0).slice(0, -1)}*`))
+    await redis.del(...found);
   // Layout 1 had no layout mark, no shard count (it had one shard), and no mark that its
   // address index was packed into buckets.
   await redis.del(
@@ -114,7 +125,7 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     p.worker = undefined;
 
     // The Redis as the version before left it.
-    const before = await backToLayoutOne(p.redis, p.prefix);
+    const before = await backToLayoutOne(p.redis, p.prefix, ["ord-layout-tv"]);
     expect(before.lasting).toBeGreaterThan(10);
     expect(await olderLayoutRemains(p.redis, p.prefix)).toBe(true);
     expect(await stepRecordOf(p, "evt-layout-tv", CHECK_IN)).toBeUndefined();
@@ -192,18 +203,22 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     expect(await p.redis.hget(`${p.prefix}:fu:rules`, "n")).toBe("1");
   });
 
-  it("does not start beside workers of layout 2, which keep purchases in keys of their own", async () => {
-    pipeline = await startPipeline("key-layout-2");
+  it.each([
+    ["2", "keep purchases in keys of their own"],
+    ["3", "keep order links in keys of their own"],
+  ])("does not start beside workers of layout %s, which %s", async (older) => {
+    pipeline = await startPipeline(`key-layout-${older}`);
     const p = pipeline;
-    // The running worker stands in for one of layout 2, which marked the Redis so.
-    await p.redis.set(new StoreKeys(p.prefix).layoutVersion(), "2");
+    // The running worker stands in for one of the older layout, which marked the Redis so.
+    await p.redis.set(new StoreKeys(p.prefix).layoutVersion(), older);
     await expect(p.startWorker()).rejects.toThrow(
       /worker\(s\) of an older followups version are running on this Redis and prefix: stop them/,
     );
     await p.worker?.close();
     p.worker = undefined;
     await p.startWorker();
-    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe("3");
+    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe(String(KEY_LAYOUT));
+    expect(KEY_LAYOUT).toBe(4);
   });
 
   it("does nothing at the next start", async () => {
@@ -215,6 +230,6 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     expect(p.logs.some((line) => line.msg === "store keys renamed to the new key layout")).toBe(
       false,
     );
-    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe("3");
+    expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe(String(KEY_LAYOUT));
   });
 });
