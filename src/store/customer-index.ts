@@ -13,7 +13,7 @@ import { sharedSecret } from "./shared-secrets.js";
  *
  * Addresses are packed into 16,384 buckets by the first 14 bits of their hash, so that an address
  * costs an entry of about 35 bytes in a small hash instead of a key of its own (136 bytes and
- * Redis's bookkeeping of a key; versions before 2026-12-04 kept one). An entry is the next 11
+ * Redis's bookkeeping of a key; versions of key layout 3 and before kept one). An entry is the next 11
  * characters of the hash followed by the customer id, valued with when it expires: `keepMs`
  * after it was last filed, as long as the customer's history (lib/packed-index.lua).
  */
@@ -53,8 +53,8 @@ export class CustomerIndex {
   }
 
   /**
-   * The customers who used an address, latest filed first (those filed by a version before
-   * 2026-12-04, still in the address's own key, after them, by their purchase time).
+   * The customers who used an address, latest filed first (those filed by a version of key
+   * layout 3 or before, still in the address's own key, after them, by their purchase time).
    */
   async customersOf(address: string): Promise<string[]> {
     const hash = await this.hashOf(address);

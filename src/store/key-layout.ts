@@ -5,7 +5,7 @@ import { StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
- * The key layout a deployment's Redis holds, and the upgrade to it. Layout 4 (2026-12-04) keeps an
+ * The key layout a deployment's Redis holds, and the upgrade to it. Layout 4 (later on 2026-12-03) keeps an
  * order's links to its purchases in packed buckets (`ol`, store/order-store.ts), where workers of
  * layout 3 would not find them (a refund they handled would not stop the purchase's follow-ups),
  * and the address index in packed buckets too (`who`, moved at start-up: CustomerIndex). Layout 3

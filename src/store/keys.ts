@@ -291,7 +291,7 @@ export class StoreKeys {
   }
 
   /**
-   * An order's refunds, and its purchase events as versions before 2026-12-04 linked them (still
+   * An order's refunds, and its purchase events as versions of key layout 3 and before linked them (still
    * read, and rewritten by a reshard, until it expires).
    */
   order(orderId: string): string {
@@ -461,8 +461,8 @@ export class StoreKeys {
   }
 
   /**
-   * The index of one address (by its suppression member, `h:<keyed hash>`) as versions before
-   * 2026-12-04 kept it, a key per address: read and erased until moved into its bucket.
+   * The index of one address (by its suppression member, `h:<keyed hash>`) as versions of key
+   * layout 3 and before kept it, a key per address: read and erased until moved into its bucket.
    */
   legacyAddressIndex(member: string): string {
     return `${this.global}who:${member}`;

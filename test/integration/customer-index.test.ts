@@ -149,7 +149,7 @@ describe("the packed address index", () => {
     const now = Date.now();
     const hash = addressHash(secret.addressHashSecret, "legacy@example.com");
     const legacyKey = keys.legacyAddressIndex(`h:${hash}`);
-    // As versions before 2026-12-04 wrote it: customer id → purchase time, kept KEEP from the
+    // As versions of key layout 3 and before wrote it: customer id → purchase time, kept KEEP from the
     // latest filing (10 days ago here).
     await redis.hset(legacyKey, "cus-1", String(now - 40 * DAY), "cus-2", String(now - 10 * DAY));
     await redis.pexpire(legacyKey, KEEP - 10 * DAY);

@@ -127,7 +127,7 @@ describe("upgrading from a key per address in the address index", () => {
     const secret = await sharedSecret(p.redis, p.prefix, "address-hash");
     const legacy = (address: string) =>
       keys.legacyAddressIndex(`h:${addressHash(secret, address)}`);
-    // As versions before 2026-12-04 left them: a hash per address, customer id → purchase time.
+    // As versions of key layout 3 and before left them: a hash per address, customer id → purchase time.
     await p.redis.hset(legacy("ana@example.com"), "cus-ana", String(Date.now() - DAY));
     await p.redis.hset(legacy("+14155550123"), "cus-ana", "1", "guest-9", "2");
     for (const address of ["ana@example.com", "+14155550123"])

@@ -5,8 +5,8 @@
   `s<shard>:<epoch ms it expires at>`.
 
   Input:
-    KEYS[1] order (hash: `r:<refundId>` refunds; `e:<eventId>` links of versions before
-            2026-12-04, valued `s<shard>`, or `1` as linked before shards: shard 0)
+    KEYS[1] order (hash: `r:<refundId>` refunds; `e:<eventId>` links of versions of key
+            layout 3 and before, valued `s<shard>`, or `1` as linked before shards: shard 0)
     KEYS[2] the order's bucket of order links
     ARGV[1] the purchase event id
     ARGV[2] keep the link at least this long (ms)

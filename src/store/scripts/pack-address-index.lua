@@ -1,11 +1,11 @@
 --[[
-  Moves one address's index of versions before 2026-12-04 (a hash of its own: customer id →
+  Moves one address's index of versions of key layout 3 and before (a hash of its own: customer id →
   latest purchase time, kept `keep` after the latest filing) into its bucket of the packed index
   (remember-customer.lua), each entry expiring when the key would have, and deletes it. Running it
   again finds nothing to move.
 
   Input:
-    KEYS[1] the address's own index (hash), of a version before 2026-12-04
+    KEYS[1] the address's own index (hash), of a version of key layout 3 or before
     KEYS[2] its bucket in the packed index
 
     ARGV[1] the address part of the entries in KEYS[2]

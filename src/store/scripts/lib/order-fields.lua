@@ -1,6 +1,6 @@
 --[[
   An order as its scripts return it (shared; included, not called): the fields of its own hash
-  (refunds, and links of versions before 2026-12-04) followed by its packed links in its bucket,
+  (refunds, and links of versions of key layout 3 and before) followed by its packed links in its bucket,
   each as `e:<eventId>`. Needs entriesOf (lib/packed-index.lua).
 
   orderFields(orderKey, bucket, entry)  flat field/value list
