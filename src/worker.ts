@@ -211,9 +211,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     tracer && (await import("./follow-up-traces.js")).tracesOn(tracer, addressHashSecret);
   // Readers of every shard's ledger (reports, budgets, pending counts) take it from shard 0's scope.
   const ledger = shards.of(0).ledger;
-  const orders = new OrderStore(redis, prefix);
+  const orders = new OrderStore(redis, prefix, { now });
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret, replicaWait });
-  const customers = new CustomerIndex(redis, prefix, { addressHashSecret });
+  const customers = new CustomerIndex(redis, prefix, { addressHashSecret, now });
   const smsReferences = new SmsReferences(redis, prefix);
   const generations = new RulesGenerations(redis, prefix);
   let { generation, latest: latestGeneration } = await generations.generationOf(
@@ -509,13 +509,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // reshard marked after the check at the top but before these workers connected would count
   // none and go on beneath them: so the workers connect first (counted from now on), the marks
   // are read again, and only then do they take jobs and the promoters start.
-  await Promise.all(workers.map(({ worker }) => worker.waitUntilReady()));
-  const lateRefusal = await startRefusal(redis, prefix);
-  if (lateRefusal) {
-    await Promise.all(workers.map(({ worker }) => worker.close(true)));
-    await publisher.close();
-    await Promise.all(
-      [
+  const lateRefusal = await Promise.all(workers.map(({ worker }) => worker.waitUntilReady()))
+    .then(() => startRefusal(redis, prefix))
+    .catch((error: unknown) => error);
+  if (lateRefusal !== undefined) {
+    // Nothing has taken a job yet: close it all, whatever fails on the way.
+    await Promise.allSettled(workers.map(({ worker }) => worker.close(true)));
+    await Promise.allSettled([
+      publisher.close(),
+      ...[
         ...followUps.made(),
         events,
         reports,
@@ -523,9 +525,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ...adminQueues.followUps.made(),
         adminQueues.events,
       ].map((queue) => queue.close()),
-    );
+    ]);
     for (const connection of [redis, httpRedis, ...workerConnections]) connection.disconnect();
-    throw new StartupError(lateRefusal);
+    throw typeof lateRefusal === "string" ? new StartupError(lateRefusal) : lateRefusal;
   }
   for (const { label, worker } of workers)
     worker

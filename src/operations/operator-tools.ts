@@ -123,9 +123,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
   const secret = deps.addressHashSecret ? { addressHashSecret: deps.addressHashSecret } : {};
   const shards = shardStores(redis, prefix, deps.shards, secret);
   const locate = eventLocator(redis, prefix, deps.shards);
-  const orders = new OrderStore(redis, prefix);
+  const orders = new OrderStore(redis, prefix, { now: deps.now });
   const suppressions = new SuppressionList(redis, prefix, secret);
-  const customers = new CustomerIndex(redis, prefix, secret);
+  const customers = new CustomerIndex(redis, prefix, { ...secret, now: deps.now });
   const audit = new AuditTrail(redis, prefix);
   // Scoped to shard 0 of all of them: its readers add up every shard's counts.
   const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, deps.shards));

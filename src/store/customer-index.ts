@@ -26,7 +26,7 @@ export class CustomerIndex {
   constructor(
     redis: RedisClient,
     private readonly prefix: string,
-    private readonly options: { addressHashSecret?: string } = {},
+    private readonly options: { addressHashSecret?: string; now?: () => number } = {},
   ) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
@@ -54,15 +54,17 @@ export class CustomerIndex {
 
   /**
    * The customers who used an address, latest filed first (those filed by a version of key
-   * layout 3 or before, still in the address's own key, after them, by their purchase time).
+   * layout 3 or before, still in the address's own key, after them, by their purchase time). An
+   * entry past its expiry that its bucket's sweep has not reached yet is not one.
    */
   async customersOf(address: string): Promise<string[]> {
     const hash = await this.hashOf(address);
     const { bucket, entry } = packedPlace(hash);
-    const [packed, legacy] = await Promise.all([
-      this.redis.hgetall(this.keys.addressBucket(bucket)),
-      this.redis.hgetall(this.keys.legacyAddressIndex(`h:${hash}`)),
-    ]);
+    // The address's own key first: packing at start-up moves its entries into the bucket, which
+    // is read after, so none is missed in between.
+    const legacy = await this.redis.hgetall(this.keys.legacyAddressIndex(`h:${hash}`));
+    const packed = await this.redis.hgetall(this.keys.addressBucket(bucket));
+    const now = (this.options.now ?? Date.now)();
     const latestFirst = (entries: [string, string][]) =>
       entries
         .map(([customerId, at]) => [customerId, Number(at) || 0] as const)
@@ -70,7 +72,7 @@ export class CustomerIndex {
         .map(([customerId]) => customerId);
     const filed = latestFirst(
       Object.entries(packed).flatMap(([field, expiresAt]): [string, string][] =>
-        field.length > entry.length && field.startsWith(entry)
+        field.length > entry.length && field.startsWith(entry) && Number(expiresAt) >= now
           ? [[field.slice(entry.length), expiresAt]]
           : [],
       ),
@@ -85,8 +87,10 @@ export class CustomerIndex {
     for (const address of addresses) {
       const hash = await this.hashOf(address);
       const { bucket, entry } = packedPlace(hash);
-      removed += await this.redis.hdel(this.keys.addressBucket(bucket), `${entry}${customerId}`);
+      // The address's own key first: packing at start-up could otherwise move the customer into
+      // the bucket after the bucket was cleared.
       removed += await this.redis.hdel(this.keys.legacyAddressIndex(`h:${hash}`), customerId);
+      removed += await this.redis.hdel(this.keys.addressBucket(bucket), `${entry}${customerId}`);
     }
     return removed;
   }

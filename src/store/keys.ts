@@ -22,8 +22,9 @@ const PACKED_BUCKET_BITS = 14;
 /** Characters of a base64url hash that its bucket's number already holds (its first 12 bits). */
 const IN_BUCKET_NAME = 2;
 /**
- * Characters of the hash after those that name an item in its bucket: 66 bits, so that two of the
- * few hundred items of a bucket share them with a chance of about one in 10^17.
+ * Characters of the hash after the first two that name an item in its bucket: 66 bits, 64 of them
+ * beyond the bucket's 14, so that two of the few hundred items of a bucket share them with a
+ * chance of about one in 10^17.
  */
 export const PACKED_ENTRY_CHARS = 11;
 

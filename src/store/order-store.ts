@@ -32,7 +32,11 @@ export class OrderStore {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(
+    redis: RedisClient,
+    prefix: string,
+    private readonly options: { now?: () => number } = {},
+  ) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }
@@ -75,14 +79,22 @@ export class OrderStore {
         ? `${amount.minor} ${amount.currency}`
         : "full";
     const { key, links, entry } = this.placeOf(orderId);
-    const flat = await this.redis.fuRecordRefund(key, links, refundEventId, stored, keepMs, entry);
+    const flat = await this.redis.fuRecordRefund(
+      key,
+      links,
+      refundEventId,
+      stored,
+      keepMs,
+      entry,
+      this.now(),
+    );
     return parseOrder(flat);
   }
 
   async get(orderId: string): Promise<OrderRecord> {
     const { key, links, entry } = this.placeOf(orderId);
     const [own, bucket] = await Promise.all([this.redis.hgetall(key), this.redis.hgetall(links)]);
-    return parseOrder([...Object.entries(own).flat(), ...linksIn(bucket, entry)]);
+    return parseOrder([...Object.entries(own).flat(), ...linksIn(bucket, entry, this.now())]);
   }
 
   /**
@@ -98,6 +110,10 @@ export class OrderStore {
     return (await this.redis.del(key)) + removed > 0;
   }
 
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
   /** The order's own key (refunds), its bucket of links, and its part of their names there. */
   private placeOf(orderId: string): { key: string; links: string; entry: string } {
     const { bucket, entry } = packedPlace(idHash(orderId));
@@ -106,15 +122,25 @@ export class OrderStore {
 }
 
 /**
- * An order's links in its bucket, as the order's own hash named them (`e:<eventId>`, flat): a
- * bucket entry is `<entry><eventId>` → `s<shard>:<epoch ms filed>`.
+ * An order's links in its bucket that have not expired by `now`, as the order's own hash named
+ * them (`e:<eventId>`, flat): a bucket entry is `<entry><eventId>` → `s<shard>:<epoch ms it
+ * expires at>`.
  */
-export function linksIn(bucket: Readonly<Record<string, string>>, entry: string): string[] {
+export function linksIn(
+  bucket: Readonly<Record<string, string>>,
+  entry: string,
+  now: number,
+): string[] {
   return Object.entries(bucket).flatMap(([field, value]) =>
-    field.length > entry.length && field.startsWith(entry)
+    field.length > entry.length && field.startsWith(entry) && expiryOf(value) >= now
       ? [`e:${field.slice(entry.length)}`, value]
       : [],
   );
+}
+
+/** The epoch ms a packed entry's value ends with: when it expires. */
+function expiryOf(value: string): number {
+  return Number(/(\d+)$/.exec(value)?.[1] ?? 0);
 }
 
 /** How an order links a purchase event in a shard (linkShard reads it back). */
@@ -138,14 +164,16 @@ export function relinked(value: string, shard: number): string {
 }
 
 function parseOrder(flat: readonly string[]): OrderRecord {
-  const events: OrderEvent[] = [];
+  // An event linked both in the order's own key (by a version of key layout 3) and in its bucket
+  // (an intake retried after the upgrade) is one event; the bucket's link, read last, wins.
+  const linked = new Map<string, number>();
   const refunds: Money[] = [];
   const returns: ItemReturn[] = [];
   let fullyRefunded = false;
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i] ?? "";
     const value = flat[i + 1] ?? "";
-    if (field.startsWith("e:")) events.push({ eventId: field.slice(2), shard: linkShard(value) });
+    if (field.startsWith("e:")) linked.set(field.slice(2), linkShard(value));
     else if (!field.startsWith("r:")) continue;
     else if (value === "full") fullyRefunded = true;
     else if (value.startsWith("{")) {
@@ -158,6 +186,7 @@ function parseOrder(flat: readonly string[]): OrderRecord {
       refunds.push({ minor: Number(minor), currency });
     }
   }
+  const events: OrderEvent[] = [...linked].map(([eventId, shard]) => ({ eventId, shard }));
   return {
     events,
     eventIds: events.map((event) => event.eventId),

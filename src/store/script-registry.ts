@@ -150,6 +150,7 @@ export interface StoreCommands {
     amount: string,
     keepMs: number,
     entry: string,
+    now: number,
   ): Promise<string[]>;
   /** take-cap-slot.lua */
   fuTakeCapSlot(key: string, member: string, now: number, ...caps: number[]): Promise<number>;

@@ -666,10 +666,10 @@ describe("the store's Lua scripts", () => {
     // Another order's link in the same bucket is not this order's.
     await redis.hset(links, "zzzzzzzzzzzevt-other", `s1:${NOW + 2 * DAY}`);
     expect(
-      await redis.fuRecordRefund(order, links, "ref-1", "500 GBP", DAY, "ABCDEFGHIJK"),
+      await redis.fuRecordRefund(order, links, "ref-1", "500 GBP", DAY, "ABCDEFGHIJK", NOW),
     ).toEqual(["r:ref-1", "500 GBP"]);
     expect(
-      await redis.fuRecordRefund(order, links, "ref-1", "900 GBP", DAY, "ABCDEFGHIJK"),
+      await redis.fuRecordRefund(order, links, "ref-1", "900 GBP", DAY, "ABCDEFGHIJK", NOW),
     ).toEqual(["r:ref-1", "500 GBP"]);
     expect(await redis.fuLinkOrder(order, links, "evt", 3 * DAY, "s2", "ABCDEFGHIJK", NOW)).toEqual(
       ["r:ref-1", "500 GBP", "e:evt", `s2:${NOW + 3 * DAY}`],
@@ -679,8 +679,15 @@ describe("the store's Lua scripts", () => {
     await redis.fuLinkOrder(order, links, "evt-2", 1_000, "s0", "ABCDEFGHIJK", NOW);
     expect(await redis.pttl(links)).toBeGreaterThan(2 * DAY);
     expect(
-      (await redis.fuRecordRefund(order, links, "ref-2", "full", DAY, "ABCDEFGHIJK")).slice(4),
+      (await redis.fuRecordRefund(order, links, "ref-2", "full", DAY, "ABCDEFGHIJK", NOW)).slice(4),
     ).toEqual(["e:evt", `s2:${NOW + 3 * DAY}`, "e:evt-2", `s0:${NOW + 1_000}`]);
+    // Past its expiry, a link is left out before any sweep has removed it.
+    expect(
+      (
+        await redis.fuRecordRefund(order, links, "ref-2", "full", DAY, "ABCDEFGHIJK", NOW + 2_000)
+      ).slice(4),
+    ).toEqual(["e:evt", `s2:${NOW + 3 * DAY}`]);
+    expect(await redis.hexists(links, "ABCDEFGHIJKevt-2")).toBe(1);
     // Linked again with a shorter keep (a retried intake), a link keeps its later expiry.
     await redis.fuLinkOrder(order, links, "evt", 1_000, "s2", "ABCDEFGHIJK", NOW);
     expect(await redis.hget(links, "ABCDEFGHIJKevt")).toBe(`s2:${NOW + 3 * DAY}`);

@@ -20,4 +20,4 @@
 --!include lib/order-fields.lua
 local now = tonumber(ARGV[5])
 fileEntry(KEYS[2], ARGV[4] .. ARGV[1], ARGV[3] .. ':', now + tonumber(ARGV[2]), now)
-return orderFields(KEYS[1], KEYS[2], ARGV[4])
+return orderFields(KEYS[1], KEYS[2], ARGV[4], now)

@@ -8,6 +8,7 @@
     ARGV[2] the amount, "<minor units> <currency>", or "full"
     ARGV[3] keep the order this long (ms)
     ARGV[4] the order's part of its entries in KEYS[2]
+    ARGV[5] now (epoch ms): links expired by then are left out
 
   Output: the order's fields and values afterwards, flat, its links as `e:<eventId>`
 ]]
@@ -15,4 +16,4 @@
 --!include lib/order-fields.lua
 redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return orderFields(KEYS[1], KEYS[2], ARGV[4])
+return orderFields(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[5]))

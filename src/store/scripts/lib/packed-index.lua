@@ -9,8 +9,9 @@
   fileEntry(bucket, field, head, expiresAt, now)
     sweeps the bucket if due, and sets the field to `<head><expiry>`, the later of `expiresAt`
     and the expiry it had
-  entriesOf(bucket, entry)
-    { rest of the field, value } of each entry whose field begins with `entry`
+  entriesOf(bucket, entry, now)
+    { rest of the field, value } of each entry whose field begins with `entry` and that has not
+    expired by `now` (a sweep may not have reached it yet)
 ]]
 local SWEEP_EVERY_MS = 86400000
 
@@ -33,11 +34,12 @@ local function fileEntry(bucket, field, head, expiresAt, now)
   if redis.call('PTTL', bucket) < expiry - now then redis.call('PEXPIRE', bucket, expiry - now) end
 end
 
-local function entriesOf(bucket, entry)
+local function entriesOf(bucket, entry, now)
   local found = {}
   local entries = redis.call('HGETALL', bucket)
   for i = 1, #entries, 2 do
-    if #entries[i] > #entry and string.sub(entries[i], 1, #entry) == entry then
+    if #entries[i] > #entry and string.sub(entries[i], 1, #entry) == entry
+      and expiryOf(entries[i + 1]) >= now then
       found[#found + 1] = { string.sub(entries[i], #entry + 1), entries[i + 1] }
     end
   end
