@@ -1,7 +1,8 @@
-import { Queue } from "bullmq";
+import { Queue, Worker } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { runMigrate } from "../../src/cli/migrate-command.js";
+import { migrate } from "../../src/operations/migrate.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import {
   eventJobId,
@@ -302,6 +303,65 @@ describe("followups migrate", () => {
       expect(await store.loadKept(`evt-m-${id}`)).toMatchObject({ customer: { id } });
     }
     await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
+  it("counts workers again once it has marked both Redis: one that connected in between stops it, and the marks go", async () => {
+    source = await startRedisServer();
+    pipeline = await startPipeline("migrate-late-worker", {
+      redisUrl: source.url,
+      cluster: false,
+      shards: SHARDS,
+    });
+    const p = pipeline;
+    await p.worker?.close();
+    p.worker = undefined;
+    const keys = new StoreKeys(p.prefix);
+    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    // A worker that passed its start-up check before the marks connects while migrate marks the
+    // new Redis, after migrate's first count found none: the hook makes it at that moment (a
+    // BullMQ Worker connects when it is made).
+    const lateConnection = createRedisClient(source.url, false, {
+      maxRetriesPerRequest: null,
+      lazyConnect: true,
+    });
+    let late: Worker | undefined;
+    const connectedMeanwhile = target as unknown as {
+      set: (...args: unknown[]) => Promise<unknown>;
+    };
+    const set = connectedMeanwhile.set.bind(target);
+    connectedMeanwhile.set = async (...args: unknown[]) => {
+      if (args[0] === keys.arrivingMark()) {
+        late = new Worker(PURCHASE_EVENTS_QUEUE, async () => undefined, {
+          connection: lateConnection,
+          prefix: queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, false),
+          autorun: false,
+        });
+        await late.waitUntilReady();
+      }
+      return set(...args);
+    };
+    try {
+      await expect(
+        migrate({
+          source: p.redis,
+          target,
+          prefix: p.prefix,
+          sourceName: source.url,
+          targetName: targetUrl(),
+          by: "test",
+        }),
+      ).rejects.toThrow(
+        /1 worker connection\(s\) are on this deployment's queues: stop every worker/,
+      );
+    } finally {
+      await late?.close();
+      lateConnection.disconnect();
+    }
+    expect(late).toBeDefined();
+    // Both marks taken back: workers may start on the old Redis again, nothing was copied.
+    expect(await p.redis.exists(keys.movedMark())).toBe(0);
+    expect(await target.exists(keys.arrivingMark())).toBe(0);
+    expect(await target.exists(keys.shardCount())).toBe(0);
   });
 
   it("refuses while a worker runs (a dry run runs beside it), and a Redis that holds a deployment already", async () => {
