@@ -56,6 +56,7 @@ import { DeploymentEventIds } from "./store/event-ids.js";
 import { KEY_LAYOUT, OlderWorkersRunning, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
+import { createPackedIndexSweeper } from "./store/packed-index-sweeper.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { duplicateClient, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait } from "./store/replica-wait.js";
@@ -617,6 +618,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ),
       )
     : Promise.resolve();
+  // Expired entries of the packed indexes go within a day, even from buckets not written again.
+  const indexSweeper = createPackedIndexSweeper({ redis, prefix, now, logger });
+  indexSweeper.start();
   // Address indexes an earlier version kept a key per address move into buckets, in the
   // background, once per deployment.
   const packing = customers
@@ -631,6 +635,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     stopping = true;
     return Promise.all([
       ...servedParts.map(({ promoter }) => promoter.stop()),
+      indexSweeper.stop(),
       upgrading,
       packing,
       replanning,

@@ -13,9 +13,10 @@ import { sharedSecret } from "./shared-secrets.js";
  *
  * Addresses are packed into 16,384 buckets by the first 14 bits of their hash, so that an address
  * costs an entry of about 35 bytes in a small hash instead of a key of its own (136 bytes and
- * Redis's bookkeeping of a key; versions of key layout 3 and before kept one). An entry is the next 11
- * characters of the hash followed by the customer id, valued with when it expires: `keepMs`
- * after it was last filed, as long as the customer's history (lib/packed-index.lua).
+ * Redis's bookkeeping of a key, as versions of key layout 3 and before kept it). An entry is the
+ * next 11 characters of the hash followed by the customer id, valued with when it expires:
+ * `keepMs` after it was last filed, as long as the customer's history (lib/packed-index.lua;
+ * store/packed-index-sweeper.ts drops it from Redis within a day after).
  */
 
 export class CustomerIndex {

@@ -19,6 +19,8 @@ export function idHash(id: string): string {
 
 /** Buckets of a packed index (the address index, order links): 16,384, by 14 bits of a hash. */
 const PACKED_BUCKET_BITS = 14;
+/** How many buckets a packed index has. */
+export const PACKED_BUCKETS = 1 << PACKED_BUCKET_BITS;
 /** Characters of a base64url hash that its bucket's number already holds (its first 12 bits). */
 const IN_BUCKET_NAME = 2;
 /**

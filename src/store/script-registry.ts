@@ -62,6 +62,8 @@ export interface StoreCommands {
   fuOptOuts(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
   /** remember-customer.lua: KEYS are the address buckets. */
   fuRememberCustomer(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  /** sweep-bucket.lua */
+  fuSweepBucket(bucketKey: string, now: number): Promise<number>;
   /** pack-address-index.lua */
   fuPackAddressIndex(
     legacyKey: string,
@@ -237,6 +239,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "rules-generation": "fuRulesGeneration",
   "remember-customer": "fuRememberCustomer",
   "pack-address-index": "fuPackAddressIndex",
+  "sweep-bucket": "fuSweepBucket",
   "opt-outs": "fuOptOuts",
   "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",

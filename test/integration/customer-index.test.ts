@@ -3,9 +3,12 @@ import { DateTime } from "luxon";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { addressHash } from "../../src/domain/address-hash.js";
 import type { PurchaseCompleted } from "../../src/domain/events.js";
+import { createLogger } from "../../src/logger.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
-import { packedPlace, StoreKeys } from "../../src/store/keys.js";
+import { idHash, packedPlace, StoreKeys } from "../../src/store/keys.js";
+import { OrderStore } from "../../src/store/order-store.js";
+import { bucketsOfRound, createPackedIndexSweeper } from "../../src/store/packed-index-sweeper.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
@@ -171,8 +174,8 @@ describe("the packed address index", () => {
     const now = Date.now();
     const hash = addressHash(secret.addressHashSecret, "legacy@example.com");
     const legacyKey = keys.legacyAddressIndex(`h:${hash}`);
-    // As versions of key layout 3 and before wrote it: customer id → purchase time, kept KEEP from the
-    // latest filing (10 days ago here).
+    // As versions of key layout 3 and before wrote it: customer id → purchase time, kept KEEP
+    // from the latest filing (10 days ago here).
     await redis.hset(
       legacyKey,
       "cus-0",
@@ -218,5 +221,63 @@ describe("the packed address index", () => {
     expect(packedPlace("AAwAAAAAAAAAAAAAAAAAAA").bucket).toBe(3);
     expect(packedPlace("AAPAAAAAAAAAAAAAAAAAAA").bucket).toBe(0);
     expect(() => packedPlace("AB")).toThrow(RangeError);
+  });
+});
+
+describe("the packed indexes' daily sweep", () => {
+  const DAY = 86_400_000;
+  const HOUR = 3_600_000;
+  let redis: Redis;
+  let prefix: string;
+
+  beforeAll(() => {
+    redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = uniquePrefix("sweep");
+  });
+  afterEach(async () => {
+    await deleteKeysWithPrefix(redis, prefix);
+  });
+
+  it("walks every bucket once a day and drops what expired, also from buckets not written again", async () => {
+    const rounds = Array.from({ length: 24 }, (_, round) => bucketsOfRound(round));
+    expect(rounds.flat()).toEqual(Array.from({ length: 16_384 }, (_, i) => i));
+
+    const keys = new StoreKeys(prefix);
+    const T0 = Date.UTC(2026, 11, 1, 10);
+    const silent = createLogger({ level: "silent", pretty: false });
+    // An address whose entries all expire at T0 + DAY, an order link that lives longer, and
+    // another order's that expires, in the same bucket.
+    const index = new CustomerIndex(redis, prefix, { addressHashSecret: "sweep-secret" });
+    await index.remember(
+      { customer: { id: "cus-gone", email: "gone@example.com" } } as unknown as PurchaseCompleted,
+      DAY,
+      T0,
+    );
+    const gone = keys.addressBucket(
+      packedPlace(addressHash("sweep-secret", "gone@example.com")).bucket,
+    );
+    const orders = new OrderStore(redis, prefix);
+    await orders.linkPurchase("ord-kept", "evt-kept", 0, 30 * DAY, T0);
+    const { bucket, entry } = packedPlace(idHash("ord-kept"));
+    const links = keys.orderLinks(bucket);
+    await redis.hset(links, `ZZZZZZZZZZZevt-old`, `s0:${T0 + DAY}`);
+
+    const sweeper = createPackedIndexSweeper({ redis, prefix, now: () => T0, logger: silent });
+    // The round of the hour a bucket falls in sweeps it; at T0 + 2 days, both expired entries go.
+    const roundOf = (b: number) => rounds.findIndex((buckets) => buckets.includes(b));
+    const at = (round: number) => Math.floor((T0 + 2 * DAY) / DAY) * DAY + round * HOUR;
+    const goneBucket = packedPlace(addressHash("sweep-secret", "gone@example.com")).bucket;
+    let dropped = 0;
+    for (const round of new Set([roundOf(goneBucket), roundOf(bucket)]))
+      dropped += await sweeper.sweepRound(at(round));
+    expect(dropped).toBe(2);
+    expect(await redis.exists(gone)).toBe(0);
+    expect(Object.keys(await redis.hgetall(links)).sort()).toEqual([`${entry}evt-kept`, "~"]);
+    expect((await orders.get("ord-kept")).eventIds).toEqual(["evt-kept"]);
   });
 });

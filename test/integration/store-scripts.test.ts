@@ -134,6 +134,7 @@ describe("the store's Lua scripts", () => {
       "schedule-steps",
       "stop-event",
       "suppress",
+      "sweep-bucket",
       "take-cap-slot",
       "take-rate-slot",
       "update-step",

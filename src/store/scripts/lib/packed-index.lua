@@ -3,9 +3,12 @@
   (store/keys.ts packedPlace), each entry named by 11 characters of its item's hash followed by
   what it links, and valued with text ending in the epoch ms at which it expires. Hash fields
   have no expiry of their own on Redis 7.0, so a bucket drops its expired entries when it is next
-  written, at most once a day (its field `~` holds the time of its last sweep), and lives as long
-  as its longest-lived entry.
+  written, at most once a day (its field `~` holds the time of its last sweep), and the workers
+  sweep every bucket once a day besides (sweep-bucket.lua); it lives as long as its
+  longest-lived entry. Readers leave out expired entries a sweep has not reached yet.
 
+  sweepBucket(bucket, now)
+    drops the bucket's expired entries and notes the sweep; how many it dropped
   fileEntry(bucket, field, head, expiresAt, now)
     sweeps the bucket if due, and sets the field to `<head><expiry>`, the later of `expiresAt`
     and the expiry it had
@@ -19,15 +22,22 @@ local function expiryOf(value)
   return tonumber(string.match(value or '', '(%d+)$') or '0')
 end
 
+local function sweepBucket(bucket, now)
+  local entries = redis.call('HGETALL', bucket)
+  local removed = 0
+  for i = 1, #entries, 2 do
+    if entries[i] ~= '~' and expiryOf(entries[i + 1]) < now then
+      redis.call('HDEL', bucket, entries[i])
+      removed = removed + 1
+    end
+  end
+  redis.call('HSET', bucket, '~', string.format('%d', now))
+  return removed
+end
+
 local function fileEntry(bucket, field, head, expiresAt, now)
   if tonumber(redis.call('HGET', bucket, '~') or '0') + SWEEP_EVERY_MS <= now then
-    local entries = redis.call('HGETALL', bucket)
-    for i = 1, #entries, 2 do
-      if entries[i] ~= '~' and expiryOf(entries[i + 1]) < now then
-        redis.call('HDEL', bucket, entries[i])
-      end
-    end
-    redis.call('HSET', bucket, '~', string.format('%d', now))
+    sweepBucket(bucket, now)
   end
   local expiry = math.max(expiresAt, expiryOf(redis.call('HGET', bucket, field)))
   redis.call('HSET', bucket, field, head .. string.format('%d', expiry))

@@ -1,0 +1,86 @@
+import type { Logger } from "../logger.js";
+import { PACKED_BUCKETS, StoreKeys } from "./keys.js";
+import type { RedisClient } from "./redis-client.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+
+/**
+ * Sweeps the packed indexes (the address index and the order links) of expired entries, a
+ * twenty-fourth of their buckets each hour, so that every bucket is swept once a day even if
+ * nothing is filed in it again: an entry (a customer id, an order's link) stays in Redis at most
+ * about a day past its expiry. Every worker runs it; two sweeping the same bucket only find less
+ * to drop.
+ */
+
+const HOUR_MS = 3_600_000;
+/** Rounds per full pass: one pass a day at a round an hour. */
+const ROUNDS = 24;
+/** Buckets swept at once. */
+const BATCH = 100;
+
+export interface PackedIndexSweeper {
+  /** Sweeps the buckets of the round `now` falls in; how many entries it dropped. */
+  sweepRound(now: number): Promise<number>;
+  /** Sweeps a round now, then one an hour. */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/** The buckets of round `round` (0 to 23): a contiguous twenty-fourth of them. */
+export function bucketsOfRound(round: number): number[] {
+  const from = Math.floor((round * PACKED_BUCKETS) / ROUNDS);
+  const to = Math.floor(((round + 1) * PACKED_BUCKETS) / ROUNDS);
+  return Array.from({ length: to - from }, (_, i) => from + i);
+}
+
+export function createPackedIndexSweeper(deps: {
+  readonly redis: RedisClient;
+  readonly prefix: string;
+  readonly now: () => number;
+  readonly logger: Logger;
+}): PackedIndexSweeper {
+  const redis: RedisClient & StoreCommands = withStoreCommands(deps.redis);
+  const keys = new StoreKeys(deps.prefix);
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+
+  async function sweepRound(now: number): Promise<number> {
+    const round = Math.floor(now / HOUR_MS) % ROUNDS;
+    const buckets = bucketsOfRound(round).flatMap((bucket) => [
+      keys.addressBucket(bucket),
+      keys.orderLinks(bucket),
+    ]);
+    let dropped = 0;
+    for (let start = 0; start < buckets.length && !stopped; start += BATCH) {
+      const counts = await Promise.all(
+        buckets.slice(start, start + BATCH).map((bucket) => redis.fuSweepBucket(bucket, now)),
+      );
+      dropped += counts.reduce((sum, count) => sum + count, 0);
+    }
+    return dropped;
+  }
+
+  function tick(): void {
+    running = sweepRound(deps.now())
+      .then((dropped) => {
+        if (dropped > 0) deps.logger.info({ dropped }, "expired index entries swept");
+      })
+      .catch((error: unknown) => deps.logger.warn({ err: error }, "index sweep failed"))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, HOUR_MS);
+      });
+  }
+
+  return {
+    sweepRound,
+    start() {
+      stopped = false;
+      tick();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}
