@@ -35,6 +35,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "./queue/names.js";
+import { createPackedIndexSweeper } from "./queue/packed-index-sweeper.js";
 import { createPromoter } from "./queue/promoter.js";
 import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
@@ -56,7 +57,6 @@ import { DeploymentEventIds } from "./store/event-ids.js";
 import { KEY_LAYOUT, OlderWorkersRunning, upgradeKeyLayout } from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
-import { createPackedIndexSweeper } from "./store/packed-index-sweeper.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { duplicateClient, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait } from "./store/replica-wait.js";

@@ -14,9 +14,9 @@ import { sharedSecret } from "./shared-secrets.js";
  * Addresses are packed into 16,384 buckets by the first 14 bits of their hash, so that an address
  * costs an entry of about 35 bytes in a small hash instead of a key of its own (136 bytes and
  * Redis's bookkeeping of a key, as versions of key layout 3 and before kept it). An entry is the
- * next 11 characters of the hash followed by the customer id, valued with when it expires:
- * `keepMs` after it was last filed, as long as the customer's history (lib/packed-index.lua;
- * store/packed-index-sweeper.ts drops it from Redis within a day after).
+ * next 11 characters of the hash followed by the customer id, valued with the customer's latest
+ * purchase there and when the entry expires: `keepMs` after it was last filed, as long as the customer's history (lib/packed-index.lua;
+ * queue/packed-index-sweeper.ts drops it from Redis within a day after).
  */
 
 export class CustomerIndex {
@@ -49,6 +49,7 @@ export class CustomerIndex {
       event.customer.id,
       now,
       keepMs,
+      Math.floor(Date.parse(event.occurredAt) / 1000),
       ...places.map(({ entry }) => entry),
     );
   }
@@ -66,19 +67,23 @@ export class CustomerIndex {
     const legacy = await this.redis.hgetall(this.keys.legacyAddressIndex(`h:${hash}`));
     const packed = await this.redis.hgetall(this.keys.addressBucket(bucket));
     const now = (this.options.now ?? Date.now)();
-    const latestFirst = (entries: [string, string][]) =>
+    // Latest purchase first: a packed entry's value is `<purchase, epoch s>:<expiry, epoch ms>`,
+    // an old key's the purchase time in ms.
+    const latestFirst = (entries: [string, number][]) =>
       entries
-        .map(([customerId, at]) => [customerId, Number(at) || 0] as const)
         .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
         .map(([customerId]) => customerId);
     const filed = latestFirst(
-      Object.entries(packed).flatMap(([field, expiresAt]): [string, string][] =>
-        field.length > entry.length && field.startsWith(entry) && Number(expiresAt) >= now
-          ? [[field.slice(entry.length), expiresAt]]
-          : [],
-      ),
+      Object.entries(packed).flatMap(([field, value]): [string, number][] => {
+        const [purchased = 0, expiresAt = 0] = value.split(":").map(Number);
+        return field.length > entry.length && field.startsWith(entry) && expiresAt >= now
+          ? [[field.slice(entry.length), purchased]]
+          : [];
+      }),
     );
-    const older = latestFirst(Object.entries(legacy)).filter((id) => !filed.includes(id));
+    const older = latestFirst(
+      Object.entries(legacy).map(([customerId, at]): [string, number] => [customerId, Number(at)]),
+    ).filter((id) => !filed.includes(id));
     return [...filed, ...older];
   }
 

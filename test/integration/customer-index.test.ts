@@ -4,11 +4,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, i
 import { addressHash } from "../../src/domain/address-hash.js";
 import type { PurchaseCompleted } from "../../src/domain/events.js";
 import { createLogger } from "../../src/logger.js";
+import { bucketsOfRound, createPackedIndexSweeper } from "../../src/queue/packed-index-sweeper.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { idHash, packedPlace, StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
-import { bucketsOfRound, createPackedIndexSweeper } from "../../src/store/packed-index-sweeper.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
@@ -90,8 +90,12 @@ describe("the packed address index", () => {
   let redis: Redis;
   let prefix: string;
   const secret = { addressHashSecret: "index-test-secret" };
-  const bought = (customerId: string, email?: string, phone?: string) =>
-    ({ customer: { id: customerId, email, phone } }) as unknown as PurchaseCompleted;
+  /** A purchase as the index reads it: its customer, their addresses, and when. */
+  const bought = (customerId: string, email?: string, phone?: string, at = T0) =>
+    ({
+      customer: { id: customerId, email, phone },
+      occurredAt: new Date(at).toISOString(),
+    }) as unknown as PurchaseCompleted;
 
   beforeAll(() => {
     redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
@@ -120,7 +124,7 @@ describe("the packed address index", () => {
     const index = new CustomerIndex(redis, prefix, { ...secret, now: () => clock });
     const file = async (at: number, customerId: string, email: string, phone?: string) => {
       clock = at;
-      await index.remember(bought(customerId, email, phone), KEEP, at);
+      await index.remember(bought(customerId, email, phone, at), KEEP, at);
     };
     await file(T0, "cus-old", "shared@example.com");
     await file(T0 + DAY, "cus-new", "shared@example.com", "+14155550100");
@@ -145,7 +149,7 @@ describe("the packed address index", () => {
     const index = new CustomerIndex(redis, prefix, { ...secret, now: () => clock });
     const file = async (customerId: string, at: number) => {
       clock = at;
-      await index.remember(bought(customerId, "a@example.com"), KEEP, at);
+      await index.remember(bought(customerId, "a@example.com", undefined, at), KEEP, at);
     };
     await file("cus-a", T0);
     // Swept a second before cus-a's entry expires: nothing to drop yet.
@@ -160,10 +164,21 @@ describe("the packed address index", () => {
     expect(await held("a@example.com")).toEqual(["cus-b", "cus-c", "cus-d"]);
   });
 
+  it("lists an address's customers by their latest purchase there, whatever order intake filed them in", async () => {
+    const index = new CustomerIndex(redis, prefix, { ...secret, now: () => T0 });
+    // Workers take events concurrently: the later purchase may well be filed first.
+    await index.remember(bought("cus-later", "a@example.com", undefined, T0 + 60_000), KEEP, T0);
+    await index.remember(bought("cus-earlier", "a@example.com"), KEEP, T0 + 5_000);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-later", "cus-earlier"]);
+    // An older purchase of the same customer filed late does not move them back.
+    await index.remember(bought("cus-later", "a@example.com"), KEEP, T0 + 9_000);
+    expect(await index.customersOf("a@example.com")).toEqual(["cus-later", "cus-earlier"]);
+  });
+
   it("forgets a customer at an address (erasure), and leaves the others", async () => {
     const index = new CustomerIndex(redis, prefix, secret);
     await index.remember(bought("cus-a", "a@example.com", "+14155550101"), KEEP, T0);
-    await index.remember(bought("cus-b", "a@example.com"), KEEP, T0 + 1);
+    await index.remember(bought("cus-b", "a@example.com", undefined, T0 + 1000), KEEP, T0 + 1000);
     expect(await index.forget("cus-a", ["a@example.com", "+14155550101"])).toBe(2);
     expect(await index.customersOf("a@example.com")).toEqual(["cus-b"]);
     expect(await index.customersOf("+14155550101")).toEqual([]);
@@ -189,7 +204,7 @@ describe("the packed address index", () => {
     const index = new CustomerIndex(redis, prefix, secret);
     // Read while still in its own key, and erasable there.
     expect(await index.customersOf("legacy@example.com")).toEqual(["cus-2", "cus-1", "cus-0"]);
-    await index.remember(bought("cus-3", "legacy@example.com"), KEEP, now);
+    await index.remember(bought("cus-3", "legacy@example.com", undefined, now), KEEP, now);
     expect(await index.customersOf("legacy@example.com")).toEqual([
       "cus-3",
       "cus-2",
@@ -205,8 +220,13 @@ describe("the packed address index", () => {
     const bucket = keys.addressBucket(packedPlace(hash).bucket);
     const pttl = await redis.pttl(bucket);
     expect(pttl).toBeGreaterThan(KEEP - 60_000);
-    const expiresAt = Number(await redis.hget(bucket, `${packedPlace(hash).entry}cus-1`));
-    expect(Math.abs(expiresAt - (now + 5 * DAY))).toBeLessThan(60_000);
+    const [purchased, expiresAt] = (
+      (await redis.hget(bucket, `${packedPlace(hash).entry}cus-1`)) ?? ""
+    )
+      .split(":")
+      .map(Number);
+    expect(purchased).toBe(Math.floor((now - 25 * DAY) / 1000));
+    expect(Math.abs((expiresAt ?? 0) - (now + 5 * DAY))).toBeLessThan(60_000);
     // Done once per deployment: a second run does not scan again.
     expect(await index.packEarlierIndexes(KEEP, () => now)).toBeUndefined();
     // Erasure still finds them.
@@ -254,7 +274,10 @@ describe("the packed indexes' daily sweep", () => {
     // another order's that expires, in the same bucket.
     const index = new CustomerIndex(redis, prefix, { addressHashSecret: "sweep-secret" });
     await index.remember(
-      { customer: { id: "cus-gone", email: "gone@example.com" } } as unknown as PurchaseCompleted,
+      {
+        customer: { id: "cus-gone", email: "gone@example.com" },
+        occurredAt: new Date(T0).toISOString(),
+      } as unknown as PurchaseCompleted,
       DAY,
       T0,
     );

@@ -2,8 +2,9 @@
   Moves one address's index of versions of key layout 3 and before (a hash of its own: customer
   id → their latest purchase time with the address, the key kept `keep` after its latest filing)
   into its bucket of the packed index (remember-customer.lua), and deletes it. Each entry expires
-  `keep` after its customer's purchase, and no later than the key would have (so the latest
-  purchase comes first, as before); one already past that is not moved. Running it again finds
+  `keep` after its customer's purchase, and no later than the key would have, and keeps the
+  purchase time (in seconds) that orders the address's customers; one already past that is not
+  moved. Running it again finds
   nothing to move.
 
   Input:
@@ -30,7 +31,8 @@ for i = 1, #customers, 2 do
   local expiresAt = keyExpiry
   if purchased then expiresAt = math.min(keyExpiry, purchased + keep) end
   if expiresAt > now then
-    fileEntry(KEYS[2], ARGV[1] .. customers[i], '', expiresAt, now)
+    fileEntry(KEYS[2], ARGV[1] .. customers[i],
+      string.format('%d', math.floor((purchased or 0) / 1000)) .. ':', expiresAt, now)
     moved = moved + 1
   end
 end

@@ -1,8 +1,10 @@
 --[[
   Files a customer under the addresses of a purchase: the console's and erasure's index from an
   address's keyed hash to customer ids (store/customer-index.ts), packed
-  (lib/packed-index.lua): an entry is `<11 characters of the address's hash><customer id>` → the
-  epoch ms it expires at, `keep` after it was last filed.
+  (lib/packed-index.lua): an entry is `<11 characters of the address's hash><customer id>` →
+  `<their latest purchase with it, epoch seconds>:<the epoch ms it expires at>`, expiring `keep`
+  after it was last filed. The purchase time orders an address's customers, latest first, however
+  the workers' intake interleaved their events.
 
   Input:
     KEYS[1 + i] the bucket of each address, i from 0
@@ -10,7 +12,8 @@
     ARGV[1]     customer id
     ARGV[2]     now (epoch ms)
     ARGV[3]     keep an entry this long after it was last filed (ms)
-    ARGV[4 + i] the address part of the entry in KEYS[1 + i]
+    ARGV[4]     the purchase time (epoch seconds)
+    ARGV[5 + i] the address part of the entry in KEYS[1 + i]
 
   Output: how many addresses were filed
 ]]
@@ -18,6 +21,10 @@
 local now = tonumber(ARGV[2])
 local expiresAt = now + tonumber(ARGV[3])
 for i, key in ipairs(KEYS) do
-  fileEntry(key, ARGV[3 + i] .. ARGV[1], '', expiresAt, now)
+  local field = ARGV[4 + i] .. ARGV[1]
+  local purchased = tonumber(ARGV[4])
+  local known = tonumber(string.match(redis.call('HGET', key, field) or '', '^(%d+):') or '0')
+  if known > purchased then purchased = known end
+  fileEntry(key, field, string.format('%d', purchased) .. ':', expiresAt, now)
 end
 return #KEYS

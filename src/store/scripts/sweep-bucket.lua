@@ -1,6 +1,6 @@
 --[[
   Sweeps one bucket of a packed index (lib/packed-index.lua) of its expired entries, whether or not
-  it is written again: the workers walk every bucket once a day (store/packed-indexes.ts), so an
+  it is written again: the workers walk every bucket once a day (queue/packed-index-sweeper.ts), so an
   entry, a customer id among them, stays in Redis at most about a day past its expiry. A bucket
   left with no entry goes.
 

@@ -1,7 +1,7 @@
 import type { Logger } from "../logger.js";
-import { PACKED_BUCKETS, StoreKeys } from "./keys.js";
-import type { RedisClient } from "./redis-client.js";
-import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { PACKED_BUCKETS, StoreKeys } from "../store/keys.js";
+import type { RedisClient } from "../store/redis-client.js";
+import { type StoreCommands, withStoreCommands } from "../store/script-registry.js";
 
 /**
  * Sweeps the packed indexes (the address index and the order links) of expired entries, a
