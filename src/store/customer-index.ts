@@ -1,6 +1,6 @@
 import { addressHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
-import { packedPlace, StoreKeys } from "./keys.js";
+import { packedEntries, packedExpiry, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -74,12 +74,9 @@ export class CustomerIndex {
         .sort(([a, x], [b, y]) => y - x || a.localeCompare(b))
         .map(([customerId]) => customerId);
     const filed = latestFirst(
-      Object.entries(packed).flatMap(([field, value]): [string, number][] => {
-        const [purchased = 0, expiresAt = 0] = value.split(":").map(Number);
-        return field.length > entry.length && field.startsWith(entry) && expiresAt >= now
-          ? [[field.slice(entry.length), purchased]]
-          : [];
-      }),
+      packedEntries(packed, entry).flatMap(([customerId, value]): [string, number][] =>
+        packedExpiry(value) >= now ? [[customerId, Number.parseInt(value, 10) || 0]] : [],
+      ),
     );
     const older = latestFirst(
       Object.entries(legacy).map(([customerId, at]): [string, number] => [customerId, Number(at)]),

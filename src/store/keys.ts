@@ -54,6 +54,26 @@ export function packedPlace(hash: string): PackedPlace {
   };
 }
 
+/**
+ * The entries of one item in its bucket of a packed index (the fields that begin with its
+ * `entry`), each as what follows that part and its value.
+ */
+export function packedEntries(
+  bucket: Readonly<Record<string, string>>,
+  entry: string,
+): [rest: string, value: string][] {
+  return Object.entries(bucket).flatMap(([field, value]): [string, string][] =>
+    field.length > entry.length && field.startsWith(entry)
+      ? [[field.slice(entry.length), value]]
+      : [],
+  );
+}
+
+/** When a packed entry expires: the epoch ms its value ends with (lib/packed-index.lua). */
+export function packedExpiry(value: string): number {
+  return Number(/(\d+)$/.exec(value)?.[1] ?? 0);
+}
+
 /** The hour an instant falls in, as the ledger numbers hours (hours since the epoch). */
 export function hourOf(epochMs: number): number {
   return Math.floor(epochMs / HOUR_MS);

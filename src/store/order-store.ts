@@ -1,6 +1,6 @@
 import type { Money } from "../domain/money.js";
 import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
-import { idHash, packedPlace, StoreKeys } from "./keys.js";
+import { idHash, packedEntries, packedExpiry, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -103,8 +103,8 @@ export class OrderStore {
    */
   async forget(orderId: string): Promise<boolean> {
     const { key, links, entry } = this.placeOf(orderId);
-    const fields = Object.keys(await this.redis.hgetall(links)).filter(
-      (field) => field.length > entry.length && field.startsWith(entry),
+    const fields = packedEntries(await this.redis.hgetall(links), entry).map(
+      ([eventId]) => `${entry}${eventId}`,
     );
     const removed = fields.length > 0 ? await this.redis.hdel(links, ...fields) : 0;
     return (await this.redis.del(key)) + removed > 0;
@@ -131,16 +131,9 @@ export function linksIn(
   entry: string,
   now: number,
 ): string[] {
-  return Object.entries(bucket).flatMap(([field, value]) =>
-    field.length > entry.length && field.startsWith(entry) && expiryOf(value) >= now
-      ? [`e:${field.slice(entry.length)}`, value]
-      : [],
+  return packedEntries(bucket, entry).flatMap(([eventId, value]) =>
+    packedExpiry(value) >= now ? [`e:${eventId}`, value] : [],
   );
-}
-
-/** The epoch ms a packed entry's value ends with: when it expires. */
-function expiryOf(value: string): number {
-  return Number(/(\d+)$/.exec(value)?.[1] ?? 0);
 }
 
 /** How an order links a purchase event in a shard (linkShard reads it back). */

@@ -83,8 +83,9 @@ describe("indexes for people", () => {
   });
 });
 
-describe("the packed address index", () => {
+describe("the packed indexes", () => {
   const DAY = 86_400_000;
+  const HOUR = 3_600_000;
   const KEEP = 30 * DAY;
   const T0 = Date.UTC(2026, 11, 1, 10);
   let redis: Redis;
@@ -242,33 +243,12 @@ describe("the packed address index", () => {
     expect(packedPlace("AAPAAAAAAAAAAAAAAAAAAA").bucket).toBe(0);
     expect(() => packedPlace("AB")).toThrow(RangeError);
   });
-});
-
-describe("the packed indexes' daily sweep", () => {
-  const DAY = 86_400_000;
-  const HOUR = 3_600_000;
-  let redis: Redis;
-  let prefix: string;
-
-  beforeAll(() => {
-    redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
-  beforeEach(() => {
-    prefix = uniquePrefix("sweep");
-  });
-  afterEach(async () => {
-    await deleteKeysWithPrefix(redis, prefix);
-  });
 
   it("walks every bucket once a day and drops what expired, also from buckets not written again", async () => {
     const rounds = Array.from({ length: 24 }, (_, round) => bucketsOfRound(round));
     expect(rounds.flat()).toEqual(Array.from({ length: 16_384 }, (_, i) => i));
 
     const keys = new StoreKeys(prefix);
-    const T0 = Date.UTC(2026, 11, 1, 10);
     const silent = createLogger({ level: "silent", pretty: false });
     // An address whose entries all expire at T0 + DAY, an order link that lives longer, and
     // another order's that expires, in the same bucket.
