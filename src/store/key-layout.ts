@@ -5,7 +5,10 @@ import { StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
- * The key layout a deployment's Redis holds, and the upgrade to it. Layout 4 (later on 2026-12-03) keeps an
+ * The key layout a deployment's Redis holds, and the upgrade to it. Layout 5 (2026-12-03, late)
+ * stores step records in a few characters instead of JSON (store/step-record.ts), which workers
+ * of layout 4 cannot read, and a customer's thank-you group inside their history (`c`) instead
+ * of a key of its own; records and groups of layout 4 are read as they are. Layout 4 (later on 2026-12-03) keeps an
  * order's links to its purchases in packed buckets (`ol`, store/order-store.ts), where workers of
  * layout 3 would not find them (a refund they handled would not stop the purchase's follow-ups),
  * and the address index in packed buckets too (`who`, moved at start-up: CustomerIndex). Layout 3
@@ -18,7 +21,7 @@ import { isCluster, type RedisClient } from "./redis-client.js";
  * renames each key of layout 1 to its current name, keeping its value and expiry.
  */
 
-export const KEY_LAYOUT = 4;
+export const KEY_LAYOUT = 5;
 
 /** Kinds (the name part after `fu:`) of shard keys: a customer's and their purchases' state. */
 const SHARD_KINDS: ReadonlySet<string> = new Set([
@@ -75,8 +78,8 @@ export function currentKeyName(prefix: string, legacyKey: string): string | unde
 /**
  * Workers of a version before are running: renaming the keys under them would make them work on
  * an empty store (opt-outs and caps unseen), and what they write would never be read; workers of
- * layout 2 would not find purchases that workers of layout 3 keep in their records, nor workers of
- * layout 3 the order links of layout 4.
+ * layout 2 would not find purchases that workers of layout 3 keep in their records, workers of
+ * layout 3 the order links of layout 4, nor workers of layout 4 read the step records of layout 5.
  */
 export class OlderWorkersRunning extends Error {
   constructor(readonly workers: number) {

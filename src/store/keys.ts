@@ -259,7 +259,10 @@ export class StoreKeys {
     return `${this.base}p:${idHash(eventId)}`;
   }
 
-  /** A customer's purchase count and last purchase time. */
+  /**
+   * A customer's history: purchase count, last purchase time, their purchases (`e:<eventId>`)
+   * and their thank-you group (`tl`, `tm:<eventId>`, …: store/thank-you-groups.ts).
+   */
   customerHistory(customerId: string): string {
     return `${this.base}c:${idHash(customerId)}`;
   }
@@ -283,8 +286,9 @@ export class StoreKeys {
   }
 
   /**
-   * The customer's thank-you group (store/thank-you-groups.ts): the purchase whose thank-you also
-   * thanks for the others within its rule's coalesce window, and how each later purchase was filed.
+   * Where key layout 4 and before kept the customer's thank-you group and how each purchase was
+   * filed with it (store/thank-you-groups.ts, which reads it and moves its group into the
+   * customer's history): read and erased until it expires.
    */
   thankYouGroup(customerId: string): string {
     return `${this.base}ty:${idHash(customerId)}`;

@@ -194,7 +194,9 @@ export interface StoreCommands {
   ): Promise<[number, string]>;
   /** join-thank-you.lua */
   fuJoinThankYou(
-    groupKey: string,
+    historyKey: string,
+    recordKey: string,
+    legacyGroupKey: string,
     eventId: string,
     stepId: string,
     purchasedAt: number,
@@ -204,7 +206,7 @@ export interface StoreCommands {
     maxMembers: number,
   ): Promise<[string, string?, string?, string?]>;
   /** close-thank-you.lua */
-  fuCloseThankYou(groupKey: string, eventId: string): Promise<string[]>;
+  fuCloseThankYou(historyKey: string, legacyGroupKey: string, eventId: string): Promise<string[]>;
   /** add-spend.lua */
   fuAddSpend(
     monthKey: string,

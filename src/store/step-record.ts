@@ -2,8 +2,8 @@ import type { Channel } from "../domain/events.js";
 import type { StepKind } from "../domain/rules.js";
 
 /**
- * A step's send state, as callers see it. The store keeps it as short JSON (one- and two-letter
- * fields, see StoredStep) because there is one per pending follow-up; the names stay in here.
+ * A step's send state, as callers see it. The store keeps it in a few characters (StoredStep,
+ * encodeStoredStep) because there is one per pending follow-up; the names stay in here.
  */
 
 export const STEP_STATES = [
@@ -68,7 +68,10 @@ export interface StepPatch {
   readonly reply?: { readonly text: string; readonly receivedAt: number };
 }
 
-/** The stored form; the Lua scripts read and write `s`, `t`, `d`, `a`, `r`, `x`. */
+/**
+ * A step record's fields as the store names them; the Lua scripts read and write `s`, `t`, `d`,
+ * `a`, `r`, `x`. The stored value is encodeStoredStep's, or (key layout 4 and before) its JSON.
+ */
 export interface StoredStep {
   s: StepState;
   t?: number;
@@ -87,9 +90,78 @@ export interface StoredStep {
   rq?: number;
 }
 
-/** A stored record (JSON) as callers see it. */
+const STATE_CODES: Readonly<Record<StepState, string>> = {
+  scheduled: "s",
+  sending: "n",
+  sent: "o",
+  failed: "f",
+  skipped: "k",
+  cancelled: "c",
+};
+const CHANNEL_CODES: Readonly<Record<Channel, string>> = { email: "e", sms: "s", voice: "v" };
+const KIND_CODES: Readonly<Record<StepKind, string>> = {
+  "thank-you": "t",
+  "check-in": "c",
+  discount: "d",
+  custom: "u",
+};
+function byCode<T extends string>(codes: Readonly<Record<T, string>>): ReadonlyMap<string, T> {
+  return new Map(Object.entries<string>(codes).map(([name, code]) => [code, name as T]));
+}
+const STATES_BY_CODE = byCode(STATE_CODES);
+const CHANNELS_BY_CODE = byCode(CHANNEL_CODES);
+const KINDS_BY_CODE = byCode(KIND_CODES);
+const COMPACT = /^(.)(.)(.)([0-9a-z]+)(?:\.([0-9a-z]+))?(?: (\{.*\}))?$/s;
+
+function isWholeMs(value: number | undefined): value is number {
+  return value !== undefined && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * The stored form of a step record (scripts/lib/step-codec.lua writes the same): one letter each
+ * for the state, channel and kind, the due time in base 36, `.` and the time of the last change
+ * in base 36 when set, then a space and the JSON of any other fields. A scheduled thank-you email
+ * takes 11 characters against some 60 of JSON. A record that does not fit (a time that is not a
+ * whole number of ms) is stored as JSON, as versions of key layout 4 and before stored every one.
+ */
+export function encodeStoredStep(stored: StoredStep): string {
+  if (!isWholeMs(stored.d) || !(stored.s in STATE_CODES)) return JSON.stringify(stored);
+  const { s, d, t, c, k, ...rest } = stored;
+  const channel = c && CHANNEL_CODES[c];
+  const kind = k && KIND_CODES[k];
+  const more: Record<string, unknown> = {
+    ...rest,
+    ...(!channel && c !== undefined && { c }),
+    ...(!kind && k !== undefined && { k }),
+    ...(!isWholeMs(t) && t !== undefined && { t }),
+  };
+  const changed = isWholeMs(t) ? `.${t.toString(36)}` : "";
+  const tail = Object.keys(more).length > 0 ? ` ${JSON.stringify(more)}` : "";
+  return `${STATE_CODES[s]}${channel ?? "-"}${kind ?? "-"}${d.toString(36)}${changed}${tail}`;
+}
+
+/** A stored step record's fields: from its compact form, or the JSON of earlier versions. */
+export function decodeStoredStep(raw: string): StoredStep {
+  if (raw.startsWith("{")) return JSON.parse(raw) as StoredStep;
+  const match = COMPACT.exec(raw);
+  const state = match && STATES_BY_CODE.get(match[1] ?? "");
+  if (!match || !state) throw new Error(`a step record in an unknown form: ${raw.slice(0, 40)}`);
+  const [, , channel = "-", kind = "-", due = "", changed, json] = match;
+  const c = CHANNELS_BY_CODE.get(channel);
+  const k = KINDS_BY_CODE.get(kind);
+  return {
+    ...(json ? (JSON.parse(json) as Partial<StoredStep>) : {}),
+    s: state,
+    d: Number.parseInt(due, 36),
+    ...(changed && { t: Number.parseInt(changed, 36) }),
+    ...(c && { c }),
+    ...(k && { k }),
+  };
+}
+
+/** A stored record (either form, decodeStoredStep) as callers see it. */
 export function readStepRecord(raw: string): StepRecord {
-  const stored = JSON.parse(raw) as StoredStep;
+  const stored = decodeStoredStep(raw);
   return {
     state: stored.s,
     ...(stored.t !== undefined && { changedAt: stored.t }),

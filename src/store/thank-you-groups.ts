@@ -26,7 +26,9 @@ export type ThankYouFiling =
  * lists every member's order). A joined purchase keeps a thank-you of its own, due after the
  * leader's: it is skipped (`coalesced`) once the leader's went out, and sent after all when the
  * leader's never went (refunded, skipped, failed), so no purchase goes unthanked. Only event ids
- * and times are kept here, under the customer's hashed id.
+ * and times are kept: the group in the customer's history (no key of its own), each purchase's
+ * filing in its event record (scripts/lib/thank-you-group.lua). Groups and filings that key layout
+ * 4 and before kept in a key per customer (`ty`) are read, and a group moved, where they are.
  */
 export class ThankYouGroups {
   private readonly redis: RedisClient & StoreCommands;
@@ -45,6 +47,8 @@ export class ThankYouGroups {
     keepMs: number,
   ): Promise<ThankYouFiling> {
     const [role, leaderEventId, leaderStepId, leaderDue] = await this.redis.fuJoinThankYou(
+      this.keys.customerHistory(customerId),
+      this.keys.eventRecord(purchase.eventId),
       this.keys.thankYouGroup(customerId),
       purchase.eventId,
       purchase.stepId,
@@ -61,8 +65,16 @@ export class ThankYouGroups {
 
   /** How the purchase was filed, if it joined or stayed alone (a thank-you that falls due asks). */
   async filingOf(customerId: string, eventId: string): Promise<ThankYouFiling | undefined> {
-    const filed = await this.redis.hget(this.keys.thankYouGroup(customerId), `f:${eventId}`);
-    if (filed === null) return undefined;
+    // One round trip: the record, else (filed by key layout 4 or before) the older group key.
+    const replies =
+      (await this.redis
+        .pipeline()
+        .hget(this.keys.eventRecord(eventId), "ty")
+        .hget(this.keys.thankYouGroup(customerId), `f:${eventId}`)
+        .exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    const filed = (replies[0]?.[1] ?? replies[1]?.[1]) as string | null | undefined;
+    if (typeof filed !== "string") return undefined;
     const [role, leaderEventId, leaderStepId, leaderDue] = filed.split("\n");
     if (role === "joined" && leaderEventId && leaderStepId)
       return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
@@ -71,6 +83,10 @@ export class ThankYouGroups {
 
   /** Closes the group as its leader's thank-you goes out; the events that joined it, oldest first. */
   async close(customerId: string, leaderEventId: string): Promise<string[]> {
-    return this.redis.fuCloseThankYou(this.keys.thankYouGroup(customerId), leaderEventId);
+    return this.redis.fuCloseThankYou(
+      this.keys.customerHistory(customerId),
+      this.keys.thankYouGroup(customerId),
+      leaderEventId,
+    );
   }
 }

@@ -206,6 +206,7 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
   it.each([
     ["2", "keep purchases in keys of their own"],
     ["3", "keep order links in keys of their own"],
+    ["4", "read step records only as JSON"],
   ])("does not start beside workers of layout %s, which %s", async (older) => {
     pipeline = await startPipeline(`key-layout-${older}`);
     const p = pipeline;
@@ -218,7 +219,7 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     p.worker = undefined;
     await p.startWorker();
     expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe(String(KEY_LAYOUT));
-    expect(KEY_LAYOUT).toBe(4);
+    expect(KEY_LAYOUT).toBe(5);
   });
 
   it("does nothing at the next start", async () => {

@@ -5,6 +5,7 @@ import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
+import { decodeStoredStep } from "../../src/store/step-record.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 /**
@@ -47,7 +48,10 @@ const record = () => keys.eventRecord("evt");
 const purchase = () => keys.purchase("evt");
 const hour = () => keys.ledgerHour(hourOf(NOW));
 const dayKey = (due: number) => keys.pendingDay(dayOf(due));
-const stored = async (field: string) => JSON.parse((await redis.hget(record(), field)) ?? "null");
+const stored = async (field: string) => {
+  const raw = await redis.hget(record(), field);
+  return raw === null ? null : decodeStoredStep(raw);
+};
 
 /**
  * Schedules `s:a` (email, due in a day, straight to BullMQ) and `s:b` (sms, due in 90 days, in the
@@ -146,14 +150,16 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(5);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
-    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(1);
-    expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
     expect(await scheduleTwo()).toBe(2);
+    // A few characters (state, channel, kind, due time in base 36), not JSON.
+    expect(await redis.hget(record(), "s:a")).toBe(`set${(NOW + DAY).toString(36)}`);
     expect(await stored("s:a")).toEqual({
       s: "scheduled",
       d: NOW + DAY,
@@ -201,11 +207,11 @@ describe("the store's Lua scripts", () => {
     const first = await redis.fuClaimStep(record(), purchase(), hour(), dayKey(NOW + DAY), ...args);
     expect(first[0]).toBe(1);
     expect(first[2]).toBe(0);
-    expect(JSON.parse(first[1])).toMatchObject({ s: "sending", t: NOW });
+    expect(decodeStoredStep(first[1])).toMatchObject({ s: "sending", t: NOW });
 
     const again = await redis.fuClaimStep(record(), purchase(), hour(), dayKey(NOW + DAY), ...args);
     expect(again[0]).toBe(0);
-    expect(JSON.parse(again[1])).toMatchObject({ s: "sending" });
+    expect(decodeStoredStep(again[1])).toMatchObject({ s: "sending" });
 
     const later = NOW + 60_000;
     const takeover = await redis.fuClaimStep(
@@ -221,7 +227,7 @@ describe("the store's Lua scripts", () => {
     );
     expect(takeover[0]).toBe(1);
     expect(takeover[2]).toBe(1);
-    expect(JSON.parse(takeover[1])).toMatchObject({ s: "sending", t: later, r: 1 });
+    expect(decodeStoredStep(takeover[1])).toMatchObject({ s: "sending", t: later, r: 1 });
 
     // Counting a change needs the step's own due day: the script names it instead of guessing.
     const wrongDay = await redis.fuClaimStep(
@@ -236,7 +242,7 @@ describe("the store's Lua scripts", () => {
       dayOf(NOW),
     );
     expect(wrongDay[0]).toBe(-1);
-    expect(JSON.parse(wrongDay[1])).toMatchObject({ s: "scheduled", d: NOW + 90 * DAY });
+    expect(decodeStoredStep(wrongDay[1])).toMatchObject({ s: "scheduled", d: NOW + 90 * DAY });
     expect(await stored("s:b")).toMatchObject({ s: "scheduled" });
   });
 
@@ -331,7 +337,7 @@ describe("the store's Lua scripts", () => {
         dayOf(due),
       );
       expect(claimed).toBe(0);
-      expect(JSON.parse(raw)).toMatchObject({
+      expect(decodeStoredStep(raw)).toMatchObject({
         s: "cancelled",
         x: "refunded: order ord-1 fully refunded",
       });
@@ -364,7 +370,7 @@ describe("the store's Lua scripts", () => {
       );
     const [refused, found] = await update("s:a", NOW + DAY, "sending", { s: "sent" });
     expect(refused).toBe(0);
-    expect(JSON.parse(found)).toEqual({
+    expect(decodeStoredStep(found)).toEqual({
       s: "scheduled",
       d: NOW + DAY,
       c: "email",
@@ -372,7 +378,7 @@ describe("the store's Lua scripts", () => {
     });
     const [changed, raw] = await update("s:a", NOW + DAY, "scheduled,sending", { s: "sent" }, SPEC);
     expect(changed).toBe(1);
-    expect(JSON.parse(raw)).toMatchObject({ s: "sent", t: NOW, d: NOW + DAY });
+    expect(decodeStoredStep(raw)).toMatchObject({ s: "sent", t: NOW, d: NOW + DAY });
     expect(await redis.hget(hour(), "cancelled|email|thank-you|r")).toBe("1");
     expect(await redis.hget(dayKey(NOW + DAY), EMAIL_PENDING)).toBe("0");
     // s:b still waits, so the purchase keeps its own expiry; after it, the record's.
@@ -402,11 +408,13 @@ describe("the store's Lua scripts", () => {
       c: "sms",
     });
     // The old copy leaves the step record.
-    expect(JSON.parse((await redis.hget(record(), "s:big-ticket.check-in")) ?? "{}")).toEqual({
-      s: "sent",
-      d: NOW,
-      c: "sms",
-    });
+    expect(decodeStoredStep((await redis.hget(record(), "s:big-ticket.check-in")) ?? "{}")).toEqual(
+      {
+        s: "sent",
+        d: NOW,
+        c: "sms",
+      },
+    );
     const resolution = JSON.stringify({ at: NOW + 9, by: "ops" });
     const [first] = await redis.fuResolveReply(record(), "big-ticket.check-in", 2, resolution);
     expect(first).toBe(1);
@@ -419,6 +427,76 @@ describe("the store's Lua scripts", () => {
     // Reply 1 of a step that only ever had the old kind is resolvable too.
     expect((await redis.fuResolveReply(record(), "other.step", 1, resolution))[0]).toBe(1);
     expect(await redis.hget(record(), "yn:other.step")).toBe("1");
+  });
+
+  it("join-thank-you and close-thank-you: keep the group in the customer's history, the filing in the purchase's record, and take over a group of key layout 4", async () => {
+    const HOUR = 3_600_000;
+    const history = keys.customerHistory("cus");
+    const legacy = keys.thankYouGroup("cus");
+    const join = (eventId: string, at: number) =>
+      redis.fuJoinThankYou(
+        history,
+        keys.eventRecord(eventId),
+        legacy,
+        eventId,
+        "ty.ty",
+        at,
+        HOUR,
+        at + HOUR,
+        DAY,
+        9,
+      );
+    await redis.hset(history, "n", "2");
+    await redis.pexpire(history, 30 * DAY);
+    const oldJoined = `joined\nold-1\nty.ty\n${NOW + HOUR}`;
+    // A group as key layout 4 kept it: a key of its own, with the filings of its purchases.
+    await redis.hset(legacy, {
+      lead: "old-1",
+      step: "ty.ty",
+      due: String(NOW + HOUR),
+      start: String(NOW),
+      until: String(NOW + HOUR),
+      n: "1",
+      "m:old-2": String(NOW + 1_000),
+      "f:old-2": oldJoined,
+    });
+    await redis.pexpire(legacy, DAY);
+    // A purchase filed before is answered from the older key, and the group moves.
+    expect(await join("old-2", NOW + 1_000)).toEqual([
+      "joined",
+      "old-1",
+      "ty.ty",
+      String(NOW + HOUR),
+    ]);
+    expect(await redis.hgetall(legacy)).toEqual({ "f:old-2": oldJoined });
+    expect(await redis.hget(history, "tl")).toBe("old-1");
+    expect(await redis.hget(history, "tm:old-2")).toBe(String(NOW + 1_000));
+    // A new purchase joins the moved group; its filing lives in its record, which expires.
+    expect(await join("new-3", NOW + 2_000)).toEqual([
+      "joined",
+      "old-1",
+      "ty.ty",
+      String(NOW + HOUR),
+    ]);
+    expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBe(oldJoined);
+    expect(await redis.pttl(keys.eventRecord("new-3"))).toBeGreaterThan(0);
+    expect(await redis.fuCloseThankYou(history, legacy, "old-2")).toEqual([]);
+    expect(await redis.fuCloseThankYou(history, legacy, "old-1")).toEqual(["old-2", "new-3"]);
+    expect(await redis.hget(history, "tc")).toBe("1");
+    // Erasing the purchase takes its filing, which names the customer's other purchases.
+    await redis.fuEraseEvent(keys.eventRecord("new-3"), keys.purchase("new-3"));
+    expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBeNull();
+    // After the window, with the thank-you gone: a new group, and no trace of the old members.
+    expect(await join("new-4", NOW + 2 * HOUR)).toEqual(["lead"]);
+    expect(await redis.hget(history, "tm:old-2")).toBeNull();
+    expect(await redis.hget(history, "n")).toBe("2");
+    // A group only ever in the older key is found when its leader's thank-you goes out.
+    const other = keys.customerHistory("cus-b");
+    await redis.hset(keys.thankYouGroup("cus-b"), { lead: "b-1", n: "1", "m:b-2": "5" });
+    await redis.pexpire(keys.thankYouGroup("cus-b"), DAY);
+    expect(await redis.fuCloseThankYou(other, keys.thankYouGroup("cus-b"), "b-1")).toEqual(["b-2"]);
+    expect(await redis.pttl(other)).toBeGreaterThan(0);
+    expect(await redis.exists(keys.thankYouGroup("cus-b"))).toBe(0);
   });
 
   it("stop-event: marks a record it finds and creates none", async () => {

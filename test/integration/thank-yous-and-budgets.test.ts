@@ -188,8 +188,11 @@ describe("one thank-you for purchases close together (coalesce)", () => {
 
     await p.publisher.publish(shirt("co-erase", minutesAgo(5)) as never);
     await processed(p, "co-erase");
-    const key = new StoreKeys(p.prefix).thankYouGroup("cus-shirts");
-    expect(await p.redis.exists(key)).toBe(1);
+    const keys = new StoreKeys(p.prefix);
+    // The group lives in the customer's history, with no key of its own.
+    const key = keys.customerHistory("cus-shirts");
+    expect(await p.redis.hget(key, "tl")).toBe("co-erase");
+    expect(await p.redis.exists(keys.thankYouGroup("cus-shirts"))).toBe(0);
     await p.publisher.publish({
       type: "customer.erased",
       id: "erase-shirts",

@@ -10,18 +10,19 @@
 
   Output: the reply's number (1, 2, ...), or 0 when the step has no record
 ]]
+--!include lib/step-codec.lua
 local stepField = 's:' .. ARGV[1]
 local raw = redis.call('HGET', KEYS[1], stepField)
 if not raw then return 0 end
 local counter = 'yn:' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], counter) == 0 then
-  local rec = cjson.decode(raw)
+  local rec = decodeStep(raw)
   if rec.rp then
     local legacy = { t = rec.rp, at = rec.rt or rec.t or rec.d, c = rec.c or 'sms' }
     redis.call('HSET', KEYS[1], 'y:' .. ARGV[1] .. ':1', cjson.encode(legacy), counter, 1)
     rec.rp = nil
     rec.rt = nil
-    redis.call('HSET', KEYS[1], stepField, cjson.encode(rec))
+    redis.call('HSET', KEYS[1], stepField, encodeStep(rec))
   end
 end
 local n = redis.call('HINCRBY', KEYS[1], counter, 1)

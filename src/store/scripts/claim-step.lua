@@ -16,11 +16,12 @@
     ARGV[4] ledger spec (JSON) to count a cancellation with; '' to count nothing
     ARGV[5] the day KEYS[4] is for (days since the epoch)
 
-  Output:
+  Output (step records in their stored form, lib/step-codec.lua):
     { 1, record, takenOver (0|1) }  claimed
     { 0, record, 0 }                not claimed: the record as found, or as just cancelled
     { -1, record }                  KEYS[4] is not the step's due day: call again with that day
 ]]
+--!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 --!include lib/finish-purchase.lua
@@ -34,19 +35,19 @@ if stop and (rec.s == 'scheduled' or takenOver) then
   rec.s = 'cancelled'
   rec.x = stop
   rec.t = now
-  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+  redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
   if ARGV[4] ~= '' then
     countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[4]), 'scheduled', 'cancelled', raw ~= false, rec,
       redis.call('HGET', KEYS[1], 'g'))
   end
   finishIfDone(KEYS[1], KEYS[2])
-  return { 0, cjson.encode(rec), 0 }
+  return { 0, encodeStep(rec), 0 }
 end
 if rec.s == 'scheduled' or takenOver then
   if takenOver then rec.r = (rec.r or 0) + 1 end
   rec.s = 'sending'
   rec.t = now
-  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
-  return { 1, cjson.encode(rec), takenOver and 1 or 0 }
+  redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+  return { 1, encodeStep(rec), takenOver and 1 or 0 }
 end
 return { 0, raw, 0 }

@@ -3,19 +3,22 @@
   longer join it. Closing again (a retried send) gives the same members.
 
   Input:
-    KEYS[1]  the customer's thank-you group
+    KEYS[1]  the customer's history (hash; the group's fields, lib/thank-you-group.lua)
+    KEYS[2]  the customer's thank-you group as key layout 4 and before kept it (moved first)
 
     ARGV[1]  the sending purchase's event id
 
   Output: the event ids of the purchases that joined (oldest first), or an empty list when this
   purchase does not lead the group
 ]]
-if redis.call('HGET', KEYS[1], 'lead') ~= ARGV[1] then return {} end
-redis.call('HSET', KEYS[1], 'closed', '1')
+--!include lib/thank-you-group.lua
+adoptGroup(KEYS[1], KEYS[2])
+if redis.call('HGET', KEYS[1], 'tl') ~= ARGV[1] then return {} end
+redis.call('HSET', KEYS[1], 'tc', '1')
 local members = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  local id = string.match(all[i], '^m:(.*)$')
+  local id = string.match(all[i], '^tm:(.*)$')
   if id then members[#members + 1] = { tonumber(all[i + 1]), id } end
 end
 table.sort(members, function(a, b) return a[1] < b[1] end)

@@ -1,33 +1,36 @@
 --[[
   Erases what a purchase's records say about the customer (right to erasure): the stored purchase
-  goes, the summary (order and name) goes, and each step record keeps only its state, times,
+  goes, the summary (order and name) goes, how it was filed with a thank-you group (`ty`, which
+  names the customer's other purchases) goes, and each step record keeps only its state, times,
   channel, kind, counts and the code of its reason; provider message ids, reason texts, delivery
   reports and replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
   What remains is anonymous and lets a late job find its step ended.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `m` summary, `p0`, `p1`, … the stored
-            purchase, `event` the purchase as versions before 2026-11-30 kept it)
+            purchase, `ty` its thank-you filing, `event` the purchase as versions before
+            2026-11-30 kept it)
     KEYS[2] stored purchase key of versions before 2026-12-03
 
   Output: how many step records were scrubbed
 ]]
+--!include lib/step-codec.lua
 --!include lib/purchase-fields.lua
 redis.call('DEL', KEYS[2])
 deletePurchase(KEYS[1])
-redis.call('HDEL', KEYS[1], 'm', 'event')
+redis.call('HDEL', KEYS[1], 'm', 'event', 'ty')
 local fields = redis.call('HGETALL', KEYS[1])
 local scrubbed = 0
 for i = 1, #fields, 2 do
   if string.sub(fields[i], 1, 2) == 's:' then
-    local rec = cjson.decode(fields[i + 1])
+    local rec = decodeStep(fields[i + 1])
     if rec.x then rec.x = string.match(rec.x, '^(.-): ') or rec.x end
     rec.id = nil
     rec.dl = nil
     rec.de = nil
     rec.rp = nil
     rec.rt = nil
-    redis.call('HSET', KEYS[1], fields[i], cjson.encode(rec))
+    redis.call('HSET', KEYS[1], fields[i], encodeStep(rec))
     scrubbed = scrubbed + 1
   elseif string.sub(fields[i], 1, 2) == 'y:' then
     redis.call('HDEL', KEYS[1], fields[i])

@@ -1,31 +1,36 @@
 --[[
   Files a purchase's coalescing thank-you with the customer's open group: it leads a new group,
   joins the open one (its own thank-you then waits behind the leader's, see delivery), or stays
-  alone. The answer is remembered per purchase (f:<event id>), so filing it again (a re-published
-  event) gives the same answer even after the group has moved on. An open group is never
-  replaced: its leader's thank-you has not gone yet, and it lists the purchases that joined.
+  alone. The answer is remembered in the purchase's record (`ty`), so filing it again (a
+  re-published event) gives the same answer even after the group has moved on. An open group is
+  never replaced: its leader's thank-you has not gone yet, and it lists the purchases that joined.
 
   Input:
-    KEYS[1]  the customer's thank-you group (hash: lead, step, due, start, until, n (members),
-             closed; m:<event id> = purchase time of each purchase that joined; f:<event id> =
-             how each purchase was filed: "alone" or "joined\n<lead>\n<step>\n<due>")
+    KEYS[1]  the customer's history (hash; the group's fields, lib/thank-you-group.lua)
+    KEYS[2]  the purchase's event record (hash; `ty` = how it was filed: "alone" or
+             "joined\n<lead>\n<step>\n<due>")
+    KEYS[3]  the customer's thank-you group as key layout 4 and before kept it (its group is moved
+             into KEYS[1]; its filings `f:<event id>` are read until it expires)
 
     ARGV[1]  event id
     ARGV[2]  its thank-you step id
     ARGV[3]  purchase time (epoch ms)
     ARGV[4]  the coalesce window (ms)
     ARGV[5]  the thank-you's due time (epoch ms): a new group's leader's
-    ARGV[6]  keep the group (and the filings) at least this long (ms)
+    ARGV[6]  keep the group (and the filing) at least this long (ms)
     ARGV[7]  how many purchases may join one group; later ones stay alone
 
   Output: {"lead"}, {"alone"}, or {"joined", leader event id, leader step id, leader due time}
 ]]
-local function keep()
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+--!include lib/thank-you-group.lua
+local function keep(key)
+  if redis.call('PTTL', key) < tonumber(ARGV[6]) then redis.call('PEXPIRE', key, ARGV[6]) end
 end
 local function remember(answer)
-  redis.call('HSET', KEYS[1], 'f:' .. ARGV[1], answer)
-  keep()
+  redis.call('HSET', KEYS[2], 'ty', answer)
+  -- The record exists (intake counted the purchase first); one that does not gets an expiry.
+  if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
+  keep(KEYS[1])
 end
 local function answer(filed)
   local lead, step, due = string.match(filed, '^joined\n(.-)\n(.-)\n(.*)$')
@@ -33,12 +38,13 @@ local function answer(filed)
   return {filed}
 end
 
-local group = redis.call('HMGET', KEYS[1], 'lead', 'step', 'due', 'start', 'until', 'n', 'closed',
-  'f:' .. ARGV[1])
-local lead, step, due, start, ends, members, closed, filed =
-  group[1], group[2], group[3], tonumber(group[4]), tonumber(group[5]), tonumber(group[6]),
-  group[7], group[8]
+adoptGroup(KEYS[1], KEYS[3])
+local filed = redis.call('HGET', KEYS[2], 'ty') or redis.call('HGET', KEYS[3], 'f:' .. ARGV[1])
 if filed then return answer(filed) end
+local group = redis.call('HMGET', KEYS[1], 'tl', 'ts', 'td', 'tb', 'tu', 'tn', 'tc')
+local lead, step, due, start, ends, members, closed =
+  group[1], group[2], group[3], tonumber(group[4]), tonumber(group[5]), tonumber(group[6]),
+  group[7]
 -- The leader itself: leaders are not filed (they never join a later group, see below).
 if lead == ARGV[1] then return {'lead'} end
 
@@ -51,7 +57,7 @@ if lead then
       remember('alone')
       return {'alone'}
     end
-    redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], ARGV[3], 'n', members + 1)
+    redis.call('HSET', KEYS[1], 'tm:' .. ARGV[1], ARGV[3], 'tn', members + 1)
     local joined = 'joined\n' .. lead .. '\n' .. step .. '\n' .. due
     remember(joined)
     return answer(joined)
@@ -63,14 +69,14 @@ if lead then
     remember('alone')
     return {'alone'}
   end
-  -- The last group is over: its members' times go, the filings stay.
-  local gone = {'lead', 'step', 'due', 'start', 'until', 'n', 'closed'}
+  -- The last group is over: its members' times go, the filings stay with their purchases.
+  local gone = {'tl', 'ts', 'td', 'tb', 'tu', 'tn', 'tc'}
   for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(field, 1, 2) == 'm:' then gone[#gone + 1] = field end
+    if string.sub(field, 1, 3) == 'tm:' then gone[#gone + 1] = field end
   end
   redis.call('HDEL', KEYS[1], unpack(gone))
 end
-redis.call('HSET', KEYS[1], 'lead', ARGV[1], 'step', ARGV[2], 'due', ARGV[5], 'start', ARGV[3],
-  'until', at + window, 'n', 0)
-keep()
+redis.call('HSET', KEYS[1], 'tl', ARGV[1], 'ts', ARGV[2], 'td', ARGV[5], 'tb', ARGV[3],
+  'tu', at + window, 'tn', 0)
+keep(KEYS[1])
 return {'lead'}

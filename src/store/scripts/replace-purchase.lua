@@ -14,11 +14,12 @@
 
   Output: 1 when replaced, 0 when not
 ]]
+--!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/purchase-fields.lua
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
-  if string.sub(fields[i], 1, 2) == 's:' and PENDING[cjson.decode(fields[i + 1]).s] then
+  if string.sub(fields[i], 1, 2) == 's:' and PENDING[decodeStep(fields[i + 1]).s] then
     return 0
   end
 end

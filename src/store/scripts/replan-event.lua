@@ -26,6 +26,7 @@
 
   Output: how many steps changed, or -1 when the record is gone or already at this generation
 ]]
+--!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 --!include lib/finish-purchase.lua
@@ -40,7 +41,7 @@ local ended = false
 for i, step in ipairs(steps) do
   local field = 's:' .. step.id
   local raw = redis.call('HGET', KEYS[1], field)
-  local rec = raw and cjson.decode(raw)
+  local rec = raw and decodeStep(raw)
   if rec and rec.s == 'scheduled' and rec.d == step.d then
     local oldDay, newDay, bucketKey = KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i]
     if redis.call('EXISTS', oldDay) == 1 then
@@ -68,7 +69,7 @@ for i, step in ipairs(steps) do
       changed = changed + 1
       ended = true
     end
-    redis.call('HSET', KEYS[1], field, cjson.encode(rec))
+    redis.call('HSET', KEYS[1], field, encodeStep(rec))
   end
 end
 redis.call('HSET', KEYS[1], 'g', generation)

@@ -17,16 +17,17 @@
     ARGV[4] ledger spec (JSON, as lib/ledger-count.lua): the request's count, its channel and rule
     ARGV[5] `rs` for a resend, `rq` for a retry: the record field that counts them
 
-  Output:
+  Output (step records in their stored form, lib/step-codec.lua):
     { 1, record }          requeued; the new record
     { 0, record or '' }    not requeued: the step is in another state, or has no record
     { 2, reason }          not requeued: the purchase was stopped (the reason it was stopped with)
 ]]
+--!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return { 0, '' } end
-local rec = cjson.decode(raw)
+local rec = decodeStep(raw)
 local allowed = false
 for state in string.gmatch(ARGV[3], '[^,]+') do
   if rec.s == state then allowed = true end
@@ -45,10 +46,10 @@ rec.id = nil
 rec.dl = nil
 rec.de = nil
 rec[ARGV[5]] = (rec[ARGV[5]] or 0) + 1
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 for _, field in ipairs(spec.f) do redis.call('HINCRBY', KEYS[2], field, 1) end
 redis.call('PEXPIRE', KEYS[2], spec.ttl)
 local generation = redis.call('HGET', KEYS[1], 'g')
 redis.call('HINCRBY', KEYS[3], pendingField(generation, rec, spec.ch, spec.r), 1)
 redis.call('PEXPIREAT', KEYS[3], (math.floor(now / 86400000) + 2) * 86400000)
-return { 1, cjson.encode(rec) }
+return { 1, encodeStep(rec) }

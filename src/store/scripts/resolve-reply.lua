@@ -14,18 +14,19 @@
     { 2, reply }   resolved before; unchanged
     { 0, '' }      no such reply
 ]]
+--!include lib/step-codec.lua
 local field = 'y:' .. ARGV[1] .. ':' .. ARGV[2]
 local counter = 'yn:' .. ARGV[1]
 if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[1], counter) == 0 then
   local stepField = 's:' .. ARGV[1]
   local raw = redis.call('HGET', KEYS[1], stepField)
-  local rec = raw and cjson.decode(raw)
+  local rec = raw and decodeStep(raw)
   if rec and rec.rp then
     local legacy = { t = rec.rp, at = rec.rt or rec.t or rec.d, c = rec.c or 'sms' }
     redis.call('HSET', KEYS[1], field, cjson.encode(legacy), counter, 1)
     rec.rp = nil
     rec.rt = nil
-    redis.call('HSET', KEYS[1], stepField, cjson.encode(rec))
+    redis.call('HSET', KEYS[1], stepField, encodeStep(rec))
   end
 end
 local raw = redis.call('HGET', KEYS[1], field)

@@ -28,6 +28,7 @@
 
   Output: how many steps were new
 ]]
+--!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 --!include lib/purchase-fields.lua
@@ -44,7 +45,7 @@ for i, step in ipairs(steps) do
   local field = 's:' .. step.id
   -- No `t` and no `a` while untouched: short enough to keep the hash a listpack.
   local rec = { s = 'scheduled', d = step.d, c = step.c, k = step.k }
-  if redis.call('HSETNX', KEYS[1], field, cjson.encode(rec)) == 1 then
+  if redis.call('HSETNX', KEYS[1], field, encodeStep(rec)) == 1 then
     added = added + 1
     pending = true
     redis.call('HINCRBY', KEYS[3], step.f, 1)
@@ -59,7 +60,7 @@ for i, step in ipairs(steps) do
       if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[5]) end
       redis.call('ZADD', KEYS[4], step.bs, step.b)
     end
-  elseif PENDING[cjson.decode(redis.call('HGET', KEYS[1], field)).s] then
+  elseif PENDING[decodeStep(redis.call('HGET', KEYS[1], field)).s] then
     pending = true
   end
 end

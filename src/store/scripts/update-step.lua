@@ -16,11 +16,12 @@
     ARGV[5] ledger spec (JSON); '' to count nothing
     ARGV[6] the day KEYS[4] is for (days since the epoch)
 
-  Output:
+  Output (step records in their stored form, lib/step-codec.lua):
     { 1, record }       changed; the new record
     { 0, record or '' } not changed: the step is in another state, or the event record is gone
     { -1, record }      KEYS[4] is not the step's due day: call again with that day
 ]]
+--!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua
 --!include lib/finish-purchase.lua
@@ -37,10 +38,10 @@ if not allowed then return { 0, raw or '' } end
 local oldState = rec.s
 for k, v in pairs(cjson.decode(ARGV[4])) do rec[k] = v end
 rec.t = now
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 if ARGV[5] ~= '' then
   countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false, rec,
     redis.call('HGET', KEYS[1], 'g'))
 end
 if PENDING[oldState] and not PENDING[rec.s] then finishIfDone(KEYS[1], KEYS[2]) end
-return { 1, cjson.encode(rec) }
+return { 1, encodeStep(rec) }

@@ -7,12 +7,12 @@
   that copy goes at once.
 
   finishIfDone(recordKey, purchaseKey)
-  Needs PENDING (lib/pending-states.lua).
+  Needs PENDING (lib/pending-states.lua) and decodeStep (lib/step-codec.lua).
 ]]
 local function finishIfDone(recordKey, purchaseKey)
   local fields = redis.call('HGETALL', recordKey)
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == 's:' and PENDING[cjson.decode(fields[i + 1]).s] then
+    if string.sub(fields[i], 1, 2) == 's:' and PENDING[decodeStep(fields[i + 1]).s] then
       return
     end
   end
