@@ -592,7 +592,7 @@ async function joinedOrders(
   event: PurchaseCompleted,
   eventId: string,
 ): Promise<PurchaseCompleted[]> {
-  const members = await deps.thankYous.close(event.customer.id, eventId);
+  const members = await deps.thankYous.close(event.customer.id, eventId, deps.clock().toMillis());
   const orders: PurchaseCompleted[] = [];
   for (const memberId of members) {
     const member = await deps.store.loadForSend(memberId);

@@ -147,6 +147,7 @@ async function coalesceThankYous(
       { eventId: event.id, stepId: step.stepId, purchasedAt, dueAt },
       Date.parse(step.coalesceUntil) - purchasedAt,
       dueAt - nowMs + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
+      nowMs,
     );
     if (filed.role !== "joined") {
       steps.push(step);

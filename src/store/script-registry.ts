@@ -204,9 +204,15 @@ export interface StoreCommands {
     dueAt: number,
     keepMs: number,
     maxMembers: number,
+    now: number,
   ): Promise<[string, string?, string?, string?]>;
   /** close-thank-you.lua */
-  fuCloseThankYou(historyKey: string, legacyGroupKey: string, eventId: string): Promise<string[]>;
+  fuCloseThankYou(
+    historyKey: string,
+    legacyGroupKey: string,
+    eventId: string,
+    now: number,
+  ): Promise<string[]>;
   /** add-spend.lua */
   fuAddSpend(
     monthKey: string,

@@ -45,6 +45,7 @@ export class ThankYouGroups {
     purchase: { eventId: string; stepId: string; purchasedAt: number; dueAt: number },
     windowMs: number,
     keepMs: number,
+    now = Date.now(),
   ): Promise<ThankYouFiling> {
     const [role, leaderEventId, leaderStepId, leaderDue] = await this.redis.fuJoinThankYou(
       this.keys.customerHistory(customerId),
@@ -57,6 +58,7 @@ export class ThankYouGroups {
       purchase.dueAt,
       Math.max(FILINGS_KEEP_MS, Math.ceil(keepMs)),
       MAX_JOINED,
+      now,
     );
     if (role === "joined" && leaderEventId && leaderStepId)
       return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
@@ -81,12 +83,16 @@ export class ThankYouGroups {
     return { role: role === "lead" ? "lead" : "alone" };
   }
 
-  /** Closes the group as its leader's thank-you goes out; the events that joined it, oldest first. */
-  async close(customerId: string, leaderEventId: string): Promise<string[]> {
+  /**
+   * Closes the group as its leader's thank-you goes out; the events that joined it, oldest first
+   * (none once the group has ended: kept as long as its filings need, FILINGS_KEEP_MS at least).
+   */
+  async close(customerId: string, leaderEventId: string, now = Date.now()): Promise<string[]> {
     return this.redis.fuCloseThankYou(
       this.keys.customerHistory(customerId),
       this.keys.thankYouGroup(customerId),
       leaderEventId,
+      now,
     );
   }
 }

@@ -433,7 +433,7 @@ describe("the store's Lua scripts", () => {
     const HOUR = 3_600_000;
     const history = keys.customerHistory("cus");
     const legacy = keys.thankYouGroup("cus");
-    const join = (eventId: string, at: number) =>
+    const join = (eventId: string, at: number, now = NOW) =>
       redis.fuJoinThankYou(
         history,
         keys.eventRecord(eventId),
@@ -445,6 +445,7 @@ describe("the store's Lua scripts", () => {
         at + HOUR,
         DAY,
         9,
+        now,
       );
     await redis.hset(history, "n", "2");
     await redis.pexpire(history, 30 * DAY);
@@ -471,6 +472,8 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hgetall(legacy)).toEqual({ "f:old-2": oldJoined });
     expect(await redis.hget(history, "tl")).toBe("old-1");
     expect(await redis.hget(history, "tm:old-2")).toBe(String(NOW + 1_000));
+    // It ends when the older key would have expired.
+    expect(await redis.hget(history, "tx")).toBe(String(await redis.pexpiretime(legacy)));
     // A new purchase joins the moved group; its filing lives in its record, which expires.
     expect(await join("new-3", NOW + 2_000)).toEqual([
       "joined",
@@ -480,8 +483,8 @@ describe("the store's Lua scripts", () => {
     ]);
     expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBe(oldJoined);
     expect(await redis.pttl(keys.eventRecord("new-3"))).toBeGreaterThan(0);
-    expect(await redis.fuCloseThankYou(history, legacy, "old-2")).toEqual([]);
-    expect(await redis.fuCloseThankYou(history, legacy, "old-1")).toEqual(["old-2", "new-3"]);
+    expect(await redis.fuCloseThankYou(history, legacy, "old-2", NOW)).toEqual([]);
+    expect(await redis.fuCloseThankYou(history, legacy, "old-1", NOW)).toEqual(["old-2", "new-3"]);
     expect(await redis.hget(history, "tc")).toBe("1");
     // Erasing the purchase takes its filing, which names the customer's other purchases.
     await redis.fuEraseEvent(keys.eventRecord("new-3"), keys.purchase("new-3"));
@@ -490,11 +493,20 @@ describe("the store's Lua scripts", () => {
     expect(await join("new-4", NOW + 2 * HOUR)).toEqual(["lead"]);
     expect(await redis.hget(history, "tm:old-2")).toBeNull();
     expect(await redis.hget(history, "n")).toBe("2");
+    // A group whose leader's thank-you never went (refunded, say) ends a day (the keep) after
+    // its last filing, as its key of its own expired, though the history lives on.
+    expect(await join("new-5", NOW + DAY - 1, NOW + DAY - 1)).toEqual(["alone"]);
+    expect(await join("new-6", NOW + 3 * DAY, NOW + 2 * DAY - 2)).toEqual(["alone"]);
+    expect(await join("new-7", NOW + 3 * DAY, NOW + 3 * DAY)).toEqual(["lead"]);
+    expect(await redis.hget(history, "tl")).toBe("new-7");
+    expect(await redis.fuCloseThankYou(history, legacy, "new-7", NOW + 5 * DAY)).toEqual([]);
     // A group only ever in the older key is found when its leader's thank-you goes out.
     const other = keys.customerHistory("cus-b");
     await redis.hset(keys.thankYouGroup("cus-b"), { lead: "b-1", n: "1", "m:b-2": "5" });
     await redis.pexpire(keys.thankYouGroup("cus-b"), DAY);
-    expect(await redis.fuCloseThankYou(other, keys.thankYouGroup("cus-b"), "b-1")).toEqual(["b-2"]);
+    expect(await redis.fuCloseThankYou(other, keys.thankYouGroup("cus-b"), "b-1", NOW)).toEqual([
+      "b-2",
+    ]);
     expect(await redis.pttl(other)).toBeGreaterThan(0);
     expect(await redis.exists(keys.thankYouGroup("cus-b"))).toBe(0);
   });

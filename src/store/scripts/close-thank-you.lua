@@ -7,13 +7,13 @@
     KEYS[2]  the customer's thank-you group as key layout 4 and before kept it (moved first)
 
     ARGV[1]  the sending purchase's event id
+    ARGV[2]  now (epoch ms): a group that has ended (lib/thank-you-group.lua) is not closed
 
   Output: the event ids of the purchases that joined (oldest first), or an empty list when this
   purchase does not lead the group
 ]]
 --!include lib/thank-you-group.lua
-adoptGroup(KEYS[1], KEYS[2])
-if redis.call('HGET', KEYS[1], 'tl') ~= ARGV[1] then return {} end
+if currentGroup(KEYS[1], KEYS[2], tonumber(ARGV[2])) ~= ARGV[1] then return {} end
 redis.call('HSET', KEYS[1], 'tc', '1')
 local members = {}
 local all = redis.call('HGETALL', KEYS[1])

@@ -19,18 +19,17 @@
     ARGV[5]  the thank-you's due time (epoch ms): a new group's leader's
     ARGV[6]  keep the group (and the filing) at least this long (ms)
     ARGV[7]  how many purchases may join one group; later ones stay alone
+    ARGV[8]  now (epoch ms): a group ends ARGV[6] after the last purchase filed with it
 
   Output: {"lead"}, {"alone"}, or {"joined", leader event id, leader step id, leader due time}
 ]]
 --!include lib/thank-you-group.lua
-local function keep(key)
-  if redis.call('PTTL', key) < tonumber(ARGV[6]) then redis.call('PEXPIRE', key, ARGV[6]) end
-end
+local now = tonumber(ARGV[8])
 local function remember(answer)
   redis.call('HSET', KEYS[2], 'ty', answer)
   -- The record exists (intake counted the purchase first); one that does not gets an expiry.
   if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
-  keep(KEYS[1])
+  if redis.call('HEXISTS', KEYS[1], 'tl') == 1 then keepGroup(KEYS[1], tonumber(ARGV[6]), now) end
 end
 local function answer(filed)
   local lead, step, due = string.match(filed, '^joined\n(.-)\n(.-)\n(.*)$')
@@ -38,7 +37,7 @@ local function answer(filed)
   return {filed}
 end
 
-adoptGroup(KEYS[1], KEYS[3])
+currentGroup(KEYS[1], KEYS[3], now)
 local filed = redis.call('HGET', KEYS[2], 'ty') or redis.call('HGET', KEYS[3], 'f:' .. ARGV[1])
 if filed then return answer(filed) end
 local group = redis.call('HMGET', KEYS[1], 'tl', 'ts', 'td', 'tb', 'tu', 'tn', 'tc')
@@ -70,13 +69,9 @@ if lead then
     return {'alone'}
   end
   -- The last group is over: its members' times go, the filings stay with their purchases.
-  local gone = {'tl', 'ts', 'td', 'tb', 'tu', 'tn', 'tc'}
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(field, 1, 3) == 'tm:' then gone[#gone + 1] = field end
-  end
-  redis.call('HDEL', KEYS[1], unpack(gone))
+  dropGroup(KEYS[1])
 end
 redis.call('HSET', KEYS[1], 'tl', ARGV[1], 'ts', ARGV[2], 'td', ARGV[5], 'tb', ARGV[3],
   'tu', at + window, 'tn', 0)
-keep(KEYS[1])
+keepGroup(KEYS[1], tonumber(ARGV[6]), now)
 return {'lead'}
