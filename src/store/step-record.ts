@@ -125,7 +125,7 @@ function isWholeMs(value: number | undefined): value is number {
  * whole number of ms) is stored as JSON, as versions of key layout 4 and before stored every one.
  */
 export function encodeStoredStep(stored: StoredStep): string {
-  if (!isWholeMs(stored.d) || !(stored.s in STATE_CODES)) return JSON.stringify(stored);
+  if (!isWholeMs(stored.d) || !Object.hasOwn(STATE_CODES, stored.s)) return JSON.stringify(stored);
   const { s, d, t, c, k, ...rest } = stored;
   const channel = c && CHANNEL_CODES[c];
   const kind = k && KIND_CODES[k];

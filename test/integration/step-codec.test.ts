@@ -17,10 +17,11 @@ import {
  * key layout 4 and before. Checked here against a real Redis's Lua and cjson.
  */
 
-const CODEC = readFileSync(
-  new URL("../../src/store/scripts/lib/step-codec.lua", import.meta.url),
-  "utf8",
-);
+const CODEC = ["base36", "step-codec"]
+  .map((lib) =>
+    readFileSync(new URL(`../../src/store/scripts/lib/${lib}.lua`, import.meta.url), "utf8"),
+  )
+  .join("\n");
 const DAY = 86_400_000;
 const NOW = Date.UTC(2026, 11, 3, 10);
 
@@ -97,8 +98,9 @@ describe("step record codec", () => {
     expect(await luaDecode(await luaEncode(odd))).toEqual(odd);
   });
 
-  it("rejects a value in neither form with the value's start in the message", () => {
+  it("rejects a value in neither form with the value's start in the message", async () => {
     expect(() => decodeStoredStep("zz")).toThrow(/unknown form: zz/);
+    await expect(luaDecode("zet1")).rejects.toThrow(/unknown form: zet1/);
   });
 
   it("agrees with the Lua codec on any record the store writes", async () => {

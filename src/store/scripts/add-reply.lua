@@ -10,6 +10,7 @@
 
   Output: the reply's number (1, 2, ...), or 0 when the step has no record
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 local stepField = 's:' .. ARGV[1]
 local raw = redis.call('HGET', KEYS[1], stepField)

@@ -21,6 +21,7 @@
     { 0, record, 0 }                not claimed: the record as found, or as just cancelled
     { -1, record }                  KEYS[4] is not the step's due day: call again with that day
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua

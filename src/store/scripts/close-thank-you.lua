@@ -12,9 +12,14 @@
   Output: the event ids of the purchases that joined (oldest first), or an empty list when this
   purchase does not lead the group
 ]]
+--!include lib/base36.lua
 --!include lib/thank-you-group.lua
-if currentGroup(KEYS[1], KEYS[2], tonumber(ARGV[2])) ~= ARGV[1] then return {} end
-redis.call('HSET', KEYS[1], 'tc', '1')
+local group = readGroup(KEYS[1], KEYS[2], tonumber(ARGV[2]))
+if not group or group.lead ~= ARGV[1] then return {} end
+if not group.closed then
+  group.closed = true
+  writeGroup(KEYS[1], group)
+end
 local members = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do

@@ -14,6 +14,7 @@
 
   Output: how many step records were scrubbed
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/purchase-fields.lua
 redis.call('DEL', KEYS[2])

@@ -23,13 +23,16 @@
 
   Output: {"lead"}, {"alone"}, or {"joined", leader event id, leader step id, leader due time}
 ]]
+--!include lib/base36.lua
 --!include lib/thank-you-group.lua
 local now = tonumber(ARGV[8])
-local function remember(answer)
+local keepMs = tonumber(ARGV[6])
+local function remember(answer, group)
   redis.call('HSET', KEYS[2], 'ty', answer)
   -- The record exists (intake counted the purchase first); one that does not gets an expiry.
-  if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
-  if redis.call('HEXISTS', KEYS[1], 'tl') == 1 then keepGroup(KEYS[1], tonumber(ARGV[6]), now) end
+  if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], keepMs) end
+  keepGroup(KEYS[1], group, keepMs, now)
+  return answer
 end
 local function answer(filed)
   local lead, step, due = string.match(filed, '^joined\n(.-)\n(.-)\n(.*)$')
@@ -37,41 +40,35 @@ local function answer(filed)
   return {filed}
 end
 
-currentGroup(KEYS[1], KEYS[3], now)
+local group = readGroup(KEYS[1], KEYS[3], now)
 local filed = redis.call('HGET', KEYS[2], 'ty') or redis.call('HGET', KEYS[3], 'f:' .. ARGV[1])
 if filed then return answer(filed) end
-local group = redis.call('HMGET', KEYS[1], 'tl', 'ts', 'td', 'tb', 'tu', 'tn', 'tc')
-local lead, step, due, start, ends, members, closed =
-  group[1], group[2], group[3], tonumber(group[4]), tonumber(group[5]), tonumber(group[6]),
-  group[7]
 -- The leader itself: leaders are not filed (they never join a later group, see below).
-if lead == ARGV[1] then return {'lead'} end
+if group and group.lead == ARGV[1] then return {'lead'} end
 
 local at = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
-if lead then
-  if at < ends and at > start - window then
+if group then
+  if at < group.ends and at > group.start - window then
     -- Within the window, but its thank-you has gone, or it lists enough orders: on its own.
-    if closed or members >= tonumber(ARGV[7]) then
-      remember('alone')
-      return {'alone'}
+    if group.closed or group.members >= tonumber(ARGV[7]) then
+      return answer(remember('alone', group))
     end
-    redis.call('HSET', KEYS[1], 'tm:' .. ARGV[1], ARGV[3], 'tn', members + 1)
-    local joined = 'joined\n' .. lead .. '\n' .. step .. '\n' .. due
-    remember(joined)
-    return answer(joined)
+    group.members = group.members + 1
+    redis.call('HSET', KEYS[1], 'tm:' .. ARGV[1], ARGV[3])
+    return answer(remember(
+      'joined\n' .. group.lead .. '\n' .. group.step .. '\n' .. string.format('%.0f', group.due),
+      group))
   end
   -- An older purchase arriving late, or a later one while the group's thank-you has not gone.
   -- (A new group starts after its predecessor's window, so its leader is older than any later
   -- group's window: it is never listed twice.)
-  if at <= start - window or not closed then
-    remember('alone')
-    return {'alone'}
-  end
+  if at <= group.start - window or not group.closed then return answer(remember('alone', group)) end
   -- The last group is over: its members' times go, the filings stay with their purchases.
   dropGroup(KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'tl', ARGV[1], 'ts', ARGV[2], 'td', ARGV[5], 'tb', ARGV[3],
-  'tu', at + window, 'tn', 0)
-keepGroup(KEYS[1], tonumber(ARGV[6]), now)
+keepGroup(KEYS[1], {
+  lead = ARGV[1], step = ARGV[2], due = tonumber(ARGV[5]), start = at, ends = at + window,
+  members = 0, closed = false, expires = 0
+}, keepMs, now)
 return {'lead'}

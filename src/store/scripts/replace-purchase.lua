@@ -14,6 +14,7 @@
 
   Output: 1 when replaced, 0 when not
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/purchase-fields.lua

@@ -26,6 +26,7 @@
 
   Output: how many steps changed, or -1 when the record is gone or already at this generation
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua

@@ -22,6 +22,7 @@
     { 0, record or '' }    not requeued: the step is in another state, or has no record
     { 2, reason }          not requeued: the purchase was stopped (the reason it was stopped with)
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua

@@ -14,6 +14,7 @@
     { 2, reply }   resolved before; unchanged
     { 0, '' }      no such reply
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 local field = 'y:' .. ARGV[1] .. ':' .. ARGV[2]
 local counter = 'yn:' .. ARGV[1]

@@ -28,6 +28,7 @@
 
   Output: how many steps were new
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua

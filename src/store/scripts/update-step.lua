@@ -21,6 +21,7 @@
     { 0, record or '' } not changed: the step is in another state, or the event record is gone
     { -1, record }      KEYS[4] is not the step's due day: call again with that day
 ]]
+--!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/pending-states.lua
 --!include lib/ledger-count.lua

@@ -18,6 +18,7 @@
 
   encodeStep(rec)  the stored form of a decoded record (a table of the JSON fields)
   decodeStep(raw)  the record (table) of a stored value
+  Needs lib/base36.lua.
 ]]
 local STEP_STATE_CODES = {
   scheduled = 's', sending = 'n', sent = 'o', failed = 'f', skipped = 'k', cancelled = 'c'
@@ -28,29 +29,8 @@ local STEP_STATES_BY_CODE, STEP_CHANNELS_BY_CODE, STEP_KINDS_BY_CODE = {}, {}, {
 for name, code in pairs(STEP_STATE_CODES) do STEP_STATES_BY_CODE[code] = name end
 for name, code in pairs(STEP_CHANNEL_CODES) do STEP_CHANNELS_BY_CODE[code] = name end
 for name, code in pairs(STEP_KIND_CODES) do STEP_KINDS_BY_CODE[code] = name end
-local BASE36 = '0123456789abcdefghijklmnopqrstuvwxyz'
-
 local function isWholeMs(n)
   return type(n) == 'number' and n >= 0 and n < 9007199254740992 and n == math.floor(n)
-end
-
-local function toBase36(n)
-  if n == 0 then return '0' end
-  local digits = {}
-  while n > 0 do
-    local digit = n % 36
-    digits[#digits + 1] = string.sub(BASE36, digit + 1, digit + 1)
-    n = (n - digit) / 36
-  end
-  return string.reverse(table.concat(digits))
-end
-
-local function fromBase36(text)
-  local n = 0
-  for i = 1, #text do
-    n = n * 36 + (string.find(BASE36, string.sub(text, i, i), 1, true) - 1)
-  end
-  return n
 end
 
 local function encodeStep(rec)
@@ -77,6 +57,9 @@ local function decodeStep(raw)
   if string.sub(raw, 1, 1) == '{' then return cjson.decode(raw) end
   local state, channel, kind, due, changed, json =
     string.match(raw, '^(.)(.)(.)([0-9a-z]+)%.?([0-9a-z]*) ?(.*)$')
+  if not STEP_STATES_BY_CODE[state] then
+    error('a step record in an unknown form: ' .. string.sub(raw, 1, 40))
+  end
   local rec = json ~= '' and cjson.decode(json) or {}
   rec.s = STEP_STATES_BY_CODE[state]
   rec.d = fromBase36(due)
