@@ -1,5 +1,5 @@
 import type { Logger } from "../logger.js";
-import { PACKED_BUCKETS, StoreKeys } from "../store/keys.js";
+import { hourOf, PACKED_BUCKETS, StoreKeys } from "../store/keys.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../store/script-registry.js";
 
@@ -7,8 +7,9 @@ import { type StoreCommands, withStoreCommands } from "../store/script-registry.
  * Sweeps the packed indexes (the address index and the order links) of expired entries, a
  * twenty-fourth of their buckets each hour, so that every bucket is swept once a day even if
  * nothing is filed in it again: an entry (a customer id, an order's link) stays in Redis at most
- * about a day past its expiry. Every worker runs it; two sweeping the same bucket only find less
- * to drop.
+ * about a day past its expiry. Every worker runs it, and the first to claim an hour sweeps its
+ * round (the others skip it); a worker that dies while sweeping leaves the rest of its round to
+ * the next day's, so an entry stays at most about two days then.
  */
 
 const HOUR_MS = 3_600_000;
@@ -18,7 +19,10 @@ const ROUNDS = 24;
 const BATCH = 100;
 
 export interface PackedIndexSweeper {
-  /** Sweeps the buckets of the round `now` falls in; how many entries it dropped. */
+  /**
+   * Sweeps the buckets of the round `now` falls in, unless another worker claimed its hour; how
+   * many entries it dropped.
+   */
   sweepRound(now: number): Promise<number>;
   /** Sweeps a round now, then one an hour. */
   start(): void;
@@ -45,7 +49,9 @@ export function createPackedIndexSweeper(deps: {
   let stopped = false;
 
   async function sweepRound(now: number): Promise<number> {
-    const round = Math.floor(now / HOUR_MS) % ROUNDS;
+    const claim = await redis.set(keys.indexSweep(hourOf(now)), "1", "PX", 2 * HOUR_MS, "NX");
+    if (claim !== "OK") return 0;
+    const round = hourOf(now) % ROUNDS;
     const buckets = bucketsOfRound(round).flatMap((bucket) => [
       keys.addressBucket(bucket),
       keys.orderLinks(bucket),

@@ -500,6 +500,14 @@ export class StoreKeys {
     return `${this.global}who-packed`;
   }
 
+  /**
+   * Claimed by the one worker that sweeps the packed indexes' buckets of an hour (`hourOf`,
+   * queue/packed-index-sweeper.ts); expires after two hours.
+   */
+  indexSweep(hour: number): string {
+    return `${this.global}sweep:${hour}`;
+  }
+
   /** The rules generation counter and the generation of every rules content hash seen. */
   rulesGenerations(): string {
     return `${this.global}rules`;

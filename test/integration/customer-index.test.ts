@@ -282,5 +282,13 @@ describe("the packed indexes", () => {
     expect(await redis.exists(gone)).toBe(0);
     expect(Object.keys(await redis.hgetall(links)).sort()).toEqual([`${entry}evt-kept`, "~"]);
     expect((await orders.get("ord-kept")).eventIds).toEqual(["evt-kept"]);
+    // One worker sweeps an hour's round: another in the same hour skips it, the next day's
+    // round of the same buckets sweeps again.
+    const other = createPackedIndexSweeper({ redis, prefix, now: () => T0, logger: silent });
+    await redis.hset(links, `YYYYYYYYYYYevt-older`, `s0:${T0 + DAY}`);
+    expect(await other.sweepRound(at(roundOf(bucket)) + 60_000)).toBe(0);
+    expect(await redis.hexists(links, `YYYYYYYYYYYevt-older`)).toBe(1);
+    expect(await other.sweepRound(at(roundOf(bucket)) + DAY)).toBe(1);
+    expect(await redis.hexists(links, `YYYYYYYYYYYevt-older`)).toBe(0);
   });
 });
