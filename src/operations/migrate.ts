@@ -122,9 +122,11 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   try {
     const workers = await countWorkers();
     if (finished && !options.dryRun) {
-      // Publishers still writing to the old Redis: their events are copied, nothing else.
+      // Publishers still writing to the old Redis: their events are copied, nothing else. Its
+      // failed jobs were all moved with the rest (no worker has run there since): failing them
+      // again would undo what an operator did with them on the new Redis (retried, discarded).
       options.onPart?.("copying events published to the old Redis since the move");
-      const late = await copyJobs(source, target, pairs.slice(0, 1));
+      const late = await copyJobs(source, target, pairs.slice(0, 1), { failed: false });
       return {
         from: sourceName,
         to: targetName,
@@ -370,19 +372,21 @@ async function copyStoreKeys(
 
 /**
  * Adds every live job of each queue to its twin on the new Redis (same id: a job copied by an
- * earlier run is not added again), and makes each failed job failed there again.
+ * earlier run is not added again), and (unless `failed` is false) makes each failed job failed
+ * there again.
  */
 async function copyJobs(
   source: RedisClient,
   target: RedisClient,
   pairs: readonly QueuePair[],
+  options: { readonly failed: boolean } = { failed: true },
 ): Promise<{ live: number; failed: number }> {
   let live = 0;
   let failed = 0;
   const failer = new JobFailer(target);
   try {
     for (const pair of pairs) {
-      for (const job of await jobsIn(pair.source, ["failed"])) {
+      for (const job of options.failed ? await jobsIn(pair.source, ["failed"]) : []) {
         if (!job.id) continue;
         await failer.failAgainIn(pair.target, job as Job & { id: string });
         failed++;

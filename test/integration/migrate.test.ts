@@ -150,6 +150,16 @@ describe("followups migrate", () => {
       channels: ["sms"],
     });
     await eventProcessed(p, "unsub-1");
+    // An event that fails validation: a failed job of the input queue.
+    const badEvent = await p.events.add(
+      "purchase.completed",
+      { type: "purchase.completed", id: "evt-m-bad" },
+      { jobId: "evt-m-bad" },
+    );
+    await eventually(
+      async () => ((await badEvent.getState()) === "failed" ? true : undefined),
+      "the bad event to fail",
+    );
     await p.worker?.close();
     p.worker = undefined;
 
@@ -185,7 +195,7 @@ describe("followups migrate", () => {
       dryRun: true,
       shards: SHARDS,
       jobsCopied: 5,
-      failedJobsCopied: 1,
+      failedJobsCopied: 2,
       queuesPaused: 2,
     });
     expect(dry.keysCopied).toBeGreaterThan(CUSTOMERS.length * 2);
@@ -217,7 +227,7 @@ describe("followups migrate", () => {
       shards: SHARDS,
       keysCopied: dry.keysCopied,
       jobsCopied: 5,
-      failedJobsCopied: 1,
+      failedJobsCopied: 2,
       queuesPaused: 2,
     });
     expect(String(done.to)).not.toContain("@");
@@ -244,7 +254,22 @@ describe("followups migrate", () => {
         items: [item("newspapers", "2.50")],
       }) as never,
     );
-    expect(await migrateTo(p)).toMatchObject({ lateEvents: 1, keysCopied: 0, jobsCopied: 1 });
+    // An operator discarded the failed event on the new Redis: running the command again does
+    // not bring it back.
+    const movedEvents = new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: target,
+      prefix: queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, targetCluster()),
+    });
+    expect(await (await movedEvents.getJob("evt-m-bad"))?.getState()).toBe("failed");
+    await (await movedEvents.getJob("evt-m-bad"))?.remove();
+    expect(await migrateTo(p)).toMatchObject({
+      lateEvents: 1,
+      keysCopied: 0,
+      jobsCopied: 1,
+      failedJobsCopied: 0,
+    });
+    expect(await movedEvents.getJob("evt-m-bad")).toBeUndefined();
+    await movedEvents.close();
 
     // On the new Redis: the same counts, the opt-out, the failed follow-up, and each pending
     // thank-you sent once.
