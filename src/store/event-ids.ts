@@ -1,3 +1,4 @@
+import { fingerprintMatches } from "../domain/event-fingerprint.js";
 import { prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -33,7 +34,7 @@ export class EventIdRegistry {
   /** Whether the id was used for an event with another fingerprint. */
   async conflicts(eventId: string, fingerprint: string): Promise<boolean> {
     const stored = await this.redis.hget(this.keys.eventRecord(eventId), "f");
-    return stored !== null && stored !== fingerprint;
+    return stored !== null && !fingerprintMatches(stored, fingerprint);
   }
 }
 
@@ -61,7 +62,7 @@ export class DeploymentEventIds {
       if ((await this.redis.set(key, fingerprint, "PX", keepMs, "NX")) === "OK") return "first";
       const stored = await this.redis.get(key);
       // Expired between the two commands: claim it again.
-      if (stored !== null) return stored === fingerprint ? "repeat" : "conflict";
+      if (stored !== null) return fingerprintMatches(stored, fingerprint) ? "repeat" : "conflict";
     }
   }
 
@@ -73,6 +74,6 @@ export class DeploymentEventIds {
   /** Whether the id was claimed for an event with another fingerprint. */
   async conflicts(eventId: string, fingerprint: string): Promise<boolean> {
     const stored = await this.redis.get(this.keys.eventIdClaim(eventId));
-    return stored !== null && stored !== fingerprint;
+    return stored !== null && !fingerprintMatches(stored, fingerprint);
   }
 }

@@ -761,6 +761,36 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuClaimEventId(old, "fp-refund", DAY)).toBe(-1);
   });
 
+  it("claim-event-id and record-purchase: a 22-character fingerprint of key layout 4 is the same event's when it begins with the 11 characters kept now", async () => {
+    const legacy = "abcdefghijkLMNOPQRSTUV";
+    const refund = keys.eventRecord("evt-refund-4");
+    await redis.hset(refund, "f", legacy);
+    await redis.pexpire(refund, DAY);
+    expect(await redis.fuClaimEventId(refund, "abcdefghijk", DAY)).toBe(0);
+    expect(await redis.fuClaimEventId(refund, "abcdefghijX", DAY)).toBe(-1);
+    const purchase = keys.eventRecord("evt-purchase-4");
+    await redis.hset(purchase, { f: legacy, h: "3" });
+    await redis.pexpire(purchase, DAY);
+    const record = (fingerprint: string) =>
+      redis.fuRecordPurchase(
+        purchase,
+        keys.customerHistory("cus-4"),
+        keys.erasedCustomer("cus-4-hash"),
+        keys.lastSent("cus-4"),
+        keys.checkIns("cus-4"),
+        "2026-11-01T10:00:00.000Z",
+        DAY,
+        DAY,
+        fingerprint,
+        "evt-purchase-4",
+        Date.parse("2026-11-01T10:00:00.000Z"),
+      );
+    // The same event again: the count it saw before, not a second purchase.
+    expect((await record("abcdefghijk"))[0]).toBe(3);
+    expect((await record("abcdefghijZ"))[0]).toBe(-1);
+    expect(await redis.hget(purchase, "f")).toBe(legacy);
+  });
+
   it("link-order and record-refund: link purchases in the order's bucket and record each refund once", async () => {
     const order = keys.order("ord-1");
     const links = keys.orderLinks(7);

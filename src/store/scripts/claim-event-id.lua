@@ -11,7 +11,8 @@
   Output: 1 first sighting, 0 a repeat of the same event, -1 the id was used for other content
 ]]
 local fingerprint = redis.call('HGET', KEYS[1], 'f')
-if fingerprint == ARGV[1] then return 0 end
+-- One of 22 characters (key layout 4 and before) is the same event's when it begins with this one.
+if fingerprint and string.sub(fingerprint, 1, #ARGV[1]) == ARGV[1] then return 0 end
 if fingerprint then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   -- A purchase's record from before fingerprints were kept: a refund or opt-out cannot share it.
