@@ -84,6 +84,8 @@ export class MigrateRefused extends MoveRefused {
 
 /** Keys copied at once. */
 const BATCH = 200;
+/** How far behind this machine's clock a publisher's may run: late events are copied from this early. */
+const CLOCK_MARGIN_MS = 60_000;
 
 /** A queue on both Redis deployments: the same name, prefixed for each one's topology. */
 interface QueuePair {
@@ -95,7 +97,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const { source, target, prefix, sourceName, targetName } = options;
   const now = options.now ?? Date.now;
   const keys = new StoreKeys(prefix);
-  const { shards, finished, sourceRunIds, targetRunIds } = await preconditions(options);
+  const { shards, finished, movedSince, sourceRunIds, targetRunIds } = await preconditions(options);
   const pairs = queuePairs(options, shards);
   // Owners' report schedulers are set again by the workers at start: their jobs are not copied,
   // only a pause of the queue is.
@@ -122,11 +124,16 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   try {
     const workers = await countWorkers();
     if (finished && !options.dryRun) {
-      // Publishers still writing to the old Redis: their events are copied, nothing else. Its
-      // failed jobs were all moved with the rest (no worker has run there since): failing them
-      // again would undo what an operator did with them on the new Redis (retried, discarded).
+      // Publishers still writing to the old Redis: their events are copied, nothing else. Only
+      // those added since the move began: the rest moved with it (nothing is removed from the
+      // old Redis), and copying them again would bring back what the new Redis has finished
+      // and let go, or an operator discarded; its failed jobs moved too (no worker has run
+      // there since), and failing them again would undo a retry or a discard.
       options.onPart?.("copying events published to the old Redis since the move");
-      const late = await copyJobs(source, target, pairs.slice(0, 1), { failed: false });
+      const late = await copyJobs(source, target, pairs.slice(0, 1), {
+        failed: false,
+        addedSince: movedSince,
+      });
       return {
         from: sourceName,
         to: targetName,
@@ -238,6 +245,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
 async function preconditions(options: MigrateOptions): Promise<{
   shards: number;
   finished: boolean;
+  /** When the finished move began (epoch ms); 0 while it has not finished. */
+  movedSince: number;
   sourceRunIds: string[];
   targetRunIds: string[];
 }> {
@@ -265,7 +274,14 @@ async function preconditions(options: MigrateOptions): Promise<{
       `this deployment moves to ${here.moved.redis} (followups migrate, started ${here.moved.startedAt}), not to ${targetName}`,
     );
   const finished = here.moved?.finishedAt !== undefined;
-  if (finished) return { shards, finished, sourceRunIds, targetRunIds };
+  if (finished)
+    return {
+      shards,
+      finished,
+      movedSince: Date.parse(here.moved?.startedAt ?? "") - CLOCK_MARGIN_MS || 0,
+      sourceRunIds,
+      targetRunIds,
+    };
   const there = await moveMarks(target, prefix);
   const arrivingFromHere =
     there.arriving !== undefined && names(there.arriving, sourceName, sourceRunIds);
@@ -276,7 +292,7 @@ async function preconditions(options: MigrateOptions): Promise<{
     throw new MigrateRefused(
       `${targetName} holds a followups deployment under QUEUE_PREFIX "${prefix}" already: move to an empty Redis, or under another QUEUE_PREFIX`,
     );
-  return { shards, finished, sourceRunIds, targetRunIds };
+  return { shards, finished, movedSince: 0, sourceRunIds, targetRunIds };
 }
 
 /**
@@ -379,7 +395,11 @@ async function copyJobs(
   source: RedisClient,
   target: RedisClient,
   pairs: readonly QueuePair[],
-  options: { readonly failed: boolean } = { failed: true },
+  options: {
+    readonly failed: boolean;
+    /** Only live jobs added at or after this instant (epoch ms). */
+    readonly addedSince?: number;
+  } = { failed: true },
 ): Promise<{ live: number; failed: number }> {
   let live = 0;
   let failed = 0;
@@ -392,7 +412,7 @@ async function copyJobs(
         failed++;
       }
       for (const job of await jobsIn(pair.source, LIVE_STATES)) {
-        if (!job.id) continue;
+        if (!job.id || job.timestamp < (options.addedSince ?? 0)) continue;
         await copyLiveJob(source, pair.source, job as Job & { id: string }, pair.target);
         live++;
       }

@@ -8,8 +8,9 @@ import { type StoreCommands, withStoreCommands } from "../store/script-registry.
  * twenty-fourth of their buckets each hour, so that every bucket is swept once a day even if
  * nothing is filed in it again: an entry (a customer id, an order's link) stays in Redis at most
  * about a day past its expiry. Every worker runs it, and the first to claim an hour sweeps its
- * round (the others skip it); a worker that dies while sweeping leaves the rest of its round to
- * the next day's, so an entry stays at most about two days then.
+ * round (the others skip it); one that fails or is stopped gives the hour back, one that dies
+ * while sweeping leaves the rest of its round to the next day's (an entry stays at most about
+ * two days then).
  */
 
 const HOUR_MS = 3_600_000;
@@ -49,8 +50,20 @@ export function createPackedIndexSweeper(deps: {
   let stopped = false;
 
   async function sweepRound(now: number): Promise<number> {
-    const claim = await redis.set(keys.indexSweep(hourOf(now)), "1", "PX", 2 * HOUR_MS, "NX");
-    if (claim !== "OK") return 0;
+    const claimKey = keys.indexSweep(hourOf(now));
+    if ((await redis.set(claimKey, "1", "PX", 2 * HOUR_MS, "NX")) !== "OK") return 0;
+    try {
+      const dropped = await sweepClaimed(now);
+      // Stopped half-way (a deploy): another worker may sweep the hour's round.
+      if (stopped) await redis.del(claimKey);
+      return dropped;
+    } catch (error) {
+      await redis.del(claimKey).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async function sweepClaimed(now: number): Promise<number> {
     const round = hourOf(now) % ROUNDS;
     const buckets = bucketsOfRound(round).flatMap((bucket) => [
       keys.addressBucket(bucket),

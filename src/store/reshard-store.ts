@@ -1,4 +1,5 @@
 import { shardOf as codeShard } from "./discount-codes.js";
+import { readEntries } from "./follow-up-schedule.js";
 import {
   customerShard,
   globalTag,
@@ -580,12 +581,7 @@ export class ReshardKeys {
   }
 }
 
-/** The event id of a schedule entry (`["<eventId>","<stepId>"]`). */
+/** The event id of a schedule entry, in either form (follow-up-schedule.ts readEntries). */
 function scheduleEventId(element: string): string | undefined {
-  try {
-    const parsed = JSON.parse(element) as unknown;
-    return Array.isArray(parsed) && typeof parsed[0] === "string" ? parsed[0] : undefined;
-  } catch {
-    return undefined;
-  }
+  return readEntries([element])[0]?.eventId;
 }

@@ -108,6 +108,15 @@ function queuesOn(redis: RedisClient, prefix: string, cluster: boolean) {
 }
 
 const minutesAgo = (minutes: number) => DateTime.utc().minus({ minutes }).toISO() ?? "";
+/** A purchase that plans nothing: `evt-<name>`, made `minutes` ago. */
+const newspaper = (name: string, minutes: number) =>
+  purchaseInput({
+    id: `evt-${name}`,
+    orderId: `ord-${name}`,
+    occurredAt: minutesAgo(minutes),
+    customer: { id: `cus-${name}`, email: `${name}@example.com` },
+    items: [item("newspapers", "2.50")],
+  });
 
 describe("followups migrate", () => {
   it("names a Redis by its nodes and database, never its credentials", () => {
@@ -162,6 +171,11 @@ describe("followups migrate", () => {
     );
     await p.worker?.close();
     p.worker = undefined;
+    // An event published while the workers were stopped, a few minutes before the move.
+    await p.events.add("purchase.completed", newspaper("m-waiting", 6), {
+      jobId: "evt-m-waiting",
+      timestamp: Date.now() - 5 * 60_000,
+    });
 
     // One thank-you fails for good, as a bounced email would: its step and its job.
     const failing = CUSTOMERS[0] as string;
@@ -194,7 +208,7 @@ describe("followups migrate", () => {
     expect(dry).toMatchObject({
       dryRun: true,
       shards: SHARDS,
-      jobsCopied: 5,
+      jobsCopied: 6,
       failedJobsCopied: 2,
       queuesPaused: 2,
     });
@@ -226,7 +240,7 @@ describe("followups migrate", () => {
       dryRun: false,
       shards: SHARDS,
       keysCopied: dry.keysCopied,
-      jobsCopied: 5,
+      jobsCopied: 6,
       failedJobsCopied: 2,
       queuesPaused: 2,
     });
@@ -245,15 +259,7 @@ describe("followups migrate", () => {
       /this deployment moved to .* point REDIS_URL/,
     );
     // A publisher not yet pointed at the new Redis: running the command again copies its event.
-    await p.publisher.publish(
-      purchaseInput({
-        id: "evt-late",
-        orderId: "ord-late",
-        occurredAt: minutesAgo(1),
-        customer: { id: "cus-late", email: "late@example.com" },
-        items: [item("newspapers", "2.50")],
-      }) as never,
-    );
+    await p.publisher.publish(newspaper("late", 1) as never);
     // An operator discarded the failed event on the new Redis: running the command again does
     // not bring it back.
     const movedEvents = new Queue(PURCHASE_EVENTS_QUEUE, {
@@ -262,6 +268,10 @@ describe("followups migrate", () => {
     });
     expect(await (await movedEvents.getJob("evt-m-bad"))?.getState()).toBe("failed");
     await (await movedEvents.getJob("evt-m-bad"))?.remove();
+    // Nor an event that moved with the rest and is gone from the new Redis since (taken in and
+    // let go after its retention, as the test removes it here).
+    expect(await movedEvents.getJob("evt-m-waiting")).toBeDefined();
+    await (await movedEvents.getJob("evt-m-waiting"))?.remove();
     expect(await migrateTo(p)).toMatchObject({
       lateEvents: 1,
       keysCopied: 0,
@@ -269,6 +279,7 @@ describe("followups migrate", () => {
       failedJobsCopied: 0,
     });
     expect(await movedEvents.getJob("evt-m-bad")).toBeUndefined();
+    expect(await movedEvents.getJob("evt-m-waiting")).toBeUndefined();
     await movedEvents.close();
 
     // On the new Redis: the same counts, the opt-out, the failed follow-up, and each pending

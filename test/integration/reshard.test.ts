@@ -13,6 +13,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
+import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { isCluster } from "../../src/store/redis-client.js";
 import { scanKeys, shardOfIdHash } from "../../src/store/reshard-store.js";
@@ -206,7 +207,7 @@ describe("followups reshard", () => {
       );
       expect(record?.state).toBe("scheduled");
       const bucket = await p.redis.lrange(home.scheduleBucket(bucketOf(record?.dueAt ?? 0)), 0, -1);
-      expect(bucket).toContain(JSON.stringify([`evt-b-${id}`, CHECK_IN]));
+      expect(bucket).toContain(scheduleEntry(`evt-b-${id}`, CHECK_IN));
     }
     const refundHolders = new Set<string>();
     for (const keys of everyKeys)
@@ -353,7 +354,7 @@ describe("followups reshard", () => {
       const keys = new StoreKeys(shardScope(p.prefix, customerShard(id, 3), 3));
       const bucket = await p.redis.lrange(keys.scheduleBucket(bucketOf(record?.dueAt ?? 0)), 0, -1);
       expect(
-        bucket.filter((entry) => entry === JSON.stringify([`evt-b-${id}`, CHECK_IN])),
+        bucket.filter((entry) => entry === scheduleEntry(`evt-b-${id}`, CHECK_IN)),
       ).toHaveLength(1);
     }
     await p.sink.waitForMessages(CUSTOMERS.length);

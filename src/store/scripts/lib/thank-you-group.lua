@@ -77,6 +77,11 @@ local function readGroup(historyKey, legacyKey, now)
   if not stored[1] then return false end
   local due, start, ends, members, closed, expires =
     string.match(stored[3] or '', '^(%w+) (%w+) (%w+) (%w+) ([01]) (%w+)$')
+  -- Unreadable (nothing writes it so): no group rather than one that never ends.
+  if not due then
+    dropGroup(historyKey)
+    return false
+  end
   local group = {
     lead = stored[1], step = stored[2] or '', due = fromBase36(due or '0'),
     start = fromBase36(start or '0'), ends = fromBase36(ends or '0'),
