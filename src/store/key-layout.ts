@@ -53,6 +53,7 @@ const GLOBAL_KINDS: ReadonlySet<string> = new Set([
   "optout-confirmed",
   "replies",
   "who",
+  "sweep",
   "rules",
   "audit",
   "alerts",

@@ -94,7 +94,6 @@ describe("the upgrade from the key layout before hash tags", () => {
         "arrivingMark",
         "addressIndexPacked",
         "orderLinks",
-        "indexSweep",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
