@@ -128,7 +128,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   if (startProblem) logger.warn({ problem: startProblem }, "unsubscribe links will not work");
   const rules = () => config.rules;
   const clock = () => DateTime.utc();
-  const now = () => clock().toMillis();
+  // The same clock as epoch ms, without building a DateTime (several reads per event).
+  const now = () => Date.now();
   // Loaded only with a tracer: with tracing off, no OpenTelemetry code runs.
   const tracer = options.tracing?.tracer;
 

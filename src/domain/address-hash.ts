@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { LRUCache } from "lru-cache";
 
 /**
  * The keyed hash of an email address or phone number: HMAC-SHA-256 under ADDRESS_HASH_SECRET,
@@ -25,9 +26,33 @@ export function addressHashBytes(secret: string, address: string): Buffer {
     .subarray(0, ADDRESS_HASH_BYTES);
 }
 
+/**
+ * Hashes computed lately, by secret: intake asks for the same address's and customer's hash up to
+ * four times per event (suppressions, the address index, erasure markers), and an HMAC costs more
+ * than the lookup. Bounded, in process memory only; the plain values are in the event being
+ * processed anyway.
+ */
+const RECENT_HASHES = 2_048;
+const recent = new Map<string, LRUCache<string, string>>();
+
+function remembered(secret: string, key: string, compute: () => string): string {
+  let cache = recent.get(secret);
+  if (!cache) {
+    cache = new LRUCache<string, string>({ max: RECENT_HASHES });
+    recent.set(secret, cache);
+  }
+  const known = cache.get(key);
+  if (known !== undefined) return known;
+  const computed = compute();
+  cache.set(key, computed);
+  return computed;
+}
+
 /** The keyed hash of an address, as text (22 base64url characters). */
 export function addressHash(secret: string, address: string): string {
-  return addressHashBytes(secret, address).toString("base64url");
+  return remembered(secret, `a${address}`, () =>
+    addressHashBytes(secret, address).toString("base64url"),
+  );
 }
 
 const CUSTOMER_CONTEXT = "followups/customer\0";
@@ -37,10 +62,12 @@ const CUSTOMER_CONTEXT = "followups/customer\0";
  * the audit trail and the erasure register name a customer without holding the id.
  */
 export function customerHash(secret: string, customerId: string): string {
-  return createHmac("sha256", secret)
-    .update(CUSTOMER_CONTEXT)
-    .update(customerId)
-    .digest()
-    .subarray(0, ADDRESS_HASH_BYTES)
-    .toString("base64url");
+  return remembered(secret, `c${customerId}`, () =>
+    createHmac("sha256", secret)
+      .update(CUSTOMER_CONTEXT)
+      .update(customerId)
+      .digest()
+      .subarray(0, ADDRESS_HASH_BYTES)
+      .toString("base64url"),
+  );
 }

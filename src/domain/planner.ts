@@ -1,5 +1,5 @@
 import { DateTime } from "luxon";
-import type { Channel, PurchaseCompleted } from "./events.js";
+import { type Channel, instantMillis, type PurchaseCompleted } from "./events.js";
 import {
   type CustomerHistory,
   matchCondition,
@@ -401,5 +401,6 @@ function skip(rule: Rule, step: StepSpec, code: SkipCode, reason: string): Skipp
 
 /** The purchase instant in `zone` (occurredAt always carries an offset: events.ts requires one). */
 function purchaseTime(event: PurchaseCompleted, zone: string): DateTime {
-  return DateTime.fromISO(event.occurredAt, { zone: zoneFor(zone) });
+  // occurredAt is validated (an instant with its offset): Date.parse reads it as luxon would.
+  return DateTime.fromMillis(instantMillis(event.occurredAt), { zone: zoneFor(zone) });
 }

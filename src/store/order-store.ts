@@ -1,6 +1,6 @@
 import type { Money } from "../domain/money.js";
 import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
-import { idHash, packedEntries, packedExpiry, packedPlace, StoreKeys } from "./keys.js";
+import { idHash, packedEntries, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
@@ -93,8 +93,7 @@ export class OrderStore {
 
   async get(orderId: string): Promise<OrderRecord> {
     const { key, links, entry } = this.placeOf(orderId);
-    const [own, bucket] = await Promise.all([this.redis.hgetall(key), this.redis.hgetall(links)]);
-    return parseOrder([...Object.entries(own).flat(), ...linksIn(bucket, entry, this.now())]);
+    return parseOrder(await this.redis.fuReadOrder(key, links, entry, this.now()));
   }
 
   /**
@@ -119,21 +118,6 @@ export class OrderStore {
     const { bucket, entry } = packedPlace(idHash(orderId));
     return { key: this.keys.order(orderId), links: this.keys.orderLinks(bucket), entry };
   }
-}
-
-/**
- * An order's links in its bucket that have not expired by `now`, as the order's own hash named
- * them (`e:<eventId>`, flat): a bucket entry is `<entry><eventId>` → `s<shard>:<epoch ms it
- * expires at>`.
- */
-export function linksIn(
-  bucket: Readonly<Record<string, string>>,
-  entry: string,
-  now: number,
-): string[] {
-  return packedEntries(bucket, entry).flatMap(([eventId, value]) =>
-    packedExpiry(value) >= now ? [`e:${eventId}`, value] : [],
-  );
 }
 
 /** How an order links a purchase event in a shard (linkShard reads it back). */

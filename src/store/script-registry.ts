@@ -144,6 +144,8 @@ export interface StoreCommands {
     entry: string,
     now: number,
   ): Promise<string[]>;
+  /** read-order.lua */
+  fuReadOrder(orderKey: string, linksKey: string, entry: string, now: number): Promise<string[]>;
   /** record-refund.lua */
   fuRecordRefund(
     orderKey: string,
@@ -260,6 +262,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",
   "link-order": "fuLinkOrder",
+  "read-order": "fuReadOrder",
   "record-refund": "fuRecordRefund",
   "take-cap-slot": "fuTakeCapSlot",
   "take-rate-slot": "fuTakeRateSlot",

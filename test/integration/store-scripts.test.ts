@@ -123,6 +123,7 @@ describe("the store's Lua scripts", () => {
       "opt-outs",
       "pack-address-index",
       "queue-alert",
+      "read-order",
       "record-purchase",
       "record-refund",
       "redeem-code",
