@@ -2,10 +2,11 @@ import { pino } from "pino";
 import { SECRET_ENV_VARS } from "./config/env.js";
 
 /**
- * Paths pino replaces with "[redacted]": contact details, names and secrets never reach a log,
- * wherever they are nested.
+ * Field names replaced with "[redacted]" at the top of a log line and one level down (`*.email`
+ * in pino's terms): contact details, names and secrets never reach a log, wherever they are
+ * nested.
  */
-export const REDACTED_PATHS = [
+export const REDACTED_NAMES: ReadonlySet<string> = new Set([
   "email",
   "phone",
   "to",
@@ -14,23 +15,25 @@ export const REDACTED_PATHS = [
   "password",
   "authToken",
   "token",
-  "*.email",
-  "*.phone",
-  "*.to",
-  "*.name",
-  "*.customer",
-  "*.password",
-  "*.authToken",
-  "*.token",
-  "*.smtpUrl",
-  "*.redisUrl",
+  "smtpUrl",
+  "redisUrl",
+  ...SECRET_ENV_VARS,
+]);
+
+/**
+ * Paths pino's redaction replaces: the names above at the top of a line, and the payloads of an
+ * error (also dropped by the err serializer). The names one level down are censored by
+ * censorNested in one pass instead: pino's wildcard paths cost about 1 µs each per line, 25 µs
+ * per line for these (the intake of a purchase takes about 1.3 ms).
+ */
+const REDACTED_PATHS = [
+  ...REDACTED_NAMES,
   "err.config",
   "err.response",
   "err.command.args",
   "err.args",
   "err.data",
   "err.body",
-  ...SECRET_ENV_VARS.flatMap((name) => [name, `*.${name}`]),
 ];
 
 const CENSOR = "[redacted]";
@@ -157,8 +160,55 @@ function serializeError(error: Error, depth: number, seen: Set<object>): Seriali
   }
 }
 
-/** The `err` serializer of every logger: error payloads never reach a log (see serializeError). */
-export const errorSerializer = (error: unknown): unknown => scrub(error, 0, new Set());
+/**
+ * The `err` serializer of every logger: error payloads never reach a log (see serializeError), nor
+ * a field named in REDACTED_NAMES (`err.<name>`, as the wildcard paths did).
+ */
+export const errorSerializer = (error: unknown): unknown => {
+  const serialized = scrub(error, 0, new Set());
+  return isPlainObject(serialized) ? censorFields(serialized) : serialized;
+};
+
+/**
+ * A log line's fields (or a child logger's bindings) with every field named in REDACTED_NAMES one
+ * level down censored: `{ env: { REDIS_URL } }` logs `{ env: { REDIS_URL: "[redacted]" } }`.
+ * Copies only what it censors; arrays are left alone (`*.email` never matched their items either).
+ * Errors are censored by their serializer, which runs after this.
+ */
+function censorNested(fields: Record<string, unknown>): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key in fields) {
+    const value = fields[key];
+    if (!isPlainObject(value)) continue;
+    const censored = censorFields(value);
+    if (censored === value) continue;
+    copy ??= { ...fields };
+    copy[key] = censored;
+  }
+  return copy ?? fields;
+}
+
+/** `fields` with its own fields named in REDACTED_NAMES censored: a copy, or itself if none is. */
+function censorFields(fields: Record<string, unknown>): Record<string, unknown> {
+  let copy: Record<string, unknown> | undefined;
+  for (const key in fields) {
+    if (!REDACTED_NAMES.has(key) || fields[key] === undefined) continue;
+    copy ??= { ...fields };
+    copy[key] = CENSOR;
+  }
+  return copy ?? fields;
+}
+
+/** An object whose fields a log line shows: not an array, an error or a buffer. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !(value instanceof Error) &&
+    !ArrayBuffer.isView(value)
+  );
+}
 
 export type Logger = pino.Logger;
 
@@ -174,6 +224,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const settings: pino.LoggerOptions = {
     level: options.level,
     redact: { paths: REDACTED_PATHS, censor: CENSOR },
+    formatters: { log: censorNested, bindings: censorNested },
     serializers: { err: errorSerializer, error: errorSerializer },
     base: { service: "followups" },
     ...(options.pretty &&
@@ -184,5 +235,12 @@ export function createLogger(options: LoggerOptions): Logger {
         },
       }),
   };
-  return options.destination ? pino(settings, options.destination) : pino(settings);
+  const logger = options.destination ? pino(settings, options.destination) : pino(settings);
+  // pino gives formatters.bindings the root's bindings only; a child's (its children inherit this
+  // method) are censored one level down like a line's fields.
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, childOptions) {
+    return child.call(this, censorNested(bindings), childOptions);
+  } as Logger["child"];
+  return logger;
 }

@@ -127,7 +127,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   if (startProblem && realEmail) throw new StartupError(startProblem);
   if (startProblem) logger.warn({ problem: startProblem }, "unsubscribe links will not work");
   const rules = () => config.rules;
-  const clock = () => DateTime.utc();
+  // DateTime.utc(), at half its cost (read a few times per event).
+  const clock = () => DateTime.fromMillis(Date.now(), { zone: "utc" });
   // The same clock as epoch ms, without building a DateTime (several reads per event).
   const now = () => Date.now();
   // Loaded only with a tracer: with tracing off, no OpenTelemetry code runs.

@@ -4,7 +4,6 @@ import { redemptionLabel } from "../domain/discount-code.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
   CHANNELS,
-  type Channel,
   customerOfEvent,
   describeProblems,
   type FollowUpEvent,
@@ -416,10 +415,10 @@ async function schedulePurchase(
         ? deps.logger.info(ids, fieldsOrMessage)
         : deps.logger.info({ ...ids, ...fieldsOrMessage }, message),
   };
-  const [order, suppressed] = await Promise.all([
-    deps.orders.get(event.orderId),
-    suppressedChannelsOf(event, deps.suppressions),
-  ]);
+  const { order, optedOut: suppressed } = await deps.orders.getWithOptOuts(
+    event.orderId,
+    await deps.suppressions.optOutQuery(optOutTargetsOf(event)),
+  );
   const refunded = afterRefunds(event, order);
   if (refunded.full) {
     if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
@@ -636,17 +635,13 @@ async function schedulePurchase(
 }
 
 /**
- * Channels on which the customer, or their address for that channel, opted out: of everything
- * (`all`), or of offers only (`marketing`).
+ * Whom a purchase's opt-outs are about on each channel: the customer, and their address for that
+ * channel. The answer says on which channels they opted out of everything (`all`) or of offers
+ * only (`marketing`).
  */
-export async function suppressedChannelsOf(
-  event: PurchaseCompleted,
-  suppressions: SuppressionList,
-): Promise<{ all: Set<Channel>; marketing: Set<Channel> }> {
-  return suppressions.optOutsOf(
-    CHANNELS.map((channel) => {
-      const address = channel === "email" ? event.customer.email : event.customer.phone;
-      return { channel, who: { customerId: event.customer.id, ...(address && { address }) } };
-    }),
-  );
+function optOutTargetsOf(event: PurchaseCompleted) {
+  return CHANNELS.map((channel) => {
+    const address = channel === "email" ? event.customer.email : event.customer.phone;
+    return { channel, who: { customerId: event.customer.id, ...(address && { address }) } };
+  });
 }

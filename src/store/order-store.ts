@@ -3,6 +3,7 @@ import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
 import { idHash, packedEntries, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { type OptOutQuery, optOutAnswer } from "./suppression-list.js";
 
 /**
  * What is known of an order: the purchase events that created follow-ups for it and the refunds
@@ -93,7 +94,29 @@ export class OrderStore {
 
   async get(orderId: string): Promise<OrderRecord> {
     const { key, links, entry } = this.placeOf(orderId);
-    return parseOrder(await this.redis.fuReadOrder(key, links, entry, this.now()));
+    const [flat] = await this.redis.fuReadOrder(2, key, links, entry, this.now());
+    return parseOrder(flat);
+  }
+
+  /**
+   * The order and the answer to an opt-out question (SuppressionList.optOutQuery) in one round
+   * trip: what intake reads about every purchase before planning it (both are global keys).
+   */
+  async getWithOptOuts(
+    orderId: string,
+    optOuts: OptOutQuery,
+  ): Promise<{ order: OrderRecord; optedOut: ReturnType<typeof optOutAnswer> }> {
+    const { key, links, entry } = this.placeOf(orderId);
+    const [flat, flags] = await this.redis.fuReadOrder(
+      2 + optOuts.lists.length,
+      key,
+      links,
+      ...optOuts.lists,
+      entry,
+      this.now(),
+      JSON.stringify(optOuts.members),
+    );
+    return { order: parseOrder(flat), optedOut: optOutAnswer(optOuts, flags) };
   }
 
   /**

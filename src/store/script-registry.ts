@@ -144,8 +144,11 @@ export interface StoreCommands {
     entry: string,
     now: number,
   ): Promise<string[]>;
-  /** read-order.lua */
-  fuReadOrder(orderKey: string, linksKey: string, entry: string, now: number): Promise<string[]>;
+  /** read-order.lua: KEYS are the order, its bucket, then any suppression lists. */
+  fuReadOrder(
+    numberOfKeys: number,
+    ...keysAndArgs: (string | number)[]
+  ): Promise<[string[], number[]]>;
   /** record-refund.lua */
   fuRecordRefund(
     orderKey: string,

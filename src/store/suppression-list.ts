@@ -102,12 +102,28 @@ export class SuppressionList {
 
   /**
    * For each channel, whether its target opted out of everything, or of offers only: every list
-   * asked in one round trip (intake asks this for every purchase).
+   * asked in one round trip. Intake asks the same question with its order read
+   * (OrderStore.getWithOptOuts), through optOutQuery and optOutAnswer.
    */
   async optOutsOf(
     targets: readonly { readonly channel: Channel; readonly who: SuppressionTarget }[],
   ): Promise<{ all: Set<Channel>; marketing: Set<Channel> }> {
-    const keys: string[] = [];
+    const query = await this.optOutQuery(targets);
+    if (query.lists.length === 0) return optOutAnswer(query, []);
+    // One script, not a pipeline: a pipeline copies every script defined on the connection.
+    const flags = await this.redis.fuOptOuts(
+      query.lists.length,
+      ...query.lists,
+      JSON.stringify(query.members),
+    );
+    return optOutAnswer(query, flags);
+  }
+
+  /** The lists and members that answer optOutsOf for these targets (global keys). */
+  async optOutQuery(
+    targets: readonly { readonly channel: Channel; readonly who: SuppressionTarget }[],
+  ): Promise<OptOutQuery> {
+    const lists: string[] = [];
     const members: string[][] = [];
     const asked: { channel: Channel; scope: OptOutScope }[] = [];
     // Channels share the customer and often an address (SMS and voice): hash each once.
@@ -115,19 +131,11 @@ export class SuppressionList {
     for (const { channel, who } of targets) {
       const forms = await this.members(who, "read", hashed);
       if (forms.length === 0) continue;
-      keys.push(this.keys.suppressions(channel), this.keys.marketingSuppressions(channel));
+      lists.push(this.keys.suppressions(channel), this.keys.marketingSuppressions(channel));
       members.push(forms, forms);
       asked.push({ channel, scope: "all" }, { channel, scope: "marketing" });
     }
-    const found = { all: new Set<Channel>(), marketing: new Set<Channel>() };
-    if (asked.length === 0) return found;
-    // One script, not a pipeline: a pipeline copies every script defined on the connection.
-    const flags = await this.redis.fuOptOuts(keys.length, ...keys, JSON.stringify(members));
-    flags.forEach((flag, index) => {
-      const question = asked[index];
-      if (question && flag === 1) found[question.scope].add(question.channel);
-    });
-    return found;
+    return { lists, members, asked };
   }
 
   /** The list's member for an address (its keyed hash), to keep beside a sent message. */
@@ -199,6 +207,29 @@ export class SuppressionList {
       : sharedSecret(this.redis, this.prefix, "address-hash");
     return this.secret;
   }
+}
+
+/**
+ * An opt-out question: per suppression list (global keys), the members to look for, and which
+ * channel and scope each list answers for.
+ */
+export interface OptOutQuery {
+  readonly lists: readonly string[];
+  readonly members: readonly (readonly string[])[];
+  readonly asked: readonly { readonly channel: Channel; readonly scope: OptOutScope }[];
+}
+
+/** The channels a query's flags (1: the list holds one of its members) say were opted out of. */
+export function optOutAnswer(
+  query: OptOutQuery,
+  flags: readonly number[],
+): { all: Set<Channel>; marketing: Set<Channel> } {
+  const found = { all: new Set<Channel>(), marketing: new Set<Channel>() };
+  flags.forEach((flag, index) => {
+    const question = query.asked[index];
+    if (question && flag === 1) found[question.scope].add(question.channel);
+  });
+  return found;
 }
 
 /** How versions before December 2026 stored a customer: the id itself. */

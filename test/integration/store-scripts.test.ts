@@ -833,6 +833,48 @@ describe("the store's Lua scripts", () => {
     ]);
   });
 
+  it("read-order: the order's refunds and unexpired links only, with the suppression lists asked in the same call", async () => {
+    const order = keys.order("ord-1");
+    const links = keys.orderLinks(7);
+    await redis.hset(order, "r:ref-1", "500 GBP");
+    await redis.hset(links, {
+      ABCDEFGHIJKevt: `s2:${NOW + DAY}`,
+      "ABCDEFGHIJKevt-old": `s0:${NOW - 1}`,
+      "zzzzzzzzzzzevt-other": `s1:${NOW + DAY}`,
+    });
+    const email = keys.suppressions("email");
+    const smsOffers = keys.marketingSuppressions("sms");
+    await redis.sadd(email, "h:other", "k:customer");
+    await redis.sadd(smsOffers, "h:phone");
+    const answer = ["r:ref-1", "500 GBP", "e:evt", `s2:${NOW + DAY}`];
+    expect(await redis.fuReadOrder(2, order, links, "ABCDEFGHIJK", NOW)).toEqual([answer, []]);
+    expect(
+      await redis.fuReadOrder(
+        5,
+        order,
+        links,
+        email,
+        smsOffers,
+        keys.suppressions("sms"),
+        "ABCDEFGHIJK",
+        NOW,
+        JSON.stringify([["k:customer", "h:mail"], ["k:customer", "h:phone"], []]),
+      ),
+    ).toEqual([answer, [1, 1, 0]]);
+    // A list asked for members it does not hold; an order never seen: nothing.
+    expect(
+      await redis.fuReadOrder(
+        3,
+        keys.order("ord-2"),
+        keys.orderLinks(8),
+        smsOffers,
+        "BBBBBBBBBBB",
+        NOW,
+        JSON.stringify([["k:customer"]]),
+      ),
+    ).toEqual([[], [0]]);
+  });
+
   it("take-cap-slot: reserves under every cap, keeps a retry's slot, and says when the cap frees", async () => {
     const key = keys.capWindow("email", "cus-1");
     expect(await redis.fuTakeCapSlot(key, "f1", NOW, 1, DAY)).toBe(0);

@@ -153,3 +153,36 @@ describe("secret environment variables", () => {
     for (const name of SECRET_ENV_VARS) expect(text()).not.toContain(`value-of-${name}`);
   });
 });
+
+describe("contact details and names in log lines", () => {
+  it("are censored at the top, one level down, in a child's bindings and on an error", () => {
+    const { logger, lines } = capture();
+    const contact = { email: "ana@example.com", phone: "+442079460958", id: "c-1" };
+    logger.info({ email: contact.email, recipient: contact, count: 2 }, "line");
+    logger
+      .child({ job: { to: contact.phone, stepId: "s-1" }, component: "test" })
+      .child({ nested: { name: "Ana Novak" } })
+      .info({ step: { token: "t-1" } }, "child line");
+    logger.warn({ err: Object.assign(new Error("failed"), { phone: contact.phone }) }, "error");
+    expectNoPersonalData(JSON.stringify(lines));
+    expect(lines[0]).toMatchObject({
+      email: "[redacted]",
+      recipient: { email: "[redacted]", phone: "[redacted]", id: "c-1" },
+      count: 2,
+    });
+    expect(lines[1]).toMatchObject({
+      job: { to: "[redacted]", stepId: "s-1" },
+      component: "test",
+      nested: { name: "[redacted]" },
+      step: { token: "[redacted]" },
+    });
+    expect(lines[2]).toMatchObject({ err: { message: "failed", phone: "[redacted]" } });
+  });
+
+  it("leave what they name untouched in the caller's objects", () => {
+    const { logger } = capture();
+    const recipient = { email: "ana@example.com" };
+    logger.info({ recipient }, "line");
+    expect(recipient.email).toBe("ana@example.com");
+  });
+});

@@ -1,6 +1,7 @@
 --[[
   Which suppression lists hold any of the given members: one round trip for every channel and
-  scope a purchase is checked against (read-only).
+  scope a purchase is checked against (read-only). Intake asks the same with its order read
+  (read-order.lua).
 
   Input:
     KEYS[1 + i] a suppression list (set), i from 0
@@ -9,15 +10,5 @@
 
   Output: per list, 1 if it holds any of its members, else 0
 ]]
-local asked = cjson.decode(ARGV[1])
-local found = {}
-for i, key in ipairs(KEYS) do
-  found[i] = 0
-  for _, member in ipairs(asked[i]) do
-    if redis.call('SISMEMBER', key, member) == 1 then
-      found[i] = 1
-      break
-    end
-  end
-end
-return found
+--!include lib/opt-out-flags.lua
+return optOutFlags(KEYS, cjson.decode(ARGV[1]))
