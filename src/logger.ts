@@ -166,22 +166,27 @@ function serializeError(error: Error, depth: number, seen: Set<object>): Seriali
  */
 export const errorSerializer = (error: unknown): unknown => {
   const serialized = scrub(error, 0, new Set());
-  return isPlainObject(serialized) ? censorFields(serialized) : serialized;
+  return isFieldObject(serialized) ? censorFields(serialized) : serialized;
 };
+
+/** Fields whose values a serializer turns into what is logged (errorSerializer censors those). */
+const SERIALIZED_FIELDS = new Set(["err", "error"]);
 
 /**
  * A log line's fields (or a child logger's bindings) with every field named in REDACTED_NAMES one
  * level down censored: `{ env: { REDIS_URL } }` logs `{ env: { REDIS_URL: "[redacted]" } }`.
- * Copies only what it censors; arrays are left alone (`*.email` never matched their items either).
- * Errors are censored by their serializer, which runs after this.
+ * What is censored is what the line would show: an object's `toJSON()` if it has one, an error's
+ * own fields under any name but `err` and `error`. Copies only what it censors; arrays are left
+ * alone (`*.email` never matched their items either).
  */
 function censorNested(fields: Record<string, unknown>): Record<string, unknown> {
   let copy: Record<string, unknown> | undefined;
   for (const key in fields) {
-    const value = fields[key];
-    if (!isPlainObject(value)) continue;
-    const censored = censorFields(value);
-    if (censored === value) continue;
+    if (SERIALIZED_FIELDS.has(key)) continue;
+    const shown = shownFields(fields[key]);
+    if (!shown) continue;
+    const censored = censorFields(shown);
+    if (censored === shown) continue;
     copy ??= { ...fields };
     copy[key] = censored;
   }
@@ -199,13 +204,29 @@ function censorFields(fields: Record<string, unknown>): Record<string, unknown> 
   return copy ?? fields;
 }
 
-/** An object whose fields a log line shows: not an array, an error or a buffer. */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+/**
+ * The fields a JSON line shows of a value (its `toJSON()` first, as JSON.stringify does), or
+ * undefined when it shows none: not an object, or an array or a buffer.
+ */
+function shownFields(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  let shown: unknown = value;
+  try {
+    if (typeof toJSON === "function") shown = toJSON.call(value);
+  } catch {
+    // Left to the line's serialization, which reports it as pino does.
+    return undefined;
+  }
+  return isFieldObject(shown) ? shown : undefined;
+}
+
+/** An object whose fields a log line shows: not an array or a buffer. */
+function isFieldObject(value: unknown): value is Record<string, unknown> {
   return (
     typeof value === "object" &&
     value !== null &&
     !Array.isArray(value) &&
-    !(value instanceof Error) &&
     !ArrayBuffer.isView(value)
   );
 }
@@ -236,11 +257,14 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
   };
   const logger = options.destination ? pino(settings, options.destination) : pino(settings);
-  // pino gives formatters.bindings the root's bindings only; a child's (its children inherit this
-  // method) are censored one level down like a line's fields.
-  const child = logger.child;
+  // pino gives formatters.bindings the root's bindings only; a child's, and those set later, are
+  // censored one level down like a line's fields (children inherit these methods).
+  const { child, setBindings } = logger;
   logger.child = function (this: Logger, bindings, childOptions) {
     return child.call(this, censorNested(bindings), childOptions);
   } as Logger["child"];
+  logger.setBindings = function (this: Logger, bindings) {
+    setBindings.call(this, censorNested(bindings));
+  };
   return logger;
 }

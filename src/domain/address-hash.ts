@@ -30,27 +30,30 @@ export function addressHashBytes(secret: string, address: string): Buffer {
  * Hashes computed lately, by secret: intake asks for the same address's and customer's hash up to
  * four times per event (suppressions, the address index, erasure markers), and an HMAC costs more
  * than the lookup. Bounded, in process memory only; the plain values are in the event being
- * processed anyway.
+ * processed anyway. A process uses one secret (two in tests at most): the map is cleared beyond.
  */
 const RECENT_HASHES = 2_048;
-const recent = new Map<string, LRUCache<string, string>>();
+const MAX_SECRETS = 4;
+const recentBySecret = new Map<string, LRUCache<string, string>>();
 
-function remembered(secret: string, key: string, compute: () => string): string {
-  let cache = recent.get(secret);
-  if (!cache) {
-    cache = new LRUCache<string, string>({ max: RECENT_HASHES });
-    recent.set(secret, cache);
+function recentHash(secret: string, key: string, compute: () => string): string {
+  let recent = recentBySecret.get(secret);
+  if (!recent) {
+    if (recentBySecret.size >= MAX_SECRETS) recentBySecret.clear();
+    recent = new LRUCache<string, string>({ max: RECENT_HASHES });
+    recentBySecret.set(secret, recent);
   }
-  const known = cache.get(key);
-  if (known !== undefined) return known;
-  const computed = compute();
-  cache.set(key, computed);
-  return computed;
+  let hashed = recent.get(key);
+  if (hashed === undefined) {
+    hashed = compute();
+    recent.set(key, hashed);
+  }
+  return hashed;
 }
 
 /** The keyed hash of an address, as text (22 base64url characters). */
 export function addressHash(secret: string, address: string): string {
-  return remembered(secret, `a${address}`, () =>
+  return recentHash(secret, `a${address}`, () =>
     addressHashBytes(secret, address).toString("base64url"),
   );
 }
@@ -62,7 +65,7 @@ const CUSTOMER_CONTEXT = "followups/customer\0";
  * the audit trail and the erasure register name a customer without holding the id.
  */
 export function customerHash(secret: string, customerId: string): string {
-  return remembered(secret, `c${customerId}`, () =>
+  return recentHash(secret, `c${customerId}`, () =>
     createHmac("sha256", secret)
       .update(CUSTOMER_CONTEXT)
       .update(customerId)

@@ -179,6 +179,29 @@ describe("contact details and names in log lines", () => {
     expect(lines[2]).toMatchObject({ err: { message: "failed", phone: "[redacted]" } });
   });
 
+  it("are censored in what a line shows: an error under any name, an object's toJSON, bindings set later", () => {
+    const { logger, lines } = capture();
+    const failure = Object.assign(new Error("failed"), { email: "ana@example.com", code: 7 });
+    class Recipient {
+      constructor(
+        readonly id: string,
+        private readonly address: string,
+      ) {}
+      toJSON() {
+        return { id: this.id, phone: this.address, name: "Ana Novak" };
+      }
+    }
+    const child = logger.child({ component: "test" });
+    child.setBindings({ job: { email: "ana@example.com", id: "j-1" } });
+    child.info({ failure, recipient: new Recipient("c-1", "+442079460958") }, "line");
+    expectNoPersonalData(JSON.stringify(lines));
+    expect(lines[0]).toMatchObject({
+      failure: { email: "[redacted]", code: 7 },
+      recipient: { id: "c-1", phone: "[redacted]", name: "[redacted]" },
+      job: { email: "[redacted]", id: "j-1" },
+    });
+  });
+
   it("leave what they name untouched in the caller's objects", () => {
     const { logger } = capture();
     const recipient = { email: "ana@example.com" };
