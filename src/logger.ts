@@ -169,8 +169,11 @@ export const errorSerializer = (error: unknown): unknown => {
   return isFieldObject(serialized) ? censorFields(serialized) : serialized;
 };
 
-/** Fields whose values a serializer turns into what is logged (errorSerializer censors those). */
-const SERIALIZED_FIELDS = new Set(["err", "error"]);
+/** Fields whose values a serializer turns into what is logged (errorSerializer censors them). */
+const SERIALIZERS: Readonly<Record<string, (value: unknown) => unknown>> = {
+  err: errorSerializer,
+  error: errorSerializer,
+};
 
 /**
  * A log line's fields (or a child logger's bindings) with every field named in REDACTED_NAMES one
@@ -182,7 +185,7 @@ const SERIALIZED_FIELDS = new Set(["err", "error"]);
 function censorNested(fields: Record<string, unknown>): Record<string, unknown> {
   let copy: Record<string, unknown> | undefined;
   for (const key in fields) {
-    if (SERIALIZED_FIELDS.has(key)) continue;
+    if (Object.hasOwn(SERIALIZERS, key)) continue;
     const shown = shownFields(fields[key]);
     if (!shown) continue;
     const censored = censorFields(shown);
@@ -246,7 +249,7 @@ export function createLogger(options: LoggerOptions): Logger {
     level: options.level,
     redact: { paths: REDACTED_PATHS, censor: CENSOR },
     formatters: { log: censorNested, bindings: censorNested },
-    serializers: { err: errorSerializer, error: errorSerializer },
+    serializers: SERIALIZERS,
     base: { service: "followups" },
     ...(options.pretty &&
       !options.destination && {

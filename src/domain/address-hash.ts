@@ -31,31 +31,31 @@ export function addressHashBytes(secret: string, address: string): Buffer {
  * four times per event (suppressions, the address index, erasure markers), and an HMAC costs more
  * than the lookup. Bounded, in process memory only; the plain values are in the event being
  * processed anyway. A process uses one secret (two in tests at most): the map is cleared beyond.
+ * Keys are `a<address>` or `c<customer id>`.
  */
 const RECENT_HASHES = 2_048;
 const MAX_SECRETS = 4;
 const recentBySecret = new Map<string, LRUCache<string, string>>();
 
-function recentHash(secret: string, key: string, compute: () => string): string {
+function recentHash(secret: string, key: string): string {
   let recent = recentBySecret.get(secret);
   if (!recent) {
     if (recentBySecret.size >= MAX_SECRETS) recentBySecret.clear();
-    recent = new LRUCache<string, string>({ max: RECENT_HASHES });
+    recent = new LRUCache<string, string>({
+      max: RECENT_HASHES,
+      memoMethod: (known) =>
+        known.startsWith("a")
+          ? addressHashBytes(secret, known.slice(1)).toString("base64url")
+          : keyedCustomerHash(secret, known.slice(1)),
+    });
     recentBySecret.set(secret, recent);
   }
-  let hashed = recent.get(key);
-  if (hashed === undefined) {
-    hashed = compute();
-    recent.set(key, hashed);
-  }
-  return hashed;
+  return recent.memo(key);
 }
 
 /** The keyed hash of an address, as text (22 base64url characters). */
 export function addressHash(secret: string, address: string): string {
-  return recentHash(secret, `a${address}`, () =>
-    addressHashBytes(secret, address).toString("base64url"),
-  );
+  return recentHash(secret, `a${address}`);
 }
 
 const CUSTOMER_CONTEXT = "followups/customer\0";
@@ -65,12 +65,14 @@ const CUSTOMER_CONTEXT = "followups/customer\0";
  * the audit trail and the erasure register name a customer without holding the id.
  */
 export function customerHash(secret: string, customerId: string): string {
-  return recentHash(secret, `c${customerId}`, () =>
-    createHmac("sha256", secret)
-      .update(CUSTOMER_CONTEXT)
-      .update(customerId)
-      .digest()
-      .subarray(0, ADDRESS_HASH_BYTES)
-      .toString("base64url"),
-  );
+  return recentHash(secret, `c${customerId}`);
+}
+
+function keyedCustomerHash(secret: string, customerId: string): string {
+  return createHmac("sha256", secret)
+    .update(CUSTOMER_CONTEXT)
+    .update(customerId)
+    .digest()
+    .subarray(0, ADDRESS_HASH_BYTES)
+    .toString("base64url");
 }

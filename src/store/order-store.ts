@@ -93,9 +93,7 @@ export class OrderStore {
   }
 
   async get(orderId: string): Promise<OrderRecord> {
-    const { key, links, entry } = this.placeOf(orderId);
-    const [flat] = await this.redis.fuReadOrder(2, key, links, entry, this.now());
-    return parseOrder(flat);
+    return (await this.getWithOptOuts(orderId, { lists: [], members: [], asked: [] })).order;
   }
 
   /**
