@@ -147,7 +147,7 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await expect(
       page.getByRole("row", { name: /^big-ticket\.check-in/ }).textContent(),
     ).resolves.toContain("cancelled by dana: customer asked by phone");
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, p.commandEnv);
     const io = captureIo();
     await runCustomer("cus-console", { config: p.configDir, json: true }, io);
     const timeline = JSON.parse(io.output()) as CustomerTimeline;

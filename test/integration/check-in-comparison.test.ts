@@ -5,8 +5,6 @@ import { eventFingerprint } from "../../src/domain/event-fingerprint.js";
 import { countReturnAfterCheckIns } from "../../src/queue/check-in-comparison.js";
 import { HISTORY_RETENTION_MS } from "../../src/queue/intake-processor.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
-import { CustomerHistoryStore } from "../../src/store/customer-history.js";
-import { DeliveryLedger } from "../../src/store/delivery-ledger.js";
 import { captureIo } from "../support/capture-io.js";
 import {
   item,
@@ -132,7 +130,8 @@ describe("repeat purchases after a check-in, against customers due one who did n
     // The same purchase again (a replay, reading its customer's check-ins as intake does) adds nothing.
     const rules = await shippedRules();
     const replay = purchase(bought.get("back-s2"));
-    const again = await new CustomerHistoryStore(p.redis, p.prefix).recordPurchase(
+    const shard = p.stores.of(p.shardOfCustomer(who.s2.id));
+    const again = await shard.history.recordPurchase(
       replay,
       eventFingerprint(replay),
       HISTORY_RETENTION_MS,
@@ -143,10 +142,10 @@ describe("repeat purchases after a check-in, against customers due one who did n
     await countReturnAfterCheckIns(replay, again.attribution.checkIns, {
       rules: () => rules,
       clock: () => DateTime.utc(),
-      ledger: new DeliveryLedger(p.redis, p.prefix),
+      ledger: shard.ledger,
     });
 
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, p.commandEnv);
     const reportOf = async (format: "json" | "text" | "csv") => {
       const io = captureIo();
       const range = {

@@ -1,17 +1,16 @@
-import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { addressHash } from "../../src/domain/address-hash.js";
 import type { PurchaseCompleted } from "../../src/domain/events.js";
 import { createLogger } from "../../src/logger.js";
 import { bucketsOfRound, createPackedIndexSweeper } from "../../src/queue/packed-index-sweeper.js";
-import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { idHash, packedPlace, StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+import { deleteKeysWithPrefix, keysMatching, uniquePrefix } from "../support/redis-namespace.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -41,7 +40,7 @@ describe("indexes for people", () => {
     await p.publisher.publish(
       buy("evt-3", 1, { id: "guest-77", email: "Ana@Example.com", phone: "+14155550123" }) as never,
     );
-    const history = new CustomerHistoryStore(p.redis, p.prefix);
+    const { history } = p.stores.of(p.shardOfCustomer("cus-ana"));
     const purchases = await eventually(async () => {
       const listed = await history.purchasesOf("cus-ana");
       return listed.length === 2 ? listed : undefined;
@@ -60,8 +59,8 @@ describe("indexes for people", () => {
 
     // No key names an address, and the index holds customer ids only.
     const keys = [
-      ...(await p.redis.keys(`${p.prefix}:*`)),
-      ...(await p.redis.keys(`{${p.prefix}*`)),
+      ...(await keysMatching(p.redis, `${p.prefix}:*`)),
+      ...(await keysMatching(p.redis, `{${p.prefix}*`)),
     ];
     const names = keys.join("\n").toLowerCase();
     for (const personal of ["ana@example.com", "4155550123", "2079460958"])
@@ -88,7 +87,7 @@ describe("the packed indexes", () => {
   const HOUR = 3_600_000;
   const KEEP = 30 * DAY;
   const T0 = Date.UTC(2026, 11, 1, 10);
-  let redis: Redis;
+  let redis: RedisClient;
   let prefix: string;
   const secret = { addressHashSecret: "index-test-secret" };
   /** A purchase as the index reads it: its customer, their addresses, and when. */
@@ -99,7 +98,9 @@ describe("the packed indexes", () => {
     }) as unknown as PurchaseCompleted;
 
   beforeAll(() => {
-    redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+    redis = createRedisClient(inject("redisUrl"), inject("redisCluster"), {
+      maxRetriesPerRequest: 1,
+    });
   });
   afterAll(async () => {
     await redis.quit();

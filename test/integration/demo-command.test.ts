@@ -16,8 +16,7 @@ describe("followups demo", () => {
     pipeline = await startPipeline("demo");
     const p = pipeline;
     Object.assign(process.env, {
-      REDIS_URL: p.envVars.REDIS_URL,
-      QUEUE_PREFIX: p.prefix,
+      ...p.commandEnv,
       OUTBOX_DIR: p.outboxDir,
     });
     const io = captureIo();

@@ -174,7 +174,7 @@ describe("discount codes a till can check", () => {
     expect(redeemed.redeemedBy).toBe("ord-web-3");
 
     // The CLI says the same.
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, p.commandEnv);
     const io = captureIo();
     expect(await runCode(code2, { json: true }, io)).toBe(0);
     expect(JSON.parse(io.output())).toEqual({ ...redeemed });

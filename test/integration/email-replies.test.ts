@@ -109,7 +109,7 @@ describe("email replies", () => {
       body: { status: "ignored", reason: "seen before" },
     });
 
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, p.commandEnv);
     const io = captureIo();
     await runCustomer("cus-mail", { config: p.configDir, json: true }, io);
     const timeline = JSON.parse(io.output()) as CustomerTimeline;

@@ -178,7 +178,7 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
   it("keeps one-shot commands off a Redis that still has the old layout", async () => {
     pipeline = await startPipeline("key-layout-cli", { startWorker: false });
     const p = pipeline;
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, p.commandEnv);
     await p.redis.hset(`${p.prefix}:fu:rules`, "n", "1");
     await expect(
       runSchedule({ config: p.configDir, days: "30", json: true }, captureIo()),

@@ -33,8 +33,7 @@ afterEach(async () => {
 /** Runs a command against the pipeline's Redis, as an operator's shell would. */
 async function command(p: PipelineHarness, run: (io: CommandIo) => Promise<number>) {
   Object.assign(process.env, {
-    REDIS_URL: p.envVars.REDIS_URL,
-    QUEUE_PREFIX: p.prefix,
+    ...p.commandEnv,
     OUTBOX_DIR: p.outboxDir,
   });
   const io = captureIo();

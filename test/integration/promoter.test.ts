@@ -1,12 +1,17 @@
 import { Queue } from "bullmq";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { createLogger } from "../../src/logger.js";
-import { FOLLOW_UPS_QUEUE, type FollowUpJobData, followUpJobId } from "../../src/queue/names.js";
+import {
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  followUpJobId,
+  queuePrefix,
+} from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { bucketOf, StoreKeys } from "../../src/store/keys.js";
+import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
 import { purchase } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
@@ -15,14 +20,16 @@ const MINUTE = 60_000;
 const HORIZON = 5 * MINUTE;
 const logger = createLogger({ level: "silent", pretty: false });
 
-let redis: Redis;
+let redis: RedisClient;
 let prefix: string;
 let store: FollowUpStore;
 let schedule: FollowUpSchedule;
 let followUps: Queue<FollowUpJobData>;
 
 beforeAll(() => {
-  redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  redis = createRedisClient(inject("redisUrl"), inject("redisCluster"), {
+    maxRetriesPerRequest: 1,
+  });
 });
 afterAll(async () => {
   await redis.quit();
@@ -31,7 +38,10 @@ beforeEach(() => {
   prefix = uniquePrefix("promoter");
   store = new FollowUpStore(redis, prefix);
   schedule = new FollowUpSchedule(redis, prefix);
-  followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, { connection: redis, prefix });
+  followUps = new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+    connection: redis,
+    prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, inject("redisCluster")),
+  });
 });
 afterEach(async () => {
   await followUps.close();

@@ -10,10 +10,11 @@ import { createPromoter } from "../../src/queue/promoter.js";
 import { createReplanner } from "../../src/queue/replanner.js";
 import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
-import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
+import { claimShardCount } from "../../src/store/shards.js";
 import type { StepRecord } from "../../src/store/step-record.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -123,7 +124,8 @@ describe("re-planning when the rules change", () => {
     expect(await p.store.generationOf("evt-tv")).toBe(first + 1);
 
     // The cancellations are counted once, under their reason.
-    const ledger = new DeliveryLedger(p.redis, p.prefix);
+    // Shard 0's ledger reads every shard's, as reports do.
+    const ledger = p.stores.of(0).ledger;
     const counted = async () =>
       sumHours(await ledger.hours(Date.now() - 3_600_000, Date.now() + 3_600_000));
     await eventually(
@@ -166,7 +168,8 @@ describe("re-planning when the rules change", () => {
 
 describe("rules generations", () => {
   it("never re-plan backwards, and a purchase an older worker planned converges when promoted", async () => {
-    pipeline = await startPipeline("replan-generations", { startWorker: false });
+    // One shard, also on the cluster: the replanner and promoter below are of shard 0.
+    pipeline = await startPipeline("replan-generations", { startWorker: false, shards: 1 });
     const p = pipeline;
     // The newer rules (check-in four months out) are deployed elsewhere first.
     const newerDir = `${p.configDir}-newer`;
@@ -178,6 +181,9 @@ describe("rules generations", () => {
     );
     const newer = await loadConfig(newerDir);
     if (!older.ok || !newer.ok) throw new Error("test rules do not load");
+    // As the first worker of a deployment does before anything else (a Redis holding rules
+    // generations but no shard count is taken for one of versions before shards).
+    await claimShardCount(p.redis, p.prefix, p.shards);
     const generations = new RulesGenerations(p.redis, p.prefix);
     const g1 = (await generations.generationOf(older.config.rules.version)).generation;
     const g2 = (await generations.generationOf(newer.config.rules.version)).generation;
@@ -272,7 +278,7 @@ describe("followups replan --dry-run", () => {
     doc.deleteIn(["rules", ruleIndex(doc, "accessories")]);
     await writeFile(file, doc.toString());
 
-    Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+    Object.assign(process.env, p.commandEnv);
     const io = captureIo();
     expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
     const preview = JSON.parse(io.output()) as { rules: RulePreview[] };

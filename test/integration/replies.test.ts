@@ -8,6 +8,7 @@ import { runResolve } from "../../src/cli/resolve-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
+import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -24,7 +25,7 @@ afterEach(async () => {
 const PHONE = "+447400123456";
 
 async function command(p: PipelineHarness, run: (io: CommandIo) => Promise<number>) {
-  Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+  Object.assign(process.env, p.commandEnv);
   const io = captureIo();
   const code = await run(io);
   return { code, out: io.output() };
@@ -77,16 +78,19 @@ describe("replies to a check-in", () => {
     // "Yes" to "Is all well?" from a number that never opted out is an answer, not an opt-in.
     expect(await sms(p, "Yes", "SMreply1")).toBe(200);
     expect(await sms(p, "Actually the remote is broken, 3/10", "SMreply2")).toBe(200);
-    const base = "evt-reply/big-ticket.check-in";
+    // With more than one shard a reply's id names its shard: `<event>/<step>/<n>@<shard>`.
+    const shard = await p.shardOf("evt-reply");
+    const idOf = (n: number) =>
+      replyId({ eventId: "evt-reply", stepId: "big-ticket.check-in", n, shard });
     const replies = await eventually(async () => {
       const t = await timelineOf(p, "cus-reply");
       const found = t.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in")?.replies;
       return found && found.length === 2 ? found : undefined;
     }, "both replies to be kept");
     expect(replies).toEqual([
-      expect.objectContaining({ id: `${base}/1`, text: "Yes", channel: "sms", unhappy: false }),
+      expect.objectContaining({ id: idOf(1), text: "Yes", channel: "sms", unhappy: false }),
       expect.objectContaining({
-        id: `${base}/2`,
+        id: idOf(2),
         text: "Actually the remote is broken, 3/10",
         unhappy: true,
         resolved: null,
@@ -98,24 +102,24 @@ describe("replies to a check-in", () => {
     // Resolved once, with who and the note; a second time is refused.
     const resolved = await command(p, (io) =>
       runResolve(
-        `${base}/2`,
+        idOf(2),
         { config: p.configDir, note: "sent a new remote", by: "ops", json: true },
         io,
       ),
     );
     expect(JSON.parse(resolved.out)).toMatchObject({
-      id: `${base}/2`,
+      id: idOf(2),
       by: "ops",
       note: "sent a new remote",
     });
     await expect(
-      command(p, (io) => runResolve(`${base}/2`, { config: p.configDir }, io)),
+      command(p, (io) => runResolve(idOf(2), { config: p.configDir }, io)),
     ).rejects.toMatchObject({
       code: 1,
       message: expect.stringMatching(/resolved already, by ops/),
     });
     await expect(
-      command(p, (io) => runResolve(`${base}/9`, { config: p.configDir }, io)),
+      command(p, (io) => runResolve(idOf(9), { config: p.configDir }, io)),
     ).rejects.toMatchObject({ code: 1 });
     await expect(
       command(p, (io) => runResolve("not-a-reply", { config: p.configDir }, io)),
@@ -124,7 +128,7 @@ describe("replies to a check-in", () => {
     expect(
       after.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in")?.replies[1],
     ).toMatchObject({ resolved: { by: "ops", note: "sent a new remote" } });
-    expect(after.audit[0]).toMatchObject({ by: "ops", action: "resolve", target: `${base}/2` });
+    expect(after.audit[0]).toMatchObject({ by: "ops", action: "resolve", target: idOf(2) });
 
     // The report counts the complaint by channel, resolved, and how fast.
     const until = DateTime.now().setZone("Europe/London").plus({ days: 1 }).toISODate() ?? "";
@@ -138,7 +142,7 @@ describe("replies to a check-in", () => {
       medianMinutesToResolve: 0,
     });
     expect(model.unhappyReplies).toEqual([
-      expect.objectContaining({ channel: "sms", resolved: true, id: `${base}/2` }),
+      expect.objectContaining({ channel: "sms", resolved: true, id: idOf(2) }),
     ]);
 
     // STOP, then YES: now YES opts the number back in.

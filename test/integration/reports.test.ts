@@ -164,9 +164,7 @@ describe("ledger and owner reports", () => {
 
     const io = captureIo();
     Object.assign(process.env, {
-      REDIS_URL: p.envVars.REDIS_URL,
-      REDIS_CLUSTER: p.envVars.REDIS_CLUSTER,
-      QUEUE_PREFIX: p.prefix,
+      ...p.commandEnv,
     });
     await runReport(
       {
@@ -196,9 +194,7 @@ describe("ledger and owner reports", () => {
     const p = pipeline;
     await busyDay(p);
     Object.assign(process.env, {
-      REDIS_URL: p.envVars.REDIS_URL,
-      REDIS_CLUSTER: p.envVars.REDIS_CLUSTER,
-      QUEUE_PREFIX: p.prefix,
+      ...p.commandEnv,
     });
     const today = DateTime.now().setZone("Europe/London");
     const range = {

@@ -13,7 +13,7 @@ afterEach(async () => {
 });
 
 async function scheduleJson(p: PipelineHarness, days: string): Promise<ScheduleDay[]> {
-  Object.assign(process.env, { REDIS_URL: p.envVars.REDIS_URL, QUEUE_PREFIX: p.prefix });
+  Object.assign(process.env, p.commandEnv);
   const io = captureIo();
   expect(await runSchedule({ config: p.configDir, days, json: true }, io)).toBe(0);
   return (JSON.parse(io.output()) as { days: ScheduleDay[] }).days;

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { followUpJobId } from "../../src/queue/names.js";
-import { StepReplies } from "../../src/store/step-replies.js";
+import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -211,9 +211,11 @@ describe("a voice check-in call", () => {
         postTwilio(p, callRoute("gather", followUpId), { CallSid: call?.sid ?? "", Digits: "2" }),
       ),
     );
-    const replies = (await new StepReplies(p.redis, p.prefix).ofEvent("evt-call")).get(CALL_STEP);
+    const shard = await p.shardOf("evt-call");
+    const { replies: stepReplies } = p.stores.of(shard);
+    const replies = (await stepReplies.ofEvent("evt-call")).get(CALL_STEP);
     expect(replies?.map((r) => [r.id, r.text, r.channel])).toEqual([
-      [`evt-call/${CALL_STEP}/1`, "Keypad: 2/5", "voice"],
+      [replyId({ eventId: "evt-call", stepId: CALL_STEP, n: 1, shard }), "Keypad: 2/5", "voice"],
     ]);
     // A status callback about another call (an earlier attempt) changes nothing.
     const stale = await postTwilio(p, callRoute("status", followUpId), {
@@ -287,7 +289,8 @@ describe("a voice check-in call", () => {
     const fallbackId = followUpJobId("evt-ring", FALLBACK_STEP);
     await eventually(async () => {
       // BullMQ scores a delayed job by its due time × 4096.
-      const score = await p.redis.zscore(`${p.prefix}:follow-ups:delayed`, fallbackId);
+      const queue = p.followUpQueues[await p.shardOf("evt-ring")];
+      const score = queue && (await p.redis.zscore(queue.keys.delayed ?? "", fallbackId));
       return score !== null && Number(score) / 4096 > Date.now() + 30 * 60_000 ? true : undefined;
     }, "the fallback to wait for the call's outcome");
     expect((await stepRecord(p, "evt-ring", FALLBACK_STEP))?.state).toBe("scheduled");

@@ -25,9 +25,11 @@ it("starts, logs its channels, queues and rules version, and exits 0 on SIGTERM"
   );
   const line = JSON.parse(started) as Record<string, unknown>;
   expect(line.transports).toBe("email=smtp sms=twilio voice=twilio");
+  // On a Redis Cluster the queues' prefixes are hash tags (`{prefix}`; shard 0's `{prefix:0}`).
+  const cluster = pipeline.envVars.REDIS_CLUSTER === "true";
   expect(line.queues).toEqual({
-    input: `${pipeline.prefix}:purchase-events`,
-    followUps: `${pipeline.prefix}:follow-ups`,
+    input: `${cluster ? `{${pipeline.prefix}}` : pipeline.prefix}:purchase-events`,
+    followUps: `${cluster ? `{${pipeline.prefix}:0}` : pipeline.prefix}:follow-ups`,
   });
   expect(line.rulesVersion).toMatch(/^[0-9a-f]{12}$/);
   expect(worker.output()).not.toContain(pipeline.envVars.TWILIO_AUTH_TOKEN);

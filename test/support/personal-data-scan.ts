@@ -1,6 +1,6 @@
 import { decodeStored } from "../../src/store/purchase-codec.js";
 import { purchaseOfFields } from "../../src/store/purchase-fields.js";
-import type { RedisClient } from "../../src/store/redis-client.js";
+import { isCluster, type RedisClient } from "../../src/store/redis-client.js";
 
 /**
  * Every readable value under a key prefix, whatever its type, with what the store compresses
@@ -12,19 +12,26 @@ export async function valuesUnder(
   prefix: string,
 ): Promise<{ key: string; text: string }[]> {
   const found: { key: string; text: string }[] = [];
+  // On a Redis Cluster every master holds some of the keys: each is scanned (SCAN through the
+  // cluster client would see one node's keys only, and a test of erasure could not fail).
+  const nodes = isCluster(redis) ? redis.nodes("master") : [redis];
   // BullMQ's keys start with the prefix, the store's with it inside a hash tag.
-  for (const pattern of [`${prefix}*`, `{${prefix}*`]) await scanInto(redis, pattern, found);
+  for (const node of nodes)
+    for (const pattern of [`${prefix}*`, `{${prefix}*`])
+      await scanInto(redis, node, pattern, found);
   return found;
 }
 
+/** Scans `node` for keys, and reads each through `redis` (which finds its node on a cluster). */
 async function scanInto(
   redis: RedisClient,
+  node: Pick<RedisClient, "scan">,
   pattern: string,
   found: { key: string; text: string }[],
 ): Promise<void> {
   let cursor = "0";
   do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000);
     cursor = next;
     for (const key of keys) {
       const parts: string[] = [key];

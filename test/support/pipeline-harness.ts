@@ -23,9 +23,9 @@ import {
 } from "../../src/queue/names.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import type { FollowUpStore } from "../../src/store/follow-up-store.js";
-import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
-import { shardStores } from "../../src/store/shards.js";
+import { type ShardStores, type Shards, shardStores } from "../../src/store/shards.js";
 import { startWorker, type WorkerHandle } from "../../src/worker.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "./redis-namespace.js";
 import { type SmtpSink, startSmtpSink } from "./smtp-sink.js";
@@ -45,6 +45,8 @@ export interface PipelineHarness {
   readonly outboxDir: string;
   /** Environment for this pipeline, as a child worker process would get it. */
   readonly envVars: Record<string, string>;
+  /** What a CLI command needs to reach this pipeline's Redis: REDIS_URL, REDIS_CLUSTER, QUEUE_PREFIX. */
+  readonly commandEnv: Record<string, string>;
   readonly env: Env;
   readonly publisher: EventPublisher;
   readonly events: Queue;
@@ -58,6 +60,13 @@ export interface PipelineHarness {
   shardOf(eventId: string): Promise<number>;
   /** Finds each event's shard by itself (see locatingStore). */
   readonly store: FollowUpStore;
+  /**
+   * Every shard's stores. Shard 0's `ledger` reads the ledger of every shard (as reports do);
+   * a customer's history, replies and caps are in their shard: `stores.of(p.shardOfCustomer(id))`.
+   */
+  readonly stores: Shards<ShardStores>;
+  /** The shard a customer lives in. */
+  shardOfCustomer(customerId: string): number;
   worker?: WorkerHandle;
   /** Parsed log lines of the in-process worker. */
   readonly logs: Record<string, unknown>[];
@@ -151,6 +160,11 @@ export async function startPipeline(
     configDir,
     outboxDir,
     envVars,
+    commandEnv: {
+      REDIS_URL: envVars.REDIS_URL ?? "",
+      REDIS_CLUSTER: envVars.REDIS_CLUSTER ?? "false",
+      QUEUE_PREFIX: prefix,
+    },
     env,
     publisher,
     events,
@@ -159,6 +173,8 @@ export async function startPipeline(
     shards,
     shardOf: shardOfEvent(redis, prefix, shards),
     store: locatingStore(redis, prefix, shards),
+    stores: shardStores(redis, prefix, shards),
+    shardOfCustomer: (customerId) => customerShard(customerId, shards),
     async startWorker() {
       const destination = { write: (line: string) => void logs.push(JSON.parse(line)) };
       const logger = createLogger({

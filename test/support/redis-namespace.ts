@@ -39,6 +39,23 @@ export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): 
   return deleted;
 }
 
+/**
+ * Every key matching a glob pattern, on one Redis or on every master of a Redis Cluster (KEYS or
+ * SCAN through the cluster client would ask one node only).
+ */
+export async function keysMatching(redis: RedisClient, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of isCluster(redis) ? redis.nodes("master") : [redis]) {
+    let cursor = "0";
+    do {
+      const [nextCursor, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", SCAN_BATCH);
+      cursor = nextCursor;
+      found.push(...keys);
+    } while (cursor !== "0");
+  }
+  return found;
+}
+
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, "\\$&");
 }
