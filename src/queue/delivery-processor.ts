@@ -15,7 +15,7 @@ import type { FollowUpMetrics } from "../metrics.js";
 import type { CallScripts } from "../store/call-scripts.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
-import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { FollowUpStore, PurchaseTrim } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
@@ -38,7 +38,10 @@ export interface DeliveryDeps {
   readonly rules: () => RuleSet;
   readonly compose: ComposeMessage;
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
-  readonly store: Pick<FollowUpStore, "stepRecords" | "loadForSend" | "claim" | "transition">;
+  readonly store: Pick<
+    FollowUpStore,
+    "stepRecords" | "loadForSend" | "sendView" | "claim" | "transition"
+  >;
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
   readonly suppressions: Pick<
     SuppressionList,
@@ -189,7 +192,10 @@ function createDelivery(deps: DeliveryDeps) {
     const now = deps.clock();
     const nowMs = now.toMillis();
     // The step's state first: a redelivered job of a finished step is done, whatever else is gone.
-    const record = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
+    // Read with the purchase in one go; `lastStep` scrubs the purchase with the step's last
+    // state change when no other step of it is pending.
+    const view = await deps.store.sendView(eventId, stepId);
+    const record = view.record;
     if (record && record.state !== "scheduled" && record.state !== "sending") {
       Object.assign(notes, {
         outcome: "already-handled",
@@ -207,7 +213,7 @@ function createDelivery(deps: DeliveryDeps) {
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
     Object.assign(notes, labels);
-    const event = await deps.store.loadForSend(eventId);
+    const event = view.event;
     if (!event) {
       Object.assign(notes, { outcome: "skipped", code: "event-missing" } satisfies DeliveryNotes);
       log.warn("event record expired or missing; follow-up dropped");
@@ -257,6 +263,7 @@ function createDelivery(deps: DeliveryDeps) {
         nowMs,
         { outcome: "skipped", ...stepLabelsNow, reason: code },
         dueAt,
+        view.lastStep?.(),
       );
       // A retried step may hold a cap slot from its earlier attempt; a skipped one never reached anyone.
       if (channel !== "unknown")
@@ -365,6 +372,7 @@ function createDelivery(deps: DeliveryDeps) {
       customerId: event.customer.id,
       followUpId,
       notes,
+      ...(view.lastStep && { lastStep: view.lastStep }),
     };
 
     // A phone number is known by its keyed hash: whether it was texted before, and for the
@@ -461,6 +469,7 @@ function createDelivery(deps: DeliveryDeps) {
         doneMs,
         { outcome: "sent", ...sendLabels },
         claim.record.dueAt,
+        view.lastStep?.(),
       );
       if (step.channel === "email") {
         await deps.smsReferences.rememberEmail(
@@ -631,6 +640,8 @@ interface Attempt {
   readonly customerId: string;
   readonly followUpId: string;
   readonly notes: DeliveryNotes;
+  /** The purchase's scrub, when this step is its last pending one (SendView.lastStep). */
+  readonly lastStep?: () => PurchaseTrim;
 }
 
 async function fail(
@@ -654,6 +665,7 @@ async function fail(
     nowMs,
     { outcome: "failed", ...at.labels, reason: described.code },
     at.record.dueAt,
+    at.lastStep?.(),
   );
   Object.assign(at.notes, { outcome: "failed", code: described.code } satisfies DeliveryNotes);
   // Nothing reached the customer, so the attempt does not count against their frequency cap.

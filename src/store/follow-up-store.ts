@@ -50,6 +50,29 @@ export type ClaimResult =
   | { readonly claimed: true; readonly record: StepRecord; readonly takenOver: boolean }
   | { readonly claimed: false; readonly record: StepRecord };
 
+/**
+ * What a step's last state change passes to scrub the purchase in the same script
+ * (update-step.lua): the purchase as read, the part kept after the last step, and the summary.
+ */
+export interface PurchaseTrim {
+  readonly asRead: Buffer;
+  readonly kept: Buffer;
+  readonly summary: string;
+}
+
+/** A step about to be sent, and its purchase, read together (FollowUpStore.sendView). */
+export interface SendView {
+  /** The step's record; undefined when it has none. */
+  readonly record?: StepRecord;
+  /** The purchase to render from, as loadForSend gives it. */
+  readonly event?: PurchaseCompleted;
+  /**
+   * When no other step of the purchase is pending and the whole purchase is in the record: the
+   * scrub for the step's last state change (encoded when called: a deflate).
+   */
+  readonly lastStep?: () => PurchaseTrim;
+}
+
 /** A step to schedule, as planned. */
 export interface StepToSchedule {
   readonly stepId: string;
@@ -241,9 +264,13 @@ export class FollowUpStore {
     now: number,
     ledger?: LedgerEntry,
     dueAt?: number,
+    trim?: PurchaseTrim,
   ): Promise<StepRecord | undefined> {
     const spec = ledger ? changeSpec(ledger) : "";
-    const [changed, raw] = await this.withDueDay(dueAt ?? now, (due) => {
+    const trimArgs: [Buffer, Buffer, string] | [] = trim
+      ? [trim.asRead, trim.kept, trim.summary]
+      : [];
+    const [changed, raw, trimmed] = await this.withDueDay(dueAt ?? now, (due) => {
       const keys = changeKeys(this.keys, now, due);
       return this.redis.fuUpdateStep(
         this.keys.eventRecord(eventId),
@@ -256,6 +283,7 @@ export class FollowUpStore {
         JSON.stringify(storedPatch(patch)),
         spec,
         keys.day,
+        ...trimArgs,
       );
     });
     if (changed !== 1) return undefined;
@@ -264,7 +292,8 @@ export class FollowUpStore {
     const record = readStepRecord(raw);
     // A step that left a pending state may have been the purchase's last (annotations change none).
     const annotation = from.length === STEP_STATES.length && patch.state === undefined;
-    if (!annotation && !PENDING_STATES.has(record.state)) await this.trimIfFinished(eventId);
+    if (!annotation && !PENDING_STATES.has(record.state) && trimmed !== 1)
+      await this.trimIfFinished(eventId);
     return record;
   }
 
@@ -342,6 +371,38 @@ export class FollowUpStore {
     if (!encoded) return legacy;
     const decoded = decodeStored(encoded);
     return decoded.kind === "whole" ? decoded.event : purchaseFromKept(decoded.kept);
+  }
+
+  /**
+   * A step's record and the purchase to render it from, in one read of the event record; with
+   * `lastStep` when its next state change may be the purchase's last (see SendView).
+   */
+  async sendView(eventId: string, stepId: string): Promise<SendView> {
+    const { fields, encoded, inRecord, legacy } = await this.readStored(eventId);
+    const field = stepField(stepId);
+    const own = fields[field];
+    const record = own ? readStepRecord(own.toString("utf8")) : undefined;
+    if (!encoded) return { ...(record && { record }), ...(legacy && { event: legacy }) };
+    const decoded = decodeStored(encoded);
+    if (decoded.kind === "kept")
+      return { ...(record && { record }), event: purchaseFromKept(decoded.kept) };
+    const event = decoded.event;
+    const othersPending = Object.entries(fields).some(
+      ([name, raw]) =>
+        name !== field &&
+        name.startsWith("s:") &&
+        PENDING_STATES.has(readStepRecord(raw.toString("utf8")).state),
+    );
+    if (othersPending || !inRecord) return { ...(record && { record }), event };
+    return {
+      ...(record && { record }),
+      event,
+      lastStep: () => ({
+        asRead: encoded,
+        kept: encodeKept(keptPart(event)),
+        summary: JSON.stringify(summaryOf(event)),
+      }),
+    };
   }
 
   /**

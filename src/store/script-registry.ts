@@ -31,7 +31,8 @@ export interface StoreCommands {
     patch: string,
     ledgerSpec: string,
     day: number,
-  ): Promise<[number, string]>;
+    ...trim: [asRead: Buffer, kept: Buffer, summary: string] | []
+  ): Promise<[number, string, number?]>;
   /** schedule-steps.lua: KEYS are the record, purchase, hour and one due day per step. */
   fuScheduleSteps(
     numberOfKeys: number,

@@ -90,6 +90,58 @@ describe("the follow-up store", () => {
     expect(await store.loadKept("evt-store")).toEqual(kept);
   });
 
+  it("reads a step with its purchase at once, and scrubs the purchase with the last pending step's change", async () => {
+    const now = Date.now();
+    const checkIn = {
+      ...step(now + 90 * DAY),
+      stepId: "big-ticket.check-in",
+      channel: "sms",
+      kind: "check-in",
+      ruleId: "big-ticket",
+    };
+    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 200 * DAY, [step(now), checkIn], now, 1);
+
+    // The check-in still waits: sending the thank-you is not the purchase's last change.
+    const first = await store.sendView("evt-store", "thank-you.thank-you");
+    expect(first.record).toMatchObject({ state: "scheduled", dueAt: now });
+    expect(first.event).toEqual(event);
+    expect(first.lastStep).toBeUndefined();
+    await store.claim("evt-store", "thank-you.thank-you", now, 60_000);
+    await store.transition("evt-store", "thank-you.thank-you", ["sending"], { state: "sent" }, now);
+    expect(await store.loadEvent("evt-store")).toEqual(event);
+
+    const last = await store.sendView("evt-store", "big-ticket.check-in");
+    expect(last.event).toEqual(event);
+    const trim = last.lastStep?.();
+    expect(trim?.asRead).toEqual(purchaseOfFields(await redis.hgetallBuffer(recordKey())));
+    await store.claim("evt-store", "big-ticket.check-in", now, 60_000);
+    const skipped = await store.transition(
+      "evt-store",
+      "big-ticket.check-in",
+      ["sending"],
+      { state: "skipped", reason: { code: "opted-out", text: "opted out" } },
+      now,
+      undefined,
+      undefined,
+      trim,
+    );
+    expect(skipped?.state).toBe("skipped");
+    expect(await store.loadEvent("evt-store")).toBeUndefined();
+    expect((await store.loadKept("evt-store"))?.customer.firstName).toBe("Ana");
+    expect(await store.summary("evt-store")).toEqual({
+      orderId: event.orderId,
+      customerName: "Ana Novak",
+    });
+    // Read again (a resend): rebuilt from the kept part, with nothing left to scrub.
+    const again = await store.sendView("evt-store", "big-ticket.check-in");
+    expect(again.record?.state).toBe("skipped");
+    expect(again.event?.customer.name).toBe("Ana");
+    expect(again.lastStep).toBeUndefined();
+    // An event without a record: neither.
+    expect(await store.sendView("evt-gone", "thank-you.thank-you")).toEqual({});
+  });
+
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);

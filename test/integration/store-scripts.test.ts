@@ -5,7 +5,7 @@ import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
-import { decodeStoredStep } from "../../src/store/step-record.js";
+import { decodeStoredStep, encodeStoredStep } from "../../src/store/step-record.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 /**
@@ -394,6 +394,45 @@ describe("the store's Lua scripts", () => {
     await redis.del(record());
     expect(await update("s:a", NOW + DAY, "sent", { dl: "delivered" })).toEqual([0, ""]);
     expect(await redis.exists(record())).toBe(0);
+  });
+
+  it("update-step: scrubs the purchase with the last pending step's change when passed the purchase it read", async () => {
+    const SUMMARY = '{"o":"ord-1","n":"Ana Novak"}';
+    const whole = Buffer.from("w".repeat(150));
+    const kept = Buffer.from("k".repeat(70));
+    await scheduleTwo(whole);
+    const end = (field: string, due: number, asRead: Buffer) =>
+      redis.fuUpdateStep(
+        record(),
+        purchase(),
+        hour(),
+        dayKey(due),
+        field,
+        NOW,
+        "scheduled,sending",
+        JSON.stringify({ s: "sent" }),
+        "",
+        dayOf(due),
+        asRead,
+        kept,
+        SUMMARY,
+      );
+    // s:b still waits: the purchase stays whole.
+    expect((await end("s:a", NOW + DAY, whole))[2]).toBe(0);
+    expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(whole);
+    expect(await redis.hexists(record(), "m")).toBe(0);
+    // The last one, but the worker read another purchase (planned again meanwhile): left whole.
+    const [changed, , trimmed] = await end("s:b", NOW + 90 * DAY, Buffer.from("another"));
+    expect([changed, trimmed]).toEqual([1, 0]);
+    expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(whole);
+    // The last one, with the purchase as read: the kept part and the summary, in the same script.
+    const waiting = { s: "scheduled", d: NOW + 90 * DAY, c: "sms", k: "check-in" } as const;
+    await redis.hset(record(), "s:b", encodeStoredStep(waiting));
+    expect(await end("s:b", NOW + 90 * DAY, whole)).toEqual([1, expect.any(String), 1]);
+    const fields = await redis.hgetallBuffer(record());
+    expect(purchaseOfFields(fields)).toEqual(kept);
+    expect(fields.p2).toBeUndefined();
+    expect(fields.m?.toString()).toBe(SUMMARY);
   });
 
   it("add-reply and resolve-reply: append every reply, turn a reply kept the old way into reply 1, resolve once", async () => {

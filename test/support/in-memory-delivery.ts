@@ -3,7 +3,7 @@ import type { Channel, PurchaseCompleted } from "../../src/domain/events.js";
 import type { FrequencyCap } from "../../src/domain/rules.js";
 import type { DeliveryDeps, DeliveryJob } from "../../src/queue/delivery-processor.js";
 import type { LedgerEntry } from "../../src/store/delivery-ledger.js";
-import type { ClaimResult } from "../../src/store/follow-up-store.js";
+import type { ClaimResult, SendView } from "../../src/store/follow-up-store.js";
 import type { CapResult } from "../../src/store/frequency-cap-store.js";
 import type { RateTake } from "../../src/store/rate-limiter.js";
 import type { StepRef } from "../../src/store/sms-references.js";
@@ -116,6 +116,13 @@ export class InMemoryFollowUpStore implements DeliveryStore {
 
   async loadForSend(eventId: string): Promise<PurchaseCompleted | undefined> {
     return this.events.get(eventId);
+  }
+
+  /** The step's record and the purchase; nothing to scrub in memory (no `lastStep`). */
+  async sendView(eventId: string, stepId: string): Promise<SendView> {
+    const record = this.record(eventId, stepId);
+    const event = this.events.get(eventId);
+    return { ...(record && { record }), ...(event && { event }) };
   }
 
   async claim(

@@ -767,7 +767,7 @@ describe("a refunded purchase (event stopped)", () => {
 describe("when the store itself fails", () => {
   it("the job is retried after the first backoff delay, without touching the step", async () => {
     const w = world({ email: [ok("never")] });
-    w.store.loadForSend = async () => {
+    w.store.sendView = async () => {
       throw new Error("Connection is closed.");
     };
 
