@@ -553,7 +553,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     const promoter = createPromoter({
       replan: {
         generation: () => generation,
-        run: (eventId) => replanner.replanEvent(eventId, config.rules, generation),
+        run: (eventId, promoting) =>
+          replanner.replanEvent(eventId, config.rules, generation, promoting),
       },
       schedule,
       followUps: followUps.of(shard),

@@ -363,6 +363,11 @@ function createDelivery(deps: DeliveryDeps) {
         "previous sender vanished mid-send; sending again (possible duplicate)",
       );
     }
+    // A rules edit after the step was planned may send it on another channel: its record says so.
+    const channelChange =
+      claim.record.channel !== undefined && claim.record.channel !== step.channel
+        ? { channel: step.channel }
+        : {};
     const attempt: Attempt = {
       eventId,
       stepId,
@@ -373,6 +378,7 @@ function createDelivery(deps: DeliveryDeps) {
       followUpId,
       notes,
       ...(view.lastStep && { lastStep: view.lastStep }),
+      channelChange,
     };
 
     // A phone number is known by its keyed hash: whether it was texted before, and for the
@@ -465,7 +471,12 @@ function createDelivery(deps: DeliveryDeps) {
         eventId,
         stepId,
         ["sending"],
-        { state: "sent", providerId: result.id, attempts: claim.record.attempts + 1 },
+        {
+          state: "sent",
+          providerId: result.id,
+          attempts: claim.record.attempts + 1,
+          ...channelChange,
+        },
         doneMs,
         { outcome: "sent", ...sendLabels },
         claim.record.dueAt,
@@ -642,6 +653,8 @@ interface Attempt {
   readonly notes: DeliveryNotes;
   /** The purchase's scrub, when this step is its last pending one (SendView.lastStep). */
   readonly lastStep?: () => PurchaseTrim;
+  /** The channel it goes out on, when not the one its record was planned with. */
+  readonly channelChange: { readonly channel?: Channel };
 }
 
 async function fail(
@@ -661,7 +674,7 @@ async function fail(
     at.eventId,
     at.stepId,
     ["sending"],
-    { state: "failed", attempts, reason },
+    { state: "failed", attempts, reason, ...at.channelChange },
     nowMs,
     { outcome: "failed", ...at.labels, reason: described.code },
     at.record.dueAt,

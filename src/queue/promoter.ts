@@ -34,11 +34,12 @@ export interface PromoterDeps {
   /**
    * Re-plans a purchase planned under older rules than this worker's before its step becomes a
    * job, so a purchase an older worker scheduled during a rolling deploy converges on the newest
-   * rules too.
+   * rules too. `promoting` names its steps in the slice being promoted: though due within the
+   * horizon, they are re-planned (they are not jobs yet).
    */
   readonly replan?: {
     readonly generation: () => number;
-    readonly run: (eventId: string) => Promise<unknown>;
+    readonly run: (eventId: string, promoting: ReadonlySet<string>) => Promise<unknown>;
   };
 }
 
@@ -90,11 +91,18 @@ export function createPromoter(deps: PromoterDeps): Promoter {
   async function replanStale(slice: BucketSlice): Promise<void> {
     if (!deps.replan) return;
     const generation = deps.replan.generation();
-    const ids = [...new Set(slice.refs.map((ref) => ref.eventId))];
+    const stepsOf = new Map<string, Set<string>>();
+    for (const ref of slice.refs) {
+      const steps = stepsOf.get(ref.eventId) ?? new Set<string>();
+      steps.add(ref.stepId);
+      stepsOf.set(ref.eventId, steps);
+    }
+    const ids = [...stepsOf.keys()];
     const planned = await deps.schedule.generations(ids);
     for (const [i, id] of ids.entries()) {
       const was = planned[i];
-      if (was === undefined || was < generation) await deps.replan.run(id);
+      if (was === undefined || was < generation)
+        await deps.replan.run(id, stepsOf.get(id) ?? new Set());
     }
   }
 

@@ -28,6 +28,8 @@ const SLICE_SIZE = 1_000;
 const BUCKET_PAGE = 100;
 /** Purchases re-planned at once. */
 const CONCURRENCY = 16;
+/** No step held by a promoter (a re-plan of the walk, or a preview). */
+const NONE: ReadonlySet<string> = new Set();
 
 export interface ReplannerDeps {
   readonly store: FollowUpStore;
@@ -67,6 +69,7 @@ export function replanOf(
   history: { previousPurchases: number },
   now: DateTime,
   horizonMs: number,
+  promoting: ReadonlySet<string> = NONE,
 ): EventReplan {
   const steps: (StepReplan & { fromDueAt: number })[] = [];
   for (const [stepId, record] of records) {
@@ -83,10 +86,11 @@ export function replanOf(
       ruleId,
     };
     // A step whose bucket the promoter may have taken is (or is about to be) a BullMQ job: it
-    // stays as planned.
-    const decision: ReplanDecision = mayBePromoted(record.dueAt, now.toMillis(), horizonMs)
-      ? { action: "keep" }
-      : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
+    // stays as planned; unless it is one the promoter asking holds and has not made a job yet.
+    const decision: ReplanDecision =
+      !promoting.has(stepId) && mayBePromoted(record.dueAt, now.toMillis(), horizonMs)
+        ? { action: "keep" }
+        : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
     switch (decision.action) {
       case "keep":
         steps.push({ ...base, action: "keep", dueAt: record.dueAt, channel, kind });
@@ -127,8 +131,17 @@ export function replanOf(
 }
 
 export interface Replanner {
-  /** Re-plans one purchase under `rules` (generation `generation`); the summary of what changed. */
-  replanEvent(eventId: string, rules: RuleSet, generation: number): Promise<ReplanSummary>;
+  /**
+   * Re-plans one purchase under `rules` (generation `generation`); the summary of what changed.
+   * `promoting`: its steps (ids) in the schedule slice the calling promoter holds, re-planned
+   * although due within the horizon (no job exists for them yet).
+   */
+  replanEvent(
+    eventId: string,
+    rules: RuleSet,
+    generation: number,
+    promoting?: ReadonlySet<string>,
+  ): Promise<ReplanSummary>;
   /** Walks the whole schedule; stops between purchases once `stopped()` says so. */
   replanAll(rules: RuleSet, generation: number, stopped?: () => boolean): Promise<ReplanSummary>;
 }
@@ -149,6 +162,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     eventId: string,
     rules: RuleSet,
     generation: number,
+    promoting: ReadonlySet<string> = NONE,
   ): Promise<ReplanSummary> {
     const planned = await deps.store.generationOf(eventId);
     if (planned !== undefined && planned >= generation) return NOTHING;
@@ -165,9 +179,26 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     const history = recent ? { ...recorded, recent } : recorded;
     const effective = afterRefunds(event, order).event;
     const now = deps.clock();
-    const plan = replanOf(eventId, effective, records, rules, history, now, deps.horizonMs);
-    const keepUntil =
-      Math.max(...plan.steps.map((s) => s.dueAt), now.toMillis()) + deps.recordRetentionMs;
+    const plan = replanOf(
+      eventId,
+      effective,
+      records,
+      rules,
+      history,
+      now,
+      deps.horizonMs,
+      promoting,
+    );
+    // Kept RECORD_RETENTION_DAYS after the latest step under this plan: a pending one's due time,
+    // an ended one's end (a step this plan ends, ends now).
+    const latest = Math.max(
+      now.toMillis(),
+      ...plan.steps.filter((s) => s.action === "keep" || s.action === "move").map((s) => s.dueAt),
+      ...[...records.values()]
+        .filter((r) => r.state !== "scheduled")
+        .map((r) => Math.max(r.dueAt, r.changedAt ?? 0)),
+    );
+    const keepUntil = latest + deps.recordRetentionMs;
     const changed = await deps.store.replan(
       eventId,
       generation,

@@ -60,6 +60,8 @@ export interface StepRecord {
 /** What a state change or annotation sets; fields left out keep their value. */
 export interface StepPatch {
   readonly state?: StepState;
+  /** The channel it went out on, when a rules edit changed it after the step was planned. */
+  readonly channel?: Channel;
   readonly attempts?: number;
   readonly providerId?: string;
   readonly reason?: StepReason;
@@ -187,6 +189,7 @@ export function readStepRecord(raw: string): StepRecord {
 export function storedPatch(patch: StepPatch): Partial<StoredStep> {
   return {
     ...(patch.state !== undefined && { s: patch.state }),
+    ...(patch.channel !== undefined && { c: patch.channel }),
     ...(patch.attempts !== undefined && { a: patch.attempts }),
     ...(patch.providerId !== undefined && { id: patch.providerId }),
     ...(patch.reason !== undefined && { x: `${patch.reason.code}: ${patch.reason.text}` }),

@@ -12,6 +12,7 @@ import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
 import { claimShardCount } from "../../src/store/shards.js";
@@ -21,7 +22,9 @@ import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
+  promoteStep,
   startPipeline,
+  waitForState,
   whereWaiting,
 } from "../support/pipeline-harness.js";
 
@@ -156,6 +159,13 @@ describe("re-planning when the rules change", () => {
       return record.dueAt < moved.dueAt ? record : undefined;
     }, "the check-in to move to tomorrow");
     expect(Math.abs(tomorrow.dueAt - now.plus({ days: 1 }).toMillis())).toBeLessThan(1_000);
+    // The record (and the purchase in it) is kept RECORD_RETENTION_DAYS after its latest step,
+    // no longer: with the check-in earlier, for four months less.
+    const recordKey = new StoreKeys(
+      shardScope(p.prefix, await p.shardOf("evt-tv"), p.shards),
+    ).eventRecord("evt-tv");
+    const retention = p.env.RECORD_RETENTION_DAYS * 86_400_000;
+    expect(await p.redis.pexpiretime(recordKey)).toBe(tomorrow.dueAt + retention);
     expect(await p.store.generationOf("evt-tv")).toBe(first + 2);
     expect(await ledger.pending(Date.now() - 86_400_000, 200)).toEqual({
       email: 2,
@@ -163,6 +173,46 @@ describe("re-planning when the rules change", () => {
       voice: 0,
     });
     expect(p.twilio.messages).toHaveLength(0);
+  });
+});
+
+describe("a step sent on another channel than planned", () => {
+  it("is taken off the pending count it was added to, and its record names the channel it went on", async () => {
+    pipeline = await startPipeline("replan-channel");
+    const p = pipeline;
+    // The TV's check-in (by SMS, three months on) falls due in 40 seconds: a job at once, so the
+    // re-plan below leaves it as it is, and the rules edit reaches it only as it is sent.
+    const bought = DateTime.utc()
+      .setZone("Europe/London")
+      .minus({ months: 3 })
+      .plus({ seconds: 40 });
+    await p.publisher.publish(buy("evt-ch", "televisions", "899.00", bought) as never);
+    await eventually(
+      async () =>
+        (await whereWaiting(p, "evt-ch", "big-ticket.check-in")) === "job" ? true : undefined,
+      "the check-in to be a job",
+    );
+    const ledger = p.stores.of(0).ledger;
+    const pending = async () =>
+      (await ledger.pendingCounts(Date.now() - 2 * 86_400_000, 4)).filter(
+        (count) => count.ruleId === "big-ticket",
+      );
+    expect(await pending()).toMatchObject([{ channel: "sms", count: 1 }]);
+
+    await editRules(p, (doc) => {
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "channel"], "email");
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "template"], "thank-you");
+    });
+    await eventually(
+      async () => (p.logs.some((line) => line.msg === "config reloaded") ? true : undefined),
+      "the edited rules to be loaded",
+    );
+    await promoteStep(p, "evt-ch", "big-ticket.check-in");
+    const sent = await waitForState(p, "evt-ch", "big-ticket.check-in", "sent");
+    expect(sent.channel).toBe("email");
+    expect(p.twilio.messages).toHaveLength(0);
+    // Nothing pending is left under either channel: not +1 under sms, nor -1 under email.
+    expect(await pending()).toEqual([]);
   });
 });
 
@@ -196,7 +246,10 @@ describe("rules generations", () => {
     );
     const now = DateTime.utc();
     await p.publisher.publish(buy("evt-a", "televisions", "899.00", now) as never);
-    await p.publisher.publish(buy("evt-b", "televisions", "899.00", now) as never);
+    // evt-b's thank-you (an hour after the purchase) is due already and goes; its check-in
+    // waits in the schedule alone.
+    const boughtB = now.minus({ minutes: 61 });
+    await p.publisher.publish(buy("evt-b", "televisions", "899.00", boughtB) as never);
     const planned = await eventually(async () => {
       const [a, b] = await Promise.all(
         ["evt-a", "evt-b"].map((id) => whereWaiting(p, id, "big-ticket.check-in")),
@@ -206,19 +259,21 @@ describe("rules generations", () => {
         : undefined;
     }, "both purchases to be planned");
     expect(await p.store.generationOf("evt-a")).toBe(g1);
-    const inThreeMonths = now.setZone("Europe/London").plus({ months: 3 }).toISODate();
+    const inThreeMonths = boughtB.setZone("Europe/London").plus({ months: 3 }).toISODate();
     expect(DateTime.fromMillis(planned.dueAt, { zone: "Europe/London" }).toISODate()).toBe(
       inThreeMonths,
     );
 
     const logger = createLogger({ level: "silent", pretty: false });
+    // One clock for the replanner and the promoter, as in a worker.
+    let clockMs = Date.now();
     const replanner = createReplanner({
       store: p.store,
       schedule: new FollowUpSchedule(p.redis, p.prefix),
       history: new CustomerHistoryStore(p.redis, p.prefix),
       orders: new OrderStore(p.redis, p.prefix),
       logger,
-      clock: () => DateTime.utc(),
+      clock: () => DateTime.fromMillis(clockMs, { zone: "utc" }),
       horizonMs: p.env.PROMOTE_HORIZON_MS,
       recordRetentionMs: 90 * 86_400_000,
     });
@@ -231,23 +286,28 @@ describe("rules generations", () => {
 
     // evt-b was left at the older generation; a newer worker's promoter, minutes before it is
     // due, re-plans it first: it moves a month on instead of becoming a job.
+    // As if an older worker filed it after the walk: only the promoter sees it, once it falls
+    // within the horizon, and re-plans the step it holds although it is due within it.
+    await waitForState(p, "evt-b", "big-ticket.thank-you", "sent");
+    clockMs = planned.dueAt - 60_000;
     const promoter = createPromoter({
       schedule: new FollowUpSchedule(p.redis, p.prefix),
       followUps: p.followUps,
       horizonMs: p.env.PROMOTE_HORIZON_MS,
-      now: () => planned.dueAt - 60_000,
+      now: () => clockMs,
       logger,
       replan: {
         generation: () => g2,
-        run: (eventId) => replanner.replanEvent(eventId, newer.config.rules, g2),
+        run: (eventId, promoting) =>
+          replanner.replanEvent(eventId, newer.config.rules, g2, promoting),
       },
     });
-    // Only the two thank-yous (due long before) become jobs.
-    expect(await promoter.promoteDue()).toBe(2);
+    // Only evt-a's thank-you (due long before) becomes a job.
+    expect(await promoter.promoteDue()).toBe(1);
     const movedB = await step(p, "evt-b", "big-ticket.check-in");
     expect(movedB.state).toBe("scheduled");
     expect(DateTime.fromMillis(movedB.dueAt, { zone: "Europe/London" }).toISODate()).toBe(
-      now.setZone("Europe/London").plus({ months: 4 }).toISODate(),
+      boughtB.setZone("Europe/London").plus({ months: 4 }).toISODate(),
     );
     expect(await whereWaiting(p, "evt-b", "big-ticket.check-in")).toBe("schedule");
     await rm(newerDir, { recursive: true, force: true });

@@ -14,6 +14,12 @@ export interface WorkerProcess {
   exited(): Promise<number | null>;
 }
 
+/** Workers still running: killed when the test process exits, so a failed test leaks none. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) if (child.exitCode === null) child.kill("SIGKILL");
+});
+
 /** Starts the real CLI (`src/cli.ts worker`) through tsx with the given environment. */
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "worker"], {
@@ -31,6 +37,8 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
   child.stderr?.on("data", (chunk: Buffer) => {
     text += chunk.toString();
   });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   const exited = once(child, "exit");
   return {
     child,

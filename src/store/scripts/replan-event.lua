@@ -22,7 +22,9 @@
             nd = new due, oc = channel counted under, c = channel, k = kind, r = rule id,
             x = reason (`code: text`), f = ledger fields to count, b = bucket number, bs = its start,
             t = bucket entry })
-    ARGV[5] keep the record, the purchase and moved steps' buckets until at least (epoch ms)
+    ARGV[5] the record's and the purchase's expiry under this plan (epoch ms): the retention after
+            its latest step, later when a step moved later, earlier when the latest one moved
+            earlier or ended; moved steps' buckets are kept until at least then
 
   Output: how many steps changed, or -1 when the record is gone or already at this generation
 ]]
@@ -74,8 +76,9 @@ for i, step in ipairs(steps) do
   end
 end
 redis.call('HSET', KEYS[1], 'g', generation)
--- A step moved later keeps its record and purchase with it.
-if redis.call('PTTL', KEYS[1]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[5], 'GT') end
-if redis.call('PTTL', KEYS[2]) > 0 then redis.call('PEXPIREAT', KEYS[2], ARGV[5], 'GT') end
+-- The record and the purchase live as long as the plan needs them, no longer (a step moved
+-- earlier or cancelled shortens it: personal data is kept only while a follow-up needs it).
+if redis.call('PTTL', KEYS[1]) > 0 then redis.call('PEXPIREAT', KEYS[1], ARGV[5]) end
+if redis.call('PTTL', KEYS[2]) > 0 then redis.call('PEXPIREAT', KEYS[2], ARGV[5]) end
 if ended then finishIfDone(KEYS[1], KEYS[2]) end
 return changed

@@ -51,6 +51,6 @@ redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 for _, field in ipairs(spec.f) do redis.call('HINCRBY', KEYS[2], field, 1) end
 redis.call('PEXPIRE', KEYS[2], spec.ttl)
 local generation = redis.call('HGET', KEYS[1], 'g')
-redis.call('HINCRBY', KEYS[3], pendingField(generation, rec, spec.ch, spec.r), 1)
+redis.call('HINCRBY', KEYS[3], pendingField(generation, rec, rec.c or spec.ch, spec.r), 1)
 redis.call('PEXPIREAT', KEYS[3], (math.floor(now / 86400000) + 2) * 86400000)
 return { 1, encodeStep(rec) }

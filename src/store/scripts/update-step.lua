@@ -43,11 +43,14 @@ for state in string.gmatch(ARGV[3], '[^,]+') do
 end
 if not allowed then return { 0, raw or '' } end
 local oldState = rec.s
+-- Counted as pending under its due time and channel before the patch (which may set another
+-- channel: the one a rules edit sent it on).
+local counted = { d = rec.d, c = rec.c }
 for k, v in pairs(cjson.decode(ARGV[4])) do rec[k] = v end
 rec.t = now
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 if ARGV[5] ~= '' then
-  countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false, rec,
+  countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false, counted,
     redis.call('HGET', KEYS[1], 'g'))
 end
 local trimmed = 0

@@ -14,7 +14,10 @@
     dayKey     the pending count of the step's due day (declared in the caller's KEYS)
     spec       { f = { aggregate fields }, ttl = ms the hour is kept, ch = channel, r = rule id }
     wasCounted whether the step was counted as pending when it was scheduled
-    rec        the step record (its due time)
+    rec        the step record as it was counted: its due time, and its channel (`c`), which is
+               the one it was scheduled or last re-planned with; spec.ch for a record without one
+               (a step sent on another channel after a rules edit is still taken off the count
+               it was added to)
     generation the event record's `g` (false when it has none)
   Needs PENDING (lib/pending-states.lua).
 ]]
@@ -29,6 +32,6 @@ local function countChange(hourKey, dayKey, spec, oldState, newState, wasCounted
   -- A day that has passed has expired: nothing to take away, and no key without a TTL.
   if wasCounted and PENDING[oldState] and not PENDING[newState]
     and redis.call('EXISTS', dayKey) == 1 then
-    redis.call('HINCRBY', dayKey, pendingField(generation, rec, spec.ch, spec.r or ''), -1)
+    redis.call('HINCRBY', dayKey, pendingField(generation, rec, rec.c or spec.ch, spec.r or ''), -1)
   end
 end
