@@ -105,6 +105,17 @@ export class EventPublisher {
     return { eventId, jobId };
   }
 
+  /**
+   * Whether publishing `event` would throw EventIdConflictError now: another event waits under its
+   * id. (A check before publishing several, so that none is enqueued when one would be refused.)
+   */
+  async conflicts(event: FollowUpEventInput): Promise<boolean> {
+    const parsed = parseEvent(event, { now: this.clock() });
+    if (!parsed.ok) return false;
+    const queued = await this.queue.getJob(eventJobId(parsed.event.id));
+    return queued !== undefined && !sameEvent(queued.name, queued.data, parsed.event);
+  }
+
   async close(): Promise<void> {
     await this.queue.close();
     await this.ownConnection?.quit();

@@ -1,6 +1,6 @@
 import { DiscountCodes } from "../store/discount-codes.js";
-import { commandRedis } from "./command-redis.js";
-import { type CommandIo, EXIT } from "./io.js";
+import { commandRedis, refuseIfMoved } from "./command-redis.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 /**
  * `followups code <CODE>`: what a till would learn of a discount code (valid, expired, redeemed
@@ -12,7 +12,13 @@ export async function runCode(
   options: { readonly json?: boolean },
   io: CommandIo,
 ): Promise<number> {
+  if (typed.trim() === "")
+    throw new CommandError(
+      "CODE: expected a discount code, such as K7QM-2XRD, got nothing",
+      EXIT.usage,
+    );
   const { redis, prefix } = await commandRedis();
+  await refuseIfMoved(redis, prefix);
   try {
     const found = await new DiscountCodes(redis, prefix).lookup(typed.trim(), Date.now());
     if (!found) {

@@ -8,7 +8,7 @@ import {
   createRedisClient,
   type RedisClient,
 } from "../store/redis-client.js";
-import { startRefusal, storedShardCount } from "../store/shards.js";
+import { moveRefusal, startRefusal, storedShardCount } from "../store/shards.js";
 import { CommandError } from "./io.js";
 
 /**
@@ -84,6 +84,17 @@ export async function commandRedis(): Promise<{
     );
   }
   return { redis, prefix: env.QUEUE_PREFIX, horizonMs: env.PROMOTE_HORIZON_MS, env };
+}
+
+/**
+ * Refuses (exit 1, the connection closed) a deployment that moved to another Redis or is still
+ * arriving from one (followups migrate): what a command publishes or changes there would be lost.
+ */
+export async function refuseIfMoved(redis: RedisClient, prefix: string): Promise<void> {
+  const refusal = await moveRefusal(redis, prefix);
+  if (!refusal) return;
+  redis.disconnect();
+  throw new CommandError(refusal);
 }
 
 /**

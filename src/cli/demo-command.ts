@@ -10,7 +10,7 @@ import { EventPublisher } from "../publisher.js";
 import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
 import { renderPlanTable } from "../reports/plan-table.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandConnection, commandEnv } from "./command-redis.js";
+import { commandConnection, commandEnv, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 /**
@@ -47,6 +47,7 @@ export async function runDemo(
   const id = (name: string) => `demo-${run}-${name}`;
   const samples = demoSamples(rules, now, id);
   const { redis } = await commandConnection(read);
+  await refuseIfMoved(redis, env.QUEUE_PREFIX);
   const publisher = new EventPublisher({
     connection: redis,
     prefix: env.QUEUE_PREFIX,

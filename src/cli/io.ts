@@ -51,6 +51,11 @@ export async function readInput(file: string): Promise<string> {
 }
 
 /** Parses JSON text, naming the file and position of a syntax error. */
+/** A date-time that names its offset; without one, luxon would read it in the host's zone. */
+export function namesOffset(text: string): boolean {
+  return /T.*(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(text.trim());
+}
+
 export function parseJsonText(text: string, source: string): unknown {
   try {
     return JSON.parse(text);

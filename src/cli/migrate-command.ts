@@ -27,6 +27,11 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
     if (!URL.canParse(part.trim()) || !/^rediss?:$/.test(new URL(part.trim()).protocol))
       throw new CommandError(`--to-url: ${expected}; got a value that is not one`, EXIT.usage);
   }
+  if (options.toUrl.includes(",") && !options.toCluster)
+    throw new CommandError(
+      "--to-url: several URLs are the nodes of a Redis Cluster: add --to-cluster",
+      EXIT.usage,
+    );
   const { redis, prefix, env } = await commandRedis();
   try {
     const { redis: target } = await commandConnection({
@@ -34,7 +39,7 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
       redisSource: "--to-url",
     }).catch((error: unknown) => {
       throw error instanceof CommandError
-        ? new CommandError(error.message.replaceAll(options.toUrl, redisNodesName(options.toUrl)))
+        ? new CommandError(aboutTarget(error.message, options))
         : error;
     });
     try {
@@ -61,6 +66,23 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
   } finally {
     redis.disconnect();
   }
+}
+
+/**
+ * A refusal of the new Redis in the words of this command: its flags instead of the variables a
+ * connection is described with, and the URL never echoed (it may carry a password).
+ */
+function aboutTarget(message: string, options: MigrateOptions): string {
+  return message
+    .replaceAll(options.toUrl, redisNodesName(options.toUrl))
+    .replace(
+      /^the Redis at REDIS_URL is a Redis Cluster node: set REDIS_CLUSTER=true.*$/s,
+      "the Redis at --to-url is a Redis Cluster node: add --to-cluster",
+    )
+    .replace(
+      /^REDIS_CLUSTER=true, but the Redis at REDIS_URL is not a Redis Cluster node.*$/s,
+      "--to-cluster, but the Redis at --to-url is not a Redis Cluster node: leave out --to-cluster, or list the cluster's nodes in --to-url",
+    );
 }
 
 function renderMigrate(done: MigrateResult, options: MigrateOptions): string {

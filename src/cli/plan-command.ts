@@ -8,7 +8,7 @@ import { renderPlanTable, type StepCost } from "../reports/plan-table.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
+import { CommandError, type CommandIo, EXIT, namesOffset, parseJsonText, readInput } from "./io.js";
 import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface PlanOptions {
@@ -100,14 +100,11 @@ export function readPurchase(input: unknown, source: string, now?: DateTime): Pu
   return result.event;
 }
 
-/** A date-time that names its offset; without one, luxon would read it in the host's zone. */
-const WITH_OFFSET = /T.*(?:Z|[+-]\d{2}(?::?\d{2})?)$/i;
-
 /** Reads `--now`, or the clock when it is absent (the only clock read on this path). */
 export function parseNow(text: string | undefined): DateTime {
   if (text === undefined) return DateTime.utc();
   const now = DateTime.fromISO(text, { setZone: true });
-  if (!now.isValid || !WITH_OFFSET.test(text.trim())) {
+  if (!now.isValid || !namesOffset(text)) {
     throw new CommandError(
       `--now: expected an ISO-8601 date-time with an offset, such as 2026-11-23T09:00:00Z, got ${JSON.stringify(text)}`,
       EXIT.usage,

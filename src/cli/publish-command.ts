@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { DateTime, Duration } from "luxon";
+import { eventFingerprint } from "../domain/event-fingerprint.js";
 import { describeProblems, parseEvent } from "../domain/events.js";
-import { EventPublisher, InvalidEventError } from "../publisher.js";
+import { EventIdConflictError, EventPublisher, InvalidEventError } from "../publisher.js";
 import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
-import { commandConnection, commandEnv } from "./command-redis.js";
-import { CommandError, type CommandIo, EXIT, parseJsonText, readInput } from "./io.js";
+import { commandConnection, commandEnv, refuseIfMoved } from "./command-redis.js";
+import { CommandError, type CommandIo, EXIT, namesOffset, parseJsonText, readInput } from "./io.js";
 
 /**
  * `followups publish EVENT.json` (or `-`): validates and enqueues events for shells and scripts.
@@ -30,7 +31,12 @@ export async function runPublish(
   const events = parseEvents(await readInput(file), file).map((event) =>
     restamp(event, occurredAt, options.newId === true),
   );
+  if (events.length === 0) {
+    io.err(`${file} holds no events: nothing published\n`);
+    return EXIT.ok;
+  }
   const { redis } = await commandConnection(read);
+  await refuseIfMoved(redis, env.QUEUE_PREFIX);
   const publisher = new EventPublisher({
     connection: redis,
     prefix: env.QUEUE_PREFIX,
@@ -41,10 +47,29 @@ export async function runPublish(
     const problems: string[] = [];
     // The publisher judges `occurredAt` against this clock too: nothing is enqueued unless all pass.
     const now = DateTime.utc();
-    events.forEach((event, index) => {
+    // Each id once in the file, unless for the same event (a repeat is a no-op, as a retry is).
+    const seen = new Map<string, { index: number; fingerprint: string }>();
+    for (const [index, event] of events.entries()) {
       const parsed = parseEvent(event, { now });
-      if (!parsed.ok) problems.push(`event ${index + 1}:\n${describeProblems(parsed.problems)}`);
-    });
+      if (!parsed.ok) {
+        problems.push(`event ${index + 1}:\n${describeProblems(parsed.problems)}`);
+        continue;
+      }
+      const fingerprint = eventFingerprint(parsed.event);
+      const first = seen.get(parsed.event.id);
+      if (first) {
+        if (first.fingerprint !== fingerprint)
+          problems.push(
+            `event ${index + 1}: id ${parsed.event.id} is event ${first.index + 1}'s, with other content`,
+          );
+        continue;
+      }
+      seen.set(parsed.event.id, { index, fingerprint });
+      if (await publisher.conflicts(event as never))
+        problems.push(
+          `event ${index + 1}: id ${parsed.event.id} waits in the queue already with other content (a new event needs a new id; --new-id makes one)`,
+        );
+    }
     if (problems.length > 0)
       throw new CommandError(`${file}: nothing published\n${problems.join("\n")}`);
     for (const event of events) {
@@ -54,7 +79,9 @@ export async function runPublish(
       );
     }
   } catch (error) {
-    if (error instanceof InvalidEventError) throw new CommandError(error.message);
+    // Raced: another publisher took an id between the check and the publish.
+    if (error instanceof InvalidEventError || error instanceof EventIdConflictError)
+      throw new CommandError(error.message);
     throw error;
   } finally {
     await publisher.close();
@@ -65,14 +92,32 @@ export async function runPublish(
 
 function parseEvents(text: string, source: string): unknown[] {
   const trimmed = text.trim();
-  if (trimmed.startsWith("[")) return parseJsonText(trimmed, source) as unknown[];
-  const lines = trimmed.split("\n").filter((line) => line.trim() !== "");
-  if (lines.length > 1 && lines.every((line) => line.trim().startsWith("{"))) {
-    try {
-      return lines.map((line) => JSON.parse(line));
-    } catch {
-      // Not NDJSON after all: a pretty-printed single event.
+  if (trimmed === "") return [];
+  if (trimmed.startsWith("[")) {
+    const events = parseJsonText(trimmed, source);
+    if (!Array.isArray(events)) throw new CommandError(`${source}: not valid JSON`);
+    return events;
+  }
+  const lines = text.split("\n");
+  const filled = lines.filter((line) => line.trim() !== "");
+  if (filled.length > 1 && filled.every((line) => line.trim().startsWith("{"))) {
+    const events: unknown[] = [];
+    for (const [index, line] of lines.entries()) {
+      if (line.trim() === "") continue;
+      try {
+        events.push(JSON.parse(line));
+      } catch (error) {
+        // Not NDJSON after all if the whole text is one (pretty-printed) event.
+        try {
+          return [JSON.parse(trimmed)];
+        } catch {
+          throw new CommandError(
+            `${source}:${index + 1}: not valid JSON (${(error as Error).message})`,
+          );
+        }
+      }
     }
+    return events;
   }
   return [parseJsonText(trimmed, source)];
 }
@@ -86,9 +131,10 @@ function resolveOccurredAt(text: string): string {
     if (ago.isValid) return now.minus(ago).toISO({ suppressMilliseconds: true }) ?? "";
   }
   const at = DateTime.fromISO(text, { setZone: true });
-  if (!text.startsWith("-") && at.isValid) return at.toISO({ suppressMilliseconds: true }) ?? "";
+  if (!text.startsWith("-") && at.isValid && namesOffset(text))
+    return at.toISO({ suppressMilliseconds: true }) ?? "";
   throw new CommandError(
-    `--occurred-at: expected an ISO date-time, now, or a negative duration such as -PT2H, got ${JSON.stringify(text)}`,
+    `--occurred-at: expected an ISO date-time with an offset (2026-11-23T09:00:00Z), now, or a negative duration such as -PT2H, got ${JSON.stringify(text)}`,
     EXIT.usage,
   );
 }

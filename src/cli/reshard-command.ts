@@ -1,6 +1,7 @@
+import { MAX_SHARDS } from "../domain/shard-spec.js";
 import { MoveRefused } from "../operations/job-moves.js";
 import { type ReshardResult, reshard } from "../operations/reshard.js";
-import { commandRedis } from "./command-redis.js";
+import { commandRedis, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName } from "./operator-session.js";
 
@@ -16,18 +17,20 @@ export interface ReshardOptions {
  * worker stopped, moving each customer and their purchases to their shard under the new count.
  */
 export async function runReshard(options: ReshardOptions, io: CommandIo): Promise<number> {
-  if (!/^\d+$/.test(options.to ?? ""))
+  const to = Number(options.to);
+  if (!/^\d+$/.test(options.to ?? "") || to < 1 || to > MAX_SHARDS)
     throw new CommandError(
-      `--to: expected the new shard count, a whole number, got ${JSON.stringify(options.to)}`,
+      `--to: expected the new shard count, a whole number from 1 to ${MAX_SHARDS}, got ${JSON.stringify(options.to)}`,
       EXIT.usage,
     );
   const { redis, prefix, env } = await commandRedis();
+  await refuseIfMoved(redis, prefix);
   try {
     const done = await reshard({
       redis,
       prefix,
       cluster: env.REDIS_CLUSTER,
-      to: Number(options.to),
+      to,
       ...(options.dryRun && { dryRun: true }),
       by: operatorName(options.by),
       onPart: (part) => {

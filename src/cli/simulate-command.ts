@@ -336,12 +336,18 @@ function printBadLines(
 }
 
 async function fileSize(file: string): Promise<number> {
+  let found: Awaited<ReturnType<typeof stat>>;
   try {
-    return (await stat(file)).size;
+    found = await stat(file);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new CommandError(`${file}: ${code === "ENOENT" ? "file not found" : String(error)}`);
   }
+  if (!found.isFile())
+    throw new CommandError(
+      `${file}: expected a file of purchases (NDJSON), got a directory or device`,
+    );
+  return found.size;
 }
 
 function progressBar(total: number, io: CommandIo) {

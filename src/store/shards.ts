@@ -200,11 +200,21 @@ export async function startRefusal(
   redis: RedisClient,
   prefix: string,
 ): Promise<string | undefined> {
-  const [resharding, { moved, arriving }] = await Promise.all([
+  const [resharding, moving] = await Promise.all([
     reshardUnderWay(redis, prefix),
-    moveMarks(redis, prefix),
+    moveRefusal(redis, prefix),
   ]);
   if (resharding) return reshardRefusal(resharding);
+  return moving;
+}
+
+/**
+ * Why nothing may be published to, changed on or read from this Redis's deployment, or undefined:
+ * it moved to another Redis, or is still arriving from one (followups migrate). Unlike a reshard
+ * under way (startRefusal), during which publishers may go on adding events for the workers.
+ */
+export async function moveRefusal(redis: RedisClient, prefix: string): Promise<string | undefined> {
+  const { moved, arriving } = await moveMarks(redis, prefix);
   if (moved)
     return moved.finishedAt
       ? `this deployment moved to ${moved.redis} (followups migrate, ${moved.finishedAt}): point REDIS_URL and REDIS_CLUSTER at it`

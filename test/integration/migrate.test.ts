@@ -1,7 +1,13 @@
+import { rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { Queue, Worker } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { runCode } from "../../src/cli/code-command.js";
 import { runMigrate } from "../../src/cli/migrate-command.js";
+import { runPublish } from "../../src/cli/publish-command.js";
+import { runReshard } from "../../src/cli/reshard-command.js";
 import { migrate } from "../../src/operations/migrate.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import {
@@ -258,6 +264,17 @@ describe("followups migrate", () => {
     await expect(workerOn(p.envVars)).rejects.toThrow(
       /this deployment moved to .* point REDIS_URL/,
     );
+    // So are the commands that publish, change or read there (what they did would be lost).
+    process.env = { ...savedEnv, ...p.envVars };
+    const lateFile = path.join(tmpdir(), `${p.prefix}-late.json`);
+    await writeFile(lateFile, JSON.stringify(newspaper("late-cli", 1)));
+    for (const run of [
+      () => runPublish(lateFile, {}, captureIo()),
+      () => runReshard({ to: "3" }, captureIo()),
+      () => runCode("K7QM-2XRD", {}, captureIo()),
+    ])
+      await expect(run()).rejects.toThrow(/^this deployment moved to .* point REDIS_URL/);
+    await rm(lateFile);
     // A publisher not yet pointed at the new Redis: running the command again copies its event.
     await p.publisher.publish(newspaper("late", 1) as never);
     // An operator discarded the failed event on the new Redis: running the command again does
@@ -431,6 +448,21 @@ describe("followups migrate", () => {
     );
     await expect(typo).rejects.toThrow("--to-url: expected the new Redis's URL");
     await expect(typo).rejects.not.toThrow("S3cret");
+    // Several URLs are a cluster's nodes: without --to-cluster, a usage error, the URLs not echoed.
+    const nodes = runMigrate(
+      { toUrl: `redis://:S3cret@127.0.0.1:7000,${source.url}`, dryRun: true },
+      captureIo(),
+    );
+    await expect(nodes).rejects.toMatchObject({
+      code: 2,
+      message: "--to-url: several URLs are the nodes of a Redis Cluster: add --to-cluster",
+    });
+    // A single Redis taken for a cluster: said in the command's own flags.
+    await expect(
+      runMigrate({ toUrl: `${source.url}/5`, toCluster: true, dryRun: true }, captureIo()),
+    ).rejects.toThrow(
+      /^--to-cluster, but the Redis at --to-url is not a Redis Cluster node: leave out --to-cluster/,
+    );
     await p.worker?.close();
     p.worker = undefined;
     // A replica (of the old Redis, here) takes no writes: refused before anything is marked.

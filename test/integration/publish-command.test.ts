@@ -87,4 +87,59 @@ describe("followups publish", () => {
       prioritized: 0,
     });
   });
+
+  it("enqueues nothing when an id is taken by other content, in the queue or earlier in the file", async () => {
+    pipeline = await startPipeline("publish-conflict", { startWorker: false });
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    await p.publisher.publish(tv("evt-pub-taken") as never);
+    const file = path.join(p.configDir, "conflict.ndjson");
+    const changed = { ...tv("evt-pub-taken"), orderId: "ord-other" };
+    const twice = [tv("evt-pub-twice"), { ...tv("evt-pub-twice"), orderId: "ord-x" }];
+    await writeFile(
+      file,
+      [tv("evt-pub-new"), changed, ...twice, tv("evt-pub-new")]
+        .map((e) => JSON.stringify(e))
+        .join("\n"),
+    );
+    const refused = runPublish(file, {}, captureIo());
+    await expect(refused).rejects.toMatchObject({ code: 1 });
+    await expect(refused).rejects.toThrow(
+      /nothing published\nevent 2: id evt-pub-taken waits in the queue already with other content[^\n]*\nevent 4: id evt-pub-twice is event 3's, with other content$/,
+    );
+    // Only the event published before waits; the same event again is no conflict.
+    expect((await p.events.getJobs(["waiting"])).map((job) => job.id)).toEqual(["evt-pub-taken"]);
+    await writeFile(
+      file,
+      `${JSON.stringify(tv("evt-pub-taken"))}\n${JSON.stringify(tv("evt-pub-a"))}\n`,
+    );
+    expect(await runPublish(file, {}, captureIo())).toBe(0);
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 2 });
+  });
+
+  it("names the line of an NDJSON file that is not JSON, and refuses a time without an offset", async () => {
+    pipeline = await startPipeline("publish-lines", { startWorker: false });
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    const file = path.join(p.configDir, "broken.ndjson");
+    await writeFile(
+      file,
+      `${JSON.stringify(tv("evt-l1"))}\n\n${JSON.stringify(tv("evt-l2")).slice(0, 40)}\n`,
+    );
+    await expect(runPublish(file, {}, captureIo())).rejects.toThrow(
+      new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3: not valid JSON`),
+    );
+    await expect(
+      runPublish(file, { occurredAt: "2026-12-03T10:00:00" }, captureIo()),
+    ).rejects.toMatchObject({
+      code: 2,
+      message: expect.stringMatching(/^--occurred-at: expected an ISO date-time with an offset/),
+    });
+    // No events at all: said, and nothing to do.
+    await writeFile(file, "[]");
+    const io = captureIo();
+    expect(await runPublish(file, {}, io)).toBe(0);
+    expect(io.errors()).toContain("holds no events: nothing published");
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
+  });
 });

@@ -449,9 +449,11 @@ describe("followups reshard", () => {
     await expect(runReshard({ to: "3" }, captureIo())).rejects.toThrow(
       'a change of the shard count from 2 to 4 is under way: finish it first with "followups reshard --to 4"',
     );
-    await expect(runReshard({ to: "two" }, captureIo())).rejects.toThrow(
-      '--to: expected the new shard count, a whole number, got "two"',
-    );
+    for (const to of ["two", "0", "1025", "1.5"])
+      await expect(runReshard({ to }, captureIo())).rejects.toMatchObject({
+        code: 2,
+        message: `--to: expected the new shard count, a whole number from 1 to 1024, got "${to}"`,
+      });
     // Run again, it finishes.
     const io = captureIo();
     expect(await runReshard({ to: "4", json: true }, io)).toBe(0);

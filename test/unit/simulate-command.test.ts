@@ -147,6 +147,11 @@ describe("simulate --steps", () => {
     await expect(
       runSimulate(file, { config: pricedConfig, steps: true, json: true }, memoryIo().io),
     ).rejects.toMatchObject({ code: EXIT.usage });
+    // A directory named instead of a file: one line, no stack trace.
+    await expect(runSimulate(dir, { config: pricedConfig }, memoryIo().io)).rejects.toMatchObject({
+      code: 1,
+      message: `${dir}: expected a file of purchases (NDJSON), got a directory or device`,
+    });
   });
 });
 
