@@ -105,10 +105,12 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     source: new Queue(OWNER_REPORTS_QUEUE, {
       connection: source,
       prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(source)),
+      skipMetasUpdate: true,
     }),
     target: new Queue(OWNER_REPORTS_QUEUE, {
       connection: target,
       prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(target)),
+      skipMetasUpdate: true,
     }),
   };
   const allQueues = [...pairs, reports].flatMap(({ source, target }) => [source, target]);
@@ -337,6 +339,9 @@ function queuePairs(options: MigrateOptions, shards: number): QueuePair[] {
     new Queue(name, {
       connection: redis,
       prefix: queuePrefix(prefix, name, isCluster(redis), shard, shards),
+      // A queue object writes its settings into Redis when it starts unless told not to: a dry
+      // run or a refused run would leave them on the new Redis. Workers write them at start.
+      skipMetasUpdate: true,
     });
   const pair = (name: string, shard = 0): QueuePair => ({
     source: on(source, name, shard),

@@ -91,16 +91,23 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
   }
   if (from === to && !mark) return result(from, to, options, emptyCounts(), 0, 0);
 
+  // Queue objects that write no settings into Redis when they start: a dry run writes nothing
+  // (the workers write them at start).
   const queueOf = (shard: number, shards: number) =>
     new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
       connection: redis,
       prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, options.cluster, shard, shards),
+      skipMetasUpdate: true,
     });
   const oldQueues = Array.from({ length: from }, (_, n) => queueOf(n, from));
   const newQueues = Array.from({ length: to }, (_, n) => queueOf(n, to));
   const others = [PURCHASE_EVENTS_QUEUE, OWNER_REPORTS_QUEUE, OWNER_ALERTS_QUEUE].map(
     (name) =>
-      new Queue(name, { connection: redis, prefix: queuePrefix(prefix, name, options.cluster) }),
+      new Queue(name, {
+        connection: redis,
+        prefix: queuePrefix(prefix, name, options.cluster),
+        skipMetasUpdate: true,
+      }),
   );
   // Jobs move from queue to queue, so a pause is carried as a whole: one paused queue pauses all
   // the new ones. Read before anything moves, and kept in the mark for a run that is finished later.

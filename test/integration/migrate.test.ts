@@ -38,7 +38,7 @@ import {
   type PipelineHarness,
   startPipeline,
 } from "../support/pipeline-harness.js";
-import { deleteKeysWithPrefix } from "../support/redis-namespace.js";
+import { deleteKeysWithPrefix, keysMatching } from "../support/redis-namespace.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 
 /**
@@ -434,6 +434,10 @@ describe("followups migrate", () => {
       await runMigrate({ toUrl: targetUrl(), toCluster: targetCluster(), dryRun: true }, dry),
     ).toBe(0);
     expect(dry.output()).toMatch(/would copy this deployment \(2 shards\)[\s\S]*snapshot/);
+    // Refused and dry runs leave nothing on the new Redis (no queue settings either).
+    const probe = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    expect(await keysMatching(probe, `*${p.prefix}*`)).toEqual([]);
+    probe.disconnect();
     await expect(runMigrate({ toUrl: source.url, dryRun: true }, captureIo())).rejects.toThrow(
       "--to-url names the Redis the deployment is on",
     );
