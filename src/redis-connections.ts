@@ -27,8 +27,12 @@ export async function connectRedis(
     ...options,
     lazyConnect: true,
   });
-  // A failed connect is reported by the rejection below, not as an unhandled error event.
-  const quiet = () => undefined;
+  // A failed connect is reported by the rejection below, not as an unhandled error event; the
+  // first error says why (ECONNREFUSED …), where the rejection says only "Connection is closed".
+  let first: Error | undefined;
+  const quiet = (error: Error) => {
+    first ??= error;
+  };
   redis.on("error", quiet);
   try {
     await redis.connect();
@@ -37,7 +41,7 @@ export async function connectRedis(
     redis.disconnect();
     throw new StartupError(
       (cluster && (await clusterRefusal(url))) ||
-        `cannot reach Redis at REDIS_URL: ${(error as Error).message}`,
+        `cannot reach Redis at REDIS_URL: ${(first ?? (error as Error)).message}`,
     );
   }
   const mismatch = await clusterMismatch(redis);

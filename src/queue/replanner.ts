@@ -28,6 +28,12 @@ const SLICE_SIZE = 1_000;
 const BUCKET_PAGE = 100;
 /** Purchases re-planned at once. */
 const CONCURRENCY = 16;
+/**
+ * How far beyond the horizon a re-plan that holds no bucket still leaves steps as they are: a
+ * promoter on a worker whose clock runs ahead, or that took the bucket between this re-plan's
+ * reading and its script, may have made them jobs already.
+ */
+export const REPLAN_MARGIN_MS = 60_000;
 /** No step held by a promoter (a re-plan of the walk, or a preview). */
 const NONE: ReadonlySet<string> = new Set();
 
@@ -85,10 +91,12 @@ export function replanOf(
       countedChannel: channel,
       ruleId,
     };
-    // A step whose bucket the promoter may have taken is (or is about to be) a BullMQ job: it
-    // stays as planned; unless it is one the promoter asking holds and has not made a job yet.
+    // A step whose bucket a promoter may have taken (a minute's margin beyond the horizon) is, or
+    // is about to be, a BullMQ job: it stays as planned; unless the promoter asking holds it and
+    // has not made it a job yet.
     const decision: ReplanDecision =
-      !promoting.has(stepId) && mayBePromoted(record.dueAt, now.toMillis(), horizonMs)
+      !promoting.has(stepId) &&
+      mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs)
         ? { action: "keep" }
         : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
     switch (decision.action) {

@@ -69,3 +69,22 @@ it("refuses to start on an invalid config, listing every problem", async () => {
   expect(worker.output()).toMatch(/rules\.yaml:1:\d+ version: expected version: 1/);
   expect(worker.output()).toMatch(/rules\.yaml:2:\d+ rules: expected at least one rule/);
 });
+
+it("says why it cannot reach Redis, in one line, and exits 1", async () => {
+  pipeline = await startPipeline("noredis", { startWorker: false });
+  // A port nothing listens on: freed right after the system handed it out.
+  const listener = createServer();
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const port = (listener.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => listener.close(() => resolve()));
+  const worker = spawnWorker({
+    ...pipeline.envVars,
+    REDIS_URL: `redis://127.0.0.1:${port}`,
+    REDIS_CLUSTER: "false",
+  });
+  expect(await worker.exited()).toBe(1);
+  expect(worker.output()).toContain(
+    `cannot reach Redis at REDIS_URL: connect ECONNREFUSED 127.0.0.1:${port}`,
+  );
+  expect(worker.output()).not.toMatch(/^\s+at /m);
+});

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { replanStep } from "../../src/domain/replan.js";
+import { REPLAN_MARGIN_MS, replanOf } from "../../src/queue/replanner.js";
 import { instant, item, oneStepRules, purchase } from "../support/fixtures.js";
 
 /** Bought 2026-11-02 10:00 London; the step was planned 30 days later. */
@@ -75,5 +76,42 @@ describe("re-planning one pending step", () => {
       action: "move",
       dueAt: now.toMillis(),
     });
+  });
+});
+
+describe("re-planning a purchase's steps near the promotion horizon", () => {
+  const HORIZON = 5 * 60_000;
+  const rules = oneStepRules({ delay: "P40D" });
+  // 09:04:30: the horizon reaches 09:09:30, the minute beyond it 09:10:30 (buckets of ten minutes).
+  const at = instant("2026-11-20T09:04:30Z");
+  const recordDue = (iso: string) =>
+    new Map([
+      [
+        "only.step",
+        {
+          state: "scheduled" as const,
+          dueAt: Date.parse(iso),
+          attempts: 0,
+          takeovers: 0,
+          resends: 0,
+          retries: 0,
+        },
+      ],
+    ]);
+  const actionOf = (dueIso: string, promoting?: ReadonlySet<string>) =>
+    replanOf("evt", event, recordDue(dueIso), rules, history, at, HORIZON, promoting).steps[0]
+      ?.action;
+
+  it("leaves a step a promoter may have made a job (within the horizon and a minute more) as it is", () => {
+    expect(REPLAN_MARGIN_MS).toBe(60_000);
+    expect(actionOf("2026-11-20T09:08:00Z")).toBe("keep");
+    // The bucket of 09:10 starts beyond the horizon, within the minute more.
+    expect(actionOf("2026-11-20T09:12:00Z")).toBe("keep");
+    expect(actionOf("2026-11-20T09:21:00Z")).toBe("move");
+  });
+
+  it("plans again the steps the asking promoter holds, due within the horizon or not", () => {
+    expect(actionOf("2026-11-20T09:08:00Z", new Set(["only.step"]))).toBe("move");
+    expect(actionOf("2026-11-20T09:08:00Z", new Set(["other.step"]))).toBe("keep");
   });
 });
