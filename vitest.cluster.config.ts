@@ -19,6 +19,7 @@ export default defineConfig({
       "test/integration/migrate.test.ts",
       // The commands and surfaces operators use, each on the cluster.
       "test/integration/publish-command.test.ts",
+      "test/integration/intake-retries.test.ts",
       "test/integration/operator-tools.test.ts",
       "test/integration/schedule-command.test.ts",
       "test/integration/replan.test.ts",

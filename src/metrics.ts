@@ -38,6 +38,18 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly eventsRetried = new Counter({
+    name: "followups_events_retried_total",
+    help: "Event intakes that failed on an error (Redis unreachable, a bug) and will be tried again.",
+    registers: [this.registry],
+  });
+
+  readonly eventsFailed = new Counter({
+    name: "followups_events_failed_total",
+    help: "Events whose intake failed on every attempt (kept in the failed set; publish again to retry).",
+    registers: [this.registry],
+  });
+
   readonly eventsOfErased = new Counter({
     name: "followups_events_of_erased_customers_total",
     help: "Purchase events about a customer erased after them, dropped without storing anything.",

@@ -86,8 +86,9 @@ export class EventPublisher {
 
   /**
    * Validates and enqueues one event as contract v1 (keys the contract does not know are dropped);
-   * returns the job id it was enqueued under. Publishing the same event again while it waits is a
-   * no-op; another event under the same id throws EventIdConflictError.
+   * returns the job id it was enqueued under. Publishing the same event again while it waits or
+   * after it was taken in is a no-op; after its intake failed on every attempt, it is tried again.
+   * Another event under the same id throws EventIdConflictError.
    */
   async publish(event: FollowUpEventInput): Promise<{ eventId: string; jobId: string }> {
     const parsed = parseEvent(event, { now: this.clock() });
@@ -99,6 +100,7 @@ export class EventPublisher {
     if (queued) {
       if (!sameEvent(queued.name, queued.data, parsed.event))
         throw new EventIdConflictError(eventId);
+      if (await queued.isFailed()) await queued.retry("failed", { resetAttemptsStarted: true });
       return { eventId, jobId };
     }
     await this.queue.add(parsed.event.type, input, { jobId });
@@ -122,8 +124,24 @@ export class EventPublisher {
   }
 }
 
-/** Whether a queued job (name = type; data may leave the type out) holds this same event. */
+/** Job data intake cut to the event's type and id (intake-processor: nothing personal kept). */
+function isCutToId(data: unknown): data is { type?: string; id: string } {
+  if (!data || typeof data !== "object") return false;
+  const keys = Object.keys(data);
+  return (
+    keys.length <= 2 &&
+    typeof (data as { id?: unknown }).id === "string" &&
+    keys.every((key) => key === "id" || key === "type")
+  );
+}
+
+/**
+ * Whether a queued job (name = type; data may leave the type out) holds this same event. A job
+ * whose data intake cut to the type and id (an erasure, a purchase of an erased customer: nothing
+ * personal is kept) holds it when those match: what else it held is gone.
+ */
 function sameEvent(name: string, data: unknown, event: FollowUpEvent): boolean {
+  if (isCutToId(data)) return data.id === event.id && (data.type ?? name) === event.type;
   const queued = parseEvent(eventInputOfJob(name, data));
   return queued.ok && eventFingerprint(queued.event) === eventFingerprint(event);
 }

@@ -1,4 +1,4 @@
-import { type Job, type Queue, UnrecoverableError } from "bullmq";
+import { DelayedError, type Job, type Queue, UnrecoverableError } from "bullmq";
 import { DateTime } from "luxon";
 import { redemptionLabel } from "../domain/discount-code.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
@@ -43,6 +43,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
 } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
+import { cappedBackoff, type RetryPolicy } from "./retry-policy.js";
 import { stepLabels } from "./step-labels.js";
 import {
   type FollowUpTraces,
@@ -180,6 +181,18 @@ export interface IntakeSummary {
 /** How intake is wired: every shard's stores and queue, from which each event takes its own. */
 export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards" | "span"> & {
   readonly shards: Shards<IntakeShard & { store: FollowUpStore }>;
+  /** Attempts of an event whose intake fails on an error (default INTAKE_RETRY). */
+  readonly retry?: RetryPolicy;
+};
+
+/**
+ * An event whose intake fails on an error that is not the event's (Redis away or failing over, a
+ * bug) is tried again, whoever published it (a job added by hand has no attempts of its own): 8
+ * attempts over about six minutes. Intake is idempotent, so a retry finishes what an attempt began.
+ */
+export const INTAKE_RETRY: RetryPolicy = {
+  maxAttempts: 8,
+  delayMs: cappedBackoff(2_000, 120_000, Math.random),
 };
 
 /**
@@ -274,10 +287,40 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
       }
     }
   };
+  const retry = wiring.retry ?? INTAKE_RETRY;
+  /** Runs an attempt; on an error that is not the event's, moves the job on for another. */
+  const attempt = async (
+    job: Job,
+    token: string | undefined,
+    run: () => Promise<IntakeSummary>,
+  ) => {
+    try {
+      return await run();
+    } catch (error) {
+      if (error instanceof UnrecoverableError || error instanceof DelayedError) throw error;
+      // The error's name and message only: an event's content never reaches the log.
+      const reason = { error: (error as Error).name, message: (error as Error).message };
+      const attempts = job.attemptsStarted;
+      if (!token || attempts >= retry.maxAttempts) {
+        wiring.metrics.eventsFailed.inc();
+        wiring.logger.error(
+          { jobId: job.id, attempts, ...reason },
+          "event intake failed on every attempt; publish it again to retry",
+        );
+        throw error;
+      }
+      wiring.metrics.eventsRetried.inc();
+      const retryAt = wiring.clock().toMillis() + retry.delayMs(attempts);
+      wiring.logger.warn({ jobId: job.id, attempts, ...reason }, "event intake error; will retry");
+      await job.moveToDelayed(retryAt, token);
+      throw new DelayedError("intake error; will retry");
+    }
+  };
   const { traces } = wiring;
   return traces
-    ? (job: Job) => traceIntake(traces, job, (span) => takeIn(job, span))
-    : (job: Job) => takeIn(job);
+    ? (job: Job, token?: string) =>
+        attempt(job, token, () => traceIntake(traces, job, (span) => takeIn(job, span)))
+    : (job: Job, token?: string) => attempt(job, token, () => takeIn(job));
 }
 
 /**
