@@ -165,3 +165,37 @@ export function adminApiWith(deps: {
     },
   };
 }
+
+/** Longest an HTTP client waits for an answer that needs the jobs' connection to Redis. */
+const ANSWER_WITHIN_MS = 2_000;
+
+/**
+ * A handler for webhooks, tills and unsubscribe links whose stores use the jobs' connection,
+ * which waits for Redis while it is away: answered 503 with Retry-After at once when that
+ * connection is not up, and after ANSWER_WITHIN_MS when Redis holds it (frozen, or a failover),
+ * so Twilio and tills retry instead of hanging. A handler cut off that way may still finish its
+ * work once Redis answers; what the retry does again is counted once (webhook receipts, codes
+ * redeemed per order).
+ */
+export function failFast(redis: RedisClient) {
+  return <A extends unknown[], R>(handler: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      if (redis.status !== "ready")
+        throw new UnavailableError("Redis is not reachable", RETRY_AFTER_SECONDS);
+      const work = handler(...args);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new UnavailableError("Redis did not answer in time", RETRY_AFTER_SECONDS)),
+          ANSWER_WITHIN_MS,
+        );
+      });
+      try {
+        return await Promise.race([work, late]);
+      } finally {
+        clearTimeout(timer);
+        // Settled later, or never: nobody waits for it, and a failure is not unhandled.
+        work.catch(() => undefined);
+      }
+    };
+}

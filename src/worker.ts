@@ -16,7 +16,7 @@ import type { RuleSet } from "./domain/rules.js";
 import { parseServedShards } from "./domain/shard-spec.js";
 import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domain/spend.js";
 import { createHttpServer } from "./http/http-server.js";
-import { acceptEventWith, adminApiWith, readinessWith } from "./http-bindings.js";
+import { acceptEventWith, adminApiWith, failFast, readinessWith } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
 import { createOperatorTools } from "./operations/operator-tools.js";
@@ -718,6 +718,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   });
   let httpAddress: string | undefined;
   if (env.HTTP_ENABLED === "true") {
+    // Webhooks, tills and unsubscribe links work on the jobs' connection, which waits for Redis:
+    // their answers are bounded (503 at once while Redis is away).
+    const bounded = failFast(redis);
     http = createHttpServer({
       acceptEvent: acceptEventWith({
         publisher,
@@ -726,7 +729,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         metrics,
         clock,
       }),
-      unsubscribe: (request) =>
+      unsubscribe: bounded((request) =>
         feedback.unsubscribe(
           request.customerId,
           [request.channel],
@@ -734,18 +737,23 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           request.addressHash === undefined ? undefined : { addressHash: request.addressHash },
           request.scope,
         ),
-      inboundSms: (message) => feedback.inboundSms(message),
-      smsStatus: (update) => feedback.smsStatus(update),
-      inboundEmail: (raw) => feedback.inboundEmail(raw),
-      voiceCall: voiceCalls,
+      ),
+      inboundSms: bounded((message) => feedback.inboundSms(message)),
+      smsStatus: bounded((update) => feedback.smsStatus(update)),
+      inboundEmail: bounded((raw) => feedback.inboundEmail(raw)),
+      voiceCall: {
+        answered: bounded((request) => voiceCalls.answered(request)),
+        gathered: bounded((request) => voiceCalls.gathered(request)),
+        status: bounded((request) => voiceCalls.status(request)),
+      },
       discountCodes: {
-        lookup: (code) => discountCodes.lookup(code, now()),
-        redeem: async (code, orderId) => {
+        lookup: bounded((code: string) => discountCodes.lookup(code, now())),
+        redeem: bounded(async (code: string, orderId: string) => {
           const result = await discountCodes.redeem(code, orderId, now());
           const label = redemptionLabel(result);
           if (label) metrics.codeRedemptions.inc({ result: label });
           return result;
-        },
+        }),
       },
       readiness: readinessWith({ redis, httpRedis, workers: [intake, ...deliveries] }),
       ...(env.ADMIN_TOKENS && {

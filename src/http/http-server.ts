@@ -165,7 +165,9 @@ function registerInboundEmailRoute(app: FastifyInstance, deps: HttpDeps): void {
         return reply.code(413).send({ error: `email larger than ${maxBytes} bytes` });
       throw error;
     });
-    scope.post("/webhooks/email/inbound", { bodyLimit: maxBytes }, async (request, reply) => {
+    // The token is checked before the body is read: a caller without it cannot make the server
+    // take in an email of up to INBOUND_EMAIL_MAX_BYTES.
+    scope.addHook("onRequest", async (request, reply) => {
       const token = deps.settings.inboundEmailToken;
       if (!token)
         return reply
@@ -178,6 +180,8 @@ function registerInboundEmailRoute(app: FastifyInstance, deps: HttpDeps): void {
           .code(401)
           .send({ error: check === "missing" ? "missing token" : "wrong token" });
       }
+    });
+    scope.post("/webhooks/email/inbound", { bodyLimit: maxBytes }, async (request, reply) => {
       if (!Buffer.isBuffer(request.body))
         return reply.code(415).send({ error: "expected the raw email as message/rfc822" });
       const result = await deps.inboundEmail(request.body);

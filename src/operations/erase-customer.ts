@@ -87,6 +87,11 @@ export function createEraser(deps: EraseDeps) {
     const keys = new StoreKeys(shardScope(deps.prefix, shard, deps.shards.count));
     const followUps = deps.followUps.of(shard);
     const member = await deps.suppressions.customerMember(customerId);
+    // Marked first: a purchase of theirs being taken in right now is either among the purchases
+    // read below, or schedules nothing and files no address (schedule-steps.lua,
+    // remember-customer.lua check these markers).
+    await history.noteErasure(customerId, now, ERASURE_MEMORY_MS);
+    await deps.customers.markErased(customerId, now, ERASURE_MEMORY_MS);
     const eventIds = new Set((await history.purchasesOf(customerId)).map((p) => p.eventId));
     const addresses = new Set((options.addresses ?? []).map(normalizeAddress));
     const orderIds = new Set<string>();

@@ -528,9 +528,16 @@ async function schedulePurchase(
   await Promise.all([
     deps.ledger.count(reportedSkips, nowMs),
     firstSeen ? noteSkippedCheckIns(effective, plan.skipped, rules, now, deps.history) : undefined,
-    // The address → customer index, kept as long as the customer's history.
-    firstSeen ? deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs) : undefined,
   ]);
+  // The address → customer index, kept as long as the customer's history; after the steps are
+  // written (an erasure that began meanwhile stops both: its markers come before it reads).
+  const erasedMeanwhile = () => {
+    deps.metrics.eventsOfErased.inc();
+    log.info("customer erased while their purchase was taken in; dropped");
+    return { summary: { type: event.type, planned: 0, erased: true as const } };
+  };
+  const rememberCustomer = async () =>
+    !firstSeen || (await deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs));
   if (cooldowns) {
     await deps.history.rememberSteps(
       event.customer.id,
@@ -544,6 +551,7 @@ async function schedulePurchase(
     );
   }
   if (plan.steps.length === 0) {
+    if (!(await rememberCustomer())) return erasedMeanwhile();
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
     return {
       summary: { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length },
@@ -582,7 +590,7 @@ async function schedulePurchase(
     !mayBePromoted(Date.parse(step.dueAt), nowMs, deps.promoteHorizonMs);
   // Order matters: the event and the step records exist before any job can run, and the order
   // link comes after them, so a refund racing this purchase either sees the steps or is seen here.
-  await inChildSpan(
+  const scheduled = await inChildSpan(
     deps.span,
     "followups.schedule",
     async () => {
@@ -600,7 +608,10 @@ async function schedulePurchase(
         nowMs,
         generation,
         deps.span?.traceparent,
+        await deps.history.erasureKey(event.customer.id),
       );
+      if (added < 0 || !(await rememberCustomer()))
+        return { erased: true as const, added: 0, jobs: 0 };
       // The deployment-wide claim of the id lives as long as the record.
       await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
       const linked = await deps.orders.linkPurchase(
@@ -646,7 +657,7 @@ async function schedulePurchase(
         );
       // The steps and their jobs survive a failover before the event's job completes (elsewhere).
       await deps.store.awaitReplicas(event.id);
-      return { added, jobs: toSchedule.length };
+      return { erased: false as const, added, jobs: toSchedule.length };
     },
     ({ added, jobs }) => ({
       "followups.steps.open": open.length,
@@ -655,6 +666,7 @@ async function schedulePurchase(
       "followups.steps.as_jobs": jobs,
     }),
   );
+  if (scheduled.erased) return erasedMeanwhile();
   for (const step of open) {
     if (records.get(step.stepId) === undefined)
       deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });

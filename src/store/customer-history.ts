@@ -72,10 +72,19 @@ export class CustomerHistoryStore {
    * events from before are dropped when they arrive; kept `keepMs`. Forgets their history.
    */
   async markErased(customerId: string, at: number, keepMs: number): Promise<void> {
+    await this.noteErasure(customerId, at, keepMs);
+    await this.redis.del(this.keys.customerHistory(customerId));
+  }
+
+  /**
+   * The erasure marker alone (markErased without forgetting the history), written before an
+   * erasure reads the customer's purchases: a purchase being taken in at that moment either is
+   * among them or schedules nothing (schedule-steps.lua).
+   */
+  async noteErasure(customerId: string, at: number, keepMs: number): Promise<void> {
     const key = await this.erasureKey(customerId);
     const previous = Number((await this.redis.get(key)) ?? 0);
     await this.redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
-    await this.redis.del(this.keys.customerHistory(customerId));
   }
 
   /**

@@ -1,4 +1,4 @@
-import { addressHash } from "../domain/address-hash.js";
+import { addressHash, customerHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { packedEntries, packedExpiry, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
@@ -33,25 +33,47 @@ export class CustomerIndex {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Files the purchase's customer under each address it carries, as of `now` (epoch ms). */
-  async remember(event: PurchaseCompleted, keepMs: number, now: number): Promise<void> {
+  /**
+   * Files the purchase's customer under each address it carries, as of `now` (epoch ms), unless
+   * the customer was erased after the purchase (markErased, written before an erasure forgets
+   * their addresses): returns false then.
+   */
+  async remember(event: PurchaseCompleted, keepMs: number, now: number): Promise<boolean> {
     const addresses = [event.customer.email, event.customer.phone].filter(
       (address): address is string => Boolean(address),
     );
-    if (addresses.length === 0) return;
+    if (addresses.length === 0) return true;
     const places = await Promise.all(
       addresses.map(async (address) => packedPlace(await this.hashOf(address))),
     );
     // One script, not a pipeline: a pipeline copies every script defined on the connection.
-    await this.redis.fuRememberCustomer(
-      places.length,
+    const filed = await this.redis.fuRememberCustomer(
+      places.length + 1,
       ...places.map(({ bucket }) => this.keys.addressBucket(bucket)),
+      await this.erasureKey(event.customer.id),
       event.customer.id,
       now,
       keepMs,
       Math.floor(Date.parse(event.occurredAt) / 1000),
       ...places.map(({ entry }) => entry),
+      "erased",
     );
+    return filed >= 0;
+  }
+
+  /**
+   * Marks the customer erased as of `at` (a later erasure moves it on; kept `keepMs`) in the
+   * global slot, before an erasure forgets their addresses: a purchase of theirs being taken in
+   * at that moment then files none again.
+   */
+  async markErased(customerId: string, at: number, keepMs: number): Promise<void> {
+    const key = await this.erasureKey(customerId);
+    const previous = Number((await this.redis.get(key)) ?? 0);
+    await this.redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
+  }
+
+  private async erasureKey(customerId: string): Promise<string> {
+    return this.keys.erasedCustomerGlobal(customerHash(await this.ensureSecret(), customerId));
   }
 
   /**
@@ -136,9 +158,13 @@ export class CustomerIndex {
   }
 
   private async hashOf(address: string): Promise<string> {
+    return addressHash(await this.ensureSecret(), address);
+  }
+
+  private ensureSecret(): Promise<string> {
     this.secret ??= this.options.addressHashSecret
       ? Promise.resolve(this.options.addressHashSecret)
       : sharedSecret(this.redis, this.prefix, "address-hash");
-    return addressHash(await this.secret, address);
+    return this.secret;
   }
 }

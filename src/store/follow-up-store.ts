@@ -159,7 +159,9 @@ export class FollowUpStore {
    * ms; an existing record is kept longer, never shorter, and a saved purchase is not replaced).
    * Steps due beyond the promotion horizon (`inSchedule`) are filed in the compact schedule, and a
    * new record remembers the rules `generation` it was planned with, and the `traceparent` of the
-   * intake's span when tracing is on (none is written when off). Returns how many steps were new.
+   * intake's span when tracing is on (none is written when off). Returns how many steps were new,
+   * or -1 when `erasureKey` (the customer's marker, CustomerHistoryStore.erasureKey) says the
+   * customer was erased after the purchase: nothing is written then.
    */
   async schedule(
     event: PurchaseCompleted,
@@ -168,6 +170,7 @@ export class FollowUpStore {
     now: number,
     generation: number,
     traceparent?: string,
+    erasureKey?: string,
   ): Promise<number> {
     const entries = steps.map((step) => ({
       id: step.stepId,
@@ -189,6 +192,7 @@ export class FollowUpStore {
         this.keys.pendingDay(dayOf(step.dueAt)),
         this.keys.scheduleBucket(bucketOf(step.dueAt)),
       ]),
+      ...(erasureKey ? [erasureKey] : []),
     ];
     const added = await this.redis.fuScheduleSteps(
       keys.length,
@@ -199,7 +203,11 @@ export class FollowUpStore {
       encodePurchase(event),
       keepUntil,
       generation,
-      ...(traceparent ? [traceparent] : []),
+      ...(erasureKey
+        ? [traceparent ?? "", Date.parse(event.occurredAt)]
+        : traceparent
+          ? [traceparent]
+          : []),
     );
     return added;
   }

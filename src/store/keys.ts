@@ -533,6 +533,14 @@ export class StoreKeys {
     return `${this.base}x:${customerHash}`;
   }
 
+  /**
+   * The same erasure in the global slot, beside the address index: a purchase being taken in when
+   * its customer is erased files no addresses after the erasure forgot them (remember-customer.lua).
+   */
+  erasedCustomerGlobal(customerHash: string): string {
+    return `${this.global}x:${customerHash}`;
+  }
+
   /** Unhappy replies (ids) waiting for an owner's alert email. */
   ownerAlerts(ownerId: string): string {
     return `${this.global}alerts:${ownerId}`;

@@ -165,5 +165,12 @@ describe("email replies", () => {
       replyMime({ "Message-ID": "<big@mail.example>" }, "x".repeat(30_000)),
     );
     expect(huge.status).toBe(413);
+    // Without the token, refused before the body is read: 401, not 413.
+    const unauthorised = await postEmail(
+      p,
+      replyMime({ "Message-ID": "<big2@mail.example>" }, "x".repeat(30_000)),
+      null,
+    );
+    expect(unauthorised.status).toBe(401);
   });
 });

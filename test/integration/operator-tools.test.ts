@@ -9,13 +9,15 @@ import { runFailed } from "../../src/cli/failed-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOrder } from "../../src/cli/order-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
+import { eventFingerprint } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
+import { CustomerIndex } from "../../src/store/customer-index.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
-import { item, purchaseInput } from "../support/fixtures.js";
+import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import {
   eventually,
@@ -383,6 +385,51 @@ describe("followups erase", () => {
     await expect(
       command(p, (io) => runErase(undefined, { ...config(p), email: customer.email }, io)),
     ).rejects.toMatchObject({ code: 1 });
+  });
+
+  it("stops a purchase that was being taken in when its customer was erased", async () => {
+    pipeline = await startPipeline("ops-erase-race");
+    const p = pipeline;
+    const bought = DateTime.utc().startOf("second").minus({ minutes: 1 });
+    const event = purchase({
+      id: "evt-race",
+      occurredAt: iso(bought),
+      customer: { id: "cus-race", email: "race@example.com" },
+    });
+    // Intake's first step, its history (which starts the purchase's record), as a worker did it…
+    const { history, store } = p.stores.of(p.shardOfCustomer("cus-race"));
+    expect(
+      await history.recordPurchase(event, eventFingerprint(event), 86_400_000, 86_400_000),
+    ).toMatchObject({ firstSeen: true });
+    // …when the customer is erased.
+    const receipt = await json<ErasureReceipt>(p, (io) => runErase("cus-race", config(p), io));
+    expect(receipt.purchases).toBe(1);
+    // Intake's next steps write nothing: no step, no address.
+    const step = {
+      stepId: "thank-you.thank-you",
+      dueAt: Date.now() + 3_600_000,
+      channel: "email",
+      kind: "thank-you",
+      ruleId: "thank-you",
+      inSchedule: true,
+    };
+    const erasureKey = await history.erasureKey("cus-race");
+    const now = Date.now();
+    expect(
+      await store.schedule(event, now + 90 * 86_400_000, [step], now, 1, undefined, erasureKey),
+    ).toBe(-1);
+    expect(await new CustomerIndex(p.redis, p.prefix).remember(event, 86_400_000, now)).toBe(false);
+    expect(await keysHolding(p.redis, p.prefix, ["cus-race", "race@example.com"])).toEqual([]);
+    // A purchase after the erasure starts afresh.
+    const later = purchase({
+      id: "evt-after",
+      occurredAt: iso(DateTime.utc().plus({ seconds: 2 })),
+      customer: { id: "cus-race", email: "race@example.com" },
+    });
+    expect(
+      await store.schedule(later, now + 90 * 86_400_000, [step], now, 1, undefined, erasureKey),
+    ).toBe(1);
+    expect(await new CustomerIndex(p.redis, p.prefix).remember(later, 86_400_000, now)).toBe(true);
   });
 
   it("erases on a customer.erased event", async () => {

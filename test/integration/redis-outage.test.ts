@@ -1,8 +1,14 @@
 import { DateTime } from "luxon";
+import twilio from "twilio";
 import { afterEach, expect, it } from "vitest";
 import { quietRedisErrors } from "../faults/fault-support.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  TWILIO_TOKEN,
+} from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 import { spawnWorker, type WorkerProcess } from "../support/worker-process.js";
 
@@ -99,6 +105,40 @@ async function timed(url: string, boundMs: number, init: RequestInit = {}) {
   return { response, body, ms: Math.round(performance.now() - started) };
 }
 
+const TILL_TOKEN = "till-token-0123456789";
+const INBOUND_EMAIL_TOKEN = "inbound-email-token-0123456789";
+
+/** A till's lookup, a signed Twilio inbound text and an inbound email: each bounded, timed. */
+async function otherRoutes(p: PipelineHarness, boundMs: number) {
+  const params = { From: "+447400123456", Body: "Yes", MessageSid: "SM-outage" };
+  const route = "/webhooks/twilio/inbound";
+  return [
+    await timed(`${http(p)}/v1/discount-codes/K7QM-2XRD`, boundMs, {
+      headers: { authorization: `Bearer ${TILL_TOKEN}` },
+    }),
+    await timed(`${http(p)}${route}`, boundMs, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-twilio-signature": twilio.getExpectedTwilioSignature(
+          TWILIO_TOKEN,
+          `${p.envVars.PUBLIC_URL}${route}`,
+          params,
+        ),
+      },
+      body: new URLSearchParams(params).toString(),
+    }),
+    await timed(`${http(p)}/webhooks/email/inbound`, boundMs, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${INBOUND_EMAIL_TOKEN}`,
+        "content-type": "message/rfc822",
+      },
+      body: "Message-ID: <outage@mail.example>\r\nFrom: a@example.com\r\n\r\nHello",
+    }),
+  ];
+}
+
 const ago = (hours: number) =>
   DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
 
@@ -127,7 +167,10 @@ it("while Redis is down, /readyz and POST /v1/events answer 503 at once; back up
   timeout: 60_000,
 }, async () => {
   const server = await ownRedis();
-  pipeline = await startPipeline("redis-outage", { redisUrl: server.url });
+  pipeline = await startPipeline("redis-outage", {
+    redisUrl: server.url,
+    env: { TILL_TOKEN, INBOUND_EMAIL_TOKEN },
+  });
   const p = pipeline;
   // The harness's own connections have no error listeners; they reconnect by themselves.
   quietRedisErrors(p);
@@ -151,7 +194,16 @@ it("while Redis is down, /readyz and POST /v1/events answer 503 at once; back up
     expect(JSON.parse(answer.body)).toEqual({ error: "temporarily unavailable; retry later" });
     posts.push(answer.ms);
   }
-  console.log(`Redis down: /readyz ${ready.join(", ")} ms; POST /v1/events ${posts.join(", ")} ms`);
+  // Webhooks and tills too: Twilio and tills send again after a 503, they must not hang.
+  const others: number[] = [];
+  for (const answer of await otherRoutes(p, POST_BOUND_MS)) {
+    expect(answer.response.status).toBe(503);
+    expect(answer.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+    others.push(answer.ms);
+  }
+  console.log(
+    `Redis down: /readyz ${ready.join(", ")} ms; POST /v1/events ${posts.join(", ")} ms; webhooks and tills ${others.join(", ")} ms`,
+  );
   expect(
     p.logs.some((line) => line.msg === "answered 503: a dependency is unavailable"),
     "the refusal is logged for the operator",
@@ -208,7 +260,7 @@ it("while Redis accepts connections but answers nothing (SIGSTOP), /readyz and P
   const server = await ownRedis();
   pipeline = await startPipeline("redis-frozen", {
     redisUrl: server.url,
-    env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) },
+    env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), TILL_TOKEN, INBOUND_EMAIL_TOKEN },
   });
   const p = pipeline;
   // The harness's own connections have no error listeners; they reconnect by themselves.
@@ -222,6 +274,10 @@ it("while Redis accepts connections but answers nothing (SIGSTOP), /readyz and P
   const post = await postEvent(p, tv("evt-frozen"), POST_BOUND_MS);
   expect(post.response.status).toBe(503);
   expect(post.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+  for (const answer of await otherRoutes(p, POST_BOUND_MS)) {
+    expect(answer.response.status).toBe(503);
+    expect(answer.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
+  }
 
   const started = performance.now();
   const closed = await within(worker.close(), SHUTDOWN_TIMEOUT_MS + SHUTDOWN_MARGIN_MS);

@@ -8,6 +8,8 @@
 
   Input:
     KEYS[1 + i] the bucket of each address, i from 0
+    KEYS[n]     last, when ARGV[4 + n] is `erased`: the customer's erasure marker in the
+                global slot (epoch ms): a purchase from before it files nothing
 
     ARGV[1]     customer id
     ARGV[2]     now (epoch ms)
@@ -15,16 +17,23 @@
     ARGV[4]     the purchase time (epoch seconds)
     ARGV[5 + i] the address part of the entry in KEYS[1 + i]
 
-  Output: how many addresses were filed
+  Output: how many addresses were filed (-1: the customer was erased after the purchase)
 ]]
 --!include lib/packed-index.lua
 local now = tonumber(ARGV[2])
 local expiresAt = now + tonumber(ARGV[3])
-for i, key in ipairs(KEYS) do
+local buckets = #KEYS
+if ARGV[4 + #KEYS] == 'erased' then
+  buckets = #KEYS - 1
+  local erasedAt = redis.call('GET', KEYS[#KEYS])
+  if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[4]) * 1000 then return -1 end
+end
+for i = 1, buckets do
+  local key = KEYS[i]
   local field = ARGV[4 + i] .. ARGV[1]
   local purchased = tonumber(ARGV[4])
   local known = tonumber(string.match(redis.call('HGET', key, field) or '', '^(%d+):') or '0')
   if known > purchased then purchased = known end
   fileEntry(key, field, string.format('%d', purchased) .. ':', expiresAt, now)
 end
-return #KEYS
+return buckets

@@ -14,6 +14,7 @@
     KEYS[4]         schedule index (sorted set of bucket numbers by start time)
     KEYS[3 + 2i]    pending count of step i's due day, in the order of ARGV[3]
     KEYS[4 + 2i]    schedule bucket of step i's due time
+    KEYS[5 + 2n]    with ARGV[8]: the customer's erasure marker (epoch ms), after the n steps' keys
 
     ARGV[1] now (epoch ms)
     ARGV[2] how long a ledger hour is kept (ms)
@@ -24,9 +25,12 @@
     ARGV[5] keep the record, the purchase and the buckets until (epoch ms)
     ARGV[6] the rules generation the steps were planned with (kept as the record's `g`)
     ARGV[7] optional: the W3C traceparent of the intake span, kept as the record's `tp` (only
-            while tracing is on; the first intake that leaves a step pending keeps it)
+            while tracing is on; the first intake that leaves a step pending keeps it); '' for
+            none when ARGV[8] follows
+    ARGV[8] optional: the purchase time (epoch ms): a purchase made before its customer was
+            erased (the marker, written before an erasure reads their purchases) schedules nothing
 
-  Output: how many steps were new
+  Output: how many steps were new; -1 when the customer was erased after the purchase
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
@@ -34,6 +38,10 @@
 --!include lib/ledger-count.lua
 --!include lib/purchase-fields.lua
 local steps = cjson.decode(ARGV[3])
+if ARGV[8] then
+  local erasedAt = redis.call('GET', KEYS[5 + 2 * #steps])
+  if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[8]) then return -1 end
+end
 -- An event planned before generations were kept (it has a summary but no `g`) keeps counting
 -- its pending steps the old way, so that their counts still add up when they change.
 if redis.call('HEXISTS', KEYS[1], 'g') == 0 and redis.call('HEXISTS', KEYS[1], 'm') == 0 then
@@ -73,7 +81,7 @@ if pending then
   elseif not purchaseStored(KEYS[1]) then
     storePurchase(KEYS[1], ARGV[4])
   end
-  if ARGV[7] then redis.call('HSETNX', KEYS[1], 'tp', ARGV[7]) end
+  if ARGV[7] and ARGV[7] ~= '' then redis.call('HSETNX', KEYS[1], 'tp', ARGV[7]) end
 end
 -- Kept longer, never shorter; the history script gave the record its first expiry.
 if redis.call('PTTL', KEYS[1]) < 0 then
