@@ -94,6 +94,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "arrivingMark",
         "addressIndexPacked",
         "orderLinks",
+        "erasedCustomerGlobal",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
