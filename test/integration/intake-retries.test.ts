@@ -61,7 +61,8 @@ describe("an intake that fails on an error", () => {
   it("that failed is tried again when the same event is published again", async () => {
     pipeline = await startPipeline("intake-republish", { startWorker: false });
     const p = pipeline;
-    await p.publisher.publish(pan("evt-again", "cus-again") as never);
+    const event = pan("evt-again", "cus-again");
+    await p.publisher.publish(event as never);
     // A worker that failed it for good (as intake does after its last attempt).
     const failing = new Worker(
       PURCHASE_EVENTS_QUEUE,
@@ -78,7 +79,7 @@ describe("an intake that fails on an error", () => {
 
     await p.startWorker();
     // The same event again: not a conflict, and not a no-op either.
-    expect(await p.publisher.publish(pan("evt-again", "cus-again") as never)).toEqual({
+    expect(await p.publisher.publish(event as never)).toEqual({
       eventId: "evt-again",
       jobId: "evt-again",
     });
