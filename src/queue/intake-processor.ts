@@ -463,6 +463,18 @@ async function schedulePurchase(
     await deps.suppressions.optOutQuery(optOutTargetsOf(event)),
   );
   const refunded = afterRefunds(event, order);
+  // A refund recorded before its purchase arrived, in another currency than the purchase: it
+  // cannot be taken off (a refund after its purchase is refused for that); said when it arrives.
+  const foreign = order.refunds.filter((refund) => refund.currency !== event.total.currency);
+  if (foreign.length > 0)
+    deps.logger.warn(
+      {
+        ...ids,
+        currency: event.total.currency,
+        refundCurrencies: [...new Set(foreign.map((refund) => refund.currency))],
+      },
+      "a refund recorded for this purchase's order is in another currency: ignored",
+    );
   if (refunded.full) {
     if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");

@@ -286,6 +286,36 @@ describe("refunds racing purchases", () => {
     // 550 left: still a check-in. Had the EUR refund counted, 0 would be left and everything cancelled.
     expect((await record(p, "evt-cur", "big-ticket.check-in"))?.state).toBe("scheduled");
   });
+
+  it("a refund in another currency that arrives before its purchase is ignored, and the intake says so", async () => {
+    pipeline = await startPipeline("refund-currency-first");
+    const p = pipeline;
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-first",
+      occurredAt: ago(0),
+      orderId: "ord-first",
+      amount: { amount: "600.00", currency: "EUR" },
+    });
+    expect(await processed(p, "ref-first")).toBe("completed");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-first",
+        orderId: "ord-first",
+        occurredAt: ago(0),
+        items: [item("kitchenware", "600.00")],
+      }) as never,
+    );
+    // Not taken off the GBP purchase: still a check-in.
+    await waitForState(p, "evt-first", "big-ticket.check-in", "scheduled");
+    expect(
+      p.logs.find(
+        (line) =>
+          line.msg ===
+          "a refund recorded for this purchase's order is in another currency: ignored",
+      ),
+    ).toMatchObject({ eventId: "evt-first", currency: "GBP", refundCurrencies: ["EUR"] });
+  });
 });
 
 describe("opt-outs", () => {
