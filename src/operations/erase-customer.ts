@@ -234,7 +234,9 @@ async function countOptOuts(deps: EraseDeps, customerId: string): Promise<number
 function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlySet<string>) {
   if (!data || typeof data !== "object") return false;
   const event = data as { customerId?: unknown; customer?: Record<string, unknown> };
-  if (event.customerId === customerId || event.customer?.id === customerId) return true;
+  // As intake reads it: the contract trims ids, so a publisher's padded id is the same customer.
+  const theirs = (id: unknown) => typeof id === "string" && id.trim() === customerId;
+  if (theirs(event.customerId) || theirs(event.customer?.id)) return true;
   return [event.customer?.email, event.customer?.phone].some(
     (address) => typeof address === "string" && addresses.has(normalizeAddress(address)),
   );

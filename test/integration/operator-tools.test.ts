@@ -432,6 +432,24 @@ describe("followups erase", () => {
     expect(await new CustomerIndex(p.redis, p.prefix).remember(later, 86_400_000, now)).toBe(true);
   });
 
+  it("removes the customer's waiting events, also one whose publisher padded the id", async () => {
+    pipeline = await startPipeline("ops-erase-queued", { startWorker: false });
+    const p = pipeline;
+    const padded = purchaseInput({
+      id: "evt-padded",
+      occurredAt: iso(DateTime.utc().startOf("second")),
+      customer: { id: "  cus-padded " },
+    });
+    await p.events.add("purchase.completed", padded, { jobId: "evt-padded" });
+    await p.events.add("purchase.completed", purchaseInput({ id: "evt-other" }), {
+      jobId: "evt-other",
+    });
+    const receipt = await json<ErasureReceipt>(p, (io) => runErase("cus-padded", config(p), io));
+    expect(receipt.jobsRemoved).toBe(1);
+    expect(await p.events.getJob("evt-padded")).toBeUndefined();
+    expect(await p.events.getJob("evt-other")).toBeDefined();
+  });
+
   it("erases on a customer.erased event", async () => {
     pipeline = await startPipeline("ops-erase-event");
     const p = pipeline;
