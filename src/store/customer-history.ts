@@ -82,9 +82,7 @@ export class CustomerHistoryStore {
    * among them or schedules nothing (schedule-steps.lua).
    */
   async noteErasure(customerId: string, at: number, keepMs: number): Promise<void> {
-    const key = await this.erasureKey(customerId);
-    const previous = Number((await this.redis.get(key)) ?? 0);
-    await this.redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
+    await keepLatestTime(this.redis, await this.erasureKey(customerId), at, keepMs);
   }
 
   /**
@@ -280,4 +278,18 @@ function sentFollowUpOf(raw: string): SentFollowUp | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Sets `key` to the epoch ms `at` unless it holds a later one, kept `keepMs` from now: an erasure
+ * marker (a later erasure moves it on, an earlier one run late does not move it back).
+ */
+export async function keepLatestTime(
+  redis: RedisClient,
+  key: string,
+  at: number,
+  keepMs: number,
+): Promise<void> {
+  const previous = Number((await redis.get(key)) ?? 0);
+  await redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
 }

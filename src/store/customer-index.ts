@@ -1,5 +1,6 @@
 import { addressHash, customerHash } from "../domain/address-hash.js";
 import type { PurchaseCompleted } from "../domain/events.js";
+import { keepLatestTime } from "./customer-history.js";
 import { packedEntries, packedExpiry, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
@@ -67,9 +68,7 @@ export class CustomerIndex {
    * at that moment then files none again.
    */
   async markErased(customerId: string, at: number, keepMs: number): Promise<void> {
-    const key = await this.erasureKey(customerId);
-    const previous = Number((await this.redis.get(key)) ?? 0);
-    await this.redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
+    await keepLatestTime(this.redis, await this.erasureKey(customerId), at, keepMs);
   }
 
   private async erasureKey(customerId: string): Promise<string> {
