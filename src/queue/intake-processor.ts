@@ -476,7 +476,9 @@ async function schedulePurchase(
       "a refund recorded for this purchase's order is in another currency: ignored",
     );
   if (refunded.full) {
-    if (await deps.eventIds.conflicts(event.id, fingerprint)) throw reusedId(deps, event.id, jobId);
+    // Claimed although nothing is planned: another event under this id later is refused.
+    const claim = await deps.eventIds.claim(event.id, fingerprint, deps.recordRetentionMs);
+    if (claim === "conflict") throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { summary: { type: event.type, planned: 0, scheduled: 0, skipped: 0, refunded: true } };
   }

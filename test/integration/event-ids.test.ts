@@ -118,6 +118,32 @@ describe.each([1, 4])("an event id used again, %i shard(s)", (shards) => {
     expect(await metric(p, "followups_events_id_reused_total")).toBe(2);
   });
 
+  it("of a purchase whose order was refunded before it arrived is kept: another purchase under it is refused", async () => {
+    pipeline = await startPipeline("reused-refunded", { shards });
+    const p = pipeline;
+    await p.events.add(
+      "purchase.refunded",
+      { type: "purchase.refunded", id: "ref-first", occurredAt: ago(1), orderId: "ord-cus-first" },
+      { jobId: "ref-first" },
+    );
+    expect((await finished(p, "ref-first")).state).toBe("completed");
+    await p.events.add("purchase.completed", tv("cus-first"), { jobId: "evt-shared" });
+    const first = await finished(p, "evt-shared");
+    expect(first.state).toBe("completed");
+    expect(first.job.returnvalue).toMatchObject({ refunded: true, planned: 0 });
+    await first.job.remove();
+
+    // The same purchase again is a repeat; another customer's purchase under its id is refused.
+    await p.events.add("purchase.completed", tv("cus-first"), { jobId: "evt-shared" });
+    expect((await finished(p, "evt-shared")).state).toBe("completed");
+    await (await p.events.getJob("evt-shared"))?.remove();
+    await p.events.add("purchase.completed", tv("cus-second"), { jobId: "evt-shared" });
+    const second = await finished(p, "evt-shared");
+    expect(second.state).toBe("failed");
+    expect(second.job.failedReason).toBe("event id reused with different content: evt-shared");
+    expect(await p.store.loadEvent("evt-shared")).toBeUndefined();
+  });
+
   it("while the first is still queued is refused by the publisher; the same event is a no-op", async () => {
     pipeline = await startPipeline("reused-publisher", { startWorker: false, shards });
     const p = pipeline;
