@@ -3,10 +3,13 @@ import { MAX_SHARDS } from "../domain/shard-spec.js";
 import { defaultRedisUrl } from "../embedded-redis.js";
 import { olderLayoutRemains } from "../store/key-layout.js";
 import {
+  type ConnectionNames,
   clusterMismatch,
   clusterRefusal,
   createRedisClient,
+  ENV_CONNECTION,
   type RedisClient,
+  redisNodesName,
 } from "../store/redis-client.js";
 import { moveRefusal, startRefusal, storedShardCount } from "../store/shards.js";
 import { CommandError } from "./io.js";
@@ -35,9 +38,10 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
  */
 export async function commandConnection(
   /** The environment when the command read it already (commandEnv), not read twice. */
-  read?: { env: Env; redisSource: string },
+  read?: { env: Env; redisSource: string; names?: ConnectionNames },
 ): Promise<{ redis: RedisClient; env: Env }> {
   const { env, redisSource } = read ?? (await commandEnv());
+  const names = read?.names ?? ENV_CONNECTION;
   const redis = createRedisClient(env.REDIS_URL, env.REDIS_CLUSTER, {
     maxRetriesPerRequest: 1,
     lazyConnect: true,
@@ -52,12 +56,16 @@ export async function commandConnection(
   } catch (error) {
     redis.disconnect();
     const reason = failure?.message ?? (error as Error).message;
-    const refusal = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL));
+    const refusal = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL, names));
     if (refusal) throw new CommandError(refusal);
-    const where = redisSource === "REDIS_URL" ? "REDIS_URL" : `${env.REDIS_URL} (${redisSource})`;
+    // The URL itself only without its credentials.
+    const where =
+      redisSource === "REDIS_URL"
+        ? "REDIS_URL"
+        : `${redisNodesName(env.REDIS_URL)} (${redisSource})`;
     throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
   }
-  const mismatch = await clusterMismatch(redis);
+  const mismatch = await clusterMismatch(redis, names);
   if (mismatch) {
     redis.disconnect();
     throw new CommandError(mismatch);

@@ -1,6 +1,6 @@
 import { MoveRefused } from "../operations/job-moves.js";
 import { type MigrateResult, migrate } from "../operations/migrate.js";
-import { redisNodesName } from "../store/redis-client.js";
+import { type ConnectionNames, redisNodesName } from "../store/redis-client.js";
 import { commandConnection, commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName } from "./operator-session.js";
@@ -37,10 +37,7 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
     const { redis: target } = await commandConnection({
       env: { ...env, REDIS_URL: options.toUrl, REDIS_CLUSTER: options.toCluster ?? false },
       redisSource: "--to-url",
-    }).catch((error: unknown) => {
-      throw error instanceof CommandError
-        ? new CommandError(aboutTarget(error.message, options))
-        : error;
+      names: TO_URL,
     });
     try {
       const done = await migrate({
@@ -68,22 +65,13 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
   }
 }
 
-/**
- * A refusal of the new Redis in the words of this command: its flags instead of the variables a
- * connection is described with, and the URL never echoed (it may carry a password).
- */
-function aboutTarget(message: string, options: MigrateOptions): string {
-  return message
-    .replaceAll(options.toUrl, redisNodesName(options.toUrl))
-    .replace(
-      /^the Redis at REDIS_URL is a Redis Cluster node: set REDIS_CLUSTER=true.*$/s,
-      "the Redis at --to-url is a Redis Cluster node: add --to-cluster",
-    )
-    .replace(
-      /^REDIS_CLUSTER=true, but the Redis at REDIS_URL is not a Redis Cluster node.*$/s,
-      "--to-cluster, but the Redis at --to-url is not a Redis Cluster node: leave out --to-cluster, or list the cluster's nodes in --to-url",
-    );
-}
+/** The new Redis's settings are this command's flags. */
+const TO_URL: ConnectionNames = {
+  url: "--to-url",
+  cluster: "--to-cluster",
+  turnOn: "add --to-cluster",
+  turnOff: "leave out --to-cluster",
+};
 
 function renderMigrate(done: MigrateResult, options: MigrateOptions): string {
   const cluster = options.toCluster ? " REDIS_CLUSTER=true" : "";

@@ -53,15 +53,42 @@ export function isCluster(redis: RedisClient): redis is Cluster {
 }
 
 /**
+ * How the settings of a connection are named in what is said about it: the environment's
+ * variables for the worker and most commands, a command's flags where it connects to a Redis
+ * named on its command line (`followups migrate --to-url`).
+ */
+export interface ConnectionNames {
+  /** The setting that holds the URL (never the URL itself: it may carry a password). */
+  readonly url: string;
+  /** The setting that turned cluster mode on. */
+  readonly cluster: string;
+  /** What turns cluster mode on. */
+  readonly turnOn: string;
+  /** What turns cluster mode off. */
+  readonly turnOff: string;
+}
+
+/** The environment's names: REDIS_URL and REDIS_CLUSTER. */
+export const ENV_CONNECTION: ConnectionNames = {
+  url: "REDIS_URL",
+  cluster: "REDIS_CLUSTER=true",
+  turnOn: "set REDIS_CLUSTER=true (REDIS_URL may list several nodes, comma-separated)",
+  turnOff: "unset REDIS_CLUSTER",
+};
+
+/**
  * Why a client cannot work with the server it reached, or undefined: cluster mode against a
  * single Redis, or a cluster node used as a single Redis (keys of other nodes would fail with
  * MOVED at random).
  */
-export async function clusterMismatch(redis: RedisClient): Promise<string | undefined> {
+export async function clusterMismatch(
+  redis: RedisClient,
+  names: ConnectionNames = ENV_CONNECTION,
+): Promise<string | undefined> {
   if (redis instanceof Cluster) return undefined;
   const info = await redis.info("cluster");
   if (/cluster_enabled:1/.test(info))
-    return "the Redis at REDIS_URL is a Redis Cluster node: set REDIS_CLUSTER=true (REDIS_URL may list several nodes, comma-separated)";
+    return `the Redis at ${names.url} is a Redis Cluster node: ${names.turnOn}`;
   return undefined;
 }
 
@@ -69,7 +96,10 @@ export async function clusterMismatch(redis: RedisClient): Promise<string | unde
  * Why cluster mode could not connect, when the first seed node answers as a Redis that is not a
  * cluster node (ioredis only reports that no startup node was available); undefined otherwise.
  */
-export async function clusterRefusal(url: string): Promise<string | undefined> {
+export async function clusterRefusal(
+  url: string,
+  names: ConnectionNames = ENV_CONNECTION,
+): Promise<string | undefined> {
   const seed = url.split(",")[0]?.trim() ?? "";
   const probe = new Redis(seed, {
     lazyConnect: true,
@@ -82,7 +112,7 @@ export async function clusterRefusal(url: string): Promise<string | undefined> {
     await probe.connect();
     const info = await probe.info("cluster");
     return /cluster_enabled:0/.test(info)
-      ? "REDIS_CLUSTER=true, but the Redis at REDIS_URL is not a Redis Cluster node: unset REDIS_CLUSTER, or list the cluster's nodes in REDIS_URL"
+      ? `${names.cluster}, but the Redis at ${names.url} is not a Redis Cluster node: ${names.turnOff}, or list the cluster's nodes in ${names.url}`
       : undefined;
   } catch {
     return undefined;

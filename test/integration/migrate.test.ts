@@ -467,6 +467,12 @@ describe("followups migrate", () => {
     ).rejects.toThrow(
       /^--to-cluster, but the Redis at --to-url is not a Redis Cluster node: leave out --to-cluster/,
     );
+    // A new Redis that cannot be reached is named without the password its URL carries.
+    const away = runMigrate({ toUrl: "redis://:S3cret@127.0.0.1:1", dryRun: true }, captureIo());
+    await expect(away).rejects.toThrow(
+      /^cannot reach Redis at redis:\/\/127\.0\.0\.1:1 \(--to-url\): /,
+    );
+    await expect(away).rejects.not.toThrow("S3cret");
     await p.worker?.close();
     p.worker = undefined;
     // A replica (of the old Redis, here) takes no writes: refused before anything is marked.
