@@ -100,6 +100,9 @@ export function createEraser(deps: EraseDeps) {
     let keysDeleted = 0;
     const stepRefs: string[] = [];
     const providerIds: string[] = [];
+    // An email's Message-ID leads a reply to its step (resends' earlier ids too: the record
+    // stops filing replies once erased, erase-event.lua).
+    const emailIds: string[] = [];
     const callIds: string[] = [];
     // The events of the orders they placed, found through what is stored of each purchase.
     for (const eventId of [...eventIds]) {
@@ -127,7 +130,8 @@ export function createEraser(deps: EraseDeps) {
           for (let n = 1; n <= record.resends; n++) callIds.push(`${jobId}-r${n}`);
           for (let n = 1; n <= record.retries; n++) callIds.push(`${jobId}-q${n}`);
         }
-        if (record.providerId && record.channel !== "email") providerIds.push(record.providerId);
+        if (record.providerId && record.channel === "email") emailIds.push(record.providerId);
+        else if (record.providerId) providerIds.push(record.providerId);
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
         const labels = stepLabels(deps.rules(), stepId, record);
@@ -152,6 +156,7 @@ export function createEraser(deps: EraseDeps) {
     const doomed = [
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
       ...providerIds.map((sid) => keys.smsMessage(sid)),
+      ...emailIds.map((messageId) => keys.emailMessage(messageId)),
       ...callIds.map((id) => keys.callScript(id)),
       ...[...addresses].filter((a) => !a.includes("@")).map((phone) => keys.latestCheckIn(phone)),
       keys.customerHistory(customerId),

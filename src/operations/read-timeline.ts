@@ -1,5 +1,6 @@
 import type { Channel } from "../domain/events.js";
 import type { AuditTrail } from "../store/audit-trail.js";
+import { LISTED_PURCHASES } from "../store/customer-history.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ShardStores, Shards } from "../store/shards.js";
@@ -38,10 +39,12 @@ export async function readCustomerTimeline(
   const shard = sources.shards.shardOf(customerId);
   const known = onlyEvents
     ? onlyEvents.map((event) => ({ ...event, purchasedAt: undefined }))
-    : (await sources.shards.of(shard).history.purchasesOf(customerId)).map((p) => ({
-        ...p,
-        shard,
-      }));
+    : (await sources.shards.of(shard).history.purchasesOf(customerId))
+        .slice(0, LISTED_PURCHASES)
+        .map((p) => ({
+          ...p,
+          shard,
+        }));
   const purchases = (
     await Promise.all(known.map((p) => readPurchase(sources, p, p.purchasedAt)))
   ).filter((p) => p.steps.size > 0 || p.purchase !== undefined);

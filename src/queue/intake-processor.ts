@@ -247,7 +247,8 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
     switch (event.type) {
       case "purchase.completed": {
         const { summary, attribution } = await schedulePurchase(event, fingerprint, deps, job.id);
-        const redeemed = await redeemCodes(event, deps);
+        // A purchase of an erased customer is dropped whole: its order redeems nothing either.
+        const redeemed = summary.erased ? [] : await redeemCodes(event, deps);
         // A purchase returned before it arrived (or erased) brought no one back.
         if (attribution) {
           await attributePurchase(event, redeemed, attribution.lastSent, deps);

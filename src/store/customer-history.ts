@@ -42,6 +42,12 @@ export interface RememberedCheckIn extends CheckInOutcome {
   readonly at: number;
 }
 
+/** A customer's latest purchases stay listed in their history after their records have gone. */
+export const LISTED_PURCHASES = 100;
+
+/** Past this many fields in a history, its purchases whose records have gone are taken out. */
+const PRUNE_PAST_FIELDS = LISTED_PURCHASES + 20;
+
 /** A remembered check-in is kept for the attribution window after it and this. */
 const CHECK_IN_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
@@ -102,7 +108,7 @@ export class CustomerHistoryStore {
     | { erased: true }
   > {
     const customerId = event.customer.id;
-    const [count, last, firstSeen, lastSent, checkIns] = await this.redis.fuRecordPurchase(
+    const [count, last, firstSeen, lastSent, checkIns, fields] = await this.redis.fuRecordPurchase(
       this.keys.eventRecord(event.id),
       this.keys.customerHistory(customerId),
       await this.erasureKey(customerId),
@@ -117,6 +123,7 @@ export class CustomerHistoryStore {
     );
     if (count === -1) return { conflict: true };
     if (count === -2) return { erased: true };
+    if ((fields ?? 0) > PRUNE_PAST_FIELDS) await this.dropEndedPurchases(customerId);
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };
@@ -135,7 +142,26 @@ export class CustomerHistoryStore {
     };
   }
 
-  /** The customer's purchases (event ids), latest first: at most the last 100. */
+  /**
+   * Takes out of a customer's list of purchases those past the latest LISTED_PURCHASES whose event
+   * records have gone (retention ended): a purchase with a record, however old, stays listed, so
+   * that erasure and the operator tools find it. Only for customers with many purchases.
+   */
+  private async dropEndedPurchases(customerId: string): Promise<void> {
+    const key = this.keys.customerHistory(customerId);
+    const older = (await this.purchasesOf(customerId)).slice(LISTED_PURCHASES);
+    if (older.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
+    const exists = (await pipeline.exec()) ?? [];
+    const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
+    if (ended.length > 0) await this.redis.hdel(key, ...ended);
+  }
+
+  /**
+   * The customer's purchases (event ids), latest first: every purchase whose record lives, and
+   * ended ones among the latest LISTED_PURCHASES.
+   */
   async purchasesOf(customerId: string): Promise<{ eventId: string; purchasedAt: number }[]> {
     const all = await this.redis.hgetall(this.keys.customerHistory(customerId));
     return Object.entries(all)

@@ -139,6 +139,12 @@ function summaryOfStored(
   return {};
 }
 
+/**
+ * How an erased purchase's record is stopped (erase-event.lua): a step taken over from a dead
+ * sender is cancelled with this reason, and replies are no longer filed (add-reply.lua).
+ */
+export const ERASED_STOP = "erased: the customer's data was erased";
+
 export class FollowUpStore {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
@@ -472,7 +478,11 @@ export class FollowUpStore {
    * the summary, and everything personal in the step records. Cancel pending steps first.
    */
   async erase(eventId: string): Promise<number> {
-    return this.redis.fuEraseEvent(this.keys.eventRecord(eventId), this.keys.purchase(eventId));
+    return this.redis.fuEraseEvent(
+      this.keys.eventRecord(eventId),
+      this.keys.purchase(eventId),
+      ERASED_STOP,
+    );
   }
 
   /** Why the purchase was stopped (a full refund), if it was. */

@@ -63,6 +63,8 @@ export interface StoreCommands {
   fuOptOuts(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number[]>;
   /** remember-customer.lua: KEYS are the address buckets. */
   fuRememberCustomer(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  /** forget-customer.lua: KEYS are address buckets. */
+  fuForgetCustomer(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** sweep-bucket.lua */
   fuSweepBucket(bucketKey: string, now: number): Promise<number>;
   /** pack-address-index.lua */
@@ -105,7 +107,7 @@ export interface StoreCommands {
     resolution: string,
   ): Promise<[number, string]>;
   /** erase-event.lua */
-  fuEraseEvent(recordKey: string, purchaseKey: string): Promise<number>;
+  fuEraseEvent(recordKey: string, purchaseKey: string, stopReason: string): Promise<number>;
   /** replace-purchase.lua */
   fuReplacePurchase(
     recordKey: string,
@@ -130,7 +132,7 @@ export interface StoreCommands {
     fingerprint: string,
     eventId: string,
     purchasedAt: number,
-  ): Promise<[number, string, number, string?, string[]?]>;
+  ): Promise<[number, string, number, string?, string[]?, number?]>;
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;
   /** fold-counts.lua */
@@ -252,6 +254,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "release-bucket": "fuReleaseBucket",
   "rules-generation": "fuRulesGeneration",
   "remember-customer": "fuRememberCustomer",
+  "forget-customer": "fuForgetCustomer",
   "pack-address-index": "fuPackAddressIndex",
   "sweep-bucket": "fuSweepBucket",
   "opt-outs": "fuOptOuts",

@@ -191,3 +191,26 @@ describe("the follow-up store", () => {
     expect(await redis.exists(keys.eventRecord("evt-expired"))).toBe(0);
   });
 });
+
+describe("a customer's list of purchases", () => {
+  it("keeps every purchase whose record lives, and drops ended ones past the latest 100", async () => {
+    const bought = (n: number) =>
+      purchase({
+        id: `evt-many-${n}`,
+        occurredAt: new Date(Date.UTC(2026, 10, 1) + n * 60_000).toISOString(),
+        customer: { id: "cus-many" },
+      });
+    for (let n = 0; n < 110; n++) await history.recordPurchase(bought(n), `fp-${n}`, DAY, DAY);
+    // The five oldest purchases' records have gone (their retention ended).
+    for (let n = 0; n < 5; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
+    expect(await history.purchasesOf("cus-many")).toHaveLength(110);
+    // Past 120 fields, a purchase takes out the ended ones; older ones with records stay.
+    for (let n = 110; n < 125; n++) await history.recordPurchase(bought(n), `fp-${n}`, DAY, DAY);
+    const listed = (await history.purchasesOf("cus-many")).map((p) => p.eventId);
+    expect(listed).toHaveLength(120);
+    expect(listed[0]).toBe("evt-many-124");
+    expect(listed.at(-1)).toBe("evt-many-5");
+    expect(listed).not.toContain("evt-many-4");
+    expect(await redis.hget(keys.customerHistory("cus-many"), "n")).toBe("125");
+  });
+});

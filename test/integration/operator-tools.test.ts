@@ -14,6 +14,7 @@ import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
+import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
@@ -25,6 +26,7 @@ import {
   promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { httpAddressOf } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -385,6 +387,137 @@ describe("followups erase", () => {
     await expect(
       command(p, (io) => runErase(undefined, { ...config(p), email: customer.email }, io)),
     ).rejects.toMatchObject({ code: 1 });
+  });
+
+  it("finds what no stored purchase names: addresses of a purchase without steps, purchases past the latest 100", async () => {
+    pipeline = await startPipeline("ops-erase-unnamed", { shards: 2 });
+    const p = pipeline;
+    const start = DateTime.utc().startOf("second").minus({ hours: 3 });
+    // Planned nothing (no consent): no purchase is stored, but its addresses are filed.
+    const stepless = {
+      id: "cus-nostep-4711",
+      name: "Nora Stepless",
+      email: "nora.stepless@example.com",
+      phone: "+447400900555",
+      consent: { email: false, sms: false, voice: false },
+    };
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-ns", occurredAt: iso(start), customer: stepless }) as never,
+    );
+    // 102 purchases, each with a check-in pending: more than the history lists when they end.
+    const many = {
+      id: "cus-many",
+      name: "Manny Buyer",
+      email: "manny@example.com",
+      phone: "+447400900777",
+    };
+    for (let n = 0; n < 102; n++)
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-m-${n}`,
+          orderId: `ord-m-${n}`,
+          occurredAt: iso(start.plus({ minutes: n })),
+          customer: many,
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+    const { store } = p.stores.of(p.shardOfCustomer(many.id));
+    const checkIn = async (eventId: string) =>
+      (await store.stepRecords(eventId, ["big-ticket.check-in"])).get("big-ticket.check-in");
+    await eventually(async () => checkIn("evt-m-101"), "the last purchase to be planned");
+    expect(await checkIn("evt-m-0")).toMatchObject({ state: "scheduled" });
+    const needles = [stepless.id, stepless.email, stepless.phone, "Nora"];
+    expect((await keysHolding(p.redis, p.prefix, needles)).length).toBeGreaterThan(0);
+    const nora = await json<ErasureReceipt>(p, (io) => runErase(stepless.id, config(p), io));
+    expect(nora.purchases).toBe(1);
+    expect(await keysHolding(p.redis, p.prefix, needles)).toEqual([]);
+    // Nothing leads from the address to them any more.
+    await expect(
+      command(p, (io) => runErase(undefined, { ...config(p), email: stepless.email }, io)),
+    ).rejects.toMatchObject({ code: 1 });
+
+    const manny = await json<ErasureReceipt>(p, (io) => runErase(many.id, config(p), io));
+    expect(manny.purchases).toBe(102);
+    expect(manny.stepsCancelled).toBeGreaterThanOrEqual(102);
+    // Every check-in cancelled, the oldest purchases' too; no step of theirs left to send.
+    for (let n = 0; n < 102; n++) {
+      expect(await checkIn(`evt-m-${n}`)).toMatchObject({ state: "cancelled" });
+      for (const [stepId, record] of await store.allStepRecords(`evt-m-${n}`))
+        expect(record.state, `evt-m-${n} ${stepId}`).not.toBe("scheduled");
+    }
+    expect(
+      await keysHolding(p.redis, p.prefix, [many.id, many.email, many.phone, "Manny"]),
+    ).toEqual([]);
+  }, 60_000);
+
+  it("files no reply to an erased customer's email, and their late purchase redeems no code", async () => {
+    pipeline = await startPipeline("ops-erase-after", {
+      env: { INBOUND_EMAIL_TOKEN: "inbound-token-0123456789" },
+    });
+    const p = pipeline;
+    const now = DateTime.utc().startOf("second");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rb",
+        orderId: "ord-rb",
+        occurredAt: iso(now),
+        customer: { id: "cus-rb" },
+      }) as never,
+    );
+    await promoteStep(p, "evt-rb", "thank-you.thank-you");
+    const [thanks] = await p.sink.waitForMessages(1);
+    await untilState(p, "evt-rb", "thank-you.thank-you", "sent");
+    await json<ErasureReceipt>(p, (io) => runErase("cus-rb", config(p), io));
+    const reply = [
+      "From: Someone <someone@example.com>",
+      "To: hello@shop.example",
+      "Subject: Re: Thank you",
+      "Message-ID: <late-reply@mail.example>",
+      `In-Reply-To: ${thanks?.parsed.messageId}`,
+      "Content-Type: text/plain; charset=utf-8",
+      "",
+      "Please write to me at 12 Secret Lane instead.",
+    ].join("\r\n");
+    const answer = await fetch(`${httpAddressOf(p)}/webhooks/email/inbound`, {
+      method: "POST",
+      headers: {
+        "content-type": "message/rfc822",
+        authorization: "Bearer inbound-token-0123456789",
+      },
+      body: reply,
+    });
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toEqual({ status: "ignored", reason: "no matching follow-up" });
+    expect(await keysHolding(p.redis, p.prefix, ["Secret Lane"])).toEqual([]);
+
+    // A purchase from before the erasure, arriving after it, naming another customer's code.
+    const codes = new DiscountCodes(p.redis, p.prefix);
+    const tomorrow = now.plus({ days: 1 });
+    await codes.issue(
+      { code: "KIT-ABCD-0000-0001", percent: 10, validUntil: tomorrow.toISODate() ?? "" },
+      tomorrow.endOf("day").toMillis(),
+      { eventId: "evt-other", stepId: "accessories.discount", shard: 0, customer: "k:other" },
+      Date.now(),
+      30 * 86_400_000,
+    );
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rb-late",
+        orderId: "ord-rb-late",
+        occurredAt: iso(now.minus({ minutes: 1 })),
+        customer: { id: "cus-rb" },
+        extra: { discountCodes: ["KIT-ABCD-0000-0001"] },
+      }) as never,
+    );
+    const late = await eventually(async () => {
+      const [job] = await p.events.getCompleted(0, 0);
+      return job?.data?.id === "evt-rb-late" ? job : undefined;
+    }, "the late purchase to be processed");
+    expect(late.returnvalue).toMatchObject({ erased: true });
+    expect(await codes.lookup("KIT-ABCD-0000-0001", Date.now())).toMatchObject({
+      status: "valid",
+    });
+    expect(await keysHolding(p.redis, p.prefix, ["ord-rb-late"])).toEqual([]);
   });
 
   it("stops a purchase that was being taken in when its customer was erased", async () => {

@@ -118,6 +118,7 @@ describe("the store's Lua scripts", () => {
       "count-outcomes",
       "erase-event",
       "fold-counts",
+      "forget-customer",
       "join-thank-you",
       "link-order",
       "opt-outs",
@@ -311,10 +312,17 @@ describe("the store's Lua scripts", () => {
     // What reports show once the whole purchase is gone.
     expect(fields.m?.toString()).toBe(SUMMARY);
     // Erased meanwhile (no purchase): nothing comes back.
-    expect(await redis.fuEraseEvent(record(), purchase())).toBe(2);
+    expect(await redis.fuEraseEvent(record(), purchase(), "erased: gone")).toBe(2);
     expect(await redis.hexists(record(), "p0")).toBe(0);
     expect(await redis.fuReplacePurchase(record(), kept, whole, SUMMARY)).toBe(0);
     expect(await redis.hexists(record(), "p0")).toBe(0);
+    // Stopped: a reply that arrives after the erasure is not filed.
+    expect(await redis.hget(record(), "stop")).toBe("erased: gone");
+    expect(await redis.fuAddReply(record(), "a", '{"t":"my new address is…"}')).toBe(0);
+    expect(Object.keys(await redis.hgetall(record())).filter((f) => f.startsWith("y"))).toEqual([]);
+    // A record that is gone stays gone (no key without an expiry).
+    expect(await redis.fuEraseEvent(keys.eventRecord("none"), purchase(), "erased: gone")).toBe(0);
+    expect(await redis.exists(keys.eventRecord("none"))).toBe(0);
   });
 
   it("claim-step: cancels a step of a stopped event, counts it, and keeps an earlier version's purchase key with the record when none is pending", async () => {
@@ -537,7 +545,7 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuCloseThankYou(history, legacy, "old-1", NOW)).toEqual(["old-2", "new-3"]);
     expect((await group())[4]).toBe("1");
     // Erasing the purchase takes its filing, which names the customer's other purchases.
-    await redis.fuEraseEvent(keys.eventRecord("new-3"), keys.purchase("new-3"));
+    await redis.fuEraseEvent(keys.eventRecord("new-3"), keys.purchase("new-3"), "erased: gone");
     expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBeNull();
     // After the window, with the thank-you gone: a new group, and no trace of the old members.
     expect(await join("new-4", NOW + 2 * HOUR)).toEqual(["lead"]);
@@ -657,13 +665,15 @@ describe("the store's Lua scripts", () => {
         key === record() ? "evt" : "evt-2",
         Date.parse(time),
       );
-    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1, "", []]);
+    // Last, how many fields the history has (the store prunes long lists of purchases by it).
+    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1, "", [], 3]);
     expect(await at("2026-11-01T10:00:00.000Z")).toEqual([
       0,
       "2026-11-01T10:00:00.000Z",
       0,
       "",
       [],
+      3,
     ]);
     // What attributing a purchase reads of its customer comes with the count.
     await redis.set(keys.lastSent("cus-1"), '{"stepId":"s"}');
@@ -674,6 +684,7 @@ describe("the store's Lua scripts", () => {
       1,
       '{"stepId":"s"}',
       ["p1", "sent 1 -"],
+      4,
     ]);
     // An earlier purchase arriving late does not move `last` back; both purchases are listed.
     const history = {
@@ -733,7 +744,7 @@ describe("the store's Lua scripts", () => {
     expect(await at("2026-11-01T09:59:00.000Z", "evt-before")).toEqual([-2, "", 0]);
     expect(await redis.exists(customer, keys.eventRecord("evt-before"))).toBe(0);
     // A purchase after the erasure is a new start.
-    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1, "", []]);
+    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1, "", [], 3]);
   });
 
   it("record-purchase: a record written before fingerprints takes the first one it sees", async () => {
@@ -754,11 +765,31 @@ describe("the store's Lua scripts", () => {
         "evt",
         Date.parse("2026-11-01T10:00:00.000Z"),
       ),
-    ).toEqual([3, "", 0, "", []]);
+    ).toEqual([3, "", 0, "", [], 0]);
     expect(await redis.hget(record(), "f")).toBe("fp");
   });
 
-  it("record-purchase: lists a customer's last 100 purchases, dropping the oldest", async () => {
+  it("forget-customer: removes the customer's entries from every bucket given, no one else's", async () => {
+    const first = keys.addressBucket(1);
+    const second = keys.addressBucket(2);
+    await redis.hset(first, {
+      "aaaaaaaaaaacus-1": "1:9",
+      "bbbbbbbbbbbcus-1": "1:9",
+      "aaaaaaaaaaacus-12": "1:9",
+      "cccccccccccxcus-1": "1:9",
+      "~": "5",
+    });
+    await redis.hset(second, { "dddddddddddcus-1": "1:9", "dddddddddddcus-2": "1:9" });
+    expect(await redis.fuForgetCustomer(2, first, second, "cus-1", 11)).toBe(3);
+    expect(Object.keys(await redis.hgetall(first)).sort()).toEqual([
+      "aaaaaaaaaaacus-12",
+      "cccccccccccxcus-1",
+      "~",
+    ]);
+    expect(await redis.hgetall(second)).toEqual({ "dddddddddddcus-2": "1:9" });
+  });
+
+  it("record-purchase: lists every purchase of a customer, however many", async () => {
     const customer = keys.customerHistory("cus-1");
     for (let i = 0; i < 103; i++) {
       await redis.fuRecordPurchase(
@@ -776,8 +807,9 @@ describe("the store's Lua scripts", () => {
       );
     }
     const listed = Object.keys(await redis.hgetall(customer)).filter((f) => f.startsWith("e:"));
-    expect(listed).toHaveLength(100);
-    expect(listed).not.toContain("e:evt-0");
+    // Erasure finds a customer's purchases by this list: none is dropped here.
+    expect(listed).toHaveLength(103);
+    expect(listed).toContain("e:evt-0");
     expect(listed).toContain("e:evt-102");
     expect(await redis.hget(customer, "n")).toBe("103");
   });

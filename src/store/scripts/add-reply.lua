@@ -8,13 +8,15 @@
     ARGV[1] step id
     ARGV[2] the reply (JSON: t = text, at = received epoch ms, c = channel)
 
-  Output: the reply's number (1, 2, ...), or 0 when the step has no record
+  Output: the reply's number (1, 2, ...), or 0 when the step has no record or its customer was
+          erased (erase-event.lua stops the record with `erased: …`): nothing is filed then
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
 local stepField = 's:' .. ARGV[1]
 local raw = redis.call('HGET', KEYS[1], stepField)
 if not raw then return 0 end
+if string.sub(redis.call('HGET', KEYS[1], 'stop') or '', 1, 7) == 'erased:' then return 0 end
 local counter = 'yn:' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], counter) == 0 then
   local rec = decodeStep(raw)

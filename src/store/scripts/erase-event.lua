@@ -4,7 +4,9 @@
   names the customer's other purchases) goes, and each step record keeps only its state, times,
   channel, kind, counts and the code of its reason; provider message ids, reason texts, delivery
   reports and replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
-  What remains is anonymous and lets a late job find its step ended.
+  What remains is anonymous and lets a late job find its step ended. The record is stopped with
+  ARGV[1] (stop-event.lua's marker): a step taken over from a dead sender is cancelled, not sent,
+  and a reply that arrives later (add-reply.lua) is not filed.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `m` summary, `p0`, `p1`, … the stored
@@ -12,12 +14,16 @@
             2026-11-30 kept it)
     KEYS[2] stored purchase key of versions before 2026-12-03
 
+    ARGV[1] the stop reason, `erased: …`
+
   Output: how many step records were scrubbed
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
 --!include lib/purchase-fields.lua
 redis.call('DEL', KEYS[2])
+-- Only on a record that exists: a new key here would have no expiry.
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'stop', ARGV[1]) end
 deletePurchase(KEYS[1])
 redis.call('HDEL', KEYS[1], 'm', 'event', 'ty')
 local fields = redis.call('HGETALL', KEYS[1])

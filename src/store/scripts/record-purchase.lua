@@ -4,7 +4,8 @@
   redelivered or re-published events neither count twice nor see themselves as an earlier purchase.
   The event's fingerprint is kept beside it: an id used again for other content is a conflict,
   and changes nothing. The customer's history also lists their purchases (`e:<eventId>` = purchase
-  time), the index from a customer to what was planned for them; past 100 the oldest are dropped.
+  time), the index from a customer to what was planned for them and how erasure finds every
+  purchase: none is dropped here (CustomerHistoryStore drops those whose records have gone).
 
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
@@ -22,7 +23,8 @@
     ARGV[6] the purchase time (epoch ms)
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1),
-            the latest follow-up sent or '', the remembered check-ins as field, value, … },
+            the latest follow-up sent or '', the remembered check-ins as field, value, …,
+            the number of fields of the history },
           or { -1, '', 0 } when the id was used for an event with another fingerprint,
           or { -2, '', 0 } when the customer was erased after the purchase (nothing is recorded)
   The last two are what attributing the purchase reads: returned here to save intake two round
@@ -37,7 +39,7 @@ if fingerprint and string.sub(fingerprint, 1, #ARGV[4]) ~= ARGV[4] then return {
 local sent = redis.call('GET', KEYS[4]) or ''
 local checkIns = redis.call('HGETALL', KEYS[5])
 local function attribution(count, last, first)
-  return { count, last, first, sent, checkIns }
+  return { count, last, first, sent, checkIns, redis.call('HLEN', KEYS[2]) }
 end
 -- Records written before fingerprints were kept take this one.
 if not fingerprint and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'f', ARGV[4]) end
@@ -49,18 +51,6 @@ redis.call('HSET', KEYS[1], 'h', count, 'f', ARGV[4])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 redis.call('HINCRBY', KEYS[2], 'n', 1)
 redis.call('HSET', KEYS[2], 'e:' .. ARGV[5], ARGV[6])
-if redis.call('HLEN', KEYS[2]) > 102 then
-  -- Rare (a customer with over 100 purchases): drop the oldest from the list, keep the counts.
-  local fields = redis.call('HGETALL', KEYS[2])
-  local listed = {}
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == 'e:' then
-      listed[#listed + 1] = { fields[i], tonumber(fields[i + 1]) }
-    end
-  end
-  table.sort(listed, function(a, b) return a[2] < b[2] end)
-  for i = 1, #listed - 100 do redis.call('HDEL', KEYS[2], listed[i][1]) end
-end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return attribution(count, last, 1)
