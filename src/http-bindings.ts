@@ -14,7 +14,7 @@ import { OperatorError, type OperatorTools } from "./operations/operator-tools.j
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
 import type { DeploymentEventIds, EventIdRegistry } from "./store/event-ids.js";
-import type { RedisClient } from "./store/redis-client.js";
+import { isRedisUnavailable, type RedisClient } from "./store/redis-client.js";
 import type { Shards } from "./store/shards.js";
 
 /** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
@@ -156,7 +156,9 @@ export function adminApiWith(deps: {
           const status = { "not-found": 404, conflict: 409, invalid: 400 } as const;
           return { status: status[error.kind], body: { error: error.message } };
         }
-        if (deps.redis.status !== "ready")
+        // Redis away, frozen (a command timed out on a connection that still looks up) or
+        // failing over: a 503 to retry, not a 500.
+        if (isRedisUnavailable(error, deps.redis))
           throw new UnavailableError("Redis is not reachable", RETRY_AFTER_SECONDS, {
             cause: error,
           });

@@ -272,7 +272,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     now,
   });
   const httpShards = shardStores(httpRedis, prefix, shardCount, { addressHashSecret });
-  metrics.trackQueues([events, ...followUps.all()]);
+  // Read when /metrics is scraped: on the HTTP connection, which fails at once while Redis is
+  // away (the jobs' connection would hold the scrape until Redis returns).
+  metrics.trackQueues([adminQueues.events, ...adminQueues.followUps.all()]);
+  const spendOnHttp = new SpendLedger(httpRedis, prefix);
 
   const refunds = createRefunds({ rules, shards, orders, followUps, metrics, logger });
   const receipts = new WebhookReceipts(redis, prefix);
@@ -290,7 +293,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       return Promise.all(
         PRICED_CHANNELS.filter((channel) => current.spend.prices[channel]).map(async (channel) => ({
           channel,
-          spent: (await spendLedger.spent(channel, month)) / MICROS,
+          spent: (await spendOnHttp.spent(channel, month)) / MICROS,
         })),
       );
     },

@@ -19,8 +19,9 @@ import type { CustomerTimeline } from "../operations/timeline.js";
 import { renderPlanTable } from "../reports/plan-table.js";
 import { renderReportHtml } from "../reports/render-report-html.js";
 import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
-import { periodFromDates } from "../reports/report-period.js";
-import type { ConsoleSessions } from "../store/console-sessions.js";
+import { periodFromDates, reportDatesProblem } from "../reports/report-period.js";
+import { type ConsoleSession, type ConsoleSessions, tokenTag } from "../store/console-sessions.js";
+import { isRedisUnavailable } from "../store/redis-client.js";
 import { CONSOLE_CSS, type ConsoleView, renderConsolePage } from "./console-views.js";
 import { pendingChartSvg } from "./pending-chart.js";
 
@@ -68,8 +69,23 @@ const JOB_STATES = ["waiting", "delayed", "active", "completed", "failed"] as co
 const CHANNELS = ["email", "sms", "voice"] as const;
 const OPT_OUT_WORDS = { all: "everything", offers: "offers only", none: "none" } as const;
 
+/** An operator tool's refusal, as the admin API answers it. */
+const OPERATOR_ERROR_STATUS = { "not-found": 404, conflict: 409, invalid: 400 } as const;
+
 type Operator = { readonly name: string };
 const operators = new WeakMap<FastifyRequest, Operator>();
+/** Bull Board's API, under the console. */
+const BOARD_API = "/console/queues/api/";
+/** Bull Board actions allowed through, audited once answered. */
+const boardActions = new WeakSet<FastifyRequest>();
+
+/** Whether a browser says the request comes from a page of this same origin. */
+function sameOrigin(request: FastifyRequest): boolean {
+  if (request.headers["sec-fetch-site"] === "same-origin") return true;
+  const origin = request.headers.origin;
+  if (typeof origin !== "string" || !URL.canParse(origin)) return false;
+  return new URL(origin).host === request.host;
+}
 
 export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): Promise<void> {
   const publicUrl = deps.publicUrl ? new URL(deps.publicUrl) : undefined;
@@ -81,7 +97,14 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     await scope.register(fastifyCookie, { secret: deps.cookieSecret });
     await scope.register(fastifyCsrf, {
       cookieKey: CSRF_COOKIE,
-      cookieOpts: { path: "/console", sameSite: "strict", httpOnly: true, signed: true },
+      cookieOpts: {
+        path: "/console",
+        sameSite: "strict",
+        httpOnly: true,
+        signed: true,
+        // Secure when the request came over https (behind a proxy: with trustProxy).
+        secure: "auto",
+      },
     });
     await scope.register(fastifyRateLimit, { global: false });
 
@@ -104,16 +127,27 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
 
     scope.setErrorHandler(
       async (error: Error & { statusCode?: number; code?: string }, request, reply) => {
-        const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-        if (status >= 500) request.log.error({ err: error }, "console request failed");
+        const status =
+          error instanceof OperatorError
+            ? OPERATOR_ERROR_STATUS[error.kind]
+            : isRedisUnavailable(error)
+              ? 503
+              : error.statusCode && error.statusCode >= 400
+                ? error.statusCode
+                : 500;
+        if (status === 503) reply.header("retry-after", "5");
+        if (status === 503) request.log.warn({ err: error }, "console answered 503: Redis away");
+        else if (status >= 500) request.log.error({ err: error }, "console request failed");
         const message =
           error.code === "FST_CSRF_INVALID_TOKEN" || error.code === "FST_CSRF_MISSING_SECRET"
             ? "This form has expired or did not come from the console. Go back, reload the page and try again."
             : status === 429
               ? "Too many sign-in attempts from your address. Wait a minute and try again."
-              : status >= 500
-                ? "Something went wrong on our side; the worker's log has the details."
-                : error.message;
+              : status === 503
+                ? "Redis is not answering right now. Try again in a few seconds."
+                : status >= 500
+                  ? "Something went wrong on our side; the worker's log has the details."
+                  : error.message;
         return page(
           reply.code(status),
           "problem",
@@ -127,7 +161,11 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     scope.addHook("onRequest", async (request, reply) => {
       const path = request.url.split("?")[0] ?? "";
       if (path === "/console/sign-in" || path === "/console/assets/console.css") return;
-      const name = await deps.sessions.operatorOf(request.cookies[SESSION_COOKIE]);
+      const cookie = request.cookies[SESSION_COOKIE];
+      const session = await deps.sessions.sessionOf(cookie);
+      // A session whose token was taken out of ADMIN_TOKENS (or given to someone else) ends.
+      const name = session && holdsToken(session, deps.tokens) ? session.name : undefined;
+      if (session && name === undefined) await deps.sessions.end(cookie);
       if (name === undefined) {
         if (request.method === "GET") return reply.redirect("/console/sign-in", 303);
         return page(
@@ -143,6 +181,29 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         );
       }
       operators.set(request, { name });
+      // Bull Board's actions carry no CSRF token of ours: a browser names the page that sent
+      // them (Origin), which must be the console itself; each one done is audited.
+      if (path.startsWith(BOARD_API) && request.method !== "GET" && request.method !== "HEAD") {
+        if (!sameOrigin(request)) {
+          request.log.info({ path }, "refused a queue action from another origin");
+          return reply.code(403).send({ error: "queue actions come from the console's own pages" });
+        }
+        boardActions.add(request);
+      }
+    });
+
+    scope.addHook("onResponse", async (request, reply) => {
+      if (!boardActions.has(request) || reply.statusCode >= 400) return;
+      const path = request.url.split("?")[0] ?? "";
+      await deps.tools
+        .recordAction({
+          by: operatorOf(request),
+          action: "queue-board",
+          target: `${request.method} ${decodeURIComponent(path.slice(BOARD_API.length))}`,
+        })
+        .catch((error: unknown) =>
+          request.log.warn({ err: error }, "a queue action could not be audited"),
+        );
     });
 
     scope.get("/console/assets/console.css", async (_request, reply) =>
@@ -178,7 +239,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
             request,
           );
         }
-        const session = await deps.sessions.start(name);
+        const session = await deps.sessions.start(name, token);
         await deps.tools.recordAction({ by: name, action: "sign-in", target: "console" });
         reply.setCookie(SESSION_COOKIE, session, {
           path: "/console",
@@ -647,7 +708,12 @@ function customerPath(id: string): string {
 
 /** Where to go back to: a console path only, never another site. */
 function safeBack(back: string | undefined): string {
-  return back?.startsWith("/console/") && !back.startsWith("//") ? back : "";
+  // Control characters would make the redirect's Location header unsendable.
+  return back?.startsWith("/console/") &&
+    !back.startsWith("//") &&
+    ![...back].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
+    ? back
+    : "";
 }
 
 function backWithNotice(reply: FastifyReply, back: string, notice: string): FastifyReply {
@@ -665,6 +731,18 @@ function yesNo(value: boolean | null): string {
   return value === null ? "not stated" : value ? "yes" : "no";
 }
 
+/**
+ * Whether a session's token is still one of the admin tokens, under the same name (a session of
+ * an earlier version, which names no token, while its operator has a token at all).
+ */
+function holdsToken(session: ConsoleSession, tokens: readonly AdminToken[]): boolean {
+  return tokens.some(
+    (entry) =>
+      entry.name === session.name &&
+      (session.tokenTag === undefined || tokenTag(entry.token) === session.tokenTag),
+  );
+}
+
 function reportDates(
   request: FastifyRequest,
   rules: RuleSet,
@@ -675,10 +753,11 @@ function reportDates(
     .startOf("day");
   const until = queryField(request, "until") || (today.toISODate() ?? "");
   const since = queryField(request, "since") || (today.minus({ days: 7 }).toISODate() ?? "");
-  const valid = (d: string) => /^\d{4}-\d{2}-\d{2}$/.test(d) && DateTime.fromISO(d).isValid;
-  if (!valid(since) || !valid(until)) return { since, until, zone, error: "Dates are YYYY-MM-DD." };
-  if (since >= until)
-    return { since, until, zone, error: "The first day must come before the end." };
+  const valid = (d: string) => /^\d{4}-\d{2}-\d{2}$/.test(d);
+  const problem =
+    valid(since) && valid(until) ? reportDatesProblem(since, until) : "dates are YYYY-MM-DD";
+  if (problem)
+    return { since, until, zone, error: `${problem[0]?.toUpperCase()}${problem.slice(1)}.` };
   return { since, until, zone };
 }
 

@@ -31,6 +31,12 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
     build: () => AdminRequest | string,
   ) => {
     reply.header("cache-control", "no-store");
+    // Every parameter is one value: `?email=a&email=b` is a mistake, not a list.
+    const repeated = Object.entries(request.query as Record<string, unknown>).find(([, value]) =>
+      Array.isArray(value),
+    );
+    if (repeated)
+      return reply.code(400).send({ error: `${repeated[0]}: give the query parameter once` });
     const built = build();
     if (typeof built === "string") return reply.code(400).send({ error: built });
     const by = operatorOf.get(request) ?? "admin";

@@ -43,7 +43,7 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): P
     const status = statusOf(error);
     if (status >= 500) {
       request.log.error({ err: error, route: request.routeOptions.url }, "unsubscribe failed");
-      return sendHtml(reply, 503, unavailablePage(languageOf(request)));
+      return sendHtml(reply.header("retry-after", "5"), 503, unavailablePage(languageOf(request)));
     }
     return sendHtml(reply, status, invalidLinkPage(languageOf(request)));
   });

@@ -296,8 +296,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const cancelled: string[] = [];
       const inFlight: string[] = [];
       let member: string | undefined;
+      let known = 0;
       for (const ref of refs) {
         const found = await recordOf(ref);
+        if (found) known++;
         if (found?.state === "sending") inFlight.push(refText(ref));
         if (found?.state !== "scheduled" || ref.shard === undefined) continue;
         const { store } = shards.of(ref.shard);
@@ -320,6 +322,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           .remove(followUpJobId(ref.eventId, ref.stepId))
           .catch(() => 0);
       }
+      // A step named that has no record: unknown (as resend says), not a conflict.
+      if (known === 0 && "step" in target)
+        throw new OperatorError(`no follow-up ${targetText} is known`, "not-found");
       if (cancelled.length === 0) {
         const why =
           inFlight.length > 0

@@ -24,8 +24,31 @@ export function previousPeriod(period: ReportPeriod): ReportPeriod {
   return periodOf(start.minus({ days }), start, period.timezone);
 }
 
+/**
+ * The longest period a report covers: a year and a few days. The ledger keeps hourly counts 401
+ * days, and a report reads every hour of its period and of the one before it, so a longer
+ * period would read hours that hold nothing, at a cost that grows with its length.
+ */
+export const MAX_REPORT_DAYS = 400;
+
+/**
+ * Why local dates (YYYY-MM-DD, inclusive since, exclusive until) make no report period, in words
+ * for the operator who typed them; undefined when they make one.
+ */
+export function reportDatesProblem(since: string, until: string): string | undefined {
+  const start = DateTime.fromISO(since, { zone: "UTC" });
+  const end = DateTime.fromISO(until, { zone: "UTC" });
+  if (!start.isValid || !end.isValid) return "dates are YYYY-MM-DD";
+  if (start >= end) return "the first day must come before the end";
+  if (end.diff(start, "days").days > MAX_REPORT_DAYS)
+    return `a report covers at most ${MAX_REPORT_DAYS} days (the ledger keeps 401)`;
+  return undefined;
+}
+
 /** A period from local dates (inclusive since, exclusive until) in a zone, for the CLI. */
 export function periodFromDates(since: string, until: string, timezone: string): ReportPeriod {
+  const problem = reportDatesProblem(since.slice(0, 10), until.slice(0, 10));
+  if (problem) throw new RangeError(`report period ${since} to ${until}: ${problem}`);
   return periodOf(
     DateTime.fromISO(since, { zone: timezone }).startOf("day"),
     DateTime.fromISO(until, { zone: timezone }).startOf("day"),

@@ -14,7 +14,9 @@ export type AuditAction =
   | "resolve"
   | "sign-in"
   | "reshard"
-  | "migrate";
+  | "migrate"
+  /** An action in Bull Board (/console/queues): pause, resume, retry, clean, remove, … */
+  | "queue-board";
 
 /** One operator action: who, what, when. No personal data: a customer is named by keyed hash. */
 export interface AuditEntry {

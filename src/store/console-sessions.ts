@@ -5,10 +5,27 @@ import type { RedisClient } from "./redis-client.js";
 /** How long a console session lasts without being used. */
 export const CONSOLE_SESSION_MS = 8 * 3600 * 1000;
 
+/** A signed-in operator: their name, and which of their tokens they signed in with. */
+export interface ConsoleSession {
+  readonly name: string;
+  /** tokenTag of the token signed in with; absent for sessions of versions before December 2026. */
+  readonly tokenTag?: string;
+}
+
+/**
+ * Names a token without holding it: 22 characters of its SHA-256 (admin tokens are long random
+ * strings, so this leads nowhere back to the token).
+ */
+export function tokenTag(token: string): string {
+  return createHash("sha256").update(token, "utf8").digest("base64url").slice(0, 22);
+}
+
 /**
  * Signed-in console users: a random session id in an httpOnly cookie, and in Redis (named by the
- * id's SHA-256, so a Redis dump holds no usable id) the operator's name. A session lapses after
- * eight hours without use and ends at sign-out; every worker process shares them.
+ * id's SHA-256, so a Redis dump holds no usable id) the operator's name and the tag of the token
+ * they signed in with, so that a session ends when its token is taken out of ADMIN_TOKENS. A
+ * session lapses after eight hours without use and ends at sign-out; every worker process shares
+ * them.
  */
 export class ConsoleSessions {
   private readonly keys: StoreKeys;
@@ -20,20 +37,24 @@ export class ConsoleSessions {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Starts a session for the operator; returns its id for the cookie. */
-  async start(name: string): Promise<string> {
+  /** Starts a session for the operator who signed in with `token`; returns its id for the cookie. */
+  async start(name: string, token: string): Promise<string> {
     const id = randomBytes(32).toString("base64url");
-    await this.redis.set(this.key(id), name, "PX", CONSOLE_SESSION_MS);
+    await this.redis.set(this.key(id), `${name}\n${tokenTag(token)}`, "PX", CONSOLE_SESSION_MS);
     return id;
   }
 
   /** The operator of a live session (and keeps it alive), or undefined. */
-  async operatorOf(id: string | undefined): Promise<string | undefined> {
+  async sessionOf(id: string | undefined): Promise<ConsoleSession | undefined> {
     if (!id || id.length > 100) return undefined;
     const key = this.key(id);
-    const name = await this.redis.get(key);
-    if (name !== null) await this.redis.pexpire(key, CONSOLE_SESSION_MS);
-    return name ?? undefined;
+    const value = await this.redis.get(key);
+    if (value === null) return undefined;
+    await this.redis.pexpire(key, CONSOLE_SESSION_MS);
+    const cut = value.lastIndexOf("\n");
+    return cut < 0
+      ? { name: value }
+      : { name: value.slice(0, cut), tokenTag: value.slice(cut + 1) };
   }
 
   async end(id: string | undefined): Promise<void> {

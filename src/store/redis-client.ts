@@ -47,6 +47,24 @@ export function duplicateClient(redis: RedisClient): RedisClient {
   return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
 }
 
+/** Errors with which ioredis says Redis cannot be reached or does not answer in time. */
+const AWAY_MESSAGES =
+  /^(Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries|Failed to refresh slots cache|None of startup nodes is available)/;
+/** Replies with which Redis says it cannot serve now (loading, failing over, a slot moving). */
+const NOT_NOW_REPLIES = /^(LOADING|CLUSTERDOWN|TRYAGAIN|READONLY|MASTERDOWN|BUSY|NOREPLICAS) /;
+
+/**
+ * Whether an error says Redis is away or cannot serve right now (a caller answers 503 and asks
+ * for a retry), rather than a fault of the request or a bug; also when the connection is down.
+ */
+export function isRedisUnavailable(error: unknown, redis?: RedisClient): boolean {
+  if (redis && redis.status !== "ready") return true;
+  if (!(error instanceof Error)) return false;
+  if (error.name === "MaxRetriesPerRequestError" || error.name === "ClusterAllFailedError")
+    return true;
+  return AWAY_MESSAGES.test(error.message) || NOT_NOW_REPLIES.test(error.message);
+}
+
 /** Whether a connection goes to a Redis Cluster. */
 export function isCluster(redis: RedisClient): redis is Cluster {
   return redis instanceof Cluster;

@@ -225,4 +225,63 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     ).resolves.toEqual([]);
     await page.context().close();
   });
+
+  it("answers what cannot be done in words, refuses a year-long report, and ends a revoked token's sessions", async () => {
+    pipeline = await startPipeline("console-refusals", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const page = await signedIn(p);
+    const base = () => p.worker?.httpAddress ?? "";
+
+    // An unknown customer or order is a 404 that says so, not "something went wrong".
+    const nobody = await page.request.get(`${base()}/console/customers/cus-nobody`);
+    expect(nobody.status()).toBe(404);
+    expect(await nobody.text()).toMatch(
+      /no customer (&quot;|&#34;)cus-nobody(&quot;|&#34;) is known/,
+    );
+    expect((await page.request.get(`${base()}/console/orders/ord-nothing`)).status()).toBe(404);
+    // Cancelling a step nobody knows, through the confirmation form.
+    await page.goto(
+      `${base()}/console/confirm?action=cancel&ref=evt-none/thank-you.thank-you&back=/console/search`,
+    );
+    const cancelled = page.waitForResponse((r) => r.url().endsWith("/console/steps/cancel"));
+    await page.getByRole("button", { name: "Cancel this follow-up" }).click();
+    expect((await cancelled).status()).toBe(404);
+    await expect(page.textContent("main")).resolves.toContain(
+      "no follow-up evt-none/thank-you.thank-you is known",
+    );
+    expect(p.logs.filter((line) => line.msg === "console request failed")).toEqual([]);
+
+    // A report reads every hour of its period: more than 400 days is refused, not attempted.
+    const long = await page.request.get(
+      `${base()}/console/report/view?since=1726-12-01&until=2026-12-01`,
+    );
+    expect(long.status()).toBe(400);
+    expect(await long.text()).toBe("A report covers at most 400 days (the ledger keeps 401).");
+    const year = await page.request.get(
+      `${base()}/console/report/view?since=2025-12-01&until=2026-12-01`,
+    );
+    expect(year.status()).toBe(200);
+
+    // Bull Board's actions come from the console's pages (Origin), and are audited.
+    const pause = `${base()}/console/queues/api/queues/purchase-events/pause`;
+    expect((await page.request.put(pause)).status()).toBe(403);
+    expect(await p.events.isPaused()).toBe(false);
+    expect((await page.request.put(pause, { headers: { origin: base() } })).status()).toBe(200);
+    expect(await p.events.isPaused()).toBe(true);
+    await page.goto(`${base()}/console/audit`);
+    await expect(page.textContent("main")).resolves.toContain("PUT queues/purchase-events/pause");
+    await p.events.resume();
+
+    // dana's token is taken out of ADMIN_TOKENS (another operator's remains): her session ends.
+    await p.worker?.close();
+    await p.startWorker({ ADMIN_TOKENS: [{ name: "erin", token: "erin-token-0123456789" }] });
+    await page.goto(`${base()}/console/audit`);
+    expect(new URL(page.url()).pathname).toBe("/console/sign-in");
+    // Given back, the old session stays ended: she signs in again.
+    await p.worker?.close();
+    await p.startWorker();
+    await page.goto(`${base()}/console/audit`);
+    expect(new URL(page.url()).pathname).toBe("/console/sign-in");
+    await page.context().close();
+  });
 });

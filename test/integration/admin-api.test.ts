@@ -112,6 +112,12 @@ describe("the admin API", () => {
       },
     });
     expect((await call(p, "GET", "/admin/v1/schedule?days=0", { token: ALICE })).status).toBe(400);
+    // A parameter given twice is a mistake to name, not a list (nor a 500).
+    expect(
+      await call(p, "GET", "/admin/v1/customers?email=a@example.com&email=b@example.com", {
+        token: ALICE,
+      }),
+    ).toEqual({ status: 400, body: { error: "email: give the query parameter once" } });
     expect(await call(p, "GET", "/admin/v1/failed", { token: ALICE })).toEqual({
       status: 200,
       body: { failed: [] },

@@ -589,6 +589,7 @@ describe("unsubscribe links", () => {
     failing.failures.unsubscribe = new Error("redis down");
     const response = await failing.app.inject({ method: "POST", url: `/unsubscribe/${good}` });
     expect(response.statusCode).toBe(503);
+    expect(response.headers["retry-after"]).toBe("5");
     expectHtmlHeaders(response.headers);
     expect(response.body).toContain("Nothing was changed");
 

@@ -199,7 +199,8 @@ describe("operator tools on four shards", () => {
     await expect(
       tools.cancel({ step: `evt-nowhere/${CHECK_IN}` }, { by: "alice" }),
     ).rejects.toMatchObject({
-      kind: "conflict",
+      kind: "not-found",
+      message: `no follow-up evt-nowhere/${CHECK_IN} is known`,
     });
 
     // A sent thank-you is resent through the shard's own queue.

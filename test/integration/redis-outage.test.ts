@@ -107,6 +107,7 @@ async function timed(url: string, boundMs: number, init: RequestInit = {}) {
 
 const TILL_TOKEN = "till-token-0123456789";
 const INBOUND_EMAIL_TOKEN = "inbound-email-token-0123456789";
+const ADMIN_TOKENS = "dana:admin-token-0123456789";
 
 /** A till's lookup, a signed Twilio inbound text and an inbound email: each bounded, timed. */
 async function otherRoutes(p: PipelineHarness, boundMs: number) {
@@ -136,7 +137,19 @@ async function otherRoutes(p: PipelineHarness, boundMs: number) {
       },
       body: "Message-ID: <outage@mail.example>\r\nFrom: a@example.com\r\n\r\nHello",
     }),
+    // The admin API: a 503 also when a command times out on a connection that looks up.
+    await timed(`${http(p)}/admin/v1/customers/cus-outage`, boundMs, {
+      headers: { authorization: "Bearer admin-token-0123456789" },
+    }),
   ];
+}
+
+/** /metrics answers in time while Redis is away, without the gauges it reads from Redis. */
+async function expectMetricsInTime(p: PipelineHarness, boundMs: number) {
+  const metrics = await timed(`${http(p)}/metrics`, boundMs);
+  expect(metrics.response.status).toBe(200);
+  expect(metrics.body).toContain("followups_events_received_total");
+  return metrics.ms;
 }
 
 const ago = (hours: number) =>
@@ -169,7 +182,7 @@ it("while Redis is down, /readyz and POST /v1/events answer 503 at once; back up
   const server = await ownRedis();
   pipeline = await startPipeline("redis-outage", {
     redisUrl: server.url,
-    env: { TILL_TOKEN, INBOUND_EMAIL_TOKEN },
+    env: { TILL_TOKEN, INBOUND_EMAIL_TOKEN, ADMIN_TOKENS },
   });
   const p = pipeline;
   // The harness's own connections have no error listeners; they reconnect by themselves.
@@ -201,8 +214,9 @@ it("while Redis is down, /readyz and POST /v1/events answer 503 at once; back up
     expect(answer.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
     others.push(answer.ms);
   }
+  const metricsMs = await expectMetricsInTime(p, POST_BOUND_MS);
   console.log(
-    `Redis down: /readyz ${ready.join(", ")} ms; POST /v1/events ${posts.join(", ")} ms; webhooks and tills ${others.join(", ")} ms`,
+    `Redis down: /readyz ${ready.join(", ")} ms; POST /v1/events ${posts.join(", ")} ms; webhooks, tills and admin ${others.join(", ")} ms; /metrics ${metricsMs} ms`,
   );
   expect(
     p.logs.some((line) => line.msg === "answered 503: a dependency is unavailable"),
@@ -260,7 +274,12 @@ it("while Redis accepts connections but answers nothing (SIGSTOP), /readyz and P
   const server = await ownRedis();
   pipeline = await startPipeline("redis-frozen", {
     redisUrl: server.url,
-    env: { SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), TILL_TOKEN, INBOUND_EMAIL_TOKEN },
+    env: {
+      SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+      TILL_TOKEN,
+      INBOUND_EMAIL_TOKEN,
+      ADMIN_TOKENS,
+    },
   });
   const p = pipeline;
   // The harness's own connections have no error listeners; they reconnect by themselves.
@@ -278,6 +297,7 @@ it("while Redis accepts connections but answers nothing (SIGSTOP), /readyz and P
     expect(answer.response.status).toBe(503);
     expect(answer.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
   }
+  await expectMetricsInTime(p, POST_BOUND_MS);
 
   const started = performance.now();
   const closed = await within(worker.close(), SHUTDOWN_TIMEOUT_MS + SHUTDOWN_MARGIN_MS);

@@ -216,6 +216,16 @@ describe("ledger and owner reports", () => {
     await expect(runReport({ ...range, format: "xml" }, captureIo())).rejects.toThrow(
       /--format: expected text, json or csv/,
     );
+    // More than the ledger keeps: a usage error before anything is read.
+    await expect(
+      runReport(
+        { ...range, since: "2024-01-01", until: "2026-01-01", format: "json" },
+        captureIo(),
+      ),
+    ).rejects.toMatchObject({
+      code: 2,
+      message: "--since to --until: a report covers at most 400 days (the ledger keeps 401)",
+    });
   });
 
   it("fires an owner's report at 08:00 local time on both sides of a DST change", async () => {

@@ -70,7 +70,8 @@ export interface PipelineHarness {
   worker?: WorkerHandle;
   /** Parsed log lines of the in-process worker. */
   readonly logs: Record<string, unknown>[];
-  startWorker(): Promise<WorkerHandle>;
+  /** Starts the worker; `overrides` change its environment (a restart with new settings). */
+  startWorker(overrides?: Partial<Env>): Promise<WorkerHandle>;
   close(): Promise<void>;
 }
 
@@ -175,7 +176,7 @@ export async function startPipeline(
     store: locatingStore(redis, prefix, shards),
     stores: shardStores(redis, prefix, shards),
     shardOfCustomer: (customerId) => customerShard(customerId, shards),
-    async startWorker() {
+    async startWorker(overrides: Partial<Env> = {}) {
       const destination = { write: (line: string) => void logs.push(JSON.parse(line)) };
       const logger = createLogger({
         level: process.env.TEST_LOG_LEVEL ?? "info",
@@ -183,7 +184,7 @@ export async function startPipeline(
         destination,
       });
       harness.worker = await startWorker({
-        env,
+        env: { ...env, ...overrides },
         logger,
         channels: channelsFor(env, options.calls ?? true),
         watchConfig: true,
