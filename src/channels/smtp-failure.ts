@@ -6,6 +6,10 @@ export interface SmtpErrorFields {
   readonly responseCode?: number;
   readonly response?: string;
   readonly command?: string;
+  /** The system error's own code when nodemailer replaced it (ECONNREFUSED under ESOCKET, say). */
+  readonly originalCode?: string;
+  /** Which of nodemailer's timeouts ran out (CONNECT_TIMEOUT, GREETING_TIMEOUT, …). */
+  readonly timeoutType?: string;
 }
 
 /** Credentials or settings are wrong: retrying cannot help until the operator fixes them. */
@@ -13,7 +17,14 @@ const MISCONFIGURED_CODES = new Set(["EAUTH", "ENOAUTH", "ECONFIG"]);
 /** 530 authentication required, 534 mechanism too weak, 535 credentials invalid, 538 needs TLS. */
 const AUTH_RESPONSES = new Set([530, 534, 535, 538]);
 /** Problems with the message or envelope itself, found before any server reply. */
-const PERMANENT_CODES = new Set(["EENVELOPE", "EMAXRECIPIENTS", "EFILEACCESS", "EURLACCESS"]);
+const PERMANENT_CODES = new Set([
+  "EENVELOPE",
+  "EMAXRECIPIENTS",
+  "EFILEACCESS",
+  "EURLACCESS",
+  // Larger than the server's SIZE, found before sending: it will be as large next time.
+  "EMESSAGE",
+]);
 
 const CODE_REASONS: Record<string, string> = {
   EAUTH: "the SMTP server refused the credentials in SMTP_URL",
@@ -27,6 +38,7 @@ const CODE_REASONS: Record<string, string> = {
   ETLS: "the TLS handshake with the SMTP server failed",
   EPROTOCOL: "the SMTP server answered outside the protocol",
   EENVELOPE: "the message has no valid recipient",
+  EMESSAGE: "the message is larger than the SMTP server accepts",
 };
 
 /**
@@ -41,7 +53,9 @@ export function classifySmtpFailure(error: unknown): SendFailure {
   const enhanced = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(fields.response ?? "")?.[1];
   const replyText = reply === undefined ? "" : `SMTP ${reply}${enhanced ? ` ${enhanced}` : ""}`;
 
-  const misconfiguredCode = code && MISCONFIGURED_CODES.has(code) ? code : undefined;
+  // A 4xx reply to AUTH (454 temporary authentication failure, 421 busy) says "later", not "wrong".
+  const deferred = reply !== undefined && reply >= 400 && reply < 500;
+  const misconfiguredCode = code && MISCONFIGURED_CODES.has(code) && !deferred ? code : undefined;
   if (misconfiguredCode || (reply && AUTH_RESPONSES.has(reply))) {
     return {
       kind: "misconfigured",
@@ -67,16 +81,37 @@ export function classifySmtpFailure(error: unknown): SendFailure {
     kind: "transient",
     code: code ?? "UNKNOWN",
     reason: describe(code, "sending over SMTP failed for an unknown reason"),
-    ...(mayHaveBeenAccepted(fields.command) && { uncertain: true }),
+    ...(mayHaveBeenAccepted(fields) && { uncertain: true }),
   };
 }
 
 /** Commands after which a broken connection proves nothing was accepted yet. */
-const BEFORE_HANDOVER = /^(CONN|EHLO|HELO|STARTTLS|AUTH|MAIL|RCPT)\b/i;
+const BEFORE_HANDOVER = /^(EHLO|HELO|STARTTLS|AUTH|MAIL|RCPT)\b/i;
+/** Connection failures that happen before a session exists (nothing can have been sent). */
+const NEVER_CONNECTED = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+/** Timeouts of the connection's setup: connecting, the greeting, the TLS upgrade. */
+const SETUP_TIMEOUTS = new Set(["CONNECT_TIMEOUT", "GREETING_TIMEOUT", "UPGRADE_TIMEOUT"]);
 
-/** Without a reply, a failure during or after DATA (or at an unknown point) may hide an acceptance. */
-function mayHaveBeenAccepted(command: string | undefined): boolean {
-  return command === undefined || !BEFORE_HANDOVER.test(command);
+/**
+ * Without a reply, a failure during or after DATA may hide an acceptance: the server can have
+ * queued the message and lost the connection before saying so. nodemailer names every socket
+ * error, close or timeout of an open session `CONN`, whatever it was doing (the whole message may
+ * have been written), so only what provably came before a session counts as certain.
+ */
+function mayHaveBeenAccepted(fields: SmtpErrorFields): boolean {
+  const command = fields.command;
+  if (command !== undefined && BEFORE_HANDOVER.test(command)) return false;
+  if (command !== "CONN") return true;
+  if (fields.code === "EDNS" || fields.code === "ETLS") return false;
+  if (fields.originalCode && NEVER_CONNECTED.has(fields.originalCode)) return false;
+  if (fields.code && NEVER_CONNECTED.has(fields.code)) return false;
+  return !(fields.timeoutType && SETUP_TIMEOUTS.has(fields.timeoutType));
 }
 
 function describe(code: string | undefined, fallback: string): string {

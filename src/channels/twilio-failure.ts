@@ -10,6 +10,9 @@ export interface TwilioErrorFields {
 /** Wrong credentials, account or sender: every later send would fail the same way. */
 const MISCONFIGURED_CODES = new Set([20003, 20005, 20404, 21205, 21210, 21212, 21603, 21705]);
 
+/** Answered 400, but clear by themselves: 21611, the sender's queue of messages is full. */
+const TRANSIENT_CODES = new Set([21611]);
+
 /** Plain words for the codes an operator meets most; never the provider's message (it names numbers). */
 const CODE_REASONS: Record<number, string> = {
   20003: "Twilio refused the credentials (check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)",
@@ -29,6 +32,7 @@ const CODE_REASONS: Record<number, string> = {
   21603: "neither a 'From' number nor a messaging service is set",
   21606: "the 'From' number cannot send SMS to this destination",
   21610: "the recipient replied STOP and is unsubscribed from this sender",
+  21611: "the sending number has too many messages queued at Twilio (it drains by itself)",
   21612: "Twilio cannot route a message to this number",
   21614: "the 'To' number is not a mobile number",
   21705: "the messaging service is not valid (check TWILIO_MESSAGING_SERVICE_SID)",
@@ -68,7 +72,8 @@ export function classifyTwilioFailure(error: unknown): SendFailure {
   if (status === 401 || status === 403 || (twilioCode && MISCONFIGURED_CODES.has(twilioCode))) {
     return { kind: "misconfigured", code, reason };
   }
-  if (status === 429 || status >= 500) return { kind: "transient", code, reason };
+  if (status === 429 || status >= 500 || (twilioCode && TRANSIENT_CODES.has(twilioCode)))
+    return { kind: "transient", code, reason };
   if (twilioCode === 21610) return { kind: "permanent", code, reason, optedOut: true };
   if (status >= 400) return { kind: "permanent", code, reason };
   return { kind: "transient", code, reason };

@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { simpleParser } from "mailparser";
@@ -716,12 +717,116 @@ describe("outbox specifics", () => {
   });
 });
 
+/**
+ * A bare SMTP server on a loopback socket that misbehaves on purpose where smtp-server cannot be
+ * made to: a temporary refusal of AUTH, or a connection dropped after the whole message came.
+ */
+async function scriptedSmtp(mode: "auth-454" | "reset-after-data") {
+  const received = { messages: 0 };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    let buffer = "";
+    let inData = false;
+    socket.write("220 scripted ESMTP\r\n");
+    socket.on("data", (chunk) => {
+      buffer += chunk.toString("latin1");
+      for (;;) {
+        if (inData) {
+          const end = buffer.indexOf("\r\n.\r\n");
+          if (end < 0) return;
+          buffer = buffer.slice(end + 5);
+          inData = false;
+          received.messages++;
+          // The whole message is here; the connection breaks before the server says so.
+          socket.destroy();
+          return;
+        }
+        const newline = buffer.indexOf("\r\n");
+        if (newline < 0) return;
+        const line = buffer.slice(0, newline).toUpperCase();
+        buffer = buffer.slice(newline + 2);
+        if (line.startsWith("EHLO")) socket.write("250-scripted\r\n250 AUTH PLAIN LOGIN\r\n");
+        else if (line.startsWith("AUTH"))
+          socket.write("454 4.7.0 Temporary authentication failure\r\n");
+        else if (line.startsWith("MAIL") || line.startsWith("RCPT")) socket.write("250 ok\r\n");
+        else if (line === "DATA") {
+          socket.write("354 go ahead\r\n");
+          inData = true;
+        } else if (line === "QUIT") socket.end("221 bye\r\n");
+        else socket.write("502 not here\r\n");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  const url =
+    mode === "auth-454" ? `smtp://user:pass@127.0.0.1:${port}` : `smtp://127.0.0.1:${port}`;
+  return {
+    url,
+    received,
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe("SMTP failures on a real connection", () => {
+  const send = async (url: string) => {
+    const channel = createSmtpEmailChannel({ smtpUrl: url, from: "hello@shop.example" });
+    try {
+      return await channel.send(emailMessage(nextFollowUpId()));
+    } finally {
+      await channel.close();
+    }
+  };
+
+  it("a temporary refusal of the credentials (454) is retried, not taken for wrong settings", async () => {
+    const server = await scriptedSmtp("auth-454");
+    try {
+      expect(await send(server.url)).toMatchObject({
+        ok: false,
+        error: { kind: "transient", code: "454" },
+      });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("a connection lost after the whole message went out may hide an acceptance: uncertain", async () => {
+    const server = await scriptedSmtp("reset-after-data");
+    try {
+      const result = await send(server.url);
+      expect(server.received.messages).toBe(1);
+      expect(result).toMatchObject({ ok: false, error: { kind: "transient", uncertain: true } });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("a connection that never opened is certain: nothing was sent", async () => {
+    const port = await findFreePort();
+    const result = await send(`smtp://127.0.0.1:${port}`);
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.error.kind).toBe("transient");
+      expect(result.error.uncertain).toBeUndefined();
+    }
+  });
+});
+
 describe("failure classification by code", () => {
   it.each([
     [{ code: "EENVELOPE", responseCode: 451, command: "RCPT TO" }, "transient", "451"],
     [{ code: "EMESSAGE", responseCode: 552, command: "DATA" }, "permanent", "552"],
     [{ code: "EENVELOPE", responseCode: 503 }, "transient", "503"],
     [{ code: "EAUTH", responseCode: 535, command: "AUTH PLAIN" }, "misconfigured", "EAUTH"],
+    [{ code: "EAUTH", responseCode: 454, command: "AUTH PLAIN" }, "transient", "454"],
+    [{ code: "EAUTH", responseCode: 421, command: "AUTH PLAIN" }, "transient", "421"],
+    [{ code: "EAUTH", command: "AUTH PLAIN" }, "misconfigured", "EAUTH"],
+    [{ code: "EMESSAGE", command: "MAIL FROM" }, "permanent", "EMESSAGE"],
     [{ code: "ENOAUTH" }, "misconfigured", "ENOAUTH"],
     [{ code: "EENVELOPE", responseCode: 530 }, "misconfigured", "530"],
     [{ code: "ECONNECTION" }, "transient", "ECONNECTION"],
@@ -756,6 +861,7 @@ describe("failure classification by code", () => {
     [{ status: 403 }, "misconfigured", "403", false],
     [{ status: 404, code: 20404 }, "misconfigured", "20404", false],
     [{ status: 400, code: 21211 }, "permanent", "21211", false],
+    [{ status: 400, code: 21611 }, "transient", "21611", false],
     [{ status: 400, code: 21614 }, "permanent", "21614", false],
     [{ status: 400, code: 21610 }, "permanent", "21610", true],
     [{ status: 400, code: 21408 }, "permanent", "21408", false],

@@ -8,6 +8,12 @@ describe("a broken connection: was the message handed over?", () => {
     [{ code: "ESOCKET" }, true],
     [{ code: "ETIMEDOUT", command: "." }, true],
     [{ code: "ECONNREFUSED", command: "CONN" }, undefined],
+    // nodemailer names every socket error, close or timeout of an open session CONN.
+    [{ code: "ECONNECTION", command: "CONN" }, true],
+    [{ code: "ETIMEDOUT", command: "CONN", timeoutType: "SOCKET_TIMEOUT" }, true],
+    [{ code: "ESOCKET", command: "CONN", originalCode: "ECONNREFUSED" }, undefined],
+    [{ code: "ETIMEDOUT", command: "CONN", timeoutType: "GREETING_TIMEOUT" }, undefined],
+    [{ code: "EDNS", command: "CONN" }, undefined],
     [{ code: "ESOCKET", command: "RCPT TO" }, undefined],
     [{ code: "ECONNECTION", command: "MAIL FROM" }, undefined],
   ])("SMTP %j → uncertain %s", (error, uncertain) => {
