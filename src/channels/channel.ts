@@ -61,6 +61,18 @@ export type OutgoingMessage = EmailMessage | PhoneMessage;
  */
 export type FailureKind = "transient" | "permanent" | "misconfigured";
 
+/**
+ * Network errors that mean a connection never opened, so no request or message can have reached
+ * the provider: a failure with one of these is certain, never a possible duplicate.
+ */
+export const NEVER_CONNECTED: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
 export interface SendFailure {
   readonly kind: FailureKind;
   /** Provider code as text (SMTP "550", Twilio "21211", "ECONNREFUSED"): grouped in reports. */

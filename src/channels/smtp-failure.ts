@@ -1,4 +1,4 @@
-import type { SendFailure } from "./channel.js";
+import { NEVER_CONNECTED, type SendFailure } from "./channel.js";
 
 /** The fields of a nodemailer error we classify by; its message text is never looked at. */
 export interface SmtpErrorFields {
@@ -87,14 +87,6 @@ export function classifySmtpFailure(error: unknown): SendFailure {
 
 /** Commands after which a broken connection proves nothing was accepted yet. */
 const BEFORE_HANDOVER = /^(EHLO|HELO|STARTTLS|AUTH|MAIL|RCPT)\b/i;
-/** Connection failures that happen before a session exists (nothing can have been sent). */
-const NEVER_CONNECTED = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
 /** Timeouts of the connection's setup: connecting, the greeting, the TLS upgrade. */
 const SETUP_TIMEOUTS = new Set(["CONNECT_TIMEOUT", "GREETING_TIMEOUT", "UPGRADE_TIMEOUT"]);
 

@@ -1,4 +1,4 @@
-import type { SendFailure } from "./channel.js";
+import { NEVER_CONNECTED, type SendFailure } from "./channel.js";
 
 /** The fields of a Twilio RestException (or a network error) we classify by. */
 export interface TwilioErrorFields {
@@ -37,15 +37,6 @@ const CODE_REASONS: Record<number, string> = {
   21614: "the 'To' number is not a mobile number",
   21705: "the messaging service is not valid (check TWILIO_MESSAGING_SERVICE_SID)",
 };
-
-/** Network errors that mean no request ever reached Twilio. */
-const NEVER_CONNECTED = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
 
 /**
  * Classifies a failed Twilio request by HTTP status and Twilio error code: 429, 5xx and network
