@@ -17,6 +17,7 @@ import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { FollowUpStore, PurchaseTrim } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
+import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SmsReferences } from "../store/sms-references.js";
@@ -26,7 +27,12 @@ import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
 import { type Charge, chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { noteCheckIn } from "./check-in-comparison.js";
-import { COALESCED_AFTER_MS, FOLLOW_UPS_QUEUE, type FollowUpJobData } from "./names.js";
+import {
+  COALESCED_AFTER_MS,
+  FOLLOW_UPS_QUEUE,
+  type FollowUpJobData,
+  followUpJobId,
+} from "./names.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import { type StepLabels, stepLabels } from "./step-labels.js";
 import { type DeliveryNotes, type DeliveryTracing, deliveryAttributes } from "./traces.js";
@@ -45,7 +51,7 @@ export interface DeliveryDeps {
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
   readonly suppressions: Pick<
     SuppressionList,
-    "isSuppressed" | "suppress" | "addressMember" | "customerMember"
+    "optOutQuery" | "suppress" | "addressMember" | "customerMember"
   >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
@@ -56,8 +62,11 @@ export interface DeliveryDeps {
   readonly codes: Pick<DiscountCodes, "issue">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
   readonly thankYous: Pick<ThankYouGroups, "close" | "filingOf">;
-  /** Refunds of the orders a coalesced thank-you lists (a fully returned one is left out). */
-  readonly orders: Pick<OrderStore, "get">;
+  /**
+   * The order's refunds, read with the customer's opt-outs: a message names what the customer
+   * kept (items returned are left out), and a coalesced thank-you leaves a fully returned order out.
+   */
+  readonly orders: Pick<OrderStore, "get" | "getWithOptOuts">;
   /** What SMS and calls cost per month, against the budgets; owners are alerted at 80 and 100 %. */
   readonly spend: SpendDeps;
   readonly metrics: FollowUpMetrics;
@@ -237,7 +246,7 @@ function createDelivery(deps: DeliveryDeps) {
       });
       return { outcome: "skipped", code: "event-missing" };
     }
-    const suppressed = await suppressedFor(deps.suppressions, event, rules, stepId);
+    const { suppressed, order } = await optOutsAndOrder(deps, event, rules, stepId);
     const decision = decideSend({
       suppressedChannels: suppressed.all,
       marketingSuppressedChannels: suppressed.marketing,
@@ -397,12 +406,19 @@ function createDelivery(deps: DeliveryDeps) {
     try {
       message = await deps.compose({
         firstSmsToNumber,
-        event,
+        // As the customer has it now: items returned since are left out, the total is what stays.
+        event: afterRefunds(event, order).event,
         ...(alsoThanked.length > 0 && { alsoThanked }),
         rule,
         step,
         stepId,
         followUpId,
+        // Not the job's id: a resend (`…-r1`) or retry (`…-q1`) carries the step's same code
+        // (a job of the layout before keeps its own, which its earlier attempts carried).
+        discountId:
+          followUpId === legacyFollowUpJobId(eventId, stepId)
+            ? followUpId
+            : followUpJobId(eventId, stepId),
         dueAt: claim.record.dueAt,
         zone,
         rules,
@@ -623,23 +639,28 @@ async function joinedOrders(
   return orders.sort((a, b) => Date.parse(a.occurredAt) - Date.parse(b.occurredAt));
 }
 
-/** The channel of the step, if this customer or their contact for it is suppressed there. */
-async function suppressedFor(
-  suppressions: DeliveryDeps["suppressions"],
+/**
+ * Whether the customer (or their contact for the step's channel) opted out there, of everything
+ * or of offers only, and their order's refunds: one round trip (the same script intake reads
+ * them with).
+ */
+async function optOutsAndOrder(
+  deps: Pick<DeliveryDeps, "suppressions" | "orders">,
   event: PurchaseCompleted,
   rules: RuleSet,
   stepId: string,
-): Promise<{ all: ReadonlySet<Channel>; marketing: ReadonlySet<Channel> }> {
+) {
   const found = findStep(rules, stepId);
-  if (!found) return { all: new Set(), marketing: new Set() };
-  const { channel, purpose } = found.step;
+  const channel = found?.step.channel;
   const address = channel === "email" ? event.customer.email : event.customer.phone;
-  const who = { customerId: event.customer.id, ...(address && { address }) };
-  const [all, offers] = await Promise.all([
-    suppressions.isSuppressed(channel, who),
-    purpose === "marketing" ? suppressions.isSuppressed(channel, who, "marketing") : false,
-  ]);
-  return { all: new Set(all ? [channel] : []), marketing: new Set(offers ? [channel] : []) };
+  const targets = channel
+    ? [{ channel, who: { customerId: event.customer.id, ...(address && { address }) } }]
+    : [];
+  const { order, optedOut } = await deps.orders.getWithOptOuts(
+    event.orderId,
+    await deps.suppressions.optOutQuery(targets),
+  );
+  return { suppressed: optedOut, order };
 }
 
 interface Attempt {

@@ -16,6 +16,11 @@ export interface ComposeInput {
   readonly step: StepSpec;
   readonly stepId: string;
   readonly followUpId: string;
+  /**
+   * What a discount code derives from: the step's own follow-up id, the same for its retries
+   * and resends (`followUpId` is the job's, which a resend changes); default `followUpId`.
+   */
+  readonly discountId?: string;
   readonly dueAt: number;
   readonly zone: string;
   readonly rules: RuleSet;
@@ -46,7 +51,7 @@ export interface ComposerSettings {
 
 /**
  * Renders a due step with the current templates. Discount codes derive from the secret, the
- * customer and the follow-up id, so a retried send carries the same code; validity counts from
+ * customer and the step's follow-up id, so a retried or resent step carries the same code; validity counts from
  * the planned due time, so it does not drift with retries either. An SMS is kept within
  * channels.sms.maxSegments (TemplateSet.renderSms): names are shortened, or it fails to render.
  */
@@ -63,7 +68,7 @@ export function createMessageComposer(
             settings: input.rule.discount ?? rules.defaults.discount,
             secret: discountSecret,
             customerId: event.customer.id,
-            followUpId,
+            followUpId: input.discountId ?? followUpId,
             now: DateTime.fromMillis(input.dueAt),
             timezone: zone,
           })

@@ -192,6 +192,44 @@ describe("refunds", () => {
     await waitForState(p, "evt-items", "accessories.discount", "cancelled");
   });
 
+  it("what goes out after an item was handed back names only what the customer kept", async () => {
+    pipeline = await startPipeline("refund-render");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-kept",
+        orderId: "ord-kept",
+        occurredAt: ago(0),
+        items: [
+          item("televisions", "700.00", { sku: "TV-55", name: "Aurora TV" }),
+          item("furniture", "900.00", { sku: "SOFA-1", name: "Comfy Sofa" }),
+        ],
+      }) as never,
+    );
+    await waitForState(p, "evt-kept", "big-ticket.check-in", "scheduled");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-kept",
+      occurredAt: ago(0),
+      orderId: "ord-kept",
+      items: [{ sku: "TV-55", quantity: 1 }],
+    });
+    await processed(p, "ref-kept");
+    // The sofa alone still earns both.
+    expect((await record(p, "evt-kept", "big-ticket.thank-you"))?.state).toBe("scheduled");
+    expect((await record(p, "evt-kept", "big-ticket.check-in"))?.state).toBe("scheduled");
+    await promoteStep(p, "evt-kept", "big-ticket.thank-you");
+    await promoteStep(p, "evt-kept", "big-ticket.check-in");
+    const [mail] = await p.sink.waitForMessages(1);
+    const [sms] = await p.twilio.waitForMessages(1);
+    expect(mail?.parsed.text).toContain("Comfy Sofa");
+    expect(mail?.parsed.text).toContain("900.00");
+    expect(mail?.parsed.text).not.toContain("Aurora TV");
+    expect(mail?.parsed.text).not.toContain("1,600.00");
+    expect(sms?.body).toContain("Comfy Sofa");
+    expect(sms?.body).not.toContain("Aurora TV");
+  });
+
   it("a refund that arrives before its purchase stops the purchase's follow-ups", async () => {
     pipeline = await startPipeline("refund-early");
     const p = pipeline;

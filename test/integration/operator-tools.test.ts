@@ -259,6 +259,30 @@ describe("followups failed --retry and resend", () => {
     ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/no follow-up/) });
   });
 
+  it("resends a discount with the code it carried the first time, not a second discount", async () => {
+    pipeline = await startPipeline("ops-resend-code");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-code",
+        orderId: "ord-code",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        items: [item("laptops", "900.00", { sku: "LAP-1" })],
+      }) as never,
+    );
+    await eventually(
+      async () => stepState(p, "evt-code", "accessories.discount"),
+      "the discount to be planned",
+    );
+    await promoteStep(p, "evt-code", "accessories.discount");
+    await untilState(p, "evt-code", "accessories.discount", "sent");
+    await json(p, (io) => runResend({ ...config(p), step: "evt-code/accessories.discount" }, io));
+    const [first, second] = await p.sink.waitForMessages(2);
+    const codeOf = (text: string | undefined) => /\b(THANKS-[A-Z0-9-]+)/.exec(text ?? "")?.[1];
+    expect(codeOf(first?.parsed.text)).toMatch(/^THANKS-/);
+    expect(codeOf(second?.parsed.text)).toBe(codeOf(first?.parsed.text));
+  });
+
   it("refuses to resend a step that is still pending", async () => {
     pipeline = await startPipeline("ops-resend-pending");
     const p = pipeline;

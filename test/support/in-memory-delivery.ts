@@ -15,6 +15,7 @@ import {
   type StoredStep,
   storedPatch,
 } from "../../src/store/step-record.js";
+import { type OptOutQuery, optOutAnswer } from "../../src/store/suppression-list.js";
 
 /**
  * In-memory stand-ins for the stores and channels delivery uses (the narrow `Pick`s of
@@ -309,12 +310,48 @@ export class InMemorySuppressions implements DeliverySuppressions {
     return `customer:${customerId}`;
   }
 
+  /** The question the real list asks Redis: a list per channel and scope, with its members. */
+  async optOutQuery(
+    targets: readonly { channel: Channel; who: { customerId?: string; address?: string } }[],
+  ): Promise<OptOutQuery> {
+    const lists: string[] = [];
+    const members: string[][] = [];
+    const asked: OptOutQuery["asked"][number][] = [];
+    for (const { channel, who } of targets) {
+      const keys = memberKeys(channel, who);
+      if (keys.length === 0) continue;
+      lists.push(`${channel}|all`, `${channel}|marketing`);
+      members.push(keys, keys);
+      asked.push({ channel, scope: "all" }, { channel, scope: "marketing" });
+    }
+    return { lists, members, asked };
+  }
+
   async isSuppressed(
     channel: Channel,
     who: { customerId?: string; address?: string },
   ): Promise<boolean> {
     return memberKeys(channel, who).some((key) => this.members.has(key));
   }
+
+  /** What Redis answers that question (offers-only opt-outs are not kept here). */
+  answer(query: OptOutQuery): ReturnType<typeof optOutAnswer> {
+    const flags = query.lists.map((list, index) =>
+      list.endsWith("|all") && (query.members[index] ?? []).some((key) => this.members.has(key))
+        ? 1
+        : 0,
+    );
+    return optOutAnswer(query, flags);
+  }
+}
+
+/** An order with no refunds, read with the opt-outs `suppressions` answer. */
+export function ordersWithoutRefunds(suppressions: InMemorySuppressions): DeliveryDeps["orders"] {
+  const order = { events: [], eventIds: [], refunds: [], returns: [], fullyRefunded: false };
+  return {
+    get: async () => order,
+    getWithOptOuts: async (_orderId, query) => ({ order, optedOut: suppressions.answer(query) }),
+  };
 }
 
 function memberKeys(channel: Channel, who: { customerId?: string; address?: string }): string[] {

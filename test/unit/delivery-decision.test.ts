@@ -19,6 +19,7 @@ import {
   InMemoryCaps,
   InMemoryFollowUpStore,
   InMemorySuppressions,
+  ordersWithoutRefunds,
   RecordingSmsReferences,
   ScriptedChannel,
   type SeedRecord,
@@ -142,15 +143,7 @@ function world(setup: Setup = {}) {
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     codes: { issue: async () => {} },
     thankYous: { close: async () => [], filingOf: async () => undefined },
-    orders: {
-      get: async () => ({
-        events: [],
-        eventIds: [],
-        refunds: [],
-        returns: [],
-        fullyRefunded: false,
-      }),
-    },
+    orders: ordersWithoutRefunds(suppressions),
     spend: {
       spend: {
         add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0, crossed: [] }),
