@@ -347,14 +347,25 @@ function windowedDueTime(
   const due = nextSendWindow(earliest, zone, window, rules.holidays);
   if (due >= now) return { ok: true, due };
   const grace = rules.gracePeriods[step.kind];
-  if (due.plus(grace) < now) {
+  const deadline = due.plus(grace);
+  if (deadline < now) {
     return {
       ok: false,
       code: "past-due",
       reason: `past due: was due ${due.toISO(ISO)}, more than ${grace.toISO()} (the ${step.kind} grace period) ago`,
     };
   }
-  return { ok: true, due: nextSendWindow(now, zone, window, rules.holidays) };
+  // Late, but within its grace period: it goes at the next opening, if that comes before the
+  // grace period ends (a step planned late must not gain a second grace period from there).
+  const next = nextSendWindow(now, zone, window, rules.holidays);
+  if (next > deadline) {
+    return {
+      ok: false,
+      code: "past-due",
+      reason: `past due: was due ${due.toISO(ISO)}, and its ${step.kind} grace period (${grace.toISO()}) ends before the next send window opens`,
+    };
+  }
+  return { ok: true, due: next };
 }
 
 const CHANNEL_NAMES: Record<Channel, string> = { email: "email", sms: "SMS", voice: "voice call" };

@@ -326,6 +326,28 @@ describe("lateness: grace periods and never before the purchase", () => {
     ]);
   });
 
+  it("late, within the grace period, but the next window opens after it ends → skipped", () => {
+    // Due Friday 11:00, grace until Sunday 11:00; now is Sunday 10:00, the window opens at 08:00
+    // on weekdays only: Monday 08:00 would be a day past the grace period.
+    const weekdays: OneStepOptions = {
+      ...options,
+      window: { start: "08:00", end: "21:00", days: ["mon", "tue", "wed", "thu", "fri"] },
+    };
+    const plan = planOne(weekdays, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-22T10:00:00Z");
+    expect(plan.steps).toEqual([]);
+    expect(plan.skipped).toEqual([
+      expect.objectContaining({
+        code: "past-due",
+        reason:
+          "past due: was due 2026-11-20T11:00:00+00:00, and its thank-you grace period (P2D) ends before the next send window opens",
+      }),
+    ]);
+    // Planned on Friday evening instead, it goes at Friday's next opening… none: Monday; skipped too.
+    expect(
+      planOne(weekdays, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-20T21:30:00Z").skipped,
+    ).toEqual([expect.objectContaining({ code: "past-due" })]);
+  });
+
   it("a purchase reported before it happened (now earlier) is planned from the purchase", () => {
     expect(dueOf(options, { occurredAt: "2026-11-23T10:00:00Z" }, "2026-11-20T00:00:00Z")).toEqual([
       "2026-11-23T11:00:00Z",
