@@ -2,8 +2,9 @@ import { DateTime } from "luxon";
 import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
 import { replanOf } from "../queue/replanner.js";
-import { type PreviewedStep, previewByRule, renderPreviewText } from "../reports/replan-preview.js";
+import { PreviewTally, renderPreviewText } from "../reports/replan-preview.js";
 import { OrderStore } from "../store/order-store.js";
+import { RulesGenerations } from "../store/rules-generations.js";
 import { type ShardStores, shardStores } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
@@ -33,15 +34,24 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
     const shards = shardStores(redis, prefix, await commandShards(redis, env));
     const orders = new OrderStore(redis, prefix);
     const now = DateTime.utc();
-    const steps: PreviewedStep[] = [];
+    // As the workers will: rules older than the newest a worker loaded re-plan nothing, and a
+    // purchase already re-planned under these rules (or newer) is left alone.
+    const known = await new RulesGenerations(redis, prefix).known(rules.version);
+    const generation = known.generation ?? known.latest + 1;
+    const older = generation < known.latest;
+    const tally = new PreviewTally();
     // Every shard's schedule: an event's steps are in its customer's shard.
-    for (const shard of shards.all())
-      steps.push(...(await previewShard(shard, orders, rules, now, horizonMs)));
-    const byRule = previewByRule(steps);
+    if (!older)
+      for (const shard of shards.all())
+        await previewShard(shard, orders, rules, now, horizonMs, generation, tally);
+    const byRule = tally.result();
+    const about = { generation, latestGeneration: known.latest, applies: !older };
     io.out(
       options.json
-        ? `${JSON.stringify({ rulesVersion: rules.version, rules: byRule })}\n`
-        : renderPreviewText(byRule, rules.version),
+        ? `${JSON.stringify({ rulesVersion: rules.version, ...about, rules: byRule })}\n`
+        : older
+          ? `Rules ${rules.version} are generation ${generation}, older than generation ${known.latest} that workers run: workers loading them re-plan nothing ("newer rules are deployed elsewhere"). Nothing was changed.\n`
+          : renderPreviewText(byRule, rules.version),
     );
     return EXIT.ok;
   } finally {
@@ -56,8 +66,9 @@ async function previewShard(
   rules: RuleSet,
   now: DateTime,
   horizonMs: number,
-): Promise<PreviewedStep[]> {
-  const steps: PreviewedStep[] = [];
+  generation: number,
+  tally: PreviewTally,
+): Promise<void> {
   const seen = new Set<string>();
   for (let after = -1; ; ) {
     const buckets = await schedule.bucketsAfter(after, 100);
@@ -68,6 +79,8 @@ async function previewShard(
         for (const id of fresh) seen.add(id);
         const previews = await Promise.all(
           fresh.map(async (eventId) => {
+            const planned = await store.generationOf(eventId);
+            if (planned !== undefined && planned >= generation) return [];
             const [records, event] = await Promise.all([
               store.allStepRecords(eventId),
               store.loadEvent(eventId),
@@ -87,12 +100,12 @@ async function previewShard(
             }));
           }),
         );
-        steps.push(...previews.flat());
+        for (const step of previews.flat()) tally.add(step);
         if (count < 1_000) break;
         offset += count;
       }
     }
-    if (buckets.length < 100) return steps;
+    if (buckets.length < 100) return;
     after = buckets[buckets.length - 1] ?? after;
   }
 }

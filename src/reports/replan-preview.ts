@@ -30,35 +30,78 @@ export interface RulePreview {
   readonly reasons: Readonly<Record<string, number>>;
 }
 
-/** Sums previewed steps per rule, sorted by rule id. */
-export function previewByRule(steps: readonly PreviewedStep[]): RulePreview[] {
-  const byRule = new Map<string, PreviewedStep[]>();
-  for (const step of steps) byRule.set(step.ruleId, [...(byRule.get(step.ruleId) ?? []), step]);
-  return [...byRule.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([ruleId, ruleSteps]) => {
-      const reasons: Record<string, number> = {};
-      for (const step of ruleSteps)
-        if (step.code) reasons[step.code] = (reasons[step.code] ?? 0) + 1;
-      const moved = ruleSteps.filter((s) => s.action === "move");
-      return {
-        ruleId,
-        unchanged: ruleSteps.filter((s) => s.action === "keep").length,
-        earlier: shiftOf(moved.filter((s) => s.shiftMs < 0).map((s) => -s.shiftMs)),
-        later: shiftOf(moved.filter((s) => s.shiftMs > 0).map((s) => s.shiftMs)),
-        cancelled: ruleSteps.filter((s) => s.action === "cancel").length,
-        skipped: ruleSteps.filter((s) => s.action === "skip").length,
-        reasons,
-      };
-    });
+/** One rule's running totals. */
+interface Tally {
+  unchanged: number;
+  cancelled: number;
+  skipped: number;
+  reasons: Record<string, number>;
+  earlier: { count: number; smallest: number; largest: number };
+  later: { count: number; smallest: number; largest: number };
 }
 
-function shiftOf(amounts: readonly number[]): Shift {
-  if (amounts.length === 0) return { count: 0 };
+/**
+ * Sums previewed steps per rule as they come, in one pass and constant memory per rule (a
+ * schedule may hold millions of steps).
+ */
+export class PreviewTally {
+  private readonly byRule = new Map<string, Tally>();
+
+  add(step: PreviewedStep): void {
+    let tally = this.byRule.get(step.ruleId);
+    if (!tally) {
+      tally = {
+        unchanged: 0,
+        cancelled: 0,
+        skipped: 0,
+        reasons: {},
+        earlier: { count: 0, smallest: Infinity, largest: 0 },
+        later: { count: 0, smallest: Infinity, largest: 0 },
+      };
+      this.byRule.set(step.ruleId, tally);
+    }
+    if (step.code) tally.reasons[step.code] = (tally.reasons[step.code] ?? 0) + 1;
+    if (step.action === "keep") tally.unchanged++;
+    else if (step.action === "cancel") tally.cancelled++;
+    else if (step.action === "skip") tally.skipped++;
+    else if (step.shiftMs !== 0) {
+      const side = step.shiftMs < 0 ? tally.earlier : tally.later;
+      const amount = Math.abs(step.shiftMs);
+      side.count++;
+      side.smallest = Math.min(side.smallest, amount);
+      side.largest = Math.max(side.largest, amount);
+    }
+  }
+
+  /** The totals per rule, sorted by rule id. */
+  result(): RulePreview[] {
+    return [...this.byRule.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([ruleId, tally]) => ({
+        ruleId,
+        unchanged: tally.unchanged,
+        earlier: shiftOf(tally.earlier),
+        later: shiftOf(tally.later),
+        cancelled: tally.cancelled,
+        skipped: tally.skipped,
+        reasons: tally.reasons,
+      }));
+  }
+}
+
+/** Sums previewed steps per rule, sorted by rule id. */
+export function previewByRule(steps: Iterable<PreviewedStep>): RulePreview[] {
+  const tally = new PreviewTally();
+  for (const step of steps) tally.add(step);
+  return tally.result();
+}
+
+function shiftOf(side: Tally["earlier"]): Shift {
+  if (side.count === 0) return { count: 0 };
   return {
-    count: amounts.length,
-    smallest: duration(Math.min(...amounts)),
-    largest: duration(Math.max(...amounts)),
+    count: side.count,
+    smallest: duration(side.smallest),
+    largest: duration(side.largest),
   };
 }
 
@@ -72,7 +115,7 @@ function duration(ms: number): string {
 /** The preview as text for people. */
 export function renderPreviewText(rules: readonly RulePreview[], rulesVersion: string): string {
   if (rules.length === 0)
-    return `No follow-ups waiting in the schedule; rules ${rulesVersion} would change nothing.\n`;
+    return `Rules ${rulesVersion} would change nothing: no follow-up waiting in the schedule was planned under older rules.\n`;
   const lines = [
     `What rules ${rulesVersion} would do to the follow-ups waiting in the schedule:`,
     "",

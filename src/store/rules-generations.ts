@@ -25,6 +25,22 @@ export class RulesGenerations {
     return { generation, latest };
   }
 
+  /**
+   * What generation a rules version has, without numbering it (a preview must not): undefined
+   * for a version no worker has loaded yet; and the latest generation (0 before any).
+   */
+  async known(version: string): Promise<{ generation?: number; latest: number }> {
+    const [generation, latest] = await this.redis.hmget(
+      this.keys.rulesGenerations(),
+      `v:${version}`,
+      "n",
+    );
+    return {
+      ...(generation !== null && { generation: Number(generation) }),
+      latest: Number(latest ?? 0),
+    };
+  }
+
   /** Whether a full re-planning walk of a shard's schedule under `generation` has completed. */
   async walked(generation: number, shard = 0): Promise<boolean> {
     const field = walkField(generation, shard);

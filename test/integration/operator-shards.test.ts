@@ -22,6 +22,7 @@ import { CustomerIndex } from "../../src/store/customer-index.js";
 import { customerShard, StoreKeys, shardScope, shardTag } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
+import { RulesGenerations } from "../../src/store/rules-generations.js";
 import { claimShardCount, type ShardStores, Shards, shardStores } from "../../src/store/shards.js";
 import type { ComposeMessage } from "../../src/templates/compose-message.js";
 import { captureIo } from "../support/capture-io.js";
@@ -382,6 +383,8 @@ describe("operator commands on four shards", () => {
     ).toBe(0);
     const days = (JSON.parse(schedule.output()) as { days: { count: number }[] }).days;
     expect(days.reduce((sum, day) => sum + day.count, 0)).toBe(2 * SHARDS);
+    // The purchases were planned under generation 1, some earlier rules a worker loaded.
+    await new RulesGenerations(redis, prefix).generationOf("earlier-rules");
     const replan = captureIo();
     expect(await runReplan({ config: SHIPPED_CONFIG_DIR, dryRun: true, json: true }, replan)).toBe(
       0,

@@ -341,7 +341,15 @@ describe("followups replan --dry-run", () => {
     Object.assign(process.env, p.commandEnv);
     const io = captureIo();
     expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
-    const preview = JSON.parse(io.output()) as { rules: RulePreview[] };
+    const preview = JSON.parse(io.output()) as {
+      rulesVersion: string;
+      generation: number;
+      latestGeneration: number;
+      applies: boolean;
+      rules: RulePreview[];
+    };
+    // New rules: the next generation, which the workers would apply.
+    expect(preview).toMatchObject({ generation: 2, latestGeneration: 1, applies: true });
     const rule = (id: string) => preview.rules.find((r) => r.ruleId === id);
     // Two check-ins a month later (by 30 or 31 days: calendar months), two thank-yous as they are.
     expect(rule("big-ticket")).toMatchObject({
@@ -365,6 +373,15 @@ describe("followups replan --dry-run", () => {
     expect(text.output()).toContain("big-ticket: 2 unchanged, 2 later (by P");
     expect(text.output()).toContain("Nothing was changed.");
     await expect(runReplan({ config: draft }, captureIo())).rejects.toThrow(/pass --dry-run/);
+    // The deployed rules themselves: every purchase is planned under them already.
+    const same = captureIo();
+    await runReplan({ config: p.configDir, dryRun: true, json: true }, same);
+    expect(JSON.parse(same.output())).toMatchObject({ generation: 1, applies: true, rules: [] });
+    // Once a worker has loaded the draft, the deployed rules are older: they would re-plan nothing.
+    await new RulesGenerations(p.redis, p.prefix).generationOf(preview.rulesVersion);
+    const older = captureIo();
+    await runReplan({ config: p.configDir, dryRun: true }, older);
+    expect(older.output()).toContain("older than generation 2 that workers run");
     // Nothing changed in Redis.
     expect(await p.store.allStepRecords("evt-tv")).toEqual(before);
     expect((await step(p, "evt-pan", "thank-you.thank-you")).state).toBe("scheduled");
