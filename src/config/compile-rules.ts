@@ -147,7 +147,13 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
         template: step.template,
         delay: step.delay,
         purpose: step.purpose ?? (step.kind === "discount" ? "marketing" : "transactional"),
-        ...optional("sendWindow", step.sendWindow as SendWindow | undefined),
+        ...optional(
+          "sendWindow",
+          step.sendWindow && {
+            ...(file.sendWindows[step.channel] satisfies SendWindow),
+            ...step.sendWindow,
+          },
+        ),
         ...(step.kind === "thank-you" && rule.coalesce && { coalesce: rule.coalesce }),
       };
       if (!step.fallback) return [spec];

@@ -1,4 +1,4 @@
-import { Duration, IANAZone } from "luxon";
+import { DateTime, Duration, IANAZone } from "luxon";
 import { z } from "zod";
 import { CHANNELS } from "../domain/events.js";
 import { isCurrencyCode, toMinorUnits } from "../domain/money.js";
@@ -31,16 +31,32 @@ const slug = (what: string) =>
       error: `expected ${what}: lower-case letters, digits and dashes, such as thank-you`,
     });
 
+/**
+ * An ISO-8601 duration of whole numbers with at least one of them: `P` or `PT` alone (a half-typed
+ * `P3M`) is not one, though luxon reads it as zero.
+ */
+const ISO_DURATION = /^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/i;
+/** Longer than any follow-up, window or cap needs: what a typo of a few digits too many looks like. */
+const LONGEST_DURATION_YEARS = 10;
+
 const isoDuration = z
   .string({ error: "expected an ISO-8601 duration such as PT2H, P14D or P3M" })
   .max(40)
   .transform((text, ctx) => {
     const duration = Duration.fromISO(text);
-    const values = Object.values(duration.toObject());
-    if (!duration.isValid || values.some((v) => !Number.isInteger(v) || v < 0)) {
+    if (!ISO_DURATION.test(text) || !duration.isValid) {
       ctx.addIssue({
         code: "custom",
         message: `expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got ${JSON.stringify(text)}`,
+        input: text,
+      });
+      return z.NEVER;
+    }
+    const end = DateTime.fromMillis(0, { zone: "UTC" }).plus(duration);
+    if (!end.isValid || end.year - 1970 >= LONGEST_DURATION_YEARS) {
+      ctx.addIssue({
+        code: "custom",
+        message: `expected a duration shorter than ${LONGEST_DURATION_YEARS} years, got ${JSON.stringify(text)}`,
         input: text,
       });
       return z.NEVER;
@@ -76,6 +92,24 @@ const sendWindow = z
     endMinute: end,
     days,
     closedOnHolidays,
+  }));
+
+/**
+ * A step's own window: the hours it names, and the days and holidays it names; what it leaves out
+ * is its channel's (compile-rules.ts), so narrowing the hours does not open Sundays.
+ */
+const stepSendWindow = z
+  .strictObject({
+    start: timeOfDay,
+    end: timeOfDay,
+    days: weekdays.optional(),
+    closedOnHolidays: z.boolean().optional(),
+  })
+  .transform(({ start, end, days, closedOnHolidays }) => ({
+    startMinute: start,
+    endMinute: end,
+    ...(days && { days }),
+    ...(closedOnHolidays !== undefined && { closedOnHolidays }),
   }));
 
 const amount = z.union([z.number().nonnegative(), z.string().max(32)], {
@@ -171,7 +205,7 @@ const stepSchema = z.strictObject({
   template: slug("a template id"),
   delay: isoDuration,
   purpose: z.enum(PURPOSES, { error: "expected transactional or marketing" }).optional(),
-  sendWindow: sendWindow.optional(),
+  sendWindow: stepSendWindow.optional(),
   /** Voice steps only: the step that goes out instead when the call is not answered. */
   fallback: z
     .strictObject({
@@ -470,6 +504,19 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
     checkAmounts(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
   });
   const groupNames = Object.keys(asRecord(root?.groups) ?? {});
+  // A group lists categories: a group named in another is not looked into (it would match nothing).
+  for (const [group, listed] of Object.entries(asRecord(root?.groups) ?? {})) {
+    if (!Array.isArray(listed)) continue;
+    listed.forEach((name, i) => {
+      if (typeof name !== "string") return;
+      const key = name.toLowerCase();
+      if (key !== group && groupNames.includes(key))
+        problems.push({
+          path: ["groups", group, i],
+          message: `${JSON.stringify(name)} is a group: a group lists categories, so list ${JSON.stringify(name)}'s categories here instead`,
+        });
+    });
+  }
   rules.forEach((rule, index) => {
     checkGroupNames(asRecord(rule)?.when, ["rules", index, "when"], groupNames, problems);
   });

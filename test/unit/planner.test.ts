@@ -241,6 +241,32 @@ describe("send windows, quiet days and holidays in the planner", () => {
       ["evening.custom", "2026-11-23T18:00:00+00:00"],
     ]);
   });
+
+  it("a step's own window that names only hours keeps its channel's days and holidays", () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP }
+      holidays: [2026-11-23]
+      rules:
+        - id: later
+          steps:
+            - kind: check-in
+              channel: sms
+              template: check-in
+              delay: PT1H
+              sendWindow: { start: "10:00", end: "18:00" }
+    `);
+    // Bought Saturday 17:30: not Sunday (SMS is Monday to Saturday), not the holiday Monday.
+    const plan = planFollowUps(
+      purchase({ occurredAt: "2026-11-21T17:30:00Z" }),
+      rules,
+      NEW_CUSTOMER,
+      instant("2026-11-21T17:30:00Z"),
+    );
+    expect(plan.steps.map((s) => [s.stepId, s.localDueAt])).toEqual([
+      ["later.check-in", "2026-11-24T10:00:00+00:00"],
+    ]);
+  });
 });
 
 describe("time zone: customer, else store, else the configured default", () => {

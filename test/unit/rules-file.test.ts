@@ -140,6 +140,21 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "P1.5M"',
     ],
     [
+      "half-typed duration (P alone)",
+      changeLine(21, "        delay: P3M", "        delay: P"),
+      'rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "P"',
+    ],
+    [
+      "duration with an empty time part",
+      changeLine(21, "        delay: P3M", "        delay: P1DT"),
+      'rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "P1DT"',
+    ],
+    [
+      "duration of a typo's length",
+      changeLine(21, "        delay: P3M", "        delay: P999999Y"),
+      'rules.yaml:21:9 rules[0].steps[1].delay: expected a duration shorter than 10 years, got "P999999Y"',
+    ],
+    [
       "duration as a number",
       changeLine(21, "        delay: P3M", "        delay: 14"),
       "rules.yaml:21:9 rules[0].steps[1].delay: expected an ISO-8601 duration such as PT2H, P14D or P3M (got 14)",
@@ -229,6 +244,15 @@ describe("one located problem per kind of error", () => {
       "bad group name",
       changeLine(6, "  big-ticket: [televisions, laptops]", "  Big_Ticket: [televisions, laptops]"),
       'rules.yaml:6:3 groups.Big_Ticket: expected a group name: lower-case letters, digits and dashes, such as thank-you (got "Big_Ticket")',
+    ],
+    [
+      "a group inside a group (not looked into: it would match nothing)",
+      changeLine(
+        6,
+        "  big-ticket: [televisions, laptops]",
+        "  big-ticket: [televisions, laptops]\n  premium: [big-ticket, cameras]",
+      ),
+      'rules.yaml:7:13 groups.premium[0]: "big-ticket" is a group: a group lists categories, so list "big-ticket"\'s categories here instead',
     ],
     [
       "missing required field",
