@@ -16,7 +16,11 @@ export type ConfigLoadResult =
   | { ok: true; config: FollowUpConfig }
   | { ok: false; problems: ConfigProblem[] };
 
-/** Loads `<dir>/rules.yaml` and `<dir>/templates/`, reporting every problem of both. */
+/**
+ * Loads `<dir>/rules.yaml` and `<dir>/templates/`, reporting every problem of the rules, then,
+ * once they are valid, every problem of the templates (which templates and locales are needed
+ * depends on the rules).
+ */
 export async function loadConfig(dir: string): Promise<ConfigLoadResult> {
   const rules = await loadRules(dir);
   if (!rules.ok) return rules;
