@@ -163,9 +163,11 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       if (path === "/console/sign-in" || path === "/console/assets/console.css") return;
       const cookie = request.cookies[SESSION_COOKIE];
       const session = await deps.sessions.sessionOf(cookie);
-      // A session whose token was taken out of ADMIN_TOKENS (or given to someone else) ends.
+      // A session whose token is not among this worker's ADMIN_TOKENS is refused, and not kept
+      // alive; not ended either: during a rolling deploy a worker still on the older tokens would
+      // end a session that a newer one accepts.
       const name = session && holdsToken(session, deps.tokens) ? session.name : undefined;
-      if (session && name === undefined) await deps.sessions.end(cookie);
+      if (name !== undefined) await deps.sessions.keepAlive(cookie);
       if (name === undefined) {
         if (request.method === "GET") return reply.redirect("/console/sign-in", 303);
         return page(
@@ -182,8 +184,10 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       }
       operators.set(request, { name });
       // Bull Board's actions carry no CSRF token of ours: a browser names the page that sent
-      // them (Origin), which must be the console itself; each one done is audited.
-      if (path.startsWith(BOARD_API) && request.method !== "GET" && request.method !== "HEAD") {
+      // them (Origin), which must be the console itself; each one done is audited. Known by the
+      // route matched, not the path as sent (`/console/%71ueues/…` is routed there too).
+      const board = (request.routeOptions.url ?? path).startsWith(BOARD_API);
+      if (board && request.method !== "GET" && request.method !== "HEAD") {
         if (!sameOrigin(request)) {
           request.log.info({ path }, "refused a queue action from another origin");
           return reply.code(403).send({ error: "queue actions come from the console's own pages" });
@@ -194,12 +198,17 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
 
     scope.addHook("onResponse", async (request, reply) => {
       if (!boardActions.has(request) || reply.statusCode >= 400) return;
-      const path = request.url.split("?")[0] ?? "";
+      // The route with its parameters filled in: what was acted on, however the path was spelt.
+      const route = request.routeOptions.url ?? "";
+      const params = (request.params ?? {}) as Record<string, string>;
+      const target = route
+        .slice(BOARD_API.length)
+        .replace(/:(\w+)/g, (_, name: string) => params[name] ?? name);
       await deps.tools
         .recordAction({
           by: operatorOf(request),
           action: "queue-board",
-          target: `${request.method} ${decodeURIComponent(path.slice(BOARD_API.length))}`,
+          target: `${request.method} ${target}`,
         })
         .catch((error: unknown) =>
           request.log.warn({ err: error }, "a queue action could not be audited"),

@@ -415,10 +415,7 @@ function createDelivery(deps: DeliveryDeps) {
         followUpId,
         // Not the job's id: a resend (`…-r1`) or retry (`…-q1`) carries the step's same code
         // (a job of the layout before keeps its own, which its earlier attempts carried).
-        discountId:
-          followUpId === legacyFollowUpJobId(eventId, stepId)
-            ? followUpId
-            : followUpJobId(eventId, stepId),
+        discountId: discountIdOf(followUpId, eventId, stepId),
         dueAt: claim.record.dueAt,
         zone,
         rules,
@@ -661,6 +658,17 @@ async function optOutsAndOrder(
     await deps.suppressions.optOutQuery(targets),
   );
   return { suppressed: optedOut, order };
+}
+
+/**
+ * What a step's discount code derives from: its follow-up id, without the suffix of a resend
+ * (`-r1`) or retry (`-q1`) job; a step queued by the layout before keeps that layout's id.
+ */
+function discountIdOf(jobId: string, eventId: string, stepId: string): string {
+  const legacy = legacyFollowUpJobId(eventId, stepId);
+  return jobId === legacy || jobId.startsWith(`${legacy}-`)
+    ? legacy
+    : followUpJobId(eventId, stepId);
 }
 
 interface Attempt {

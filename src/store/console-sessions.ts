@@ -23,9 +23,9 @@ export function tokenTag(token: string): string {
 /**
  * Signed-in console users: a random session id in an httpOnly cookie, and in Redis (named by the
  * id's SHA-256, so a Redis dump holds no usable id) the operator's name and the tag of the token
- * they signed in with, so that a session ends when its token is taken out of ADMIN_TOKENS. A
- * session lapses after eight hours without use and ends at sign-out; every worker process shares
- * them.
+ * they signed in with, so that a session is refused once its token is taken out of ADMIN_TOKENS
+ * (and lapses eight hours later). A session lapses after eight hours without accepted use and
+ * ends at sign-out; every worker process shares them.
  */
 export class ConsoleSessions {
   private readonly keys: StoreKeys;
@@ -44,17 +44,20 @@ export class ConsoleSessions {
     return id;
   }
 
-  /** The operator of a live session (and keeps it alive), or undefined. */
+  /** The operator of a live session, or undefined (keepAlive once it is accepted). */
   async sessionOf(id: string | undefined): Promise<ConsoleSession | undefined> {
     if (!id || id.length > 100) return undefined;
-    const key = this.key(id);
-    const value = await this.redis.get(key);
+    const value = await this.redis.get(this.key(id));
     if (value === null) return undefined;
-    await this.redis.pexpire(key, CONSOLE_SESSION_MS);
     const cut = value.lastIndexOf("\n");
     return cut < 0
       ? { name: value }
       : { name: value.slice(0, cut), tokenTag: value.slice(cut + 1) };
+  }
+
+  /** Another eight hours from now, for a session that was used and accepted. */
+  async keepAlive(id: string | undefined): Promise<void> {
+    if (id && id.length <= 100) await this.redis.pexpire(this.key(id), CONSOLE_SESSION_MS);
   }
 
   async end(id: string | undefined): Promise<void> {

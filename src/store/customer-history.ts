@@ -45,7 +45,10 @@ export interface RememberedCheckIn extends CheckInOutcome {
 /** A customer's latest purchases stay listed in their history after their records have gone. */
 export const LISTED_PURCHASES = 100;
 
-/** Past this many fields in a history, its purchases whose records have gone are taken out. */
+/**
+ * Past this many fields in a history (and then each time it has doubled), its purchases whose
+ * records have gone are taken out.
+ */
 const PRUNE_PAST_FIELDS = LISTED_PURCHASES + 20;
 
 /** A remembered check-in is kept for the attribution window after it and this. */
@@ -108,7 +111,7 @@ export class CustomerHistoryStore {
     | { erased: true }
   > {
     const customerId = event.customer.id;
-    const [count, last, firstSeen, lastSent, checkIns, fields] = await this.redis.fuRecordPurchase(
+    const [count, last, firstSeen, lastSent, checkIns, prune] = await this.redis.fuRecordPurchase(
       this.keys.eventRecord(event.id),
       this.keys.customerHistory(customerId),
       await this.erasureKey(customerId),
@@ -123,7 +126,7 @@ export class CustomerHistoryStore {
     );
     if (count === -1) return { conflict: true };
     if (count === -2) return { erased: true };
-    if ((fields ?? 0) > PRUNE_PAST_FIELDS) await this.dropEndedPurchases(customerId);
+    if (prune === 1) await this.dropEndedPurchases(customerId);
     const history = last
       ? { previousPurchases: count, lastPurchaseAt: last }
       : { previousPurchases: count };
@@ -145,17 +148,21 @@ export class CustomerHistoryStore {
   /**
    * Takes out of a customer's list of purchases those past the latest LISTED_PURCHASES whose event
    * records have gone (retention ended): a purchase with a record, however old, stays listed, so
-   * that erasure and the operator tools find it. Only for customers with many purchases.
+   * that erasure and the operator tools find it. Only for customers with many purchases, and only
+   * each time their history has doubled since (`pn`), so a customer with thousands of live
+   * purchases costs a purchase a constant amount of work on average, not a read of them all.
    */
   private async dropEndedPurchases(customerId: string): Promise<void> {
     const key = this.keys.customerHistory(customerId);
     const older = (await this.purchasesOf(customerId)).slice(LISTED_PURCHASES);
-    if (older.length === 0) return;
+    // A pipeline, not a script: the records are not known before the list is read (rare path).
     const pipeline = this.redis.pipeline();
     for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
-    const exists = (await pipeline.exec()) ?? [];
+    const exists = older.length > 0 ? ((await pipeline.exec()) ?? []) : [];
     const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
     if (ended.length > 0) await this.redis.hdel(key, ...ended);
+    const size = await this.redis.hlen(key);
+    await this.redis.hset(key, "pn", Math.max(PRUNE_PAST_FIELDS, 2 * size));
   }
 
   /**

@@ -226,7 +226,7 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await page.context().close();
   });
 
-  it("answers what cannot be done in words, refuses a year-long report, and ends a revoked token's sessions", async () => {
+  it("answers what cannot be done in words, refuses a year-long report, and refuses a revoked token's sessions", async () => {
     pipeline = await startPipeline("console-refusals", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;
     const page = await signedIn(p);
@@ -265,6 +265,9 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     // Bull Board's actions come from the console's pages (Origin), and are audited.
     const pause = `${base()}/console/queues/api/queues/purchase-events/pause`;
     expect((await page.request.put(pause)).status()).toBe(403);
+    // However the path is spelt: the router decodes it, the check goes by the route.
+    const encoded = `${base()}/console/%71ueues/%61pi/queues/purchase-events/pause`;
+    expect((await page.request.put(encoded)).status()).toBe(403);
     expect(await p.events.isPaused()).toBe(false);
     expect((await page.request.put(pause, { headers: { origin: base() } })).status()).toBe(200);
     expect(await p.events.isPaused()).toBe(true);
@@ -277,11 +280,12 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await p.startWorker({ ADMIN_TOKENS: [{ name: "erin", token: "erin-token-0123456789" }] });
     await page.goto(`${base()}/console/audit`);
     expect(new URL(page.url()).pathname).toBe("/console/sign-in");
-    // Given back, the old session stays ended: she signs in again.
+    // Refused, not ended: a worker of a rolling deploy still on older tokens must not sign out
+    // an operator whom the newer ones accept. Her token back, her session serves again.
     await p.worker?.close();
     await p.startWorker();
     await page.goto(`${base()}/console/audit`);
-    expect(new URL(page.url()).pathname).toBe("/console/sign-in");
+    expect(new URL(page.url()).pathname).toBe("/console/audit");
     await page.context().close();
   });
 });

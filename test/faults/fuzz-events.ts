@@ -323,7 +323,14 @@ function applyMutation(event: JsonObject, m: Mutation): void {
   if (target === null || typeof target !== "object") return;
   const holder = target as Record<string | number, Json>;
   if (m.kind === "delete") delete holder[last];
-  else holder[last] = m.value;
+  // A copy: the bad values include shared constants (an array, say); set as they are, a second
+  // mutation could set one inside itself (a circular event no JSON can carry) or change it for
+  // every later event.
+  else
+    holder[last] =
+      m.value !== null && typeof m.value === "object"
+        ? JSON.parse(JSON.stringify(m.value))
+        : m.value;
 }
 
 /**

@@ -212,5 +212,12 @@ describe("a customer's list of purchases", () => {
     expect(listed.at(-1)).toBe("evt-many-5");
     expect(listed).not.toContain("evt-many-4");
     expect(await redis.hget(keys.customerHistory("cus-many"), "n")).toBe("125");
+    // The next pruning waits until the history has doubled (it pruned at 119 purchases down to
+    // 114, with `n` and `last` 116 fields → 232): a customer with many live purchases is not read
+    // whole on every purchase.
+    expect(await redis.hget(keys.customerHistory("cus-many"), "pn")).toBe("232");
+    for (let n = 5; n < 10; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
+    await history.recordPurchase(bought(125), "fp-125", DAY, DAY);
+    expect(await history.purchasesOf("cus-many")).toHaveLength(121);
   });
 });

@@ -665,15 +665,15 @@ describe("the store's Lua scripts", () => {
         key === record() ? "evt" : "evt-2",
         Date.parse(time),
       );
-    // Last, how many fields the history has (the store prunes long lists of purchases by it).
-    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1, "", [], 3]);
+    // Last, whether the history has grown past its next pruning (`pn`, default 120 fields).
+    expect(await at("2026-11-01T10:00:00.000Z")).toEqual([0, "", 1, "", [], 0]);
     expect(await at("2026-11-01T10:00:00.000Z")).toEqual([
       0,
       "2026-11-01T10:00:00.000Z",
       0,
       "",
       [],
-      3,
+      0,
     ]);
     // What attributing a purchase reads of its customer comes with the count.
     await redis.set(keys.lastSent("cus-1"), '{"stepId":"s"}');
@@ -684,7 +684,7 @@ describe("the store's Lua scripts", () => {
       1,
       '{"stepId":"s"}',
       ["p1", "sent 1 -"],
-      4,
+      0,
     ]);
     // An earlier purchase arriving late does not move `last` back; both purchases are listed.
     const history = {
@@ -744,7 +744,7 @@ describe("the store's Lua scripts", () => {
     expect(await at("2026-11-01T09:59:00.000Z", "evt-before")).toEqual([-2, "", 0]);
     expect(await redis.exists(customer, keys.eventRecord("evt-before"))).toBe(0);
     // A purchase after the erasure is a new start.
-    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1, "", [], 3]);
+    expect(await at("2026-11-01T10:01:00.000Z", "evt-after")).toEqual([0, "", 1, "", [], 0]);
   });
 
   it("record-purchase: a record written before fingerprints takes the first one it sees", async () => {
@@ -791,8 +791,8 @@ describe("the store's Lua scripts", () => {
 
   it("record-purchase: lists every purchase of a customer, however many", async () => {
     const customer = keys.customerHistory("cus-1");
-    for (let i = 0; i < 103; i++) {
-      await redis.fuRecordPurchase(
+    const buy = (i: number) =>
+      redis.fuRecordPurchase(
         keys.eventRecord(`evt-${i}`),
         customer,
         keys.erasedCustomer("cus-1-hash"),
@@ -805,13 +805,19 @@ describe("the store's Lua scripts", () => {
         `evt-${i}`,
         NOW + i * 1000,
       );
-    }
+    for (let i = 0; i < 103; i++) expect((await buy(i))[5]).toBe(0);
     const listed = Object.keys(await redis.hgetall(customer)).filter((f) => f.startsWith("e:"));
     // Erasure finds a customer's purchases by this list: none is dropped here.
     expect(listed).toHaveLength(103);
     expect(listed).toContain("e:evt-0");
     expect(listed).toContain("e:evt-102");
     expect(await redis.hget(customer, "n")).toBe("103");
+    // Past 120 fields the store is asked to prune; after that, at the size it set in `pn`.
+    for (let i = 103; i < 117; i++) await buy(i);
+    expect((await buy(117))[5]).toBe(0); // 118 purchases, `n` and `last`: 120 fields
+    expect((await buy(118))[5]).toBe(1);
+    await redis.hset(customer, "pn", 500);
+    expect((await buy(119))[5]).toBe(0);
   });
 
   it("rules-generation: numbers each rules version once, in the order first seen", async () => {

@@ -5,7 +5,8 @@
   The event's fingerprint is kept beside it: an id used again for other content is a conflict,
   and changes nothing. The customer's history also lists their purchases (`e:<eventId>` = purchase
   time), the index from a customer to what was planned for them and how erasure finds every
-  purchase: none is dropped here (CustomerHistoryStore drops those whose records have gone).
+  purchase: none is dropped here (CustomerHistoryStore drops those whose records have gone, each
+  time the history has doubled: `pn` is the size it prunes at next).
 
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
@@ -24,7 +25,8 @@
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1),
             the latest follow-up sent or '', the remembered check-ins as field, value, …,
-            the number of fields of the history },
+            1 when the history has grown past `pn` (default 120 fields) and the store should
+            take out its ended purchases, else 0 },
           or { -1, '', 0 } when the id was used for an event with another fingerprint,
           or { -2, '', 0 } when the customer was erased after the purchase (nothing is recorded)
   The last two are what attributing the purchase reads: returned here to save intake two round
@@ -39,7 +41,8 @@ if fingerprint and string.sub(fingerprint, 1, #ARGV[4]) ~= ARGV[4] then return {
 local sent = redis.call('GET', KEYS[4]) or ''
 local checkIns = redis.call('HGETALL', KEYS[5])
 local function attribution(count, last, first)
-  return { count, last, first, sent, checkIns, redis.call('HLEN', KEYS[2]) }
+  local pruneAt = tonumber(redis.call('HGET', KEYS[2], 'pn') or '120')
+  return { count, last, first, sent, checkIns, redis.call('HLEN', KEYS[2]) > pruneAt and 1 or 0 }
 end
 -- Records written before fingerprints were kept take this one.
 if not fingerprint and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'f', ARGV[4]) end
