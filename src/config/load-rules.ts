@@ -1,7 +1,18 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { type Alias, isAlias, isNode, LineCounter, type Node, parseDocument, visit } from "yaml";
+import {
+  type Alias,
+  isAlias,
+  isNode,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  visit,
+} from "yaml";
 import type { z } from "zod";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -39,12 +50,16 @@ export function parseRules(text: string, file: string): RulesLoadResult {
       ok: false,
       problems: syntax.map((error) => {
         const at = lineCounter.linePos(error.pos[0]);
+        // A key given twice: name it and where it is, as every other problem is named.
+        const duplicate = error.code === "DUPLICATE_KEY" ? keyPathAt(doc, error.pos[0]) : undefined;
         return {
           file,
           line: at.line,
           column: at.col,
-          path: "",
-          message: `YAML: ${firstLine(error.message)}`,
+          path: duplicate ? formatPath(duplicate) : "",
+          message: duplicate
+            ? `duplicate key ${JSON.stringify(String(duplicate[duplicate.length - 1]))}: a key may appear once in a mapping`
+            : `YAML: ${firstLine(error.message)}`,
         };
       }),
     };
@@ -251,6 +266,29 @@ function suggestKey(key: string, parentPath: readonly PropertyKey[]): string {
   }
   if (best) return `did you mean ${JSON.stringify(best.name)}?`;
   return allowed.length > 0 ? `allowed here: ${allowed.join(", ")}` : "no keys are allowed here";
+}
+
+/** The path of the map key whose node starts at `offset` (a duplicate key), if one does. */
+function keyPathAt(
+  doc: ReturnType<typeof parseDocument>,
+  offset: number,
+): (string | number)[] | undefined {
+  let found: (string | number)[] | undefined;
+  visit(doc, {
+    Pair(_, pair, ancestors) {
+      const key = pair.key;
+      if (!isScalar(key) || key.range?.[0] !== offset) return undefined;
+      const keys: (string | number)[] = [];
+      const chain = [...ancestors, pair];
+      chain.forEach((node, i) => {
+        if (isPair(node) && isScalar(node.key) && node !== pair) keys.push(String(node.key.value));
+        if (isSeq(node)) keys.push(node.items.indexOf(chain[i + 1] as never));
+      });
+      found = [...keys, String(key.value)];
+      return visit.BREAK;
+    },
+  });
+  return found;
 }
 
 /** Line and column of the deepest node on `keyPath` that exists (the key itself when it does). */

@@ -103,7 +103,7 @@ describe("one located problem per kind of error", () => {
     [
       "YAML duplicate key",
       changeLine(17, "        delay: PT1H", "        delay: PT1H\n        delay: PT2H"),
-      "rules.yaml:18:9 YAML: Map keys must be unique",
+      'rules.yaml:18:9 rules[0].steps[0].delay: duplicate key "delay": a key may appear once in a mapping',
     ],
     [
       "unknown key, with a suggestion",
