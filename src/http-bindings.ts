@@ -10,7 +10,11 @@ import {
   UnavailableError,
 } from "./http/http-deps.js";
 import type { FollowUpMetrics } from "./metrics.js";
-import { OperatorError, type OperatorTools } from "./operations/operator-tools.js";
+import {
+  OPERATOR_ERROR_STATUS,
+  OperatorError,
+  type OperatorTools,
+} from "./operations/operator-tools.js";
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
 import type { DeploymentEventIds, EventIdRegistry } from "./store/event-ids.js";
@@ -153,8 +157,7 @@ export function adminApiWith(deps: {
         return { status: 200, body: await carryOut(request, by) };
       } catch (error) {
         if (error instanceof OperatorError) {
-          const status = { "not-found": 404, conflict: 409, invalid: 400 } as const;
-          return { status: status[error.kind], body: { error: error.message } };
+          return { status: OPERATOR_ERROR_STATUS[error.kind], body: { error: error.message } };
         }
         // Redis away, frozen (a command timed out on a connection that still looks up) or
         // failing over: a 503 to retry, not a 500.

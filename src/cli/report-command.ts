@@ -1,7 +1,7 @@
 import { DateTime, IANAZone } from "luxon";
 import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { renderReportCsv, renderReportJson, renderReportText } from "../reports/render-report.js";
-import { MAX_REPORT_DAYS, periodFromDates } from "../reports/report-period.js";
+import { periodFromDates, reportDatesProblem } from "../reports/report-period.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
@@ -45,11 +45,8 @@ export async function runReport(given: ReportOptions, io: CommandIo): Promise<nu
     readDate("--until", options.until, zone) ?? DateTime.now().setZone(zone).startOf("day");
   const since = readDate("--since", options.since, zone) ?? until.minus({ days: 7 });
   if (since >= until) throw new CommandError("--since must be before --until", EXIT.usage);
-  if (until.diff(since, "days").days > MAX_REPORT_DAYS)
-    throw new CommandError(
-      `--since to --until: a report covers at most ${MAX_REPORT_DAYS} days (the ledger keeps 401)`,
-      EXIT.usage,
-    );
+  const span = reportDatesProblem(since.toISODate() ?? "", until.toISODate() ?? "");
+  if (span) throw new CommandError(`--since to --until: ${span}`, EXIT.usage);
   const { redis, prefix, env } = await commandRedis();
   try {
     const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);

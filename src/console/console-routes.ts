@@ -13,7 +13,11 @@ import { planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { tokenOwner } from "../http/bearer-token.js";
 import type { ErasureReceipt } from "../operations/erase-customer.js";
-import { OperatorError, type OperatorTools } from "../operations/operator-tools.js";
+import {
+  OPERATOR_ERROR_STATUS,
+  OperatorError,
+  type OperatorTools,
+} from "../operations/operator-tools.js";
 import type { MessagePreview } from "../operations/preview-step.js";
 import type { CustomerTimeline } from "../operations/timeline.js";
 import { renderPlanTable } from "../reports/plan-table.js";
@@ -68,9 +72,6 @@ const QUEUES_CSP =
 const JOB_STATES = ["waiting", "delayed", "active", "completed", "failed"] as const;
 const CHANNELS = ["email", "sms", "voice"] as const;
 const OPT_OUT_WORDS = { all: "everything", offers: "offers only", none: "none" } as const;
-
-/** An operator tool's refusal, as the admin API answers it. */
-const OPERATOR_ERROR_STATUS = { "not-found": 404, conflict: 409, invalid: 400 } as const;
 
 type Operator = { readonly name: string };
 const operators = new WeakMap<FastifyRequest, Operator>();
@@ -135,9 +136,10 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
               : error.statusCode && error.statusCode >= 400
                 ? error.statusCode
                 : 500;
-        if (status === 503) reply.header("retry-after", "5");
-        if (status === 503) request.log.warn({ err: error }, "console answered 503: Redis away");
-        else if (status >= 500) request.log.error({ err: error }, "console request failed");
+        if (status === 503) {
+          reply.header("retry-after", "5");
+          request.log.warn({ err: error }, "console answered 503: Redis away");
+        } else if (status >= 500) request.log.error({ err: error }, "console request failed");
         const message =
           error.code === "FST_CSRF_INVALID_TOKEN" || error.code === "FST_CSRF_MISSING_SECRET"
             ? "This form has expired or did not come from the console. Go back, reload the page and try again."

@@ -37,6 +37,9 @@ export class OperatorError extends Error {
   }
 }
 
+/** The HTTP status of an operator tool's refusal, as the admin API and the console answer it. */
+export const OPERATOR_ERROR_STATUS = { "not-found": 404, conflict: 409, invalid: 400 } as const;
+
 /** A step as operators name it. */
 export interface StepRef {
   readonly eventId: string;

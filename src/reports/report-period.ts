@@ -29,7 +29,7 @@ export function previousPeriod(period: ReportPeriod): ReportPeriod {
  * days, and a report reads every hour of its period and of the one before it, so a longer
  * period would read hours that hold nothing, at a cost that grows with its length.
  */
-export const MAX_REPORT_DAYS = 400;
+const MAX_REPORT_DAYS = 400;
 
 /**
  * Why local dates (YYYY-MM-DD, inclusive since, exclusive until) make no report period, in words

@@ -155,12 +155,14 @@ export class CustomerHistoryStore {
   private async dropEndedPurchases(customerId: string): Promise<void> {
     const key = this.keys.customerHistory(customerId);
     const older = (await this.purchasesOf(customerId)).slice(LISTED_PURCHASES);
-    // A pipeline, not a script: the records are not known before the list is read (rare path).
-    const pipeline = this.redis.pipeline();
-    for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
-    const exists = older.length > 0 ? ((await pipeline.exec()) ?? []) : [];
-    const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
-    if (ended.length > 0) await this.redis.hdel(key, ...ended);
+    if (older.length > 0) {
+      // A pipeline, not a script: the records are not known before the list is read (rare path).
+      const pipeline = this.redis.pipeline();
+      for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
+      const exists = (await pipeline.exec()) ?? [];
+      const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
+      if (ended.length > 0) await this.redis.hdel(key, ...ended);
+    }
     const size = await this.redis.hlen(key);
     await this.redis.hset(key, "pn", Math.max(PRUNE_PAST_FIELDS, 2 * size));
   }
