@@ -227,6 +227,7 @@ export async function runSimulate(
         channel: step.channel,
         purpose: step.purpose,
         dueAt: Date.parse(step.dueAt),
+        ...(step.graceEndsAt && { graceEndsAt: Date.parse(step.graceEndsAt) }),
         event: guardView,
         ...(step.channel === "sms" && {
           smsSegments: await measure.smsVariants(event, plan, step),

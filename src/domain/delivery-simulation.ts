@@ -25,6 +25,8 @@ export interface ReplayStep {
   readonly purpose: Purpose;
   /** When the planner made it due (epoch ms). */
   readonly dueAt: number;
+  /** When its grace period ends, for a step planned late (PlannedStep.graceEndsAt). */
+  readonly graceEndsAt?: number;
   /** The purchase's customer and store as the guard reads them; the purchase's steps share it. */
   readonly event: GuardEvent;
   /**
@@ -129,6 +131,7 @@ export function replayDeliveries(
       event: step.event,
       stepId: step.stepId,
       dueAt: step.dueAt,
+      ...(step.graceEndsAt !== undefined && { graceEndsAt: step.graceEndsAt }),
       rules,
       now: DateTime.fromMillis(at, { zone: "utc" }),
       suppressedChannels: none,

@@ -33,6 +33,13 @@ export interface PlannedStep {
    * purchase plus the rule's coalesce window) share it.
    */
   readonly coalesceUntil?: string;
+  /**
+   * Only for a step planned after its due time had passed (an event that arrived late, a re-plan
+   * that moved it into the past): when its grace period ends, UTC ISO-8601. It goes at the next
+   * send-window opening before then, and the send-time guard skips it after then, however often
+   * it is deferred (its grace period counts from its due time under the rules, not from `dueAt`).
+   */
+  readonly graceEndsAt?: string;
 }
 
 /** Machine-readable reason codes for skipped steps (metrics and reports group by them). */
@@ -159,7 +166,7 @@ export function planFollowUps(
         continue;
       }
       claimed.set(step.kind, stepIdOf(rule, step));
-      const planned = plannedStep(rule, step, timing.due);
+      const planned = plannedStep(rule, step, timing);
       steps.push(
         step.coalesce
           ? {
@@ -268,10 +275,14 @@ function planFallback(
   if (blocked) return skip(rule, step, blocked.code, blocked.reason);
   const timing = timeOf(step);
   if (!timing.ok) return skip(rule, step, timing.code, timing.reason);
-  return { ...plannedStep(rule, step, timing.due), fallbackOf: callId };
+  return { ...plannedStep(rule, step, timing), fallbackOf: callId };
 }
 
-function plannedStep(rule: Rule, step: StepSpec, due: DateTime): PlannedStep {
+function plannedStep(
+  rule: Rule,
+  step: StepSpec,
+  { due, graceEndsAt }: { due: DateTime; graceEndsAt?: DateTime },
+): PlannedStep {
   return {
     stepId: stepIdOf(rule, step),
     ruleId: rule.id,
@@ -281,6 +292,7 @@ function plannedStep(rule: Rule, step: StepSpec, due: DateTime): PlannedStep {
     purpose: step.purpose,
     dueAt: due.toUTC().toISO(ISO) ?? "",
     localDueAt: due.toISO(ISO) ?? "",
+    ...(graceEndsAt && { graceEndsAt: graceEndsAt.toUTC().toISO(ISO) ?? "" }),
   };
 }
 
@@ -294,7 +306,13 @@ export function customerZone(
   return { zone: rules.defaults.timezone, source: "default" };
 }
 
-type Timing = { ok: true; due: DateTime } | { ok: false; code: SkipCode; reason: string };
+/**
+ * A step's due time, or why it has none. `graceEndsAt` only when its due time had passed: the
+ * next opening it goes at is then not the due time its grace period counts from.
+ */
+type Timing =
+  | { ok: true; due: DateTime; graceEndsAt?: DateTime }
+  | { ok: false; code: SkipCode; reason: string };
 
 /**
  * When one step of a purchase falls due under `rules`, as `planFollowUps` times it (delay from
@@ -365,7 +383,7 @@ function windowedDueTime(
       reason: `past due: was due ${due.toISO(ISO)}, and its ${step.kind} grace period (${grace.toISO()}) ends before the next send window opens`,
     };
   }
-  return { ok: true, due: next };
+  return { ok: true, due: next, graceEndsAt: deadline };
 }
 
 const CHANNEL_NAMES: Record<Channel, string> = { email: "email", sms: "SMS", voice: "voice call" };

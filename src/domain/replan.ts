@@ -19,6 +19,8 @@ export type ReplanDecision =
   | {
       readonly action: "move";
       readonly dueAt: number;
+      /** When the new due time had passed: the end of its grace period (PlannedStep.graceEndsAt). */
+      readonly graceEndsAt?: number;
       readonly channel: Channel;
       readonly kind: StepKind;
     }
@@ -71,5 +73,11 @@ export function replanStep(
   const dueAt = timing.due.toMillis();
   if (dueAt === step.dueAt && found.step.channel === (step.channel ?? found.step.channel))
     return { action: "keep" };
-  return { action: "move", dueAt, channel: found.step.channel, kind: found.step.kind };
+  return {
+    action: "move",
+    dueAt,
+    ...(timing.graceEndsAt && { graceEndsAt: timing.graceEndsAt.toMillis() }),
+    channel: found.step.channel,
+    kind: found.step.kind,
+  };
 }

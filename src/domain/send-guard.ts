@@ -29,6 +29,11 @@ export interface GuardInput {
   readonly stepId: string;
   /** The instant the step was planned for (epoch ms). */
   readonly dueAt: number;
+  /**
+   * When its grace period ends, for a step planned after its due time had passed (epoch ms;
+   * PlannedStep.graceEndsAt): `dueAt` is then a later opening, not what the grace counts from.
+   */
+  readonly graceEndsAt?: number;
   readonly rules: RuleSet;
   readonly now: DateTime;
   /** Channels on which this customer or their address is on the suppression list. */
@@ -98,7 +103,16 @@ export function decideSend(input: GuardInput): SendDecision {
   }
   const grace = rules.gracePeriods[step.kind];
   const dueAt = DateTime.fromMillis(input.dueAt, { zone: "utc" });
-  if (dueAt.plus(grace) < now) {
+  if (input.graceEndsAt !== undefined) {
+    const ended = DateTime.fromMillis(input.graceEndsAt, { zone: "utc" });
+    if (ended < now) {
+      return {
+        action: "skip",
+        code: "past-due",
+        reason: `past due: planned late, and its ${step.kind} grace period ended ${ended.toISO()}`,
+      };
+    }
+  } else if (dueAt.plus(grace) < now) {
     return {
       action: "skip",
       code: "past-due",

@@ -253,6 +253,7 @@ function createDelivery(deps: DeliveryDeps) {
       event,
       stepId,
       dueAt,
+      ...(record?.graceEndsAt !== undefined && { graceEndsAt: record.graceEndsAt }),
       rules,
       now,
       ...(deps.unavailableChannels && { unavailableChannels: deps.unavailableChannels }),

@@ -618,6 +618,7 @@ async function schedulePurchase(
           channel: step.channel,
           kind: step.kind,
           ruleId: step.ruleId,
+          ...(step.graceEndsAt && { graceEndsAt: Date.parse(step.graceEndsAt) }),
           inSchedule: inSchedule(step),
         })),
         nowMs,

@@ -108,6 +108,7 @@ export function replanOf(
           ...base,
           action: "move",
           dueAt: decision.dueAt,
+          ...(decision.graceEndsAt !== undefined && { graceEndsAt: decision.graceEndsAt }),
           channel: decision.channel,
           kind: decision.kind,
         });

@@ -80,6 +80,8 @@ export interface StepToSchedule {
   readonly channel: string;
   readonly kind: string;
   readonly ruleId: string;
+  /** A step planned late: when its grace period ends (epoch ms; PlannedStep.graceEndsAt). */
+  readonly graceEndsAt?: number;
   /** Whether the step waits in the compact schedule (due beyond the promotion horizon). */
   readonly inSchedule: boolean;
 }
@@ -92,6 +94,8 @@ export interface StepReplan {
   readonly action: "keep" | "move" | "cancel" | "skip";
   /** The new due time (the planned one unless moved). */
   readonly dueAt: number;
+  /** A step moved into the past: when its grace period ends (epoch ms); none clears it. */
+  readonly graceEndsAt?: number;
   /** The channel its pending count was kept under. */
   readonly countedChannel: string;
   readonly channel: string;
@@ -184,6 +188,7 @@ export class FollowUpStore {
       c: step.channel,
       k: step.kind,
       r: step.ruleId,
+      ...(step.graceEndsAt !== undefined && { e: step.graceEndsAt }),
       f: ledgerField("scheduled", step.channel, step.kind, step.ruleId),
       b: step.inSchedule ? bucketOf(step.dueAt) : 0,
       bs: bucketStart(step.dueAt),
@@ -551,6 +556,7 @@ export class FollowUpStore {
       d: step.plannedDueAt,
       a: step.action,
       nd: step.dueAt,
+      ...(step.graceEndsAt !== undefined && { ne: step.graceEndsAt }),
       oc: step.countedChannel,
       c: step.channel,
       k: step.kind,

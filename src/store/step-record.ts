@@ -37,6 +37,12 @@ export interface StepRecord {
   readonly changedAt?: number;
   /** The instant the step was planned for (epoch ms). */
   readonly dueAt: number;
+  /**
+   * Only for a step planned (or re-planned) after its due time had passed, so that `dueAt` is a
+   * later send-window opening: when its grace period ends (epoch ms). The send-time guard skips
+   * it after then, where it would otherwise count the grace period from `dueAt`.
+   */
+  readonly graceEndsAt?: number;
   /** Send attempts made so far. */
   readonly attempts: number;
   /** The step's channel and kind as planned (absent on records written before December 2026). */
@@ -78,6 +84,7 @@ export interface StoredStep {
   s: StepState;
   t?: number;
   d: number;
+  e?: number;
   a?: number;
   c?: Channel;
   k?: StepKind;
@@ -168,6 +175,7 @@ export function readStepRecord(raw: string): StepRecord {
     state: stored.s,
     ...(stored.t !== undefined && { changedAt: stored.t }),
     dueAt: stored.d,
+    ...(stored.e !== undefined && { graceEndsAt: stored.e }),
     attempts: stored.a ?? 0,
     ...(stored.c !== undefined && { channel: stored.c }),
     ...(stored.k !== undefined && { kind: stored.k }),

@@ -142,6 +142,57 @@ describe("the follow-up store", () => {
     expect(await store.sendView("evt-gone", "thank-you.thank-you")).toEqual({});
   });
 
+  it("keeps the grace end of a step planned late until a re-plan moves it or an operator requeues it", async () => {
+    const now = Date.now();
+    const id = "thank-you.thank-you";
+    const graceEndsAt = now + 3_600_000;
+    const read = async () => (await store.stepRecords("evt-store", [id])).get(id);
+    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [{ ...step(now), graceEndsAt }], now, 1);
+    expect(await read()).toMatchObject({ state: "scheduled", dueAt: now, graceEndsAt });
+    const replan = (dueAt: number, plannedDueAt: number, late?: number, generation = 2) =>
+      store.replan(
+        "evt-store",
+        generation,
+        [
+          {
+            stepId: id,
+            plannedDueAt,
+            action: "move",
+            dueAt,
+            ...(late !== undefined && { graceEndsAt: late }),
+            countedChannel: "email",
+            channel: "email",
+            kind: "thank-you",
+            ruleId: "thank-you",
+          },
+        ],
+        now,
+        now + 90 * DAY,
+      );
+    // Moved to another late opening: the grace end the re-plan found; moved on time: none.
+    expect(await replan(now + 60_000, now, graceEndsAt + 1, 2)).toBe(1);
+    expect(await read()).toMatchObject({ dueAt: now + 60_000, graceEndsAt: graceEndsAt + 1 });
+    expect(await replan(now + DAY, now + 60_000, undefined, 3)).toBe(1);
+    const onTime = await read();
+    expect(onTime).toMatchObject({ dueAt: now + DAY });
+    expect(onTime?.graceEndsAt).toBeUndefined();
+    // Planned late again (a new generation), sent, then resent by an operator: grace from now.
+    expect(await replan(now, now + DAY, graceEndsAt, 4)).toBe(1);
+    await store.claim("evt-store", id, now, 60_000);
+    await store.transition("evt-store", id, ["sending"], { state: "sent" }, now);
+    const ledger = {
+      outcome: "resent" as const,
+      channel: "email",
+      kind: "thank-you",
+      ruleId: "thank-you",
+    };
+    const requeued = await store.requeue("evt-store", id, "resend", now + 5, ledger);
+    expect(requeued).toMatchObject({ requeued: true, record: { dueAt: now + 5 } });
+    expect(requeued.record?.graceEndsAt).toBeUndefined();
+    expect((await read())?.graceEndsAt).toBeUndefined();
+  });
+
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
     await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);

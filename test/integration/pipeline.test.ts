@@ -147,6 +147,39 @@ describe("the pipeline on real parts", () => {
     expect(record.attempts).toBe(2);
   });
 
+  it("skips a late-planned thank-you once the grace period of the due time it missed ends", async () => {
+    pipeline = await startPipeline("late-grace", { env: { DELIVERY_ATTEMPTS: "100" } });
+    // Due an hour after the purchase, with P2D of grace: that grace ends 6 s from now. Planned now,
+    // it is due now; SMTP refuses it (451) until then, and every retry asks the guard again, which
+    // must count the grace from the due time it missed, not give it two more days from now.
+    const graceEnds = DateTime.utc().plus({ seconds: 6 }).startOf("second");
+    const occurredAt = graceEnds.minus({ days: 2, hours: 1 }).toISO({ suppressMilliseconds: true });
+    pipeline.sink.failNext(
+      ...Array.from({ length: 200 }, () => ({ code: 451, message: "4.3.0 try again later" })),
+    );
+    await pipeline.publisher.publish(
+      recentPurchase("evt-late", { occurredAt: occurredAt ?? "" }) as never,
+    );
+    const planned = await eventually(
+      () => stepRecord(pipeline as PipelineHarness, "evt-late", "thank-you.thank-you"),
+      "the late thank-you to be planned",
+    );
+    expect(planned.graceEndsAt).toBe(graceEnds.toMillis());
+    const record = await eventually(
+      async () => {
+        const r = await stepRecord(pipeline as PipelineHarness, "evt-late", "thank-you.thank-you");
+        return r?.state === "scheduled" || r?.state === "sending" ? undefined : r;
+      },
+      "the late thank-you to end",
+      20_000,
+    );
+    expect(record.state).toBe("skipped");
+    expect(record.reason?.code).toBe("past-due");
+    expect(record.reason?.text).toContain("planned late");
+    expect(record.attempts).toBeGreaterThan(1);
+    expect(pipeline.sink.messages).toHaveLength(0);
+  });
+
   it("fails an SMTP 550 at once, with the reason, and does not retry", async () => {
     pipeline = await startPipeline("smtp550");
     pipeline.sink.failNext({ code: 550, message: "5.1.1 no such user" });

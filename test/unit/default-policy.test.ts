@@ -516,7 +516,11 @@ describe("shipped policy: quiet hours, holidays, far zones and lateness", () => 
       "2026-11-21T07:00:00Z",
     );
     expect(result.steps).toEqual([
-      thankYou("big-ticket", "2026-11-21T08:00:00Z", "2026-11-21T08:00:00+00:00"),
+      // Due Friday 11:00: its grace still ends two days after that, not after Saturday 08:00.
+      {
+        ...thankYou("big-ticket", "2026-11-21T08:00:00Z", "2026-11-21T08:00:00+00:00"),
+        graceEndsAt: "2026-11-22T11:00:00Z",
+      },
       // Saturday 10:00: inside the SMS window.
       checkIn("2027-02-20T10:00:00Z", "2027-02-20T10:00:00+00:00"),
     ]);

@@ -323,6 +323,19 @@ describe("lateness: grace periods and never before the purchase", () => {
     ]);
   });
 
+  it("a step planned late remembers when its grace period ends; one on time does not", () => {
+    // Due Friday 11:00 with P2D of grace; planned Saturday 06:00, it goes Saturday 08:00, but its
+    // grace still ends Sunday 11:00, two days after the due time it missed (not after Saturday 08:00).
+    const late = planOne(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T06:00:00Z");
+    expect(late.steps.map((s) => [s.dueAt, s.graceEndsAt])).toEqual([
+      ["2026-11-21T08:00:00Z", "2026-11-22T11:00:00Z"],
+    ]);
+    const onTime = planOne(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-20T10:00:00Z");
+    expect(onTime.steps.map((s) => [s.dueAt, s.graceEndsAt])).toEqual([
+      ["2026-11-20T11:00:00Z", undefined],
+    ]);
+  });
+
   it("past due within the grace period, window open now → sent now", () => {
     expect(dueOf(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-21T12:34:00Z")).toEqual([
       "2026-11-21T12:34:00Z",

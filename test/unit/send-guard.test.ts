@@ -281,6 +281,32 @@ interface DeferRow extends Case {
   zone: string;
 }
 
+describe("decideSend counts the grace period of a step planned late from the due time it missed", () => {
+  // Planned late: its due time is the opening it was planned for, its grace ended at graceEndsAt.
+  const lateStep = (graceEndsAt: string) =>
+    decideSend({
+      event: purchase(),
+      stepId: "big-ticket.thank-you",
+      dueAt: instant("2026-11-23T12:00:00Z").toMillis(),
+      graceEndsAt: instant(graceEndsAt).toMillis(),
+      rules: shipped,
+      now: instant(NOW),
+      suppressedChannels: new Set(),
+    });
+
+  it("skips it once that grace period has ended, though dueAt + P2D has not", () => {
+    const skip = expectSkip(lateStep("2026-11-24T11:59:59.999Z"));
+    expect(skip.code).toBe("past-due");
+    expect(skip.reason).toBe(
+      "past due: planned late, and its thank-you grace period ended 2026-11-24T11:59:59.999Z",
+    );
+  });
+
+  it("sends it until then", () => {
+    expect(lateStep("2026-11-24T12:00:00Z").action).toBe("send");
+  });
+});
+
 describe("decideSend defers outside the send window until its next opening", () => {
   const rows: [string, DeferRow][] = [
     [

@@ -19,7 +19,8 @@
     ARGV[2] now (epoch ms)
     ARGV[3] how long a ledger hour is kept (ms)
     ARGV[4] steps (JSON array of { id, d = planned due as read, a = keep | move | cancel | skip,
-            nd = new due, oc = channel counted under, c = channel, k = kind, r = rule id,
+            nd = new due, ne = when its grace period ends if the new due time had passed (a
+            moved step without one loses any it had), oc = channel counted under, c = channel, k = kind, r = rule id,
             x = reason (`code: text`), f = ledger fields to count, b = bucket number, bs = its start,
             t = bucket entry })
     ARGV[5] the record's and the purchase's expiry under this plan (epoch ms): the retention after
@@ -50,6 +51,7 @@ for i, step in ipairs(steps) do
     if redis.call('EXISTS', oldDay) == 1 then
       redis.call('HINCRBY', oldDay, pendingField(current, rec, step.oc, step.r), -1)
     end
+    if step.a == 'move' then rec.e = step.ne end
     if step.a == 'keep' or step.a == 'move' then
       rec.d = step.nd
       rec.c = step.c

@@ -2,7 +2,8 @@
   Puts a step that has ended back to scheduled, due now, for an operator: a deliberate resend of a
   sent or failed step, or a retry of a failed one. Its attempts start again from zero, the last
   reason and provider answer go (the new send writes its own), and how often it was resent or
-  retried is kept. The step counts as pending again on today's pending count, and the request is
+  retried is kept. Its grace period counts from now: the end of one set when it was planned late
+  goes. The step counts as pending again on today's pending count, and the request is
   counted in the ledger. Nothing changes for a step in another state, or of a stopped (refunded)
   purchase.
 
@@ -46,6 +47,7 @@ rec.x = nil
 rec.id = nil
 rec.dl = nil
 rec.de = nil
+rec.e = nil
 rec[ARGV[5]] = (rec[ARGV[5]] or 0) + 1
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 for _, field in ipairs(spec.f) do redis.call('HINCRBY', KEYS[2], field, 1) end

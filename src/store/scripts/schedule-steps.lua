@@ -19,6 +19,7 @@
     ARGV[1] now (epoch ms)
     ARGV[2] how long a ledger hour is kept (ms)
     ARGV[3] steps (JSON array of { id, d = due epoch ms, c = channel, k = kind, r = rule id,
+            e = when its grace period ends, only for a step planned late,
             f = ledger field, b = bucket number or 0 when BullMQ gets the step directly, bs = its start,
             t = the bucket entry })
     ARGV[4] the encoded purchase
@@ -53,7 +54,7 @@ local pending = false
 for i, step in ipairs(steps) do
   local field = 's:' .. step.id
   -- No `t` and no `a` while untouched: short enough to keep the hash a listpack.
-  local rec = { s = 'scheduled', d = step.d, c = step.c, k = step.k }
+  local rec = { s = 'scheduled', d = step.d, c = step.c, k = step.k, e = step.e }
   if redis.call('HSETNX', KEYS[1], field, encodeStep(rec)) == 1 then
     added = added + 1
     pending = true
