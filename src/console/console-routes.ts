@@ -60,6 +60,20 @@ export interface ConsoleDeps {
 
 const SESSION_COOKIE = "fu_console";
 const CSRF_COOKIE = "fu_console_csrf";
+/**
+ * What an action did, for the page it redirects to: a signed cookie, read once. Never a query
+ * parameter, which anyone could put in a link to show an operator words of their choosing.
+ */
+const NOTICE_COOKIE = "fu_console_notice";
+const NOTICE_COOKIE_OPTIONS = {
+  path: "/console",
+  httpOnly: true,
+  sameSite: "strict",
+  secure: "auto",
+  signed: true,
+} as const;
+/** Longer notices are cut (a cookie holds about 4 kB). */
+const MAX_NOTICE_LENGTH = 500;
 /** No scripts, no inline styles, no framing: the pages need nothing more. */
 const PAGE_CSP =
   "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -532,7 +546,6 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
 
     scope.get("/console/failed", async (request, reply) => {
       const failed = await deps.tools.failed({});
-      const retried = queryField(request, "retried");
       return page(
         reply,
         "failed",
@@ -541,9 +554,6 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           page: "failed",
           failed,
           csrf: reply.generateCsrf(),
-          ...(retried !== undefined && {
-            notice: `Re-queued ${retried} follow-up${retried === "1" ? "" : "s"}.`,
-          }),
         },
         request,
       );
@@ -558,7 +568,12 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           ref ? { refs: [ref] } : {},
           operatorOf(request),
         );
-        return reply.redirect(`/console/failed?retried=${requeued.length}`, 303);
+        const count = requeued.length;
+        return backWithNotice(
+          reply,
+          "/console/failed",
+          `Re-queued ${count} follow-up${count === 1 ? "" : "s"}.`,
+        );
       },
     );
 
@@ -676,7 +691,6 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         orderId,
         consent,
         back,
-        notice: queryField(request, "notice"),
       },
       request,
     );
@@ -690,7 +704,9 @@ async function page(
   request: FastifyRequest,
 ): Promise<FastifyReply> {
   const operator = operators.get(request);
+  const notice = takeNotice(request, reply);
   const html = await renderConsolePage(view, {
+    ...(notice !== undefined && { notice }),
     ...data,
     ...(operator && { operator: operator.name }),
     csrf: data.csrf ?? (operator ? reply.generateCsrf() : undefined),
@@ -727,10 +743,19 @@ function safeBack(back: string | undefined): string {
     : "";
 }
 
+/** Back to `back` (a console path; else search), which shows `notice` once. */
 function backWithNotice(reply: FastifyReply, back: string, notice: string): FastifyReply {
-  const target = safeBack(back) || "/console/search";
-  const separator = target.includes("?") ? "&" : "?";
-  return reply.redirect(`${target}${separator}notice=${encodeURIComponent(notice)}`, 303);
+  reply.setCookie(NOTICE_COOKIE, notice.slice(0, MAX_NOTICE_LENGTH), NOTICE_COOKIE_OPTIONS);
+  return reply.redirect(safeBack(back) || "/console/search", 303);
+}
+
+/** The notice an action left for this page, if any (signed by this console), cleared as read. */
+function takeNotice(request: FastifyRequest, reply: FastifyReply): string | undefined {
+  const raw = request.cookies[NOTICE_COOKIE];
+  if (raw === undefined) return undefined;
+  reply.clearCookie(NOTICE_COOKIE, { path: "/console" });
+  const unsigned = request.unsignCookie(raw);
+  return unsigned.valid && unsigned.value !== null ? unsigned.value : undefined;
 }
 
 function notFound(error: unknown): undefined {

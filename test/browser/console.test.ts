@@ -144,6 +144,12 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await expect(page.getByRole("status").textContent()).resolves.toContain(
       "Cancelled evt-console/big-ticket.check-in",
     );
+    // Shown once, and never taken from the address: a link cannot put words in the console.
+    await page.reload();
+    await expect(page.getByRole("status").count()).resolves.toBe(0);
+    await page.goto(`${page.url().split("?")[0]}?notice=Erased.%20Call%20us%20on%20555-0100`);
+    await expect(page.textContent("main")).resolves.toContain("cus-console");
+    await expect(page.getByRole("status").count()).resolves.toBe(0);
     await expect(
       page.getByRole("row", { name: /^big-ticket\.check-in/ }).textContent(),
     ).resolves.toContain("cancelled by dana: customer asked by phone");
