@@ -147,8 +147,10 @@ async function coalesceThankYous(
       { eventId: event.id, stepId: step.stepId, purchasedAt, dueAt },
       Date.parse(step.coalesceUntil) - purchasedAt,
       dueAt - nowMs + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
+      await deps.history.erasureKey(event.customer.id),
       nowMs,
     );
+    // Erased after the purchase: the step stays as planned, and scheduling it writes nothing.
     if (filed.role !== "joined") {
       steps.push(step);
       continue;
@@ -556,7 +558,7 @@ async function schedulePurchase(
   if (cooldowns) {
     await deps.history.rememberSteps(
       event.customer.id,
-      event.id,
+      { eventId: event.id, purchasedAt: Date.parse(event.occurredAt) },
       plan.steps.map((step) => ({
         ...step,
         ...underCooldown(rules, step),

@@ -200,10 +200,12 @@ export class CustomerHistoryStore {
   /**
    * Remembers the steps planned for a purchase, where they fall due later than those known; only
    * under the rules and kinds given (those with a cooldown), so most purchases write nothing.
+   * Nothing is written for a purchase made (`purchasedAt`, epoch ms) before the customer was
+   * erased (remember-steps.lua).
    */
   async rememberSteps(
     customerId: string,
-    eventId: string,
+    { eventId, purchasedAt }: { readonly eventId: string; readonly purchasedAt: number },
     steps: readonly {
       readonly ruleId: string;
       readonly kind: StepKind;
@@ -213,23 +215,19 @@ export class CustomerHistoryStore {
     }[],
     keepMs: number,
   ): Promise<void> {
-    const held = steps.filter((step) => step.byRule || step.byKind);
-    if (held.length === 0) return;
-    const key = this.keys.recentSteps(customerId);
-    const known = await this.redis.hgetall(key);
-    const later: Record<string, string> = {};
-    for (const step of held) {
-      const fields = [
-        ...(step.byRule ? [`r:${step.ruleId}`] : []),
-        ...(step.byKind ? [`k:${step.kind}`] : []),
-      ];
-      for (const field of fields) {
-        const before = Number((later[field] ?? known[field] ?? "0 ").split(" ")[0]);
-        if (step.dueAt >= before) later[field] = `${step.dueAt} ${eventId}`;
-      }
-    }
-    if (Object.keys(later).length === 0) return;
-    await this.redis.multi().hset(key, later).pexpire(key, keepMs).exec();
+    const entries = steps.flatMap((step) => [
+      ...(step.byRule ? [`r:${step.ruleId}`, step.dueAt] : []),
+      ...(step.byKind ? [`k:${step.kind}`, step.dueAt] : []),
+    ]);
+    if (entries.length === 0) return;
+    await this.redis.fuRememberSteps(
+      this.keys.recentSteps(customerId),
+      await this.erasureKey(customerId),
+      purchasedAt,
+      keepMs,
+      eventId,
+      ...entries,
+    );
   }
 
   /**

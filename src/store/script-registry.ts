@@ -205,6 +205,7 @@ export interface StoreCommands {
     historyKey: string,
     recordKey: string,
     legacyGroupKey: string,
+    erasedKey: string,
     eventId: string,
     stepId: string,
     purchasedAt: number,
@@ -214,6 +215,15 @@ export interface StoreCommands {
     maxMembers: number,
     now: number,
   ): Promise<[string, string?, string?, string?]>;
+  /** remember-steps.lua */
+  fuRememberSteps(
+    recentKey: string,
+    erasedKey: string,
+    purchasedAt: number,
+    keepMs: number,
+    eventId: string,
+    ...fieldsAndDueTimes: (string | number)[]
+  ): Promise<number>;
   /** close-thank-you.lua */
   fuCloseThankYou(
     historyKey: string,
@@ -278,6 +288,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "count-once": "fuCountOnce",
   "redeem-code": "fuRedeemCode",
   "remember-check-in": "fuRememberCheckIn",
+  "remember-steps": "fuRememberSteps",
   "join-thank-you": "fuJoinThankYou",
   "close-thank-you": "fuCloseThankYou",
   "add-spend": "fuAddSpend",

@@ -39,18 +39,24 @@ export class ThankYouGroups {
     this.keys = new StoreKeys(scope);
   }
 
-  /** Files the purchase: leads, joins or stays alone (join-thank-you.lua); repeatable. */
+  /**
+   * Files the purchase: leads, joins or stays alone (join-thank-you.lua); repeatable. Files
+   * nothing when `erasureKey` (CustomerHistoryStore.erasureKey) says the customer was erased
+   * after the purchase.
+   */
   async file(
     customerId: string,
     purchase: { eventId: string; stepId: string; purchasedAt: number; dueAt: number },
     windowMs: number,
     keepMs: number,
+    erasureKey: string,
     now = Date.now(),
-  ): Promise<ThankYouFiling> {
+  ): Promise<ThankYouFiling | { readonly role: "erased" }> {
     const [role, leaderEventId, leaderStepId, leaderDue] = await this.redis.fuJoinThankYou(
       this.keys.customerHistory(customerId),
       this.keys.eventRecord(purchase.eventId),
       this.keys.thankYouGroup(customerId),
+      erasureKey,
       purchase.eventId,
       purchase.stepId,
       purchase.purchasedAt,
@@ -62,7 +68,7 @@ export class ThankYouGroups {
     );
     if (role === "joined" && leaderEventId && leaderStepId)
       return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
-    return { role: role === "lead" ? "lead" : "alone" };
+    return { role: role === "lead" || role === "erased" ? role : "alone" };
   }
 
   /** How the purchase was filed, if it joined or stayed alone (a thank-you that falls due asks). */

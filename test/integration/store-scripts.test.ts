@@ -131,6 +131,7 @@ describe("the store's Lua scripts", () => {
       "release-bucket",
       "remember-check-in",
       "remember-customer",
+      "remember-steps",
       "replace-purchase",
       "replan-event",
       "requeue-step",
@@ -152,7 +153,8 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(5);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
-    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
+    expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
@@ -486,6 +488,7 @@ describe("the store's Lua scripts", () => {
         history,
         keys.eventRecord(eventId),
         legacy,
+        keys.erasedCustomer("cus-hash"),
         eventId,
         "ty.ty",
         at,
@@ -610,6 +613,32 @@ describe("the store's Lua scripts", () => {
     const ttl = await redis.ttl(receipt);
     expect(ttl).toBeGreaterThan(55);
     expect(ttl).toBeLessThanOrEqual(60);
+  });
+
+  it("remember-steps: keeps each cooldown field's latest due time, and writes nothing for a purchase from before an erasure", async () => {
+    const recent = keys.recentSteps("cus-1");
+    const marker = keys.erasedCustomer("cus-1-hash");
+    const remember = (eventId: string, purchasedAt: number, ...entries: (string | number)[]) =>
+      redis.fuRememberSteps(recent, marker, purchasedAt, 30 * DAY, eventId, ...entries);
+    expect(await remember("e1", NOW, "r:acc", NOW + 14 * DAY, "k:discount", NOW + 14 * DAY)).toBe(
+      2,
+    );
+    // An earlier due time of another purchase (taken in at the same moment) does not replace it.
+    expect(await remember("e2", NOW, "k:discount", NOW + 3 * DAY, "r:loyal", NOW + 3 * DAY)).toBe(
+      1,
+    );
+    expect(await redis.hgetall(recent)).toEqual({
+      "r:acc": `${NOW + 14 * DAY} e1`,
+      "k:discount": `${NOW + 14 * DAY} e1`,
+      "r:loyal": `${NOW + 3 * DAY} e2`,
+    });
+    expect(await redis.pttl(recent)).toBeGreaterThan(29 * DAY);
+    // Erased at NOW + 1: a purchase made before then remembers nothing, one after does.
+    await redis.del(recent);
+    await redis.set(marker, NOW + 1);
+    expect(await remember("e3", NOW, "r:acc", NOW + 20 * DAY)).toBe(-1);
+    expect(await redis.exists(recent)).toBe(0);
+    expect(await remember("e4", NOW + 2, "r:acc", NOW + 20 * DAY)).toBe(1);
   });
 
   it("remember-check-in: counts a purchase's check-in once, keeps it for its window, drops old ones", async () => {

@@ -3,6 +3,7 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { MAX_JOINED, ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -142,9 +143,10 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     pipeline = await startPipeline("coalesce-again");
     const p = pipeline;
     const groups = new ThankYouGroups(p.redis, p.prefix);
+    const histories = new CustomerHistoryStore(p.redis, p.prefix);
     const at = Date.parse(minutesAgo(10));
     const HOUR = 3_600_000;
-    const file = (id: string, offsetMs: number) =>
+    const file = async (id: string, offsetMs: number) =>
       groups.file(
         "cus-g",
         {
@@ -155,6 +157,7 @@ describe("one thank-you for purchases close together (coalesce)", () => {
         },
         HOUR,
         86_400_000,
+        await histories.erasureKey("cus-g"),
       );
     expect(await file("g-1", 0)).toEqual({ role: "lead" });
     expect(await file("g-1", 0)).toEqual({ role: "lead" });
@@ -201,6 +204,17 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     });
     await processed(p, "erase-shirts");
     expect(await p.redis.exists(key)).toBe(0);
+    // A purchase from before the erasure, still being taken in, files nothing after it.
+    const late = await groups.file(
+      "cus-shirts",
+      { eventId: "co-late", stepId: "thank-you.thank-you", purchasedAt: at, dueAt: at + HOUR },
+      HOUR,
+      86_400_000,
+      await histories.erasureKey("cus-shirts"),
+    );
+    expect(late).toEqual({ role: "erased" });
+    expect(await p.redis.exists(key)).toBe(0);
+    expect(await p.redis.exists(keys.eventRecord("co-late"))).toBe(0);
   });
 });
 

@@ -11,6 +11,8 @@
              "joined\n<lead>\n<step>\n<due>")
     KEYS[3]  the customer's thank-you group as key layout 4 and before kept it (its group is moved
              into KEYS[1]; its filings `f:<event id>` are read until it expires)
+    KEYS[4]  the customer's erasure marker (epoch ms): a purchase made before they were erased
+             files nothing (an erasure under way must not find the group written back after it)
 
     ARGV[1]  event id
     ARGV[2]  its thank-you step id
@@ -21,7 +23,8 @@
     ARGV[7]  how many purchases may join one group; later ones stay alone
     ARGV[8]  now (epoch ms): a group ends ARGV[6] after the last purchase filed with it
 
-  Output: {"lead"}, {"alone"}, or {"joined", leader event id, leader step id, leader due time}
+  Output: {"lead"}, {"alone"}, {"joined", leader event id, leader step id, leader due time}, or
+          {"erased"} when the customer was erased after the purchase (nothing written)
 ]]
 --!include lib/base36.lua
 --!include lib/thank-you-group.lua
@@ -39,6 +42,9 @@ local function answer(filed)
   if lead then return {'joined', lead, step, due} end
   return {filed}
 end
+
+local erasedAt = redis.call('GET', KEYS[4])
+if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[3]) then return {'erased'} end
 
 local group = readGroup(KEYS[1], KEYS[3], now)
 local filed = redis.call('HGET', KEYS[2], 'ty') or redis.call('HGET', KEYS[3], 'f:' .. ARGV[1])
