@@ -20,6 +20,10 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
     for (const problem of result.problems) io.err(`${formatProblem(problem)}\n`);
     const count = result.problems.length;
     io.err(`${count} problem${count === 1 ? "" : "s"} found.\n`);
+    if (result.templatesOnTheirOwn)
+      io.err(
+        "The templates were checked on their own (file names, Liquid syntax): once the rules are valid, check also finds the templates and locales they need and renders each one.\n",
+      );
     return EXIT.invalid;
   }
   const { rules, templates, version } = result.config;

@@ -1,5 +1,8 @@
+import path from "node:path";
 import type { RuleSet } from "../domain/rules.js";
+import { createLiquidEngines } from "../templates/liquid-engines.js";
 import { loadTemplates } from "../templates/load-templates.js";
+import { readTemplateFiles, TEMPLATES_DIR_NAME } from "../templates/read-template-files.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import type { ConfigProblem } from "./config-files.js";
 import { loadRules } from "./load-rules.js";
@@ -14,16 +17,37 @@ export interface FollowUpConfig {
 
 export type ConfigLoadResult =
   | { ok: true; config: FollowUpConfig }
-  | { ok: false; problems: ConfigProblem[] };
+  | {
+      ok: false;
+      problems: ConfigProblem[];
+      /**
+       * The rules were invalid, so the templates there are were checked on their own only (file
+       * names, Liquid syntax): which templates and locales the rules need, and rendering them,
+       * wait for valid rules.
+       */
+      templatesOnTheirOwn?: true;
+    };
 
 /**
- * Loads `<dir>/rules.yaml` and `<dir>/templates/`, reporting every problem of the rules, then,
- * once they are valid, every problem of the templates (which templates and locales are needed
- * depends on the rules).
+ * Loads `<dir>/rules.yaml` and `<dir>/templates/`, reporting every problem of the rules, then
+ * every problem of the templates: against the rules once they are valid (which templates and
+ * locales are needed depends on them), else on their own (file names, Liquid syntax), so that
+ * one run of `check` shows as much as it can.
  */
 export async function loadConfig(dir: string): Promise<ConfigLoadResult> {
   const rules = await loadRules(dir);
-  if (!rules.ok) return rules;
+  if (!rules.ok) {
+    const files = await readTemplateFiles(
+      path.join(dir, TEMPLATES_DIR_NAME),
+      createLiquidEngines(),
+    );
+    if (files.variants.size === 0 && files.problems.length === 0) return rules;
+    return {
+      ok: false,
+      problems: [...rules.problems, ...files.problems],
+      templatesOnTheirOwn: true,
+    };
+  }
   const templates = await loadTemplates(dir, rules.rules);
   if (!templates.ok) return templates;
   return {

@@ -432,6 +432,26 @@ describe("followups check", () => {
     );
   });
 
+  it("with invalid rules, still lists the templates' own problems, and says what waits for valid rules", async () => {
+    const config = path.dirname(await writeTemp("both-broken/rules.yaml", ""));
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    await writeFile(path.join(config, "rules.yaml"), BROKEN_RULES);
+    const broken = path.join(config, "templates", "thank-you", "en.text.liquid");
+    await writeFile(broken, "Hello {{ customer.firstName\n");
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.invalid);
+    const lines = output.err.trimEnd().split("\n");
+    expect(lines.slice(0, 2)).toEqual([
+      `${config}/rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"`,
+      `${config}/rules.yaml:8:28 rules[0].steps[0].channel: expected a channel: email, sms or voice (got "fax")`,
+    ]);
+    expect(lines[2]).toMatch(new RegExp(`^${broken}:1:\\d+ .*`));
+    expect(lines.slice(3)).toEqual([
+      "3 problems found.",
+      "The templates were checked on their own (file names, Liquid syntax): once the rules are valid, check also finds the templates and locales they need and renders each one.",
+    ]);
+  });
+
   it("an alias bomb is one located problem, exit 1, quickly", async () => {
     const config = path.dirname(await writeTemp("bomb-config/rules.yaml", ALIAS_BOMB));
     const { io, output } = memoryIo();
