@@ -541,11 +541,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       .catch((error: unknown) => logger.error({ err: error, worker: label }, "worker stopped"));
   // Each served shard has its promoter and its re-planner, over that shard's schedule.
   const servedParts = servedShards.map((shard) => {
-    const { store, schedule, history } = shards.of(shard);
+    const { store, schedule, history, thankYous } = shards.of(shard);
     const replanner = createReplanner({
       store,
       schedule,
       history,
+      thankYous,
       orders,
       metrics,
       logger,

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
-import { replanOf } from "../queue/replanner.js";
+import { dueFloors, NONE, replanOf } from "../queue/replanner.js";
 import { PreviewTally, renderPreviewText } from "../reports/replan-preview.js";
 import { OrderStore } from "../store/order-store.js";
 import { RulesGenerations } from "../store/rules-generations.js";
@@ -61,7 +61,7 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
 
 /** What the rules would do to the steps waiting in one shard's schedule. */
 async function previewShard(
-  { schedule, store, history }: ShardStores,
+  { schedule, store, history, thankYous }: ShardStores,
   orders: OrderStore,
   rules: RuleSet,
   now: DateTime,
@@ -86,12 +86,23 @@ async function previewShard(
               store.loadEvent(eventId),
             ]);
             if (!event) return [];
-            const [past, order] = await Promise.all([
+            const [past, order, floors] = await Promise.all([
               history.historyAt(eventId),
               orders.get(event.orderId),
+              dueFloors(thankYous, event.customer.id, eventId, records),
             ]);
             const effective = afterRefunds(event, order).event;
-            const plan = replanOf(eventId, effective, records, rules, past, now, horizonMs);
+            const plan = replanOf(
+              eventId,
+              effective,
+              records,
+              rules,
+              past,
+              now,
+              horizonMs,
+              NONE,
+              floors,
+            );
             return plan.steps.map((step) => ({
               ruleId: step.ruleId,
               action: step.action,

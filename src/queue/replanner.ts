@@ -12,6 +12,8 @@ import type { FollowUpStore, StepReplan } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
+import type { ThankYouGroups } from "../store/thank-you-groups.js";
+import { COALESCED_AFTER_MS } from "./names.js";
 
 /**
  * Re-planning: when a worker loads a newer rules generation, every purchase with steps still in the
@@ -35,12 +37,34 @@ const CONCURRENCY = 16;
  */
 export const REPLAN_MARGIN_MS = 60_000;
 /** No step held by a promoter (a re-plan of the walk, or a preview). */
-const NONE: ReadonlySet<string> = new Set();
+export const NONE: ReadonlySet<string> = new Set();
+const NO_FLOORS: ReadonlyMap<string, number> = new Map();
+
+/**
+ * The earliest each scheduled step of a purchase may fall due, where intake set one: a thank-you
+ * that joined an earlier purchase's waits until COALESCED_AFTER_MS after the leader's (see
+ * coalesceThankYous), so a re-plan must not call it "moved earlier" to its own due time.
+ */
+export async function dueFloors(
+  thankYous: Pick<ThankYouGroups, "filingOf">,
+  customerId: string,
+  eventId: string,
+  records: ReadonlyMap<string, StepRecord>,
+): Promise<ReadonlyMap<string, number>> {
+  const thankYou = [...records].find(
+    ([, r]) => r.state === "scheduled" && r.kind === "thank-you",
+  )?.[0];
+  if (thankYou === undefined) return NO_FLOORS;
+  const filing = await thankYous.filingOf(customerId, eventId);
+  if (filing?.role !== "joined") return NO_FLOORS;
+  return new Map([[thankYou, filing.leaderDueAt + COALESCED_AFTER_MS]]);
+}
 
 export interface ReplannerDeps {
   readonly store: FollowUpStore;
   readonly schedule: FollowUpSchedule;
   readonly history: Pick<CustomerHistoryStore, "historyAt" | "recentSteps">;
+  readonly thankYous: Pick<ThankYouGroups, "filingOf">;
   readonly orders: Pick<OrderStore, "get">;
   readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped">;
   readonly logger: Logger;
@@ -65,7 +89,8 @@ export interface ReplanSummary {
 
 /**
  * The re-plan of one purchase's scheduled steps, without applying it: what `followups replan
- * --dry-run` shows and what `replanEvent` applies.
+ * --dry-run` shows and what `replanEvent` applies. `notBefore`: the earliest a step may fall due
+ * (dueFloors); a step the rules would move earlier than that moves only that far.
  */
 export function replanOf(
   eventId: string,
@@ -76,6 +101,7 @@ export function replanOf(
   now: DateTime,
   horizonMs: number,
   promoting: ReadonlySet<string> = NONE,
+  notBefore: ReadonlyMap<string, number> = NO_FLOORS,
 ): EventReplan {
   const steps: (StepReplan & { fromDueAt: number })[] = [];
   for (const [stepId, record] of records) {
@@ -94,11 +120,12 @@ export function replanOf(
     // A step whose bucket a promoter may have taken (a minute's margin beyond the horizon) is, or
     // is about to be, a BullMQ job: it stays as planned; unless the promoter asking holds it and
     // has not made it a job yet.
-    const decision: ReplanDecision =
+    const asPlanned: ReplanDecision =
       !promoting.has(stepId) &&
       mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs)
         ? { action: "keep" }
         : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
+    const decision = withFloor(asPlanned, notBefore.get(stepId), record.dueAt, channel);
     switch (decision.action) {
       case "keep":
         steps.push({ ...base, action: "keep", dueAt: record.dueAt, channel, kind });
@@ -137,6 +164,18 @@ export function replanOf(
     }
   }
   return { eventId, steps };
+}
+
+/** A move no earlier than `floor` (not late then: no grace end); a keep when that is where it is. */
+function withFloor(
+  decision: ReplanDecision,
+  floor: number | undefined,
+  dueAt: number,
+  channel: string,
+): ReplanDecision {
+  if (decision.action !== "move" || floor === undefined || decision.dueAt >= floor) return decision;
+  if (floor === dueAt && decision.channel === channel) return { action: "keep" };
+  return { action: "move", dueAt: floor, channel: decision.channel, kind: decision.kind };
 }
 
 export interface Replanner {
@@ -180,10 +219,11 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       deps.store.loadEvent(eventId),
     ]);
     if (!event || ![...records.values()].some((r) => r.state === "scheduled")) return NOTHING;
-    const [recorded, order, recent] = await Promise.all([
+    const [recorded, order, recent, floors] = await Promise.all([
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
       hasCooldowns(rules) ? deps.history.recentSteps(event.customer.id, eventId) : undefined,
+      dueFloors(deps.thankYous, event.customer.id, eventId, records),
     ]);
     const history = recent ? { ...recorded, recent } : recorded;
     const effective = afterRefunds(event, order).event;
@@ -197,6 +237,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       now,
       deps.horizonMs,
       promoting,
+      floors,
     );
     // Kept RECORD_RETENTION_DAYS after the latest step under this plan: a pending one's due time,
     // an ended one's end (a step this plan ends, ends now).

@@ -17,6 +17,7 @@ import { OrderStore } from "../../src/store/order-store.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
 import { claimShardCount } from "../../src/store/shards.js";
 import type { StepRecord } from "../../src/store/step-record.js";
+import { ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -271,6 +272,7 @@ describe("rules generations", () => {
       store: p.store,
       schedule: new FollowUpSchedule(p.redis, p.prefix),
       history: new CustomerHistoryStore(p.redis, p.prefix),
+      thankYous: new ThankYouGroups(p.redis, p.prefix),
       orders: new OrderStore(p.redis, p.prefix),
       logger,
       clock: () => DateTime.fromMillis(clockMs, { zone: "utc" }),
@@ -385,6 +387,74 @@ describe("followups replan --dry-run", () => {
     // Nothing changed in Redis.
     expect(await p.store.allStepRecords("evt-tv")).toEqual(before);
     expect((await step(p, "evt-pan", "thank-you.thank-you")).state).toBe("scheduled");
+    await rm(draft, { recursive: true, force: true });
+  });
+
+  it("leaves a thank-you that joined another purchase's where intake put it, behind the leader's", async () => {
+    pipeline = await startPipeline("replan-joined");
+    const p = pipeline;
+    const now = DateTime.utc();
+    const pan = (id: string, at: DateTime) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: iso(at) ?? "",
+        customer: { id: "cus-two-orders" },
+        items: [item("kitchenware", "75.00")],
+      });
+    // Two orders a minute apart: the second's thank-you joins the first's, 15 minutes behind it.
+    await p.publisher.publish(pan("evt-first", now.minus({ minutes: 1 })) as never);
+    await eventually(
+      async () => ((await whereWaiting(p, "evt-first", "thank-you.thank-you")) ? true : undefined),
+      "the first purchase to be planned",
+    );
+    await p.publisher.publish(pan("evt-second", now) as never);
+    const second = await eventually(async () => {
+      const where = await whereWaiting(p, "evt-second", "thank-you.thank-you");
+      return where ? step(p, "evt-second", "thank-you.thank-you") : undefined;
+    }, "the second purchase to be planned");
+    const first = await step(p, "evt-first", "thank-you.thank-you");
+    expect(second.dueAt).toBe(first.dueAt + 15 * 60_000);
+
+    // An edit elsewhere: both purchases are re-planned, and neither thank-you moves.
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    const file = path.join(draft, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
+    await writeFile(file, doc.toString());
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+    const preview = JSON.parse(io.output()) as { rules: RulePreview[] };
+    expect(preview.rules.find((r) => r.ruleId === "thank-you")).toMatchObject({
+      unchanged: 2,
+      earlier: { count: 0 },
+      later: { count: 0 },
+    });
+    const edited = await loadConfig(draft);
+    if (!edited.ok) throw new Error("the draft rules should be valid");
+    const { generation } = await new RulesGenerations(p.redis, p.prefix).generationOf(
+      edited.config.version,
+    );
+    const replanner = createReplanner({
+      store: p.store,
+      schedule: new FollowUpSchedule(p.redis, p.prefix),
+      history: new CustomerHistoryStore(p.redis, p.prefix),
+      thankYous: new ThankYouGroups(p.redis, p.prefix),
+      orders: new OrderStore(p.redis, p.prefix),
+      logger: createLogger({ level: "silent", pretty: false }),
+      clock: () => DateTime.utc(),
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * 86_400_000,
+    });
+    expect(await replanner.replanEvent("evt-second", edited.config.rules, generation)).toEqual({
+      purchases: 1,
+      moved: 0,
+      cancelled: 0,
+      skipped: 0,
+    });
+    expect(await step(p, "evt-second", "thank-you.thank-you")).toEqual(second);
     await rm(draft, { recursive: true, force: true });
   });
 });
