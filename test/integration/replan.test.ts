@@ -65,6 +65,21 @@ async function step(p: PipelineHarness, eventId: string, stepId: string): Promis
   return record;
 }
 
+/** A re-planner over the pipeline's single shard, as a worker wires it, on `clock`. */
+function replannerOf(p: PipelineHarness, clock: () => DateTime) {
+  return createReplanner({
+    store: p.store,
+    schedule: new FollowUpSchedule(p.redis, p.prefix),
+    history: new CustomerHistoryStore(p.redis, p.prefix),
+    thankYous: new ThankYouGroups(p.redis, p.prefix),
+    orders: new OrderStore(p.redis, p.prefix),
+    logger: createLogger({ level: "silent", pretty: false }),
+    clock,
+    horizonMs: p.env.PROMOTE_HORIZON_MS,
+    recordRetentionMs: 90 * 86_400_000,
+  });
+}
+
 /** Index of a rule in the shipped rules.yaml, by id. */
 function ruleIndex(doc: ReturnType<typeof parseDocument>, id: string): number {
   const rules = doc.toJS().rules as { id: string }[];
@@ -268,17 +283,7 @@ describe("rules generations", () => {
     const logger = createLogger({ level: "silent", pretty: false });
     // One clock for the replanner and the promoter, as in a worker.
     let clockMs = Date.now();
-    const replanner = createReplanner({
-      store: p.store,
-      schedule: new FollowUpSchedule(p.redis, p.prefix),
-      history: new CustomerHistoryStore(p.redis, p.prefix),
-      thankYous: new ThankYouGroups(p.redis, p.prefix),
-      orders: new OrderStore(p.redis, p.prefix),
-      logger,
-      clock: () => DateTime.fromMillis(clockMs, { zone: "utc" }),
-      horizonMs: p.env.PROMOTE_HORIZON_MS,
-      recordRetentionMs: 90 * 86_400_000,
-    });
+    const replanner = replannerOf(p, () => DateTime.fromMillis(clockMs, { zone: "utc" }));
     // A newer worker re-plans evt-a; the older one then cannot take it back.
     expect((await replanner.replanEvent("evt-a", newer.config.rules, g2)).moved).toBe(1);
     const movedA = await step(p, "evt-a", "big-ticket.check-in");
@@ -437,17 +442,7 @@ describe("followups replan --dry-run", () => {
     const { generation } = await new RulesGenerations(p.redis, p.prefix).generationOf(
       edited.config.version,
     );
-    const replanner = createReplanner({
-      store: p.store,
-      schedule: new FollowUpSchedule(p.redis, p.prefix),
-      history: new CustomerHistoryStore(p.redis, p.prefix),
-      thankYous: new ThankYouGroups(p.redis, p.prefix),
-      orders: new OrderStore(p.redis, p.prefix),
-      logger: createLogger({ level: "silent", pretty: false }),
-      clock: () => DateTime.utc(),
-      horizonMs: p.env.PROMOTE_HORIZON_MS,
-      recordRetentionMs: 90 * 86_400_000,
-    });
+    const replanner = replannerOf(p, () => DateTime.utc());
     expect(await replanner.replanEvent("evt-second", edited.config.rules, generation)).toEqual({
       purchases: 1,
       moved: 0,
