@@ -7,8 +7,10 @@ import type { FollowUpJobData } from "./names.js";
 
 /**
  * The upgrade from one delayed job per step (versions before 2026-12-02) to the compact schedule:
- * every delayed follow-up job due beyond the promotion horizon whose step is still scheduled is
- * filed in the schedule, then its job is removed. Run at start-up in bounded batches by every
+ * every delayed follow-up job due beyond the promotion horizon whose step is still scheduled, and
+ * planned for beyond it, is filed in the schedule, then its job is removed. This version's own
+ * delayed jobs stay: a retry waiting out its backoff, or a send held back by a window, a cap or a
+ * rate limit, belongs to a step whose planned time has come (moving it would send it again at once). Run at start-up in bounded batches by every
  * worker; running it twice, or two workers at once, only files a step twice, which the promoter
  * handles (the same job id). A crash between filing and removing leaves both, and the step's
  * state machine still sends it once.
@@ -46,7 +48,7 @@ export async function moveDelayedJobsToSchedule(deps: ScheduleUpgradeDeps): Prom
       (job) =>
         !mayBePromoted(job.timestamp + job.delay, now, deps.horizonMs) && job.data?.e && job.data.s,
     );
-    const movable = await stillScheduled(deps.store, far);
+    const movable = await stillScheduled(deps.store, far, now, deps.horizonMs);
     // Filed under the record's due time: the promoter goes by the record, not by the job.
     await deps.schedule.add(
       movable.map(({ job, dueAt }) => ({ eventId: job.data.e, stepId: job.data.s, dueAt })),
@@ -69,18 +71,23 @@ export async function moveDelayedJobsToSchedule(deps: ScheduleUpgradeDeps): Prom
 }
 
 /**
- * The jobs whose step record is still `scheduled`, with the record's due time (the others have
- * nothing left to do later, and stay as they are).
+ * The jobs whose step record is still `scheduled` for a time beyond the horizon, with the record's
+ * due time. The others stay as they are: their steps have nothing left to do, or their planned time
+ * has come and the job waits for a reason of its own (a retry's backoff, a send window).
  */
 async function stillScheduled(
   store: Pick<FollowUpStore, "stepRecords">,
   jobs: readonly Job<FollowUpJobData>[],
+  now: number,
+  horizonMs: number,
 ): Promise<{ job: Job<FollowUpJobData>; dueAt: number }[]> {
   const records = await Promise.all(
     jobs.map(async (job) => (await store.stepRecords(job.data.e, [job.data.s])).get(job.data.s)),
   );
   return jobs.flatMap((job, i) => {
     const record = records[i];
-    return record?.state === "scheduled" ? [{ job, dueAt: record.dueAt }] : [];
+    return record?.state === "scheduled" && !mayBePromoted(record.dueAt, now, horizonMs)
+      ? [{ job, dueAt: record.dueAt }]
+      : [];
   });
 }

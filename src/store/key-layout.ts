@@ -109,6 +109,25 @@ async function leaveTombstones(redis: RedisClient, prefix: string): Promise<void
   for (const name of names) await redis.set(name, TOMBSTONE, "NX");
 }
 
+/**
+ * Deletes a tombstone found under a live suppression set's name: versions of December 2026 up
+ * to this one moved the tombstones of an earlier upgrade there when they upgraded from layouts
+ * 2 to 4, which left that channel's opt-outs failing (WRONGTYPE) until now. Such a key holds no
+ * opt-out: the channel had none when the tombstone took its name.
+ */
+async function dropMovedTombstones(redis: RedisClient, keys: StoreKeys): Promise<void> {
+  const names = CHANNELS.flatMap((channel) => [
+    keys.suppressions(channel),
+    keys.marketingSuppressions(channel),
+  ]);
+  const values = await Promise.all(
+    names.map(async (name) =>
+      (await redis.type(name)) === "string" ? await redis.get(name) : null,
+    ),
+  );
+  for (const [i, name] of names.entries()) if (values[i] === TOMBSTONE) await redis.del(name);
+}
+
 /** Keys looked at per SCAN step and renamed per round trip. */
 const BATCH = 1000;
 /** How long the upgrading worker's lock lasts without being renewed (it renews every batch). */
@@ -152,8 +171,11 @@ export async function upgradeKeyLayout(
   const keys = new StoreKeys(prefix);
   let waiting = false;
   for (;;) {
-    if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT))
+    const layout = await redis.get(keys.layoutVersion());
+    if (layout === String(KEY_LAYOUT)) {
+      await dropMovedTombstones(redis, keys);
       return { renamed: 0, kept: 0 };
+    }
     const token = randomUUID();
     if ((await redis.set(keys.layoutLock(), token, "PX", LOCK_MS, "NX")) === "OK") {
       const older = (await options.olderWorkers?.()) ?? 0;
@@ -170,7 +192,10 @@ export async function upgradeKeyLayout(
             () => redis.pexpire(keys.layoutLock(), LOCK_MS),
             options.onProgress,
           );
-      if (done.renamed > 0) await leaveTombstones(redis, prefix);
+      // Also when a worker that died midway had renamed every key already: a store of layout 1
+      // (no mark) that has the rules generations under their new name.
+      const renamedBefore = layout === null && (await redis.exists(keys.rulesGenerations())) === 1;
+      if (done.renamed > 0 || renamedBefore) await leaveTombstones(redis, prefix);
       await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
       await redis.del(keys.layoutLock());
       return done;
@@ -193,10 +218,13 @@ async function renameLegacyKeys(
   do {
     const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:fu:*`, "COUNT", BATCH);
     cursor = next;
-    const moves = found.flatMap((key) => {
-      const target = currentKeyName(prefix, key);
-      return target ? [[key, target] as const] : [];
-    });
+    const moves = await withoutTombstones(
+      redis,
+      found.flatMap((key) => {
+        const target = currentKeyName(prefix, key);
+        return target ? [[key, target] as const] : [];
+      }),
+    );
     if (moves.length > 0) {
       const pipeline = redis.pipeline();
       for (const [key, target] of moves) pipeline.renamenx(key, target);
@@ -211,6 +239,26 @@ async function renameLegacyKeys(
     if (renamed > 0 && renamed % 100_000 < moves.length) onProgress?.(renamed);
   } while (cursor !== "0");
   return { renamed, kept };
+}
+
+/**
+ * The renames left to do: not the tombstones an upgrade from layout 1 left where the suppression
+ * sets were (strings; a suppression set is a set). A later upgrade from layouts 2 to 4 finds them
+ * under layout 1 names, and must not put them where the live opt-outs are.
+ */
+async function withoutTombstones(
+  redis: RedisClient,
+  moves: readonly (readonly [string, string])[],
+): Promise<(readonly [string, string])[]> {
+  const suppressions = moves.filter(([key]) => key.includes(":fu:suppressed:"));
+  if (suppressions.length === 0) return [...moves];
+  const pipeline = redis.pipeline();
+  for (const [key] of suppressions) pipeline.type(key);
+  const types = (await pipeline.exec()) ?? [];
+  const tombstones = new Set(
+    suppressions.filter((_, i) => types[i]?.[1] === "string").map(([key]) => key),
+  );
+  return moves.filter(([key]) => !tombstones.has(key));
 }
 
 /**

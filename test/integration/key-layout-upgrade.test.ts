@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runSchedule } from "../../src/cli/schedule-command.js";
+import { CHANNELS } from "../../src/domain/events.js";
 import { KEY_LAYOUT, olderLayoutRemains, TOMBSTONE } from "../../src/store/key-layout.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
@@ -232,5 +233,106 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
       false,
     );
     expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe(String(KEY_LAYOUT));
+  });
+});
+
+describe("the key layout upgrade of a store that went through layout 1 to 2 earlier", () => {
+  it("does not rename the tombstones it left then into the live suppression sets", async () => {
+    pipeline = await startPipeline("tomb");
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    // An email opt-out exists (so its set exists); nobody ever opted out of SMS or voice.
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-email",
+      occurredAt: minutesAgo(5),
+      customerId: "cus-email-off",
+      channels: ["email"],
+    });
+    expect(await eventProcessed(p, "unsub-email")).toBe("completed");
+    await p.worker?.close();
+    p.worker = undefined;
+
+    // What a worker of layout 2/3/4 left after it had upgraded from layout 1 (key-layout.ts
+    // leaveTombstones, which it ran then): tombstones under the layout-1 names, layout mark "4".
+    for (const channel of CHANNELS)
+      for (const name of [
+        `${p.prefix}:fu:suppressed:${channel}`,
+        `${p.prefix}:fu:suppressed:${channel}:marketing`,
+      ])
+        await p.redis.set(name, TOMBSTONE, "NX");
+    await p.redis.set(keys.layoutVersion(), "4");
+
+    // Upgrading to layout 5.
+    await p.startWorker();
+
+    // A user-visible consequence: an SMS opt-out and a purchase are taken in.
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-sms",
+      occurredAt: minutesAgo(2),
+      customerId: "cus-sms-off",
+      channels: ["sms"],
+    });
+    expect(await eventProcessed(p, "unsub-sms")).toBe("completed");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-tomb-tv",
+        orderId: "ord-tomb-tv",
+        occurredAt: minutesAgo(10),
+        customer: { id: "cus-tomb-tv" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-tomb-tv")).toBe("completed");
+    expect((await stepRecordOf(p, "evt-tomb-tv", "big-ticket.check-in"))?.state).toBe("scheduled");
+    // The live SMS suppression set must not have become the tombstone string.
+    expect(await p.redis.type(keys.suppressions("sms"))).not.toBe("string");
+  });
+});
+
+describe("a store whose earlier upgrade moved a tombstone onto a live suppression set", () => {
+  it("deletes it at start, and opt-outs of that channel work again", async () => {
+    pipeline = await startPipeline("tomb-repair", { startWorker: false });
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    await p.redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
+    await p.redis.set(keys.suppressions("sms"), TOMBSTONE);
+    await p.redis.sadd(keys.suppressions("email"), "k:kept");
+    await p.startWorker();
+    expect(await p.redis.type(keys.suppressions("sms"))).toBe("none");
+    expect(await p.redis.smembers(keys.suppressions("email"))).toEqual(["k:kept"]);
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-repaired",
+      occurredAt: minutesAgo(1),
+      customerId: "cus-repaired",
+      channels: ["sms"],
+    });
+    expect(await eventProcessed(p, "unsub-repaired")).toBe("completed");
+    expect(await p.redis.scard(keys.suppressions("sms"))).toBe(1);
+  });
+});
+
+describe("the key layout upgrade finished by a second worker after a crash", () => {
+  it("still leaves the tombstones when the crashed worker had renamed every key already", async () => {
+    pipeline = await startPipeline("tomb-crash");
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    await p.worker?.close();
+    p.worker = undefined;
+    // A layout-1 store: the suppression set under its old name, no layout mark.
+    await p.redis.sadd(`${p.prefix}:fu:suppressed:email`, "cus-off");
+    await p.redis.del(keys.layoutVersion(), keys.layoutLock());
+    // Worker A: renames every key (the loop of renameLegacyKeys), then dies before it leaves the
+    // tombstones and marks the layout; its lock runs out.
+    expect(
+      await p.redis.renamenx(`${p.prefix}:fu:suppressed:email`, keys.suppressions("email")),
+    ).toBe(1);
+    // Worker B starts and finishes the upgrade.
+    await p.startWorker();
+    expect(await p.redis.get(keys.layoutVersion())).toBe("5");
+    // The protection README promises against an older worker started by mistake.
+    expect(await p.redis.get(`${p.prefix}:fu:suppressed:email`)).toBe(TOMBSTONE);
   });
 });

@@ -1,3 +1,4 @@
+import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { addressHash } from "../../src/domain/address-hash.js";
 import { createLogger } from "../../src/logger.js";
@@ -9,12 +10,13 @@ import { dayOf, StoreKeys } from "../../src/store/keys.js";
 import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
-import { item, purchase } from "../support/fixtures.js";
+import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
   promoteStep,
   startPipeline,
+  stepRecordOf,
   whereWaiting,
 } from "../support/pipeline-harness.js";
 
@@ -149,4 +151,51 @@ describe("upgrading from a key per address in the address index", () => {
     expect(await index.customersOf("ana@example.com")).toEqual(["cus-ana"]);
     expect(await index.customersOf("+14155550123")).toEqual(["cus-ana", "guest-9"]);
   });
+});
+
+const minutesAgo = (minutes: number) =>
+  DateTime.utc().minus({ minutes }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+describe("the start-up schedule upgrade and this version's own postponed jobs", () => {
+  it("keeps a transient failure's retry backoff across a worker restart", async () => {
+    // Retries wait 30 to 60 minutes after the first transient failure.
+    pipeline = await startPipeline("retry-restart", {
+      env: { DELIVERY_RETRY_BASE_MS: "3600000", DELIVERY_RETRY_MAX_MS: "3600000" },
+    });
+    const p = pipeline;
+    const STEP = "thank-you.thank-you";
+    p.sink.failNext({ code: 451, message: "4.3.0 try again later" });
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-retry",
+        orderId: "ord-evt-retry",
+        occurredAt: minutesAgo(120),
+      }) as never,
+    );
+    // The first attempt failed transiently: the record is scheduled again with one attempt, and
+    // the job waits in the delayed set for its backoff.
+    const retrying = await eventually(async () => {
+      const r = await stepRecordOf(p, "evt-retry", STEP);
+      return r?.state === "scheduled" && r.attempts === 1 ? r : undefined;
+    }, "the first attempt to fail transiently");
+    const job = await eventually(async () => {
+      const j = await p.followUps.getJob(followUpJobId("evt-retry", STEP));
+      return (await j?.getState()) === "delayed" ? j : undefined;
+    }, "the retry to wait");
+    const retryAt =
+      Number(await p.redis.zscore(p.followUps.keys.delayed as string, job?.id ?? "")) / 4096;
+    expect(retryAt).toBeGreaterThan(Date.now() + 25 * 60_000);
+    expect(retrying.dueAt).toBeLessThan(Date.now());
+
+    // A deploy restarts the worker.
+    await p.worker?.close();
+    p.worker = undefined;
+    await p.startWorker();
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+
+    // The backoff still holds: nothing was sent again within seconds of the restart.
+    expect(p.sink.attempts).toBe(1);
+    expect(p.sink.messages).toHaveLength(0);
+    expect(await whereWaiting(p, "evt-retry", STEP)).toBe("job");
+  }, 30_000);
 });
