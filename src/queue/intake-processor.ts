@@ -167,6 +167,8 @@ async function coalesceThankYous(
   return { ...plan, steps };
 }
 
+const DAY_MS = 86_400_000;
+
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */
 export interface IntakeSummary {
   readonly type: FollowUpEvent["type"];
@@ -248,12 +250,23 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
     }
     switch (event.type) {
       case "purchase.completed": {
-        const { summary, attribution } = await schedulePurchase(event, fingerprint, deps, job.id);
+        const { summary, attribution, countsKeptMs } = await schedulePurchase(
+          event,
+          fingerprint,
+          deps,
+          job.id,
+        );
         // A purchase of an erased customer is dropped whole: its order redeems nothing either.
         const redeemed = summary.erased ? [] : await redeemCodes(event, deps);
         // A purchase returned before it arrived (or erased) brought no one back.
         if (attribution) {
-          await attributePurchase(event, redeemed, attribution.lastSent, deps);
+          await attributePurchase(
+            event,
+            redeemed,
+            attribution.lastSent,
+            deps,
+            countsKeptMs ?? deps.recordRetentionMs,
+          );
           await countReturnAfterCheckIns(event, attribution.checkIns, deps);
         }
         // The finished job would keep the whole event for an hour: keep none of it.
@@ -397,6 +410,7 @@ async function attributePurchase(
   redeemedCodes: readonly string[],
   sent: SentFollowUp | undefined,
   deps: IntakeDeps,
+  countsKeptMs: number,
 ): Promise<void> {
   const rules = deps.rules();
   const windowMs = rules.attribution.window.toMillis();
@@ -429,7 +443,8 @@ async function attributePurchase(
     by,
     event.total,
     deps.clock().toMillis(),
-    windowMs + 86_400_000,
+    // As long as the event is known: a re-published one then counts nothing again.
+    Math.max(windowMs + DAY_MS, countsKeptMs),
   );
 }
 
@@ -450,7 +465,12 @@ async function schedulePurchase(
   fingerprint: string,
   deps: IntakeDeps,
   jobId?: string,
-): Promise<{ summary: IntakeSummary; attribution?: PurchaseAttribution }> {
+): Promise<{
+  summary: IntakeSummary;
+  attribution?: PurchaseAttribution;
+  /** How long what is counted once per event must remember it: as long as its id is claimed. */
+  countsKeptMs?: number;
+}> {
   const now = deps.clock();
   const nowMs = now.toMillis();
   // Each line names the event and its job (inline: a child logger per event costs more than its lines).
@@ -527,25 +547,36 @@ async function schedulePurchase(
     },
     (planned) => ({ ...planAttributes(planned.plan), "followups.event.first_seen": firstSeen }),
   );
-  // Skips at planning are counted once per event, not again when it is re-published.
+  // The event's id is claimed (and its record kept) until the retention after its latest step.
+  const countsKeptMs =
+    Math.max(nowMs, ...plan.steps.map((step) => Date.parse(step.dueAt))) -
+    nowMs +
+    deps.recordRetentionMs +
+    DAY_MS;
+  // Skips at planning are counted once per event (a receipt), not again when it is re-published,
+  // and also when an earlier attempt recorded the purchase but failed before counting them.
   const reportedSkips: LedgerEntry[] = [];
-  for (const skip of firstSeen ? plan.skipped : []) {
+  for (const skip of plan.skipped) {
     if (!REPORTED_SKIPS.has(skip.code) || !skip.stepId || !skip.ruleId) continue;
     const channel = findStep(rules, skip.stepId)?.step.channel ?? "unknown";
-    const kind = skip.kind ?? "unknown";
-    deps.metrics.skipped.inc({ channel, kind, reason: skip.code });
     reportedSkips.push({
       outcome: "skipped",
       channel,
-      kind,
+      kind: skip.kind ?? "unknown",
       ruleId: skip.ruleId,
       reason: skip.code,
     });
   }
-  await Promise.all([
-    deps.ledger.count(reportedSkips, nowMs),
-    firstSeen ? noteSkippedCheckIns(effective, plan.skipped, rules, now, deps.history) : undefined,
+  const [skipsCounted] = await Promise.all([
+    reportedSkips.length > 0 &&
+      deps.ledger.countOnceEach(`skips:${event.id}`, reportedSkips, nowMs, countsKeptMs),
+    // Counted once per purchase by itself (remember-check-in.lua).
+    noteSkippedCheckIns(effective, plan.skipped, rules, now, deps.history),
   ]);
+  if (skipsCounted) {
+    for (const { channel, kind, reason } of reportedSkips)
+      deps.metrics.skipped.inc({ channel, kind, reason: reason ?? "unknown" });
+  }
   // The address → customer index, kept as long as the customer's history; after the steps are
   // written (an erasure that began meanwhile stops both: its markers come before it reads).
   const erasedMeanwhile = () => {
@@ -553,8 +584,9 @@ async function schedulePurchase(
     log.info("customer erased while their purchase was taken in; dropped");
     return { summary: { type: event.type, planned: 0, erased: true as const } };
   };
-  const rememberCustomer = async () =>
-    !firstSeen || (await deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs));
+  // Also when the event was seen before: an attempt that failed may have stopped short of it
+  // (filing the same entries again changes nothing).
+  const rememberCustomer = () => deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs);
   if (cooldowns) {
     await deps.history.rememberSteps(
       event.customer.id,
@@ -573,6 +605,7 @@ async function schedulePurchase(
     return {
       summary: { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length },
       attribution,
+      countsKeptMs,
     };
   }
   // The first sighting of an event has no step records yet: the history script marks it first.
@@ -598,6 +631,7 @@ async function schedulePurchase(
         skipped: plan.skipped.length,
       },
       attribution,
+      countsKeptMs,
     };
   }
   const keepUntil =
@@ -704,6 +738,7 @@ async function schedulePurchase(
       skipped: plan.skipped.length,
     },
     attribution,
+    countsKeptMs,
   };
 }
 

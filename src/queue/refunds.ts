@@ -129,13 +129,24 @@ export function createRefunds(deps: RefundDeps) {
         await history.historyAt(eventId),
         DateTime.fromISO(event.occurredAt),
       );
-      // A step stays if the smaller order still earns a follow-up of its kind on its channel.
-      const stillEarned = new Set(replanned.steps.map((s) => `${s.kind}/${s.channel}`));
+      // A step stays if the smaller order still earns it. A thank-you stays if the order still
+      // earns one on its channel, under whichever rule (it lists what is left of the order); any
+      // other step only if its own rule still plans it: an offer earned by the items handed back
+      // (accessories for a returned camera) goes, even when what is left earns another offer.
+      const stillEarned = new Set(
+        replanned.steps.flatMap((s) =>
+          s.kind === "thank-you" ? [s.stepId, `${s.kind}/${s.channel}`] : [s.stepId],
+        ),
+      );
       keep = new Set(
         open
           .filter(([id]) => {
             const step = findStep(deps.rules(), id)?.step;
-            return step !== undefined && stillEarned.has(`${step.kind}/${step.channel}`);
+            if (step === undefined) return false;
+            return (
+              stillEarned.has(id) ||
+              (step.kind === "thank-you" && stillEarned.has(`${step.kind}/${step.channel}`))
+            );
           })
           .map(([id]) => id),
       );

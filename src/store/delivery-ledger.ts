@@ -152,6 +152,26 @@ export class DeliveryLedger {
   }
 
   /**
+   * Counts `entries` once per `receipt` (an event's skips at planning, say), remembered for
+   * `keepReceiptMs`: a retried or re-published event counts nothing again. False when known.
+   */
+  async countOnceEach(
+    receipt: string,
+    entries: readonly LedgerEntry[],
+    now: number,
+    keepReceiptMs: number,
+  ): Promise<boolean> {
+    const counted = await this.redis.fuCountOnce(
+      this.keys.webhookReceipt(receipt),
+      this.keys.globalLedgerHour(hourOf(now)),
+      Math.ceil(keepReceiptMs / 1000),
+      AGGREGATE_RETENTION_MS,
+      ...entries.flatMap(entryFields),
+    );
+    return counted === 1;
+  }
+
+  /**
    * Counts a purchase a follow-up brought back, once per purchase (a redelivered purchase within
    * `keepReceiptMs` adds nothing): `back|…` the order, `backrev|…|<currency>` its total in minor
    * units, under the follow-up's channel, kind and rule and how it was attributed.

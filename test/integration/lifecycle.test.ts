@@ -638,3 +638,56 @@ describe("caps, history and metrics", () => {
     expect(p.sink.messages).toHaveLength(1);
   });
 });
+
+describe("a refund that names items", () => {
+  const ago = (hours: number) =>
+    DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+  it("handing back the camera cancels the camera's accessories discount, also for a loyal customer", async () => {
+    pipeline = await startPipeline("refund-by-step");
+    const p = pipeline;
+    const customer = { id: "cus-rv-loyal" };
+    // Three earlier purchases: the fourth also matches loyal-customer (a discount, priority 60).
+    for (let i = 0; i < 3; i++) {
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-rv-early-${i}`,
+          orderId: `ord-rv-early-${i}`,
+          occurredAt: ago(200 - i * 24),
+          customer,
+          items: [item("kitchenware", "75.00")],
+        }) as never,
+      );
+      expect(await eventProcessed(p, `evt-rv-early-${i}`)).toBe("completed");
+    }
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-cam",
+        orderId: "ord-rv-cam",
+        occurredAt: ago(0),
+        customer,
+        items: [
+          item("cameras", "300.00", { sku: "CAM-1", name: "Camera" }),
+          item("kitchenware", "75.00", { sku: "PAN-1", name: "Pan" }),
+        ],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-rv-cam")).toBe("completed");
+    // The camera earns the accessories discount (priority 70 beats loyal-customer's 60).
+    await waitForState(p, "evt-rv-cam", "accessories.discount", "scheduled");
+
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-rv-cam",
+      occurredAt: ago(0),
+      orderId: "ord-rv-cam",
+      items: [{ sku: "CAM-1", quantity: 1 }],
+    });
+    expect(await eventProcessed(p, "ref-rv-cam")).toBe("completed");
+    // As if the camera had never been bought: no accessories discount for it.
+    const after = (await p.store.stepRecords("evt-rv-cam", ["accessories.discount"])).get(
+      "accessories.discount",
+    );
+    expect(after?.state).toBe("cancelled");
+  });
+});

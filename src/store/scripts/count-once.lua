@@ -11,9 +11,12 @@
     ARGV[2]   how long a ledger hour is kept (ms)
     ARGV[3..] ledger fields to count by one, or `<field>\n<amount>` to add an amount (revenue)
 
+  The receipt is written last: a script that fails on the way (a ledger hour of the wrong type)
+  leaves nothing behind, so the retry counts (a script's writes before an error stay).
+
   Output: 1 when counted, 0 when the receipt was seen before
 ]]
-if not redis.call('SET', KEYS[1], '1', 'EX', ARGV[1], 'NX') then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 3, #ARGV do
   local field, amount = string.match(ARGV[i], '^(.-)\n(%-?%d+)$')
   if field then
@@ -23,4 +26,5 @@ for i = 3, #ARGV do
   end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
