@@ -31,6 +31,8 @@
  *    do not, cant, wont, never, not, nicht, nie...) comes just before it: "stop texting me",
  *    "stop sending me messages", "cancel my messages", "no more texts", "don't text me again",
  *    "I don't want any more messages", "how do I unsubscribe", "I want to opt out", "remove me",
+ *    calls as well as texts ("don't call me again", "do not text or call me", "no more calls",
+ *    "stop calling me", "nicht mehr anrufen"), "don't send me any more texts", "I said stop",
  *    "take me off your list", "leave me alone", "can you please stop?", "I revoke my consent";
  *    German "keine SMS mehr", "keine weiteren Nachrichten", "mich abmelden", "SMS abbestellen",
  *    "melden Sie mich ab", "schreiben Sie mir nicht mehr", "hören Sie auf, mir zu schreiben".
@@ -105,20 +107,24 @@ const KEYWORD_SENTENCE = new RegExp(
 
 /** What the messages are called, in English and in German. */
 const MESSAGES =
-  "(?:texts?|txts?|text messages|messages|msgs|sms|spam|ads|offers|promos|promotions|marketing|reminders)";
+  "(?:texts?|txts?|text messages|messages|msgs|sms|spam|ads|offers|promos|promotions|marketing|reminders|calls|phone calls|robocalls)";
 const NACHRICHTEN =
-  "(?:sms|nachricht|nachrichten|texte|textnachrichten|kurznachrichten|mitteilungen|werbung|werbe sms|angebote|erinnerungen)";
+  "(?:sms|nachricht|nachrichten|texte|textnachrichten|kurznachrichten|mitteilungen|werbung|werbe sms|angebote|erinnerungen|anrufe)";
+/** Ways to reach someone that "don't … me" can name (also two: "text or call"). */
+const REACH = "(?:text|txt|message|msg|sms|contact|spam|call|ring|phone)";
 const NEGATION =
   "(?:dont|do not|doesnt|does not|didnt|did not|cant|cannot|can not|couldnt|could not|wont|will not|" +
   "wouldnt|would not|shouldnt|should not|never|not|nicht|nie|niemals)";
 const BETWEEN =
   "(?: (?:ever|you|you ever|really|please|just|want to|want you to|need to|need you to))?";
 const PHRASES = [
-  "(?:stop|quit) (?:texting|txting|messaging|msging|sending|contacting|spamming|bothering|pestering|harassing)",
+  "(?:stop|quit) (?:texting|txting|messaging|msging|sending|contacting|spamming|bothering|pestering|harassing|calling|ringing|phoning)",
   `(?:stop|quit|cancel|end) (?:(?:all|of|the|these|those|this|your|ur|my|with) ){0,3}${MESSAGES}`,
   `no more ${MESSAGES}`,
-  "(?:dont|do not)(?: ever)? (?:text|txt|message|msg|sms|contact|spam) me",
-  "never (?:text|txt|message|msg|sms|contact) me again",
+  `(?:dont|do not)(?: ever)? ${REACH}(?: (?:or|and|nor) ${REACH})? me`,
+  `never ${REACH}(?: (?:or|and) ${REACH})? me again`,
+  `(?:dont|do not) send me (?:(?:any|anymore|more|further|these|your) ){0,2}${MESSAGES}`,
+  "(?:i said|i told you|told you|i asked you to|i already said) stop(?: (?:it|now|already|please))?$",
   `(?:dont|do not) want (?:to (?:get|receive) )?(?:(?:any|these|your|more|the|anymore) ){0,2}${MESSAGES}`,
   "(?:unsubscribe|opt(?: me)? out|optout)(?! (?:of|from)(?![^ ]))",
   "(?:unsubscribe|opt(?: me)? out|optout) (?:of|from) (?:(?:all|these|this|the|your|ur|future|further|any|marketing) ){0,2}" +
@@ -134,7 +140,8 @@ const PHRASES = [
   `(?:mich|newsletter|${NACHRICHTEN}) (?:abmelden|abbestellen|austragen)`,
   "(?:melden|melde|meldet|tragen|trage|tragt) (?:sie |du |ihr )?mich (?:bitte )?(?:ab|aus)",
   "(?:schreiben|schreib|schreibt|kontaktieren) (?:sie |du |ihr )?(?:mir|mich) (?:bitte )?nicht mehr",
-  "nicht mehr (?:schreiben|anschreiben|kontaktieren|kontaktiert|angeschrieben|simsen|texten)",
+  "nicht mehr (?:schreiben|anschreiben|kontaktieren|kontaktiert|angeschrieben|simsen|texten|anrufen|angerufen)",
+  "(?:rufen|ruf|ruft) (?:sie |du |ihr )?mich (?:bitte )?nicht mehr an",
   "(?:hör|hört|hören|hoer|hoert|hoeren) (?:sie |du |ihr )?(?:bitte )?auf(?: mir)? zu (?:schreiben|simsen|texten)",
 ];
 const OPT_OUT_PHRASE = new RegExp(

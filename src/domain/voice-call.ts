@@ -4,6 +4,8 @@
  * The HTTP routes turn these turns into TwiML; the stores keep the outcomes.
  */
 
+import { smsKeyword } from "./sms-keywords.js";
+
 /** Languages a call can be spoken in: the keypad instructions exist in these. */
 export const VOICE_LANGUAGES = ["en", "de"] as const;
 export type VoiceLanguage = (typeof VOICE_LANGUAGES)[number];
@@ -234,7 +236,9 @@ function numberHeard(digits: string | undefined, speech: string | undefined): nu
   const numbers = words.flatMap((word) =>
     /^\d$/.test(word) ? [Number(word)] : word in SPOKEN_NUMBERS ? [SPOKEN_NUMBERS[word] ?? -1] : [],
   );
-  if (words.some((word) => word === "stop" || word === "stopp")) return 9;
+  // "Stop" anywhere, or any wording a text would be an opt-out in ("please don't call me again").
+  if (words.some((word) => word === "stop" || word === "stopp") || smsKeyword(speech) === "opt-out")
+    return 9;
   return numbers.length === 1 ? numbers[0] : words.length === 0 ? undefined : -1;
 }
 

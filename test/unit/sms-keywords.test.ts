@@ -65,6 +65,15 @@ const OPT_OUTS: readonly string[] = [
   "Remove me from your list",
   "Take me off your list",
   "Leave me alone",
+  // Calls as well as texts, and a repeated stop.
+  "Do not text or call me",
+  "Don't call me again",
+  "No more calls please",
+  "Stop calling me",
+  "don't send me any more texts",
+  "I said stop",
+  "I told you stop!",
+  "Never call me again",
   // German.
   "Stopp",
   "STOPP!",
@@ -79,6 +88,9 @@ const OPT_OUTS: readonly string[] = [
   "Bitte schreiben Sie mir nicht mehr",
   "Stoppen Sie die Nachrichten",
   "Hören Sie auf, mir zu schreiben",
+  "Bitte nicht mehr anrufen",
+  "Keine Anrufe mehr",
+  "Rufen Sie mich nicht mehr an",
 ];
 
 /** Replies to "Is all well with your new TV?" that the owner should read: no opt-out. */
@@ -108,6 +120,11 @@ const REPLIES: readonly string[] = [
   "No more problems since the update",
   "Ich habe keine SMS bekommen",
   "Oh, stop, you're making me blush",
+  "Please call me about the warranty",
+  "Can you call me back?",
+  "I didn't get a call",
+  "The delivery driver didn't call me",
+  "Bitte rufen Sie mich an",
   // A leading keyword that is plainly another verb.
   "stop by the store tomorrow?",
   "Stop by anytime!",

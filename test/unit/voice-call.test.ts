@@ -65,6 +65,11 @@ describe("a call's turns", () => {
     [undefined, "two", { kind: "score", score: 2, reply: "Said: 2/5" }],
     [undefined, "Zwei.", { kind: "score", score: 2, reply: "Said: 2/5" }],
     [undefined, "stop calling me", { kind: "stop" }],
+    [undefined, "Please don't call me again", { kind: "stop" }],
+    [undefined, "Unsubscribe me", { kind: "stop" }],
+    [undefined, "Take me off your list", { kind: "stop" }],
+    [undefined, "Nicht mehr anrufen bitte", { kind: "stop" }],
+    [undefined, "please call me back", { kind: "invalid" }],
     [undefined, "two or three", { kind: "invalid" }],
   ] as const)("hears digits %j / speech %j as %j", (digits, speech, expected) => {
     expect(hearAnswer({ ...SCRIPT, speech: true }, digits, speech)).toMatchObject(expected);
