@@ -224,6 +224,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       source: string,
       address?: { readonly address?: string; readonly addressHash?: string },
       scope: OptOutScope = "all",
+      /** Addresses the customer is known by on each channel: suppressed too (counted once). */
+      known: ReadonlyMap<Channel, readonly string[]> = new Map(),
     ): Promise<void> {
       const now = deps.now();
       for (const channel of channels) {
@@ -233,6 +235,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           optOut(channel, scope === "all" ? source : `${source}-offers`, now),
           scope,
         );
+        for (const other of known.get(channel) ?? [])
+          await deps.suppressions.suppress(channel, { address: other }, undefined, scope);
       }
       deps.logger.info({ channels, source, scope }, "customer unsubscribed");
     },

@@ -4,6 +4,7 @@ import { redemptionLabel } from "../domain/discount-code.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
   CHANNELS,
+  type Channel,
   customerOfEvent,
   describeProblems,
   type FollowUpEvent,
@@ -298,7 +299,14 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
       case "customer.unsubscribed": {
         const channels = event.channels === "all" ? CHANNELS : event.channels;
         const scope = event.purposes?.includes("marketing") ? "marketing" : "all";
-        await deps.feedback.unsubscribe(event.customerId, channels, "event", undefined, scope);
+        await deps.feedback.unsubscribe(
+          event.customerId,
+          channels,
+          "event",
+          undefined,
+          scope,
+          await knownAddresses(deps, event.customerId),
+        );
         return { type: event.type };
       }
     }
@@ -447,6 +455,38 @@ async function attributePurchase(
     Math.max(windowMs + DAY_MS, countsKeptMs),
   );
 }
+
+/**
+ * The email addresses and phone numbers a customer bought with, from their purchases still kept:
+ * an opt-out by event covers those addresses too, so a later purchase under another customer id
+ * (a guest checkout with the same address) is not messaged either.
+ */
+async function knownAddresses(
+  deps: Pick<IntakeDeps, "history" | "store">,
+  customerId: string,
+): Promise<ReadonlyMap<Channel, readonly string[]>> {
+  const purchases = await deps.history.purchasesOf(customerId);
+  const emails = new Set<string>();
+  const phones = new Set<string>();
+  for (let i = 0; i < purchases.length; i += KNOWN_ADDRESS_BATCH) {
+    const kept = await Promise.all(
+      purchases
+        .slice(i, i + KNOWN_ADDRESS_BATCH)
+        .map(({ eventId }) => deps.store.loadKept(eventId)),
+    );
+    for (const purchase of kept) {
+      if (purchase?.customer.email) emails.add(purchase.customer.email);
+      if (purchase?.customer.phone) phones.add(purchase.customer.phone);
+    }
+  }
+  return new Map<Channel, readonly string[]>([
+    ["email", [...emails]],
+    ["sms", [...phones]],
+    ["voice", [...phones]],
+  ]);
+}
+/** Purchases read at once when looking for a customer's addresses. */
+const KNOWN_ADDRESS_BATCH = 50;
 
 /** The failure of an event whose id was used before for other content; counted. */
 function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): UnrecoverableError {

@@ -192,6 +192,59 @@ describe("a one-click unsubscribe", () => {
   });
 });
 
+describe("a customer.unsubscribed event", () => {
+  it("also covers the addresses of the customer's kept purchases: a guest checkout with the same email gets nothing", async () => {
+    pipeline = await startPipeline("unsubscribe-event-guest");
+    const p = pipeline;
+    // The shop knows cus-1 by this address and number: a purchase with a thank-you pending.
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-known", orderId: "ord-known", occurredAt: ago(0) }) as never,
+    );
+    await eventually(
+      async () => ((await stepRecord(p, "evt-known", "thank-you.thank-you")) ? true : undefined),
+      "the first purchase to be planned",
+    );
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-cus-1",
+      occurredAt: ago(0),
+      customerId: "cus-1",
+      channels: "all",
+    });
+    await eventually(
+      async () => ((await p.events.getJob("unsub-cus-1"))?.finishedOn ? true : undefined),
+      "the opt-out to be taken in",
+    );
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    // Counted once per channel, for the customer: the addresses add nothing to the count.
+    expect(await optOutCounts(p)).toEqual(
+      new Map([
+        ["optout|email|-|-", 1],
+        ["optout|sms|-|-", 1],
+        ["optout|voice|-|-", 1],
+      ]),
+    );
+
+    // The same person buys again as a guest: another customer id, the same address and number.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-guest",
+        orderId: "ord-guest",
+        occurredAt: ago(2),
+        customer: { id: "guest-7781" },
+      }) as never,
+    );
+    const planned = await eventually(async () => {
+      const job = await p.events.getJob("evt-guest");
+      return job?.finishedOn ? job.returnvalue : undefined;
+    }, "the guest purchase to be planned");
+    expect(planned).toMatchObject({ type: "purchase.completed", planned: 0 });
+    expect(p.sink.messages.filter((m) => m.envelope.rcptTo.includes(EMAIL))).toHaveLength(0);
+  });
+});
+
 describe('a customer.unsubscribed event with purposes: ["marketing"]', () => {
   it("stops offers on the channel and lets the thank-you and check-in go", async () => {
     pipeline = await startPipeline("unsubscribe-offers");
