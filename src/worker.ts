@@ -303,7 +303,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         return budget ? [{ channel, budget: budget.monthlyMicros / MICROS }] : [];
       }),
   );
+  const unsubscribeSecret =
+    env.UNSUBSCRIBE_SECRET ?? (await sharedSecret(redis, prefix, "unsubscribe"));
   const feedback = createCustomerFeedback({
+    unsubscribeSecret,
     rules,
     templates: () => config.templates,
     sms: channels.sms,
@@ -339,8 +342,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     now,
   });
   const publicUrl = env.PUBLIC_URL ?? `http://localhost:${env.HTTP_PORT}`;
-  const unsubscribeSecret =
-    env.UNSUBSCRIBE_SECRET ?? (await sharedSecret(redis, prefix, "unsubscribe"));
   const discountSecret = env.DISCOUNT_SECRET ?? (await sharedSecret(redis, prefix, "discount"));
 
   // Workers block on their own connections; passed-in connections are ours to close.

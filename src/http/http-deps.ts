@@ -81,10 +81,17 @@ export interface HttpDeps {
     body: string;
     messageSid: string;
   }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored">;
-  /** An inbound email reply (raw MIME), recorded against the follow-up it answers. */
+  /**
+   * An inbound email (raw MIME): an unsubscribe by List-Unsubscribe's mailto, or a reply recorded
+   * against the follow-up it answers.
+   */
   inboundEmail(
     raw: Buffer,
-  ): Promise<{ outcome: "recorded"; replyId: string } | { outcome: "ignored"; reason: string }>;
+  ): Promise<
+    | { outcome: "recorded"; replyId: string }
+    | { outcome: "unsubscribed" }
+    | { outcome: "ignored"; reason: string }
+  >;
   /** A Twilio status callback for a message we sent. */
   smsStatus(update: {
     messageSid: string;

@@ -189,6 +189,10 @@ function registerInboundEmailRoute(app: FastifyInstance, deps: HttpDeps): void {
         request.log.info({ replyId: result.replyId }, "email reply recorded");
         return reply.code(202).send({ status: "recorded", replyId: result.replyId });
       }
+      if (result.outcome === "unsubscribed") {
+        request.log.info("unsubscribed by email (List-Unsubscribe mailto)");
+        return reply.code(200).send({ status: "unsubscribed" });
+      }
       request.log.info({ reason: result.reason }, "email reply ignored");
       return reply.code(200).send({ status: "ignored", reason: result.reason });
     });

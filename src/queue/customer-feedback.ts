@@ -5,6 +5,7 @@ import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
 import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { isProviderConfirmedOptOut, smsKeyword } from "../domain/sms-keywords.js";
+import { verifyUnsubscribeToken } from "../domain/unsubscribe-token.js";
 import type { Logger } from "../logger.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
@@ -36,6 +37,8 @@ const MAX_EMAIL_REPLY_LENGTH = 10_000;
 const TWILIO_OPTED_OUT = 21610;
 /** A number gets at most one opt-out confirmation within this long. */
 const CONFIRMATION_WINDOW_MS = 5 * 60_000;
+/** The subject of a List-Unsubscribe mailto (templates/unsubscribe-link.ts), as clients send it. */
+const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 
 /** What feedback reads and writes in a shard: its purchases' step records and replies. */
 export interface FeedbackShard {
@@ -63,6 +66,11 @@ export interface CustomerFeedbackDeps {
   readonly email?: Pick<DeliveryChannel, "send">;
   /** SUPPORT_EMAIL: every accepted email reply is forwarded there. */
   readonly supportEmail?: string;
+  /**
+   * Verifies the token in the subject of a mail to UNSUBSCRIBE_MAILTO (List-Unsubscribe's mailto,
+   * "unsubscribe <token>"), when such a mail reaches the inbound email webhook.
+   */
+  readonly unsubscribeSecret?: string;
   readonly logger: Logger;
   /** Epoch ms now. */
   readonly now: () => number;
@@ -209,37 +217,39 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     now,
   });
 
+  /**
+   * Opts a customer (and the address or its keyed hash, when known) out of channels; pending
+   * steps there are skipped when they fall due. Counted once per person and channel: a second
+   * click or a redelivered event adds nothing.
+   */
+  const unsubscribe = async (
+    customerId: string,
+    channels: readonly Channel[],
+    source: string,
+    address?: { readonly address?: string; readonly addressHash?: string },
+    scope: OptOutScope = "all",
+    /** Addresses the customer is known by on each channel: suppressed too (counted once). */
+    known: ReadonlyMap<Channel, readonly string[]> = new Map(),
+  ): Promise<void> => {
+    const now = deps.now();
+    for (const channel of channels) {
+      await deps.suppressions.suppress(
+        channel,
+        { customerId, ...address },
+        optOut(channel, scope === "all" ? source : `${source}-offers`, now),
+        scope,
+      );
+      for (const other of known.get(channel) ?? [])
+        await deps.suppressions.suppress(channel, { address: other }, undefined, scope);
+    }
+    deps.logger.info({ channels, source, scope }, "customer unsubscribed");
+  };
+
   return {
     /** Files a reply on a step (the voice calls' keypad answers come through here too). */
     fileReply,
 
-    /**
-     * Opts a customer (and the address or its keyed hash, when known) out of channels; pending
-     * steps there are skipped when they fall due. Counted once per person and channel: a second
-     * click or a redelivered event adds nothing.
-     */
-    async unsubscribe(
-      customerId: string,
-      channels: readonly Channel[],
-      source: string,
-      address?: { readonly address?: string; readonly addressHash?: string },
-      scope: OptOutScope = "all",
-      /** Addresses the customer is known by on each channel: suppressed too (counted once). */
-      known: ReadonlyMap<Channel, readonly string[]> = new Map(),
-    ): Promise<void> {
-      const now = deps.now();
-      for (const channel of channels) {
-        await deps.suppressions.suppress(
-          channel,
-          { customerId, ...address },
-          optOut(channel, scope === "all" ? source : `${source}-offers`, now),
-          scope,
-        );
-        for (const other of known.get(channel) ?? [])
-          await deps.suppressions.suppress(channel, { address: other }, undefined, scope);
-      }
-      deps.logger.info({ channels, source, scope }, "customer unsubscribed");
-    },
+    unsubscribe,
 
     /** STOP/START keywords change the number's subscription; anything else is a reply. */
     async inboundSms(message: {
@@ -293,10 +303,31 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
      */
     async inboundEmail(
       raw: Buffer,
-    ): Promise<{ outcome: "recorded"; replyId: string } | { outcome: "ignored"; reason: string }> {
+    ): Promise<
+      | { outcome: "recorded"; replyId: string }
+      | { outcome: "unsubscribed" }
+      | { outcome: "ignored"; reason: string }
+    > {
       const mail = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true });
       const receipt = `in-email:${mail.messageId ?? createHash("sha256").update(raw).digest("hex")}`;
       if (await deps.receipts.seen(receipt)) return { outcome: "ignored", reason: "seen before" };
+      // A mail client's List-Unsubscribe by mail: the subject carries the link's signed token.
+      const token = UNSUBSCRIBE_SUBJECT.exec(mail.subject ?? "")?.[1];
+      const target =
+        token !== undefined && deps.unsubscribeSecret
+          ? verifyUnsubscribeToken(deps.unsubscribeSecret, token)
+          : undefined;
+      if (target) {
+        await unsubscribe(
+          target.customerId,
+          [target.channel],
+          "mailto",
+          target.addressHash === undefined ? undefined : { addressHash: target.addressHash },
+          "marketing",
+        );
+        await deps.receipts.remember(receipt);
+        return { outcome: "unsubscribed" };
+      }
       const header = (name: string) => {
         const value = mail.headers.get(name);
         return typeof value === "string" ? value : undefined;
