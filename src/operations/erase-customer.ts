@@ -153,12 +153,17 @@ export function createEraser(deps: EraseDeps) {
     }
     // An order's refunds (its own key) and its links (entries in a bucket shared with others).
     for (const orderId of orderIds) if (await deps.orders.forget(orderId)) keysDeleted++;
+    const phones = [...addresses].filter((a) => !a.includes("@"));
+    const phoneMembers = await Promise.all(
+      phones.map((phone) => deps.suppressions.addressMember(phone)),
+    );
     const doomed = [
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
       ...providerIds.map((sid) => keys.smsMessage(sid)),
       ...emailIds.map((messageId) => keys.emailMessage(messageId)),
       ...callIds.map((id) => keys.callScript(id)),
-      ...[...addresses].filter((a) => !a.includes("@")).map((phone) => keys.latestCheckIn(phone)),
+      ...phoneMembers.map((member) => keys.latestCheckIn(member)),
+      ...phones.map((phone) => keys.legacyLatestCheckIn(phone)),
       keys.customerHistory(customerId),
       keys.recentSteps(customerId),
       keys.lastSent(customerId),

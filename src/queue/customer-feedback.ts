@@ -95,7 +95,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const member = await deps.suppressions.addressMember(message.from);
       if (!(await deps.smsReferences.takeOptOutConfirmation(member, CONFIRMATION_WINDOW_MS)))
         return;
-      const checkIn = await deps.smsReferences.latestCheckIn(message.from);
+      const checkIn = await deps.smsReferences.latestCheckIn(member, message.from);
       const purchase =
         checkIn && (await deps.shards.of(checkIn.shard).store.loadEvent(checkIn.eventId));
       const text = await renderOptOutConfirmation(
@@ -284,7 +284,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return "opted-in";
       }
-      const checkIn = await deps.smsReferences.latestCheckIn(message.from);
+      const checkIn = await deps.smsReferences.latestCheckIn(
+        await deps.suppressions.addressMember(message.from),
+        message.from,
+      );
       const reply =
         checkIn &&
         (await fileReply(checkIn, message.body.slice(0, MAX_REPLY_LENGTH), "sms", receipt));

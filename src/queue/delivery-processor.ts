@@ -508,7 +508,6 @@ function createDelivery(deps: DeliveryDeps) {
       } else {
         await deps.smsReferences.rememberSms(
           result.id,
-          message.to,
           recipientMember ?? (await deps.suppressions.addressMember(message.to)),
           { eventId, stepId, shard: deps.shard, kind: step.kind },
           SMS_REFERENCE_MS,

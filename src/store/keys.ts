@@ -380,8 +380,19 @@ export class StoreKeys {
     return `${this.global}call:${followUpId}`;
   }
 
-  /** The latest check-in sent to a phone number, where its replies are filed. */
-  latestCheckIn(phone: string): string {
+  /**
+   * The latest check-in sent to a phone number (by its suppression member, a keyed hash), where
+   * its replies are filed.
+   */
+  latestCheckIn(member: string): string {
+    return `${this.global}ci:${member}`;
+  }
+
+  /**
+   * The same, as versions before 4 December 2026 named it: by an unkeyed hash of the number. Read
+   * until those expire (SMS_REFERENCE_MS after their check-in), never written.
+   */
+  legacyLatestCheckIn(phone: string): string {
     return `${this.global}ci:${idHash(phone)}`;
   }
 

@@ -60,7 +60,6 @@ export class SmsReferences {
    */
   async rememberSms(
     sid: string,
-    phone: string,
     recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
@@ -73,7 +72,7 @@ export class SmsReferences {
       this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
       at.kind === "check-in"
         ? this.redis.set(
-            this.keys.latestCheckIn(phone),
+            this.keys.latestCheckIn(recipientMember),
             encodeRef([at.eventId, at.stepId], at.shard),
             "PX",
             keepMs,
@@ -124,9 +123,14 @@ export class SmsReferences {
     return at && (recipient ? { ...at, recipient } : at);
   }
 
-  /** The latest check-in sent to a number, where replies are filed. */
-  async latestCheckIn(phone: string): Promise<StepRef | undefined> {
-    return parseRef(await this.redis.get(this.keys.latestCheckIn(phone)));
+  /**
+   * The latest check-in sent to a number (`recipientMember`, its suppression member), where
+   * replies are filed; `phone` finds one a version before 4 December 2026 remembered.
+   */
+  async latestCheckIn(recipientMember: string, phone?: string): Promise<StepRef | undefined> {
+    const found = await this.redis.get(this.keys.latestCheckIn(recipientMember));
+    if (found !== null || phone === undefined) return parseRef(found);
+    return parseRef(await this.redis.get(this.keys.legacyLatestCheckIn(phone)));
   }
 
   /**

@@ -4,6 +4,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { SmsReferences } from "../../src/store/sms-references.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { postTwilio } from "../support/webhooks.js";
@@ -66,7 +67,8 @@ describe("unhappy replies reach the owner at once", () => {
     await p.twilio.waitForMessages(1);
     // Replies are filed against the number's latest check-in, remembered just after the send.
     const references = new SmsReferences(p.redis, p.prefix);
-    await eventually(async () => references.latestCheckIn(PHONE), "the check-in to be on file");
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
+    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
     const reply = (body: string, sid: string) =>
       postTwilio(p, "/webhooks/twilio/inbound", { From: PHONE, Body: body, MessageSid: sid });
 

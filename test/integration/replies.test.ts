@@ -73,7 +73,8 @@ describe("replies to a check-in", () => {
     }, "the check-in to be sent");
     // Replies are filed against the number's latest check-in, remembered just after the send.
     const references = new SmsReferences(p.redis, p.prefix);
-    await eventually(async () => references.latestCheckIn(PHONE), "the check-in to be on file");
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
+    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
 
     // "Yes" to "Is all well?" from a number that never opted out is an answer, not an opt-in.
     expect(await sms(p, "Yes", "SMreply1")).toBe(200);

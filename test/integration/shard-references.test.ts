@@ -67,7 +67,6 @@ describe("message references", () => {
     const refs = new SmsReferences(redis, prefix);
     await refs.rememberSms(
       "SM3",
-      PHONE,
       "h:three",
       { eventId: "evt-3", stepId: CHECK_IN, shard: 3, kind: "check-in" },
       DAY,
@@ -81,7 +80,7 @@ describe("message references", () => {
       shard: 3,
       recipient: "h:three",
     });
-    expect(await refs.latestCheckIn(PHONE)).toEqual({
+    expect(await refs.latestCheckIn("h:three")).toEqual({
       eventId: "evt-3",
       stepId: CHECK_IN,
       shard: 3,
@@ -96,20 +95,19 @@ describe("message references", () => {
     ]);
     // The shard is an extra last line; the lines before it are as they were.
     expect(await redis.get(keys.smsMessage("SM3"))).toBe(`evt-3\n${CHECK_IN}\nh:three\n@3`);
-    expect(await redis.get(keys.latestCheckIn(PHONE))).toBe(`evt-3\n${CHECK_IN}\n@3`);
+    expect(await redis.get(keys.latestCheckIn("h:three"))).toBe(`evt-3\n${CHECK_IN}\n@3`);
     expect(await redis.zrange(keys.replies(), "0", "-1")).toEqual([`evt-3\n${CHECK_IN}\n2\n@3`]);
 
     // Shard 0's are written byte for byte as before shards.
     await refs.rememberSms(
       "SM0",
-      PHONE,
       "h:zero",
       { eventId: "evt-0", stepId: CHECK_IN, shard: 0, kind: "check-in" },
       DAY,
     );
     await refs.recordReply({ eventId: "evt-0", stepId: CHECK_IN, shard: 0, n: 1 }, 1_500, DAY);
     expect(await redis.get(keys.smsMessage("SM0"))).toBe(`evt-0\n${CHECK_IN}\nh:zero`);
-    expect(await redis.get(keys.latestCheckIn(PHONE))).toBe(`evt-0\n${CHECK_IN}`);
+    expect(await redis.get(keys.latestCheckIn("h:zero"))).toBe(`evt-0\n${CHECK_IN}`);
     expect(await refs.stepOfSms("SM0")).toEqual({
       eventId: "evt-0",
       stepId: CHECK_IN,
@@ -125,7 +123,8 @@ describe("message references", () => {
     const refs = new SmsReferences(redis, prefix);
     await redis.set(keys.smsMessage("SMold"), `evt-old\n${CHECK_IN}\nh:old`);
     await redis.set(keys.smsMessage("SMolder"), `evt-older\n${CHECK_IN}`);
-    await redis.set(keys.latestCheckIn(PHONE), `evt-old\n${CHECK_IN}`);
+    // By an unkeyed hash of the number, as versions before 4 December 2026 named it.
+    await redis.set(keys.legacyLatestCheckIn(PHONE), `evt-old\n${CHECK_IN}`);
     await redis.set(keys.emailMessage("<old@shop>"), "evt-old\nr.thanks");
     await redis.zadd(keys.replies(), 100, `evt-old\n${CHECK_IN}\n3`, 200, `evt-older\n${CHECK_IN}`);
 
@@ -140,7 +139,7 @@ describe("message references", () => {
       stepId: CHECK_IN,
       shard: 0,
     });
-    expect(await refs.latestCheckIn(PHONE)).toEqual({
+    expect(await refs.latestCheckIn("h:old", PHONE)).toEqual({
       eventId: "evt-old",
       stepId: CHECK_IN,
       shard: 0,
@@ -280,6 +279,7 @@ describe("webhooks, refunds and reports", () => {
       },
     };
     const replies: StepReply[] = [];
+    const suppressions = new SuppressionList(redis, prefix, { addressHashSecret: "secret" });
     const feedback = createCustomerFeedback({
       rules: () => rules,
       templates: () => {
@@ -292,7 +292,7 @@ describe("webhooks, refunds and reports", () => {
       },
       ledger,
       smsReferences,
-      suppressions: new SuppressionList(redis, prefix, { addressHashSecret: "secret" }),
+      suppressions,
       receipts: new WebhookReceipts(redis, prefix),
       logger,
       now: () => Date.now(),
@@ -302,8 +302,7 @@ describe("webhooks, refunds and reports", () => {
     await seedStep(2, "evt-2", "sent");
     await smsReferences.rememberSms(
       "SM2",
-      PHONE,
-      "h:two",
+      await suppressions.addressMember(PHONE),
       { eventId: "evt-2", stepId: CHECK_IN, shard: 2, kind: "check-in" },
       DAY,
     );

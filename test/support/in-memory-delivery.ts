@@ -365,7 +365,6 @@ function memberKeys(channel: Channel, who: { customerId?: string; address?: stri
 export class RecordingSmsReferences implements DeliverySmsReferences {
   readonly remembered: {
     sid: string;
-    phone: string;
     recipientMember: string;
     at: StepRef & { kind: string };
     keepMs: number;
@@ -373,12 +372,11 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
 
   async rememberSms(
     sid: string,
-    phone: string,
     recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
   ): Promise<void> {
-    this.remembered.push({ sid, phone, recipientMember, at, keepMs });
+    this.remembered.push({ sid, recipientMember, at, keepMs });
   }
 
   /** Emails remembered by Message-ID, for replies. */

@@ -244,7 +244,6 @@ describe("a due follow-up that the provider accepts", () => {
       smsRefs: [
         {
           sid: "SM0001",
-          phone: "+442079460958",
           recipientMember: "member:+442079460958",
           at: { eventId: EVENT_ID, stepId: CHECK_IN, shard: 0, kind: "check-in" },
           keepMs: 5_184_000_000,
