@@ -20,6 +20,7 @@ import { runResolve } from "./cli/resolve-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
+import { isRedisUnavailable } from "./store/redis-client.js";
 
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
 const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR ?? "config";
@@ -326,6 +327,14 @@ try {
     process.exitCode = error.code;
   } else if (isCommanderExit(error)) {
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else if (isRedisUnavailable(error)) {
+    // Redis went away or stopped serving mid-command (a full or unreachable server, a failover):
+    // what failed, without a stack trace; a command stopped half-way can be run again.
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `followups: Redis stopped answering during the command (${message}); it stopped there: run it again once Redis answers\n`,
+    );
+    process.exitCode = EXIT.invalid;
   } else {
     throw error;
   }

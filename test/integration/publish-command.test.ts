@@ -1,5 +1,9 @@
-import { writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
+import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runPublish } from "../../src/cli/publish-command.js";
@@ -11,6 +15,7 @@ import {
   startPipeline,
   waitForState,
 } from "../support/pipeline-harness.js";
+import { startRedisServer } from "../support/redis-server.js";
 
 /** `followups publish` against the suite's Redis: one Redis, and a Redis Cluster in the cluster run. */
 
@@ -142,4 +147,53 @@ describe("followups publish", () => {
     expect(io.errors()).toContain("holds no events: nothing published");
     expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
   });
+});
+
+describe("a command whose Redis stops answering half-way", () => {
+  it("says so in one line, without a stack trace, and exits 1", async () => {
+    const server = await startRedisServer();
+    const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    const busy = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    try {
+      // A script that runs until killed: after 100 ms Redis answers every other command BUSY.
+      await admin.config("SET", "busy-reply-threshold", "100");
+      const dir = await mkdtemp(path.join(tmpdir(), "followups-busy-"));
+      const file = path.join(dir, "events.ndjson");
+      await writeFile(
+        file,
+        Array.from({ length: 2_000 }, (_, n) => JSON.stringify(tv(`evt-busy-${n}`))).join("\n"),
+      );
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", "src/cli.ts", "publish", file, "--occurred-at", "now"],
+        {
+          env: {
+            ...process.env,
+            REDIS_URL: server.url,
+            REDIS_CLUSTER: "false",
+            QUEUE_PREFIX: "busy",
+          },
+        },
+      );
+      let stderr = "";
+      child.stderr.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+      // Once the first events are on the queue, Redis stops answering.
+      const lines = createInterface({ input: child.stdout });
+      await new Promise<void>((resolve) => lines.once("line", () => resolve()));
+      void busy.eval("while true do end", 0).catch(() => undefined);
+      const code = await exited;
+      expect(code).toBe(1);
+      expect(stderr).toMatch(
+        /^followups: Redis stopped answering during the command \(BUSY .*\); it stopped there: run it again once Redis answers\n$/,
+      );
+    } finally {
+      await admin.call("SCRIPT", "KILL").catch(() => undefined);
+      admin.disconnect();
+      busy.disconnect();
+      await server.stop();
+    }
+  }, 60_000);
 });
