@@ -18,6 +18,8 @@ const boundedText = (max: number, what: string) =>
     .max(max, { error: `expected ${what} of at most ${max} characters` });
 
 const id = (what: string) => boundedText(200, what);
+/** An item's quantity: at least one, at most 100,000 of it in one order. */
+const QUANTITY = "expected a whole number of items from 1 to 100000";
 
 const instant = z.iso.datetime({
   offset: true,
@@ -153,10 +155,10 @@ const item = z.object({
   name: boundedText(300, "an item name"),
   category: boundedText(100, "a category name"),
   quantity: z
-    .number({ error: "expected a whole number of items" })
-    .int({ error: "expected a whole number of items" })
-    .min(1)
-    .max(100_000),
+    .number({ error: QUANTITY })
+    .int({ error: QUANTITY })
+    .min(1, { error: QUANTITY })
+    .max(100_000, { error: QUANTITY }),
   unitPrice: decimalAmount,
 });
 
@@ -230,10 +232,10 @@ const purchaseRefundedInputSchema = z.object({
       z.object({
         sku: id("a SKU"),
         quantity: z
-          .number({ error: "expected a whole number of items" })
-          .int({ error: "expected a whole number of items" })
-          .min(1)
-          .max(100_000),
+          .number({ error: QUANTITY })
+          .int({ error: QUANTITY })
+          .min(1, { error: QUANTITY })
+          .max(100_000, { error: QUANTITY }),
       }),
       { error: "expected a list of items handed back, each {sku, quantity}" },
     )

@@ -350,7 +350,21 @@ describe("bounds and wrong types", () => {
       withRaw((e) => {
         e.items[0].quantity = 0.5;
       }),
-      "items[0].quantity: expected a whole number of items",
+      "items[0].quantity: expected a whole number of items from 1 to 100000",
+    ],
+    [
+      "no TV at all",
+      withRaw((e) => {
+        e.items[0].quantity = 0;
+      }),
+      "items[0].quantity: expected a whole number of items from 1 to 100000",
+    ],
+    [
+      "a hundred thousand and one TVs",
+      withRaw((e) => {
+        e.items[0].quantity = 100_001;
+      }),
+      "items[0].quantity: expected a whole number of items from 1 to 100000",
     ],
     [
       "an occurredAt without an offset",
