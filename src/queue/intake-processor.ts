@@ -17,10 +17,11 @@ import { type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type {
-  CustomerHistoryStore,
-  PurchaseAttribution,
-  SentFollowUp,
+import {
+  type CustomerHistoryStore,
+  LISTED_PURCHASES,
+  type PurchaseAttribution,
+  type SentFollowUp,
 } from "../store/customer-history.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
@@ -457,15 +458,15 @@ async function attributePurchase(
 }
 
 /**
- * The email addresses and phone numbers a customer bought with, from their purchases still kept:
- * an opt-out by event covers those addresses too, so a later purchase under another customer id
- * (a guest checkout with the same address) is not messaged either.
+ * The email addresses and phone numbers a customer bought with, from their latest purchases still
+ * kept (at most LISTED_PURCHASES): an opt-out by event covers those addresses too, so a later
+ * purchase under another customer id (a guest checkout with the same address) is not messaged.
  */
 async function knownAddresses(
   deps: Pick<IntakeDeps, "history" | "store">,
   customerId: string,
 ): Promise<ReadonlyMap<Channel, readonly string[]>> {
-  const purchases = await deps.history.purchasesOf(customerId);
+  const purchases = (await deps.history.purchasesOf(customerId)).slice(0, LISTED_PURCHASES);
   const emails = new Set<string>();
   const phones = new Set<string>();
   for (let i = 0; i < purchases.length; i += KNOWN_ADDRESS_BATCH) {
