@@ -169,8 +169,6 @@ async function coalesceThankYous(
   return { ...plan, steps };
 }
 
-const DAY_MS = 86_400_000;
-
 /** What an intake job returns (kept small: BullMQ stores it with the completed job). */
 export interface IntakeSummary {
   readonly type: FollowUpEvent["type"];
@@ -252,23 +250,12 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
     }
     switch (event.type) {
       case "purchase.completed": {
-        const { summary, attribution, countsKeptMs } = await schedulePurchase(
-          event,
-          fingerprint,
-          deps,
-          job.id,
-        );
+        const { summary, attribution } = await schedulePurchase(event, fingerprint, deps, job.id);
         // A purchase of an erased customer is dropped whole: its order redeems nothing either.
         const redeemed = summary.erased ? [] : await redeemCodes(event, deps);
         // A purchase returned before it arrived (or erased) brought no one back.
         if (attribution) {
-          await attributePurchase(
-            event,
-            redeemed,
-            attribution.lastSent,
-            deps,
-            countsKeptMs ?? deps.recordRetentionMs,
-          );
+          await attributePurchase(event, redeemed, attribution.lastSent, deps);
           await countReturnAfterCheckIns(event, attribution.checkIns, deps);
         }
         // The finished job would keep the whole event for an hour: keep none of it.
@@ -419,7 +406,6 @@ async function attributePurchase(
   redeemedCodes: readonly string[],
   sent: SentFollowUp | undefined,
   deps: IntakeDeps,
-  countsKeptMs: number,
 ): Promise<void> {
   const rules = deps.rules();
   const windowMs = rules.attribution.window.toMillis();
@@ -446,15 +432,7 @@ async function attributePurchase(
     }
   }
   if (!to) return;
-  await deps.ledger.countBroughtBack(
-    event.id,
-    to,
-    by,
-    event.total,
-    deps.clock().toMillis(),
-    // As long as the event is known: a re-published one then counts nothing again.
-    Math.max(windowMs + DAY_MS, countsKeptMs),
-  );
+  await deps.ledger.countBroughtBack(event.id, to, by, event.total, deps.clock().toMillis());
 }
 
 /**
@@ -506,12 +484,7 @@ async function schedulePurchase(
   fingerprint: string,
   deps: IntakeDeps,
   jobId?: string,
-): Promise<{
-  summary: IntakeSummary;
-  attribution?: PurchaseAttribution;
-  /** How long what is counted once per event must remember it: as long as its id is claimed. */
-  countsKeptMs?: number;
-}> {
+): Promise<{ summary: IntakeSummary; attribution?: PurchaseAttribution }> {
   const now = deps.clock();
   const nowMs = now.toMillis();
   // Each line names the event and its job (inline: a child logger per event costs more than its lines).
@@ -588,14 +561,8 @@ async function schedulePurchase(
     },
     (planned) => ({ ...planAttributes(planned.plan), "followups.event.first_seen": firstSeen }),
   );
-  // The event's id is claimed (and its record kept) until the retention after its latest step.
-  const countsKeptMs =
-    Math.max(nowMs, ...plan.steps.map((step) => Date.parse(step.dueAt))) -
-    nowMs +
-    deps.recordRetentionMs +
-    DAY_MS;
-  // Skips at planning are counted once per event (a receipt), not again when it is re-published,
-  // and also when an earlier attempt recorded the purchase but failed before counting them.
+  // Skips at planning are counted once per event (marked in its record), not again when it is
+  // re-published, and also when an earlier attempt recorded the purchase but failed before.
   const reportedSkips: LedgerEntry[] = [];
   for (const skip of plan.skipped) {
     if (!REPORTED_SKIPS.has(skip.code) || !skip.stepId || !skip.ruleId) continue;
@@ -609,8 +576,7 @@ async function schedulePurchase(
     });
   }
   const [skipsCounted] = await Promise.all([
-    reportedSkips.length > 0 &&
-      deps.ledger.countOnceEach(`skips:${event.id}`, reportedSkips, nowMs, countsKeptMs),
+    deps.ledger.countSkipsAtPlanning(event.id, reportedSkips, nowMs),
     // Counted once per purchase by itself (remember-check-in.lua).
     noteSkippedCheckIns(effective, plan.skipped, rules, now, deps.history),
   ]);
@@ -646,7 +612,6 @@ async function schedulePurchase(
     return {
       summary: { type: event.type, planned: 0, scheduled: 0, skipped: plan.skipped.length },
       attribution,
-      countsKeptMs,
     };
   }
   // The first sighting of an event has no step records yet: the history script marks it first.
@@ -672,7 +637,6 @@ async function schedulePurchase(
         skipped: plan.skipped.length,
       },
       attribution,
-      countsKeptMs,
     };
   }
   const keepUntil =
@@ -779,7 +743,6 @@ async function schedulePurchase(
       skipped: plan.skipped.length,
     },
     attribution,
-    countsKeptMs,
   };
 }
 

@@ -152,29 +152,22 @@ export class DeliveryLedger {
   }
 
   /**
-   * Counts `entries` once per `receipt` (an event's skips at planning, say), remembered for
-   * `keepReceiptMs`: a retried or re-published event counts nothing again. False when known.
+   * Counts a purchase event's skips at planning once, into its shard's ledger, marked in its
+   * record (count-in-record.lua): a retried or re-published event counts nothing again, for as
+   * long as it is recognised. False when counted before (or the record is gone).
    */
-  async countOnceEach(
-    receipt: string,
+  async countSkipsAtPlanning(
+    eventId: string,
     entries: readonly LedgerEntry[],
     now: number,
-    keepReceiptMs: number,
   ): Promise<boolean> {
-    const counted = await this.redis.fuCountOnce(
-      this.keys.webhookReceipt(receipt),
-      this.keys.globalLedgerHour(hourOf(now)),
-      Math.ceil(keepReceiptMs / 1000),
-      AGGREGATE_RETENTION_MS,
-      ...entries.flatMap(entryFields),
-    );
-    return counted === 1;
+    return this.countInRecord(eventId, "cs", now, entries.flatMap(entryFields));
   }
 
   /**
-   * Counts a purchase a follow-up brought back, once per purchase (a redelivered purchase within
-   * `keepReceiptMs` adds nothing): `back|…` the order, `backrev|…|<currency>` its total in minor
-   * units, under the follow-up's channel, kind and rule and how it was attributed.
+   * Counts a purchase a follow-up brought back, once per purchase (marked in its record, like
+   * its skips): `back|…` the order, `backrev|…|<currency>` its total in minor units, under the
+   * follow-up's channel, kind and rule and how it was attributed.
    */
   async countBroughtBack(
     purchaseEventId: string,
@@ -182,16 +175,27 @@ export class DeliveryLedger {
     by: "code" | "recent",
     total: Money,
     now: number,
-    keepReceiptMs: number,
   ): Promise<boolean> {
     const base = `${to.channel}|${to.kind}|${to.ruleId}|${by}`;
-    const counted = await this.redis.fuCountOnce(
-      this.keys.webhookReceipt(`back:${purchaseEventId}`),
-      this.keys.globalLedgerHour(hourOf(now)),
-      Math.ceil(keepReceiptMs / 1000),
-      AGGREGATE_RETENTION_MS,
+    return this.countInRecord(purchaseEventId, "cb", now, [
       `back|${base}`,
       `backrev|${base}|${total.currency}\n${total.minor}`,
+    ]);
+  }
+
+  private async countInRecord(
+    eventId: string,
+    mark: "cs" | "cb",
+    now: number,
+    fields: readonly string[],
+  ): Promise<boolean> {
+    if (fields.length === 0) return false;
+    const counted = await this.redis.fuCountInRecord(
+      this.keys.eventRecord(eventId),
+      this.keys.ledgerHour(hourOf(now)),
+      mark,
+      AGGREGATE_RETENTION_MS,
+      ...fields,
     );
     return counted === 1;
   }

@@ -215,6 +215,14 @@ export interface StoreCommands {
     maxMembers: number,
     now: number,
   ): Promise<[string, string?, string?, string?]>;
+  /** count-in-record.lua */
+  fuCountInRecord(
+    recordKey: string,
+    hourKey: string,
+    mark: string,
+    keepHourMs: number,
+    ...fields: string[]
+  ): Promise<number>;
   /** remember-steps.lua */
   fuRememberSteps(
     recentKey: string,
@@ -286,6 +294,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   suppress: "fuSuppress",
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
+  "count-in-record": "fuCountInRecord",
   "redeem-code": "fuRedeemCode",
   "remember-check-in": "fuRememberCheckIn",
   "remember-steps": "fuRememberSteps",

@@ -2,7 +2,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
-import { hourOf, StoreKeys } from "../../src/store/keys.js";
+import { hourOf, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -24,9 +24,12 @@ describe("an intake retried after a transient error", () => {
   it("finishes what the first attempt began: skips counted, customer indexed by address", async () => {
     pipeline = await startPipeline("intake-retry");
     const p = pipeline;
-    // The global ledger hour holds a value of the wrong type: the first attempt fails after the
+    // The shard's ledger hour holds a value of the wrong type: the first attempt fails after the
     // purchase was recorded in the customer's history (as a Redis failing over mid-intake would).
-    const hourKey = new StoreKeys(p.prefix).globalLedgerHour(hourOf(Date.now()));
+    const keys = new StoreKeys(
+      shardScope(p.prefix, await p.shardOfCustomer("cus-rv-retry"), p.shards),
+    );
+    const hourKey = keys.ledgerHour(hourOf(Date.now()));
     await p.redis.set(hourKey, "not a hash");
     await p.publisher.publish(
       purchaseInput({
@@ -116,12 +119,12 @@ describe("a purchase brought back", () => {
       ).get("back|email|thank-you|thank-you|recent") ?? 0;
     expect(await backOf()).toBe(1);
 
-    // Remembered as long as the event is: a publisher that replays its outbox within the record's
-    // retention (RECORD_RETENTION_DAYS, 90 days) counts it no second time.
-    const receipt = await p.redis.pttl(
-      new StoreKeys(p.prefix).webhookReceipt("back:evt-rv-second"),
+    // Remembered as long as the event is: in its record, so a publisher that replays its outbox
+    // while the event is recognised (months, with a check-in pending) counts it no second time.
+    const keys = new StoreKeys(
+      shardScope(p.prefix, await p.shardOfCustomer("cus-rv-back"), p.shards),
     );
-    expect(receipt).toBeGreaterThan(p.env.RECORD_RETENTION_DAYS * 86_400_000);
+    expect(await p.redis.hget(keys.eventRecord("evt-rv-second"), "cb")).toBe("1");
     await (await p.events.getJob("evt-rv-second"))?.remove();
     await p.publisher.publish(second as never);
     expect(await eventProcessed(p, "evt-rv-second")).toBe("completed");

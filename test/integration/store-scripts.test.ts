@@ -114,6 +114,7 @@ describe("the store's Lua scripts", () => {
       "claim-event-id",
       "claim-step",
       "close-thank-you",
+      "count-in-record",
       "count-once",
       "count-outcomes",
       "erase-event",

@@ -16,15 +16,8 @@
 
   Output: 1 when counted, 0 when the receipt was seen before
 ]]
+--!include lib/count-fields.lua
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 3, #ARGV do
-  local field, amount = string.match(ARGV[i], '^(.-)\n(%-?%d+)$')
-  if field then
-    redis.call('HINCRBY', KEYS[2], field, amount)
-  else
-    redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
-  end
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+countFields(KEYS[2], ARGV[2], 3)
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
