@@ -157,11 +157,12 @@ async function coalesceThankYous(
       steps.push(step);
       continue;
     }
-    const behind = DateTime.fromMillis(
-      Math.max(dueAt, filed.leaderDueAt + COALESCED_AFTER_MS),
-    ).setZone(plan.timezone);
+    const behindMs = Math.max(dueAt, filed.leaderDueAt + COALESCED_AFTER_MS);
+    const behind = DateTime.fromMillis(behindMs).setZone(plan.timezone);
+    // Waiting behind its leader is not lateness: a grace end set for a late step goes with it.
+    const { graceEndsAt: _late, ...onTime } = step;
     steps.push({
-      ...step,
+      ...(behindMs > dueAt ? onTime : step),
       dueAt: behind.toUTC().toISO({ suppressMilliseconds: true }) ?? step.dueAt,
       localDueAt: behind.toISO({ suppressMilliseconds: true }) ?? step.localDueAt,
     });
@@ -439,9 +440,11 @@ async function attributePurchase(
  * The email addresses and phone numbers a customer bought with, from their latest purchases still
  * kept (at most LISTED_PURCHASES): an opt-out by event covers those addresses too, so a later
  * purchase under another customer id (a guest checkout with the same address) is not messaged.
+ * A customer id with more than MAX_OWN_ADDRESSES addresses of a kind is shared (a till's
+ * "walk-in", a business account): its opt-out covers the id alone, not other people's addresses.
  */
 async function knownAddresses(
-  deps: Pick<IntakeDeps, "history" | "store">,
+  deps: Pick<IntakeDeps, "history" | "store" | "logger">,
   customerId: string,
 ): Promise<ReadonlyMap<Channel, readonly string[]>> {
   const purchases = (await deps.history.purchasesOf(customerId)).slice(0, LISTED_PURCHASES);
@@ -458,14 +461,22 @@ async function knownAddresses(
       if (purchase?.customer.phone) phones.add(purchase.customer.phone);
     }
   }
+  const own = (found: Set<string>) => (found.size <= MAX_OWN_ADDRESSES ? [...found] : []);
+  if (emails.size > MAX_OWN_ADDRESSES || phones.size > MAX_OWN_ADDRESSES)
+    deps.logger.warn(
+      { emails: emails.size, phones: phones.size },
+      "customer id bought with many addresses (shared?): its opt-out covers the id, not them",
+    );
   return new Map<Channel, readonly string[]>([
-    ["email", [...emails]],
-    ["sms", [...phones]],
-    ["voice", [...phones]],
+    ["email", own(emails)],
+    ["sms", own(phones)],
+    ["voice", own(phones)],
   ]);
 }
 /** Purchases read at once when looking for a customer's addresses. */
 const KNOWN_ADDRESS_BATCH = 50;
+/** More addresses of a kind than this, and a customer id is taken to be shared by several people. */
+const MAX_OWN_ADDRESSES = 5;
 
 /** The failure of an event whose id was used before for other content; counted. */
 function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): UnrecoverableError {

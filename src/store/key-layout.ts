@@ -196,6 +196,7 @@ export async function upgradeKeyLayout(
       // (no mark) that has the rules generations under their new name.
       const renamedBefore = layout === null && (await redis.exists(keys.rulesGenerations())) === 1;
       if (done.renamed > 0 || renamedBefore) await leaveTombstones(redis, prefix);
+      await dropMovedTombstones(redis, keys);
       await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
       await redis.del(keys.layoutLock());
       return done;

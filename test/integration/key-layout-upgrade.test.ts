@@ -292,11 +292,14 @@ describe("the key layout upgrade of a store that went through layout 1 to 2 earl
 });
 
 describe("a store whose earlier upgrade moved a tombstone onto a live suppression set", () => {
-  it("deletes it at start, and opt-outs of that channel work again", async () => {
+  it.each([
+    ["already at this layout", String(KEY_LAYOUT)],
+    ["upgrading from layout 4", "4"],
+  ])("deletes it at start (%s), and opt-outs of that channel work again", async (_, layout) => {
     pipeline = await startPipeline("tomb-repair", { startWorker: false });
     const p = pipeline;
     const keys = new StoreKeys(p.prefix);
-    await p.redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
+    await p.redis.set(keys.layoutVersion(), layout);
     await p.redis.set(keys.suppressions("sms"), TOMBSTONE);
     await p.redis.sadd(keys.suppressions("email"), "k:kept");
     await p.startWorker();

@@ -245,6 +245,45 @@ describe("a customer.unsubscribed event", () => {
   });
 });
 
+describe("a customer.unsubscribed event for a shared customer id", () => {
+  it("covers the id, not the addresses of the many people who bought under it", async () => {
+    pipeline = await startPipeline("unsubscribe-event-shared");
+    const p = pipeline;
+    // A till's "walk-in" customer: six people's purchases under one id.
+    for (let n = 1; n <= 6; n++) {
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-walk-in-${n}`,
+          orderId: `ord-walk-in-${n}`,
+          occurredAt: ago(0),
+          customer: { id: "walk-in", email: `person${n}@example.com`, phone: undefined },
+        }) as never,
+      );
+    }
+    await eventually(async () => {
+      const jobs = await Promise.all(
+        [1, 2, 3, 4, 5, 6].map((n) => p.events.getJob(`evt-walk-in-${n}`)),
+      );
+      return jobs.every((job) => job?.finishedOn) ? true : undefined;
+    }, "the purchases to be planned");
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-walk-in",
+      occurredAt: ago(0),
+      customerId: "walk-in",
+      channels: ["email"],
+    });
+    await eventually(
+      async () => ((await p.events.getJob("unsub-walk-in"))?.finishedOn ? true : undefined),
+      "the opt-out to be taken in",
+    );
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { customerId: "walk-in" })).toBe(true);
+    expect(await list.isSuppressed("email", { address: "person1@example.com" })).toBe(false);
+    expect(await list.isSuppressed("email", { address: "person6@example.com" })).toBe(false);
+  });
+});
+
 describe('a customer.unsubscribed event with purposes: ["marketing"]', () => {
   it("stops offers on the channel and lets the thank-you and check-in go", async () => {
     pipeline = await startPipeline("unsubscribe-offers");

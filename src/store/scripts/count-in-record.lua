@@ -2,9 +2,9 @@
   Counts what happens once per purchase event (its skips at planning, the order it brought back)
   into its shard's ledger hour, and marks it counted with a field of the event's record: the mark
   lives exactly as long as the record, which is as long as the event is recognised when it comes
-  again, and costs no key of its own. The mark is written last: a script that fails on the way (a
-  ledger hour of the wrong type) leaves nothing behind, so the retry counts (a script's writes
-  before an error stay).
+  again, and costs no key of its own. The mark is written last, so a script that fails on the way
+  (a ledger hour of the wrong type, which fails at its first field) is counted by its retry; a
+  script's writes before an error stay.
 
   Input:
     KEYS[1] the event record (hash)

@@ -11,8 +11,8 @@
     ARGV[2]   how long a ledger hour is kept (ms)
     ARGV[3..] ledger fields to count by one, or `<field>\n<amount>` to add an amount (revenue)
 
-  The receipt is written last: a script that fails on the way (a ledger hour of the wrong type)
-  leaves nothing behind, so the retry counts (a script's writes before an error stay).
+  The receipt is written last, so a script that fails on the way (a ledger hour of the wrong type,
+  which fails at its first field) is counted by its retry; a script's writes before an error stay.
 
   Output: 1 when counted, 0 when the receipt was seen before
 ]]
