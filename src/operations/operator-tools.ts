@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
-import { normalizePhone } from "../domain/events.js";
+import { type Channel, normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -318,6 +318,16 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
         if (!changed) continue;
         cancelled.push(refText(ref));
+        // A step cancelled after a failed attempt gives back the cap slot that attempt took.
+        const customerId = await customerOfEvent(store, ref.eventId);
+        if (customerId !== undefined && labels.channel !== "unknown")
+          await shards
+            .of(ref.shard)
+            .caps.release(
+              labels.channel as Channel,
+              customerId,
+              followUpJobId(ref.eventId, ref.stepId),
+            );
         member ??= await customerMemberOf(ref.eventId, ref.shard);
         // A job waiting for it has nothing left to do (one being worked on refuses to go: fine).
         await deps.followUps

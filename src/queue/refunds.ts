@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
-import type { PurchaseCompleted, PurchaseRefunded } from "../domain/events.js";
+import type { Channel, PurchaseCompleted, PurchaseRefunded } from "../domain/events.js";
 import { describeMoney } from "../domain/money.js";
 import { planFollowUps } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
@@ -10,6 +10,7 @@ import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderRecord, OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
@@ -24,6 +25,8 @@ export const REFUND_RETENTION_MS = 400 * 24 * 3600 * 1000;
 export interface RefundShard {
   readonly store: Pick<FollowUpStore, "loadEvent" | "allStepRecords" | "stopEvent" | "transition">;
   readonly history: Pick<CustomerHistoryStore, "historyAt">;
+  /** A step cancelled after a failed attempt gives back the cap slot that attempt took. */
+  readonly caps: Pick<FrequencyCapStore, "release">;
 }
 
 export interface RefundDeps {
@@ -66,7 +69,7 @@ export function createRefunds(deps: RefundDeps) {
     now: number,
   ): Promise<boolean> => {
     const labels = stepLabels(deps.rules(), stepId, record);
-    const { store } = deps.shards.of(shard);
+    const { store, caps } = deps.shards.of(shard);
     const changed = await store.transition(
       event.id,
       stepId,
@@ -81,6 +84,8 @@ export function createRefunds(deps: RefundDeps) {
     await Promise.all([
       followUps.remove(followUpJobId(event.id, stepId)),
       followUps.remove(legacyFollowUpJobId(event.id, stepId)),
+      labels.channel !== "unknown" &&
+        caps.release(labels.channel as Channel, event.customer.id, followUpJobId(event.id, stepId)),
     ]);
     deps.metrics.cancelled.inc({ channel: labels.channel, kind: labels.kind, reason: "refunded" });
     return true;

@@ -4,6 +4,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { followUpJobId } from "../../src/queue/names.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -689,5 +690,86 @@ describe("a refund that names items", () => {
       "accessories.discount",
     );
     expect(after?.state).toBe("cancelled");
+  });
+});
+
+/** A rules file with one SMS check-in rule (due at once) and the given SMS caps. */
+async function smsCheckInRules(
+  p: PipelineHarness,
+  caps: { max: number; per: string }[],
+): Promise<void> {
+  const rulesFile = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(rulesFile, "utf8"));
+  doc.setIn(["frequencyCaps", "sms"], doc.createNode(caps));
+  const rules = doc.get("rules") as { items: unknown[] };
+  rules.items.unshift(
+    doc.createNode({
+      id: "garden-care",
+      priority: 190,
+      final: true,
+      when: { anyItem: { categories: ["garden-care"] } },
+      steps: [{ kind: "check-in", channel: "sms", template: "check-in", delay: "PT0S" }],
+    }),
+  );
+  await writeFile(rulesFile, doc.toString());
+}
+
+const gardenBuyer = (id: string, customerId: string) =>
+  purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: ago(1 / 60),
+    customer: { id: customerId, phone: "+44 20 7946 0958" },
+    items: [item("garden-care", "20.00")],
+  });
+
+describe("frequency-cap slots", () => {
+  it("a retried SMS that a refund then cancels gives its cap slot back", async () => {
+    pipeline = await startPipeline("cap-slot-back", { startWorker: false });
+    const p = pipeline;
+    await smsCheckInRules(p, [{ max: 1, per: "PT24H" }]);
+    // A retry a minute later: long enough for the refund to arrive before it.
+    await p.startWorker({ DELIVERY_RETRY_BASE_MS: 60_000, DELIVERY_RETRY_MAX_MS: 60_000 });
+
+    // Twilio answers the first check-in with a 503: transient, retried later.
+    p.twilio.failNext({ status: 503 });
+    await p.publisher.publish(gardenBuyer("leak-a", "cus-leak") as never);
+    await eventProcessed(p, "leak-a");
+    await eventually(async () => {
+      const r = await stepRecordOf(p, "leak-a", "garden-care.check-in");
+      return r?.state === "scheduled" && (r.attempts ?? 0) >= 1 ? r : undefined;
+    }, "the first check-in to wait for its retry");
+    expect(p.twilio.messages).toHaveLength(0);
+
+    // The order is returned before the retry: the check-in is cancelled, nothing was ever sent.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "leak-a-refund",
+      occurredAt: ago(0),
+      orderId: "ord-leak-a",
+    });
+    await eventProcessed(p, "leak-a-refund");
+    await waitForState(p, "leak-a", "garden-care.check-in", "cancelled");
+
+    const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-leak"), p.shards));
+    const held = await p.redis.zrange(keys.capWindow("sms", "cus-leak"), "0", "-1");
+
+    // The customer's next purchase: the SMS cap (1 a day) has room, nothing was sent today.
+    await p.publisher.publish(gardenBuyer("leak-b", "cus-leak") as never);
+    await eventProcessed(p, "leak-b");
+    const outcome = await eventually(
+      async () => {
+        const r = await stepRecordOf(p, "leak-b", "garden-care.check-in");
+        return r?.state === "sent" ? "sent" : undefined;
+      },
+      "the second check-in to be sent",
+      8_000,
+    ).catch(async () => {
+      const r = await stepRecordOf(p, "leak-b", "garden-care.check-in");
+      const job = await p.followUps.getJob(followUpJobId("leak-b", "garden-care.check-in"));
+      const waitsH = job ? ((job.timestamp + job.delay - Date.now()) / 3_600_000).toFixed(1) : "?";
+      return `not sent: ${r?.state}, its job waits ${waitsH} h more; the cancelled step's id is ${followUpJobId("leak-a", "garden-care.check-in")}; cap window after the refund held ${JSON.stringify(held)}, Twilio got ${p.twilio.messages.length} texts`;
+    });
+    expect(outcome).toBe("sent");
   });
 });

@@ -982,13 +982,25 @@ describe("the store's Lua scripts", () => {
     ).toEqual([[], [0]]);
   });
 
-  it("take-cap-slot: reserves under every cap, keeps a retry's slot, and says when the cap frees", async () => {
+  it("take-cap-slot: reserves under every cap, counts a retry from when it goes, and says when the cap frees", async () => {
     const key = keys.capWindow("email", "cus-1");
     expect(await redis.fuTakeCapSlot(key, "f1", NOW, 1, DAY)).toBe(0);
-    expect(await redis.fuTakeCapSlot(key, "f1", NOW + 1_000, 1, DAY)).toBe(0);
-    expect(await redis.fuTakeCapSlot(key, "f2", NOW + 1_000, 1, DAY)).toBe(NOW + DAY);
+    // A retry an hour later keeps its slot, which now counts from the retry.
+    expect(await redis.fuTakeCapSlot(key, "f1", NOW + 3_600_000, 1, DAY)).toBe(0);
+    expect(await redis.zscore(key, "f1")).toBe(String(NOW + 3_600_000));
+    expect(await redis.fuTakeCapSlot(key, "f2", NOW + 3_600_000, 1, DAY)).toBe(
+      NOW + 3_600_000 + DAY,
+    );
     expect(await redis.zrange(key, "0", "-1")).toEqual(["f1"]);
-    expect(await redis.fuTakeCapSlot(key, "f2", NOW + DAY, 1, DAY)).toBe(0);
+    // A day after f1's first attempt, but not after it went: still held back.
+    expect(await redis.fuTakeCapSlot(key, "f2", NOW + DAY, 1, DAY)).toBe(NOW + 3_600_000 + DAY);
+    expect(await redis.fuTakeCapSlot(key, "f2", NOW + 3_600_000 + DAY, 1, DAY)).toBe(0);
+    // A follow-up holding a slot is checked against the others' sends when it goes again.
+    const other = keys.capWindow("sms", "cus-1");
+    await redis.zadd(other, NOW, "held", NOW + 1_000, "sent-meanwhile");
+    expect(await redis.fuTakeCapSlot(other, "held", NOW + 2_000, 1, DAY)).toBe(NOW + 1_000 + DAY);
+    expect(await redis.zscore(other, "held")).toBe(String(NOW));
+    expect(await redis.fuTakeCapSlot(other, "held", NOW + 2_000, 2, DAY)).toBe(0);
   });
 
   it("take-rate-slot: spaces slots by the interval and refuses one beyond the longest wait", async () => {
