@@ -269,6 +269,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     events,
     outboxDir: env.OUTBOX_DIR,
     addressHashSecret,
+    replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     now,
   });
   const httpShards = shardStores(httpRedis, prefix, shardCount, { addressHashSecret });
@@ -719,6 +720,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     events: adminQueues.events,
     outboxDir: env.OUTBOX_DIR,
     addressHashSecret,
+    replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     now,
   });
   let httpAddress: string | undefined;

@@ -52,6 +52,7 @@ export async function withOperatorTools<T>(
       events,
       outboxDir: env.OUTBOX_DIR,
       ...(env.ADDRESS_HASH_SECRET && { addressHashSecret: env.ADDRESS_HASH_SECRET }),
+      replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
       now: Date.now,
     });
     return await run(tools);

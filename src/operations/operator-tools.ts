@@ -12,6 +12,7 @@ import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { shardScope } from "../store/keys.js";
 import { OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
+import { ReplicaWait, type ReplicaWaitSettings } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
 import { parseReplyId } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
@@ -110,6 +111,11 @@ export interface OperatorToolsDeps {
   /** OUTBOX_DIR, whose files erasure clears of messages to the customer. */
   readonly outboxDir?: string;
   readonly addressHashSecret?: string;
+  /**
+   * REDIS_WAIT_REPLICAS: what erasure writes to the opt-out lists (an erased customer's opt-outs
+   * under their keyed hash) waits for replicas, as every opt-out does.
+   */
+  readonly replicaWait?: ReplicaWaitSettings;
   /** Epoch ms now. */
   readonly now: () => number;
 }
@@ -124,10 +130,17 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       `${deps.followUps.count} follow-ups queues given for a deployment of ${deps.shards} shards`,
     );
   const secret = deps.addressHashSecret ? { addressHashSecret: deps.addressHashSecret } : {};
-  const shards = shardStores(redis, prefix, deps.shards, secret);
+  const replicaWait = deps.replicaWait && new ReplicaWait(redis, deps.replicaWait);
+  const shards = shardStores(redis, prefix, deps.shards, {
+    ...secret,
+    ...(replicaWait && { replicaWait }),
+  });
   const locate = eventLocator(redis, prefix, deps.shards);
   const orders = new OrderStore(redis, prefix, { now: deps.now });
-  const suppressions = new SuppressionList(redis, prefix, secret);
+  const suppressions = new SuppressionList(redis, prefix, {
+    ...secret,
+    ...(replicaWait && { replicaWait }),
+  });
   const customers = new CustomerIndex(redis, prefix, { ...secret, now: deps.now });
   const audit = new AuditTrail(redis, prefix);
   // Scoped to shard 0 of all of them: its readers add up every shard's counts.

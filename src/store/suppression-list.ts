@@ -150,8 +150,10 @@ export class SuppressionList {
 
   /**
    * Replaces a customer's plain-id entries (written before December 2026) by their keyed hash, on
-   * every list: what erasure does, so an erased customer who opted out stays opted out. Returns
-   * how many entries were replaced.
+   * every list: what erasure does, so an erased customer who opted out stays opted out. The keyed
+   * entry is added (and waited for, with REDIS_WAIT_REPLICAS) before the plain one goes: an
+   * erasure stopped in between, or a failover, leaves both, and running it again finishes it.
+   * Returns how many entries were replaced.
    */
   async hashCustomerEntries(customerId: string): Promise<number> {
     const legacy = legacyCustomerMember(customerId);
@@ -162,10 +164,11 @@ export class SuppressionList {
         this.keys.suppressions(channel),
         this.keys.marketingSuppressions(channel),
       ]) {
-        if ((await this.redis.srem(key, legacy)) === 1) {
-          await this.redis.sadd(key, member);
-          replaced++;
-        }
+        if ((await this.redis.sismember(key, legacy)) !== 1) continue;
+        await this.redis.sadd(key, member);
+        await this.options.replicaWait?.after(key);
+        await this.redis.srem(key, legacy);
+        replaced++;
       }
     }
     return replaced;

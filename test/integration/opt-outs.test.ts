@@ -430,3 +430,30 @@ describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
     expect(await forged.json()).toMatchObject({ status: "ignored" });
   });
 });
+
+describe("an erasure that stops half-way through rewriting an opt-out", () => {
+  it("keeps the customer opted out, and running it again finishes the rewrite", async () => {
+    pipeline = await startPipeline("erase-rewrite", { startWorker: false });
+    const p = pipeline;
+    const customerId = "cus-opted-out-2025";
+    const list = new SuppressionList(p.redis, p.prefix);
+    const key = new StoreKeys(p.prefix).suppressions("email");
+    // As versions before December 2026 stored an opt-out: the plain customer id.
+    await p.redis.sadd(key, `c:${customerId}`);
+    // The connection drops (a failover, a timeout) just as the keyed entry is written.
+    const sadd = p.redis.sadd.bind(p.redis);
+    let failed = false;
+    Object.assign(p.redis, {
+      sadd: (...args: Parameters<typeof sadd>) => {
+        if (failed) return sadd(...args);
+        failed = true;
+        return Promise.reject(new Error("Connection is closed."));
+      },
+    });
+    await expect(list.hashCustomerEntries(customerId)).rejects.toThrow(/Connection is closed/);
+    expect(await list.isSuppressed("email", { customerId })).toBe(true);
+    expect(await list.hashCustomerEntries(customerId)).toBe(1);
+    expect(await list.isSuppressed("email", { customerId })).toBe(true);
+    expect(await p.redis.smembers(key)).toEqual([await list.customerMember(customerId)]);
+  });
+});
