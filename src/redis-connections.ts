@@ -3,6 +3,7 @@ import { StartupError } from "./startup-error.js";
 import {
   clusterMismatch,
   clusterRefusal,
+  connectWithin,
   createRedisClient,
   type RedisClient,
 } from "./store/redis-client.js";
@@ -12,6 +13,13 @@ import {
  * readiness ping) when Redis accepted the connection but does not answer.
  */
 const HTTP_COMMAND_TIMEOUT_MS = 2_000;
+
+/**
+ * How long a worker waits at start for a Redis Cluster to be ready: one in state fail (nodes never
+ * joined, a shard without a master) never is, and the worker stops saying why instead of waiting.
+ * Longer than a failover (cluster-node-timeout, 15 s by default, and the election).
+ */
+const STARTUP_CONNECT_MS = 60_000;
 
 /**
  * A connection for commands (BullMQ's workers get duplicates of it); by default a command waits
@@ -34,8 +42,14 @@ export async function connectRedis(
     first ??= error;
   };
   redis.on("error", quiet);
+  // A cluster whose nodes were never joined will not become one by waiting.
+  const unjoined = cluster && (await clusterRefusal(url, undefined, false));
+  if (unjoined) {
+    redis.disconnect();
+    throw new StartupError(unjoined);
+  }
   try {
-    await redis.connect();
+    await connectWithin(redis, STARTUP_CONNECT_MS);
     redis.off("error", quiet);
   } catch (error) {
     redis.disconnect();

@@ -6,6 +6,7 @@ import {
   type ConnectionNames,
   clusterMismatch,
   clusterRefusal,
+  connectWithin,
   createRedisClient,
   ENV_CONNECTION,
   type RedisClient,
@@ -31,6 +32,9 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
   return { env: env.env, redisSource };
 }
 
+/** How long a command waits for a Redis Cluster to be ready (one in state fail never is). */
+const COMMAND_CONNECT_MS = 10_000;
+
 /**
  * A connection to `REDIS_URL` for a one-shot command: connected once, no reconnecting, and a
  * refusal (unreachable, or REDIS_CLUSTER not matching what answers) is one clear line (exit 1),
@@ -51,8 +55,14 @@ export async function commandConnection(
   redis.on("error", (error: Error) => {
     failure ??= error;
   });
+  // A cluster whose nodes were never joined will not become one by waiting.
+  const unjoined = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL, names, false));
+  if (unjoined) {
+    redis.disconnect();
+    throw new CommandError(unjoined);
+  }
   try {
-    await redis.connect();
+    await connectWithin(redis, COMMAND_CONNECT_MS);
   } catch (error) {
     redis.disconnect();
     const reason = failure?.message ?? (error as Error).message;

@@ -111,12 +111,15 @@ export async function clusterMismatch(
 }
 
 /**
- * Why cluster mode could not connect, when the first seed node answers as a Redis that is not a
- * cluster node (ioredis only reports that no startup node was available); undefined otherwise.
+ * Why cluster mode cannot connect, as the first seed node tells it (ioredis only reports that no
+ * startup node was available, or waits): it is not a cluster node; or its cluster is in state
+ * fail, with no slot assigned (its nodes never joined) or, when `failing` (the connection did not
+ * become ready in time), with a shard down. Undefined otherwise, or when the node cannot be asked.
  */
 export async function clusterRefusal(
   url: string,
   names: ConnectionNames = ENV_CONNECTION,
+  failing = true,
 ): Promise<string | undefined> {
   const seed = url.split(",")[0]?.trim() ?? "";
   const probe = new Redis(seed, {
@@ -129,13 +132,45 @@ export async function clusterRefusal(
   try {
     await probe.connect();
     const info = await probe.info("cluster");
-    return /cluster_enabled:0/.test(info)
-      ? `${names.cluster}, but the Redis at ${names.url} is not a Redis Cluster node: ${names.turnOff}, or list the cluster's nodes in ${names.url}`
-      : undefined;
+    if (/cluster_enabled:0/.test(info))
+      return `${names.cluster}, but the Redis at ${names.url} is not a Redis Cluster node: ${names.turnOff}, or list the cluster's nodes in ${names.url}`;
+    const state = String(await probe.call("CLUSTER", "INFO"));
+    if (!/cluster_state:fail/.test(state)) return undefined;
+    const assigned = /cluster_slots_assigned:(\d+)/.exec(state)?.[1] ?? "?";
+    // A shard down may be a failover under way: only after waiting for it is that a refusal.
+    if (assigned !== "0" && !failing) return undefined;
+    const failed = /cluster_slots_fail:(\d+)/.exec(state)?.[1] ?? "?";
+    return assigned === "0"
+      ? `the Redis Cluster at ${names.url} has no slots assigned (cluster_state:fail): its nodes were never joined; join them (redis-cli --cluster create …)`
+      : `the Redis Cluster at ${names.url} is in state fail (${assigned} of 16384 slots assigned, ${failed} failing): bring back the master (or a replica) of the shard that is down`;
   } catch {
     return undefined;
   } finally {
     probe.disconnect();
+  }
+}
+
+/**
+ * Connects; to a Redis Cluster, or rejects after `ms`: ioredis's Cluster client waits without end
+ * for a cluster whose state is fail (nodes never joined, a shard without a master), where a caller
+ * must say so. A single Redis is waited for as long as it takes (loading a large dataset, say).
+ */
+export async function connectWithin(redis: RedisClient, ms: number): Promise<void> {
+  if (!isCluster(redis)) {
+    await redis.connect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no ready answer within ${Math.round(ms / 1000)} s`)),
+      ms,
+    );
+  });
+  try {
+    await Promise.race([redis.connect(), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

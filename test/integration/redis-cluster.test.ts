@@ -1,5 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { commandConnection } from "../../src/cli/command-redis.js";
+import { readEnv } from "../../src/config/env.js";
 import { customerShard, shardTag } from "../../src/store/keys.js";
 import { isCluster } from "../../src/store/redis-client.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -163,5 +165,26 @@ describe.runIf(onCluster)("followups on a Redis Cluster", () => {
     await expect(pipeline.startWorker()).rejects.toThrow(
       /REDIS_CLUSTER=true, but the Redis at REDIS_URL is not a Redis Cluster node/,
     );
+  });
+});
+
+describe("a Redis Cluster whose nodes were never joined", () => {
+  it("is refused in one line by a command and by the worker, at once", async () => {
+    single = await startRedisServer({ args: ["--cluster-enabled", "yes"] });
+    const env = readEnv({ REDIS_URL: single.url, REDIS_CLUSTER: "true", QUEUE_PREFIX: "unjoined" });
+    if (!env.ok) throw new Error(env.problems.join("; "));
+    const refusal =
+      /^the Redis Cluster at REDIS_URL has no slots assigned \(cluster_state:fail\): its nodes were never joined; join them/;
+    const started = Date.now();
+    await expect(commandConnection({ env: env.env, redisSource: "REDIS_URL" })).rejects.toThrow(
+      refusal,
+    );
+    pipeline = await startPipeline("cluster-unjoined", {
+      startWorker: false,
+      redisUrl: single.url,
+      cluster: true,
+    });
+    await expect(pipeline.startWorker()).rejects.toThrow(refusal);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
