@@ -191,6 +191,12 @@ export class FollowUpMetrics {
     },
   });
 
+  readonly unservedShards = new Gauge({
+    name: "followups_unserved_shards",
+    help: "Shards whose follow-ups queue no worker serves (FOLLOW_UP_SHARDS_SERVED leaves them out), as this worker last looked.",
+    registers: [this.registry],
+  });
+
   private spendReader: (() => Promise<readonly SpendReading[]>) | undefined;
 
   readonly spend = new Gauge({

@@ -41,6 +41,7 @@ import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
+import { createShardCoverageWatch } from "./queue/shard-coverage.js";
 import { createVoiceCalls } from "./queue/voice-calls.js";
 import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
@@ -630,6 +631,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // Expired entries of the packed indexes go within a day, even from buckets not written again.
   const indexSweeper = createPackedIndexSweeper({ redis, prefix, now, logger });
   indexSweeper.start();
+  // A shard that no worker serves (FOLLOW_UP_SHARDS_SERVED) is said, not left silent.
+  const coverage =
+    shardCount > 1
+      ? createShardCoverageWatch({
+          shards: shardCount,
+          workersOf: (shard) => followUps.of(shard).getWorkersCount(),
+          report: (unserved) => metrics.unservedShards.set(unserved),
+          logger,
+        })
+      : undefined;
+  coverage?.start();
   // Address indexes an earlier version kept a key per address move into buckets, in the
   // background, once per deployment.
   const packing = customers
@@ -645,6 +657,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     return Promise.all([
       ...servedParts.map(({ promoter }) => promoter.stop()),
       indexSweeper.stop(),
+      coverage?.stop(),
       upgrading,
       packing,
       replanning,

@@ -8,11 +8,13 @@ import { item, purchaseInput } from "../support/fixtures.js";
 import {
   channelsFor,
   eventProcessed,
+  eventually,
   type PipelineHarness,
   startPipeline,
   stepRecordOf,
   waitForState,
 } from "../support/pipeline-harness.js";
+import { httpAddressOf } from "../support/webhooks.js";
 
 /**
  * FOLLOW_UP_SHARDS on one Redis: customers spread over shards, each worker serving all shards or
@@ -85,6 +87,16 @@ describe("follow-ups spread over shards (FOLLOW_UP_SHARDS)", () => {
     for (const id of customers.slice(2)) {
       expect((await stepRecordOf(p, `evt-${id}`, "thank-you.thank-you"))?.state).toBe("scheduled");
     }
+
+    // The worker says so: no worker serves shards 2 and 3.
+    const warned = await eventually(
+      async () =>
+        p.logs.find((line) => String(line.msg).startsWith("no worker serves these shards")),
+      "the unserved shards to be named",
+    );
+    expect(warned).toMatchObject({ level: 40, unserved: [2, 3], shards: 4 });
+    const metrics = await (await fetch(`${httpAddressOf(p)}/metrics`)).text();
+    expect(metrics).toMatch(/^followups_unserved_shards 2$/m);
 
     // A worker for shards 2 and 3 sends theirs; each customer got exactly one thank-you.
     await otherWorker(p, { FOLLOW_UP_SHARDS_SERVED: "2-3" });
