@@ -309,6 +309,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     env.UNSUBSCRIBE_SECRET ?? (await sharedSecret(redis, prefix, "unsubscribe"));
   const feedback = createCustomerFeedback({
     unsubscribeSecret,
+    spend,
     rules,
     templates: () => config.templates,
     sms: channels.sms,

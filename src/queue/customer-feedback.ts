@@ -5,6 +5,8 @@ import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
 import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { isProviderConfirmedOptOut, smsKeyword } from "../domain/sms-keywords.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
+import { costOf } from "../domain/spend.js";
 import { verifyUnsubscribeToken } from "../domain/unsubscribe-token.js";
 import type { Logger } from "../logger.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
@@ -18,6 +20,7 @@ import type { OptOutScope, SuppressionList } from "../store/suppression-list.js"
 import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
 import type { TemplateSet } from "../templates/template-set.js";
+import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
 /** Twilio's final message statuses, as ledger outcomes. */
@@ -71,6 +74,8 @@ export interface CustomerFeedbackDeps {
    * "unsubscribe <token>"), when such a mail reaches the inbound email webhook.
    */
   readonly unsubscribeSecret?: string;
+  /** The month's SMS spend: an opt-out confirmation text costs as any text does. */
+  readonly spend?: SpendDeps;
   readonly logger: Logger;
   /** Epoch ms now. */
   readonly now: () => number;
@@ -110,7 +115,22 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         to: message.from,
         text,
       });
-      if (!sent.ok) deps.logger.warn({ code: sent.error.code }, "opt-out confirmation not sent");
+      if (!sent.ok) {
+        deps.logger.warn({ code: sent.error.code }, "opt-out confirmation not sent");
+        return;
+      }
+      // Counted in the month's SMS spend once it went (always: it must go, budget or not).
+      if (deps.spend) {
+        const now = deps.now();
+        const micros = costOf(deps.rules().spend, "sms", message.from, countSmsSegments(text));
+        await chargeSpend(
+          deps.spend,
+          deps.rules(),
+          { channel: "sms", id: `opt-out:${member}:${now}`, micros: micros?.micros ?? 0 },
+          undefined,
+          now,
+        );
+      }
     } catch (error) {
       deps.logger.warn({ err: error }, "opt-out confirmation not sent");
     }

@@ -3,8 +3,10 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
+import { spendMonthOf } from "../../src/domain/spend.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import { SpendLedger } from "../../src/store/spend-ledger.js";
 import { MAX_JOINED, ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -16,6 +18,7 @@ import {
   stepRecordOf,
   whereWaiting,
 } from "../support/pipeline-harness.js";
+import { postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -219,6 +222,35 @@ describe("one thank-you for purchases close together (coalesce)", () => {
 });
 
 describe("SMS spend and budgets", () => {
+  it("counts the opt-out confirmation text in the month's SMS spend", async () => {
+    pipeline = await startPipeline("spend-confirmation", { startWorker: false });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.set("prices", doc.createNode({ sms: { GB: "0.04", other: "0.10" } }));
+    doc.set("budget", doc.createNode({ sms: { monthly: "0.10" } }));
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+
+    const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: "+44 20 7946 0958",
+      Body: "Please stop texting me",
+      MessageSid: "SMrvconfirm1",
+    });
+    expect(answer.status).toBe(200);
+    const [confirmation] = await p.twilio.waitForMessages(1);
+    expect(confirmation?.body).toBe("You will get no more messages from Your shop.");
+    // One GSM-7 segment to a GB number: 0.04 spent on SMS this month.
+    const month = spendMonthOf(Date.now(), "Europe/London");
+    const ledger = new SpendLedger(p.redis, p.prefix);
+    // Charged once the text went: just after Twilio took it.
+    await eventually(
+      async () => ((await ledger.spent("sms", month)) > 0 ? true : undefined),
+      "the confirmation to be charged",
+    );
+    expect(await ledger.spent("sms", month)).toBe(40_000);
+  });
+
   it("stops marketing SMS at the monthly budget, keeps check-ins going, emails the owner at 80% and 100%, and exposes spend", async () => {
     pipeline = await startPipeline("budget", { startWorker: false });
     const p = pipeline;
