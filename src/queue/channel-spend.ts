@@ -48,5 +48,6 @@ export async function chargeSpend(
     };
   }
   for (const percent of change.crossed) await deps.onBudgetAlert({ channel, month, percent });
-  return { charged: true, month, micros };
+  // A retry of a message charged in the month before stays there (and is given back there).
+  return { charged: true, month: change.month, micros };
 }

@@ -244,6 +244,7 @@ export interface StoreCommands {
     monthKey: string,
     chargesKey: string,
     alertsKey: string,
+    previousChargesKey: string,
     chargeId: string,
     costMicros: number,
     budgetMicros: number,

@@ -13,6 +13,8 @@ export interface SpendChange {
   readonly afterMicros: number;
   /** Alert thresholds (percent) this charge crossed first this month. */
   readonly crossed: readonly number[];
+  /** The month the charge is in: the month before, for a retry charged before the month turned. */
+  readonly month: string;
 }
 
 /**
@@ -41,10 +43,12 @@ export class SpendLedger {
     budgetMicros: number | undefined,
     enforce: boolean,
   ): Promise<SpendChange> {
+    const previous = monthBefore(month);
     const [added, before = 0, after = 0, ...crossed] = await this.redis.fuAddSpend(
       this.keys.spendMonth(channel, month),
       this.keys.spendCharges(channel, month),
       this.keys.spendAlerts(channel, month),
+      this.keys.spendCharges(channel, previous),
       chargeId,
       Math.round(costMicros),
       budgetMicros === undefined ? -1 : Math.round(budgetMicros),
@@ -52,7 +56,13 @@ export class SpendLedger {
       KEEP_MONTH_MS,
       ...BUDGET_ALERTS,
     );
-    return { added: added === 1, beforeMicros: before, afterMicros: after, crossed };
+    return {
+      added: added === 1 || added === 2,
+      beforeMicros: before,
+      afterMicros: after,
+      crossed,
+      month: added === 2 ? previous : month,
+    };
   }
 
   /** Takes a message's charge back: it was not sent after all. */
@@ -68,4 +78,10 @@ export class SpendLedger {
   async spent(channel: PricedChannel, month: string): Promise<number> {
     return Number((await this.redis.get(this.keys.spendMonth(channel, month))) ?? 0);
   }
+}
+
+/** The calendar month before `month` (`YYYY-MM`). */
+export function monthBefore(month: string): string {
+  const [year = 0, number = 1] = month.split("-").map(Number);
+  return number === 1 ? `${year - 1}-12` : `${year}-${String(number - 1).padStart(2, "0")}`;
 }

@@ -357,7 +357,13 @@ describe("webhooks, refunds and reports", () => {
       suppressions: { suppress: async () => true },
       spend: {
         spend: {
-          add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0, crossed: [] }),
+          add: async (_channel, month) => ({
+            added: true,
+            beforeMicros: 0,
+            afterMicros: 0,
+            crossed: [],
+            month,
+          }),
           giveBack: async () => {},
         },
         onBudgetAlert: async () => {},

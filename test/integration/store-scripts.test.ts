@@ -1,11 +1,14 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { chargeSpend } from "../../src/queue/channel-spend.js";
 import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
 import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../../src/store/script-registry.js";
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
+import { monthBefore, SpendLedger } from "../../src/store/spend-ledger.js";
 import { decodeStoredStep, encodeStoredStep } from "../../src/store/step-record.js";
+import { shippedRules } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 /**
@@ -157,7 +160,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
-    expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
   });
 
@@ -1018,8 +1021,21 @@ describe("add-spend and return-spend", () => {
   const month = () => new StoreKeys(prefix).spendMonth("sms", "2026-12");
   const charges = () => new StoreKeys(prefix).spendCharges("sms", "2026-12");
   const alerts = () => new StoreKeys(prefix).spendAlerts("sms", "2026-12");
+  const before = () => new StoreKeys(prefix).spendCharges("sms", "2026-11");
   const add = (id: string, cost: number, enforce: 0 | 1, budget = 100_000) =>
-    redis.fuAddSpend(month(), charges(), alerts(), id, cost, budget, enforce, 60_000, 80, 100);
+    redis.fuAddSpend(
+      month(),
+      charges(),
+      alerts(),
+      before(),
+      id,
+      cost,
+      budget,
+      enforce,
+      60_000,
+      80,
+      100,
+    );
 
   it("charges each message once while the budget is not reached, refuses one that must respect a reached one, and alerts at each threshold once", async () => {
     expect(await add("f1", 40_000, 1)).toEqual([1, 0, 40_000]);
@@ -1038,11 +1054,51 @@ describe("add-spend and return-spend", () => {
     expect(await redis.fuReturnSpend(month(), charges(), "f3")).toBe(0);
     expect(await add("f5", 40_000, 0)).toEqual([1, 120_000, 160_000]);
     expect(await redis.get(month())).toBe("160000");
+    // A retry of a message charged in November, just before the month turned: not again.
+    await redis.hset(before(), "f-november", "40000");
+    expect(await add("f-november", 40_000, 0)).toEqual([2, 160_000, 160_000]);
+    expect(await redis.get(month())).toBe("160000");
   });
 
   it("treats a budget of 0 as reached and -1 as none", async () => {
     expect(await add("z1", 40_000, 1, 0)).toEqual([0, 0, 0]);
     expect(await add("z2", 40_000, 1, -1)).toEqual([1, 0, 40_000]);
+  });
+
+  it("charges one retried SMS once when its retry falls in the next month, and gives it back there", async () => {
+    const shipped = await shippedRules();
+    const rules = {
+      ...shipped,
+      spend: {
+        ...shipped.spend,
+        budgets: { sms: { monthlyMicros: 200_000_000, transactional: "continue" as const } },
+      },
+    };
+    const ledger = new SpendLedger(redis, prefix);
+    const deps = { spend: ledger, onBudgetAlert: async () => {} };
+    const sms = { channel: "sms" as const, id: "f-month-edge", micros: 40_000 };
+    // 19:59 on 31 January (London): handed over, but the connection broke (uncertain): retried
+    // at 09:00 on 1 February, after the send window.
+    const first = await chargeSpend(
+      deps,
+      rules,
+      sms,
+      "marketing",
+      Date.parse("2027-01-31T19:59:00Z"),
+    );
+    expect(first).toMatchObject({ charged: true, month: "2027-01" });
+    const retry = await chargeSpend(
+      deps,
+      rules,
+      sms,
+      "marketing",
+      Date.parse("2027-02-01T09:00:00Z"),
+    );
+    expect(retry).toMatchObject({ charged: true, month: "2027-01" });
+    expect([await ledger.spent("sms", "2027-01"), await ledger.spent("sms", "2027-02")]).toEqual([
+      40_000, 0,
+    ]);
+    expect(monthBefore("2027-01")).toBe("2026-12");
   });
 });
 

@@ -146,7 +146,13 @@ function world(setup: Setup = {}) {
     orders: ordersWithoutRefunds(suppressions),
     spend: {
       spend: {
-        add: async () => ({ added: true, beforeMicros: 0, afterMicros: 0, crossed: [] }),
+        add: async (_channel, month) => ({
+          added: true,
+          beforeMicros: 0,
+          afterMicros: 0,
+          crossed: [],
+          month,
+        }),
         giveBack: async () => {},
       },
       onBudgetAlert: async () => {},
