@@ -1021,13 +1021,13 @@ describe("add-spend and return-spend", () => {
   const month = () => new StoreKeys(prefix).spendMonth("sms", "2026-12");
   const charges = () => new StoreKeys(prefix).spendCharges("sms", "2026-12");
   const alerts = () => new StoreKeys(prefix).spendAlerts("sms", "2026-12");
-  const before = () => new StoreKeys(prefix).spendCharges("sms", "2026-11");
+  const november = () => new StoreKeys(prefix).spendCharges("sms", "2026-11");
   const add = (id: string, cost: number, enforce: 0 | 1, budget = 100_000) =>
     redis.fuAddSpend(
       month(),
       charges(),
       alerts(),
-      before(),
+      november(),
       id,
       cost,
       budget,
@@ -1055,7 +1055,7 @@ describe("add-spend and return-spend", () => {
     expect(await add("f5", 40_000, 0)).toEqual([1, 120_000, 160_000]);
     expect(await redis.get(month())).toBe("160000");
     // A retry of a message charged in November, just before the month turned: not again.
-    await redis.hset(before(), "f-november", "40000");
+    await redis.hset(november(), "f-november", "40000");
     expect(await add("f-november", 40_000, 0)).toEqual([2, 160_000, 160_000]);
     expect(await redis.get(month())).toBe("160000");
   });
