@@ -34,9 +34,11 @@ describe("the store's key names", () => {
     ],
     ["rateSlot", keys.rateSlot("email"), "{followups}:fu:rate:email"],
     ["smsMessage", keys.smsMessage("SM123"), "{followups}:fu:sid:SM123"],
+    // By the number's suppression member (its keyed hash).
+    ["latestCheckIn", keys.latestCheckIn("h:8L8CKBRNn-K98d"), "{followups}:fu:ci:h:8L8CKBRNn-K98d"],
     [
-      "latestCheckIn",
-      keys.latestCheckIn("+442079460958"),
+      "legacyLatestCheckIn",
+      keys.legacyLatestCheckIn("+442079460958"),
       "{followups}:fu:ci:8L8CKBRNn-K98dotjKaY8X",
     ],
     ["replies", keys.replies(), "{followups}:fu:replies"],
