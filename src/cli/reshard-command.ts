@@ -48,6 +48,8 @@ export async function runReshard(options: ReshardOptions, io: CommandIo): Promis
 }
 
 function renderReshard(done: ReshardResult): string {
+  if (done.noDeployment)
+    return `no deployment under this QUEUE_PREFIX (no worker has run there): ${done.dryRun ? "would record" : "recorded"} ${done.to} shard${done.to === 1 ? "" : "s"} for its first worker; check QUEUE_PREFIX if you expected one\n`;
   if (done.from === done.to)
     return `the deployment has ${done.to} shard${done.to === 1 ? "" : "s"} already: nothing to do\n`;
   if (done.dryRun) {

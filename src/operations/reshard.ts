@@ -59,6 +59,11 @@ export interface ReshardResult extends ReshardCounts {
    */
   readonly queuesPaused: number;
   /**
+   * No shard count was recorded under the prefix (no worker has run there): the count was
+   * recorded for its first worker (in a dry run: would be), and nothing else was done.
+   */
+  readonly noDeployment?: true;
+  /**
    * A dry run only: BullMQ worker connections on the deployment's queues as it counted (it runs
    * beside workers; the change itself needs none).
    */
@@ -87,7 +92,7 @@ export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
   const from = mark?.from ?? (await storedShardCount(redis, prefix));
   if (from === undefined) {
     if (!options.dryRun) await redis.set(keys.shardCount(), String(to));
-    return result(to, to, options, emptyCounts(), 0, 0);
+    return { ...result(to, to, options, emptyCounts(), 0, 0), noDeployment: true };
   }
   if (from === to && !mark) return result(from, to, options, emptyCounts(), 0, 0);
 

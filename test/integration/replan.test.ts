@@ -65,13 +65,17 @@ async function step(p: PipelineHarness, eventId: string, stepId: string): Promis
   return record;
 }
 
-/** A re-planner over the pipeline's single shard, as a worker wires it, on `clock`. */
-function replannerOf(p: PipelineHarness, clock: () => DateTime) {
+/**
+ * A re-planner as a worker wires it, on `clock`: over shard `shard`'s stores, or over the
+ * unsharded prefix's (a deployment of one shard).
+ */
+function replannerOf(p: PipelineHarness, clock: () => DateTime, shard?: number) {
+  const stores = shard === undefined ? undefined : p.stores.of(shard);
   return createReplanner({
     store: p.store,
-    schedule: new FollowUpSchedule(p.redis, p.prefix),
-    history: new CustomerHistoryStore(p.redis, p.prefix),
-    thankYous: new ThankYouGroups(p.redis, p.prefix),
+    schedule: stores?.schedule ?? new FollowUpSchedule(p.redis, p.prefix),
+    history: stores?.history ?? new CustomerHistoryStore(p.redis, p.prefix),
+    thankYous: stores?.thankYous ?? new ThankYouGroups(p.redis, p.prefix),
     orders: new OrderStore(p.redis, p.prefix),
     logger: createLogger({ level: "silent", pretty: false }),
     clock,
@@ -442,7 +446,7 @@ describe("followups replan --dry-run", () => {
     const { generation } = await new RulesGenerations(p.redis, p.prefix).generationOf(
       edited.config.version,
     );
-    const replanner = replannerOf(p, () => DateTime.utc());
+    const replanner = replannerOf(p, () => DateTime.utc(), p.shardOfCustomer("cus-two-orders"));
     expect(await replanner.replanEvent("evt-second", edited.config.rules, generation)).toEqual({
       purchases: 1,
       moved: 0,

@@ -409,6 +409,19 @@ describe("followups reshard", () => {
     await Promise.all(queues.made().map((queue) => queue.close()));
   });
 
+  it("says so when no deployment is under the prefix (a typo, say), rather than 'nothing to do'", async () => {
+    pipeline = await startPipeline("reshard-nobody", { startWorker: false });
+    const p = pipeline;
+    process.env = { ...savedEnv, ...p.envVars, QUEUE_PREFIX: `${p.prefix}-typo` };
+    delete process.env.FOLLOW_UP_SHARDS;
+    const io = captureIo();
+    expect(await runReshard({ to: "4", by: "alice" }, io)).toBe(0);
+    expect(io.output()).toBe(
+      "no deployment under this QUEUE_PREFIX (no worker has run there): recorded 4 shards for its first worker; check QUEUE_PREFIX if you expected one\n",
+    );
+    await p.redis.del(new StoreKeys(`${p.prefix}-typo`).shardCount());
+  });
+
   it("finds a customer's shard from the hash their keys carry", () => {
     for (const id of ["cus-1", "ana@example.com", "x"]) {
       for (const shards of [1, 2, 5, 16, 1024]) {
