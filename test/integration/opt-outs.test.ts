@@ -5,6 +5,7 @@ import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
@@ -211,10 +212,7 @@ describe("a customer.unsubscribed event", () => {
       customerId: "cus-1",
       channels: "all",
     });
-    await eventually(
-      async () => ((await p.events.getJob("unsub-cus-1"))?.finishedOn ? true : undefined),
-      "the opt-out to be taken in",
-    );
+    await eventProcessed(p, "unsub-cus-1");
     const list = new SuppressionList(p.redis, p.prefix);
     expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
     expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
@@ -260,12 +258,7 @@ describe("a customer.unsubscribed event for a shared customer id", () => {
         }) as never,
       );
     }
-    await eventually(async () => {
-      const jobs = await Promise.all(
-        [1, 2, 3, 4, 5, 6].map((n) => p.events.getJob(`evt-walk-in-${n}`)),
-      );
-      return jobs.every((job) => job?.finishedOn) ? true : undefined;
-    }, "the purchases to be planned");
+    for (let n = 1; n <= 6; n++) await eventProcessed(p, `evt-walk-in-${n}`);
     await p.publisher.publish({
       type: "customer.unsubscribed",
       id: "unsub-walk-in",
@@ -273,10 +266,7 @@ describe("a customer.unsubscribed event for a shared customer id", () => {
       customerId: "walk-in",
       channels: ["email"],
     });
-    await eventually(
-      async () => ((await p.events.getJob("unsub-walk-in"))?.finishedOn ? true : undefined),
-      "the opt-out to be taken in",
-    );
+    await eventProcessed(p, "unsub-walk-in");
     const list = new SuppressionList(p.redis, p.prefix);
     expect(await list.isSuppressed("email", { customerId: "walk-in" })).toBe(true);
     expect(await list.isSuppressed("email", { address: "person1@example.com" })).toBe(false);
