@@ -36,6 +36,15 @@ const redisUrls = () =>
     { error: "expected a Redis URL (redis: or rediss:), or comma-separated ones for a cluster" },
   );
 
+/** The path of a Redis URL (its database number, as `/2`), or "" when it has none or is not a URL. */
+function pathOf(text: string): string {
+  try {
+    return new URL(text.trim()).pathname;
+  } catch {
+    return "";
+  }
+}
+
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
 
@@ -219,6 +228,18 @@ export const envSchema = z
         input: undefined,
         message: "several URLs are the seed nodes of a Redis Cluster: set REDIS_CLUSTER=true",
       });
+    }
+    // A cluster has database 0 only: a seed URL naming another would be used as database 0.
+    if (env.REDIS_CLUSTER) {
+      const named = env.REDIS_URL.split(",").find((part) => !/^\/?0?$/.test(pathOf(part)));
+      if (named !== undefined) {
+        ctx.issues.push({
+          code: "custom",
+          path: ["REDIS_URL"],
+          input: undefined,
+          message: `a Redis Cluster has database 0 only: remove the database number (${pathOf(named)}) from the URL`,
+        });
+      }
     }
     // Checked against the deployment's shard count when a worker starts (commands ignore it).
     const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, MAX_SHARDS);

@@ -23,3 +23,34 @@ describe("REPLY_TO", () => {
     },
   );
 });
+
+describe("REDIS_URL in cluster mode", () => {
+  it("refuses a database number, which a cluster does not have, naming it", () => {
+    expect(
+      readEnv({
+        REDIS_CLUSTER: "true",
+        REDIS_URL: "redis://127.0.0.1:7000, redis://127.0.0.1:7001/2",
+      }),
+    ).toEqual({
+      ok: false,
+      problems: [
+        "REDIS_URL: a Redis Cluster has database 0 only: remove the database number (/2) from the URL",
+      ],
+    });
+  });
+
+  it.each([
+    "redis://127.0.0.1:7000",
+    "redis://127.0.0.1:7000/",
+    "redis://127.0.0.1:7000/0,redis://127.0.0.1:7001",
+  ])("accepts seeds without one, or with 0 (%s)", (REDIS_URL) => {
+    const result = readEnv({ REDIS_CLUSTER: "true", REDIS_URL });
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.env.REDIS_CLUSTER).toBe(true);
+  });
+
+  it("leaves a single Redis's database number alone", () => {
+    const result = readEnv({ REDIS_URL: "redis://127.0.0.1:6380/3" });
+    expect(result.ok && result.env.REDIS_URL).toBe("redis://127.0.0.1:6380/3");
+  });
+});
