@@ -2,7 +2,12 @@ import { afterEach, expect, it } from "vitest";
 import { shardTag } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { masterOf, type RedisCluster, startRedisCluster } from "../support/redis-cluster.js";
+import {
+  masterOf,
+  type RedisCluster,
+  startRedisCluster,
+  waitUntilClusterReady,
+} from "../support/redis-cluster.js";
 import {
   bySize,
   countInState,
@@ -37,10 +42,15 @@ const WORKERS = 2;
 const CONCURRENCY = 8;
 const PROVIDER_LATENCY_MS = 200;
 
-/** The killed master comes back 15 s later (as a replica), or never: its replica is left alone. */
+/**
+ * The killed master comes back 15 s later (as a replica), or never: its replica is left alone. Or
+ * it comes back, and in a second burst the replica that replaced it dies too: two failovers of one
+ * shard in a row, the first victim serving as its master again.
+ */
 const OUTCOMES = [
-  { name: "comes back as a replica", downMs: 15_000 },
-  { name: "never comes back", downMs: undefined },
+  { name: "comes back as a replica", downMs: 15_000, again: false },
+  { name: "never comes back", downMs: undefined, again: false },
+  { name: "comes back, then its successor dies too", downMs: 15_000, again: true },
 ] as const;
 
 it.each(OUTCOMES)(
@@ -48,7 +58,7 @@ it.each(OUTCOMES)(
   {
     timeout: bySize(300_000, 180_000),
   },
-  async ({ name, downMs }) => {
+  async ({ name, downMs, again }) => {
     cluster = await startRedisCluster();
     const c = cluster;
     pipeline = await startPipeline("faults-failover", {
@@ -121,10 +131,41 @@ it.each(OUTCOMES)(
     const sendingAfter = countInState(await readRecords(p.store, steps), "sending");
 
     await comeback;
-    const records = await waitUntilSettled(p, steps, bySize(180_000, 90_000));
+    let all = steps;
+    const second: Record<string, number> = {};
+    if (again) {
+      // Once the first victim serves as a replica again (synced), a second burst, and its new
+      // master dies mid-burst: the first victim takes the shard back.
+      await waitUntilClusterReady(c.nodes);
+      const successorPort = await masterOf(victimPort, shardTag(p.prefix, 0));
+      const successor = c.nodes.find((node) => node.port === successorPort);
+      if (!successor || successorPort === victimPort) {
+        throw new Error(`the shard's master after the failover is ${successorPort}`);
+      }
+      const more = await publishBurst(p, "failover-again", PURCHASES, undefined, PURCHASES);
+      all = [...steps, ...more];
+      const before = deliveredCount(p);
+      await eventually(
+        async () => (deliveredCount(p) >= before + more.length * 0.2 ? true : undefined),
+        "a fifth of the second burst delivered",
+        120_000,
+      );
+      second["delivered at second kill"] = deliveredCount(p);
+      const back = successor.restart({ signal: "SIGKILL", downMs: 15_000 });
+      const at = Date.now();
+      await eventually(
+        async () =>
+          (await masterOf(victimPort, shardTag(p.prefix, 0))) === victimPort ? true : undefined,
+        "the first victim to take the shard back",
+        60_000,
+      );
+      second["second failover ms"] = Date.now() - at;
+      await back;
+    }
+    const records = await waitUntilSettled(p, all, bySize(180_000, 90_000));
     const elapsedMs = Date.now() - started;
     await waitUntilDrained(p, 60_000);
-    const t = tally(steps, records, receivedByKey(p.sink, p.twilio));
+    const t = tally(all, records, receivedByKey(p.sink, p.twilio));
     const events = await p.events.getJobCounts("completed", "failed");
     const optOutHolds = await suppressions.isSuppressed("email", {
       customerId: "cus-failover-optout",
@@ -141,20 +182,23 @@ it.each(OUTCOMES)(
       "global slot on the victim": String(globalOnVictim),
       "failover ms": failoverMs,
       "sending after failover": sendingAfter,
+      ...second,
       "error logs": f.errorLogs().length,
       seconds: (elapsedMs / 1000).toFixed(1),
     });
 
     expect(f.crashed(), f.outputTail()).toEqual([]);
     expect(deliveredAtKill).toBeLessThan(steps.length);
-    expect(events).toEqual({ completed: PURCHASES + 1, failed: 0 });
+    const kills = again ? 2 : 1;
+    expect(second["delivered at second kill"] ?? 0).toBeLessThan(all.length);
+    expect(events).toEqual({ completed: PURCHASES * kills + 1, failed: 0 });
     expect(t.missing, "steps without a record").toBe(0);
     expect(t.open, "steps left scheduled or sending").toBe(0);
     expect(t.sent, "steps sent").toBe(t.steps);
     expect(t.sentButNotDelivered, "recorded sent but never arrived").toBe(0);
     expect(t.deliveredButNotSent, "arrived but recorded otherwise").toBe(0);
     // A duplicate needs a send cut off after the provider accepted it: at most those in flight.
-    expect(t.duplicates).toBeLessThanOrEqual(WORKERS * CONCURRENCY);
+    expect(t.duplicates).toBeLessThanOrEqual(WORKERS * CONCURRENCY * kills);
     expect(optOutHolds, "the opt-out after the failover").toBe(true);
   },
 );

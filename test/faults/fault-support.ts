@@ -89,12 +89,14 @@ export async function publishBurst(
   label: string,
   count: number,
   occurredAt = hoursAgo(2),
+  /** The first phone number's index: a second burst in one scenario texts other numbers. */
+  firstPhone = 0,
 ): Promise<ExpectedStep[]> {
-  if (count > 10_000) throw new Error("at most 10,000 distinct phone numbers in a burst");
+  if (firstPhone + count > 10_000) throw new Error("at most 10,000 distinct phone numbers");
   const expected: ExpectedStep[] = [];
   const inputs = Array.from({ length: count }, (_, i) => {
     const id = `evt-${label}-${i}`;
-    const digits = String(i).padStart(4, "0");
+    const digits = String(firstPhone + i).padStart(4, "0");
     const phone = `+44207946${digits}`;
     expected.push(
       {

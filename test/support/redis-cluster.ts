@@ -45,7 +45,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       "1",
       "--cluster-yes",
     ]);
-    await waitUntilReady(nodes);
+    await waitUntilClusterReady(nodes);
   } catch (error) {
     await Promise.all(nodes.map((node) => node.stop()));
     throw error;
@@ -59,7 +59,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   };
 }
 
-async function waitUntilReady(nodes: readonly RedisServer[]): Promise<void> {
+/** Waits until every node reports the cluster ok and every replica's link to its master is up. */
+export async function waitUntilClusterReady(nodes: readonly RedisServer[]): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let waitingFor = "";
   while (Date.now() < deadline) {
