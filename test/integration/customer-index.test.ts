@@ -86,7 +86,8 @@ describe("the packed indexes", () => {
   const DAY = 86_400_000;
   const HOUR = 3_600_000;
   const KEEP = 30 * DAY;
-  const T0 = Date.UTC(2026, 11, 1, 10);
+  // The hour now: entries expire in real time by what they carry (T0 + KEEP), so no fixed date.
+  const T0 = Math.floor(Date.now() / HOUR) * HOUR;
   let redis: RedisClient;
   let prefix: string;
   const secret = { addressHashSecret: "index-test-secret" };

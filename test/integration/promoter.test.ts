@@ -17,6 +17,8 @@ import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.j
 
 const DAY = 86_400_000;
 const MINUTE = 60_000;
+/** The hour now (a whole number of ten-minute buckets): the schedule's keys expire in real time. */
+const NOW = Math.floor(Date.now() / 3_600_000) * 3_600_000;
 const HORIZON = 5 * MINUTE;
 const logger = createLogger({ level: "silent", pretty: false });
 
@@ -86,7 +88,7 @@ const promoterAt = (now: number, leaseMs?: number) =>
 
 describe("the promoter", () => {
   it("turns steps into delayed jobs only once they fall due within the horizon", async () => {
-    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const now = NOW;
     const due = 90 * DAY;
     await scheduleCheckIns([now + due, now + due + 3 * MINUTE, now + due + 20 * MINUTE], now);
     expect(await followUps.getJobCounts("delayed", "wait")).toEqual({ delayed: 0, wait: 0 });
@@ -116,7 +118,7 @@ describe("the promoter", () => {
   });
 
   it("never adds a step twice when four promoters run at once", async () => {
-    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const now = NOW;
     // 600 steps spread over five minutes: several buckets, several slices each.
     const dueTimes = Array.from({ length: 600 }, (_, i) => now + DAY + (i % 5) * MINUTE + i);
     await scheduleCheckIns(dueTimes, now);
@@ -132,7 +134,7 @@ describe("the promoter", () => {
   });
 
   it("passes over steps that were handled or re-planned to another minute", async () => {
-    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const now = NOW;
     const due = now + 30 * DAY;
     await scheduleCheckIns([due, due, due], now);
     await store.claim("evt-0", "big-ticket.check-in", now, 60_000, { dueAt: due });
@@ -150,7 +152,7 @@ describe("the promoter", () => {
   });
 
   it("loses nothing when a promoter dies holding a bucket, and adds no second job", async () => {
-    const now = Date.UTC(2026, 11, 2, 9, 0);
+    const now = NOW;
     const due = now + 7 * DAY;
     await scheduleCheckIns([due, due + 1, due + 2], now);
     // A promoter takes the bucket and adds the first job, then dies before it releases it.
