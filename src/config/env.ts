@@ -80,227 +80,231 @@ function adminTokens() {
   });
 }
 
-export const envSchema = z
-  .object({
-    NODE_ENV: z.enum(["production", "development", "test"]).default("production"),
-    LOG_LEVEL: z
-      .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
-      .default("info"),
-    LOG_FORMAT: z.preprocess(emptyAsUnset, z.enum(["json", "pretty"]).optional()),
-    REDIS_URL: redisUrls().default("redis://127.0.0.1:6379"),
-    REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(10).default(0),
-    REDIS_WAIT_TIMEOUT_MS: positiveInt(1000),
-    REDIS_CLUSTER: z.preprocess(
-      emptyAsUnset,
-      z
-        .enum(["true", "false"], { error: "expected true or false" })
-        .default("false")
-        .transform((text) => text === "true"),
-    ),
-    FOLLOW_UP_SHARDS: z.coerce
-      .number({ error: "expected a whole number of shards, 1 to 1024" })
-      .int({ error: "expected a whole number of shards, 1 to 1024" })
-      .min(1, { error: "expected a whole number of shards, 1 to 1024" })
-      .max(MAX_SHARDS, { error: "expected a whole number of shards, 1 to 1024" })
-      .default(1),
-    FOLLOW_UP_SHARDS_SERVED: z.preprocess(emptyAsUnset, z.string().max(4000).optional()),
-    QUEUE_PREFIX: z
+/** Each variable on its own; the checks across variables follow (crossChecks). */
+const envFields = z.object({
+  NODE_ENV: z.enum(["production", "development", "test"]).default("production"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.preprocess(emptyAsUnset, z.enum(["json", "pretty"]).optional()),
+  REDIS_URL: redisUrls().default("redis://127.0.0.1:6379"),
+  REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(10).default(0),
+  REDIS_WAIT_TIMEOUT_MS: positiveInt(1000),
+  REDIS_CLUSTER: z.preprocess(
+    emptyAsUnset,
+    z
+      .enum(["true", "false"], { error: "expected true or false" })
+      .default("false")
+      .transform((text) => text === "true"),
+  ),
+  FOLLOW_UP_SHARDS: z.coerce
+    .number({ error: "expected a whole number of shards, 1 to 1024" })
+    .int({ error: "expected a whole number of shards, 1 to 1024" })
+    .min(1, { error: "expected a whole number of shards, 1 to 1024" })
+    .max(MAX_SHARDS, { error: "expected a whole number of shards, 1 to 1024" })
+    .default(1),
+  FOLLOW_UP_SHARDS_SERVED: z.preprocess(emptyAsUnset, z.string().max(4000).optional()),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
+    .default("followups"),
+  CONFIG_DIR: z.string().min(1).default("config"),
+  OUTBOX_DIR: z.string().min(1).default("var/outbox"),
+  SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
+  SMTP_MAX_CONNECTIONS: positiveInt(3),
+  SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
+  MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+  INBOUND_EMAIL_TOKEN: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ),
+  INBOUND_EMAIL_MAX_BYTES: positiveInt(10 * 1024 * 1024),
+  SUPPORT_EMAIL: z.preprocess(
+    emptyAsUnset,
+    z.email({ error: "expected an email address such as support@shop.example" }).optional(),
+  ),
+  REPLY_TO: z.preprocess(
+    emptyAsUnset,
+    z.email({ error: "expected an email address such as help@shop.example" }).optional(),
+  ),
+  TWILIO_ACCOUNT_SID: z.preprocess(
+    emptyAsUnset,
+    z
       .string()
-      .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
-      .default("followups"),
-    CONFIG_DIR: z.string().min(1).default("config"),
-    OUTBOX_DIR: z.string().min(1).default("var/outbox"),
-    SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
-    SMTP_MAX_CONNECTIONS: positiveInt(3),
-    SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
-    MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
-    INBOUND_EMAIL_TOKEN: z.preprocess(
-      emptyAsUnset,
-      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-    ),
-    INBOUND_EMAIL_MAX_BYTES: positiveInt(10 * 1024 * 1024),
-    SUPPORT_EMAIL: z.preprocess(
-      emptyAsUnset,
-      z.email({ error: "expected an email address such as support@shop.example" }).optional(),
-    ),
-    REPLY_TO: z.preprocess(
-      emptyAsUnset,
-      z.email({ error: "expected an email address such as help@shop.example" }).optional(),
-    ),
-    TWILIO_ACCOUNT_SID: z.preprocess(
-      emptyAsUnset,
-      z
-        .string()
-        .regex(/^AC[0-9a-fA-F]{32}$/, {
-          error: "expected an account SID: AC followed by 32 hex digits",
-        })
-        .optional(),
-    ),
-    TWILIO_AUTH_TOKEN: z.preprocess(emptyAsUnset, z.string().min(8).optional()),
-    TWILIO_FROM: z.preprocess(
-      emptyAsUnset,
-      z
-        .string()
-        .regex(/^\+[1-9]\d{6,14}$/, { error: "expected an E.164 number such as +14155550123" })
-        .optional(),
-    ),
-    TWILIO_MESSAGING_SERVICE_SID: z.preprocess(
-      emptyAsUnset,
-      z
-        .string()
-        .regex(/^MG[0-9a-fA-F]{32}$/, {
-          error: "expected a messaging service SID: MG followed by 32 hex digits",
-        })
-        .optional(),
-    ),
-    TWILIO_CALLER_ID: z.preprocess(
-      emptyAsUnset,
-      z
-        .string()
-        .regex(/^\+[1-9]\d{6,14}$/, { error: "expected an E.164 number such as +14155550123" })
-        .optional(),
-    ),
-    TWILIO_API_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
-    DISCOUNT_SECRET: z.preprocess(
-      emptyAsUnset,
-      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-    ),
-    ADDRESS_HASH_SECRET: z.preprocess(
-      emptyAsUnset,
-      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-    ),
-    INTAKE_CONCURRENCY: positiveInt(32),
-    DELIVERY_CONCURRENCY: positiveInt(8),
-    DELIVERY_ATTEMPTS: positiveInt(8),
-    DELIVERY_RETRY_BASE_MS: positiveInt(30_000),
-    DELIVERY_RETRY_MAX_MS: positiveInt(3_600_000),
-    DELIVERY_LEASE_MS: positiveInt(120_000),
-    JOB_LOCK_MS: positiveInt(30_000),
-    SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
-    RECORD_RETENTION_DAYS: positiveInt(90),
-    PROMOTE_HORIZON_MS: z.coerce
-      .number()
-      .int()
-      .min(60_000, { error: "expected at least 60000 (one minute)" })
-      .default(300_000),
-    HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
-    HTTP_HOST: z.string().min(1).default("0.0.0.0"),
-    HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
-    HTTP_BODY_LIMIT: positiveInt(65_536),
-    API_TOKEN: z.preprocess(
-      emptyAsUnset,
-      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-    ),
-    TILL_TOKEN: z.preprocess(
-      emptyAsUnset,
-      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-    ),
-    ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),
-    PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
-    UNSUBSCRIBE_SECRET: z.preprocess(
-      emptyAsUnset,
-      z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-    ),
-    UNSUBSCRIBE_MAILTO: z.preprocess(
-      emptyAsUnset,
-      z.email({ error: "expected an email address" }).optional(),
-    ),
-    SHOP_NAME: z.preprocess(emptyAsUnset, z.string().max(100).optional()),
-    DKIM_DOMAIN: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
-    DKIM_SELECTOR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
-    DKIM_PRIVATE_KEY: z.preprocess(
-      emptyAsUnset,
-      z.string().min(100, { error: "expected a PEM private key" }).optional(),
-    ),
-    // Traces are on when set (src/tracing.ts); the OTLP/HTTP base URL, as OpenTelemetry names it.
-    OTEL_EXPORTER_OTLP_ENDPOINT: z.preprocess(
-      emptyAsUnset,
-      url("an HTTP", ["http:", "https:"]).optional(),
-    ),
-    OTEL_SERVICE_NAME: z.preprocess(emptyAsUnset, z.string().min(1).max(200).default("followups")),
-  })
-  .check((ctx) => {
-    const env = ctx.value;
-    if (env.REDIS_URL.includes(",") && !env.REDIS_CLUSTER) {
+      .regex(/^AC[0-9a-fA-F]{32}$/, {
+        error: "expected an account SID: AC followed by 32 hex digits",
+      })
+      .optional(),
+  ),
+  TWILIO_AUTH_TOKEN: z.preprocess(emptyAsUnset, z.string().min(8).optional()),
+  TWILIO_FROM: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^\+[1-9]\d{6,14}$/, { error: "expected an E.164 number such as +14155550123" })
+      .optional(),
+  ),
+  TWILIO_MESSAGING_SERVICE_SID: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^MG[0-9a-fA-F]{32}$/, {
+        error: "expected a messaging service SID: MG followed by 32 hex digits",
+      })
+      .optional(),
+  ),
+  TWILIO_CALLER_ID: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^\+[1-9]\d{6,14}$/, { error: "expected an E.164 number such as +14155550123" })
+      .optional(),
+  ),
+  TWILIO_API_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
+  DISCOUNT_SECRET: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ),
+  ADDRESS_HASH_SECRET: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ),
+  INTAKE_CONCURRENCY: positiveInt(32),
+  DELIVERY_CONCURRENCY: positiveInt(8),
+  DELIVERY_ATTEMPTS: positiveInt(8),
+  DELIVERY_RETRY_BASE_MS: positiveInt(30_000),
+  DELIVERY_RETRY_MAX_MS: positiveInt(3_600_000),
+  DELIVERY_LEASE_MS: positiveInt(120_000),
+  JOB_LOCK_MS: positiveInt(30_000),
+  SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
+  RECORD_RETENTION_DAYS: positiveInt(90),
+  PROMOTE_HORIZON_MS: z.coerce
+    .number()
+    .int()
+    .min(60_000, { error: "expected at least 60000 (one minute)" })
+    .default(300_000),
+  HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
+  HTTP_HOST: z.string().min(1).default("0.0.0.0"),
+  HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  HTTP_BODY_LIMIT: positiveInt(65_536),
+  API_TOKEN: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ),
+  TILL_TOKEN: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ),
+  ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),
+  PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
+  UNSUBSCRIBE_SECRET: z.preprocess(
+    emptyAsUnset,
+    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
+  ),
+  UNSUBSCRIBE_MAILTO: z.preprocess(
+    emptyAsUnset,
+    z.email({ error: "expected an email address" }).optional(),
+  ),
+  SHOP_NAME: z.preprocess(emptyAsUnset, z.string().max(100).optional()),
+  DKIM_DOMAIN: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+  DKIM_SELECTOR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
+  DKIM_PRIVATE_KEY: z.preprocess(
+    emptyAsUnset,
+    z.string().min(100, { error: "expected a PEM private key" }).optional(),
+  ),
+  // Traces are on when set (src/tracing.ts); the OTLP/HTTP base URL, as OpenTelemetry names it.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.preprocess(
+    emptyAsUnset,
+    url("an HTTP", ["http:", "https:"]).optional(),
+  ),
+  OTEL_SERVICE_NAME: z.preprocess(emptyAsUnset, z.string().min(1).max(200).default("followups")),
+});
+
+/** What one variable's value means for another (a credential without its partner, …). */
+function crossChecks(
+  env: z.output<typeof envFields>,
+  ctx: { issues: z.core.$ZodRawIssue[] },
+): void {
+  if (env.REDIS_URL.includes(",") && !env.REDIS_CLUSTER) {
+    ctx.issues.push({
+      code: "custom",
+      path: ["REDIS_URL"],
+      input: undefined,
+      message: "several URLs are the seed nodes of a Redis Cluster: set REDIS_CLUSTER=true",
+    });
+  }
+  // A cluster has database 0 only: a seed URL naming another would be used as database 0.
+  if (env.REDIS_CLUSTER) {
+    const named = env.REDIS_URL.split(",").find((part) => !/^\/?0?$/.test(pathOf(part)));
+    if (named !== undefined) {
       ctx.issues.push({
         code: "custom",
         path: ["REDIS_URL"],
         input: undefined,
-        message: "several URLs are the seed nodes of a Redis Cluster: set REDIS_CLUSTER=true",
+        message: `a Redis Cluster has database 0 only: remove the database number (${pathOf(named)}) from the URL`,
       });
     }
-    // A cluster has database 0 only: a seed URL naming another would be used as database 0.
-    if (env.REDIS_CLUSTER) {
-      const named = env.REDIS_URL.split(",").find((part) => !/^\/?0?$/.test(pathOf(part)));
-      if (named !== undefined) {
-        ctx.issues.push({
-          code: "custom",
-          path: ["REDIS_URL"],
-          input: undefined,
-          message: `a Redis Cluster has database 0 only: remove the database number (${pathOf(named)}) from the URL`,
-        });
-      }
-    }
-    // Checked against the deployment's shard count when a worker starts (commands ignore it).
-    const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, MAX_SHARDS);
-    if ("problem" in served) {
-      ctx.issues.push({
-        code: "custom",
-        path: ["FOLLOW_UP_SHARDS_SERVED"],
-        input: undefined,
-        message: served.problem,
-      });
-    }
-    if (env.SMTP_URL && !env.MAIL_FROM) {
-      ctx.issues.push({
-        code: "custom",
-        path: ["MAIL_FROM"],
-        input: undefined,
-        message: "required when SMTP_URL is set",
-      });
-    }
-    const twilio = [env.TWILIO_ACCOUNT_SID, env.TWILIO_AUTH_TOKEN];
-    if (twilio.some(Boolean) && !twilio.every(Boolean)) {
-      const missing = env.TWILIO_ACCOUNT_SID ? "TWILIO_AUTH_TOKEN" : "TWILIO_ACCOUNT_SID";
-      ctx.issues.push({
-        code: "custom",
-        path: [missing],
-        input: undefined,
-        message: "required when the other Twilio credential is set",
-      });
-    }
-    const dkim = [env.DKIM_DOMAIN, env.DKIM_SELECTOR, env.DKIM_PRIVATE_KEY];
-    if (dkim.some(Boolean) && !dkim.every(Boolean)) {
-      ctx.issues.push({
-        code: "custom",
-        path: [
-          env.DKIM_DOMAIN
-            ? env.DKIM_SELECTOR
-              ? "DKIM_PRIVATE_KEY"
-              : "DKIM_SELECTOR"
-            : "DKIM_DOMAIN",
-        ],
-        input: undefined,
-        message: "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together",
-      });
-    }
-    if (env.UNSUBSCRIBE_SECRET && !env.PUBLIC_URL) {
-      ctx.issues.push({
-        code: "custom",
-        path: ["PUBLIC_URL"],
-        input: undefined,
-        message: "required for unsubscribe links (UNSUBSCRIBE_SECRET is set)",
-      });
-    }
-    if (env.TWILIO_ACCOUNT_SID && !env.TWILIO_FROM && !env.TWILIO_MESSAGING_SERVICE_SID) {
-      ctx.issues.push({
-        code: "custom",
-        path: ["TWILIO_FROM"],
-        input: undefined,
-        message: "set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID when Twilio credentials are set",
-      });
-    }
-  });
+  }
+  // Checked against the deployment's shard count when a worker starts (commands ignore it).
+  const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, MAX_SHARDS);
+  if ("problem" in served) {
+    ctx.issues.push({
+      code: "custom",
+      path: ["FOLLOW_UP_SHARDS_SERVED"],
+      input: undefined,
+      message: served.problem,
+    });
+  }
+  if (env.SMTP_URL && !env.MAIL_FROM) {
+    ctx.issues.push({
+      code: "custom",
+      path: ["MAIL_FROM"],
+      input: undefined,
+      message: "required when SMTP_URL is set",
+    });
+  }
+  const twilio = [env.TWILIO_ACCOUNT_SID, env.TWILIO_AUTH_TOKEN];
+  if (twilio.some(Boolean) && !twilio.every(Boolean)) {
+    const missing = env.TWILIO_ACCOUNT_SID ? "TWILIO_AUTH_TOKEN" : "TWILIO_ACCOUNT_SID";
+    ctx.issues.push({
+      code: "custom",
+      path: [missing],
+      input: undefined,
+      message: "required when the other Twilio credential is set",
+    });
+  }
+  const dkim = [env.DKIM_DOMAIN, env.DKIM_SELECTOR, env.DKIM_PRIVATE_KEY];
+  if (dkim.some(Boolean) && !dkim.every(Boolean)) {
+    ctx.issues.push({
+      code: "custom",
+      path: [
+        env.DKIM_DOMAIN
+          ? env.DKIM_SELECTOR
+            ? "DKIM_PRIVATE_KEY"
+            : "DKIM_SELECTOR"
+          : "DKIM_DOMAIN",
+      ],
+      input: undefined,
+      message: "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY go together",
+    });
+  }
+  if (env.UNSUBSCRIBE_SECRET && !env.PUBLIC_URL) {
+    ctx.issues.push({
+      code: "custom",
+      path: ["PUBLIC_URL"],
+      input: undefined,
+      message: "required for unsubscribe links (UNSUBSCRIBE_SECRET is set)",
+    });
+  }
+  if (env.TWILIO_ACCOUNT_SID && !env.TWILIO_FROM && !env.TWILIO_MESSAGING_SERVICE_SID) {
+    ctx.issues.push({
+      code: "custom",
+      path: ["TWILIO_FROM"],
+      input: undefined,
+      message: "set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID when Twilio credentials are set",
+    });
+  }
+}
+
+export const envSchema = envFields.check((ctx) => crossChecks(ctx.value, ctx));
 
 export type Env = z.output<typeof envSchema>;
 
@@ -332,8 +336,29 @@ export type EnvResult = { ok: true; env: Env } | { ok: false; problems: string[]
 export function readEnv(source: NodeJS.ProcessEnv): EnvResult {
   const result = envSchema.safeParse(source);
   if (result.success) return { ok: true, env: result.data };
-  return {
-    ok: false,
-    problems: result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`),
-  };
+  const problems = result.error.issues.map(
+    (issue) => `${formatPath(issue.path)}: ${issue.message}`,
+  );
+  // zod checks across variables only once every variable is valid: check them again with the
+  // invalid ones left unset, so that one start lists every problem, not one round at a time.
+  const repaired: NodeJS.ProcessEnv = { ...source };
+  const invalid = new Set<PropertyKey>();
+  for (const issue of result.error.issues) {
+    const name = issue.path[0];
+    if (typeof name !== "string") continue;
+    invalid.add(name);
+    delete repaired[name];
+  }
+  const fields = envFields.safeParse(repaired);
+  if (fields.success) {
+    const ctx = { issues: [] as z.core.$ZodRawIssue[] };
+    crossChecks(fields.data, ctx);
+    for (const issue of ctx.issues) {
+      // A variable already named as invalid is not named again as missing.
+      if (invalid.has(issue.path?.[0] ?? "")) continue;
+      const problem = `${formatPath(issue.path ?? [])}: ${issue.message}`;
+      if (!problems.includes(problem)) problems.push(problem);
+    }
+  }
+  return { ok: false, problems };
 }

@@ -54,3 +54,25 @@ describe("REDIS_URL in cluster mode", () => {
     expect(result.ok && result.env.REDIS_URL).toBe("redis://127.0.0.1:6380/3");
   });
 });
+
+describe("problems across variables", () => {
+  it("are listed with the invalid values in one start, not in a second round", () => {
+    expect(
+      readEnv({
+        FOLLOW_UP_SHARDS: "many",
+        FOLLOW_UP_SHARDS_SERVED: "0-x",
+        SMTP_URL: "smtp://127.0.0.1:2525",
+        TWILIO_ACCOUNT_SID: "not-a-sid",
+        TWILIO_AUTH_TOKEN: "token-of-some-length",
+      }),
+    ).toEqual({
+      ok: false,
+      problems: [
+        "FOLLOW_UP_SHARDS: expected a whole number of shards, 1 to 1024",
+        expect.stringMatching(/^TWILIO_ACCOUNT_SID: /),
+        expect.stringMatching(/^FOLLOW_UP_SHARDS_SERVED: expected shard numbers/),
+        "MAIL_FROM: required when SMTP_URL is set",
+      ],
+    });
+  });
+});
