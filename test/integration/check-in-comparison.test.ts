@@ -34,7 +34,7 @@ function customer(id: string, n: number, extra: Record<string, unknown> = {}) {
 }
 
 /** A TV bought three months ago (less `early`): its check-in falls due now (or `early` from now). */
-function tvBoughtBefore(id: string, who: Record<string, unknown>, early = { hours: 0 }) {
+function tvBoughtBefore(id: string, who: Record<string, unknown>, early = { days: 0 }) {
   // Months are counted in the customer's zone (London), across its clock change.
   const at = DateTime.now()
     .setZone("Europe/London")
@@ -95,7 +95,9 @@ describe("repeat purchases after a check-in, against customers due one who did n
     };
     for (const key of ["s1", "s2", "s3", "k1", "k2", "n1"] as const)
       await p.publisher.publish(tvBoughtBefore(`tv-${key}`, who[key]) as never);
-    await p.publisher.publish(tvBoughtBefore("tv-o1", who.o1, { hours: 1 }) as never);
+    // Due in four days: more than a month end's clamping (31 December less three months is
+    // 30 September, and three months on is 30 December) can bring it forward.
+    await p.publisher.publish(tvBoughtBefore("tv-o1", who.o1, { days: 4 }) as never);
     await p.twilio.waitForMessages(3, 15_000);
     for (const key of ["s1", "s2", "s3"]) await stateOf(p, `tv-${key}`, "sent");
     for (const key of ["k1", "k2", "n1"]) await processed(p, `tv-${key}`);

@@ -32,9 +32,13 @@ async function withAccessoryCodes(configDir: string): Promise<void> {
   await writeFile(file, doc.toString());
 }
 
-/** A laptop bought 14 days ago to the minute: its accessories discount is due now. */
+/** A laptop bought 14 days ago to the minute (London's days): its accessories discount is due now. */
 function laptop(id: string, customerId: string, extra: Record<string, unknown> = {}) {
-  const occurredAt = DateTime.utc().minus({ days: 14 }).toISO({ suppressMilliseconds: true });
+  const occurredAt = DateTime.now()
+    .setZone("Europe/London")
+    .minus({ days: 14 })
+    .toUTC()
+    .toISO({ suppressMilliseconds: true });
   return purchaseInput({
     id,
     orderId: `ord-${id}`,

@@ -29,8 +29,9 @@ describe("an intake retried after a transient error", () => {
     const keys = new StoreKeys(
       shardScope(p.prefix, await p.shardOfCustomer("cus-rv-retry"), p.shards),
     );
-    const hourKey = keys.ledgerHour(hourOf(Date.now()));
-    await p.redis.set(hourKey, "not a hash");
+    // This hour's and the next's: the intake may run after the hour turns.
+    const hourKeys = [0, 1].map((n) => keys.ledgerHour(hourOf(Date.now()) + n));
+    for (const hourKey of hourKeys) await p.redis.set(hourKey, "not a hash");
     await p.publisher.publish(
       purchaseInput({
         id: "evt-rv-retry",
@@ -48,7 +49,7 @@ describe("an intake retried after a transient error", () => {
           : undefined,
       "the job to wait for its next attempt",
     );
-    await p.redis.del(hourKey);
+    for (const hourKey of hourKeys) await p.redis.del(hourKey);
     expect(await eventProcessed(p, "evt-rv-retry")).toBe("completed");
     await waitForState(p, "evt-rv-retry", "big-ticket.thank-you", "scheduled");
 

@@ -49,34 +49,26 @@ describe("cooldowns", () => {
   it("plans one loyalty discount for a customer who buys five times in a week, and counts the rest as skipped", async () => {
     pipeline = await startPipeline("cooldown");
     const p = pipeline;
-    for (let i = 0; i < 5; i++) {
-      await p.publisher.publish(
-        purchaseInput({
-          id: `evt-cool-${i}`,
-          orderId: `ord-cool-${i}`,
-          occurredAt: ago(100 - i * 20),
-          customer: { id: "cus-cool" },
-          items: [item("kitchenware", "75.00")],
-        }) as never,
-      );
+    // Built once each: the repeat below must be the same event to the second.
+    const purchases = Array.from({ length: 5 }, (_, i) =>
+      purchaseInput({
+        id: `evt-cool-${i}`,
+        orderId: `ord-cool-${i}`,
+        occurredAt: ago(100 - i * 20),
+        customer: { id: "cus-cool" },
+        items: [item("kitchenware", "75.00")],
+      }),
+    );
+    for (const [i, purchase] of purchases.entries()) {
+      await p.publisher.publish(purchase as never);
       await processed(p, `evt-cool-${i}`);
     }
     // The 4th purchase is the first of a repeat customer: it gets the discount.
     expect((await record(p, "evt-cool-3", "loyal-customer.discount"))?.state).toBe("scheduled");
     expect(await record(p, "evt-cool-4", "loyal-customer.discount")).toBeUndefined();
     // Published again, the 4th purchase keeps its discount (its own step is no cooldown).
-    await p.events.add(
-      "purchase.completed",
-      purchaseInput({
-        id: "evt-cool-3",
-        orderId: "ord-cool-3",
-        occurredAt: ago(40),
-        customer: { id: "cus-cool" },
-        items: [item("kitchenware", "75.00")],
-      }),
-      { jobId: "evt-cool-3-again" },
-    );
-    await processed(p, "evt-cool-3-again");
+    await p.events.add("purchase.completed", purchases[3], { jobId: "evt-cool-3-again" });
+    expect(await processed(p, "evt-cool-3-again")).toBe("completed");
     expect((await record(p, "evt-cool-3", "loyal-customer.discount"))?.state).toBe("scheduled");
     const metrics = (await p.worker?.metrics.registry.metrics()) ?? "";
     expect(metrics).toMatch(
@@ -581,18 +573,13 @@ describe("caps, history and metrics", () => {
     const p = pipeline;
     for (let i = 1; i <= 4; i++) {
       const id = `evt-loyal-${i}`;
-      await p.publisher.publish(
-        purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) }) as never,
-      );
+      const event = purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) });
+      await p.publisher.publish(event as never);
       await processed(p, id);
       if (i === 2) {
-        // The same event again (a publisher retry) must not count twice.
-        await p.events.add(
-          "purchase.completed",
-          purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) }),
-          { jobId: `${id}-again` },
-        );
-        await processed(p, `${id}-again`);
+        // The same event again (a publisher retry) is taken in and must not count twice.
+        await p.events.add("purchase.completed", event, { jobId: `${id}-again` });
+        expect(await processed(p, `${id}-again`)).toBe("completed");
       }
     }
     expect(await record(p, "evt-loyal-3", "loyal-customer.discount")).toBeUndefined();

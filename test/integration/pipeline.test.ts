@@ -153,7 +153,12 @@ describe("the pipeline on real parts", () => {
     // it is due now; SMTP refuses it (451) until then, and every retry asks the guard again, which
     // must count the grace from the due time it missed, not give it two more days from now.
     const graceEnds = DateTime.utc().plus({ seconds: 6 }).startOf("second");
-    const occurredAt = graceEnds.minus({ days: 2, hours: 1 }).toISO({ suppressMilliseconds: true });
+    // The two days are the customer's (London's) calendar days, 47 or 49 hours at a clock change.
+    const occurredAt = graceEnds
+      .setZone("Europe/London")
+      .minus({ days: 2, hours: 1 })
+      .toUTC()
+      .toISO({ suppressMilliseconds: true });
     pipeline.sink.failNext(
       ...Array.from({ length: 200 }, () => ({ code: 451, message: "4.3.0 try again later" })),
     );

@@ -36,6 +36,19 @@ const OWNER = {
 const ago = (hours: number) =>
   DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
 
+/** The last Sunday of March (London's change to BST at 01:00 UTC) whose Saturday is ahead. */
+function nextSpringForward(): DateTime {
+  const now = DateTime.utc();
+  for (let year = now.year; ; year++) {
+    const end = DateTime.utc(year, 3, 31);
+    const sunday = end.minus({ days: end.weekday % 7 });
+    if (sunday.minus({ days: 1 }).set({ hour: 6 }) > now.plus({ minutes: 5 })) return sunday;
+  }
+}
+
+/** The instant `hour`:00 UTC on a day, as BullMQ's next run reads back. */
+const at = (day: DateTime, hour: number) => day.set({ hour }).toISO() ?? "";
+
 async function withOwner(p: PipelineHarness): Promise<void> {
   const file = path.join(p.configDir, "rules.yaml");
   const doc = parseDocument(await readFile(file, "utf8"));
@@ -248,9 +261,12 @@ describe("ledger and owner reports", () => {
       await queue.removeJobScheduler(ownerSchedulerId(owner));
       return DateTime.fromMillis(Number(scheduler?.next), { zone: "utc" }).toISO();
     };
-    // London leaves GMT for BST on 28 March 2027.
-    expect(await nextRun("2027-03-27T06:00:00Z")).toBe("2027-03-27T08:00:00.000Z");
-    expect(await nextRun("2027-03-27T09:00:00Z")).toBe("2027-03-28T07:00:00.000Z");
+    // London leaves GMT for BST on the last Sunday of March: the next one still ahead (a start
+    // date in the past counts from now, so a fixed year would stop testing the change).
+    const change = nextSpringForward();
+    const saturday = change.minus({ days: 1 });
+    expect(await nextRun(at(saturday, 6))).toBe(at(saturday, 8));
+    expect(await nextRun(at(saturday, 9))).toBe(at(change, 7));
     await queue.close();
   });
 });
