@@ -28,8 +28,10 @@ export async function runPublish(
   const { env } = read;
   const occurredAt =
     options.occurredAt === undefined ? undefined : resolveOccurredAt(options.occurredAt);
+  // One suffix for the run: an event the file holds twice stays one event under its new id.
+  const idSuffix = options.newId === true ? `-${randomBytes(4).toString("hex")}` : undefined;
   const events = parseEvents(await readInput(file), file).map((event) =>
-    restamp(event, occurredAt, options.newId === true),
+    restamp(event, occurredAt, idSuffix),
   );
   if (events.length === 0) {
     io.err(`${file} holds no events: nothing published\n`);
@@ -139,13 +141,12 @@ function resolveOccurredAt(text: string): string {
   );
 }
 
-function restamp(event: unknown, occurredAt: string | undefined, newId: boolean): unknown {
+function restamp(event: unknown, occurredAt: string | undefined, idSuffix?: string): unknown {
   if (!event || typeof event !== "object" || Array.isArray(event)) return event;
   const record = event as Record<string, unknown>;
   return {
     ...record,
     ...(occurredAt !== undefined && { occurredAt }),
-    ...(newId &&
-      typeof record.id === "string" && { id: `${record.id}-${randomBytes(4).toString("hex")}` }),
+    ...(idSuffix !== undefined && typeof record.id === "string" && { id: record.id + idSuffix }),
   };
 }

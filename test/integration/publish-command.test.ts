@@ -40,9 +40,12 @@ describe("followups publish", () => {
     const p = pipeline;
     Object.assign(process.env, p.commandEnv);
     const file = path.join(p.configDir, "events.ndjson");
+    // The file holds the first event twice (a publisher's retry): still one event, new id or not.
     await writeFile(
       file,
-      `${JSON.stringify(tv("evt-pub-a"))}\n${JSON.stringify(tv("evt-pub-b"))}\n`,
+      [tv("evt-pub-a"), tv("evt-pub-b"), tv("evt-pub-a")]
+        .map((e) => `${JSON.stringify(e)}\n`)
+        .join(""),
     );
 
     const io = captureIo();
@@ -50,7 +53,7 @@ describe("followups publish", () => {
     expect(await runPublish(file, { occurredAt: "-PT30M", newId: true }, io)).toBe(0);
     const after = DateTime.utc();
     const lines = io.output().trim().split("\n");
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     const cluster = p.commandEnv.REDIS_CLUSTER === "true";
     const queue = `${cluster ? `{${p.prefix}}` : p.prefix}:purchase-events`;
     const ids = lines.map((line) => {
@@ -59,6 +62,7 @@ describe("followups publish", () => {
       return match?.[1] ?? "";
     });
     expect(new Set(ids).size).toBe(2);
+    expect(ids[2]).toBe(ids[0]);
 
     // The worker takes both in: each TV's thank-you (an hour after the purchase) is planned from
     // the restamped time, half an hour ago, not from the file's.
