@@ -3,7 +3,7 @@ import path from "node:path";
 import type { Job, JobType, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { normalizeAddress } from "../domain/address-hash.js";
-import { CHANNELS } from "../domain/events.js";
+import { CHANNELS, normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -247,9 +247,45 @@ function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlyS
   // As intake reads it: the contract trims ids, so a publisher's padded id is the same customer.
   const theirs = (id: unknown) => typeof id === "string" && id.trim() === customerId;
   if (theirs(event.customerId) || theirs(event.customer?.id)) return true;
-  return [event.customer?.email, event.customer?.phone].some(
-    (address) => typeof address === "string" && addresses.has(normalizeAddress(address)),
-  );
+  return carriesAddress(event, addresses);
+}
+
+/**
+ * Whether an event names one of the addresses (normalised, phone numbers in E.164): a job added
+ * by hand may write a number as the customer typed it (`+44 20 7946 0789`).
+ */
+function carriesAddress(
+  event: { customer?: Record<string, unknown> },
+  addresses: ReadonlySet<string>,
+): boolean {
+  return [event.customer?.email, event.customer?.phone].some((address) => {
+    if (typeof address !== "string") return false;
+    if (addresses.has(normalizeAddress(address))) return true;
+    const phone = address.includes("@") ? undefined : normalizePhone(address);
+    return phone !== undefined && addresses.has(normalizeAddress(phone));
+  });
+}
+
+/**
+ * The customers whose events on the input queue (waiting, delayed, failed or kept finished) name
+ * an address: a purchase not taken in yet, or refused, is in no index.
+ */
+export async function customersQueuedWith(events: Queue, address: string): Promise<string[]> {
+  const addresses = new Set([normalizeAddress(address)]);
+  const found = new Set<string>();
+  for (const state of ["wait", "delayed", "prioritized", "failed", "completed"] as const) {
+    for (let start = 0; ; start += JOB_PAGE) {
+      const jobs = await events.getJobs([state], start, start + JOB_PAGE - 1, true);
+      for (const job of jobs) {
+        const event = job?.data as { customerId?: unknown; customer?: Record<string, unknown> };
+        if (!event || typeof event !== "object" || !carriesAddress(event, addresses)) continue;
+        const id = event.customer?.id ?? event.customerId;
+        if (typeof id === "string" && id.trim() !== "") found.add(id.trim());
+      }
+      if (jobs.length < JOB_PAGE) break;
+    }
+  }
+  return [...found];
 }
 
 /**

@@ -16,7 +16,12 @@ import { ReplicaWait, type ReplicaWaitSettings } from "../store/replica-wait.js"
 import { type Shards, shardStores } from "../store/shards.js";
 import { parseReplyId } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
-import { createEraser, type ErasureReceipt, removeJobs } from "./erase-customer.js";
+import {
+  createEraser,
+  customersQueuedWith,
+  type ErasureReceipt,
+  removeJobs,
+} from "./erase-customer.js";
 import { type EventInShard, eventLocator } from "./locate-event.js";
 import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
 import { type CustomerTimeline, type TimelineAuditEntry, timelineAudit } from "./timeline.js";
@@ -556,8 +561,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      */
     async eraseByAddress(address: string, by: string): Promise<ErasureReceipt[]> {
       const stored = asStored(address);
-      const ids = await customers.customersOf(stored);
-      if (ids.length === 0)
+      const ids = new Set(await customers.customersOf(stored));
+      // A purchase still on the input queue (or refused there) is in no index yet.
+      if (deps.events) for (const id of await customersQueuedWith(deps.events, stored)) ids.add(id);
+      if (ids.size === 0)
         throw new OperatorError("no customer is known with that address", "not-found");
       const receipts: ErasureReceipt[] = [];
       for (const id of ids) receipts.push(await eraseCustomer(id, { by, addresses: [stored] }));

@@ -22,6 +22,7 @@ import { captureIo } from "../support/capture-io.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
@@ -611,6 +612,56 @@ describe("followups erase", () => {
     expect(receipt.jobsRemoved).toBe(1);
     expect(await p.events.getJob("evt-padded")).toBeUndefined();
     expect(await p.events.getJob("evt-other")).toBeDefined();
+  });
+
+  it("erases by address the customers of purchases still on the input queue or refused there", async () => {
+    pipeline = await startPipeline("ops-erase-queued-address", { startWorker: false });
+    const p = pipeline;
+    const at = iso(DateTime.utc().startOf("second"));
+    // A guest checkout added by hand with the number as typed, refused (a zone that is none).
+    const guest = { id: "guest-991", name: "Quentin Guest", phone: "+44 7400 900321" };
+    await p.events.add(
+      "purchase.completed",
+      purchaseInput({
+        id: "evt-guest",
+        occurredAt: at,
+        customer: { ...guest, timezone: "Mars/Base" },
+      }),
+      { jobId: "evt-guest", attempts: 1 },
+    );
+    await p.events.add("purchase.completed", purchaseInput({ id: "evt-other" }), {
+      jobId: "evt-other",
+    });
+    const worker = await p.startWorker();
+    expect(await eventProcessed(p, "evt-guest")).toBe("failed");
+    expect(await eventProcessed(p, "evt-other")).toBe("completed");
+    await worker.close();
+    p.worker = undefined;
+    // The same person's purchase as a customer, not taken in yet: no index knows them.
+    const quentin = { id: "cus-queued", name: "Quentin Queue", phone: "+447400900321" };
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-queued", occurredAt: at, customer: quentin }) as never,
+    );
+
+    const { receipts } = await json<{ receipts: ErasureReceipt[] }>(p, (io) =>
+      runErase(undefined, { ...config(p), phone: "+44 7400 900321" }, io),
+    );
+    expect(receipts).toHaveLength(2);
+    expect(await p.events.getJob("evt-queued")).toBeUndefined();
+    expect(await p.events.getJob("evt-guest")).toBeUndefined();
+    expect(await p.events.getJob("evt-other")).toBeDefined();
+    expect(await keysHolding(p.redis, p.prefix, ["Quentin", "guest-991", "cus-queued"])).toEqual(
+      [],
+    );
+    // Taken in later after all, the purchase is dropped: the erasure was recorded.
+    await p.events.add(
+      "purchase.completed",
+      purchaseInput({ id: "evt-queued", occurredAt: at, customer: quentin }),
+      { jobId: "evt-queued-late" },
+    );
+    await p.startWorker();
+    expect(await eventProcessed(p, "evt-queued-late")).toBe("completed");
+    expect((await p.events.getJob("evt-queued-late"))?.returnvalue).toMatchObject({ erased: true });
   });
 
   it("erases on a customer.erased event", async () => {
