@@ -25,6 +25,7 @@ import { EventPublisher } from "./publisher.js";
 import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
+import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
 import { createIntakeProcessor, HISTORY_RETENTION_MS } from "./queue/intake-processor.js";
 import {
   BUDGET_ALERT_JOB,
@@ -643,6 +644,28 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         })
       : undefined;
   coverage?.start();
+  // Finished jobs go at their age even when no other job finishes after them (a quiet shop).
+  const seconds = (age: number) => age * 1000;
+  const finishedJobs = createFinishedJobsSweeper({
+    queues: [
+      {
+        queue: events,
+        completedMs: seconds(KEEP_COMPLETED_EVENTS.age),
+        failedMs: seconds(KEEP_FAILED.age),
+      },
+      ...[...servedShards.map((shard) => followUps.of(shard)), reports, alertsQueue].map(
+        (queue) => ({
+          queue,
+          completedMs: seconds(KEEP_COMPLETED.age),
+          failedMs: seconds(KEEP_FAILED.age),
+        }),
+      ),
+    ],
+    redis,
+    now,
+    logger,
+  });
+  finishedJobs.start();
   // Address indexes an earlier version kept a key per address move into buckets, in the
   // background, once per deployment.
   const packing = customers
@@ -659,6 +682,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       ...servedParts.map(({ promoter }) => promoter.stop()),
       indexSweeper.stop(),
       coverage?.stop(),
+      finishedJobs.stop(),
       upgrading,
       packing,
       replanning,

@@ -2,6 +2,7 @@ import type { Logger } from "../logger.js";
 import { hourOf, PACKED_BUCKETS, StoreKeys } from "../store/keys.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { type StoreCommands, withStoreCommands } from "../store/script-registry.js";
+import { periodic } from "./periodic.js";
 
 /**
  * Sweeps the packed indexes (the address index and the order links) of expired entries, a
@@ -45,9 +46,15 @@ export function createPackedIndexSweeper(deps: {
 }): PackedIndexSweeper {
   const redis: RedisClient & StoreCommands = withStoreCommands(deps.redis);
   const keys = new StoreKeys(deps.prefix);
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> = Promise.resolve();
-  let stopped = false;
+  const task = periodic({
+    firstMs: 0,
+    everyMs: HOUR_MS,
+    run: async () => {
+      const dropped = await sweepRound(deps.now());
+      if (dropped > 0) deps.logger.info({ dropped }, "expired index entries swept");
+    },
+    failed: (error) => deps.logger.warn({ err: error }, "index sweep failed"),
+  });
 
   async function sweepRound(now: number): Promise<number> {
     const claimKey = keys.indexSweep(hourOf(now));
@@ -55,7 +62,7 @@ export function createPackedIndexSweeper(deps: {
     try {
       const dropped = await sweepClaimed(now);
       // Stopped half-way (a deploy): another worker may sweep the hour's round.
-      if (stopped) await redis.del(claimKey);
+      if (task.stopped()) await redis.del(claimKey);
       return dropped;
     } catch (error) {
       await redis.del(claimKey).catch(() => undefined);
@@ -70,7 +77,7 @@ export function createPackedIndexSweeper(deps: {
       keys.orderLinks(bucket),
     ]);
     let dropped = 0;
-    for (let start = 0; start < buckets.length && !stopped; start += BATCH) {
+    for (let start = 0; start < buckets.length && !task.stopped(); start += BATCH) {
       const counts = await Promise.all(
         buckets.slice(start, start + BATCH).map((bucket) => redis.fuSweepBucket(bucket, now)),
       );
@@ -79,27 +86,5 @@ export function createPackedIndexSweeper(deps: {
     return dropped;
   }
 
-  function tick(): void {
-    running = sweepRound(deps.now())
-      .then((dropped) => {
-        if (dropped > 0) deps.logger.info({ dropped }, "expired index entries swept");
-      })
-      .catch((error: unknown) => deps.logger.warn({ err: error }, "index sweep failed"))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, HOUR_MS);
-      });
-  }
-
-  return {
-    sweepRound,
-    start() {
-      stopped = false;
-      tick();
-    },
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-  };
+  return { sweepRound, start: task.start, stop: task.stop };
 }

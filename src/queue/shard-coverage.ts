@@ -1,4 +1,5 @@
 import type { Logger } from "../logger.js";
+import { periodic } from "./periodic.js";
 
 /**
  * Watches that every shard's follow-ups queue has a worker: with FOLLOW_UP_SHARDS_SERVED, a
@@ -29,9 +30,6 @@ export function createShardCoverageWatch(deps: {
   readonly logger: Logger;
   readonly firstLookMs?: number;
 }): ShardCoverageWatch {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> = Promise.resolve();
-  let stopped = false;
   let known = "";
 
   async function look(): Promise<readonly number[]> {
@@ -40,36 +38,24 @@ export function createShardCoverageWatch(deps: {
     return all.filter((shard) => counts[shard] === 0);
   }
 
-  function tick(): void {
-    running = look()
-      .then((unserved) => {
-        deps.report?.(unserved.length);
-        const now = unserved.join(",");
-        if (now === known) return;
-        if (unserved.length > 0)
-          deps.logger.warn(
-            { unserved, shards: deps.shards },
-            "no worker serves these shards: their customers' follow-ups wait (set FOLLOW_UP_SHARDS_SERVED so that every shard is served)",
-          );
-        else deps.logger.info({ shards: deps.shards }, "every shard is served again");
-        known = now;
-      })
-      .catch((error: unknown) => deps.logger.warn({ err: error }, "could not count shard workers"))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, EVERY_MS);
-      });
-  }
+  const task = periodic({
+    firstMs: deps.firstLookMs ?? FIRST_LOOK_MS,
+    everyMs: EVERY_MS,
+    run: async () => {
+      const unserved = await look();
+      deps.report?.(unserved.length);
+      const now = unserved.join(",");
+      if (now === known) return;
+      if (unserved.length > 0)
+        deps.logger.warn(
+          { unserved, shards: deps.shards },
+          "no worker serves these shards: their customers' follow-ups wait (set FOLLOW_UP_SHARDS_SERVED so that every shard is served)",
+        );
+      else deps.logger.info({ shards: deps.shards }, "every shard is served again");
+      known = now;
+    },
+    failed: (error) => deps.logger.warn({ err: error }, "could not count shard workers"),
+  });
 
-  return {
-    look,
-    start() {
-      stopped = false;
-      timer = setTimeout(tick, deps.firstLookMs ?? FIRST_LOOK_MS);
-    },
-    async stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await running;
-    },
-  };
+  return { look, start: task.start, stop: task.stop };
 }
