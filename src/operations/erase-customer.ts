@@ -199,7 +199,7 @@ export function createEraser(deps: EraseDeps) {
         await scrubEventStream(deps.redis, queue.keys.events ?? "", removedJobIds, needles);
     }
     const outboxFilesRemoved = deps.outboxDir
-      ? await removeOutboxFiles(deps.outboxDir, addresses)
+      ? await removeOutboxFiles(deps.outboxDir, addresses, [customerId, ...orderIds])
       : 0;
     await deps.audit.scrubCustomer(member);
     const appendOnlyFile = await rewriteAppendOnlyFile(deps.redis);
@@ -347,8 +347,21 @@ export async function removeJobs(
   return removed;
 }
 
-/** Removes outbox files (.json texts and calls, .eml emails) addressed to one of the addresses. */
-async function removeOutboxFiles(dir: string, addresses: ReadonlySet<string>): Promise<number> {
+/**
+ * Removes outbox files (.json texts and calls, .eml emails) addressed to one of the addresses, or
+ * naming the customer otherwise: an owner's alert about their reply names their customer id and
+ * order, a reply forwarded to support their address. Ids shorter than four characters are too
+ * common to tell apart and are not looked for.
+ */
+async function removeOutboxFiles(
+  dir: string,
+  addresses: ReadonlySet<string>,
+  ids: readonly string[],
+): Promise<number> {
+  const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const named = [...addresses, ...ids.filter((id) => id.length >= 4)].map(
+    (needle) => new RegExp(`(?<![\\w.@+-])${literal(needle)}(?![\\w@-])`, "i"),
+  );
   let names: string[];
   try {
     names = await readdir(dir);
@@ -360,7 +373,10 @@ async function removeOutboxFiles(dir: string, addresses: ReadonlySet<string>): P
     if (!name.endsWith(".json") && !name.endsWith(".eml")) continue;
     const file = path.join(dir, name);
     const text = await readFile(file, "utf8").catch(() => "");
-    if (recipientsOf(name, text).some((to) => addresses.has(normalizeAddress(to)))) {
+    if (
+      recipientsOf(name, text).some((to) => addresses.has(normalizeAddress(to))) ||
+      named.some((pattern) => pattern.test(text))
+    ) {
       await unlink(file).then(
         () => removed++,
         () => undefined,

@@ -367,6 +367,22 @@ describe("followups erase", () => {
       path.join(p.outboxDir, "call-other.json"),
       JSON.stringify({ channel: "voice", followUpId: "y", to: "+447400900999", text: "Hi" }),
     );
+    // An owner's alert naming the customer and their order, a reply forwarded to support from
+    // their address, and an alert about someone else whose ids only begin like theirs.
+    const mail = (to: string, more: string, body: string) =>
+      `To: ${to}\r\n${more}Subject: x\r\n\r\n${body}\r\n`;
+    await writeFile(
+      path.join(p.outboxDir, "alert-owner-1.eml"),
+      mail("maria@shop.example", "", "Unhappy reply on order ord-x-old (customer cus-erin-77)."),
+    );
+    await writeFile(
+      path.join(p.outboxDir, "reply-2.eml"),
+      mail("support@shop.example", "Reply-To: Erin <Erin.Quayle@example.com>\r\n", "It broke."),
+    );
+    await writeFile(
+      path.join(p.outboxDir, "alert-owner-other.eml"),
+      mail("maria@shop.example", "", "Unhappy reply on order ord-x-older (customer cus-erin-770)."),
+    );
     const needles = [customer.id, customer.email, customer.phone, "Erin", "Quayle"];
     expect((await keysHolding(p.redis, p.prefix, needles)).length).toBeGreaterThan(0);
 
@@ -378,13 +394,16 @@ describe("followups erase", () => {
       purchases: 2,
       stepsCancelled: 2,
       stepsInFlight: 0,
-      outboxFilesRemoved: 1,
+      outboxFilesRemoved: 3,
       optOutsKept: 1,
     });
     expect(receipt.jobsRemoved).toBeGreaterThanOrEqual(3);
     expect(receipt.customer).toMatch(/^k:/);
     expect(await keysHolding(p.redis, p.prefix, needles)).toEqual([]);
-    expect(await readdir(p.outboxDir)).toEqual(["call-other.json"]);
+    expect((await readdir(p.outboxDir)).sort()).toEqual([
+      "alert-owner-other.eml",
+      "call-other.json",
+    ]);
     // Still opted out of email, by keyed hash.
     const suppressions = new SuppressionList(p.redis, p.prefix);
     expect(await suppressions.isSuppressed("email", { customerId: customer.id })).toBe(true);
