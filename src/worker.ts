@@ -210,7 +210,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const servedShards = parsedServed.shards;
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
-  const shards = shardStores(redis, prefix, shardCount, { replicaWait, addressHashSecret });
+  const recordRetentionMs = env.RECORD_RETENTION_DAYS * 86_400_000;
+  const shards = shardStores(redis, prefix, shardCount, {
+    replicaWait,
+    addressHashSecret,
+    recordRetentionMs,
+  });
   // Ids in spans are keyed hashes under the same secret as addresses.
   const traces =
     tracer && (await import("./follow-up-traces.js")).tracesOn(tracer, addressHashSecret);
@@ -272,9 +277,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     outboxDir: env.OUTBOX_DIR,
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    recordRetentionMs,
     now,
   });
-  const httpShards = shardStores(httpRedis, prefix, shardCount, { addressHashSecret });
+  const httpShards = shardStores(httpRedis, prefix, shardCount, {
+    addressHashSecret,
+    recordRetentionMs,
+  });
   // Read when /metrics is scraped: on the HTTP connection, which fails at once while Redis is
   // away (the jobs' connection would hold the scrape until Redis returns).
   metrics.trackQueues([adminQueues.events, ...adminQueues.followUps.all()]);
@@ -367,7 +376,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const intake = new Worker(
     PURCHASE_EVENTS_QUEUE,
     createIntakeProcessor({
-      recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+      recordRetentionMs,
       codes: discountCodes,
       rules,
       shards: shards.map((stores, shard) => ({ ...stores, followUps: followUps.of(shard) })),
@@ -557,7 +566,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
       clock,
       horizonMs: env.PROMOTE_HORIZON_MS,
-      recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+      recordRetentionMs,
     });
     const promoter = createPromoter({
       replan: {
@@ -619,7 +628,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         schedule: shards.of(0).schedule,
         store: shards.of(0).store,
         horizonMs: env.PROMOTE_HORIZON_MS,
-        recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+        recordRetentionMs,
         now,
         logger,
         stopped: () => stopping,
@@ -759,6 +768,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     outboxDir: env.OUTBOX_DIR,
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    recordRetentionMs,
     now,
   });
   let httpAddress: string | undefined;

@@ -121,6 +121,8 @@ export interface OperatorToolsDeps {
    * under their keyed hash) waits for replicas, as every opt-out does.
    */
   readonly replicaWait?: ReplicaWaitSettings;
+  /** RECORD_RETENTION_DAYS in ms: a purchase whose last step is cancelled is kept that long after. */
+  readonly recordRetentionMs?: number;
   /** Epoch ms now. */
   readonly now: () => number;
 }
@@ -139,6 +141,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
   const shards = shardStores(redis, prefix, deps.shards, {
     ...secret,
     ...(replicaWait && { replicaWait }),
+    ...(deps.recordRetentionMs !== undefined && { recordRetentionMs: deps.recordRetentionMs }),
   });
   const locate = eventLocator(redis, prefix, deps.shards);
   const orders = new OrderStore(redis, prefix, { now: deps.now });

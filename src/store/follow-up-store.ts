@@ -158,6 +158,11 @@ export class FollowUpStore {
     scope: Scope,
     /** Waits for replicas after a send and in awaitReplicas (REDIS_WAIT_REPLICAS). */
     private readonly replicaWait?: ReplicaWait,
+    /**
+     * RECORD_RETENTION_DAYS in ms: a purchase whose last step ended before its planned time (a
+     * cancellation, a refund) is then kept that long from the end, not from the planned time.
+     */
+    private readonly recordRetentionMs?: number,
   ) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(scope);
@@ -267,7 +272,7 @@ export class FollowUpStore {
     const record = readStepRecord(raw);
     if (claimed === 1) return { claimed: true, record, takenOver: takenOver === 1 };
     if (record.state === "cancelled" && record.changedAt === now)
-      await this.trimIfFinished(eventId);
+      await this.trimIfFinished(eventId, now);
     return { claimed: false, record };
   }
 
@@ -312,7 +317,7 @@ export class FollowUpStore {
     // A step that left a pending state may have been the purchase's last (annotations change none).
     const annotation = from.length === STEP_STATES.length && patch.state === undefined;
     if (!annotation && !PENDING_STATES.has(record.state) && trimmed !== 1)
-      await this.trimIfFinished(eventId);
+      await this.trimIfFinished(eventId, now);
     return record;
   }
 
@@ -500,7 +505,7 @@ export class FollowUpStore {
    * the last step (same expiry as the record). Called after each step ends; a crash before it only
    * keeps the whole purchase until the record expires.
    */
-  async trimIfFinished(eventId: string): Promise<boolean> {
+  async trimIfFinished(eventId: string, now = Date.now()): Promise<boolean> {
     const { fields, encoded, inRecord } = await this.readStored(eventId);
     for (const [field, raw] of Object.entries(fields)) {
       if (field.startsWith("s:") && PENDING_STATES.has(readStepRecord(raw.toString("utf8")).state))
@@ -518,6 +523,7 @@ export class FollowUpStore {
           encoded,
           kept,
           JSON.stringify(summaryOf(decoded.event)),
+          this.recordRetentionMs === undefined ? "" : now + this.recordRetentionMs,
         )) === 1
       );
     await this.redis.set(this.keys.purchase(eventId), kept, "KEEPTTL", "XX");
@@ -589,7 +595,7 @@ export class FollowUpStore {
     );
     if (changed === -1) return undefined;
     if (steps.some((step) => step.action === "cancel" || step.action === "skip"))
-      await this.trimIfFinished(eventId);
+      await this.trimIfFinished(eventId, now);
     return changed;
   }
 

@@ -114,6 +114,7 @@ export interface StoreCommands {
     asRead: Buffer,
     kept: Buffer,
     summary: string,
+    keepAtMostUntil?: number | "",
   ): Promise<number>;
   /** stop-event.lua */
   fuStopEvent(recordKey: string, reason: string): Promise<number>;

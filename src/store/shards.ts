@@ -86,13 +86,17 @@ export function shardStores(
   redis: RedisClient,
   prefix: string,
   count: number,
-  options: { replicaWait?: ReplicaWait; addressHashSecret?: string } = {},
+  options: {
+    replicaWait?: ReplicaWait;
+    addressHashSecret?: string;
+    recordRetentionMs?: number;
+  } = {},
 ): Shards<ShardStores> {
   return new Shards(count, (shard) => {
     const scope = shardScope(prefix, shard, count);
     return {
       shard,
-      store: new FollowUpStore(redis, scope, options.replicaWait),
+      store: new FollowUpStore(redis, scope, options.replicaWait, options.recordRetentionMs),
       schedule: new FollowUpSchedule(redis, scope),
       history: new CustomerHistoryStore(redis, scope, {
         ...(options.addressHashSecret && { addressHashSecret: options.addressHashSecret }),

@@ -16,7 +16,7 @@ import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
@@ -167,6 +167,13 @@ describe("followups customer, order and cancel", () => {
     // Counted in the ledger like any cancellation, with its own reason (in the purchase's shard).
     const counted = await recentLedger(p, "evt-ops-1");
     expect(counted.get("reason|cancelled|sms|check-in|operator")).toBe(1);
+    // Its last step ended now, three months before its planned time: the purchase (kept for the
+    // timeline, trimmed) is kept RECORD_RETENTION_DAYS (90) from now, not from that time.
+    const shard = await p.shardOf("evt-ops-1");
+    const recordKey = new StoreKeys(shardScope(p.prefix, shard, p.shards)).eventRecord("evt-ops-1");
+    const keptUntil = await p.redis.pexpiretime(recordKey);
+    expect(keptUntil).toBeGreaterThan(Date.now() + 89 * 86_400_000);
+    expect(keptUntil).toBeLessThanOrEqual(Date.now() + 90 * 86_400_000);
 
     await expect(
       command(p, (io) => runCancel({ ...config(p), step: "evt-ops-1/big-ticket.check-in" }, io)),

@@ -297,6 +297,20 @@ describe("the store's Lua scripts", () => {
     ]);
   });
 
+  it("replace-purchase: never keeps a record longer than it was to be kept", async () => {
+    const whole = Buffer.from("w".repeat(150));
+    await scheduleTwo(whole);
+    const planned = await redis.pexpiretime(record());
+    for (const field of ["s:a", "s:b"]) {
+      const rec = await stored(field);
+      await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent" }));
+    }
+    expect(
+      await redis.fuReplacePurchase(record(), whole, Buffer.from("kept"), "{}", planned + DAY),
+    ).toBe(1);
+    expect(await redis.pexpiretime(record())).toBe(planned);
+  });
+
   it("schedule-steps: keeps extending the purchase key of an earlier version instead of copying it", async () => {
     await redis.set(purchase(), "stored by an earlier version", "PXAT", NOW + 100 * DAY);
     await scheduleTwo();
@@ -320,7 +334,11 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuReplacePurchase(record(), Buffer.from("other"), kept, SUMMARY)).toBe(0);
     expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(whole);
     expect(await redis.hexists(record(), "m")).toBe(0);
-    expect(await redis.fuReplacePurchase(record(), whole, kept, SUMMARY)).toBe(1);
+    // Ended before the planned time of its last step: kept from now, not from that time.
+    const planned = await redis.pexpiretime(record());
+    expect(planned).toBeGreaterThan(NOW + 10 * DAY);
+    expect(await redis.fuReplacePurchase(record(), whole, kept, SUMMARY, NOW + 10 * DAY)).toBe(1);
+    expect(await redis.pexpiretime(record())).toBe(NOW + 10 * DAY);
     const fields = await redis.hgetallBuffer(record());
     expect(purchaseOfFields(fields)).toEqual(kept);
     expect(fields.p2).toBeUndefined();

@@ -11,6 +11,9 @@
     ARGV[2] the encoded part to keep
     ARGV[3] the summary reports show once the whole purchase is gone (JSON: order id, customer
             name), as the record's `m` (a record of an earlier version keeps the one it has)
+    ARGV[4] epoch ms the record is kept until at the latest, now that its last step has ended
+            (now + RECORD_RETENTION_DAYS: a step cancelled months before its planned time does
+            not keep it longer); '' to leave its expiry as it is
 
   Output: 1 when replaced, 0 when not
 ]]
@@ -27,4 +30,5 @@ end
 if readPurchase(KEYS[1]) ~= ARGV[1] then return 0 end
 storePurchase(KEYS[1], ARGV[2])
 redis.call('HSETNX', KEYS[1], 'm', ARGV[3])
+if ARGV[4] and ARGV[4] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[4], 'LT') end
 return 1
