@@ -18,7 +18,7 @@ import {
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
 import type { DeploymentEventIds, EventIdRegistry } from "./store/event-ids.js";
-import { isRedisUnavailable, type RedisClient } from "./store/redis-client.js";
+import { isRedisUnavailable, type RedisClient, servesNow } from "./store/redis-client.js";
 import type { Shards } from "./store/shards.js";
 
 /** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
@@ -75,19 +75,19 @@ export function acceptEventWith(deps: {
   };
 }
 
-/** /readyz: RedisClient answers now, and the workers run. */
+/** /readyz: Redis serves now (on a cluster, every slot), and the workers run. */
 export function readinessWith(deps: {
   /** The job connection: its state is known without asking. */
   readonly redis: RedisClient;
-  /** The connection that never waits: its ping proves Redis answers, bounded in time. */
+  /**
+   * The connection that never waits: its ping (on a cluster, the cluster's state) proves Redis
+   * serves, bounded in time.
+   */
   readonly httpRedis: RedisClient;
   readonly workers: readonly Pick<Worker, "isRunning">[];
 }): HttpDeps["readiness"] {
   return async () => {
-    const pong = deps.httpRedis.ping().then(
-      (answer) => answer === "PONG",
-      () => false,
-    );
+    const pong = servesNow(deps.httpRedis).catch(() => false);
     const redisUp =
       deps.redis.status === "ready" &&
       (await settlesWithin(pong, READINESS_TIMEOUT_MS)) &&

@@ -65,6 +65,16 @@ export function isRedisUnavailable(error: unknown, redis?: RedisClient): boolean
   return AWAY_MESSAGES.test(error.message) || NOT_NOW_REPLIES.test(error.message);
 }
 
+/**
+ * Whether Redis serves now: a single Redis answers PING; on a cluster, the node the client asks
+ * reports `cluster_state:ok`. While a shard has no master (a failover under way, or a master and
+ * its replicas down), the nodes report `fail` and refuse its keys, though each still answers PING.
+ */
+export async function servesNow(redis: RedisClient): Promise<boolean> {
+  if (!isCluster(redis)) return (await redis.ping()) === "PONG";
+  return /^cluster_state:ok\b/m.test(String(await redis.cluster("INFO")));
+}
+
 /** Whether a connection goes to a Redis Cluster. */
 export function isCluster(redis: RedisClient): redis is Cluster {
   return redis instanceof Cluster;

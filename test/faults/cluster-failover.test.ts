@@ -3,11 +3,13 @@ import { shardTag } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import {
+  clusterNode,
   masterOf,
   type RedisCluster,
   startRedisCluster,
   waitUntilClusterReady,
 } from "../support/redis-cluster.js";
+import { httpAddressOf } from "../support/webhooks.js";
 import {
   bySize,
   countInState,
@@ -222,3 +224,60 @@ it.each(OUTCOMES)(
     expect(optOutHolds, "the opt-out after the failover").toBe(true);
   },
 );
+
+it("/readyz answers 503 while a shard of the cluster has no master, and 200 once it is back", {
+  timeout: 90_000,
+}, async () => {
+  cluster = await startRedisCluster();
+  const c = cluster;
+  pipeline = await startPipeline("faults-readyz", { redisUrl: c.url, cluster: true });
+  const p = pipeline;
+  quietRedisErrors(p);
+  const readyz = async () => {
+    const response = await fetch(`${httpAddressOf(p)}/readyz`);
+    return { status: response.status, body: (await response.json()) as unknown };
+  };
+  expect((await readyz()).status).toBe(200);
+
+  // A master (not the one of the input queue) and its replica, both down: its slots are served
+  // by no one, though every other node still answers.
+  const firstPort = c.nodes[0]?.port ?? 0;
+  const globalPort = await masterOf(firstPort, `{${p.prefix}}`);
+  const roles = await Promise.all(
+    c.nodes.map(async (node) => {
+      const redis = await clusterNode(node.port);
+      const replication = await redis.info("replication").finally(() => redis.disconnect());
+      const masterPort = /master_port:(\d+)/.exec(replication)?.[1];
+      return { port: node.port, masterPort: masterPort ? Number(masterPort) : undefined };
+    }),
+  );
+  const shardMaster = roles.find((r) => r.masterPort === undefined && r.port !== globalPort)?.port;
+  const shardPorts = [shardMaster, roles.find((r) => r.masterPort === shardMaster)?.port];
+  const down = c.nodes.filter((node) => shardPorts.includes(node.port));
+  expect(down).toHaveLength(2);
+  const back = Promise.all(down.map((node) => node.restart({ signal: "SIGKILL", downMs: 10_000 })));
+  // Once the surviving nodes know the shard is gone, every probe says so (a PING would still
+  // answer PONG from any of them).
+  const survivor = c.nodes.find((node) => !shardPorts.includes(node.port))?.port ?? 0;
+  await eventually(
+    async () => {
+      const redis = await clusterNode(survivor);
+      const info = String(await redis.cluster("INFO").finally(() => redis.disconnect()));
+      return /cluster_state:fail/.test(info) ? true : undefined;
+    },
+    "the cluster to see the shard down",
+    9_000,
+  );
+  for (let probe = 0; probe < 5; probe++) {
+    const answer = await readyz();
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ ready: false, checks: { redis: false } });
+  }
+  await back;
+  await waitUntilClusterReady(c.nodes);
+  await eventually(
+    async () => ((await readyz()).status === 200 ? true : undefined),
+    "/readyz 200 with the shard back",
+    30_000,
+  );
+});
