@@ -15,7 +15,7 @@ export class FollowUpMetrics {
 
   readonly replicaWaitsShort = new Counter({
     name: "followups_replica_waits_short_total",
-    help: "Writes that fewer replicas than REDIS_WAIT_REPLICAS confirmed within REDIS_WAIT_TIMEOUT_MS.",
+    help: "Writes that fewer replicas than REDIS_WAIT_REPLICAS confirmed within REDIS_WAIT_TIMEOUT_MS, or that were not waited for (their node had no replica at its last wait).",
     registers: [this.registry],
   });
 

@@ -188,11 +188,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const replicaWait = new ReplicaWait(
     redis,
     { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
-    (confirmed, wanted) => {
+    ({ confirmed, wanted, waited, pauseMs }) => {
       metrics.replicaWaitsShort.inc();
+      // Unwaited writes are only counted: the wait before them was logged with its pause.
+      if (!waited) return;
       logger.warn(
-        { confirmed, wanted },
-        "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write",
+        { confirmed, wanted, ...(pauseMs !== undefined && { unwaitedMs: pauseMs }) },
+        pauseMs === undefined
+          ? "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"
+          : "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; no replica did, so writes on that node are not waited for during unwaitedMs",
       );
     },
   );

@@ -15,22 +15,56 @@ export interface ReplicaWaitSettings {
   readonly timeoutMs: number;
 }
 
+/** A write that stands on the master with fewer replicas than wanted. */
+export interface ShortWait {
+  /** Replicas that confirmed it (0 when it was not waited for). */
+  readonly confirmed: number;
+  readonly wanted: number;
+  /** Whether the worker waited for it (false: its node had no replica at the last wait). */
+  readonly waited: boolean;
+  /**
+   * Set when no replica confirmed the wait: the writes on that node are not waited for during
+   * this long, so that a master without a replica does not hold up the connection a whole
+   * timeout per write.
+   */
+  readonly pauseMs?: number;
+}
+
+/**
+ * After a wait that no replica confirmed, how long the writes on that node go unwaited. WAIT
+ * blocks the connection it is sent on, and everything else the worker sends on it queues behind:
+ * with a master whose replica is down (or not yet attached after a failover), waiting on every
+ * write slowed the worker to one protected write per timeout, though waiting gained nothing.
+ */
+export const NO_REPLICA_PAUSE_MS = 10_000;
+
 export class ReplicaWait {
+  /** By node (a cluster's hash tag; "" for a single Redis): until when writes go unwaited. */
+  private readonly unwaitedUntil = new Map<string, number>();
+
   constructor(
     private readonly redis: RedisClient,
     private readonly settings: ReplicaWaitSettings,
-    /** Told when fewer replicas than wanted confirmed within the timeout. */
-    private readonly onShort: (confirmed: number, wanted: number) => void = () => {},
+    /** Told of every write that fewer replicas than wanted confirmed, waited for or not. */
+    private readonly onShort: (short: ShortWait) => void = () => {},
+    private readonly now: () => number = Date.now,
   ) {}
 
   /**
    * Waits until the wanted replicas have every write made so far on the connection to the node
    * that holds `key` (on a Redis Cluster, WAIT goes along with a read of the key, so it reaches
-   * that node). Returns how many replicas confirmed.
+   * that node). Returns how many replicas confirmed: 0 without waiting while the node's last wait
+   * found no replica, for NO_REPLICA_PAUSE_MS.
    */
   async after(key: string): Promise<number> {
     const { replicas, timeoutMs } = this.settings;
     if (replicas <= 0) return 0;
+    const node = isCluster(this.redis) ? hashTagOf(key) : "";
+    const until = this.unwaitedUntil.get(node);
+    if (until !== undefined && this.now() < until) {
+      this.onShort({ confirmed: 0, wanted: replicas, waited: false });
+      return 0;
+    }
     let confirmed: number;
     if (isCluster(this.redis)) {
       const replies = await this.redis.pipeline().exists(key).wait(replicas, timeoutMs).exec();
@@ -40,7 +74,22 @@ export class ReplicaWait {
     } else {
       confirmed = await this.redis.wait(replicas, timeoutMs);
     }
-    if (confirmed < replicas) this.onShort(confirmed, replicas);
+    if (confirmed === 0) this.unwaitedUntil.set(node, this.now() + NO_REPLICA_PAUSE_MS);
+    else this.unwaitedUntil.delete(node);
+    if (confirmed < replicas)
+      this.onShort({
+        confirmed,
+        wanted: replicas,
+        waited: true,
+        ...(confirmed === 0 && { pauseMs: NO_REPLICA_PAUSE_MS }),
+      });
     return confirmed;
   }
+}
+
+/** The hash tag that places a key on a cluster's node (the whole key when it has none). */
+function hashTagOf(key: string): string {
+  const open = key.indexOf("{");
+  const close = key.indexOf("}", open + 1);
+  return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : key;
 }

@@ -1,0 +1,108 @@
+import { Redis } from "ioredis";
+import { afterEach, expect, it } from "vitest";
+import { NO_REPLICA_PAUSE_MS, ReplicaWait, type ShortWait } from "../../src/store/replica-wait.js";
+import { eventually } from "../support/pipeline-harness.js";
+import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+
+// Private servers: the test counts the WAIT commands a Redis received.
+const servers: RedisServer[] = [];
+const clients: Redis[] = [];
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.disconnect();
+  await Promise.all(servers.splice(0).map((server) => server.stop()));
+});
+
+async function server(
+  args: readonly string[] = [],
+): Promise<{ server: RedisServer; redis: Redis }> {
+  const started = await startRedisServer({ args: ["--repl-diskless-sync-delay", "0", ...args] });
+  servers.push(started);
+  const redis = new Redis(started.url, { maxRetriesPerRequest: 1 });
+  // The replica is killed and started again: its client reconnects by itself.
+  redis.on("error", () => undefined);
+  clients.push(redis);
+  return { server: started, redis };
+}
+
+async function waitsReceived(redis: Redis): Promise<number> {
+  const stats = await redis.info("commandstats");
+  return Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+}
+
+/** A write, then the wait after it, as the stores do. */
+async function protectedWrite(redis: Redis, wait: ReplicaWait, n: number): Promise<number> {
+  await redis.set(`order:${n}`, "stored");
+  return wait.after(`order:${n}`);
+}
+
+it("waits once, not on every write, while the master has no replica; waits again after the pause", async () => {
+  const { redis } = await server();
+  let now = 1_000_000;
+  const shorts: ShortWait[] = [];
+  const wait = new ReplicaWait(
+    redis,
+    { replicas: 1, timeoutMs: 50 },
+    (s) => shorts.push(s),
+    () => now,
+  );
+
+  for (let n = 0; n < 5; n++) expect(await protectedWrite(redis, wait, n)).toBe(0);
+  // One WAIT timed out; the four writes after it stood on the master alone, each reported.
+  expect(await waitsReceived(redis)).toBe(1);
+  expect(shorts).toEqual([
+    { confirmed: 0, wanted: 1, waited: true, pauseMs: NO_REPLICA_PAUSE_MS },
+    ...Array.from({ length: 4 }, () => ({ confirmed: 0, wanted: 1, waited: false })),
+  ]);
+
+  now += NO_REPLICA_PAUSE_MS - 1;
+  await protectedWrite(redis, wait, 5);
+  expect(await waitsReceived(redis)).toBe(1);
+  now += 1;
+  await protectedWrite(redis, wait, 6);
+  expect(await waitsReceived(redis)).toBe(2);
+});
+
+it("waits on every write while a replica confirms, pauses when it is gone, and waits again once it is back", {
+  timeout: 30_000,
+}, async () => {
+  const master = await server();
+  const replica = await server(["--replicaof", "127.0.0.1", String(master.server.port)]);
+  const linkUp = async () =>
+    /master_link_status:up/.test(await replica.redis.info("replication")) ? true : undefined;
+  await eventually(linkUp, "the replica to sync", 10_000);
+  let now = 1_000_000;
+  const shorts: ShortWait[] = [];
+  const wait = new ReplicaWait(
+    master.redis,
+    { replicas: 1, timeoutMs: 300 },
+    (s) => shorts.push(s),
+    () => now,
+  );
+
+  for (let n = 0; n < 3; n++) expect(await protectedWrite(master.redis, wait, n)).toBe(1);
+  expect(await waitsReceived(master.redis)).toBe(3);
+  expect(shorts).toEqual([]);
+
+  // The replica dies: the next wait times out, the writes after it are not waited for.
+  const replicaDown = replica.server.restart({ signal: "SIGKILL", downMs: 3_000 });
+  await eventually(
+    async () =>
+      /connected_slaves:0/.test(await master.redis.info("replication")) ? true : undefined,
+    "the master to see its replica gone",
+    10_000,
+  );
+  expect(await protectedWrite(master.redis, wait, 3)).toBe(0);
+  expect(await protectedWrite(master.redis, wait, 4)).toBe(0);
+  expect(await waitsReceived(master.redis)).toBe(4);
+  expect(shorts.map((s) => s.waited)).toEqual([true, false]);
+
+  // Back and synced; once the pause is over, writes are waited for and confirmed again, and a
+  // confirmed wait ends the pause for good.
+  await replicaDown;
+  await eventually(linkUp, "the replica to sync again", 10_000);
+  now += NO_REPLICA_PAUSE_MS;
+  for (let n = 5; n < 8; n++) expect(await protectedWrite(master.redis, wait, n)).toBe(1);
+  expect(await waitsReceived(master.redis)).toBe(7);
+  expect(await master.redis.get("order:4")).toBe("stored");
+  expect(await replica.redis.get("order:7")).toBe("stored");
+});
