@@ -67,14 +67,19 @@ it("waits on every write while a replica confirms, pauses when it is gone, and w
 }, async () => {
   const master = await server();
   const replica = await server(["--replicaof", "127.0.0.1", String(master.server.port)]);
+  // Synced on both sides: the replica's link is up and the master counts it online (it counts a
+  // replica's acknowledgements for WAIT only then).
   const linkUp = async () =>
-    /master_link_status:up/.test(await replica.redis.info("replication")) ? true : undefined;
+    /master_link_status:up/.test(await replica.redis.info("replication")) &&
+    /slave0:.*state=online/.test(await master.redis.info("replication"))
+      ? true
+      : undefined;
   await eventually(linkUp, "the replica to sync", 10_000);
   let now = 1_000_000;
   const shorts: ShortWait[] = [];
   const wait = new ReplicaWait(
     master.redis,
-    { replicas: 1, timeoutMs: 300 },
+    { replicas: 1, timeoutMs: 1_000 },
     (s) => shorts.push(s),
     () => now,
   );
@@ -84,7 +89,7 @@ it("waits on every write while a replica confirms, pauses when it is gone, and w
   expect(shorts).toEqual([]);
 
   // The replica dies: the next wait times out, the writes after it are not waited for.
-  const replicaDown = replica.server.restart({ signal: "SIGKILL", downMs: 3_000 });
+  const replicaDown = replica.server.restart({ signal: "SIGKILL", downMs: 5_000 });
   await eventually(
     async () =>
       /connected_slaves:0/.test(await master.redis.info("replication")) ? true : undefined,
