@@ -82,12 +82,6 @@ const KEEP_COMPLETED_EVENTS = { age: 3600, count: 1_000 };
 const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
-/**
- * How long a BullMQ worker waits after a lost connection before it fetches again or retries
- * marking a finished job (BullMQ's default is 15 s, during which a finished job's lock is no
- * longer renewed). A cluster master fails over in 2 to 5 s: waiting 1 s resumes soon after.
- */
-const RUN_RETRY_DELAY_MS = 1_000;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
@@ -380,7 +374,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     lockDuration: env.JOB_LOCK_MS,
     stalledInterval: env.JOB_LOCK_MS,
     maxStalledCount: MAX_STALLED_COUNT,
-    runRetryDelay: RUN_RETRY_DELAY_MS,
     // Run once connected and checked again against a reshard or move begun meanwhile (below).
     autorun: false,
   };
