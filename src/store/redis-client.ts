@@ -66,13 +66,30 @@ export function isRedisUnavailable(error: unknown, redis?: RedisClient): boolean
 }
 
 /**
- * Whether Redis serves now: a single Redis answers PING; on a cluster, the node the client asks
- * reports `cluster_state:ok`. While a shard has no master (a failover under way, or a master and
- * its replicas down), the nodes report `fail` and refuse its keys, though each still answers PING.
+ * Whether Redis serves now: a single Redis answers PING; on a cluster, a master reports
+ * `cluster_state:ok`. Every master the client knows is asked at once, and the first that answers
+ * ok decides (a dead one the client has not yet dropped may never answer). While a shard has no
+ * master (a failover under way, or a master and its replicas down), the others report `fail` and
+ * refuse its keys, though each still answers PING.
  */
 export async function servesNow(redis: RedisClient): Promise<boolean> {
   if (!isCluster(redis)) return (await redis.ping()) === "PONG";
-  return /^cluster_state:ok\b/m.test(String(await redis.cluster("INFO")));
+  const masters = redis.nodes("master");
+  return new Promise<boolean>((resolve) => {
+    let pending = masters.length;
+    if (pending === 0) resolve(false);
+    for (const master of masters) {
+      master.cluster("INFO").then(
+        (info) => {
+          if (/^cluster_state:ok\b/m.test(String(info))) resolve(true);
+          else if (--pending === 0) resolve(false);
+        },
+        () => {
+          if (--pending === 0) resolve(false);
+        },
+      );
+    }
+  });
 }
 
 /** Whether a connection goes to a Redis Cluster. */

@@ -1,3 +1,4 @@
+import calculateSlot from "cluster-key-slot";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
@@ -39,40 +40,43 @@ export interface ShortWait {
 export const NO_REPLICA_PAUSE_MS = 10_000;
 
 export class ReplicaWait {
-  /** By node (a cluster's hash tag; "" for a single Redis): until when writes go unwaited. */
+  /** By node (a cluster master's address; "" for a single Redis): until when writes go unwaited. */
   private readonly unwaitedUntil = new Map<string, number>();
+  /** By node: the wait under way, which writes arriving meanwhile learn from. */
+  private readonly waiting = new Map<string, Promise<number>>();
 
   constructor(
     private readonly redis: RedisClient,
     private readonly settings: ReplicaWaitSettings,
     /** Told of every write that fewer replicas than wanted confirmed, waited for or not. */
     private readonly onShort: (short: ShortWait) => void = () => {},
-    private readonly now: () => number = Date.now,
+    /** A monotonic clock (ms): a wall clock set back would stretch a pause. */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /**
    * Waits until the wanted replicas have every write made so far on the connection to the node
    * that holds `key` (on a Redis Cluster, WAIT goes along with a read of the key, so it reaches
    * that node). Returns how many replicas confirmed: 0 without waiting while the node's last wait
-   * found no replica, for NO_REPLICA_PAUSE_MS.
+   * found no replica, for NO_REPLICA_PAUSE_MS. A write that arrives while a wait on its node is
+   * under way waits for that one first: if it found no replica, the write is not waited for
+   * either (WAITs on one connection run one after another, each its whole timeout).
    */
   async after(key: string): Promise<number> {
-    const { replicas, timeoutMs } = this.settings;
+    const { replicas } = this.settings;
     if (replicas <= 0) return 0;
-    const node = isCluster(this.redis) ? hashTagOf(key) : "";
+    const node = this.nodeOf(key);
+    const underWay = this.waiting.get(node);
+    if (underWay && (await underWay.catch(() => undefined)) === 0) return this.unwaited();
     const until = this.unwaitedUntil.get(node);
-    if (until !== undefined && this.now() < until) {
-      this.onShort({ confirmed: 0, wanted: replicas, waited: false });
-      return 0;
-    }
+    if (until !== undefined && this.now() < until) return this.unwaited();
+    const wait = this.waitFor(key);
+    this.waiting.set(node, wait);
     let confirmed: number;
-    if (isCluster(this.redis)) {
-      const replies = await this.redis.pipeline().exists(key).wait(replicas, timeoutMs).exec();
-      const [error, value] = replies?.[1] ?? [new Error("WAIT got no reply"), 0];
-      if (error) throw error;
-      confirmed = Number(value);
-    } else {
-      confirmed = await this.redis.wait(replicas, timeoutMs);
+    try {
+      confirmed = await wait;
+    } finally {
+      if (this.waiting.get(node) === wait) this.waiting.delete(node);
     }
     if (confirmed === 0) this.unwaitedUntil.set(node, this.now() + NO_REPLICA_PAUSE_MS);
     else this.unwaitedUntil.delete(node);
@@ -85,11 +89,27 @@ export class ReplicaWait {
       });
     return confirmed;
   }
-}
 
-/** The hash tag that places a key on a cluster's node (the whole key when it has none). */
-function hashTagOf(key: string): string {
-  const open = key.indexOf("{");
-  const close = key.indexOf("}", open + 1);
-  return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : key;
+  private unwaited(): number {
+    this.onShort({ confirmed: 0, wanted: this.settings.replicas, waited: false });
+    return 0;
+  }
+
+  private async waitFor(key: string): Promise<number> {
+    const { replicas, timeoutMs } = this.settings;
+    if (!isCluster(this.redis)) return this.redis.wait(replicas, timeoutMs);
+    const replies = await this.redis.pipeline().exists(key).wait(replicas, timeoutMs).exec();
+    const [error, value] = replies?.[1] ?? [new Error("WAIT got no reply"), 0];
+    if (error) throw error;
+    return Number(value);
+  }
+
+  /**
+   * The node a key's write went to: on a cluster, the master serving its slot as the client
+   * knows it (several shards' tags may live on one master, one connection); "" on one Redis.
+   */
+  private nodeOf(key: string): string {
+    if (!isCluster(this.redis)) return "";
+    return this.redis.slots[calculateSlot(key)]?.[0] ?? `slot ${calculateSlot(key)}`;
+  }
 }

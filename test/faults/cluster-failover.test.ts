@@ -255,7 +255,7 @@ it("/readyz answers 503 while a shard of the cluster has no master, and 200 once
   const shardPorts = [shardMaster, roles.find((r) => r.masterPort === shardMaster)?.port];
   const down = c.nodes.filter((node) => shardPorts.includes(node.port));
   expect(down).toHaveLength(2);
-  const back = Promise.all(down.map((node) => node.restart({ signal: "SIGKILL", downMs: 10_000 })));
+  const back = Promise.all(down.map((node) => node.restart({ signal: "SIGKILL", downMs: 20_000 })));
   // Once the surviving nodes know the shard is gone, every probe says so (a PING would still
   // answer PONG from any of them).
   const survivor = c.nodes.find((node) => !shardPorts.includes(node.port))?.port ?? 0;
@@ -266,7 +266,7 @@ it("/readyz answers 503 while a shard of the cluster has no master, and 200 once
       return /cluster_state:fail/.test(info) ? true : undefined;
     },
     "the cluster to see the shard down",
-    9_000,
+    15_000,
   );
   for (let probe = 0; probe < 5; probe++) {
     const answer = await readyz();

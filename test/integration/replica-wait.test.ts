@@ -62,6 +62,20 @@ it("waits once, not on every write, while the master has no replica; waits again
   expect(await waitsReceived(redis)).toBe(2);
 });
 
+it("sends one WAIT, not one per write, when writes arrive together on a master without a replica", async () => {
+  const { redis } = await server();
+  const shorts: ShortWait[] = [];
+  const wait = new ReplicaWait(redis, { replicas: 1, timeoutMs: 200 }, (s) => shorts.push(s));
+  // Eight sends at once, as the worker runs them: their WAITs would run one after another.
+  const confirmed = await Promise.all(
+    Array.from({ length: 8 }, (_, n) => protectedWrite(redis, wait, n)),
+  );
+  expect(confirmed).toEqual(Array(8).fill(0));
+  expect(await waitsReceived(redis)).toBe(1);
+  expect(shorts.filter((s) => s.waited)).toHaveLength(1);
+  expect(shorts).toHaveLength(8);
+});
+
 it("waits on every write while a replica confirms, pauses when it is gone, and waits again once it is back", {
   timeout: 30_000,
 }, async () => {
