@@ -75,7 +75,7 @@ export function acceptEventWith(deps: {
   };
 }
 
-/** /readyz: Redis serves now (on a cluster, every slot), and the workers run. */
+/** /readyz: Redis serves now (on a cluster, a master reports its state ok), and the workers run. */
 export function readinessWith(deps: {
   /** The job connection: its state is known without asking. */
   readonly redis: RedisClient;

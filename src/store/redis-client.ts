@@ -74,22 +74,16 @@ export function isRedisUnavailable(error: unknown, redis?: RedisClient): boolean
  */
 export async function servesNow(redis: RedisClient): Promise<boolean> {
   if (!isCluster(redis)) return (await redis.ping()) === "PONG";
-  const masters = redis.nodes("master");
-  return new Promise<boolean>((resolve) => {
-    let pending = masters.length;
-    if (pending === 0) resolve(false);
-    for (const master of masters) {
-      master.cluster("INFO").then(
-        (info) => {
-          if (/^cluster_state:ok\b/m.test(String(info))) resolve(true);
-          else if (--pending === 0) resolve(false);
-        },
-        () => {
-          if (--pending === 0) resolve(false);
-        },
+  const ok = (master: Redis) =>
+    master
+      .cluster("INFO")
+      .then(
+        (info) =>
+          /^cluster_state:ok\b/m.test(String(info)) ||
+          Promise.reject(new Error("cluster_state is not ok")),
       );
-    }
-  });
+  // Rejected (false) once every master has answered otherwise or failed; none known: false.
+  return Promise.any(redis.nodes("master").map(ok)).catch(() => false);
 }
 
 /** Whether a connection goes to a Redis Cluster. */

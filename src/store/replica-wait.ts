@@ -110,6 +110,7 @@ export class ReplicaWait {
    */
   private nodeOf(key: string): string {
     if (!isCluster(this.redis)) return "";
-    return this.redis.slots[calculateSlot(key)]?.[0] ?? `slot ${calculateSlot(key)}`;
+    const slot = calculateSlot(key);
+    return this.redis.slots[slot]?.[0] ?? `slot ${slot}`;
   }
 }
