@@ -110,6 +110,8 @@ const DATA_WORDS = {
 
 function stepNote(step: TimelineStep): string {
   const notes: string[] = [];
+  if (step.postponed)
+    notes.push(`postponed to ${step.postponed.untilLocal}: ${step.postponed.why}`);
   if (step.reason) notes.push(step.reason.text || step.reason.code);
   if (step.providerMessageId) notes.push(`id ${step.providerMessageId}`);
   if (step.delivery)

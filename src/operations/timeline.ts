@@ -5,7 +5,7 @@ import { ruleIdOf } from "../domain/step-ref.js";
 import { judgeReply } from "../reports/unhappy-replies.js";
 import type { AuditEntry } from "../store/audit-trail.js";
 import type { KeptPurchase } from "../store/purchase-codec.js";
-import type { StepRecord, StepState } from "../store/step-record.js";
+import type { PostponeCode, StepRecord, StepState } from "../store/step-record.js";
 import type { StepReply } from "../store/step-replies.js";
 
 /**
@@ -49,6 +49,16 @@ export interface TimelineStep {
   /** When it is (or was) due: UTC, and on the customer's clock (ISO with offset). */
   readonly dueAt: string;
   readonly dueLocal: string;
+  /**
+   * A scheduled step whose job waits past its due time: until when (UTC, and on the customer's
+   * clock), and why. The due time stays the planned one.
+   */
+  readonly postponed: {
+    readonly until: string;
+    readonly untilLocal: string;
+    readonly code: PostponeCode;
+    readonly why: string;
+  } | null;
   /** When the state was entered; null while untouched since planning. */
   readonly changedAt: string | null;
   readonly attempts: number;
@@ -233,6 +243,17 @@ function timelineStep(
     dueAt: iso(record.dueAt),
     dueLocal:
       DateTime.fromMillis(record.dueAt, { zone }).toISO({ suppressMilliseconds: true }) ?? "",
+    postponed: record.postponed
+      ? {
+          until: iso(record.postponed.until),
+          untilLocal:
+            DateTime.fromMillis(record.postponed.until, { zone }).toISO({
+              suppressMilliseconds: true,
+            }) ?? "",
+          code: record.postponed.code,
+          why: POSTPONED_WHY[record.postponed.code],
+        }
+      : null,
     changedAt: record.changedAt !== undefined ? iso(record.changedAt) : null,
     attempts: record.attempts,
     reason: record.reason ? { code: record.reason.code, text: record.reason.text } : null,
@@ -246,6 +267,15 @@ function timelineStep(
     takeovers: record.takeovers,
   };
 }
+
+/** Why a step's job waits, for people. */
+const POSTPONED_WHY: Readonly<Record<PostponeCode, string>> = {
+  "send-window": "outside its send window",
+  "frequency-cap": "the customer's frequency cap is reached",
+  "call-not-over": "its call is not over",
+  "thank-you-joined": "the thank-you it joined has not gone yet",
+  retry: "a transient failure; tried again then",
+};
 
 function money(value: Money): TimelineMoney {
   return { amount: formatMinor(value), currency: value.currency };

@@ -21,7 +21,7 @@ import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SmsReferences } from "../store/sms-references.js";
-import type { StepRecord } from "../store/step-record.js";
+import type { PostponeCode, StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
@@ -46,7 +46,7 @@ export interface DeliveryDeps {
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
   readonly store: Pick<
     FollowUpStore,
-    "stepRecords" | "loadForSend" | "sendView" | "claim" | "transition"
+    "stepRecords" | "loadForSend" | "sendView" | "claim" | "transition" | "notePostponed"
   >;
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
   readonly suppressions: Pick<
@@ -189,11 +189,19 @@ function createDelivery(deps: DeliveryDeps) {
     const { e: eventId, s: stepId } = job.data;
     const followUpId = job.id ?? "";
     const log = deps.logger.child({ eventId, stepId, jobId: followUpId });
-    const postpone = async (until: number, why: string): Promise<never> => {
+    /**
+     * Puts the job back to wait until `until`; with a `code`, the step's record notes it too, so
+     * the customer's timeline shows when it is tried next and why (not for short waits: a send
+     * slot, another worker's lease; a retry notes it with its state change).
+     */
+    const postpone = async (until: number, why: string, code?: PostponeCode): Promise<never> => {
       // A retry noted its failure's code already; other deferrals say why (fixed phrases).
       notes.outcome ??= "deferred";
       notes.code ??= why;
       log.debug({ until: new Date(until).toISOString(), why }, "follow-up postponed");
+      const noted = view.record?.postponed;
+      if (code && (noted?.until !== until || noted.code !== code))
+        await deps.store.notePostponed(eventId, stepId, until, code);
       await job.moveToDelayed(until, token);
       throw new DelayedError(why);
     };
@@ -258,7 +266,8 @@ function createDelivery(deps: DeliveryDeps) {
       now,
       ...(deps.unavailableChannels && { unavailableChannels: deps.unavailableChannels }),
     });
-    if (decision.action === "defer") return postpone(decision.until.toMillis(), decision.reason);
+    if (decision.action === "defer")
+      return postpone(decision.until.toMillis(), decision.reason, "send-window");
     const skip = async (
       code: string,
       text: string,
@@ -301,7 +310,8 @@ function createDelivery(deps: DeliveryDeps) {
       const callStepId = stepIdOf(rule, { id: step.fallbackOf });
       const call = (await deps.store.stepRecords(eventId, [callStepId])).get(callStepId);
       const fallback = decideFallback(call, nowMs, step.fallbackAfter?.toMillis() ?? 0);
-      if (fallback.action === "wait") return postpone(fallback.until, "the call is not over");
+      if (fallback.action === "wait")
+        return postpone(fallback.until, "the call is not over", "call-not-over");
       if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);
     }
 
@@ -313,7 +323,11 @@ function createDelivery(deps: DeliveryDeps) {
       const joined = await joinedThankYou(deps, event.customer.id, eventId);
       if (joined?.action === "skip") return skip("coalesced", joined.reason, sendLabels);
       if (joined?.action === "wait")
-        return postpone(Math.max(nowMs, joined.until), "the thank-you it joined has not gone yet");
+        return postpone(
+          Math.max(nowMs, joined.until),
+          "the thank-you it joined has not gone yet",
+          "thank-you-joined",
+        );
     }
 
     const slot = await deps.rateLimiter.take(
@@ -341,7 +355,8 @@ function createDelivery(deps: DeliveryDeps) {
             nowMs,
           );
     if (!cap.allowed) {
-      if (rules.whenCapped[step.kind] === "defer") return postpone(cap.freeAt, "frequency cap");
+      if (rules.whenCapped[step.kind] === "defer")
+        return postpone(cap.freeAt, "frequency cap", "frequency-cap");
       return skip("capped", `the customer's ${step.channel} frequency cap is reached`, sendLabels);
     }
 
@@ -562,6 +577,7 @@ function createDelivery(deps: DeliveryDeps) {
           state: "scheduled",
           attempts,
           reason: failureReason(result.error),
+          postponed: { until: retryAt, code: "retry" },
           // The provider may have accepted it: the retry is a possible duplicate, counted like a takeover.
           ...(result.error.uncertain && { takeovers: claim.record.takeovers + 1 }),
         },

@@ -24,6 +24,7 @@ import type { RedisClient } from "./redis-client.js";
 import type { ReplicaWait } from "./replica-wait.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
+  type PostponeCode,
   readStepRecord,
   STEP_STATES,
   type StepPatch,
@@ -329,6 +330,25 @@ export class FollowUpStore {
     now: number,
   ): Promise<StepRecord | undefined> {
     return this.transition(eventId, stepId, STEP_STATES, patch, now);
+  }
+
+  /**
+   * Notes on a scheduled step that its job waits until `until`, and why (note-postponed.lua):
+   * the customer's timeline shows it. Whether it was noted (not when the step is in another state).
+   */
+  async notePostponed(
+    eventId: string,
+    stepId: string,
+    until: number,
+    code: PostponeCode,
+  ): Promise<boolean> {
+    const noted = await this.redis.fuNotePostponed(
+      this.keys.eventRecord(eventId),
+      stepField(stepId),
+      until,
+      code,
+    );
+    return noted === 1;
   }
 
   /** Marks the event so no further step of it is sent; the claim script honours it atomically. */

@@ -118,6 +118,8 @@ export interface StoreCommands {
   ): Promise<number>;
   /** stop-event.lua */
   fuStopEvent(recordKey: string, reason: string): Promise<number>;
+  /** note-postponed.lua */
+  fuNotePostponed(recordKey: string, field: string, until: number, code: string): Promise<number>;
   /** count-outcomes.lua */
   fuCountOutcomes(hourKey: string, keepMs: number, ...fields: string[]): Promise<null>;
   /** record-purchase.lua */
@@ -280,6 +282,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "opt-outs": "fuOptOuts",
   "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",
+  "note-postponed": "fuNotePostponed",
   "requeue-step": "fuRequeueStep",
   "erase-event": "fuEraseEvent",
   "replace-purchase": "fuReplacePurchase",

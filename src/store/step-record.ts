@@ -61,7 +61,23 @@ export interface StepRecord {
   readonly resends: number;
   /** How often an operator put it back in the queue after it failed (`followups failed --retry`). */
   readonly retries: number;
+  /**
+   * While scheduled: its job was put back to wait (a send window, a frequency cap, a retry after
+   * a transient failure) until `until` (epoch ms), for the reason `code` (POSTPONE_CODES). The
+   * due time stays the planned one: the grace period counts from it.
+   */
+  readonly postponed?: { readonly until: number; readonly code: PostponeCode };
 }
+
+/** Why a step's job waits past its due time, as its record notes it (`postponed`). */
+export const POSTPONE_CODES = [
+  "send-window",
+  "frequency-cap",
+  "call-not-over",
+  "thank-you-joined",
+  "retry",
+] as const;
+export type PostponeCode = (typeof POSTPONE_CODES)[number];
 
 /** What a state change or annotation sets; fields left out keep their value. */
 export interface StepPatch {
@@ -74,6 +90,8 @@ export interface StepPatch {
   readonly takeovers?: number;
   readonly delivery?: { readonly status: string; readonly errorCode?: number };
   readonly reply?: { readonly text: string; readonly receivedAt: number };
+  /** Its job waits until then (a retry after a transient failure). */
+  readonly postponed?: { readonly until: number; readonly code: PostponeCode };
 }
 
 /**
@@ -97,6 +115,9 @@ export interface StoredStep {
   rt?: number;
   rs?: number;
   rq?: number;
+  /** While scheduled: its job waits until then (epoch ms), and why (`wy`, a PostponeCode). */
+  w?: number;
+  wy?: string;
 }
 
 const STATE_CODES: Readonly<Record<StepState, string>> = {
@@ -190,7 +211,14 @@ export function readStepRecord(raw: string): StepRecord {
     }),
     resends: stored.rs ?? 0,
     retries: stored.rq ?? 0,
+    ...(stored.w !== undefined &&
+      stored.s === "scheduled" &&
+      isPostponeCode(stored.wy) && { postponed: { until: stored.w, code: stored.wy } }),
   };
+}
+
+function isPostponeCode(code: string | undefined): code is PostponeCode {
+  return (POSTPONE_CODES as readonly (string | undefined)[]).includes(code);
 }
 
 /** A patch in stored field names. */
@@ -207,6 +235,7 @@ export function storedPatch(patch: StepPatch): Partial<StoredStep> {
       ...(patch.delivery.errorCode !== undefined && { de: patch.delivery.errorCode }),
     }),
     ...(patch.reply !== undefined && { rp: patch.reply.text, rt: patch.reply.receivedAt }),
+    ...(patch.postponed !== undefined && { w: patch.postponed.until, wy: patch.postponed.code }),
   };
 }
 

@@ -126,6 +126,19 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     }).toFormat("yyyy-MM-dd HH:mm");
     await expect(checkInRow.textContent()).resolves.toContain(localDue);
     await expect(checkInRow.textContent()).resolves.toContain("scheduled");
+    // A step whose job waits past its due time says until when, on the customer's clock, and why.
+    const waitsUntil = now.plus({ months: 3, hours: 10 });
+    await p.store.notePostponed(
+      "evt-console",
+      "big-ticket.check-in",
+      waitsUntil.toMillis(),
+      "send-window",
+    );
+    await page.reload();
+    await expect(checkInRow.textContent()).resolves.toContain(
+      `postponed to ${waitsUntil.setZone("Europe/London").toFormat("yyyy-MM-dd HH:mm")} ${waitsUntil.setZone("Europe/London").toFormat("ZZ")}: outside its send window`,
+    );
+    await expect(checkInRow.textContent()).resolves.toContain(localDue);
     await expectAccessible(page, "customer");
     // The message as the customer gets it, rendered with today's templates.
     await checkInRow.getByRole("link", { name: "Preview" }).click();

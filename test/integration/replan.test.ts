@@ -118,6 +118,10 @@ describe("re-planning when the rules change", () => {
     const tvCheckIn = await step(p, "evt-tv", "big-ticket.check-in");
     const first = (await p.store.generationOf("evt-tv")) ?? 0;
     expect(first).toBeGreaterThan(0);
+    // A note that its job waits (as a send window leaves it) is of the old due time.
+    const waitsUntil = tvCheckIn.dueAt + 3_600_000;
+    await p.store.notePostponed("evt-tv", "big-ticket.check-in", waitsUntil, "send-window");
+    expect((await step(p, "evt-tv", "big-ticket.check-in")).postponed?.until).toBe(waitsUntil);
 
     // One edit: the check-in four months out, the plain thank-you from 100, no accessories offer.
     await editRules(p, (doc) => {
@@ -141,6 +145,7 @@ describe("re-planning when the rules change", () => {
     const dueLocal = DateTime.fromMillis(moved.dueAt, { zone: "Europe/London" });
     expect(dueLocal.toISODate()).toBe(bought.plus({ months: 4 }).toISODate());
     expect(moved.state).toBe("scheduled");
+    expect(moved.postponed).toBeUndefined();
     expect(await whereWaiting(p, "evt-tv", "big-ticket.check-in")).toBe("schedule");
     // The TV's thank-you was not touched; the generation moved on by one.
     expect((await step(p, "evt-tv", "big-ticket.thank-you")).state).toBe("scheduled");

@@ -63,6 +63,29 @@ const stored = async (field: string) => {
   return raw === null ? null : decodeStoredStep(raw);
 };
 
+/** update-step.lua on the test's record, at NOW, for a step due at `due`. */
+const updateStep = (
+  field: string,
+  due: number,
+  from: string,
+  patch: object,
+  spec = "",
+  ...trim: [asRead: Buffer, kept: Buffer, summary: string] | []
+) =>
+  redis.fuUpdateStep(
+    record(),
+    purchase(),
+    hour(),
+    dayKey(due),
+    field,
+    NOW,
+    from,
+    JSON.stringify(patch),
+    spec,
+    dayOf(due),
+    ...trim,
+  );
+
 /**
  * Schedules `s:a` (email, due in a day, straight to BullMQ) and `s:b` (sms, due in 90 days, in the
  * compact schedule) through the script.
@@ -132,6 +155,7 @@ describe("the store's Lua scripts", () => {
       "forget-customer",
       "join-thank-you",
       "link-order",
+      "note-postponed",
       "opt-outs",
       "pack-address-index",
       "queue-alert",
@@ -397,19 +421,7 @@ describe("the store's Lua scripts", () => {
     await scheduleTwo();
     await redis.pexpireat(record(), NOW + 300 * DAY);
     await redis.set(purchase(), "stored by an earlier version", "PXAT", NOW + 200 * DAY);
-    const update = (field: string, due: number, from: string, patch: object, spec = "") =>
-      redis.fuUpdateStep(
-        record(),
-        purchase(),
-        hour(),
-        dayKey(due),
-        field,
-        NOW,
-        from,
-        JSON.stringify(patch),
-        spec,
-        dayOf(due),
-      );
+    const update = updateStep;
     const [refused, found] = await update("s:a", NOW + DAY, "sending", { s: "sent" });
     expect(refused).toBe(0);
     expect(decodeStoredStep(found)).toEqual({
@@ -437,27 +449,79 @@ describe("the store's Lua scripts", () => {
     expect(await redis.exists(record())).toBe(0);
   });
 
+  it("note-postponed: notes on a scheduled step when its job waits and why; the note goes when the step settles or is put back in the queue", async () => {
+    await scheduleTwo();
+    const later = NOW + DAY + 7 * 3_600_000;
+    expect(await redis.fuNotePostponed(record(), "s:a", later, "send-window")).toBe(1);
+    // The due time stays the planned one; only the wait is added.
+    expect(await stored("s:a")).toEqual({
+      s: "scheduled",
+      d: NOW + DAY,
+      c: "email",
+      k: "thank-you",
+      w: later,
+      wy: "send-window",
+    });
+    // A step that is not scheduled (here: claimed), or has no record, is left alone.
+    const claim = () =>
+      redis.fuClaimStep(
+        record(),
+        purchase(),
+        hour(),
+        dayKey(NOW + 90 * DAY),
+        "s:b",
+        NOW,
+        60_000,
+        "",
+        dayOf(NOW + 90 * DAY),
+      );
+    expect((await claim())[0]).toBe(1);
+    expect(await redis.fuNotePostponed(record(), "s:b", later, "frequency-cap")).toBe(0);
+    expect(await stored("s:b")).not.toHaveProperty("w");
+    expect(await redis.fuNotePostponed(record(), "s:none", later, "retry")).toBe(0);
+    expect(await redis.hexists(record(), "s:none")).toBe(0);
+
+    const update = (field: string, due: number, from: string, patch: object) =>
+      updateStep(field, due, from, patch, SPEC);
+    // Back to scheduled for a retry: the patch notes the wait in the same change.
+    await update("s:b", NOW + 90 * DAY, "sending", { s: "scheduled", w: later, wy: "retry" });
+    expect(await stored("s:b")).toMatchObject({ s: "scheduled", w: later, wy: "retry" });
+    // Settled: no note of a wait any more.
+    await update("s:a", NOW + DAY, "scheduled", { s: "sent" });
+    await update("s:b", NOW + 90 * DAY, "scheduled", { s: "failed" });
+    for (const field of ["s:a", "s:b"]) {
+      const settled = await stored(field);
+      expect(settled).not.toHaveProperty("w");
+      expect(settled).not.toHaveProperty("wy");
+    }
+    // Put back in the queue by an operator after it failed: due now, nothing waits.
+    await redis.hset(
+      record(),
+      "s:b",
+      encodeStoredStep({ s: "failed", d: NOW, c: "sms", k: "check-in", w: later, wy: "retry" }),
+    );
+    const [requeued] = await redis.fuRequeueStep(
+      record(),
+      hour(),
+      dayKey(NOW),
+      "s:b",
+      NOW,
+      "failed",
+      SPEC,
+      "rq",
+    );
+    expect(requeued).toBe(1);
+    expect(await stored("s:b")).toMatchObject({ s: "scheduled", d: NOW, rq: 1 });
+    expect(await stored("s:b")).not.toHaveProperty("w");
+  });
+
   it("update-step: scrubs the purchase with the last pending step's change when passed the purchase it read", async () => {
     const SUMMARY = '{"o":"ord-1","n":"Ana Novak"}';
     const whole = Buffer.from("w".repeat(150));
     const kept = Buffer.from("k".repeat(70));
     await scheduleTwo(whole);
     const end = (field: string, due: number, asRead: Buffer) =>
-      redis.fuUpdateStep(
-        record(),
-        purchase(),
-        hour(),
-        dayKey(due),
-        field,
-        NOW,
-        "scheduled,sending",
-        JSON.stringify({ s: "sent" }),
-        "",
-        dayOf(due),
-        asRead,
-        kept,
-        SUMMARY,
-      );
+      updateStep(field, due, "scheduled,sending", { s: "sent" }, "", asRead, kept, SUMMARY);
     // s:b still waits: the purchase stays whole.
     expect((await end("s:a", NOW + DAY, whole))[2]).toBe(0);
     expect(purchaseOfFields(await redis.hgetallBuffer(record()))).toEqual(whole);

@@ -8,6 +8,7 @@ import type { CapResult } from "../../src/store/frequency-cap-store.js";
 import type { RateTake } from "../../src/store/rate-limiter.js";
 import type { StepRef } from "../../src/store/sms-references.js";
 import {
+  type PostponeCode,
   readStepRecord,
   type StepPatch,
   type StepRecord,
@@ -184,11 +185,32 @@ export class InMemoryFollowUpStore implements DeliveryStore {
       ? (JSON.parse(raw) as StoredStep)
       : { s: "scheduled", t: now, d: now, a: 0 };
     if (!from.includes(rec.s)) return undefined;
-    const changed: StoredStep = { ...rec, ...storedPatch(patch), t: now };
+    const { w: _until, wy: _why, ...settled } = rec;
+    const patched: StoredStep = { ...rec, ...storedPatch(patch), t: now };
+    // As update-step.lua: a step out of the pending states keeps no note of a postponement.
+    const changed: StoredStep = PENDING.has(patched.s)
+      ? patched
+      : { ...settled, ...storedPatch(patch), t: now };
     hash.set(stepId, JSON.stringify(changed));
     if (ledger) this.counted.push({ stepId, from: rec.s, to: changed.s, at: now, entry: ledger });
     if (PENDING.has(rec.s) && !PENDING.has(changed.s)) this.scrubIfDone(eventId);
     return readStepRecord(JSON.stringify(changed));
+  }
+
+  /** As note-postponed.lua: only on a scheduled step. */
+  async notePostponed(
+    eventId: string,
+    stepId: string,
+    until: number,
+    code: PostponeCode,
+  ): Promise<boolean> {
+    const hash = this.hash(eventId, false);
+    const raw = hash?.get(stepId);
+    if (!hash || raw === undefined) return false;
+    const rec = JSON.parse(raw) as StoredStep;
+    if (rec.s !== "scheduled") return false;
+    hash.set(stepId, JSON.stringify({ ...rec, w: until, wy: code }));
+    return true;
   }
 
   private hash(eventId: string, create: boolean): Map<string, string> | undefined {

@@ -320,6 +320,7 @@ describe("a transient failure with attempts left", () => {
         attempts: after,
         reason: { code: "transient 421", text: "4.7.0 try again later" },
         takeovers: 0,
+        postponed: { until: Date.parse(retryAt), code: "retry" },
       });
       // Nothing is counted as failed, and the slot under the cap is kept for the retry.
       expect(w.counted()).toEqual([]);
@@ -474,6 +475,7 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
 
     expect(w.delayedUntil()).toEqual(["2026-11-24T18:30:00.000Z"]);
     expect(w.channels.email.sent).toEqual([]);
+    // The due time stays the planned one; the record says when it is tried next, and why.
     expect(w.record()).toEqual({
       state: "scheduled",
       dueAt: DUE_MS,
@@ -483,6 +485,7 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
       takeovers: 0,
       resends: 0,
       retries: 0,
+      postponed: { until: Date.parse("2026-11-24T18:30:00Z"), code: "frequency-cap" },
     });
     expect(w.counted()).toEqual([]);
   });
@@ -683,6 +686,8 @@ describe("a transient failure after the message may have been handed over", () =
     });
     expect(w.channels.email.sent).toHaveLength(2);
     expect(w.record()).toMatchObject({ state: "sent", attempts: 2, takeovers: 1 });
+    // Sent: nothing waits any more.
+    expect(w.record()?.postponed).toBeUndefined();
   });
 });
 

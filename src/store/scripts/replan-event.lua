@@ -53,6 +53,11 @@ for i, step in ipairs(steps) do
     end
     if step.a == 'move' then rec.e = step.ne end
     if step.a == 'keep' or step.a == 'move' then
+      -- A postponement (note-postponed.lua) was of the job at the old due time.
+      if step.nd ~= rec.d then
+        rec.w = nil
+        rec.wy = nil
+      end
       rec.d = step.nd
       rec.c = step.c
       rec.k = step.k

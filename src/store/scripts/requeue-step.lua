@@ -48,6 +48,8 @@ rec.id = nil
 rec.dl = nil
 rec.de = nil
 rec.e = nil
+rec.w = nil
+rec.wy = nil
 rec[ARGV[5]] = (rec[ARGV[5]] or 0) + 1
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 for _, field in ipairs(spec.f) do redis.call('HINCRBY', KEYS[2], field, 1) end

@@ -10,7 +10,8 @@
   due      the due time, epoch ms in base 36 (`d`)
   changed  when the state was entered, epoch ms in base 36 (`t`), when set
   JSON     every other field (attempts `a`, provider id `id`, reason `x`, the end of the grace
-           period `e` of a step planned late, ...), when any
+           period `e` of a step planned late, when a scheduled step's job waits until `w` and
+           why `wy` (note-postponed.lua), ...), when any
 
   A scheduled thank-you email is `set` and eight digits, against some 60 bytes of JSON. A value
   that cannot be written this way (an unknown state, a time that is not a whole number of ms) is

@@ -1,0 +1,116 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { runCustomer } from "../../src/cli/customer-command.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import { captureIo } from "../support/capture-io.js";
+import { purchaseInput } from "../support/fixtures.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  stepRecordOf,
+} from "../support/pipeline-harness.js";
+
+/**
+ * A follow-up whose job waits past its due time (here: the customer's frequency cap) says so in
+ * the customer's timeline, with when it is tried next and why, while its due time stays the
+ * planned one; what `followups customer` shows an operator who is asked "when will it come?".
+ */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const THANK_YOU = "thank-you.thank-you";
+const DAY_MS = 86_400_000;
+
+const ago = (hours: number) =>
+  DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+async function customerCommand(p: PipelineHarness, json: boolean) {
+  Object.assign(process.env, { ...p.commandEnv, OUTBOX_DIR: p.outboxDir });
+  const io = captureIo();
+  const code = await runCustomer("cus-1", { config: p.configDir, json }, io);
+  expect(code).toBe(0);
+  return io.output();
+}
+
+describe("a follow-up postponed by the customer's frequency cap", () => {
+  it("keeps its planned due time and shows when it is tried next and why", async () => {
+    pipeline = await startPipeline("postponed", { startWorker: false });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(["frequencyCaps", "email"], doc.createNode([{ max: 1, per: "PT24H" }]));
+    doc.setIn(["whenCapped", "thank-you"], "defer");
+    const rules = doc.get("rules") as { items: { delete(key: string): void }[] };
+    for (const rule of rules.items) rule.delete("coalesce");
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+
+    // Two purchases two hours ago: both thank-yous are due now, and the cap lets one go today.
+    const ids = ["evt-wait-1", "evt-wait-2"];
+    for (const id of ids) {
+      await p.publisher.publish(
+        purchaseInput({ id, orderId: `o-${id}`, occurredAt: ago(2) }) as never,
+      );
+      await eventProcessed(p, id);
+    }
+    const [sent, waiting] = await eventually(async () => {
+      const records = await Promise.all(ids.map((id) => stepRecordOf(p, id, THANK_YOU)));
+      const sentAt = records.findIndex((r) => r?.state === "sent");
+      const postponedAt = records.findIndex((r) => r?.postponed !== undefined);
+      if (sentAt < 0 || postponedAt < 0) return undefined;
+      return [records[sentAt], { id: ids[postponedAt] ?? "", record: records[postponedAt] }];
+    }, "one thank-you sent and the other postponed");
+    expect(p.sink.messages).toHaveLength(1);
+    const record = waiting.record;
+    expect(record?.state).toBe("scheduled");
+    expect(record?.postponed?.code).toBe("frequency-cap");
+    // The cap frees a day after the first thank-you took its slot (just before it was sent).
+    const until = record?.postponed?.until ?? 0;
+    const sentAt = sent?.changedAt ?? 0;
+    expect(until).toBeGreaterThan(sentAt + DAY_MS - 60_000);
+    expect(until).toBeLessThanOrEqual(sentAt + DAY_MS);
+    // Its job waits until then.
+    const job = await p.followUps.getJob(followUpJobId(waiting.id, THANK_YOU));
+    expect(await job?.getState()).toBe("delayed");
+
+    const timeline = JSON.parse(await customerCommand(p, true)) as CustomerTimeline;
+    const step = timeline.purchases
+      .find((purchase) => purchase.eventId === waiting.id)
+      ?.steps.find((s) => s.stepId === THANK_YOU);
+    expect(step).toMatchObject({
+      state: "scheduled",
+      // The planned due time, already past: the wait is said apart.
+      dueAt: new Date(record?.dueAt ?? 0).toISOString(),
+      postponed: {
+        until: new Date(until).toISOString(),
+        untilLocal: DateTime.fromMillis(until, { zone: "Europe/London" }).toISO({
+          suppressMilliseconds: true,
+        }),
+        code: "frequency-cap",
+        why: "the customer's frequency cap is reached",
+      },
+    });
+    expect(Date.parse(step?.dueAt ?? "")).toBeLessThan(Date.now());
+    const sentStep = timeline.purchases
+      .find((purchase) => purchase.eventId !== waiting.id)
+      ?.steps.find((s) => s.stepId === THANK_YOU);
+    expect(sentStep).toMatchObject({ state: "sent", postponed: null });
+
+    const text = await customerCommand(p, false);
+    const local = DateTime.fromMillis(until, { zone: "Europe/London" }).toISO({
+      suppressMilliseconds: true,
+    });
+    expect(text).toContain(`${waiting.id}/${THANK_YOU}`);
+    expect(text).toContain(`postponed to ${local}: the customer's frequency cap is reached`);
+  });
+});
