@@ -101,6 +101,12 @@ export type DeliveryOutcome =
  */
 const RATE_RETRY_JITTER_MS = 250;
 
+/**
+ * The shortest wait of a thank-you that joined another's while that one has not gone: without
+ * it, a member whose leader's job waits past its due time would run again and again at once.
+ */
+const JOINED_RECHECK_MS = 60_000;
+
 /** The latest follow-up sent to a customer is remembered for the attribution window and this. */
 const SENT_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
@@ -200,8 +206,14 @@ function createDelivery(deps: DeliveryDeps) {
       notes.code ??= why;
       log.debug({ until: new Date(until).toISOString(), why }, "follow-up postponed");
       const noted = view.record?.postponed;
-      if (code && (noted?.until !== until || noted.code !== code))
-        await deps.store.notePostponed(eventId, stepId, until, code);
+      if (code && until > nowMs && (noted?.until !== until || noted.code !== code)) {
+        // Only operators read the note: failing to write it does not change the deferral.
+        await deps.store
+          .notePostponed(eventId, stepId, until, code)
+          .catch((error: Error) =>
+            log.warn({ error: error.name, message: error.message }, "postponement not noted"),
+          );
+      }
       await job.moveToDelayed(until, token);
       throw new DelayedError(why);
     };
@@ -324,7 +336,8 @@ function createDelivery(deps: DeliveryDeps) {
       if (joined?.action === "skip") return skip("coalesced", joined.reason, sendLabels);
       if (joined?.action === "wait")
         return postpone(
-          Math.max(nowMs, joined.until),
+          // Not at once again while the leader's job waits (a retry's backoff, say): a minute on.
+          Math.max(nowMs + JOINED_RECHECK_MS, joined.until),
           "the thank-you it joined has not gone yet",
           "thank-you-joined",
         );
@@ -627,8 +640,12 @@ async function joinedThankYou(
       reason: `thanked in one email with the customer's purchase ${leaderEventId}, shortly before`,
     };
   }
+  // Behind the leader's, also when its job waits past its due time (its record says until when).
   if (leader?.state === "scheduled" || leader?.state === "sending")
-    return { action: "wait", until: leader.dueAt + COALESCED_AFTER_MS };
+    return {
+      action: "wait",
+      until: Math.max(leader.dueAt, leader.postponed?.until ?? 0) + COALESCED_AFTER_MS,
+    };
   return undefined;
 }
 

@@ -25,6 +25,7 @@ import type { ReplicaWait } from "./replica-wait.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
   type PostponeCode,
+  postponeLetter,
   readStepRecord,
   STEP_STATES,
   type StepPatch,
@@ -346,7 +347,7 @@ export class FollowUpStore {
       this.keys.eventRecord(eventId),
       stepField(stepId),
       until,
-      code,
+      postponeLetter(code),
     );
     return noted === 1;
   }

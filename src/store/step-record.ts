@@ -78,6 +78,22 @@ export const POSTPONE_CODES = [
   "retry",
 ] as const;
 export type PostponeCode = (typeof POSTPONE_CODES)[number];
+/** A PostponeCode as a record stores it (`wy`): one letter. */
+const POSTPONE_LETTERS: Readonly<Record<PostponeCode, string>> = {
+  "send-window": "s",
+  "frequency-cap": "f",
+  "call-not-over": "c",
+  "thank-you-joined": "t",
+  retry: "r",
+};
+const POSTPONES_BY_LETTER = new Map(
+  Object.entries(POSTPONE_LETTERS).map(([code, letter]) => [letter, code as PostponeCode]),
+);
+
+/** How a record stores why its job waits. */
+export function postponeLetter(code: PostponeCode): string {
+  return POSTPONE_LETTERS[code];
+}
 
 /** What a state change or annotation sets; fields left out keep their value. */
 export interface StepPatch {
@@ -115,7 +131,7 @@ export interface StoredStep {
   rt?: number;
   rs?: number;
   rq?: number;
-  /** While scheduled: its job waits until then (epoch ms), and why (`wy`, a PostponeCode). */
+  /** While scheduled: its job waits until then (epoch ms), and why (`wy`, postponeLetter). */
   w?: number;
   wy?: string;
 }
@@ -156,7 +172,10 @@ function isWholeMs(value: number | undefined): value is number {
  */
 export function encodeStoredStep(stored: StoredStep): string {
   if (!isWholeMs(stored.d) || !Object.hasOwn(STATE_CODES, stored.s)) return JSON.stringify(stored);
-  const { s, d, t, c, k, ...rest } = stored;
+  const { s, d, t, c, k, ...all } = stored;
+  // As lib/step-codec.lua: a settled step keeps no note of a wait.
+  const { w: _until, wy: _why, ...settled } = all;
+  const rest = s === "scheduled" || s === "sending" ? all : settled;
   const channel = c && CHANNEL_CODES[c];
   const kind = k && KIND_CODES[k];
   const more: Record<string, unknown> = {
@@ -211,14 +230,20 @@ export function readStepRecord(raw: string): StepRecord {
     }),
     resends: stored.rs ?? 0,
     retries: stored.rq ?? 0,
-    ...(stored.w !== undefined &&
-      stored.s === "scheduled" &&
-      isPostponeCode(stored.wy) && { postponed: { until: stored.w, code: stored.wy } }),
+    ...postponedOf(stored),
   };
 }
 
-function isPostponeCode(code: string | undefined): code is PostponeCode {
-  return (POSTPONE_CODES as readonly (string | undefined)[]).includes(code);
+/**
+ * A scheduled step's note that its job waits, when it was written after the step's last state
+ * change: a note left by a worker of an earlier version, which did not drop it when the step went
+ * on and came back (a retry), is not shown.
+ */
+function postponedOf(stored: StoredStep): Pick<StepRecord, "postponed"> {
+  const code = stored.wy === undefined ? undefined : POSTPONES_BY_LETTER.get(stored.wy);
+  if (stored.s !== "scheduled" || stored.w === undefined || !code) return {};
+  if (stored.t !== undefined && stored.w <= stored.t) return {};
+  return { postponed: { until: stored.w, code } };
 }
 
 /** A patch in stored field names. */
@@ -235,7 +260,10 @@ export function storedPatch(patch: StepPatch): Partial<StoredStep> {
       ...(patch.delivery.errorCode !== undefined && { de: patch.delivery.errorCode }),
     }),
     ...(patch.reply !== undefined && { rp: patch.reply.text, rt: patch.reply.receivedAt }),
-    ...(patch.postponed !== undefined && { w: patch.postponed.until, wy: patch.postponed.code }),
+    ...(patch.postponed !== undefined && {
+      w: patch.postponed.until,
+      wy: postponeLetter(patch.postponed.code),
+    }),
   };
 }
 

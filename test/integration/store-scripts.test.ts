@@ -452,7 +452,7 @@ describe("the store's Lua scripts", () => {
   it("note-postponed: notes on a scheduled step when its job waits and why; the note goes when the step settles or is put back in the queue", async () => {
     await scheduleTwo();
     const later = NOW + DAY + 7 * 3_600_000;
-    expect(await redis.fuNotePostponed(record(), "s:a", later, "send-window")).toBe(1);
+    expect(await redis.fuNotePostponed(record(), "s:a", later, "s")).toBe(1);
     // The due time stays the planned one; only the wait is added.
     expect(await stored("s:a")).toEqual({
       s: "scheduled",
@@ -460,7 +460,7 @@ describe("the store's Lua scripts", () => {
       c: "email",
       k: "thank-you",
       w: later,
-      wy: "send-window",
+      wy: "s",
     });
     // A step that is not scheduled (here: claimed), or has no record, is left alone.
     const claim = () =>
@@ -476,16 +476,16 @@ describe("the store's Lua scripts", () => {
         dayOf(NOW + 90 * DAY),
       );
     expect((await claim())[0]).toBe(1);
-    expect(await redis.fuNotePostponed(record(), "s:b", later, "frequency-cap")).toBe(0);
+    expect(await redis.fuNotePostponed(record(), "s:b", later, "f")).toBe(0);
     expect(await stored("s:b")).not.toHaveProperty("w");
-    expect(await redis.fuNotePostponed(record(), "s:none", later, "retry")).toBe(0);
+    expect(await redis.fuNotePostponed(record(), "s:none", later, "r")).toBe(0);
     expect(await redis.hexists(record(), "s:none")).toBe(0);
 
     const update = (field: string, due: number, from: string, patch: object) =>
       updateStep(field, due, from, patch, SPEC);
     // Back to scheduled for a retry: the patch notes the wait in the same change.
-    await update("s:b", NOW + 90 * DAY, "sending", { s: "scheduled", w: later, wy: "retry" });
-    expect(await stored("s:b")).toMatchObject({ s: "scheduled", w: later, wy: "retry" });
+    await update("s:b", NOW + 90 * DAY, "sending", { s: "scheduled", w: later, wy: "r" });
+    expect(await stored("s:b")).toMatchObject({ s: "scheduled", w: later, wy: "r" });
     // Settled: no note of a wait any more.
     await update("s:a", NOW + DAY, "scheduled", { s: "sent" });
     await update("s:b", NOW + 90 * DAY, "scheduled", { s: "failed" });
@@ -498,7 +498,8 @@ describe("the store's Lua scripts", () => {
     await redis.hset(
       record(),
       "s:b",
-      encodeStoredStep({ s: "failed", d: NOW, c: "sms", k: "check-in", w: later, wy: "retry" }),
+      // As a worker of an earlier version left it: settled, with the note still on.
+      `${encodeStoredStep({ s: "failed", d: NOW, c: "sms", k: "check-in" })} ${JSON.stringify({ w: later, wy: "r" })}`,
     );
     const [requeued] = await redis.fuRequeueStep(
       record(),

@@ -9,6 +9,7 @@ import type { RateTake } from "../../src/store/rate-limiter.js";
 import type { StepRef } from "../../src/store/sms-references.js";
 import {
   type PostponeCode,
+  postponeLetter,
   readStepRecord,
   type StepPatch,
   type StepRecord,
@@ -97,6 +98,12 @@ export class InMemoryFollowUpStore implements DeliveryStore {
   record(eventId: string, stepId: string): StepRecord | undefined {
     const raw = this.records.get(eventId)?.get(stepId);
     return raw === undefined ? undefined : readStepRecord(raw);
+  }
+
+  /** The step's record as stored (its field names), for assertions on what it keeps. */
+  storedForm(eventId: string, stepId: string): StoredStep | undefined {
+    const raw = this.records.get(eventId)?.get(stepId);
+    return raw === undefined ? undefined : (JSON.parse(raw) as StoredStep);
   }
 
   /** Drops the stored purchase (expired, or scrubbed), keeping the event record. */
@@ -209,7 +216,7 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     if (!hash || raw === undefined) return false;
     const rec = JSON.parse(raw) as StoredStep;
     if (rec.s !== "scheduled") return false;
-    hash.set(stepId, JSON.stringify({ ...rec, w: until, wy: code }));
+    hash.set(stepId, JSON.stringify({ ...rec, w: until, wy: postponeLetter(code) }));
     return true;
   }
 

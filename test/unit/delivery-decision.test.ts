@@ -44,6 +44,8 @@ const EVENT_ID = "evt-1";
 const JOB_ID = "fu-1";
 const CUSTOMER = "cus-1";
 const THANK_YOU = "big-ticket.thank-you";
+/** The earlier purchase whose thank-you a joined one waits behind. */
+const LEADER_ID = "evt-0";
 const CHECK_IN = "big-ticket.check-in";
 
 let shipped: RuleSet;
@@ -77,6 +79,8 @@ interface Setup {
   purchaseGone?: boolean;
   /** The rules in force have lost the step's rule since it was planned. */
   ruleRemoved?: boolean;
+  /** The purchase's thank-you joined that of LEADER_ID, whose thank-you's record is this. */
+  joinedLeader?: SeedRecord;
 }
 
 function world(setup: Setup = {}) {
@@ -101,6 +105,7 @@ function world(setup: Setup = {}) {
     );
   }
   if (setup.stoppedWith) store.stopEvent(EVENT_ID, setup.stoppedWith);
+  if (setup.joinedLeader) store.seed(LEADER_ID, THANK_YOU, setup.joinedLeader);
   if (setup.purchaseGone) store.forgetEvent(EVENT_ID);
   const channels = {
     email: new ScriptedChannel(setup.email),
@@ -142,7 +147,16 @@ function world(setup: Setup = {}) {
     suppressions,
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
     codes: { issue: async () => {} },
-    thankYous: { close: async () => [], filingOf: async () => undefined },
+    thankYous: {
+      close: async () => [],
+      filingOf: async () =>
+        setup.joinedLeader && {
+          role: "joined" as const,
+          leaderEventId: LEADER_ID,
+          leaderStepId: THANK_YOU,
+          leaderDueAt: setup.joinedLeader.dueAt,
+        },
+    },
     orders: ordersWithoutRefunds(suppressions),
     spend: {
       spend: {
@@ -491,6 +505,41 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
   });
 });
 
+describe("a thank-you that joined another purchase's, which has not gone yet", () => {
+  const leader: SeedRecord = {
+    state: "scheduled",
+    dueAt: DUE_MS,
+    channel: "email",
+    kind: "thank-you",
+  };
+
+  it("looks again a minute on, not at once, while the leader's is overdue, and notes why", async () => {
+    const w = world({ joinedLeader: leader });
+
+    expect(await w.deliver()).toEqual({
+      threw: "DelayedError",
+      message: "the thank-you it joined has not gone yet",
+    });
+
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:01:00.000Z"]);
+    expect(w.record()?.postponed).toEqual({
+      until: Date.parse("2026-11-24T12:01:00Z"),
+      code: "thank-you-joined",
+    });
+    expect(w.channels.email.sent).toEqual([]);
+  });
+
+  it("waits until a quarter of an hour after the leader's job, when that one waits past its due time", async () => {
+    const w = world({ joinedLeader: leader });
+    await w.store.notePostponed(LEADER_ID, THANK_YOU, Date.parse("2026-11-24T13:00:00Z"), "retry");
+
+    await w.deliver();
+
+    expect(w.delayedUntil()).toEqual(["2026-11-24T13:15:00.000Z"]);
+    expect(w.record()?.postponed?.code).toBe("thank-you-joined");
+  });
+});
+
 describe("a kind exempt from the caps (whenCapped exempt)", () => {
   it("is sent with the cap full, and takes no slot", async () => {
     const w = world({ capFreesAt: "2026-11-24T18:30:00Z", whenCappedThankYou: "exempt" });
@@ -686,8 +735,8 @@ describe("a transient failure after the message may have been handed over", () =
     });
     expect(w.channels.email.sent).toHaveLength(2);
     expect(w.record()).toMatchObject({ state: "sent", attempts: 2, takeovers: 1 });
-    // Sent: nothing waits any more.
-    expect(w.record()?.postponed).toBeUndefined();
+    // Sent: the record keeps no note of the wait.
+    expect(w.store.storedForm(EVENT_ID, THANK_YOU)).not.toHaveProperty("w");
   });
 });
 

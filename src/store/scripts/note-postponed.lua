@@ -4,15 +4,16 @@
   operators see it in the customer's timeline. The due time stays the planned one (the grace
   period counts from it), and nothing is counted: the ledger keeps the step pending under its
   due time. A step in any other state, or without a record, is left alone. The note goes when
-  the step leaves the pending states (update-step.lua), is put back in the queue
-  (requeue-step.lua) or re-planned to another time (replan-event.lua).
+  the step leaves the pending states (encodeStep drops it from a settled step's record, whichever
+  script settles it), is put back in the queue (requeue-step.lua) or re-planned to another time
+  (replan-event.lua).
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
 
     ARGV[1] step field (`s:<stepId>`)
     ARGV[2] when the job is tried again (epoch ms)
-    ARGV[3] why (a PostponeCode, store/step-record.ts)
+    ARGV[3] why (one letter: postponeLetter, store/step-record.ts)
 
   Output: 1 noted, 0 not (the step is not scheduled, or has no record)
 ]]

@@ -48,11 +48,6 @@ local oldState = rec.s
 local counted = { d = rec.d, c = rec.c }
 for k, v in pairs(cjson.decode(ARGV[4])) do rec[k] = v end
 rec.t = now
--- Why its job waited matters only while it waits (note-postponed.lua).
-if not PENDING[rec.s] then
-  rec.w = nil
-  rec.wy = nil
-end
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 if ARGV[5] ~= '' then
   countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[5]), oldState, rec.s, raw ~= false, counted,

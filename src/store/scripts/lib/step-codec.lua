@@ -18,7 +18,8 @@
   kept as JSON, as versions of key layout 4 and before kept every step: decodeStep reads both.
   store/step-record.ts reads and writes the same form.
 
-  encodeStep(rec)  the stored form of a decoded record (a table of the JSON fields)
+  encodeStep(rec)  the stored form of a decoded record (a table of the JSON fields); a settled
+                   step's (neither scheduled nor sending) without the note of a wait (`w`, `wy`)
   decodeStep(raw)  the record (table) of a stored value
   Needs lib/base36.lua.
 ]]
@@ -39,8 +40,10 @@ local function encodeStep(rec)
   local state = STEP_STATE_CODES[rec.s]
   if not state or not isWholeMs(rec.d) then return cjson.encode(rec) end
   local rest = {}
+  -- Why a step's job waits (`w`, `wy`: note-postponed.lua) matters only while it is pending.
+  local settled = rec.s ~= 'scheduled' and rec.s ~= 'sending'
   for k, v in pairs(rec) do
-    if k ~= 's' and k ~= 'd' then rest[k] = v end
+    if k ~= 's' and k ~= 'd' and not (settled and (k == 'w' or k == 'wy')) then rest[k] = v end
   end
   local channel, kind = STEP_CHANNEL_CODES[rec.c], STEP_KIND_CODES[rec.k]
   if channel then rest.c = nil else channel = '-' end
