@@ -37,6 +37,7 @@ export default defineConfig({
       "test/integration/owner-alerts.test.ts",
       "test/integration/voice-calls.test.ts",
       "test/integration/check-in-comparison.test.ts",
+      "test/integration/postponed-steps.test.ts",
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,

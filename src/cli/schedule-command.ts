@@ -1,10 +1,7 @@
-import { DateTime } from "luxon";
-import { readSchedule, renderScheduleText } from "../reports/pending-schedule.js";
-import { DeliveryLedger } from "../store/delivery-ledger.js";
-import { shardScope } from "../store/keys.js";
+import { renderScheduleText } from "../reports/pending-schedule.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { withOperatorTools } from "./operator-session.js";
 
 export interface ScheduleOptions {
   readonly config: string;
@@ -18,7 +15,9 @@ const MAX_DAYS = 400;
 /**
  * `followups schedule`: what is coming. Pending follow-ups by due date (in the rules' default
  * time zone), channel and rule, from the ledger's pending counts, which every state change keeps
- * exact, in every shard; far-future steps are not BullMQ jobs, so queue tools do not show them.
+ * exact, in every shard, with a follow-up whose job waits past its due time on the day it will go
+ * (operations/postponed-moves.ts); far-future steps are not BullMQ jobs, so queue tools do not
+ * show them.
  */
 export async function runSchedule(options: ScheduleOptions, io: CommandIo): Promise<number> {
   const days = Number(options.days);
@@ -28,26 +27,8 @@ export async function runSchedule(options: ScheduleOptions, io: CommandIo): Prom
       EXIT.usage,
     );
   }
-  const rules = await loadRulesForCommand(options.config);
-  const zone = rules.defaults.timezone;
-  const { redis, prefix, env } = await commandRedis();
-  try {
-    // Scoped to shard 0 of all of them: pending counts add up every shard's.
-    const ledger = new DeliveryLedger(
-      redis,
-      shardScope(prefix, 0, await commandShards(redis, env)),
-    );
-    const rows = await readSchedule(
-      (from, count) => ledger.pendingCounts(from, count),
-      zone,
-      DateTime.now(),
-      days,
-    );
-    io.out(
-      options.json ? `${JSON.stringify({ days: rows })}\n` : renderScheduleText(rows, zone, days),
-    );
-    return EXIT.ok;
-  } finally {
-    redis.disconnect();
-  }
+  const zone = (await loadRulesForCommand(options.config)).defaults.timezone;
+  const rows = await withOperatorTools(options.config, (tools) => tools.schedule(days));
+  io.out(options.json ? `${JSON.stringify(rows)}\n` : renderScheduleText(rows.days, zone, days));
+  return EXIT.ok;
 }

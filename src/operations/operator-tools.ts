@@ -23,6 +23,7 @@ import {
   removeJobs,
 } from "./erase-customer.js";
 import { type EventInShard, eventLocator } from "./locate-event.js";
+import { postponedMoves } from "./postponed-moves.js";
 import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
 import { type CustomerTimeline, type TimelineAuditEntry, timelineAudit } from "./timeline.js";
 
@@ -578,7 +579,20 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     async schedule(days: number): Promise<{ days: ScheduleDay[] }> {
       const zone = deps.rules().defaults.timezone;
       const now = DateTime.fromMillis(deps.now());
-      const rows = await readSchedule((from, n) => ledger.pendingCounts(from, n), zone, now, days);
+      // Every shard's queue and records: a postponed follow-up is counted on the day it will go.
+      const postponed = Array.from({ length: deps.shards }, (_, shard) => ({
+        queue: deps.followUps.of(shard),
+        store: shards.of(shard).store,
+      }));
+      const rows = await readSchedule(
+        async (from, n) => [
+          ...(await ledger.pendingCounts(from, n)),
+          ...(await postponedMoves(postponed)),
+        ],
+        zone,
+        now,
+        days,
+      );
       return { days: rows };
     },
 

@@ -44,12 +44,15 @@ export function scheduleByDay(
       count: (before?.count ?? 0) + counted.count,
     });
   }
-  return [...totals.values()].sort(
-    (a, b) =>
-      a.date.localeCompare(b.date) ||
-      a.channel.localeCompare(b.channel) ||
-      (a.ruleId ?? "").localeCompare(b.ruleId ?? ""),
-  );
+  // A postponed follow-up's move (operations/postponed-moves.ts) can leave a row at 0.
+  return [...totals.values()]
+    .filter((row) => row.count > 0)
+    .sort(
+      (a, b) =>
+        a.date.localeCompare(b.date) ||
+        a.channel.localeCompare(b.channel) ||
+        (a.ruleId ?? "").localeCompare(b.ruleId ?? ""),
+    );
 }
 
 /** Where pending counts come from (DeliveryLedger.pendingCounts). */

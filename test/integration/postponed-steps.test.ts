@@ -4,8 +4,10 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCustomer } from "../../src/cli/customer-command.js";
+import { runSchedule } from "../../src/cli/schedule-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { followUpJobId } from "../../src/queue/names.js";
+import type { ScheduleDay } from "../../src/reports/pending-schedule.js";
 import { captureIo } from "../support/capture-io.js";
 import { purchaseInput } from "../support/fixtures.js";
 import {
@@ -40,6 +42,13 @@ async function customerCommand(p: PipelineHarness, json: boolean) {
   const code = await runCustomer("cus-1", { config: p.configDir, json }, io);
   expect(code).toBe(0);
   return io.output();
+}
+
+async function scheduleCommand(p: PipelineHarness): Promise<{ days: ScheduleDay[] }> {
+  Object.assign(process.env, { ...p.commandEnv, OUTBOX_DIR: p.outboxDir });
+  const io = captureIo();
+  expect(await runSchedule({ config: p.configDir, days: "30", json: true }, io)).toBe(0);
+  return JSON.parse(io.output()) as { days: ScheduleDay[] };
 }
 
 describe("a follow-up postponed by the customer's frequency cap", () => {
@@ -112,5 +121,13 @@ describe("a follow-up postponed by the customer's frequency cap", () => {
     });
     expect(text).toContain(`${waiting.id}/${THANK_YOU}`);
     expect(text).toContain(`postponed to ${local}: the customer's frequency cap is reached`);
+
+    // The schedule shows it on the day it will go (the rules' zone), not on the day it was due.
+    const schedule = await scheduleCommand(p);
+    const thankYous = schedule.days.filter(
+      (row) => row.channel === "email" && row.ruleId === "thank-you",
+    );
+    const willGo = DateTime.fromMillis(until, { zone: "Europe/London" }).toISODate();
+    expect(thankYous).toEqual([{ date: willGo, channel: "email", ruleId: "thank-you", count: 1 }]);
   });
 });
