@@ -17,7 +17,7 @@ import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, EXIT } from "./io.js";
 
 /**
- * Runs an operator command (customer, order, cancel, resend, failed, erase) with the operator
+ * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule) with the operator
  * tools on the Redis of REDIS_URL and the rules of `configDir`; an OperatorError becomes the
  * command's one-line message (exit 2 for a malformed argument, 1 otherwise).
  */

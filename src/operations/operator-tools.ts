@@ -582,6 +582,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       // Every shard's queue and records: a postponed follow-up is counted on the day it will go.
       const postponed = Array.from({ length: deps.shards }, (_, shard) => ({
         queue: deps.followUps.of(shard),
+        redis,
         store: shards.of(shard).store,
       }));
       const rows = await readSchedule(

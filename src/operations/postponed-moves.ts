@@ -3,16 +3,17 @@ import { ruleIdOf } from "../domain/step-ref.js";
 import type { FollowUpJobData } from "../queue/names.js";
 import type { CountedPending } from "../reports/pending-schedule.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { RedisClient } from "../store/redis-client.js";
 
-/** Delayed jobs read per page. */
-const PAGE = 1000;
-/** Step records read at once. */
-const BATCH = 100;
+/** Job references and step records read at once. */
+const BATCH = 500;
 const QUARTER_HOUR_MS = 15 * 60 * 1000;
 
 /** What a shard offers the schedule's correction: its follow-ups queue and its step records. */
 export interface PostponedSource {
-  readonly queue: Pick<Queue<FollowUpJobData>, "getDelayed" | "getDelayedCount">;
+  readonly queue: Pick<Queue<FollowUpJobData>, "getRanges" | "toKey">;
+  /** The connection the queue's job hashes are read with. */
+  readonly redis: Pick<RedisClient, "hget">;
   readonly store: Pick<FollowUpStore, "stepRecords" | "generationOf">;
 }
 
@@ -20,41 +21,70 @@ export interface PostponedSource {
  * Where the pending counts of postponed follow-ups belong. The ledger counts every pending
  * follow-up under its planned due time (each state script keeps that count exact); a follow-up
  * whose job was put back to wait past it (its record's `postponed` note: a send window, a
- * frequency cap, a retry, …) goes out later, maybe on another day. For each such job among the
- * shards' delayed jobs: one off its planned quarter hour, one on the quarter hour it waits for, so
- * that the schedule, read with these added, shows it on the day it will go. Read-only: nothing
- * the state scripts count changes. Steps planned before rules were counted (no generation) were
- * counted by channel alone and are left where they are.
+ * frequency cap, a retry, …) goes out later, maybe on another day. For each such step among the
+ * shards' delayed jobs (due within the promotion horizon, or postponed): one off its planned
+ * quarter hour, one on the quarter hour its note names, so that the schedule, read with these
+ * added, shows it on the day it will go. Read-only: nothing the state scripts count changes.
+ * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job
+ * or record that cannot be read is passed over (the schedule is a view: it never fails for one).
+ * Steps planned before rules were counted (no generation) were counted by channel alone and stay
+ * where they are.
  */
 export async function postponedMoves(
   shards: readonly PostponedSource[],
 ): Promise<CountedPending[]> {
   const moves: CountedPending[] = [];
-  for (const { queue, store } of shards) {
-    const total = await queue.getDelayedCount();
-    for (let start = 0; start < total; start += PAGE) {
-      const jobs = (await queue.getDelayed(start, start + PAGE - 1)).filter(
-        (job) => job?.data?.e !== undefined && job.data.s !== undefined,
+  for (const { queue, redis, store } of shards) {
+    // Every id at once: paging by index over a set that changes meanwhile skips and repeats.
+    const ids = await queue.getRanges(["delayed"], 0, -1, true);
+    const steps = new Map<string, FollowUpJobData>();
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const data = await Promise.all(
+        ids.slice(i, i + BATCH).map((id) => redis.hget(queue.toKey(id), "data").catch(() => null)),
       );
-      for (let i = 0; i < jobs.length; i += BATCH) {
-        const found = await Promise.all(
-          jobs.slice(i, i + BATCH).map(async ({ data }) => {
-            const record = (await store.stepRecords(data.e, [data.s])).get(data.s);
-            if (!record?.postponed || !record.channel) return [];
-            // Counted by channel alone, on its UTC day: no rule to move it under.
-            if ((await store.generationOf(data.e)) === undefined) return [];
-            const labels = { channel: record.channel, ruleId: ruleIdOf(data.s) };
-            return [
-              { ...labels, at: quarterOf(record.dueAt), count: -1 },
-              { ...labels, at: quarterOf(record.postponed.until), count: 1 },
-            ];
-          }),
-        );
-        moves.push(...found.flat());
+      for (const raw of data) {
+        const step = stepOfJob(raw);
+        if (step) steps.set(`${step.e}\u0000${step.s}`, step);
       }
+    }
+    const unique = [...steps.values()];
+    for (let i = 0; i < unique.length; i += BATCH) {
+      const found = await Promise.all(
+        unique.slice(i, i + BATCH).map((step) => movesOf(store, step).catch(() => [])),
+      );
+      moves.push(...found.flat());
     }
   }
   return moves;
+}
+
+/** The two moves of one step, when its record notes that its job waits. */
+async function movesOf(
+  store: PostponedSource["store"],
+  { e: eventId, s: stepId }: FollowUpJobData,
+): Promise<CountedPending[]> {
+  const record = (await store.stepRecords(eventId, [stepId])).get(stepId);
+  if (!record?.postponed || !record.channel) return [];
+  // Counted by channel alone, on its UTC day: no rule to move it under.
+  if ((await store.generationOf(eventId)) === undefined) return [];
+  const labels = { channel: record.channel, ruleId: ruleIdOf(stepId) };
+  return [
+    { ...labels, at: quarterOf(record.dueAt), count: -1 },
+    { ...labels, at: quarterOf(record.postponed.until), count: 1 },
+  ];
+}
+
+/** A follow-up job's step, from its stored data; undefined for anything else. */
+function stepOfJob(raw: string | null): FollowUpJobData | undefined {
+  if (raw === null) return undefined;
+  try {
+    const data = JSON.parse(raw) as Partial<FollowUpJobData>;
+    return typeof data.e === "string" && typeof data.s === "string"
+      ? { e: data.e, s: data.s }
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function quarterOf(epochMs: number): number {
