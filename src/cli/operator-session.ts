@@ -1,5 +1,6 @@
 import { userInfo } from "node:os";
 import { Queue } from "bullmq";
+import type { RuleSet } from "../domain/rules.js";
 import {
   createOperatorTools,
   OperatorError,
@@ -17,13 +18,14 @@ import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, EXIT } from "./io.js";
 
 /**
- * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule) with the operator
- * tools on the Redis of REDIS_URL and the rules of `configDir`; an OperatorError becomes the
- * command's one-line message (exit 2 for a malformed argument, 1 otherwise).
+ * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule) with the
+ * operator tools on the Redis of REDIS_URL and the rules of `configDir` (given to `run` too); an
+ * OperatorError becomes the command's one-line message (exit 2 for a malformed argument, 1
+ * otherwise).
  */
 export async function withOperatorTools<T>(
   configDir: string,
-  run: (tools: OperatorTools) => Promise<T>,
+  run: (tools: OperatorTools, rules: RuleSet) => Promise<T>,
 ): Promise<T> {
   const rules = await loadRulesForCommand(configDir);
   const { redis, prefix, env } = await commandRedis();
@@ -56,7 +58,7 @@ export async function withOperatorTools<T>(
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       now: Date.now,
     });
-    return await run(tools);
+    return await run(tools, rules);
   } catch (error) {
     if (error instanceof OperatorError)
       throw new CommandError(error.message, error.kind === "invalid" ? EXIT.usage : EXIT.invalid);

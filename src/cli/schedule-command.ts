@@ -1,5 +1,4 @@
 import { renderScheduleText } from "../reports/pending-schedule.js";
-import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
 
@@ -27,8 +26,10 @@ export async function runSchedule(options: ScheduleOptions, io: CommandIo): Prom
       EXIT.usage,
     );
   }
-  const zone = (await loadRulesForCommand(options.config)).defaults.timezone;
-  const rows = await withOperatorTools(options.config, (tools) => tools.schedule(days));
+  const { rows, zone } = await withOperatorTools(options.config, async (tools, rules) => ({
+    rows: await tools.schedule(days),
+    zone: rules.defaults.timezone,
+  }));
   io.out(options.json ? `${JSON.stringify(rows)}\n` : renderScheduleText(rows.days, zone, days));
   return EXIT.ok;
 }

@@ -195,6 +195,13 @@ function createDelivery(deps: DeliveryDeps) {
     const { e: eventId, s: stepId } = job.data;
     const followUpId = job.id ?? "";
     const log = deps.logger.child({ eventId, stepId, jobId: followUpId });
+    const now = deps.clock();
+    const nowMs = now.toMillis();
+    // The step's state first: a redelivered job of a finished step is done, whatever else is gone.
+    // Read with the purchase in one go; `lastStep` scrubs the purchase with the step's last
+    // state change when no other step of it is pending.
+    const view = await deps.store.sendView(eventId, stepId);
+    const record = view.record;
     /**
      * Puts the job back to wait until `until`; with a `code`, the step's record notes it too, so
      * the customer's timeline shows when it is tried next and why (not for short waits: a send
@@ -205,7 +212,7 @@ function createDelivery(deps: DeliveryDeps) {
       notes.outcome ??= "deferred";
       notes.code ??= why;
       log.debug({ until: new Date(until).toISOString(), why }, "follow-up postponed");
-      const noted = view.record?.postponed;
+      const noted = record?.postponed;
       if (code && until > nowMs && (noted?.until !== until || noted.code !== code)) {
         // Only operators read the note: failing to write it does not change the deferral.
         await deps.store
@@ -217,14 +224,6 @@ function createDelivery(deps: DeliveryDeps) {
       await job.moveToDelayed(until, token);
       throw new DelayedError(why);
     };
-
-    const now = deps.clock();
-    const nowMs = now.toMillis();
-    // The step's state first: a redelivered job of a finished step is done, whatever else is gone.
-    // Read with the purchase in one go; `lastStep` scrubs the purchase with the step's last
-    // state change when no other step of it is pending.
-    const view = await deps.store.sendView(eventId, stepId);
-    const record = view.record;
     if (record && record.state !== "scheduled" && record.state !== "sending") {
       Object.assign(notes, {
         outcome: "already-handled",
