@@ -5,6 +5,7 @@ import { eventually, type PipelineHarness, startPipeline } from "../support/pipe
 import {
   clusterNode,
   masterOf,
+  masterServing,
   type RedisCluster,
   startRedisCluster,
   waitUntilClusterReady,
@@ -129,7 +130,11 @@ it.each(OUTCOMES)(
     // A replica is promoted once the others agree the master is gone (cluster-node-timeout 2 s).
     const survivor = c.nodes.find((node) => node.port !== victimPort)?.port ?? 0;
     await eventually(
-      async () => ((await masterOf(survivor, victimSlot)) !== victimPort ? true : undefined),
+      async () => {
+        // No master at all while the others agree the old one failed: not taken over yet.
+        const master = await masterServing(survivor, victimSlot);
+        return master !== undefined && master !== victimPort ? true : undefined;
+      },
       "a replica to take over",
       60_000,
     );
@@ -177,7 +182,9 @@ it.each(OUTCOMES)(
       const at = Date.now();
       await eventually(
         async () =>
-          (await masterOf(victimPort, shardTag(p.prefix, 0))) === victimPort ? true : undefined,
+          (await masterServing(victimPort, shardTag(p.prefix, 0))) === victimPort
+            ? true
+            : undefined,
         "the first victim to take the shard back",
         60_000,
       );

@@ -96,14 +96,25 @@ export async function clusterNode(port: number): Promise<Redis> {
 
 /** The port of the master serving a slot, or a key's slot, asked of any live node. */
 export async function masterOf(anyPort: number, slotOrKey: number | string): Promise<number> {
+  const master = await masterServing(anyPort, slotOrKey);
+  if (master === undefined) throw new Error(`no master serves ${slotOrKey}`);
+  return master;
+}
+
+/**
+ * As masterOf, but undefined while no master serves the slot: during a failover, a node's
+ * CLUSTER SLOTS leaves out the slots of a master it has marked failed until a replica takes over.
+ */
+export async function masterServing(
+  anyPort: number,
+  slotOrKey: number | string,
+): Promise<number | undefined> {
   const redis = await clusterNode(anyPort);
   try {
     const slot =
       typeof slotOrKey === "number" ? slotOrKey : Number(await redis.cluster("KEYSLOT", slotOrKey));
     const ranges = await redis.cluster("SLOTS");
-    const master = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2];
-    if (!master) throw new Error(`no master serves slot ${slot}`);
-    return master[1];
+    return ranges.find(([from, to]) => slot >= from && slot <= to)?.[2]?.[1];
   } finally {
     redis.disconnect();
   }
