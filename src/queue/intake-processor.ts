@@ -87,7 +87,7 @@ export interface IntakeShard {
 /** Intake's dependencies, with the shard of the event at hand. */
 export interface IntakeDeps extends IntakeShard {
   readonly rules: () => RuleSet;
-  readonly customers: Pick<CustomerIndex, "remember">;
+  readonly customers: Pick<CustomerIndex, "remember" | "filingOf">;
   /** Every shard's stores: a redeemed code's step may be another customer's. */
   readonly shards: Pick<Shards<{ store: Pick<FollowUpStore, "stepRecords"> }>, "of">;
   readonly orders: OrderStore;
@@ -603,7 +603,8 @@ async function schedulePurchase(
     return { summary: { type: event.type, planned: 0, erased: true as const } };
   };
   // Also when the event was seen before: an attempt that failed may have stopped short of it
-  // (filing the same entries again changes nothing).
+  // (filing the same entries again changes nothing). A purchase with steps files them with its
+  // order link instead (OrderStore.linkPurchase, below).
   const rememberCustomer = () => deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs);
   if (cooldowns) {
     await deps.history.rememberSteps(
@@ -678,17 +679,19 @@ async function schedulePurchase(
         deps.span?.traceparent,
         await deps.history.erasureKey(event.customer.id),
       );
-      if (added < 0 || !(await rememberCustomer()))
-        return { erased: true as const, added: 0, jobs: 0 };
-      // The deployment-wide claim of the id lives as long as the record.
-      await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
+      if (added < 0) return { erased: true as const, added: 0, jobs: 0 };
+      // The order link and the address index in one script (both global).
       const linked = await deps.orders.linkPurchase(
         event.orderId,
         event.id,
         deps.shard,
         Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
         nowMs,
+        await deps.customers.filingOf(event, HISTORY_RETENTION_MS),
       );
+      if (!linked) return { erased: true as const, added: 0, jobs: 0 };
+      // The deployment-wide claim of the id lives as long as the record.
+      await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
       // Steps beyond the horizon wait in the compact schedule (filed by the script above).
       let toSchedule = open.filter((step) => !inSchedule(step));
       if (

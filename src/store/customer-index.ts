@@ -33,6 +33,20 @@ import { sharedSecret } from "./shared-secrets.js";
  */
 const FORGET_BATCH = 128;
 
+/** A purchase's entries in the address index, ready for a script to file (CustomerIndex.filingOf). */
+export interface CustomerFiling {
+  readonly customerId: string;
+  /** The customer's erasure marker in the global slot: a purchase before it files nothing. */
+  readonly erasureKey: string;
+  /** The bucket of each of the purchase's addresses, and its part of the entry there. */
+  readonly buckets: readonly string[];
+  readonly entries: readonly string[];
+  /** The purchase time (epoch seconds), which orders an address's customers. */
+  readonly purchasedSeconds: number;
+  /** How long an entry is kept after it was last filed (ms). */
+  readonly keepMs: number;
+}
+
 export class CustomerIndex {
   private readonly keys: StoreKeys;
   private readonly redis: RedisClient & StoreCommands;
@@ -53,26 +67,42 @@ export class CustomerIndex {
    * their addresses): returns false then.
    */
   async remember(event: PurchaseCompleted, keepMs: number, now: number): Promise<boolean> {
-    const addresses = [event.customer.email, event.customer.phone].filter(
-      (address): address is string => Boolean(address),
-    );
-    if (addresses.length === 0) return true;
-    const places = await Promise.all(
-      addresses.map(async (address) => packedPlace(await this.hashOf(address))),
-    );
+    const filing = await this.filingOf(event, keepMs);
+    if (filing.buckets.length === 0) return true;
     // One script, not a pipeline: a pipeline copies every script defined on the connection.
     const filed = await this.redis.fuRememberCustomer(
-      places.length + 1,
-      ...places.map(({ bucket }) => this.keys.addressBucket(bucket)),
-      await this.erasureKey(event.customer.id),
+      filing.buckets.length + 1,
+      ...filing.buckets,
+      filing.erasureKey,
       event.customer.id,
       now,
       keepMs,
-      Math.floor(Date.parse(event.occurredAt) / 1000),
-      ...places.map(({ entry }) => entry),
+      filing.purchasedSeconds,
+      ...filing.entries,
       "erased",
     );
     return filed >= 0;
+  }
+
+  /**
+   * What `remember` files for a purchase, for a script that files it together with other
+   * global writes (OrderStore.linkPurchase): the same entries, in the same buckets.
+   */
+  async filingOf(event: PurchaseCompleted, keepMs: number): Promise<CustomerFiling> {
+    const addresses = [event.customer.email, event.customer.phone].filter(
+      (address): address is string => Boolean(address),
+    );
+    const places = await Promise.all(
+      addresses.map(async (address) => packedPlace(await this.hashOf(address))),
+    );
+    return {
+      customerId: event.customer.id,
+      erasureKey: await this.erasureKey(event.customer.id),
+      buckets: places.map(({ bucket }) => this.keys.addressBucket(bucket)),
+      entries: places.map(({ entry }) => entry),
+      purchasedSeconds: Math.floor(Date.parse(event.occurredAt) / 1000),
+      keepMs,
+    };
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Money } from "../domain/money.js";
 import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
+import type { CustomerFiling } from "./customer-index.js";
 import { idHash, packedEntries, packedPlace, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -43,8 +44,10 @@ export class OrderStore {
   }
 
   /**
-   * Links a purchase event to its order and returns the order as it stands right after: a refund
+   * Links a purchase event to its order and files its customer in the address index (`filing`,
+   * CustomerIndex.filingOf), in one script; returns the order as it stands right after: a refund
    * recorded before this moment is in the answer, one recorded after it will find the link.
+   * Nothing is filed, and undefined returned, when the customer was erased after the purchase.
    */
   async linkPurchase(
     orderId: string,
@@ -52,11 +55,26 @@ export class OrderStore {
     shard: number,
     keepMs: number,
     now: number,
-  ): Promise<OrderRecord> {
+    filing: CustomerFiling,
+  ): Promise<OrderRecord | undefined> {
     const { key, links, entry } = this.placeOf(orderId);
-    return parseOrder(
-      await this.redis.fuLinkOrder(key, links, eventId, keepMs, orderLink(shard), entry, now),
+    const flat = await this.redis.fuLinkPurchase(
+      3 + filing.buckets.length,
+      key,
+      links,
+      filing.erasureKey,
+      ...filing.buckets,
+      eventId,
+      keepMs,
+      orderLink(shard),
+      entry,
+      now,
+      filing.customerId,
+      filing.keepMs,
+      filing.purchasedSeconds,
+      ...filing.entries,
     );
+    return flat === -1 ? undefined : parseOrder(flat);
   }
 
   /**

@@ -140,16 +140,11 @@ export interface StoreCommands {
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;
   /** fold-counts.lua */
   fuFoldCounts(fromKey: string, toKey: string): Promise<number>;
-  /** link-order.lua */
-  fuLinkOrder(
-    orderKey: string,
-    linksKey: string,
-    eventId: string,
-    keepMs: number,
-    link: string,
-    entry: string,
-    now: number,
-  ): Promise<string[]>;
+  /**
+   * link-purchase.lua: KEYS are the order, its bucket, the erasure marker, then address buckets;
+   * -1 when the customer was erased.
+   */
+  fuLinkPurchase(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<string[] | -1>;
   /** read-order.lua: KEYS are the order, its bucket, then any suppression lists. */
   fuReadOrder(
     numberOfKeys: number,
@@ -276,6 +271,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "release-bucket": "fuReleaseBucket",
   "rules-generation": "fuRulesGeneration",
   "remember-customer": "fuRememberCustomer",
+  "link-purchase": "fuLinkPurchase",
   "forget-customer": "fuForgetCustomer",
   "pack-address-index": "fuPackAddressIndex",
   "sweep-bucket": "fuSweepBucket",
@@ -291,7 +287,6 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "resolve-reply": "fuResolveReply",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",
-  "link-order": "fuLinkOrder",
   "read-order": "fuReadOrder",
   "record-refund": "fuRecordRefund",
   "take-cap-slot": "fuTakeCapSlot",

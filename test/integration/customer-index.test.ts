@@ -9,6 +9,7 @@ import { idHash, packedPlace, StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { createRedisClient, type RedisClient } from "../../src/store/redis-client.js";
 import { item, purchaseInput } from "../support/fixtures.js";
+import { noAddresses } from "../support/order-links.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, keysMatching, uniquePrefix } from "../support/redis-namespace.js";
 
@@ -267,7 +268,7 @@ describe("the packed indexes", () => {
       packedPlace(addressHash("sweep-secret", "gone@example.com")).bucket,
     );
     const orders = new OrderStore(redis, prefix);
-    await orders.linkPurchase("ord-kept", "evt-kept", 0, 30 * DAY, T0);
+    await orders.linkPurchase("ord-kept", "evt-kept", 0, 30 * DAY, T0, noAddresses(prefix));
     const { bucket, entry } = packedPlace(idHash("ord-kept"));
     const links = keys.orderLinks(bucket);
     await redis.hset(links, `ZZZZZZZZZZZevt-old`, `s0:${T0 + DAY}`);

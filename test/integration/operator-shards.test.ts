@@ -143,8 +143,14 @@ async function buy(shard: number) {
     now,
     1,
   );
-  await new OrderStore(redis, prefix).linkPurchase(event.orderId, eventId, shard, 120 * DAY, now);
-  await new CustomerIndex(redis, prefix).remember(event, 120 * DAY, now);
+  await new OrderStore(redis, prefix).linkPurchase(
+    event.orderId,
+    eventId,
+    shard,
+    120 * DAY,
+    now,
+    await new CustomerIndex(redis, prefix).filingOf(event, 120 * DAY),
+  );
   for (const stepId of [THANK_YOU, CHECK_IN])
     await queues
       .of(shard)

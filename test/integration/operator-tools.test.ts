@@ -17,6 +17,7 @@ import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { OrderStore } from "../../src/store/order-store.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
@@ -608,7 +609,21 @@ describe("followups erase", () => {
     expect(
       await store.schedule(event, now + 90 * 86_400_000, [step], now, 1, undefined, erasureKey),
     ).toBe(-1);
-    expect(await new CustomerIndex(p.redis, p.prefix).remember(event, 86_400_000, now)).toBe(false);
+    const index = new CustomerIndex(p.redis, p.prefix);
+    const orders = new OrderStore(p.redis, p.prefix);
+    expect(await index.remember(event, 86_400_000, now)).toBe(false);
+    // Nor does its order link, filed with the address index in one script.
+    const link = async (bought: typeof event) =>
+      orders.linkPurchase(
+        bought.orderId,
+        bought.id,
+        0,
+        86_400_000,
+        now,
+        await index.filingOf(bought, 86_400_000),
+      );
+    expect(await link(event)).toBeUndefined();
+    expect((await orders.get(event.orderId)).eventIds).toEqual([]);
     expect(await keysHolding(p.redis, p.prefix, ["cus-race", "race@example.com"])).toEqual([]);
     // A purchase after the erasure starts afresh.
     const later = purchase({
@@ -619,7 +634,8 @@ describe("followups erase", () => {
     expect(
       await store.schedule(later, now + 90 * 86_400_000, [step], now, 1, undefined, erasureKey),
     ).toBe(1);
-    expect(await new CustomerIndex(p.redis, p.prefix).remember(later, 86_400_000, now)).toBe(true);
+    expect(await link(later)).toMatchObject({ eventIds: ["evt-after"] });
+    expect(await index.customersOf("race@example.com")).toEqual(["cus-race"]);
   });
 
   it("removes the customer's waiting events, also one whose publisher padded the id", async () => {

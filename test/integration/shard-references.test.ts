@@ -20,6 +20,7 @@ import { parseReplyId, replyId, type StepReply } from "../../src/store/step-repl
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
 import { shippedRules } from "../support/fixtures.js";
+import { noAddresses } from "../support/order-links.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 /**
@@ -161,15 +162,22 @@ describe("order links", () => {
     const orders = new OrderStore(redis, prefix);
     // Linked by a worker before shards: the value was '1', which is not shard 1.
     await redis.hset(keys.order("ord-1"), "e:evt-old", "1");
-    const linked = await orders.linkPurchase("ord-1", "evt-new", 3, DAY, Date.now());
+    const linked = await orders.linkPurchase(
+      "ord-1",
+      "evt-new",
+      3,
+      DAY,
+      Date.now(),
+      noAddresses(prefix),
+    );
     // Linked now in the order's bucket of links, dated.
     const { bucket, entry } = packedPlace(idHash("ord-1"));
     expect(await redis.hget(keys.orderLinks(bucket), `${entry}evt-new`)).toMatch(/^s3:\d{13}$/);
-    expect([...linked.events].sort((a, b) => a.eventId.localeCompare(b.eventId))).toEqual([
+    expect([...(linked?.events ?? [])].sort((a, b) => a.eventId.localeCompare(b.eventId))).toEqual([
       { eventId: "evt-new", shard: 3 },
       { eventId: "evt-old", shard: 0 },
     ]);
-    await orders.linkPurchase("ord-1", "evt-zero", 0, DAY, Date.now());
+    await orders.linkPurchase("ord-1", "evt-zero", 0, DAY, Date.now(), noAddresses(prefix));
     const refunded = await orders.addRefund("ord-1", "ref-1", {}, DAY);
     expect(refunded.fullyRefunded).toBe(true);
     expect(new Map(refunded.events.map((e) => [e.eventId, e.shard]))).toEqual(
@@ -384,7 +392,7 @@ describe("webhooks, refunds and reports", () => {
     await seedStep(0, "evt-old", "scheduled");
     await redis.hset(keys.order("ord-r"), "e:evt-old", "1");
     const orders = new OrderStore(redis, prefix);
-    await orders.linkPurchase("ord-r", "evt-2", 2, DAY, Date.now());
+    await orders.linkPurchase("ord-r", "evt-2", 2, DAY, Date.now(), noAddresses(prefix));
     const refunds = createRefunds({
       rules: () => rules,
       shards,

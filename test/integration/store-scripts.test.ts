@@ -154,7 +154,7 @@ describe("the store's Lua scripts", () => {
       "fold-counts",
       "forget-customer",
       "join-thank-you",
-      "link-order",
+      "link-purchase",
       "note-postponed",
       "opt-outs",
       "pack-address-index",
@@ -994,9 +994,25 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(purchase, "f")).toBe(legacy);
   });
 
-  it("link-order and record-refund: link purchases in the order's bucket and record each refund once", async () => {
+  it("link-purchase and record-refund: link purchases in the order's bucket and record each refund once", async () => {
     const order = keys.order("ord-1");
     const links = keys.orderLinks(7);
+    // No address to file, and no erasure.
+    const linkOrder = (eventId: string, keepMs: number, link: string, entry: string, now: number) =>
+      redis.fuLinkPurchase(
+        3,
+        order,
+        links,
+        keys.erasedCustomerGlobal("none"),
+        eventId,
+        keepMs,
+        link,
+        entry,
+        now,
+        "cus",
+        DAY,
+        0,
+      );
     // Another order's link in the same bucket is not this order's.
     await redis.hset(links, "zzzzzzzzzzzevt-other", `s1:${NOW + 2 * DAY}`);
     expect(
@@ -1005,12 +1021,15 @@ describe("the store's Lua scripts", () => {
     expect(
       await redis.fuRecordRefund(order, links, "ref-1", "900 GBP", DAY, "ABCDEFGHIJK", NOW),
     ).toEqual(["r:ref-1", "500 GBP"]);
-    expect(await redis.fuLinkOrder(order, links, "evt", 3 * DAY, "s2", "ABCDEFGHIJK", NOW)).toEqual(
-      ["r:ref-1", "500 GBP", "e:evt", `s2:${NOW + 3 * DAY}`],
-    );
+    expect(await linkOrder("evt", 3 * DAY, "s2", "ABCDEFGHIJK", NOW)).toEqual([
+      "r:ref-1",
+      "500 GBP",
+      "e:evt",
+      `s2:${NOW + 3 * DAY}`,
+    ]);
     expect(await redis.pttl(links)).toBeGreaterThan(2 * DAY);
     // A shorter keep never shortens the bucket.
-    await redis.fuLinkOrder(order, links, "evt-2", 1_000, "s0", "ABCDEFGHIJK", NOW);
+    await linkOrder("evt-2", 1_000, "s0", "ABCDEFGHIJK", NOW);
     expect(await redis.pttl(links)).toBeGreaterThan(2 * DAY);
     expect(
       (await redis.fuRecordRefund(order, links, "ref-2", "full", DAY, "ABCDEFGHIJK", NOW)).slice(4),
@@ -1023,16 +1042,68 @@ describe("the store's Lua scripts", () => {
     ).toEqual(["e:evt", `s2:${NOW + 3 * DAY}`]);
     expect(await redis.hexists(links, "ABCDEFGHIJKevt-2")).toBe(1);
     // Linked again with a shorter keep (a retried intake), a link keeps its later expiry.
-    await redis.fuLinkOrder(order, links, "evt", 1_000, "s2", "ABCDEFGHIJK", NOW);
+    await linkOrder("evt", 1_000, "s2", "ABCDEFGHIJK", NOW);
     expect(await redis.hget(links, "ABCDEFGHIJKevt")).toBe(`s2:${NOW + 3 * DAY}`);
     // A day later, the next link sweeps each expired link out of the bucket, and only those.
-    await redis.fuLinkOrder(order, links, "evt-3", 3 * DAY, "s1", "ABCDEFGHIJK", NOW + DAY);
+    await linkOrder("evt-3", 3 * DAY, "s1", "ABCDEFGHIJK", NOW + DAY);
     expect(Object.keys(await redis.hgetall(links)).sort()).toEqual([
       "ABCDEFGHIJKevt",
       "ABCDEFGHIJKevt-3",
       "zzzzzzzzzzzevt-other",
       "~",
     ]);
+  });
+
+  it("link-purchase: files the customer's addresses and the order link in one call, neither for an erased customer", async () => {
+    const order = keys.order("ord-1");
+    const links = keys.orderLinks(7);
+    const marker = keys.erasedCustomerGlobal("customer-hash");
+    const email = keys.addressBucket(11);
+    const phone = keys.addressBucket(12);
+    const link = (eventId: string, purchasedSeconds: number, now = NOW) =>
+      redis.fuLinkPurchase(
+        5,
+        order,
+        links,
+        marker,
+        email,
+        phone,
+        eventId,
+        3 * DAY,
+        "s2",
+        "ABCDEFGHIJK",
+        now,
+        "cus-1",
+        400 * DAY,
+        purchasedSeconds,
+        "EEEEEEEEEEE",
+        "PPPPPPPPPPP",
+      );
+    await redis.fuRecordRefund(order, links, "ref-1", "500 GBP", DAY, "ABCDEFGHIJK", NOW);
+    const purchased = Math.floor(NOW / 1000) - 60;
+    expect(await link("evt", purchased)).toEqual([
+      "r:ref-1",
+      "500 GBP",
+      "e:evt",
+      `s2:${NOW + 3 * DAY}`,
+    ]);
+    expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(`${purchased}:${NOW + 400 * DAY}`);
+    expect(await redis.hget(phone, "PPPPPPPPPPPcus-1")).toBe(`${purchased}:${NOW + 400 * DAY}`);
+    // An earlier purchase taken in later keeps the latest purchase time; its expiry moves on.
+    await link("evt-0", purchased - 3600, NOW + 1000);
+    expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(
+      `${purchased}:${NOW + 1000 + 400 * DAY}`,
+    );
+    // Erased after a purchase: that purchase files nothing; a later one files as before.
+    await redis.set(marker, String((purchased + 10) * 1000));
+    await redis.del(email, phone);
+    expect(await link("evt-2", purchased)).toBe(-1);
+    expect(await redis.exists(email, phone)).toBe(0);
+    expect(await redis.hexists(links, "ABCDEFGHIJKevt-2")).toBe(0);
+    expect(await link("evt-3", purchased + 20)).toContain("e:evt-3");
+    expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(
+      `${purchased + 20}:${NOW + 400 * DAY}`,
+    );
   });
 
   it("read-order: the order's refunds and unexpired links only, with the suppression lists asked in the same call", async () => {

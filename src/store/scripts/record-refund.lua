@@ -3,7 +3,7 @@
 
   Input:
     KEYS[1] order (hash: `r:<refundId>` refunds, and `e:<eventId>` links of earlier versions)
-    KEYS[2] the order's bucket of order links (link-order.lua)
+    KEYS[2] the order's bucket of order links (link-purchase.lua)
     ARGV[1] the refund event id
     ARGV[2] the amount, "<minor units> <currency>", or "full"
     ARGV[3] keep the order this long (ms)

@@ -20,20 +20,13 @@
   Output: how many addresses were filed (-1: the customer was erased after the purchase)
 ]]
 --!include lib/packed-index.lua
+--!include lib/customer-entries.lua
 local now = tonumber(ARGV[2])
-local expiresAt = now + tonumber(ARGV[3])
+local purchased = tonumber(ARGV[4])
 local buckets = #KEYS
 if ARGV[4 + #KEYS] == 'erased' then
   buckets = #KEYS - 1
-  local erasedAt = redis.call('GET', KEYS[#KEYS])
-  if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[4]) * 1000 then return -1 end
+  if erasedSince(KEYS[#KEYS], purchased) then return -1 end
 end
-for i = 1, buckets do
-  local key = KEYS[i]
-  local field = ARGV[4 + i] .. ARGV[1]
-  local purchased = tonumber(ARGV[4])
-  local known = tonumber(string.match(redis.call('HGET', key, field) or '', '^(%d+):') or '0')
-  if known > purchased then purchased = known end
-  fileEntry(key, field, string.format('%d', purchased) .. ':', expiresAt, now)
-end
+fileCustomer(1, 5, buckets, ARGV[1], purchased, now + tonumber(ARGV[3]), now)
 return buckets
