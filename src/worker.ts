@@ -48,7 +48,7 @@ import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
-import { collectReport, reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
+import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
 import { closeWithin } from "./shutdown.js";
 import { StartupError } from "./startup-error.js";
 import { CallScripts } from "./store/call-scripts.js";
@@ -472,7 +472,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     OWNER_REPORTS_QUEUE,
     createOwnerReportProcessor({
       rules,
-      sources: reportSourcesOn(redis, prefix, shardCount),
+      sources: reportSourcesOn(redis, prefix, shardCount, operatorTools.postponed),
       email: channels.email,
       metrics,
       logger,
@@ -849,13 +849,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           templates: config.templates.version,
         }),
         queues: [events, ...followUps.all(), reports, alertsQueue],
-        report: (period) =>
-          collectReport(
-            reportSourcesOn(httpRedis, prefix, shardCount),
-            config.rules,
-            "console",
-            period,
-          ),
+        report: (period) => adminTools.report(period, "console"),
         preview: (ref) =>
           previewStep({ shards: httpShards, rules, compose: deliveryDeps.compose }, ref),
         cookieSecret: await sharedSecret(redis, prefix, "console-cookie"),

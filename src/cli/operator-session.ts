@@ -18,16 +18,16 @@ import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, EXIT } from "./io.js";
 
 /**
- * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule) with the
- * operator tools on the Redis of REDIS_URL and the rules of `configDir` (given to `run` too); an
- * OperatorError becomes the command's one-line message (exit 2 for a malformed argument, 1
- * otherwise).
+ * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule, report)
+ * with the operator tools on the Redis of REDIS_URL and the rules of `configDir` (given to `run`
+ * too; or the rules a command loaded already); an OperatorError becomes the command's one-line
+ * message (exit 2 for a malformed argument, 1 otherwise).
  */
 export async function withOperatorTools<T>(
-  configDir: string,
+  config: string | { readonly loaded: RuleSet },
   run: (tools: OperatorTools, rules: RuleSet) => Promise<T>,
 ): Promise<T> {
-  const rules = await loadRulesForCommand(configDir);
+  const rules = typeof config === "string" ? await loadRulesForCommand(config) : config.loaded;
   const { redis, prefix, env } = await commandRedis();
   const events = new Queue(PURCHASE_EVENTS_QUEUE, {
     connection: redis,

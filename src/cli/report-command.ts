@@ -1,10 +1,9 @@
 import { DateTime, IANAZone } from "luxon";
-import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { renderReportCsv, renderReportJson, renderReportText } from "../reports/render-report.js";
 import { periodFromDates, reportDatesProblem } from "../reports/report-period.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { withOperatorTools } from "./operator-session.js";
 
 export interface ReportOptions {
   readonly config: string;
@@ -47,19 +46,15 @@ export async function runReport(given: ReportOptions, io: CommandIo): Promise<nu
   if (since >= until) throw new CommandError("--since must be before --until", EXIT.usage);
   const span = reportDatesProblem(since.toISODate() ?? "", until.toISODate() ?? "");
   if (span) throw new CommandError(`--since to --until: ${span}`, EXIT.usage);
-  const { redis, prefix, env } = await commandRedis();
-  try {
-    const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
-    const sources = reportSourcesOn(redis, prefix, await commandShards(redis, env));
-    const model = await collectReport(sources, rules, "operator", period);
-    const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[
-      options.format as (typeof FORMATS)[number]
-    ];
-    io.out(render(model));
-    return EXIT.ok;
-  } finally {
-    redis.disconnect();
-  }
+  const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
+  const model = await withOperatorTools({ loaded: rules }, (tools) =>
+    tools.report(period, "operator"),
+  );
+  const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[
+    options.format as (typeof FORMATS)[number]
+  ];
+  io.out(render(model));
+  return EXIT.ok;
 }
 
 function readDate(flag: string, text: string | undefined, zone: string): DateTime | undefined {

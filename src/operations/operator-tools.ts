@@ -4,8 +4,10 @@ import { type Channel, normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
+import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
 import { reasonWords } from "../reports/reason-words.js";
+import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
 import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
@@ -154,6 +156,18 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
   const audit = new AuditTrail(redis, prefix);
   // Scoped to shard 0 of all of them: its readers add up every shard's counts.
   const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, deps.shards));
+  /**
+   * Corrections of the pending counts for follow-ups postponed past their planned due time, from
+   * every shard's queue and records (operations/postponed-moves.ts).
+   */
+  const postponed = () =>
+    postponedMoves(
+      Array.from({ length: deps.shards }, (_, shard) => ({
+        queue: deps.followUps.of(shard),
+        redis,
+        store: shards.of(shard).store,
+      })),
+    );
 
   /** An order's purchase events, each with its shard (as the order's link recorded it). */
   const eventsOfOrder = async (orderId: string): Promise<readonly EventInShard[]> =>
@@ -579,22 +593,24 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     async schedule(days: number): Promise<{ days: ScheduleDay[] }> {
       const zone = deps.rules().defaults.timezone;
       const now = DateTime.fromMillis(deps.now());
-      // Every shard's queue and records: a postponed follow-up is counted on the day it will go.
-      const postponed = Array.from({ length: deps.shards }, (_, shard) => ({
-        queue: deps.followUps.of(shard),
-        redis,
-        store: shards.of(shard).store,
-      }));
       const rows = await readSchedule(
-        async (from, n) => [
-          ...(await ledger.pendingCounts(from, n)),
-          ...(await postponedMoves(postponed)),
-        ],
+        async (from, n) => [...(await ledger.pendingCounts(from, n)), ...(await postponed())],
         zone,
         now,
         days,
       );
       return { days: rows };
+    },
+
+    postponed,
+
+    /**
+     * The owners' report model of a period (what `followups report`, the console and the owners'
+     * emails show), its upcoming follow-ups counted on the day they will go.
+     */
+    report(period: ReportPeriod, ownerName: string): Promise<ReportModel> {
+      const sources = reportSourcesOn(redis, prefix, deps.shards, postponed);
+      return collectReport(sources, deps.rules(), ownerName, period, deps.now());
     },
 
     /** The audit trail, latest first. */

@@ -3,7 +3,7 @@ import type { Queue } from "bullmq";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
 import { OWNER_REPORT_JOB } from "../queue/names.js";
-import { DeliveryLedger } from "../store/delivery-ledger.js";
+import { DeliveryLedger, pendingByChannel } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
 import { shardScope } from "../store/keys.js";
 import type { RedisClient } from "../store/redis-client.js";
@@ -12,6 +12,7 @@ import { SmsReferences } from "../store/sms-references.js";
 import { StepReplies } from "../store/step-replies.js";
 import { buildReportModel } from "./build-report-model.js";
 import { renderDailySendsChart } from "./daily-sends-chart.js";
+import type { CountedPending } from "./pending-schedule.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
 import type { ReportModel, ReportPeriod } from "./report-model.js";
 import { previousPeriod, reportCronPattern } from "./report-period.js";
@@ -28,18 +29,30 @@ export interface ReportShard {
 /** Where a report's figures come from. */
 export interface ReportSources {
   /** A ledger that adds up the global ledger and every shard's. */
-  readonly ledger: Pick<DeliveryLedger, "hours" | "pending">;
+  readonly ledger: Pick<DeliveryLedger, "hours" | "pendingCounts">;
   readonly smsReferences: Pick<SmsReferences, "repliesBetween">;
   /** Every shard's stores: the replies index names the shard of each reply. */
   readonly shards: Pick<Shards<ReportShard>, "of" | "count">;
+  /**
+   * Corrections of the pending counts for follow-ups postponed past their planned due time
+   * (operations/postponed-moves.ts), so that the upcoming totals count each on the day it will
+   * go; without them, by planned due day.
+   */
+  readonly postponed?: () => Promise<readonly CountedPending[]>;
 }
 
 /**
  * The report sources of a deployment of `shards` shards (FOLLOW_UP_SHARDS) on a connection: the
  * ledger reads add up every shard's counts.
  */
-export function reportSourcesOn(redis: RedisClient, prefix: string, shards: number): ReportSources {
+export function reportSourcesOn(
+  redis: RedisClient,
+  prefix: string,
+  shards: number,
+  postponed?: ReportSources["postponed"],
+): ReportSources {
   return {
+    ...(postponed && { postponed }),
     ledger: new DeliveryLedger(redis, shardScope(prefix, 0, shards)),
     smsReferences: new SmsReferences(redis, prefix),
     shards: new Shards(shards, (shard) => {
@@ -63,13 +76,16 @@ export async function collectReport(
   const since = Date.parse(period.since);
   const until = Date.parse(period.until);
   const before = previousPeriod(period);
-  const [hours, previousHours, next7Days, next30Days, replies] = await Promise.all([
+  const [hours, previousHours, pending, moves, replies] = await Promise.all([
     sources.ledger.hours(since, until),
     sources.ledger.hours(Date.parse(before.since), Date.parse(before.until)),
-    sources.ledger.pending(until, 7),
-    sources.ledger.pending(until, 30),
+    sources.ledger.pendingCounts(until, 30),
+    sources.postponed?.() ?? [],
     sources.smsReferences.repliesBetween(since, until),
   ]);
+  // A follow-up due before the period's end but postponed past it is still to come.
+  const next7Days = pendingByChannel([...pending, ...moves], until, 7);
+  const next30Days = pendingByChannel([...pending, ...moves], until, 30);
   const withNames = await Promise.all(
     // A shard the deployment does not have holds no reply: left out.
     replies

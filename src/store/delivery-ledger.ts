@@ -31,6 +31,27 @@ export interface PendingCount {
   readonly count: number;
 }
 
+/**
+ * Pending counts whose due day (UTC) lies in [from's day, + days), added up by channel; a
+ * channel's total is never below 0 (counts may come with corrections: a postponed follow-up's
+ * move, operations/postponed-moves.ts).
+ */
+export function pendingByChannel(
+  counts: readonly PendingCount[],
+  from: number,
+  days: number,
+): Record<Channel, number> {
+  const totals = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
+  const first = dayOf(from);
+  for (const count of counts) {
+    const day = dayOf(count.at);
+    if (day < first || day >= first + days || !(count.channel in totals)) continue;
+    totals[count.channel as Channel] += count.count;
+  }
+  for (const channel of CHANNELS) totals[channel] = Math.max(0, totals[channel]);
+  return totals;
+}
+
 /** One counted outcome: which step kind on which channel, by which rule, and why if it did not go out. */
 export interface LedgerEntry {
   readonly outcome: string;
@@ -253,11 +274,7 @@ export class DeliveryLedger {
 
   /** Follow-ups still pending whose due day lies in [from, from + days), by channel. */
   async pending(from: number, days: number): Promise<Record<Channel, number>> {
-    const totals = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
-    for (const count of await this.pendingCounts(from, days)) {
-      if (count.channel in totals) totals[count.channel as Channel] += count.count;
-    }
-    return totals;
+    return pendingByChannel(await this.pendingCounts(from, days), from, days);
   }
 
   /**

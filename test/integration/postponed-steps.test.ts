@@ -4,10 +4,12 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCustomer } from "../../src/cli/customer-command.js";
+import { runReport } from "../../src/cli/report-command.js";
 import { runSchedule } from "../../src/cli/schedule-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import type { ScheduleDay } from "../../src/reports/pending-schedule.js";
+import type { ReportModel } from "../../src/reports/report-model.js";
 import { captureIo } from "../support/capture-io.js";
 import { purchaseInput } from "../support/fixtures.js";
 import {
@@ -49,6 +51,13 @@ async function scheduleCommand(p: PipelineHarness): Promise<{ days: ScheduleDay[
   const io = captureIo();
   expect(await runSchedule({ config: p.configDir, days: "30", json: true }, io)).toBe(0);
   return JSON.parse(io.output()) as { days: ScheduleDay[] };
+}
+
+async function reportCommand(p: PipelineHarness, until: string): Promise<ReportModel> {
+  Object.assign(process.env, { ...p.commandEnv, OUTBOX_DIR: p.outboxDir });
+  const io = captureIo();
+  expect(await runReport({ config: p.configDir, until, format: "json" }, io)).toBe(0);
+  return JSON.parse(io.output()) as ReportModel;
 }
 
 describe("a follow-up postponed by the customer's frequency cap", () => {
@@ -129,5 +138,20 @@ describe("a follow-up postponed by the customer's frequency cap", () => {
     );
     const willGo = DateTime.fromMillis(until, { zone: "Europe/London" }).toISODate();
     expect(thankYous).toEqual([{ date: willGo, channel: "email", ruleId: "thank-you", count: 1 }]);
+
+    // A report for a period that ends before it goes counts it among the follow-ups to come
+    // (planned for today, it would otherwise fall before the period's end and out of the count).
+    const week = DateTime.fromISO(willGo ?? "", { zone: "Europe/London" }).plus({ days: 7 });
+    const emailsThatWeek = schedule.days
+      .filter(
+        (row) =>
+          row.channel === "email" &&
+          row.date >= (willGo ?? "") &&
+          row.date < (week.toISODate() ?? ""),
+      )
+      .reduce((sum, row) => sum + row.count, 0);
+    expect(emailsThatWeek).toBeGreaterThanOrEqual(1);
+    const report = await reportCommand(p, willGo ?? "");
+    expect(report.upcoming.next7Days.email).toBe(emailsThatWeek);
   });
 });
