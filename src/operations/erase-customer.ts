@@ -88,8 +88,8 @@ export function createEraser(deps: EraseDeps) {
     const followUps = deps.followUps.of(shard);
     const member = await deps.suppressions.customerMember(customerId);
     // Marked first: a purchase of theirs being taken in right now is either among the purchases
-    // read below, or schedules nothing and files no address (schedule-steps.lua,
-    // remember-customer.lua check these markers).
+    // read below, or schedules nothing and files no address nor order link (schedule-steps.lua,
+    // link-purchase.lua and remember-customer.lua check these markers).
     await history.noteErasure(customerId, now, ERASURE_MEMORY_MS);
     await deps.customers.markErased(customerId, now, ERASURE_MEMORY_MS);
     const eventIds = new Set((await history.purchasesOf(customerId)).map((p) => p.eventId));

@@ -25,8 +25,9 @@ export interface PostponedSource {
  * shards' delayed jobs (due within the promotion horizon, or postponed): one off its planned
  * quarter hour, one on the quarter hour its note names, so that the schedule, read with these
  * added, shows it on the day it will go. Read-only: nothing the state scripts count changes.
- * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job
- * or record that cannot be read is passed over (the schedule is a view: it never fails for one).
+ * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job,
+ * a record or a shard's delayed set that cannot be read is passed over (the schedule and the
+ * owners' reports are views: they never fail for one; its follow-ups stay on their planned day).
  * Steps planned before rules were counted (no generation) were counted by channel alone and stay
  * where they are.
  */
@@ -36,7 +37,7 @@ export async function postponedMoves(
   const moves: CountedPending[] = [];
   for (const { queue, redis, store } of shards) {
     // Every id at once: paging by index over a set that changes meanwhile skips and repeats.
-    const ids = await queue.getRanges(["delayed"], 0, -1, true);
+    const ids = await queue.getRanges(["delayed"], 0, -1, true).catch(() => [] as string[]);
     const steps = new Map<string, FollowUpJobData>();
     for (let i = 0; i < ids.length; i += BATCH) {
       const data = await Promise.all(

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Queue } from "bullmq";
+import { DateTime } from "luxon";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
 import { OWNER_REPORT_JOB } from "../queue/names.js";
@@ -79,13 +80,18 @@ export async function collectReport(
   const [hours, previousHours, pending, moves, replies] = await Promise.all([
     sources.ledger.hours(since, until),
     sources.ledger.hours(Date.parse(before.since), Date.parse(before.until)),
-    sources.ledger.pendingCounts(until, 30),
+    // UTC days from the one the period ends in: 30 local days fit in 32 of them.
+    sources.ledger.pendingCounts(until, 32),
     sources.postponed?.() ?? [],
     sources.smsReferences.repliesBetween(since, until),
   ]);
-  // A follow-up due before the period's end but postponed past it is still to come.
-  const next7Days = pendingByChannel([...pending, ...moves], until, 7);
-  const next30Days = pendingByChannel([...pending, ...moves], until, 30);
+  // The owner's days from the period's end; a follow-up due before it but postponed past it is
+  // still to come.
+  const counted = [...pending, ...moves];
+  const daysAfter = (days: number) =>
+    DateTime.fromMillis(until, { zone: period.timezone }).plus({ days }).toMillis();
+  const next7Days = pendingByChannel(counted, until, daysAfter(7));
+  const next30Days = pendingByChannel(counted, until, daysAfter(30));
   const withNames = await Promise.all(
     // A shard the deployment does not have holds no reply: left out.
     replies

@@ -41,8 +41,8 @@ export interface CustomerFiling {
   /** The bucket of each of the purchase's addresses, and its part of the entry there. */
   readonly buckets: readonly string[];
   readonly entries: readonly string[];
-  /** The purchase time (epoch seconds), which orders an address's customers. */
-  readonly purchasedSeconds: number;
+  /** The purchase time (epoch ms), which orders an address's customers (kept in seconds). */
+  readonly purchasedAt: number;
   /** How long an entry is kept after it was last filed (ms). */
   readonly keepMs: number;
 }
@@ -77,7 +77,7 @@ export class CustomerIndex {
       event.customer.id,
       now,
       keepMs,
-      filing.purchasedSeconds,
+      filing.purchasedAt,
       ...filing.entries,
       "erased",
     );
@@ -100,7 +100,7 @@ export class CustomerIndex {
       erasureKey: await this.erasureKey(event.customer.id),
       buckets: places.map(({ bucket }) => this.keys.addressBucket(bucket)),
       entries: places.map(({ entry }) => entry),
-      purchasedSeconds: Math.floor(Date.parse(event.occurredAt) / 1000),
+      purchasedAt: Date.parse(event.occurredAt),
       keepMs,
     };
   }

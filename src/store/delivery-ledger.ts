@@ -32,20 +32,18 @@ export interface PendingCount {
 }
 
 /**
- * Pending counts whose due day (UTC) lies in [from's day, + days), added up by channel; a
- * channel's total is never below 0 (counts may come with corrections: a postponed follow-up's
- * move, operations/postponed-moves.ts).
+ * Pending counts due in [from, to) (epoch ms), added up by channel; a channel's total is never
+ * below 0 (counts may come with corrections: a postponed follow-up's move,
+ * operations/postponed-moves.ts).
  */
 export function pendingByChannel(
   counts: readonly PendingCount[],
   from: number,
-  days: number,
+  to: number,
 ): Record<Channel, number> {
   const totals = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
-  const first = dayOf(from);
   for (const count of counts) {
-    const day = dayOf(count.at);
-    if (day < first || day >= first + days || !(count.channel in totals)) continue;
+    if (count.at < from || count.at >= to || !(count.channel in totals)) continue;
     totals[count.channel as Channel] += count.count;
   }
   for (const channel of CHANNELS) totals[channel] = Math.max(0, totals[channel]);
@@ -272,9 +270,10 @@ export class DeliveryLedger {
       .map(([index, fields]) => ({ start: (first + index) * HOUR_MS, counts: fields }));
   }
 
-  /** Follow-ups still pending whose due day lies in [from, from + days), by channel. */
+  /** Follow-ups still pending whose due day (UTC) lies in [from's day, + days), by channel. */
   async pending(from: number, days: number): Promise<Record<Channel, number>> {
-    return pendingByChannel(await this.pendingCounts(from, days), from, days);
+    const first = dayOf(from) * DAY_MS;
+    return pendingByChannel(await this.pendingCounts(from, days), first, first + days * DAY_MS);
   }
 
   /**

@@ -546,7 +546,8 @@ export class StoreKeys {
 
   /**
    * The same erasure in the global slot, beside the address index: a purchase being taken in when
-   * its customer is erased files no addresses after the erasure forgot them (remember-customer.lua).
+   * its customer is erased files no addresses nor order link after the erasure forgot them
+   * (link-purchase.lua, remember-customer.lua).
    */
   erasedCustomerGlobal(customerHash: string): string {
     return `${this.global}x:${customerHash}`;

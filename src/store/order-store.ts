@@ -71,7 +71,7 @@ export class OrderStore {
       now,
       filing.customerId,
       filing.keepMs,
-      filing.purchasedSeconds,
+      filing.purchasedAt,
       ...filing.entries,
     );
     return flat === -1 ? undefined : parseOrder(flat);

@@ -154,4 +154,19 @@ describe("a follow-up postponed by the customer's frequency cap", () => {
     const report = await reportCommand(p, willGo ?? "");
     expect(report.upcoming.next7Days.email).toBe(emailsThatWeek);
   });
+
+  it("leaves the schedule and the owners' report uncorrected, not failed, when delayed jobs cannot be read", async () => {
+    pipeline = await startPipeline("postponed-unreadable", { startWorker: false });
+    const p = pipeline;
+    // Every shard's delayed set of the wrong type: BullMQ's read of it fails.
+    for (const queue of p.followUpQueues)
+      await p.redis.set(queue.toKey("delayed"), "not a sorted set");
+    expect((await scheduleCommand(p)).days).toEqual([]);
+    const today = DateTime.now().setZone("Europe/London").toISODate() ?? "";
+    expect((await reportCommand(p, today)).upcoming.next7Days).toEqual({
+      email: 0,
+      sms: 0,
+      voice: 0,
+    });
+  });
 });

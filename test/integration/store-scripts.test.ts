@@ -1060,7 +1060,7 @@ describe("the store's Lua scripts", () => {
     const marker = keys.erasedCustomerGlobal("customer-hash");
     const email = keys.addressBucket(11);
     const phone = keys.addressBucket(12);
-    const link = (eventId: string, purchasedSeconds: number, now = NOW) =>
+    const link = (eventId: string, purchasedAt: number, now = NOW) =>
       redis.fuLinkPurchase(
         5,
         order,
@@ -1075,13 +1075,15 @@ describe("the store's Lua scripts", () => {
         now,
         "cus-1",
         400 * DAY,
-        purchasedSeconds,
+        purchasedAt,
         "EEEEEEEEEEE",
         "PPPPPPPPPPP",
       );
     await redis.fuRecordRefund(order, links, "ref-1", "500 GBP", DAY, "ABCDEFGHIJK", NOW);
+    // Entries keep the purchase time in seconds.
     const purchased = Math.floor(NOW / 1000) - 60;
-    expect(await link("evt", purchased)).toEqual([
+    const at = (seconds: number, ms = 0) => seconds * 1000 + ms;
+    expect(await link("evt", at(purchased, 250))).toEqual([
       "r:ref-1",
       "500 GBP",
       "e:evt",
@@ -1090,17 +1092,19 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(`${purchased}:${NOW + 400 * DAY}`);
     expect(await redis.hget(phone, "PPPPPPPPPPPcus-1")).toBe(`${purchased}:${NOW + 400 * DAY}`);
     // An earlier purchase taken in later keeps the latest purchase time; its expiry moves on.
-    await link("evt-0", purchased - 3600, NOW + 1000);
+    await link("evt-0", at(purchased - 3600), NOW + 1000);
     expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(
       `${purchased}:${NOW + 1000 + 400 * DAY}`,
     );
     // Erased after a purchase: that purchase files nothing; a later one files as before.
-    await redis.set(marker, String((purchased + 10) * 1000));
+    await redis.set(marker, String(at(purchased + 10, 400)));
     await redis.del(email, phone);
-    expect(await link("evt-2", purchased)).toBe(-1);
+    expect(await link("evt-2", at(purchased + 10, 400))).toBe(-1);
     expect(await redis.exists(email, phone)).toBe(0);
     expect(await redis.hexists(links, "ABCDEFGHIJKevt-2")).toBe(0);
-    expect(await link("evt-3", purchased + 20)).toContain("e:evt-3");
+    // Compared in ms, as schedule-steps.lua does: later in the same second is after the erasure.
+    expect(await link("evt-3", at(purchased + 10, 900))).toContain("e:evt-3");
+    expect(await link("evt-4", at(purchased + 20))).toContain("e:evt-4");
     expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(
       `${purchased + 20}:${NOW + 400 * DAY}`,
     );

@@ -11,7 +11,7 @@ export function noAddresses(prefix: string): CustomerFiling {
     erasureKey: new StoreKeys(prefix).erasedCustomerGlobal("never-erased"),
     buckets: [],
     entries: [],
-    purchasedSeconds: 0,
+    purchasedAt: 0,
     keepMs: 86_400_000,
   };
 }

@@ -21,7 +21,7 @@
     ARGV[5]     now (epoch ms)
     ARGV[6]     customer id
     ARGV[7]     keep an address entry this long after it was last filed (ms)
-    ARGV[8]     the purchase time (epoch seconds)
+    ARGV[8]     the purchase time (epoch ms)
     ARGV[9 + i] the address's part of its entry in KEYS[4 + i]
 
   Output: the order's fields and values, flat, its links as `e:<eventId>`; -1 when the customer

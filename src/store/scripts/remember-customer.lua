@@ -14,7 +14,7 @@
     ARGV[1]     customer id
     ARGV[2]     now (epoch ms)
     ARGV[3]     keep an entry this long after it was last filed (ms)
-    ARGV[4]     the purchase time (epoch seconds)
+    ARGV[4]     the purchase time (epoch ms; entries keep it in seconds)
     ARGV[5 + i] the address part of the entry in KEYS[1 + i]
 
   Output: how many addresses were filed (-1: the customer was erased after the purchase)

@@ -2,14 +2,16 @@
   The address index's entries of a customer (shared; included, not called): see
   remember-customer.lua for what an entry is. Needs lib/packed-index.lua.
 
-  fileCustomer(firstKey, firstArg, count, customerId, purchased, expiresAt, now)
+  fileCustomer(firstKey, firstArg, count, customerId, purchasedMs, expiresAt, now)
     files the customer under `count` addresses: KEYS[firstKey + i] is the bucket of address i and
-    ARGV[firstArg + i] its part of the entry, i from 0; `purchased` (epoch seconds) replaces the
-    entry's purchase time only when later
-  erasedSince(markerKey, purchased)
-    whether the customer's erasure marker (epoch ms) is at or after the purchase (epoch seconds)
+    ARGV[firstArg + i] its part of the entry, i from 0; the purchase time (kept in epoch seconds)
+    replaces the entry's only when later
+  erasedSince(markerKey, purchasedMs)
+    whether the customer's erasure marker (epoch ms) is at or after the purchase (epoch ms, as
+    schedule-steps.lua compares: a purchase later in the same second is not erased)
 ]]
-local function fileCustomer(firstKey, firstArg, count, customerId, purchased, expiresAt, now)
+local function fileCustomer(firstKey, firstArg, count, customerId, purchasedMs, expiresAt, now)
+  local purchased = math.floor(purchasedMs / 1000)
   for i = 0, count - 1 do
     local key = KEYS[firstKey + i]
     local field = ARGV[firstArg + i] .. customerId
@@ -20,7 +22,7 @@ local function fileCustomer(firstKey, firstArg, count, customerId, purchased, ex
   end
 end
 
-local function erasedSince(markerKey, purchased)
+local function erasedSince(markerKey, purchasedMs)
   local erasedAt = redis.call('GET', markerKey)
-  return erasedAt ~= false and tonumber(erasedAt) >= purchased * 1000
+  return erasedAt ~= false and tonumber(erasedAt) >= purchasedMs
 end
