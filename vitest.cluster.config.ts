@@ -38,6 +38,7 @@ export default defineConfig({
       "test/integration/voice-calls.test.ts",
       "test/integration/check-in-comparison.test.ts",
       "test/integration/postponed-steps.test.ts",
+      "test/integration/erasure-race.test.ts",
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
