@@ -2,12 +2,12 @@ import type { Queue } from "bullmq";
 import { ruleIdOf } from "../domain/step-ref.js";
 import type { FollowUpJobData } from "../queue/names.js";
 import type { CountedPending } from "../reports/pending-schedule.js";
+import { quarterHourOf } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { RedisClient } from "../store/redis-client.js";
 
 /** Job references and step records read at once. */
 const BATCH = 500;
-const QUARTER_HOUR_MS = 15 * 60 * 1000;
 
 /** What a shard offers the schedule's correction: its follow-ups queue and its step records. */
 export interface PostponedSource {
@@ -70,8 +70,8 @@ async function movesOf(
   if ((await store.generationOf(eventId)) === undefined) return [];
   const labels = { channel: record.channel, ruleId: ruleIdOf(stepId) };
   return [
-    { ...labels, at: quarterOf(record.dueAt), count: -1 },
-    { ...labels, at: quarterOf(record.postponed.until), count: 1 },
+    { ...labels, at: quarterHourOf(record.dueAt), count: -1 },
+    { ...labels, at: quarterHourOf(record.postponed.until), count: 1 },
   ];
 }
 
@@ -86,8 +86,4 @@ function stepOfJob(raw: string | null): FollowUpJobData | undefined {
   } catch {
     return undefined;
   }
-}
-
-function quarterOf(epochMs: number): number {
-  return Math.floor(epochMs / QUARTER_HOUR_MS) * QUARTER_HOUR_MS;
 }

@@ -241,15 +241,11 @@ function timelineStep(
     kind: record.kind ?? "unknown",
     state: record.state,
     dueAt: iso(record.dueAt),
-    dueLocal:
-      DateTime.fromMillis(record.dueAt, { zone }).toISO({ suppressMilliseconds: true }) ?? "",
+    dueLocal: isoIn(zone, record.dueAt),
     postponed: record.postponed
       ? {
           until: iso(record.postponed.until),
-          untilLocal:
-            DateTime.fromMillis(record.postponed.until, { zone }).toISO({
-              suppressMilliseconds: true,
-            }) ?? "",
+          untilLocal: isoIn(zone, record.postponed.until),
           code: record.postponed.code,
           why: POSTPONED_WHY[record.postponed.code],
         }
@@ -283,6 +279,11 @@ function money(value: Money): TimelineMoney {
 
 function iso(epochMs: number): string {
   return new Date(epochMs).toISOString();
+}
+
+/** An instant on the customer's clock (ISO with offset). */
+function isoIn(zone: string, epochMs: number): string {
+  return DateTime.fromMillis(epochMs, { zone }).toISO({ suppressMilliseconds: true }) ?? "";
 }
 
 function validZone(zone: string | undefined): string | undefined {

@@ -50,6 +50,11 @@ export function pendingByChannel(
   return totals;
 }
 
+/** Start of the quarter hour an instant falls in: the time pending counts are kept under. */
+export function quarterHourOf(epochMs: number): number {
+  return Math.floor(epochMs / QUARTER_HOUR_MS) * QUARTER_HOUR_MS;
+}
+
 /** One counted outcome: which step kind on which channel, by which rule, and why if it did not go out. */
 export interface LedgerEntry {
   readonly outcome: string;
