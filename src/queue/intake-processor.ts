@@ -209,15 +209,16 @@ export const INTAKE_RETRY: RetryPolicy = {
  * event's intake is a trace of its own (see traceIntake).
  */
 export function createIntakeProcessor(wiring: IntakeWiring) {
+  // Each shard's dependencies, made once: spreading the wiring's 30-odd fields for every event
+  // took 1.5% of intake's CPU (2026-12-04).
+  const shardDeps = wiring.shards.map((shard): IntakeDeps => ({ ...wiring, ...shard }));
   const takeIn = async (job: Job, span?: IntakeSpan): Promise<IntakeSummary> => {
     const input = eventInputOfJob(job.name, job.data);
     const parsed = parseEvent(input, { now: wiring.clock() });
     const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;
-    const deps: IntakeDeps = {
-      ...wiring,
-      ...(customerId === undefined ? wiring.shards.of(0) : wiring.shards.ofCustomer(customerId)),
-      ...(span && { span }),
-    };
+    const ofShard =
+      customerId === undefined ? shardDeps.of(0) : shardDeps.of(wiring.shards.shardOf(customerId));
+    const deps: IntakeDeps = span ? { ...ofShard, span } : ofShard;
     if (!parsed.ok) {
       span?.fail("invalid");
       deps.metrics.eventsInvalid.inc();
