@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../test/support/redis-server.js";
+import { workerBuild } from "./processes.js";
 import { round } from "./redis-stats.js";
 
 /** Share of the machine's CPU that other processes kept busy over one second (they skew every figure). */
@@ -59,5 +60,7 @@ export async function machine() {
     cpuBusyBeforeStart: busy,
     loadAverage: os.loadavg().map((n) => round(n, 2)),
     git: gitState(),
+    /** tsc: the workers ran compiled, as `npm start` runs them; tsx: through tsx (BENCH_TSX=1). */
+    workers: workerBuild(),
   };
 }

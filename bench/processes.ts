@@ -1,12 +1,14 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { promisify } from "node:util";
 
 /**
- * Child processes of the bench: real `followups worker` processes (the CLI through tsx, as
- * test/support/worker-process.ts starts them) and the no-op BullMQ worker of the baselines. Their
- * logs go to a file, not a pipe, so a chatty worker is never slowed by the bench reading it.
+ * Child processes of the bench: real `followups worker` processes and the no-op BullMQ worker of
+ * the baselines, both compiled by tsc as `npm run build` compiles what `npm start` runs (see
+ * compiled()). Their logs go to a file, not a pipe, so a chatty worker is never slowed by the
+ * bench reading it.
  */
 export interface BenchProcess {
   readonly pid: number;
@@ -82,35 +84,74 @@ async function startProcess(
   };
 }
 
+/** Where the bench's compiled workers go (git-ignored); rebuilt by every bench run. */
+const BUILD_DIR = "bench/.build";
+
+/** How the bench runs its worker processes: compiled by tsc (the default) or through tsx. */
+export type WorkerBuild = "tsc" | "tsx";
+
 /**
- * Starts `followups worker` (src/cli.ts through tsx) and waits for its start-up log line.
+ * BENCH_TSX=1 runs the workers through tsx, as the tests do, without compiling: quicker to
+ * start, but tsx's transform (it names every function it creates, `keepNames`) made the worker
+ * about a tenth slower per event than the compiled code `npm start` runs (2026-12-04), so its
+ * figures are not the product's.
+ */
+export function workerBuild(): WorkerBuild {
+  return process.env.BENCH_TSX === "1" ? "tsx" : "tsc";
+}
+
+let compiling: Promise<void> | undefined;
+
+/**
+ * Compiles src/ and bench/noop-worker.ts with tsc into bench/.build, once per bench run: the
+ * worker runs as the code `npm run build` makes, and the reference workers are compiled the same
+ * way, so neither side of a ratio pays for a loader the other does not.
+ */
+function compiled(): Promise<void> {
+  compiling ??= promisify(execFile)(
+    process.execPath,
+    ["node_modules/typescript/bin/tsc", "-p", "bench/tsconfig.build.json"],
+    { maxBuffer: 16 * 1024 * 1024 },
+  ).then(
+    () => undefined,
+    (error: Error & { stdout?: string }) => {
+      throw new Error(`tsc -p bench/tsconfig.build.json failed:\n${error.stdout ?? error.message}`);
+    },
+  );
+  return compiling;
+}
+
+/** Node's arguments to run a TypeScript entry point of this repository, as workerBuild() says. */
+async function entryPoint(source: string): Promise<string[]> {
+  if (workerBuild() === "tsx") return ["--import", "tsx", source];
+  await compiled();
+  return [`${BUILD_DIR}/${source.replace(/\.ts$/, ".js")}`];
+}
+
+/**
+ * Starts `followups worker` (src/cli.ts, compiled) and waits for its start-up log line.
  * BENCH_WORKER_NODE_ARGS adds Node flags, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see
  * where a worker's time goes.
  */
-export function startWorkerProcess(
+export async function startWorkerProcess(
   env: Record<string, string>,
   logFile: string,
 ): Promise<BenchProcess> {
   const nodeArgs = (process.env.BENCH_WORKER_NODE_ARGS ?? "").split(" ").filter(Boolean);
   return startProcess(
-    [...nodeArgs, "--import", "tsx", "src/cli.ts", "worker"],
+    [...nodeArgs, ...(await entryPoint("src/cli.ts")), "worker"],
     env,
     logFile,
     "followups worker started",
   );
 }
 
-/** Starts bench/noop-worker.ts: a plain BullMQ worker whose processor does nothing. */
-export function startNoopWorker(
+/** Starts bench/noop-worker.ts (compiled): a plain BullMQ worker whose processor does nothing. */
+export async function startNoopWorker(
   env: Record<string, string>,
   logFile: string,
 ): Promise<BenchProcess> {
-  return startProcess(
-    ["--import", "tsx", "bench/noop-worker.ts"],
-    env,
-    logFile,
-    "noop worker ready",
-  );
+  return startProcess(await entryPoint("bench/noop-worker.ts"), env, logFile, "noop worker ready");
 }
 
 /** User + system CPU seconds of a process (Linux /proc; 0 where unavailable). */
