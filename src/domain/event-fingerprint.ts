@@ -10,7 +10,23 @@ import type { FollowUpEvent } from "./events.js";
  * characters of the same hash: see fingerprintMatches.
  */
 export function eventFingerprint(event: FollowUpEvent): string {
-  return hash("sha256", JSON.stringify(event), "base64url").slice(0, 11);
+  return hash("sha256", eventJson(event), "base64url").slice(0, 11);
+}
+
+const jsonOfEvents = new WeakMap<FollowUpEvent, string>();
+
+/**
+ * The JSON of a validated event, made once per event object: intake hashes it for the fingerprint
+ * and deflates it into the stored purchase (store/purchase-codec.ts). Validated events are never
+ * changed (their fields are read-only), so the text stays the event's.
+ */
+export function eventJson(event: FollowUpEvent): string {
+  let json = jsonOfEvents.get(event);
+  if (json === undefined) {
+    json = JSON.stringify(event);
+    jsonOfEvents.set(event, json);
+  }
+  return json;
 }
 
 /**

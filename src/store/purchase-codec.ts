@@ -1,4 +1,5 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
+import { eventJson } from "../domain/event-fingerprint.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 
 /**
@@ -33,7 +34,7 @@ const DICTIONARY_V1 = Buffer.from(
 /** The stored form of a validated purchase. */
 export function encodePurchase(event: PurchaseCompleted): Buffer {
   // From a Buffer: zlib converts a string more slowly than Buffer.from does.
-  const packed = deflateRawSync(Buffer.from(JSON.stringify(event)), { dictionary: DICTIONARY_V1 });
+  const packed = deflateRawSync(Buffer.from(eventJson(event)), { dictionary: DICTIONARY_V1 });
   return Buffer.concat([Buffer.of(FORMAT_DEFLATE_V1), packed]);
 }
 
