@@ -22,9 +22,10 @@ export interface PostponedSource {
  * follow-up under its planned due time (each state script keeps that count exact); a follow-up
  * whose job was put back to wait past it (its record's `postponed` note: a send window, a
  * frequency cap, a retry, …) goes out later, maybe on another day. For each such step among the
- * shards' delayed jobs (due within the promotion horizon, or postponed): one off its planned
+ * shards' delayed and waiting jobs (due within the promotion horizon, or postponed): one off its planned
  * quarter hour, one on the quarter hour its note names, so that the schedule, read with these
- * added, shows it on the day it will go. Read-only: nothing the state scripts count changes.
+ * added, shows it on the day it will go (a job that fell due and waits for a worker, on the day it
+ * was postponed to). Read-only: nothing the state scripts count changes.
  * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job,
  * a record or a shard's delayed set that cannot be read is passed over (the schedule and the
  * owners' reports are views: they never fail for one; its follow-ups stay on their planned day).
@@ -37,7 +38,11 @@ export async function postponedMoves(
   const moves: CountedPending[] = [];
   for (const { queue, redis, store } of shards) {
     // Every id at once: paging by index over a set that changes meanwhile skips and repeats.
-    const ids = await queue.getRanges(["delayed"], 0, -1, true).catch(() => [] as string[]);
+    // Waiting jobs too: a postponed job that fell due waits there for a worker (for as long as
+    // its queue is paused, by an operator or a reshard).
+    const ids = await queue
+      .getRanges(["delayed", "waiting", "prioritized"], 0, -1, true)
+      .catch(() => [] as string[]);
     const steps = new Map<string, FollowUpJobData>();
     for (let i = 0; i < ids.length; i += BATCH) {
       const data = await Promise.all(

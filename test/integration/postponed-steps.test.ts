@@ -153,6 +153,17 @@ describe("a follow-up postponed by the customer's frequency cap", () => {
     expect(emailsThatWeek).toBeGreaterThanOrEqual(1);
     const report = await reportCommand(p, willGo ?? "");
     expect(report.upcoming.next7Days.email).toBe(emailsThatWeek);
+
+    // Fallen due while no worker takes it (its queue paused, say), its job waits in the waiting
+    // list: the schedule still shows it on the day it was postponed to, not on its planned day.
+    await p.worker?.close();
+    p.worker = undefined;
+    await job?.promote();
+    expect(await job?.getState()).toBe("waiting");
+    const whileWaiting = await scheduleCommand(p);
+    expect(
+      whileWaiting.days.filter((row) => row.channel === "email" && row.ruleId === "thank-you"),
+    ).toEqual([{ date: willGo, channel: "email", ruleId: "thank-you", count: 1 }]);
   });
 
   it("leaves the schedule and the owners' report uncorrected, not failed, when delayed jobs cannot be read", async () => {
