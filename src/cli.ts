@@ -23,7 +23,8 @@ import { runWorker } from "./cli/worker-command.js";
 import { isRedisUnavailable } from "./store/redis-client.js";
 
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
-const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR ?? "config";
+/** `--config`'s default: CONFIG_DIR, as the worker reads it, else `config` (also when empty). */
+const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR || "config";
 
 function wholeNumber(text: string): number {
   const value = Number(text);
