@@ -1,10 +1,12 @@
 import { type Job, Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
+import { KEEP_COMPLETED, KEEP_COMPLETED_EVENTS, KEEP_FAILED } from "../src/queue/job-retention.js";
 import { followUpJobId } from "../src/queue/names.js";
 
 /**
  * Reference workers of the baselines, run as their own process like a real worker, with the same
- * concurrency and retention settings as ours:
+ * concurrency and retention settings as ours (the pass-through keeps completed jobs as our intake
+ * does, the no-op as our delivery does; until 2026-12-04 both kept them as delivery does):
  * - `noop`: the processor does nothing (baseline of the send benches);
  * - `passthrough`: each input event becomes its delayed jobs, the purchase as payload, with no
  *   validation, planning or records (the least any queue-fed intake must do). How many jobs an
@@ -47,8 +49,8 @@ const worker = new Worker(queueName, mode === "passthrough" ? passThrough : asyn
   connection,
   prefix,
   concurrency,
-  removeOnComplete: { age: 24 * 3600, count: 10_000 },
-  removeOnFail: { age: 30 * 24 * 3600 },
+  removeOnComplete: mode === "passthrough" ? KEEP_COMPLETED_EVENTS : KEEP_COMPLETED,
+  removeOnFail: KEEP_FAILED,
 });
 await worker.waitUntilReady();
 console.log("noop worker ready");

@@ -27,6 +27,7 @@ import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
 import { createIntakeProcessor, HISTORY_RETENTION_MS } from "./queue/intake-processor.js";
+import { KEEP_COMPLETED, KEEP_COMPLETED_EVENTS, KEEP_FAILED } from "./queue/job-retention.js";
 import {
   BUDGET_ALERT_JOB,
   FOLLOW_UPS_QUEUE,
@@ -72,14 +73,6 @@ import { WebhookReceipts } from "./store/webhook-receipts.js";
 import { createMessageComposer } from "./templates/compose-message.js";
 import type { Tracing } from "./tracing.js";
 
-/** Retention of finished jobs, set once on the workers instead of on every job. */
-const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
-/**
- * Completed intake jobs hold the whole event (personal data, about 1.5 kB each); our own records
- * make re-publishing safe without them, so only a short window is kept for inspection.
- */
-const KEEP_COMPLETED_EVENTS = { age: 3600, count: 1_000 };
-const KEEP_FAILED = { age: 30 * 24 * 3600 };
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
 
