@@ -92,9 +92,9 @@ export type WorkerBuild = "tsc" | "tsx";
 
 /**
  * BENCH_TSX=1 runs the workers through tsx, as the tests do, without compiling: quicker to
- * start, but tsx's transform (it names every function it creates, `keepNames`) made the worker
- * about a tenth slower per event than the compiled code `npm start` runs (2026-12-04), so its
- * figures are not the product's.
+ * start, but tsx's transform (it names every function it creates, `keepNames`) cost our worker
+ * about 5% more CPU per purchase and the reference worker 14% of its rate against the compiled
+ * code `npm start` runs (2026-12-04), so its figures are not the product's.
  */
 export function workerBuild(): WorkerBuild {
   return process.env.BENCH_TSX === "1" ? "tsx" : "tsc";

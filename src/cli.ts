@@ -22,7 +22,6 @@ import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
 import { isRedisUnavailable } from "./store/redis-client.js";
 
-/** The `followups` command: one binary for operators, publishers' shells and the container. */
 /** `--config`'s default: CONFIG_DIR, as the worker reads it, else `config` (also when empty). */
 const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR || "config";
 
@@ -33,6 +32,7 @@ function wholeNumber(text: string): number {
   return value;
 }
 
+/** The `followups` command: one binary for operators, publishers' shells and the container. */
 const program = new Command()
   .name("followups")
   .description("Turns purchase events into well-timed customer follow-ups.")

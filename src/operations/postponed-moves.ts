@@ -22,10 +22,10 @@ export interface PostponedSource {
  * follow-up under its planned due time (each state script keeps that count exact); a follow-up
  * whose job was put back to wait past it (its record's `postponed` note: a send window, a
  * frequency cap, a retry, …) goes out later, maybe on another day. For each such step among the
- * shards' delayed and waiting jobs (due within the promotion horizon, or postponed): one off its planned
- * quarter hour, one on the quarter hour its note names, so that the schedule, read with these
- * added, shows it on the day it will go (a job that fell due and waits for a worker, on the day it
- * was postponed to). Read-only: nothing the state scripts count changes.
+ * shards' delayed and waiting jobs (due within the promotion horizon, or postponed): one off its
+ * planned quarter hour, one on the quarter hour its note names, so that the schedule, read with
+ * these added, shows it on the day it will go (a job that fell due and waits for a worker, on the
+ * day it was postponed to). Read-only: nothing the state scripts count changes.
  * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job,
  * a record or a shard's delayed set that cannot be read is passed over (the schedule and the
  * owners' reports are views: they never fail for one; its follow-ups stay on their planned day).
