@@ -15,6 +15,7 @@ import { type Plan, type PlannedStep, planFollowUps, type SkipCode } from "../do
 import { afterRefunds } from "../domain/refund.js";
 import { type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
+import { zoneFor } from "../domain/time-zone.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import {
@@ -158,7 +159,8 @@ async function coalesceThankYous(
       continue;
     }
     const behindMs = Math.max(dueAt, filed.leaderDueAt + COALESCED_AFTER_MS);
-    const behind = DateTime.fromMillis(behindMs).setZone(plan.timezone);
+    // In the planner's zone, whose offsets are remembered (a plain IANA zone asks Intl each time).
+    const behind = DateTime.fromMillis(behindMs, { zone: zoneFor(plan.timezone) });
     // Waiting behind its leader is not lateness: a grace end set for a late step goes with it.
     const { graceEndsAt: _late, ...onTime } = step;
     steps.push({
