@@ -27,7 +27,7 @@ export interface PostponedSource {
  * these added, shows it on the day it will go (a job that fell due and waits for a worker, on the
  * day it was postponed to). Read-only: nothing the state scripts count changes.
  * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job,
- * a record or a shard's delayed set that cannot be read is passed over (the schedule and the
+ * a record or a shard's job lists that cannot be read are passed over (the schedule and the
  * owners' reports are views: they never fail for one; its follow-ups stay on their planned day).
  * Steps planned before rules were counted (no generation) were counted by channel alone and stay
  * where they are.
