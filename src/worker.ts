@@ -57,7 +57,12 @@ import { ConsoleSessions } from "./store/console-sessions.js";
 import { CustomerIndex } from "./store/customer-index.js";
 import { DiscountCodes } from "./store/discount-codes.js";
 import { DeploymentEventIds } from "./store/event-ids.js";
-import { KEY_LAYOUT, OlderWorkersRunning, upgradeKeyLayout } from "./store/key-layout.js";
+import {
+  FormerOperationUnfinished,
+  KEY_LAYOUT,
+  OlderWorkersRunning,
+  upgradeKeyLayout,
+} from "./store/key-layout.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
@@ -161,7 +166,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   }).catch((error: unknown) => {
     redis.disconnect();
     httpRedis.disconnect();
-    throw error instanceof OlderWorkersRunning ? new StartupError(error.message) : error;
+    throw error instanceof OlderWorkersRunning || error instanceof FormerOperationUnfinished
+      ? new StartupError(error.message)
+      : error;
   });
   if (layout.renamed > 0 || layout.kept > 0)
     logger.info({ ...layout, layout: KEY_LAYOUT }, "store keys renamed to the new key layout");

@@ -97,7 +97,7 @@ export async function commandRedis(): Promise<{
   if (await olderLayoutRemains(redis, env.QUEUE_PREFIX)) {
     redis.disconnect();
     throw new CommandError(
-      "this Redis holds followups data in the key layout of versions before December 2026: " +
+      "this Redis holds followups data in an older key layout (versions before 4 December 2026): " +
         "start a worker of this version once, it upgrades the data at start-up, then run the command again",
     );
   }

@@ -1,4 +1,4 @@
-import { globalTag, idHash, shardTag } from "../store/keys.js";
+import { idHash, queueTag, shardTag } from "../store/keys.js";
 
 /** The input queue publishers write to; job name = event type, job data = the event (contract v1). */
 export const PURCHASE_EVENTS_QUEUE = "purchase-events";
@@ -34,7 +34,7 @@ export function queuePrefix(
   shards = 1,
 ): string {
   if (queue === FOLLOW_UPS_QUEUE && (cluster || shard > 0)) return shardTag(prefix, shard, shards);
-  return cluster ? globalTag(prefix) : prefix;
+  return cluster ? queueTag(prefix) : prefix;
 }
 
 /** Job name of a report run. */

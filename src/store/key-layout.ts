@@ -1,11 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CHANNELS } from "../domain/events.js";
-import { StoreKeys } from "./keys.js";
+import { globalTag, queueTag, StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
- * The key layout a deployment's Redis holds, and the upgrade to it. Layout 5 (2026-12-03, late)
+ * The key layout a deployment's Redis holds, and the upgrade to it. Layout 6 (2026-12-04) moves
+ * the global keys from beside the input queue (`{<prefix>}:fu:…`) to a hash tag of their own
+ * (`{<prefix>.global}:fu:…`, keys.ts globalTag), so that on a Redis Cluster the two busiest slots
+ * of intake sit on different masters; workers of layout 5 would not find them there (opt-outs,
+ * orders, rate limits, secrets). Layout 5 (2026-12-03, late)
  * stores step records in a few characters instead of JSON (store/step-record.ts), which workers
  * of layout 4 cannot read, and a customer's thank-you group inside their history (`c`) instead
  * of a key of its own; records and groups of layout 4 are read as they are. Layout 4 (later on 2026-12-03) keeps an
@@ -21,7 +25,12 @@ import { isCluster, type RedisClient } from "./redis-client.js";
  * renames each key of layout 1 to its current name, keeping its value and expiry.
  */
 
-export const KEY_LAYOUT = 5;
+export const KEY_LAYOUT = 6;
+
+/** Where layouts 2 to 5 kept global keys: beside the input queue, under its hash tag. */
+export function formerGlobalBase(prefix: string): string {
+  return `${queueTag(prefix)}:fu:`;
+}
 
 /** Kinds (the name part after `fu:`) of shard keys: a customer's and their purchases' state. */
 const SHARD_KINDS: ReadonlySet<string> = new Set([
@@ -63,7 +72,7 @@ const GLOBAL_KINDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The layout 2 name of a layout 1 key, or undefined for a name that is not one of ours. The
+ * The current name of a layout 1 key, or undefined for a name that is not one of ours. The
  * ledger hours of layout 1 become shard 0's (readers add up all ledgers).
  */
 export function currentKeyName(prefix: string, legacyKey: string): string | undefined {
@@ -72,7 +81,7 @@ export function currentKeyName(prefix: string, legacyKey: string): string | unde
   const rest = legacyKey.slice(base.length);
   const kind = rest.split(":", 1)[0] ?? "";
   if (SHARD_KINDS.has(kind)) return `{${prefix}:0}:fu:${rest}`;
-  if (GLOBAL_KINDS.has(kind)) return `{${prefix}}:fu:${rest}`;
+  if (GLOBAL_KINDS.has(kind)) return `${globalTag(prefix)}:fu:${rest}`;
   return undefined;
 }
 
@@ -80,7 +89,8 @@ export function currentKeyName(prefix: string, legacyKey: string): string | unde
  * Workers of a version before are running: renaming the keys under them would make them work on
  * an empty store (opt-outs and caps unseen), and what they write would never be read; workers of
  * layout 2 would not find purchases that workers of layout 3 keep in their records, workers of
- * layout 3 the order links of layout 4, nor workers of layout 4 read the step records of layout 5.
+ * layout 3 the order links of layout 4, workers of layout 4 read the step records of layout 5,
+ * nor workers of layout 5 find the global keys of layout 6.
  */
 export class OlderWorkersRunning extends Error {
   constructor(readonly workers: number) {
@@ -97,7 +107,26 @@ export const TOMBSTONE =
   "followups moved this key to its new name (key layout 2): stop workers of versions before December 2026";
 
 /**
- * After the rename, a string where each suppression set was: a worker of the older version
+ * What a worker of layouts 2 to 5 finds where it looks for opt-outs after the upgrade to layout 6.
+ * Not TOMBSTONE: those workers delete a string of that text under these names (dropMovedTombstones).
+ */
+export const FORMER_GLOBAL_TOMBSTONE =
+  "followups moved this key to its new name (key layout 6): stop workers of versions before 4 December 2026";
+
+/**
+ * After the move of the global keys (layout 6), a string where each suppression set of layouts 2
+ * to 5 was: a worker of such a version started by mistake fails its opt-out check (WRONGTYPE) and
+ * sends nothing, instead of finding no opt-outs.
+ */
+async function leaveFormerGlobalTombstones(redis: RedisClient, prefix: string): Promise<void> {
+  const base = formerGlobalBase(prefix);
+  for (const channel of CHANNELS)
+    for (const list of [channel, `${channel}:marketing`])
+      await redis.set(`${base}suppressed:${list}`, FORMER_GLOBAL_TOMBSTONE, "NX");
+}
+
+/**
+ * After the rename, a string where each suppression set: a worker of the older version
  * started by mistake then fails its opt-out check (WRONGTYPE) and sends nothing, instead of
  * finding no opt-outs in a store that looks empty to it.
  */
@@ -183,28 +212,142 @@ export async function upgradeKeyLayout(
         await redis.del(keys.layoutLock());
         throw new OlderWorkersRunning(older);
       }
+      const unfinished = await unfinishedFormerOperation(redis, prefix);
+      if (unfinished) {
+        await redis.del(keys.layoutLock());
+        throw new FormerOperationUnfinished(unfinished);
+      }
+      const renewLock = () => redis.pexpire(keys.layoutLock(), LOCK_MS);
+      // Layouts 2 to 5: the global keys move to their own hash tag, their layout mark among them.
+      const moved = await moveFormerGlobalKeys(redis, prefix, renewLock, options.onProgress);
       // No version before layout 2 ran on a Redis Cluster (it failed with MOVED): nothing to rename.
-      const done = isCluster(redis)
+      const legacy = isCluster(redis)
         ? { renamed: 0, kept: 0 }
-        : await renameLegacyKeys(
-            redis,
-            prefix,
-            () => redis.pexpire(keys.layoutLock(), LOCK_MS),
-            options.onProgress,
-          );
+        : await renameLegacyKeys(redis, prefix, renewLock, options.onProgress);
+      const former = await redis.get(keys.layoutVersion());
+      if (former !== null) await leaveFormerGlobalTombstones(redis, prefix);
       // Also when a worker that died midway had renamed every key already: a store of layout 1
       // (no mark) that has the rules generations under their new name.
-      const renamedBefore = layout === null && (await redis.exists(keys.rulesGenerations())) === 1;
-      if (done.renamed > 0 || renamedBefore) await leaveTombstones(redis, prefix);
+      const renamedBefore = former === null && (await redis.exists(keys.rulesGenerations())) === 1;
+      if (legacy.renamed > 0 || renamedBefore) await leaveTombstones(redis, prefix);
       await dropMovedTombstones(redis, keys);
       await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
       await redis.del(keys.layoutLock());
-      return done;
+      return { renamed: moved.renamed + legacy.renamed, kept: moved.kept + legacy.kept };
     }
     if (!waiting) options.onWaiting?.();
     waiting = true;
     await sleep(WAIT_MS);
   }
+}
+
+/**
+ * A reshard or a move to another Redis that a version of layouts 2 to 5 began and did not finish:
+ * its marks say so under the former global names. Moving keys under it would mix two layouts.
+ */
+export class FormerOperationUnfinished extends Error {
+  constructor(readonly operation: string) {
+    super(
+      `${operation} of an older followups version is under way on this Redis and prefix, or this ` +
+        "deployment moved away: finish it with that version (or point REDIS_URL at the new Redis), then start this version",
+    );
+    this.name = "FormerOperationUnfinished";
+  }
+}
+
+async function unfinishedFormerOperation(
+  redis: RedisClient,
+  prefix: string,
+): Promise<string | undefined> {
+  const base = formerGlobalBase(prefix);
+  const [reshard, moved, arriving] = await Promise.all(
+    ["reshard", "moved", "arriving"].map((mark) => redis.exists(`${base}${mark}`)),
+  );
+  if (reshard) return "followups reshard";
+  if (moved || arriving) return "followups migrate";
+  return undefined;
+}
+
+/**
+ * Moves every global key of layouts 2 to 5 (`{<prefix>}:fu:…`) to its name of layout 6
+ * (`{<prefix>.global}:fu:…`), value and expiry kept. On one Redis a RENAMENX; on a Redis Cluster
+ * the two names lie in different slots, so the key is copied (DUMP, then RESTORE with its
+ * absolute expiry) and then deleted. A worker that dies between the copy and the delete leaves
+ * both; the next one finds the copy in place and deletes the original (nothing else writes
+ * either name before the layout mark says 6).
+ */
+async function moveFormerGlobalKeys(
+  redis: RedisClient,
+  prefix: string,
+  renewLock: () => Promise<unknown>,
+  onProgress?: (renamed: number) => void,
+): Promise<KeyLayoutUpgrade> {
+  const from = formerGlobalBase(prefix);
+  const to = `${globalTag(prefix)}:fu:`;
+  const tally = { renamed: 0, kept: 0 };
+  const nodes = isCluster(redis) ? redis.nodes("master") : [redis];
+  for (const node of nodes) {
+    let cursor = "0";
+    do {
+      const [next, found] = await node.scan(cursor, "MATCH", `${from}*`, "COUNT", BATCH);
+      cursor = next;
+      const moves = found.map((key) => [key, `${to}${key.slice(from.length)}`] as const);
+      const results = isCluster(redis)
+        ? await Promise.all(moves.map(([key, target]) => copyAcrossSlots(redis, key, target)))
+        : await renameAll(redis, moves);
+      countMoves(tally, results, onProgress);
+      await renewLock();
+    } while (cursor !== "0");
+  }
+  return tally;
+}
+
+/** Adds a batch's results to the tally; reports progress about every 100,000 keys renamed. */
+function countMoves(
+  tally: { renamed: number; kept: number },
+  results: readonly MoveResult[],
+  onProgress?: (renamed: number) => void,
+): void {
+  for (const result of results) {
+    if (result === "renamed") tally.renamed++;
+    else if (result === "kept") tally.kept++;
+  }
+  if (tally.renamed > 0 && tally.renamed % 100_000 < results.length) onProgress?.(tally.renamed);
+}
+
+type MoveResult = "renamed" | "kept" | "gone";
+
+async function renameAll(
+  redis: RedisClient,
+  moves: readonly (readonly [string, string])[],
+): Promise<MoveResult[]> {
+  if (moves.length === 0) return [];
+  const pipeline = redis.pipeline();
+  for (const [key, target] of moves) pipeline.renamenx(key, target);
+  return ((await pipeline.exec()) ?? []).map(([error, result]): MoveResult => {
+    // A key that expired since the scan has nothing to move.
+    if (error && /no such key/i.test(error.message)) return "gone";
+    if (error) throw error;
+    return result === 1 ? "renamed" : "kept";
+  });
+}
+
+async function copyAcrossSlots(
+  redis: RedisClient,
+  key: string,
+  target: string,
+): Promise<MoveResult> {
+  const [value, expiresAt] = await Promise.all([redis.dumpBuffer(key), redis.pexpiretime(key)]);
+  if (value === null || expiresAt === -2) return "gone";
+  try {
+    // ABSTTL: the same expiry instant; 0 is none. An instant already past stores nothing.
+    await redis.restore(target, Math.max(expiresAt, 0), value, "ABSTTL");
+  } catch (error) {
+    // BUSYKEY: an earlier attempt copied it and died before deleting the original.
+    if (!(error instanceof Error && /BUSYKEY/.test(error.message))) throw error;
+  }
+  await redis.del(key);
+  return "renamed";
 }
 
 async function renameLegacyKeys(
@@ -213,8 +356,7 @@ async function renameLegacyKeys(
   renewLock: () => Promise<unknown>,
   onProgress?: (renamed: number) => void,
 ): Promise<KeyLayoutUpgrade> {
-  let renamed = 0;
-  let kept = 0;
+  const tally = { renamed: 0, kept: 0 };
   let cursor = "0";
   do {
     const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:fu:*`, "COUNT", BATCH);
@@ -226,20 +368,10 @@ async function renameLegacyKeys(
         return target ? [[key, target] as const] : [];
       }),
     );
-    if (moves.length > 0) {
-      const pipeline = redis.pipeline();
-      for (const [key, target] of moves) pipeline.renamenx(key, target);
-      for (const [error, result] of (await pipeline.exec()) ?? []) {
-        // A key that expired since the scan has nothing to move.
-        if (error && !/no such key/i.test(error.message)) throw error;
-        if (result === 1) renamed++;
-        else if (result === 0) kept++;
-      }
-    }
+    countMoves(tally, await renameAll(redis, moves), onProgress);
     await renewLock();
-    if (renamed > 0 && renamed % 100_000 < moves.length) onProgress?.(renamed);
   } while (cursor !== "0");
-  return { renamed, kept };
+  return tally;
 }
 
 /**
@@ -269,8 +401,12 @@ async function withoutTombstones(
  */
 export async function olderLayoutRemains(redis: RedisClient, prefix: string): Promise<boolean> {
   const keys = new StoreKeys(prefix);
-  if (isCluster(redis)) return false;
   if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT)) return false;
+  // Layouts 2 to 5: their layout mark, rules generations or secrets beside the input queue.
+  const former = formerGlobalBase(prefix);
+  const formerMarks = ["layout", "rules", "secret:address-hash", "secret:unsubscribe"];
+  if ((await redis.exists(...formerMarks.map((mark) => `${former}${mark}`))) > 0) return true;
+  if (isCluster(redis)) return false;
   // Keys every deployment of layout 1 had once a worker ran: no scan of a large keyspace.
   const marks = ["rules", "secret:address-hash", "secret:unsubscribe", "t"];
   return (await redis.exists(...marks.map((mark) => `${prefix}:fu:${mark}`))) > 0;

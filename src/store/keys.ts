@@ -131,13 +131,43 @@ export function dayOf(epochMs: number): number {
  */
 export type KeySpace = "global" | "shard";
 
-/** The hash tag of global keys (KeySpace), and on a Redis Cluster of the queues but follow-ups. */
-export function globalTag(prefix: string): string {
+/** Hash slots of a Redis Cluster. */
+const CLUSTER_SLOTS = 16_384;
+
+/**
+ * The hash tag of the queues but follow-ups on a Redis Cluster (`{<prefix>}`): the input queue
+ * publishers write to, and the owners' report and alert queues.
+ */
+export function queueTag(prefix: string): string {
   return `{${prefix}}`;
 }
 
-/** Hash slots of a Redis Cluster. */
-const CLUSTER_SLOTS = 16_384;
+const globalTags = new Map<string, string>();
+
+/**
+ * The hash tag of global keys (KeySpace): `{<prefix>.global}`, or `{<prefix>.global.k}` with the
+ * smallest k whose slot is at least a third of the cluster's slots away from the input queue's
+ * (queueTag) either way. Masters own contiguous slot ranges, and a cluster has three masters or
+ * more, so with evenly split slots the global keys and the input queue, the two busiest slots of
+ * intake, sit on different masters. (Versions before key layout 6 kept global keys beside the
+ * input queue, under `{<prefix>}`.) A prefix holds no `.`, so no other deployment's tag is this.
+ */
+export function globalTag(prefix: string): string {
+  let tag = globalTags.get(prefix);
+  if (tag === undefined) {
+    const input = calculateSlot(queueTag(prefix));
+    for (let k = 0; ; k++) {
+      const candidate = k === 0 ? `{${prefix}.global}` : `{${prefix}.global.${k}}`;
+      const away = (calculateSlot(candidate) - input + CLUSTER_SLOTS) % CLUSTER_SLOTS;
+      if (away >= CLUSTER_SLOTS / 3 && away <= CLUSTER_SLOTS - CLUSTER_SLOTS / 3) {
+        tag = candidate;
+        break;
+      }
+    }
+    globalTags.set(prefix, tag);
+  }
+  return tag;
+}
 
 const spreadTags = new Map<string, readonly string[]>();
 
@@ -247,7 +277,7 @@ export class StoreKeys {
    * sharded. Prefixes are letters, digits, `_` and `-`, so nothing needs escaping.
    */
   patterns(): string[] {
-    return [`{${this.prefix}}:fu:*`, `{${this.prefix}:*}:fu:*`];
+    return [`${globalTag(this.prefix)}:fu:*`, `{${this.prefix}:*}:fu:*`];
   }
 
   /**

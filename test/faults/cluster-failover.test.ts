@@ -1,5 +1,5 @@
 import { afterEach, expect, it } from "vitest";
-import { shardTag } from "../../src/store/keys.js";
+import { globalTag, queueTag, shardTag } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import {
@@ -46,7 +46,8 @@ const CONCURRENCY = 8;
 const PROVIDER_LATENCY_MS = 200;
 
 /**
- * The killed master (of the customers' shard, or of the input queue's slot) comes back 15 s later
+ * The killed master (of the customers' shard, of the input queue's slot, or of the global keys:
+ * opt-outs, orders, rate limits) comes back 15 s later
  * (as a replica), or never: its replica is left alone. Or it comes back, and in a second burst the
  * replica that replaced it dies too: two failovers of one shard in a row, the first victim serving
  * as its master again. Or it held the input queue, and a second burst is published after the
@@ -57,6 +58,7 @@ const OUTCOMES = [
   { name: "never comes back", victim: "shard", downMs: undefined, again: false },
   { name: "comes back, then its successor dies too", victim: "shard", downMs: 15_000, again: true },
   { name: "held the input queue", victim: "input", downMs: 15_000, again: false },
+  { name: "held the global keys", victim: "global", downMs: 15_000, again: false },
 ] as const;
 
 it.each(OUTCOMES)(
@@ -109,11 +111,17 @@ it.each(OUTCOMES)(
     const steps = await publishBurst(p, "failover", PURCHASES);
     const started = Date.now();
     // The master of the customers' shard (their records, the schedule and the follow-ups queue),
-    // or of the input queue, the owner queues and the global keys.
+    // of the input queue and the owner queues, or of the global keys (on another master than the
+    // input queue: keys.ts globalTag).
     const firstPort = c.nodes[0]?.port ?? 0;
-    const victimSlot = victimOf === "input" ? `{${p.prefix}}` : shardTag(p.prefix, 0);
+    const victimSlot = {
+      shard: shardTag(p.prefix, 0),
+      input: queueTag(p.prefix),
+      global: globalTag(p.prefix),
+    }[victimOf];
     const victimPort = await masterOf(firstPort, victimSlot);
-    const globalOnVictim = (await masterOf(firstPort, `{${p.prefix}}`)) === victimPort;
+    const globalOnVictim = (await masterOf(firstPort, globalTag(p.prefix))) === victimPort;
+    const inputOnVictim = (await masterOf(firstPort, queueTag(p.prefix))) === victimPort;
     const victim = c.nodes.find((node) => node.port === victimPort);
     if (!victim) throw new Error(`no node on port ${victimPort}`);
     await eventually(
@@ -209,6 +217,7 @@ it.each(OUTCOMES)(
       retries: t.retries,
       "delivered at kill": deliveredAtKill,
       "global slot on the victim": String(globalOnVictim),
+      "input queue on the victim": String(inputOnVictim),
       "failover ms": failoverMs,
       "sending after failover": sendingAfter,
       ...second,
@@ -249,7 +258,7 @@ it("/readyz answers 503 while a shard of the cluster has no master, and 200 once
   // A master (not the one of the input queue) and its replica, both down: its slots are served
   // by no one, though every other node still answers.
   const firstPort = c.nodes[0]?.port ?? 0;
-  const globalPort = await masterOf(firstPort, `{${p.prefix}}`);
+  const inputPort = await masterOf(firstPort, queueTag(p.prefix));
   const roles = await Promise.all(
     c.nodes.map(async (node) => {
       const redis = await clusterNode(node.port);
@@ -258,7 +267,7 @@ it("/readyz answers 503 while a shard of the cluster has no master, and 200 once
       return { port: node.port, masterPort: masterPort ? Number(masterPort) : undefined };
     }),
   );
-  const shardMaster = roles.find((r) => r.masterPort === undefined && r.port !== globalPort)?.port;
+  const shardMaster = roles.find((r) => r.masterPort === undefined && r.port !== inputPort)?.port;
   const shardPorts = [shardMaster, roles.find((r) => r.masterPort === shardMaster)?.port];
   const down = c.nodes.filter((node) => shardPorts.includes(node.port));
   expect(down).toHaveLength(2);

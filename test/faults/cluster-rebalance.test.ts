@@ -1,5 +1,5 @@
 import { afterEach, expect, it } from "vitest";
-import { shardTag } from "../../src/store/keys.js";
+import { globalTag, queueTag, shardTag } from "../../src/store/keys.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import {
   clusterNode,
@@ -24,7 +24,7 @@ import {
 /**
  * A cluster growing or being rebalanced moves slots between masters while followups runs: Redis's
  * own slot migration (`redis-cli --cluster reshard` / `rebalance` do the same steps), with no
- * change to FOLLOW_UP_SHARDS. Every shard's slot and the global slot move mid-burst.
+ * change to FOLLOW_UP_SHARDS. Every shard's slot, the input queue's and the global keys' move mid-burst.
  */
 
 let cluster: RedisCluster | undefined;
@@ -130,7 +130,8 @@ it("loses and repeats no follow-up while every shard's slot and the global one m
   const all = await masters(firstPort);
   const probe = await clusterNode(firstPort);
   const tags = [
-    `{${p.prefix}}`,
+    queueTag(p.prefix),
+    globalTag(p.prefix),
     ...Array.from({ length: SHARDS }, (_, n) => shardTag(p.prefix, n, SHARDS)),
   ];
   const slots = [

@@ -2,7 +2,12 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runSchedule } from "../../src/cli/schedule-command.js";
 import { CHANNELS } from "../../src/domain/events.js";
-import { KEY_LAYOUT, olderLayoutRemains, TOMBSTONE } from "../../src/store/key-layout.js";
+import {
+  formerGlobalBase,
+  KEY_LAYOUT,
+  olderLayoutRemains,
+  TOMBSTONE,
+} from "../../src/store/key-layout.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
@@ -10,6 +15,7 @@ import { scanKeys } from "../../src/store/reshard-store.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
+import { backToFormerGlobalKeys } from "../support/former-layout.js";
 import {
   eventProcessed,
   eventually,
@@ -184,7 +190,7 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     await expect(
       runSchedule({ config: p.configDir, days: "30", json: true }, captureIo()),
     ).rejects.toThrow(
-      /key layout of versions before December 2026: start a worker of this version once/,
+      /an older key layout \(versions before 4 December 2026\): start a worker of this version once/,
     );
     await p.startWorker();
     const io = captureIo();
@@ -208,11 +214,14 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     ["2", "keep purchases in keys of their own"],
     ["3", "keep order links in keys of their own"],
     ["4", "read step records only as JSON"],
+    ["5", "look for global keys beside the input queue"],
   ])("does not start beside workers of layout %s, which %s", async (older) => {
     pipeline = await startPipeline(`key-layout-${older}`);
     const p = pipeline;
-    // The running worker stands in for one of the older layout, which marked the Redis so.
-    await p.redis.set(new StoreKeys(p.prefix).layoutVersion(), older);
+    // The running worker stands in for one of the older layout, which marked the Redis so
+    // (layouts 2 to 5 beside the input queue).
+    await p.redis.del(new StoreKeys(p.prefix).layoutVersion());
+    await p.redis.set(`${formerGlobalBase(p.prefix)}layout`, older);
     await expect(p.startWorker()).rejects.toThrow(
       /worker\(s\) of an older followups version are running on this Redis and prefix: stop them/,
     );
@@ -220,7 +229,7 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
     p.worker = undefined;
     await p.startWorker();
     expect(await p.redis.get(new StoreKeys(p.prefix).layoutVersion())).toBe(String(KEY_LAYOUT));
-    expect(KEY_LAYOUT).toBe(5);
+    expect(KEY_LAYOUT).toBe(6);
   });
 
   it("does nothing at the next start", async () => {
@@ -261,9 +270,9 @@ describe("the key layout upgrade of a store that went through layout 1 to 2 earl
         `${p.prefix}:fu:suppressed:${channel}:marketing`,
       ])
         await p.redis.set(name, TOMBSTONE, "NX");
-    await p.redis.set(keys.layoutVersion(), "4");
+    await backToFormerGlobalKeys(p.redis, p.prefix, "4");
 
-    // Upgrading to layout 5.
+    // Upgrading to the current layout.
     await p.startWorker();
 
     // A user-visible consequence: an SMS opt-out and a purchase are taken in.
@@ -299,9 +308,14 @@ describe("a store whose earlier upgrade moved a tombstone onto a live suppressio
     pipeline = await startPipeline("tomb-repair", { startWorker: false });
     const p = pipeline;
     const keys = new StoreKeys(p.prefix);
-    await p.redis.set(keys.layoutVersion(), layout);
-    await p.redis.set(keys.suppressions("sms"), TOMBSTONE);
-    await p.redis.sadd(keys.suppressions("email"), "k:kept");
+    // Layouts 2 to 5 kept the global keys beside the input queue.
+    const at = (name: string) =>
+      layout === String(KEY_LAYOUT)
+        ? name
+        : `${formerGlobalBase(p.prefix)}${name.slice(name.indexOf(":fu:") + 4)}`;
+    await p.redis.set(at(keys.layoutVersion()), layout);
+    await p.redis.set(at(keys.suppressions("sms")), TOMBSTONE);
+    await p.redis.sadd(at(keys.suppressions("email")), "k:kept");
     await p.startWorker();
     expect(await p.redis.type(keys.suppressions("sms"))).toBe("none");
     expect(await p.redis.smembers(keys.suppressions("email"))).toEqual(["k:kept"]);
@@ -334,7 +348,7 @@ describe("the key layout upgrade finished by a second worker after a crash", () 
     ).toBe(1);
     // Worker B starts and finishes the upgrade.
     await p.startWorker();
-    expect(await p.redis.get(keys.layoutVersion())).toBe("5");
+    expect(await p.redis.get(keys.layoutVersion())).toBe(String(KEY_LAYOUT));
     // The protection README promises against an older worker started by mistake.
     expect(await p.redis.get(`${p.prefix}:fu:suppressed:email`)).toBe(TOMBSTONE);
   });

@@ -2,7 +2,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { commandConnection } from "../../src/cli/command-redis.js";
 import { readEnv } from "../../src/config/env.js";
-import { customerShard, shardTag } from "../../src/store/keys.js";
+import { customerShard, globalTag, StoreKeys, shardTag } from "../../src/store/keys.js";
 import { isCluster } from "../../src/store/redis-client.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -49,21 +49,31 @@ describe.runIf(onCluster)("followups on a Redis Cluster", () => {
 
     if (!isCluster(p.redis)) return;
     const keys: string[] = [];
-    for (const node of p.redis.nodes("master")) {
+    const masterOf = new Map<string, number>();
+    for (const [master, node] of p.redis.nodes("master").entries()) {
       let cursor = "0";
       do {
         const [next, found] = await node.scan(cursor, "MATCH", `*${p.prefix}*`, "COUNT", 1000);
         cursor = next;
         keys.push(...found);
+        for (const key of found) masterOf.set(key, master);
       } while (cursor !== "0");
     }
     const tags = new Set(keys.map((key) => /^\{([^}]+)\}/.exec(key)?.[1] ?? `untagged: ${key}`));
-    // Four shards (the cluster run's): global keys, and each shard's under its own tag.
+    // Four shards (the cluster run's): the queues' tag, global keys under theirs, and each
+    // shard's under its own tag.
     const shardTags = Array.from({ length: p.shards }, (_, n) =>
       shardTag(p.prefix, n, p.shards).slice(1, -1),
     );
+    const global = globalTag(p.prefix).slice(1, -1);
     expect(p.shards).toBe(4);
-    expect([...tags].filter((tag) => ![p.prefix, ...shardTags].includes(tag))).toEqual([]);
+    expect([...tags].filter((tag) => ![p.prefix, global, ...shardTags].includes(tag))).toEqual([]);
+    // The two busiest slots of intake, the input queue and the global keys, on two masters.
+    const inputMaster = masterOf.get(`{${p.prefix}}:purchase-events:meta`);
+    const globalMaster = masterOf.get(new StoreKeys(p.prefix).rulesGenerations());
+    expect(inputMaster).toBeDefined();
+    expect(globalMaster).toBeDefined();
+    expect(globalMaster).not.toBe(inputMaster);
     // The customer's records and their shard's follow-ups queue beside them; the input queue apart.
     const shard = customerShard("cus-cluster-tv", p.shards);
     const tag = shardTag(p.prefix, shard, p.shards);

@@ -14,7 +14,8 @@ export function uniquePrefix(label: string): string {
 
 /**
  * Deletes every key of a prefix with SCAN + UNLINK (never FLUSHDB): BullMQ's `<prefix>:*` and the
- * store's hash-tagged `{<prefix>}:*` and `{<prefix>:<shard>}:*`. Returns how many.
+ * hash-tagged `{<prefix>}:*` (queues on a cluster), `{<prefix>.global…}:*` (global keys) and
+ * `{<prefix>:<shard>}:*`. Returns how many.
  */
 export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): Promise<number> {
   if (prefix.length === 0) throw new Error("refusing to delete keys for an empty prefix");
@@ -22,7 +23,7 @@ export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): 
   let deleted = 0;
   // On a Redis Cluster every master holds some of the keys: each is scanned.
   const nodes = isCluster(redis) ? redis.nodes("master") : [redis];
-  const patterns = [`${escaped}:*`, `{${escaped}}:*`, `{${escaped}:*}:*`];
+  const patterns = [`${escaped}:*`, `{${escaped}}:*`, `{${escaped}.global*}:*`, `{${escaped}:*}:*`];
   for (const node of nodes) {
     for (const pattern of patterns) {
       let cursor = "0";

@@ -1,7 +1,14 @@
 import calculateSlot from "cluster-key-slot";
 import { describe, expect, it } from "vitest";
 import { MAX_SHARDS, parseServedShards } from "../../src/domain/shard-spec.js";
-import { customerShard, StoreKeys, shardScope, shardTag } from "../../src/store/keys.js";
+import {
+  customerShard,
+  globalTag,
+  queueTag,
+  StoreKeys,
+  shardScope,
+  shardTag,
+} from "../../src/store/keys.js";
 import { Shards } from "../../src/store/shards.js";
 
 describe("shards (FOLLOW_UP_SHARDS)", () => {
@@ -18,16 +25,16 @@ describe("shards (FOLLOW_UP_SHARDS)", () => {
     expect(Math.max(...counts)).toBeLessThan(1_150);
   });
 
-  it("names a shard's keys under its own hash tag and the global ones under the prefix's", () => {
+  it("names a shard's keys under its own hash tag and the global ones under the global tag", () => {
     const keys = new StoreKeys(shardScope("shop", 3, 4));
     const tag = shardTag("shop", 3, 4);
     expect(keys.eventRecord("evt-1").startsWith(`${tag}:fu:e:`)).toBe(true);
     expect(keys.scheduleIndex()).toBe(`${tag}:fu:t`);
-    expect(keys.order("ord-1")).toMatch(/^\{shop\}:fu:o:/);
+    expect(keys.order("ord-1")).toMatch(/^\{shop\.global\}:fu:o:/);
     expect(keys.ofShard(0).ledgerHour(7)).toBe("{shop:0}:fu:agg:7");
     // Readers of the ledger add up the global ledger and all four shards'.
     expect(keys.ledgers().map((hourKey) => hourKey(7))).toEqual([
-      "{shop}:fu:agg:7",
+      "{shop.global}:fu:agg:7",
       ...[0, 1, 2, 3].map((shard) => `${shardTag("shop", shard, 4)}:fu:agg:7`),
     ]);
     // A plain prefix is shard 0 of one, as before shards.
@@ -59,6 +66,27 @@ describe("shards (FOLLOW_UP_SHARDS)", () => {
     }
     // Shard 0 keeps the name it had before shards existed.
     expect(shardTag("followups", 0, 16)).toBe("{followups:0}");
+  });
+
+  it("puts the global keys on another master than the input queue, with evenly split slots", () => {
+    // Prefixes whose first candidate tag falls near the input queue's slot take a numbered one.
+    const prefixes = ["followups", "shop", "shop-a", "x", "a", "B_2", "followups-test"];
+    expect(prefixes.some((prefix) => globalTag(prefix) !== `{${prefix}.global}`)).toBe(true);
+    for (const prefix of prefixes) {
+      const tag = globalTag(prefix);
+      expect(tag).toMatch(new RegExp(`^\\{${prefix}\\.global(\\.\\d+)?\\}$`));
+      expect(globalTag(prefix)).toBe(tag);
+      // redis-cli --cluster create makes three masters or more, each a contiguous slot range.
+      for (const masters of [3, 4, 5, 6, 8, 16]) {
+        const masterOf = (hashTag: string) =>
+          Math.floor((calculateSlot(hashTag) * masters) / 16_384);
+        expect(masterOf(tag), `${prefix} on ${masters} masters`).not.toBe(
+          masterOf(queueTag(prefix)),
+        );
+      }
+    }
+    expect(globalTag("followups")).toBe("{followups.global}");
+    expect(queueTag("followups")).toBe("{followups}");
   });
 
   it("makes what a shard needs once, on first use", () => {

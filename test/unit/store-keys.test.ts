@@ -25,28 +25,32 @@ describe("the store's key names", () => {
     ["eventRecord", keys.eventRecord("evt-1"), "{followups:0}:fu:e:e0Cfky0siOl_DBdnbIQg0-"],
     ["purchase", keys.purchase("evt-1"), "{followups:0}:fu:p:e0Cfky0siOl_DBdnbIQg0-"],
     ["customerHistory", keys.customerHistory("cus-1"), "{followups:0}:fu:c:cC-m5FWnmaK9pq0HpFGJFy"],
-    ["order", keys.order("ord-1"), "{followups}:fu:o:2nJMYZvvgO7Vkdp5jTPPkz"],
-    ["suppressions", keys.suppressions("sms"), "{followups}:fu:suppressed:sms"],
+    ["order", keys.order("ord-1"), "{followups.global}:fu:o:2nJMYZvvgO7Vkdp5jTPPkz"],
+    ["suppressions", keys.suppressions("sms"), "{followups.global}:fu:suppressed:sms"],
     [
       "capWindow",
       keys.capWindow("email", "cus-1"),
       "{followups:0}:fu:sent:email:cC-m5FWnmaK9pq0HpFGJFy",
     ],
-    ["rateSlot", keys.rateSlot("email"), "{followups}:fu:rate:email"],
-    ["smsMessage", keys.smsMessage("SM123"), "{followups}:fu:sid:SM123"],
+    ["rateSlot", keys.rateSlot("email"), "{followups.global}:fu:rate:email"],
+    ["smsMessage", keys.smsMessage("SM123"), "{followups.global}:fu:sid:SM123"],
     // By the number's suppression member (its keyed hash).
-    ["latestCheckIn", keys.latestCheckIn("h:8L8CKBRNn-K98d"), "{followups}:fu:ci:h:8L8CKBRNn-K98d"],
+    [
+      "latestCheckIn",
+      keys.latestCheckIn("h:8L8CKBRNn-K98d"),
+      "{followups.global}:fu:ci:h:8L8CKBRNn-K98d",
+    ],
     [
       "legacyLatestCheckIn",
       keys.legacyLatestCheckIn("+442079460958"),
-      "{followups}:fu:ci:8L8CKBRNn-K98dotjKaY8X",
+      "{followups.global}:fu:ci:8L8CKBRNn-K98dotjKaY8X",
     ],
-    ["replies", keys.replies(), "{followups}:fu:replies"],
+    ["replies", keys.replies(), "{followups.global}:fu:replies"],
     ["ledgerHour", keys.ledgerHour(498922), "{followups:0}:fu:agg:498922"],
-    ["globalLedgerHour", keys.globalLedgerHour(498922), "{followups}:fu:agg:498922"],
+    ["globalLedgerHour", keys.globalLedgerHour(498922), "{followups.global}:fu:agg:498922"],
     ["pendingDay", keys.pendingDay(20788), "{followups:0}:fu:due:20788"],
-    ["webhookReceipt", keys.webhookReceipt("in:SM1"), "{followups}:fu:seen:in:SM1"],
-    ["sharedSecret", keys.sharedSecret("discount"), "{followups}:fu:secret:discount"],
+    ["webhookReceipt", keys.webhookReceipt("in:SM1"), "{followups.global}:fu:seen:in:SM1"],
+    ["sharedSecret", keys.sharedSecret("discount"), "{followups.global}:fu:secret:discount"],
   ])("%s", (_name, actual, expected) => {
     expect(actual).toBe(expected);
   });
@@ -110,15 +114,15 @@ describe("the upgrade from the key layout before hash tags", () => {
 
   it.each(named)("renames the old name of %s to the new one", (name) => {
     const current = keyOf(name);
-    const legacy = current.replace(/^\{followups(:0)?\}:/, "followups:");
+    const legacy = current.replace(/^\{followups(:0|\.global)?\}:/, "followups:");
     expect(legacy).toMatch(/^followups:fu:/);
     expect(currentKeyName("followups", legacy)).toBe(current);
   });
 
   it("puts every key in the shard's slot or the global one, by its hash tag", () => {
     const tags = new Set(named.map((name) => /^\{([^}]*)\}/.exec(keyOf(name))?.[1]));
-    expect([...tags].sort()).toEqual(["followups", "followups:0"]);
-    expect(keys.patterns()).toEqual(["{followups}:fu:*", "{followups:*}:fu:*"]);
+    expect([...tags].sort()).toEqual(["followups.global", "followups:0"]);
+    expect(keys.patterns()).toEqual(["{followups.global}:fu:*", "{followups:*}:fu:*"]);
   });
 
   it("leaves names that are not the store's alone", () => {
