@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
+import calculateSlot from "cluster-key-slot";
 import type { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { reshard } from "../src/operations/reshard.js";
 import { FOLLOW_UPS_QUEUE, PURCHASE_EVENTS_QUEUE, queuePrefix } from "../src/queue/names.js";
 import { connectRedis } from "../src/redis-connections.js";
 import { DeliveryLedger } from "../src/store/delivery-ledger.js";
-import { shardScope } from "../src/store/keys.js";
+import { globalTag, queueTag, shardScope, shardTag } from "../src/store/keys.js";
 import { isCluster, type RedisClient } from "../src/store/redis-client.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../test/support/redis-namespace.js";
 import type { Providers } from "./arrival-sink.js";
@@ -44,6 +45,8 @@ export interface ClusterScenario {
     readonly workerCpuMsPerEvent: number;
     /** Redis CPU per event on every master, busiest first. */
     readonly redisCpuMsPerEventByMaster: readonly number[];
+    /** What each of those masters holds (masterHoldings), in the same order. */
+    readonly holdingsByMaster: readonly string[];
     /** What the busiest master spent its time on, per event (INFO commandstats). */
     readonly busiestMasterCommands: ReturnType<typeof perUnit>;
   };
@@ -53,6 +56,7 @@ export interface ClusterScenario {
     readonly perSecond: number;
     readonly workerCpuMsPerSend: number;
     readonly redisCpuMsPerSendByMaster: readonly number[];
+    readonly holdingsByMaster: readonly string[];
     readonly busiestMasterCommands: ReturnType<typeof perUnit>;
   };
   /** `followups reshard` from 16 shards to `to`, workers stopped, after the sends (if asked). */
@@ -177,6 +181,14 @@ export async function clusterScenario(options: {
       return last - started;
     });
     const perEvent = (seconds: number, count: number) => round((seconds * 1000) / count, 3);
+    // Busiest first, with what each master holds.
+    const holdings = await masterHoldings(redis, masters, prefix);
+    const byMaster = (cpu: readonly number[], count: number) =>
+      cpu
+        .map((seconds, i) => ({ ms: perEvent(seconds, count), holds: holdings[i] ?? "" }))
+        .sort((a, b) => b.ms - a.ms);
+    const intakeByMaster = byMaster(intake.redisCpu, options.events);
+    const sendByMaster = byMaster(send.redisCpu, options.sends);
     let resharded: ClusterScenario["reshard"];
     if (options.reshardTo !== undefined) {
       await worker.stop();
@@ -221,9 +233,8 @@ export async function clusterScenario(options: {
         seconds: round(intake.ms / 1000, 2),
         eventsPerSecond: Math.round(options.events / (intake.ms / 1000)),
         workerCpuMsPerEvent: perEvent(intake.workerCpu, options.events),
-        redisCpuMsPerEventByMaster: intake.redisCpu
-          .map((cpu) => perEvent(cpu, options.events))
-          .sort((a, b) => b - a),
+        redisCpuMsPerEventByMaster: intakeByMaster.map((master) => master.ms),
+        holdingsByMaster: intakeByMaster.map((master) => master.holds),
         busiestMasterCommands: perUnit(intake.busiestCommands, options.events, 8),
       },
       send: {
@@ -231,9 +242,8 @@ export async function clusterScenario(options: {
         seconds: round(send.ms / 1000, 2),
         perSecond: Math.round(options.sends / (send.ms / 1000)),
         workerCpuMsPerSend: perEvent(send.workerCpu, options.sends),
-        redisCpuMsPerSendByMaster: send.redisCpu
-          .map((cpu) => perEvent(cpu, options.sends))
-          .sort((a, b) => b - a),
+        redisCpuMsPerSendByMaster: sendByMaster.map((master) => master.ms),
+        holdingsByMaster: sendByMaster.map((master) => master.holds),
         busiestMasterCommands: perUnit(send.busiestCommands, options.sends, 8),
       },
       ...(resharded && { reshard: resharded }),
@@ -277,6 +287,41 @@ async function measured(
     statsAfter[busiest] ?? new Map(),
   );
   return { ms, workerCpu, redisCpu, busiestCommands };
+}
+
+/**
+ * What each master holds of the deployment, in the order of `masters`: the input queue, the
+ * global keys, and how many of the shards (their records, schedules and follow-ups queues). One
+ * Redis holds everything.
+ */
+async function masterHoldings(
+  redis: RedisClient,
+  masters: readonly Redis[],
+  prefix: string,
+): Promise<string[]> {
+  if (!isCluster(redis)) return ["one Redis: everything"];
+  // [start, end, [host, port, id], …replicas] per slot range.
+  const ranges = await redis.cluster("SLOTS");
+  const ownerOf = (tag: string) => {
+    const slot = calculateSlot(tag);
+    const master = ranges.find(([start, end]) => slot >= start && slot <= end)?.[2];
+    return master ? `${master[0]}:${master[1]}` : "";
+  };
+  const input = ownerOf(queueTag(prefix));
+  const global = ownerOf(globalTag(prefix));
+  const shards = Array.from({ length: BENCH_SHARDS }, (_, n) =>
+    ownerOf(shardTag(prefix, n, BENCH_SHARDS)),
+  );
+  return masters.map((master) => {
+    const address = `${master.options.host}:${master.options.port}`;
+    const count = shards.filter((owner) => owner === address).length;
+    return [
+      `port ${master.options.port}`,
+      ...(address === input ? ["input queue"] : []),
+      ...(address === global ? ["global keys"] : []),
+      `${count} shard${count === 1 ? "" : "s"}`,
+    ].join(", ");
+  });
 }
 
 /**

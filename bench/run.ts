@@ -108,6 +108,17 @@ async function clusterRun(): Promise<void> {
       })),
     );
     console.table(comparison);
+    log("what each master holds, busiest at intake first (Redis ms per event / per send):");
+    console.table(
+      [one, spread, waiting].flatMap((run) =>
+        run.intake.holdingsByMaster.map((holds, i) => ({
+          run: run.label,
+          holds,
+          "ms/event": run.intake.redisCpuMsPerEventByMaster[i],
+          "ms/send": run.send.redisCpuMsPerSendByMaster[run.send.holdingsByMaster.indexOf(holds)],
+        })),
+      ),
+    );
     for (const run of [one, spread]) {
       log(`${run.label}, busiest master at intake (µs per event by command):`);
       console.table(run.intake.busiestMasterCommands);
