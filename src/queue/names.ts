@@ -21,7 +21,8 @@ export const COALESCED_AFTER_MS = 15 * 60 * 1000;
 /**
  * The BullMQ prefix of a queue. On one Redis it is QUEUE_PREFIX (`followups:purchase-events:…`).
  * On a Redis Cluster all keys of a queue must share a slot, so the prefix is a hash tag: the
- * global one (`{followups}`) for the input queue and the owners' queues, and for the follow-ups
+ * queues' one (queueTag, `{followups}`) for the input queue and the owners' queues (the global
+ * keys have a tag of their own, on another master: globalTag), and for the follow-ups
  * queue its shard's (shardTag: `{followups:3}`, say), beside the records its jobs work on: every shard has a
  * follow-ups queue of its own. Shard 0's keeps the plain prefix on one Redis (as before shards);
  * other shards' take their hash tag there too.

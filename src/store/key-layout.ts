@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CHANNELS } from "../domain/events.js";
-import { globalTag, queueTag, StoreKeys } from "./keys.js";
+import { formerGlobalBase, globalTag, StoreKeys } from "./keys.js";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
 /**
@@ -26,11 +26,6 @@ import { isCluster, type RedisClient } from "./redis-client.js";
  */
 
 export const KEY_LAYOUT = 6;
-
-/** Where layouts 2 to 5 kept global keys: beside the input queue, under its hash tag. */
-export function formerGlobalBase(prefix: string): string {
-  return `${queueTag(prefix)}:fu:`;
-}
 
 /** Kinds (the name part after `fu:`) of shard keys: a customer's and their purchases' state. */
 const SHARD_KINDS: ReadonlySet<string> = new Set([
@@ -140,9 +135,10 @@ async function leaveTombstones(redis: RedisClient, prefix: string): Promise<void
 
 /**
  * Deletes a tombstone found under a live suppression set's name: versions of December 2026 up
- * to this one moved the tombstones of an earlier upgrade there when they upgraded from layouts
- * 2 to 4, which left that channel's opt-outs failing (WRONGTYPE) until now. Such a key holds no
- * opt-out: the channel had none when the tombstone took its name.
+ * to 4 December moved the tombstones of an earlier upgrade there when they upgraded from layouts
+ * 2 to 4, which left that channel's opt-outs failing (WRONGTYPE). Such a key holds no opt-out:
+ * the channel had none when the tombstone took its name. (The move of layout 6 passes over
+ * tombstones, so it cannot do the same; the check covers its text too.)
  */
 async function dropMovedTombstones(redis: RedisClient, keys: StoreKeys): Promise<void> {
   const names = CHANNELS.flatMap((channel) => [
@@ -154,7 +150,8 @@ async function dropMovedTombstones(redis: RedisClient, keys: StoreKeys): Promise
       (await redis.type(name)) === "string" ? await redis.get(name) : null,
     ),
   );
-  for (const [i, name] of names.entries()) if (values[i] === TOMBSTONE) await redis.del(name);
+  for (const [i, name] of names.entries())
+    if (values[i] === TOMBSTONE || values[i] === FORMER_GLOBAL_TOMBSTONE) await redis.del(name);
 }
 
 /** Keys looked at per SCAN step and renamed per round trip. */
@@ -212,28 +209,44 @@ export async function upgradeKeyLayout(
         await redis.del(keys.layoutLock());
         throw new OlderWorkersRunning(older);
       }
+      // Another worker may have finished the upgrade between the read above and the lock.
+      if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT)) {
+        await redis.del(keys.layoutLock());
+        continue;
+      }
       const unfinished = await unfinishedFormerOperation(redis, prefix);
       if (unfinished) {
         await redis.del(keys.layoutLock());
         throw new FormerOperationUnfinished(unfinished);
       }
       const renewLock = () => redis.pexpire(keys.layoutLock(), LOCK_MS);
-      // Layouts 2 to 5: the global keys move to their own hash tag, their layout mark among them.
+      // Layouts 2 to 5: the opt-out lists move first, each replaced by a tombstone at once, so
+      // that a worker of those layouts started while the rest moves (or after a crash midway)
+      // fails its opt-out check instead of finding none; then every other global key.
+      const formerStore = await holdsFormerGlobalKeys(redis, prefix);
+      const lists = formerStore ? await moveFormerOptOutLists(redis, prefix) : 0;
       const moved = await moveFormerGlobalKeys(redis, prefix, renewLock, options.onProgress);
       // No version before layout 2 ran on a Redis Cluster (it failed with MOVED): nothing to rename.
       const legacy = isCluster(redis)
         ? { renamed: 0, kept: 0 }
         : await renameLegacyKeys(redis, prefix, renewLock, options.onProgress);
-      const former = await redis.get(keys.layoutVersion());
-      if (former !== null) await leaveFormerGlobalTombstones(redis, prefix);
       // Also when a worker that died midway had renamed every key already: a store of layout 1
       // (no mark) that has the rules generations under their new name.
-      const renamedBefore = former === null && (await redis.exists(keys.rulesGenerations())) === 1;
+      const renamedBefore =
+        (await redis.get(keys.layoutVersion())) === null &&
+        (await redis.exists(keys.rulesGenerations())) === 1;
       if (legacy.renamed > 0 || renamedBefore) await leaveTombstones(redis, prefix);
+      // A store that held anything: a worker of layouts 2 to 5 started later must not find it
+      // empty either.
+      if (formerStore || moved.renamed > 0 || legacy.renamed > 0 || renamedBefore)
+        await leaveFormerGlobalTombstones(redis, prefix);
       await dropMovedTombstones(redis, keys);
       await redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
       await redis.del(keys.layoutLock());
-      return { renamed: moved.renamed + legacy.renamed, kept: moved.kept + legacy.kept };
+      return {
+        renamed: lists + moved.renamed + legacy.renamed,
+        kept: moved.kept + legacy.kept,
+      };
     }
     if (!waiting) options.onWaiting?.();
     waiting = true;
@@ -268,6 +281,50 @@ async function unfinishedFormerOperation(
   return undefined;
 }
 
+/** Keys every store of layouts 2 to 5 has once a worker ran (its mark, rules, secrets). */
+const FORMER_MARKS = ["layout", "rules", "secret:address-hash", "secret:unsubscribe"];
+
+/**
+ * Whether global keys of layouts 2 to 5 are (or were, before a worker that died midway moved some)
+ * beside the input queue: their marks there, or the layout mark of those layouts already moved.
+ */
+async function holdsFormerGlobalKeys(redis: RedisClient, prefix: string): Promise<boolean> {
+  const base = formerGlobalBase(prefix);
+  if ((await redis.exists(...FORMER_MARKS.map((mark) => `${base}${mark}`))) > 0) return true;
+  const moved = await redis.get(new StoreKeys(prefix).layoutVersion());
+  return moved !== null && moved !== String(KEY_LAYOUT);
+}
+
+/** The suppression lists of every channel, as the part of their names after `fu:`. */
+const OPT_OUT_LISTS = CHANNELS.flatMap((channel) => [
+  `suppressed:${channel}`,
+  `suppressed:${channel}:marketing`,
+]);
+
+/**
+ * Moves the suppression lists of layouts 2 to 5 to their names of layout 6 and leaves a tombstone
+ * under each old name at once. Returns how many lists moved.
+ */
+async function moveFormerOptOutLists(redis: RedisClient, prefix: string): Promise<number> {
+  const from = formerGlobalBase(prefix);
+  const to = `${globalTag(prefix)}:fu:`;
+  let moved = 0;
+  for (const list of OPT_OUT_LISTS) {
+    const key = `${from}${list}`;
+    // A string is a tombstone (of an earlier attempt); only a set holds opt-outs.
+    if ((await redis.type(key)) === "set") {
+      const result = isCluster(redis)
+        ? await copyAcrossSlots(redis, key, `${to}${list}`)
+        : ((await renameAll(redis, [[key, `${to}${list}`]]))[0] ?? "gone");
+      if (result === "renamed") moved++;
+      // A set whose new name is taken stays where it was, and no tombstone covers it.
+      if (result === "kept") continue;
+    }
+    await redis.set(key, FORMER_GLOBAL_TOMBSTONE, "NX");
+  }
+  return moved;
+}
+
 /**
  * Moves every global key of layouts 2 to 5 (`{<prefix>}:fu:…`) to its name of layout 6
  * (`{<prefix>.global}:fu:…`), value and expiry kept. On one Redis a RENAMENX; on a Redis Cluster
@@ -291,7 +348,10 @@ async function moveFormerGlobalKeys(
     do {
       const [next, found] = await node.scan(cursor, "MATCH", `${from}*`, "COUNT", BATCH);
       cursor = next;
-      const moves = found.map((key) => [key, `${to}${key.slice(from.length)}`] as const);
+      const moves = await withoutTombstones(
+        redis,
+        found.map((key) => [key, `${to}${key.slice(from.length)}`] as const),
+      );
       const results = isCluster(redis)
         ? await Promise.all(moves.map(([key, target]) => copyAcrossSlots(redis, key, target)))
         : await renameAll(redis, moves);
@@ -343,8 +403,11 @@ async function copyAcrossSlots(
     // ABSTTL: the same expiry instant; 0 is none. An instant already past stores nothing.
     await redis.restore(target, Math.max(expiresAt, 0), value, "ABSTTL");
   } catch (error) {
-    // BUSYKEY: an earlier attempt copied it and died before deleting the original.
     if (!(error instanceof Error && /BUSYKEY/.test(error.message))) throw error;
+    // The new name is taken: by this key's copy when an earlier attempt died before deleting
+    // the original (the same value), else by something else, and the original stays (as RENAMENX).
+    const there = await redis.dumpBuffer(target);
+    if (there === null || !there.equals(value)) return "kept";
   }
   await redis.del(key);
   return "renamed";
@@ -375,9 +438,9 @@ async function renameLegacyKeys(
 }
 
 /**
- * The renames left to do: not the tombstones an upgrade from layout 1 left where the suppression
- * sets were (strings; a suppression set is a set). A later upgrade from layouts 2 to 4 finds them
- * under layout 1 names, and must not put them where the live opt-outs are.
+ * The renames left to do: not the tombstones an upgrade left where the suppression sets were
+ * (strings; a suppression set is a set). A later upgrade finds them under the old names, and must
+ * not put them where the live opt-outs are.
  */
 async function withoutTombstones(
   redis: RedisClient,
@@ -401,11 +464,13 @@ async function withoutTombstones(
  */
 export async function olderLayoutRemains(redis: RedisClient, prefix: string): Promise<boolean> {
   const keys = new StoreKeys(prefix);
-  if ((await redis.get(keys.layoutVersion())) === String(KEY_LAYOUT)) return false;
+  const layout = await redis.get(keys.layoutVersion());
+  if (layout === String(KEY_LAYOUT)) return false;
+  // An upgrade under way, or stopped midway by a crash: the older layout's mark already moved.
+  if (layout !== null) return true;
   // Layouts 2 to 5: their layout mark, rules generations or secrets beside the input queue.
   const former = formerGlobalBase(prefix);
-  const formerMarks = ["layout", "rules", "secret:address-hash", "secret:unsubscribe"];
-  if ((await redis.exists(...formerMarks.map((mark) => `${former}${mark}`))) > 0) return true;
+  if ((await redis.exists(...FORMER_MARKS.map((mark) => `${former}${mark}`))) > 0) return true;
   if (isCluster(redis)) return false;
   // Keys every deployment of layout 1 had once a worker ran: no scan of a large keyspace.
   const marks = ["rules", "secret:address-hash", "secret:unsubscribe", "t"];

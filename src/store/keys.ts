@@ -123,7 +123,7 @@ export function dayOf(epochMs: number): number {
  *   (records, histories, caps, the schedule, pending counts) and the shard's own ledger counts. A
  *   customer lives in one shard (`customerShard`), so everything a script changes about them is in
  *   one slot. FOLLOW_UP_SHARDS sets how many shards there are (default one, numbered 0).
- * - **global** keys (`{<prefix>}:fu:…`) hold what is looked up without knowing the customer or is
+ * - **global** keys (`{<prefix>.global}:fu:…`, globalTag) hold what is looked up without knowing the customer or is
  *   shared by all (rate limits, suppressions, orders, message references, discount codes,
  *   secrets, rules generations, the audit trail) and a ledger of their own for what those scripts
  *   count. No script touches global and shard keys together; readers of the ledger add up the
@@ -140,6 +140,14 @@ const CLUSTER_SLOTS = 16_384;
  */
 export function queueTag(prefix: string): string {
   return `{${prefix}}`;
+}
+
+/**
+ * Where key layouts 2 to 5 (up to 4 December 2026) kept global keys: beside the input queue,
+ * under its hash tag (`{<prefix>}:fu:`). The upgrade to layout 6 moves them (key-layout.ts).
+ */
+export function formerGlobalBase(prefix: string): string {
+  return `${queueTag(prefix)}:fu:`;
 }
 
 const globalTags = new Map<string, string>();

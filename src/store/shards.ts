@@ -5,7 +5,7 @@ import { EventIdRegistry } from "./event-ids.js";
 import { FollowUpSchedule } from "./follow-up-schedule.js";
 import { FollowUpStore } from "./follow-up-store.js";
 import { FrequencyCapStore } from "./frequency-cap-store.js";
-import { customerShard, StoreKeys, shardScope } from "./keys.js";
+import { customerShard, formerGlobalBase, StoreKeys, shardScope } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import type { ReplicaWait } from "./replica-wait.js";
 import { StepReplies } from "./step-replies.js";
@@ -186,10 +186,17 @@ export async function moveMarks(
   prefix: string,
 ): Promise<{ moved?: MoveMark; arriving?: MoveMark }> {
   const keys = new StoreKeys(prefix);
-  const [moved, arriving] = await Promise.all([
+  // Also where versions before key layout 6 left them (a Redis a version of then moved away from,
+  // which this version never upgrades: its workers refuse to start there).
+  const former = formerGlobalBase(prefix);
+  const [movedNow, arrivingNow, movedBefore, arrivingBefore] = await Promise.all([
     redis.get(keys.movedMark()),
     redis.get(keys.arrivingMark()),
+    redis.get(`${former}moved`),
+    redis.get(`${former}arriving`),
   ]);
+  const moved = movedNow ?? movedBefore;
+  const arriving = arrivingNow ?? arrivingBefore;
   return {
     ...(moved && { moved: JSON.parse(moved) as MoveMark }),
     ...(arriving && { arriving: JSON.parse(arriving) as MoveMark }),

@@ -4,12 +4,14 @@ import { CHANNELS } from "../../src/domain/events.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import {
   FORMER_GLOBAL_TOMBSTONE,
-  formerGlobalBase,
   KEY_LAYOUT,
   olderLayoutRemains,
+  upgradeKeyLayout,
 } from "../../src/store/key-layout.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { formerGlobalBase, StoreKeys } from "../../src/store/keys.js";
+import { isCluster } from "../../src/store/redis-client.js";
 import { scanKeys } from "../../src/store/reshard-store.js";
+import { moveRefusal } from "../../src/store/shards.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { backToFormerGlobalKeys } from "../support/former-layout.js";
@@ -147,5 +149,106 @@ describe("upgrading a store of layout 5, whose global keys sat beside the input 
     // Nothing moved: the older version can finish its reshard.
     expect(await p.redis.get(`${former}layout`)).toBe("5");
     expect(await p.redis.exists(new StoreKeys(p.prefix).layoutLock())).toBe(0);
+  });
+
+  it("a worker that takes the lock just after another finished moves nothing", async () => {
+    pipeline = await startPipeline("layout-six-race", { startWorker: false });
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    const former = formerGlobalBase(p.prefix);
+    await p.redis.set(`${former}layout`, "5");
+    await p.redis.sadd(`${former}suppressed:email`, "k:off");
+    // Worker B read the mark before worker A finished, and takes the lock once A let it go: A's
+    // upgrade is done when B's own begins (here, while B counts older workers).
+    const done = await upgradeKeyLayout(p.redis, p.prefix, {
+      olderWorkers: async () => {
+        // (Moved by hand: on a cluster the two names lie in different slots.)
+        await p.redis.sadd(keys.suppressions("email"), "k:off");
+        await p.redis.del(`${former}suppressed:email`, `${former}layout`);
+        for (const list of ["email", "email:marketing", "sms", "sms:marketing"])
+          await p.redis.set(`${former}suppressed:${list}`, FORMER_GLOBAL_TOMBSTONE);
+        await p.redis.set(keys.layoutVersion(), String(KEY_LAYOUT));
+        return 0;
+      },
+    });
+    expect(done).toEqual({ renamed: 0, kept: 0 });
+    // A's tombstones stay where they are; no live opt-out list became a string.
+    expect(await p.redis.get(`${former}suppressed:sms:marketing`)).toBe(FORMER_GLOBAL_TOMBSTONE);
+    expect(await p.redis.smembers(keys.suppressions("email"))).toEqual(["k:off"]);
+    for (const channel of CHANNELS)
+      for (const list of [keys.suppressions(channel), keys.marketingSuppressions(channel)])
+        expect(await p.redis.type(list), list).not.toBe("string");
+    expect(await p.redis.exists(keys.layoutLock())).toBe(0);
+  });
+
+  it("finishes an upgrade a worker left midway, and one-shot commands wait for it", async () => {
+    pipeline = await startPipeline("layout-six-midway", { startWorker: false });
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    const former = formerGlobalBase(p.prefix);
+    // Layout 5, half moved: the mark, a secret and an opt-out list under their new names; another
+    // list and an SMS reference still beside the input queue, and no tombstones yet.
+    await p.redis.set(keys.layoutVersion(), "5");
+    await p.redis.set(keys.sharedSecret("unsubscribe"), "kept-secret-of-layout-5-0123456789abcdef");
+    await p.redis.sadd(keys.suppressions("sms"), "k:moved");
+    await p.redis.sadd(`${former}suppressed:email`, "k:left");
+    await p.redis.set(`${former}sid:SM-left`, "a reference");
+    expect(await olderLayoutRemains(p.redis, p.prefix)).toBe(true);
+    await p.startWorker();
+    expect(await olderLayoutRemains(p.redis, p.prefix)).toBe(false);
+    expect(await p.redis.smembers(keys.suppressions("sms"))).toEqual(["k:moved"]);
+    expect(await p.redis.smembers(keys.suppressions("email"))).toEqual(["k:left"]);
+    expect(await sharedSecret(p.redis, p.prefix, "unsubscribe")).toBe(
+      "kept-secret-of-layout-5-0123456789abcdef",
+    );
+    expect(await p.redis.get(keys.smsMessage("SM-left"))).toBe("a reference");
+    for (const list of ["email", "sms", "voice:marketing"])
+      expect(await p.redis.get(`${former}suppressed:${list}`)).toBe(FORMER_GLOBAL_TOMBSTONE);
+  });
+
+  it("keeps a key whose new name is taken, unless it holds the same (a copy left by a crash)", async () => {
+    pipeline = await startPipeline("layout-six-taken", { startWorker: false });
+    const p = pipeline;
+    const keys = new StoreKeys(p.prefix);
+    const former = formerGlobalBase(p.prefix);
+    await p.redis.set(`${former}layout`, "5");
+    await p.redis.set(`${former}sid:SM-same`, "the same");
+    await p.redis.set(keys.smsMessage("SM-same"), "the same");
+    await p.redis.set(`${former}sid:SM-other`, "older");
+    await p.redis.set(keys.smsMessage("SM-other"), "newer");
+    const done = await upgradeKeyLayout(p.redis, p.prefix);
+    expect(await p.redis.get(keys.smsMessage("SM-other"))).toBe("newer");
+    expect(await p.redis.get(`${former}sid:SM-other`)).toBe("older");
+    expect(await p.redis.get(keys.smsMessage("SM-same"))).toBe("the same");
+    if (isCluster(p.redis)) {
+      // Copied across slots: the same value under the new name is this key's own copy.
+      expect(await p.redis.exists(`${former}sid:SM-same`)).toBe(0);
+      expect(done.kept).toBe(1);
+    } else {
+      // RENAMENX is atomic: a taken name is never this key's copy, and both are kept.
+      expect(await p.redis.get(`${former}sid:SM-same`)).toBe("the same");
+      expect(done.kept).toBe(2);
+    }
+  });
+});
+
+describe("a Redis that a version before layout 6 moved to another (followups migrate)", () => {
+  it("refuses publishing and commands by the mark that version left", async () => {
+    pipeline = await startPipeline("layout-six-moved", { startWorker: false });
+    const p = pipeline;
+    await p.redis.set(
+      `${formerGlobalBase(p.prefix)}moved`,
+      JSON.stringify({
+        redis: "redis://new-redis:6379",
+        startedAt: "2026-12-01T10:00:00Z",
+        finishedAt: "2026-12-01T10:05:00Z",
+      }),
+    );
+    expect(await moveRefusal(p.redis, p.prefix)).toMatch(
+      /^this deployment moved to redis:\/\/new-redis:6379 \(followups migrate, 2026-12-01T10:05:00Z\)/,
+    );
+    await expect(p.startWorker()).rejects.toThrow(
+      /this deployment moved to redis:\/\/new-redis:6379/,
+    );
   });
 });

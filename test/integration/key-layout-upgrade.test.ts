@@ -2,13 +2,8 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runSchedule } from "../../src/cli/schedule-command.js";
 import { CHANNELS } from "../../src/domain/events.js";
-import {
-  formerGlobalBase,
-  KEY_LAYOUT,
-  olderLayoutRemains,
-  TOMBSTONE,
-} from "../../src/store/key-layout.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { KEY_LAYOUT, olderLayoutRemains, TOMBSTONE } from "../../src/store/key-layout.js";
+import { formerGlobalBase, StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { scanKeys } from "../../src/store/reshard-store.js";

@@ -1,5 +1,4 @@
-import { formerGlobalBase } from "../../src/store/key-layout.js";
-import { globalTag, StoreKeys } from "../../src/store/keys.js";
+import { formerGlobalBase, globalTag, StoreKeys } from "../../src/store/keys.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
 import { scanKeys } from "../../src/store/reshard-store.js";
 
