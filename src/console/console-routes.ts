@@ -832,10 +832,13 @@ function boardAdapters(queues: readonly Queue[]): BullMQAdapter[] {
   });
 }
 
-/** The shard a follow-ups queue's BullMQ prefix names (`{followups:3}`); a plain prefix is shard 0's. */
-function shardOfQueuePrefix(prefix: string | undefined): number | undefined {
+/**
+ * The shard a follow-ups queue's BullMQ prefix names (`{followups:3}`, or `{followups:3.7}` for a
+ * tag spread over the slots: keys.ts shardTag); a plain prefix is shard 0's.
+ */
+export function shardOfQueuePrefix(prefix: string | undefined): number | undefined {
   if (prefix === undefined) return undefined;
-  const tagged = /^\{.+:(\d+)\}$/.exec(prefix);
+  const tagged = /^\{.+:(\d+)(?:\.\d+)?\}$/.exec(prefix);
   if (tagged) return Number(tagged[1]);
   return prefix.startsWith("{") ? undefined : 0;
 }
