@@ -101,6 +101,12 @@ export class OlderWorkersRunning extends Error {
 export const TOMBSTONE =
   "followups moved this key to its new name (key layout 2): stop workers of versions before December 2026";
 
+/** The suppression lists of every channel, as the part of their names after `fu:`. */
+const OPT_OUT_LISTS = CHANNELS.flatMap((channel) => [
+  `suppressed:${channel}`,
+  `suppressed:${channel}:marketing`,
+]);
+
 /**
  * What a worker of layouts 2 to 5 finds where it looks for opt-outs after the upgrade to layout 6.
  * Not TOMBSTONE: those workers delete a string of that text under these names (dropMovedTombstones).
@@ -115,9 +121,8 @@ export const FORMER_GLOBAL_TOMBSTONE =
  */
 async function leaveFormerGlobalTombstones(redis: RedisClient, prefix: string): Promise<void> {
   const base = formerGlobalBase(prefix);
-  for (const channel of CHANNELS)
-    for (const list of [channel, `${channel}:marketing`])
-      await redis.set(`${base}suppressed:${list}`, FORMER_GLOBAL_TOMBSTONE, "NX");
+  for (const list of OPT_OUT_LISTS)
+    await redis.set(`${base}${list}`, FORMER_GLOBAL_TOMBSTONE, "NX");
 }
 
 /**
@@ -126,11 +131,7 @@ async function leaveFormerGlobalTombstones(redis: RedisClient, prefix: string): 
  * finding no opt-outs in a store that looks empty to it.
  */
 async function leaveTombstones(redis: RedisClient, prefix: string): Promise<void> {
-  const names = CHANNELS.flatMap((channel) => [
-    `${prefix}:fu:suppressed:${channel}`,
-    `${prefix}:fu:suppressed:${channel}:marketing`,
-  ]);
-  for (const name of names) await redis.set(name, TOMBSTONE, "NX");
+  for (const list of OPT_OUT_LISTS) await redis.set(`${prefix}:fu:${list}`, TOMBSTONE, "NX");
 }
 
 /**
@@ -223,7 +224,11 @@ export async function upgradeKeyLayout(
       // Layouts 2 to 5: the opt-out lists move first, each replaced by a tombstone at once, so
       // that a worker of those layouts started while the rest moves (or after a crash midway)
       // fails its opt-out check instead of finding none; then every other global key.
-      const formerStore = await holdsFormerGlobalKeys(redis, prefix);
+      const formerStore = await holdsFormerGlobalKeys(
+        redis,
+        prefix,
+        await redis.get(keys.layoutVersion()),
+      );
       const lists = formerStore ? await moveFormerOptOutLists(redis, prefix) : 0;
       const moved = await moveFormerGlobalKeys(redis, prefix, renewLock, options.onProgress);
       // No version before layout 2 ran on a Redis Cluster (it failed with MOVED): nothing to rename.
@@ -286,20 +291,18 @@ const FORMER_MARKS = ["layout", "rules", "secret:address-hash", "secret:unsubscr
 
 /**
  * Whether global keys of layouts 2 to 5 are (or were, before a worker that died midway moved some)
- * beside the input queue: their marks there, or the layout mark of those layouts already moved.
+ * beside the input queue: their marks there, or `layout` (the mark under its current name) that
+ * of one of those layouts, already moved.
  */
-async function holdsFormerGlobalKeys(redis: RedisClient, prefix: string): Promise<boolean> {
+async function holdsFormerGlobalKeys(
+  redis: RedisClient,
+  prefix: string,
+  layout: string | null,
+): Promise<boolean> {
+  if (layout !== null && layout !== String(KEY_LAYOUT)) return true;
   const base = formerGlobalBase(prefix);
-  if ((await redis.exists(...FORMER_MARKS.map((mark) => `${base}${mark}`))) > 0) return true;
-  const moved = await redis.get(new StoreKeys(prefix).layoutVersion());
-  return moved !== null && moved !== String(KEY_LAYOUT);
+  return (await redis.exists(...FORMER_MARKS.map((mark) => `${base}${mark}`))) > 0;
 }
-
-/** The suppression lists of every channel, as the part of their names after `fu:`. */
-const OPT_OUT_LISTS = CHANNELS.flatMap((channel) => [
-  `suppressed:${channel}`,
-  `suppressed:${channel}:marketing`,
-]);
 
 /**
  * Moves the suppression lists of layouts 2 to 5 to their names of layout 6 and leaves a tombstone
@@ -466,11 +469,8 @@ export async function olderLayoutRemains(redis: RedisClient, prefix: string): Pr
   const keys = new StoreKeys(prefix);
   const layout = await redis.get(keys.layoutVersion());
   if (layout === String(KEY_LAYOUT)) return false;
-  // An upgrade under way, or stopped midway by a crash: the older layout's mark already moved.
-  if (layout !== null) return true;
-  // Layouts 2 to 5: their layout mark, rules generations or secrets beside the input queue.
-  const former = formerGlobalBase(prefix);
-  if ((await redis.exists(...FORMER_MARKS.map((mark) => `${former}${mark}`))) > 0) return true;
+  // Layouts 2 to 5, also an upgrade under way or stopped midway by a crash.
+  if (await holdsFormerGlobalKeys(redis, prefix, layout)) return true;
   if (isCluster(redis)) return false;
   // Keys every deployment of layout 1 had once a worker ran: no scan of a large keyspace.
   const marks = ["rules", "secret:address-hash", "secret:unsubscribe", "t"];
