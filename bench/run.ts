@@ -7,6 +7,7 @@ import { startProviders } from "./arrival-sink.js";
 import { writeBenchConfig } from "./bench-config.js";
 import { scratchDir } from "./bench-env.js";
 import { BENCH_SHARDS, clusterComparison, clusterScenario, RESHARD_TO } from "./cluster-bench.js";
+import { clusterOverhead, overheadRatios } from "./cluster-overhead.js";
 import { type PassThroughResult, passThroughIntake, plainDelayedJobs } from "./intake-baselines.js";
 import { dueLatency } from "./latency-bench.js";
 import { gitState, machine } from "./machine.js";
@@ -308,6 +309,38 @@ async function scale(perPosition: number[]) {
   }
 }
 
+/**
+ * `--cluster-overhead`: the cluster bench's workload on one Redis, one Redis with a replica, a
+ * one-node cluster, three masters without replicas and three with, two rounds in turn: where a
+ * cluster's Redis CPU beyond one Redis's goes. Writes bench/results/cluster-overhead.json.
+ */
+async function clusterOverheadRun(): Promise<void> {
+  const sizes = quick
+    ? { events: 2_000, sends: 300, rounds: 1 }
+    : { events: 20_000, sends: 2_000, rounds: 2 };
+  const about = await machine();
+  log(`cluster overhead on ${about.cpus} × ${about.cpuModel}, Redis ${about.redis}`);
+  const providers = await startProviders();
+  try {
+    const rows = await clusterOverhead({ ...sizes, providers, scratch, log });
+    console.table(overheadRatios(rows));
+    const results = {
+      mode: `cluster overhead${quick ? " (quick)" : ""}`,
+      machine: about,
+      shards: BENCH_SHARDS,
+      events: sizes.events,
+      sends: sizes.sends,
+      seconds: round((Date.now() - benchStart) / 1000, 1),
+      rows,
+    };
+    await mkdir("bench/results", { recursive: true });
+    await writeFile("bench/results/cluster-overhead.json", `${JSON.stringify(results, null, 2)}\n`);
+    log(`wrote bench/results/cluster-overhead.json (${results.seconds} s)`);
+  } finally {
+    await providers.close();
+  }
+}
+
 /** The default, `--quick` and `--full` runs. */
 async function mainRun(): Promise<void> {
   const about = await machine();
@@ -345,7 +378,8 @@ async function mainRun(): Promise<void> {
 }
 
 try {
-  if (process.argv.includes("--cluster")) await clusterRun();
+  if (process.argv.includes("--cluster-overhead")) await clusterOverheadRun();
+  else if (process.argv.includes("--cluster")) await clusterRun();
   else await mainRun();
 } finally {
   // BENCH_KEEP_SCRATCH=1 keeps the worker logs and configs for a look after a failed run.

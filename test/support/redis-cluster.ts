@@ -6,7 +6,7 @@ import { type RedisServer, startRedisServer } from "./redis-server.js";
 const run = promisify(execFile);
 const READY_TIMEOUT_MS = 30_000;
 
-/** A private Redis Cluster: three masters with a replica each, on loopback. */
+/** A private Redis Cluster on loopback: three masters, with a replica each unless asked not to. */
 export interface RedisCluster {
   /** The nodes as REDIS_URL takes them with REDIS_CLUSTER=true: comma-separated URLs. */
   readonly url: string;
@@ -18,12 +18,13 @@ export interface RedisCluster {
  * Starts six `redis-server --cluster-enabled yes` processes on free loopback ports, joins them with
  * `redis-cli --cluster create … --cluster-replicas 1`, and waits until every node reports the
  * cluster ok and every replica's link to its master is up (a replica that never synced refuses
- * to fail over).
+ * to fail over). `replicas: 0` starts the three masters alone (the bench's overhead comparison).
  */
-export async function startRedisCluster(): Promise<RedisCluster> {
+export async function startRedisCluster(options: { replicas?: 0 | 1 } = {}): Promise<RedisCluster> {
+  const replicas = options.replicas ?? 1;
   const nodes: RedisServer[] = [];
   try {
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 3 * (1 + replicas); i++) {
       nodes.push(
         await startRedisServer({
           args: [
@@ -42,7 +43,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       "create",
       ...nodes.map((node) => `127.0.0.1:${node.port}`),
       "--cluster-replicas",
-      "1",
+      String(replicas),
       "--cluster-yes",
     ]);
     await waitUntilClusterReady(nodes);
