@@ -2,11 +2,13 @@ import { readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Job, JobType, Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { simpleParser } from "mailparser";
 import { normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS, normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
+import { ALERT_NAMES } from "../reports/owner-alert-email.js";
 import type { AuditTrail } from "../store/audit-trail.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import { StoreKeys, shardScope } from "../store/keys.js";
@@ -199,7 +201,7 @@ export function createEraser(deps: EraseDeps) {
         await scrubEventStream(deps.redis, queue.keys.events ?? "", removedJobIds, needles);
     }
     const outboxFilesRemoved = deps.outboxDir
-      ? await removeOutboxFiles(deps.outboxDir, addresses, [customerId, ...orderIds])
+      ? await removeOutboxFiles(deps.outboxDir, addresses, customerId, [...orderIds])
       : 0;
     await deps.audit.scrubCustomer(member);
     const appendOnlyFile = await rewriteAppendOnlyFile(deps.redis);
@@ -349,19 +351,28 @@ export async function removeJobs(
 
 /**
  * Removes outbox files (.json texts and calls, .eml emails) addressed to one of the addresses, or
- * naming the customer otherwise: an owner's alert about their reply names their customer id and
- * order, a reply forwarded to support their address. Ids shorter than four characters are too
- * common to tell apart and are not looked for.
+ * naming the customer where followups writes their ids into a message to someone else: an owner's
+ * alert about their reply names them and their order (ALERT_NAMES), a reply forwarded to support
+ * gives their address. An id elsewhere in a message is not theirs to go by: a customer id such as
+ * `shop` or `2026` is a word in every other customer's email.
  */
 async function removeOutboxFiles(
   dir: string,
   addresses: ReadonlySet<string>,
-  ids: readonly string[],
+  customerId: string,
+  orderIds: readonly string[],
 ): Promise<number> {
   const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const named = [...addresses, ...ids.filter((id) => id.length >= 4)].map(
-    (needle) => new RegExp(`(?<![\\w.@+-])${literal(needle)}(?![\\w@-])`, "i"),
-  );
+  const named = [
+    ...[...addresses].map(
+      (address) => new RegExp(`(?<![\\w.@+-])${literal(address)}(?![\\w@-])`, "i"),
+    ),
+    new RegExp(literal(ALERT_NAMES.customer(customerId))),
+    new RegExp(`${literal(ALERT_NAMES.timelinePath(customerId))}(?![\\w%.~!*'()-])`),
+    ...orderIds.map(
+      (orderId) => new RegExp(`(?:, |\\()${literal(ALERT_NAMES.order(orderId))}(?=[)\\s]|$)`),
+    ),
+  ];
   let names: string[];
   try {
     names = await readdir(dir);
@@ -372,9 +383,11 @@ async function removeOutboxFiles(
   for (const name of names) {
     if (!name.endsWith(".json") && !name.endsWith(".eml")) continue;
     const file = path.join(dir, name);
-    const text = await readFile(file, "utf8").catch(() => "");
+    const raw = await readFile(file).catch(() => undefined);
+    if (!raw) continue;
+    const { recipients, text } = name.endsWith(".eml") ? await readEmail(raw) : readJson(raw);
     if (
-      recipientsOf(name, text).some((to) => addresses.has(normalizeAddress(to))) ||
+      recipients.some((to) => addresses.has(normalizeAddress(to))) ||
       named.some((pattern) => pattern.test(text))
     ) {
       await unlink(file).then(
@@ -386,18 +399,43 @@ async function removeOutboxFiles(
   return removed;
 }
 
-function recipientsOf(name: string, text: string): string[] {
-  if (name.endsWith(".json")) {
-    try {
-      const to = (JSON.parse(text) as { to?: unknown }).to;
-      return typeof to === "string" ? [to] : [];
-    } catch {
-      return [];
-    }
+/** What an outbox file says: to whom, and its text to look for the customer in. */
+interface OutboxText {
+  readonly recipients: readonly string[];
+  readonly text: string;
+}
+
+function readJson(raw: Buffer): OutboxText {
+  const text = raw.toString("utf8");
+  try {
+    const to = (JSON.parse(text) as { to?: unknown }).to;
+    return { recipients: typeof to === "string" ? [to] : [], text };
+  } catch {
+    return { recipients: [], text };
   }
-  const header = text.split(/\r?\n\r?\n/, 1)[0] ?? "";
-  const to = /^To:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(header)?.[1] ?? "";
-  return [...to.matchAll(/[^\s<>,"]+@[^\s<>,"]+/g)].map((match) => match[0]);
+}
+
+/**
+ * An .eml file decoded: quoted-printable bodies break long lines and encode non-ASCII text, and
+ * long headers fold, so a raw search would miss an id cut across a line.
+ */
+async function readEmail(raw: Buffer): Promise<OutboxText> {
+  const mail = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true }).catch(
+    () => undefined,
+  );
+  if (!mail) return { recipients: [], text: raw.toString("utf8") };
+  const addressed = [mail.to, mail.cc, mail.bcc].flatMap((field) =>
+    (Array.isArray(field) ? field : field ? [field] : []).flatMap((list) => list.value),
+  );
+  return {
+    recipients: addressed.flatMap((address) => (address.address ? [address.address] : [])),
+    text: [
+      ...mail.headerLines.map((header) => header.line.replace(/\r?\n[ \t]+/g, " ")),
+      mail.subject ?? "",
+      mail.text ?? "",
+      typeof mail.html === "string" ? mail.html : "",
+    ].join("\n"),
+  };
 }
 
 /**

@@ -46,6 +46,25 @@ export class OperatorError extends Error {
   }
 }
 
+/** Longest id an event carries (events.ts): a longer one names nothing stored. */
+const MAX_ID_LENGTH = 200;
+
+/**
+ * An order or customer id as an operator gave it, as intake stores ids: without surrounding
+ * spaces (a pasted id often carries some). Refused when empty or longer than any event's id.
+ */
+export function operatorId(value: string, what: "customer" | "order"): string {
+  const id = value.trim();
+  const named = what === "order" ? "an order id" : "a customer id";
+  if (id === "") throw new OperatorError(`expected ${named}, got an empty one`, "invalid");
+  if (id.length > MAX_ID_LENGTH)
+    throw new OperatorError(
+      `expected ${named} of at most ${MAX_ID_LENGTH} characters (as events carry them), got ${id.length}`,
+      "invalid",
+    );
+  return id;
+}
+
 /** The HTTP status of an operator tool's refusal, as the admin API and the console answer it. */
 export const OPERATOR_ERROR_STATUS = { "not-found": 404, conflict: 409, invalid: 400 } as const;
 
@@ -271,7 +290,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 
   return {
     /** A customer's timeline; throws not-found for a customer nothing is stored about. */
-    async customer(customerId: string): Promise<CustomerTimeline> {
+    async customer(given: string): Promise<CustomerTimeline> {
+      const customerId = operatorId(given, "customer");
       const timeline = await readCustomerTimeline(sources(), customerId);
       if (!timeline)
         throw new OperatorError(`no customer ${JSON.stringify(customerId)} is known`, "not-found");
@@ -292,7 +312,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     },
 
     /** One order's purchases and their steps, with the customer's details and opt-outs. */
-    async order(orderId: string): Promise<OrderTimeline> {
+    async order(given: string): Promise<OrderTimeline> {
+      const orderId = operatorId(given, "order");
       const events = await eventsOfOrder(orderId);
       if (events.length === 0)
         throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
@@ -316,17 +337,22 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     ): Promise<CancelResult> {
       let refs: StepInShard[];
       let targetText: string;
+      let told: string | undefined;
       if ("step" in target) {
         refs = [await locateStep(parseStepRef(target.step))];
         targetText = target.step;
       } else if ("order" in target) {
-        refs = await stepsOf(await eventsOfOrder(target.order));
-        targetText = `order ${target.order}`;
+        const orderId = operatorId(target.order, "order");
+        refs = await stepsOf(await eventsOfOrder(orderId));
+        targetText = `order ${orderId}`;
       } else {
-        const { shard, history } = shards.ofCustomer(target.customer);
-        const purchases = await history.purchasesOf(target.customer);
+        const customerId = operatorId(target.customer, "customer");
+        const { shard, history } = shards.ofCustomer(customerId);
+        const purchases = await history.purchasesOf(customerId);
         refs = await stepsOf(purchases.map((p) => ({ eventId: p.eventId, shard })));
-        targetText = `customer ${await suppressions.customerMember(target.customer)}`;
+        // The audit trail names a customer by keyed hash; the operator's answer by what they typed.
+        targetText = `customer ${await suppressions.customerMember(customerId)}`;
+        told = `customer ${JSON.stringify(customerId)}`;
       }
       const now = deps.now();
       const text = options.reason
@@ -379,8 +405,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           inFlight.length > 0
             ? `nothing to cancel: ${inFlight.join(", ")} ${inFlight.length === 1 ? "is" : "are"} being sent right now`
             : refs.length === 0
-              ? `nothing to cancel: no follow-ups are known for ${targetText}`
-              : `nothing to cancel: no follow-up of ${targetText} is pending`;
+              ? `nothing to cancel: no follow-ups are known for ${told ?? targetText}`
+              : `nothing to cancel: no follow-up of ${told ?? targetText} is pending`;
         throw new OperatorError(why, "conflict");
       }
       await record(
@@ -571,7 +597,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     },
 
     /** Erases a customer (erase-customer.ts); idempotent. */
-    erase: eraseCustomer,
+    erase: (customerId: string, options: Parameters<typeof eraseCustomer>[1]) =>
+      eraseCustomer(operatorId(customerId, "customer"), options),
 
     /**
      * Erases every customer who used an email address or phone number; the address itself is

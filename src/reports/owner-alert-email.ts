@@ -4,6 +4,16 @@ import type { Owner } from "../domain/rules.js";
 import { escapeHtml } from "./escape-html.js";
 import { plainText } from "./report-phrases.js";
 
+/**
+ * How an owner's alert names a customer and an order, and links the customer's timeline: the
+ * text erasure looks for in outbox files (an alert is addressed to the owner, not the customer).
+ */
+export const ALERT_NAMES = {
+  customer: (customerId: string) => `(customer ${plainText(customerId)})`,
+  order: (orderId: string) => `order ${plainText(orderId)}`,
+  timelinePath: (customerId: string) => `/customers/${encodeURIComponent(customerId)}`,
+};
+
 /** One unhappy reply as an alert shows it. */
 export interface AlertItem {
   /** `<eventId>/<stepId>/<n>` (`@<shard>` after it outside shard 0), for `followups resolve`. */
@@ -35,14 +45,14 @@ export function alertEmail(
   const first = items[0];
   const subject =
     items.length === 1 && first
-      ? `${shopName}: an unhappy reply from ${first.firstName ?? "a customer"}${first.orderId ? ` (order ${first.orderId})` : ""}`
+      ? `${shopName}: an unhappy reply from ${first.firstName ?? "a customer"}${first.orderId ? ` (${ALERT_NAMES.order(first.orderId)})` : ""}`
       : `${shopName}: ${items.length} unhappy replies`;
   const when = (at: number) =>
     DateTime.fromMillis(at, { zone: owner.timezone }).toFormat("ccc d LLL HH:mm ZZZZ");
   const blocks = items.map((item) => {
     const bought = item.items.map((i) => `${i.quantity} × ${plainText(i.name)}`).join(", ");
     return [
-      `${item.firstName ? plainText(item.firstName) : "A customer"} (customer ${plainText(item.customerId)})${item.orderId ? `, order ${plainText(item.orderId)}` : ""}`,
+      `${item.firstName ? plainText(item.firstName) : "A customer"} ${ALERT_NAMES.customer(item.customerId)}${item.orderId ? `, ${ALERT_NAMES.order(item.orderId)}` : ""}`,
       ...(bought
         ? [
             `Bought: ${bought}${item.purchasedAt ? ` on ${DateTime.fromISO(item.purchasedAt, { zone: owner.timezone }).toFormat("d LLL yyyy")}` : ""}`,

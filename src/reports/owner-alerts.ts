@@ -9,7 +9,7 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { OwnerAlertQueue } from "../store/owner-alerts.js";
 import type { Shards } from "../store/shards.js";
 import { parseReplyId, type StepReplies, type StepReply } from "../store/step-replies.js";
-import { type AlertItem, alertEmail } from "./owner-alert-email.js";
+import { ALERT_NAMES, type AlertItem, alertEmail } from "./owner-alert-email.js";
 import { ownerSchedulerId } from "./owner-reports.js";
 import { judgeReply } from "./unhappy-replies.js";
 
@@ -154,8 +154,6 @@ async function alertItem(
     purchasedAt: kept?.occurredAt ?? null,
     items: (kept?.items ?? []).map((item) => ({ name: item.name, quantity: item.quantity })),
     timelineUrl:
-      deps.consoleUrl && kept
-        ? `${deps.consoleUrl}/customers/${encodeURIComponent(customerId)}`
-        : null,
+      deps.consoleUrl && kept ? `${deps.consoleUrl}${ALERT_NAMES.timelinePath(customerId)}` : null,
   };
 }

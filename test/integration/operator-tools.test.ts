@@ -1,6 +1,7 @@
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DateTime } from "luxon";
+import { createTransport } from "nodemailer";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCancel } from "../../src/cli/cancel-command.js";
 import { runCustomer } from "../../src/cli/customer-command.js";
@@ -12,6 +13,7 @@ import { runResend } from "../../src/cli/resend-command.js";
 import { eventFingerprint } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { alertEmail } from "../../src/reports/owner-alert-email.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
@@ -185,6 +187,20 @@ describe("followups customer, order and cancel", () => {
     await expect(
       command(p, (io) => runCustomer("cus-nobody", config(p), io)),
     ).rejects.toMatchObject({ code: 1, message: 'no customer "cus-nobody" is known' });
+    // Ids as intake keeps them: a pasted id's spaces do not matter; an empty one is a usage error.
+    const padded = await json<CustomerTimeline>(p, (io) =>
+      runCustomer(" cus-ops\n", config(p), io),
+    );
+    expect(padded.customer.id).toBe("cus-ops");
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), customer: "cus-nobody" }, io)),
+    ).rejects.toMatchObject({
+      code: 1,
+      message: 'nothing to cancel: no follow-ups are known for customer "cus-nobody"',
+    });
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), order: " " }, io)),
+    ).rejects.toMatchObject({ code: 2, message: "expected an order id, got an empty one" });
 
     const order = await json<CustomerTimeline & { orderId: string }>(p, (io) =>
       runOrder("ord-ops-1", config(p), io),
@@ -704,6 +720,83 @@ describe("followups erase", () => {
     await p.startWorker();
     expect(await eventProcessed(p, "evt-queued-late")).toBe("completed");
     expect((await p.events.getJob("evt-queued-late"))?.returnvalue).toMatchObject({ erased: true });
+  });
+
+  it("removes only the outbox files about the customer, however their ids are written, and takes the id as events do", async () => {
+    pipeline = await startPipeline("ops-erase-outbox");
+    const p = pipeline;
+    await mkdir(p.outboxDir, { recursive: true });
+    // An owner's alert as the worker writes it: quoted-printable breaks a long id across lines,
+    // and the subject folds.
+    const longId = `cus-${"from-the-old-till-".repeat(4)}0001`;
+    const alert = alertEmail(
+      { email: "maria@shop.example", name: "Maria", timezone: "Europe/London" },
+      "The Corner Shop on the High Street",
+      [
+        {
+          customerId: longId,
+          firstName: "Erin",
+          orderId: `ord-${"2026-11-old-till-".repeat(3)}77`,
+          items: [{ quantity: 1, name: "Television" }],
+          purchasedAt: "2026-11-20T10:00:00Z",
+          channel: "sms",
+          receivedAt: Date.now(),
+          why: "says it broke",
+          text: "It broke — très mauvais",
+          replyId: "reply-1",
+          timelineUrl: `https://shop.example/console/customers/${longId}`,
+        },
+      ],
+      "alert-1",
+    );
+    const mailer = createTransport({ streamTransport: true, buffer: true });
+    const eml = async (message: { to: string; subject: string; text: string }) =>
+      String((await mailer.sendMail({ from: "shop@shop.example", ...message })).message);
+    const rendered = await eml(alert);
+    expect(rendered).toContain("=\r\n"); // the id is cut across lines in the file
+    expect(rendered).not.toContain(`(customer ${longId})`);
+    await writeFile(path.join(p.outboxDir, "alert-long.eml"), rendered);
+    // Another customer's thank-you, in which "shop" and the year are words.
+    await writeFile(
+      path.join(p.outboxDir, "thanks-sam.eml"),
+      await eml({
+        to: "sam@example.com",
+        subject: "Thank you from the shop",
+        text: "Hi Sam, thank you for shopping at our shop in 2026. Order 2026 is on its way.",
+      }),
+    );
+    await writeFile(
+      path.join(p.outboxDir, "sms-sam.json"),
+      JSON.stringify({ channel: "sms", followUpId: "s", to: "+447400900777", text: "shop 2026" }),
+    );
+
+    for (const id of [" shop ", "2026"]) {
+      const receipt = await json<ErasureReceipt>(p, (io) =>
+        runErase(id, { ...config(p), by: "dpo" }, io),
+      );
+      expect(receipt.outboxFilesRemoved).toBe(0);
+    }
+    expect((await readdir(p.outboxDir)).sort()).toEqual([
+      "alert-long.eml",
+      "sms-sam.json",
+      "thanks-sam.eml",
+    ]);
+    const receipt = await json<ErasureReceipt>(p, (io) =>
+      runErase(`  ${longId}\t`, { ...config(p), by: "dpo" }, io),
+    );
+    expect(receipt.outboxFilesRemoved).toBe(1);
+    expect((await readdir(p.outboxDir)).sort()).toEqual(["sms-sam.json", "thanks-sam.eml"]);
+    // The padded id is the customer's own: the receipt names the same customer as the plain id's.
+    const again = await json<ErasureReceipt>(p, (io) =>
+      runErase(longId, { ...config(p), by: "dpo" }, io),
+    );
+    expect(receipt.customer).toBe(again.customer);
+
+    // An empty id or one longer than any event's is a usage error, not a receipt.
+    for (const id of ["  ", "y".repeat(100_000)])
+      await expect(
+        command(p, (io) => runErase(id, { ...config(p), by: "dpo" }, io)),
+      ).rejects.toMatchObject({ code: 2 });
   });
 
   it("erases on a customer.erased event", async () => {
