@@ -3,6 +3,7 @@ import { StartupError } from "./startup-error.js";
 import {
   clusterMismatch,
   clusterRefusal,
+  connectFailureText,
   connectWithin,
   createRedisClient,
   type RedisClient,
@@ -55,7 +56,7 @@ export async function connectRedis(
     redis.disconnect();
     throw new StartupError(
       (cluster && (await clusterRefusal(url))) ||
-        `cannot reach Redis at REDIS_URL: ${(first ?? (error as Error)).message}`,
+        `cannot reach Redis at REDIS_URL: ${connectFailureText(first ?? (error as Error), url)}`,
     );
   }
   const mismatch = await clusterMismatch(redis);

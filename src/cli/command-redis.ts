@@ -6,6 +6,7 @@ import {
   type ConnectionNames,
   clusterMismatch,
   clusterRefusal,
+  connectFailureText,
   connectWithin,
   createRedisClient,
   ENV_CONNECTION,
@@ -32,7 +33,10 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
   return { env: env.env, redisSource };
 }
 
-/** How long a command waits for a Redis Cluster to be ready (one in state fail never is). */
+/**
+ * How long a command waits for Redis to be ready: a Redis Cluster in state fail never is, nor is
+ * a Redis that accepts connections but does not answer.
+ */
 const COMMAND_CONNECT_MS = 10_000;
 
 /**
@@ -62,10 +66,10 @@ export async function commandConnection(
     throw new CommandError(unjoined);
   }
   try {
-    await connectWithin(redis, COMMAND_CONNECT_MS);
+    await connectWithin(redis, COMMAND_CONNECT_MS, "bounded");
   } catch (error) {
     redis.disconnect();
-    const reason = failure?.message ?? (error as Error).message;
+    const reason = connectFailureText(failure ?? (error as Error), env.REDIS_URL);
     const refusal = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL, names));
     if (refusal) throw new CommandError(refusal);
     // The URL itself only without its credentials.

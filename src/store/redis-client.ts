@@ -128,7 +128,23 @@ export async function clusterMismatch(
   const info = await redis.info("cluster");
   if (/cluster_enabled:1/.test(info))
     return `the Redis at ${names.url} is a Redis Cluster node: ${names.turnOn}`;
-  return undefined;
+  return databaseMissing(redis, names);
+}
+
+/**
+ * Why a database named in the URL cannot be used: ioredis selects it on connecting, but when
+ * Redis refuses (a number beyond its `databases`) it only emits an error and goes on in database
+ * 0, another deployment's data perhaps. Undefined for database 0 or one Redis has.
+ */
+async function databaseMissing(redis: Redis, names: ConnectionNames): Promise<string | undefined> {
+  const db = redis.options.db ?? 0;
+  if (db === 0) return undefined;
+  try {
+    await redis.select(db);
+    return undefined;
+  } catch (error) {
+    return `the Redis at ${names.url} has no database ${db} (${(error as Error).message}): name a database it has (its databases setting, 16 by default, numbers them from 0)`;
+  }
 }
 
 /**
@@ -172,12 +188,18 @@ export async function clusterRefusal(
 }
 
 /**
- * Connects; to a Redis Cluster, or rejects after `ms`: ioredis's Cluster client waits without end
- * for a cluster whose state is fail (nodes never joined, a shard without a master), where a caller
- * must say so. A single Redis is waited for as long as it takes (loading a large dataset, say).
+ * Connects, or rejects after `ms` where waiting would be without end: ioredis's Cluster client
+ * waits for a cluster whose state is fail (nodes never joined, a shard without a master), where a
+ * caller must say so. A single Redis is waited for as long as it takes (loading a large dataset,
+ * say) unless `single` is "bounded": a one-shot command's operator would rather hear that a Redis
+ * accepts connections but does not answer (stopped, overloaded) than wait at a silent prompt.
  */
-export async function connectWithin(redis: RedisClient, ms: number): Promise<void> {
-  if (!isCluster(redis)) {
+export async function connectWithin(
+  redis: RedisClient,
+  ms: number,
+  single: "unbounded" | "bounded" = "unbounded",
+): Promise<void> {
+  if (!isCluster(redis) && single === "unbounded") {
     await redis.connect();
     return;
   }
@@ -193,6 +215,22 @@ export async function connectWithin(redis: RedisClient, ms: number): Promise<voi
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Why a connection to `url` failed, in an operator's words where ioredis's own are about its
+ * internals: something other than Redis answering (its reply fails to parse as RESP), or a TLS
+ * connection (`rediss://`) to a port that does not speak TLS.
+ */
+export function connectFailureText(error: Error, url: string): string {
+  if (/Unknown RESP type|Protocol error/.test(error.message))
+    return "what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port";
+  if (
+    url.trim().startsWith("rediss:") &&
+    /ETIMEDOUT|ECONNRESET|wrong version number/.test(error.message)
+  )
+    return `${error.message} (the URL asks for TLS with rediss://: does that port serve TLS?)`;
+  return error.message;
 }
 
 /**

@@ -1,0 +1,102 @@
+import { execFile } from "node:child_process";
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
+import { promisify } from "node:util";
+import { afterEach, expect, it } from "vitest";
+import { SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
+import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { spawnWorker } from "../support/worker-process.js";
+
+let server: RedisServer | undefined;
+let silent: Server | undefined;
+let pipeline: PipelineHarness | undefined;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+  await server?.stop();
+  server = undefined;
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await new Promise<void>((resolve) => (silent ? silent.close(() => resolve()) : resolve()));
+  silent = undefined;
+});
+
+/** Runs the CLI as an operator's shell would, with REDIS_URL set. */
+async function cli(redisUrl: string, args: string[]) {
+  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: redisUrl, REDIS_CLUSTER: "false" };
+  const started = Date.now();
+  const result = await promisify(execFile)(
+    process.execPath,
+    ["--import", "tsx", "src/cli.ts", ...args],
+    { encoding: "utf8", env },
+  ).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => error,
+  );
+  return { ...result, ms: Date.now() - started };
+}
+
+it("refuses a database number the Redis does not have, instead of using database 0", async () => {
+  // A private Redis with four databases (0 to 3), so that /7 is beyond them.
+  server = await startRedisServer({ args: ["--databases", "4"] });
+  const schedule = ["schedule", "--json", "--config", SHIPPED_CONFIG_DIR];
+  const beyond = await cli(`${server.url}/7`, schedule);
+  expect([beyond.code, beyond.stdout]).toEqual([1, ""]);
+  expect(beyond.stderr).toBe(
+    "the Redis at REDIS_URL has no database 7 (ERR DB index is out of range): name a database it has (its databases setting, 16 by default, numbers them from 0)\n",
+  );
+  // One it has is used.
+  const within = await cli(`${server.url}/3`, schedule);
+  expect([within.code, within.stdout]).toEqual([0, '{"days":[]}\n']);
+
+  // A worker says the same at start and exits, before writing anything to database 0.
+  pipeline = await startPipeline("nodatabase", { startWorker: false });
+  const worker = spawnWorker({ ...pipeline.envVars, REDIS_URL: `${server.url}/7` });
+  expect(await worker.exited()).toBe(1);
+  expect(worker.output()).toContain("the Redis at REDIS_URL has no database 7");
+  expect(worker.output()).not.toMatch(/^\s+at /m);
+  const { Redis } = await import("ioredis");
+  const zero = new Redis(server.url);
+  try {
+    expect(await zero.dbsize()).toBe(0);
+  } finally {
+    zero.disconnect();
+  }
+});
+
+it("gives up on a Redis that accepts connections but never answers, in one line", async () => {
+  // Something listening that never replies: a stopped or overloaded Redis looks like this.
+  silent = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent?.listen(0, "127.0.0.1", resolve));
+  const port = (silent.address() as AddressInfo).port;
+  const result = await cli(`redis://127.0.0.1:${port}`, [
+    "schedule",
+    "--config",
+    SHIPPED_CONFIG_DIR,
+  ]);
+  expect([result.code, result.stdout]).toEqual([1, ""]);
+  expect(result.stderr).toBe("cannot reach Redis at REDIS_URL: no ready answer within 10 s\n");
+  expect(result.ms).toBeLessThan(25_000);
+}, 40_000);
+
+it("says so when what answers is not Redis", async () => {
+  const http = createHttpServer((_request, response) => response.end("hello"));
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  try {
+    const port = (http.address() as AddressInfo).port;
+    const result = await cli(`redis://127.0.0.1:${port}`, [
+      "schedule",
+      "--config",
+      SHIPPED_CONFIG_DIR,
+    ]);
+    expect([result.code, result.stdout]).toEqual([1, ""]);
+    expect(result.stderr).toBe(
+      "cannot reach Redis at REDIS_URL: what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port\n",
+    );
+  } finally {
+    http.closeAllConnections();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+  }
+});
