@@ -26,10 +26,8 @@ import { isRedisUnavailable } from "./store/redis-client.js";
 const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR || "config";
 
 function wholeNumber(text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0)
-    throw new InvalidArgumentError("expected a whole number of 0 or more");
-  return value;
+  if (!/^\d+$/.test(text)) throw new InvalidArgumentError("expected a whole number of 0 or more");
+  return Number(text);
 }
 
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
@@ -92,12 +90,6 @@ program
       "the number of customers",
   )
   .action(async (file: string, options: SimulateOptions) => {
-    // A reader that stops early (`simulate --steps … | head`) closes the pipe: nothing more is
-    // wanted, so the command ends quietly instead of with an EPIPE stack trace.
-    process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-      if (error.code !== "EPIPE") throw error;
-      process.exit(EXIT.ok);
-    });
     process.exitCode = await runSimulate(file, options, processIo);
   });
 
@@ -319,6 +311,17 @@ program
   .action(async (options: { config: string }) => {
     process.exitCode = await runDemo(options, processIo);
   });
+
+// A reader that stops early (`simulate --steps … | head`, `code … --json | head -c 100`) closes
+// the pipe: nothing more is wanted, so a one-shot command ends quietly instead of with an EPIPE
+// stack trace. Not the worker: it logs through its own writer and keeps running.
+program.hook("preAction", (_program, action) => {
+  if (action.name() === "worker") return;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    process.exit(EXIT.ok);
+  });
+});
 
 try {
   await program.parseAsync(process.argv);

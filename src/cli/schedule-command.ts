@@ -19,8 +19,8 @@ const MAX_DAYS = 400;
  * show them.
  */
 export async function runSchedule(options: ScheduleOptions, io: CommandIo): Promise<number> {
-  const days = Number(options.days);
-  if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
+  const days = /^\d+$/.test(options.days) ? Number(options.days) : Number.NaN;
+  if (!(days >= 1 && days <= MAX_DAYS)) {
     throw new CommandError(
       `--days: expected a whole number from 1 to ${MAX_DAYS}, got ${JSON.stringify(options.days)}`,
       EXIT.usage,

@@ -8,6 +8,7 @@ import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
 import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
 import { reasonWords } from "../reports/reason-words.js";
 import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
+import { plainText } from "../reports/report-phrases.js";
 import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
@@ -44,6 +45,15 @@ export class OperatorError extends Error {
     super(message);
     this.name = "OperatorError";
   }
+}
+
+/**
+ * An operator's free text (a cancel's reason, a resolution's note) on one line: it is shown in
+ * timelines line by line, where a line break would start what looks like another entry.
+ */
+function oneLine(text: string | undefined): string | undefined {
+  const line = text === undefined ? undefined : plainText(text);
+  return line || undefined;
 }
 
 /** Longest id an event carries (events.ts): a longer one names nothing stored. */
@@ -333,8 +343,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      */
     async cancel(
       target: { step: string } | { order: string } | { customer: string },
-      options: { by: string; reason?: string },
+      given: { by: string; reason?: string },
     ): Promise<CancelResult> {
+      const options = { ...given, reason: oneLine(given.reason) };
       let refs: StepInShard[];
       let targetText: string;
       let told: string | undefined;
@@ -476,8 +487,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      */
     async resolve(
       replyId: string,
-      options: { by: string; note?: string },
+      given: { by: string; note?: string },
     ): Promise<{ id: string; resolvedAt: string; by: string; note: string | null }> {
+      const options = { ...given, note: oneLine(given.note) };
       const ref = parseReplyId(replyId);
       if (!ref)
         throw new OperatorError(

@@ -145,7 +145,8 @@ describe("followups customer, order and cancel", () => {
         {
           ...config(p),
           step: "evt-ops-1/big-ticket.check-in",
-          reason: "asked by phone",
+          // A line break would show as another, made-up entry in the timeline's text.
+          reason: "asked by phone\n  2026-11-30 bob resend evt-ops-1",
           by: "alice",
         },
         io,
@@ -155,7 +156,10 @@ describe("followups customer, order and cancel", () => {
     const after = await json<CustomerTimeline>(p, (io) => runCustomer("cus-ops", config(p), io));
     expect(after.purchases[0]?.steps[1]).toMatchObject({
       state: "cancelled",
-      reason: { code: "operator", text: "cancelled by alice: asked by phone" },
+      reason: {
+        code: "operator",
+        text: "cancelled by alice: asked by phone 2026-11-30 bob resend evt-ops-1",
+      },
     });
     // Nothing pending is left: the purchase is trimmed to what is kept after the last step.
     expect(after.purchases[0]?.data).toBe("kept");
@@ -164,7 +168,7 @@ describe("followups customer, order and cancel", () => {
         by: "alice",
         action: "cancel",
         target: "evt-ops-1/big-ticket.check-in",
-        detail: "1 cancelled: asked by phone",
+        detail: "1 cancelled: asked by phone 2026-11-30 bob resend evt-ops-1",
       }),
     ]);
     // Counted in the ledger like any cancellation, with its own reason (in the purchase's shard).

@@ -68,5 +68,11 @@ describe("followups schedule", () => {
     await expect(runSchedule({ config: p.configDir, days: "0" }, captureIo())).rejects.toThrow(
       /--days: expected a whole number from 1 to 400, got "0"/,
     );
+    // Written as digits only: not hexadecimal, an exponent or with spaces (Number() takes those).
+    for (const days of ["0x10", "1e2", " 5", "5 "])
+      await expect(runSchedule({ config: p.configDir, days }, captureIo())).rejects.toMatchObject({
+        code: 2,
+        message: `--days: expected a whole number from 1 to 400, got ${JSON.stringify(days)}`,
+      });
   });
 });

@@ -1,4 +1,5 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -650,6 +651,37 @@ describe("the followups binary", () => {
     );
     expect([result.code, result.stdout]).toEqual([1, ""]);
     expect(result.stderr).toBe(`${config}/${ALIAS_BOMB_PROBLEM}\n1 problem found.\n`);
+  });
+
+  it("ends quietly when its reader stops early (a closed pipe), as `… | head` does", async () => {
+    // Far more output than a pipe holds, so the command is still writing when the reader leaves.
+    const lines = Array.from({ length: 4_000 }, (_, i) =>
+      JSON.stringify(purchaseInput({ id: `evt-pipe-${i}`, occurredAt: "2026-11-23T10:00:00Z" })),
+    );
+    const input = await writeTemp("pipe/purchases.ndjson", `${lines.join("\n")}\n`);
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "src/cli.ts",
+        "simulate",
+        input,
+        "--steps",
+        "--config",
+        SHIPPED_CONFIG_DIR,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    // The first chunk, then the reader goes away.
+    await once(child.stdout, "data");
+    child.stdout.destroy();
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
   });
 
   it("`schedule`, `replan` and `report` say in one line that Redis cannot be reached, and exit 1", async () => {
