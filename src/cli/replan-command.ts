@@ -6,7 +6,7 @@ import { PreviewTally, renderPreviewText } from "../reports/replan-preview.js";
 import { OrderStore } from "../store/order-store.js";
 import { RulesGenerations } from "../store/rules-generations.js";
 import { type ShardStores, shardStores } from "../store/shards.js";
-import { loadRulesForCommand } from "./check-command.js";
+import { loadConfigForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 
@@ -28,7 +28,9 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
       EXIT.usage,
     );
   }
-  const rules = await loadRulesForCommand(options.config);
+  // Rules and templates, as a worker loads them: a worker keeps its config when either is broken,
+  // so a draft with a broken template would re-plan nothing, whatever its rules say.
+  const { rules } = await loadConfigForCommand(options.config);
   const { redis, prefix, horizonMs, env } = await commandRedis();
   try {
     const shards = shardStores(redis, prefix, await commandShards(redis, env));

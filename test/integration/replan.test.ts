@@ -390,6 +390,17 @@ describe("followups replan --dry-run", () => {
     expect(text.output()).toContain("big-ticket: 2 unchanged, 2 later (by P");
     expect(text.output()).toContain("Nothing was changed.");
     await expect(runReplan({ config: draft }, captureIo())).rejects.toThrow(/pass --dry-run/);
+    // A draft whose templates a worker would refuse (it keeps its config) re-plans nothing: said.
+    const broken = path.join(draft, "templates", "thank-you", "en.text.liquid");
+    const template = await readFile(broken, "utf8");
+    await writeFile(broken, `${template}{% if %}`);
+    await expect(
+      runReplan({ config: draft, dryRun: true, json: true }, captureIo()),
+    ).rejects.toMatchObject({
+      code: 1,
+      message: expect.stringMatching(/thank-you\/en\.text\.liquid.*\n.*templates are invalid/s),
+    });
+    await writeFile(broken, template);
     // The deployed rules themselves: every purchase is planned under them already.
     const same = captureIo();
     await runReplan({ config: p.configDir, dryRun: true, json: true }, same);
