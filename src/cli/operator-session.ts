@@ -29,9 +29,11 @@ export async function withOperatorTools<T>(
 ): Promise<T> {
   const rules = typeof config === "string" ? await loadRulesForCommand(config) : config.loaded;
   const { redis, prefix, env } = await commandRedis();
+  // The workers keep the queues' metadata: a command (a read-only one above all) writes none.
   const events = new Queue(PURCHASE_EVENTS_QUEUE, {
     connection: redis,
     prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER),
+    skipMetasUpdate: true,
   });
   // Each shard's follow-ups queue, opened when a command first needs it.
   let followUps: Shards<Queue<FollowUpJobData>> | undefined;
@@ -43,6 +45,7 @@ export async function withOperatorTools<T>(
         new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
           connection: redis,
           prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shards),
+          skipMetasUpdate: true,
         }),
     );
     const tools = createOperatorTools({

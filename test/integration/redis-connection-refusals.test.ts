@@ -3,6 +3,7 @@ import { createServer as createHttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
+import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
 import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
@@ -47,9 +48,15 @@ it("refuses a database number the Redis does not have, instead of using database
   expect(beyond.stderr).toBe(
     "the Redis at REDIS_URL has no database 7 (ERR DB index is out of range): name a database it has (its databases setting, 16 by default, numbers them from 0)\n",
   );
-  // One it has is used.
+  // One it has is used, and a command that only reads writes nothing there.
   const within = await cli(`${server.url}/3`, schedule);
   expect([within.code, within.stdout]).toEqual([0, '{"days":[]}\n']);
+  const three = new Redis(`${server.url}/3`);
+  try {
+    expect(await three.keys("*")).toEqual([]);
+  } finally {
+    three.disconnect();
+  }
 
   // A worker says the same at start and exits, before writing anything to database 0.
   pipeline = await startPipeline("nodatabase", { startWorker: false });
@@ -57,7 +64,6 @@ it("refuses a database number the Redis does not have, instead of using database
   expect(await worker.exited()).toBe(1);
   expect(worker.output()).toContain("the Redis at REDIS_URL has no database 7");
   expect(worker.output()).not.toMatch(/^\s+at /m);
-  const { Redis } = await import("ioredis");
   const zero = new Redis(server.url);
   try {
     expect(await zero.dbsize()).toBe(0);
