@@ -10,7 +10,12 @@ import {
   parseEvent,
 } from "./domain/events.js";
 import { eventInputOfJob, eventJobId, PURCHASE_EVENTS_QUEUE, queuePrefix } from "./queue/names.js";
-import { createRedisClient, isCluster, type RedisClient } from "./store/redis-client.js";
+import {
+  createRedisClient,
+  databaseMissing,
+  isCluster,
+  type RedisClient,
+} from "./store/redis-client.js";
 
 /** Thrown by EventPublisher.publish for an event that breaks contract v1; nothing is enqueued. */
 export class InvalidEventError extends Error {
@@ -66,6 +71,8 @@ export class EventPublisher {
   /** A connection this publisher opened itself (from a URL) and so must close. */
   private readonly ownConnection?: RedisClient;
   private readonly clock: () => DateTime;
+  /** The check of an own connection's database, made before the first event is enqueued. */
+  private databaseChecked?: Promise<void>;
 
   constructor(options: PublisherOptions) {
     const cluster =
@@ -80,6 +87,9 @@ export class EventPublisher {
     this.queue = new Queue(PURCHASE_EVENTS_QUEUE, {
       connection,
       prefix: queuePrefix(options.prefix ?? "followups", PURCHASE_EVENTS_QUEUE, cluster),
+      // The workers keep the queue's metadata; a publisher writes nothing before its first event
+      // (nor anything at all where its URL turns out wrong, databaseCheck).
+      skipMetasUpdate: true,
     });
     this.queue.on("error", options.onError ?? (() => {}));
   }
@@ -96,6 +106,7 @@ export class EventPublisher {
     if (!parsed.ok || !input) throw new InvalidEventError(parsed.ok ? [] : parsed.problems);
     const eventId = parsed.event.id;
     const jobId = eventJobId(eventId);
+    await this.databaseCheck();
     const queued = await this.queue.getJob(jobId);
     if (queued) {
       if (!sameEvent(queued.name, queued.data, parsed.event))
@@ -116,6 +127,22 @@ export class EventPublisher {
     if (!parsed.ok) return false;
     const queued = await this.queue.getJob(eventJobId(parsed.event.id));
     return queued !== undefined && !sameEvent(queued.name, queued.data, parsed.event);
+  }
+
+  /**
+   * A URL naming a database Redis does not have: ioredis reports the refused SELECT only as an
+   * error event and goes on in database 0, where the events would wait for a deployment that is
+   * not there. Every publish throws instead.
+   */
+  private databaseCheck(): Promise<void> {
+    const own = this.ownConnection;
+    this.databaseChecked ??=
+      own && !isCluster(own)
+        ? databaseMissing(own, "the publisher's Redis").then((problem) => {
+            if (problem) throw new Error(problem);
+          })
+        : Promise.resolve();
+    return this.databaseChecked;
   }
 
   async close(): Promise<void> {

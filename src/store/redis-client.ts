@@ -128,7 +128,7 @@ export async function clusterMismatch(
   const info = await redis.info("cluster");
   if (/cluster_enabled:1/.test(info))
     return `the Redis at ${names.url} is a Redis Cluster node: ${names.turnOn}`;
-  return databaseMissing(redis, names);
+  return databaseMissing(redis, `the Redis at ${names.url}`);
 }
 
 /**
@@ -136,14 +136,14 @@ export async function clusterMismatch(
  * Redis refuses (a number beyond its `databases`) it only emits an error and goes on in database
  * 0, another deployment's data perhaps. Undefined for database 0 or one Redis has.
  */
-async function databaseMissing(redis: Redis, names: ConnectionNames): Promise<string | undefined> {
+export async function databaseMissing(redis: Redis, where: string): Promise<string | undefined> {
   const db = redis.options.db ?? 0;
   if (db === 0) return undefined;
   try {
     await redis.select(db);
     return undefined;
   } catch (error) {
-    return `the Redis at ${names.url} has no database ${db} (${(error as Error).message}): name a database it has (its databases setting, 16 by default, numbers them from 0)`;
+    return `${where} has no database ${db} (${(error as Error).message}): name a database it has (its databases setting, 16 by default, numbers them from 0)`;
   }
 }
 

@@ -5,7 +5,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import { SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
+import { EventPublisher } from "../../src/publisher.js";
+import { purchaseInput, SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
 import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 import { spawnWorker } from "../support/worker-process.js";
@@ -56,6 +57,18 @@ it("refuses a database number the Redis does not have, instead of using database
     expect(await three.keys("*")).toEqual([]);
   } finally {
     three.disconnect();
+  }
+
+  // The publisher other services use throws on publishing, instead of filling database 0.
+  const publisher = new EventPublisher({ connection: `${server.url}/7`, onError: () => {} });
+  try {
+    await expect(
+      publisher.publish(purchaseInput({ occurredAt: new Date().toISOString() }) as never),
+    ).rejects.toThrow(
+      "the publisher's Redis has no database 7 (ERR DB index is out of range): name a database it has",
+    );
+  } finally {
+    await publisher.close();
   }
 
   // A worker says the same at start and exits, before writing anything to database 0.
