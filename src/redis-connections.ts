@@ -23,6 +23,12 @@ const HTTP_COMMAND_TIMEOUT_MS = 2_000;
 const STARTUP_CONNECT_MS = 60_000;
 
 /**
+ * After how long a worker still waiting for Redis at start says so: one that accepts the
+ * connection but does not answer (stopped, overloaded, loading its data) is waited for.
+ */
+const SLOW_CONNECT_MS = 5_000;
+
+/**
  * A connection for commands (BullMQ's workers get duplicates of it); by default a command waits
  * while Redis is away, as BullMQ requires.
  */
@@ -30,6 +36,8 @@ export async function connectRedis(
   url: string,
   cluster: boolean,
   options: RedisOptions = {},
+  /** Told once when Redis is not ready after SLOW_CONNECT_MS (a single Redis is waited for). */
+  onSlow?: () => void,
 ): Promise<RedisClient> {
   const redis = createRedisClient(url, cluster, {
     maxRetriesPerRequest: null,
@@ -49,6 +57,7 @@ export async function connectRedis(
     redis.disconnect();
     throw new StartupError(unjoined);
   }
+  const slow = onSlow && setTimeout(onSlow, SLOW_CONNECT_MS);
   try {
     await connectWithin(redis, STARTUP_CONNECT_MS);
     redis.off("error", quiet);
@@ -58,6 +67,8 @@ export async function connectRedis(
       (cluster && (await clusterRefusal(url))) ||
         `cannot reach Redis at REDIS_URL: ${connectFailureText(first ?? (error as Error), url)}`,
     );
+  } finally {
+    clearTimeout(slow);
   }
   const mismatch = await clusterMismatch(redis);
   if (mismatch) {

@@ -134,7 +134,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // Loaded only with a tracer: with tracing off, no OpenTelemetry code runs.
   const tracer = options.tracing?.tracer;
 
-  const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER);
+  const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER, {}, () =>
+    logger.warn(
+      "Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready): waiting for it",
+    ),
+  );
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const prefix = env.QUEUE_PREFIX;
   // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).

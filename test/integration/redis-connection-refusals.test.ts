@@ -98,6 +98,20 @@ it("gives up on a Redis that accepts connections but never answers, in one line"
   expect([result.code, result.stdout]).toEqual([1, ""]);
   expect(result.stderr).toBe("cannot reach Redis at REDIS_URL: no ready answer within 10 s\n");
   expect(result.ms).toBeLessThan(25_000);
+
+  // A worker waits for such a Redis (it may be loading its data), but says that it is waiting.
+  pipeline = await startPipeline("silent-redis", { startWorker: false });
+  const worker = spawnWorker({ ...pipeline.envVars, REDIS_URL: `redis://127.0.0.1:${port}` });
+  try {
+    const deadline = Date.now() + 15_000;
+    while (!worker.output().includes("has not answered yet") && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(worker.output()).toContain(
+      "Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready): waiting for it",
+    );
+  } finally {
+    await worker.kill9();
+  }
 }, 40_000);
 
 it("says so when what answers is not Redis", async () => {
