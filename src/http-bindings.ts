@@ -14,6 +14,7 @@ import {
   OPERATOR_ERROR_STATUS,
   OperatorError,
   type OperatorTools,
+  parseStepRef,
 } from "./operations/operator-tools.js";
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
@@ -130,7 +131,17 @@ export function adminApiWith(deps: {
       case "failed":
         return { failed: await tools.failed(request) };
       case "retry-failed": {
+        // As `followups failed --retry`: a malformed reference is a bad request, nothing to
+        // retry a conflict (409), not an empty success.
+        for (const ref of request.refs ?? []) parseStepRef(ref);
         const failed = await tools.failed(request);
+        if (failed.length === 0)
+          throw new OperatorError(
+            request.refs
+              ? "nothing to retry: none of those follow-ups has failed"
+              : "nothing to retry: no failed follow-ups",
+            "conflict",
+          );
         const { requeued } = await tools.retryFailed(
           { ...request, refs: failed.map((item) => item.ref) },
           by,

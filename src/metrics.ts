@@ -44,6 +44,12 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly refundsRefused = new Counter({
+    name: "followups_refunds_refused_total",
+    help: "Refund events refused because their currency is not their order's (kept in the failed set with the reason).",
+    registers: [this.registry],
+  });
+
   readonly eventsFailed = new Counter({
     name: "followups_events_failed_total",
     help: "Events whose intake failed on every attempt (kept in the failed set; publish again to retry).",
@@ -58,7 +64,7 @@ export class FollowUpMetrics {
 
   readonly erasures = new Counter({
     name: "followups_erasures_total",
-    help: "Customers erased on request (command, admin API or customer.erased event).",
+    help: "Customers this worker erased on request (customer.erased event, admin API or console; the erase command runs in its own process, uncounted here).",
     registers: [this.registry],
   });
 

@@ -287,6 +287,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     recordRetentionMs,
     now,
+    onErased: () => metrics.erasures.inc(),
   });
   const httpShards = shardStores(httpRedis, prefix, shardCount, {
     addressHashSecret,
@@ -778,6 +779,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     recordRetentionMs,
     now,
+    onErased: () => metrics.erasures.inc(),
   });
   let httpAddress: string | undefined;
   if (env.HTTP_ENABLED === "true") {

@@ -87,9 +87,10 @@ export interface StepRef {
 /** `<eventId>/<stepId>` → its parts (the step id is the one `plan` prints, `big-ticket.check-in`). */
 export function parseStepRef(ref: string): StepRef {
   const slash = ref.lastIndexOf("/");
-  const eventId = ref.slice(0, slash);
-  const stepId = ref.slice(slash + 1);
-  if (slash <= 0 || !/^[^.\s]+\.[^.\s]+$/.test(stepId)) {
+  // Event ids as intake keeps them: without surrounding spaces.
+  const eventId = ref.slice(0, slash).trim();
+  const stepId = ref.slice(slash + 1).trim();
+  if (slash <= 0 || eventId === "" || !/^[^.\s]+\.[^.\s]+$/.test(stepId)) {
     throw new OperatorError(
       `not a step reference: ${JSON.stringify(ref)} (expected <eventId>/<ruleId>.<stepId>, such as evt-123/big-ticket.check-in)`,
       "invalid",
@@ -157,6 +158,8 @@ export interface OperatorToolsDeps {
   readonly recordRetentionMs?: number;
   /** Epoch ms now. */
   readonly now: () => number;
+  /** Told of every customer erased (a worker counts them: followups_erasures_total). */
+  readonly onErased?: () => void;
 }
 
 /** Failed jobs read per page of BullMQ's failed list. */
@@ -609,8 +612,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     },
 
     /** Erases a customer (erase-customer.ts); idempotent. */
-    erase: (customerId: string, options: Parameters<typeof eraseCustomer>[1]) =>
-      eraseCustomer(operatorId(customerId, "customer"), options),
+    async erase(customerId: string, options: Parameters<typeof eraseCustomer>[1]) {
+      const receipt = await eraseCustomer(operatorId(customerId, "customer"), options);
+      deps.onErased?.();
+      return receipt;
+    },
 
     /**
      * Erases every customer who used an email address or phone number; the address itself is
@@ -624,7 +630,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       if (ids.size === 0)
         throw new OperatorError("no customer is known with that address", "not-found");
       const receipts: ErasureReceipt[] = [];
-      for (const id of ids) receipts.push(await eraseCustomer(id, { by, addresses: [stored] }));
+      for (const id of ids) {
+        receipts.push(await eraseCustomer(id, { by, addresses: [stored] }));
+        deps.onErased?.();
+      }
       return receipts;
     },
 

@@ -267,8 +267,8 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
         return summary;
       }
       case "customer.erased": {
+        // Counted by the eraser (followups_erasures_total).
         const receipt = await deps.erase(event.customerId, { by: `event ${event.id}` });
-        deps.metrics.erasures.inc();
         deps.logger.info(
           { eventId: event.id, purchases: receipt.purchases, cancelled: receipt.stepsCancelled },
           "customer erased",
@@ -284,6 +284,16 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
         } catch (error) {
           if (error instanceof RefundCurrencyError) {
             span?.fail("refund-currency");
+            deps.metrics.refundsRefused.inc();
+            deps.logger.warn(
+              {
+                eventId: event.id,
+                jobId: job.id,
+                currency: error.currencies.refund,
+                orderCurrency: error.currencies.order,
+              },
+              "refund refused: its currency is not its order's (kept in the failed set)",
+            );
             throw new UnrecoverableError(error.message);
           }
           throw error;

@@ -43,6 +43,13 @@ export interface RefundDeps {
 /** A refund that cannot apply to its order: the event fails with this reason, without retries. */
 export class RefundCurrencyError extends Error {
   override readonly name = "RefundCurrencyError";
+  constructor(
+    message: string,
+    /** The refund's currency and its order's, for logs (the message names the order). */
+    readonly currencies: { readonly refund: string; readonly order: string },
+  ) {
+    super(message);
+  }
 }
 
 /** What a refund did, for the intake job's return value. */
@@ -179,6 +186,7 @@ export function createRefunds(deps: RefundDeps) {
         if (event && refund.amount && refund.amount.currency !== event.total.currency) {
           throw new RefundCurrencyError(
             `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,
+            { refund: refund.amount.currency, order: event.total.currency },
           );
         }
       }

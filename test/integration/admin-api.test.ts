@@ -92,9 +92,13 @@ describe("the admin API", () => {
       status: 200,
       body: { cancelled: ["evt-admin/big-ticket.check-in"], inFlight: [] },
     });
-    const again = await call(p, "POST", "/admin/v1/steps/evt-admin/big-ticket.check-in/cancel", {
-      token: BOB,
-    });
+    // Again, with the event id padded as a paste may leave it: the same step, now not pending.
+    const again = await call(
+      p,
+      "POST",
+      "/admin/v1/steps/%20evt-admin%20/big-ticket.check-in/cancel",
+      { token: BOB },
+    );
     expect(again.status).toBe(409);
     expect(
       (
@@ -125,6 +129,19 @@ describe("the admin API", () => {
     expect((await call(p, "GET", "/admin/v1/failed?channel=fax", { token: ALICE })).status).toBe(
       400,
     );
+    // Nothing to retry is a conflict, as `followups failed --retry` exits 1; a malformed
+    // reference is a bad request.
+    const retry = (body?: unknown) =>
+      call(p, "POST", "/admin/v1/failed/retry", { token: ALICE, ...(body && { body }) });
+    expect(await retry()).toEqual({
+      status: 409,
+      body: { error: "nothing to retry: no failed follow-ups" },
+    });
+    expect(await retry({ refs: ["evt-admin/big-ticket.thank-you"] })).toEqual({
+      status: 409,
+      body: { error: "nothing to retry: none of those follow-ups has failed" },
+    });
+    expect((await retry({ refs: ["nope/nope"] })).status).toBe(400);
 
     const erased = await call(p, "POST", "/admin/v1/customers/cus-admin/erase", { token: ALICE });
     expect(erased.status).toBe(200);
@@ -136,6 +153,8 @@ describe("the admin API", () => {
     expect(
       await keysHolding(p.redis, p.prefix, ["cus-admin", "admin.customer@example.com"]),
     ).toEqual([]);
+    // Counted by the worker that erased, as an erasure by event is.
+    expect(await p.worker?.metrics.registry.metrics()).toContain("followups_erasures_total 1");
 
     const audit = await call(p, "GET", "/admin/v1/audit", { token: ALICE });
     expect(

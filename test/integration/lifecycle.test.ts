@@ -306,6 +306,10 @@ describe("refunds racing purchases", () => {
     expect((await p.events.getJob("ref-eur"))?.failedReason).toBe(
       "refund ref-eur is in EUR but order ord-cur was paid in GBP",
     );
+    // Counted and said, not only left in the failed set.
+    expect(await p.worker?.metrics.registry.metrics()).toContain(
+      "followups_refunds_refused_total 1",
+    );
     await p.publisher.publish({
       type: "purchase.refunded",
       id: "ref-gbp",

@@ -837,5 +837,6 @@ describe("followups erase", () => {
     );
     const history = new CustomerHistoryStore(p.redis, p.prefix);
     expect(await history.purchasesOf("cus-gone")).toEqual([]);
+    expect(await p.worker?.metrics.registry.metrics()).toContain("followups_erasures_total 1");
   });
 });
