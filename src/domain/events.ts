@@ -97,7 +97,7 @@ export function normalizePhone(raw: string): string | undefined {
 
 const phone = z
   .string({ error: "expected a phone number in international format, such as +14155550123" })
-  .max(40)
+  .max(40, { error: "expected a phone number of at most 40 characters" })
   .transform((raw, ctx) => {
     const parsed = parsePhoneNumberFromString(raw.trim());
     if (!parsed?.isValid()) {
@@ -118,9 +118,10 @@ const currency = z
       `expected an ISO 4217 currency code such as EUR or USD, got ${JSON.stringify(issue.input)}`,
   });
 
-const decimalAmount = z.union([z.number(), z.string().max(32)], {
-  error: "expected a non-negative decimal amount such as 19.99 (a number or a decimal string)",
-});
+const decimalAmount = z.union(
+  [z.number(), z.string().max(32, { error: "expected a decimal amount of at most 32 characters" })],
+  { error: "expected a non-negative decimal amount such as 19.99 (a number or a decimal string)" },
+);
 
 /** Channels a customer can be reached on; also what `customer.unsubscribed` names. */
 export const CHANNELS = ["email", "sms", "voice"] as const;
@@ -136,17 +137,20 @@ const customer = z.object({
   name: boundedText(200, "the customer's name").optional(),
   email: z
     .email({ error: "expected an email address such as ana@example.com" })
-    .max(254)
+    .max(254, { error: "expected an email address of at most 254 characters" })
     .optional(),
   phone: phone.optional(),
   timezone: timeZone.optional(),
   locale: locale.optional(),
   consent: z
-    .object({
-      email: z.boolean({ error: "expected true or false" }).optional(),
-      sms: z.boolean({ error: "expected true or false" }).optional(),
-      voice: z.boolean({ error: "expected true or false" }).optional(),
-    })
+    .object(
+      {
+        email: z.boolean({ error: "expected true or false" }).optional(),
+        sms: z.boolean({ error: "expected true or false" }).optional(),
+        voice: z.boolean({ error: "expected true or false" }).optional(),
+      },
+      { error: 'expected consent as an object such as {"email": true}' },
+    )
     .optional(),
 });
 

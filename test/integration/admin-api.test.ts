@@ -132,7 +132,10 @@ describe("the admin API", () => {
     // Nothing to retry is a conflict, as `followups failed --retry` exits 1; a malformed
     // reference is a bad request.
     const retry = (body?: unknown) =>
-      call(p, "POST", "/admin/v1/failed/retry", { token: ALICE, ...(body && { body }) });
+      call(p, "POST", "/admin/v1/failed/retry", {
+        token: ALICE,
+        ...(body === undefined ? {} : { body }),
+      });
     expect(await retry()).toEqual({
       status: 409,
       body: { error: "nothing to retry: no failed follow-ups" },

@@ -110,6 +110,24 @@ describe("valid events of all three types", () => {
     expect(parsed(base)).toEqual({ ...base, amount: undefined });
   });
 
+  it("a value over its length limit, or consent that is not an object, is named in words", () => {
+    expect(
+      problemsOf(
+        withRaw((event) => {
+          event.total.amount = "1".repeat(33);
+          event.customer.phone = `+44${"7".repeat(38)}`;
+          event.customer.email = `${"a".repeat(60)}@${"b".repeat(200)}.example`;
+          (event.customer as JsonObject).consent = null;
+        }),
+      ),
+    ).toEqual([
+      "customer.email: expected an email address of at most 254 characters",
+      "customer.phone: expected a phone number of at most 40 characters",
+      'customer.consent: expected consent as an object such as {"email": true}',
+      "total.amount: expected a decimal amount of at most 32 characters",
+    ]);
+  });
+
   it("a partial refund with too many decimals is refused at amount.amount", () => {
     expect(
       problemsOf({
