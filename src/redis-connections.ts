@@ -7,6 +7,7 @@ import {
   connectWithin,
   createRedisClient,
   type RedisClient,
+  tellingConnectError,
 } from "./store/redis-client.js";
 
 /**
@@ -48,7 +49,7 @@ export async function connectRedis(
   // first error says why (ECONNREFUSED …), where the rejection says only "Connection is closed".
   let first: Error | undefined;
   const quiet = (error: Error) => {
-    first ??= error;
+    first = tellingConnectError(first, error);
   };
   redis.on("error", quiet);
   // A cluster whose nodes were never joined will not become one by waiting.

@@ -12,6 +12,7 @@ import {
   ENV_CONNECTION,
   type RedisClient,
   redisNodesName,
+  tellingConnectError,
 } from "../store/redis-client.js";
 import { moveRefusal, startRefusal, storedShardCount } from "../store/shards.js";
 import { CommandError } from "./io.js";
@@ -57,7 +58,7 @@ export async function commandConnection(
   });
   let failure: Error | undefined;
   redis.on("error", (error: Error) => {
-    failure ??= error;
+    failure = tellingConnectError(failure, error);
   });
   // A cluster whose nodes were never joined will not become one by waiting.
   const unjoined = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL, names, false));

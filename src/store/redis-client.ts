@@ -217,13 +217,29 @@ export async function connectWithin(
   }
 }
 
+/** An error of ioredis's reply parser: what answered does not speak RESP. */
+function isProtocolError(error: Error): boolean {
+  return /Unknown RESP type|Protocol error/.test(error.message);
+}
+
+/**
+ * The error that says best why connecting failed, of the one kept so far and a new one: the
+ * first, unless a later one shows that what answers is not Redis (a server that answers in its
+ * own protocol and hangs up gives a write EPIPE or a reset beside the parse error, in either
+ * order).
+ */
+export function tellingConnectError(kept: Error | undefined, next: Error): Error {
+  if (!kept) return next;
+  return !isProtocolError(kept) && isProtocolError(next) ? next : kept;
+}
+
 /**
  * Why a connection to `url` failed, in an operator's words where ioredis's own are about its
  * internals: something other than Redis answering (its reply fails to parse as RESP), or a TLS
  * connection (`rediss://`) to a port that does not speak TLS.
  */
 export function connectFailureText(error: Error, url: string): string {
-  if (/Unknown RESP type|Protocol error/.test(error.message))
+  if (isProtocolError(error))
     return "what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port";
   if (
     url.trim().startsWith("rediss:") &&

@@ -1,5 +1,4 @@
 import { execFile } from "node:child_process";
-import { createServer as createHttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
@@ -115,21 +114,20 @@ it("gives up on a Redis that accepts connections but never answers, in one line"
 }, 40_000);
 
 it("says so when what answers is not Redis", async () => {
-  const http = createHttpServer((_request, response) => response.end("hello"));
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  try {
-    const port = (http.address() as AddressInfo).port;
-    const result = await cli(`redis://127.0.0.1:${port}`, [
-      "schedule",
-      "--config",
-      SHIPPED_CONFIG_DIR,
-    ]);
-    expect([result.code, result.stdout]).toEqual([1, ""]);
-    expect(result.stderr).toBe(
-      "cannot reach Redis at REDIS_URL: what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port\n",
-    );
-  } finally {
-    http.closeAllConnections();
-    await new Promise<void>((resolve) => http.close(() => resolve()));
-  }
+  // A mail server's port given by mistake: it greets in its own protocol and waits.
+  silent = createServer((socket) => {
+    sockets.push(socket);
+    socket.write("220 mail.shop.example ESMTP ready\r\n");
+  });
+  await new Promise<void>((resolve) => silent?.listen(0, "127.0.0.1", resolve));
+  const port = (silent.address() as AddressInfo).port;
+  const result = await cli(`redis://127.0.0.1:${port}`, [
+    "schedule",
+    "--config",
+    SHIPPED_CONFIG_DIR,
+  ]);
+  expect([result.code, result.stdout]).toEqual([1, ""]);
+  expect(result.stderr).toBe(
+    "cannot reach Redis at REDIS_URL: what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port\n",
+  );
 });
