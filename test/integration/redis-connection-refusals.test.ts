@@ -84,9 +84,15 @@ it("refuses a database number the Redis does not have, instead of using database
   }
 });
 
-it("gives up on a Redis that accepts connections but never answers, in one line", async () => {
-  // Something listening that never replies: a stopped or overloaded Redis looks like this.
-  silent = createServer((socket) => sockets.push(socket));
+/**
+ * A loopback server that is not Redis: it accepts connections, writes `greeting` (if any) and
+ * never answers. `schedule` against it: exit 1, nothing on stdout; its stderr and time taken.
+ */
+async function scheduleAgainst(greeting?: string) {
+  silent = createServer((socket) => {
+    sockets.push(socket);
+    if (greeting) socket.write(greeting);
+  });
   await new Promise<void>((resolve) => silent?.listen(0, "127.0.0.1", resolve));
   const port = (silent.address() as AddressInfo).port;
   const result = await cli(`redis://127.0.0.1:${port}`, [
@@ -95,8 +101,14 @@ it("gives up on a Redis that accepts connections but never answers, in one line"
     SHIPPED_CONFIG_DIR,
   ]);
   expect([result.code, result.stdout]).toEqual([1, ""]);
-  expect(result.stderr).toBe("cannot reach Redis at REDIS_URL: no ready answer within 10 s\n");
-  expect(result.ms).toBeLessThan(25_000);
+  return { port, stderr: result.stderr, ms: result.ms };
+}
+
+it("gives up on a Redis that accepts connections but never answers, in one line", async () => {
+  // Something listening that never replies: a stopped or overloaded Redis looks like this.
+  const { port, stderr, ms } = await scheduleAgainst();
+  expect(stderr).toBe("cannot reach Redis at REDIS_URL: no ready answer within 10 s\n");
+  expect(ms).toBeLessThan(25_000);
 
   // A worker waits for such a Redis (it may be loading its data), but says that it is waiting.
   pipeline = await startPipeline("silent-redis", { startWorker: false });
@@ -115,19 +127,8 @@ it("gives up on a Redis that accepts connections but never answers, in one line"
 
 it("says so when what answers is not Redis", async () => {
   // A mail server's port given by mistake: it greets in its own protocol and waits.
-  silent = createServer((socket) => {
-    sockets.push(socket);
-    socket.write("220 mail.shop.example ESMTP ready\r\n");
-  });
-  await new Promise<void>((resolve) => silent?.listen(0, "127.0.0.1", resolve));
-  const port = (silent.address() as AddressInfo).port;
-  const result = await cli(`redis://127.0.0.1:${port}`, [
-    "schedule",
-    "--config",
-    SHIPPED_CONFIG_DIR,
-  ]);
-  expect([result.code, result.stdout]).toEqual([1, ""]);
-  expect(result.stderr).toBe(
+  const { stderr } = await scheduleAgainst("220 mail.shop.example ESMTP ready\r\n");
+  expect(stderr).toBe(
     "cannot reach Redis at REDIS_URL: what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port\n",
   );
 });
