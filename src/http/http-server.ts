@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import formbody from "@fastify/formbody";
 import {
   type FastifyBaseLogger,
@@ -46,6 +47,22 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   });
 
   app.register(formbody);
+  // JSON is UTF-8 (RFC 8259): a body with bytes that are not is refused, where the default parser
+  // would put U+FFFD in their place and store a name the customer never had.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    const bytes = body as Buffer;
+    if (!isUtf8(bytes))
+      return done(Object.assign(new Error(NOT_UTF8), { statusCode: 400, code: NOT_UTF8 }));
+    const text = bytes.toString("utf8");
+    parseJson(request, text, (error, value) => {
+      // Valid JSON refused all the same: a __proto__ or constructor.prototype key (poisoning).
+      if (error && parsesAsJson(text))
+        return done(Object.assign(new Error(POISONED), { statusCode: 400, code: POISONED }));
+      done(error, value);
+    });
+  });
 
   app.addHook("onSend", async (_request, reply, payload) => {
     reply.header("x-content-type-options", "nosniff");
@@ -264,8 +281,23 @@ function statusOf(error: unknown): number {
   return typeof status === "number" && status >= 400 && status < 600 ? status : 500;
 }
 
-/** Fastify's own 4xx messages, reworded; none of them echoes the body. */
+/** The codes of a JSON body that is not UTF-8, and of one with a poisoning key (the parser above). */
+const NOT_UTF8 = "FU_BODY_NOT_UTF8";
+const POISONED = "FU_BODY_POISONED";
+
+function parsesAsJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Fastify's own 4xx messages (and the parser's above), reworded; none of them echoes the body. */
 const CLIENT_ERRORS: Record<string, string> = {
+  [NOT_UTF8]: "the body is not valid UTF-8",
+  [POISONED]: "the body holds a __proto__ or constructor.prototype key, which is refused",
   FST_ERR_CTP_INVALID_JSON_BODY: "the body is not valid JSON",
   FST_ERR_CTP_EMPTY_JSON_BODY: "the body is empty; expected a JSON event",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported Content-Type",

@@ -133,7 +133,7 @@ function postEvent(harness: Harness, body: unknown, authorization = `Bearer ${AP
     method: "POST",
     url: "/v1/events",
     headers: { "content-type": "application/json", authorization },
-    payload: typeof body === "string" ? body : JSON.stringify(body),
+    payload: typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
   });
 }
 
@@ -230,6 +230,37 @@ describe("POST /v1/events", () => {
     expect(response.statusCode).toBe(400);
     expect(response.json()).toEqual({ error: "the body is not valid JSON" });
     expect(harness.calls.events).toEqual([]);
+  });
+
+  it("answers 400 for a body that is not UTF-8, or holds a prototype-poisoning key", async () => {
+    const harness = startServer();
+    // A name with two bytes no UTF-8 text has: refused, not stored with U+FFFD in their place.
+    const text = JSON.stringify(purchase());
+    const at = text.indexOf('"name"');
+    const bytes = Buffer.concat([
+      Buffer.from(text.slice(0, at + 8)),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from(text.slice(at + 8)),
+    ]);
+    const response = await postEvent(harness, bytes);
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toEqual({ error: "the body is not valid UTF-8" });
+    const poisoned = await postEvent(
+      harness,
+      `{"__proto__": {"x": 1}, "type": "purchase.completed"}`,
+    );
+    expect(poisoned.statusCode).toBe(400);
+    expect(poisoned.json()).toEqual({
+      error: "the body holds a __proto__ or constructor.prototype key, which is refused",
+    });
+    expect(harness.calls.events).toEqual([]);
+    // Valid UTF-8 beyond ASCII is taken as it is.
+    const named = purchase("evt-utf8");
+    const accepted = await postEvent(harness, {
+      ...named,
+      customer: { ...named.customer, name: "Zoë Šimić" },
+    });
+    expect(accepted.statusCode).toBe(202);
   });
 
   it("answers 415 for another content type", async () => {
