@@ -75,7 +75,8 @@ const isLocale = remembered((value) => {
 
 const timeZone = z
   .string({ error: "expected an IANA time zone name such as Europe/Berlin" })
-  .max(64)
+  // One problem for an over-long name, not also "not a time zone" for the same value.
+  .max(64, { error: "expected an IANA time zone name of at most 64 characters", abort: true })
   .refine(isKnownZone, {
     error: (issue) =>
       `expected an IANA time zone name such as Europe/Berlin, got ${JSON.stringify(issue.input)}`,
@@ -354,6 +355,16 @@ export interface ParseEventOptions {
  * a lifetime of decades.
  */
 export function parseEvent(input: unknown, options: ParseEventOptions = {}): EventParseResult {
+  if (input === null || typeof input !== "object" || Array.isArray(input))
+    return {
+      ok: false,
+      problems: [
+        {
+          path: "",
+          message: `expected one event, a JSON object with a type; got ${Array.isArray(input) ? "a list (send events one at a time)" : input === null ? "null" : `a ${typeof input}`}`,
+        },
+      ],
+    };
   const result = eventSchema.safeParse(input);
   const problems = result.success ? [] : result.error.issues.map(toProblem);
   const future = options.now && futureProblem(input, options.now);

@@ -118,11 +118,13 @@ describe("valid events of all three types", () => {
           event.customer.phone = `+44${"7".repeat(38)}`;
           event.customer.email = `${"a".repeat(60)}@${"b".repeat(200)}.example`;
           (event.customer as JsonObject).consent = null;
+          event.customer.timezone = `Europe/${"B".repeat(60)}`;
         }),
       ),
     ).toEqual([
       "customer.email: expected an email address of at most 254 characters",
       "customer.phone: expected a phone number of at most 40 characters",
+      "customer.timezone: expected an IANA time zone name of at most 64 characters",
       'customer.consent: expected consent as an object such as {"email": true}',
       "total.amount: expected a decimal amount of at most 32 characters",
     ]);
@@ -174,8 +176,13 @@ describe("valid events of all three types", () => {
     expect(problemsOf({ ...purchaseInput(), type: "purchase.cancelled" })).toEqual([
       "type: expected type to be purchase.completed, purchase.refunded, customer.unsubscribed or customer.erased",
     ]);
-    expect(problemsOf(null)).toEqual([
-      ": expected type to be purchase.completed, purchase.refunded, customer.unsubscribed or customer.erased",
+    // Not an object at all: said as such, a list (a file's worth, say) too.
+    expect(problemsOf(null)).toEqual([": expected one event, a JSON object with a type; got null"]);
+    expect(problemsOf([purchaseInput()])).toEqual([
+      ": expected one event, a JSON object with a type; got a list (send events one at a time)",
+    ]);
+    expect(problemsOf("purchase.completed")).toEqual([
+      ": expected one event, a JSON object with a type; got a string",
     ]);
   });
 });
