@@ -1,9 +1,9 @@
 import type { RedisOptions } from "ioredis";
 import { StartupError } from "./startup-error.js";
 import {
-  clusterMismatch,
   clusterRefusal,
   connectFailureText,
+  connectionMismatch,
   connectWithin,
   createRedisClient,
   type RedisClient,
@@ -71,7 +71,7 @@ export async function connectRedis(
   } finally {
     clearTimeout(slow);
   }
-  const mismatch = await clusterMismatch(redis);
+  const mismatch = await connectionMismatch(redis);
   if (mismatch) {
     redis.disconnect();
     throw new StartupError(mismatch);

@@ -4,9 +4,9 @@ import { defaultRedisUrl } from "../embedded-redis.js";
 import { olderLayoutRemains } from "../store/key-layout.js";
 import {
   type ConnectionNames,
-  clusterMismatch,
   clusterRefusal,
   connectFailureText,
+  connectionMismatch,
   connectWithin,
   createRedisClient,
   ENV_CONNECTION,
@@ -80,7 +80,7 @@ export async function commandConnection(
         : `${redisNodesName(env.REDIS_URL)} (${redisSource})`;
     throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
   }
-  const mismatch = await clusterMismatch(redis, names);
+  const mismatch = await connectionMismatch(redis, names);
   if (mismatch) {
     redis.disconnect();
     throw new CommandError(mismatch);

@@ -17,7 +17,9 @@ const boundedText = (max: number, what: string) =>
     .min(1, { error: `expected ${what}, got an empty string` })
     .max(max, { error: `expected ${what} of at most ${max} characters` });
 
-const id = (what: string) => boundedText(200, what);
+/** The longest id an event carries (event, order, customer, store ids and SKUs). */
+export const MAX_ID_LENGTH = 200;
+const id = (what: string) => boundedText(MAX_ID_LENGTH, what);
 /** An item's quantity: at least one, at most 100,000 of it in one order. */
 const QUANTITY = "expected a whole number of items from 1 to 100000";
 

@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
-import { type Channel, normalizePhone } from "../domain/events.js";
+import { type Channel, MAX_ID_LENGTH, normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -55,9 +55,6 @@ function oneLine(text: string | undefined): string | undefined {
   const line = text === undefined ? undefined : plainText(text);
   return line || undefined;
 }
-
-/** Longest id an event carries (events.ts): a longer one names nothing stored. */
-const MAX_ID_LENGTH = 200;
 
 /**
  * An order or customer id as an operator gave it, as intake stores ids: without surrounding

@@ -118,9 +118,9 @@ export const ENV_CONNECTION: ConnectionNames = {
 /**
  * Why a client cannot work with the server it reached, or undefined: cluster mode against a
  * single Redis, or a cluster node used as a single Redis (keys of other nodes would fail with
- * MOVED at random).
+ * MOVED at random), or a database number the single Redis does not have.
  */
-export async function clusterMismatch(
+export async function connectionMismatch(
   redis: RedisClient,
   names: ConnectionNames = ENV_CONNECTION,
 ): Promise<string | undefined> {
