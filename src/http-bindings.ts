@@ -1,8 +1,8 @@
 import type { Worker } from "bullmq";
 import type { DateTime } from "luxon";
 import type { AdminToken } from "./config/env.js";
-import { eventFingerprint } from "./domain/event-fingerprint.js";
-import { customerOfEvent, parseEvent } from "./domain/events.js";
+import { eventFingerprints } from "./domain/event-fingerprint.js";
+import { customerOfEvent, type FollowUpEvent, parseEvent } from "./domain/events.js";
 import {
   type AdminApi,
   type AdminRequest,
@@ -48,14 +48,17 @@ export function acceptEventWith(deps: {
   return async (input) => {
     try {
       const parsed = parseEvent(input, { now: deps.clock() });
-      const fingerprint = parsed.ok ? eventFingerprint(parsed.event) : "";
-      const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;
-      const { eventIds } =
-        customerId === undefined ? deps.shards.of(0) : deps.shards.ofCustomer(customerId);
-      const conflicts = async (id: string) =>
-        (await eventIds.conflicts(id, fingerprint)) ||
-        ((await deps.deploymentIds?.conflicts(id, fingerprint)) ?? false);
-      if (parsed.ok && (await conflicts(parsed.event.id))) {
+      const conflicts = async (event: FollowUpEvent) => {
+        const customerId = customerOfEvent(event);
+        const { eventIds } =
+          customerId === undefined ? deps.shards.of(0) : deps.shards.ofCustomer(customerId);
+        const fingerprints = eventFingerprints(event);
+        return (
+          (await eventIds.conflicts(event.id, fingerprints)) ||
+          ((await deps.deploymentIds?.conflicts(event.id, fingerprints)) ?? false)
+        );
+      };
+      if (parsed.ok && (await conflicts(parsed.event))) {
         deps.metrics.eventsIdReused.inc();
         return { ok: false, reusedId: parsed.event.id };
       }

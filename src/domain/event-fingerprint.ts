@@ -1,16 +1,47 @@
 import { hash } from "node:crypto";
-import type { FollowUpEvent } from "./events.js";
+import { type FollowUpEvent, instantMillis } from "./events.js";
 
 /**
  * What makes two events with one id the same event: the SHA-256 of the validated event (contract
- * v1, unknown keys dropped, values as the worker reads them), so a re-published event matches
- * itself whatever its key order, spacing or extra fields, and an id reused for other content does
- * not. 11 base64url characters (66 bits: an id reused for other content goes unnoticed with a
- * chance of one in 10^19), kept with every purchase's record. Key layout 4 and before kept 22
- * characters of the same hash: see fingerprintMatches.
+ * v1, unknown keys dropped, values as the worker reads them) with its `occurredAt` written as UTC
+ * with milliseconds, so a re-published event matches itself whatever its key order, spacing, extra
+ * fields or way of writing its instant (`…T10:00:00Z`, `…T10:00:00.000Z` and `…T11:00:00+01:00`
+ * are one time), and an id reused for other content does not. 11 base64url characters (66 bits:
+ * an id reused for other content goes unnoticed with a chance of one in 10^19), kept with every
+ * purchase's record. Key layout 4 and before kept 22 characters of the same hash: see
+ * fingerprintMatches; versions before 6 December 2026 hashed `occurredAt` as written: see
+ * eventFingerprints.
  */
 export function eventFingerprint(event: FollowUpEvent): string {
-  return hash("sha256", eventJson(event), "base64url").slice(0, 11);
+  return fingerprintOf(canonicalJson(event));
+}
+
+/**
+ * An event's fingerprints: the one to keep first (eventFingerprint), then the one versions before
+ * 6 December 2026 kept for it, when that differs (its `occurredAt` was not written as UTC with
+ * milliseconds), so that an event they recorded still matches itself when it is sent again as it
+ * was. Such an event sent again with its instant written another way is taken for other content:
+ * its earlier fingerprint cannot be made from another spelling.
+ */
+export type EventFingerprints = readonly [kept: string, ...earlier: string[]];
+
+export function eventFingerprints(event: FollowUpEvent): EventFingerprints {
+  const kept = eventFingerprint(event);
+  const asWritten = fingerprintOf(eventJson(event));
+  return asWritten === kept ? [kept] : [kept, asWritten];
+}
+
+function fingerprintOf(json: string): string {
+  return hash("sha256", json, "base64url").slice(0, 11);
+}
+
+/** The event's JSON with its instant as UTC with milliseconds (the same text when it was so). */
+function canonicalJson(event: FollowUpEvent): string {
+  const utc = new Date(instantMillis(event.occurredAt)).toISOString();
+  // The spread keeps the key order, so `occurredAt` stays where it was.
+  return utc === event.occurredAt
+    ? eventJson(event)
+    : JSON.stringify({ ...event, occurredAt: utc });
 }
 
 const jsonOfEvents = new WeakMap<FollowUpEvent, string>();
@@ -30,9 +61,9 @@ export function eventJson(event: FollowUpEvent): string {
 }
 
 /**
- * Whether a kept fingerprint is this event's: the same, or one of 22 characters kept by key
+ * Whether a kept fingerprint is one of this event's: the same, or one of 22 characters kept by key
  * layout 4 and before that begins with it (record-purchase.lua and claim-event-id.lua compare so).
  */
-export function fingerprintMatches(kept: string, fingerprint: string): boolean {
-  return kept.startsWith(fingerprint);
+export function fingerprintMatches(kept: string, fingerprints: EventFingerprints): boolean {
+  return fingerprints.some((fingerprint) => kept.startsWith(fingerprint));
 }

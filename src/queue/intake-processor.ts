@@ -1,7 +1,7 @@
 import { DelayedError, type Job, type Queue, UnrecoverableError } from "bullmq";
 import { DateTime } from "luxon";
 import { redemptionLabel } from "../domain/discount-code.js";
-import { eventFingerprint } from "../domain/event-fingerprint.js";
+import { type EventFingerprints, eventFingerprints } from "../domain/event-fingerprint.js";
 import {
   CHANNELS,
   type Channel,
@@ -240,21 +240,21 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
       "followups.shard": deps.shard,
     });
     deps.metrics.eventsReceived.inc({ type: event.type });
-    const fingerprint = eventFingerprint(event);
+    const fingerprints = eventFingerprints(event);
     if (deps.deploymentIds) {
       const keepMs =
         event.type === "purchase.completed" ? deps.recordRetentionMs : REFUND_RETENTION_MS;
-      const claim = await deps.deploymentIds.claim(event.id, fingerprint, keepMs);
+      const claim = await deps.deploymentIds.claim(event.id, fingerprints, keepMs);
       if (claim === "conflict") throw reusedId(deps, event.id, job.id);
     }
     if (event.type !== "purchase.completed") {
       // Purchases claim their id together with the customer's history (schedulePurchase).
-      const claim = await deps.eventIds.claim(event.id, fingerprint, REFUND_RETENTION_MS);
+      const claim = await deps.eventIds.claim(event.id, fingerprints, REFUND_RETENTION_MS);
       if (claim === "conflict") throw reusedId(deps, event.id, job.id);
     }
     switch (event.type) {
       case "purchase.completed": {
-        const { summary, attribution } = await schedulePurchase(event, fingerprint, deps, job.id);
+        const { summary, attribution } = await schedulePurchase(event, fingerprints, deps, job.id);
         // A purchase of an erased customer is dropped whole: its order redeems nothing either.
         const redeemed = summary.erased ? [] : await redeemCodes(event, deps);
         // A purchase returned before it arrived (or erased) brought no one back.
@@ -505,7 +505,7 @@ function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): Unrecovera
  */
 async function schedulePurchase(
   event: PurchaseCompleted,
-  fingerprint: string,
+  fingerprints: EventFingerprints,
   deps: IntakeDeps,
   jobId?: string,
 ): Promise<{ summary: IntakeSummary; attribution?: PurchaseAttribution }> {
@@ -538,14 +538,14 @@ async function schedulePurchase(
     );
   if (refunded.full) {
     // Claimed although nothing is planned: another event under this id later is refused.
-    const claim = await deps.eventIds.claim(event.id, fingerprint, deps.recordRetentionMs);
+    const claim = await deps.eventIds.claim(event.id, fingerprints, deps.recordRetentionMs);
     if (claim === "conflict") throw reusedId(deps, event.id, jobId);
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { summary: { type: event.type, planned: 0, scheduled: 0, skipped: 0, refunded: true } };
   }
   const recorded = await deps.history.recordPurchase(
     event,
-    fingerprint,
+    fingerprints,
     HISTORY_RETENTION_MS,
     deps.recordRetentionMs,
   );

@@ -1,5 +1,6 @@
 import { customerHash } from "../domain/address-hash.js";
 import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison.js";
+import type { EventFingerprints } from "../domain/event-fingerprint.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
 import { checkInField, hourRetentionMs } from "./delivery-ledger.js";
@@ -102,7 +103,7 @@ export class CustomerHistoryStore {
    */
   async recordPurchase(
     event: PurchaseCompleted,
-    fingerprint: string,
+    fingerprints: EventFingerprints,
     keepCustomerMs: number,
     keepEventMs: number,
   ): Promise<
@@ -111,19 +112,28 @@ export class CustomerHistoryStore {
     | { erased: true }
   > {
     const customerId = event.customer.id;
-    const [count, last, firstSeen, lastSent, checkIns, prune] = await this.redis.fuRecordPurchase(
-      this.keys.eventRecord(event.id),
-      this.keys.customerHistory(customerId),
-      await this.erasureKey(customerId),
-      this.keys.lastSent(customerId),
-      this.keys.checkIns(customerId),
-      new Date(event.occurredAt).toISOString(),
-      keepCustomerMs,
-      keepEventMs,
-      fingerprint,
-      event.id,
-      Date.parse(event.occurredAt),
-    );
+    const erasure = await this.erasureKey(customerId);
+    const recordWith = (fingerprint: string) =>
+      this.redis.fuRecordPurchase(
+        this.keys.eventRecord(event.id),
+        this.keys.customerHistory(customerId),
+        erasure,
+        this.keys.lastSent(customerId),
+        this.keys.checkIns(customerId),
+        new Date(event.occurredAt).toISOString(),
+        keepCustomerMs,
+        keepEventMs,
+        fingerprint,
+        event.id,
+        Date.parse(event.occurredAt),
+      );
+    let answer = await recordWith(fingerprints[0]);
+    // A conflict changed nothing: an earlier fingerprint of the event's may be the one kept (rare).
+    for (const earlier of fingerprints.slice(1)) {
+      if (answer[0] !== -1) break;
+      answer = await recordWith(earlier);
+    }
+    const [count, last, firstSeen, lastSent, checkIns, prune] = answer;
     if (count === -1) return { conflict: true };
     if (count === -2) return { erased: true };
     if (prune === 1) await this.dropEndedPurchases(customerId);

@@ -1,4 +1,4 @@
-import { fingerprintMatches } from "../domain/event-fingerprint.js";
+import { type EventFingerprints, fingerprintMatches } from "../domain/event-fingerprint.js";
 import { prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -22,19 +22,24 @@ export class EventIdRegistry {
   }
 
   /** Claims the id for a refund or opt-out event (purchases claim it with their history). */
-  async claim(eventId: string, fingerprint: string, keepMs: number): Promise<EventIdClaim> {
-    const answer = await this.redis.fuClaimEventId(
-      this.keys.eventRecord(eventId),
-      fingerprint,
-      keepMs,
-    );
-    return answer === 1 ? "first" : answer === 0 ? "repeat" : "conflict";
+  async claim(
+    eventId: string,
+    fingerprints: EventFingerprints,
+    keepMs: number,
+  ): Promise<EventIdClaim> {
+    const key = this.keys.eventRecord(eventId);
+    // The kept fingerprint first; an earlier one of the event's only when that conflicts (rare).
+    for (const fingerprint of fingerprints) {
+      const answer = await this.redis.fuClaimEventId(key, fingerprint, keepMs);
+      if (answer !== -1) return answer === 1 ? "first" : "repeat";
+    }
+    return "conflict";
   }
 
   /** Whether the id was used for an event with another fingerprint. */
-  async conflicts(eventId: string, fingerprint: string): Promise<boolean> {
+  async conflicts(eventId: string, fingerprints: EventFingerprints): Promise<boolean> {
     const stored = await this.redis.hget(this.keys.eventRecord(eventId), "f");
-    return stored !== null && !fingerprintMatches(stored, fingerprint);
+    return stored !== null && !fingerprintMatches(stored, fingerprints);
   }
 }
 
@@ -56,13 +61,17 @@ export class DeploymentEventIds {
   }
 
   /** Claims the id for an event's content, kept `keepMs`; a repeat or a conflict if it was taken. */
-  async claim(eventId: string, fingerprint: string, keepMs: number): Promise<EventIdClaim> {
+  async claim(
+    eventId: string,
+    fingerprints: EventFingerprints,
+    keepMs: number,
+  ): Promise<EventIdClaim> {
     const key = this.keys.eventIdClaim(eventId);
     for (;;) {
-      if ((await this.redis.set(key, fingerprint, "PX", keepMs, "NX")) === "OK") return "first";
+      if ((await this.redis.set(key, fingerprints[0], "PX", keepMs, "NX")) === "OK") return "first";
       const stored = await this.redis.get(key);
       // Expired between the two commands: claim it again.
-      if (stored !== null) return fingerprintMatches(stored, fingerprint) ? "repeat" : "conflict";
+      if (stored !== null) return fingerprintMatches(stored, fingerprints) ? "repeat" : "conflict";
     }
   }
 
@@ -72,8 +81,8 @@ export class DeploymentEventIds {
   }
 
   /** Whether the id was claimed for an event with another fingerprint. */
-  async conflicts(eventId: string, fingerprint: string): Promise<boolean> {
+  async conflicts(eventId: string, fingerprints: EventFingerprints): Promise<boolean> {
     const stored = await this.redis.get(this.keys.eventIdClaim(eventId));
-    return stored !== null && !fingerprintMatches(stored, fingerprint);
+    return stored !== null && !fingerprintMatches(stored, fingerprints);
   }
 }

@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runReport } from "../../src/cli/report-command.js";
-import { eventFingerprint } from "../../src/domain/event-fingerprint.js";
+import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import { countReturnAfterCheckIns } from "../../src/queue/check-in-comparison.js";
 import { HISTORY_RETENTION_MS } from "../../src/queue/intake-processor.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
@@ -135,7 +135,7 @@ describe("repeat purchases after a check-in, against customers due one who did n
     const shard = p.stores.of(p.shardOfCustomer(who.s2.id));
     const again = await shard.history.recordPurchase(
       replay,
-      eventFingerprint(replay),
+      eventFingerprints(replay),
       HISTORY_RETENTION_MS,
       86_400_000,
     );

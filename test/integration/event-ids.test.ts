@@ -90,6 +90,43 @@ describe.each([1, 4])("an event id used again, %i shard(s)", (shards) => {
     expect((await p.store.loadEvent("evt-shared"))?.customer.id).toBe("cus-first");
   });
 
+  it("for the same event with its instant written another way is the same event; a millisecond later is another", async () => {
+    pipeline = await startPipeline("reused-instant", { shards });
+    const p = pipeline;
+    const first = tv("cus-first");
+    expect((await postEvent(p, first)).status).toBe(202);
+    expect((await finished(p, "evt-shared")).state).toBe("completed");
+    await (await p.events.getJob("evt-shared"))?.remove();
+
+    // tvAt is whole seconds in UTC ("…Z"); the same instant with milliseconds and with an offset.
+    const utc = DateTime.fromISO(tvAt, { zone: "utc" });
+    const withMillis = utc.toISO() ?? "";
+    const inBerlin = utc.setZone("Europe/Berlin").toISO({ suppressMilliseconds: true }) ?? "";
+    expect(inBerlin).not.toContain("Z");
+    for (const occurredAt of [withMillis, inBerlin]) {
+      expect((await postEvent(p, { ...first, occurredAt })).status).toBe(202);
+      expect((await finished(p, "evt-shared")).state).toBe("completed");
+      await (await p.events.getJob("evt-shared"))?.remove();
+    }
+    // Straight onto the queue too: a repeat, not a failed job.
+    await p.events.add(
+      "purchase.completed",
+      { ...first, occurredAt: inBerlin },
+      { jobId: "evt-shared" },
+    );
+    expect((await finished(p, "evt-shared")).state).toBe("completed");
+    await (await p.events.getJob("evt-shared"))?.remove();
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(0);
+
+    const later = utc.plus({ milliseconds: 1 }).toISO() ?? "";
+    expect((await postEvent(p, { ...first, occurredAt: later })).status).toBe(409);
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(1);
+    // One purchase, as first written, counted once.
+    expect((await p.store.loadEvent("evt-shared"))?.occurredAt).toBe(tvAt);
+    const shard = p.stores.of(p.shardOfCustomer("cus-first"));
+    expect(await shard.history.purchasesOf("cus-first")).toHaveLength(1);
+  });
+
   it("on the queue fails the job with the reason, and a refund under a purchase's id cancels nothing", async () => {
     pipeline = await startPipeline("reused-queue", { shards });
     const p = pipeline;

@@ -1,6 +1,8 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
+import { DeploymentEventIds, EventIdRegistry } from "../../src/store/event-ids.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
@@ -46,7 +48,7 @@ const purchaseKey = () => keys.purchase("evt-store");
 describe("the follow-up store", () => {
   it("keeps only the part of a purchase its timeline needs once its last step has ended, and a stale plan does not bring the rest back", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
     expect(await store.loadEvent("evt-store")).toEqual(event);
     // Reports' summary: from the whole purchase while a step is pending (no copy of it)…
@@ -99,7 +101,7 @@ describe("the follow-up store", () => {
       kind: "check-in",
       ruleId: "big-ticket",
     };
-    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 200 * DAY, [step(now), checkIn], now, 1);
 
     // The check-in still waits: sending the thank-you is not the purchase's last change.
@@ -147,7 +149,7 @@ describe("the follow-up store", () => {
     const id = "thank-you.thank-you";
     const graceEndsAt = now + 3_600_000;
     const read = async () => (await store.stepRecords("evt-store", [id])).get(id);
-    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [{ ...step(now), graceEndsAt }], now, 1);
     expect(await read()).toMatchObject({ state: "scheduled", dueAt: now, graceEndsAt });
     const replan = (dueAt: number, plannedDueAt: number, late?: number, generation = 2) =>
@@ -195,7 +197,7 @@ describe("the follow-up store", () => {
 
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 200 * DAY, [step(now + 100 * DAY)], now, 1);
     await store.schedule(event, now + 95 * DAY, [step(now + 100 * DAY)], now, 1);
     expect(await redis.pttl(recordKey())).toBeGreaterThan(199 * DAY);
@@ -206,7 +208,7 @@ describe("the follow-up store", () => {
 
   it("reads, trims and erases a purchase an earlier version kept in a key of its own", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await redis.set(purchaseKey(), encodePurchase(event), "PX", 100 * DAY);
     await store.schedule(event, now + 200 * DAY, [step(now)], now, 1);
     expect(await redis.hexists(recordKey(), "p0")).toBe(0);
@@ -232,7 +234,7 @@ describe("the follow-up store", () => {
 
   it("stops an event it holds, and leaves no key behind for one that expired", async () => {
     const now = Date.now();
-    await history.recordPurchase(event, "fp-1", 365 * DAY, 90 * DAY);
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now + DAY)], now, 1);
     await store.stopEvent("evt-store", "refunded: the order was refunded");
     const claim = await store.claim("evt-store", "thank-you.thank-you", now + DAY, 60_000);
@@ -251,12 +253,12 @@ describe("a customer's list of purchases", () => {
         occurredAt: new Date(Date.UTC(2026, 10, 1) + n * 60_000).toISOString(),
         customer: { id: "cus-many" },
       });
-    for (let n = 0; n < 110; n++) await history.recordPurchase(bought(n), `fp-${n}`, DAY, DAY);
+    for (let n = 0; n < 110; n++) await history.recordPurchase(bought(n), [`fp-${n}`], DAY, DAY);
     // The five oldest purchases' records have gone (their retention ended).
     for (let n = 0; n < 5; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
     expect(await history.purchasesOf("cus-many")).toHaveLength(110);
     // Past 120 fields, a purchase takes out the ended ones; older ones with records stay.
-    for (let n = 110; n < 125; n++) await history.recordPurchase(bought(n), `fp-${n}`, DAY, DAY);
+    for (let n = 110; n < 125; n++) await history.recordPurchase(bought(n), [`fp-${n}`], DAY, DAY);
     const listed = (await history.purchasesOf("cus-many")).map((p) => p.eventId);
     expect(listed).toHaveLength(120);
     expect(listed[0]).toBe("evt-many-124");
@@ -268,7 +270,47 @@ describe("a customer's list of purchases", () => {
     // whole on every purchase.
     expect(await redis.hget(keys.customerHistory("cus-many"), "pn")).toBe("232");
     for (let n = 5; n < 10; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
-    await history.recordPurchase(bought(125), "fp-125", DAY, DAY);
+    await history.recordPurchase(bought(125), ["fp-125"], DAY, DAY);
     expect(await history.purchasesOf("cus-many")).toHaveLength(121);
+  });
+});
+
+describe("an event recorded by a version that hashed its instant as written", () => {
+  // Written with an offset, the instant's spelling was part of the fingerprint before
+  // 6 December 2026; now the kept fingerprint is of UTC with milliseconds.
+  const sent = purchase({ id: "evt-earlier", occurredAt: "2026-11-23T11:00:00+01:00" });
+  const [kept, earlier = ""] = eventFingerprints(sent);
+  const another = purchase({
+    id: "evt-earlier",
+    occurredAt: "2026-11-23T11:00:00+01:00",
+    customer: { id: "cus-other" },
+  });
+
+  it("is the same event when sent again as it was: its history counts it once", async () => {
+    expect(earlier).not.toBe("");
+    const first = await history.recordPurchase(sent, [earlier], 365 * DAY, 90 * DAY);
+    expect(first).toMatchObject({ firstSeen: true });
+    const again = await history.recordPurchase(sent, eventFingerprints(sent), 365 * DAY, 90 * DAY);
+    expect(again).toMatchObject({ firstSeen: false, history: { previousPurchases: 0 } });
+    // The record keeps the fingerprint it was given first.
+    expect(await redis.hget(keys.eventRecord("evt-earlier"), "f")).toBe(earlier);
+    expect(
+      await history.recordPurchase(another, eventFingerprints(another), 365 * DAY, 90 * DAY),
+    ).toEqual({ conflict: true });
+  });
+
+  it("is the same event for the id claims of refunds and opt-outs and of the deployment", async () => {
+    const ids = new EventIdRegistry(redis, prefix);
+    expect(await ids.claim("evt-earlier", [earlier], DAY)).toBe("first");
+    expect(await ids.claim("evt-earlier", [kept, earlier], DAY)).toBe("repeat");
+    expect(await ids.conflicts("evt-earlier", [kept, earlier])).toBe(false);
+    expect(await ids.claim("evt-earlier", eventFingerprints(another), DAY)).toBe("conflict");
+    expect(await ids.conflicts("evt-earlier", eventFingerprints(another))).toBe(true);
+
+    const deployment = new DeploymentEventIds(redis, prefix);
+    expect(await deployment.claim("evt-earlier", [earlier], DAY)).toBe("first");
+    expect(await deployment.claim("evt-earlier", [kept, earlier], DAY)).toBe("repeat");
+    expect(await deployment.conflicts("evt-earlier", [kept, earlier])).toBe(false);
+    expect(await deployment.claim("evt-earlier", eventFingerprints(another), DAY)).toBe("conflict");
   });
 });

@@ -118,7 +118,7 @@ async function buy(shard: number) {
     items: [item("televisions", "899.00")],
   });
   const { store, history } = stores.of(shard);
-  await history.recordPurchase(event, `fp-${eventId}`, 365 * DAY, 120 * DAY);
+  await history.recordPurchase(event, [`fp-${eventId}`], 365 * DAY, 120 * DAY);
   await store.schedule(
     event,
     now + 120 * DAY,

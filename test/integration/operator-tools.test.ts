@@ -10,7 +10,7 @@ import { runFailed } from "../../src/cli/failed-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOrder } from "../../src/cli/order-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
-import { eventFingerprint } from "../../src/domain/event-fingerprint.js";
+import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { alertEmail } from "../../src/reports/owner-alert-email.js";
@@ -610,7 +610,7 @@ describe("followups erase", () => {
     // Intake's first step, its history (which starts the purchase's record), as a worker did it…
     const { history, store } = p.stores.of(p.shardOfCustomer("cus-race"));
     expect(
-      await history.recordPurchase(event, eventFingerprint(event), 86_400_000, 86_400_000),
+      await history.recordPurchase(event, eventFingerprints(event), 86_400_000, 86_400_000),
     ).toMatchObject({ firstSeen: true });
     // …when the customer is erased.
     const receipt = await json<ErasureReceipt>(p, (io) => runErase("cus-race", config(p), io));

@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import {
+  eventFingerprint,
+  eventFingerprints,
+  eventJson,
+  fingerprintMatches,
+} from "../../src/domain/event-fingerprint.js";
+import { type FollowUpEvent, parseEvent } from "../../src/domain/events.js";
+import { purchaseInput } from "../support/fixtures.js";
+
+function validated(input: Record<string, unknown>): FollowUpEvent {
+  const parsed = parseEvent(input);
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+  return parsed.event;
+}
+
+const at = (occurredAt: string) => validated(purchaseInput({ id: "evt-1", occurredAt }));
+
+describe("an event's fingerprint", () => {
+  it("is the same for one instant however it is written", () => {
+    const spellings = [
+      "2026-11-23T10:00:00Z",
+      "2026-11-23T10:00:00.000Z",
+      "2026-11-23T10:00:00+00:00",
+      "2026-11-23T11:00:00+01:00",
+      "2026-11-23T05:00:00.000-05:00",
+    ];
+    const fingerprints = new Set(spellings.map((text) => eventFingerprint(at(text))));
+    expect(fingerprints.size).toBe(1);
+  });
+
+  it("differs for another instant, even by a millisecond, and for other content", () => {
+    const base = eventFingerprint(at("2026-11-23T10:00:00Z"));
+    expect(eventFingerprint(at("2026-11-23T10:00:00.001Z"))).not.toBe(base);
+    expect(eventFingerprint(at("2026-11-23T10:00:00+01:00"))).not.toBe(base);
+    const otherCustomer = validated(
+      purchaseInput({ id: "evt-1", occurredAt: "2026-11-23T10:00:00Z", customer: { id: "c-2" } }),
+    );
+    expect(eventFingerprint(otherCustomer)).not.toBe(base);
+  });
+
+  it("comes with the one earlier versions kept when the instant was not written as UTC with milliseconds", () => {
+    // Written so, the event's JSON is what was hashed before: one fingerprint.
+    expect(eventFingerprints(at("2026-11-23T10:00:00.000Z"))).toHaveLength(1);
+    const event = at("2026-11-23T11:00:00+01:00");
+    const [kept, earlier] = eventFingerprints(event);
+    expect(kept).toBe(eventFingerprint(at("2026-11-23T10:00:00.000Z")));
+    expect(earlier).toBeDefined();
+    expect(earlier).not.toBe(kept);
+    // The earlier one is of the event as written (its JSON keeps the offset given).
+    expect(eventJson(event)).toContain('"occurredAt":"2026-11-23T11:00:00+01:00"');
+    expect(fingerprintMatches(earlier ?? "", eventFingerprints(event))).toBe(true);
+    // Key layout 4 and before kept 22 characters of the same hash.
+    expect(fingerprintMatches(`${kept}ABCDEFGHIJK`, eventFingerprints(event))).toBe(true);
+    expect(fingerprintMatches("AAAAAAAAAAA", eventFingerprints(event))).toBe(false);
+  });
+});
