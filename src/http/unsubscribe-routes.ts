@@ -35,6 +35,12 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): P
   app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
     done(null, body);
   });
+  // A valid link's POST unsubscribes whatever its body: JSON that does not parse is read as text
+  // (no scope named: every follow-up), where the server's parser would refuse the opt-out.
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+    done(null, jsonOrText(body as string));
+  });
 
   const languageOf = (request: FastifyRequest) =>
     pageLanguage((request.query as { lang?: unknown }).lang, request.headers["accept-language"]);
@@ -86,6 +92,14 @@ export async function unsubscribeRoutes(app: FastifyInstance, deps: HttpDeps): P
       unsubscribedPage(shopName, verified.channel, scope, languageOf(request)),
     );
   });
+}
+
+function jsonOrText(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return body;
+  }
 }
 
 function isOneClick(body: unknown): boolean {

@@ -299,7 +299,7 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
           throw error;
         }
       case "customer.unsubscribed": {
-        const channels = event.channels === "all" ? CHANNELS : event.channels;
+        const channels = event.channels === "all" ? CHANNELS : [...new Set(event.channels)];
         const scope = event.purposes?.includes("marketing") ? "marketing" : "all";
         await deps.feedback.unsubscribe(
           event.customerId,

@@ -458,6 +458,14 @@ describe("unsubscribe links", () => {
     expect(headers["referrer-policy"]).toBe("no-referrer");
   };
 
+  const postBody = (
+    harness: ReturnType<typeof startServer>,
+    url: string,
+    contentType: string,
+    payload: string,
+  ) =>
+    harness.app.inject({ method: "POST", url, headers: { "content-type": contentType }, payload });
+
   it("shows a confirmation page naming the shop and channel, and unsubscribes nobody", async () => {
     const harness = startServer();
     const url = unsubscribeUrl(PUBLIC_URL, UNSUBSCRIBE_SECRET, CUSTOMER, "sms");
@@ -484,12 +492,7 @@ describe("unsubscribe links", () => {
     const url = `/unsubscribe/${tokenFor("email")}`;
     // A page from before the two buttons posts no scope: everything stops, as it said.
     for (const payload of ["", "scope=all", "scope=marketing"]) {
-      const response = await harness.app.inject({
-        method: "POST",
-        url,
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        payload,
-      });
+      const response = await postBody(harness, url, "application/x-www-form-urlencoded", payload);
       expect(response.statusCode).toBe(200);
       expectHtmlHeaders(response.headers);
       expect(response.body).toContain("You are unsubscribed");
@@ -503,6 +506,22 @@ describe("unsubscribe links", () => {
       { customerId: CUSTOMER, channel: "email", source: "link", scope: "all" },
       { customerId: CUSTOMER, channel: "email", source: "link", scope: "all" },
       { customerId: CUSTOMER, channel: "email", source: "link", scope: "marketing" },
+    ]);
+  });
+
+  it("unsubscribes on a POST with a JSON body, also one that does not parse", async () => {
+    const harness = startServer();
+    const url = `/unsubscribe/${tokenFor("sms")}`;
+    for (const payload of ['{"scope": "marketing"}', '{"scope": "marketing"', "\u0000{]"]) {
+      const response = await postBody(harness, url, "application/json", payload);
+      expect(response.statusCode, payload).toBe(200);
+      expect(response.body).toContain("You are unsubscribed");
+    }
+    // A body that names no scope readably stops everything.
+    expect(harness.calls.unsubscribes).toEqual([
+      { customerId: CUSTOMER, channel: "sms", source: "link", scope: "marketing" },
+      { customerId: CUSTOMER, channel: "sms", source: "link", scope: "all" },
+      { customerId: CUSTOMER, channel: "sms", source: "link", scope: "all" },
     ]);
   });
 

@@ -142,7 +142,7 @@ describe("valid events of all three types", () => {
     ).toEqual(["amount.amount: JPY has 0 decimal places, got 10.5"]);
   });
 
-  it.each([[["sms"]], [["email", "voice"]], ["all"]])(
+  it.each([[["sms"]], [["email", "voice"]], ["all"], [["email", "sms", "email", "voice"]]])(
     "customer.unsubscribed from %j",
     (channels) => {
       const input = {
@@ -160,6 +160,10 @@ describe("valid events of all three types", () => {
     [["fax"], 'channels: expected "all" or a list of one or more of email, sms and voice'],
     ["none", 'channels: expected "all" or a list of one or more of email, sms and voice'],
     [[], "channels: expected at least one channel: email, sms or voice"],
+    [
+      Array.from({ length: 13 }, () => "email"),
+      'channels: expected "all" or a list of one or more of email, sms and voice',
+    ],
   ])("customer.unsubscribed from %j is refused with what is allowed", (channels, problem) => {
     expect(
       problemsOf({
