@@ -45,8 +45,40 @@ function pathOf(text: string): string {
   }
 }
 
-const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
+
+/**
+ * A whole number written in digits (spaces around it ignored); empty or unset is the default.
+ * `0x50`, `1e3`, `3.0` or `-1` are refused with what was given, not read as 80, 1000 or 3.
+ */
+function wholeNumber(
+  fallback: number,
+  bounds: { readonly min?: number; readonly max?: number; readonly expected?: string } = {},
+) {
+  const min = bounds.min ?? 1;
+  const max = bounds.max ?? Number.MAX_SAFE_INTEGER;
+  const expected =
+    bounds.expected ??
+    (bounds.max === undefined
+      ? `expected a whole number of at least ${min}`
+      : `expected a whole number from ${min} to ${max}`);
+  const got = (input: unknown) => `${expected}, got ${JSON.stringify(input)}`;
+  return z.preprocess(
+    (value) => (typeof value === "string" ? emptyAsUnset(value.trim()) : value),
+    z
+      .string({ error: expected })
+      .regex(/^\d+$/, { error: (issue) => got(issue.input), abort: true })
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .min(min, { error: (issue) => got(issue.input), abort: true })
+          .max(max, { error: (issue) => got(issue.input), abort: true }),
+      )
+      .default(fallback),
+  );
+}
+const positiveInt = (fallback: number) => wholeNumber(fallback);
 
 /** An operator allowed into the admin API and console: the name the audit trail records. */
 export interface AdminToken {
@@ -82,11 +114,17 @@ function adminTokens() {
 
 /** Each variable on its own; the checks across variables follow (crossChecks). */
 const envFields = z.object({
-  NODE_ENV: z.enum(["production", "development", "test"]).default("production"),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  NODE_ENV: z.preprocess(
+    emptyAsUnset,
+    z.enum(["production", "development", "test"]).default("production"),
+  ),
+  LOG_LEVEL: z.preprocess(
+    emptyAsUnset,
+    z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  ),
   LOG_FORMAT: z.preprocess(emptyAsUnset, z.enum(["json", "pretty"]).optional()),
   REDIS_URL: redisUrls().default("redis://127.0.0.1:6379"),
-  REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(10).default(0),
+  REDIS_WAIT_REPLICAS: wholeNumber(0, { min: 0, max: 10 }),
   REDIS_WAIT_TIMEOUT_MS: positiveInt(1000),
   REDIS_CLUSTER: z.preprocess(
     emptyAsUnset,
@@ -95,19 +133,20 @@ const envFields = z.object({
       .default("false")
       .transform((text) => text === "true"),
   ),
-  FOLLOW_UP_SHARDS: z.coerce
-    .number({ error: "expected a whole number of shards, 1 to 1024" })
-    .int({ error: "expected a whole number of shards, 1 to 1024" })
-    .min(1, { error: "expected a whole number of shards, 1 to 1024" })
-    .max(MAX_SHARDS, { error: "expected a whole number of shards, 1 to 1024" })
-    .default(1),
+  FOLLOW_UP_SHARDS: wholeNumber(1, {
+    max: MAX_SHARDS,
+    expected: `expected a whole number of shards, 1 to ${MAX_SHARDS}`,
+  }),
   FOLLOW_UP_SHARDS_SERVED: z.preprocess(emptyAsUnset, z.string().max(4000).optional()),
-  QUEUE_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
-    .default("followups"),
-  CONFIG_DIR: z.string().min(1).default("config"),
-  OUTBOX_DIR: z.string().min(1).default("var/outbox"),
+  QUEUE_PREFIX: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
+      .default("followups"),
+  ),
+  CONFIG_DIR: z.preprocess(emptyAsUnset, z.string().default("config")),
+  OUTBOX_DIR: z.preprocess(emptyAsUnset, z.string().default("var/outbox")),
   SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
   SMTP_MAX_CONNECTIONS: positiveInt(3),
   SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
@@ -176,14 +215,16 @@ const envFields = z.object({
   JOB_LOCK_MS: positiveInt(30_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
   RECORD_RETENTION_DAYS: positiveInt(90),
-  PROMOTE_HORIZON_MS: z.coerce
-    .number()
-    .int()
-    .min(60_000, { error: "expected at least 60000 (one minute)" })
-    .default(300_000),
-  HTTP_ENABLED: z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
-  HTTP_HOST: z.string().min(1).default("0.0.0.0"),
-  HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  PROMOTE_HORIZON_MS: wholeNumber(300_000, {
+    min: 60_000,
+    expected: "expected a whole number of at least 60000 (one minute)",
+  }),
+  HTTP_ENABLED: z.preprocess(
+    emptyAsUnset,
+    z.enum(["true", "false"], { error: "expected true or false" }).default("true"),
+  ),
+  HTTP_HOST: z.preprocess(emptyAsUnset, z.string().default("0.0.0.0")),
+  HTTP_PORT: wholeNumber(8080, { min: 0, max: 65_535 }),
   HTTP_BODY_LIMIT: positiveInt(65_536),
   API_TOKEN: z.preprocess(
     emptyAsUnset,
@@ -244,7 +285,11 @@ function crossChecks(
     }
   }
   // Checked against the deployment's shard count when a worker starts (commands ignore it).
-  const served = parseServedShards(env.FOLLOW_UP_SHARDS_SERVED, MAX_SHARDS);
+  const served = parseServedShards(
+    env.FOLLOW_UP_SHARDS_SERVED,
+    MAX_SHARDS,
+    `a deployment has at most ${MAX_SHARDS} shards`,
+  );
   if ("problem" in served) {
     ctx.issues.push({
       code: "custom",

@@ -9,6 +9,8 @@ export const MAX_SHARDS = 1024;
 export function parseServedShards(
   spec: string | undefined,
   count: number,
+  /** Why shards end at `count`, for the problem; the deployment's FOLLOW_UP_SHARDS by default. */
+  limit = `FOLLOW_UP_SHARDS is ${count}`,
 ): { shards: number[] } | { problem: string } {
   if (spec === undefined || spec.trim() === "")
     return { shards: Array.from({ length: count }, (_, n) => n) };
@@ -24,7 +26,7 @@ export function parseServedShards(
     if (to < from) return { problem: `the range ${part.trim()} runs backwards` };
     if (to >= count)
       return {
-        problem: `shard ${to} does not exist: FOLLOW_UP_SHARDS is ${count}, so shards are 0 to ${count - 1}`,
+        problem: `shard ${to} does not exist: ${limit}, so shards are 0 to ${count - 1}`,
       };
     for (let shard = from; shard <= to; shard++) served.add(shard);
   }

@@ -68,11 +68,94 @@ describe("problems across variables", () => {
     ).toEqual({
       ok: false,
       problems: [
-        "FOLLOW_UP_SHARDS: expected a whole number of shards, 1 to 1024",
+        'FOLLOW_UP_SHARDS: expected a whole number of shards, 1 to 1024, got "many"',
         expect.stringMatching(/^TWILIO_ACCOUNT_SID: /),
         expect.stringMatching(/^FOLLOW_UP_SHARDS_SERVED: expected shard numbers/),
         "MAIL_FROM: required when SMTP_URL is set",
       ],
     });
+  });
+});
+
+describe("numbers", () => {
+  it.each([
+    ["HTTP_PORT", " 8081 ", 8081],
+    ["HTTP_PORT", "0", 0],
+    ["FOLLOW_UP_SHARDS", "16", 16],
+    ["REDIS_WAIT_REPLICAS", "1", 1],
+    ["PROMOTE_HORIZON_MS", "60000", 60_000],
+  ] as const)("%s=%j is %d", (name, value, expected) => {
+    const result = readEnv({ [name]: value });
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.env[name]).toBe(expected);
+  });
+
+  // An empty HTTP_PORT was read as 0: the server listened on a random port, the health check
+  // on 8080 failed, and nothing said why.
+  it.each([
+    ["HTTP_PORT", 8080],
+    ["RECORD_RETENTION_DAYS", 90],
+    ["INTAKE_CONCURRENCY", 32],
+    ["REDIS_WAIT_REPLICAS", 0],
+    ["PROMOTE_HORIZON_MS", 300_000],
+    ["FOLLOW_UP_SHARDS", 1],
+  ] as const)("%s set empty takes its default, %d", (name, expected) => {
+    const result = readEnv({ [name]: "" });
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.env[name]).toBe(expected);
+  });
+
+  it.each([
+    ["HTTP_PORT", "0x50", 'HTTP_PORT: expected a whole number from 0 to 65535, got "0x50"'],
+    ["HTTP_PORT", "65536", "HTTP_PORT: expected a whole number from 0 to 65535, got 65536"],
+    [
+      "RECORD_RETENTION_DAYS",
+      "1e3",
+      'RECORD_RETENTION_DAYS: expected a whole number of at least 1, got "1e3"',
+    ],
+    [
+      "RECORD_RETENTION_DAYS",
+      "0",
+      "RECORD_RETENTION_DAYS: expected a whole number of at least 1, got 0",
+    ],
+    [
+      "INTAKE_CONCURRENCY",
+      "3.0",
+      'INTAKE_CONCURRENCY: expected a whole number of at least 1, got "3.0"',
+    ],
+    [
+      "REDIS_WAIT_REPLICAS",
+      "-1",
+      'REDIS_WAIT_REPLICAS: expected a whole number from 0 to 10, got "-1"',
+    ],
+    [
+      "FOLLOW_UP_SHARDS",
+      "2000",
+      "FOLLOW_UP_SHARDS: expected a whole number of shards, 1 to 1024, got 2000",
+    ],
+    [
+      "PROMOTE_HORIZON_MS",
+      "5000",
+      "PROMOTE_HORIZON_MS: expected a whole number of at least 60000 (one minute), got 5000",
+    ],
+  ])("%s=%j is refused with what was given", (name, value, problem) => {
+    expect(readEnv({ [name]: value })).toEqual({ ok: false, problems: [problem] });
+  });
+});
+
+describe("an empty value", () => {
+  it("counts as unset, but for REDIS_URL", () => {
+    const names = [
+      "NODE_ENV",
+      "LOG_LEVEL",
+      "QUEUE_PREFIX",
+      "CONFIG_DIR",
+      "HTTP_ENABLED",
+      "HTTP_HOST",
+    ];
+    const result = readEnv(Object.fromEntries(names.map((name) => [name, ""])));
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(readEnv({})).toEqual(result);
+    expect(readEnv({ REDIS_URL: "" }).ok).toBe(false);
   });
 });
