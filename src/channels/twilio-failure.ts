@@ -40,7 +40,8 @@ const CODE_REASONS: Record<number, string> = {
 
 /**
  * Classifies a failed Twilio request by HTTP status and Twilio error code: 429, 5xx and network
- * errors transient; 401/403 and account or sender errors misconfigured; other 4xx permanent, with
+ * errors transient (5xx and a connection broken midway uncertain: the request may have been
+ * carried out); 401/403 and account or sender errors misconfigured; other 4xx permanent, with
  * 21610 marked as an opt-out so the number is suppressed.
  */
 export function classifyTwilioFailure(error: unknown): SendFailure {
@@ -63,7 +64,10 @@ export function classifyTwilioFailure(error: unknown): SendFailure {
   if (status === 401 || status === 403 || (twilioCode && MISCONFIGURED_CODES.has(twilioCode))) {
     return { kind: "misconfigured", code, reason };
   }
-  if (status === 429 || status >= 500 || (twilioCode && TRANSIENT_CODES.has(twilioCode)))
+  // Twilio's own words for a 5xx (error 20500): the message or call may have been created all
+  // the same, so a retry may reach the customer twice. Retried, and counted as such (uncertain).
+  if (status >= 500) return { kind: "transient", code, reason, uncertain: true };
+  if (status === 429 || (twilioCode && TRANSIENT_CODES.has(twilioCode)))
     return { kind: "transient", code, reason };
   if (twilioCode === 21610) return { kind: "permanent", code, reason, optedOut: true };
   if (status >= 400) return { kind: "permanent", code, reason };

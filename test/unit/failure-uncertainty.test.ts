@@ -26,9 +26,19 @@ describe("a broken connection: was the message handed over?", () => {
     expect(classifySmtpFailure({ responseCode: 451, command: "DATA" }).uncertain).toBeUndefined();
   });
 
-  it("a Twilio request that got no answer may have reached Twilio; an HTTP answer is certain", () => {
+  it("a Twilio request that got no answer, or a 5xx, may have been carried out; a 4xx is certain", () => {
     expect(classifyTwilioFailure({ code: "ECONNRESET" }).uncertain).toBe(true);
     expect(classifyTwilioFailure({ code: "ECONNREFUSED" }).uncertain).toBeUndefined();
-    expect(classifyTwilioFailure({ status: 500, code: 20500 }).uncertain).toBeUndefined();
+    // Twilio's error 20500: a retry may deliver the message or place the call twice.
+    expect(classifyTwilioFailure({ status: 500, code: 20500 })).toMatchObject({
+      kind: "transient",
+      uncertain: true,
+    });
+    expect(classifyTwilioFailure({ status: 502 }).uncertain).toBe(true);
+    expect(classifyTwilioFailure({ status: 429, code: 20429 })).toMatchObject({
+      kind: "transient",
+    });
+    expect(classifyTwilioFailure({ status: 429, code: 20429 }).uncertain).toBeUndefined();
+    expect(classifyTwilioFailure({ status: 400, code: 21211 }).uncertain).toBeUndefined();
   });
 });
