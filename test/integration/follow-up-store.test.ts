@@ -3,8 +3,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, i
 import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { DeploymentEventIds, EventIdRegistry } from "../../src/store/event-ids.js";
-import { FollowUpStore } from "../../src/store/follow-up-store.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { ERASED_STOP, FollowUpStore } from "../../src/store/follow-up-store.js";
+import { hourOf, StoreKeys } from "../../src/store/keys.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
 import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import { purchase } from "../support/fixtures.js";
@@ -272,6 +272,38 @@ describe("a customer's list of purchases", () => {
     for (let n = 5; n < 10; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
     await history.recordPurchase(bought(125), ["fp-125"], DAY, DAY);
     expect(await history.purchasesOf("cus-many")).toHaveLength(121);
+  });
+});
+
+describe("a step of a stopped event, cancelled when a sender claims it", () => {
+  it.each([
+    ["a full refund", "refunded: the order was refunded", "refunded"],
+    ["an erasure", ERASED_STOP, "erased"],
+  ])("after %s is counted with the stop's reason", async (_name, stop, reason) => {
+    const now = Date.now();
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
+    await store.stopEvent("evt-store", stop);
+    const claim = await store.claim("evt-store", "thank-you.thank-you", now, 60_000, {
+      // What the delivery asks to count a cancellation with: the stop decides the reason.
+      ifCancelled: {
+        outcome: "cancelled",
+        channel: "email",
+        kind: "thank-you",
+        ruleId: "thank-you",
+        reason: "refunded",
+      },
+      dueAt: now,
+    });
+    expect(claim.claimed).toBe(false);
+    expect(claim.record.state).toBe("cancelled");
+    expect(claim.record.reason?.code).toBe(reason);
+    const hour = await redis.hgetall(keys.ledgerHour(hourOf(now)));
+    expect(hour).toMatchObject({
+      "cancelled|email|thank-you|thank-you": "1",
+      [`reason|cancelled|email|thank-you|${reason}`]: "1",
+    });
+    expect(Object.keys(hour).filter((field) => field.startsWith("reason|"))).toHaveLength(1);
   });
 });
 

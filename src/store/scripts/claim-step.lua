@@ -1,7 +1,7 @@
 --[[
   Takes the right to send a step: moves it to `sending` if it is scheduled, or if its previous
   sender's lease ran out (a crashed worker; counted as a takeover). A step of a stopped event (full
-  refund) is cancelled instead, and counted.
+  refund, erasure) is cancelled instead, and counted with the stop's reason.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `stop` marker)
@@ -13,7 +13,8 @@
     ARGV[1] step field (`s:<stepId>`)
     ARGV[2] now (epoch ms)
     ARGV[3] send lease (ms)
-    ARGV[4] ledger spec (JSON) to count a cancellation with; '' to count nothing
+    ARGV[4] ledger spec (JSON) to count a cancellation with (its reason replaced by the stop
+            marker's, the word before its colon); '' to count nothing
     ARGV[5] the day KEYS[4] is for (days since the epoch)
 
   Output (step records in their stored form, lib/step-codec.lua):
@@ -38,7 +39,18 @@ if stop and (rec.s == 'scheduled' or takenOver) then
   rec.t = now
   redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
   if ARGV[4] ~= '' then
-    countChange(KEYS[3], KEYS[4], cjson.decode(ARGV[4]), 'scheduled', 'cancelled', raw ~= false, rec,
+    local spec = cjson.decode(ARGV[4])
+    -- Counted with the stop's own reason (`refunded: …`, `erased: …`), as its record says: the
+    -- reason field's last part (`reason|cancelled|<channel>|<kind>|<reason>`) is the stop's word.
+    local code = string.match(stop, '^([%w-]+):')
+    if code then
+      for i, field in ipairs(spec.f) do
+        if string.sub(field, 1, 7) == 'reason|' then
+          spec.f[i] = (string.gsub(field, '[^|]*$', code, 1))
+        end
+      end
+    end
+    countChange(KEYS[3], KEYS[4], spec, 'scheduled', 'cancelled', raw ~= false, rec,
       redis.call('HGET', KEYS[1], 'g'))
   end
   finishIfDone(KEYS[1], KEYS[2])
