@@ -286,6 +286,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     recordRetentionMs,
+    sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,
     onErased: () => metrics.erasures.inc(),
   });
@@ -298,7 +299,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   metrics.trackQueues([adminQueues.events, ...adminQueues.followUps.all()]);
   const spendOnHttp = new SpendLedger(httpRedis, prefix);
 
-  const refunds = createRefunds({ rules, shards, orders, followUps, metrics, logger });
+  const refunds = createRefunds({
+    rules,
+    shards,
+    orders,
+    followUps,
+    metrics,
+    logger,
+    sendLeaseMs: env.DELIVERY_LEASE_MS,
+  });
   const receipts = new WebhookReceipts(redis, prefix);
   const callScripts = new CallScripts(redis, prefix);
   const discountCodes = new DiscountCodes(redis, prefix);
@@ -778,6 +787,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     recordRetentionMs,
+    sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,
     onErased: () => metrics.erasures.inc(),
   });

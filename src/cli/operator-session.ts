@@ -59,6 +59,7 @@ export async function withOperatorTools<T>(
       ...(env.ADDRESS_HASH_SECRET && { addressHashSecret: env.ADDRESS_HASH_SECRET }),
       replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
+      sendLeaseMs: env.DELIVERY_LEASE_MS,
       now: Date.now,
     });
     return await run(tools, rules);

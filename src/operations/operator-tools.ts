@@ -17,6 +17,7 @@ import { OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { ReplicaWait, type ReplicaWaitSettings } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
+import { abandonedSending, isAbandonedSending } from "../store/step-record.js";
 import { parseReplyId } from "../store/step-replies.js";
 import { SuppressionList } from "../store/suppression-list.js";
 import {
@@ -153,6 +154,11 @@ export interface OperatorToolsDeps {
   readonly replicaWait?: ReplicaWaitSettings;
   /** RECORD_RETENTION_DAYS in ms: a purchase whose last step is cancelled is kept that long after. */
   readonly recordRetentionMs?: number;
+  /**
+   * DELIVERY_LEASE_MS: a step `sending` this long untouched lost its sender (a worker killed
+   * mid-send) and can be cancelled; one younger is being sent right now.
+   */
+  readonly sendLeaseMs: number;
   /** Epoch ms now. */
   readonly now: () => number;
   /** Told of every customer erased (a worker counts them: followups_erasures_total). */
@@ -376,14 +382,15 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       for (const ref of refs) {
         const found = await recordOf(ref);
         if (found) known++;
-        if (found?.state === "sending") inFlight.push(refText(ref));
-        if (found?.state !== "scheduled" || ref.shard === undefined) continue;
+        const abandoned = found !== undefined && isAbandonedSending(found, now, deps.sendLeaseMs);
+        if (found?.state === "sending" && !abandoned) inFlight.push(refText(ref));
+        if ((found?.state !== "scheduled" && !abandoned) || ref.shard === undefined) continue;
         const { store } = shards.of(ref.shard);
         const labels = stepLabels(deps.rules(), ref.stepId, found);
         const changed = await store.transition(
           ref.eventId,
           ref.stepId,
-          ["scheduled"],
+          ["scheduled", abandonedSending(now, deps.sendLeaseMs)],
           { state: "cancelled", reason: { code: "operator", text } },
           now,
           { outcome: "cancelled", ...labels, reason: "operator" },

@@ -14,7 +14,7 @@ import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderRecord, OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
-import type { StepRecord } from "../store/step-record.js";
+import { abandonedSending, isAbandonedSending, type StepRecord } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -38,6 +38,8 @@ export interface RefundDeps {
   readonly followUps: Pick<Shards<Pick<Queue<FollowUpJobData>, "remove">>, "of">;
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
+  /** DELIVERY_LEASE_MS: a step `sending` this long untouched lost its sender and is cancelled. */
+  readonly sendLeaseMs: number;
 }
 
 /** A refund that cannot apply to its order: the event fails with this reason, without retries. */
@@ -80,7 +82,7 @@ export function createRefunds(deps: RefundDeps) {
     const changed = await store.transition(
       event.id,
       stepId,
-      ["scheduled"],
+      ["scheduled", abandonedSending(now, deps.sendLeaseMs)],
       { state: "cancelled", reason: { code: "refunded", text: reason } },
       now,
       { outcome: "cancelled", ...labels, reason: "refunded" },
@@ -126,7 +128,12 @@ export function createRefunds(deps: RefundDeps) {
     const remaining = after.event.total;
     const full = after.full;
     const records = await store.allStepRecords(eventId);
-    const open = [...records.entries()].filter(([, record]) => record.state === "scheduled");
+    // Pending: scheduled, or being sent by a worker that died (its lease ran out), which another
+    // worker would take over and send (a live sender's message is on its way).
+    const open = [...records.entries()].filter(
+      ([, record]) =>
+        record.state === "scheduled" || isAbandonedSending(record, now, deps.sendLeaseMs),
+    );
     let keep = new Set<string>();
     let reasonFor = (_stepId: string) => fullReason;
     if (full) {

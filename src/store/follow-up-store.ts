@@ -31,6 +31,7 @@ import {
   type StepPatch,
   type StepRecord,
   type StepState,
+  type StepStateFilter,
   storedPatch,
 } from "./step-record.js";
 
@@ -285,7 +286,7 @@ export class FollowUpStore {
   async transition(
     eventId: string,
     stepId: string,
-    from: readonly StepState[],
+    from: readonly StepStateFilter[],
     patch: StepPatch,
     now: number,
     ledger?: LedgerEntry,

@@ -23,6 +23,27 @@ export const TERMINAL_STATES: ReadonlySet<StepState> = new Set([
   "cancelled",
 ]);
 
+/**
+ * A step `sending` whose sender last changed it at or before this instant: its lease ran out, so
+ * its sender is taken for dead (a worker killed mid-send) and the step may be cancelled, as a
+ * scheduled one, instead of waiting for another worker to take it over and send it
+ * (update-step.lua reads `sending<=<epoch ms>` so).
+ */
+export type AbandonedSending = `sending<=${number}`;
+
+/** The states a change may find a step in: any of these, or an abandoned `sending`. */
+export type StepStateFilter = StepState | AbandonedSending;
+
+/** `sending` whose lease of `leaseMs` has run out by `now`. */
+export function abandonedSending(now: number, leaseMs: number): AbandonedSending {
+  return `sending<=${Math.floor(now - leaseMs)}`;
+}
+
+/** Whether a record is a `sending` step whose lease of `leaseMs` has run out by `now`. */
+export function isAbandonedSending(record: StepRecord, now: number, leaseMs: number): boolean {
+  return record.state === "sending" && (record.changedAt ?? 0) + leaseMs <= now;
+}
+
 /** Why a step failed, was skipped or cancelled (or, while retrying, its last error). */
 export interface StepReason {
   /** Machine-readable: `capped`, `refunded`, `permanent 550`, `transient ETIMEDOUT`. */

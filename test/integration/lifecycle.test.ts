@@ -141,6 +141,52 @@ describe("refunds", () => {
     expect(await whereWaiting(p, "evt-part", "big-ticket.thank-you")).toBe("schedule");
   });
 
+  it("a step left sending by a worker that died is cancelled by a partial refund, and its takeover sends nothing", async () => {
+    pipeline = await startPipeline("refund-abandoned");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-dead",
+        orderId: "ord-dead",
+        occurredAt: ago(0),
+        items: [item("kitchenware", "600.00")],
+      }) as never,
+    );
+    const stepId = "big-ticket.check-in";
+    const planned = await waitForState(p, "evt-dead", stepId, "scheduled");
+    // A worker claimed the check-in 10 s ago and was killed -9 before the provider answered: the
+    // harness's DELIVERY_LEASE_MS is 3 s, so its lease has run out.
+    const claim = await p.store.claim("evt-dead", stepId, Date.now() - 10_000, 3_000, {
+      dueAt: planned.dueAt,
+    });
+    expect(claim.claimed).toBe(true);
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-dead",
+      occurredAt: ago(0),
+      orderId: "ord-dead",
+      amount: { amount: "200.00", currency: "GBP" },
+    });
+    await processed(p, "ref-dead");
+    const cancelled = await stepRecordOf(p, "evt-dead", stepId);
+    expect(cancelled?.state).toBe("cancelled");
+    expect(cancelled?.reason?.text).toContain("partial refund leaves 400.00 GBP");
+
+    // BullMQ's stalled-job recovery hands the dead worker's job to a live worker: nothing goes.
+    const queue = p.followUpQueues[await p.shardOf("evt-dead")] ?? p.followUps;
+    await queue.add(
+      "sms",
+      { e: "evt-dead", s: stepId },
+      { jobId: followUpJobId("evt-dead", stepId) },
+    );
+    await eventually(async () => {
+      const job = await queue.getJob(followUpJobId("evt-dead", stepId));
+      return job && (await job.isCompleted()) ? job : undefined;
+    }, "the taken-over job to finish");
+    expect((await stepRecordOf(p, "evt-dead", stepId))?.state).toBe("cancelled");
+    expect(p.twilio.messages).toHaveLength(0);
+  });
+
   it("handing back the TV cancels its check-in; what the camera still earns stays", async () => {
     pipeline = await startPipeline("refund-items");
     const p = pipeline;

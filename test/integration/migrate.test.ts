@@ -346,6 +346,7 @@ describe("followups migrate", () => {
       followUps: newQueues,
       events: p.events,
       outboxDir: p.outboxDir,
+      sendLeaseMs: 120_000,
       now: Date.now,
     });
     expect((await tools.failed({})).map((f) => f.ref)).toEqual([`evt-m-${failing}/${THANKS}`]);

@@ -80,6 +80,7 @@ beforeEach(() => {
     shards: SHARDS,
     rules: () => rules,
     followUps: queues,
+    sendLeaseMs: 120_000,
     now: Date.now,
   });
 });

@@ -218,6 +218,48 @@ describe("followups customer, order and cancel", () => {
   });
 });
 
+describe("followups cancel of a step being sent", () => {
+  it("leaves one whose sender is alive, and cancels one whose sender died (its lease run out)", async () => {
+    pipeline = await startPipeline("ops-cancel-sending");
+    const p = pipeline;
+    for (const id of ["evt-live", "evt-dead"])
+      await p.publisher.publish(
+        purchaseInput({
+          id,
+          orderId: `ord-${id}`,
+          occurredAt: iso(DateTime.utc().startOf("second")),
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+    const stepId = "big-ticket.check-in";
+    // The harness's DELIVERY_LEASE_MS is 3 s: one claimed now, one 10 s ago by a worker killed -9.
+    for (const [id, claimedAt] of [
+      ["evt-live", Date.now()],
+      ["evt-dead", Date.now() - 10_000],
+    ] as const) {
+      const planned = await untilState(p, id, stepId, "scheduled");
+      expect(
+        (await p.store.claim(id, stepId, claimedAt, 3_000, { dueAt: planned.dueAt })).claimed,
+      ).toBe(true);
+    }
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), step: `evt-live/${stepId}` }, io)),
+    ).rejects.toMatchObject({
+      code: 1,
+      message: `nothing to cancel: evt-live/${stepId} is being sent right now`,
+    });
+    expect((await stepState(p, "evt-live", stepId))?.state).toBe("sending");
+    const done = await json<{ cancelled: string[] }>(p, (io) =>
+      runCancel({ ...config(p), step: `evt-dead/${stepId}`, by: "alice" }, io),
+    );
+    expect(done.cancelled).toEqual([`evt-dead/${stepId}`]);
+    expect(await stepState(p, "evt-dead", stepId)).toMatchObject({
+      state: "cancelled",
+      reason: { code: "operator", text: "cancelled by alice" },
+    });
+  });
+});
+
 describe("followups failed --retry and resend", () => {
   it("re-queues a failed email for real and resends a sent one once, each recorded", async () => {
     pipeline = await startPipeline("ops-retry");

@@ -256,6 +256,7 @@ describe("followups reshard", () => {
       followUps: newQueues,
       events: p.events,
       outboxDir: p.outboxDir,
+      sendLeaseMs: 120_000,
       now: Date.now,
     });
     expect((await tools.failed({})).map((f) => f.ref)).toEqual([`evt-b-${failing}/${BIG_THANKS}`]);

@@ -400,6 +400,7 @@ describe("webhooks, refunds and reports", () => {
       followUps: new Shards(3, () => ({ remove: async () => 1 })),
       metrics: new FollowUpMetrics(),
       logger,
+      sendLeaseMs: 120_000,
     });
     await refunds.refund(
       {

@@ -165,6 +165,8 @@ export async function startPipeline(
       REDIS_URL: envVars.REDIS_URL ?? "",
       REDIS_CLUSTER: envVars.REDIS_CLUSTER ?? "false",
       QUEUE_PREFIX: prefix,
+      // As the workers': a step `sending` this long untouched lost its sender (cancel reads it).
+      DELIVERY_LEASE_MS: envVars.DELIVERY_LEASE_MS ?? "",
     },
     env,
     publisher,

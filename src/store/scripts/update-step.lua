@@ -12,7 +12,8 @@
 
     ARGV[1] step field (`s:<stepId>`)
     ARGV[2] now (epoch ms)
-    ARGV[3] states the step may be in, comma-separated
+    ARGV[3] states the step may be in, comma-separated; `sending<=T` for a step being sent whose
+            sender last changed it at or before T (epoch ms)
     ARGV[4] patch (JSON object of stored record fields)
     ARGV[5] ledger spec (JSON); '' to count nothing
     ARGV[6] the day KEYS[4] is for (days since the epoch)
@@ -40,6 +41,10 @@ if not rec then return { -1, raw } end
 local allowed = false
 for state in string.gmatch(ARGV[3], '[^,]+') do
   if rec.s == state then allowed = true end
+  -- `sending<=T`: a step being sent whose sender last changed it at or before T (its lease ran
+  -- out: a worker that died mid-send), as claim-step.lua would take it over.
+  local before = string.match(state, '^sending<=(%-?%d+)$')
+  if before and rec.s == 'sending' and (rec.t or 0) <= tonumber(before) then allowed = true end
 end
 if not allowed then return { 0, raw or '' } end
 local oldState = rec.s
