@@ -337,6 +337,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     env.UNSUBSCRIBE_SECRET ?? (await sharedSecret(redis, prefix, "unsubscribe"));
   const feedback = createCustomerFeedback({
     unsubscribeSecret,
+    ...(env.UNSUBSCRIBE_MAILTO && { unsubscribeMailto: env.UNSUBSCRIBE_MAILTO }),
     spend,
     rules,
     templates: () => config.templates,
@@ -842,6 +843,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
         ...(env.TWILIO_AUTH_TOKEN && { twilioAuthToken: env.TWILIO_AUTH_TOKEN }),
         unsubscribeSecret,
+        ...(env.UNSUBSCRIBE_MAILTO && { unsubscribeMailto: env.UNSUBSCRIBE_MAILTO }),
         // The rules name the shop; SHOP_NAME (deprecated) only stands in for the default name.
         get shopName() {
           const named = config.rules.shopName;

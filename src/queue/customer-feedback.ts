@@ -74,6 +74,11 @@ export interface CustomerFeedbackDeps {
    * "unsubscribe <token>"), when such a mail reaches the inbound email webhook.
    */
   readonly unsubscribeSecret?: string;
+  /**
+   * UNSUBSCRIBE_MAILTO: a mail addressed there stops offers to its sender's address even without
+   * the token (a customer who typed the address, or a client that dropped the subject).
+   */
+  readonly unsubscribeMailto?: string;
   /** The month's SMS spend: an opt-out confirmation text costs as any text does. */
   readonly spend?: SpendDeps;
   readonly logger: Logger;
@@ -366,6 +371,21 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         return { outcome: "ignored", reason: "automatic reply" };
       }
       const sender = mail.from?.value[0]?.address;
+      if (sender && deps.unsubscribeMailto && addressedTo(mail, deps.unsubscribeMailto)) {
+        // Whatever its subject says: the address is for nothing else. Offers stop, as one-click.
+        await deps.suppressions.suppress(
+          "email",
+          { address: sender },
+          optOut("email", "mailto-offers", deps.now()),
+          "marketing",
+        );
+        deps.logger.info(
+          { channels: ["email"], source: "mailto", scope: "marketing" },
+          "customer unsubscribed",
+        );
+        await deps.receipts.remember(receipt);
+        return { outcome: "unsubscribed" };
+      }
       const step = (await stepOfEmailReply(mail)) ?? (sender && (await latestEmailTo(sender)));
       const text = replyBody(mail.text ?? "").slice(0, MAX_EMAIL_REPLY_LENGTH);
       if (!step || text === "") {
@@ -426,3 +446,28 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
 }
 
 export type CustomerFeedback = ReturnType<typeof createCustomerFeedback>;
+
+/**
+ * Whether a mail was addressed to `address`: in To or Cc, or in the headers an inbound-parse
+ * service or a mail server records the envelope recipient in (Delivered-To, X-Original-To).
+ */
+function addressedTo(mail: ParsedMail, address: string): boolean {
+  const wanted = address.trim().toLowerCase();
+  const headers = ["to", "cc", "delivered-to", "x-original-to"].map((name) =>
+    mail.headers.get(name),
+  );
+  return headers.flatMap(addressesIn).some((found) => found.trim().toLowerCase() === wanted);
+}
+
+/** The addresses a header holds, parsed (mailparser's address objects) or as text. */
+function addressesIn(value: unknown): string[] {
+  if (typeof value === "string")
+    return value.split(",").map((part) => /<([^>]*)>/.exec(part)?.[1] ?? part);
+  if (Array.isArray(value)) return value.flatMap(addressesIn);
+  if (value && typeof value === "object" && "value" in value && Array.isArray(value.value))
+    return value.value.flatMap((entry: { address?: string; group?: unknown[] }) => [
+      ...(entry.address ? [entry.address] : []),
+      ...(entry.group ? addressesIn({ value: entry.group }) : []),
+    ]);
+  return [];
+}

@@ -408,16 +408,59 @@ describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
     expect(await suppressions.isSuppressed("email", { customerId: "cus-1", address: EMAIL })).toBe(
       false,
     );
-    // A forged token is an ordinary (unmatched) mail, not an opt-out.
-    const forged = await fetch(`${httpAddressOf(p)}/webhooks/email/inbound`, {
-      method: "POST",
-      headers: { "content-type": "message/rfc822", authorization: `Bearer ${token}` },
-      body: mime
+    // A forged token opts nobody out but its sender: the address is for nothing else, so a mail
+    // to it without a valid token (typed by hand, its subject lost) stops offers to the sender.
+    const send = (body: string) =>
+      fetch(`${httpAddressOf(p)}/webhooks/email/inbound`, {
+        method: "POST",
+        headers: { "content-type": "message/rfc822", authorization: `Bearer ${token}` },
+        body,
+      }).then((answer) => answer.json());
+    const forged = await send(
+      mime
         .replace(subject, "unsubscribe AAAAforged")
         .replace("unsub-1@mail.example", "unsub-2@mail.example")
         .replace(`From: Ana Novak <${EMAIL}>`, "From: someone@elsewhere.example"),
-    });
-    expect(await forged.json()).toMatchObject({ status: "ignored" });
+    );
+    expect(forged).toEqual({ status: "unsubscribed" });
+    expect(
+      await suppressions.isSuppressed(
+        "email",
+        { address: "someone@elsewhere.example" },
+        "marketing",
+      ),
+    ).toBe(true);
+    expect(await suppressions.isSuppressed("email", { customerId: "cus-1", address: EMAIL })).toBe(
+      false,
+    );
+    const typed = await send(
+      [
+        "From: Bo Berg <BO@Example.com>",
+        "To: Shop <unsubscribe@shop.example>",
+        "Subject: Unsubscribe",
+        "Message-ID: <unsub-3@mail.example>",
+        "",
+        "Please remove me from your mailing list.",
+        "",
+      ].join("\r\n"),
+    );
+    expect(typed).toEqual({ status: "unsubscribed" });
+    expect(
+      await suppressions.isSuppressed("email", { address: "bo@example.com" }, "marketing"),
+    ).toBe(true);
+    // A reply to the shop's own address is a reply, not an opt-out.
+    const reply = await send(
+      [
+        `From: Ana Novak <${EMAIL}>`,
+        "To: hello@shop.example",
+        "Subject: Re: your laptop",
+        "Message-ID: <reply-1@mail.example>",
+        "",
+        "Thanks, all good.",
+        "",
+      ].join("\r\n"),
+    );
+    expect(reply).not.toEqual({ status: "unsubscribed" });
   });
 });
 
