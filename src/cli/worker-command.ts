@@ -21,6 +21,13 @@ import { type CommandIo, EXIT } from "./io.js";
  * workers, reloads the config on SIGHUP and on file edits, and shuts down cleanly on SIGTERM/SIGINT.
  */
 export async function runWorker(io: CommandIo): Promise<number> {
+  // By default a SIGHUP ends a process: one sent while the worker starts (a deploy tool's reload
+  // of a config just edited) is remembered and applied once it runs, as one sent later is.
+  let reloadAsked = false;
+  let onReload = () => {
+    reloadAsked = true;
+  };
+  process.on("SIGHUP", () => onReload());
   const envResult = readEnv(process.env);
   if (!envResult.ok) {
     io.err(`invalid environment:\n${envResult.problems.map((p) => `  ${p}`).join("\n")}\n`);
@@ -91,7 +98,11 @@ export async function runWorker(io: CommandIo): Promise<number> {
       `console: open ${worker.httpAddress}/console/sign-in and sign in with the token in ${ADMIN_TOKEN_FILE}`,
     );
   }
-  process.on("SIGHUP", () => void worker.reload());
+  onReload = () => void worker.reload();
+  if (reloadAsked) {
+    logger.info("a SIGHUP came while the worker started: reloading the config");
+    onReload();
+  }
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       logger.info({ signal }, "shutting down");

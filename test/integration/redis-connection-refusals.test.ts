@@ -120,6 +120,10 @@ it("gives up on a Redis that accepts connections but never answers, in one line"
     expect(worker.output()).toContain(
       "Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready): waiting for it",
     );
+    // A SIGHUP meanwhile (a deploy tool's reload) is kept for when it runs; it used to end it.
+    worker.child.kill("SIGHUP");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect([worker.child.exitCode, worker.child.signalCode]).toEqual([null, null]);
   } finally {
     await worker.kill9();
   }
