@@ -21,7 +21,12 @@ import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
 import type { SmsReferences } from "../store/sms-references.js";
-import type { PostponeCode, StepRecord } from "../store/step-record.js";
+import {
+  abandonedSending,
+  type PostponeCode,
+  type StepRecord,
+  type StepStateFilter,
+} from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
@@ -237,6 +242,14 @@ function createDelivery(deps: DeliveryDeps) {
     const senderLeaseEnds = (record?.changedAt ?? 0) + deps.sendLeaseMs;
     if (record?.state === "sending" && senderLeaseEnds > nowMs)
       return postpone(senderLeaseEnds, "another worker is sending");
+    /**
+     * The states this run may skip the step from: before it claims the step, scheduled, or being
+     * sent by a worker whose lease ran out (not a live sender's, which another run of this job
+     * BullMQ handed out twice may meet meanwhile); once it has claimed it, its own `sending`.
+     */
+    let claimedHere = false;
+    const unclaimed = (): StepStateFilter[] =>
+      claimedHere ? ["sending"] : ["scheduled", abandonedSending(nowMs, deps.sendLeaseMs)];
     const dueAt = record?.dueAt ?? job.timestamp + job.delay;
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
@@ -248,7 +261,7 @@ function createDelivery(deps: DeliveryDeps) {
       await deps.store.transition(
         eventId,
         stepId,
-        ["scheduled", "sending"],
+        unclaimed(),
         {
           state: "skipped",
           reason: { code: "event-missing", text: "the purchase record is gone" },
@@ -285,16 +298,29 @@ function createDelivery(deps: DeliveryDeps) {
       stepLabelsNow: StepLabels,
     ): Promise<DeliveryOutcome> => {
       const { channel, kind } = stepLabelsNow;
-      await deps.store.transition(
+      const changed = await deps.store.transition(
         eventId,
         stepId,
-        ["scheduled", "sending"],
+        unclaimed(),
         { state: "skipped", reason: { code, text } },
         nowMs,
         { outcome: "skipped", ...stepLabelsNow, reason: code },
         dueAt,
         view.lastStep?.(),
       );
+      if (!changed) {
+        // Another run got there first (BullMQ handed the job out twice): a live sender decides,
+        // and a step it finished keeps its state, its cap slot and its count.
+        const found = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
+        if (found?.state === "sending")
+          return postpone(
+            (found.changedAt ?? nowMs) + deps.sendLeaseMs,
+            "another worker is sending",
+          );
+        const state = found?.state ?? "missing";
+        Object.assign(notes, { outcome: "already-handled", code: state } satisfies DeliveryNotes);
+        return { outcome: "already-handled", state };
+      }
       // A retried step may hold a cap slot from its earlier attempt; a skipped one never reached anyone.
       if (channel !== "unknown")
         await deps.caps.release(channel as Channel, event.customer.id, followUpId);
@@ -391,6 +417,7 @@ function createDelivery(deps: DeliveryDeps) {
       } satisfies DeliveryNotes);
       return { outcome: "already-handled", state: found.state };
     }
+    claimedHere = true;
     notes.attempt = claim.record.attempts + 1;
     if (claim.takenOver) {
       notes.takenOver = true;

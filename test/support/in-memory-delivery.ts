@@ -14,6 +14,7 @@ import {
   type StepPatch,
   type StepRecord,
   type StepState,
+  type StepStateFilter,
   type StoredStep,
   storedPatch,
 } from "../../src/store/step-record.js";
@@ -179,7 +180,7 @@ export class InMemoryFollowUpStore implements DeliveryStore {
   async transition(
     eventId: string,
     stepId: string,
-    from: readonly StepState[],
+    from: readonly StepStateFilter[],
     patch: StepPatch,
     now: number,
     ledger?: LedgerEntry,
@@ -191,7 +192,14 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     const rec: StoredStep = raw
       ? (JSON.parse(raw) as StoredStep)
       : { s: "scheduled", t: now, d: now, a: 0 };
-    if (!from.includes(rec.s)) return undefined;
+    // As update-step.lua: `sending<=T` is a step being sent whose sender last changed it by T.
+    const allowed = from.some((state) => {
+      const before = /^sending<=(-?\d+)$/.exec(state)?.[1];
+      return before === undefined
+        ? state === rec.s
+        : rec.s === "sending" && (rec.t ?? 0) <= Number(before);
+    });
+    if (!allowed) return undefined;
     const { w: _until, wy: _why, ...settled } = rec;
     const patched: StoredStep = { ...rec, ...storedPatch(patch), t: now };
     // As update-step.lua: a step out of the pending states keeps no note of a postponement.

@@ -81,6 +81,8 @@ interface Setup {
   ruleRemoved?: boolean;
   /** The purchase's thank-you joined that of LEADER_ID, whose thank-you's record is this. */
   joinedLeader?: SeedRecord;
+  /** Runs once as the job reads the opt-outs: what happens meanwhile elsewhere. */
+  meanwhile?: (store: InMemoryFollowUpStore, suppressions: InMemorySuppressions) => Promise<void>;
 }
 
 function world(setup: Setup = {}) {
@@ -157,7 +159,9 @@ function world(setup: Setup = {}) {
           leaderDueAt: setup.joinedLeader.dueAt,
         },
     },
-    orders: ordersWithoutRefunds(suppressions),
+    orders: meanwhileOrders(ordersWithoutRefunds(suppressions), () =>
+      setup.meanwhile?.(store, suppressions),
+    ),
     spend: {
       spend: {
         add: async (_channel, month) => ({
@@ -206,6 +210,24 @@ function world(setup: Setup = {}) {
     delayedUntil: () => delayedTimes(job),
     /** Ledger counts the step's state changes carried. */
     counted: () => store.counted.map((change) => change.entry),
+  };
+}
+
+/** The orders read, running `meanwhile` once before the first read of the opt-outs answers. */
+function meanwhileOrders(
+  orders: DeliveryDeps["orders"],
+  meanwhile: () => Promise<void> | undefined,
+): DeliveryDeps["orders"] {
+  let ran = false;
+  return {
+    get: orders.get,
+    getWithOptOuts: async (orderId, query) => {
+      if (!ran) {
+        ran = true;
+        await meanwhile();
+      }
+      return orders.getWithOptOuts(orderId, query);
+    },
   };
 }
 
@@ -617,6 +639,32 @@ describe("a step another worker was sending", () => {
     // The other worker's send holds the slot; it is not given back from under it.
     expect(w.caps.released).toEqual([]);
     expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
+  });
+});
+
+describe("a job BullMQ handed out twice (a lost lock)", () => {
+  it("does not skip the step from under the run that claimed it meanwhile: it waits for its lease", async () => {
+    const w = world({
+      stepId: CHECK_IN,
+      sms: [ok("never")],
+      // This run read the step scheduled; the other run claims it now and sends, and the
+      // customer texts STOP meanwhile: this run would skip it as opted out.
+      meanwhile: async (store, suppressions) => {
+        expect((await store.claim(EVENT_ID, CHECK_IN, NOW_MS, LEASE_MS)).claimed).toBe(true);
+        await suppressions.suppress("sms", { customerId: "cus-1" });
+      },
+    });
+    expect(await w.deliver()).toEqual({
+      threw: "DelayedError",
+      message: "another worker is sending",
+    });
+    expect(w.delayedUntil()).toEqual([new Date(NOW_MS + LEASE_MS).toISOString()]);
+    expect(w.record()).toMatchObject({ state: "sending", changedAt: NOW_MS });
+    expect(w.channels.sms.sent).toEqual([]);
+    // The sender's cap slot stays, and nothing is counted as skipped.
+    expect(w.caps.released).toEqual([]);
+    expect(w.counted()).toEqual([]);
+    expect(await series(w.metrics.skipped)).toEqual([]);
   });
 });
 
