@@ -132,8 +132,12 @@ export function createEraser(deps: EraseDeps) {
           for (let n = 1; n <= record.resends; n++) callIds.push(`${jobId}-r${n}`);
           for (let n = 1; n <= record.retries; n++) callIds.push(`${jobId}-q${n}`);
         }
-        if (record.providerId && record.channel === "email") emailIds.push(record.providerId);
-        else if (record.providerId) providerIds.push(record.providerId);
+        // The ids of sends a resend or retry followed too: their references name the step.
+        for (const id of [...(record.earlierProviderIds ?? []), record.providerId ?? ""]) {
+          if (id === "") continue;
+          if (record.channel === "email") emailIds.push(id);
+          else providerIds.push(id);
+        }
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
         const labels = stepLabels(deps.rules(), stepId, record);

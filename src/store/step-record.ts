@@ -71,6 +71,11 @@ export interface StepRecord {
   readonly kind?: StepKind;
   /** The provider's message id once sent. */
   readonly providerId?: string;
+  /**
+   * The provider's ids of the sends before a resend or retry put the step back (the latest
+   * five): erasure removes their message references too.
+   */
+  readonly earlierProviderIds?: readonly string[];
   readonly reason?: StepReason;
   /** How often a send was taken over after its sender vanished (a possible duplicate each time). */
   readonly takeovers: number;
@@ -144,6 +149,8 @@ export interface StoredStep {
   c?: Channel;
   k?: StepKind;
   id?: string;
+  /** Earlier provider ids (requeue-step.lua keeps the latest five). */
+  pid?: string[];
   x?: string;
   r?: number;
   dl?: string;
@@ -241,6 +248,7 @@ export function readStepRecord(raw: string): StepRecord {
     ...(stored.c !== undefined && { channel: stored.c }),
     ...(stored.k !== undefined && { kind: stored.k }),
     ...(stored.id !== undefined && { providerId: stored.id }),
+    ...(Array.isArray(stored.pid) && { earlierProviderIds: stored.pid }),
     ...(stored.x !== undefined && { reason: readReason(stored.x) }),
     takeovers: stored.r ?? 0,
     ...(stored.dl !== undefined && {

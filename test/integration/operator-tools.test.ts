@@ -313,10 +313,15 @@ describe("followups failed --retry and resend", () => {
       command(p, (io) => runFailed({ ...config(p), retry: true }, io)),
     ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/nothing to retry/) });
 
+    const first = await stepState(p, "evt-retry", "thank-you.thank-you");
     await json(p, (io) => runResend({ ...config(p), step: ref, by: "carol" }, io));
     await p.sink.waitForMessages(2);
     const resent = await untilState(p, "evt-retry", "thank-you.thank-you", "sent");
     expect(resent).toMatchObject({ resends: 1, retries: 1, takeovers: 0 });
+    // The first send's id is kept beside the resend's: erasure finds both messages' references.
+    expect(first?.providerId).toBeTruthy();
+    expect(resent.providerId).not.toBe(first?.providerId);
+    expect(resent.earlierProviderIds).toEqual([first?.providerId]);
     // Exactly once: no third message turns up.
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(p.sink.messages).toHaveLength(2);
@@ -334,6 +339,15 @@ describe("followups failed --retry and resend", () => {
     await expect(
       command(p, (io) => runResend({ ...config(p), step: "evt-retry/thank-you.nope" }, io)),
     ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/no follow-up/) });
+
+    // Erasure removes the references of both sends (replies to either were matched through them).
+    const keys = new StoreKeys(p.prefix);
+    const references = [first?.providerId ?? "", resent.providerId ?? ""].map((id) =>
+      keys.emailMessage(id),
+    );
+    for (const key of references) expect(await p.redis.exists(key)).toBe(1);
+    await json(p, (io) => runErase("cus-retry", { ...config(p), by: "dpo" }, io));
+    for (const key of references) expect(await p.redis.exists(key)).toBe(0);
   });
 
   it("resends a discount with the code it carried the first time, not a second discount", async () => {

@@ -44,6 +44,13 @@ rec.t = now
 rec.d = now
 rec.a = 0
 rec.x = nil
+-- The earlier send's id is kept (the latest five): erasure finds its message reference by it.
+if rec.id then
+  local earlier = type(rec.pid) == 'table' and rec.pid or {}
+  table.insert(earlier, rec.id)
+  while #earlier > 5 do table.remove(earlier, 1) end
+  rec.pid = earlier
+end
 rec.id = nil
 rec.dl = nil
 rec.de = nil
