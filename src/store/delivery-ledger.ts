@@ -11,7 +11,8 @@ import { RECEIPT_SECONDS } from "./webhook-receipts.js";
  * plus reason fields), and how many steps are pending per due day. Step state changes are counted
  * by the step scripts in the same atomic call (see FollowUpStore); everything else goes through
  * `count`. Reports read it back here. Hours make report periods exact in any zone whose offset is
- * whole hours (and within the hour elsewhere).
+ * whole hours; elsewhere (St John's, Kolkata, Kathmandu) a period counts the hours that start
+ * within it, so adjacent periods share none and every hour counts in one of them.
  */
 
 const HOUR_MS = 3_600_000;
@@ -248,11 +249,14 @@ export class DeliveryLedger {
   }
 
   /**
-   * Every hour in [since, until) that has counts: the global ledger's and every shard's, added up.
-   * One pipeline per ledger (on a Redis Cluster a pipeline keeps to one slot).
+   * Every hour that starts in [since, until) and has counts: the global ledger's and every
+   * shard's, added up. An hour belongs to the period it starts in, so periods whose bounds are
+   * not whole hours (a zone offset by half an hour) partition the hours: none is counted in two
+   * adjacent periods, and a period that starts after an hour has begun leaves that hour out. One
+   * pipeline per ledger (on a Redis Cluster a pipeline keeps to one slot).
    */
   async hours(since: number, until: number): Promise<LedgerHour[]> {
-    const first = hourOf(since);
+    const first = Math.ceil(since / HOUR_MS);
     const last = Math.ceil(until / HOUR_MS) - 1;
     const ledgers = this.keys.ledgers().map((hourKey) => {
       const pipeline = this.redis.pipeline();

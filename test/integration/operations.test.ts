@@ -128,7 +128,7 @@ it("cancels a step whose rule was removed at once, counted under the channel and
 
   const counts = sumHours(
     await new DeliveryLedger(p.redis, p.prefix).hours(
-      Date.now() - 3_600_000,
+      Date.now() - 7_200_000,
       Date.now() + 3_600_000,
     ),
   );

@@ -32,7 +32,7 @@ async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
 
 async function optOutCounts(p: PipelineHarness): Promise<Map<string, number>> {
   const now = Date.now();
-  const hours = await new DeliveryLedger(p.redis, p.prefix).hours(now - 3_600_000, now + 3_600_000);
+  const hours = await new DeliveryLedger(p.redis, p.prefix).hours(now - 7_200_000, now + 3_600_000);
   return new Map([...sumHours(hours)].filter(([field]) => field.startsWith("optout|")));
 }
 
@@ -185,7 +185,7 @@ describe("a one-click unsubscribe", () => {
     expect(await optOutCounts(p)).toEqual(new Map([["optout|email|-|-", 1]]));
     const counts = sumHours(
       await new DeliveryLedger(p.redis, p.prefix).hours(
-        Date.now() - 3_600_000,
+        Date.now() - 7_200_000,
         Date.now() + 3_600_000,
       ),
     );
@@ -309,7 +309,7 @@ describe('a customer.unsubscribed event with purposes: ["marketing"]', () => {
     });
     const counts = sumHours(
       await new DeliveryLedger(p.redis, p.prefix).hours(
-        Date.now() - 3_600_000,
+        Date.now() - 7_200_000,
         Date.now() + 3_600_000,
       ),
     );

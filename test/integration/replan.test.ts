@@ -155,7 +155,7 @@ describe("re-planning when the rules change", () => {
     // Shard 0's ledger reads every shard's, as reports do.
     const ledger = p.stores.of(0).ledger;
     const counted = async () =>
-      sumHours(await ledger.hours(Date.now() - 3_600_000, Date.now() + 3_600_000));
+      sumHours(await ledger.hours(Date.now() - 7_200_000, Date.now() + 3_600_000));
     await eventually(
       async () =>
         (await counted()).get("reason|cancelled|email|discount|rule-removed") === 1

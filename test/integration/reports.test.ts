@@ -125,7 +125,7 @@ describe("ledger and owner reports", () => {
     await busyDay(p);
     const counts = sumHours(
       await new DeliveryLedger(p.redis, shardScope(p.prefix, 0, p.shards)).hours(
-        Date.now() - 3_600_000,
+        Date.now() - 7_200_000,
         Date.now() + 3_600_000,
       ),
     );
