@@ -42,7 +42,11 @@ function week(start: string, scale: number): LedgerHour[] {
         ["reason|failed|email|thank-you|permanent 550", day === 3 ? 2 : 0],
         ["cancelled|sms|check-in|big-ticket", day === 5 ? 1 : 0],
         ["reason|cancelled|sms|check-in|refunded", day === 5 ? 1 : 0],
+        // A text STOP stops texts and calls to the number: counted on both channels.
         ["optout|sms|-|-", day === 2 ? 1 : 0],
+        ["optout|voice|-|-", day === 2 ? 1 : 0],
+        ["reason|optout|sms|-|sms-stop", day === 2 ? 1 : 0],
+        ["reason|optout|voice|-|sms-stop", day === 2 ? 1 : 0],
         ["checkin|sent", n(3)],
         ["checkin-back|sent", day % 3 === 0 ? 1 : 0],
         ["checkin|skipped|no-consent", day % 2],

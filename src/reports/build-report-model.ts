@@ -65,8 +65,12 @@ export function buildReportModel(input: ReportInput): ReportModel {
   const current = sumHours(input.hours);
   const previous = sumHours(input.previousHours);
   const rows = outcomeRows(current);
-  const totals = totalCounts(rows);
-  const previousTotals = totalCounts(outcomeRows(previous));
+  const optOuts = optOutsOf(current);
+  const totals = { ...totalCounts(rows), optout: optOuts.total };
+  const previousTotals = {
+    ...totalCounts(outcomeRows(previous)),
+    optout: optOutsOf(previous).total,
+  };
   return {
     shopName: input.shopName,
     ownerName: input.ownerName,
@@ -87,6 +91,7 @@ export function buildReportModel(input: ReportInput): ReportModel {
     })),
     topFailureReasons: topReasons(current, ["failed", "undelivered"]),
     topSkipReasons: topReasons(current, ["skipped", "cancelled"]),
+    optOuts: { byChannel: optOuts.byChannel },
     upcoming: input.upcoming,
     unhappyReplies: unhappyReplies(input.replies, input.period.timezone),
     complaints: complaints(input.replies),
@@ -231,21 +236,43 @@ function outcomeRows(fields: ReadonlyMap<string, number>): ReportRow[] {
     row.counts[outcome] += count;
     rows.set(key, row);
   }
-  // Opt-outs are per channel, not per kind: they join the channel's first row, or a row of their own.
-  for (const [field, count] of fields) {
-    const [outcome, channel] = field.split("|");
-    if (outcome !== "optout" || !isChannel(channel)) continue;
-    const row =
-      [...rows.values()].find((r) => r.channel === channel) ??
-      ({ channel, kind: "thank-you", counts: emptyCounts() } as const);
-    row.counts.optout += count;
-    rows.set(`${channel}|${row.kind}`, row);
-  }
+  // Opt-outs are per channel, not per kind (`optout|sms|-|-`): not in these rows (optOutsOf).
   return [...rows.values()].sort(
     (a, b) =>
       CHANNELS.indexOf(a.channel) - CHANNELS.indexOf(b.channel) ||
       STEP_KINDS.indexOf(a.kind) - STEP_KINDS.indexOf(b.kind),
   );
+}
+
+/**
+ * Opt-outs that stop texts and calls to a number together, each counted on both phone channels:
+ * a text STOP, a 9 pressed on a call, the SMS provider's opt-out.
+ */
+const PHONE_WIDE_OPT_OUTS = ["sms-stop", "call-keypad", "provider"];
+
+/**
+ * The ledger's `optout|<channel>|-|-` counts by channel, and opt-outs in all: one that stopped
+ * texts and calls to a number together is counted on both channels but once in all.
+ */
+function optOutsOf(fields: ReadonlyMap<string, number>): {
+  byChannel: Record<Channel, number>;
+  total: number;
+} {
+  const byChannel = Object.fromEntries(CHANNELS.map((c) => [c, 0])) as Record<Channel, number>;
+  const phoneWide = new Map<string, { sms: number; voice: number }>();
+  for (const [field, count] of fields) {
+    const parts = field.split("|");
+    if (parts[0] === "optout" && isChannel(parts[1])) byChannel[parts[1]] += count;
+    const [tag, outcome, channel, , reason = ""] = parts;
+    if (tag !== "reason" || outcome !== "optout" || !PHONE_WIDE_OPT_OUTS.includes(reason)) continue;
+    if (channel !== "sms" && channel !== "voice") continue;
+    const both = phoneWide.get(reason) ?? { sms: 0, voice: 0 };
+    both[channel] += count;
+    phoneWide.set(reason, both);
+  }
+  const counted = CHANNELS.reduce((sum, c) => sum + byChannel[c], 0);
+  const twice = [...phoneWide.values()].reduce((sum, b) => sum + Math.min(b.sms, b.voice), 0);
+  return { byChannel, total: Math.max(0, counted - twice) };
 }
 
 function totalCounts(rows: readonly ReportRow[]): OutcomeCounts {

@@ -12,6 +12,7 @@ import {
   localDateTime,
   notableChanges,
   OUTCOME_NAMES,
+  optOutLines,
   periodNoun,
   periodTitle,
   plainText,
@@ -52,6 +53,7 @@ export function renderReportHtml(model: ReportModel, options: ReportHtmlOptions 
     totalsBlock(model, noun),
     reasonsBlock("Why messages failed", model.topFailureReasons, "Nothing failed."),
     reasonsBlock("Why messages were skipped", model.topSkipReasons, "Nothing was skipped."),
+    optOutsBlock(model, noun),
     upcomingBlock(model),
     broughtBackBlock(model, noun),
     checkInBlock(model, noun),
@@ -306,6 +308,21 @@ function checkInBlock(model: ReportModel, noun: string): string {
     sectionTitle("Check-ins and repeat purchases") +
       lines.map((line, i) => paragraph(line, i === 0 ? INK : MUTED)).join("") +
       (table === "" ? "" : `<div style="height:8px;line-height:8px;">&nbsp;</div>${table}`),
+  );
+}
+
+function optOutsBlock(model: ReportModel, noun: string): string {
+  const lines = optOutLines(model, noun)
+    .map((line) => paragraph(line))
+    .join("");
+  const channels = CHANNELS.filter((c) => model.optOuts.byChannel[c] > 0);
+  if (channels.length === 0) return row(sectionTitle("Opt-outs") + lines);
+  const rows = channels.map((c) => [channelName(c), formatCount(model.optOuts.byChannel[c])]);
+  return row(
+    sectionTitle("Opt-outs") +
+      lines +
+      `<div style="height:8px;line-height:8px;">&nbsp;</div>` +
+      dataTable(["Channel", "Opt-outs"], rows, ["left", "right"]),
   );
 }
 

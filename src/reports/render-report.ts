@@ -18,6 +18,7 @@ import {
   localDateTime,
   notableChanges,
   OUTCOME_NAMES,
+  optOutLines,
   periodNoun,
   periodTitle,
   plainText,
@@ -48,6 +49,7 @@ export function renderReportText(model: ReportModel): string {
     totalsSection(model, noun),
     reasonSection("Why messages failed", model.topFailureReasons, "Nothing failed."),
     reasonSection("Why messages were skipped", model.topSkipReasons, "Nothing was skipped."),
+    optOutSection(model, noun),
     upcomingSection(model),
     unhappySection(model),
     broughtBackSection(model, noun),
@@ -120,6 +122,16 @@ function reasonSection(title: string, reasons: readonly ReasonCount[], none: str
     );
   });
   return [...heading(title), ...lines];
+}
+
+function optOutSection(model: ReportModel, noun: string): string[] {
+  const lines = optOutLines(model, noun).flatMap((line) =>
+    wrap(plainText(line), MAX_WIDTH - INDENT.length, INDENT),
+  );
+  const channels = CHANNELS.filter((c) => model.optOuts.byChannel[c] > 0);
+  if (channels.length === 0) return [...heading("Opt-outs"), ...lines];
+  const rows = channels.map((c) => [c, formatCount(model.optOuts.byChannel[c])]);
+  return [...heading("Opt-outs"), ...lines, ...alignTable(["channel", "opt-outs"], rows, 1)];
 }
 
 function upcomingSection(model: ReportModel): string[] {
@@ -338,7 +350,8 @@ function inStableOrder(value: unknown): unknown {
 }
 
 /**
- * One CSV row per channel and kind plus a `total` row, every outcome a column, then the orders the
+ * One CSV row per channel and kind plus a `total` row, every outcome a column (opt-outs, per
+ * channel and not per kind, on the `total` row only), then the orders the
  * follow-ups brought back and their revenue (`110.00 GBP; 30.00 EUR`), then (on the `total` row
  * only) the check-in comparison: customers checked in and how many bought again, customers due a
  * check-in who did not get it and how many bought again, and both rates. Each row names the shop

@@ -6,7 +6,10 @@ import type { StepKind } from "../domain/rules.js";
  * JSON, CSV). Built by buildReportModel from ledger figures; rendered by the report renderers.
  */
 
-/** Outcomes counted in the ledger. `optout` counts opt-outs received in the period. */
+/**
+ * Outcomes counted in the ledger. `optout` counts opt-outs received in the period: in `totals`
+ * each once (see `optOuts`), never in a channel-and-kind row.
+ */
 export const OUTCOMES = [
   "scheduled",
   "sent",
@@ -90,6 +93,12 @@ export interface ReportModel {
   readonly changes: readonly OutcomeChange[];
   readonly topFailureReasons: readonly ReasonCount[];
   readonly topSkipReasons: readonly ReasonCount[];
+  /**
+   * Opt-outs received in the period by the channel they stop (they are per channel, not per
+   * kind). A text STOP stops texts and calls, so it counts on sms and voice; `totals.optout`
+   * counts it once.
+   */
+  readonly optOuts: { readonly byChannel: Readonly<Record<Channel, number>> };
   /** Pending follow-ups due in the next 7 and 30 days from the end of the period, by channel. */
   readonly upcoming: {
     readonly next7Days: Readonly<Record<Channel, number>>;

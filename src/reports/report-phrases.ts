@@ -43,17 +43,12 @@ export const OUTCOME_NAMES: Readonly<Record<Outcome, string>> = {
   reply: "replies",
 };
 
-/** The report table's outcome columns; undelivered only when some SMS went undelivered. */
+/**
+ * The report table's outcome columns; undelivered only when some SMS went undelivered. Opt-outs
+ * are per channel, not per kind: optOutLines.
+ */
 export function tableOutcomes(model: ReportModel): readonly Outcome[] {
-  const base: Outcome[] = [
-    "scheduled",
-    "sent",
-    "delivered",
-    "failed",
-    "skipped",
-    "cancelled",
-    "optout",
-  ];
+  const base: Outcome[] = ["scheduled", "sent", "delivered", "failed", "skipped", "cancelled"];
   if (model.totals.undelivered > 0) base.splice(3, 0, "undelivered");
   return base;
 }
@@ -278,5 +273,20 @@ export function checkInEffectLines(model: ReportModel, noun: string): string[] {
       `Customers of this ${noun} have until ${localDay(until, true)} to buy again, so these figures may still rise.`,
     );
   }
+  return lines;
+}
+
+/**
+ * The opt-outs of the period: how many in all (a text STOP, which stops texts and calls to the
+ * number, once) and why the channels' counts may add up to more.
+ */
+export function optOutLines(model: ReportModel, noun: string): string[] {
+  const total = model.totals.optout;
+  if (total === 0) return [`No one opted out in this ${noun}.`];
+  const lines = [`${formatCount(total)} ${total === 1 ? "opt-out" : "opt-outs"} in this ${noun}.`];
+  if (model.optOuts.byChannel.sms > 0 && model.optOuts.byChannel.voice > 0)
+    lines.push(
+      "A text STOP, or 9 pressed on a call, stops texts and calls to the number: it counts once here, and under both sms and voice below.",
+    );
   return lines;
 }

@@ -197,10 +197,11 @@ describe("ledger and owner reports", () => {
     expect(model.topFailureReasons[0]?.code).toBe("permanent 550");
     // Scheduled: two steps for each of r-1, r-2, r-3, r-5; r-4 has no phone, so one (as the ledger
     // test counts). The emailed text says so in its glance line and in the table's total row
-    // (columns: scheduled, sent, delivered, failed, skipped, cancelled, opt-outs).
+    // (columns: scheduled, sent, delivered, failed, skipped, cancelled; opt-outs have a section).
     expect(model.totals.scheduled).toBe(9);
     expect(report?.parsed.text).toMatch(/^ {2}scheduled 9, /m);
-    expect(report?.parsed.text).toMatch(/^ {2}total +9 +4 +0 +1 +1 +2 +0$/m);
+    expect(report?.parsed.text).toMatch(/^ {2}total +9 +4 +0 +1 +1 +2$/m);
+    expect(report?.parsed.text).toMatch(/^ {2}No one opted out in this day\.$/m);
   });
 
   it("prints the same model as text and CSV", async () => {

@@ -78,6 +78,7 @@ const MODEL: ReportModel = {
     },
     { code: "odd, code", words: 'a reason, with "quotes"', count: 1 },
   ],
+  optOuts: { byChannel: { email: 1, sms: 0, voice: 0 } },
   upcoming: {
     next7Days: { email: 12, sms: 3, voice: 0 },
     next30Days: { email: 40, sms: 9, voice: 0 },
@@ -164,6 +165,7 @@ const EMPTY: ReportModel = {
   changes: [],
   topFailureReasons: [],
   topSkipReasons: [],
+  optOuts: { byChannel: { email: 0, sms: 0, voice: 0 } },
   upcoming: {
     next7Days: { email: 0, sms: 0, voice: 0 },
     next30Days: { email: 0, sms: 0, voice: 0 },
@@ -295,10 +297,11 @@ describe("renderReportText", () => {
       "failed",
       "skipped",
       "cancelled",
-      "opt-outs",
     ]) {
       expect(header).toContain(column);
     }
+    // Opt-outs are per channel, not per kind: a section of their own.
+    expect(header).not.toContain("opt-outs");
     const total = lines.find((line) => line.trimStart().startsWith("total") && line.includes("47"));
     expect(total?.split(/\s+/).filter(Boolean)).toEqual([
       "total",
@@ -308,7 +311,6 @@ describe("renderReportText", () => {
       "1",
       "2",
       "3",
-      "1",
       "1",
     ]);
     const email = lines.find((line) => line.includes("thank-you"));
