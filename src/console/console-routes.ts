@@ -333,7 +333,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       const q = (queryField(request, "q") ?? "").trim();
       const base = { title: "Search", page: "search", q };
       if (q === "") return page(reply, "search", base, request);
-      if (q.includes("@") || /^\+?[\d\s()-]{6,}$/.test(q)) {
+      const byAddress = async (notKnown: string) => {
         try {
           const found = await deps.tools.customersByAddress(q);
           if (found.length === 1)
@@ -346,18 +346,20 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           );
         } catch (error) {
           if (!(error instanceof OperatorError)) throw error;
-          return page(
-            reply.code(404),
-            "search",
-            { ...base, error: `No customer is known with ${q}.` },
-            request,
-          );
+          return page(reply.code(404), "search", { ...base, error: notKnown }, request);
         }
-      }
+      };
+      if (q.includes("@")) return byAddress(`No customer is known with ${q}.`);
+      // Ids first, exactly as given: shops often number customers and orders with digits only,
+      // which would read as a phone number.
       const asCustomer = await deps.tools.customer(q).catch(notFound);
       if (asCustomer) return reply.redirect(customerPath(q), 303);
       const asOrder = await deps.tools.order(q).catch(notFound);
       if (asOrder) return reply.redirect(`/console/orders/${encodeURIComponent(q)}`, 303);
+      if (/^\+?[\d\s()-]{6,}$/.test(q))
+        return byAddress(
+          `No customer or order ${q} is known, nor a customer with that phone number.`,
+        );
       return page(
         reply.code(404),
         "search",
