@@ -14,9 +14,11 @@ import type { RuleSet } from "../domain/rules.js";
 import { tokenOwner } from "../http/bearer-token.js";
 import type { ErasureReceipt } from "../operations/erase-customer.js";
 import {
+  notInternationalPhone,
   OPERATOR_ERROR_STATUS,
   OperatorError,
   type OperatorTools,
+  PHONE_LOOKUP_FORMAT,
 } from "../operations/operator-tools.js";
 import type { MessagePreview } from "../operations/preview-step.js";
 import type { CustomerTimeline } from "../operations/timeline.js";
@@ -356,10 +358,14 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       if (asCustomer) return reply.redirect(customerPath(q), 303);
       const asOrder = await deps.tools.order(q).catch(notFound);
       if (asOrder) return reply.redirect(`/console/orders/${encodeURIComponent(q)}`, 303);
-      if (/^\+?[\d\s()-]{6,}$/.test(q))
+      if (/^\+?[\d\s()-]{6,}$/.test(q)) {
+        const hint = notInternationalPhone(q)
+          ? ` ${PHONE_LOOKUP_FORMAT.charAt(0).toUpperCase()}${PHONE_LOOKUP_FORMAT.slice(1)}.`
+          : "";
         return byAddress(
-          `No customer or order ${q} is known, nor a customer with that phone number.`,
+          `No customer or order ${q} is known, nor a customer with that phone number.${hint}`,
         );
+      }
       return page(
         reply.code(404),
         "search",

@@ -322,8 +322,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         const timeline = await readCustomerTimeline(sources(), id);
         if (timeline) timelines.push(timeline);
       }
-      if (timelines.length === 0)
-        throw new OperatorError("no customer is known with that address", "not-found");
+      if (timelines.length === 0) throw noCustomerWith(address);
       return timelines;
     },
 
@@ -631,8 +630,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const ids = new Set(await customers.customersOf(stored));
       // A purchase still on the input queue (or refused there) is in no index yet.
       if (deps.events) for (const id of await customersQueuedWith(deps.events, stored)) ids.add(id);
-      if (ids.size === 0)
-        throw new OperatorError("no customer is known with that address", "not-found");
+      if (ids.size === 0) throw noCustomerWith(address);
       const receipts: ErasureReceipt[] = [];
       for (const id of ids) {
         receipts.push(await eraseCustomer(id, { by, addresses: [stored] }));
@@ -678,6 +676,26 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 }
 
 export type OperatorTools = ReturnType<typeof createOperatorTools>;
+
+/** How phone numbers are looked up: no country is guessed for a national number. */
+export const PHONE_LOOKUP_FORMAT =
+  "phone numbers are looked up in international format, + and the country code (+447400900020, not 07400 900020 or 0044 7400 900020)";
+
+/** Whether an address is meant as a phone number but is not one in international format. */
+export function notInternationalPhone(address: string): boolean {
+  return !address.includes("@") && normalizePhone(address) === undefined;
+}
+
+/**
+ * No customer is known by an address: said so, and for a phone number not in international
+ * format (national `07400 900020`, `0044 …`) that numbers are looked up in it, so that an
+ * operator does not take "not known" for "nothing to erase". The number is not repeated (the
+ * answer may be logged).
+ */
+function noCustomerWith(address: string): OperatorError {
+  const hint = notInternationalPhone(address) ? `; ${PHONE_LOOKUP_FORMAT}` : "";
+  return new OperatorError(`no customer is known with that address${hint}`, "not-found");
+}
 
 /** An address as events store it: an email as given, a phone number in E.164 (`+44 20 …` → `+4420…`). */
 function asStored(address: string): string {

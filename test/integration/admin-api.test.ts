@@ -78,6 +78,13 @@ describe("the admin API", () => {
       status: 400,
       body: { error: "give one of the query parameters email or phone" },
     });
+    expect(await call(p, "GET", "/admin/v1/customers?phone=07400900011", { token: BOB })).toEqual({
+      status: 404,
+      body: {
+        error:
+          "no customer is known with that address; phone numbers are looked up in international format, + and the country code (+447400900020, not 07400 900020 or 0044 7400 900020)",
+      },
+    });
     expect(await call(p, "GET", "/admin/v1/customers/cus-nobody", { token: BOB })).toEqual({
       status: 404,
       body: { error: 'no customer "cus-nobody" is known' },

@@ -71,5 +71,9 @@ describe("console search", () => {
     const unknown = await search(p, cookie, "100234568");
     expect(unknown.status).toBe(404);
     expect(unknown.body).toContain("No customer or order 100234568 is known");
+    // A national number is not guessed at: numbers are looked up in international format.
+    const national = await search(p, cookie, "07400 900031");
+    expect(national.status).toBe(404);
+    expect(national.body).toContain("Phone numbers are looked up in international format");
   });
 });

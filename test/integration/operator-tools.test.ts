@@ -136,6 +136,24 @@ describe("followups customer, order and cancel", () => {
       runCustomer(undefined, { ...config(p), phone: "+44 20 7946 0958" }, io),
     );
     expect(byPhone.customers.map((c) => c.customer.id)).toEqual(["cus-ops"]);
+    // A national or 00-prefixed number is not guessed at: the answer says numbers are looked up
+    // in international format, so no one takes "not known" for "nothing to erase".
+    for (const phone of ["020 7946 0958", "0044 20 7946 0958"]) {
+      for (const run of [runCustomer, runErase]) {
+        await expect(
+          command(p, (io) => run(undefined, { ...config(p), phone }, io)),
+        ).rejects.toMatchObject({
+          code: 1,
+          message: expect.stringContaining(
+            "no customer is known with that address; phone numbers are looked up in international format, + and the country code (+447400900020",
+          ),
+        });
+      }
+    }
+    // A number in international format that no customer has is simply not known.
+    await expect(
+      command(p, (io) => runCustomer(undefined, { ...config(p), phone: "+44 20 7946 0959" }, io)),
+    ).rejects.toMatchObject({ code: 1, message: "no customer is known with that address" });
     const text = await command(p, (io) => runCustomer("cus-ops", { config: p.configDir }, io));
     expect(text.out).toContain("evt-ops-1/big-ticket.check-in");
     expect(text.out).toContain("scheduled");
