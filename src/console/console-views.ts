@@ -224,7 +224,8 @@ const AUDIT = `{% layout "layout" %}{% block content %}
 const PREVIEW = `{% layout "layout" %}{% block content %}
 <h1>Message of {{ ref }}</h1>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% else %}
-<p>As {% if state == "scheduled" %}it will be{% else %}it was{% endif %} rendered by {{ channel }}{% if to %} to {{ to }}{% endif %}.</p>
+{% if state == "skipped" or state == "cancelled" %}<p>Not sent: {{ state }}{% if notSentBecause %} ({{ notSentBecause }}){% endif %}. As it would have been rendered by {{ channel }}{% if to %} to {{ to }}{% endif %} (with today's templates).</p>
+{% else %}<p>As {% if state == "scheduled" %}it will be{% else %}it was{% endif %} rendered by {{ channel }}{% if to %} to {{ to }}{% endif %}.</p>{% endif %}
 {% if subject %}<h2>Subject</h2><p>{{ subject }}</p>{% endif %}
 <h2>Text</h2>
 <pre class="message" tabindex="0" aria-label="Message text">{{ text }}</pre>{% endif %}

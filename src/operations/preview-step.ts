@@ -2,6 +2,7 @@ import { customerZone } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { followUpJobId } from "../queue/names.js";
+import { reasonWords } from "../reports/reason-words.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
 import type { StepRecord } from "../store/step-record.js";
@@ -16,6 +17,11 @@ export interface MessagePreview {
   readonly to: string;
   readonly subject: string | null;
   readonly text: string;
+  /**
+   * Why a step that was not sent (skipped or cancelled) was not, in plain words (`reasonWords`);
+   * null otherwise, or when its record gives no reason.
+   */
+  readonly notSentBecause: string | null;
 }
 
 /**
@@ -60,6 +66,10 @@ export async function previewStep(
     to: message.to,
     subject: message.channel === "email" ? message.subject : null,
     text: message.text,
+    notSentBecause:
+      (record.state === "skipped" || record.state === "cancelled") && record.reason
+        ? reasonWords(record.reason.code)
+        : null,
   };
 }
 

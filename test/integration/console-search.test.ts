@@ -1,10 +1,12 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { runCancel } from "../../src/cli/cancel-command.js";
 import { ConsoleSessions } from "../../src/store/console-sessions.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
-/** The console's search over HTTP, signed in with a session as the sign-in page starts one. */
+/** The console's pages over HTTP, signed in with a session as the sign-in page starts one. */
 
 const TOKEN = "console-token-0123456789";
 
@@ -13,6 +15,13 @@ afterEach(async () => {
   await pipeline?.close();
   pipeline = undefined;
 });
+
+async function get(p: PipelineHarness, cookie: string, path: string): Promise<Response> {
+  return fetch(`${p.worker?.httpAddress}${path}`, {
+    headers: { cookie: `fu_console=${cookie}` },
+    redirect: "manual",
+  });
+}
 
 async function search(
   p: PipelineHarness,
@@ -75,5 +84,47 @@ describe("console search", () => {
     const national = await search(p, cookie, "07400 900031");
     expect(national.status).toBe(404);
     expect(national.body).toContain("Phone numbers are looked up in international format");
+  });
+});
+
+describe("console preview", () => {
+  it("says a cancelled step was not sent, why, and shows it as it would have been rendered", async () => {
+    pipeline = await startPipeline("console-preview", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-preview",
+        orderId: "ord-preview",
+        occurredAt,
+        customer: { id: "cus-preview", email: "preview.customer@example.com", name: "Pia" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      }) as never,
+    );
+    const ref = "evt-preview/big-ticket.thank-you";
+    await eventually(
+      async () =>
+        (await p.store.stepRecords("evt-preview", ["big-ticket.thank-you"])).size > 0
+          ? true
+          : undefined,
+      "the purchase to be planned",
+    );
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const path = `/console/preview?ref=${encodeURIComponent(ref)}`;
+    const pending = await (await get(p, cookie, path)).text();
+    expect(pending).toContain("As it will be rendered by email to preview.customer@example.com.");
+
+    Object.assign(process.env, p.commandEnv);
+    await runCancel(
+      { config: p.configDir, step: ref, reason: "asked us", by: "dana" },
+      captureIo(),
+    );
+    const response = await get(p, cookie, path);
+    expect(response.status).toBe(200);
+    const cancelled = await response.text();
+    expect(cancelled).not.toContain("As it was rendered");
+    expect(cancelled).toContain(
+      "Not sent: cancelled (someone at the shop cancelled it). As it would have been rendered by email to preview.customer@example.com",
+    );
   });
 });
