@@ -53,6 +53,7 @@ export function renderReportHtml(model: ReportModel, options: ReportHtmlOptions 
     totalsBlock(model, noun),
     reasonsBlock("Why messages failed", model.topFailureReasons, "Nothing failed."),
     reasonsBlock("Why messages were skipped", model.topSkipReasons, "Nothing was skipped."),
+    reasonsBlock("Why follow-ups were cancelled", model.topCancelReasons, "Nothing was cancelled."),
     optOutsBlock(model, noun),
     upcomingBlock(model),
     broughtBackBlock(model, noun),

@@ -92,7 +92,10 @@ export interface ReportModel {
   readonly totals: OutcomeCounts;
   readonly changes: readonly OutcomeChange[];
   readonly topFailureReasons: readonly ReasonCount[];
+  /** Why steps were skipped (not sent when due); cancellations are apart, as in `totals`. */
   readonly topSkipReasons: readonly ReasonCount[];
+  /** Why steps were cancelled before they were due (refunded, by an operator, erased). */
+  readonly topCancelReasons: readonly ReasonCount[];
   /**
    * Opt-outs received in the period by the channel they stop (they are per channel, not per
    * kind). A text STOP stops texts and calls, so it counts on sms and voice; `totals.optout`

@@ -48,6 +48,7 @@ const MODEL: ReportModel = {
     { code: "permanent 550", words: "the mail server refused the address", count: 1 },
   ],
   topSkipReasons: [],
+  topCancelReasons: [],
   optOuts: { byChannel: { email: 0, sms: 0, voice: 0 } },
   upcoming: {
     next7Days: { email: 2, sms: 0, voice: 0 },

@@ -78,6 +78,7 @@ const MODEL: ReportModel = {
     },
     { code: "odd, code", words: 'a reason, with "quotes"', count: 1 },
   ],
+  topCancelReasons: [{ code: "refunded", words: "the order was refunded", count: 1 }],
   optOuts: { byChannel: { email: 1, sms: 0, voice: 0 } },
   upcoming: {
     next7Days: { email: 12, sms: 3, voice: 0 },
@@ -165,6 +166,7 @@ const EMPTY: ReportModel = {
   changes: [],
   topFailureReasons: [],
   topSkipReasons: [],
+  topCancelReasons: [],
   optOuts: { byChannel: { email: 0, sms: 0, voice: 0 } },
   upcoming: {
     next7Days: { email: 0, sms: 0, voice: 0 },
