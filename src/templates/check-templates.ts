@@ -110,13 +110,22 @@ export async function checkTemplates(
   const report = (file: string, message: string, line = 0, column = 0) =>
     problems.push({ file, line, column, path: "", message });
 
+  const usages = templateUsages(rules);
   for (const [templateId, byLocale] of files.variants) {
-    const shape =
-      templateId === OPT_OUT_CONFIRMATION_TEMPLATE ? CONFIRMATION_SHAPE : VARIABLE_SHAPE;
+    const confirmation = templateId === OPT_OUT_CONFIRMATION_TEMPLATE;
+    const shape = confirmation ? CONFIRMATION_SHAPE : VARIABLE_SHAPE;
+    const noDiscount = confirmation
+      ? undefined
+      : withoutDiscount(usages.filter((usage) => usage.templateId === templateId));
     for (const variant of byLocale.values()) {
       for (const part of Object.values(variant.parts)) {
         if (files.unparsed.has(part.file)) continue;
-        for (const unknown of unknownVariables(settings.engines, part.template, shape)) {
+        for (const unknown of unknownVariables(
+          settings.engines,
+          part.template,
+          shape,
+          noDiscount,
+        )) {
           report(part.file, unknown.message, unknown.line, unknown.column);
         }
       }
@@ -126,7 +135,7 @@ export async function checkTemplates(
   problems.push(...shopAddressProblems(rules, settings.rulesFile));
   problems.push(...checkOptOutConfirmation(files, settings));
 
-  for (const usage of templateUsages(rules)) {
+  for (const usage of usages) {
     const { templateId, channel } = usage;
     const needed = REQUIRED_PARTS[channel];
     const byLocale = files.variants.get(templateId);
@@ -472,6 +481,19 @@ const VARIABLE_SHAPE = sampleTemplateContext({
   step: { kind: "discount", channel: "email" },
   locale: "en",
 });
+
+/**
+ * Why a template may not read `discount.*`, or undefined when it may: `discount` is filled for
+ * discount steps only, so a template that no discount step uses must not read its properties
+ * (liquid renders a property of null as nothing: "use code  for % off"). An unused template, or
+ * one a discount step uses too (it may test `{% if discount %}`), may read them.
+ */
+function withoutDiscount(usages: readonly TemplateUsage[]): string | undefined {
+  if (usages.length === 0 || usages.some((usage) => usage.kinds.has("discount"))) return undefined;
+  const kinds = [...new Set(usages.flatMap((usage) => [...usage.kinds]))];
+  const usedBy = usages.flatMap((usage) => usage.usedBy);
+  return `discount is given to discount steps only, and this template is used by ${usedBy.join(", ")} (${kinds.join(", ")}), where it is empty; remove it, or give a discount step a template of its own`;
+}
 const CONFIRMATION_SHAPE = optOutConfirmationContext(SAMPLE_SHOP);
 /** Properties liquid gives arrays and strings. */
 const ARRAY_PROPERTIES = new Set(["size", "first", "last"]);
@@ -490,11 +512,22 @@ function unknownVariables(
   engines: LiquidEngines,
   template: Template[],
   shape: object,
+  noDiscount?: string,
 ): UnknownVariable[] {
   const found: UnknownVariable[] = [];
   const analysis = engines.text.analyzeSync(template, { partials: false });
   for (const variables of Object.values(analysis.globals)) {
     for (const variable of variables) {
+      const [first, second] = variable.segments;
+      if (noDiscount !== undefined && first === "discount" && second !== undefined) {
+        const name = `discount.${typeof second === "object" ? "[…]" : String(second)}`;
+        found.push({
+          message: `${name} renders as nothing: ${noDiscount}`,
+          line: variable.location.row,
+          column: variable.location.col,
+        });
+        continue;
+      }
       const problem = unknownPath(shape, variable.segments);
       if (problem) {
         found.push({

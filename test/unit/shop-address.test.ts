@@ -65,7 +65,7 @@ describe("check requires shop.address when a rule sends marketing email", () => 
     const dir = await shippedConfigWith(
       rulesWithSteps(
         "{ name: Corner Shop }",
-        "        - { kind: custom, channel: email, template: loyalty-discount, delay: P1D, purpose: marketing }",
+        "        - { kind: custom, channel: email, template: thank-you, delay: P1D, purpose: marketing }",
       ),
     );
     expect(await checkProblems(dir)).toEqual([

@@ -347,6 +347,32 @@ describe("check", () => {
     ]);
   });
 
+  it("refuses discount.* in a template only non-discount steps use: it would render as nothing", async () => {
+    const { dir, problems } = await problemsOf(
+      { "ping/en.text.liquid": "Hi! Use code {{ discount.code }} for {{ discount.percent }}% off" },
+      [SMS],
+    );
+    const file = path.join(dir, "templates", "ping", "en.text.liquid");
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file,
+        line: 1,
+        message: expect.stringMatching(
+          /^discount\.code renders as nothing: discount is given to discount steps only, and this template is used by everyone\.s0 \(check-in\)/,
+        ),
+      }),
+      expect.objectContaining({
+        file,
+        message: expect.stringMatching(/^discount\.percent renders as nothing/),
+      }),
+    ]);
+    // The same template is fine once a discount step uses it too (it may test {% if discount %}).
+    await loaded(
+      { "ping/en.text.liquid": "Hello{% if discount %}, code {{ discount.code }}{% endif %}" },
+      [SMS, { kind: "discount", channel: "sms", template: "ping" }],
+    );
+  });
+
   it("reports an unknown property of a loop variable by rendering the sample", async () => {
     const { problems } = await problemsOf(
       { "ping/en.text.liquid": "Items:\n{% for item in order.items %}{{ item.nme }}{% endfor %}" },
