@@ -221,7 +221,8 @@ async function renderSamples(
         if (usage.channel === "email" && rendered.subject === "") {
           report(variant.parts.subject?.file ?? textFile, `renders to an empty subject ${label}`);
         }
-        if (usage.channel === "email" && usage.purposes.has("marketing") && sample === "full") {
+        // Every sample: an address inside {% if store.name %} is missing for online orders.
+        if (usage.channel === "email" && usage.purposes.has("marketing")) {
           for (const [part, shown] of [
             ["text", rendered.text],
             ["html", rendered.html === undefined ? undefined : unescapeHtml(rendered.html)],
@@ -230,7 +231,7 @@ async function renderSamples(
             if (shown === undefined || missing === undefined) continue;
             report(
               variant.parts[part]?.file ?? textFile,
-              `a marketing email must show the shop's postal address (shop.address in rules.yaml): ${JSON.stringify(missing)} is missing; add {{ shop.address }} or the lines of shop.addressLines`,
+              `a marketing email must show the shop's postal address (shop.address in rules.yaml): ${JSON.stringify(missing)} is missing ${label}; add {{ shop.address }} or the lines of shop.addressLines`,
             );
           }
         }

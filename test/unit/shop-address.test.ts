@@ -102,7 +102,24 @@ describe("check requires shop.address when a rule sends marketing email", () => 
     const html = path.join(dir, "templates", "accessories-discount", "de.html.liquid");
     await writeFile(html, "<p>{{ discount.code }}</p>");
     expect(await checkProblems(dir)).toEqual([
-      `${html} a marketing email must show the shop's postal address (shop.address in rules.yaml): "1 High Street" is missing; add {{ shop.address }} or the lines of shop.addressLines`,
+      `${html} a marketing email must show the shop's postal address (shop.address in rules.yaml): "1 High Street" is missing with the full sample for a discount by email; add {{ shop.address }} or the lines of shop.addressLines`,
+    ]);
+  });
+
+  it("checks the address with every sample: one shown for store purchases only fails", async () => {
+    const dir = await shippedConfigWith(
+      rulesWithSteps(
+        '{ name: Corner Shop, address: "1 High Street, London N1 1AA" }',
+        MARKETING_EMAIL,
+      ),
+    );
+    const text = path.join(dir, "templates", "accessories-discount", "en.text.liquid");
+    await writeFile(
+      text,
+      "Your code: {{ discount.code }}\n{% if store.name %}{{ shop.address }}{% endif %}\n",
+    );
+    expect(await checkProblems(dir)).toEqual([
+      `${text} a marketing email must show the shop's postal address (shop.address in rules.yaml): "1 High Street" is missing with the sparse sample for a discount by email; add {{ shop.address }} or the lines of shop.addressLines`,
     ]);
   });
 
