@@ -3,6 +3,7 @@ import { loadConfig } from "../config/load-config.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
 import { type Plan, planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
+import { countSmsSegments } from "../domain/sms-segments.js";
 import { formatMicros } from "../domain/spend.js";
 import { renderPlanTable, type StepCost } from "../reports/plan-table.js";
 import { createMessageComposer } from "../templates/compose-message.js";
@@ -66,14 +67,19 @@ async function planCosts(
     );
   const costs = new Map<string, StepCost>();
   for (const step of plan.steps) {
+    // Every step is rendered as the worker would, so a template that fails for this purchase shows.
+    const rendered = measure ? await measure.render(event, plan, step, true) : null;
     const segments =
-      step.channel === "sms" && measure ? await measure.segments(event, plan, step, true) : null;
+      step.channel === "sms" && rendered?.ok ? countSmsSegments(rendered.message.text) : null;
     const micros = stepCost(rules, event, step, segments);
     costs.set(step.stepId, {
       segments,
       cost: micros === null ? null : formatMicros(micros, rules.defaults.currency),
       ...(step.channel === "voice" && { minutes: rules.spend.estimatedCallMinutes }),
       currency: rules.defaults.currency,
+      ...(rendered?.ok === false && {
+        renderError: `template ${step.template} failed to render: ${rendered.error}`,
+      }),
     });
   }
   return costs;
@@ -129,6 +135,9 @@ export function planJson(plan: Plan, costs?: ReadonlyMap<string, StepCost>) {
       ...(costs && {
         segments: costs.get(s.stepId)?.segments ?? null,
         cost: costs.get(s.stepId)?.cost ?? null,
+      }),
+      ...(costs?.get(s.stepId)?.renderError && {
+        renderError: costs.get(s.stepId)?.renderError,
       }),
     })),
     skipped: plan.skipped.map((s) => ({ ruleId: s.ruleId, kind: s.kind, reason: s.reason })),

@@ -1,3 +1,4 @@
+import type { OutgoingMessage } from "../channels/channel.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { Plan, PlannedStep } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -9,12 +10,13 @@ import type { ComposeMessage } from "../templates/compose-message.js";
 
 /** SMS segments and cost of a planned step, rendered as the worker renders it at send time. */
 export function stepMeasure(rules: RuleSet, compose: ComposeMessage) {
-  async function segments(
+  /** Renders the step as the worker would; a failure is what the worker would fail it with. */
+  async function render(
     event: PurchaseCompleted,
     plan: Plan,
     step: PlannedStep,
     firstSmsToNumber: boolean,
-  ): Promise<number | null> {
+  ): Promise<{ ok: true; message: OutgoingMessage } | { ok: false; error: string } | null> {
     const found = findStep(rules, step.stepId);
     if (!found) return null;
     try {
@@ -29,13 +31,23 @@ export function stepMeasure(rules: RuleSet, compose: ComposeMessage) {
         rules,
         firstSmsToNumber,
       });
-      return countSmsSegments(message.text);
-    } catch {
+      return { ok: true, message };
+    } catch (error) {
       // The worker fails such a step at send time ("template … failed to render").
-      return null;
+      return { ok: false, error: error instanceof Error ? error.message : String(error) };
     }
   }
+  async function segments(
+    event: PurchaseCompleted,
+    plan: Plan,
+    step: PlannedStep,
+    firstSmsToNumber: boolean,
+  ): Promise<number | null> {
+    const rendered = await render(event, plan, step, firstSmsToNumber);
+    return rendered?.ok ? countSmsSegments(rendered.message.text) : null;
+  }
   return {
+    render,
     segments,
     /** Without and with the opt-out line; which one applies depends on the order of sends. */
     async smsVariants(event: PurchaseCompleted, plan: Plan, step: PlannedStep) {

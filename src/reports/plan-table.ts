@@ -11,10 +11,13 @@ export interface StepCost {
   /** Decimal in `currency`; null when not priced (email, or no price for the number's country). */
   readonly cost: string | null;
   readonly currency: string;
+  /** The template failed to render for this purchase: the worker would fail the step. */
+  readonly renderError?: string;
 }
 
 function describeCost(cost: StepCost | undefined): string {
   if (!cost) return "-";
+  if (cost.renderError !== undefined) return "fails to render (see below)";
   const units =
     cost.segments !== null
       ? `${cost.segments} segment${cost.segments === 1 ? "" : "s"}`
@@ -65,5 +68,9 @@ export function renderPlanTable(plan: Plan, costs?: ReadonlyMap<string, StepCost
           ["RULE", "KIND", "REASON"],
           plan.skipped.map((s) => [s.ruleId ?? "-", s.kind ?? "-", s.reason]),
         )}`;
-  return head + steps + skipped;
+  const failing = plan.steps.flatMap((s) => {
+    const error = costs?.get(s.stepId)?.renderError;
+    return error === undefined ? [] : [`WARNING: ${s.stepId} would fail at send time: ${error}\n`];
+  });
+  return head + steps + (failing.length > 0 ? `\n${failing.join("")}` : "") + skipped;
 }

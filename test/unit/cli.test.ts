@@ -197,6 +197,43 @@ describe("followups plan", () => {
     );
   });
 
+  it("shows a template that fails to render for this purchase as a warning, and in --json", async () => {
+    const config = path.join(dir, "failing-template");
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    // Passes check (the samples never take the branch), fails for customer cus-boom.
+    await writeFile(
+      path.join(config, "templates", "check-in", "en.text.liquid"),
+      'How is your TV?{% if customer.id == "cus-boom" %}{% assign o = order %}{{ o.nope }}{% endif %}',
+    );
+    const file = await eventFile("boom.json", {
+      id: "evt-boom",
+      customer: { id: "cus-boom" },
+      occurredAt: "2026-11-23T10:00:00Z",
+      items: [item("televisions", "1299.00")],
+    });
+    const table = memoryIo();
+    expect(await runPlan(file, { config, now: "2026-11-23T10:00:00Z" }, table.io)).toBe(EXIT.ok);
+    expect(table.output.out).toContain(
+      "big-ticket.check-in   check-in   sms      check-in   2027-02-23T10:00:00Z  Tue 23 Feb 2027 10:00 GMT  fails to render (see below)",
+    );
+    expect(table.output.out).toMatch(
+      /\nWARNING: big-ticket\.check-in would fail at send time: template check-in failed to render: undefined variable: o\.nope.*\n/,
+    );
+    const json = memoryIo();
+    await runPlan(file, { config, now: "2026-11-23T10:00:00Z", json: true }, json.io);
+    const steps = (JSON.parse(json.output.out) as { steps: Record<string, unknown>[] }).steps;
+    expect(steps.find((s) => s.stepId === "big-ticket.check-in")).toMatchObject({
+      segments: null,
+      cost: null,
+      renderError: expect.stringMatching(
+        /^template check-in failed to render: undefined variable: o\.nope/,
+      ),
+    });
+    expect(steps.find((s) => s.stepId === "big-ticket.thank-you")).not.toHaveProperty(
+      "renderError",
+    );
+  });
+
   it("an event without `type` is read as a purchase", async () => {
     const { type: _, ...untyped } = purchaseInput({ id: "evt-untyped" });
     const file = await writeTemp("untyped.json", JSON.stringify(untyped));
