@@ -39,30 +39,48 @@ const ISO_DURATION = /^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d
 /** Longer than any follow-up, window or cap needs: what a typo of a few digits too many looks like. */
 const LONGEST_DURATION_YEARS = 10;
 
-const isoDuration = z
-  .string({ error: "expected an ISO-8601 duration such as PT2H, P14D or P3M" })
-  .max(40)
-  .transform((text, ctx) => {
-    const duration = Duration.fromISO(text);
-    if (!ISO_DURATION.test(text) || !duration.isValid) {
-      ctx.addIssue({
-        code: "custom",
-        message: `expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got ${JSON.stringify(text)}`,
-        input: text,
-      });
-      return z.NEVER;
-    }
-    const end = DateTime.fromMillis(0, { zone: "UTC" }).plus(duration);
-    if (!end.isValid || end.year - 1970 >= LONGEST_DURATION_YEARS) {
-      ctx.addIssue({
-        code: "custom",
-        message: `expected a duration shorter than ${LONGEST_DURATION_YEARS} years, got ${JSON.stringify(text)}`,
-        input: text,
-      });
-      return z.NEVER;
-    }
-    return duration;
-  });
+/** An ISO-8601 duration; `positive` refuses a zero one (`PT0S`, `P0D`) too. */
+const durationSchema = (positive: boolean) =>
+  z
+    .string({ error: "expected an ISO-8601 duration such as PT2H, P14D or P3M" })
+    .max(40)
+    .transform((text, ctx) => {
+      const duration = Duration.fromISO(text);
+      if (!ISO_DURATION.test(text) || !duration.isValid) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got ${JSON.stringify(text)}`,
+          input: text,
+        });
+        return z.NEVER;
+      }
+      const end = DateTime.fromMillis(0, { zone: "UTC" }).plus(duration);
+      if (!end.isValid || end.year - 1970 >= LONGEST_DURATION_YEARS) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected a duration shorter than ${LONGEST_DURATION_YEARS} years, got ${JSON.stringify(text)}`,
+          input: text,
+        });
+        return z.NEVER;
+      }
+      if (positive && end.toMillis() <= 0) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected a duration longer than zero, such as PT1H, got ${JSON.stringify(text)}`,
+          input: text,
+        });
+        return z.NEVER;
+      }
+      return duration;
+    });
+
+const isoDuration = durationSchema(false);
+/**
+ * A duration for which zero means nothing sensible: a grace period of zero skips every step of
+ * its kind as past due, a cap per zero caps nothing, a code valid for zero is expired when sent,
+ * a cooldown or coalescing window of zero does nothing.
+ */
+const positiveDuration = durationSchema(true);
 
 const TIME_OF_DAY = /^(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$/;
 
@@ -233,18 +251,18 @@ const ruleSchema = z.strictObject({
   when: conditionSchema.optional(),
   steps: z.array(stepSchema).max(20).default([]),
   /** No step of this rule for a customer within this long of the last one planned for them. */
-  cooldown: isoDuration.optional(),
+  cooldown: positiveDuration.optional(),
   /**
    * Purchases by one customer within this long of their first one share one thank-you, which
    * lists every order and goes out no sooner than the end of the window.
    */
-  coalesce: isoDuration.optional(),
+  coalesce: positiveDuration.optional(),
   /** This rule's discount codes, where they differ from defaults.discount. */
   discount: z
     .strictObject({
       codePrefix: codePrefix.optional(),
       percent: discountPercent.optional(),
-      validFor: isoDuration.optional(),
+      validFor: positiveDuration.optional(),
     })
     .optional(),
 });
@@ -303,7 +321,7 @@ const budget = z.strictObject({
 
 const frequencyCap = z.strictObject({
   max: z.number().int({ error: "expected a whole number of messages" }).min(1).max(1000),
-  per: isoDuration,
+  per: positiveDuration,
 });
 const capList = z.array(frequencyCap).max(10);
 const capAction = z.enum(["skip", "defer", "exempt"], {
@@ -359,17 +377,17 @@ export const rulesFileSchema = z.strictObject({
       .strictObject({
         codePrefix: codePrefix.default("THANKS"),
         percent: discountPercent.default(10),
-        validFor: isoDuration.prefault("P30D"),
+        validFor: positiveDuration.prefault("P30D"),
       })
       .prefault({}),
   }),
   /** Per kind: no step of that kind for a customer within this long of the last one. */
   cooldowns: z
     .strictObject({
-      "thank-you": isoDuration.optional(),
-      "check-in": isoDuration.optional(),
-      discount: isoDuration.optional(),
-      custom: isoDuration.optional(),
+      "thank-you": positiveDuration.optional(),
+      "check-in": positiveDuration.optional(),
+      discount: positiveDuration.optional(),
+      custom: positiveDuration.optional(),
     })
     .default({}),
   /**
@@ -461,10 +479,10 @@ export const rulesFileSchema = z.strictObject({
     .default([]),
   gracePeriods: z
     .strictObject({
-      "thank-you": isoDuration.prefault("P2D"),
-      "check-in": isoDuration.prefault("P14D"),
-      discount: isoDuration.prefault("P7D"),
-      custom: isoDuration.prefault("P1D"),
+      "thank-you": positiveDuration.prefault("P2D"),
+      "check-in": positiveDuration.prefault("P14D"),
+      discount: positiveDuration.prefault("P7D"),
+      custom: positiveDuration.prefault("P1D"),
     })
     .prefault({}),
   rules: z.array(ruleSchema).min(1, { error: "expected at least one rule" }).max(500),

@@ -316,6 +316,32 @@ describe("one located problem per kind of error", () => {
     expect(rulesProblems(text)).toEqual([expected]);
   });
 
+  it("a zero duration where zero means nothing is refused, a zero delay is not", () => {
+    expect(
+      rulesProblems(yaml`
+        version: 1
+        defaults: { timezone: Europe/London, currency: GBP, discount: { validFor: P0D } }
+        gracePeriods: { check-in: PT0S }
+        frequencyCaps: { sms: [{ max: 1, per: PT0S }] }
+        cooldowns: { discount: PT0M }
+        rules:
+          - id: a
+            coalesce: PT0S
+            cooldown: P0D
+            discount: { validFor: PT0H }
+            steps: [{ kind: thank-you, channel: email, template: t, delay: PT0S }]
+      `),
+    ).toEqual([
+      'rules.yaml:2:65 defaults.discount.validFor: expected a duration longer than zero, such as PT1H, got "P0D"',
+      'rules.yaml:3:17 gracePeriods.check-in: expected a duration longer than zero, such as PT1H, got "PT0S"',
+      'rules.yaml:4:34 frequencyCaps.sms[0].per: expected a duration longer than zero, such as PT1H, got "PT0S"',
+      'rules.yaml:5:14 cooldowns.discount: expected a duration longer than zero, such as PT1H, got "PT0M"',
+      'rules.yaml:8:5 rules[0].coalesce: expected a duration longer than zero, such as PT1H, got "PT0S"',
+      'rules.yaml:9:5 rules[0].cooldown: expected a duration longer than zero, such as PT1H, got "P0D"',
+      'rules.yaml:10:17 rules[0].discount.validFor: expected a duration longer than zero, such as PT1H, got "PT0H"',
+    ]);
+  });
+
   it("an empty file says so", () => {
     expect(rulesProblems("")).toEqual([
       "rules.yaml:1:1 expected a mapping with version, defaults and rules, got an empty file",
