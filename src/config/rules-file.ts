@@ -520,6 +520,7 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
   const defaultCurrency = asRecord(root?.defaults)?.currency;
   rules.forEach((rule, index) => {
     checkAmounts(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
+    checkRanges(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
   });
   const groupNames = Object.keys(asRecord(root?.groups) ?? {});
   // A group lists categories: a group named in another is not looked into (it would match nothing).
@@ -656,6 +657,72 @@ function checkAmounts(
     if (!Array.isArray(list)) continue;
     list.forEach((inner, i) => {
       checkAmounts(inner, [...path, key, i], defaultCurrency, problems);
+    });
+  }
+}
+
+const RANGE_KEYS = [
+  ["total", "min", "max"],
+  ["anyItem", "minPrice", "maxPrice"],
+  ["customer", "minPreviousPurchases", "maxPreviousPurchases"],
+] as const;
+
+/** A lower bound above its upper bound matches nothing: almost surely a typo or swapped values. */
+function checkRanges(
+  value: unknown,
+  path: (string | number)[],
+  defaultCurrency: unknown,
+  problems: CrossFieldProblem[],
+): void {
+  const condition = asRecord(value);
+  if (!condition) return;
+  for (const [key, minKey, maxKey] of RANGE_KEYS) {
+    const part = asRecord(condition[key]);
+    if (!part) continue;
+    const refuse = (low: unknown, high: unknown, at: (string | number)[], unit: string) =>
+      problems.push({
+        path: at,
+        message: `${key}.${minKey} (${String(low)}${unit}) is above ${key}.${maxKey} (${String(high)}${unit}), so this condition matches nothing: swap them or fix one`,
+      });
+    if (key === "customer") {
+      const [low, high] = [part[minKey], part[maxKey]];
+      if (typeof low === "number" && typeof high === "number" && low > high) {
+        refuse(low, high, [...path, key, minKey], "");
+      }
+      continue;
+    }
+    const code = part.currency ?? defaultCurrency;
+    const byCurrency = (given: unknown): Map<string, unknown> => {
+      const perCurrency = asRecord(given);
+      if (perCurrency) return new Map(Object.entries(perCurrency));
+      return typeof code === "string" ? new Map([[code, given]]) : new Map();
+    };
+    const lows = byCurrency(part[minKey]);
+    for (const [currencyCode, high] of byCurrency(part[maxKey])) {
+      const low = lows.get(currencyCode);
+      if (!isCurrencyCode(currencyCode)) continue;
+      // Malformed amounts are reported by the schema and checkAmounts.
+      const minor = (amount: unknown) =>
+        typeof amount === "string" || typeof amount === "number"
+          ? toMinorUnits(amount, currencyCode)
+          : undefined;
+      const [lowMinor, highMinor] = [minor(low), minor(high)];
+      if (lowMinor?.ok && highMinor?.ok && lowMinor.minor > highMinor.minor) {
+        const perCurrency = asRecord(part[minKey]) !== undefined;
+        refuse(
+          low,
+          high,
+          [...path, key, minKey, ...(perCurrency ? [currencyCode] : [])],
+          ` ${currencyCode}`,
+        );
+      }
+    }
+  }
+  for (const key of ["any", "all"] as const) {
+    const list = condition[key];
+    if (!Array.isArray(list)) continue;
+    list.forEach((inner, i) => {
+      checkRanges(inner, [...path, key, i], defaultCurrency, problems);
     });
   }
 }

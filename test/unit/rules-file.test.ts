@@ -342,6 +342,40 @@ describe("one located problem per kind of error", () => {
     ]);
   });
 
+  it("a lower bound above its upper bound is refused: the condition would match nothing", () => {
+    expect(
+      rulesProblems(yaml`
+        version: 1
+        defaults: { timezone: Europe/London, currency: GBP }
+        rules:
+          - id: a
+            when:
+              customer: { minPreviousPurchases: 5, maxPreviousPurchases: 2 }
+              total: { min: "500", max: "50" }
+              any:
+                - anyItem: { minPrice: { USD: 80, GBP: 10 }, maxPrice: { USD: "60.00", GBP: 20 } }
+            steps: [{ kind: thank-you, channel: email, template: t, delay: PT1H }]
+      `),
+    ).toEqual([
+      "rules.yaml:6:19 rules[0].when.customer.minPreviousPurchases: customer.minPreviousPurchases (5) is above customer.maxPreviousPurchases (2), so this condition matches nothing: swap them or fix one",
+      "rules.yaml:7:16 rules[0].when.total.min: total.min (500 GBP) is above total.max (50 GBP), so this condition matches nothing: swap them or fix one",
+      "rules.yaml:9:34 rules[0].when.any[0].anyItem.minPrice.USD: anyItem.minPrice (80 USD) is above anyItem.maxPrice (60.00 USD), so this condition matches nothing: swap them or fix one",
+    ]);
+    // Equal bounds, and bounds in different currencies, are fine.
+    expect(() =>
+      rulesFrom(yaml`
+        version: 1
+        defaults: { timezone: Europe/London, currency: GBP }
+        rules:
+          - id: a
+            when:
+              customer: { minPreviousPurchases: 2, maxPreviousPurchases: 2 }
+              total: { min: { USD: 500 }, max: "50" }
+            steps: [{ kind: thank-you, channel: email, template: t, delay: PT1H }]
+      `),
+    ).not.toThrow();
+  });
+
   it("an empty file says so", () => {
     expect(rulesProblems("")).toEqual([
       "rules.yaml:1:1 expected a mapping with version, defaults and rules, got an empty file",
