@@ -124,6 +124,21 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     return { type: "all", conditions: parts };
   };
 
+  file.rules.forEach((rule, index) => {
+    rule.steps.forEach((step, stepIndex) => {
+      if (!step.sendWindow) return;
+      problems.push(
+        ...windowWideningProblems(step.sendWindow, file.sendWindows[step.channel], step.channel, [
+          "rules",
+          index,
+          "steps",
+          stepIndex,
+          "sendWindow",
+        ]),
+      );
+    });
+  });
+
   const rules: Rule[] = file.rules.map((rule, index) => ({
     id: rule.id,
     ...optional("description", rule.description),
@@ -248,6 +263,57 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
       rules,
     },
   };
+}
+
+const WEEKDAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
+
+function clock(minute: number): string {
+  return `${String(Math.floor(minute / 60)).padStart(2, "0")}:${String(minute % 60).padStart(2, "0")}`;
+}
+
+/**
+ * A step's window narrows its channel's (sendWindows: the hours a customer may be contacted); it
+ * must not open hours, days or holidays the channel keeps shut.
+ */
+function windowWideningProblems(
+  step: Partial<SendWindow> & { startMinute: number; endMinute: number },
+  channelWindow: SendWindow,
+  channel: Channel,
+  path: (string | number)[],
+): CompileProblem[] {
+  const problems: CompileProblem[] = [];
+  const days = [...channelWindow.days].sort().map((day) => WEEKDAY_NAMES[day - 1]);
+  const channelText = `sendWindows.${channel} (${clock(channelWindow.startMinute)}–${clock(channelWindow.endMinute)}, ${days.join(", ")})`;
+  const narrowOnly = `a step's window may only narrow its channel's ${channelText}`;
+  if (step.startMinute < channelWindow.startMinute) {
+    problems.push({
+      path: [...path, "start"],
+      message: `${narrowOnly}: expected start at ${clock(channelWindow.startMinute)} or later, got ${clock(step.startMinute)}`,
+    });
+  }
+  if (step.endMinute > channelWindow.endMinute) {
+    problems.push({
+      path: [...path, "end"],
+      message: `${narrowOnly}: expected end at ${clock(channelWindow.endMinute)} or earlier, got ${clock(step.endMinute)}`,
+    });
+  }
+  const opened = [...(step.days ?? [])]
+    .filter((day) => !channelWindow.days.has(day))
+    .sort()
+    .map((day) => WEEKDAY_NAMES[day - 1]);
+  if (opened.length > 0) {
+    problems.push({
+      path: [...path, "days"],
+      message: `${narrowOnly}: expected days among ${days.join(", ")}, got ${opened.join(", ")} too`,
+    });
+  }
+  if (step.closedOnHolidays === false && channelWindow.closedOnHolidays) {
+    problems.push({
+      path: [...path, "closedOnHolidays"],
+      message: `${narrowOnly}: sendWindows.${channel} is closed on holidays, so the step cannot open them; remove closedOnHolidays: false`,
+    });
+  }
+  return problems;
 }
 
 /** `{ GB: "0.04", other: "0.10" }` → micros per unit by country. */

@@ -376,6 +376,30 @@ describe("one located problem per kind of error", () => {
     ).not.toThrow();
   });
 
+  it("a step's send window may narrow its channel's, not widen it", () => {
+    expect(
+      rulesProblems(yaml`
+        version: 1
+        defaults: { timezone: Europe/London, currency: GBP }
+        sendWindows:
+          sms: { start: "09:00", end: "20:00", days: [mon, tue, wed, thu, fri, sat] }
+        rules:
+          - id: a
+            steps:
+              - kind: check-in
+                channel: sms
+                template: t
+                delay: P1D
+                sendWindow: { start: "05:00", end: "23:30", days: [sat, sun], closedOnHolidays: false }
+      `),
+    ).toEqual([
+      "rules.yaml:12:23 rules[0].steps[0].sendWindow.start: a step's window may only narrow its channel's sendWindows.sms (09:00–20:00, mon, tue, wed, thu, fri, sat): expected start at 09:00 or later, got 05:00",
+      "rules.yaml:12:39 rules[0].steps[0].sendWindow.end: a step's window may only narrow its channel's sendWindows.sms (09:00–20:00, mon, tue, wed, thu, fri, sat): expected end at 20:00 or earlier, got 23:30",
+      "rules.yaml:12:53 rules[0].steps[0].sendWindow.days: a step's window may only narrow its channel's sendWindows.sms (09:00–20:00, mon, tue, wed, thu, fri, sat): expected days among mon, tue, wed, thu, fri, sat, got sun too",
+      "rules.yaml:12:71 rules[0].steps[0].sendWindow.closedOnHolidays: a step's window may only narrow its channel's sendWindows.sms (09:00–20:00, mon, tue, wed, thu, fri, sat): sendWindows.sms is closed on holidays, so the step cannot open them; remove closedOnHolidays: false",
+    ]);
+  });
+
   it("an empty file says so", () => {
     expect(rulesProblems("")).toEqual([
       "rules.yaml:1:1 expected a mapping with version, defaults and rules, got an empty file",
