@@ -9,6 +9,8 @@ import {
   type Weekday,
 } from "../domain/rules.js";
 import { fallbackStepId } from "../domain/step-ref.js";
+import { LOCALE_TAG } from "../templates/read-template-files.js";
+import { canonicalLocale } from "../templates/template-set.js";
 import { editDistance } from "./edit-distance.js";
 
 /** The shop's name when the rules do not give one. */
@@ -354,6 +356,10 @@ const ownerSchema = z.strictObject({
   alertWindow: isoDuration.prefault("PT15M"),
 });
 
+/** defaults.locale must name template files (en.text.liquid), so "english" is refused. */
+const localeProblem = (issue: { input?: unknown }) =>
+  `expected a locale such as en, de or en-GB (a language code of 2 or 3 letters, as template files are named: en.text.liquid), got ${JSON.stringify(issue.input)}`;
+
 const DEFAULT_EMAIL_WINDOW = { start: "08:00", end: "21:00", days: ALL_DAYS };
 const DEFAULT_PHONE_WINDOW = {
   start: "09:00",
@@ -371,7 +377,12 @@ export const rulesFileSchema = z.strictObject({
         `expected an IANA time zone name such as Europe/Berlin, got ${JSON.stringify(issue.input)}`,
     }),
     currency,
-    locale: z.string().min(2).max(35).default("en"),
+    locale: z
+      .string({ error: "expected a locale such as en, de or en-GB" })
+      .max(35)
+      .regex(LOCALE_TAG, { error: localeProblem, abort: true })
+      .refine((tag) => canonicalLocale(tag) !== undefined, { error: localeProblem })
+      .default("en"),
     transactionalNeedsConsent: z.boolean().default(false),
     discount: z
       .strictObject({

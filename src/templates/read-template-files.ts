@@ -17,7 +17,11 @@ import {
 export const TEMPLATES_DIR_NAME = "templates";
 
 const TEMPLATE_ID = /^[a-z0-9][a-z0-9-]*$/;
-const FILE_NAME = /^([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\.(subject|text|html)\.liquid$/;
+/** A locale as template files name it: a language of two or three letters, then subtags (de-AT). */
+const LOCALE_SOURCE = "[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*";
+/** A whole locale tag that template files can be named after; the rules' defaults.locale is one. */
+export const LOCALE_TAG = new RegExp(`^${LOCALE_SOURCE}$`);
+const FILE_NAME = new RegExp(`^(${LOCALE_SOURCE})\\.(subject|text|html)\\.liquid$`);
 
 /** Every template variant found on disk, keyed by template id then canonical locale. */
 export type VariantsById = Map<string, Map<string, TemplateVariant>>;

@@ -231,6 +231,11 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"',
     ],
     [
+      "a locale template files cannot be named after",
+      changeLine(4, "  currency: GBP", "  currency: GBP\n  locale: english"),
+      'rules.yaml:5:3 defaults.locale: expected a locale such as en, de or en-GB (a language code of 2 or 3 letters, as template files are named: en.text.liquid), got "english"',
+    ],
+    [
       "invalid currency (defaults)",
       changeLine(4, "  currency: GBP", "  currency: GBX"),
       'rules.yaml:4:3 defaults.currency: expected an ISO 4217 currency code such as EUR, got "GBX"',
