@@ -137,8 +137,15 @@ export function compareAmount(amount: Money, threshold: Threshold): Comparison {
     threshold.values.find((candidate) => candidate.currency === rates?.base) ??
     threshold.values.find((candidate) => rateOf(candidate.currency) !== undefined);
   const valueRate = value && rateOf(value.currency);
+  const named = threshold.values.map((v) => v.currency).join(" or ");
+  if (rates && amountRate !== undefined && (!value || valueRate === undefined)) {
+    // The order's currency converts; the threshold's does not.
+    return {
+      ok: false,
+      problem: `no rate converts the rule's ${named} into ${rates.base} to compare with the order's ${amount.currency} (add a rate for ${threshold.values[0]?.currency ?? named} under currencies.rates, or give the threshold in ${rates.base === amount.currency ? amount.currency : `${rates.base} or ${amount.currency}`})`,
+    };
+  }
   if (!rates || amountRate === undefined || !value || valueRate === undefined) {
-    const named = threshold.values.map((v) => v.currency).join(" or ");
     return {
       ok: false,
       problem: `order currency ${amount.currency} differs from the rule's ${named}, and no rate converts it (add ${amount.currency} to the threshold, or a rate under currencies.rates)`,

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  compareAmount,
   describeMoney,
   formatMinor,
   isCurrencyCode,
@@ -133,5 +134,34 @@ describe("currencies", () => {
   ])("formats %j as %s", (money, plain, described) => {
     expect(formatMinor(money)).toBe(plain);
     expect(describeMoney(money)).toBe(described);
+  });
+});
+
+describe("compareAmount without a rate", () => {
+  const rates = { base: "GBP", toBase: new Map([["USD", "0.79"]]) };
+  it("blames the order's currency when the order's currency has no rate", () => {
+    expect(
+      compareAmount(
+        { minor: 100, currency: "JPY" },
+        { values: [{ minor: 5000, currency: "GBP" }], rates },
+      ),
+    ).toEqual({
+      ok: false,
+      problem:
+        "order currency JPY differs from the rule's GBP, and no rate converts it (add JPY to the threshold, or a rate under currencies.rates)",
+    });
+  });
+
+  it("blames the threshold's currency when only the threshold's currency has no rate", () => {
+    expect(
+      compareAmount(
+        { minor: 100, currency: "USD" },
+        { values: [{ minor: 5000, currency: "EUR" }], rates },
+      ),
+    ).toEqual({
+      ok: false,
+      problem:
+        "no rate converts the rule's EUR into GBP to compare with the order's USD (add a rate for EUR under currencies.rates, or give the threshold in GBP or USD)",
+    });
   });
 });
