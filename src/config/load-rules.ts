@@ -33,8 +33,13 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
     const reason =
-      (error as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : String(error);
+      code === "ENOENT"
+        ? "file not found"
+        : code === "EISDIR"
+          ? "is a directory, expected a file"
+          : String(error);
     return { ok: false, problems: [{ file, line: 0, column: 0, path: "", message: reason }] };
   }
   return parseRules(text, file);

@@ -587,6 +587,15 @@ describe("loadRules", () => {
     }
   });
 
+  it("a directory in place of rules.yaml says so, not EISDIR", async () => {
+    const config = path.join(dir, "directory-in-place");
+    await mkdir(path.join(config, "rules.yaml"), { recursive: true });
+    const result = await loadRules(config);
+    expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([
+      `${path.join(config, "rules.yaml")} is a directory, expected a file`,
+    ]);
+  });
+
   it("an alias bomb in <dir>/rules.yaml is one problem at the alias, not a crash", async () => {
     const bombDir = path.join(dir, "bomb");
     await mkdir(bombDir);
