@@ -104,7 +104,9 @@ describe("console preview", () => {
     const ref = "evt-preview/big-ticket.thank-you";
     await eventually(
       async () =>
-        (await p.store.stepRecords("evt-preview", ["big-ticket.thank-you"])).size > 0
+        (await p.store.stepRecords("evt-preview", ["big-ticket.thank-you"])).get(
+          "big-ticket.thank-you",
+        )?.state === "scheduled"
           ? true
           : undefined,
       "the purchase to be planned",
