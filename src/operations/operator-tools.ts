@@ -2,6 +2,7 @@ import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { type Channel, MAX_ID_LENGTH, normalizePhone } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
+import { findStep } from "../domain/step-ref.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
 import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
@@ -465,6 +466,23 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
       }
       const labels = stepLabels(deps.rules(), step.stepId, found);
+      // A customer who opted out since is not sent it again: the worker would skip it, and the
+      // step's record of the send the customer did get would give way to that skip.
+      const customer = stored.kept?.customer;
+      const channel = labels.channel === "unknown" ? undefined : (labels.channel as Channel);
+      if (customer && channel) {
+        const to = channel === "email" ? customer.email : customer.phone;
+        const who = { customerId: customer.id, ...(to && { address: to }) };
+        const marketing = findStep(deps.rules(), step.stepId)?.step.purpose === "marketing";
+        if (
+          (await suppressions.isSuppressed(channel, who)) ||
+          (marketing && (await suppressions.isSuppressed(channel, who, "marketing")))
+        )
+          throw new OperatorError(
+            `${ref} cannot be resent: the customer opted out of ${marketing ? "offers by " : ""}${channel}`,
+            "conflict",
+          );
+      }
       const now = deps.now();
       const result = await store.requeue(step.eventId, step.stepId, "resend", now, {
         outcome: "resent",

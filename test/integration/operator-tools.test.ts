@@ -410,6 +410,35 @@ describe("followups failed --retry and resend", () => {
         "evt-pending/thank-you.thank-you is scheduled: only a sent or failed follow-up can be resent",
     });
   });
+
+  it("refuses to resend to a customer who opted out since, and keeps the record of the send", async () => {
+    pipeline = await startPipeline("ops-resend-opted-out");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-out", occurredAt: iso(DateTime.utc().startOf("second")) }) as never,
+    );
+    await promoteStep(p, "evt-out", "thank-you.thank-you");
+    const sent = await untilState(p, "evt-out", "thank-you.thank-you", "sent");
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-out",
+      occurredAt: iso(DateTime.utc().startOf("second")),
+      customerId: "cus-1",
+      channels: ["email"],
+    });
+    await eventually(
+      async () => ((await p.events.getJob("unsub-out"))?.finishedOn ? true : undefined),
+      "the opt-out to be recorded",
+    );
+    await expect(
+      command(p, (io) => runResend({ ...config(p), step: "evt-out/thank-you.thank-you" }, io)),
+    ).rejects.toMatchObject({
+      code: 1,
+      message: "evt-out/thank-you.thank-you cannot be resent: the customer opted out of email",
+    });
+    expect(await stepState(p, "evt-out", "thank-you.thank-you")).toEqual(sent);
+    expect(p.sink.messages).toHaveLength(1);
+  });
 });
 
 describe("followups erase", () => {
