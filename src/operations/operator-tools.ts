@@ -336,7 +336,14 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       let customerId: string | undefined;
       for (const { eventId, shard } of events)
         customerId ??= await customerOfEvent(shards.of(shard).store, eventId);
-      const timeline = await readCustomerTimeline(sources(), customerId ?? "", events);
+      // The order's link outlives its purchases' records (kept for refunds): with none left,
+      // there is no customer to show, nor their opt-outs, rather than a blank one with none.
+      if (customerId === undefined)
+        throw new OperatorError(
+          `order ${JSON.stringify(orderId)} is known, but the records of its purchases are gone (kept RECORD_RETENTION_DAYS after their last follow-up, or erased): look the customer up by id`,
+          "not-found",
+        );
+      const timeline = await readCustomerTimeline(sources(), customerId, events);
       if (!timeline)
         throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
       return { orderId, ...timeline };

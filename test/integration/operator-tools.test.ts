@@ -233,6 +233,15 @@ describe("followups customer, order and cancel", () => {
     await expect(command(p, (io) => runOrder("ord-none", config(p), io))).rejects.toMatchObject({
       code: 1,
     });
+
+    // Its purchase's record expired (RECORD_RETENTION_DAYS), its order link (kept for refunds)
+    // did not: no blank customer "with no opt-outs", but why there is nothing to show.
+    await p.redis.del(recordKey);
+    await expect(command(p, (io) => runOrder("ord-ops-1", config(p), io))).rejects.toMatchObject({
+      code: 1,
+      message:
+        'order "ord-ops-1" is known, but the records of its purchases are gone (kept RECORD_RETENTION_DAYS after their last follow-up, or erased): look the customer up by id',
+    });
   });
 });
 
