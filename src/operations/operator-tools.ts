@@ -113,7 +113,10 @@ export interface OrderTimeline extends CustomerTimeline {
 export interface CancelResult {
   /** Steps cancelled now. */
   readonly cancelled: readonly string[];
-  /** Steps being sent at this moment: too late to cancel. */
+  /**
+   * Steps being sent at this moment: what they send goes, but if that attempt fails they are
+   * cancelled (at their next claim) instead of retried.
+   */
   readonly inFlight: readonly string[];
 }
 
@@ -390,7 +393,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         const found = await recordOf(ref);
         if (found) known++;
         const abandoned = found !== undefined && isAbandonedSending(found, now, deps.sendLeaseMs);
-        if (found?.state === "sending" && !abandoned) inFlight.push(refText(ref));
+        if (found?.state === "sending" && !abandoned && ref.shard !== undefined) {
+          // What it sends now goes; a retry or a takeover after this attempt cancels instead.
+          await shards
+            .of(ref.shard)
+            .store.cancelAtNextClaim(ref.eventId, ref.stepId, `operator: ${text}`);
+          inFlight.push(refText(ref));
+        }
         if ((found?.state !== "scheduled" && !abandoned) || ref.shard === undefined) continue;
         const { store } = shards.of(ref.shard);
         const labels = stepLabels(deps.rules(), ref.stepId, found);
@@ -428,7 +437,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       if (cancelled.length === 0) {
         const why =
           inFlight.length > 0
-            ? `nothing to cancel: ${inFlight.join(", ")} ${inFlight.length === 1 ? "is" : "are"} being sent right now`
+            ? `nothing to cancel: ${inFlight.join(", ")} ${inFlight.length === 1 ? "is" : "are"} being sent right now (if that attempt fails, it is cancelled, not retried)`
             : refs.length === 0
               ? `nothing to cancel: no follow-ups are known for ${told ?? targetText}`
               : `nothing to cancel: no follow-up of ${told ?? targetText} is pending`;

@@ -23,7 +23,10 @@ export const REFUND_RETENTION_MS = 400 * 24 * 3600 * 1000;
 
 /** What refunds work on in a purchase's shard. */
 export interface RefundShard {
-  readonly store: Pick<FollowUpStore, "loadEvent" | "allStepRecords" | "stopEvent" | "transition">;
+  readonly store: Pick<
+    FollowUpStore,
+    "loadEvent" | "allStepRecords" | "stopEvent" | "cancelAtNextClaim" | "transition"
+  >;
   readonly history: Pick<CustomerHistoryStore, "historyAt">;
   /** A step cancelled after a failed attempt gives back the cap slot that attempt took. */
   readonly caps: Pick<FrequencyCapStore, "release">;
@@ -128,11 +131,10 @@ export function createRefunds(deps: RefundDeps) {
     const remaining = after.event.total;
     const full = after.full;
     const records = await store.allStepRecords(eventId);
-    // Pending: scheduled, or being sent by a worker that died (its lease ran out), which another
-    // worker would take over and send (a live sender's message is on its way).
+    // Pending: scheduled, or being sent (a live sender's message is on its way, but a retry or
+    // a takeover after its attempt would send it again: it is marked instead, below).
     const open = [...records.entries()].filter(
-      ([, record]) =>
-        record.state === "scheduled" || isAbandonedSending(record, now, deps.sendLeaseMs),
+      ([, record]) => record.state === "scheduled" || record.state === "sending",
     );
     let keep = new Set<string>();
     let reasonFor = (_stepId: string) => fullReason;
@@ -179,6 +181,11 @@ export function createRefunds(deps: RefundDeps) {
     let cancelled = 0;
     for (const [stepId, record] of open) {
       if (keep.has(stepId)) continue;
+      if (record.state === "sending" && !isAbandonedSending(record, now, deps.sendLeaseMs)) {
+        // Being sent right now: what it sends goes; a retry or a takeover after it cancels.
+        await store.cancelAtNextClaim(eventId, stepId, `refunded: ${reasonFor(stepId)}`);
+        continue;
+      }
       if (await cancel(event, shard, stepId, record, reasonFor(stepId), now)) cancelled++;
     }
     return { cancelled, kept: open.length - cancelled };

@@ -358,6 +358,15 @@ export class FollowUpStore {
     await this.redis.fuStopEvent(this.keys.eventRecord(eventId), reason);
   }
 
+  /**
+   * Marks one step cancelled for whenever it is claimed next (`reason` as `<code>: <text>`): one
+   * being sent by a live worker now is not stopped, but a retry or a takeover after this attempt
+   * cancels it instead of sending.
+   */
+  async cancelAtNextClaim(eventId: string, stepId: string, reason: string): Promise<void> {
+    await this.redis.fuStopEvent(this.keys.eventRecord(eventId), reason, `cx:${stepId}`);
+  }
+
   /** Current records of the given steps (undefined where none exists yet). */
   async stepRecords(
     eventId: string,

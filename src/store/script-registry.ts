@@ -117,7 +117,7 @@ export interface StoreCommands {
     keepAtMostUntil?: number | "",
   ): Promise<number>;
   /** stop-event.lua */
-  fuStopEvent(recordKey: string, reason: string): Promise<number>;
+  fuStopEvent(recordKey: string, reason: string, field?: string): Promise<number>;
   /** note-postponed.lua */
   fuNotePostponed(recordKey: string, field: string, until: number, code: string): Promise<number>;
   /** count-outcomes.lua */

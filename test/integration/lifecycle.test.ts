@@ -187,6 +187,44 @@ describe("refunds", () => {
     expect(p.twilio.messages).toHaveLength(0);
   });
 
+  it("a step a live worker is sending when a partial refund drops it goes now, but is not retried or taken over", async () => {
+    pipeline = await startPipeline("refund-in-flight");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-live",
+        orderId: "ord-live",
+        occurredAt: ago(0),
+        items: [item("kitchenware", "600.00")],
+      }) as never,
+    );
+    const stepId = "big-ticket.check-in";
+    const planned = await waitForState(p, "evt-live", stepId, "scheduled");
+    const claimedAt = Date.now();
+    const claim = await p.store.claim("evt-live", stepId, claimedAt, 3_000, {
+      dueAt: planned.dueAt,
+    });
+    expect(claim.claimed).toBe(true);
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-live",
+      occurredAt: ago(0),
+      orderId: "ord-live",
+      amount: { amount: "200.00", currency: "GBP" },
+    });
+    await processed(p, "ref-live");
+    // Its sender is alive: the step is left to it.
+    expect((await stepRecordOf(p, "evt-live", stepId))?.state).toBe("sending");
+    // It dies; the takeover after its lease (3 s here) cancels with the refund's reason.
+    const takeover = await p.store.claim("evt-live", stepId, claimedAt + 10_000, 3_000, {
+      dueAt: planned.dueAt,
+    });
+    expect(takeover.claimed).toBe(false);
+    expect(takeover.record.state).toBe("cancelled");
+    expect(takeover.record.reason?.code).toBe("refunded");
+    expect(takeover.record.reason?.text).toContain("partial refund leaves 400.00 GBP");
+  });
+
   it("handing back the TV cancels its check-in; what the camera still earns stays", async () => {
     pipeline = await startPipeline("refund-items");
     const p = pipeline;

@@ -273,9 +273,13 @@ describe("followups cancel of a step being sent", () => {
       command(p, (io) => runCancel({ ...config(p), step: `evt-live/${stepId}` }, io)),
     ).rejects.toMatchObject({
       code: 1,
-      message: `nothing to cancel: evt-live/${stepId} is being sent right now`,
+      message: `nothing to cancel: evt-live/${stepId} is being sent right now (if that attempt fails, it is cancelled, not retried)`,
     });
     expect((await stepState(p, "evt-live", stepId))?.state).toBe("sending");
+    // Its sender dies: the takeover after its lease cancels instead of sending again.
+    const later = await p.store.claim("evt-live", stepId, Date.now() + 10_000, 3_000);
+    expect(later.claimed).toBe(false);
+    expect(later.record).toMatchObject({ state: "cancelled", reason: { code: "operator" } });
     const done = await json<{ cancelled: string[] }>(p, (io) =>
       runCancel({ ...config(p), step: `evt-dead/${stepId}`, by: "alice" }, io),
     );

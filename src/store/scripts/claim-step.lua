@@ -1,7 +1,8 @@
 --[[
   Takes the right to send a step: moves it to `sending` if it is scheduled, or if its previous
   sender's lease ran out (a crashed worker; counted as a takeover). A step of a stopped event (full
-  refund, erasure) is cancelled instead, and counted with the stop's reason.
+  refund, erasure), or one marked by itself (`cx:<stepId>`, stop-event.lua), is cancelled instead,
+  and counted with the marker's reason.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records, `stop` marker)
@@ -32,7 +33,10 @@ local now = tonumber(ARGV[2])
 local raw, rec = readStep(KEYS[1], ARGV[1], now, ARGV[4] ~= '', ARGV[5])
 if not rec then return { -1, raw } end
 local takenOver = rec.s == 'sending' and rec.t + tonumber(ARGV[3]) <= now
+-- The event's stop marker (full refund, erasure), or this step's own (stop-event.lua: cancelled
+-- while a live worker was sending it): either cancels instead of a send or a takeover.
 local stop = redis.call('HGET', KEYS[1], 'stop')
+  or redis.call('HGET', KEYS[1], 'cx:' .. string.sub(ARGV[1], 3))
 if stop and (rec.s == 'scheduled' or takenOver) then
   rec.s = 'cancelled'
   rec.x = stop

@@ -5,7 +5,8 @@
   retried is kept. Its grace period counts from now: the end of one set when it was planned late
   goes. The step counts as pending again on today's pending count, and the request is
   counted in the ledger. Nothing changes for a step in another state, or of a stopped (refunded)
-  purchase.
+  purchase. A cancel asked while an earlier attempt was in flight (`cx:<stepId>`) is dropped: the
+  operator asks for this send.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
@@ -59,6 +60,8 @@ rec.w = nil
 rec.wy = nil
 rec[ARGV[5]] = (rec[ARGV[5]] or 0) + 1
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+-- A deliberate resend or retry overrides a cancel asked while an earlier attempt was in flight.
+redis.call('HDEL', KEYS[1], 'cx:' .. string.sub(ARGV[1], 3))
 for _, field in ipairs(spec.f) do redis.call('HINCRBY', KEYS[2], field, 1) end
 redis.call('PEXPIRE', KEYS[2], spec.ttl)
 local generation = redis.call('HGET', KEYS[1], 'g')
