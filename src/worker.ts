@@ -752,14 +752,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       return false;
     }
     if (next.config.version !== config.version) {
-      logger.info(
-        { previousVersion: config.version, version: next.config.version },
-        "config reloaded",
-      );
+      // Said once it is in force: a generation that cannot be read keeps the previous version.
       const numbered = await generations.generationOf(next.config.rules.version);
+      const previousVersion = config.version;
       config = next.config;
       generation = numbered.generation;
       latestGeneration = numbered.latest;
+      logger.info({ previousVersion, version: config.version }, "config reloaded");
       await syncReportSchedulers(reports, config.rules.owners);
       replanIfNewest();
     }

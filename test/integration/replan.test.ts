@@ -242,6 +242,28 @@ describe("a step sent on another channel than planned", () => {
   });
 });
 
+describe("a rules edit whose generation cannot be read", () => {
+  it("keeps the previous version and does not say it reloaded", async () => {
+    pipeline = await startPipeline("replan-generation-unreadable");
+    const p = pipeline;
+    // A key of another type where the generations are kept: reading them fails (WRONGTYPE).
+    const generationsKey = new StoreKeys(p.prefix).rulesGenerations();
+    await p.redis.del(generationsKey);
+    await p.redis.set(generationsKey, "not a hash");
+    await editRules(p, (doc) => {
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
+    });
+    await eventually(
+      async () =>
+        p.logs.some((line) => line.msg === "config reload failed; keeping the current version")
+          ? true
+          : undefined,
+      "the reload to fail",
+    );
+    expect(p.logs.some((line) => line.msg === "config reloaded")).toBe(false);
+  });
+});
+
 describe("rules generations", () => {
   it("never re-plan backwards, and a purchase an older worker planned converges when promoted", async () => {
     // One shard, also on the cluster: the replanner and promoter below are of shard 0.
