@@ -530,8 +530,10 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
   const rules = Array.isArray(root?.rules) ? root.rules : [];
   const defaultCurrency = asRecord(root?.defaults)?.currency;
   rules.forEach((rule, index) => {
-    checkAmounts(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
-    checkRanges(asRecord(rule)?.when, ["rules", index, "when"], defaultCurrency, problems);
+    eachCondition(asRecord(rule)?.when, ["rules", index, "when"], (condition, path) => {
+      checkAmounts(condition, path, defaultCurrency, problems);
+      checkRanges(condition, path, defaultCurrency, problems);
+    });
   });
   const groupNames = Object.keys(asRecord(root?.groups) ?? {});
   // A group lists categories: a group named in another is not looked into (it would match nothing).
@@ -548,7 +550,9 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
     });
   }
   rules.forEach((rule, index) => {
-    checkGroupNames(asRecord(rule)?.when, ["rules", index, "when"], groupNames, problems);
+    eachCondition(asRecord(rule)?.when, ["rules", index, "when"], (condition, path) =>
+      checkGroupNames(condition, path, groupNames, problems),
+    );
   });
   const firstUse = new Map<unknown, number>();
   rules.forEach((value, index) => {
@@ -628,47 +632,59 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
   return problems;
 }
 
+/** Calls `visit` with a rule's condition and every condition nested in its `any` and `all`. */
+function eachCondition(
+  value: unknown,
+  path: (string | number)[],
+  visit: (condition: Record<string, unknown>, path: (string | number)[]) => void,
+): void {
+  const condition = asRecord(value);
+  if (!condition) return;
+  visit(condition, path);
+  for (const key of ["any", "all"] as const) {
+    const list = condition[key];
+    if (!Array.isArray(list)) continue;
+    list.forEach((inner, i) => {
+      eachCondition(inner, [...path, key, i], visit);
+    });
+  }
+}
+
+/**
+ * An amount field as currency code → amount: one per currency named (`{GBP: "50", EUR: "60"}`),
+ * or the one given, in `code` (the condition's currency or the default).
+ */
+function amountsByCurrency(given: unknown, code: unknown): Map<string, unknown> {
+  const perCurrency = asRecord(given);
+  if (perCurrency) return new Map(Object.entries(perCurrency));
+  return typeof code === "string" ? new Map([[code, given]]) : new Map();
+}
+
 const AMOUNT_KEYS = { total: ["min", "max"], anyItem: ["minPrice", "maxPrice"] } as const;
 
 /** Amounts must fit their currency (no 10.555 GBP), whether or not the rest of the file is valid. */
 function checkAmounts(
-  value: unknown,
+  condition: Record<string, unknown>,
   path: (string | number)[],
   defaultCurrency: unknown,
   problems: CrossFieldProblem[],
 ): void {
-  const condition = asRecord(value);
-  if (!condition) return;
   for (const [key, fields] of Object.entries(AMOUNT_KEYS)) {
     const part = asRecord(condition[key]);
     const code = part?.currency ?? defaultCurrency;
     if (!part || typeof code !== "string" || !isCurrencyCode(code)) continue;
     for (const field of fields) {
-      const given = part[field];
       // One amount in the condition's currency, or one per currency named.
-      const perCurrency = asRecord(given);
-      const amounts: [string, unknown, (string | number)[]][] = perCurrency
-        ? Object.entries(perCurrency).map(([named, amount]) => [
-            named,
-            amount,
-            [...path, key, field, named],
-          ])
-        : [[code, given, [...path, key, field]]];
-      for (const [currencyCode, amount, at] of amounts) {
+      const perCurrency = asRecord(part[field]) !== undefined;
+      for (const [currencyCode, amount] of amountsByCurrency(part[field], code)) {
         // Wrong types and negative numbers are the schema's to report; this checks decimals only.
         if (typeof amount !== "string" && (typeof amount !== "number" || amount < 0)) continue;
         if (!isCurrencyCode(currencyCode)) continue;
         const result = toMinorUnits(amount, currencyCode);
+        const at = [...path, key, field, ...(perCurrency ? [currencyCode] : [])];
         if (!result.ok) problems.push({ path: at, message: result.problem });
       }
     }
-  }
-  for (const key of ["any", "all"] as const) {
-    const list = condition[key];
-    if (!Array.isArray(list)) continue;
-    list.forEach((inner, i) => {
-      checkAmounts(inner, [...path, key, i], defaultCurrency, problems);
-    });
   }
 }
 
@@ -680,13 +696,11 @@ const RANGE_KEYS = [
 
 /** A lower bound above its upper bound matches nothing: almost surely a typo or swapped values. */
 function checkRanges(
-  value: unknown,
+  condition: Record<string, unknown>,
   path: (string | number)[],
   defaultCurrency: unknown,
   problems: CrossFieldProblem[],
 ): void {
-  const condition = asRecord(value);
-  if (!condition) return;
   for (const [key, minKey, maxKey] of RANGE_KEYS) {
     const part = asRecord(condition[key]);
     if (!part) continue;
@@ -703,13 +717,8 @@ function checkRanges(
       continue;
     }
     const code = part.currency ?? defaultCurrency;
-    const byCurrency = (given: unknown): Map<string, unknown> => {
-      const perCurrency = asRecord(given);
-      if (perCurrency) return new Map(Object.entries(perCurrency));
-      return typeof code === "string" ? new Map([[code, given]]) : new Map();
-    };
-    const lows = byCurrency(part[minKey]);
-    for (const [currencyCode, high] of byCurrency(part[maxKey])) {
+    const lows = amountsByCurrency(part[minKey], code);
+    for (const [currencyCode, high] of amountsByCurrency(part[maxKey], code)) {
       const low = lows.get(currencyCode);
       if (!isCurrencyCode(currencyCode)) continue;
       // Malformed amounts are reported by the schema and checkAmounts.
@@ -729,13 +738,6 @@ function checkRanges(
       }
     }
   }
-  for (const key of ["any", "all"] as const) {
-    const list = condition[key];
-    if (!Array.isArray(list)) continue;
-    list.forEach((inner, i) => {
-      checkRanges(inner, [...path, key, i], defaultCurrency, problems);
-    });
-  }
 }
 
 const CATEGORY_KEYS = ["anyItem", "allItems", "noItem"] as const;
@@ -745,13 +747,11 @@ const CATEGORY_KEYS = ["anyItem", "allItems", "noItem"] as const;
  * taken as a plain category it would silently never match.
  */
 function checkGroupNames(
-  value: unknown,
+  condition: Record<string, unknown>,
   path: (string | number)[],
   groups: readonly string[],
   problems: CrossFieldProblem[],
 ): void {
-  const condition = asRecord(value);
-  if (!condition) return;
   for (const key of CATEGORY_KEYS) {
     const names = asRecord(condition[key])?.categories;
     if (!Array.isArray(names)) continue;
@@ -764,13 +764,6 @@ function checkGroupNames(
           message: `${JSON.stringify(name)} is not a group; did you mean the group ${JSON.stringify(near)}?`,
         });
       }
-    });
-  }
-  for (const key of ["any", "all"] as const) {
-    const list = condition[key];
-    if (!Array.isArray(list)) continue;
-    list.forEach((inner, i) => {
-      checkGroupNames(inner, [...path, key, i], groups, problems);
     });
   }
 }

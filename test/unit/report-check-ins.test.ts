@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { checkInOutcomeOf } from "../../src/domain/check-in-comparison.js";
-import { buildReportModel, type ReportInput } from "../../src/reports/build-report-model.js";
+import type { ReportInput } from "../../src/reports/build-report-model.js";
 import { durationWords } from "../../src/reports/report-phrases.js";
 import { checkInField } from "../../src/store/delivery-ledger.js";
+import { reportModelOf } from "../support/report-model.js";
 
 const PERIOD = {
   since: "2026-11-16T00:00:00+01:00",
@@ -10,25 +11,8 @@ const PERIOD = {
   timezone: "Europe/Berlin",
 };
 
-function modelOf(
-  counts: Record<string, number>,
-  attribution?: ReportInput["attribution"],
-): ReturnType<typeof buildReportModel> {
-  return buildReportModel({
-    shopName: "Corner Electronics",
-    ownerName: "Maria",
-    period: PERIOD,
-    previousPeriod: PERIOD,
-    hours: [{ start: Date.parse("2026-11-17T10:00:00Z"), counts: new Map(Object.entries(counts)) }],
-    previousHours: [],
-    upcoming: {
-      next7Days: { email: 0, sms: 0, voice: 0 },
-      next30Days: { email: 0, sms: 0, voice: 0 },
-    },
-    replies: [],
-    ...(attribution && { attribution }),
-  });
-}
+const modelOf = (counts: Record<string, number>, attribution?: ReportInput["attribution"]) =>
+  reportModelOf(counts, { period: PERIOD, ...(attribution && { attribution }) });
 
 describe("who is compared", () => {
   it("puts sent check-ins in one group and check-ins skipped for consent, opt-out, caps or budget in the other", () => {

@@ -1,29 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { buildReportModel } from "../../src/reports/build-report-model.js";
 import { renderReportHtml, renderReportText } from "../../src/reports/render-report.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
+import { reportModelOf } from "../support/report-model.js";
 
-const PERIOD = {
-  since: "2026-11-16T00:00:00+00:00",
-  until: "2026-11-23T00:00:00+00:00",
-  timezone: "Europe/London",
-};
-
-function modelOf(counts: Record<string, number>): ReportModel {
-  return buildReportModel({
-    shopName: "Corner Electronics",
-    ownerName: "Maria",
-    period: PERIOD,
-    previousPeriod: PERIOD,
-    hours: [{ start: Date.parse("2026-11-17T10:00:00Z"), counts: new Map(Object.entries(counts)) }],
-    previousHours: [],
-    upcoming: {
-      next7Days: { email: 0, sms: 0, voice: 0 },
-      next30Days: { email: 0, sms: 0, voice: 0 },
-    },
-    replies: [],
-  });
-}
+const modelOf = (counts: Record<string, number>) => reportModelOf(counts);
 
 /** 16 skipped and 9 cancelled, each with its reason, as the step scripts count them. */
 const COUNTS = {
