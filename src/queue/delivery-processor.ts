@@ -2,7 +2,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
-import { type Channel, PHONE_CHANNELS, type PurchaseCompleted } from "../domain/events.js";
+import {
+  CHANNELS,
+  type Channel,
+  PHONE_CHANNELS,
+  type PurchaseCompleted,
+} from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
 import { decideSend } from "../domain/send-guard.js";
@@ -51,7 +56,13 @@ export interface DeliveryDeps {
   readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
   readonly store: Pick<
     FollowUpStore,
-    "stepRecords" | "loadForSend" | "sendView" | "claim" | "transition" | "notePostponed"
+    | "stepRecords"
+    | "loadForSend"
+    | "sendView"
+    | "claim"
+    | "transition"
+    | "notePostponed"
+    | "settleSent"
   >;
   readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
   readonly suppressions: Pick<
@@ -62,7 +73,7 @@ export interface DeliveryDeps {
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
-  readonly history: Pick<CustomerHistoryStore, "rememberSent" | "rememberCheckIn">;
+  readonly history: Pick<CustomerHistoryStore, "rememberCheckIn">;
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
@@ -191,6 +202,126 @@ async function traceDelivery(
   }
 }
 
+/** What a send leaves to write once its step is `sent` (bookkeepSent). */
+interface SentBookkeeping {
+  readonly eventId: string;
+  readonly stepId: string;
+  readonly followUpId: string;
+  readonly customerId: string;
+  readonly channel: Channel;
+  readonly kind: string;
+  readonly ruleId: string;
+  readonly providerId: string;
+  /** When it was sent (epoch ms). */
+  readonly at: number;
+  /** The address it went to; for an SMS, its keyed hash (recipientMember) when known. */
+  readonly recipient: string;
+  readonly recipientMember?: string;
+}
+
+/**
+ * The bookkeeping after a send, every write of it idempotent: the message's reference (replies
+ * and delivery reports find their step by it; an SMS also marks its number as texted), a call's
+ * binding to its words, the check-in's note, and last the customer's latest sent together with
+ * the end of the step's mark (FollowUpStore.settleSent). A run that fails midway (a Redis error)
+ * leaves the step marked, and the job's next run does it again (redoBookkeeping).
+ */
+async function bookkeepSent(
+  deps: DeliveryDeps,
+  rules: RuleSet,
+  sent: SentBookkeeping,
+): Promise<void> {
+  const { eventId, stepId, channel, providerId } = sent;
+  if (channel === "email") {
+    await deps.smsReferences.rememberEmail(
+      providerId,
+      { eventId, stepId, shard: deps.shard },
+      SMS_REFERENCE_MS,
+    );
+  } else if (channel === "voice") {
+    // A call is not a text: the number's first SMS (a fallback) still carries the opt-out line.
+    await deps.calls.bind(sent.followUpId, providerId);
+  } else {
+    await deps.smsReferences.rememberSms(
+      providerId,
+      sent.recipientMember ?? (await deps.suppressions.addressMember(sent.recipient)),
+      { eventId, stepId, shard: deps.shard, kind: sent.kind },
+      SMS_REFERENCE_MS,
+    );
+  }
+  await noteCheckIn(deps.history, rules, {
+    customerId: sent.customerId,
+    eventId,
+    kind: sent.kind,
+    outcome: "sent",
+    at: sent.at,
+  });
+  await deps.store.settleSent(
+    eventId,
+    stepId,
+    sent.customerId,
+    { eventId, stepId, channel, kind: sent.kind, ruleId: sent.ruleId, at: sent.at },
+    rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
+  );
+}
+
+/**
+ * A run of this job sent the step and then failed before its bookkeeping was done (its record
+ * is still marked): does it now, from what the record and the purchase say, and counts the send
+ * the failed run did not count.
+ */
+async function redoBookkeeping(
+  deps: DeliveryDeps,
+  log: Logger,
+  notes: DeliveryNotes,
+  found: {
+    readonly eventId: string;
+    readonly stepId: string;
+    readonly followUpId: string;
+    readonly record: StepRecord;
+    readonly event: PurchaseCompleted;
+    readonly now: number;
+  },
+): Promise<DeliveryOutcome> {
+  const { record, event } = found;
+  const rules = deps.rules();
+  const labels = stepLabels(rules, found.stepId, record);
+  Object.assign(notes, labels, {
+    outcome: "already-handled",
+    code: "sent",
+  } satisfies DeliveryNotes);
+  const channel = CHANNELS.find((known) => known === labels.channel);
+  const recipient = channel === "email" ? event.customer.email : event.customer.phone;
+  if (!channel || record.providerId === undefined || recipient === undefined) {
+    // Nothing to file the message under: only the customer's latest sent and the mark remain.
+    log.warn({ channel: labels.channel }, "bookkeeping after the send cannot be redone in full");
+  } else {
+    await bookkeepSent(deps, rules, {
+      eventId: found.eventId,
+      stepId: found.stepId,
+      followUpId: found.followUpId,
+      customerId: event.customer.id,
+      channel,
+      kind: labels.kind,
+      ruleId: labels.ruleId,
+      providerId: record.providerId,
+      at: record.changedAt ?? found.now,
+      recipient,
+    });
+    deps.metrics.sent.inc({ channel, kind: labels.kind });
+    log.info({ channel }, "bookkeeping after the send redone");
+    return { outcome: "already-handled", state: "sent" };
+  }
+  await deps.store.settleSent(
+    found.eventId,
+    found.stepId,
+    event.customer.id,
+    { eventId: found.eventId, stepId: found.stepId, ...labels, at: record.changedAt ?? found.now },
+    rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
+  );
+  return { outcome: "already-handled", state: "sent" };
+}
+
 function createDelivery(deps: DeliveryDeps) {
   return async (
     job: DeliveryJob,
@@ -229,6 +360,15 @@ function createDelivery(deps: DeliveryDeps) {
       await job.moveToDelayed(until, token);
       throw new DelayedError(why);
     };
+    if (record?.state === "sent" && record.bookkeepingPending && view.event)
+      return redoBookkeeping(deps, log, notes, {
+        eventId,
+        stepId,
+        followUpId,
+        record,
+        event: view.event,
+        now: nowMs,
+      });
     if (record && record.state !== "scheduled" && record.state !== "sending") {
       Object.assign(notes, {
         outcome: "already-handled",
@@ -543,6 +683,7 @@ function createDelivery(deps: DeliveryDeps) {
           state: "sent",
           providerId: result.id,
           attempts: claim.record.attempts + 1,
+          bookkeepingPending: true,
           ...channelChange,
         },
         doneMs,
@@ -550,34 +691,18 @@ function createDelivery(deps: DeliveryDeps) {
         claim.record.dueAt,
         view.lastStep?.(),
       );
-      if (step.channel === "email") {
-        await deps.smsReferences.rememberEmail(
-          result.id,
-          { eventId, stepId, shard: deps.shard },
-          SMS_REFERENCE_MS,
-        );
-      } else if (step.channel === "voice") {
-        // A call is not a text: the number's first SMS (a fallback) still carries the opt-out line.
-        await deps.calls.bind(followUpId, result.id);
-      } else {
-        await deps.smsReferences.rememberSms(
-          result.id,
-          recipientMember ?? (await deps.suppressions.addressMember(message.to)),
-          { eventId, stepId, shard: deps.shard, kind: step.kind },
-          SMS_REFERENCE_MS,
-        );
-      }
-      await deps.history.rememberSent(
-        event.customer.id,
-        { eventId, stepId, channel: step.channel, kind: step.kind, ruleId: rule.id, at: doneMs },
-        rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
-      );
-      await noteCheckIn(deps.history, rules, {
-        customerId: event.customer.id,
+      await bookkeepSent(deps, rules, {
         eventId,
+        stepId,
+        followUpId,
+        customerId: event.customer.id,
+        channel: step.channel,
         kind: step.kind,
-        outcome: "sent",
+        ruleId: rule.id,
+        providerId: result.id,
         at: doneMs,
+        recipient: message.to,
+        ...(recipientMember !== undefined && { recipientMember }),
       });
       deps.metrics.sent.inc(metricLabels);
       notes.outcome = "sent";

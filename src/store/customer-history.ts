@@ -241,14 +241,6 @@ export class CustomerHistoryStore {
   }
 
   /**
-   * Remembers the latest follow-up sent to the customer, for attributing their next purchase:
-   * kept for `keepMs` (the attribution window), one small key per customer.
-   */
-  async rememberSent(customerId: string, sent: SentFollowUp, keepMs: number): Promise<void> {
-    await this.redis.set(this.keys.lastSent(customerId), JSON.stringify(sent), "PX", keepMs);
-  }
-
-  /**
    * Remembers how the check-in of the customer's purchase `eventId` ended, at `at` (when it went
    * out, or would have), and counts the customer once into that hour's comparison group: the
    * first outcome per purchase counts. Kept for the attribution window after `at` and a day.

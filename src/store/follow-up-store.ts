@@ -1,4 +1,5 @@
 import type { PurchaseCompleted } from "../domain/events.js";
+import type { SentFollowUp } from "./customer-history.js";
 import {
   AGGREGATE_RETENTION_MS,
   changeKeys,
@@ -351,6 +352,28 @@ export class FollowUpStore {
       postponeLetter(code),
     );
     return noted === 1;
+  }
+
+  /**
+   * Ends the bookkeeping after a send (settle-sent.lua): the follow-up becomes the customer's
+   * latest sent, kept `keepMs` (unless a later one is remembered), and the step's record loses
+   * its mark `bookkeepingPending`. Nothing happens once the event record is gone.
+   */
+  async settleSent(
+    eventId: string,
+    stepId: string,
+    customerId: string,
+    sent: SentFollowUp,
+    keepMs: number,
+  ): Promise<void> {
+    await this.redis.fuSettleSent(
+      this.keys.eventRecord(eventId),
+      this.keys.lastSent(customerId),
+      stepField(stepId),
+      JSON.stringify(sent),
+      Math.round(sent.at),
+      Math.round(keepMs),
+    );
   }
 
   /** Marks the event so no further step of it is sent; the claim script honours it atomically. */

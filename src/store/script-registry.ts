@@ -120,6 +120,15 @@ export interface StoreCommands {
   fuStopEvent(recordKey: string, reason: string, field?: string): Promise<number>;
   /** note-postponed.lua */
   fuNotePostponed(recordKey: string, field: string, until: number, code: string): Promise<number>;
+  /** settle-sent.lua */
+  fuSettleSent(
+    recordKey: string,
+    lastSentKey: string,
+    field: string,
+    lastSent: string,
+    at: number,
+    keepMs: number,
+  ): Promise<number>;
   /** count-outcomes.lua */
   fuCountOutcomes(hourKey: string, keepMs: number, ...fields: string[]): Promise<null>;
   /** record-purchase.lua */
@@ -279,6 +288,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "replan-event": "fuReplanEvent",
   "stop-event": "fuStopEvent",
   "note-postponed": "fuNotePostponed",
+  "settle-sent": "fuSettleSent",
   "requeue-step": "fuRequeueStep",
   "erase-event": "fuEraseEvent",
   "replace-purchase": "fuReplacePurchase",

@@ -72,6 +72,12 @@ export interface StepRecord {
   /** The provider's message id once sent. */
   readonly providerId?: string;
   /**
+   * Sent, but the bookkeeping after the send (message references, the call's binding, the
+   * check-in note, the customer's latest sent) is not known to be done: the run that sent it
+   * failed before its end, and the job's next run redoes it (FollowUpStore.settleSent clears it).
+   */
+  readonly bookkeepingPending?: true;
+  /**
    * The provider's ids of the sends before a resend or retry put the step back (the latest
    * five): erasure removes their message references too.
    */
@@ -134,6 +140,8 @@ export interface StepPatch {
   readonly reply?: { readonly text: string; readonly receivedAt: number };
   /** Its job waits until then (a retry after a transient failure). */
   readonly postponed?: { readonly until: number; readonly code: PostponeCode };
+  /** Set with `sent`: the bookkeeping after the send is to be done (StepRecord.bookkeepingPending). */
+  readonly bookkeepingPending?: true;
 }
 
 /**
@@ -151,6 +159,8 @@ export interface StoredStep {
   id?: string;
   /** Earlier provider ids (requeue-step.lua keeps the latest five). */
   pid?: string[];
+  /** Sent, its bookkeeping not known to be done (settle-sent.lua takes it off). */
+  bk?: 1;
   x?: string;
   r?: number;
   dl?: string;
@@ -248,6 +258,7 @@ export function readStepRecord(raw: string): StepRecord {
     ...(stored.c !== undefined && { channel: stored.c }),
     ...(stored.k !== undefined && { kind: stored.k }),
     ...(stored.id !== undefined && { providerId: stored.id }),
+    ...(stored.bk !== undefined && { bookkeepingPending: true as const }),
     ...(Array.isArray(stored.pid) && { earlierProviderIds: stored.pid }),
     ...(stored.x !== undefined && { reason: readReason(stored.x) }),
     takeovers: stored.r ?? 0,
@@ -282,6 +293,7 @@ export function storedPatch(patch: StepPatch): Partial<StoredStep> {
     ...(patch.channel !== undefined && { c: patch.channel }),
     ...(patch.attempts !== undefined && { a: patch.attempts }),
     ...(patch.providerId !== undefined && { id: patch.providerId }),
+    ...(patch.bookkeepingPending && { bk: 1 as const }),
     ...(patch.reason !== undefined && { x: `${patch.reason.code}: ${patch.reason.text}` }),
     ...(patch.takeovers !== undefined && { r: patch.takeovers }),
     ...(patch.delivery !== undefined && {

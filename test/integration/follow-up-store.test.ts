@@ -245,6 +245,63 @@ describe("the follow-up store", () => {
   });
 });
 
+describe("the bookkeeping after a send", () => {
+  it("is marked pending with the sent state, and settling it clears the mark and never moves the customer's latest sent back", async () => {
+    const now = Date.now();
+    const stepId = "thank-you.thank-you";
+    const customerId = event.customer.id;
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
+    await store.claim("evt-store", stepId, now, 60_000);
+    await store.transition(
+      "evt-store",
+      stepId,
+      ["sending"],
+      { state: "sent", providerId: "<m1@shop.example>", bookkeepingPending: true },
+      now,
+    );
+    const recordOf = async () => (await store.stepRecords("evt-store", [stepId])).get(stepId);
+    expect(await recordOf()).toMatchObject({ state: "sent", bookkeepingPending: true });
+
+    const sent = (at: number) => ({
+      eventId: "evt-store",
+      stepId,
+      channel: "email",
+      kind: "thank-you",
+      ruleId: "thank-you",
+      at,
+    });
+    // A later send to the customer was remembered meanwhile: the redone bookkeeping keeps it.
+    await redis.set(keys.lastSent(customerId), JSON.stringify(sent(now + 5_000)));
+    await store.settleSent("evt-store", stepId, customerId, sent(now), DAY);
+    expect(await recordOf()).toEqual({
+      state: "sent",
+      changedAt: now,
+      dueAt: now,
+      attempts: 0,
+      channel: "email",
+      kind: "thank-you",
+      providerId: "<m1@shop.example>",
+      takeovers: 0,
+      resends: 0,
+      retries: 0,
+    });
+    expect(JSON.parse((await redis.get(keys.lastSent(customerId))) ?? "")).toEqual(
+      sent(now + 5_000),
+    );
+    // An earlier one is replaced, with the attribution window's expiry.
+    await redis.set(keys.lastSent(customerId), JSON.stringify(sent(now - 5_000)));
+    await store.settleSent("evt-store", stepId, customerId, sent(now), DAY);
+    expect(JSON.parse((await redis.get(keys.lastSent(customerId))) ?? "")).toEqual(sent(now));
+    expect(await redis.pttl(keys.lastSent(customerId))).toBeGreaterThan(DAY - 60_000);
+
+    // A purchase erased (or expired) meanwhile leaves nothing behind.
+    await redis.del(keys.lastSent(customerId), recordKey());
+    await store.settleSent("evt-store", stepId, customerId, sent(now), DAY);
+    expect(await redis.exists(keys.lastSent(customerId), recordKey())).toBe(0);
+  });
+});
+
 describe("a customer's list of purchases", () => {
   it("keeps every purchase whose record lives, and drops ended ones past the latest 100", async () => {
     const bought = (n: number) =>

@@ -174,6 +174,7 @@ describe("the store's Lua scripts", () => {
       "return-spend",
       "rules-generation",
       "schedule-steps",
+      "settle-sent",
       "stop-event",
       "suppress",
       "sweep-bucket",
@@ -193,6 +194,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["settle-sent"].numberOfKeys).toBe(2);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {

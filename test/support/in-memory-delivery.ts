@@ -2,9 +2,11 @@ import type { OutgoingMessage, SendResult } from "../../src/channels/channel.js"
 import type { Channel, PurchaseCompleted } from "../../src/domain/events.js";
 import type { FrequencyCap } from "../../src/domain/rules.js";
 import type { DeliveryDeps, DeliveryJob } from "../../src/queue/delivery-processor.js";
+import type { SentFollowUp } from "../../src/store/customer-history.js";
 import type { LedgerEntry } from "../../src/store/delivery-ledger.js";
 import type { ClaimResult, SendView } from "../../src/store/follow-up-store.js";
 import type { CapResult } from "../../src/store/frequency-cap-store.js";
+import { keptPart, purchaseFromKept } from "../../src/store/purchase-codec.js";
 import type { RateTake } from "../../src/store/rate-limiter.js";
 import type { StepRef } from "../../src/store/sms-references.js";
 import {
@@ -110,11 +112,6 @@ export class InMemoryFollowUpStore implements DeliveryStore {
   /** Drops the stored purchase (expired, or scrubbed), keeping the event record. */
   forgetEvent(eventId: string): void {
     this.events.delete(eventId);
-  }
-
-  /** Whether the purchase is still kept for rendering (it is dropped when no step is pending). */
-  hasEvent(eventId: string): boolean {
-    return this.events.has(eventId);
   }
 
   async stepRecords(
@@ -228,6 +225,26 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     return true;
   }
 
+  /** The latest sent follow-up per customer, as settle-sent.lua keeps it. */
+  readonly lastSent = new Map<string, SentFollowUp>();
+
+  /** As settle-sent.lua: the step loses its mark, the customer's latest sent moves on. */
+  async settleSent(
+    eventId: string,
+    stepId: string,
+    customerId: string,
+    sent: SentFollowUp,
+    _keepMs: number,
+  ): Promise<void> {
+    const hash = this.hash(eventId, false);
+    const raw = hash?.get(stepId);
+    if (!hash || raw === undefined) return;
+    const { bk: _mark, ...rec } = JSON.parse(raw) as StoredStep;
+    hash.set(stepId, JSON.stringify(rec));
+    const known = this.lastSent.get(customerId);
+    if (!known || known.at <= sent.at) this.lastSent.set(customerId, sent);
+  }
+
   private hash(eventId: string, create: boolean): Map<string, string> | undefined {
     let hash = this.records.get(eventId);
     if (!hash && create) {
@@ -237,12 +254,17 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     return hash;
   }
 
-  /** As scrub-finished-purchase.lua: the purchase goes once no step of it is pending. */
+  /**
+   * As update-step.lua: once no step is pending, the purchase is trimmed to what is kept after the
+   * last step (keptPart: no categories or SKUs, the first name only).
+   */
   private scrubIfDone(eventId: string): void {
     for (const raw of this.records.get(eventId)?.values() ?? []) {
       if (PENDING.has((JSON.parse(raw) as StoredStep).s)) return;
     }
-    this.events.delete(eventId);
+    // As the store: what a resend, the timeline and an alert need stays (keptPart).
+    const event = this.events.get(eventId);
+    if (event) this.events.set(eventId, purchaseFromKept(keptPart(event)));
   }
 }
 

@@ -175,7 +175,7 @@ function world(setup: Setup = {}) {
       },
       onBudgetAlert: async () => {},
     },
-    history: { rememberSent: async () => {}, rememberCheckIn: async () => true },
+    history: { rememberCheckIn: async () => true },
     caps,
     metrics,
     rateLimiter: new FixedRateLimiter(),
@@ -876,5 +876,58 @@ describe("when the store itself fails", () => {
     expect(w.delayedUntil()).toEqual(["2026-11-24T12:00:22.500Z"]);
     expect(w.channels.email.sent).toEqual([]);
     expect(w.record()).toMatchObject({ state: "scheduled", attempts: 0 });
+  });
+});
+
+describe("a Redis error after the send is recorded, before its bookkeeping is done", () => {
+  it("leaves the step marked; the job's next run files the SMS, remembers the send, and sends nothing more", async () => {
+    const w = world({ stepId: CHECK_IN, sms: [ok("SM0001")] });
+    const remember = w.smsReferences.rememberSms.bind(w.smsReferences);
+    let failures = 1;
+    w.smsReferences.rememberSms = async (...args) => {
+      if (failures-- > 0) throw new Error("READONLY You can't write against a read only replica.");
+      return remember(...args);
+    };
+
+    expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "unexpected error" });
+    expect(w.record()).toMatchObject({
+      state: "sent",
+      providerId: "SM0001",
+      bookkeepingPending: true,
+    });
+    expect(w.smsReferences.remembered).toEqual([]);
+    expect(w.store.lastSent.get(CUSTOMER)).toBeUndefined();
+    expect(await series(w.metrics.sent)).toEqual([]);
+
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "already-handled", state: "sent" },
+    });
+    expect(w.channels.sms.sent).toHaveLength(1);
+    expect(w.smsReferences.remembered).toEqual([
+      {
+        sid: "SM0001",
+        recipientMember: "member:+442079460958",
+        at: { eventId: EVENT_ID, stepId: CHECK_IN, shard: 0, kind: "check-in" },
+        keepMs: 5_184_000_000,
+      },
+    ]);
+    expect(w.store.lastSent.get(CUSTOMER)).toEqual({
+      eventId: EVENT_ID,
+      stepId: CHECK_IN,
+      channel: "sms",
+      kind: "check-in",
+      ruleId: "big-ticket",
+      at: NOW_MS,
+    });
+    expect(w.record()).not.toHaveProperty("bookkeepingPending");
+    expect(w.record()).toMatchObject({ state: "sent", attempts: 1 });
+    expect(await series(w.metrics.sent)).toEqual([
+      { labels: { channel: "sms", kind: "check-in" }, value: 1 },
+    ]);
+    // Done once: a later run of the job finds nothing left to do.
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "already-handled", state: "sent" },
+    });
+    expect(w.smsReferences.remembered).toHaveLength(1);
   });
 });

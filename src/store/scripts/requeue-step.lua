@@ -53,6 +53,8 @@ if rec.id then
   rec.pid = earlier
 end
 rec.id = nil
+-- A resend starts its own bookkeeping (settle-sent.lua); the earlier send's is not redone.
+rec.bk = nil
 rec.dl = nil
 rec.de = nil
 rec.e = nil

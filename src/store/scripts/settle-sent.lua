@@ -1,0 +1,40 @@
+--[[
+  Ends the bookkeeping after a send: remembers the follow-up as the customer's latest sent (for
+  attributing their next purchase) unless a later one is remembered already, and takes the mark
+  `bk` ("bookkeeping pending") off the step's record. The `sent` state change sets the mark
+  (update-step.lua), and the worker clears it here once the message references, the call's
+  binding and the check-in note are written: a step still marked was sent by a run that failed
+  before the end of that bookkeeping (a Redis error after the send), and the job's next run redoes
+  it. An event record that is gone (erased, expired) leaves everything alone.
+
+  Input:
+    KEYS[1] event record (hash: `s:<stepId>` step records)
+    KEYS[2] the customer's latest sent follow-up (JSON with `at`, epoch ms)
+
+    ARGV[1] step field (`s:<stepId>`)
+    ARGV[2] the latest sent follow-up (JSON)
+    ARGV[3] when it was sent (epoch ms)
+    ARGV[4] keep the latest sent this long (ms)
+
+  Output: 1 done, 0 the event record or the step's record is gone
+]]
+--!include lib/base36.lua
+--!include lib/step-codec.lua
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local rec = decodeStep(raw)
+if rec.bk ~= nil then
+  rec.bk = nil
+  redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+end
+local at = tonumber(ARGV[3])
+local latest = redis.call('GET', KEYS[2])
+if latest then
+  local ok, known = pcall(cjson.decode, latest)
+  if ok and type(known) == 'table' and tonumber(known.at) and tonumber(known.at) > at then
+    return 1
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+return 1
