@@ -508,20 +508,9 @@ function createDelivery(deps: DeliveryDeps) {
         );
     }
 
-    const slot = await deps.rateLimiter.take(
-      step.channel,
-      rules.channels[step.channel].ratePerSecond,
-    );
-    // Slots are in the Redis server's time; the wait is relative, so it starts from the answer.
-    const grantedAt = deps.clock().toMillis();
-    if (!slot.granted) {
-      const jitter = Math.floor(deps.random() * RATE_RETRY_JITTER_MS);
-      return postpone(grantedAt + slot.retryInMs + jitter, "rate limit");
-    }
-    // The send waits for its slot after the message is rendered, so rendering time does not
-    // delay it past the slot and bunch it with the sends behind it.
-    const slotAt = grantedAt + slot.waitMs;
-    // A kind exempt from the caps (a thank-you, by default) neither waits for room nor uses any.
+    // The customer's cap before a send slot: a step capped (skipped, or put off) takes no slot
+    // of the channel's rate from the sends behind it. A kind exempt from the caps (a thank-you,
+    // by default) neither waits for room nor uses any.
     const cap =
       rules.whenCapped[step.kind] === "exempt"
         ? { allowed: true as const }
@@ -537,6 +526,19 @@ function createDelivery(deps: DeliveryDeps) {
         return postpone(cap.freeAt, "frequency cap", "frequency-cap");
       return skip("capped", `the customer's ${step.channel} frequency cap is reached`, sendLabels);
     }
+    const slot = await deps.rateLimiter.take(
+      step.channel,
+      rules.channels[step.channel].ratePerSecond,
+    );
+    // Slots are in the Redis server's time; the wait is relative, so it starts from the answer.
+    const grantedAt = deps.clock().toMillis();
+    if (!slot.granted) {
+      const jitter = Math.floor(deps.random() * RATE_RETRY_JITTER_MS);
+      return postpone(grantedAt + slot.retryInMs + jitter, "rate limit");
+    }
+    // The send waits for its slot after the message is rendered, so rendering time does not
+    // delay it past the slot and bunch it with the sends behind it.
+    const slotAt = grantedAt + slot.waitMs;
 
     const claim = await deps.store.claim(eventId, stepId, nowMs, deps.sendLeaseMs, {
       ifCancelled: { outcome: "cancelled", ...sendLabels, reason: "refunded" },

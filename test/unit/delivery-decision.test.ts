@@ -133,6 +133,7 @@ function world(setup: Setup = {}) {
     setup.capFreesAt ? { freeAt: Date.parse(setup.capFreesAt) } : undefined,
   );
   const smsReferences = new RecordingSmsReferences();
+  const rateLimiter = new FixedRateLimiter();
   const suppressions = new InMemorySuppressions();
   const metrics = new FollowUpMetrics();
   const open = openRules(setup.whenCappedThankYou ?? "skip");
@@ -178,7 +179,7 @@ function world(setup: Setup = {}) {
     history: { rememberCheckIn: async () => true },
     caps,
     metrics,
-    rateLimiter: new FixedRateLimiter(),
+    rateLimiter,
     retry: { maxAttempts: 3, delayMs: cappedBackoff(30_000, 3_600_000, () => 0.5) },
     sendLeaseMs: LEASE_MS,
     logger: createLogger({ level: "silent", pretty: false }),
@@ -202,6 +203,7 @@ function world(setup: Setup = {}) {
     smsReferences,
     suppressions,
     metrics,
+    rateLimiter,
     job,
     record: () => store.record(EVENT_ID, stepId),
     /** Runs the job once, as a BullMQ worker would, and says how it ended. */
@@ -502,6 +504,8 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
     expect(await series(w.metrics.skipped)).toEqual([
       { labels: { channel: "email", kind: "thank-you", reason: "capped" }, value: 1 },
     ]);
+    // No send slot of the channel's rate is used up by a message that does not go.
+    expect(w.rateLimiter.asked).toEqual([]);
   });
 
   it("whenCapped defer: moved to when the cap frees up, still scheduled, no attempt used", async () => {
@@ -524,6 +528,7 @@ describe("the customer's frequency cap is reached (frees up at 18:30)", () => {
       postponed: { until: Date.parse("2026-11-24T18:30:00Z"), code: "frequency-cap" },
     });
     expect(w.counted()).toEqual([]);
+    expect(w.rateLimiter.asked).toEqual([]);
   });
 });
 
