@@ -370,6 +370,11 @@ function createDelivery(deps: DeliveryDeps) {
         now: nowMs,
       });
     if (record && record.state !== "scheduled" && record.state !== "sending") {
+      // The run that ended the step may have failed before it gave back the customer's cap slot
+      // (a Redis error just after the state change): a message that reached no one holds none.
+      const capped = CHANNELS.find((known) => known === record.channel);
+      if (record.state !== "sent" && capped && view.event)
+        await deps.caps.release(capped, view.event.customer.id, followUpId);
       Object.assign(notes, {
         outcome: "already-handled",
         code: record.state,

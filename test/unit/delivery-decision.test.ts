@@ -729,29 +729,34 @@ describe("a redelivered job of a finished step", () => {
     { state: "failed" as const, reason: { code: "permanent 550", text: "no such user" } },
     { state: "skipped" as const, reason: { code: "capped", text: "cap reached" } },
     { state: "cancelled" as const, reason: { code: "refunded", text: "order refunded" } },
-  ])("$state: already handled, nothing sent, record untouched", async (finished) => {
-    const seeded: SeedRecord = {
-      dueAt: DUE_MS,
-      changedAt: DUE_MS + 1_000,
-      attempts: 1,
-      channel: "email",
-      kind: "thank-you",
-      ...finished,
-    };
-    const w = world({ record: seeded, email: [ok("never")] });
-    const before = w.record();
+  ])(
+    "$state: already handled, nothing sent, record untouched; a cap slot only a sent one keeps",
+    async (finished) => {
+      const seeded: SeedRecord = {
+        dueAt: DUE_MS,
+        changedAt: DUE_MS + 1_000,
+        attempts: 1,
+        channel: "email",
+        kind: "thank-you",
+        ...finished,
+      };
+      const w = world({ record: seeded, email: [ok("never")] });
+      // The run that ended it took a slot, and (but for a sent one) failed before giving it back.
+      w.caps.hold("email", CUSTOMER, JOB_ID);
+      const before = w.record();
 
-    expect(await w.deliver()).toEqual({
-      returned: { outcome: "already-handled", state: finished.state },
-    });
+      expect(await w.deliver()).toEqual({
+        returned: { outcome: "already-handled", state: finished.state },
+      });
 
-    expect(w.channels.email.sent).toEqual([]);
-    expect(w.record()).toEqual(before);
-    expect(w.caps.taken).toEqual([]);
-    expect(w.caps.released).toEqual([]);
-    expect(w.counted()).toEqual([]);
-    expect(w.delayedUntil()).toEqual([]);
-  });
+      expect(w.channels.email.sent).toEqual([]);
+      expect(w.record()).toEqual(before);
+      expect(w.caps.taken).toEqual([]);
+      expect(w.caps.holds("email", CUSTOMER, JOB_ID)).toBe(finished.state === "sent");
+      expect(w.counted()).toEqual([]);
+      expect(w.delayedUntil()).toEqual([]);
+    },
+  );
 });
 
 describe("a transient failure after the message may have been handed over", () => {
