@@ -4,6 +4,7 @@ import path from "node:path";
 import {
   type Alias,
   isAlias,
+  isMap,
   isNode,
   isPair,
   isScalar,
@@ -48,7 +49,13 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
 /** Validates rules-file text; `file` is only used to name the file in problems. */
 export function parseRules(text: string, file: string): RulesLoadResult {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Merge keys (`<<: *window`) are YAML 1.1's, and common in hand-written files: they are read.
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: true,
+    merge: true,
+  });
   const syntax = [...doc.errors];
   if (syntax.length > 0) {
     return {
@@ -69,6 +76,8 @@ export function parseRules(text: string, file: string): RulesLoadResult {
       }),
     };
   }
+  const merge = mergeProblem(doc, lineCounter, file);
+  if (merge) return { ok: false, problems: [merge] };
   let data: unknown;
   try {
     // yaml counts an anchor as one of its own uses: + 1 lets exactly the limit through.
@@ -121,6 +130,54 @@ export function parseRules(text: string, file: string): RulesLoadResult {
     };
   }
   return { ok: true, rules: compiled.rules, file };
+}
+
+/**
+ * A merge key whose value is not a mapping (`<<: hello`, or an alias of a list), which yaml
+ * cannot merge: located at that value, instead of a crash in toJS.
+ */
+function mergeProblem(
+  doc: ReturnType<typeof parseDocument>,
+  lineCounter: LineCounter,
+  file: string,
+): ConfigProblem | undefined {
+  // An alias without its anchor is aliasProblem's to report.
+  const resolved = (node: unknown) => (isAlias(node) ? node.resolve(doc) : node);
+  const mergeable = (node: unknown) => {
+    const source = resolved(node);
+    return source === undefined || isMap(source);
+  };
+  const describe = (node: unknown): string => {
+    if (isAlias(node)) return `*${node.source}, which is ${describe(resolved(node))}`;
+    if (isSeq(node)) return "a list";
+    if (isScalar(node) && node.value !== null) return preview(node.value);
+    return "nothing";
+  };
+  let found: { path: (string | number)[]; value: unknown; at?: number } | undefined;
+  visit(doc, {
+    Pair(_, pair, ancestors) {
+      if (!isScalar(pair.key) || typeof pair.key.value !== "symbol") return undefined;
+      const source = resolved(pair.value);
+      // A list (or an alias of one) merges each of its mappings.
+      const items: unknown[] = isSeq(source) ? source.items : [pair.value];
+      const bad = items.find((item) => !mergeable(item));
+      if (bad === undefined) return undefined;
+      const node = isNode(bad) && isSeq(pair.value) ? bad : pair.value;
+      const at = (isNode(node) ? node.range?.[0] : undefined) ?? pair.key.range?.[0];
+      found = { path: [...pathTo(ancestors), "<<"], value: bad, ...(at !== undefined && { at }) };
+      return visit.BREAK;
+    },
+  });
+  if (!found) return undefined;
+  const at = found.at !== undefined ? lineCounter.linePos(found.at) : { line: 1, col: 1 };
+  const got = describe(found.value);
+  return {
+    file,
+    line: at.line,
+    column: at.col,
+    path: formatPath(found.path),
+    message: `YAML: a merge key takes a mapping, an alias of one or a list of them, such as <<: *window; got ${got}`,
+  };
 }
 
 /** How many times aliases may be expanded in all: a bound on "billion laughs" alias bombs. */
@@ -283,17 +340,22 @@ function keyPathAt(
     Pair(_, pair, ancestors) {
       const key = pair.key;
       if (!isScalar(key) || key.range?.[0] !== offset) return undefined;
-      const keys: (string | number)[] = [];
-      const chain = [...ancestors, pair];
-      chain.forEach((node, i) => {
-        if (isPair(node) && isScalar(node.key) && node !== pair) keys.push(String(node.key.value));
-        if (isSeq(node)) keys.push(node.items.indexOf(chain[i + 1] as never));
-      });
-      found = [...keys, String(key.value)];
+      found = [...pathTo([...ancestors, pair]), String(key.value)];
       return visit.BREAK;
     },
   });
   return found;
+}
+
+/** The keys and indices down to the node whose ancestors (from the document down) these are. */
+function pathTo(ancestors: readonly unknown[]): (string | number)[] {
+  const keys: (string | number)[] = [];
+  ancestors.forEach((node, i) => {
+    const next = ancestors[i + 1];
+    if (isPair(node) && isScalar(node.key) && next !== undefined) keys.push(String(node.key.value));
+    if (isSeq(node)) keys.push(node.items.indexOf(next as never));
+  });
+  return keys;
 }
 
 /** Line and column of the deepest node on `keyPath` that exists (the key itself when it does). */

@@ -501,6 +501,65 @@ describe("YAML anchors and aliases", () => {
     expect(performance.now() - started).toBeLessThan(1000);
   });
 
+  it("a merge key (<<: *anchor) copies the anchored mapping's keys, and the mapping's own win", () => {
+    const rules = rulesFrom(
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: &day { start: "08:00", end: "21:00" }\n  sms: { <<: *day, days: [mon, tue] }',
+      ).replace("      - kind: check-in\n", "      - &check-in\n        kind: check-in\n") +
+        "  - id: later-check-in\n    steps:\n      - <<: *check-in\n        delay: P4M\n",
+    );
+    expect(rules.sendWindows.sms).toEqual({
+      startMinute: 480,
+      endMinute: 1260,
+      days: new Set([1, 2]),
+      closedOnHolidays: true,
+    });
+    expect(
+      rules.rules[2]?.steps.map((s) => [s.id, s.channel, s.template, s.delay.toISO()]),
+    ).toEqual([["check-in", "sms", "check-in", "P4M"]]);
+  });
+
+  it("a problem in a merged value is reported where it is used too, at the merge key", () => {
+    const text = changeLine(
+      17,
+      "        delay: PT1H",
+      "        delay: soon\n      - <<: *thanks\n        id: again",
+    ).replace("      - kind: thank-you\n", "      - &thanks\n        kind: thank-you\n");
+    expect(rulesProblems(text)).toEqual([
+      'rules.yaml:18:9 rules[0].steps[0].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "soon"',
+      'rules.yaml:19:9 rules[0].steps[1].delay: expected an ISO-8601 duration with whole, non-negative numbers, such as PT2H, P14D or P3M, got "soon"',
+    ]);
+  });
+
+  it.each([
+    [
+      "a value that is no mapping",
+      changeLine(22, "  - id: over-fifty", "  - id: over-fifty\n    <<: hello"),
+      'rules.yaml:23:9 rules[1].<<: YAML: a merge key takes a mapping, an alias of one or a list of them, such as <<: *window; got "hello"',
+    ],
+    [
+      "an alias of a value that is no mapping",
+      changeLine(4, "  currency: GBP", "  currency: &gbp GBP").replace(
+        "  - id: over-fifty",
+        "  - id: over-fifty\n    <<: *gbp",
+      ),
+      'rules.yaml:23:9 rules[1].<<: YAML: a merge key takes a mapping, an alias of one or a list of them, such as <<: *window; got *gbp, which is "GBP"',
+    ],
+    [
+      "a list with something other than mappings in it",
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: &day { start: "08:00", end: "21:00" }\n  sms: { <<: [*day, [mon]] }',
+      ),
+      "rules.yaml:9:21 sendWindows.sms.<<: YAML: a merge key takes a mapping, an alias of one or a list of them, such as <<: *window; got a list",
+    ],
+  ])("a merge key with %s is one located problem", (_, text, expected) => {
+    expect(rulesProblems(text)).toEqual([expected]);
+  });
+
   it("100 aliases of one value are within the limit", () => {
     expect(rulesProblems(flatAliases(100)).filter((p) => p.includes("alias"))).toEqual([]);
   });
