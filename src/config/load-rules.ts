@@ -295,9 +295,16 @@ function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): C
         file,
         ...locate(issue.path),
         path: formatPath(issue.path),
-        message: `${inner} (got ${preview(issue.input)})`,
+        message: inner.includes("got ") ? inner : `${inner} (got ${preview(issue.input)})`,
       },
     ];
+  }
+  const meant = issue.code === "invalid_union" ? branchMeant(issue) : undefined;
+  if (meant) {
+    // Its problems are inside the value, at the key or item they concern.
+    return meant.flatMap((inner) =>
+      issueProblems({ ...inner, path: [...issue.path, ...inner.path] }, file, locate),
+    );
   }
   if (issue.code === "invalid_union" && issue.message === "Invalid input") {
     return [
@@ -311,6 +318,18 @@ function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): C
       ? issue.message
       : `${issue.message} (${shown})`;
   return [{ file, ...locate(issue.path), path: formatPath(issue.path), message }];
+}
+
+/**
+ * The one alternative of a union that took the value's shape and found problems inside it (a
+ * threshold given per currency, with a currency code that is none): its problems say more than
+ * the union's list of what was expected.
+ */
+function branchMeant(issue: z.core.$ZodIssueInvalidUnion): z.core.$ZodIssue[] | undefined {
+  const inside = issue.errors.filter(
+    (branch) => branch.length > 0 && branch.every((inner) => inner.path.length > 0),
+  );
+  return inside.length === 1 ? inside[0] : undefined;
 }
 
 function describeUnion(issue: z.core.$ZodIssueInvalidUnion): string {

@@ -136,9 +136,17 @@ const amount = z.union([z.number().nonnegative(), z.string().max(32)], {
   error: "expected a non-negative amount such as 500 or 49.99",
 });
 
+/**
+ * A currency code as ISO 4217 writes it. A lower-case one (`eur`) is refused rather than read as
+ * EUR: every code in the file, and in the events, compares as written.
+ */
 const currency = z.string().refine(isCurrencyCode, {
-  error: (issue) =>
-    `expected an ISO 4217 currency code such as EUR, got ${JSON.stringify(issue.input)}`,
+  error: (issue) => {
+    const upper = typeof issue.input === "string" ? issue.input.toUpperCase() : "";
+    return isCurrencyCode(upper)
+      ? `expected three capital letters, ISO 4217, e.g. EUR: write ${upper}, got ${JSON.stringify(issue.input)}`
+      : `expected an ISO 4217 currency code such as EUR, got ${JSON.stringify(issue.input)}`;
+  },
 });
 
 /** A threshold: one amount, or one per currency (`{ GBP: "50", USD: "60" }`). */

@@ -246,6 +246,21 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:24:25 rules[1].when.total.currency: expected an ISO 4217 currency code such as EUR, got "EURO"',
     ],
     [
+      "lower-case currency (defaults)",
+      changeLine(4, "  currency: GBP", "  currency: gbp"),
+      'rules.yaml:4:3 defaults.currency: expected three capital letters, ISO 4217, e.g. EUR: write GBP, got "gbp"',
+    ],
+    [
+      "lower-case currency (in a rule)",
+      changeLine(24, "      total: { min: 50 }", "      total: { min: 50, currency: eur }"),
+      'rules.yaml:24:25 rules[1].when.total.currency: expected three capital letters, ISO 4217, e.g. EUR: write EUR, got "eur"',
+    ],
+    [
+      "lower-case currency naming an amount of a threshold (at that key, not the whole threshold)",
+      changeLine(24, "      total: { min: 50 }", '      total: { min: { GBP: "50", usd: "60" } }'),
+      'rules.yaml:24:34 rules[1].when.total.min.usd: expected three capital letters, ISO 4217, e.g. EUR: write USD, got "usd"',
+    ],
+    [
       "bad group name",
       changeLine(6, "  big-ticket: [televisions, laptops]", "  Big_Ticket: [televisions, laptops]"),
       'rules.yaml:6:3 groups.Big_Ticket: expected a group name: lower-case letters, digits and dashes, such as thank-you (got "Big_Ticket")',
@@ -718,6 +733,9 @@ describe("currencies", () => {
     ]);
     expect(rulesProblems(BASE.replace('USD: "0.79"', 'XYZ: "0.79"'))).toEqual([
       expect.stringContaining("expected an ISO 4217 currency code"),
+    ]);
+    expect(rulesProblems(BASE.replace('USD: "0.79"', 'usd: "0.79"'))).toEqual([
+      'rules.yaml:3:24 currencies.rates.usd: expected three capital letters, ISO 4217, e.g. EUR: write USD, got "usd"',
     ]);
   });
 });
