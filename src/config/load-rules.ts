@@ -249,7 +249,7 @@ function operatorMessage(issue: z.core.$ZodRawIssue): string | undefined {
     case "invalid_type":
       return issue.input === undefined
         ? `required: expected ${TYPE_WORDS[issue.expected] ?? issue.expected}`
-        : `expected ${TYPE_WORDS[issue.expected] ?? issue.expected}, got ${preview(issue.input)}`;
+        : `expected ${TYPE_WORDS[issue.expected] ?? issue.expected}, ${gotValue(issue.input)}`;
     case "too_small":
       return `expected ${issue.origin === "number" ? `a number of at least ${issue.minimum}` : `at least ${issue.minimum} ${UNIT_WORDS[issue.origin] ?? "entries"}`}`;
     case "too_big":
@@ -312,7 +312,7 @@ function issueProblems(issue: z.core.$ZodIssue, file: string, locate: Locate): C
     ];
   }
   const value = issue.input;
-  const shown = value === undefined ? "missing" : `got ${preview(value)}`;
+  const shown = value === undefined ? "missing" : gotValue(value);
   const message =
     issue.message.includes("got ") || issue.message.startsWith("required")
       ? issue.message
@@ -334,7 +334,7 @@ function branchMeant(issue: z.core.$ZodIssueInvalidUnion): z.core.$ZodIssue[] | 
 
 function describeUnion(issue: z.core.$ZodIssueInvalidUnion): string {
   const expected = issue.errors.flatMap((branch) => branch.map((inner) => inner.message));
-  return `expected one of: ${[...new Set(expected)].join(" | ")} (got ${preview(issue.input)})`;
+  return `expected one of: ${[...new Set(expected)].join(" | ")} (${gotValue(issue.input)})`;
 }
 
 /** " (did you mean "anyItem"?)" for a near miss among the keys allowed at that spot, else the list. */
@@ -421,8 +421,32 @@ function sortByPosition(problems: ConfigProblem[]): ConfigProblem[] {
 }
 
 function preview(value: unknown): string {
-  const text = JSON.stringify(value instanceof Set ? [...value] : value) ?? String(value);
+  // JSON has no infinity or NaN: they are shown as YAML writes them, not as JSON's null.
+  const text =
+    JSON.stringify(value instanceof Set ? [...value] : value, (_, inner) =>
+      typeof inner === "number" && !Number.isFinite(inner)
+        ? `${NON_FINITE}${yamlNumber(inner)}`
+        : inner,
+    )?.replace(new RegExp(`"${NON_FINITE}([^"]*)"`, "g"), "$1") ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** Marks a non-finite number in preview's JSON: a private-use character JSON leaves as it is. */
+const NON_FINITE = "\u{E000}";
+
+function yamlNumber(value: number): string {
+  if (Number.isNaN(value)) return ".nan";
+  return value > 0 ? ".inf" : "-.inf";
+}
+
+/**
+ * "got" and the value; YAML's `.inf`, `-.inf` and `.nan` are numbers to YAML, so the message
+ * says that no field takes them, where "expected a number, got .inf" would be a riddle.
+ */
+function gotValue(value: unknown): string {
+  if (typeof value !== "number" || Number.isFinite(value)) return `got ${preview(value)}`;
+  const what = Number.isNaN(value) ? "not-a-number" : value > 0 ? "infinity" : "minus infinity";
+  return `got ${yamlNumber(value)}, YAML's ${what}, which no field takes`;
 }
 
 function firstLine(text: string): string {

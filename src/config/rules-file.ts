@@ -685,8 +685,12 @@ function checkAmounts(
       // One amount in the condition's currency, or one per currency named.
       const perCurrency = asRecord(part[field]) !== undefined;
       for (const [currencyCode, amount] of amountsByCurrency(part[field], code)) {
-        // Wrong types and negative numbers are the schema's to report; this checks decimals only.
-        if (typeof amount !== "string" && (typeof amount !== "number" || amount < 0)) continue;
+        // Wrong types, negative numbers and .inf or .nan are the schema's to report; this checks
+        // decimals only.
+        const readable =
+          typeof amount === "string" ||
+          (typeof amount === "number" && amount >= 0 && Number.isFinite(amount));
+        if (!readable) continue;
         if (!isCurrencyCode(currencyCode)) continue;
         const result = toMinorUnits(amount, currencyCode);
         const at = [...path, key, field, ...(perCurrency ? [currencyCode] : [])];
@@ -719,7 +723,8 @@ function checkRanges(
       });
     if (key === "customer") {
       const [low, high] = [part[minKey], part[maxKey]];
-      if (typeof low === "number" && typeof high === "number" && low > high) {
+      // .inf and .nan are the schema's to report.
+      if (Number.isFinite(low) && Number.isFinite(high) && Number(low) > Number(high)) {
         refuse(low, high, [...path, key, minKey], "");
       }
       continue;

@@ -362,6 +362,44 @@ describe("one located problem per kind of error", () => {
     ]);
   });
 
+  it("YAML's .inf, -.inf and .nan are refused once each in any numeric field, said as written", () => {
+    expect(
+      rulesProblems(yaml`
+        version: 1
+        defaults: { timezone: Europe/London, currency: GBP, discount: { percent: .nan } }
+        currencies: { rates: { USD: .inf } }
+        channels: { sms: { ratePerSecond: .nan, maxSegments: .inf }, voice: [.inf, -.inf, .nan] }
+        frequencyCaps: { sms: [{ max: .inf, per: P1D }] }
+        prices: { sms: { GB: .inf }, callMinutes: .nan }
+        budget: { sms: { monthly: .inf } }
+        rules:
+          - id: a
+            priority: -.inf
+            when:
+              total: { min: .inf, max: { USD: .nan } }
+              anyItem: { maxPrice: -.inf }
+              customer: { minPreviousPurchases: .inf, maxPreviousPurchases: 2 }
+            steps: [{ kind: thank-you, channel: email, template: t, delay: .inf }]
+      `),
+    ).toEqual([
+      "rules.yaml:2:65 defaults.discount.percent: expected a whole percent from 1 to 100 (got .nan, YAML's not-a-number, which no field takes)",
+      'rules.yaml:3:24 currencies.rates.USD: expected a quoted decimal rate such as "0.79" (YAML numbers are not exact) (got .inf, YAML\'s infinity, which no field takes)',
+      "rules.yaml:4:20 channels.sms.ratePerSecond: expected messages per second, such as 5 or 0.5 (got .nan, YAML's not-a-number, which no field takes)",
+      "rules.yaml:4:41 channels.sms.maxSegments: expected a number, got .inf, YAML's infinity, which no field takes",
+      "rules.yaml:4:62 channels.voice: expected a mapping of keys to values, got [.inf,-.inf,.nan]",
+      "rules.yaml:5:26 frequencyCaps.sms[0].max: expected a number, got .inf, YAML's infinity, which no field takes",
+      'rules.yaml:6:18 prices.sms.GB: expected a quoted decimal amount such as "0.04" (YAML numbers are not exact) (got .inf, YAML\'s infinity, which no field takes)',
+      "rules.yaml:6:30 prices.callMinutes: expected a number, got .nan, YAML's not-a-number, which no field takes",
+      'rules.yaml:7:18 budget.sms.monthly: expected a quoted decimal amount such as "0.04" (YAML numbers are not exact) (got .inf, YAML\'s infinity, which no field takes)',
+      "rules.yaml:10:5 rules[0].priority: expected a number, got -.inf, YAML's minus infinity, which no field takes",
+      'rules.yaml:12:16 rules[0].when.total.min: expected an amount such as 500, or one per currency such as { GBP: "50", USD: "60" } (got .inf, YAML\'s infinity, which no field takes)',
+      "rules.yaml:12:34 rules[0].when.total.max.USD: expected a non-negative amount such as 500 or 49.99 (got .nan, YAML's not-a-number, which no field takes)",
+      'rules.yaml:13:18 rules[0].when.anyItem.maxPrice: expected an amount such as 500, or one per currency such as { GBP: "50", USD: "60" } (got -.inf, YAML\'s minus infinity, which no field takes)',
+      "rules.yaml:14:19 rules[0].when.customer.minPreviousPurchases: expected a number, got .inf, YAML's infinity, which no field takes",
+      "rules.yaml:15:61 rules[0].steps[0].delay: expected an ISO-8601 duration such as PT2H, P14D or P3M (got .inf, YAML's infinity, which no field takes)",
+    ]);
+  });
+
   it("a lower bound above its upper bound is refused: the condition would match nothing", () => {
     expect(
       rulesProblems(yaml`
