@@ -165,7 +165,10 @@ const threshold = z.union(
 /** An exchange rate as an exact decimal string: YAML numbers are binary floats. */
 const rate = z
   .string({ error: 'expected a quoted decimal rate such as "0.79" (YAML numbers are not exact)' })
-  .regex(/^\d{1,9}(\.\d{1,9})?$/, { error: 'expected a decimal rate such as "0.79"' })
+  .regex(/^\d{1,9}(\.\d{1,9})?$/, {
+    error:
+      'expected a decimal rate above 0 with at most 9 digits before and after the point, such as "0.79"',
+  })
   .refine((text) => /[1-9]/.test(text), { error: "expected a rate above 0" });
 
 const categories = z
@@ -627,6 +630,29 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
       });
     }
   });
+  // The default currency converts into itself at 1 whatever the file says: another rate for it
+  // would be silently ignored.
+  const rates = asRecord(asRecord(root?.currencies)?.rates);
+  const ownRate = typeof defaultCurrency === "string" ? rates?.[defaultCurrency] : undefined;
+  if (
+    typeof ownRate === "string" &&
+    /^\d+(\.\d+)?$/.test(ownRate) &&
+    !/^0*1(\.0*)?$/.test(ownRate)
+  ) {
+    problems.push({
+      path: ["currencies", "rates", String(defaultCurrency)],
+      message: `${String(defaultCurrency)} is defaults.currency, which the rates convert into: its rate is 1, not ${ownRate}; remove it`,
+    });
+  }
+  // A segment count only limits texts: on another channel it would be silently ignored.
+  for (const channel of ["email", "voice"]) {
+    if (asRecord(asRecord(root?.channels)?.[channel])?.maxSegments !== undefined) {
+      problems.push({
+        path: ["channels", channel, "maxSegments"],
+        message: `maxSegments limits the length of texts, and channels.${channel} sends none: remove it, or set it under channels.sms`,
+      });
+    }
+  }
   const budgets = asRecord(root?.budget);
   const prices = asRecord(root?.prices);
   for (const channel of Object.keys(budgets ?? {})) {

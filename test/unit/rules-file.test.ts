@@ -261,6 +261,15 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:24:34 rules[1].when.total.min.usd: expected three capital letters, ISO 4217, e.g. EUR: write USD, got "usd"',
     ],
     [
+      "an SMS segment count on a channel that sends no texts",
+      changeLine(
+        8,
+        '  email: { start: "08:00", end: "21:00" }',
+        '  email: { start: "08:00", end: "21:00" }\nchannels: { email: { ratePerSecond: 20, maxSegments: 2 } }',
+      ),
+      "rules.yaml:9:41 channels.email.maxSegments: maxSegments limits the length of texts, and channels.email sends none: remove it, or set it under channels.sms",
+    ],
+    [
       "bad group name",
       changeLine(6, "  big-ticket: [televisions, laptops]", "  Big_Ticket: [televisions, laptops]"),
       'rules.yaml:6:3 groups.Big_Ticket: expected a group name: lower-case letters, digits and dashes, such as thank-you (got "Big_Ticket")',
@@ -746,6 +755,15 @@ describe("currencies", () => {
         steps: [{ kind: thank-you, channel: email, template: thank-you, delay: PT1H }]
   `;
 
+  it("refuse a rate for the default currency other than 1: it converts into itself, whatever the file says", () => {
+    expect(rulesProblems(BASE.replace('USD: "0.79"', 'USD: "0.79", GBP: "1.25"'))).toEqual([
+      "rules.yaml:3:37 currencies.rates.GBP: GBP is defaults.currency, which the rates convert into: its rate is 1, not 1.25; remove it",
+    ]);
+    expect(
+      rulesFrom(BASE.replace('USD: "0.79"', 'USD: "0.79", GBP: "1.00"')).rates.toBase.get("GBP"),
+    ).toBe("1.00");
+  });
+
   it("compile thresholds per currency and the rates with their date", () => {
     const rules = rulesFrom(BASE);
     expect(rules.rules[0]?.when).toEqual({
@@ -771,6 +789,9 @@ describe("currencies", () => {
     ]);
     expect(rulesProblems(BASE.replace('USD: "0.79"', 'XYZ: "0.79"'))).toEqual([
       expect.stringContaining("expected an ISO 4217 currency code"),
+    ]);
+    expect(rulesProblems(BASE.replace('USD: "0.79"', 'USD: "-0.79"'))).toEqual([
+      'rules.yaml:3:24 currencies.rates.USD: expected a decimal rate above 0 with at most 9 digits before and after the point, such as "0.79" (got "-0.79")',
     ]);
     expect(rulesProblems(BASE.replace('USD: "0.79"', 'usd: "0.79"'))).toEqual([
       'rules.yaml:3:24 currencies.rates.usd: expected three capital letters, ISO 4217, e.g. EUR: write USD, got "usd"',
