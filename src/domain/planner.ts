@@ -137,7 +137,8 @@ export function planFollowUps(
           event,
           rules,
           options,
-          (s) => dueTime(purchasedAt, s, zone, rules, now),
+          zone,
+          (s) => dueTime(purchasedAt, s, zone, rules, now, callOf(rule, s)),
         );
         if ("code" in planned) skipped.push(planned);
         else steps.push(planned);
@@ -265,17 +266,46 @@ function planFallback(
   event: PurchaseCompleted,
   rules: RuleSet,
   options: PlanOptions,
+  zone: string,
   timeOf: (step: StepSpec) => Timing,
 ): PlannedStep | SkippedStep {
   const callId = stepIdOf(rule, { id: callStepId });
-  if (!planned.some((other) => other.stepId === callId)) {
+  const call = planned.find((other) => other.stepId === callId);
+  if (!call) {
     return skip(rule, step, "no-call", `a fallback of ${callId}, which is not planned`);
   }
   const blocked = stepProblem(event, step, rules, options);
   if (blocked) return skip(rule, step, blocked.code, blocked.reason);
   const timing = timeOf(step);
   if (!timing.ok) return skip(rule, step, timing.code, timing.reason);
-  return { ...plannedStep(rule, step, timing), fallbackOf: callId };
+  // A call planned later than its time (an event that came late) takes its fallback with it.
+  const afterCall = call.graceEndsAt !== undefined && fallbackAfterCall(call, step, zone, rules);
+  const due = afterCall && afterCall > timing.due ? { due: afterCall } : timing;
+  return { ...plannedStep(rule, step, due), fallbackOf: callId };
+}
+
+/** `after` from the call as planned, at the next opening of the fallback's window. */
+function fallbackAfterCall(
+  call: PlannedStep,
+  step: StepSpec,
+  zone: string,
+  rules: RuleSet,
+): DateTime | undefined {
+  const start = DateTime.fromISO(call.dueAt, { zone }).plus(step.fallbackAfter?.toMillis() ?? 0);
+  const window = step.sendWindow ?? rules.sendWindows[step.channel];
+  try {
+    return nextSendWindow(start, zone, window, rules.holidays);
+  } catch (error) {
+    if (!(error instanceof NoSendWindowError)) throw error;
+    return undefined;
+  }
+}
+
+/** A fallback's call step, in the rule that has both. */
+function callOf(rule: Rule, step: StepSpec): StepSpec | undefined {
+  return step.fallbackOf === undefined
+    ? undefined
+    : rule.steps.find((other) => other.id === step.fallbackOf);
 }
 
 function plannedStep(
@@ -294,6 +324,24 @@ function plannedStep(
     localDueAt: due.toISO(ISO) ?? "",
     ...(graceEndsAt && { graceEndsAt: graceEndsAt.toUTC().toISO(ISO) ?? "" }),
   };
+}
+
+/**
+ * When a call's fallback may go at the earliest: `after` from the call's due time, its send
+ * window included, counted in milliseconds as the worker counts it from the call's end
+ * (decideFallback). Not from the purchase: a call that its window moves from Sunday to Monday
+ * morning moves its fallback with it, instead of leaving it at the call's own time.
+ */
+function fallbackStart(
+  purchasedAt: DateTime,
+  step: StepSpec,
+  call: StepSpec,
+  zone: string,
+  rules: RuleSet,
+): DateTime {
+  const callWindow = call.sendWindow ?? rules.sendWindows[call.channel];
+  const callDue = nextSendWindow(purchasedAt.plus(call.delay), zone, callWindow, rules.holidays);
+  return callDue.plus(step.fallbackAfter?.toMillis() ?? 0);
 }
 
 /** The zone local times are computed in: the customer's, else the store's, else the default. */
@@ -326,7 +374,8 @@ export function stepTiming(
 ): Timing {
   const { zone } = customerZone(event, rules);
   const purchasedAt = purchaseTime(event, zone);
-  return dueTime(purchasedAt, step, zone, rules, now);
+  const rule = rules.rules.find((candidate) => candidate.steps.includes(step));
+  return dueTime(purchasedAt, step, zone, rules, now, rule && callOf(rule, step));
 }
 
 /**
@@ -340,10 +389,12 @@ function dueTime(
   zone: string,
   rules: RuleSet,
   now: DateTime,
+  /** A fallback's call step: the fallback is timed from it. */
+  call?: StepSpec,
 ): Timing {
   const window = step.sendWindow ?? rules.sendWindows[step.channel];
   try {
-    return windowedDueTime(purchasedAt, step, zone, rules, now, window);
+    return windowedDueTime(purchasedAt, step, zone, rules, now, window, call);
   } catch (error) {
     if (!(error instanceof NoSendWindowError)) throw error;
     return { ok: false, code: "no-send-window", reason: error.message };
@@ -357,9 +408,12 @@ function windowedDueTime(
   rules: RuleSet,
   now: DateTime,
   window: SendWindow,
+  call: StepSpec | undefined,
 ): Timing {
+  const delayed = call
+    ? fallbackStart(purchasedAt, step, call, zone, rules)
+    : purchasedAt.plus(step.delay);
   // A coalescing thank-you waits for the window's end: the customer may buy again within it.
-  const delayed = purchasedAt.plus(step.delay);
   const windowEnds = step.coalesce && purchasedAt.plus(step.coalesce);
   const earliest = windowEnds && windowEnds > delayed ? windowEnds : delayed;
   const due = nextSendWindow(earliest, zone, window, rules.holidays);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { planFollowUps } from "../../src/domain/planner.js";
+import { replanStep } from "../../src/domain/replan.js";
 import {
   answerCall,
   type CallScript,
@@ -256,6 +257,52 @@ describe("a voice step's fallback in the plan", () => {
       ["everyone.check-in", "superseded"],
     ]);
     expect(renderPlanTable(plan)).toContain("sms if big-ticket.check-in is not answered");
+  });
+
+  it("is timed from its call as the worker sends it: `after` from the call, once in the table", () => {
+    const rules = rulesFrom(VOICE_RULES);
+    // Three months after a Saturday evening is a Sunday, when calls wait for Monday 09:00.
+    const event = purchase({
+      occurredAt: "2026-11-21T19:30:00Z",
+      customer: { phone: "+447400123456" },
+      items: [item("televisions", "900.00")],
+    });
+    const now = instant(event.occurredAt);
+    const plan = planFollowUps(event, rules, { previousPurchases: 0 }, now);
+    expect(plan.steps.map((s) => [s.stepId, s.dueAt])).toEqual([
+      ["big-ticket.check-in", "2027-02-22T09:00:00Z"],
+      // A day after the call, not Monday 19:30 (a day after the Sunday the call was not made).
+      ["big-ticket.check-in-fallback", "2027-02-23T09:00:00Z"],
+    ]);
+    const table = renderPlanTable(plan);
+    expect(table.match(/sms if big-ticket\.check-in is not answered/g)).toHaveLength(1);
+    expect(table).toContain("Mon 22 Feb 2027 09:00 GMT");
+    expect(table).toContain("Tue 23 Feb 2027 09:00 GMT");
+    // A rules reload re-plans the pending fallback to the same time: it stays where it is.
+    const fallback = {
+      stepId: "big-ticket.check-in-fallback",
+      dueAt: Date.parse("2027-02-23T09:00:00Z"),
+    };
+    expect(
+      replanStep(fallback, event, { previousPurchases: 0 }, rules, instant("2026-12-01T09:00:00Z")),
+    ).toEqual({ action: "keep" });
+
+    // A call planned late (the event came in after its time, within the grace period) goes at
+    // once, and its fallback a day after that.
+    const late = planFollowUps(
+      purchase({
+        occurredAt: "2027-01-29T10:00:00Z",
+        customer: { phone: "+447400123456" },
+        items: [item("televisions", "900.00")],
+      }),
+      rules,
+      { previousPurchases: 0 },
+      instant("2027-04-29T18:30:00Z"),
+    );
+    expect(late.steps.map((s) => [s.stepId, s.dueAt])).toEqual([
+      ["big-ticket.check-in", "2027-04-29T18:30:00Z"],
+      ["big-ticket.check-in-fallback", "2027-04-30T18:30:00Z"],
+    ]);
   });
 
   it("is not planned when its call is not", () => {
