@@ -128,10 +128,10 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
       );
       scope.get("/schedule", (request, reply) =>
         answer(request, reply, () => {
-          const days = Number(query(request).days ?? "30");
-          return Number.isInteger(days) && days >= 1 && days <= 400
-            ? { op: "schedule", days }
-            : "days: expected a whole number from 1 to 400";
+          const days = wholeNumber(query(request).days ?? "30", 1, 400);
+          return days === undefined
+            ? "days: expected a whole number from 1 to 400"
+            : { op: "schedule", days };
         }),
       );
       scope.get("/audit", (request, reply) =>
@@ -140,9 +140,8 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
           const from = since === undefined ? undefined : Date.parse(since);
           if (from !== undefined && Number.isNaN(from))
             return "since: expected an ISO date or date-time";
-          const count = limit === undefined ? 500 : Number(limit);
-          if (!Number.isInteger(count) || count < 1 || count > 10_000)
-            return "limit: expected a whole number from 1 to 10000";
+          const count = wholeNumber(limit ?? "500", 1, 10_000);
+          if (count === undefined) return "limit: expected a whole number from 1 to 10000";
           return { op: "audit", ...(from !== undefined && { since: from }), limit: count };
         }),
       );
@@ -155,6 +154,16 @@ function mutates(request: AdminRequest): boolean {
   return ["cancel-step", "resend-step", "retry-failed", "erase", "resolve-reply"].includes(
     request.op,
   );
+}
+
+/**
+ * A query parameter that is a whole number written in digits, as the CLI reads `--days`: `0x10`,
+ * `1e2` or ` 5` are refused, not read as 16, 100 or 5. Undefined when not one, or out of range.
+ */
+function wholeNumber(text: string, min: number, max: number): number | undefined {
+  if (!/^\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return value >= min && value <= max ? value : undefined;
 }
 
 function failedFilter(given: {

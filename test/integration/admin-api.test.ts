@@ -123,6 +123,17 @@ describe("the admin API", () => {
       },
     });
     expect((await call(p, "GET", "/admin/v1/schedule?days=0", { token: ALICE })).status).toBe(400);
+    // Digits only, as the CLI's --days: 0x10, 1e2 or " 5" are refused, not read as 16, 100 or 5.
+    for (const days of ["0x10", "1e2", "%205", "5.0", ""]) {
+      expect(
+        await call(p, "GET", `/admin/v1/schedule?days=${days}`, { token: ALICE }),
+        days,
+      ).toEqual({ status: 400, body: { error: "days: expected a whole number from 1 to 400" } });
+    }
+    expect(await call(p, "GET", "/admin/v1/audit?limit=1e1", { token: ALICE })).toEqual({
+      status: 400,
+      body: { error: "limit: expected a whole number from 1 to 10000" },
+    });
     // A parameter given twice is a mistake to name, not a list (nor a 500).
     expect(
       await call(p, "GET", "/admin/v1/customers?email=a@example.com&email=b@example.com", {
