@@ -19,12 +19,13 @@ import { CommandError } from "./io.js";
 
 /**
  * The environment of a one-shot command. Without REDIS_URL, a command uses the embedded Redis a
- * worker started here (var/redis/url), else the default address.
+ * worker started here (var/redis/url), else the default address. REDIS_URL set empty is refused,
+ * as the worker refuses it, rather than pointed at a Redis nobody chose.
  */
 export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
   let redisSource = "REDIS_URL";
   let raw: NodeJS.ProcessEnv = process.env;
-  if (!process.env.REDIS_URL) {
+  if (process.env.REDIS_URL === undefined) {
     const found = await defaultRedisUrl();
     raw = { ...process.env, REDIS_URL: found.url };
     redisSource = found.source;

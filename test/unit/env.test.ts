@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { commandEnv } from "../../src/cli/command-redis.js";
 import { readEnv } from "../../src/config/env.js";
 
 describe("REPLY_TO", () => {
@@ -157,5 +158,20 @@ describe("an empty value", () => {
     if (!result.ok) throw new Error(result.problems.join("; "));
     expect(readEnv({})).toEqual(result);
     expect(readEnv({ REDIS_URL: "" }).ok).toBe(false);
+  });
+});
+
+describe("a one-shot command's environment", () => {
+  const before = process.env.REDIS_URL;
+  afterEach(() => {
+    if (before === undefined) delete process.env.REDIS_URL;
+    else process.env.REDIS_URL = before;
+  });
+
+  it("refuses REDIS_URL set empty, as the worker does, instead of picking a Redis", async () => {
+    process.env.REDIS_URL = "";
+    await expect(commandEnv()).rejects.toThrow(/invalid environment:\nREDIS_URL: /);
+    process.env.REDIS_URL = "redis://127.0.0.1:1";
+    expect((await commandEnv()).env.REDIS_URL).toBe("redis://127.0.0.1:1");
   });
 });
