@@ -54,12 +54,13 @@ export async function runWorker(io: CommandIo): Promise<number> {
       { redis: embedded.url, dir: embedded.dir },
       `REDIS_URL is unset and nothing answers at ${env.REDIS_URL}: started an embedded redis-server (stopped with the worker; other commands find it through ${EMBEDDED_URL_FILE})`,
     );
-    const embeddedEnv = readEnv({
-      ...process.env,
-      REDIS_URL: embedded.url,
-      HTTP_HOST: process.env.HTTP_HOST ?? "127.0.0.1",
-      ...(!process.env.ADMIN_TOKENS && { ADMIN_TOKENS: `admin:${await embeddedAdminToken()}` }),
-    });
+    const embeddedEnv = readEnv(
+      withEmbeddedRedis(
+        process.env,
+        embedded.url,
+        process.env.ADMIN_TOKENS ? undefined : await embeddedAdminToken(),
+      ),
+    );
     if (!embeddedEnv.ok) throw new Error(embeddedEnv.problems.join("; "));
     env = embeddedEnv.env;
   }
@@ -118,6 +119,24 @@ export async function runWorker(io: CommandIo): Promise<number> {
   });
   logger.flush();
   return EXIT.ok;
+}
+
+/**
+ * The environment of a worker on the embedded Redis: its URL, the HTTP server on the loopback
+ * address unless HTTP_HOST names another (set empty, it counts as unset, as everywhere), and the
+ * generated console token unless ADMIN_TOKENS gives the operators (`adminToken` undefined).
+ */
+export function withEmbeddedRedis(
+  source: NodeJS.ProcessEnv,
+  redisUrl: string,
+  adminToken: string | undefined,
+): NodeJS.ProcessEnv {
+  return {
+    ...source,
+    REDIS_URL: redisUrl,
+    HTTP_HOST: source.HTTP_HOST || "127.0.0.1",
+    ...(adminToken !== undefined && { ADMIN_TOKENS: `admin:${adminToken}` }),
+  };
 }
 
 /** Whether pino-pretty can be loaded (it is not installed with --omit=dev). */

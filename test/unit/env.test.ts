@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { commandEnv } from "../../src/cli/command-redis.js";
+import { withEmbeddedRedis } from "../../src/cli/worker-command.js";
 import { readEnv } from "../../src/config/env.js";
 
 describe("REPLY_TO", () => {
@@ -173,5 +174,25 @@ describe("a one-shot command's environment", () => {
     await expect(commandEnv()).rejects.toThrow(/invalid environment:\nREDIS_URL: /);
     process.env.REDIS_URL = "redis://127.0.0.1:1";
     expect((await commandEnv()).env.REDIS_URL).toBe("redis://127.0.0.1:1");
+  });
+});
+
+describe("a worker on the embedded Redis", () => {
+  const url = "redis://127.0.0.1:45678";
+
+  it("listens on the loopback address unless HTTP_HOST names another, also when it is set empty", () => {
+    expect(withEmbeddedRedis({}, url, "t".repeat(16)).HTTP_HOST).toBe("127.0.0.1");
+    expect(withEmbeddedRedis({ HTTP_HOST: "" }, url, "t".repeat(16)).HTTP_HOST).toBe("127.0.0.1");
+    expect(withEmbeddedRedis({ HTTP_HOST: "0.0.0.0" }, url, undefined).HTTP_HOST).toBe("0.0.0.0");
+  });
+
+  it("uses its Redis, and the generated console token only where ADMIN_TOKENS gives none", () => {
+    const token = "t".repeat(16);
+    expect(withEmbeddedRedis({ REDIS_URL: undefined }, url, token)).toMatchObject({
+      REDIS_URL: url,
+      ADMIN_TOKENS: `admin:${token}`,
+    });
+    const given = `alice:${"a".repeat(16)}`;
+    expect(withEmbeddedRedis({ ADMIN_TOKENS: given }, url, undefined).ADMIN_TOKENS).toBe(given);
   });
 });
