@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { DateTime } from "luxon";
 import { matchBearerToken } from "./bearer-token.js";
 import type { AdminApi, AdminRequest } from "./http-deps.js";
 
@@ -137,7 +138,7 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
       scope.get("/audit", (request, reply) =>
         answer(request, reply, () => {
           const { since, limit } = query(request);
-          const from = since === undefined ? undefined : Date.parse(since);
+          const from = since === undefined ? undefined : isoInstant(since);
           if (from !== undefined && Number.isNaN(from))
             return "since: expected an ISO date or date-time";
           const count = wholeNumber(limit ?? "500", 1, 10_000);
@@ -166,11 +167,22 @@ function wholeNumber(text: string, min: number, max: number): number | undefined
   return value >= min && value <= max ? value : undefined;
 }
 
+/**
+ * An ISO 8601 date or date-time as epoch ms, in UTC unless it names its offset (`2026-12-01`,
+ * `2026-12-01T09:00`, `2026-12-01T09:00+01:00`); NaN for anything else. Not Date.parse, which
+ * reads a date-time without an offset in the process's own zone and takes forms such as
+ * `Dec 1 2026`.
+ */
+function isoInstant(text: string): number {
+  const instant = DateTime.fromISO(text, { zone: "utc", setZone: true });
+  return instant.isValid ? instant.toMillis() : Number.NaN;
+}
+
 function failedFilter(given: {
   since?: string | undefined;
   channel?: string | undefined;
 }): { since?: number; channel?: string } | string {
-  const since = given.since === undefined ? undefined : Date.parse(given.since);
+  const since = given.since === undefined ? undefined : isoInstant(given.since);
   if (since !== undefined && Number.isNaN(since)) return "since: expected an ISO date or date-time";
   if (given.channel !== undefined && !["email", "sms", "voice"].includes(given.channel))
     return "channel: expected email, sms or voice";

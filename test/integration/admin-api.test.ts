@@ -134,6 +134,27 @@ describe("the admin API", () => {
       status: 400,
       body: { error: "limit: expected a whole number from 1 to 10000" },
     });
+    // `since` is ISO 8601, in UTC unless it names an offset: not whatever Date.parse takes.
+    for (const path of [
+      "/admin/v1/audit?since=Dec%201%202026",
+      "/admin/v1/failed?since=12/01/2026",
+    ])
+      expect((await call(p, "GET", path, { token: ALICE })).status, path).toBe(400);
+    const auditSoFar = await call(p, "GET", "/admin/v1/audit", { token: ALICE });
+    const latest = (auditSoFar.body as { entries: { at: string }[] }).entries[0]?.at ?? "";
+    const sinceLatest = async (since: string) =>
+      (
+        (
+          await call(p, "GET", `/admin/v1/audit?since=${encodeURIComponent(since)}`, {
+            token: ALICE,
+          })
+        ).body as { entries: unknown[] }
+      ).entries.length;
+    // The latest entry's instant written without its `Z` is the same instant, and an hour's
+    // offset east of it is an hour earlier.
+    expect(await sinceLatest(latest.replace(/Z$/, ""))).toBe(1);
+    expect(await sinceLatest(latest.replace(/Z$/, "+01:00"))).toBeGreaterThanOrEqual(1);
+    expect(await sinceLatest(latest.replace(/Z$/, "-01:00"))).toBe(0);
     // A parameter given twice is a mistake to name, not a list (nor a 500).
     expect(
       await call(p, "GET", "/admin/v1/customers?email=a@example.com&email=b@example.com", {
