@@ -70,7 +70,7 @@ export class FollowUpMetrics {
 
   readonly codeRedemptions = new Counter({
     name: "followups_discount_redemptions_total",
-    help: "Discount codes presented for redemption (till, checkout or a purchase's discountCodes), by result: redeemed, taken (by another order), expired, unknown.",
+    help: "Discount codes presented for redemption (till, checkout or a purchase's discountCodes), by result: redeemed, taken (by another order), expired, revoked (its customer erased), unknown.",
     labelNames: ["result"] as const,
     registers: [this.registry],
   });

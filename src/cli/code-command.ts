@@ -31,10 +31,14 @@ export async function runCode(
     } else {
       const state =
         found.status === "redeemed"
-          ? `redeemed by order ${found.redeemedBy}`
-          : found.status === "expired"
-            ? `expired (valid until ${found.validUntil})`
-            : `valid until ${found.validUntil}`;
+          ? found.redeemedBy
+            ? `redeemed by order ${found.redeemedBy}`
+            : "redeemed (its customer's data was since erased)"
+          : found.status === "revoked"
+            ? "revoked: the customer it was issued to had their data erased"
+            : found.status === "expired"
+              ? `expired (valid until ${found.validUntil})`
+              : `valid until ${found.validUntil}`;
       io.out(`${found.code}: ${found.percent}% off, ${state}\n`);
     }
     return EXIT.ok;

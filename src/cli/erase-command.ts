@@ -52,6 +52,7 @@ function receiptText(receipt: ErasureReceipt): string {
     `  keys deleted:            ${receipt.keysDeleted}`,
     `  queue jobs removed:      ${receipt.jobsRemoved}`,
     `  outbox files removed:    ${receipt.outboxFilesRemoved}`,
+    `  discount codes revoked:  ${receipt.codesRevoked}`,
     `  opt-outs kept (hashed):  ${receipt.optOutsKept}`,
     `  ${aof[receipt.appendOnlyFile] ?? `append-only file rewrite ${receipt.appendOnlyFile}`}`,
     "Kept: anonymous counts, step states, opt-outs as keyed hashes, and a keyed hash of the",

@@ -79,8 +79,11 @@ export function codeExpiresAt(validUntil: string, timezone: string): number {
   return end.toMillis();
 }
 
-/** What a till learns of a code. */
-export type CodeStatus = "valid" | "expired" | "redeemed";
+/**
+ * What a till learns of a code: `revoked` when the customer it was issued to had their data
+ * erased before redeeming it.
+ */
+export type CodeStatus = "valid" | "expired" | "redeemed" | "revoked";
 
 /** A stored code as the lookup answers it (`GET /v1/discount-codes/{code}`, `followups code`). */
 export interface CodeLookup {
@@ -89,7 +92,7 @@ export interface CodeLookup {
   readonly percent: number;
   /** Last valid day, YYYY-MM-DD in the customer's zone. */
   readonly validUntil: string;
-  /** The order that redeemed it. */
+  /** The order that redeemed it (not named once its customer was erased). */
   readonly redeemedBy?: string;
 }
 
@@ -98,10 +101,11 @@ export type RedeemResult =
   | { readonly status: "redeemed"; readonly code: CodeLookup; readonly now: boolean }
   | { readonly status: "taken"; readonly code: CodeLookup }
   | { readonly status: "expired"; readonly code: CodeLookup }
+  | { readonly status: "revoked"; readonly code: CodeLookup }
   | { readonly status: "unknown" };
 
 /**
- * How a redemption is counted: `redeemed` now, `taken` by another order, `expired`, `unknown`;
+ * How a redemption is counted: `redeemed` now, `taken` by another order, `expired`, `revoked`, `unknown`;
  * undefined for the same order asking again (nothing new happened).
  */
 export function redemptionLabel(result: RedeemResult): string | undefined {

@@ -70,6 +70,7 @@ export function registerDiscountRoutes(app: FastifyInstance, deps: HttpDeps): vo
           redeemedBy: result.code.redeemedBy,
         });
       case "expired":
+      case "revoked":
         return reply.code(410).send(result.code);
       case "unknown":
         return reply.code(404).send({ code, status: "unknown" });

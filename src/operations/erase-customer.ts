@@ -11,6 +11,7 @@ import { stepLabels } from "../queue/step-labels.js";
 import { ALERT_NAMES } from "../reports/owner-alert-email.js";
 import type { AuditTrail } from "../store/audit-trail.js";
 import type { CustomerIndex } from "../store/customer-index.js";
+import type { DiscountCodes } from "../store/discount-codes.js";
 import { StoreKeys, shardScope } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
@@ -42,6 +43,11 @@ export interface ErasureReceipt {
   readonly keysDeleted: number;
   readonly jobsRemoved: number;
   readonly outboxFilesRemoved: number;
+  /**
+   * Discount codes issued to the customer, revoked: a till is told `revoked`, or `redeemed` by
+   * no order named for one redeemed before.
+   */
+  readonly codesRevoked: number;
   /** Opt-outs kept as keyed hashes. */
   readonly optOutsKept: number;
   /** `rewriting` (BGREWRITEAOF started), `off` (no append-only file), or why it could not start. */
@@ -55,6 +61,8 @@ export interface EraseDeps {
   /** Every shard's stores: a customer's state is all in their shard's. */
   readonly shards: Shards<Pick<ShardStores, "store" | "history">>;
   readonly orders: OrderStore;
+  /** Discount codes: those issued to the customer are revoked. */
+  readonly codes: Pick<DiscountCodes, "revokeByHash">;
   /** The purchase events linked to an order, each with its shard. */
   readonly eventsOfOrder: (orderId: string) => Promise<readonly EventInShard[]>;
   readonly suppressions: SuppressionList;
@@ -106,6 +114,10 @@ export function createEraser(deps: EraseDeps) {
     // stops filing replies once erased, erase-event.lua).
     const emailIds: string[] = [];
     const callIds: string[] = [];
+    // Their discount codes, each an HMAC of their id, whose stored form names them and the order
+    // that redeemed it: found through the steps that sent them (a code whose purchase's record
+    // has expired is not), and revoked before the record that notes them is scrubbed.
+    let codesRevoked = 0;
     // The events of the orders they placed, found through what is stored of each purchase.
     for (const eventId of [...eventIds]) {
       const stored = await store.storedPurchase(eventId);
@@ -138,6 +150,8 @@ export function createEraser(deps: EraseDeps) {
           if (record.channel === "email") emailIds.push(id);
           else providerIds.push(id);
         }
+        if (record.codeHash && (await deps.codes.revokeByHash(record.codeHash, now)))
+          codesRevoked++;
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
         const labels = stepLabels(deps.rules(), stepId, record);
@@ -219,6 +233,7 @@ export function createEraser(deps: EraseDeps) {
       keysDeleted,
       jobsRemoved,
       outboxFilesRemoved,
+      codesRevoked,
       optOutsKept,
       appendOnlyFile,
     };

@@ -13,6 +13,7 @@ import { plainText } from "../reports/report-phrases.js";
 import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
+import { DiscountCodes } from "../store/discount-codes.js";
 import { shardScope } from "../store/keys.js";
 import { OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
@@ -218,6 +219,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     rules: deps.rules,
     shards,
     orders,
+    codes: new DiscountCodes(redis, prefix),
     eventsOfOrder,
     suppressions,
     customers,

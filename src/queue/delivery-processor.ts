@@ -19,7 +19,7 @@ import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CallScripts } from "../store/call-scripts.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
-import type { DiscountCodes } from "../store/discount-codes.js";
+import { type DiscountCodes, discountCodeHash } from "../store/discount-codes.js";
 import type { FollowUpStore, PurchaseTrim } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
@@ -646,6 +646,9 @@ function createDelivery(deps: DeliveryDeps) {
       if (charge?.charged && charge.micros > 0 && message.channel !== "email")
         await deps.spend.spend.giveBack(message.channel, charge.month, followUpId);
     };
+    // The code it carries, noted in the step's record by the state change the send leads to
+    // (sent, a retry, failed): erasure finds it there and revokes it.
+    const sentCode = message.offer && { codeHash: discountCodeHash(message.offer.code) };
     if (message.offer) {
       // Stored before it goes out: a customer may be at the till minutes later.
       await deps.codes.issue(
@@ -691,6 +694,7 @@ function createDelivery(deps: DeliveryDeps) {
           providerId: result.id,
           attempts: claim.record.attempts + 1,
           bookkeepingPending: true,
+          ...sentCode,
           ...channelChange,
         },
         doneMs,
@@ -749,6 +753,7 @@ function createDelivery(deps: DeliveryDeps) {
           attempts,
           reason: failureReason(result.error),
           postponed: { until: retryAt, code: "retry" },
+          ...sentCode,
           // The provider may have accepted it: the retry is a possible duplicate, counted like a takeover.
           ...(result.error.uncertain && { takeovers: claim.record.takeovers + 1 }),
         },
@@ -769,7 +774,7 @@ function createDelivery(deps: DeliveryDeps) {
       );
       return postpone(retryAt, "transient failure");
     }
-    return fail(deps, log, attempt, doneMs, result.error, attempts);
+    return fail(deps, log, attempt, doneMs, result.error, attempts, sentCode);
   };
 }
 
@@ -884,6 +889,8 @@ async function fail(
   nowMs: number,
   error: SendFailure,
   attempts = at.record.attempts + 1,
+  /** The discount code the failed send carried (StepPatch.codeHash). */
+  sentCode?: { readonly codeHash: string },
 ): Promise<never> {
   const described = failureReason(error);
   const reason =
@@ -894,7 +901,7 @@ async function fail(
     at.eventId,
     at.stepId,
     ["sending"],
-    { state: "failed", attempts, reason, ...at.channelChange },
+    { state: "failed", attempts, reason, ...sentCode, ...at.channelChange },
     nowMs,
     { outcome: "failed", ...at.labels, reason: described.code },
     at.record.dueAt,

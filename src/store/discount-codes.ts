@@ -5,9 +5,17 @@ import {
   type RedeemResult,
 } from "../domain/discount-code.js";
 import { AGGREGATE_RETENTION_MS } from "./delivery-ledger.js";
-import { hourOf, StoreKeys } from "./keys.js";
+import { hourOf, idHash, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+
+/**
+ * The hash a code is stored by (StoreKeys.discountCodeOfHash), in any spelling: what a step
+ * record keeps of the code it sent (`codeHash`), for erasure to revoke it.
+ */
+export function discountCodeHash(typed: string): string {
+  return idHash(normalizeCode(typed));
+}
 
 /** Where an issued code came from: the step that sent it, and its customer by keyed hash. */
 export interface CodeOrigin {
@@ -44,7 +52,7 @@ export class DiscountCodes {
     issuedAt: number,
     keepAfterMs: number,
   ): Promise<void> {
-    const key = this.keys.discountCode(normalizeCode(offer.code));
+    const key = this.keys.discountCodeOfHash(discountCodeHash(offer.code));
     await this.redis
       .multi()
       .hset(key, {
@@ -96,7 +104,17 @@ export class DiscountCodes {
     const code = lookupOf(await this.redis.hgetall(key), now);
     if (outcome === 1 || outcome === 2) return { status: "redeemed", code, now: outcome === 1 };
     if (outcome === 3) return { status: "taken", code };
+    if (outcome === 5) return { status: "revoked", code };
     return { status: "expired", code };
+  }
+
+  /**
+   * Revokes a code (by discountCodeHash, as a step record keeps it) when its customer is erased: nothing
+   * ties it to them any more, it cannot be redeemed, and a till is told `revoked` (or `redeemed`,
+   * by no order named, when it was redeemed before). Whether there was such a code.
+   */
+  async revokeByHash(codeHash: string, now: number): Promise<boolean> {
+    return (await this.redis.fuRevokeCode(this.keys.discountCodeOfHash(codeHash), now)) > 0;
   }
 }
 
@@ -109,9 +127,18 @@ export function shardOf(stored: string | null | undefined): number {
 function lookupOf(fields: Record<string, string>, now: number): CodeLookup {
   const redeemedBy = fields.r;
   const expired = Number(fields.x ?? 0) < now;
+  // Revoked (its customer erased): one redeemed before keeps its time (`ra`), not its order.
+  const revoked = fields.w !== undefined;
   return {
     code: fields.c ?? "",
-    status: redeemedBy ? "redeemed" : expired ? "expired" : "valid",
+    status:
+      redeemedBy || (revoked && fields.ra !== undefined)
+        ? "redeemed"
+        : revoked
+          ? "revoked"
+          : expired
+            ? "expired"
+            : "valid",
     percent: Number(fields.p ?? 0),
     validUntil: fields.v ?? "",
     ...(redeemedBy && { redeemedBy }),

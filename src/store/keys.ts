@@ -410,7 +410,12 @@ export class StoreKeys {
 
   /** An issued discount code, by its normalised form (see domain normalizeCode). */
   discountCode(normalized: string): string {
-    return `${this.global}code:${idHash(normalized)}`;
+    return this.discountCodeOfHash(idHash(normalized));
+  }
+
+  /** The same, by the idHash of the normalised code (discountCodeHash; what a step record keeps). */
+  discountCodeOfHash(codeHash: string): string {
+    return `${this.global}code:${codeHash}`;
   }
 
   /** The script of a voice call, by its follow-up id (kept for the call's lifetime). */

@@ -230,6 +230,8 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** revoke-code.lua */
+  fuRevokeCode(codeKey: string, now: number): Promise<number>;
   /** remember-steps.lua */
   fuRememberSteps(
     recentKey: string,
@@ -306,6 +308,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "count-once": "fuCountOnce",
   "count-in-record": "fuCountInRecord",
   "redeem-code": "fuRedeemCode",
+  "revoke-code": "fuRevokeCode",
   "remember-check-in": "fuRememberCheckIn",
   "remember-steps": "fuRememberSteps",
   "join-thank-you": "fuJoinThankYou",

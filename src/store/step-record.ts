@@ -82,6 +82,12 @@ export interface StepRecord {
    * five): erasure removes their message references too.
    */
   readonly earlierProviderIds?: readonly string[];
+  /**
+   * The discount code its message carried, by the hash its stored code is keyed by
+   * (discountCodeHash): erasure revokes it. Set once the send was tried; a resend keeps it (the
+   * same step sends the same code).
+   */
+  readonly codeHash?: string;
   readonly reason?: StepReason;
   /** How often a send was taken over after its sender vanished (a possible duplicate each time). */
   readonly takeovers: number;
@@ -142,6 +148,8 @@ export interface StepPatch {
   readonly postponed?: { readonly until: number; readonly code: PostponeCode };
   /** Set with `sent`: the bookkeeping after the send is to be done (StepRecord.bookkeepingPending). */
   readonly bookkeepingPending?: true;
+  /** With the state a send leads to: the discount code it carried (StepRecord.codeHash). */
+  readonly codeHash?: string;
 }
 
 /**
@@ -161,6 +169,8 @@ export interface StoredStep {
   pid?: string[];
   /** Sent, its bookkeeping not known to be done (settle-sent.lua takes it off). */
   bk?: 1;
+  /** The discount code sent, by its hash (StepRecord.codeHash; requeue-step.lua keeps it). */
+  dc?: string;
   x?: string;
   r?: number;
   dl?: string;
@@ -260,6 +270,7 @@ export function readStepRecord(raw: string): StepRecord {
     ...(stored.id !== undefined && { providerId: stored.id }),
     ...(stored.bk !== undefined && { bookkeepingPending: true as const }),
     ...(Array.isArray(stored.pid) && { earlierProviderIds: stored.pid }),
+    ...(typeof stored.dc === "string" && { codeHash: stored.dc }),
     ...(stored.x !== undefined && { reason: readReason(stored.x) }),
     takeovers: stored.r ?? 0,
     ...(stored.dl !== undefined && {
@@ -294,6 +305,7 @@ export function storedPatch(patch: StepPatch): Partial<StoredStep> {
     ...(patch.attempts !== undefined && { a: patch.attempts }),
     ...(patch.providerId !== undefined && { id: patch.providerId }),
     ...(patch.bookkeepingPending && { bk: 1 as const }),
+    ...(patch.codeHash !== undefined && { dc: patch.codeHash }),
     ...(patch.reason !== undefined && { x: `${patch.reason.code}: ${patch.reason.text}` }),
     ...(patch.takeovers !== undefined && { r: patch.takeovers }),
     ...(patch.delivery !== undefined && {

@@ -4,11 +4,13 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCode } from "../../src/cli/code-command.js";
+import { runErase } from "../../src/cli/erase-command.js";
 import { runReport } from "../../src/cli/report-command.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -73,25 +75,31 @@ function codeIn(text: string): string {
   return found;
 }
 
+/**
+ * A pipeline whose accessories rule issues KIT codes, its HTTP address, and a till that calls it
+ * (with TILL_TOKEN unless told otherwise).
+ */
+async function tillPipeline(name: string) {
+  pipeline = await startPipeline(name, { startWorker: false, env: { TILL_TOKEN } });
+  const p = pipeline;
+  await withAccessoryCodes(p.configDir);
+  await p.startWorker();
+  const http = p.worker?.httpAddress ?? "";
+  const till = (method: string, route: string, body?: unknown, token = TILL_TOKEN) =>
+    fetch(`${http}${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined && { "content-type": "application/json" }),
+      },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+  return { p, http, till };
+}
+
 describe("discount codes a till can check", () => {
   it("stores every code it sends; tills look them up and redeem them once, by token, in any spelling", async () => {
-    pipeline = await startPipeline("discount-codes", {
-      startWorker: false,
-      env: { TILL_TOKEN },
-    });
-    const p = pipeline;
-    await withAccessoryCodes(p.configDir);
-    await p.startWorker();
-    const http = p.worker?.httpAddress ?? "";
-    const till = (method: string, route: string, body?: unknown, token = TILL_TOKEN) =>
-      fetch(`${http}${route}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body !== undefined && { "content-type": "application/json" }),
-        },
-        ...(body !== undefined && { body: JSON.stringify(body) }),
-      });
+    const { p, http, till } = await tillPipeline("discount-codes");
 
     await p.publisher.publish(laptop("evt-code-1", "cus-code-1") as never);
     const [email] = await p.sink.waitForMessages(1, 15_000);
@@ -262,5 +270,85 @@ describe("discount codes a till can check", () => {
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="redeemed"\} 2$/m);
     expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="taken"\} 1$/m);
+  });
+
+  it("revokes an erased customer's codes: the till hears revoked, a redeemed one stays redeemed by no order, and the counts stay", async () => {
+    const { p, http, till: call } = await tillPipeline("discount-codes-erased");
+    const till = async (method: string, route: string, body?: unknown) => {
+      const answer = await call(method, route, body);
+      return { status: answer.status, body: await answer.json() };
+    };
+    await p.publisher.publish(laptop("evt-gone-1", "cus-gone") as never);
+    await p.publisher.publish(laptop("evt-gone-2", "cus-gone") as never);
+    const emails = await p.sink.waitForMessages(2, 15_000);
+    const [used, unused] = emails.map((email) => codeIn(email.parsed.text ?? ""));
+    if (!used || !unused) throw new Error("two codes expected");
+    expect(
+      (await till("POST", `/v1/discount-codes/${used}/redeem`, { orderId: "ord-gone-9" })).status,
+    ).toBe(200);
+    // The owners' report counts what happened: two codes sent, one redeemed.
+    const redemption = async () => {
+      const report = captureIo();
+      const today = DateTime.utc();
+      const range = {
+        since: today.toISODate() ?? "",
+        until: today.plus({ days: 1 }).toISODate() ?? "",
+      };
+      expect(
+        await runReport({ config: p.configDir, ...range, timezone: "UTC", format: "json" }, report),
+      ).toBe(0);
+      return (JSON.parse(report.output()) as ReportModel).broughtBack.redemption;
+    };
+    Object.assign(process.env, p.commandEnv);
+    const before = await redemption();
+    expect(before).toEqual([{ ruleId: "accessories", sent: 2, redeemed: 1, rate: 0.5 }]);
+
+    const erase = captureIo();
+    expect(await runErase("cus-gone", { config: p.configDir, json: true }, erase)).toBe(0);
+    expect(JSON.parse(erase.output())).toMatchObject({ codesRevoked: 2 });
+
+    // Never redeemed: revoked, not redeemable, and nothing ties it to the customer.
+    const validUntil = DateTime.now().setZone("Europe/London").plus({ days: 7 }).toISODate();
+    expect(await till("GET", `/v1/discount-codes/${unused}`)).toEqual({
+      status: 200,
+      body: { code: unused, status: "revoked", percent: 15, validUntil },
+    });
+    expect(await till("POST", `/v1/discount-codes/${unused}/redeem`, { orderId: "ord-x" })).toEqual(
+      {
+        status: 410,
+        body: { code: unused, status: "revoked", percent: 15, validUntil },
+      },
+    );
+    const codes = new DiscountCodes(p.redis, p.prefix);
+    expect(await codes.origin(unused)).toBeUndefined();
+    const text = captureIo();
+    expect(await runCode(unused, {}, text)).toBe(0);
+    expect(text.output()).toBe(
+      `${unused}: 15% off, revoked: the customer it was issued to had their data erased\n`,
+    );
+    // Redeemed before: still redeemed (not again), by no order named.
+    expect(await till("GET", `/v1/discount-codes/${used}`)).toEqual({
+      status: 200,
+      body: { code: used, status: "redeemed", percent: 15, validUntil },
+    });
+    expect(
+      await till("POST", `/v1/discount-codes/${used}/redeem`, { orderId: "ord-gone-9" }),
+    ).toEqual({
+      status: 409,
+      body: { code: used, status: "redeemed" },
+    });
+    const redeemed = captureIo();
+    expect(await runCode(used, {}, redeemed)).toBe(0);
+    expect(redeemed.output()).toBe(
+      `${used}: 15% off, redeemed (its customer's data was since erased)\n`,
+    );
+    // The order that redeemed it is no longer stored.
+    expect(await keysHolding(p.redis, p.prefix, ["ord-gone-9"])).toEqual([]);
+
+    // The report's counts are as they were.
+    expect(await redemption()).toEqual(before);
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="redeemed"\} 1$/m);
+    expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="revoked"\} 1$/m);
   });
 });

@@ -9,6 +9,7 @@ import {
   readStepRecord,
   STEP_STATES,
   type StoredStep,
+  storedPatch,
 } from "../../src/store/step-record.js";
 
 /**
@@ -98,6 +99,18 @@ describe("step record codec", () => {
     expect(await luaDecode(await luaEncode(odd))).toEqual(odd);
   });
 
+  it("keeps the discount code a send carried (`dc`) on both sides, read as codeHash", async () => {
+    const patched = {
+      ...sent,
+      ...storedPatch({ state: "sent", codeHash: "Qx3-code-hash_0123456" }),
+    };
+    expect(patched.dc).toBe("Qx3-code-hash_0123456");
+    const raw = await luaEncode(patched);
+    expect(decodeStoredStep(raw)).toEqual(patched);
+    expect(readStepRecord(raw).codeHash).toBe("Qx3-code-hash_0123456");
+    expect(readStepRecord(encodeStoredStep(sent)).codeHash).toBeUndefined();
+  });
+
   it("rejects a value in neither form with the value's start in the message", async () => {
     expect(() => decodeStoredStep("zz")).toThrow(/unknown form: zz/);
     await expect(luaDecode("zet1")).rejects.toThrow(/unknown form: zet1/);
@@ -121,6 +134,7 @@ describe("step record codec", () => {
         de: fc.nat(99_999),
         rs: fc.nat(5),
         rq: fc.nat(5),
+        dc: text,
       },
       { requiredKeys: ["s", "d"] },
     ) as fc.Arbitrary<StoredStep>;

@@ -172,6 +172,7 @@ describe("the store's Lua scripts", () => {
       "requeue-step",
       "resolve-reply",
       "return-spend",
+      "revoke-code",
       "rules-generation",
       "schedule-steps",
       "settle-sent",
@@ -188,6 +189,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(5);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["revoke-code"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(2);
@@ -354,7 +356,8 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuReplacePurchase(record(), whole, kept, SUMMARY)).toBe(0);
     for (const field of ["s:a", "s:b"]) {
       const rec = await stored(field);
-      await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent" }));
+      // Each sent a discount code (its hash, `dc`), which erasure revokes before the scrub.
+      await redis.hset(record(), field, JSON.stringify({ ...rec, s: "sent", dc: "code-hash" }));
     }
     // Another purchase than the one read: nothing changes.
     expect(await redis.fuReplacePurchase(record(), Buffer.from("other"), kept, SUMMARY)).toBe(0);
@@ -373,6 +376,10 @@ describe("the store's Lua scripts", () => {
     // Erased meanwhile (no purchase): nothing comes back.
     expect(await redis.fuEraseEvent(record(), purchase(), "erased: gone")).toBe(2);
     expect(await redis.hexists(record(), "p0")).toBe(0);
+    for (const field of ["s:a", "s:b"]) {
+      expect(await stored(field)).toMatchObject({ s: "sent" });
+      expect(await stored(field)).not.toHaveProperty("dc");
+    }
     expect(await redis.fuReplacePurchase(record(), kept, whole, SUMMARY)).toBe(0);
     expect(await redis.hexists(record(), "p0")).toBe(0);
     // Stopped: a reply that arrives after the erasure is not filed.
@@ -500,8 +507,9 @@ describe("the store's Lua scripts", () => {
     await redis.hset(
       record(),
       "s:b",
-      // As a worker of an earlier version left it: settled, with the note still on.
-      `${encodeStoredStep({ s: "failed", d: NOW, c: "sms", k: "check-in" })} ${JSON.stringify({ w: later, wy: "r" })}`,
+      // As a worker of an earlier version left it: settled, with the note still on (and the
+      // discount code its send carried).
+      `${encodeStoredStep({ s: "failed", d: NOW, c: "sms", k: "check-in" })} ${JSON.stringify({ w: later, wy: "r", dc: "code-hash" })}`,
     );
     const [requeued] = await redis.fuRequeueStep(
       record(),
@@ -514,7 +522,8 @@ describe("the store's Lua scripts", () => {
       "rq",
     );
     expect(requeued).toBe(1);
-    expect(await stored("s:b")).toMatchObject({ s: "scheduled", d: NOW, rq: 1 });
+    // The same step sends the same code again: its note stays, for erasure to revoke it.
+    expect(await stored("s:b")).toMatchObject({ s: "scheduled", d: NOW, rq: 1, dc: "code-hash" });
     expect(await stored("s:b")).not.toHaveProperty("w");
   });
 

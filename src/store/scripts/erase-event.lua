@@ -3,7 +3,8 @@
   goes, the summary (order and name) goes, how it was filed with a thank-you group (`ty`, which
   names the customer's other purchases) goes, and each step record keeps only its state, times,
   channel, kind, counts and the code of its reason; provider message ids, reason texts, delivery
-  reports and replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
+  reports, the hash of the discount code it sent (`dc`: erasure revoked the code before) and
+  replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
   What remains is anonymous and lets a late job find its step ended. The record is stopped with
   ARGV[1] (stop-event.lua's marker): a step taken over from a dead sender is cancelled, not sent,
   and a reply that arrives later (add-reply.lua) is not filed.
@@ -37,6 +38,7 @@ for i = 1, #fields, 2 do
     rec.de = nil
     rec.rp = nil
     rec.rt = nil
+    rec.dc = nil
     redis.call('HSET', KEYS[1], fields[i], encodeStep(rec))
     scrubbed = scrubbed + 1
   elseif string.sub(fields[i], 1, 2) == 'y:' then

@@ -5,8 +5,12 @@
   A fresh redemption is counted in the ledger hour under the rule that issued the code
   (`redeemed|<ruleId>`), once, for the owners' redemption rate.
 
+  A code revoked when its customer was erased (`w`, revoke-code.lua) is not redeemed: one redeemed
+  before is answered as taken, by no order named.
+
   Input:
-    KEYS[1] the code (hash: c code, p percent, v last valid day, x expiry epoch ms, s step, r order, ra at)
+    KEYS[1] the code (hash: c code, p percent, v last valid day, x expiry epoch ms, s step, r order,
+            ra at, w revoked at)
     KEYS[2] ledger hour of now
     ARGV[1] now, epoch ms
     ARGV[2] the redeeming order id
@@ -16,7 +20,9 @@
     { 1, order }  redeemed now by this order
     { 2, order }  redeemed before by this same order
     { 3, order }  redeemed before by another order (named)
+    { 3, '' }     redeemed before, then revoked (its order no longer named)
     { 4, '' }     expired (not redeemed)
+    { 5, '' }     revoked (not redeemed)
     { 0, '' }     no such code
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return { 0, '' } end
@@ -24,6 +30,10 @@ local by = redis.call('HGET', KEYS[1], 'r')
 if by then
   if by == ARGV[2] then return { 2, by } end
   return { 3, by }
+end
+if redis.call('HEXISTS', KEYS[1], 'w') == 1 then
+  if redis.call('HEXISTS', KEYS[1], 'ra') == 1 then return { 3, '' } end
+  return { 5, '' }
 end
 local expires = tonumber(redis.call('HGET', KEYS[1], 'x') or '0')
 if expires < tonumber(ARGV[1]) then return { 4, '' } end

@@ -2,7 +2,8 @@
   Puts a step that has ended back to scheduled, due now, for an operator: a deliberate resend of a
   sent or failed step, or a retry of a failed one. Its attempts start again from zero, the last
   reason and provider answer go (the new send writes its own), and how often it was resent or
-  retried is kept. Its grace period counts from now: the end of one set when it was planned late
+  retried is kept, as is the discount code it sent (`dc`: the step sends the same code again, and
+  erasure revokes it by this note). Its grace period counts from now: the end of one set when it was planned late
   goes. The step counts as pending again on today's pending count, and the request is
   counted in the ledger. Nothing changes for a step in another state, or of a stopped (refunded)
   purchase. A cancel asked while an earlier attempt was in flight (`cx:<stepId>`) is dropped: the
