@@ -379,6 +379,11 @@ describe("followups failed --retry and resend", () => {
     for (const key of references) expect(await p.redis.exists(key)).toBe(1);
     await json(p, (io) => runErase("cus-retry", { ...config(p), by: "dpo" }, io));
     for (const key of references) expect(await p.redis.exists(key)).toBe(0);
+    // And the step record keeps neither provider id.
+    const scrubbed = await stepState(p, "evt-retry", "thank-you.thank-you");
+    expect(scrubbed).toMatchObject({ state: "sent", resends: 1, retries: 1 });
+    expect(scrubbed).not.toHaveProperty("providerId");
+    expect(scrubbed).not.toHaveProperty("earlierProviderIds");
   });
 
   it("resends a discount with the code it carried the first time, not a second discount", async () => {

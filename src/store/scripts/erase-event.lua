@@ -2,7 +2,8 @@
   Erases what a purchase's records say about the customer (right to erasure): the stored purchase
   goes, the summary (order and name) goes, how it was filed with a thank-you group (`ty`, which
   names the customer's other purchases) goes, and each step record keeps only its state, times,
-  channel, kind, counts and the code of its reason; provider message ids, reason texts, delivery
+  channel, kind, counts and the code of its reason; provider message ids (the latest and the
+  earlier ones a resend or retry kept, `pid`), reason texts, delivery
   reports, the hash of the discount code it sent (`dc`: erasure revoked the code before) and
   replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
   What remains is anonymous and lets a late job find its step ended. The record is stopped with
@@ -34,6 +35,7 @@ for i = 1, #fields, 2 do
     local rec = decodeStep(fields[i + 1])
     if rec.x then rec.x = string.match(rec.x, '^(.-): ') or rec.x end
     rec.id = nil
+    rec.pid = nil
     rec.dl = nil
     rec.de = nil
     rec.rp = nil
