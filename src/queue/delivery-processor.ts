@@ -64,7 +64,10 @@ export interface DeliveryDeps {
     | "notePostponed"
     | "settleSent"
   >;
-  readonly smsReferences: Pick<SmsReferences, "rememberSms" | "rememberEmail" | "textedBefore">;
+  readonly smsReferences: Pick<
+    SmsReferences,
+    "rememberSms" | "rememberEmail" | "textedBefore" | "forgetSent"
+  >;
   readonly suppressions: Pick<
     SuppressionList,
     "optOutQuery" | "suppress" | "addressMember" | "customerMember"
@@ -73,9 +76,9 @@ export interface DeliveryDeps {
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
-  readonly history: Pick<CustomerHistoryStore, "rememberCheckIn">;
+  readonly history: Pick<CustomerHistoryStore, "rememberCheckIn" | "forgetCheckIns">;
   /** Where the discount codes sent are stored, for tills to check. */
-  readonly codes: Pick<DiscountCodes, "issue">;
+  readonly codes: Pick<DiscountCodes, "issue" | "revokeByHash">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
   readonly thankYous: Pick<ThankYouGroups, "close" | "filingOf">;
   /**
@@ -217,6 +220,8 @@ interface SentBookkeeping {
   /** The address it went to; for an SMS, its keyed hash (recipientMember) when known. */
   readonly recipient: string;
   readonly recipientMember?: string;
+  /** The discount code it carried (StepRecord.codeHash). */
+  readonly codeHash?: string;
 }
 
 /**
@@ -241,10 +246,15 @@ async function bookkeepSent(
   } else if (channel === "voice") {
     // A call is not a text: the number's first SMS (a fallback) still carries the opt-out line.
     await deps.calls.bind(sent.followUpId, providerId);
-  } else {
+  }
+  const member =
+    channel === "sms"
+      ? (sent.recipientMember ?? (await deps.suppressions.addressMember(sent.recipient)))
+      : undefined;
+  if (member !== undefined) {
     await deps.smsReferences.rememberSms(
       providerId,
-      sent.recipientMember ?? (await deps.suppressions.addressMember(sent.recipient)),
+      member,
       { eventId, stepId, shard: deps.shard, kind: sent.kind },
       SMS_REFERENCE_MS,
     );
@@ -256,13 +266,37 @@ async function bookkeepSent(
     outcome: "sent",
     at: sent.at,
   });
-  await deps.store.settleSent(
+  const settled = await deps.store.settleSent(
     eventId,
     stepId,
     sent.customerId,
     { eventId, stepId, channel, kind: sent.kind, ruleId: sent.ruleId, at: sent.at },
     rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
   );
+  if (settled === "erased") await forgetSent(deps, sent, member);
+}
+
+/**
+ * The customer was erased while their message was on its way: the erasure found the step being
+ * sent, and could not yet see what the send would write. settleSent scrubbed the step's provider
+ * ids and code; this removes the rest the bookkeeping wrote (the message's reference, a check-in
+ * SMS's latest-check-in entry, the call's words, how their check-ins ended) and revokes the code
+ * the message carried, so an erasure at the moment of a send leaves what one a moment later would.
+ */
+async function forgetSent(
+  deps: DeliveryDeps,
+  sent: SentBookkeeping,
+  member: string | undefined,
+): Promise<void> {
+  if (sent.channel === "voice") await deps.calls.forget(sent.followUpId);
+  else
+    await deps.smsReferences.forgetSent(
+      sent.channel,
+      sent.providerId,
+      sent.kind === "check-in" ? member : undefined,
+    );
+  if (sent.codeHash) await deps.codes.revokeByHash(sent.codeHash, sent.at);
+  await deps.history.forgetCheckIns(sent.customerId);
 }
 
 /**
@@ -307,6 +341,7 @@ async function redoBookkeeping(
       providerId: record.providerId,
       at: record.changedAt ?? found.now,
       recipient,
+      ...(record.codeHash !== undefined && { codeHash: record.codeHash }),
     });
     deps.metrics.sent.inc({ channel, kind: labels.kind });
     log.info({ channel }, "bookkeeping after the send redone");
@@ -714,6 +749,7 @@ function createDelivery(deps: DeliveryDeps) {
         at: doneMs,
         recipient: message.to,
         ...(recipientMember !== undefined && { recipientMember }),
+        ...sentCode,
       });
       deps.metrics.sent.inc(metricLabels);
       notes.outcome = "sent";

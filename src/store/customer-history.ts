@@ -240,6 +240,11 @@ export class CustomerHistoryStore {
     );
   }
 
+  /** Forgets how the customer's check-ins ended: for one erased while a check-in was on its way. */
+  async forgetCheckIns(customerId: string): Promise<void> {
+    await this.redis.del(this.keys.checkIns(customerId));
+  }
+
   /**
    * Remembers how the check-in of the customer's purchase `eventId` ended, at `at` (when it went
    * out, or would have), and counts the customer once into that hour's comparison group: the

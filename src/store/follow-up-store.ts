@@ -357,7 +357,10 @@ export class FollowUpStore {
   /**
    * Ends the bookkeeping after a send (settle-sent.lua): the follow-up becomes the customer's
    * latest sent, kept `keepMs` (unless a later one is remembered), and the step's record loses
-   * its mark `bookkeepingPending`. Nothing happens once the event record is gone.
+   * its mark `bookkeepingPending`. Nothing happens once the event record is gone (`gone`). When
+   * the customer was erased while the message was on its way (`erased`), the step's record loses
+   * its provider ids and code instead, and nothing else is written: the caller removes what its
+   * bookkeeping wrote.
    */
   async settleSent(
     eventId: string,
@@ -365,8 +368,8 @@ export class FollowUpStore {
     customerId: string,
     sent: SentFollowUp,
     keepMs: number,
-  ): Promise<void> {
-    await this.redis.fuSettleSent(
+  ): Promise<"settled" | "gone" | "erased"> {
+    const settled = await this.redis.fuSettleSent(
       this.keys.eventRecord(eventId),
       this.keys.lastSent(customerId),
       stepField(stepId),
@@ -374,6 +377,7 @@ export class FollowUpStore {
       Math.round(sent.at),
       Math.round(keepMs),
     );
+    return settled === 1 ? "settled" : settled === 2 ? "erased" : "gone";
   }
 
   /** Marks the event so no further step of it is sent; the claim script honours it atomically. */

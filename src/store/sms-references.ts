@@ -91,6 +91,21 @@ export class SmsReferences {
     );
   }
 
+  /**
+   * Removes what rememberSms or rememberEmail wrote for one message (its reference, and for a
+   * check-in SMS the number's latest check-in), for a customer erased while it was on its way.
+   */
+  async forgetSent(
+    channel: "email" | "sms",
+    providerId: string,
+    checkInOf?: string,
+  ): Promise<void> {
+    await this.redis.del(
+      channel === "email" ? this.keys.emailMessage(providerId) : this.keys.smsMessage(providerId),
+      ...(checkInOf === undefined ? [] : [this.keys.latestCheckIn(checkInOf)]),
+    );
+  }
+
   /** The step an email was sent for, by its Message-ID (with or without angle brackets). */
   async stepOfEmail(messageId: string): Promise<StepRef | undefined> {
     const id = messageId.trim();

@@ -295,10 +295,49 @@ describe("the bookkeeping after a send", () => {
     expect(JSON.parse((await redis.get(keys.lastSent(customerId))) ?? "")).toEqual(sent(now));
     expect(await redis.pttl(keys.lastSent(customerId))).toBeGreaterThan(DAY - 60_000);
 
-    // A purchase erased (or expired) meanwhile leaves nothing behind.
+    // A purchase that expired meanwhile leaves nothing behind.
     await redis.del(keys.lastSent(customerId), recordKey());
-    await store.settleSent("evt-store", stepId, customerId, sent(now), DAY);
+    expect(await store.settleSent("evt-store", stepId, customerId, sent(now), DAY)).toBe("gone");
     expect(await redis.exists(keys.lastSent(customerId), recordKey())).toBe(0);
+  });
+
+  it("keeps nothing of a send whose customer was erased while it was on its way", async () => {
+    const now = Date.now();
+    const stepId = "thank-you.thank-you";
+    const customerId = event.customer.id;
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
+    await store.claim("evt-store", stepId, now, 60_000);
+    // The erasure scrubs the record while the message is with the provider…
+    await store.erase("evt-store");
+    // …which then accepts it.
+    await store.transition(
+      "evt-store",
+      stepId,
+      ["sending"],
+      {
+        state: "sent",
+        providerId: "<m2@shop.example>",
+        bookkeepingPending: true,
+        codeHash: "code-hash",
+      },
+      now,
+    );
+    const sent = {
+      eventId: "evt-store",
+      stepId,
+      channel: "email",
+      kind: "thank-you",
+      ruleId: "thank-you",
+      at: now,
+    };
+    expect(await store.settleSent("evt-store", stepId, customerId, sent, DAY)).toBe("erased");
+    const record = (await store.stepRecords("evt-store", [stepId])).get(stepId);
+    expect(record).toMatchObject({ state: "sent", attempts: 0 });
+    expect(record).not.toHaveProperty("providerId");
+    expect(record).not.toHaveProperty("codeHash");
+    expect(record).not.toHaveProperty("bookkeepingPending");
+    expect(await redis.exists(keys.lastSent(customerId))).toBe(0);
   });
 });
 

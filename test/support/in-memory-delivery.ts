@@ -228,21 +228,30 @@ export class InMemoryFollowUpStore implements DeliveryStore {
   /** The latest sent follow-up per customer, as settle-sent.lua keeps it. */
   readonly lastSent = new Map<string, SentFollowUp>();
 
-  /** As settle-sent.lua: the step loses its mark, the customer's latest sent moves on. */
+  /**
+   * As settle-sent.lua: the step loses its mark, the customer's latest sent moves on; for an
+   * event stopped by an erasure, the step loses its provider ids and code instead.
+   */
   async settleSent(
     eventId: string,
     stepId: string,
     customerId: string,
     sent: SentFollowUp,
     _keepMs: number,
-  ): Promise<void> {
+  ): Promise<"settled" | "gone" | "erased"> {
     const hash = this.hash(eventId, false);
     const raw = hash?.get(stepId);
-    if (!hash || raw === undefined) return;
+    if (!hash || raw === undefined) return "gone";
     const { bk: _mark, ...rec } = JSON.parse(raw) as StoredStep;
+    if (this.stops.get(eventId)?.startsWith("erased:")) {
+      const { id: _id, pid: _earlier, dc: _code, ...scrubbed } = rec;
+      hash.set(stepId, JSON.stringify(scrubbed));
+      return "erased";
+    }
     hash.set(stepId, JSON.stringify(rec));
     const known = this.lastSent.get(customerId);
     if (!known || known.at <= sent.at) this.lastSent.set(customerId, sent);
+    return "settled";
   }
 
   private hash(eventId: string, create: boolean): Map<string, string> | undefined {
@@ -443,6 +452,17 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
 
   async rememberEmail(messageId: string, at: StepRef): Promise<void> {
     this.emails.push({ messageId, at });
+  }
+
+  /** References removed again (a customer erased while their message was on its way). */
+  readonly forgotten: { channel: "email" | "sms"; providerId: string; checkInOf?: string }[] = [];
+
+  async forgetSent(
+    channel: "email" | "sms",
+    providerId: string,
+    checkInOf?: string,
+  ): Promise<void> {
+    this.forgotten.push({ channel, providerId, ...(checkInOf !== undefined && { checkInOf }) });
   }
 
   async textedBefore(recipientMember: string): Promise<boolean> {

@@ -134,6 +134,8 @@ function world(setup: Setup = {}) {
   );
   const smsReferences = new RecordingSmsReferences();
   const rateLimiter = new FixedRateLimiter();
+  const revokedCodes: string[] = [];
+  const checkInsForgotten: string[] = [];
   const suppressions = new InMemorySuppressions();
   const metrics = new FollowUpMetrics();
   const open = openRules(setup.whenCappedThankYou ?? "skip");
@@ -149,7 +151,13 @@ function world(setup: Setup = {}) {
     smsReferences,
     suppressions,
     calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
-    codes: { issue: async () => {} },
+    codes: {
+      issue: async () => {},
+      revokeByHash: async (codeHash) => {
+        revokedCodes.push(codeHash);
+        return true;
+      },
+    },
     thankYous: {
       close: async () => [],
       filingOf: async () =>
@@ -176,7 +184,12 @@ function world(setup: Setup = {}) {
       },
       onBudgetAlert: async () => {},
     },
-    history: { rememberCheckIn: async () => true },
+    history: {
+      rememberCheckIn: async () => true,
+      forgetCheckIns: async (customerId) => {
+        checkInsForgotten.push(customerId);
+      },
+    },
     caps,
     metrics,
     rateLimiter,
@@ -204,6 +217,8 @@ function world(setup: Setup = {}) {
     suppressions,
     metrics,
     rateLimiter,
+    revokedCodes,
+    checkInsForgotten,
     job,
     record: () => store.record(EVENT_ID, stepId),
     /** Runs the job once, as a BullMQ worker would, and says how it ended. */
@@ -939,5 +954,34 @@ describe("a Redis error after the send is recorded, before its bookkeeping is do
       returned: { outcome: "already-handled", state: "sent" },
     });
     expect(w.smsReferences.remembered).toHaveLength(1);
+  });
+});
+
+describe("a customer erased while their message was on its way", () => {
+  it("is sent (the erasure could not stop it) and leaves nothing of it: no reference, no provider id, no latest sent", async () => {
+    const w = world({ stepId: CHECK_IN, sms: [ok("SM0002")] });
+    // The erasure runs while the provider takes the message: it stops and scrubs the record.
+    const send = w.channels.sms.send.bind(w.channels.sms);
+    w.channels.sms.send = async (message) => {
+      w.store.stopEvent(EVENT_ID, "erased: the customer's data was erased");
+      return send(message);
+    };
+
+    expect(await w.deliver()).toEqual({ returned: { outcome: "sent", id: "SM0002" } });
+
+    expect(w.channels.sms.sent).toHaveLength(1);
+    expect(w.record()).toMatchObject({ state: "sent", attempts: 1 });
+    expect(w.record()).not.toHaveProperty("providerId");
+    expect(w.record()).not.toHaveProperty("bookkeepingPending");
+    // What the bookkeeping wrote before it saw the erasure is removed again.
+    expect(w.smsReferences.forgotten).toEqual([
+      { channel: "sms", providerId: "SM0002", checkInOf: "member:+442079460958" },
+    ]);
+    expect(w.checkInsForgotten).toEqual([CUSTOMER]);
+    expect(w.store.lastSent.get(CUSTOMER)).toBeUndefined();
+    // Counted as sent: it was.
+    expect(w.counted()).toEqual([
+      { outcome: "sent", channel: "sms", kind: "check-in", ruleId: "big-ticket" },
+    ]);
   });
 });

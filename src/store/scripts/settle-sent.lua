@@ -5,7 +5,10 @@
   (update-step.lua), and the worker clears it here once the message references, the call's
   binding and the check-in note are written: a step still marked was sent by a run that failed
   before the end of that bookkeeping (a Redis error after the send), and the job's next run redoes
-  it. An event record that is gone (erased, expired) leaves everything alone.
+  it. An event record that is gone (expired) leaves everything alone. One whose customer was
+  erased while the message was on its way (erase-event.lua stopped it with `erased: …`) keeps
+  nothing of this send either: the step's provider ids and discount code go, as erasure scrubs
+  them, the latest sent is not written, and the worker removes what its bookkeeping wrote.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
@@ -16,7 +19,7 @@
     ARGV[3] when it was sent (epoch ms)
     ARGV[4] keep the latest sent this long (ms)
 
-  Output: 1 done, 0 the event record or the step's record is gone
+  Output: 1 done, 0 the event record or the step's record is gone, 2 the customer was erased
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
@@ -24,6 +27,15 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local rec = decodeStep(raw)
+local stop = redis.call('HGET', KEYS[1], 'stop')
+if stop and string.sub(stop, 1, 7) == 'erased:' then
+  rec.bk = nil
+  rec.id = nil
+  rec.pid = nil
+  rec.dc = nil
+  redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+  return 2
+end
 if rec.bk ~= nil then
   rec.bk = nil
   redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
