@@ -246,13 +246,18 @@ describe("the follow-up store", () => {
 });
 
 describe("the bookkeeping after a send", () => {
-  it("is marked pending with the sent state, and settling it clears the mark and never moves the customer's latest sent back", async () => {
+  /** The purchase's thank-you, planned and claimed by a sender. */
+  const beingSent = async () => {
     const now = Date.now();
     const stepId = "thank-you.thank-you";
-    const customerId = event.customer.id;
     await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
     await store.claim("evt-store", stepId, now, 60_000);
+    return { now, stepId, customerId: event.customer.id };
+  };
+
+  it("is marked pending with the sent state, and settling it clears the mark and never moves the customer's latest sent back", async () => {
+    const { now, stepId, customerId } = await beingSent();
     await store.transition(
       "evt-store",
       stepId,
@@ -302,12 +307,7 @@ describe("the bookkeeping after a send", () => {
   });
 
   it("keeps nothing of a send whose customer was erased while it was on its way", async () => {
-    const now = Date.now();
-    const stepId = "thank-you.thank-you";
-    const customerId = event.customer.id;
-    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
-    await store.schedule(event, now + 90 * DAY, [step(now)], now, 1);
-    await store.claim("evt-store", stepId, now, 60_000);
+    const { now, stepId, customerId } = await beingSent();
     // The erasure scrubs the record while the message is with the provider…
     await store.erase("evt-store");
     // …which then accepts it.
