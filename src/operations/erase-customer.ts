@@ -183,6 +183,8 @@ export function createEraser(deps: EraseDeps) {
       ...emailIds.map((messageId) => keys.emailMessage(messageId)),
       ...callIds.map((id) => keys.callScript(id)),
       ...phoneMembers.map((member) => keys.latestCheckIn(member)),
+      // That the number was texted (its next first SMS says how to opt out again).
+      ...phoneMembers.map((member) => keys.textedNumber(member)),
       ...phones.map((phone) => keys.legacyLatestCheckIn(phone)),
       keys.customerHistory(customerId),
       keys.recentSteps(customerId),

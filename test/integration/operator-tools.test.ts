@@ -534,6 +534,11 @@ describe("followups erase", () => {
     );
     const needles = [customer.id, customer.email, customer.phone, "Erin", "Quayle"];
     expect((await keysHolding(p.redis, p.prefix, needles)).length).toBeGreaterThan(0);
+    // By keyed hash only: the sent check-in SMS marked the number as texted.
+    const texted = keys.textedNumber(
+      await new SuppressionList(p.redis, p.prefix).addressMember(customer.phone),
+    );
+    expect(await p.redis.exists(texted)).toBe(1);
 
     const receipt = await json<ErasureReceipt>(p, (io) =>
       runErase(customer.id, { ...config(p), by: "dpo" }, io),
@@ -549,6 +554,7 @@ describe("followups erase", () => {
     expect(receipt.jobsRemoved).toBeGreaterThanOrEqual(3);
     expect(receipt.customer).toMatch(/^k:/);
     expect(await keysHolding(p.redis, p.prefix, needles)).toEqual([]);
+    expect(await p.redis.exists(texted)).toBe(0);
     expect((await readdir(p.outboxDir)).sort()).toEqual([
       "alert-owner-other.eml",
       "call-other.json",
