@@ -115,7 +115,24 @@ export class EventPublisher {
       return { eventId, jobId };
     }
     await this.queue.add(parsed.event.type, input, { jobId });
+    // BullMQ adds nothing, silently, under an id another publisher took since the look-up above
+    // (two publishes of one id at once): this event would be lost. What the job holds now says.
+    await this.refuseIfAnotherWon(jobId, input, parsed.event);
     return { eventId, jobId };
+  }
+
+  /**
+   * Throws EventIdConflictError when the job under `jobId` holds another event than `input`
+   * (the same JSON is this event). A job already gone was taken in.
+   */
+  private async refuseIfAnotherWon(
+    jobId: string,
+    input: FollowUpEventInput,
+    event: FollowUpEvent,
+  ): Promise<void> {
+    const stored = await this.queue.getJob(jobId);
+    if (!stored || JSON.stringify(stored.data) === JSON.stringify(input)) return;
+    if (!sameEvent(stored.name, stored.data, event)) throw new EventIdConflictError(event.id);
   }
 
   /**

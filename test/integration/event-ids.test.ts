@@ -203,6 +203,27 @@ describe.each([1, 4])("an event id used again, %i shard(s)", (shards) => {
     const queued = await p.events.getJob("evt-shared");
     expect(queued?.data.customer.id).toBe("cus-first");
   });
+
+  it("published twice at once with other content is enqueued once: the other publish is refused, not lost", async () => {
+    pipeline = await startPipeline("reused-race", { startWorker: false, shards });
+    const p = pipeline;
+    // Both look the id up before either adds its job; BullMQ then adds the second one silently
+    // not at all, and a publisher told it was enqueued would have lost it.
+    const outcomes = await Promise.allSettled([
+      p.publisher.publish(tv("cus-first") as never),
+      p.publisher.publish(tv("cus-second") as never),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "rejected"]);
+    expect((outcomes[1] as PromiseRejectedResult).reason).toBeInstanceOf(EventIdConflictError);
+    expect((await p.events.getJob("evt-shared"))?.data.customer.id).toBe("cus-first");
+    // The same event at once twice is one event, and neither publish is refused.
+    const again = tv("cus-first");
+    const same = await Promise.allSettled([
+      p.publisher.publish({ ...again, id: "evt-twice" } as never),
+      p.publisher.publish({ ...again, id: "evt-twice" } as never),
+    ]);
+    expect(same.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled"]);
+  });
 });
 
 describe("what publishers enqueue", () => {
