@@ -33,7 +33,12 @@ const redisUrls = () =>
           return false;
         }
       }),
-    { error: "expected a Redis URL (redis: or rediss:), or comma-separated ones for a cluster" },
+    {
+      error: (issue) =>
+        issue.input === ""
+          ? "set but empty: name a Redis URL (redis: or rediss:), or unset it for the default"
+          : "expected a Redis URL (redis: or rediss:), or comma-separated ones for a cluster",
+    },
   );
 
 /** The path of a Redis URL (its database number, as `/2`), or "" when it has none or is not a URL. */

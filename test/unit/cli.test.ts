@@ -6,6 +6,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCheck } from "../../src/cli/check-command.js";
+import { commandEnv } from "../../src/cli/command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "../../src/cli/io.js";
 import { runPlan } from "../../src/cli/plan-command.js";
 import { runSimulate } from "../../src/cli/simulate-command.js";
@@ -742,6 +743,25 @@ describe("the followups binary", () => {
       expect(result.stderr).toBe(
         "cannot reach Redis at REDIS_URL: connect ECONNREFUSED 127.0.0.1:1\n",
       );
+    }
+  });
+
+  it("refuses an empty REDIS_URL, as the worker does, instead of using the default address", async () => {
+    // `REDIS_URL=$UNSET followups cancel …` must not act on whatever Redis answers at 6379.
+    const saved = process.env.REDIS_URL;
+    process.env.REDIS_URL = "";
+    try {
+      const refusal = await commandEnv().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refusal).toBeInstanceOf(CommandError);
+      expect((refusal as Error).message).toBe(
+        "invalid environment:\nREDIS_URL: set but empty: name a Redis URL (redis: or rediss:), or unset it for the default",
+      );
+    } finally {
+      if (saved === undefined) delete process.env.REDIS_URL;
+      else process.env.REDIS_URL = saved;
     }
   });
 });
