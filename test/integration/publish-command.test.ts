@@ -151,6 +151,33 @@ describe("followups publish", () => {
     expect(io.errors()).toContain("holds no events: nothing published");
     expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
   });
+
+  it("refuses a file that is not UTF-8 rather than alter names, and reads one that opens with a BOM", async () => {
+    pipeline = await startPipeline("publish-encoding", { startWorker: false });
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    // Saved as Latin-1: read as UTF-8, "Zoë" would be published as "Zo\uFFFD".
+    const latin1 = path.join(p.configDir, "latin1.json");
+    const zoe = { ...tv("evt-latin1"), customer: { id: "cus-z", name: "Zoë" } };
+    await writeFile(latin1, Buffer.from(JSON.stringify(zoe), "latin1"));
+    await expect(runPublish(latin1, {}, captureIo())).rejects.toMatchObject({
+      code: 1,
+      message: `${latin1}: not UTF-8 text; save it as UTF-8`,
+    });
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
+
+    // NDJSON as spreadsheets and Windows tools write it: a byte order mark, CRLF line ends.
+    const bom = path.join(p.configDir, "bom.ndjson");
+    await writeFile(
+      bom,
+      `\uFEFF${JSON.stringify(tv("evt-bom-1"))}\r\n${JSON.stringify(tv("evt-bom-2"))}\r\n`,
+    );
+    expect(await runPublish(bom, {}, captureIo())).toBe(0);
+    expect((await p.events.getJobs(["waiting"])).map((job) => job.id).sort()).toEqual([
+      "evt-bom-1",
+      "evt-bom-2",
+    ]);
+  });
 });
 
 describe("a command whose Redis stops answering half-way", () => {
