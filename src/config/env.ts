@@ -85,6 +85,23 @@ function wholeNumber(
 }
 const positiveInt = (fallback: number) => wholeNumber(fallback);
 
+/**
+ * A token callers present as `Authorization: Bearer <token>`: 16+ characters without spaces (a
+ * header carries none after the scheme). Surrounding whitespace is dropped, as ADMIN_TOKENS' is:
+ * a secret mounted from a file ends in a newline, which no caller could ever send.
+ */
+const bearerToken = () =>
+  z.preprocess(
+    (value) => (typeof value === "string" ? emptyAsUnset(value.trim()) : value),
+    z
+      .string()
+      .min(16, { error: "expected at least 16 characters", abort: true })
+      .regex(/^\S+$/, {
+        error: "expected a token without spaces (an Authorization: Bearer header carries none)",
+      })
+      .optional(),
+  );
+
 /** An operator allowed into the admin API and console: the name the audit trail records. */
 export interface AdminToken {
   readonly name: string;
@@ -156,10 +173,7 @@ const envFields = z.object({
   SMTP_MAX_CONNECTIONS: positiveInt(3),
   SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
   MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
-  INBOUND_EMAIL_TOKEN: z.preprocess(
-    emptyAsUnset,
-    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-  ),
+  INBOUND_EMAIL_TOKEN: bearerToken(),
   INBOUND_EMAIL_MAX_BYTES: positiveInt(10 * 1024 * 1024),
   SUPPORT_EMAIL: z.preprocess(
     emptyAsUnset,
@@ -231,14 +245,8 @@ const envFields = z.object({
   HTTP_HOST: z.preprocess(emptyAsUnset, z.string().default("0.0.0.0")),
   HTTP_PORT: wholeNumber(8080, { min: 0, max: 65_535 }),
   HTTP_BODY_LIMIT: positiveInt(65_536),
-  API_TOKEN: z.preprocess(
-    emptyAsUnset,
-    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-  ),
-  TILL_TOKEN: z.preprocess(
-    emptyAsUnset,
-    z.string().min(16, { error: "expected at least 16 characters" }).optional(),
-  ),
+  API_TOKEN: bearerToken(),
+  TILL_TOKEN: bearerToken(),
   ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),
   PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
   UNSUBSCRIBE_SECRET: z.preprocess(

@@ -196,3 +196,29 @@ describe("a worker on the embedded Redis", () => {
     expect(withEmbeddedRedis({ ADMIN_TOKENS: given }, url, undefined).ADMIN_TOKENS).toBe(given);
   });
 });
+
+describe("bearer tokens (API_TOKEN, TILL_TOKEN, INBOUND_EMAIL_TOKEN)", () => {
+  const token = "tok-0123456789abcdef";
+
+  it.each(["API_TOKEN", "TILL_TOKEN", "INBOUND_EMAIL_TOKEN"] as const)(
+    "%s read from a file with its line end is the token, as ADMIN_TOKENS' are",
+    (name) => {
+      // A secret mounted from a file usually ends in a newline: kept, no caller could ever match it.
+      const result = readEnv({ [name]: ` ${token}\n` });
+      if (!result.ok) throw new Error(result.problems.join("; "));
+      expect(result.env[name]).toBe(token);
+    },
+  );
+
+  it.each(["API_TOKEN", "TILL_TOKEN", "INBOUND_EMAIL_TOKEN"] as const)(
+    "%s with a space inside is refused: an Authorization header cannot carry it",
+    (name) => {
+      expect(readEnv({ [name]: "correct horse battery staple" })).toEqual({
+        ok: false,
+        problems: [
+          `${name}: expected a token without spaces (an Authorization: Bearer header carries none)`,
+        ],
+      });
+    },
+  );
+});
