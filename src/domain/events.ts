@@ -135,45 +135,63 @@ export const CHANNELS = ["email", "sms", "voice"] as const;
 export const PHONE_CHANNELS: readonly ("sms" | "voice")[] = ["sms", "voice"];
 export type Channel = (typeof CHANNELS)[number];
 
-const customer = z.object({
-  id: id("a customer id"),
-  name: boundedText(200, "the customer's name").optional(),
-  email: z
-    .email({ error: "expected an email address such as ana@example.com" })
-    .max(254, { error: "expected an email address of at most 254 characters" })
-    .optional(),
-  phone: phone.optional(),
-  timezone: timeZone.optional(),
-  locale: locale.optional(),
-  consent: z
-    .object(
-      {
-        email: z.boolean({ error: "expected true or false" }).optional(),
-        sms: z.boolean({ error: "expected true or false" }).optional(),
-        voice: z.boolean({ error: "expected true or false" }).optional(),
-      },
-      { error: 'expected consent as an object such as {"email": true}' },
-    )
-    .optional(),
-});
+const customer = z.object(
+  {
+    id: id("a customer id"),
+    name: boundedText(200, "the customer's name").optional(),
+    email: z
+      .email({ error: "expected an email address such as ana@example.com" })
+      .max(254, { error: "expected an email address of at most 254 characters" })
+      .optional(),
+    phone: phone.optional(),
+    timezone: timeZone.optional(),
+    locale: locale.optional(),
+    consent: z
+      .object(
+        {
+          email: z.boolean({ error: "expected true or false" }).optional(),
+          sms: z.boolean({ error: "expected true or false" }).optional(),
+          voice: z.boolean({ error: "expected true or false" }).optional(),
+        },
+        { error: 'expected consent as an object such as {"email": true}' },
+      )
+      .optional(),
+  },
+  { error: 'expected the customer, an object such as {"id": "cus-1", "email": "ana@example.com"}' },
+);
 
-const item = z.object({
-  sku: id("a SKU"),
-  name: boundedText(300, "an item name"),
-  category: boundedText(100, "a category name"),
-  quantity: z
-    .number({ error: QUANTITY })
-    .int({ error: QUANTITY })
-    .min(1, { error: QUANTITY })
-    .max(100_000, { error: QUANTITY }),
-  unitPrice: decimalAmount,
-});
+const item = z.object(
+  {
+    sku: id("a SKU"),
+    name: boundedText(300, "an item name"),
+    category: boundedText(100, "a category name"),
+    quantity: z
+      .number({ error: QUANTITY })
+      .int({ error: QUANTITY })
+      .min(1, { error: QUANTITY })
+      .max(100_000, { error: QUANTITY }),
+    unitPrice: decimalAmount,
+  },
+  { error: "expected an item, an object with sku, name, category, quantity and unitPrice" },
+);
 
-const store = z.object({
-  id: id("a store id"),
-  name: boundedText(200, "a store name").optional(),
-  timezone: timeZone.optional(),
-});
+const store = z.object(
+  {
+    id: id("a store id"),
+    name: boundedText(200, "a store name").optional(),
+    timezone: timeZone.optional(),
+  },
+  { error: 'expected the store, an object such as {"id": "store-1", "timezone": "Europe/London"}' },
+);
+
+/** An amount of money as events carry it; `what` names it in the refusal of another shape. */
+const moneyOf = (what: string, orElse = "") =>
+  z.object(
+    { amount: decimalAmount, currency },
+    {
+      error: `expected ${what}, an object such as {"amount": "19.99", "currency": "EUR"}${orElse}`,
+    },
+  );
 
 /** `purchase.completed` as publishers send it (before money is converted to minor units). */
 const purchaseCompletedInputSchema = z.object({
@@ -186,7 +204,7 @@ const purchaseCompletedInputSchema = z.object({
     .array(item, { error: "expected a list of items" })
     .min(1, { error: "expected at least one item" })
     .max(500, { error: "expected at most 500 items" }),
-  total: z.object({ amount: decimalAmount, currency }),
+  total: moneyOf("the total"),
   store: store.optional(),
   /** Discount codes used on this order: each valid one is redeemed by it. */
   discountCodes: z
@@ -232,18 +250,24 @@ const purchaseRefundedInputSchema = z.object({
   id: id("a unique event id"),
   occurredAt: occurredAtFor("purchase.refunded"),
   orderId: id("an order id"),
-  amount: z.object({ amount: decimalAmount, currency }).optional(),
+  amount: moneyOf("the amount refunded", ", or leave it out for the whole order").optional(),
   /** Items handed back: their steps are re-planned as if they had never been bought. */
   items: z
     .array(
-      z.object({
-        sku: id("a SKU"),
-        quantity: z
-          .number({ error: QUANTITY })
-          .int({ error: QUANTITY })
-          .min(1, { error: QUANTITY })
-          .max(100_000, { error: QUANTITY }),
-      }),
+      z.object(
+        {
+          sku: id("a SKU"),
+          quantity: z
+            .number({ error: QUANTITY })
+            .int({ error: QUANTITY })
+            .min(1, { error: QUANTITY })
+            .max(100_000, { error: QUANTITY }),
+        },
+        {
+          error:
+            'expected an item handed back, an object such as {"sku": "TV-OLED-55", "quantity": 1}',
+        },
+      ),
       { error: "expected a list of items handed back, each {sku, quantity}" },
     )
     .min(1, { error: "expected at least one item, or leave items out" })

@@ -130,16 +130,26 @@ describe("valid events of all three types", () => {
     ]);
   });
 
+  /** A refund of ord-1 with `fields`. */
+  const refundOf = (fields: JsonObject) => ({
+    type: "purchase.refunded",
+    id: "evt-r1",
+    occurredAt: "2026-11-24T10:00:00Z",
+    orderId: "ord-1",
+    ...fields,
+  });
+
   it("a partial refund with too many decimals is refused at amount.amount", () => {
-    expect(
-      problemsOf({
-        type: "purchase.refunded",
-        id: "evt-r1",
-        occurredAt: "2026-11-24T10:00:00Z",
-        orderId: "ord-1",
-        amount: { amount: "10.5", currency: "JPY" },
-      }),
-    ).toEqual(["amount.amount: JPY has 0 decimal places, got 10.5"]);
+    expect(problemsOf(refundOf({ amount: { amount: "10.5", currency: "JPY" } }))).toEqual([
+      "amount.amount: JPY has 0 decimal places, got 10.5",
+    ]);
+  });
+
+  it("a refund amount written as a bare amount is refused with what the object holds", () => {
+    expect(problemsOf(refundOf({ amount: "10.00", items: ["TV-OLED-55"] }))).toEqual([
+      'amount: expected the amount refunded, an object such as {"amount": "19.99", "currency": "EUR"}, or leave it out for the whole order',
+      'items[0]: expected an item handed back, an object such as {"sku": "TV-OLED-55", "quantity": 1}',
+    ]);
   });
 
   it.each([[["sms"]], [["email", "voice"]], ["all"], [["email", "sms", "email", "voice"]]])(
@@ -422,6 +432,35 @@ describe("bounds and wrong types", () => {
         e.customer.locale = "not a locale!";
       }),
       'customer.locale: expected a BCP 47 locale such as en or de-AT, got "not a locale!"',
+    ],
+    // The objects' own words, not zod's "Invalid input: expected object, received undefined".
+    [
+      "no customer",
+      withRaw((e) => {
+        delete (e as JsonObject).customer;
+      }),
+      'customer: expected the customer, an object such as {"id": "cus-1", "email": "ana@example.com"}',
+    ],
+    [
+      "a total that is a bare amount",
+      withRaw((e) => {
+        e.total = "19.99" as never;
+      }),
+      'total: expected the total, an object such as {"amount": "19.99", "currency": "EUR"}',
+    ],
+    [
+      "an item that is a SKU",
+      withRaw((e) => {
+        e.items[0] = "TV-OLED-55" as never;
+      }),
+      "items[0]: expected an item, an object with sku, name, category, quantity and unitPrice",
+    ],
+    [
+      "a store that is its name",
+      withRaw((e) => {
+        e.store = "Camden";
+      }),
+      'store: expected the store, an object such as {"id": "store-1", "timezone": "Europe/London"}',
     ],
   ])("%s is refused with its path and what is allowed", (_, input, problem) => {
     expect(problemsOf(input)).toEqual([problem]);
