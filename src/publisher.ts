@@ -1,4 +1,4 @@
-import { Queue } from "bullmq";
+import { type Job, Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { eventFingerprint } from "./domain/event-fingerprint.js";
 import {
@@ -108,7 +108,10 @@ export class EventPublisher {
     const jobId = eventJobId(eventId);
     await this.databaseCheck();
     const queued = await this.queue.getJob(jobId);
-    if (queued) {
+    if (queued && (await refusedAsInvalid(queued))) {
+      // It holds no event (intake refused it before taking its id): this one replaces it.
+      await queued.remove();
+    } else if (queued) {
       if (!sameEvent(queued.name, queued.data, parsed.event))
         throw new EventIdConflictError(eventId);
       if (await queued.isFailed()) await queued.retry("failed", { resetAttemptsStarted: true });
@@ -143,7 +146,11 @@ export class EventPublisher {
     const parsed = parseEvent(event, { now: this.clock() });
     if (!parsed.ok) return false;
     const queued = await this.queue.getJob(eventJobId(parsed.event.id));
-    return queued !== undefined && !sameEvent(queued.name, queued.data, parsed.event);
+    return (
+      queued !== undefined &&
+      !sameEvent(queued.name, queued.data, parsed.event) &&
+      !(await refusedAsInvalid(queued))
+    );
   }
 
   /**
@@ -166,6 +173,17 @@ export class EventPublisher {
     await this.queue.close();
     await this.ownConnection?.quit();
   }
+}
+
+/**
+ * Whether a queued job failed because what it holds is not a valid event (added by hand, or by
+ * a client that does not validate): intake refused it before taking its id, so it names no event.
+ * A job cut to its id (isCutToId) was taken in; the future bound depends on the clock, so an
+ * event refused only for it still names itself (published again, it is tried again).
+ */
+async function refusedAsInvalid(job: Job): Promise<boolean> {
+  if (isCutToId(job.data) || parseEvent(eventInputOfJob(job.name, job.data)).ok) return false;
+  return job.isFailed();
 }
 
 /** Job data intake cut to the event's type and id (intake-processor: nothing personal kept). */

@@ -226,6 +226,32 @@ describe.each([1, 4])("an event id used again, %i shard(s)", (shards) => {
   });
 });
 
+describe("an event refused as invalid on the queue", () => {
+  it("holds no id: the corrected event under it is enqueued and taken in", async () => {
+    pipeline = await startPipeline("reused-invalid");
+    const p = pipeline;
+    // Added by hand (another language's BullMQ client), with an address that is not one.
+    const corrected = purchaseInput({
+      id: "evt-fixed",
+      orderId: "ord-fixed",
+      occurredAt: ago(2),
+      items: [item("televisions", "700.00")],
+    });
+    const customer = corrected.customer as Record<string, unknown>;
+    const invalid = { ...corrected, customer: { ...customer, email: "ana at example" } };
+    await p.events.add("purchase.completed", invalid as never, { jobId: "evt-fixed" });
+    expect((await finished(p, "evt-fixed")).job.failedReason).toMatch(/^invalid event: /);
+
+    // Not "event id reused with different content": the id names no event yet.
+    const answer = await postEvent(p, corrected);
+    expect([answer.status, await answer.json()]).toEqual([202, { eventId: "evt-fixed" }]);
+    const taken = await finished(p, "evt-fixed");
+    expect(taken.state).toBe("completed");
+    expect((await p.store.loadEvent("evt-fixed"))?.customer.email).toBe(customer.email);
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(0);
+  });
+});
+
 describe("what publishers enqueue", () => {
   it("is contract v1 without unknown keys, however deep they are nested", async () => {
     pipeline = await startPipeline("stripped");
