@@ -143,6 +143,13 @@ function registerEventRoute(app: FastifyInstance, deps: HttpDeps): void {
     if (mediaType(request) !== "application/json") {
       return reply.code(415).send({ error: "expected Content-Type: application/json" });
     }
+    // Nothing here inflates a body: a gzip one would be refused as "not valid UTF-8".
+    const encoding = (request.headers["content-encoding"] ?? "").trim().toLowerCase();
+    if (encoding !== "" && encoding !== "identity") {
+      return reply.code(415).send({
+        error: `Content-Encoding ${encoding.slice(0, 40)} is not accepted: send the JSON uncompressed`,
+      });
+    }
   };
 
   app.post("/v1/events", { onRequest: authorize }, async (request, reply) => {

@@ -1,3 +1,4 @@
+import { gzipSync } from "node:zlib";
 import type { FastifyInstance } from "fastify";
 import { Counter, Registry } from "prom-client";
 import twilio from "twilio";
@@ -261,6 +262,30 @@ describe("POST /v1/events", () => {
       customer: { ...named.customer, name: "Zoë Šimić" },
     });
     expect(accepted.statusCode).toBe(202);
+  });
+
+  it("answers 415 for a compressed body, rather than calling it not UTF-8", async () => {
+    const harness = startServer();
+    const send = (encoding: string, payload: Buffer) =>
+      harness.app.inject({
+        method: "POST",
+        url: "/v1/events",
+        headers: {
+          "content-type": "application/json",
+          "content-encoding": encoding,
+          authorization: `Bearer ${API_TOKEN}`,
+        },
+        payload,
+      });
+    const text = JSON.stringify(purchase("evt-gzip"));
+    const gzipped = await send("gzip", gzipSync(text));
+    expect([gzipped.statusCode, gzipped.json()]).toEqual([
+      415,
+      { error: "Content-Encoding gzip is not accepted: send the JSON uncompressed" },
+    ]);
+    expect(harness.calls.events).toEqual([]);
+    // identity is no encoding at all.
+    expect((await send("identity", Buffer.from(text))).statusCode).toBe(202);
   });
 
   it("answers 415 for another content type", async () => {
