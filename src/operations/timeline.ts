@@ -195,9 +195,14 @@ function timelinePurchase(facts: PurchaseFacts, zone: string): TimelinePurchase 
       timelineStep(facts.eventId, stepId, record, facts.replies.get(stepId) ?? [], stepZone),
     )
     .sort((a, b) => a.dueAt.localeCompare(b.dueAt) || a.stepId.localeCompare(b.stepId));
+  // An amount takes something only in the purchase's currency (another one is ignored or
+  // refused, see refund.ts) and above nothing; what is kept names no SKUs to match returns with.
+  const amounts = facts.refunds.partial.filter(
+    (refund) => !p || (refund.currency === p.total.currency && refund.minor > 0),
+  );
   const refunded = facts.refunds.full
     ? "full"
-    : facts.refunds.partial.length > 0 || (facts.refunds.returns?.length ?? 0) > 0
+    : amounts.length > 0 || (facts.refunds.returns?.length ?? 0) > 0
       ? "partial"
       : null;
   return {

@@ -245,6 +245,45 @@ describe("followups customer, order and cancel", () => {
   });
 });
 
+describe("a purchase's refunds in its timeline", () => {
+  it("are shown only when they take something: not one ignored for its currency, nor one of nothing", async () => {
+    pipeline = await startPipeline("ops-refund-label");
+    const p = pipeline;
+    const refund = (id: string, amount: string, currency: string) =>
+      p.publisher.publish({
+        type: "purchase.refunded",
+        id,
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        orderId: "ord-rl",
+        amount: { amount, currency },
+      } as never);
+    // In euros, before its purchase in pounds: ignored (README), and then one of 0.00 GBP.
+    await refund("evt-rl-eur", "10.00", "EUR");
+    expect(await eventProcessed(p, "evt-rl-eur")).toBe("completed");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rl",
+        orderId: "ord-rl",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-rl" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-rl")).toBe("completed");
+    await refund("evt-rl-zero", "0.00", "GBP");
+    expect(await eventProcessed(p, "evt-rl-zero")).toBe("completed");
+    const refunded = async () =>
+      (await json<CustomerTimeline>(p, (io) => runOrder("ord-rl", config(p), io))).purchases.map(
+        (purchase) => purchase.refunded,
+      );
+    expect(await refunded()).toEqual([null]);
+
+    await refund("evt-rl-gbp", "100.00", "GBP");
+    expect(await eventProcessed(p, "evt-rl-gbp")).toBe("completed");
+    expect(await refunded()).toEqual(["partial"]);
+  });
+});
+
 describe("followups cancel of a step being sent", () => {
   it("leaves one whose sender is alive, and cancels one whose sender died (its lease run out)", async () => {
     pipeline = await startPipeline("ops-cancel-sending");
