@@ -86,7 +86,8 @@ const timeZone = z
 
 const locale = z
   .string({ error: "expected a BCP 47 locale such as en or de-AT" })
-  .max(35)
+  // One problem for an over-long locale, as for a time zone.
+  .max(35, { error: "expected a BCP 47 locale of at most 35 characters", abort: true })
   .refine(isLocale, {
     error: (issue) =>
       `expected a BCP 47 locale such as en or de-AT, got ${JSON.stringify(issue.input)}`,
@@ -399,7 +400,14 @@ export function parseEvent(input: unknown, options: ParseEventOptions = {}): Eve
       ],
     };
   const result = eventSchema.safeParse(input);
-  const problems = result.success ? [] : result.error.issues.map(toProblem);
+  // Each problem once: zod reports some twice (a list given as a string, for one).
+  const problems = result.success
+    ? []
+    : [
+        ...new Map(
+          result.error.issues.map(toProblem).map((p) => [`${p.path}\n${p.message}`, p]),
+        ).values(),
+      ];
   const future = options.now && futureProblem(input, options.now);
   if (future && !problems.some((p) => p.path === "occurredAt")) problems.push(future);
   if (result.success && problems.length === 0) return { ok: true, event: result.data };

@@ -139,9 +139,24 @@ describe("valid events of all three types", () => {
     ...fields,
   });
 
+  /** An unsubscribe of cus-1 with `fields`. */
+  const unsubscribeOf = (fields: JsonObject) => ({
+    type: "customer.unsubscribed",
+    id: "evt-u1",
+    occurredAt: "2026-11-24T10:00:00Z",
+    customerId: "cus-1",
+    ...fields,
+  });
+
   it("a partial refund with too many decimals is refused at amount.amount", () => {
     expect(problemsOf(refundOf({ amount: { amount: "10.5", currency: "JPY" } }))).toEqual([
       "amount.amount: JPY has 0 decimal places, got 10.5",
+    ]);
+  });
+
+  it("an unsubscribe's purposes as a bare string is one problem, said once", () => {
+    expect(problemsOf(unsubscribeOf({ channels: "all", purposes: "marketing" }))).toEqual([
+      'purposes: expected a list of purposes: ["marketing"]',
     ]);
   });
 
@@ -175,15 +190,7 @@ describe("valid events of all three types", () => {
       'channels: expected "all" or a list of one or more of email, sms and voice',
     ],
   ])("customer.unsubscribed from %j is refused with what is allowed", (channels, problem) => {
-    expect(
-      problemsOf({
-        type: "customer.unsubscribed",
-        id: "evt-u1",
-        occurredAt: "2026-11-24T10:00:00Z",
-        customerId: "cus-1",
-        channels,
-      }),
-    ).toEqual([problem]);
+    expect(problemsOf(unsubscribeOf({ channels }))).toEqual([problem]);
   });
 
   it("an unknown type is refused with the four types named", () => {
@@ -432,6 +439,13 @@ describe("bounds and wrong types", () => {
         e.customer.locale = "not a locale!";
       }),
       'customer.locale: expected a BCP 47 locale such as en or de-AT, got "not a locale!"',
+    ],
+    [
+      "a locale of 36 characters",
+      withRaw((e) => {
+        e.customer.locale = `en-${"x".repeat(33)}`;
+      }),
+      "customer.locale: expected a BCP 47 locale of at most 35 characters",
     ],
     // The objects' own words, not zod's "Invalid input: expected object, received undefined".
     [
