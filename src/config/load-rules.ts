@@ -35,6 +35,21 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
     text = await readFile(file, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    // `--config config/rules.yaml`: the file named where its folder is wanted.
+    if (code === "ENOTDIR")
+      return {
+        ok: false,
+        problems: [
+          {
+            file: configDir,
+            line: 0,
+            column: 0,
+            path: "",
+            message:
+              "is a file: --config and CONFIG_DIR name the folder holding rules.yaml and templates/",
+          },
+        ],
+      };
     const reason =
       code === "ENOENT"
         ? "file not found"

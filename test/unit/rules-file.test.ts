@@ -4,7 +4,13 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatProblem } from "../../src/config/config-files.js";
 import { loadRules, parseRules } from "../../src/config/load-rules.js";
-import { rulesFrom, rulesProblems, shippedRules, yaml } from "../support/fixtures.js";
+import {
+  rulesFrom,
+  rulesProblems,
+  SHIPPED_CONFIG_DIR,
+  shippedRules,
+  yaml,
+} from "../support/fixtures.js";
 
 /**
  * One test per kind of rules-file error: the exact message, and file:line:column pointing at the
@@ -714,6 +720,15 @@ describe("loadRules", () => {
     const result = await loadRules(config);
     expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([
       `${path.join(config, "rules.yaml")} is a directory, expected a file`,
+    ]);
+  });
+
+  it("rules.yaml itself given as the folder says the folder is wanted, not ENOTDIR", async () => {
+    // `--config config/rules.yaml`, as an operator types it.
+    const file = path.join(SHIPPED_CONFIG_DIR, "rules.yaml");
+    const result = await loadRules(file);
+    expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([
+      `${file} is a file: --config and CONFIG_DIR name the folder holding rules.yaml and templates/`,
     ]);
   });
 
