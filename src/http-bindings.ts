@@ -1,8 +1,7 @@
 import type { Worker } from "bullmq";
 import type { DateTime } from "luxon";
 import type { AdminToken } from "./config/env.js";
-import { eventFingerprints } from "./domain/event-fingerprint.js";
-import { customerOfEvent, type FollowUpEvent, parseEvent } from "./domain/events.js";
+import { parseEvent } from "./domain/events.js";
 import {
   type AdminApi,
   type AdminRequest,
@@ -18,7 +17,11 @@ import {
 } from "./operations/operator-tools.js";
 import { EventIdConflictError, type EventPublisher, InvalidEventError } from "./publisher.js";
 import { settlesWithin } from "./shutdown.js";
-import type { DeploymentEventIds, EventIdRegistry } from "./store/event-ids.js";
+import {
+  type DeploymentEventIds,
+  type EventIdRegistry,
+  idTakenByAnother,
+} from "./store/event-ids.js";
 import { isRedisUnavailable, type RedisClient, servesNow } from "./store/redis-client.js";
 import type { Shards } from "./store/shards.js";
 
@@ -48,17 +51,7 @@ export function acceptEventWith(deps: {
   return async (input) => {
     try {
       const parsed = parseEvent(input, { now: deps.clock() });
-      const conflicts = async (event: FollowUpEvent) => {
-        const customerId = customerOfEvent(event);
-        const { eventIds } =
-          customerId === undefined ? deps.shards.of(0) : deps.shards.ofCustomer(customerId);
-        const fingerprints = eventFingerprints(event);
-        return (
-          (await eventIds.conflicts(event.id, fingerprints)) ||
-          ((await deps.deploymentIds?.conflicts(event.id, fingerprints)) ?? false)
-        );
-      };
-      if (parsed.ok && (await conflicts(parsed.event))) {
+      if (parsed.ok && (await idTakenByAnother(parsed.event, deps.shards, deps.deploymentIds))) {
         deps.metrics.eventsIdReused.inc();
         return { ok: false, reusedId: parsed.event.id };
       }

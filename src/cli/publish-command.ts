@@ -1,10 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { DateTime, Duration } from "luxon";
+import type { Env } from "../config/env.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
-import { describeProblems, parseEvent } from "../domain/events.js";
+import { describeProblems, type FollowUpEvent, parseEvent } from "../domain/events.js";
 import { EventIdConflictError, EventPublisher, InvalidEventError } from "../publisher.js";
 import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
-import { commandConnection, commandEnv, refuseIfMoved } from "./command-redis.js";
+import { DeploymentEventIds, EventIdRegistry, idTakenByAnother } from "../store/event-ids.js";
+import { shardScope } from "../store/keys.js";
+import type { RedisClient } from "../store/redis-client.js";
+import { Shards } from "../store/shards.js";
+import { commandConnection, commandEnv, commandShards, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT, namesOffset, parseJsonText, readInput } from "./io.js";
 
 /**
@@ -39,6 +44,7 @@ export async function runPublish(
   }
   const { redis } = await commandConnection(read);
   await refuseIfMoved(redis, env.QUEUE_PREFIX);
+  const takenIn = await takenInLookup(redis, env);
   const publisher = new EventPublisher({
     connection: redis,
     prefix: env.QUEUE_PREFIX,
@@ -67,7 +73,11 @@ export async function runPublish(
         continue;
       }
       seen.set(parsed.event.id, { index, fingerprint });
-      if (await publisher.conflicts(event as never))
+      if (await takenIn(parsed.event))
+        problems.push(
+          `event ${index + 1}: id ${parsed.event.id} was taken in already for another event (a new event needs a new id; --new-id makes one)`,
+        );
+      else if (await publisher.conflicts(event as never))
         problems.push(
           `event ${index + 1}: id ${parsed.event.id} waits in the queue already with other content (a new event needs a new id; --new-id makes one)`,
         );
@@ -90,6 +100,27 @@ export async function runPublish(
     redis.disconnect();
   }
   return EXIT.ok;
+}
+
+/**
+ * Whether the workers took an event's id for another event (its job may be gone): the worker
+ * would refuse this one after the command said it was published. As POST /v1/events looks it up.
+ */
+async function takenInLookup(
+  redis: RedisClient,
+  env: Env,
+): Promise<(event: FollowUpEvent) => Promise<boolean>> {
+  try {
+    const count = await commandShards(redis, env);
+    const shards = new Shards(count, (shard) => ({
+      eventIds: new EventIdRegistry(redis, shardScope(env.QUEUE_PREFIX, shard, count)),
+    }));
+    const deploymentIds = count > 1 ? new DeploymentEventIds(redis, env.QUEUE_PREFIX) : undefined;
+    return (event) => idTakenByAnother(event, shards, deploymentIds);
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
 }
 
 function parseEvents(text: string, source: string): unknown[] {

@@ -1,4 +1,9 @@
-import { type EventFingerprints, fingerprintMatches } from "../domain/event-fingerprint.js";
+import {
+  type EventFingerprints,
+  eventFingerprints,
+  fingerprintMatches,
+} from "../domain/event-fingerprint.js";
+import { customerOfEvent, type FollowUpEvent } from "../domain/events.js";
 import { prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -85,4 +90,29 @@ export class DeploymentEventIds {
     const stored = await this.redis.get(this.keys.eventIdClaim(eventId));
     return stored !== null && !fingerprintMatches(stored, fingerprints);
   }
+}
+
+/** Every shard's event ids (a Shards of them), as idTakenByAnother reads them. */
+interface ShardsEventIds {
+  of(shard: number): { readonly eventIds: Pick<EventIdRegistry, "conflicts"> };
+  ofCustomer(customerId: string): { readonly eventIds: Pick<EventIdRegistry, "conflicts"> };
+}
+
+/**
+ * Whether intake took `event`'s id for another event before (its job may be cleaned up already):
+ * looked up where intake claims it, in the shard of the event's customer (shard 0 for a refund,
+ * which names none), and with several shards in the deployment's ids (`deploymentIds`) too.
+ */
+export async function idTakenByAnother(
+  event: FollowUpEvent,
+  shards: ShardsEventIds,
+  deploymentIds?: Pick<DeploymentEventIds, "conflicts">,
+): Promise<boolean> {
+  const customerId = customerOfEvent(event);
+  const { eventIds } = customerId === undefined ? shards.of(0) : shards.ofCustomer(customerId);
+  const fingerprints = eventFingerprints(event);
+  return (
+    (await eventIds.conflicts(event.id, fingerprints)) ||
+    ((await deploymentIds?.conflicts(event.id, fingerprints)) ?? false)
+  );
 }

@@ -126,6 +126,27 @@ describe("followups publish", () => {
     expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 2 });
   });
 
+  it("enqueues nothing when an id was taken in already for other content, its job gone", async () => {
+    pipeline = await startPipeline("publish-taken");
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    await p.publisher.publish(tv("evt-pub-done") as never);
+    expect(await eventProcessed(p, "evt-pub-done")).toBe("completed");
+    // Cleaned up, as retention does after an hour: only the worker's record knows the id now.
+    await (await p.events.getJob("evt-pub-done"))?.remove();
+    const file = path.join(p.configDir, "taken.json");
+    await writeFile(file, JSON.stringify({ ...tv("evt-pub-done"), orderId: "ord-other" }));
+    // Not "published", then refused by the worker where the operator does not look.
+    await expect(runPublish(file, {}, captureIo())).rejects.toMatchObject({
+      code: 1,
+      message: `${file}: nothing published\nevent 1: id evt-pub-done was taken in already for another event (a new event needs a new id; --new-id makes one)`,
+    });
+    expect(await p.events.getJob("evt-pub-done")).toBeUndefined();
+    // The same event again is no conflict.
+    await writeFile(file, JSON.stringify(tv("evt-pub-done")));
+    expect(await runPublish(file, {}, captureIo())).toBe(0);
+  });
+
   it("names the line of an NDJSON file that is not JSON, and refuses a time without an offset", async () => {
     pipeline = await startPipeline("publish-lines", { startWorker: false });
     const p = pipeline;
