@@ -12,6 +12,7 @@ import { type MigrateOptions as MigrateCommandOptions, runMigrate } from "./cli/
 import { runOrder } from "./cli/order-command.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
+import { type RefusedOptions, runRefused } from "./cli/refused-command.js";
 import { type ReplanOptions, runReplan } from "./cli/replan-command.js";
 import { type ReportOptions, runReport } from "./cli/report-command.js";
 import { runResend } from "./cli/resend-command.js";
@@ -257,6 +258,18 @@ program
   .option("--json", 'print {"failed": [...]} (and "requeued", "refs", "outcome" with --retry)')
   .action(async (options: FailedOptions) => {
     process.exitCode = await runFailed(options, processIo);
+  });
+
+program
+  .command("refused")
+  .description(
+    "events the worker refused, latest first, with every problem: invalid ones, and those whose intake failed on every attempt (REDIS_URL, QUEUE_PREFIX)",
+  )
+  .option("--limit <n>", "at most this many (1 to 10000)", "100")
+  .option(...configOption)
+  .option("--json", 'print {"refused": [{"eventId", "type", "refusedAt", "attempts", "reason"}]}')
+  .action(async (options: RefusedOptions) => {
+    process.exitCode = await runRefused(options, processIo);
   });
 
 program

@@ -1,4 +1,9 @@
-import type { CancelResult, FailedFollowUp, OrderTimeline } from "../operations/operator-tools.js";
+import type {
+  CancelResult,
+  FailedFollowUp,
+  OrderTimeline,
+  RefusedEvent,
+} from "../operations/operator-tools.js";
 import type { CustomerTimeline, TimelineAuditEntry, TimelineStep } from "../operations/timeline.js";
 import { formatTable } from "../reports/text-table.js";
 
@@ -98,6 +103,21 @@ export function renderFailedText(failed: readonly FailedFollowUp[]): string {
       item.failedAt.replace(/\.\d{3}Z$/, "Z"),
       String(item.attempts),
       item.reason.words,
+    ]),
+  );
+}
+
+/** `followups refused` as a table, latest first. */
+export function renderRefusedText(refused: readonly RefusedEvent[]): string {
+  if (refused.length === 0) return "No refused events.\n";
+  return formatTable(
+    ["EVENT", "TYPE", "REFUSED AT", "TRIES", "WHY"],
+    refused.map((event) => [
+      event.eventId,
+      event.type,
+      event.refusedAt.replace(/\.\d{3}Z$/, "Z"),
+      String(event.attempts),
+      event.reason,
     ]),
   );
 }

@@ -699,6 +699,29 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       return collectReport(sources, deps.rules(), ownerName, period, deps.now());
     },
 
+    /**
+     * Events the worker refused, latest first (at most `limit`): invalid ones, and those whose
+     * intake failed on every attempt, as they stay in the input queue's failed set with their
+     * reasons. The reason only, never the event's content.
+     */
+    async refusedEvents(limit: number): Promise<RefusedEvent[]> {
+      if (!deps.events) return [];
+      const jobs = await deps.events.getFailed(0, limit - 1);
+      return jobs.flatMap((job) => {
+        if (!job) return [];
+        const data = job.data as { id?: unknown } | undefined;
+        return [
+          {
+            eventId: typeof data?.id === "string" ? data.id : (job.id ?? ""),
+            type: job.name,
+            refusedAt: new Date(job.finishedOn ?? job.timestamp).toISOString(),
+            attempts: job.attemptsMade,
+            reason: job.failedReason ?? "",
+          },
+        ];
+      });
+    },
+
     /** The audit trail, latest first. */
     async auditEntries(
       options: { since?: number; limit?: number } = {},
@@ -712,6 +735,19 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 }
 
 export type OperatorTools = ReturnType<typeof createOperatorTools>;
+
+/** An event the worker refused (`followups refused`). */
+export interface RefusedEvent {
+  /** The event's id (the job's, for one whose content names none). */
+  readonly eventId: string;
+  /** Its type as the job is named (`purchase.completed`, …). */
+  readonly type: string;
+  readonly refusedAt: string;
+  /** Intake attempts made (1 for an invalid event, which is not retried). */
+  readonly attempts: number;
+  /** Why: every problem and its path for an invalid event, else the last error. */
+  readonly reason: string;
+}
 
 /** How phone numbers are looked up: no country is guessed for a national number. */
 export const PHONE_LOOKUP_FORMAT =

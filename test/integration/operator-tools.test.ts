@@ -9,9 +9,11 @@ import { runErase } from "../../src/cli/erase-command.js";
 import { runFailed } from "../../src/cli/failed-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOrder } from "../../src/cli/order-command.js";
+import { runRefused } from "../../src/cli/refused-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
 import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import type { RefusedEvent } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { alertEmail } from "../../src/reports/owner-alert-email.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
@@ -495,6 +497,50 @@ describe("followups failed --retry and resend", () => {
     });
     expect(await stepState(p, "evt-out", "thank-you.thank-you")).toEqual(sent);
     expect(p.sink.messages).toHaveLength(1);
+  });
+});
+
+describe("followups refused", () => {
+  it("lists the events the worker refused, latest first, with every problem", async () => {
+    pipeline = await startPipeline("ops-refused");
+    const p = pipeline;
+    const refused = () =>
+      json<{ refused: RefusedEvent[] }>(p, (io) => runRefused({ ...config(p), limit: "100" }, io));
+    expect(await refused()).toEqual({ refused: [] });
+    // Added by hand, as a publisher in another language might: the worker refuses both.
+    await p.events.add("purchase.completed", {
+      type: "purchase.completed",
+      id: "evt-bad-1",
+      customer: { id: "cus-bad", phone: "07400 900123" },
+    });
+    await p.events.add("purchase.refunded", { type: "purchase.refunded", id: "evt-bad-2" });
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 2 ? true : undefined),
+      "both bad events to be refused",
+    );
+    const listed = (await refused()).refused;
+    expect(listed.map((event) => [event.eventId, event.type, event.attempts])).toEqual([
+      ["evt-bad-2", "purchase.refunded", 1],
+      ["evt-bad-1", "purchase.completed", 1],
+    ]);
+    expect(listed[1]?.reason).toMatch(/^invalid event: .*customer\.phone: /);
+    expect(listed[1]?.reason).toMatch(/orderId/);
+    expect(Date.parse(listed[0]?.refusedAt ?? "")).toBeGreaterThan(Date.now() - 60_000);
+
+    const limited = await json<{ refused: RefusedEvent[] }>(p, (io) =>
+      runRefused({ ...config(p), limit: "1" }, io),
+    );
+    expect(limited.refused.map((event) => event.eventId)).toEqual(["evt-bad-2"]);
+    const text = await command(p, (io) => runRefused({ config: p.configDir, limit: "100" }, io));
+    expect(text.code).toBe(0);
+    expect(text.out).toMatch(/^EVENT +TYPE +REFUSED AT +TRIES +WHY\n/);
+    expect(text.out).toContain("evt-bad-1");
+    await expect(
+      command(p, (io) => runRefused({ ...config(p), limit: "0" }, io)),
+    ).rejects.toMatchObject({
+      code: 2,
+      message: '--limit: expected a whole number from 1 to 10000, got "0"',
+    });
   });
 });
 
