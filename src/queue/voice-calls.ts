@@ -92,13 +92,16 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
       const { eventId, stepId, shard, recipient } = call.script;
       if (heard.kind === "score") {
-        // Claimed first: two copies of the webhook at once must not file (and alert) twice.
-        const receipt = `call:${request.callSid}:answer`;
-        if (await deps.receipts.claim(receipt)) {
+        // Claimed first: two copies of the webhook at once must not file (and alert) twice. The
+        // claim has its own key: the receipt is the one fileReply counts the reply by, once, and
+        // a receipt already written would leave the answer out of the reports' reply totals.
+        const claim = `call:${request.callSid}:answer-taken`;
+        if (await deps.receipts.claim(claim)) {
           try {
+            const receipt = `call:${request.callSid}:answer`;
             await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
           } catch (error) {
-            await deps.receipts.release(receipt);
+            await deps.receipts.release(claim);
             throw error;
           }
         }

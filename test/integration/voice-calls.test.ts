@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { followUpJobId } from "../../src/queue/names.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -216,6 +217,17 @@ describe("a voice check-in call", () => {
     const replies = (await stepReplies.ofEvent("evt-call")).get(CALL_STEP);
     expect(replies?.map((r) => [r.id, r.text, r.channel])).toEqual([
       [replyId({ eventId: "evt-call", stepId: CALL_STEP, n: 1, shard }), "Keypad: 2/5", "voice"],
+    ]);
+    // Counted once among the replies the owners' reports total, as a text reply is.
+    const ledgerNow = Date.now();
+    const counted = sumHours(
+      await new DeliveryLedger(p.redis, p.prefix).hours(
+        ledgerNow - 7_200_000,
+        ledgerNow + 3_600_000,
+      ),
+    );
+    expect([...counted].filter(([field]) => field.startsWith("reply|"))).toEqual([
+      ["reply|voice|check-in|big-ticket", 1],
     ]);
     // A status callback about another call (an earlier attempt) changes nothing.
     const stale = await postTwilio(p, callRoute("status", followUpId), {
