@@ -30,6 +30,15 @@ const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
   failed: "undelivered",
 };
 
+/** Message statuses after which Twilio reports nothing more of the message (`read`: WhatsApp). */
+const FINAL_STATUSES: ReadonlySet<string> = new Set([
+  "delivered",
+  "undelivered",
+  "failed",
+  "read",
+  "canceled",
+]);
+
 /** How long check-in replies stay indexed for the owners' reports. */
 export const REPLY_RETENTION_MS = 400 * 24 * 3600 * 1000;
 /** Longest reply text kept against a check-in. */
@@ -411,7 +420,13 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const at = await deps.smsReferences.stepOfSms(update.messageSid);
       if (!at) return "unknown-message";
       const now = deps.now();
-      const record = await deps.shards.of(at.shard).store.annotate(
+      const { store } = deps.shards.of(at.shard);
+      // Twilio posts each status on its own, in no guaranteed order: a `sent` that arrives after
+      // `delivered` (or `undelivered` with its code) must not take the final outcome's place.
+      const known = (await store.stepRecords(at.eventId, [at.stepId])).get(at.stepId)?.delivery;
+      if (known && FINAL_STATUSES.has(known.status) && !FINAL_STATUSES.has(update.status))
+        return "recorded";
+      const record = await store.annotate(
         at.eventId,
         at.stepId,
         {

@@ -508,6 +508,16 @@ describe("opt-outs", () => {
         address: "+442079460958",
       }),
     ).toBe(true);
+    // Twilio posts each status on its own, so an earlier one may arrive after the final report:
+    // a late `sent` or `queued` leaves the final outcome (and its code) as it was.
+    for (const MessageStatus of ["sent", "queued"]) {
+      const late = { MessageSid: sms?.sid ?? "", MessageStatus };
+      expect((await postTwilio(p, "/webhooks/twilio/status", late)).status).toBeLessThan(300);
+    }
+    expect((await record(p, "evt-status", "big-ticket.check-in"))?.delivery).toEqual({
+      status: "undelivered",
+      errorCode: 21610,
+    });
   });
 
   it("a customer.unsubscribed event stops a pending discount mailing", async () => {
