@@ -193,6 +193,20 @@ export function answerCall(script: CallScript, answeredBy: string | undefined): 
   };
 }
 
+/**
+ * The first turn of a call to a number that opted out after the call was placed (Twilio queues
+ * calls, and they ring for a while): no message and no question, only that no more will come.
+ * A machine gets nothing.
+ */
+export function answerOptedOut(script: CallScript, answeredBy: string | undefined): CallTurn {
+  if (isMachine(answeredBy)) return { type: "hang-up" };
+  return {
+    type: "say-and-hang-up",
+    say: [PHRASES[script.language].stopped],
+    speaking: speakingOf(script),
+  };
+}
+
 /** How often a call asks again after a key that means nothing, before it ends. */
 export const MAX_REPEATS = 2;
 

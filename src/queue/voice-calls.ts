@@ -3,6 +3,7 @@ import type { RuleSet } from "../domain/rules.js";
 import { billedMinutes } from "../domain/spend.js";
 import {
   answerCall,
+  answerOptedOut,
   type CallOutcome,
   type CallRequest,
   type CallTurn,
@@ -34,7 +35,8 @@ export interface VoiceCallDeps {
     channel: "voice",
     receipt: string,
   ) => Promise<StepReply | undefined>;
-  readonly suppressions: Pick<SuppressionList, "suppress">;
+  /** A 9 suppresses the number; a number suppressed before the call is answered hears no question. */
+  readonly suppressions: Pick<SuppressionList, "suppress" | "isSuppressed">;
   /** A call's minutes are charged to the voice spend of the month when it ends. */
   readonly spend: SpendDeps;
   /** Counts a call's end (in the global ledger). */
@@ -76,6 +78,17 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     async answered(request: CallRequest): Promise<CallTurn> {
       const call = await deps.calls.get(request.followUpId);
       if (!call) return HANG_UP;
+      // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
+      const addressHash = call.script.recipient.replace(/^h:/, "");
+      if (await deps.suppressions.isSuppressed("voice", { addressHash })) {
+        const turn = answerOptedOut(call.script, request.answeredBy);
+        await note(request, call, turn.type === "hang-up" ? "machine" : "answered-no-score");
+        deps.logger.info(
+          { stepId: call.script.stepId },
+          "call answered after its number opted out",
+        );
+        return turn;
+      }
       const turn = answerCall(call.script, request.answeredBy);
       if (turn.type !== "ask") {
         await note(request, call, turn.type === "hang-up" ? "machine" : "voicemail");

@@ -362,7 +362,7 @@ describe("webhooks, refunds and reports", () => {
       calls,
       shards,
       fileReply: feedback.fileReply,
-      suppressions: { suppress: async () => true },
+      suppressions: { suppress: async () => true, isSuppressed: async () => false },
       spend: {
         spend: {
           add: async (_channel, month) => ({

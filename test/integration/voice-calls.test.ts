@@ -122,6 +122,21 @@ async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
   return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
 }
 
+/** A pipeline with the voice check-in whose call for a TV bought as `eventId` has been placed. */
+async function callPlaced(name: string, eventId: string) {
+  pipeline = await startPipeline(name, { startWorker: false });
+  const p = pipeline;
+  await withVoiceCheckIn(p.configDir);
+  await p.startWorker();
+  await publishTv(p, eventId);
+  const [call] = await p.twilio.waitForCalls(1, 15_000);
+  await eventually(
+    async () => ((await stepRecord(p, eventId, CALL_STEP))?.state === "sent" ? true : undefined),
+    "the call step to be sent",
+  );
+  return { p, followUpId: followUpJobId(eventId, CALL_STEP), callSid: call?.sid ?? "" };
+}
+
 describe("a voice check-in call", () => {
   it("is placed, asks its question in TwiML, and a keypad 2 reaches the owner within a minute", async () => {
     pipeline = await startPipeline("voice-calls", { startWorker: false });
@@ -285,18 +300,7 @@ describe("a voice check-in call", () => {
   });
 
   it("sends the SMS fallback when nobody answers, and not before the call has ended", async () => {
-    pipeline = await startPipeline("voice-no-answer", { startWorker: false });
-    const p = pipeline;
-    await withVoiceCheckIn(p.configDir);
-    await p.startWorker();
-    await publishTv(p, "evt-ring");
-    const followUpId = followUpJobId("evt-ring", CALL_STEP);
-    const [call] = await p.twilio.waitForCalls(1, 15_000);
-    await eventually(
-      async () =>
-        (await stepRecord(p, "evt-ring", CALL_STEP))?.state === "sent" ? true : undefined,
-      "the call step to be sent",
-    );
+    const { p, followUpId, callSid } = await callPlaced("voice-no-answer", "evt-ring");
     // The call is still ringing when the fallback falls due: it waits for the outcome.
     const fallbackId = followUpJobId("evt-ring", FALLBACK_STEP);
     await eventually(async () => {
@@ -309,7 +313,7 @@ describe("a voice check-in call", () => {
     expect(p.twilio.messages).toEqual([]);
 
     const status = await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: call?.sid ?? "",
+      CallSid: callSid,
       CallStatus: "no-answer",
     });
     expect(status.status).toBe(204);
@@ -328,6 +332,30 @@ describe("a voice check-in call", () => {
         (await stepRecord(p, "evt-ring", FALLBACK_STEP))?.state === "sent" ? true : undefined,
       "the fallback to be recorded as sent",
     );
+  });
+
+  it("says no more than goodbye to a number that opted out while the call was on its way", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-stopped-meanwhile", "evt-meanwhile");
+    // Twilio queues calls at the account's calls per second: the STOP comes before the ringing.
+    const stop = { From: PHONE, Body: "STOP", MessageSid: "SMmeanwhile" };
+    expect((await postTwilio(p, "/webhooks/twilio/inbound", stop)).status).toBe(200);
+    const answer = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    const twiml = parseTwiml(await answer.text());
+    // No message, no question: they asked for no more calls, and hear that they will get none.
+    expect(twiml.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
+    expect(twiml.children[0]?.text).toBe("You will get no more calls or texts from us. Goodbye.");
+    await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: callSid,
+      CallStatus: "completed",
+      AnsweredBy: "human",
+    });
+    expect((await stepRecord(p, "evt-meanwhile", CALL_STEP))?.delivery).toEqual({
+      status: "answered-no-score",
+    });
   });
 
   it("leaves a voicemail at an answering machine, and a 9 stops calls and texts to the number", async () => {

@@ -3,6 +3,7 @@ import { planFollowUps } from "../../src/domain/planner.js";
 import { replanStep } from "../../src/domain/replan.js";
 import {
   answerCall,
+  answerOptedOut,
   type CallScript,
   callOutcome,
   callVoiceFor,
@@ -30,6 +31,16 @@ const SCRIPT: CallScript = {
 const GERMAN: CallScript = { ...SCRIPT, language: "de", sayLanguage: "de-DE", voice: undefined };
 
 describe("a call's turns", () => {
+  it("tells a number that opted out after the call was placed only that no more will come", () => {
+    expect(answerOptedOut(GERMAN, "human")).toEqual({
+      type: "say-and-hang-up",
+      say: ["Sie erhalten von uns keine Anrufe und SMS mehr. Auf Wiederhören."],
+      speaking: { language: "de-DE" },
+    });
+    // A machine gets no voicemail.
+    expect(answerOptedOut(SCRIPT, "machine_end_beep")).toEqual({ type: "hang-up" });
+  });
+
   it("asks a person for a keypad answer after the message, in their language", () => {
     expect(answerCall(SCRIPT, "human")).toEqual({
       type: "ask",
