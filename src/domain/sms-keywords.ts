@@ -11,7 +11,8 @@
  *
  * Reading (the same for every rule): apostrophes dropped ("don't" reads "dont"); emoji and
  * pictographs read as spaces; zero-width and other invisible format characters and variation
- * selectors dropped; NFKC (fullwidth "ＳＴＯＰ", mathematical "𝐒𝐓𝐎𝐏"); lower case; sentences
+ * selectors dropped; NFKC (fullwidth "ＳＴＯＰ", mathematical "𝐒𝐓𝐎𝐏"); lower case; Cyrillic and
+ * Greek letters that look Latin read as the Latin letter ("SТОP" with a Cyrillic Т and О); sentences
  * split at `. ! ? ;` and line breaks; other punctuation and symbols read as spaces ("opt-out" reads
  * "opt out"); whitespace collapsed. Words match whole: "cancelled", "stops" and "quite" are not
  * keywords.
@@ -19,7 +20,8 @@
  * Opt-out, in this order:
  * 1. The whole message, spaces removed, is a keyword: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
  *    QUIT, REVOKE, OPTOUT, and the German STOPP, STOPPEN, ABMELDEN, ABBESTELLEN, AUSTRAGEN,
- *    AUFHÖREN ("S T O P" and "stop all" as before).
+ *    AUFHÖREN ("S T O P" and "stop all" as before), and the French ARRET (ARRÊT), required in
+ *    Canada, as the whole message only.
  * 2. The first sentence starts with a keyword (or "opt out"), after any of please, pls, bitte,
  *    kindly, just, ok: "Stop please", "STOP!!!", "Unsubscribe me", "Opt out of everything". Not
  *    when the keyword is plainly another verb: "stop by/in/at/off/over/round/working", "end of",
@@ -75,7 +77,15 @@ const OPT_OUT_KEYWORDS = [
   "aufhören",
   "aufhoeren",
 ];
-const OPT_OUT_COMPACT = new Set(OPT_OUT_KEYWORDS.map((keyword) => keyword.replaceAll(" ", "")));
+/**
+ * Whole-message opt-outs only: ARRET (ARRÊT), the French keyword carriers require beside STOP in
+ * Canada. As a first word it is too often a reply ("Arrêt de l'écran après deux jours").
+ */
+const WHOLE_MESSAGE_ONLY = ["arret", "arrêt"];
+const OPT_OUT_COMPACT = new Set([
+  ...OPT_OUT_KEYWORDS.map((keyword) => keyword.replaceAll(" ", "")),
+  ...WHOLE_MESSAGE_ONLY,
+]);
 const OPT_IN_COMPACT = new Set(["start", "unstop"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
@@ -83,6 +93,50 @@ const PICTOGRAPHS = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|\p{Emoji_M
 /** Format characters (U+200B-U+200D, U+2060, U+FEFF, soft hyphen, bidi marks) and variation selectors. */
 const INVISIBLE = /\p{Cf}|\p{Variation_Selector}/gu;
 const SENTENCE_BREAK = /[.!?;\n\r\u3002]+/u;
+/**
+ * Cyrillic and Greek letters that look like Latin ones, as they read after lower-casing ("SТОP"
+ * typed with a Cyrillic Т and О, "ΕΝD" with Greek capitals): read as the Latin letter. NFKC keeps
+ * them apart. A message in those scripts does not turn into English words by it.
+ */
+const LOOKALIKES: Readonly<Record<string, string>> = {
+  а: "a",
+  в: "b",
+  е: "e",
+  ё: "e",
+  к: "k",
+  м: "m",
+  н: "h",
+  о: "o",
+  р: "p",
+  с: "c",
+  т: "t",
+  у: "y",
+  х: "x",
+  ѕ: "s",
+  і: "i",
+  ї: "i",
+  ј: "j",
+  ԁ: "d",
+  ԛ: "q",
+  ԝ: "w",
+  һ: "h",
+  ӏ: "l",
+  α: "a",
+  β: "b",
+  ε: "e",
+  ζ: "z",
+  η: "h",
+  ι: "i",
+  κ: "k",
+  μ: "m",
+  ν: "n",
+  ο: "o",
+  ρ: "p",
+  τ: "t",
+  υ: "y",
+  χ: "x",
+};
+const LOOKALIKE = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu");
 const NOT_A_WORD = /[\p{P}\p{S}\p{Cc}\p{Z}\s]+/gu;
 
 const KEYWORD = `(?:${OPT_OUT_KEYWORDS.join("|")})`;
@@ -157,6 +211,7 @@ function sentencesOf(body: string): string[] {
     .replace(INVISIBLE, "")
     .normalize("NFKC")
     .toLowerCase()
+    .replace(LOOKALIKE, (letter) => LOOKALIKES[letter] ?? letter)
     .split(SENTENCE_BREAK)
     .map((sentence) => sentence.replace(NOT_A_WORD, " ").trim())
     .filter((sentence) => sentence !== "");

@@ -32,6 +32,15 @@ const OPT_OUTS: readonly string[] = [
   "\uFEFFSTOP",
   "ST\u2060OP",
   "ST\u200COP",
+  // Cyrillic or Greek letters that look Latin.
+  "S\u0422\u041EP",
+  "\u0405\u0422\u041E\u0420",
+  "UNSUBSCRIB\u0415",
+  "\u0395\u039DD",
+  "St\u043E\u0440 please",
+  // French, as Canada requires, as the whole message.
+  "ARRET",
+  "Arrêt",
   // A leading keyword, whatever follows.
   "Stop please",
   "stop thanks",
@@ -136,6 +145,11 @@ const REPLIES: readonly string[] = [
   "Stopped working after two days",
   "cancelled my other order but this one is great",
   "Start again?",
+  // Other scripts stay what they say.
+  "Всё хорошо, спасибо",
+  "Τέλος καλό, όλα καλά",
+  // ARRET only as the whole message.
+  "Arrêt de l'écran après deux jours",
 ];
 
 /** Replies that opt back in. */
