@@ -80,6 +80,8 @@ export interface HttpDeps {
     from: string;
     body: string;
     messageSid: string;
+    /** How many pictures or files an MMS carried (NumMedia), when any. */
+    media?: number;
   }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored">;
   /**
    * An inbound email (raw MIME): an unsubscribe by List-Unsubscribe's mailto, or a reply recorded

@@ -146,7 +146,14 @@ export function registerTwilioRoutes(
       return reply.code(400).send({ error: "expected MessageSid and From" });
     }
     const body = typeof fields.Body === "string" ? fields.Body : "";
-    const outcome = await deps.inboundSms({ from, body, messageSid });
+    // An MMS: its pictures or files (not fetched), counted so a reply without words still shows.
+    const media = Number(single(fields, "NumMedia", 2) ?? "0");
+    const outcome = await deps.inboundSms({
+      from,
+      body,
+      messageSid,
+      ...(Number.isInteger(media) && media > 0 && { media }),
+    });
     request.log.info({ messageSid, outcome }, "inbound SMS");
     return reply.code(200).type("text/xml; charset=utf-8").send(EMPTY_TWIML);
   });

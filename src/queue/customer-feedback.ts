@@ -290,6 +290,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       from: string;
       body: string;
       messageSid: string;
+      /** How many pictures or files an MMS carried. */
+      media?: number;
     }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored"> {
       const receipt = `in:${message.messageSid}`;
       if (await deps.receipts.seen(receipt)) return "ignored";
@@ -318,13 +320,22 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return "opted-in";
       }
-      const checkIn = await deps.smsReferences.latestCheckIn(
-        await deps.suppressions.addressMember(message.from),
-        message.from,
-      );
-      const reply =
-        checkIn &&
-        (await fileReply(checkIn, message.body.slice(0, MAX_REPLY_LENGTH), "sms", receipt));
+      // Words, or for an MMS without them what it carried (the picture may show what broke).
+      const media = message.media ?? 0;
+      const text =
+        message.body.trim() !== ""
+          ? message.body.slice(0, MAX_REPLY_LENGTH)
+          : media > 0
+            ? `(${media} ${media === 1 ? "picture or file" : "pictures or files"}, not kept)`
+            : undefined;
+      const checkIn =
+        text === undefined
+          ? undefined
+          : await deps.smsReferences.latestCheckIn(
+              await deps.suppressions.addressMember(message.from),
+              message.from,
+            );
+      const reply = checkIn && text && (await fileReply(checkIn, text, "sms", receipt));
       if (!reply) {
         await deps.receipts.remember(receipt);
         return "ignored";

@@ -158,6 +158,18 @@ describe("replies to a check-in", () => {
       "the YES to opt back in",
     );
 
+    // A text of nothing but spaces is no reply; a picture without words is one, said so, as the
+    // picture is not kept (it may well show what broke).
+    expect(await sms(p, "  \n ", "SMblank")).toBe(200);
+    const picture = { From: PHONE, MessageSid: "SMpicture", NumMedia: "1" };
+    expect((await postTwilio(p, "/webhooks/twilio/inbound", picture)).status).toBe(200);
+    const withPicture = await eventually(async () => {
+      const t = await timelineOf(p, "cus-reply");
+      const found = t.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in")?.replies;
+      return found && found.length === 3 ? found : undefined;
+    }, "the picture to be kept as a reply");
+    expect(withPicture[2]).toMatchObject({ id: idOf(3), text: "(1 picture or file, not kept)" });
+
     // Erasure takes the replies too.
     await command(p, (io) => runErase("cus-reply", { config: p.configDir }, io));
     expect(
