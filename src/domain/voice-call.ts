@@ -250,9 +250,13 @@ function numberHeard(digits: string | undefined, speech: string | undefined): nu
   const numbers = words.flatMap((word) =>
     /^\d$/.test(word) ? [Number(word)] : word in SPOKEN_NUMBERS ? [SPOKEN_NUMBERS[word] ?? -1] : [],
   );
-  // "Stop" anywhere, or any wording a text would be an opt-out in ("please don't call me again").
-  if (words.some((word) => word === "stop" || word === "stopp") || smsKeyword(speech) === "opt-out")
-    return 9;
+  // Any wording a text would be an opt-out in ("please don't call me again", "It's a five. Stop."),
+  // or "stop" with no score said: "stop" beside one is another sense ("five, can't stop watching
+  // it"), and a happy customer must not lose their texts by it.
+  if (smsKeyword(speech) === "opt-out") return 9;
+  const stop = words.some((word) => word === "stop" || word === "stopp");
+  const only = numbers.length === 1 ? numbers[0] : undefined;
+  if (stop && !(only !== undefined && only >= 1 && only <= 5)) return 9;
   return numbers.length === 1 ? numbers[0] : words.length === 0 ? undefined : -1;
 }
 

@@ -83,6 +83,13 @@ describe("a call's turns", () => {
     [undefined, "Nicht mehr anrufen bitte", { kind: "stop" }],
     [undefined, "please call me back", { kind: "invalid" }],
     [undefined, "two or three", { kind: "invalid" }],
+    // "Stop" on its own, or after the score, is a 9; "stop" in another sense beside a score is not.
+    [undefined, "Stop.", { kind: "stop" }],
+    [undefined, "uh, stop", { kind: "stop" }],
+    [undefined, "It's a five. Stop.", { kind: "stop" }],
+    [undefined, "Five, I can't stop watching it", { kind: "score", score: 5 }],
+    [undefined, "Don't stop, it's a four", { kind: "score", score: 4 }],
+    [undefined, "non-stop fun, five", { kind: "score", score: 5 }],
   ] as const)("hears digits %j / speech %j as %j", (digits, speech, expected) => {
     expect(hearAnswer({ ...SCRIPT, speech: true }, digits, speech)).toMatchObject(expected);
   });
