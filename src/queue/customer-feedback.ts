@@ -449,8 +449,18 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         now,
       );
       if (update.errorCode === TWILIO_OPTED_OUT && at.recipient) {
-        for (const channel of PHONE_CHANNELS)
-          await deps.suppressions.suppressMember(channel, at.recipient);
+        // Counted among the opt-outs as a 21610 answered to a send is (reason `provider`).
+        const addressHash = /^h:(.+)$/.exec(at.recipient)?.[1];
+        for (const channel of PHONE_CHANNELS) {
+          if (addressHash === undefined)
+            await deps.suppressions.suppressMember(channel, at.recipient);
+          else
+            await deps.suppressions.suppress(
+              channel,
+              { addressHash },
+              optOut(channel, "provider", now),
+            );
+        }
       }
       const outcome = DELIVERY_OUTCOMES[update.status];
       if (outcome) {
