@@ -335,7 +335,21 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
               await deps.suppressions.addressMember(message.from),
               message.from,
             );
-      const reply = checkIn && text && (await fileReply(checkIn, text, "sms", receipt));
+      if (!checkIn || text === undefined) {
+        await deps.receipts.remember(receipt);
+        return "ignored";
+      }
+      // Claimed first, as a keypad answer is: copies delivered at once must not file (and alert)
+      // twice. The claim has its own key: fileReply counts the reply by the receipt.
+      const claim = `${receipt}:taken`;
+      if (!(await deps.receipts.claim(claim))) return "ignored";
+      let reply: StepReply | undefined;
+      try {
+        reply = await fileReply(checkIn, text, "sms", receipt);
+      } catch (error) {
+        await deps.receipts.release(claim);
+        throw error;
+      }
       if (!reply) {
         await deps.receipts.remember(receipt);
         return "ignored";
