@@ -129,6 +129,11 @@ const JOINED_RECHECK_MS = 60_000;
 /** The latest follow-up sent to a customer is remembered for the attribution window and this. */
 const SENT_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
+/** How long the customer's latest sent follow-up is remembered: the attribution window and a day. */
+function sentMemoryMs(rules: RuleSet): number {
+  return rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS;
+}
+
 /** How long an SMS sid is kept to file Twilio's status callbacks and replies against its step. */
 const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
 
@@ -271,7 +276,7 @@ async function bookkeepSent(
     stepId,
     sent.customerId,
     { eventId, stepId, channel, kind: sent.kind, ruleId: sent.ruleId, at: sent.at },
-    rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
+    sentMemoryMs(rules),
   );
   if (settled === "erased") await forgetSent(deps, sent, member);
 }
@@ -326,34 +331,34 @@ async function redoBookkeeping(
   } satisfies DeliveryNotes);
   const channel = CHANNELS.find((known) => known === labels.channel);
   const recipient = channel === "email" ? event.customer.email : event.customer.phone;
+  const at = record.changedAt ?? found.now;
   if (!channel || record.providerId === undefined || recipient === undefined) {
     // Nothing to file the message under: only the customer's latest sent and the mark remain.
     log.warn({ channel: labels.channel }, "bookkeeping after the send cannot be redone in full");
-  } else {
-    await bookkeepSent(deps, rules, {
-      eventId: found.eventId,
-      stepId: found.stepId,
-      followUpId: found.followUpId,
-      customerId: event.customer.id,
-      channel,
-      kind: labels.kind,
-      ruleId: labels.ruleId,
-      providerId: record.providerId,
-      at: record.changedAt ?? found.now,
-      recipient,
-      ...(record.codeHash !== undefined && { codeHash: record.codeHash }),
-    });
-    deps.metrics.sent.inc({ channel, kind: labels.kind });
-    log.info({ channel }, "bookkeeping after the send redone");
+    await deps.store.settleSent(
+      found.eventId,
+      found.stepId,
+      event.customer.id,
+      { eventId: found.eventId, stepId: found.stepId, ...labels, at },
+      sentMemoryMs(rules),
+    );
     return { outcome: "already-handled", state: "sent" };
   }
-  await deps.store.settleSent(
-    found.eventId,
-    found.stepId,
-    event.customer.id,
-    { eventId: found.eventId, stepId: found.stepId, ...labels, at: record.changedAt ?? found.now },
-    rules.attribution.window.toMillis() + SENT_MEMORY_SLACK_MS,
-  );
+  await bookkeepSent(deps, rules, {
+    eventId: found.eventId,
+    stepId: found.stepId,
+    followUpId: found.followUpId,
+    customerId: event.customer.id,
+    channel,
+    kind: labels.kind,
+    ruleId: labels.ruleId,
+    providerId: record.providerId,
+    at,
+    recipient,
+    ...(record.codeHash !== undefined && { codeHash: record.codeHash }),
+  });
+  deps.metrics.sent.inc({ channel, kind: labels.kind });
+  log.info({ channel }, "bookkeeping after the send redone");
   return { outcome: "already-handled", state: "sent" };
 }
 

@@ -22,6 +22,7 @@
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
+--!include lib/scrub-step.lua
 --!include lib/purchase-fields.lua
 redis.call('DEL', KEYS[2])
 -- Only on a record that exists: a new key here would have no expiry.
@@ -32,16 +33,7 @@ local fields = redis.call('HGETALL', KEYS[1])
 local scrubbed = 0
 for i = 1, #fields, 2 do
   if string.sub(fields[i], 1, 2) == 's:' then
-    local rec = decodeStep(fields[i + 1])
-    if rec.x then rec.x = string.match(rec.x, '^(.-): ') or rec.x end
-    rec.id = nil
-    rec.pid = nil
-    rec.dl = nil
-    rec.de = nil
-    rec.rp = nil
-    rec.rt = nil
-    rec.dc = nil
-    redis.call('HSET', KEYS[1], fields[i], encodeStep(rec))
+    redis.call('HSET', KEYS[1], fields[i], encodeStep(scrubStep(decodeStep(fields[i + 1]))))
     scrubbed = scrubbed + 1
   elseif string.sub(fields[i], 1, 2) == 'y:' then
     redis.call('HDEL', KEYS[1], fields[i])

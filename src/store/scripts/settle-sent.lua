@@ -7,8 +7,8 @@
   before the end of that bookkeeping (a Redis error after the send), and the job's next run redoes
   it. An event record that is gone (expired) leaves everything alone. One whose customer was
   erased while the message was on its way (erase-event.lua stopped it with `erased: …`) keeps
-  nothing of this send either: the step's provider ids and discount code go, as erasure scrubs
-  them, the latest sent is not written, and the worker removes what its bookkeeping wrote.
+  nothing of this send either: the step is scrubbed as erasure scrubs it (lib/scrub-step.lua),
+  the latest sent is not written, and the worker removes what its bookkeeping wrote.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
@@ -23,17 +23,14 @@
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
+--!include lib/scrub-step.lua
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local rec = decodeStep(raw)
 local stop = redis.call('HGET', KEYS[1], 'stop')
 if stop and string.sub(stop, 1, 7) == 'erased:' then
-  rec.bk = nil
-  rec.id = nil
-  rec.pid = nil
-  rec.dc = nil
-  redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+  redis.call('HSET', KEYS[1], ARGV[1], encodeStep(scrubStep(rec)))
   return 2
 end
 if rec.bk ~= nil then
