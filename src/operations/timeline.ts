@@ -287,8 +287,10 @@ function iso(epochMs: number): string {
 }
 
 /** An instant on the customer's clock (ISO with offset). */
+/** A local time to the second (the console cuts the offset from a fixed place in it). */
 function isoIn(zone: string, epochMs: number): string {
-  return DateTime.fromMillis(epochMs, { zone }).toISO({ suppressMilliseconds: true }) ?? "";
+  const local = DateTime.fromMillis(epochMs, { zone }).startOf("second");
+  return local.toISO({ suppressMilliseconds: true }) ?? "";
 }
 
 function validZone(zone: string | undefined): string | undefined {

@@ -97,6 +97,6 @@ export function renderScheduleText(
       .trimEnd();
   lines.push(format(header), ...table.map(format));
   const total = rows.reduce((sum, row) => sum + row.count, 0);
-  lines.push("", `${total} pending in all.`);
+  lines.push("", `${total} pending in these ${days} days.`);
   return `${lines.join("\n")}\n`;
 }

@@ -64,7 +64,7 @@ describe("followups schedule", () => {
     const text = captureIo();
     await runSchedule({ config: p.configDir, days: "120" }, text);
     expect(text.output()).toContain("by due date in Europe/London");
-    expect(text.output()).toContain("2 pending in all.");
+    expect(text.output()).toContain("2 pending in these 120 days.");
     await expect(runSchedule({ config: p.configDir, days: "0" }, captureIo())).rejects.toThrow(
       /--days: expected a whole number from 1 to 400, got "0"/,
     );

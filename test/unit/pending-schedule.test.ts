@@ -54,7 +54,7 @@ describe("the schedule by local due date", () => {
     expect(text).toContain("by due date in Europe/London");
     expect(text).toMatch(/^2026-12-02 {2}email +thank-you +12$/m);
     expect(text).toContain("(planned before rules were counted)");
-    expect(text).toContain("15 pending in all.");
+    expect(text).toContain("15 pending in these 30 days.");
     expect(renderScheduleText([], "Europe/London", 7)).toBe(
       "No follow-ups pending in the next 7 days (Europe/London).\n",
     );
