@@ -155,6 +155,8 @@ export function adminApiWith(deps: {
         return tools.schedule(request.days);
       case "audit":
         return { entries: await tools.auditEntries(request) };
+      case "refused":
+        return { refused: await tools.refusedEvents(request.limit) };
     }
   };
   return {

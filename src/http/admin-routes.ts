@@ -141,9 +141,16 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
           const from = since === undefined ? undefined : isoInstant(since);
           if (from !== undefined && Number.isNaN(from))
             return "since: expected an ISO date or date-time";
-          const count = wholeNumber(limit ?? "500", 1, 10_000);
-          if (count === undefined) return "limit: expected a whole number from 1 to 10000";
+          const count = listLimit(limit, 500);
+          if (typeof count === "string") return count;
           return { op: "audit", ...(from !== undefined && { since: from }), limit: count };
+        }),
+      );
+      // As `followups refused --json`, whose --limit defaults to 100.
+      scope.get("/refused", (request, reply) =>
+        answer(request, reply, () => {
+          const limit = listLimit(query(request).limit, 100);
+          return typeof limit === "string" ? limit : { op: "refused", limit };
         }),
       );
     },
@@ -165,6 +172,14 @@ function wholeNumber(text: string, min: number, max: number): number | undefined
   if (!/^\d+$/.test(text)) return undefined;
   const value = Number(text);
   return value >= min && value <= max ? value : undefined;
+}
+
+/** A listing's `limit` (1 to 10000, as the CLI's `--limit`), `fallback` when not given; else why not. */
+function listLimit(given: string | undefined, fallback: number): number | string {
+  return (
+    wholeNumber(given ?? String(fallback), 1, 10_000) ??
+    "limit: expected a whole number from 1 to 10000"
+  );
 }
 
 /**

@@ -38,7 +38,8 @@ export type AdminRequest =
   | { readonly op: "erase"; readonly customerId: string }
   | { readonly op: "resolve-reply"; readonly replyId: string; readonly note?: string }
   | { readonly op: "schedule"; readonly days: number }
-  | { readonly op: "audit"; readonly since?: number; readonly limit?: number };
+  | { readonly op: "audit"; readonly since?: number; readonly limit?: number }
+  | { readonly op: "refused"; readonly limit: number };
 
 /** The answer to an admin request: the CLI's `--json` body, or `{"error"}` with 400, 404 or 409. */
 export interface AdminAnswer {

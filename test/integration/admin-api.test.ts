@@ -1,10 +1,18 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { runRefused } from "../../src/cli/refused-command.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import type { RefusedEvent } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -30,6 +38,20 @@ async function call(
     ...(options.body !== undefined && { body: JSON.stringify(options.body) }),
   });
   return { status: response.status, body: await response.json() };
+}
+
+/** Each of `values`, given in a query parameter (`path`), is a 400 that says `error`. */
+async function expectBadValues(
+  p: PipelineHarness,
+  path: (value: string) => string,
+  values: readonly string[],
+  error: string,
+): Promise<void> {
+  for (const value of values)
+    expect(await call(p, "GET", path(value), { token: ALICE }), value).toEqual({
+      status: 400,
+      body: { error },
+    });
 }
 
 describe("the admin API", () => {
@@ -124,12 +146,12 @@ describe("the admin API", () => {
     });
     expect((await call(p, "GET", "/admin/v1/schedule?days=0", { token: ALICE })).status).toBe(400);
     // Digits only, as the CLI's --days: 0x10, 1e2 or " 5" are refused, not read as 16, 100 or 5.
-    for (const days of ["0x10", "1e2", "%205", "5.0", ""]) {
-      expect(
-        await call(p, "GET", `/admin/v1/schedule?days=${days}`, { token: ALICE }),
-        days,
-      ).toEqual({ status: 400, body: { error: "days: expected a whole number from 1 to 400" } });
-    }
+    await expectBadValues(
+      p,
+      (days) => `/admin/v1/schedule?days=${days}`,
+      ["0x10", "1e2", "%205", "5.0", ""],
+      "days: expected a whole number from 1 to 400",
+    );
     expect(await call(p, "GET", "/admin/v1/audit?limit=1e1", { token: ALICE })).toEqual({
       status: 400,
       body: { error: "limit: expected a whole number from 1 to 10000" },
@@ -208,6 +230,94 @@ describe("the admin API", () => {
       // What the cancel named is blanked by the erasure; who did it and when stay.
       ["bob", "cancel", "(erased)"],
     ]);
+  });
+
+  it("lists refused events, from the queue and over HTTP, exactly as `followups refused --json`", async () => {
+    pipeline = await startPipeline("admin-refused", { env: { ADMIN_TOKENS: `alice:${ALICE}` } });
+    const p = pipeline;
+    const refused = async (query = "") => {
+      const answer = await call(p, "GET", `/admin/v1/refused${query}`, { token: ALICE });
+      expect(answer.status, query).toBe(200);
+      return (answer.body as { refused: RefusedEvent[] }).refused;
+    };
+    expect(await call(p, "GET", "/admin/v1/refused")).toEqual({
+      status: 401,
+      body: { error: "missing admin token" },
+    });
+    expect(await refused()).toEqual([]);
+
+    // Over HTTP: a purchase, then a refund in another currency, which the intake refuses; an
+    // invalid event is answered 400 there and kept nowhere.
+    const post = async (event: unknown) =>
+      (
+        await fetch(`${p.worker?.httpAddress}/v1/events`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${p.envVars.API_TOKEN}`,
+            "content-type": "application/json",
+          },
+          body: JSON.stringify(event),
+        })
+      ).status;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true });
+    expect(await post(purchaseInput({ id: "evt-paid", orderId: "ord-paid", occurredAt }))).toBe(
+      202,
+    );
+    expect(await eventProcessed(p, "evt-paid")).toBe("completed");
+    const refund = {
+      type: "purchase.refunded",
+      id: "ref-in-euros",
+      occurredAt,
+      orderId: "ord-paid",
+      amount: { amount: "10.00", currency: "EUR" },
+    };
+    expect(await post(refund)).toBe(202);
+    expect(await eventProcessed(p, "ref-in-euros")).toBe("failed");
+    expect(await post({ type: "purchase.completed", id: "evt-http-invalid" })).toBe(400);
+    // Then 100 invalid events added to the queue by hand, as a publisher in another language might.
+    await p.events.addBulk(
+      Array.from({ length: 100 }, (_, i) => ({
+        name: "purchase.completed",
+        data: { type: "purchase.completed", id: `evt-bad-${i}`, customer: { id: "cus-bad" } },
+      })),
+    );
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 101 ? true : undefined),
+      "the 100 invalid events to be refused",
+    );
+
+    // The same body as the command's, with its default of 100: the refund, refused first, is
+    // the 101st.
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runRefused({ config: p.configDir, limit: "100", json: true }, io)).toBe(0);
+    const listed = await refused();
+    expect({ refused: listed }).toEqual(JSON.parse(io.output()));
+    expect(listed).toHaveLength(100);
+    expect(listed[99]).toMatchObject({ type: "purchase.completed", attempts: 1 });
+    expect(listed[99]?.reason).toMatch(/^invalid event: .*orderId/);
+    const all = await refused("?limit=10000");
+    expect(all).toHaveLength(101);
+    expect(all[100]).toEqual({
+      eventId: "ref-in-euros",
+      type: "purchase.refunded",
+      refusedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+      attempts: 1,
+      reason: "refund ref-in-euros is in EUR but order ord-paid was paid in GBP",
+    });
+    expect(all.map((event) => event.eventId)).not.toContain("evt-http-invalid");
+    expect((await refused("?limit=1")).map((event) => event.eventId)).toEqual([listed[0]?.eventId]);
+    // Digits only, from 1 to 10000, as the command's --limit.
+    await expectBadValues(
+      p,
+      (limit) => `/admin/v1/refused?limit=${limit}`,
+      ["0", "10001", "0x10", "1e2", "%205", "5.0", "-1", ""],
+      "limit: expected a whole number from 1 to 10000",
+    );
+    expect(await call(p, "GET", "/admin/v1/refused?limit=1&limit=2", { token: ALICE })).toEqual({
+      status: 400,
+      body: { error: "limit: give the query parameter once" },
+    });
   });
 
   it("is off without ADMIN_TOKENS", async () => {
