@@ -21,6 +21,7 @@ import { runResolve } from "./cli/resolve-command.js";
 import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
+import { REFUSED_DEFAULT_LIMIT } from "./operations/operator-tools.js";
 import { isRedisUnavailable } from "./store/redis-client.js";
 
 /** `--config`'s default: CONFIG_DIR, as the worker reads it, else `config` (also when empty). */
@@ -265,7 +266,7 @@ program
   .description(
     "events the worker refused, latest first, with every problem: invalid ones, and those whose intake failed on every attempt (REDIS_URL, QUEUE_PREFIX)",
   )
-  .option("--limit <n>", "at most this many (1 to 10000)", "100")
+  .option("--limit <n>", "at most this many (1 to 10000)", String(REFUSED_DEFAULT_LIMIT))
   .option(...configOption)
   .option("--json", 'print {"refused": [{"eventId", "type", "refusedAt", "attempts", "reason"}]}')
   .action(async (options: RefusedOptions) => {

@@ -1,3 +1,4 @@
+import { REFUSED_MAX_LIMIT } from "../operations/operator-tools.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
 import { renderRefusedText } from "./operator-text.js";
@@ -8,9 +9,6 @@ export interface RefusedOptions {
   readonly json?: boolean;
 }
 
-/** The most a listing shows: the failed set keeps refused events 30 days, bounded by count. */
-const MAX_LIMIT = 10_000;
-
 /**
  * `followups refused`: the events the worker refused, latest first, with their reasons: invalid
  * ones (every problem and its path), and those whose intake failed on every attempt. They stay in
@@ -19,9 +17,9 @@ const MAX_LIMIT = 10_000;
  */
 export async function runRefused(options: RefusedOptions, io: CommandIo): Promise<number> {
   const limit = /^\d+$/.test(options.limit) ? Number(options.limit) : Number.NaN;
-  if (!(limit >= 1 && limit <= MAX_LIMIT)) {
+  if (!(limit >= 1 && limit <= REFUSED_MAX_LIMIT)) {
     throw new CommandError(
-      `--limit: expected a whole number from 1 to ${MAX_LIMIT}, got ${JSON.stringify(options.limit)}`,
+      `--limit: expected a whole number from 1 to ${REFUSED_MAX_LIMIT}, got ${JSON.stringify(options.limit)}`,
       EXIT.usage,
     );
   }
