@@ -19,6 +19,7 @@ import {
   OperatorError,
   type OperatorTools,
   PHONE_LOOKUP_FORMAT,
+  REFUSED_DEFAULT_LIMIT,
 } from "../operations/operator-tools.js";
 import type { MessagePreview } from "../operations/preview-step.js";
 import type { CustomerTimeline } from "../operations/timeline.js";
@@ -33,7 +34,7 @@ import { pendingChartSvg } from "./pending-chart.js";
 
 /**
  * The operator console at /console: sign in with an admin token, then see and act on customers'
- * follow-ups, failed ones, a plan preview, the owner report and the audit trail, with Bull Board at
+ * follow-ups, failed ones, refused events, a plan preview, the owner report and the audit trail, with Bull Board at
  * /console/queues behind the same sign-in. Sessions live in Redis (httpOnly cookie, SameSite=Strict,
  * Secure when reached over https); every form carries a CSRF token; pages send a strict
  * Content-Security-Policy (no scripts at all); sign-in attempts are rate-limited per address.
@@ -584,6 +585,16 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         );
       },
     );
+
+    scope.get("/console/refused", async (request, reply) => {
+      const refused = await deps.tools.refusedEvents(REFUSED_DEFAULT_LIMIT);
+      return page(
+        reply,
+        "refused",
+        { title: "Refused events", page: "refused", refused, limit: REFUSED_DEFAULT_LIMIT },
+        request,
+      );
+    });
 
     scope.get("/console/plan", async (request, reply) =>
       page(

@@ -22,6 +22,7 @@ const LAYOUT = `<!doctype html>
 <li><a href="/console"{% if page == "overview" %} aria-current="page"{% endif %}>Overview</a></li>
 <li><a href="/console/search"{% if page == "search" %} aria-current="page"{% endif %}>Search</a></li>
 <li><a href="/console/failed"{% if page == "failed" %} aria-current="page"{% endif %}>Failed</a></li>
+<li><a href="/console/refused"{% if page == "refused" %} aria-current="page"{% endif %}>Refused</a></li>
 <li><a href="/console/plan"{% if page == "plan" %} aria-current="page"{% endif %}>Plan preview</a></li>
 <li><a href="/console/report"{% if page == "report" %} aria-current="page"{% endif %}>Report</a></li>
 <li><a href="/console/audit"{% if page == "audit" %} aria-current="page"{% endif %}>Audit trail</a></li>
@@ -191,6 +192,16 @@ const FAILED = `{% layout "layout" %}{% block content %}
 </table>{% else %}<p>No failed follow-ups.</p>{% endif %}
 {% endblock %}`;
 
+const REFUSED = `{% layout "layout" %}{% block content %}
+<h1>Refused events</h1>
+<p>Events the worker did not take in, kept 30 days in the input queue's failed set: invalid ones, with every problem and its path, and those whose intake failed on every attempt, with the last error. Each came through the input queue (the publisher, <code>followups publish</code>, <code>POST /v1/events</code> or a job added by hand); an invalid event sent to <code>POST /v1/events</code> is answered 400 there and not kept. Publishing the corrected event, or the same one after a failure that was not the event's, takes it in.</p>
+{% if refused.size > 0 %}<table>
+<caption>Refused events, latest first{% if refused.size == limit %} (the latest {{ limit }}: <code>followups refused --limit N</code> lists more){% endif %}</caption>
+<thead><tr><th scope="col">Event</th><th scope="col">Type</th><th scope="col">Refused at (UTC)</th><th scope="col">Attempts</th><th scope="col">Why</th></tr></thead>
+<tbody>{% for r in refused %}<tr><th scope="row">{{ r.eventId }}</th><td>{{ r.type }}</td><td><time datetime="{{ r.refusedAt }}">{{ r.refusedAt | slice: 0, 19 | replace: "T", " " }}</time></td><td>{{ r.attempts }}</td><td>{{ r.reason }}</td></tr>{% endfor %}</tbody>
+</table>{% else %}<p>No refused events.</p>{% endif %}
+{% endblock %}`;
+
 const PLAN = `{% layout "layout" %}{% block content %}
 <h1>Plan preview</h1>
 <form method="post" action="/console/plan">
@@ -294,6 +305,7 @@ const TEMPLATES = {
   confirm: CONFIRM,
   receipt: RECEIPT,
   failed: FAILED,
+  refused: REFUSED,
   plan: PLAN,
   report: REPORT,
   audit: AUDIT,

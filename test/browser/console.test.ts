@@ -11,6 +11,7 @@ import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
@@ -242,6 +243,67 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
         "Ortiz",
       ]),
     ).resolves.toEqual([]);
+    await page.context().close();
+  });
+
+  it("lists the events the worker refused, with their reasons", async () => {
+    pipeline = await startPipeline("console-refused", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const page = await signedIn(p);
+    await page.getByRole("link", { name: "Refused" }).click();
+    await page.getByRole("heading", { name: "Refused events" }).waitFor();
+    await expect(page.textContent("main")).resolves.toContain("No refused events.");
+
+    // Added to the queue by hand, as a publisher in another language might: invalid.
+    await p.events.add("purchase.completed", {
+      type: "purchase.completed",
+      id: "evt-bad-phone",
+      customer: { id: "cus-bad", phone: "07400 900123" },
+    });
+    // Posted over HTTP and accepted, then refused by the intake: a refund in another currency.
+    const post = (event: unknown) =>
+      fetch(`${p.worker?.httpAddress}/v1/events`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${p.envVars.API_TOKEN}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify(event),
+      });
+    const now = iso(DateTime.utc().startOf("second"));
+    expect(
+      (await post(purchaseInput({ id: "evt-paid", orderId: "ord-paid", occurredAt: now }))).status,
+    ).toBe(202);
+    await eventProcessed(p, "evt-paid");
+    const refund = {
+      type: "purchase.refunded",
+      id: "ref-in-euros",
+      occurredAt: now,
+      orderId: "ord-paid",
+      amount: { amount: "10.00", currency: "EUR" },
+    };
+    expect((await post(refund)).status).toBe(202);
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 2 ? true : undefined),
+      "both events to be refused",
+    );
+
+    await page.reload();
+    const invalid = page.getByRole("row", { name: /^evt-bad-phone/ });
+    await expect(invalid.textContent()).resolves.toContain("purchase.completed");
+    await expect(invalid.textContent()).resolves.toMatch(
+      /invalid event: .*customer\.phone: expected a valid phone number/,
+    );
+    await expect(page.getByRole("row", { name: /^ref-in-euros/ }).textContent()).resolves.toContain(
+      "refund ref-in-euros is in EUR but order ord-paid was paid in GBP",
+    );
+    // Latest first, as `followups refused` lists them.
+    const rows = await page.getByRole("row").allTextContents();
+    expect(rows.slice(1).map((row) => row.split("purchase.")[0])).toEqual([
+      "ref-in-euros",
+      "evt-bad-phone",
+    ]);
+    await expectAccessible(page, "refused");
     await page.context().close();
   });
 
