@@ -866,7 +866,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           templates: config.templates.version,
         }),
         queues: [events, ...followUps.all(), reports, alertsQueue],
-        report: (period) => adminTools.report(period, "console"),
+        // Addressed to no one in particular: the report greets with a plain "Hello,".
+        report: (period) => adminTools.report(period, ""),
         preview: (ref) =>
           previewStep({ shards: httpShards, rules, compose: deliveryDeps.compose }, ref),
         cookieSecret: await sharedSecret(redis, prefix, "console-cookie"),

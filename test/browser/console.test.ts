@@ -207,6 +207,9 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     await page.getByRole("link", { name: "Report" }).click();
     await page.getByRole("heading", { name: "Owner report" }).waitFor();
     await expectAccessible(page, "report");
+    // The console's report is addressed to no one in particular: no "Hello console,".
+    const report = await page.request.get(`${base}/console/report/view`);
+    await expect(report.text()).resolves.toContain("Hello, here is what your follow-ups did.");
     await page.getByRole("link", { name: "Audit trail" }).click();
     await expect(page.textContent("main")).resolves.toContain("sign-in");
     await expectAccessible(page, "audit");
