@@ -262,6 +262,7 @@ async function bookkeepSent(
       member,
       { eventId, stepId, shard: deps.shard, kind: sent.kind },
       SMS_REFERENCE_MS,
+      sent.at,
     );
   }
   await noteCheckIn(deps.history, rules, {

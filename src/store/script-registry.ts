@@ -187,6 +187,8 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** remember-latest-check-in.lua */
+  fuRememberLatestCheckIn(latestKey: string, ref: string, expiresAt: number): Promise<number>;
   /** remember-check-in.lua */
   fuRememberCheckIn(
     checkInsKey: string,
@@ -310,6 +312,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "redeem-code": "fuRedeemCode",
   "revoke-code": "fuRevokeCode",
   "remember-check-in": "fuRememberCheckIn",
+  "remember-latest-check-in": "fuRememberLatestCheckIn",
   "remember-steps": "fuRememberSteps",
   "join-thank-you": "fuJoinThankYou",
   "close-thank-you": "fuCloseThankYou",

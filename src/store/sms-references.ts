@@ -1,5 +1,6 @@
 import { StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
+import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** A number texted within this long gets no opt-out line again; after it, its next text does. */
 const TEXTED_MEMORY_MS = 365 * 24 * 3600 * 1000;
@@ -45,24 +46,26 @@ export function decodeRef(raw: string): { lines: string[]; shard: number } {
  */
 export class SmsReferences {
   private readonly keys: StoreKeys;
+  private readonly redis: RedisClient & StoreCommands;
 
-  constructor(
-    private readonly redis: RedisClient,
-    prefix: string,
-  ) {
+  constructor(redis: RedisClient, prefix: string) {
+    this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(prefix);
   }
 
   /**
    * Remembers which step an SMS belongs to, for Twilio's status callbacks and replies, with the
    * number's suppression member (SuppressionList.addressMember), so a later 21610 report can
-   * suppress it after the purchase's contact data is scrubbed.
+   * suppress it after the purchase's contact data is scrubbed. A check-in becomes the number's
+   * latest unless one sent later is remembered already (remember-latest-check-in.lua): `sentAt`
+   * (epoch ms; now when not given) is when it was sent, which a redone bookkeeping knows.
    */
   async rememberSms(
     sid: string,
     recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
+    sentAt: number = Date.now(),
   ): Promise<void> {
     const sms = encodeRef([at.eventId, at.stepId, recipientMember], at.shard);
     // Separate writes, not a MULTI: building a pipeline copies every script defined on the
@@ -71,11 +74,10 @@ export class SmsReferences {
       this.redis.set(this.keys.smsMessage(sid), sms, "PX", keepMs),
       this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
       at.kind === "check-in"
-        ? this.redis.set(
+        ? this.redis.fuRememberLatestCheckIn(
             this.keys.latestCheckIn(recipientMember),
             encodeRef([at.eventId, at.stepId], at.shard),
-            "PX",
-            keepMs,
+            Math.round(sentAt) + keepMs,
           )
         : undefined,
     ]);

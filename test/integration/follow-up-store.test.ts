@@ -7,6 +7,7 @@ import { ERASED_STOP, FollowUpStore } from "../../src/store/follow-up-store.js";
 import { hourOf, StoreKeys } from "../../src/store/keys.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
 import { purchaseOfFields } from "../../src/store/purchase-fields.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { purchase } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
@@ -338,6 +339,48 @@ describe("the bookkeeping after a send", () => {
     expect(record).not.toHaveProperty("codeHash");
     expect(record).not.toHaveProperty("bookkeepingPending");
     expect(await redis.exists(keys.lastSent(customerId))).toBe(0);
+  });
+});
+
+describe("the number's latest check-in, written by a send's bookkeeping", () => {
+  it("keeps a check-in sent later when an earlier one's bookkeeping is redone after it", async () => {
+    const refs = new SmsReferences(redis, prefix);
+    const keepMs = 60 * DAY;
+    const member = "h:latest-check-in";
+    const checkIn = (eventId: string, sid: string, sentAt: number) =>
+      refs.rememberSms(
+        sid,
+        member,
+        { eventId, stepId: "big-ticket.check-in", shard: 0, kind: "check-in" },
+        keepMs,
+        sentAt,
+      );
+    const older = Date.now() - 60_000;
+    const newer = older + 30_000;
+    // The newer check-in's bookkeeping is done; the older one's failed (a Redis error after its
+    // send) and its job's retry redoes it now, with the time the older one was sent.
+    await checkIn("evt-newer", "SMnewer", newer);
+    await checkIn("evt-older", "SMolder", older);
+    // Replies go on being filed against the newer check-in, which the customer answers.
+    expect(await refs.latestCheckIn(member)).toEqual({
+      eventId: "evt-newer",
+      stepId: "big-ticket.check-in",
+      shard: 0,
+    });
+    expect(await redis.pexpiretime(keys.latestCheckIn(member))).toBe(newer + keepMs);
+    // The older SMS keeps its own reference (status callbacks find their step).
+    expect(await refs.stepOfSms("SMolder")).toMatchObject({ eventId: "evt-older" });
+
+    // A check-in sent after both becomes the latest; its own bookkeeping redone changes nothing.
+    const latest = newer + 10_000;
+    await checkIn("evt-latest", "SMlatest", latest);
+    await checkIn("evt-latest", "SMlatest", latest);
+    expect(await refs.latestCheckIn(member)).toMatchObject({ eventId: "evt-latest" });
+    expect(await redis.pexpiretime(keys.latestCheckIn(member))).toBe(latest + keepMs);
+    // One remembered without an expiry (as no version writes it) is replaced, as before.
+    await redis.set(keys.latestCheckIn(member), "evt-odd\nbig-ticket.check-in");
+    await checkIn("evt-older", "SMolder", older);
+    expect(await refs.latestCheckIn(member)).toMatchObject({ eventId: "evt-older" });
   });
 });
 

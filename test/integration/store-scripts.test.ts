@@ -166,6 +166,7 @@ describe("the store's Lua scripts", () => {
       "release-bucket",
       "remember-check-in",
       "remember-customer",
+      "remember-latest-check-in",
       "remember-steps",
       "replace-purchase",
       "replan-event",
@@ -191,6 +192,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["revoke-code"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
