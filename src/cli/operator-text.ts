@@ -9,6 +9,7 @@ import { formatTable } from "../reports/text-table.js";
 
 /** The timeline for people: who, how to reach them, their opt-outs, each purchase and its steps. */
 export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): string {
+  if (timeline.customer === null) return renderOrderWithoutPurchase(timeline);
   const { customer } = timeline;
   const contact =
     [customer.email, customer.phone].filter(Boolean).join(", ") || "no contact stored";
@@ -21,6 +22,7 @@ export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): 
     `  consent:  ${channelList(customer.consent, (v) => (v === null ? "not stated" : v ? "yes" : "no"))}`,
     `  opt-outs: ${channelList(timeline.suppressions, (v) => (v === null ? "none" : v === "all" ? "everything" : "offers"))}`,
   ];
+  if ("orderId" in timeline) lines.push(...orderRefundLines(timeline));
   if (timeline.purchases.length === 0) lines.push("", "No purchases stored.");
   for (const purchase of timeline.purchases) {
     const total = purchase.total
@@ -67,6 +69,37 @@ export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): 
   }
   lines.push("", ...renderAuditLines(timeline.audit));
   return `${lines.join("\n")}\n`;
+}
+
+/** An order known by its refunds alone: they, and what they do when its purchase arrives. */
+function renderOrderWithoutPurchase(order: OrderTimeline): string {
+  const lines = [
+    order.purchaseArrived
+      ? `Order ${order.orderId}: its purchase arrived after the order was refunded in full, and was dropped`
+      : `Order ${order.orderId}: its purchase has not arrived yet (refunds can arrive before it)`,
+    ...orderRefundLines(order),
+  ];
+  if (order.awaitingPurchase) lines.push("", `Then: ${order.awaitingPurchase}.`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** The refunds recorded for an order and the purchases dropped for them, one line each. */
+function orderRefundLines(order: OrderTimeline): string[] {
+  const lines: string[] = [];
+  if (order.refunds.length > 0) lines.push("", "Refunds recorded for the order:");
+  for (const refund of order.refunds) {
+    const parts = [
+      refund.full ? "the whole order" : undefined,
+      refund.amount ? `${refund.amount.amount} ${refund.amount.currency}` : undefined,
+      ...refund.items.map((item) => `${item.quantity} × ${item.sku} handed back`),
+    ].filter(Boolean);
+    lines.push(`  ${refund.eventId}: ${parts.join(", ")}`);
+  }
+  for (const dropped of order.droppedPurchases)
+    lines.push(
+      `  purchase ${dropped.eventId} arrived ${dropped.arrivedAt}, after the full refund: nothing planned, nothing kept`,
+    );
+  return lines;
 }
 
 /** The audit entries, one line each, or a line saying there are none. */

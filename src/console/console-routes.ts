@@ -387,6 +387,13 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     scope.get("/console/orders/:orderId", async (request, reply) => {
       const orderId = (request.params as { orderId: string }).orderId;
       const timeline = await deps.tools.order(orderId);
+      if (timeline.customer === null)
+        return page(
+          reply,
+          "order-without-purchase",
+          { title: `Order ${orderId}`, page: "search", o: timeline },
+          request,
+        );
       return timelinePage(
         request,
         reply,

@@ -295,12 +295,23 @@ iframe.report { width: 100%; height: 70rem; border: 1px solid var(--line); }
 svg.chart { max-width: 100%; height: auto; }
 `;
 
+const ORDER_WITHOUT_PURCHASE = `{% layout "layout" %}{% block content %}
+<h1>Order {{ o.orderId }}</h1>
+<p>{% if o.purchaseArrived %}Its purchase arrived after the order was refunded in full, and was dropped: nothing was planned for it, and nothing of it is kept.{% else %}Its purchase has not arrived yet (refunds can arrive before it). Then: {{ o.awaitingPurchase }}.{% endif %}</p>
+<section aria-labelledby="refunds">
+<h2 id="refunds">Refunds recorded for the order</h2>
+<ul>{% for r in o.refunds %}<li>{{ r.eventId }}: {% if r.full %}the whole order{% endif %}{% if r.amount %}{{ r.amount.amount }} {{ r.amount.currency }}{% endif %}{% for item in r.items %}{% if r.amount or forloop.index > 1 %}, {% endif %}{{ item.quantity }} × {{ item.sku }} handed back{% endfor %}</li>{% endfor %}
+{% for d in o.droppedPurchases %}<li>purchase {{ d.eventId }} arrived <time datetime="{{ d.arrivedAt }}">{{ d.arrivedAt | slice: 0, 16 | replace: "T", " " }}</time>, after the full refund</li>{% endfor %}</ul>
+</section>
+{% endblock %}`;
+
 const TEMPLATES = {
   layout: LAYOUT,
   "sign-in": SIGN_IN,
   overview: OVERVIEW,
   search: SEARCH,
   customer: CUSTOMER,
+  "order-without-purchase": ORDER_WITHOUT_PURCHASE,
   "audit-list": AUDIT_LIST,
   confirm: CONFIRM,
   receipt: RECEIPT,

@@ -31,7 +31,14 @@ import {
 import { type EventInShard, eventLocator } from "./locate-event.js";
 import { postponedMoves } from "./postponed-moves.js";
 import { customerOfEvent, readCustomerTimeline, type TimelineSources } from "./read-timeline.js";
-import { type CustomerTimeline, type TimelineAuditEntry, timelineAudit } from "./timeline.js";
+import {
+  type CustomerTimeline,
+  type TimelineAuditEntry,
+  type TimelineRefund,
+  timelineAudit,
+  timelineRefunds,
+  whenPurchaseArrives,
+} from "./timeline.js";
 
 /**
  * What operators do for customers, for the CLI, the admin API and the console alike: look up a
@@ -106,9 +113,37 @@ interface StepInShard extends StepRef {
   readonly shard: number | undefined;
 }
 
-/** The timeline of one order: the customer's timeline with that order's purchases only. */
-export interface OrderTimeline extends CustomerTimeline {
+/**
+ * The timeline of one order: the customer's timeline with that order's purchases only, and the
+ * order's refunds. An order known by its refunds alone (they can arrive before their purchase)
+ * has no customer yet: `customer` and `suppressions` are null, and `awaitingPurchase` says what
+ * its refunds will do when the purchase arrives.
+ */
+export type OrderTimeline = OrderFacts &
+  (
+    | CustomerTimeline
+    | {
+        readonly customer: null;
+        readonly suppressions: null;
+        readonly purchases: readonly [];
+        readonly audit: readonly [];
+      }
+  );
+
+/** What is recorded against an order itself. */
+export interface OrderFacts {
   readonly orderId: string;
+  /**
+   * Whether a purchase of the order has arrived: false while only its refunds are known (a
+   * purchase dropped on arrival because the order was refunded in full counts as arrived).
+   */
+  readonly purchaseArrived: boolean;
+  /** Every refund recorded for the order. */
+  readonly refunds: readonly TimelineRefund[];
+  /** Purchases that arrived after a full refund and were dropped: nothing planned, nothing kept. */
+  readonly droppedPurchases: readonly { readonly eventId: string; readonly arrivedAt: string }[];
+  /** While no purchase has arrived: what the refunds will do when it does; else null. */
+  readonly awaitingPurchase: string | null;
 }
 
 export interface CancelResult {
@@ -335,9 +370,30 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     /** One order's purchases and their steps, with the customer's details and opt-outs. */
     async order(given: string): Promise<OrderTimeline> {
       const orderId = operatorId(given, "order");
-      const events = await eventsOfOrder(orderId);
-      if (events.length === 0)
-        throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
+      const order = await orders.get(orderId);
+      const events = order.events.filter((event) => event.shard < deps.shards);
+      const facts = {
+        orderId,
+        purchaseArrived: events.length > 0 || order.dropped.length > 0,
+        refunds: timelineRefunds(order.recorded),
+        droppedPurchases: order.dropped.map((dropped) => ({
+          eventId: dropped.eventId,
+          arrivedAt: new Date(dropped.at).toISOString(),
+        })),
+      };
+      if (events.length === 0) {
+        if (facts.refunds.length === 0)
+          throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
+        // Known by its refunds alone: no customer to show until a purchase brings one.
+        return {
+          ...facts,
+          awaitingPurchase: facts.purchaseArrived ? null : whenPurchaseArrives(facts.refunds),
+          customer: null,
+          suppressions: null,
+          purchases: [],
+          audit: [],
+        };
+      }
       let customerId: string | undefined;
       for (const { eventId, shard } of events)
         customerId ??= await customerOfEvent(shards.of(shard).store, eventId);
@@ -351,7 +407,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const timeline = await readCustomerTimeline(sources(), customerId, events);
       if (!timeline)
         throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
-      return { orderId, ...timeline };
+      return { ...facts, awaitingPurchase: null, ...timeline };
     },
 
     /**

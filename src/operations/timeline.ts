@@ -4,6 +4,7 @@ import { formatMinor, type Money } from "../domain/money.js";
 import { ruleIdOf } from "../domain/step-ref.js";
 import { judgeReply } from "../reports/unhappy-replies.js";
 import type { AuditEntry } from "../store/audit-trail.js";
+import type { RecordedRefund } from "../store/order-store.js";
 import type { KeptPurchase } from "../store/purchase-codec.js";
 import type { PostponeCode, StepRecord, StepState } from "../store/step-record.js";
 import type { StepReply } from "../store/step-replies.js";
@@ -295,4 +296,35 @@ function isoIn(zone: string, epochMs: number): string {
 
 function validZone(zone: string | undefined): string | undefined {
   return zone && DateTime.local().setZone(zone).isValid ? zone : undefined;
+}
+
+/** A refund recorded against an order, as operators see it. */
+export interface TimelineRefund {
+  /** The refund event's id. */
+  readonly eventId: string;
+  /** A refund naming neither amount nor items: the whole order. */
+  readonly full: boolean;
+  readonly amount: TimelineMoney | null;
+  /** Items handed back. */
+  readonly items: readonly { readonly sku: string; readonly quantity: number }[];
+}
+
+/** An order's refunds as the timeline shows them. */
+export function timelineRefunds(recorded: readonly RecordedRefund[]): TimelineRefund[] {
+  return recorded.map((refund) => ({
+    eventId: refund.refundId,
+    full: refund.amount === undefined && refund.items === undefined,
+    amount: refund.amount ? money(refund.amount) : null,
+    items: (refund.items ?? []).map(({ sku, quantity }) => ({ sku, quantity })),
+  }));
+}
+
+/**
+ * What an order's refunds do to its purchase, for an order whose purchase has not arrived (as
+ * intake applies refunds recorded before their purchase, domain/refund.ts).
+ */
+export function whenPurchaseArrives(refunds: readonly TimelineRefund[]): string {
+  if (refunds.some((refund) => refund.full))
+    return "the order is refunded in full: when its purchase arrives, nothing is planned for it (no follow-ups are sent) and nothing of it is kept";
+  return "when its purchase arrives, its follow-ups are planned for what these refunds leave of it (the total less the amounts refunded in its currency, without the items handed back; an amount in another currency is ignored), and none when they leave nothing";
 }

@@ -540,6 +540,7 @@ async function schedulePurchase(
     // Claimed although nothing is planned: another event under this id later is refused.
     const claim = await deps.eventIds.claim(event.id, fingerprints, deps.recordRetentionMs);
     if (claim === "conflict") throw reusedId(deps, event.id, jobId);
+    await deps.orders.noteDropped(event.orderId, event.id, nowMs);
     log.info("order was refunded before its purchase arrived; nothing planned");
     return { summary: { type: event.type, planned: 0, scheduled: 0, skipped: 0, refunded: true } };
   }

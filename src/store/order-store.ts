@@ -16,6 +16,15 @@ export interface OrderRecord extends OrderRefunds {
   readonly events: readonly OrderEvent[];
   /** The same events' ids. */
   readonly eventIds: readonly string[];
+  /** Each refund event recorded, as it took something back (what operators are shown). */
+  readonly recorded: readonly RecordedRefund[];
+  /** Purchases that arrived after a full refund, dropped with nothing planned (noteDropped). */
+  readonly dropped: readonly { readonly eventId: string; readonly at: number }[];
+}
+
+/** One refund event of an order and what it took back. */
+export interface RecordedRefund extends RefundRecord {
+  readonly refundId: string;
 }
 
 /** A purchase event of an order, and the shard (FOLLOW_UP_SHARDS) where its records are. */
@@ -110,6 +119,14 @@ export class OrderStore {
     return parseOrder(flat);
   }
 
+  /**
+   * Notes that a purchase arrived after its order was refunded in full and was dropped (nothing
+   * planned, nothing kept), so the order does not look as if it still awaited it.
+   */
+  async noteDropped(orderId: string, eventId: string, at: number): Promise<void> {
+    await this.redis.fuNoteDroppedPurchase(this.placeOf(orderId).key, eventId, at);
+  }
+
   async get(orderId: string): Promise<OrderRecord> {
     return (await this.getWithOptOuts(orderId, { lists: [], members: [], asked: [] })).order;
   }
@@ -185,21 +202,34 @@ function parseOrder(flat: readonly string[]): OrderRecord {
   const linked = new Map<string, number>();
   const refunds: Money[] = [];
   const returns: ItemReturn[] = [];
+  const recorded: RecordedRefund[] = [];
+  const dropped: { eventId: string; at: number }[] = [];
   let fullyRefunded = false;
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const field = flat[i] ?? "";
     const value = flat[i + 1] ?? "";
     if (field.startsWith("e:")) linked.set(field.slice(2), linkShard(value));
+    else if (field.startsWith("d:")) dropped.push({ eventId: field.slice(2), at: Number(value) });
     else if (!field.startsWith("r:")) continue;
-    else if (value === "full") fullyRefunded = true;
-    else if (value.startsWith("{")) {
+    else if (value === "full") {
+      fullyRefunded = true;
+      recorded.push({ refundId: field.slice(2) });
+    } else if (value.startsWith("{")) {
       const stored = JSON.parse(value) as { m?: number; c?: string; i: [string, number][] };
       const priced = stored.m !== undefined && stored.c !== undefined;
-      if (priced) refunds.push({ minor: stored.m ?? 0, currency: stored.c ?? "" });
+      const amount = { minor: stored.m ?? 0, currency: stored.c ?? "" };
+      if (priced) refunds.push(amount);
       for (const [sku, quantity] of stored.i) returns.push({ sku, quantity, priced });
+      recorded.push({
+        refundId: field.slice(2),
+        ...(priced && { amount }),
+        items: stored.i.map(([sku, quantity]) => ({ sku, quantity })),
+      });
     } else {
       const [minor = "0", currency = ""] = value.split(" ");
-      refunds.push({ minor: Number(minor), currency });
+      const amount = { minor: Number(minor), currency };
+      refunds.push(amount);
+      recorded.push({ refundId: field.slice(2), amount });
     }
   }
   const events: OrderEvent[] = [...linked].map(([eventId, shard]) => ({ eventId, shard }));
@@ -209,5 +239,7 @@ function parseOrder(flat: readonly string[]): OrderRecord {
     refunds,
     returns,
     fullyRefunded,
+    recorded,
+    dropped,
   };
 }

@@ -187,6 +187,8 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** note-dropped-purchase.lua */
+  fuNoteDroppedPurchase(orderKey: string, eventId: string, at: number): Promise<number>;
   /** remember-latest-check-in.lua */
   fuRememberLatestCheckIn(latestKey: string, ref: string, expiresAt: number): Promise<number>;
   /** remember-check-in.lua */
@@ -303,6 +305,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "record-purchase": "fuRecordPurchase",
   "read-order": "fuReadOrder",
   "record-refund": "fuRecordRefund",
+  "note-dropped-purchase": "fuNoteDroppedPurchase",
   "take-cap-slot": "fuTakeCapSlot",
   "take-rate-slot": "fuTakeRateSlot",
   suppress: "fuSuppress",

@@ -287,6 +287,107 @@ describe("a purchase's refunds in its timeline", () => {
   });
 });
 
+describe("followups order of an order whose refunds arrived before its purchase", () => {
+  it("shows the refunds and what they will do, and then that the purchase came and was dropped", async () => {
+    const token = "ops-token-0123456789abc";
+    pipeline = await startPipeline("ops-refund-first", { env: { ADMIN_TOKENS: `ops:${token}` } });
+    const p = pipeline;
+    const refund = (id: string, orderId: string, extra: Record<string, unknown> = {}) =>
+      p.publisher.publish({
+        type: "purchase.refunded",
+        id,
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        orderId,
+        ...extra,
+      } as never);
+    // A partial refund (an amount and an item) of one order, a full one of another.
+    await refund("evt-rf-part", "ord-rf-part", {
+      amount: { amount: "100.00", currency: "GBP" },
+      items: [{ sku: "TV-1", quantity: 1 }],
+    });
+    await refund("evt-rf-full", "ord-rf-full");
+    expect(await eventProcessed(p, "evt-rf-part")).toBe("completed");
+    expect(await eventProcessed(p, "evt-rf-full")).toBe("completed");
+
+    const partial = await json<Record<string, unknown>>(p, (io) =>
+      runOrder("ord-rf-part", config(p), io),
+    );
+    expect(partial).toEqual({
+      orderId: "ord-rf-part",
+      purchaseArrived: false,
+      refunds: [
+        {
+          eventId: "evt-rf-part",
+          full: false,
+          amount: { amount: "100.00", currency: "GBP" },
+          items: [{ sku: "TV-1", quantity: 1 }],
+        },
+      ],
+      droppedPurchases: [],
+      awaitingPurchase: expect.stringMatching(
+        /^when its purchase arrives, its follow-ups are planned for what these refunds leave of it/,
+      ),
+      customer: null,
+      suppressions: null,
+      purchases: [],
+      audit: [],
+    });
+    const full = await json<Record<string, unknown>>(p, (io) =>
+      runOrder("ord-rf-full", config(p), io),
+    );
+    expect(full).toMatchObject({
+      purchaseArrived: false,
+      refunds: [{ eventId: "evt-rf-full", full: true, amount: null, items: [] }],
+      awaitingPurchase: expect.stringMatching(/nothing is planned for it/),
+    });
+    const text = await command(p, (io) => runOrder("ord-rf-full", { config: p.configDir }, io));
+    expect(text.code).toBe(0);
+    expect(text.out).toBe(
+      [
+        "Order ord-rf-full: its purchase has not arrived yet (refunds can arrive before it)",
+        "",
+        "Refunds recorded for the order:",
+        "  evt-rf-full: the whole order",
+        "",
+        "Then: the order is refunded in full: when its purchase arrives, nothing is planned for it (no follow-ups are sent) and nothing of it is kept.",
+        "",
+      ].join("\n"),
+    );
+    // The admin API answers with the same body.
+    const answer = await fetch(`${p.worker?.httpAddress}/admin/v1/orders/ord-rf-part`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toEqual(partial);
+
+    // The purchase comes, is dropped for the full refund, and the order says so.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rf-bought",
+        orderId: "ord-rf-full",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-rf" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-rf-bought")).toBe("completed");
+    const dropped = await json<Record<string, unknown>>(p, (io) =>
+      runOrder("ord-rf-full", config(p), io),
+    );
+    expect(dropped).toMatchObject({
+      purchaseArrived: true,
+      droppedPurchases: [{ eventId: "evt-rf-bought", arrivedAt: expect.any(String) }],
+      awaitingPurchase: null,
+      customer: null,
+    });
+    // An order with neither purchase nor refund is still not known.
+    await expect(command(p, (io) => runOrder("ord-none", config(p), io))).rejects.toMatchObject({
+      code: 1,
+      message: 'no order "ord-none" is known',
+    });
+  });
+});
+
 describe("followups cancel of a step being sent", () => {
   it("leaves one whose sender is alive, and cancels one whose sender died (its lease run out)", async () => {
     pipeline = await startPipeline("ops-cancel-sending");

@@ -155,6 +155,7 @@ describe("the store's Lua scripts", () => {
       "forget-customer",
       "join-thank-you",
       "link-purchase",
+      "note-dropped-purchase",
       "note-postponed",
       "opt-outs",
       "pack-address-index",
@@ -193,6 +194,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["revoke-code"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);

@@ -415,7 +415,15 @@ export class InMemorySuppressions implements DeliverySuppressions {
 
 /** An order with no refunds, read with the opt-outs `suppressions` answer. */
 export function ordersWithoutRefunds(suppressions: InMemorySuppressions): DeliveryDeps["orders"] {
-  const order = { events: [], eventIds: [], refunds: [], returns: [], fullyRefunded: false };
+  const order = {
+    events: [],
+    eventIds: [],
+    refunds: [],
+    returns: [],
+    fullyRefunded: false,
+    recorded: [],
+    dropped: [],
+  };
   return {
     get: async () => order,
     getWithOptOuts: async (_orderId, query) => ({ order, optedOut: suppressions.answer(query) }),
