@@ -4,7 +4,12 @@ import type {
   OrderTimeline,
   RefusedEvent,
 } from "../operations/operator-tools.js";
-import type { CustomerTimeline, TimelineAuditEntry, TimelineStep } from "../operations/timeline.js";
+import {
+  type CustomerTimeline,
+  STORED_DATA_WORDS,
+  type TimelineAuditEntry,
+  type TimelineStep,
+} from "../operations/timeline.js";
 import { formatTable } from "../reports/text-table.js";
 
 /** The timeline for people: who, how to reach them, their opt-outs, each purchase and its steps. */
@@ -32,7 +37,7 @@ export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): 
     lines.push(
       "",
       `Purchase ${purchase.eventId}, order ${purchase.orderId ?? "?"}, ${purchase.occurredAt ?? "time not stored"}, ${total}${refunded}`,
-      `  details stored: ${DATA_WORDS[purchase.data]}`,
+      `  details stored: ${STORED_DATA_WORDS[purchase.data]}`,
     );
     for (const item of purchase.items)
       lines.push(
@@ -154,12 +159,6 @@ export function renderRefusedText(refused: readonly RefusedEvent[]): string {
     ]),
   );
 }
-
-const DATA_WORDS = {
-  whole: "all (a follow-up is pending)",
-  kept: "first name, contact, items and prices (kept after the last follow-up)",
-  gone: "none (scrubbed after the retention period)",
-} as const;
 
 function stepNote(step: TimelineStep): string {
   const notes: string[] = [];

@@ -22,7 +22,7 @@ import {
   REFUSED_DEFAULT_LIMIT,
 } from "../operations/operator-tools.js";
 import type { MessagePreview } from "../operations/preview-step.js";
-import type { CustomerTimeline } from "../operations/timeline.js";
+import { type CustomerTimeline, STORED_DATA_WORDS } from "../operations/timeline.js";
 import { renderPlanTable } from "../reports/plan-table.js";
 import { renderReportHtml } from "../reports/render-report-html.js";
 import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
@@ -716,6 +716,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         t: timeline,
         orderId,
         consent,
+        dataWords: STORED_DATA_WORDS,
         back,
       },
       request,

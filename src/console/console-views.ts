@@ -116,7 +116,7 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 </section>
 {% for p in t.purchases %}<section aria-labelledby="p{{ forloop.index }}">
 <h2 id="p{{ forloop.index }}">Purchase {{ p.eventId }}</h2>
-<p>Order {{ p.orderId | default: "?" }}, {{ p.occurredAt | default: "time not stored" }}{% if p.total %}, {{ p.total.amount }} {{ p.total.currency }}{% endif %}{% if p.refunded %}, refunded ({{ p.refunded }}){% endif %}. Details stored: {{ p.data }}.</p>
+<p>Order {{ p.orderId | default: "?" }}, {{ p.occurredAt | default: "time not stored" }}{% if p.total %}, {{ p.total.amount }} {{ p.total.currency }}{% endif %}{% if p.refunded %}, refunded ({{ p.refunded }}){% endif %}. Details stored: {{ dataWords[p.data] }}.</p>
 {% if p.items.size > 0 %}<ul class="items">{% for item in p.items %}<li>{{ item.quantity }} × {{ item.name }} at {{ item.unitPrice.amount }} {{ item.unitPrice.currency }}</li>{% endfor %}</ul>{% endif %}
 <table>
 <caption>Follow-ups of purchase {{ p.eventId }}</caption>

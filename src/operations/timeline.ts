@@ -93,6 +93,13 @@ export interface TimelinePurchase {
   readonly steps: readonly TimelineStep[];
 }
 
+/** What `TimelinePurchase.data` means, in the words the CLI and the console show. */
+export const STORED_DATA_WORDS: Readonly<Record<TimelinePurchase["data"], string>> = {
+  whole: "all (a follow-up is pending)",
+  kept: "first name, contact, items and prices (kept after the last follow-up)",
+  gone: "none (scrubbed after the retention period)",
+};
+
 /** A channel's opt-out: of everything, of offers only, or none. */
 export type Suppression = "all" | "offers" | null;
 

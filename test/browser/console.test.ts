@@ -78,7 +78,8 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     pipeline = await startPipeline("console", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;
     const base = p.worker?.httpAddress ?? "";
-    const now = DateTime.utc().startOf("second");
+    // With milliseconds, as events may carry them: the console shows local times to the minute.
+    const now = DateTime.utc().set({ millisecond: 250 });
     await p.publisher.publish(
       purchaseInput({
         id: "evt-console",
@@ -127,6 +128,12 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
     }).toFormat("yyyy-MM-dd HH:mm");
     await expect(checkInRow.textContent()).resolves.toContain(localDue);
     await expect(checkInRow.textContent()).resolves.toContain("scheduled");
+    // With the customer's offset after it (a due time with milliseconds once showed ".250+0").
+    const offset = now.plus({ months: 3 }).setZone("Europe/London").toFormat("ZZ");
+    await expect(checkInRow.textContent()).resolves.toContain(`${localDue} ${offset}`);
+    await expect(page.textContent("main")).resolves.toContain(
+      "Details stored: all (a follow-up is pending).",
+    );
     // A step whose job waits past its due time says until when, on the customer's clock, and why.
     const waitsUntil = now.plus({ months: 3, hours: 10 });
     await p.store.notePostponed(
