@@ -330,6 +330,23 @@ describe.skipIf(SKIP)("the operator console in a browser", () => {
       /no customer (&quot;|&#34;)cus-nobody(&quot;|&#34;) is known/,
     );
     expect((await page.request.get(`${base()}/console/orders/ord-nothing`)).status()).toBe(404);
+    // An order known by its refund alone (it arrived before the purchase) says what will happen.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-early",
+      occurredAt: iso(DateTime.utc().startOf("second")),
+      orderId: "ord-later",
+    } as never);
+    await eventProcessed(p, "ref-early");
+    await page.goto(`${base()}/console/orders/ord-later`);
+    await page.getByRole("heading", { name: "Order ord-later" }).waitFor();
+    await expect(page.textContent("main")).resolves.toContain(
+      "Its purchase has not arrived yet (refunds can arrive before it).",
+    );
+    await expect(page.locator("main").getByRole("listitem").allTextContents()).resolves.toEqual([
+      "ref-early: the whole order",
+    ]);
+    await expectAccessible(page, "order without purchase");
     // Cancelling a step nobody knows, through the confirmation form.
     await page.goto(
       `${base()}/console/confirm?action=cancel&ref=evt-none/thank-you.thank-you&back=/console/search`,
