@@ -73,7 +73,8 @@ async function expectAccessible(page: Page, name: string): Promise<void> {
   }
 }
 
-describe.skipIf(SKIP)("the operator console in a browser", () => {
+// A worker, a browser and many pages per test: slower than the default 20 s allows on a busy machine.
+describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, () => {
   it("signs in, finds a customer by email, cancels a step, retries a failure and erases", async () => {
     pipeline = await startPipeline("console", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;

@@ -650,7 +650,8 @@ describe("followups simulate", () => {
   });
 });
 
-describe("the followups binary", () => {
+// Each test starts the CLI with tsx, which compiles it first: seconds each on a busy machine.
+describe("the followups binary", { timeout: 60_000 }, () => {
   it("wires `check` to its exit code: 0 for the shipped config, 1 for a broken one", async () => {
     const config = path.dirname(await writeTemp("bin-config/rules.yaml", BROKEN_RULES));
     const run = (configDir: string) =>
