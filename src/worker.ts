@@ -369,7 +369,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     spend,
     suppressions,
     ledger,
-    receipts,
     logger,
     now,
   });

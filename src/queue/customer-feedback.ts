@@ -151,9 +151,11 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
   };
 
   /**
-   * Keeps a reply to a step (appended, never overwriting an earlier one), indexes it for the
-   * reports, counts it once per receipt, and tells the owner alerts; undefined when the step's
-   * record is gone.
+   * Keeps a reply to a step (appended, never overwriting an earlier one) under the message it
+   * came in (`receipt`), indexes it for the reports, counts it once per receipt, and tells the
+   * owner alerts when this delivery counted it; undefined when the step's record is gone. Every
+   * part is idempotent by the receipt: copies delivered at once, and the retry of a delivery that
+   * failed half-way (after the append, before the count), file one reply, counted and alerted once.
    */
   const fileReply = async (
     step: StepRef,
@@ -161,28 +163,35 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     channel: "sms" | "email" | "voice",
     receipt: string,
   ): Promise<StepReply | undefined> => {
-    const receivedAt = deps.now();
     const { store, replies } = deps.shards.of(step.shard);
-    const n = await replies.add(step.eventId, step.stepId, { text, receivedAt, channel });
-    if (!n) return undefined;
+    const filed = await replies.add(
+      step.eventId,
+      step.stepId,
+      { text, receivedAt: deps.now(), channel },
+      receipt,
+    );
+    if (!filed) return undefined;
+    const { n, receivedAt } = filed;
     const reply: StepReply = {
       id: replyId({ eventId: step.eventId, stepId: step.stepId, n, shard: step.shard }),
       eventId: step.eventId,
       stepId: step.stepId,
       shard: step.shard,
       n,
-      text,
+      text: filed.text,
       receivedAt,
       channel,
     };
     await deps.smsReferences.recordReply({ ...step, n }, receivedAt, REPLY_RETENTION_MS);
     const recorded = (await store.stepRecords(step.eventId, [step.stepId])).get(step.stepId);
     const { kind, ruleId } = stepLabels(deps.rules(), step.stepId, recorded);
-    await deps.ledger.countOnce(
+    // The count writes the receipt: the one delivery that counts the reply alerts the owners.
+    const counted = await deps.ledger.countOnce(
       receipt,
       { outcome: "reply", channel, kind: kind === "unknown" ? "check-in" : kind, ruleId },
       receivedAt,
     );
+    if (!counted) return reply;
     await deps
       .onReply?.(reply)
       .catch((error: unknown) =>
@@ -339,17 +348,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return "ignored";
       }
-      // Claimed first, as a keypad answer is: copies delivered at once must not file (and alert)
-      // twice. The claim has its own key: fileReply counts the reply by the receipt.
-      const claim = `${receipt}:taken`;
-      if (!(await deps.receipts.claim(claim))) return "ignored";
-      let reply: StepReply | undefined;
-      try {
-        reply = await fileReply(checkIn, text, "sms", receipt);
-      } catch (error) {
-        await deps.receipts.release(claim);
-        throw error;
-      }
+      // Filed under its message id (fileReply): a copy delivered at once, or the retry of one that
+      // failed half-way, adds no second reply, count or alert.
+      const reply = await fileReply(checkIn, text, "sms", receipt);
       if (!reply) {
         await deps.receipts.remember(receipt);
         return "ignored";

@@ -19,7 +19,6 @@ import type { Shards } from "../store/shards.js";
 import type { StepRef } from "../store/sms-references.js";
 import type { StepReply } from "../store/step-replies.js";
 import type { SuppressionList } from "../store/suppression-list.js";
-import type { WebhookReceipts } from "../store/webhook-receipts.js";
 import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -41,7 +40,6 @@ export interface VoiceCallDeps {
   readonly spend: SpendDeps;
   /** Counts a call's end (in the global ledger). */
   readonly ledger: Pick<DeliveryLedger, "countOnce">;
-  readonly receipts: WebhookReceipts;
   readonly logger: Logger;
   /** Epoch ms now. */
   readonly now: () => number;
@@ -105,19 +103,10 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
       const { eventId, stepId, shard, recipient } = call.script;
       if (heard.kind === "score") {
-        // Claimed first: two copies of the webhook at once must not file (and alert) twice. The
-        // claim has its own key: the receipt is the one fileReply counts the reply by, once, and
-        // a receipt already written would leave the answer out of the reports' reply totals.
-        const claim = `call:${request.callSid}:answer-taken`;
-        if (await deps.receipts.claim(claim)) {
-          try {
-            const receipt = `call:${request.callSid}:answer`;
-            await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
-          } catch (error) {
-            await deps.receipts.release(claim);
-            throw error;
-          }
-        }
+        // Filed under the call's answer (fileReply): two copies of the webhook at once, or the
+        // retry of one that failed half-way, file (count and alert) one reply.
+        const receipt = `call:${request.callSid}:answer`;
+        await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
         await note(request, call, "answered");
       } else if (heard.kind === "stop") {
         const now = deps.now();

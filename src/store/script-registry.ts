@@ -98,7 +98,12 @@ export interface StoreCommands {
     keepMs: number,
   ): Promise<[number, number]>;
   /** add-reply.lua */
-  fuAddReply(recordKey: string, stepId: string, reply: string): Promise<number>;
+  fuAddReply(
+    recordKey: string,
+    stepId: string,
+    reply: string,
+    messageKey?: string,
+  ): Promise<[number, string]>;
   /** resolve-reply.lua */
   fuResolveReply(
     recordKey: string,

@@ -1,3 +1,4 @@
+import { hash } from "node:crypto";
 import { type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -31,6 +32,22 @@ interface StoredReply {
   at: number;
   c?: string;
   res?: { at: number; by: string; note?: string };
+}
+
+/** A reply as `add` filed it: appended now, or filed before under the same message (`repeat`). */
+export interface FiledReply {
+  readonly n: number;
+  readonly repeat: boolean;
+  readonly text: string;
+  readonly receivedAt: number;
+}
+
+/**
+ * What a reply is filed under in its event record: 12 characters of a digest of its message's id,
+ * whatever the id's length (an email's Message-ID may be long), so the field stays short.
+ */
+function messageKey(messageId: string): string {
+  return hash("sha256", messageId, "base64url").slice(0, 12);
 }
 
 /** Which reply of which step, of an event in which shard. */
@@ -77,19 +94,30 @@ export class StepReplies {
     this.keys = new StoreKeys(scope);
   }
 
-  /** Appends a reply; its number, or undefined when the step has no record (expired). */
+  /**
+   * Appends a reply; its number, or undefined when the step has no record (expired). A reply that
+   * names the message it came in (`messageId`, the provider's id or our webhook receipt) is filed
+   * under it in the same script: the same message again appends nothing and gets the reply filed
+   * before (`repeat`, with its text and time as stored), so a delivery that failed half-way after
+   * the append, and is retried, does what was left and files no second reply.
+   */
   async add(
     eventId: string,
     stepId: string,
     reply: { text: string; receivedAt: number; channel: string },
-  ): Promise<number | undefined> {
+    messageId?: string,
+  ): Promise<FiledReply | undefined> {
     const stored: StoredReply = { t: reply.text, at: reply.receivedAt, c: reply.channel };
-    const n = await this.redis.fuAddReply(
+    const [n, earlier] = await this.redis.fuAddReply(
       this.keys.eventRecord(eventId),
       stepId,
       JSON.stringify(stored),
+      messageId === undefined ? "" : messageKey(messageId),
     );
-    return n > 0 ? n : undefined;
+    if (n <= 0) return undefined;
+    if (earlier === "") return { n, repeat: false, text: reply.text, receivedAt: reply.receivedAt };
+    const filed = JSON.parse(earlier) as StoredReply;
+    return { n, repeat: true, text: filed.t, receivedAt: filed.at };
   }
 
   /** Every reply to the purchase's steps, by step id, in the order received. */

@@ -24,21 +24,6 @@ export class WebhookReceipts {
     return (await this.redis.exists(this.keys.webhookReceipt(receipt))) === 1;
   }
 
-  /**
-   * Takes a delivery for processing: true for the first of several copies arriving together, false
-   * for the rest and for a replay. For effects that must not happen twice even in parallel (a
-   * reply filed and alerted); on failure, `release` it so the provider's retry is processed.
-   */
-  async claim(receipt: string): Promise<boolean> {
-    const key = this.keys.webhookReceipt(receipt);
-    return (await this.redis.set(key, "1", "EX", RECEIPT_SECONDS, "NX")) === "OK";
-  }
-
-  /** Gives a claimed delivery back, after processing it failed. */
-  async release(receipt: string): Promise<void> {
-    await this.redis.del(this.keys.webhookReceipt(receipt));
-  }
-
   /** Marks a delivery processed; call it once its effects are stored. */
   async remember(receipt: string): Promise<void> {
     await this.redis.set(this.keys.webhookReceipt(receipt), "1", "EX", RECEIPT_SECONDS);

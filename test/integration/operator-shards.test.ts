@@ -272,7 +272,7 @@ describe("operator tools on four shards", () => {
 
   it("resolves a reply and previews a step in the event's shard", async () => {
     await buyInEveryShard();
-    const n = await stores.of(3).replies.add("evt-s3", CHECK_IN, {
+    const filed = await stores.of(3).replies.add("evt-s3", CHECK_IN, {
       text: "Broken on arrival",
       receivedAt: Date.now(),
       channel: "sms",
@@ -281,7 +281,7 @@ describe("operator tools on four shards", () => {
     const [reply] = timeline.purchases[0]?.steps[1]?.replies ?? [];
     expect(reply?.text).toBe("Broken on arrival");
     // As the timeline names it, and as an operator may type it without the shard.
-    const typed = `evt-s3/${CHECK_IN}/${n}`;
+    const typed = `evt-s3/${CHECK_IN}/${filed?.n}`;
     const resolved = await tools.resolve(reply?.id ?? typed, { by: "alice", note: "replaced" });
     expect(resolved.by).toBe("alice");
     await expect(tools.resolve(typed, { by: "bob" })).rejects.toMatchObject({ kind: "conflict" });

@@ -1,12 +1,10 @@
-import { readFile, writeFile } from "node:fs/promises";
-import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseDocument } from "yaml";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { withOwners } from "../support/rules-config.js";
 import { postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -16,13 +14,6 @@ afterEach(async () => {
 });
 
 const PHONE = "+447400765432";
-
-async function withOwners(configDir: string, owners: unknown[]): Promise<void> {
-  const file = path.join(configDir, "rules.yaml");
-  const doc = parseDocument(await readFile(file, "utf8"));
-  doc.setIn(["owners"], doc.createNode(owners));
-  await writeFile(file, doc.toString());
-}
 
 describe("unhappy replies reach the owner at once", () => {
   it("alerts the store's owner within seconds, bundles the rest of the window, and leaves happy replies alone", async () => {

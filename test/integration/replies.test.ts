@@ -7,6 +7,8 @@ import { runReport } from "../../src/cli/report-command.js";
 import { runResolve } from "../../src/cli/resolve-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
@@ -14,6 +16,7 @@ import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { ALERTED_OWNER, withOwners } from "../support/rules-config.js";
 import { postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -47,23 +50,25 @@ async function sms(p: PipelineHarness, body: string, sid: string): Promise<numbe
   return answer.status;
 }
 
+/** A TV bought three months ago (`evt-<name>`, by `cus-<name>`): its check-in SMS is due now. */
+async function publishTv(p: PipelineHarness, name: string): Promise<void> {
+  const occurredAt = DateTime.utc().startOf("second").setZone("Europe/London").minus({ months: 3 });
+  await p.publisher.publish(
+    purchaseInput({
+      id: `evt-${name}`,
+      orderId: `ord-${name}`,
+      occurredAt: occurredAt.toUTC().toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: `cus-${name}`, phone: PHONE, name: "Rhea Lane" },
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+}
+
 describe("replies to a check-in", () => {
   it("keeps every reply with its own id, reads YES as an answer, and resolves a complaint once", async () => {
     pipeline = await startPipeline("replies");
     const p = pipeline;
-    const now = DateTime.utc().startOf("second");
-    await p.publisher.publish(
-      purchaseInput({
-        id: "evt-reply",
-        orderId: "ord-reply",
-        occurredAt:
-          now.setZone("Europe/London").minus({ months: 3 }).toUTC().toISO({
-            suppressMilliseconds: true,
-          }) ?? "",
-        customer: { id: "cus-reply", phone: PHONE, name: "Rhea Lane" },
-        items: [item("televisions", "899.00")],
-      }) as never,
-    );
+    await publishTv(p, "reply");
     await p.twilio.waitForMessages(1);
     await eventually(async () => {
       const record = (await p.store.stepRecords("evt-reply", ["big-ticket.check-in"])).get(
@@ -178,5 +183,61 @@ describe("replies to a check-in", () => {
     expect(
       await keysHolding(p.redis, p.prefix, ["remote is broken", "new remote", "Rhea"]),
     ).toEqual([]);
+  });
+
+  it("files a reply that failed half-way, after it was appended, once when Twilio retries it: one reply, counted once, one alert", {
+    timeout: 60_000,
+  }, async () => {
+    pipeline = await startPipeline("replies-half-way", { startWorker: false });
+    const p = pipeline;
+    await withOwners(p.configDir, [ALERTED_OWNER]);
+    await p.startWorker();
+    const startedAt = Date.now();
+    await publishTv(p, "half");
+    await p.twilio.waitForMessages(1);
+    const references = new SmsReferences(p.redis, p.prefix);
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
+    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+    const shard = await p.shardOf("evt-half");
+    const repliesOf = async () =>
+      (await p.stores.of(shard).replies.ofEvent("evt-half")).get("big-ticket.check-in") ?? [];
+    const countedReplies = async () => {
+      const at = Date.now();
+      const hours = await new DeliveryLedger(p.redis, p.prefix).hours(
+        at - 7_200_000,
+        at + 3_600_000,
+      );
+      return [...sumHours(hours)].filter(([field]) => field.startsWith("reply|"));
+    };
+
+    // Redis refuses the write after the append: the index of replies by time is not a sorted set.
+    const index = new StoreKeys(p.prefix).replies();
+    await p.redis.set(index, "in the way");
+    const complaint = "The remote is broken, 1/10";
+    expect(await sms(p, complaint, "SMhalfway")).toBe(500);
+    // Half-way indeed: the reply is appended, neither counted nor alerted.
+    expect((await repliesOf()).map((r) => r.text)).toEqual([complaint]);
+    expect(await countedReplies()).toEqual([]);
+
+    // Redis takes writes again; Twilio retries the delivery, and later replays it once more.
+    await p.redis.del(index);
+    expect(await sms(p, complaint, "SMhalfway")).toBe(200);
+    expect(await sms(p, complaint, "SMhalfway")).toBe(200);
+    const [alert] = await p.sink.waitForMessages(1, 30_000);
+    expect(alert?.parsed.text).toContain(complaint);
+    expect(
+      (await repliesOf()).map((r) => [r.id, r.text]),
+      "one reply, filed once",
+    ).toEqual([
+      [replyId({ eventId: "evt-half", stepId: "big-ticket.check-in", n: 1, shard }), complaint],
+    ]);
+    expect(await countedReplies()).toEqual([["reply|sms|check-in|big-ticket", 1]]);
+    // Indexed for the reports as reply 1, once.
+    const indexed = await references.repliesBetween(startedAt - 60_000, Date.now() + 60_000);
+    expect(indexed.map((ref) => [ref.eventId, ref.n])).toEqual([["evt-half", 1]]);
+    const filedForAlerts = p.logs.filter(
+      (line) => line.msg === "unhappy reply filed for an owner's alert",
+    );
+    expect(filedForAlerts).toHaveLength(1);
   });
 });

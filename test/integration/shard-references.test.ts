@@ -377,7 +377,6 @@ describe("webhooks, refunds and reports", () => {
         onBudgetAlert: async () => {},
       },
       ledger,
-      receipts: new WebhookReceipts(redis, prefix),
       logger,
       now: () => Date.now(),
     });

@@ -388,7 +388,7 @@ describe("the store's Lua scripts", () => {
     expect(await redis.hexists(record(), "p0")).toBe(0);
     // Stopped: a reply that arrives after the erasure is not filed.
     expect(await redis.hget(record(), "stop")).toBe("erased: gone");
-    expect(await redis.fuAddReply(record(), "a", '{"t":"my new address is…"}')).toBe(0);
+    expect(await redis.fuAddReply(record(), "a", '{"t":"my new address is…"}')).toEqual([0, ""]);
     expect(Object.keys(await redis.hgetall(record())).filter((f) => f.startsWith("y"))).toEqual([]);
     // A record that is gone stays gone (no key without an expiry).
     expect(await redis.fuEraseEvent(keys.eventRecord("none"), purchase(), "erased: gone")).toBe(0);
@@ -560,9 +560,29 @@ describe("the store's Lua scripts", () => {
     const legacyStep = JSON.stringify({ s: "sent", d: NOW, c: "sms", rp: "All good", rt: NOW + 1 });
     await redis.hset(record(), "s:big-ticket.check-in", legacyStep, "s:other.step", legacyStep);
     const reply = (text: string) => JSON.stringify({ t: text, at: NOW + 5, c: "sms" });
-    expect(await redis.fuAddReply(record(), "big-ticket.check-in", reply("Broken, 2/10"))).toBe(2);
-    expect(await redis.fuAddReply(record(), "big-ticket.check-in", reply("Still broken"))).toBe(3);
-    expect(await redis.fuAddReply(record(), "no.step", reply("?"))).toBe(0);
+    expect(await redis.fuAddReply(record(), "big-ticket.check-in", reply("Broken, 2/10"))).toEqual([
+      2,
+      "",
+    ]);
+    expect(await redis.fuAddReply(record(), "big-ticket.check-in", reply("Still broken"))).toEqual([
+      3,
+      "",
+    ]);
+    expect(await redis.fuAddReply(record(), "no.step", reply("?"))).toEqual([0, ""]);
+    // Filed under its message: the same message again appends nothing and gets the reply as filed.
+    const flickers = reply("Screen flickers");
+    expect(await redis.fuAddReply(record(), "big-ticket.check-in", flickers, "msg-key-1")).toEqual([
+      4,
+      "",
+    ]);
+    expect(
+      await redis.fuAddReply(record(), "big-ticket.check-in", reply("a later copy"), "msg-key-1"),
+    ).toEqual([4, flickers]);
+    expect(
+      await redis.fuAddReply(record(), "big-ticket.check-in", reply("New"), "msg-key-2"),
+    ).toEqual([5, ""]);
+    expect(await redis.hget(record(), "yn:big-ticket.check-in")).toBe("5");
+    expect(await redis.hget(record(), "yr:big-ticket.check-in:msg-key-1")).toBe("4");
     expect(JSON.parse((await redis.hget(record(), "y:big-ticket.check-in:1")) ?? "{}")).toEqual({
       t: "All good",
       at: NOW + 1,
@@ -588,6 +608,13 @@ describe("the store's Lua scripts", () => {
     // Reply 1 of a step that only ever had the old kind is resolvable too.
     expect((await redis.fuResolveReply(record(), "other.step", 1, resolution))[0]).toBe(1);
     expect(await redis.hget(record(), "yn:other.step")).toBe("1");
+    // Erasure takes the replies and the messages they were filed under; their counts stay.
+    await redis.fuEraseEvent(record(), purchase(), "erased: gone");
+    expect(
+      Object.keys(await redis.hgetall(record()))
+        .filter((f) => f.startsWith("y"))
+        .sort(),
+    ).toEqual(["yn:big-ticket.check-in", "yn:other.step"]);
   });
 
   it("join-thank-you and close-thank-you: keep the group in the customer's history, the filing in the purchase's record, and take over a group of key layout 4", async () => {

@@ -5,7 +5,8 @@
   channel, kind, counts and the code of its reason; provider message ids (the latest and the
   earlier ones a resend or retry kept, `pid`), reason texts, delivery
   reports, the hash of the discount code it sent (`dc`: erasure revoked the code before) and
-  replies go (the step's replies `y:<stepId>:<n>` too, only their count `yn:` stays).
+  replies go (the step's replies `y:<stepId>:<n>` too, and the keys of the messages they came in,
+  `yr:`; only their count `yn:` stays).
   What remains is anonymous and lets a late job find its step ended. The record is stopped with
   ARGV[1] (stop-event.lua's marker): a step taken over from a dead sender is cancelled, not sent,
   and a reply that arrives later (add-reply.lua) is not filed.
@@ -35,7 +36,7 @@ for i = 1, #fields, 2 do
   if string.sub(fields[i], 1, 2) == 's:' then
     redis.call('HSET', KEYS[1], fields[i], encodeStep(scrubStep(decodeStep(fields[i + 1]))))
     scrubbed = scrubbed + 1
-  elseif string.sub(fields[i], 1, 2) == 'y:' then
+  elseif string.sub(fields[i], 1, 2) == 'y:' or string.sub(fields[i], 1, 3) == 'yr:' then
     redis.call('HDEL', KEYS[1], fields[i])
   end
 end
