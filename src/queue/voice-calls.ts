@@ -75,7 +75,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     /** The call was picked up (by a person or a machine): its first turn. */
     async answered(request: CallRequest): Promise<CallTurn> {
       const call = await deps.calls.get(request.followUpId);
-      if (!call) return HANG_UP;
+      if (!call || call.ended) return HANG_UP;
       // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
       const addressHash = call.script.recipient.replace(/^h:/, "");
       if (await deps.suppressions.isSuppressed("voice", { addressHash })) {
@@ -102,6 +102,9 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       if (!call) return HANG_UP;
       const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
       const { eventId, stepId, shard, recipient } = call.script;
+      // Posted after the final status callback (Twilio sends both as the customer hangs up, in
+      // no set order): a score or a 9 still counts; no answer leaves the outcome recorded.
+      if (call.ended && heard.kind !== "score" && heard.kind !== "stop") return HANG_UP;
       if (heard.kind === "score") {
         // Filed under the call's answer (fileReply): two copies of the webhook at once, or the
         // retry of one that failed half-way, file (count and alert) one reply.
@@ -133,8 +136,10 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     /**
      * Twilio's status callback: the call's final outcome on the step and, once per call, in the
      * ledger (`delivered` when it reached a person or a voicemail, else `undelivered` with the
-     * outcome as reason). The script is forgotten once the call is over. A callback about another
-     * call than the script's (an earlier attempt that Twilio placed after all) changes nothing.
+     * outcome as reason). The script is marked over (CallScripts.end), so a key press posted after
+     * this callback is still filed; a repeated final callback changes nothing. A callback about
+     * another call than the script's (an earlier attempt that Twilio placed after all) changes
+     * nothing either.
      */
     async status(
       request: CallRequest & { readonly callStatus: string; readonly durationSeconds?: number },
@@ -150,6 +155,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         call.script.answeringMachine,
       );
       if (!outcome) return "in-progress";
+      if (call.ended) return "recorded";
       const now = deps.now();
       const { eventId, stepId, shard } = call.script;
       const record = await deps.shards
@@ -183,7 +189,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         },
         now,
       );
-      await deps.calls.forget(request.followUpId);
+      await deps.calls.end(request.followUpId, call);
       return "recorded";
     },
   };

@@ -7,6 +7,11 @@ import type { RedisClient } from "./redis-client.js";
  * its callbacks late; after this the script (a first name and a message) is gone.
  */
 const SCRIPT_KEEP_MS = 2 * 24 * 3600_000;
+/**
+ * How long a call's record stays after Twilio reported it over: a key pressed as the customer hung
+ * up reaches the gather webhook in no set order with the final status callback, sometimes after.
+ */
+const ENDED_KEEP_MS = 3600_000;
 
 /** A stored script and what the call's webhooks recorded so far. */
 export interface StoredCall {
@@ -17,13 +22,15 @@ export interface StoredCall {
   readonly outcome?: CallOutcome;
   /** How often the question was asked again after a key that means nothing. */
   readonly repeats?: number;
+  /** Twilio reported the call over: its outcome is recorded, only a late answer may follow. */
+  readonly ended?: boolean;
 }
 
 /**
  * The scripts of voice calls in progress, keyed by follow-up id (the id in the callback URLs):
  * written before the call is placed, so the answer webhook finds it however soon it comes, and
- * deleted when Twilio reports the call over. Updates never bring a deleted script back, and
- * never outlive its expiry.
+ * kept an hour without its message once Twilio reports the call over (`end`), for a key press
+ * posted after that. Updates never bring a deleted script back, and never outlive its expiry.
  */
 export class CallScripts {
   private readonly keys: StoreKeys;
@@ -73,7 +80,25 @@ export class CallScripts {
     return answer === "OK";
   }
 
-  /** Forgets a call that is over (or never placed). */
+  /**
+   * Marks a call over (its outcome recorded): the message (a first name, what the call said) goes
+   * at once, the rest (step, language, the number's keyed hash, the outcome) an hour later, so a
+   * key press whose webhook comes after the final status callback is still filed and acted on.
+   * Nothing is written when the script is gone; its expiry is never moved later.
+   */
+  async end(followUpId: string, call: StoredCall): Promise<void> {
+    const key = this.keys.callScript(followUpId);
+    const ended: StoredCall = { ...call, script: { ...call.script, text: "" }, ended: true };
+    const results = await this.redis
+      .multi()
+      .set(key, JSON.stringify(ended), "KEEPTTL", "XX")
+      .pexpire(key, ENDED_KEEP_MS, "LT")
+      .exec();
+    const failed = results?.find(([error]) => error)?.[0];
+    if (failed) throw failed;
+  }
+
+  /** Forgets a call that was never placed, or whose customer was erased as it was placed. */
   async forget(followUpId: string): Promise<void> {
     await this.redis.del(this.keys.callScript(followUpId));
   }

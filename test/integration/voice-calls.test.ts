@@ -9,6 +9,7 @@ import { parseDocument } from "yaml";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -429,6 +430,71 @@ describe("a voice check-in call", () => {
       expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "opted-out"]);
     }
     expect(p.twilio.messages).toEqual([]);
+  });
+  it("files a key pressed as the call ended even when its webhook comes after the final status callback, and a late 9 still stops calls and texts", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-late-answer", "evt-late");
+    const answered = async (id: string, sid: string) =>
+      postTwilio(p, callRoute("answer", id), {
+        CallSid: sid,
+        CallStatus: "in-progress",
+        AnsweredBy: "human",
+      });
+    const ended = async (id: string, sid: string) =>
+      postTwilio(p, callRoute("status", id), {
+        CallSid: sid,
+        CallStatus: "completed",
+        AnsweredBy: "human",
+        CallDuration: "12",
+      });
+    expect((await answered(followUpId, callSid)).status).toBe(200);
+    // The customer presses 2 and hangs up at once: Twilio posts the call's end and the key press
+    // in no set order, and here the end comes first.
+    expect((await ended(followUpId, callSid)).status).toBe(204);
+    expect((await stepRecord(p, "evt-late", CALL_STEP))?.delivery).toEqual({
+      status: "answered-no-score",
+    });
+    const late = await postTwilio(p, callRoute("gather", followUpId), {
+      CallSid: callSid,
+      Digits: "2",
+    });
+    expect(late.status).toBe(200);
+    const shard = await p.shardOf("evt-late");
+    const replies = (await p.stores.of(shard).replies.ofEvent("evt-late")).get(CALL_STEP);
+    expect(replies?.map((r) => [r.text, r.channel])).toEqual([["Keypad: 2/5", "voice"]]);
+    expect((await stepRecord(p, "evt-late", CALL_STEP))?.delivery).toEqual({ status: "answered" });
+    // What the call said (the customer's name) went when the call ended; the rest goes an hour at most.
+    const script = new StoreKeys(p.prefix).callScript(followUpId);
+    expect(await p.redis.get(script)).not.toContain("Nina");
+    expect(await p.redis.pttl(script)).toBeGreaterThan(0);
+    expect(await p.redis.pttl(script)).toBeLessThanOrEqual(3_600_000);
+    const at = Date.now();
+    const counted = sumHours(
+      await new DeliveryLedger(p.redis, p.prefix).hours(at - 7_200_000, at + 3_600_000),
+    );
+    expect([...counted].filter(([field]) => field.startsWith("reply|"))).toEqual([
+      ["reply|voice|check-in|big-ticket", 1],
+    ]);
+    // The call counted once as delivered, however late its answer.
+    expect([...counted].filter(([field]) => field.startsWith("delivered|voice"))).toEqual([
+      [expect.stringMatching(/^delivered\|voice\|check-in\|big-ticket/), 1],
+    ]);
+
+    // A second call: the customer presses 9, and that webhook too comes after the call's end.
+    await publishTv(p, "evt-late-stop");
+    const stopId = followUpJobId("evt-late-stop", CALL_STEP);
+    const second = (await p.twilio.waitForCalls(2, 15_000))[1]?.sid ?? "";
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-late-stop", CALL_STEP))?.state === "sent" ? true : undefined,
+      "the second call step to be sent",
+    );
+    await answered(stopId, second);
+    expect((await ended(stopId, second)).status).toBe(204);
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(false);
+    await postTwilio(p, callRoute("gather", stopId), { CallSid: second, Digits: "9" });
+    expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
   });
 });
 
