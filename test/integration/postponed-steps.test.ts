@@ -111,9 +111,10 @@ describe("a follow-up postponed by the customer's frequency cap", () => {
       dueAt: new Date(record?.dueAt ?? 0).toISOString(),
       postponed: {
         until: new Date(until).toISOString(),
-        untilLocal: DateTime.fromMillis(until, { zone: "Europe/London" }).toISO({
-          suppressMilliseconds: true,
-        }),
+        // To the second, as every local time of a timeline.
+        untilLocal: DateTime.fromMillis(until, { zone: "Europe/London" })
+          .startOf("second")
+          .toISO({ suppressMilliseconds: true }),
         code: "frequency-cap",
         why: "the customer's frequency cap is reached",
       },
@@ -125,9 +126,9 @@ describe("a follow-up postponed by the customer's frequency cap", () => {
     expect(sentStep).toMatchObject({ state: "sent", postponed: null });
 
     const text = await customerCommand(p, false);
-    const local = DateTime.fromMillis(until, { zone: "Europe/London" }).toISO({
-      suppressMilliseconds: true,
-    });
+    const local = DateTime.fromMillis(until, { zone: "Europe/London" })
+      .startOf("second")
+      .toISO({ suppressMilliseconds: true });
     expect(text).toContain(`${waiting.id}/${THANK_YOU}`);
     expect(text).toContain(`postponed to ${local}: the customer's frequency cap is reached`);
 
