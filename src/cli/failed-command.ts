@@ -1,7 +1,7 @@
 import { DateTime } from "luxon";
 import { CHANNELS } from "../domain/events.js";
 import { loadRulesForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { CommandError, type CommandIo, EXIT, numberFlag } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
 import { renderFailedText } from "./operator-text.js";
 
@@ -15,6 +15,9 @@ export interface FailedOptions {
   readonly json?: boolean;
 }
 
+/** The longest `--wait`: an hour. */
+const MAX_WAIT_SECONDS = 3600;
+
 /**
  * `followups failed`: failed follow-ups with their reasons in plain words; `--retry` queues them
  * again for real, and `--wait` then waits for them and says how many went out or failed again.
@@ -25,15 +28,15 @@ export async function runFailed(options: FailedOptions, io: CommandIo): Promise<
       `--channel: expected email, sms or voice, got ${JSON.stringify(options.channel)}`,
       EXIT.usage,
     );
-  const waitSeconds = options.wait === undefined ? undefined : Number(options.wait);
-  if (
-    waitSeconds !== undefined &&
-    !(Number.isFinite(waitSeconds) && waitSeconds > 0 && waitSeconds <= 3600)
-  )
-    throw new CommandError(
-      `--wait: expected seconds from 1 to 3600, got ${JSON.stringify(options.wait)}`,
-      EXIT.usage,
-    );
+  const waitSeconds =
+    options.wait === undefined
+      ? undefined
+      : numberFlag(
+          "--wait",
+          options.wait,
+          { min: 0, aboveMin: true, max: MAX_WAIT_SECONDS, fraction: true },
+          `a number of seconds above 0 and at most ${MAX_WAIT_SECONDS}, in digits with an optional fraction (such as 2 or 0.5)`,
+        );
   if (waitSeconds !== undefined && !options.retry)
     throw new CommandError("--wait goes with --retry", EXIT.usage);
   const zone = (await loadRulesForCommand(options.config)).defaults.timezone;

@@ -36,6 +36,38 @@ export class CommandError extends Error {
   }
 }
 
+/** What a number flag takes: a range, and whether a fraction is written (`0.5`) or only digits. */
+export interface NumberFlagBounds {
+  readonly min: number;
+  readonly max: number;
+  /** Digits with an optional fraction (`2`, `0.5`), not only digits. */
+  readonly fraction?: boolean;
+  /** `min` itself is refused: the value must be above it. */
+  readonly aboveMin?: boolean;
+}
+
+/**
+ * A command's number flag, as written: digits (`--days 30`), or with `fraction` digits and an
+ * optional fraction (`--wait 0.5`). Number() would also read `0x10`, `1e3`, ` 5 ` or an empty
+ * string; those are refused, as is a value out of bounds, with the flag and what it expects.
+ */
+export function numberFlag(
+  flag: string,
+  text: string | undefined,
+  bounds: NumberFlagBounds,
+  expected = `a whole number from ${bounds.min} to ${bounds.max}`,
+): number {
+  const written = (bounds.fraction ? /^\d+(?:\.\d+)?$/ : /^\d+$/).test(text ?? "");
+  const value = written ? Number(text) : Number.NaN;
+  const fromMin = bounds.aboveMin ? value > bounds.min : value >= bounds.min;
+  if (!(fromMin && value <= bounds.max))
+    throw new CommandError(
+      `${flag}: expected ${expected}, got ${JSON.stringify(text)}`,
+      EXIT.usage,
+    );
+  return value;
+}
+
 /**
  * Reads a file argument, or standard input for "-", as UTF-8 text without a byte order mark.
  * Text in another encoding is refused, not read with U+FFFD for what it cannot decode: a name

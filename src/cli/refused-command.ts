@@ -1,5 +1,5 @@
 import { REFUSED_MAX_LIMIT } from "../operations/operator-tools.js";
-import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { type CommandIo, EXIT, numberFlag } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
 import { renderRefusedText } from "./operator-text.js";
 
@@ -16,13 +16,7 @@ export interface RefusedOptions {
  * after a failure that was not the event's) takes it in.
  */
 export async function runRefused(options: RefusedOptions, io: CommandIo): Promise<number> {
-  const limit = /^\d+$/.test(options.limit) ? Number(options.limit) : Number.NaN;
-  if (!(limit >= 1 && limit <= REFUSED_MAX_LIMIT)) {
-    throw new CommandError(
-      `--limit: expected a whole number from 1 to ${REFUSED_MAX_LIMIT}, got ${JSON.stringify(options.limit)}`,
-      EXIT.usage,
-    );
-  }
+  const limit = numberFlag("--limit", options.limit, { min: 1, max: REFUSED_MAX_LIMIT });
   const refused = await withOperatorTools(options.config, (tools) => tools.refusedEvents(limit));
   io.out(options.json ? `${JSON.stringify({ refused })}\n` : renderRefusedText(refused));
   return EXIT.ok;

@@ -2,7 +2,7 @@ import { MAX_SHARDS } from "../domain/shard-spec.js";
 import { MoveRefused } from "../operations/job-moves.js";
 import { type ReshardResult, reshard } from "../operations/reshard.js";
 import { commandRedis, refuseIfMoved } from "./command-redis.js";
-import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { CommandError, type CommandIo, EXIT, numberFlag } from "./io.js";
 import { operatorName } from "./operator-session.js";
 
 export interface ReshardOptions {
@@ -17,12 +17,12 @@ export interface ReshardOptions {
  * worker stopped, moving each customer and their purchases to their shard under the new count.
  */
 export async function runReshard(options: ReshardOptions, io: CommandIo): Promise<number> {
-  const to = Number(options.to);
-  if (!/^\d+$/.test(options.to ?? "") || to < 1 || to > MAX_SHARDS)
-    throw new CommandError(
-      `--to: expected the new shard count, a whole number from 1 to ${MAX_SHARDS}, got ${JSON.stringify(options.to)}`,
-      EXIT.usage,
-    );
+  const to = numberFlag(
+    "--to",
+    options.to,
+    { min: 1, max: MAX_SHARDS },
+    `the new shard count, a whole number from 1 to ${MAX_SHARDS}`,
+  );
   const { redis, prefix, env } = await commandRedis();
   await refuseIfMoved(redis, prefix);
   try {

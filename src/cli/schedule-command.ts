@@ -1,5 +1,5 @@
 import { renderScheduleText } from "../reports/pending-schedule.js";
-import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { type CommandIo, EXIT, numberFlag } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
 
 export interface ScheduleOptions {
@@ -19,13 +19,7 @@ const MAX_DAYS = 400;
  * show them.
  */
 export async function runSchedule(options: ScheduleOptions, io: CommandIo): Promise<number> {
-  const days = /^\d+$/.test(options.days) ? Number(options.days) : Number.NaN;
-  if (!(days >= 1 && days <= MAX_DAYS)) {
-    throw new CommandError(
-      `--days: expected a whole number from 1 to ${MAX_DAYS}, got ${JSON.stringify(options.days)}`,
-      EXIT.usage,
-    );
-  }
+  const days = numberFlag("--days", options.days, { min: 1, max: MAX_DAYS });
   const { rows, zone } = await withOperatorTools(options.config, async (tools, rules) => ({
     rows: await tools.schedule(days),
     zone: rules.defaults.timezone,

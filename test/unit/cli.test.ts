@@ -7,6 +7,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCheck } from "../../src/cli/check-command.js";
 import { commandEnv } from "../../src/cli/command-redis.js";
+import { runFailed } from "../../src/cli/failed-command.js";
 import { CommandError, type CommandIo, EXIT } from "../../src/cli/io.js";
 import { runPlan } from "../../src/cli/plan-command.js";
 import { runSimulate } from "../../src/cli/simulate-command.js";
@@ -507,6 +508,50 @@ describe("followups check", () => {
     const { io, output } = memoryIo();
     expect(await runCheck(config, io)).toBe(EXIT.invalid);
     expect(output.err).toBe(`${config}/rules.yaml file not found\n1 problem found.\n`);
+  });
+});
+
+describe("followups failed --wait", () => {
+  // A refused value stops before Redis; one read wrongly would reach this port, where nothing listens.
+  const savedUrl = process.env.REDIS_URL;
+  beforeAll(() => {
+    process.env.REDIS_URL = "redis://127.0.0.1:1";
+  });
+  afterAll(() => {
+    if (savedUrl === undefined) delete process.env.REDIS_URL;
+    else process.env.REDIS_URL = savedUrl;
+  });
+  const failed = (wait: string, retry = true) =>
+    runFailed({ config: SHIPPED_CONFIG_DIR, wait, retry }, memoryIo().io);
+
+  it("refuses anything but decimal seconds above 0 and up to 3600, naming the flag, exit 2", async () => {
+    // Number() reads all of these (as 16, 1000, 5, 0, 0.5, 5, 1): not seconds as written.
+    for (const wait of [
+      "0x10",
+      "1e3",
+      " 5 ",
+      "",
+      ".5",
+      "5.",
+      "+1",
+      "-1",
+      "0",
+      "0.0",
+      "3600.5",
+      "two",
+    ])
+      await expect(failed(wait)).rejects.toMatchObject({
+        code: EXIT.usage,
+        message: `--wait: expected a number of seconds above 0 and at most 3600, in digits with an optional fraction (such as 2 or 0.5), got ${JSON.stringify(wait)}`,
+      });
+  });
+
+  it("takes whole and fractional seconds (read before it says --wait needs --retry)", async () => {
+    for (const wait of ["2", "0.5", "3600", "007.25"])
+      await expect(failed(wait, false)).rejects.toMatchObject({
+        code: EXIT.usage,
+        message: "--wait goes with --retry",
+      });
   });
 });
 
