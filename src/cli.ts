@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
 import { runCheck } from "./cli/check-command.js";
@@ -32,10 +33,17 @@ function wholeNumber(text: string): number {
   return Number(text);
 }
 
+/** The package's version, from the package.json beside src/ and dist/ (the image copies it too). */
+function packageVersion(): string {
+  const file = new URL("../package.json", import.meta.url);
+  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+}
+
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
 const program = new Command()
   .name("followups")
   .description("Turns purchase events into well-timed customer follow-ups.")
+  .version(packageVersion(), "-V, --version", "print the version and exit")
   .showHelpAfterError()
   .exitOverride();
 

@@ -723,6 +723,27 @@ describe("the followups binary", { timeout: 60_000 }, () => {
     );
   });
 
+  it("`--version` and `-V` print the package's version and exit 0; `--help` lists them", async () => {
+    const { version } = JSON.parse(await readFile("package.json", "utf8")) as { version: string };
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
+        encoding: "utf8",
+      }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (error: { code: number; stdout: string; stderr: string }) => error,
+      );
+    const [long, short, help] = await Promise.all([
+      run(["--version"]),
+      run(["-V"]),
+      run(["--help"]),
+    ]);
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(long).toEqual({ code: 0, stdout: `${version}\n`, stderr: "" });
+    expect(short).toEqual({ code: 0, stdout: `${version}\n`, stderr: "" });
+    expect([help.code, help.stderr]).toEqual([0, ""]);
+    expect(help.stdout).toMatch(/^ {2}-V, --version +print the version and exit$/m);
+  });
+
   it("`check` on an alias bomb prints the located problem, no stack trace, and exits 1", async () => {
     const config = path.dirname(await writeTemp("bin-bomb-config/rules.yaml", ALIAS_BOMB));
     const result = await promisify(execFile)(
