@@ -244,7 +244,13 @@ const envFields = z.object({
   ),
   HTTP_HOST: z.preprocess(emptyAsUnset, z.string().default("0.0.0.0")),
   HTTP_PORT: wholeNumber(8080, { min: 0, max: 65_535 }),
-  HTTP_BODY_LIMIT: positiveInt(65_536),
+  /**
+   * The largest body of POST /v1/events. The largest event the contract admits is about 1.9 MB
+   * as compact JSON (500 items with every text at its bound, each character written as a \u
+   * escape, as Python's json.dumps writes any non-ASCII one; about 0.97 MB in raw UTF-8): 4 MiB
+   * leaves room. The other routes read at most 64 KiB (http-server.ts).
+   */
+  HTTP_BODY_LIMIT: positiveInt(4 * 1024 * 1024),
   API_TOKEN: bearerToken(),
   TILL_TOKEN: bearerToken(),
   ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),

@@ -131,6 +131,7 @@ export interface HttpDeps {
     readonly unsubscribeSecret?: string;
     /** Shop name shown on the unsubscribe page. */
     readonly shopName?: string;
+    /** HTTP_BODY_LIMIT: the largest body of POST /v1/events (other routes: at most 64 KiB). */
     readonly bodyLimitBytes: number;
     /** INBOUND_EMAIL_TOKEN; when undefined POST /webhooks/email/inbound answers 503. */
     readonly inboundEmailToken?: string;

@@ -19,6 +19,14 @@ import { type HttpDeps, UnavailableError } from "./http-deps.js";
 import { registerTwilioRoutes } from "./twilio-routes.js";
 import { unsubscribeRoutes } from "./unsubscribe-routes.js";
 
+/**
+ * The most a route other than POST /v1/events reads (HTTP_BODY_LIMIT when smaller): Twilio's
+ * webhooks, the unsubscribe page and the console take forms of a few kilobytes, and read the
+ * body before they can tell a caller they do not know. Events are larger, and their route checks
+ * the API token before it reads a byte. The inbound email webhook has INBOUND_EMAIL_MAX_BYTES.
+ */
+export const OTHER_ROUTES_BODY_LIMIT = 64 * 1024;
+
 /** Routes polled by orchestrators and scrapers: logged at debug so they do not drown the rest. */
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
 
@@ -32,7 +40,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const app = fastify({
     loggerInstance: deps.logger.child({ component: "http" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: deps.settings.bodyLimitBytes,
+    bodyLimit: Math.min(deps.settings.bodyLimitBytes, OTHER_ROUTES_BODY_LIMIT),
     // Room for a mangled link to reach the token check and get the HTML answer; beyond, 414.
     routerOptions: { maxParamLength: 2 * MAX_UNSUBSCRIBE_TOKEN_LENGTH },
     return503OnClosing: true,
@@ -102,7 +110,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     if (status === 413) {
       return reply
         .code(413)
-        .send({ error: `request body is larger than ${deps.settings.bodyLimitBytes} bytes` });
+        .send({ error: `request body is larger than ${request.routeOptions.bodyLimit} bytes` });
     }
     return reply.code(status).send({ error: clientErrorMessage(error, status) });
   });
@@ -152,7 +160,9 @@ function registerEventRoute(app: FastifyInstance, deps: HttpDeps): void {
     }
   };
 
-  app.post("/v1/events", { onRequest: authorize }, async (request, reply) => {
+  // The whole of HTTP_BODY_LIMIT: read only once the token is checked (onRequest).
+  const bodyLimit = deps.settings.bodyLimitBytes;
+  app.post("/v1/events", { onRequest: authorize, bodyLimit }, async (request, reply) => {
     const result = await deps.acceptEvent(request.body);
     if (!result.ok && "reusedId" in result) {
       request.log.info({ eventId: result.reusedId }, "refused an event id used for another event");
