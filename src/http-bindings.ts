@@ -8,6 +8,8 @@ import {
   type HttpDeps,
   UnavailableError,
 } from "./http/http-deps.js";
+import { MAX_SPOOLED_WEBHOOKS, type WebhookSpool } from "./http/webhook-spool.js";
+import type { Logger } from "./logger.js";
 import type { FollowUpMetrics } from "./metrics.js";
 import {
   OPERATOR_ERROR_STATUS,
@@ -212,4 +214,48 @@ export function failFast(redis: RedisClient) {
         work.catch(() => undefined);
       }
     };
+}
+
+/**
+ * POST /webhooks/twilio/inbound while Redis is away: Twilio does not send a webhook again after a
+ * 5xx, so a verified message (a STOP above all) is written to the spool and answered 200, to be
+ * handled once Redis is back (createSpoolReplay). A spool that is full or cannot be written
+ * leaves today's 503.
+ */
+export function spoolWhenUnavailable(deps: {
+  readonly handle: HttpDeps["inboundSms"];
+  readonly spool: Pick<WebhookSpool, "add" | "dir">;
+  readonly now: () => number;
+  readonly logger: Logger;
+}): HttpDeps["inboundSms"] {
+  return async (message) => {
+    const receivedAt = deps.now();
+    try {
+      return await deps.handle(message);
+    } catch (error) {
+      if (!(error instanceof UnavailableError)) throw error;
+      let file: string | false;
+      try {
+        file = await deps.spool.add({ receivedAt, message });
+      } catch (spoolError) {
+        deps.logger.error(
+          { err: spoolError, dir: deps.spool.dir },
+          "cannot write an inbound SMS to the webhook spool (WEBHOOK_SPOOL_DIR): answering 503",
+        );
+        throw error;
+      }
+      if (file === false) {
+        deps.logger.error(
+          { dir: deps.spool.dir, maxFiles: MAX_SPOOLED_WEBHOOKS },
+          "the webhook spool is full: answering 503",
+        );
+        throw error;
+      }
+      deps.logger.warn(
+        { file, messageSid: message.messageSid },
+        "Redis is unavailable: inbound SMS spooled to disk, handled once Redis is back",
+      );
+      return "spooled";
+    }
+  };
 }

@@ -8,6 +8,8 @@ const CLOSE_RESERVE_MS = 1_000;
 /** What the worker closes, in order. */
 export interface ClosingParts {
   readonly watcher: { close(): void } | undefined;
+  /** The webhook spool's replay: stopped first, so it starts nothing new on closing connections. */
+  readonly spoolReplay?: { stop(): Promise<void> };
   readonly http: FastifyInstance | undefined;
   /** The main connection: whether Redis is there decides how long jobs are waited for. */
   readonly redis: RedisClient;
@@ -37,6 +39,10 @@ export async function closeWithin(
   const left = (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now());
   const reserveMs = Math.min(CLOSE_RESERVE_MS, timeoutMs / 4);
   watcher?.close();
+  // A file being replayed finishes (bounded: its handling fails fast without Redis); no next one.
+  const replayStopped = parts.spoolReplay
+    ? settlesWithin(parts.spoolReplay.stop(), left(reserveMs))
+    : true;
   // Stops listening at once; requests in flight finish while the workers stop.
   const httpClosed = http ? settlesWithin(http.close(), left(reserveMs)) : true;
   // Jobs in flight may finish while Redis is up; with Redis away (or once it goes) they
@@ -72,6 +78,7 @@ export async function closeWithin(
     logger.warn("HTTP requests did not finish in time; closing their connections");
     http.server.closeAllConnections();
   }
+  if (!(await replayStopped)) logger.warn("the webhook spool's replay did not stop in time");
   if (!(await settlesWithin(closeConnections(), left()))) {
     logger.warn(
       { timeoutMs: timeoutMs, redis: redis.status },

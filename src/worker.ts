@@ -15,8 +15,17 @@ import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
 import { parseServedShards } from "./domain/shard-spec.js";
 import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domain/spend.js";
+import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
-import { acceptEventWith, adminApiWith, failFast, readinessWith } from "./http-bindings.js";
+import { createSpoolReplay } from "./http/spool-replay.js";
+import { WebhookSpool } from "./http/webhook-spool.js";
+import {
+  acceptEventWith,
+  adminApiWith,
+  failFast,
+  readinessWith,
+  spoolWhenUnavailable,
+} from "./http-bindings.js";
 import type { Logger } from "./logger.js";
 import { FollowUpMetrics } from "./metrics.js";
 import { createOperatorTools } from "./operations/operator-tools.js";
@@ -66,7 +75,7 @@ import {
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
-import { duplicateClient, type RedisClient } from "./store/redis-client.js";
+import { duplicateClient, isRedisUnavailable, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait } from "./store/replica-wait.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { claimShardCount, Shards, shardStores, startRefusal } from "./store/shards.js";
@@ -791,6 +800,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     onErased: () => metrics.erasures.inc(),
   });
   let httpAddress: string | undefined;
+  // Inbound SMS taken while Redis was away, handled once it is back (also those of a former run).
+  const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
+  const spoolReplay = createSpoolReplay({
+    spool: webhookSpool,
+    handle: failFast(redis)(({ receivedAt, message }) =>
+      feedback.inboundSms({ ...message, receivedAt }),
+    ),
+    redisReady: () => redis.status === "ready",
+    isRedisAway: (error) => error instanceof UnavailableError || isRedisUnavailable(error, redis),
+    logger,
+  });
   if (env.HTTP_ENABLED === "true") {
     // Webhooks, tills and unsubscribe links work on the jobs' connection, which waits for Redis:
     // their answers are bounded (503 at once while Redis is away).
@@ -812,7 +832,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           request.scope,
         ),
       ),
-      inboundSms: bounded((message) => feedback.inboundSms(message)),
+      inboundSms: spoolWhenUnavailable({
+        handle: bounded((message) => feedback.inboundSms(message)),
+        spool: webhookSpool,
+        now,
+        logger,
+      }),
       smsStatus: bounded((update) => feedback.smsStatus(update)),
       inboundEmail: bounded((raw) => feedback.inboundEmail(raw)),
       voiceCall: {
@@ -885,6 +910,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
   }
 
+  spoolReplay.start();
   logger.info(
     {
       transports: Object.entries(channels)
@@ -921,6 +947,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     close() {
       closing ??= closeWithin(env.SHUTDOWN_TIMEOUT_MS, logger, {
         watcher,
+        spoolReplay,
         http,
         redis,
         connections,

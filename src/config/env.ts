@@ -169,6 +169,7 @@ const envFields = z.object({
   ),
   CONFIG_DIR: z.preprocess(emptyAsUnset, z.string().default("config")),
   OUTBOX_DIR: z.preprocess(emptyAsUnset, z.string().default("var/outbox")),
+  WEBHOOK_SPOOL_DIR: z.preprocess(emptyAsUnset, z.string().default("var/spool/webhooks")),
   SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
   SMTP_MAX_CONNECTIONS: positiveInt(3),
   SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),

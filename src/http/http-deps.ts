@@ -76,14 +76,17 @@ export interface HttpDeps {
     /** Offers only (`marketing`), or every follow-up on the channel. */
     scope: "marketing" | "all";
   }): Promise<void>;
-  /** An inbound SMS: returns what was done so the route can answer. */
+  /**
+   * An inbound SMS: returns what was done so the route can answer; `spooled` when Redis was away
+   * and the message waits on disk (WEBHOOK_SPOOL_DIR) to be handled once it is back.
+   */
   inboundSms(message: {
     from: string;
     body: string;
     messageSid: string;
     /** How many pictures or files an MMS carried (NumMedia), when any. */
     media?: number;
-  }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored">;
+  }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored" | "spooled">;
   /**
    * An inbound email (raw MIME): an unsubscribe by List-Unsubscribe's mailto, or a reply recorded
    * against the follow-up it answers.

@@ -162,12 +162,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     text: string,
     channel: "sms" | "email" | "voice",
     receipt: string,
+    /** When it came in, if not now (a webhook replayed from the spool). */
+    cameIn = deps.now(),
   ): Promise<StepReply | undefined> => {
     const { store, replies } = deps.shards.of(step.shard);
     const filed = await replies.add(
       step.eventId,
       step.stepId,
-      { text, receivedAt: deps.now(), channel },
+      { text, receivedAt: cameIn, channel },
       receipt,
     );
     if (!filed) return undefined;
@@ -301,12 +303,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       messageSid: string;
       /** How many pictures or files an MMS carried. */
       media?: number;
+      /** When it came in, if not now (replayed from the webhook spool). */
+      receivedAt?: number;
     }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored"> {
       const receipt = `in:${message.messageSid}`;
       if (await deps.receipts.seen(receipt)) return "ignored";
       const keyword = smsKeyword(message.body);
       if (keyword === "opt-out") {
-        const now = deps.now();
+        const now = message.receivedAt ?? deps.now();
         for (const channel of PHONE_CHANNELS) {
           await deps.suppressions.suppress(
             channel,
@@ -350,7 +354,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       }
       // Filed under its message id (fileReply): a copy delivered at once, or the retry of one that
       // failed half-way, adds no second reply, count or alert.
-      const reply = await fileReply(checkIn, text, "sms", receipt);
+      const reply = await fileReply(checkIn, text, "sms", receipt, message.receivedAt);
       if (!reply) {
         await deps.receipts.remember(receipt);
         return "ignored";

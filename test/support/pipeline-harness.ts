@@ -115,6 +115,7 @@ export async function startPipeline(
     FOLLOW_UP_SHARDS: String(shards),
     CONFIG_DIR: configDir,
     OUTBOX_DIR: outboxDir,
+    WEBHOOK_SPOOL_DIR: path.join(root, "spool"),
     SMTP_URL: sink.url,
     MAIL_FROM: "Corner Shop <hello@shop.example>",
     TWILIO_ACCOUNT_SID: TWILIO_SID,

@@ -1,0 +1,109 @@
+import type { Logger } from "../logger.js";
+import type { SpooledInboundSms, WebhookSpool } from "./webhook-spool.js";
+
+/** How often the spool is looked at while the worker runs. */
+export const SPOOL_REPLAY_INTERVAL_MS = 5_000;
+
+/** What a replay round does with one file, decided from how handling it went. */
+export type ReplayVerdict = "done" | "later" | "aside";
+
+/** Handled: removed; Redis away: kept, the round stops; anything else: moved aside, never retried. */
+export function replayVerdict(outcome: { ok: true } | { ok: false; redisAway: boolean }) {
+  if (outcome.ok) return "done" satisfies ReplayVerdict;
+  return outcome.redisAway ? ("later" satisfies ReplayVerdict) : ("aside" satisfies ReplayVerdict);
+}
+
+/**
+ * Replays spooled webhooks, oldest first, through the route's own handling, once at start and
+ * every `intervalMs` while the worker runs; each file is removed once handled (handling is
+ * idempotent by MessageSid, so a file replayed twice after a crash counts once).
+ */
+export function createSpoolReplay(deps: {
+  readonly spool: Pick<WebhookSpool, "list" | "read" | "remove" | "moveAside">;
+  readonly handle: (entry: SpooledInboundSms) => Promise<unknown>;
+  /** Whether Redis looks reachable: no round while it does not. */
+  readonly redisReady: () => boolean;
+  /** Whether a handling error means Redis is away (kept for later) rather than a bad file. */
+  readonly isRedisAway: (error: unknown) => boolean;
+  readonly logger: Logger;
+  readonly intervalMs?: number;
+}) {
+  const { spool, logger } = deps;
+  const intervalMs = deps.intervalMs ?? SPOOL_REPLAY_INTERVAL_MS;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let round: Promise<void> | undefined;
+
+  const aside = async (name: string, reason: string, error?: unknown) => {
+    const moved = await spool.moveAside(name);
+    logger.error(
+      { file: name, movedTo: moved, reason, ...(error !== undefined && { err: error }) },
+      "a spooled webhook cannot be handled; moved aside, not replayed again",
+    );
+  };
+
+  const replayAll = async () => {
+    if (!deps.redisReady()) return;
+    const names = await spool.list();
+    let replayed = 0;
+    for (const name of names) {
+      if (stopped) break;
+      let entry: SpooledInboundSms | undefined;
+      try {
+        entry = await spool.read(name);
+      } catch (error) {
+        // Gone meanwhile (another round, an operator): nothing to do.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+        await aside(name, "unreadable", error);
+        continue;
+      }
+      if (entry === undefined) {
+        await aside(name, "not a spooled webhook");
+        continue;
+      }
+      let outcome: Parameters<typeof replayVerdict>[0];
+      let failure: unknown;
+      try {
+        await deps.handle(entry);
+        outcome = { ok: true };
+      } catch (error) {
+        failure = error;
+        outcome = { ok: false, redisAway: deps.isRedisAway(error) };
+      }
+      const verdict = replayVerdict(outcome);
+      if (verdict === "later") break;
+      if (verdict === "aside") {
+        await aside(name, "handling failed", failure);
+        continue;
+      }
+      await spool.remove(name);
+      replayed++;
+    }
+    if (replayed > 0) logger.info({ replayed }, "replayed spooled webhooks");
+  };
+
+  const tick = () => {
+    round = replayAll()
+      .catch((error: unknown) => {
+        logger.warn({ err: error, dir: "WEBHOOK_SPOOL_DIR" }, "replaying the webhook spool failed");
+      })
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+
+  return {
+    /** Replays what a previous run left, then keeps looking every `intervalMs`. */
+    start(): void {
+      if (!stopped && round === undefined) tick();
+    },
+    /** Stops; resolves once a round in flight has finished its current file. */
+    async stop(): Promise<void> {
+      stopped = true;
+      clearTimeout(timer);
+      await round;
+    },
+  };
+}
+
+export type SpoolReplay = ReturnType<typeof createSpoolReplay>;

@@ -1,0 +1,130 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+
+/** At most this many webhooks wait on disk; beyond, the route answers 503 as before. */
+export const MAX_SPOOLED_WEBHOOKS = 10_000;
+/** Where a spooled file that cannot be handled is moved, inside the spool folder. */
+export const SPOOL_FAILED_DIR = "failed";
+
+/** An inbound SMS whose signature was checked, kept on disk until Redis can take it. */
+export interface SpooledInboundSms {
+  /** When the webhook arrived (ms since the epoch): the opt-out's or the reply's time. */
+  readonly receivedAt: number;
+  readonly message: {
+    readonly from: string;
+    readonly body: string;
+    readonly messageSid: string;
+    readonly media?: number;
+  };
+}
+
+const SpooledFile = z.object({
+  kind: z.literal("twilio-inbound-sms"),
+  receivedAt: z.number().int().positive(),
+  message: z.object({
+    from: z.string().min(1).max(64),
+    body: z.string(),
+    messageSid: z.string().min(1).max(64),
+    media: z.number().int().positive().optional(),
+  }),
+});
+
+/** The file's text for a webhook: JSON, tagged with its kind. */
+export function spoolText(entry: SpooledInboundSms): string {
+  return JSON.stringify({ kind: "twilio-inbound-sms", ...entry });
+}
+
+/** A spooled file's webhook; undefined when its content is not one. */
+export function parseSpoolText(text: string): SpooledInboundSms | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = SpooledFile.safeParse(json);
+  if (!parsed.success) return undefined;
+  const { kind: _, ...entry } = parsed.data;
+  return entry as SpooledInboundSms;
+}
+
+/**
+ * A file name that sorts by arrival (zero-padded milliseconds, then a sequence within the
+ * process, then random), and names no number or message.
+ */
+export function spoolFileName(receivedAt: number, sequence: number, random: string): string {
+  return `${String(receivedAt).padStart(15, "0")}-${String(sequence).padStart(6, "0")}-${random}.json`;
+}
+
+const SPOOL_FILE = /^\d{15}-\d{6}-[0-9a-f]+\.json$/;
+
+/** The spooled files' names among a folder's entries, oldest first. */
+export function spooledInOrder(names: readonly string[]): string[] {
+  return names.filter((name) => SPOOL_FILE.test(name)).sort();
+}
+
+/**
+ * The spool folder (WEBHOOK_SPOOL_DIR): one file per webhook, written whole (a temporary file,
+ * synced, then renamed) and readable by the worker's user only. Holds phone numbers and texts.
+ */
+export class WebhookSpool {
+  private sequence = 0;
+
+  constructor(
+    readonly dir: string,
+    private readonly maxFiles = MAX_SPOOLED_WEBHOOKS,
+  ) {}
+
+  /**
+   * Writes a webhook; false when the spool is full. Throws when the folder cannot be written.
+   * Returns the file's name.
+   */
+  async add(entry: SpooledInboundSms): Promise<string | false> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if ((await this.list()).length >= this.maxFiles) return false;
+    this.sequence = (this.sequence + 1) % 1_000_000;
+    const name = spoolFileName(entry.receivedAt, this.sequence, randomBytes(6).toString("hex"));
+    const temporary = path.join(this.dir, `.${name}.tmp`);
+    const file = await open(temporary, "wx", 0o600);
+    try {
+      await file.writeFile(spoolText(entry), "utf8");
+      await file.sync();
+    } catch (error) {
+      await file.close();
+      await rm(temporary, { force: true });
+      throw error;
+    }
+    await file.close();
+    await rename(temporary, path.join(this.dir, name));
+    return name;
+  }
+
+  /** The spooled files, oldest first; none when the folder does not exist. */
+  async list(): Promise<string[]> {
+    try {
+      return spooledInOrder(await readdir(this.dir));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw error;
+    }
+  }
+
+  /** A file's webhook, or undefined when its content is not one. Throws when it cannot be read. */
+  async read(name: string): Promise<SpooledInboundSms | undefined> {
+    return parseSpoolText(await readFile(path.join(this.dir, name), "utf8"));
+  }
+
+  async remove(name: string): Promise<void> {
+    await rm(path.join(this.dir, name), { force: true });
+  }
+
+  /** Moves a file that cannot be handled to `failed/`, where it is kept for the operator. */
+  async moveAside(name: string): Promise<string> {
+    const failed = path.join(this.dir, SPOOL_FAILED_DIR);
+    await mkdir(failed, { recursive: true, mode: 0o700 });
+    await rename(path.join(this.dir, name), path.join(failed, name));
+    return path.join(SPOOL_FAILED_DIR, name);
+  }
+}

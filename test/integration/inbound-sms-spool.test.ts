@@ -1,0 +1,194 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, expect, it } from "vitest";
+import { runCustomer } from "../../src/cli/customer-command.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { quietRedisErrors } from "../faults/fault-support.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { httpAddressOf, postTwilio } from "../support/webhooks.js";
+
+/**
+ * Twilio does not send an inbound SMS webhook again after a 5xx: while Redis is away the worker
+ * keeps the verified message on disk (WEBHOOK_SPOOL_DIR), answers 200, and handles it once Redis
+ * is back. Redis here keeps its data across the outage (append-only file in a folder of the test).
+ */
+
+let servers: RedisServer[] = [];
+let pipeline: PipelineHarness | undefined;
+let redisDir: string | undefined;
+let downPort: number | undefined;
+afterEach(async () => {
+  if (downPort !== undefined) await redisBack();
+  await pipeline?.close();
+  pipeline = undefined;
+  for (const server of servers) await server.stop();
+  servers = [];
+  if (redisDir) await rm(redisDir, { recursive: true, force: true });
+  redisDir = undefined;
+});
+
+const PHONE = "+447400123456";
+const INBOUND = "/webhooks/twilio/inbound";
+
+/** A private Redis whose data survives a stop and start (its folder is the test's). */
+async function durableRedis(): Promise<RedisServer> {
+  redisDir = await mkdtemp(path.join(tmpdir(), "followups-spool-redis-"));
+  const server = await startRedisServer({ dir: redisDir, appendonly: true, appendfsync: "always" });
+  servers.push(server);
+  return server;
+}
+
+/** A pipeline whose worker serves HTTP, on a Redis of its own that keeps its data. */
+async function startOnDurableRedis(label: string) {
+  const server = await durableRedis();
+  pipeline = await startPipeline(label, { redisUrl: server.url });
+  // The harness's own connections have no error listeners; they reconnect by themselves.
+  quietRedisErrors(pipeline);
+  return { p: pipeline, server };
+}
+
+/** Stops Redis; resolves once the worker sees it gone (/readyz 503). */
+async function redisAway(p: PipelineHarness, server: RedisServer): Promise<void> {
+  await server.stop();
+  servers = servers.filter((s) => s !== server);
+  downPort = server.port;
+  await eventually(
+    async () => ((await fetch(`${httpAddressOf(p)}/readyz`)).status === 503 ? true : undefined),
+    "the worker to see Redis gone",
+  );
+}
+
+/** Starts Redis again, on its port, with its data. */
+async function redisBack(): Promise<void> {
+  if (downPort === undefined || redisDir === undefined) throw new Error("Redis is not down");
+  servers.push(
+    await startRedisServer({
+      dir: redisDir,
+      port: downPort,
+      appendonly: true,
+      appendfsync: "always",
+    }),
+  );
+  downPort = undefined;
+}
+
+const spoolDir = (p: PipelineHarness) => p.envVars.WEBHOOK_SPOOL_DIR ?? "";
+const spooled = async (p: PipelineHarness) =>
+  (await readdir(spoolDir(p)).catch(() => [] as string[])).filter((name) => name.endsWith(".json"));
+
+function inbound(p: PipelineHarness, Body: string, MessageSid: string) {
+  return postTwilio(p, INBOUND, { From: PHONE, Body, MessageSid });
+}
+
+/** No log line holds the number or the message's words. */
+function expectNoPersonalDataLogged(p: PipelineHarness, ...words: string[]) {
+  const text = JSON.stringify(p.logs);
+  for (const word of [PHONE, ...words]) expect(text).not.toContain(word);
+}
+
+it("a STOP texted while Redis is away is answered 200, kept on disk, and honoured for SMS and calls once Redis is back", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-stop");
+  await redisAway(p, server);
+
+  const answer = await inbound(p, "STOP", "SMspoolstop1");
+  expect(answer.status).toBe(200);
+  expect(await answer.text()).toMatch(/<Response\s*\/?>(<\/Response>)?$/);
+  const files = await spooled(p);
+  expect(files).toHaveLength(1);
+  const file = path.join(spoolDir(p), files[0] ?? "");
+  expect((await stat(file)).mode & 0o777).toBe(0o600);
+  expect(JSON.parse(await readFile(file, "utf8"))).toMatchObject({
+    message: { from: PHONE, body: "STOP", messageSid: "SMspoolstop1" },
+  });
+
+  await redisBack();
+  const list = new SuppressionList(p.redis, p.prefix);
+  await eventually(
+    async () =>
+      (await list.isSuppressed("sms", { address: PHONE })) &&
+      (await list.isSuppressed("voice", { address: PHONE }))
+        ? true
+        : undefined,
+    "the spooled STOP to suppress SMS and calls",
+    15_000,
+  );
+  await eventually(
+    async () => ((await spooled(p)).length === 0 ? true : undefined),
+    "the spool to be empty",
+  );
+  expect(p.logs.map((line) => line.msg)).toContain("replayed spooled webhooks");
+  expectNoPersonalDataLogged(p);
+});
+
+async function timelineOf(p: PipelineHarness, id: string): Promise<CustomerTimeline> {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  await runCustomer(id, { config: p.configDir, json: true }, io);
+  return JSON.parse(io.output()) as CustomerTimeline;
+}
+
+it("a reply texted twice while Redis is away is filed once after replay; a spool file that is not a webhook is moved aside and does not stop the others", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-reply");
+  // A TV bought three months ago: its check-in SMS is due now, and replies are filed against it.
+  await p.publisher.publish(
+    purchaseInput({
+      id: "evt-spool",
+      orderId: "ord-spool",
+      occurredAt:
+        DateTime.utc()
+          .startOf("second")
+          .setZone("Europe/London")
+          .minus({ months: 3 })
+          .toUTC()
+          .toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: "cus-spool", phone: PHONE, name: "Rhea Lane" },
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+  await p.twilio.waitForMessages(1);
+  const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
+  const references = new SmsReferences(p.redis, p.prefix);
+  await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+
+  await redisAway(p, server);
+  // Left in the spool (the oldest): not a webhook. Replay moves it aside and goes on.
+  const bad = "000000000000001-000000-00.json";
+  await mkdir(spoolDir(p), { recursive: true });
+  await writeFile(path.join(spoolDir(p), bad), "{ half a file", { mode: 0o600 });
+  const complaint = "The remote stopped working";
+  // Twilio sends the same message again after a failed connection: both kept, filed once.
+  expect((await inbound(p, complaint, "SMspoolreply1")).status).toBe(200);
+  expect((await inbound(p, complaint, "SMspoolreply1")).status).toBe(200);
+  expect(await spooled(p)).toHaveLength(3);
+
+  await redisBack();
+  const replies = await eventually(
+    async () => {
+      const t = await timelineOf(p, "cus-spool");
+      const found = t.purchases[0]?.steps.find((s) => s.replies.length > 0)?.replies;
+      return (await spooled(p)).length === 0 && found ? found : undefined;
+    },
+    "the spooled reply to be filed and the spool emptied",
+    20_000,
+  );
+  expect(replies).toEqual([expect.objectContaining({ text: complaint, channel: "sms" })]);
+  expect(await readdir(path.join(spoolDir(p), "failed"))).toEqual([bad]);
+  expect(p.logs).toContainEqual(
+    expect.objectContaining({
+      file: bad,
+      msg: "a spooled webhook cannot be handled; moved aside, not replayed again",
+    }),
+  );
+  expectNoPersonalDataLogged(p, complaint);
+});
