@@ -19,13 +19,15 @@ RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     CONFIG_DIR=/app/config \
-    OUTBOX_DIR=/app/var/outbox
+    OUTBOX_DIR=/app/var/outbox \
+    WEBHOOK_SPOOL_DIR=/app/var/spool/webhooks
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
-RUN mkdir -p /app/var/outbox && chown -R node:node /app/var
+RUN mkdir -p /app/var/outbox /app/var/spool/webhooks && chown -R node:node /app/var \
+    && chmod 700 /app/var/spool/webhooks
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
