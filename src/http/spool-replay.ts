@@ -1,4 +1,4 @@
-import type { Logger } from "../logger.js";
+import type { Logger } from "pino";
 import type { SpooledInboundSms, WebhookSpool } from "./webhook-spool.js";
 
 /** How often the spool is looked at while the worker runs. */
