@@ -2,13 +2,18 @@ import type { Worker } from "bullmq";
 import type { DateTime } from "luxon";
 import type { AdminToken } from "./config/env.js";
 import { parseEvent } from "./domain/events.js";
+import { HANG_UP } from "./domain/voice-call.js";
 import {
   type AdminApi,
   type AdminRequest,
   type HttpDeps,
   UnavailableError,
 } from "./http/http-deps.js";
-import { MAX_SPOOLED_WEBHOOKS, type WebhookSpool } from "./http/webhook-spool.js";
+import {
+  MAX_SPOOLED_WEBHOOKS,
+  type SpooledWebhook,
+  type WebhookSpool,
+} from "./http/webhook-spool.js";
 import type { Logger } from "./logger.js";
 import type { FollowUpMetrics } from "./metrics.js";
 import {
@@ -217,30 +222,37 @@ export function failFast(redis: RedisClient) {
 }
 
 /**
- * POST /webhooks/twilio/inbound while Redis is away: Twilio does not send a webhook again after a
- * 5xx, so a verified message (a STOP above all) is written to the spool and answered 200, to be
- * handled once Redis is back (createSpoolReplay). A spool that is full or cannot be written
- * leaves today's 503.
+ * A Twilio webhook's handling while Redis is away: Twilio does not send a webhook again after a
+ * 5xx, so a verified request is written to the spool and answered as `spooledAnswer`, to be
+ * handled once Redis is back (createSpoolReplay). A spool that is full or cannot be written leaves
+ * the 503.
  */
-export function spoolWhenUnavailable(deps: {
-  readonly handle: HttpDeps["inboundSms"];
+function spoolOnOutage<I, R>(deps: {
+  readonly handle: (input: I) => Promise<R>;
   readonly spool: Pick<WebhookSpool, "add" | "dir">;
   readonly now: () => number;
   readonly logger: Logger;
-}): HttpDeps["inboundSms"] {
-  return async (message) => {
+  /** What the spool keeps of the request. */
+  readonly entry: (input: I, receivedAt: number) => SpooledWebhook;
+  readonly spooledAnswer: R;
+  /** The webhook, as the logs name it. */
+  readonly what: string;
+  /** Its ids for the log line (never a number or words). */
+  readonly ids: (input: I) => Record<string, string>;
+}): (input: I) => Promise<R> {
+  return async (input) => {
     const receivedAt = deps.now();
     try {
-      return await deps.handle(message);
+      return await deps.handle(input);
     } catch (error) {
       if (!(error instanceof UnavailableError)) throw error;
       let file: string | false;
       try {
-        file = await deps.spool.add({ receivedAt, message });
+        file = await deps.spool.add(deps.entry(input, receivedAt));
       } catch (spoolError) {
         deps.logger.error(
           { err: spoolError, dir: deps.spool.dir },
-          "cannot write an inbound SMS to the webhook spool (WEBHOOK_SPOOL_DIR): answering 503",
+          `cannot write ${deps.what} to the webhook spool (WEBHOOK_SPOOL_DIR): answering 503`,
         );
         throw error;
       }
@@ -252,10 +264,49 @@ export function spoolWhenUnavailable(deps: {
         throw error;
       }
       deps.logger.warn(
-        { file, messageSid: message.messageSid },
-        "Redis is unavailable: inbound SMS spooled to disk, handled once Redis is back",
+        { file, ...deps.ids(input) },
+        `Redis is unavailable: ${deps.what} spooled to disk, handled once Redis is back`,
       );
-      return "spooled";
+      return deps.spooledAnswer;
     }
   };
+}
+
+/**
+ * POST /webhooks/twilio/inbound while Redis is away: a verified message (a STOP above all) is
+ * spooled and answered 200 (spoolOnOutage).
+ */
+export function spoolWhenUnavailable(deps: {
+  readonly handle: HttpDeps["inboundSms"];
+  readonly spool: Pick<WebhookSpool, "add" | "dir">;
+  readonly now: () => number;
+  readonly logger: Logger;
+}): HttpDeps["inboundSms"] {
+  return spoolOnOutage({
+    ...deps,
+    entry: (message, receivedAt) => ({ receivedAt, message }),
+    spooledAnswer: "spooled" as const,
+    what: "inbound SMS",
+    ids: (message) => ({ messageSid: message.messageSid }),
+  });
+}
+
+/**
+ * POST /webhooks/twilio/voice/gather while Redis is away: the verified answer (a 9 above all) is
+ * spooled, and the call hung up on, as when its record is not found: without Redis, its language
+ * is not known to say anything in. Replayed through VoiceCalls.gathered.
+ */
+export function spoolGatherWhenUnavailable(deps: {
+  readonly handle: HttpDeps["voiceCall"]["gathered"];
+  readonly spool: Pick<WebhookSpool, "add" | "dir">;
+  readonly now: () => number;
+  readonly logger: Logger;
+}): HttpDeps["voiceCall"]["gathered"] {
+  return spoolOnOutage({
+    ...deps,
+    entry: (gather, receivedAt) => ({ receivedAt, gather }),
+    spooledAnswer: HANG_UP,
+    what: "a voice call's answer",
+    ids: (gather) => ({ callSid: gather.callSid }),
+  });
 }

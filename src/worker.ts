@@ -18,12 +18,13 @@ import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domai
 import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
 import { createSpoolReplay } from "./http/spool-replay.js";
-import { WebhookSpool } from "./http/webhook-spool.js";
+import { type SpooledWebhook, WebhookSpool } from "./http/webhook-spool.js";
 import {
   acceptEventWith,
   adminApiWith,
   failFast,
   readinessWith,
+  spoolGatherWhenUnavailable,
   spoolWhenUnavailable,
 } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
@@ -800,12 +801,16 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     onErased: () => metrics.erasures.inc(),
   });
   let httpAddress: string | undefined;
-  // Inbound SMS taken while Redis was away, handled once it is back (also those of a former run).
+  // Inbound SMS and call answers taken while Redis was away, handled once it is back (also those
+  // of a former run).
   const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
   const spoolReplay = createSpoolReplay({
     spool: webhookSpool,
-    handle: failFast(redis)(({ receivedAt, message }) =>
-      feedback.inboundSms({ ...message, receivedAt }),
+    handle: failFast(redis)(
+      (entry: SpooledWebhook): Promise<unknown> =>
+        "message" in entry
+          ? feedback.inboundSms({ ...entry.message, receivedAt: entry.receivedAt })
+          : voiceCalls.gathered({ ...entry.gather, receivedAt: entry.receivedAt }),
     ),
     redisReady: () => redis.status === "ready",
     isRedisAway: (error) => error instanceof UnavailableError || isRedisUnavailable(error, redis),
@@ -842,7 +847,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       inboundEmail: bounded((raw) => feedback.inboundEmail(raw)),
       voiceCall: {
         answered: bounded((request) => voiceCalls.answered(request)),
-        gathered: bounded((request) => voiceCalls.gathered(request)),
+        gathered: spoolGatherWhenUnavailable({
+          handle: bounded((request) => voiceCalls.gathered(request)),
+          spool: webhookSpool,
+          now,
+          logger,
+        }),
         status: bounded((request) => voiceCalls.status(request)),
       },
       discountCodes: {

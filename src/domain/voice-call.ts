@@ -260,6 +260,17 @@ function numberHeard(digits: string | undefined, speech: string | undefined): nu
   return numbers.length === 1 ? numbers[0] : words.length === 0 ? undefined : -1;
 }
 
+/** The last turn of a call with nothing to say (its script is gone, or Redis was away): hang up. */
+export const HANG_UP: CallTurn = { type: "hang-up" };
+
+/**
+ * Whether an answer asks for no more calls or texts (a 9, or stop said), as hearAnswer reads it;
+ * it needs no script, so it is known also when the call's record is gone.
+ */
+export function meansStop(digits: string | undefined, speech: string | undefined): boolean {
+  return numberHeard(digits, speech) === 9;
+}
+
 /**
  * Reads the keypad (or speech) answer. The reply recorded for a score reads `Keypad: 2/5`, which
  * the reports' reply judgement (`2/5` is a low score) counts as unhappy for 1 and 2.

@@ -107,7 +107,10 @@ export interface HttpDeps {
   /** Voice check-in calls: Twilio's answer, gather and status webhooks (TwiML turns). */
   readonly voiceCall: {
     answered(request: CallRequest): Promise<CallTurn>;
-    gathered(request: CallRequest & { digits?: string; speech?: string }): Promise<CallTurn>;
+    /** `to`: the number Twilio called (its `To`), by which a 9 opts out when the call is gone. */
+    gathered(
+      request: CallRequest & { digits?: string; speech?: string; to?: string },
+    ): Promise<CallTurn>;
     status(
       request: CallRequest & { callStatus: string },
     ): Promise<"recorded" | "in-progress" | "unknown-call">;

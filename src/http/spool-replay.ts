@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { SpooledInboundSms, WebhookSpool } from "./webhook-spool.js";
+import type { SpooledWebhook, WebhookSpool } from "./webhook-spool.js";
 
 /** How often the spool is looked at while the worker runs. */
 export const SPOOL_REPLAY_INTERVAL_MS = 5_000;
@@ -14,13 +14,14 @@ export function replayVerdict(outcome: { ok: true } | { ok: false; redisAway: bo
 }
 
 /**
- * Replays spooled webhooks, oldest first, through the route's own handling, once at start and
- * every `intervalMs` while the worker runs; each file is removed once handled (handling is
- * idempotent by MessageSid, so a file replayed twice after a crash counts once).
+ * Replays spooled webhooks (inbound SMS, voice call answers), oldest first, through the route's own
+ * handling, once at start and every `intervalMs` while the worker runs; each file is removed once
+ * handled (handling is idempotent by MessageSid or CallSid, so a file replayed twice after a crash
+ * counts once).
  */
 export function createSpoolReplay(deps: {
   readonly spool: Pick<WebhookSpool, "list" | "read" | "remove" | "moveAside">;
-  readonly handle: (entry: SpooledInboundSms) => Promise<unknown>;
+  readonly handle: (entry: SpooledWebhook) => Promise<unknown>;
   /** Whether Redis looks reachable: no round while it does not. */
   readonly redisReady: () => boolean;
   /** Whether a handling error means Redis is away (kept for later) rather than a bad file. */
@@ -48,7 +49,7 @@ export function createSpoolReplay(deps: {
     let replayed = 0;
     for (const name of names) {
       if (stopped) break;
-      let entry: SpooledInboundSms | undefined;
+      let entry: SpooledWebhook | undefined;
       try {
         entry = await spool.read(name);
       } catch (error) {

@@ -110,10 +110,13 @@ export function registerTwilioRoutes(
     const { fields, ...answer } = call;
     const digits = single(fields, "Digits", 8);
     const speech = single(fields, "SpeechResult", 500);
+    // The number called: a 9 still opts it out when the call's record is gone.
+    const to = single(fields, "To", 64);
     const turn = await deps.voiceCall.gathered({
       ...answer,
       ...(digits !== undefined && { digits }),
       ...(speech !== undefined && { speech }),
+      ...(to !== undefined && { to }),
     });
     request.log.info({ callSid: call.callSid, turn: turn.type }, "voice call answer heard");
     return sendTwiml(reply, call.followUpId, turn);

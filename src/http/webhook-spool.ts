@@ -20,24 +20,66 @@ export interface SpooledInboundSms {
   };
 }
 
-const SpooledFile = z.object({
-  kind: z.literal("twilio-inbound-sms"),
-  receivedAt: z.number().int().positive(),
-  message: z.object({
-    from: z.string().min(1).max(64),
-    body: z.string(),
-    messageSid: z.string().min(1).max(64),
-    media: z.number().int().positive().optional(),
+/**
+ * The answer to a voice call's question (the gather webhook) whose signature was checked: what
+ * VoiceCalls.gathered reads, and the number Twilio called (`To`), by which a 9 can still opt the
+ * number out when the call's record is gone by the time Redis is back.
+ */
+export interface SpooledVoiceGather {
+  /** When the webhook arrived (ms since the epoch): the opt-out's time. */
+  readonly receivedAt: number;
+  readonly gather: {
+    readonly followUpId: string;
+    readonly callSid: string;
+    readonly answeredBy?: string;
+    readonly digits?: string;
+    readonly speech?: string;
+    readonly to?: string;
+  };
+}
+
+/** Any spooled webhook; which one it is shows by its `message` or `gather`. */
+export type SpooledWebhook = SpooledInboundSms | SpooledVoiceGather;
+
+const INBOUND_SMS = "twilio-inbound-sms";
+const VOICE_GATHER = "twilio-voice-gather";
+
+/**
+ * The file format: JSON tagged with its kind. Files of the first version (inbound SMS only) carry
+ * the same tag and fields, so they still read.
+ */
+const SpooledFile = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal(INBOUND_SMS),
+    receivedAt: z.number().int().positive(),
+    message: z.object({
+      from: z.string().min(1).max(64),
+      body: z.string(),
+      messageSid: z.string().min(1).max(64),
+      media: z.number().int().positive().optional(),
+    }),
   }),
-});
+  z.object({
+    kind: z.literal(VOICE_GATHER),
+    receivedAt: z.number().int().positive(),
+    gather: z.object({
+      followUpId: z.string().min(1).max(100),
+      callSid: z.string().min(1).max(64),
+      answeredBy: z.string().min(1).max(32).optional(),
+      digits: z.string().min(1).max(8).optional(),
+      speech: z.string().min(1).max(500).optional(),
+      to: z.string().min(1).max(64).optional(),
+    }),
+  }),
+]);
 
 /** The file's text for a webhook: JSON, tagged with its kind. */
-export function spoolText(entry: SpooledInboundSms): string {
-  return JSON.stringify({ kind: "twilio-inbound-sms", ...entry });
+export function spoolText(entry: SpooledWebhook): string {
+  return JSON.stringify({ kind: "message" in entry ? INBOUND_SMS : VOICE_GATHER, ...entry });
 }
 
 /** A spooled file's webhook; undefined when its content is not one. */
-export function parseSpoolText(text: string): SpooledInboundSms | undefined {
+export function parseSpoolText(text: string): SpooledWebhook | undefined {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -47,7 +89,7 @@ export function parseSpoolText(text: string): SpooledInboundSms | undefined {
   const parsed = SpooledFile.safeParse(json);
   if (!parsed.success) return undefined;
   const { kind: _, ...entry } = parsed.data;
-  return entry as SpooledInboundSms;
+  return entry as SpooledWebhook;
 }
 
 /**
@@ -81,7 +123,7 @@ export class WebhookSpool {
    * Writes a webhook; false when the spool is full. Throws when the folder cannot be written.
    * Returns the file's name.
    */
-  async add(entry: SpooledInboundSms): Promise<string | false> {
+  async add(entry: SpooledWebhook): Promise<string | false> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     if ((await this.list()).length >= this.maxFiles) return false;
     this.sequence = (this.sequence + 1) % 1_000_000;
@@ -112,7 +154,7 @@ export class WebhookSpool {
   }
 
   /** A file's webhook, or undefined when its content is not one. Throws when it cannot be read. */
-  async read(name: string): Promise<SpooledInboundSms | undefined> {
+  async read(name: string): Promise<SpooledWebhook | undefined> {
     return parseSpoolText(await readFile(path.join(this.dir, name), "utf8"));
   }
 

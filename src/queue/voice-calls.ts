@@ -9,7 +9,9 @@ import {
   type CallTurn,
   callDelivered,
   callOutcome,
+  HANG_UP,
   hearAnswer,
+  meansStop,
 } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
 import type { CallScripts, StoredCall } from "../store/call-scripts.js";
@@ -18,7 +20,7 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
 import type { StepRef } from "../store/sms-references.js";
 import type { StepReply } from "../store/step-replies.js";
-import type { SuppressionList } from "../store/suppression-list.js";
+import type { SuppressionList, SuppressionTarget } from "../store/suppression-list.js";
 import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -45,9 +47,6 @@ export interface VoiceCallDeps {
   readonly now: () => number;
 }
 
-/** The final turn when a call's script is gone (a stale or foreign callback): just hang up. */
-const HANG_UP: CallTurn = { type: "hang-up" };
-
 /**
  * The three webhooks of a voice check-in: what to say when the call is answered, what a key press
  * means, and how the call ended. The turns come from the pure call logic (domain/voice-call);
@@ -69,6 +68,16 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         { delivery: { status: outcome } },
         deps.now(),
       );
+  };
+
+  /** A 9 on a call: no more calls or texts to the number. */
+  const optOut = async (who: SuppressionTarget, now: number) => {
+    for (const channel of PHONE_CHANNELS) {
+      await deps.suppressions.suppress(channel, who, {
+        entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason: "call-keypad" },
+        now,
+      });
+    }
   };
 
   return {
@@ -94,12 +103,31 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       return turn;
     },
 
-    /** The customer's answer to the question (keys pressed or words said, or nothing). */
+    /**
+     * The customer's answer to the question (keys pressed or words said, or nothing). `to` is the
+     * number Twilio called: when the call's record is gone (an answer spooled while Redis was away
+     * and replayed over an hour after the call ended), a 9 still opts that number out. The
+     * opt-out is dated `receivedAt` when given (the answer's arrival), else now.
+     */
     async gathered(
-      request: CallRequest & { readonly digits?: string; readonly speech?: string },
+      request: CallRequest & {
+        readonly digits?: string;
+        readonly speech?: string;
+        readonly to?: string;
+        readonly receivedAt?: number;
+      },
     ): Promise<CallTurn> {
       const call = await deps.calls.get(request.followUpId);
-      if (!call) return HANG_UP;
+      if (!call) {
+        if (request.to !== undefined && meansStop(request.digits, request.speech)) {
+          await optOut({ address: request.to }, request.receivedAt ?? deps.now());
+          deps.logger.info(
+            { followUpId: request.followUpId },
+            "customer pressed 9 on a call no longer on file: no more calls or texts to its number",
+          );
+        }
+        return HANG_UP;
+      }
       const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
       const { eventId, stepId, shard, recipient } = call.script;
       // Posted after the final status callback (Twilio sends both as the customer hangs up, in
@@ -112,17 +140,10 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
         await note(request, call, "answered");
       } else if (heard.kind === "stop") {
-        const now = deps.now();
-        for (const channel of PHONE_CHANNELS) {
-          await deps.suppressions.suppress(
-            channel,
-            { addressHash: recipient.replace(/^h:/, "") },
-            {
-              entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason: "call-keypad" },
-              now,
-            },
-          );
-        }
+        await optOut(
+          { addressHash: recipient.replace(/^h:/, "") },
+          request.receivedAt ?? deps.now(),
+        );
         await note(request, call, "answered-no-score");
         deps.logger.info({ stepId }, "customer pressed 9 on a call: no more calls or texts");
       } else if (heard.kind === "none") {

@@ -5,13 +5,20 @@ import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { followUpJobId } from "../../src/queue/names.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { quietRedisErrors } from "../faults/fault-support.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  TWILIO_FROM,
+} from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { callRoute, publishTv, withVoiceCheckIn } from "../support/voice-check-in.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /**
@@ -46,9 +53,11 @@ async function durableRedis(): Promise<RedisServer> {
 }
 
 /** A pipeline whose worker serves HTTP, on a Redis of its own that keeps its data. */
-async function startOnDurableRedis(label: string) {
+async function startOnDurableRedis(label: string, prepare?: (p: PipelineHarness) => Promise<void>) {
   const server = await durableRedis();
-  pipeline = await startPipeline(label, { redisUrl: server.url });
+  pipeline = await startPipeline(label, { redisUrl: server.url, startWorker: false });
+  await prepare?.(pipeline);
+  await pipeline.startWorker();
   // The harness's own connections have no error listeners; they reconnect by themselves.
   quietRedisErrors(pipeline);
   return { p: pipeline, server };
@@ -191,4 +200,67 @@ it("a reply texted twice while Redis is away is filed once after replay; a spool
     }),
   );
   expectNoPersonalDataLogged(p, complaint);
+});
+
+const OTHER_PHONE = "+447400987654";
+
+it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk, and stops calls and texts once Redis is back, also when the call is no longer on file", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-call", (h) =>
+    withVoiceCheckIn(h.configDir),
+  );
+  await publishTv(p, "evt-spoolcall", PHONE);
+  const [call] = await p.twilio.waitForCalls(1, 15_000);
+  const callSid = call?.sid ?? "";
+  const followUpId = followUpJobId("evt-spoolcall", "big-ticket.check-in");
+  const answered = await postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: callSid,
+    CallStatus: "in-progress",
+    AnsweredBy: "human",
+    To: PHONE,
+  });
+  expect(await answered.text()).toContain("<Gather");
+
+  await redisAway(p, server);
+  // Twilio posts the gather with the call's parameters, the number it called (To) among them.
+  const heard = await postTwilio(p, callRoute("gather", followUpId), {
+    CallSid: callSid,
+    Digits: "9",
+    To: PHONE,
+    From: TWILIO_FROM,
+  });
+  expect(heard.status).toBe(200);
+  expect(heard.headers.get("content-type")).toMatch(/^text\/xml/);
+  expect(await heard.text()).toBe(
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>',
+  );
+  // A call whose record will be gone when Redis is back (ended over an hour before): its 9 is
+  // honoured for the number Twilio called.
+  const goneAnswer = await postTwilio(p, callRoute("gather", "f-gone-call"), {
+    CallSid: "CAgone1",
+    Digits: "9",
+    To: OTHER_PHONE,
+  });
+  expect(goneAnswer.status).toBe(200);
+  const files = await spooled(p);
+  expect(files).toHaveLength(2);
+  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toMatchObject({
+    kind: "twilio-voice-gather",
+    gather: { followUpId, callSid, digits: "9", to: PHONE },
+  });
+
+  await redisBack();
+  const list = new SuppressionList(p.redis, p.prefix);
+  await eventually(
+    async () => ((await spooled(p)).length === 0 ? true : undefined),
+    "the spool to be empty",
+    15_000,
+  );
+  for (const phone of [PHONE, OTHER_PHONE]) {
+    expect(await list.isSuppressed("voice", { address: phone })).toBe(true);
+    expect(await list.isSuppressed("sms", { address: phone })).toBe(true);
+  }
+  expect(p.logs.map((line) => line.msg)).toContain("replayed spooled webhooks");
+  expectNoPersonalDataLogged(p, OTHER_PHONE);
 });

@@ -1,18 +1,13 @@
-import { readFile, writeFile } from "node:fs/promises";
-import path from "node:path";
 import { type Element, isTag } from "domhandler";
 import { parseDocument as parseXml } from "htmlparser2";
-import { DateTime } from "luxon";
 import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseDocument } from "yaml";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
-import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
@@ -22,6 +17,11 @@ import {
   TWILIO_TOKEN,
 } from "../support/pipeline-harness.js";
 import { startTwilioFake, type TwilioFake } from "../support/twilio-fake.js";
+import {
+  callRoute,
+  publishTv as publishTvTo,
+  withVoiceCheckIn,
+} from "../support/voice-check-in.js";
 import { postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -63,46 +63,9 @@ function parseTwiml(xml: string): Node {
   return toNode(roots[0] as Element);
 }
 
-/** The shipped big-ticket rule with its check-in as a call, and an SMS when it is not answered. */
-async function withVoiceCheckIn(
-  configDir: string,
-  owners: unknown[] = [],
-  after = "PT4S",
-): Promise<void> {
-  const file = path.join(configDir, "rules.yaml");
-  const doc = parseDocument(await readFile(file, "utf8"));
-  expect(doc.getIn(["rules", 2, "id"])).toBe("big-ticket");
-  doc.setIn(
-    ["rules", 2, "steps", 1],
-    doc.createNode({
-      kind: "check-in",
-      channel: "voice",
-      template: "check-in-call",
-      delay: "P3M",
-      fallback: { channel: "sms", template: "check-in", after },
-    }),
-  );
-  doc.setIn(["owners"], doc.createNode(owners));
-  await writeFile(file, doc.toString());
-}
-
 /** A TV bought three months ago to the minute: its check-in call is due now. */
-async function publishTv(p: PipelineHarness, id: string, name = "Nina Berg"): Promise<void> {
-  const occurredAt = DateTime.utc().setZone("Europe/London").minus({ months: 3 }).toUTC();
-  await p.publisher.publish(
-    purchaseInput({
-      id,
-      orderId: `ord-${id}`,
-      occurredAt: occurredAt.toISO({ suppressMilliseconds: true }) ?? "",
-      customer: { id: `cus-${id}`, phone: PHONE, name, email: undefined },
-      items: [item("televisions", "899.00", { name: "OLED TV 55 inch" })],
-      store: { id: "corner-shop", name: "Corner Shop" },
-    }) as never,
-  );
-}
-
-const callRoute = (route: string, followUpId: string) =>
-  `/webhooks/twilio/voice/${route}?call=${encodeURIComponent(followUpId)}`;
+const publishTv = (p: PipelineHarness, id: string, name?: string) =>
+  publishTvTo(p, id, PHONE, name);
 
 /**
  * The fallback step once it has ended. A fallback that came due while its call was not over waits
