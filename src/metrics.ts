@@ -203,6 +203,13 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly webhookSpoolFiles = new Gauge({
+    name: "followups_webhook_spool_files",
+    help: "Webhooks in this worker's spool (WEBHOOK_SPOOL_DIR), as its replay last looked (every 5 s): waiting for Redis, or failed (moved aside to failed/, never replayed; see the error logs).",
+    labelNames: ["state"] as const,
+    registers: [this.registry],
+  });
+
   private spendReader: (() => Promise<readonly SpendReading[]>) | undefined;
 
   readonly spend = new Gauge({

@@ -812,6 +812,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           ? feedback.inboundSms({ ...entry.message, receivedAt: entry.receivedAt })
           : voiceCalls.gathered({ ...entry.gather, receivedAt: entry.receivedAt }),
     ),
+    counted: ({ waiting, failed }) => {
+      metrics.webhookSpoolFiles.set({ state: "waiting" }, waiting);
+      metrics.webhookSpoolFiles.set({ state: "failed" }, failed);
+    },
     redisReady: () => redis.status === "ready",
     isRedisAway: (error) => error instanceof UnavailableError || isRedisUnavailable(error, redis),
     logger,

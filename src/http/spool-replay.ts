@@ -13,19 +13,28 @@ export function replayVerdict(outcome: { ok: true } | { ok: false; redisAway: bo
   return outcome.redisAway ? ("later" satisfies ReplayVerdict) : ("aside" satisfies ReplayVerdict);
 }
 
+/** The spool's files as the metrics show them: waiting to be replayed, and moved aside. */
+export interface SpoolCounts {
+  readonly waiting: number;
+  readonly failed: number;
+}
+
 /**
  * Replays spooled webhooks (inbound SMS, voice call answers), oldest first, through the route's own
  * handling, once at start and every `intervalMs` while the worker runs; each file is removed once
  * handled (handling is idempotent by MessageSid or CallSid, so a file replayed twice after a crash
- * counts once).
+ * counts once). Every round, Redis up or not, ends by reporting how many files wait and how many
+ * were moved aside.
  */
 export function createSpoolReplay(deps: {
-  readonly spool: Pick<WebhookSpool, "list" | "read" | "remove" | "moveAside">;
+  readonly spool: Pick<WebhookSpool, "list" | "read" | "remove" | "moveAside" | "failedCount">;
   readonly handle: (entry: SpooledWebhook) => Promise<unknown>;
   /** Whether Redis looks reachable: no round while it does not. */
   readonly redisReady: () => boolean;
   /** Whether a handling error means Redis is away (kept for later) rather than a bad file. */
   readonly isRedisAway: (error: unknown) => boolean;
+  /** Told the spool's counts after every round (the spool metric). */
+  readonly counted?: (counts: SpoolCounts) => void;
   readonly logger: Logger;
   readonly intervalMs?: number;
 }) {
@@ -44,7 +53,16 @@ export function createSpoolReplay(deps: {
   };
 
   const replayAll = async () => {
-    if (!deps.redisReady()) return;
+    try {
+      if (deps.redisReady()) await replaySpooled();
+    } finally {
+      if (deps.counted) {
+        deps.counted({ waiting: (await spool.list()).length, failed: await spool.failedCount() });
+      }
+    }
+  };
+
+  const replaySpooled = async () => {
     const names = await spool.list();
     let replayed = 0;
     for (const name of names) {

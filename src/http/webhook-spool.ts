@@ -158,6 +158,16 @@ export class WebhookSpool {
     return parseSpoolText(await readFile(path.join(this.dir, name), "utf8"));
   }
 
+  /** How many files were moved aside to `failed/` (none when it does not exist). */
+  async failedCount(): Promise<number> {
+    try {
+      return (await readdir(path.join(this.dir, SPOOL_FAILED_DIR))).length;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw error;
+    }
+  }
+
   async remove(name: string): Promise<void> {
     await rm(path.join(this.dir, name), { force: true });
   }

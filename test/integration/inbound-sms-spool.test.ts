@@ -92,6 +92,23 @@ const spoolDir = (p: PipelineHarness) => p.envVars.WEBHOOK_SPOOL_DIR ?? "";
 const spooled = async (p: PipelineHarness) =>
   (await readdir(spoolDir(p)).catch(() => [] as string[])).filter((name) => name.endsWith(".json"));
 
+/** The spool metric's samples: `{ waiting, failed }` as /metrics shows them. */
+async function spoolMetric(p: PipelineHarness): Promise<Record<string, number>> {
+  const text = await (await fetch(`${httpAddressOf(p)}/metrics`)).text();
+  const samples = text.matchAll(/^followups_webhook_spool_files\{state="(\w+)"\} (\d+)$/gm);
+  return Object.fromEntries([...samples].map(([, state, value]) => [state, Number(value)]));
+}
+
+/** Waits for /metrics to show the spool's counts. */
+async function spoolMetricIs(p: PipelineHarness, counts: Record<string, number>): Promise<void> {
+  await eventually(
+    async () =>
+      JSON.stringify(await spoolMetric(p)) === JSON.stringify(counts) ? true : undefined,
+    `the spool metric to read ${JSON.stringify(counts)}`,
+    15_000,
+  );
+}
+
 function inbound(p: PipelineHarness, Body: string, MessageSid: string) {
   return postTwilio(p, INBOUND, { From: PHONE, Body, MessageSid });
 }
@@ -118,6 +135,7 @@ it("a STOP texted while Redis is away is answered 200, kept on disk, and honoure
   expect(JSON.parse(await readFile(file, "utf8"))).toMatchObject({
     message: { from: PHONE, body: "STOP", messageSid: "SMspoolstop1" },
   });
+  await spoolMetricIs(p, { waiting: 1, failed: 0 });
 
   await redisBack();
   const list = new SuppressionList(p.redis, p.prefix);
@@ -135,6 +153,7 @@ it("a STOP texted while Redis is away is answered 200, kept on disk, and honoure
     "the spool to be empty",
   );
   expect(p.logs.map((line) => line.msg)).toContain("replayed spooled webhooks");
+  await spoolMetricIs(p, { waiting: 0, failed: 0 });
   expectNoPersonalDataLogged(p);
 });
 
@@ -193,6 +212,8 @@ it("a reply texted twice while Redis is away is filed once after replay; a spool
   );
   expect(replies).toEqual([expect.objectContaining({ text: complaint, channel: "sms" })]);
   expect(await readdir(path.join(spoolDir(p), "failed"))).toEqual([bad]);
+  // What an operator is to look at: one file moved aside.
+  await spoolMetricIs(p, { waiting: 0, failed: 1 });
   expect(p.logs).toContainEqual(
     expect.objectContaining({
       file: bad,
@@ -249,6 +270,7 @@ it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk
     kind: "twilio-voice-gather",
     gather: { followUpId, callSid, digits: "9", to: PHONE },
   });
+  await spoolMetricIs(p, { waiting: 2, failed: 0 });
 
   await redisBack();
   const list = new SuppressionList(p.redis, p.prefix);
@@ -261,6 +283,7 @@ it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk
     expect(await list.isSuppressed("voice", { address: phone })).toBe(true);
     expect(await list.isSuppressed("sms", { address: phone })).toBe(true);
   }
+  await spoolMetricIs(p, { waiting: 0, failed: 0 });
   expect(p.logs.map((line) => line.msg)).toContain("replayed spooled webhooks");
   expectNoPersonalDataLogged(p, OTHER_PHONE);
 });
