@@ -816,6 +816,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       metrics.webhookSpoolFiles.set({ state: "waiting" }, waiting);
       metrics.webhookSpoolFiles.set({ state: "failed" }, failed);
     },
+    now,
     redisReady: () => redis.status === "ready",
     isRedisAway: (error) => error instanceof UnavailableError || isRedisUnavailable(error, redis),
     logger,

@@ -23,11 +23,14 @@ export interface SpoolCounts {
  * Replays spooled webhooks (inbound SMS, voice call answers), oldest first, through the route's own
  * handling, once at start and every `intervalMs` while the worker runs; each file is removed once
  * handled (handling is idempotent by MessageSid or CallSid, so a file replayed twice after a crash
- * counts once). Every round, Redis up or not, ends by reporting how many files wait and how many
- * were moved aside.
+ * counts once). Every round, Redis up or not, first removes temporary files left by an interrupted
+ * write and ends by reporting how many files wait and how many were moved aside.
  */
 export function createSpoolReplay(deps: {
-  readonly spool: Pick<WebhookSpool, "list" | "read" | "remove" | "moveAside" | "failedCount">;
+  readonly spool: Pick<
+    WebhookSpool,
+    "list" | "read" | "remove" | "moveAside" | "failedCount" | "removeStaleTemporaries"
+  >;
   readonly handle: (entry: SpooledWebhook) => Promise<unknown>;
   /** Whether Redis looks reachable: no round while it does not. */
   readonly redisReady: () => boolean;
@@ -35,6 +38,8 @@ export function createSpoolReplay(deps: {
   readonly isRedisAway: (error: unknown) => boolean;
   /** Told the spool's counts after every round (the spool metric). */
   readonly counted?: (counts: SpoolCounts) => void;
+  /** Epoch ms now: a temporary file's age. */
+  readonly now?: () => number;
   readonly logger: Logger;
   readonly intervalMs?: number;
 }) {
@@ -52,7 +57,16 @@ export function createSpoolReplay(deps: {
     );
   };
 
+  const now = deps.now ?? Date.now;
+
   const replayAll = async () => {
+    const stale = await spool.removeStaleTemporaries(now());
+    if (stale.length > 0) {
+      logger.warn(
+        { removed: stale.length },
+        "removed temporary spool files left by an interrupted write (their webhooks were never answered 200)",
+      );
+    }
     try {
       if (deps.redisReady()) await replaySpooled();
     } finally {

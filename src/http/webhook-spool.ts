@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 
@@ -7,6 +7,11 @@ import { z } from "zod";
 export const MAX_SPOOLED_WEBHOOKS = 10_000;
 /** Where a spooled file that cannot be handled is moved, inside the spool folder. */
 export const SPOOL_FAILED_DIR = "failed";
+/**
+ * A temporary file (`.<name>.tmp`) older than this was left by a process that died while writing
+ * it: a write takes milliseconds, so it is removed.
+ */
+export const STALE_TEMPORARY_MS = 10 * 60_000;
 
 /** An inbound SMS whose signature was checked, kept on disk until Redis can take it. */
 export interface SpooledInboundSms {
@@ -101,6 +106,7 @@ export function spoolFileName(receivedAt: number, sequence: number, random: stri
 }
 
 const SPOOL_FILE = /^\d{15}-\d{6}-[0-9a-f]+\.json$/;
+const TEMPORARY_FILE = /^\.\d{15}-\d{6}-[0-9a-f]+\.json\.tmp$/;
 
 /** The spooled files' names among a folder's entries, oldest first. */
 export function spooledInOrder(names: readonly string[]): string[] {
@@ -166,6 +172,33 @@ export class WebhookSpool {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
       throw error;
     }
+  }
+
+  /**
+   * Removes the temporary files (`.<name>.tmp`) last written over `olderThanMs` before `now`: left
+   * by a process that died mid-write (or a rename that failed), their webhook was never answered
+   * 200. Returns their names.
+   */
+  async removeStaleTemporaries(now: number, olderThanMs = STALE_TEMPORARY_MS): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw error;
+    }
+    const removed: string[] = [];
+    for (const name of names.filter((entry) => TEMPORARY_FILE.test(entry))) {
+      const file = path.join(this.dir, name);
+      const modified = await stat(file).then(
+        (info) => info.mtimeMs,
+        () => undefined,
+      );
+      if (modified === undefined || now - modified < olderThanMs) continue;
+      await rm(file, { force: true });
+      removed.push(name);
+    }
+    return removed;
   }
 
   async remove(name: string): Promise<void> {

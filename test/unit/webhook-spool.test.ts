@@ -1,9 +1,9 @@
-import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { UnavailableError } from "../../src/http/http-deps.js";
-import { replayVerdict } from "../../src/http/spool-replay.js";
+import { createSpoolReplay, replayVerdict } from "../../src/http/spool-replay.js";
 import { parseSpoolText, spoolFileName, WebhookSpool } from "../../src/http/webhook-spool.js";
 import { spoolWhenUnavailable } from "../../src/http-bindings.js";
 import { createLogger } from "../../src/logger.js";
@@ -96,5 +96,37 @@ describe("an inbound SMS while Redis is away", () => {
     });
     await expect(broken(message)).rejects.toThrow("a bug");
     expect(await readdir(root)).not.toContain("other");
+  });
+});
+
+describe("temporary files left by an interrupted write", () => {
+  it("are removed by the replay's round once older than ten minutes; newer ones and spooled files stay", async () => {
+    const spool = new WebhookSpool(await folder());
+    const kept = String(await spool.add({ receivedAt: 1_000, message }));
+    const stale = ".000000000001000-000001-ab.json.tmp";
+    const fresh = ".000000000002000-000002-cd.json.tmp";
+    const now = Date.now();
+    await writeFile(path.join(spool.dir, stale), "{ half");
+    await writeFile(path.join(spool.dir, fresh), "{ half");
+    await writeFile(path.join(spool.dir, ".notes.tmp"), "not ours");
+    const elevenMinutesAgo = new Date(now - 11 * 60_000);
+    await utimes(path.join(spool.dir, stale), elevenMinutesAgo, elevenMinutesAgo);
+    await utimes(path.join(spool.dir, ".notes.tmp"), elevenMinutesAgo, elevenMinutesAgo);
+
+    // A round while Redis is away: nothing is replayed, the stale file goes all the same.
+    const replay = createSpoolReplay({
+      spool,
+      handle: away,
+      redisReady: () => false,
+      isRedisAway: () => true,
+      now: () => now,
+      logger,
+      intervalMs: 60_000,
+    });
+    replay.start();
+    await replay.stop();
+
+    expect((await readdir(spool.dir)).sort()).toEqual([fresh, ".notes.tmp", kept].sort());
+    expect(await spool.list()).toEqual([kept]);
   });
 });
