@@ -164,7 +164,17 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     receipt: string,
     /** When it came in, if not now (a webhook replayed from the spool). */
     cameIn = deps.now(),
-  ): Promise<StepReply | undefined> => {
+  ): Promise<StepReply | undefined> =>
+    (await fileReplyOnce(step, text, channel, receipt, cameIn))?.reply;
+
+  /** fileReply, saying whether this delivery was the one that counted the reply (`first`). */
+  const fileReplyOnce = async (
+    step: StepRef,
+    text: string,
+    channel: "sms" | "email" | "voice",
+    receipt: string,
+    cameIn: number,
+  ): Promise<{ readonly reply: StepReply; readonly first: boolean } | undefined> => {
     const { store, replies } = deps.shards.of(step.shard);
     const filed = await replies.add(
       step.eventId,
@@ -193,13 +203,13 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       { outcome: "reply", channel, kind: kind === "unknown" ? "check-in" : kind, ruleId },
       receivedAt,
     );
-    if (!counted) return reply;
+    if (!counted) return { reply, first: false };
     await deps
       .onReply?.(reply)
       .catch((error: unknown) =>
         deps.logger.warn({ err: error }, "could not file the reply for owner alerts"),
       );
-    return reply;
+    return { reply, first: true };
   };
 
   /** The follow-up an email answers, by the Message-IDs it refers to (latest first). */
@@ -431,13 +441,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return { outcome: "ignored", reason: step ? "empty reply" : "no matching follow-up" };
       }
-      const reply = await fileReply(step, text, "email", receipt);
-      if (!reply) {
+      const filed = await fileReplyOnce(step, text, "email", receipt, deps.now());
+      if (!filed) {
         await deps.receipts.remember(receipt);
         return { outcome: "ignored", reason: "the follow-up's record is gone" };
       }
-      const replyId = reply.id;
-      await forwardToSupport(replyId, mail.subject ?? "", sender, text);
+      const replyId = filed.reply.id;
+      // Only by the delivery that counted it: copies posted at once reach support once.
+      if (filed.first) await forwardToSupport(replyId, mail.subject ?? "", sender, text);
       return { outcome: "recorded", replyId };
     },
 

@@ -136,6 +136,23 @@ describe("email replies", () => {
         replyMime({ "Message-ID": "<reply-2@mail.example>" }, "Thanks, all fine!"),
       ),
     ).toMatchObject({ status: 202, body: { replyId: "evt-mail/thank-you.thank-you/2" } });
+    // Copies of one reply posted at once (a provider's retry racing the first) are filed as one
+    // reply and reach support once.
+    const copy = replyMime({ "Message-ID": "<reply-3@mail.example>" }, "Could you call me back?");
+    const answers = await Promise.all([1, 2, 3].map(() => postEmail(p, copy)));
+    for (const answer of answers) {
+      expect([
+        { status: 202, body: { status: "recorded", replyId: "evt-mail/thank-you.thank-you/3" } },
+        { status: 200, body: { status: "ignored", reason: "seen before" } },
+      ]).toContainEqual(answer);
+    }
+    await p.sink.waitForMessages(5, 30_000);
+    const forwardsOf = (words: string) =>
+      p.sink.messages.filter(
+        (m) => m.envelope.rcptTo.includes("support@shop.example") && m.parsed.text?.includes(words),
+      );
+    expect(forwardsOf("Could you call me back?")).toHaveLength(1);
+    expect(forwardsOf("Thanks, all fine!")).toHaveLength(1);
     // Automatic answers and strangers are ignored, storing nothing.
     expect(
       await postEmail(
