@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
 import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
 import { runCheck } from "./cli/check-command.js";
@@ -33,10 +35,27 @@ function wholeNumber(text: string): number {
   return Number(text);
 }
 
-/** The package's version, from the package.json beside src/ and dist/ (the image copies it too). */
+/**
+ * The package's version, from the nearest followups package.json above this file: beside src/ and
+ * dist/ (the image copies it too), two levels further up for the bench's build (bench/.build).
+ * Never throws: every command starts with it.
+ */
 function packageVersion(): string {
-  const file = new URL("../package.json", import.meta.url);
-  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const found = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (found.name === "followups" && typeof found.version === "string") return found.version;
+    } catch {
+      // None here, or not readable: look further up.
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return "unknown";
+    dir = parent;
+  }
 }
 
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
