@@ -310,3 +310,26 @@ export function spoolGatherWhenUnavailable(deps: {
     ids: (gather) => ({ callSid: gather.callSid }),
   });
 }
+
+/**
+ * POST /webhooks/twilio/voice/answer while Redis is away: the call is hung up on. A 503 would have
+ * Twilio tell the customer "an application error has occurred", and the script (what to say, in
+ * which language) is in Redis. The call's end is reported by the status callback as usual.
+ */
+export function hangUpWhenUnavailable(deps: {
+  readonly handle: HttpDeps["voiceCall"]["answered"];
+  readonly logger: Logger;
+}): HttpDeps["voiceCall"]["answered"] {
+  return async (request) => {
+    try {
+      return await deps.handle(request);
+    } catch (error) {
+      if (!(error instanceof UnavailableError)) throw error;
+      deps.logger.warn(
+        { callSid: request.callSid },
+        "Redis is unavailable: a call was picked up with no script to play, and hung up on",
+      );
+      return HANG_UP;
+    }
+  };
+}

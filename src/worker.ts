@@ -23,6 +23,7 @@ import {
   acceptEventWith,
   adminApiWith,
   failFast,
+  hangUpWhenUnavailable,
   readinessWith,
   spoolGatherWhenUnavailable,
   spoolWhenUnavailable,
@@ -851,7 +852,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       smsStatus: bounded((update) => feedback.smsStatus(update)),
       inboundEmail: bounded((raw) => feedback.inboundEmail(raw)),
       voiceCall: {
-        answered: bounded((request) => voiceCalls.answered(request)),
+        answered: hangUpWhenUnavailable({
+          handle: bounded((request) => voiceCalls.answered(request)),
+          logger,
+        }),
         gathered: spoolGatherWhenUnavailable({
           handle: bounded((request) => voiceCalls.gathered(request)),
           spool: webhookSpool,

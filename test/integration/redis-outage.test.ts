@@ -116,37 +116,32 @@ const ADMIN_TOKENS = "dana:admin-token-0123456789";
  * so it is kept in the webhook spool and answered 200 (empty TwiML).
  */
 async function expectOtherRoutesInTime(p: PipelineHarness, boundMs: number): Promise<number[]> {
-  const [till, text, email, admin] = await otherRoutes(p, boundMs);
+  const [till, text, email, admin, call] = await otherRoutes(p, boundMs);
   expect(text?.response.status).toBe(200);
   expect(text?.body).toContain("<Response>");
+  // A call picked up meanwhile is hung up on: a 503 has Twilio tell the customer "an application
+  // error has occurred".
+  expect(call?.response.status).toBe(200);
+  expect(call?.body).toContain("<Hangup/>");
   const spooled = await readdir(p.envVars.WEBHOOK_SPOOL_DIR ?? "");
   expect(spooled.filter((name) => name.endsWith(".json")).length).toBeGreaterThan(0);
   for (const answer of [till, email, admin]) {
     expect(answer?.response.status).toBe(503);
     expect(answer?.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
   }
-  return [till, text, email, admin].map((answer) => answer?.ms ?? -1);
+  return [till, text, email, admin, call].map((answer) => answer?.ms ?? -1);
 }
 
 async function otherRoutes(p: PipelineHarness, boundMs: number) {
   const params = { From: "+447400123456", Body: "Yes", MessageSid: "SM-outage" };
   const route = "/webhooks/twilio/inbound";
+  const callParams = { CallSid: "CA-outage", AnsweredBy: "human", To: "+447400123456" };
+  const callRoute = "/webhooks/twilio/voice/answer";
   return [
     await timed(`${http(p)}/v1/discount-codes/K7QM-2XRD`, boundMs, {
       headers: { authorization: `Bearer ${TILL_TOKEN}` },
     }),
-    await timed(`${http(p)}${route}`, boundMs, {
-      method: "POST",
-      headers: {
-        "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": twilio.getExpectedTwilioSignature(
-          TWILIO_TOKEN,
-          `${p.envVars.PUBLIC_URL}${route}`,
-          params,
-        ),
-      },
-      body: new URLSearchParams(params).toString(),
-    }),
+    await signedTwilio(p, route, params, boundMs),
     await timed(`${http(p)}/webhooks/email/inbound`, boundMs, {
       method: "POST",
       headers: {
@@ -159,7 +154,29 @@ async function otherRoutes(p: PipelineHarness, boundMs: number) {
     await timed(`${http(p)}/admin/v1/customers/cus-outage`, boundMs, {
       headers: { authorization: "Bearer admin-token-0123456789" },
     }),
+    await signedTwilio(p, `${callRoute}?call=fu.evt-outage.check-in`, callParams, boundMs),
   ];
+}
+
+/** A POST signed as Twilio signs it (form fields), bounded and timed. */
+function signedTwilio(
+  p: PipelineHarness,
+  pathAndQuery: string,
+  params: Record<string, string>,
+  boundMs: number,
+) {
+  return timed(`${http(p)}${pathAndQuery}`, boundMs, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature": twilio.getExpectedTwilioSignature(
+        TWILIO_TOKEN,
+        `${p.envVars.PUBLIC_URL}${pathAndQuery}`,
+        params,
+      ),
+    },
+    body: new URLSearchParams(params).toString(),
+  });
 }
 
 /** /metrics answers in time while Redis is away, without the gauges it reads from Redis. */
