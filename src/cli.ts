@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
@@ -13,6 +12,7 @@ import { type FailedOptions, runFailed } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { type MigrateOptions as MigrateCommandOptions, runMigrate } from "./cli/migrate-command.js";
 import { runOrder } from "./cli/order-command.js";
+import { packageVersion } from "./cli/package-version.js";
 import { runPlan } from "./cli/plan-command.js";
 import { runPublish } from "./cli/publish-command.js";
 import { type RefusedOptions, runRefused } from "./cli/refused-command.js";
@@ -35,34 +35,15 @@ function wholeNumber(text: string): number {
   return Number(text);
 }
 
-/**
- * The package's version, from the nearest followups package.json above this file: beside src/ and
- * dist/ (the image copies it too), two levels further up for the bench's build (bench/.build).
- * Never throws: every command starts with it.
- */
-function packageVersion(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const found = JSON.parse(readFileSync(path.join(dir, "package.json"), "utf8")) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (found.name === "followups" && typeof found.version === "string") return found.version;
-    } catch {
-      // None here, or not readable: look further up.
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return "unknown";
-    dir = parent;
-  }
-}
-
 /** The `followups` command: one binary for operators, publishers' shells and the container. */
 const program = new Command()
   .name("followups")
   .description("Turns purchase events into well-timed customer follow-ups.")
-  .version(packageVersion(), "-V, --version", "print the version and exit")
+  .version(
+    packageVersion(path.dirname(fileURLToPath(import.meta.url))),
+    "-V, --version",
+    "print the version and exit",
+  )
   .showHelpAfterError()
   .exitOverride();
 
