@@ -15,7 +15,7 @@ import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { DiscountCodes } from "../store/discount-codes.js";
 import { shardScope } from "../store/keys.js";
-import { OrderStore } from "../store/order-store.js";
+import { type OrderRecord, OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { ReplicaWait, type ReplicaWaitSettings } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
@@ -244,9 +244,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       })),
     );
 
+  /** An order's purchase events whose shard this deployment has. */
+  const servedEvents = (order: OrderRecord): readonly EventInShard[] =>
+    order.events.filter((event) => event.shard < deps.shards);
   /** An order's purchase events, each with its shard (as the order's link recorded it). */
   const eventsOfOrder = async (orderId: string): Promise<readonly EventInShard[]> =>
-    (await orders.get(orderId)).events.filter((event) => event.shard < deps.shards);
+    servedEvents(await orders.get(orderId));
 
   const eraseCustomer = createEraser({
     redis,
@@ -371,7 +374,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     async order(given: string): Promise<OrderTimeline> {
       const orderId = operatorId(given, "order");
       const order = await orders.get(orderId);
-      const events = order.events.filter((event) => event.shard < deps.shards);
+      const events = servedEvents(order);
       const facts = {
         orderId,
         purchaseArrived: events.length > 0 || order.dropped.length > 0,

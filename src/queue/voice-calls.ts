@@ -70,6 +70,11 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
   };
 
+  /** The number a call's script was placed to, as the suppression lists know it (its keyed hash). */
+  const calledNumber = (call: StoredCall): SuppressionTarget => ({
+    addressHash: call.script.recipient.replace(/^h:/, ""),
+  });
+
   /** A 9 on a call: no more calls or texts to the number. */
   const optOut = async (who: SuppressionTarget, now: number) => {
     for (const channel of PHONE_CHANNELS) {
@@ -86,8 +91,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       const call = await deps.calls.get(request.followUpId);
       if (!call || call.ended) return HANG_UP;
       // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
-      const addressHash = call.script.recipient.replace(/^h:/, "");
-      if (await deps.suppressions.isSuppressed("voice", { addressHash })) {
+      if (await deps.suppressions.isSuppressed("voice", calledNumber(call))) {
         const turn = answerOptedOut(call.script, request.answeredBy);
         await note(request, call, turn.type === "hang-up" ? "machine" : "answered-no-score");
         deps.logger.info(
@@ -129,7 +133,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         return HANG_UP;
       }
       const heard = hearAnswer(call.script, request.digits, request.speech, call.repeats ?? 0);
-      const { eventId, stepId, shard, recipient } = call.script;
+      const { eventId, stepId, shard } = call.script;
       // Posted after the final status callback (Twilio sends both as the customer hangs up, in
       // no set order): a score or a 9 still counts; no answer leaves the outcome recorded.
       if (call.ended && heard.kind !== "score" && heard.kind !== "stop") return HANG_UP;
@@ -140,10 +144,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
         await note(request, call, "answered");
       } else if (heard.kind === "stop") {
-        await optOut(
-          { addressHash: recipient.replace(/^h:/, "") },
-          request.receivedAt ?? deps.now(),
-        );
+        await optOut(calledNumber(call), request.receivedAt ?? deps.now());
         await note(request, call, "answered-no-score");
         deps.logger.info({ stepId }, "customer pressed 9 on a call: no more calls or texts");
       } else if (heard.kind === "none") {
