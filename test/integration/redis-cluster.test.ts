@@ -1,9 +1,12 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
+import { channelsFromEnv } from "../../src/channels/channels-from-env.js";
 import { commandConnection } from "../../src/cli/command-redis.js";
 import { readEnv } from "../../src/config/env.js";
+import { createLogger } from "../../src/logger.js";
 import { customerShard, globalTag, StoreKeys, shardTag } from "../../src/store/keys.js";
 import { isCluster } from "../../src/store/redis-client.js";
+import { startWorker } from "../../src/worker.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -181,7 +184,11 @@ describe.runIf(onCluster)("followups on a Redis Cluster", () => {
 describe("a Redis Cluster whose nodes were never joined", () => {
   it("is refused in one line by a command and by the worker, at once", async () => {
     single = await startRedisServer({ args: ["--cluster-enabled", "yes"] });
-    const env = readEnv({ REDIS_URL: single.url, REDIS_CLUSTER: "true", QUEUE_PREFIX: "unjoined" });
+    const env = readEnv({
+      REDIS_URL: single.url,
+      REDIS_CLUSTER: "true",
+      QUEUE_PREFIX: "unjoined",
+    });
     if (!env.ok) throw new Error(env.problems.join("; "));
     const refusal =
       /^the Redis Cluster at REDIS_URL has no slots assigned \(cluster_state:fail\): its nodes were never joined; join them/;
@@ -189,12 +196,15 @@ describe("a Redis Cluster whose nodes were never joined", () => {
     await expect(commandConnection({ env: env.env, redisSource: "REDIS_URL" })).rejects.toThrow(
       refusal,
     );
-    pipeline = await startPipeline("cluster-unjoined", {
-      startWorker: false,
-      redisUrl: single.url,
-      cluster: true,
-    });
-    await expect(pipeline.startWorker()).rejects.toThrow(refusal);
+    // The worker alone: the harness's own Cluster client would wait on the unjoined node, and
+    // closing it there fails ("Connection is closed") depending on where its retries stand.
+    await expect(
+      startWorker({
+        env: env.env,
+        logger: createLogger({ level: "silent", pretty: false }),
+        channels: channelsFromEnv(env.env),
+      }),
+    ).rejects.toThrow(refusal);
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
