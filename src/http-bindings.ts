@@ -11,7 +11,9 @@ import {
 } from "./http/http-deps.js";
 import {
   MAX_SPOOLED_WEBHOOKS,
-  type SpooledWebhook,
+  type SpooledInput,
+  type SpooledKey,
+  spoolEntry,
   type WebhookSpool,
 } from "./http/webhook-spool.js";
 import type { Logger } from "./logger.js";
@@ -221,95 +223,107 @@ export function failFast(redis: RedisClient) {
     };
 }
 
-/**
- * A Twilio webhook's handling while Redis is away: Twilio does not send a webhook again after a
- * 5xx, so a verified request is written to the spool and answered as `spooledAnswer`, to be
- * handled once Redis is back (createSpoolReplay). A spool that is full or cannot be written leaves
- * the 503.
- */
-function spoolOnOutage<I, R>(deps: {
-  readonly handle: (input: I) => Promise<R>;
+/** What a route's spooling needs besides its handler: the spool, the clock, the logger. */
+interface SpoolingDeps<H> {
+  readonly handle: H;
   readonly spool: Pick<WebhookSpool, "add" | "dir">;
   readonly now: () => number;
   readonly logger: Logger;
-  /** What the spool keeps of the request. */
-  readonly entry: (input: I, receivedAt: number) => SpooledWebhook;
-  readonly spooledAnswer: R;
-  /** The webhook, as the logs name it. */
-  readonly what: string;
-  /** Its ids for the log line (never a number or words). */
-  readonly ids: (input: I) => Record<string, string>;
-}): (input: I) => Promise<R> {
-  return async (input) => {
-    const receivedAt = deps.now();
-    try {
-      return await deps.handle(input);
-    } catch (error) {
-      if (!(error instanceof UnavailableError)) throw error;
-      let file: string | false;
+}
+
+/**
+ * A Twilio webhook's handling while Redis is away: Twilio does not send a webhook again after a
+ * 5xx, so a verified request is written to the spool (under `key`) and answered as
+ * `spooledAnswer`, to be handled once Redis is back (createSpoolReplay). A spool that is full or
+ * cannot be written leaves the 503.
+ */
+function spoolOnOutage<K extends SpooledKey, A>(
+  key: K,
+  how: {
+    readonly spooledAnswer: A;
+    /** The webhook, as the logs name it. */
+    readonly what: string;
+    /** Its ids for the log line (never a number or words). */
+    readonly ids: (input: SpooledInput<K>) => Record<string, string>;
+  },
+) {
+  return <R>(
+    deps: SpoolingDeps<(input: SpooledInput<K>) => Promise<R>>,
+  ): ((input: SpooledInput<K>) => Promise<R | A>) =>
+    async (input) => {
+      const receivedAt = deps.now();
       try {
-        file = await deps.spool.add(deps.entry(input, receivedAt));
-      } catch (spoolError) {
-        deps.logger.error(
-          { err: spoolError, dir: deps.spool.dir },
-          `cannot write ${deps.what} to the webhook spool (WEBHOOK_SPOOL_DIR): answering 503`,
+        return await deps.handle(input);
+      } catch (error) {
+        if (!(error instanceof UnavailableError)) throw error;
+        let file: string | false;
+        try {
+          file = await deps.spool.add(spoolEntry(key, input, receivedAt));
+        } catch (spoolError) {
+          deps.logger.error(
+            { err: spoolError, dir: deps.spool.dir },
+            `cannot write ${how.what} to the webhook spool (WEBHOOK_SPOOL_DIR): answering 503`,
+          );
+          throw error;
+        }
+        if (file === false) {
+          deps.logger.error(
+            { dir: deps.spool.dir, maxFiles: MAX_SPOOLED_WEBHOOKS },
+            "the webhook spool is full: answering 503",
+          );
+          throw error;
+        }
+        deps.logger.warn(
+          { file, ...how.ids(input) },
+          `Redis is unavailable: ${how.what} spooled to disk, handled once Redis is back`,
         );
-        throw error;
+        return how.spooledAnswer;
       }
-      if (file === false) {
-        deps.logger.error(
-          { dir: deps.spool.dir, maxFiles: MAX_SPOOLED_WEBHOOKS },
-          "the webhook spool is full: answering 503",
-        );
-        throw error;
-      }
-      deps.logger.warn(
-        { file, ...deps.ids(input) },
-        `Redis is unavailable: ${deps.what} spooled to disk, handled once Redis is back`,
-      );
-      return deps.spooledAnswer;
-    }
-  };
+    };
 }
 
 /**
  * POST /webhooks/twilio/inbound while Redis is away: a verified message (a STOP above all) is
  * spooled and answered 200 (spoolOnOutage).
  */
-export function spoolWhenUnavailable(deps: {
-  readonly handle: HttpDeps["inboundSms"];
-  readonly spool: Pick<WebhookSpool, "add" | "dir">;
-  readonly now: () => number;
-  readonly logger: Logger;
-}): HttpDeps["inboundSms"] {
-  return spoolOnOutage({
-    ...deps,
-    entry: (message, receivedAt) => ({ receivedAt, message }),
-    spooledAnswer: "spooled" as const,
-    what: "inbound SMS",
-    ids: (message) => ({ messageSid: message.messageSid }),
-  });
-}
+export const spoolWhenUnavailable = spoolOnOutage("message", {
+  spooledAnswer: "spooled" as const,
+  what: "inbound SMS",
+  ids: (message) => ({ messageSid: message.messageSid }),
+});
 
 /**
  * POST /webhooks/twilio/voice/gather while Redis is away: the verified answer (a 9 above all) is
  * spooled, and the call hung up on, as when its record is not found: without Redis, its language
  * is not known to say anything in. Replayed through VoiceCalls.gathered.
  */
-export function spoolGatherWhenUnavailable(deps: {
-  readonly handle: HttpDeps["voiceCall"]["gathered"];
-  readonly spool: Pick<WebhookSpool, "add" | "dir">;
-  readonly now: () => number;
-  readonly logger: Logger;
-}): HttpDeps["voiceCall"]["gathered"] {
-  return spoolOnOutage({
-    ...deps,
-    entry: (gather, receivedAt) => ({ receivedAt, gather }),
-    spooledAnswer: HANG_UP,
-    what: "a voice call's answer",
-    ids: (gather) => ({ callSid: gather.callSid }),
-  });
-}
+export const spoolGatherWhenUnavailable = spoolOnOutage("gather", {
+  spooledAnswer: HANG_UP,
+  what: "a voice call's answer",
+  ids: (gather) => ({ callSid: gather.callSid }),
+});
+
+/**
+ * POST /webhooks/twilio/status while Redis is away: the verified delivery report (undelivered,
+ * a 21610 opt-out among them) is spooled and answered as usual (204), and replayed through
+ * CustomerFeedback.smsStatus, dated when it arrived.
+ */
+export const spoolSmsStatusWhenUnavailable = spoolOnOutage("smsStatus", {
+  spooledAnswer: "spooled" as const,
+  what: "an SMS status callback",
+  ids: (update) => ({ messageSid: update.messageSid, status: update.status }),
+});
+
+/**
+ * POST /webhooks/twilio/voice/status while Redis is away: how the call ended is spooled and
+ * answered as usual (204), and replayed through VoiceCalls.status, dated when it arrived, so the
+ * step gets its outcome (and its fallback) instead of `call-outcome-unknown`.
+ */
+export const spoolCallStatusWhenUnavailable = spoolOnOutage("callStatus", {
+  spooledAnswer: "spooled" as const,
+  what: "a voice call's status callback",
+  ids: (status) => ({ callSid: status.callSid, callStatus: status.callStatus }),
+});
 
 /**
  * POST /webhooks/twilio/voice/answer while Redis is away: the call is hung up on. A 503 would have

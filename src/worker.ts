@@ -18,14 +18,16 @@ import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domai
 import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
 import { createSpoolReplay } from "./http/spool-replay.js";
-import { type SpooledWebhook, WebhookSpool } from "./http/webhook-spool.js";
+import { handleSpooled, type SpooledWebhook, WebhookSpool } from "./http/webhook-spool.js";
 import {
   acceptEventWith,
   adminApiWith,
   failFast,
   hangUpWhenUnavailable,
   readinessWith,
+  spoolCallStatusWhenUnavailable,
   spoolGatherWhenUnavailable,
+  spoolSmsStatusWhenUnavailable,
   spoolWhenUnavailable,
 } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
@@ -802,16 +804,19 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     onErased: () => metrics.erasures.inc(),
   });
   let httpAddress: string | undefined;
-  // Inbound SMS and call answers taken while Redis was away, handled once it is back (also those
-  // of a former run).
+  // Inbound SMS, call answers and status callbacks taken while Redis was away, handled once it is
+  // back (also those of a former run), each dated when it arrived.
   const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
   const spoolReplay = createSpoolReplay({
     spool: webhookSpool,
     handle: failFast(redis)(
       (entry: SpooledWebhook): Promise<unknown> =>
-        "message" in entry
-          ? feedback.inboundSms({ ...entry.message, receivedAt: entry.receivedAt })
-          : voiceCalls.gathered({ ...entry.gather, receivedAt: entry.receivedAt }),
+        handleSpooled<unknown>(entry, {
+          inboundSms: (message, receivedAt) => feedback.inboundSms({ ...message, receivedAt }),
+          gather: (gather, receivedAt) => voiceCalls.gathered({ ...gather, receivedAt }),
+          smsStatus: (update, receivedAt) => feedback.smsStatus({ ...update, receivedAt }),
+          callStatus: (status, receivedAt) => voiceCalls.status({ ...status, receivedAt }),
+        }),
     ),
     counted: ({ waiting, failed }) => {
       metrics.webhookSpoolFiles.set({ state: "waiting" }, waiting);
@@ -849,7 +854,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         now,
         logger,
       }),
-      smsStatus: bounded((update) => feedback.smsStatus(update)),
+      smsStatus: spoolSmsStatusWhenUnavailable({
+        handle: bounded((update) => feedback.smsStatus(update)),
+        spool: webhookSpool,
+        now,
+        logger,
+      }),
       inboundEmail: bounded((raw) => feedback.inboundEmail(raw)),
       voiceCall: {
         answered: hangUpWhenUnavailable({
@@ -862,7 +872,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           now,
           logger,
         }),
-        status: bounded((request) => voiceCalls.status(request)),
+        status: spoolCallStatusWhenUnavailable({
+          handle: bounded((request) => voiceCalls.status(request)),
+          spool: webhookSpool,
+          now,
+          logger,
+        }),
       },
       discountCodes: {
         lookup: bounded((code: string) => discountCodes.lookup(code, now())),

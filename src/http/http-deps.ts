@@ -98,12 +98,15 @@ export interface HttpDeps {
     | { outcome: "unsubscribed" }
     | { outcome: "ignored"; reason: string }
   >;
-  /** A Twilio status callback for a message we sent. */
+  /**
+   * A Twilio status callback for a message we sent; `spooled` when Redis was away and the report
+   * waits on disk (WEBHOOK_SPOOL_DIR) to be recorded once it is back.
+   */
   smsStatus(update: {
     messageSid: string;
     status: string;
     errorCode?: number;
-  }): Promise<"recorded" | "unknown-message">;
+  }): Promise<"recorded" | "unknown-message" | "spooled">;
   /** Voice check-in calls: Twilio's answer, gather and status webhooks (TwiML turns). */
   readonly voiceCall: {
     answered(request: CallRequest): Promise<CallTurn>;
@@ -111,9 +114,10 @@ export interface HttpDeps {
     gathered(
       request: CallRequest & { digits?: string; speech?: string; to?: string },
     ): Promise<CallTurn>;
+    /** How the call ended; `spooled` when Redis was away (as smsStatus). */
     status(
-      request: CallRequest & { callStatus: string },
-    ): Promise<"recorded" | "in-progress" | "unknown-call">;
+      request: CallRequest & { callStatus: string; durationSeconds?: number },
+    ): Promise<"recorded" | "in-progress" | "unknown-call" | "spooled">;
   };
   /** Discount codes for tills: look up and redeem (`/v1/discount-codes`). */
   readonly discountCodes: {

@@ -20,10 +20,11 @@ export interface SpoolCounts {
 }
 
 /**
- * Replays spooled webhooks (inbound SMS, voice call answers), oldest first, through the route's own
- * handling, once at start and every `intervalMs` while the worker runs; each file is removed once
- * handled (handling is idempotent by MessageSid or CallSid, so a file replayed twice after a crash
- * counts once). Every round, Redis up or not, first removes temporary files left by an interrupted
+ * Replays spooled webhooks (inbound SMS, voice call answers, message and call status callbacks),
+ * oldest first, through the route's own handling, once at start and every `intervalMs` while the
+ * worker runs; each file is removed once handled (handling is idempotent by MessageSid or CallSid,
+ * so a file replayed twice after a crash counts once, and a status that is not final does not
+ * replace a final one). Every round, Redis up or not, first removes temporary files left by an interrupted
  * write and ends by reporting how many files wait and how many were moved aside.
  */
 export function createSpoolReplay(deps: {

@@ -43,44 +43,141 @@ export interface SpooledVoiceGather {
   };
 }
 
-/** Any spooled webhook; which one it is shows by its `message` or `gather`. */
-export type SpooledWebhook = SpooledInboundSms | SpooledVoiceGather;
+/**
+ * A message's status callback (delivered, undelivered with its code …) whose signature was
+ * checked: what CustomerFeedback.smsStatus reads.
+ */
+export interface SpooledSmsStatus {
+  /** When the webhook arrived (ms since the epoch): the delivery outcome's time. */
+  readonly receivedAt: number;
+  readonly smsStatus: {
+    readonly messageSid: string;
+    readonly status: string;
+    readonly errorCode?: number;
+  };
+}
+
+/**
+ * A voice call's status callback (how the call ended) whose signature was checked: what
+ * VoiceCalls.status reads.
+ */
+export interface SpooledCallStatus {
+  /** When the webhook arrived (ms since the epoch): when the call ended, as the step records it. */
+  readonly receivedAt: number;
+  readonly callStatus: {
+    readonly followUpId: string;
+    readonly callSid: string;
+    readonly answeredBy?: string;
+    readonly callStatus: string;
+    readonly durationSeconds?: number;
+  };
+}
+
+/**
+ * Any spooled webhook; which one it is shows by its `message`, `gather`, `smsStatus` or
+ * `callStatus`.
+ */
+export type SpooledWebhook =
+  | SpooledInboundSms
+  | SpooledVoiceGather
+  | SpooledSmsStatus
+  | SpooledCallStatus;
+
+/** Which webhook a spooled entry keeps, by the field it keeps it under. */
+export type SpooledKey = "message" | "gather" | "smsStatus" | "callStatus";
+/** The webhook's request as its route hands it on, and as the spool keeps it under `K`. */
+export type SpooledInput<K extends SpooledKey> = Extract<SpooledWebhook, Record<K, unknown>>[K];
+
+/** A webhook's entry in the spool: its request under `key`, and when it arrived. */
+export function spoolEntry<K extends SpooledKey>(
+  key: K,
+  input: SpooledInput<K>,
+  receivedAt: number,
+): SpooledWebhook {
+  // Each key names one member of the union, which TypeScript cannot follow through a computed key.
+  return { receivedAt, [key]: input } as unknown as SpooledWebhook;
+}
 
 const INBOUND_SMS = "twilio-inbound-sms";
 const VOICE_GATHER = "twilio-voice-gather";
+const SMS_STATUS = "twilio-sms-status";
+const CALL_STATUS = "twilio-voice-status";
+
+/** A file's schema: its kind, when the webhook arrived, and what it kept of the webhook. */
+const fileOf = <K extends string, S extends z.ZodRawShape>(kind: K, kept: S) =>
+  z.object({ kind: z.literal(kind), receivedAt: z.number().int().positive(), ...kept });
+
+const sid = z.string().min(1).max(64);
+/** What every call webhook carries: the follow-up (`?call=`), the call, who answered. */
+const callFields = {
+  followUpId: z.string().min(1).max(100),
+  callSid: sid,
+  answeredBy: z.string().min(1).max(32).optional(),
+};
 
 /**
  * The file format: JSON tagged with its kind. Files of the first version (inbound SMS only) carry
  * the same tag and fields, so they still read.
  */
 const SpooledFile = z.discriminatedUnion("kind", [
-  z.object({
-    kind: z.literal(INBOUND_SMS),
-    receivedAt: z.number().int().positive(),
+  fileOf(INBOUND_SMS, {
     message: z.object({
       from: z.string().min(1).max(64),
       body: z.string(),
-      messageSid: z.string().min(1).max(64),
+      messageSid: sid,
       media: z.number().int().positive().optional(),
     }),
   }),
-  z.object({
-    kind: z.literal(VOICE_GATHER),
-    receivedAt: z.number().int().positive(),
+  fileOf(VOICE_GATHER, {
     gather: z.object({
-      followUpId: z.string().min(1).max(100),
-      callSid: z.string().min(1).max(64),
-      answeredBy: z.string().min(1).max(32).optional(),
+      ...callFields,
       digits: z.string().min(1).max(8).optional(),
       speech: z.string().min(1).max(500).optional(),
       to: z.string().min(1).max(64).optional(),
     }),
   }),
+  fileOf(SMS_STATUS, {
+    smsStatus: z.object({
+      messageSid: sid,
+      status: z.string().min(1).max(32),
+      errorCode: z.number().int().nonnegative().optional(),
+    }),
+  }),
+  fileOf(CALL_STATUS, {
+    callStatus: z.object({
+      ...callFields,
+      callStatus: z.string().min(1).max(32),
+      durationSeconds: z.number().int().positive().optional(),
+    }),
+  }),
 ]);
+
+/** A spooled webhook's kind, as its file is tagged. */
+function kindOf(entry: SpooledWebhook): string {
+  if ("message" in entry) return INBOUND_SMS;
+  if ("gather" in entry) return VOICE_GATHER;
+  return "smsStatus" in entry ? SMS_STATUS : CALL_STATUS;
+}
 
 /** The file's text for a webhook: JSON, tagged with its kind. */
 export function spoolText(entry: SpooledWebhook): string {
-  return JSON.stringify({ kind: "message" in entry ? INBOUND_SMS : VOICE_GATHER, ...entry });
+  return JSON.stringify({ kind: kindOf(entry), ...entry });
+}
+
+/** How each kind of spooled webhook is handled (replayed), given when it arrived. */
+export interface SpooledHandlers<R> {
+  inboundSms(message: SpooledInboundSms["message"], receivedAt: number): Promise<R>;
+  gather(gather: SpooledVoiceGather["gather"], receivedAt: number): Promise<R>;
+  smsStatus(update: SpooledSmsStatus["smsStatus"], receivedAt: number): Promise<R>;
+  callStatus(status: SpooledCallStatus["callStatus"], receivedAt: number): Promise<R>;
+}
+
+/** Hands a spooled webhook to the handler of its kind. */
+export function handleSpooled<R>(entry: SpooledWebhook, handlers: SpooledHandlers<R>): Promise<R> {
+  if ("message" in entry) return handlers.inboundSms(entry.message, entry.receivedAt);
+  if ("gather" in entry) return handlers.gather(entry.gather, entry.receivedAt);
+  if ("smsStatus" in entry) return handlers.smsStatus(entry.smsStatus, entry.receivedAt);
+  return handlers.callStatus(entry.callStatus, entry.receivedAt);
 }
 
 /** A spooled file's webhook; undefined when its content is not one. */

@@ -452,15 +452,22 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       return { outcome: "recorded", replyId };
     },
 
-    /** Records Twilio's delivery report against the step the message was sent for. */
+    /**
+     * Records Twilio's delivery report against the step the message was sent for, dated
+     * `receivedAt` when given (a report replayed from the webhook spool), else now. Handling the
+     * same report twice has its effect once: the status is written again, the ledger counts it
+     * once per message and outcome, and a number is suppressed once.
+     */
     async smsStatus(update: {
       messageSid: string;
       status: string;
       errorCode?: number;
+      /** When it came in, if not now (replayed from the webhook spool). */
+      receivedAt?: number;
     }): Promise<"recorded" | "unknown-message"> {
       const at = await deps.smsReferences.stepOfSms(update.messageSid);
       if (!at) return "unknown-message";
-      const now = deps.now();
+      const now = update.receivedAt ?? deps.now();
       const { store } = deps.shards.of(at.shard);
       // Twilio posts each status on its own, in no guaranteed order: a `sent` that arrives after
       // `delivered` (or `undelivered` with its code) must not take the final outcome's place.

@@ -161,10 +161,16 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
      * outcome as reason). The script is marked over (CallScripts.end), so a key press posted after
      * this callback is still filed; a repeated final callback changes nothing. A callback about
      * another call than the script's (an earlier attempt that Twilio placed after all) changes
-     * nothing either.
+     * nothing either. A status that is not final (`ringing`, `in-progress`) changes nothing, so one
+     * replayed from the webhook spool after the final one cannot move the call back. The outcome
+     * is dated `receivedAt` when given (the callback's arrival, replayed from the spool), else now.
      */
     async status(
-      request: CallRequest & { readonly callStatus: string; readonly durationSeconds?: number },
+      request: CallRequest & {
+        readonly callStatus: string;
+        readonly durationSeconds?: number;
+        readonly receivedAt?: number;
+      },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
       const call = await deps.calls.get(request.followUpId);
       if (!call || (call.callSid !== undefined && call.callSid !== request.callSid)) {
@@ -178,7 +184,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
       if (!outcome) return "in-progress";
       if (call.ended) return "recorded";
-      const now = deps.now();
+      const now = request.receivedAt ?? deps.now();
       const { eventId, stepId, shard } = call.script;
       const record = await deps.shards
         .of(shard)

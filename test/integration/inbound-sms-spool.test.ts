@@ -14,17 +14,21 @@ import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
+  recentLedgerCounts,
   startPipeline,
+  stepRecordOf,
   TWILIO_FROM,
+  waitForState,
 } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 import { callRoute, publishTv, withVoiceCheckIn } from "../support/voice-check-in.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /**
- * Twilio does not send an inbound SMS webhook again after a 5xx: while Redis is away the worker
- * keeps the verified message on disk (WEBHOOK_SPOOL_DIR), answers 200, and handles it once Redis
- * is back. Redis here keeps its data across the outage (append-only file in a folder of the test).
+ * Twilio does not send a webhook again after a 5xx: while Redis is away the worker keeps a
+ * verified inbound SMS, a call's keypad answer, or a message's or call's status callback on disk
+ * (WEBHOOK_SPOOL_DIR), answers as usual (200, or 204 to status callbacks), and handles it once
+ * Redis is back. Redis here keeps its data across the outage (append-only file in a folder of the test).
  */
 
 let servers: RedisServer[] = [];
@@ -91,6 +95,16 @@ async function redisBack(): Promise<void> {
 const spoolDir = (p: PipelineHarness) => p.envVars.WEBHOOK_SPOOL_DIR ?? "";
 const spooled = async (p: PipelineHarness) =>
   (await readdir(spoolDir(p)).catch(() => [] as string[])).filter((name) => name.endsWith(".json"));
+
+/** Starts Redis again; resolves once the worker has handled every spooled webhook. */
+async function replayedOnceRedisIsBack(p: PipelineHarness): Promise<void> {
+  await redisBack();
+  await eventually(
+    async () => ((await spooled(p)).length === 0 ? true : undefined),
+    "the spool to be empty",
+    15_000,
+  );
+}
 
 /** The spool metric's samples: `{ waiting, failed }` as /metrics shows them. */
 async function spoolMetric(p: PipelineHarness): Promise<Record<string, number>> {
@@ -224,17 +238,23 @@ it("a reply texted twice while Redis is away is filed once after replay; a spool
 });
 
 const OTHER_PHONE = "+447400987654";
+const CALL_STEP = "big-ticket.check-in";
+
+/** A pipeline with the voice check-in on a Redis that keeps its data, whose call to PHONE is placed. */
+async function callPlaced(label: string, eventId: string) {
+  const started = await startOnDurableRedis(label, (h) => withVoiceCheckIn(h.configDir));
+  await publishTv(started.p, eventId, PHONE);
+  const [call] = await started.p.twilio.waitForCalls(1, 15_000);
+  const followUpId = followUpJobId(eventId, CALL_STEP);
+  // Twilio reports how the call ended to the status callback set on it.
+  expect(call?.statusCallback).toContain(callRoute("status", followUpId));
+  return { ...started, callSid: call?.sid ?? "", followUpId };
+}
 
 it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk, and stops calls and texts once Redis is back, also when the call is no longer on file", {
   timeout: 60_000,
 }, async () => {
-  const { p, server } = await startOnDurableRedis("spool-call", (h) =>
-    withVoiceCheckIn(h.configDir),
-  );
-  await publishTv(p, "evt-spoolcall", PHONE);
-  const [call] = await p.twilio.waitForCalls(1, 15_000);
-  const callSid = call?.sid ?? "";
-  const followUpId = followUpJobId("evt-spoolcall", "big-ticket.check-in");
+  const { p, server, callSid, followUpId } = await callPlaced("spool-call", "evt-spoolcall");
   const answered = await postTwilio(p, callRoute("answer", followUpId), {
     CallSid: callSid,
     CallStatus: "in-progress",
@@ -286,4 +306,101 @@ it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk
   await spoolMetricIs(p, { waiting: 0, failed: 0 });
   expect(p.logs.map((line) => line.msg)).toContain("replayed spooled webhooks");
   expectNoPersonalDataLogged(p, OTHER_PHONE);
+});
+
+it("a call's final status callback while Redis is away is answered 204 and kept on disk; once Redis is back the call has its outcome, dated when it arrived, and its SMS fallback, counted once", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server, callSid, followUpId } = await callPlaced("spool-call-status", "evt-spoolring");
+  await waitForState(p, "evt-spoolring", CALL_STEP, "sent");
+
+  await redisAway(p, server);
+  const endedAt = Date.now();
+  const status = (CallStatus: string) =>
+    postTwilio(p, callRoute("status", followUpId), { CallSid: callSid, CallStatus, To: PHONE });
+  // Nobody answers. Twilio sends the final callback again after a failed connection, and an
+  // earlier status may come late: all three are kept; the late `ringing` does not undo the end.
+  for (const callStatus of ["no-answer", "no-answer", "ringing"]) {
+    const answer = await status(callStatus);
+    expect(answer.status).toBe(204);
+    expect(await answer.text()).toBe("");
+  }
+  const files = await spooled(p);
+  expect(files).toHaveLength(3);
+  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toEqual({
+    kind: "twilio-voice-status",
+    receivedAt: expect.any(Number),
+    callStatus: { followUpId, callSid, callStatus: "no-answer" },
+  });
+  const postedBy = Date.now();
+  await spoolMetricIs(p, { waiting: 3, failed: 0 });
+  // Redis stays away a while: the outcome is dated when the callback came, not when it is replayed.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+
+  await replayedOnceRedisIsBack(p);
+  const record = await stepRecordOf(p, "evt-spoolring", CALL_STEP);
+  expect(record?.delivery).toEqual({ status: "no-answer" });
+  expect(record?.changedAt).toBeGreaterThanOrEqual(endedAt);
+  expect(record?.changedAt).toBeLessThanOrEqual(postedBy);
+  // Counted once in the ledger, as undelivered with the outcome as reason.
+  expect(await recentLedgerCounts(p, "undelivered|voice|")).toEqual([
+    ["undelivered|voice|check-in|big-ticket", 1],
+    ["reason|undelivered|voice|check-in|no-answer", 1],
+  ]);
+  await spoolMetricIs(p, { waiting: 0, failed: 0 });
+
+  // The fallback waits an hour for a call's outcome; moved on now (as an operator could), it
+  // texts the customer instead of being skipped as `call-outcome-unknown`.
+  const fallbackId = followUpJobId("evt-spoolring", `${CALL_STEP}-fallback`);
+  await eventually(async () => {
+    const job = await p.followUps.getJob(fallbackId);
+    if ((await job?.getState()) === "delayed") await job?.promote().catch(() => undefined);
+    return p.twilio.messages.length > 0 ? true : undefined;
+  }, "the fallback SMS to be sent");
+  expect(p.twilio.messages.map((message) => message.to)).toEqual([PHONE]);
+  await waitForState(p, "evt-spoolring", `${CALL_STEP}-fallback`, "sent");
+  expectNoPersonalDataLogged(p);
+});
+
+it("a message's status callback while Redis is away is answered 204 and kept on disk; once Redis is back the step shows it, and a carrier opt-out (21610) stops calls to the number", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-sms-status");
+  await publishTv(p, "evt-spoolsms", PHONE);
+  const [sms] = await p.twilio.waitForMessages(1, 15_000);
+  const messageSid = sms?.sid ?? "";
+  const references = new SmsReferences(p.redis, p.prefix);
+  await eventually(async () => references.stepOfSms(messageSid), "the message to be on file");
+  await waitForState(p, "evt-spoolsms", CALL_STEP, "sent");
+
+  await redisAway(p, server);
+  const report = (fields: Record<string, string>) =>
+    postTwilio(p, "/webhooks/twilio/status", { MessageSid: messageSid, ...fields });
+  // The final report, then a `sent` that Twilio posted earlier but that came late.
+  const reports: Record<string, string>[] = [
+    { MessageStatus: "undelivered", ErrorCode: "21610" },
+    { MessageStatus: "sent" },
+  ];
+  for (const fields of reports) {
+    expect((await report(fields)).status).toBe(204);
+  }
+  const postedBy = Date.now();
+  const files = await spooled(p);
+  expect(files).toHaveLength(2);
+  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toEqual({
+    kind: "twilio-sms-status",
+    receivedAt: expect.any(Number),
+    smsStatus: { messageSid, status: "undelivered", errorCode: 21610 },
+  });
+  const list = new SuppressionList(p.redis, p.prefix);
+
+  await replayedOnceRedisIsBack(p);
+  const record = await stepRecordOf(p, "evt-spoolsms", CALL_STEP);
+  expect(record?.delivery).toEqual({ status: "undelivered", errorCode: 21610 });
+  // Dated when the report came, not when it was replayed.
+  expect(record?.changedAt).toBeLessThanOrEqual(postedBy);
+  expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+  expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+  await spoolMetricIs(p, { waiting: 0, failed: 0 });
+  expectNoPersonalDataLogged(p);
 });

@@ -111,25 +111,32 @@ const INBOUND_EMAIL_TOKEN = "inbound-email-token-0123456789";
 const ADMIN_TOKENS = "dana:admin-token-0123456789";
 
 /**
- * A till's lookup, a signed Twilio inbound text and an inbound email: each bounded, timed. Each
- * answers 503 with Retry-After, but the inbound text: Twilio does not send it again after a 5xx,
- * so it is kept in the webhook spool and answered 200 (empty TwiML).
+ * A till's lookup, a signed Twilio inbound text, an inbound email, the admin API, a call picked
+ * up and Twilio's status callbacks: each bounded, timed. Each answers 503 with Retry-After, but
+ * Twilio's webhooks: Twilio does not send one again after a 5xx, so the inbound text and the
+ * status callbacks are kept in the webhook spool and answered as usual (200 with empty TwiML,
+ * 204), and the call is hung up on.
  */
 async function expectOtherRoutesInTime(p: PipelineHarness, boundMs: number): Promise<number[]> {
-  const [till, text, email, admin, call] = await otherRoutes(p, boundMs);
+  const [till, text, email, admin, call, smsStatus, callStatus] = await otherRoutes(p, boundMs);
   expect(text?.response.status).toBe(200);
   expect(text?.body).toContain("<Response>");
+  for (const status of [smsStatus, callStatus]) {
+    expect(status?.response.status).toBe(204);
+    expect(status?.body).toBe("");
+  }
   // A call picked up meanwhile is hung up on: a 503 has Twilio tell the customer "an application
   // error has occurred".
   expect(call?.response.status).toBe(200);
   expect(call?.body).toContain("<Hangup/>");
   const spooled = await readdir(p.envVars.WEBHOOK_SPOOL_DIR ?? "");
-  expect(spooled.filter((name) => name.endsWith(".json")).length).toBeGreaterThan(0);
+  // The text and both status callbacks (a round may also keep those of an earlier one).
+  expect(spooled.filter((name) => name.endsWith(".json")).length).toBeGreaterThanOrEqual(3);
   for (const answer of [till, email, admin]) {
     expect(answer?.response.status).toBe(503);
     expect(answer?.response.headers.get("retry-after")).toMatch(/^[1-9]\d*$/);
   }
-  return [till, text, email, admin, call].map((answer) => answer?.ms ?? -1);
+  return [till, text, email, admin, call, smsStatus, callStatus].map((answer) => answer?.ms ?? -1);
 }
 
 async function otherRoutes(p: PipelineHarness, boundMs: number) {
@@ -155,6 +162,18 @@ async function otherRoutes(p: PipelineHarness, boundMs: number) {
       headers: { authorization: "Bearer admin-token-0123456789" },
     }),
     await signedTwilio(p, `${callRoute}?call=fu.evt-outage.check-in`, callParams, boundMs),
+    await signedTwilio(
+      p,
+      "/webhooks/twilio/status",
+      { MessageSid: "SM-outage-sent", MessageStatus: "delivered" },
+      boundMs,
+    ),
+    await signedTwilio(
+      p,
+      "/webhooks/twilio/voice/status?call=fu.evt-outage.check-in",
+      { CallSid: "CA-outage", CallStatus: "no-answer" },
+      boundMs,
+    ),
   ];
 }
 

@@ -21,6 +21,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import type { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
@@ -283,6 +284,15 @@ export async function eventProcessed(p: PipelineHarness, jobId: string) {
 /** A step's record as the store holds it, or undefined. */
 export async function stepRecordOf(p: PipelineHarness, eventId: string, stepId: string) {
   return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+/** The ledger's counts of the last two hours (and the next) whose field contains `part`. */
+export async function recentLedgerCounts(p: PipelineHarness, part: string) {
+  const now = Date.now();
+  const counts = sumHours(
+    await new DeliveryLedger(p.redis, p.prefix).hours(now - 7_200_000, now + 3_600_000),
+  );
+  return [...counts].filter(([field]) => field.includes(part));
 }
 
 /** Waits until a step's record is in `state`; the record. */

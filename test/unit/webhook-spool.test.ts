@@ -1,11 +1,20 @@
-import { mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { UnavailableError } from "../../src/http/http-deps.js";
 import { createSpoolReplay, replayVerdict } from "../../src/http/spool-replay.js";
-import { parseSpoolText, spoolFileName, WebhookSpool } from "../../src/http/webhook-spool.js";
-import { spoolWhenUnavailable } from "../../src/http-bindings.js";
+import {
+  handleSpooled,
+  parseSpoolText,
+  spoolFileName,
+  WebhookSpool,
+} from "../../src/http/webhook-spool.js";
+import {
+  spoolCallStatusWhenUnavailable,
+  spoolSmsStatusWhenUnavailable,
+  spoolWhenUnavailable,
+} from "../../src/http-bindings.js";
 import { createLogger } from "../../src/logger.js";
 
 let dir: string | undefined;
@@ -96,6 +105,60 @@ describe("an inbound SMS while Redis is away", () => {
     });
     await expect(broken(message)).rejects.toThrow("a bug");
     expect(await readdir(root)).not.toContain("other");
+  });
+});
+
+describe("a status callback while Redis is away", () => {
+  const smsStatus = { messageSid: "SMunit2", status: "undelivered", errorCode: 21610 };
+  const callStatus = {
+    followUpId: "f0123",
+    callSid: "CAunit1",
+    answeredBy: "human",
+    callStatus: "completed",
+    durationSeconds: 41,
+  };
+
+  it("is spooled, answered as spooled, and read back as written, tagged with its kind", async () => {
+    const spool = new WebhookSpool(await folder());
+    const deps = { handle: away, spool, now: () => 7_000, logger };
+    expect(await spoolSmsStatusWhenUnavailable(deps)(smsStatus)).toBe("spooled");
+    expect(await spoolCallStatusWhenUnavailable(deps)(callStatus)).toBe("spooled");
+    const [first, second] = await spool.list();
+    expect(await spool.read(String(first))).toEqual({ receivedAt: 7_000, smsStatus });
+    expect(await spool.read(String(second))).toEqual({ receivedAt: 7_000, callStatus });
+    const kinds = await Promise.all(
+      [first, second].map(
+        async (name) => JSON.parse(await readFile(path.join(spool.dir, String(name)), "utf8")).kind,
+      ),
+    );
+    expect(kinds).toEqual(["twilio-sms-status", "twilio-voice-status"]);
+  });
+
+  it("is handed to the handler of its kind with its arrival time", async () => {
+    const seen: unknown[] = [];
+    const handlers = {
+      inboundSms: async (entry: unknown, at: number) => seen.push(["inboundSms", entry, at]),
+      gather: async (entry: unknown, at: number) => seen.push(["gather", entry, at]),
+      smsStatus: async (entry: unknown, at: number) => seen.push(["smsStatus", entry, at]),
+      callStatus: async (entry: unknown, at: number) => seen.push(["callStatus", entry, at]),
+    };
+    await handleSpooled({ receivedAt: 1, message }, handlers);
+    await handleSpooled({ receivedAt: 2, smsStatus }, handlers);
+    await handleSpooled({ receivedAt: 3, callStatus }, handlers);
+    expect(seen).toEqual([
+      ["inboundSms", message, 1],
+      ["smsStatus", smsStatus, 2],
+      ["callStatus", callStatus, 3],
+    ]);
+  });
+
+  it("is not read from a file whose status is missing", () => {
+    const text = JSON.stringify({
+      kind: "twilio-voice-status",
+      receivedAt: 1,
+      callStatus: { followUpId: "f0123", callSid: "CAunit1" },
+    });
+    expect(parseSpoolText(text)).toBeUndefined();
   });
 });
 
