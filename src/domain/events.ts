@@ -10,12 +10,26 @@ import { remembered } from "./remembered.js";
  * Unknown extra fields are accepted and dropped, so publishers can add fields before we read them.
  */
 
+/**
+ * A text of 1 to `max` characters, stored trimmed. The bound counts the white space around it, so
+ * a trailing newline or a few spaces around a shorter value pass, and a megabyte of them does not
+ * (nor does it cost a trim: the length is checked first, and nothing after it once over).
+ */
 const boundedText = (max: number, what: string) =>
   z
     .string({ error: `expected ${what} (a string)` })
+    .max(max, { error: (issue) => tooLong(what, max, issue.input), abort: true })
     .trim()
-    .min(1, { error: `expected ${what}, got an empty string` })
-    .max(max, { error: `expected ${what} of at most ${max} characters` });
+    .min(1, { error: `expected ${what}, got an empty string` });
+
+/** The refusal of a text over `max` characters, naming the white space around it if that is why. */
+function tooLong(what: string, max: number, input: unknown): string {
+  const text = String(input);
+  const kept = text.trim().length;
+  return kept < text.length && kept <= max
+    ? `expected ${what} of at most ${max} characters, counting the white space around it; got ${kept} and ${text.length - kept} of white space`
+    : `expected ${what} of at most ${max} characters`;
+}
 
 /** The longest id an event carries (event, order, customer, store ids and SKUs). */
 export const MAX_ID_LENGTH = 200;
@@ -23,9 +37,27 @@ const id = (what: string) => boundedText(MAX_ID_LENGTH, what);
 /** An item's quantity: at least one, at most 100,000 of it in one order. */
 const QUANTITY = "expected a whole number of items from 1 to 100000";
 
-const instant = z.iso.datetime({
-  offset: true,
-  error: "expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
+/** Digits of a second's fraction an instant may have: nanoseconds, as RFC 3339 producers write. */
+export const MAX_FRACTION_DIGITS = 9;
+const INSTANT_EXPECTED =
+  "expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z";
+
+/** An RFC 3339 date-time with an offset (zod's calendar date), `fraction` the digits' quantifier. */
+const dateTimeWithOffset = (fraction: string) =>
+  new RegExp(
+    `^${z.regexes.date.source.slice(1, -1)}T(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d${fraction})?(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)$`,
+  );
+const WITH_ANY_FRACTION = dateTimeWithOffset("+");
+
+const instant = z.stringFormat("date-time", dateTimeWithOffset(`{1,${MAX_FRACTION_DIGITS}}`), {
+  // Nothing more is said of a malformed instant (not also that it is before 2000).
+  abort: true,
+  error: (issue) => {
+    const text = issue.input;
+    if (typeof text !== "string" || !WITH_ANY_FRACTION.test(text)) return INSTANT_EXPECTED;
+    const digits = /\.(\d+)/.exec(text)?.[1]?.length;
+    return `expected an ISO-8601 date-time with at most ${MAX_FRACTION_DIGITS} digits after the decimal point of the seconds (nanoseconds), got ${digits}`;
+  },
 });
 
 /** No event happened before this: an earlier occurredAt is a publisher's bug (a zero date, 1970). */
@@ -101,7 +133,8 @@ export function normalizePhone(raw: string): string | undefined {
 
 const phone = z
   .string({ error: "expected a phone number in international format, such as +14155550123" })
-  .max(40, { error: "expected a phone number of at most 40 characters" })
+  // Counting the white space around it, as for a text: the number is read trimmed.
+  .max(40, { error: (issue) => tooLong("a phone number", 40, issue.input), abort: true })
   .transform((raw, ctx) => {
     const parsed = parsePhoneNumberFromString(raw.trim());
     if (!parsed?.isValid()) {
@@ -115,12 +148,20 @@ const phone = z
     return parsed.number;
   });
 
+/** A refusal's quote of what it was given: the value, or only its length when that is long. */
+function quoted(input: unknown): string {
+  const text = String(input);
+  return text.length <= 40 ? JSON.stringify(text) : `${text.length} characters`;
+}
+
+const currencyProblem = (issue: { input?: unknown }) =>
+  `expected an ISO 4217 currency code such as EUR or USD, got ${quoted(issue.input)}`;
+
 const currency = z
   .string({ error: "expected an ISO 4217 currency code such as EUR" })
-  .refine(isCurrencyCode, {
-    error: (issue) =>
-      `expected an ISO 4217 currency code such as EUR or USD, got ${JSON.stringify(issue.input)}`,
-  });
+  // Three letters: a longer value is refused without being read further, and not quoted whole.
+  .max(3, { error: currencyProblem, abort: true })
+  .refine(isCurrencyCode, { error: currencyProblem });
 
 const decimalAmount = z.union(
   [z.number(), z.string().max(32, { error: "expected a decimal amount of at most 32 characters" })],
@@ -136,13 +177,17 @@ export const CHANNELS = ["email", "sms", "voice"] as const;
 export const PHONE_CHANNELS: readonly ("sms" | "voice")[] = ["sms", "voice"];
 export type Channel = (typeof CHANNELS)[number];
 
+const EMAIL = "expected an email address such as ana@example.com";
+
 const customer = z.object(
   {
     id: id("a customer id"),
     name: boundedText(200, "the customer's name").optional(),
+    // The length first: an over-long address is one problem, and not read for its form.
     email: z
-      .email({ error: "expected an email address such as ana@example.com" })
-      .max(254, { error: "expected an email address of at most 254 characters" })
+      .string({ error: EMAIL })
+      .max(254, { error: "expected an email address of at most 254 characters", abort: true })
+      .check(z.email({ error: EMAIL }))
       .optional(),
     phone: phone.optional(),
     timezone: timeZone.optional(),

@@ -29,6 +29,21 @@ describe("an event's fingerprint", () => {
     expect(fingerprints.size).toBe(1);
   });
 
+  it("is the same for one instant written with 1 to 9 digits of a second's fraction", () => {
+    const half = eventFingerprint(at("2026-11-23T10:00:00.500Z"));
+    for (const text of [
+      "2026-11-23T10:00:00.5Z",
+      "2026-11-23T10:00:00.50Z",
+      "2026-11-23T10:00:00.500000Z",
+      "2026-11-23T10:00:00.500000000Z",
+      "2026-11-23T11:00:00.5+01:00",
+      // Digits past the millisecond are not kept: the instant is read to the millisecond.
+      "2026-11-23T10:00:00.500999999Z",
+    ])
+      expect(eventFingerprint(at(text)), text).toBe(half);
+    expect(eventFingerprint(at("2026-11-23T10:00:00.501Z"))).not.toBe(half);
+  });
+
   it("differs for another instant, even by a millisecond, and for other content", () => {
     const base = eventFingerprint(at("2026-11-23T10:00:00Z"));
     expect(eventFingerprint(at("2026-11-23T10:00:00.001Z"))).not.toBe(base);

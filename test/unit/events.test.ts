@@ -41,6 +41,24 @@ function withRaw(change: (event: RawPurchase) => void): JsonObject {
   return event;
 }
 
+/** A refund of ord-1 with `fields`. */
+const refundOf = (fields: JsonObject) => ({
+  type: "purchase.refunded",
+  id: "evt-r1",
+  occurredAt: "2026-11-24T10:00:00Z",
+  orderId: "ord-1",
+  ...fields,
+});
+
+/** An unsubscribe of cus-1 with `fields`. */
+const unsubscribeOf = (fields: JsonObject) => ({
+  type: "customer.unsubscribed",
+  id: "evt-u1",
+  occurredAt: "2026-11-24T10:00:00Z",
+  customerId: "cus-1",
+  ...fields,
+});
+
 describe("valid events of all three types", () => {
   it("purchase.completed: phone to E.164, categories lower-cased, money in minor units", () => {
     const event = parsed(
@@ -128,24 +146,6 @@ describe("valid events of all three types", () => {
       'customer.consent: expected consent as an object such as {"email": true}',
       "total.amount: expected a decimal amount of at most 32 characters",
     ]);
-  });
-
-  /** A refund of ord-1 with `fields`. */
-  const refundOf = (fields: JsonObject) => ({
-    type: "purchase.refunded",
-    id: "evt-r1",
-    occurredAt: "2026-11-24T10:00:00Z",
-    orderId: "ord-1",
-    ...fields,
-  });
-
-  /** An unsubscribe of cus-1 with `fields`. */
-  const unsubscribeOf = (fields: JsonObject) => ({
-    type: "customer.unsubscribed",
-    id: "evt-u1",
-    occurredAt: "2026-11-24T10:00:00Z",
-    customerId: "cus-1",
-    ...fields,
   });
 
   it("a partial refund with too many decimals is refused at amount.amount", () => {
@@ -266,6 +266,19 @@ describe("phones", () => {
     ]);
   });
 
+  it("a phone's 40 characters count the white space around it", () => {
+    const phone = `${" ".repeat(30)}+14155550123\n`;
+    expect(problemsOf(purchaseInput({ customer: { phone } }))).toEqual([
+      "customer.phone: expected a phone number of at most 40 characters, counting the white space around it; got 12 and 31 of white space",
+    ]);
+    // A megabyte of it: the same one problem, and the value is not quoted.
+    expect(
+      problemsOf(purchaseInput({ customer: { phone: `+14155550123${" ".repeat(1_000_000)}` } })),
+    ).toEqual([
+      "customer.phone: expected a phone number of at most 40 characters, counting the white space around it; got 12 and 1000000 of white space",
+    ]);
+  });
+
   it("a phone sent as a number is refused with what is expected", () => {
     expect(problemsOf(purchaseInput({ customer: { phone: 14155550123 } }))).toEqual([
       "customer.phone: expected a phone number in international format, such as +14155550123",
@@ -286,6 +299,13 @@ describe("currencies and money", () => {
   ])("currency %j is refused", (currency, problem) => {
     expect(problemsOf(purchaseInput({ currency, items: [item("tea", "5.00")] }))).toEqual([
       problem,
+    ]);
+  });
+
+  it("a long currency is refused by its length, not quoted whole", () => {
+    const currency = "E".repeat(10_000);
+    expect(problemsOf(purchaseInput({ currency, items: [item("tea", "5.00")] }))).toEqual([
+      "total.currency: expected an ISO 4217 currency code such as EUR or USD, got 10000 characters",
     ]);
   });
 
@@ -503,6 +523,139 @@ describe("bounds and wrong types", () => {
     ).toBe("items[0].unitPrice: EUR has 2 decimal places, got 1.999\n(event): expected an object");
     expect(formatPath(["items", 0, "unitPrice"])).toBe("items[0].unitPrice");
     expect(formatPath([])).toBe("");
+  });
+});
+
+describe("text bounds count the white space around a value", () => {
+  it("a trailing newline or a few spaces around a value pass, and are trimmed", () => {
+    const event = parsed(
+      withRaw((e) => {
+        e.orderId = "ord-1\n";
+        e.customer.id = "  cus-1 ";
+        e.customer.name = "\tAna Novak\r\n";
+        e.items[0].sku = `${"S".repeat(198)}\r\n`;
+        e.items[0].category = " Kitchenware\n";
+      }),
+    );
+    expect(event.type === "purchase.completed" && event).toMatchObject({
+      orderId: "ord-1",
+      customer: { id: "cus-1", name: "Ana Novak" },
+      items: [{ sku: "S".repeat(198), category: "kitchenware" }],
+    });
+  });
+
+  const padded = (value: string, around: number) =>
+    `${" ".repeat(around)}${value}${"\n".repeat(around)}`;
+  /** The refusal of a text at `path` that its white space makes too long. */
+  const withSpace = (path: string, what: string, max: number, kept: number, around: number) =>
+    `${path}: expected ${what} of at most ${max} characters, counting the white space around it; got ${kept} and ${around} of white space`;
+
+  it.each([
+    ["customer.id", "a customer id", 200, (e: RawPurchase, v: string) => (e.customer.id = v)],
+    [
+      "customer.name",
+      "the customer's name",
+      200,
+      (e: RawPurchase, v: string) => (e.customer.name = v),
+    ],
+    ["items[0].sku", "a SKU", 200, (e: RawPurchase, v: string) => (e.items[0].sku = v)],
+    ["items[0].name", "an item name", 300, (e: RawPurchase, v: string) => (e.items[0].name = v)],
+    [
+      "items[0].category",
+      "a category name",
+      100,
+      (e: RawPurchase, v: string) => (e.items[0].category = v),
+    ],
+    ["store.id", "a store id", 200, (e: RawPurchase, v: string) => (e.store = { id: v })],
+    [
+      "store.name",
+      "a store name",
+      200,
+      (e: RawPurchase, v: string) => (e.store = { id: "s", name: v }),
+    ],
+  ])(
+    "%s: one character in white space past its bound is refused, the white space named",
+    (path, what, max, set) => {
+      expect(problemsOf(withRaw((e) => set(e, padded("x", max / 2))))).toEqual([
+        withSpace(path, what, max, 1, max),
+      ]);
+    },
+  );
+
+  it("an event id in a megabyte of spaces, or an order id of 200 characters and a newline, is refused", () => {
+    expect(problemsOf(withRaw((e) => (e.id = padded("evt-1", 500_000))))).toEqual([
+      withSpace("id", "a unique event id", 200, 5, 1_000_000),
+    ]);
+    expect(problemsOf(withRaw((e) => (e.orderId = `${"o".repeat(200)}\n`)))).toEqual([
+      withSpace("orderId", "an order id", 200, 200, 1),
+    ]);
+  });
+
+  it("a refunded item's SKU and an opt-out's customer id count their white space too", () => {
+    expect(problemsOf(refundOf({ items: [{ sku: padded("SKU-1", 100), quantity: 1 }] }))).toEqual([
+      withSpace("items[0].sku", "a SKU", 200, 5, 200),
+    ]);
+    const optOut = unsubscribeOf({ customerId: padded("cus-1", 100), channels: "all" });
+    expect(problemsOf(optOut)).toEqual([withSpace("customerId", "a customer id", 200, 5, 200)]);
+  });
+
+  it("a value too long without its white space is refused as too long, once", () => {
+    expect(
+      problemsOf(
+        withRaw((e) => {
+          e.orderId = padded("o".repeat(300), 2);
+        }),
+      ),
+    ).toEqual(["orderId: expected an order id of at most 200 characters"]);
+  });
+
+  it("an over-long email address is one problem, not also one of its form", () => {
+    expect(
+      problemsOf(
+        withRaw((e) => {
+          e.customer.email = "a".repeat(1_000_000);
+        }),
+      ),
+    ).toEqual(["customer.email: expected an email address of at most 254 characters"]);
+  });
+});
+
+describe("occurredAt: at most 9 digits of a second's fraction", () => {
+  it.each([
+    "2026-11-23T10:00:00.5Z",
+    "2026-11-23T10:00:00.123Z",
+    "2026-11-23T10:00:00.123456Z",
+    "2026-11-23T10:00:00.123456789Z",
+    "2026-11-23T11:00:00.123456789+01:00",
+  ])("%s is accepted, as written", (occurredAt) => {
+    expect(parsed(purchaseInput({ occurredAt })).occurredAt).toBe(occurredAt);
+  });
+
+  const tooMany = (digits: number) =>
+    `occurredAt: expected an ISO-8601 date-time with at most 9 digits after the decimal point of the seconds (nanoseconds), got ${digits}`;
+
+  it.each([
+    ["10 digits", "2026-11-23T10:00:00.1234567890Z", tooMany(10)],
+    ["10 digits and an offset", "2026-11-23T11:00:00.1234567890+01:00", tooMany(10)],
+    ["a million digits", `2026-11-23T10:00:00.${"0".repeat(1_000_000)}Z`, tooMany(1_000_000)],
+    // Said for its digits, not quoted whole as an instant before 2000.
+    ["50 digits in 1999", `1999-12-31T23:59:59.${"0".repeat(50)}Z`, tooMany(50)],
+    // Malformed otherwise: the format's own words, whatever its fraction.
+    [
+      "10 digits and no offset",
+      "2026-11-23T10:00:00.1234567890",
+      "occurredAt: expected an ISO-8601 date-time with an offset, such as 2026-11-23T14:05:00+01:00 or …Z",
+    ],
+  ])("%s is refused", (_, occurredAt, problem) => {
+    expect(problemsOf(purchaseInput({ occurredAt }))).toEqual([problem]);
+  });
+
+  it("too many digits in the future is one problem, its digits", () => {
+    expect(
+      problemsOf(purchaseInput({ occurredAt: "2031-05-01T10:00:00.0000000001Z" }), {
+        now: instant("2026-12-01T12:00:00Z"),
+      }),
+    ).toEqual([tooMany(10)]);
   });
 });
 

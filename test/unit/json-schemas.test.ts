@@ -34,4 +34,16 @@ describe("committed JSON Schema files", () => {
       "customer.erased",
     ]);
   });
+
+  it("bound occurredAt's fraction to 9 digits and a currency to 3 characters, as the contract does", () => {
+    const events = JSON.parse(readFileSync("config/schema/events.v1.schema.json", "utf8"));
+    for (const branch of events.oneOf ?? events.anyOf) {
+      const occurredAt = new RegExp(branch.properties.occurredAt.pattern);
+      expect(occurredAt.test("2026-11-23T10:00:00.123456789Z")).toBe(true);
+      expect(occurredAt.test("2026-11-23T11:00:00.5+01:00")).toBe(true);
+      expect(occurredAt.test("2026-11-23T10:00:00.1234567890Z")).toBe(false);
+    }
+    const [purchase] = events.oneOf ?? events.anyOf;
+    expect(purchase.properties.total.properties.currency.maxLength).toBe(3);
+  });
 });
