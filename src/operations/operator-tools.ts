@@ -800,7 +800,11 @@ export const REFUSED_DEFAULT_LIMIT = 100;
 /** The most a listing shows: the failed set keeps refused events 30 days, bounded by count. */
 export const REFUSED_MAX_LIMIT = 10_000;
 
-/** An event the worker refused (`followups refused`). */
+/**
+ * An event the worker refused (`followups refused`): one from the input queue's failed set, so it
+ * came through the queue, whoever enqueued it (`POST /v1/events` refuses an invalid event with a
+ * 400 and keeps nothing); which publisher enqueued it the job does not say.
+ */
 export interface RefusedEvent {
   /** The event's id (the job's, for one whose content names none). */
   readonly eventId: string;
