@@ -16,6 +16,7 @@ import { StoreKeys, shardScope } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
 import type { ShardStores, Shards } from "../store/shards.js";
+import { decodeRef } from "../store/sms-references.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { EventInShard } from "./locate-event.js";
 
@@ -108,16 +109,22 @@ export function createEraser(deps: EraseDeps) {
     let stepsCancelled = 0;
     let stepsInFlight = 0;
     let keysDeleted = 0;
-    const stepRefs: string[] = [];
     const providerIds: string[] = [];
     // An email's Message-ID leads a reply to its step (resends' earlier ids too: the record
     // stops filing replies once erased, erase-event.lua).
     const emailIds: string[] = [];
     const callIds: string[] = [];
     // Their discount codes, each an HMAC of their id, whose stored form names them and the order
-    // that redeemed it: found through the steps that sent them (a code whose purchase's record
-    // has expired is not), and revoked before the record that notes them is scrubbed.
+    // that redeemed it: found through the steps that sent them, revoked before the record that
+    // notes them is scrubbed, and through their history (which notes each code issued to them
+    // until it expires), for a code whose purchase's record has expired.
     let codesRevoked = 0;
+    const codesSeen = new Set<string>();
+    const revoke = async (codeHash: string) => {
+      if (codesSeen.has(codeHash)) return;
+      codesSeen.add(codeHash);
+      if (await deps.codes.revokeByHash(codeHash, now)) codesRevoked++;
+    };
     // The events of the orders they placed, found through what is stored of each purchase.
     for (const eventId of [...eventIds]) {
       const stored = await store.storedPurchase(eventId);
@@ -136,7 +143,6 @@ export function createEraser(deps: EraseDeps) {
     }
     for (const eventId of eventIds) {
       for (const [stepId, record] of await store.allStepRecords(eventId)) {
-        stepRefs.push(`${eventId}\n${stepId}`);
         // A call in progress keeps its words (a first name, a purchase) under its follow-up id.
         if (record.channel === "voice") {
           const jobId = followUpJobId(eventId, stepId);
@@ -150,8 +156,7 @@ export function createEraser(deps: EraseDeps) {
           if (record.channel === "email") emailIds.push(id);
           else providerIds.push(id);
         }
-        if (record.codeHash && (await deps.codes.revokeByHash(record.codeHash, now)))
-          codesRevoked++;
+        if (record.codeHash) await revoke(record.codeHash);
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
         const labels = stepLabels(deps.rules(), stepId, record);
@@ -171,6 +176,7 @@ export function createEraser(deps: EraseDeps) {
       }
       await store.erase(eventId);
     }
+    for (const codeHash of await history.codesOf(customerId)) await revoke(codeHash);
     // An order's refunds (its own key) and its links (entries in a bucket shared with others).
     for (const orderId of orderIds) if (await deps.orders.forget(orderId)) keysDeleted++;
     const phones = [...addresses].filter((a) => !a.includes("@"));
@@ -193,11 +199,14 @@ export function createEraser(deps: EraseDeps) {
       keys.thankYouGroup(customerId),
     ];
     for (const key of doomed) keysDeleted += await deps.redis.del(key);
-    // Replies are indexed as `<eventId>\n<stepId>\n<n>` (before December 2026 without the number).
+    // Replies are indexed as `<eventId>\n<stepId>\n<n>[\n@<shard>]` (before December 2026
+    // without the number), kept 400 days: found by the event ids of the customer's history, so
+    // also those of a purchase whose record has expired (and with it the step ids).
     const indexed = await deps.redis.zrange(keys.replies(), "0", "-1");
-    const theirs = indexed.filter((member) =>
-      stepRefs.some((ref) => member === ref || member.startsWith(`${ref}\n`)),
-    );
+    const theirs = indexed.filter((member) => {
+      const { lines, shard: of } = decodeRef(member);
+      return of === shard && eventIds.has(lines[0] ?? "");
+    });
     if (theirs.length > 0) await deps.redis.zrem(keys.replies(), ...theirs);
     await deps.customers.forget(customerId, [...addresses]);
     const optOutsKept = await countOptOuts(deps, customerId);

@@ -76,7 +76,7 @@ export interface DeliveryDeps {
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
-  readonly history: Pick<CustomerHistoryStore, "rememberCheckIn" | "forgetCheckIns">;
+  readonly history: Pick<CustomerHistoryStore, "rememberCheckIn" | "forgetCheckIns" | "noteCode">;
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue" | "revokeByHash">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
@@ -703,6 +703,13 @@ function createDelivery(deps: DeliveryDeps) {
         },
         nowMs,
         rules.attribution.window.toMillis(),
+      );
+      // Also in the customer's history, which outlives the record: erasure finds it there too.
+      await deps.history.noteCode(
+        event.customer.id,
+        discountCodeHash(message.offer.code),
+        message.offer.expiresAt + rules.attribution.window.toMillis(),
+        nowMs,
       );
     }
     if (message.channel === "voice" && message.call && recipientMember) {

@@ -190,6 +190,23 @@ export class CustomerHistoryStore {
   }
 
   /**
+   * Notes a discount code issued to the customer (by discountCodeHash) until its stored form
+   * expires (`keepUntil`, epoch ms), so that their erasure finds it also once the record of the
+   * purchase that sent it has gone (note-code.lua); codes of theirs past that are taken out.
+   */
+  async noteCode(customerId: string, codeHash: string, keepUntil: number, now: number) {
+    await this.redis.fuNoteCode(this.keys.customerHistory(customerId), codeHash, keepUntil, now);
+  }
+
+  /** The discount codes (by discountCodeHash) noted as issued to the customer (noteCode). */
+  async codesOf(customerId: string): Promise<string[]> {
+    const all = await this.redis.hgetall(this.keys.customerHistory(customerId));
+    return Object.keys(all)
+      .filter((field) => field.startsWith("dc:"))
+      .map((field) => field.slice(3));
+  }
+
+  /**
    * When the latest step planned for the customer's other purchases falls due, per rule and per
    * kind (for cooldowns); steps of `eventId` itself (a redelivered purchase) do not count.
    */

@@ -241,6 +241,8 @@ export interface StoreCommands {
   ): Promise<number>;
   /** revoke-code.lua */
   fuRevokeCode(codeKey: string, now: number): Promise<number>;
+  /** note-code.lua */
+  fuNoteCode(historyKey: string, codeHash: string, keepUntil: number, now: number): Promise<number>;
   /** remember-steps.lua */
   fuRememberSteps(
     recentKey: string,
@@ -319,6 +321,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "count-in-record": "fuCountInRecord",
   "redeem-code": "fuRedeemCode",
   "revoke-code": "fuRevokeCode",
+  "note-code": "fuNoteCode",
   "remember-check-in": "fuRememberCheckIn",
   "remember-latest-check-in": "fuRememberLatestCheckIn",
   "remember-steps": "fuRememberSteps",

@@ -1,8 +1,5 @@
-import { readFile, writeFile } from "node:fs/promises";
-import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseDocument } from "yaml";
 import { runCode } from "../../src/cli/code-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import { runReport } from "../../src/cli/report-command.js";
@@ -12,6 +9,7 @@ import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { withAccessoryCodes } from "../support/rules-config.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -21,18 +19,6 @@ afterEach(async () => {
 
 const TILL_TOKEN = "till-token-0123456789";
 const API_TOKEN = "test-api-token-0123456789";
-
-/** The accessories rule with codes of its own: 15% for 7 days, prefix KIT. */
-async function withAccessoryCodes(configDir: string): Promise<void> {
-  const file = path.join(configDir, "rules.yaml");
-  const doc = parseDocument(await readFile(file, "utf8"));
-  expect(doc.getIn(["rules", 3, "id"])).toBe("accessories");
-  doc.setIn(
-    ["rules", 3, "discount"],
-    doc.createNode({ percent: 15, validFor: "P7D", codePrefix: "KIT" }),
-  );
-  await writeFile(file, doc.toString());
-}
 
 /** A laptop bought 14 days ago to the minute (London's days): its accessories discount is due now. */
 function laptop(id: string, customerId: string, extra: Record<string, unknown> = {}) {

@@ -155,6 +155,7 @@ describe("the store's Lua scripts", () => {
       "forget-customer",
       "join-thank-you",
       "link-purchase",
+      "note-code",
       "note-dropped-purchase",
       "note-postponed",
       "opt-outs",
@@ -192,6 +193,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["record-purchase"].numberOfKeys).toBe(5);
     expect(EMBEDDED_SCRIPTS["redeem-code"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["revoke-code"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["note-code"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);

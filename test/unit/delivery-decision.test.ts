@@ -186,6 +186,7 @@ function world(setup: Setup = {}) {
     },
     history: {
       rememberCheckIn: async () => true,
+      noteCode: async () => {},
       forgetCheckIns: async (customerId) => {
         checkInsForgotten.push(customerId);
       },

@@ -1,0 +1,121 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { runErase } from "../../src/cli/erase-command.js";
+import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import { DiscountCodes } from "../../src/store/discount-codes.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { withAccessoryCodes } from "../support/rules-config.js";
+import { postTwilio } from "../support/webhooks.js";
+
+/**
+ * What outlives a purchase's event record (RECORD_RETENTION_DAYS after its last step) must still
+ * be found by an erasure of its customer, or must not outlive the record. A record's expiry is
+ * simulated by deleting its key: the customer's history still lists the purchase (the latest 100
+ * are listed after their records end), which is what an erasure has to go on then.
+ */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+async function erase(p: PipelineHarness, customerId: string): Promise<ErasureReceipt> {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runErase(customerId, { config: p.configDir, json: true }, io)).toBe(0);
+  return JSON.parse(io.output()) as ErasureReceipt;
+}
+
+/** The shard keys of an event's record, as the worker wrote them. */
+async function shardKeysOf(p: PipelineHarness, eventId: string): Promise<StoreKeys> {
+  return new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards));
+}
+
+async function untilSent(p: PipelineHarness, eventId: string, stepId: string): Promise<void> {
+  await eventually(async () => {
+    const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+    return record?.state === "sent" ? true : undefined;
+  }, `${eventId}/${stepId} to be sent`);
+}
+
+describe("erasure after a purchase's record has expired", () => {
+  it("takes the purchase's replies out of the owners' reply index (kept 400 days)", async () => {
+    pipeline = await startPipeline("erase-leftover-replies");
+    const p = pipeline;
+    const phone = "+447400123987";
+    const occurredAt = DateTime.utc()
+      .startOf("second")
+      .setZone("Europe/London")
+      .minus({ months: 3 });
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-lo-reply",
+        orderId: "ord-lo-reply",
+        occurredAt: occurredAt.toUTC().toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-lo-reply", phone, name: "Rhea Lane" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await untilSent(p, "evt-lo-reply", "big-ticket.check-in");
+    const references = new SmsReferences(p.redis, p.prefix);
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember(phone);
+    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+    const reply = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: phone,
+      Body: "The remote is broken, 3/10",
+      MessageSid: "SMleftover1",
+    });
+    expect(reply.status).toBe(200);
+    const index = new StoreKeys(p.prefix).replies();
+    const indexed = async () =>
+      (await p.redis.zrange(index, "0", "-1")).filter((ref) => ref.startsWith("evt-lo-reply\n"));
+    await eventually(
+      async () => ((await indexed()).length === 1 ? true : undefined),
+      "the reply to be indexed",
+    );
+
+    const keys = await shardKeysOf(p, "evt-lo-reply");
+    expect(await p.redis.del(keys.eventRecord("evt-lo-reply"))).toBe(1);
+    const receipt = await erase(p, "cus-lo-reply");
+    expect(receipt.purchases).toBe(1);
+    expect(await indexed()).toEqual([]);
+  });
+
+  it("revokes a discount code whose purchase's record has gone", async () => {
+    pipeline = await startPipeline("erase-leftover-codes", { startWorker: false });
+    const p = pipeline;
+    // The accessories rule issues KIT codes, valid for 7 days.
+    await withAccessoryCodes(p.configDir);
+    await p.startWorker();
+    // A laptop bought 14 days ago to the minute: its accessories discount is due now.
+    const occurredAt = DateTime.now().setZone("Europe/London").minus({ days: 14 }).toUTC();
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-lo-code",
+        orderId: "ord-lo-code",
+        occurredAt: occurredAt.toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-lo-code", email: "cus-lo-code@example.com" },
+        items: [item("laptops", "450.00", { name: "Aero 14 laptop" })],
+      }) as never,
+    );
+    const [email] = await p.sink.waitForMessages(1, 15_000);
+    const code = /\bKIT(?:-[0-9A-Z]{4}){3}\b/.exec(email?.parsed.text ?? "")?.[0] ?? "";
+    expect(code).not.toBe("");
+    await untilSent(p, "evt-lo-code", "accessories.discount");
+    const codes = new DiscountCodes(p.redis, p.prefix);
+    expect(await codes.lookup(code, Date.now())).toMatchObject({ status: "valid" });
+
+    const keys = await shardKeysOf(p, "evt-lo-code");
+    expect(await p.redis.del(keys.eventRecord("evt-lo-code"))).toBe(1);
+    const receipt = await erase(p, "cus-lo-code");
+    expect(receipt.codesRevoked).toBe(1);
+    expect(await codes.lookup(code, Date.now())).toMatchObject({ status: "revoked" });
+    expect(await codes.origin(code)).toBeUndefined();
+  });
+});
