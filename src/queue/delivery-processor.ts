@@ -63,6 +63,7 @@ export interface DeliveryDeps {
     | "transition"
     | "notePostponed"
     | "settleSent"
+    | "recordExpiresAt"
   >;
   readonly smsReferences: Pick<
     SmsReferences,
@@ -242,11 +243,15 @@ async function bookkeepSent(
   sent: SentBookkeeping,
 ): Promise<void> {
   const { eventId, stepId, channel, providerId } = sent;
+  // A message's reference names its step: kept no longer than the purchase's record, where
+  // erasure finds its id (with a short RECORD_RETENTION_DAYS the record ends first).
+  const recordEnds = await deps.store.recordExpiresAt(eventId);
   if (channel === "email") {
     await deps.smsReferences.rememberEmail(
       providerId,
       { eventId, stepId, shard: deps.shard },
       SMS_REFERENCE_MS,
+      recordEnds,
     );
   } else if (channel === "voice") {
     // A call is not a text: the number's first SMS (a fallback) still carries the opt-out line.
@@ -263,6 +268,7 @@ async function bookkeepSent(
       { eventId, stepId, shard: deps.shard, kind: sent.kind },
       SMS_REFERENCE_MS,
       sent.at,
+      recordEnds,
     );
   }
   await noteCheckIn(deps.history, rules, {

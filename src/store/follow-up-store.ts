@@ -542,6 +542,15 @@ export class FollowUpStore {
   }
 
   /**
+   * When the purchase's event record expires (epoch ms), or undefined when it has no expiry or
+   * is gone: what refers to the record from outside it is kept no longer (message references).
+   */
+  async recordExpiresAt(eventId: string): Promise<number | undefined> {
+    const at = await this.redis.pexpiretime(this.keys.eventRecord(eventId));
+    return at > 0 ? at : undefined;
+  }
+
+  /**
    * Erases the customer's data from a purchase's records (erase-event.lua): the stored purchase,
    * the summary, and everything personal in the step records. Cancel pending steps first.
    */

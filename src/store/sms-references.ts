@@ -58,7 +58,10 @@ export class SmsReferences {
    * number's suppression member (SuppressionList.addressMember), so a later 21610 report can
    * suppress it after the purchase's contact data is scrubbed. A check-in becomes the number's
    * latest unless one sent later is remembered already (remember-latest-check-in.lua): `sentAt`
-   * (epoch ms; now when not given) is when it was sent, which a redone bookkeeping knows.
+   * (epoch ms; now when not given) is when it was sent, which a redone bookkeeping knows. The
+   * sid's reference is kept `keepMs`, and not past `notAfter` (epoch ms: the end of the purchase's
+   * record) when given; the latest check-in always `keepMs` after `sentAt`, as its expiry tells
+   * which check-in is the later.
    */
   async rememberSms(
     sid: string,
@@ -66,12 +69,13 @@ export class SmsReferences {
     at: StepRef & { kind: string },
     keepMs: number,
     sentAt: number = Date.now(),
+    notAfter?: number,
   ): Promise<void> {
     const sms = encodeRef([at.eventId, at.stepId, recipientMember], at.shard);
     // Separate writes, not a MULTI: building a pipeline copies every script defined on the
     // connection, and each write stands on its own (a missing one only repeats the opt-out hint).
     await Promise.all([
-      this.redis.set(this.keys.smsMessage(sid), sms, "PX", keepMs),
+      this.redis.set(this.keys.smsMessage(sid), sms, "PXAT", keptUntil(keepMs, notAfter)),
       this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
       at.kind === "check-in"
         ? this.redis.fuRememberLatestCheckIn(
@@ -83,13 +87,21 @@ export class SmsReferences {
     ]);
   }
 
-  /** Remembers which step an email (by its Message-ID) was sent for, so replies find their step. */
-  async rememberEmail(messageId: string, at: StepRef, keepMs: number): Promise<void> {
+  /**
+   * Remembers which step an email (by its Message-ID) was sent for, so replies find their step:
+   * for `keepMs`, and not past `notAfter` (epoch ms: the end of the purchase's record) when given.
+   */
+  async rememberEmail(
+    messageId: string,
+    at: StepRef,
+    keepMs: number,
+    notAfter?: number,
+  ): Promise<void> {
     await this.redis.set(
       this.keys.emailMessage(messageId),
       encodeRef([at.eventId, at.stepId], at.shard),
-      "PX",
-      keepMs,
+      "PXAT",
+      keptUntil(keepMs, notAfter),
     );
   }
 
@@ -176,6 +188,12 @@ export class SmsReferences {
       return ref ? [{ ...ref, n: Number(decodeRef(raw).lines[2] ?? "1") || 1 }] : [];
     });
   }
+}
+
+/** When a reference kept `keepMs` from now, and not past `notAfter`, expires (epoch ms). */
+function keptUntil(keepMs: number, notAfter: number | undefined): number {
+  const until = Date.now() + keepMs;
+  return Math.round(notAfter === undefined ? until : Math.min(until, notAfter));
 }
 
 function parseRef(raw: string | null): StepRef | undefined {

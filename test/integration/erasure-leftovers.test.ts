@@ -44,24 +44,26 @@ async function untilSent(p: PipelineHarness, eventId: string, stepId: string): P
   }, `${eventId}/${stepId} to be sent`);
 }
 
+/** A TV bought three months ago by `cus-lo-<name>` (`evt-lo-<name>`): its check-in SMS is due now. */
+async function publishTv(p: PipelineHarness, name: string, phone: string): Promise<void> {
+  const occurredAt = DateTime.utc().startOf("second").setZone("Europe/London").minus({ months: 3 });
+  await p.publisher.publish(
+    purchaseInput({
+      id: `evt-lo-${name}`,
+      orderId: `ord-lo-${name}`,
+      occurredAt: occurredAt.toUTC().toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: `cus-lo-${name}`, phone, name: "Rhea Lane" },
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+}
+
 describe("erasure after a purchase's record has expired", () => {
   it("takes the purchase's replies out of the owners' reply index (kept 400 days)", async () => {
     pipeline = await startPipeline("erase-leftover-replies");
     const p = pipeline;
     const phone = "+447400123987";
-    const occurredAt = DateTime.utc()
-      .startOf("second")
-      .setZone("Europe/London")
-      .minus({ months: 3 });
-    await p.publisher.publish(
-      purchaseInput({
-        id: "evt-lo-reply",
-        orderId: "ord-lo-reply",
-        occurredAt: occurredAt.toUTC().toISO({ suppressMilliseconds: true }) ?? "",
-        customer: { id: "cus-lo-reply", phone, name: "Rhea Lane" },
-        items: [item("televisions", "899.00")],
-      }) as never,
-    );
+    await publishTv(p, "reply", phone);
     await untilSent(p, "evt-lo-reply", "big-ticket.check-in");
     const references = new SmsReferences(p.redis, p.prefix);
     const member = await new SuppressionList(p.redis, p.prefix).addressMember(phone);
@@ -117,5 +119,25 @@ describe("erasure after a purchase's record has expired", () => {
     expect(receipt.codesRevoked).toBe(1);
     expect(await codes.lookup(code, Date.now())).toMatchObject({ status: "revoked" });
     expect(await codes.origin(code)).toBeUndefined();
+  });
+
+  it("keeps an SMS's reference no longer than its purchase's record (RECORD_RETENTION_DAYS of 1)", async () => {
+    pipeline = await startPipeline("erase-leftover-sid", { env: { RECORD_RETENTION_DAYS: "1" } });
+    const p = pipeline;
+    await publishTv(p, "sid", "+447400123988");
+    await untilSent(p, "evt-lo-sid", "big-ticket.check-in");
+    const keys = await shardKeysOf(p, "evt-lo-sid");
+    const sid = (await p.store.stepRecords("evt-lo-sid", ["big-ticket.check-in"])).get(
+      "big-ticket.check-in",
+    )?.providerId;
+    expect(sid).toBeDefined();
+    const reference = new StoreKeys(p.prefix).smsMessage(sid ?? "");
+    const referenceEnds = await eventually(async () => {
+      const at = await p.redis.pexpiretime(reference);
+      return at > 0 ? at : undefined;
+    }, "the SMS's reference to be kept");
+    const recordEnds = await p.redis.pexpiretime(keys.eventRecord("evt-lo-sid"));
+    expect(recordEnds).toBeGreaterThan(Date.now());
+    expect(referenceEnds).toBeLessThanOrEqual(recordEnds);
   });
 });

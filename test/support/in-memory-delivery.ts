@@ -125,6 +125,11 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     return this.events.get(eventId);
   }
 
+  /** Records here never expire. */
+  async recordExpiresAt(_eventId: string): Promise<number | undefined> {
+    return undefined;
+  }
+
   /** The step's record and the purchase; nothing to scrub in memory (no `lastStep`). */
   async sendView(eventId: string, stepId: string): Promise<SendView> {
     const record = this.record(eventId, stepId);
