@@ -325,18 +325,28 @@ export const spoolCallStatusWhenUnavailable = spoolOnOutage("callStatus", {
   ids: (status) => ({ callSid: status.callSid, callStatus: status.callStatus }),
 });
 
+/** The answer webhook of a call picked up while Redis is away, spooled (hangUpWhenUnavailable). */
+const spoolUnheard = spoolOnOutage("unheard", {
+  spooledAnswer: HANG_UP,
+  what: "a call picked up",
+  ids: (call) => ({ callSid: call.callSid }),
+});
+
 /**
  * POST /webhooks/twilio/voice/answer while Redis is away: the call is hung up on. A 503 would have
  * Twilio tell the customer "an application error has occurred", and the script (what to say, in
- * which language) is in Redis. The call's end is reported by the status callback as usual.
+ * which language) is in Redis. The pick-up is spooled, so that once Redis is back the call is
+ * recorded as `unheard` (VoiceCalls.unheard) before its status callback's `completed`, which
+ * would otherwise read as a person reached and skip its fallback. Hung up on also when the spool
+ * cannot take it.
  */
-export function hangUpWhenUnavailable(deps: {
-  readonly handle: HttpDeps["voiceCall"]["answered"];
-  readonly logger: Logger;
-}): HttpDeps["voiceCall"]["answered"] {
+export function hangUpWhenUnavailable(
+  deps: SpoolingDeps<HttpDeps["voiceCall"]["answered"]>,
+): HttpDeps["voiceCall"]["answered"] {
+  const spooling = spoolUnheard(deps);
   return async (request) => {
     try {
-      return await deps.handle(request);
+      return await spooling(request);
     } catch (error) {
       if (!(error instanceof UnavailableError)) throw error;
       deps.logger.warn(

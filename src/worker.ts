@@ -816,6 +816,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           gather: (gather, receivedAt) => voiceCalls.gathered({ ...gather, receivedAt }),
           smsStatus: (update, receivedAt) => feedback.smsStatus({ ...update, receivedAt }),
           callStatus: (status, receivedAt) => voiceCalls.status({ ...status, receivedAt }),
+          unheard: (call) => voiceCalls.unheard(call),
         }),
     ),
     counted: ({ waiting, failed }) => {
@@ -864,6 +865,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       voiceCall: {
         answered: hangUpWhenUnavailable({
           handle: bounded((request) => voiceCalls.answered(request)),
+          spool: webhookSpool,
+          now,
           logger,
         }),
         gathered: spoolGatherWhenUnavailable({

@@ -323,13 +323,15 @@ export function hearAnswer(
 
 /**
  * How a call ended, as the step's delivery status: a person answered (with a score or without),
- * a voicemail was left or the machine hung up on, or nobody answered.
+ * a voicemail was left or the machine hung up on, the call was picked up while Redis was away and
+ * hung up on before it said anything (`unheard`), or nobody answered.
  */
 export const CALL_OUTCOMES = [
   "answered",
   "answered-no-score",
   "voicemail",
   "machine",
+  "unheard",
   "no-answer",
   "busy",
   "failed",

@@ -74,17 +74,33 @@ export interface SpooledCallStatus {
 }
 
 /**
- * Any spooled webhook; which one it is shows by its `message`, `gather`, `smsStatus` or
- * `callStatus`.
+ * A call picked up while Redis was away (its answer webhook), which was hung up on before it
+ * heard anything: what VoiceCalls.unheard reads, so that its status callback's `completed` is not
+ * taken for a person reached.
+ */
+export interface SpooledUnheardCall {
+  /** When the call was picked up (ms since the epoch). */
+  readonly receivedAt: number;
+  readonly unheard: {
+    readonly followUpId: string;
+    readonly callSid: string;
+    readonly answeredBy?: string;
+  };
+}
+
+/**
+ * Any spooled webhook; which one it is shows by its `message`, `gather`, `smsStatus`,
+ * `callStatus` or `unheard`.
  */
 export type SpooledWebhook =
   | SpooledInboundSms
   | SpooledVoiceGather
   | SpooledSmsStatus
-  | SpooledCallStatus;
+  | SpooledCallStatus
+  | SpooledUnheardCall;
 
 /** Which webhook a spooled entry keeps, by the field it keeps it under. */
-export type SpooledKey = "message" | "gather" | "smsStatus" | "callStatus";
+export type SpooledKey = "message" | "gather" | "smsStatus" | "callStatus" | "unheard";
 /** The webhook's request as its route hands it on, and as the spool keeps it under `K`. */
 export type SpooledInput<K extends SpooledKey> = Extract<SpooledWebhook, Record<K, unknown>>[K];
 
@@ -102,6 +118,7 @@ const INBOUND_SMS = "twilio-inbound-sms";
 const VOICE_GATHER = "twilio-voice-gather";
 const SMS_STATUS = "twilio-sms-status";
 const CALL_STATUS = "twilio-voice-status";
+const CALL_UNHEARD = "twilio-voice-unheard";
 
 /** A file's schema: its kind, when the webhook arrived, and what it kept of the webhook. */
 const fileOf = <K extends string, S extends z.ZodRawShape>(kind: K, kept: S) =>
@@ -150,12 +167,14 @@ const SpooledFile = z.discriminatedUnion("kind", [
       durationSeconds: z.number().int().positive().optional(),
     }),
   }),
+  fileOf(CALL_UNHEARD, { unheard: z.object(callFields) }),
 ]);
 
 /** A spooled webhook's kind, as its file is tagged. */
 function kindOf(entry: SpooledWebhook): string {
   if ("message" in entry) return INBOUND_SMS;
   if ("gather" in entry) return VOICE_GATHER;
+  if ("unheard" in entry) return CALL_UNHEARD;
   return "smsStatus" in entry ? SMS_STATUS : CALL_STATUS;
 }
 
@@ -170,6 +189,7 @@ export interface SpooledHandlers<R> {
   gather(gather: SpooledVoiceGather["gather"], receivedAt: number): Promise<R>;
   smsStatus(update: SpooledSmsStatus["smsStatus"], receivedAt: number): Promise<R>;
   callStatus(status: SpooledCallStatus["callStatus"], receivedAt: number): Promise<R>;
+  unheard(call: SpooledUnheardCall["unheard"], receivedAt: number): Promise<R>;
 }
 
 /** Hands a spooled webhook to the handler of its kind. */
@@ -177,6 +197,7 @@ export function handleSpooled<R>(entry: SpooledWebhook, handlers: SpooledHandler
   if ("message" in entry) return handlers.inboundSms(entry.message, entry.receivedAt);
   if ("gather" in entry) return handlers.gather(entry.gather, entry.receivedAt);
   if ("smsStatus" in entry) return handlers.smsStatus(entry.smsStatus, entry.receivedAt);
+  if ("unheard" in entry) return handlers.unheard(entry.unheard, entry.receivedAt);
   return handlers.callStatus(entry.callStatus, entry.receivedAt);
 }
 

@@ -156,6 +156,25 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     },
 
     /**
+     * A call picked up while Redis was away, and hung up on before it said anything (its answer
+     * webhook, spooled): recorded as `unheard`, so that its final status (`completed`, as for a
+     * person who picked up) leaves it undelivered and its fallback goes out. Changes nothing once
+     * the call's final status is recorded, or for another call than the script's.
+     */
+    async unheard(request: CallRequest): Promise<"recorded" | "unknown-call"> {
+      const call = await deps.calls.get(request.followUpId);
+      if (!call || call.ended || (call.callSid !== undefined && call.callSid !== request.callSid)) {
+        return "unknown-call";
+      }
+      await note(request, call, "unheard");
+      deps.logger.info(
+        { stepId: call.script.stepId },
+        "call picked up while Redis was away, hung up on before its message: recorded as unheard",
+      );
+      return "recorded";
+    },
+
+    /**
      * Twilio's status callback: the call's final outcome on the step and, once per call, in the
      * ledger (`delivered` when it reached a person or a voicemail, else `undelivered` with the
      * outcome as reason). The script is marked over (CallScripts.end), so a key press posted after

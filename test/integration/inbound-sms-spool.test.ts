@@ -251,6 +251,21 @@ async function callPlaced(label: string, eventId: string) {
   return { ...started, callSid: call?.sid ?? "", followUpId };
 }
 
+/**
+ * Moves the call's fallback on (it waits an hour for a call's outcome; an operator could promote
+ * it) and waits until it has texted PHONE, alone.
+ */
+async function fallbackTexted(p: PipelineHarness, eventId: string): Promise<void> {
+  const fallbackId = followUpJobId(eventId, `${CALL_STEP}-fallback`);
+  await eventually(async () => {
+    const job = await p.followUps.getJob(fallbackId);
+    if ((await job?.getState()) === "delayed") await job?.promote().catch(() => undefined);
+    return p.twilio.messages.length > 0 ? true : undefined;
+  }, "the fallback SMS to be sent");
+  expect(p.twilio.messages.map((message) => message.to)).toEqual([PHONE]);
+  await waitForState(p, eventId, `${CALL_STEP}-fallback`, "sent");
+}
+
 it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk, and stops calls and texts once Redis is back, also when the call is no longer on file", {
   timeout: 60_000,
 }, async () => {
@@ -351,14 +366,56 @@ it("a call's final status callback while Redis is away is answered 204 and kept 
 
   // The fallback waits an hour for a call's outcome; moved on now (as an operator could), it
   // texts the customer instead of being skipped as `call-outcome-unknown`.
-  const fallbackId = followUpJobId("evt-spoolring", `${CALL_STEP}-fallback`);
-  await eventually(async () => {
-    const job = await p.followUps.getJob(fallbackId);
-    if ((await job?.getState()) === "delayed") await job?.promote().catch(() => undefined);
-    return p.twilio.messages.length > 0 ? true : undefined;
-  }, "the fallback SMS to be sent");
-  expect(p.twilio.messages.map((message) => message.to)).toEqual([PHONE]);
-  await waitForState(p, "evt-spoolring", `${CALL_STEP}-fallback`, "sent");
+  await fallbackTexted(p, "evt-spoolring");
+  expectNoPersonalDataLogged(p);
+});
+
+it("a call picked up while Redis is away is hung up on and kept on disk; once Redis is back it is recorded as unheard, not as a person reached, and its SMS fallback goes out", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server, callSid, followUpId } = await callPlaced("spool-unheard", "evt-spoolunheard");
+  await waitForState(p, "evt-spoolunheard", CALL_STEP, "sent");
+
+  await redisAway(p, server);
+  // Without answering-machine detection Twilio posts no AnsweredBy: a pick-up, then the end of a
+  // call that lasted a second, `completed` as for a person who listened.
+  const picked = await postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: callSid,
+    CallStatus: "in-progress",
+    To: PHONE,
+  });
+  expect(picked.status).toBe(200);
+  expect(await picked.text()).toBe(
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>',
+  );
+  const ended = await postTwilio(p, callRoute("status", followUpId), {
+    CallSid: callSid,
+    CallStatus: "completed",
+    CallDuration: "1",
+    To: PHONE,
+  });
+  expect(ended.status).toBe(204);
+  const files = await spooled(p);
+  expect(files).toHaveLength(2);
+  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toEqual({
+    kind: "twilio-voice-unheard",
+    receivedAt: expect.any(Number),
+    unheard: { followUpId, callSid },
+  });
+
+  await replayedOnceRedisIsBack(p);
+  const record = await stepRecordOf(p, "evt-spoolunheard", CALL_STEP);
+  expect(record?.delivery).toEqual({ status: "unheard" });
+  expect(await recentLedgerCounts(p, "undelivered|voice|")).toEqual([
+    ["undelivered|voice|check-in|big-ticket", 1],
+    ["reason|undelivered|voice|check-in|unheard", 1],
+  ]);
+  const delivered = (await recentLedgerCounts(p, "|voice|")).filter(([field]) =>
+    field.startsWith("delivered|"),
+  );
+  expect(delivered).toEqual([]);
+  // The customer heard nothing: the fallback texts them (moved on now, as in the test above).
+  await fallbackTexted(p, "evt-spoolunheard");
   expectNoPersonalDataLogged(p);
 });
 

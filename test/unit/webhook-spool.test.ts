@@ -141,14 +141,18 @@ describe("a status callback while Redis is away", () => {
       gather: async (entry: unknown, at: number) => seen.push(["gather", entry, at]),
       smsStatus: async (entry: unknown, at: number) => seen.push(["smsStatus", entry, at]),
       callStatus: async (entry: unknown, at: number) => seen.push(["callStatus", entry, at]),
+      unheard: async (entry: unknown, at: number) => seen.push(["unheard", entry, at]),
     };
+    const unheard = { followUpId: "f0123", callSid: "CAunit1" };
     await handleSpooled({ receivedAt: 1, message }, handlers);
     await handleSpooled({ receivedAt: 2, smsStatus }, handlers);
     await handleSpooled({ receivedAt: 3, callStatus }, handlers);
+    await handleSpooled({ receivedAt: 4, unheard }, handlers);
     expect(seen).toEqual([
       ["inboundSms", message, 1],
       ["smsStatus", smsStatus, 2],
       ["callStatus", callStatus, 3],
+      ["unheard", unheard, 4],
     ]);
   });
 
