@@ -4,6 +4,7 @@ import { customerZone } from "./planner.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 import { findStep } from "./step-ref.js";
+import { zoneFor } from "./time-zone.js";
 
 /** Reason codes for steps skipped at send time (metrics and reports group by them). */
 export type GuardSkipCode =
@@ -101,6 +102,7 @@ export function decideSend(input: GuardInput): SendDecision {
       reason: `no consent for ${step.purpose} ${step.channel} messages`,
     };
   }
+  const { zone } = customerZone(event, rules);
   const grace = rules.gracePeriods[step.kind];
   const dueAt = DateTime.fromMillis(input.dueAt, { zone: "utc" });
   if (input.graceEndsAt !== undefined) {
@@ -112,14 +114,15 @@ export function decideSend(input: GuardInput): SendDecision {
         reason: `past due: planned late, and its ${step.kind} grace period ended ${ended.toISO()}`,
       };
     }
-  } else if (dueAt.plus(grace) < now) {
+  } else if (dueAt.setZone(zoneFor(zone)).plus(grace) < now) {
+    // In calendar terms of the customer's zone, as the planner counts it (P2D across a DST
+    // change is 47 or 49 hours), so a step is not sent that intake would have skipped.
     return {
       action: "skip",
       code: "past-due",
       reason: `past due: was due ${dueAt.toISO()}, more than ${grace.toISO()} (the ${step.kind} grace period) ago`,
     };
   }
-  const { zone } = customerZone(event, rules);
   const window = step.sendWindow ?? rules.sendWindows[step.channel];
   let opens: DateTime;
   try {

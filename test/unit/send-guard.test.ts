@@ -1,9 +1,11 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Channel } from "../../src/domain/events.js";
+import { planFollowUps } from "../../src/domain/planner.js";
 import type { RuleSet, SendWindow, StepSpec } from "../../src/domain/rules.js";
 import { decideSend, type GuardSkipCode, type SendDecision } from "../../src/domain/send-guard.js";
 import {
   instant,
+  item,
   type PurchaseSpec,
   purchase,
   sendWindow,
@@ -272,6 +274,41 @@ describe("decideSend skips", () => {
     const skip = expectSkip(decide(row).decision);
     expect(skip.code).toBe(row.code);
     for (const piece of row.reasonHas) expect(skip.reason).toContain(piece);
+  });
+});
+
+describe("decideSend counts a grace period as the planner does: in calendar days of the customer's zone", () => {
+  // London: summer time begins 29 March 2026 and ends 25 October 2026. A thank-you (big-ticket,
+  // delay PT1H) of a purchase at 09:00 UTC on the Saturday before is due at 10:00 UTC, and its
+  // grace period P2D ends on Monday at the same local time: an hour sooner (spring) or later
+  // (autumn) than 48 hours of real time.
+  const both = (occurredAt: string, now: string) => {
+    const event = purchase({ occurredAt, items: [item("televisions", "899.00")] });
+    const plan = planFollowUps(event, shipped, { previousPurchases: 0 }, instant(now));
+    const decision = decideSend({
+      event,
+      stepId: "big-ticket.thank-you",
+      dueAt: instant(occurredAt).plus({ hours: 1 }).toMillis(),
+      rules: shipped,
+      now: instant(now),
+      suppressedChannels: new Set(),
+    });
+    const planned = plan.steps.some((step) => step.stepId === "big-ticket.thank-you");
+    return { planned, action: decision.action };
+  };
+
+  it("spring: due Saturday 10:00 GMT, Monday 10:30 BST (47½ hours on) is past its grace period", () => {
+    expect(both("2026-03-28T09:00:00Z", "2026-03-30T09:30:00Z")).toEqual({
+      planned: false,
+      action: "skip",
+    });
+  });
+
+  it("autumn: due Saturday 11:00 BST, Monday 10:30 GMT (48½ hours on) is still inside it", () => {
+    expect(both("2026-10-24T09:00:00Z", "2026-10-26T10:30:00Z")).toEqual({
+      planned: true,
+      action: "send",
+    });
   });
 });
 
