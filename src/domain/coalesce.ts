@@ -3,7 +3,7 @@
  * join-thank-you.lua does it, for the simulation (which has no Redis): the worker's rules in one
  * pure function. The first purchase leads; later ones within its window join until its thank-you
  * goes out (the group closes) or it lists `maxMembers` others; an older purchase arriving late
- * never takes over.
+ * never takes over, and neither does a later one while the leader's thank-you has not gone.
  */
 
 /** A customer's open group as the simulation keeps it. */
@@ -28,9 +28,11 @@ export function fileThankYou(
   maxMembers: number,
 ): GroupFiling {
   if (!group) return "lead";
+  const closed = arrivedAt >= group.closesAt;
   if (purchasedAt < group.until && purchasedAt > group.start - windowMs) {
-    if (arrivedAt >= group.closesAt || group.members >= maxMembers) return "alone";
-    return "joined";
+    return closed || group.members >= maxMembers ? "alone" : "joined";
   }
-  return purchasedAt <= group.start - windowMs ? "alone" : "lead";
+  // An older purchase arriving late, or a later one while the group's thank-you still waits (for
+  // the morning, say): on its own, and the open group stays (it is never replaced).
+  return purchasedAt <= group.start - windowMs || !closed ? "alone" : "lead";
 }

@@ -275,4 +275,25 @@ describe("simulate coalesces thank-yous as the worker does", () => {
       ["s-6", "2026-11-10T11:10:00Z"],
     ]);
   });
+
+  it("thanks each later purchase on its own while the first one's thank-you waits for the morning", async () => {
+    const shirt = (id: string, at: string) => ({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: at,
+      customer: { id: "cus-evening" },
+      items: [item("clothing", "60.00")],
+    });
+    // The first thank-you waits for 08:00 (email closes at 21:00); the second purchase is after
+    // its hour, so on its own, and the third cannot join the second: the first group stays open.
+    const file = await ndjson("coalesce-evening.ndjson", [
+      shirt("e-1", "2026-11-10T20:30:00Z"),
+      shirt("e-2", "2026-11-10T21:40:00Z"),
+      shirt("e-3", "2026-11-10T21:50:00Z"),
+    ]);
+    const { output, io } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    const result = JSON.parse(output.out) as { planned: number; coalesced: number };
+    expect(result).toMatchObject({ planned: 3, coalesced: 0 });
+  });
 });
