@@ -340,8 +340,18 @@ function fallbackStart(
   rules: RuleSet,
 ): DateTime {
   const callWindow = call.sendWindow ?? rules.sendWindows[call.channel];
-  const callDue = nextSendWindow(purchasedAt.plus(call.delay), zone, callWindow, rules.holidays);
+  const callDue = nextSendWindow(earliestDue(purchasedAt, call), zone, callWindow, rules.holidays);
   return callDue.plus(step.fallbackAfter?.toMillis() ?? 0);
+}
+
+/**
+ * The purchase plus the step's delay; a coalescing thank-you waits for its window's end as well
+ * (the customer may buy again within it). Before the send window.
+ */
+function earliestDue(purchasedAt: DateTime, step: StepSpec): DateTime {
+  const delayed = purchasedAt.plus(step.delay);
+  const windowEnds = step.coalesce && purchasedAt.plus(step.coalesce);
+  return windowEnds && windowEnds > delayed ? windowEnds : delayed;
 }
 
 /** The zone local times are computed in: the customer's, else the store's, else the default. */
@@ -410,12 +420,9 @@ function windowedDueTime(
   window: SendWindow,
   call: StepSpec | undefined,
 ): Timing {
-  const delayed = call
+  const earliest = call
     ? fallbackStart(purchasedAt, step, call, zone, rules)
-    : purchasedAt.plus(step.delay);
-  // A coalescing thank-you waits for the window's end: the customer may buy again within it.
-  const windowEnds = step.coalesce && purchasedAt.plus(step.coalesce);
-  const earliest = windowEnds && windowEnds > delayed ? windowEnds : delayed;
+    : earliestDue(purchasedAt, step);
   const due = nextSendWindow(earliest, zone, window, rules.holidays);
   if (due >= now) return { ok: true, due };
   const grace = rules.gracePeriods[step.kind];

@@ -323,6 +323,36 @@ describe("a voice step's fallback in the plan", () => {
     ]);
   });
 
+  it("of a thank-you call that waits for its coalescing window, counts `after` from the call as it waits", () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP, locale: en-GB }
+      sendWindows:
+        voice: { start: "09:00", end: "20:00" }
+        sms: { start: "09:00", end: "20:00" }
+      rules:
+        - id: thanks
+          coalesce: PT3H
+          steps:
+            - kind: thank-you
+              channel: voice
+              template: thank-you-call
+              delay: PT0S
+              fallback: { channel: sms, template: thank-you, after: PT1H }
+    `);
+    const event = purchase({
+      occurredAt: "2026-11-23T10:00:00Z",
+      customer: { phone: "+447400123456" },
+    });
+    const plan = planFollowUps(event, rules, { previousPurchases: 0 }, instant(event.occurredAt));
+    // The call waits for the end of the window (13:00); its fallback an hour after that, never
+    // before the call it stands in for.
+    expect(plan.steps.map((s) => [s.stepId, s.dueAt])).toEqual([
+      ["thanks.thank-you", "2026-11-23T13:00:00Z"],
+      ["thanks.thank-you-fallback", "2026-11-23T14:00:00Z"],
+    ]);
+  });
+
   it("is not planned when its call is not", () => {
     const rules = rulesFrom(VOICE_RULES);
     const event = purchase({
