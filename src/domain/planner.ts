@@ -11,7 +11,7 @@ import {
 } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 import { stepIdOf } from "./step-ref.js";
-import { zoneFor } from "./time-zone.js";
+import { plusCalendar, zoneFor } from "./time-zone.js";
 
 /** A follow-up to schedule: when it is due and what it is. */
 export interface PlannedStep {
@@ -172,7 +172,7 @@ export function planFollowUps(
         step.coalesce
           ? {
               ...planned,
-              coalesceUntil: purchasedAt.plus(step.coalesce).toUTC().toISO(ISO) ?? "",
+              coalesceUntil: plusCalendar(purchasedAt, step.coalesce).toUTC().toISO(ISO) ?? "",
             }
           : planned,
       );
@@ -349,8 +349,8 @@ function fallbackStart(
  * (the customer may buy again within it). Before the send window.
  */
 function earliestDue(purchasedAt: DateTime, step: StepSpec): DateTime {
-  const delayed = purchasedAt.plus(step.delay);
-  const windowEnds = step.coalesce && purchasedAt.plus(step.coalesce);
+  const delayed = plusCalendar(purchasedAt, step.delay);
+  const windowEnds = step.coalesce && plusCalendar(purchasedAt, step.coalesce);
   return windowEnds && windowEnds > delayed ? windowEnds : delayed;
 }
 

@@ -1,4 +1,11 @@
-import { IANAZone, Zone, type ZoneOffsetFormat, type ZoneOffsetOptions } from "luxon";
+import {
+  DateTime,
+  type Duration,
+  IANAZone,
+  Zone,
+  type ZoneOffsetFormat,
+  type ZoneOffsetOptions,
+} from "luxon";
 import { remembered } from "./remembered.js";
 
 /**
@@ -110,3 +117,31 @@ export const zoneFor: (name: string) => Zone = remembered((name) => {
   const zone = IANAZone.create(name);
   return zone.isValid ? new SpanCachedZone(zone) : zone;
 }, 1_000);
+
+const DAY_MS = 24 * 3600 * 1000;
+
+/**
+ * `at` plus `duration` as a delay is added: its calendar part (years to days) on the local wall
+ * clock, then its time part (hours to milliseconds) in real time, as luxon's `plus` does. A wall
+ * time that happens twice (a fall-back overlap) is its first occurrence, as a send window's
+ * opening is, whatever the offset `at` has: luxon keeps `at`'s offset where it can, so a delay
+ * from winter landed on the second 01:30 and one from summer on the first. A wall time inside a
+ * spring-forward gap moves on by the gap's length (luxon's, java.time's and Temporal's choice).
+ */
+export function plusCalendar(at: DateTime, duration: Duration): DateTime {
+  const { years, quarters, months, weeks, days, hours, minutes, seconds, milliseconds } =
+    duration.toObject();
+  let result = at.plus({ years, quarters, months, weeks, days });
+  if (result.toMillis() !== at.toMillis()) result = firstOccurrence(result);
+  return result.plus({ hours, minutes, seconds, milliseconds });
+}
+
+/** The same wall time an offset change earlier, if the clock went back there and it happened then. */
+function firstOccurrence(at: DateTime): DateTime {
+  const ts = at.toMillis();
+  // Offsets change at most once a week (see SpanCachedZone), so a day before is before any change.
+  const earlier = at.zone.offset(ts - DAY_MS);
+  if (earlier <= at.offset) return at;
+  const first = ts - (earlier - at.offset) * 60_000;
+  return at.zone.offset(first) === earlier ? DateTime.fromMillis(first, { zone: at.zone }) : at;
+}

@@ -149,6 +149,43 @@ describe("due times around DST transitions", () => {
     ).toEqual(["2026-10-25T00:30:00Z", "2026-10-25T02:30:00+02:00"]);
   });
 
+  it.each([
+    [
+      "P10M from New Year's Day (EST)",
+      "America/New_York",
+      "2026-01-01T01:30:00-05:00",
+      "P10M",
+      "2026-11-01T01:30:00-04:00",
+    ],
+    [
+      "P356D from November (EST)",
+      "America/New_York",
+      "2025-11-10T01:30:00-05:00",
+      "P356D",
+      "2026-11-01T01:30:00-04:00",
+    ],
+    [
+      "P9M from January (CET)",
+      "Europe/Berlin",
+      "2026-01-25T02:30:00+01:00",
+      "P9M",
+      "2026-10-25T02:30:00+02:00",
+    ],
+    [
+      "P1DT10M: the 10 minutes are real time after the first 01:20",
+      "America/New_York",
+      "2026-10-31T01:20:00-04:00",
+      "P1DT10M",
+      "2026-11-01T01:30:00-04:00",
+    ],
+  ])(
+    "a calendar delay into the overlap is the first occurrence whatever the purchase's offset: %s",
+    (_, timezone, occurredAt, delay, localDueAt) => {
+      const [, local] = dueOf({ delay }, { occurredAt, customer: { timezone } });
+      expect(local).toBe(localDueAt);
+    },
+  );
+
   it("a due time inside the overlap's second hour stays there (purchase in EST + 20 minutes)", () => {
     expect(
       dueOf(
