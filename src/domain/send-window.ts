@@ -52,8 +52,8 @@ function nextSendWindowAtFixedOffset(
   const checkHolidays = window.closedOnHolidays && holidays.size > 0;
   for (let day = firstDay; day < firstDay + 7 * DAY_MS; day += DAY_MS) {
     // The offset holds from a day before the day's start (so the day has one midnight, not two
-    // after a fall-back across midnight) until its closing; a zone changes offset at most once a
-    // week, so checking both ends is enough.
+    // after a fall-back across midnight) until its closing; a zone changes offset at most once in
+    // three days (time-zone.ts), so checking both ends is enough.
     if (zone.offset(day - DAY_MS - offsetMs) * MINUTE_MS !== offsetMs) return undefined;
     const date = new Date(day);
     if (!window.days.has((date.getUTCDay() || 7) as Weekday)) continue;

@@ -12,11 +12,13 @@ import { remembered } from "./remembered.js";
  * An IANA zone whose UTC offsets are remembered by span. luxon asks the zone for its offset at
  * every step of date arithmetic, and IANAZone answers each time through Intl (formatToParts):
  * over a third of the planner's time. An offset holds between two transitions, months apart, so
- * the first question about an instant finds the whole span around it (weekly probes, then a
- * binary search to the second) and every later instant in that span is answered from memory.
+ * the first question about an instant finds the whole span around it (probes PROBE_MS apart, then
+ * a binary search to the second) and every later instant in that span is answered from memory.
  *
  * Assumption, checked against Intl for every zone in a test: no two transitions of a zone lie
- * within a week of each other.
+ * within PROBE_MS (three days) of each other. Not a week: Boa Vista's summer time of October 2000
+ * and Gaza's of October 2040 last 6 days 23 hours, and a weekly probe from just outside one
+ * stepped over it.
  */
 class SpanCachedZone extends Zone {
   private readonly spans: { from: number; to: number; offset: number }[] = [];
@@ -80,9 +82,9 @@ class SpanCachedZone extends Zone {
     const after = known.find((span) => span.from > second)?.from ?? Infinity;
     const edge = (direction: 1 | -1): number => {
       let inside = second;
-      for (let step = 1; step <= YEAR_IN_WEEKS; step++) {
-        let probe = second + direction * step * WEEK_MS;
-        // A known span ahead: search up to its edge (within a week of `inside`) and stop there.
+      for (let step = 1; step <= YEAR_IN_PROBES; step++) {
+        let probe = second + direction * step * PROBE_MS;
+        // A known span ahead: search up to its edge (within a probe of `inside`) and stop there.
         const limit = direction < 0 ? before : after - 1000;
         const atLimit = direction < 0 ? probe <= limit : probe >= limit;
         if (atLimit) probe = limit;
@@ -106,17 +108,21 @@ class SpanCachedZone extends Zone {
   }
 }
 
-const WEEK_MS = 7 * 24 * 3600 * 1000;
-const YEAR_IN_WEEKS = 53;
+/** Shorter than any span between two offset changes of a zone (6 days 23 hours at the least). */
+const PROBE_MS = 3 * 24 * 3600 * 1000;
+const YEAR_IN_PROBES = 122;
 
 /**
  * The zone to do date arithmetic in, by IANA name: one remembering instance per name (an
  * invalid name gives luxon's invalid zone, as a name would).
  */
-export const zoneFor: (name: string) => Zone = remembered((name) => {
+export const zoneFor: (name: string) => Zone = remembered(spanCachedZone, 1_000);
+
+/** A zone that remembers its offsets by span, not shared (zoneFor shares one per name). */
+export function spanCachedZone(name: string): Zone {
   const zone = IANAZone.create(name);
   return zone.isValid ? new SpanCachedZone(zone) : zone;
-}, 1_000);
+}
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -139,7 +145,7 @@ export function plusCalendar(at: DateTime, duration: Duration): DateTime {
 /** The same wall time an offset change earlier, if the clock went back there and it happened then. */
 function firstOccurrence(at: DateTime): DateTime {
   const ts = at.toMillis();
-  // Offsets change at most once a week (see SpanCachedZone), so a day before is before any change.
+  // Offsets change at most once in three days (see SpanCachedZone): a day before is before it.
   const earlier = at.zone.offset(ts - DAY_MS);
   if (earlier <= at.offset) return at;
   const first = ts - (earlier - at.offset) * 60_000;

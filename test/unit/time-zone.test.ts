@@ -1,6 +1,6 @@
 import { IANAZone } from "luxon";
 import { describe, expect, it } from "vitest";
-import { zoneFor } from "../../src/domain/time-zone.js";
+import { spanCachedZone, zoneFor } from "../../src/domain/time-zone.js";
 
 /** A small deterministic generator, so a failure names instants that can be replayed. */
 function seeded(seed: number): () => number {
@@ -46,6 +46,21 @@ describe("zoneFor: offsets remembered by span", () => {
     expect(zone.offset(Date.UTC(2026, 9, 25, 0, 59, 59, 999))).toBe(120);
     expect(zone.offset(Date.UTC(2026, 9, 25, 1))).toBe(60);
   });
+
+  it.each([
+    // Summer time of 6 days 23 hours: 2000-10-08T04:00Z to 2000-10-15T03:00Z.
+    ["America/Boa_Vista", Date.UTC(2000, 9, 8, 3, 30), Date.UTC(2000, 9, 11, 12)],
+    // Asked first just after a summer time of 6 days 23 hours (2040-10-20T00:00Z to 10-26T23:00Z).
+    ["Asia/Gaza", Date.UTC(2040, 9, 26, 23, 30), Date.UTC(2040, 9, 23, 12)],
+  ])(
+    "%s: a span of less than a week next to the first instant asked is not swallowed by it",
+    (name, first, inside) => {
+      const zone = spanCachedZone(name);
+      const exact = IANAZone.create(name);
+      expect(zone.offset(first)).toBe(exact.offset(first));
+      expect(zone.offset(inside)).toBe(exact.offset(inside));
+    },
+  );
 
   it("is the same zone to luxon: name, equality, invalid names", () => {
     expect(zoneFor("Asia/Kathmandu").name).toBe("Asia/Kathmandu");
