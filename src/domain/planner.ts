@@ -187,7 +187,11 @@ export function planFollowUps(
       reason: "no rule matched this purchase",
     });
   }
-  steps.sort((a, b) => a.dueAt.localeCompare(b.dueAt) || a.stepId.localeCompare(b.stepId));
+  // By instant, not by text: a whole second is written without a fraction (10:00:00Z), which as
+  // text sorts after a later time of the same second (10:00:00.500Z).
+  steps.sort(
+    (a, b) => Date.parse(a.dueAt) - Date.parse(b.dueAt) || a.stepId.localeCompare(b.stepId),
+  );
   return {
     eventId: event.id,
     orderId: event.orderId,

@@ -294,8 +294,10 @@ function iso(epochMs: number): string {
   return new Date(epochMs).toISOString();
 }
 
-/** An instant on the customer's clock (ISO with offset). */
-/** A local time to the second (the console cuts the offset from a fixed place in it). */
+/**
+ * An instant on the customer's clock, ISO with offset, to the second (the console cuts the offset
+ * from a fixed place in it).
+ */
 function isoIn(zone: string, epochMs: number): string {
   const local = DateTime.fromMillis(epochMs, { zone }).startOf("second");
   return local.toISO({ suppressMilliseconds: true }) ?? "";

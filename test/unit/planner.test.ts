@@ -659,3 +659,34 @@ describe("consent", () => {
     ]);
   });
 });
+
+describe("the plan's steps in due order", () => {
+  it("orders a due time with milliseconds after the whole second before it", () => {
+    // A window's opening is a whole second, written without a fraction (10:00:00Z); a delay keeps
+    // the purchase's milliseconds (10:00:00.500Z). As text the later one sorted first: '.' < 'Z'.
+    const rules = rulesFrom(
+      [
+        "version: 1",
+        "defaults:",
+        "  timezone: Europe/London",
+        "  currency: GBP",
+        "sendWindows:",
+        '  email: { start: "00:00", end: "24:00", days: [mon, tue, wed, thu, fri, sat, sun] }',
+        '  sms: { start: "10:00", end: "20:00", days: [mon, tue, wed, thu, fri, sat, sun] }',
+        "rules:",
+        "  - id: only",
+        "    steps:",
+        "      - { id: mail, kind: thank-you, channel: email, template: test-template, delay: PT1H }",
+        "      - { id: text, kind: custom, channel: sms, template: test-template, delay: PT0S }",
+        "",
+      ].join("\n"),
+    );
+    // 09:00:00.500 in London (GMT in March before the change).
+    const event = purchase({ occurredAt: "2027-03-01T09:00:00.500Z" });
+    const plan = planFollowUps(event, rules, NEW_CUSTOMER, instant(event.occurredAt));
+    expect(plan.steps.map((step) => [step.stepId, step.dueAt])).toEqual([
+      ["only.text", "2027-03-01T10:00:00Z"],
+      ["only.mail", "2027-03-01T10:00:00.500Z"],
+    ]);
+  });
+});
