@@ -152,6 +152,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       "Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready): waiting for it",
     ),
   );
+  // When Redis last became ready: a call's outcome spooled while it was away comes within
+  // seconds of this (decideFallback waits that long before taking it as never coming).
+  let redisReadySince = now();
+  redis.on("ready", () => {
+    redisReadySince = now();
+  });
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
   const prefix = env.QUEUE_PREFIX;
   // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
@@ -461,6 +467,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     unavailableChannels: unavailableChannelsOf(channels),
     logger,
     clock,
+    redisReadySince: () => redisReadySince,
     random: Math.random,
   };
   // One BullMQ worker per served shard's queue, each on a connection of its own; the process's

@@ -394,6 +394,12 @@ export type FallbackDecision =
 const CALL_OUTCOME_WAIT_MS = 2 * 3600_000;
 /** How often a fallback looks again while its call has not happened yet. */
 const RECHECK_MS = 3600_000;
+/**
+ * How long after the worker's connection to Redis became ready (at start, or back after an
+ * outage) an unknown call outcome is not yet taken as never coming: a status callback that came
+ * while Redis was away waits in the webhook spool, replayed within seconds of Redis returning.
+ */
+export const SPOOL_SETTLE_MS = 60_000;
 
 /**
  * Whether a fallback (an SMS after an unanswered call) goes out: when the call was not answered
@@ -405,6 +411,11 @@ export function decideFallback(
   nowMs: number,
   /** The fallback's `after`: it goes out no sooner than this long after the call ended. */
   afterMs: number,
+  /**
+   * When the worker's connection to Redis last became ready (epoch ms): at start, or back after
+   * an outage, during which the call's status callback may have been spooled (SPOOL_SETTLE_MS).
+   */
+  readySince?: number,
 ): FallbackDecision {
   if (!primary) {
     return { action: "skip", code: "no-call", reason: "the call step's record is gone" };
@@ -431,6 +442,11 @@ export function decideFallback(
       const waitUntil = (primary.changedAt ?? 0) + CALL_OUTCOME_WAIT_MS;
       if (waitUntil > nowMs)
         return { action: "wait", until: Math.min(waitUntil, nowMs + RECHECK_MS) };
+      // Redis was away after the call, or this worker has just started: the outcome may wait in
+      // the webhook spool (an outage of hours), replayed within seconds of the connection.
+      const settled = (readySince ?? 0) + SPOOL_SETTLE_MS;
+      if (readySince !== undefined && readySince > (primary.changedAt ?? 0) && settled > nowMs)
+        return { action: "wait", until: settled };
       return {
         action: "skip",
         code: "call-outcome-unknown",

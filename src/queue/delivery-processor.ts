@@ -98,6 +98,11 @@ export interface DeliveryDeps {
   readonly unavailableChannels?: ReadonlyMap<Channel, string>;
   readonly logger: Logger;
   readonly clock: () => DateTime;
+  /**
+   * When the jobs' connection to Redis last became ready (epoch ms; at start, or back after an
+   * outage): a call's outcome may still wait in the webhook spool shortly after (decideFallback).
+   */
+  readonly redisReadySince?: () => number | undefined;
   readonly random: () => number;
   /** A span per delivery attempt, linked to its purchase's intake; absent when tracing is off. */
   readonly tracing?: DeliveryTracing;
@@ -538,7 +543,12 @@ function createDelivery(deps: DeliveryDeps) {
       // A fallback goes out only when its call did not reach the customer.
       const callStepId = stepIdOf(rule, { id: step.fallbackOf });
       const call = (await deps.store.stepRecords(eventId, [callStepId])).get(callStepId);
-      const fallback = decideFallback(call, nowMs, step.fallbackAfter?.toMillis() ?? 0);
+      const fallback = decideFallback(
+        call,
+        nowMs,
+        step.fallbackAfter?.toMillis() ?? 0,
+        deps.redisReadySince?.(),
+      );
       if (fallback.action === "wait")
         return postpone(fallback.until, "the call is not over", "call-not-over");
       if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);

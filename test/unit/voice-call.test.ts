@@ -9,6 +9,7 @@ import {
   callVoiceFor,
   decideFallback,
   hearAnswer,
+  SPOOL_SETTLE_MS,
   sayLanguageOf,
 } from "../../src/domain/voice-call.js";
 import { callTwiml } from "../../src/http/twilio-routes.js";
@@ -224,6 +225,30 @@ describe("a fallback after a call", () => {
       action: "wait",
       until: NOW + DAY,
     });
+  });
+
+  it("takes an unknown outcome as never coming only a minute after Redis is back from an outage after the call (or the worker started): it may wait in the webhook spool", () => {
+    const HOUR = 3_600_000;
+    const outcomeLost = { state: "sent", changedAt: NOW - 3 * HOUR } as const;
+    // Redis came back (or the worker started) 10 s ago, after the call: a minute from then.
+    expect(decideFallback(outcomeLost, NOW, 0, NOW - 10_000)).toEqual({
+      action: "wait",
+      until: NOW - 10_000 + SPOOL_SETTLE_MS,
+    });
+    // A minute on, nothing came: skipped, as before.
+    expect(decideFallback(outcomeLost, NOW + SPOOL_SETTLE_MS, 0, NOW - 10_000)).toMatchObject({
+      action: "skip",
+      code: "call-outcome-unknown",
+    });
+    // Ready since before the call: no outage since it, nothing can be spooled.
+    expect(decideFallback(outcomeLost, NOW, 0, NOW - 4 * HOUR)).toMatchObject({
+      action: "skip",
+      code: "call-outcome-unknown",
+    });
+    // An outcome on file is decided on at once.
+    expect(
+      decideFallback({ ...outcomeLost, delivery: { status: "no-answer" } }, NOW, 0, NOW - 10_000),
+    ).toEqual({ action: "send" });
   });
 });
 
