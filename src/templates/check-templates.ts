@@ -89,6 +89,8 @@ export interface CheckSettings {
   /** Canonical default locale. */
   readonly defaultLocale: string;
   readonly engines: LiquidEngines;
+  /** What renders are timed by (ms); performance.now unless a test slows the machine down. */
+  readonly clock?: () => number;
 }
 
 const SAMPLE_KINDS: readonly SampleKind[] = ["full", "sparse"];
@@ -277,9 +279,30 @@ async function renderSamples(
 
 /**
  * What `check` lets one message cost with the worst-case sample, all its parts together, once
- * warm: about nine times the shipped thank-you email (11 ms), a tenth of a loop in a loop (770 ms).
+ * warm, on a machine with time to spare: about nine times the shipped thank-you email (11 ms), a
+ * tenth of a loop in a loop (770 ms).
  */
 export const RENDER_BUDGET_MS = 100;
+
+/**
+ * On a busy machine (a worker starting beside others, a CI run) every render is slower: the budget
+ * is at least this many times a reference render timed alongside, a loop over the items once
+ * (about as costly as the shipped thank-you email, 6 ms on a quiet machine; a loop in a loop is
+ * over a hundred times that). Without it, a good template failed at 107 ms on a loaded machine.
+ */
+export const REFERENCE_BUDGET_FACTOR = 15;
+
+/** The reference: one loop over the items, each escaped and its price formatted. */
+const REFERENCE_TEMPLATE =
+  "{% for item in order.items %}<li>{{ item.quantity }} &times; {{ item.name }} ({{ item.unitPrice }})</li>\n{% endfor %}";
+
+/** How long the reference takes now with `context` (ms). */
+function referenceRender(engines: LiquidEngines, context: object, clock: () => number): number {
+  const template = engines.html.parse(REFERENCE_TEMPLATE);
+  const started = clock();
+  engines.html.renderSync(template, context as Record<string, unknown>);
+  return clock() - started;
+}
 
 const WORST_CASE = `the largest order the event contract allows (${CONTRACT_MAXIMA.items} items, names of ${CONTRACT_MAXIMA.itemName} characters)`;
 
@@ -299,6 +322,7 @@ async function renderWorstCase(
   settings: CheckSettings,
 ): Promise<ConfigProblem[]> {
   const { rules, engines } = settings;
+  const clock = settings.clock ?? (() => performance.now());
   const parts = CHANNEL_PARTS[usage.channel].filter((part) => variant.parts[part] !== undefined);
   for (const kind of usage.kinds) {
     const context = worstCaseTemplateContext({
@@ -310,10 +334,12 @@ async function renderWorstCase(
       shop: shopOf(rules),
     });
     const fastest = new Map<TemplatePart, number>();
+    let reference = Number.POSITIVE_INFINITY;
+    let budget = RENDER_BUDGET_MS;
     for (let run = 1; run <= RUNS; run++) {
       let overLimit: TemplateError | undefined;
       for (const part of parts) {
-        const started = performance.now();
+        const started = clock();
         try {
           if (usage.channel === "sms") {
             await renderSmsVariant(engines, variant, context, {
@@ -336,18 +362,22 @@ async function renderWorstCase(
               : `Liquid: ${error.message} (with the worst-case sample for a ${kind} by ${usage.channel}: ${WORST_CASE})`);
           return [problemAt(error.file ?? "", message, error.line, error.column)];
         }
-        const took = performance.now() - started;
+        const took = clock() - started;
         fastest.set(part, Math.min(fastest.get(part) ?? took, took));
       }
       if (overLimit) continue;
       const total = [...fastest.values()].reduce((sum, ms) => sum + ms, 0);
       if (total <= RENDER_BUDGET_MS) break;
+      // Slow: is the machine busy? The fastest reference of the runs so far sets the bar.
+      reference = Math.min(reference, referenceRender(engines, context, clock));
+      budget = Math.max(RENDER_BUDGET_MS, REFERENCE_BUDGET_FACTOR * reference);
+      if (total <= budget) break;
       if (run < RUNS) continue;
       const [slowest, ms] = [...fastest].sort((a, b) => b[1] - a[1])[0] ?? ["text", 0];
       return [
         problemAt(
           variant.parts[slowest]?.file ?? "",
-          `too costly: with ${WORST_CASE}, this message takes ${Math.round(total)} ms to render (this file ${Math.round(ms)} ms); check allows ${RENDER_BUDGET_MS} ms per message; ${LOOP_HINT}`,
+          `too costly: with ${WORST_CASE}, this message takes ${Math.round(total)} ms to render (this file ${Math.round(ms)} ms); check allows ${Math.round(budget)} ms per message (${RENDER_BUDGET_MS} ms, or ${REFERENCE_BUDGET_FACTOR} times a loop over the items once on this machine now); ${LOOP_HINT}`,
         ),
       ];
     }

@@ -17,6 +17,8 @@ export type TemplatesLoadResult =
 export async function loadTemplates(
   configDir: string,
   rules: RuleSet,
+  /** The clock renders are timed by (ms; CheckSettings.clock). */
+  options: { readonly clock?: () => number } = {},
 ): Promise<TemplatesLoadResult> {
   const dir = path.join(configDir, TEMPLATES_DIR_NAME);
   const defaultLocale = canonicalLocale(rules.defaults.locale);
@@ -44,6 +46,7 @@ export async function loadTemplates(
       rules,
       defaultLocale,
       engines,
+      ...(options.clock && { clock: options.clock }),
     })),
   ];
   if (problems.length > 0) {
