@@ -14,6 +14,9 @@ export const ALERT_NAMES = {
   timelinePath: (customerId: string) => `/customers/${encodeURIComponent(customerId)}`,
 };
 
+/** A line of the alert: text, or a link the alert itself makes (never one a customer wrote). */
+type AlertLine = string | { readonly label: string; readonly url: string };
+
 /** One unhappy reply as an alert shows it. */
 export interface AlertItem {
   /** `<eventId>/<stepId>/<n>` (`@<shard>` after it outside shard 0), for `followups resolve`. */
@@ -49,7 +52,9 @@ export function alertEmail(
       : `${shopName}: ${items.length} unhappy replies`;
   const when = (at: number) =>
     DateTime.fromMillis(at, { zone: owner.timezone }).toFormat("ccc d LLL HH:mm ZZZZ");
-  const blocks = items.map((item) => {
+  // A line is text, or the timeline's link: the one address the alert makes, from PUBLIC_URL.
+  // Nothing a customer or publisher wrote (a reply, a name, an item, an order id) becomes a link.
+  const blocks = items.map((item): AlertLine[] => {
     const bought = item.items.map((i) => `${i.quantity} × ${plainText(i.name)}`).join(", ");
     return [
       `${item.firstName ? plainText(item.firstName) : "A customer"} ${ALERT_NAMES.customer(item.customerId)}${item.orderId ? `, ${ALERT_NAMES.order(item.orderId)}` : ""}`,
@@ -60,11 +65,11 @@ export function alertEmail(
         : []),
       `Replied by ${item.channel} at ${when(item.receivedAt)} (${plainText(item.why)}):`,
       `  “${plainText(item.text)}”`,
-      ...(item.timelineUrl ? [`Timeline: ${item.timelineUrl}`] : []),
+      ...(item.timelineUrl ? [{ label: "Timeline: ", url: item.timelineUrl }] : []),
       `Once dealt with: followups resolve ${item.replyId}`,
     ];
   });
-  const text = [
+  const lines: AlertLine[] = [
     `Hello ${plainText(owner.name)},`,
     "",
     items.length === 1
@@ -73,13 +78,15 @@ export function alertEmail(
     "",
     ...blocks.flatMap((block) => [...block, ""]),
     `— followups for ${plainText(shopName)}`,
-  ].join("\n");
-  const html = `<!doctype html><html><body style="font-family:Arial,Helvetica,sans-serif;color:#1f2937;">${text
-    .split("\n")
+  ];
+  const text = lines
+    .map((line) => (typeof line === "string" ? line : `${line.label}${line.url}`))
+    .join("\n");
+  const html = `<!doctype html><html><body style="font-family:Arial,Helvetica,sans-serif;color:#1f2937;">${lines
     .map((line) => {
-      const escaped = escapeHtml(line);
-      const linked = escaped.replace(/(https?:\/\/[^\s<]+)/g, '<a href="$1">$1</a>');
-      return line === "" ? "<br>" : `<div>${linked}</div>`;
+      if (typeof line !== "string")
+        return `<div>${escapeHtml(line.label)}<a href="${escapeHtml(line.url)}">${escapeHtml(line.url)}</a></div>`;
+      return line === "" ? "<br>" : `<div>${escapeHtml(line)}</div>`;
     })
     .join("")}</body></html>`;
   return { channel: "email", followUpId, to: owner.email, subject, text: `${text}\n`, html };

@@ -14,52 +14,71 @@ afterEach(async () => {
 });
 
 const PHONE = "+447400765432";
+const MARIA = {
+  name: "Maria",
+  email: "maria@shop.example",
+  timezone: "Europe/London",
+  frequency: "weekly",
+  alerts: true,
+  alertWindow: "PT3S",
+};
+
+/** A worker whose owners get alerts, and a purchase of three months ago whose check-in was sent. */
+async function checkedIn(
+  label: string,
+  owners: unknown[],
+  spec: { orderId: string; customer: Record<string, unknown>; itemName: string },
+): Promise<PipelineHarness> {
+  pipeline = await startPipeline(label, {
+    startWorker: false,
+    env: { ADMIN_TOKENS: "ops:ops-token-0123456789" },
+  });
+  const p = pipeline;
+  await withOwners(p.configDir, owners);
+  await p.startWorker();
+  const now = DateTime.utc().startOf("second");
+  await p.publisher.publish(
+    purchaseInput({
+      id: "evt-alert",
+      orderId: spec.orderId,
+      occurredAt:
+        now.setZone("Europe/London").minus({ months: 3 }).toUTC().toISO({
+          suppressMilliseconds: true,
+        }) ?? "",
+      customer: { phone: PHONE, ...spec.customer },
+      items: [item("televisions", "899.00", { name: spec.itemName })],
+      store: { id: "corner-shop", name: "Corner Shop" },
+    }) as never,
+  );
+  await p.twilio.waitForMessages(1);
+  // Replies are filed against the number's latest check-in, remembered just after the send.
+  const references = new SmsReferences(p.redis, p.prefix);
+  const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
+  await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+  return p;
+}
 
 describe("unhappy replies reach the owner at once", () => {
   it("alerts the store's owner within seconds, bundles the rest of the window, and leaves happy replies alone", async () => {
-    pipeline = await startPipeline("owner-alerts", {
-      startWorker: false,
-      env: { ADMIN_TOKENS: "ops:ops-token-0123456789" },
-    });
-    const p = pipeline;
-    await withOwners(p.configDir, [
+    const p = await checkedIn(
+      "owner-alerts",
+      [
+        MARIA,
+        {
+          name: "Olaf",
+          email: "olaf@shop.example",
+          timezone: "Europe/Berlin",
+          frequency: "weekly",
+          alerts: true,
+          stores: ["another-store"],
+        },
+      ],
       {
-        name: "Maria",
-        email: "maria@shop.example",
-        timezone: "Europe/London",
-        frequency: "weekly",
-        alerts: true,
-        alertWindow: "PT3S",
-      },
-      {
-        name: "Olaf",
-        email: "olaf@shop.example",
-        timezone: "Europe/Berlin",
-        frequency: "weekly",
-        alerts: true,
-        stores: ["another-store"],
-      },
-    ]);
-    await p.startWorker();
-    const now = DateTime.utc().startOf("second");
-    await p.publisher.publish(
-      purchaseInput({
-        id: "evt-alert",
         orderId: "ord-alert-7",
-        occurredAt:
-          now.setZone("Europe/London").minus({ months: 3 }).toUTC().toISO({
-            suppressMilliseconds: true,
-          }) ?? "",
-        customer: { id: "cus-alert", phone: PHONE, name: "Nina Berg" },
-        items: [item("televisions", "899.00", { name: "OLED TV 55 inch" })],
-        store: { id: "corner-shop", name: "Corner Shop" },
-      }) as never,
+        customer: { id: "cus-alert", name: "Nina Berg" },
+        itemName: "OLED TV 55 inch",
+      },
     );
-    await p.twilio.waitForMessages(1);
-    // Replies are filed against the number's latest check-in, remembered just after the send.
-    const references = new SmsReferences(p.redis, p.prefix);
-    const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
-    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
     const reply = (body: string, sid: string) =>
       postTwilio(p, "/webhooks/twilio/inbound", { From: PHONE, Body: body, MessageSid: sid });
 
@@ -96,5 +115,27 @@ describe("unhappy replies reach the owner at once", () => {
     const metrics = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
     expect(metrics).toMatch(/^followups_alerts_sent_total 2$/m);
     expect(metrics).toMatch(/^followups_alerts_bundled_total 1$/m);
+  });
+
+  it("links the customer's timeline and nothing else: no address a customer or publisher wrote", async () => {
+    const p = await checkedIn("alert-links", [MARIA], {
+      orderId: "https://order.evil.example/o",
+      customer: { id: "cus-links", name: "https://name.evil.example/n" },
+      itemName: "TV https://item.evil.example/i",
+    });
+    const body = "Broken, 1/10. Your bank details changed: https://reply.evil.example/login";
+    await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: PHONE,
+      Body: body,
+      MessageSid: "SMl1",
+    });
+    const [alert] = await p.sink.waitForMessages(1, 30_000);
+    const html = String(alert?.parsed.html ?? "");
+    // The words are all there, as text.
+    expect(html).toContain("https://reply.evil.example/login");
+    expect(html).toContain("https://item.evil.example/i");
+    // The one link is the timeline's, at PUBLIC_URL.
+    const links = [...html.matchAll(/<a\b[^>]*href="([^"]*)"/g)].map((m) => m[1]);
+    expect(links).toEqual(["https://followups.test/console/customers/cus-links"]);
   });
 });
