@@ -36,7 +36,7 @@ import { pendingChartSvg } from "./pending-chart.js";
  * The operator console at /console: sign in with an admin token, then see and act on customers'
  * follow-ups, failed ones, refused events, a plan preview, the owner report and the audit trail, with Bull Board at
  * /console/queues behind the same sign-in. Sessions live in Redis (httpOnly cookie, SameSite=Strict,
- * Secure when reached over https); every form carries a CSRF token; pages send a strict
+ * Secure when reached over https); every form carries a CSRF token bound to the session; pages send a strict
  * Content-Security-Policy (no scripts at all); sign-in attempts are rate-limited per address.
  */
 
@@ -123,6 +123,11 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         // Secure when the request came over https (behind a proxy: with trustProxy).
         secure: "auto",
       },
+      // A token is bound to the session whose page it is on (the sign-in page's to signing in):
+      // a cookie and token any browser can get, planted next to an operator's session by a
+      // same-site page (a sibling subdomain), are refused.
+      getUserInfo: csrfBinding,
+      csrfOpts: { userInfo: true, hmacKey: `${deps.cookieSecret}/console-csrf` },
     });
     await scope.register(fastifyRateLimit, { global: false });
 
@@ -242,7 +247,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     );
 
     scope.get("/console/sign-in", async (request, reply) =>
-      page(reply, "sign-in", { title: "Sign in", csrf: reply.generateCsrf() }, request),
+      page(reply, "sign-in", { title: "Sign in", csrf: csrfToken(request, reply) }, request),
     );
 
     scope.post(
@@ -261,7 +266,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
             "sign-in",
             {
               title: "Sign in",
-              csrf: reply.generateCsrf(),
+              csrf: csrfToken(request, reply),
               error: "That token is not one of the admin tokens.",
             },
             request,
@@ -407,7 +412,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       const action = queryField(request, "action");
       const ref = queryField(request, "ref") ?? "";
       const back = safeBack(queryField(request, "back"));
-      const csrf = reply.generateCsrf();
+      const csrf = csrfToken(request, reply);
       if (action === "erase") {
         const customer = queryField(request, "customer") ?? "";
         return page(
@@ -569,7 +574,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           title: "Failed follow-ups",
           page: "failed",
           failed,
-          csrf: reply.generateCsrf(),
+          csrf: csrfToken(request, reply),
         },
         request,
       );
@@ -607,14 +612,19 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       page(
         reply,
         "plan",
-        { title: "Plan preview", page: "plan", csrf: reply.generateCsrf() },
+        { title: "Plan preview", page: "plan", csrf: csrfToken(request, reply) },
         request,
       ),
     );
 
     scope.post("/console/plan", { preHandler: scope.csrfProtection }, async (request, reply) => {
       const text = formField(request, "event");
-      const base = { title: "Plan preview", page: "plan", csrf: reply.generateCsrf(), event: text };
+      const base = {
+        title: "Plan preview",
+        page: "plan",
+        csrf: csrfToken(request, reply),
+        event: text,
+      };
       let input: unknown;
       try {
         input = JSON.parse(text);
@@ -736,9 +746,20 @@ async function page(
     ...(notice !== undefined && { notice }),
     ...data,
     ...(operator && { operator: operator.name }),
-    csrf: data.csrf ?? (operator ? reply.generateCsrf() : undefined),
+    csrf: data.csrf ?? (operator ? csrfToken(request, reply) : undefined),
   });
   return reply.type("text/html; charset=utf-8").send(html);
+}
+
+/** What a CSRF token is bound to: the session's id, or the sign-in page, which has none. */
+function csrfBinding(request: FastifyRequest): string {
+  const path = request.url.split("?")[0] ?? "";
+  return path === "/console/sign-in" ? "sign-in" : (request.cookies[SESSION_COOKIE] ?? "");
+}
+
+/** A CSRF token for the forms of the page answering `request`. */
+function csrfToken(request: FastifyRequest, reply: FastifyReply): string {
+  return reply.generateCsrf({ userInfo: csrfBinding(request) });
 }
 
 function operatorOf(request: FastifyRequest): string {

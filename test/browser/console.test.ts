@@ -395,6 +395,16 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     await p.startWorker();
     await page.goto(`${base()}/console/audit`);
     expect(new URL(page.url()).pathname).toBe("/console/audit");
+
+    // Signing out (its form's token is bound to the session) ends the session for good.
+    const [session] = (await page.context().cookies()).filter((c) => c.name === "fu_console");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in to the followups console" }).waitFor();
+    const replayed = await fetch(`${base()}/console/audit`, {
+      headers: { cookie: `fu_console=${session?.value}` },
+      redirect: "manual",
+    });
+    expect(replayed.headers.get("location")).toBe("/console/sign-in");
     await page.context().close();
   });
 });

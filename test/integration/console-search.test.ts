@@ -130,3 +130,66 @@ describe("console preview", () => {
     );
   });
 });
+
+describe("console actions", () => {
+  it("refuse a CSRF token made for another browser, even with its cookie planted next to the operator's session", async () => {
+    pipeline = await startPipeline("console-csrf", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-csrf",
+        occurredAt,
+        customer: { id: "cus-csrf", email: "csrf.customer@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    const step = "big-ticket.check-in";
+    const stateOf = async () => (await p.store.stepRecords("evt-csrf", [step])).get(step)?.state;
+    await eventually(
+      async () => ((await stateOf()) === "scheduled" ? true : undefined),
+      "the purchase to be planned",
+    );
+    const session = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    /** A form's CSRF cookie and token, as the page at `path` gives them to a browser. */
+    const formOf = async (path: string, cookie = "") => {
+      const response = await fetch(`${base}${path}`, { headers: { cookie } });
+      const token = /name="_csrf" value="([^"]+)"/.exec(await response.text())?.[1] ?? "";
+      const csrfCookie = response.headers.getSetCookie()[0]?.split(";")[0] ?? "";
+      return { token, csrfCookie };
+    };
+    const cancel = (cookie: string, token: string) =>
+      fetch(`${base}/console/steps/cancel`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          _csrf: token,
+          ref: `evt-csrf/${step}`,
+          back: "/console/search",
+        }),
+      });
+
+    // Anyone gets a cookie and a token from the sign-in page; a sibling site (same-site, so the
+    // SameSite cookie goes along) plants that cookie in the operator's browser and posts the token.
+    const anonymous = await formOf("/console/sign-in");
+    const planted = await cancel(`fu_console=${session}; ${anonymous.csrfCookie}`, anonymous.token);
+    expect(planted.status).toBe(403);
+    // So does one from another session's page.
+    const other = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const theirs = await formOf("/console/failed", `fu_console=${other}`);
+    const foreign = await cancel(`fu_console=${session}; ${theirs.csrfCookie}`, theirs.token);
+    expect(foreign.status).toBe(403);
+    expect(await stateOf()).toBe("scheduled");
+
+    // The operator's own confirmation page's token does it.
+    const own = await formOf(
+      `/console/confirm?action=cancel&ref=${encodeURIComponent(`evt-csrf/${step}`)}`,
+      `fu_console=${session}`,
+    );
+    const done = await cancel(`fu_console=${session}; ${own.csrfCookie}`, own.token);
+    expect(done.status).toBe(303);
+    expect(await stateOf()).toBe("cancelled");
+  });
+});
