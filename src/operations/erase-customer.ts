@@ -12,7 +12,7 @@ import { ALERT_NAMES } from "../reports/owner-alert-email.js";
 import type { AuditTrail } from "../store/audit-trail.js";
 import type { CustomerIndex } from "../store/customer-index.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
-import { StoreKeys, shardScope } from "../store/keys.js";
+import { idHash, StoreKeys, shardScope } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
 import type { ShardStores, Shards } from "../store/shards.js";
@@ -104,6 +104,10 @@ export function createEraser(deps: EraseDeps) {
     await history.noteErasure(customerId, now, ERASURE_MEMORY_MS);
     await deps.customers.markErased(customerId, now, ERASURE_MEMORY_MS);
     const eventIds = new Set((await history.purchasesOf(customerId)).map((p) => p.eventId));
+    // Their orders and phone numbers as their history notes them (by hash), which outlive the
+    // records of their purchases: an order's link and refunds, a number's latest check-in and
+    // "texted before" mark are global keys, found from here also once a record has gone.
+    const leads = await history.erasureLeads(customerId);
     const addresses = new Set((options.addresses ?? []).map(normalizeAddress));
     const orderIds = new Set<string>();
     let stepsCancelled = 0;
@@ -178,11 +182,16 @@ export function createEraser(deps: EraseDeps) {
     }
     for (const codeHash of await history.codesOf(customerId)) await revoke(codeHash);
     // An order's refunds (its own key) and its links (entries in a bucket shared with others).
-    for (const orderId of orderIds) if (await deps.orders.forget(orderId)) keysDeleted++;
+    const orderHashes = new Set([...leads.orders, ...[...orderIds].map(idHash)]);
+    for (const orderHash of orderHashes)
+      if (await deps.orders.forgetByHash(orderHash)) keysDeleted++;
     const phones = [...addresses].filter((a) => !a.includes("@"));
-    const phoneMembers = await Promise.all(
-      phones.map((phone) => deps.suppressions.addressMember(phone)),
-    );
+    const phoneMembers = [
+      ...new Set([
+        ...leads.numbers,
+        ...(await Promise.all(phones.map((phone) => deps.suppressions.addressMember(phone)))),
+      ]),
+    ];
     const doomed = [
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
       ...providerIds.map((sid) => keys.smsMessage(sid)),

@@ -8,6 +8,7 @@ import { hourOf, idHash, prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
+import { addressMemberWith } from "./suppression-list.js";
 
 /** The event record's field holding the customer's earlier purchases as counted at first sight. */
 const HISTORY_FIELD = "h";
@@ -48,9 +49,12 @@ export const LISTED_PURCHASES = 100;
 
 /**
  * Past this many fields in a history (and then each time it has doubled), its purchases whose
- * records have gone are taken out.
+ * records have gone are taken out: two fields a purchase (`e:` and its order, `o:`), and a few.
  */
-const PRUNE_PAST_FIELDS = LISTED_PURCHASES + 20;
+const PRUNE_PAST_FIELDS = 2 * LISTED_PURCHASES + 20;
+
+/** An idHash as the history notes an order by (22 base64url characters). */
+const ID_HASH = /^[\w-]{22}$/;
 
 /** A remembered check-in is kept for the attribution window after it and this. */
 const CHECK_IN_MEMORY_SLACK_MS = 24 * 3600 * 1000;
@@ -71,10 +75,15 @@ export class CustomerHistoryStore {
 
   /** The key of the customer's erasure marker (named by their keyed hash). */
   async erasureKey(customerId: string): Promise<string> {
+    return this.keys.erasedCustomer(customerHash(await this.addressSecret(), customerId));
+  }
+
+  /** ADDRESS_HASH_SECRET (or the deployment's shared one). */
+  private addressSecret(): Promise<string> {
     this.secret ??= this.options.addressHashSecret
       ? Promise.resolve(this.options.addressHashSecret)
       : sharedSecret(this.redis, prefixOf(this.scope), "address-hash");
-    return this.keys.erasedCustomer(customerHash(await this.secret, customerId));
+    return this.secret;
   }
 
   /**
@@ -99,7 +108,8 @@ export class CustomerHistoryStore {
    * The customer's purchase history before this event, counting this event in for later ones.
    * Idempotent per event id; an id used before for other content (another fingerprint) is a
    * conflict and counts nothing. History is forgotten after `keepCustomerMs` without purchases. A
-   * purchase made before the customer was erased records nothing (`erased`).
+   * purchase made before the customer was erased records nothing (`erased`). Notes the purchase's
+   * order (its id's idHash) and phone number (its keyed hash) beside it, for erasure (erasureLeads).
    */
   async recordPurchase(
     event: PurchaseCompleted,
@@ -113,6 +123,9 @@ export class CustomerHistoryStore {
   > {
     const customerId = event.customer.id;
     const erasure = await this.erasureKey(customerId);
+    const phone = event.customer.phone
+      ? addressMemberWith(await this.addressSecret(), event.customer.phone)
+      : "";
     const recordWith = (fingerprint: string) =>
       this.redis.fuRecordPurchase(
         this.keys.eventRecord(event.id),
@@ -126,6 +139,8 @@ export class CustomerHistoryStore {
         fingerprint,
         event.id,
         Date.parse(event.occurredAt),
+        idHash(event.orderId),
+        phone,
       );
     let answer = await recordWith(fingerprints[0]);
     // A conflict changed nothing: an earlier fingerprint of the event's may be the one kept (rare).
@@ -170,9 +185,17 @@ export class CustomerHistoryStore {
       const pipeline = this.redis.pipeline();
       for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
       const exists = (await pipeline.exec()) ?? [];
-      const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
+      const ended = older
+        .filter((_, i) => exists[i]?.[1] === 0)
+        .flatMap((p) => [`e:${p.eventId}`, `o:${p.eventId}`]);
       if (ended.length > 0) await this.redis.hdel(key, ...ended);
     }
+    // An order noted beside a purchase that is no longer listed (an older version took it out).
+    const fields = new Set(await this.redis.hkeys(key));
+    const orphans = [...fields].filter(
+      (field) => field.startsWith("o:") && !fields.has(`e:${field.slice(2)}`),
+    );
+    if (orphans.length > 0) await this.redis.hdel(key, ...orphans);
     const size = await this.redis.hlen(key);
     await this.redis.hset(key, "pn", Math.max(PRUNE_PAST_FIELDS, 2 * size));
   }
@@ -187,6 +210,24 @@ export class CustomerHistoryStore {
       .filter(([field]) => field.startsWith("e:"))
       .map(([field, at]) => ({ eventId: field.slice(2), purchasedAt: Number(at) }))
       .sort((a, b) => b.purchasedAt - a.purchasedAt || a.eventId.localeCompare(b.eventId));
+  }
+
+  /**
+   * What erasure reaches from the customer's history besides their purchases (record-purchase.lua
+   * notes both at intake, since this version): the orders of their listed purchases (idHash of
+   * each order id: OrderStore.forgetByHash) and the phone numbers of their purchases (each as
+   * SuppressionList.addressMember gives it, a keyed hash: the number's latest check-in and
+   * "texted before" mark are named by it).
+   */
+  async erasureLeads(customerId: string): Promise<{ orders: string[]; numbers: string[] }> {
+    const all = await this.redis.hgetall(this.keys.customerHistory(customerId));
+    const orders = new Set<string>();
+    const numbers: string[] = [];
+    for (const [field, value] of Object.entries(all)) {
+      if (field.startsWith("o:") && ID_HASH.test(value)) orders.add(value);
+      else if (field.startsWith("ph:")) numbers.push(field.slice(3));
+    }
+    return { orders: [...orders], numbers };
   }
 
   /**

@@ -305,8 +305,10 @@ export class StoreKeys {
   }
 
   /**
-   * A customer's history: purchase count, last purchase time, their purchases (`e:<eventId>`)
-   * and their thank-you group (`tl`, `tm:<eventId>`, …: store/thank-you-groups.ts).
+   * A customer's history: purchase count, last purchase time, their purchases (`e:<eventId>`),
+   * each purchase's order (`o:<eventId>`, the order id's idHash), their phone numbers
+   * (`ph:<member>`, keyed hashes), their discount codes (`dc:<hash>`) and their thank-you group
+   * (`tl`, `tm:<eventId>`, …: store/thank-you-groups.ts).
    */
   customerHistory(customerId: string): string {
     return `${this.base}c:${idHash(customerId)}`;
@@ -367,7 +369,12 @@ export class StoreKeys {
    * read, and rewritten by a reshard, until it expires).
    */
   order(orderId: string): string {
-    return `${this.global}o:${idHash(orderId)}`;
+    return this.orderOfHash(idHash(orderId));
+  }
+
+  /** The same, by the idHash of the order id (what a customer's history notes of a purchase). */
+  orderOfHash(orderHash: string): string {
+    return `${this.global}o:${orderHash}`;
   }
 
   /**

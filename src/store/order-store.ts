@@ -157,7 +157,12 @@ export class OrderStore {
    * bucket's other orders stay.
    */
   async forget(orderId: string): Promise<boolean> {
-    const { key, links, entry } = this.placeOf(orderId);
+    return this.forgetByHash(idHash(orderId));
+  }
+
+  /** The same, by the idHash of the order id (as a customer's history notes it). */
+  async forgetByHash(orderHash: string): Promise<boolean> {
+    const { key, links, entry } = this.placeOfHash(orderHash);
     const fields = packedEntries(await this.redis.hgetall(links), entry).map(
       ([eventId]) => `${entry}${eventId}`,
     );
@@ -171,8 +176,12 @@ export class OrderStore {
 
   /** The order's own key (refunds), its bucket of links, and its part of their names there. */
   private placeOf(orderId: string): { key: string; links: string; entry: string } {
-    const { bucket, entry } = packedPlace(idHash(orderId));
-    return { key: this.keys.order(orderId), links: this.keys.orderLinks(bucket), entry };
+    return this.placeOfHash(idHash(orderId));
+  }
+
+  private placeOfHash(orderHash: string): { key: string; links: string; entry: string } {
+    const { bucket, entry } = packedPlace(orderHash);
+    return { key: this.keys.orderOfHash(orderHash), links: this.keys.orderLinks(bucket), entry };
   }
 }
 

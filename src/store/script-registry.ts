@@ -149,6 +149,8 @@ export interface StoreCommands {
     fingerprint: string,
     eventId: string,
     purchasedAt: number,
+    orderHash?: string,
+    phoneMember?: string,
   ): Promise<[number, string, number, string?, string[]?, number?]>;
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;

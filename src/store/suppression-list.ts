@@ -140,7 +140,7 @@ export class SuppressionList {
 
   /** The list's member for an address (its keyed hash), to keep beside a sent message. */
   async addressMember(address: string): Promise<string> {
-    return `h:${addressHash(await this.addressSecret(), address)}`;
+    return addressMemberWith(await this.addressSecret(), address);
   }
 
   /** The list's member for a customer id (its keyed hash, `k:`). */
@@ -244,4 +244,9 @@ function legacyCustomerMember(customerId: string): string {
 function legacyAddressMember(address: string): string {
   const digest = hash("sha256", normalizeAddress(address), "base64url");
   return `a:${digest.slice(0, 22)}`;
+}
+
+/** An address's member in the lists (`h:<keyed hash>`), under ADDRESS_HASH_SECRET `secret`. */
+export function addressMemberWith(secret: string, address: string): string {
+  return `h:${addressHash(secret, address)}`;
 }

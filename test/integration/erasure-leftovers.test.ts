@@ -4,6 +4,7 @@ import { runErase } from "../../src/cli/erase-command.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { OrderStore } from "../../src/store/order-store.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
@@ -58,16 +59,29 @@ async function publishTv(p: PipelineHarness, name: string, phone: string): Promi
   );
 }
 
+/**
+ * A pipeline in which `cus-lo-<name>`'s TV check-in SMS (publishTv) has gone to `phone` and is on
+ * file as the number's latest; with the number's member (its keyed hash).
+ */
+async function checkedIn(
+  label: string,
+  name: string,
+  phone: string,
+): Promise<{ p: PipelineHarness; member: string }> {
+  pipeline = await startPipeline(label);
+  const p = pipeline;
+  await publishTv(p, name, phone);
+  await untilSent(p, `evt-lo-${name}`, "big-ticket.check-in");
+  const references = new SmsReferences(p.redis, p.prefix);
+  const member = await new SuppressionList(p.redis, p.prefix).addressMember(phone);
+  await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+  return { p, member };
+}
+
 describe("erasure after a purchase's record has expired", () => {
   it("takes the purchase's replies out of the owners' reply index (kept 400 days)", async () => {
-    pipeline = await startPipeline("erase-leftover-replies");
-    const p = pipeline;
     const phone = "+447400123987";
-    await publishTv(p, "reply", phone);
-    await untilSent(p, "evt-lo-reply", "big-ticket.check-in");
-    const references = new SmsReferences(p.redis, p.prefix);
-    const member = await new SuppressionList(p.redis, p.prefix).addressMember(phone);
-    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+    const { p } = await checkedIn("erase-leftover-replies", "reply", phone);
     const reply = await postTwilio(p, "/webhooks/twilio/inbound", {
       From: phone,
       Body: "The remote is broken, 3/10",
@@ -119,6 +133,55 @@ describe("erasure after a purchase's record has expired", () => {
     expect(receipt.codesRevoked).toBe(1);
     expect(await codes.lookup(code, Date.now())).toMatchObject({ status: "revoked" });
     expect(await codes.origin(code)).toBeUndefined();
+  });
+
+  it("removes the order's link and refunds (kept 400 days) through the customer's history", async () => {
+    pipeline = await startPipeline("erase-leftover-order");
+    const p = pipeline;
+    // A purchase made just now: its steps are planned, so its order is linked.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-lo-order",
+        orderId: "ord-lo-order",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-lo-order", email: "cus-lo-order@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-lo-order",
+      occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+      orderId: "ord-lo-order",
+      amount: { amount: "100.00", currency: "GBP" },
+    } as never);
+    const orders = new OrderStore(p.redis, p.prefix);
+    await eventually(async () => {
+      const order = await orders.get("ord-lo-order");
+      return order.eventIds.length === 1 && order.recorded.length === 1 ? true : undefined;
+    }, "the order to be linked and refunded");
+
+    const keys = await shardKeysOf(p, "evt-lo-order");
+    expect(await p.redis.del(keys.eventRecord("evt-lo-order"))).toBe(1);
+    const receipt = await erase(p, "cus-lo-order");
+    expect(receipt.purchases).toBe(1);
+    const order = await orders.get("ord-lo-order");
+    expect(order.eventIds).toEqual([]);
+    expect(order.recorded).toEqual([]);
+    expect(await p.redis.exists(new StoreKeys(p.prefix).order("ord-lo-order"))).toBe(0);
+  });
+
+  it("removes the number's latest check-in and its texted mark without being told the number", async () => {
+    const { p, member } = await checkedIn("erase-leftover-number", "number", "+447400123989");
+    const global = new StoreKeys(p.prefix);
+    expect(await p.redis.exists(global.textedNumber(member))).toBe(1);
+
+    const keys = await shardKeysOf(p, "evt-lo-number");
+    expect(await p.redis.del(keys.eventRecord("evt-lo-number"))).toBe(1);
+    const receipt = await erase(p, "cus-lo-number");
+    expect(receipt.purchases).toBe(1);
+    expect(await p.redis.exists(global.latestCheckIn(member))).toBe(0);
+    expect(await p.redis.exists(global.textedNumber(member))).toBe(0);
   });
 
   it("keeps an SMS's reference no longer than its purchase's record (RECORD_RETENTION_DAYS of 1)", async () => {

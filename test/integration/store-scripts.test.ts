@@ -973,18 +973,24 @@ describe("the store's Lua scripts", () => {
         `fp-${i}`,
         `evt-${i}`,
         NOW + i * 1000,
+        `order-hash-${String(i).padStart(11, "0")}`,
+        "h:phone-hash",
       );
     for (let i = 0; i < 103; i++) expect((await buy(i))[5]).toBe(0);
+    // Beside each purchase, its order (the order id's hash); the phone number once.
+    expect(await redis.hget(customer, "o:evt-7")).toBe("order-hash-00000000007");
+    expect(await redis.hget(customer, "ph:h:phone-hash")).toBe("1");
     const listed = Object.keys(await redis.hgetall(customer)).filter((f) => f.startsWith("e:"));
     // Erasure finds a customer's purchases by this list: none is dropped here.
     expect(listed).toHaveLength(103);
     expect(listed).toContain("e:evt-0");
     expect(listed).toContain("e:evt-102");
     expect(await redis.hget(customer, "n")).toBe("103");
-    // Past 120 fields the store is asked to prune; after that, at the size it set in `pn`.
-    for (let i = 103; i < 117; i++) await buy(i);
-    expect((await buy(117))[5]).toBe(0); // 118 purchases, `n` and `last`: 120 fields
-    expect((await buy(118))[5]).toBe(1);
+    // Past 220 fields the store is asked to prune; after that, at the size it set in `pn`.
+    for (let i = 103; i < 107; i++) await buy(i);
+    // 108 purchases and their orders, `n`, `last` and the number: 219 fields.
+    expect((await buy(107))[5]).toBe(0);
+    expect((await buy(108))[5]).toBe(1);
     await redis.hset(customer, "pn", 500);
     expect((await buy(119))[5]).toBe(0);
   });
