@@ -52,6 +52,7 @@ function receiptText(receipt: ErasureReceipt): string {
     `  keys deleted:            ${receipt.keysDeleted}`,
     `  queue jobs removed:      ${receipt.jobsRemoved}`,
     `  outbox files removed:    ${receipt.outboxFilesRemoved}`,
+    `  failed webhooks removed: ${receipt.spoolFilesRemoved} (this machine's WEBHOOK_SPOOL_DIR)`,
     `  discount codes revoked:  ${receipt.codesRevoked}`,
     `  opt-outs kept (hashed):  ${receipt.optOutsKept}`,
     `  ${aof[receipt.appendOnlyFile] ?? `append-only file rewrite ${receipt.appendOnlyFile}`}`,

@@ -1,6 +1,7 @@
 import { userInfo } from "node:os";
 import { Queue } from "bullmq";
 import type { RuleSet } from "../domain/rules.js";
+import { WebhookSpool } from "../http/webhook-spool.js";
 import {
   createOperatorTools,
   OperatorError,
@@ -56,6 +57,8 @@ export async function withOperatorTools<T>(
       followUps,
       events,
       outboxDir: env.OUTBOX_DIR,
+      // The spool of a worker run here with the same settings (each replica has its own).
+      webhookSpool: new WebhookSpool(env.WEBHOOK_SPOOL_DIR),
       ...(env.ADDRESS_HASH_SECRET && { addressHashSecret: env.ADDRESS_HASH_SECRET }),
       replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,

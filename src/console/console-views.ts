@@ -171,6 +171,7 @@ const RECEIPT = `{% layout "layout" %}{% block content %}
 <div><dt>Keys deleted</dt><dd>{{ r.keysDeleted }}</dd></div>
 <div><dt>Queue jobs removed</dt><dd>{{ r.jobsRemoved }}</dd></div>
 <div><dt>Outbox files removed</dt><dd>{{ r.outboxFilesRemoved }}</dd></div>
+<div><dt>Failed webhooks removed (this worker's spool)</dt><dd>{{ r.spoolFilesRemoved }}</dd></div>
 <div><dt>Discount codes revoked</dt><dd>{{ r.codesRevoked }}</dd></div>
 <div><dt>Opt-outs kept (as keyed hashes)</dt><dd>{{ r.optOutsKept }}</dd></div>
 <div><dt>Append-only file</dt><dd>{{ r.appendOnlyFile }}</dd></div>

@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { smsKeyword } from "../domain/sms-keywords.js";
+import { meansStop } from "../domain/voice-call.js";
 
 /** At most this many webhooks wait on disk; beyond, the route answers 503 as before. */
 export const MAX_SPOOLED_WEBHOOKS = 10_000;
@@ -232,6 +234,41 @@ export function spooledInOrder(names: readonly string[]): string[] {
 }
 
 /**
+ * What a file moved aside to `failed/` names, for erasure: the phone numbers it holds (an inbound
+ * SMS's sender, the number a call's answer came from), a call webhook's follow-up id, and its
+ * text as written (all there is of a file that does not read as a webhook).
+ */
+export interface FailedSpoolFile {
+  readonly numbers: readonly string[];
+  readonly followUpId?: string;
+  /** An opt-out (a STOP, a 9 pressed on a call) not acted on yet: only handling it does that. */
+  readonly optOut: boolean;
+  readonly text: string;
+}
+
+/** What a spooled file names (FailedSpoolFile), from its text. */
+export function spoolFileNames(text: string): FailedSpoolFile {
+  const entry = parseSpoolText(text);
+  if (!entry) return { numbers: [], optOut: false, text };
+  if ("message" in entry)
+    return {
+      numbers: [entry.message.from],
+      optOut: smsKeyword(entry.message.body) === "opt-out",
+      text,
+    };
+  if ("gather" in entry)
+    return {
+      numbers: entry.gather.to ? [entry.gather.to] : [],
+      followUpId: entry.gather.followUpId,
+      optOut: meansStop(entry.gather.digits, entry.gather.speech),
+      text,
+    };
+  const call =
+    "callStatus" in entry ? entry.callStatus : "unheard" in entry ? entry.unheard : undefined;
+  return { numbers: [], ...(call && { followUpId: call.followUpId }), optOut: false, text };
+}
+
+/**
  * The spool folder (WEBHOOK_SPOOL_DIR): one file per webhook, written whole (a temporary file,
  * synced, then renamed) and readable by the worker's user only. Holds phone numbers and texts.
  */
@@ -321,6 +358,32 @@ export class WebhookSpool {
 
   async remove(name: string): Promise<void> {
     await rm(path.join(this.dir, name), { force: true });
+  }
+
+  /**
+   * Removes the files moved aside to `failed/` that `matches` picks (erasure); how many. Files
+   * still waiting to be handled are left: one may be a STOP, which must still opt its number out.
+   */
+  async removeFailed(
+    matches: (file: FailedSpoolFile) => boolean | Promise<boolean>,
+  ): Promise<number> {
+    const failed = path.join(this.dir, SPOOL_FAILED_DIR);
+    let names: string[];
+    try {
+      names = spooledInOrder(await readdir(failed));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw error;
+    }
+    let removed = 0;
+    for (const name of names) {
+      const file = path.join(failed, name);
+      const text = await readFile(file, "utf8").catch(() => undefined);
+      if (text === undefined || !(await matches(spoolFileNames(text)))) continue;
+      await rm(file, { force: true });
+      removed++;
+    }
+    return removed;
   }
 
   /** Moves a file that cannot be handled to `failed/`, where it is kept for the operator. */

@@ -45,6 +45,11 @@ export interface ErasureReceipt {
   readonly jobsRemoved: number;
   readonly outboxFilesRemoved: number;
   /**
+   * Webhooks moved aside to the spool's `failed/` (WEBHOOK_SPOOL_DIR, of the process that ran the
+   * erasure) naming one of the customer's numbers or calls, removed.
+   */
+  readonly spoolFilesRemoved: number;
+  /**
    * Discount codes issued to the customer, revoked: a till is told `revoked`, or `redeemed` by
    * no order named for one redeemed before.
    */
@@ -75,7 +80,26 @@ export interface EraseDeps {
   readonly events?: Queue;
   /** OUTBOX_DIR, whose files hold rendered messages. */
   readonly outboxDir?: string;
+  /**
+   * The webhook spool (WEBHOOK_SPOOL_DIR) of this process: its files moved aside to `failed/`
+   * hold numbers and texts until an operator acts (http/webhook-spool.ts WebhookSpool).
+   */
+  readonly webhookSpool?: FailedWebhooks;
   readonly now: () => number;
+}
+
+/** What a spooled webhook moved aside to `failed/` names (http/webhook-spool.ts). */
+export interface FailedWebhook {
+  readonly numbers: readonly string[];
+  readonly followUpId?: string;
+  /** A STOP or a 9 on a call: kept, as only handling it opts the number out. */
+  readonly optOut: boolean;
+  readonly text: string;
+}
+
+/** The spool's failed webhooks, as erasure removes them. */
+export interface FailedWebhooks {
+  removeFailed(matches: (file: FailedWebhook) => Promise<boolean>): Promise<number>;
 }
 
 /** How long an erasure is remembered: events from before it arriving later are dropped. */
@@ -241,6 +265,11 @@ export function createEraser(deps: EraseDeps) {
     const outboxFilesRemoved = deps.outboxDir
       ? await removeOutboxFiles(deps.outboxDir, addresses, customerId, [...orderIds])
       : 0;
+    const spoolFilesRemoved = deps.webhookSpool
+      ? await deps.webhookSpool.removeFailed(
+          failedWebhookOf(deps.suppressions, phones, new Set(phoneMembers), new Set(callIds)),
+        )
+      : 0;
     await deps.audit.scrubCustomer(member);
     const appendOnlyFile = await rewriteAppendOnlyFile(deps.redis);
     const receipt: ErasureReceipt = {
@@ -253,6 +282,7 @@ export function createEraser(deps: EraseDeps) {
       keysDeleted,
       jobsRemoved,
       outboxFilesRemoved,
+      spoolFilesRemoved,
       codesRevoked,
       optOutsKept,
       appendOnlyFile,
@@ -386,6 +416,34 @@ export async function removeJobs(
     }
   }
   return removed;
+}
+
+/**
+ * Whether a webhook moved aside to the spool's `failed/` is the customer's: it came from or to one
+ * of their numbers (known in plain, or by its keyed hash as their history notes it), belongs to
+ * one of their calls, or its text names one of their numbers (a file that does not read as a
+ * webhook, a reply quoting it). An opt-out is kept: moved back into the spool, it still opts the
+ * number out.
+ */
+function failedWebhookOf(
+  suppressions: Pick<SuppressionList, "addressMember">,
+  phones: readonly string[],
+  members: ReadonlySet<string>,
+  callIds: ReadonlySet<string>,
+): (file: FailedWebhook) => Promise<boolean> {
+  const quoted = phones.map(
+    (phone) => new RegExp(`(?<!\\d)${phone.replace(/[+]/g, "\\+")}(?!\\d)`),
+  );
+  return async (file) => {
+    if (file.optOut) return false;
+    if (file.followUpId !== undefined && callIds.has(file.followUpId)) return true;
+    for (const number of file.numbers) {
+      const phone = normalizeAddress(normalizePhone(number) ?? number);
+      if (phones.includes(phone) || members.has(await suppressions.addressMember(phone)))
+        return true;
+    }
+    return quoted.some((pattern) => pattern.test(file.text));
+  };
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   createEraser,
   customersQueuedWith,
   type ErasureReceipt,
+  type FailedWebhooks,
   removeJobs,
 } from "./erase-customer.js";
 import { type EventInShard, eventLocator } from "./locate-event.js";
@@ -186,6 +187,8 @@ export interface OperatorToolsDeps {
   readonly events?: Queue;
   /** OUTBOX_DIR, whose files erasure clears of messages to the customer. */
   readonly outboxDir?: string;
+  /** This process's webhook spool (WEBHOOK_SPOOL_DIR): erasure clears its `failed/` of them. */
+  readonly webhookSpool?: FailedWebhooks;
   readonly addressHashSecret?: string;
   /**
    * REDIS_WAIT_REPLICAS: what erasure writes to the opt-out lists (an erased customer's opt-outs
@@ -265,6 +268,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     followUps: deps.followUps,
     ...(deps.events && { events: deps.events }),
     ...(deps.outboxDir && { outboxDir: deps.outboxDir }),
+    ...(deps.webhookSpool && { webhookSpool: deps.webhookSpool }),
     now: deps.now,
   });
   const sources = (): TimelineSources => ({

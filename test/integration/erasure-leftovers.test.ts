@@ -1,6 +1,10 @@
+import { mkdtemp, readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runErase } from "../../src/cli/erase-command.js";
+import { SPOOL_FAILED_DIR, spoolEntry, WebhookSpool } from "../../src/http/webhook-spool.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
@@ -182,6 +186,36 @@ describe("erasure after a purchase's record has expired", () => {
     expect(receipt.purchases).toBe(1);
     expect(await p.redis.exists(global.latestCheckIn(member))).toBe(0);
     expect(await p.redis.exists(global.textedNumber(member))).toBe(0);
+  });
+
+  it("removes the spool's failed webhooks from the customer's number, not opt-outs nor waiting ones", async () => {
+    const phone = "+447400123990";
+    const { p } = await checkedIn("erase-leftover-spool", "spool", phone);
+    // The spool of the machine the command runs on (not the test worker's, which would replay
+    // the waiting file).
+    const dir = await mkdtemp(path.join(tmpdir(), "erase-spool-"));
+    const spool = new WebhookSpool(dir);
+    const sms = (from: string, body: string, messageSid: string) =>
+      spool.add(spoolEntry("message", { from, body, messageSid }, Date.now()));
+    const reply = await sms(phone, "The remote is broken, 3/10", "SMspool1");
+    const other = await sms("+447400123991", "Lovely, 9/10", "SMspool2");
+    // Kept: moved back into the spool, it still opts the number out.
+    const stop = await sms(phone, "STOP", "SMspool4");
+    for (const name of [reply, other, stop]) if (name) await spool.moveAside(name);
+    // Not yet handled: it may be a STOP, which must still opt the number out.
+    const waiting = await sms(phone, "STOP", "SMspool3");
+
+    const keys = await shardKeysOf(p, "evt-lo-spool");
+    expect(await p.redis.del(keys.eventRecord("evt-lo-spool"))).toBe(1);
+    process.env.WEBHOOK_SPOOL_DIR = dir;
+    try {
+      const receipt = await erase(p, "cus-lo-spool");
+      expect(receipt.spoolFilesRemoved).toBe(1);
+    } finally {
+      delete process.env.WEBHOOK_SPOOL_DIR;
+    }
+    expect((await readdir(path.join(dir, SPOOL_FAILED_DIR))).sort()).toEqual([other, stop].sort());
+    expect(await spool.list()).toEqual([waiting]);
   });
 
   it("keeps an SMS's reference no longer than its purchase's record (RECORD_RETENTION_DAYS of 1)", async () => {

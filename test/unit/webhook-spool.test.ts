@@ -7,7 +7,11 @@ import { createSpoolReplay, replayVerdict } from "../../src/http/spool-replay.js
 import {
   handleSpooled,
   parseSpoolText,
+  SPOOL_FAILED_DIR,
+  spoolEntry,
   spoolFileName,
+  spoolFileNames,
+  spoolText,
   WebhookSpool,
 } from "../../src/http/webhook-spool.js";
 import {
@@ -57,6 +61,41 @@ describe("the webhook spool", () => {
       undefined,
     );
     expect(spoolFileName(1_000, 1, "ab")).toBe("000000000001000-000001-ab.json");
+  });
+
+  it("tells erasure what a failed file names, and removes from failed/ only what it picks", async () => {
+    const gather = { followUpId: "fcall1", callSid: "CA1", digits: "9", to: "+447400123457" };
+    expect(spoolFileNames(spoolText(spoolEntry("gather", gather, 1_000)))).toMatchObject({
+      numbers: ["+447400123457"],
+      followUpId: "fcall1",
+      optOut: true,
+    });
+    const unheard = spoolText(spoolEntry("unheard", { followUpId: "fcall2", callSid: "CA2" }, 1));
+    expect(spoolFileNames(unheard)).toMatchObject({ numbers: [], followUpId: "fcall2" });
+    expect(spoolFileNames("{ half +447400123456")).toEqual({
+      numbers: [],
+      optOut: false,
+      text: "{ half +447400123456",
+    });
+    const sms = (body: string) =>
+      spoolFileNames(spoolText({ receivedAt: 1, message: { ...message, body } }));
+    expect(sms("STOP")).toMatchObject({ numbers: [message.from], optOut: true });
+    expect(sms("Lovely, thanks")).toMatchObject({ optOut: false });
+
+    const spool = new WebhookSpool(await folder());
+    expect(await spool.removeFailed(async () => true)).toBe(0);
+    const mine = String(await spool.add({ receivedAt: 1_000, message }));
+    const theirs = String(
+      await spool.add({ receivedAt: 2_000, message: { ...message, from: "+447400123458" } }),
+    );
+    const waiting = String(await spool.add({ receivedAt: 3_000, message }));
+    await spool.moveAside(mine);
+    await spool.moveAside(theirs);
+    const picked = async (file: { numbers: readonly string[] }) =>
+      file.numbers.includes(message.from);
+    expect(await spool.removeFailed(picked)).toBe(1);
+    expect(await readdir(path.join(spool.dir, SPOOL_FAILED_DIR))).toEqual([theirs]);
+    expect(await spool.list()).toEqual([waiting]);
   });
 
   it("replays what is handled, keeps what waits for Redis, moves aside the rest", () => {
