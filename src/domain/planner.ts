@@ -138,7 +138,7 @@ export function planFollowUps(
           rules,
           options,
           zone,
-          (s) => dueTime(purchasedAt, s, zone, rules, now, callOf(rule, s)),
+          (s, callDue) => dueTime(purchasedAt, s, zone, rules, now, callDue),
         );
         if ("code" in planned) skipped.push(planned);
         else steps.push(planned);
@@ -271,7 +271,7 @@ function planFallback(
   rules: RuleSet,
   options: PlanOptions,
   zone: string,
-  timeOf: (step: StepSpec) => Timing,
+  timeOf: (step: StepSpec, callDue: DateTime) => Timing,
 ): PlannedStep | SkippedStep {
   const callId = stepIdOf(rule, { id: callStepId });
   const call = planned.find((other) => other.stepId === callId);
@@ -280,29 +280,12 @@ function planFallback(
   }
   const blocked = stepProblem(event, step, rules, options);
   if (blocked) return skip(rule, step, blocked.code, blocked.reason);
-  const timing = timeOf(step);
+  // From the call as planned: a call planned later than its time (an event that came late) takes
+  // its fallback with it.
+  const callDue = DateTime.fromMillis(Date.parse(call.dueAt), { zone: zoneFor(zone) });
+  const timing = timeOf(step, callDue);
   if (!timing.ok) return skip(rule, step, timing.code, timing.reason);
-  // A call planned later than its time (an event that came late) takes its fallback with it.
-  const afterCall = call.graceEndsAt !== undefined && fallbackAfterCall(call, step, zone, rules);
-  const due = afterCall && afterCall > timing.due ? { due: afterCall } : timing;
-  return { ...plannedStep(rule, step, due), fallbackOf: callId };
-}
-
-/** `after` from the call as planned, at the next opening of the fallback's window. */
-function fallbackAfterCall(
-  call: PlannedStep,
-  step: StepSpec,
-  zone: string,
-  rules: RuleSet,
-): DateTime | undefined {
-  const start = DateTime.fromISO(call.dueAt, { zone }).plus(step.fallbackAfter?.toMillis() ?? 0);
-  const window = step.sendWindow ?? rules.sendWindows[step.channel];
-  try {
-    return nextSendWindow(start, zone, window, rules.holidays);
-  } catch (error) {
-    if (!(error instanceof NoSendWindowError)) throw error;
-    return undefined;
-  }
+  return { ...plannedStep(rule, step, timing), fallbackOf: callId };
 }
 
 /** A fallback's call step, in the rule that has both. */
@@ -336,16 +319,19 @@ function plannedStep(
  * (decideFallback). Not from the purchase: a call that its window moves from Sunday to Monday
  * morning moves its fallback with it, instead of leaving it at the call's own time.
  */
-function fallbackStart(
+function fallbackStart(callDue: DateTime, step: StepSpec): DateTime {
+  return callDue.plus(step.fallbackAfter?.toMillis() ?? 0);
+}
+
+/** A call step's due time from the purchase (delay, coalescing wait, send window), never late. */
+function callDueTime(
   purchasedAt: DateTime,
-  step: StepSpec,
   call: StepSpec,
   zone: string,
   rules: RuleSet,
 ): DateTime {
   const callWindow = call.sendWindow ?? rules.sendWindows[call.channel];
-  const callDue = nextSendWindow(earliestDue(purchasedAt, call), zone, callWindow, rules.holidays);
-  return callDue.plus(step.fallbackAfter?.toMillis() ?? 0);
+  return nextSendWindow(earliestDue(purchasedAt, call), zone, callWindow, rules.holidays);
 }
 
 /**
@@ -379,15 +365,23 @@ type Timing =
 /**
  * When one step of a purchase falls due under `rules`, as `planFollowUps` times it (delay from
  * the purchase in the customer's zone, send window, grace period against `now`): for re-planning.
+ * A fallback counts `after` from `callDueAt`, its call's due time as planned (epoch ms: a call
+ * planned late, or kept where it was, is not where its delay alone would put it); without it,
+ * from the call's due time under `rules`.
  */
 export function stepTiming(
   event: PurchaseCompleted,
   step: StepSpec,
   rules: RuleSet,
   now: DateTime,
+  callDueAt?: number,
 ): Timing {
   const { zone } = customerZone(event, rules);
   const purchasedAt = purchaseTime(event, zone);
+  if (step.fallbackOf !== undefined && callDueAt !== undefined) {
+    const callDue = DateTime.fromMillis(callDueAt, { zone: purchasedAt.zone });
+    return dueTime(purchasedAt, step, zone, rules, now, callDue);
+  }
   const rule = rules.rules.find((candidate) => candidate.steps.includes(step));
   return dueTime(purchasedAt, step, zone, rules, now, rule && callOf(rule, step));
 }
@@ -403,8 +397,8 @@ function dueTime(
   zone: string,
   rules: RuleSet,
   now: DateTime,
-  /** A fallback's call step: the fallback is timed from it. */
-  call?: StepSpec,
+  /** A fallback's call: its step (timed from the purchase) or its due time as planned. */
+  call?: StepSpec | DateTime,
 ): Timing {
   const window = step.sendWindow ?? rules.sendWindows[step.channel];
   try {
@@ -422,11 +416,15 @@ function windowedDueTime(
   rules: RuleSet,
   now: DateTime,
   window: SendWindow,
-  call: StepSpec | undefined,
+  call: StepSpec | DateTime | undefined,
 ): Timing {
-  const earliest = call
-    ? fallbackStart(purchasedAt, step, call, zone, rules)
-    : earliestDue(purchasedAt, step);
+  const earliest =
+    call === undefined
+      ? earliestDue(purchasedAt, step)
+      : fallbackStart(
+          DateTime.isDateTime(call) ? call : callDueTime(purchasedAt, call, zone, rules),
+          step,
+        );
   const due = nextSendWindow(earliest, zone, window, rules.holidays);
   if (due >= now) return { ok: true, due };
   const grace = rules.gracePeriods[step.kind];

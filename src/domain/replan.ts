@@ -40,7 +40,10 @@ export type ReplanDecision =
  * is the step still in it, does the rule still match the purchase (its value after refunds, the
  * customer's history when it was first planned), and when does the step fall due now. Whether the
  * customer can still be reached (contact, consent, opt-outs) is left to the send-time guard, and
- * new rules or steps apply to new purchases only. Pure: `now` is an argument.
+ * new rules or steps apply to new purchases only. A call's fallback is timed from `callDueAt`,
+ * when its call is due as planned (epoch ms: its stored due time, or the one this re-plan moves
+ * it to), as the planner times it from the call it planned; without it, from the call's due time
+ * under the rules. Pure: `now` is an argument.
  */
 export function replanStep(
   step: PendingStep,
@@ -48,6 +51,7 @@ export function replanStep(
   history: CustomerHistory,
   rules: RuleSet,
   now: DateTime,
+  callDueAt?: number,
 ): ReplanDecision {
   const found = findStep(rules, step.stepId);
   if (!found) {
@@ -65,7 +69,7 @@ export function replanStep(
       reason: `no longer matches: rule ${found.rule.id}: ${match.reason}`,
     };
   }
-  const timing = stepTiming(event, found.step, rules, now);
+  const timing = stepTiming(event, found.step, rules, now, callDueAt);
   if (!timing.ok) {
     const code = timing.code === "no-send-window" ? "no-send-window" : "past-due";
     return { action: "skip", code, reason: timing.reason };

@@ -3,7 +3,7 @@ import type { PurchaseCompleted } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
 import { type ReplanDecision, replanStep } from "../domain/replan.js";
 import { hasCooldowns, type RuleSet } from "../domain/rules.js";
-import { findStep, ruleIdOf } from "../domain/step-ref.js";
+import { findStep, ruleIdOf, stepIdOf } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
@@ -103,20 +103,25 @@ export function replanOf(
   promoting: ReadonlySet<string> = NONE,
   notBefore: ReadonlyMap<string, number> = NO_FLOORS,
 ): EventReplan {
-  const steps: (StepReplan & { fromDueAt: number })[] = [];
-  for (const [stepId, record] of records) {
-    if (record.state !== "scheduled") continue;
-    const ruleId = ruleIdOf(stepId);
-    const current = findStep(rules, stepId)?.step;
-    const channel = record.channel ?? current?.channel ?? "email";
-    const kind = record.kind ?? current?.kind ?? "custom";
-    const base = {
-      stepId,
-      plannedDueAt: record.dueAt,
-      fromDueAt: record.dueAt,
-      countedChannel: channel,
-      ruleId,
-    };
+  const scheduled = [...records]
+    .filter(([, record]) => record.state === "scheduled")
+    .map(([stepId, record]) => {
+      const found = findStep(rules, stepId);
+      const call = found?.step.fallbackOf;
+      return {
+        stepId,
+        record,
+        channel: record.channel ?? found?.step.channel ?? "email",
+        kind: record.kind ?? found?.step.kind ?? "custom",
+        callId: found && call !== undefined ? stepIdOf(found.rule, { id: call }) : undefined,
+      };
+    });
+  const decisions = new Map<string, ReplanDecision>();
+  // Calls before fallbacks: a fallback is timed from its call as this re-plan leaves it.
+  const fallbacksLast = [...scheduled].sort(
+    (a, b) => Number(a.callId !== undefined) - Number(b.callId !== undefined),
+  );
+  for (const { stepId, record, channel, kind, callId } of fallbacksLast) {
     // A step whose bucket a promoter may have taken (a minute's margin beyond the horizon) is, or
     // is about to be, a BullMQ job: it stays as planned; unless the promoter asking holds it and
     // has not made it a job yet.
@@ -124,8 +129,28 @@ export function replanOf(
       !promoting.has(stepId) &&
       mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs)
         ? { action: "keep" }
-        : replanStep({ stepId, dueAt: record.dueAt, channel, kind }, event, history, rules, now);
-    const decision = withFloor(asPlanned, notBefore.get(stepId), record.dueAt, channel);
+        : replanStep(
+            { stepId, dueAt: record.dueAt, channel, kind },
+            event,
+            history,
+            rules,
+            now,
+            callId === undefined ? undefined : callDueAt(records, decisions, callId),
+          );
+    decisions.set(stepId, withFloor(asPlanned, notBefore.get(stepId), record.dueAt, channel));
+  }
+
+  const steps: (StepReplan & { fromDueAt: number })[] = [];
+  for (const { stepId, record, channel, kind } of scheduled) {
+    const ruleId = ruleIdOf(stepId);
+    const base = {
+      stepId,
+      plannedDueAt: record.dueAt,
+      fromDueAt: record.dueAt,
+      countedChannel: channel,
+      ruleId,
+    };
+    const decision = decisions.get(stepId) ?? { action: "keep" };
     switch (decision.action) {
       case "keep":
         steps.push({ ...base, action: "keep", dueAt: record.dueAt, channel, kind });
@@ -164,6 +189,22 @@ export function replanOf(
     }
   }
   return { eventId, steps };
+}
+
+/**
+ * When a fallback's call is due as this re-plan leaves it (epoch ms): where it moves to, or its
+ * record's due time (kept, or no longer scheduled: sent, say); undefined when the re-plan cancels
+ * or skips it, or it has no record.
+ */
+function callDueAt(
+  records: ReadonlyMap<string, StepRecord>,
+  decisions: ReadonlyMap<string, ReplanDecision>,
+  callId: string,
+): number | undefined {
+  const decision = decisions.get(callId);
+  if (decision?.action === "move") return decision.dueAt;
+  if (decision?.action === "cancel" || decision?.action === "skip") return undefined;
+  return records.get(callId)?.dueAt;
 }
 
 /** A move no earlier than `floor` (not late then: no grace end); a keep when that is where it is. */

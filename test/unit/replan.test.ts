@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
+import { type Plan, planFollowUps } from "../../src/domain/planner.js";
 import { replanStep } from "../../src/domain/replan.js";
+import type { RuleSet } from "../../src/domain/rules.js";
 import { REPLAN_MARGIN_MS, replanOf } from "../../src/queue/replanner.js";
-import { instant, item, oneStepRules, purchase } from "../support/fixtures.js";
+import {
+  instant,
+  item,
+  MON_TO_SAT,
+  oneStepRules,
+  purchase,
+  rulesFrom,
+} from "../support/fixtures.js";
 
 /** Bought 2026-11-02 10:00 London; the step was planned 30 days later. */
 const event = purchase({
@@ -113,5 +122,92 @@ describe("re-planning a purchase's steps near the promotion horizon", () => {
   it("plans again the steps the asking promoter holds, due within the horizon or not", () => {
     expect(actionOf("2026-11-20T09:08:00Z", new Set(["only.step"]))).toBe("move");
     expect(actionOf("2026-11-20T09:08:00Z", new Set(["other.step"]))).toBe("keep");
+  });
+});
+
+describe("re-planning a call's fallback", () => {
+  /** A call `delay` after the purchase, and an SMS a day after it if it was not answered. */
+  const callRules = (delay: string) =>
+    rulesFrom(
+      [
+        "version: 1",
+        "defaults: { timezone: Europe/London, currency: GBP, locale: en-GB }",
+        "sendWindows:",
+        `  voice: { start: "09:00", end: "20:00", days: [${MON_TO_SAT.join(", ")}] }`,
+        `  sms: { start: "09:00", end: "20:00", days: [${MON_TO_SAT.join(", ")}] }`,
+        "rules:",
+        "  - id: calls",
+        "    steps:",
+        `      - { kind: check-in, channel: voice, template: check-in-call, delay: ${delay},`,
+        "          fallback: { channel: sms, template: check-in, after: P1D } }",
+        "",
+      ].join("\n"),
+    );
+  const rules = callRules("P7D");
+  const HORIZON = 5 * 60_000;
+  // Bought Monday 2 November; the call was due Monday 9 November 10:00.
+  const bought = purchase({
+    occurredAt: "2026-11-02T10:00:00Z",
+    customer: { phone: "+447400123456" },
+  });
+  const recordsOf = (plan: Plan) =>
+    new Map(
+      plan.steps.map((s) => [
+        s.stepId,
+        {
+          state: "scheduled" as const,
+          dueAt: Date.parse(s.dueAt),
+          attempts: 0,
+          takeovers: 0,
+          resends: 0,
+          retries: 0,
+        },
+      ]),
+    );
+  /** The steps of `plan`, as scheduled, re-planned under `rules` at `at`: id, action, due time. */
+  const replanned = (plan: Plan, rules: RuleSet, at: string) =>
+    replanOf("evt", bought, recordsOf(plan), rules, history, instant(at), HORIZON).steps.map(
+      (s) => [s.stepId, s.action, new Date(s.dueAt).toISOString().replace(".000Z", "Z")],
+    );
+  const dueTimes = (plan: Plan) => plan.steps.map((s) => [s.stepId, s.dueAt]);
+
+  it("counts `after` from a call planned late, not from the call's time under the rules", () => {
+    // The event came in on Thursday evening, within the grace period: the call goes at Friday's
+    // opening, its fallback a day after that.
+    const late = planFollowUps(bought, rules, history, instant("2026-11-12T21:00:00Z"));
+    expect(dueTimes(late)).toEqual([
+      ["calls.check-in", "2026-11-13T09:00:00Z"],
+      ["calls.check-in-fallback", "2026-11-14T09:00:00Z"],
+    ]);
+    // Rules reloaded on Friday at 08:00: both stay, where the planner would put them then. The
+    // fallback does not go to Friday 09:00 beside its call (a day after the call's time under
+    // the rules, past but within its grace period).
+    expect(replanned(late, rules, "2026-11-13T08:00:00Z")).toEqual([
+      ["calls.check-in", "keep", "2026-11-13T09:00:00Z"],
+      ["calls.check-in-fallback", "keep", "2026-11-14T09:00:00Z"],
+    ]);
+    expect(
+      dueTimes(planFollowUps(bought, rules, history, instant("2026-11-13T08:00:00Z"))),
+    ).toEqual(dueTimes(late));
+  });
+
+  it("counts `after` from a call left where it was, within the promotion horizon", () => {
+    const onTime = planFollowUps(bought, rules, history, instant(bought.occurredAt));
+    expect(dueTimes(onTime)).toEqual([
+      ["calls.check-in", "2026-11-09T10:00:00Z"],
+      ["calls.check-in-fallback", "2026-11-10T10:00:00Z"],
+    ]);
+    // The call's delay grows by two days minutes before the call: the call is a job already and
+    // goes as planned, so its fallback stays a day after it, not a day after the call's new time.
+    const longer = callRules("P9D");
+    expect(replanned(onTime, longer, "2026-11-09T09:58:00Z")).toEqual([
+      ["calls.check-in", "keep", "2026-11-09T10:00:00Z"],
+      ["calls.check-in-fallback", "keep", "2026-11-10T10:00:00Z"],
+    ]);
+    // Re-planned a day earlier, the call moves and its fallback with it.
+    expect(replanned(onTime, longer, "2026-11-08T09:00:00Z")).toEqual([
+      ["calls.check-in", "move", "2026-11-11T10:00:00Z"],
+      ["calls.check-in-fallback", "move", "2026-11-12T10:00:00Z"],
+    ]);
   });
 });
