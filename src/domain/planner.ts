@@ -226,7 +226,8 @@ function cooldownProblem(
   for (const { last, span, of } of checks) {
     if (last === undefined || span === undefined) continue;
     const previous = DateTime.fromMillis(last, { zone: due.zone });
-    if (due < previous.plus(span) && previous < due.plus(span)) {
+    // Counted like a delay, either way: a repeated local time is its first occurrence.
+    if (due < plusCalendar(previous, span) && previous < plusCalendar(due, span)) {
       return `a ${step.kind} of ${of} is planned for this customer on ${previous.toISODate()}, within the cooldown of ${span.toISO()}`;
     }
   }
@@ -428,7 +429,8 @@ function windowedDueTime(
   const due = nextSendWindow(earliest, zone, window, rules.holidays);
   if (due >= now) return { ok: true, due };
   const grace = rules.gracePeriods[step.kind];
-  const deadline = due.plus(grace);
+  // Counted like a delay: a repeated local time is its first occurrence.
+  const deadline = plusCalendar(due, grace);
   if (deadline < now) {
     return {
       ok: false,

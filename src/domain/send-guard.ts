@@ -4,7 +4,7 @@ import { customerZone } from "./planner.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 import { findStep } from "./step-ref.js";
-import { zoneFor } from "./time-zone.js";
+import { plusCalendar, zoneFor } from "./time-zone.js";
 
 /** Reason codes for steps skipped at send time (metrics and reports group by them). */
 export type GuardSkipCode =
@@ -114,9 +114,10 @@ export function decideSend(input: GuardInput): SendDecision {
         reason: `past due: planned late, and its ${step.kind} grace period ended ${ended.toISO()}`,
       };
     }
-  } else if (dueAt.setZone(zoneFor(zone)).plus(grace) < now) {
+  } else if (plusCalendar(dueAt.setZone(zoneFor(zone)), grace) < now) {
     // In calendar terms of the customer's zone, as the planner counts it (P2D across a DST
-    // change is 47 or 49 hours), so a step is not sent that intake would have skipped.
+    // change is 47 or 49 hours; a repeated local time is its first occurrence), so a step is not
+    // sent that intake would have skipped.
     return {
       action: "skip",
       code: "past-due",

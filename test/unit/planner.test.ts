@@ -231,6 +231,77 @@ describe("due times around DST transitions", () => {
   });
 });
 
+describe("grace periods and cooldowns near DST count like a delay", () => {
+  // New York: 01:30 on 1 November 2026 happens twice (05:30Z in EDT, 06:30Z in EST). Ten
+  // calendar months from 01:30 EST on New Year's Day is the first of them, as for a delay.
+  const lenient: OneStepOptions = {
+    delay: "PT0S",
+    grace: "P10M",
+    timezone: "America/New_York",
+  };
+  const newYork = {
+    occurredAt: "2026-01-01T01:30:00-05:00",
+    customer: { timezone: "America/New_York" },
+  };
+
+  it("a grace period ends at the first occurrence of a repeated local time", () => {
+    // 01:15 EDT: inside the grace period, which ends at 01:30 EDT (not an hour later, in EST).
+    const inside = planOne(lenient, newYork, "2026-11-01T05:15:00Z");
+    expect(inside.steps.map((s) => [s.dueAt, s.graceEndsAt])).toEqual([
+      ["2026-11-01T05:15:00Z", "2026-11-01T05:30:00Z"],
+    ]);
+    // The second 01:00 (EST) is after it.
+    expect(planOne(lenient, newYork, "2026-11-01T06:00:00Z").skipped).toEqual([
+      expect.objectContaining({ code: "past-due" }),
+    ]);
+  });
+
+  it("in Berlin too: P9M from 02:30 CET on 25 January ends at the first 02:30 of 25 October", () => {
+    const berlin = {
+      occurredAt: "2026-01-25T02:30:00+01:00",
+      customer: { timezone: "Europe/Berlin" },
+    };
+    const options = { ...lenient, grace: "P9M", timezone: "Europe/Berlin" };
+    expect(planOne(options, berlin, "2026-10-25T00:15:00Z").steps[0]?.graceEndsAt).toBe(
+      "2026-10-25T00:30:00Z",
+    );
+    // 02:00 CET, the second 02:00: past it.
+    expect(planOne(options, berlin, "2026-10-25T01:00:00Z").skipped).toEqual([
+      expect.objectContaining({ code: "past-due" }),
+    ]);
+  });
+
+  const cooling = rulesFrom(yaml`
+    version: 1
+    defaults: { timezone: America/New_York, currency: GBP }
+    sendWindows:
+      email: { start: "00:00", end: "24:00" }
+    rules:
+      - id: loyal
+        cooldown: P10M
+        steps: [{ kind: custom, channel: email, template: test-template, delay: PT0S }]
+  `);
+  /** The codes of the plan of a purchase at `occurredAt`, the customer's other step due at `other`. */
+  const cooled = (occurredAt: string, other: string) => {
+    const history: CustomerHistory = {
+      previousPurchases: 1,
+      recent: { byRule: new Map([["loyal", Date.parse(other)]]), byKind: new Map() },
+    };
+    const event = purchase({ occurredAt, customer: { timezone: "America/New_York" } });
+    const plan = planFollowUps(event, cooling, history, instant(occurredAt));
+    return [...plan.steps.map(() => "planned"), ...plan.skipped.map((s) => s.code)];
+  };
+
+  it("a cooldown ends at the first occurrence of a repeated local time, counted either way", () => {
+    // The other step at 01:30 EST on New Year's Day: its P10M ends at the first 01:30 of 1 November.
+    expect(cooled("2026-11-01T01:15:00-04:00", "2026-01-01T06:30:00Z")).toEqual(["cooldown"]);
+    expect(cooled("2026-11-01T01:15:00-05:00", "2026-01-01T06:30:00Z")).toEqual(["planned"]);
+    // A purchase of New Year's Day taken in after the other step planned for the second 01:15.
+    expect(cooled("2026-01-01T01:30:00-05:00", "2026-11-01T06:15:00Z")).toEqual(["planned"]);
+    expect(cooled("2026-01-01T01:30:00-05:00", "2026-11-01T05:15:00Z")).toEqual(["cooldown"]);
+  });
+});
+
 describe("send windows, quiet days and holidays in the planner", () => {
   const sms: OneStepOptions = {
     delay: "PT1H",

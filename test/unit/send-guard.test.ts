@@ -6,6 +6,7 @@ import { decideSend, type GuardSkipCode, type SendDecision } from "../../src/dom
 import {
   instant,
   item,
+  oneStepRules,
   type PurchaseSpec,
   purchase,
   sendWindow,
@@ -317,6 +318,26 @@ interface DeferRow extends Case {
   until: string;
   zone: string;
 }
+
+describe("decideSend ends a grace period in a repeated local hour where a delay would land: at its first occurrence", () => {
+  // Berlin: 02:30 on 25 October 2026 happens twice (00:30Z in CEST, 01:30Z in CET). A step due
+  // 02:30 CET on 25 January with a grace period of P9M may go until the first of them.
+  const rules = oneStepRules({ delay: "PT0S", grace: "P9M", timezone: "Europe/Berlin" });
+  const at = (now: string) =>
+    decideSend({
+      event: purchase({ customer: { timezone: "Europe/Berlin" } }),
+      stepId: "only.step",
+      dueAt: Date.parse("2026-01-25T02:30:00+01:00"),
+      rules,
+      now: instant(now),
+      suppressedChannels: new Set(),
+    }).action;
+
+  it("02:15 CEST is inside it, the second 02:00 (CET) past it", () => {
+    expect(at("2026-10-25T00:15:00Z")).toBe("send");
+    expect(at("2026-10-25T01:00:00Z")).toBe("skip");
+  });
+});
 
 describe("decideSend counts the grace period of a step planned late from the due time it missed", () => {
   // Planned late: its due time is the opening it was planned for, its grace ended at graceEndsAt.
