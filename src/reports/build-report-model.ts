@@ -130,8 +130,9 @@ function checkInEffect(
     rate: c.customers === 0 ? null : Math.round((c.cameBack / c.customers) * 1000) / 1000,
   });
   const window = attribution?.window ?? DEFAULT_WINDOW;
+  // A fixed length, as returns are counted (countReturnAfterCheckIns): P1M is 30 days.
   const closes = DateTime.fromISO(period.until, { zone: period.timezone }).plus(
-    Duration.fromISO(window),
+    Duration.fromISO(window).toMillis(),
   );
   const open = attribution !== undefined && closes.toMillis() > attribution.now;
   return {

@@ -82,6 +82,30 @@ describe("the report model's check-in comparison", () => {
     expect(month.checkInEffect).toMatchObject({ window: "P1M", openUntil: null });
   });
 
+  it("counts the window as a fixed length, as returns are counted: P1M is 30 days, P30D 720 hours", () => {
+    const berlin = (since: string, until: string) => ({ since, until, timezone: "Europe/Berlin" });
+    // A check-in at the end of January is answered by a purchase until 3 March, not 1 March.
+    const january = reportModelOf(
+      { "checkin|sent": 1 },
+      {
+        period: berlin("2027-01-25T00:00:00+01:00", "2027-02-01T00:00:00+01:00"),
+        attribution: { window: "P1M", now: Date.parse("2027-03-02T00:00:00+01:00") },
+      },
+    );
+    expect(january.checkInEffect.openUntil).toBe("2027-03-03T00:00:00+01:00");
+    // Across the change to winter time, 720 hours from midnight is 23:00: closed by 23:30.
+    const october = (now: string) =>
+      reportModelOf(
+        { "checkin|sent": 1 },
+        {
+          period: berlin("2026-10-13T00:00:00+02:00", "2026-10-20T00:00:00+02:00"),
+          attribution: { window: "P30D", now: Date.parse(now) },
+        },
+      ).checkInEffect.openUntil;
+    expect(october("2026-11-18T22:30:00+01:00")).toBe("2026-11-18T23:00:00+01:00");
+    expect(october("2026-11-18T23:30:00+01:00")).toBeNull();
+  });
+
   it("words the window without the host's locale data", () => {
     expect(durationWords("P30D")).toBe("30 days");
     expect(durationWords("P1M2W")).toBe("1 month and 2 weeks");
