@@ -378,6 +378,21 @@ describe("a voice step's fallback in the plan", () => {
     ]);
   });
 
+  it("counts `after` as a fixed length, as the worker does from the call's end: P2D is 48 hours across a DST change", () => {
+    const rules = rulesFrom(VOICE_RULES.replace("after: P1D", "after: P2D"));
+    // The call on Saturday 24 October 10:00 BST; London's clocks go back that night.
+    const event = purchase({
+      occurredAt: "2026-07-24T09:00:00Z",
+      customer: { phone: "+447400123456" },
+      items: [item("televisions", "900.00")],
+    });
+    const plan = planFollowUps(event, rules, { previousPurchases: 0 }, instant(event.occurredAt));
+    expect(plan.steps.map((s) => [s.stepId, s.localDueAt])).toEqual([
+      ["big-ticket.check-in", "2026-10-24T10:00:00+01:00"],
+      ["big-ticket.check-in-fallback", "2026-10-26T09:00:00+00:00"],
+    ]);
+  });
+
   it("is not planned when its call is not", () => {
     const rules = rulesFrom(VOICE_RULES);
     const event = purchase({
