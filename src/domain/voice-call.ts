@@ -383,6 +383,8 @@ export interface PrimaryStep {
   readonly state: "scheduled" | "sending" | "sent" | "failed" | "skipped" | "cancelled";
   readonly changedAt?: number;
   readonly delivery?: { readonly status: string };
+  /** Why it was skipped or failed (`coalesced`, `capped` …). */
+  readonly reason?: { readonly code: string };
 }
 
 export type FallbackDecision =
@@ -430,8 +432,16 @@ export function decideFallback(
       return { action: "wait", until: nowMs + RECHECK_MS };
     case "cancelled":
       return { action: "skip", code: "call-cancelled", reason: "the call step was cancelled" };
-    case "failed":
     case "skipped":
+      // Joined to an earlier purchase's thank-you, which thanks for both: nothing to stand in for.
+      if (primary.reason?.code === "coalesced")
+        return {
+          action: "skip",
+          code: "call-coalesced",
+          reason: "the call was joined to an earlier purchase's thank-you, which thanks for both",
+        };
+      return sendOrWait;
+    case "failed":
       return sendOrWait;
     case "sent": {
       const status = primary.delivery?.status;

@@ -198,6 +198,8 @@ describe("a fallback after a call", () => {
     [{ state: "sent", delivery: { status: "answered" } }, "skip call-answered"],
     [{ state: "sent", delivery: { status: "answered-no-score" } }, "skip call-answered"],
     [{ state: "cancelled" }, "skip call-cancelled"],
+    [{ state: "skipped", reason: { code: "capped" } }, "send"],
+    [{ state: "skipped", reason: { code: "coalesced" } }, "skip call-coalesced"],
     [{ state: "scheduled" }, "wait"],
     [{ state: "sending" }, "wait"],
     [{ state: "sent", changedAt: NOW - 60_000 }, "wait"],
