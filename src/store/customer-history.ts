@@ -49,9 +49,9 @@ export const LISTED_PURCHASES = 100;
 
 /**
  * Past this many fields in a history (and then each time it has doubled), its purchases whose
- * records have gone are taken out: two fields a purchase (`e:` and its order, `o:`), and a few.
+ * records have gone are taken out: a field a purchase (`e:`, with its order), and a few.
  */
-const PRUNE_PAST_FIELDS = 2 * LISTED_PURCHASES + 20;
+const PRUNE_PAST_FIELDS = LISTED_PURCHASES + 20;
 
 /** An idHash as the history notes an order by (22 base64url characters). */
 const ID_HASH = /^[\w-]{22}$/;
@@ -185,17 +185,9 @@ export class CustomerHistoryStore {
       const pipeline = this.redis.pipeline();
       for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
       const exists = (await pipeline.exec()) ?? [];
-      const ended = older
-        .filter((_, i) => exists[i]?.[1] === 0)
-        .flatMap((p) => [`e:${p.eventId}`, `o:${p.eventId}`]);
+      const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
       if (ended.length > 0) await this.redis.hdel(key, ...ended);
     }
-    // An order noted beside a purchase that is no longer listed (an older version took it out).
-    const fields = new Set(await this.redis.hkeys(key));
-    const orphans = [...fields].filter(
-      (field) => field.startsWith("o:") && !fields.has(`e:${field.slice(2)}`),
-    );
-    if (orphans.length > 0) await this.redis.hdel(key, ...orphans);
     const size = await this.redis.hlen(key);
     await this.redis.hset(key, "pn", Math.max(PRUNE_PAST_FIELDS, 2 * size));
   }
@@ -206,10 +198,16 @@ export class CustomerHistoryStore {
    */
   async purchasesOf(customerId: string): Promise<{ eventId: string; purchasedAt: number }[]> {
     const all = await this.redis.hgetall(this.keys.customerHistory(customerId));
-    return Object.entries(all)
-      .filter(([field]) => field.startsWith("e:"))
-      .map(([field, at]) => ({ eventId: field.slice(2), purchasedAt: Number(at) }))
-      .sort((a, b) => b.purchasedAt - a.purchasedAt || a.eventId.localeCompare(b.eventId));
+    return (
+      Object.entries(all)
+        .filter(([field]) => field.startsWith("e:"))
+        // `<purchase time>`, then `:<order id's idHash>` since December 2026 (record-purchase.lua).
+        .map(([field, entry]) => ({
+          eventId: field.slice(2),
+          purchasedAt: Number.parseInt(entry, 10),
+        }))
+        .sort((a, b) => b.purchasedAt - a.purchasedAt || a.eventId.localeCompare(b.eventId))
+    );
   }
 
   /**
@@ -224,7 +222,8 @@ export class CustomerHistoryStore {
     const orders = new Set<string>();
     const numbers: string[] = [];
     for (const [field, value] of Object.entries(all)) {
-      if (field.startsWith("o:") && ID_HASH.test(value)) orders.add(value);
+      const order = field.startsWith("e:") ? value.slice(value.indexOf(":") + 1) : "";
+      if (value.includes(":") && ID_HASH.test(order)) orders.add(order);
       else if (field.startsWith("ph:")) numbers.push(field.slice(3));
     }
     return { orders: [...orders], numbers };

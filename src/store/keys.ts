@@ -305,8 +305,8 @@ export class StoreKeys {
   }
 
   /**
-   * A customer's history: purchase count, last purchase time, their purchases (`e:<eventId>`),
-   * each purchase's order (`o:<eventId>`, the order id's idHash), their phone numbers
+   * A customer's history: purchase count, last purchase time, their purchases (`e:<eventId>` =
+   * `<purchase time>:<the order id's idHash>`), their phone numbers
    * (`ph:<member>`, keyed hashes), their discount codes (`dc:<hash>`) and their thank-you group
    * (`tl`, `tm:<eventId>`, …: store/thank-you-groups.ts).
    */

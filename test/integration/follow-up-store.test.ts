@@ -392,34 +392,29 @@ describe("a customer's list of purchases", () => {
         occurredAt: new Date(Date.UTC(2026, 10, 1) + n * 60_000).toISOString(),
         customer: { id: "cus-many" },
       });
-    const key = keys.customerHistory("cus-many");
-    for (let n = 0; n < 105; n++) await history.recordPurchase(bought(n), [`fp-${n}`], DAY, DAY);
+    for (let n = 0; n < 110; n++) await history.recordPurchase(bought(n), [`fp-${n}`], DAY, DAY);
     // The five oldest purchases' records have gone (their retention ended).
     for (let n = 0; n < 5; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
-    expect(await history.purchasesOf("cus-many")).toHaveLength(105);
-    // Each purchase's order is noted beside it (erasure reaches the order from there); one noted
-    // beside a purchase an older version took out is taken out too.
-    expect(await redis.hget(key, "o:evt-many-0")).toBe(idHash("ord-1"));
-    await redis.hset(key, "o:evt-gone", idHash("ord-gone"));
-    // Past 220 fields (two a purchase: at 109 purchases, with `n`, `last` and the phone number's
-    // field), a purchase takes out the ended ones and their orders; older ones with records stay.
-    for (let n = 105; n < 112; n++) await history.recordPurchase(bought(n), [`fp-${n}`], DAY, DAY);
+    expect(await history.purchasesOf("cus-many")).toHaveLength(110);
+    // Each purchase's entry names its order (erasure reaches the order from there).
+    expect(await redis.hget(keys.customerHistory("cus-many"), "e:evt-many-0")).toBe(
+      `${Date.UTC(2026, 10, 1)}:${idHash("ord-1")}`,
+    );
+    // Past 120 fields, a purchase takes out the ended ones; older ones with records stay.
+    for (let n = 110; n < 125; n++) await history.recordPurchase(bought(n), [`fp-${n}`], DAY, DAY);
     const listed = (await history.purchasesOf("cus-many")).map((p) => p.eventId);
-    expect(listed).toHaveLength(107);
-    expect(listed[0]).toBe("evt-many-111");
+    expect(listed).toHaveLength(120);
+    expect(listed[0]).toBe("evt-many-124");
     expect(listed.at(-1)).toBe("evt-many-5");
     expect(listed).not.toContain("evt-many-4");
-    expect(await redis.hexists(key, "o:evt-many-4")).toBe(0);
-    expect(await redis.hexists(key, "o:evt-gone")).toBe(0);
-    expect(await redis.hget(key, "o:evt-many-5")).toBe(idHash("ord-1"));
-    expect(await redis.hget(key, "n")).toBe("112");
-    // The next pruning waits until the history has doubled (it pruned at 109 purchases down to
-    // 104, 211 fields with the orphan order gone → 422): a customer with many live purchases is
-    // not read whole on every purchase.
-    expect(await redis.hget(key, "pn")).toBe("422");
+    expect(await redis.hget(keys.customerHistory("cus-many"), "n")).toBe("125");
+    // The next pruning waits until the history has doubled (it pruned at 118 purchases down to
+    // 113, with `n`, `last` and the phone number's `ph:` 116 fields → 232): a customer with many
+    // live purchases is not read whole on every purchase.
+    expect(await redis.hget(keys.customerHistory("cus-many"), "pn")).toBe("232");
     for (let n = 5; n < 10; n++) await redis.del(keys.eventRecord(`evt-many-${n}`));
-    await history.recordPurchase(bought(112), ["fp-112"], DAY, DAY);
-    expect(await history.purchasesOf("cus-many")).toHaveLength(108);
+    await history.recordPurchase(bought(125), ["fp-125"], DAY, DAY);
+    expect(await history.purchasesOf("cus-many")).toHaveLength(121);
   });
 });
 

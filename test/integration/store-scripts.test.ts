@@ -977,8 +977,8 @@ describe("the store's Lua scripts", () => {
         "h:phone-hash",
       );
     for (let i = 0; i < 103; i++) expect((await buy(i))[5]).toBe(0);
-    // Beside each purchase, its order (the order id's hash); the phone number once.
-    expect(await redis.hget(customer, "o:evt-7")).toBe("order-hash-00000000007");
+    // Each purchase's entry names its order (the order id's hash); the phone number once.
+    expect(await redis.hget(customer, "e:evt-7")).toBe(`${NOW + 7000}:order-hash-00000000007`);
     expect(await redis.hget(customer, "ph:h:phone-hash")).toBe("1");
     const listed = Object.keys(await redis.hgetall(customer)).filter((f) => f.startsWith("e:"));
     // Erasure finds a customer's purchases by this list: none is dropped here.
@@ -986,13 +986,13 @@ describe("the store's Lua scripts", () => {
     expect(listed).toContain("e:evt-0");
     expect(listed).toContain("e:evt-102");
     expect(await redis.hget(customer, "n")).toBe("103");
-    // Past 220 fields the store is asked to prune; after that, at the size it set in `pn`.
-    for (let i = 103; i < 107; i++) await buy(i);
-    // 108 purchases and their orders, `n`, `last` and the number: 219 fields.
-    expect((await buy(107))[5]).toBe(0);
-    expect((await buy(108))[5]).toBe(1);
+    // Past 120 fields the store is asked to prune; after that, at the size it set in `pn`.
+    for (let i = 103; i < 116; i++) await buy(i);
+    // 117 purchases, `n`, `last` and the number: 120 fields.
+    expect((await buy(116))[5]).toBe(0);
+    expect((await buy(117))[5]).toBe(1);
     await redis.hset(customer, "pn", 500);
-    expect((await buy(119))[5]).toBe(0);
+    expect((await buy(118))[5]).toBe(0);
   });
 
   it("rules-generation: numbers each rules version once, in the order first seen", async () => {

@@ -6,10 +6,11 @@
   and changes nothing. The customer's history also lists their purchases (`e:<eventId>` = purchase
   time), the index from a customer to what was planned for them and how erasure finds every
   purchase: none is dropped here (CustomerHistoryStore drops those whose records have gone, each
-  time the history has doubled: `pn` is the size it prunes at next). Beside each purchase it notes
-  its order (`o:<eventId>` = the order id's idHash, which names the order's refunds and its link:
-  erasure reaches them from here once the purchase's record has gone) and, for a purchase with a
-  phone number, that number's keyed hash (`ph:<member>` = 1, the member as
+  time the history has doubled: `pn` is the size it prunes at next). Each purchase's entry also
+  names its order (`e:<eventId>` = `<purchase time>:<the order id's idHash>`, which names the
+  order's refunds and its link: erasure reaches them from here once the purchase's record has
+  gone; in one field, as a field of its own costs a history about 25 B more a purchase) and, for
+  a purchase with a phone number, the history notes that number's keyed hash (`ph:<member>` = 1, the member as
   SuppressionList.addressMember gives it: erasure reaches the number's latest check-in and its
   "texted before" mark from here). The history is a shard key and those are global keys:
   erasure removes them itself, no script touches both.
@@ -17,7 +18,7 @@
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
     KEYS[2] customer history (hash: `n` purchases, `last` latest purchase time, `e:<eventId>`
-            the time of each purchase, `o:<eventId>` its order, `ph:<member>` its number)
+            the time of each purchase and its order, `ph:<member>` its number)
     KEYS[3] the customer's erasure marker (when they were erased, epoch ms; usually absent)
     KEYS[4] the latest follow-up sent to the customer (JSON; read only, for attribution)
     KEYS[5] the customer's remembered check-ins (hash; read only, for the check-in comparison)
@@ -33,8 +34,8 @@
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1),
             the latest follow-up sent or '', the remembered check-ins as field, value, …,
-            1 when the history has grown past `pn` (default 220 fields: two a purchase) and the
-            store should take out its ended purchases, else 0 },
+            1 when the history has grown past `pn` (default 120 fields) and the store should
+            take out its ended purchases, else 0 },
           or { -1, '', 0 } when the id was used for an event with another fingerprint,
           or { -2, '', 0 } when the customer was erased after the purchase (nothing is recorded)
   The last two are what attributing the purchase reads: returned here to save intake two round
@@ -49,7 +50,7 @@ if fingerprint and string.sub(fingerprint, 1, #ARGV[4]) ~= ARGV[4] then return {
 local sent = redis.call('GET', KEYS[4]) or ''
 local checkIns = redis.call('HGETALL', KEYS[5])
 local function attribution(count, last, first)
-  local pruneAt = tonumber(redis.call('HGET', KEYS[2], 'pn') or '220')
+  local pruneAt = tonumber(redis.call('HGET', KEYS[2], 'pn') or '120')
   return { count, last, first, sent, checkIns, redis.call('HLEN', KEYS[2]) > pruneAt and 1 or 0 }
 end
 -- Records written before fingerprints were kept take this one.
@@ -61,8 +62,9 @@ local last = redis.call('HGET', KEYS[2], 'last') or ''
 redis.call('HSET', KEYS[1], 'h', count, 'f', ARGV[4])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 redis.call('HINCRBY', KEYS[2], 'n', 1)
-redis.call('HSET', KEYS[2], 'e:' .. ARGV[5], ARGV[6])
-if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'o:' .. ARGV[5], ARGV[7]) end
+local entry = ARGV[6]
+if ARGV[7] and ARGV[7] ~= '' then entry = entry .. ':' .. ARGV[7] end
+redis.call('HSET', KEYS[2], 'e:' .. ARGV[5], entry)
 if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'ph:' .. ARGV[8], '1') end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
