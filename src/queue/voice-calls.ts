@@ -70,6 +70,10 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
   };
 
+  /** A webhook about another call than the script's (an earlier attempt Twilio placed after all). */
+  const otherCall = (call: StoredCall, request: CallRequest) =>
+    call.callSid !== undefined && call.callSid !== request.callSid;
+
   /** The number a call's script was placed to, as the suppression lists know it (its keyed hash). */
   const calledNumber = (call: StoredCall): SuppressionTarget => ({
     addressHash: call.script.recipient.replace(/^h:/, ""),
@@ -163,7 +167,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
      */
     async unheard(request: CallRequest): Promise<"recorded" | "unknown-call"> {
       const call = await deps.calls.get(request.followUpId);
-      if (!call || call.ended || (call.callSid !== undefined && call.callSid !== request.callSid)) {
+      if (!call || call.ended || otherCall(call, request)) {
         return "unknown-call";
       }
       await note(request, call, "unheard");
@@ -192,7 +196,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
       const call = await deps.calls.get(request.followUpId);
-      if (!call || (call.callSid !== undefined && call.callSid !== request.callSid)) {
+      if (!call || otherCall(call, request)) {
         return "unknown-call";
       }
       const outcome = callOutcome(

@@ -222,9 +222,11 @@ export class CustomerHistoryStore {
     const orders = new Set<string>();
     const numbers: string[] = [];
     for (const [field, value] of Object.entries(all)) {
-      const order = field.startsWith("e:") ? value.slice(value.indexOf(":") + 1) : "";
-      if (value.includes(":") && ID_HASH.test(order)) orders.add(order);
-      else if (field.startsWith("ph:")) numbers.push(field.slice(3));
+      if (field.startsWith("ph:")) numbers.push(field.slice(3));
+      if (!field.startsWith("e:")) continue;
+      // `<purchase time>:<order's idHash>`; only the time in histories of earlier versions.
+      const order = value.split(":")[1];
+      if (order !== undefined && ID_HASH.test(order)) orders.add(order);
     }
     return { orders: [...orders], numbers };
   }

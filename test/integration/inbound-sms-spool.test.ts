@@ -106,6 +106,11 @@ async function replayedOnceRedisIsBack(p: PipelineHarness): Promise<void> {
   );
 }
 
+/** A spooled file's content as written (JSON, tagged with its kind). */
+async function spooledFile(p: PipelineHarness, name: string | undefined): Promise<unknown> {
+  return JSON.parse(await readFile(path.join(spoolDir(p), name ?? ""), "utf8"));
+}
+
 /** The spool metric's samples: `{ waiting, failed }` as /metrics shows them. */
 async function spoolMetric(p: PipelineHarness): Promise<Record<string, number>> {
   const text = await (await fetch(`${httpAddressOf(p)}/metrics`)).text();
@@ -301,7 +306,7 @@ it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk
   expect(goneAnswer.status).toBe(200);
   const files = await spooled(p);
   expect(files).toHaveLength(2);
-  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toMatchObject({
+  expect(await spooledFile(p, files[0])).toMatchObject({
     kind: "twilio-voice-gather",
     gather: { followUpId, callSid, digits: "9", to: PHONE },
   });
@@ -342,7 +347,7 @@ it("a call's final status callback while Redis is away is answered 204 and kept 
   }
   const files = await spooled(p);
   expect(files).toHaveLength(3);
-  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toEqual({
+  expect(await spooledFile(p, files[0])).toEqual({
     kind: "twilio-voice-status",
     receivedAt: expect.any(Number),
     callStatus: { followUpId, callSid, callStatus: "no-answer" },
@@ -397,7 +402,7 @@ it("a call picked up while Redis is away is hung up on and kept on disk; once Re
   expect(ended.status).toBe(204);
   const files = await spooled(p);
   expect(files).toHaveLength(2);
-  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toEqual({
+  expect(await spooledFile(p, files[0])).toEqual({
     kind: "twilio-voice-unheard",
     receivedAt: expect.any(Number),
     unheard: { followUpId, callSid },
@@ -444,7 +449,7 @@ it("a message's status callback while Redis is away is answered 204 and kept on 
   const postedBy = Date.now();
   const files = await spooled(p);
   expect(files).toHaveLength(2);
-  expect(JSON.parse(await readFile(path.join(spoolDir(p), files[0] ?? ""), "utf8"))).toEqual({
+  expect(await spooledFile(p, files[0])).toEqual({
     kind: "twilio-sms-status",
     receivedAt: expect.any(Number),
     smsStatus: { messageSid, status: "undelivered", errorCode: 21610 },
