@@ -919,6 +919,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           return named === DEFAULT_SHOP_NAME && env.SHOP_NAME ? env.SHOP_NAME : named;
         },
         bodyLimitBytes: env.HTTP_BODY_LIMIT,
+        trustProxy: env.TRUST_PROXY,
         ...(env.INBOUND_EMAIL_TOKEN && { inboundEmailToken: env.INBOUND_EMAIL_TOKEN }),
         inboundEmailMaxBytes: env.INBOUND_EMAIL_MAX_BYTES,
       },

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { formatPath } from "../domain/events.js";
 import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
@@ -109,6 +110,35 @@ export interface AdminToken {
 }
 
 /** `name:token` pairs, comma-separated: names of letters, digits and `._@-`; tokens of 16+ characters. */
+/**
+ * TRUST_PROXY: which proxies in front of the HTTP server are believed about the client's address
+ * and protocol (X-Forwarded-For, X-Forwarded-Proto): `false` (none: the default), `true` (any
+ * peer: only for a server no client reaches but through the proxy), or comma-separated addresses
+ * and CIDR ranges of the proxies. Fastify's `trustProxy` (whose hop count trusts no one).
+ */
+const trustProxy = () =>
+  z.string().transform((text, ctx): boolean | string[] => {
+    const value = text.trim();
+    if (value === "true" || value === "false") return value === "true";
+    const entries = value.split(",").map((entry) => entry.trim());
+    const bad = entries.find((entry) => !isAddressRange(entry));
+    if (bad === undefined) return entries;
+    ctx.addIssue({
+      code: "custom",
+      message: `expected true, false, or comma-separated IP addresses and CIDR ranges such as 10.0.0.0/8,127.0.0.1; ${JSON.stringify(bad.slice(0, 60))} is none of these`,
+    });
+    return z.NEVER;
+  });
+
+/** An IP address, or a CIDR range (`10.0.0.0/8`, `fd00::/8`). */
+function isAddressRange(entry: string): boolean {
+  const [address = "", bits, ...rest] = entry.split("/");
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128);
+}
+
 function adminTokens() {
   return z.string().transform((text, ctx): AdminToken[] => {
     const tokens: AdminToken[] = [];
@@ -252,6 +282,7 @@ const envFields = z.object({
    * leaves room. The other routes read at most 64 KiB (http-server.ts).
    */
   HTTP_BODY_LIMIT: positiveInt(4 * 1024 * 1024),
+  TRUST_PROXY: z.preprocess(emptyAsUnset, trustProxy().default(false)),
   API_TOKEN: bearerToken(),
   TILL_TOKEN: bearerToken(),
   ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),

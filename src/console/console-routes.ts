@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
@@ -129,7 +130,18 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       getUserInfo: csrfBinding,
       csrfOpts: { userInfo: true, hmacKey: `${deps.cookieSecret}/console-csrf` },
     });
-    await scope.register(fastifyRateLimit, { global: false });
+    // Counted in Redis: every worker process shares one limit per address.
+    await scope.register(fastifyRateLimit, {
+      global: false,
+      ...deps.sessions.signInCounts(),
+      // Counted under a keyed hash of the address (TRUST_PROXY: the client's, behind a proxy),
+      // so Redis holds no address.
+      keyGenerator: (request) =>
+        createHmac("sha256", `${deps.cookieSecret}/sign-in`)
+          .update(request.ip)
+          .digest("base64url")
+          .slice(0, 22),
+    });
 
     scope.addHook("onSend", async (request, reply, payload) => {
       if (!reply.hasHeader("content-security-policy")) {
@@ -191,7 +203,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       // alive; not ended either: during a rolling deploy a worker still on the older tokens would
       // end a session that a newer one accepts.
       const name = session && holdsToken(session, deps.tokens) ? session.name : undefined;
-      if (name !== undefined) await deps.sessions.keepAlive(cookie);
+      if (session && name !== undefined) await deps.sessions.keepAlive(cookie, session);
       if (name === undefined) {
         if (request.method === "GET") return reply.redirect("/console/sign-in", 303);
         return page(
@@ -821,9 +833,7 @@ function yesNo(value: boolean | null): string {
  */
 function holdsToken(session: ConsoleSession, tokens: readonly AdminToken[]): boolean {
   return tokens.some(
-    (entry) =>
-      entry.name === session.name &&
-      (session.tokenTag === undefined || tokenTag(entry.token) === session.tokenTag),
+    (entry) => entry.name === session.name && tokenTag(entry.token) === session.tokenTag,
   );
 }
 

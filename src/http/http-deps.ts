@@ -143,6 +143,11 @@ export interface HttpDeps {
     readonly shopName?: string;
     /** HTTP_BODY_LIMIT: the largest body of POST /v1/events (other routes: at most 64 KiB). */
     readonly bodyLimitBytes: number;
+    /**
+     * TRUST_PROXY: the proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (the
+     * client's address for rate limits, https for Secure cookies); none when undefined.
+     */
+    readonly trustProxy?: boolean | readonly string[];
     /** INBOUND_EMAIL_TOKEN; when undefined POST /webhooks/email/inbound answers 503. */
     readonly inboundEmailToken?: string;
     /** INBOUND_EMAIL_MAX_BYTES: the largest raw email accepted. */

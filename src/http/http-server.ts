@@ -41,6 +41,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     loggerInstance: deps.logger.child({ component: "http" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: Math.min(deps.settings.bodyLimitBytes, OTHER_ROUTES_BODY_LIMIT),
+    trustProxy: trustProxyOption(deps.settings.trustProxy),
     // Room for a mangled link to reach the token check and get the HTML answer; beyond, 414.
     routerOptions: { maxParamLength: 2 * MAX_UNSUBSCRIBE_TOKEN_LENGTH },
     return503OnClosing: true,
@@ -325,4 +326,10 @@ function clientErrorMessage(error: unknown, status: number): string {
   const code = (error as { code?: unknown } | null)?.code;
   const known = typeof code === "string" ? CLIENT_ERRORS[code] : undefined;
   return known ?? (status === 400 ? "malformed request" : "request refused");
+}
+
+/** TRUST_PROXY as fastify takes it (a list as one comma-separated string). */
+function trustProxyOption(trust: boolean | readonly string[] | undefined) {
+  if (trust === undefined) return false;
+  return typeof trust === "object" ? trust.join(",") : trust;
 }

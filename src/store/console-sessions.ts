@@ -5,11 +5,16 @@ import type { RedisClient } from "./redis-client.js";
 /** How long a console session lasts without being used. */
 export const CONSOLE_SESSION_MS = 8 * 3600 * 1000;
 
-/** A signed-in operator: their name, and which of their tokens they signed in with. */
+/** How long a console session lasts at most from its sign-in, however often it is used. */
+export const CONSOLE_SESSION_MAX_MS = 12 * 3600 * 1000;
+
+/** A signed-in operator: their name, which of their tokens they signed in with, and when. */
 export interface ConsoleSession {
   readonly name: string;
-  /** tokenTag of the token signed in with; absent for sessions of versions before December 2026. */
-  readonly tokenTag?: string;
+  /** tokenTag of the token signed in with. */
+  readonly tokenTag: string;
+  /** When they signed in (epoch ms). */
+  readonly startedAt: number;
 }
 
 /**
@@ -22,10 +27,10 @@ export function tokenTag(token: string): string {
 
 /**
  * Signed-in console users: a random session id in an httpOnly cookie, and in Redis (named by the
- * id's SHA-256, so a Redis dump holds no usable id) the operator's name and the tag of the token
- * they signed in with, so that a session is refused once its token is taken out of ADMIN_TOKENS
- * (and lapses eight hours later). A session lapses after eight hours without accepted use and
- * ends at sign-out; every worker process shares them.
+ * id's SHA-256, so a Redis dump holds no usable id) the operator's name, the tag of the token
+ * they signed in with and when, so that a session is refused once its token is taken out of
+ * ADMIN_TOKENS. A session lapses after eight hours without accepted use, twelve hours after its
+ * sign-in however it is used, and at sign-out; every worker process shares them.
  */
 export class ConsoleSessions {
   private readonly keys: StoreKeys;
@@ -33,6 +38,8 @@ export class ConsoleSessions {
   constructor(
     private readonly redis: RedisClient,
     prefix: string,
+    /** The time (epoch ms); injectable so that a test can move past a session's end. */
+    private readonly now: () => number = Date.now,
   ) {
     this.keys = new StoreKeys(prefix);
   }
@@ -40,24 +47,34 @@ export class ConsoleSessions {
   /** Starts a session for the operator who signed in with `token`; returns its id for the cookie. */
   async start(name: string, token: string): Promise<string> {
     const id = randomBytes(32).toString("base64url");
-    await this.redis.set(this.key(id), `${name}\n${tokenTag(token)}`, "PX", CONSOLE_SESSION_MS);
+    const value = `${name}\n${tokenTag(token)}\n${this.now()}`;
+    await this.redis.set(this.key(id), value, "PX", CONSOLE_SESSION_MS);
     return id;
   }
 
-  /** The operator of a live session, or undefined (keepAlive once it is accepted). */
+  /**
+   * The operator of a live session, or undefined (keepAlive once it is accepted). A session of a
+   * version before 5 December 2026 (no sign-in time, so no end) is not one: signed in again.
+   */
   async sessionOf(id: string | undefined): Promise<ConsoleSession | undefined> {
     if (!id || id.length > 100) return undefined;
     const value = await this.redis.get(this.key(id));
     if (value === null) return undefined;
-    const cut = value.lastIndexOf("\n");
-    return cut < 0
-      ? { name: value }
-      : { name: value.slice(0, cut), tokenTag: value.slice(cut + 1) };
+    const session = parseSession(value);
+    if (session === undefined || sessionLeft(session, this.now()) <= 0) return undefined;
+    return session;
   }
 
-  /** Another eight hours from now, for a session that was used and accepted. */
-  async keepAlive(id: string | undefined): Promise<void> {
-    if (id && id.length <= 100) await this.redis.pexpire(this.key(id), CONSOLE_SESSION_MS);
+  /** Another eight hours from now for a session that was used and accepted, up to its end. */
+  async keepAlive(id: string | undefined, session: ConsoleSession): Promise<void> {
+    if (!id || id.length > 100) return;
+    const left = Math.min(CONSOLE_SESSION_MS, sessionLeft(session, this.now()));
+    if (left > 0) await this.redis.pexpire(this.key(id), left);
+  }
+
+  /** Where @fastify/rate-limit counts sign-in attempts (its `redis` and `nameSpace` options). */
+  signInCounts(): { redis: RedisClient; nameSpace: string } {
+    return { redis: this.redis, nameSpace: this.keys.consoleSignIns() };
   }
 
   async end(id: string | undefined): Promise<void> {
@@ -67,4 +84,23 @@ export class ConsoleSessions {
   private key(id: string): string {
     return this.keys.consoleSession(createHash("sha256").update(id).digest("base64url"));
   }
+}
+
+/** How long a session has left before its sign-in is CONSOLE_SESSION_MAX_MS old (ms). */
+function sessionLeft(session: ConsoleSession, now: number): number {
+  return session.startedAt + CONSOLE_SESSION_MAX_MS - now;
+}
+
+/** A stored session (`<name>\n<token tag>\n<sign-in ms>`), or undefined in an older form. */
+function parseSession(value: string): ConsoleSession | undefined {
+  const last = value.lastIndexOf("\n");
+  const middle = value.lastIndexOf("\n", last - 1);
+  if (middle < 0 || middle === last) return undefined;
+  const startedAt = value.slice(last + 1);
+  if (!/^\d{1,16}$/.test(startedAt)) return undefined;
+  return {
+    name: value.slice(0, middle),
+    tokenTag: value.slice(middle + 1, last),
+    startedAt: Number(startedAt),
+  };
 }

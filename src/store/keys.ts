@@ -618,6 +618,14 @@ export class StoreKeys {
     return `${this.global}console:${sessionHash}`;
   }
 
+  /**
+   * Where console sign-in attempts are counted (the prefix of a key per client address's keyed
+   * hash, kept a minute; @fastify/rate-limit's Redis store).
+   */
+  consoleSignIns(): string {
+    return `${this.global}console-sign-ins:`;
+  }
+
   /** A provider webhook's message id, remembered to ignore replays. */
   webhookReceipt(receipt: string): string {
     return `${this.global}seen:${receipt}`;

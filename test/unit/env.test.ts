@@ -26,6 +26,34 @@ describe("REPLY_TO", () => {
   );
 });
 
+describe("TRUST_PROXY", () => {
+  it.each([
+    [{}, false],
+    [{ TRUST_PROXY: "" }, false],
+    [{ TRUST_PROXY: "false" }, false],
+    [{ TRUST_PROXY: "true" }, true],
+    [{ TRUST_PROXY: "127.0.0.1" }, ["127.0.0.1"]],
+    [{ TRUST_PROXY: " 10.0.0.0/8, fd00::/8 ,192.0.2.1" }, ["10.0.0.0/8", "fd00::/8", "192.0.2.1"]],
+  ])("reads %j as %j", (source, expected) => {
+    const result = readEnv(source);
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.env.TRUST_PROXY).toEqual(expected);
+  });
+
+  it.each(["1", "yes", "10.0.0.0/33", "10.0.0.300", "proxy.internal", "10.0.0.1,,10.0.0.2"])(
+    "refuses %j, naming the variable, the bad entry and what is expected",
+    (value) => {
+      const result = readEnv({ TRUST_PROXY: value });
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.problems).toHaveLength(1);
+      expect(result.problems[0]).toMatch(
+        /^TRUST_PROXY: expected true, false, or comma-separated IP addresses and CIDR ranges/,
+      );
+    },
+  );
+});
+
 describe("REDIS_URL in cluster mode", () => {
   it("refuses a database number, which a cluster does not have, naming it", () => {
     expect(

@@ -1,0 +1,150 @@
+import { createHash } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Env } from "../../src/config/env.js";
+import {
+  CONSOLE_SESSION_MAX_MS,
+  CONSOLE_SESSION_MS,
+  ConsoleSessions,
+  tokenTag,
+} from "../../src/store/console-sessions.js";
+import { StoreKeys } from "../../src/store/keys.js";
+import type { WorkerHandle } from "../../src/worker.js";
+import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+/** Signing in to the console: the attempts' limit, proxies, and how long a session lasts. */
+
+const TOKEN = "console-token-0123456789";
+
+let pipeline: PipelineHarness | undefined;
+const extraWorkers: WorkerHandle[] = [];
+afterEach(async () => {
+  await Promise.all(extraWorkers.splice(0).map((worker) => worker.close()));
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+/** Another worker process's equal on the pipeline's Redis (closed after the test). */
+async function startWorker(
+  p: PipelineHarness,
+  overrides: Partial<Env> = {},
+): Promise<WorkerHandle> {
+  const kept = p.worker;
+  const worker = await p.startWorker(overrides);
+  p.worker = kept;
+  extraWorkers.push(worker);
+  return worker;
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("base64url");
+
+/** The sign-in page's CSRF cookie and token, as a browser gets them. */
+async function signInForm(base: string, headers: Record<string, string> = {}) {
+  const response = await fetch(`${base}/console/sign-in`, { headers });
+  const token = /name="_csrf" value="([^"]+)"/.exec(await response.text())?.[1] ?? "";
+  const setCookie = response.headers.getSetCookie()[0] ?? "";
+  return { token, cookie: setCookie.split(";")[0] ?? "", setCookie };
+}
+
+/** One attempt to sign in with a wrong token; its status (401 refused, 429 too many). */
+async function wrongSignIn(base: string, headers: Record<string, string> = {}): Promise<number> {
+  const form = await signInForm(base, headers);
+  const response = await fetch(`${base}/console/sign-in`, {
+    method: "POST",
+    redirect: "manual",
+    headers: {
+      ...headers,
+      cookie: form.cookie,
+      "content-type": "application/x-www-form-urlencoded",
+    },
+    body: new URLSearchParams({ _csrf: form.token, token: "not-the-token-0123456789" }),
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+describe("console sign-in", () => {
+  it("limits attempts per client address across worker processes, the client named by a trusted proxy", async () => {
+    pipeline = await startPipeline("sign-in-limit", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}`, TRUST_PROXY: "127.0.0.1" },
+    });
+    const first = pipeline.worker?.httpAddress ?? "";
+    const other = await startWorker(pipeline);
+    const second = other.httpAddress ?? "";
+    const from = (address: string) => ({ "x-forwarded-for": address });
+
+    // Ten attempts from one address, spread over two workers, then an eleventh: refused by both.
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++)
+      statuses.push(await wrongSignIn(i % 2 === 0 ? first : second, from("203.0.113.7")));
+    expect(statuses).toEqual(Array(10).fill(401));
+    expect(await wrongSignIn(second, from("203.0.113.7"))).toBe(429);
+    expect(await wrongSignIn(first, from("203.0.113.7"))).toBe(429);
+    // Another client behind the same proxy is not locked out by the first.
+    expect(await wrongSignIn(second, from("198.51.100.9"))).toBe(401);
+
+    // Redis holds no client address: the counts are named by a keyed hash.
+    const counted = await pipeline.redis.keys(
+      `${new StoreKeys(pipeline.prefix).consoleSignIns()}*`,
+    );
+    expect(counted.length).toBe(2);
+    expect(counted.join(" ")).not.toMatch(/203\.0\.113|198\.51\.100/);
+  });
+
+  it("believes X-Forwarded-For and X-Forwarded-Proto only from a proxy TRUST_PROXY names", async () => {
+    pipeline = await startPipeline("sign-in-proxy", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const direct = pipeline.worker?.httpAddress ?? "";
+    // Not trusted (the default): a client cannot escape the limit by naming other addresses.
+    for (let i = 0; i < 10; i++)
+      expect(await wrongSignIn(direct, { "x-forwarded-for": `192.0.2.${i + 1}` })).toBe(401);
+    expect(await wrongSignIn(direct, { "x-forwarded-for": "192.0.2.99" })).toBe(429);
+    // Nor make a cookie Secure, or not, by saying https.
+    const https = { "x-forwarded-proto": "https" };
+    expect((await signInForm(direct, https)).setCookie).not.toMatch(/;\s*Secure/i);
+
+    // Behind a TLS-terminating proxy it names: the console's cookies are Secure.
+    const proxied = await startWorker(pipeline, { TRUST_PROXY: ["127.0.0.1"] });
+    const viaProxy = await signInForm(proxied.httpAddress ?? "", https);
+    expect(viaProxy.setCookie).toMatch(/;\s*Secure/i);
+  });
+});
+
+describe("console sessions", () => {
+  it("end twelve hours after sign-in however they are used, and are kept alive no further", async () => {
+    pipeline = await startPipeline("session-end", { startWorker: false });
+    let now = Date.UTC(2026, 11, 5, 8, 0);
+    const sessions = new ConsoleSessions(pipeline.redis, pipeline.prefix, () => now);
+    const id = await sessions.start("dana", TOKEN);
+    const key = new StoreKeys(pipeline.prefix).consoleSession(sha256(id));
+
+    // Used every few hours: alive, each use keeping it eight hours more.
+    for (const hours of [3, 6, 9]) {
+      now = Date.UTC(2026, 11, 5, 8 + hours, 0);
+      const session = await sessions.sessionOf(id);
+      expect(session).toEqual({
+        name: "dana",
+        tokenTag: tokenTag(TOKEN),
+        startedAt: expect.any(Number),
+      });
+      if (session) await sessions.keepAlive(id, session);
+    }
+    // At 17:00 it has three hours left of its twelve: kept alive that long, not eight.
+    expect(await pipeline.redis.pttl(key)).toBeLessThanOrEqual(3 * 3600 * 1000);
+    expect(await pipeline.redis.pttl(key)).toBeGreaterThan(3 * 3600 * 1000 - 60_000);
+    now = Date.UTC(2026, 11, 5, 8, 0) + CONSOLE_SESSION_MAX_MS - 1;
+    expect(await sessions.sessionOf(id)).toBeDefined();
+    now += 1;
+    expect(await sessions.sessionOf(id)).toBeUndefined();
+    expect(CONSOLE_SESSION_MS).toBeLessThan(CONSOLE_SESSION_MAX_MS);
+  });
+
+  it("refuses a session stored by an earlier version, which has no sign-in time", async () => {
+    pipeline = await startPipeline("session-legacy", { startWorker: false });
+    const sessions = new ConsoleSessions(pipeline.redis, pipeline.prefix);
+    const id = "an-old-session-id-0123456789";
+    const key = new StoreKeys(pipeline.prefix).consoleSession(sha256(id));
+    await pipeline.redis.set(key, `dana\n${tokenTag(TOKEN)}`, "PX", CONSOLE_SESSION_MS);
+    expect(await sessions.sessionOf(id)).toBeUndefined();
+    await pipeline.redis.set(key, "dana", "PX", CONSOLE_SESSION_MS);
+    expect(await sessions.sessionOf(id)).toBeUndefined();
+  });
+});
