@@ -28,11 +28,14 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
     const owner = rules.owners.find((o) => ownerSchedulerId(o) === job.data.owner);
     if (!owner) return { skipped: "owner no longer in the rules" };
     // A run added by hand may name its period; a scheduled run covers the days before the moment
-    // it was scheduled for, even when it is processed late (after an outage, or on a retry).
+    // it was scheduled for, even when it is processed late (after an outage, or on a retry). That
+    // moment is the job's creation and the delay it was made with: its scheduler makes it when
+    // the run before starts, and BullMQ sets `job.delay` to 0 once it is due (and to the backoff
+    // on a retry), so the creation time with `job.delay` is the run before's.
     const period =
       typeof job.data.since === "string" && typeof job.data.until === "string"
         ? periodFromDates(job.data.since, job.data.until, owner.timezone)
-        : reportPeriodAt(owner, DateTime.fromMillis(job.timestamp + (job.delay ?? 0)));
+        : reportPeriodAt(owner, DateTime.fromMillis(job.timestamp + (job.opts.delay ?? 0)));
     try {
       const sent = await sendOwnerReport(
         deps.sources,

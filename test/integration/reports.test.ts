@@ -9,6 +9,8 @@ import { runReport } from "../../src/cli/report-command.js";
 import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { ownerSchedulerId, syncReportSchedulers } from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
+import { reportPeriodAt } from "../../src/reports/report-period.js";
+import { periodTitle } from "../../src/reports/report-phrases.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { shardScope } from "../../src/store/keys.js";
 import { captureIo } from "../support/capture-io.js";
@@ -50,10 +52,10 @@ function nextSpringForward(): DateTime {
 /** The instant `hour`:00 UTC on a day, as BullMQ's next run reads back. */
 const at = (day: DateTime, hour: number) => day.set({ hour }).toISO() ?? "";
 
-async function withOwner(p: PipelineHarness): Promise<void> {
+async function withOwner(p: PipelineHarness, owner: typeof OWNER = OWNER): Promise<void> {
   const file = path.join(p.configDir, "rules.yaml");
   const doc = parseDocument(await readFile(file, "utf8"));
-  doc.setIn(["owners"], doc.createNode([OWNER]));
+  doc.setIn(["owners"], doc.createNode([owner]));
   doc.setIn(["shop", "name"], "Corner Electronics");
   await writeFile(file, doc.toString());
 }
@@ -202,6 +204,42 @@ describe("ledger and owner reports", () => {
     expect(report?.parsed.text).toMatch(/^ {2}scheduled 9, /m);
     expect(report?.parsed.text).toMatch(/^ {2}total +9 +4 +0 +1 +1 +2$/m);
     expect(report?.parsed.text).toMatch(/^ {2}No one opted out in this day\.$/m);
+  });
+
+  it("covers the days before the time a scheduled report was due, not the days before its job was made", async () => {
+    pipeline = await startPipeline("report-scheduled", { startWorker: false });
+    const p = pipeline;
+    // Due at the owner's next midnight: the day after the worker's scheduler made its job (as
+    // each run's job is made when the run before it starts, a day or a week earlier).
+    const owner = { ...OWNER, time: "00:00" };
+    await withOwner(p, owner);
+    await p.startWorker();
+    const queue = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+    });
+    const due = await eventually(
+      async () => (await queue.getJobScheduler(ownerSchedulerId(owner)))?.next,
+      "the owner's report scheduler",
+    );
+    const [job] = await queue.getDelayed();
+    // When a delayed job comes due, BullMQ sets its delay to 0 and moves it to wait; promote does
+    // the same now, so the test need not wait until midnight.
+    await job?.promote();
+    const [mail] = await p.sink.waitForMessages(1);
+    await queue.close();
+    const period = reportPeriodAt(
+      { frequency: "daily", timezone: owner.timezone },
+      DateTime.fromMillis(Number(due)),
+    );
+    expect(period.until).toBe(
+      DateTime.now().setZone(owner.timezone).plus({ days: 1 }).startOf("day").toISO({
+        suppressMilliseconds: true,
+      }),
+    );
+    expect(mail?.parsed.subject).toBe(
+      `Corner Electronics follow-ups, ${periodTitle(period)}: 0 sent`,
+    );
   });
 
   it("prints the same model as text and CSV", async () => {
