@@ -16,10 +16,16 @@ export function reportPeriodAt(
   return periodOf(start, end, owner.timezone);
 }
 
-/** The period of the same length just before `period`, for "up 17% on the previous week". */
+/**
+ * The period just before `period`, for "up 17% on the previous week": as many days, or for a
+ * calendar month the month before ("on the previous month" means that one, whatever its length).
+ */
 export function previousPeriod(period: ReportPeriod): ReportPeriod {
   const start = DateTime.fromISO(period.since, { zone: period.timezone });
   const end = DateTime.fromISO(period.until, { zone: period.timezone });
+  const wholeMonth =
+    start.day === 1 && +start === +start.startOf("day") && +end === +start.plus({ months: 1 });
+  if (wholeMonth) return periodOf(start.minus({ months: 1 }), start, period.timezone);
   const days = Math.round(end.diff(start, "days").days);
   return periodOf(start.minus({ days }), start, period.timezone);
 }

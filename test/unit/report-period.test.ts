@@ -1,0 +1,60 @@
+import { DateTime } from "luxon";
+import { describe, expect, it } from "vitest";
+import {
+  periodFromDates,
+  previousPeriod,
+  reportPeriodAt,
+} from "../../src/reports/report-period.js";
+import { periodNoun } from "../../src/reports/report-phrases.js";
+
+const LONDON = "Europe/London";
+const hours = (period: { since: string; until: string }) =>
+  (Date.parse(period.until) - Date.parse(period.since)) / 3_600_000;
+
+describe("report periods", () => {
+  it("covers the local days before a report, 23 or 25 hours long across a DST change", () => {
+    const daily = { frequency: "daily" as const, timezone: LONDON };
+    // London springs forward on Sun 29 Mar 2026: Monday's report covers that 23-hour Sunday.
+    const monday = DateTime.fromISO("2026-03-30T08:00", { zone: LONDON });
+    expect(reportPeriodAt(daily, monday)).toEqual({
+      since: "2026-03-29T00:00:00+00:00",
+      until: "2026-03-30T00:00:00+01:00",
+      timezone: LONDON,
+    });
+    expect(hours(reportPeriodAt(daily, monday))).toBe(23);
+    // …and falls back on Sun 25 Oct 2026: the week before Mon 26 Oct has 169 hours.
+    const weekly = { frequency: "weekly" as const, timezone: LONDON };
+    const week = reportPeriodAt(weekly, DateTime.fromISO("2026-10-26T08:00", { zone: LONDON }));
+    expect(week.since).toBe("2026-10-19T00:00:00+01:00");
+    expect(hours(week)).toBe(169);
+    expect(previousPeriod(week)).toEqual({
+      since: "2026-10-12T00:00:00+01:00",
+      until: "2026-10-19T00:00:00+01:00",
+      timezone: LONDON,
+    });
+  });
+
+  it.each([
+    ["2026-03-01", "2026-04-01", "2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"],
+    ["2026-11-01", "2026-12-01", "2026-10-01T00:00:00+01:00", "2026-11-01T00:00:00+00:00"],
+    ["2027-01-01", "2027-02-01", "2026-12-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"],
+    ["2026-02-01", "2026-03-01", "2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"],
+  ])(
+    "compares the month from %s with the calendar month before: the report says “on the previous month”",
+    (since, until, before, end) => {
+      const period = periodFromDates(since, until, LONDON);
+      expect(periodNoun(period)).toBe("month");
+      expect(previousPeriod(period)).toEqual({ since: before, until: end, timezone: LONDON });
+    },
+  );
+
+  it("compares any other period with as many days just before it", () => {
+    const period = periodFromDates("2026-03-10", "2026-04-12", LONDON);
+    expect(periodNoun(period)).toBe("period");
+    expect(previousPeriod(period)).toEqual({
+      since: "2026-02-05T00:00:00+00:00",
+      until: "2026-03-10T00:00:00+00:00",
+      timezone: LONDON,
+    });
+  });
+});
