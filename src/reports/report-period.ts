@@ -12,8 +12,7 @@ export function reportPeriodAt(
   at: DateTime,
 ): ReportPeriod {
   const end = at.setZone(owner.timezone).startOf("day");
-  const start = end.minus({ days: owner.frequency === "daily" ? 1 : 7 });
-  return periodOf(start, end, owner.timezone);
+  return periodOf(daysBefore(end, owner.frequency === "daily" ? 1 : 7), end, owner.timezone);
 }
 
 /**
@@ -25,9 +24,22 @@ export function previousPeriod(period: ReportPeriod): ReportPeriod {
   const end = DateTime.fromISO(period.until, { zone: period.timezone });
   const wholeMonth =
     start.day === 1 && +start === +start.startOf("day") && +end === +start.plus({ months: 1 });
-  if (wholeMonth) return periodOf(start.minus({ months: 1 }), start, period.timezone);
-  const days = Math.round(end.diff(start, "days").days);
-  return periodOf(start.minus({ days }), start, period.timezone);
+  if (wholeMonth)
+    return periodOf(start.minus({ months: 1 }).startOf("day"), start, period.timezone);
+  return periodOf(
+    daysBefore(start, Math.round(end.diff(start, "days").days)),
+    start,
+    period.timezone,
+  );
+}
+
+/**
+ * The start of the local day `days` before the day `start` begins. Not `start.minus({ days })`
+ * alone: where a DST change skips midnight (Santiago, Beirut) that day starts at 01:00, and the
+ * same wall time days earlier is an hour after that day's midnight.
+ */
+function daysBefore(start: DateTime, days: number): DateTime {
+  return start.minus({ days }).startOf("day");
 }
 
 /**

@@ -35,6 +35,45 @@ describe("report periods", () => {
   });
 
   it.each([
+    // Santiago's clocks go from Sat 5 Sep 2026 24:00 to Sun 6 Sep 01:00, Beirut's from Sat 28
+    // Mar 2026 24:00 to Sun 29 Mar 01:00: the Sunday has no midnight, the Saturday is whole.
+    ["America/Santiago", "2026-09-05T04:00:00.000Z", "2026-09-06"],
+    ["Asia/Beirut", "2026-03-27T22:00:00.000Z", "2026-03-29"],
+  ])(
+    "in %s, where a DST day begins at 01:00, counts every hour in one report",
+    (zone, saturday, sunday) => {
+      const at = (date: string, days: number) =>
+        DateTime.fromISO(`${date}T08:00`, { zone }).plus({ days });
+      const daily = { frequency: "daily" as const, timezone: zone };
+      const weekly = { frequency: "weekly" as const, timezone: zone };
+      // The reports sent on the Sunday (for the Saturday) and on the Monday (for the Sunday).
+      const forSaturday = reportPeriodAt(daily, at(sunday, 0));
+      const forSunday = reportPeriodAt(daily, at(sunday, 1));
+      expect(new Date(Date.parse(forSaturday.since)).toISOString()).toBe(saturday);
+      expect(forSaturday.until).toBe(forSunday.since);
+      expect(hours(forSaturday)).toBe(24);
+      expect(hours(forSunday)).toBe(23);
+      // Each is the period the same dates give on the command line, and the one before the next.
+      for (const period of [forSaturday, forSunday]) {
+        expect(periodFromDates(period.since.slice(0, 10), period.until.slice(0, 10), zone)).toEqual(
+          period,
+        );
+      }
+      expect(previousPeriod(forSunday)).toEqual(forSaturday);
+      // A week that ends on the Sunday begins at the midnight of the Sunday before.
+      const week = reportPeriodAt(weekly, at(sunday, 0));
+      expect(week).toEqual(
+        periodFromDates(
+          DateTime.fromISO(sunday).minus({ days: 7 }).toISODate() ?? "",
+          sunday,
+          zone,
+        ),
+      );
+      expect(hours(week)).toBe(7 * 24);
+    },
+  );
+
+  it.each([
     ["2026-03-01", "2026-04-01", "2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"],
     ["2026-11-01", "2026-12-01", "2026-10-01T00:00:00+01:00", "2026-11-01T00:00:00+00:00"],
     ["2027-01-01", "2027-02-01", "2026-12-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"],
