@@ -85,11 +85,11 @@ export async function collectReport(
     sources.postponed?.() ?? [],
     sources.smsReferences.repliesBetween(since, until),
   ]);
-  // The owner's days from the period's end; a follow-up due before it but postponed past it is
-  // still to come.
+  // The owner's days from the period's end (each ending at a midnight, also after a day that
+  // began at 01:00 for DST); a follow-up due before it but postponed past it is still to come.
   const counted = [...pending, ...moves];
   const daysAfter = (days: number) =>
-    DateTime.fromMillis(until, { zone: period.timezone }).plus({ days }).toMillis();
+    DateTime.fromMillis(until, { zone: period.timezone }).plus({ days }).startOf("day").toMillis();
   const next7Days = pendingByChannel(counted, until, daysAfter(7));
   const next30Days = pendingByChannel(counted, until, daysAfter(30));
   const withNames = await Promise.all(

@@ -36,13 +36,17 @@ function sources(
   } as unknown as ReportSources;
 }
 
-async function upcoming(counted: readonly CountedPending[], moves?: readonly CountedPending[]) {
+async function upcoming(
+  counted: readonly CountedPending[],
+  moves?: readonly CountedPending[],
+  period = PERIOD,
+) {
   const model = await collectReport(
     sources(counted, moves),
     await shippedRules(),
     "Owner",
-    PERIOD,
-    UNTIL,
+    period,
+    Date.parse(period.until),
   );
   return model.upcoming;
 }
@@ -67,6 +71,20 @@ describe("an owner's report's follow-ups coming up", () => {
     ]);
     expect(coming.next7Days.email).toBe(2);
     expect(coming.next30Days.email).toBe(4);
+  });
+
+  it("ends its days at midnight after a period that ends on a day DST starts at 01:00", async () => {
+    // Santiago skips from Sat 5 Sep 2026 24:00 to Sun 6 Sep 01:00: the Saturday's report ends
+    // at 01:00, and its seven days at midnight between Sat 12 and Sun 13 Sep.
+    const saturday = {
+      since: "2026-09-05T00:00:00-04:00",
+      until: "2026-09-06T01:00:00-03:00",
+      timezone: "America/Santiago",
+    };
+    const midnight = Date.parse("2026-09-13T00:00:00-03:00");
+    const coming = await upcoming([email(midnight - 15 * 60_000), email(midnight)], [], saturday);
+    expect(coming.next7Days.email).toBe(1);
+    expect(coming.next30Days.email).toBe(2);
   });
 
   it("counts a follow-up postponed past the period's end on the day it will go", async () => {
