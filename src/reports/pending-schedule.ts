@@ -30,7 +30,8 @@ export function scheduleByDay(
   days: number,
 ): ScheduleDay[] {
   const first = now.setZone(zone).startOf("day");
-  const end = first.plus({ days }).toMillis();
+  // At a midnight: a day that began at 01:00 for DST (Santiago) does not shift the last one.
+  const end = first.plus({ days }).startOf("day").toMillis();
   const totals = new Map<string, ScheduleDay>();
   for (const counted of counts) {
     if (counted.at < first.toMillis() || counted.at >= end) continue;

@@ -42,6 +42,18 @@ describe("the schedule by local due date", () => {
     ]);
   });
 
+  it("shows only the days asked for when today began at 01:00 for DST", () => {
+    // Santiago skips from Sat 5 Sep 2026 24:00 to Sun 6 Sep 01:00 (-03).
+    const sunday = DateTime.fromISO("2026-09-06T12:00:00-03:00");
+    const counts = [
+      { channel: "email", ruleId: "r", at: at("2026-09-06T23:45:00-03:00"), count: 1 },
+      { channel: "email", ruleId: "r", at: at("2026-09-07T00:30:00-03:00"), count: 2 },
+    ];
+    expect(scheduleByDay(counts, "America/Santiago", sunday, 1)).toEqual([
+      { date: "2026-09-06", channel: "email", ruleId: "r", count: 1 },
+    ]);
+  });
+
   it("prints a table with a total, or says that nothing is pending", () => {
     const text = renderScheduleText(
       [
