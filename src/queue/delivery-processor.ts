@@ -111,7 +111,7 @@ export interface DeliveryDeps {
 /** The parts of a BullMQ job delivery uses. */
 export type DeliveryJob = Pick<
   Job<FollowUpJobData>,
-  "data" | "id" | "timestamp" | "delay" | "moveToDelayed"
+  "data" | "id" | "timestamp" | "delay" | "opts" | "moveToDelayed"
 >;
 
 /** How a delivery job ended, as returned to BullMQ and counted. */
@@ -447,7 +447,9 @@ function createDelivery(deps: DeliveryDeps) {
     let claimedHere = false;
     const unclaimed = (): StepStateFilter[] =>
       claimedHere ? ["sending"] : ["scheduled", abandonedSending(nowMs, deps.sendLeaseMs)];
-    const dueAt = record?.dueAt ?? job.timestamp + job.delay;
+    // Without a record, the job's planned time: the delay it was made with (BullMQ sets
+    // `job.delay` to 0 once the job is due, and to the backoff on a retry).
+    const dueAt = record?.dueAt ?? job.timestamp + (job.opts.delay ?? job.delay);
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
     Object.assign(notes, labels);

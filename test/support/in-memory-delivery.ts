@@ -501,7 +501,9 @@ export function fakeJob(options: {
     data: { e: options.eventId, s: options.stepId },
     id: options.id,
     timestamp: options.timestamp,
-    delay: options.delay,
+    // As BullMQ leaves a job that came due: its delay 0, the one it was made with in its options.
+    delay: 0,
+    opts: { delay: options.delay },
     delayedUntil,
     moveToDelayed: async (until: number, _token?: string) => {
       delayedUntil.push(until);

@@ -81,6 +81,8 @@ interface Setup {
   ruleRemoved?: boolean;
   /** The purchase's thank-you joined that of LEADER_ID, whose thank-you's record is this. */
   joinedLeader?: SeedRecord;
+  /** How long before DUE the job was made, with that delay (an hour unless given). */
+  jobMadeBeforeDueMs?: number;
   /** Runs once as the job reads the opt-outs: what happens meanwhile elsewhere. */
   meanwhile?: (store: InMemoryFollowUpStore, suppressions: InMemorySuppressions) => Promise<void>;
 }
@@ -204,8 +206,8 @@ function world(setup: Setup = {}) {
     eventId: EVENT_ID,
     stepId,
     id: JOB_ID,
-    timestamp: DUE_MS - 3_600_000,
-    delay: 3_600_000,
+    timestamp: DUE_MS - (setup.jobMadeBeforeDueMs ?? 3_600_000),
+    delay: setup.jobMadeBeforeDueMs ?? 3_600_000,
   });
   const process = createDeliveryProcessor(deps);
   return {
@@ -344,6 +346,14 @@ describe("a due follow-up that the provider accepts", () => {
     ]);
     // The message was written for the time it was planned for, not for now.
     expect(w.composed.map((input) => input.dueAt)).toEqual([DUE_MS]);
+  });
+});
+
+describe("a step without a record, its job made 30 days before it was due", () => {
+  it("is due when its job was planned for, not when the job was made: sent, not skipped as late", async () => {
+    const w = world({ record: null, jobMadeBeforeDueMs: 30 * 24 * 3_600_000 });
+    expect(await w.deliver()).toMatchObject({ returned: { outcome: "sent" } });
+    expect(w.channels.email.sent).toHaveLength(1);
   });
 });
 
