@@ -281,6 +281,33 @@ describe("ledger and owner reports", () => {
     });
   });
 
+  it("fails a run added by hand whose period cannot be reported at once, with the reason, not retrying it", async () => {
+    pipeline = await startPipeline("report-bad-period", { startWorker: false });
+    const p = pipeline;
+    await withOwner(p);
+    await p.startWorker();
+    const queue = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+    });
+    const job = await queue.add(
+      OWNER_REPORT_JOB,
+      { owner: ownerSchedulerId(OWNER), since: "2024-01-01", until: "2026-01-01" },
+      { attempts: 5, backoff: { type: "fixed", delay: 60_000 } },
+    );
+    const ended = await eventually(async () => {
+      const state = await queue.getJobState(job.id ?? "");
+      return state === "failed" || state === "delayed" ? state : undefined;
+    }, "the run to end or wait for a retry");
+    expect(ended).toBe("failed");
+    const failed = await queue.getJob(job.id ?? "");
+    expect(failed?.attemptsMade).toBe(1);
+    expect(failed?.failedReason).toBe(
+      "report period 2024-01-01 to 2026-01-01: a report covers at most 400 days (the ledger keeps 401)",
+    );
+    await queue.close();
+  });
+
   it("fires an owner's report at 08:00 local time on both sides of a DST change", async () => {
     pipeline = await startPipeline("report-dst", { startWorker: false });
     const p = pipeline;
