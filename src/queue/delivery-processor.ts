@@ -764,7 +764,12 @@ function createDelivery(deps: DeliveryDeps) {
           ...channelChange,
         },
         doneMs,
-        { outcome: "sent", ...sendLabels },
+        {
+          outcome: "sent",
+          ...sendLabels,
+          // The same code again (a resend after an accepted send): one code, two messages.
+          ...(sentCode && claim.record.earlierProviderIds?.length && { codeAgain: true as const }),
+        },
         claim.record.dueAt,
         view.lastStep?.(),
       );

@@ -151,7 +151,10 @@ function checkInEffect(
   };
 }
 
-/** The ledger's `back|…`, `backrev|…`, `redeemed|…` and discount `sent|…` fields, summed. */
+/**
+ * The ledger's `back|…`, `backrev|…`, `redeemed|…`, discount `sent|…` and `codeagain|…` fields,
+ * summed.
+ */
 function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
   let orders = 0;
   let byCode = 0;
@@ -195,6 +198,9 @@ function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
       discountOf(channel).redeemed += count;
     } else if (tag === "sent" && kind === "discount") {
       discountOf(ruleId).sent += count;
+    } else if (tag === "codeagain") {
+      // A resend of a code already sent: a message more, not a code more.
+      discountOf(ruleId).sent -= count;
     }
   }
   const amounts = (byCurrency: ReadonlyMap<string, number>) =>

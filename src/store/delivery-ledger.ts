@@ -65,6 +65,11 @@ export interface LedgerEntry {
   readonly ruleId: string;
   /** Reason code (`capped`, `permanent 550`, `refunded`); never free text. */
   readonly reason?: string;
+  /**
+   * A send of a discount code this step sent before (a resend after a send the provider
+   * accepted): also counted as `codeagain|…`, so that codes sent count each code once.
+   */
+  readonly codeAgain?: true;
 }
 
 /** One hour of ledger counts, by aggregate field. */
@@ -119,6 +124,8 @@ export function entryFields(entry: LedgerEntry): string[] {
   const fields = [ledgerField(entry.outcome, entry.channel, entry.kind, entry.ruleId)];
   if (entry.reason)
     fields.push(reasonField(entry.outcome, entry.channel, entry.kind, entry.reason));
+  if (entry.codeAgain)
+    fields.push(ledgerField("codeagain", entry.channel, entry.kind, entry.ruleId));
   return fields;
 }
 

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runCode } from "../../src/cli/code-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import { runReport } from "../../src/cli/report-command.js";
+import { runResend } from "../../src/cli/resend-command.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { captureIo } from "../support/capture-io.js";
@@ -206,6 +207,26 @@ describe("discount codes a till can check", () => {
     );
     await processed("evt-code-4");
     await processed("evt-code-5");
+    // An operator resends the second discount: one message more, the same code, not a code more.
+    const step = "accessories.discount";
+    const recordOf = async () => (await p.store.stepRecords("evt-code-2", [step])).get(step);
+    const before = await recordOf();
+    expect(
+      await runResend(
+        { config: p.configDir, step: `evt-code-2/${step}`, by: "carol" },
+        captureIo(),
+      ),
+    ).toBe(0);
+    await eventually(async () => {
+      const record = await recordOf();
+      return record?.state === "sent" && record.providerId !== before?.providerId
+        ? record
+        : undefined;
+    }, "the resend to go out");
+    const again = p.sink.messages.filter((m) =>
+      m.envelope.rcptTo.includes("cus-code-2@example.com"),
+    );
+    expect(again.map((m) => codeIn(m.parsed.text ?? ""))).toEqual([code2, code2]);
     const today = DateTime.utc();
     const reportOf = async (format: "json" | "text" | "csv") => {
       const io = captureIo();
@@ -238,7 +259,8 @@ describe("discount codes a till can check", () => {
           revenue: [{ currency: "GBP", amount: "110.00" }],
         },
       ],
-      // Two codes sent by the accessories rule, one redeemed by a till and one by a purchase.
+      // Two codes sent by the accessories rule (one of them twice: resent), one redeemed by a
+      // till and one by a purchase.
       redemption: [{ ruleId: "accessories", sent: 2, redeemed: 2, rate: 1 }],
     });
     const csvRows = (await reportOf("csv")).trim().split("\r\n");
