@@ -66,22 +66,22 @@ export async function runSimulate(
   const input = file === "-" ? process.stdin : createReadStream(file);
   const progress = size && io.interactive ? progressBar(size, io) : undefined;
 
-  // Cooldowns need each customer's latest planned step per rule and kind, as the worker keeps them.
+  // Cooldowns need each customer's planned steps per rule and kind, as the worker keeps them.
   const cooldowns = hasCooldowns(rules);
   const recentByCustomer = new Map<
     string,
-    { byRule: Map<string, number>; byKind: Map<StepKind, number> }
+    { byRule: Map<string, number[]>; byKind: Map<StepKind, number[]> }
   >();
   function rememberRecent(customerId: string, steps: readonly PlannedStep[]): void {
     if (steps.length === 0) return;
     const recent = recentByCustomer.get(customerId) ?? { byRule: new Map(), byKind: new Map() };
+    // Every step's due time: a later purchase is held to each of them, as the worker holds it.
     for (const step of steps) {
       const at = Date.parse(step.dueAt);
       const held = underCooldown(rules, step);
-      if (held.byRule && at >= (recent.byRule.get(step.ruleId) ?? 0))
-        recent.byRule.set(step.ruleId, at);
-      if (held.byKind && at >= (recent.byKind.get(step.kind) ?? 0))
-        recent.byKind.set(step.kind, at);
+      if (held.byRule)
+        recent.byRule.set(step.ruleId, [...(recent.byRule.get(step.ruleId) ?? []), at]);
+      if (held.byKind) recent.byKind.set(step.kind, [...(recent.byKind.get(step.kind) ?? []), at]);
     }
     recentByCustomer.set(customerId, recent);
   }

@@ -205,8 +205,8 @@ export function planFollowUps(
 }
 
 /**
- * Why a step would come too soon after the customer's last one of its rule (`cooldown`) or kind
- * (`cooldowns`), planned for another of their purchases; undefined when it may go.
+ * Why a step would come too soon before or after one of its rule (`cooldown`) or kind
+ * (`cooldowns`) planned for another of the customer's purchases; undefined when it may go.
  */
 function cooldownProblem(
   rule: Rule,
@@ -216,19 +216,22 @@ function cooldownProblem(
   history: CustomerHistory,
 ): string | undefined {
   const checks = [
-    { last: history.recent?.byRule.get(rule.id), span: rule.cooldown, of: `rule ${rule.id}` },
+    { others: history.recent?.byRule.get(rule.id), span: rule.cooldown, of: `rule ${rule.id}` },
     {
-      last: history.recent?.byKind.get(step.kind),
+      others: history.recent?.byKind.get(step.kind),
       span: rules.cooldowns[step.kind],
       of: `kind ${step.kind}`,
     },
   ];
-  for (const { last, span, of } of checks) {
-    if (last === undefined || span === undefined) continue;
-    const previous = DateTime.fromMillis(last, { zone: due.zone });
-    // Counted like a delay, either way: a repeated local time is its first occurrence.
-    if (due < plusCalendar(previous, span) && previous < plusCalendar(due, span)) {
-      return `a ${step.kind} of ${of} is planned for this customer on ${previous.toISODate()}, within the cooldown of ${span.toISO()}`;
+  for (const { others, span, of } of checks) {
+    if (span === undefined) continue;
+    // Every other purchase's step, not only the latest due: one due earlier may be nearer.
+    for (const other of others ?? []) {
+      const previous = DateTime.fromMillis(other, { zone: due.zone });
+      // Counted like a delay, either way: a repeated local time is its first occurrence.
+      if (due < plusCalendar(previous, span) && previous < plusCalendar(due, span)) {
+        return `a ${step.kind} of ${of} is planned for this customer on ${previous.toISODate()}, within the cooldown of ${span.toISO()}`;
+      }
     }
   }
   return undefined;

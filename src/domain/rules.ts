@@ -1,4 +1,4 @@
-import type { Duration } from "luxon";
+import type { DateTime, Duration } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { compareAmount, describeMoney, type Money, type Rates, type Threshold } from "./money.js";
 import type { SpendSettings } from "./spend.js";
@@ -188,14 +188,17 @@ export interface CustomerHistory {
   /** Completed purchases before this one. */
   readonly previousPurchases: number;
   readonly lastPurchaseAt?: string;
-  /** When the latest step planned for the customer's other purchases falls due (epoch ms), for cooldowns. */
+  /** When the steps planned for the customer's other purchases fall due (epoch ms), for cooldowns. */
   readonly recent?: RecentSteps;
 }
 
-/** The due time of a customer's latest planned step, per rule and per kind. */
+/**
+ * When the steps under a cooldown planned for a customer's other purchases fall due (epoch ms,
+ * any order), per rule and per kind: a new step is held to each of them, not only the latest.
+ */
 export interface RecentSteps {
-  readonly byRule: ReadonlyMap<string, number>;
-  readonly byKind: ReadonlyMap<StepKind, number>;
+  readonly byRule: ReadonlyMap<string, readonly number[]>;
+  readonly byKind: ReadonlyMap<StepKind, readonly number[]>;
 }
 
 /** A new customer: nothing bought before. */
@@ -346,6 +349,22 @@ export function underCooldown(
     byRule: rule?.cooldown !== undefined,
     byKind: rules.cooldowns[step.kind] !== undefined,
   };
+}
+
+/**
+ * The earliest due time (epoch ms) of a remembered step that can still hold back a step planned
+ * from `now` on: the longest cooldown before now, and a day more for the customer's calendar.
+ * Steps due before it need not be remembered any longer.
+ */
+export function cooldownReach(rules: RuleSet, now: DateTime): number {
+  const spans = [
+    ...rules.rules.flatMap((rule) => (rule.cooldown ? [rule.cooldown] : [])),
+    ...Object.values(rules.cooldowns).filter((span) => span !== undefined),
+  ];
+  return Math.min(
+    now.toMillis(),
+    ...spans.map((span) => now.toUTC().minus(span).minus({ days: 1 }).toMillis()),
+  );
 }
 
 /** Whether any rule or kind has a cooldown (then planning needs the customer's recent steps). */

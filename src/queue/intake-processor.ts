@@ -13,7 +13,7 @@ import {
 } from "../domain/events.js";
 import { type Plan, type PlannedStep, planFollowUps, type SkipCode } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
-import { type RuleSet, underCooldown } from "../domain/rules.js";
+import { cooldownReach, type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { zoneFor } from "../domain/time-zone.js";
 import type { Logger } from "../logger.js";
@@ -630,6 +630,7 @@ async function schedulePurchase(
         dueAt: Date.parse(step.dueAt),
       })),
       HISTORY_RETENTION_MS,
+      cooldownReach(rules, now),
     );
   }
   if (plan.steps.length === 0) {

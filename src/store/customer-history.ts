@@ -249,26 +249,33 @@ export class CustomerHistoryStore {
   }
 
   /**
-   * When the latest step planned for the customer's other purchases falls due, per rule and per
-   * kind (for cooldowns); steps of `eventId` itself (a redelivered purchase) do not count.
+   * When the steps planned for the customer's other purchases fall due, per rule and per kind
+   * (for cooldowns); steps of `eventId` itself (a redelivered or re-planned purchase) do not count.
    */
   async recentSteps(customerId: string, eventId: string): Promise<RecentSteps> {
     const all = await this.redis.hgetall(this.keys.recentSteps(customerId));
-    const byRule = new Map<string, number>();
-    const byKind = new Map<StepKind, number>();
+    const found = { r: new Map<string, number[]>(), k: new Map<string, number[]>() };
     for (const [field, value] of Object.entries(all)) {
+      // `<r:|k:…> <event id>` = `<due>`; before, `<r:|k:…>` = `<due> <event id>` (rule ids and
+      // kinds have no space).
+      const named = field.indexOf(" ");
       const space = value.indexOf(" ");
-      if (value.slice(space + 1) === eventId) continue;
-      const at = Number(value.slice(0, space));
-      if (field.startsWith("r:")) byRule.set(field.slice(2), at);
-      else if (field.startsWith("k:")) byKind.set(field.slice(2) as StepKind, at);
+      const [key, at, of] =
+        named >= 0
+          ? [field.slice(0, named), Number(value), field.slice(named + 1)]
+          : [field, Number(value.slice(0, space)), value.slice(space + 1)];
+      const map = key.startsWith("r:") ? found.r : key.startsWith("k:") ? found.k : undefined;
+      if (!map || of === eventId || !Number.isFinite(at)) continue;
+      const name = key.slice(2);
+      map.set(name, [...(map.get(name) ?? []), at]);
     }
-    return { byRule, byKind };
+    return { byRule: found.r, byKind: found.k as Map<StepKind, number[]> };
   }
 
   /**
-   * Remembers the steps planned for a purchase, where they fall due later than those known; only
-   * under the rules and kinds given (those with a cooldown), so most purchases write nothing.
+   * Remembers the steps planned for a purchase (replacing what was remembered of it before);
+   * only under the rules and kinds given (those with a cooldown), so most purchases write
+   * nothing. Steps of any purchase due before `pruneBefore` (cooldownReach) are forgotten.
    * Nothing is written for a purchase made (`purchasedAt`, epoch ms) before the customer was
    * erased (remember-steps.lua).
    */
@@ -283,6 +290,7 @@ export class CustomerHistoryStore {
       readonly byKind: boolean;
     }[],
     keepMs: number,
+    pruneBefore: number,
   ): Promise<void> {
     const entries = steps.flatMap((step) => [
       ...(step.byRule ? [`r:${step.ruleId}`, step.dueAt] : []),
@@ -295,6 +303,7 @@ export class CustomerHistoryStore {
       purchasedAt,
       keepMs,
       eventId,
+      pruneBefore,
       ...entries,
     );
   }

@@ -327,7 +327,7 @@ export class StoreKeys {
     return `${this.base}ck:${idHash(customerId)}`;
   }
 
-  /** The customer's latest planned step per rule and per kind (for cooldowns). */
+  /** When the customer's purchases' steps fall due, per rule and per kind (for cooldowns). */
   recentSteps(customerId: string): string {
     return `${this.base}cs:${idHash(customerId)}`;
   }

@@ -252,6 +252,7 @@ export interface StoreCommands {
     purchasedAt: number,
     keepMs: number,
     eventId: string,
+    pruneBefore: number,
     ...fieldsAndDueTimes: (string | number)[]
   ): Promise<number>;
   /** close-thank-you.lua */

@@ -418,6 +418,35 @@ describe("a customer's list of purchases", () => {
   });
 });
 
+describe("a customer's steps under a cooldown", () => {
+  it("are each purchase's, whichever falls due later, a version before's too, leaving out the purchase asking", async () => {
+    const at = Date.UTC(2026, 2, 1);
+    const remember = (eventId: string, dueAt: number) =>
+      history.rememberSteps(
+        "cus-cool",
+        { eventId, purchasedAt: at },
+        [{ ruleId: "offer", kind: "discount", dueAt, byRule: true, byKind: true }],
+        DAY * 400,
+        at,
+      );
+    // The version before kept the latest due per field, of one purchase: evt-old's.
+    await redis.hset(keys.recentSteps("cus-cool"), "k:discount", `${at + 5 * DAY} evt-old`);
+    await remember("evt-late", at + 60 * DAY);
+    await remember("evt-soon", at + DAY);
+    const recent = await history.recentSteps("cus-cool", "evt-new");
+    expect(recent.byRule.get("offer")?.toSorted()).toEqual([at + DAY, at + 60 * DAY]);
+    expect(recent.byKind.get("discount")?.toSorted()).toEqual([
+      at + DAY,
+      at + 5 * DAY,
+      at + 60 * DAY,
+    ]);
+    // A purchase planned again is held only to the others.
+    expect(
+      (await history.recentSteps("cus-cool", "evt-soon")).byKind.get("discount")?.toSorted(),
+    ).toEqual([at + 5 * DAY, at + 60 * DAY]);
+  });
+});
+
 describe("a step of a stopped event, cancelled when a sender claims it", () => {
   it.each([
     ["a full refund", "refunded: the order was refunded", "refunded"],

@@ -78,6 +78,61 @@ describe("cooldowns", () => {
   });
 });
 
+/**
+ * Two discount rules of different delays under a discount cooldown of 30 days: garden care's
+ * offer is due a day after the purchase, a sofa's sixty days after.
+ */
+async function twoOfferRules(p: PipelineHarness): Promise<void> {
+  const rulesFile = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(rulesFile, "utf8"));
+  doc.set("cooldowns", doc.createNode({ discount: "P30D" }));
+  const rules = doc.get("rules") as { items: unknown[] };
+  for (const [id, category, delay] of [
+    ["garden-offer", "garden-care", "P1D"],
+    ["sofa-offer", "sofas", "P60D"],
+  ])
+    rules.items.unshift(
+      doc.createNode({
+        id,
+        priority: 190,
+        final: true,
+        when: { anyItem: { categories: [category] } },
+        steps: [{ kind: "discount", channel: "email", template: "loyalty-discount", delay }],
+      }),
+    );
+  await writeFile(rulesFile, doc.toString());
+}
+
+describe("cooldowns across purchases", () => {
+  it("a step is held to the cooldown of every other purchase's step, not only the latest due", async () => {
+    pipeline = await startPipeline("cooldown-all", { startWorker: false });
+    const p = pipeline;
+    await twoOfferRules(p);
+    await p.startWorker();
+    const bought = (id: string, category: string) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: ago(1),
+        customer: { id: "cus-offers" },
+        items: [item(category, "40.00")],
+      });
+    // Garden care (its offer due tomorrow), then a sofa (its offer due in sixty days), then
+    // garden care again: its offer would come the day the first one does.
+    for (const [id, category] of [
+      ["evt-offer-1", "garden-care"],
+      ["evt-offer-2", "sofas"],
+      ["evt-offer-3", "garden-care"],
+    ] as const) {
+      await p.publisher.publish(bought(id, category) as never);
+      await processed(p, id);
+    }
+    expect((await record(p, "evt-offer-1", "garden-offer.discount"))?.state).toBe("scheduled");
+    expect((await record(p, "evt-offer-2", "sofa-offer.discount"))?.state).toBe("scheduled");
+    expect(await record(p, "evt-offer-3", "garden-offer.discount")).toBeUndefined();
+  });
+});
+
 describe("refunds", () => {
   it("a full refund cancels every pending follow-up and removes its job", async () => {
     pipeline = await startPipeline("refund-full");

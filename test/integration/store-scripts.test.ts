@@ -755,30 +755,54 @@ describe("the store's Lua scripts", () => {
     expect(ttl).toBeLessThanOrEqual(60);
   });
 
-  it("remember-steps: keeps each cooldown field's latest due time, and writes nothing for a purchase from before an erasure", async () => {
+  it("remember-steps: keeps each purchase's due time per cooldown field, replaces its own, prunes old ones, and writes nothing for a purchase from before an erasure", async () => {
     const recent = keys.recentSteps("cus-1");
     const marker = keys.erasedCustomer("cus-1-hash");
-    const remember = (eventId: string, purchasedAt: number, ...entries: (string | number)[]) =>
-      redis.fuRememberSteps(recent, marker, purchasedAt, 30 * DAY, eventId, ...entries);
-    expect(await remember("e1", NOW, "r:acc", NOW + 14 * DAY, "k:discount", NOW + 14 * DAY)).toBe(
-      2,
-    );
-    // An earlier due time of another purchase (taken in at the same moment) does not replace it.
-    expect(await remember("e2", NOW, "k:discount", NOW + 3 * DAY, "r:loyal", NOW + 3 * DAY)).toBe(
-      1,
-    );
+    const remember = (
+      eventId: string,
+      purchasedAt: number,
+      pruneBefore: number,
+      ...entries: (string | number)[]
+    ) =>
+      redis.fuRememberSteps(
+        recent,
+        marker,
+        purchasedAt,
+        30 * DAY,
+        eventId,
+        pruneBefore,
+        ...entries,
+      );
+    // A field the version before wrote (the latest due, of e1), and one of another purchase.
+    await redis.hset(recent, "k:discount", `${NOW + 9 * DAY} e1`, "r:acc", `${NOW + 9 * DAY} e0`);
+    expect(
+      await remember("e1", NOW, NOW, "r:acc", NOW + 14 * DAY, "k:discount", NOW + 14 * DAY),
+    ).toBe(2);
+    // An earlier due time of another purchase (taken in at the same moment) is kept beside it.
+    expect(
+      await remember("e2", NOW, NOW, "k:discount", NOW + 3 * DAY, "r:loyal", NOW + 3 * DAY),
+    ).toBe(2);
     expect(await redis.hgetall(recent)).toEqual({
-      "r:acc": `${NOW + 14 * DAY} e1`,
-      "k:discount": `${NOW + 14 * DAY} e1`,
-      "r:loyal": `${NOW + 3 * DAY} e2`,
+      "r:acc": `${NOW + 9 * DAY} e0`,
+      "r:acc e1": `${NOW + 14 * DAY}`,
+      "k:discount e1": `${NOW + 14 * DAY}`,
+      "k:discount e2": `${NOW + 3 * DAY}`,
+      "r:loyal e2": `${NOW + 3 * DAY}`,
     });
     expect(await redis.pttl(recent)).toBeGreaterThan(29 * DAY);
+    // e1 planned again (a re-plan moved its step): its own entry changes; what is due before
+    // the pruning time (e2's, e0's) goes.
+    expect(await remember("e1", NOW, NOW + 10 * DAY, "k:discount", NOW + 20 * DAY)).toBe(1);
+    expect(await redis.hgetall(recent)).toEqual({
+      "r:acc e1": `${NOW + 14 * DAY}`,
+      "k:discount e1": `${NOW + 20 * DAY}`,
+    });
     // Erased at NOW + 1: a purchase made before then remembers nothing, one after does.
     await redis.del(recent);
     await redis.set(marker, NOW + 1);
-    expect(await remember("e3", NOW, "r:acc", NOW + 20 * DAY)).toBe(-1);
+    expect(await remember("e3", NOW, NOW, "r:acc", NOW + 20 * DAY)).toBe(-1);
     expect(await redis.exists(recent)).toBe(0);
-    expect(await remember("e4", NOW + 2, "r:acc", NOW + 20 * DAY)).toBe(1);
+    expect(await remember("e4", NOW + 2, NOW, "r:acc", NOW + 20 * DAY)).toBe(1);
   });
 
   it("remember-check-in: counts a purchase's check-in once, keeps it for its window, drops old ones", async () => {

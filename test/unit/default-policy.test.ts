@@ -407,7 +407,7 @@ describe("shipped policy: repeat customers", () => {
         rules,
         {
           previousPurchases: 4,
-          recent: { byRule: new Map([["loyal-customer", Date.parse(dueAt)]]), byKind: new Map() },
+          recent: { byRule: new Map([["loyal-customer", [Date.parse(dueAt)]]]), byKind: new Map() },
         },
         instant(event.occurredAt),
       );

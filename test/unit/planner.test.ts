@@ -1,6 +1,7 @@
+import { Duration } from "luxon";
 import { describe, expect, it } from "vitest";
 import { planFollowUps } from "../../src/domain/planner.js";
-import type { CustomerHistory } from "../../src/domain/rules.js";
+import { type CustomerHistory, cooldownReach, type RuleSet } from "../../src/domain/rules.js";
 import {
   instant,
   item,
@@ -285,7 +286,7 @@ describe("grace periods and cooldowns near DST count like a delay", () => {
   const cooled = (occurredAt: string, other: string) => {
     const history: CustomerHistory = {
       previousPurchases: 1,
-      recent: { byRule: new Map([["loyal", Date.parse(other)]]), byKind: new Map() },
+      recent: { byRule: new Map([["loyal", [Date.parse(other)]]]), byKind: new Map() },
     };
     const event = purchase({ occurredAt, customer: { timezone: "America/New_York" } });
     const plan = planFollowUps(event, cooling, history, instant(occurredAt));
@@ -299,6 +300,48 @@ describe("grace periods and cooldowns near DST count like a delay", () => {
     // A purchase of New Year's Day taken in after the other step planned for the second 01:15.
     expect(cooled("2026-01-01T01:30:00-05:00", "2026-11-01T06:15:00Z")).toEqual(["planned"]);
     expect(cooled("2026-01-01T01:30:00-05:00", "2026-11-01T05:15:00Z")).toEqual(["cooldown"]);
+  });
+});
+
+describe("cooldowns against every other purchase's step", () => {
+  const twoOffers = rulesFrom(yaml`
+    version: 1
+    defaults: { timezone: Europe/London, currency: GBP }
+    cooldowns: { custom: P30D }
+    sendWindows:
+      email: { start: "00:00", end: "24:00" }
+    rules:
+      - id: offer
+        steps: [{ kind: custom, channel: email, template: test-template, delay: P1D }]
+  `);
+  const planWith = (...others: string[]) => {
+    const history: CustomerHistory = {
+      previousPurchases: others.length,
+      recent: { byRule: new Map(), byKind: new Map([["custom", others.map(Date.parse)]]) },
+    };
+    const event = purchase({ occurredAt: "2026-03-01T10:00:00Z" });
+    const plan = planFollowUps(event, twoOffers, history, instant(event.occurredAt));
+    return [...plan.steps.map(() => "planned"), ...plan.skipped.map((s) => s.reason)];
+  };
+
+  it("is held by an earlier-due step although a later one is remembered beyond the cooldown", () => {
+    // Due 2 March: 1 March's step is a day before it; 2 May's is two months after.
+    expect(planWith("2026-05-02T10:00:00Z", "2026-03-01T10:00:00Z")).toEqual([
+      "a custom of kind custom is planned for this customer on 2026-03-01, within the cooldown of P30D",
+    ]);
+    expect(planWith("2026-05-02T10:00:00Z", "2026-01-01T10:00:00Z")).toEqual(["planned"]);
+  });
+
+  it("are remembered back the longest cooldown and a day from now (cooldownReach)", () => {
+    const now = instant("2026-05-01T10:00:00Z");
+    const reach = (rules: RuleSet) => new Date(cooldownReach(rules, now)).toISOString();
+    expect(reach(twoOffers)).toBe("2026-03-31T10:00:00.000Z");
+    const ruleCooldown = twoOffers.rules.map((rule) => ({
+      ...rule,
+      cooldown: Duration.fromISO("P2M"),
+    }));
+    expect(reach({ ...twoOffers, rules: ruleCooldown })).toBe("2026-02-28T10:00:00.000Z");
+    expect(reach({ ...twoOffers, cooldowns: {} })).toBe("2026-05-01T10:00:00.000Z");
   });
 });
 
