@@ -1,6 +1,6 @@
 import { DateTime } from "luxon";
 import { afterRefunds } from "../domain/refund.js";
-import type { RuleSet } from "../domain/rules.js";
+import { hasCooldowns, type RuleSet } from "../domain/rules.js";
 import { dueFloors, NONE, replanOf } from "../queue/replanner.js";
 import { PreviewTally, renderPreviewText } from "../reports/replan-preview.js";
 import { OrderStore } from "../store/order-store.js";
@@ -88,10 +88,12 @@ async function previewShard(
               store.loadEvent(eventId),
             ]);
             if (!event) return [];
-            const [past, order, floors] = await Promise.all([
+            const [past, order, floors, recent] = await Promise.all([
               history.historyAt(eventId),
               orders.get(event.orderId),
               dueFloors(thankYous, event.customer.id, eventId, records),
+              // A step that would move within another purchase's cooldown is skipped, as workers do.
+              hasCooldowns(rules) ? history.recentSteps(event.customer.id, eventId) : undefined,
             ]);
             const effective = afterRefunds(event, order).event;
             const plan = replanOf(
@@ -99,7 +101,7 @@ async function previewShard(
               effective,
               records,
               rules,
-              past,
+              recent ? { ...past, recent } : past,
               now,
               horizonMs,
               NONE,

@@ -208,7 +208,7 @@ export function planFollowUps(
  * Why a step would come too soon before or after one of its rule (`cooldown`) or kind
  * (`cooldowns`) planned for another of the customer's purchases; undefined when it may go.
  */
-function cooldownProblem(
+export function cooldownProblem(
   rule: Rule,
   step: StepSpec,
   due: DateTime,

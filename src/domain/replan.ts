@@ -1,6 +1,6 @@
 import type { DateTime } from "luxon";
 import type { Channel, PurchaseCompleted } from "./events.js";
-import { stepTiming } from "./planner.js";
+import { cooldownProblem, stepTiming } from "./planner.js";
 import { type CustomerHistory, matchCondition, type RuleSet, type StepKind } from "./rules.js";
 import { findStep } from "./step-ref.js";
 
@@ -31,7 +31,7 @@ export type ReplanDecision =
     }
   | {
       readonly action: "skip";
-      readonly code: "past-due" | "no-send-window";
+      readonly code: "past-due" | "no-send-window" | "cooldown";
       readonly reason: string;
     };
 
@@ -40,7 +40,8 @@ export type ReplanDecision =
  * is the step still in it, does the rule still match the purchase (its value after refunds, the
  * customer's history when it was first planned), and when does the step fall due now. Whether the
  * customer can still be reached (contact, consent, opt-outs) is left to the send-time guard, and
- * new rules or steps apply to new purchases only. A call's fallback is timed from `callDueAt`,
+ * new rules or steps apply to new purchases only. A step that would move within the cooldown of
+ * another purchase's step (`history.recent`) is skipped. A call's fallback is timed from `callDueAt`,
  * when its call is due as planned (epoch ms: its stored due time, or the one this re-plan moves
  * it to), as the planner times it from the call it planned; without it, from the call's due time
  * under the rules. Pure: `now` is an argument.
@@ -77,6 +78,10 @@ export function replanStep(
   const dueAt = timing.due.toMillis();
   if (dueAt === step.dueAt && found.step.channel === (step.channel ?? found.step.channel))
     return { action: "keep" };
+  // Where it moves to, held to the cooldowns as a new step is (history.recent: the customer's
+  // other purchases' steps).
+  const cooling = cooldownProblem(found.rule, found.step, timing.due, rules, history);
+  if (cooling) return { action: "skip", code: "cooldown", reason: cooling };
   return {
     action: "move",
     dueAt,

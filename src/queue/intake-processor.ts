@@ -20,6 +20,7 @@ import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import {
   type CustomerHistoryStore,
+  HISTORY_RETENTION_MS,
   LISTED_PURCHASES,
   type PurchaseAttribution,
   type SentFollowUp,
@@ -59,8 +60,7 @@ import {
 /** How an event refused for a reused id fails (its job's failed reason). */
 export const REUSED_ID = "event id reused with different content";
 
-/** A customer's purchase history is forgotten after this long without a purchase. */
-export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
+export { HISTORY_RETENTION_MS };
 
 /** Planning outcomes that are skips a report should show (the others are "rule did not apply"). */
 const REPORTED_SKIPS: ReadonlySet<SkipCode> = new Set([

@@ -2,11 +2,18 @@ import type { DateTime } from "luxon";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
 import { type ReplanDecision, replanStep } from "../domain/replan.js";
-import { hasCooldowns, type RuleSet } from "../domain/rules.js";
+import {
+  type CustomerHistory,
+  cooldownReach,
+  hasCooldowns,
+  type RuleSet,
+  type StepKind,
+  underCooldown,
+} from "../domain/rules.js";
 import { findStep, ruleIdOf, stepIdOf } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import type { CustomerHistoryStore } from "../store/customer-history.js";
+import { type CustomerHistoryStore, HISTORY_RETENTION_MS } from "../store/customer-history.js";
 import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
 import type { FollowUpStore, StepReplan } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
@@ -63,7 +70,7 @@ export async function dueFloors(
 export interface ReplannerDeps {
   readonly store: FollowUpStore;
   readonly schedule: FollowUpSchedule;
-  readonly history: Pick<CustomerHistoryStore, "historyAt" | "recentSteps">;
+  readonly history: Pick<CustomerHistoryStore, "historyAt" | "recentSteps" | "rememberSteps">;
   readonly thankYous: Pick<ThankYouGroups, "filingOf">;
   readonly orders: Pick<OrderStore, "get">;
   readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped">;
@@ -97,7 +104,7 @@ export function replanOf(
   event: PurchaseCompleted,
   records: ReadonlyMap<string, StepRecord>,
   rules: RuleSet,
-  history: { previousPurchases: number },
+  history: CustomerHistory,
   now: DateTime,
   horizonMs: number,
   promoting: ReadonlySet<string> = NONE,
@@ -298,6 +305,23 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       keepUntil,
     );
     if (changed === undefined) return NOTHING;
+    if (recent) {
+      // Where its steps under a cooldown now fall due: the customer's later purchases (and
+      // re-plans) are held to these, not to where they were.
+      const pending = plan.steps.filter((s) => s.action === "keep" || s.action === "move");
+      await deps.history.rememberSteps(
+        event.customer.id,
+        { eventId, purchasedAt: Date.parse(event.occurredAt) },
+        pending.map((s) => ({
+          ruleId: s.ruleId,
+          kind: s.kind as StepKind,
+          dueAt: s.dueAt,
+          ...underCooldown(rules, { ruleId: s.ruleId, kind: s.kind as StepKind }),
+        })),
+        HISTORY_RETENTION_MS,
+        cooldownReach(rules, now),
+      );
+    }
     const count = (action: StepReplan["action"]) =>
       plan.steps.filter((s) => s.action === action).length;
     for (const step of plan.steps) {

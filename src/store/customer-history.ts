@@ -44,6 +44,9 @@ export interface RememberedCheckIn extends CheckInOutcome {
   readonly at: number;
 }
 
+/** A customer's purchase history is forgotten after this long without a purchase. */
+export const HISTORY_RETENTION_MS = 2 * 365 * 24 * 3600 * 1000;
+
 /** A customer's latest purchases stay listed in their history after their records have gone. */
 export const LISTED_PURCHASES = 100;
 

@@ -19,6 +19,7 @@ import {
   waitForState,
   whereWaiting,
 } from "../support/pipeline-harness.js";
+import { withTwoOffers } from "../support/rules-config.js";
 import { settledQueue } from "../support/settled-queue.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
@@ -78,36 +79,11 @@ describe("cooldowns", () => {
   });
 });
 
-/**
- * Two discount rules of different delays under a discount cooldown of 30 days: garden care's
- * offer is due a day after the purchase, a sofa's sixty days after.
- */
-async function twoOfferRules(p: PipelineHarness): Promise<void> {
-  const rulesFile = path.join(p.configDir, "rules.yaml");
-  const doc = parseDocument(await readFile(rulesFile, "utf8"));
-  doc.set("cooldowns", doc.createNode({ discount: "P30D" }));
-  const rules = doc.get("rules") as { items: unknown[] };
-  for (const [id, category, delay] of [
-    ["garden-offer", "garden-care", "P1D"],
-    ["sofa-offer", "sofas", "P60D"],
-  ])
-    rules.items.unshift(
-      doc.createNode({
-        id,
-        priority: 190,
-        final: true,
-        when: { anyItem: { categories: [category] } },
-        steps: [{ kind: "discount", channel: "email", template: "loyalty-discount", delay }],
-      }),
-    );
-  await writeFile(rulesFile, doc.toString());
-}
-
 describe("cooldowns across purchases", () => {
   it("a step is held to the cooldown of every other purchase's step, not only the latest due", async () => {
     pipeline = await startPipeline("cooldown-all", { startWorker: false });
     const p = pipeline;
-    await twoOfferRules(p);
+    await withTwoOffers(p.configDir);
     await p.startWorker();
     const bought = (id: string, category: string) =>
       purchaseInput({

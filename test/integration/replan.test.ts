@@ -21,6 +21,7 @@ import { ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
@@ -28,6 +29,7 @@ import {
   waitForState,
   whereWaiting,
 } from "../support/pipeline-harness.js";
+import { withTwoOffers } from "../support/rules-config.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -199,6 +201,70 @@ describe("re-planning when the rules change", () => {
       voice: 0,
     });
     expect(p.twilio.messages).toHaveLength(0);
+  });
+});
+
+describe("re-planning and cooldowns", () => {
+  const offer = (id: string, category: string) =>
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: iso(DateTime.utc()) ?? "",
+      customer: { id: "cus-offers" },
+      items: [item(category, "40.00")],
+    });
+  const discountOf = async (p: PipelineHarness, eventId: string, stepId: string) =>
+    (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+
+  it("a step a re-plan moves holds the customer's later purchases to its new due time", async () => {
+    pipeline = await startPipeline("replan-cool-later", { startWorker: false });
+    const p = pipeline;
+    await withTwoOffers(p.configDir, { garden: "P20D" });
+    await p.startWorker();
+    await p.publisher.publish(offer("evt-garden", "garden-care") as never);
+    await eventually(
+      async () =>
+        (await whereWaiting(p, "evt-garden", "garden-offer.discount")) ? true : undefined,
+      "the garden offer to be planned",
+    );
+    const planned = await step(p, "evt-garden", "garden-offer.discount");
+    // Garden care's offer moves from 20 to 50 days after the purchase.
+    await withTwoOffers(p.configDir, { garden: "P50D" });
+    await eventually(
+      async () =>
+        (await step(p, "evt-garden", "garden-offer.discount")).dueAt > planned.dueAt
+          ? true
+          : undefined,
+      "the garden offer to move",
+    );
+    // A sofa's offer, 60 days on: 40 days after where the garden offer was, 10 after where it is.
+    await p.publisher.publish(offer("evt-sofa", "sofas") as never);
+    await eventProcessed(p, "evt-sofa");
+    expect(await discountOf(p, "evt-sofa", "sofa-offer.discount")).toBeUndefined();
+  });
+
+  it("a step a re-plan would move within the cooldown of another purchase's is skipped", async () => {
+    pipeline = await startPipeline("replan-cool-into", { startWorker: false });
+    const p = pipeline;
+    await withTwoOffers(p.configDir, { garden: "P20D" });
+    await p.startWorker();
+    for (const [id, category] of [
+      ["evt-garden", "garden-care"],
+      ["evt-sofa", "sofas"],
+    ] as const) {
+      await p.publisher.publish(offer(id, category) as never);
+      await eventProcessed(p, id);
+    }
+    const sofa = await step(p, "evt-sofa", "sofa-offer.discount");
+    expect(sofa.state).toBe("scheduled");
+    // The sofa's offer would move from 60 to 25 days: five days after the garden offer.
+    await withTwoOffers(p.configDir, { garden: "P20D", sofa: "P25D" });
+    const skipped = await eventually(async () => {
+      const record = await step(p, "evt-sofa", "sofa-offer.discount");
+      return record.state === "scheduled" && record.dueAt === sofa.dueAt ? undefined : record;
+    }, "the sofa offer to be re-planned");
+    expect(skipped).toMatchObject({ state: "skipped", reason: { code: "cooldown" } });
+    expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
   });
 });
 

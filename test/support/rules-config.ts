@@ -34,3 +34,33 @@ export async function withAccessoryCodes(configDir: string): Promise<void> {
   );
   await writeFile(file, doc.toString());
 }
+
+/**
+ * Two discount rules under a discount cooldown of 30 days (before the worker starts, or for a
+ * reload): garden care's offer `garden` after the purchase (default a day), a sofa's `sofa` after
+ * it (default sixty days). Both come first and are final.
+ */
+export async function withTwoOffers(
+  configDir: string,
+  { garden = "P1D", sofa = "P60D" }: { garden?: string; sofa?: string } = {},
+): Promise<void> {
+  const file = path.join(configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  doc.set("cooldowns", doc.createNode({ discount: "P30D" }));
+  const rules = doc.get("rules") as { items: { get(key: string): unknown }[] };
+  rules.items = rules.items.filter((rule) => !String(rule.get("id")).endsWith("-offer"));
+  for (const [id, category, delay] of [
+    ["garden-offer", "garden-care", garden],
+    ["sofa-offer", "sofas", sofa],
+  ])
+    rules.items.unshift(
+      doc.createNode({
+        id,
+        priority: 190,
+        final: true,
+        when: { anyItem: { categories: [category] } },
+        steps: [{ kind: "discount", channel: "email", template: "loyalty-discount", delay }],
+      }),
+    );
+  await writeFile(file, doc.toString());
+}

@@ -1,3 +1,4 @@
+import { Duration } from "luxon";
 import { describe, expect, it } from "vitest";
 import { type Plan, planFollowUps } from "../../src/domain/planner.js";
 import { replanStep } from "../../src/domain/replan.js";
@@ -50,6 +51,28 @@ describe("re-planning one pending step", () => {
       dueAt: planned.dueAt,
       channel: "sms",
     });
+  });
+
+  it("skips a step that would move within the cooldown of another purchase's step, and moves one clear of it", () => {
+    const base = oneStepRules({ delay: "P40D" });
+    const cooled: RuleSet = {
+      ...base,
+      rules: base.rules.map((rule) => ({ ...rule, cooldown: Duration.fromISO("P30D") })),
+    };
+    const withOther = (dueAt: string) => ({
+      ...history,
+      recent: { byRule: new Map([["only", [Date.parse(dueAt)]]]), byKind: new Map() },
+    });
+    // Moving to 12 December: another purchase's step is due 1 January, 20 days after.
+    expect(replanStep(planned, event, withOther("2027-01-01T10:00:00Z"), cooled, now)).toEqual({
+      action: "skip",
+      code: "cooldown",
+      reason:
+        "a thank-you of rule only is planned for this customer on 2027-01-01, within the cooldown of P30D",
+    });
+    expect(
+      replanStep(planned, event, withOther("2027-02-01T10:00:00Z"), cooled, now),
+    ).toMatchObject({ action: "move", dueAt: Date.parse("2026-12-12T10:00:00Z") });
   });
 
   it("cancels a step whose rule or step is gone, or whose rule no longer matches", () => {
