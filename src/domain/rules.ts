@@ -353,7 +353,8 @@ export function underCooldown(
 
 /**
  * The earliest due time (epoch ms) of a remembered step that can still hold back a step planned
- * from `now` on: the longest cooldown before now, and a day more for the customer's calendar.
+ * from `now` on: the longest cooldown before now, and a week more as a margin (a cooldown is
+ * counted in the customer's calendar, whose date may be a day ahead of or behind UTC's).
  * Steps due before it need not be remembered any longer.
  */
 export function cooldownReach(rules: RuleSet, now: DateTime): number {
@@ -363,7 +364,7 @@ export function cooldownReach(rules: RuleSet, now: DateTime): number {
   ];
   return Math.min(
     now.toMillis(),
-    ...spans.map((span) => now.toUTC().minus(span).minus({ days: 1 }).toMillis()),
+    ...spans.map((span) => now.toUTC().minus(span).minus({ days: 7 }).toMillis()),
   );
 }
 

@@ -1,4 +1,5 @@
-import { Duration } from "luxon";
+import fc from "fast-check";
+import { DateTime, Duration } from "luxon";
 import { describe, expect, it } from "vitest";
 import { planFollowUps } from "../../src/domain/planner.js";
 import { type CustomerHistory, cooldownReach, type RuleSet } from "../../src/domain/rules.js";
@@ -332,16 +333,44 @@ describe("cooldowns against every other purchase's step", () => {
     expect(planWith("2026-05-02T10:00:00Z", "2026-01-01T10:00:00Z")).toEqual(["planned"]);
   });
 
-  it("are remembered back the longest cooldown and a day from now (cooldownReach)", () => {
+  it("are remembered back the longest cooldown and a week from now (cooldownReach)", () => {
     const now = instant("2026-05-01T10:00:00Z");
     const reach = (rules: RuleSet) => new Date(cooldownReach(rules, now)).toISOString();
-    expect(reach(twoOffers)).toBe("2026-03-31T10:00:00.000Z");
+    expect(reach(twoOffers)).toBe("2026-03-25T10:00:00.000Z");
     const ruleCooldown = twoOffers.rules.map((rule) => ({
       ...rule,
       cooldown: Duration.fromISO("P2M"),
     }));
-    expect(reach({ ...twoOffers, rules: ruleCooldown })).toBe("2026-02-28T10:00:00.000Z");
+    expect(reach({ ...twoOffers, rules: ruleCooldown })).toBe("2026-02-22T10:00:00.000Z");
     expect(reach({ ...twoOffers, cooldowns: {} })).toBe("2026-05-01T10:00:00.000Z");
+  });
+
+  it("forgets no step that could still hold back one due from now, in any zone", () => {
+    const zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Karachi", "America/New_York"];
+    const spans = ["P1M", "P2M", "P30D", "P1Y", "P7D"];
+    fc.assert(
+      fc.property(
+        fc.integer({ min: Date.UTC(2026, 0, 1), max: Date.UTC(2029, 0, 1) }),
+        fc.constantFrom(...zones),
+        fc.constantFrom(...spans),
+        (nowMs, zone, span) => {
+          const rules: RuleSet = { ...twoOffers, cooldowns: { custom: Duration.fromISO(span) } };
+          const now = DateTime.fromMillis(nowMs, { zone: "utc" });
+          // The latest step it forgets, and one purchased now whose step is due at once.
+          const forgotten = cooldownReach(rules, now) - 1;
+          const history: CustomerHistory = {
+            previousPurchases: 1,
+            recent: { byRule: new Map(), byKind: new Map([["custom", [forgotten]]]) },
+          };
+          const event = purchase({
+            occurredAt: now.minus({ days: 1 }).toISO() ?? "",
+            customer: { timezone: zone },
+          });
+          const plan = planFollowUps(event, rules, history, now);
+          expect(plan.skipped.map((s) => s.code)).not.toContain("cooldown");
+        },
+      ),
+    );
   });
 });
 
