@@ -313,6 +313,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         event.customer.id,
         { eventId, purchasedAt: Date.parse(event.occurredAt) },
         pending.map((s) => ({
+          stepId: s.stepId,
           ruleId: s.ruleId,
           kind: s.kind as StepKind,
           dueAt: s.dueAt,

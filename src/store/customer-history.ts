@@ -259,14 +259,14 @@ export class CustomerHistoryStore {
     const all = await this.redis.hgetall(this.keys.recentSteps(customerId));
     const found = { r: new Map<string, number[]>(), k: new Map<string, number[]>() };
     for (const [field, value] of Object.entries(all)) {
-      // `<r:|k:…> <event id>` = `<due>`; before, `<r:|k:…>` = `<due> <event id>` (rule ids and
-      // kinds have no space).
-      const named = field.indexOf(" ");
+      // `<r:|k:…> <step id> <event id>` = `<due>`; before, `<r:|k:…>` = `<due> <event id>`
+      // (rule ids, step ids and kinds have no space).
+      const [key = "", stepId] = field.split(" ", 2);
       const space = value.indexOf(" ");
-      const [key, at, of] =
-        named >= 0
-          ? [field.slice(0, named), Number(value), field.slice(named + 1)]
-          : [field, Number(value.slice(0, space)), value.slice(space + 1)];
+      const [at, of] =
+        stepId === undefined
+          ? [Number(value.slice(0, space)), value.slice(space + 1)]
+          : [Number(value), field.slice(key.length + stepId.length + 2)];
       const map = key.startsWith("r:") ? found.r : key.startsWith("k:") ? found.k : undefined;
       if (!map || of === eventId || !Number.isFinite(at)) continue;
       const name = key.slice(2);
@@ -276,7 +276,7 @@ export class CustomerHistoryStore {
   }
 
   /**
-   * Remembers the steps planned for a purchase (replacing what was remembered of it before);
+   * Remembers each step planned for a purchase (replacing what was remembered of it before);
    * only under the rules and kinds given (those with a cooldown), so most purchases write
    * nothing. Steps of any purchase due before `pruneBefore` (cooldownReach) are forgotten.
    * Nothing is written for a purchase made (`purchasedAt`, epoch ms) before the customer was
@@ -286,6 +286,7 @@ export class CustomerHistoryStore {
     customerId: string,
     { eventId, purchasedAt }: { readonly eventId: string; readonly purchasedAt: number },
     steps: readonly {
+      readonly stepId: string;
       readonly ruleId: string;
       readonly kind: StepKind;
       readonly dueAt: number;
@@ -296,8 +297,8 @@ export class CustomerHistoryStore {
     pruneBefore: number,
   ): Promise<void> {
     const entries = steps.flatMap((step) => [
-      ...(step.byRule ? [`r:${step.ruleId}`, step.dueAt] : []),
-      ...(step.byKind ? [`k:${step.kind}`, step.dueAt] : []),
+      ...(step.byRule ? [`r:${step.ruleId} ${step.stepId}`, step.dueAt] : []),
+      ...(step.byKind ? [`k:${step.kind} ${step.stepId}`, step.dueAt] : []),
     ]);
     if (entries.length === 0) return;
     await this.redis.fuRememberSteps(

@@ -425,7 +425,16 @@ describe("a customer's steps under a cooldown", () => {
       history.rememberSteps(
         "cus-cool",
         { eventId, purchasedAt: at },
-        [{ ruleId: "offer", kind: "discount", dueAt, byRule: true, byKind: true }],
+        [
+          {
+            stepId: "offer.discount",
+            ruleId: "offer",
+            kind: "discount",
+            dueAt,
+            byRule: true,
+            byKind: true,
+          },
+        ],
         DAY * 400,
         at,
       );
@@ -444,6 +453,28 @@ describe("a customer's steps under a cooldown", () => {
     expect(
       (await history.recentSteps("cus-cool", "evt-soon")).byKind.get("discount")?.toSorted(),
     ).toEqual([at + 5 * DAY, at + 60 * DAY]);
+  });
+
+  it("keeps each of a purchase's steps of one kind: a call's and its fallback's", async () => {
+    const at = Date.UTC(2026, 2, 1);
+    const checkIn = (stepId: string, dueAt: number) => ({
+      stepId,
+      ruleId: "care",
+      kind: "check-in" as const,
+      dueAt,
+      byRule: false,
+      byKind: true,
+    });
+    await history.rememberSteps(
+      "cus-call",
+      { eventId: "evt-call", purchasedAt: at },
+      [checkIn("care.call", at + 30 * DAY), checkIn("care.call-fallback", at + 31 * DAY)],
+      DAY * 400,
+      at,
+    );
+    expect(
+      (await history.recentSteps("cus-call", "evt-new")).byKind.get("check-in")?.toSorted(),
+    ).toEqual([at + 30 * DAY, at + 31 * DAY]);
   });
 });
 

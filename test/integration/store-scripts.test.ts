@@ -776,33 +776,51 @@ describe("the store's Lua scripts", () => {
     // A field the version before wrote (the latest due, of e1), and one of another purchase.
     await redis.hset(recent, "k:discount", `${NOW + 9 * DAY} e1`, "r:acc", `${NOW + 9 * DAY} e0`);
     expect(
-      await remember("e1", NOW, NOW, "r:acc", NOW + 14 * DAY, "k:discount", NOW + 14 * DAY),
+      await remember(
+        "e1",
+        NOW,
+        NOW,
+        "r:acc acc.discount",
+        NOW + 14 * DAY,
+        "k:discount acc.discount",
+        NOW + 14 * DAY,
+      ),
     ).toBe(2);
     // An earlier due time of another purchase (taken in at the same moment) is kept beside it.
     expect(
-      await remember("e2", NOW, NOW, "k:discount", NOW + 3 * DAY, "r:loyal", NOW + 3 * DAY),
+      await remember(
+        "e2",
+        NOW,
+        NOW,
+        "k:discount loyal.discount",
+        NOW + 3 * DAY,
+        "r:loyal loyal.discount",
+        NOW + 3 * DAY,
+      ),
     ).toBe(2);
     expect(await redis.hgetall(recent)).toEqual({
       "r:acc": `${NOW + 9 * DAY} e0`,
-      "r:acc e1": `${NOW + 14 * DAY}`,
-      "k:discount e1": `${NOW + 14 * DAY}`,
-      "k:discount e2": `${NOW + 3 * DAY}`,
-      "r:loyal e2": `${NOW + 3 * DAY}`,
+      "r:acc acc.discount e1": `${NOW + 14 * DAY}`,
+      "k:discount acc.discount e1": `${NOW + 14 * DAY}`,
+      "k:discount loyal.discount e2": `${NOW + 3 * DAY}`,
+      "r:loyal loyal.discount e2": `${NOW + 3 * DAY}`,
     });
     expect(await redis.pttl(recent)).toBeGreaterThan(29 * DAY);
     // e1 planned again (a re-plan moved its step): its own entry changes; what is due before
     // the pruning time (e2's, e0's) goes.
-    expect(await remember("e1", NOW, NOW + 10 * DAY, "k:discount", NOW + 20 * DAY)).toBe(1);
+    expect(
+      await remember("e1", NOW, NOW + 10 * DAY, "k:discount acc.discount", NOW + 20 * DAY),
+    ).toBe(1);
     expect(await redis.hgetall(recent)).toEqual({
-      "r:acc e1": `${NOW + 14 * DAY}`,
-      "k:discount e1": `${NOW + 20 * DAY}`,
+      "r:acc acc.discount e1": `${NOW + 14 * DAY}`,
+      "k:discount acc.discount e1": `${NOW + 20 * DAY}`,
     });
     // Erased at NOW + 1: a purchase made before then remembers nothing, one after does.
     await redis.del(recent);
     await redis.set(marker, NOW + 1);
-    expect(await remember("e3", NOW, NOW, "r:acc", NOW + 20 * DAY)).toBe(-1);
+    expect(await remember("e3", NOW, NOW, "r:acc acc.discount", NOW + 20 * DAY)).toBe(-1);
     expect(await redis.exists(recent)).toBe(0);
-    expect(await remember("e4", NOW + 2, NOW, "r:acc", NOW + 20 * DAY)).toBe(1);
+    expect(await remember("e4", NOW + 2, NOW, "r:acc acc.discount", NOW + 20 * DAY)).toBe(1);
   });
 
   it("remember-check-in: counts a purchase's check-in once, keeps it for its window, drops old ones", async () => {
