@@ -3,6 +3,7 @@ import { stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
 import { fileThankYou, type ThankYouGroup } from "../domain/coalesce.js";
+import { ConsentTimeline } from "../domain/consent-timeline.js";
 import {
   type DeliveryReplay,
   type ReplayStep,
@@ -94,6 +95,8 @@ export async function runSimulate(
 
   const volume = new Map<string, number>();
   const purchasesByCustomer = new Map<string, number>();
+  // What each purchase stated of consent: a later one's stands at send time, as in the worker.
+  const consents = new ConsentTimeline();
   const bad: BadLine[] = [];
   let badLines = 0;
   let lineNumber = 0;
@@ -129,6 +132,7 @@ export async function runSimulate(
     const event = parsed.event;
     if (event.type !== "purchase.completed") return undefined;
     purchases++;
+    consents.note(event);
     const previousPurchases = purchasesByCustomer.get(event.customer.id) ?? 0;
     purchasesByCustomer.set(event.customer.id, previousPurchases + 1);
     const now = DateTime.fromISO(event.occurredAt, { setZone: true });
@@ -252,7 +256,7 @@ export async function runSimulate(
     if (badLines > 0) printBadLines(bad, badLines, io.err, "(simulate --json lists all)");
     return EXIT.ok;
   }
-  const replay = replayDeliveries(toReplay, rules);
+  const replay = replayDeliveries(toReplay, rules, undefined, consents);
   toReplay.length = 0;
   const delivery = deliveryView(replay, rules.defaults.currency);
 

@@ -1,4 +1,5 @@
 import { DateTime } from "luxon";
+import type { ConsentTimeline } from "./consent-timeline.js";
 import { DueQueue } from "./due-queue.js";
 import type { Channel } from "./events.js";
 import type { FrequencyCap, Purpose, RuleSet, StepKind } from "./rules.js";
@@ -108,6 +109,8 @@ export function replayDeliveries(
   steps: Iterable<ReplayStep>,
   rules: RuleSet,
   observe?: (outcome: ReplayOutcome) => void,
+  /** The consent every purchase stated (also those without steps): the latest one stands. */
+  consents?: ConsentTimeline,
 ): DeliveryReplay {
   const queue = new DueQueue<Pending>();
   for (const step of steps) queue.push(step.dueAt, { step, waited: false });
@@ -135,6 +138,7 @@ export function replayDeliveries(
       rules,
       now: DateTime.fromMillis(at, { zone: "utc" }),
       suppressedChannels: none,
+      ...(consents && { latestConsent: consents.at(step.event.customer.id, at) }),
     });
     if (decision.action === "defer") {
       queue.push(decision.until.toMillis(), pending);

@@ -43,6 +43,11 @@ export interface GuardInput {
   readonly marketingSuppressedChannels?: ReadonlySet<Channel>;
   /** Channels this deployment cannot send on, with the reason (e.g. no voice provider yet). */
   readonly unavailableChannels?: ReadonlyMap<Channel, string>;
+  /**
+   * The consent the customer's latest purchase that stated one gave, per channel
+   * (CustomerHistoryStore.latestConsent): it stands for theirs now, over the step's own purchase's.
+   */
+  readonly latestConsent?: Partial<Readonly<Record<Channel, boolean>>>;
 }
 
 /**
@@ -86,7 +91,8 @@ export function decideSend(input: GuardInput): SendDecision {
       reason: `customer opted out of ${step.channel} offers`,
     };
   }
-  const consent = event.customer.consent?.[step.channel];
+  // A later purchase may have given or withdrawn it (a box ticked or cleared at its checkout).
+  const consent = input.latestConsent?.[step.channel] ?? event.customer.consent?.[step.channel];
   if (consent === false) {
     return {
       action: "skip",

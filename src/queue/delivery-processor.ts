@@ -77,7 +77,10 @@ export interface DeliveryDeps {
   /** Where a call's script waits for Twilio's answer webhook. */
   readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
-  readonly history: Pick<CustomerHistoryStore, "rememberCheckIn" | "forgetCheckIns" | "noteCode">;
+  readonly history: Pick<
+    CustomerHistoryStore,
+    "rememberCheckIn" | "forgetCheckIns" | "noteCode" | "latestConsent"
+  >;
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue" | "revokeByHash">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
@@ -477,8 +480,12 @@ function createDelivery(deps: DeliveryDeps) {
       });
       return { outcome: "skipped", code: "event-missing" };
     }
-    const { suppressed, order } = await optOutsAndOrder(deps, event, rules, stepId);
+    const [{ suppressed, order }, latestConsent] = await Promise.all([
+      optOutsAndOrder(deps, event, rules, stepId),
+      deps.history.latestConsent(event.customer.id),
+    ]);
     const decision = decideSend({
+      latestConsent,
       suppressedChannels: suppressed.all,
       marketingSuppressedChannels: suppressed.marketing,
       event,

@@ -1,7 +1,7 @@
 import { customerHash } from "../domain/address-hash.js";
 import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison.js";
 import type { EventFingerprints } from "../domain/event-fingerprint.js";
-import type { PurchaseCompleted } from "../domain/events.js";
+import { CHANNELS, type Channel, type PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
 import { checkInField, hourRetentionMs } from "./delivery-ledger.js";
 import { hourOf, idHash, prefixOf, type Scope, StoreKeys } from "./keys.js";
@@ -144,6 +144,7 @@ export class CustomerHistoryStore {
         Date.parse(event.occurredAt),
         idHash(event.orderId),
         phone,
+        consentStated(event),
       );
     let answer = await recordWith(fingerprints[0]);
     // A conflict changed nothing: an earlier fingerprint of the event's may be the one kept (rare).
@@ -241,6 +242,23 @@ export class CustomerHistoryStore {
    */
   async noteCode(customerId: string, codeHash: string, keepUntil: number, now: number) {
     await this.redis.fuNoteCode(this.keys.customerHistory(customerId), codeHash, keepUntil, now);
+  }
+
+  /**
+   * Per channel, the consent the customer's latest purchase (by purchase time) that stated one
+   * gave (record-purchase.lua): theirs now, for the send-time guard.
+   */
+  async latestConsent(customerId: string): Promise<Partial<Record<Channel, boolean>>> {
+    const stated = await this.redis.hmget(
+      this.keys.customerHistory(customerId),
+      ...CHANNELS.map((channel) => `cn:${channel}`),
+    );
+    const consent: Partial<Record<Channel, boolean>> = {};
+    CHANNELS.forEach((channel, i) => {
+      const flag = stated[i]?.slice(-1);
+      if (flag === "1" || flag === "0") consent[channel] = flag === "1";
+    });
+    return consent;
   }
 
   /** The discount codes (by discountCodeHash) noted as issued to the customer (noteCode). */
@@ -404,4 +422,12 @@ export async function keepLatestTime(
 ): Promise<void> {
   const previous = Number((await redis.get(key)) ?? 0);
   await redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
+}
+
+/** The consent a purchase states, as record-purchase.lua takes it (`email=1 sms=0`). */
+function consentStated(event: PurchaseCompleted): string {
+  return CHANNELS.flatMap((channel) => {
+    const given = event.customer.consent?.[channel];
+    return given === undefined ? [] : [`${channel}=${given ? 1 : 0}`];
+  }).join(" ");
 }

@@ -151,6 +151,7 @@ export interface StoreCommands {
     purchasedAt: number,
     orderHash?: string,
     phoneMember?: string,
+    consent?: string,
   ): Promise<[number, string, number, string?, string[]?, number?]>;
   /** claim-event-id.lua */
   fuClaimEventId(recordKey: string, fingerprint: string, keepMs: number): Promise<number>;

@@ -84,6 +84,40 @@ async function tillPipeline(name: string) {
   return { p, http, till };
 }
 
+describe("consent given at one checkout and withdrawn at a later one", () => {
+  it("the later purchase's stands: the earlier purchase's offer is skipped, nothing sent", async () => {
+    const { p } = await tillPipeline("consent-withdrawn");
+    // Bought today, with the email box cleared at checkout.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-cw-2",
+        orderId: "ord-cw-2",
+        customer: { id: "cus-cw", email: "cus-cw@example.com", consent: { email: false } },
+        items: [item("kitchenware", "20.00")],
+        occurredAt: DateTime.utc().toISO({ suppressMilliseconds: true }) ?? "",
+      }) as never,
+    );
+    await eventually(
+      async () =>
+        (await (await p.events.getJob("evt-cw-2"))?.getState()) === "completed" ? true : undefined,
+      "the later purchase to be taken in",
+    );
+    // A laptop bought 14 days before, with the box ticked then, arrives late: its offer is due now.
+    await p.publisher.publish(laptop("evt-cw-1", "cus-cw") as never);
+    const step = "accessories.discount";
+    const offer = await eventually(async () => {
+      const record = (await p.store.stepRecords("evt-cw-1", [step])).get(step);
+      return record && record.state !== "scheduled" && record.state !== "sending"
+        ? record
+        : undefined;
+    }, "the offer to be decided");
+    expect(offer).toMatchObject({ state: "skipped", reason: { code: "no-consent" } });
+    expect(p.sink.messages.filter((m) => m.envelope.rcptTo.includes("cus-cw@example.com"))).toEqual(
+      [],
+    );
+  });
+});
+
 describe("discount codes a till can check", () => {
   it("stores every code it sends; tills look them up and redeem them once, by token, in any spelling", async () => {
     const { p, http, till } = await tillPipeline("discount-codes");

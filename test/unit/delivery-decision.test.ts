@@ -189,6 +189,7 @@ function world(setup: Setup = {}) {
     history: {
       rememberCheckIn: async () => true,
       noteCode: async () => {},
+      latestConsent: async () => ({}),
       forgetCheckIns: async (customerId) => {
         checkInsForgotten.push(customerId);
       },

@@ -37,6 +37,8 @@ interface Case {
   /** When the step was planned for; an hour before `now` when absent. */
   dueAt?: string;
   suppressed?: Channel[];
+  /** The consent the customer's latest purchase stated (CustomerHistoryStore.latestConsent). */
+  latestConsent?: Partial<Record<Channel, boolean>>;
   /** Derives the rule set in force at send time from the shipped one. */
   rules?: Variant;
 }
@@ -51,6 +53,7 @@ function decide(c: Case): { decision: SendDecision; rules: RuleSet } {
     rules,
     now,
     suppressedChannels: new Set(c.suppressed ?? []),
+    ...(c.latestConsent && { latestConsent: c.latestConsent }),
   });
   return { decision, rules };
 }
@@ -194,6 +197,16 @@ describe("decideSend skips", () => {
         event: { customer: { consent: { email: true, sms: false } } },
         code: "no-consent",
         reasonHas: ["declined", "sms"],
+      },
+    ],
+    [
+      "a step whose purchase gave email consent, withdrawn at a later purchase's checkout",
+      {
+        stepId: "accessories.discount",
+        event: { customer: { consent: { email: true, sms: true } } },
+        latestConsent: { email: false },
+        code: "no-consent",
+        reasonHas: ["declined", "email"],
       },
     ],
     [
@@ -689,5 +702,25 @@ describe("variant rule sets leave the shipped one untouched", () => {
     expect(shipped.defaults.transactionalNeedsConsent).toBe(false);
     expect([...shipped.sendWindows.email.days]).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(shipped.rules.map((r) => r.id)).toContain("big-ticket");
+  });
+});
+
+describe("decideSend takes the consent of the customer's latest purchase that stated one", () => {
+  it("sends an offer whose own purchase gave no consent once a later checkout gave it", () => {
+    const { decision } = decide({
+      stepId: "accessories.discount",
+      event: { customer: { consent: { sms: true } } },
+      latestConsent: { email: true },
+    });
+    expect(decision.action).toBe("send");
+  });
+
+  it("keeps the purchase's own consent for a channel the later ones did not state", () => {
+    const { decision } = decide({
+      stepId: "accessories.discount",
+      event: { customer: { consent: { email: true } } },
+      latestConsent: { sms: false },
+    });
+    expect(decision.action).toBe("send");
   });
 });

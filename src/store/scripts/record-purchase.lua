@@ -13,7 +13,10 @@
   a purchase with a phone number, the history notes that number's keyed hash (`ph:<member>` = 1, the member as
   SuppressionList.addressMember gives it: erasure reaches the number's latest check-in and its
   "texted before" mark from here). The history is a shard key and those are global keys:
-  erasure removes them itself, no script touches both.
+  erasure removes them itself, no script touches both. The history also keeps, per channel, the
+  consent the customer's latest purchase (by purchase time) that stated one gave (`cn:<channel>`
+  = `<purchase time>:<1|0>`): a later purchase's checkout gives or withdraws it for the steps of
+  every earlier one (send-guard.ts).
 
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
@@ -31,6 +34,8 @@
     ARGV[6] the purchase time (epoch ms)
     ARGV[7] the order id's idHash ('' or absent: not noted)
     ARGV[8] the purchase's phone number's member (`h:<keyed hash>`; '' or absent: none)
+    ARGV[9] the consent the purchase states, as `<channel>=<1|0>` separated by spaces ('' or
+            absent: none)
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1),
             the latest follow-up sent or '', the remembered check-ins as field, value, …,
@@ -66,6 +71,12 @@ local entry = ARGV[6]
 if ARGV[7] and ARGV[7] ~= '' then entry = entry .. ':' .. ARGV[7] end
 redis.call('HSET', KEYS[2], 'e:' .. ARGV[5], entry)
 if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'ph:' .. ARGV[8], '1') end
+for channel, flag in string.gmatch(ARGV[9] or '', '(%w+)=([01])') do
+  local field = 'cn:' .. channel
+  local stored = redis.call('HGET', KEYS[2], field)
+  local statedAt = stored and tonumber(string.match(stored, '^(%d+):')) or -1
+  if tonumber(ARGV[6]) >= statedAt then redis.call('HSET', KEYS[2], field, ARGV[6] .. ':' .. flag) end
+end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return attribution(count, last, 1)

@@ -1,0 +1,32 @@
+import { describe, expect, it } from "vitest";
+import { ConsentTimeline } from "../../src/domain/consent-timeline.js";
+
+/** What simulate replays of consent: per channel, the latest purchase by `at` that stated one. */
+
+const purchase = (customerId: string, occurredAt: string, consent?: Record<string, boolean>) => ({
+  occurredAt,
+  customer: { id: customerId, ...(consent && { consent }) },
+});
+
+describe("ConsentTimeline", () => {
+  const timeline = new ConsentTimeline();
+  // Noted in arrival order, which is not purchase order.
+  timeline.note(purchase("c1", "2026-03-01T10:00:00Z", { email: false }) as never);
+  timeline.note(purchase("c1", "2026-01-01T10:00:00Z", { email: true, sms: true }) as never);
+  timeline.note(purchase("c1", "2026-02-01T10:00:00Z") as never);
+  timeline.note(purchase("c2", "2026-01-01T10:00:00Z", { sms: false }) as never);
+
+  it.each([
+    ["before any purchase", "2025-12-31T00:00:00Z", {}],
+    ["after the first", "2026-01-15T00:00:00Z", { email: true, sms: true }],
+    ["after one that stated nothing", "2026-02-15T00:00:00Z", { email: true, sms: true }],
+    ["after the email box was cleared", "2026-03-01T10:00:00Z", { email: false, sms: true }],
+  ])("%s", (_, at, expected) => {
+    expect(timeline.at("c1", Date.parse(at))).toEqual(expected);
+  });
+
+  it("keeps customers apart", () => {
+    expect(timeline.at("c2", Date.parse("2026-06-01T00:00:00Z"))).toEqual({ sms: false });
+    expect(timeline.at("nobody", Date.parse("2026-06-01T00:00:00Z"))).toEqual({});
+  });
+});
