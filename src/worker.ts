@@ -779,8 +779,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       generation = numbered.generation;
       latestGeneration = numbered.latest;
       logger.info({ previousVersion, version: config.version }, "config reloaded");
-      await syncReportSchedulers(reports, config.rules.owners);
       replanIfNewest();
+      // The new config is in force whatever becomes of the owners' report schedules.
+      await syncReportSchedulers(reports, config.rules.owners).catch((error: unknown) =>
+        logger.error(
+          { err: error, version: config.version },
+          "owner report schedules not updated to the reloaded config; they are at the next reload or start",
+        ),
+      );
     }
     return true;
   };
