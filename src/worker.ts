@@ -93,6 +93,9 @@ import type { Tracing } from "./tracing.js";
 
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
+/** The first wait before a failed re-planning walk is tried again; it doubles each time, to the max. */
+const REPLAN_RETRY_MS = 1_000;
+const REPLAN_RETRY_MAX_MS = 300_000;
 
 export interface WorkerHandle {
   /** Current config version (rules+templates hashes). */
@@ -628,7 +631,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // A worker that loads the newest rules re-plans what is scheduled in the shards it serves, in
   // the background; one still on older rules (a rolling deploy) leaves it to the newer ones.
   let replanning: Promise<unknown> = Promise.resolve();
-  const replanIfNewest = () => {
+  // A walk that failed (an error reply of Redis: loading, failing over) is tried again, later
+  // each time, until it completes or other rules are loaded.
+  let replanRetry: NodeJS.Timeout | undefined;
+  const replanIfNewest = (failures = 0) => {
+    clearTimeout(replanRetry);
     if (generation < latestGeneration) {
       logger.warn(
         { generation, latestGeneration },
@@ -654,9 +661,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
             );
         }
       })
-      .catch((error: unknown) =>
-        logger.error({ err: error }, "re-planning failed; it resumes at the next rules load"),
-      );
+      .catch((error: unknown) => {
+        if (interrupted()) return;
+        const retryInMs = Math.min(REPLAN_RETRY_MAX_MS, REPLAN_RETRY_MS * 2 ** failures);
+        logger.error({ err: error, retryInMs }, "re-planning failed; it is tried again");
+        replanRetry = setTimeout(() => {
+          if (!interrupted()) replanIfNewest(failures + 1);
+        }, retryInMs);
+      });
   };
   replanIfNewest();
   // Follow-ups an earlier version queued as delayed jobs (all in shard 0, the only shard then)
@@ -726,6 +738,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     );
   const closeWorkers = (force = false) => {
     stopping = true;
+    clearTimeout(replanRetry);
     return Promise.all([
       ...servedParts.map(({ promoter }) => promoter.stop()),
       indexSweeper.stop(),

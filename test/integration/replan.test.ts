@@ -14,7 +14,7 @@ import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
-import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
 import { claimShardCount } from "../../src/store/shards.js";
@@ -391,6 +391,40 @@ describe("a rules edit whose owner report schedules cannot be updated", () => {
       p.logs.some((line) => line.level === 50 && /owner report schedules/.test(String(line.msg))),
     ).toBe(true);
     await p.redis.del(schedulers);
+  });
+});
+
+describe("a re-planning walk that fails", () => {
+  it("is tried again until it completes, without another rules load", async () => {
+    pipeline = await startPipeline("replan-walk-retried");
+    const p = pipeline;
+    const bought = DateTime.utc();
+    const planned = await tvCheckInPlanned(p, bought);
+    // A key of another type where the walk notes the thank-you's bucket (the purchase's first)
+    // done: reading it fails (WRONGTYPE), as an error reply of a Redis restarting (LOADING) or
+    // failing over (READONLY) would.
+    const thankYou = await step(p, "evt-tv", "big-ticket.thank-you");
+    const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf("evt-tv"), p.shards));
+    const marker = keys.scheduleReplanned(bucketOf(thankYou.dueAt));
+    await p.redis.hset(marker, "broken", "1");
+
+    await editRules(p, (doc) => {
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
+    });
+    await eventually(
+      async () =>
+        p.logs.some((line) => String(line.msg).startsWith("re-planning failed")) ? true : undefined,
+      "the walk to fail",
+    );
+    expect((await step(p, "evt-tv", "big-ticket.check-in")).dueAt).toBe(planned.dueAt);
+    // Redis answers again: the walk resumes by itself and moves the check-in.
+    await p.redis.del(marker);
+    await checkInMovedToFourMonths(
+      p,
+      bought,
+      planned,
+      "the walk to be tried again and move the check-in",
+    );
   });
 });
 
