@@ -803,11 +803,19 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
     return true;
   };
-  const reloadLogged = () =>
-    reload().catch((error: unknown) => {
-      logger.error({ err: error }, "config reload failed; keeping the current version");
-      return false;
-    });
+  // One reload at a time, each reading the files once the one before has finished: a slow read
+  // of an earlier save (a SIGHUP and a file event close together) never lands after a later one's,
+  // nor numbers its rules as a newer generation than the files on disk.
+  let reloads: Promise<boolean> = Promise.resolve(true);
+  const reloadLogged = () => {
+    reloads = reloads.then(() =>
+      reload().catch((error: unknown) => {
+        logger.error({ err: error }, "config reload failed; keeping the current version");
+        return false;
+      }),
+    );
+    return reloads;
+  };
   const watcher =
     options.watchConfig === false
       ? undefined

@@ -1,4 +1,6 @@
-import { cp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { constants } from "node:fs";
+import { cp, type FileHandle, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Queue } from "bullmq";
 import { DateTime, Duration } from "luxon";
@@ -6,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
+import { loadRules } from "../../src/config/load-rules.js";
 import { createLogger } from "../../src/logger.js";
 import { OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
@@ -20,9 +23,11 @@ import { RulesGenerations } from "../../src/store/rules-generations.js";
 import { claimShardCount } from "../../src/store/shards.js";
 import type { StepRecord } from "../../src/store/step-record.js";
 import { ThankYouGroups } from "../../src/store/thank-you-groups.js";
+import { startWorker } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  channelsFor,
   eventProcessed,
   eventually,
   type PipelineHarness,
@@ -427,6 +432,61 @@ describe("a re-planning walk that fails", () => {
     );
   });
 });
+
+describe("two config reloads in quick succession", () => {
+  it("end on the files as they are now, whose rules are the newest generation", async () => {
+    pipeline = await startPipeline("replan-reload-order", { startWorker: false });
+    const p = pipeline;
+    // SIGHUP's reload; no file watch, so that only the two reloads below read the files.
+    const worker = await startWorker({
+      env: p.env,
+      logger: createLogger({ level: "silent", pretty: false }),
+      channels: channelsFor(p.env),
+      watchConfig: false,
+    });
+    try {
+      const rulesFile = path.join(p.configDir, "rules.yaml");
+      const original = await readFile(rulesFile, "utf8");
+      // The first reload reads rules.yaml slowly: a FIFO holds its read until it is written to.
+      await rm(rulesFile);
+      execFileSync("mkfifo", [rulesFile]);
+      const first = worker.reload();
+      const fifo = await openForWriting(rulesFile);
+      // Meanwhile the file is saved again, and reloaded again (an editor's second save, then a
+      // SIGHUP): this read is quick.
+      await writeFile(`${rulesFile}.tmp`, `${original}# second save\n`);
+      await rename(`${rulesFile}.tmp`, rulesFile);
+      const second = worker.reload();
+      // Time for the second reload to finish, if it does not wait for the first.
+      await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 3_000))]);
+      await fifo.writeFile(`${original}# first save\n`);
+      await fifo.close();
+      expect(await first).toBe(true);
+      expect(await second).toBe(true);
+
+      const now = await loadRules(p.configDir);
+      if (!now.ok) throw new Error("the saved rules should be valid");
+      expect(worker.configVersion().split("+")[0]).toBe(now.rules.version);
+      // The rules on disk are the newest generation: workers loading them re-plan.
+      const known = await new RulesGenerations(p.redis, p.prefix).known(now.rules.version);
+      expect(known.generation).toBe(known.latest);
+    } finally {
+      await worker.close();
+    }
+  });
+});
+
+/** Opens a FIFO for writing once a reader has opened it (without one, opening fails: ENXIO). */
+async function openForWriting(fifo: string): Promise<FileHandle> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENXIO" || tries > 500) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
 
 describe("rules generations", () => {
   it("never re-plan backwards, and a purchase an older worker planned converges when promoted", async () => {
