@@ -473,6 +473,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     clock,
     redisReadySince: () => redisReadySince,
     random: Math.random,
+    rulesGeneration: () => generation,
   };
   // One BullMQ worker per served shard's queue, each on a connection of its own; the process's
   // DELIVERY_CONCURRENCY is shared out among them (at least one send each).

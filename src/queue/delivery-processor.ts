@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { DelayedError, type Job, UnrecoverableError } from "bullmq";
-import type { DateTime } from "luxon";
+import { DateTime } from "luxon";
 import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
 import {
   CHANNELS,
@@ -64,6 +64,7 @@ export interface DeliveryDeps {
     | "notePostponed"
     | "settleSent"
     | "recordExpiresAt"
+    | "generationOf"
   >;
   readonly smsReferences: Pick<
     SmsReferences,
@@ -101,6 +102,11 @@ export interface DeliveryDeps {
   readonly unavailableChannels?: ReadonlyMap<Channel, string>;
   readonly logger: Logger;
   readonly clock: () => DateTime;
+  /**
+   * The generation of the rules `rules()` returns (see RulesGenerations): a step planned under
+   * newer rules than these, whose rule they lack, is left for a worker that has them.
+   */
+  readonly rulesGeneration?: () => number;
   /**
    * When the jobs' connection to Redis last became ready (epoch ms; at start, or back after an
    * outage): a call's outcome may still wait in the webhook spool shortly after (decideFallback).
@@ -153,6 +159,32 @@ const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
  * attempt. The step record's atomic claim keeps a redelivered job from sending twice. With
  * tracing on, each attempt is a trace of its own (see traceDelivery).
  */
+/** How long a worker on older rules leaves a step of newer rules before it looks again. */
+const NEWER_RULES_WAIT_MS = 30_000;
+
+/**
+ * Until when to leave a step whose rule this worker's rules lack, when its purchase was planned
+ * under newer rules (a rolling deploy, or a reload that has not reached this worker yet): a worker
+ * with them sends it. Not beyond the step's grace period, so that rules reverted to an older
+ * generation's content end it; undefined when the step is to be skipped now.
+ */
+async function newerRulesWait(
+  deps: Pick<DeliveryDeps, "store" | "rulesGeneration">,
+  eventId: string,
+  record: StepRecord | undefined,
+  dueAt: number,
+  rules: RuleSet,
+  nowMs: number,
+): Promise<number | undefined> {
+  if (!deps.rulesGeneration) return undefined;
+  const planned = await deps.store.generationOf(eventId);
+  if (planned === undefined || planned <= deps.rulesGeneration()) return undefined;
+  const grace = record?.kind && rules.gracePeriods[record.kind];
+  const graceEnds =
+    record?.graceEndsAt ?? (grace ? DateTime.fromMillis(dueAt).plus(grace).toMillis() : dueAt);
+  return nowMs < graceEnds ? Math.min(graceEnds, nowMs + NEWER_RULES_WAIT_MS) : undefined;
+}
+
 export function createDeliveryProcessor(deps: DeliveryDeps) {
   const deliver = createDelivery(deps);
   const run = async (
@@ -543,6 +575,11 @@ function createDelivery(deps: DeliveryDeps) {
       log.info({ code }, "follow-up skipped");
       return { outcome: "skipped", code };
     };
+    if (decision.action === "skip" && decision.code === "rule-removed") {
+      const until = await newerRulesWait(deps, eventId, record, dueAt, rules, nowMs);
+      if (until !== undefined)
+        return postpone(until, "planned under newer rules than this worker's");
+    }
     if (decision.action === "skip") return skip(decision.code, decision.reason, labels);
     const { rule, step, zone } = decision;
     const sendLabels = { ...labels, channel: step.channel, kind: step.kind };

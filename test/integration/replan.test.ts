@@ -10,7 +10,7 @@ import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadRules } from "../../src/config/load-rules.js";
 import { createLogger } from "../../src/logger.js";
-import { OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
+import { followUpJobId, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
 import { createReplanner } from "../../src/queue/replanner.js";
 import type { RulePreview } from "../../src/reports/replan-preview.js";
@@ -476,6 +476,77 @@ describe("two config reloads in quick succession", () => {
   });
 });
 
+/**
+ * A rolling deploy: a copy of the pipeline's config (`<configDir>-newer`) with `edit` applied to
+ * its rules, both loaded, and both rules versions numbered, the pipeline's first.
+ */
+async function rollingOut(p: PipelineHarness, edit: (rules: string) => string) {
+  const newerDir = `${p.configDir}-newer`;
+  await cp(p.configDir, newerDir, { recursive: true });
+  const newerFile = path.join(newerDir, "rules.yaml");
+  await writeFile(newerFile, edit(await readFile(newerFile, "utf8")));
+  const [older, newer] = await Promise.all([loadConfig(p.configDir), loadConfig(newerDir)]);
+  if (!older.ok || !newer.ok) throw new Error("test rules do not load");
+  // As the first worker of a deployment does before anything else (a Redis holding rules
+  // generations but no shard count is taken for one of versions before shards).
+  await claimShardCount(p.redis, p.prefix, p.shards);
+  const generations = new RulesGenerations(p.redis, p.prefix);
+  const g1 = (await generations.generationOf(older.config.rules.version)).generation;
+  const g2 = (await generations.generationOf(newer.config.rules.version)).generation;
+  return { newerDir, older: older.config, newer: newer.config, g1, g2 };
+}
+
+describe("a step of a rule that only newer rules have", () => {
+  it("is left for a worker with those rules by one still on older rules, not skipped as removed", async () => {
+    pipeline = await startPipeline("replan-newer-rule", { startWorker: false, shards: 1 });
+    const p = pipeline;
+    // The newer rules name the plain thank-you's rule anew: its step is a step older rules lack.
+    const { newerDir } = await rollingOut(p, (text) => {
+      const doc = parseDocument(text);
+      doc.setIn(["rules", ruleIndex(doc, "thank-you"), "id"], "thanks");
+      return doc.toString();
+    });
+    const workerOn = (configDir: string) =>
+      startWorker({
+        env: { ...p.env, CONFIG_DIR: configDir },
+        logger: createLogger({ level: "silent", pretty: false }),
+        channels: channelsFor(p.env),
+        watchConfig: false,
+      });
+
+    // A newer worker plans a purchase whose thank-you falls due in a few seconds, and stops.
+    let worker = await workerOn(newerDir);
+    const bought = DateTime.utc().minus({ hours: 1 }).plus({ seconds: 4 });
+    await p.publisher.publish(buy("evt-pan", "kitchenware", "75.00", bought) as never);
+    await eventually(
+      async () => ((await whereWaiting(p, "evt-pan", "thanks.thank-you")) ? true : undefined),
+      "the purchase to be planned under the newer rules",
+    );
+    await worker.close();
+    // An older worker takes the job when it falls due: the step is not its to end.
+    worker = await workerOn(p.configDir);
+    try {
+      const jobId = followUpJobId("evt-pan", "thanks.thank-you");
+      await eventually(async () => {
+        const job = await p.followUps.getJob(jobId);
+        const handled = (await step(p, "evt-pan", "thanks.thank-you")).state !== "scheduled";
+        return handled || (job && job.attemptsStarted > 0 && (await job.isDelayed()))
+          ? true
+          : undefined;
+      }, "an older worker to take the job");
+      expect(await step(p, "evt-pan", "thanks.thank-you")).toMatchObject({ state: "scheduled" });
+      await worker.close();
+      // A newer worker sends it.
+      worker = await workerOn(newerDir);
+      await (await p.followUps.getJob(jobId))?.promote();
+      await waitForState(p, "evt-pan", "thanks.thank-you", "sent");
+    } finally {
+      await worker.close();
+      await rm(newerDir, { recursive: true, force: true });
+    }
+  });
+});
+
 /** Opens a FIFO for writing once a reader has opened it (without one, opening fails: ENXIO). */
 async function openForWriting(fifo: string): Promise<FileHandle> {
   for (let tries = 0; ; tries++) {
@@ -494,21 +565,9 @@ describe("rules generations", () => {
     pipeline = await startPipeline("replan-generations", { startWorker: false, shards: 1 });
     const p = pipeline;
     // The newer rules (check-in four months out) are deployed elsewhere first.
-    const newerDir = `${p.configDir}-newer`;
-    await cp(p.configDir, newerDir, { recursive: true });
-    const older = await loadConfig(p.configDir);
-    await writeFile(
-      path.join(newerDir, "rules.yaml"),
-      (await readFile(path.join(p.configDir, "rules.yaml"), "utf8")).replace("P3M", "P4M"),
+    const { newerDir, older, newer, g1, g2 } = await rollingOut(p, (text) =>
+      text.replace("P3M", "P4M"),
     );
-    const newer = await loadConfig(newerDir);
-    if (!older.ok || !newer.ok) throw new Error("test rules do not load");
-    // As the first worker of a deployment does before anything else (a Redis holding rules
-    // generations but no shard count is taken for one of versions before shards).
-    await claimShardCount(p.redis, p.prefix, p.shards);
-    const generations = new RulesGenerations(p.redis, p.prefix);
-    const g1 = (await generations.generationOf(older.config.rules.version)).generation;
-    const g2 = (await generations.generationOf(newer.config.rules.version)).generation;
     expect(g2).toBe(g1 + 1);
 
     // This worker still has the older rules: it plans with them and re-plans nothing.
@@ -541,9 +600,9 @@ describe("rules generations", () => {
     let clockMs = Date.now();
     const replanner = replannerOf(p, () => DateTime.fromMillis(clockMs, { zone: "utc" }));
     // A newer worker re-plans evt-a; the older one then cannot take it back.
-    expect((await replanner.replanEvent("evt-a", newer.config.rules, g2)).moved).toBe(1);
+    expect((await replanner.replanEvent("evt-a", newer.rules, g2)).moved).toBe(1);
     const movedA = await step(p, "evt-a", "big-ticket.check-in");
-    expect((await replanner.replanEvent("evt-a", older.config.rules, g1)).purchases).toBe(0);
+    expect((await replanner.replanEvent("evt-a", older.rules, g1)).purchases).toBe(0);
     expect(await step(p, "evt-a", "big-ticket.check-in")).toEqual(movedA);
     expect(await p.store.generationOf("evt-a")).toBe(g2);
 
@@ -561,8 +620,7 @@ describe("rules generations", () => {
       logger,
       replan: {
         generation: () => g2,
-        run: (eventId, promoting) =>
-          replanner.replanEvent(eventId, newer.config.rules, g2, promoting),
+        run: (eventId, promoting) => replanner.replanEvent(eventId, newer.rules, g2, promoting),
       },
     });
     // Only evt-a's thank-you (due long before) becomes a job.

@@ -65,6 +65,7 @@ export class InMemoryFollowUpStore implements DeliveryStore {
   /** Event record hashes: step id → stored step JSON (as the Lua scripts keep it). */
   private readonly records = new Map<string, Map<string, string>>();
   private readonly stops = new Map<string, string>();
+  private readonly generations = new Map<string, number>();
   /** Every ledger count the state changes carried, in order. */
   readonly counted: CountedChange[] = [];
 
@@ -128,6 +129,16 @@ export class InMemoryFollowUpStore implements DeliveryStore {
   /** Records here never expire. */
   async recordExpiresAt(_eventId: string): Promise<number | undefined> {
     return undefined;
+  }
+
+  /** The rules generation a purchase was planned under (none: before generations were kept). */
+  async generationOf(eventId: string): Promise<number | undefined> {
+    return this.generations.get(eventId);
+  }
+
+  /** Says a purchase was planned under rules generation `generation`. */
+  plannedUnder(eventId: string, generation: number): void {
+    this.generations.set(eventId, generation);
   }
 
   /** The step's record and the purchase; nothing to scrub in memory (no `lastStep`). */

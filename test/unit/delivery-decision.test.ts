@@ -79,6 +79,8 @@ interface Setup {
   purchaseGone?: boolean;
   /** The rules in force have lost the step's rule since it was planned. */
   ruleRemoved?: boolean;
+  /** The purchase was planned under rules generation 2, newer than this worker's (1). */
+  plannedUnderNewerRules?: boolean;
   /** The purchase's thank-you joined that of LEADER_ID, whose thank-you's record is this. */
   joinedLeader?: SeedRecord;
   /** How long before DUE the job was made, with that delay (an hour unless given). */
@@ -111,6 +113,7 @@ function world(setup: Setup = {}) {
   if (setup.stoppedWith) store.stopEvent(EVENT_ID, setup.stoppedWith);
   if (setup.joinedLeader) store.seed(LEADER_ID, THANK_YOU, setup.joinedLeader);
   if (setup.purchaseGone) store.forgetEvent(EVENT_ID);
+  if (setup.plannedUnderNewerRules) store.plannedUnder(EVENT_ID, 2);
   const channels = {
     email: new ScriptedChannel(setup.email),
     sms: new ScriptedChannel(setup.sms),
@@ -202,6 +205,7 @@ function world(setup: Setup = {}) {
     logger: createLogger({ level: "silent", pretty: false }),
     clock: () => instant(NOW),
     random: () => 0.5,
+    rulesGeneration: () => 1,
   };
   const job = fakeJob({
     eventId: EVENT_ID,
@@ -723,6 +727,52 @@ describe("a step whose purchase record is gone", () => {
     expect(await series(w.metrics.skipped)).toEqual([
       { labels: { channel: "email", kind: "thank-you", reason: "event-missing" }, value: 1 },
     ]);
+  });
+});
+
+describe("a step whose rule the rules in force lack", () => {
+  const ruleRemoved = {
+    outcome: "skipped",
+    channel: "email",
+    kind: "thank-you",
+    ruleId: "big-ticket",
+    reason: "rule-removed",
+  };
+
+  it("is skipped as rule-removed when its purchase was planned under these rules or older", async () => {
+    const w = world({ ruleRemoved: true, email: [ok("never")] });
+    expect(await w.deliver()).toEqual({ returned: { outcome: "skipped", code: "rule-removed" } });
+    expect(w.counted()).toEqual([ruleRemoved]);
+  });
+
+  it("is left for a worker with newer rules, half a minute at a time, when planned under them", async () => {
+    const w = world({ ruleRemoved: true, plannedUnderNewerRules: true, email: [ok("never")] });
+    const before = w.record();
+    expect(await w.deliver()).toEqual({
+      threw: "DelayedError",
+      message: "planned under newer rules than this worker's",
+    });
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:00:30.000Z"]);
+    expect(w.record()).toEqual(before);
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.counted()).toEqual([]);
+  });
+
+  it("is skipped once its grace period is over, newer rules or not (rules reverted)", async () => {
+    // Due three days ago: a thank-you's grace is two days.
+    const w = world({
+      ruleRemoved: true,
+      plannedUnderNewerRules: true,
+      record: {
+        state: "scheduled",
+        dueAt: DUE_MS - 3 * 86_400_000,
+        channel: "email",
+        kind: "thank-you",
+      },
+      email: [ok("never")],
+    });
+    expect(await w.deliver()).toEqual({ returned: { outcome: "skipped", code: "rule-removed" } });
+    expect(w.counted()).toEqual([ruleRemoved]);
   });
 });
 
