@@ -9,6 +9,7 @@ import { parseDocument } from "yaml";
 import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadRules } from "../../src/config/load-rules.js";
+import { ruleIdOf } from "../../src/domain/step-ref.js";
 import { createLogger } from "../../src/logger.js";
 import { followUpJobId, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
@@ -93,6 +94,14 @@ function replannerOf(p: PipelineHarness, clock: () => DateTime, shard?: number) 
   });
 }
 
+/** Waits until each step (event id, step id) waits in the schedule: its purchase is planned. */
+async function allInSchedule(p: PipelineHarness, steps: readonly [string, string][]) {
+  await eventually(async () => {
+    const waiting = await Promise.all(steps.map(([e, s]) => whereWaiting(p, e, s)));
+    return waiting.every((where) => where === "schedule") ? true : undefined;
+  }, "every purchase to be planned");
+}
+
 /** Index of a rule in the shipped rules.yaml, by id. */
 function ruleIndex(doc: ReturnType<typeof parseDocument>, id: string): number {
   const rules = doc.toJS().rules as { id: string }[];
@@ -113,17 +122,12 @@ describe("re-planning when the rules change", () => {
     await p.publisher.publish(
       buy("evt-old", "televisions", "899.00", now.minus({ days: 20 })) as never,
     );
-    await eventually(async () => {
-      const planned = await Promise.all(
-        [
-          ["evt-tv", "big-ticket.check-in"],
-          ["evt-pan", "thank-you.thank-you"],
-          ["evt-laptop", "accessories.discount"],
-          ["evt-old", "big-ticket.check-in"],
-        ].map(([e, s]) => whereWaiting(p, e ?? "", s ?? "")),
-      );
-      return planned.every((where) => where === "schedule") ? true : undefined;
-    }, "every purchase to be planned");
+    await allInSchedule(p, [
+      ["evt-tv", "big-ticket.check-in"],
+      ["evt-pan", "thank-you.thank-you"],
+      ["evt-laptop", "accessories.discount"],
+      ["evt-old", "big-ticket.check-in"],
+    ]);
     const tvCheckIn = await step(p, "evt-tv", "big-ticket.check-in");
     const first = (await p.store.generationOf("evt-tv")) ?? 0;
     expect(first).toBeGreaterThan(0);
@@ -635,6 +639,17 @@ describe("rules generations", () => {
   });
 });
 
+/** What became of the waiting steps of one rule, counted as `replan --dry-run` counts them. */
+interface PerRule {
+  readonly ruleId: string;
+  unchanged: number;
+  earlier: number;
+  later: number;
+  cancelled: number;
+  skipped: number;
+  readonly reasons: Record<string, number>;
+}
+
 describe("followups replan --dry-run", () => {
   it("shows per rule what a rules directory would move, cancel and keep, and changes nothing", async () => {
     pipeline = await startPipeline("replan-preview");
@@ -717,6 +732,91 @@ describe("followups replan --dry-run", () => {
     // Nothing changed in Redis.
     expect(await p.store.allStepRecords("evt-tv")).toEqual(before);
     expect((await step(p, "evt-pan", "thank-you.thank-you")).state).toBe("scheduled");
+    await rm(draft, { recursive: true, force: true });
+  });
+
+  it("counts per rule exactly what the workers then do when the rules are deployed", async () => {
+    pipeline = await startPipeline("replan-preview-vs-workers");
+    const p = pipeline;
+    const now = DateTime.utc();
+    const purchases = [
+      buy("evt-tv", "televisions", "899.00", now),
+      buy("evt-pan", "kitchenware", "75.00", now),
+      buy("evt-laptop", "laptops", "400.00", now),
+      buy("evt-sofa", "furniture", "1200.00", now.minus({ days: 3 })),
+      // Bought 20 days ago: its check-in is 70 days out; a day's delay would be past its grace.
+      buy("evt-old", "televisions", "899.00", now.minus({ days: 20 })),
+    ];
+    for (const purchase of purchases) await p.publisher.publish(purchase as never);
+    const ids = purchases.map((purchase) => String(purchase.id));
+    await allInSchedule(p, [
+      ["evt-tv", "big-ticket.check-in"],
+      ["evt-pan", "thank-you.thank-you"],
+      ["evt-laptop", "accessories.discount"],
+      ["evt-sofa", "big-ticket.check-in"],
+      ["evt-old", "big-ticket.check-in"],
+    ]);
+    const scheduledBefore = new Map<string, StepRecord>();
+    for (const id of ids)
+      for (const [stepId, record] of await p.store.allStepRecords(id))
+        if (record.state === "scheduled") scheduledBefore.set(`${id} ${stepId}`, record);
+
+    // Check-ins a day after the purchase, thank-yous two hours after it, the plain thank-you
+    // from 100, no accessories offer.
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    const draftRules = path.join(draft, "rules.yaml");
+    const doc = parseDocument(await readFile(draftRules, "utf8"));
+    doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 0, "delay"], "PT2H");
+    doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P1D");
+    doc.setIn(["rules", ruleIndex(doc, "thank-you"), "when", "total", "min"], 100);
+    doc.deleteIn(["rules", ruleIndex(doc, "accessories")]);
+    await writeFile(draftRules, doc.toString());
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+    const preview = JSON.parse(io.output()) as { generation: number; rules: RulePreview[] };
+
+    // Deployed: the workers walk the schedule under the new rules.
+    await writeFile(path.join(p.configDir, "rules.yaml"), await readFile(draftRules, "utf8"));
+    const generations = new RulesGenerations(p.redis, p.prefix);
+    await eventually(async () => {
+      for (let shard = 0; shard < p.shards; shard++)
+        if (!(await generations.walked(preview.generation, shard))) return undefined;
+      return true;
+    }, "the workers to walk the schedule under the deployed rules");
+    // What became of each step that waited, per rule, as the preview counts it.
+    const done = new Map<string, PerRule>();
+    for (const [key, before] of scheduledBefore) {
+      const [eventId = "", stepId = ""] = key.split(" ");
+      const after = await step(p, eventId, stepId);
+      const ruleId = ruleIdOf(stepId);
+      const tally = done.get(ruleId) ?? {
+        ruleId,
+        unchanged: 0,
+        earlier: 0,
+        later: 0,
+        cancelled: 0,
+        skipped: 0,
+        reasons: {},
+      };
+      done.set(ruleId, tally);
+      if (after.state === "cancelled" || after.state === "skipped") {
+        tally[after.state] += 1;
+        const code = after.reason?.code ?? "";
+        tally.reasons[code] = (tally.reasons[code] ?? 0) + 1;
+      } else if (after.dueAt < before.dueAt) tally.earlier += 1;
+      else if (after.dueAt > before.dueAt) tally.later += 1;
+      else tally.unchanged += 1;
+    }
+    const byRule = (a: PerRule, b: PerRule) => a.ruleId.localeCompare(b.ruleId);
+    const previewed = preview.rules.map(({ earlier, later, ...rule }) => ({
+      ...rule,
+      earlier: earlier.count,
+      later: later.count,
+    }));
+    expect(previewed.length).toBeGreaterThan(2);
+    expect([...done.values()].sort(byRule)).toEqual(previewed.sort(byRule));
     await rm(draft, { recursive: true, force: true });
   });
 
