@@ -159,7 +159,11 @@ const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
  * attempt. The step record's atomic claim keeps a redelivered job from sending twice. With
  * tracing on, each attempt is a trace of its own (see traceDelivery).
  */
-/** How long a worker on older rules leaves a step of newer rules before it looks again. */
+/**
+ * How long a worker on older rules leaves a step of newer rules before it looks again, at least:
+ * then half as long as the step is late, so that rules reverted to an older generation's content
+ * (no worker has the step's rule any more) cost a few looks, not one every half minute.
+ */
 const NEWER_RULES_WAIT_MS = 30_000;
 
 /**
@@ -182,7 +186,8 @@ async function newerRulesWait(
   const grace = record?.kind && rules.gracePeriods[record.kind];
   const graceEnds =
     record?.graceEndsAt ?? (grace ? DateTime.fromMillis(dueAt).plus(grace).toMillis() : dueAt);
-  return nowMs < graceEnds ? Math.min(graceEnds, nowMs + NEWER_RULES_WAIT_MS) : undefined;
+  const wait = Math.max(NEWER_RULES_WAIT_MS, (nowMs - dueAt) / 2);
+  return nowMs < graceEnds ? Math.min(graceEnds, nowMs + wait) : undefined;
 }
 
 export function createDeliveryProcessor(deps: DeliveryDeps) {

@@ -745,8 +745,13 @@ describe("a step whose rule the rules in force lack", () => {
     expect(w.counted()).toEqual([ruleRemoved]);
   });
 
-  it("is left for a worker with newer rules, half a minute at a time, when planned under them", async () => {
-    const w = world({ ruleRemoved: true, plannedUnderNewerRules: true, email: [ok("never")] });
+  it("is left for a worker with newer rules, when planned under them: half a minute when just due", async () => {
+    const w = world({
+      ruleRemoved: true,
+      plannedUnderNewerRules: true,
+      record: { state: "scheduled", dueAt: NOW_MS - 10_000, channel: "email", kind: "thank-you" },
+      email: [ok("never")],
+    });
     const before = w.record();
     expect(await w.deliver()).toEqual({
       threw: "DelayedError",
@@ -756,6 +761,13 @@ describe("a step whose rule the rules in force lack", () => {
     expect(w.record()).toEqual(before);
     expect(w.channels.email.sent).toEqual([]);
     expect(w.counted()).toEqual([]);
+  });
+
+  it("looks again after half as long as it is late, so that reverted rules cost a few looks", async () => {
+    // Due an hour ago: half an hour on.
+    const w = world({ ruleRemoved: true, plannedUnderNewerRules: true, email: [ok("never")] });
+    expect(await w.deliver()).toMatchObject({ threw: "DelayedError" });
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:30:00.000Z"]);
   });
 
   it("is skipped once its grace period is over, newer rules or not (rules reverted)", async () => {
