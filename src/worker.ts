@@ -640,7 +640,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     if (generation < latestGeneration) {
       logger.warn(
         { generation, latestGeneration },
-        "newer rules are deployed elsewhere; this worker does not re-plan scheduled follow-ups",
+        "newer rules are deployed elsewhere; this worker does not re-plan scheduled follow-ups (if these rules are meant to replace them, as when undoing an edit, deploy them as a new edit: a changed comment is enough)",
       );
       return;
     }
