@@ -6,7 +6,7 @@ import type { PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
 import { callVoiceFor, MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES } from "../domain/voice-call.js";
 import { buildTemplateContext } from "./template-context.js";
-import { TemplateError, type TemplateSet } from "./template-set.js";
+import { localeInLanguageOf, TemplateError, type TemplateSet } from "./template-set.js";
 import { listUnsubscribeHeaders, unsubscribeUrl } from "./unsubscribe-link.js";
 
 /** Everything a message needs to be written: the purchase, the step, and when it was due. */
@@ -75,6 +75,9 @@ export function createMessageComposer(
         : null;
     const offer = discount && { ...discount, expiresAt: codeExpiresAt(discount.validUntil, zone) };
     const locale = event.customer.locale ?? rules.defaults.locale;
+    const set = templates();
+    // The variant the customer gets (their locale, its language, then the default's).
+    const variant = set.pick(step.template, step.channel, event.customer.locale);
     const contact = step.channel === "email" ? event.customer.email : event.customer.phone;
     const unsubscribe =
       step.purpose === "marketing" && settings.unsubscribe
@@ -91,14 +94,16 @@ export function createMessageComposer(
       purchase: event,
       ...(input.alsoThanked && { alsoThanked: input.alsoThanked }),
       step: { kind: step.kind, channel: step.channel },
-      locale,
+      // Dates and amounts as the variant's language writes them: the customer's own way when the
+      // template is in their language, else the default locale's (or the variant's).
+      locale: localeInLanguageOf(variant.locale, locale, rules.defaults.locale),
       timezone: zone,
       discount,
       unsubscribeUrl: unsubscribe,
       shop: { name: rules.shopName, address: rules.shopAddress },
     });
     if (step.channel === "sms") {
-      const text = await templates().renderSms(step.template, event.customer.locale, context, {
+      const text = await set.renderSms(step.template, event.customer.locale, context, {
         maxSegments: rules.channels.sms.maxSegments,
         optOutLine: input.firstSmsToNumber,
       });
@@ -110,12 +115,7 @@ export function createMessageComposer(
         ...(offer && { offer }),
       };
     }
-    const rendered = await templates().render(
-      step.template,
-      step.channel,
-      event.customer.locale,
-      context,
-    );
+    const rendered = await set.render(step.template, step.channel, event.customer.locale, context);
     if (step.channel === "email") {
       return {
         channel: "email",
@@ -133,11 +133,9 @@ export function createMessageComposer(
         }),
       };
     }
-    // A call is spoken in the language of the template variant the customer gets.
-    const variant = templates().pick(step.template, "voice", event.customer.locale);
-    // The customer's region picks the accent (en-US, en-GB) when they speak the variant's language.
-    const sameLanguage = locale.split("-")[0]?.toLowerCase() === variant.locale.split("-")[0];
-    const call = callVoiceFor(sameLanguage ? locale : variant.locale, rules.voiceCalls);
+    // A call is spoken in the language of the template variant the customer gets; the customer's
+    // region picks the accent (en-US, en-GB) when they speak the variant's language.
+    const call = callVoiceFor(localeInLanguageOf(variant.locale, locale), rules.voiceCalls);
     if (!call) {
       throw new TemplateError(
         `voice calls are spoken in ${VOICE_LANGUAGES.join(" or ")}; template ${step.template} answered in ${variant.locale}`,

@@ -199,6 +199,20 @@ export function localeFallbacks(locale: string | undefined, defaultLocale: strin
   return chain;
 }
 
+/**
+ * The first of `candidates` in the language of a template variant, else the variant's locale: how
+ * a message in that language writes dates and amounts (a customer in ar-EG who gets the English
+ * template reads "12 March 2026" as the default en-GB writes it, not Arabic digits mid-sentence).
+ */
+export function localeInLanguageOf(
+  variantLocale: string,
+  ...candidates: readonly (string | undefined)[]
+): string {
+  const language = (tag: string) => tag.split("-")[0]?.toLowerCase();
+  const wanted = language(variantLocale);
+  return candidates.find((tag) => tag !== undefined && language(tag) === wanted) ?? variantLocale;
+}
+
 /** The canonical form of a BCP 47 tag (de-at → de-AT), or undefined when it is not one. */
 export function canonicalLocale(tag: string): string | undefined {
   try {

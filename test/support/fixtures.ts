@@ -4,6 +4,7 @@ import { loadRules, parseRules } from "../../src/config/load-rules.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../../src/domain/events.js";
 import { formatMinor, isCurrencyCode, toMinorUnits } from "../../src/domain/money.js";
 import type { RuleSet, SendWindow, Weekday } from "../../src/domain/rules.js";
+import type { TemplateSet } from "../../src/templates/template-set.js";
 
 /** The shipped config directory, relative to the repository root (vitest's working directory). */
 export const SHIPPED_CONFIG_DIR = "config";
@@ -147,6 +148,19 @@ export async function shippedRules(): Promise<RuleSet> {
     );
   }
   return result.rules;
+}
+
+/** The shipped templates, checked against `rules` as the worker checks them. */
+export async function shippedTemplates(rules: RuleSet): Promise<TemplateSet> {
+  // Imported here: the many tests that use only the purchases above need no liquid.
+  const { loadTemplates } = await import("../../src/templates/load-templates.js");
+  const result = await loadTemplates(SHIPPED_CONFIG_DIR, rules);
+  if (!result.ok) {
+    throw new Error(
+      `config/templates is invalid:\n${result.problems.map(formatProblem).join("\n")}`,
+    );
+  }
+  return result.templates;
 }
 
 export type DayName = "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
