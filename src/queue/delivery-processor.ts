@@ -800,27 +800,30 @@ function createDelivery(deps: DeliveryDeps) {
     if (!result.ok && message.channel === "voice" && !result.error.uncertain)
       await deps.calls.forget(followUpId);
     if (result.ok) {
-      await deps.store.transition(
-        eventId,
-        stepId,
-        ["sending"],
-        {
-          state: "sent",
-          providerId: result.id,
-          attempts: claim.record.attempts + 1,
-          bookkeepingPending: true,
-          ...sentCode,
-          ...channelChange,
-        },
-        doneMs,
-        {
-          outcome: "sent",
-          ...sendLabels,
-          // The same code again (a resend after an accepted send): one code, two messages.
-          ...(sentCode && claim.record.earlierProviderIds?.length && { codeAgain: true as const }),
-        },
-        claim.record.dueAt,
-        view.lastStep?.(),
+      await recordSent(deps, log, nowMs, () =>
+        deps.store.transition(
+          eventId,
+          stepId,
+          ["sending"],
+          {
+            state: "sent",
+            providerId: result.id,
+            attempts: claim.record.attempts + 1,
+            bookkeepingPending: true,
+            ...sentCode,
+            ...channelChange,
+          },
+          doneMs,
+          {
+            outcome: "sent",
+            ...sendLabels,
+            // The same code again (a resend after an accepted send): one code, two messages.
+            ...(sentCode &&
+              claim.record.earlierProviderIds?.length && { codeAgain: true as const }),
+          },
+          claim.record.dueAt,
+          view.lastStep?.(),
+        ),
       );
       await bookkeepSent(deps, rules, {
         eventId,
@@ -897,6 +900,44 @@ function createDelivery(deps: DeliveryDeps) {
     }
     return fail(deps, log, attempt, doneMs, result.error, attempts, sentCode);
   };
+}
+
+/** The share of the send lease, from the claim, in which a refused `sent` record is tried again. */
+const SENT_RECORD_LEASE_SHARE = 0.75;
+/** The first wait before trying the `sent` record again; it doubles up to the second. */
+const SENT_RECORD_RETRY_MS = 100;
+const SENT_RECORD_RETRY_MAX_MS = 2_000;
+
+/**
+ * Writes the `sent` state of a message the provider took, trying again while Redis refuses it (a
+ * failover's READONLY, a lost connection) for three quarters of the send lease from the claim:
+ * until the lease ends no other run takes the step over, and after it one would find the step
+ * still `sending` and send the message again. An error after that is thrown as before.
+ */
+async function recordSent<T>(
+  deps: DeliveryDeps,
+  log: Logger,
+  claimedAt: number,
+  write: () => Promise<T>,
+): Promise<T> {
+  const window = deps.sendLeaseMs * SENT_RECORD_LEASE_SHARE;
+  // The waits count too: the clock may stand still (a test's), the waits never do.
+  let waited = 0;
+  for (let wait = SENT_RECORD_RETRY_MS; ; wait = Math.min(wait * 2, SENT_RECORD_RETRY_MAX_MS)) {
+    try {
+      return await write();
+    } catch (error) {
+      const left = Math.min(claimedAt + window - deps.clock().toMillis(), window - waited);
+      if (left <= 0) throw error;
+      log.warn(
+        { error: (error as Error).name, message: (error as Error).message },
+        "the provider took the message and Redis refused its sent state; trying again",
+      );
+      const pause = Math.min(wait, left);
+      await sleep(pause);
+      waited += pause;
+    }
+  }
 }
 
 /** Whether any rule coalesces thank-yous (only then are there groups to look at). */

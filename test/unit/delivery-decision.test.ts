@@ -1031,6 +1031,27 @@ describe("a Redis error after the send is recorded, before its bookkeeping is do
   });
 });
 
+describe("a Redis error as the send is recorded", () => {
+  it("is tried again in the same run: the step is sent once, and no later run sends it again", async () => {
+    const w = world({ email: [ok("m-1"), ok("m-2")] });
+    const transition = w.store.transition.bind(w.store);
+    let refusals = 2;
+    w.store.transition = async (...args) => {
+      if (args[3].state === "sent" && refusals-- > 0)
+        throw new Error("READONLY You can't write against a read only replica.");
+      return transition(...args);
+    };
+
+    expect(await w.deliver()).toEqual({ returned: { outcome: "sent", id: "m-1" } });
+    expect(w.record()).toMatchObject({ state: "sent", providerId: "m-1", takeovers: 0 });
+    expect(await w.deliver()).toEqual({
+      returned: { outcome: "already-handled", state: "sent" },
+    });
+    expect(w.channels.email.sent).toHaveLength(1);
+    expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
+  });
+});
+
 describe("a customer erased while their message was on its way", () => {
   it("is sent (the erasure could not stop it) and leaves nothing of it: no reference, no provider id, no latest sent", async () => {
     const w = world({ stepId: CHECK_IN, sms: [ok("SM0002")] });

@@ -1,0 +1,65 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { DateTime } from "luxon";
+import { afterEach, expect, it } from "vitest";
+import { quietRedisErrors } from "../faults/fault-support.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { type PipelineHarness, startPipeline, waitForState } from "../support/pipeline-harness.js";
+import { findFreePort, type RedisServer, startRedisServer } from "../support/redis-server.js";
+
+/**
+ * The provider took the message, and Redis refuses the write that records it (`READONLY`: a
+ * failover turned the master the worker writes to into a replica, for a moment). The worker that
+ * sent it knows it went; it must not leave the step `sending` for another run of the job to take
+ * over after DELIVERY_LEASE_MS and send the customer the same email again.
+ */
+
+let server: RedisServer | undefined;
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+  await server?.stop();
+  server = undefined;
+});
+
+const EVENT_ID = "evt-readonly";
+const STEP_ID = "big-ticket.thank-you";
+
+it("a send whose `sent` record Redis refuses for a moment is recorded once it takes writes again, and goes out once", {
+  timeout: 60_000,
+}, async () => {
+  server = await startRedisServer();
+  pipeline = await startPipeline("sent-refused", { redisUrl: server.url });
+  const p = pipeline;
+  quietRedisErrors(p);
+  // The sink records the message as it arrives and says 250 a moment later: meanwhile, the test
+  // makes Redis refuse writes, so the worker's `sent` state change is what Redis refuses.
+  p.sink.setReplyDelay(500);
+  const occurredAt = DateTime.utc().minus({ hours: 2 }).startOf("second");
+  await p.publisher.publish(
+    purchaseInput({
+      id: EVENT_ID,
+      occurredAt: occurredAt.toISO({ suppressMilliseconds: true }) ?? "",
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+  await p.sink.waitForMessages(1, 20_000);
+  // A replica of a master that is not there: every write answers READONLY, the data stays.
+  await p.redis.replicaof("127.0.0.1", await findFreePort());
+  await sleep(1_000);
+  await p.redis.replicaof("NO", "ONE");
+
+  const record = await waitForState(p, EVENT_ID, STEP_ID, "sent");
+  // Twice the lease (3 s in the harness): a run that took the step over would have sent by now.
+  await sleep(6_000);
+  expect(p.sink.messages).toHaveLength(1);
+  // Not by luck of timing: Redis did refuse the record, and the worker tried again.
+  expect(p.logs.map((line) => line.msg)).toContain(
+    "the provider took the message and Redis refused its sent state; trying again",
+  );
+  expect(await waitForState(p, EVENT_ID, STEP_ID, "sent")).toMatchObject({
+    attempts: 1,
+    takeovers: 0,
+    providerId: record.providerId,
+  });
+});
