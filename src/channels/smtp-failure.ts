@@ -43,7 +43,8 @@ const CODE_REASONS: Record<string, string> = {
 
 /**
  * Classifies a failed SMTP send by reply code and nodemailer error code: 4xx transient, 5xx
- * permanent, authentication misconfigured, connection problems and anything unknown transient.
+ * permanent (misconfigured before the recipients: the server refuses us), authentication
+ * misconfigured, connection problems and anything unknown transient.
  */
 export function classifySmtpFailure(error: unknown): SendFailure {
   const fields = (error ?? {}) as SmtpErrorFields;
@@ -61,6 +62,13 @@ export function classifySmtpFailure(error: unknown): SendFailure {
       kind: "misconfigured",
       code: misconfiguredCode ?? String(reply),
       reason: `${describe(code, "the SMTP server refused to authenticate us")}${replyText ? ` (${replyText})` : ""}`,
+    };
+  }
+  if (refusesUs(reply, fields.command)) {
+    return {
+      kind: "misconfigured",
+      code: String(reply),
+      reason: `the SMTP server refused us${at}, not the recipient (${replyText}): check MAIL_FROM, SMTP_URL and the sending host's standing with the server`,
     };
   }
   if (reply !== undefined && reply >= 400 && reply < 600) {
@@ -83,6 +91,27 @@ export function classifySmtpFailure(error: unknown): SendFailure {
     reason: describe(code, "sending over SMTP failed for an unknown reason"),
     ...(mayHaveBeenAccepted(fields) && { uncertain: true }),
   };
+}
+
+/** Commands before any recipient: a refusal there is of our host, our greeting or our sender. */
+const BEFORE_RECIPIENTS = /^(CONN|EHLO|HELO|MAIL)\b/i;
+
+/**
+ * A 5xx reply to the greeting, EHLO/HELO or MAIL FROM refuses this deployment (a blocked host, a
+ * sender the server does not send for), not the customer's address or the message: every later
+ * send fails alike until the operator acts. Not 503 (a bad sequence: the session) nor 552 (a
+ * message over the server's SIZE, given with MAIL FROM).
+ */
+function refusesUs(reply: number | undefined, command: string | undefined): reply is number {
+  return (
+    reply !== undefined &&
+    reply >= 500 &&
+    reply < 600 &&
+    reply !== 503 &&
+    reply !== 552 &&
+    command !== undefined &&
+    BEFORE_RECIPIENTS.test(command)
+  );
 }
 
 /** Commands after which a broken connection proves nothing was accepted yet. */

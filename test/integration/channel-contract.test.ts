@@ -721,7 +721,7 @@ describe("outbox specifics", () => {
  * A bare SMTP server on a loopback socket that misbehaves on purpose where smtp-server cannot be
  * made to: a temporary refusal of AUTH, or a connection dropped after the whole message came.
  */
-async function scriptedSmtp(mode: "auth-454" | "reset-after-data") {
+async function scriptedSmtp(mode: "auth-454" | "reset-after-data" | "greeting-554" | "mail-550") {
   const received = { messages: 0 };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -729,6 +729,11 @@ async function scriptedSmtp(mode: "auth-454" | "reset-after-data") {
     socket.on("error", () => undefined);
     let buffer = "";
     let inData = false;
+    if (mode === "greeting-554") {
+      // The server will not take mail from this host at all (an address on a blocklist, say).
+      socket.end("554 5.7.1 Service unavailable; client host blocked\r\n");
+      return;
+    }
     socket.write("220 scripted ESMTP\r\n");
     socket.on("data", (chunk) => {
       buffer += chunk.toString("latin1");
@@ -750,6 +755,9 @@ async function scriptedSmtp(mode: "auth-454" | "reset-after-data") {
         if (line.startsWith("EHLO")) socket.write("250-scripted\r\n250 AUTH PLAIN LOGIN\r\n");
         else if (line.startsWith("AUTH"))
           socket.write("454 4.7.0 Temporary authentication failure\r\n");
+        else if (line.startsWith("MAIL") && mode === "mail-550")
+          // The sender (MAIL_FROM) is not one the server sends for: every message fails alike.
+          socket.write("550 5.7.1 Sender address not verified\r\n");
         else if (line.startsWith("MAIL") || line.startsWith("RCPT")) socket.write("250 ok\r\n");
         else if (line === "DATA") {
           socket.write("354 go ahead\r\n");
@@ -806,6 +814,24 @@ describe("SMTP failures on a real connection", () => {
     }
   });
 
+  it.each([
+    ["greeting-554", "554", "CONN"],
+    ["mail-550", "550", "MAIL"],
+  ] as const)(
+    "a server that refuses us, not the recipient (%s), is a setting to fix: misconfigured",
+    async (mode, code, at) => {
+      const server = await scriptedSmtp(mode);
+      try {
+        const result = await send(server.url);
+        expect(result).toMatchObject({ ok: false, error: { kind: "misconfigured", code } });
+        if (!result.ok) expect(result.error.reason).toContain(`at ${at}`);
+        expect(server.received.messages).toBe(0);
+      } finally {
+        await server.stop();
+      }
+    },
+  );
+
   it("a connection that never opened is certain: nothing was sent", async () => {
     const port = await findFreePort();
     const result = await send(`smtp://127.0.0.1:${port}`);
@@ -829,6 +855,14 @@ describe("failure classification by code", () => {
     [{ code: "EMESSAGE", command: "MAIL FROM" }, "permanent", "EMESSAGE"],
     [{ code: "ENOAUTH" }, "misconfigured", "ENOAUTH"],
     [{ code: "EENVELOPE", responseCode: 530 }, "misconfigured", "530"],
+    [{ code: "EENVELOPE", responseCode: 550, command: "MAIL FROM" }, "misconfigured", "550"],
+    [{ code: "EENVELOPE", responseCode: 553, command: "MAIL FROM" }, "misconfigured", "553"],
+    [{ code: "EPROTOCOL", responseCode: 554, command: "CONN" }, "misconfigured", "554"],
+    [{ code: "EPROTOCOL", responseCode: 550, command: "HELO" }, "misconfigured", "550"],
+    [{ code: "EPROTOCOL", responseCode: 421, command: "CONN" }, "transient", "421"],
+    [{ code: "EENVELOPE", responseCode: 552, command: "MAIL FROM" }, "permanent", "552"],
+    [{ code: "EENVELOPE", responseCode: 550, command: "RCPT TO" }, "permanent", "550"],
+    [{ code: "EMESSAGE", responseCode: 554, command: "DATA" }, "permanent", "554"],
     [{ code: "ECONNECTION" }, "transient", "ECONNECTION"],
     [{ code: "ETIMEDOUT" }, "transient", "ETIMEDOUT"],
     [{ code: "ESOCKET" }, "transient", "ESOCKET"],
