@@ -197,16 +197,32 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
     token: string | undefined,
     notes: DeliveryNotes,
   ): Promise<DeliveryOutcome> => {
+    const progress: RunProgress = {};
     try {
-      return await deliver(job, token, notes);
+      return await deliver(job, token, notes, progress);
     } catch (error) {
       if (error instanceof DelayedError || error instanceof UnrecoverableError) throw error;
       notes.outcome = "error";
       notes.code = error instanceof Error ? error.name : "unknown";
       // Redis hiccups and bugs: try again later like a transient send failure. If even that
       // fails, the job's lock lapses and BullMQ's stalled check hands it to a worker again.
-      const retryAt = deps.clock().toMillis() + deps.retry.delayMs(1);
+      const now = deps.clock().toMillis();
+      const retryAt = now + deps.retry.delayMs(1);
       deps.logger.error({ err: error, jobId: job.id }, "delivery error; will retry");
+      // Claimed but not handed to the provider: nothing went out, so the step waits as scheduled
+      // (left `sending`, the retry would wait out the lease and count a takeover, a duplicate).
+      if (progress.claimedDueAt !== undefined && !progress.handedOver)
+        await deps.store
+          .transition(
+            job.data.e,
+            job.data.s,
+            ["sending"],
+            { state: "scheduled", postponed: { until: retryAt, code: "retry" } },
+            now,
+            undefined,
+            progress.claimedDueAt,
+          )
+          .catch(() => undefined);
       await job.moveToDelayed(retryAt, token);
       throw new DelayedError("unexpected error");
     }
@@ -414,11 +430,20 @@ async function redoBookkeeping(
   return { outcome: "already-handled", state: "sent" };
 }
 
+/** How far one run got, for its error handling: whether it claimed the step and handed it over. */
+interface RunProgress {
+  /** Set once the run claimed the step (`sending`): the step's due time. */
+  claimedDueAt?: number;
+  /** Set as the message goes to the channel: from then on it may have reached the customer. */
+  handedOver?: boolean;
+}
+
 function createDelivery(deps: DeliveryDeps) {
   return async (
     job: DeliveryJob,
     token: string | undefined,
     notes: DeliveryNotes,
+    progress: RunProgress,
   ): Promise<DeliveryOutcome> => {
     const { e: eventId, s: stepId } = job.data;
     const followUpId = job.id ?? "";
@@ -673,6 +698,7 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "already-handled", state: found.state };
     }
     claimedHere = true;
+    progress.claimedDueAt = claim.record.dueAt;
     notes.attempt = claim.record.attempts + 1;
     if (claim.takenOver) {
       notes.takenOver = true;
@@ -794,6 +820,7 @@ function createDelivery(deps: DeliveryDeps) {
     }
     const untilSlot = slotAt - deps.clock().toMillis();
     if (untilSlot > 0) await sleep(untilSlot);
+    progress.handedOver = true;
     const result = await deps.channels[step.channel].send(message);
     const doneMs = deps.clock().toMillis();
     // A call that may have been placed keeps its words: the customer may pick up.

@@ -286,6 +286,20 @@ async function series(counter: {
 }
 
 const ok = (id: string): SendResult => ({ ok: true, id });
+
+/** `call`, refused by Redis (a failover's READONLY) the first `times` times `matches` says so. */
+function refusedAtFirst<A extends unknown[], R>(
+  times: number,
+  call: (...args: A) => Promise<R>,
+  matches: (...args: A) => boolean = () => true,
+): (...args: A) => Promise<R> {
+  let refusals = times;
+  return async (...args) => {
+    if (matches(...args) && refusals-- > 0)
+      throw new Error("READONLY You can't write against a read only replica.");
+    return call(...args);
+  };
+}
 const transient421: SendResult = {
   ok: false,
   error: { kind: "transient", code: "421", reason: "4.7.0 try again later" },
@@ -981,12 +995,10 @@ describe("when the store itself fails", () => {
 describe("a Redis error after the send is recorded, before its bookkeeping is done", () => {
   it("leaves the step marked; the job's next run files the SMS, remembers the send, and sends nothing more", async () => {
     const w = world({ stepId: CHECK_IN, sms: [ok("SM0001")] });
-    const remember = w.smsReferences.rememberSms.bind(w.smsReferences);
-    let failures = 1;
-    w.smsReferences.rememberSms = async (...args) => {
-      if (failures-- > 0) throw new Error("READONLY You can't write against a read only replica.");
-      return remember(...args);
-    };
+    w.smsReferences.rememberSms = refusedAtFirst(
+      1,
+      w.smsReferences.rememberSms.bind(w.smsReferences),
+    );
 
     expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "unexpected error" });
     expect(w.record()).toMatchObject({
@@ -1034,13 +1046,11 @@ describe("a Redis error after the send is recorded, before its bookkeeping is do
 describe("a Redis error as the send is recorded", () => {
   it("is tried again in the same run: the step is sent once, and no later run sends it again", async () => {
     const w = world({ email: [ok("m-1"), ok("m-2")] });
-    const transition = w.store.transition.bind(w.store);
-    let refusals = 2;
-    w.store.transition = async (...args) => {
-      if (args[3].state === "sent" && refusals-- > 0)
-        throw new Error("READONLY You can't write against a read only replica.");
-      return transition(...args);
-    };
+    w.store.transition = refusedAtFirst(
+      2,
+      w.store.transition.bind(w.store),
+      (...args) => args[3].state === "sent",
+    );
 
     expect(await w.deliver()).toEqual({ returned: { outcome: "sent", id: "m-1" } });
     expect(w.record()).toMatchObject({ state: "sent", providerId: "m-1", takeovers: 0 });
@@ -1048,6 +1058,26 @@ describe("a Redis error as the send is recorded", () => {
       returned: { outcome: "already-handled", state: "sent" },
     });
     expect(w.channels.email.sent).toHaveLength(1);
+    expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
+  });
+});
+
+describe("a Redis error after the claim, before the message is handed to the provider", () => {
+  it("gives the step back: the job's next run sends it at once, and no takeover is counted", async () => {
+    const w = world({ stepId: CHECK_IN, sms: [ok("SM0003")] });
+    w.smsReferences.textedBefore = refusedAtFirst(
+      1,
+      w.smsReferences.textedBefore.bind(w.smsReferences),
+    );
+
+    expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "unexpected error" });
+    expect(w.channels.sms.sent).toEqual([]);
+    // Nothing went out: the step waits for the retry as one that was never claimed.
+    expect(w.record()).toMatchObject({ state: "scheduled", attempts: 0, takeovers: 0 });
+
+    expect(await w.deliver()).toEqual({ returned: { outcome: "sent", id: "SM0003" } });
+    expect(w.channels.sms.sent).toHaveLength(1);
+    expect(w.record()).toMatchObject({ state: "sent", attempts: 1, takeovers: 0 });
     expect(await series(w.metrics.possibleDuplicates)).toEqual([]);
   });
 });
