@@ -101,6 +101,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "addressIndexPacked",
         "orderLinks",
         "erasedCustomerGlobal",
+        "consoleSignIns",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
