@@ -5,7 +5,7 @@ export type StatedConsent = Partial<Readonly<Record<Channel, boolean>>>;
 
 /**
  * The consent each customer's purchases stated, in purchase time: what the worker keeps as the
- * latest per channel (record-purchase.lua, `cn:<channel>`), for a replay that asks what it was at
+ * latest per channel (record-purchase.lua, `cn`), for a replay that asks what it was at
  * any instant (simulate). Pure.
  */
 export class ConsentTimeline {

@@ -8,6 +8,7 @@ import { hourOf, idHash, prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
+import { CHANNEL_CODES, CHANNELS_BY_CODE } from "./step-record.js";
 import { addressMemberWith } from "./suppression-list.js";
 
 /** The event record's field holding the customer's earlier purchases as counted at first sight. */
@@ -246,18 +247,15 @@ export class CustomerHistoryStore {
 
   /**
    * Per channel, the consent the customer's latest purchase (by purchase time) that stated one
-   * gave (record-purchase.lua): theirs now, for the send-time guard.
+   * gave (record-purchase.lua, `cn`): theirs now, for the send-time guard.
    */
   async latestConsent(customerId: string): Promise<Partial<Record<Channel, boolean>>> {
-    const stated = await this.redis.hmget(
-      this.keys.customerHistory(customerId),
-      ...CHANNELS.map((channel) => `cn:${channel}`),
-    );
+    const stated = await this.redis.hget(this.keys.customerHistory(customerId), "cn");
     const consent: Partial<Record<Channel, boolean>> = {};
-    CHANNELS.forEach((channel, i) => {
-      const flag = stated[i]?.slice(-1);
-      if (flag === "1" || flag === "0") consent[channel] = flag === "1";
-    });
+    for (const [, code = "", flag] of (stated ?? "").matchAll(/([a-z])([01])[0-9a-z]+/g)) {
+      const channel = CHANNELS_BY_CODE.get(code);
+      if (channel) consent[channel] = flag === "1";
+    }
     return consent;
   }
 
@@ -424,10 +422,10 @@ export async function keepLatestTime(
   await redis.set(key, String(Math.max(previous, at)), "PX", keepMs);
 }
 
-/** The consent a purchase states, as record-purchase.lua takes it (`email=1 sms=0`). */
+/** The consent a purchase states, as record-purchase.lua takes it (`e1 s0`: email yes, SMS no). */
 function consentStated(event: PurchaseCompleted): string {
   return CHANNELS.flatMap((channel) => {
     const given = event.customer.consent?.[channel];
-    return given === undefined ? [] : [`${channel}=${given ? 1 : 0}`];
+    return given === undefined ? [] : [`${CHANNEL_CODES[channel]}${given ? 1 : 0}`];
   }).join(" ");
 }

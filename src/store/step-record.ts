@@ -192,7 +192,12 @@ const STATE_CODES: Readonly<Record<StepState, string>> = {
   skipped: "k",
   cancelled: "c",
 };
-const CHANNEL_CODES: Readonly<Record<Channel, string>> = { email: "e", sms: "s", voice: "v" };
+/** A channel in one letter, as stored step records (and a history's consent, `cn`) name it. */
+export const CHANNEL_CODES: Readonly<Record<Channel, string>> = {
+  email: "e",
+  sms: "s",
+  voice: "v",
+};
 const KIND_CODES: Readonly<Record<StepKind, string>> = {
   "thank-you": "t",
   "check-in": "c",
@@ -203,7 +208,8 @@ function byCode<T extends string>(codes: Readonly<Record<T, string>>): ReadonlyM
   return new Map(Object.entries<string>(codes).map(([name, code]) => [code, name as T]));
 }
 const STATES_BY_CODE = byCode(STATE_CODES);
-const CHANNELS_BY_CODE = byCode(CHANNEL_CODES);
+/** The channel a CHANNEL_CODES letter names. */
+export const CHANNELS_BY_CODE = byCode(CHANNEL_CODES);
 const KINDS_BY_CODE = byCode(KIND_CODES);
 const COMPACT = /^(.)(.)(.)([0-9a-z]+)(?:\.([0-9a-z]+))?(?: (\{.*\}))?$/s;
 

@@ -549,3 +549,53 @@ describe("an event recorded by a version that hashed its instant as written", ()
     expect(await deployment.claim("evt-earlier", eventFingerprints(another), DAY)).toBe("conflict");
   });
 });
+
+describe("the consent a customer's purchases state", () => {
+  const bought = (id: string, occurredAt: string, consent?: Record<string, boolean>) =>
+    purchase({
+      id,
+      occurredAt,
+      customer: { id: "cus-consent", ...(consent ? { consent } : { consent: undefined }) },
+    });
+
+  it("is the latest purchase's that states it, per channel, whatever order they are taken in", async () => {
+    expect(await history.latestConsent("cus-consent")).toEqual({});
+    // The later purchase (box cleared) is taken in first, the earlier one (box ticked) after.
+    await history.recordPurchase(
+      bought("evt-c2", "2026-03-01T10:00:00Z", { email: false }),
+      ["fp-c2"],
+      365 * DAY,
+      90 * DAY,
+    );
+    await history.recordPurchase(
+      bought("evt-c1", "2026-01-01T10:00:00Z", { email: true, sms: true }),
+      ["fp-c1"],
+      365 * DAY,
+      90 * DAY,
+    );
+    expect(await history.latestConsent("cus-consent")).toEqual({ email: false, sms: true });
+    // One that states nothing changes nothing; a still later one decides again.
+    await history.recordPurchase(
+      bought("evt-c3", "2026-04-01T10:00:00Z"),
+      ["fp-c3"],
+      365 * DAY,
+      90 * DAY,
+    );
+    expect(await history.latestConsent("cus-consent")).toEqual({ email: false, sms: true });
+    await history.recordPurchase(
+      bought("evt-c4", "2026-05-01T10:00:00Z", { email: true, voice: false }),
+      ["fp-c4"],
+      365 * DAY,
+      90 * DAY,
+    );
+    expect(await history.latestConsent("cus-consent")).toEqual({
+      email: true,
+      sms: true,
+      voice: false,
+    });
+    // Kept in one short field of the history.
+    expect(await redis.hget(keys.customerHistory("cus-consent"), "cn")).toMatch(
+      /^e1[0-9a-z]+ s1[0-9a-z]+ v0[0-9a-z]+$/,
+    );
+  });
+});

@@ -14,8 +14,9 @@
   SuppressionList.addressMember gives it: erasure reaches the number's latest check-in and its
   "texted before" mark from here). The history is a shard key and those are global keys:
   erasure removes them itself, no script touches both. The history also keeps, per channel, the
-  consent the customer's latest purchase (by purchase time) that stated one gave (`cn:<channel>`
-  = `<purchase time>:<1|0>`): a later purchase's checkout gives or withdraws it for the steps of
+  consent the customer's latest purchase (by purchase time) that stated one gave, in one field `cn`:
+  per channel its letter (step-codec's: e, s, v), 1 or 0, and that purchase's time in base 36
+  (`e1kx3f9a2b s0kx3f9a2b`): a later purchase's checkout gives or withdraws it for the steps of
   every earlier one (send-guard.ts).
 
   Input:
@@ -34,8 +35,8 @@
     ARGV[6] the purchase time (epoch ms)
     ARGV[7] the order id's idHash ('' or absent: not noted)
     ARGV[8] the purchase's phone number's member (`h:<keyed hash>`; '' or absent: none)
-    ARGV[9] the consent the purchase states, as `<channel>=<1|0>` separated by spaces ('' or
-            absent: none)
+    ARGV[9] the consent the purchase states: per channel its letter and 1 or 0, separated by
+            spaces (`e1 s0`; '' or absent: none)
 
   Output: { earlier purchases, latest earlier purchase time or '', first sighting (0|1),
             the latest follow-up sent or '', the remembered check-ins as field, value, …,
@@ -46,6 +47,7 @@
   The last two are what attributing the purchase reads: returned here to save intake two round
   trips per purchase.
 ]]
+--!include lib/base36.lua
 local erasedAt = redis.call('GET', KEYS[3])
 if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[6]) then return { -2, '', 0 } end
 local fingerprint = redis.call('HGET', KEYS[1], 'f')
@@ -71,11 +73,30 @@ local entry = ARGV[6]
 if ARGV[7] and ARGV[7] ~= '' then entry = entry .. ':' .. ARGV[7] end
 redis.call('HSET', KEYS[2], 'e:' .. ARGV[5], entry)
 if ARGV[8] and ARGV[8] ~= '' then redis.call('HSET', KEYS[2], 'ph:' .. ARGV[8], '1') end
-for channel, flag in string.gmatch(ARGV[9] or '', '(%w+)=([01])') do
-  local field = 'cn:' .. channel
-  local stored = redis.call('HGET', KEYS[2], field)
-  local statedAt = stored and tonumber(string.match(stored, '^(%d+):')) or -1
-  if tonumber(ARGV[6]) >= statedAt then redis.call('HSET', KEYS[2], field, ARGV[6] .. ':' .. flag) end
+if ARGV[9] and ARGV[9] ~= '' then
+  local at = tonumber(ARGV[6])
+  local known, codes = {}, {}
+  for code, flag, time in string.gmatch(redis.call('HGET', KEYS[2], 'cn') or '', '(%l)([01])(%w+)') do
+    known[code] = { flag = flag, at = fromBase36(time) }
+    codes[#codes + 1] = code
+  end
+  local changed = false
+  for code, flag in string.gmatch(ARGV[9], '(%l)([01])') do
+    -- The later purchase's stands; of two made at once, the one taken in last.
+    if not known[code] then codes[#codes + 1] = code end
+    if not known[code] or at >= known[code].at then
+      known[code] = { flag = flag, at = at }
+      changed = true
+    end
+  end
+  if changed then
+    table.sort(codes)
+    local tokens = {}
+    for i, code in ipairs(codes) do
+      tokens[i] = code .. known[code].flag .. toBase36(known[code].at)
+    end
+    redis.call('HSET', KEYS[2], 'cn', table.concat(tokens, ' '))
+  end
 end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
