@@ -221,7 +221,11 @@ export async function runSimulate(
 
   async function collectForReplay(event: PurchaseCompleted, plan: Plan): Promise<void> {
     // The steps of one purchase share what the send-time guard reads of it (not its items).
-    const guardView = { customer: event.customer, ...(event.store && { store: event.store }) };
+    const guardView = {
+      customer: event.customer,
+      occurredAt: event.occurredAt,
+      ...(event.store && { store: event.store }),
+    };
     for (const step of plan.steps) {
       if (step.fallbackOf) continue;
       toReplay.push({

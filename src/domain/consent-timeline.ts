@@ -1,15 +1,37 @@
 import type { Channel, PurchaseCompleted } from "./events.js";
 
-/** The consent a customer gave per channel, as their purchases stated it. */
-export type StatedConsent = Partial<Readonly<Record<Channel, boolean>>>;
+/** Per channel, the consent a customer's latest purchase that stated one gave, and its time. */
+export type StatedConsent = Partial<
+  Readonly<Record<Channel, { readonly given: boolean; readonly at: number }>>
+>;
+
+/**
+ * The consent that counts for a step of `event` on `channel`: the latest stated one, unless the
+ * step's own purchase states one and is the later (the stated one may come from before it: a
+ * purchase an older worker took in noted nothing).
+ */
+export function consentFor(
+  event: Pick<PurchaseCompleted, "customer" | "occurredAt">,
+  channel: Channel,
+  stated: StatedConsent | undefined,
+): boolean | undefined {
+  const own = event.customer.consent?.[channel];
+  const latest = stated?.[channel];
+  if (latest === undefined) return own;
+  if (own !== undefined && Date.parse(event.occurredAt) > latest.at) return own;
+  return latest.given;
+}
 
 /**
  * The consent each customer's purchases stated, in purchase time: what the worker keeps as the
- * latest per channel (record-purchase.lua, `cn`), for a replay that asks what it was at
- * any instant (simulate). Pure.
+ * latest per channel (record-purchase.lua, `cn`), for a replay that asks what it was at any
+ * instant (simulate). Pure.
  */
 export class ConsentTimeline {
-  private readonly byCustomer = new Map<string, { at: number; consent: StatedConsent }[]>();
+  private readonly byCustomer = new Map<
+    string,
+    { at: number; consent: NonNullable<PurchaseCompleted["customer"]["consent"]> }[]
+  >();
 
   /** Notes what a purchase stated (nothing when it stated no consent). */
   note(event: Pick<PurchaseCompleted, "customer" | "occurredAt">): void {
@@ -21,22 +43,20 @@ export class ConsentTimeline {
   }
 
   /**
-   * Per channel, what the latest purchase made by `at` that stated one said; of purchases made at
-   * the same instant, the one noted last (as the worker, which takes in the later one last).
+   * Per channel, what the latest purchase made by `at` that stated one said, and when; of
+   * purchases made at the same instant, the one noted last (as the worker, which takes in the
+   * later one last).
    */
   at(customerId: string, at: number): StatedConsent {
-    const latest: Partial<Record<Channel, { at: number; given: boolean }>> = {};
+    const latest: Partial<Record<Channel, { given: boolean; at: number }>> = {};
     for (const stated of this.byCustomer.get(customerId) ?? []) {
       if (stated.at > at) continue;
       for (const [channel, given] of Object.entries(stated.consent) as [Channel, boolean][]) {
         const known = latest[channel];
         if (given !== undefined && (known === undefined || stated.at >= known.at))
-          latest[channel] = { at: stated.at, given };
+          latest[channel] = { given, at: stated.at };
       }
     }
-    const consent: Partial<Record<Channel, boolean>> = {};
-    for (const [channel, known] of Object.entries(latest) as [Channel, { given: boolean }][])
-      consent[channel] = known.given;
-    return consent;
+    return latest;
   }
 }

@@ -1,4 +1,5 @@
 import { DateTime } from "luxon";
+import { consentFor, type StatedConsent } from "./consent-timeline.js";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { customerZone } from "./planner.js";
 import type { Rule, RuleSet, StepSpec } from "./rules.js";
@@ -23,7 +24,7 @@ export type SendDecision =
   | { readonly action: "defer"; readonly until: DateTime; readonly reason: string };
 
 /** What the guard reads of a purchase: who the customer is, how to reach them, their zone. */
-export type GuardEvent = Pick<PurchaseCompleted, "customer" | "store">;
+export type GuardEvent = Pick<PurchaseCompleted, "customer" | "store" | "occurredAt">;
 
 export interface GuardInput {
   readonly event: GuardEvent;
@@ -44,10 +45,11 @@ export interface GuardInput {
   /** Channels this deployment cannot send on, with the reason (e.g. no voice provider yet). */
   readonly unavailableChannels?: ReadonlyMap<Channel, string>;
   /**
-   * The consent the customer's latest purchase that stated one gave, per channel
-   * (CustomerHistoryStore.latestConsent): it stands for theirs now, over the step's own purchase's.
+   * The consent the customer's latest purchase that stated one gave, per channel, and when
+   * (CustomerHistoryStore.latestConsent): it stands for theirs now, unless the step's own
+   * purchase is the later (consentFor).
    */
-  readonly latestConsent?: Partial<Readonly<Record<Channel, boolean>>>;
+  readonly latestConsent?: StatedConsent;
 }
 
 /**
@@ -92,7 +94,7 @@ export function decideSend(input: GuardInput): SendDecision {
     };
   }
   // A later purchase may have given or withdrawn it (a box ticked or cleared at its checkout).
-  const consent = input.latestConsent?.[step.channel] ?? event.customer.consent?.[step.channel];
+  const consent = consentFor(event, step.channel, input.latestConsent);
   if (consent === false) {
     return {
       action: "skip",

@@ -76,6 +76,7 @@ export async function readCustomerTimeline(
     suppressions,
     audit,
     defaultZone: sources.defaultZone,
+    statedConsent: await sources.shards.of(shard).history.latestConsent(customerId),
   });
 }
 

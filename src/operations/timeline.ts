@@ -1,4 +1,5 @@
 import { DateTime } from "luxon";
+import type { StatedConsent } from "../domain/consent-timeline.js";
 import type { Channel } from "../domain/events.js";
 import { formatMinor, type Money } from "../domain/money.js";
 import { ruleIdOf } from "../domain/step-ref.js";
@@ -157,6 +158,11 @@ export interface TimelineFacts {
   readonly audit: readonly AuditEntry[];
   /** Zone for customers whose purchases name none. */
   readonly defaultZone: string;
+  /**
+   * The consent the customer's latest purchase that stated one gave (CustomerHistoryStore
+   * .latestConsent): what the send-time guard goes by, shown over a purchase's own flags.
+   */
+  readonly statedConsent?: StatedConsent;
 }
 
 const CHANNEL_LIST: readonly Channel[] = ["email", "sms", "voice"];
@@ -175,7 +181,16 @@ export function buildTimeline(facts: TimelineFacts): CustomerTimeline {
       timezone: zone,
       locale: latest?.customer.locale ?? null,
       consent: Object.fromEntries(
-        CHANNEL_LIST.map((channel) => [channel, consent?.[channel] ?? null]),
+        CHANNEL_LIST.map((channel) => {
+          const stated = facts.statedConsent?.[channel];
+          const own = consent?.[channel];
+          // The latest purchase's own flag, when it states one and is the later (send-guard.ts).
+          const ownLater =
+            own !== undefined &&
+            (stated === undefined ||
+              (latest !== undefined && Date.parse(latest.occurredAt) > stated.at));
+          return [channel, ownLater ? own : (stated?.given ?? own ?? null)];
+        }),
       ) as Record<Channel, boolean | null>,
     },
     suppressions: facts.suppressions,

@@ -1,5 +1,6 @@
 import { customerHash } from "../domain/address-hash.js";
 import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison.js";
+import type { StatedConsent } from "../domain/consent-timeline.js";
 import type { EventFingerprints } from "../domain/event-fingerprint.js";
 import { CHANNELS, type Channel, type PurchaseCompleted } from "../domain/events.js";
 import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
@@ -247,14 +248,17 @@ export class CustomerHistoryStore {
 
   /**
    * Per channel, the consent the customer's latest purchase (by purchase time) that stated one
-   * gave (record-purchase.lua, `cn`): theirs now, for the send-time guard.
+   * gave, and that purchase's time (record-purchase.lua, `cn`): theirs now, for the send-time
+   * guard.
    */
-  async latestConsent(customerId: string): Promise<Partial<Record<Channel, boolean>>> {
+  async latestConsent(customerId: string): Promise<StatedConsent> {
     const stated = await this.redis.hget(this.keys.customerHistory(customerId), "cn");
-    const consent: Partial<Record<Channel, boolean>> = {};
-    for (const [, code = "", flag] of (stated ?? "").matchAll(/([a-z])([01])[0-9a-z]+/g)) {
+    const consent: Partial<Record<Channel, { given: boolean; at: number }>> = {};
+    for (const [, code = "", flag, at = ""] of (stated ?? "").matchAll(
+      /([a-z])([01])([0-9a-z]+)/g,
+    )) {
       const channel = CHANNELS_BY_CODE.get(code);
-      if (channel) consent[channel] = flag === "1";
+      if (channel) consent[channel] = { given: flag === "1", at: Number.parseInt(at, 36) };
     }
     return consent;
   }

@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCode } from "../../src/cli/code-command.js";
+import { runCustomer } from "../../src/cli/customer-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import { runReport } from "../../src/cli/report-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
@@ -115,6 +116,11 @@ describe("consent given at one checkout and withdrawn at a later one", () => {
     expect(p.sink.messages.filter((m) => m.envelope.rcptTo.includes("cus-cw@example.com"))).toEqual(
       [],
     );
+    // The customer's timeline shows the consent that decides, not a purchase's own.
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runCustomer("cus-cw", { config: p.configDir, json: true }, io)).toBe(0);
+    expect(JSON.parse(io.output()).customer.consent).toMatchObject({ email: false });
   });
 });
 

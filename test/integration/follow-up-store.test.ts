@@ -551,6 +551,8 @@ describe("an event recorded by a version that hashed its instant as written", ()
 });
 
 describe("the consent a customer's purchases state", () => {
+  const JAN_YES = { given: true, at: Date.parse("2026-01-01T10:00:00Z") };
+  const MAR_NO = { given: false, at: Date.parse("2026-03-01T10:00:00Z") };
   const bought = (id: string, occurredAt: string, consent?: Record<string, boolean>) =>
     purchase({
       id,
@@ -573,7 +575,7 @@ describe("the consent a customer's purchases state", () => {
       365 * DAY,
       90 * DAY,
     );
-    expect(await history.latestConsent("cus-consent")).toEqual({ email: false, sms: true });
+    expect(await history.latestConsent("cus-consent")).toEqual({ email: MAR_NO, sms: JAN_YES });
     // One that states nothing changes nothing; a still later one decides again.
     await history.recordPurchase(
       bought("evt-c3", "2026-04-01T10:00:00Z"),
@@ -581,7 +583,7 @@ describe("the consent a customer's purchases state", () => {
       365 * DAY,
       90 * DAY,
     );
-    expect(await history.latestConsent("cus-consent")).toEqual({ email: false, sms: true });
+    expect(await history.latestConsent("cus-consent")).toEqual({ email: MAR_NO, sms: JAN_YES });
     await history.recordPurchase(
       bought("evt-c4", "2026-05-01T10:00:00Z", { email: true, voice: false }),
       ["fp-c4"],
@@ -589,9 +591,9 @@ describe("the consent a customer's purchases state", () => {
       90 * DAY,
     );
     expect(await history.latestConsent("cus-consent")).toEqual({
-      email: true,
-      sms: true,
-      voice: false,
+      email: { given: true, at: Date.parse("2026-05-01T10:00:00Z") },
+      sms: JAN_YES,
+      voice: { given: false, at: Date.parse("2026-05-01T10:00:00Z") },
     });
     // Kept in one short field of the history.
     expect(await redis.hget(keys.customerHistory("cus-consent"), "cn")).toMatch(

@@ -8,6 +8,9 @@ const purchase = (customerId: string, occurredAt: string, consent?: Record<strin
   customer: { id: customerId, ...(consent && { consent }) },
 });
 
+const JAN_YES = { given: true, at: Date.parse("2026-01-01T10:00:00Z") };
+const MAR_NO = { given: false, at: Date.parse("2026-03-01T10:00:00Z") };
+
 describe("ConsentTimeline", () => {
   const timeline = new ConsentTimeline();
   // Noted in arrival order, which is not purchase order.
@@ -18,15 +21,17 @@ describe("ConsentTimeline", () => {
 
   it.each([
     ["before any purchase", "2025-12-31T00:00:00Z", {}],
-    ["after the first", "2026-01-15T00:00:00Z", { email: true, sms: true }],
-    ["after one that stated nothing", "2026-02-15T00:00:00Z", { email: true, sms: true }],
-    ["after the email box was cleared", "2026-03-01T10:00:00Z", { email: false, sms: true }],
+    ["after the first", "2026-01-15T00:00:00Z", { email: JAN_YES, sms: JAN_YES }],
+    ["after one that stated nothing", "2026-02-15T00:00:00Z", { email: JAN_YES, sms: JAN_YES }],
+    ["after the email box was cleared", "2026-03-01T10:00:00Z", { email: MAR_NO, sms: JAN_YES }],
   ])("%s", (_, at, expected) => {
     expect(timeline.at("c1", Date.parse(at))).toEqual(expected);
   });
 
   it("keeps customers apart", () => {
-    expect(timeline.at("c2", Date.parse("2026-06-01T00:00:00Z"))).toEqual({ sms: false });
+    expect(timeline.at("c2", Date.parse("2026-06-01T00:00:00Z"))).toEqual({
+      sms: { given: false, at: Date.parse("2026-01-01T10:00:00Z") },
+    });
     expect(timeline.at("nobody", Date.parse("2026-06-01T00:00:00Z"))).toEqual({});
   });
 });

@@ -75,7 +75,7 @@ function step(
     channel,
     purpose: stepId === "r.custom" ? "marketing" : "transactional",
     dueAt: Date.parse(dueAt),
-    event: { customer: event.customer },
+    event: { customer: event.customer, occurredAt: event.occurredAt },
     ...(channel === "sms" && { smsSegments: { later, first } }),
   };
 }
@@ -178,7 +178,10 @@ describe("replayDeliveries: the worker's send-time decisions, in due order", () 
     const noConsent = step("r.check-in", "2026-11-02T10:00:00Z", { event: "x" });
     const declined: ReplayStep = {
       ...noConsent,
-      event: { customer: { ...noConsent.event.customer, consent: { sms: false } } },
+      event: {
+        ...noConsent.event,
+        customer: { ...noConsent.event.customer, consent: { sms: false } },
+      },
     };
     const { seen } = replay([declined]);
     expect(seen).toEqual(["x skipped no-consent 2026-11-02T10:00"]);

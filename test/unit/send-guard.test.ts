@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import type { StatedConsent } from "../../src/domain/consent-timeline.js";
 import type { Channel } from "../../src/domain/events.js";
 import { planFollowUps } from "../../src/domain/planner.js";
 import type { RuleSet, SendWindow, StepSpec } from "../../src/domain/rules.js";
@@ -21,6 +22,10 @@ import {
  */
 
 const NOW = "2026-11-24T12:00:00Z";
+/** A purchase of the same customer's after the step's own (made 2026-11-23 10:00 UTC). */
+const LATER_PURCHASE = "2026-11-24T09:00:00Z";
+/** One before it. */
+const EARLIER_PURCHASE = "2026-11-20T09:00:00Z";
 
 let shipped: RuleSet;
 beforeAll(async () => {
@@ -38,7 +43,7 @@ interface Case {
   dueAt?: string;
   suppressed?: Channel[];
   /** The consent the customer's latest purchase stated (CustomerHistoryStore.latestConsent). */
-  latestConsent?: Partial<Record<Channel, boolean>>;
+  latestConsent?: StatedConsent;
   /** Derives the rule set in force at send time from the shipped one. */
   rules?: Variant;
 }
@@ -204,7 +209,7 @@ describe("decideSend skips", () => {
       {
         stepId: "accessories.discount",
         event: { customer: { consent: { email: true, sms: true } } },
-        latestConsent: { email: false },
+        latestConsent: { email: { given: false, at: Date.parse(LATER_PURCHASE) } },
         code: "no-consent",
         reasonHas: ["declined", "email"],
       },
@@ -710,7 +715,7 @@ describe("decideSend takes the consent of the customer's latest purchase that st
     const { decision } = decide({
       stepId: "accessories.discount",
       event: { customer: { consent: { sms: true } } },
-      latestConsent: { email: true },
+      latestConsent: { email: { given: true, at: Date.parse(LATER_PURCHASE) } },
     });
     expect(decision.action).toBe("send");
   });
@@ -719,7 +724,25 @@ describe("decideSend takes the consent of the customer's latest purchase that st
     const { decision } = decide({
       stepId: "accessories.discount",
       event: { customer: { consent: { email: true } } },
-      latestConsent: { sms: false },
+      latestConsent: { sms: { given: false, at: Date.parse(LATER_PURCHASE) } },
+    });
+    expect(decision.action).toBe("send");
+  });
+
+  it("keeps the step's own purchase's flag when it is the later one (the stated one is older)", () => {
+    const { decision } = decide({
+      stepId: "big-ticket.thank-you",
+      event: { customer: { consent: { email: false } } },
+      latestConsent: { email: { given: true, at: Date.parse(EARLIER_PURCHASE) } },
+    });
+    expect(decision).toMatchObject({ action: "skip", code: "no-consent" });
+  });
+
+  it("takes an earlier purchase's flag for a channel the step's own purchase did not state", () => {
+    const { decision } = decide({
+      stepId: "accessories.discount",
+      event: { customer: { consent: { sms: true } } },
+      latestConsent: { email: { given: true, at: Date.parse(EARLIER_PURCHASE) } },
     });
     expect(decision.action).toBe("send");
   });
