@@ -112,9 +112,9 @@ export interface AdminToken {
 /** `name:token` pairs, comma-separated: names of letters, digits and `._@-`; tokens of 16+ characters. */
 /**
  * TRUST_PROXY: which proxies in front of the HTTP server are believed about the client's address
- * and protocol (X-Forwarded-For, X-Forwarded-Proto): `false` (none: the default), `true` (any
- * peer: only for a server no client reaches but through the proxy), or comma-separated addresses
- * and CIDR ranges of the proxies. Fastify's `trustProxy` (whose hop count trusts no one).
+ * and protocol (X-Forwarded-For, X-Forwarded-Proto): `false` (none: the default), `true` (the
+ * nearest peer, whatever its address: one proxy that no client gets past), or comma-separated
+ * addresses and CIDR ranges of the proxies. Fastify's `trustProxy` (whose hop count trusts no one).
  */
 const trustProxy = () =>
   z.string().transform((text, ctx): boolean | string[] => {

@@ -30,6 +30,7 @@ import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
 import { periodFromDates, reportDatesProblem } from "../reports/report-period.js";
 import { type ConsoleSession, type ConsoleSessions, tokenTag } from "../store/console-sessions.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
+import { rateLimitGroup } from "./client-address.js";
 import { CONSOLE_CSS, type ConsoleView, renderConsolePage } from "./console-views.js";
 import { pendingChartSvg } from "./pending-chart.js";
 
@@ -134,11 +135,11 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     await scope.register(fastifyRateLimit, {
       global: false,
       ...deps.sessions.signInCounts(),
-      // Counted under a keyed hash of the address (TRUST_PROXY: the client's, behind a proxy),
-      // so Redis holds no address.
+      // Counted under a keyed hash of the address (TRUST_PROXY: the client's, behind a proxy;
+      // an IPv6 one by its /64), so Redis holds no address.
       keyGenerator: (request) =>
         createHmac("sha256", `${deps.cookieSecret}/sign-in`)
-          .update(request.ip)
+          .update(rateLimitGroup(request.ip))
           .digest("base64url")
           .slice(0, 22),
     });

@@ -328,8 +328,13 @@ function clientErrorMessage(error: unknown, status: number): string {
   return known ?? (status === 400 ? "malformed request" : "request refused");
 }
 
-/** TRUST_PROXY as fastify takes it (a list as one comma-separated string). */
+/**
+ * TRUST_PROXY as fastify takes it: a list as one comma-separated string; `true` as the nearest
+ * peer only, so the client's address is the one that proxy added to X-Forwarded-For, never one a
+ * client wrote there itself (fastify's own `true` would take the leftmost, the client's choice).
+ */
 function trustProxyOption(trust: boolean | readonly string[] | undefined) {
-  if (trust === undefined) return false;
-  return typeof trust === "object" ? trust.join(",") : trust;
+  if (trust === undefined || trust === false) return false;
+  if (trust === true) return (_address: string, hop: number) => hop === 0;
+  return trust.join(",");
 }

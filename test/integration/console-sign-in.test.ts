@@ -106,6 +106,20 @@ describe("console sign-in", () => {
     const viaProxy = await signInForm(proxied.httpAddress ?? "", https);
     expect(viaProxy.setCookie).toMatch(/;\s*Secure/i);
   });
+
+  it("with TRUST_PROXY=true believes only the nearest proxy: a client's own X-Forwarded-For does not escape the limit", async () => {
+    pipeline = await startPipeline("sign-in-any-proxy", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}`, TRUST_PROXY: "true" },
+    });
+    const base = pipeline.worker?.httpAddress ?? "";
+    // The proxy (this test) appends the client's address to what the client sent.
+    const spoofed = (i: number) => ({ "x-forwarded-for": `192.0.2.${i + 1}, 203.0.113.7` });
+    for (let i = 0; i < 10; i++) expect(await wrongSignIn(base, spoofed(i))).toBe(401);
+    expect(await wrongSignIn(base, spoofed(99))).toBe(429);
+    expect((await signInForm(base, { "x-forwarded-proto": "https" })).setCookie).toMatch(
+      /;\s*Secure/i,
+    );
+  });
 });
 
 describe("console sessions", () => {
