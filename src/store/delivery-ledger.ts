@@ -260,20 +260,18 @@ export class DeliveryLedger {
    * Every hour that starts in [since, until) and has counts: the global ledger's and every
    * shard's, added up. An hour belongs to the period it starts in, so periods whose bounds are
    * not whole hours (a zone offset by half an hour) partition the hours: none is counted in two
-   * adjacent periods, and a period that starts after an hour has begun leaves that hour out. The
-   * ledgers are read side by side, each in pipelines of READ_CHUNK hours (on a Redis Cluster a
-   * pipeline keeps to one slot).
+   * adjacent periods, and a period that starts after an hour has begun leaves that hour out. Each
+   * ledger is read in pipelines of READ_CHUNK hours, a few ledgers at a time (READ_LANES; on a
+   * Redis Cluster a pipeline keeps to one slot).
    */
   async hours(since: number, until: number): Promise<LedgerHour[]> {
     const first = Math.ceil(since / HOUR_MS);
     const last = Math.ceil(until / HOUR_MS) - 1;
-    const ledgers = this.keys
-      .ledgers()
-      .map((hourKey) =>
-        readInChunks(this.redis, first, last, (pipeline, hour) => pipeline.hgetall(hourKey(hour))),
-      );
+    const ledgers = await inLanes(this.keys.ledgers(), (hourKey) =>
+      readInChunks(this.redis, first, last, (pipeline, hour) => pipeline.hgetall(hourKey(hour))),
+    );
     const counts = new Map<number, Map<string, number>>();
-    for (const replies of await Promise.all(ledgers)) {
+    for (const replies of ledgers) {
       replies.forEach(([error, value], index) => {
         if (error) throw error;
         for (const [field, raw] of Object.entries((value ?? {}) as Record<string, string>)) {
@@ -301,13 +299,11 @@ export class DeliveryLedger {
    */
   async pendingCounts(from: number, days: number): Promise<PendingCount[]> {
     const firstDay = dayOf(from);
-    // Every shard's counts, side by side (a pipeline keeps to one slot on a cluster).
+    // Every shard's counts, a few shards at a time (a pipeline keeps to one slot on a cluster).
     const shards = Array.from({ length: this.keys.shards }, (_, n) => this.keys.ofShard(n));
-    const replies = await Promise.all(
-      shards.map((keys) =>
-        readInChunks(this.redis, firstDay, firstDay + days - 1, (pipeline, day) =>
-          pipeline.hgetall(keys.pendingDay(day)),
-        ),
+    const replies = await inLanes(shards, (keys) =>
+      readInChunks(this.redis, firstDay, firstDay + days - 1, (pipeline, day) =>
+        pipeline.hgetall(keys.pendingDay(day)),
       ),
     );
     const totals = new Map<string, PendingCount>();
@@ -347,11 +343,24 @@ export function sumHours(hours: readonly LedgerHour[]): Map<string, number> {
 }
 
 /**
- * Hours (or days) read per pipeline: a year is 8,760 hours per ledger, and each command of a
- * pipeline has the connection's command timeout (2 s for the HTTP server's) from when the whole
- * pipeline was written; a busy Redis answering a year of five ledgers at once took 1.8 s.
+ * Hours (or days) read per pipeline, and pipelines in flight at once (READ_LANES): a year is
+ * 8,760 hours per ledger, one per shard and a global one, and each command of a pipeline has the
+ * connection's command timeout (2 s for the HTTP server's) from when the whole pipeline was
+ * written; a busy Redis answering a year of five ledgers at once took 1.8 s.
  */
 const READ_CHUNK = 1_000;
+const READ_LANES = 4;
+
+/** `read` of every item, at most READ_LANES at a time; the results in the items' order. */
+async function inLanes<T, R>(items: readonly T[], read: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await read(items[i] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_LANES, items.length) }, lane));
+  return results;
+}
 
 /** The replies to `read(pipeline, n)` for n in [first, last], READ_CHUNK per pipeline in turn. */
 async function readInChunks(
@@ -364,7 +373,10 @@ async function readInChunks(
   for (let start = first; start <= last; start += READ_CHUNK) {
     const pipeline = redis.pipeline();
     for (let n = start; n <= Math.min(last, start + READ_CHUNK - 1); n++) read(pipeline, n);
-    replies.push(...((await pipeline.exec()) ?? []));
+    const chunk = await pipeline.exec();
+    // Every read must answer, or the rest would be counted under the wrong hours.
+    if (chunk === null) throw new Error("a ledger read got no replies");
+    replies.push(...chunk);
   }
   return replies;
 }
