@@ -126,6 +126,8 @@ export interface BudgetAlert {
   /** The calendar month, "2026-12". */
   readonly month: string;
   readonly percent: number;
+  /** The month's spend with the charge that crossed the threshold (micros); absent in jobs queued before 5 December 2026. */
+  readonly spentMicros?: number;
 }
 
 /** The budget alert thresholds owners are emailed at, in percent. */

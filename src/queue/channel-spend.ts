@@ -47,7 +47,8 @@ export async function chargeSpend(
       reason: `budget reached: ${channel} spend in ${month} is ${formatMicros(change.beforeMicros, currency)} of the ${formatMicros(budget?.monthlyMicros ?? 0, currency)} ${currency} budget`,
     };
   }
-  for (const percent of change.crossed) await deps.onBudgetAlert({ channel, month, percent });
+  for (const percent of change.crossed)
+    await deps.onBudgetAlert({ channel, month, percent, spentMicros: change.afterMicros });
   // A retry of a message charged in the month before stays there (and is given back there).
   return { charged: true, month: change.month, micros };
 }

@@ -51,8 +51,16 @@ export function budgetAlertEmail(
   const budget = rules.spend.budgets[alert.channel];
   const currency = rules.defaults.currency;
   const words = CHANNEL_WORDS[alert.channel];
-  const spent = `${formatMicros(spentMicros, currency)} ${currency}`;
-  const of = `${formatMicros(budget?.monthlyMicros ?? 0, currency)} ${currency}`;
+  const money = (micros: number) => `${formatMicros(micros, currency)} ${currency}`;
+  const of = money(budget?.monthlyMicros ?? 0);
+  // What the crossing charge brought the month to, and (a retried email goes later) what is
+  // spent now; a job queued before the crossing spend was kept says only the latter.
+  const crossedAt =
+    alert.spentMicros === undefined
+      ? `${money(spentMicros)} of ${of} in ${alert.month}`
+      : `${money(alert.spentMicros)} of ${of} in ${alert.month}${
+          spentMicros > alert.spentMicros ? ` (${money(spentMicros)} by now)` : ""
+        }`;
   const reached = alert.percent >= 100;
   const next = reached
     ? [
@@ -69,7 +77,7 @@ export function budgetAlertEmail(
   const text = [
     `Hello ${plainText(owner.name)},`,
     "",
-    `${words} follow-ups have used ${alert.percent}% of this month's budget: ${spent} of ${of} in ${alert.month}.`,
+    `${words} follow-ups have used ${alert.percent}% of this month's budget: ${crossedAt}.`,
     ...next,
     "",
     `${plainText(rules.shopName)} follow-ups`,
@@ -95,7 +103,13 @@ export interface BudgetAlertDeps {
 /** Sends one owner the budget email of a job; throws on a failed send so BullMQ retries it. */
 export function createBudgetAlertProcessor(deps: BudgetAlertDeps) {
   return async (job: Job): Promise<{ sent: string } | { skipped: string }> => {
-    const { owner: ownerId, channel, month, percent } = job.data as Record<string, unknown>;
+    const {
+      owner: ownerId,
+      channel,
+      month,
+      percent,
+      spentMicros,
+    } = job.data as Record<string, unknown>;
     const rules = deps.rules();
     const owner = rules.owners.find((o) => ownerSchedulerId(o) === ownerId);
     if (!owner) return { skipped: "owner no longer in the rules" };
@@ -105,6 +119,7 @@ export function createBudgetAlertProcessor(deps: BudgetAlertDeps) {
       channel: channel as PricedChannel,
       month: String(month),
       percent: Number(percent),
+      ...(typeof spentMicros === "number" && { spentMicros }),
     };
     if (!rules.spend.budgets[alert.channel]) return { skipped: "no budget for the channel" };
     const spent = await deps.spend.spent(alert.channel, alert.month);

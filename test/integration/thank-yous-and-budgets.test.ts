@@ -343,6 +343,14 @@ describe("SMS spend and budgets", () => {
     expect(owners.every((m) => m.envelope.rcptTo.includes("maria@shop.example"))).toBe(true);
     const full = owners.find((m) => m.parsed.subject?.includes("100%"));
     expect(full?.parsed.text).toContain("marketing SMS follow-ups are skipped");
+    // Each says what the charge that crossed its threshold brought the month to.
+    const early = owners.find((m) => m.parsed.subject?.includes("80%"));
+    expect(early?.parsed.text).toMatch(
+      /SMS follow-ups have used 80% of this month's budget: 0\.08 GBP of 0\.10 GBP in \d{4}-\d{2}( \(0\.\d\d GBP by now\))?\./,
+    );
+    expect(full?.parsed.text).toMatch(
+      /SMS follow-ups have used 100% of this month's budget: 0\.12 GBP of 0\.10 GBP in \d{4}-\d{2}( \(0\.16 GBP by now\))?\./,
+    );
 
     const metrics = await metricsOf(p);
     expect(metrics).toMatch(/^followups_spend_this_month\{channel="sms"\} 0\.16$/m);
