@@ -5,6 +5,7 @@ import { buildDiscountOffer, codeExpiresAt } from "../domain/discount-code.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
 import { callVoiceFor, MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES } from "../domain/voice-call.js";
+import { fitLength } from "./sms-fit.js";
 import { buildTemplateContext } from "./template-context.js";
 import { localeInLanguageOf, TemplateError, type TemplateSet } from "./template-set.js";
 import { listUnsubscribeHeaders, unsubscribeUrl } from "./unsubscribe-link.js";
@@ -143,9 +144,20 @@ export function createMessageComposer(
         variant.parts.text?.file,
       );
     }
-    if (rendered.text.length > MAX_VOICE_TEXT_LENGTH) {
+    // Long names from the purchase (a 300-character item name) are cut to fit, as in an SMS.
+    const spoken =
+      rendered.text.length <= MAX_VOICE_TEXT_LENGTH
+        ? { ok: true, text: rendered.text }
+        : await fitLength(
+            async (shortened) =>
+              (await set.render(step.template, step.channel, event.customer.locale, shortened))
+                .text,
+            context,
+            MAX_VOICE_TEXT_LENGTH,
+          );
+    if (!spoken.ok) {
       throw new TemplateError(
-        `the call's message is ${rendered.text.length} characters, over the ${MAX_VOICE_TEXT_LENGTH} a call may speak`,
+        `the call's message is ${spoken.text.length} characters, over the ${MAX_VOICE_TEXT_LENGTH} a call may speak, even with every name from the purchase shortened to one character`,
         step.template,
         variant.parts.text?.file,
       );
@@ -154,7 +166,7 @@ export function createMessageComposer(
       channel: "voice",
       followUpId,
       to: event.customer.phone ?? "",
-      text: rendered.text,
+      text: spoken.text,
       call,
     };
   };

@@ -57,26 +57,63 @@ export async function fitSms(
     if (smsEncoding(gsm7).encoding === "GSM-7") return measured(gsm7);
     return measured(body(await render(shortenNames(context, maxLength, SMS_ELLIPSIS.ucs2))));
   };
+  const fit = await fitByShortening(attempt, longestName(context), (body) => {
+    return body.segments <= options.maxSegments;
+  });
+  return fit.ok
+    ? {
+        ok: true,
+        ...fit.result,
+        ...(fit.shortenedTo !== undefined && { shortenedTo: fit.shortenedTo }),
+      }
+    : { ok: false, ...fit.result };
+}
+
+/**
+ * Renders a message's text (a call's words) and, when it is longer than `maxLength` characters,
+ * again with the names from the purchase cut to the longest length that fits, as fitSms does.
+ */
+export async function fitLength(
+  render: RenderSmsText,
+  context: TemplateContext,
+  maxLength: number,
+): Promise<{ readonly ok: boolean; readonly text: string }> {
+  const fit = await fitByShortening(
+    (cutTo) => render(cutTo === undefined ? context : shortenNames(context, cutTo, "…")),
+    longestName(context),
+    (text) => text.length <= maxLength,
+  );
+  return { ok: fit.ok, text: fit.result };
+}
+
+/**
+ * `attempt()` whole, else `attempt(n)` for the largest n (names cut to n UTF-16 units) whose
+ * result `fits`, found by bisection; not ok (with names of one unit) when even that does not fit.
+ */
+async function fitByShortening<T>(
+  attempt: (cutTo?: number) => Promise<T>,
+  longest: number,
+  fits: (result: T) => boolean,
+): Promise<{ ok: boolean; result: T; shortenedTo?: number }> {
   const whole = await attempt();
-  if (whole.segments <= options.maxSegments) return { ok: true, ...whole };
-  const longest = longestName(context);
-  if (longest <= 1) return { ok: false, ...whole };
+  if (fits(whole)) return { ok: true, result: whole };
+  if (longest <= 1) return { ok: false, result: whole };
   const shortest = await attempt(1);
-  if (shortest.segments > options.maxSegments) return { ok: false, ...shortest };
-  let fits = { ...shortest, shortenedTo: 1 };
+  if (!fits(shortest)) return { ok: false, result: shortest };
+  let best = { result: shortest, shortenedTo: 1 };
   let low = 2;
   let high = longest - 1;
   while (low <= high) {
     const middle = Math.floor((low + high) / 2);
     const candidate = await attempt(middle);
-    if (candidate.segments <= options.maxSegments) {
-      fits = { ...candidate, shortenedTo: middle };
+    if (fits(candidate)) {
+      best = { result: candidate, shortenedTo: middle };
       low = middle + 1;
     } else {
       high = middle - 1;
     }
   }
-  return { ok: true, ...fits };
+  return { ok: true, ...best };
 }
 
 function measured(text: string) {
