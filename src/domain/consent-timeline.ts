@@ -5,20 +5,27 @@ export type StatedConsent = Partial<
   Readonly<Record<Channel, { readonly given: boolean; readonly at: number }>>
 >;
 
+/** What consentFor reads of a purchase: the flags it states, and when it was made. */
+export interface ConsentingPurchase {
+  readonly customer: { readonly consent?: Partial<Readonly<Record<Channel, boolean>>> | undefined };
+  readonly occurredAt: string;
+}
+
 /**
- * The consent that counts for a step of `event` on `channel`: the latest stated one, unless the
- * step's own purchase states one and is the later (the stated one may come from before it: a
- * purchase an older worker took in noted nothing).
+ * The consent that counts on `channel` for a step of `purchase` (or, in a customer's timeline,
+ * for their latest purchase): the latest stated one, unless the purchase states one and is the
+ * later (the stated one may come from before it: a purchase an older worker took in noted
+ * nothing).
  */
 export function consentFor(
-  event: Pick<PurchaseCompleted, "customer" | "occurredAt">,
+  purchase: ConsentingPurchase | undefined,
   channel: Channel,
   stated: StatedConsent | undefined,
 ): boolean | undefined {
-  const own = event.customer.consent?.[channel];
+  const own = purchase?.customer.consent?.[channel];
   const latest = stated?.[channel];
   if (latest === undefined) return own;
-  if (own !== undefined && Date.parse(event.occurredAt) > latest.at) return own;
+  if (own !== undefined && purchase && Date.parse(purchase.occurredAt) > latest.at) return own;
   return latest.given;
 }
 

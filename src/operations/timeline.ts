@@ -1,5 +1,5 @@
 import { DateTime } from "luxon";
-import type { StatedConsent } from "../domain/consent-timeline.js";
+import { consentFor, type StatedConsent } from "../domain/consent-timeline.js";
 import type { Channel } from "../domain/events.js";
 import { formatMinor, type Money } from "../domain/money.js";
 import { ruleIdOf } from "../domain/step-ref.js";
@@ -171,7 +171,6 @@ const CHANNEL_LIST: readonly Channel[] = ["email", "sms", "voice"];
 export function buildTimeline(facts: TimelineFacts): CustomerTimeline {
   const latest = facts.purchases.find((p) => p.purchase)?.purchase;
   const zone = validZone(latest?.customer.timezone ?? latest?.store?.timezone) ?? facts.defaultZone;
-  const consent = latest?.customer.consent;
   return {
     customer: {
       id: facts.customerId,
@@ -181,16 +180,11 @@ export function buildTimeline(facts: TimelineFacts): CustomerTimeline {
       timezone: zone,
       locale: latest?.customer.locale ?? null,
       consent: Object.fromEntries(
-        CHANNEL_LIST.map((channel) => {
-          const stated = facts.statedConsent?.[channel];
-          const own = consent?.[channel];
-          // The latest purchase's own flag, when it states one and is the later (send-guard.ts).
-          const ownLater =
-            own !== undefined &&
-            (stated === undefined ||
-              (latest !== undefined && Date.parse(latest.occurredAt) > stated.at));
-          return [channel, ownLater ? own : (stated?.given ?? own ?? null)];
-        }),
+        // What the send-time guard goes by for the latest purchase's steps.
+        CHANNEL_LIST.map((channel) => [
+          channel,
+          consentFor(latest, channel, facts.statedConsent) ?? null,
+        ]),
       ) as Record<Channel, boolean | null>,
     },
     suppressions: facts.suppressions,

@@ -57,9 +57,11 @@ export async function fitSms(
     if (smsEncoding(gsm7).encoding === "GSM-7") return measured(gsm7);
     return measured(body(await render(shortenNames(context, maxLength, SMS_ELLIPSIS.ucs2))));
   };
-  const fit = await fitByShortening(attempt, longestName(context), (body) => {
-    return body.segments <= options.maxSegments;
-  });
+  const fit = await fitByShortening(
+    attempt,
+    longestName(context),
+    (body) => body.segments <= options.maxSegments,
+  );
   return fit.ok
     ? {
         ok: true,
