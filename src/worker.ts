@@ -51,6 +51,7 @@ import {
   queuePrefix,
 } from "./queue/names.js";
 import { createPackedIndexSweeper } from "./queue/packed-index-sweeper.js";
+import { periodic } from "./queue/periodic.js";
 import { createPromoter } from "./queue/promoter.js";
 import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
@@ -93,6 +94,8 @@ import type { Tracing } from "./tracing.js";
 
 /** A job that stalls (its worker died) this often is failed instead of retried once more. */
 const MAX_STALLED_COUNT = 10;
+/** How often a worker re-plans the purchases filed under older rules after a walk began. */
+const REPLAN_LATER_EVERY_MS = 30_000;
 /** The first wait before a failed re-planning walk is tried again; it doubles each time, to the max. */
 const REPLAN_RETRY_MS = 1_000;
 const REPLAN_RETRY_MAX_MS = 300_000;
@@ -626,7 +629,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     });
     // A few rounds per horizon, so a step is a job minutes before it is due, whichever runs.
     promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
-    return { shard, replanner, promoter };
+    return { shard, schedule, replanner, promoter };
   });
   let stopping = false;
   // A worker that loads the newest rules re-plans what is scheduled in the shards it serves, in
@@ -649,8 +652,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     const interrupted = () => stopping || generation !== planned;
     replanning = replanning
       .then(async () => {
-        for (const { shard, replanner } of servedParts) {
+        for (const { shard, schedule, replanner } of servedParts) {
           if (interrupted()) return;
+          // Before any bucket is read: a purchase filed under older rules from now on (by a worker
+          // still on them, or planned here just before these rules were loaded) is noted for
+          // replanLater, as the walk may have passed its bucket.
+          await schedule.beginWalk(planned);
           // Once one worker has walked a shard's schedule for these rules, the others need not.
           if (await generations.walked(planned, shard)) continue;
           const summary = await replanner.replanAll(rules, planned, interrupted);
@@ -672,6 +679,31 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       });
   };
   replanIfNewest();
+  // Purchases filed under older rules after a walk under newer ones began are re-planned within
+  // a minute by a worker on the newer rules (a worker on older ones leaves them).
+  const replanStragglers = periodic({
+    firstMs: REPLAN_LATER_EVERY_MS,
+    everyMs: REPLAN_LATER_EVERY_MS,
+    run: async () => {
+      const rules = config.rules;
+      const planned = generation;
+      for (const { shard, replanner } of servedParts) {
+        const summary = await replanner.replanLater(
+          rules,
+          planned,
+          () => replanStragglers.stopped() || generation !== planned,
+        );
+        if (summary.purchases > 0)
+          logger.info(
+            { generation: planned, shard, ...summary },
+            "follow-ups planned under older rules re-planned",
+          );
+      }
+    },
+    failed: (error) =>
+      logger.error({ err: error }, "re-planning follow-ups planned under older rules failed"),
+  });
+  replanStragglers.start();
   // Follow-ups an earlier version queued as delayed jobs (all in shard 0, the only shard then)
   // move into the schedule, in the background, by the workers serving shard 0.
   const upgrading = servedShards.includes(0)
@@ -743,6 +775,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     return Promise.all([
       ...servedParts.map(({ promoter }) => promoter.stop()),
       indexSweeper.stop(),
+      replanStragglers.stop(),
       coverage?.stop(),
       finishedJobs.stop(),
       upgrading,

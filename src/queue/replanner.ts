@@ -240,6 +240,12 @@ export interface Replanner {
   ): Promise<ReplanSummary>;
   /** Walks the whole schedule; stops between purchases once `stopped()` says so. */
   replanAll(rules: RuleSet, generation: number, stopped?: () => boolean): Promise<ReplanSummary>;
+  /**
+   * Re-plans the purchases filed in the schedule under older rules after a walk under newer
+   * ones began (FollowUpSchedule.later), when `generation` is at least that walk's: a worker
+   * still on older rules leaves them to the newer ones. Stops between batches once `stopped()`.
+   */
+  replanLater(rules: RuleSet, generation: number, stopped?: () => boolean): Promise<ReplanSummary>;
 }
 
 const NOTHING: ReplanSummary = { purchases: 0, moved: 0, cancelled: 0, skipped: 0 };
@@ -395,5 +401,21 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     }
   }
 
-  return { replanEvent, replanAll };
+  async function replanLater(
+    rules: RuleSet,
+    generation: number,
+    stopped: () => boolean = () => false,
+  ): Promise<ReplanSummary> {
+    let summary = NOTHING;
+    while (!stopped()) {
+      const { walk, eventIds } = await deps.schedule.later(CONCURRENCY);
+      if (walk > generation || eventIds.length === 0) return summary;
+      const results = await Promise.all(eventIds.map((id) => replanEvent(id, rules, generation)));
+      summary = results.reduce(add, summary);
+      await deps.schedule.doneLater(eventIds);
+    }
+    return summary;
+  }
+
+  return { replanEvent, replanAll, replanLater };
 }

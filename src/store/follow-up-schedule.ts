@@ -167,6 +167,31 @@ export class FollowUpSchedule {
     return done !== null && Number(done) >= generation;
   }
 
+  /**
+   * Notes that a re-planning walk under `generation` begins (before it reads any bucket); the
+   * newest generation a walk began for.
+   */
+  async beginWalk(generation: number): Promise<number> {
+    return this.redis.fuBeginWalk(this.keys.replanWalk(), generation);
+  }
+
+  /**
+   * Purchases filed in the schedule under older rules than the newest walk that began, with that
+   * walk's generation: up to `count` event ids, to re-plan and then `doneLater`.
+   */
+  async later(count: number): Promise<{ walk: number; eventIds: string[] }> {
+    const [walk, eventIds] = await Promise.all([
+      this.redis.get(this.keys.replanWalk()),
+      this.redis.srandmember(this.keys.replanLater(), count),
+    ]);
+    return { walk: Number(walk ?? 0), eventIds };
+  }
+
+  /** Takes re-planned purchases off the list `later` reads. */
+  async doneLater(eventIds: readonly string[]): Promise<void> {
+    if (eventIds.length > 0) await this.redis.srem(this.keys.replanLater(), ...eventIds);
+  }
+
   /** Remembers (for two days, long enough for any re-planning run) that a bucket is done. */
   async markReplanned(bucket: number, generation: number): Promise<void> {
     await this.redis.set(this.keys.scheduleReplanned(bucket), generation, "PX", 2 * 86_400_000);

@@ -117,6 +117,12 @@ const GENERATION_FIELD = "g";
 const SUMMARY_FIELD = "m";
 /** The W3C traceparent of the purchase's intake span (only while tracing is on). */
 const TRACE_FIELD = "tp";
+/**
+ * The most purchases a shard notes for re-planning under newer rules (replanLater): rules rolled
+ * back to an older generation's exact content would note every purchase, with no worker on newer
+ * rules to take them; beyond this, the promoter's re-plan before a step becomes a job remains.
+ */
+export const REPLAN_LATER_MAX = 100_000;
 const stepField = (stepId: string) => `s:${stepId}`;
 
 /** What reports show of a purchase once it is trimmed (the record's `m`): order id and name. */
@@ -213,6 +219,8 @@ export class FollowUpStore {
         this.keys.scheduleBucket(bucketOf(step.dueAt)),
       ]),
       ...(erasureKey ? [erasureKey] : []),
+      this.keys.replanWalk(),
+      this.keys.replanLater(),
     ];
     const added = await this.redis.fuScheduleSteps(
       keys.length,
@@ -223,11 +231,10 @@ export class FollowUpStore {
       encodePurchase(event),
       keepUntil,
       generation,
-      ...(erasureKey
-        ? [traceparent ?? "", Date.parse(event.occurredAt)]
-        : traceparent
-          ? [traceparent]
-          : []),
+      traceparent ?? "",
+      erasureKey ? Date.parse(event.occurredAt) : "",
+      event.id,
+      REPLAN_LATER_MAX,
     );
     return added;
   }

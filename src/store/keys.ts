@@ -542,6 +542,20 @@ export class StoreKeys {
     return `${this.base}t:${bucket}:lease`;
   }
 
+  /**
+   * The newest rules generation whose re-planning walk of this shard's schedule began
+   * (FollowUpSchedule.beginWalk): a purchase filed in the schedule under an older one afterwards
+   * is noted in replanLater, as the walk may have passed its bucket.
+   */
+  replanWalk(): string {
+    return `${this.base}tg`;
+  }
+
+  /** Purchases (event ids) filed under older rules than the walk that began: re-planned soon. */
+  replanLater(): string {
+    return `${this.base}tq`;
+  }
+
   /** The latest rules generation a schedule bucket was fully re-planned for. */
   scheduleReplanned(bucket: number): string {
     return `${this.base}t:${bucket}:replanned`;

@@ -75,6 +75,8 @@ export interface StoreCommands {
     now: number,
     keepMs: number,
   ): Promise<number>;
+  /** begin-walk.lua */
+  fuBeginWalk(walkKey: string, generation: number): Promise<number>;
   /** rules-generation.lua */
   fuRulesGeneration(generationsKey: string, version: string): Promise<[number, number]>;
   /** requeue-step.lua */
@@ -296,6 +298,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "claim-bucket": "fuClaimBucket",
   "release-bucket": "fuReleaseBucket",
   "rules-generation": "fuRulesGeneration",
+  "begin-walk": "fuBeginWalk",
   "remember-customer": "fuRememberCustomer",
   "link-purchase": "fuLinkPurchase",
   "forget-customer": "fuForgetCustomer",

@@ -500,6 +500,16 @@ async function rollingOut(p: PipelineHarness, edit: (rules: string) => string) {
   return { newerDir, older: older.config, newer: newer.config, g1, g2 };
 }
 
+/** A worker of the pipeline's deployment on the config in `configDir` (not watched). */
+function workerWith(p: PipelineHarness, configDir: string) {
+  return startWorker({
+    env: { ...p.env, CONFIG_DIR: configDir },
+    logger: createLogger({ level: "silent", pretty: false }),
+    channels: channelsFor(p.env),
+    watchConfig: false,
+  });
+}
+
 describe("a step of a rule that only newer rules have", () => {
   it("is left for a worker with those rules by one still on older rules, not skipped as removed", async () => {
     pipeline = await startPipeline("replan-newer-rule", { startWorker: false, shards: 1 });
@@ -510,13 +520,7 @@ describe("a step of a rule that only newer rules have", () => {
       doc.setIn(["rules", ruleIndex(doc, "thank-you"), "id"], "thanks");
       return doc.toString();
     });
-    const workerOn = (configDir: string) =>
-      startWorker({
-        env: { ...p.env, CONFIG_DIR: configDir },
-        logger: createLogger({ level: "silent", pretty: false }),
-        channels: channelsFor(p.env),
-        watchConfig: false,
-      });
+    const workerOn = (configDir: string) => workerWith(p, configDir);
 
     // A newer worker plans a purchase whose thank-you falls due in a few seconds, and stops.
     let worker = await workerOn(newerDir);
@@ -546,6 +550,61 @@ describe("a step of a rule that only newer rules have", () => {
       await waitForState(p, "evt-pan", "thanks.thank-you", "sent");
     } finally {
       await worker.close();
+      await rm(newerDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a purchase planned under older rules after a walk under newer ones began", () => {
+  it("is re-planned by a worker on the newer rules long before its step would be promoted", async () => {
+    pipeline = await startPipeline("replan-straggler", { startWorker: false, shards: 1 });
+    const p = pipeline;
+    // The newer rules check in after one month instead of three.
+    const { newerDir, older, newer, g1, g2 } = await rollingOut(p, (text) =>
+      text.replace("P3M", "P1M"),
+    );
+    const workerOn = (configDir: string) => workerWith(p, configDir);
+    const stepId = "big-ticket.check-in";
+    try {
+      // A worker on the newer rules starts: its walk of the (empty) schedule begins and ends.
+      let worker = await workerOn(newerDir);
+      await eventually(
+        async () => ((await new RulesGenerations(p.redis, p.prefix).walked(g2)) ? true : undefined),
+        "the newer rules' walk to complete",
+      );
+      await worker.close();
+      // A worker still on the older rules (a rolling deploy) plans a purchase after that walk.
+      worker = await workerOn(p.configDir);
+      const bought = DateTime.utc();
+      await p.publisher.publish(buy("evt-late", "televisions", "899.00", bought) as never);
+      await allInSchedule(p, [["evt-late", stepId]]);
+      await worker.close();
+      expect(await p.store.generationOf("evt-late")).toBe(g1);
+      const inMonths = (months: number) =>
+        bought.setZone("Europe/London").plus({ months }).toISODate();
+      const dayOf = (record: StepRecord) =>
+        DateTime.fromMillis(record.dueAt, { zone: "Europe/London" }).toISODate();
+      expect(dayOf(await step(p, "evt-late", stepId))).toBe(inMonths(3));
+
+      const replanner = replannerOf(p, () => DateTime.utc());
+      // A worker on the older rules leaves it to the newer ones.
+      expect((await replanner.replanLater(older.rules, g1)).purchases).toBe(0);
+      expect(dayOf(await step(p, "evt-late", stepId))).toBe(inMonths(3));
+      // One on the newer rules moves it now: at promotion, three months on, a month after its
+      // new due time, it could only have been skipped as past due.
+      expect(await replanner.replanLater(newer.rules, g2)).toMatchObject({
+        purchases: 1,
+        moved: 1,
+      });
+      const moved = await step(p, "evt-late", stepId);
+      expect(moved.state).toBe("scheduled");
+      expect(dayOf(moved)).toBe(inMonths(1));
+      expect(await p.store.generationOf("evt-late")).toBe(g2);
+      expect(await whereWaiting(p, "evt-late", stepId)).toBe("schedule");
+      // Done once: nothing is left to re-plan.
+      expect((await replanner.replanLater(newer.rules, g2)).purchases).toBe(0);
+      expect(await p.redis.exists(new StoreKeys(p.prefix).replanLater())).toBe(0);
+    } finally {
       await rm(newerDir, { recursive: true, force: true });
     }
   });

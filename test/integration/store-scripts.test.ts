@@ -143,6 +143,7 @@ describe("the store's Lua scripts", () => {
     expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
       "add-reply",
       "add-spend",
+      "begin-walk",
       "claim-bucket",
       "claim-event-id",
       "claim-step",
@@ -203,6 +204,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["settle-sent"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["begin-walk"].numberOfKeys).toBe(1);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {

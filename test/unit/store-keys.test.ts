@@ -102,6 +102,8 @@ describe("the upgrade from the key layout before hash tags", () => {
         "orderLinks",
         "erasedCustomerGlobal",
         "consoleSignIns",
+        "replanWalk",
+        "replanLater",
       ].includes(name),
   );
   const keyOf = (name: string): string => {

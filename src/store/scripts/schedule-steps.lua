@@ -15,6 +15,9 @@
     KEYS[3 + 2i]    pending count of step i's due day, in the order of ARGV[3]
     KEYS[4 + 2i]    schedule bucket of step i's due time
     KEYS[5 + 2n]    with ARGV[8]: the customer's erasure marker (epoch ms), after the n steps' keys
+    KEYS[#KEYS - 1] the generation the schedule's re-planning walk began for (string; none before
+                    any walk): when present, with KEYS[#KEYS] and ARGV[9]
+    KEYS[#KEYS]     purchases planned under older rules than that walk's (set of event ids)
 
     ARGV[1] now (epoch ms)
     ARGV[2] how long a ledger hour is kept (ms)
@@ -29,7 +32,14 @@
             while tracing is on; the first intake that leaves a step pending keeps it); '' for
             none when ARGV[8] follows
     ARGV[8] optional: the purchase time (epoch ms): a purchase made before its customer was
-            erased (the marker, written before an erasure reads their purchases) schedules nothing
+            erased (the marker, written before an erasure reads their purchases) schedules nothing;
+            '' for none when ARGV[9] follows
+    ARGV[9] optional: the event id. A purchase that files a step in the schedule under an older
+            generation than the walk that began (a worker still on older rules in a rolling
+            deploy, or one that planned it just before it loaded newer rules) is noted in
+            KEYS[#KEYS], at most ARGV[10] of them, for the workers on the newer rules to re-plan:
+            the walk may have passed its bucket already
+    ARGV[10] the most purchases KEYS[#KEYS] holds
 
   Output: how many steps were new; -1 when the customer was erased after the purchase
 ]]
@@ -39,7 +49,7 @@
 --!include lib/ledger-count.lua
 --!include lib/purchase-fields.lua
 local steps = cjson.decode(ARGV[3])
-if ARGV[8] then
+if ARGV[8] and ARGV[8] ~= '' then
   local erasedAt = redis.call('GET', KEYS[5 + 2 * #steps])
   if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[8]) then return -1 end
 end
@@ -51,6 +61,7 @@ end
 local generation = redis.call('HGET', KEYS[1], 'g')
 local added = 0
 local pending = false
+local filed = false
 for i, step in ipairs(steps) do
   local field = 's:' .. step.id
   -- No `t` and no `a` while untouched: short enough to keep the hash a listpack.
@@ -69,6 +80,7 @@ for i, step in ipairs(steps) do
       redis.call('PEXPIREAT', bucketKey, ARGV[5], 'GT')
       if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[5]) end
       redis.call('ZADD', KEYS[4], step.bs, step.b)
+      filed = true
     end
   elseif PENDING[decodeStep(redis.call('HGET', KEYS[1], field)).s] then
     pending = true
@@ -83,6 +95,15 @@ if pending then
     storePurchase(KEYS[1], ARGV[4])
   end
   if ARGV[7] and ARGV[7] ~= '' then redis.call('HSETNX', KEYS[1], 'tp', ARGV[7]) end
+end
+if filed and ARGV[9] then
+  local walked = tonumber(redis.call('GET', KEYS[#KEYS - 1]) or '0')
+  if (tonumber(generation or '0') or 0) < walked and redis.call('SCARD', KEYS[#KEYS]) < tonumber(ARGV[10]) then
+    redis.call('SADD', KEYS[#KEYS], ARGV[9])
+    -- Taken within a minute while a worker runs the newer rules; gone a week after the last
+    -- noted when none does (the promoter still re-plans each step before it becomes a job).
+    redis.call('PEXPIRE', KEYS[#KEYS], 604800000)
+  end
 end
 -- Kept longer, never shorter; the history script gave the record its first expiry.
 if redis.call('PTTL', KEYS[1]) < 0 then
