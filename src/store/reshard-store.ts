@@ -208,6 +208,10 @@ export class ReshardKeys {
     for await (const batch of this.shardKeys(new Set(this.fromTags))) {
       await inBatches(batch, async ({ key, tag, rest }) => {
         const kind = rest.split(":", 1)[0] ?? "";
+        if (kind === "tg" || kind === "tq") {
+          await this.moveReplanNotes(key, kind, placement, newTags.has(tag));
+          return;
+        }
         const to = this.destinations(kind, rest, placement, newTags.has(tag));
         if (to === undefined) return;
         if (to === "fold") {
@@ -232,6 +236,37 @@ export class ReshardKeys {
       });
     }
     await this.padPendingDays();
+  }
+
+  /**
+   * A shard's re-planning notes under the new count: the generation its walk began for goes to
+   * every new shard (each keeps the newest), and each purchase noted for a re-plan under newer
+   * rules to its new shard's set (keeping the set's expiry); the old names go unless they stay.
+   */
+  private async moveReplanNotes(
+    key: string,
+    kind: "tg" | "tq",
+    placement: EventPlacement,
+    tagStays: boolean,
+  ): Promise<void> {
+    if (kind === "tg") {
+      const walk = await this.redis.get(key);
+      if (walk === null) return;
+      for (const tag of this.toTags) await this.redis.fuBeginWalk(`${tag}:fu:tg`, Number(walk));
+      if (!tagStays) await this.redis.del(key);
+      return;
+    }
+    const [eventIds, ttl] = await Promise.all([this.redis.smembers(key), this.redis.pttl(key)]);
+    const byShard = new Map<string, string[]>();
+    for (const eventId of eventIds) {
+      const target = `${this.toTags[placement.ofHash(idHash(eventId)) ?? 0]}:fu:tq`;
+      if (target !== key) byShard.set(target, [...(byShard.get(target) ?? []), eventId]);
+    }
+    for (const [target, moved] of byShard) {
+      await this.redis.sadd(target, ...moved);
+      if (ttl > 0) await this.redis.pexpire(target, ttl);
+      await this.redis.srem(key, ...moved);
+    }
   }
 
   /**

@@ -69,6 +69,11 @@ async function backToLayoutOne(
       const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
       cursor = next;
       for (const key of found) {
+        // Kinds layout 1 did not have: a re-planning walk's generation and its notes.
+        if (/\}:fu:t[gq]$/.test(key)) {
+          await redis.del(key);
+          continue;
+        }
         const ttl = await redis.pttl(key);
         const legacy = `${prefix}:fu:${key.slice(key.indexOf("}:fu:") + 5)}`;
         if ((await redis.renamenx(key, legacy)) === 0) {

@@ -178,6 +178,12 @@ describe("followups reshard", () => {
     // Seven thank-yous and eight check-ins.
     expect(pendingBefore).toBe(15);
 
+    // A purchase noted for a re-plan under newer rules (a walk under generation 7 began after an
+    // older worker planned it) stays noted, in its new shard, and every new shard knows the walk.
+    const oldKeys = new StoreKeys(shardScope(p.prefix, customerShard(postponed, 2), 2));
+    await p.redis.set(oldKeys.replanWalk(), "7");
+    await p.redis.sadd(oldKeys.replanLater(), `evt-b-${postponed}`);
+
     // A dry run changes nothing.
     const dry = await reshardTo(p, 5, "--dry-run");
     expect(dry).toMatchObject({ from: 2, to: 5, dryRun: true, purchasesPlaced: 16 });
@@ -230,6 +236,11 @@ describe("followups reshard", () => {
     }
     // The counts add up as before.
     expect(await pendingOf(p)).toBe(pendingBefore);
+    const newKeys = keysOf(5);
+    expect(
+      await p.redis.smembers(newKeys[customerShard(postponed, 5)]?.replanLater() ?? ""),
+    ).toEqual([`evt-b-${postponed}`]);
+    for (const keys of newKeys) expect(await p.redis.get(keys.replanWalk())).toBe("7");
 
     // A worker of the old count is refused; one of the new count sends what was pending, once.
     await expect(workerWith(p, 2)).rejects.toThrow("live in 5 shards");
