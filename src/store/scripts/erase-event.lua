@@ -6,7 +6,9 @@
   earlier ones a resend or retry kept, `pid`), reason texts, delivery
   reports, the hash of the discount code it sent (`dc`: erasure revoked the code before) and
   replies go (the step's replies `y:<stepId>:<n>` too, and the keys of the messages they came in,
-  `yr:`; only their count `yn:` stays).
+  `yr:`; only their count `yn:` stays), and so does a cancel asked while a step was being sent
+  (`cx:<stepId>`, whose reason holds the operator's note; the record's stop marker cancels any
+  later claim instead).
   What remains is anonymous and lets a late job find its step ended. The record is stopped with
   ARGV[1] (stop-event.lua's marker): a step taken over from a dead sender is cancelled, not sent,
   and a reply that arrives later (add-reply.lua) is not filed.
@@ -36,7 +38,8 @@ for i = 1, #fields, 2 do
   if string.sub(fields[i], 1, 2) == 's:' then
     redis.call('HSET', KEYS[1], fields[i], encodeStep(scrubStep(decodeStep(fields[i + 1]))))
     scrubbed = scrubbed + 1
-  elseif string.sub(fields[i], 1, 2) == 'y:' or string.sub(fields[i], 1, 3) == 'yr:' then
+  elseif string.sub(fields[i], 1, 2) == 'y:' or string.sub(fields[i], 1, 3) == 'yr:'
+    or string.sub(fields[i], 1, 3) == 'cx:' then
     redis.call('HDEL', KEYS[1], fields[i])
   end
 end

@@ -1,0 +1,82 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { runCancel } from "../../src/cli/cancel-command.js";
+import { runErase } from "../../src/cli/erase-command.js";
+import type { CommandIo } from "../../src/cli/io.js";
+import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+/**
+ * What an erasure must not leave behind, found by an adversarial review of personal data: each
+ * test puts a customer's data where the worker keeps it, erases the customer, and looks for it.
+ */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+async function command(p: PipelineHarness, run: (io: CommandIo) => Promise<number>) {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  const code = await run(io);
+  return { code, out: io.output() };
+}
+
+async function erase(p: PipelineHarness, customerId: string): Promise<ErasureReceipt> {
+  const { code, out } = await command(p, (io) =>
+    runErase(customerId, { config: p.configDir, json: true, by: "dpo" }, io),
+  );
+  expect(code).toBe(0);
+  return JSON.parse(out) as ErasureReceipt;
+}
+
+const iso = (time: DateTime) => time.toISO({ suppressMilliseconds: true }) ?? "";
+
+async function untilScheduled(p: PipelineHarness, eventId: string, stepId: string) {
+  return eventually(async () => {
+    const record = (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+    return record?.state === "scheduled" ? record : undefined;
+  }, `${eventId}/${stepId} to be scheduled`);
+}
+
+describe("erasure leaves nothing an operator wrote about the customer", () => {
+  it("drops the note of a cancel asked while the step was being sent", async () => {
+    pipeline = await startPipeline("erase-review-cx");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-cx",
+        orderId: "ord-rv-cx",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-rv-cx", name: "Nadia Ferreira" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    const stepId = "big-ticket.check-in";
+    const planned = await untilScheduled(p, "evt-rv-cx", stepId);
+    // A live sender holds the step; the operator's cancel is noted for its next claim.
+    expect(
+      (await p.store.claim("evt-rv-cx", stepId, Date.now(), 60_000, { dueAt: planned.dueAt }))
+        .claimed,
+    ).toBe(true);
+    const note = "Nadia rang from the Leith Walk flat, furious";
+    await expect(
+      command(p, (io) =>
+        runCancel(
+          { config: p.configDir, json: true, step: `evt-rv-cx/${stepId}`, reason: note },
+          io,
+        ),
+      ),
+    ).rejects.toMatchObject({ code: 1 });
+    expect(await keysHolding(p.redis, p.prefix, ["Leith Walk"])).not.toEqual([]);
+
+    const receipt = await erase(p, "cus-rv-cx");
+    expect(receipt).toMatchObject({ purchases: 1, stepsInFlight: 1 });
+    expect(await keysHolding(p.redis, p.prefix, ["Leith Walk", "Nadia", "cus-rv-cx"])).toEqual([]);
+  });
+});
