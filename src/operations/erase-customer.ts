@@ -243,7 +243,7 @@ export function createEraser(deps: EraseDeps) {
     if (theirs.length > 0) await deps.redis.zrem(keys.replies(), ...theirs);
     await deps.customers.forget(customerId, [...addresses]);
     const optOutsKept = await countOptOuts(deps, customerId);
-    await deps.suppressions.hashCustomerEntries(customerId);
+    await deps.suppressions.hashCustomerEntries(customerId, [...addresses]);
     await history.markErased(customerId, now, ERASURE_MEMORY_MS);
     const removedJobIds = new Set<string>();
     await removeJobs(followUps, (job) => eventIds.has(String(job.data?.e)), removedJobIds);

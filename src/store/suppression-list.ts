@@ -149,26 +149,35 @@ export class SuppressionList {
   }
 
   /**
-   * Replaces a customer's plain-id entries (written before December 2026) by their keyed hash, on
-   * every list: what erasure does, so an erased customer who opted out stays opted out. The keyed
-   * entry is added (and waited for, with REDIS_WAIT_REPLICAS) before the plain one goes: an
-   * erasure stopped in between, or a failover, leaves both, and running it again finishes it.
-   * Returns how many entries were replaced.
+   * Replaces a customer's plain-id entries and their addresses' unkeyed-hash entries (both written
+   * before December 2026; an unkeyed hash of a number is undone by hashing every number) by their
+   * keyed hashes, on every list: what erasure does, so an erased customer who opted out stays
+   * opted out. The keyed entry is added (and waited for, with REDIS_WAIT_REPLICAS) before the old
+   * one goes: an erasure stopped in between, or a failover, leaves both, and running it again
+   * finishes it. Returns how many entries were replaced.
    */
-  async hashCustomerEntries(customerId: string): Promise<number> {
-    const legacy = legacyCustomerMember(customerId);
-    const member = await this.customerMember(customerId);
+  async hashCustomerEntries(
+    customerId: string,
+    addresses: readonly string[] = [],
+  ): Promise<number> {
+    const forms: [legacy: string, member: string][] = [
+      [legacyCustomerMember(customerId), await this.customerMember(customerId)],
+    ];
+    for (const address of addresses)
+      forms.push([legacyAddressMember(address), await this.addressMember(address)]);
     let replaced = 0;
     for (const channel of CHANNELS) {
       for (const key of [
         this.keys.suppressions(channel),
         this.keys.marketingSuppressions(channel),
       ]) {
-        if ((await this.redis.sismember(key, legacy)) !== 1) continue;
-        await this.redis.sadd(key, member);
-        await this.options.replicaWait?.after(key);
-        await this.redis.srem(key, legacy);
-        replaced++;
+        for (const [legacy, member] of forms) {
+          if ((await this.redis.sismember(key, legacy)) !== 1) continue;
+          await this.redis.sadd(key, member);
+          await this.options.replicaWait?.after(key);
+          await this.redis.srem(key, legacy);
+          replaced++;
+        }
       }
     }
     return replaced;

@@ -1,13 +1,21 @@
+import { createHash } from "node:crypto";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCancel } from "../../src/cli/cancel-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import { StoreKeys } from "../../src/store/keys.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 
 /**
  * What an erasure must not leave behind, found by an adversarial review of personal data: each
@@ -78,5 +86,46 @@ describe("erasure leaves nothing an operator wrote about the customer", () => {
     const receipt = await erase(p, "cus-rv-cx");
     expect(receipt).toMatchObject({ purchases: 1, stepsInFlight: 1 });
     expect(await keysHolding(p.redis, p.prefix, ["Leith Walk", "Nadia", "cus-rv-cx"])).toEqual([]);
+  });
+});
+
+describe("erasure leaves no reversible hash of the customer's addresses", () => {
+  it("replaces an opt-out stored by an unkeyed hash of their number (before December 2026) by its keyed hash", async () => {
+    pipeline = await startPipeline("erase-review-legacy-optout");
+    const p = pipeline;
+    const phone = "+447400900456";
+    const email = "tomasz.r@example.com";
+    // Versions before December 2026 filed an opt-out under the number's plain SHA-256.
+    const legacy = (address: string) =>
+      `a:${createHash("sha256").update(address).digest("base64url").slice(0, 22)}`;
+    const keys = new StoreKeys(p.prefix);
+    await p.redis.sadd(keys.suppressions("sms"), legacy(phone));
+    await p.redis.sadd(keys.marketingSuppressions("email"), legacy(email));
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    expect(await suppressions.isSuppressed("sms", { address: phone })).toBe(true);
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-legacy",
+        orderId: "ord-rv-legacy",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-rv-legacy", phone, email, name: "Tomasz Rybak" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-rv-legacy")).toBe("completed");
+
+    await erase(p, "cus-rv-legacy");
+    const lists = await Promise.all(
+      [keys.suppressions("sms"), keys.marketingSuppressions("email")].map((key) =>
+        p.redis.smembers(key),
+      ),
+    );
+    // Anyone can hash every number of a country: a plain hash of one is the number.
+    expect(lists.flat()).not.toContain(legacy(phone));
+    expect(lists.flat()).not.toContain(legacy(email));
+    // Still opted out, by keyed hash.
+    expect(await suppressions.isSuppressed("sms", { address: phone })).toBe(true);
+    expect(await suppressions.isSuppressed("email", { address: email }, "marketing")).toBe(true);
+    expect(await suppressions.isSuppressed("email", { address: email })).toBe(false);
   });
 });
