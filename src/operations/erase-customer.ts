@@ -251,7 +251,8 @@ export function createEraser(deps: EraseDeps) {
       const events = deps.events;
       await removeJobs(
         events,
-        (job) => carriesCustomer(job.data, customerId, addresses),
+        (job) =>
+          carriesCustomer(job.data, customerId, addresses) || refundOf(job.data, orderHashes),
         removedJobIds,
       );
     }
@@ -319,6 +320,20 @@ function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlyS
   const theirs = (id: unknown) => typeof id === "string" && id.trim() === customerId;
   if (theirs(event.customerId) || theirs(event.customer?.id)) return true;
   return carriesAddress(event, addresses);
+}
+
+/**
+ * Whether an input-queue job is a refund of one of the customer's orders (by the order id's
+ * idHash): it names no customer, but its order, also in the reason a refused one keeps.
+ */
+function refundOf(data: unknown, orderHashes: ReadonlySet<string>): boolean {
+  if (!data || typeof data !== "object") return false;
+  const event = data as { type?: unknown; orderId?: unknown };
+  return (
+    event.type === "purchase.refunded" &&
+    typeof event.orderId === "string" &&
+    orderHashes.has(idHash(event.orderId.trim()))
+  );
 }
 
 /**

@@ -129,3 +129,42 @@ describe("erasure leaves no reversible hash of the customer's addresses", () => 
     expect(await suppressions.isSuppressed("email", { address: email })).toBe(false);
   });
 });
+
+describe("erasure removes every job of the customer's events", () => {
+  it("removes the refunds of their orders, refused or done, which name the order", async () => {
+    pipeline = await startPipeline("erase-review-refunds");
+    const p = pipeline;
+    const order = "ord-rv-9184";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-refunds",
+        orderId: order,
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-rv-refunds", name: "Greta Lindqvist" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-rv-refunds")).toBe("completed");
+    const refund = (id: string, amount: string, currency: string) =>
+      p.publisher.publish({
+        type: "purchase.refunded",
+        id,
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        orderId: order,
+        amount: { amount, currency },
+      } as never);
+    // One done (kept an hour), one refused for its currency (kept 30 days, its reason naming the
+    // order, listed by `followups refused` and the console).
+    await refund("evt-rv-refund-gbp", "100.00", "GBP");
+    expect(await eventProcessed(p, "evt-rv-refund-gbp")).toBe("completed");
+    await refund("evt-rv-refund-eur", "10.00", "EUR");
+    expect(await eventProcessed(p, "evt-rv-refund-eur")).toBe("failed");
+    expect(await keysHolding(p.redis, p.prefix, [order])).not.toEqual([]);
+
+    const receipt = await erase(p, "cus-rv-refunds");
+    expect(receipt.purchases).toBe(1);
+    expect(await p.events.getJob("evt-rv-refund-eur")).toBeUndefined();
+    expect(await p.events.getJob("evt-rv-refund-gbp")).toBeUndefined();
+    expect(await keysHolding(p.redis, p.prefix, [order, "Greta"])).toEqual([]);
+  });
+});
