@@ -125,7 +125,11 @@ export type DeliveryJob = Pick<
 
 /** How a delivery job ended, as returned to BullMQ and counted. */
 export type DeliveryOutcome =
-  | { readonly outcome: "sent"; readonly id: string }
+  /**
+   * The provider's message id, which the job keeps a day: none when the customer was erased while
+   * the message was on its way (the erasure takes provider ids out of everything else).
+   */
+  | { readonly outcome: "sent"; readonly id?: string }
   | { readonly outcome: "skipped"; readonly code: string }
   | { readonly outcome: "already-handled"; readonly state: string };
 
@@ -302,7 +306,7 @@ async function bookkeepSent(
   deps: DeliveryDeps,
   rules: RuleSet,
   sent: SentBookkeeping,
-): Promise<void> {
+): Promise<"erased" | undefined> {
   const { eventId, stepId, channel, providerId } = sent;
   // A message's reference names its step: kept no longer than the purchase's record, where
   // erasure finds its id (with a short RECORD_RETENTION_DAYS the record ends first).
@@ -346,7 +350,9 @@ async function bookkeepSent(
     { eventId, stepId, channel, kind: sent.kind, ruleId: sent.ruleId, at: sent.at },
     sentMemoryMs(rules),
   );
-  if (settled === "erased") await forgetSent(deps, sent, member);
+  if (settled !== "erased") return undefined;
+  await forgetSent(deps, sent, member);
+  return settled;
 }
 
 /**
@@ -852,7 +858,7 @@ function createDelivery(deps: DeliveryDeps) {
           view.lastStep?.(),
         ),
       );
-      await bookkeepSent(deps, rules, {
+      const erased = await bookkeepSent(deps, rules, {
         eventId,
         stepId,
         followUpId,
@@ -873,7 +879,7 @@ function createDelivery(deps: DeliveryDeps) {
         Math.max(0, doneMs - claim.record.dueAt) / 1000,
       );
       log.info({ channel: step.channel, kind: step.kind, providerId: result.id }, "follow-up sent");
-      return { outcome: "sent", id: result.id };
+      return erased ? { outcome: "sent" } : { outcome: "sent", id: result.id };
     }
     const attempts = claim.record.attempts + 1;
     // A failed send cost nothing, unless the provider may have taken it.

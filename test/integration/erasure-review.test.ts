@@ -168,3 +168,46 @@ describe("erasure removes every job of the customer's events", () => {
     expect(await keysHolding(p.redis, p.prefix, [order, "Greta"])).toEqual([]);
   });
 });
+
+describe("erasure while a message is on its way", () => {
+  it("leaves no provider message id in the finished job of the send", async () => {
+    pipeline = await startPipeline("erase-review-in-flight");
+    const p = pipeline;
+    // Twilio takes its time to answer: the erasure comes while the SMS is with it.
+    p.twilio.setResponseDelay(1_500);
+    const occurredAt = DateTime.utc()
+      .startOf("second")
+      .setZone("Europe/London")
+      .minus({ months: 3 });
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-flight",
+        orderId: "ord-rv-flight",
+        occurredAt: iso(occurredAt.toUTC()),
+        customer: { id: "cus-rv-flight", phone: "+447400900789", name: "Ines Okafor" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    const stepId = "big-ticket.check-in";
+    await eventually(async () => {
+      const record = (await p.store.stepRecords("evt-rv-flight", [stepId])).get(stepId);
+      return record?.state === "sending" ? true : undefined;
+    }, "the check-in to be on its way");
+    const receipt = await erase(p, "cus-rv-flight");
+    expect(receipt.stepsInFlight).toBe(1);
+    const [message] = await eventually(
+      async () => (p.twilio.messages.length > 0 ? p.twilio.messages : undefined),
+      "the SMS to reach Twilio",
+    );
+    const sid = message?.sid ?? "";
+    expect(sid).not.toBe("");
+    // The sender finishes its bookkeeping and its job completes.
+    const job = await eventually(async () => {
+      const [done] = await p.followUps.getCompleted(0, 0);
+      return done?.data.e === "evt-rv-flight" ? done : undefined;
+    }, "the send's job to complete");
+    expect(job.returnvalue).toMatchObject({ outcome: "sent" });
+    // The Twilio sid leads to the number and the text at Twilio: no more than the step keeps.
+    expect(await keysHolding(p.redis, p.prefix, [sid, "Ines", "+447400900789"])).toEqual([]);
+  });
+});
