@@ -38,6 +38,7 @@ import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import { countReturnAfterCheckIns, noteSkippedCheckIns } from "./check-in-comparison.js";
+import { planHeldToCooldowns } from "./cooldown-plans.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
 import {
   COALESCED_AFTER_MS,
@@ -565,26 +566,46 @@ async function schedulePurchase(
     suppressedChannels: suppressed.all,
     marketingSuppressedChannels: suppressed.marketing,
   };
-  const { plan, cooldowns } = await inChildSpan(
+  const plan = await inChildSpan(
     deps.span,
     "followups.plan",
     async () => {
-      let plan = planFollowUps(effective, rules, recorded.history, now, planOptions);
+      const unheld = planFollowUps(effective, rules, recorded.history, now, planOptions);
       // Only a plan with a step under a cooldown needs the customer's recent steps (one more read).
-      const held = plan.steps.map((step) => ({
-        ...step,
-        ...underCooldown(rules, step),
-        dueAt: Date.parse(step.dueAt),
-      }));
-      const cooldowns = held.some((step) => step.byRule || step.byKind);
-      if (cooldowns) {
-        const recent = await deps.history.recentSteps(event.customer.id, event.id);
-        plan = planFollowUps(effective, rules, { ...recorded.history, recent }, now, planOptions);
-      }
-      plan = await coalesceThankYous(plan, effective, rules, deps, nowMs);
-      return { plan, cooldowns };
+      const cooldowns = unheld.steps.some((step) => {
+        const held = underCooldown(rules, step);
+        return held.byRule || held.byKind;
+      });
+      if (!cooldowns) return coalesceThankYous(unheld, effective, rules, deps, nowMs);
+      // Where its steps under a cooldown fall due is remembered for the customer's other purchases
+      // before anything counts the plan's skips: a purchase taken in at the same time as one of
+      // theirs is planned again once the other remembered first (planHeldToCooldowns).
+      return planHeldToCooldowns(
+        () => deps.history.recentSteps(event.customer.id, event.id),
+        (recent) =>
+          coalesceThankYous(
+            planFollowUps(effective, rules, { ...recorded.history, recent }, now, planOptions),
+            effective,
+            rules,
+            deps,
+            nowMs,
+          ),
+        (planned, readAs) =>
+          deps.history.rememberSteps(
+            event.customer.id,
+            { eventId: event.id, purchasedAt: Date.parse(event.occurredAt) },
+            planned.steps.map((step) => ({
+              ...step,
+              ...underCooldown(rules, step),
+              dueAt: Date.parse(step.dueAt),
+            })),
+            HISTORY_RETENTION_MS,
+            cooldownReach(rules, now),
+            readAs,
+          ),
+      );
     },
-    (planned) => ({ ...planAttributes(planned.plan), "followups.event.first_seen": firstSeen }),
+    (planned) => ({ ...planAttributes(planned), "followups.event.first_seen": firstSeen }),
   );
   // Skips at planning are counted once per event (marked in its record), not again when it is
   // re-published, and also when an earlier attempt recorded the purchase but failed before.
@@ -620,19 +641,6 @@ async function schedulePurchase(
   // (filing the same entries again changes nothing). A purchase with steps files them with its
   // order link instead (OrderStore.linkPurchase, below).
   const rememberCustomer = () => deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs);
-  if (cooldowns) {
-    await deps.history.rememberSteps(
-      event.customer.id,
-      { eventId: event.id, purchasedAt: Date.parse(event.occurredAt) },
-      plan.steps.map((step) => ({
-        ...step,
-        ...underCooldown(rules, step),
-        dueAt: Date.parse(step.dueAt),
-      })),
-      HISTORY_RETENTION_MS,
-      cooldownReach(rules, now),
-    );
-  }
   if (plan.steps.length === 0) {
     if (!(await rememberCustomer())) return erasedMeanwhile();
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");

@@ -20,6 +20,7 @@ import { mayBePromoted } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
+import { planHeldToCooldowns } from "./cooldown-plans.js";
 import { COALESCED_AFTER_MS } from "./names.js";
 
 /**
@@ -273,26 +274,42 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       deps.store.loadEvent(eventId),
     ]);
     if (!event || ![...records.values()].some((r) => r.state === "scheduled")) return NOTHING;
-    const [recorded, order, recent, floors] = await Promise.all([
+    const [recorded, order, floors] = await Promise.all([
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
-      hasCooldowns(rules) ? deps.history.recentSteps(event.customer.id, eventId) : undefined,
       dueFloors(deps.thankYous, event.customer.id, eventId, records),
     ]);
-    const history = recent ? { ...recorded, recent } : recorded;
     const effective = afterRefunds(event, order).event;
     const now = deps.clock();
-    const plan = replanOf(
-      eventId,
-      effective,
-      records,
-      rules,
-      history,
-      now,
-      deps.horizonMs,
-      promoting,
-      floors,
-    );
+    const planWith = (history: CustomerHistory) =>
+      replanOf(eventId, effective, records, rules, history, now, deps.horizonMs, promoting, floors);
+    // With cooldowns, where its steps under one fall due is remembered before the plan is applied:
+    // a purchase of the customer taken in (or re-planned) meanwhile either sees them, or wrote
+    // first and this plan is made again against its step (planHeldToCooldowns). A plan the store
+    // then refuses (another worker applied this generation first) was made from the same rules.
+    const plan = !hasCooldowns(rules)
+      ? planWith(recorded)
+      : await planHeldToCooldowns(
+          () => deps.history.recentSteps(event.customer.id, eventId),
+          (recent) => planWith({ ...recorded, recent }),
+          (planned, readAs) =>
+            deps.history.rememberSteps(
+              event.customer.id,
+              { eventId, purchasedAt: Date.parse(event.occurredAt) },
+              planned.steps
+                .filter((s) => s.action === "keep" || s.action === "move")
+                .map((s) => ({
+                  stepId: s.stepId,
+                  ruleId: s.ruleId,
+                  kind: s.kind as StepKind,
+                  dueAt: s.dueAt,
+                  ...underCooldown(rules, { ruleId: s.ruleId, kind: s.kind as StepKind }),
+                })),
+              HISTORY_RETENTION_MS,
+              cooldownReach(rules, now),
+              readAs,
+            ),
+        );
     // Kept RECORD_RETENTION_DAYS after the latest step under this plan: a pending one's due time,
     // an ended one's end (a step this plan ends, ends now).
     const latest = Math.max(
@@ -311,24 +328,6 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       keepUntil,
     );
     if (changed === undefined) return NOTHING;
-    if (recent) {
-      // Where its steps under a cooldown now fall due: the customer's later purchases (and
-      // re-plans) are held to these, not to where they were.
-      const pending = plan.steps.filter((s) => s.action === "keep" || s.action === "move");
-      await deps.history.rememberSteps(
-        event.customer.id,
-        { eventId, purchasedAt: Date.parse(event.occurredAt) },
-        pending.map((s) => ({
-          stepId: s.stepId,
-          ruleId: s.ruleId,
-          kind: s.kind as StepKind,
-          dueAt: s.dueAt,
-          ...underCooldown(rules, { ruleId: s.ruleId, kind: s.kind as StepKind }),
-        })),
-        HISTORY_RETENTION_MS,
-        cooldownReach(rules, now),
-      );
-    }
     const count = (action: StepReplan["action"]) =>
       plan.steps.filter((s) => s.action === action).length;
     for (const step of plan.steps) {

@@ -12,6 +12,21 @@ import { sharedSecret } from "./shared-secrets.js";
 import { CHANNEL_CODES, CHANNELS_BY_CODE } from "./step-record.js";
 import { addressMemberWith } from "./suppression-list.js";
 
+/** Where a customer's recent steps keep each rule's and kind's count of writes (`v:r:<rule id>`). */
+const VERSION_FIELD = "v:";
+
+/**
+ * Each rule's and kind's (`r:<rule id>`, `k:<kind>`) count of writes of the customer's recent
+ * steps as read (`#<count>`), absent for none: what a write of a plan made from them is checked
+ * against (remember-steps.lua).
+ */
+export type CooldownVersions = ReadonlyMap<string, string>;
+
+/** A customer's recent steps as read for planning, with the counts a write is checked against. */
+export interface RecentStepsRead extends RecentSteps {
+  readonly versions: CooldownVersions;
+}
+
 /** The event record's field holding the customer's earlier purchases as counted at first sight. */
 const HISTORY_FIELD = "h";
 
@@ -274,11 +289,19 @@ export class CustomerHistoryStore {
   /**
    * When the steps planned for the customer's other purchases fall due, per rule and per kind
    * (for cooldowns); steps of `eventId` itself (a redelivered or re-planned purchase) do not count.
+   * With each rule's and kind's count of writes as read (`versions`), for rememberSteps to refuse
+   * a plan made from them once another purchase's step under the same cooldown was written since.
    */
-  async recentSteps(customerId: string, eventId: string): Promise<RecentSteps> {
+  async recentSteps(customerId: string, eventId: string): Promise<RecentStepsRead> {
     const all = await this.redis.hgetall(this.keys.recentSteps(customerId));
     const found = { r: new Map<string, number[]>(), k: new Map<string, number[]>() };
+    const versions = new Map<string, string>();
     for (const [field, value] of Object.entries(all)) {
+      // `v:<r:|k:…>` = `#<count>` (remember-steps.lua).
+      if (field.startsWith(VERSION_FIELD)) {
+        versions.set(field.slice(VERSION_FIELD.length), value);
+        continue;
+      }
       // `<r:|k:…> <step id> <event id>` = `<due>`; before, `<r:|k:…>` = `<due> <event id>`
       // (rule ids, step ids and kinds have no space).
       const [key = "", stepId] = field.split(" ", 2);
@@ -292,7 +315,7 @@ export class CustomerHistoryStore {
       const name = key.slice(2);
       map.set(name, [...(map.get(name) ?? []), at]);
     }
-    return { byRule: found.r, byKind: found.k as Map<StepKind, number[]> };
+    return { byRule: found.r, byKind: found.k as Map<StepKind, number[]>, versions };
   }
 
   /**
@@ -300,7 +323,9 @@ export class CustomerHistoryStore {
    * only under the rules and kinds given (those with a cooldown), so most purchases write
    * nothing. Steps of any purchase due before `pruneBefore` (cooldownReach) are forgotten.
    * Nothing is written for a purchase made (`purchasedAt`, epoch ms) before the customer was
-   * erased (remember-steps.lua).
+   * erased (`erased`). With `readAs` (recentSteps' versions, as the plan was made from), nothing
+   * is written either when another step under one of the same rules or kinds was written since
+   * (`conflict`): the purchase is to be planned again from a fresh read (remember-steps.lua).
    */
   async rememberSteps(
     customerId: string,
@@ -315,21 +340,32 @@ export class CustomerHistoryStore {
     }[],
     keepMs: number,
     pruneBefore: number,
-  ): Promise<void> {
+    readAs?: CooldownVersions,
+  ): Promise<"remembered" | "conflict" | "erased"> {
     const entries = steps.flatMap((step) => [
       ...(step.byRule ? [`r:${step.ruleId} ${step.stepId}`, step.dueAt] : []),
       ...(step.byKind ? [`k:${step.kind} ${step.stepId}`, step.dueAt] : []),
     ]);
-    if (entries.length === 0) return;
-    await this.redis.fuRememberSteps(
+    if (entries.length === 0) return "remembered";
+    const cooldowns = new Set(
+      steps.flatMap((step) => [
+        ...(step.byRule ? [`r:${step.ruleId}`] : []),
+        ...(step.byKind ? [`k:${step.kind}`] : []),
+      ]),
+    );
+    const checks = readAs ? [...cooldowns].flatMap((key) => [key, readAs.get(key) ?? ""]) : [];
+    const written = await this.redis.fuRememberSteps(
       this.keys.recentSteps(customerId),
       await this.erasureKey(customerId),
       purchasedAt,
       keepMs,
       eventId,
       pruneBefore,
+      checks.length / 2,
+      ...checks,
       ...entries,
     );
+    return written === -1 ? "erased" : written === -2 ? "conflict" : "remembered";
   }
 
   /** Forgets how the customer's check-ins ended: for one erased while a check-in was on its way. */

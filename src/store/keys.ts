@@ -327,7 +327,10 @@ export class StoreKeys {
     return `${this.base}ck:${idHash(customerId)}`;
   }
 
-  /** When the customer's purchases' steps fall due, per rule and per kind (for cooldowns). */
+  /**
+   * When the customer's purchases' steps fall due, per rule and per kind (for cooldowns), and
+   * each rule's and kind's count of writes (remember-steps.lua).
+   */
   recentSteps(customerId: string): string {
     return `${this.base}cs:${idHash(customerId)}`;
   }

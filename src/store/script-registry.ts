@@ -256,7 +256,8 @@ export interface StoreCommands {
     keepMs: number,
     eventId: string,
     pruneBefore: number,
-    ...fieldsAndDueTimes: (string | number)[]
+    checks: number,
+    ...cooldownCountsThenFieldsAndDueTimes: (string | number)[]
   ): Promise<number>;
   /** close-thank-you.lua */
   fuCloseThankYou(

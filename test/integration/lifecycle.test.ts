@@ -107,6 +107,35 @@ describe("cooldowns across purchases", () => {
     expect((await record(p, "evt-offer-2", "sofa-offer.discount"))?.state).toBe("scheduled");
     expect(await record(p, "evt-offer-3", "garden-offer.discount")).toBeUndefined();
   });
+
+  it("two purchases of one customer taken in at once: one offer, the other held by the cooldown", async () => {
+    pipeline = await startPipeline("cooldown-race", { startWorker: false });
+    const p = pipeline;
+    await withTwoOffers(p.configDir);
+    const ids = ["evt-race-1", "evt-race-2"];
+    // Both waiting before the worker starts: it takes them in together (INTAKE_CONCURRENCY), so
+    // each reads the customer's recent steps before the other has remembered its offer (as a rule:
+    // cooldown-plans.test.ts forces that order).
+    for (const id of ids)
+      await p.publisher.publish(
+        purchaseInput({
+          id,
+          orderId: `ord-${id}`,
+          occurredAt: ago(1),
+          customer: { id: "cus-race" },
+          items: [item("garden-care", "40.00")],
+        }) as never,
+      );
+    await p.startWorker();
+    for (const id of ids) expect(await processed(p, id)).toBe("completed");
+    const offers = await Promise.all(ids.map((id) => record(p, id, "garden-offer.discount")));
+    expect(offers.filter((offer) => offer?.state === "scheduled")).toHaveLength(1);
+    expect(offers.filter((offer) => offer === undefined)).toHaveLength(1);
+    const metrics = (await p.worker?.metrics.registry.metrics()) ?? "";
+    expect(metrics).toMatch(
+      /^followups_skipped_total\{channel="email",kind="discount",reason="cooldown"\} 1$/m,
+    );
+  });
 });
 
 describe("refunds", () => {

@@ -277,6 +277,63 @@ describe("re-planning and cooldowns", () => {
     expect(skipped).toMatchObject({ state: "skipped", reason: { code: "cooldown" } });
     expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
   });
+
+  it("a purchase taken in while a re-plan moves a step: the re-plan, second to remember, is made again and held", async () => {
+    pipeline = await startPipeline("replan-cool-race", { startWorker: false });
+    const p = pipeline;
+    await withTwoOffers(p.configDir, { garden: "P20D" });
+    await p.startWorker();
+    await p.publisher.publish(offer("evt-sofa", "sofas") as never);
+    await eventProcessed(p, "evt-sofa");
+    const sofa = await step(p, "evt-sofa", "sofa-offer.discount");
+    // Rules the worker has not seen: the sofa's offer from 60 days to 25.
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    await withTwoOffers(draft, { garden: "P20D", sofa: "P25D" });
+    const edited = await loadRules(draft);
+    if (!edited.ok) throw new Error("the draft rules should be valid");
+    const generation = ((await p.store.generationOf("evt-sofa")) ?? 0) + 1;
+    // Between the re-plan's read of the customer's steps and its write, the worker takes in a
+    // garden purchase: its offer (20 days on) is 40 days from the sofa's as it stands, and is
+    // planned; the sofa's would move to 5 days after it.
+    const shard = p.shardOfCustomer("cus-offers");
+    const history = p.stores.of(shard).history;
+    let reads = 0;
+    const replanner = createReplanner({
+      store: p.store,
+      schedule: p.stores.of(shard).schedule,
+      history: {
+        historyAt: (eventId) => history.historyAt(eventId),
+        rememberSteps: (...args) => history.rememberSteps(...args),
+        async recentSteps(customerId, eventId) {
+          const recent = await history.recentSteps(customerId, eventId);
+          if (++reads === 1) {
+            await p.publisher.publish(offer("evt-garden", "garden-care") as never);
+            await eventProcessed(p, "evt-garden");
+          }
+          return recent;
+        },
+      },
+      thankYous: p.stores.of(shard).thankYous,
+      orders: new OrderStore(p.redis, p.prefix),
+      logger: createLogger({ level: "silent", pretty: false }),
+      clock: () => DateTime.utc(),
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * 86_400_000,
+    });
+    expect(await replanner.replanEvent("evt-sofa", edited.rules, generation)).toMatchObject({
+      moved: 0,
+      skipped: 1,
+    });
+    expect(reads).toBe(2);
+    expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
+    expect(await step(p, "evt-sofa", "sofa-offer.discount")).toMatchObject({
+      state: "skipped",
+      dueAt: sofa.dueAt,
+      reason: { code: "cooldown" },
+    });
+    await rm(draft, { recursive: true, force: true });
+  });
 });
 
 describe("a step sent on another channel than planned", () => {

@@ -773,6 +773,7 @@ describe("the store's Lua scripts", () => {
         30 * DAY,
         eventId,
         pruneBefore,
+        0,
         ...entries,
       );
     // A field the version before wrote (the latest due, of e1), and one of another purchase.
@@ -800,29 +801,71 @@ describe("the store's Lua scripts", () => {
         NOW + 3 * DAY,
       ),
     ).toBe(2);
+    // Each rule and kind counts the writes that changed a due time under it.
     expect(await redis.hgetall(recent)).toEqual({
       "r:acc": `${NOW + 9 * DAY} e0`,
       "r:acc acc.discount e1": `${NOW + 14 * DAY}`,
       "k:discount acc.discount e1": `${NOW + 14 * DAY}`,
       "k:discount loyal.discount e2": `${NOW + 3 * DAY}`,
       "r:loyal loyal.discount e2": `${NOW + 3 * DAY}`,
+      "v:r:acc": "#1",
+      "v:k:discount": "#2",
+      "v:r:loyal": "#1",
     });
     expect(await redis.pttl(recent)).toBeGreaterThan(29 * DAY);
     // e1 planned again (a re-plan moved its step): its own entry changes; what is due before
-    // the pruning time (e2's, e0's) goes.
+    // the pruning time (e2's, e0's) goes, the counts stay.
     expect(
       await remember("e1", NOW, NOW + 10 * DAY, "k:discount acc.discount", NOW + 20 * DAY),
     ).toBe(1);
     expect(await redis.hgetall(recent)).toEqual({
       "r:acc acc.discount e1": `${NOW + 14 * DAY}`,
       "k:discount acc.discount e1": `${NOW + 20 * DAY}`,
+      "v:r:acc": "#1",
+      "v:k:discount": "#3",
+      "v:r:loyal": "#1",
     });
+    // The same due time again changes nothing, so it counts no write.
+    expect(await remember("e1", NOW, NOW, "k:discount acc.discount", NOW + 20 * DAY)).toBe(1);
+    expect(await redis.hget(recent, "v:k:discount")).toBe("#3");
     // Erased at NOW + 1: a purchase made before then remembers nothing, one after does.
     await redis.del(recent);
     await redis.set(marker, NOW + 1);
     expect(await remember("e3", NOW, NOW, "r:acc acc.discount", NOW + 20 * DAY)).toBe(-1);
     expect(await redis.exists(recent)).toBe(0);
     expect(await remember("e4", NOW + 2, NOW, "r:acc acc.discount", NOW + 20 * DAY)).toBe(1);
+  });
+
+  it("remember-steps: refuses a write checked against counts that moved since they were read, whole", async () => {
+    const recent = keys.recentSteps("cus-2");
+    const marker = keys.erasedCustomer("cus-2-hash");
+    const remember = (eventId: string, checks: string[], ...entries: (string | number)[]) =>
+      redis.fuRememberSteps(
+        recent,
+        marker,
+        NOW,
+        30 * DAY,
+        eventId,
+        NOW,
+        checks.length / 2,
+        ...checks,
+        ...entries,
+      );
+    // A hash of the version before (no counts): read as none, so a write checked against none goes.
+    await redis.hset(recent, "k:discount", `${NOW + 9 * DAY} e0`);
+    const offer = ["r:offer offer.discount", NOW + DAY, "k:discount offer.discount", NOW + DAY];
+    expect(await remember("e1", ["r:offer", "", "k:discount", ""], ...offer)).toBe(2);
+    // e2 read before e1 wrote: refused, nothing of it written.
+    expect(await remember("e2", ["r:offer", "", "k:discount", ""], ...offer)).toBe(-2);
+    // One count moved is enough: the kind's, though the rule's is as read.
+    expect(await remember("e2", ["r:offer", "#1", "k:discount", ""], ...offer)).toBe(-2);
+    expect(Object.keys(await redis.hgetall(recent)).filter((f) => f.endsWith(" e2"))).toEqual([]);
+    // Read again, after e1's write: it goes.
+    expect(await remember("e2", ["r:offer", "#1", "k:discount", "#1"], ...offer)).toBe(2);
+    expect(await redis.hmget(recent, "v:r:offer", "v:k:discount")).toEqual(["#2", "#2"]);
+    // An erasure since the purchase is said before a moved count.
+    await redis.set(marker, NOW);
+    expect(await remember("e3", ["r:offer", ""], "r:offer offer.discount", NOW + DAY)).toBe(-1);
   });
 
   it("remember-check-in: counts a purchase's check-in once, keeps it for its window, drops old ones", async () => {

@@ -6,9 +6,16 @@
   that moved its step) replaces its own due times. Versions before kept one field per rule or
   kind, `<due> <event id>` of the latest due: such a field of this purchase gives way to its own;
   others stay until they are pruned. Fields due before the pruning time can no longer hold back a
-  step and go. One script, so two purchases of one customer taken in at once each keep their own,
-  and a purchase made before its customer was erased writes nothing back after the erasure forgot
-  them.
+  step and go. A purchase made before its customer was erased writes nothing back after the
+  erasure forgot them.
+
+  Two purchases of one customer taken in at once must not both pass a cooldown that each checked
+  before the other's step was written: each rule and kind counts the writes that changed a due
+  time under it (`v:<r:… or k:…>` = `#<count>`; absent, as in hashes of versions before, is
+  none), a purchase reads the counts with the due times it is planned from, and a write checked
+  against counts that have moved since is refused whole (-2): its purchase is planned again
+  against the step written meanwhile. The first to write keeps its step. A count's value does not
+  begin with a digit, so the pruning (this version's and the ones before) leaves it.
 
   Input:
     KEYS[1] the customer's recent steps (hash)
@@ -18,25 +25,43 @@
     ARGV[2] keep the hash this long from now (ms)
     ARGV[3] the event id
     ARGV[4] prune fields due before this (epoch ms)
-    ARGV[5 + 2i] the field of entry i without the event id (`r:<rule id> <step id>`,
-                 `k:<kind> <step id>`), i from 0
-    ARGV[6 + 2i] its due time (epoch ms)
+    ARGV[5] n, how many counts to check (0: write unchecked)
+    ARGV[6 + 2c] a rule or kind (`r:<rule id>`, `k:<kind>`) written below, c from 0 to n - 1
+    ARGV[7 + 2c] its count as read (`#<count>`, or '' when there was none)
+    ARGV[6 + 2n + 2i] the field of entry i without the event id (`r:<rule id> <step id>`,
+                      `k:<kind> <step id>`), i from 0
+    ARGV[7 + 2n + 2i] its due time (epoch ms)
 
-  Output: how many entries were written; -1 when the customer was erased after the purchase
+  Output: how many entries were written; -1 when the customer was erased after the purchase,
+          -2 when a count checked has moved since it was read (nothing written)
 ]]
 local erasedAt = redis.call('GET', KEYS[2])
 if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[1]) then return -1 end
+local checks = tonumber(ARGV[5])
+for c = 0, checks - 1 do
+  local count = redis.call('HGET', KEYS[1], 'v:' .. ARGV[6 + 2 * c]) or ''
+  if count ~= ARGV[7 + 2 * c] then return -2 end
+end
 local eventId = ARGV[3]
 local suffix = ' ' .. eventId
+local counted = {}
 local written = 0
-for i = 5, #ARGV, 2 do
+for i = 6 + 2 * checks, #ARGV, 2 do
   local field = ARGV[i]
-  redis.call('HSET', KEYS[1], field .. suffix, ARGV[i + 1])
+  local key = string.match(field, '^[^ ]+')
+  if redis.call('HGET', KEYS[1], field .. suffix) ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], field .. suffix, ARGV[i + 1])
+    if not counted[key] then
+      counted[key] = true
+      local count = redis.call('HGET', KEYS[1], 'v:' .. key)
+      local n = count and tonumber(string.sub(count, 2)) or 0
+      redis.call('HSET', KEYS[1], 'v:' .. key, '#' .. string.format('%d', n + 1))
+    end
+  end
   written = written + 1
-  local legacyField = string.match(field, '^[^ ]+')
-  local legacy = redis.call('HGET', KEYS[1], legacyField)
+  local legacy = redis.call('HGET', KEYS[1], key)
   if legacy and string.sub(legacy, -#suffix) == suffix then
-    redis.call('HDEL', KEYS[1], legacyField)
+    redis.call('HDEL', KEYS[1], key)
   end
 end
 if written == 0 then return 0 end
