@@ -25,16 +25,22 @@ export class CooldownContention extends Error {
  * planned again from a fresh read, against that step. So of two purchases taken in at once, the
  * first to remember keeps its step and the other's is held by the cooldown. At most
  * COOLDOWN_PLAN_ATTEMPTS plans; then CooldownContention. The plan itself stays pure (`planWith`).
+ * Returns the plan and how its remembering ended (`superseded`: a newer rules generation's steps
+ * of the purchase were remembered first, CustomerHistoryStore.rememberSteps).
  */
 export async function planHeldToCooldowns<T>(
   read: () => Promise<RecentStepsRead>,
   planWith: (recent: RecentSteps) => T | Promise<T>,
-  remember: (planned: T, readAs: CooldownVersions) => Promise<"remembered" | "conflict" | "erased">,
-): Promise<T> {
+  remember: (
+    planned: T,
+    readAs: CooldownVersions,
+  ) => Promise<"remembered" | "conflict" | "erased" | "superseded">,
+): Promise<{ planned: T; remembered: "remembered" | "erased" | "superseded" }> {
   for (let attempt = 1; ; attempt++) {
     const recent = await read();
     const planned = await planWith(recent);
-    if ((await remember(planned, recent.versions)) !== "conflict") return planned;
+    const remembered = await remember(planned, recent.versions);
+    if (remembered !== "conflict") return { planned, remembered };
     if (attempt >= COOLDOWN_PLAN_ATTEMPTS) throw new CooldownContention(attempt);
   }
 }

@@ -580,7 +580,7 @@ async function schedulePurchase(
       // Where its steps under a cooldown fall due is remembered for the customer's other purchases
       // before anything counts the plan's skips: a purchase taken in at the same time as one of
       // theirs is planned again once the other remembered first (planHeldToCooldowns).
-      return planHeldToCooldowns(
+      const held = await planHeldToCooldowns(
         () => deps.history.recentSteps(event.customer.id, event.id),
         (recent) =>
           coalesceThankYous(
@@ -602,8 +602,12 @@ async function schedulePurchase(
             HISTORY_RETENTION_MS,
             cooldownReach(rules, now),
             readAs,
+            generation,
           ),
       );
+      // Superseded (a newer generation re-planned this purchase, re-published here): its steps
+      // exist, and scheduling leaves them as they are.
+      return held.planned;
     },
     (planned) => ({ ...planAttributes(planned), "followups.event.first_seen": firstSeen }),
   );

@@ -286,9 +286,11 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     // With cooldowns, where its steps under one fall due is remembered before the plan is applied:
     // a purchase of the customer taken in (or re-planned) meanwhile either sees them, or wrote
     // first and this plan is made again against its step (planHeldToCooldowns). A plan the store
-    // then refuses (another worker applied this generation first) was made from the same rules.
-    const plan = !hasCooldowns(rules)
-      ? planWith(recorded)
+    // then refuses (another worker applied this generation first) was made from the same rules;
+    // one of newer rules remembered first supersedes this plan, which is not applied (a worker on
+    // older rules must not leave its due times in place of the newer ones).
+    const held = !hasCooldowns(rules)
+      ? { planned: planWith(recorded), remembered: "remembered" as const }
       : await planHeldToCooldowns(
           () => deps.history.recentSteps(event.customer.id, eventId),
           (recent) => planWith({ ...recorded, recent }),
@@ -308,8 +310,11 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
               HISTORY_RETENTION_MS,
               cooldownReach(rules, now),
               readAs,
+              generation,
             ),
         );
+    if (held.remembered === "superseded") return NOTHING;
+    const plan = held.planned;
     // Kept RECORD_RETENTION_DAYS after the latest step under this plan: a pending one's due time,
     // an ended one's end (a step this plan ends, ends now).
     const latest = Math.max(
@@ -409,9 +414,23 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     while (!stopped()) {
       const { walk, eventIds } = await deps.schedule.later(CONCURRENCY);
       if (walk > generation || eventIds.length === 0) return summary;
-      const results = await Promise.all(eventIds.map((id) => replanEvent(id, rules, generation)));
-      summary = results.reduce(add, summary);
-      await deps.schedule.doneLater(eventIds);
+      const results = await Promise.allSettled(
+        eventIds.map((id) => replanEvent(id, rules, generation)),
+      );
+      const done = eventIds.filter((_, i) => results[i]?.status === "fulfilled");
+      for (const result of results)
+        if (result.status === "fulfilled") summary = add(summary, result.value);
+      await deps.schedule.doneLater(done);
+      // A purchase that fails stays noted, for the next run; the others go on.
+      const failed = results.find((result) => result.status === "rejected");
+      if (failed) {
+        deps.logger.warn(
+          { err: failed.reason, failed: eventIds.length - done.length },
+          "re-planning a purchase planned under older rules failed; it is tried again",
+        );
+        // Nothing but failures drawn: the next run tries again (no busy loop on them).
+        if (done.length === 0) return summary;
+      }
     }
     return summary;
   }

@@ -326,6 +326,8 @@ export class CustomerHistoryStore {
    * erased (`erased`). With `readAs` (recentSteps' versions, as the plan was made from), nothing
    * is written either when another step under one of the same rules or kinds was written since
    * (`conflict`): the purchase is to be planned again from a fresh read (remember-steps.lua).
+   * With `generation` (the rules the steps were planned with), nothing is written when a newer
+   * generation's steps of this purchase were remembered first (`superseded`).
    */
   async rememberSteps(
     customerId: string,
@@ -341,7 +343,8 @@ export class CustomerHistoryStore {
     keepMs: number,
     pruneBefore: number,
     readAs?: CooldownVersions,
-  ): Promise<"remembered" | "conflict" | "erased"> {
+    generation?: number,
+  ): Promise<"remembered" | "conflict" | "erased" | "superseded"> {
     const entries = steps.flatMap((step) => [
       ...(step.byRule ? [`r:${step.ruleId} ${step.stepId}`, step.dueAt] : []),
       ...(step.byKind ? [`k:${step.kind} ${step.stepId}`, step.dueAt] : []),
@@ -357,15 +360,19 @@ export class CustomerHistoryStore {
     const written = await this.redis.fuRememberSteps(
       this.keys.recentSteps(customerId),
       await this.erasureKey(customerId),
+      this.keys.eventRecord(eventId),
       purchasedAt,
       keepMs,
       eventId,
       pruneBefore,
+      generation ?? "",
       checks.length / 2,
       ...checks,
       ...entries,
     );
-    return written === -1 ? "erased" : written === -2 ? "conflict" : "remembered";
+    if (written === -1) return "erased";
+    if (written === -2) return "conflict";
+    return written === -3 ? "superseded" : "remembered";
   }
 
   /** Forgets how the customer's check-ins ended: for one erased while a check-in was on its way. */

@@ -180,10 +180,19 @@ export class FollowUpSchedule {
    * walk's generation: up to `count` event ids, to re-plan and then `doneLater`.
    */
   async later(count: number): Promise<{ walk: number; eventIds: string[] }> {
-    const [walk, eventIds] = await Promise.all([
-      this.redis.get(this.keys.replanWalk()),
-      this.redis.srandmember(this.keys.replanLater(), count),
-    ]);
+    // Read together: an id noted after a newer walk began comes with that walk's generation, so
+    // a worker on older rules leaves it (one slot: the shard's).
+    const replies = await this.redis
+      .multi()
+      .get(this.keys.replanWalk())
+      .srandmember(this.keys.replanLater(), count)
+      .exec();
+    if (!replies) throw new Error("reading the purchases to re-plan was aborted");
+    const [[walkError, walk], [idsError, eventIds]] = replies as [
+      [Error | null, string | null],
+      [Error | null, string[]],
+    ];
+    if (walkError || idsError) throw walkError ?? idsError;
     return { walk: Number(walk ?? 0), eventIds };
   }
 

@@ -252,10 +252,12 @@ export interface StoreCommands {
   fuRememberSteps(
     recentKey: string,
     erasedKey: string,
+    recordKey: string,
     purchasedAt: number,
     keepMs: number,
     eventId: string,
     pruneBefore: number,
+    generation: number | "",
     checks: number,
     ...cooldownCountsThenFieldsAndDueTimes: (string | number)[]
   ): Promise<number>;

@@ -90,9 +90,11 @@ describe("purchases of one customer planned at once against a cooldown", () => {
       if (planning === 2) bothRead();
       return planning <= 2 ? together : Promise.resolve();
     };
-    const plans = await Promise.all(
-      [bought("evt-a"), bought("evt-b")].map((event) => takeIn(event, waitForTheOther)),
-    );
+    const plans = (
+      await Promise.all(
+        [bought("evt-a"), bought("evt-b")].map((event) => takeIn(event, waitForTheOther)),
+      )
+    ).map(({ planned }) => planned);
     // Three plans: one each, and the second to remember once more.
     expect(planning).toBe(3);
     const offered = plans.filter((plan) => plan.steps.length === 1);

@@ -226,6 +226,40 @@ describe("re-planning and cooldowns", () => {
     });
   const discountOf = async (p: PipelineHarness, eventId: string, stepId: string) =>
     (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+  /** Rules no worker has seen: the shipped offers, the sofa's after `sofa`. */
+  const draftRules = async (p: PipelineHarness, name: string, sofa: string) => {
+    const dir = `${p.configDir}-${name}`;
+    await cp(p.configDir, dir, { recursive: true });
+    await withTwoOffers(dir, { garden: "P20D", sofa });
+    const loaded = await loadRules(dir);
+    if (!loaded.ok) throw new Error("the draft rules should be valid");
+    return { dir, rules: loaded.rules };
+  };
+  /** A re-planner of the customer's shard whose reads of recent steps first run `meanwhile`. */
+  const replannerReading = (p: PipelineHarness, meanwhile: () => Promise<void>) => {
+    const stores = p.stores.of(p.shardOfCustomer("cus-offers"));
+    let reads = 0;
+    const replanner = createReplanner({
+      store: p.store,
+      schedule: stores.schedule,
+      history: {
+        historyAt: (eventId) => stores.history.historyAt(eventId),
+        rememberSteps: (...args) => stores.history.rememberSteps(...args),
+        async recentSteps(customerId, eventId) {
+          const recent = await stores.history.recentSteps(customerId, eventId);
+          if (++reads === 1) await meanwhile();
+          return recent;
+        },
+      },
+      thankYous: stores.thankYous,
+      orders: new OrderStore(p.redis, p.prefix),
+      logger: createLogger({ level: "silent", pretty: false }),
+      clock: () => DateTime.utc(),
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * 86_400_000,
+    });
+    return { replanner, reads: () => reads, history: stores.history };
+  };
 
   it("a step a re-plan moves holds the customer's later purchases to its new due time", async () => {
     pipeline = await startPipeline("replan-cool-later", { startWorker: false });
@@ -287,52 +321,58 @@ describe("re-planning and cooldowns", () => {
     await eventProcessed(p, "evt-sofa");
     const sofa = await step(p, "evt-sofa", "sofa-offer.discount");
     // Rules the worker has not seen: the sofa's offer from 60 days to 25.
-    const draft = `${p.configDir}-draft`;
-    await cp(p.configDir, draft, { recursive: true });
-    await withTwoOffers(draft, { garden: "P20D", sofa: "P25D" });
-    const edited = await loadRules(draft);
-    if (!edited.ok) throw new Error("the draft rules should be valid");
+    const draft = await draftRules(p, "draft", "P25D");
     const generation = ((await p.store.generationOf("evt-sofa")) ?? 0) + 1;
     // Between the re-plan's read of the customer's steps and its write, the worker takes in a
     // garden purchase: its offer (20 days on) is 40 days from the sofa's as it stands, and is
     // planned; the sofa's would move to 5 days after it.
-    const shard = p.shardOfCustomer("cus-offers");
-    const history = p.stores.of(shard).history;
-    let reads = 0;
-    const replanner = createReplanner({
-      store: p.store,
-      schedule: p.stores.of(shard).schedule,
-      history: {
-        historyAt: (eventId) => history.historyAt(eventId),
-        rememberSteps: (...args) => history.rememberSteps(...args),
-        async recentSteps(customerId, eventId) {
-          const recent = await history.recentSteps(customerId, eventId);
-          if (++reads === 1) {
-            await p.publisher.publish(offer("evt-garden", "garden-care") as never);
-            await eventProcessed(p, "evt-garden");
-          }
-          return recent;
-        },
-      },
-      thankYous: p.stores.of(shard).thankYous,
-      orders: new OrderStore(p.redis, p.prefix),
-      logger: createLogger({ level: "silent", pretty: false }),
-      clock: () => DateTime.utc(),
-      horizonMs: p.env.PROMOTE_HORIZON_MS,
-      recordRetentionMs: 90 * 86_400_000,
+    const { replanner, reads } = replannerReading(p, async () => {
+      await p.publisher.publish(offer("evt-garden", "garden-care") as never);
+      await eventProcessed(p, "evt-garden");
     });
-    expect(await replanner.replanEvent("evt-sofa", edited.rules, generation)).toMatchObject({
+    expect(await replanner.replanEvent("evt-sofa", draft.rules, generation)).toMatchObject({
       moved: 0,
       skipped: 1,
     });
-    expect(reads).toBe(2);
+    expect(reads()).toBe(2);
     expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
     expect(await step(p, "evt-sofa", "sofa-offer.discount")).toMatchObject({
       state: "skipped",
       dueAt: sofa.dueAt,
       reason: { code: "cooldown" },
     });
-    await rm(draft, { recursive: true, force: true });
+    await rm(draft.dir, { recursive: true, force: true });
+  });
+
+  it("a re-plan under older rules that one under newer rules overtook leaves the newer due times", async () => {
+    pipeline = await startPipeline("replan-overtaken", { startWorker: false });
+    const p = pipeline;
+    await withTwoOffers(p.configDir, { garden: "P20D" });
+    await p.startWorker();
+    await p.publisher.publish(offer("evt-sofa", "sofas") as never);
+    await eventProcessed(p, "evt-sofa");
+    const g = (await p.store.generationOf("evt-sofa")) ?? 0;
+    // Two rules edits in a row: the sofa's offer at 90 days, then at 40.
+    const older = await draftRules(p, "older", "P90D");
+    const newer = await draftRules(p, "newer", "P40D");
+    const onNewer = replannerReading(p, async () => undefined);
+    // A worker still on the older rules re-plans the purchase; one on the newer rules re-plans
+    // (and applies) it between the older one's read of the customer's steps and its write.
+    const onOlder = replannerReading(p, async () => {
+      expect((await onNewer.replanner.replanEvent("evt-sofa", newer.rules, g + 2)).moved).toBe(1);
+    });
+    expect((await onOlder.replanner.replanEvent("evt-sofa", older.rules, g + 1)).purchases).toBe(0);
+    const sofa = await step(p, "evt-sofa", "sofa-offer.discount");
+    expect(await p.store.generationOf("evt-sofa")).toBe(g + 2);
+    // The customer's cooldowns are held to where the step is due, not to the older plan's time.
+    const recent = await onNewer.history.recentSteps("cus-offers", "evt-other");
+    expect(recent.byKind.get("discount")).toEqual([sofa.dueAt]);
+    // So a garden purchase now (its offer 20 days on, 20 from the sofa's) is held by the 30-day
+    // discount cooldown.
+    await p.publisher.publish(offer("evt-garden", "garden-care") as never);
+    await eventProcessed(p, "evt-garden");
+    expect(await discountOf(p, "evt-garden", "garden-offer.discount")).toBeUndefined();
+    for (const { dir } of [older, newer]) await rm(dir, { recursive: true, force: true });
   });
 });
 

@@ -199,7 +199,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
-    expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
@@ -769,10 +769,12 @@ describe("the store's Lua scripts", () => {
       redis.fuRememberSteps(
         recent,
         marker,
+        keys.eventRecord(eventId),
         purchasedAt,
         30 * DAY,
         eventId,
         pruneBefore,
+        "",
         0,
         ...entries,
       );
@@ -843,10 +845,12 @@ describe("the store's Lua scripts", () => {
       redis.fuRememberSteps(
         recent,
         marker,
+        keys.eventRecord(eventId),
         NOW,
         30 * DAY,
         eventId,
         NOW,
+        "",
         checks.length / 2,
         ...checks,
         ...entries,

@@ -17,36 +17,52 @@
   against the step written meanwhile. The first to write keeps its step. A count's value does not
   begin with a digit, so the pruning (this version's and the ones before) leaves it.
 
+  A re-plan's write is also refused (-3) when a write of a newer rules generation for the same
+  purchase came first (the event record's `rg`, written with each write that gives one): a
+  worker on older rules whose re-plan then fails must not leave its due times in place of the
+  newer ones.
+
   Input:
     KEYS[1] the customer's recent steps (hash)
     KEYS[2] the customer's erasure marker (epoch ms)
+    KEYS[3] the purchase's event record (hash; `rg` the generation of its latest write here)
 
     ARGV[1] the purchase time (epoch ms)
     ARGV[2] keep the hash this long from now (ms)
     ARGV[3] the event id
     ARGV[4] prune fields due before this (epoch ms)
-    ARGV[5] n, how many counts to check (0: write unchecked)
-    ARGV[6 + 2c] a rule or kind (`r:<rule id>`, `k:<kind>`) written below, c from 0 to n - 1
-    ARGV[7 + 2c] its count as read (`#<count>`, or '' when there was none)
-    ARGV[6 + 2n + 2i] the field of entry i without the event id (`r:<rule id> <step id>`,
+    ARGV[5] the rules generation the steps were planned with ('' for none: not checked, not kept)
+    ARGV[6] n, how many counts to check (0: write unchecked)
+    ARGV[7 + 2c] a rule or kind (`r:<rule id>`, `k:<kind>`) written below, c from 0 to n - 1
+    ARGV[8 + 2c] its count as read (`#<count>`, or '' when there was none)
+    ARGV[7 + 2n + 2i] the field of entry i without the event id (`r:<rule id> <step id>`,
                       `k:<kind> <step id>`), i from 0
-    ARGV[7 + 2n + 2i] its due time (epoch ms)
+    ARGV[8 + 2n + 2i] its due time (epoch ms)
 
   Output: how many entries were written; -1 when the customer was erased after the purchase,
-          -2 when a count checked has moved since it was read (nothing written)
+          -2 when a count checked has moved since it was read, -3 when a newer generation wrote
+          for this purchase (nothing written)
 ]]
 local erasedAt = redis.call('GET', KEYS[2])
 if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[1]) then return -1 end
-local checks = tonumber(ARGV[5])
+local generation = tonumber(ARGV[5])
+if generation and tonumber(redis.call('HGET', KEYS[3], 'rg') or '0') > generation then
+  return -3
+end
+local checks = tonumber(ARGV[6])
 for c = 0, checks - 1 do
-  local count = redis.call('HGET', KEYS[1], 'v:' .. ARGV[6 + 2 * c]) or ''
-  if count ~= ARGV[7 + 2 * c] then return -2 end
+  local count = redis.call('HGET', KEYS[1], 'v:' .. ARGV[7 + 2 * c]) or ''
+  if count ~= ARGV[8 + 2 * c] then return -2 end
+end
+-- Only on a record that exists: a new key here would have no expiry.
+if generation and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], 'rg', ARGV[5])
 end
 local eventId = ARGV[3]
 local suffix = ' ' .. eventId
 local counted = {}
 local written = 0
-for i = 6 + 2 * checks, #ARGV, 2 do
+for i = 7 + 2 * checks, #ARGV, 2 do
   local field = ARGV[i]
   local key = string.match(field, '^[^ ]+')
   if redis.call('HGET', KEYS[1], field .. suffix) ~= ARGV[i + 1] then

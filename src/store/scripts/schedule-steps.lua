@@ -98,7 +98,9 @@ if pending then
 end
 if filed and ARGV[9] then
   local walked = tonumber(redis.call('GET', KEYS[#KEYS - 1]) or '0')
-  if (tonumber(generation or '0') or 0) < walked and redis.call('SCARD', KEYS[#KEYS]) < tonumber(ARGV[10]) then
+  -- The record's generation, or this plan's when older (a retry on older rules adding a step).
+  local planned = math.min(tonumber(generation or '0') or 0, tonumber(ARGV[6]) or 0)
+  if planned < walked and redis.call('SCARD', KEYS[#KEYS]) < tonumber(ARGV[10]) then
     redis.call('SADD', KEYS[#KEYS], ARGV[9])
     -- Taken within a minute while a worker runs the newer rules; gone a week after the last
     -- noted when none does (the promoter still re-plans each step before it becomes a job).
