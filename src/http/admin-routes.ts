@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DateTime } from "luxon";
+import { CHANNELS, type Channel } from "../domain/events.js";
 import { matchBearerToken } from "./bearer-token.js";
 import type { AdminApi, AdminRequest } from "./http-deps.js";
 
@@ -49,10 +50,26 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
 
   const params = (request: FastifyRequest) => request.params as Record<string, string>;
   const query = (request: FastifyRequest) => request.query as Record<string, string | undefined>;
-  const body = (request: FastifyRequest) =>
-    request.body && typeof request.body === "object"
-      ? (request.body as Record<string, unknown>)
-      : {};
+  /**
+   * A request's optional body: none (or an empty one), else a JSON object of `fields` only. A
+   * form, a list or a misspelt field is refused rather than read as no body: a retry would then
+   * take every failed follow-up, a cancel drop its reason.
+   */
+  const body = (
+    request: FastifyRequest,
+    fields: readonly string[],
+  ): Record<string, unknown> | string => {
+    const given: unknown = request.body;
+    const expected = `expected a JSON object with ${fields.slice(0, -1).join(", ")}${fields.length > 1 ? " or " : ""}${fields.at(-1)}`;
+    const empty =
+      given === undefined ||
+      given === "" ||
+      (isRecord(given) && Object.keys(given).length === 0 && !isJson(request));
+    if (empty) return {};
+    if (!isJson(request) || !isRecord(given)) return `the body: ${expected}`;
+    const unknown = Object.keys(given).find((field) => !fields.includes(field));
+    return unknown === undefined ? given : `${unknown}: not a field of this request; ${expected}`;
+  };
 
   app.register(
     async (scope) => {
@@ -74,7 +91,9 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
       );
       scope.post("/steps/:eventId/:stepId/cancel", (request, reply) =>
         answer(request, reply, () => {
-          const reason = body(request).reason;
+          const given = body(request, ["reason"]);
+          if (typeof given === "string") return given;
+          const reason = given.reason;
           if (reason !== undefined && typeof reason !== "string") return "reason: expected text";
           return {
             op: "cancel-step",
@@ -91,7 +110,9 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
       );
       scope.post("/replies/:eventId/:stepId/:n/resolve", (request, reply) =>
         answer(request, reply, () => {
-          const note = body(request).note;
+          const given = body(request, ["note"]);
+          if (typeof given === "string") return given;
+          const note = given.note;
           if (note !== undefined && typeof note !== "string") return "note: expected text";
           const { eventId, stepId, n } = params(request);
           return {
@@ -109,11 +130,9 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
       );
       scope.post("/failed/retry", (request, reply) =>
         answer(request, reply, () => {
-          const given = body(request);
-          const filter = failedFilter({
-            since: typeof given.since === "string" ? given.since : undefined,
-            channel: typeof given.channel === "string" ? given.channel : undefined,
-          });
+          const given = body(request, ["since", "channel", "refs"]);
+          if (typeof given === "string") return given;
+          const filter = failedFilter({ since: given.since, channel: given.channel });
           if (typeof filter === "string") return filter;
           const refs = given.refs;
           if (
@@ -158,6 +177,15 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
   );
 }
 
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isJson(request: FastifyRequest): boolean {
+  const type = (request.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+  return type === "application/json";
+}
+
 function mutates(request: AdminRequest): boolean {
   return ["cancel-step", "resend-step", "retry-failed", "erase", "resolve-reply"].includes(
     request.op,
@@ -193,16 +221,26 @@ function isoInstant(text: string): number {
   return instant.isValid ? instant.toMillis() : Number.NaN;
 }
 
+/**
+ * The failed follow-ups' filter, from a query or a retry's body; a value that is not text (an
+ * epoch number, a list) is refused, not dropped: dropped, a retry would take every channel.
+ */
 function failedFilter(given: {
-  since?: string | undefined;
-  channel?: string | undefined;
+  since?: unknown;
+  channel?: unknown;
 }): { since?: number; channel?: string } | string {
-  const since = given.since === undefined ? undefined : isoInstant(given.since);
+  const since =
+    given.since === undefined
+      ? undefined
+      : typeof given.since === "string"
+        ? isoInstant(given.since)
+        : Number.NaN;
   if (since !== undefined && Number.isNaN(since)) return "since: expected an ISO date or date-time";
-  if (given.channel !== undefined && !["email", "sms", "voice"].includes(given.channel))
+  const channel = given.channel;
+  if (channel !== undefined && !(CHANNELS as readonly unknown[]).includes(channel))
     return "channel: expected email, sms or voice";
   return {
     ...(since !== undefined && { since }),
-    ...(given.channel !== undefined && { channel: given.channel }),
+    ...(channel !== undefined && { channel: channel as Channel }),
   };
 }

@@ -317,7 +317,7 @@ const CLIENT_ERRORS: Record<string, string> = {
   [NOT_UTF8]: "the body is not valid UTF-8",
   [POISONED]: "the body holds a __proto__ or constructor.prototype key, which is refused",
   FST_ERR_CTP_INVALID_JSON_BODY: "the body is not valid JSON",
-  FST_ERR_CTP_EMPTY_JSON_BODY: "the body is empty; expected a JSON event",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "the body is empty; expected JSON",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported Content-Type",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "Content-Length does not match the body",
 };

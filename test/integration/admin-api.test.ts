@@ -320,6 +320,79 @@ describe("the admin API", () => {
     });
   });
 
+  it("refuses a body it cannot read exactly, instead of acting as if none were given", async () => {
+    pipeline = await startPipeline("admin-bodies", { env: { ADMIN_TOKENS: `alice:${ALICE}` } });
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-bodies",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-bodies", email: "bodies@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-bodies")).toBe("completed");
+    const post = async (path: string, body: string, contentType?: string) => {
+      const response = await fetch(`${p.worker?.httpAddress}/admin/v1${path}`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${ALICE}`,
+          ...(contentType && { "content-type": contentType }),
+        },
+        body,
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    const retryFields = "expected a JSON object with since, channel or refs";
+    // A filter of the wrong type, misspelt, or sent as a form (curl -d without a Content-Type)
+    // would retry every failed follow-up of every channel: each is refused, naming the mistake.
+    const json = "application/json";
+    for (const [body, contentType, error] of [
+      ['{"channel": 5}', json, "channel: expected email, sms or voice"],
+      ['{"since": 1764547200000}', json, "since: expected an ISO date or date-time"],
+      ['{"chanel": "sms"}', json, `chanel: not a field of this request; ${retryFields}`],
+      ['["evt-bodies/big-ticket.thank-you"]', json, `the body: ${retryFields}`],
+      ['{"channel": "sms"}', "application/x-www-form-urlencoded", `the body: ${retryFields}`],
+      ['{"channel": "sms"}', "text/plain", `the body: ${retryFields}`],
+    ] as const)
+      expect(await post("/failed/retry", body, contentType), body).toEqual({
+        status: 400,
+        body: { error },
+      });
+    // A cancel whose reason would be lost cancels nothing.
+    const cancel = "/steps/evt-bodies/big-ticket.check-in/cancel";
+    expect(
+      await post(cancel, "reason=returned in store", "application/x-www-form-urlencoded"),
+    ).toEqual({
+      status: 400,
+      body: { error: "the body: expected a JSON object with reason" },
+    });
+    expect(await post(cancel, '{"reasn": "returned in store"}', json)).toEqual({
+      status: 400,
+      body: { error: "reasn: not a field of this request; expected a JSON object with reason" },
+    });
+    expect((await p.store.allStepRecords("evt-bodies")).get("big-ticket.check-in")?.state).toBe(
+      "scheduled",
+    );
+    expect(await post("/replies/evt-bodies/big-ticket.check-in/1/resolve", "[]", json)).toEqual({
+      status: 400,
+      body: { error: "the body: expected a JSON object with note" },
+    });
+    // An empty body is no body (what fetch sends as text/plain); empty JSON is malformed JSON.
+    expect(await post(cancel, "", "text/plain")).toEqual({
+      status: 200,
+      body: { cancelled: ["evt-bodies/big-ticket.check-in"], inFlight: [] },
+    });
+    expect(await post("/failed/retry", "", json)).toEqual({
+      status: 400,
+      body: { error: "the body is empty; expected JSON" },
+    });
+    expect(await post("/failed/retry", '{"channel": "sms"}', json)).toEqual({
+      status: 409,
+      body: { error: "nothing to retry: no failed follow-ups" },
+    });
+  });
+
   it("is off without ADMIN_TOKENS", async () => {
     pipeline = await startPipeline("admin-off");
     expect(await call(pipeline, "GET", "/admin/v1/customers/cus-1", { token: ALICE })).toEqual({
