@@ -51,11 +51,14 @@ export function registerDiscountRoutes(app: FastifyInstance, deps: HttpDeps): vo
   app.post("/v1/discount-codes/:code/redeem", { onRequest: authorize }, async (request, reply) => {
     const code = typedCode(request);
     if (code === undefined) return reply.code(404).send({ code: "", status: "unknown" });
-    const orderId = (request.body as { orderId?: unknown } | undefined)?.orderId;
-    if (typeof orderId !== "string" || orderId.trim() === "" || orderId.length > MAX_ORDER_ID) {
-      return reply
-        .code(400)
-        .send({ error: `expected a JSON body {"orderId"} with the redeeming order's id` });
+    const given = (request.body as { orderId?: unknown } | undefined)?.orderId;
+    // Trimmed, as the event contract reads an order id: the purchase naming this code is then
+    // the order that redeemed it, not another one that took it ("ord-1\n" from a scanner).
+    const orderId = typeof given === "string" && given.length <= MAX_ORDER_ID ? given.trim() : "";
+    if (orderId === "") {
+      return reply.code(400).send({
+        error: `expected a JSON body {"orderId"} with the redeeming order's id, at most ${MAX_ORDER_ID} characters`,
+      });
     }
     const result = await deps.discountCodes.redeem(code, orderId);
     reply.header("cache-control", "no-store");

@@ -10,7 +10,12 @@ import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 import { withAccessoryCodes } from "../support/rules-config.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -318,6 +323,40 @@ describe("discount codes a till can check", () => {
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="redeemed"\} 2$/m);
     expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="taken"\} 1$/m);
+  });
+
+  it("reads the till's order id trimmed, as the purchase's: the purchase naming the code is the order that redeemed it", async () => {
+    const { p, till: call } = await tillPipeline("discount-codes-padded");
+    const till = async (route: string, body: unknown) => {
+      const answer = await call("POST", route, body);
+      return { status: answer.status, body: await answer.json() };
+    };
+    await p.publisher.publish(laptop("evt-pad-1", "cus-pad") as never);
+    const [email] = await p.sink.waitForMessages(1, 15_000);
+    const code = codeIn(email?.parsed.text ?? "");
+    const redeem = `/v1/discount-codes/${code}/redeem`;
+
+    // A scanned order number keeps its line end; the till retries with it cleaned up.
+    const scanned = await till(redeem, { orderId: "ord-pad-1\n" });
+    expect(scanned).toMatchObject({ status: 200, body: { redeemedBy: "ord-pad-1" } });
+    expect(await till(redeem, { orderId: "ord-pad-1" })).toMatchObject({ status: 200 });
+    // The purchase of that order names the code: the same order, so not `taken`.
+    await p.publisher.publish(
+      boughtNow("evt-pad-2", "ord-pad-1", "cus-pad", item("accessories", "30.00"), {
+        discountCodes: [code],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-pad-2")).toBe("completed");
+    const metrics = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
+    expect(metrics).not.toMatch(/^followups_discount_redemptions_total\{result="taken"\}/m);
+    // An order id beyond the contract's bound is refused saying so.
+    expect(await till(redeem, { orderId: "o".repeat(201) })).toEqual({
+      status: 400,
+      body: {
+        error:
+          'expected a JSON body {"orderId"} with the redeeming order\'s id, at most 200 characters',
+      },
+    });
   });
 
   it("revokes an erased customer's codes: the till hears revoked, a redeemed one stays redeemed by no order, and the counts stay", async () => {
