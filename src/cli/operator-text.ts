@@ -49,14 +49,16 @@ export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): 
     }
     const table = formatTable(
       ["STEP", "STATE", "DUE (UTC)", "DUE (LOCAL)", "TRIES", "NOTE"],
-      purchase.steps.map((step) => [
-        step.ref,
-        step.state,
-        step.dueAt.replace(/\.\d{3}Z$/, "Z"),
-        step.dueLocal,
-        String(step.attempts),
-        stepNote(step),
-      ]),
+      purchase.steps.map((step) =>
+        [
+          step.ref,
+          step.state,
+          step.dueAt.replace(/\.\d{3}Z$/, "Z"),
+          step.dueLocal,
+          String(step.attempts),
+          stepNote(step),
+        ].map(escapeControls),
+      ),
     );
     lines.push(
       ...table
@@ -73,7 +75,7 @@ export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): 
     }
   }
   lines.push("", ...renderAuditLines(timeline.audit));
-  return `${lines.join("\n")}\n`;
+  return `${lines.map(escapeControls).join("\n")}\n`;
 }
 
 /** An order known by its refunds alone: they, and what they do when its purchase arrives. */
@@ -85,7 +87,7 @@ function renderOrderWithoutPurchase(order: OrderTimeline): string {
     ...orderRefundLines(order),
   ];
   if (order.awaitingPurchase) lines.push("", `Then: ${order.awaitingPurchase}.`);
-  return `${lines.join("\n")}\n`;
+  return `${lines.map(escapeControls).join("\n")}\n`;
 }
 
 /** The refunds recorded for an order and the purchases dropped for them, one line each. */
@@ -135,13 +137,15 @@ export function renderFailedText(failed: readonly FailedFollowUp[]): string {
   if (failed.length === 0) return "No failed follow-ups.\n";
   return formatTable(
     ["STEP", "CHANNEL", "FAILED AT", "TRIES", "WHY"],
-    failed.map((item) => [
-      item.ref,
-      item.channel,
-      item.failedAt.replace(/\.\d{3}Z$/, "Z"),
-      String(item.attempts),
-      item.reason.words,
-    ]),
+    failed.map((item) =>
+      [
+        item.ref,
+        item.channel,
+        item.failedAt.replace(/\.\d{3}Z$/, "Z"),
+        String(item.attempts),
+        item.reason.words,
+      ].map(escapeControls),
+    ),
   );
 }
 
@@ -150,13 +154,15 @@ export function renderRefusedText(refused: readonly RefusedEvent[]): string {
   if (refused.length === 0) return "No refused events.\n";
   return formatTable(
     ["EVENT", "TYPE", "REFUSED AT", "TRIES", "WHY"],
-    refused.map((event) => [
-      event.eventId,
-      event.type,
-      event.refusedAt.replace(/\.\d{3}Z$/, "Z"),
-      String(event.attempts),
-      event.reason,
-    ]),
+    refused.map((event) =>
+      [
+        event.eventId,
+        event.type,
+        event.refusedAt.replace(/\.\d{3}Z$/, "Z"),
+        String(event.attempts),
+        event.reason,
+      ].map(escapeControls),
+    ),
   );
 }
 
@@ -180,4 +186,20 @@ function channelList<T>(values: Readonly<Record<string, T>>, word: (value: T) =>
   return Object.entries(values)
     .map(([channel, value]) => `${channel} ${word(value)}`)
     .join(", ");
+}
+
+/** Control and bidi characters: C0 (line breaks included), DEL, C1, bidi embeddings and isolates. */
+const CONTROLS = /[\p{Cc}\u202a-\u202e\u2066-\u2069]/gu;
+
+/**
+ * One line or table cell, built from what customers and publishers wrote (names, items, ids, a
+ * reason quoting a bad value), with its control and bidi characters shown as escapes (`\u001b`):
+ * printed raw, they could retitle or clear the operator's terminal, recolour or reverse text, or
+ * start a line of their own that reads as another entry. `--json` keeps them, escaped by JSON.
+ */
+function escapeControls(text: string): string {
+  return text.replace(
+    CONTROLS,
+    (control) => `\\u${control.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

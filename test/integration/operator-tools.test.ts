@@ -646,6 +646,46 @@ describe("followups refused", () => {
   });
 });
 
+describe("an operator's terminal", () => {
+  it("gets no control characters from what customers and publishers wrote: they are shown escaped", async () => {
+    pipeline = await startPipeline("ops-terminal");
+    const p = pipeline;
+    // A name that would retitle the terminal, an item that would erase its line and fake one
+    // saying there is no opt-out, an order id in red (a C1 CSI) and reversed (bidi).
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-esc-1",
+        orderId: "ord-\u009b31m-\u202e1",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-esc", name: "Ana\u001b]0;owned\u0007 Novak" },
+        items: [item("televisions", "899.00", { name: "TV\r\u001b[2K\n  opt-outs: email none" })],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-esc-1")).toBe("completed");
+    await p.events.add("purchase.completed", { type: "purchase.completed", id: "evt-\u001b[8m" });
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 1 ? true : undefined),
+      "the bad event to be refused",
+    );
+    const controls = /[\p{Cc}\u202a-\u202e\u2066-\u2069]/u;
+    const timeline = await command(p, (io) => runCustomer("cus-esc", { config: p.configDir }, io));
+    const lines = timeline.out.split("\n");
+    expect(lines.filter((line) => controls.test(line))).toEqual([]);
+    expect(lines[1]).toMatch(/^ {2}Ana\\u001b\]0;owned\\u0007: /);
+    expect(lines).toContain("  1 × TV\\u000d\\u001b[2K\\u000a  opt-outs: email none at 899.00 GBP");
+    expect(lines.filter((line) => line.startsWith("  opt-outs:"))).toHaveLength(1);
+    expect(timeline.out).toContain("Purchase evt-esc-1, order ord-\\u009b31m-\\u202e1,");
+    const refused = await command(p, (io) => runRefused({ config: p.configDir, limit: "9" }, io));
+    expect(refused.out.split("\n").filter((line) => controls.test(line))).toEqual([]);
+    expect(refused.out).toContain("evt-\\u001b[8m");
+    // --json is JSON for programs: the text exactly as stored.
+    const json = await command(p, (io) => runCustomer("cus-esc", config(p), io));
+    expect((JSON.parse(json.out) as CustomerTimeline).customer?.firstName).toBe(
+      "Ana\u001b]0;owned\u0007",
+    );
+  });
+});
+
 describe("followups erase", () => {
   it("leaves no personal data in Redis, keeps the opt-out, and drops the customer's older events", async () => {
     pipeline = await startPipeline("ops-erase");
