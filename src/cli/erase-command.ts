@@ -27,14 +27,24 @@ export async function runErase(
     if (id !== undefined) {
       const receipt = await tools.erase(id, { by });
       io.out(options.json ? `${JSON.stringify(receipt)}\n` : receiptText(receipt));
-      return EXIT.ok;
+      return foldersNotSearched([receipt], io);
     }
     const receipts = await tools.eraseByAddress(options.email ?? options.phone ?? "", by);
     io.out(
       options.json ? `${JSON.stringify({ receipts })}\n` : receipts.map(receiptText).join("\n"),
     );
-    return EXIT.ok;
+    return foldersNotSearched(receipts, io);
   });
+}
+
+/** Exit 1, saying which, when a folder that may hold files about the customer could not be searched. */
+function foldersNotSearched(receipts: readonly ErasureReceipt[], io: CommandIo): number {
+  const folders = [...new Set(receipts.flatMap((receipt) => receipt.foldersNotSearched ?? []))];
+  if (folders.length === 0) return EXIT.ok;
+  io.err(
+    `the customer is erased from Redis, but these folders could not be searched for files about them: ${folders.join("; ")}. Run followups erase again where they can be read\n`,
+  );
+  return EXIT.invalid;
 }
 
 function receiptText(receipt: ErasureReceipt): string {
@@ -56,6 +66,7 @@ function receiptText(receipt: ErasureReceipt): string {
     `  discount codes revoked:  ${receipt.codesRevoked}`,
     `  opt-outs kept (hashed):  ${receipt.optOutsKept}`,
     `  ${aof[receipt.appendOnlyFile] ?? `append-only file rewrite ${receipt.appendOnlyFile}`}`,
+    ...(receipt.foldersNotSearched ?? []).map((folder) => `  NOT SEARCHED: ${folder}`),
     "Kept: anonymous counts, step states, opt-outs as keyed hashes, and a keyed hash of the",
     "customer so that their events from before now are dropped when they arrive.",
   ].join("\n")}\n`;

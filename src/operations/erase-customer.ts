@@ -58,6 +58,12 @@ export interface ErasureReceipt {
   readonly optOutsKept: number;
   /** `rewriting` (BGREWRITEAOF started), `off` (no append-only file), or why it could not start. */
   readonly appendOnlyFile: string;
+  /**
+   * Folders of this process (OUTBOX_DIR, WEBHOOK_SPOOL_DIR) that could not be listed, each with
+   * the error; absent when every one was searched (or does not exist). Files in them about the
+   * customer are still there.
+   */
+  readonly foldersNotSearched?: readonly string[];
 }
 
 export interface EraseDeps {
@@ -263,13 +269,24 @@ export function createEraser(deps: EraseDeps) {
       if (queue)
         await scrubEventStream(deps.redis, queue.keys.events ?? "", removedJobIds, needles);
     }
+    // A folder that cannot be listed is named in the receipt; the erasure goes on and is recorded.
+    const foldersNotSearched: string[] = [];
+    const notSearched = (folder: string) => (error: unknown) => {
+      if (typeof (error as NodeJS.ErrnoException).code !== "string") throw error;
+      foldersNotSearched.push(`${folder}: ${(error as Error).message}`);
+      return 0;
+    };
     const outboxFilesRemoved = deps.outboxDir
-      ? await removeOutboxFiles(deps.outboxDir, addresses, customerId, [...orderIds])
+      ? await removeOutboxFiles(deps.outboxDir, addresses, customerId, [...orderIds]).catch(
+          notSearched("OUTBOX_DIR"),
+        )
       : 0;
     const spoolFilesRemoved = deps.webhookSpool
-      ? await deps.webhookSpool.removeFailed(
-          failedWebhookOf(deps.suppressions, phones, new Set(phoneMembers), new Set(callIds)),
-        )
+      ? await deps.webhookSpool
+          .removeFailed(
+            failedWebhookOf(deps.suppressions, phones, new Set(phoneMembers), new Set(callIds)),
+          )
+          .catch(notSearched("WEBHOOK_SPOOL_DIR"))
       : 0;
     await deps.audit.scrubCustomer(member);
     const appendOnlyFile = await rewriteAppendOnlyFile(deps.redis);
@@ -287,6 +304,7 @@ export function createEraser(deps: EraseDeps) {
       codesRevoked,
       optOutsKept,
       appendOnlyFile,
+      ...(foldersNotSearched.length > 0 && { foldersNotSearched }),
     };
     const { erasedAt: _at, by: _by, customer: _customer, ...counts } = receipt;
     await deps.audit.record({
@@ -488,8 +506,10 @@ async function removeOutboxFiles(
   let names: string[];
   try {
     names = await readdir(dir);
-  } catch {
-    return 0;
+  } catch (error) {
+    // None written yet; any other error is the caller's to report.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw error;
   }
   let removed = 0;
   for (const name of names) {

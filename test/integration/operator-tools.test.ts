@@ -646,6 +646,58 @@ describe("followups refused", () => {
   });
 });
 
+describe("followups erase where it cannot read a folder", () => {
+  it("erases and records all the rest, prints the receipt, and says which folder it could not search (exit 1)", async () => {
+    pipeline = await startPipeline("ops-erase-folders");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-fold-1",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-fold", email: "fold@example.com" },
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-fold-1")).toBe("completed");
+    // Folders it cannot list (here: files where folders should be; for an operator who is not
+    // the worker's user, the spool's mode 0700 does the same).
+    const notAFolder = path.join(p.outboxDir, "not-a-folder.txt");
+    await mkdir(p.outboxDir, { recursive: true });
+    await writeFile(notAFolder, "x");
+    const saved = { OUTBOX_DIR: process.env.OUTBOX_DIR, SPOOL: process.env.WEBHOOK_SPOOL_DIR };
+    Object.assign(process.env, p.commandEnv, {
+      OUTBOX_DIR: notAFolder,
+      WEBHOOK_SPOOL_DIR: notAFolder,
+    });
+    const io = captureIo();
+    try {
+      expect(await runErase("cus-fold", { ...config(p), by: "dpo" }, io)).toBe(1);
+    } finally {
+      Object.assign(process.env, { OUTBOX_DIR: saved.OUTBOX_DIR });
+      if (saved.SPOOL === undefined) delete process.env.WEBHOOK_SPOOL_DIR;
+      else process.env.WEBHOOK_SPOOL_DIR = saved.SPOOL;
+    }
+    const receipt = JSON.parse(io.output()) as ErasureReceipt;
+    expect(receipt).toMatchObject({ by: "dpo", purchases: 1, outboxFilesRemoved: 0 });
+    expect(receipt.foldersNotSearched).toEqual([
+      `OUTBOX_DIR: ENOTDIR: not a directory, scandir '${notAFolder}'`,
+      `WEBHOOK_SPOOL_DIR: ENOTDIR: not a directory, scandir '${notAFolder}/failed'`,
+    ]);
+    expect(io.errors()).toBe(
+      "the customer is erased from Redis, but these folders could not be searched for files about them: " +
+        `OUTBOX_DIR: ENOTDIR: not a directory, scandir '${notAFolder}'; ` +
+        `WEBHOOK_SPOOL_DIR: ENOTDIR: not a directory, scandir '${notAFolder}/failed'. ` +
+        "Run followups erase again where they can be read\n",
+    );
+    expect(await keysHolding(p.redis, p.prefix, ["cus-fold", "fold@example.com"])).toEqual([]);
+    // Recorded, as every erasure is, with what it could not do.
+    const timeline = await json<CustomerTimeline>(p, (command) =>
+      runCustomer("cus-fold", config(p), command),
+    );
+    expect(timeline.audit.map((entry) => entry.action)).toEqual(["erase"]);
+    expect(timeline.audit[0]?.detail).toContain("foldersNotSearched");
+  });
+});
+
 describe("an operator's terminal", () => {
   it("gets no control characters from what customers and publishers wrote: they are shown escaped", async () => {
     pipeline = await startPipeline("ops-terminal");
