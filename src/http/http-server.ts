@@ -195,11 +195,19 @@ function registerInboundEmailRoute(app: FastifyInstance, deps: HttpDeps): void {
       { parseAs: "buffer", bodyLimit: maxBytes },
       (_request, body, done) => done(null, body),
     );
-    scope.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
-      if (error.statusCode === 413)
-        return reply.code(413).send({ error: `email larger than ${maxBytes} bytes` });
-      throw error;
-    });
+    scope.setErrorHandler(
+      (error: Error & { statusCode?: number; code?: string }, request, reply) => {
+        if (error.statusCode === 413)
+          return reply.code(413).send({ error: `email larger than ${maxBytes} bytes` });
+        // More MIME parts (1,000) or a longer header (1 MiB a part) than the parser reads: the
+        // sender's fault, not ours; a 500 would be retried by the inbound-parse service for days.
+        if (error.code === "EMAXLEN") {
+          request.log.info({ why: error.message }, "refused an email the parser cannot read");
+          return reply.code(413).send({ error: `the email cannot be read: ${error.message}` });
+        }
+        throw error;
+      },
+    );
     // The token is checked before the body is read: a caller without it cannot make the server
     // take in an email of up to INBOUND_EMAIL_MAX_BYTES.
     scope.addHook("onRequest", async (request, reply) => {

@@ -191,3 +191,26 @@ describe("email replies", () => {
     expect(unauthorised.status).toBe(401);
   });
 });
+
+describe("an email the parser refuses", () => {
+  it("is answered 413 saying why, not 500: the sender's service does not retry it for days", async () => {
+    pipeline = await startPipeline("email-unreadable", { env: { INBOUND_EMAIL_TOKEN: TOKEN } });
+    const p = pipeline;
+    // 1,001 nested MIME parts: more than mailparser reads.
+    const depth = 1001;
+    let mime = replyMime(
+      { "MIME-Version": "1.0", "Content-Type": "multipart/mixed; boundary=b0" },
+      "",
+    );
+    mime = mime.replace(/\r\n\r\n\r\n$/, "\r\n\r\n");
+    for (let i = 0; i < depth; i++)
+      mime += `--b${i}\r\nContent-Type: multipart/mixed; boundary=b${i + 1}\r\n\r\n`;
+    mime += `--b${depth}\r\nContent-Type: text/plain\r\n\r\nIt broke.\r\n`;
+    for (let i = depth; i >= 0; i--) mime += `--b${i}--\r\n`;
+    expect(await postEmail(p, mime)).toEqual({
+      status: 413,
+      body: { error: "the email cannot be read: Max allowed child nodes exceeded" },
+    });
+    expect(p.logs.filter((line) => line.msg === "request failed")).toEqual([]);
+  });
+});
