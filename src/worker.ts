@@ -63,7 +63,11 @@ import { connectHttpRedis, connectRedis } from "./redis-connections.js";
 import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
-import { reportSourcesOn, syncReportSchedulers } from "./reports/owner-reports.js";
+import {
+  REPORT_QUEUE_SETTINGS,
+  reportSourcesOn,
+  syncReportSchedulers,
+} from "./reports/owner-reports.js";
 import { closeWithin } from "./shutdown.js";
 import { StartupError } from "./startup-error.js";
 import { CallScripts } from "./store/call-scripts.js";
@@ -281,6 +285,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const reports = new Queue(OWNER_REPORTS_QUEUE, {
     connection: redis,
     prefix: prefixOf(OWNER_REPORTS_QUEUE),
+    settings: REPORT_QUEUE_SETTINGS,
   });
   const alertsQueue = new Queue(OWNER_ALERTS_QUEUE, {
     connection: redis,
@@ -524,6 +529,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       prefix: prefixOf(OWNER_REPORTS_QUEUE),
       connection: fixedConnections[1],
       concurrency: 1,
+      settings: REPORT_QUEUE_SETTINGS,
     },
   );
   const budgetAlert = createBudgetAlertProcessor({

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { Queue } from "bullmq";
+import { defaultRepeatStrategy, type Queue, type RepeatOptions } from "bullmq";
 import { DateTime } from "luxon";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
@@ -16,7 +16,7 @@ import { renderDailySendsChart } from "./daily-sends-chart.js";
 import type { CountedPending } from "./pending-schedule.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
 import type { ReportModel, ReportPeriod } from "./report-model.js";
-import { previousPeriod, reportCronPattern } from "./report-period.js";
+import { nextReportRun, previousPeriod, reportCronPattern } from "./report-period.js";
 import { periodTitle } from "./report-phrases.js";
 
 const CHART_CID = "daily-sends-chart@followups";
@@ -156,8 +156,27 @@ export function ownerSchedulerId(owner: Pick<Owner, "email">): string {
 }
 
 /**
+ * When an owner's report runs next (BullMQ's repeat strategy, for the owner-reports queue and its
+ * worker alike: each works out the next run): at its local time in the owner's zone on the next
+ * day it runs (nextReportRun), also on a day whose DST change skips that time. Schedules of
+ * another form go by BullMQ's own cron arithmetic.
+ */
+export function reportRepeatStrategy(millis: number, opts: RepeatOptions): number | undefined {
+  const startMs = opts.startDate === undefined ? millis : new Date(opts.startDate).getTime();
+  const next =
+    opts.pattern && opts.tz
+      ? nextReportRun(Math.max(millis, startMs), opts.pattern, opts.tz)
+      : undefined;
+  return next ?? defaultRepeatStrategy(millis, opts);
+}
+
+/** BullMQ settings of the owner-reports queue and of its worker. */
+export const REPORT_QUEUE_SETTINGS = { repeatStrategy: reportRepeatStrategy };
+
+/**
  * Makes the report schedulers match the owners in the rules: one per owner at their local time
- * (BullMQ applies the zone, so DST is handled), stale ones removed. Safe to run from every worker.
+ * (reportRepeatStrategy, so DST is handled, with REPORT_QUEUE_SETTINGS on the queue), stale ones
+ * removed. Safe to run from every worker.
  */
 export async function syncReportSchedulers(
   queue: Queue,

@@ -81,6 +81,43 @@ export function reportCronPattern(owner: Pick<Owner, "frequency" | "weekday" | "
   return `${Number(minute)} ${Number(hour)} * * ${dayOfWeek}`;
 }
 
+/**
+ * When a report of `pattern` (reportCronPattern's form: `<minute> <hour> * * <weekday or *>`) runs
+ * next in `timezone`, strictly after `afterMs`: its local time on the next day (or weekday) it runs.
+ * A local time that does not exist that day (the hour skipped as DST begins: midnight in
+ * Santiago or Beirut, 02:15 in Lord Howe's half hour) runs as much later as was skipped, that
+ * day: cron's arithmetic (cron-parser) skipped such a day, and a daily report covers only the day
+ * before, so that day was in no report. A time that happens twice runs once. Undefined for a
+ * pattern of another form.
+ */
+export function nextReportRun(
+  afterMs: number,
+  pattern: string,
+  timezone: string,
+): number | undefined {
+  const parts = /^(\d{1,2}) (\d{1,2}) \* \* (\*|[0-6])$/.exec(pattern);
+  if (!parts) return undefined;
+  const [, minute = "0", hour = "0", weekday = "*"] = parts;
+  const from = DateTime.fromMillis(afterMs, { zone: timezone });
+  if (!from.isValid) return undefined;
+  for (let days = 0; days <= 8; days++) {
+    const day = from.plus({ days });
+    if (weekday !== "*" && day.weekday % 7 !== Number(weekday)) continue;
+    const at = DateTime.fromObject(
+      {
+        year: day.year,
+        month: day.month,
+        day: day.day,
+        hour: Number(hour),
+        minute: Number(minute),
+      },
+      { zone: timezone },
+    );
+    if (at.toMillis() > afterMs) return at.toMillis();
+  }
+  return undefined;
+}
+
 function periodOf(start: DateTime, end: DateTime, timezone: string): ReportPeriod {
   return {
     since: start.toISO({ suppressMilliseconds: true }) ?? "",

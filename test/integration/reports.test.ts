@@ -7,7 +7,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runReport } from "../../src/cli/report-command.js";
 import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
-import { ownerSchedulerId, syncReportSchedulers } from "../../src/reports/owner-reports.js";
+import {
+  ownerSchedulerId,
+  REPORT_QUEUE_SETTINGS,
+  syncReportSchedulers,
+} from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
 import { reportPeriodAt } from "../../src/reports/report-period.js";
 import { periodTitle } from "../../src/reports/report-phrases.js";
@@ -46,6 +50,19 @@ function nextSpringForward(): DateTime {
     const end = DateTime.utc(year, 3, 31);
     const sunday = end.minus({ days: end.weekday % 7 });
     if (sunday.minus({ days: 1 }).set({ hour: 6 }) > now.plus({ minutes: 5 })) return sunday;
+  }
+}
+
+/** The next day (a week from now at least) on which `zone`'s local midnight does not exist. */
+function nextMidnightSkipped(zone: string): DateTime {
+  let day = DateTime.utc().plus({ days: 7 }).setZone(zone).startOf("day");
+  for (;;) {
+    day = day.plus({ days: 1 });
+    const midnight = DateTime.fromObject(
+      { year: day.year, month: day.month, day: day.day },
+      { zone },
+    );
+    if (midnight.hour !== 0) return midnight;
   }
 }
 
@@ -311,9 +328,11 @@ describe("ledger and owner reports", () => {
   it("fires an owner's report at 08:00 local time on both sides of a DST change", async () => {
     pipeline = await startPipeline("report-dst", { startWorker: false });
     const p = pipeline;
+    // As the worker makes it: its repeat strategy works out each next run.
     const queue = new Queue(OWNER_REPORTS_QUEUE, {
       connection: p.redis,
       prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+      settings: REPORT_QUEUE_SETTINGS,
     });
     const owner = {
       ...OWNER,
@@ -323,10 +342,10 @@ describe("ledger and owner reports", () => {
       alerts: false,
       alertWindow: Duration.fromObject({ minutes: 15 }),
     };
-    const nextRun = async (startIso: string) => {
-      await syncReportSchedulers(queue, [owner], { startDate: Date.parse(startIso) });
-      const scheduler = await queue.getJobScheduler(ownerSchedulerId(owner));
-      await queue.removeJobScheduler(ownerSchedulerId(owner));
+    const nextRun = async (startIso: string, of = owner) => {
+      await syncReportSchedulers(queue, [of], { startDate: Date.parse(startIso) });
+      const scheduler = await queue.getJobScheduler(ownerSchedulerId(of));
+      await queue.removeJobScheduler(ownerSchedulerId(of));
       return DateTime.fromMillis(Number(scheduler?.next), { zone: "utc" }).toISO();
     };
     // London leaves GMT for BST on the last Sunday of March: the next one still ahead (a start
@@ -335,6 +354,14 @@ describe("ledger and owner reports", () => {
     const saturday = change.minus({ days: 1 });
     expect(await nextRun(at(saturday, 6))).toBe(at(saturday, 8));
     expect(await nextRun(at(saturday, 9))).toBe(at(change, 7));
+    // A daily report at midnight in Santiago, whose DST begins at midnight: on that day it runs
+    // at 01:00, the first local time there is, not a day later (the day before was in no report).
+    const santiago = { ...owner, time: "00:00", timezone: "America/Santiago" };
+    const skipped = nextMidnightSkipped(santiago.timezone);
+    const dayBefore = skipped.minus({ days: 1 }).set({ hour: 12 });
+    expect(await nextRun(dayBefore.toUTC().toISO() ?? "", santiago)).toBe(
+      skipped.set({ hour: 1 }).toUTC().toISO(),
+    );
     await queue.close();
   });
 });

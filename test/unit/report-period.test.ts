@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import { describe, expect, it } from "vitest";
 import {
+  nextReportRun,
   periodFromDates,
   previousPeriod,
   reportPeriodAt,
@@ -95,5 +96,49 @@ describe("report periods", () => {
       until: "2026-03-10T00:00:00+00:00",
       timezone: LONDON,
     });
+  });
+});
+
+describe("when a report runs next", () => {
+  const next = (afterIso: string, pattern: string, zone: string) => {
+    const after = DateTime.fromISO(afterIso, { zone }).toMillis();
+    const ms = nextReportRun(after, pattern, zone);
+    return ms === undefined ? undefined : DateTime.fromMillis(ms, { zone }).toISO();
+  };
+
+  it("runs at its local time, also on a day whose DST change skips that time", () => {
+    // Santiago and Beirut skip midnight as DST begins; Lord Howe skips 02:00 to 02:30.
+    expect(next("2026-09-05T00:00", "0 0 * * *", "America/Santiago")).toBe(
+      "2026-09-06T01:00:00.000-03:00",
+    );
+    expect(next("2026-09-06T01:00", "0 0 * * *", "America/Santiago")).toBe(
+      "2026-09-07T00:00:00.000-03:00",
+    );
+    expect(next("2026-03-28T00:00", "0 0 * * *", "Asia/Beirut")).toBe(
+      "2026-03-29T01:00:00.000+03:00",
+    );
+    expect(next("2026-10-03T02:15", "15 2 * * *", "Australia/Lord_Howe")).toBe(
+      "2026-10-04T02:45:00.000+11:00",
+    );
+    // A weekly report on Sundays at midnight loses no week.
+    expect(next("2026-08-30T00:00", "0 0 * * 0", "America/Santiago")).toBe(
+      "2026-09-06T01:00:00.000-03:00",
+    );
+  });
+
+  it("runs once on a day whose local time happens twice, and on its weekday", () => {
+    expect(next("2026-10-25T01:30", "30 1 * * *", "Europe/London")).toBe(
+      "2026-10-26T01:30:00.000+00:00",
+    );
+    expect(next("2026-12-05T08:00", "0 8 * * 1", "Europe/Berlin")).toBe(
+      "2026-12-07T08:00:00.000+01:00",
+    );
+    expect(next("2026-12-05T07:59", "0 8 * * *", "Europe/Berlin")).toBe(
+      "2026-12-05T08:00:00.000+01:00",
+    );
+  });
+
+  it("leaves a schedule of another form to cron", () => {
+    expect(nextReportRun(0, "*/5 * * * *", "Europe/London")).toBeUndefined();
   });
 });
