@@ -13,6 +13,7 @@ import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/
 import { type Plan, type PlannedStep, planFollowUps } from "../domain/planner.js";
 import { hasCooldowns, type StepKind, underCooldown } from "../domain/rules.js";
 import { formatMicros } from "../domain/spend.js";
+import { zoneFor } from "../domain/time-zone.js";
 import { formatTable } from "../reports/text-table.js";
 import { MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
@@ -94,6 +95,7 @@ export async function runSimulate(
   const toReplay: ReplayStep[] = [];
 
   const volume = new Map<string, number>();
+  const weekZone = zoneFor(rules.defaults.timezone);
   const purchasesByCustomer = new Map<string, number>();
   // What each purchase stated of consent: a later one's stands at send time, as in the worker.
   const consents = new ConsentTimeline();
@@ -153,8 +155,9 @@ export async function runSimulate(
         fallbacks++;
         continue;
       }
+      // In the rules' default zone, as the months are (a Monday morning east of UTC is Sunday there).
       const week =
-        DateTime.fromISO(step.dueAt, { zone: "utc" }).toISOWeekDate()?.slice(0, 8) ?? "?";
+        DateTime.fromISO(step.dueAt, { zone: weekZone }).toISOWeekDate()?.slice(0, 8) ?? "?";
       const key = `${week}\t${step.channel}\t${step.kind}`;
       volume.set(key, (volume.get(key) ?? 0) + 1);
       planned++;

@@ -297,3 +297,45 @@ describe("simulate coalesces thank-yous as the worker does", () => {
     expect(result).toMatchObject({ planned: 3, coalesced: 0 });
   });
 });
+
+describe("simulate counts weekly volume in the rules' default time zone, as it counts months", () => {
+  it("a Monday-morning follow-up in Auckland is in that Monday's ISO week, not the week before (Sunday in UTC)", async () => {
+    const aucklandConfig = path.join(dir, "config-auckland");
+    await cp(SHIPPED_CONFIG_DIR, aucklandConfig, { recursive: true });
+    const rulesFile = path.join(aucklandConfig, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(["defaults", "timezone"], "Pacific/Auckland");
+    await writeFile(rulesFile, doc.toString());
+    // Monday 7 December 2026, 09:00 NZDT (+13:00) is Sunday 6 December 20:00 UTC. The thank-you
+    // is due at 10:00 that Monday (2026-W50); the check-in three months later, Sunday 7 March,
+    // waits for Monday 8 March 09:00 (SMS is closed on Sundays): 2027-W10.
+    const file = await ndjson("auckland.ndjson", [
+      {
+        id: "nz-1",
+        orderId: "ord-nz-1",
+        occurredAt: "2026-12-07T09:00:00+13:00",
+        customer: { id: "cus-nz", timezone: "Pacific/Auckland", phone: "+64 21 123 4567" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+        currency: "NZD",
+        total: "899.00",
+      },
+    ]);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: aucklandConfig, json: true }, io)).toBe(EXIT.ok);
+    const result = JSON.parse(output.out) as {
+      weeks: unknown[];
+      invalid: unknown[];
+      delivery: { months: { month: string; channel: string }[] };
+    };
+    expect(result.invalid).toEqual([]);
+    expect(result.weeks).toEqual([
+      { week: "2026-W50", channel: "email", kind: "thank-you", count: 1 },
+      { week: "2027-W10", channel: "sms", kind: "check-in", count: 1 },
+    ]);
+    // The months of the same sends, in the same zone.
+    expect(result.delivery.months.map((m) => [m.month, m.channel])).toEqual([
+      ["2026-12", "email"],
+      ["2027-03", "sms"],
+    ]);
+  });
+});
