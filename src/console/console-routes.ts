@@ -370,13 +370,14 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           return page(reply.code(404), "search", { ...base, error: notKnown }, request);
         }
       };
-      if (q.includes("@")) return byAddress(`No customer is known with ${q}.`);
       // Ids first, exactly as given: shops often number customers and orders with digits only,
-      // which would read as a phone number.
+      // which would read as a phone number, and name accounts by an email address (or orders
+      // `web@1042`), which would read as an address the customer may no longer have.
       const asCustomer = await deps.tools.customer(q).catch(notFound);
       if (asCustomer) return reply.redirect(customerPath(q), 303);
       const asOrder = await deps.tools.order(q).catch(notFound);
       if (asOrder) return reply.redirect(`/console/orders/${encodeURIComponent(q)}`, 303);
+      if (q.includes("@")) return byAddress(`No customer is known with ${q}.`);
       if (/^\+?[\d\s()-]{6,}$/.test(q)) {
         const hint = notInternationalPhone(q)
           ? ` ${PHONE_LOOKUP_FORMAT.charAt(0).toUpperCase()}${PHONE_LOOKUP_FORMAT.slice(1)}.`

@@ -85,6 +85,43 @@ describe("console search", () => {
     expect(national.status).toBe(404);
     expect(national.body).toContain("Phone numbers are looked up in international format");
   });
+
+  it("finds customers and orders whose ids contain an @, as ids first, then by address", async () => {
+    pipeline = await startPipeline("console-search-at", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    // Shops name accounts by the address they were opened with, and orders `web@1042`: the
+    // address the customer has now is another one.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-at",
+        orderId: "web@1042",
+        occurredAt,
+        customer: { id: "first.address@example.com", email: "now.elsewhere@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await eventually(
+      async () =>
+        (await p.store.stepRecords("evt-at", ["big-ticket.thank-you"])).size > 0 ? true : undefined,
+      "the purchase to be planned",
+    );
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+
+    const customer = await search(p, cookie, "first.address@example.com");
+    expect(customer.status).toBe(303);
+    expect(customer.location).toBe("/console/customers/first.address%40example.com");
+    const order = await search(p, cookie, "web@1042");
+    expect(order.status).toBe(303);
+    expect(order.location).toBe("/console/orders/web%401042");
+    // The address they have now still finds them.
+    const address = await search(p, cookie, "Now.Elsewhere@example.com");
+    expect(address.status).toBe(303);
+    expect(address.location).toBe("/console/customers/first.address%40example.com");
+    const unknown = await search(p, cookie, "nobody@example.com");
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toContain("No customer is known with nobody@example.com");
+  });
 });
 
 describe("console preview", () => {
