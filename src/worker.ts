@@ -993,6 +993,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
     });
     if (env.ADMIN_TOKENS) {
+      const httpOrders = new OrderStore(httpRedis, prefix, { now });
       await registerConsole(http, {
         tokens: env.ADMIN_TOKENS,
         tools: adminTools,
@@ -1007,7 +1008,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         // Addressed to no one in particular: the report greets with a plain "Hello,".
         report: (period) => adminTools.report(period, ""),
         preview: (ref) =>
-          previewStep({ shards: httpShards, rules, compose: deliveryDeps.compose }, ref),
+          previewStep(
+            { shards: httpShards, rules, compose: deliveryDeps.compose, orders: httpOrders },
+            ref,
+          ),
         cookieSecret: await sharedSecret(redis, prefix, "console-cookie"),
         ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
       });

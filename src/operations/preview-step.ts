@@ -1,9 +1,11 @@
 import { customerZone } from "../domain/planner.js";
+import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { followUpJobId } from "../queue/names.js";
 import { reasonWords } from "../reports/reason-words.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import type { OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
@@ -28,6 +30,8 @@ export interface MessagePreview {
  * Renders a step's message with today's rules and templates, from what is stored of its purchase:
  * what a pending step will say, and near enough what a sent one said (templates may have changed
  * since; a purchase past its last step renders from the part kept, without SKUs and categories).
+ * A step not sent renders as the worker would render it now: without the items handed back since
+ * and with the total less what was refunded (a sent one, as it was bought).
  */
 export async function previewStep(
   deps: {
@@ -35,6 +39,8 @@ export async function previewStep(
     shards: Pick<Shards<{ readonly store: FollowUpStore }>, "all">;
     rules: () => RuleSet;
     compose: ComposeMessage;
+    /** The orders' refunds, which a message leaves out as the worker does when it sends. */
+    orders: Pick<OrderStore, "get">;
   },
   ref: string,
 ): Promise<MessagePreview> {
@@ -42,9 +48,13 @@ export async function previewStep(
   const held = await findStepRecord(deps.shards.all(), step.eventId, step.stepId);
   if (!held) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
   const { store, record } = held;
-  const event = await store.loadForSend(step.eventId);
-  if (!event)
+  const stored = await store.loadForSend(step.eventId);
+  if (!stored)
     throw new OperatorError(`${ref}: its purchase's details have been scrubbed`, "conflict");
+  const event =
+    record.state === "sent"
+      ? stored
+      : afterRefunds(stored, await deps.orders.get(stored.orderId)).event;
   const rules = deps.rules();
   const found = findStep(rules, step.stepId);
   if (!found) throw new OperatorError(`${ref}: its step is no longer in the rules`, "conflict");

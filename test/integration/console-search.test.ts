@@ -4,7 +4,13 @@ import { runCancel } from "../../src/cli/cancel-command.js";
 import { ConsoleSessions } from "../../src/store/console-sessions.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 
 /** The console's pages over HTTP, signed in with a session as the sign-in page starts one. */
 
@@ -165,6 +171,60 @@ describe("console preview", () => {
     expect(cancelled).toContain(
       "Not sent: cancelled (someone at the shop cancelled it). As it would have been rendered by email to preview.customer@example.com",
     );
+  });
+
+  it("shows a pending message as it will go after a partial refund: without the items handed back", async () => {
+    pipeline = await startPipeline("console-preview-refund", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}` },
+    });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-kept",
+        orderId: "ord-kept",
+        occurredAt,
+        customer: { id: "cus-kept", email: "kept.customer@example.com", name: "Kim" },
+        items: [
+          item("televisions", "899.00", { name: "OLED TV" }),
+          item("cables", "19.00", { name: "HDMI cable" }),
+        ],
+      }) as never,
+    );
+    const ref = "evt-kept/big-ticket.thank-you";
+    await eventually(
+      async () =>
+        (await p.store.stepRecords("evt-kept", ["big-ticket.thank-you"])).get(
+          "big-ticket.thank-you",
+        )?.state === "scheduled"
+          ? true
+          : undefined,
+      "the purchase to be planned",
+    );
+    // The cable goes back; the TV stays, and so does its thank-you.
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-cable",
+      occurredAt,
+      orderId: "ord-kept",
+      items: [{ sku: "SKU-CABLES", quantity: 1 }],
+    } as never);
+    expect(await eventProcessed(p, "ref-cable")).toBe("completed");
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const preview = await (
+      await get(p, cookie, `/console/preview?ref=${encodeURIComponent(ref)}`)
+    ).text();
+    expect(preview).toContain("As it will be rendered by email to kept.customer@example.com.");
+    expect(preview).toContain("1 x OLED TV");
+    expect(preview).not.toContain("HDMI cable");
+    expect(preview).toContain("Total: £899.00");
+
+    // What the customer then gets says the same.
+    await promoteStep(p, "evt-kept", "big-ticket.thank-you");
+    const [sent] = await p.sink.waitForMessages(1);
+    expect(sent?.parsed.text).toContain("1 x OLED TV");
+    expect(sent?.parsed.text).not.toContain("HDMI cable");
+    expect(sent?.parsed.text).toContain("Total: £899.00");
   });
 });
 

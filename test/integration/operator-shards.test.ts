@@ -296,7 +296,7 @@ describe("operator tools on four shards", () => {
       text: "hello",
     })) as ComposeMessage;
     const preview = await previewStep(
-      { shards: stores, rules: () => rules, compose },
+      { shards: stores, rules: () => rules, compose, orders: new OrderStore(redis, prefix) },
       `evt-s3/${THANK_YOU}`,
     );
     expect(preview).toMatchObject({ state: "scheduled", to: "shard3@example.com" });
