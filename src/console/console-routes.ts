@@ -90,6 +90,8 @@ const QUEUES_CSP =
   "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 const JOB_STATES = ["waiting", "delayed", "active", "completed", "failed"] as const;
 const CHANNELS = ["email", "sms", "voice"] as const;
+/** Audit trail entries the console shows on one page. */
+const AUDIT_PAGE = 500;
 const OPT_OUT_WORDS = { all: "everything", offers: "offers only", none: "none" } as const;
 
 type Operator = { readonly name: string };
@@ -703,9 +705,39 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         .send(renderReportHtml(model));
     });
 
+    // A page at a time, latest first. The next page starts at the last entry's millisecond,
+    // past the entries of it already shown (`skip`): a retry of many steps records them all in
+    // one millisecond, which a page may end in the middle of.
     scope.get("/console/audit", async (request, reply) => {
-      const entries = await deps.tools.auditEntries({ limit: 500 });
-      return page(reply, "audit", { title: "Audit trail", page: "audit", entries }, request);
+      const before = wholeNumberField(request, "before");
+      const skip = before === undefined ? 0 : (wholeNumberField(request, "skip") ?? 0);
+      const entries = (
+        await deps.tools.auditEntries({
+          ...(before !== undefined && { until: before + 1 }),
+          limit: skip + AUDIT_PAGE + 1,
+        })
+      ).slice(skip);
+      const shown = entries.slice(0, AUDIT_PAGE);
+      const last = shown.at(-1);
+      let older: string | undefined;
+      if (last && entries.length > AUDIT_PAGE) {
+        const lastAt = Date.parse(last.at);
+        const ofLastAt = shown.filter((entry) => entry.at === last.at).length;
+        const next = ofLastAt + (lastAt === before ? skip : 0);
+        older = `/console/audit?before=${lastAt}&skip=${next}`;
+      }
+      return page(
+        reply,
+        "audit",
+        {
+          title: "Audit trail",
+          page: "audit",
+          entries: shown,
+          older,
+          newest: before !== undefined,
+        },
+        request,
+      );
     });
 
     // Bull Board, inside this scope: the session check above guards it too.
@@ -784,6 +816,12 @@ function formField(request: FastifyRequest, name: string): string {
   const body = request.body as Record<string, unknown> | undefined;
   const value = body?.[name];
   return typeof value === "string" ? value : "";
+}
+
+/** A query parameter of digits only (at most 15), as a number; undefined otherwise. */
+function wholeNumberField(request: FastifyRequest, name: string): number | undefined {
+  const value = queryField(request, name);
+  return value !== undefined && /^\d{1,15}$/.test(value) ? Number(value) : undefined;
 }
 
 function queryField(request: FastifyRequest, name: string): string | undefined {

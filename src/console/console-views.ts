@@ -232,6 +232,7 @@ const AUDIT = `{% layout "layout" %}{% block content %}
 <h1>Audit trail</h1>
 <p>Every cancel, resend, retry, erasure and sign-in, kept for a year.</p>
 {% render "audit-list", entries: entries %}
+{% if older or newest %}<nav aria-label="Audit trail pages"><p>{% if newest %}<a href="/console/audit">Latest entries</a> {% endif %}{% if older %}<a href="{{ older }}" rel="next">Older entries</a>{% endif %}</p></nav>{% endif %}
 {% endblock %}`;
 
 const PREVIEW = `{% layout "layout" %}{% block content %}

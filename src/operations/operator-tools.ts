@@ -785,9 +785,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       });
     },
 
-    /** The audit trail, latest first. */
+    /** The audit trail, latest first (`until`: before that instant, epoch ms). */
     async auditEntries(
-      options: { since?: number; limit?: number } = {},
+      options: { since?: number; until?: number; limit?: number } = {},
     ): Promise<TimelineAuditEntry[]> {
       return (await audit.entries(options)).map(timelineAudit);
     },

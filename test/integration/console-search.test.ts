@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCancel } from "../../src/cli/cancel-command.js";
+import { AuditTrail } from "../../src/store/audit-trail.js";
 import { ConsoleSessions } from "../../src/store/console-sessions.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -288,5 +289,38 @@ describe("console actions", () => {
     const done = await cancel(`fu_console=${session}; ${own.csrfCookie}`, own.token);
     expect(done.status).toBe(303);
     expect(await stateOf()).toBe("cancelled");
+  });
+});
+
+describe("console audit trail", () => {
+  it("pages through every entry, older ones behind a link, none lost or shown twice", async () => {
+    pipeline = await startPipeline("console-audit", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    // 1,203 actions: a retry of many failed steps records them all in one millisecond, and such
+    // a millisecond falls across the end of a page.
+    const trail = new AuditTrail(p.redis, p.prefix);
+    const at = Date.now() - 60_000;
+    const targets: string[] = [];
+    for (let i = 0; i < 1203; i++) {
+      const target = `evt-${i}/big-ticket.thank-you`;
+      targets.push(target);
+      await trail.record({ at: at + Math.floor(i / 7), by: "dana", action: "retry", target });
+    }
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const seen: string[] = [];
+    let path: string | undefined = "/console/audit";
+    for (let pages = 0; path !== undefined && pages < 10; pages++) {
+      const response = await get(p, cookie, path);
+      expect(response.status).toBe(200);
+      const html = await response.text();
+      seen.push(
+        ...[...html.matchAll(/<td>(evt-\d+\/big-ticket\.thank-you)<\/td>/g)].map((m) => m[1] ?? ""),
+      );
+      const older = /<a href="([^"]+)"[^>]*>Older entries/.exec(html)?.[1];
+      path = older?.replaceAll("&amp;", "&");
+    }
+    expect(seen).toHaveLength(targets.length);
+    expect(new Set(seen).size).toBe(targets.length);
+    expect(new Set(seen)).toEqual(new Set(targets));
   });
 });
