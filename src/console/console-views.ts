@@ -303,7 +303,7 @@ const ORDER_WITHOUT_PURCHASE = `{% layout "layout" %}{% block content %}
 <section aria-labelledby="refunds">
 <h2 id="refunds">Refunds recorded for the order</h2>
 <ul>{% for r in o.refunds %}<li>{{ r.eventId }}: {% if r.full %}the whole order{% endif %}{% if r.amount %}{{ r.amount.amount }} {{ r.amount.currency }}{% endif %}{% for item in r.items %}{% if r.amount or forloop.index > 1 %}, {% endif %}{{ item.quantity }} × {{ item.sku }} handed back{% endfor %}</li>{% endfor %}
-{% for d in o.droppedPurchases %}<li>purchase {{ d.eventId }} arrived <time datetime="{{ d.arrivedAt }}">{{ d.arrivedAt | slice: 0, 16 | replace: "T", " " }}</time>, after the full refund</li>{% endfor %}</ul>
+{% for d in o.droppedPurchases %}<li>purchase {{ d.eventId }} arrived <time datetime="{{ d.arrivedAt }}">{{ d.arrivedAt | slice: 0, 16 | replace: "T", " " }} UTC</time>, after the full refund</li>{% endfor %}</ul>
 </section>
 {% endblock %}`;
 

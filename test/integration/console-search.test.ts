@@ -324,3 +324,38 @@ describe("console audit trail", () => {
     expect(new Set(seen)).toEqual(new Set(targets));
   });
 });
+
+describe("console order page", () => {
+  it("names the zone of the time a purchase arrived after its order's full refund", async () => {
+    pipeline = await startPipeline("console-order", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: "ref-whole",
+      occurredAt,
+      orderId: "ord-whole",
+    } as never);
+    expect(await eventProcessed(p, "ref-whole")).toBe("completed");
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-late",
+        orderId: "ord-whole",
+        occurredAt,
+        customer: { id: "cus-late" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-late")).toBe("completed");
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const response = await get(p, cookie, "/console/orders/ord-whole");
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    const arrived = /purchase evt-late arrived <time datetime="([^"]+)">([^<]+)<\/time>/.exec(html);
+    // Shown in UTC, as the console's other times, and saying so.
+    const shown = DateTime.fromISO(arrived?.[1] ?? "", { zone: "utc" }).toFormat(
+      "yyyy-MM-dd HH:mm",
+    );
+    expect(arrived?.[2]).toBe(`${shown} UTC`);
+  });
+});
