@@ -590,6 +590,8 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           title: "Failed follow-ups",
           page: "failed",
           failed,
+          // Retry all retries these: those that failed by the latest shown, not one since.
+          through: failed[0] ? Date.parse(failed[0].failedAt) : undefined,
           csrf: csrfToken(request, reply),
         },
         request,
@@ -601,8 +603,9 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       { preHandler: scope.csrfProtection },
       async (request, reply) => {
         const ref = formField(request, "ref");
+        const through = formField(request, "through");
         const { requeued } = await deps.tools.retryFailed(
-          ref ? { refs: [ref] } : {},
+          ref ? { refs: [ref] } : /^\d{1,15}$/.test(through) ? { until: Number(through) } : {},
           operatorOf(request),
         );
         const count = requeued.length;

@@ -183,6 +183,7 @@ const FAILED = `{% layout "layout" %}{% block content %}
 <h1>Failed follow-ups</h1>
 {% if failed.size > 0 %}<form method="post" action="/console/failed/retry">
 <input type="hidden" name="_csrf" value="{{ csrf }}">
+<input type="hidden" name="through" value="{{ through }}">
 <button type="submit">Retry all {{ failed.size }}</button>
 </form>
 <table>

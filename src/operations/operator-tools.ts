@@ -170,6 +170,8 @@ export interface FailedFollowUp {
 export interface FailedFilter {
   /** Failed at or after (epoch ms). */
   readonly since?: number;
+  /** Failed at or before (epoch ms). */
+  readonly until?: number;
   readonly channel?: string;
   /** Only these steps (`<eventId>/<stepId>`). */
   readonly refs?: readonly string[];
@@ -333,6 +335,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           const failedAt = stepRecord.changedAt ?? job.finishedOn ?? job.timestamp;
           if (filter.channel !== undefined && labels.channel !== filter.channel) continue;
           if (filter.since !== undefined && failedAt < filter.since) continue;
+          if (filter.until !== undefined && failedAt > filter.until) continue;
           const code = stepRecord.reason?.code ?? "unknown";
           const item: FailedFollowUp = {
             ref: text,

@@ -359,3 +359,68 @@ describe("console order page", () => {
     expect(arrived?.[2]).toBe(`${shown} UTC`);
   });
 });
+
+describe("console failed follow-ups", () => {
+  it("retry all retries those the page showed, not a failure that came after it", async () => {
+    pipeline = await startPipeline("console-retry-all", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    const step = "big-ticket.thank-you";
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    const failOne = async (n: number) => {
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-fail-${n}`,
+          occurredAt,
+          customer: { id: `cus-fail-${n}`, email: `fail.${n}@example.com` },
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+      p.sink.failNext({ code: 550, message: "mailbox unavailable" });
+      await promoteStep(p, `evt-fail-${n}`, step);
+      await eventually(
+        async () =>
+          (await p.store.stepRecords(`evt-fail-${n}`, [step])).get(step)?.state === "failed"
+            ? true
+            : undefined,
+        `follow-up ${n} to fail`,
+      );
+    };
+    const stateOf = async (n: number) =>
+      (await p.store.stepRecords(`evt-fail-${n}`, [step])).get(step)?.state;
+    await failOne(1);
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const shown = await fetch(`${base}/console/failed`, {
+      headers: { cookie: `fu_console=${cookie}` },
+    });
+    const html = await shown.text();
+    expect(html).toContain("Retry all 1");
+    const form = /<form method="post" action="\/console\/failed\/retry">([\s\S]*?)<\/form>/.exec(
+      html,
+    )?.[1];
+    const fields = new URLSearchParams(
+      [...(form ?? "").matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map(
+        (m): [string, string] => [m[1] ?? "", (m[2] ?? "").replaceAll("&amp;", "&")],
+      ),
+    );
+    const csrfCookie = shown.headers.getSetCookie()[0]?.split(";")[0] ?? "";
+
+    // Another one fails while the operator reads the page; then they press Retry all 1.
+    await failOne(2);
+    const retried = await fetch(`${base}/console/failed/retry`, {
+      method: "POST",
+      redirect: "manual",
+      headers: {
+        cookie: `fu_console=${cookie}; ${csrfCookie}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: fields,
+    });
+    expect(retried.status).toBe(303);
+    await eventually(
+      async () => ((await stateOf(1)) !== "failed" ? true : undefined),
+      "the follow-up shown to be retried",
+    );
+    expect(await stateOf(2)).toBe("failed");
+  });
+});
