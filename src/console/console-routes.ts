@@ -90,6 +90,7 @@ const QUEUES_CSP =
   "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 const JOB_STATES = ["waiting", "delayed", "active", "completed", "failed"] as const;
 const CHANNELS = ["email", "sms", "voice"] as const;
+const STYLESHEET = "/console/assets/console.css";
 /** Audit trail entries the console shows on one page. */
 const AUDIT_PAGE = 500;
 const OPT_OUT_WORDS = { all: "everything", offers: "offers only", none: "none" } as const;
@@ -154,7 +155,8 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           path.startsWith("/console/queues") ? QUEUES_CSP : PAGE_CSP,
         );
       }
-      reply.header("cache-control", "no-store");
+      // Nothing is stored but the console's own stylesheet (public, the same for everyone).
+      if (request.routeOptions.url !== STYLESHEET) reply.header("cache-control", "no-store");
       reply.header("referrer-policy", "same-origin");
       reply.header(
         "x-frame-options",
@@ -199,7 +201,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     // The session: who is signed in. Everything but the sign-in page and the stylesheet needs one.
     scope.addHook("onRequest", async (request, reply) => {
       const path = request.url.split("?")[0] ?? "";
-      if (path === "/console/sign-in" || path === "/console/assets/console.css") return;
+      if (path === "/console/sign-in" || path === STYLESHEET) return;
       const cookie = request.cookies[SESSION_COOKIE];
       const session = await deps.sessions.sessionOf(cookie);
       // A session whose token is not among this worker's ADMIN_TOKENS is refused, and not kept
@@ -254,7 +256,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         );
     });
 
-    scope.get("/console/assets/console.css", async (_request, reply) =>
+    scope.get(STYLESHEET, async (_request, reply) =>
       reply
         .type("text/css; charset=utf-8")
         .header("cache-control", "max-age=3600")

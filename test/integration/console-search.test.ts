@@ -424,3 +424,16 @@ describe("console failed follow-ups", () => {
     expect(await stateOf(2)).toBe("failed");
   });
 });
+
+describe("console stylesheet", () => {
+  it("is cached an hour, while the pages are never stored", async () => {
+    pipeline = await startPipeline("console-css", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    const css = await fetch(`${base}/console/assets/console.css`);
+    expect(css.status).toBe(200);
+    expect(css.headers.get("cache-control")).toBe("max-age=3600");
+    const signIn = await fetch(`${base}/console/sign-in`);
+    expect(signIn.headers.get("cache-control")).toBe("no-store");
+  });
+});
