@@ -171,8 +171,21 @@ const rate = z
   })
   .refine((text) => /[1-9]/.test(text), { error: "expected a rate above 0" });
 
+/**
+ * A name matched against what events carry, which are read trimmed: so is this one, else a quoted
+ * `"laptops "` would silently never match.
+ */
+const trimmedName = (what: string, max: number) =>
+  z
+    .string({ error: `expected ${what}` })
+    .trim()
+    .min(1, { error: `expected ${what}, got an empty or blank one` })
+    .max(max, { error: `expected ${what} of at most ${max} characters` });
+
 const categories = z
-  .array(z.string().min(1).max(100), { error: "expected a list of category or group names" })
+  .array(trimmedName("a category name", 100), {
+    error: "expected a list of category or group names",
+  })
   .min(1, { error: "expected at least one category or group name" })
   .max(1000);
 
@@ -217,7 +230,7 @@ export const conditionSchema: z.ZodType<ConditionInput> = z.lazy(() =>
         currency: currency.optional(),
       })
       .optional(),
-    stores: z.array(z.string().min(1).max(200)).min(1).max(1000).optional(),
+    stores: z.array(trimmedName("a store id", 200)).min(1).max(1000).optional(),
     customer: z
       .strictObject({
         minPreviousPurchases: purchaseCount.optional(),
@@ -360,7 +373,7 @@ const ownerSchema = z.strictObject({
     })
     .default("08:00"),
   /** The stores (`store.id` of purchases) whose alerts this owner gets; absent: every store. */
-  stores: z.array(z.string().min(1).max(200)).min(1).max(100).optional(),
+  stores: z.array(trimmedName("a store id", 200)).min(1).max(100).optional(),
   /** Unhappy replies reach this owner by email within a minute. */
   alerts: z.boolean({ error: "expected true or false" }).default(false),
   /** Further alerts within this long after one are bundled into one email at its end. */
@@ -552,7 +565,7 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
     if (!Array.isArray(listed)) continue;
     listed.forEach((name, i) => {
       if (typeof name !== "string") return;
-      const key = name.toLowerCase();
+      const key = name.trim().toLowerCase();
       if (key !== group && groupNames.includes(key))
         problems.push({
           path: ["groups", group, i],
@@ -795,8 +808,9 @@ function checkGroupNames(
     const names = asRecord(condition[key])?.categories;
     if (!Array.isArray(names)) continue;
     names.forEach((name, i) => {
-      if (typeof name !== "string" || groups.includes(name.toLowerCase())) return;
-      const near = groups.find((group) => editDistance(name.toLowerCase(), group) <= 2);
+      const lower = typeof name === "string" ? name.trim().toLowerCase() : "";
+      if (lower === "" || groups.includes(lower)) return;
+      const near = groups.find((group) => editDistance(lower, group) <= 2);
       if (near) {
         problems.push({
           path: [...path, key, "categories", i],

@@ -4,7 +4,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatProblem } from "../../src/config/config-files.js";
 import { loadRules, parseRules } from "../../src/config/load-rules.js";
+import { matchCondition, NO_HISTORY } from "../../src/domain/rules.js";
 import {
+  item,
+  purchase,
   rulesFrom,
   rulesProblems,
   SHIPPED_CONFIG_DIR,
@@ -509,6 +512,48 @@ describe("one located problem per kind of error", () => {
       type: "total",
       min: { values: [{ minor: 1234, currency: "KWD" }] },
     });
+  });
+});
+
+describe("category and store names", () => {
+  const text = yaml`
+    version: 1
+    defaults: { timezone: Europe/London, currency: GBP }
+    groups: { tech: [" Laptops", "phones "] }
+    owners:
+      - { name: Maria, email: maria@shop.example, timezone: Europe/London, frequency: daily, stores: [" store-1 "] }
+    rules:
+      - id: tech
+        when:
+          all:
+            - anyItem: { categories: ["Televisions ", tech] }
+            - stores: ["store-1 "]
+        steps: [{ kind: thank-you, channel: email, template: thank-you, delay: PT1H }]
+  `;
+
+  it("are read trimmed, as events' are: a quoted name with spaces around it still matches", () => {
+    const rules = rulesFrom(text);
+    const when = rules.rules[0]?.when;
+    if (!when) throw new Error("no condition");
+    for (const category of ["televisions", "laptops", "phones"]) {
+      const event = purchase({
+        items: [item(category, "75.00")],
+        store: { id: "store-1" },
+      });
+      expect(matchCondition(when, event, NO_HISTORY), category).toEqual({ matched: true });
+    }
+    expect(rules.owners[0]?.stores).toEqual(["store-1"]);
+  });
+
+  it("are refused when they are white space only", () => {
+    expect(
+      rulesProblems(
+        text.replace('stores: ["store-1 "]', 'stores: ["  "]').replace('"phones "', '" "'),
+      ),
+    ).toEqual([
+      "rules.yaml:3:30 groups.tech[1]: expected a category name, got an empty or blank one",
+      "rules.yaml:11:20 rules[0].when.all[1].stores[0]: expected a store id, got an empty or blank one",
+    ]);
   });
 });
 
