@@ -18,7 +18,7 @@ import type { z } from "zod";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { compileRules } from "./compile-rules.js";
-import { type ConfigProblem, RULES_FILE_NAME } from "./config-files.js";
+import { type ConfigProblem, decodeConfigText, RULES_FILE_NAME } from "./config-files.js";
 import { editDistance } from "./edit-distance.js";
 import { allowedRuleFileKeys } from "./json-schemas.js";
 import { crossFieldProblems, rulesFileSchema } from "./rules-file.js";
@@ -30,9 +30,9 @@ export type RulesLoadResult =
 /** Reads and validates `<configDir>/rules.yaml`, reporting every problem at once. */
 export async function loadRules(configDir: string): Promise<RulesLoadResult> {
   const file = path.join(configDir, RULES_FILE_NAME);
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, "utf8");
+    bytes = await readFile(file);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     // `--config config/rules.yaml`: the file named where its folder is wanted.
@@ -58,7 +58,12 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
           : String(error);
     return { ok: false, problems: [{ file, line: 0, column: 0, path: "", message: reason }] };
   }
-  return parseRules(text, file);
+  const decoded = decodeConfigText(bytes);
+  if (!decoded.ok) {
+    const { line, column, message } = decoded;
+    return { ok: false, problems: [{ file, line, column, path: "", message }] };
+  }
+  return parseRules(decoded.text, file);
 }
 
 /** Validates rules-file text; `file` is only used to name the file in problems. */

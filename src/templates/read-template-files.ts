@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { Dirent } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import type { ConfigProblem } from "../config/config-files.js";
+import { type ConfigProblem, decodeConfigText } from "../config/config-files.js";
 import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
 import {
   canonicalLocale,
@@ -122,7 +122,7 @@ function parsePart(
   }
 }
 
-type Report = (file: string, message: string) => void;
+type Report = (file: string, message: string, line?: number, column?: number) => void;
 
 /** Sorted entries of a folder; a missing folder reads as empty (missing templates are reported). */
 async function listDir(dir: string, report: Report): Promise<Dirent[]> {
@@ -138,7 +138,11 @@ async function listDir(dir: string, report: Report): Promise<Dirent[]> {
 
 async function readText(file: string, report: Report): Promise<string | undefined> {
   try {
-    return await readFile(file, "utf8");
+    const decoded = decodeConfigText(await readFile(file));
+    if (decoded.ok) return decoded.text;
+    // Reported, and checked further as read, so the file is not also reported missing.
+    report(file, decoded.message, decoded.line, decoded.column);
+    return decoded.lossyText;
   } catch (error) {
     report(
       file,

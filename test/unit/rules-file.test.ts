@@ -737,6 +737,22 @@ describe("loadRules", () => {
     ]);
   });
 
+  it("a file that is not UTF-8 (an editor's Latin-1) is refused at its first bad byte, not read with U+FFFD", async () => {
+    await writeFile(
+      path.join(dir, "rules.yaml"),
+      Buffer.from(
+        BASE.replace("  currency: GBP", "  currency: GBP\nshop: { name: Caf\u00e9 }"),
+        "latin1",
+      ),
+    );
+    const result = await loadRules(dir);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems.map(formatProblem)).toEqual([
+      `${path.join(dir, "rules.yaml")}:5:18 not UTF-8 (byte 0xE9): save the file as UTF-8 (read as it is, that character would be \u{FFFD})`,
+    ]);
+  });
+
   it("a missing file is one problem without a position", async () => {
     const missing = path.join(dir, "nowhere");
     const result = await loadRules(missing);

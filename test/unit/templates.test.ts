@@ -522,6 +522,25 @@ describe("check", () => {
     ]);
   });
 
+  it("refuses a file that is not UTF-8 (an editor's Latin-1), at its first bad byte: customers would get U+FFFD for it", async () => {
+    const dir = await configDir(GOOD_SMS);
+    const file = path.join(dir, "templates", "ping", "de.text.liquid");
+    await writeFile(file, Buffer.from("Hallo!\nAlles gut f\u00fcr Sie?", "latin1"));
+    const result = await loadTemplates(dir, rulesFor([SMS]));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems).toEqual([
+      {
+        file,
+        line: 2,
+        column: 12,
+        path: "",
+        message:
+          "not UTF-8 (byte 0xFC): save the file as UTF-8 (read as it is, that character would be \u{FFFD})",
+      },
+    ]);
+  });
+
   it("reports files it does not understand and ignores dot files and top-level files", async () => {
     const { dir, problems } = await problemsOf(
       {
