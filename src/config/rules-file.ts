@@ -557,6 +557,7 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
     eachCondition(asRecord(rule)?.when, ["rules", index, "when"], (condition, path) => {
       checkAmounts(condition, path, defaultCurrency, problems);
       checkRanges(condition, path, defaultCurrency, problems);
+      checkCurrencyUsed(condition, path, problems);
     });
   });
   const groupNames = Object.keys(asRecord(root?.groups) ?? {});
@@ -736,6 +737,25 @@ function checkAmounts(
         if (!result.ok) problems.push({ path: at, message: result.problem });
       }
     }
+  }
+}
+
+/** A condition's `currency` names the currency of its single amounts: without one it is ignored. */
+function checkCurrencyUsed(
+  condition: Record<string, unknown>,
+  path: (string | number)[],
+  problems: CrossFieldProblem[],
+): void {
+  for (const [key, fields] of Object.entries(AMOUNT_KEYS)) {
+    const part = asRecord(condition[key]);
+    if (part?.currency === undefined) continue;
+    const single = fields.some((field) => part[field] !== undefined && !asRecord(part[field]));
+    if (single) continue;
+    const [low, high] = fields;
+    problems.push({
+      path: [...path, key, "currency"],
+      message: `currency names the currency of a single ${low} or ${high}, and there is none here (amounts given per currency name their own): remove currency, or give ${low} or ${high}`,
+    });
   }
 }
 

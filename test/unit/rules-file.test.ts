@@ -270,6 +270,29 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:24:34 rules[1].when.total.min.usd: expected three capital letters, ISO 4217, e.g. EUR: write USD, got "usd"',
     ],
     [
+      "a currency without an amount it names (it would be ignored)",
+      changeLine(24, "      total: { min: 50 }", "      total: { currency: USD }"),
+      "rules.yaml:24:16 rules[1].when.total.currency: currency names the currency of a single min or max, and there is none here (amounts given per currency name their own): remove currency, or give min or max",
+    ],
+    [
+      "a currency beside amounts given per currency (it would be ignored)",
+      changeLine(
+        24,
+        "      total: { min: 50 }",
+        '      total: { min: { GBP: "50" }, currency: USD }',
+      ),
+      "rules.yaml:24:36 rules[1].when.total.currency: currency names the currency of a single min or max, and there is none here (amounts given per currency name their own): remove currency, or give min or max",
+    ],
+    [
+      "a currency on anyItem without a price",
+      changeLine(
+        12,
+        "      anyItem: { categories: [big-ticket] }",
+        "      anyItem: { categories: [big-ticket], currency: EUR }",
+      ),
+      "rules.yaml:12:44 rules[0].when.anyItem.currency: currency names the currency of a single minPrice or maxPrice, and there is none here (amounts given per currency name their own): remove currency, or give minPrice or maxPrice",
+    ],
+    [
       "an SMS segment count on a channel that sends no texts",
       changeLine(
         8,
