@@ -97,6 +97,15 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
     if (input.noItem) {
       const { set, label } = categorySet(input.noItem.categories);
       parts.push({ type: "noItem", categories: set, label });
+      // Every purchase has an item: one that must be in categories noItem leaves out is none.
+      for (const key of ["allItems", "anyItem"] as const) {
+        const needed = input[key]?.categories;
+        if (!needed || ![...categorySet(needed).set].every((c) => set.has(c))) continue;
+        problems.push({
+          path: [...path, "noItem"],
+          message: `noItem leaves out every category ${key} needs (${needed.join(", ")}), so this condition matches nothing: remove one of them or change its categories`,
+        });
+      }
     }
     if (input.total) {
       const { min, max, currency } = input.total;

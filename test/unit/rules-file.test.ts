@@ -293,6 +293,24 @@ describe("one located problem per kind of error", () => {
       "rules.yaml:12:44 rules[0].when.anyItem.currency: currency names the currency of a single minPrice or maxPrice, and there is none here (amounts given per currency name their own): remove currency, or give minPrice or maxPrice",
     ],
     [
+      "noItem excluding every category allItems needs (the condition matches nothing)",
+      changeLine(
+        12,
+        "      anyItem: { categories: [big-ticket] }",
+        "      allItems: { categories: [Laptops] }\n      noItem: { categories: [big-ticket] }",
+      ),
+      "rules.yaml:13:7 rules[0].when.noItem: noItem leaves out every category allItems needs (Laptops), so this condition matches nothing: remove one of them or change its categories",
+    ],
+    [
+      "noItem excluding every category anyItem needs, in a nested condition",
+      changeLine(
+        12,
+        "      anyItem: { categories: [big-ticket] }",
+        "      any:\n        - total: { min: 1000 }\n        - { anyItem: { categories: [televisions] }, noItem: { categories: [big-ticket] } }",
+      ),
+      "rules.yaml:14:53 rules[0].when.any[1].noItem: noItem leaves out every category anyItem needs (televisions), so this condition matches nothing: remove one of them or change its categories",
+    ],
+    [
       "an SMS segment count on a channel that sends no texts",
       changeLine(
         8,
