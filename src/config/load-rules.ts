@@ -70,11 +70,14 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
 export function parseRules(text: string, file: string): RulesLoadResult {
   const lineCounter = new LineCounter();
   // Merge keys (`<<: *window`) are YAML 1.1's, and common in hand-written files: they are read.
+  // Values are typed as YAML 1.2 reads them whatever a `%YAML 1.1` line says: 1.1 would turn
+  // `2026-12-25` into a timestamp, `08:00` into 480 and the country code `NO` into false.
   const doc = parseDocument(text, {
     lineCounter,
     prettyErrors: false,
     uniqueKeys: true,
     merge: true,
+    schema: "core",
   });
   const syntax = [...doc.errors];
   if (syntax.length > 0) {

@@ -556,6 +556,24 @@ describe("one located problem per kind of error", () => {
   });
 });
 
+describe("a %YAML 1.1 directive", () => {
+  it("does not change how values read: unquoted dates, times and NO stay text, as YAML 1.2 reads them", () => {
+    const text = `%YAML 1.1\n---\n${BASE}holidays: [2026-12-25]\nsendWindows: { email: { start: 08:00, end: 21:00 } }\nprices: { sms: { NO: "0.05" } }\n`;
+    const rules = rulesFrom(text.replace(/\nsendWindows:\n.*\n/, "\n"));
+    expect([...rules.holidays]).toEqual(["2026-12-25"]);
+    expect(rules.sendWindows.email).toMatchObject({ startMinute: 480, endMinute: 1260 });
+    expect([...(rules.spend.prices.sms?.byCountry.keys() ?? [])]).toEqual(["NO"]);
+  });
+
+  it("leaves yes and no text, so final: yes is refused as everywhere", () => {
+    expect(
+      rulesProblems(
+        `%YAML 1.1\n---\n${changeLine(22, "  - id: over-fifty", "  - id: over-fifty\n    final: yes")}`,
+      ),
+    ).toEqual(['rules.yaml:25:5 rules[1].final: expected true or false (got "yes")']);
+  });
+});
+
 describe("category and store names", () => {
   const text = yaml`
     version: 1
