@@ -667,6 +667,32 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
       });
     }
   }
+  // Owner settings that only weekly reports or alerts read would be silently ignored otherwise.
+  const owners = Array.isArray(root?.owners) ? root.owners : [];
+  owners.forEach((value, index) => {
+    const owner = asRecord(value);
+    if (owner?.day !== undefined && owner.frequency === "daily") {
+      problems.push({
+        path: ["owners", index, "day"],
+        message:
+          "day is the weekday of weekly reports, and this owner's are daily: remove day, or make frequency weekly",
+      });
+    }
+    if (owner && owner.alerts !== true) {
+      if (owner.stores !== undefined)
+        problems.push({
+          path: ["owners", index, "stores"],
+          message:
+            "stores chooses which alerts this owner gets, and alerts is not true: it would be ignored (reports cover every store); set alerts: true, or remove stores",
+        });
+      if (owner.alertWindow !== undefined)
+        problems.push({
+          path: ["owners", index, "alertWindow"],
+          message:
+            "alertWindow bundles this owner's alerts, and alerts is not true: it would be ignored; set alerts: true, or remove alertWindow",
+        });
+    }
+  });
   const budgets = asRecord(root?.budget);
   const prices = asRecord(root?.prices);
   for (const channel of Object.keys(budgets ?? {})) {

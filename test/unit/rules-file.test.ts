@@ -311,6 +311,25 @@ describe("one located problem per kind of error", () => {
       "rules.yaml:14:53 rules[0].when.any[1].noItem: noItem leaves out every category anyItem needs (televisions), so this condition matches nothing: remove one of them or change its categories",
     ],
     [
+      "an owner's report day on daily reports (it would be ignored)",
+      changeLine(
+        9,
+        "rules:",
+        "owners:\n  - { name: Maria, email: maria@shop.example, timezone: Europe/London, frequency: daily, day: fri }\nrules:",
+      ),
+      "rules.yaml:10:90 owners[0].day: day is the weekday of weekly reports, and this owner's are daily: remove day, or make frequency weekly",
+    ],
+    [
+      "an owner's stores without alerts (they choose alerts only: reports cover every store)",
+      changeLine(
+        9,
+        "rules:",
+        "owners:\n  - { name: Maria, email: maria@shop.example, timezone: Europe/London, frequency: weekly, stores: [store-1], alertWindow: PT1H }\nrules:",
+      ),
+      "rules.yaml:10:91 owners[0].stores: stores chooses which alerts this owner gets, and alerts is not true: it would be ignored (reports cover every store); set alerts: true, or remove stores",
+      "rules.yaml:10:110 owners[0].alertWindow: alertWindow bundles this owner's alerts, and alerts is not true: it would be ignored; set alerts: true, or remove alertWindow",
+    ],
+    [
       "an SMS segment count on a channel that sends no texts",
       changeLine(
         8,
@@ -391,8 +410,8 @@ describe("one located problem per kind of error", () => {
       changeLine(9, "rules:", "shop: { name: Corner Shop, address: 42 }\nrules:"),
       'rules.yaml:9:28 shop.address: expected the postal address, such as "1 High Street, London N1 1AA" (got 42)',
     ],
-  ])("%s", (_, text, expected) => {
-    expect(rulesProblems(text)).toEqual([expected]);
+  ])("%s", (_, text, ...expected) => {
+    expect(rulesProblems(text)).toEqual(expected);
   });
 
   it("a zero duration where zero means nothing is refused, a zero delay is not", () => {
@@ -580,7 +599,7 @@ describe("category and store names", () => {
     defaults: { timezone: Europe/London, currency: GBP }
     groups: { tech: [" Laptops", "phones "] }
     owners:
-      - { name: Maria, email: maria@shop.example, timezone: Europe/London, frequency: daily, stores: [" store-1 "] }
+      - { name: Maria, email: maria@shop.example, timezone: Europe/London, frequency: daily, alerts: true, stores: [" store-1 "] }
     rules:
       - id: tech
         when:
