@@ -94,6 +94,23 @@ it("applies a valid rules edit without a restart, and keeps the old rules on an 
   // Still working, on the last valid rules.
   await p.publisher.publish(smallPurchase("evt-still") as never);
   await p.sink.waitForMessages(2);
+
+  // A later good edit is applied: the rejected one left nothing behind.
+  await editRules(p, (text) => text.replace("delay: one hour", "delay: PT1H"));
+  await editRules(p, (text) => text.replace("total: { min: 10 }", "total: { min: 30 }"));
+  await eventually(
+    async () => (worker.configVersion() !== edited ? true : undefined),
+    "the good edit after a rejected one to be applied",
+  );
+  await p.publisher.publish(smallPurchase("evt-raised") as never);
+  await eventually(
+    async () =>
+      (await (await p.events.getJob("evt-raised"))?.getState()) === "completed" ? true : undefined,
+    "intake under the raised threshold",
+  );
+  const raised = await p.store.stepRecords("evt-raised", ["thank-you.thank-you"]);
+  expect(raised.get("thank-you.thank-you")).toBeUndefined();
+  expect(p.sink.messages).toHaveLength(2);
 });
 
 it("cancels a step whose rule was removed at once, counted under the channel and kind it was planned with", async () => {
