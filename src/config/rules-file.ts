@@ -643,6 +643,12 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
         message: `coalesce joins thank-yous, and rule ${String(rule.id)} has no thank-you step: remove coalesce or add one`,
       });
     }
+    if (rule.discount !== undefined && !steps.some((step) => asRecord(step)?.kind === "discount")) {
+      problems.push({
+        path: ["rules", index, "discount"],
+        message: `discount sets the codes of discount steps, and rule ${String(rule.id)} has none: remove discount or add a discount step`,
+      });
+    }
   });
   // The default currency converts into itself at 1 whatever the file says: another rate for it
   // would be silently ignored.

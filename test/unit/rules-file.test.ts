@@ -330,6 +330,11 @@ describe("one located problem per kind of error", () => {
       "rules.yaml:10:110 owners[0].alertWindow: alertWindow bundles this owner's alerts, and alerts is not true: it would be ignored; set alerts: true, or remove alertWindow",
     ],
     [
+      "a rule's discount settings without a discount step (they would be ignored)",
+      changeLine(22, "  - id: over-fifty", "  - id: over-fifty\n    discount: { percent: 20 }"),
+      "rules.yaml:23:5 rules[1].discount: discount sets the codes of discount steps, and rule over-fifty has none: remove discount or add a discount step",
+    ],
+    [
       "an SMS segment count on a channel that sends no texts",
       changeLine(
         8,
@@ -427,7 +432,9 @@ describe("one located problem per kind of error", () => {
             coalesce: PT0S
             cooldown: P0D
             discount: { validFor: PT0H }
-            steps: [{ kind: thank-you, channel: email, template: t, delay: PT0S }]
+            steps:
+              - { kind: thank-you, channel: email, template: t, delay: PT0S }
+              - { kind: discount, channel: email, template: d, delay: PT0S }
       `),
     ).toEqual([
       'rules.yaml:2:65 defaults.discount.validFor: expected a duration longer than zero, such as PT1H, got "P0D"',
