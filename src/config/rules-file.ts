@@ -162,6 +162,8 @@ const threshold = z.union(
   },
 );
 
+const RATES_DATE = "expected the date of the rates, YYYY-MM-DD";
+
 /** An exchange rate as an exact decimal string: YAML numbers are binary floats. */
 const rate = z
   .string({ error: 'expected a quoted decimal rate such as "0.79" (YAML numbers are not exact)' })
@@ -433,7 +435,7 @@ export const rulesFileSchema = z.strictObject({
     .strictObject({
       rates: z.record(currency, rate).default({}),
       asOf: z
-        .union([z.string(), z.date()])
+        .union([z.iso.date({ error: RATES_DATE }), z.date()], { error: RATES_DATE })
         .transform((value) => (value instanceof Date ? value.toISOString().slice(0, 10) : value))
         .optional(),
     })

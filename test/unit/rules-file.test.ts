@@ -335,6 +335,11 @@ describe("one located problem per kind of error", () => {
       "rules.yaml:23:5 rules[1].discount: discount sets the codes of discount steps, and rule over-fifty has none: remove discount or add a discount step",
     ],
     [
+      "a date of the rates that is no date (reasons would quote it)",
+      changeLine(9, "rules:", 'currencies: { rates: { USD: "0.79" }, asOf: 2026-13-01 }\nrules:'),
+      'rules.yaml:9:39 currencies.asOf: expected the date of the rates, YYYY-MM-DD (got "2026-13-01")',
+    ],
+    [
       "an SMS segment count on a channel that sends no texts",
       changeLine(
         8,
