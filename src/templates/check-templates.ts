@@ -116,9 +116,9 @@ export async function checkTemplates(
   for (const [templateId, byLocale] of files.variants) {
     const confirmation = templateId === OPT_OUT_CONFIRMATION_TEMPLATE;
     const shape = confirmation ? CONFIRMATION_SHAPE : VARIABLE_SHAPE;
-    const noDiscount = confirmation
-      ? undefined
-      : withoutDiscount(usages.filter((usage) => usage.templateId === templateId));
+    const usedAs = usages.filter((usage) => usage.templateId === templateId);
+    const noDiscount = confirmation ? undefined : withoutDiscount(usedAs);
+    const noUnsubscribe = confirmation ? undefined : withoutUnsubscribe(usedAs);
     for (const variant of byLocale.values()) {
       for (const part of Object.values(variant.parts)) {
         if (files.unparsed.has(part.file)) continue;
@@ -127,6 +127,7 @@ export async function checkTemplates(
           part.template,
           shape,
           noDiscount,
+          noUnsubscribe,
         )) {
           report(part.file, unknown.message, unknown.line, unknown.column);
         }
@@ -525,6 +526,18 @@ function withoutDiscount(usages: readonly TemplateUsage[]): string | undefined {
   const usedBy = usages.flatMap((usage) => usage.usedBy);
   return `discount is given to discount steps only, and this template is used by ${usedBy.join(", ")} (${kinds.join(", ")}), where it is empty; remove it, or give a discount step a template of its own`;
 }
+
+/**
+ * Why a template may not read `unsubscribeUrl`, or undefined when it may: only marketing steps
+ * carry an unsubscribe link, so in a template no marketing step uses it is always null (the full
+ * sample, which gives it, would not show that).
+ */
+function withoutUnsubscribe(usages: readonly TemplateUsage[]): string | undefined {
+  if (usages.length === 0 || usages.some((usage) => usage.purposes.has("marketing")))
+    return undefined;
+  const usedBy = usages.flatMap((usage) => usage.usedBy);
+  return `only marketing steps carry an unsubscribe link, and this template is used by ${usedBy.join(", ")} (transactional), where it is empty; remove it, or give the steps purpose: marketing`;
+}
 const CONFIRMATION_SHAPE = optOutConfirmationContext(SAMPLE_SHOP);
 /** Properties liquid gives arrays and strings. */
 const ARRAY_PROPERTIES = new Set(["size", "first", "last"]);
@@ -544,6 +557,7 @@ function unknownVariables(
   template: Template[],
   shape: object,
   noDiscount?: string,
+  noUnsubscribe?: string,
 ): UnknownVariable[] {
   const found: UnknownVariable[] = [];
   const analysis = engines.text.analyzeSync(template, { partials: false });
@@ -554,6 +568,14 @@ function unknownVariables(
         const name = `discount.${typeof second === "object" ? "[…]" : String(second)}`;
         found.push({
           message: `${name} renders as nothing: ${noDiscount}`,
+          line: variable.location.row,
+          column: variable.location.col,
+        });
+        continue;
+      }
+      if (noUnsubscribe !== undefined && first === "unsubscribeUrl") {
+        found.push({
+          message: `unsubscribeUrl renders as nothing: ${noUnsubscribe}`,
           line: variable.location.row,
           column: variable.location.col,
         });

@@ -373,6 +373,35 @@ describe("check", () => {
     );
   });
 
+  it("refuses unsubscribeUrl in a template only transactional steps use: they carry no link, so it is always empty", async () => {
+    const { dir, problems } = await problemsOf(
+      {
+        ...GOOD_EMAIL,
+        "hello/en.text.liquid": "Thanks for your order.\nUnsubscribe: {{ unsubscribeUrl }}\n",
+      },
+      [EMAIL],
+    );
+    expect(problems).toEqual([
+      {
+        file: path.join(dir, "templates", "hello", "en.text.liquid"),
+        line: 2,
+        column: 17,
+        path: "",
+        message:
+          "unsubscribeUrl renders as nothing: only marketing steps carry an unsubscribe link, and this template is used by everyone.s0 (transactional), where it is empty; remove it, or give the steps purpose: marketing",
+      },
+    ]);
+    // The same template is fine once a marketing step uses it too (it may test {% if unsubscribeUrl %}).
+    await loaded(
+      {
+        "hello/en.subject.liquid": "Thanks",
+        "hello/en.text.liquid":
+          "Thanks. {{ shop.address }}{% if unsubscribeUrl %} Unsubscribe: {{ unsubscribeUrl }}{% endif %}",
+      },
+      [EMAIL, { kind: "discount", channel: "email", template: "hello" }],
+    );
+  });
+
   it("reports an unknown property of a loop variable by rendering the sample", async () => {
     const { problems } = await problemsOf(
       { "ping/en.text.liquid": "Items:\n{% for item in order.items %}{{ item.nme }}{% endfor %}" },
