@@ -221,6 +221,14 @@ async function renderSamples(
         const rendered = await renderVariant(settings.engines, variant, usage.channel, context);
         const textFile = variant.parts.text?.file ?? "";
         if (rendered.text === "") report(textFile, `renders to empty text ${label}`);
+        // A discount step issues a code: an offer without it cannot be redeemed.
+        const shown = `${rendered.text}${rendered.html === undefined ? "" : unescapeHtml(rendered.html)}`;
+        if (kind === "discount" && sample === "full" && !shown.includes(discount.code)) {
+          report(
+            textFile,
+            `never shows discount.code ${label}: the customer would get the offer without its code; show {{ discount.code }}, or make the step kind custom`,
+          );
+        }
         if (usage.channel === "email" && rendered.subject === "") {
           report(variant.parts.subject?.file ?? textFile, `renders to an empty subject ${label}`);
         }

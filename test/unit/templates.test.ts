@@ -396,10 +396,30 @@ describe("check", () => {
       {
         "hello/en.subject.liquid": "Thanks",
         "hello/en.text.liquid":
-          "Thanks. {{ shop.address }}{% if unsubscribeUrl %} Unsubscribe: {{ unsubscribeUrl }}{% endif %}",
+          "Thanks. {% if discount %}Code {{ discount.code }}. {% endif %}{{ shop.address }}{% if unsubscribeUrl %} Unsubscribe: {{ unsubscribeUrl }}{% endif %}",
       },
       [EMAIL, { kind: "discount", channel: "email", template: "hello" }],
     );
+  });
+
+  it("refuses a discount step's template that never shows the code: the offer would go without it", async () => {
+    const { dir, problems } = await problemsOf(
+      {
+        "ping/en.text.liquid":
+          "Thanks for shopping with us: {{ discount.percent }}% off your next visit!",
+      },
+      [{ kind: "discount", channel: "sms", template: "ping" }],
+    );
+    expect(problems).toEqual([
+      {
+        file: path.join(dir, "templates", "ping", "en.text.liquid"),
+        line: 0,
+        column: 0,
+        path: "",
+        message:
+          "never shows discount.code with the full sample for a discount by sms: the customer would get the offer without its code; show {{ discount.code }}, or make the step kind custom",
+      },
+    ]);
   });
 
   it("reports an unknown property of a loop variable by rendering the sample", async () => {
