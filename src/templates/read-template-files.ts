@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Dirent } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { type ConfigProblem, decodeConfigText } from "../config/config-files.js";
 import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
@@ -53,7 +53,7 @@ export async function readTemplateFiles(
     problems.push({ file, line, column, path: "", message });
 
   for (const entry of await listDir(dir, problem)) {
-    if (entry.name.startsWith(".") || !entry.isDirectory()) continue;
+    if (entry.name.startsWith(".") || (await kindOf(dir, entry)) !== "directory") continue;
     const templateDir = path.join(dir, entry.name);
     if (!TEMPLATE_ID.test(entry.name)) {
       problem(
@@ -67,13 +67,14 @@ export async function readTemplateFiles(
     for (const fileEntry of await listDir(templateDir, problem)) {
       if (fileEntry.name.startsWith(".")) continue;
       const file = path.join(templateDir, fileEntry.name);
-      const match = fileEntry.isFile() ? FILE_NAME.exec(fileEntry.name) : null;
+      const isFile = (await kindOf(templateDir, fileEntry)) === "file";
+      const match = isFile ? FILE_NAME.exec(fileEntry.name) : null;
       const locale = match?.[1] === undefined ? undefined : canonicalLocale(match[1]);
       const part = match?.[2] as TemplatePart | undefined;
       if (locale === undefined || part === undefined) {
         problem(
           file,
-          `unexpected ${fileEntry.isFile() ? "file" : "entry"}: expected files named <locale>.<part>.liquid, where part is ${TEMPLATE_PARTS.join(", ")} (such as en.text.liquid or de-AT.subject.liquid)`,
+          `unexpected ${isFile ? "file" : "entry"}: expected files named <locale>.<part>.liquid, where part is ${TEMPLATE_PARTS.join(", ")} (such as en.text.liquid or de-AT.subject.liquid)`,
         );
         continue;
       }
@@ -120,6 +121,22 @@ function parsePart(
       problem: { file, line: located.line, column: located.column, path: "", message },
     };
   }
+}
+
+/**
+ * A folder entry's kind, following a symbolic link: volume mounts (Kubernetes ConfigMaps) and
+ * release layouts link template files and folders, and the watcher follows links as well.
+ */
+async function kindOf(dir: string, entry: Dirent): Promise<"file" | "directory" | "other"> {
+  let target: { isFile(): boolean; isDirectory(): boolean } = entry;
+  if (entry.isSymbolicLink()) {
+    try {
+      target = await stat(path.join(dir, entry.name));
+    } catch {
+      return "other"; // A link to nothing.
+    }
+  }
+  return target.isFile() ? "file" : target.isDirectory() ? "directory" : "other";
 }
 
 type Report = (file: string, message: string, line?: number, column?: number) => void;

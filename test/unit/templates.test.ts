@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -588,6 +588,26 @@ describe("check", () => {
           "not UTF-8 (byte 0xFC): save the file as UTF-8 (read as it is, that character would be \u{FFFD})",
       },
     ]);
+  });
+
+  it("follows symbolic links to template files and folders, as volume mounts (Kubernetes) make them", async () => {
+    const dir = await configDir({ ...GOOD_EMAIL, ...GOOD_SMS });
+    const templates = path.join(dir, "templates");
+    // ping/ is a link to a folder kept elsewhere; hello/en.text.liquid a link to a file.
+    await mkdir(path.join(dir, "store"));
+    await rename(path.join(templates, "ping"), path.join(dir, "store", "ping"));
+    await symlink(path.join("..", "store", "ping"), path.join(templates, "ping"));
+    await rename(
+      path.join(templates, "hello", "en.text.liquid"),
+      path.join(dir, "store", "hello.txt"),
+    );
+    await symlink(
+      path.join("..", "..", "store", "hello.txt"),
+      path.join(templates, "hello", "en.text.liquid"),
+    );
+    const result = await loadTemplates(dir, rulesFor([EMAIL, SMS]));
+    if (!result.ok) throw new Error(JSON.stringify(result.problems, null, 2));
+    expect(result.templates.templateIds).toEqual(["hello", "ping"]);
   });
 
   it("reports files it does not understand and ignores dot files and top-level files", async () => {
