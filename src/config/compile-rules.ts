@@ -196,6 +196,18 @@ export function compileRules(file: RulesFile, version: string): CompileResult {
   }));
   // Stable sort: equal priorities keep the order of the file.
   rules.sort((a, b) => b.priority - a.priority);
+  // A final rule that matches every purchase stops every rule below it.
+  const catchAll = rules.findIndex(
+    (rule) => rule.final && rule.when.type === "all" && rule.when.conditions.length === 0,
+  );
+  const shadowed = catchAll < 0 ? [] : rules.slice(catchAll + 1).map((rule) => rule.id);
+  if (shadowed.length > 0) {
+    const id = rules[catchAll]?.id;
+    problems.push({
+      path: ["rules", file.rules.findIndex((rule) => rule.id === id), "final"],
+      message: `rule ${id} is final and has no when, so it matches every purchase and the rules below it never apply (${shadowed.join(", ")}): give it a when, a lower priority, or remove final`,
+    });
+  }
 
   if (problems.length > 0) return { ok: false, problems };
   return {

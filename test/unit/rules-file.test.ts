@@ -340,6 +340,15 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:9:39 currencies.asOf: expected the date of the rates, YYYY-MM-DD (got "2026-13-01")',
     ],
     [
+      "a final rule that matches every purchase above other rules (they never apply)",
+      changeLine(
+        10,
+        "  - id: big-ticket",
+        "  - id: nothing\n    priority: 5\n    final: true\n  - id: big-ticket",
+      ),
+      "rules.yaml:12:5 rules[0].final: rule nothing is final and has no when, so it matches every purchase and the rules below it never apply (big-ticket, over-fifty): give it a when, a lower priority, or remove final",
+    ],
+    [
       "an SMS segment count on a channel that sends no texts",
       changeLine(
         8,
