@@ -5,6 +5,7 @@ import type { ConfigProblem } from "../config/config-files.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
 import type { Channel } from "../domain/events.js";
 import {
+  type DiscountSettings,
   OPT_OUT_CONFIRMATION_TEMPLATE,
   type Purpose,
   type RuleSet,
@@ -192,7 +193,7 @@ async function renderSamples(
   const problems: ConfigProblem[] = [];
   const report = (file: string, message: string, line = 0, column = 0) =>
     problems.push({ file, line, column, path: "", message });
-  const discount = sampleOffer(rules);
+  const discount = sampleOffer(rules, usage);
   const maxSegments = rules.channels.sms.maxSegments;
   // The first SMS to a number carries it; every SMS may be the first.
   const optOutLine = usage.channel === "sms" ? smsOptOutLine(variant.locale) : undefined;
@@ -339,7 +340,7 @@ async function renderWorstCase(
       locale: variant.locale,
       currency: rules.defaults.currency,
       timezone: rules.defaults.timezone,
-      discount: sampleOffer(rules),
+      discount: sampleOffer(rules, usage),
       shop: shopOf(rules),
     });
     const fastest = new Map<TemplatePart, number>();
@@ -505,10 +506,30 @@ function shopOf(rules: RuleSet): ShopDetails {
   return { name: rules.shopName, address: rules.shopAddress };
 }
 
-/** An offer shaped by the rules' discount settings, so the sample code has the real length. */
-function sampleOffer(rules: RuleSet) {
+/**
+ * An offer shaped by the discount settings of the rules whose discount steps use the template (a
+ * rule's own codePrefix and percent, else the defaults'), the longest of them, so the sample code
+ * is as long as the longest real one.
+ */
+function sampleOffer(rules: RuleSet, usage: TemplateUsage) {
+  const candidates = rules.rules.flatMap((rule) =>
+    rule.steps.some(
+      (step) =>
+        step.kind === "discount" &&
+        step.template === usage.templateId &&
+        step.channel === usage.channel,
+    )
+      ? [rule.discount ?? rules.defaults.discount]
+      : [],
+  );
+  // What varies the text's length: the code's prefix and the percent's digits.
+  const size = (s: DiscountSettings) => s.codePrefix.length + String(s.percent).length;
+  const longest = candidates.reduce(
+    (best, next) => (size(next) > size(best) ? next : best),
+    candidates[0] ?? rules.defaults.discount,
+  );
   return buildDiscountOffer({
-    settings: rules.defaults.discount,
+    settings: longest,
     secret: "followups-check-sample",
     customerId: "cus_8f2k1",
     followUpId: "sample",

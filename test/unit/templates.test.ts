@@ -512,6 +512,40 @@ describe("check", () => {
     );
   });
 
+  it("measures a discount SMS with the longest code its rules issue, not the default prefix", async () => {
+    const dir = await configDir({
+      "offer/en.text.liquid": `${"x".repeat(116)} {{ discount.code }}`,
+    });
+    const rules = (prefix: string) => {
+      const result = parseRules(
+        [
+          "version: 1",
+          "defaults: { timezone: Europe/London, currency: GBP }",
+          'shop: { name: Corner Shop, address: "1 High Street, London N1 1AA" }',
+          "optOutConfirmation: false",
+          "channels: { sms: { ratePerSecond: 5, maxSegments: 1 } }",
+          "rules:",
+          "  - id: plain",
+          "    steps: [{ kind: discount, channel: sms, template: offer, delay: P1D }]",
+          "  - id: vip",
+          `    discount: { codePrefix: ${prefix} }`,
+          "    steps: [{ kind: discount, channel: sms, template: offer, delay: P2D }]",
+        ].join("\n"),
+        "rules.yaml",
+      );
+      if (!result.ok) throw new Error(JSON.stringify(result.problems));
+      return result.rules;
+    };
+    // THANKS-…: one segment with the opt-out line; VIPCUSTOMERS-… is six characters longer.
+    expect((await loadTemplates(dir, rules("THANKS"))).ok).toBe(true);
+    const result = await loadTemplates(dir, rules("VIPCUSTOMERS"));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems.map((problem) => problem.message)).toEqual([
+      expect.stringMatching(/^renders to 2 SMS segments with the sample .*maxSegments allows 1$/),
+    ]);
+  });
+
   it("checks voice templates: a language calls speak, at most 800 characters, no SMS segment cap", async () => {
     const CALL: Step = { kind: "check-in", channel: "voice", template: "call" };
     const spoken = `Hello {{ customer.firstName | default: 'there' }}. ${"We would like to hear from you. ".repeat(8)}`;
