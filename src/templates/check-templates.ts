@@ -222,6 +222,13 @@ async function renderSamples(
         const rendered = await renderVariant(settings.engines, variant, usage.channel, context);
         const textFile = variant.parts.text?.file ?? "";
         if (rendered.text === "") report(textFile, `renders to empty text ${label}`);
+        for (const part of ["subject", "text", "html"] as const) {
+          if (!rendered[part]?.includes("[object Object]")) continue;
+          report(
+            variant.parts[part]?.file ?? textFile,
+            `renders "[object Object]" ${label}: a mapping (order, customer, an item…) is output whole; output one of its fields, such as {{ order.id }}`,
+          );
+        }
         // A discount step issues a code: an offer without it cannot be redeemed.
         const shown = `${rendered.text}${rendered.html === undefined ? "" : unescapeHtml(rendered.html)}`;
         if (kind === "discount" && sample === "full" && !shown.includes(discount.code)) {

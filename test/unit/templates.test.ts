@@ -422,6 +422,22 @@ describe("check", () => {
     ]);
   });
 
+  it("refuses a mapping output whole: customers would read [object Object]", async () => {
+    const { dir, problems } = await problemsOf(
+      { ...GOOD_EMAIL, "hello/en.text.liquid": "Your order {{ order }} is on its way." },
+      [EMAIL],
+    );
+    expect(problems).toEqual(
+      ["full", "sparse"].map((sample) => ({
+        file: path.join(dir, "templates", "hello", "en.text.liquid"),
+        line: 0,
+        column: 0,
+        path: "",
+        message: `renders "[object Object]" with the ${sample} sample for a thank-you by email: a mapping (order, customer, an item…) is output whole; output one of its fields, such as {{ order.id }}`,
+      })),
+    );
+  });
+
   it("reports an unknown property of a loop variable by rendering the sample", async () => {
     const { problems } = await problemsOf(
       { "ping/en.text.liquid": "Items:\n{% for item in order.items %}{{ item.nme }}{% endfor %}" },
