@@ -260,7 +260,10 @@ export class ReshardKeys {
     const byShard = new Map<string, string[]>();
     for (const eventId of eventIds) {
       const target = `${this.toTags[placement.ofHash(idHash(eventId)) ?? 0]}:fu:tq`;
-      if (target !== key) byShard.set(target, [...(byShard.get(target) ?? []), eventId]);
+      if (target === key) continue;
+      const moved = byShard.get(target);
+      if (moved) moved.push(eventId);
+      else byShard.set(target, [eventId]);
     }
     for (const [target, moved] of byShard) {
       await this.redis.sadd(target, ...moved);
