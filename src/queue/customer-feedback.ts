@@ -328,6 +328,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
             optOut(channel, "sms-stop", now),
           );
         }
+        await deps.suppressions.noteOptOutAt({ address: message.from }, now);
         await deps.receipts.remember(receipt);
         await confirmOptOut(message);
         return "opted-out";
@@ -337,6 +338,20 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         keyword === "opt-in" ||
         (keyword === "opt-in-if-suppressed" &&
           (await deps.suppressions.isSuppressed("sms", { address: message.from })));
+      // One replayed from the spool after a later opt-out was handled: the customer's last word
+      // was the opt-out, which stays. (A message handled live is the latest there is.)
+      if (
+        optIn &&
+        message.receivedAt !== undefined &&
+        (await deps.suppressions.optedOutAfter({ address: message.from }, message.receivedAt))
+      ) {
+        deps.logger.info(
+          { messageSid: message.messageSid },
+          "an opt-in replayed from the webhook spool was sent before the number's latest opt-out: not applied",
+        );
+        await deps.receipts.remember(receipt);
+        return "ignored";
+      }
       if (optIn) {
         for (const channel of PHONE_CHANNELS)
           await deps.suppressions.allow(channel, { address: message.from });

@@ -37,7 +37,7 @@ export interface VoiceCallDeps {
     receipt: string,
   ) => Promise<StepReply | undefined>;
   /** A 9 suppresses the number; a number suppressed before the call is answered hears no question. */
-  readonly suppressions: Pick<SuppressionList, "suppress" | "isSuppressed">;
+  readonly suppressions: Pick<SuppressionList, "suppress" | "isSuppressed" | "noteOptOutAt">;
   /** A call's minutes are charged to the voice spend of the month when it ends. */
   readonly spend: SpendDeps;
   /** Counts a call's end (in the global ledger). */
@@ -87,6 +87,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         now,
       });
     }
+    await deps.suppressions.noteOptOutAt(who, now);
   };
 
   return {

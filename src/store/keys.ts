@@ -454,6 +454,15 @@ export class StoreKeys {
     return `${this.global}texted:${member}`;
   }
 
+  /**
+   * When a number (by its suppression member) last opted out by text or keypad (a one-member
+   * sorted set, its score epoch ms): a START replayed from the webhook spool, sent before it, is
+   * not applied.
+   */
+  phoneOptedOutAt(member: string): string {
+    return `${this.global}optout-at:${member}`;
+  }
+
   /** Set while a number (by its suppression member) has just had its opt-out confirmed. */
   optOutConfirmed(member: string): string {
     return `${this.global}optout-confirmed:${member}`;

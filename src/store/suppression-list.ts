@@ -8,6 +8,12 @@ import type { ReplicaWait } from "./replica-wait.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { sharedSecret } from "./shared-secrets.js";
 
+/**
+ * How long when a number last opted out is remembered: a spooled webhook waits on its worker's
+ * disk until that worker runs again, which is rarely longer.
+ */
+const OPT_OUT_TIME_MS = 400 * 24 * 3600 * 1000;
+
 /** Who a suppression is about: a customer id, an address, or an address known only by its hash. */
 export interface SuppressionTarget {
   readonly customerId?: string;
@@ -76,6 +82,28 @@ export class SuppressionList {
     const added = (await this.redis.sadd(list, member)) > 0;
     if (added) await this.options.replicaWait?.after(list);
     return added;
+  }
+
+  /**
+   * Notes when a number opted out by text or keypad (`at`, epoch ms; an earlier time does not
+   * replace a later one), so that an opt-in sent before it and handled after it (a START replayed
+   * from the webhook spool) can tell it is stale: see `optedOutAfter`.
+   */
+  async noteOptOutAt(who: SuppressionTarget, at: number): Promise<void> {
+    for (const member of await this.addressMembers(who)) {
+      const key = this.keys.phoneOptedOutAt(member);
+      await this.redis.zadd(key, "GT", Math.round(at), "at");
+      await this.redis.pexpire(key, OPT_OUT_TIME_MS);
+    }
+  }
+
+  /** Whether the number opted out by text or keypad later than `at` (noteOptOutAt). */
+  async optedOutAfter(who: SuppressionTarget, at: number): Promise<boolean> {
+    for (const member of await this.addressMembers(who)) {
+      const latest = await this.redis.zscore(this.keys.phoneOptedOutAt(member), "at");
+      if (latest !== null && Number(latest) > at) return true;
+    }
+    return false;
   }
 
   /** Removes them again (SMS START, or an explicit opt-in), in every form and scope stored. */
@@ -211,6 +239,11 @@ export class SuppressionList {
       if (use === "read") members.push(await once("a", who.address, legacyAddressMember));
     }
     return members;
+  }
+
+  /** The keyed-hash members of an address (not a customer id): what noteOptOutAt keys by. */
+  private async addressMembers(who: SuppressionTarget): Promise<string[]> {
+    return this.members({ ...who, customerId: undefined }, "write");
   }
 
   private addressSecret(): Promise<string> {

@@ -362,7 +362,11 @@ describe("webhooks, refunds and reports", () => {
       calls,
       shards,
       fileReply: feedback.fileReply,
-      suppressions: { suppress: async () => true, isSuppressed: async () => false },
+      suppressions: {
+        suppress: async () => true,
+        isSuppressed: async () => false,
+        noteOptOutAt: async () => undefined,
+      },
       spend: {
         spend: {
           add: async (_channel, month) => ({

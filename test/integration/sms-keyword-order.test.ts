@@ -1,0 +1,108 @@
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, it } from "vitest";
+import { createLogger } from "../../src/logger.js";
+import { createCustomerFeedback } from "../../src/queue/customer-feedback.js";
+import type { RedisClient } from "../../src/store/redis-client.js";
+import { shardStores } from "../../src/store/shards.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
+import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
+import { shippedRules } from "../support/fixtures.js";
+import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+
+/**
+ * Keywords that change a number's subscription are applied in the order the customer sent them,
+ * also when one of them waited in the webhook spool (Redis was away when it came in) and is
+ * replayed after a later one was handled: a START sent before a STOP never undoes that STOP.
+ */
+
+const PHONE = "+447400123456";
+const MINUTE = 60_000;
+
+let redis: RedisClient;
+let prefix: string;
+
+beforeAll(() => {
+  redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+});
+afterAll(async () => {
+  await redis.quit();
+});
+beforeEach(() => {
+  prefix = uniquePrefix("sms-keyword-order");
+});
+afterEach(async () => {
+  await deleteKeysWithPrefix(redis, prefix);
+});
+
+async function feedbackAt(now: () => number) {
+  const rules = await shippedRules();
+  const suppressions = new SuppressionList(redis, prefix, { addressHashSecret: "secret" });
+  const feedback = createCustomerFeedback({
+    rules: () => ({ ...rules, optOutConfirmation: false }),
+    templates: () => {
+      throw new Error("no confirmation texts in this test");
+    },
+    sms: { send: async () => ({ ok: true, id: "SMx" }) },
+    shards: shardStores(redis, prefix, 1),
+    ledger: { countOnce: async () => true },
+    smsReferences: new SmsReferences(redis, prefix),
+    suppressions,
+    receipts: new WebhookReceipts(redis, prefix),
+    logger: createLogger({ level: "silent", pretty: false }),
+    now,
+  });
+  return { feedback, suppressions };
+}
+
+it("a START replayed from the spool does not undo a STOP the customer sent after it", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  // Opted out long ago.
+  await feedback.inboundSms({
+    from: PHONE,
+    body: "STOP",
+    messageSid: "SM1",
+    receivedAt: now - 60 * MINUTE,
+  });
+  // START came in while Redis was away (spooled, 10 minutes ago); once Redis was back, the
+  // customer changed their mind again, in words Twilio does not act on itself (live, now).
+  expect(
+    await feedback.inboundSms({ from: PHONE, body: "Please stop texting me", messageSid: "SM3" }),
+  ).toBe("opted-out");
+  // The spool is replayed after it.
+  await feedback.inboundSms({
+    from: PHONE,
+    body: "START",
+    messageSid: "SM2",
+    receivedAt: now - 10 * MINUTE,
+  });
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+  expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+});
+
+it("a START replayed from the spool still opts in when no later opt-out came", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  await feedback.inboundSms({
+    from: PHONE,
+    body: "STOP",
+    messageSid: "SM1",
+    receivedAt: now - 60 * MINUTE,
+  });
+  expect(
+    await feedback.inboundSms({
+      from: PHONE,
+      body: "START",
+      messageSid: "SM2",
+      receivedAt: now - 10 * MINUTE,
+    }),
+  ).toBe("opted-in");
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+  // A live START always applies: nothing handled before it can be later than it.
+  await feedback.inboundSms({ from: PHONE, body: "stop", messageSid: "SM3" });
+  expect(await feedback.inboundSms({ from: PHONE, body: "start", messageSid: "SM4" })).toBe(
+    "opted-in",
+  );
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+});
