@@ -7,6 +7,11 @@ export interface ItemReturn {
   readonly quantity: number;
   /** Whether the refund named its amount (then the items' prices do not count on top of it). */
   readonly priced: boolean;
+  /**
+   * The currency of that amount: a refund in another currency than its purchase (one recorded
+   * before the purchase arrived) is ignored, its items as its amount.
+   */
+  readonly currency?: string;
 }
 
 /** The refunds recorded against an order. */
@@ -22,7 +27,8 @@ export interface OrderRefunds {
 /**
  * The purchase as its refunds leave it: items handed back are gone (their quantity less), and the
  * total is less every amount refunded in the order's currency and the price of every item handed
- * back without an amount. `full` when nothing is left: a full refund, every item back, or no value.
+ * back without an amount. A refund in another currency takes nothing off, neither its amount nor
+ * its items. `full` when nothing is left: a full refund, every item back, or no value.
  */
 export function afterRefunds(
   event: PurchaseCompleted,
@@ -35,6 +41,7 @@ export function afterRefunds(
   const left = new Map<string, number>();
   for (const item of event.items) left.set(item.sku, (left.get(item.sku) ?? 0) + item.quantity);
   for (const returned of order.returns) {
+    if (returned.currency !== undefined && returned.currency !== event.total.currency) continue;
     const available = (left.get(returned.sku) ?? 0) - (back.get(returned.sku) ?? 0);
     const taken = Math.max(0, Math.min(returned.quantity, available));
     if (taken === 0) continue;

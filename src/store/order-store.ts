@@ -228,7 +228,8 @@ function parseOrder(flat: readonly string[]): OrderRecord {
       const priced = stored.m !== undefined && stored.c !== undefined;
       const amount = { minor: stored.m ?? 0, currency: stored.c ?? "" };
       if (priced) refunds.push(amount);
-      for (const [sku, quantity] of stored.i) returns.push({ sku, quantity, priced });
+      for (const [sku, quantity] of stored.i)
+        returns.push({ sku, quantity, priced, ...(priced && { currency: amount.currency }) });
       recorded.push({
         refundId: field.slice(2),
         ...(priced && { amount }),
