@@ -391,16 +391,20 @@ function summaryAttributes(summary: IntakeSummary): TraceAttributes {
 
 /**
  * Redeems the discount codes a purchase names, for its order: exactly as a till would, so the
- * same order again changes nothing and a code another order redeemed stays theirs. Logged by
- * result, never by code.
+ * same order again changes nothing and a code another order redeemed stays theirs, except that a
+ * code valid when the purchase was made is redeemed although its event came in after it expired.
+ * Logged by result, never by code.
  */
 async function redeemCodes(event: PurchaseCompleted, deps: IntakeDeps): Promise<string[]> {
   const codes = [...new Set(event.discountCodes ?? [])];
   if (codes.length === 0) return [];
   const results: Record<string, number> = {};
   const redeemed: string[] = [];
+  const now = deps.clock().toMillis();
+  // Valid if it was when the purchase was made (never later than now: a purchase dated ahead).
+  const usedAt = Math.min(Date.parse(event.occurredAt), now);
   for (const code of codes) {
-    const result = await deps.codes.redeem(code, event.orderId, deps.clock().toMillis());
+    const result = await deps.codes.redeem(code, event.orderId, now, usedAt);
     const label = redemptionLabel(result);
     if (label) deps.metrics.codeRedemptions.inc({ result: label });
     results[label ?? "again"] = (results[label ?? "again"] ?? 0) + 1;

@@ -90,8 +90,17 @@ export class DiscountCodes {
     return { eventId: e, stepId: s, shard: shardOf(h), customer: k, ...(r && { redeemedBy: r }) };
   }
 
-  /** Redeems a code for an order, atomically: the first order keeps it (see redeem-code.lua). */
-  async redeem(typed: string, orderId: string, now: number): Promise<RedeemResult> {
+  /**
+   * Redeems a code for an order, atomically: the first order keeps it (see redeem-code.lua).
+   * `usedAt` (epoch ms, now when not given) is when it was used, which its expiry is checked
+   * against: a purchase that names a code was made before its event is taken in.
+   */
+  async redeem(
+    typed: string,
+    orderId: string,
+    now: number,
+    usedAt: number = now,
+  ): Promise<RedeemResult> {
     const key = this.keys.discountCode(normalizeCode(typed));
     const [outcome] = await this.redis.fuRedeemCode(
       key,
@@ -99,6 +108,7 @@ export class DiscountCodes {
       now,
       orderId,
       AGGREGATE_RETENTION_MS,
+      Math.round(usedAt),
     );
     if (outcome === 0) return { status: "unknown" };
     const code = lookupOf(await this.redis.hgetall(key), now);

@@ -220,6 +220,7 @@ export interface StoreCommands {
     now: number,
     orderId: string,
     keepHourMs: number,
+    usedAt?: number,
   ): Promise<[number, string]>;
   /** join-thank-you.lua */
   fuJoinThankYou(

@@ -439,3 +439,64 @@ describe("discount codes a till can check", () => {
     expect(metrics).toMatch(/^followups_discount_redemptions_total\{result="revoked"\} 1$/m);
   });
 });
+
+describe("a purchase naming a code", () => {
+  it("redeems it when it was valid at the purchase, although the event is taken in after the code expired", async () => {
+    const { p, till } = await tillPipeline("discount-codes-late-event");
+    const codes = new DiscountCodes(p.redis, p.prefix);
+    const expiresAt = DateTime.utc().minus({ hours: 1 });
+    await codes.issue(
+      { code: "KIT-LATE-0000-0001", percent: 10, validUntil: expiresAt.toISODate() ?? "" },
+      expiresAt.toMillis(),
+      { eventId: "evt-late-0", stepId: "accessories.discount", shard: 0, customer: "k:late" },
+      expiresAt.minus({ days: 30 }).toMillis(),
+      30 * 86_400_000,
+    );
+    // Bought two hours ago with the code, still valid then (a web checkout that checked it);
+    // its event comes in late (a publisher's outage, intake retries).
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-late-1",
+        orderId: "ord-late-1",
+        customer: { id: "cus-late" },
+        items: [item("accessories", "30.00")],
+        occurredAt: DateTime.utc().minus({ hours: 2 }).toISO({ suppressMilliseconds: true }) ?? "",
+        extra: { discountCodes: ["KIT-LATE-0000-0001"] },
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-late-1")).toBe("completed");
+    expect(await codes.lookup("KIT-LATE-0000-0001", Date.now())).toMatchObject({
+      status: "redeemed",
+      redeemedBy: "ord-late-1",
+    });
+    // A till asking now, for another order, is told it was redeemed (not that it expired).
+    const now = await till("POST", "/v1/discount-codes/KIT-LATE-0000-0001/redeem", {
+      orderId: "ord-late-2",
+    });
+    expect(now.status).toBe(409);
+
+    // A code that had expired already when the purchase was made stays unredeemed.
+    const before = DateTime.utc().minus({ hours: 3 });
+    await codes.issue(
+      { code: "KIT-LATE-0000-0002", percent: 10, validUntil: before.toISODate() ?? "" },
+      before.toMillis(),
+      { eventId: "evt-late-0", stepId: "accessories.discount", shard: 0, customer: "k:late" },
+      before.minus({ days: 30 }).toMillis(),
+      30 * 86_400_000,
+    );
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-late-3",
+        orderId: "ord-late-3",
+        customer: { id: "cus-late" },
+        items: [item("accessories", "30.00")],
+        occurredAt: DateTime.utc().minus({ hours: 2 }).toISO({ suppressMilliseconds: true }) ?? "",
+        extra: { discountCodes: ["KIT-LATE-0000-0002"] },
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-late-3")).toBe("completed");
+    expect(await codes.lookup("KIT-LATE-0000-0002", Date.now())).toMatchObject({
+      status: "expired",
+    });
+  });
+});

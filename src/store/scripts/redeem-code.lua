@@ -15,6 +15,8 @@
     ARGV[1] now, epoch ms
     ARGV[2] the redeeming order id
     ARGV[3] how long a ledger hour is kept (ms)
+    ARGV[4] when the code was used (epoch ms; the purchase's time for one a purchase names), which
+            its expiry is checked against; absent or '': now
 
   Output:
     { 1, order }  redeemed now by this order
@@ -36,7 +38,8 @@ if redis.call('HEXISTS', KEYS[1], 'w') == 1 then
   return { 5, '' }
 end
 local expires = tonumber(redis.call('HGET', KEYS[1], 'x') or '0')
-if expires < tonumber(ARGV[1]) then return { 4, '' } end
+local usedAt = tonumber(ARGV[4] ~= nil and ARGV[4] ~= '' and ARGV[4] or ARGV[1])
+if expires < usedAt then return { 4, '' } end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'ra', ARGV[1])
 local rule = string.match(redis.call('HGET', KEYS[1], 's') or '', '^([^.]+)')
 if rule then
