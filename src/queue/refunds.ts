@@ -141,7 +141,10 @@ export function createRefunds(deps: RefundDeps) {
     if (full) {
       await store.stopEvent(eventId, `refunded: ${fullReason}`);
     } else {
-      const itemsBack = after.event.items !== event.items;
+      // Items handed back: fewer left than were bought (the list is rebuilt either way).
+      const count = (items: PurchaseCompleted["items"]) =>
+        items.reduce((sum, item) => sum + item.quantity, 0);
+      const itemsBack = count(after.event.items) !== count(event.items);
       if (remaining.minor === event.total.minor && !itemsBack)
         return { cancelled: 0, kept: open.length };
       const replanned = planFollowUps(

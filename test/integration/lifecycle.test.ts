@@ -197,6 +197,8 @@ describe("refunds", () => {
 
     const checkIn = await waitForState(p, "evt-part", "big-ticket.check-in", "cancelled");
     expect(checkIn.reason?.text).toContain("partial refund leaves 400.00 GBP");
+    // No item was handed back: the reason lists none as what the customer kept.
+    expect(checkIn.reason?.text).toMatch(/^partial refund leaves 400\.00 GBP; /);
     expect(checkIn.reason?.text).toContain("below 500.00 GBP");
     expect((await record(p, "evt-part", "big-ticket.thank-you"))?.state).toBe("scheduled");
     expect(await whereWaiting(p, "evt-part", "big-ticket.thank-you")).toBe("schedule");
