@@ -587,7 +587,9 @@ async function rollingOut(p: PipelineHarness, edit: (rules: string) => string) {
   const newerFile = path.join(newerDir, "rules.yaml");
   await writeFile(newerFile, edit(await readFile(newerFile, "utf8")));
   const [older, newer] = await Promise.all([loadConfig(p.configDir), loadConfig(newerDir)]);
-  if (!older.ok || !newer.ok) throw new Error("test rules do not load");
+  for (const loaded of [older, newer])
+    if (!loaded.ok) throw new Error(`test rules do not load: ${JSON.stringify(loaded.problems)}`);
+  if (!older.ok || !newer.ok) throw new Error("unreachable");
   // As the first worker of a deployment does before anything else (a Redis holding rules
   // generations but no shard count is taken for one of versions before shards).
   await claimShardCount(p.redis, p.prefix, p.shards);

@@ -104,6 +104,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "consoleSignIns",
         "replanWalk",
         "replanLater",
+        "phoneOptedOutAt",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
