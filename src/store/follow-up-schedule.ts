@@ -13,6 +13,15 @@ import { readStepRecord, type StepRecord } from "./step-record.js";
  * longer scheduled, or now falls due in another bucket (re-planned), is passed over.
  */
 
+/**
+ * The most purchases a shard notes for re-planning under newer rules (replanLater): rules rolled
+ * back to an older generation's exact content would note every purchase, with no worker on newer
+ * rules to take them; beyond this, the promoter's re-plan before a step becomes a job remains.
+ */
+export const REPLAN_LATER_MAX = 100_000;
+/** How long the noted purchases are kept after the last one noted, when no worker takes them. */
+const REPLAN_LATER_KEEP_MS = 7 * 86_400_000;
+
 /** A step reference as the schedule keeps it. */
 export interface ScheduledStepRef {
   readonly eventId: string;
@@ -114,7 +123,10 @@ export class FollowUpSchedule {
 
   /**
    * Files steps in the schedule outside the scheduling script (the upgrade of delayed jobs),
-   * each in the bucket of its due time, kept until `keepUntil`.
+   * each in the bucket of its due time, kept until `keepUntil`. A re-planning walk that began
+   * before may have passed those buckets (at start-up it runs beside the upgrade, over a schedule
+   * still empty): purchases planned under older rules than its are noted for re-planning, as the
+   * scheduling script notes them.
    */
   async add(
     steps: readonly (ScheduledStepRef & { dueAt: number })[],
@@ -132,6 +144,20 @@ export class FollowUpSchedule {
       multi.zadd(this.keys.scheduleIndex(), bucket * SCHEDULE_BUCKET_MS, String(bucket));
     }
     await multi.exec();
+    // Read once they are filed: a walk that begins after this reads their buckets itself.
+    const eventIds = [...new Set(steps.map((step) => step.eventId))];
+    const [walk, planned] = await Promise.all([
+      this.redis.get(this.keys.replanWalk()),
+      this.generations(eventIds),
+    ]);
+    const older = eventIds.filter((_, i) => (planned[i] ?? 0) < Number(walk ?? 0));
+    if (older.length === 0) return;
+    if ((await this.redis.scard(this.keys.replanLater())) >= REPLAN_LATER_MAX) return;
+    await this.redis
+      .multi()
+      .sadd(this.keys.replanLater(), ...older)
+      .pexpire(this.keys.replanLater(), REPLAN_LATER_KEEP_MS)
+      .exec();
   }
 
   /** Every bucket after `after` (a bucket number; -1 for all), earliest first, `limit` at a time. */

@@ -8,7 +8,7 @@ import {
   type LedgerEntry,
   ledgerField,
 } from "./delivery-ledger.js";
-import { scheduleEntry } from "./follow-up-schedule.js";
+import { REPLAN_LATER_MAX, scheduleEntry } from "./follow-up-schedule.js";
 import { bucketOf, bucketStart, dayOf, hourOf, type Scope, StoreKeys } from "./keys.js";
 import { LEGACY_PURCHASE_FIELD } from "./legacy-layout.js";
 import {
@@ -117,12 +117,6 @@ const GENERATION_FIELD = "g";
 const SUMMARY_FIELD = "m";
 /** The W3C traceparent of the purchase's intake span (only while tracing is on). */
 const TRACE_FIELD = "tp";
-/**
- * The most purchases a shard notes for re-planning under newer rules (replanLater): rules rolled
- * back to an older generation's exact content would note every purchase, with no worker on newer
- * rules to take them; beyond this, the promoter's re-plan before a step becomes a job remains.
- */
-export const REPLAN_LATER_MAX = 100_000;
 const stepField = (stepId: string) => `s:${stepId}`;
 
 /** What reports show of a purchase once it is trimmed (the record's `m`): order id and name. */

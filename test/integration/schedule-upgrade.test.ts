@@ -1,15 +1,23 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { loadRules } from "../../src/config/load-rules.js";
 import { addressHash } from "../../src/domain/address-hash.js";
 import { createLogger } from "../../src/logger.js";
 import { followUpJobId } from "../../src/queue/names.js";
+import { createReplanner } from "../../src/queue/replanner.js";
 import { moveDelayedJobsToSchedule } from "../../src/queue/schedule-upgrade.js";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { dayOf, StoreKeys } from "../../src/store/keys.js";
 import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
+import { OrderStore } from "../../src/store/order-store.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
+import { ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -39,12 +47,13 @@ async function writeEarlierVersion(
   id: string,
   dueAt: number,
   jobId: "current" | "legacy",
+  occurredAt = Date.now() - DAY,
 ): Promise<void> {
   const now = Date.now();
   const event = purchase({
     id,
     orderId: `ord-${id}`,
-    occurredAt: new Date(now - DAY).toISOString(),
+    occurredAt: new Date(occurredAt).toISOString(),
     items: [item("televisions", "899.00", { name: "OLED TV" })],
   });
   const keys = new StoreKeys(p.prefix);
@@ -118,6 +127,59 @@ describe("upgrading from one delayed job per step", () => {
       expect(await p.redis.hget(keys.pendingDay(dayOf(due)), "sms")).toBe("0");
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(p.twilio.messages).toHaveLength(2);
+  });
+
+  it("re-plans a moved purchase under the upgraded worker's rules though the walk had passed", async () => {
+    pipeline = await startPipeline("upgrade-replan", { startWorker: false });
+    const p = pipeline;
+    const now = Date.now();
+    // Bought ten days ago; the earlier version planned its check-in three months on.
+    const boughtAt = now - 10 * DAY;
+    await writeEarlierVersion(p, "evt-old-replan", boughtAt + 91 * DAY, "current", boughtAt);
+    // The upgrade is deployed with rules that check in after a month instead.
+    const file = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    const index = (doc.toJS().rules as { id: string }[]).findIndex((r) => r.id === "big-ticket");
+    doc.setIn(["rules", index, "steps", 1, "delay"], "P1M");
+    await writeFile(file, doc.toString());
+    const loaded = await loadRules(p.configDir);
+    if (!loaded.ok) throw new Error("the edited rules should be valid");
+    const schedule = new FollowUpSchedule(p.redis, p.prefix);
+    const logger = createLogger({ level: "silent", pretty: false });
+    const replanner = createReplanner({
+      store: p.store,
+      schedule,
+      history: new CustomerHistoryStore(p.redis, p.prefix),
+      thankYous: new ThankYouGroups(p.redis, p.prefix),
+      orders: new OrderStore(p.redis, p.prefix),
+      logger,
+      clock: () => DateTime.utc(),
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * DAY,
+    });
+    // As a starting worker does: its re-planning walk begins and, the schedule being still empty,
+    // ends at once; the move of the delayed jobs runs beside it and files the step afterwards.
+    await schedule.beginWalk(1);
+    expect((await replanner.replanAll(loaded.rules, 1)).purchases).toBe(0);
+    const moved = await moveDelayedJobsToSchedule({
+      followUps: p.followUps,
+      schedule,
+      store: p.store,
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * DAY,
+      now: Date.now,
+      logger,
+    });
+    expect(moved).toBe(1);
+    // The workers on these rules re-plan what was filed under older ones after the walk began.
+    await replanner.replanLater(loaded.rules, 1);
+    const record = (await p.store.stepRecords("evt-old-replan", [CHECK_IN])).get(CHECK_IN);
+    // Due a month after the purchase (within a few days: the send window), not two months later,
+    // when its promotion would re-plan it and skip it as long past due.
+    expect(record?.state).toBe("scheduled");
+    expect(record?.dueAt).toBeLessThan(boughtAt + 35 * DAY);
+    expect(record?.dueAt).toBeGreaterThan(boughtAt + 27 * DAY);
+    expect(await whereWaiting(p, "evt-old-replan", CHECK_IN)).toBe("schedule");
   });
 });
 
