@@ -711,6 +711,8 @@ async function schedulePurchase(
         await deps.history.erasureKey(event.customer.id),
       );
       if (added < 0) return { erased: true as const, added: 0, jobs: 0 };
+      // A step planned beyond the history's two years: erasure finds the record through it.
+      await deps.history.keepUntil(event.customer.id, keepUntil);
       // The order link and the address index in one script (both global).
       const linked = await deps.orders.linkPurchase(
         event.orderId,
@@ -718,7 +720,7 @@ async function schedulePurchase(
         deps.shard,
         Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
         nowMs,
-        await deps.customers.filingOf(event, HISTORY_RETENTION_MS),
+        await deps.customers.filingOf(event, Math.max(HISTORY_RETENTION_MS, keepUntil - nowMs)),
       );
       if (!linked) return { erased: true as const, added: 0, jobs: 0 };
       // The deployment-wide claim of the id lives as long as the record.

@@ -71,7 +71,10 @@ export async function dueFloors(
 export interface ReplannerDeps {
   readonly store: FollowUpStore;
   readonly schedule: FollowUpSchedule;
-  readonly history: Pick<CustomerHistoryStore, "historyAt" | "recentSteps" | "rememberSteps">;
+  readonly history: Pick<
+    CustomerHistoryStore,
+    "historyAt" | "recentSteps" | "rememberSteps" | "keepUntil"
+  >;
   readonly thankYous: Pick<ThankYouGroups, "filingOf">;
   readonly orders: Pick<OrderStore, "get">;
   readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped">;
@@ -333,6 +336,8 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       keepUntil,
     );
     if (changed === undefined) return NOTHING;
+    // A step moved beyond the history's two years: erasure finds the record through it.
+    await deps.history.keepUntil(event.customer.id, keepUntil);
     const count = (action: StepReplan["action"]) =>
       plan.steps.filter((s) => s.action === action).length;
     for (const step of plan.steps) {

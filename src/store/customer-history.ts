@@ -107,6 +107,15 @@ export class CustomerHistoryStore {
   }
 
   /**
+   * Keeps the customer's history at least until `until` (epoch ms; never shorter): as long as a
+   * purchase's record it lists, for a follow-up planned more than HISTORY_RETENTION_MS ahead, so
+   * that an erasure still finds that purchase through it.
+   */
+  async keepUntil(customerId: string, until: number): Promise<void> {
+    await this.redis.pexpireat(this.keys.customerHistory(customerId), Math.ceil(until), "GT");
+  }
+
+  /**
    * Remembers that the customer was erased at `at` (a later erasure moves it on), so that their
    * events from before are dropped when they arrive; kept `keepMs`. Forgets their history.
    */

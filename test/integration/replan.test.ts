@@ -245,6 +245,7 @@ describe("re-planning and cooldowns", () => {
       history: {
         historyAt: (eventId) => stores.history.historyAt(eventId),
         rememberSteps: (...args) => stores.history.rememberSteps(...args),
+        keepUntil: (...args) => stores.history.keepUntil(...args),
         async recentSteps(customerId, eventId) {
           const recent = await stores.history.recentSteps(customerId, eventId);
           if (++reads === 1) await meanwhile();

@@ -1,0 +1,93 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { runErase } from "../../src/cli/erase-command.js";
+import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import { CustomerIndex } from "../../src/store/customer-index.js";
+import { isCluster } from "../../src/store/redis-client.js";
+import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+
+/**
+ * A follow-up may be planned years ahead (rules allow delays up to ten years): the purchase's
+ * record, with the customer's name and addresses, lives until RECORD_RETENTION_DAYS after it. An
+ * erasure in that time must still find it, also once two years have passed since the purchase.
+ */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const DAY = 86_400_000;
+
+/** What Redis would have done by `at`: every key of the test's that expires before then is gone. */
+async function expireUntil(p: PipelineHarness, at: number): Promise<void> {
+  const nodes = isCluster(p.redis) ? p.redis.nodes("master") : [p.redis];
+  for (const node of nodes)
+    for (const pattern of [`${p.prefix}*`, `{${p.prefix}*`]) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        cursor = next;
+        for (const key of keys) {
+          const expiresAt = await p.redis.pexpiretime(key);
+          if (expiresAt > 0 && expiresAt < at) await p.redis.del(key);
+        }
+      } while (cursor !== "0");
+    }
+}
+
+describe("erasure of a purchase with a follow-up years ahead", () => {
+  it("finds the purchase after two years, while its record is kept", async () => {
+    pipeline = await startPipeline("erase-long-delay", { startWorker: false });
+    const p = pipeline;
+    // A check-in 26 months after the purchase (a warranty running out, say).
+    const file = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    const index = (doc.toJS().rules as { id: string }[]).findIndex((r) => r.id === "big-ticket");
+    doc.setIn(["rules", index, "steps", 1, "delay"], "P26M");
+    await writeFile(file, doc.toString());
+    await p.startWorker();
+
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-long",
+        orderId: "ord-long",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-long", name: "Ingrid Halvorsen", email: "ingrid.h@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    const checkIn = await eventually(async () => {
+      const record = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
+        "big-ticket.check-in",
+      );
+      return record?.state === "scheduled" ? record : undefined;
+    }, "the check-in to be scheduled");
+    expect(checkIn.dueAt).toBeGreaterThan(Date.now() + 2 * 365 * DAY);
+
+    // Two years and a month on, the check-in still waits; the customer asks to be forgotten.
+    const later = Date.now() + 2 * 365 * DAY + 30 * DAY;
+    await expireUntil(p, later);
+    expect(await keysHolding(p.redis, p.prefix, ["Ingrid"])).not.toEqual([]);
+    // An erasure asked by address finds the customer too.
+    const addresses = new CustomerIndex(p.redis, p.prefix, { now: () => later });
+    expect(await addresses.customersOf("ingrid.h@example.com")).toEqual(["cus-long"]);
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runErase("cus-long", { config: p.configDir, json: true, by: "dpo" }, io)).toBe(0);
+    const receipt = JSON.parse(io.output()) as ErasureReceipt;
+    expect(receipt.purchases).toBe(1);
+    const after = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
+      "big-ticket.check-in",
+    );
+    expect(after?.state).toBe("cancelled");
+    expect(await keysHolding(p.redis, p.prefix, ["Ingrid", "ingrid.h@example.com"])).toEqual([]);
+  });
+});
