@@ -711,8 +711,10 @@ async function schedulePurchase(
         await deps.history.erasureKey(event.customer.id),
       );
       if (added < 0) return { erased: true as const, added: 0, jobs: 0 };
-      // A step planned beyond the history's two years: erasure finds the record through it.
-      await deps.history.keepUntil(event.customer.id, keepUntil);
+      // A step planned beyond the history's two years: erasure finds the record through it (a
+      // round trip only then: the history was just given its two years).
+      if (keepUntil > nowMs + HISTORY_RETENTION_MS)
+        await deps.history.keepUntil(event.customer.id, keepUntil);
       // The order link and the address index in one script (both global).
       const linked = await deps.orders.linkPurchase(
         event.orderId,
