@@ -91,19 +91,24 @@ export function createPromoter(deps: PromoterDeps): Promoter {
   async function replanStale(slice: BucketSlice): Promise<void> {
     if (!deps.replan) return;
     const generation = deps.replan.generation();
-    const stepsOf = new Map<string, Set<string>>();
-    for (const ref of slice.refs) {
-      const steps = stepsOf.get(ref.eventId) ?? new Set<string>();
-      steps.add(ref.stepId);
-      stepsOf.set(ref.eventId, steps);
-    }
-    const ids = [...stepsOf.keys()];
+    const ids = [...new Set(slice.refs.map((ref) => ref.eventId))];
     const planned = await deps.schedule.generations(ids);
-    for (const [i, id] of ids.entries()) {
-      const was = planned[i];
-      if (was === undefined || was < generation)
-        await deps.replan.run(id, stepsOf.get(id) ?? new Set());
-    }
+    const stale = new Set(ids.filter((_, i) => (planned[i] ?? -1) < generation));
+    if (stale.size === 0) return;
+    // Held: the steps whose record is still scheduled in this bucket. A line left behind by an
+    // earlier re-plan names a step due elsewhere, maybe a job already (its bucket promoted first
+    // while this one was leased): re-planned as held, it would move under its job.
+    const refs = slice.refs.filter((ref) => stale.has(ref.eventId));
+    const records = await deps.schedule.records(refs);
+    const stepsOf = new Map<string, Set<string>>();
+    refs.forEach((ref, i) => {
+      const steps = stepsOf.get(ref.eventId) ?? new Set<string>();
+      const record = records[i];
+      if (record?.state === "scheduled" && bucketOf(record.dueAt) === slice.bucket)
+        steps.add(ref.stepId);
+      stepsOf.set(ref.eventId, steps);
+    });
+    for (const [id, steps] of stepsOf) await deps.replan.run(id, steps);
   }
 
   /** Promotes a bucket slice by slice; returns the jobs added and the slices it handled. */

@@ -151,6 +151,47 @@ describe("the promoter", () => {
     expect(await followUps.getJob(followUpJobId("evt-1", "big-ticket.check-in"))).toBeUndefined();
   });
 
+  it("re-plans as held only the steps still scheduled in the bucket it holds, not one already a job", async () => {
+    const now = NOW;
+    const due = now + 20 * DAY;
+    await scheduleCheckIns([due], now);
+    // A re-plan moved the check-in ten minutes later, into the next bucket: its old line stays.
+    const moved = due + 10 * MINUTE;
+    const keys = new StoreKeys(prefix);
+    await redis.hset(
+      keys.eventRecord("evt-0"),
+      "s:big-ticket.check-in",
+      JSON.stringify({ s: "scheduled", d: moved, c: "sms", k: "check-in" }),
+    );
+    await redis.rpush(keys.scheduleBucket(bucketOf(moved)), "big-ticket.check-in evt-0");
+    await redis.zadd(keys.scheduleIndex(), bucketOf(moved) * 600_000, String(bucketOf(moved)));
+    // Another promoter holds the earlier bucket a while, so the later one is promoted first: the
+    // check-in is a job now.
+    const holding = await schedule.claim(bucketOf(due), 300, 500);
+    expect(holding).toBeDefined();
+    const at = moved - 2 * MINUTE;
+    expect(await promoterAt(at).promoteDue()).toBe(1);
+    expect(await followUps.getJob(followUpJobId("evt-0", "big-ticket.check-in"))).toBeDefined();
+    // Newer rules are loaded before the earlier bucket, with the stale line, is taken over.
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    const held: [string, string[]][] = [];
+    const promoter = createPromoter({
+      schedule,
+      followUps,
+      horizonMs: HORIZON,
+      now: () => at,
+      logger,
+      replan: {
+        generation: () => 2,
+        run: async (eventId, promoting) => held.push([eventId, [...promoting]]),
+      },
+    });
+    expect(await promoter.promoteDue()).toBe(0);
+    // Its re-plan may not move the check-in as if no job existed: the job would send it at the
+    // old time, whatever its record then says.
+    expect(held).toEqual([["evt-0", []]]);
+  });
+
   it("loses nothing when a promoter dies holding a bucket, and adds no second job", async () => {
     const now = NOW;
     const due = now + 7 * DAY;
