@@ -1082,8 +1082,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 /** One queue, two kinds of job: those named `name` go to `special`, the rest to `other`. */
 function byJobName<A, B>(
   name: string,
-  special: (job: Job) => Promise<A>,
-  other: (job: Job) => Promise<B>,
-): (job: Job) => Promise<A | B> {
-  return (job) => (job.name === name ? special(job) : other(job));
+  special: (job: Job, token?: string) => Promise<A>,
+  other: (job: Job, token?: string) => Promise<B>,
+): (job: Job, token?: string) => Promise<A | B> {
+  return (job, token) => (job.name === name ? special(job, token) : other(job, token));
 }

@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
-import type { Job, Queue } from "bullmq";
+import { createHash, randomUUID } from "node:crypto";
+import { DelayedError, type Job, type Queue } from "bullmq";
 import type { DeliveryChannel } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
 import type { Logger } from "../logger.js";
@@ -86,29 +86,46 @@ export interface OwnerAlertProcessorDeps {
   readonly logger: Logger;
   /** The console's base URL (…/console) when it is on: alerts link to the customer's timeline. */
   readonly consoleUrl?: string;
+  /** How long a job holds the owner's alerts while sending (ALERT_LEASE_MS; tests shorten it). */
+  readonly leaseMs?: number;
 }
 
-/** Sends an owner every alert waiting for them in one email; throws on a failed send (retried). */
+/**
+ * How long an alert job holds an owner's alerts while it sends them: well beyond an SMTP send's
+ * timeouts (connect, greeting and socket: 50 s by default), so that the lease does not run out
+ * under a slow send, and short enough that a worker that died holding it delays alerts by minutes.
+ */
+export const ALERT_LEASE_MS = 180_000;
+/** At most this long a job that found another sending the owner's alerts waits to look again. */
+const LEASE_RETRY_MAX_MS = 2_000;
+/** At least this long, so that a job does not spin while the holder finishes. */
+const LEASE_RETRY_MIN_MS = 250;
+
+/**
+ * Sends an owner every alert waiting for them in one email; throws on a failed send (retried).
+ * Two jobs of one owner may run at once on two workers (a retried job, the job at the window's
+ * end): one takes the owner's lease and sends; the other moves itself to look again shortly, and
+ * then sends only what was filed after (the sender removes exactly the replies it sent).
+ */
 export function createOwnerAlertProcessor(deps: OwnerAlertProcessorDeps) {
-  return async (job: Job): Promise<{ sent: number } | { skipped: string }> => {
-    const ownerId = String(job.data.owner);
+  const send = async (
+    ownerId: string,
+    pending: readonly string[],
+    job: Job,
+  ): Promise<{ outcome: { sent: number } | { skipped: string }; done: readonly string[] }> => {
     const rules = deps.rules();
     const owner = rules.owners.find((o) => ownerSchedulerId(o) === ownerId);
-    const pending = await deps.alerts.pending(ownerId);
-    if (!owner?.alerts) {
-      await deps.alerts.sent(ownerId, pending.length);
-      return { skipped: "owner no longer gets alerts" };
-    }
-    if (pending.length === 0) return { skipped: "nothing pending (sent with an earlier alert)" };
+    if (!owner?.alerts)
+      return { outcome: { skipped: "owner no longer gets alerts" }, done: pending };
+    if (pending.length === 0)
+      return { outcome: { skipped: "nothing pending (sent with an earlier alert)" }, done: [] };
     const items: AlertItem[] = [];
     for (const replyId of pending) {
       const item = await alertItem(deps, replyId);
       if (item) items.push(item);
     }
-    if (items.length === 0) {
-      await deps.alerts.sent(ownerId, pending.length);
-      return { skipped: "the replies are gone (erased or expired)" };
-    }
+    if (items.length === 0)
+      return { outcome: { skipped: "the replies are gone (erased or expired)" }, done: pending };
     const followUpId = `alert-${ownerId}-${createHash("sha256").update(pending.join("\n")).digest("hex").slice(0, 12)}`;
     const result = await deps.email.send(alertEmail(owner, rules.shopName, items, followUpId));
     if (!result.ok) {
@@ -119,11 +136,39 @@ export function createOwnerAlertProcessor(deps: OwnerAlertProcessorDeps) {
       );
       throw new Error(`alert email not sent: ${result.error.code}`);
     }
-    await deps.alerts.sent(ownerId, pending.length);
     deps.metrics.alertsSent.inc();
     if (items.length > 1) deps.metrics.alertsBundled.inc(items.length - 1);
     deps.logger.info({ owner: ownerId, replies: items.length }, "owner alert sent");
-    return { sent: items.length };
+    return { outcome: { sent: items.length }, done: pending };
+  };
+
+  return async (job: Job, token?: string): Promise<{ sent: number } | { skipped: string }> => {
+    const ownerId = String(job.data.owner);
+    const lease = randomUUID();
+    const claimed = await deps.alerts.claim(ownerId, lease, deps.leaseMs ?? ALERT_LEASE_MS);
+    if (!claimed.claimed) {
+      const wait = Math.min(Math.max(claimed.heldForMs, LEASE_RETRY_MIN_MS), LEASE_RETRY_MAX_MS);
+      deps.logger.info(
+        { owner: ownerId, jobId: job.id },
+        "another job is sending the owner's alerts; will look again",
+      );
+      await job.moveToDelayed(Date.now() + wait, token);
+      throw new DelayedError("the owner's alerts are being sent by another job");
+    }
+    let done: readonly string[] = [];
+    try {
+      const sent = await send(ownerId, claimed.replyIds, job);
+      done = sent.done;
+      return sent.outcome;
+    } finally {
+      // Exactly the replies sent (or gone) leave; those filed meanwhile wait for the next job.
+      const held = await deps.alerts.finish(ownerId, lease, done);
+      if (!held)
+        deps.logger.warn(
+          { owner: ownerId, jobId: job.id },
+          "owner alert outlived its lease: another job may have sent the same replies",
+        );
+    }
   };
 }
 

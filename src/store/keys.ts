@@ -639,6 +639,14 @@ export class StoreKeys {
     return `${this.global}alerts:${ownerId}:state`;
   }
 
+  /**
+   * Held by the one alert job that is sending an owner's pending alerts (its token), for a lease
+   * that ends on its own if that worker dies (claim-alerts.lua).
+   */
+  ownerAlertLease(ownerId: string): string {
+    return `${this.global}alerts:${ownerId}:lease`;
+  }
+
   /** A console session (by the SHA-256 of its id): who signed in. */
   consoleSession(sessionHash: string): string {
     return `${this.global}console:${sessionHash}`;

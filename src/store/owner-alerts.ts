@@ -8,7 +8,9 @@ const PENDING_MS = 7 * 86_400_000;
 /**
  * Unhappy replies waiting to reach an owner: a list of reply ids per owner, and when the owner's
  * current alert window started. The first alert of a window goes at once; later ones wait for the
- * window's end and go together (queue-alert.lua decides, atomically for every worker).
+ * window's end and go together (queue-alert.lua decides, atomically for every worker). One alert
+ * job at a time sends an owner's pending replies, under a lease (claim-alerts.lua), and removes
+ * exactly those it sent (finish-alerts.lua).
  */
 export class OwnerAlertQueue {
   private readonly redis: RedisClient & StoreCommands;
@@ -42,8 +44,37 @@ export class OwnerAlertQueue {
     return this.redis.lrange(this.keys.ownerAlerts(ownerId), 0, -1);
   }
 
-  /** Forgets the first `count` pending replies once their email went out. */
-  async sent(ownerId: string, count: number): Promise<void> {
-    await this.redis.ltrim(this.keys.ownerAlerts(ownerId), count, -1);
+  /**
+   * Takes the owner's alert lease for `leaseMs` (it ends on its own if this worker dies): the
+   * reply ids to send, or how long another job still holds it (ms).
+   */
+  async claim(
+    ownerId: string,
+    token: string,
+    leaseMs: number,
+  ): Promise<{ claimed: true; replyIds: string[] } | { claimed: false; heldForMs: number }> {
+    const reply = await this.redis.fuClaimAlerts(
+      this.keys.ownerAlerts(ownerId),
+      this.keys.ownerAlertLease(ownerId),
+      token,
+      leaseMs,
+    );
+    return reply[0] === 1
+      ? { claimed: true, replyIds: reply[1] }
+      : { claimed: false, heldForMs: reply[1] };
+  }
+
+  /**
+   * Forgets exactly these pending replies (their email went out, or they are gone) and gives up
+   * the lease; false when the lease had run out and passed on meanwhile.
+   */
+  async finish(ownerId: string, token: string, replyIds: readonly string[]): Promise<boolean> {
+    const released = await this.redis.fuFinishAlerts(
+      this.keys.ownerAlerts(ownerId),
+      this.keys.ownerAlertLease(ownerId),
+      token,
+      ...replyIds,
+    );
+    return released === 1;
   }
 }

@@ -561,7 +561,8 @@ export class ReshardKeys {
         return 1;
       }
       case "alerts": {
-        if (key.endsWith(":state")) return 0;
+        // The window's state and a sending job's lease name no replies.
+        if (key.endsWith(":state") || key.endsWith(":lease")) return 0;
         const ids = await this.redis.lrange(key, 0, -1);
         let changed = 0;
         const rewritten = ids.map((id) => {

@@ -99,6 +99,20 @@ export interface StoreCommands {
     windowMs: number,
     keepMs: number,
   ): Promise<[number, number]>;
+  /** claim-alerts.lua */
+  fuClaimAlerts(
+    pendingKey: string,
+    leaseKey: string,
+    token: string,
+    leaseMs: number,
+  ): Promise<[1, string[]] | [0, number]>;
+  /** finish-alerts.lua */
+  fuFinishAlerts(
+    pendingKey: string,
+    leaseKey: string,
+    token: string,
+    ...replyIds: string[]
+  ): Promise<number>;
   /** add-reply.lua */
   fuAddReply(
     recordKey: string,
@@ -318,6 +332,8 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "replace-purchase": "fuReplacePurchase",
   "add-reply": "fuAddReply",
   "queue-alert": "fuQueueAlert",
+  "claim-alerts": "fuClaimAlerts",
+  "finish-alerts": "fuFinishAlerts",
   "resolve-reply": "fuResolveReply",
   "count-outcomes": "fuCountOutcomes",
   "record-purchase": "fuRecordPurchase",

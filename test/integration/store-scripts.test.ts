@@ -144,6 +144,7 @@ describe("the store's Lua scripts", () => {
       "add-reply",
       "add-spend",
       "begin-walk",
+      "claim-alerts",
       "claim-bucket",
       "claim-event-id",
       "claim-step",
@@ -152,6 +153,7 @@ describe("the store's Lua scripts", () => {
       "count-once",
       "count-outcomes",
       "erase-event",
+      "finish-alerts",
       "fold-counts",
       "forget-customer",
       "join-thank-you",
@@ -205,6 +207,8 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["settle-sent"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["begin-walk"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["claim-alerts"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["finish-alerts"].numberOfKeys).toBe(2);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
@@ -1437,5 +1441,27 @@ describe("fold-counts (followups reshard)", () => {
     await redis.pexpireat(from, now + DAY);
     await redis.fuFoldCounts(from, to);
     expect(await redis.pexpiretime(to)).toBe(now + 9 * DAY);
+  });
+
+  it("claim-alerts and finish-alerts: one holder at a time, and exactly the ids it sent leave", async () => {
+    const pending = keys.ownerAlerts("owner-1");
+    const lease = keys.ownerAlertLease("owner-1");
+    await redis.rpush(pending, "a", "b");
+    expect(await redis.fuClaimAlerts(pending, lease, "t1", 60_000)).toEqual([1, ["a", "b"]]);
+    const [held, ms] = await redis.fuClaimAlerts(pending, lease, "t2", 60_000);
+    expect(held).toBe(0);
+    expect(ms).toBeGreaterThan(59_000);
+    // Filed while t1 sends: stays for the next email.
+    await redis.rpush(pending, "c");
+    expect(await redis.fuFinishAlerts(pending, lease, "t2")).toBe(0);
+    expect(await redis.get(lease)).toBe("t1");
+    expect(await redis.fuFinishAlerts(pending, lease, "t1", "a", "b")).toBe(1);
+    expect(await redis.lrange(pending, 0, -1)).toEqual(["c"]);
+    expect(await redis.exists(lease)).toBe(0);
+    // A lease lost to its expiry: the ids sent still leave, the new holder's lease stays.
+    expect(await redis.fuClaimAlerts(pending, lease, "t3", 60_000)).toEqual([1, ["c"]]);
+    expect(await redis.fuFinishAlerts(pending, lease, "t1", "c")).toBe(0);
+    expect(await redis.lrange(pending, 0, -1)).toEqual([]);
+    expect(await redis.get(lease)).toBe("t3");
   });
 });

@@ -51,6 +51,12 @@ describe("the store's key names", () => {
     ["pendingDay", keys.pendingDay(20788), "{followups:0}:fu:due:20788"],
     ["webhookReceipt", keys.webhookReceipt("in:SM1"), "{followups.global}:fu:seen:in:SM1"],
     ["sharedSecret", keys.sharedSecret("discount"), "{followups.global}:fu:secret:discount"],
+    ["ownerAlerts", keys.ownerAlerts("owner-1"), "{followups.global}:fu:alerts:owner-1"],
+    [
+      "ownerAlertLease",
+      keys.ownerAlertLease("owner-1"),
+      "{followups.global}:fu:alerts:owner-1:lease",
+    ],
   ])("%s", (_name, actual, expected) => {
     expect(actual).toBe(expected);
   });
