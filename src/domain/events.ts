@@ -131,6 +131,18 @@ export function normalizePhone(raw: string): string | undefined {
   return parsed?.isValid() ? parsed.number : undefined;
 }
 
+/**
+ * A number written without its country code, as a publisher may have sent it ("07911 123456"),
+ * read in the country of `known` (E.164): in E.164 when it is a valid number there. Whether a
+ * refused event names a known number (erasure): the same digits mean another number elsewhere.
+ */
+export function phoneInCountryOf(raw: string, known: string): string | undefined {
+  const country = parsePhoneNumberFromString(known)?.country;
+  if (country === undefined) return undefined;
+  const parsed = parsePhoneNumberFromString(raw.trim(), country);
+  return parsed?.isValid() ? parsed.number : undefined;
+}
+
 const phone = z
   .string({ error: "expected a phone number in international format, such as +14155550123" })
   // Counting the white space around it, as for a text: the number is read trimmed.

@@ -4,7 +4,7 @@ import type { Job, JobType, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { simpleParser } from "mailparser";
 import { normalizeAddress } from "../domain/address-hash.js";
-import { CHANNELS, normalizePhone } from "../domain/events.js";
+import { CHANNELS, normalizePhone, phoneInCountryOf } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -334,10 +334,20 @@ async function countOptOuts(deps: EraseDeps, customerId: string): Promise<number
 function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlySet<string>) {
   if (!data || typeof data !== "object") return false;
   const event = data as { customerId?: unknown; customer?: Record<string, unknown> };
-  // As intake reads it: the contract trims ids, so a publisher's padded id is the same customer.
-  const theirs = (id: unknown) => typeof id === "string" && id.trim() === customerId;
+  const theirs = (id: unknown) => idOf(id) === customerId;
   if (theirs(event.customerId) || theirs(event.customer?.id)) return true;
   return carriesAddress(event, addresses);
+}
+
+/**
+ * The customer id an event names, as erasure compares it: a string trimmed (as intake reads it:
+ * a publisher's padded id is the same customer), or a JSON number as JSON writes it (123 is
+ * customer "123"; refused, but it names them). Anything else names no one.
+ */
+function idOf(id: unknown): string | undefined {
+  if (typeof id === "string") return id.trim();
+  if (typeof id === "number" && Number.isFinite(id)) return String(id);
+  return undefined;
 }
 
 /**
@@ -356,7 +366,9 @@ function refundOf(data: unknown, orderHashes: ReadonlySet<string>): boolean {
 
 /**
  * Whether an event names one of the addresses (normalised, phone numbers in E.164): a job added
- * by hand may write a number as the customer typed it (`+44 20 7946 0789`).
+ * by hand may write a number as the customer typed it (`+44 20 7946 0789`), and a refused one
+ * without its country code (`07911 123456`): that is one of the numbers when read in that
+ * number's own country it is the same number (phoneInCountryOf).
  */
 function carriesAddress(
   event: { customer?: Record<string, unknown> },
@@ -365,8 +377,12 @@ function carriesAddress(
   return [event.customer?.email, event.customer?.phone].some((address) => {
     if (typeof address !== "string") return false;
     if (addresses.has(normalizeAddress(address))) return true;
-    const phone = address.includes("@") ? undefined : normalizePhone(address);
-    return phone !== undefined && addresses.has(normalizeAddress(phone));
+    if (address.includes("@")) return false;
+    const phone = normalizePhone(address);
+    if (phone !== undefined) return addresses.has(normalizeAddress(phone));
+    for (const known of addresses)
+      if (!known.includes("@") && phoneInCountryOf(address, known) === known) return true;
+    return false;
   });
 }
 
@@ -383,8 +399,8 @@ export async function customersQueuedWith(events: Queue, address: string): Promi
       for (const job of jobs) {
         const event = job?.data as { customerId?: unknown; customer?: Record<string, unknown> };
         if (!event || typeof event !== "object" || !carriesAddress(event, addresses)) continue;
-        const id = event.customer?.id ?? event.customerId;
-        if (typeof id === "string" && id.trim() !== "") found.add(id.trim());
+        const id = idOf(event.customer?.id ?? event.customerId);
+        if (id) found.add(id);
       }
       if (jobs.length < JOB_PAGE) break;
     }

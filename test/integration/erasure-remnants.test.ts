@@ -211,3 +211,53 @@ describe("erasure while a message is on its way", () => {
     expect(await keysHolding(p.redis, p.prefix, [sid, "Ines", "+447400900789"])).toEqual([]);
   });
 });
+
+describe("erasure finds the customer in refused events however their publisher wrote them", () => {
+  it("removes refused events naming the customer's id as a number or their number in national format, and no one else's", async () => {
+    pipeline = await startPipeline("erase-review-refused");
+    const p = pipeline;
+    const phone = "+447911123456";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-123",
+        orderId: "ord-rv-123",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "123", phone, email: "priya.shah@example.com", name: "Priya Shah" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-rv-123")).toBe("completed");
+    /** A purchase its publisher got wrong: refused, kept in the failed set with its content. */
+    const refused = async (id: string, customer: Record<string, unknown>) => {
+      const event = {
+        ...purchaseInput({ id, orderId: `ord-${id}`, items: [item("televisions", "899.00")] }),
+        customer,
+      };
+      await p.events.add("purchase.completed", event, { jobId: id });
+      expect(await eventProcessed(p, id)).toBe("failed");
+    };
+    // Theirs: the id as a JSON number, and their number as they typed it.
+    await refused("evt-rv-number-id", { id: 123, name: "Priya Shah", email: "priya@work.example" });
+    await refused("evt-rv-national", { name: "Priya Shah", phone: "07911 123456" });
+    await refused("evt-rv-national-id", { id: "cus-typo", name: "Priya S", phone: "07911123456" });
+    // Not theirs: other ids, another national number, a number that is theirs only in another country.
+    await refused("evt-rv-other-number", { id: 1234, name: "Olu Adeyemi" });
+    await refused("evt-rv-other-float", { id: 123.5, name: "Olu Adeyemi" });
+    await refused("evt-rv-other-national", { id: "cus-o", name: "Olu A", phone: "07911 123457" });
+    await refused("evt-rv-other-country", { id: 77, name: "Jean Petit", phone: "+337911123456" });
+
+    await erase(p, "123");
+    for (const id of ["evt-rv-number-id", "evt-rv-national", "evt-rv-national-id"])
+      expect(await p.events.getJob(id), id).toBeUndefined();
+    for (const id of [
+      "evt-rv-other-number",
+      "evt-rv-other-float",
+      "evt-rv-other-national",
+      "evt-rv-other-country",
+    ])
+      expect(await p.events.getJob(id), id).toBeDefined();
+    expect(await keysHolding(p.redis, p.prefix, ["Priya", "07911 123456", "07911123456"])).toEqual(
+      [],
+    );
+  });
+});
