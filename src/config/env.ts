@@ -85,6 +85,15 @@ function wholeNumber(
   );
 }
 const positiveInt = (fallback: number) => wholeNumber(fallback);
+/**
+ * Milliseconds that become a Node timer: a longer one (over 2^31 - 1 ms) runs at once, so a
+ * shutdown deadline, a job lock's renewal or the stalled-job check would fire every millisecond.
+ */
+const timerMs = (fallback: number) =>
+  wholeNumber(fallback, {
+    max: 2_147_483_647,
+    expected: "expected a whole number from 1 to 2147483647 (about 24.8 days, the longest timer)",
+  });
 
 /**
  * A token callers present as `Authorization: Bearer <token>`: 16+ characters without spaces (a
@@ -262,9 +271,12 @@ const envFields = z.object({
   DELIVERY_RETRY_BASE_MS: positiveInt(30_000),
   DELIVERY_RETRY_MAX_MS: positiveInt(3_600_000),
   DELIVERY_LEASE_MS: positiveInt(120_000),
-  JOB_LOCK_MS: positiveInt(30_000),
-  SHUTDOWN_TIMEOUT_MS: positiveInt(15_000),
-  RECORD_RETENTION_DAYS: positiveInt(90),
+  JOB_LOCK_MS: timerMs(30_000),
+  SHUTDOWN_TIMEOUT_MS: timerMs(15_000),
+  RECORD_RETENTION_DAYS: wholeNumber(90, {
+    max: 3650,
+    expected: "expected a whole number from 1 to 3650 (ten years)",
+  }),
   PROMOTE_HORIZON_MS: wholeNumber(300_000, {
     min: 60_000,
     expected: "expected a whole number of at least 60000 (one minute)",

@@ -23,6 +23,8 @@ export const DEFAULT_SHOP_NAME = "Your shop";
 
 const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
 const ALL_DAYS = [...WEEKDAYS];
+/** A day in milliseconds: the longest alert window. */
+const DAY_MS = 86_400_000;
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
 
 const slug = (what: string) =>
@@ -295,11 +297,18 @@ const ruleSchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * A channel's rate. Below one message every 1000 seconds sends would be spaced hours to months
+ * apart (and a rate near zero overflows the rate limiter's slot arithmetic in Redis).
+ */
+const RATE_RANGE =
+  "expected messages per second from 0.001 (one every 1000 seconds) to 10000, such as 5 or 0.5";
+
 const channelSettings = z.strictObject({
   ratePerSecond: z
     .number({ error: "expected messages per second, such as 5 or 0.5" })
-    .positive()
-    .max(10_000),
+    .min(0.001, { error: RATE_RANGE })
+    .max(10_000, { error: RATE_RANGE }),
   maxSegments: z
     .number()
     .int({ error: "expected a whole number of SMS segments" })
@@ -378,8 +387,17 @@ const ownerSchema = z.strictObject({
   stores: z.array(trimmedName("a store id", 200)).min(1).max(100).optional(),
   /** Unhappy replies reach this owner by email within a minute. */
   alerts: z.boolean({ error: "expected true or false" }).default(false),
-  /** Further alerts within this long after one are bundled into one email at its end. */
-  alertWindow: isoDuration.prefault("PT15M"),
+  /**
+   * Further alerts within this long after one are bundled into one email at its end. At most a
+   * day: alerts are for acting at once (reports cover the rest), and pending alerts are kept 7
+   * days, so a longer window lost the ones it bundled.
+   */
+  alertWindow: isoDuration
+    .refine((window) => DateTime.fromMillis(0, { zone: "UTC" }).plus(window).toMillis() <= DAY_MS, {
+      error: (issue) =>
+        `expected an alert window of at most one day (P1D): alerts are for replies to act on at once, and weekly or daily reports cover the rest, got ${JSON.stringify((issue.input as Duration).toISO())}`,
+    })
+    .prefault("PT15M"),
 });
 
 /** defaults.locale must name template files (en.text.liquid), so "english" is refused. */
@@ -441,7 +459,7 @@ export const rulesFileSchema = z.strictObject({
     })
     .prefault({}),
   /** How long after a sent follow-up a purchase counts as brought back by it. */
-  attribution: z.strictObject({ window: isoDuration.prefault("P30D") }).prefault({}),
+  attribution: z.strictObject({ window: positiveDuration.prefault("P30D") }).prefault({}),
   groups: z
     .record(slug("a group name"), categories, {
       error: "expected a map of group name to categories",

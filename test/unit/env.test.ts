@@ -141,12 +141,12 @@ describe("numbers", () => {
     [
       "RECORD_RETENTION_DAYS",
       "1e3",
-      'RECORD_RETENTION_DAYS: expected a whole number of at least 1, got "1e3"',
+      'RECORD_RETENTION_DAYS: expected a whole number from 1 to 3650 (ten years), got "1e3"',
     ],
     [
       "RECORD_RETENTION_DAYS",
       "0",
-      "RECORD_RETENTION_DAYS: expected a whole number of at least 1, got 0",
+      "RECORD_RETENTION_DAYS: expected a whole number from 1 to 3650 (ten years), got 0",
     ],
     [
       "INTAKE_CONCURRENCY",
@@ -167,6 +167,23 @@ describe("numbers", () => {
       "PROMOTE_HORIZON_MS",
       "5000",
       "PROMOTE_HORIZON_MS: expected a whole number of at least 60000 (one minute), got 5000",
+    ],
+    // Node runs a longer timer at once: the shutdown deadline, the job locks' renewal and the
+    // stalled-job check would fire every millisecond.
+    [
+      "SHUTDOWN_TIMEOUT_MS",
+      "3000000000",
+      "SHUTDOWN_TIMEOUT_MS: expected a whole number from 1 to 2147483647 (about 24.8 days, the longest timer), got 3000000000",
+    ],
+    [
+      "JOB_LOCK_MS",
+      "2147483648",
+      "JOB_LOCK_MS: expected a whole number from 1 to 2147483647 (about 24.8 days, the longest timer), got 2147483648",
+    ],
+    [
+      "RECORD_RETENTION_DAYS",
+      "100000000000",
+      "RECORD_RETENTION_DAYS: expected a whole number from 1 to 3650 (ten years), got 100000000000",
     ],
   ])("%s=%j is refused with what was given", (name, value, problem) => {
     expect(readEnv({ [name]: value })).toEqual({ ok: false, problems: [problem] });
