@@ -159,7 +159,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 
   const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER, {}, () =>
     logger.warn(
-      "Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready): waiting for it",
+      `Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready${
+        env.REDIS_URL.trim().startsWith("rediss:")
+          ? "; or the URL asks for TLS with rediss:// of a port that does not serve TLS"
+          : ""
+      }): waiting for it`,
     ),
   );
   // When Redis last became ready: a call's outcome spooled while it was away comes within

@@ -147,11 +147,16 @@ export async function databaseMissing(redis: Redis, where: string): Promise<stri
   }
 }
 
+/** Replies with which Redis refuses the credentials (none given, or wrong ones). */
+const AUTH_REFUSALS = /^(NOAUTH|WRONGPASS|ERR AUTH|ERR invalid password)/;
+
 /**
  * Why cluster mode cannot connect, as the first seed node tells it (ioredis only reports that no
- * startup node was available, or waits): it is not a cluster node; or its cluster is in state
+ * startup node was available, "Failed to refresh slots cache", or waits): it refuses the password
+ * (the first URL's, which every node gets); it is not a cluster node; or its cluster is in state
  * fail, with no slot assigned (its nodes never joined) or, when `failing` (the connection did not
- * become ready in time), with a shard down. Undefined otherwise, or when the node cannot be asked.
+ * become ready in time), with a shard down. When `failing`, also why the node could not be asked
+ * (refused, no TLS on a rediss:// port, …). Undefined otherwise.
  */
 export async function clusterRefusal(
   url: string,
@@ -165,7 +170,11 @@ export async function clusterRefusal(
     retryStrategy: () => null,
     connectTimeout: 2_000,
   });
-  probe.on("error", () => undefined);
+  // The first error says why (WRONGPASS, ECONNREFUSED …); the rejection only "Connection is closed".
+  let first: Error | undefined;
+  probe.on("error", (error: Error) => {
+    first = tellingConnectError(first, error);
+  });
   try {
     await probe.connect();
     const info = await probe.info("cluster");
@@ -180,8 +189,14 @@ export async function clusterRefusal(
     return assigned === "0"
       ? `the Redis Cluster at ${names.url} has no slots assigned (cluster_state:fail): its nodes were never joined; join them (redis-cli --cluster create …)`
       : `the Redis Cluster at ${names.url} is in state fail (${assigned} of 16384 slots assigned, ${failed} failing): bring back the master (or a replica) of the shard that is down`;
-  } catch {
-    return undefined;
+  } catch (error) {
+    const why = first ?? (error as Error);
+    // A refused password is refused by every node (they all get the first URL's): no use waiting.
+    if (AUTH_REFUSALS.test(why.message))
+      return `cannot reach Redis at ${names.url}: ${why.message} (on a Redis Cluster, the username and password of the first URL are used for every node)`;
+    return failing
+      ? `cannot reach Redis at ${names.url}: ${connectFailureText(why, seed)}`
+      : undefined;
   } finally {
     probe.disconnect();
   }
@@ -243,7 +258,7 @@ export function connectFailureText(error: Error, url: string): string {
     return "what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port";
   if (
     url.trim().startsWith("rediss:") &&
-    /ETIMEDOUT|ECONNRESET|wrong version number/.test(error.message)
+    /ETIMEDOUT|ECONNRESET|wrong version number|no ready answer/.test(error.message)
   )
     return `${error.message} (the URL asks for TLS with rediss://: does that port serve TLS?)`;
   return error.message;

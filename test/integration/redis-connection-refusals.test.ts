@@ -4,7 +4,11 @@ import { createServer, type Server, type Socket } from "node:net";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
+import { channelsFromEnv } from "../../src/channels/channels-from-env.js";
+import { readEnv } from "../../src/config/env.js";
+import { createLogger } from "../../src/logger.js";
 import { EventPublisher } from "../../src/publisher.js";
+import { startWorker } from "../../src/worker.js";
 import { purchaseInput, SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
 import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
@@ -24,9 +28,13 @@ afterEach(async () => {
   silent = undefined;
 });
 
-/** Runs the CLI as an operator's shell would, with REDIS_URL set. */
-async function cli(redisUrl: string, args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: redisUrl, REDIS_CLUSTER: "false" };
+/** Runs the CLI as an operator's shell would, with REDIS_URL set (and REDIS_CLUSTER, if given). */
+async function cli(redisUrl: string, args: string[], cluster = false) {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    REDIS_URL: redisUrl,
+    REDIS_CLUSTER: String(cluster),
+  };
   const started = Date.now();
   const result = await promisify(execFile)(
     process.execPath,
@@ -136,3 +144,101 @@ it("says so when what answers is not Redis", async () => {
     "cannot reach Redis at REDIS_URL: what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port\n",
   );
 });
+
+/**
+ * A one-node Redis Cluster (every slot on it) that asks for the password `S3cret-pw`, set once
+ * the cluster is ok (the test servers are started without one). It announces its address: a node
+ * never joined to another does not know it, and would tell clients to go to "".
+ */
+async function passwordCluster(): Promise<RedisServer> {
+  const node = await startRedisServer({
+    args: ["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1"],
+  });
+  const admin = new Redis(node.port, { lazyConnect: true });
+  try {
+    await admin.connect();
+    await admin.call("CLUSTER", "ADDSLOTSRANGE", "0", "16383");
+    const deadline = Date.now() + 10_000;
+    while (!/cluster_state:ok/.test(String(await admin.call("CLUSTER", "INFO")))) {
+      if (Date.now() > deadline) throw new Error("the one-node cluster never became ok");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await admin.config("SET", "requirepass", "S3cret-pw");
+  } finally {
+    admin.disconnect();
+  }
+  return node;
+}
+
+it("names a password a Redis Cluster refuses, instead of ioredis's 'Failed to refresh slots cache'", async () => {
+  server = await passwordCluster();
+  const port = server.port;
+  const schedule = ["schedule", "--json", "--config", SHIPPED_CONFIG_DIR];
+  // Right password: the command works.
+  const right = await cli(`redis://:S3cret-pw@127.0.0.1:${port}`, schedule, true);
+  expect([right.code, right.stderr, right.stdout]).toEqual([0, "", '{"days":[]}\n']);
+
+  // No password, a wrong one, or the password only on a later seed (the first one's is used).
+  for (const url of [
+    `redis://127.0.0.1:${port}`,
+    `redis://:wrong@127.0.0.1:${port}`,
+    `redis://127.0.0.1:${port},redis://:S3cret-pw@127.0.0.1:${port}`,
+  ]) {
+    const refused = await cli(url, schedule, true);
+    expect([refused.code, refused.stdout]).toEqual([1, ""]);
+    expect(refused.stderr).toMatch(
+      /^cannot reach Redis at REDIS_URL: (NOAUTH|WRONGPASS) .*\(on a Redis Cluster, the username and password of the first URL are used for every node\)\n$/,
+    );
+    expect(refused.stderr).not.toContain("slots cache");
+    expect(refused.stderr).not.toContain("S3cret-pw");
+  }
+
+  // The worker says the same at start.
+  const env = readEnv({
+    REDIS_URL: `redis://:wrong@127.0.0.1:${port}`,
+    REDIS_CLUSTER: "true",
+    QUEUE_PREFIX: "cluster-password",
+  });
+  if (!env.ok) throw new Error(env.problems.join("; "));
+  await expect(
+    startWorker({
+      env: env.env,
+      logger: createLogger({ level: "silent", pretty: false }),
+      channels: channelsFromEnv(env.env),
+      watchConfig: false,
+    }),
+  ).rejects.toThrow(/^cannot reach Redis at REDIS_URL: WRONGPASS /);
+}, 60_000);
+
+it("hints at TLS when rediss:// meets a port without TLS, on one Redis and on a cluster", async () => {
+  server = await startRedisServer();
+  const single = await cli(`rediss://127.0.0.1:${server.port}`, ["schedule"]);
+  expect([single.code, single.stdout]).toEqual([1, ""]);
+  expect(single.stderr).toBe(
+    "cannot reach Redis at REDIS_URL: no ready answer within 10 s (the URL asks for TLS with rediss://: does that port serve TLS?)\n",
+  );
+  // A worker waits (the Redis may be loading its data), and says what else it may be.
+  pipeline = await startPipeline("tls-plain", { startWorker: false });
+  const worker = spawnWorker({
+    ...pipeline.envVars,
+    REDIS_URL: `rediss://127.0.0.1:${server.port}`,
+  });
+  try {
+    const deadline = Date.now() + 15_000;
+    while (!worker.output().includes("has not answered yet") && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(worker.output()).toContain(
+      "or the URL asks for TLS with rediss:// of a port that does not serve TLS): waiting for it",
+    );
+  } finally {
+    await worker.kill9();
+  }
+  await server.stop();
+
+  server = await passwordCluster();
+  const cluster = await cli(`rediss://:S3cret-pw@127.0.0.1:${server.port}`, ["schedule"], true);
+  expect([cluster.code, cluster.stdout]).toEqual([1, ""]);
+  expect(cluster.stderr).toMatch(
+    /^cannot reach Redis at REDIS_URL: .*\(the URL asks for TLS with rediss:\/\/: does that port serve TLS\?\)\n$/,
+  );
+}, 90_000);

@@ -24,5 +24,10 @@ describe("why connecting to Redis failed", () => {
     expect(connectFailureText(new Error("connect ETIMEDOUT"), "redis://redis.example:6379")).toBe(
       "connect ETIMEDOUT",
     );
+    // A plain Redis waits for a command it can read in the TLS handshake: it never answers.
+    const silent = new Error("no ready answer within 10 s");
+    expect(connectFailureText(silent, "rediss://redis.example:6379")).toBe(
+      "no ready answer within 10 s (the URL asks for TLS with rediss://: does that port serve TLS?)",
+    );
   });
 });
