@@ -11,11 +11,21 @@ import {
 } from "./domain/events.js";
 import { eventInputOfJob, eventJobId, PURCHASE_EVENTS_QUEUE, queuePrefix } from "./queue/names.js";
 import {
+  type ConnectionNames,
+  clusterRefusal,
   createRedisClient,
   databaseMissing,
   isCluster,
   type RedisClient,
 } from "./store/redis-client.js";
+
+/** How the publisher's settings are named when its connection does not fit the Redis. */
+const PUBLISHER_CONNECTION: ConnectionNames = {
+  url: "the publisher's URL",
+  cluster: "cluster: true",
+  turnOn: "give the publisher cluster: true (or an ioredis Cluster as its connection)",
+  turnOff: "leave out cluster: true",
+};
 
 /** Thrown by EventPublisher.publish for an event that breaks contract v1; nothing is enqueued. */
 export class InvalidEventError extends Error {
@@ -70,19 +80,25 @@ export class EventPublisher {
   private readonly queue: Queue;
   /** A connection this publisher opened itself (from a URL) and so must close. */
   private readonly ownConnection?: RedisClient;
+  /** The URL of the own connection. */
+  private readonly url?: string;
+  /** The connection the queue uses, given or own. */
+  private readonly connection: RedisClient;
   private readonly clock: () => DateTime;
-  /** The check of an own connection's database, made before the first event is enqueued. */
-  private databaseChecked?: Promise<void>;
+  /** The check of the connection (cluster mode, database), made before the first event is enqueued. */
+  private connectionChecked?: Promise<void>;
 
   constructor(options: PublisherOptions) {
     const cluster =
       options.cluster ?? (typeof options.connection !== "string" && isCluster(options.connection));
     if (typeof options.connection === "string") {
+      this.url = options.connection;
       this.ownConnection = createRedisClient(options.connection, cluster, {
         maxRetriesPerRequest: null,
       });
     }
     const connection = this.ownConnection ?? (options.connection as RedisClient);
+    this.connection = connection;
     this.clock = options.clock ?? (() => DateTime.utc());
     this.queue = new Queue(PURCHASE_EVENTS_QUEUE, {
       connection,
@@ -106,7 +122,7 @@ export class EventPublisher {
     if (!parsed.ok || !input) throw new InvalidEventError(parsed.ok ? [] : parsed.problems);
     const eventId = parsed.event.id;
     const jobId = eventJobId(eventId);
-    await this.databaseCheck();
+    await this.connectionCheck();
     const queued = await this.queue.getJob(jobId);
     if (queued && (await refusedAsInvalid(queued))) {
       // It holds no event (intake refused it before taking its id): this one replaces it.
@@ -154,19 +170,31 @@ export class EventPublisher {
   }
 
   /**
-   * A URL naming a database Redis does not have: ioredis reports the refused SELECT only as an
-   * error event and goes on in database 0, where the events would wait for a deployment that is
-   * not there. Every publish throws instead.
+   * Where the workers would never take the events, every publish throws instead: a connection to
+   * a Redis Cluster node without cluster mode (Redis refuses the queue's untagged keys with
+   * CROSSSLOT or MOVED), cluster mode against a single Redis (which would be waited for without
+   * end), or a URL naming a database Redis does not have (ioredis reports the refused SELECT only
+   * as an error event and goes on in database 0).
    */
-  private databaseCheck(): Promise<void> {
-    const own = this.ownConnection;
-    this.databaseChecked ??=
-      own && !isCluster(own)
-        ? databaseMissing(own, "the publisher's Redis").then((problem) => {
-            if (problem) throw new Error(problem);
-          })
-        : Promise.resolve();
-    return this.databaseChecked;
+  private connectionCheck(): Promise<void> {
+    this.connectionChecked ??= this.connectionProblem().then((problem) => {
+      if (problem) throw new Error(problem);
+    });
+    return this.connectionChecked;
+  }
+
+  private async connectionProblem(): Promise<string | undefined> {
+    const connection = this.connection;
+    // A given Cluster was connected by its owner; an own one, from seed URLs that may not be one.
+    if (isCluster(connection))
+      return this.url === undefined
+        ? undefined
+        : clusterRefusal(this.url, PUBLISHER_CONNECTION, false);
+    // A Redis whose ACL forbids INFO is taken as it is.
+    const info = await connection.info("cluster").catch(() => "");
+    if (/cluster_enabled:1/.test(info))
+      return `the publisher's Redis is a Redis Cluster node: ${PUBLISHER_CONNECTION.turnOn}`;
+    return this.ownConnection ? databaseMissing(connection, "the publisher's Redis") : undefined;
   }
 
   async close(): Promise<void> {

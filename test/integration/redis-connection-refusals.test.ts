@@ -146,11 +146,11 @@ it("says so when what answers is not Redis", async () => {
 });
 
 /**
- * A one-node Redis Cluster (every slot on it) that asks for the password `S3cret-pw`, set once
- * the cluster is ok (the test servers are started without one). It announces its address: a node
- * never joined to another does not know it, and would tell clients to go to "".
+ * A one-node Redis Cluster (every slot on it, as a managed cluster of one shard) that asks for
+ * `password`, set once the cluster is ok (the test servers are started without one). It announces
+ * its address: a node never joined to another does not know it, and would tell clients to go to "".
  */
-async function passwordCluster(): Promise<RedisServer> {
+async function oneNodeCluster(password?: string): Promise<RedisServer> {
   const node = await startRedisServer({
     args: ["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1"],
   });
@@ -163,7 +163,7 @@ async function passwordCluster(): Promise<RedisServer> {
       if (Date.now() > deadline) throw new Error("the one-node cluster never became ok");
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    await admin.config("SET", "requirepass", "S3cret-pw");
+    if (password) await admin.config("SET", "requirepass", password);
   } finally {
     admin.disconnect();
   }
@@ -171,7 +171,7 @@ async function passwordCluster(): Promise<RedisServer> {
 }
 
 it("names a password a Redis Cluster refuses, instead of ioredis's 'Failed to refresh slots cache'", async () => {
-  server = await passwordCluster();
+  server = await oneNodeCluster("S3cret-pw");
   const port = server.port;
   const schedule = ["schedule", "--json", "--config", SHIPPED_CONFIG_DIR];
   // Right password: the command works.
@@ -235,10 +235,55 @@ it("hints at TLS when rediss:// meets a port without TLS, on one Redis and on a 
   }
   await server.stop();
 
-  server = await passwordCluster();
+  server = await oneNodeCluster("S3cret-pw");
   const cluster = await cli(`rediss://:S3cret-pw@127.0.0.1:${server.port}`, ["schedule"], true);
   expect([cluster.code, cluster.stdout]).toEqual([1, ""]);
   expect(cluster.stderr).toMatch(
     /^cannot reach Redis at REDIS_URL: .*\(the URL asks for TLS with rediss:\/\/: does that port serve TLS\?\)\n$/,
   );
 }, 90_000);
+
+it("says so when the publisher's cluster mode does not match the Redis, instead of CROSSSLOT or waiting for ever", async () => {
+  const publishAt = async (options: ConstructorParameters<typeof EventPublisher>[0]) => {
+    const publisher = new EventPublisher({ ...options, onError: () => {} });
+    try {
+      return await Promise.race([
+        publisher.publish(purchaseInput({ occurredAt: new Date().toISOString() }) as never).then(
+          () => "published",
+          (error: Error) => error.message,
+        ),
+        new Promise<string>((resolve) =>
+          setTimeout(() => resolve("still waiting after 10 s"), 10_000),
+        ),
+      ]);
+    } finally {
+      await Promise.race([publisher.close(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+    }
+  };
+  // A cluster node without cluster mode: the queue's keys have no hash tag, and Redis answered
+  // "CROSSSLOT Keys in request don't hash to the same slot" (or MOVED) to every publish.
+  server = await oneNodeCluster();
+  const clusterNode = `redis://127.0.0.1:${server.port}`;
+  const asSingle =
+    "the publisher's Redis is a Redis Cluster node: give the publisher cluster: true (or an ioredis Cluster as its connection)";
+  expect(await publishAt({ connection: clusterNode })).toBe(asSingle);
+  const given = new Redis(clusterNode);
+  try {
+    expect(await publishAt({ connection: given })).toBe(asSingle);
+  } finally {
+    given.disconnect();
+  }
+  const node = new Redis(clusterNode);
+  try {
+    expect(await node.keys("*purchase-events*")).toEqual([]);
+  } finally {
+    node.disconnect();
+  }
+  await server.stop();
+
+  // cluster: true against a single Redis waited for a cluster for ever.
+  server = await startRedisServer();
+  expect(await publishAt({ connection: server.url, cluster: true })).toMatch(
+    /^cluster: true, but the Redis at the publisher's URL is not a Redis Cluster node: leave out cluster: true/,
+  );
+}, 60_000);
