@@ -32,6 +32,12 @@ export function createRedisClient(
       retryDelayOnMoved: 100,
       retryDelayOnFailover: 200,
       maxRedirections: 150,
+      // ioredis looks seed host names up and connects to the address, whose TLS certificate
+      // names the host (a managed cluster's): connecting by name lets the certificate match.
+      ...(first.protocol === "rediss:" && {
+        dnsLookup: (address: string, found: (error: null, address: string) => void) =>
+          found(null, address),
+      }),
       redisOptions: {
         ...nodeOptions,
         ...(first.username && { username: decodeURIComponent(first.username) }),

@@ -1,6 +1,9 @@
 import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
@@ -29,11 +32,17 @@ afterEach(async () => {
 });
 
 /** Runs the CLI as an operator's shell would, with REDIS_URL set (and REDIS_CLUSTER, if given). */
-async function cli(redisUrl: string, args: string[], cluster = false) {
+async function cli(
+  redisUrl: string,
+  args: string[],
+  cluster = false,
+  more: NodeJS.ProcessEnv = {},
+) {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     REDIS_URL: redisUrl,
     REDIS_CLUSTER: String(cluster),
+    ...more,
   };
   const started = Date.now();
   const result = await promisify(execFile)(
@@ -150,10 +159,11 @@ it("says so when what answers is not Redis", async () => {
  * `password`, set once the cluster is ok (the test servers are started without one). It announces
  * its address: a node never joined to another does not know it, and would tell clients to go to "".
  */
-async function oneNodeCluster(password?: string): Promise<RedisServer> {
-  const node = await startRedisServer({
-    args: ["--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1"],
-  });
+async function oneNodeCluster(
+  password?: string,
+  args: readonly string[] = ["--cluster-announce-ip", "127.0.0.1"],
+): Promise<RedisServer> {
+  const node = await startRedisServer({ args: ["--cluster-enabled", "yes", ...args] });
   const admin = new Redis(node.port, { lazyConnect: true });
   try {
     await admin.connect();
@@ -286,4 +296,63 @@ it("says so when the publisher's cluster mode does not match the Redis, instead 
   expect(await publishAt({ connection: server.url, cluster: true })).toMatch(
     /^cluster: true, but the Redis at the publisher's URL is not a Redis Cluster node: leave out cluster: true/,
   );
+}, 60_000);
+
+/** A free loopback port. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+it("connects to a TLS cluster (rediss://) whose certificate names its host, as managed clusters have", async () => {
+  // A private CA, and a certificate for "localhost" only (no IP address in it).
+  const dir = await mkdtemp(path.join(tmpdir(), "followups-tls-"));
+  const openssl = (...args: string[]) => promisify(execFile)("openssl", args, { cwd: dir });
+  try {
+    await openssl(
+      ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"],
+      ...["-days", "2", "-subj", "/CN=followups test CA"],
+    );
+    await openssl(
+      ...["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr"],
+      ...["-subj", "/CN=localhost"],
+    );
+    await writeFile(path.join(dir, "san.ext"), "subjectAltName=DNS:localhost\n");
+    await openssl(
+      ...["x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key"],
+      ...["-CAcreateserial", "-out", "node.crt", "-days", "2", "-extfile", "san.ext"],
+    );
+    const tlsPort = await freePort();
+    // Clients are told the node's host name (cluster-preferred-endpoint-type hostname).
+    server = await oneNodeCluster(undefined, [
+      ...["--tls-port", String(tlsPort), "--tls-cluster", "yes", "--tls-auth-clients", "no"],
+      ...[
+        "--tls-cert-file",
+        path.join(dir, "node.crt"),
+        "--tls-key-file",
+        path.join(dir, "node.key"),
+      ],
+      ...["--tls-ca-cert-file", path.join(dir, "ca.crt")],
+      ...[
+        "--cluster-announce-hostname",
+        "localhost",
+        "--cluster-preferred-endpoint-type",
+        "hostname",
+      ],
+    ]);
+    const schedule = await cli(
+      `rediss://localhost:${tlsPort}`,
+      ["schedule", "--json", "--config", SHIPPED_CONFIG_DIR],
+      true,
+      { NODE_EXTRA_CA_CERTS: path.join(dir, "ca.crt") },
+    );
+    // ioredis looked the seed's name up and connected to 127.0.0.1, which the certificate does
+    // not name: "Failed to refresh slots cache."
+    expect([schedule.code, schedule.stderr, schedule.stdout]).toEqual([0, "", '{"days":[]}\n']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }, 60_000);
