@@ -85,7 +85,7 @@ import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { duplicateClient, isRedisUnavailable, type RedisClient } from "./store/redis-client.js";
-import { ReplicaWait } from "./store/replica-wait.js";
+import { ReplicaWait, type ShortWait } from "./store/replica-wait.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { claimShardCount, Shards, shardStores, startRefusal } from "./store/shards.js";
 import { sharedSecret } from "./store/shared-secrets.js";
@@ -216,20 +216,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     );
   const metrics = new FollowUpMetrics();
   // Writes that must survive a failover wait for replicas (REDIS_WAIT_REPLICAS; off at 0).
+  // Also those of the operators' writes (erasure's opt-out rewrite) made by this process.
+  const reportShortWait = ({ confirmed, wanted, waited, pauseMs }: ShortWait) => {
+    metrics.replicaWaitsShort.inc();
+    // Unwaited writes are only counted: the wait before them was logged with its pause.
+    if (!waited) return;
+    logger.warn(
+      { confirmed, wanted, ...(pauseMs !== undefined && { unwaitedMs: pauseMs }) },
+      pauseMs === undefined
+        ? "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"
+        : "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; no replica did, so writes on that node are not waited for during unwaitedMs",
+    );
+  };
   const replicaWait = new ReplicaWait(
     redis,
     { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
-    ({ confirmed, wanted, waited, pauseMs }) => {
-      metrics.replicaWaitsShort.inc();
-      // Unwaited writes are only counted: the wait before them was logged with its pause.
-      if (!waited) return;
-      logger.warn(
-        { confirmed, wanted, ...(pauseMs !== undefined && { unwaitedMs: pauseMs }) },
-        pauseMs === undefined
-          ? "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"
-          : "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; no replica did, so writes on that node are not waited for during unwaitedMs",
-      );
-    },
+    reportShortWait,
   );
   // Customers live in FOLLOW_UP_SHARDS shards; the first worker records the count, and a worker
   // with another count would look for customers where they are not.
@@ -320,6 +322,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     webhookSpool: new WebhookSpool(env.WEBHOOK_SPOOL_DIR),
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    onReplicaShort: reportShortWait,
     recordRetentionMs,
     sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,
@@ -878,6 +881,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     webhookSpool: new WebhookSpool(env.WEBHOOK_SPOOL_DIR),
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    onReplicaShort: reportShortWait,
     recordRetentionMs,
     sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,

@@ -1,4 +1,5 @@
 import type { ErasureReceipt } from "../operations/erase-customer.js";
+import type { ShortWait } from "../store/replica-wait.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
 
@@ -23,18 +24,29 @@ export async function runErase(
   if (given.length !== 1)
     throw new CommandError("name one customer: an id, --email ADDRESS or --phone E164", EXIT.usage);
   const by = operatorName(options.by);
-  return withOperatorTools(options.config, async (tools) => {
-    if (id !== undefined) {
-      const receipt = await tools.erase(id, { by });
-      io.out(options.json ? `${JSON.stringify(receipt)}\n` : receiptText(receipt));
-      return foldersNotSearched([receipt], io);
-    }
-    const receipts = await tools.eraseByAddress(options.email ?? options.phone ?? "", by);
-    io.out(
-      options.json ? `${JSON.stringify({ receipts })}\n` : receipts.map(receiptText).join("\n"),
-    );
-    return foldersNotSearched(receipts, io);
-  });
+  // Erasure rewrites opt-outs kept under a plain id, waiting for replicas (REDIS_WAIT_REPLICAS).
+  const shortWait = ({ confirmed, wanted, waited }: ShortWait) => {
+    if (waited)
+      io.err(
+        `warning: ${confirmed} of ${wanted} replicas (REDIS_WAIT_REPLICAS) confirmed an opt-out rewritten under its keyed hash within REDIS_WAIT_TIMEOUT_MS: it stands on the master alone until a replica has it\n`,
+      );
+  };
+  return withOperatorTools(
+    options.config,
+    async (tools) => {
+      if (id !== undefined) {
+        const receipt = await tools.erase(id, { by });
+        io.out(options.json ? `${JSON.stringify(receipt)}\n` : receiptText(receipt));
+        return foldersNotSearched([receipt], io);
+      }
+      const receipts = await tools.eraseByAddress(options.email ?? options.phone ?? "", by);
+      io.out(
+        options.json ? `${JSON.stringify({ receipts })}\n` : receipts.map(receiptText).join("\n"),
+      );
+      return foldersNotSearched(receipts, io);
+    },
+    shortWait,
+  );
 }
 
 /** Exit 1, saying which, when a folder that may hold files about the customer could not be searched. */

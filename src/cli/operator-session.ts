@@ -13,6 +13,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../queue/names.js";
+import type { ShortWait } from "../store/replica-wait.js";
 import { Shards } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
@@ -27,6 +28,8 @@ import { CommandError, EXIT } from "./io.js";
 export async function withOperatorTools<T>(
   config: string | { readonly loaded: RuleSet },
   run: (tools: OperatorTools, rules: RuleSet) => Promise<T>,
+  /** Told of each protected write fewer replicas than REDIS_WAIT_REPLICAS confirmed. */
+  onReplicaShort?: (short: ShortWait) => void,
 ): Promise<T> {
   const rules = typeof config === "string" ? await loadRulesForCommand(config) : config.loaded;
   const { redis, prefix, env } = await commandRedis();
@@ -61,6 +64,7 @@ export async function withOperatorTools<T>(
       webhookSpool: new WebhookSpool(env.WEBHOOK_SPOOL_DIR),
       ...(env.ADDRESS_HASH_SECRET && { addressHashSecret: env.ADDRESS_HASH_SECRET }),
       replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+      ...(onReplicaShort && { onReplicaShort }),
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       sendLeaseMs: env.DELIVERY_LEASE_MS,
       now: Date.now,

@@ -17,7 +17,7 @@ import { DiscountCodes } from "../store/discount-codes.js";
 import { shardScope } from "../store/keys.js";
 import { type OrderRecord, OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
-import { ReplicaWait, type ReplicaWaitSettings } from "../store/replica-wait.js";
+import { ReplicaWait, type ReplicaWaitSettings, type ShortWait } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
 import { abandonedSending, isAbandonedSending } from "../store/step-record.js";
 import { parseReplyId } from "../store/step-replies.js";
@@ -197,6 +197,11 @@ export interface OperatorToolsDeps {
    * under their keyed hash) waits for replicas, as every opt-out does.
    */
   readonly replicaWait?: ReplicaWaitSettings;
+  /**
+   * Told of each of those writes that fewer replicas than REDIS_WAIT_REPLICAS confirmed (a worker
+   * logs and counts them as it does its own: followups_replica_waits_short_total).
+   */
+  readonly onReplicaShort?: (short: ShortWait) => void;
   /** RECORD_RETENTION_DAYS in ms: a purchase whose last step is cancelled is kept that long after. */
   readonly recordRetentionMs?: number;
   /**
@@ -220,7 +225,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       `${deps.followUps.count} follow-ups queues given for a deployment of ${deps.shards} shards`,
     );
   const secret = deps.addressHashSecret ? { addressHashSecret: deps.addressHashSecret } : {};
-  const replicaWait = deps.replicaWait && new ReplicaWait(redis, deps.replicaWait);
+  const replicaWait =
+    deps.replicaWait && new ReplicaWait(redis, deps.replicaWait, deps.onReplicaShort);
   const shards = shardStores(redis, prefix, deps.shards, {
     ...secret,
     ...(replicaWait && { replicaWait }),

@@ -1,8 +1,10 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { runErase } from "../../src/cli/erase-command.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -488,5 +490,75 @@ describe("an erasure that stops half-way through rewriting an opt-out", () => {
     expect(await list.hashCustomerEntries(customerId)).toBe(1);
     expect(await list.isSuppressed("email", { customerId })).toBe(true);
     expect(await p.redis.smembers(key)).toEqual([await list.customerMember(customerId)]);
+  });
+});
+
+describe("an erasure's opt-out rewrite that no replica confirmed (REDIS_WAIT_REPLICAS)", () => {
+  it("is logged and counted by the worker whose admin API erased, as every short wait is", async () => {
+    const token = "erase-wait-token-0123456789";
+    // The test Redis has no replica: every wait for one ends short.
+    pipeline = await startPipeline("erase-wait", {
+      env: {
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT_MS: "100",
+        ADMIN_TOKENS: `alice:${token}`,
+      },
+    });
+    const p = pipeline;
+    const customerId = "cus-opted-out-wait";
+    // As versions before December 2026 stored an opt-out: the plain id, which erasure rewrites
+    // under the keyed hash (and waits for replicas before the plain one goes).
+    await p.redis.sadd(new StoreKeys(p.prefix).suppressions("email"), `c:${customerId}`);
+    const short = () =>
+      p.logs.filter((line) =>
+        String(line.msg).startsWith("fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"),
+      );
+    const counted = async () =>
+      Number(
+        /^followups_replica_waits_short_total (\d+)$/m.exec(
+          await (await fetch(`${httpAddressOf(p)}/metrics`)).text(),
+        )?.[1] ?? "0",
+      );
+    const [logsBefore, countBefore] = [short().length, await counted()];
+    const erased = await fetch(`${httpAddressOf(p)}/admin/v1/customers/${customerId}/erase`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(erased.status).toBe(200);
+    expect(await new SuppressionList(p.redis, p.prefix).isSuppressed("email", { customerId })).toBe(
+      true,
+    );
+    const logged = await eventually(
+      async () => (short().length > logsBefore ? short().slice(logsBefore) : undefined),
+      "the short wait to be logged",
+    );
+    expect(logged[0]).toEqual(expect.objectContaining({ confirmed: 0, wanted: 1 }));
+    expect(await counted()).toBeGreaterThan(countBefore);
+  });
+});
+
+describe("followups erase, with REDIS_WAIT_REPLICAS and no replica confirming", () => {
+  it("warns that the rewritten opt-out stands on the master alone", async () => {
+    pipeline = await startPipeline("erase-wait-cli", { startWorker: false });
+    const p = pipeline;
+    const customerId = "cus-opted-out-cli";
+    await p.redis.sadd(new StoreKeys(p.prefix).suppressions("email"), `c:${customerId}`);
+    const vars = { ...p.commandEnv, REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "100" };
+    const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
+    Object.assign(process.env, vars);
+    try {
+      const io = captureIo();
+      expect(await runErase(customerId, { config: p.configDir, json: true }, io)).toBe(0);
+      expect(io.errors()).toBe(
+        "warning: 0 of 1 replicas (REDIS_WAIT_REPLICAS) confirmed an opt-out rewritten under its keyed hash within REDIS_WAIT_TIMEOUT_MS: it stands on the master alone until a replica has it\n",
+      );
+    } finally {
+      for (const [name, value] of Object.entries(saved))
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+    }
+    expect(await new SuppressionList(p.redis, p.prefix).isSuppressed("email", { customerId })).toBe(
+      true,
+    );
   });
 });
