@@ -14,7 +14,7 @@ import {
  * Longest wait for one Redis command on behalf of an HTTP client (enqueueing an event, the
  * readiness ping) when Redis accepted the connection but does not answer.
  */
-const HTTP_COMMAND_TIMEOUT_MS = 2_000;
+export const HTTP_COMMAND_TIMEOUT_MS = 2_000;
 
 /**
  * How long a worker waits at start for a Redis Cluster to be ready: one in state fail (nodes never

@@ -59,7 +59,7 @@ import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { createShardCoverageWatch } from "./queue/shard-coverage.js";
 import { createVoiceCalls } from "./queue/voice-calls.js";
-import { connectHttpRedis, connectRedis } from "./redis-connections.js";
+import { connectHttpRedis, connectRedis, HTTP_COMMAND_TIMEOUT_MS } from "./redis-connections.js";
 import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
@@ -880,7 +880,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     outboxDir: env.OUTBOX_DIR,
     webhookSpool: new WebhookSpool(env.WEBHOOK_SPOOL_DIR),
     addressHashSecret,
-    replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    // A wait on the HTTP connection ends well within its command timeout, which would fail the
+    // request (503) after the write, every time while no replica answers.
+    replicaWait: {
+      replicas: env.REDIS_WAIT_REPLICAS,
+      timeoutMs: Math.min(env.REDIS_WAIT_TIMEOUT_MS, HTTP_COMMAND_TIMEOUT_MS / 2),
+    },
     onReplicaShort: reportShortWait,
     recordRetentionMs,
     sendLeaseMs: env.DELIVERY_LEASE_MS,

@@ -496,11 +496,12 @@ describe("an erasure that stops half-way through rewriting an opt-out", () => {
 describe("an erasure's opt-out rewrite that no replica confirmed (REDIS_WAIT_REPLICAS)", () => {
   it("is logged and counted by the worker whose admin API erased, as every short wait is", async () => {
     const token = "erase-wait-token-0123456789";
-    // The test Redis has no replica: every wait for one ends short.
+    // The test Redis has no replica: every wait for one ends short. The admin API's connection
+    // gives up on a command after 2 s: a longer REDIS_WAIT_TIMEOUT_MS must not make it give up.
     pipeline = await startPipeline("erase-wait", {
       env: {
         REDIS_WAIT_REPLICAS: "1",
-        REDIS_WAIT_TIMEOUT_MS: "100",
+        REDIS_WAIT_TIMEOUT_MS: "3000",
         ADMIN_TOKENS: `alice:${token}`,
       },
     });
