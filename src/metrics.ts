@@ -116,6 +116,13 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly replanFailures = new Counter({
+    name: "followups_replan_failures_total",
+    help: "Purchases whose re-plan under newer rules failed on something other than Redis being away (a stored purchase that cannot be decoded, a planning bug), by where: walk (noted to be tried again, the walk goes on), noted (tried again later), promotion (its steps become jobs as planned).",
+    labelNames: ["during"] as const,
+    registers: [this.registry],
+  });
+
   readonly retried = new Counter({
     name: "followups_retries_total",
     help: "Transient send failures that will be retried.",

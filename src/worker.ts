@@ -639,6 +639,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       now,
       logger,
       onPromoted: (count) => metrics.promoted.inc(count),
+      onReplanFailed: () => metrics.replanFailures.inc({ during: "promotion" }),
     });
     // A few rounds per horizon, so a step is a job minutes before it is due, whichever runs.
     promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));

@@ -2,6 +2,7 @@ import type { JobsOptions, Queue } from "bullmq";
 import type { Logger } from "../logger.js";
 import type { BucketSlice, FollowUpSchedule } from "../store/follow-up-schedule.js";
 import { bucketOf } from "../store/keys.js";
+import { isRedisUnavailable } from "../store/redis-client.js";
 import type { StepRecord } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 
@@ -29,6 +30,8 @@ export interface PromoterDeps {
   readonly now: () => number;
   readonly logger: Logger;
   readonly onPromoted?: (count: number) => void;
+  /** A purchase whose re-plan failed (not for Redis being away): its steps go as planned. */
+  readonly onReplanFailed?: () => void;
   /** How long a bucket stays leased to a promoter (default PROMOTION_LEASE_MS). */
   readonly leaseMs?: number;
   /**
@@ -108,7 +111,22 @@ export function createPromoter(deps: PromoterDeps): Promoter {
         steps.add(ref.stepId);
       stepsOf.set(ref.eventId, steps);
     });
-    for (const [id, steps] of stepsOf) await deps.replan.run(id, steps);
+    for (const [id, steps] of stepsOf) {
+      try {
+        await deps.replan.run(id, steps);
+      } catch (error) {
+        // Redis away: the round fails, and the next one tries again. Any other failure is this
+        // purchase's own and may recur every round (a stored purchase this version cannot decode,
+        // a planning bug): its steps become jobs as they were planned, under the older rules,
+        // rather than hold up every later step of the shard.
+        if (isRedisUnavailable(error)) throw error;
+        deps.onReplanFailed?.();
+        deps.logger.warn(
+          { err: error, eventId: id, generation },
+          "re-planning a purchase under newer rules before its steps become jobs failed; they are promoted as planned",
+        );
+      }
+    }
   }
 
   /** Promotes a bucket slice by slice; returns the jobs added and the slices it handled. */

@@ -18,6 +18,7 @@ import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
 import type { FollowUpStore, StepReplan } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
+import { isRedisUnavailable } from "../store/redis-client.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import { planHeldToCooldowns } from "./cooldown-plans.js";
@@ -77,7 +78,7 @@ export interface ReplannerDeps {
   >;
   readonly thankYous: Pick<ThankYouGroups, "filingOf">;
   readonly orders: Pick<OrderStore, "get">;
-  readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped">;
+  readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped" | "replanFailures">;
   readonly logger: Logger;
   readonly clock: () => DateTime;
   readonly horizonMs: number;
@@ -272,11 +273,19 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
   ): Promise<ReplanSummary> {
     const planned = await deps.store.generationOf(eventId);
     if (planned !== undefined && planned >= generation) return NOTHING;
-    const [records, event] = await Promise.all([
+    const [records, loaded] = await Promise.all([
       deps.store.allStepRecords(eventId),
-      deps.store.loadEvent(eventId),
+      deps.store.loadEvent(eventId).then(
+        (event) => ({ event }),
+        (error: unknown) => ({ error }),
+      ),
     ]);
-    if (!event || ![...records.values()].some((r) => r.state === "scheduled")) return NOTHING;
+    // Nothing left to re-plan: whether its purchase can be read no longer matters (one that
+    // cannot be is not tried again and again once its steps have ended).
+    if (![...records.values()].some((r) => r.state === "scheduled")) return NOTHING;
+    if ("error" in loaded) throw loaded.error;
+    const { event } = loaded;
+    if (!event) return NOTHING;
     const [recorded, order, floors] = await Promise.all([
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
@@ -366,6 +375,42 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     };
   }
 
+  /**
+   * The purchases whose re-plan failed, each logged (by event id, the error's contact details
+   * masked by the logger) and counted unless Redis was away. `away`: the first error that says
+   * Redis is away or cannot serve now (the walk fails on it, to be tried again later). Any other
+   * failure (a stored purchase this version cannot decode, a planning bug) is the purchase's own
+   * and may fail every time: it must not hold up the others.
+   */
+  function failuresOf(
+    eventIds: readonly string[],
+    results: readonly PromiseSettledResult<ReplanSummary>[],
+    during: "walk" | "noted",
+    generation: number,
+  ): { failed: string[]; away?: unknown } {
+    const failed: string[] = [];
+    let away: unknown;
+    results.forEach((result, i) => {
+      const eventId = eventIds[i];
+      if (result.status !== "rejected" || eventId === undefined) return;
+      failed.push(eventId);
+      const error: unknown = result.reason;
+      if (isRedisUnavailable(error)) {
+        away ??= error;
+        if (during === "walk") return;
+      } else {
+        deps.metrics?.replanFailures.inc({ during });
+      }
+      deps.logger.warn(
+        { err: error, eventId, generation },
+        during === "walk"
+          ? "re-planning a purchase under newer rules failed; it is noted to be tried again, and the walk goes on"
+          : "re-planning a purchase planned under older rules failed; it is tried again",
+      );
+    });
+    return away === undefined ? { failed } : { failed, away };
+  }
+
   async function replanBucket(
     bucket: number,
     rules: RuleSet,
@@ -381,8 +426,17 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         if (stopped()) return undefined;
         const batch = eventIds.slice(i, i + CONCURRENCY);
         for (const id of batch) seen.add(id);
-        const results = await Promise.all(batch.map((id) => replanEvent(id, rules, generation)));
-        summary = results.reduce(add, summary);
+        const results = await Promise.allSettled(
+          batch.map((id) => replanEvent(id, rules, generation)),
+        );
+        for (const result of results)
+          if (result.status === "fulfilled") summary = add(summary, result.value);
+        // Redis away: the walk fails, and is tried again. A purchase that fails otherwise is left
+        // as planned and noted for replanLater (and the promoter re-plans it before its steps
+        // become jobs): the walk goes on, and completes.
+        const { failed, away } = failuresOf(batch, results, "walk", generation);
+        if (away !== undefined) throw away;
+        await deps.schedule.noteLater(failed);
       }
       if (count < SLICE_SIZE) return summary;
       offset += count;
@@ -427,15 +481,9 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         if (result.status === "fulfilled") summary = add(summary, result.value);
       await deps.schedule.doneLater(done);
       // A purchase that fails stays noted, for the next run; the others go on.
-      const failed = results.find((result) => result.status === "rejected");
-      if (failed) {
-        deps.logger.warn(
-          { err: failed.reason, failed: eventIds.length - done.length },
-          "re-planning a purchase planned under older rules failed; it is tried again",
-        );
-        // Nothing but failures drawn: the next run tries again (no busy loop on them).
-        if (done.length === 0) return summary;
-      }
+      const { failed } = failuresOf(eventIds, results, "noted", generation);
+      // Nothing but failures drawn: the next run tries again (no busy loop on them).
+      if (failed.length > 0 && done.length === 0) return summary;
     }
     return summary;
   }

@@ -150,12 +150,19 @@ export class FollowUpSchedule {
       this.redis.get(this.keys.replanWalk()),
       this.generations(eventIds),
     ]);
-    const older = eventIds.filter((_, i) => (planned[i] ?? 0) < Number(walk ?? 0));
-    if (older.length === 0) return;
+    await this.noteLater(eventIds.filter((_, i) => (planned[i] ?? 0) < Number(walk ?? 0)));
+  }
+
+  /**
+   * Notes purchases for re-planning under the newest rules (`later`), as the scheduling script
+   * notes them: at most REPLAN_LATER_MAX, kept a week after the last noted.
+   */
+  async noteLater(eventIds: readonly string[]): Promise<void> {
+    if (eventIds.length === 0) return;
     if ((await this.redis.scard(this.keys.replanLater())) >= REPLAN_LATER_MAX) return;
     await this.redis
       .multi()
-      .sadd(this.keys.replanLater(), ...older)
+      .sadd(this.keys.replanLater(), ...eventIds)
       .pexpire(this.keys.replanLater(), REPLAN_LATER_KEEP_MS)
       .exec();
   }

@@ -11,6 +11,7 @@ import { loadConfig } from "../../src/config/load-config.js";
 import { loadRules } from "../../src/config/load-rules.js";
 import { ruleIdOf } from "../../src/domain/step-ref.js";
 import { createLogger } from "../../src/logger.js";
+import { FollowUpMetrics } from "../../src/metrics.js";
 import { followUpJobId, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
 import { createReplanner } from "../../src/queue/replanner.js";
@@ -18,8 +19,10 @@ import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
+import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { createRedisClient, isRedisUnavailable } from "../../src/store/redis-client.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
 import { claimShardCount } from "../../src/store/shards.js";
 import type { StepRecord } from "../../src/store/step-record.js";
@@ -795,6 +798,162 @@ describe("rules generations", () => {
     );
     expect(await whereWaiting(p, "evt-b", "big-ticket.check-in")).toBe("schedule");
     await rm(newerDir, { recursive: true, force: true });
+  });
+});
+
+describe("a purchase whose re-plan fails for good (its stored purchase cannot be read)", () => {
+  it("holds up no other purchase: the walk completes and notes it, the promoter makes its steps jobs as planned", async () => {
+    pipeline = await startPipeline("replan-poison", { startWorker: false, shards: 1 });
+    const p = pipeline;
+    // The newer rules check in after four months instead of three.
+    const { newerDir, newer, g1, g2 } = await rollingOut(p, (text) => text.replace("P3M", "P4M"));
+    await rm(newerDir, { recursive: true, force: true });
+    // A worker on the older rules plans two purchases of the same second: their thank-yous share
+    // a bucket, and so do their check-ins.
+    await p.startWorker();
+    const bought = DateTime.utc();
+    await p.publisher.publish(buy("evt-good", "televisions", "899.00", bought) as never);
+    await p.publisher.publish(buy("evt-bad", "televisions", "899.00", bought) as never);
+    const steps = ["big-ticket.thank-you", "big-ticket.check-in"];
+    await allInSchedule(
+      p,
+      ["evt-good", "evt-bad"].flatMap((id) => steps.map((s): [string, string] => [id, s])),
+    );
+    await p.worker?.close();
+    p.worker = undefined;
+    const badCheckIn = await step(p, "evt-bad", "big-ticket.check-in");
+    const goodCheckIn = await step(p, "evt-good", "big-ticket.check-in");
+    expect(bucketOf(badCheckIn.dueAt)).toBe(bucketOf(goodCheckIn.dueAt));
+    // evt-bad's stored purchase becomes bytes no version can decode (as a record written by a
+    // newer format, or damaged): re-planning it fails every time, and not because of Redis.
+    const keys = new StoreKeys(p.prefix);
+    await p.redis.hset(keys.eventRecord("evt-bad"), "p0", Buffer.from([0x7f, 0xde, 0xad]));
+    await expect(p.store.loadEvent("evt-bad")).rejects.toThrow(/unknown format/);
+
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: "info",
+      pretty: false,
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    const metrics = new FollowUpMetrics();
+    let clockMs = Date.now();
+    const clock = () => DateTime.fromMillis(clockMs, { zone: "utc" });
+    const schedule = new FollowUpSchedule(p.redis, p.prefix);
+    const replannerOver = (store: FollowUpStore) =>
+      createReplanner({
+        store,
+        schedule,
+        history: new CustomerHistoryStore(p.redis, p.prefix),
+        thankYous: new ThankYouGroups(p.redis, p.prefix),
+        orders: new OrderStore(p.redis, p.prefix),
+        metrics,
+        logger,
+        clock,
+        horizonMs: p.env.PROMOTE_HORIZON_MS,
+        recordRetentionMs: 90 * 86_400_000,
+      });
+    const replanner = replannerOver(p.store);
+    const failures = async (during: string) =>
+      (await metrics.replanFailures.get()).values.find((v) => v.labels.during === during)?.value ??
+      0;
+    const promoterAt = (atMs: number, on: typeof replanner) =>
+      createPromoter({
+        schedule,
+        followUps: p.followUps,
+        horizonMs: p.env.PROMOTE_HORIZON_MS,
+        now: () => atMs,
+        logger,
+        leaseMs: 300,
+        onReplanFailed: () => promotionFailures++,
+        replan: {
+          generation: () => g2,
+          run: (eventId, promoting) => on.replanEvent(eventId, newer.rules, g2, promoting),
+        },
+      });
+    let promotionFailures = 0;
+    const promoteAt = badCheckIn.dueAt - 60_000;
+
+    // While Redis cannot be reached for a purchase's re-plan, the walk and the promotion round
+    // fail as before, to be tried again: nothing is noted, done or promoted.
+    const away = createRedisClient("redis://127.0.0.1:1", false, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    away.on("error", () => {});
+    const awayReplanner = replannerOver(new FollowUpStore(away, p.prefix));
+    await schedule.beginWalk(g2);
+    await expect(awayReplanner.replanAll(newer.rules, g2)).rejects.toSatisfy((error) =>
+      isRedisUnavailable(error),
+    );
+    expect(await schedule.replannedFor(bucketOf(badCheckIn.dueAt), g2)).toBe(false);
+    await expect(promoterAt(promoteAt, awayReplanner).promoteDue()).rejects.toSatisfy((error) =>
+      isRedisUnavailable(error),
+    );
+    expect(await p.redis.exists(keys.replanLater())).toBe(0);
+    expect(await p.followUps.getJobCounts("delayed", "wait")).toEqual({ delayed: 0, wait: 0 });
+    expect(promotionFailures).toBe(0);
+    away.disconnect();
+    // The promoter's lease on the bucket it failed in runs out.
+    await new Promise((resolve) => setTimeout(resolve, 350));
+
+    // The walk under the newer rules completes: evt-good is re-planned, evt-bad is noted for the
+    // re-plans of noted purchases and left as planned, and every bucket is done.
+    expect(await replanner.replanAll(newer.rules, g2)).toMatchObject({ purchases: 1, moved: 1 });
+    const movedGood = await step(p, "evt-good", "big-ticket.check-in");
+    expect(DateTime.fromMillis(movedGood.dueAt, { zone: "Europe/London" }).toISODate()).toBe(
+      bought.setZone("Europe/London").plus({ months: 4 }).toISODate(),
+    );
+    expect(await p.store.generationOf("evt-good")).toBe(g2);
+    expect(await p.store.generationOf("evt-bad")).toBe(g1);
+    expect(await step(p, "evt-bad", "big-ticket.check-in")).toEqual(badCheckIn);
+    for (const s of steps) {
+      const { dueAt } = await step(p, "evt-bad", s);
+      expect(await schedule.replannedFor(bucketOf(dueAt), g2)).toBe(true);
+    }
+    expect(await p.redis.smembers(keys.replanLater())).toEqual(["evt-bad"]);
+    // Tried once in each of its two buckets (the failures while Redis was away are not counted).
+    expect(await failures("walk")).toBe(2);
+    const failed = lines.filter((line) => line.eventId === "evt-bad" && line.level === 40);
+    expect(failed.length).toBeGreaterThan(0);
+    // The log names the purchase by its event id, never its customer.
+    const logged = JSON.stringify(lines);
+    for (const personal of ["ana@example.com", "Ana Novak", "7946"])
+      expect(logged).not.toContain(personal);
+    // Noted purchases that fail stay noted, and the others' re-plans go on.
+    expect((await replanner.replanLater(newer.rules, g2)).purchases).toBe(0);
+    expect(await p.redis.smembers(keys.replanLater())).toEqual(["evt-bad"]);
+
+    // Three months on, a minute before evt-bad's check-in: the promoter of a worker on the newer
+    // rules tries to re-plan evt-bad once more, fails, and makes its steps jobs as planned. The
+    // thank-yous, long due, become jobs too; evt-good's check-in, moved, waits in the schedule.
+    clockMs = promoteAt;
+    expect(await promoterAt(promoteAt, replanner).promoteDue()).toBe(3);
+    const badJob = await p.followUps.getJob(followUpJobId("evt-bad", "big-ticket.check-in"));
+    expect(badJob?.delay).toBe(60_000);
+    for (const id of ["evt-good", "evt-bad"])
+      expect(await p.followUps.getJob(followUpJobId(id, "big-ticket.thank-you"))).toBeDefined();
+    expect(await whereWaiting(p, "evt-good", "big-ticket.check-in")).toBe("schedule");
+    expect(promotionFailures).toBe(2);
+    expect(await step(p, "evt-bad", "big-ticket.check-in")).toEqual(badCheckIn);
+
+    // Once its steps have ended, it is no longer tried again: nothing is left to re-plan. (Written
+    // directly: ending its last step through the store fails too, as it reads the purchase to
+    // trim it.)
+    for (const s of steps) {
+      const { dueAt, channel, kind } = await step(p, "evt-bad", s);
+      await p.redis.hset(
+        keys.eventRecord("evt-bad"),
+        `s:${s}`,
+        JSON.stringify({ s: "sent", d: dueAt, c: channel, k: kind }),
+      );
+    }
+    const noted = await failures("noted");
+    expect(await replanner.replanLater(newer.rules, g2)).toMatchObject({ purchases: 0 });
+    expect(await failures("noted")).toBe(noted);
+    expect(await p.redis.exists(keys.replanLater())).toBe(0);
   });
 });
 
