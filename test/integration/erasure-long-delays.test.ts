@@ -44,50 +44,74 @@ async function expireUntil(p: PipelineHarness, at: number): Promise<void> {
 }
 
 describe("erasure of a purchase with a follow-up years ahead", () => {
-  it("finds the purchase after two years, while its record is kept", async () => {
-    pipeline = await startPipeline("erase-long-delay", { startWorker: false });
-    const p = pipeline;
-    // A check-in 26 months after the purchase (a warranty running out, say).
-    const file = path.join(p.configDir, "rules.yaml");
-    const doc = parseDocument(await readFile(file, "utf8"));
-    const index = (doc.toJS().rules as { id: string }[]).findIndex((r) => r.id === "big-ticket");
-    doc.setIn(["rules", index, "steps", 1, "delay"], "P26M");
-    await writeFile(file, doc.toString());
-    await p.startWorker();
+  it("finds the purchase after two years, while its record is kept", () => erasedLater(false));
 
-    await p.publisher.publish(
-      purchaseInput({
-        id: "evt-long",
-        orderId: "ord-long",
-        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
-        customer: { id: "cus-long", name: "Ingrid Halvorsen", email: "ingrid.h@example.com" },
-        items: [item("televisions", "899.00")],
-      }) as never,
-    );
-    const checkIn = await eventually(async () => {
-      const record = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
-        "big-ticket.check-in",
-      );
-      return record?.state === "scheduled" ? record : undefined;
-    }, "the check-in to be scheduled");
-    expect(checkIn.dueAt).toBeGreaterThan(Date.now() + 2 * 365 * DAY);
+  it("finds it also after a later, ordinary purchase of the same customer", () =>
+    // The later purchase's history write gave the history two years from then, shorter than the
+    // check-in's record: it must not shorten what the first purchase's follow-up needs.
+    erasedLater(true));
+});
 
-    // Two years and a month on, the check-in still waits; the customer asks to be forgotten.
-    const later = Date.now() + 2 * 365 * DAY + 30 * DAY;
-    await expireUntil(p, later);
-    expect(await keysHolding(p.redis, p.prefix, ["Ingrid"])).not.toEqual([]);
-    // An erasure asked by address finds the customer too.
-    const addresses = new CustomerIndex(p.redis, p.prefix, { now: () => later });
-    expect(await addresses.customersOf("ingrid.h@example.com")).toEqual(["cus-long"]);
-    Object.assign(process.env, p.commandEnv);
-    const io = captureIo();
-    expect(await runErase("cus-long", { config: p.configDir, json: true, by: "dpo" }, io)).toBe(0);
-    const receipt = JSON.parse(io.output()) as ErasureReceipt;
-    expect(receipt.purchases).toBe(1);
-    const after = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
+/** A purchase with a check-in 26 months out (and maybe a later one), erased two years on. */
+async function erasedLater(laterPurchase: boolean): Promise<void> {
+  pipeline = await startPipeline("erase-long-delay", { startWorker: false });
+  const p = pipeline;
+  // A check-in 26 months after the purchase (a warranty running out, say).
+  const file = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  const index = (doc.toJS().rules as { id: string }[]).findIndex((r) => r.id === "big-ticket");
+  doc.setIn(["rules", index, "steps", 1, "delay"], "P26M");
+  await writeFile(file, doc.toString());
+  await p.startWorker();
+
+  await p.publisher.publish(
+    purchaseInput({
+      id: "evt-long",
+      orderId: "ord-long",
+      occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: "cus-long", name: "Ingrid Halvorsen", email: "ingrid.h@example.com" },
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+  const checkIn = await eventually(async () => {
+    const record = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
       "big-ticket.check-in",
     );
-    expect(after?.state).toBe("cancelled");
-    expect(await keysHolding(p.redis, p.prefix, ["Ingrid", "ingrid.h@example.com"])).toEqual([]);
-  });
-});
+    return record?.state === "scheduled" ? record : undefined;
+  }, "the check-in to be scheduled");
+  expect(checkIn.dueAt).toBeGreaterThan(Date.now() + 2 * 365 * DAY);
+  if (laterPurchase) {
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-small",
+        orderId: "ord-small",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-long", name: "Ingrid Halvorsen", email: "ingrid.h@example.com" },
+        items: [item("kitchenware", "60.00")],
+      }) as never,
+    );
+    await eventually(
+      async () => (await p.store.loadEvent("evt-small")) !== undefined || undefined,
+      "the later purchase to be taken in",
+    );
+  }
+
+  // Two years and a month on, the check-in still waits; the customer asks to be forgotten.
+  const later = Date.now() + 2 * 365 * DAY + 30 * DAY;
+  await expireUntil(p, later);
+  expect(await keysHolding(p.redis, p.prefix, ["Ingrid"])).not.toEqual([]);
+  // An erasure asked by address finds the customer too.
+  const addresses = new CustomerIndex(p.redis, p.prefix, { now: () => later });
+  expect(await addresses.customersOf("ingrid.h@example.com")).toEqual(["cus-long"]);
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runErase("cus-long", { config: p.configDir, json: true, by: "dpo" }, io)).toBe(0);
+  const receipt = JSON.parse(io.output()) as ErasureReceipt;
+  // Every purchase the history lists: the long one, and the later one when there is one.
+  expect(receipt.purchases).toBe(laterPurchase ? 2 : 1);
+  const after = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
+    "big-ticket.check-in",
+  );
+  expect(after?.state).toBe("cancelled");
+  expect(await keysHolding(p.redis, p.prefix, ["Ingrid", "ingrid.h@example.com"])).toEqual([]);
+}

@@ -99,5 +99,7 @@ if ARGV[9] and ARGV[9] ~= '' then
   end
 end
 if ARGV[1] > last then redis.call('HSET', KEYS[2], 'last', ARGV[1]) end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+-- Never shorter: a history kept longer for an earlier purchase's far follow-up (keepUntil) stays so.
+local keepMs = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[2]) < keepMs then redis.call('PEXPIRE', KEYS[2], keepMs) end
 return attribution(count, last, 1)
