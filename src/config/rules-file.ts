@@ -23,8 +23,6 @@ export const DEFAULT_SHOP_NAME = "Your shop";
 
 const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
 const ALL_DAYS = [...WEEKDAYS];
-/** A day in milliseconds: the longest alert window. */
-const DAY_MS = 86_400_000;
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
 
 const slug = (what: string) =>
@@ -387,17 +385,8 @@ const ownerSchema = z.strictObject({
   stores: z.array(trimmedName("a store id", 200)).min(1).max(100).optional(),
   /** Unhappy replies reach this owner by email within a minute. */
   alerts: z.boolean({ error: "expected true or false" }).default(false),
-  /**
-   * Further alerts within this long after one are bundled into one email at its end. At most a
-   * day: alerts are for acting at once (reports cover the rest), and pending alerts are kept 7
-   * days, so a longer window lost the ones it bundled.
-   */
-  alertWindow: isoDuration
-    .refine((window) => DateTime.fromMillis(0, { zone: "UTC" }).plus(window).toMillis() <= DAY_MS, {
-      error: (issue) =>
-        `expected an alert window of at most one day (P1D): alerts are for replies to act on at once, and weekly or daily reports cover the rest, got ${JSON.stringify((issue.input as Duration).toISO())}`,
-    })
-    .prefault("PT15M"),
+  /** Further alerts within this long after one are bundled into one email at its end. */
+  alertWindow: isoDuration.prefault("PT15M"),
 });
 
 /** defaults.locale must name template files (en.text.liquid), so "english" is refused. */
@@ -459,7 +448,8 @@ export const rulesFileSchema = z.strictObject({
     })
     .prefault({}),
   /** How long after a sent follow-up a purchase counts as brought back by it. */
-  attribution: z.strictObject({ window: positiveDuration.prefault("P30D") }).prefault({}),
+  // P0D attributes only purchases that redeem a code a follow-up issued (no window after a send).
+  attribution: z.strictObject({ window: isoDuration.prefault("P30D") }).prefault({}),
   groups: z
     .record(slug("a group name"), categories, {
       error: "expected a map of group name to categories",

@@ -2,7 +2,10 @@ import { StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
-/** Pending alerts are kept this long if no alert job ever sends them (Redis lost the job). */
+/**
+ * Pending alerts are kept this long beyond their window if no alert job ever sends them (Redis
+ * lost the job): a bundled reply waits for its window's end, however long the window.
+ */
 const PENDING_MS = 7 * 86_400_000;
 
 /**
@@ -34,7 +37,7 @@ export class OwnerAlertQueue {
       replyId,
       now,
       windowMs,
-      PENDING_MS,
+      windowMs + PENDING_MS,
     );
     return { sendAt, bundled: bundled === 1 };
   }

@@ -8,6 +8,7 @@ import { FollowUpMetrics } from "../../src/metrics.js";
 import { OWNER_ALERT_JOB, OWNER_ALERTS_QUEUE } from "../../src/queue/names.js";
 import { createOwnerAlertProcessor } from "../../src/reports/owner-alerts.js";
 import { ownerSchedulerId } from "../../src/reports/owner-reports.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { OwnerAlertQueue } from "../../src/store/owner-alerts.js";
 import { shardStores } from "../../src/store/shards.js";
 import { replyId } from "../../src/store/step-replies.js";
@@ -163,5 +164,18 @@ describe("owner alerts on several workers at once", () => {
     expect(await alerts.pending(OWNER)).toEqual([]);
     // The dead worker's late finish removes nothing more and takes no one's lease.
     expect(await alerts.finish(OWNER, "dead-worker", [])).toBe(false);
+  });
+
+  it("keeps a long window's bundled replies until the window's email, beyond the usual 7 days", async () => {
+    const alerts = new OwnerAlertQueue(redis, prefix);
+    const now = Date.now();
+    const window = 10 * DAY;
+    // The first reply goes at once and opens the window; the second waits for its end.
+    await alerts.file(OWNER, "r-first", now, window);
+    const bundled = await alerts.file(OWNER, "r-second", now + DAY, window);
+    expect(bundled).toEqual({ sendAt: now + window, bundled: true });
+    const keys = new StoreKeys(prefix);
+    const expiresAt = await redis.pexpiretime(keys.ownerAlerts(OWNER));
+    expect(expiresAt).toBeGreaterThan(bundled.sendAt);
   });
 });
