@@ -32,6 +32,7 @@ import {
   idTakenByAnother,
 } from "./store/event-ids.js";
 import { isRedisUnavailable, type RedisClient, servesNow } from "./store/redis-client.js";
+import { replicaWaitsWithin } from "./store/replica-wait.js";
 import type { Shards } from "./store/shards.js";
 
 /** /readyz answers within this, Redis or not: orchestrators poll it with short timeouts. */
@@ -193,19 +194,26 @@ export function adminApiWith(deps: {
 const ANSWER_WITHIN_MS = 2_000;
 
 /**
+ * How long the replica waits (REDIS_WAIT_REPLICAS) of one such answer take in all, at most: half
+ * of ANSWER_WITHIN_MS, so that an opt-out written and then waited for up to REDIS_WAIT_TIMEOUT_MS
+ * is not answered 503 (Twilio retrying, the customer shown an error page) while a replica lags.
+ */
+const REPLICA_WAITS_WITHIN_MS = ANSWER_WITHIN_MS / 2;
+
+/**
  * A handler for webhooks, tills and unsubscribe links whose stores use the jobs' connection,
  * which waits for Redis while it is away: answered 503 with Retry-After at once when that
  * connection is not up, and after ANSWER_WITHIN_MS when Redis holds it (frozen, or a failover),
  * so Twilio and tills retry instead of hanging. A handler cut off that way may still finish its
  * work once Redis answers; what the retry does again is counted once (webhook receipts, codes
- * redeemed per order).
+ * redeemed per order). Its replica waits end within REPLICA_WAITS_WITHIN_MS in all.
  */
 export function failFast(redis: RedisClient) {
   return <A extends unknown[], R>(handler: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       if (redis.status !== "ready")
         throw new UnavailableError("Redis is not reachable", RETRY_AFTER_SECONDS);
-      const work = handler(...args);
+      const work = replicaWaitsWithin(REPLICA_WAITS_WITHIN_MS, () => handler(...args));
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import calculateSlot from "cluster-key-slot";
 import { isCluster, type RedisClient } from "./redis-client.js";
 
@@ -39,6 +40,20 @@ export interface ShortWait {
  */
 export const NO_REPLICA_PAUSE_MS = 10_000;
 
+/** The end (performance.now()) of the replica waits of the work under way, if it has one. */
+const waitsEnd = new AsyncLocalStorage<number>();
+
+/**
+ * Runs `work` with all its replica waits ending within `ms` of now, however long
+ * REDIS_WAIT_TIMEOUT_MS: for work someone is answered about within a time (a webhook, an
+ * unsubscribe link), which would fail after its write were a wait to outlast that time. Its
+ * stores are shared with the jobs and reached deep in; the bound goes with the work instead of
+ * through every call. A wait cut short that no replica confirmed is reported as any other.
+ */
+export function replicaWaitsWithin<R>(ms: number, work: () => Promise<R>): Promise<R> {
+  return waitsEnd.run(performance.now() + ms, work);
+}
+
 export class ReplicaWait {
   /** By node (a cluster master's address; "" for a single Redis): until when writes go unwaited. */
   private readonly unwaitedUntil = new Map<string, number>();
@@ -70,7 +85,10 @@ export class ReplicaWait {
     if (underWay && (await underWay.catch(() => undefined)) === 0) return this.unwaited();
     const until = this.unwaitedUntil.get(node);
     if (until !== undefined && this.now() < until) return this.unwaited();
-    const wait = this.waitFor(key);
+    const timeoutMs = this.timeoutNow();
+    // No time left for the work under way: the write stands on the master alone, unwaited.
+    if (timeoutMs < 1) return this.unwaited();
+    const wait = this.waitFor(key, timeoutMs);
     this.waiting.set(node, wait);
     let confirmed: number;
     try {
@@ -95,8 +113,15 @@ export class ReplicaWait {
     return 0;
   }
 
-  private async waitFor(key: string): Promise<number> {
-    const { replicas, timeoutMs } = this.settings;
+  /** REDIS_WAIT_TIMEOUT_MS, or less within `replicaWaitsWithin` (whole ms; WAIT 0 never ends). */
+  private timeoutNow(): number {
+    const end = waitsEnd.getStore();
+    if (end === undefined) return this.settings.timeoutMs;
+    return Math.min(this.settings.timeoutMs, Math.floor(end - performance.now()));
+  }
+
+  private async waitFor(key: string, timeoutMs: number): Promise<number> {
+    const { replicas } = this.settings;
     if (!isCluster(this.redis)) return this.redis.wait(replicas, timeoutMs);
     const replies = await this.redis.pipeline().exists(key).wait(replicas, timeoutMs).exec();
     const [error, value] = replies?.[1] ?? [new Error("WAIT got no reply"), 0];

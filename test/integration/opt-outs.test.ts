@@ -1,9 +1,11 @@
+import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runErase } from "../../src/cli/erase-command.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
+import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -13,6 +15,7 @@ import {
   promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { startRedisServer } from "../support/redis-server.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /** Opt-outs that stick: whatever fails around them, a customer who said stop hears nothing more. */
@@ -535,6 +538,83 @@ describe("an erasure's opt-out rewrite that no replica confirmed (REDIS_WAIT_REP
     );
     expect(logged[0]).toEqual(expect.objectContaining({ confirmed: 0, wanted: 1 }));
     expect(await counted()).toBeGreaterThan(countBefore);
+  });
+});
+
+describe("an unsubscribe link while the replica does not acknowledge (REDIS_WAIT_REPLICAS)", () => {
+  it("answers in time with the opt-out stored, the short wait logged and counted, also with REDIS_WAIT_TIMEOUT_MS=5000", {
+    timeout: 60_000,
+  }, async () => {
+    // A master with one replica, synced; then the replica is stopped (SIGSTOP): connected, as
+    // a lagging or frozen replica is, but acknowledging nothing.
+    const master = await startRedisServer({ args: ["--repl-diskless-sync-delay", "0"] });
+    const replica = await startRedisServer({
+      args: ["--replicaof", "127.0.0.1", String(master.port)],
+    });
+    const replicaClient = new Redis(replica.url, { maxRetriesPerRequest: 1 });
+    let stoppedPid: number | undefined;
+    try {
+      await eventually(
+        async () =>
+          /master_link_status:up/.test(await replicaClient.info("replication")) ? true : undefined,
+        "the replica to sync",
+        10_000,
+      );
+      const secret = "unsubscribe-secret-replica-wait";
+      pipeline = await startPipeline("unsubscribe-wait", {
+        redisUrl: master.url,
+        cluster: false,
+        env: {
+          REDIS_WAIT_REPLICAS: "1",
+          REDIS_WAIT_TIMEOUT_MS: "5000",
+          UNSUBSCRIBE_SECRET: secret,
+        },
+      });
+      const p = pipeline;
+      stoppedPid = Number(/process_id:(\d+)/.exec(await replicaClient.info("server"))?.[1]);
+      process.kill(stoppedPid, "SIGSTOP");
+      const short = () =>
+        p.logs.filter((line) =>
+          String(line.msg).startsWith("fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"),
+        );
+      const counted = async () =>
+        Number(
+          /^followups_replica_waits_short_total (\d+)$/m.exec(
+            await (await fetch(`${httpAddressOf(p)}/metrics`)).text(),
+          )?.[1] ?? "0",
+        );
+      const [logsBefore, countBefore] = [short().length, await counted()];
+
+      const customerId = "cus-unsubscribe-wait";
+      const link = unsubscribeUrl("https://followups.test", secret, customerId, "email");
+      const response = await fetch(`${httpAddressOf(p)}${new URL(link).pathname}`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "List-Unsubscribe=One-Click",
+      });
+      // Not the "try again later" page (503) after the opt-out was written.
+      expect(response.status).toBe(200);
+      expect(
+        await new SuppressionList(p.redis, p.prefix).isSuppressed(
+          "email",
+          { customerId },
+          "marketing",
+        ),
+      ).toBe(true);
+      const logged = await eventually(
+        async () => (short().length > logsBefore ? short().slice(logsBefore) : undefined),
+        "the short wait to be logged",
+      );
+      expect(logged[0]).toEqual(expect.objectContaining({ confirmed: 0, wanted: 1 }));
+      expect(await counted()).toBeGreaterThan(countBefore);
+    } finally {
+      if (stoppedPid) process.kill(stoppedPid, "SIGCONT");
+      await pipeline?.close();
+      pipeline = undefined;
+      replicaClient.disconnect();
+      await replica.stop();
+      await master.stop();
+    }
   });
 });
 

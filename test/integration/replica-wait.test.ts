@@ -1,6 +1,11 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import { NO_REPLICA_PAUSE_MS, ReplicaWait, type ShortWait } from "../../src/store/replica-wait.js";
+import {
+  NO_REPLICA_PAUSE_MS,
+  ReplicaWait,
+  replicaWaitsWithin,
+  type ShortWait,
+} from "../../src/store/replica-wait.js";
 import { eventually } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 
@@ -124,4 +129,43 @@ it("waits on every write while a replica confirms, pauses when it is gone, and w
   expect(await waitsReceived(master.redis)).toBe(7);
   expect(await master.redis.get("order:4")).toBe("stored");
   expect(await replica.redis.get("order:7")).toBe("stored");
+});
+
+it("ends all the waits of work run within replicaWaitsWithin by its bound, however long REDIS_WAIT_TIMEOUT_MS", {
+  timeout: 30_000,
+}, async () => {
+  const master = await server();
+  const replica = await server(["--replicaof", "127.0.0.1", String(master.server.port)]);
+  await eventually(
+    async () =>
+      /master_link_status:up/.test(await replica.redis.info("replication")) &&
+      /slave0:.*state=online/.test(await master.redis.info("replication"))
+        ? true
+        : undefined,
+    "the replica to sync",
+    10_000,
+  );
+  const shorts: ShortWait[] = [];
+  // Two wanted, one there: every wait confirms one and lasts its whole time (no pause follows).
+  const wait = new ReplicaWait(master.redis, { replicas: 2, timeoutMs: 5_000 }, (s) =>
+    shorts.push(s),
+  );
+  const started = performance.now();
+  const confirmed = await replicaWaitsWithin(600, async () => [
+    await protectedWrite(master.redis, wait, 0),
+    await protectedWrite(master.redis, wait, 1),
+    await protectedWrite(master.redis, wait, 2),
+  ]);
+  expect(performance.now() - started).toBeLessThan(1_500);
+  // The first wait took the time there was; the writes after it were not waited for.
+  expect(confirmed).toEqual([1, 0, 0]);
+  expect(shorts).toEqual([
+    { confirmed: 1, wanted: 2, waited: true },
+    { confirmed: 0, wanted: 2, waited: false },
+    { confirmed: 0, wanted: 2, waited: false },
+  ]);
+  // Outside it, a wait takes REDIS_WAIT_TIMEOUT_MS as before.
+  const outside = performance.now();
+  expect(await protectedWrite(master.redis, wait, 3)).toBe(1);
+  expect(performance.now() - outside).toBeGreaterThanOrEqual(4_900);
 });
