@@ -77,7 +77,7 @@ export interface ReplannerDeps {
     "historyAt" | "recentSteps" | "rememberSteps" | "keepUntil"
   >;
   readonly thankYous: Pick<ThankYouGroups, "filingOf">;
-  readonly orders: Pick<OrderStore, "get">;
+  readonly orders: Pick<OrderStore, "get" | "keepLink">;
   readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped" | "replanFailures">;
   readonly logger: Logger;
   readonly clock: () => DateTime;
@@ -337,6 +337,12 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         .map((r) => Math.max(r.dueAt, r.changedAt ?? 0)),
     );
     const keepUntil = latest + deps.recordRetentionMs;
+    // A step moved later than its order's link lasts (intake gave it the record's time, at least
+    // REFUND_RETENTION_MS): a refund after the link went would not find the step to cancel, and
+    // the follow-up would go out for a refunded order. Kept as long as the record, before the plan
+    // is applied (a re-plan stopped in between is not made again); a global key, its own write.
+    if (plan.steps.some((s) => s.action === "move" && s.dueAt > s.plannedDueAt))
+      await deps.orders.keepLink(event.orderId, eventId, keepUntil);
     const changed = await deps.store.replan(
       eventId,
       generation,

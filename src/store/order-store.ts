@@ -87,6 +87,16 @@ export class OrderStore {
   }
 
   /**
+   * Keeps a purchase's link to its order at least until `until` (epoch ms): a re-plan that moves
+   * a step later than the link lasts. A link that is gone (expired, erased) is not brought back;
+   * whether the link lasts until then.
+   */
+  async keepLink(orderId: string, eventId: string, until: number): Promise<boolean> {
+    const { links, entry } = this.placeOf(orderId);
+    return (await this.redis.fuKeepOrderLink(links, `${entry}${eventId}`, until, this.now())) === 1;
+  }
+
+  /**
    * Records a refund (idempotent per refund event) and returns the order as it now stands. A
    * refund with neither amount nor items is the whole order.
    */

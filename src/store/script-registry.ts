@@ -178,6 +178,8 @@ export interface StoreCommands {
    * -1 when the customer was erased.
    */
   fuLinkPurchase(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<string[] | -1>;
+  /** keep-order-link.lua: 1 when the link lasts until `until`, 0 when there is none. */
+  fuKeepOrderLink(bucketKey: string, field: string, until: number, now: number): Promise<number>;
   /** read-order.lua: KEYS are the order, its bucket, then any suppression lists. */
   fuReadOrder(
     numberOfKeys: number,
@@ -319,6 +321,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "begin-walk": "fuBeginWalk",
   "remember-customer": "fuRememberCustomer",
   "link-purchase": "fuLinkPurchase",
+  "keep-order-link": "fuKeepOrderLink",
   "forget-customer": "fuForgetCustomer",
   "pack-address-index": "fuPackAddressIndex",
   "sweep-bucket": "fuSweepBucket",

@@ -20,7 +20,7 @@ import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
-import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { bucketOf, idHash, packedPlace, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { createRedisClient, isRedisUnavailable } from "../../src/store/redis-client.js";
 import { RulesGenerations } from "../../src/store/rules-generations.js";
@@ -215,6 +215,39 @@ describe("re-planning when the rules change", () => {
       voice: 0,
     });
     expect(p.twilio.messages).toHaveLength(0);
+  });
+});
+
+describe("a step a re-plan moves beyond its order's link (kept about 400 days from intake)", () => {
+  it("is still found through its order by a refund up to its new due time", async () => {
+    pipeline = await startPipeline("replan-order-link");
+    const p = pipeline;
+    const now = DateTime.utc();
+    await p.publisher.publish(buy("evt-tv-long", "televisions", "899.00", now) as never);
+    await allInSchedule(p, [["evt-tv-long", "big-ticket.check-in"]]);
+    const planned = await step(p, "evt-tv-long", "big-ticket.check-in");
+    // The check-in 14 months out (about 426 days): later than the order link intake gave the
+    // purchase (its three-month check-in and RECORD_RETENTION_DAYS, at least 400 days).
+    await editRules(p, (doc) => {
+      doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P14M");
+    });
+    const moved = await eventually(async () => {
+      const record = await step(p, "evt-tv-long", "big-ticket.check-in");
+      return record.dueAt > planned.dueAt ? record : undefined;
+    }, "the check-in to move 14 months out");
+    expect(moved.dueAt - Date.now()).toBeGreaterThan(420 * 86_400_000);
+
+    // A refund a day before the check-in is due, as the refunds of that day find their purchase.
+    const dayBefore = moved.dueAt - 86_400_000;
+    const orders = new OrderStore(p.redis, p.prefix, { now: () => dayBefore });
+    const refunded = await orders.addRefund("ord-evt-tv-long", "ref-late", {}, 400 * 86_400_000);
+    expect(refunded.fullyRefunded).toBe(true);
+    expect(refunded.eventIds).toEqual(["evt-tv-long"]);
+    // And the link's bucket is still there then (Redis expires the key, not only the entry).
+    const { bucket } = packedPlace(idHash("ord-evt-tv-long"));
+    expect(await p.redis.pexpiretime(new StoreKeys(p.prefix).orderLinks(bucket))).toBeGreaterThan(
+      dayBefore,
+    );
   });
 });
 

@@ -157,6 +157,7 @@ describe("the store's Lua scripts", () => {
       "fold-counts",
       "forget-customer",
       "join-thank-you",
+      "keep-order-link",
       "link-purchase",
       "note-code",
       "note-dropped-purchase",
@@ -198,6 +199,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["revoke-code"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-code"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-check-in"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["keep-order-link"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
@@ -1197,6 +1199,24 @@ describe("the store's Lua scripts", () => {
       "zzzzzzzzzzzevt-other",
       "~",
     ]);
+  });
+
+  it("keep-order-link: keeps an order link longer (never shorter), and brings back none that is gone", async () => {
+    const links = keys.orderLinks(9);
+    await redis.hset(links, "ABCDEFGHIJKevt", `s3:${NOW + DAY}`, "ABCDEFGHIJKold", `s3:${NOW - 1}`);
+    await redis.pexpire(links, DAY);
+    // Expired, or never there (an erasure forgot it): not written.
+    expect(await redis.fuKeepOrderLink(links, "ABCDEFGHIJKold", NOW + 30 * DAY, NOW)).toBe(0);
+    expect(await redis.hget(links, "ABCDEFGHIJKold")).toBe(`s3:${NOW - 1}`);
+    expect(await redis.fuKeepOrderLink(links, "ABCDEFGHIJKgone", NOW + 30 * DAY, NOW)).toBe(0);
+    expect(await redis.hexists(links, "ABCDEFGHIJKgone")).toBe(0);
+    expect(await redis.fuKeepOrderLink(links, "ABCDEFGHIJKevt", NOW + 30 * DAY, NOW)).toBe(1);
+    // Its shard stays; the bucket lasts as long as the link (and was swept, as any write does).
+    expect(await redis.hget(links, "ABCDEFGHIJKevt")).toBe(`s3:${NOW + 30 * DAY}`);
+    expect(await redis.hexists(links, "ABCDEFGHIJKold")).toBe(0);
+    expect(await redis.pttl(links)).toBeGreaterThan(29 * DAY);
+    expect(await redis.fuKeepOrderLink(links, "ABCDEFGHIJKevt", NOW + 2 * DAY, NOW)).toBe(1);
+    expect(await redis.hget(links, "ABCDEFGHIJKevt")).toBe(`s3:${NOW + 30 * DAY}`);
   });
 
   it("link-purchase: files the customer's addresses and the order link in one call, neither for an erased customer", async () => {
