@@ -9,7 +9,13 @@ import {
   type FollowUpEventInput,
   parseEvent,
 } from "./domain/events.js";
-import { eventInputOfJob, eventJobId, PURCHASE_EVENTS_QUEUE, queuePrefix } from "./queue/names.js";
+import {
+  eventInputOfJob,
+  eventJobId,
+  INVALID_EVENT_REASON,
+  PURCHASE_EVENTS_QUEUE,
+  queuePrefix,
+} from "./queue/names.js";
 import {
   type ConnectionNames,
   clusterRefusal,
@@ -206,12 +212,14 @@ export class EventPublisher {
 /**
  * Whether a queued job failed because what it holds is not a valid event (added by hand, or by
  * a client that does not validate): intake refused it before taking its id, so it names no event.
- * A job cut to its id (isCutToId) was taken in; the future bound depends on the clock, so an
- * event refused only for it still names itself (published again, it is tried again).
+ * A job cut to its id (isCutToId) was taken in. Content valid now may have been refused all the
+ * same, for an occurredAt more than a day ahead of intake's clock: its failed reason says so
+ * (a corrected event replaces it; the same event again is tried again).
  */
 async function refusedAsInvalid(job: Job): Promise<boolean> {
-  if (isCutToId(job.data) || parseEvent(eventInputOfJob(job.name, job.data)).ok) return false;
-  return job.isFailed();
+  if (isCutToId(job.data)) return false;
+  if (!parseEvent(eventInputOfJob(job.name, job.data)).ok) return job.isFailed();
+  return (job.failedReason ?? "").startsWith(INVALID_EVENT_REASON) && job.isFailed();
 }
 
 /** Job data intake cut to the event's type and id (intake-processor: nothing personal kept). */

@@ -45,6 +45,7 @@ import {
   eventInputOfJob,
   type FollowUpJobData,
   followUpJobId,
+  INVALID_EVENT_REASON,
   PURCHASE_EVENTS_QUEUE,
 } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
@@ -230,7 +231,7 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
         "invalid event rejected",
       );
       throw new UnrecoverableError(
-        `invalid event: ${describeProblems(parsed.problems).replaceAll("\n", "; ")}`,
+        `${INVALID_EVENT_REASON}${describeProblems(parsed.problems).replaceAll("\n", "; ")}`,
       );
     }
     const event = parsed.event;

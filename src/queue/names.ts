@@ -2,6 +2,11 @@ import { idHash, queueTag, shardTag } from "../store/keys.js";
 
 /** The input queue publishers write to; job name = event type, job data = the event (contract v1). */
 export const PURCHASE_EVENTS_QUEUE = "purchase-events";
+/**
+ * How intake's failed reason for an invalid event begins: it was refused before its id was taken,
+ * so it names no event (a corrected one may be published under its id).
+ */
+export const INVALID_EVENT_REASON = "invalid event: ";
 /** One delayed job per planned step. */
 export const FOLLOW_UPS_QUEUE = "follow-ups";
 /** Owners' report runs, fed by one BullMQ job scheduler per owner. */

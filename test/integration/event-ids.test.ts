@@ -251,6 +251,34 @@ describe("an event refused as invalid on the queue", () => {
     expect((await p.store.loadEvent("evt-fixed"))?.customer.email).toBe(customer.email);
     expect(await metric(p, "followups_events_id_reused_total")).toBe(0);
   });
+
+  it("holds no id when refused for a date ahead of the clock: its corrected event is taken in", async () => {
+    pipeline = await startPipeline("reused-ahead");
+    const p = pipeline;
+    // Day and month swapped by the publisher: a date weeks ahead, refused by intake alone.
+    const ahead = DateTime.utc().plus({ days: 40 }).startOf("second").toISO({
+      suppressMilliseconds: true,
+    });
+    const corrected = purchaseInput({
+      id: "evt-dated",
+      orderId: "ord-dated",
+      occurredAt: ago(2),
+      items: [item("televisions", "700.00")],
+    });
+    await p.events.add("purchase.completed", { ...corrected, occurredAt: ahead } as never, {
+      jobId: "evt-dated",
+    });
+    expect((await finished(p, "evt-dated")).job.failedReason).toMatch(
+      /^invalid event: occurredAt: .* is more than a day after now/,
+    );
+
+    // Not "event id reused with different content": the id names no event yet.
+    const answer = await postEvent(p, corrected);
+    expect([answer.status, await answer.json()]).toEqual([202, { eventId: "evt-dated" }]);
+    expect((await finished(p, "evt-dated")).state).toBe("completed");
+    expect((await p.store.loadEvent("evt-dated"))?.occurredAt).toBe(corrected.occurredAt);
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(0);
+  });
 });
 
 describe("what publishers enqueue", () => {
