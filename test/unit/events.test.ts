@@ -291,6 +291,47 @@ describe("phones", () => {
   });
 });
 
+describe("email addresses", () => {
+  /** A purchase whose customer has `email`. */
+  const withEmail = (email: string) =>
+    withRaw((e) => {
+      e.customer.email = email;
+    });
+
+  it.each([
+    // A domain under an internationalised top-level domain (.рф, .中国), in the ASCII form a
+    // checkout submits.
+    "ivan@example.xn--p1ai",
+    "li@shop.xn--fiqs8s",
+    // Characters RFC 5322 allows in a local part, and browsers' email inputs accept.
+    "ana&bob@example.com",
+    "orders=ana@example.com",
+    "ana#1@example.com",
+    "ana!shop@example.com",
+    "{ana}@example.com",
+    "~ana@example.com",
+  ])("%s is taken as written", (email) => {
+    expect(parsed(withEmail(email))).toMatchObject({ customer: { email } });
+  });
+
+  it.each([
+    "ana.example.com",
+    "ana@localhost",
+    ".ana@example.com",
+    "ana.@example.com",
+    "ana..b@example.com",
+    '"ana b"@example.com',
+    "ana b@example.com",
+    "ana@exa_mple.com",
+    "ana@example.com ",
+    "ana@-example.com",
+  ])("%s is refused", (email) => {
+    expect(problemsOf(withEmail(email))).toEqual([
+      "customer.email: expected an email address such as ana@example.com",
+    ]);
+  });
+});
+
 describe("currencies and money", () => {
   it.each([
     ["EURO", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "EURO"'],
