@@ -332,6 +332,27 @@ describe("email addresses", () => {
   });
 });
 
+describe("discount codes", () => {
+  const withCodes = (codes: unknown[]) =>
+    withRaw((e) => {
+      e.discountCodes = codes;
+    });
+
+  it("the shop's own codes, of any characters, do not make the purchase invalid", () => {
+    // Codes of other campaigns on the order are unknown to the worker and redeem nothing.
+    const codes = ["SUMMER_SALE", "10%OFF", "ÉTÉ2026", "WELCOME!", "THANKS-7KQ2-M9XD-4TBW"];
+    expect(parsed(withCodes(codes))).toMatchObject({ discountCodes: codes });
+  });
+
+  it("an empty or blank code, or one over 64 characters, is refused at its path", () => {
+    expect(problemsOf(withCodes(["", "   ", "X".repeat(65), "OK"]))).toEqual([
+      "discountCodes[0]: expected a discount code of 1 to 64 characters",
+      "discountCodes[1]: expected a discount code of 1 to 64 characters",
+      "discountCodes[2]: expected a discount code of 1 to 64 characters",
+    ]);
+  });
+});
+
 describe("currencies and money", () => {
   it.each([
     ["EURO", 'total.currency: expected an ISO 4217 currency code such as EUR or USD, got "EURO"'],
