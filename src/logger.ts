@@ -271,3 +271,11 @@ export function createLogger(options: LoggerOptions): Logger {
   };
   return logger;
 }
+
+/**
+ * An error's name (its class), for a log line that must not carry its message: a decoder's
+ * message, say, may quote the personal data it could not read.
+ */
+export function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}

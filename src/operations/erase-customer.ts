@@ -341,12 +341,14 @@ function carriesCustomer(data: unknown, customerId: string, addresses: ReadonlyS
 
 /**
  * The customer id an event names, as erasure compares it: a string trimmed (as intake reads it:
- * a publisher's padded id is the same customer), or a JSON number as JSON writes it (123 is
- * customer "123"; refused, but it names them). Anything else names no one.
+ * a publisher's padded id is the same customer), or a whole JSON number as JSON writes it (123
+ * is customer "123"; refused, but it names them) read exactly (up to 2^53). Anything else names
+ * no one.
  */
 function idOf(id: unknown): string | undefined {
   if (typeof id === "string") return id.trim();
-  if (typeof id === "number" && Number.isFinite(id)) return String(id);
+  // A whole number JSON read exactly: beyond 2^53 it was rounded, and may spell another id.
+  if (typeof id === "number" && Number.isSafeInteger(id)) return String(id);
   return undefined;
 }
 

@@ -1,5 +1,5 @@
 import type { JobsOptions, Queue } from "bullmq";
-import type { Logger } from "../logger.js";
+import { errorName, type Logger } from "../logger.js";
 import type { BucketSlice, FollowUpSchedule } from "../store/follow-up-schedule.js";
 import { bucketOf } from "../store/keys.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
@@ -122,7 +122,8 @@ export function createPromoter(deps: PromoterDeps): Promoter {
         if (isRedisUnavailable(error)) throw error;
         deps.onReplanFailed?.();
         deps.logger.warn(
-          { err: error, eventId: id, generation },
+          // The error's name only: a decoder's message may quote the stored purchase.
+          { error: errorName(error), eventId: id, generation },
           "re-planning a purchase under newer rules before its steps become jobs failed; they are promoted as planned",
         );
       }

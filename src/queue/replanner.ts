@@ -11,7 +11,7 @@ import {
   underCooldown,
 } from "../domain/rules.js";
 import { findStep, ruleIdOf, stepIdOf } from "../domain/step-ref.js";
-import type { Logger } from "../logger.js";
+import { errorName, type Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import { type CustomerHistoryStore, HISTORY_RETENTION_MS } from "../store/customer-history.js";
 import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
@@ -408,7 +408,8 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         deps.metrics?.replanFailures.inc({ during });
       }
       deps.logger.warn(
-        { err: error, eventId, generation },
+        // The error's name only: a decoder's message may quote the stored purchase.
+        { error: errorName(error), eventId, generation },
         during === "walk"
           ? "re-planning a purchase under newer rules failed; it is noted to be tried again, and the walk goes on"
           : "re-planning a purchase planned under older rules failed; it is tried again",
