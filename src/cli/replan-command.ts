@@ -2,8 +2,10 @@ import { DateTime } from "luxon";
 import { afterRefunds } from "../domain/refund.js";
 import { hasCooldowns, type RuleSet } from "../domain/rules.js";
 import { dueFloors, NONE, replanOf } from "../queue/replanner.js";
-import { PreviewTally, renderPreviewText } from "../reports/replan-preview.js";
+import { PreviewTally, renderPreviewText, unreadableNotice } from "../reports/replan-preview.js";
+import type { FollowUpStore } from "../store/follow-up-store.js";
 import { OrderStore } from "../store/order-store.js";
+import { isRedisUnavailable } from "../store/redis-client.js";
 import { RulesGenerations } from "../store/rules-generations.js";
 import { type ShardStores, shardStores } from "../store/shards.js";
 import { loadConfigForCommand } from "./check-command.js";
@@ -47,17 +49,38 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
       for (const shard of shards.all())
         await previewShard(shard, orders, rules, now, horizonMs, generation, tally);
     const byRule = tally.result();
+    const unreadable = tally.unreadable();
     const about = { generation, latestGeneration: known.latest, applies: !older };
     io.out(
       options.json
-        ? `${JSON.stringify({ rulesVersion: rules.version, ...about, rules: byRule })}\n`
+        ? `${JSON.stringify({ rulesVersion: rules.version, ...about, rules: byRule, unreadable })}\n`
         : older
           ? `Rules ${rules.version} are generation ${generation}, older than generation ${known.latest} that workers run: workers loading them re-plan nothing ("newer rules are deployed elsewhere"). Nothing was changed.\n`
-          : renderPreviewText(byRule, rules.version),
+          : renderPreviewText(byRule, rules.version, unreadable),
     );
+    // Said on stderr too when the output is for a program: a person piping it sees it.
+    if (options.json && unreadable.count > 0) io.err(unreadableNotice(unreadable));
+    // Still 0: the preview completed, and the workers too leave such a purchase as planned (its
+    // count is in the output for a script that gates on it).
     return EXIT.ok;
   } finally {
     redis.disconnect();
+  }
+}
+
+const UNREADABLE = Symbol("unreadable");
+
+/**
+ * The purchase as the workers would re-plan it, or UNREADABLE when its stored purchase cannot be
+ * read (a format this version does not know, damaged bytes): the workers leave its steps as
+ * planned, and the preview counts it apart instead of failing. Redis away still fails the preview.
+ */
+async function readable(store: FollowUpStore, eventId: string) {
+  try {
+    return await store.loadEvent(eventId);
+  } catch (error) {
+    if (isRedisUnavailable(error)) throw error;
+    return UNREADABLE;
   }
 }
 
@@ -85,8 +108,14 @@ async function previewShard(
             if (planned !== undefined && planned >= generation) return [];
             const [records, event] = await Promise.all([
               store.allStepRecords(eventId),
-              store.loadEvent(eventId),
+              readable(store, eventId),
             ]);
+            if (event === UNREADABLE) {
+              // As the workers: one with nothing left to re-plan is passed over, read or not.
+              if ([...records.values()].some((r) => r.state === "scheduled"))
+                tally.addUnreadable(eventId);
+              return [];
+            }
             if (!event) return [];
             const [past, order, floors, recent] = await Promise.all([
               history.historyAt(eventId),

@@ -30,6 +30,18 @@ export interface RulePreview {
   readonly reasons: Readonly<Record<string, number>>;
 }
 
+/**
+ * Purchases the preview could not read (a stored purchase that cannot be decoded), which the
+ * workers leave as planned: how many, and the event ids of the first UNREADABLE_LISTED.
+ */
+export interface UnreadablePurchases {
+  readonly count: number;
+  readonly eventIds: readonly string[];
+}
+
+/** How many unreadable purchases a preview names by event id. */
+export const UNREADABLE_LISTED = 100;
+
 /** One rule's running totals. */
 interface Tally {
   unchanged: number;
@@ -46,6 +58,19 @@ interface Tally {
  */
 export class PreviewTally {
   private readonly byRule = new Map<string, Tally>();
+  private unreadableCount = 0;
+  private readonly unreadableIds: string[] = [];
+
+  /** A purchase with a waiting step whose stored purchase could not be read. */
+  addUnreadable(eventId: string): void {
+    this.unreadableCount++;
+    if (this.unreadableIds.length < UNREADABLE_LISTED) this.unreadableIds.push(eventId);
+  }
+
+  /** The purchases that could not be read, in the order met. */
+  unreadable(): UnreadablePurchases {
+    return { count: this.unreadableCount, eventIds: [...this.unreadableIds] };
+  }
 
   add(step: PreviewedStep): void {
     let tally = this.byRule.get(step.ruleId);
@@ -112,10 +137,23 @@ function duration(ms: number): string {
   return Object.keys(trimmed).length === 0 ? "PT0S" : (Duration.fromObject(trimmed).toISO() ?? "");
 }
 
+/** What an operator is told of the purchases a preview could not read (none: nothing). */
+export function unreadableNotice({ count, eventIds }: UnreadablePurchases): string {
+  if (count === 0) return "";
+  const one = count === 1;
+  const listed = eventIds.length < count ? ` (the first ${eventIds.length})` : "";
+  return `${count} purchase${one ? "" : "s"} could not be read (${one ? "its" : "their"} stored purchase cannot be decoded): not in the counts per rule; the workers leave ${one ? "its" : "their"} follow-ups as planned. Event id${one ? "" : "s"}${listed}: ${eventIds.join(", ")}\n`;
+}
+
 /** The preview as text for people. */
-export function renderPreviewText(rules: readonly RulePreview[], rulesVersion: string): string {
+export function renderPreviewText(
+  rules: readonly RulePreview[],
+  rulesVersion: string,
+  unreadable: UnreadablePurchases = { count: 0, eventIds: [] },
+): string {
+  const notice = unreadable.count > 0 ? `\n${unreadableNotice(unreadable)}` : "";
   if (rules.length === 0)
-    return `Rules ${rulesVersion} would change nothing: no follow-up waiting in the schedule was planned under older rules.\n`;
+    return `Rules ${rulesVersion} would change nothing: no follow-up waiting in the schedule was planned under older rules.\n${notice}`;
   const lines = [
     `What rules ${rulesVersion} would do to the follow-ups waiting in the schedule:`,
     "",
@@ -136,5 +174,5 @@ export function renderPreviewText(rules: readonly RulePreview[], rulesVersion: s
     );
   }
   lines.push("", "Nothing was changed. Workers apply new rules when they load them.");
-  return `${lines.join("\n")}\n`;
+  return `${lines.join("\n")}\n${notice}`;
 }

@@ -1086,6 +1086,58 @@ describe("followups replan --dry-run", () => {
     await rm(draft, { recursive: true, force: true });
   });
 
+  it("reports the purchases it can read, and how many it could not, when a stored purchase cannot be decoded", async () => {
+    pipeline = await startPipeline("replan-preview-unreadable");
+    const p = pipeline;
+    const now = DateTime.utc();
+    await p.publisher.publish(buy("evt-tv", "televisions", "899.00", now) as never);
+    await p.publisher.publish(buy("evt-broken", "televisions", "899.00", now) as never);
+    const steps = ["big-ticket.thank-you", "big-ticket.check-in"];
+    await allInSchedule(
+      p,
+      ["evt-tv", "evt-broken"].flatMap((id) => steps.map((s): [string, string] => [id, s])),
+    );
+    // evt-broken's stored purchase becomes bytes no version can decode.
+    const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf("evt-broken"), p.shards));
+    await p.redis.hset(keys.eventRecord("evt-broken"), "p0", Buffer.from([0x7f, 0xde, 0xad]));
+    await expect(p.store.loadEvent("evt-broken")).rejects.toThrow(/unknown format/);
+    const before = await p.store.allStepRecords("evt-broken");
+
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    const file = path.join(draft, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
+    await writeFile(file, doc.toString());
+    Object.assign(process.env, p.commandEnv);
+
+    // The preview completes (exit 0): the workers, too, leave such a purchase as planned.
+    const io = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+    const preview = JSON.parse(io.output()) as {
+      rules: RulePreview[];
+      unreadable: { count: number; eventIds: string[] };
+    };
+    // The readable purchase is counted; the unreadable one is not, and is said by count and id.
+    expect(preview.rules.find((r) => r.ruleId === "big-ticket")).toMatchObject({
+      unchanged: 1,
+      later: { count: 1 },
+    });
+    expect(preview.unreadable).toEqual({ count: 1, eventIds: ["evt-broken"] });
+    expect(io.errors()).toContain("1 purchase could not be read");
+    expect(io.errors()).toContain("evt-broken");
+
+    const text = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true }, text)).toBe(0);
+    expect(text.output()).toContain("big-ticket: 1 unchanged, 1 later (by P");
+    expect(text.output()).toMatch(
+      /1 purchase could not be read.*follow-ups as planned.*evt-broken/s,
+    );
+    // Nothing changed in Redis, the damaged purchase neither.
+    expect(await p.store.allStepRecords("evt-broken")).toEqual(before);
+    await rm(draft, { recursive: true, force: true });
+  });
+
   it("counts per rule exactly what the workers then do when the rules are deployed", async () => {
     pipeline = await startPipeline("replan-preview-vs-workers");
     const p = pipeline;
