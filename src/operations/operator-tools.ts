@@ -411,8 +411,20 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         };
       }
       let customerId: string | undefined;
-      for (const { eventId, shard } of events)
-        customerId ??= await customerOfEvent(shards.of(shard).store, eventId);
+      const unreadable: string[] = [];
+      for (const { eventId, shard } of events) {
+        if (customerId !== undefined) break;
+        const stored = await shards.of(shard).store.storedPurchase(eventId);
+        customerId = stored.customerId;
+        if (stored.data === "unreadable") unreadable.push(eventId);
+      }
+      // A stored purchase that cannot be decoded names no customer: the customer's own timeline
+      // (by id) shows its follow-ups.
+      if (customerId === undefined && unreadable.length > 0)
+        throw new OperatorError(
+          `order ${JSON.stringify(orderId)} is known, but its purchase ${unreadable.join(", ")} could not be read (its stored purchase is damaged, or in a format this version does not know), so its customer is not known: look the customer up by id (followups customer ID), whose timeline shows its follow-ups`,
+          "not-found",
+        );
       // The order's link outlives its purchases' records (kept for refunds): with none left,
       // there is no customer to show, nor their opt-outs, rather than a blank one with none.
       if (customerId === undefined)
@@ -549,6 +561,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
       }
       const stored = await store.storedPurchase(step.eventId);
+      if (stored.data === "unreadable") {
+        throw new OperatorError(
+          `${ref} cannot be resent: its purchase could not be read (its stored purchase is damaged, or in a format this version does not know)`,
+          "conflict",
+        );
+      }
       if (stored.data === "gone") {
         throw new OperatorError(
           `${ref} cannot be resent: its purchase's details have been scrubbed (they are kept RECORD_RETENTION_DAYS after the last follow-up)`,

@@ -106,7 +106,7 @@ async function readPurchase(
     eventId,
     ...(purchasedAt !== undefined && { purchasedAt }),
     ...(stored.kept && { purchase: stored.kept }),
-    whole: stored.data === "whole",
+    data: stored.data,
     summary,
     steps,
     replies,

@@ -88,9 +88,10 @@ export interface TimelinePurchase {
   readonly refunded: "full" | "partial" | null;
   /**
    * What is stored of the purchase: `whole` while a step is pending, `kept` (first name, contact,
-   * items and prices) after its last step until the records expire, `gone` after.
+   * items and prices) after its last step until the records expire, `gone` after; `unreadable`
+   * when it is stored but cannot be decoded (its follow-ups are still shown).
    */
-  readonly data: "whole" | "kept" | "gone";
+  readonly data: "whole" | "kept" | "gone" | "unreadable";
   readonly steps: readonly TimelineStep[];
 }
 
@@ -99,6 +100,8 @@ export const STORED_DATA_WORDS: Readonly<Record<TimelinePurchase["data"], string
   whole: "all (a follow-up is pending)",
   kept: "first name, contact, items and prices (kept after the last follow-up)",
   gone: "none (scrubbed after the retention period)",
+  unreadable:
+    "none readable (the stored purchase cannot be read: damaged, or written in a format this version does not know)",
 };
 
 /** A channel's opt-out: of everything, of offers only, or none. */
@@ -136,8 +139,8 @@ export interface PurchaseFacts {
   readonly eventId: string;
   readonly purchasedAt?: number;
   readonly purchase?: KeptPurchase;
-  /** Whether the whole purchase is still stored (a step pending). */
-  readonly whole: boolean;
+  /** What is stored of the purchase (whole while a step is pending), as TimelinePurchase.data. */
+  readonly data: TimelinePurchase["data"];
   readonly summary: { readonly orderId: string | null; readonly customerName: string | null };
   readonly steps: ReadonlyMap<string, StepRecord>;
   /** Every reply, by step id, in the order received. */
@@ -233,7 +236,7 @@ function timelinePurchase(facts: PurchaseFacts, zone: string): TimelinePurchase 
       unitPrice: money(item.unitPrice),
     })),
     refunded,
-    data: facts.whole ? "whole" : p ? "kept" : "gone",
+    data: facts.data,
     steps,
   };
 }

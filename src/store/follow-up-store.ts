@@ -527,17 +527,28 @@ export class FollowUpStore {
     return decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
   }
 
-  /** What is stored of a purchase: the whole of it, the part kept after its last step, or none. */
-  async storedPurchase(
-    eventId: string,
-  ): Promise<{ data: "whole" | "kept" | "gone"; kept?: KeptPurchase; customerId?: string }> {
+  /**
+   * What is stored of a purchase: the whole of it, the part kept after its last step, or none;
+   * `unreadable` when it is stored but cannot be decoded (damaged, or a format this version does
+   * not know): what shows and looks up purchases goes on without it rather than failing.
+   */
+  async storedPurchase(eventId: string): Promise<{
+    data: "whole" | "kept" | "gone" | "unreadable";
+    kept?: KeptPurchase;
+    customerId?: string;
+  }> {
     const { encoded, legacy } = await this.readStored(eventId);
     if (!encoded) {
       return legacy
         ? { data: "whole", kept: keptPart(legacy), customerId: legacy.customer.id }
         : { data: "gone" };
     }
-    const decoded = decodeStored(encoded);
+    let decoded: StoredPurchase;
+    try {
+      decoded = decodeStored(encoded);
+    } catch {
+      return { data: "unreadable" };
+    }
     const kept = decoded.kind === "kept" ? decoded.kept : keptPart(decoded.event);
     return { data: decoded.kind === "kept" ? "kept" : "whole", kept, customerId: kept.customer.id };
   }

@@ -248,6 +248,72 @@ describe("followups customer, order and cancel", () => {
   });
 });
 
+/** Makes a purchase's stored purchase bytes no version can decode (damaged, or an unknown format). */
+async function damageStoredPurchase(p: PipelineHarness, eventId: string) {
+  const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards));
+  await p.redis.hset(keys.eventRecord(eventId), "p0", Buffer.from([0x7f, 0xde, 0xad]));
+  await expect(p.store.loadEvent(eventId)).rejects.toThrow(/unknown format/);
+}
+
+describe("a purchase whose stored purchase cannot be read", () => {
+  it("is shown in the customer's timeline with its follow-ups, said to be unreadable; its order says why it cannot be shown", async () => {
+    pipeline = await startPipeline("ops-unreadable-timeline");
+    const p = pipeline;
+    const now = DateTime.utc();
+    const bought = (id: string, at: DateTime) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: iso(at),
+        customer: { id: "cus-unread", email: "unread@example.com", name: "Una Read" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      });
+    await p.publisher.publish(bought("evt-unread", now.minus({ minutes: 5 })) as never);
+    await promoteStep(p, "evt-unread", "big-ticket.thank-you");
+    await untilState(p, "evt-unread", "big-ticket.thank-you", "sent");
+    await p.publisher.publish(bought("evt-fine", now) as never);
+    await untilState(p, "evt-fine", "big-ticket.check-in", "scheduled");
+    await damageStoredPurchase(p, "evt-unread");
+
+    const timeline = await json<CustomerTimeline>(p, (io) =>
+      runCustomer("cus-unread", config(p), io),
+    );
+    // What the readable purchase says of the customer; the unreadable one with its follow-ups.
+    expect(timeline.customer).toMatchObject({ id: "cus-unread", firstName: "Una" });
+    const unread = timeline.purchases.find((purchase) => purchase.eventId === "evt-unread");
+    expect(unread).toMatchObject({ data: "unreadable", items: [], total: null });
+    expect(unread?.steps.map((step) => [step.stepId, step.state])).toEqual([
+      ["big-ticket.thank-you", "sent"],
+      ["big-ticket.check-in", "scheduled"],
+    ]);
+    expect(timeline.purchases.find((purchase) => purchase.eventId === "evt-fine")).toMatchObject({
+      data: "whole",
+      orderId: "ord-evt-fine",
+    });
+    const text = await command(p, (io) => runCustomer("cus-unread", { config: p.configDir }, io));
+    expect(text.code).toBe(0);
+    expect(text.out).toContain("details stored: none readable (the stored purchase cannot be read");
+    expect(text.out).toContain("evt-unread/big-ticket.check-in");
+
+    // Nothing to render a resend from: refused, saying why, and nothing is queued.
+    await expect(
+      command(p, (io) =>
+        runResend({ ...config(p), step: "evt-unread/big-ticket.thank-you", by: "carol" }, io),
+      ),
+    ).rejects.toThrow(/cannot be resent: its purchase could not be read/);
+    expect((await stepState(p, "evt-unread", "big-ticket.thank-you"))?.state).toBe("sent");
+    // Its order names no customer: said, with where to look, rather than failing on the bytes.
+    await expect(command(p, (io) => runOrder("ord-evt-unread", config(p), io))).rejects.toThrow(
+      /evt-unread could not be read.*followups customer/,
+    );
+    // An order of a readable purchase of the same customer shows both purchases' customer.
+    const order = await json<{ purchases: { eventId: string }[] }>(p, (io) =>
+      runOrder("ord-evt-fine", config(p), io),
+    );
+    expect(order.purchases.map((purchase) => purchase.eventId)).toEqual(["evt-fine"]);
+  });
+});
+
 describe("a purchase's refunds in its timeline", () => {
   it("are shown only when they take something: not one ignored for its currency, nor one of nothing", async () => {
     pipeline = await startPipeline("ops-refund-label");
