@@ -228,6 +228,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         : "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; no replica did, so writes on that node are not waited for during unwaitedMs",
     );
   };
+  // A finished purchase whose trim failed after its last step ended: the step's change stands.
+  // Logged by event id and the error's name and code only: a parse error's message may quote the
+  // purchase (Redis being away is said as it is).
+  const reportTrimFailed = (eventId: string, error: unknown) =>
+    logger.warn(
+      {
+        eventId,
+        error: isRedisUnavailable(error)
+          ? String(error)
+          : {
+              name: error instanceof Error ? error.name : typeof error,
+              code: (error as { code?: unknown } | null)?.code,
+            },
+      },
+      "a step's change was made, but its finished purchase could not be trimmed (it stays whole until its record expires)",
+    );
   const replicaWait = new ReplicaWait(
     redis,
     { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
@@ -258,6 +274,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     replicaWait,
     addressHashSecret,
     recordRetentionMs,
+    onTrimFailed: reportTrimFailed,
   });
   // Ids in spans are keyed hashes under the same secret as addresses.
   const traces =
@@ -323,6 +340,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     addressHashSecret,
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     onReplicaShort: reportShortWait,
+    onTrimFailed: reportTrimFailed,
     recordRetentionMs,
     sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,
@@ -331,6 +349,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const httpShards = shardStores(httpRedis, prefix, shardCount, {
     addressHashSecret,
     recordRetentionMs,
+    onTrimFailed: reportTrimFailed,
   });
   // Read when /metrics is scraped: on the HTTP connection, which fails at once while Redis is
   // away (the jobs' connection would hold the scrape until Redis returns).
@@ -888,6 +907,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       timeoutMs: Math.min(env.REDIS_WAIT_TIMEOUT_MS, HTTP_COMMAND_TIMEOUT_MS / 2),
     },
     onReplicaShort: reportShortWait,
+    onTrimFailed: reportTrimFailed,
     recordRetentionMs,
     sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,

@@ -202,6 +202,11 @@ export interface OperatorToolsDeps {
    * logs and counts them as it does its own: followups_replica_waits_short_total).
    */
   readonly onReplicaShort?: (short: ShortWait) => void;
+  /**
+   * Told when a finished purchase could not be trimmed after an operator's change of its last
+   * step (the change stands): by event id, as the worker logs its own.
+   */
+  readonly onTrimFailed?: (eventId: string, error: unknown) => void;
   /** RECORD_RETENTION_DAYS in ms: a purchase whose last step is cancelled is kept that long after. */
   readonly recordRetentionMs?: number;
   /**
@@ -231,6 +236,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     ...secret,
     ...(replicaWait && { replicaWait }),
     ...(deps.recordRetentionMs !== undefined && { recordRetentionMs: deps.recordRetentionMs }),
+    ...(deps.onTrimFailed && { onTrimFailed: deps.onTrimFailed }),
   });
   const locate = eventLocator(redis, prefix, deps.shards);
   const orders = new OrderStore(redis, prefix, { now: deps.now });

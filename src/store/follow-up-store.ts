@@ -167,6 +167,12 @@ export class FollowUpStore {
      * cancellation, a refund) is then kept that long from the end, not from the planned time.
      */
     private readonly recordRetentionMs?: number,
+    /**
+     * Told when trimming a finished purchase failed after a step's change was applied (a stored
+     * purchase that cannot be decoded, Redis away): the change stands, and the whole purchase is
+     * kept until its record expires. Reported by event id only.
+     */
+    private readonly onTrimFailed?: (eventId: string, error: unknown) => void,
   ) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(scope);
@@ -277,7 +283,7 @@ export class FollowUpStore {
     const record = readStepRecord(raw);
     if (claimed === 1) return { claimed: true, record, takenOver: takenOver === 1 };
     if (record.state === "cancelled" && record.changedAt === now)
-      await this.trimIfFinished(eventId, now);
+      await this.trimAfterChange(eventId, now);
     return { claimed: false, record };
   }
 
@@ -322,8 +328,22 @@ export class FollowUpStore {
     // A step that left a pending state may have been the purchase's last (annotations change none).
     const annotation = from.length === STEP_STATES.length && patch.state === undefined;
     if (!annotation && !PENDING_STATES.has(record.state) && trimmed !== 1)
-      await this.trimIfFinished(eventId, now);
+      await this.trimAfterChange(eventId, now);
     return record;
+  }
+
+  /**
+   * Trims the purchase after a step's change was applied, if it was its last pending step. A
+   * failure must not turn the change into an error (its caller would retry or misreport a change
+   * that was made): it is reported (onTrimFailed), and the whole purchase stays until the record
+   * expires, as after a crash between the two.
+   */
+  private async trimAfterChange(eventId: string, now: number): Promise<void> {
+    try {
+      await this.trimIfFinished(eventId, now);
+    } catch (error) {
+      this.onTrimFailed?.(eventId, error);
+    }
   }
 
   /** Adds to a step record whatever its state (delivery reports, replies); counts nothing. */
@@ -674,7 +694,7 @@ export class FollowUpStore {
     );
     if (changed === -1) return undefined;
     if (steps.some((step) => step.action === "cancel" || step.action === "skip"))
-      await this.trimIfFinished(eventId, now);
+      await this.trimAfterChange(eventId, now);
     return changed;
   }
 

@@ -90,13 +90,21 @@ export function shardStores(
     replicaWait?: ReplicaWait;
     addressHashSecret?: string;
     recordRetentionMs?: number;
+    /** Told when trimming a finished purchase failed after a step's change (FollowUpStore). */
+    onTrimFailed?: (eventId: string, error: unknown) => void;
   } = {},
 ): Shards<ShardStores> {
   return new Shards(count, (shard) => {
     const scope = shardScope(prefix, shard, count);
     return {
       shard,
-      store: new FollowUpStore(redis, scope, options.replicaWait, options.recordRetentionMs),
+      store: new FollowUpStore(
+        redis,
+        scope,
+        options.replicaWait,
+        options.recordRetentionMs,
+        options.onTrimFailed,
+      ),
       schedule: new FollowUpSchedule(redis, scope),
       history: new CustomerHistoryStore(redis, scope, {
         ...(options.addressHashSecret && { addressHashSecret: options.addressHashSecret }),

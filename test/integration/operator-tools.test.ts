@@ -20,6 +20,7 @@ import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
+import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
@@ -311,6 +312,79 @@ describe("a purchase whose stored purchase cannot be read", () => {
       runOrder("ord-evt-fine", config(p), io),
     );
     expect(order.purchases.map((purchase) => purchase.eventId)).toEqual(["evt-fine"]);
+  });
+
+  it("has its last pending step cancelled, reported as done, though the purchase cannot be trimmed; erasure goes through", async () => {
+    pipeline = await startPipeline("ops-unreadable-cancel");
+    const p = pipeline;
+    const now = DateTime.utc();
+    const bought = (id: string, at: DateTime) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: iso(at),
+        customer: { id: "cus-cx", email: "cx@example.com", name: "Cy Xu" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      });
+    // evt-cx's thank-you is sent: its check-in is its last pending step.
+    await p.publisher.publish(bought("evt-cx", now.minus({ minutes: 5 })) as never);
+    await promoteStep(p, "evt-cx", "big-ticket.thank-you");
+    await untilState(p, "evt-cx", "big-ticket.thank-you", "sent");
+    await p.publisher.publish(bought("evt-cy", now) as never);
+    await untilState(p, "evt-cy", "big-ticket.check-in", "scheduled");
+    await damageStoredPurchase(p, "evt-cx");
+    await damageStoredPurchase(p, "evt-cy");
+
+    // The operator's cancel is made, and said to be made (exit 0), counted once.
+    const done = await json<{ cancelled: string[]; inFlight: string[] }>(p, (io) =>
+      runCancel({ ...config(p), step: "evt-cx/big-ticket.check-in", by: "alice" }, io),
+    );
+    expect(done).toEqual({ cancelled: ["evt-cx/big-ticket.check-in"], inFlight: [] });
+    expect(await stepState(p, "evt-cx", "big-ticket.check-in")).toMatchObject({
+      state: "cancelled",
+      reason: { code: "operator" },
+    });
+    expect((await recentLedger(p, "evt-cx")).get("reason|cancelled|sms|check-in|operator")).toBe(1);
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), step: "evt-cx/big-ticket.check-in" }, io)),
+    ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/nothing to cancel/) });
+
+    // A step change (a refund's, a send's) gets its new record back; the failed trim is told, by
+    // event id, only once the purchase's last pending step has ended.
+    const told: [string, string][] = [];
+    const store = new FollowUpStore(
+      p.redis,
+      shardScope(p.prefix, await p.shardOf("evt-cy"), p.shards),
+      undefined,
+      undefined,
+      (eventId, error) => told.push([eventId, String(error)]),
+    );
+    const cancel = (stepId: string) =>
+      store.transition(
+        "evt-cy",
+        stepId,
+        ["scheduled"],
+        { state: "cancelled", reason: { code: "refunded", text: "order refunded" } },
+        Date.now(),
+      );
+    expect(await cancel("big-ticket.thank-you")).toMatchObject({ state: "cancelled" });
+    expect(told).toEqual([]);
+    expect(await cancel("big-ticket.check-in")).toMatchObject({ state: "cancelled" });
+    expect(told).toEqual([["evt-cy", expect.stringMatching(/unknown format/)]]);
+
+    // The customer's erasure: a pending step of a purchase that cannot be read is cancelled, and
+    // the purchase erased, all the same.
+    await p.publisher.publish(bought("evt-cz", now.plus({ seconds: 1 })) as never);
+    await untilState(p, "evt-cz", "big-ticket.check-in", "scheduled");
+    await damageStoredPurchase(p, "evt-cz");
+    const receipt = await json<ErasureReceipt>(p, (io) =>
+      runErase("cus-cx", { ...config(p), by: "dpo" }, io),
+    );
+    expect(receipt).toMatchObject({ purchases: 3 });
+    expect(await stepState(p, "evt-cz", "big-ticket.check-in")).toMatchObject({
+      state: "cancelled",
+    });
+    await expect(p.store.loadEvent("evt-cz")).resolves.toBeUndefined();
   });
 });
 
