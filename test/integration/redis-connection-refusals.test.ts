@@ -99,7 +99,8 @@ it("refuses a database number the Redis does not have, instead of using database
   } finally {
     zero.disconnect();
   }
-});
+  // Three commands and a worker started as processes: over 20 s on a busy machine.
+}, 60_000);
 
 /**
  * A loopback server that is not Redis: it accepts connections, writes `greeting` (if any) and
@@ -131,7 +132,8 @@ it("gives up on a Redis that accepts connections but never answers, in one line"
   pipeline = await startPipeline("silent-redis", { startWorker: false });
   const worker = spawnWorker({ ...pipeline.envVars, REDIS_URL: `redis://127.0.0.1:${port}` });
   try {
-    const deadline = Date.now() + 15_000;
+    // Five seconds after it starts; a worker starting on a busy machine took over 15 s.
+    const deadline = Date.now() + 45_000;
     while (!worker.output().includes("has not answered yet") && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 100));
     expect(worker.output()).toContain(
@@ -234,7 +236,8 @@ it("hints at TLS when rediss:// meets a port without TLS, on one Redis and on a 
     REDIS_URL: `rediss://127.0.0.1:${server.port}`,
   });
   try {
-    const deadline = Date.now() + 15_000;
+    // Five seconds after it starts; a worker starting on a busy machine took over 15 s.
+    const deadline = Date.now() + 45_000;
     while (!worker.output().includes("has not answered yet") && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 100));
     expect(worker.output()).toContain(
