@@ -640,6 +640,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       history,
       thankYous,
       orders,
+      customers,
       metrics,
       logger,
       clock,

@@ -14,6 +14,7 @@ import { findStep, ruleIdOf, stepIdOf } from "../domain/step-ref.js";
 import { errorName, type Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import { type CustomerHistoryStore, HISTORY_RETENTION_MS } from "../store/customer-history.js";
+import type { CustomerIndex } from "../store/customer-index.js";
 import type { FollowUpSchedule } from "../store/follow-up-schedule.js";
 import type { FollowUpStore, StepReplan } from "../store/follow-up-store.js";
 import { mayBePromoted } from "../store/keys.js";
@@ -78,6 +79,8 @@ export interface ReplannerDeps {
   >;
   readonly thankYous: Pick<ThankYouGroups, "filingOf">;
   readonly orders: Pick<OrderStore, "get" | "keepLink">;
+  /** The address index, kept as long as a record a re-plan keeps beyond its two years. */
+  readonly customers: Pick<CustomerIndex, "remember">;
   readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped" | "replanFailures">;
   readonly logger: Logger;
   readonly clock: () => DateTime;
@@ -343,6 +346,12 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     // is applied (a re-plan stopped in between is not made again); a global key, its own write.
     if (plan.steps.some((s) => s.action === "move" && s.dueAt > s.plannedDueAt))
       await deps.orders.keepLink(event.orderId, eventId, keepUntil);
+    // Likewise the address index, which intake filed for two years from the purchase (or as long
+    // as the record then lasted): `erase --email` finds the customer through it while the record,
+    // with their name and addresses, lives (a round trip only then; an erasure since the purchase
+    // files nothing again).
+    if (keepUntil > Date.parse(event.occurredAt) + HISTORY_RETENTION_MS)
+      await deps.customers.remember(event, keepUntil - now.toMillis(), now.toMillis());
     const changed = await deps.store.replan(
       eventId,
       generation,

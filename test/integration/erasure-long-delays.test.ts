@@ -44,24 +44,40 @@ async function expireUntil(p: PipelineHarness, at: number): Promise<void> {
 }
 
 describe("erasure of a purchase with a follow-up years ahead", () => {
-  it("finds the purchase after two years, while its record is kept", () => erasedLater(false));
+  it("finds the purchase after two years, while its record is kept", () => erasedLater());
 
   it("finds it also after a later, ordinary purchase of the same customer", () =>
     // The later purchase's history write gave the history two years from then, shorter than the
     // check-in's record: it must not shorten what the first purchase's follow-up needs.
-    erasedLater(true));
+    erasedLater("later purchase"));
+
+  it("finds it by address also when a re-plan moved its check-in beyond the two years", () =>
+    // Intake filed the address for two years (the check-in three months out): the re-plan that
+    // keeps the record longer must keep the address index as long, or `erase --email` finds no
+    // one while the record, with the customer's name and addresses, is still there.
+    erasedLater("re-planned"));
 });
 
-/** A purchase with a check-in 26 months out (and maybe a later one), erased two years on. */
-async function erasedLater(laterPurchase: boolean): Promise<void> {
-  pipeline = await startPipeline("erase-long-delay", { startWorker: false });
-  const p = pipeline;
-  // A check-in 26 months after the purchase (a warranty running out, say).
+/** Sets the big-ticket check-in's delay in the pipeline's rules. */
+async function checkInAfter(p: PipelineHarness, delay: string): Promise<void> {
   const file = path.join(p.configDir, "rules.yaml");
   const doc = parseDocument(await readFile(file, "utf8"));
   const index = (doc.toJS().rules as { id: string }[]).findIndex((r) => r.id === "big-ticket");
-  doc.setIn(["rules", index, "steps", 1, "delay"], "P26M");
+  doc.setIn(["rules", index, "steps", 1, "delay"], delay);
   await writeFile(file, doc.toString());
+}
+
+/**
+ * A purchase with a check-in 26 months out (planned so, or re-planned so from the shipped three
+ * months; maybe with a later purchase), erased two years on: by id, or by address once re-planned.
+ */
+async function erasedLater(
+  how: "planned" | "later purchase" | "re-planned" = "planned",
+): Promise<void> {
+  pipeline = await startPipeline("erase-long-delay", { startWorker: false });
+  const p = pipeline;
+  // A check-in 26 months after the purchase (a warranty running out, say).
+  if (how !== "re-planned") await checkInAfter(p, "P26M");
   await p.startWorker();
 
   await p.publisher.publish(
@@ -73,14 +89,21 @@ async function erasedLater(laterPurchase: boolean): Promise<void> {
       items: [item("televisions", "899.00")],
     }) as never,
   );
-  const checkIn = await eventually(async () => {
-    const record = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
-      "big-ticket.check-in",
-    );
-    return record?.state === "scheduled" ? record : undefined;
-  }, "the check-in to be scheduled");
+  const scheduledAfter = (after: number) =>
+    eventually(async () => {
+      const record = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
+        "big-ticket.check-in",
+      );
+      return record?.state === "scheduled" && record.dueAt > after ? record : undefined;
+    }, "the check-in to be scheduled");
+  let checkIn = await scheduledAfter(0);
+  if (how === "re-planned") {
+    expect(checkIn.dueAt).toBeLessThan(Date.now() + 365 * DAY);
+    await checkInAfter(p, "P26M");
+    checkIn = await scheduledAfter(checkIn.dueAt);
+  }
   expect(checkIn.dueAt).toBeGreaterThan(Date.now() + 2 * 365 * DAY);
-  if (laterPurchase) {
+  if (how === "later purchase") {
     await p.publisher.publish(
       purchaseInput({
         id: "evt-small",
@@ -105,10 +128,19 @@ async function erasedLater(laterPurchase: boolean): Promise<void> {
   expect(await addresses.customersOf("ingrid.h@example.com")).toEqual(["cus-long"]);
   Object.assign(process.env, p.commandEnv);
   const io = captureIo();
-  expect(await runErase("cus-long", { config: p.configDir, json: true, by: "dpo" }, io)).toBe(0);
-  const receipt = JSON.parse(io.output()) as ErasureReceipt;
+  let receipt: ErasureReceipt | undefined;
+  if (how === "re-planned") {
+    const options = { config: p.configDir, json: true, by: "dpo", email: "ingrid.h@example.com" };
+    expect(await runErase(undefined, options, io)).toBe(0);
+    const { receipts } = JSON.parse(io.output()) as { receipts: ErasureReceipt[] };
+    expect(receipts).toHaveLength(1);
+    receipt = receipts[0];
+  } else {
+    expect(await runErase("cus-long", { config: p.configDir, json: true, by: "dpo" }, io)).toBe(0);
+    receipt = JSON.parse(io.output()) as ErasureReceipt;
+  }
   // Every purchase the history lists: the long one, and the later one when there is one.
-  expect(receipt.purchases).toBe(laterPurchase ? 2 : 1);
+  expect(receipt?.purchases).toBe(how === "later purchase" ? 2 : 1);
   const after = (await p.store.stepRecords("evt-long", ["big-ticket.check-in"])).get(
     "big-ticket.check-in",
   );

@@ -17,6 +17,7 @@ import { createPromoter } from "../../src/queue/promoter.js";
 import { createReplanner } from "../../src/queue/replanner.js";
 import type { RulePreview } from "../../src/reports/replan-preview.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
+import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
@@ -90,6 +91,7 @@ function replannerOf(p: PipelineHarness, clock: () => DateTime, shard?: number) 
     history: stores?.history ?? new CustomerHistoryStore(p.redis, p.prefix),
     thankYous: stores?.thankYous ?? new ThankYouGroups(p.redis, p.prefix),
     orders: new OrderStore(p.redis, p.prefix),
+    customers: new CustomerIndex(p.redis, p.prefix),
     logger: createLogger({ level: "silent", pretty: false }),
     clock,
     horizonMs: p.env.PROMOTE_HORIZON_MS,
@@ -290,6 +292,7 @@ describe("re-planning and cooldowns", () => {
       },
       thankYous: stores.thankYous,
       orders: new OrderStore(p.redis, p.prefix),
+      customers: new CustomerIndex(p.redis, p.prefix),
       logger: createLogger({ level: "silent", pretty: false }),
       clock: () => DateTime.utc(),
       horizonMs: p.env.PROMOTE_HORIZON_MS,
@@ -880,6 +883,7 @@ describe("a purchase whose re-plan fails for good (its stored purchase cannot be
         history: new CustomerHistoryStore(p.redis, p.prefix),
         thankYous: new ThankYouGroups(p.redis, p.prefix),
         orders: new OrderStore(p.redis, p.prefix),
+        customers: new CustomerIndex(p.redis, p.prefix),
         metrics,
         logger,
         clock,

@@ -152,6 +152,7 @@ describe("upgrading from one delayed job per step", () => {
       history: new CustomerHistoryStore(p.redis, p.prefix),
       thankYous: new ThankYouGroups(p.redis, p.prefix),
       orders: new OrderStore(p.redis, p.prefix),
+      customers: new CustomerIndex(p.redis, p.prefix),
       logger,
       clock: () => DateTime.utc(),
       horizonMs: p.env.PROMOTE_HORIZON_MS,
