@@ -180,12 +180,19 @@ export class EventPublisher {
    * a Redis Cluster node without cluster mode (Redis refuses the queue's untagged keys with
    * CROSSSLOT or MOVED), cluster mode against a single Redis (which would be waited for without
    * end), or a URL naming a database Redis does not have (ioredis reports the refused SELECT only
-   * as an error event and goes on in database 0).
+   * as an error event and goes on in database 0). Such a problem is remembered; a check that
+   * could not be made (Redis busy, loading or away) is not: the next publish checks again.
    */
   private connectionCheck(): Promise<void> {
-    this.connectionChecked ??= this.connectionProblem().then((problem) => {
-      if (problem) throw new Error(problem);
-    });
+    this.connectionChecked ??= this.connectionProblem().then(
+      (problem) => {
+        if (problem) throw new Error(problem);
+      },
+      (error: unknown) => {
+        this.connectionChecked = undefined;
+        throw error;
+      },
+    );
     return this.connectionChecked;
   }
 

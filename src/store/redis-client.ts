@@ -137,10 +137,15 @@ export async function connectionMismatch(
   return databaseMissing(redis, `the Redis at ${names.url}`);
 }
 
+/** Redis's reply to SELECT of a number beyond its `databases` (its code is only ERR). */
+const NO_SUCH_DATABASE = /DB index is out of range/;
+
 /**
  * Why a database named in the URL cannot be used: ioredis selects it on connecting, but when
  * Redis refuses (a number beyond its `databases`) it only emits an error and goes on in database
- * 0, another deployment's data perhaps. Undefined for database 0 or one Redis has.
+ * 0, another deployment's data perhaps. Undefined for database 0 or one Redis has. Any other
+ * refusal of the SELECT (BUSY, LOADING, a dropped connection: Redis cannot answer now) is thrown,
+ * not taken for a missing database: asked again later, the database may well be there.
  */
 export async function databaseMissing(redis: Redis, where: string): Promise<string | undefined> {
   const db = redis.options.db ?? 0;
@@ -149,7 +154,8 @@ export async function databaseMissing(redis: Redis, where: string): Promise<stri
     await redis.select(db);
     return undefined;
   } catch (error) {
-    return `${where} has no database ${db} (${(error as Error).message}): name a database it has (its databases setting, 16 by default, numbers them from 0)`;
+    if (!(error instanceof Error) || !NO_SUCH_DATABASE.test(error.message)) throw error;
+    return `${where} has no database ${db} (${error.message}): name a database it has (its databases setting, 16 by default, numbers them from 0)`;
   }
 }
 

@@ -13,7 +13,7 @@ import { createLogger } from "../../src/logger.js";
 import { EventPublisher } from "../../src/publisher.js";
 import { startWorker } from "../../src/worker.js";
 import { purchaseInput, SHIPPED_CONFIG_DIR } from "../support/fixtures.js";
-import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 import { spawnWorker } from "../support/worker-process.js";
 
@@ -359,3 +359,60 @@ it("connects to a TLS cluster (rediss://) whose certificate names its host, as m
     await rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+it("a publisher whose Redis refuses its first check for a moment checks again, instead of calling the database missing", async () => {
+  server = await startRedisServer();
+  const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  const busy = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  const publisher = new EventPublisher({ connection: `${server.url}/3`, onError: () => {} });
+  const event = () => purchaseInput({ occurredAt: new Date().toISOString() }) as never;
+  try {
+    // A script that runs until killed: after 100 ms Redis answers every other command BUSY.
+    await admin.config("SET", "busy-reply-threshold", "100");
+    // The publisher's connection is up in database 3 before Redis gets busy.
+    await eventually(
+      async () => (/ db=3 /.test(String(await admin.client("LIST"))) ? true : undefined),
+      "the publisher to connect",
+    );
+    void busy.eval("while true do end", 0).catch(() => undefined);
+    await eventually(
+      () =>
+        admin.ping().then(
+          () => undefined,
+          (error: Error) => error.message,
+        ),
+      "Redis to answer BUSY",
+    );
+    // The first publish meets the busy Redis: it fails saying so, not that database 3 is missing.
+    const refused = await publisher.publish(event()).then(
+      () => undefined,
+      (error: Error) => error.message,
+    );
+    await admin.call("SCRIPT", "KILL");
+    await eventually(
+      () =>
+        admin.ping().then(
+          () => true,
+          () => undefined,
+        ),
+      "Redis to answer again",
+    );
+    // Once Redis answers again, the next publish checks again and enqueues the event there.
+    const next = await publisher.publish(event()).then(
+      ({ jobId }) => jobId,
+      (error: Error) => error.message,
+    );
+    expect([refused?.replace(/ Redis is busy.*/, ""), next]).toEqual(["BUSY", "evt-1"]);
+    const three = new Redis(`${server.url}/3`);
+    try {
+      expect(await three.exists("followups:purchase-events:evt-1")).toBe(1);
+    } finally {
+      three.disconnect();
+    }
+  } finally {
+    await admin.call("SCRIPT", "KILL").catch(() => undefined);
+    await publisher.close();
+    admin.disconnect();
+    busy.disconnect();
+  }
+});
