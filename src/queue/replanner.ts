@@ -350,8 +350,11 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     // as the record then lasted): `erase --email` finds the customer through it while the record,
     // with their name and addresses, lives (a round trip only then; an erasure since the purchase
     // files nothing again).
-    if (keepUntil > Date.parse(event.occurredAt) + HISTORY_RETENTION_MS)
+    // And the customer's history, through which erasure finds the record (it never shortens).
+    if (keepUntil > Date.parse(event.occurredAt) + HISTORY_RETENTION_MS) {
       await deps.customers.remember(event, keepUntil - now.toMillis(), now.toMillis());
+      await deps.history.keepUntil(event.customer.id, keepUntil);
+    }
     const changed = await deps.store.replan(
       eventId,
       generation,
@@ -360,8 +363,6 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       keepUntil,
     );
     if (changed === undefined) return NOTHING;
-    // A step moved beyond the history's two years: erasure finds the record through it.
-    await deps.history.keepUntil(event.customer.id, keepUntil);
     const count = (action: StepReplan["action"]) =>
       plan.steps.filter((s) => s.action === action).length;
     for (const step of plan.steps) {
