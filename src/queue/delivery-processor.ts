@@ -524,6 +524,19 @@ function createDelivery(deps: DeliveryDeps) {
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
     Object.assign(notes, labels);
+    if (view.unreadable) {
+      return unreadablePurchase(deps, log, {
+        job,
+        token,
+        notes,
+        record,
+        labels,
+        dueAt,
+        from: unclaimed(),
+        errorName: view.unreadable.errorName,
+        now: nowMs,
+      });
+    }
     const event = view.event;
     if (!event) {
       Object.assign(notes, { outcome: "skipped", code: "event-missing" } satisfies DeliveryNotes);
@@ -933,6 +946,102 @@ function createDelivery(deps: DeliveryDeps) {
     }
     return fail(deps, log, attempt, doneMs, result.error, attempts, sentCode);
   };
+}
+
+/** A step's failure reason, ledger reason and metrics label when its purchase cannot be read. */
+const UNREADABLE_PURCHASE = "unreadable-purchase";
+
+/**
+ * A step whose stored purchase cannot be decoded (damaged, or a newer version's format during a
+ * rolling deploy, which a newer worker can read): nothing to render from. Tried again with the
+ * retries' backoff, counted in the step's attempts, so that a worker that can read it sends it;
+ * once the attempts are used up, the step fails as `unreadable-purchase`, counted like any
+ * failure, and nothing is sent. Logged by the error's name only: a JSON parser's message quotes
+ * the bytes it read, personal data included.
+ */
+async function unreadablePurchase(
+  deps: DeliveryDeps,
+  log: Logger,
+  at: {
+    readonly job: DeliveryJob;
+    readonly token: string | undefined;
+    readonly notes: DeliveryNotes;
+    readonly record: StepRecord | undefined;
+    readonly labels: StepLabels;
+    readonly dueAt: number;
+    /** The states this run may change the step from (not a live sender's `sending`). */
+    readonly from: StepStateFilter[];
+    readonly errorName: string;
+    readonly now: number;
+  },
+): Promise<DeliveryOutcome> {
+  const { job, notes, labels, now } = at;
+  const eventId = job.data.e;
+  const stepId = job.data.s;
+  const attempts = (at.record?.attempts ?? 0) + 1;
+  const text = `the stored purchase cannot be read (${at.errorName}); nothing was sent`;
+  const last = attempts >= deps.retry.maxAttempts;
+  const retryAt = now + deps.retry.delayMs(attempts);
+  const changed = await deps.store.transition(
+    eventId,
+    stepId,
+    at.from,
+    last
+      ? {
+          state: "failed",
+          attempts,
+          reason: {
+            code: UNREADABLE_PURCHASE,
+            text: `gave up after ${attempts} attempts: ${text}`,
+          },
+        }
+      : {
+          state: "scheduled",
+          attempts,
+          reason: { code: UNREADABLE_PURCHASE, text },
+          postponed: { until: retryAt, code: "retry" },
+        },
+    now,
+    last ? { outcome: "failed", ...labels, reason: UNREADABLE_PURCHASE } : undefined,
+    at.dueAt,
+  );
+  if (!changed) {
+    // Another run of the job changed it meanwhile: a live sender decides; an ended step is done.
+    const found = (await deps.store.stepRecords(eventId, [stepId])).get(stepId);
+    if (found?.state === "sending" || found?.state === "scheduled") {
+      notes.outcome = "deferred";
+      notes.code = "another run changed the step";
+      await job.moveToDelayed(
+        Math.max(retryAt, (found.changedAt ?? now) + deps.sendLeaseMs),
+        at.token,
+      );
+      throw new DelayedError("another run changed the step");
+    }
+    const state = found?.state ?? "missing";
+    Object.assign(notes, { outcome: "already-handled", code: state } satisfies DeliveryNotes);
+    return { outcome: "already-handled", state };
+  }
+  if (last) {
+    deps.metrics.failed.inc({
+      channel: labels.channel,
+      kind: labels.kind,
+      reason: UNREADABLE_PURCHASE,
+    });
+    Object.assign(notes, { outcome: "failed", code: UNREADABLE_PURCHASE } satisfies DeliveryNotes);
+    log.warn(
+      { error: at.errorName, attempts },
+      "stored purchase cannot be read; follow-up failed, nothing sent",
+    );
+    throw new UnrecoverableError(`${UNREADABLE_PURCHASE}: gave up after ${attempts} attempts`);
+  }
+  deps.metrics.retried.inc({ channel: labels.channel });
+  Object.assign(notes, { outcome: "retry", code: UNREADABLE_PURCHASE } satisfies DeliveryNotes);
+  log.warn(
+    { error: at.errorName, attempts, retryAt: new Date(retryAt).toISOString() },
+    "stored purchase cannot be read; will retry (a newer worker may read it)",
+  );
+  await job.moveToDelayed(retryAt, at.token);
+  throw new DelayedError(UNREADABLE_PURCHASE);
 }
 
 /** The share of the send lease, from the claim, in which a refused `sent` record is tried again. */

@@ -15,6 +15,7 @@ const SKIPS_AND_CANCELS: Readonly<Record<string, string>> = {
   "rule-removed": "the follow-up was taken out of the rules after it was planned",
   capped: "the customer had already had as many messages as the frequency limit allows",
   "event-missing": "the order's details had expired before the follow-up was due",
+  "unreadable-purchase": `the order's stored details could not be read: ${TELL_OPERATOR}`,
   refunded: "the order was refunded",
   operator: "someone at the shop cancelled it",
   erased: "the customer's data was erased at their request",

@@ -75,6 +75,11 @@ export interface SendView {
    * scrub for the step's last state change (encoded when called: a deflate).
    */
   readonly lastStep?: () => PurchaseTrim;
+  /**
+   * Set, without `event`, when the purchase is stored but cannot be decoded (damaged, or a newer
+   * version's format): the decoder's error by name only (its message may quote the bytes).
+   */
+  readonly unreadable?: { readonly errorName: string };
 }
 
 /** A step to schedule, as planned. */
@@ -486,7 +491,15 @@ export class FollowUpStore {
     const own = fields[field];
     const record = own ? readStepRecord(own.toString("utf8")) : undefined;
     if (!encoded) return { ...(record && { record }), ...(legacy && { event: legacy }) };
-    const decoded = decodeStored(encoded);
+    let decoded: StoredPurchase;
+    try {
+      decoded = decodeStored(encoded);
+    } catch (error) {
+      return {
+        ...(record && { record }),
+        unreadable: { errorName: error instanceof Error ? error.name : typeof error },
+      };
+    }
     if (decoded.kind === "kept")
       return { ...(record && { record }), event: purchaseFromKept(decoded.kept) };
     const event = decoded.event;

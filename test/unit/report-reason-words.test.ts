@@ -10,6 +10,7 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["rule-removed", /taken out of the rules/],
   ["capped", /frequency limit/],
   ["event-missing", /expired/],
+  ["unreadable-purchase", /stored details could not be read: tell your operator/],
   ["refunded", "the order was refunded"],
   ["permanent 550", "the mail server refused the address"],
   ["permanent 553", "the mail server refused the address"],

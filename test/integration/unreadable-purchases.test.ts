@@ -1,0 +1,111 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { followUpJobId } from "../../src/queue/names.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  recentLedgerCounts,
+  startPipeline,
+  stepRecordOf,
+  waitForState,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const iso = (time: DateTime) => time.toISO({ suppressMilliseconds: true }) ?? "";
+
+/** A big-ticket purchase of a customer of its own: a thank-you in an hour, a check-in later. */
+const bought = (id: string, name: string) =>
+  purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: iso(DateTime.utc().minus({ minutes: 5 })),
+    customer: { id: `cus-${id}`, email: `${id}@example.com`, name },
+    items: [item("televisions", "899.00", { name: "OLED TV" })],
+  });
+
+/** The record's stored purchase field, and a way to put other bytes there. */
+async function storedPurchaseField(p: PipelineHarness, eventId: string) {
+  const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards));
+  const key = keys.eventRecord(eventId);
+  const original = await p.redis.hgetBuffer(key, "p0");
+  if (!original) throw new Error(`${eventId} has no stored purchase in its record`);
+  return {
+    original,
+    write: async (bytes: Buffer) => {
+      await p.redis.hset(key, "p0", bytes);
+    },
+  };
+}
+
+describe("a step of a purchase whose stored purchase cannot be read", () => {
+  it("is tried again with backoff, a bounded number of times, then failed as unreadable; never sent, the decoder's message never logged", async () => {
+    pipeline = await startPipeline("unreadable-delivery", {
+      env: {
+        DELIVERY_ATTEMPTS: "3",
+        DELIVERY_RETRY_BASE_MS: "1000",
+        DELIVERY_RETRY_MAX_MS: "2000",
+      },
+    });
+    const p = pipeline;
+    const thankYou = "big-ticket.thank-you";
+    await p.publisher.publish(bought("evt-damaged", "Una Read") as never);
+    await p.publisher.publish(bought("evt-newer", "Nia Wer") as never);
+    await waitForState(p, "evt-damaged", "big-ticket.check-in", "scheduled");
+    await waitForState(p, "evt-newer", "big-ticket.check-in", "scheduled");
+    // Damaged bytes whose JSON error quotes the customer's name; and a format this version does
+    // not know, as a newer version's during a rolling deploy.
+    const damaged = await storedPurchaseField(p, "evt-damaged");
+    await damaged.write(Buffer.from('{"customer":{"name":Una Read}}'));
+    const newer = await storedPurchaseField(p, "evt-newer");
+    await newer.write(Buffer.from([0x7f, 0xde, 0xad]));
+
+    // A worker that can read it (here: the bytes readable again) sends it on a later attempt.
+    await promoteStep(p, "evt-newer", thankYou);
+    await eventually(async () => {
+      const record = await stepRecordOf(p, "evt-newer", thankYou);
+      return record?.state === "scheduled" && (record.attempts ?? 0) >= 1 ? record : undefined;
+    }, "the first attempt at evt-newer's thank-you");
+    expect(p.sink.messages).toHaveLength(0);
+    await newer.write(newer.original);
+    await waitForState(p, "evt-newer", thankYou, "sent");
+    expect(p.sink.messages.map((m) => m.envelope.rcptTo)).toEqual([["evt-newer@example.com"]]);
+
+    // One that stays unreadable: tried DELIVERY_ATTEMPTS times, then failed with the reason.
+    await promoteStep(p, "evt-damaged", thankYou);
+    const failed = await eventually(
+      async () => {
+        const record = await stepRecordOf(p, "evt-damaged", thankYou);
+        return record?.state === "failed" ? record : undefined;
+      },
+      "evt-damaged's thank-you to fail",
+      15_000,
+    );
+    expect(failed).toMatchObject({ attempts: 3, reason: { code: "unreadable-purchase" } });
+    expect(failed.reason?.text).toMatch(/gave up after 3 attempts.*cannot be read/);
+    const job = await p.followUps.getJob(followUpJobId("evt-damaged", thankYou));
+    expect(await job?.getState()).toBe("failed");
+    // Counted as a failure, once; nothing reached the customer.
+    expect(await recentLedgerCounts(p, "unreadable-purchase")).toEqual([
+      ["reason|failed|email|thank-you|unreadable-purchase", 1],
+    ]);
+    expect(p.sink.messages).toHaveLength(1);
+    // Each attempt logged by event id and the error's name; the decoder's message, which quotes
+    // the stored bytes, nowhere.
+    const lines = p.logs.map((line) => JSON.stringify(line));
+    expect(lines.filter((line) => line.includes("Una Read"))).toEqual([]);
+    const tries = p.logs.filter(
+      (line) => line.eventId === "evt-damaged" && line.error === "SyntaxError",
+    );
+    expect(tries).toHaveLength(3);
+    // Its other step is left as planned.
+    expect((await stepRecordOf(p, "evt-damaged", "big-ticket.check-in"))?.state).toBe("scheduled");
+  });
+});
