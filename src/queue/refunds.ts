@@ -25,7 +25,7 @@ export const REFUND_RETENTION_MS = 400 * 24 * 3600 * 1000;
 export interface RefundShard {
   readonly store: Pick<
     FollowUpStore,
-    "loadEvent" | "allStepRecords" | "stopEvent" | "cancelAtNextClaim" | "transition"
+    "readEvent" | "allStepRecords" | "stopEvent" | "cancelAtNextClaim" | "transition"
   >;
   readonly history: Pick<CustomerHistoryStore, "historyAt">;
   /** A step cancelled after a failed attempt gives back the cap slot that attempt took. */
@@ -71,9 +71,12 @@ export interface RefundSummary {
  * arrives after its refund.
  */
 export function createRefunds(deps: RefundDeps) {
-  /** Cancels a step that has not been sent: its record says why, its delayed job goes away. */
+  /**
+   * Cancels a step that has not been sent: its record says why, its delayed job goes away. The
+   * customer is unknown when the stored purchase cannot be read: then no cap slot is given back.
+   */
   const cancel = async (
-    event: PurchaseCompleted,
+    event: { readonly id: string; readonly customerId?: string },
     shard: number,
     stepId: string,
     record: StepRecord,
@@ -97,7 +100,8 @@ export function createRefunds(deps: RefundDeps) {
       followUps.remove(followUpJobId(event.id, stepId)),
       followUps.remove(legacyFollowUpJobId(event.id, stepId)),
       labels.channel !== "unknown" &&
-        caps.release(labels.channel as Channel, event.customer.id, followUpJobId(event.id, stepId)),
+        event.customerId !== undefined &&
+        caps.release(labels.channel as Channel, event.customerId, followUpJobId(event.id, stepId)),
     ]);
     deps.metrics.cancelled.inc({ channel: labels.channel, kind: labels.kind, reason: "refunded" });
     return true;
@@ -121,26 +125,37 @@ export function createRefunds(deps: RefundDeps) {
       );
     const { store, history } = deps.shards.of(shard);
     const fullReason = `order ${orderId} fully refunded`;
-    const event = await store.loadEvent(eventId);
-    if (!event) {
+    const { event, unreadable } = await store.readEvent(eventId);
+    if (!event && !unreadable) {
       // Nothing left to re-plan; a full refund still stops any step a worker might be holding.
       if (order.fullyRefunded) await store.stopEvent(eventId, `refunded: ${fullReason}`);
       return { cancelled: 0, kept: 0 };
     }
-    const after = afterRefunds(event, order);
-    const remaining = after.event.total;
-    const full = after.full;
     const records = await store.allStepRecords(eventId);
     // Pending: scheduled, or being sent (a live sender's message is on its way, but a retry or
     // a takeover after its attempt would send it again: it is marked instead, below).
     const open = [...records.entries()].filter(
       ([, record]) => record.state === "scheduled" || record.state === "sending",
     );
+    // A purchase that cannot be read (damaged, a newer version's format): a full refund needs
+    // nothing of it; a partial one needs its items and total, so its steps are left as planned
+    // (the send-time guard reads the order's refunds again, should a worker read the purchase).
+    const after = event && afterRefunds(event, order);
+    const full = after ? after.full : order.fullyRefunded;
+    if (unreadable && !full) {
+      deps.logger.warn(
+        { eventId, error: unreadable.errorName, pending: open.length },
+        "partial refund not applied to a purchase whose stored purchase cannot be read; its follow-ups are left as planned",
+      );
+      return { cancelled: 0, kept: open.length };
+    }
     let keep = new Set<string>();
     let reasonFor = (_stepId: string) => fullReason;
-    if (full) {
+    // (Without the purchase, only a full refund comes this far.)
+    if (full || !event || !after) {
       await store.stopEvent(eventId, `refunded: ${fullReason}`);
     } else {
+      const remaining = after.event.total;
       // Items handed back: fewer left than were bought (the list is rebuilt either way).
       const count = (items: PurchaseCompleted["items"]) =>
         items.reduce((sum, item) => sum + item.quantity, 0);
@@ -189,7 +204,8 @@ export function createRefunds(deps: RefundDeps) {
         await store.cancelAtNextClaim(eventId, stepId, `refunded: ${reasonFor(stepId)}`);
         continue;
       }
-      if (await cancel(event, shard, stepId, record, reasonFor(stepId), now)) cancelled++;
+      const whose = { id: eventId, ...(event && { customerId: event.customer.id }) };
+      if (await cancel(whose, shard, stepId, record, reasonFor(stepId), now)) cancelled++;
     }
     return { cancelled, kept: open.length - cancelled };
   };
@@ -198,8 +214,9 @@ export function createRefunds(deps: RefundDeps) {
     async refund(refund: PurchaseRefunded, now: number): Promise<RefundSummary> {
       const before = await deps.orders.get(refund.orderId);
       // A refund in another currency than its order is refused before it is recorded.
+      // (A purchase whose stored purchase cannot be read has no currency to compare: passed over.)
       for (const { eventId, shard } of before.events) {
-        const event = await deps.shards.of(shard).store.loadEvent(eventId);
+        const { event } = await deps.shards.of(shard).store.readEvent(eventId);
         if (event && refund.amount && refund.amount.currency !== event.total.currency) {
           throw new RefundCurrencyError(
             `refund ${refund.id} is in ${refund.amount.currency} but order ${refund.orderId} was paid in ${event.total.currency}`,

@@ -449,6 +449,25 @@ export class FollowUpStore {
   }
 
   /**
+   * As loadEvent, but a purchase stored in a form that cannot be decoded (damaged, or a newer
+   * version's format) answers `unreadable`, the decoder's error by name (its message may quote
+   * the bytes), instead of throwing: a refund still cancels such a purchase's steps.
+   */
+  async readEvent(
+    eventId: string,
+  ): Promise<{ event?: PurchaseCompleted; unreadable?: { errorName: string } }> {
+    const { encoded, legacy } = await this.readStored(eventId);
+    if (!encoded) return legacy ? { event: legacy } : {};
+    let decoded: StoredPurchase;
+    try {
+      decoded = decodeStored(encoded);
+    } catch (error) {
+      return { unreadable: { errorName: error instanceof Error ? error.name : typeof error } };
+    }
+    return decoded.kind === "whole" ? { event: decoded.event } : {};
+  }
+
+  /**
    * The record's fields and what is stored of the purchase: encoded in the record, else in the
    * key of versions before 2026-12-03, else as JSON in the record (versions before 2026-11-30).
    */

@@ -2,8 +2,10 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { followUpJobId } from "../../src/queue/names.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { OrderStore } from "../../src/store/order-store.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
@@ -22,10 +24,10 @@ afterEach(async () => {
 const iso = (time: DateTime) => time.toISO({ suppressMilliseconds: true }) ?? "";
 
 /** A big-ticket purchase of a customer of its own: a thank-you in an hour, a check-in later. */
-const bought = (id: string, name: string) =>
+const bought = (id: string, name: string, orderId = `ord-${id}`) =>
   purchaseInput({
     id,
-    orderId: `ord-${id}`,
+    orderId,
     occurredAt: iso(DateTime.utc().minus({ minutes: 5 })),
     customer: { id: `cus-${id}`, email: `${id}@example.com`, name },
     items: [item("televisions", "899.00", { name: "OLED TV" })],
@@ -107,5 +109,63 @@ describe("a step of a purchase whose stored purchase cannot be read", () => {
     expect(tries).toHaveLength(3);
     // Its other step is left as planned.
     expect((await stepRecordOf(p, "evt-damaged", "big-ticket.check-in"))?.state).toBe("scheduled");
+  });
+});
+
+describe("a refund of an order with a purchase whose stored purchase cannot be read", () => {
+  const steps = ["big-ticket.thank-you", "big-ticket.check-in"];
+  const states = async (p: PipelineHarness, eventId: string) =>
+    Promise.all(steps.map(async (stepId) => (await stepRecordOf(p, eventId, stepId))?.state));
+
+  it("cancels that purchase's pending steps when full; when partial, is recorded and applied to the order's other purchases, that one's steps left", async () => {
+    pipeline = await startPipeline("unreadable-refund");
+    const p = pipeline;
+    for (const [id, order] of [
+      ["evt-full-ok", "ord-full"],
+      ["evt-full-bad", "ord-full"],
+      ["evt-part-ok", "ord-part"],
+      ["evt-part-bad", "ord-part"],
+    ] as const) {
+      await p.publisher.publish(bought(id, "Una Read", order) as never);
+      await waitForState(p, id, "big-ticket.check-in", "scheduled");
+    }
+    for (const id of ["evt-full-bad", "evt-part-bad"])
+      await (await storedPurchaseField(p, id)).write(Buffer.from('{"customer":{"name":Una Read}}'));
+    const refund = (id: string, orderId: string, amount?: string) =>
+      p.publisher.publish({
+        type: "purchase.refunded",
+        id,
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        orderId,
+        ...(amount && { amount: { amount, currency: "GBP" } }),
+      } as never);
+
+    // A full refund needs nothing of the purchase: every pending step of both is cancelled.
+    await refund("ref-full", "ord-full");
+    expect(await eventProcessed(p, "ref-full")).toBe("completed");
+    expect(await states(p, "evt-full-ok")).toEqual(["cancelled", "cancelled"]);
+    expect(await states(p, "evt-full-bad")).toEqual(["cancelled", "cancelled"]);
+    expect(await stepRecordOf(p, "evt-full-bad", "big-ticket.check-in")).toMatchObject({
+      reason: { code: "refunded", text: "order ord-full fully refunded" },
+    });
+    expect(await recentLedgerCounts(p, "reason|cancelled|")).toEqual([
+      ["reason|cancelled|email|thank-you|refunded", 2],
+      ["reason|cancelled|sms|check-in|refunded", 2],
+    ]);
+
+    // A partial one (here all of evt-part-ok's value) is recorded and applied to the purchase it
+    // can read; the unreadable one's steps stay as planned, said by event id and error name.
+    await refund("ref-part", "ord-part", "899.00");
+    expect(await eventProcessed(p, "ref-part")).toBe("completed");
+    const order = await new OrderStore(p.redis, p.prefix).get("ord-part");
+    expect(order.recorded.map((recorded) => recorded.refundId)).toEqual(["ref-part"]);
+    expect(await states(p, "evt-part-ok")).toEqual(["cancelled", "cancelled"]);
+    expect(await states(p, "evt-part-bad")).toEqual(["scheduled", "scheduled"]);
+    expect(
+      p.logs.filter((line) => line.eventId === "evt-part-bad" && line.error === "SyntaxError"),
+    ).toHaveLength(1);
+    expect(
+      p.logs.map((line) => JSON.stringify(line)).filter((line) => line.includes("Una Read")),
+    ).toEqual([]);
   });
 });
