@@ -473,7 +473,8 @@ async function knownAddresses(
     const kept = await Promise.all(
       purchases
         .slice(i, i + KNOWN_ADDRESS_BATCH)
-        .map(({ eventId }) => deps.store.loadKept(eventId)),
+        // Not loadKept: a purchase that cannot be decoded gives no address, and fails no opt-out.
+        .map(async ({ eventId }) => (await deps.store.storedPurchase(eventId)).kept),
     );
     for (const purchase of kept) {
       if (purchase?.customer.email) emails.add(purchase.customer.email);

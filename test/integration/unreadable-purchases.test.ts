@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { followUpJobId } from "../../src/queue/names.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -167,5 +168,28 @@ describe("a refund of an order with a purchase whose stored purchase cannot be r
     expect(
       p.logs.map((line) => JSON.stringify(line)).filter((line) => line.includes("Una Read")),
     ).toEqual([]);
+  });
+});
+
+describe("an opt-out by event of a customer with a purchase whose stored purchase cannot be read", () => {
+  it("is applied to the customer instead of failing; that purchase gives no address to it", async () => {
+    pipeline = await startPipeline("unreadable-unsubscribe");
+    const p = pipeline;
+    await p.publisher.publish(bought("evt-off-bad", "Una Read", "ord-off-1") as never);
+    await waitForState(p, "evt-off-bad", "big-ticket.check-in", "scheduled");
+    await (await storedPurchaseField(p, "evt-off-bad")).write(
+      Buffer.from('{"customer":{"name":Una Read}}'),
+    );
+    await p.publisher.publish({
+      type: "customer.unsubscribed",
+      id: "unsub-off",
+      occurredAt: iso(DateTime.utc().startOf("second")),
+      customerId: "cus-evt-off-bad",
+      channels: "all",
+    } as never);
+    expect(await eventProcessed(p, "unsub-off")).toBe("completed");
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    expect(await suppressions.isSuppressed("email", { customerId: "cus-evt-off-bad" })).toBe(true);
+    expect(await suppressions.isSuppressed("sms", { customerId: "cus-evt-off-bad" })).toBe(true);
   });
 });
