@@ -15,16 +15,29 @@ import {
   promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
-import { startRedisServer } from "../support/redis-server.js";
+import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /** Opt-outs that stick: whatever fails around them, a customer who said stop hears nothing more. */
 
 let pipeline: PipelineHarness | undefined;
+/** Redis servers of a test's own (stopped after its pipeline). */
+const servers: RedisServer[] = [];
 afterEach(async () => {
   await pipeline?.close();
   pipeline = undefined;
+  for (const server of servers.splice(0)) await server.stop();
 });
+
+/**
+ * A Redis of the test's own without a replica, where every wait for one ends short: the suite's
+ * Redis Cluster has a replica for each master.
+ */
+async function withoutReplica(): Promise<string> {
+  const server = await startRedisServer();
+  servers.push(server);
+  return server.url;
+}
 
 const PHONE = "+442079460958";
 const EMAIL = "ana@example.com";
@@ -499,9 +512,10 @@ describe("an erasure that stops half-way through rewriting an opt-out", () => {
 describe("an erasure's opt-out rewrite that no replica confirmed (REDIS_WAIT_REPLICAS)", () => {
   it("is logged and counted by the worker whose admin API erased, as every short wait is", async () => {
     const token = "erase-wait-token-0123456789";
-    // The test Redis has no replica: every wait for one ends short. The admin API's connection
+    // A Redis without a replica: every wait for one ends short. The admin API's connection
     // gives up on a command after 2 s: a longer REDIS_WAIT_TIMEOUT_MS must not make it give up.
     pipeline = await startPipeline("erase-wait", {
+      redisUrl: await withoutReplica(),
       env: {
         REDIS_WAIT_REPLICAS: "1",
         REDIS_WAIT_TIMEOUT_MS: "3000",
@@ -620,7 +634,10 @@ describe("an unsubscribe link while the replica does not acknowledge (REDIS_WAIT
 
 describe("followups erase, with REDIS_WAIT_REPLICAS and no replica confirming", () => {
   it("warns that the rewritten opt-out stands on the master alone", async () => {
-    pipeline = await startPipeline("erase-wait-cli", { startWorker: false });
+    pipeline = await startPipeline("erase-wait-cli", {
+      redisUrl: await withoutReplica(),
+      startWorker: false,
+    });
     const p = pipeline;
     const customerId = "cus-opted-out-cli";
     await p.redis.sadd(new StoreKeys(p.prefix).suppressions("email"), `c:${customerId}`);
