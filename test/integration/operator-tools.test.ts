@@ -256,24 +256,43 @@ async function damageStoredPurchase(p: PipelineHarness, eventId: string) {
   await expect(p.store.loadEvent(eventId)).rejects.toThrow(/unknown format/);
 }
 
+/**
+ * Two TV purchases of `customer`: `first` five minutes ago, its thank-you sent; `second` now, its
+ * check-in scheduled. Returns that now, and how its purchases were made (for more of them).
+ */
+async function twoTvPurchases(
+  p: PipelineHarness,
+  customer: { id: string; email: string; name: string },
+  first: string,
+  second: string,
+) {
+  const now = DateTime.utc();
+  const bought = (id: string, at: DateTime) =>
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: iso(at),
+      customer,
+      items: [item("televisions", "899.00", { name: "OLED TV" })],
+    });
+  await p.publisher.publish(bought(first, now.minus({ minutes: 5 })) as never);
+  await promoteStep(p, first, "big-ticket.thank-you");
+  await untilState(p, first, "big-ticket.thank-you", "sent");
+  await p.publisher.publish(bought(second, now) as never);
+  await untilState(p, second, "big-ticket.check-in", "scheduled");
+  return { now, bought };
+}
+
 describe("a purchase whose stored purchase cannot be read", () => {
   it("is shown in the customer's timeline with its follow-ups, said to be unreadable; its order says why it cannot be shown", async () => {
     pipeline = await startPipeline("ops-unreadable-timeline");
     const p = pipeline;
-    const now = DateTime.utc();
-    const bought = (id: string, at: DateTime) =>
-      purchaseInput({
-        id,
-        orderId: `ord-${id}`,
-        occurredAt: iso(at),
-        customer: { id: "cus-unread", email: "unread@example.com", name: "Una Read" },
-        items: [item("televisions", "899.00", { name: "OLED TV" })],
-      });
-    await p.publisher.publish(bought("evt-unread", now.minus({ minutes: 5 })) as never);
-    await promoteStep(p, "evt-unread", "big-ticket.thank-you");
-    await untilState(p, "evt-unread", "big-ticket.thank-you", "sent");
-    await p.publisher.publish(bought("evt-fine", now) as never);
-    await untilState(p, "evt-fine", "big-ticket.check-in", "scheduled");
+    await twoTvPurchases(
+      p,
+      { id: "cus-unread", email: "unread@example.com", name: "Una Read" },
+      "evt-unread",
+      "evt-fine",
+    );
     await damageStoredPurchase(p, "evt-unread");
 
     const timeline = await json<CustomerTimeline>(p, (io) =>
@@ -317,21 +336,13 @@ describe("a purchase whose stored purchase cannot be read", () => {
   it("has its last pending step cancelled, reported as done, though the purchase cannot be trimmed; erasure goes through", async () => {
     pipeline = await startPipeline("ops-unreadable-cancel");
     const p = pipeline;
-    const now = DateTime.utc();
-    const bought = (id: string, at: DateTime) =>
-      purchaseInput({
-        id,
-        orderId: `ord-${id}`,
-        occurredAt: iso(at),
-        customer: { id: "cus-cx", email: "cx@example.com", name: "Cy Xu" },
-        items: [item("televisions", "899.00", { name: "OLED TV" })],
-      });
     // evt-cx's thank-you is sent: its check-in is its last pending step.
-    await p.publisher.publish(bought("evt-cx", now.minus({ minutes: 5 })) as never);
-    await promoteStep(p, "evt-cx", "big-ticket.thank-you");
-    await untilState(p, "evt-cx", "big-ticket.thank-you", "sent");
-    await p.publisher.publish(bought("evt-cy", now) as never);
-    await untilState(p, "evt-cy", "big-ticket.check-in", "scheduled");
+    const { now, bought } = await twoTvPurchases(
+      p,
+      { id: "cus-cx", email: "cx@example.com", name: "Cy Xu" },
+      "evt-cx",
+      "evt-cy",
+    );
     await damageStoredPurchase(p, "evt-cx");
     await damageStoredPurchase(p, "evt-cy");
 

@@ -30,6 +30,24 @@ afterEach(async () => {
 });
 
 /**
+ * A worker's replica waits that ended short: its log lines saying so, and the count its metrics
+ * give (read from /metrics).
+ */
+function shortWaits(p: PipelineHarness) {
+  const short = () =>
+    p.logs.filter((line) =>
+      String(line.msg).startsWith("fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"),
+    );
+  const counted = async () =>
+    Number(
+      /^followups_replica_waits_short_total (\d+)$/m.exec(
+        await (await fetch(`${httpAddressOf(p)}/metrics`)).text(),
+      )?.[1] ?? "0",
+    );
+  return { short, counted };
+}
+
+/**
  * A Redis of the test's own without a replica, where every wait for one ends short: the suite's
  * Redis Cluster has a replica for each master.
  */
@@ -527,16 +545,7 @@ describe("an erasure's opt-out rewrite that no replica confirmed (REDIS_WAIT_REP
     // As versions before December 2026 stored an opt-out: the plain id, which erasure rewrites
     // under the keyed hash (and waits for replicas before the plain one goes).
     await p.redis.sadd(new StoreKeys(p.prefix).suppressions("email"), `c:${customerId}`);
-    const short = () =>
-      p.logs.filter((line) =>
-        String(line.msg).startsWith("fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"),
-      );
-    const counted = async () =>
-      Number(
-        /^followups_replica_waits_short_total (\d+)$/m.exec(
-          await (await fetch(`${httpAddressOf(p)}/metrics`)).text(),
-        )?.[1] ?? "0",
-      );
+    const { short, counted } = shortWaits(p);
     const [logsBefore, countBefore] = [short().length, await counted()];
     const erased = await fetch(`${httpAddressOf(p)}/admin/v1/customers/${customerId}/erase`, {
       method: "POST",
@@ -587,16 +596,7 @@ describe("an unsubscribe link while the replica does not acknowledge (REDIS_WAIT
       const p = pipeline;
       stoppedPid = Number(/process_id:(\d+)/.exec(await replicaClient.info("server"))?.[1]);
       process.kill(stoppedPid, "SIGSTOP");
-      const short = () =>
-        p.logs.filter((line) =>
-          String(line.msg).startsWith("fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"),
-        );
-      const counted = async () =>
-        Number(
-          /^followups_replica_waits_short_total (\d+)$/m.exec(
-            await (await fetch(`${httpAddressOf(p)}/metrics`)).text(),
-          )?.[1] ?? "0",
-        );
+      const { short, counted } = shortWaits(p);
       const [logsBefore, countBefore] = [short().length, await counted()];
 
       const customerId = "cus-unsubscribe-wait";
