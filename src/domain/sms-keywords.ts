@@ -20,8 +20,9 @@
  * Opt-out, in this order:
  * 1. The whole message, spaces removed, is a keyword: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
  *    QUIT, REVOKE, OPTOUT, and the German STOPP, STOPPEN, ABMELDEN, ABBESTELLEN, AUSTRAGEN,
- *    AUFHÖREN ("S T O P" and "stop all" as before), and the French ARRET (ARRÊT), required in
- *    Canada, as the whole message only.
+ *    AUFHÖREN ("S T O P" and "stop all" as before), and, as the whole message only, the French
+ *    ARRET (ARRÊT), required in Canada, and Spanish, French, Italian, Portuguese and Dutch
+ *    keywords (WHOLE_MESSAGE_ONLY).
  * 2. The first sentence starts with a keyword (or "opt out"), after any of please, pls, bitte,
  *    kindly, just, ok: "Stop please", "STOP!!!", "Unsubscribe me", "Opt out of everything". Not
  *    when the keyword is plainly another verb: "stop by/in/at/off/over/round/working", "end of",
@@ -78,14 +79,40 @@ const OPT_OUT_KEYWORDS = [
   "aufhoeren",
 ];
 /**
- * Whole-message opt-outs only: ARRET (ARRÊT), the French keyword carriers require beside STOP in
- * Canada. As a first word it is too often a reply ("Arrêt de l'écran après deux jours").
+ * Whole-message opt-outs only, as written without accents (they are read with and without):
+ * ARRET (ARRÊT), the French keyword carriers require beside STOP in Canada, and the usual
+ * keywords of other languages a shop's customers may write in: Spanish BAJA (as in "darme de
+ * baja"), PARAR, CANCELAR, DESUSCRIBIR; French DÉSABONNER, DÉSINSCRIRE, DÉSINSCRIPTION; Italian
+ * BASTA, DISISCRIVI(MI), CANCELLAMI; Portuguese PARAR, SAIR, CANCELAR, DESCADASTRAR; Dutch
+ * AFMELDEN, UITSCHRIJVEN. As a first word or within a sentence they are too often a reply
+ * ("Arrêt de l'écran après deux jours", "La calidad es baja", "Basta poco per montarlo").
  */
-const WHOLE_MESSAGE_ONLY = ["arret", "arrêt"];
+const WHOLE_MESSAGE_ONLY = [
+  "arret",
+  "baja",
+  "darmedebaja",
+  "darsedebaja",
+  "parar",
+  "cancelar",
+  "desuscribir",
+  "desuscribirme",
+  "desabonner",
+  "desinscrire",
+  "desinscription",
+  "basta",
+  "disiscrivi",
+  "disiscrivimi",
+  "cancellami",
+  "sair",
+  "descadastrar",
+  "afmelden",
+  "uitschrijven",
+];
 const OPT_OUT_COMPACT = new Set([
   ...OPT_OUT_KEYWORDS.map((keyword) => keyword.replaceAll(" ", "")),
   ...WHOLE_MESSAGE_ONLY,
 ]);
+const ACCENTS = /\p{M}/gu;
 const OPT_IN_COMPACT = new Set(["start", "unstop"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
@@ -222,6 +249,7 @@ export function smsKeyword(body: string): SmsKeyword {
   const sentences = sentencesOf(body);
   const compact = sentences.join("").replaceAll(" ", "");
   if (OPT_OUT_COMPACT.has(compact)) return "opt-out";
+  if (OPT_OUT_COMPACT.has(compact.normalize("NFD").replace(ACCENTS, ""))) return "opt-out";
   if (OPT_IN_COMPACT.has(compact)) return "opt-in";
   if (compact === "yes") return "opt-in-if-suppressed";
   const first = sentences[0] ?? "";

@@ -41,6 +41,24 @@ const OPT_OUTS: readonly string[] = [
   // French, as Canada requires, as the whole message.
   "ARRET",
   "Arrêt",
+  // Other languages' usual keywords, as the whole message (accents optional).
+  "BAJA",
+  "Baja.",
+  "darme de baja",
+  "PARAR",
+  "Cancelar",
+  "desuscribir",
+  "Désabonner",
+  "desinscrire",
+  "DÉSINSCRIPTION",
+  "Basta",
+  "basta!",
+  "disiscrivimi",
+  "CANCELLAMI",
+  "sair",
+  "Descadastrar",
+  "AFMELDEN",
+  "uitschrijven",
   // A leading keyword, whatever follows.
   "Stop please",
   "stop thanks",
@@ -109,6 +127,12 @@ const REPLIES: readonly string[] = [
   "Yes love it",
   "Quite happy",
   "endlich da",
+  // Other languages' keywords only as the whole message: within a sentence they are replies.
+  "La calidad de imagen es baja",
+  "No puedo parar de verla",
+  "Basta poco per montarlo",
+  "Sair do modo demo como?",
+  "Alto",
   // Negations.
   "don't stop",
   "do not stop",

@@ -82,6 +82,8 @@ describe("a call's turns", () => {
     [undefined, "Unsubscribe me", { kind: "stop" }],
     [undefined, "Take me off your list", { kind: "stop" }],
     [undefined, "Nicht mehr anrufen bitte", { kind: "stop" }],
+    [undefined, "Basta.", { kind: "stop" }],
+    [undefined, "Darme de baja", { kind: "stop" }],
     [undefined, "please call me back", { kind: "invalid" }],
     [undefined, "two or three", { kind: "invalid" }],
     // "Stop" on its own, or after the score, is a 9; "stop" in another sense beside a score is not.
