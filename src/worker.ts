@@ -217,16 +217,25 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const metrics = new FollowUpMetrics();
   // Writes that must survive a failover wait for replicas (REDIS_WAIT_REPLICAS; off at 0).
   // Also those of the operators' writes (erasure's opt-out rewrite) made by this process.
-  const reportShortWait = ({ confirmed, wanted, waited, pauseMs }: ShortWait) => {
+  const reportShortWait = ({ confirmed, wanted, waited, pauseMs, waitedFor }: ShortWait) => {
     metrics.replicaWaitsShort.inc();
-    // Unwaited writes are only counted: the wait before them was logged with its pause.
-    if (!waited) return;
-    logger.warn(
-      { confirmed, wanted, ...(pauseMs !== undefined && { unwaitedMs: pauseMs }) },
-      pauseMs === undefined
-        ? "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write"
-        : "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; no replica did, so writes on that node are not waited for during unwaitedMs",
-    );
+    // Writes during a pause are only counted: the wait before them was logged with the pause.
+    if (!waited || waitedFor !== undefined) return;
+    if (pauseMs === undefined)
+      logger.warn(
+        { confirmed, wanted },
+        "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write",
+      );
+    else if (confirmed === 0)
+      logger.warn(
+        { confirmed, wanted, unwaitedMs: pauseMs },
+        "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; no replica did, so writes on that node are not waited for during unwaitedMs",
+      );
+    else
+      logger.warn(
+        { confirmed, wanted, reducedMs: pauseMs },
+        "fewer replicas than REDIS_WAIT_REPLICAS confirmed a write; writes on that node wait only for as many as confirmed during reducedMs",
+      );
   };
   // A finished purchase whose trim failed after its last step ended: the step's change stands.
   // Logged by event id and the error's name and code only: a parse error's message may quote the

@@ -28,7 +28,7 @@ export async function runErase(
   const shortWait = ({ confirmed, wanted, waited }: ShortWait) => {
     if (waited)
       io.err(
-        `warning: ${confirmed} of ${wanted} replicas (REDIS_WAIT_REPLICAS) confirmed an opt-out rewritten under its keyed hash within REDIS_WAIT_TIMEOUT_MS: it stands on the master alone until a replica has it\n`,
+        `warning: ${confirmed} of ${wanted} replicas (REDIS_WAIT_REPLICAS) confirmed an opt-out rewritten under its keyed hash within REDIS_WAIT_TIMEOUT_MS: ${confirmed === 0 ? "it stands on the master alone until a replica has it" : "a failover to a replica without it would lose it"}\n`,
       );
   };
   return withOperatorTools(

@@ -25,18 +25,25 @@ export interface ShortWait {
   /** Whether the worker waited for it (false: its node had no replica at the last wait). */
   readonly waited: boolean;
   /**
-   * Set when no replica confirmed the wait: the writes on that node are not waited for during
-   * this long, so that a master without a replica does not hold up the connection a whole
-   * timeout per write.
+   * Set on a wait that ended short: for this long the writes on that node wait only for the
+   * replicas that confirmed it, none when none did, so that a master with fewer replicas than
+   * wanted does not hold up the connection a whole timeout per write.
    */
   readonly pauseMs?: number;
+  /**
+   * Set on a write waited for during such a pause: the replicas it waited for (fewer than
+   * wanted, as many as confirmed the wait that ended short).
+   */
+  readonly waitedFor?: number;
 }
 
 /**
- * After a wait that no replica confirmed, how long the writes on that node go unwaited. WAIT
- * blocks the connection it is sent on, and everything else the worker sends on it queues behind:
- * with a master whose replica is down (or not yet attached after a failover), waiting on every
- * write slowed the worker to one protected write per timeout, though waiting gained nothing.
+ * After a wait that fewer replicas than wanted confirmed, how long the writes on that node wait
+ * only for the replicas that did (none, unwaited, when none did). WAIT blocks the connection it
+ * is sent on, and everything else the worker sends on it queues behind: with a master whose
+ * replica is down (or not yet attached after a failover), or with fewer replicas than
+ * REDIS_WAIT_REPLICAS, waiting for the missing ones on every write slowed the worker to one
+ * protected write per timeout, though waiting for them gained nothing.
  */
 export const NO_REPLICA_PAUSE_MS = 10_000;
 
@@ -54,9 +61,15 @@ export function replicaWaitsWithin<R>(ms: number, work: () => Promise<R>): Promi
   return waitsEnd.run(performance.now() + ms, work);
 }
 
+/** A node's pause after a short wait: until when, and how many replicas its writes wait for. */
+interface Pause {
+  readonly until: number;
+  readonly replicas: number;
+}
+
 export class ReplicaWait {
-  /** By node (a cluster master's address; "" for a single Redis): until when writes go unwaited. */
-  private readonly unwaitedUntil = new Map<string, number>();
+  /** By node (a cluster master's address; "" for a single Redis): its pause after a short wait. */
+  private readonly paused = new Map<string, Pause>();
   /** By node: the wait under way, which writes arriving meanwhile learn from. */
   private readonly waiting = new Map<string, Promise<number>>();
 
@@ -72,23 +85,26 @@ export class ReplicaWait {
   /**
    * Waits until the wanted replicas have every write made so far on the connection to the node
    * that holds `key` (on a Redis Cluster, WAIT goes along with a read of the key, so it reaches
-   * that node). Returns how many replicas confirmed: 0 without waiting while the node's last wait
-   * found no replica, for NO_REPLICA_PAUSE_MS. A write that arrives while a wait on its node is
-   * under way waits for that one first: if it found no replica, the write is not waited for
-   * either (WAITs on one connection run one after another, each its whole timeout).
+   * that node). Returns how many replicas confirmed. After a wait that fewer confirmed, for
+   * NO_REPLICA_PAUSE_MS the node's writes wait only for as many as did: 0 without waiting when
+   * none did. A write that arrives while a wait on its node is under way waits for that one
+   * first: if it found no replica, the write is not waited for either (WAITs on one connection
+   * run one after another, each its whole timeout).
    */
   async after(key: string): Promise<number> {
-    const { replicas } = this.settings;
-    if (replicas <= 0) return 0;
+    const wanted = this.settings.replicas;
+    if (wanted <= 0) return 0;
     const node = this.nodeOf(key);
     const underWay = this.waiting.get(node);
     if (underWay && (await underWay.catch(() => undefined)) === 0) return this.unwaited();
-    const until = this.unwaitedUntil.get(node);
-    if (until !== undefined && this.now() < until) return this.unwaited();
+    const pause = this.paused.get(node);
+    const during = pause !== undefined && this.now() < pause.until ? pause : undefined;
+    if (during?.replicas === 0) return this.unwaited();
+    const replicas = during?.replicas ?? wanted;
     const timeoutMs = this.timeoutNow();
     // No time left for the work under way: the write stands on the master alone, unwaited.
     if (timeoutMs < 1) return this.unwaited();
-    const wait = this.waitFor(key, timeoutMs);
+    const wait = this.waitFor(key, replicas, timeoutMs);
     this.waiting.set(node, wait);
     let confirmed: number;
     try {
@@ -96,15 +112,17 @@ export class ReplicaWait {
     } finally {
       if (this.waiting.get(node) === wait) this.waiting.delete(node);
     }
-    if (confirmed === 0) this.unwaitedUntil.set(node, this.now() + NO_REPLICA_PAUSE_MS);
-    else this.unwaitedUntil.delete(node);
-    if (confirmed < replicas)
-      this.onShort({
-        confirmed,
-        wanted: replicas,
-        waited: true,
-        ...(confirmed === 0 && { pauseMs: NO_REPLICA_PAUSE_MS }),
-      });
+    if (confirmed >= wanted) {
+      this.paused.delete(node);
+      return confirmed;
+    }
+    if (during && confirmed >= replicas) {
+      // As many as confirmed the short wait still do: counted; logged once, with the pause.
+      this.onShort({ confirmed, wanted, waited: true, waitedFor: replicas });
+      return confirmed;
+    }
+    this.paused.set(node, { until: this.now() + NO_REPLICA_PAUSE_MS, replicas: confirmed });
+    this.onShort({ confirmed, wanted, waited: true, pauseMs: NO_REPLICA_PAUSE_MS });
     return confirmed;
   }
 
@@ -120,8 +138,7 @@ export class ReplicaWait {
     return Math.min(this.settings.timeoutMs, Math.floor(end - performance.now()));
   }
 
-  private async waitFor(key: string, timeoutMs: number): Promise<number> {
-    const { replicas } = this.settings;
+  private async waitFor(key: string, replicas: number, timeoutMs: number): Promise<number> {
     if (!isCluster(this.redis)) return this.redis.wait(replicas, timeoutMs);
     const replies = await this.redis.pipeline().exists(key).wait(replicas, timeoutMs).exec();
     const [error, value] = replies?.[1] ?? [new Error("WAIT got no reply"), 0];

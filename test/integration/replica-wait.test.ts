@@ -3,6 +3,7 @@ import { afterEach, expect, it } from "vitest";
 import {
   NO_REPLICA_PAUSE_MS,
   ReplicaWait,
+  type ReplicaWaitSettings,
   replicaWaitsWithin,
   type ShortWait,
 } from "../../src/store/replica-wait.js";
@@ -34,6 +35,19 @@ async function waitsReceived(redis: Redis): Promise<number> {
   return Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0);
 }
 
+/** A ReplicaWait on a clock the test moves, and the short waits it reports. */
+function testWait(redis: Redis, settings: ReplicaWaitSettings) {
+  const clock = { now: 1_000_000 };
+  const shorts: ShortWait[] = [];
+  const wait = new ReplicaWait(
+    redis,
+    settings,
+    (s) => shorts.push(s),
+    () => clock.now,
+  );
+  return { wait, shorts, clock };
+}
+
 /** A write, then the wait after it, as the stores do. */
 async function protectedWrite(redis: Redis, wait: ReplicaWait, n: number): Promise<number> {
   await redis.set(`order:${n}`, "stored");
@@ -42,14 +56,7 @@ async function protectedWrite(redis: Redis, wait: ReplicaWait, n: number): Promi
 
 it("waits once, not on every write, while the master has no replica; waits again after the pause", async () => {
   const { redis } = await server();
-  let now = 1_000_000;
-  const shorts: ShortWait[] = [];
-  const wait = new ReplicaWait(
-    redis,
-    { replicas: 1, timeoutMs: 50 },
-    (s) => shorts.push(s),
-    () => now,
-  );
+  const { wait, shorts, clock } = testWait(redis, { replicas: 1, timeoutMs: 50 });
 
   for (let n = 0; n < 5; n++) expect(await protectedWrite(redis, wait, n)).toBe(0);
   // One WAIT timed out; the four writes after it stood on the master alone, each reported.
@@ -59,10 +66,10 @@ it("waits once, not on every write, while the master has no replica; waits again
     ...Array.from({ length: 4 }, () => ({ confirmed: 0, wanted: 1, waited: false })),
   ]);
 
-  now += NO_REPLICA_PAUSE_MS - 1;
+  clock.now += NO_REPLICA_PAUSE_MS - 1;
   await protectedWrite(redis, wait, 5);
   expect(await waitsReceived(redis)).toBe(1);
-  now += 1;
+  clock.now += 1;
   await protectedWrite(redis, wait, 6);
   expect(await waitsReceived(redis)).toBe(2);
 });
@@ -94,14 +101,7 @@ it("waits on every write while a replica confirms, pauses when it is gone, and w
       ? true
       : undefined;
   await eventually(linkUp, "the replica to sync", 10_000);
-  let now = 1_000_000;
-  const shorts: ShortWait[] = [];
-  const wait = new ReplicaWait(
-    master.redis,
-    { replicas: 1, timeoutMs: 1_000 },
-    (s) => shorts.push(s),
-    () => now,
-  );
+  const { wait, shorts, clock } = testWait(master.redis, { replicas: 1, timeoutMs: 1_000 });
 
   for (let n = 0; n < 3; n++) expect(await protectedWrite(master.redis, wait, n)).toBe(1);
   expect(await waitsReceived(master.redis)).toBe(3);
@@ -124,16 +124,15 @@ it("waits on every write while a replica confirms, pauses when it is gone, and w
   // confirmed wait ends the pause for good.
   await replicaDown;
   await eventually(linkUp, "the replica to sync again", 10_000);
-  now += NO_REPLICA_PAUSE_MS;
+  clock.now += NO_REPLICA_PAUSE_MS;
   for (let n = 5; n < 8; n++) expect(await protectedWrite(master.redis, wait, n)).toBe(1);
   expect(await waitsReceived(master.redis)).toBe(7);
   expect(await master.redis.get("order:4")).toBe("stored");
   expect(await replica.redis.get("order:7")).toBe("stored");
 });
 
-it("ends all the waits of work run within replicaWaitsWithin by its bound, however long REDIS_WAIT_TIMEOUT_MS", {
-  timeout: 30_000,
-}, async () => {
+/** A master with one replica, synced on both sides. */
+async function masterWithReplica(): Promise<{ master: Redis; replica: Redis }> {
   const master = await server();
   const replica = await server(["--replicaof", "127.0.0.1", String(master.server.port)]);
   await eventually(
@@ -145,27 +144,59 @@ it("ends all the waits of work run within replicaWaitsWithin by its bound, howev
     "the replica to sync",
     10_000,
   );
-  const shorts: ShortWait[] = [];
-  // Two wanted, one there: every wait confirms one and lasts its whole time (no pause follows).
-  const wait = new ReplicaWait(master.redis, { replicas: 2, timeoutMs: 5_000 }, (s) =>
-    shorts.push(s),
-  );
+  return { master: master.redis, replica: replica.redis };
+}
+
+it("with fewer replicas than wanted, waits once for the missing one, then only for the one there; all again after the pause", {
+  timeout: 30_000,
+}, async () => {
+  const { master, replica } = await masterWithReplica();
+  // REDIS_WAIT_REPLICAS=2 against a master with one replica.
+  const { wait, shorts, clock } = testWait(master, { replicas: 2, timeoutMs: 1_500 });
+  const first = performance.now();
+  expect(await protectedWrite(master, wait, 0)).toBe(1);
+  expect(performance.now() - first).toBeGreaterThanOrEqual(1_400);
+  // Before, every one of these waited the whole timeout for the replica that is not there.
+  const started = performance.now();
+  for (let n = 1; n < 6; n++) expect(await protectedWrite(master, wait, n)).toBe(1);
+  expect(performance.now() - started).toBeLessThan(1_400);
+  // Each was waited for (WAIT 1), so the replica has every one of them.
+  expect(await waitsReceived(master)).toBe(6);
+  for (let n = 0; n < 6; n++) expect(await replica.get(`order:${n}`)).toBe("stored");
+  expect(shorts).toEqual([
+    { confirmed: 1, wanted: 2, waited: true, pauseMs: NO_REPLICA_PAUSE_MS },
+    ...Array.from({ length: 5 }, () => ({ confirmed: 1, wanted: 2, waited: true, waitedFor: 1 })),
+  ]);
+  // After the pause, a write waits for both again (and again only the timeout tells).
+  clock.now += NO_REPLICA_PAUSE_MS;
+  const after = performance.now();
+  expect(await protectedWrite(master, wait, 6)).toBe(1);
+  expect(performance.now() - after).toBeGreaterThanOrEqual(1_400);
+});
+
+it("ends all the waits of work run within replicaWaitsWithin by its bound, however long REDIS_WAIT_TIMEOUT_MS", {
+  timeout: 30_000,
+}, async () => {
+  const { master } = await masterWithReplica();
+  // Two wanted, one there: a wait for both lasts its whole time.
+  const { wait, shorts, clock } = testWait(master, { replicas: 2, timeoutMs: 5_000 });
   const started = performance.now();
   const confirmed = await replicaWaitsWithin(600, async () => [
-    await protectedWrite(master.redis, wait, 0),
-    await protectedWrite(master.redis, wait, 1),
-    await protectedWrite(master.redis, wait, 2),
+    await protectedWrite(master, wait, 0),
+    await protectedWrite(master, wait, 1),
+    await protectedWrite(master, wait, 2),
   ]);
   expect(performance.now() - started).toBeLessThan(1_500);
   // The first wait took the time there was; the writes after it were not waited for.
   expect(confirmed).toEqual([1, 0, 0]);
   expect(shorts).toEqual([
-    { confirmed: 1, wanted: 2, waited: true },
+    { confirmed: 1, wanted: 2, waited: true, pauseMs: NO_REPLICA_PAUSE_MS },
     { confirmed: 0, wanted: 2, waited: false },
     { confirmed: 0, wanted: 2, waited: false },
   ]);
-  // Outside it, a wait takes REDIS_WAIT_TIMEOUT_MS as before.
+  // Outside it, once the pause is over, a wait for both takes REDIS_WAIT_TIMEOUT_MS as before.
+  clock.now += NO_REPLICA_PAUSE_MS;
   const outside = performance.now();
-  expect(await protectedWrite(master.redis, wait, 3)).toBe(1);
+  expect(await protectedWrite(master, wait, 3)).toBe(1);
   expect(performance.now() - outside).toBeGreaterThanOrEqual(4_900);
 });
