@@ -197,7 +197,7 @@ export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards" | "span
 /**
  * An event whose intake fails on an error that is not the event's (Redis away or failing over, a
  * bug) is tried again, whoever published it (a job added by hand has no attempts of its own): 8
- * attempts over about six minutes. Intake is idempotent, so a retry finishes what an attempt began.
+ * attempts over two to four minutes (waits doubling from 1-2 s, capped at 2 minutes). Intake is idempotent, so a retry finishes what an attempt began.
  */
 export const INTAKE_RETRY: RetryPolicy = {
   maxAttempts: 8,

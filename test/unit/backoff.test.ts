@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { INTAKE_RETRY } from "../../src/queue/intake-processor.js";
 import { cappedBackoff } from "../../src/queue/retry-policy.js";
 
 /**
@@ -137,5 +138,24 @@ describe("cappedBackoff property", () => {
       }),
       { numRuns: 1_000 },
     );
+  });
+});
+
+describe("INTAKE_RETRY", () => {
+  // README, Queues: "8 attempts over two to four minutes (the first wait 1 to 2 s, each next one
+  // doubling, none over 2 minutes)".
+  it("spreads its 8 attempts over two to four minutes, waits from 1-2 s doubling to at most 2 minutes", () => {
+    expect(INTAKE_RETRY.maxAttempts).toBe(8);
+    for (let run = 0; run < 200; run++) {
+      const waits = Array.from({ length: INTAKE_RETRY.maxAttempts - 1 }, (_, i) =>
+        INTAKE_RETRY.delayMs(i + 1),
+      );
+      expect(waits[0]).toBeGreaterThanOrEqual(1_000);
+      expect(waits[0]).toBeLessThanOrEqual(2_000);
+      for (const wait of waits) expect(wait).toBeLessThanOrEqual(120_000);
+      const total = waits.reduce((sum, wait) => sum + wait, 0);
+      expect(total).toBeGreaterThanOrEqual(2 * 60_000);
+      expect(total).toBeLessThanOrEqual(4.1 * 60_000);
+    }
   });
 });
