@@ -16,6 +16,7 @@ import { registerAdminRoutes } from "./admin-routes.js";
 import { checkBearerToken } from "./bearer-token.js";
 import { registerDiscountRoutes } from "./discount-routes.js";
 import { type HttpDeps, UnavailableError } from "./http-deps.js";
+import { answerMethodNotAllowed } from "./method-not-allowed.js";
 import { registerTwilioRoutes } from "./twilio-routes.js";
 import { unsubscribeRoutes } from "./unsubscribe-routes.js";
 
@@ -118,6 +119,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
 
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: "not found" }));
 
+  const methodNotAllowed = answerMethodNotAllowed(app);
   registerEventRoute(app, deps);
   registerTwilioRoutes(app, deps, publicUrl);
   registerDiscountRoutes(app, deps);
@@ -125,6 +127,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   registerHealthRoutes(app, deps);
   registerInboundEmailRoute(app, deps);
   if (deps.admin) registerAdminRoutes(app, deps.admin);
+  methodNotAllowed.close();
 
   return app;
 }

@@ -25,7 +25,7 @@ const BOB = "bob-token-0123456789xyz";
 
 async function call(
   p: PipelineHarness,
-  method: "GET" | "POST",
+  method: "GET" | "POST" | "DELETE",
   path: string,
   options: { token?: string; body?: unknown } = {},
 ): Promise<{ status: number; body: unknown }> {
@@ -82,6 +82,14 @@ describe("the admin API", () => {
     expect(await call(p, "GET", "/admin/v1/customers/cus-admin", { token: `${ALICE}x` })).toEqual({
       status: 401,
       body: { error: "wrong admin token" },
+    });
+    expect(await call(p, "DELETE", "/admin/v1/customers/cus-admin", { token: ALICE })).toEqual({
+      status: 405,
+      body: { error: "method DELETE not allowed; use GET, HEAD" },
+    });
+    expect(await call(p, "GET", "/admin/v1/failed/retry", { token: ALICE })).toEqual({
+      status: 405,
+      body: { error: "method GET not allowed; use POST" },
     });
 
     const timeline = await call(p, "GET", "/admin/v1/customers/cus-admin", { token: ALICE });

@@ -723,6 +723,58 @@ describe("health and metrics", () => {
   });
 });
 
+describe("methods a path does not take", () => {
+  it.each([
+    ["GET", "/v1/events", "POST"],
+    ["PUT", "/v1/events", "POST"],
+    ["DELETE", "/v1/events", "POST"],
+    ["PATCH", "/v1/events", "POST"],
+    ["GET", "/webhooks/twilio/inbound", "POST"],
+    ["GET", "/webhooks/twilio/status", "POST"],
+    ["GET", "/webhooks/email/inbound", "POST"],
+    ["GET", "/v1/discount-codes/WELCOME10/redeem", "POST"],
+    ["DELETE", "/v1/discount-codes/WELCOME10", "GET, HEAD"],
+    ["POST", "/healthz", "GET, HEAD"],
+    ["PUT", "/metrics", "GET, HEAD"],
+  ])("answers %s %s with 405, Allow: %s and a JSON error", async (method, url, allow) => {
+    const harness = startServer();
+    const response = await harness.app.inject({
+      method: method as "GET",
+      url,
+      // A body the route would not parse: the method is refused before any body is read.
+      headers: { "content-type": "application/x-unknown" },
+      payload: method === "GET" ? undefined : "x".repeat(100),
+    });
+    expect(response.statusCode).toBe(405);
+    expect(response.headers.allow).toBe(allow);
+    expect(response.headers["content-type"]).toMatch(/^application\/json/);
+    expect(response.json()).toEqual({ error: `method ${method} not allowed; use ${allow}` });
+    expect(harness.calls.events).toEqual([]);
+  });
+
+  it("answers 405 before the token check, and names the route, not the URL, in its log", async () => {
+    const harness = startServer();
+    const token = tokenFor("email");
+    const events = await harness.app.inject({ method: "GET", url: "/v1/events" });
+    expect(events.statusCode).toBe(405);
+    const unsubscribe = await harness.app.inject({ method: "PUT", url: `/unsubscribe/${token}` });
+    expect(unsubscribe.statusCode).toBe(405);
+    expect(unsubscribe.headers.allow).toBe("GET, HEAD, POST");
+    expect(harness.calls.unsubscribes).toEqual([]);
+    const text = harness.logs.join("\n");
+    expect(text).not.toContain(token);
+    expect(text).toContain('"route":"/unsubscribe/:token","statusCode":405');
+  });
+
+  it("still answers 404 for a path no method takes, and the methods a path takes as before", async () => {
+    const harness = startServer();
+    expect((await harness.app.inject({ method: "PUT", url: "/v1/event" })).statusCode).toBe(404);
+    expect((await harness.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+    expect((await harness.app.inject({ method: "HEAD", url: "/healthz" })).statusCode).toBe(200);
+    expect((await postEvent(harness, purchase())).statusCode).toBe(202);
+  });
+});
+
 describe("settings and logs", () => {
   it.each([
     [{ unsubscribeSecret: "short" }, /UNSUBSCRIBE_SECRET must be at least 16/],
