@@ -21,6 +21,13 @@ export function nextSendWindow(
   window: SendWindow,
   holidays: ReadonlySet<string>,
 ): DateTime {
+  // Intake and the rules refuse a zone this process does not know; one known where the purchase
+  // was taken in (a newer Node's ICU) can still reach a worker with older time zone data.
+  if (!zoneFor(zone).isValid) {
+    throw new NoSendWindowError(
+      `time zone ${JSON.stringify(zone)} is not in this process's time zone data (Node's ICU): no send window can be found; run this worker on a Node whose time zone data knows it`,
+    );
+  }
   return (
     nextSendWindowAtFixedOffset(from, zone, window, holidays) ??
     nextSendWindowByCalendar(from, zone, window, holidays)

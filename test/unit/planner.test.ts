@@ -833,3 +833,26 @@ describe("the plan's steps in due order", () => {
     ]);
   });
 });
+
+describe("a zone this process's time zone data does not know", () => {
+  // Valid where the purchase was taken in (a newer Node's ICU); re-planned on an older one.
+  it("skips each step naming the zone, not as a window that never opens after `null`", () => {
+    const known = purchase({});
+    const event = {
+      ...known,
+      customer: { ...known.customer, timezone: "America/Not_In_This_ICU" },
+    };
+    const plan = planFollowUps(
+      event,
+      oneStepRules({ delay: "P3D" }),
+      NEW_CUSTOMER,
+      instant(event.occurredAt),
+    );
+    expect(plan.steps).toEqual([]);
+    expect(plan.skipped).toEqual([
+      expect.objectContaining({ stepId: "only.step", code: "no-send-window" }),
+    ]);
+    expect(plan.skipped[0]?.reason).toContain('time zone "America/Not_In_This_ICU"');
+    expect(plan.skipped[0]?.reason).not.toContain("null");
+  });
+});

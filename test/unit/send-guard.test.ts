@@ -287,6 +287,17 @@ describe("decideSend skips", () => {
         reasonHas: ["no send window", "800 days"],
       },
     ],
+    [
+      // Taken in (and the rules loaded) where the zone was known: a worker on an older Node.
+      "a step in a zone this process's time zone data does not know",
+      {
+        stepId: "big-ticket.thank-you",
+        rules: withDefaults({ timezone: "America/Not_In_This_ICU" }),
+        event: { customer: { timezone: undefined } },
+        code: "no-send-window",
+        reasonHas: ['time zone "America/Not_In_This_ICU"', "time zone data"],
+      },
+    ],
   ];
 
   it.each(rows)("%s", (_what, row) => {

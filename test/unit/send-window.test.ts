@@ -1,7 +1,7 @@
 import { type DateTime, Settings } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import type { SendWindow, Weekday } from "../../src/domain/rules.js";
-import { isInSendWindow, nextSendWindow } from "../../src/domain/send-window.js";
+import { isInSendWindow, NoSendWindowError, nextSendWindow } from "../../src/domain/send-window.js";
 import { instant, MON_TO_SAT, sendWindow } from "../support/fixtures.js";
 
 const NO_HOLIDAYS: ReadonlySet<string> = new Set();
@@ -225,5 +225,21 @@ describe("nextSendWindow: DST transitions", () => {
       NO_HOLIDAYS,
     );
     expect(iso(due)).toBe("2026-10-25T02:15:00+02:00");
+  });
+});
+
+describe("nextSendWindow: a zone this process's time zone data does not know", () => {
+  it("says so, naming the zone, instead of walking 800 days of invalid dates", () => {
+    const call = () =>
+      nextSendWindow(
+        instant("2026-11-23T10:00:00Z"),
+        "America/Not_In_This_ICU",
+        sendWindow("09:00", "20:00", MON_TO_SAT),
+        NO_HOLIDAYS,
+      );
+    expect(call).toThrow(NoSendWindowError);
+    expect(call).toThrow(
+      'time zone "America/Not_In_This_ICU" is not in this process\'s time zone data',
+    );
   });
 });
