@@ -2,7 +2,13 @@ import { randomBytes } from "node:crypto";
 import { DateTime, Duration } from "luxon";
 import type { Env } from "../config/env.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
-import { describeProblems, type FollowUpEvent, parseEvent } from "../domain/events.js";
+import {
+  describeProblems,
+  type EventProblem,
+  type FollowUpEvent,
+  MAX_ID_LENGTH,
+  parseEvent,
+} from "../domain/events.js";
 import { EventIdConflictError, EventPublisher, InvalidEventError } from "../publisher.js";
 import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
 import { DeploymentEventIds, EventIdRegistry, idTakenByAnother } from "../store/event-ids.js";
@@ -35,9 +41,8 @@ export async function runPublish(
     options.occurredAt === undefined ? undefined : resolveOccurredAt(options.occurredAt);
   // One suffix for the run: an event the file holds twice stays one event under its new id.
   const idSuffix = options.newId === true ? `-${randomBytes(4).toString("hex")}` : undefined;
-  const events = parseEvents(await readInput(file), file).map((event) =>
-    restamp(event, occurredAt, idSuffix),
-  );
+  const files = parseEvents(await readInput(file), file);
+  const events = files.map((event) => restamp(event, occurredAt, idSuffix));
   if (events.length === 0) {
     io.err(`${file} holds no events: nothing published\n`);
     return EXIT.ok;
@@ -60,7 +65,10 @@ export async function runPublish(
     for (const [index, event] of events.entries()) {
       const parsed = parseEvent(event, { now });
       if (!parsed.ok) {
-        problems.push(`event ${index + 1}:\n${describeProblems(parsed.problems)}`);
+        const described = parsed.problems.map((problem) =>
+          suffixProblem(problem, files[index], idSuffix),
+        );
+        problems.push(`event ${index + 1}:\n${describeProblems(described)}`);
         continue;
       }
       const fingerprint = eventFingerprint(parsed.event);
@@ -175,9 +183,32 @@ function resolveOccurredAt(text: string): string {
 function restamp(event: unknown, occurredAt: string | undefined, idSuffix?: string): unknown {
   if (!event || typeof event !== "object" || Array.isArray(event)) return event;
   const record = event as Record<string, unknown>;
+  const id = idOf(event);
   return {
     ...record,
     ...(occurredAt !== undefined && { occurredAt }),
-    ...(idSuffix !== undefined && typeof record.id === "string" && { id: record.id + idSuffix }),
+    // The id as the contract reads it (trimmed), so the suffix is not put after white space; a
+    // blank id is left blank, to be refused as one.
+    ...(idSuffix !== undefined && id !== undefined && id !== "" && { id: id + idSuffix }),
+  };
+}
+
+/** An event's id as the contract reads it (trimmed), if it is a string. */
+function idOf(event: unknown): string | undefined {
+  const id = (event as { id?: unknown } | null)?.id;
+  return typeof id === "string" ? id.trim() : undefined;
+}
+
+/**
+ * The refusal of an id that fits on its own but not with --new-id's suffix, saying so: the file's
+ * id is within the limit, and "at most 200 characters" alone would send the operator to it.
+ */
+function suffixProblem(problem: EventProblem, event: unknown, idSuffix?: string): EventProblem {
+  const id = idOf(event);
+  if (problem.path !== "id" || idSuffix === undefined || id === undefined) return problem;
+  if (id === "" || id.length > MAX_ID_LENGTH) return problem;
+  return {
+    path: problem.path,
+    message: `${id.length} characters, and ${id.length + idSuffix.length} with --new-id's suffix ${idSuffix}; ${problem.message} with it (at most ${MAX_ID_LENGTH - idSuffix.length} without)`,
   };
 }

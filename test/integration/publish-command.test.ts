@@ -76,6 +76,41 @@ describe("followups publish", () => {
     }
   });
 
+  it("refuses an id that --new-id's suffix would make too long, saying so; one that fits goes", async () => {
+    pipeline = await startPipeline("publish-new-id-length", { startWorker: false });
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    const file = path.join(p.configDir, "long-ids.ndjson");
+    const longest = `evt-${"x".repeat(187)}`; // 191 characters: 200 with the suffix
+    const tooLong = `evt-${"y".repeat(191)}`; // 195: valid alone, 204 with the suffix
+    await writeFile(file, [tv(longest), tv(tooLong)].map((e) => JSON.stringify(e)).join("\n"));
+
+    // Not "published", then refused by the worker as an invalid event.
+    const refused = runPublish(file, { newId: true }, captureIo());
+    await expect(refused).rejects.toMatchObject({ code: 1 });
+    await expect(refused).rejects.toThrow(
+      /nothing published\nevent 2:\nid: 195 characters, and 204 with --new-id's suffix -[0-9a-f]{8}; expected a unique event id of at most 200 characters with it \(at most 191 without\)$/,
+    );
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
+
+    // The longest that fits is published at 200 characters, and an id's surrounding white space
+    // (which the contract trims) stays out of the new id.
+    await writeFile(
+      file,
+      [tv(longest), tv(" evt-pub-padded \n")].map((e) => JSON.stringify(e)).join("\n"),
+    );
+    const io = captureIo();
+    expect(await runPublish(file, { newId: true }, io)).toBe(0);
+    const ids = io
+      .output()
+      .trim()
+      .split("\n")
+      .map((line) => /^published (\S+) /.exec(line)?.[1] ?? "");
+    expect(ids[0]).toMatch(new RegExp(`^${longest}-[0-9a-f]{8}$`));
+    expect(ids[0]).toHaveLength(200);
+    expect(ids[1]).toMatch(/^evt-pub-padded-[0-9a-f]{8}$/);
+  });
+
   it("enqueues nothing when one event is invalid, and names the file and the event", async () => {
     pipeline = await startPipeline("publish-invalid", { startWorker: false });
     const p = pipeline;
