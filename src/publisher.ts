@@ -15,6 +15,7 @@ import {
   INVALID_EVENT_REASON,
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
+  REUSED_ID,
 } from "./queue/names.js";
 import {
   type ConnectionNames,
@@ -130,7 +131,7 @@ export class EventPublisher {
     const jobId = eventJobId(eventId);
     await this.connectionCheck();
     const queued = await this.queue.getJob(jobId);
-    if (queued && (await refusedAsInvalid(queued))) {
+    if (queued && (await refusedWithoutId(queued))) {
       // It holds no event (intake refused it before taking its id): this one replaces it.
       await queued.remove();
     } else if (queued) {
@@ -171,7 +172,7 @@ export class EventPublisher {
     return (
       queued !== undefined &&
       !sameEvent(queued.name, queued.data, parsed.event) &&
-      !(await refusedAsInvalid(queued))
+      !(await refusedWithoutId(queued))
     );
   }
 
@@ -217,16 +218,21 @@ export class EventPublisher {
 }
 
 /**
- * Whether a queued job failed because what it holds is not a valid event (added by hand, or by
- * a client that does not validate): intake refused it before taking its id, so it names no event.
- * A job cut to its id (isCutToId) was taken in. Content valid now may have been refused all the
- * same, for an occurredAt more than a day ahead of intake's clock: its failed reason says so
- * (a corrected event replaces it; the same event again is tried again).
+ * Whether a queued job failed before intake took its id, so it names no event: what it holds is
+ * not a valid event (added by hand, or by a client that does not validate), or was refused as
+ * one all the same (an occurredAt more than a day ahead of intake's clock), or its id is another
+ * event's (REUSED_ID: the id stays that one's, and publishing that one again is a repeat). A
+ * job cut to its id (isCutToId) was taken in. The event published under its id replaces it: a
+ * corrected one is taken in, the refused one again is refused again.
  */
-async function refusedAsInvalid(job: Job): Promise<boolean> {
+async function refusedWithoutId(job: Job): Promise<boolean> {
   if (isCutToId(job.data)) return false;
   if (!parseEvent(eventInputOfJob(job.name, job.data)).ok) return job.isFailed();
-  return (job.failedReason ?? "").startsWith(INVALID_EVENT_REASON) && job.isFailed();
+  const reason = job.failedReason ?? "";
+  return (
+    (reason.startsWith(INVALID_EVENT_REASON) || reason.startsWith(`${REUSED_ID}: `)) &&
+    job.isFailed()
+  );
 }
 
 /** Job data intake cut to the event's type and id (intake-processor: nothing personal kept). */

@@ -47,6 +47,7 @@ import {
   followUpJobId,
   INVALID_EVENT_REASON,
   PURCHASE_EVENTS_QUEUE,
+  REUSED_ID,
 } from "./names.js";
 import { REFUND_RETENTION_MS, RefundCurrencyError, type Refunds } from "./refunds.js";
 import { cappedBackoff, type RetryPolicy } from "./retry-policy.js";
@@ -58,9 +59,6 @@ import {
   planAttributes,
   type TraceAttributes,
 } from "./traces.js";
-
-/** How an event refused for a reused id fails (its job's failed reason). */
-export const REUSED_ID = "event id reused with different content";
 
 export { HISTORY_RETENTION_MS };
 

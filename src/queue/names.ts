@@ -7,6 +7,12 @@ export const PURCHASE_EVENTS_QUEUE = "purchase-events";
  * so it names no event (a corrected one may be published under its id).
  */
 export const INVALID_EVENT_REASON = "invalid event: ";
+/**
+ * How intake's failed reason for an event under an id taken by another event begins: the id is
+ * that one's, so the refused job names no event either (the one owning the id may be published
+ * again, and is a repeat).
+ */
+export const REUSED_ID = "event id reused with different content";
 /** One delayed job per planned step. */
 export const FOLLOW_UPS_QUEUE = "follow-ups";
 /** Owners' report runs, fed by one BullMQ job scheduler per owner. */

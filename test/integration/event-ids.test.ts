@@ -281,6 +281,42 @@ describe("an event refused as invalid on the queue", () => {
   });
 });
 
+describe("an event refused on the queue for an id used before", () => {
+  it("holds no id: the event that owns the id, published again, is a repeat, not a 409", async () => {
+    pipeline = await startPipeline("reused-refused");
+    const p = pipeline;
+    const first = tv("cus-first");
+    expect((await postEvent(p, first)).status).toBe(202);
+    expect((await finished(p, "evt-shared")).state).toBe("completed");
+    await (await p.events.getJob("evt-shared"))?.remove();
+    // Another purchase under the id, added by hand: refused, and kept in the failed set.
+    await p.events.add("purchase.completed", tv("cus-second"), { jobId: "evt-shared" });
+    const refused = await finished(p, "evt-shared");
+    expect(refused.job.failedReason).toBe("event id reused with different content: evt-shared");
+
+    // The refused job holds no claim on the id: the first event's publisher retrying it (or
+    // `followups publish`, which asks `conflicts`) is told it is accepted, and it is a repeat.
+    expect(await p.publisher.conflicts(first as never)).toBe(false);
+    const answer = await postEvent(p, first);
+    expect([answer.status, await answer.json()]).toEqual([202, { eventId: "evt-shared" }]);
+    const again = await finished(p, "evt-shared");
+    expect(again.state).toBe("completed");
+    expect(again.job.data.customer.id).toBe("cus-first");
+    await again.job.remove();
+    expect(await p.publisher.publish(first as never)).toEqual({
+      eventId: "evt-shared",
+      jobId: "evt-shared",
+    });
+    expect((await finished(p, "evt-shared")).state).toBe("completed");
+    const shard = p.stores.of(p.shardOfCustomer("cus-first"));
+    expect(await shard.history.purchasesOf("cus-first")).toHaveLength(1);
+    expect((await p.store.loadEvent("evt-shared"))?.customer.id).toBe("cus-first");
+    // The refused one is still refused when published again (with the typed publisher too).
+    expect((await postEvent(p, tv("cus-second"))).status).toBe(409);
+    expect(await metric(p, "followups_events_id_reused_total")).toBe(2);
+  });
+});
+
 describe("what publishers enqueue", () => {
   it("is contract v1 without unknown keys, however deep they are nested", async () => {
     pipeline = await startPipeline("stripped");
