@@ -25,7 +25,7 @@ import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
 import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
 import { runWorker } from "./cli/worker-command.js";
 import { REFUSED_DEFAULT_LIMIT } from "./operations/operator-tools.js";
-import { isRedisUnavailable } from "./store/redis-client.js";
+import { isRedisUnavailable, isWriteRefusal } from "./store/redis-client.js";
 
 /** `--config`'s default: CONFIG_DIR, as the worker reads it, else `config` (also when empty). */
 const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR || "config";
@@ -358,7 +358,9 @@ try {
     // what failed, without a stack trace; a command stopped half-way can be run again.
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(
-      `followups: Redis stopped answering during the command (${message}); it stopped there: run it again once Redis answers\n`,
+      isWriteRefusal(error)
+        ? `followups: Redis refused a write during the command (${message}); it stopped there: free memory (maxmemory) or disk on the Redis, then run it again\n`
+        : `followups: Redis stopped answering during the command (${message}); it stopped there: run it again once Redis answers\n`,
     );
     process.exitCode = EXIT.invalid;
   } else {

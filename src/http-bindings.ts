@@ -31,7 +31,12 @@ import {
   type EventIdRegistry,
   idTakenByAnother,
 } from "./store/event-ids.js";
-import { isRedisUnavailable, type RedisClient, servesNow } from "./store/redis-client.js";
+import {
+  acceptsWrites,
+  isRedisUnavailable,
+  type RedisClient,
+  servesNow,
+} from "./store/redis-client.js";
 import { replicaWaitsWithin } from "./store/replica-wait.js";
 import type { Shards } from "./store/shards.js";
 
@@ -82,7 +87,10 @@ export function acceptEventWith(deps: {
   };
 }
 
-/** /readyz: Redis serves now (on a cluster, a master reports its state ok), and the workers run. */
+/**
+ * /readyz: Redis serves now (on a cluster, a master reports its state ok) and takes writes, and the
+ * workers run.
+ */
 export function readinessWith(deps: {
   /** The job connection: its state is known without asking. */
   readonly redis: RedisClient;
@@ -95,12 +103,15 @@ export function readinessWith(deps: {
 }): HttpDeps["readiness"] {
   return async () => {
     const pong = servesNow(deps.httpRedis).catch(() => false);
-    const redisUp =
-      deps.redis.status === "ready" &&
-      (await settlesWithin(pong, READINESS_TIMEOUT_MS)) &&
-      (await pong);
+    // Redis out of memory (or unable to save) still answers PING but refuses every write.
+    const writable = acceptsWrites(deps.httpRedis).catch(() => false);
+    const within = (answer: Promise<boolean>) =>
+      settlesWithin(answer, READINESS_TIMEOUT_MS).then((settled) => settled && answer);
+    const jobsConnected = deps.redis.status === "ready";
+    const [redisUp, redisWrites] = await Promise.all([within(pong), within(writable)]);
     const checks = {
-      redis: redisUp,
+      redis: jobsConnected && redisUp,
+      redisWrites: jobsConnected && redisUp && redisWrites,
       rules: true,
       workers: deps.workers.every((worker) => worker.isRunning()),
     };
@@ -223,6 +234,14 @@ export function failFast(redis: RedisClient) {
       });
       try {
         return await Promise.race([work, late]);
+      } catch (error) {
+        // Redis refusing the work now (out of memory, loading, failing over) is Redis away for
+        // the caller: a 503 to retry, and a Twilio webhook spooled, not a 500 that loses it.
+        if (!(error instanceof UnavailableError) && isRedisUnavailable(error))
+          throw new UnavailableError("Redis cannot serve the request now", RETRY_AFTER_SECONDS, {
+            cause: error,
+          });
+        throw error;
       } finally {
         clearTimeout(timer);
         // Settled later, or never: nobody waits for it, and a failure is not unhandled.
@@ -282,7 +301,8 @@ function spoolOnOutage<K extends SpooledKey, A>(
           throw error;
         }
         deps.logger.warn(
-          { file, ...how.ids(input) },
+          // Why, when Redis answered (out of memory, say): the reply and the command's name only.
+          { file, ...how.ids(input), ...(error.cause !== undefined && { err: error.cause }) },
           `Redis is unavailable: ${how.what} spooled to disk, handled once Redis is back`,
         );
         return how.spooledAnswer;

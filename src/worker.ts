@@ -59,6 +59,7 @@ import { cappedBackoff } from "./queue/retry-policy.js";
 import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { createShardCoverageWatch } from "./queue/shard-coverage.js";
 import { createVoiceCalls } from "./queue/voice-calls.js";
+import { pauseOnWriteRefusal } from "./queue/write-refusal-pause.js";
 import { connectHttpRedis, connectRedis, HTTP_COMMAND_TIMEOUT_MS } from "./redis-connections.js";
 import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
@@ -609,9 +610,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     { label: "reports", worker: reportWorker },
     { label: "alerts", worker: alertWorker },
   ];
-  for (const { label, worker } of workers) {
-    worker.on("error", (error) => logger.error({ err: error, worker: label }, "worker error"));
-  }
+  // Redis out of memory or unable to save refuses every fetch: the worker waits, not spins.
+  const refusalPauses = workers.map(({ label, worker }) => {
+    const pause = pauseOnWriteRefusal({ worker, label, logger, now });
+    worker.on("error", (error) => {
+      if (!pause.handle(error)) logger.error({ err: error, worker: label }, "worker error");
+    });
+    return pause;
+  });
   // `followups reshard` and `migrate` mark the Redis, then refuse if any worker is connected. A
   // reshard marked after the check at the top but before these workers connected would count
   // none and go on beneath them: so the workers connect first (counted from now on), the marks
@@ -621,6 +627,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     .catch((error: unknown) => error);
   if (lateRefusal !== undefined) {
     // Nothing has taken a job yet: close it all, whatever fails on the way.
+    for (const pause of refusalPauses) pause.stop();
     await Promise.allSettled(workers.map(({ worker }) => worker.close(true)));
     await Promise.allSettled([
       publisher.close(),
@@ -815,6 +822,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const closeWorkers = (force = false) => {
     stopping = true;
     clearTimeout(replanRetry);
+    for (const pause of refusalPauses) pause.stop();
     return Promise.all([
       ...servedParts.map(({ promoter }) => promoter.stop()),
       indexSweeper.stop(),

@@ -56,8 +56,21 @@ export function duplicateClient(redis: RedisClient): RedisClient {
 /** Errors with which ioredis says Redis cannot be reached or does not answer in time. */
 const AWAY_MESSAGES =
   /^(Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries|Failed to refresh slots cache|None of startup nodes is available)/;
-/** Replies with which Redis says it cannot serve now (loading, failing over, a slot moving). */
-const NOT_NOW_REPLIES = /^(LOADING|CLUSTERDOWN|TRYAGAIN|READONLY|MASTERDOWN|BUSY|NOREPLICAS) /;
+/**
+ * Replies with which Redis says it cannot serve now: loading, failing over, a slot moving, or
+ * refusing writes until an operator acts (OOM: maxmemory reached under noeviction; MISCONF: it
+ * cannot save its snapshot), after which the same command succeeds.
+ */
+const NOT_NOW_REPLIES =
+  /^(LOADING|CLUSTERDOWN|TRYAGAIN|READONLY|MASTERDOWN|BUSY|NOREPLICAS|OOM|MISCONF) /;
+
+/** Replies with which Redis refuses every write until an operator frees memory or disk. */
+const WRITES_REFUSED = /^(OOM|MISCONF) /;
+
+/** Whether Redis refused a command because it takes no writes now (out of memory, cannot save). */
+export function isWriteRefusal(error: unknown): boolean {
+  return error instanceof Error && WRITES_REFUSED.test(error.message);
+}
 
 /**
  * Whether an error says Redis is away or cannot serve right now (a caller answers 503 and asks
@@ -90,6 +103,30 @@ export async function servesNow(redis: RedisClient): Promise<boolean> {
       );
   // Rejected (false) once every master has answered otherwise or failed; none known: false.
   return Promise.any(redis.nodes("master").map(ok)).catch(() => false);
+}
+
+/**
+ * A script that writes nothing but does not declare so (no `no-writes` flag): Redis 7 refuses it
+ * as it refuses any write (OOM, MISCONF, READONLY on a replica), where a PING still answers.
+ */
+const WRITE_PROBE = "#!lua\nreturn 1";
+
+/**
+ * Whether Redis takes writes now; on a cluster, every master the client knows. False only when
+ * a node refuses (out of memory, cannot save, a replica) or cannot serve; other errors are not
+ * taken as a refusal.
+ */
+export async function acceptsWrites(redis: RedisClient): Promise<boolean> {
+  const nodes: readonly (Redis | Cluster)[] = isCluster(redis) ? redis.nodes("master") : [redis];
+  const answers = await Promise.all(
+    nodes.map((node) =>
+      node.eval(WRITE_PROBE, 0).then(
+        () => true,
+        (error: unknown) => !isRedisUnavailable(error),
+      ),
+    ),
+  );
+  return answers.every(Boolean);
 }
 
 /** Whether a connection goes to a Redis Cluster. */
