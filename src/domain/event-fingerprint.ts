@@ -1,5 +1,6 @@
 import { hash } from "node:crypto";
 import { type FollowUpEvent, instantMillis } from "./events.js";
+import { minorUnitChanged, toFormerMinor } from "./money.js";
 
 /**
  * What makes two events with one id the same event: the SHA-256 of the validated event (contract
@@ -25,10 +26,52 @@ export function eventFingerprint(event: FollowUpEvent): string {
  */
 export type EventFingerprints = readonly [kept: string, ...earlier: string[]];
 
+/**
+ * Versions up to 6 December 2026 also read amounts of some currencies (HUF, IDR, COP, …: money.ts
+ * FORMER_MINOR_DIGITS) in other minor units, and hashed them so: an event in one of those that
+ * they recorded has those fingerprints among its earlier ones too, so that it is still the same
+ * event when sent again after the upgrade.
+ */
 export function eventFingerprints(event: FollowUpEvent): EventFingerprints {
   const kept = eventFingerprint(event);
-  const asWritten = fingerprintOf(eventJson(event));
-  return asWritten === kept ? [kept] : [kept, asWritten];
+  const found: [string, ...string[]] = [kept];
+  const add = (fingerprint: string) => {
+    if (!found.includes(fingerprint)) found.push(fingerprint);
+  };
+  add(fingerprintOf(eventJson(event)));
+  const former = inFormerMinorUnits(event);
+  if (former) {
+    add(fingerprintOf(canonicalJson(former)));
+    add(fingerprintOf(JSON.stringify(former)));
+  }
+  return found;
+}
+
+/**
+ * The event as versions up to 6 December 2026 read it, when they read its amounts in other minor
+ * units than today and could read it at all (they refused decimals these currencies now have);
+ * undefined otherwise.
+ */
+function inFormerMinorUnits(event: FollowUpEvent): FollowUpEvent | undefined {
+  if (event.type === "purchase.completed" && minorUnitChanged(event.total.currency)) {
+    const total = toFormerMinor(event.total);
+    const prices = event.items.map((item) => toFormerMinor(item.unitPrice));
+    if (!total || prices.some((price) => price === undefined)) return undefined;
+    const items = event.items.map((item, i) => ({
+      ...item,
+      unitPrice: prices[i] ?? item.unitPrice,
+    }));
+    return { ...event, total, items };
+  }
+  if (
+    event.type === "purchase.refunded" &&
+    event.amount &&
+    minorUnitChanged(event.amount.currency)
+  ) {
+    const amount = toFormerMinor(event.amount);
+    return amount && { ...event, amount };
+  }
+  return undefined;
 }
 
 function fingerprintOf(json: string): string {

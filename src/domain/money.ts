@@ -1,3 +1,4 @@
+import { data as iso4217 } from "currency-codes";
 import { remembered } from "./remembered.js";
 
 /**
@@ -21,12 +22,79 @@ export function isCurrencyCode(code: string): boolean {
   return /^[A-Z]{3}$/.test(code) && KNOWN_CURRENCIES.has(code);
 }
 
-/** How many decimals the currency's minor unit has (EUR 2, JPY 0, KWD 3); remembered per currency. */
+/**
+ * Codes ISO 4217 lists without a minor unit ("N.A.": special drawing rights, precious metals, test
+ * and no-currency codes). currency-codes writes 0 for them; their digits are Intl's (XDR 2), as
+ * before.
+ */
+const ISO_WITHOUT_MINOR_UNIT: ReadonlySet<string> = new Set(
+  "XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX".split(" "),
+);
+
+/** ISO 4217's minor unit per currency (List One, from the currency-codes package). */
+const ISO_MINOR_DIGITS: ReadonlyMap<string, number> = new Map(
+  iso4217
+    .filter((record) => !ISO_WITHOUT_MINOR_UNIT.has(record.code))
+    .map((record) => [record.code, record.digits]),
+);
+
+/**
+ * How many decimals the currency's minor unit has: ISO 4217's (EUR 2, JPY 0, KWD 3, HUF 2, IQD 3),
+ * so an amount the shop charged is never refused for its decimals. A code ISO 4217 no longer
+ * lists (HRK, SLL, ZWL) or lists without a minor unit (XDR) keeps the digits Intl gives it
+ * (CLDR's), as every version did. Remembered per currency.
+ */
 export const minorDigits: (currency: string) => number = remembered(
+  (currency) => ISO_MINOR_DIGITS.get(currency) ?? displayDigits(currency),
+);
+
+/** The decimals Intl (CLDR) shows for the currency by default: HUF 0, though its minor unit is 2. */
+export const displayDigits: (currency: string) => number = remembered(
   (currency) =>
     new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
       .maximumFractionDigits as number,
 );
+
+/**
+ * The minor units that versions up to 6 December 2026 used where they differ from ISO 4217's:
+ * those versions took Intl's display digits (CLDR's, as Node 20's ICU had them), which give these
+ * currencies none. Their stored amounts (purchases, refunds, ledger revenue) are in these units;
+ * readers convert them with fromFormerMinor. Frozen here, never read from Intl at run time: another
+ * ICU could differ, and the meaning of stored amounts must not.
+ */
+export const FORMER_MINOR_DIGITS: ReadonlyMap<string, number> = new Map(
+  "AFN ALL COP HUF IDR IQD IRR KPW LAK LBP MGA MMK PKR SOS SYP YER"
+    .split(" ")
+    .map((currency) => [currency, 0]),
+);
+
+/** Whether versions up to 6 December 2026 stored amounts of this currency in other minor units. */
+export function minorUnitChanged(currency: string): boolean {
+  return FORMER_MINOR_DIGITS.has(currency);
+}
+
+/** An amount stored in the minor units of versions up to 6 December 2026, in today's. */
+export function fromFormerMinor(money: Money): Money {
+  const former = FORMER_MINOR_DIGITS.get(money.currency);
+  if (former === undefined) return money;
+  return {
+    minor: money.minor * 10 ** (minorDigits(money.currency) - former),
+    currency: money.currency,
+  };
+}
+
+/**
+ * An amount in the minor units versions up to 6 December 2026 used, when they could hold it (no
+ * more decimals than they allowed): how they would have stored it. Undefined when they could not.
+ */
+export function toFormerMinor(money: Money): Money | undefined {
+  const former = FORMER_MINOR_DIGITS.get(money.currency);
+  if (former === undefined) return money;
+  const factor = 10 ** (minorDigits(money.currency) - former);
+  return money.minor % factor === 0
+    ? { minor: money.minor / factor, currency: money.currency }
+    : undefined;
+}
 
 /** Result of reading an amount: minor units, or why it cannot be read. */
 export type MinorUnitsResult = { ok: true; minor: number } | { ok: false; problem: string };
@@ -73,6 +141,18 @@ export function formatMinor(money: Money): string {
   if (digits === 0) return String(money.minor);
   const text = String(money.minor).padStart(digits + 1, "0");
   return `${text.slice(0, -digits)}.${text.slice(-digits)}`;
+}
+
+/**
+ * How many decimals to show an amount with: as many as Intl usually shows for its currency (HUF
+ * none, EUR 2) when the amount has no more, else every decimal of its minor unit (1299.50 HUF), so
+ * that no amount is shown rounded.
+ */
+export function shownDigits(money: Money): number {
+  const usual = displayDigits(money.currency);
+  const digits = minorDigits(money.currency);
+  if (digits <= usual) return usual;
+  return money.minor % 10 ** (digits - usual) === 0 ? usual : digits;
 }
 
 /** Human display such as "19.99 EUR". */

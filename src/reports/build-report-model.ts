@@ -1,7 +1,7 @@
 import { DateTime, Duration } from "luxon";
 import { SMALLEST_COMPARED_GROUP } from "../domain/check-in-comparison.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
-import { formatMinor } from "../domain/money.js";
+import { formatMinor, fromFormerMinor } from "../domain/money.js";
 import { STEP_KINDS, type StepKind } from "../domain/rules.js";
 import { type LedgerHour, sumHours } from "../store/delivery-ledger.js";
 import { reasonWords } from "./reason-words.js";
@@ -152,7 +152,7 @@ function checkInEffect(
 }
 
 /**
- * The ledger's `back|…`, `backrev|…`, `redeemed|…`, discount `sent|…` and `codeagain|…` fields,
+ * The ledger's `back|…`, `backrev|…` (and `backrev4217|…`), `redeemed|…`, discount `sent|…` and `codeagain|…` fields,
  * summed.
  */
 function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
@@ -188,12 +188,15 @@ function broughtBack(fields: ReadonlyMap<string, number>): BroughtBack {
       if (by === "code") byCode += count;
       ruleOf(ruleId).orders += count;
       pairOf(channel ?? "", kind ?? "").orders += count;
-    } else if (tag === "backrev") {
-      revenue.set(currency, (revenue.get(currency) ?? 0) + count);
+    } else if (tag === "backrev" || tag === "backrev4217") {
+      // `backrev` counts in the minor units of the version that wrote it, `backrev4217` in ISO
+      // 4217's (DeliveryLedger.countBroughtBack).
+      const minor = tag === "backrev" ? fromFormerMinor({ minor: count, currency }).minor : count;
+      revenue.set(currency, (revenue.get(currency) ?? 0) + minor);
       const rule = ruleOf(ruleId);
-      rule.revenue.set(currency, (rule.revenue.get(currency) ?? 0) + count);
+      rule.revenue.set(currency, (rule.revenue.get(currency) ?? 0) + minor);
       const pair = pairOf(channel ?? "", kind ?? "");
-      pair.revenue.set(currency, (pair.revenue.get(currency) ?? 0) + count);
+      pair.revenue.set(currency, (pair.revenue.get(currency) ?? 0) + minor);
     } else if (tag === "redeemed" && channel) {
       discountOf(channel).redeemed += count;
     } else if (tag === "sent" && kind === "discount") {

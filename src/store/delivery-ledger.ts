@@ -1,7 +1,7 @@
 import type { ChainableCommander } from "ioredis";
 import type { CheckInOutcome } from "../domain/check-in-comparison.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
-import type { Money } from "../domain/money.js";
+import { type Money, minorUnitChanged } from "../domain/money.js";
 import { dayOf, hourOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -200,7 +200,11 @@ export class DeliveryLedger {
   /**
    * Counts a purchase a follow-up brought back, once per purchase (marked in its record, like
    * its skips): `back|…` the order, `backrev|…|<currency>` its total in minor units, under the
-   * follow-up's channel, kind and rule and how it was attributed.
+   * follow-up's channel, kind and rule and how it was attributed. A total in a currency whose
+   * minor unit changed (money.ts FORMER_MINOR_DIGITS) goes to `backrev4217|…|<currency>`, in ISO
+   * 4217 minor units: its `backrev` field, which ledger hours of earlier versions hold, counts
+   * the former units (reports convert it), and versions up to 6 December 2026 skip the new one
+   * rather than misread it.
    */
   async countBroughtBack(
     purchaseEventId: string,
@@ -212,7 +216,7 @@ export class DeliveryLedger {
     const base = `${to.channel}|${to.kind}|${to.ruleId}|${by}`;
     return this.countInRecord(purchaseEventId, "cb", now, [
       `back|${base}`,
-      `backrev|${base}|${total.currency}\n${total.minor}`,
+      `${minorUnitChanged(total.currency) ? "backrev4217" : "backrev"}|${base}|${total.currency}\n${total.minor}`,
     ]);
   }
 

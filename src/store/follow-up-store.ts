@@ -12,6 +12,7 @@ import { REPLAN_LATER_MAX, scheduleEntry } from "./follow-up-schedule.js";
 import { bucketOf, bucketStart, dayOf, hourOf, type Scope, StoreKeys } from "./keys.js";
 import { LEGACY_PURCHASE_FIELD } from "./legacy-layout.js";
 import {
+  decodePurchase,
   decodeStored,
   encodeKept,
   encodePurchase,
@@ -483,9 +484,8 @@ export class FollowUpStore {
     const ownKey = await this.redis.getBuffer(this.keys.purchase(eventId));
     if (ownKey) return { fields, encoded: ownKey };
     const legacy = fields[LEGACY_PURCHASE_FIELD];
-    return legacy
-      ? { fields, legacy: JSON.parse(legacy.toString("utf8")) as PurchaseCompleted }
-      : { fields };
+    // Plain JSON, read as decodePurchase reads it (in today's minor units).
+    return legacy ? { fields, legacy: decodePurchase(legacy) } : { fields };
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { PurchaseCompleted } from "../domain/events.js";
 import { idHash } from "./keys.js";
+import { decodePurchase } from "./purchase-codec.js";
 import type { RedisClient } from "./redis-client.js";
 
 /**
@@ -19,8 +20,8 @@ export async function readLegacyPurchase(
   redis: RedisClient,
   recordKey: string,
 ): Promise<PurchaseCompleted | undefined> {
-  const legacy = await redis.hget(recordKey, LEGACY_PURCHASE_FIELD);
-  return legacy ? (JSON.parse(legacy) as PurchaseCompleted) : undefined;
+  const legacy = await redis.hgetBuffer(recordKey, LEGACY_PURCHASE_FIELD);
+  return legacy ? decodePurchase(legacy) : undefined;
 }
 
 /** The job id earlier versions gave a step (23 characters). */

@@ -1,4 +1,4 @@
-import type { Money } from "../domain/money.js";
+import { fromFormerMinor, type Money, minorUnitChanged } from "../domain/money.js";
 import type { ItemReturn, OrderRefunds } from "../domain/refund.js";
 import type { CustomerFiling } from "./customer-index.js";
 import { idHash, packedEntries, packedPlace, StoreKeys } from "./keys.js";
@@ -107,15 +107,20 @@ export class OrderStore {
     keepMs: number,
   ): Promise<OrderRecord> {
     const { amount, items } = refund;
-    // Amount-only and full refunds keep the form written before item refunds existed.
-    const stored = items
-      ? JSON.stringify({
-          ...(amount && { m: amount.minor, c: amount.currency }),
-          i: items.map((item) => [item.sku, item.quantity]),
-        })
-      : amount
-        ? `${amount.minor} ${amount.currency}`
-        : "full";
+    // Amount-only and full refunds keep the form written before item refunds existed. An amount
+    // in a currency whose minor unit changed (money.ts FORMER_MINOR_DIGITS) is `n`, in ISO 4217
+    // minor units, never `m` or the plain form, which hold the former units; without items it has
+    // no `i`, so that a version up to 6 December 2026 fails on it rather than misreads it.
+    const changed = amount !== undefined && minorUnitChanged(amount.currency);
+    const stored =
+      items || changed
+        ? JSON.stringify({
+            ...(amount && { [changed ? "n" : "m"]: amount.minor, c: amount.currency }),
+            ...(items && { i: items.map((item) => [item.sku, item.quantity]) }),
+          })
+        : amount
+          ? `${amount.minor} ${amount.currency}`
+          : "full";
     const { key, links, entry } = this.placeOf(orderId);
     const flat = await this.redis.fuRecordRefund(
       key,
@@ -234,20 +239,28 @@ function parseOrder(flat: readonly string[]): OrderRecord {
       fullyRefunded = true;
       recorded.push({ refundId: field.slice(2) });
     } else if (value.startsWith("{")) {
-      const stored = JSON.parse(value) as { m?: number; c?: string; i: [string, number][] };
-      const priced = stored.m !== undefined && stored.c !== undefined;
-      const amount = { minor: stored.m ?? 0, currency: stored.c ?? "" };
+      const stored = JSON.parse(value) as {
+        m?: number;
+        n?: number;
+        c?: string;
+        i?: [string, number][];
+      };
+      const minor = stored.n ?? stored.m;
+      const priced = minor !== undefined && stored.c !== undefined;
+      // `m` is in the minor units of the version that wrote it, `n` in ISO 4217's.
+      const written = { minor: minor ?? 0, currency: stored.c ?? "" };
+      const amount = stored.n === undefined ? fromFormerMinor(written) : written;
       if (priced) refunds.push(amount);
-      for (const [sku, quantity] of stored.i)
+      for (const [sku, quantity] of stored.i ?? [])
         returns.push({ sku, quantity, priced, ...(priced && { currency: amount.currency }) });
       recorded.push({
         refundId: field.slice(2),
         ...(priced && { amount }),
-        items: stored.i.map(([sku, quantity]) => ({ sku, quantity })),
+        ...(stored.i && { items: stored.i.map(([sku, quantity]) => ({ sku, quantity })) }),
       });
     } else {
       const [minor = "0", currency = ""] = value.split(" ");
-      const amount = { minor: Number(minor), currency };
+      const amount = fromFormerMinor({ minor: Number(minor), currency });
       refunds.push(amount);
       recorded.push({ refundId: field.slice(2), amount });
     }

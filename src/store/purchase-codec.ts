@@ -1,6 +1,7 @@
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 import { eventJson } from "../domain/event-fingerprint.js";
 import type { PurchaseCompleted } from "../domain/events.js";
+import { fromFormerMinor, type Money, minorUnitChanged } from "../domain/money.js";
 
 /**
  * How a purchase is stored while its follow-ups wait (often for months): its JSON, deflated
@@ -13,6 +14,15 @@ import type { PurchaseCompleted } from "../domain/events.js";
 const FORMAT_DEFLATE_V1 = 1;
 /** Format 2: what is kept after the last step (KeptPurchase), deflate-raw with DICTIONARY_V1. */
 const FORMAT_KEPT_V1 = 2;
+/**
+ * Formats 3 and 4: as 1 and 2, for a purchase in a currency whose minor unit versions up to 6
+ * December 2026 took otherwise (money.ts FORMER_MINOR_DIGITS: HUF, IDR, COP, …): its amounts are
+ * in ISO 4217 minor units. Formats 1, 2 and plain JSON hold such amounts in the former units, and
+ * are read into today's; a purchase in any other currency is written as 1 or 2, as it always was.
+ * Versions up to 6 December 2026 refuse formats 3 and 4 as unknown rather than misread them.
+ */
+const FORMAT_DEFLATE_ISO = 3;
+const FORMAT_KEPT_ISO = 4;
 
 /**
  * Field names in the order the validated event has them, with values most purchases share.
@@ -35,7 +45,8 @@ const DICTIONARY_V1 = Buffer.from(
 export function encodePurchase(event: PurchaseCompleted): Buffer {
   // From a Buffer: zlib converts a string more slowly than Buffer.from does.
   const packed = deflateRawSync(Buffer.from(eventJson(event)), { dictionary: DICTIONARY_V1 });
-  return Buffer.concat([Buffer.of(FORMAT_DEFLATE_V1), packed]);
+  const format = minorUnitChanged(event.total.currency) ? FORMAT_DEFLATE_ISO : FORMAT_DEFLATE_V1;
+  return Buffer.concat([Buffer.of(format), packed]);
 }
 
 /**
@@ -115,7 +126,8 @@ export function purchaseFromKept(kept: KeptPurchase): PurchaseCompleted {
 /** The stored form of a kept purchase. */
 export function encodeKept(kept: KeptPurchase): Buffer {
   const packed = deflateRawSync(JSON.stringify(kept), { dictionary: DICTIONARY_V1 });
-  return Buffer.concat([Buffer.of(FORMAT_KEPT_V1), packed]);
+  const format = minorUnitChanged(kept.total.currency) ? FORMAT_KEPT_ISO : FORMAT_KEPT_V1;
+  return Buffer.concat([Buffer.of(format), packed]);
 }
 
 /** A stored purchase: the whole one while a step is pending, or the part kept after. */
@@ -125,9 +137,11 @@ export type StoredPurchase =
 
 /** Reads either stored form; throws on a format this version does not know. */
 export function decodeStored(stored: Buffer): StoredPurchase {
-  if (stored[0] === FORMAT_KEPT_V1) {
+  const format = stored[0];
+  if (format === FORMAT_KEPT_V1 || format === FORMAT_KEPT_ISO) {
     const json = inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 });
-    return { kind: "kept", kept: JSON.parse(json.toString("utf8")) as KeptPurchase };
+    const kept = JSON.parse(json.toString("utf8")) as KeptPurchase;
+    return { kind: "kept", kept: format === FORMAT_KEPT_V1 ? inTodaysMinorUnits(kept) : kept };
   }
   return { kind: "whole", event: decodePurchase(stored) };
 }
@@ -135,10 +149,27 @@ export function decodeStored(stored: Buffer): StoredPurchase {
 /** The purchase back from its stored form; throws on a format this version does not know. */
 export function decodePurchase(stored: Buffer): PurchaseCompleted {
   const format = stored[0];
-  if (format === FORMAT_DEFLATE_V1) {
+  if (format === FORMAT_DEFLATE_V1 || format === FORMAT_DEFLATE_ISO) {
     const json = inflateRawSync(stored.subarray(1), { dictionary: DICTIONARY_V1 });
-    return JSON.parse(json.toString("utf8")) as PurchaseCompleted;
+    const event = JSON.parse(json.toString("utf8")) as PurchaseCompleted;
+    return format === FORMAT_DEFLATE_V1 ? inTodaysMinorUnits(event) : event;
   }
-  if (format === "{".charCodeAt(0)) return JSON.parse(stored.toString("utf8")) as PurchaseCompleted;
+  if (format === "{".charCodeAt(0))
+    return inTodaysMinorUnits(JSON.parse(stored.toString("utf8")) as PurchaseCompleted);
   throw new Error(`stored purchase has an unknown format (first byte ${String(format)})`);
+}
+
+/**
+ * A purchase stored in the minor units of versions up to 6 December 2026, in today's: unchanged
+ * (the same object) unless its currency's minor unit changed (1300 HUF stored as 1300 is 130000).
+ */
+function inTodaysMinorUnits<T extends { total: Money; items: readonly { unitPrice: Money }[] }>(
+  purchase: T,
+): T {
+  if (!minorUnitChanged(purchase.total.currency)) return purchase;
+  return {
+    ...purchase,
+    items: purchase.items.map((item) => ({ ...item, unitPrice: fromFormerMinor(item.unitPrice) })),
+    total: fromFormerMinor(purchase.total),
+  };
 }

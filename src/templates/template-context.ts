@@ -1,7 +1,13 @@
 import { DateTime } from "luxon";
 import type { DiscountOffer } from "../domain/discount-code.js";
 import type { Channel } from "../domain/events.js";
-import { formatMinor, MAX_MAJOR_AMOUNT, type Money, toMinorUnits } from "../domain/money.js";
+import {
+  formatMinor,
+  MAX_MAJOR_AMOUNT,
+  type Money,
+  shownDigits,
+  toMinorUnits,
+} from "../domain/money.js";
 import { remembered } from "../domain/remembered.js";
 import type { StepKind } from "../domain/rules.js";
 
@@ -156,15 +162,30 @@ export function buildTemplateContext(input: TemplateContextInput): TemplateConte
   };
 }
 
-/** A formatter per "locale currency": building one costs more than the rest of a message's context. */
-const moneyFormat = remembered((localeAndCurrency) => {
-  const [locale, currency] = localeAndCurrency.split(" ");
-  return new Intl.NumberFormat(locale, { style: "currency", currency });
+/**
+ * A formatter per "locale currency digits": building one costs more than the rest of a message's
+ * context.
+ */
+const moneyFormat = remembered((key) => {
+  const [locale, currency, digits] = key.split(" ");
+  const fractionDigits = Number(digits);
+  return new Intl.NumberFormat(locale, {
+    style: "currency",
+    currency,
+    minimumFractionDigits: fractionDigits,
+    maximumFractionDigits: fractionDigits,
+  });
 }, 1_000);
 
-/** "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. */
+/**
+ * "£1,299.00" for en-GB, "1.299,00 €" for de; exact, from the decimal text of minor units. With
+ * the decimals the locale's shoppers usually see for the currency ("1 300 Ft" in hu), and all of
+ * its minor unit's when the amount has more ("1 299,50 Ft"): never rounded.
+ */
 function formatMoney(value: Money, locale: string): string {
-  return moneyFormat(`${locale} ${value.currency}`).format(formatMinor(value) as `${number}`);
+  return moneyFormat(`${locale} ${value.currency} ${shownDigits(value)}`).format(
+    formatMinor(value) as `${number}`,
+  );
 }
 
 /** A locale Intl accepts: the given one canonicalised, or "en" if it is not a valid tag. */

@@ -70,3 +70,51 @@ describe("an event's fingerprint", () => {
     expect(fingerprintMatches("AAAAAAAAAAA", eventFingerprints(event))).toBe(false);
   });
 });
+
+describe("an event in a currency whose minor unit changed (HUF, IQD, …)", () => {
+  const forints = (amount: string) =>
+    validated(
+      purchaseInput({
+        id: "evt-huf",
+        occurredAt: "2026-11-23T10:00:00.000Z",
+        currency: "HUF",
+        items: [{ sku: "TV", name: "TV", category: "televisions", quantity: 1, unitPrice: amount }],
+      }),
+    );
+
+  it("matches the fingerprint versions up to 6 December 2026 kept for it", () => {
+    const event = forints("1300");
+    if (event.type !== "purchase.completed") throw new Error("not a purchase");
+    expect(event.total).toEqual({ minor: 130_000, currency: "HUF" });
+    // As those versions read it (HUF without decimals) and hashed it.
+    const former = {
+      ...event,
+      items: event.items.map((item) => ({ ...item, unitPrice: { minor: 1300, currency: "HUF" } })),
+      total: { minor: 1300, currency: "HUF" },
+    };
+    const fingerprints = eventFingerprints(event);
+    expect(fingerprints[0]).toBe(eventFingerprint(event));
+    expect(fingerprints[0]).not.toBe(eventFingerprint(former));
+    expect(fingerprintMatches(eventFingerprint(former), fingerprints)).toBe(true);
+    // Another amount is another event.
+    expect(fingerprintMatches(eventFingerprint(former), eventFingerprints(forints("1301")))).toBe(
+      false,
+    );
+    // 1299.50 HUF, which those versions refused, has no earlier fingerprint.
+    expect(eventFingerprints(forints("1299.50"))).toHaveLength(1);
+  });
+
+  it("a refund's too", () => {
+    const refund = validated({
+      type: "purchase.refunded",
+      id: "ref-iqd",
+      occurredAt: "2026-11-23T10:00:00Z",
+      orderId: "ord-1",
+      amount: { amount: "5", currency: "IQD" },
+    });
+    if (refund.type !== "purchase.refunded") throw new Error("not a refund");
+    expect(refund.amount).toEqual({ minor: 5000, currency: "IQD" });
+    const former = eventFingerprint({ ...refund, amount: { minor: 5, currency: "IQD" } });
+    expect(fingerprintMatches(former, eventFingerprints(refund))).toBe(true);
+  });
+});

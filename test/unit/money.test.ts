@@ -3,10 +3,16 @@ import { describe, expect, it } from "vitest";
 import {
   compareAmount,
   describeMoney,
+  displayDigits,
+  FORMER_MINOR_DIGITS,
   formatMinor,
+  fromFormerMinor,
   isCurrencyCode,
   MAX_MAJOR_AMOUNT,
   minorDigits,
+  minorUnitChanged,
+  shownDigits,
+  toFormerMinor,
   toMinorUnits,
 } from "../../src/domain/money.js";
 
@@ -30,6 +36,14 @@ describe("toMinorUnits: exact conversion of decimal text", () => {
     ["1.234", "KWD", 1234],
     ["0.5", "KWD", 500],
     [String(MAX_MAJOR_AMOUNT), "EUR", MAX_MAJOR_AMOUNT * 100],
+    // ISO 4217 minor units where Intl shows fewer decimals (CLDR: none).
+    ["1299.50", "HUF", 129_950],
+    [1299.5, "HUF", 129_950],
+    ["1300", "HUF", 130_000],
+    ["5.5", "IQD", 5_500],
+    ["1299.5", "COP", 129_950],
+    ["15000.25", "IDR", 1_500_025],
+    ["999.99", "PKR", 99_999],
   ])("%j %s → %i minor units", (amount, currency, minor) => {
     expect(toMinorUnits(amount, currency)).toEqual({ ok: true, minor });
   });
@@ -39,6 +53,10 @@ describe("toMinorUnits: exact conversion of decimal text", () => {
     [1000.5, "JPY", "JPY has 0 decimal places, got 1000.5"],
     ["1.2345", "KWD", "KWD has 3 decimal places, got 1.2345"],
     ["1.005", "EUR", "EUR has 2 decimal places, got 1.005"],
+    ["10.555", "GBP", "GBP has 2 decimal places, got 10.555"],
+    ["5.5", "JPY", "JPY has 0 decimal places, got 5.5"],
+    ["1299.505", "HUF", "HUF has 2 decimal places, got 1299.505"],
+    ["5.5005", "IQD", "IQD has 3 decimal places, got 5.5005"],
     [
       0.1 + 0.2,
       "GBP",
@@ -121,8 +139,63 @@ describe("currencies", () => {
     ["JPY", 0],
     ["KWD", 3],
     ["BHD", 3],
+    // ISO 4217's minor unit, not Intl's display digits (CLDR shows these without decimals).
+    ...[..."AFN ALL COP HUF IDR IRR KPW LAK LBP MGA MMK PKR SOS SYP YER".split(" ")].map(
+      (code) => [code, 2] as [string, number],
+    ),
+    ["IQD", 3],
+    // Not in ISO 4217's list (withdrawn), or listed without a minor unit: Intl's, as before.
+    ["SLL", 0],
+    ["HRK", 2],
+    ["XDR", 2],
+    ["XAU", 2],
   ])("%s has %i decimals", (code, digits) => {
     expect(minorDigits(code)).toBe(digits);
+  });
+
+  it("changes the minor unit of only the 16 currencies whose stored amounts are converted", () => {
+    // Every other currency this runtime knows keeps the digits earlier versions took from Intl,
+    // so its stored amounts mean what they meant and are read as they are.
+    const changed = Intl.supportedValuesOf("currency").filter(
+      (code) => minorDigits(code) !== displayDigits(code),
+    );
+    expect(changed).toEqual([...FORMER_MINOR_DIGITS.keys()]);
+    for (const code of changed) expect(FORMER_MINOR_DIGITS.get(code)).toBe(displayDigits(code));
+    expect(minorUnitChanged("EUR")).toBe(false);
+    expect(minorUnitChanged("JPY")).toBe(false);
+    expect(minorUnitChanged("HUF")).toBe(true);
+  });
+
+  it("reads amounts stored in the former minor units in today's, and back when they fit", () => {
+    expect(fromFormerMinor({ minor: 1300, currency: "HUF" })).toEqual({
+      minor: 130_000,
+      currency: "HUF",
+    });
+    expect(fromFormerMinor({ minor: 5, currency: "IQD" })).toEqual({
+      minor: 5000,
+      currency: "IQD",
+    });
+    const euros = { minor: 1999, currency: "EUR" };
+    expect(fromFormerMinor(euros)).toBe(euros);
+    expect(toFormerMinor({ minor: 130_000, currency: "HUF" })).toEqual({
+      minor: 1300,
+      currency: "HUF",
+    });
+    // 1299.50 HUF was refused by those versions: no former form.
+    expect(toFormerMinor({ minor: 129_950, currency: "HUF" })).toBeUndefined();
+    expect(toFormerMinor(euros)).toBe(euros);
+  });
+
+  it.each([
+    [{ minor: 130_000, currency: "HUF" }, 0],
+    [{ minor: 129_950, currency: "HUF" }, 2],
+    [{ minor: 5_000, currency: "IQD" }, 0],
+    [{ minor: 5_500, currency: "IQD" }, 3],
+    [{ minor: 1999, currency: "JPY" }, 0],
+    [{ minor: 1000, currency: "EUR" }, 2],
+    [{ minor: 500, currency: "KWD" }, 3],
+  ])("shows %j with %i decimals", (money, digits) => {
+    expect(shownDigits(money)).toBe(digits);
   });
 
   it.each([
@@ -131,6 +204,8 @@ describe("currencies", () => {
     [{ minor: 1999, currency: "JPY" }, "1999", "1999 JPY"],
     [{ minor: 500, currency: "KWD" }, "0.500", "0.500 KWD"],
     [{ minor: 0, currency: "EUR" }, "0.00", "0.00 EUR"],
+    [{ minor: 129_950, currency: "HUF" }, "1299.50", "1299.50 HUF"],
+    [{ minor: 5_500, currency: "IQD" }, "5.500", "5.500 IQD"],
   ])("formats %j as %s", (money, plain, described) => {
     expect(formatMinor(money)).toBe(plain);
     expect(describeMoney(money)).toBe(described);

@@ -171,6 +171,26 @@ describe("buildTemplateContext", () => {
     expect(context.order.total).toBe("€1,299.00");
   });
 
+  it.each([
+    ["hu", { minor: 129_950, currency: "HUF" }, "1299,50\u00a0Ft"],
+    ["hu", { minor: 130_000, currency: "HUF" }, "1300\u00a0Ft"],
+    ["en-GB", { minor: 129_950, currency: "HUF" }, "HUF\u00a01,299.50"],
+    ["id", { minor: 1_500_000, currency: "IDR" }, "Rp\u00a015.000"],
+    ["en", { minor: 5_500, currency: "IQD" }, "IQD\u00a05.500"],
+    ["ja", { minor: 1999, currency: "JPY" }, "￥1,999"],
+  ])("shows an amount in %s as given: %j is %s, never rounded", (locale, total, shown) => {
+    const context = buildTemplateContext({
+      purchase: { ...purchase, total, items: [] },
+      step: { kind: "thank-you", channel: "email" },
+      locale,
+      timezone: "UTC",
+      discount: null,
+      unsubscribeUrl: null,
+      shop: SHOP,
+    });
+    expect(context.order.total).toBe(shown);
+  });
+
   it("falls back to English formatting for a locale Intl does not accept", () => {
     const context = buildTemplateContext({
       purchase,

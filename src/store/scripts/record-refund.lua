@@ -5,7 +5,7 @@
     KEYS[1] order (hash: `r:<refundId>` refunds, and `e:<eventId>` links of earlier versions)
     KEYS[2] the order's bucket of order links (link-purchase.lua)
     ARGV[1] the refund event id
-    ARGV[2] the amount, "<minor units> <currency>", or "full"
+    ARGV[2] the refund as order-store.ts writes it: "<minor units> <currency>", JSON, or "full"
     ARGV[3] keep the order this long (ms)
     ARGV[4] the order's part of its entries in KEYS[2]
     ARGV[5] now (epoch ms): links expired by then are left out
