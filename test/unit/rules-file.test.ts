@@ -80,6 +80,24 @@ describe("the base file of these tests", () => {
     expect(rules.rules[0]?.steps.map((s) => s.purpose)).toEqual(["transactional", "transactional"]);
   });
 
+  it("takes thresholds with the decimals of ISO 4217's minor unit (HUF 1299.50, IQD 5.5)", () => {
+    const rules = rulesFrom(
+      BASE.replace(
+        "      total: { min: 50 }",
+        '      total: { min: { HUF: "1299.50", IQD: "5.5" } }',
+      ),
+    );
+    expect(rules.rules[1]?.when).toMatchObject({
+      type: "total",
+      min: {
+        values: [
+          { minor: 129_950, currency: "HUF" },
+          { minor: 5_500, currency: "IQD" },
+        ],
+      },
+    });
+  });
+
   it("gets the documented defaults: email 08:00–21:00 daily, SMS and voice 09:00–20:00 Mon–Sat", async () => {
     const rules = rulesFrom(yaml`
       version: 1
