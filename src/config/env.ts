@@ -270,8 +270,18 @@ const envFields = z.object({
   DELIVERY_ATTEMPTS: positiveInt(8),
   DELIVERY_RETRY_BASE_MS: positiveInt(30_000),
   DELIVERY_RETRY_MAX_MS: positiveInt(3_600_000),
-  DELIVERY_LEASE_MS: positiveInt(120_000),
-  JOB_LOCK_MS: timerMs(30_000),
+  DELIVERY_LEASE_MS: wholeNumber(120_000, {
+    min: 1_000,
+    expected:
+      "expected a whole number of at least 1000 (a second; a send still under way when it ends may be sent again)",
+  }),
+  // A lock of a few ms had BullMQ check for stalled jobs that often and fail a job after ten.
+  JOB_LOCK_MS: wholeNumber(30_000, {
+    min: 1_000,
+    max: 2_147_483_647,
+    expected:
+      "expected a whole number from 1000 to 2147483647 (a second to about 24.8 days, the longest timer)",
+  }),
   SHUTDOWN_TIMEOUT_MS: timerMs(15_000),
   RECORD_RETENTION_DAYS: wholeNumber(90, {
     max: 3650,

@@ -178,7 +178,19 @@ describe("numbers", () => {
     [
       "JOB_LOCK_MS",
       "2147483648",
-      "JOB_LOCK_MS: expected a whole number from 1 to 2147483647 (about 24.8 days, the longest timer), got 2147483648",
+      "JOB_LOCK_MS: expected a whole number from 1000 to 2147483647 (a second to about 24.8 days, the longest timer), got 2147483648",
+    ],
+    // A lock of a millisecond has BullMQ check for stalled jobs every millisecond, and fail a
+    // follow-up after ten "stalls"; a lease of one lets another worker send again at once.
+    [
+      "JOB_LOCK_MS",
+      "1",
+      "JOB_LOCK_MS: expected a whole number from 1000 to 2147483647 (a second to about 24.8 days, the longest timer), got 1",
+    ],
+    [
+      "DELIVERY_LEASE_MS",
+      "999",
+      "DELIVERY_LEASE_MS: expected a whole number of at least 1000 (a second; a send still under way when it ends may be sent again), got 999",
     ],
     [
       "RECORD_RETENTION_DAYS",
