@@ -855,20 +855,32 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     );
   };
 
+  // Whether the last reload was refused: a valid one after it says so even when it changes
+  // nothing (an edit undone), since the last line the operator saw said the edit was invalid.
+  let lastReloadRefused = false;
   const reload = async (): Promise<boolean> => {
     const next = await loadConfig(env.CONFIG_DIR);
     if (!next.ok) {
       for (const problem of next.problems)
         logger.error({ problem: formatProblem(problem) }, "config edit rejected");
       logger.error({ kept: config.version }, "invalid config edit; keeping the previous version");
+      lastReloadRefused = true;
       return false;
     }
     const nextProblem = linkProblem(next.config.rules);
     if (nextProblem && realEmail) {
       logger.error({ problem: nextProblem }, "config edit rejected");
       logger.error({ kept: config.version }, "invalid config edit; keeping the previous version");
+      lastReloadRefused = true;
       return false;
     }
+    const refusedBefore = lastReloadRefused;
+    lastReloadRefused = false;
+    if (next.config.version === config.version && refusedBefore)
+      logger.info(
+        { version: config.version },
+        "config valid again; the version in force stays as it was",
+      );
     if (next.config.version !== config.version) {
       // Said once it is in force: a generation that cannot be read keeps the previous version.
       const numbered = await generations.generationOf(next.config.rules.version);

@@ -95,8 +95,18 @@ it("applies a valid rules edit without a restart, and keeps the old rules on an 
   await p.publisher.publish(smallPurchase("evt-still") as never);
   await p.sink.waitForMessages(2);
 
-  // A later good edit is applied: the rejected one left nothing behind.
+  // Undoing the bad edit says so: the last line an operator saw said the edit was invalid.
   await editRules(p, (text) => text.replace("delay: one hour", "delay: PT1H"));
+  const restored = await eventually(
+    async () =>
+      p.logs.find(
+        (line) => line.msg === "config valid again; the version in force stays as it was",
+      ),
+    "the undone edit to be reported",
+  );
+  expect(restored.version).toBe(edited);
+  expect(worker.configVersion()).toBe(edited);
+  // A later good edit is applied: the rejected one left nothing behind.
   await editRules(p, (text) => text.replace("total: { min: 10 }", "total: { min: 30 }"));
   await eventually(
     async () => (worker.configVersion() !== edited ? true : undefined),
