@@ -57,7 +57,7 @@ export interface DeliveryDeps {
   readonly store: Pick<
     FollowUpStore,
     | "stepRecords"
-    | "loadForSend"
+    | "readForSend"
     | "sendView"
     | "claim"
     | "transition"
@@ -85,7 +85,7 @@ export interface DeliveryDeps {
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue" | "revokeByHash">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
-  readonly thankYous: Pick<ThankYouGroups, "close" | "filingOf">;
+  readonly thankYous: Pick<ThankYouGroups, "close" | "filingOf" | "leave">;
   /**
    * The order's refunds, read with the customer's opt-outs: a message names what the customer
    * kept (items returned are left out), and a coalesced thank-you leaves a fully returned order out.
@@ -756,7 +756,7 @@ function createDelivery(deps: DeliveryDeps) {
       recipientMember !== undefined &&
       !(await deps.smsReferences.textedBefore(recipientMember));
     // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
-    const alsoThanked = grouped ? await joinedOrders(deps, event, eventId) : [];
+    const alsoThanked = grouped ? await joinedOrders(deps, log, event, eventId) : [];
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
@@ -1119,19 +1119,52 @@ async function joinedThankYou(
 /**
  * The purchases that joined this one's thank-you (store/thank-you-groups.ts), oldest first, as
  * they stand after refunds; closing the group keeps later purchases from joining a sent thank-you.
+ * A member whose stored purchase cannot be read (damaged, a newer version's format) is left out,
+ * logged by event id and error name, and filed as alone: its own thank-you is then not skipped as
+ * thanked for, and goes out if a worker can read it (else it fails as `unreadable-purchase`, as
+ * any step of such a purchase). Leaving it out rather than holding back the thank-you thanks the
+ * customer for what can be read, and promises nothing about the rest. A member filed alone so by
+ * an earlier run of this step is left out again, though it may be readable now: its own goes.
  */
 async function joinedOrders(
   deps: DeliveryDeps,
+  log: Logger,
   event: PurchaseCompleted,
   eventId: string,
 ): Promise<PurchaseCompleted[]> {
-  const members = await deps.thankYous.close(event.customer.id, eventId, deps.clock().toMillis());
+  const customerId = event.customer.id;
+  const members = await deps.thankYous.close(customerId, eventId, deps.clock().toMillis());
+  const read = await Promise.all(
+    members.map(async (memberId) => {
+      const [stored, filing] = await Promise.all([
+        deps.store.readForSend(memberId),
+        deps.thankYous.filingOf(customerId, memberId),
+      ]);
+      return { memberId, stored, alone: filing?.role === "alone" };
+    }),
+  );
   const orders: PurchaseCompleted[] = [];
-  for (const memberId of members) {
-    const member = await deps.store.loadForSend(memberId);
+  const leftOut: { memberId: string; errorName: string }[] = [];
+  for (const { memberId, stored, alone } of read) {
+    if (alone) continue;
+    if (stored.unreadable) {
+      leftOut.push({ memberId, errorName: stored.unreadable.errorName });
+      continue;
+    }
+    const member = stored.event;
     if (!member) continue;
     const refunded = afterRefunds(member, await deps.orders.get(member.orderId));
     if (!refunded.full) orders.push(refunded.event);
+  }
+  if (leftOut.length > 0) {
+    for (const { memberId } of leftOut) await deps.thankYous.leave(customerId, memberId, eventId);
+    log.warn(
+      {
+        leftOut: leftOut.map(({ memberId }) => memberId),
+        errors: leftOut.map(({ errorName }) => errorName),
+      },
+      "thank-you sent without joined purchases whose stored purchase cannot be read; each keeps a thank-you of its own",
+    );
   }
   return orders.sort((a, b) => Date.parse(a.occurredAt) - Date.parse(b.occurredAt));
 }

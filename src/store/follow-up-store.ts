@@ -153,6 +153,11 @@ function summaryOfStored(
   return {};
 }
 
+/** A decoder's error by name only: its message may quote the stored bytes, personal data included. */
+export function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}
+
 /**
  * How an erased purchase's record is stopped (erase-event.lua): a step taken over from a dead
  * sender is cancelled with this reason, and replies are no longer filed (add-reply.lua).
@@ -457,15 +462,28 @@ export class FollowUpStore {
   async readEvent(
     eventId: string,
   ): Promise<{ event?: PurchaseCompleted; unreadable?: { errorName: string } }> {
-    const { encoded, legacy } = await this.readStored(eventId);
-    if (!encoded) return legacy ? { event: legacy } : {};
-    let decoded: StoredPurchase;
-    try {
-      decoded = decodeStored(encoded);
-    } catch (error) {
-      return { unreadable: { errorName: error instanceof Error ? error.name : typeof error } };
-    }
+    const { decoded, legacy, unreadable } = await this.readDecoded(eventId);
+    if (unreadable) return { unreadable };
+    if (!decoded) return legacy ? { event: legacy } : {};
     return decoded.kind === "whole" ? { event: decoded.event } : {};
+  }
+
+  /**
+   * What is stored of the purchase, decoded; `unreadable` (the decoder's error by name) instead
+   * of throwing when it cannot be decoded.
+   */
+  private async readDecoded(eventId: string): Promise<{
+    decoded?: StoredPurchase;
+    legacy?: PurchaseCompleted;
+    unreadable?: { errorName: string };
+  }> {
+    const { encoded, legacy } = await this.readStored(eventId);
+    if (!encoded) return legacy ? { legacy } : {};
+    try {
+      return { decoded: decodeStored(encoded) };
+    } catch (error) {
+      return { unreadable: { errorName: errorName(error) } };
+    }
   }
 
   /**
@@ -501,6 +519,20 @@ export class FollowUpStore {
   }
 
   /**
+   * As loadForSend, but a purchase stored in a form that cannot be decoded answers `unreadable`,
+   * the decoder's error by name (its message may quote the bytes), instead of throwing: a
+   * thank-you that lists the customer's other purchases goes out without it.
+   */
+  async readForSend(
+    eventId: string,
+  ): Promise<{ event?: PurchaseCompleted; unreadable?: { errorName: string } }> {
+    const { decoded, legacy, unreadable } = await this.readDecoded(eventId);
+    if (unreadable) return { unreadable };
+    if (!decoded) return legacy ? { event: legacy } : {};
+    return { event: decoded.kind === "whole" ? decoded.event : purchaseFromKept(decoded.kept) };
+  }
+
+  /**
    * A step's record and the purchase to render it from, in one read of the event record; with
    * `lastStep` when its next state change may be the purchase's last (see SendView).
    */
@@ -516,7 +548,7 @@ export class FollowUpStore {
     } catch (error) {
       return {
         ...(record && { record }),
-        unreadable: { errorName: error instanceof Error ? error.name : typeof error },
+        unreadable: { errorName: errorName(error) },
       };
     }
     if (decoded.kind === "kept")

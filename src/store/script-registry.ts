@@ -285,6 +285,13 @@ export interface StoreCommands {
     eventId: string,
     now: number,
   ): Promise<string[]>;
+  /** leave-thank-you.lua */
+  fuLeaveThankYou(
+    recordKey: string,
+    legacyGroupKey: string,
+    eventId: string,
+    leaderEventId: string,
+  ): Promise<number>;
   /** add-spend.lua */
   fuAddSpend(
     monthKey: string,
@@ -357,6 +364,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "remember-steps": "fuRememberSteps",
   "join-thank-you": "fuJoinThankYou",
   "close-thank-you": "fuCloseThankYou",
+  "leave-thank-you": "fuLeaveThankYou",
   "add-spend": "fuAddSpend",
   "return-spend": "fuReturnSpend",
   "fold-counts": "fuFoldCounts",

@@ -101,4 +101,20 @@ export class ThankYouGroups {
       now,
     );
   }
+
+  /**
+   * Files a purchase that joined the leader's group as standing alone (leave-thank-you.lua): the
+   * leader's thank-you goes out without it, so its own thank-you is not skipped as thanked for.
+   * Whether it changed (not when it was filed otherwise, or its record is gone).
+   */
+  async leave(customerId: string, eventId: string, leaderEventId: string): Promise<boolean> {
+    return (
+      (await this.redis.fuLeaveThankYou(
+        this.keys.eventRecord(eventId),
+        this.keys.thankYouGroup(customerId),
+        eventId,
+        leaderEventId,
+      )) === 1
+    );
+  }
 }

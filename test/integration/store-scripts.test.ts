@@ -158,6 +158,7 @@ describe("the store's Lua scripts", () => {
       "forget-customer",
       "join-thank-you",
       "keep-order-link",
+      "leave-thank-you",
       "link-purchase",
       "note-code",
       "note-dropped-purchase",
@@ -205,6 +206,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["leave-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["settle-sent"].numberOfKeys).toBe(2);
@@ -695,6 +697,21 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuCloseThankYou(history, legacy, "old-2", NOW)).toEqual([]);
     expect(await redis.fuCloseThankYou(history, legacy, "old-1", NOW)).toEqual(["old-2", "new-3"]);
     expect((await group())[4]).toBe("1");
+    // Left out of its leader's thank-you: filed alone, in its record, filed either way; not when
+    // filed with another leader, nor for a record that is gone (none is created).
+    const leave = (eventId: string, leader: string) =>
+      redis.fuLeaveThankYou(keys.eventRecord(eventId), legacy, eventId, leader);
+    expect(await leave("new-3", "old-9")).toBe(0);
+    expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBe(oldJoined);
+    expect(await leave("new-3", "old-1")).toBe(1);
+    expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBe("alone");
+    expect(await leave("old-2", "old-1")).toBe(0);
+    expect(await redis.exists(keys.eventRecord("old-2"))).toBe(0);
+    await redis.hset(keys.eventRecord("old-2"), "s:ty.ty", "x");
+    expect(await leave("old-2", "old-1")).toBe(1);
+    expect(await redis.hget(keys.eventRecord("old-2"), "ty")).toBe("alone");
+    await redis.del(keys.eventRecord("old-2"));
+    await redis.hset(keys.eventRecord("new-3"), "ty", oldJoined);
     // Erasing the purchase takes its filing, which names the customer's other purchases.
     await redis.fuEraseEvent(keys.eventRecord("new-3"), keys.purchase("new-3"), "erased: gone");
     expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBeNull();

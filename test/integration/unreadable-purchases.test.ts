@@ -193,3 +193,57 @@ describe("an opt-out by event of a customer with a purchase whose stored purchas
     expect(await suppressions.isSuppressed("sms", { customerId: "cus-evt-off-bad" })).toBe(true);
   });
 });
+
+describe("a coalesced thank-you one of whose joined purchases cannot be read", () => {
+  const shirt = (id: string, minutesAgo: number) =>
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: iso(DateTime.utc().minus({ minutes: minutesAgo }).startOf("second")),
+      customer: { id: "cus-shirts", name: "Una Read" },
+      items: [item("clothing", "60.00", { name: `Shirt ${id}` })],
+    });
+  const thankYou = "thank-you.thank-you";
+
+  it("goes out at once for the purchases it can read, that one left out and logged by error name; that one's own thank-you is not skipped as thanked for", async () => {
+    pipeline = await startPipeline("unreadable-coalesced");
+    const p = pipeline;
+    for (const [id, ago] of [
+      ["co-lead", 30],
+      ["co-ok", 20],
+      ["co-bad", 10],
+    ] as const) {
+      await p.publisher.publish(shirt(id, ago) as never);
+      expect(await eventProcessed(p, id)).toBe("completed");
+    }
+    const bad = await storedPurchaseField(p, "co-bad");
+    await bad.write(Buffer.from('{"customer":{"name":Una Read}}'));
+
+    await promoteStep(p, "co-lead", thankYou);
+    const [mail] = await p.sink.waitForMessages(1);
+    const text = mail?.parsed.text ?? "";
+    expect(text).toContain("Order ord-co-lead");
+    expect(text).toContain("Order ord-co-ok");
+    expect(text).not.toContain("ord-co-bad");
+    await waitForState(p, "co-lead", thankYou, "sent");
+    expect((await stepRecordOf(p, "co-lead", thankYou))?.attempts).toBe(1);
+    const leftOut = p.logs.filter(
+      (line) => line.eventId === "co-lead" && JSON.stringify(line).includes("SyntaxError"),
+    );
+    expect(leftOut).toHaveLength(1);
+    expect(leftOut[0]).toMatchObject({ leftOut: ["co-bad"], errors: ["SyntaxError"] });
+    expect(
+      p.logs.map((line) => JSON.stringify(line)).filter((line) => line.includes("Una Read")),
+    ).toEqual([]);
+
+    // The readable joined purchase was thanked for: its own thank-you is skipped as before.
+    await promoteStep(p, "co-ok", thankYou);
+    await waitForState(p, "co-ok", thankYou, "skipped");
+    // The one left out was not: once a worker can read it, its own thank-you goes.
+    await bad.write(bad.original);
+    await promoteStep(p, "co-bad", thankYou);
+    await waitForState(p, "co-bad", thankYou, "sent");
+    const mails = await p.sink.waitForMessages(2);
+    expect(mails[1]?.parsed.text ?? "").toContain("Shirt co-bad");
+  });
+});

@@ -122,8 +122,9 @@ export class InMemoryFollowUpStore implements DeliveryStore {
     return new Map(stepIds.map((id) => [id, this.record(eventId, id)]));
   }
 
-  async loadForSend(eventId: string): Promise<PurchaseCompleted | undefined> {
-    return this.events.get(eventId);
+  async readForSend(eventId: string): Promise<{ event?: PurchaseCompleted }> {
+    const event = this.events.get(eventId);
+    return event ? { event } : {};
   }
 
   /** Records here never expire. */

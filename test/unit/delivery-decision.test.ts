@@ -172,6 +172,7 @@ function world(setup: Setup = {}) {
           leaderStepId: THANK_YOU,
           leaderDueAt: setup.joinedLeader.dueAt,
         },
+      leave: async () => false,
     },
     orders: meanwhileOrders(ordersWithoutRefunds(suppressions), () =>
       setup.meanwhile?.(store, suppressions),
