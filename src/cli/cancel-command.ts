@@ -28,12 +28,16 @@ export async function runCancel(options: CancelOptions, io: CommandIo): Promise<
       "name what to cancel: --step REF, --order ID or --customer ID",
       EXIT.usage,
     );
-  return withOperatorTools(options.config, async (tools) => {
-    const result = await tools.cancel(target, {
-      by: operatorName(options.by),
-      ...(options.reason && { reason: options.reason }),
-    });
-    io.out(options.json ? `${JSON.stringify(result)}\n` : renderCancelText(result));
-    return EXIT.ok;
-  });
+  return withOperatorTools(
+    options.config,
+    async (tools) => {
+      const result = await tools.cancel(target, {
+        by: operatorName(options.by),
+        ...(options.reason && { reason: options.reason }),
+      });
+      io.out(options.json ? `${JSON.stringify(result)}\n` : renderCancelText(result));
+      return EXIT.ok;
+    },
+    { io },
+  );
 }

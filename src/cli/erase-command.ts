@@ -45,7 +45,7 @@ export async function runErase(
       );
       return foldersNotSearched(receipts, io);
     },
-    shortWait,
+    { onReplicaShort: shortWait, io },
   );
 }
 

@@ -17,7 +17,7 @@ import type { ShortWait } from "../store/replica-wait.js";
 import { Shards } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
-import { CommandError, EXIT } from "./io.js";
+import { CommandError, type CommandIo, EXIT } from "./io.js";
 
 /**
  * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule, report)
@@ -28,9 +28,17 @@ import { CommandError, EXIT } from "./io.js";
 export async function withOperatorTools<T>(
   config: string | { readonly loaded: RuleSet },
   run: (tools: OperatorTools, rules: RuleSet) => Promise<T>,
-  /** Told of each protected write fewer replicas than REDIS_WAIT_REPLICAS confirmed. */
-  onReplicaShort?: (short: ShortWait) => void,
+  options: {
+    /** Told of each protected write fewer replicas than REDIS_WAIT_REPLICAS confirmed. */
+    readonly onReplicaShort?: (short: ShortWait) => void;
+    /**
+     * Where a command that changes steps (cancel, erase) says that a finished purchase could not
+     * be trimmed after its change: the change stands (exit as made), as a worker logs its own.
+     */
+    readonly io?: Pick<CommandIo, "err">;
+  } = {},
 ): Promise<T> {
+  const { onReplicaShort, io } = options;
   const rules = typeof config === "string" ? await loadRulesForCommand(config) : config.loaded;
   const { redis, prefix, env } = await commandRedis();
   // The workers keep the queues' metadata: a command (a read-only one above all) writes none.
@@ -65,6 +73,9 @@ export async function withOperatorTools<T>(
       ...(env.ADDRESS_HASH_SECRET && { addressHashSecret: env.ADDRESS_HASH_SECRET }),
       replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
       ...(onReplicaShort && { onReplicaShort }),
+      ...(io && {
+        onTrimFailed: (eventId: string, error: unknown) => trimFailed(io, eventId, error),
+      }),
       recordRetentionMs: env.RECORD_RETENTION_DAYS * 86_400_000,
       sendLeaseMs: env.DELIVERY_LEASE_MS,
       now: Date.now,
@@ -79,6 +90,20 @@ export async function withOperatorTools<T>(
     await events.close();
     redis.disconnect();
   }
+}
+
+/**
+ * A step's change was made, but trimming its finished purchase then failed (a stored purchase
+ * that cannot be decoded, Redis away): said by event id and the error's name and code only (a
+ * parse error's message may quote the purchase), as a worker logs it.
+ */
+function trimFailed(io: Pick<CommandIo, "err">, eventId: string, error: unknown): void {
+  const name = error instanceof Error ? error.name : typeof error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const why = typeof code === "string" || typeof code === "number" ? `${name} ${code}` : name;
+  io.err(
+    `warning: ${eventId}: the change was made, but its finished purchase could not be trimmed (${why}): it stays whole until its record expires\n`,
+  );
 }
 
 /** Who the audit trail names for a command: `--by`, else the login name of the shell. */
