@@ -351,6 +351,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     replicaWait: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     onReplicaShort: reportShortWait,
     onTrimFailed: reportTrimFailed,
+    logger,
     recordRetentionMs,
     sendLeaseMs: env.DELIVERY_LEASE_MS,
     now,
@@ -555,7 +556,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     OWNER_REPORTS_QUEUE,
     createOwnerReportProcessor({
       rules,
-      sources: reportSourcesOn(redis, prefix, shardCount, operatorTools.postponed),
+      sources: reportSourcesOn(redis, prefix, shardCount, operatorTools.postponed, logger),
       email: channels.email,
       metrics,
       logger,

@@ -54,6 +54,11 @@ export async function runReport(given: ReportOptions, io: CommandIo): Promise<nu
     options.format as (typeof FORMATS)[number]
   ];
   io.out(render(model));
+  const { count } = model.unreadable;
+  if (count > 0)
+    io.err(
+      `warning: ${count} ${count === 1 ? "purchase" : "purchases"} of the period's replies cannot be read (damaged, or a newer version's format): their replies are shown without order and name\n`,
+    );
   return EXIT.ok;
 }
 

@@ -5,7 +5,7 @@ import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
-import { collectReport, reportSourcesOn } from "../reports/owner-reports.js";
+import { collectReport, type ReportSources, reportSourcesOn } from "../reports/owner-reports.js";
 import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
 import { reasonWords } from "../reports/reason-words.js";
 import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
@@ -207,6 +207,8 @@ export interface OperatorToolsDeps {
    * step (the change stands): by event id, as the worker logs its own.
    */
   readonly onTrimFailed?: (eventId: string, error: unknown) => void;
+  /** Told of what a report could not read (purchases by event id and error name only). */
+  readonly logger?: ReportSources["logger"];
   /** RECORD_RETENTION_DAYS in ms: a purchase whose last step is cancelled is kept that long after. */
   readonly recordRetentionMs?: number;
   /**
@@ -791,7 +793,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      * emails show), its upcoming follow-ups counted on the day they will go.
      */
     report(period: ReportPeriod, ownerName: string): Promise<ReportModel> {
-      const sources = reportSourcesOn(redis, prefix, deps.shards, postponed);
+      const sources = reportSourcesOn(redis, prefix, deps.shards, postponed, deps.logger);
       return collectReport(sources, deps.rules(), ownerName, period, deps.now());
     },
 

@@ -55,6 +55,8 @@ export interface ReportInput {
    * whether customers checked in during the period may still come back.
    */
   readonly attribution?: { readonly window: string; readonly now: number };
+  /** How many purchases of the replies could not be read (shown without order and name). */
+  readonly unreadablePurchases?: number;
 }
 
 /** The attribution window when the input names none (the rules' default). */
@@ -99,6 +101,7 @@ export function buildReportModel(input: ReportInput): ReportModel {
     dailySends: dailySends(input.hours, input.period),
     broughtBack: broughtBack(current),
     checkInEffect: checkInEffect(current, input.period, input.attribution),
+    unreadable: { count: input.unreadablePurchases ?? 0 },
   };
 }
 

@@ -3,6 +3,7 @@ import { defaultRepeatStrategy, type Queue, type RepeatOptions } from "bullmq";
 import { DateTime } from "luxon";
 import type { DeliveryChannel, EmailMessage } from "../channels/channel.js";
 import type { Owner, RuleSet } from "../domain/rules.js";
+import type { Logger } from "../logger.js";
 import { OWNER_REPORT_JOB } from "../queue/names.js";
 import { DeliveryLedger, pendingByChannel } from "../store/delivery-ledger.js";
 import { FollowUpStore } from "../store/follow-up-store.js";
@@ -20,6 +21,8 @@ import { nextReportRun, previousPeriod, reportCronPattern } from "./report-perio
 import { periodTitle } from "./report-phrases.js";
 
 const CHART_CID = "daily-sends-chart@followups";
+/** How many unreadable purchases a report's warning names by event id. */
+const UNREADABLE_LOGGED = 20;
 
 /** What a report reads in a shard: its replies and the purchases they answer. */
 export interface ReportShard {
@@ -40,6 +43,8 @@ export interface ReportSources {
    * go; without them, by planned due day.
    */
   readonly postponed?: () => Promise<readonly CountedPending[]>;
+  /** Told of replies whose purchase cannot be read (by event id and error name only). */
+  readonly logger?: Pick<Logger, "warn">;
 }
 
 /**
@@ -51,9 +56,11 @@ export function reportSourcesOn(
   prefix: string,
   shards: number,
   postponed?: ReportSources["postponed"],
+  logger?: ReportSources["logger"],
 ): ReportSources {
   return {
     ...(postponed && { postponed }),
+    ...(logger && { logger }),
     ledger: new DeliveryLedger(redis, shardScope(prefix, 0, shards)),
     smsReferences: new SmsReferences(redis, prefix),
     shards: new Shards(shards, (shard) => {
@@ -92,16 +99,19 @@ export async function collectReport(
     DateTime.fromMillis(until, { zone: period.timezone }).plus({ days }).startOf("day").toMillis();
   const next7Days = pendingByChannel(counted, until, daysAfter(7));
   const next30Days = pendingByChannel(counted, until, daysAfter(30));
+  /** Purchases of the period's replies that cannot be read: event id → the error's name. */
+  const unreadableOnes = new Map<string, string>();
   const withNames = await Promise.all(
     // A shard the deployment does not have holds no reply: left out.
     replies
       .filter(({ shard }) => shard < sources.shards.count)
       .map(async ({ eventId, stepId, shard, n }) => {
         const { replies: stepReplies, store } = sources.shards.of(shard);
-        const [reply, summary] = await Promise.all([
+        const [reply, { unreadable, ...summary }] = await Promise.all([
           stepReplies.get(eventId, stepId, n),
           store.summary(eventId),
         ]);
+        if (reply && unreadable !== undefined) unreadableOnes.set(eventId, unreadable);
         return (
           reply && {
             receivedAt: reply.receivedAt,
@@ -114,6 +124,17 @@ export async function collectReport(
         );
       }),
   );
+  if (unreadableOnes.size > 0) {
+    // The decoder's error by name only: its message may quote the stored bytes.
+    sources.logger?.warn(
+      {
+        unreadable: unreadableOnes.size,
+        eventIds: [...unreadableOnes.keys()].slice(0, UNREADABLE_LOGGED),
+        errors: [...new Set(unreadableOnes.values())],
+      },
+      "report: replies to purchases whose stored purchase cannot be read are shown without order and name",
+    );
+  }
   return buildReportModel({
     shopName: rules.shopName,
     ownerName,
@@ -124,6 +145,7 @@ export async function collectReport(
     upcoming: { next7Days, next30Days },
     replies: withNames.filter((reply) => reply !== undefined),
     attribution: { window: rules.attribution.window.toISO() ?? "P30D", now },
+    unreadablePurchases: unreadableOnes.size,
   });
 }
 

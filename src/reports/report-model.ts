@@ -120,6 +120,11 @@ export interface ReportModel {
   readonly broughtBack: BroughtBack;
   /** Repeat purchases of customers who got a check-in against those due one who did not. */
   readonly checkInEffect: CheckInEffect;
+  /**
+   * Purchases of the period's replies whose stored purchase cannot be read (damaged, or a newer
+   * version's format): their replies are shown without order and customer name.
+   */
+  readonly unreadable: { readonly count: number };
 }
 
 /** Customers of one group and how many of them bought again within the attribution window. */

@@ -133,18 +133,18 @@ function summaryOf(event: PurchaseCompleted): { o: string | null; n: string | nu
 /**
  * The summary of a record without one, from its purchase: the whole one (or an earlier version's
  * JSON); else the kept part, when this version scheduled it and the version before trimmed it,
- * writing no summary (during a rolling deploy): its first name is what is left.
+ * writing no summary (during a rolling deploy): its first name is what is left. A purchase this
+ * version cannot read (damaged, a newer format) gives none: the decoder's error by name.
  */
 function summaryOfStored(
   encoded: Buffer | undefined,
   legacy: PurchaseCompleted | undefined,
-): Partial<ReturnType<typeof summaryOf>> {
+): Partial<ReturnType<typeof summaryOf>> & { unreadable?: string } {
   let decoded: StoredPurchase | undefined;
   try {
     decoded = encoded ? decodeStored(encoded) : undefined;
-  } catch {
-    // A purchase this version cannot read (a newer format): a report shows no name, and goes.
-    decoded = undefined;
+  } catch (error) {
+    return { unreadable: errorName(error) };
   }
   const event = decoded?.kind === "whole" ? decoded.event : legacy;
   if (event) return summaryOf(event);
@@ -502,8 +502,15 @@ export class FollowUpStore {
     const ownKey = await this.redis.getBuffer(this.keys.purchase(eventId));
     if (ownKey) return { fields, encoded: ownKey };
     const legacy = fields[LEGACY_PURCHASE_FIELD];
-    // Plain JSON, read as decodePurchase reads it (in today's minor units).
-    return legacy ? { fields, legacy: decodePurchase(legacy) } : { fields };
+    if (!legacy) return { fields };
+    try {
+      // Plain JSON, read as decodePurchase reads it (in today's minor units).
+      return { fields, legacy: decodePurchase(legacy) };
+    } catch {
+      // Damaged: passed on as stored bytes, which the decoder refuses as it does any it cannot
+      // read (it reads JSON too), so that every reader copes with it as with those.
+      return { fields, encoded: legacy };
+    }
   }
 
   /**
@@ -698,13 +705,25 @@ export class FollowUpStore {
    * stored, else from the summary written when it was trimmed (or, by versions before
    * 2026-12-03, when it was scheduled).
    */
-  async summary(eventId: string): Promise<{ orderId: string | null; customerName: string | null }> {
+  async summary(eventId: string): Promise<{
+    orderId: string | null;
+    customerName: string | null;
+    /** Set when what the summary is read from cannot be decoded: the error's name only. */
+    unreadable?: string;
+  }> {
     const { fields, encoded, legacy } = await this.readStored(eventId);
     const raw = fields[SUMMARY_FIELD];
-    const summary: Partial<ReturnType<typeof summaryOf>> = raw
-      ? JSON.parse(raw.toString("utf8"))
-      : summaryOfStored(encoded, legacy);
-    return { orderId: summary.o ?? null, customerName: summary.n ?? null };
+    let summary: ReturnType<typeof summaryOfStored>;
+    try {
+      summary = raw ? JSON.parse(raw.toString("utf8")) : summaryOfStored(encoded, legacy);
+    } catch (error) {
+      summary = { unreadable: errorName(error) };
+    }
+    return {
+      orderId: summary.o ?? null,
+      customerName: summary.n ?? null,
+      ...(summary.unreadable !== undefined && { unreadable: summary.unreadable }),
+    };
   }
 
   /**

@@ -69,6 +69,7 @@ const MODEL: ReportModel = {
     smallestGroup: 20,
     openUntil: null,
   },
+  unreadable: { count: 0 },
 };
 
 function reportMessage(followUpId: string): { message: EmailMessage; chart: Buffer } {

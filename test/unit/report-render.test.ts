@@ -157,6 +157,7 @@ const MODEL: ReportModel = {
     smallestGroup: 20,
     openUntil: "2026-12-23T00:00:00+01:00",
   },
+  unreadable: { count: 0 },
 };
 
 const EMPTY: ReportModel = {
