@@ -48,7 +48,13 @@ export async function previewStep(
   const held = await findStepRecord(deps.shards.all(), step.eventId, step.stepId);
   if (!held) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
   const { store, record } = held;
-  const stored = await store.loadForSend(step.eventId);
+  const { event: stored, unreadable } = await store.readForSend(step.eventId);
+  // Damaged, or a newer version's format: named by the decoder's error, whose message may quote it.
+  if (unreadable)
+    throw new OperatorError(
+      `${ref}: its purchase's stored details cannot be read (${unreadable.errorName})`,
+      "conflict",
+    );
   if (!stored)
     throw new OperatorError(`${ref}: its purchase's details have been scrubbed`, "conflict");
   const event =

@@ -54,7 +54,7 @@ const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 
 /** What feedback reads and writes in a shard: its purchases' step records and replies. */
 export interface FeedbackShard {
-  readonly store: Pick<FollowUpStore, "loadEvent" | "stepRecords" | "allStepRecords" | "annotate">;
+  readonly store: Pick<FollowUpStore, "readEvent" | "stepRecords" | "allStepRecords" | "annotate">;
   readonly replies: Pick<StepReplies, "add">;
   readonly history: Pick<CustomerHistoryStore, "purchasesOf">;
 }
@@ -115,11 +115,19 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (!(await deps.smsReferences.takeOptOutConfirmation(member, CONFIRMATION_WINDOW_MS)))
         return;
       const checkIn = await deps.smsReferences.latestCheckIn(member, message.from);
-      const purchase =
-        checkIn && (await deps.shards.of(checkIn.shard).store.loadEvent(checkIn.eventId));
+      // A purchase that cannot be read (damaged, a newer version's format) has no language to
+      // give: the confirmation goes in the shop's, and its decoder's error is named, not quoted.
+      const read = checkIn
+        ? await deps.shards.of(checkIn.shard).store.readEvent(checkIn.eventId)
+        : undefined;
+      if (checkIn && read?.unreadable)
+        deps.logger.warn(
+          { eventId: checkIn.eventId, error: read.unreadable.errorName },
+          "opt-out confirmation in the shop's language: the check-in's stored purchase cannot be read",
+        );
       const text = await renderOptOutConfirmation(
         deps.templates(),
-        purchase?.customer.locale,
+        read?.event?.customer.locale,
         deps.rules(),
       );
       if (text === null) return;

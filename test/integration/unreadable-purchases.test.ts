@@ -1,10 +1,14 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { OperatorError } from "../../src/operations/operator-tools.js";
+import { previewStep } from "../../src/operations/preview-step.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
-import { item, purchaseInput } from "../support/fixtures.js";
+import type { ComposeMessage } from "../../src/templates/compose-message.js";
+import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
 import {
   eventProcessed,
   eventually,
@@ -15,6 +19,7 @@ import {
   stepRecordOf,
   waitForState,
 } from "../support/pipeline-harness.js";
+import { postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -245,5 +250,85 @@ describe("a coalesced thank-you one of whose joined purchases cannot be read", (
     await waitForState(p, "co-bad", thankYou, "sent");
     const mails = await p.sink.waitForMessages(2);
     expect(mails[1]?.parsed.text ?? "").toContain("Shirt co-bad");
+  });
+});
+
+describe("an opt-out in words after a check-in whose purchase cannot be read", () => {
+  it("is confirmed by text all the same, in the shop's language; the decoder's message never logged", async () => {
+    pipeline = await startPipeline("unreadable-optout-confirmation");
+    const p = pipeline;
+    const phone = "+447400765999";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-stop-bad",
+        orderId: "ord-stop-bad",
+        occurredAt: iso(DateTime.utc().minus({ minutes: 5 }).startOf("second")),
+        customer: { id: "cus-stop-bad", phone, name: "Una Read" },
+        items: [item("televisions", "899.00", { name: "OLED TV" })],
+      }) as never,
+    );
+    await waitForState(p, "evt-stop-bad", "big-ticket.check-in", "scheduled");
+    // The number's latest check-in, as its send remembers it (opt-outs read its purchase's language).
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember(phone);
+    await new SmsReferences(p.redis, p.prefix).rememberSms(
+      "SMcheckin",
+      member,
+      {
+        eventId: "evt-stop-bad",
+        stepId: "big-ticket.check-in",
+        shard: await p.shardOf("evt-stop-bad"),
+        kind: "check-in",
+      },
+      86_400_000,
+    );
+    await (await storedPurchaseField(p, "evt-stop-bad")).write(
+      Buffer.from('{"customer":{"name":Una Read}}'),
+    );
+    const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: phone,
+      Body: "Please stop texting me",
+      MessageSid: "SMstopbad",
+    });
+    expect(answer.status).toBe(200);
+    const [confirmation] = await p.twilio.waitForMessages(1);
+    expect(confirmation).toMatchObject({
+      to: phone,
+      body: "You will get no more messages from Your shop.",
+    });
+    expect(
+      await new SuppressionList(p.redis, p.prefix).isSuppressed("sms", { address: phone }),
+    ).toBe(true);
+    expect(
+      p.logs.filter((line) => line.eventId === "evt-stop-bad" && line.error === "SyntaxError"),
+    ).toHaveLength(1);
+    expect(
+      p.logs.map((line) => JSON.stringify(line)).filter((line) => line.includes("Una Read")),
+    ).toEqual([]);
+  });
+});
+
+describe("a preview of a step whose purchase cannot be read", () => {
+  it("says that it cannot be read, by the decoder's error name (a conflict, 409 in the console), instead of failing with its message", async () => {
+    pipeline = await startPipeline("unreadable-preview");
+    const p = pipeline;
+    await p.publisher.publish(bought("evt-preview-bad", "Una Read") as never);
+    await waitForState(p, "evt-preview-bad", "big-ticket.check-in", "scheduled");
+    await (await storedPurchaseField(p, "evt-preview-bad")).write(
+      Buffer.from('{"customer":{"name":Una Read}}'),
+    );
+    const rules = await shippedRules();
+    const compose = (async () => {
+      throw new Error("nothing to render");
+    }) as ComposeMessage;
+    const failed = await previewStep(
+      { shards: p.stores, rules: () => rules, compose, orders: new OrderStore(p.redis, p.prefix) },
+      "evt-preview-bad/big-ticket.thank-you",
+    ).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(OperatorError);
+    expect(failed).toMatchObject({
+      kind: "conflict",
+      message:
+        "evt-preview-bad/big-ticket.thank-you: its purchase's stored details cannot be read (SyntaxError)",
+    });
   });
 });
