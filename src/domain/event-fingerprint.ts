@@ -14,7 +14,24 @@ import { minorUnitChanged, toFormerMinor } from "./money.js";
  * eventFingerprints.
  */
 export function eventFingerprint(event: FollowUpEvent): string {
-  return fingerprintOf(canonicalJson(event));
+  return fingerprintOf(unitsMark(event) + canonicalJson(event));
+}
+
+/**
+ * Before the JSON of an event whose amounts are in a currency whose minor unit changed on 6
+ * December 2026 (HUF, IDR, …): its units named, so that its fingerprint never equals one made of
+ * the same JSON in the former units, which versions up to then kept for an amount a hundred
+ * times (IQD a thousand times) larger: 13 HUF (1300 in today's units) is not 1300 HUF (1300 in
+ * theirs). "" for every other event, whose fingerprint is as it always was.
+ */
+function unitsMark(event: FollowUpEvent): string {
+  const currency =
+    event.type === "purchase.completed"
+      ? event.total.currency
+      : event.type === "purchase.refunded"
+        ? event.amount?.currency
+        : undefined;
+  return currency !== undefined && minorUnitChanged(currency) ? "ISO 4217 minor units\n" : "";
 }
 
 /**
@@ -38,7 +55,9 @@ export function eventFingerprints(event: FollowUpEvent): EventFingerprints {
   const add = (fingerprint: string) => {
     if (!found.includes(fingerprint)) found.push(fingerprint);
   };
-  add(fingerprintOf(eventJson(event)));
+  // As written: only versions before this one kept it, and in the former units where those
+  // differ (below).
+  if (unitsMark(event) === "") add(fingerprintOf(eventJson(event)));
   const former = inFormerMinorUnits(event);
   if (former) {
     add(fingerprintOf(canonicalJson(former)));
