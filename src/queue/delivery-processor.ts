@@ -1119,6 +1119,7 @@ async function joinedThankYou(
 /**
  * The purchases that joined this one's thank-you (store/thank-you-groups.ts), oldest first, as
  * they stand after refunds; closing the group keeps later purchases from joining a sent thank-you.
+ * A member not stored (yet) is left out and filed alone, so that its own thank-you goes.
  * A member whose stored purchase cannot be read (damaged, a newer version's format) is left out,
  * logged by event id and error name, and filed as alone: its own thank-you is then not skipped as
  * thanked for, and goes out if a worker can read it (else it fails as `unreadable-purchase`, as
@@ -1152,7 +1153,13 @@ async function joinedOrders(
       continue;
     }
     const member = stored.event;
-    if (!member) continue;
+    if (!member) {
+      // Not stored (yet): filed in the group by its intake, which is still to store it (a retry
+      // under way), or gone (erased). Filed alone, so that its own thank-you, if it comes, is
+      // not skipped as thanked for here; nothing is written for a record that is gone.
+      await deps.thankYous.leave(customerId, memberId, eventId);
+      continue;
+    }
     const refunded = afterRefunds(member, await deps.orders.get(member.orderId));
     if (!refunded.full) orders.push(refunded.event);
   }

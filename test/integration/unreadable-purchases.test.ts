@@ -253,6 +253,48 @@ describe("a coalesced thank-you one of whose joined purchases cannot be read", (
   });
 });
 
+describe("a coalesced thank-you one of whose joined purchases is not stored yet", () => {
+  it("goes out without it, and that one keeps a thank-you of its own (its intake stored it later)", async () => {
+    pipeline = await startPipeline("absent-coalesced");
+    const p = pipeline;
+    const thankYou = "thank-you.thank-you";
+    const shirt = (id: string, minutesAgo: number) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: iso(DateTime.utc().minus({ minutes: minutesAgo }).startOf("second")),
+        customer: { id: "cus-later" },
+        items: [item("clothing", "60.00", { name: `Shirt ${id}` })],
+      });
+    for (const [id, ago] of [
+      ["ab-lead", 20],
+      ["ab-late", 10],
+    ] as const) {
+      await p.publisher.publish(shirt(id, ago) as never);
+      expect(await eventProcessed(p, id)).toBe("completed");
+    }
+    // As between intake filing the purchase in the group and storing it (a retry under way): its
+    // record holds the filing and no purchase.
+    const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf("ab-late"), p.shards));
+    const record = keys.eventRecord("ab-late");
+    const fields = await p.redis.hgetallBuffer(record);
+    const chunks = Object.keys(fields).filter((field) => /^p\d+$/.test(field));
+    await p.redis.hdel(record, ...chunks);
+
+    await promoteStep(p, "ab-lead", thankYou);
+    const [mail] = await p.sink.waitForMessages(1);
+    expect(mail?.parsed.text ?? "").not.toContain("ord-ab-late");
+    await waitForState(p, "ab-lead", thankYou, "sent");
+
+    // Stored after all: its own thank-you goes, not skipped as thanked for in the leader's.
+    for (const field of chunks) await p.redis.hset(record, field, fields[field] ?? "");
+    await promoteStep(p, "ab-late", thankYou);
+    await waitForState(p, "ab-late", thankYou, "sent");
+    const mails = await p.sink.waitForMessages(2);
+    expect(mails[1]?.parsed.text ?? "").toContain("Shirt ab-late");
+  });
+});
+
 describe("an opt-out in words after a check-in whose purchase cannot be read", () => {
   it("is confirmed by text all the same, in the shop's language; the decoder's message never logged", async () => {
     pipeline = await startPipeline("unreadable-optout-confirmation");
