@@ -5,6 +5,7 @@ import {
   formatMinor,
   MAX_MAJOR_AMOUNT,
   type Money,
+  minorDigits,
   shownDigits,
   toMinorUnits,
 } from "../domain/money.js";
@@ -318,7 +319,13 @@ function filled(unit: string, length: number): string {
  */
 export function worstCaseTemplateContext(options: SampleOptions): TemplateContext {
   const currency = options.currency ?? "GBP";
-  const largest = toMinorUnits(String(MAX_MAJOR_AMOUNT), currency);
+  // The largest amount the contract admits, with every decimal of the minor unit (1299.99 HUF
+  // shows its decimals, 1300 HUF none: the longest has them all).
+  const digits = minorDigits(currency);
+  const largest = toMinorUnits(
+    `${MAX_MAJOR_AMOUNT}${digits > 0 ? `.${"9".repeat(digits)}` : ""}`,
+    currency,
+  );
   const amount: Money = { minor: largest.ok ? largest.minor : 0, currency };
   const items = Array.from({ length: CONTRACT_MAXIMA.items }, (_, index) => ({
     sku: filled(`SKU-${index}-`, CONTRACT_MAXIMA.id),

@@ -194,4 +194,26 @@ describe("the limits", () => {
     expect(Array.from(worst.customer.firstName ?? "")).toHaveLength(CONTRACT_MAXIMA.customerName);
     expect(Array.from(worst.store.name ?? "")).toHaveLength(CONTRACT_MAXIMA.storeName);
   });
+
+  it.each([
+    ["HUF", "hu", "1000000000000.99"],
+    ["GBP", "en-GB", "1000000000000.99"],
+    ["JPY", "ja", "1000000000000"],
+    ["IQD", "ar-IQ", "1000000000000.999"],
+  ])(
+    "shows %s amounts as long as the longest an event may carry (%s)",
+    (currency, locale, largest) => {
+      const worst = worstCaseTemplateContext({
+        step: { kind: "thank-you", channel: "sms" },
+        locale,
+        currency,
+      });
+      const longest = new Intl.NumberFormat(locale, {
+        style: "currency",
+        currency,
+        minimumFractionDigits: largest.split(".")[1]?.length ?? 0,
+      }).format(Number(largest));
+      expect(worst.order.total.length).toBeGreaterThanOrEqual(longest.length);
+    },
+  );
 });
