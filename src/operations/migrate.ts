@@ -7,6 +7,7 @@ import {
   queuePrefix,
 } from "../queue/names.js";
 import { AuditTrail } from "../store/audit-trail.js";
+import { tombstoneNames } from "../store/key-layout.js";
 import { StoreKeys } from "../store/keys.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
 import { scanKeys } from "../store/reshard-store.js";
@@ -150,7 +151,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     }
     if (workers > 0 && !options.dryRun) throw refusal(workers);
     if (options.dryRun) {
-      let keysFound = 0;
+      let keysFound = (await tombstonesOf(source, prefix)).length;
       for (const pattern of keys.patterns())
         for await (const batch of scanKeys(source, pattern))
           keysFound += batch.filter((key) => !isMark(keys, key)).length;
@@ -364,6 +365,17 @@ function isMark(keys: StoreKeys, key: string): boolean {
   return key === keys.movedMark() || key === keys.arrivingMark();
 }
 
+/**
+ * The tombstones the key layout upgrades left on the old Redis (strings where workers of older
+ * versions look for opt-outs): copied too, first, so that such a worker started on the new Redis
+ * by mistake fails its opt-out check there as it does on the old one, instead of finding none.
+ */
+async function tombstonesOf(source: RedisClient, prefix: string): Promise<string[]> {
+  const names = tombstoneNames(prefix);
+  const types = await Promise.all(names.map((name) => source.type(name)));
+  return names.filter((_, i) => types[i] === "string");
+}
+
 /** Copies every key of the store, value and expiry, replacing what an earlier run copied. */
 async function copyStoreKeys(
   source: RedisClient,
@@ -371,24 +383,29 @@ async function copyStoreKeys(
   keys: StoreKeys,
 ): Promise<number> {
   let copied = 0;
+  for (const key of await tombstonesOf(source, keys.prefix))
+    copied += await copyKey(source, target, key);
   for (const pattern of keys.patterns()) {
     for await (const batch of scanKeys(source, pattern)) {
       const names = batch.filter((key) => !isMark(keys, key));
       for (let start = 0; start < names.length; start += BATCH) {
         const done = await Promise.all(
-          names.slice(start, start + BATCH).map(async (key) => {
-            const [dump, ttl] = await Promise.all([source.dumpBuffer(key), source.pttl(key)]);
-            // Gone meanwhile (expired): nothing to copy.
-            if (dump === null || ttl === -2) return 0;
-            await target.restore(key, Math.max(ttl, 0), dump, "REPLACE");
-            return 1;
-          }),
+          names.slice(start, start + BATCH).map((key) => copyKey(source, target, key)),
         );
         copied += done.reduce<number>((sum, n) => sum + n, 0);
       }
     }
   }
   return copied;
+}
+
+/** Copies one key, value and expiry, over what the new Redis has under its name; 0 if it is gone. */
+async function copyKey(source: RedisClient, target: RedisClient, key: string): Promise<0 | 1> {
+  const [dump, ttl] = await Promise.all([source.dumpBuffer(key), source.pttl(key)]);
+  // Gone meanwhile (expired): nothing to copy.
+  if (dump === null || ttl === -2) return 0;
+  await target.restore(key, Math.max(ttl, 0), dump, "REPLACE");
+  return 1;
 }
 
 /**

@@ -108,6 +108,17 @@ const OPT_OUT_LISTS = CHANNELS.flatMap((channel) => [
 ]);
 
 /**
+ * Where the upgrades leave their tombstones (TOMBSTONE, FORMER_GLOBAL_TOMBSTONE): the opt-out
+ * lists' names of layout 1 and of layouts 2 to 5. `followups migrate` copies those the old Redis
+ * has, so that a worker of an older version started on the new Redis fails there too.
+ */
+export function tombstoneNames(prefix: string): string[] {
+  return [`${prefix}:fu:`, formerGlobalBase(prefix)].flatMap((base) =>
+    OPT_OUT_LISTS.map((list) => `${base}${list}`),
+  );
+}
+
+/**
  * What a worker of layouts 2 to 5 finds where it looks for opt-outs after the upgrade to layout 6.
  * Not TOMBSTONE: those workers delete a string of that text under these names (dropMovedTombstones).
  */

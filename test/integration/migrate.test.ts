@@ -20,7 +20,8 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
-import { customerShard, StoreKeys } from "../../src/store/keys.js";
+import { TOMBSTONE } from "../../src/store/key-layout.js";
+import { customerShard, formerGlobalBase, StoreKeys } from "../../src/store/keys.js";
 import {
   createRedisClient,
   type RedisClient,
@@ -31,6 +32,7 @@ import { SuppressionList } from "../../src/store/suppression-list.js";
 import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
+import { backToFormerGlobalKeys } from "../support/former-layout.js";
 import { failThankYou, pendingTotal, workerFromEnv } from "../support/operator-runs.js";
 import {
   eventProcessed,
@@ -357,6 +359,50 @@ describe("followups migrate", () => {
       expect(await store.loadKept(`evt-m-${id}`)).toMatchObject({ customer: { id } });
     }
     await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
+  it("carries the upgrades' tombstones: a worker of an older version started on the new Redis fails its opt-out check there too", async () => {
+    source = await startRedisServer();
+    pipeline = await startPipeline("migrate-tombstones", {
+      redisUrl: source.url,
+      cluster: false,
+      shards: SHARDS,
+    });
+    const p = pipeline;
+    const former = formerGlobalBase(p.prefix);
+    // A deployment that ran under key layout 5 with an opt-out, upgraded by this version's worker
+    // (which leaves a string where each opt-out list of layouts 2 to 5 was), and which ran before
+    // December 2026 too (the strings of that upgrade stay where they are).
+    await new SuppressionList(p.redis, p.prefix).suppress("email", {
+      customerId: "cus-migrate-off",
+    });
+    await p.worker?.close();
+    p.worker = undefined;
+    await backToFormerGlobalKeys(p.redis, p.prefix, "5");
+    for (const list of ["email", "sms"])
+      await p.redis.set(`${p.prefix}:fu:suppressed:${list}`, TOMBSTONE);
+    await workerOn(p.envVars);
+    await Promise.all(workers.splice(0).map((worker) => worker.close()));
+    const tombstones = [
+      ...(await keysMatching(p.redis, `${former}suppressed:*`)),
+      ...(await keysMatching(p.redis, `${p.prefix}:fu:suppressed:*`)),
+    ];
+    expect(tombstones.length).toBeGreaterThanOrEqual(8);
+
+    expect(await migrateTo(p)).toMatchObject({ dryRun: false });
+    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    const optOuts = new SuppressionList(target, p.prefix);
+    expect(await optOuts.isSuppressed("email", { customerId: "cus-migrate-off" })).toBe(true);
+    // Where a worker of layouts 2 to 5 (or of before December 2026) looks for opt-outs, it finds
+    // a string on the new Redis as on the old one: it fails (WRONGTYPE) instead of finding none.
+    for (const name of tombstones) {
+      expect(await target.get(name), name).toBe(await p.redis.get(name));
+      await expect(target.sismember(name, "k:anyone")).rejects.toThrow("WRONGTYPE");
+    }
+    // A worker of this version starts there as usual, the opt-out list still a list.
+    await workerOn(onTarget(p));
+    expect(await target.type(new StoreKeys(p.prefix).suppressions("email"))).toBe("set");
+    expect(await optOuts.isSuppressed("email", { customerId: "cus-migrate-off" })).toBe(true);
   });
 
   it("counts workers again once it has marked both Redis: one that connected in between stops it, and the marks go", async () => {
