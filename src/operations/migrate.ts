@@ -19,6 +19,7 @@ import {
   storedShardCount,
 } from "../store/shards.js";
 import { copyLiveJob, JobFailer, jobsIn, LIVE_STATES, MoveRefused } from "./job-moves.js";
+import { holdingMoveLease } from "./move-lease.js";
 
 /**
  * `followups migrate --to-url URL [--to-cluster]`: copies a deployment, with every worker
@@ -95,6 +96,16 @@ interface QueuePair {
 }
 
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
+  // A dry run only reads; a move holds the old Redis's move lease (one run at a time: a second
+  // run still copying after the first finished would write old values over the new Redis's), and
+  // stops at its next part if it lost it.
+  if (options.dryRun) return copyDeployment(options);
+  return holdingMoveLease(options.source, options.prefix, "followups migrate", options, (onPart) =>
+    copyDeployment({ ...options, onPart }),
+  );
+}
+
+async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
   const { source, target, prefix, sourceName, targetName } = options;
   const now = options.now ?? Date.now;
   const keys = new StoreKeys(prefix);
@@ -361,8 +372,9 @@ async function pausedQueues(pairs: readonly QueuePair[]): Promise<QueuePair[]> {
   return pairs.filter((_, i) => paused[i]);
 }
 
+/** The keys of a move itself, not copied: its marks and the lease of the run. */
 function isMark(keys: StoreKeys, key: string): boolean {
-  return key === keys.movedMark() || key === keys.arrivingMark();
+  return key === keys.movedMark() || key === keys.arrivingMark() || key === keys.moveLease();
 }
 
 /**

@@ -19,6 +19,7 @@ import {
 } from "../store/reshard-store.js";
 import { type ReshardMark, reshardUnderWay, storedShardCount } from "../store/shards.js";
 import { copyLiveJob, JobFailer, jobsIn, LIVE_STATES, MoveRefused } from "./job-moves.js";
+import { holdingMoveLease } from "./move-lease.js";
 
 /**
  * `followups reshard --to N`: changes a deployment's shard count (FOLLOW_UP_SHARDS) with every
@@ -79,10 +80,20 @@ export class ReshardRefused extends MoveRefused {
 }
 
 export async function reshard(options: ReshardOptions): Promise<ReshardResult> {
-  const { redis, prefix, to } = options;
-  const now = options.now ?? Date.now;
+  const { to } = options;
   if (!Number.isInteger(to) || to < 1 || to > MAX_SHARDS)
     throw new ReshardRefused(`--to: expected a whole number from 1 to ${MAX_SHARDS}, got ${to}`);
+  // A dry run only reads; a change holds the deployment's move lease (one run at a time), and
+  // stops at its next part if it lost it.
+  if (options.dryRun) return changeShardCount(options);
+  return holdingMoveLease(options.redis, options.prefix, "followups reshard", options, (onPart) =>
+    changeShardCount({ ...options, onPart }),
+  );
+}
+
+async function changeShardCount(options: ReshardOptions): Promise<ReshardResult> {
+  const { redis, prefix, to } = options;
+  const now = options.now ?? Date.now;
   const keys = new StoreKeys(prefix);
   const mark = await reshardUnderWay(redis, prefix);
   if (mark && mark.to !== to)

@@ -521,6 +521,14 @@ export class StoreKeys {
     return `${this.global}arriving`;
   }
 
+  /**
+   * Held by the one run of `followups reshard` or `followups migrate` that moves the deployment's
+   * data (operations/move-lease.ts): which command, where and since when; renewed while it runs.
+   */
+  moveLease(): string {
+    return `${this.global}move-lease`;
+  }
+
   /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */
   layoutVersion(): string {
     return `${this.global}layout`;

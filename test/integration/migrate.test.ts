@@ -9,6 +9,7 @@ import { runMigrate } from "../../src/cli/migrate-command.js";
 import { runPublish } from "../../src/cli/publish-command.js";
 import { runReshard } from "../../src/cli/reshard-command.js";
 import { migrate } from "../../src/operations/migrate.js";
+import { takeMoveLease } from "../../src/operations/move-lease.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import {
   eventJobId,
@@ -403,6 +404,49 @@ describe("followups migrate", () => {
     await workerOn(onTarget(p));
     expect(await target.type(new StoreKeys(p.prefix).suppressions("email"))).toBe("set");
     expect(await optOuts.isSuppressed("email", { customerId: "cus-migrate-off" })).toBe(true);
+  });
+
+  it("runs one at a time: refused while a reshard or another migrate holds the deployment, whose hold is not copied", async () => {
+    source = await startRedisServer();
+    pipeline = await startPipeline("migrate-twice", {
+      redisUrl: source.url,
+      cluster: false,
+      shards: SHARDS,
+    });
+    const p = pipeline;
+    await p.worker?.close();
+    p.worker = undefined;
+    process.env = { ...savedEnv, ...p.envVars };
+    const reshardRun = await takeMoveLease(p.redis, p.prefix, "followups reshard");
+    await expect(
+      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
+    ).rejects.toThrow(/^followups reshard is running on this deployment already \(pid \d+ on /);
+    await reshardRun.release();
+    expect(await p.redis.exists(new StoreKeys(p.prefix).movedMark())).toBe(0);
+
+    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    let second: Promise<number> | undefined;
+    const first = migrate({
+      source: p.redis,
+      target,
+      prefix: p.prefix,
+      sourceName: source.url,
+      targetName: targetUrl(),
+      by: "test",
+      onPart: (part) => {
+        if (part !== "copying the store's keys") return;
+        second = runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo());
+        second.catch(() => undefined);
+      },
+    });
+    await expect(first).resolves.toMatchObject({ dryRun: false, shards: SHARDS });
+    await expect(second).rejects.toThrow(
+      /^followups migrate is running on this deployment already \(pid \d+ on .+\): wait for it to finish/,
+    );
+    const keys = new StoreKeys(p.prefix);
+    expect(await p.redis.exists(keys.moveLease())).toBe(0);
+    expect(await target.exists(keys.moveLease())).toBe(0);
+    await workerOn(onTarget(p));
   });
 
   it("counts workers again once it has marked both Redis: one that connected in between stops it, and the marks go", async () => {

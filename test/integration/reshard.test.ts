@@ -4,6 +4,7 @@ import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runReshard } from "../../src/cli/reshard-command.js";
+import { takeMoveLease } from "../../src/operations/move-lease.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import { reshard } from "../../src/operations/reshard.js";
 import {
@@ -373,6 +374,50 @@ describe("followups reshard", () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(p.sink.messages).toHaveLength(CUSTOMERS.length);
     await Promise.all(queues.made().map((queue) => queue.close()));
+  });
+
+  it("refuses a second run while one is under way; a run killed -9 leaves a hold that runs out", async () => {
+    pipeline = await startPipeline("reshard-twice", { shards: 2 });
+    const p = pipeline;
+    await buyBigTickets(p);
+    await p.worker?.close();
+    p.worker = undefined;
+    const pendingBefore = await pendingOf(p);
+
+    // An operator runs it again in another terminal while the first is still moving keys.
+    process.env = { ...savedEnv, ...p.envVars };
+    delete process.env.FOLLOW_UP_SHARDS;
+    let second: Promise<number> | undefined;
+    const first = reshard({
+      redis: p.redis,
+      prefix: p.prefix,
+      cluster: p.env.REDIS_CLUSTER,
+      to: 3,
+      by: "alice",
+      onPart: (part) => {
+        if (part !== "moving customers' and purchases' keys") return;
+        second = runReshard({ to: "3", by: "bob" }, captureIo());
+        // Awaited below, once the first has finished.
+        second.catch(() => undefined);
+      },
+    });
+    await expect(first).resolves.toMatchObject({ from: 2, to: 3 });
+    expect(second).toBeDefined();
+    await expect(second).rejects.toThrow(
+      /^followups reshard is running on this deployment already \(pid \d+ on .+, started .+\): wait for it to finish/,
+    );
+    expect(await pendingOf(p)).toBe(pendingBefore);
+
+    // A run killed -9 cannot give its hold back: the next run is refused, saying for how long,
+    // until it runs out; then it runs.
+    const killed = await takeMoveLease(p.redis, p.prefix, "followups reshard", { leaseMs: 1_500 });
+    killed.abandon();
+    await expect(runReshard({ to: "1" }, captureIo())).rejects.toThrow(
+      /If it was stopped \(killed, or its machine went away\), its hold runs out within [12] s: then run the command again/,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_600));
+    expect(await reshardTo(p, 1)).toMatchObject({ from: 3, to: 1 });
+    expect(await pendingOf(p)).toBe(pendingBefore);
   });
 
   it("carries a paused follow-ups queue: every new shard's queue is paused, also when a run that stopped is finished", async () => {

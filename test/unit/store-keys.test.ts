@@ -104,6 +104,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "reshardMark",
         "movedMark",
         "arrivingMark",
+        "moveLease",
         "addressIndexPacked",
         "orderLinks",
         "erasedCustomerGlobal",

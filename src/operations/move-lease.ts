@@ -1,0 +1,129 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { StoreKeys } from "../store/keys.js";
+import type { RedisClient } from "../store/redis-client.js";
+import { MoveRefused } from "./job-moves.js";
+
+/**
+ * One run at a time of the commands that move a deployment's data (`followups reshard`,
+ * `followups migrate`): two runs at once would each rewrite what the other is moving (a schedule
+ * bucket rewritten by one while the other appends to it loses steps; a copy still running after
+ * the other finished writes old values over the new Redis's). A run holds a lease in Redis,
+ * renewed while it runs; a run killed -9 cannot give it back, so it runs out on its own.
+ */
+
+/** How long a lease lasts without being renewed; it is renewed every third of that. */
+export const MOVE_LEASE_MS = 15_000;
+
+/** What the lease's key says of the run holding it. */
+interface LeaseHolder {
+  readonly token: string;
+  readonly command: string;
+  readonly pid: number;
+  readonly host: string;
+  readonly startedAt: string;
+}
+
+/** A run's hold on the deployment's data; release it when the run ends, however it ends. */
+export interface MoveLease {
+  /** Throws when the lease ran out under this run (it stalled) and may be another's now. */
+  check(): void;
+  release(): Promise<void>;
+  /** Stops renewing without giving the lease back, as a run killed -9 would (for tests). */
+  abandon(): void;
+}
+
+/**
+ * Takes the deployment's move lease for `command`, or refuses (MoveRefused) naming the run that
+ * holds it, and how long until a hold left by a killed run runs out.
+ */
+export async function takeMoveLease(
+  redis: RedisClient,
+  prefix: string,
+  command: string,
+  options: { readonly leaseMs?: number; readonly now?: () => number } = {},
+): Promise<MoveLease> {
+  const leaseMs = options.leaseMs ?? MOVE_LEASE_MS;
+  const now = options.now ?? Date.now;
+  const key = new StoreKeys(prefix).moveLease();
+  const holder: LeaseHolder = {
+    token: randomUUID(),
+    command,
+    pid: process.pid,
+    host: hostname(),
+    startedAt: new Date(now()).toISOString(),
+  };
+  if ((await redis.set(key, JSON.stringify(holder), "PX", leaseMs, "NX")) !== "OK") {
+    const [raw, left] = await Promise.all([redis.get(key), redis.pttl(key)]);
+    const other = readHolder(raw);
+    const who = other
+      ? `${other.command} is running on this deployment already (pid ${other.pid} on ${other.host}, started ${other.startedAt})`
+      : "another run that moves this deployment's data holds it";
+    throw new MoveRefused(
+      `${who}: wait for it to finish. If it was stopped (killed, or its machine went away), its hold runs out within ${Math.max(1, Math.ceil(left / 1000))} s: then run the command again to finish what it began`,
+    );
+  }
+  let lost = false;
+  const renew = async () => {
+    const raw = await redis.get(key);
+    if (readHolder(raw)?.token !== holder.token) {
+      lost = true;
+      clearInterval(timer);
+      return;
+    }
+    await redis.pexpire(key, leaseMs);
+  };
+  const timer = setInterval(() => {
+    // A Redis gone away fails the run's own commands too: nothing to add here.
+    renew().catch(() => undefined);
+  }, leaseMs / 3);
+  timer.unref();
+  return {
+    check() {
+      if (lost)
+        throw new MoveRefused(
+          `this run of ${command} stalled for longer than its hold on the deployment lasts (${leaseMs / 1000} s), so another run may have begun: make sure none runs, then run the command again`,
+        );
+    },
+    async release() {
+      clearInterval(timer);
+      if (readHolder(await redis.get(key))?.token === holder.token) await redis.del(key);
+    },
+    abandon() {
+      clearInterval(timer);
+    },
+  };
+}
+
+/**
+ * Runs `run` holding the move lease for `command`, released however it ends; the `onPart` it is
+ * given checks the lease first at each part (a run that lost it stops there) and tells `onPart`.
+ */
+export async function holdingMoveLease<T>(
+  redis: RedisClient,
+  prefix: string,
+  command: string,
+  options: { readonly now?: () => number; readonly onPart?: (part: string) => void },
+  run: (onPart: (part: string) => void) => Promise<T>,
+): Promise<T> {
+  const lease = await takeMoveLease(redis, prefix, command, {
+    ...(options.now && { now: options.now }),
+  });
+  try {
+    return await run((part) => {
+      lease.check();
+      options.onPart?.(part);
+    });
+  } finally {
+    await lease.release();
+  }
+}
+
+function readHolder(raw: string | null): LeaseHolder | undefined {
+  if (raw === null) return undefined;
+  try {
+    return JSON.parse(raw) as LeaseHolder;
+  } catch {
+    return undefined;
+  }
+}
