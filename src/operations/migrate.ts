@@ -209,13 +209,15 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
       throw refusal(lateWorkers);
     }
     options.onPart?.("copying the store's keys");
-    let keysCopied: number;
+    const progress = { copied: 0 };
     try {
-      keysCopied = await copyStoreKeys(source, target, keys);
+      await copyStoreKeys(source, target, keys, progress);
     } catch (error) {
       // A first run that copied nothing takes its marks back: the deployment stays where it was.
-      const copiedNothing = (await storedShardCount(target, prefix)) === undefined;
-      if (arriving === "OK" && moving === "OK" && copiedNothing) {
+      // One that copied some keys keeps them, to be finished by running it again: taken back,
+      // they would leave a partial copy on the new Redis that a later run copies over but does
+      // not clear (what is erased or removed on the old Redis meanwhile would come back there).
+      if (arriving === "OK" && moving === "OK" && progress.copied === 0) {
         await target.del(keys.arrivingMark());
         await source.del(keys.movedMark());
       }
@@ -242,7 +244,7 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
       to: targetName,
       dryRun: false,
       shards,
-      keysCopied,
+      keysCopied: progress.copied,
       jobsCopied: live,
       failedJobsCopied: failed,
       queuesPaused: paused.length,
@@ -388,27 +390,28 @@ async function tombstonesOf(source: RedisClient, prefix: string): Promise<string
   return names.filter((_, i) => types[i] === "string");
 }
 
-/** Copies every key of the store, value and expiry, replacing what an earlier run copied. */
+/**
+ * Copies every key of the store, value and expiry, replacing what an earlier run copied; counts
+ * each key copied in `progress` as it goes (also when a later one fails).
+ */
 async function copyStoreKeys(
   source: RedisClient,
   target: RedisClient,
   keys: StoreKeys,
-): Promise<number> {
-  let copied = 0;
-  for (const key of await tombstonesOf(source, keys.prefix))
-    copied += await copyKey(source, target, key);
+  progress: { copied: number },
+): Promise<void> {
+  const copy = async (key: string) => {
+    const copied = await copyKey(source, target, key);
+    progress.copied += copied;
+  };
+  for (const key of await tombstonesOf(source, keys.prefix)) await copy(key);
   for (const pattern of keys.patterns()) {
     for await (const batch of scanKeys(source, pattern)) {
       const names = batch.filter((key) => !isMark(keys, key));
-      for (let start = 0; start < names.length; start += BATCH) {
-        const done = await Promise.all(
-          names.slice(start, start + BATCH).map((key) => copyKey(source, target, key)),
-        );
-        copied += done.reduce<number>((sum, n) => sum + n, 0);
-      }
+      for (let start = 0; start < names.length; start += BATCH)
+        await Promise.all(names.slice(start, start + BATCH).map(copy));
     }
   }
-  return copied;
 }
 
 /** Copies one key, value and expiry, over what the new Redis has under its name; 0 if it is gone. */

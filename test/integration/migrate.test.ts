@@ -449,6 +449,54 @@ describe("followups migrate", () => {
     await workerOn(onTarget(p));
   });
 
+  it("keeps its marks when a run fails after copying some keys (the new Redis full, say): run again, it finishes", async () => {
+    source = await startRedisServer();
+    pipeline = await startPipeline("migrate-half-copied", {
+      redisUrl: source.url,
+      cluster: false,
+      shards: SHARDS,
+    });
+    const p = pipeline;
+    await p.publisher.publish(newspaper("half", 5) as never);
+    await eventProcessed(p, "evt-half");
+    await p.worker?.close();
+    p.worker = undefined;
+    const keys = new StoreKeys(p.prefix);
+    // An upgraded deployment's tombstone: copied first, whatever the order SCAN gives the rest.
+    await p.redis.set(`${p.prefix}:fu:suppressed:email`, TOMBSTONE);
+    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    // The new Redis fills up before the keys that tell a deployment is there are copied.
+    const full = target as unknown as { restore: (...args: unknown[]) => Promise<unknown> };
+    const restore = full.restore.bind(target);
+    const telling = [keys.shardCount(), keys.rulesGenerations(), keys.scheduleIndex()];
+    full.restore = async (...args: unknown[]) => {
+      if (telling.includes(args[0] as string))
+        throw new Error("OOM command not allowed when used memory > 'maxmemory'.");
+      return restore(...args);
+    };
+    const run = () =>
+      migrate({
+        source: p.redis,
+        target: target as RedisClient,
+        prefix: p.prefix,
+        sourceName: source?.url ?? "",
+        targetName: targetUrl(),
+        by: "test",
+      });
+    await expect(run()).rejects.toThrow("OOM");
+    expect(await target.get(`${p.prefix}:fu:suppressed:email`)).toBe(TOMBSTONE);
+    // Keys were copied: the marks stay, so workers start on neither Redis until the move is
+    // finished (taking them back would leave the new Redis with a partial copy that a later run
+    // does not clear: what is erased or removed meanwhile would come back there).
+    expect(await p.redis.exists(keys.movedMark())).toBe(1);
+    expect(await target.exists(keys.arrivingMark())).toBe(1);
+    await expect(workerOn(p.envVars)).rejects.toThrow("this deployment is moving to");
+    full.restore = restore;
+    await expect(run()).resolves.toMatchObject({ dryRun: false, shards: SHARDS });
+    expect(await target.exists(keys.arrivingMark())).toBe(0);
+    await workerOn(onTarget(p));
+  });
+
   it("counts workers again once it has marked both Redis: one that connected in between stops it, and the marks go", async () => {
     source = await startRedisServer();
     pipeline = await startPipeline("migrate-late-worker", {
