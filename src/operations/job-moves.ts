@@ -16,6 +16,17 @@ export class MoveRefused extends Error {
   }
 }
 
+/**
+ * A queue of a one-shot command that moves jobs, whose errors BullMQ does not print: a lost
+ * connection fails the command's own next call, which says so once (cli.ts); without a listener
+ * BullMQ prints each queue's error, stack and all, to the console (eight of them for a reshard
+ * from 2 to 3 shards).
+ */
+export function quietQueue<T>(queue: Queue<T>): Queue<T> {
+  queue.on("error", () => undefined);
+  return queue;
+}
+
 /** Job states whose jobs still have work to do, and move; finished ones stay behind. */
 export const LIVE_STATES = ["waiting", "prioritized", "delayed", "active"] as const;
 
@@ -104,6 +115,8 @@ export class JobFailer {
       const connection = blockingConnection(this.redis);
       this.connections.push(connection);
       worker = new Worker(queue.name, null, { connection, prefix, autorun: false });
+      // As quietQueue: its errors fail the command's own calls.
+      worker.on("error", () => undefined);
       this.workers.set(id, worker);
     }
     return worker;

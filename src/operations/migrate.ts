@@ -18,7 +18,14 @@ import {
   reshardUnderWay,
   storedShardCount,
 } from "../store/shards.js";
-import { copyLiveJob, JobFailer, jobsIn, LIVE_STATES, MoveRefused } from "./job-moves.js";
+import {
+  copyLiveJob,
+  JobFailer,
+  jobsIn,
+  LIVE_STATES,
+  MoveRefused,
+  quietQueue,
+} from "./job-moves.js";
 import { holdingMoveLease } from "./move-lease.js";
 
 /**
@@ -114,16 +121,20 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
   // Owners' report schedulers are set again by the workers at start: their jobs are not copied,
   // only a pause of the queue is.
   const reports: QueuePair = {
-    source: new Queue(OWNER_REPORTS_QUEUE, {
-      connection: source,
-      prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(source)),
-      skipMetasUpdate: true,
-    }),
-    target: new Queue(OWNER_REPORTS_QUEUE, {
-      connection: target,
-      prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(target)),
-      skipMetasUpdate: true,
-    }),
+    source: quietQueue(
+      new Queue(OWNER_REPORTS_QUEUE, {
+        connection: source,
+        prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(source)),
+        skipMetasUpdate: true,
+      }),
+    ),
+    target: quietQueue(
+      new Queue(OWNER_REPORTS_QUEUE, {
+        connection: target,
+        prefix: queuePrefix(prefix, OWNER_REPORTS_QUEUE, isCluster(target)),
+        skipMetasUpdate: true,
+      }),
+    ),
   };
   const allQueues = [...pairs, reports].flatMap(({ source, target }) => [source, target]);
   const countWorkers = async () =>
@@ -350,13 +361,15 @@ async function probeTarget(source: RedisClient, target: RedisClient, keys: Store
 function queuePairs(options: MigrateOptions, shards: number): QueuePair[] {
   const { source, target, prefix } = options;
   const on = (redis: RedisClient, name: string, shard = 0) =>
-    new Queue(name, {
-      connection: redis,
-      prefix: queuePrefix(prefix, name, isCluster(redis), shard, shards),
-      // A queue object writes its settings into Redis when it starts unless told not to: a dry
-      // run or a refused run would leave them on the new Redis. Workers write them at start.
-      skipMetasUpdate: true,
-    });
+    quietQueue(
+      new Queue(name, {
+        connection: redis,
+        prefix: queuePrefix(prefix, name, isCluster(redis), shard, shards),
+        // A queue object writes its settings into Redis when it starts unless told not to: a dry
+        // run or a refused run would leave them on the new Redis. Workers write them at start.
+        skipMetasUpdate: true,
+      }),
+    );
   const pair = (name: string, shard = 0): QueuePair => ({
     source: on(source, name, shard),
     target: on(target, name, shard),

@@ -87,7 +87,12 @@ export async function takeMoveLease(
     },
     async release() {
       clearInterval(timer);
-      if (readHolder(await redis.get(key))?.token === holder.token) await redis.del(key);
+      // With Redis gone (what ended the run, often), the lease runs out on its own: the run's
+      // own error is the one to tell.
+      await redis
+        .get(key)
+        .then((raw) => (readHolder(raw)?.token === holder.token ? redis.del(key) : 0))
+        .catch(() => undefined);
     },
     abandon() {
       clearInterval(timer);

@@ -18,7 +18,14 @@ import {
   ReshardKeys,
 } from "../store/reshard-store.js";
 import { type ReshardMark, reshardUnderWay, storedShardCount } from "../store/shards.js";
-import { copyLiveJob, JobFailer, jobsIn, LIVE_STATES, MoveRefused } from "./job-moves.js";
+import {
+  copyLiveJob,
+  JobFailer,
+  jobsIn,
+  LIVE_STATES,
+  MoveRefused,
+  quietQueue,
+} from "./job-moves.js";
 import { holdingMoveLease } from "./move-lease.js";
 
 /**
@@ -110,20 +117,23 @@ async function changeShardCount(options: ReshardOptions): Promise<ReshardResult>
   // Queue objects that write no settings into Redis when they start: a dry run writes nothing
   // (the workers write them at start).
   const queueOf = (shard: number, shards: number) =>
-    new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
-      connection: redis,
-      prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, options.cluster, shard, shards),
-      skipMetasUpdate: true,
-    });
+    quietQueue(
+      new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
+        connection: redis,
+        prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, options.cluster, shard, shards),
+        skipMetasUpdate: true,
+      }),
+    );
   const oldQueues = Array.from({ length: from }, (_, n) => queueOf(n, from));
   const newQueues = Array.from({ length: to }, (_, n) => queueOf(n, to));
-  const others = [PURCHASE_EVENTS_QUEUE, OWNER_REPORTS_QUEUE, OWNER_ALERTS_QUEUE].map(
-    (name) =>
+  const others = [PURCHASE_EVENTS_QUEUE, OWNER_REPORTS_QUEUE, OWNER_ALERTS_QUEUE].map((name) =>
+    quietQueue(
       new Queue(name, {
         connection: redis,
         prefix: queuePrefix(prefix, name, options.cluster),
         skipMetasUpdate: true,
       }),
+    ),
   );
   // Jobs move from queue to queue, so a pause is carried as a whole: one paused queue pauses all
   // the new ones. Read before anything moves, and kept in the mark for a run that is finished later.

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Queue } from "bullmq";
 import { DateTime } from "luxon";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { runReshard } from "../../src/cli/reshard-command.js";
 import { takeMoveLease } from "../../src/operations/move-lease.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
@@ -30,6 +30,7 @@ import {
   type PipelineHarness,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { startRedisServer } from "../support/redis-server.js";
 
 /**
  * `followups reshard`: a deployment's shard count changes with its workers stopped, and every
@@ -418,6 +419,48 @@ describe("followups reshard", () => {
     await new Promise((resolve) => setTimeout(resolve, 1_600));
     expect(await reshardTo(p, 1)).toMatchObject({ from: 3, to: 1 });
     expect(await pendingOf(p)).toBe(pendingBefore);
+  });
+
+  it("stops with the one error when Redis goes away mid-run, and no stack trace per queue on the console", async () => {
+    const server = await startRedisServer();
+    try {
+      pipeline = await startPipeline("reshard-redis-gone", {
+        redisUrl: server.url,
+        cluster: false,
+        shards: 2,
+      });
+      const p = pipeline;
+      await buyBigTickets(p, CUSTOMERS.slice(0, 3));
+      await p.worker?.close();
+      p.worker = undefined;
+      process.env = { ...savedEnv, ...p.envVars };
+      delete process.env.FOLLOW_UP_SHARDS;
+      // The test's own queues listen (they reconnect once the server is back).
+      for (const queue of [p.events, ...p.followUpQueues]) queue.on("error", () => undefined);
+      // What BullMQ prints of its queues' errors when nobody listens (the console is not ours).
+      const printed = vi.spyOn(console, "error").mockImplementation(() => undefined);
+      const io = captureIo();
+      const gone = {
+        ...io,
+        err: (chunk: string) => {
+          io.err(chunk);
+          // Killed, and back a moment later (the test's own connections reconnect).
+          if (chunk.startsWith("moving customers"))
+            void server.restart({ signal: "SIGKILL", downMs: 1_000 });
+        },
+      };
+      try {
+        await expect(runReshard({ to: "3" }, gone)).rejects.toThrow();
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        expect(printed.mock.calls.map((call) => String(call[0]))).toEqual([]);
+      } finally {
+        printed.mockRestore();
+      }
+    } finally {
+      await pipeline?.close();
+      pipeline = undefined;
+      await server.stop();
+    }
   });
 
   it("carries a paused follow-ups queue: every new shard's queue is paused, also when a run that stopped is finished", async () => {
