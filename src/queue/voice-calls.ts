@@ -40,8 +40,8 @@ export interface VoiceCallDeps {
   readonly suppressions: Pick<SuppressionList, "suppress" | "isSuppressed" | "noteOptOutAt">;
   /** A call's minutes are charged to the voice spend of the month when it ends. */
   readonly spend: SpendDeps;
-  /** Counts a call's end (in the global ledger). */
-  readonly ledger: Pick<DeliveryLedger, "countOnce">;
+  /** Counts a call's end (in the global ledger), and corrects it for a call found unheard. */
+  readonly ledger: Pick<DeliveryLedger, "countOnce" | "recountOnce">;
   readonly logger: Logger;
   /** Epoch ms now. */
   readonly now: () => number;
@@ -163,15 +163,39 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     /**
      * A call picked up while Redis was away, and hung up on before it said anything (its answer
      * webhook, spooled): recorded as `unheard`, so that its final status (`completed`, as for a
-     * person who picked up) leaves it undelivered and its fallback goes out. Changes nothing once
-     * the call's final status is recorded, or for another call than the script's.
+     * person who picked up) leaves it undelivered and its fallback goes out; also after that
+     * status callback (Redis back before the spool's next round), whose count in the ledger is
+     * then corrected. Changes nothing for another call than the script's.
      */
     async unheard(request: CallRequest): Promise<"recorded" | "unknown-call"> {
       const call = await deps.calls.get(request.followUpId);
-      if (!call || call.ended || otherCall(call, request)) {
+      if (!call || otherCall(call, request)) {
         return "unknown-call";
       }
-      await note(request, call, "unheard");
+      // Recorded by an earlier replay of this pick-up. A score cannot follow a call hung up on at
+      // pick-up: it was given on another call of the step (an earlier attempt), and stays.
+      if (call.outcome === "unheard" || call.outcome === "answered") return "recorded";
+      const { eventId, stepId, shard } = call.script;
+      const record = await deps.shards
+        .of(shard)
+        .store.annotate(eventId, stepId, { delivery: { status: "unheard" } }, deps.now());
+      // Its final status callback came first (Redis back before the spool's next round) and
+      // counted the call's end by what it said alone (`completed`: a person reached): counted
+      // again as unheard, once, before the script's outcome changes (a crash in between redoes it).
+      if (call.ended && call.outcome !== undefined && call.endedAt !== undefined) {
+        const labels = stepLabels(deps.rules(), stepId, record);
+        const counted = (outcome: CallOutcome) =>
+          callDelivered(outcome)
+            ? { outcome: "delivered", ...labels, channel: "voice" }
+            : { outcome: "undelivered", ...labels, channel: "voice", reason: outcome };
+        await deps.ledger.recountOnce(
+          `call:${request.callSid}:unheard`,
+          counted(call.outcome),
+          counted("unheard"),
+          call.endedAt,
+        );
+      }
+      await deps.calls.update(request.followUpId, { ...call, outcome: "unheard" });
       deps.logger.info(
         { stepId: call.script.stepId },
         "call picked up while Redis was away, hung up on before its message: recorded as unheard",
@@ -241,7 +265,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         },
         now,
       );
-      await deps.calls.end(request.followUpId, call);
+      await deps.calls.end(request.followUpId, call, outcome, now);
       return "recorded";
     },
   };

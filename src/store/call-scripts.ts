@@ -24,6 +24,11 @@ export interface StoredCall {
   readonly repeats?: number;
   /** Twilio reported the call over: its outcome is recorded, only a late answer may follow. */
   readonly ended?: boolean;
+  /**
+   * When the final status callback came (epoch ms): the ledger hour its end was counted in, which
+   * a pick-up replayed later from the webhook spool corrects (`unheard`).
+   */
+  readonly endedAt?: number;
 }
 
 /**
@@ -81,14 +86,26 @@ export class CallScripts {
   }
 
   /**
-   * Marks a call over (its outcome recorded): the message (a first name, what the call said) goes
-   * at once, the rest (step, language, the number's keyed hash, the outcome) an hour later, so a
-   * key press whose webhook comes after the final status callback is still filed and acted on.
-   * Nothing is written when the script is gone; its expiry is never moved later.
+   * Marks a call over with the outcome its final status callback recorded (at `endedAt`): the
+   * message (a first name, what the call said) goes at once, the rest (step, language, the
+   * number's keyed hash, the outcome) an hour later, so a key press whose webhook comes after the
+   * final status callback is still filed and acted on. Nothing is written when the script is
+   * gone; its expiry is never moved later.
    */
-  async end(followUpId: string, call: StoredCall): Promise<void> {
+  async end(
+    followUpId: string,
+    call: StoredCall,
+    outcome: CallOutcome,
+    endedAt: number,
+  ): Promise<void> {
     const key = this.keys.callScript(followUpId);
-    const ended: StoredCall = { ...call, script: { ...call.script, text: "" }, ended: true };
+    const ended: StoredCall = {
+      ...call,
+      script: { ...call.script, text: "" },
+      outcome,
+      ended: true,
+      endedAt,
+    };
     const results = await this.redis
       .multi()
       .set(key, JSON.stringify(ended), "KEEPTTL", "XX")

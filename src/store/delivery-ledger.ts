@@ -185,6 +185,29 @@ export class DeliveryLedger {
   }
 
   /**
+   * Moves one count from `from` to `to` in the hour of `at`, once per receipt: an outcome a
+   * webhook reported and counted, corrected by a later one (a call's end counted as a person
+   * reached, which a pick-up replayed from the webhook spool shows was hung up on). False for a
+   * replay.
+   */
+  async recountOnce(
+    receipt: string,
+    from: LedgerEntry,
+    to: LedgerEntry,
+    at: number,
+  ): Promise<boolean> {
+    const counted = await this.redis.fuCountOnce(
+      this.keys.webhookReceipt(receipt),
+      this.keys.globalLedgerHour(hourOf(at)),
+      RECEIPT_SECONDS,
+      AGGREGATE_RETENTION_MS,
+      ...entryFields(from).map((field) => `${field}\n-1`),
+      ...entryFields(to),
+    );
+    return counted === 1;
+  }
+
+  /**
    * Counts a purchase event's skips at planning once, into its shard's ledger, marked in its
    * record (count-in-record.lua): a retried or re-published event counts nothing again, for as
    * long as it is recognised. False when counted before (or the record is gone).

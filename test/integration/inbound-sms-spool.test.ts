@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DateTime } from "luxon";
@@ -283,6 +283,25 @@ async function fallbackTexted(p: PipelineHarness, eventId: string): Promise<void
   await waitForState(p, eventId, `${CALL_STEP}-fallback`, "sent");
 }
 
+/** Twilio's answer webhook of a call picked up, without answering-machine detection. */
+function pickedUp(p: PipelineHarness, followUpId: string, callSid: string) {
+  return postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: callSid,
+    CallStatus: "in-progress",
+    To: PHONE,
+  });
+}
+
+/** Its final status callback: `completed` after a second, as for a person who listened. */
+function endedAfterASecond(p: PipelineHarness, followUpId: string, callSid: string) {
+  return postTwilio(p, callRoute("status", followUpId), {
+    CallSid: callSid,
+    CallStatus: "completed",
+    CallDuration: "1",
+    To: PHONE,
+  });
+}
+
 it("a 9 pressed on a call while Redis is away hangs up politely, is kept on disk, and stops calls and texts once Redis is back, also when the call is no longer on file", {
   timeout: 60_000,
 }, async () => {
@@ -396,21 +415,12 @@ it("a call picked up while Redis is away is hung up on and kept on disk; once Re
   await redisAway(p, server);
   // Without answering-machine detection Twilio posts no AnsweredBy: a pick-up, then the end of a
   // call that lasted a second, `completed` as for a person who listened.
-  const picked = await postTwilio(p, callRoute("answer", followUpId), {
-    CallSid: callSid,
-    CallStatus: "in-progress",
-    To: PHONE,
-  });
+  const picked = await pickedUp(p, followUpId, callSid);
   expect(picked.status).toBe(200);
   expect(await picked.text()).toBe(
     '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>',
   );
-  const ended = await postTwilio(p, callRoute("status", followUpId), {
-    CallSid: callSid,
-    CallStatus: "completed",
-    CallDuration: "1",
-    To: PHONE,
-  });
+  const ended = await endedAfterASecond(p, followUpId, callSid);
   expect(ended.status).toBe(204);
   const files = await spooled(p);
   expect(files).toHaveLength(2);
@@ -433,6 +443,56 @@ it("a call picked up while Redis is away is hung up on and kept on disk; once Re
   expect(delivered).toEqual([]);
   // The customer heard nothing: the fallback texts them (moved on now, as in the test above).
   await fallbackTexted(p, "evt-spoolunheard");
+  expectNoPersonalDataLogged(p);
+});
+
+it("a call picked up while Redis is away whose status callback is handled before the pick-up is replayed is still recorded as unheard, counted undelivered, and its SMS fallback goes out", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server, callSid, followUpId } = await callPlaced(
+    "spool-unheard-late",
+    "evt-unheardlate",
+  );
+  await waitForState(p, "evt-unheardlate", CALL_STEP, "sent");
+
+  await redisAway(p, server);
+  expect(await (await pickedUp(p, followUpId, callSid)).text()).toContain("<Hangup/>");
+  const [file] = await spooled(p);
+  expect(await spooledFile(p, file)).toMatchObject({ kind: "twilio-voice-unheard" });
+  // Redis is back before the spool's next round (every 5 s), and the call's end (a second after
+  // the hang-up) is handled at once: held out of the spool's sight until then.
+  const held = path.join(spoolDir(p), `held-${file}`);
+  await rename(path.join(spoolDir(p), file ?? ""), held);
+  await redisBack();
+  // The fallback, due meanwhile, looks first: the call's outcome has not come, it waits.
+  const fallbackId = followUpJobId("evt-unheardlate", `${CALL_STEP}-fallback`);
+  await eventually(async () => {
+    const job = await p.followUps.getJob(fallbackId);
+    if ((await job?.getState()) !== "delayed") return undefined;
+    return (job?.delay ?? 0) + (job?.timestamp ?? 0) > Date.now() + 30 * 60_000 ? true : undefined;
+  }, "the fallback to wait for the call's outcome");
+  const ended = await endedAfterASecond(p, followUpId, callSid);
+  expect(ended.status).toBe(204);
+  await rename(held, path.join(spoolDir(p), file ?? ""));
+  await eventually(
+    async () => ((await spooled(p)).length === 0 ? true : undefined),
+    "the spool to be empty",
+    15_000,
+  );
+
+  // The customer heard nothing: not a person reached, whichever webhook was handled first.
+  const record = await stepRecordOf(p, "evt-unheardlate", CALL_STEP);
+  expect(record?.delivery).toEqual({ status: "unheard" });
+  const nonZero = async (part: string) =>
+    (await recentLedgerCounts(p, part)).filter(([, count]) => count !== 0);
+  expect(await nonZero("undelivered|voice|")).toEqual([
+    ["undelivered|voice|check-in|big-ticket", 1],
+    ["reason|undelivered|voice|check-in|unheard", 1],
+  ]);
+  expect((await nonZero("|voice|")).filter(([field]) => field.startsWith("delivered|"))).toEqual(
+    [],
+  );
+  await fallbackTexted(p, "evt-unheardlate");
   expectNoPersonalDataLogged(p);
 });
 

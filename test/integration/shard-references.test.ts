@@ -285,6 +285,10 @@ describe("webhooks, refunds and reports", () => {
         counted.push(receipt);
         return true;
       },
+      recountOnce: async (receipt: string) => {
+        counted.push(receipt);
+        return true;
+      },
     };
     const replies: StepReply[] = [];
     const suppressions = new SuppressionList(redis, prefix, { addressHashSecret: "secret" });
