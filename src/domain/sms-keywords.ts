@@ -38,7 +38,8 @@
  *    "stop calling me", "nicht mehr anrufen"), "don't send me any more texts", "I said stop",
  *    "take me off your list", "leave me alone", "can you please stop?", "I revoke my consent";
  *    German "keine SMS mehr", "keine weiteren Nachrichten", "mich abmelden", "SMS abbestellen",
- *    "melden Sie mich ab", "schreiben Sie mir nicht mehr", "hören Sie auf, mir zu schreiben".
+ *    "melden Sie mich ab", "schreiben Sie mir nicht mehr", "hören Sie auf, mir zu schreiben",
+    "hören Sie auf, mich anzurufen", "lassen Sie mich in Ruhe".
  *    "Unsubscribe" and "opt out" followed by "of"/"from" count only when what follows is the
  *    messages or a list: "opt out of the extended warranty" is a question about the warranty.
  *
@@ -223,7 +224,9 @@ const PHRASES = [
   "(?:schreiben|schreib|schreibt|kontaktieren) (?:sie |du |ihr )?(?:mir|mich) (?:bitte )?nicht mehr",
   "nicht mehr (?:schreiben|anschreiben|kontaktieren|kontaktiert|angeschrieben|simsen|texten|anrufen|angerufen)",
   "(?:rufen|ruf|ruft) (?:sie |du |ihr )?mich (?:bitte )?nicht mehr an",
-  "(?:hör|hört|hören|hoer|hoert|hoeren) (?:sie |du |ihr )?(?:bitte )?auf(?: mir)? zu (?:schreiben|simsen|texten)",
+  "(?:hör|hört|hören|hoer|hoert|hoeren) (?:sie |du |ihr )?(?:bitte )?auf(?: (?:mir|mich))? " +
+    "(?:zu (?:schreiben|simsen|texten)|anzurufen|anzuschreiben)",
+  "(?:lassen sie|lass|lasst) mich (?:bitte )?in ruhe",
 ];
 const OPT_OUT_PHRASE = new RegExp(
   `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${PHRASES.join("|")})${END}`,

@@ -118,6 +118,9 @@ const OPT_OUTS: readonly string[] = [
   "Bitte nicht mehr anrufen",
   "Keine Anrufe mehr",
   "Rufen Sie mich nicht mehr an",
+  "Hören Sie auf, mich anzurufen",
+  "Hör auf, mich anzurufen!",
+  "Lassen Sie mich in Ruhe",
 ];
 
 /** Replies to "Is all well with your new TV?" that the owner should read: no opt-out. */

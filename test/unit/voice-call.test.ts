@@ -82,6 +82,10 @@ describe("a call's turns", () => {
     [undefined, "Unsubscribe me", { kind: "stop" }],
     [undefined, "Take me off your list", { kind: "stop" }],
     [undefined, "Nicht mehr anrufen bitte", { kind: "stop" }],
+    // How German speakers say "stop calling me", also after a score.
+    [undefined, "Hören Sie auf, mich anzurufen.", { kind: "stop" }],
+    [undefined, "Zwei. Hören Sie auf, mich anzurufen.", { kind: "stop" }],
+    [undefined, "Lassen Sie mich in Ruhe", { kind: "stop" }],
     [undefined, "Basta.", { kind: "stop" }],
     [undefined, "Darme de baja", { kind: "stop" }],
     [undefined, "please call me back", { kind: "invalid" }],
