@@ -1,7 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { DelayedError, type Job, UnrecoverableError } from "bullmq";
 import { DateTime } from "luxon";
-import type { DeliveryChannel, OutgoingMessage, SendFailure } from "../channels/channel.js";
+import type {
+  DeliveryChannel,
+  OutgoingMessage,
+  SendFailure,
+  SendResult,
+} from "../channels/channel.js";
 import {
   CHANNELS,
   type Channel,
@@ -76,7 +81,7 @@ export interface DeliveryDeps {
   >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
-  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget">;
+  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget" | "placedBefore">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
   readonly history: Pick<
     CustomerHistoryStore,
@@ -824,7 +829,12 @@ function createDelivery(deps: DeliveryDeps) {
         nowMs,
       );
     }
-    if (message.channel === "voice" && message.call && recipientMember) {
+    // A call an earlier attempt placed after all (its request failed midway, or its worker died),
+    // known by its webhooks: that call is this step's; a second one would ring a customer who
+    // may have answered the first.
+    const placedBefore =
+      message.channel === "voice" ? await deps.calls.placedBefore(followUpId) : undefined;
+    if (message.channel === "voice" && message.call && recipientMember && !placedBefore) {
       // Stored before the call is placed: Twilio asks for the words as soon as it is answered.
       const price = unitPrice(rules.spend, "voice", message.to);
       await deps.calls.prepare(followUpId, {
@@ -840,7 +850,13 @@ function createDelivery(deps: DeliveryDeps) {
     const untilSlot = slotAt - deps.clock().toMillis();
     if (untilSlot > 0) await sleep(untilSlot);
     progress.handedOver = true;
-    const result = await deps.channels[step.channel].send(message);
+    if (placedBefore)
+      log.warn(
+        "an earlier attempt's call was placed after all: recorded as the step's, not placed again",
+      );
+    const result: SendResult = placedBefore
+      ? { ok: true, id: placedBefore }
+      : await deps.channels[step.channel].send(message);
     const doneMs = deps.clock().toMillis();
     // A call that may have been placed keeps its words: the customer may pick up.
     if (!result.ok && message.channel === "voice" && !result.error.uncertain)

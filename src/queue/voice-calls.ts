@@ -70,6 +70,18 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       );
   };
 
+  /**
+   * The call's record, with the webhook's call sid when none is noted yet: a call Twilio placed
+   * although its request failed (or its worker died before recording it) is known by its webhooks,
+   * and what they write notes it, so that the step's retry takes it for its call (placedBefore).
+   */
+  const withSid = (call: StoredCall, request: CallRequest): StoredCall =>
+    call.callSid === undefined ? { ...call, callSid: request.callSid } : call;
+  const callOf = async (request: CallRequest) => {
+    const call = await deps.calls.get(request.followUpId);
+    return call && withSid(call, request);
+  };
+
   /** A webhook about another call than the script's (an earlier attempt Twilio placed after all). */
   const otherCall = (call: StoredCall, request: CallRequest) =>
     call.callSid !== undefined && call.callSid !== request.callSid;
@@ -93,8 +105,11 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
   return {
     /** The call was picked up (by a person or a machine): its first turn. */
     async answered(request: CallRequest): Promise<CallTurn> {
-      const call = await deps.calls.get(request.followUpId);
-      if (!call || call.ended) return HANG_UP;
+      const stored = await deps.calls.get(request.followUpId);
+      if (!stored || stored.ended) return HANG_UP;
+      const call = withSid(stored, request);
+      // A call whose request failed, placed all the same: noted, so the retry places no other.
+      if (stored.callSid === undefined) await deps.calls.update(request.followUpId, call);
       // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
       if (await deps.suppressions.isSuppressed("voice", calledNumber(call))) {
         const turn = answerOptedOut(call.script, request.answeredBy);
@@ -126,7 +141,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         readonly receivedAt?: number;
       },
     ): Promise<CallTurn> {
-      const call = await deps.calls.get(request.followUpId);
+      const call = await callOf(request);
       if (!call) {
         if (request.to !== undefined && meansStop(request.digits, request.speech)) {
           await optOut({ address: request.to }, request.receivedAt ?? deps.now());
@@ -168,7 +183,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
      * then corrected. Changes nothing for another call than the script's.
      */
     async unheard(request: CallRequest): Promise<"recorded" | "unknown-call"> {
-      const call = await deps.calls.get(request.followUpId);
+      const call = await callOf(request);
       if (!call || otherCall(call, request)) {
         return "unknown-call";
       }
@@ -220,7 +235,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         readonly receivedAt?: number;
       },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
-      const call = await deps.calls.get(request.followUpId);
+      const call = await callOf(request);
       if (!call || otherCall(call, request)) {
         return "unknown-call";
       }

@@ -16,7 +16,10 @@ const ENDED_KEEP_MS = 3600_000;
 /** A stored script and what the call's webhooks recorded so far. */
 export interface StoredCall {
   readonly script: CallScript;
-  /** The sid of the call placed with it, once Twilio accepted it. */
+  /**
+   * The sid of the call placed with it, once Twilio accepted it, or once one of the call's
+   * webhooks came (a call placed although its request failed).
+   */
   readonly callSid?: string;
   /** Set once the call has an outcome (a score, a voicemail): the final callback keeps it. */
   readonly outcome?: CallOutcome;
@@ -62,6 +65,15 @@ export class CallScripts {
     // Scripts stored before shards name no shard: their events are in shard 0.
     const stored = JSON.parse(raw) as StoredCall & { script: { shard?: number } };
     return { ...stored, script: { ...stored.script, shard: stored.script.shard ?? 0 } };
+  }
+
+  /**
+   * The sid of a call placed with the script before this attempt, as the call's webhooks told:
+   * Twilio placed it although its request failed (a 5xx, a broken connection), or its worker died
+   * before recording it.
+   */
+  async placedBefore(followUpId: string): Promise<string | undefined> {
+    return (await this.get(followUpId))?.callSid;
   }
 
   /** Notes the sid of the call placed with the script. */

@@ -461,6 +461,57 @@ describe("a voice check-in call", () => {
   });
 });
 
+describe("a call placed again", () => {
+  it("is not placed a second time when Twilio placed the first after answering a 5xx and that call's webhooks came before the retry", async () => {
+    // Retries 2.5 to 5 s apart: time for the first call to be answered before the retry.
+    pipeline = await startPipeline("voice-created-anyway", {
+      startWorker: false,
+      env: { DELIVERY_RETRY_BASE_MS: "5000", DELIVERY_RETRY_MAX_MS: "5000" },
+    });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir);
+    p.twilio.failNext({ status: 503, createdAnyway: true });
+    await p.startWorker();
+    await publishTv(p, "evt-twice");
+    const followUpId = followUpJobId("evt-twice", CALL_STEP);
+    const [first] = await p.twilio.waitForCalls(1, 15_000);
+    const callSid = first?.sid ?? "";
+    const retrying = await eventually(async () => {
+      const record = await stepRecord(p, "evt-twice", CALL_STEP);
+      return record?.state === "scheduled" && record.attempts === 1 ? record : undefined;
+    }, "the call step to wait for its retry");
+    expect(retrying.reason?.code).toBe("transient 20503");
+
+    // The customer picks up the call Twilio placed all the same, presses 4 and hangs up.
+    const answer = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    expect(await answer.text()).toContain("<Gather");
+    await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "4" });
+    await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: callSid,
+      CallStatus: "completed",
+      AnsweredBy: "human",
+      CallDuration: "30",
+    });
+
+    // The retry finds the call it meant to place: that call is the step's, none is placed again.
+    const sent = await eventually(async () => {
+      const record = await stepRecord(p, "evt-twice", CALL_STEP);
+      return record?.state === "sent" ? record : undefined;
+    }, "the call step to be sent");
+    expect(sent.providerId).toBe(callSid);
+    expect(sent.delivery).toEqual({ status: "answered" });
+    expect(p.twilio.calls.map((call) => call.sid)).toEqual([callSid]);
+    const fallback = await fallbackEnded(p, "evt-twice");
+    expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
+    expect(p.twilio.calls).toHaveLength(1);
+    expect(p.twilio.messages).toEqual([]);
+  });
+});
+
 describe("the Twilio voice adapter", () => {
   it("classifies the Calls API's answers: invalid numbers permanent, 429 and 5xx transient", async () => {
     fake = await startTwilioFake({ accountSid: TWILIO_SID, authToken: TWILIO_TOKEN });

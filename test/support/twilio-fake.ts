@@ -40,6 +40,11 @@ export interface TwilioScriptedFailure {
   message?: string;
   /** Sent as the Retry-After header (seconds) when given. */
   retryAfterSeconds?: number;
+  /**
+   * The request is carried out all the same (the message or call is created), and then answered
+   * with the error: what a Twilio 5xx may mean.
+   */
+  createdAnyway?: boolean;
 }
 
 /** Credentials the fake accepts. */
@@ -110,10 +115,14 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
   const expectedAuthorization = `Basic ${Buffer.from(`${options.accountSid}:${options.authToken}`).toString("base64")}`;
 
   const handle = (request: http.IncomingMessage, rawBody: string): ApiResponse => {
-    const url = new URL(request.url ?? "/", "http://127.0.0.1");
-
     const failure = scripted.shift();
-    if (failure !== undefined) return scriptedError(failure);
+    if (failure === undefined) return carryOut(request, rawBody);
+    if (failure.createdAnyway) carryOut(request, rawBody);
+    return scriptedError(failure);
+  };
+
+  const carryOut = (request: http.IncomingMessage, rawBody: string): ApiResponse => {
+    const url = new URL(request.url ?? "/", "http://127.0.0.1");
 
     if (request.headers.authorization !== expectedAuthorization) {
       return twilioError(401, 20003, "Authenticate");

@@ -155,7 +155,12 @@ function world(setup: Setup = {}) {
     store,
     smsReferences,
     suppressions,
-    calls: { prepare: async () => {}, bind: async () => {}, forget: async () => {} },
+    calls: {
+      prepare: async () => {},
+      bind: async () => {},
+      forget: async () => {},
+      placedBefore: async () => undefined,
+    },
     codes: {
       issue: async () => {},
       revokeByHash: async (codeHash) => {
