@@ -344,9 +344,23 @@ const REACHED: ReadonlySet<string> = new Set(["answered", "answered-no-score"]);
 /**
  * The outcome of a call from Twilio's final status callback, given what the call's webhooks
  * already recorded (`answered` after a score, `voicemail`/`machine` after machine detection).
- * Undefined while the call is not over (queued, ringing, in progress).
+ * A person reached stays reached: a step's call placed twice (Twilio placed one although its
+ * request failed, and the retry another) ends as answered when either was, whatever the other's
+ * end. Undefined while the call is not over (queued, ringing, in progress).
  */
 export function callOutcome(
+  callStatus: string,
+  answeredBy: string | undefined,
+  recorded: string | undefined,
+  answeringMachine: AnsweringMachineAction,
+): CallOutcome | undefined {
+  const ended = endedAs(callStatus, answeredBy, recorded, answeringMachine);
+  return ended !== undefined && recorded !== undefined && REACHED.has(recorded)
+    ? (recorded as CallOutcome)
+    : ended;
+}
+
+function endedAs(
   callStatus: string,
   answeredBy: string | undefined,
   recorded: string | undefined,

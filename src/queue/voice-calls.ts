@@ -82,6 +82,27 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     return call && withSid(call, request);
   };
 
+  /** Charges a call's billed minutes to the voice spend of the month it ended in, once per call. */
+  const chargeMinutes = async (
+    call: StoredCall,
+    request: CallRequest & { readonly durationSeconds?: number },
+    now: number,
+  ) => {
+    const minutes = billedMinutes(request.durationSeconds ?? 0);
+    if (call.script.minutePriceMicros === undefined || minutes === 0) return;
+    await chargeSpend(
+      deps.spend,
+      deps.rules(),
+      {
+        channel: "voice",
+        id: `call:${request.callSid}`,
+        micros: minutes * call.script.minutePriceMicros,
+      },
+      undefined,
+      now,
+    );
+  };
+
   /** A webhook about another call than the script's (an earlier attempt Twilio placed after all). */
   const otherCall = (call: StoredCall, request: CallRequest) =>
     call.callSid !== undefined && call.callSid !== request.callSid;
@@ -236,7 +257,12 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
       const call = await callOf(request);
-      if (!call || otherCall(call, request)) {
+      if (!call) return "unknown-call";
+      if (otherCall(call, request)) {
+        // Another call placed with the script (one Twilio placed although its request failed):
+        // it changes nothing on the step, but Twilio bills it.
+        if (callOutcome(request.callStatus, undefined, undefined, "hangup"))
+          await chargeMinutes(call, request, request.receivedAt ?? deps.now());
         return "unknown-call";
       }
       const outcome = callOutcome(
@@ -256,20 +282,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       const delivered = callDelivered(outcome);
       // Charged once per call (by its sid), before the count: a callback retried after a crash
       // between the two charges nothing twice and still counts.
-      const minutes = billedMinutes(request.durationSeconds ?? 0);
-      if (call.script.minutePriceMicros !== undefined && minutes > 0) {
-        await chargeSpend(
-          deps.spend,
-          deps.rules(),
-          {
-            channel: "voice",
-            id: `call:${request.callSid}`,
-            micros: minutes * call.script.minutePriceMicros,
-          },
-          undefined,
-          now,
-        );
-      }
+      await chargeMinutes(call, request, now);
       await deps.ledger.countOnce(
         `call:${request.callSid}:end`,
         {

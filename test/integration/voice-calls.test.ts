@@ -461,18 +461,49 @@ describe("a voice check-in call", () => {
   });
 });
 
+/**
+ * A pipeline whose voice check-in for a TV bought as `eventId` is published, Twilio placing its
+ * first call but answering 503 (as a Twilio 5xx may mean).
+ */
+async function callFailingWith503(name: string, eventId: string, env?: Record<string, string>) {
+  pipeline = await startPipeline(name, { startWorker: false, ...(env && { env }) });
+  const p = pipeline;
+  await withVoiceCheckIn(p.configDir);
+  p.twilio.failNext({ status: 503, createdAnyway: true });
+  await p.startWorker();
+  await publishTv(p, eventId);
+  return p;
+}
+
+/** A person picks up the call, presses 4 and hangs up after `seconds`; the pick-up's answer. */
+async function answeredWith4(
+  p: PipelineHarness,
+  followUpId: string,
+  callSid: string,
+  seconds: string,
+) {
+  const answer = await postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: callSid,
+    CallStatus: "in-progress",
+    AnsweredBy: "human",
+  });
+  await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "4" });
+  await postTwilio(p, callRoute("status", followUpId), {
+    CallSid: callSid,
+    CallStatus: "completed",
+    AnsweredBy: "human",
+    CallDuration: seconds,
+  });
+  return answer;
+}
+
 describe("a call placed again", () => {
   it("is not placed a second time when Twilio placed the first after answering a 5xx and that call's webhooks came before the retry", async () => {
     // Retries 2.5 to 5 s apart: time for the first call to be answered before the retry.
-    pipeline = await startPipeline("voice-created-anyway", {
-      startWorker: false,
-      env: { DELIVERY_RETRY_BASE_MS: "5000", DELIVERY_RETRY_MAX_MS: "5000" },
+    const p = await callFailingWith503("voice-created-anyway", "evt-twice", {
+      DELIVERY_RETRY_BASE_MS: "5000",
+      DELIVERY_RETRY_MAX_MS: "5000",
     });
-    const p = pipeline;
-    await withVoiceCheckIn(p.configDir);
-    p.twilio.failNext({ status: 503, createdAnyway: true });
-    await p.startWorker();
-    await publishTv(p, "evt-twice");
     const followUpId = followUpJobId("evt-twice", CALL_STEP);
     const [first] = await p.twilio.waitForCalls(1, 15_000);
     const callSid = first?.sid ?? "";
@@ -483,19 +514,8 @@ describe("a call placed again", () => {
     expect(retrying.reason?.code).toBe("transient 20503");
 
     // The customer picks up the call Twilio placed all the same, presses 4 and hangs up.
-    const answer = await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: callSid,
-      CallStatus: "in-progress",
-      AnsweredBy: "human",
-    });
+    const answer = await answeredWith4(p, followUpId, callSid, "30");
     expect(await answer.text()).toContain("<Gather");
-    await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "4" });
-    await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: callSid,
-      CallStatus: "completed",
-      AnsweredBy: "human",
-      CallDuration: "30",
-    });
 
     // The retry finds the call it meant to place: that call is the step's, none is placed again.
     const sent = await eventually(async () => {
@@ -509,6 +529,36 @@ describe("a call placed again", () => {
     expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
     expect(p.twilio.calls).toHaveLength(1);
     expect(p.twilio.messages).toEqual([]);
+  });
+});
+
+describe("two calls placed for one step", () => {
+  it("keep the outcome of the one answered, and each one's minutes are charged", async () => {
+    // The retry, 0.1 to 0.2 s later, places a second call before the first has rung: both ring.
+    const p = await callFailingWith503("voice-two-calls", "evt-both");
+    const followUpId = followUpJobId("evt-both", CALL_STEP);
+    const [first, second] = await p.twilio.waitForCalls(2, 15_000);
+    const sent = await eventually(async () => {
+      const record = await stepRecord(p, "evt-both", CALL_STEP);
+      return record?.state === "sent" ? record : undefined;
+    }, "the call step to be sent");
+    expect(sent.providerId).toBe(second?.sid);
+
+    // The customer picks up the first and presses 4; the second rings out meanwhile.
+    await answeredWith4(p, followUpId, first?.sid ?? "", "75");
+    await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: second?.sid ?? "",
+      CallStatus: "no-answer",
+    });
+
+    // The customer answered: no SMS fallback, and the step says so.
+    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toEqual({ status: "answered" });
+    const fallback = await fallbackEnded(p, "evt-both");
+    expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
+    expect(p.twilio.messages).toEqual([]);
+    // Twilio bills the first call's two started minutes to the UK (0.014 each).
+    const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
+    expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.028$/m);
   });
 });
 

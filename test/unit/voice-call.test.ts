@@ -184,6 +184,11 @@ describe("how a call ended", () => {
     ["completed", "machine_end_beep", "voicemail", "voicemail"],
     ["in-progress", "human", undefined, undefined],
     ["ringing", undefined, undefined, undefined],
+    // The step's other call (placed twice) was answered: a person was reached.
+    ["no-answer", undefined, "answered", "answered"],
+    ["busy", undefined, "answered-no-score", "answered-no-score"],
+    ["no-answer", undefined, "machine", "no-answer"],
+    ["ringing", undefined, "answered", undefined],
   ] as const)("%s (%s, recorded %s) → %s", (status, answeredBy, recorded, expected) => {
     expect(callOutcome(status, answeredBy, recorded, "voicemail")).toBe(expected);
   });
