@@ -114,9 +114,12 @@ export interface HttpDeps {
     gathered(
       request: CallRequest & { digits?: string; speech?: string; to?: string },
     ): Promise<CallTurn>;
-    /** How the call ended; `spooled` when Redis was away (as smsStatus). */
+    /**
+     * How the call ended; `spooled` when Redis was away (as smsStatus). `to`: the number called,
+     * which prices the minutes of a call whose record is gone (its customer erased meanwhile).
+     */
     status(
-      request: CallRequest & { callStatus: string; durationSeconds?: number },
+      request: CallRequest & { callStatus: string; durationSeconds?: number; to?: string },
     ): Promise<"recorded" | "in-progress" | "unknown-call" | "spooled">;
   };
   /** Discount codes for tills: look up and redeem (`/v1/discount-codes`). */

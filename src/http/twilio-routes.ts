@@ -132,10 +132,13 @@ export function registerTwilioRoutes(
     }
     const { fields, ...status } = call;
     const duration = Number(single(fields, "CallDuration", 8) ?? "0");
+    // The number called: it prices the minutes of a call whose record is gone.
+    const to = single(fields, "To", 64);
     const outcome = await deps.voiceCall.status({
       ...status,
       callStatus,
       ...(Number.isInteger(duration) && duration > 0 && { durationSeconds: duration }),
+      ...(to !== undefined && { to }),
     });
     request.log.info({ callSid: call.callSid, callStatus, outcome }, "voice call status");
     return reply.code(204).send();

@@ -61,7 +61,8 @@ export interface SpooledSmsStatus {
 
 /**
  * A voice call's status callback (how the call ended) whose signature was checked: what
- * VoiceCalls.status reads.
+ * VoiceCalls.status reads, with the number called (`To`), which prices the minutes of a call
+ * whose record is gone by then.
  */
 export interface SpooledCallStatus {
   /** When the webhook arrived (ms since the epoch): when the call ended, as the step records it. */
@@ -72,6 +73,7 @@ export interface SpooledCallStatus {
     readonly answeredBy?: string;
     readonly callStatus: string;
     readonly durationSeconds?: number;
+    readonly to?: string;
   };
 }
 
@@ -167,6 +169,7 @@ const SpooledFile = z.discriminatedUnion("kind", [
       ...callFields,
       callStatus: z.string().min(1).max(32),
       durationSeconds: z.number().int().positive().optional(),
+      to: z.string().min(1).max(64).optional(),
     }),
   }),
   fileOf(CALL_UNHEARD, { unheard: z.object(callFields) }),
@@ -235,7 +238,7 @@ export function spooledInOrder(names: readonly string[]): string[] {
 
 /**
  * What a file moved aside to `failed/` names, for erasure: the phone numbers it holds (an inbound
- * SMS's sender, the number a call's answer came from), a call webhook's follow-up id, and its
+ * SMS's sender, the number a call's answer or end came from), a call webhook's follow-up id, and its
  * text as written (all there is of a file that does not read as a webhook).
  */
 export interface FailedSpoolFile {
@@ -263,8 +266,14 @@ export function spoolFileNames(text: string): FailedSpoolFile {
       optOut: meansStop(entry.gather.digits, entry.gather.speech),
       text,
     };
-  const call =
-    "callStatus" in entry ? entry.callStatus : "unheard" in entry ? entry.unheard : undefined;
+  if ("callStatus" in entry)
+    return {
+      numbers: entry.callStatus.to ? [entry.callStatus.to] : [],
+      followUpId: entry.callStatus.followUpId,
+      optOut: false,
+      text,
+    };
+  const call = "unheard" in entry ? entry.unheard : undefined;
   return { numbers: [], ...(call && { followUpId: call.followUpId }), optOut: false, text };
 }
 

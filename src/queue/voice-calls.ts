@@ -1,6 +1,6 @@
 import { PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
-import { billedMinutes } from "../domain/spend.js";
+import { billedMinutes, unitPrice } from "../domain/spend.js";
 import {
   answerCall,
   answerOptedOut,
@@ -82,25 +82,30 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     return call && withSid(call, request);
   };
 
-  /** Charges a call's billed minutes to the voice spend of the month it ended in, once per call. */
+  /**
+   * Charges a call's billed minutes at `minutePriceMicros` (none when unpriced) to the voice spend
+   * of the month it ended in, once per call.
+   */
   const chargeMinutes = async (
-    call: StoredCall,
+    minutePriceMicros: number | undefined,
     request: CallRequest & { readonly durationSeconds?: number },
     now: number,
   ) => {
     const minutes = billedMinutes(request.durationSeconds ?? 0);
-    if (call.script.minutePriceMicros === undefined || minutes === 0) return;
+    if (minutePriceMicros === undefined || minutes === 0) return;
     await chargeSpend(
       deps.spend,
       deps.rules(),
-      {
-        channel: "voice",
-        id: `call:${request.callSid}`,
-        micros: minutes * call.script.minutePriceMicros,
-      },
+      { channel: "voice", id: `call:${request.callSid}`, micros: minutes * minutePriceMicros },
       undefined,
       now,
     );
+  };
+
+  /** What a started minute to a number costs, as the rules price it now; undefined when unpriced. */
+  const priceOf = (to: string | undefined) => {
+    const price = to === undefined ? undefined : unitPrice(deps.rules().spend, "voice", to);
+    return price?.ok ? price.micros : undefined;
   };
 
   /** A webhook about another call than the script's (an earlier attempt Twilio placed after all). */
@@ -253,16 +258,19 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       request: CallRequest & {
         readonly callStatus: string;
         readonly durationSeconds?: number;
+        /** The number called (Twilio's `To`): it prices a call whose record is gone. */
+        readonly to?: string;
         readonly receivedAt?: number;
       },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
       const call = await callOf(request);
-      if (!call) return "unknown-call";
-      if (otherCall(call, request)) {
-        // Another call placed with the script (one Twilio placed although its request failed):
-        // it changes nothing on the step, but Twilio bills it.
-        if (callOutcome(request.callStatus, undefined, undefined, "hangup"))
-          await chargeMinutes(call, request, request.receivedAt ?? deps.now());
+      const over = callOutcome(request.callStatus, undefined, undefined, "hangup") !== undefined;
+      if (!call || otherCall(call, request)) {
+        // Its record is gone (the customer erased while it rang), or another call placed with
+        // the script (one Twilio placed although its request failed): it changes nothing on the
+        // step, but Twilio bills it.
+        const price = call ? call.script.minutePriceMicros : priceOf(request.to);
+        if (over) await chargeMinutes(price, request, request.receivedAt ?? deps.now());
         return "unknown-call";
       }
       const outcome = callOutcome(
@@ -282,7 +290,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       const delivered = callDelivered(outcome);
       // Charged once per call (by its sid), before the count: a callback retried after a crash
       // between the two charges nothing twice and still counts.
-      await chargeMinutes(call, request, now);
+      await chargeMinutes(call.script.minutePriceMicros, request, now);
       await deps.ledger.countOnce(
         `call:${request.callSid}:end`,
         {

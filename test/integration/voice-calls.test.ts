@@ -3,11 +3,13 @@ import { parseDocument as parseXml } from "htmlparser2";
 import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
+import { runErase } from "../../src/cli/erase-command.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
+import { captureIo } from "../support/capture-io.js";
 import {
   eventually,
   type PipelineHarness,
@@ -559,6 +561,34 @@ describe("two calls placed for one step", () => {
     // Twilio bills the first call's two started minutes to the UK (0.014 each).
     const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
     expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.028$/m);
+  });
+});
+
+describe("a call whose customer is erased while it rings", () => {
+  it("is hung up on when picked up, and its minutes are still charged when it ends", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-erased-midcall", "evt-erased");
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runErase("cus-evt-erased", { config: p.configDir, json: true }, io)).toBe(0);
+    const answer = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+      To: PHONE,
+    });
+    expect(parseTwiml(await answer.text()).children.map((child) => child.name)).toEqual(["Hangup"]);
+    // Twilio bills the call all the same: one started minute to the UK.
+    const ended = await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: callSid,
+      CallStatus: "completed",
+      AnsweredBy: "human",
+      CallDuration: "3",
+      To: PHONE,
+    });
+    expect(ended.status).toBe(204);
+    const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
+    expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.014$/m);
+    expect(JSON.stringify(p.logs)).not.toContain(PHONE);
   });
 });
 

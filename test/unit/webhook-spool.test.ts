@@ -72,6 +72,14 @@ describe("the webhook spool", () => {
     });
     const unheard = spoolText(spoolEntry("unheard", { followUpId: "fcall2", callSid: "CA2" }, 1));
     expect(spoolFileNames(unheard)).toMatchObject({ numbers: [], followUpId: "fcall2" });
+    const ended = { followUpId: "fcall3", callSid: "CA3", callStatus: "completed" };
+    expect(
+      spoolFileNames(spoolText(spoolEntry("callStatus", { ...ended, to: "+447400123458" }, 1))),
+    ).toMatchObject({ numbers: ["+447400123458"], followUpId: "fcall3", optOut: false });
+    expect(spoolFileNames(spoolText(spoolEntry("callStatus", ended, 1)))).toMatchObject({
+      numbers: [],
+      followUpId: "fcall3",
+    });
     expect(spoolFileNames("{ half +447400123456")).toEqual({
       numbers: [],
       optOut: false,
