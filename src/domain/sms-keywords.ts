@@ -39,7 +39,7 @@
  *    "take me off your list", "leave me alone", "can you please stop?", "I revoke my consent";
  *    German "keine SMS mehr", "keine weiteren Nachrichten", "mich abmelden", "SMS abbestellen",
  *    "melden Sie mich ab", "schreiben Sie mir nicht mehr", "hören Sie auf, mir zu schreiben",
-    "hören Sie auf, mich anzurufen", "lassen Sie mich in Ruhe".
+ *    "hören Sie auf, mich anzurufen", "lassen Sie mich in Ruhe" (ending its sentence).
  *    "Unsubscribe" and "opt out" followed by "of"/"from" count only when what follows is the
  *    messages or a list: "opt out of the extended warranty" is a question about the warranty.
  *
@@ -226,7 +226,8 @@ const PHRASES = [
   "(?:rufen|ruf|ruft) (?:sie |du |ihr )?mich (?:bitte )?nicht mehr an",
   "(?:hör|hört|hören|hoer|hoert|hoeren) (?:sie |du |ihr )?(?:bitte )?auf(?: (?:mir|mich))? " +
     "(?:zu (?:schreiben|simsen|texten)|anzurufen|anzuschreiben)",
-  "(?:lassen sie|lass|lasst) mich (?:bitte )?in ruhe",
+  // Only as the end of its sentence: "lass mich in Ruhe überlegen" (let me think it over) is not.
+  "(?:lassen sie|lass|lasst) mich (?:bitte )?in ruhe(?: (?:bitte|jetzt|danke))*$",
 ];
 const OPT_OUT_PHRASE = new RegExp(
   `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${PHRASES.join("|")})${END}`,

@@ -342,6 +342,17 @@ export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 const REACHED: ReadonlySet<string> = new Set(["answered", "answered-no-score"]);
 
 /**
+ * What a call's webhook records over what the step's calls recorded before: a person reached
+ * stays reached (a machine or voicemail picking up the step's other call, placed twice, changes
+ * nothing), except that a score (`answered`) replaces a reach without one.
+ */
+export function outcomeAfter(recorded: string | undefined, next: CallOutcome): CallOutcome {
+  if (recorded !== undefined && REACHED.has(recorded) && next !== "answered")
+    return recorded as CallOutcome;
+  return next;
+}
+
+/**
  * The outcome of a call from Twilio's final status callback, given what the call's webhooks
  * already recorded (`answered` after a score, `voicemail`/`machine` after machine detection).
  * A person reached stays reached: a step's call placed twice (Twilio placed one although its

@@ -12,6 +12,7 @@ import {
   HANG_UP,
   hearAnswer,
   meansStop,
+  outcomeAfter,
 } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
 import type { CallScripts, StoredCall } from "../store/call-scripts.js";
@@ -58,7 +59,10 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
    * Records an outcome on the step record and remembers it for the final status callback; nothing
    * when the script is gone (the call already ended, or the customer was erased).
    */
-  const note = async (request: CallRequest, call: StoredCall, outcome: CallOutcome) => {
+  const note = async (request: CallRequest, call: StoredCall, next: CallOutcome) => {
+    // A person reached on the step's other call (placed twice) stays reached (outcomeAfter).
+    const outcome = outcomeAfter(call.outcome, next);
+    if (outcome !== next) return;
     if (!(await deps.calls.update(request.followUpId, { ...call, outcome }))) return;
     await deps.shards
       .of(call.script.shard)

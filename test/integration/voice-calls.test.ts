@@ -564,6 +564,40 @@ describe("two calls placed for one step", () => {
   });
 });
 
+describe("two calls placed for one step, the other reaching voicemail", () => {
+  it("keep the outcome of the one answered: the machine that picked up the other sends no fallback", async () => {
+    const p = await callFailingWith503("voice-two-calls-machine", "evt-both-m");
+    const followUpId = followUpJobId("evt-both-m", CALL_STEP);
+    const [first, second] = await p.twilio.waitForCalls(2, 15_000);
+    await eventually(async () => {
+      const record = await stepRecord(p, "evt-both-m", CALL_STEP);
+      return record?.state === "sent" ? record : undefined;
+    }, "the call step to be sent");
+
+    // The customer picks up the first and presses 4; the second, on a busy line, reaches their
+    // voicemail, which takes its message and hangs up.
+    await answeredWith4(p, followUpId, first?.sid ?? "", "75");
+    await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: second?.sid ?? "",
+      CallStatus: "in-progress",
+      AnsweredBy: "machine_end_beep",
+    });
+    await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: second?.sid ?? "",
+      CallStatus: "completed",
+      AnsweredBy: "machine_end_beep",
+      CallDuration: "20",
+    });
+
+    expect((await stepRecord(p, "evt-both-m", CALL_STEP))?.delivery).toEqual({
+      status: "answered",
+    });
+    const fallback = await fallbackEnded(p, "evt-both-m");
+    expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
+    expect(p.twilio.messages).toEqual([]);
+  });
+});
+
 describe("a call whose customer is erased while it rings", () => {
   it("is hung up on when picked up, and its minutes are still charged when it ends", async () => {
     const { p, followUpId, callSid } = await callPlaced("voice-erased-midcall", "evt-erased");

@@ -136,6 +136,8 @@ const REPLIES: readonly string[] = [
   "Basta poco per montarlo",
   "Sair do modo demo como?",
   "Alto",
+  "Lassen Sie mich in Ruhe überlegen, ob ich ihn behalte",
+  "Lass mich in Ruhe testen, ich melde mich",
   // Negations.
   "don't stop",
   "do not stop",
