@@ -53,6 +53,7 @@ export async function takeMoveLease(
     host: hostname(),
     startedAt: new Date(now()).toISOString(),
   };
+  const takenAt = performance.now();
   if ((await redis.set(key, JSON.stringify(holder), "PX", leaseMs, "NX")) !== "OK") {
     const [raw, left] = await Promise.all([redis.get(key), redis.pttl(key)]);
     const other = readHolder(raw);
@@ -64,7 +65,20 @@ export async function takeMoveLease(
     );
   }
   let lost = false;
+  // When the last renewal that found the lease ours was sent (a monotonic clock): the lease lasts
+  // at least leaseMs from then. A run that finds more time gone (its event loop stalled, or its
+  // renewals stuck behind its own big batches) may have lost it without any renewal noticing.
+  const clock = () => performance.now();
+  let heldFrom = takenAt;
+  const expired = () => clock() - heldFrom >= leaseMs;
   const renew = async () => {
+    const sentAt = clock();
+    // Not renewed in time: another run may hold it by now, and a renewal would extend its lease.
+    if (expired()) {
+      lost = true;
+      clearInterval(timer);
+      return;
+    }
     const raw = await redis.get(key);
     if (readHolder(raw)?.token !== holder.token) {
       lost = true;
@@ -72,6 +86,7 @@ export async function takeMoveLease(
       return;
     }
     await redis.pexpire(key, leaseMs);
+    heldFrom = sentAt;
   };
   const timer = setInterval(() => {
     // A Redis gone away fails the run's own commands too: nothing to add here.
@@ -80,7 +95,7 @@ export async function takeMoveLease(
   timer.unref();
   return {
     check() {
-      if (lost)
+      if (lost || expired())
         throw new MoveRefused(
           `this run of ${command} stalled for longer than its hold on the deployment lasts (${leaseMs / 1000} s), so another run may have begun: make sure none runs, then run the command again`,
         );

@@ -419,6 +419,19 @@ describe("followups reshard", () => {
     await new Promise((resolve) => setTimeout(resolve, 1_600));
     expect(await reshardTo(p, 1)).toMatchObject({ from: 3, to: 1 });
     expect(await pendingOf(p)).toBe(pendingBefore);
+
+    // A run whose event loop stalled past its lease: another may have taken it meanwhile, and
+    // the stalled run stops at its next part instead of going on beside it.
+    const stalled = await takeMoveLease(p.redis, p.prefix, "followups reshard", { leaseMs: 300 });
+    const until = performance.now() + 600;
+    while (performance.now() < until) {
+      // Busy: no timer (no renewal) runs.
+    }
+    // Its next part checks before any renewal could run (it would have found the lease lapsed).
+    expect(() => stalled.check()).toThrow(/stalled for longer than its hold/);
+    const other = await takeMoveLease(p.redis, p.prefix, "followups reshard", { leaseMs: 300 });
+    stalled.abandon();
+    await other.release();
   });
 
   it("stops with the one error when Redis goes away mid-run, and no stack trace per queue on the console", async () => {
