@@ -220,7 +220,7 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
       throw refusal(lateWorkers);
     }
     options.onPart?.("copying the store's keys");
-    const progress = { copied: 0 };
+    const progress = { copied: 0, sent: 0 };
     try {
       await copyStoreKeys(source, target, keys, progress);
     } catch (error) {
@@ -228,7 +228,8 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
       // One that copied some keys keeps them, to be finished by running it again: taken back,
       // they would leave a partial copy on the new Redis that a later run copies over but does
       // not clear (what is erased or removed on the old Redis meanwhile would come back there).
-      if (arriving === "OK" && moving === "OK" && progress.copied === 0) {
+      // Counted as sent, not as answered: a copy whose batch-mate failed first may land after.
+      if (arriving === "OK" && moving === "OK" && progress.sent === 0) {
         await target.del(keys.arrivingMark());
         await source.del(keys.movedMark());
       }
@@ -405,16 +406,20 @@ async function tombstonesOf(source: RedisClient, prefix: string): Promise<string
 
 /**
  * Copies every key of the store, value and expiry, replacing what an earlier run copied; counts
- * each key copied in `progress` as it goes (also when a later one fails).
+ * in `progress` each key copied as it goes (also when a later one fails), and each copy sent
+ * (`sent`: it may land on the new Redis though its answer never comes, or comes after another
+ * copy of its batch failed).
  */
 async function copyStoreKeys(
   source: RedisClient,
   target: RedisClient,
   keys: StoreKeys,
-  progress: { copied: number },
+  progress: { copied: number; sent: number },
 ): Promise<void> {
   const copy = async (key: string) => {
-    const copied = await copyKey(source, target, key);
+    const copied = await copyKey(source, target, key, () => {
+      progress.sent += 1;
+    });
     progress.copied += copied;
   };
   for (const key of await tombstonesOf(source, keys.prefix)) await copy(key);
@@ -428,10 +433,16 @@ async function copyStoreKeys(
 }
 
 /** Copies one key, value and expiry, over what the new Redis has under its name; 0 if it is gone. */
-async function copyKey(source: RedisClient, target: RedisClient, key: string): Promise<0 | 1> {
+async function copyKey(
+  source: RedisClient,
+  target: RedisClient,
+  key: string,
+  sending: () => void,
+): Promise<0 | 1> {
   const [dump, ttl] = await Promise.all([source.dumpBuffer(key), source.pttl(key)]);
   // Gone meanwhile (expired): nothing to copy.
   if (dump === null || ttl === -2) return 0;
+  sending();
   await target.restore(key, Math.max(ttl, 0), dump, "REPLACE");
   return 1;
 }
