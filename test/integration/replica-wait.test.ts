@@ -152,14 +152,15 @@ it("with fewer replicas than wanted, waits once for the missing one, then only f
 }, async () => {
   const { master, replica } = await masterWithReplica();
   // REDIS_WAIT_REPLICAS=2 against a master with one replica.
-  const { wait, shorts, clock } = testWait(master, { replicas: 2, timeoutMs: 1_500 });
+  const { wait, shorts, clock } = testWait(master, { replicas: 2, timeoutMs: 4_000 });
   const first = performance.now();
   expect(await protectedWrite(master, wait, 0)).toBe(1);
-  expect(performance.now() - first).toBeGreaterThanOrEqual(1_400);
-  // Before, every one of these waited the whole timeout for the replica that is not there.
+  expect(performance.now() - first).toBeGreaterThanOrEqual(3_900);
+  // Before, every one of these waited the whole timeout for the replica that is not there: all
+  // five together now take less than one.
   const started = performance.now();
   for (let n = 1; n < 6; n++) expect(await protectedWrite(master, wait, n)).toBe(1);
-  expect(performance.now() - started).toBeLessThan(1_400);
+  expect(performance.now() - started).toBeLessThan(3_900);
   // Each was waited for (WAIT 1), so the replica has every one of them.
   expect(await waitsReceived(master)).toBe(6);
   for (let n = 0; n < 6; n++) expect(await replica.get(`order:${n}`)).toBe("stored");
@@ -171,7 +172,7 @@ it("with fewer replicas than wanted, waits once for the missing one, then only f
   clock.now += NO_REPLICA_PAUSE_MS;
   const after = performance.now();
   expect(await protectedWrite(master, wait, 6)).toBe(1);
-  expect(performance.now() - after).toBeGreaterThanOrEqual(1_400);
+  expect(performance.now() - after).toBeGreaterThanOrEqual(3_900);
 });
 
 it("ends all the waits of work run within replicaWaitsWithin by its bound, however long REDIS_WAIT_TIMEOUT_MS", {
@@ -187,10 +188,13 @@ it("ends all the waits of work run within replicaWaitsWithin by its bound, howev
     await protectedWrite(master, wait, 2),
   ]);
   expect(performance.now() - started).toBeLessThan(1_500);
-  // The first wait took the time there was; the writes after it were not waited for.
-  expect(confirmed).toEqual([1, 0, 0]);
+  // The first wait took the time there was (its replica's acknowledgement may come after it on
+  // a loaded machine: 1 or 0 confirmed); the writes after it were not waited for.
+  const [first = -1] = confirmed;
+  expect([0, 1]).toContain(first);
+  expect(confirmed.slice(1)).toEqual([0, 0]);
   expect(shorts).toEqual([
-    { confirmed: 1, wanted: 2, waited: true, pauseMs: NO_REPLICA_PAUSE_MS },
+    { confirmed: first, wanted: 2, waited: true, pauseMs: NO_REPLICA_PAUSE_MS },
     { confirmed: 0, wanted: 2, waited: false },
     { confirmed: 0, wanted: 2, waited: false },
   ]);
