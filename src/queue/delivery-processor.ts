@@ -90,7 +90,7 @@ export interface DeliveryDeps {
   /** Where the discount codes sent are stored, for tills to check. */
   readonly codes: Pick<DiscountCodes, "issue" | "revokeByHash">;
   /** A coalescing thank-you closes its group and thanks for the orders that joined it. */
-  readonly thankYous: Pick<ThankYouGroups, "close" | "filingOf" | "leave">;
+  readonly thankYous: Pick<ThankYouGroups, "close" | "decide" | "filingOf" | "leave">;
   /**
    * The order's refunds, read with the customer's opt-outs: a message names what the customer
    * kept (items returned are left out), and a coalesced thank-you leaves a fully returned order out.
@@ -761,7 +761,7 @@ function createDelivery(deps: DeliveryDeps) {
       recipientMember !== undefined &&
       !(await deps.smsReferences.textedBefore(recipientMember));
     // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
-    const alsoThanked = grouped ? await joinedOrders(deps, log, event, eventId) : [];
+    const alsoThanked = grouped ? await joinedOrders(deps, log, event, eventId, stepId) : [];
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
@@ -1108,27 +1108,26 @@ function coalescesAny(rules: RuleSet): boolean {
  * once the leader's went out (it listed this order), waiting while that one may still go, and
  * undefined (send it) when this purchase leads or stands alone, or the leader's never went.
  */
-async function joinedThankYou(
-  deps: DeliveryDeps,
+export async function joinedThankYou(
+  deps: Pick<DeliveryDeps, "thankYous">,
   customerId: string,
   eventId: string,
 ): Promise<{ action: "skip"; reason: string } | { action: "wait"; until: number } | undefined> {
-  const filing = await deps.thankYous.filingOf(customerId, eventId);
-  if (filing?.role !== "joined") return undefined;
-  const { leaderEventId, leaderStepId } = filing;
-  const leader = (await deps.store.stepRecords(leaderEventId, [leaderStepId])).get(leaderStepId);
-  if (leader?.state === "sent") {
+  const joined = await deps.thankYous.decide(customerId, eventId);
+  if (joined?.verdict === "coalesced") {
     return {
       action: "skip",
-      reason: `thanked in one email with the customer's purchase ${leaderEventId}, shortly before`,
+      reason: `thanked in one email with the customer's purchase ${joined.leaderEventId}, shortly before`,
     };
   }
   // Behind the leader's, also when its job waits past its due time (its record says until when).
-  if (leader?.state === "scheduled" || leader?.state === "sending")
+  if (joined?.verdict === "wait") {
+    const { leader } = joined;
     return {
       action: "wait",
       until: Math.max(leader.dueAt, leader.postponed?.until ?? 0) + COALESCED_AFTER_MS,
     };
+  }
   return undefined;
 }
 
@@ -1148,9 +1147,10 @@ async function joinedOrders(
   log: Logger,
   event: PurchaseCompleted,
   eventId: string,
+  stepId: string,
 ): Promise<PurchaseCompleted[]> {
   const customerId = event.customer.id;
-  const members = await deps.thankYous.close(customerId, eventId, deps.clock().toMillis());
+  const members = await deps.thankYous.close(customerId, eventId, deps.clock().toMillis(), stepId);
   const read = await Promise.all(
     members.map(async (memberId) => {
       const [stored, filing] = await Promise.all([

@@ -282,9 +282,19 @@ export interface StoreCommands {
   fuCloseThankYou(
     historyKey: string,
     legacyGroupKey: string,
+    recordKey: string,
     eventId: string,
     now: number,
+    stepId: string,
   ): Promise<string[]>;
+  /** decide-joined-thank-you.lua */
+  fuDecideJoinedThankYou(
+    recordKey: string,
+    legacyGroupKey: string,
+    leaderRecordKey: string,
+    eventId: string,
+    leaderEventId: string,
+  ): Promise<[verdict: "coalesced" | "wait" | "own", leaderStep?: string]>;
   /** leave-thank-you.lua */
   fuLeaveThankYou(
     recordKey: string,
@@ -364,6 +374,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "remember-steps": "fuRememberSteps",
   "join-thank-you": "fuJoinThankYou",
   "close-thank-you": "fuCloseThankYou",
+  "decide-joined-thank-you": "fuDecideJoinedThankYou",
   "leave-thank-you": "fuLeaveThankYou",
   "add-spend": "fuAddSpend",
   "return-spend": "fuReturnSpend",

@@ -1,6 +1,7 @@
 import { type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import { readStepRecord, type StepRecord } from "./step-record.js";
 
 /** At most this many purchases join one thank-you (it lists one more: the first); later ones get their own. */
 export const MAX_JOINED = 9;
@@ -90,16 +91,56 @@ export class ThankYouGroups {
   }
 
   /**
-   * Closes the group as its leader's thank-you goes out; the events that joined it, oldest first
-   * (none once the group has ended: kept as long as its filings need, FILINGS_KEEP_MS at least).
+   * Closes the group as its leader's thank-you (`stepId`) goes out; the events that joined it,
+   * oldest first (none once the group has ended: kept as long as its filings need,
+   * FILINGS_KEEP_MS at least). What it answers a leader is kept in its record: closing again
+   * answers the same, and decide() skips only a purchase that it listed.
    */
-  async close(customerId: string, leaderEventId: string, now = Date.now()): Promise<string[]> {
+  async close(
+    customerId: string,
+    leaderEventId: string,
+    now = Date.now(),
+    stepId = "",
+  ): Promise<string[]> {
     return this.redis.fuCloseThankYou(
       this.keys.customerHistory(customerId),
       this.keys.thankYouGroup(customerId),
+      this.keys.eventRecord(leaderEventId),
       leaderEventId,
       now,
+      stepId,
     );
+  }
+
+  /**
+   * What becomes of the purchase's own thank-you, when it joined an earlier purchase's: skipped
+   * (`coalesced`) once that one went out listing it, `wait` (with the leader's step record) while
+   * that one may still go, else undefined (it leads, stands alone, or was not thanked for: it is
+   * filed alone then, so a later retry of the leader's leaves it out). The filing and the
+   * leader's thank-you are read in one script (decide-joined-thank-you.lua): read apart, a leader
+   * that left it out and went between the two reads had it skipped, never thanked for.
+   */
+  async decide(
+    customerId: string,
+    eventId: string,
+  ): Promise<
+    | { readonly verdict: "coalesced"; readonly leaderEventId: string }
+    | { readonly verdict: "wait"; readonly leaderEventId: string; readonly leader: StepRecord }
+    | undefined
+  > {
+    const filing = await this.filingOf(customerId, eventId);
+    if (filing?.role !== "joined") return undefined;
+    const { leaderEventId } = filing;
+    const [verdict, raw] = await this.redis.fuDecideJoinedThankYou(
+      this.keys.eventRecord(eventId),
+      this.keys.thankYouGroup(customerId),
+      this.keys.eventRecord(leaderEventId),
+      eventId,
+      leaderEventId,
+    );
+    if (verdict === "coalesced") return { verdict, leaderEventId };
+    if (verdict === "wait" && raw) return { verdict, leaderEventId, leader: readStepRecord(raw) };
+    return undefined;
   }
 
   /**

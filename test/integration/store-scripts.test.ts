@@ -152,6 +152,7 @@ describe("the store's Lua scripts", () => {
       "count-in-record",
       "count-once",
       "count-outcomes",
+      "decide-joined-thank-you",
       "erase-event",
       "finish-alerts",
       "fold-counts",
@@ -205,7 +206,8 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(3);
-    expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["decide-joined-thank-you"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["leave-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
@@ -694,8 +696,26 @@ describe("the store's Lua scripts", () => {
     ]);
     expect(await redis.hget(keys.eventRecord("new-3"), "ty")).toBe(oldJoined);
     expect(await redis.pttl(keys.eventRecord("new-3"))).toBeGreaterThan(0);
-    expect(await redis.fuCloseThankYou(history, legacy, "old-2", NOW)).toEqual([]);
-    expect(await redis.fuCloseThankYou(history, legacy, "old-1", NOW)).toEqual(["old-2", "new-3"]);
+    expect(
+      await redis.fuCloseThankYou(
+        history,
+        legacy,
+        keys.eventRecord("old-2"),
+        "old-2",
+        NOW,
+        "ty.ty",
+      ),
+    ).toEqual([]);
+    expect(
+      await redis.fuCloseThankYou(
+        history,
+        legacy,
+        keys.eventRecord("old-1"),
+        "old-1",
+        NOW,
+        "ty.ty",
+      ),
+    ).toEqual(["old-2", "new-3"]);
     expect((await group())[4]).toBe("1");
     // Left out of its leader's thank-you: filed alone, in its record, filed either way; not when
     // filed with another leader, nor for a record that is gone (none is created).
@@ -725,14 +745,30 @@ describe("the store's Lua scripts", () => {
     expect(await join("new-6", NOW + 3 * DAY, NOW + 2 * DAY - 2)).toEqual(["alone"]);
     expect(await join("new-7", NOW + 3 * DAY, NOW + 3 * DAY)).toEqual(["lead"]);
     expect(await redis.hget(history, "tl")).toBe("new-7");
-    expect(await redis.fuCloseThankYou(history, legacy, "new-7", NOW + 5 * DAY)).toEqual([]);
+    expect(
+      await redis.fuCloseThankYou(
+        history,
+        legacy,
+        keys.eventRecord("new-7"),
+        "new-7",
+        NOW + 5 * DAY,
+        "ty.ty",
+      ),
+    ).toEqual([]);
     // A group only ever in the older key is found when its leader's thank-you goes out.
     const other = keys.customerHistory("cus-b");
     await redis.hset(keys.thankYouGroup("cus-b"), { lead: "b-1", n: "1", "m:b-2": "5" });
     await redis.pexpire(keys.thankYouGroup("cus-b"), DAY);
-    expect(await redis.fuCloseThankYou(other, keys.thankYouGroup("cus-b"), "b-1", NOW)).toEqual([
-      "b-2",
-    ]);
+    expect(
+      await redis.fuCloseThankYou(
+        other,
+        keys.thankYouGroup("cus-b"),
+        keys.eventRecord("b-1"),
+        "b-1",
+        NOW,
+        "ty.ty",
+      ),
+    ).toEqual(["b-2"]);
     expect(await redis.pttl(other)).toBeGreaterThan(0);
     expect(await redis.exists(keys.thankYouGroup("cus-b"))).toBe(0);
   });

@@ -178,6 +178,15 @@ function world(setup: Setup = {}) {
           leaderDueAt: setup.joinedLeader.dueAt,
         },
       leave: async () => false,
+      // As decide-joined-thank-you.lua reads the leader's thank-you (one it closed lists this one).
+      decide: async () => {
+        if (!setup.joinedLeader) return undefined;
+        const leader = (await store.stepRecords(LEADER_ID, [THANK_YOU])).get(THANK_YOU);
+        if (leader?.state === "sent") return { verdict: "coalesced", leaderEventId: LEADER_ID };
+        if (leader?.state === "scheduled" || leader?.state === "sending")
+          return { verdict: "wait", leaderEventId: LEADER_ID, leader };
+        return undefined;
+      },
     },
     orders: meanwhileOrders(ordersWithoutRefunds(suppressions), () =>
       setup.meanwhile?.(store, suppressions),

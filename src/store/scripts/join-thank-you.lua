@@ -7,8 +7,9 @@
 
   Input:
     KEYS[1]  the customer's history (hash; the group's fields, lib/thank-you-group.lua)
-    KEYS[2]  the purchase's event record (hash; `ty` = how it was filed: "alone" or
-             "joined\n<lead>\n<step>\n<due>")
+    KEYS[2]  the purchase's event record (hash; `ty` = how it was filed: "lead", "alone" or
+             "joined\n<lead>\n<step>\n<due>"; a leader's says so, so that its thank-you, closing
+             a group that has ended by then, says it listed none: close-thank-you.lua)
     KEYS[3]  the customer's thank-you group as key layout 4 and before kept it (its group is moved
              into KEYS[1]; its filings `f:<event id>` are read until it expires)
     KEYS[4]  the customer's erasure marker (epoch ms): a purchase made before they were erased
@@ -49,7 +50,7 @@ if erasedAt and tonumber(erasedAt) >= tonumber(ARGV[3]) then return {'erased'} e
 local group = readGroup(KEYS[1], KEYS[3], now)
 local filed = redis.call('HGET', KEYS[2], 'ty') or redis.call('HGET', KEYS[3], 'f:' .. ARGV[1])
 if filed then return answer(filed) end
--- The leader itself: leaders are not filed (they never join a later group, see below).
+-- The leader itself, filed by a version that did not note leaders (they never join a later group).
 if group and group.lead == ARGV[1] then return {'lead'} end
 
 local at = tonumber(ARGV[3])
@@ -73,8 +74,7 @@ if group then
   -- The last group is over: its members' times go, the filings stay with their purchases.
   dropGroup(KEYS[1])
 end
-keepGroup(KEYS[1], {
+return answer(remember('lead', {
   lead = ARGV[1], step = ARGV[2], due = tonumber(ARGV[5]), start = at, ends = at + window,
   members = 0, closed = false, expires = 0
-}, keepMs, now)
-return {'lead'}
+}))

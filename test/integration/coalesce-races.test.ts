@@ -1,0 +1,175 @@
+import { DateTime } from "luxon";
+import { afterEach, describe, expect, it } from "vitest";
+import { createOperatorTools } from "../../src/operations/operator-tools.js";
+import { joinedThankYou } from "../../src/queue/delivery-processor.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
+import { Shards } from "../../src/store/shards.js";
+import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  startPipeline,
+  waitForState,
+} from "../support/pipeline-harness.js";
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const THANK_YOU = "thank-you.thank-you";
+
+/** A shirt bought `minutesAgo` by `customerId`: the shipped thank-you rule coalesces for an hour. */
+const shirt = (id: string, customerId: string, minutesAgo: number) =>
+  purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt:
+      DateTime.utc()
+        .minus({ minutes: minutesAgo })
+        .startOf("second")
+        .toISO({ suppressMilliseconds: true }) ?? "",
+    customer: { id: customerId },
+    items: [item("clothing", "60.00", { name: `Shirt ${id}` })],
+  });
+
+async function buy(p: PipelineHarness, customerId: string, ...purchases: [string, number][]) {
+  for (const [id, minutesAgo] of purchases) {
+    await p.publisher.publish(shirt(id, customerId, minutesAgo) as never);
+    expect(await eventProcessed(p, id)).toBe("completed");
+  }
+}
+
+/** Sends the purchase's thank-you now; the text of the message, the sink's `nth` (from 1). */
+async function thankYouSent(p: PipelineHarness, eventId: string, nth: number): Promise<string> {
+  await promoteStep(p, eventId, THANK_YOU);
+  await waitForState(p, eventId, THANK_YOU, "sent");
+  return (await p.sink.waitForMessages(nth))[nth - 1]?.parsed.text ?? "";
+}
+
+async function keysOf(p: PipelineHarness, eventId: string) {
+  return new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards));
+}
+
+/**
+ * `target` as it is, except that `meanwhile` runs once, right after the first of its calls (or
+ * of its siblings' sharing `once`) has answered: another worker acting between two reads.
+ */
+function actingAfterFirstRead<T extends object>(
+  target: T,
+  once: { meanwhile?: () => Promise<void> },
+): T {
+  return new Proxy(target, {
+    get(object, name) {
+      const value: unknown = Reflect.get(object, name, object);
+      if (typeof value !== "function") return value;
+      return async (...args: unknown[]) => {
+        const answer = await (value as (...a: unknown[]) => Promise<unknown>).apply(object, args);
+        const meanwhile = once.meanwhile;
+        once.meanwhile = undefined;
+        await meanwhile?.();
+        return answer;
+      };
+    },
+  });
+}
+
+describe("a joined purchase's thank-you deciding while its leader's goes out without it", () => {
+  it("is not skipped as thanked for when the leader left it out between its reads: it gets its own", async () => {
+    pipeline = await startPipeline("coalesce-race");
+    const p = pipeline;
+    await buy(p, "cus-race", ["race-lead", 30], ["race-member", 10]);
+    const record = (await keysOf(p, "race-member")).eventRecord("race-member");
+    const stored = await p.redis.hgetBuffer(record, "p0");
+    if (!stored) throw new Error("race-member has no stored purchase");
+    const { store, thankYous } = p.stores.of(p.shardOfCustomer("cus-race"));
+
+    // Right after the member's thank-you first reads the store, the leader's goes out, and it
+    // cannot read the member's purchase then: it leaves it out (leave-thank-you.lua).
+    const once = {
+      meanwhile: async () => {
+        await p.redis.hset(record, "p0", Buffer.from('{"customer":'));
+        await promoteStep(p, "race-lead", THANK_YOU);
+        await waitForState(p, "race-lead", THANK_YOU, "sent");
+        await p.redis.hset(record, "p0", stored);
+      },
+    };
+    const deps = {
+      thankYous: actingAfterFirstRead(thankYous, once),
+      // Read by versions that read the filing and the leader's step apart.
+      store: actingAfterFirstRead(store, once),
+    };
+    const verdict = await joinedThankYou(deps, "cus-race", "race-member");
+    expect(once.meanwhile).toBeUndefined();
+    const [leaders] = await p.sink.waitForMessages(1);
+    expect(leaders?.parsed.text ?? "").toContain("Shirt race-lead");
+    expect(leaders?.parsed.text ?? "").not.toContain("Shirt race-member");
+    // It was not thanked for: not skipped as coalesced.
+    expect(verdict?.action).not.toBe("skip");
+
+    // Its own thank-you goes, listing its order.
+    expect(await thankYouSent(p, "race-member", 2)).toContain("Shirt race-member");
+  });
+});
+
+describe("a leader's thank-you that goes out after its group has ended", () => {
+  it("lists none of the purchases that joined, and each of them gets its own", async () => {
+    pipeline = await startPipeline("coalesce-ended");
+    const p = pipeline;
+    await buy(p, "cus-ended", ["end-lead", 30], ["end-member", 10]);
+    // The leader's thank-you waited past the group's end (a worker down for a week, say): as the
+    // group is found then (its end, the last number of `tg`, has passed).
+    const history = new StoreKeys(
+      shardScope(p.prefix, p.shardOfCustomer("cus-ended"), p.shards),
+    ).customerHistory("cus-ended");
+    const group = ((await p.redis.hget(history, "tg")) ?? "").split(" ");
+    expect(group).toHaveLength(6);
+    group[5] = (Date.now() - 1000).toString(36);
+    await p.redis.hset(history, "tg", group.join(" "));
+
+    const leaders = await thankYouSent(p, "end-lead", 1);
+    expect(leaders).toContain("Shirt end-lead");
+    expect(leaders).not.toContain("Shirt end-member");
+    expect(await thankYouSent(p, "end-member", 2)).toContain("Shirt end-member");
+  });
+});
+
+describe("a leader's thank-you retried after the purchases that joined it were thanked on their own", () => {
+  it("does not thank for them again", async () => {
+    pipeline = await startPipeline("coalesce-retried");
+    const p = pipeline;
+    await buy(p, "cus-retried", ["rt-lead", 30], ["rt-member", 10]);
+    // The leader's thank-you fails for good (the mailbox refused it): the member's goes on its own.
+    p.sink.failNext({ code: 550, message: "mailbox unavailable" });
+    await promoteStep(p, "rt-lead", THANK_YOU);
+    await waitForState(p, "rt-lead", THANK_YOU, "failed");
+    expect(await thankYouSent(p, "rt-member", 1)).toContain("Shirt rt-member");
+
+    // The operator retries the leader's (`followups failed --retry`): it thanks for its own order.
+    const rules = await shippedRules();
+    const tools = createOperatorTools({
+      redis: p.redis,
+      prefix: p.prefix,
+      shards: p.shards,
+      rules: () => rules,
+      followUps: new Shards(p.shards, (shard) => p.followUpQueues[shard] ?? p.followUps),
+      events: p.events,
+      outboxDir: p.outboxDir,
+      sendLeaseMs: 120_000,
+      now: Date.now,
+    });
+    const ref = `rt-lead/${THANK_YOU}`;
+    await eventually(
+      async () => ((await tools.failed({})).some((f) => f.ref === ref) ? true : undefined),
+      "the leader's thank-you listed as failed",
+    );
+    expect((await tools.retryFailed({ refs: [ref] }, "alice")).requeued).toEqual([ref]);
+    await waitForState(p, "rt-lead", THANK_YOU, "sent");
+    const mails = await p.sink.waitForMessages(2);
+    expect(mails[1]?.parsed.text ?? "").toContain("Shirt rt-lead");
+    expect(mails[1]?.parsed.text ?? "").not.toContain("Shirt rt-member");
+  });
+});
