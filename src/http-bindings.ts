@@ -94,6 +94,8 @@ export function acceptEventWith(deps: {
 export function readinessWith(deps: {
   /** The job connection: its state is known without asking. */
   readonly redis: RedisClient;
+  /** The connection webhooks are handled on (failFast): likewise. */
+  readonly webhookRedis: RedisClient;
   /**
    * The connection that never waits: its ping (on a cluster, the cluster's state) proves Redis
    * serves, bounded in time.
@@ -107,7 +109,7 @@ export function readinessWith(deps: {
     const writable = acceptsWrites(deps.httpRedis).catch(() => false);
     const within = (answer: Promise<boolean>) =>
       settlesWithin(answer, READINESS_TIMEOUT_MS).then((settled) => settled && answer);
-    const jobsConnected = deps.redis.status === "ready";
+    const jobsConnected = deps.redis.status === "ready" && deps.webhookRedis.status === "ready";
     const [redisUp, redisWrites] = await Promise.all([within(pong), within(writable)]);
     const checks = {
       redis: jobsConnected && redisUp,
@@ -201,7 +203,7 @@ export function adminApiWith(deps: {
   };
 }
 
-/** Longest an HTTP client waits for an answer that needs the jobs' connection to Redis. */
+/** Longest an HTTP client waits for an answer that needs the webhooks' connection to Redis. */
 const ANSWER_WITHIN_MS = 2_000;
 
 /**
@@ -212,11 +214,11 @@ const ANSWER_WITHIN_MS = 2_000;
 const REPLICA_WAITS_WITHIN_MS = ANSWER_WITHIN_MS / 2;
 
 /**
- * A handler for webhooks, tills and unsubscribe links whose stores use the jobs' connection,
- * which waits for Redis while it is away: answered 503 with Retry-After at once when that
- * connection is not up, and after ANSWER_WITHIN_MS when Redis holds it (frozen, or a failover),
- * so Twilio and tills retry instead of hanging. A handler cut off that way may still finish its
- * work once Redis answers; what the retry does again is counted once (webhook receipts, codes
+ * A handler for webhooks, tills and unsubscribe links whose stores use a connection that waits
+ * for Redis while it is away (the webhooks' own, connectWebhookRedis): answered 503 with
+ * Retry-After at once when that connection is not up, and after ANSWER_WITHIN_MS when Redis
+ * holds it (frozen, or a failover), so Twilio and tills retry instead of hanging. A handler cut
+ * off that way may still finish its work once Redis answers; what the retry does again is counted once (webhook receipts, codes
  * redeemed per order). Its replica waits end within REPLICA_WAITS_WITHIN_MS in all.
  */
 export function failFast(redis: RedisClient) {

@@ -97,3 +97,18 @@ export async function connectHttpRedis(url: string, cluster: boolean): Promise<R
   });
   return redis;
 }
+
+/**
+ * The connection Twilio's webhooks, unsubscribe links, tills and the webhook spool's replay are
+ * handled on: like the jobs' (a command waits while Redis is away; the handlers' failFast bound
+ * answers 503, or spools, instead), but of its own. A connection runs its commands one after
+ * another, and a job's WAIT for replicas (REDIS_WAIT_REPLICAS) or a slow command holds everything
+ * behind it: an incoming STOP would wait for it, be cut off and spooled.
+ */
+export async function connectWebhookRedis(url: string, cluster: boolean): Promise<RedisClient> {
+  const redis = await connectRedis(url, cluster);
+  redis.on("error", () => {
+    // Reported by the other connections' listeners (queue and worker errors); nothing to add.
+  });
+  return redis;
+}

@@ -60,7 +60,12 @@ import { moveDelayedJobsToSchedule } from "./queue/schedule-upgrade.js";
 import { createShardCoverageWatch } from "./queue/shard-coverage.js";
 import { createVoiceCalls } from "./queue/voice-calls.js";
 import { pauseOnWriteRefusal } from "./queue/write-refusal-pause.js";
-import { connectHttpRedis, connectRedis, HTTP_COMMAND_TIMEOUT_MS } from "./redis-connections.js";
+import {
+  connectHttpRedis,
+  connectRedis,
+  connectWebhookRedis,
+  HTTP_COMMAND_TIMEOUT_MS,
+} from "./redis-connections.js";
 import { createBudgetAlertProcessor, queueBudgetAlerts } from "./reports/budget-alerts.js";
 import { createOwnerAlertProcessor, createOwnerAlerts } from "./reports/owner-alerts.js";
 import { createOwnerReportProcessor } from "./reports/owner-report-processor.js";
@@ -277,24 +282,80 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     throw new StartupError(`FOLLOW_UP_SHARDS_SERVED: ${parsedServed.problem}`);
   }
   const servedShards = parsedServed.shards;
+  // Webhooks, unsubscribe links and tills are handled on a connection of their own, with replica
+  // waits of their own (a WAIT covers the writes of the connection it is sent on): what the jobs'
+  // connection waits for does not hold up an incoming STOP (connectWebhookRedis).
+  const webhookRedis = await connectWebhookRedis(env.REDIS_URL, env.REDIS_CLUSTER).catch(
+    (error: unknown) => {
+      redis.disconnect();
+      httpRedis.disconnect();
+      throw error;
+    },
+  );
+  const webhookReplicaWait = new ReplicaWait(
+    webhookRedis,
+    { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    reportShortWait,
+  );
   const addressHashSecret =
     env.ADDRESS_HASH_SECRET ?? (await sharedSecret(redis, prefix, "address-hash"));
   const recordRetentionMs = env.RECORD_RETENTION_DAYS * 86_400_000;
-  const shards = shardStores(redis, prefix, shardCount, {
-    replicaWait,
-    addressHashSecret,
-    recordRetentionMs,
-    onTrimFailed: reportTrimFailed,
-  });
+  // The stores what customers tell us is handled with, on one connection: the jobs' (opt-out
+  // events in intake; the jobs use them all) and the webhooks'.
+  const feedbackStoresOn = (connection: RedisClient, wait: ReplicaWait) => {
+    const shards = shardStores(connection, prefix, shardCount, {
+      replicaWait: wait,
+      addressHashSecret,
+      recordRetentionMs,
+      onTrimFailed: reportTrimFailed,
+    });
+    const alertsQueue = new Queue(OWNER_ALERTS_QUEUE, {
+      connection,
+      prefix: prefixOf(OWNER_ALERTS_QUEUE),
+    });
+    const spendLedger = new SpendLedger(connection, prefix);
+    return {
+      shards,
+      // Readers of every shard's ledger (reports, budgets, pending counts) take it from shard 0's
+      // scope.
+      ledger: shards.of(0).ledger,
+      suppressions: new SuppressionList(connection, prefix, {
+        addressHashSecret,
+        replicaWait: wait,
+      }),
+      customers: new CustomerIndex(connection, prefix, { addressHashSecret, now }),
+      smsReferences: new SmsReferences(connection, prefix),
+      receipts: new WebhookReceipts(connection, prefix),
+      callScripts: new CallScripts(connection, prefix),
+      discountCodes: new DiscountCodes(connection, prefix),
+      spendLedger,
+      spend: {
+        spend: spendLedger,
+        onBudgetAlert: (alert: BudgetAlert) =>
+          queueBudgetAlerts(alertsQueue, rules().owners, alert),
+      },
+      ownerAlertQueue: new OwnerAlertQueue(connection, prefix),
+      alertsQueue,
+    };
+  };
+  const jobStores = feedbackStoresOn(redis, replicaWait);
+  const webhookStores = feedbackStoresOn(webhookRedis, webhookReplicaWait);
+  const {
+    shards,
+    suppressions,
+    customers,
+    smsReferences,
+    callScripts,
+    discountCodes,
+    spendLedger,
+    spend,
+    ownerAlertQueue,
+    alertsQueue,
+  } = jobStores;
   // Ids in spans are keyed hashes under the same secret as addresses.
   const traces =
     tracer && (await import("./follow-up-traces.js")).tracesOn(tracer, addressHashSecret);
-  // Readers of every shard's ledger (reports, budgets, pending counts) take it from shard 0's scope.
-  const ledger = shards.of(0).ledger;
   const orders = new OrderStore(redis, prefix, { now });
-  const suppressions = new SuppressionList(redis, prefix, { addressHashSecret, replicaWait });
-  const customers = new CustomerIndex(redis, prefix, { addressHashSecret, now });
-  const smsReferences = new SmsReferences(redis, prefix);
   const generations = new RulesGenerations(redis, prefix);
   let { generation, latest: latestGeneration } = await generations.generationOf(
     config.rules.version,
@@ -320,11 +381,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     prefix: prefixOf(OWNER_REPORTS_QUEUE),
     settings: REPORT_QUEUE_SETTINGS,
   });
-  const alertsQueue = new Queue(OWNER_ALERTS_QUEUE, {
-    connection: redis,
-    prefix: prefixOf(OWNER_ALERTS_QUEUE),
-  });
-  const ownerAlertQueue = new OwnerAlertQueue(redis, prefix);
   const publisher = new EventPublisher({
     connection: httpRedis,
     prefix,
@@ -376,14 +432,6 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     logger,
     sendLeaseMs: env.DELIVERY_LEASE_MS,
   });
-  const receipts = new WebhookReceipts(redis, prefix);
-  const callScripts = new CallScripts(redis, prefix);
-  const discountCodes = new DiscountCodes(redis, prefix);
-  const spendLedger = new SpendLedger(redis, prefix);
-  const spend = {
-    spend: spendLedger,
-    onBudgetAlert: (alert: BudgetAlert) => queueBudgetAlerts(alertsQueue, rules().owners, alert),
-  };
   metrics.trackSpend(
     async () => {
       const current = rules();
@@ -403,40 +451,44 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   );
   const unsubscribeSecret =
     env.UNSUBSCRIBE_SECRET ?? (await sharedSecret(redis, prefix, "unsubscribe"));
-  const feedback = createCustomerFeedback({
-    unsubscribeSecret,
-    ...(env.UNSUBSCRIBE_MAILTO && { unsubscribeMailto: env.UNSUBSCRIBE_MAILTO }),
-    spend,
-    rules,
-    templates: () => config.templates,
-    sms: channels.sms,
-    shards,
-    onReply: createOwnerAlerts({
+  const feedbackOn = (stores: ReturnType<typeof feedbackStoresOn>) =>
+    createCustomerFeedback({
+      unsubscribeSecret,
+      ...(env.UNSUBSCRIBE_MAILTO && { unsubscribeMailto: env.UNSUBSCRIBE_MAILTO }),
+      spend: stores.spend,
       rules,
-      shards,
-      alerts: ownerAlertQueue,
-      queue: alertsQueue,
+      templates: () => config.templates,
+      sms: channels.sms,
+      shards: stores.shards,
+      onReply: createOwnerAlerts({
+        rules,
+        shards: stores.shards,
+        alerts: stores.ownerAlertQueue,
+        queue: stores.alertsQueue,
+        logger,
+        now,
+      }),
+      ledger: stores.ledger,
+      smsReferences: stores.smsReferences,
+      suppressions: stores.suppressions,
+      receipts: stores.receipts,
+      customers: stores.customers,
+      email: channels.email,
+      ...(env.SUPPORT_EMAIL && { supportEmail: env.SUPPORT_EMAIL }),
       logger,
       now,
-    }),
-    ledger,
-    smsReferences,
-    suppressions,
-    receipts,
-    customers,
-    email: channels.email,
-    ...(env.SUPPORT_EMAIL && { supportEmail: env.SUPPORT_EMAIL }),
-    logger,
-    now,
-  });
+    });
+  const feedback = feedbackOn(jobStores);
+  // What webhooks, unsubscribe links and tills are answered with (and the spool replayed through).
+  const webhookFeedback = feedbackOn(webhookStores);
   const voiceCalls = createVoiceCalls({
     rules,
-    calls: callScripts,
-    shards,
-    fileReply: feedback.fileReply,
-    spend,
-    suppressions,
-    ledger,
+    calls: webhookStores.callScripts,
+    shards: webhookStores.shards,
+    fileReply: webhookFeedback.fileReply,
+    spend: webhookStores.spend,
+    suppressions: webhookStores.suppressions,
+    ledger: webhookStores.ledger,
     logger,
     now,
   });
@@ -601,7 +653,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     },
   );
   await syncReportSchedulers(reports, config.rules.owners);
-  for (const queue of [...followUps.all(), events, reports, alertsQueue]) {
+  for (const queue of [
+    ...followUps.all(),
+    events,
+    reports,
+    alertsQueue,
+    webhookStores.alertsQueue,
+  ]) {
     // Without a listener BullMQ prints connection errors to the console, outside the logger.
     queue.on("error", (error) => logger.error({ err: error, queue: queue.name }, "queue error"));
   }
@@ -637,11 +695,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         events,
         reports,
         alertsQueue,
+        webhookStores.alertsQueue,
         ...adminQueues.followUps.made(),
         adminQueues.events,
       ].map((queue) => queue.close()),
     ]);
-    for (const connection of [redis, httpRedis, ...workerConnections]) connection.disconnect();
+    for (const connection of [redis, httpRedis, webhookRedis, ...workerConnections])
+      connection.disconnect();
     throw typeof lateRefusal === "string" ? new StartupError(lateRefusal) : lateRefusal;
   }
   for (const { label, worker } of workers)
@@ -836,7 +896,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       ...workers.map(({ worker }) => worker.close(force)),
     ]);
   };
-  const connections = [redis, httpRedis, ...workerConnections];
+  const connections = [redis, httpRedis, webhookRedis, ...workerConnections];
   // QUIT lets Redis answer what is pending first; a connection that is not up is just dropped
   // (the HTTP one refuses a QUIT while down and would otherwise reconnect forever).
   const closeConnections = async () => {
@@ -846,6 +906,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       events.close(),
       reports.close(),
       alertsQueue.close(),
+      webhookStores.alertsQueue.close(),
       ...adminQueues.followUps.made().map((queue) => queue.close()),
       adminQueues.events.close(),
     ]);
@@ -950,12 +1011,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
   const spoolReplay = createSpoolReplay({
     spool: webhookSpool,
-    handle: failFast(redis)(
+    handle: failFast(webhookRedis)(
       (entry: SpooledWebhook): Promise<unknown> =>
         handleSpooled<unknown>(entry, {
-          inboundSms: (message, receivedAt) => feedback.inboundSms({ ...message, receivedAt }),
+          inboundSms: (message, receivedAt) =>
+            webhookFeedback.inboundSms({ ...message, receivedAt }),
           gather: (gather, receivedAt) => voiceCalls.gathered({ ...gather, receivedAt }),
-          smsStatus: (update, receivedAt) => feedback.smsStatus({ ...update, receivedAt }),
+          smsStatus: (update, receivedAt) => webhookFeedback.smsStatus({ ...update, receivedAt }),
           callStatus: (status, receivedAt) => voiceCalls.status({ ...status, receivedAt }),
           unheard: (call) => voiceCalls.unheard(call),
         }),
@@ -965,14 +1027,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       metrics.webhookSpoolFiles.set({ state: "failed" }, failed);
     },
     now,
-    redisReady: () => redis.status === "ready",
-    isRedisAway: (error) => error instanceof UnavailableError || isRedisUnavailable(error, redis),
+    redisReady: () => webhookRedis.status === "ready",
+    isRedisAway: (error) =>
+      error instanceof UnavailableError || isRedisUnavailable(error, webhookRedis),
     logger,
   });
   if (env.HTTP_ENABLED === "true") {
-    // Webhooks, tills and unsubscribe links work on the jobs' connection, which waits for Redis:
-    // their answers are bounded (503 at once while Redis is away).
-    const bounded = failFast(redis);
+    // Webhooks, tills and unsubscribe links work on a connection of their own, which waits for
+    // Redis as the jobs' does: their answers are bounded (503 at once while Redis is away).
+    const bounded = failFast(webhookRedis);
     http = createHttpServer({
       acceptEvent: acceptEventWith({
         publisher,
@@ -982,7 +1045,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         clock,
       }),
       unsubscribe: bounded((request) =>
-        feedback.unsubscribe(
+        webhookFeedback.unsubscribe(
           request.customerId,
           [request.channel],
           request.source,
@@ -991,18 +1054,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         ),
       ),
       inboundSms: spoolWhenUnavailable({
-        handle: bounded((message) => feedback.inboundSms(message)),
+        handle: bounded((message) => webhookFeedback.inboundSms(message)),
         spool: webhookSpool,
         now,
         logger,
       }),
       smsStatus: spoolSmsStatusWhenUnavailable({
-        handle: bounded((update) => feedback.smsStatus(update)),
+        handle: bounded((update) => webhookFeedback.smsStatus(update)),
         spool: webhookSpool,
         now,
         logger,
       }),
-      inboundEmail: bounded((raw) => feedback.inboundEmail(raw)),
+      inboundEmail: bounded((raw) => webhookFeedback.inboundEmail(raw)),
       voiceCall: {
         answered: hangUpWhenUnavailable({
           handle: bounded((request) => voiceCalls.answered(request)),
@@ -1024,15 +1087,20 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         }),
       },
       discountCodes: {
-        lookup: bounded((code: string) => discountCodes.lookup(code, now())),
+        lookup: bounded((code: string) => webhookStores.discountCodes.lookup(code, now())),
         redeem: bounded(async (code: string, orderId: string) => {
-          const result = await discountCodes.redeem(code, orderId, now());
+          const result = await webhookStores.discountCodes.redeem(code, orderId, now());
           const label = redemptionLabel(result);
           if (label) metrics.codeRedemptions.inc({ result: label });
           return result;
         }),
       },
-      readiness: readinessWith({ redis, httpRedis, workers: [intake, ...deliveries] }),
+      readiness: readinessWith({
+        redis,
+        webhookRedis,
+        httpRedis,
+        workers: [intake, ...deliveries],
+      }),
       ...(env.ADMIN_TOKENS && {
         admin: adminApiWith({ tools: adminTools, tokens: env.ADMIN_TOKENS, redis: httpRedis }),
       }),
