@@ -123,6 +123,12 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly replanGivenUp = new Counter({
+    name: "followups_replan_given_up_total",
+    help: "Purchases noted for re-planning under newer rules whose re-plan failed at every try (8, over about two hours) and was given up: their steps stay as planned, and the promoter tries the re-plan once more before they become jobs.",
+    registers: [this.registry],
+  });
+
   readonly retried = new Counter({
     name: "followups_retries_total",
     help: "Transient send failures that will be retried.",

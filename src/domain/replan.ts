@@ -90,3 +90,27 @@ export function replanStep(
     kind: found.step.kind,
   };
 }
+
+/**
+ * How many times a purchase noted for re-planning under newer rules (replanLater) is tried before
+ * it is given up: its steps stay as planned.
+ */
+export const REPLAN_LATER_ATTEMPTS = 8;
+/** The wait after a noted purchase's first failed re-plan; twice as long after each next one. */
+const LATER_RETRY_FIRST_MS = 60_000;
+/** The longest wait between two re-plans of a noted purchase. */
+const LATER_RETRY_MAX_MS = 3_600_000;
+
+/**
+ * After a noted purchase's `failures`-th failed re-plan (at `nowMs`): when the next may be tried
+ * (a minute later, then twice as long each time up to an hour: about two hours in all), or, once
+ * REPLAN_LATER_ATTEMPTS have failed, that it is given up.
+ */
+export function nextLaterTry(
+  failures: number,
+  nowMs: number,
+): { readonly giveUp: true } | { readonly giveUp: false; readonly nextAt: number } {
+  if (failures >= REPLAN_LATER_ATTEMPTS) return { giveUp: true };
+  const waitMs = Math.min(LATER_RETRY_MAX_MS, LATER_RETRY_FIRST_MS * 2 ** (failures - 1));
+  return { giveUp: false, nextAt: nowMs + waitMs };
+}

@@ -1,7 +1,7 @@
 import type { DateTime } from "luxon";
 import type { PurchaseCompleted } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
-import { type ReplanDecision, replanStep } from "../domain/replan.js";
+import { nextLaterTry, type ReplanDecision, replanStep } from "../domain/replan.js";
 import {
   type CustomerHistory,
   cooldownReach,
@@ -81,7 +81,10 @@ export interface ReplannerDeps {
   readonly orders: Pick<OrderStore, "get" | "keepLink">;
   /** The address index, kept as long as a record a re-plan keeps beyond its two years. */
   readonly customers: Pick<CustomerIndex, "remember">;
-  readonly metrics?: Pick<FollowUpMetrics, "cancelled" | "skipped" | "replanFailures">;
+  readonly metrics?: Pick<
+    FollowUpMetrics,
+    "cancelled" | "skipped" | "replanFailures" | "replanGivenUp"
+  >;
   readonly logger: Logger;
   readonly clock: () => DateTime;
   readonly horizonMs: number;
@@ -422,7 +425,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         { error: errorName(error), eventId, generation },
         during === "walk"
           ? "re-planning a purchase under newer rules failed; it is noted to be tried again, and the walk goes on"
-          : "re-planning a purchase planned under older rules failed; it is tried again",
+          : "re-planning a purchase planned under older rules failed; it is tried again later, or given up after its last try",
       );
     });
     return away === undefined ? { failed } : { failed, away };
@@ -488,8 +491,13 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
   ): Promise<ReplanSummary> {
     let summary = NOTHING;
     while (!stopped()) {
-      const { walk, eventIds } = await deps.schedule.later(CONCURRENCY);
-      if (walk > generation || eventIds.length === 0) return summary;
+      const { walk, eventIds: drawn } = await deps.schedule.later(CONCURRENCY);
+      if (walk > generation || drawn.length === 0) return summary;
+      // One whose re-plan failed waits before it is tried again (nextLaterTry).
+      const nowMs = deps.clock().toMillis();
+      const tries = await deps.schedule.laterTries(drawn);
+      const eventIds = drawn.filter((id) => (tries.get(id)?.nextAt ?? 0) <= nowMs);
+      if (eventIds.length === 0) return summary;
       const results = await Promise.allSettled(
         eventIds.map((id) => replanEvent(id, rules, generation)),
       );
@@ -497,8 +505,26 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       for (const result of results)
         if (result.status === "fulfilled") summary = add(summary, result.value);
       await deps.schedule.doneLater(done);
-      // A purchase that fails stays noted, for the next run; the others go on.
-      const { failed } = failuresOf(eventIds, results, "noted", generation);
+      // A purchase that fails stays noted, for a later run; the others go on.
+      const { failed, away } = failuresOf(eventIds, results, "noted", generation);
+      // Redis away: no try counted; the next run tries again.
+      if (away !== undefined) return summary;
+      for (const eventId of failed) {
+        const failures = (tries.get(eventId)?.failures ?? 0) + 1;
+        const next = nextLaterTry(failures, nowMs);
+        if (!next.giveUp) {
+          await deps.schedule.tryLaterAgain(eventId, { failures, nextAt: next.nextAt });
+          continue;
+        }
+        // Given up (counted once, by the worker that took it off): its steps stay as planned,
+        // and the promoter tries its re-plan once more before they become jobs.
+        if (!(await deps.schedule.doneLater([eventId]))) continue;
+        deps.metrics?.replanGivenUp.inc();
+        deps.logger.warn(
+          { eventId, generation, failures },
+          "re-planning a purchase planned under older rules failed at every try: given up, its steps stay as planned",
+        );
+      }
       // Nothing but failures drawn: the next run tries again (no busy loop on them).
       if (failed.length > 0 && done.length === 0) return summary;
     }

@@ -22,6 +22,12 @@ export const REPLAN_LATER_MAX = 100_000;
 /** How long the noted purchases are kept after the last one noted, when no worker takes them. */
 const REPLAN_LATER_KEEP_MS = 7 * 86_400_000;
 
+/** A noted purchase's failed re-plans: how many, and when the next may be tried (epoch ms). */
+export interface LaterTries {
+  readonly failures: number;
+  readonly nextAt: number;
+}
+
 /** A step reference as the schedule keeps it. */
 export interface ScheduledStepRef {
   readonly eventId: string;
@@ -229,9 +235,43 @@ export class FollowUpSchedule {
     return { walk: Number(walk ?? 0), eventIds };
   }
 
-  /** Takes re-planned purchases off the list `later` reads. */
-  async doneLater(eventIds: readonly string[]): Promise<void> {
-    if (eventIds.length > 0) await this.redis.srem(this.keys.replanLater(), ...eventIds);
+  /**
+   * Takes re-planned purchases off the list `later` reads (and their failed tries). Whether any
+   * was still on it (another worker may have taken it off first).
+   */
+  async doneLater(eventIds: readonly string[]): Promise<boolean> {
+    if (eventIds.length === 0) return false;
+    const replies = await this.redis
+      .multi()
+      .srem(this.keys.replanLater(), ...eventIds)
+      .hdel(this.keys.replanLaterTries(), ...eventIds)
+      .exec();
+    const [removed] = replies ?? [];
+    if (!removed || removed[0])
+      throw removed?.[0] ?? new Error("taking noted purchases off was aborted");
+    return Number(removed[1]) > 0;
+  }
+
+  /** The failed tries of noted purchases (tryLaterAgain), by event id; none for one never failed. */
+  async laterTries(eventIds: readonly string[]): Promise<Map<string, LaterTries>> {
+    if (eventIds.length === 0) return new Map();
+    const values = await this.redis.hmget(this.keys.replanLaterTries(), ...eventIds);
+    const tries = new Map<string, LaterTries>();
+    eventIds.forEach((eventId, i) => {
+      const [failures, nextAt] = (values[i] ?? "").split(" ").map(Number);
+      if (failures && Number.isFinite(failures) && nextAt !== undefined && Number.isFinite(nextAt))
+        tries.set(eventId, { failures, nextAt });
+    });
+    return tries;
+  }
+
+  /** Records a noted purchase's failed re-plan: `failures` so far, the next not before `nextAt`. */
+  async tryLaterAgain(eventId: string, { failures, nextAt }: LaterTries): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.replanLaterTries(), eventId, `${failures} ${nextAt}`)
+      .pexpire(this.keys.replanLaterTries(), REPLAN_LATER_KEEP_MS)
+      .exec();
   }
 
   /** Remembers (for two days, long enough for any re-planning run) that a bucket is done. */

@@ -576,6 +576,14 @@ export class StoreKeys {
     return `${this.base}tq`;
   }
 
+  /**
+   * The failed re-plans of noted purchases (replanLater), by event id: how many failed, and when
+   * the next may be tried (`<failures> <epoch ms>`).
+   */
+  replanLaterTries(): string {
+    return `${this.base}tr`;
+  }
+
   /** The latest rules generation a schedule bucket was fully re-planned for. */
   scheduleReplanned(bucket: number): string {
     return `${this.base}t:${bucket}:replanned`;

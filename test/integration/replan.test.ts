@@ -994,6 +994,84 @@ describe("a purchase whose re-plan fails for good (its stored purchase cannot be
   });
 });
 
+describe("a noted purchase whose re-plan fails at every try", () => {
+  it("is tried again a minute later, then twice as long each time up to an hour, and given up after its 8th try: its steps stay as planned, logged and counted", async () => {
+    pipeline = await startPipeline("replan-later-give-up", { startWorker: false, shards: 1 });
+    const p = pipeline;
+    const { newerDir, newer, g2 } = await rollingOut(p, (text) => text.replace("P3M", "P4M"));
+    await rm(newerDir, { recursive: true, force: true });
+    await p.startWorker();
+    await p.publisher.publish(buy("evt-poison", "televisions", "899.00", DateTime.utc()) as never);
+    await allInSchedule(p, [["evt-poison", "big-ticket.check-in"]]);
+    await p.worker?.close();
+    p.worker = undefined;
+    const before = await p.store.allStepRecords("evt-poison");
+    // Its stored purchase becomes bytes no version can decode: its re-plan fails every time.
+    const keys = new StoreKeys(p.prefix);
+    await p.redis.hset(keys.eventRecord("evt-poison"), "p0", Buffer.from([0x7f, 0xde, 0xad]));
+    // Filed under older rules after a walk under the newer ones began: noted.
+    const schedule = new FollowUpSchedule(p.redis, p.prefix);
+    await schedule.beginWalk(g2);
+    await schedule.noteLater(["evt-poison"]);
+
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: "info",
+      pretty: false,
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    const metrics = new FollowUpMetrics();
+    const startMs = Date.now();
+    let clockMs = startMs;
+    const replanner = createReplanner({
+      store: p.store,
+      schedule,
+      history: new CustomerHistoryStore(p.redis, p.prefix),
+      thankYous: new ThankYouGroups(p.redis, p.prefix),
+      orders: new OrderStore(p.redis, p.prefix),
+      customers: new CustomerIndex(p.redis, p.prefix),
+      metrics,
+      logger,
+      clock: () => DateTime.fromMillis(clockMs, { zone: "utc" }),
+      horizonMs: p.env.PROMOTE_HORIZON_MS,
+      recordRetentionMs: 90 * 86_400_000,
+    });
+    const tries = async () =>
+      (await metrics.replanFailures.get()).values.find((v) => v.labels.during === "noted")?.value ??
+      0;
+    // As /metrics shows it.
+    const givenUp = async () =>
+      Number(
+        /^followups_replan_given_up_total (\d+)$/m.exec(await metrics.registry.metrics())?.[1] ??
+          "0",
+      );
+
+    // The workers' runs, every 30 seconds for three hours: the minutes at which it was tried.
+    const triedAt: number[] = [];
+    let givenUpAt: number | undefined;
+    for (let run = 0; run <= 360; run++) {
+      clockMs = startMs + run * 30_000;
+      const triedBefore = await tries();
+      expect((await replanner.replanLater(newer.rules, g2)).purchases).toBe(0);
+      if ((await tries()) > triedBefore) triedAt.push(run / 2);
+      if (givenUpAt === undefined && (await givenUp()) > 0) givenUpAt = run / 2;
+    }
+    expect(triedAt).toEqual([0, 1, 3, 7, 15, 31, 63, 123]);
+    expect(givenUpAt).toBe(123);
+    expect(await givenUp()).toBe(1);
+    // Taken off, its tries with it; its steps as they were planned (the promoter still tries).
+    expect(await p.redis.exists(keys.replanLater(), keys.replanLaterTries())).toBe(0);
+    expect(await p.store.allStepRecords("evt-poison")).toEqual(before);
+    const said = lines.filter((line) => String(line.msg).includes("failed at every try"));
+    expect(said).toEqual([
+      expect.objectContaining({ level: 40, eventId: "evt-poison", generation: g2, failures: 8 }),
+    ]);
+    const logged = JSON.stringify(lines);
+    for (const personal of ["ana@example.com", "Ana Novak", "7946"])
+      expect(logged).not.toContain(personal);
+  });
+});
+
 /** What became of the waiting steps of one rule, counted as `replan --dry-run` counts them. */
 interface PerRule {
   readonly ruleId: string;

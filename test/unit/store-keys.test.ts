@@ -111,6 +111,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "consoleSignIns",
         "replanWalk",
         "replanLater",
+        "replanLaterTries",
         "phoneOptedOutAt",
       ].includes(name),
   );
