@@ -351,6 +351,41 @@ export function underCooldown(
   };
 }
 
+/** A planned step as the customer's cooldowns remember it (CustomerHistoryStore.rememberSteps). */
+export interface CooldownStep {
+  readonly stepId: string;
+  readonly ruleId: string;
+  readonly kind: StepKind;
+  /** Epoch ms. */
+  readonly dueAt: number;
+  /** Held by its rule's cooldown. */
+  readonly byRule: boolean;
+  /** Held by its kind's cooldown. */
+  readonly byKind: boolean;
+}
+
+/**
+ * The steps of a plan as the customer's cooldowns remember them, each with the cooldowns that hold
+ * it (underCooldown): what intake and a re-plan remember, `of` reading each one's kind and due
+ * time (epoch ms).
+ */
+export function cooldownSteps<S extends { readonly stepId: string; readonly ruleId: string }>(
+  rules: RuleSet,
+  steps: readonly S[],
+  of: (step: S) => { readonly kind: StepKind; readonly dueAt: number },
+): CooldownStep[] {
+  return steps.map((step) => {
+    const { kind, dueAt } = of(step);
+    return {
+      stepId: step.stepId,
+      ruleId: step.ruleId,
+      kind,
+      dueAt,
+      ...underCooldown(rules, { ruleId: step.ruleId, kind }),
+    };
+  });
+}
+
 /**
  * The earliest due time (epoch ms) of a remembered step that can still hold back a step planned
  * from `now` on: the longest cooldown before now, and a week more as a margin (a cooldown is

@@ -13,7 +13,7 @@ import {
 } from "../domain/events.js";
 import { type Plan, type PlannedStep, planFollowUps, type SkipCode } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
-import { cooldownReach, type RuleSet, underCooldown } from "../domain/rules.js";
+import { cooldownReach, cooldownSteps, type RuleSet, underCooldown } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { zoneFor } from "../domain/time-zone.js";
 import type { Logger } from "../logger.js";
@@ -598,9 +598,8 @@ async function schedulePurchase(
           deps.history.rememberSteps(
             event.customer.id,
             { eventId: event.id, purchasedAt: Date.parse(event.occurredAt) },
-            planned.steps.map((step) => ({
-              ...step,
-              ...underCooldown(rules, step),
+            cooldownSteps(rules, planned.steps, (step) => ({
+              kind: step.kind,
               dueAt: Date.parse(step.dueAt),
             })),
             HISTORY_RETENTION_MS,

@@ -5,10 +5,10 @@ import { nextLaterTry, type ReplanDecision, replanStep } from "../domain/replan.
 import {
   type CustomerHistory,
   cooldownReach,
+  cooldownSteps,
   hasCooldowns,
   type RuleSet,
   type StepKind,
-  underCooldown,
 } from "../domain/rules.js";
 import { findStep, ruleIdOf, stepIdOf } from "../domain/step-ref.js";
 import { errorName, type Logger } from "../logger.js";
@@ -316,15 +316,11 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
             deps.history.rememberSteps(
               event.customer.id,
               { eventId, purchasedAt: Date.parse(event.occurredAt) },
-              planned.steps
-                .filter((s) => s.action === "keep" || s.action === "move")
-                .map((s) => ({
-                  stepId: s.stepId,
-                  ruleId: s.ruleId,
-                  kind: s.kind as StepKind,
-                  dueAt: s.dueAt,
-                  ...underCooldown(rules, { ruleId: s.ruleId, kind: s.kind as StepKind }),
-                })),
+              cooldownSteps(
+                rules,
+                planned.steps.filter((s) => s.action === "keep" || s.action === "move"),
+                (s) => ({ kind: s.kind as StepKind, dueAt: s.dueAt }),
+              ),
               HISTORY_RETENTION_MS,
               cooldownReach(rules, now),
               readAs,

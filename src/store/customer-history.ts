@@ -3,7 +3,7 @@ import type { CheckInGroup, CheckInOutcome } from "../domain/check-in-comparison
 import type { StatedConsent } from "../domain/consent-timeline.js";
 import type { EventFingerprints } from "../domain/event-fingerprint.js";
 import { CHANNELS, type Channel, type PurchaseCompleted } from "../domain/events.js";
-import type { CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
+import type { CooldownStep, CustomerHistory, RecentSteps, StepKind } from "../domain/rules.js";
 import { checkInField, hourRetentionMs } from "./delivery-ledger.js";
 import { hourOf, idHash, prefixOf, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
@@ -341,14 +341,7 @@ export class CustomerHistoryStore {
   async rememberSteps(
     customerId: string,
     { eventId, purchasedAt }: { readonly eventId: string; readonly purchasedAt: number },
-    steps: readonly {
-      readonly stepId: string;
-      readonly ruleId: string;
-      readonly kind: StepKind;
-      readonly dueAt: number;
-      readonly byRule: boolean;
-      readonly byKind: boolean;
-    }[],
+    steps: readonly CooldownStep[],
     keepMs: number,
     pruneBefore: number,
     readAs?: CooldownVersions,

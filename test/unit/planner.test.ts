@@ -2,7 +2,12 @@ import fc from "fast-check";
 import { DateTime, Duration } from "luxon";
 import { describe, expect, it } from "vitest";
 import { planFollowUps } from "../../src/domain/planner.js";
-import { type CustomerHistory, cooldownReach, type RuleSet } from "../../src/domain/rules.js";
+import {
+  type CustomerHistory,
+  cooldownReach,
+  cooldownSteps,
+  type RuleSet,
+} from "../../src/domain/rules.js";
 import {
   instant,
   item,
@@ -331,6 +336,66 @@ describe("cooldowns against every other purchase's step", () => {
       "a custom of kind custom is planned for this customer on 2026-03-01, within the cooldown of P30D",
     ]);
     expect(planWith("2026-05-02T10:00:00Z", "2026-01-01T10:00:00Z")).toEqual(["planned"]);
+  });
+
+  it("remember each step with the cooldowns that hold it, by rule and by kind (cooldownSteps)", () => {
+    const withRuleCooldown: RuleSet = {
+      ...twoOffers,
+      rules: twoOffers.rules.map((rule) => ({ ...rule, cooldown: Duration.fromISO("P2M") })),
+    };
+    const due = Date.parse("2026-03-02T10:00:00Z");
+    // As a re-plan has them: the due time already in ms, other fields left behind.
+    const steps = [
+      { stepId: "offer.0", ruleId: "offer", kind: "custom" as const, dueAt: due, action: "keep" },
+      { stepId: "x.0", ruleId: "gone", kind: "thank-you" as const, dueAt: due, action: "move" },
+    ];
+    const of = (step: (typeof steps)[number]) => ({ kind: step.kind, dueAt: step.dueAt });
+    expect(cooldownSteps(twoOffers, steps, of)).toEqual([
+      {
+        stepId: "offer.0",
+        ruleId: "offer",
+        kind: "custom",
+        dueAt: due,
+        byRule: false,
+        byKind: true,
+      },
+      {
+        stepId: "x.0",
+        ruleId: "gone",
+        kind: "thank-you",
+        dueAt: due,
+        byRule: false,
+        byKind: false,
+      },
+    ]);
+    expect(cooldownSteps(withRuleCooldown, steps, of).map((s) => [s.byRule, s.byKind])).toEqual([
+      [true, true],
+      [false, false],
+    ]);
+    // As intake has them: the due time an ISO string.
+    expect(
+      cooldownSteps(
+        { ...withRuleCooldown, cooldowns: {} },
+        [
+          {
+            stepId: "offer.0",
+            ruleId: "offer",
+            kind: "custom" as const,
+            dueAt: "2026-03-02T10:00:00Z",
+          },
+        ],
+        (step) => ({ kind: step.kind, dueAt: Date.parse(step.dueAt) }),
+      ),
+    ).toEqual([
+      {
+        stepId: "offer.0",
+        ruleId: "offer",
+        kind: "custom",
+        dueAt: due,
+        byRule: true,
+        byKind: false,
+      },
+    ]);
   });
 
   it("are remembered back the longest cooldown and a week from now (cooldownReach)", () => {
