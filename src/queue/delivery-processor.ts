@@ -40,6 +40,7 @@ import {
 import type { SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
+import { RenderTimeLimitError } from "../templates/template-set.js";
 import { type Charge, chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { noteCheckIn } from "./check-in-comparison.js";
 import {
@@ -723,6 +724,44 @@ function createDelivery(deps: DeliveryDeps) {
     }
     claimedHere = true;
     progress.claimedDueAt = claim.record.dueAt;
+    /** Back to scheduled after a transient failure with attempts left, retried after the backoff. */
+    const retryLater = async (
+      error: SendFailure,
+      doneMs: number,
+      attempts: number,
+      /** The discount code the failed send carried (StepPatch.codeHash). */
+      sentCode?: { readonly codeHash: string },
+    ): Promise<never> => {
+      const retryAt = doneMs + deps.retry.delayMs(attempts);
+      await deps.store.transition(
+        eventId,
+        stepId,
+        ["sending"],
+        {
+          state: "scheduled",
+          attempts,
+          reason: failureReason(error),
+          postponed: { until: retryAt, code: "retry" },
+          ...sentCode,
+          // The provider may have accepted it: the retry is a possible duplicate, counted like a takeover.
+          ...(error.uncertain && { takeovers: claim.record.takeovers + 1 }),
+        },
+        doneMs,
+        undefined,
+        claim.record.dueAt,
+      );
+      deps.metrics.retried.inc({ channel: step.channel });
+      Object.assign(notes, {
+        outcome: "retry",
+        code: failureReason(error).code,
+      } satisfies DeliveryNotes);
+      if (error.uncertain) deps.metrics.possibleDuplicates.inc({ cause: "uncertain-handover" });
+      log.warn(
+        { code: error.code, attempts, retryAt: new Date(retryAt).toISOString() },
+        "transient failure; will retry",
+      );
+      return postpone(retryAt, "transient failure");
+    };
     notes.attempt = claim.record.attempts + 1;
     if (claim.takenOver) {
       notes.takenOver = true;
@@ -782,6 +821,16 @@ function createDelivery(deps: DeliveryDeps) {
       });
     } catch (error) {
       const reason = `template ${step.template} failed to render: ${(error as Error).message}`;
+      // \`check\` and every worker's start render each template against the largest order the
+      // event contract allows within the limit, so a render that runs out of time here met a busy
+      // machine (a stall, a garbage collection), not a bad template: tried again later.
+      if (error instanceof RenderTimeLimitError) {
+        const failure: SendFailure = { kind: "transient", code: "render-time", reason };
+        const attempts = claim.record.attempts + 1;
+        if (attempts < deps.retry.maxAttempts)
+          return retryLater(failure, deps.clock().toMillis(), attempts);
+        return fail(deps, log, attempt, nowMs, failure, attempts);
+      }
       return fail(deps, log, attempt, nowMs, { kind: "permanent", code: "render", reason });
     }
     // An SMS costs its segments now; a call is charged for its minutes when it ends.
@@ -928,38 +977,8 @@ function createDelivery(deps: DeliveryDeps) {
       }
       log.info({ channels }, "recipient opted out at the provider; suppressed");
     }
-    if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts) {
-      const retryAt = doneMs + deps.retry.delayMs(attempts);
-      await deps.store.transition(
-        eventId,
-        stepId,
-        ["sending"],
-        {
-          state: "scheduled",
-          attempts,
-          reason: failureReason(result.error),
-          postponed: { until: retryAt, code: "retry" },
-          ...sentCode,
-          // The provider may have accepted it: the retry is a possible duplicate, counted like a takeover.
-          ...(result.error.uncertain && { takeovers: claim.record.takeovers + 1 }),
-        },
-        doneMs,
-        undefined,
-        claim.record.dueAt,
-      );
-      deps.metrics.retried.inc({ channel: step.channel });
-      Object.assign(notes, {
-        outcome: "retry",
-        code: failureReason(result.error).code,
-      } satisfies DeliveryNotes);
-      if (result.error.uncertain)
-        deps.metrics.possibleDuplicates.inc({ cause: "uncertain-handover" });
-      log.warn(
-        { code: result.error.code, attempts, retryAt: new Date(retryAt).toISOString() },
-        "transient failure; will retry",
-      );
-      return postpone(retryAt, "transient failure");
-    }
+    if (result.error.kind === "transient" && attempts < deps.retry.maxAttempts)
+      return retryLater(result.error, doneMs, attempts, sentCode);
     return fail(deps, log, attempt, doneMs, result.error, attempts, sentCode);
   };
 }

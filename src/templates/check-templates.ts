@@ -31,6 +31,7 @@ import {
   hasParts,
   localeFallbacks,
   REQUIRED_PARTS,
+  RenderTimeLimitError,
   renderPart,
   renderSmsVariant,
   renderVariant,
@@ -416,7 +417,7 @@ function limitMessage(error: TemplateError, sample: string): string | undefined 
 }
 
 function isRenderLimit(error: TemplateError): boolean {
-  return error.message.startsWith("template render limit exceeded");
+  return error instanceof RenderTimeLimitError;
 }
 
 function problemAt(file: string, message: string, line = 0, column = 0): ConfigProblem {

@@ -59,6 +59,17 @@ export class TemplateError extends Error {
   }
 }
 
+/**
+ * A render that ran out of time (liquid's renderLimit, TEMPLATE_LIMITS): a template whose work
+ * grows too fast, or, at send time after \`check\` passed it, a busy machine.
+ */
+export class RenderTimeLimitError extends TemplateError {
+  constructor(message: string, templateId: string, file?: string, line = 0, column = 0) {
+    super(message, templateId, file, line, column);
+    this.name = "RenderTimeLimitError";
+  }
+}
+
 /** An SMS that does not fit channels.sms.maxSegments even with every name shortened. */
 export class SmsOverCapError extends TemplateError {
   constructor(
@@ -306,5 +317,8 @@ export function toTemplateError(error: unknown, templateId: string, file: string
   const [line = 0, column = 0] = token?.getPosition?.() ?? [];
   const raw = error instanceof Error ? error.message : String(error);
   const message = raw.replace(/(, file:.*?)?, line:\d+, col:\d+$/, "");
-  return new TemplateError(message, templateId, file, line, column);
+  // liquid's Limiter words it so, and has no error class of its own.
+  return message.startsWith("template render limit exceeded")
+    ? new RenderTimeLimitError(message, templateId, file, line, column)
+    : new TemplateError(message, templateId, file, line, column);
 }

@@ -11,6 +11,7 @@ import {
 } from "../../src/queue/delivery-processor.js";
 import { cappedBackoff } from "../../src/queue/retry-policy.js";
 import type { ComposeInput, ComposeMessage } from "../../src/templates/compose-message.js";
+import { toTemplateError } from "../../src/templates/template-set.js";
 import { EVERY_DAY, instant, purchase, sendWindow, shippedRules } from "../support/fixtures.js";
 import {
   type FakeJob,
@@ -73,6 +74,8 @@ interface Setup {
   capFreesAt?: string;
   whenCappedThankYou?: CapAction;
   composeFails?: string;
+  /** What rendering throws, when not a plain error with composeFails's words. */
+  composeThrows?: () => Error;
   /** The event was stopped (full refund) with this reason. */
   stoppedWith?: string;
   /** The stored purchase is gone (expired or scrubbed); the step record is still there. */
@@ -123,6 +126,7 @@ function world(setup: Setup = {}) {
   const compose: ComposeMessage = async (input) => {
     composed.push(input);
     if (setup.composeFails) throw new Error(setup.composeFails);
+    if (setup.composeThrows) throw setup.composeThrows();
     const { event: e, step, followUpId } = input;
     return step.channel === "email"
       ? {
@@ -534,6 +538,56 @@ describe("a failure that ends the follow-up", () => {
     ]);
     expect(w.caps.released).toEqual([emailSlot]);
     expect(w.delayedUntil()).toEqual([]);
+  });
+});
+
+describe("a render that runs out of time (a busy machine: `check` passed the template)", () => {
+  /** What liquid throws for a render over its time limit, as rendering at send time wraps it. */
+  const renderOverTime = () =>
+    toTemplateError(new Error("template render limit exceeded"), "thank-you", "thank-you.en.txt");
+
+  it("with attempts left: back to scheduled and retried after the backoff, nothing sent", async () => {
+    const w = world({ composeThrows: renderOverTime, email: [ok("never")] });
+
+    expect(await w.deliver()).toEqual({ threw: "DelayedError", message: "transient failure" });
+
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.delayedUntil()).toEqual(["2026-11-24T12:00:22.500Z"]);
+    expect(w.record()).toMatchObject({
+      state: "scheduled",
+      attempts: 1,
+      reason: {
+        code: "transient render-time",
+        text: "template thank-you failed to render: template render limit exceeded",
+      },
+      postponed: { until: Date.parse("2026-11-24T12:00:22.500Z"), code: "retry" },
+    });
+    expect(w.counted()).toEqual([]);
+    expect(await series(w.metrics.failed)).toEqual([]);
+    expect(await series(w.metrics.retried)).toEqual([{ labels: { channel: "email" }, value: 1 }]);
+  });
+
+  it("on the last attempt: failed with the reason and how often it was tried", async () => {
+    const w = world({
+      record: {
+        state: "scheduled",
+        dueAt: DUE_MS,
+        attempts: 2,
+        channel: "email",
+        kind: "thank-you",
+      },
+      composeThrows: renderOverTime,
+      email: [ok("never")],
+    });
+
+    expect(await w.deliver()).toEqual({
+      threw: "UnrecoverableError",
+      message:
+        "transient render-time: gave up after 3 attempts: template thank-you failed to render: template render limit exceeded",
+    });
+    expect(w.channels.email.sent).toEqual([]);
+    expect(w.record()).toMatchObject({ state: "failed", attempts: 3 });
+    expect(w.caps.released).toEqual([emailSlot]);
   });
 });
 

@@ -9,6 +9,13 @@ import { RENDER_BUDGET_MS } from "../../src/templates/check-templates.js";
 import { createLiquidEngines, TEMPLATE_LIMITS } from "../../src/templates/liquid-engines.js";
 import { loadTemplates } from "../../src/templates/load-templates.js";
 import { CONTRACT_MAXIMA, worstCaseTemplateContext } from "../../src/templates/template-context.js";
+import {
+  RenderTimeLimitError,
+  renderPart,
+  TemplateError,
+  type TemplateVariant,
+  toTemplateError,
+} from "../../src/templates/template-set.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 
 /**
@@ -147,6 +154,36 @@ describe("the limits", () => {
     expect(result.ok ? [] : result.problems.map((p) => p.message)).toEqual([
       "too long: 100001 characters; a template file may have at most 100000 (a message that large is clipped by mail clients anyway)",
     ]);
+  });
+
+  it("a render over its time limit throws RenderTimeLimitError, which delivery retries later", () => {
+    const engines = createLiquidEngines();
+    const variant: TemplateVariant = {
+      templateId: "costly",
+      locale: "en",
+      parts: {
+        text: { file: "costly/en.text.liquid", template: engines.text.parse(NESTED_LOOPS) },
+      },
+    };
+    const worst = worstCaseTemplateContext({
+      step: { kind: "thank-you", channel: "email" },
+      locale: "en",
+    });
+    let thrown: unknown;
+    try {
+      renderPart(engines, variant, "text", worst, { renderLimitMs: 1 });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(RenderTimeLimitError);
+    expect(thrown).toMatchObject({
+      file: "costly/en.text.liquid",
+      message: "template render limit exceeded",
+    });
+    // Other render failures stay plain template errors (failed at once, not retried).
+    const other = toTemplateError(new Error("undefined variable: discount"), "costly", "x.liquid");
+    expect(other).toBeInstanceOf(TemplateError);
+    expect(other).not.toBeInstanceOf(RenderTimeLimitError);
   });
 
   it("are what the engines use", () => {
