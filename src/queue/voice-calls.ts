@@ -15,7 +15,7 @@ import {
   outcomeAfter,
 } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
-import type { CallScripts, StoredCall } from "../store/call-scripts.js";
+import { type CallScripts, endedCall, type StoredCall } from "../store/call-scripts.js";
 import type { DeliveryLedger } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
@@ -56,22 +56,47 @@ export interface VoiceCallDeps {
  */
 export function createVoiceCalls(deps: VoiceCallDeps) {
   /**
-   * Records an outcome on the step record and remembers it for the final status callback; nothing
-   * when the script is gone (the call already ended, or the customer was erased).
+   * Writes a call's outcome on its step record, as the call's record has it. Two webhooks of a
+   * call handled at once (a key press and the final status callback) each write what they
+   * recorded, in no set order: the one that wrote the older outcome then finds the call's record
+   * says otherwise, and writes what it says, so the step ends with the call's latest outcome.
    */
-  const note = async (request: CallRequest, call: StoredCall, next: CallOutcome) => {
-    // A person reached on the step's other call (placed twice) stays reached (outcomeAfter).
-    const outcome = outcomeAfter(call.outcome, next);
-    if (outcome !== next) return;
-    if (!(await deps.calls.update(request.followUpId, { ...call, outcome }))) return;
-    await deps.shards
-      .of(call.script.shard)
-      .store.annotate(
-        call.script.eventId,
-        call.script.stepId,
-        { delivery: { status: outcome } },
-        deps.now(),
-      );
+  const annotate = async (
+    followUpId: string,
+    call: StoredCall,
+    outcome: CallOutcome,
+    at: { readonly now: number; readonly written?: boolean },
+  ) => {
+    const { eventId, stepId, shard } = call.script;
+    const store = deps.shards.of(shard).store;
+    let written = outcome;
+    if (!at.written)
+      await store.annotate(eventId, stepId, { delivery: { status: written } }, at.now);
+    for (let round = 0; round < 3; round++) {
+      const recorded = (await deps.calls.get(followUpId))?.outcome;
+      if (recorded === undefined || recorded === written) break;
+      written = recorded;
+      await store.annotate(eventId, stepId, { delivery: { status: written } }, at.now);
+    }
+  };
+
+  /**
+   * Records an outcome on the call's record (atomically: CallScripts.change) and on the step
+   * record; nothing when the script is gone (the call already ended over an hour ago, or the
+   * customer was erased), or, unless `afterEnd`, when the call is over (its final status callback
+   * recorded its outcome).
+   */
+  const note = async (request: CallRequest, next: CallOutcome, afterEnd = false): Promise<void> => {
+    const changed = await deps.calls.change(request.followUpId, async (stored) => {
+      if (stored.ended && !afterEnd) return undefined;
+      // A person reached on the step's other call (placed twice) stays reached (outcomeAfter).
+      const call = withSid(stored, request);
+      return outcomeAfter(call.outcome, next) === next
+        ? { call: { ...call, outcome: next } }
+        : undefined;
+    });
+    if (changed && changed.after !== changed.before)
+      await annotate(request.followUpId, changed.after, next, { now: deps.now() });
   };
 
   /**
@@ -139,11 +164,14 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       if (!stored || stored.ended) return HANG_UP;
       const call = withSid(stored, request);
       // A call whose request failed, placed all the same: noted, so the retry places no other.
-      if (stored.callSid === undefined) await deps.calls.update(request.followUpId, call);
+      if (stored.callSid === undefined)
+        await deps.calls.change(request.followUpId, async (now) =>
+          now.callSid === undefined ? { call: withSid(now, request) } : undefined,
+        );
       // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
       if (await deps.suppressions.isSuppressed("voice", calledNumber(call))) {
         const turn = answerOptedOut(call.script, request.answeredBy);
-        await note(request, call, turn.type === "hang-up" ? "machine" : "answered-no-score");
+        await note(request, turn.type === "hang-up" ? "machine" : "answered-no-score");
         deps.logger.info(
           { stepId: call.script.stepId },
           "call answered after its number opted out",
@@ -152,7 +180,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       }
       const turn = answerCall(call.script, request.answeredBy);
       if (turn.type !== "ask") {
-        await note(request, call, turn.type === "hang-up" ? "machine" : "voicemail");
+        await note(request, turn.type === "hang-up" ? "machine" : "voicemail");
       }
       return turn;
     },
@@ -192,15 +220,17 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         // retry of one that failed half-way, file (count and alert) one reply.
         const receipt = `call:${request.callSid}:answer`;
         await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
-        await note(request, call, "answered");
+        await note(request, "answered", true);
       } else if (heard.kind === "stop") {
         await optOut(calledNumber(call), request.receivedAt ?? deps.now());
-        await note(request, call, "answered-no-score");
+        await note(request, "answered-no-score", true);
         deps.logger.info({ stepId }, "customer pressed 9 on a call: no more calls or texts");
       } else if (heard.kind === "none") {
-        await note(request, call, "answered-no-score");
+        await note(request, "answered-no-score");
       } else {
-        await deps.calls.update(request.followUpId, { ...call, repeats: (call.repeats ?? 0) + 1 });
+        await deps.calls.change(request.followUpId, async (now) => ({
+          call: { ...withSid(now, request), repeats: (now.repeats ?? 0) + 1 },
+        }));
       }
       return heard.turn;
     },
@@ -213,50 +243,66 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
      * then corrected. Changes nothing for another call than the script's.
      */
     async unheard(request: CallRequest): Promise<"recorded" | "unknown-call"> {
-      const call = await callOf(request);
-      if (!call || otherCall(call, request)) {
-        return "unknown-call";
-      }
-      // Recorded by an earlier replay of this pick-up. A score cannot follow a call hung up on at
-      // pick-up: it was given on another call of the step (an earlier attempt), and stays.
-      if (call.outcome === "unheard" || call.outcome === "answered") return "recorded";
-      const { eventId, stepId, shard } = call.script;
-      const record = await deps.shards
-        .of(shard)
-        .store.annotate(eventId, stepId, { delivery: { status: "unheard" } }, deps.now());
-      // Its final status callback came first (Redis back before the spool's next round) and
-      // counted the call's end by what it said alone (`completed`: a person reached): counted
-      // again as unheard, once, before the script's outcome changes (a crash in between redoes it).
-      if (call.ended && call.outcome !== undefined && call.endedAt !== undefined) {
-        const labels = stepLabels(deps.rules(), stepId, record);
-        const counted = (outcome: CallOutcome) =>
-          callDelivered(outcome)
-            ? { outcome: "delivered", ...labels, channel: "voice" }
-            : { outcome: "undelivered", ...labels, channel: "voice", reason: outcome };
-        await deps.ledger.recountOnce(
-          `call:${request.callSid}:unheard`,
-          counted(call.outcome),
-          counted("unheard"),
-          call.endedAt,
+      const seen: { answer: "recorded" | "unknown-call" } = { answer: "recorded" };
+      const changed = await deps.calls.change(request.followUpId, async (stored) => {
+        const call = withSid(stored, request);
+        if (otherCall(call, request)) {
+          seen.answer = "unknown-call";
+          return undefined;
+        }
+        seen.answer = "recorded";
+        // Recorded by an earlier replay of this pick-up. A score cannot follow a call hung up on
+        // at pick-up: it was given on another call of the step (an earlier attempt), and stays.
+        if (call.outcome === "unheard" || call.outcome === "answered") return undefined;
+        const { eventId, stepId, shard } = call.script;
+        const record = await deps.shards
+          .of(shard)
+          .store.annotate(eventId, stepId, { delivery: { status: "unheard" } }, deps.now());
+        // Its final status callback came first (Redis back before the spool's next round) and
+        // counted the call's end by what it said alone (`completed`: a person reached): counted
+        // again as unheard, once, before the script's outcome changes (a crash in between redoes
+        // it).
+        if (call.ended && call.outcome !== undefined && call.endedAt !== undefined) {
+          const labels = stepLabels(deps.rules(), stepId, record);
+          const counted = (outcome: CallOutcome) =>
+            callDelivered(outcome)
+              ? { outcome: "delivered", ...labels, channel: "voice" }
+              : { outcome: "undelivered", ...labels, channel: "voice", reason: outcome };
+          await deps.ledger.recountOnce(
+            `call:${request.callSid}:unheard`,
+            counted(call.outcome),
+            counted("unheard"),
+            call.endedAt,
+          );
+        }
+        return { call: { ...call, outcome: "unheard" } };
+      });
+      if (!changed) return "unknown-call";
+      if (changed.after !== changed.before) {
+        await annotate(request.followUpId, changed.after, "unheard", {
+          now: deps.now(),
+          written: true,
+        });
+        deps.logger.info(
+          { stepId: changed.after.script.stepId },
+          "call picked up while Redis was away, hung up on before its message: recorded as unheard",
         );
       }
-      await deps.calls.update(request.followUpId, { ...call, outcome: "unheard" });
-      deps.logger.info(
-        { stepId: call.script.stepId },
-        "call picked up while Redis was away, hung up on before its message: recorded as unheard",
-      );
-      return "recorded";
+      return seen.answer;
     },
 
     /**
      * Twilio's status callback: the call's final outcome on the step and, once per call, in the
      * ledger (`delivered` when it reached a person or a voicemail, else `undelivered` with the
-     * outcome as reason). The script is marked over (CallScripts.end), so a key press posted after
-     * this callback is still filed; a repeated final callback changes nothing. A callback about
-     * another call than the script's (an earlier attempt that Twilio placed after all) changes
-     * nothing either. A status that is not final (`ringing`, `in-progress`) changes nothing, so one
-     * replayed from the webhook spool after the final one cannot move the call back. The outcome
-     * is dated `receivedAt` when given (the callback's arrival, replayed from the spool), else now.
+     * outcome as reason). The script is marked over (endedCall), so a key press posted after this
+     * callback is still filed; a repeated final callback changes nothing. The outcome is worked
+     * out and the call marked over in one atomic change of the call's record (CallScripts.change):
+     * a key press handled at the same moment is either in it or comes after it, never lost under
+     * it. A callback about another call than the script's (an earlier attempt that Twilio placed
+     * after all) changes nothing either. A status that is not final (`ringing`, `in-progress`)
+     * changes nothing, so one replayed from the webhook spool after the final one cannot move the
+     * call back. The outcome is dated `receivedAt` when given (the callback's arrival, replayed
+     * from the spool), else now.
      */
     async status(
       request: CallRequest & {
@@ -267,46 +313,64 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         readonly receivedAt?: number;
       },
     ): Promise<"recorded" | "in-progress" | "unknown-call"> {
-      const call = await callOf(request);
       const over = callOutcome(request.callStatus, undefined, undefined, "hangup") !== undefined;
-      if (!call || otherCall(call, request)) {
+      const now = request.receivedAt ?? deps.now();
+      const seen: {
+        answer: "recorded" | "in-progress" | "unknown-call";
+        otherPrice?: number;
+        ended?: CallOutcome;
+      } = { answer: "recorded" };
+      const changed = await deps.calls.change(request.followUpId, async (stored) => {
+        const call = withSid(stored, request);
+        seen.ended = undefined;
+        if (otherCall(call, request)) {
+          seen.answer = "unknown-call";
+          seen.otherPrice = call.script.minutePriceMicros;
+          return undefined;
+        }
+        const outcome = callOutcome(
+          request.callStatus,
+          request.answeredBy,
+          call.outcome,
+          call.script.answeringMachine,
+        );
+        seen.answer = outcome ? "recorded" : "in-progress";
+        if (!outcome || call.ended) return undefined;
+        // Done before the call is marked over, each once however often it runs: a callback
+        // retried after a crash in between, or a change worked out again because a key press
+        // changed the record meanwhile, records the call's end once.
+        const { eventId, stepId, shard } = call.script;
+        const record = await deps.shards
+          .of(shard)
+          .store.annotate(eventId, stepId, { delivery: { status: outcome } }, now);
+        const labels = stepLabels(deps.rules(), stepId, record);
+        const delivered = callDelivered(outcome);
+        // Charged once per call (by its sid), before the count.
+        await chargeMinutes(call.script.minutePriceMicros, request, now);
+        await deps.ledger.countOnce(
+          `call:${request.callSid}:end`,
+          {
+            outcome: delivered ? "delivered" : "undelivered",
+            ...labels,
+            channel: "voice",
+            ...(!delivered && { reason: outcome }),
+          },
+          now,
+        );
+        seen.ended = outcome;
+        return { call: endedCall(call, outcome, now), ending: true };
+      });
+      if (!changed || seen.answer === "unknown-call") {
         // Its record is gone (the customer erased while it rang), or another call placed with
         // the script (one Twilio placed although its request failed): it changes nothing on the
         // step, but Twilio bills it.
-        const price = call ? call.script.minutePriceMicros : priceOf(request.to);
-        if (over) await chargeMinutes(price, request, request.receivedAt ?? deps.now());
+        const price = changed ? seen.otherPrice : priceOf(request.to);
+        if (over) await chargeMinutes(price, request, now);
         return "unknown-call";
       }
-      const outcome = callOutcome(
-        request.callStatus,
-        request.answeredBy,
-        call.outcome,
-        call.script.answeringMachine,
-      );
-      if (!outcome) return "in-progress";
-      if (call.ended) return "recorded";
-      const now = request.receivedAt ?? deps.now();
-      const { eventId, stepId, shard } = call.script;
-      const record = await deps.shards
-        .of(shard)
-        .store.annotate(eventId, stepId, { delivery: { status: outcome } }, now);
-      const labels = stepLabels(deps.rules(), stepId, record);
-      const delivered = callDelivered(outcome);
-      // Charged once per call (by its sid), before the count: a callback retried after a crash
-      // between the two charges nothing twice and still counts.
-      await chargeMinutes(call.script.minutePriceMicros, request, now);
-      await deps.ledger.countOnce(
-        `call:${request.callSid}:end`,
-        {
-          outcome: delivered ? "delivered" : "undelivered",
-          ...labels,
-          channel: "voice",
-          ...(!delivered && { reason: outcome }),
-        },
-        now,
-      );
-      await deps.calls.end(request.followUpId, call, outcome, now);
-      return "recorded";
+      if (seen.ended !== undefined)
+        await annotate(request.followUpId, changed.after, seen.ended, { now, written: true });
+      return seen.answer;
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { CallOutcome, CallScript } from "../domain/voice-call.js";
 import { StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
+import { withStoreCommands } from "./script-registry.js";
 
 /**
  * How long a call's script is kept: calls ring for a minute and last a few, and Twilio may post
@@ -12,6 +13,22 @@ const SCRIPT_KEEP_MS = 2 * 24 * 3600_000;
  * up reaches the gather webhook in no set order with the final status callback, sometimes after.
  */
 const ENDED_KEEP_MS = 3600_000;
+/**
+ * How often a change to a call's record is worked out anew because another webhook of the call
+ * changed it meanwhile, before giving up (an error: Twilio retries the webhook). A call has a
+ * handful of webhooks; this is never reached but by a bug.
+ */
+const MAX_CHANGE_ROUNDS = 20;
+
+/**
+ * A change to a call's record, worked out from the record as it is: the record to write, with
+ * `ending` when it is the call's end (its expiry then shortens to an hour), or undefined when
+ * there is nothing to write. It may run more than once (the record changed meanwhile: it is read
+ * again), so whatever else it does must be safe to do again.
+ */
+export type CallChange = (
+  call: StoredCall,
+) => Promise<{ readonly call: StoredCall; readonly ending?: boolean } | undefined>;
 
 /** A stored script and what the call's webhooks recorded so far. */
 export interface StoredCall {
@@ -37,7 +54,7 @@ export interface StoredCall {
 /**
  * The scripts of voice calls in progress, keyed by follow-up id (the id in the callback URLs):
  * written before the call is placed, so the answer webhook finds it however soon it comes, and
- * kept an hour without its message once Twilio reports the call over (`end`), for a key press
+ * kept an hour without its message once Twilio reports the call over (`endedCall`), for a key press
  * posted after that. Updates never bring a deleted script back, and never outlive its expiry.
  */
 export class CallScripts {
@@ -61,10 +78,7 @@ export class CallScripts {
 
   async get(followUpId: string): Promise<StoredCall | undefined> {
     const raw = await this.redis.get(this.keys.callScript(followUpId));
-    if (!raw) return undefined;
-    // Scripts stored before shards name no shard: their events are in shard 0.
-    const stored = JSON.parse(raw) as StoredCall & { script: { shard?: number } };
-    return { ...stored, script: { ...stored.script, shard: stored.script.shard ?? 0 } };
+    return raw ? parseCall(raw) : undefined;
   }
 
   /**
@@ -78,57 +92,64 @@ export class CallScripts {
 
   /** Notes the sid of the call placed with the script. */
   async bind(followUpId: string, callSid: string): Promise<void> {
-    const call = await this.get(followUpId);
-    if (call) await this.update(followUpId, { ...call, callSid });
-  }
-
-  /**
-   * Replaces a script's record (its outcome so far, its repeats), keeping its expiry; false when
-   * it is gone (the call ended, or the customer was erased): nothing is written then.
-   */
-  async update(followUpId: string, call: StoredCall): Promise<boolean> {
-    const answer = await this.redis.call(
-      "SET",
-      this.keys.callScript(followUpId),
-      JSON.stringify(call),
-      "XX",
-      "KEEPTTL",
+    await this.change(followUpId, async (call) =>
+      call.callSid === callSid ? undefined : { call: { ...call, callSid } },
     );
-    return answer === "OK";
   }
 
   /**
-   * Marks a call over with the outcome its final status callback recorded (at `endedAt`): the
-   * message (a first name, what the call said) goes at once, the rest (step, language, the
-   * number's keyed hash, the outcome) an hour later, so a key press whose webhook comes after the
-   * final status callback is still filed and acted on. Nothing is written when the script is
-   * gone; its expiry is never moved later.
+   * Changes a call's record atomically (swap-call.lua): the change is worked out from the record
+   * as read and written only if nobody wrote it meanwhile, else worked out again from what they
+   * wrote. The call's webhooks (a key press and the final status callback, posted together as the
+   * customer hangs up) so never write over each other's outcome. Returns the record as it was
+   * before the change and as it is after (the same when nothing was written); undefined when it
+   * is gone (the call ended over an hour ago, or the customer was erased): nothing is written.
    */
-  async end(
+  async change(
     followUpId: string,
-    call: StoredCall,
-    outcome: CallOutcome,
-    endedAt: number,
-  ): Promise<void> {
+    change: CallChange,
+  ): Promise<{ readonly before: StoredCall; readonly after: StoredCall } | undefined> {
     const key = this.keys.callScript(followUpId);
-    const ended: StoredCall = {
-      ...call,
-      script: { ...call.script, text: "" },
-      outcome,
-      ended: true,
-      endedAt,
-    };
-    const results = await this.redis
-      .multi()
-      .set(key, JSON.stringify(ended), "KEEPTTL", "XX")
-      .pexpire(key, ENDED_KEEP_MS, "LT")
-      .exec();
-    const failed = results?.find(([error]) => error)?.[0];
-    if (failed) throw failed;
+    const redis = withStoreCommands(this.redis);
+    for (let round = 0; round < MAX_CHANGE_ROUNDS; round++) {
+      const raw = await this.redis.get(key);
+      if (!raw) return undefined;
+      const before = parseCall(raw);
+      const next = await change(before);
+      if (!next) return { before, after: before };
+      const written = await redis.fuSwapCall(
+        key,
+        raw,
+        JSON.stringify(next.call),
+        next.ending ? ENDED_KEEP_MS : 0,
+      );
+      if (written === 1) return { before, after: next.call };
+      if (written === -1) return undefined;
+    }
+    throw new Error(
+      `a call's record kept changing under ${MAX_CHANGE_ROUNDS} rounds of one change`,
+    );
   }
 
   /** Forgets a call that was never placed, or whose customer was erased as it was placed. */
   async forget(followUpId: string): Promise<void> {
     await this.redis.del(this.keys.callScript(followUpId));
   }
+}
+
+/** A stored call's record. Scripts stored before shards name no shard: their events are in shard 0. */
+function parseCall(raw: string): StoredCall {
+  const stored = JSON.parse(raw) as StoredCall & { script: { shard?: number } };
+  return { ...stored, script: { ...stored.script, shard: stored.script.shard ?? 0 } };
+}
+
+/**
+ * A call's record once Twilio reported it over, with the outcome its final status callback
+ * recorded (at `endedAt`): the message (a first name, what the call said) goes at once, the rest
+ * (step, language, the number's keyed hash, the outcome) with the record, an hour later
+ * (CallChange's `ending`), so a key press whose webhook comes after the final status callback is
+ * still filed and acted on.
+ */
+export function endedCall(call: StoredCall, outcome: CallOutcome, endedAt: number): StoredCall {
+  return { ...call, script: { ...call.script, text: "" }, outcome, ended: true, endedAt };
 }

@@ -317,6 +317,8 @@ export interface StoreCommands {
   ): Promise<number[]>;
   /** return-spend.lua */
   fuReturnSpend(monthKey: string, chargesKey: string, chargeId: string): Promise<number>;
+  /** swap-call.lua */
+  fuSwapCall(key: string, asRead: string, next: string, keepMs: number): Promise<number>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,
@@ -379,6 +381,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "add-spend": "fuAddSpend",
   "return-spend": "fuReturnSpend",
   "fold-counts": "fuFoldCounts",
+  "swap-call": "fuSwapCall",
 };
 
 const defined = new WeakSet<RedisClient>();

@@ -187,6 +187,7 @@ describe("the store's Lua scripts", () => {
       "settle-sent",
       "stop-event",
       "suppress",
+      "swap-call",
       "sweep-bucket",
       "take-cap-slot",
       "take-rate-slot",
@@ -215,6 +216,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["begin-walk"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["claim-alerts"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["finish-alerts"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["swap-call"].numberOfKeys).toBe(1);
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {

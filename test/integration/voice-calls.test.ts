@@ -499,6 +499,71 @@ async function answeredWith4(
   return answer;
 }
 
+describe("a key press and the call's end posted at the same moment", () => {
+  it("record the score, whichever is handled first: the step says answered, not answered-no-score", async () => {
+    pipeline = await startPipeline("voice-gather-status-race", { startWorker: false });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir);
+    await p.startWorker();
+    // Six customers, each called once (one call a second, the voice rate).
+    const ids = [0, 1, 2, 3, 4, 5].map((n) => `evt-race-${n}`);
+    for (const [n, id] of ids.entries()) await publishTvTo(p, id, `+4474001122${40 + n}`);
+    const calls = await p.twilio.waitForCalls(ids.length, 30_000);
+    for (const id of ids) {
+      await eventually(
+        async () => ((await stepRecord(p, id, CALL_STEP))?.state === "sent" ? true : undefined),
+        `the call step of ${id} to be sent`,
+      );
+    }
+    for (const id of ids) {
+      const record = await stepRecord(p, id, CALL_STEP);
+      const followUpId = followUpJobId(id, CALL_STEP);
+      const callSid = record?.providerId ?? "";
+      expect(calls.map((call) => call.sid)).toContain(callSid);
+      await postTwilio(p, callRoute("answer", followUpId), {
+        CallSid: callSid,
+        CallStatus: "in-progress",
+        AnsweredBy: "human",
+      });
+      // The customer presses 4 and hangs up at once: Twilio posts both together.
+      const [gather, status] = await Promise.all([
+        postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "4" }),
+        postTwilio(p, callRoute("status", followUpId), {
+          CallSid: callSid,
+          CallStatus: "completed",
+          AnsweredBy: "human",
+          CallDuration: "20",
+        }),
+      ]);
+      expect([gather.status, status.status]).toEqual([200, 204]);
+    }
+    const outcomes = await Promise.all(
+      ids.map(async (id) => (await stepRecord(p, id, CALL_STEP))?.delivery?.status),
+    );
+    expect(outcomes).toEqual(ids.map(() => "answered"));
+    // Each call's record says it is over, with its score: what it said went when it ended, the
+    // rest goes within the hour.
+    const keys = new StoreKeys(p.prefix);
+    const records = await Promise.all(
+      ids.map(async (id) => {
+        const key = keys.callScript(followUpJobId(id, CALL_STEP));
+        const stored = JSON.parse((await p.redis.get(key)) ?? "{}");
+        const ttl = await p.redis.pttl(key);
+        return [stored.outcome, stored.ended, stored.script?.text, ttl > 0 && ttl <= 3_600_000];
+      }),
+    );
+    expect(records).toEqual(ids.map(() => ["answered", true, "", true]));
+    // Each call's end counted once, as delivered; each score once.
+    const at = Date.now();
+    const counted = sumHours(
+      await new DeliveryLedger(p.redis, p.prefix).hours(at - 7_200_000, at + 3_600_000),
+    );
+    const total = (prefix: string) =>
+      [...counted].filter(([field]) => field.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
+    expect([total("delivered|voice"), total("reply|voice")]).toEqual([ids.length, ids.length]);
+  });
+});
+
 describe("a call placed again", () => {
   it("is not placed a second time when Twilio placed the first after answering a 5xx and that call's webhooks came before the retry", async () => {
     // Retries 2.5 to 5 s apart: time for the first call to be answered before the retry.

@@ -1,0 +1,27 @@
+--[[
+  Replaces a voice call's record (store/call-scripts.ts) only if it is still the one its writer
+  read: the call's webhooks (a key press, the final status callback, a pick-up) come in no set
+  order, sometimes at the same moment, and each works out its change from what it read. A record
+  changed meanwhile is not written: its writer reads it again and works its change out anew, so
+  that no webhook's write is lost under another's (a score under the call's end, or the end under
+  the score). The record keeps its expiry; `keepMs` (the call's end) shortens it, never lengthens.
+
+  Input:
+    KEYS[1] the call's record (string: JSON)
+
+    ARGV[1] the record as its writer read it (exact bytes)
+    ARGV[2] the record to write
+    ARGV[3] keep it at most this long from now (ms); 0: keep its expiry
+
+  Output: 1 written, 0 changed since it was read (nothing written), -1 gone (nothing written)
+]]
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+local keepMs = tonumber(ARGV[3])
+if keepMs > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 or ttl > keepMs then redis.call('PEXPIRE', KEYS[1], keepMs) end
+end
+return 1
