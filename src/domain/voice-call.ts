@@ -353,6 +353,21 @@ export function outcomeAfter(recorded: string | undefined, next: CallOutcome): C
 }
 
 /**
+ * A step's outcome from the outcomes of its calls (one, or two when Twilio placed a call although
+ * its request failed and the retry placed another): the one that went furthest, in the order of
+ * CALL_OUTCOMES (a score, a person reached, a voicemail, a machine …). What one call's late
+ * webhook records so never overwrites what another call established.
+ */
+export function stepCallOutcome(outcomes: Iterable<CallOutcome>): CallOutcome | undefined {
+  let best: CallOutcome | undefined;
+  for (const outcome of outcomes) {
+    if (best === undefined || CALL_OUTCOMES.indexOf(outcome) < CALL_OUTCOMES.indexOf(best))
+      best = outcome;
+  }
+  return best;
+}
+
+/**
  * The outcome of a call from Twilio's final status callback, given what the call's webhooks
  * already recorded (`answered` after a score, `voicemail`/`machine` after machine detection).
  * A person reached stays reached: a step's call placed twice (Twilio placed one although its

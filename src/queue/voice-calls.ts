@@ -15,7 +15,13 @@ import {
   outcomeAfter,
 } from "../domain/voice-call.js";
 import type { Logger } from "../logger.js";
-import { type CallScripts, endedCall, type StoredCall } from "../store/call-scripts.js";
+import {
+  type CallScripts,
+  callOutcomes,
+  endedCall,
+  type StoredCall,
+  withCallOutcome,
+} from "../store/call-scripts.js";
 import type { DeliveryLedger } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
@@ -89,14 +95,16 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
   const note = async (request: CallRequest, next: CallOutcome, afterEnd = false): Promise<void> => {
     const changed = await deps.calls.change(request.followUpId, async (stored) => {
       if (stored.ended && !afterEnd) return undefined;
-      // A person reached on the step's other call (placed twice) stays reached (outcomeAfter).
+      // The call's own outcome: a person reached stays reached, but for a score (outcomeAfter);
+      // the step's is the best of its calls' (a person reached on its other call stays reached).
       const call = withSid(stored, request);
-      return outcomeAfter(call.outcome, next) === next
-        ? { call: { ...call, outcome: next } }
+      return outcomeAfter(callOutcomes(call)[request.callSid], next) === next
+        ? { call: withCallOutcome(call, request.callSid, next) }
         : undefined;
     });
-    if (changed && changed.after !== changed.before)
-      await annotate(request.followUpId, changed.after, next, { now: deps.now() });
+    const outcome = changed?.after.outcome;
+    if (changed && changed.after !== changed.before && outcome !== undefined)
+      await annotate(request.followUpId, changed.after, outcome, { now: deps.now() });
   };
 
   /**
@@ -252,34 +260,41 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         }
         seen.answer = "recorded";
         // Recorded by an earlier replay of this pick-up. A score cannot follow a call hung up on
-        // at pick-up: it was given on another call of the step (an earlier attempt), and stays.
-        if (call.outcome === "unheard" || call.outcome === "answered") return undefined;
+        // at pick-up.
+        const own = callOutcomes(call)[request.callSid];
+        if (own === "unheard" || own === "answered") return undefined;
+        const next = withCallOutcome(call, request.callSid, "unheard");
+        // The step's outcome stays when another call of the step went further (a person reached
+        // on the call Twilio placed although its request failed): only this call's changes.
+        if (next.outcome === call.outcome) return { call: next };
+        const outcome = next.outcome ?? "unheard";
         const { eventId, stepId, shard } = call.script;
         const record = await deps.shards
           .of(shard)
-          .store.annotate(eventId, stepId, { delivery: { status: "unheard" } }, deps.now());
+          .store.annotate(eventId, stepId, { delivery: { status: outcome } }, deps.now());
         // Its final status callback came first (Redis back before the spool's next round) and
         // counted the call's end by what it said alone (`completed`: a person reached): counted
         // again as unheard, once, before the script's outcome changes (a crash in between redoes
         // it).
         if (call.ended && call.outcome !== undefined && call.endedAt !== undefined) {
           const labels = stepLabels(deps.rules(), stepId, record);
-          const counted = (outcome: CallOutcome) =>
-            callDelivered(outcome)
+          const counted = (counts: CallOutcome) =>
+            callDelivered(counts)
               ? { outcome: "delivered", ...labels, channel: "voice" }
-              : { outcome: "undelivered", ...labels, channel: "voice", reason: outcome };
+              : { outcome: "undelivered", ...labels, channel: "voice", reason: counts };
           await deps.ledger.recountOnce(
             `call:${request.callSid}:unheard`,
             counted(call.outcome),
-            counted("unheard"),
+            counted(outcome),
             call.endedAt,
           );
         }
-        return { call: { ...call, outcome: "unheard" } };
+        return { call: next };
       });
       if (!changed) return "unknown-call";
-      if (changed.after !== changed.before) {
-        await annotate(request.followUpId, changed.after, "unheard", {
+      const outcome = changed.after.outcome;
+      if (changed.after.outcome !== changed.before.outcome && outcome !== undefined) {
+        await annotate(request.followUpId, changed.after, outcome, {
           now: deps.now(),
           written: true,
         });
@@ -328,14 +343,18 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
           seen.otherPrice = call.script.minutePriceMicros;
           return undefined;
         }
-        const outcome = callOutcome(
+        // How this call ended, by what its webhooks recorded; the step's outcome is the best of
+        // its calls' (a person reached on the step's other call stays reached).
+        const ending = callOutcome(
           request.callStatus,
           request.answeredBy,
-          call.outcome,
+          callOutcomes(call)[request.callSid],
           call.script.answeringMachine,
         );
-        seen.answer = outcome ? "recorded" : "in-progress";
-        if (!outcome || call.ended) return undefined;
+        seen.answer = ending ? "recorded" : "in-progress";
+        if (!ending || call.ended) return undefined;
+        const next = withCallOutcome(call, request.callSid, ending);
+        const outcome = next.outcome ?? ending;
         // Done before the call is marked over, each once however often it runs: a callback
         // retried after a crash in between, or a change worked out again because a key press
         // changed the record meanwhile, records the call's end once.
@@ -358,7 +377,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
           now,
         );
         seen.ended = outcome;
-        return { call: endedCall(call, outcome, now), ending: true };
+        return { call: endedCall(next, outcome, now), ending: true };
       });
       if (!changed || seen.answer === "unknown-call") {
         // Its record is gone (the customer erased while it rang), or another call placed with

@@ -1,4 +1,4 @@
-import type { CallOutcome, CallScript } from "../domain/voice-call.js";
+import { type CallOutcome, type CallScript, stepCallOutcome } from "../domain/voice-call.js";
 import { StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { withStoreCommands } from "./script-registry.js";
@@ -38,8 +38,18 @@ export interface StoredCall {
    * webhooks came (a call placed although its request failed).
    */
   readonly callSid?: string;
-  /** Set once the call has an outcome (a score, a voicemail): the final callback keeps it. */
+  /**
+   * The step's outcome so far (a score, a voicemail), the best of its calls' (stepCallOutcome):
+   * the final callback keeps it.
+   */
   readonly outcome?: CallOutcome;
+  /**
+   * Each call's own outcome, by call sid: a step has two calls when Twilio placed one although
+   * its request failed and the retry placed another, and a webhook of one (a pick-up replayed
+   * late from the spool) changes that call's outcome only. Records written before it was kept
+   * have `outcome` alone, taken as the script's call's (callOutcomes).
+   */
+  readonly outcomes?: Readonly<Record<string, CallOutcome>>;
   /** How often the question was asked again after a key that means nothing. */
   readonly repeats?: number;
   /** Twilio reported the call over: its outcome is recorded, only a late answer may follow. */
@@ -152,4 +162,20 @@ function parseCall(raw: string): StoredCall {
  */
 export function endedCall(call: StoredCall, outcome: CallOutcome, endedAt: number): StoredCall {
   return { ...call, script: { ...call.script, text: "" }, outcome, ended: true, endedAt };
+}
+
+/** Each call's own outcome, by call sid (StoredCall.outcomes). */
+export function callOutcomes(call: StoredCall): Readonly<Record<string, CallOutcome>> {
+  if (call.outcomes) return call.outcomes;
+  return call.outcome === undefined ? {} : { [call.callSid ?? ""]: call.outcome };
+}
+
+/** The record with one call's own outcome set, and the step's worked out again from its calls'. */
+export function withCallOutcome(
+  call: StoredCall,
+  callSid: string,
+  outcome: CallOutcome,
+): StoredCall {
+  const outcomes = { ...callOutcomes(call), [callSid]: outcome };
+  return { ...call, outcomes, outcome: stepCallOutcome(Object.values(outcomes)) ?? outcome };
 }

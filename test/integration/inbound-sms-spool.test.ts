@@ -497,6 +497,53 @@ it("a call picked up while Redis is away whose status callback is handled before
   expectNoPersonalDataLogged(p);
 });
 
+it("a call picked up while Redis is away, replayed after the step's other call reached the customer without a score, leaves the step answered: no fallback", {
+  timeout: 60_000,
+}, async () => {
+  // Twilio places the step's first call although it answers 503; the retry places a second.
+  const { p, server } = await startOnDurableRedis("spool-unheard-other", async (h) => {
+    await withVoiceCheckIn(h.configDir);
+    h.twilio.failNext({ status: 503, createdAnyway: true });
+  });
+  await publishTv(p, "evt-unheardother", PHONE);
+  const [first, second] = await p.twilio.waitForCalls(2, 15_000);
+  const sent = await waitForState(p, "evt-unheardother", CALL_STEP, "sent");
+  expect(sent.providerId).toBe(second?.sid);
+  const followUpId = followUpJobId("evt-unheardother", CALL_STEP);
+
+  // The customer picks up the first call, listens, presses nothing and hangs up.
+  await postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: first?.sid ?? "",
+    CallStatus: "in-progress",
+    AnsweredBy: "human",
+    To: PHONE,
+  });
+  await postTwilio(p, callRoute("gather", followUpId), { CallSid: first?.sid ?? "", To: PHONE });
+  expect((await stepRecordOf(p, "evt-unheardother", CALL_STEP))?.delivery).toEqual({
+    status: "answered-no-score",
+  });
+
+  // The second call is picked up (by the customer's voicemail) while Redis is away: hung up on.
+  await redisAway(p, server);
+  expect(await (await pickedUp(p, followUpId, second?.sid ?? "")).text()).toContain("<Hangup/>");
+  await replayedOnceRedisIsBack(p);
+  expect(await endedAfterASecond(p, followUpId, second?.sid ?? "")).toHaveProperty("status", 204);
+
+  // The customer was reached on the first call: the step says so, and no text follows the call.
+  const record = await stepRecordOf(p, "evt-unheardother", CALL_STEP);
+  expect(record?.delivery).toEqual({ status: "answered-no-score" });
+  const fallbackId = followUpJobId("evt-unheardother", `${CALL_STEP}-fallback`);
+  const fallback = await eventually(async () => {
+    const job = await p.followUps.getJob(fallbackId);
+    if ((await job?.getState()) === "delayed") await job?.promote().catch(() => undefined);
+    const found = await stepRecordOf(p, "evt-unheardother", `${CALL_STEP}-fallback`);
+    return found && found.state !== "scheduled" && found.state !== "sending" ? found : undefined;
+  }, "the fallback to end");
+  expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
+  expect(p.twilio.messages).toEqual([]);
+  expectNoPersonalDataLogged(p);
+});
+
 it("a message's status callback while Redis is away is answered 204 and kept on disk; once Redis is back the step shows it, and a carrier opt-out (21610) stops calls to the number", {
   timeout: 60_000,
 }, async () => {

@@ -11,6 +11,7 @@ import {
   hearAnswer,
   SPOOL_SETTLE_MS,
   sayLanguageOf,
+  stepCallOutcome,
 } from "../../src/domain/voice-call.js";
 import { callTwiml } from "../../src/http/twilio-routes.js";
 import { renderPlanTable } from "../../src/reports/plan-table.js";
@@ -452,5 +453,16 @@ describe("a voice step's fallback in the plan", () => {
         'rules[0].steps[1].id: rule big-ticket already has a step with the id "check-in-fallback"',
       ),
     ]);
+  });
+});
+
+describe("a step's outcome from its calls'", () => {
+  it("is the one that went furthest: a person reached on one call stays reached whatever the other's end", () => {
+    expect(stepCallOutcome(["answered-no-score", "unheard"])).toBe("answered-no-score");
+    expect(stepCallOutcome(["unheard", "answered-no-score"])).toBe("answered-no-score");
+    expect(stepCallOutcome(["answered-no-score", "answered"])).toBe("answered");
+    expect(stepCallOutcome(["no-answer", "voicemail"])).toBe("voicemail");
+    expect(stepCallOutcome(["busy"])).toBe("busy");
+    expect(stepCallOutcome([])).toBeUndefined();
   });
 });
