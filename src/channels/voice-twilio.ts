@@ -1,7 +1,16 @@
 import { TWILIO_VOICE_ANSWER_PATH, TWILIO_VOICE_STATUS_PATH } from "../config/public-paths.js";
-import type { DeliveryChannel, OutgoingMessage, SendResult } from "./channel.js";
+import type { DeliveryChannel, OutgoingMessage, PlacedLookup, SendResult } from "./channel.js";
 import { closedChannel, unsupportedChannel } from "./channel-results.js";
 import { createTwilioClient, type TwilioClientOptions, twilioSend } from "./twilio-client.js";
+import { classifyTwilioFailure } from "./twilio-failure.js";
+
+/**
+ * How far before the earlier attempt a call it placed may be dated by Twilio's clock (which is
+ * not ours): a call created up to this long before `since` still counts as that attempt's.
+ */
+const CLOCK_SLACK_MS = 60_000;
+/** The most recent calls to the number from the caller id that a lookup reads (one page). */
+const LOOKUP_PAGE = 20;
 
 /** Settings of the Twilio voice adapter. */
 export interface TwilioVoiceOptions extends TwilioClientOptions {
@@ -52,6 +61,34 @@ export function createTwilioVoiceChannel(options: TwilioVoiceOptions): DeliveryC
           timeout: options.ringSeconds ?? 30,
         }),
       );
+    },
+    /**
+     * The call an earlier attempt placed although its request failed, from Twilio's Calls list:
+     * the earliest call to the number from the caller id created since that attempt began (less
+     * a minute for Twilio's clock), among the latest twenty. Twilio's Calls resource does not say
+     * which URL a call asks for its words, so a call of another follow-up placed to the same
+     * number in that window would be taken for this one's (calls are capped per customer, one a
+     * week by default). Not filtered by start time: a call Twilio has queued and not dialled yet
+     * has none.
+     */
+    async findPlaced(message: OutgoingMessage, since: number): Promise<PlacedLookup> {
+      if (closed) return closedChannel("twilio");
+      try {
+        const calls = await client.calls.list({
+          to: message.to,
+          from: options.callerId,
+          limit: LOOKUP_PAGE,
+          pageSize: LOOKUP_PAGE,
+        });
+        const placed = calls
+          .filter(
+            (call) => call.dateCreated && call.dateCreated.getTime() >= since - CLOCK_SLACK_MS,
+          )
+          .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime())[0];
+        return { ok: true, ...(placed && { id: placed.sid }) };
+      } catch (error) {
+        return { ok: false, error: classifyTwilioFailure(error) };
+      }
     },
     async close() {
       closed = true;

@@ -59,7 +59,7 @@ export interface DeliveryDeps {
   readonly shard: number;
   readonly rules: () => RuleSet;
   readonly compose: ComposeMessage;
-  readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send">>>;
+  readonly channels: Readonly<Record<Channel, Pick<DeliveryChannel, "send" | "findPlaced">>>;
   readonly store: Pick<
     FollowUpStore,
     | "stepRecords"
@@ -82,7 +82,7 @@ export interface DeliveryDeps {
   >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
-  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget" | "placedBefore">;
+  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget" | "earlierAttempt">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
   readonly history: Pick<
     CustomerHistoryStore,
@@ -879,22 +879,27 @@ function createDelivery(deps: DeliveryDeps) {
       );
     }
     // A call an earlier attempt placed after all (its request failed midway, or its worker died),
-    // known by its webhooks: that call is this step's; a second one would ring a customer who
-    // may have answered the first.
-    const placedBefore =
-      message.channel === "voice" ? await deps.calls.placedBefore(followUpId) : undefined;
+    // known by its webhooks or found in Twilio's Calls list: that call is this step's; a second
+    // one would ring a customer who may have answered the first.
+    const earlier =
+      message.channel === "voice" ? await deps.calls.earlierAttempt(followUpId) : undefined;
+    const placedBefore = earlier?.callSid ?? (await findPlaced(deps, log, message, earlier));
     if (message.channel === "voice" && message.call && recipientMember && !placedBefore) {
       // Stored before the call is placed: Twilio asks for the words as soon as it is answered.
       const price = unitPrice(rules.spend, "voice", message.to);
-      await deps.calls.prepare(followUpId, {
-        eventId,
-        stepId,
-        shard: deps.shard,
-        recipient: recipientMember,
-        text: message.text,
-        ...message.call,
-        ...(price.ok && { minutePriceMicros: price.micros }),
-      });
+      await deps.calls.prepare(
+        followUpId,
+        {
+          eventId,
+          stepId,
+          shard: deps.shard,
+          recipient: recipientMember,
+          text: message.text,
+          ...message.call,
+          ...(price.ok && { minutePriceMicros: price.micros }),
+        },
+        earlier?.placingSince ?? nowMs,
+      );
     }
     const untilSlot = slotAt - deps.clock().toMillis();
     if (untilSlot > 0) await sleep(untilSlot);
@@ -981,6 +986,38 @@ function createDelivery(deps: DeliveryDeps) {
       return retryLater(result.error, doneMs, attempts, sentCode);
     return fail(deps, log, attempt, doneMs, result.error, attempts, sentCode);
   };
+}
+
+/**
+ * The call an earlier attempt of the step placed although its request failed, before any of that
+ * call's webhooks came: asked of Twilio's Calls list (the voice channel's findPlaced) when the
+ * call's record shows an attempt (placingSince) but no call. A lookup that fails (Twilio down,
+ * the request timed out) does not hold the send back: the call is placed as it would be without
+ * the lookup, a possible duplicate (counted when the earlier attempt failed), and logged.
+ */
+async function findPlaced(
+  deps: DeliveryDeps,
+  log: Logger,
+  message: OutgoingMessage,
+  earlier: { readonly placingSince?: number } | undefined,
+): Promise<string | undefined> {
+  const voice = deps.channels.voice;
+  if (message.channel !== "voice" || earlier?.placingSince === undefined || !voice.findPlaced)
+    return undefined;
+  const found = await voice.findPlaced(message, earlier.placingSince);
+  if (!found.ok) {
+    log.warn(
+      { code: found.error.code },
+      "could not ask Twilio whether an earlier attempt's call was placed; placing it (possible duplicate)",
+    );
+    return undefined;
+  }
+  if (found.id)
+    log.warn(
+      { providerId: found.id },
+      "Twilio's Calls list has the call an earlier attempt placed although its request failed: recorded as the step's, not placed again",
+    );
+  return found.id;
 }
 
 /** A step's failure reason, ledger reason and metrics label when its purchase cannot be read. */

@@ -110,7 +110,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
   /**
    * The call's record, with the webhook's call sid when none is noted yet: a call Twilio placed
    * although its request failed (or its worker died before recording it) is known by its webhooks,
-   * and what they write notes it, so that the step's retry takes it for its call (placedBefore).
+   * and what they write notes it, so that the step's retry takes it for its call (earlierAttempt).
    */
   const withSid = (call: StoredCall, request: CallRequest): StoredCall =>
     call.callSid === undefined ? { ...call, callSid: request.callSid } : call;

@@ -52,6 +52,12 @@ export interface StoredCall {
   readonly outcomes?: Readonly<Record<string, CallOutcome>>;
   /** How often the question was asked again after a key that means nothing. */
   readonly repeats?: number;
+  /**
+   * When the first attempt to place the call began (epoch ms): a later attempt that finds the
+   * record without a call sid (the request failed midway, or its worker died) asks Twilio's Calls
+   * list for a call placed since then (DeliveryChannel.findPlaced) before placing one.
+   */
+  readonly placingSince?: number;
   /** Twilio reported the call over: its outcome is recorded, only a late answer may follow. */
   readonly ended?: boolean;
   /**
@@ -77,10 +83,11 @@ export class CallScripts {
     this.keys = new StoreKeys(prefix);
   }
 
-  async prepare(followUpId: string, script: CallScript): Promise<void> {
+  /** Stores the script before its call is placed, by an attempt begun at `placingSince`. */
+  async prepare(followUpId: string, script: CallScript, placingSince: number): Promise<void> {
     await this.redis.set(
       this.keys.callScript(followUpId),
-      JSON.stringify({ script } satisfies StoredCall),
+      JSON.stringify({ script, placingSince } satisfies StoredCall),
       "PX",
       SCRIPT_KEEP_MS,
     );
@@ -92,12 +99,19 @@ export class CallScripts {
   }
 
   /**
-   * The sid of a call placed with the script before this attempt, as the call's webhooks told:
-   * Twilio placed it although its request failed (a 5xx, a broken connection), or its worker died
-   * before recording it.
+   * What an earlier attempt left of the call (undefined: none prepared it): the sid of the call
+   * it placed, as the call's webhooks told when Twilio placed it although its request failed (a
+   * 5xx, a broken connection) or its worker died before recording it, and when that attempt began.
    */
-  async placedBefore(followUpId: string): Promise<string | undefined> {
-    return (await this.get(followUpId))?.callSid;
+  async earlierAttempt(
+    followUpId: string,
+  ): Promise<{ readonly callSid?: string; readonly placingSince?: number } | undefined> {
+    const call = await this.get(followUpId);
+    if (!call) return undefined;
+    return {
+      ...(call.callSid !== undefined && { callSid: call.callSid }),
+      ...(call.placingSince !== undefined && { placingSince: call.placingSince }),
+    };
   }
 
   /** Notes the sid of the call placed with the script. */

@@ -500,10 +500,11 @@ it("a call picked up while Redis is away whose status callback is handled before
 it("a call picked up while Redis is away, replayed after the step's other call reached the customer without a score, leaves the step answered: no fallback", {
   timeout: 60_000,
 }, async () => {
-  // Twilio places the step's first call although it answers 503; the retry places a second.
+  // Twilio places the step's first call although it answers 503; the retry, which cannot ask
+  // Twilio's Calls list (503 too), places a second.
   const { p, server } = await startOnDurableRedis("spool-unheard-other", async (h) => {
     await withVoiceCheckIn(h.configDir);
-    h.twilio.failNext({ status: 503, createdAnyway: true });
+    h.twilio.failNext({ status: 503, createdAnyway: true }, { status: 503 });
   });
   await publishTv(p, "evt-unheardother", PHONE);
   const [first, second] = await p.twilio.waitForCalls(2, 15_000);

@@ -239,7 +239,7 @@ describe("discount code origins and call scripts", () => {
       answeringMachine: "hangup",
       speech: false,
     };
-    await calls.prepare("f3", script);
+    await calls.prepare("f3", script, Date.now());
     expect((await calls.get("f3"))?.script).toEqual(script);
     const { shard: _, ...before } = script;
     await redis.set(keys.callScript("f-old"), JSON.stringify({ script: before, callSid: "CA1" }));
@@ -350,17 +350,21 @@ describe("webhooks, refunds and reports", () => {
     // A call in shard 1 records its end on its step there.
     await seedStep(1, "evt-1", "sent");
     const calls = new CallScripts(redis, prefix);
-    await calls.prepare("f-call", {
-      eventId: "evt-1",
-      stepId: CHECK_IN,
-      shard: 1,
-      recipient: "h:one",
-      language: "en",
-      sayLanguage: "en-GB",
-      text: "Hello",
-      answeringMachine: "hangup",
-      speech: false,
-    });
+    await calls.prepare(
+      "f-call",
+      {
+        eventId: "evt-1",
+        stepId: CHECK_IN,
+        shard: 1,
+        recipient: "h:one",
+        language: "en",
+        sayLanguage: "en-GB",
+        text: "Hello",
+        answeringMachine: "hangup",
+        speech: false,
+      },
+      Date.now(),
+    );
     const voice = createVoiceCalls({
       rules: () => rules,
       calls,

@@ -465,13 +465,19 @@ describe("a voice check-in call", () => {
 
 /**
  * A pipeline whose voice check-in for a TV bought as `eventId` is published, Twilio placing its
- * first call but answering 503 (as a Twilio 5xx may mean).
+ * first call but answering 503 (as a Twilio 5xx may mean); with `listFails`, the retry's look in
+ * Twilio's Calls list is answered 503 too.
  */
-async function callFailingWith503(name: string, eventId: string, env?: Record<string, string>) {
+async function callFailingWith503(
+  name: string,
+  eventId: string,
+  env?: Record<string, string>,
+  listFails = false,
+) {
   pipeline = await startPipeline(name, { startWorker: false, ...(env && { env }) });
   const p = pipeline;
   await withVoiceCheckIn(p.configDir);
-  p.twilio.failNext({ status: 503, createdAnyway: true });
+  p.twilio.failNext({ status: 503, createdAnyway: true }, ...(listFails ? [{ status: 503 }] : []));
   await p.startWorker();
   await publishTv(p, eventId);
   return p;
@@ -599,10 +605,36 @@ describe("a call placed again", () => {
   });
 });
 
+describe("a call placed again before any webhook of the first came", () => {
+  it("is not placed: the retry finds the call Twilio placed after answering a 5xx in its Calls list, and takes it for the step's", async () => {
+    const p = await callFailingWith503("voice-found-in-list", "evt-listed");
+    const followUpId = followUpJobId("evt-listed", CALL_STEP);
+    const [first] = await p.twilio.waitForCalls(1, 15_000);
+    const sent = await eventually(async () => {
+      const record = await stepRecord(p, "evt-listed", CALL_STEP);
+      return record?.state === "sent" ? record : undefined;
+    }, "the call step to be sent");
+    expect(sent.providerId).toBe(first?.sid);
+    expect(sent.attempts).toBe(2);
+    expect(p.twilio.calls).toHaveLength(1);
+
+    // The customer picks up that call and presses 4: the step's call, answered.
+    await answeredWith4(p, followUpId, first?.sid ?? "", "30");
+    expect((await stepRecord(p, "evt-listed", CALL_STEP))?.delivery).toEqual({
+      status: "answered",
+    });
+    const fallback = await fallbackEnded(p, "evt-listed");
+    expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
+    expect(p.twilio.calls).toHaveLength(1);
+    expect(p.twilio.messages).toEqual([]);
+  });
+});
+
 describe("two calls placed for one step", () => {
   it("keep the outcome of the one answered, and each one's minutes are charged", async () => {
-    // The retry, 0.1 to 0.2 s later, places a second call before the first has rung: both ring.
-    const p = await callFailingWith503("voice-two-calls", "evt-both");
+    // The retry, 0.1 to 0.2 s later, cannot ask Twilio's Calls list (503 too) and places a second
+    // call before the first has rung: both ring.
+    const p = await callFailingWith503("voice-two-calls", "evt-both", undefined, true);
     const followUpId = followUpJobId("evt-both", CALL_STEP);
     const [first, second] = await p.twilio.waitForCalls(2, 15_000);
     const sent = await eventually(async () => {
@@ -631,7 +663,7 @@ describe("two calls placed for one step", () => {
 
 describe("two calls placed for one step, the other reaching voicemail", () => {
   it("keep the outcome of the one answered: the machine that picked up the other sends no fallback", async () => {
-    const p = await callFailingWith503("voice-two-calls-machine", "evt-both-m");
+    const p = await callFailingWith503("voice-two-calls-machine", "evt-both-m", undefined, true);
     const followUpId = followUpJobId("evt-both-m", CALL_STEP);
     const [first, second] = await p.twilio.waitForCalls(2, 15_000);
     await eventually(async () => {
@@ -710,8 +742,23 @@ describe("the Twilio voice adapter", () => {
     const message = (to: string) =>
       ({ channel: "voice", followUpId: "f123", to, text: "Hello", call }) as const;
     try {
+      const since = Date.now();
       const placed = await channel.send(message(PHONE));
       expect(placed).toEqual({ ok: true, id: fake.calls[0]?.sid });
+      // Twilio's Calls list, through the SDK: the call to the number since the attempt began.
+      expect(await channel.findPlaced?.(message(PHONE), since)).toEqual({
+        ok: true,
+        id: fake.calls[0]?.sid,
+      });
+      expect(await channel.findPlaced?.(message("+447400999999"), since)).toEqual({ ok: true });
+      expect(await channel.findPlaced?.(message(PHONE), Date.now() + 3_600_000)).toEqual({
+        ok: true,
+      });
+      fake.failNext({ status: 500 });
+      expect(await channel.findPlaced?.(message(PHONE), since)).toMatchObject({
+        ok: false,
+        error: { kind: "transient", code: "20500" },
+      });
       expect(fake.calls[0]).toMatchObject({
         url: `${PUBLIC_URL}/webhooks/twilio/voice/answer?call=f123`,
         machineDetection: "Enable",

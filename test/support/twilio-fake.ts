@@ -109,6 +109,8 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
   const callArrivals = new Arrivals<TwilioFakeCall>();
   const messages = arrivals.items;
   const resources = new Map<string, MessageResource>();
+  /** The Calls API's resources, oldest first: what its list answers (newest first). */
+  const callResources: CallResource[] = [];
   const scripted: TwilioScriptedFailure[] = [];
   let requests = 0;
   let responseDelayMs = 0;
@@ -131,6 +133,7 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
     const callsMatch = CALLS_PATH.exec(url.pathname);
     if (callsMatch !== null) {
       if (callsMatch[1] !== options.accountSid) return notFound(url.pathname);
+      if (request.method === "GET") return listCalls(url);
       if (request.method !== "POST") return twilioError(405, 20004, "Method not allowed");
       return createCall(new URLSearchParams(rawBody));
     }
@@ -224,22 +227,81 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
       if (value) call[name] = value;
     }
     callArrivals.push(call);
-    const date = now.toUTCString().replace("GMT", "+0000");
+    const date = rfc2822(now);
+    const resource: CallResource = {
+      account_sid: options.accountSid,
+      api_version: "2010-04-01",
+      date_created: date,
+      date_updated: date,
+      direction: "outbound-api",
+      from,
+      from_formatted: from,
+      sid,
+      // Queued: not dialled yet, so no start time (Twilio's `start_time` is null until then).
+      start_time: null,
+      end_time: null,
+      status: "queued",
+      to,
+      to_formatted: to,
+      uri: `/2010-04-01/Accounts/${options.accountSid}/Calls/${sid}.json`,
+    };
+    callResources.push(resource);
+    return { status: 201, body: resource };
+  };
+
+  /**
+   * `GET Calls.json`, as Twilio answers it: the account's calls, newest first, filtered by `To`,
+   * `From`, `Status` and `StartTime` (`StartTime>`/`StartTime<` inclusive, by the instant the SDK
+   * sends; a call not dialled yet has no start time and matches no StartTime filter), one page of
+   * `PageSize` (default 50) with the paging fields the SDK follows (`next_page_uri`).
+   */
+  const listCalls = (url: URL): ApiResponse => {
+    const query = url.searchParams;
+    const pageSize = Math.min(Math.max(Number(query.get("PageSize") ?? "50") || 50, 1), 1000);
+    const page = Math.max(Number(query.get("Page") ?? "0") || 0, 0);
+    const startedAt = (call: CallResource) =>
+      call.start_time === null ? undefined : Date.parse(call.start_time);
+    const bound = (name: string) => {
+      const value = query.get(name);
+      return value === null ? undefined : Date.parse(value);
+    };
+    const after = bound("StartTime>");
+    const before = bound("StartTime<");
+    const on = query.get("StartTime");
+    const matching = [...callResources].reverse().filter((call) => {
+      if (query.has("To") && call.to !== query.get("To")) return false;
+      if (query.has("From") && call.from !== query.get("From")) return false;
+      if (query.has("Status") && call.status !== query.get("Status")) return false;
+      const started = startedAt(call);
+      if (after !== undefined && (started === undefined || started < after)) return false;
+      if (before !== undefined && (started === undefined || started > before)) return false;
+      if (
+        on !== null &&
+        (started === undefined || !new Date(started).toISOString().startsWith(on.slice(0, 10)))
+      )
+        return false;
+      return true;
+    });
+    const calls = matching.slice(page * pageSize, (page + 1) * pageSize);
+    const path = `/2010-04-01/Accounts/${options.accountSid}/Calls.json`;
+    const pageUri = (n: number) => {
+      const next = new URLSearchParams(query);
+      next.set("PageSize", String(pageSize));
+      next.set("Page", String(n));
+      return `${path}?${next.toString()}`;
+    };
     return {
-      status: 201,
+      status: 200,
       body: {
-        account_sid: options.accountSid,
-        api_version: "2010-04-01",
-        date_created: date,
-        date_updated: date,
-        direction: "outbound-api",
-        from,
-        from_formatted: from,
-        sid,
-        status: "queued",
-        to,
-        to_formatted: to,
-        uri: `/2010-04-01/Accounts/${options.accountSid}/Calls/${sid}.json`,
+        calls,
+        end: page * pageSize + Math.max(calls.length - 1, 0),
+        first_page_uri: pageUri(0),
+        next_page_uri: (page + 1) * pageSize < matching.length ? pageUri(page + 1) : null,
+        page,
+        page_size: pageSize,
+        previous_page_uri: page > 0 ? pageUri(page - 1) : null,
+        start: page * pageSize,
+        uri: pageUri(page),
       },
     };
   };
@@ -315,6 +377,28 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
       });
     },
   };
+}
+
+interface CallResource {
+  account_sid: string;
+  api_version: "2010-04-01";
+  date_created: string;
+  date_updated: string;
+  direction: "outbound-api";
+  from: string;
+  from_formatted: string;
+  sid: string;
+  start_time: string | null;
+  end_time: string | null;
+  status: "queued";
+  to: string;
+  to_formatted: string;
+  uri: string;
+}
+
+/** A date as Twilio writes them in resources: RFC 2822, `Sun, 06 Dec 2026 05:00:00 +0000`. */
+function rfc2822(date: Date): string {
+  return date.toUTCString().replace("GMT", "+0000");
 }
 
 interface ApiResponse {

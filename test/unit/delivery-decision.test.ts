@@ -163,7 +163,7 @@ function world(setup: Setup = {}) {
       prepare: async () => {},
       bind: async () => {},
       forget: async () => {},
-      placedBefore: async () => undefined,
+      earlierAttempt: async () => undefined,
     },
     codes: {
       issue: async () => {},
