@@ -135,17 +135,29 @@ export function demoSamples(rules: RuleSet, now: DateTime, id: (name: string) =>
     },
     store: { id: "demo-store", name: "Corner Electronics", timezone: "Europe/London" },
   });
-  /** The first zone in which the event has a step due within two minutes (else the first zone). */
-  const dueNow = (build: (zone: string) => Record<string, unknown>) => {
+  /**
+   * The sample in the first zone in which the event has a step due within two minutes, said to be
+   * due now. When no zone is inside the send window (the shipped SMS window is shut on Sundays
+   * everywhere), the first zone, and the title and a note say that it waits for the window.
+   */
+  const dueNow = (
+    title: string,
+    what: string,
+    build: (zone: string) => Record<string, unknown>,
+  ): Sample => {
     for (const zone of ZONES) {
       const event = build(zone);
       const parsed = parseEvent(event, { now });
       if (!parsed.ok || parsed.event.type !== "purchase.completed") continue;
       const plan = planFollowUps(parsed.event, rules, { previousPurchases: 0 }, now);
       if (plan.steps.some((step) => Date.parse(step.dueAt) <= now.plus({ minutes: 2 }).toMillis()))
-        return event;
+        return { title: `${title}: ${what} is due now`, event };
     }
-    return build(ZONES[0] ?? "Europe/London");
+    return {
+      title: `${title}: ${what} is due, but no time zone is inside its send window now`,
+      event: build(ZONES[0] ?? "Europe/London"),
+      note: "It goes out when its send window opens (sendWindows in the rules), at the time above.",
+    };
   };
   const tv = {
     sku: "TV-OLED-55",
@@ -154,45 +166,33 @@ export function demoSamples(rules: RuleSet, now: DateTime, id: (name: string) =>
     price: "1299.00",
   };
   return [
-    {
-      title: "Ana bought a TV three months ago: her check-in text is due now",
-      event: dueNow((zone) =>
-        purchase(
-          "ana",
-          now.setZone(zone).minus({ months: 3 }),
-          customer("ana", "Ana Novak", zone),
-          [tv],
-        ),
+    dueNow("Ana bought a TV three months ago", "her check-in text", (zone) =>
+      purchase("ana", now.setZone(zone).minus({ months: 3 }), customer("ana", "Ana Novak", zone), [
+        tv,
+      ]),
+    ),
+    dueNow("Jonas bought a laptop two weeks ago", "his accessories offer", (zone) =>
+      purchase(
+        "jonas",
+        now.setZone(zone).minus({ days: 14 }),
+        customer("jonas", "Jonas Weber", zone),
+        [{ sku: "LAP-14", name: "Laptop 14 inch", category: "laptops", price: "899.00" }],
       ),
-    },
-    {
-      title: "Jonas bought a laptop two weeks ago: his accessories offer is due now",
-      event: dueNow((zone) =>
-        purchase(
-          "jonas",
-          now.setZone(zone).minus({ days: 14 }),
-          customer("jonas", "Jonas Weber", zone),
-          [{ sku: "LAP-14", name: "Laptop 14 inch", category: "laptops", price: "899.00" }],
-        ),
-      ),
-    },
+    ),
     {
       title: "Reader bought a newspaper: nothing, ever",
       event: purchase("reader", now, customer("reader", "Rita Reader", "Europe/London"), [
         { sku: "NEWS", name: "The Daily", category: "newspapers", price: "2.50" },
       ]),
     },
-    {
-      title: "Priya had her hair cut two hours ago: her thank-you is due now",
-      event: dueNow((zone) =>
-        purchase(
-          "priya",
-          now.minus({ hours: 2 }).setZone(zone),
-          customer("priya", "Priya Shah", zone),
-          [{ sku: "CUT", name: "Cut and colour", category: "salon", price: "85.00" }],
-        ),
+    dueNow("Priya had her hair cut two hours ago", "her thank-you", (zone) =>
+      purchase(
+        "priya",
+        now.minus({ hours: 2 }).setZone(zone),
+        customer("priya", "Priya Shah", zone),
+        [{ sku: "CUT", name: "Cut and colour", category: "salon", price: "85.00" }],
       ),
-    },
+    ),
     {
       title: "Sam bought a sofa today…",
       event: purchase("sam", now, customer("sam", "Sam Carter", "Europe/London"), [
