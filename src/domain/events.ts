@@ -293,16 +293,52 @@ const purchaseCompletedInputSchema = z.object({
 });
 
 /** `purchase.completed`, validated, with money in minor units and categories in lower case. */
-export const purchaseCompletedSchema = purchaseCompletedInputSchema.transform((event, ctx) => {
-  const code = event.total.currency;
-  const total = readMoney(event.total.amount, code, ["total", "amount"], ctx);
-  const items = event.items.map((entry, index) => ({
-    ...entry,
-    category: entry.category.toLowerCase(),
-    unitPrice: readMoney(entry.unitPrice, code, ["items", index, "unitPrice"], ctx),
-  }));
-  return { ...event, total, items };
-});
+export const purchaseCompletedSchema = purchaseCompletedInputSchema
+  .superRefine(
+    (event, ctx) => {
+      const { total, items } = event as { total?: unknown; items?: unknown };
+      const code = (total as { currency?: unknown } | undefined)?.currency;
+      checkAmount(
+        (total as { amount?: unknown } | undefined)?.amount,
+        code,
+        ["total", "amount"],
+        ctx,
+      );
+      // At most the 500 items the contract admits: a longer list is refused as too long anyway.
+      if (Array.isArray(items))
+        items.slice(0, 500).forEach((entry: { unitPrice?: unknown } | undefined, index) => {
+          checkAmount(entry?.unitPrice, code, ["items", index, "unitPrice"], ctx);
+        });
+    },
+    { when: () => true },
+  )
+  .transform((event, ctx) => {
+    const code = event.total.currency;
+    const total = readMoney(event.total.amount, code, ["total", "amount"], ctx);
+    const items = event.items.map((entry, index) => ({
+      ...entry,
+      category: entry.category.toLowerCase(),
+      unitPrice: readMoney(entry.unitPrice, code, ["items", index, "unitPrice"], ctx),
+    }));
+    return { ...event, total, items };
+  });
+
+/**
+ * An amount checked against its currency's minor unit whatever else is wrong with the event (the
+ * transforms that read money run only once everything else is valid), so that one refusal lists
+ * every problem. An amount or currency of the wrong type is the schema's problem, not looked at.
+ */
+function checkAmount(
+  amount: unknown,
+  code: unknown,
+  path: (string | number)[],
+  ctx: z.RefinementCtx,
+): void {
+  if (typeof code !== "string" || !isCurrencyCode(code)) return;
+  if (typeof amount !== "number" && (typeof amount !== "string" || amount.length > 32)) return;
+  const result = toMinorUnits(amount, code);
+  if (!result.ok) ctx.addIssue({ code: "custom", message: result.problem, path, input: amount });
+}
 
 function readMoney(
   amount: number | string,
@@ -350,12 +386,20 @@ const purchaseRefundedInputSchema = z.object({
 });
 
 /** `purchase.refunded`, validated, with the amount in minor units. */
-export const purchaseRefundedSchema = purchaseRefundedInputSchema.transform((event, ctx) => ({
-  ...event,
-  amount:
-    event.amount &&
-    readMoney(event.amount.amount, event.amount.currency, ["amount", "amount"], ctx),
-}));
+export const purchaseRefundedSchema = purchaseRefundedInputSchema
+  .superRefine(
+    (event, ctx) => {
+      const { amount } = event as { amount?: { amount?: unknown; currency?: unknown } };
+      checkAmount(amount?.amount, amount?.currency, ["amount", "amount"], ctx);
+    },
+    { when: () => true },
+  )
+  .transform((event, ctx) => ({
+    ...event,
+    amount:
+      event.amount &&
+      readMoney(event.amount.amount, event.amount.currency, ["amount", "amount"], ctx),
+  }));
 
 /** How many entries an unsubscribe's list of channels may have, repeats included. */
 const MAX_UNSUBSCRIBE_CHANNELS = 12;

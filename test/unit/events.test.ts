@@ -427,6 +427,43 @@ describe("currencies and money", () => {
       "total.amount: expected a non-negative decimal amount such as 19.99 (a number or a decimal string)",
     ]);
   });
+
+  it("a bad amount is listed with every other problem of the event, not only once the rest is valid", () => {
+    // A publisher corrects an event from one refusal: the amounts are checked, as the rest is,
+    // whatever else is wrong with it.
+    const event = withRaw((e) => {
+      e.customer.phone = "12345";
+      e.total.amount = "ten";
+      (e.items[0] as JsonObject).unitPrice = "1.999";
+    });
+    expect(problemsOf(event)).toEqual([
+      'customer.phone: expected a valid phone number in international format, such as +14155550123, got "12345"',
+      'total.amount: expected a non-negative decimal amount such as 19.99, got "ten"',
+      "items[0].unitPrice: GBP has 2 decimal places, got 1.999",
+    ]);
+    // An empty list of items and a bad total: both.
+    const empty = withRaw((e) => {
+      (e as JsonObject).items = [];
+      e.total.amount = "x";
+    });
+    expect(problemsOf(empty)).toEqual([
+      "items: expected at least one item",
+      'total.amount: expected a non-negative decimal amount such as 19.99, got "x"',
+    ]);
+    // A refund's amount too, beside a bad order id.
+    expect(
+      problemsOf({
+        type: "purchase.refunded",
+        id: "evt-r",
+        occurredAt: "2026-11-23T10:00:00Z",
+        orderId: "",
+        amount: { amount: "1.5.0", currency: "EUR" },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^orderId: /),
+      'amount.amount: expected a non-negative decimal amount such as 19.99, got "1.5.0"',
+    ]);
+  });
 });
 
 describe("bounds and wrong types", () => {
