@@ -30,8 +30,9 @@ RUN mkdir -p /app/var/outbox /app/var/spool/webhooks && chown -R node:node /app/
     && chmod 700 /app/var/spool/webhooks
 USER node
 EXPOSE 8080
+# Probes the port the worker listens on (HTTP_PORT, 8080 when unset or empty).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["worker"]
