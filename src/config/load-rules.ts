@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import {
   type Alias,
@@ -50,6 +50,21 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
           },
         ],
       };
+    // No config folder at all: most often a command run from another directory than the one
+    // holding config/, so say where it looked and how to name the folder.
+    if (code === "ENOENT" && !(await isFolder(configDir)))
+      return {
+        ok: false,
+        problems: [
+          {
+            file,
+            line: 0,
+            column: 0,
+            path: "",
+            message: `file not found: there is no folder ${path.resolve(configDir)}; name the folder holding rules.yaml and templates/ with --config DIR or CONFIG_DIR`,
+          },
+        ],
+      };
     const reason =
       code === "ENOENT"
         ? "file not found"
@@ -64,6 +79,14 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
     return { ok: false, problems: [{ file, line, column, path: "", message }] };
   }
   return parseRules(decoded.text, file);
+}
+
+async function isFolder(candidate: string): Promise<boolean> {
+  try {
+    return (await stat(candidate)).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** Validates rules-file text; `file` is only used to name the file in problems. */

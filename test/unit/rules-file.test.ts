@@ -880,13 +880,14 @@ describe("loadRules", () => {
   });
 
   it("a missing file is one problem without a position", async () => {
-    const missing = path.join(dir, "nowhere");
-    const result = await loadRules(missing);
+    const folder = path.join(dir, "without-rules");
+    await mkdir(folder, { recursive: true });
+    const result = await loadRules(folder);
     expect(result).toEqual({
       ok: false,
       problems: [
         {
-          file: path.join(missing, "rules.yaml"),
+          file: path.join(folder, "rules.yaml"),
           line: 0,
           column: 0,
           path: "",
@@ -896,7 +897,19 @@ describe("loadRules", () => {
     });
     if (!result.ok && result.problems[0]) {
       expect(formatProblem(result.problems[0])).toBe(
-        `${path.join(missing, "rules.yaml")} file not found`,
+        `${path.join(folder, "rules.yaml")} file not found`,
+      );
+    }
+  });
+
+  it("a missing config folder says which folder was looked for and how to name another", async () => {
+    // `followups check` or `worker` run from another directory than the one holding config/.
+    const missing = path.relative(process.cwd(), path.join(dir, "nowhere"));
+    const result = await loadRules(missing);
+    expect(result.ok).toBe(false);
+    if (!result.ok && result.problems[0]) {
+      expect(formatProblem(result.problems[0])).toBe(
+        `${path.join(missing, "rules.yaml")} file not found: there is no folder ${path.resolve(missing)}; name the folder holding rules.yaml and templates/ with --config DIR or CONFIG_DIR`,
       );
     }
   });
