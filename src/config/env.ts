@@ -55,7 +55,9 @@ const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
 
 /**
  * A whole number written in digits (spaces around it ignored); empty or unset is the default.
- * `0x50`, `1e3`, `3.0` or `-1` are refused with what was given, not read as 80, 1000 or 3.
+ * `0x50`, `1e3`, `3.0` or `-1` are refused with what was given, not read as 80, 1000 or 3; so is
+ * a number beyond 2^53 - 1, which a JavaScript number would hold rounded (9007199254740993 read
+ * as 9007199254740992): a problem quotes the digits as written, never a rounded reading of them.
  */
 function wholeNumber(
   fallback: number,
@@ -68,19 +70,25 @@ function wholeNumber(
     (bounds.max === undefined
       ? `expected a whole number of at least ${min}`
       : `expected a whole number from ${min} to ${max}`);
-  const got = (input: unknown) => `${expected}, got ${JSON.stringify(input)}`;
   return z.preprocess(
     (value) => (typeof value === "string" ? emptyAsUnset(value.trim()) : value),
     z
       .string({ error: expected })
-      .regex(/^\d+$/, { error: (issue) => got(issue.input), abort: true })
-      .transform(Number)
-      .pipe(
-        z
-          .number()
-          .min(min, { error: (issue) => got(issue.input), abort: true })
-          .max(max, { error: (issue) => got(issue.input), abort: true }),
-      )
+      .transform((text, ctx) => {
+        const refuse = (message: string) => {
+          ctx.addIssue({ code: "custom", message, input: text });
+          return z.NEVER;
+        };
+        if (!/^\d+$/.test(text)) return refuse(`${expected}, got ${JSON.stringify(text)}`);
+        const value = Number(text);
+        if (!Number.isSafeInteger(value) && bounds.max === undefined)
+          return refuse(
+            `${expected}, got ${text}: beyond ${Number.MAX_SAFE_INTEGER} (2^53 - 1), the largest whole number read exactly`,
+          );
+        if (!Number.isSafeInteger(value) || value < min || value > max)
+          return refuse(`${expected}, got ${text}`);
+        return value;
+      })
       .default(fallback),
   );
 }

@@ -200,6 +200,34 @@ describe("numbers", () => {
   ])("%s=%j is refused with what was given", (name, value, problem) => {
     expect(readEnv({ [name]: value })).toEqual({ ok: false, problems: [problem] });
   });
+
+  // A JavaScript number holds only whole numbers up to 2^53 - 1 exactly: 9007199254740993 was
+  // read as 9007199254740992, accepted, and quoted rounded when refused.
+  it.each([
+    [
+      "DELIVERY_RETRY_MAX_MS",
+      "9007199254740992",
+      "DELIVERY_RETRY_MAX_MS: expected a whole number of at least 1, got 9007199254740992: beyond 9007199254740991 (2^53 - 1), the largest whole number read exactly",
+    ],
+    [
+      "INBOUND_EMAIL_MAX_BYTES",
+      "99999999999999999999",
+      "INBOUND_EMAIL_MAX_BYTES: expected a whole number of at least 1, got 99999999999999999999: beyond 9007199254740991 (2^53 - 1), the largest whole number read exactly",
+    ],
+    [
+      "SHUTDOWN_TIMEOUT_MS",
+      "9007199254740993",
+      "SHUTDOWN_TIMEOUT_MS: expected a whole number from 1 to 2147483647 (about 24.8 days, the longest timer), got 9007199254740993",
+    ],
+  ])("%s=%s, beyond 2^53 - 1, is refused with its digits as written", (name, value, problem) => {
+    expect(readEnv({ [name]: value })).toEqual({ ok: false, problems: [problem] });
+  });
+
+  it("takes 2^53 - 1 itself", () => {
+    const result = readEnv({ DELIVERY_RETRY_MAX_MS: "9007199254740991" });
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.env.DELIVERY_RETRY_MAX_MS).toBe(Number.MAX_SAFE_INTEGER);
+  });
 });
 
 describe("an empty value", () => {
