@@ -365,6 +365,16 @@ function crossChecks(
       });
     }
   }
+  // cappedBackoff caps every wait at the longest: a first one above it would be cut to it, and
+  // every retry would wait the longest, whatever DELIVERY_RETRY_BASE_MS said.
+  if (env.DELIVERY_RETRY_BASE_MS > env.DELIVERY_RETRY_MAX_MS) {
+    ctx.issues.push({
+      code: "custom",
+      path: ["DELIVERY_RETRY_BASE_MS"],
+      input: undefined,
+      message: `${env.DELIVERY_RETRY_BASE_MS} is above DELIVERY_RETRY_MAX_MS (${env.DELIVERY_RETRY_MAX_MS}), the longest wait between retries: lower DELIVERY_RETRY_BASE_MS or raise DELIVERY_RETRY_MAX_MS`,
+    });
+  }
   // Checked against the deployment's shard count when a worker starts (commands ignore it).
   const served = parseServedShards(
     env.FOLLOW_UP_SHARDS_SERVED,

@@ -107,6 +107,41 @@ describe("problems across variables", () => {
   });
 });
 
+describe("the retry waits", () => {
+  // The first retry waited DELIVERY_RETRY_MAX_MS, as every later one, whatever the base said.
+  it("refuses a first wait (DELIVERY_RETRY_BASE_MS) above the longest (DELIVERY_RETRY_MAX_MS), naming both", () => {
+    expect(readEnv({ DELIVERY_RETRY_BASE_MS: "600000", DELIVERY_RETRY_MAX_MS: "60000" })).toEqual({
+      ok: false,
+      problems: [
+        "DELIVERY_RETRY_BASE_MS: 600000 is above DELIVERY_RETRY_MAX_MS (60000), the longest wait between retries: lower DELIVERY_RETRY_BASE_MS or raise DELIVERY_RETRY_MAX_MS",
+      ],
+    });
+    // Above the longest's default too.
+    expect(readEnv({ DELIVERY_RETRY_BASE_MS: "7200000" })).toEqual({
+      ok: false,
+      problems: [expect.stringContaining("DELIVERY_RETRY_MAX_MS (3600000)")],
+    });
+  });
+
+  it("takes a first wait equal to the longest (every retry then waits about as long)", () => {
+    const result = readEnv({ DELIVERY_RETRY_BASE_MS: "60000", DELIVERY_RETRY_MAX_MS: "60000" });
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    expect(result.env.DELIVERY_RETRY_BASE_MS).toBe(60_000);
+  });
+
+  it("is listed with another variable's problem in one start", () => {
+    const result = readEnv({
+      DELIVERY_RETRY_BASE_MS: "600000",
+      DELIVERY_RETRY_MAX_MS: "60000",
+      HTTP_PORT: "eighty",
+    });
+    expect(result.ok || result.problems).toEqual([
+      'HTTP_PORT: expected a whole number from 0 to 65535, got "eighty"',
+      expect.stringMatching(/^DELIVERY_RETRY_BASE_MS: 600000 is above DELIVERY_RETRY_MAX_MS/),
+    ]);
+  });
+});
+
 describe("numbers", () => {
   it.each([
     ["HTTP_PORT", " 8081 ", 8081],
