@@ -17,6 +17,7 @@ import { parseServedShards } from "./domain/shard-spec.js";
 import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domain/spend.js";
 import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
+import { answerMethodNotAllowed } from "./http/method-not-allowed.js";
 import { createSpoolReplay } from "./http/spool-replay.js";
 import { handleSpooled, type SpooledWebhook, WebhookSpool } from "./http/webhook-spool.js";
 import {
@@ -1127,6 +1128,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     });
     if (env.ADMIN_TOKENS) {
       const httpOrders = new OrderStore(httpRedis, prefix, { now });
+      // As on the rest of the HTTP API, a method a console page does not take (GET of a form's
+      // POST) answers 405 with Allow, not 404, before the session check. Bull Board's paths
+      // (`/console/queues`) are its own application's, which declares some in ways of its own.
+      const methodNotAllowed = answerMethodNotAllowed(
+        http,
+        (url) =>
+          (url === "/console" || url.startsWith("/console/")) && !url.startsWith("/console/queues"),
+      );
       await registerConsole(http, {
         tokens: env.ADMIN_TOKENS,
         tools: adminTools,
@@ -1148,6 +1157,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         cookieSecret: await sharedSecret(redis, prefix, "console-cookie"),
         ...(env.PUBLIC_URL && { publicUrl: env.PUBLIC_URL }),
       });
+      methodNotAllowed.close();
     }
     try {
       httpAddress = await http.listen({ host: env.HTTP_HOST, port: env.HTTP_PORT });

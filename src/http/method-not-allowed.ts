@@ -8,13 +8,21 @@ const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as 
  * fastify's router would answer 404 as for a path that does not exist. Call before the routes
  * are declared (it watches them with an onRoute hook) and `close` after: the routes declared in
  * between get their 405 siblings, registered last so every plugin's routes are known by then.
- * The answer comes in onRequest: before any token check, and before a body is read.
+ * The answer comes in onRequest: before any token check, and before a body is read. Several
+ * may watch in turn (the worker's console is declared after the API's routes).
  */
-export function answerMethodNotAllowed(app: FastifyInstance): { close(): void } {
+/** The 405 answers' handlers: another watcher (the console's, after the API's) leaves them be. */
+const refusals = new WeakSet<object>();
+
+export function answerMethodNotAllowed(
+  app: FastifyInstance,
+  /** The paths watched (all by default): those of routes another watcher already watches are not. */
+  watched: (url: string) => boolean = () => true,
+): { close(): void } {
   const methodsByPath = new Map<string, Set<string>>();
   let watching = true;
   app.addHook("onRoute", (route) => {
-    if (!watching) return;
+    if (!watching || refusals.has(route.handler) || !watched(route.url)) return;
     const methods = methodsByPath.get(route.url) ?? new Set<string>();
     for (const method of [route.method].flat()) methods.add(method);
     // fastify adds HEAD to a GET route by itself (exposeHeadRoutes).
@@ -34,6 +42,7 @@ export function answerMethodNotAllowed(app: FastifyInstance): { close(): void } 
               .code(405)
               .header("allow", allow)
               .send({ error: `method ${request.method} not allowed; use ${allow}` });
+          refusals.add(refuse);
           scope.route({
             method: others,
             url,

@@ -162,3 +162,49 @@ describe("console sessions", () => {
     expect(await sessions.sessionOf(id)).toBeUndefined();
   });
 });
+
+describe("console methods", () => {
+  // A form's POST path answered 404 to GET (a link followed, a URL pasted), as if it did not
+  // exist, where the rest of the HTTP API answers 405 with Allow.
+  it("answers a method a console path does not take with 405 and Allow, signed in or not", async () => {
+    pipeline = await startPipeline("console-methods", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const base = pipeline.worker?.httpAddress ?? "";
+    const session = await new ConsoleSessions(pipeline.redis, pipeline.prefix).start("dana", TOKEN);
+    const cases = [
+      ["GET", "/console/sign-out", "POST"],
+      ["GET", "/console/steps/cancel", "POST"],
+      ["GET", "/console/customers/cus-1/erase", "POST"],
+      ["HEAD", "/console/failed/retry", "POST"],
+      ["POST", "/console/search", "GET, HEAD"],
+      ["PUT", "/console/sign-in", "GET, HEAD, POST"],
+      ["DELETE", "/console/plan", "GET, HEAD, POST"],
+    ] as const;
+    for (const cookie of [undefined, `fu_console=${session}`]) {
+      for (const [method, path, allow] of cases) {
+        const response = await fetch(`${base}${path}`, {
+          method,
+          redirect: "manual",
+          headers: cookie ? { cookie } : {},
+        });
+        const body = method === "HEAD" ? undefined : await response.json();
+        expect({
+          method,
+          path,
+          status: response.status,
+          allow: response.headers.get("allow"),
+        }).toEqual({ method, path, status: 405, allow });
+        if (body !== undefined)
+          expect(body).toEqual({ error: `method ${method} not allowed; use ${allow}` });
+      }
+    }
+    // A path nobody declared is still not found; the pages and Bull Board answer as before.
+    expect((await fetch(`${base}/console/nope`)).status).toBe(404);
+    const page = await fetch(`${base}/console/search`, { redirect: "manual" });
+    expect([page.status, page.headers.get("location")]).toEqual([303, "/console/sign-in"]);
+    const board = await fetch(`${base}/console/queues`, {
+      redirect: "manual",
+      headers: { cookie: `fu_console=${session}` },
+    });
+    expect(board.status).toBe(200);
+  });
+});
