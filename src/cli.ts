@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
 import { runCheck } from "./cli/check-command.js";
 import { runCode } from "./cli/code-command.js";
+import { disconnectCommandConnections, unansweredText } from "./cli/command-redis.js";
 import { type CustomerOptions, runCustomer } from "./cli/customer-command.js";
 import { runDemo } from "./cli/demo-command.js";
 import { type EraseOptions, runErase } from "./cli/erase-command.js";
@@ -348,11 +349,20 @@ program.hook("preAction", (_program, action) => {
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
+  // Named while the command's connections are known: Redis accepted the connection, then left
+  // a command unanswered (frozen, or paused).
+  const unanswered = unansweredText(error);
+  // A connection the failed command still holds (to a frozen Redis: its socket open, nothing
+  // answered) would keep the process from ending.
+  disconnectCommandConnections();
   if (error instanceof CommandError) {
     process.stderr.write(`${error.message}\n`);
     process.exitCode = error.code;
   } else if (isCommanderExit(error)) {
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else if (unanswered) {
+    process.stderr.write(`${unanswered}\n`);
+    process.exitCode = EXIT.invalid;
   } else if (isRedisUnavailable(error)) {
     // Redis went away or stopped serving mid-command (a full or unreachable server, a failover):
     // what failed, without a stack trace; a command stopped half-way can be run again.

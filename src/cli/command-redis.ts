@@ -3,6 +3,7 @@ import { MAX_SHARDS } from "../domain/shard-spec.js";
 import { defaultRedisUrl } from "../embedded-redis.js";
 import { olderLayoutRemains } from "../store/key-layout.js";
 import {
+  boundCommands,
   type ConnectionNames,
   clusterRefusal,
   connectFailureText,
@@ -10,6 +11,7 @@ import {
   connectWithin,
   createRedisClient,
   ENV_CONNECTION,
+  isCommandTimeout,
   type RedisClient,
   redisNodesName,
   tellingConnectError,
@@ -41,10 +43,47 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
  */
 const COMMAND_CONNECT_MS = 10_000;
 
+/** The connections this process's command opened and has not closed, and how messages name them. */
+const connected = new Map<RedisClient, { readonly where: string; readonly commandMs: number }>();
+
+/**
+ * Closes every connection the command still holds: after a failure, a connection to a frozen
+ * Redis (its socket open, nothing answered) would keep the process from ending.
+ */
+export function disconnectCommandConnections(): void {
+  for (const redis of [...connected.keys()]) redis.disconnect();
+  connected.clear();
+}
+
+/**
+ * How long a command's Redis command may go unanswered: REDIS_COMMAND_TIMEOUT_MS, but never
+ * shorter than a replica wait (WAIT, up to REDIS_WAIT_TIMEOUT_MS) and a second to answer it.
+ */
+export function commandTimeoutMs(env: Env): number {
+  return Math.min(
+    2_147_483_647,
+    Math.max(env.REDIS_COMMAND_TIMEOUT_MS, env.REDIS_WAIT_TIMEOUT_MS + 1_000),
+  );
+}
+
+/**
+ * The one line a command ends with when Redis left one of its commands unanswered for its bound
+ * (a Redis frozen, or paused, after the command connected), naming the Redis; undefined for
+ * another error.
+ */
+export function unansweredText(error: unknown): string | undefined {
+  if (!isCommandTimeout(error)) return undefined;
+  const open = [...connected.values()];
+  const where = open.map((redis) => redis.where).join(" or ") || "REDIS_URL";
+  const seconds = Math.max(...open.map((redis) => redis.commandMs), 0) / 1000;
+  return `followups: Redis at ${where} did not answer within ${seconds} s; the command stopped there: run it again once Redis answers (REDIS_COMMAND_TIMEOUT_MS sets the wait)`;
+}
+
 /**
  * A connection to `REDIS_URL` for a one-shot command: connected once, no reconnecting, and a
  * refusal (unreachable, or REDIS_CLUSTER not matching what answers) is one clear line (exit 1),
- * not a stack trace. The caller disconnects it.
+ * not a stack trace. Once connected, a command Redis leaves unanswered fails after
+ * commandTimeoutMs (unansweredText). The caller disconnects it.
  */
 export async function commandConnection(
   /** The environment when the command read it already (commandEnv), not read twice. */
@@ -81,10 +120,17 @@ export async function commandConnection(
         : `${redisNodesName(env.REDIS_URL)} (${redisSource})`;
     throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
   }
-  const mismatch = await connectionMismatch(redis, names);
-  if (mismatch) {
+  const commandMs = commandTimeoutMs(env);
+  boundCommands(redis, commandMs);
+  // The URL itself only without its credentials.
+  connected.set(redis, { where: `${redisNodesName(env.REDIS_URL)} (${redisSource})`, commandMs });
+  redis.once("end", () => connected.delete(redis));
+  try {
+    const mismatch = await connectionMismatch(redis, names);
+    if (mismatch) throw new CommandError(mismatch);
+  } catch (error) {
     redis.disconnect();
-    throw new CommandError(mismatch);
+    throw error;
   }
   return { redis, env };
 }
@@ -100,7 +146,11 @@ export async function commandRedis(): Promise<{
   env: Env;
 }> {
   const { redis, env } = await commandConnection();
-  if (await olderLayoutRemains(redis, env.QUEUE_PREFIX)) {
+  const older = await olderLayoutRemains(redis, env.QUEUE_PREFIX).catch((error: unknown) => {
+    redis.disconnect();
+    throw error;
+  });
+  if (older) {
     redis.disconnect();
     throw new CommandError(
       "this Redis holds followups data in an older key layout (versions before 4 December 2026): " +

@@ -2,6 +2,7 @@ import { userInfo } from "node:os";
 import { Queue } from "bullmq";
 import type { RuleSet } from "../domain/rules.js";
 import { WebhookSpool } from "../http/webhook-spool.js";
+import { quietQueue } from "../operations/job-moves.js";
 import {
   createOperatorTools,
   OperatorError,
@@ -42,23 +43,27 @@ export async function withOperatorTools<T>(
   const rules = typeof config === "string" ? await loadRulesForCommand(config) : config.loaded;
   const { redis, prefix, env } = await commandRedis();
   // The workers keep the queues' metadata: a command (a read-only one above all) writes none.
-  const events = new Queue(PURCHASE_EVENTS_QUEUE, {
-    connection: redis,
-    prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER),
-    skipMetasUpdate: true,
-  });
+  // Quiet: a connection lost mid-command fails the command's own call, said once (cli.ts), where
+  // BullMQ would print each queue's error, stack and all.
+  const events = quietQueue(
+    new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: redis,
+      prefix: queuePrefix(prefix, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER),
+      skipMetasUpdate: true,
+    }),
+  );
   // Each shard's follow-ups queue, opened when a command first needs it.
   let followUps: Shards<Queue<FollowUpJobData>> | undefined;
   try {
     const shards = await commandShards(redis, env);
-    followUps = new Shards(
-      shards,
-      (shard) =>
+    followUps = new Shards(shards, (shard) =>
+      quietQueue(
         new Queue<FollowUpJobData>(FOLLOW_UPS_QUEUE, {
           connection: redis,
           prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shards),
           skipMetasUpdate: true,
         }),
+      ),
     );
     const tools = createOperatorTools({
       redis,

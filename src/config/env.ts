@@ -195,6 +195,12 @@ const envFields = z.object({
   REDIS_URL: redisUrls().default("redis://127.0.0.1:6379"),
   REDIS_WAIT_REPLICAS: wholeNumber(0, { min: 0, max: 10 }),
   REDIS_WAIT_TIMEOUT_MS: positiveInt(1000),
+  // One-shot commands only: how long each Redis command may go unanswered (a frozen Redis).
+  REDIS_COMMAND_TIMEOUT_MS: wholeNumber(10_000, {
+    min: 100,
+    max: 2_147_483_647,
+    expected: "expected a whole number from 100 to 2147483647 (about 24.8 days, the longest timer)",
+  }),
   REDIS_CLUSTER: z.preprocess(
     emptyAsUnset,
     z

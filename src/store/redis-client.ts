@@ -48,6 +48,29 @@ export function createRedisClient(
   );
 }
 
+/**
+ * Bounds every command sent from now on: one unanswered for `ms` fails with ioredis's "Command
+ * timed out" (its commandTimeout), on each node of a cluster, also the nodes found later, and on
+ * connections duplicated from this one. Set once connected, so that connecting keeps its own bound.
+ */
+export function boundCommands(redis: RedisClient, ms: number): void {
+  if (!isCluster(redis)) {
+    redis.options.commandTimeout = ms;
+    return;
+  }
+  const bound = (node: Redis) => {
+    node.options.commandTimeout = ms;
+  };
+  for (const node of redis.nodes("all")) bound(node);
+  redis.on("+node", bound);
+  redis.options.redisOptions = { ...redis.options.redisOptions, commandTimeout: ms };
+}
+
+/** Whether an error is a command's that Redis did not answer within its bound (boundCommands). */
+export function isCommandTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === "Command timed out";
+}
+
 /** Another connection like `redis` (BullMQ's workers block on connections of their own). */
 export function duplicateClient(redis: RedisClient): RedisClient {
   return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();

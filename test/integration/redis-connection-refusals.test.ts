@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -21,7 +21,11 @@ let server: RedisServer | undefined;
 let silent: Server | undefined;
 let pipeline: PipelineHarness | undefined;
 const sockets: Socket[] = [];
+/** A redis-server a test froze (SIGSTOP), let go on again before it is stopped. */
+let frozenPid: number | undefined;
 afterEach(async () => {
+  if (frozenPid !== undefined) process.kill(frozenPid, "SIGCONT");
+  frozenPid = undefined;
   await pipeline?.close();
   pipeline = undefined;
   await server?.stop();
@@ -37,6 +41,8 @@ async function cli(
   args: string[],
   cluster = false,
   more: NodeJS.ProcessEnv = {},
+  /** Killed (SIGTERM) after this long, if given: a command that would wait for ever. */
+  timeout = 0,
 ) {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -48,7 +54,7 @@ async function cli(
   const result = await promisify(execFile)(
     process.execPath,
     ["--import", "tsx", "src/cli.ts", ...args],
-    { encoding: "utf8", env },
+    { encoding: "utf8", env, timeout },
   ).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
     (error: { code: number; stdout: string; stderr: string }) => error,
@@ -100,6 +106,90 @@ it("refuses a database number the Redis does not have, instead of using database
     zero.disconnect();
   }
   // Three commands and a worker started as processes: over 20 s on a busy machine.
+}, 60_000);
+
+/**
+ * A loopback proxy to the test's Redis that stops it with `signal` (SIGSTOP: frozen, its
+ * connections open and nothing answered; SIGKILL: gone) just before passing on a command that
+ * reads the deployment's shard count: a one-shot command is connected by then, and waits for that
+ * answer. Its URL.
+ */
+async function stoppingProxy(redis: RedisServer, signal: "SIGSTOP" | "SIGKILL"): Promise<string> {
+  const probe = new Redis(redis.url);
+  const pid = Number((await probe.info("server")).match(/process_id:(\d+)/)?.[1]);
+  probe.disconnect();
+  let stopped = false;
+  const proxy = createServer((client) => {
+    const upstream = connect(redis.port, "127.0.0.1");
+    sockets.push(client, upstream);
+    client.on("data", (chunk: Buffer) => {
+      if (!stopped && chunk.includes(":fu:shards")) {
+        stopped = true;
+        if (signal === "SIGSTOP") frozenPid = pid;
+        process.kill(pid, signal);
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => client.write(chunk));
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      from.on("close", () => to.destroy());
+      from.on("error", () => to.destroy());
+    }
+  });
+  silent = proxy;
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  return `redis://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+}
+
+/** Closes the proxy and its connections; lets a frozen Redis go on, and stops it. */
+async function closeProxyAndRedis(): Promise<void> {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await new Promise<void>((resolve) => (silent ? silent.close(() => resolve()) : resolve()));
+  silent = undefined;
+  if (frozenPid !== undefined) process.kill(frozenPid, "SIGCONT");
+  frozenPid = undefined;
+  await server?.stop();
+  server = undefined;
+}
+
+// A Redis that froze after the command connected (SIGSTOP, or DEBUG SLEEP) held `schedule`,
+// `failed` and `replan --dry-run` for ever: each waited for an answer that never came.
+it("gives up on a Redis that stops answering mid-command, in one line naming it", async () => {
+  const bounds = { REDIS_COMMAND_TIMEOUT_MS: "1000", REDIS_WAIT_TIMEOUT_MS: "100" };
+  const commands = [
+    ["schedule", "--config", SHIPPED_CONFIG_DIR],
+    ["failed", "--config", SHIPPED_CONFIG_DIR],
+    ["replan", "--dry-run", "--config", SHIPPED_CONFIG_DIR],
+  ];
+  for (const command of commands) {
+    server = await startRedisServer();
+    const url = await stoppingProxy(server, "SIGSTOP");
+    const result = await cli(url, command, false, bounds, 60_000);
+    expect({ command, code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+      command,
+      code: 1,
+      stdout: "",
+      stderr: `followups: Redis at ${url} (REDIS_URL) did not answer within 1.1 s; the command stopped there: run it again once Redis answers (REDIS_COMMAND_TIMEOUT_MS sets the wait)\n`,
+    });
+    expect(frozenPid).toBeDefined();
+    await closeProxyAndRedis();
+  }
+}, 150_000);
+
+// BullMQ printed each of the command's queues' errors, stack and all, before the command's line.
+it("says once, without a stack trace, that Redis went away mid-command", async () => {
+  server = await startRedisServer();
+  const url = await stoppingProxy(server, "SIGKILL");
+  const result = await cli(url, ["failed", "--config", SHIPPED_CONFIG_DIR], false, {}, 60_000);
+  expect({ code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+    code: 1,
+    stdout: "",
+    stderr:
+      "followups: Redis stopped answering during the command (Connection is closed.); it stopped there: run it again once Redis answers\n",
+  });
 }, 60_000);
 
 /**

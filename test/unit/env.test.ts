@@ -223,6 +223,11 @@ describe("numbers", () => {
       "JOB_LOCK_MS: expected a whole number from 1000 to 2147483647 (a second to about 24.8 days, the longest timer), got 1",
     ],
     [
+      "REDIS_COMMAND_TIMEOUT_MS",
+      "50",
+      "REDIS_COMMAND_TIMEOUT_MS: expected a whole number from 100 to 2147483647 (about 24.8 days, the longest timer), got 50",
+    ],
+    [
       "DELIVERY_LEASE_MS",
       "999",
       "DELIVERY_LEASE_MS: expected a whole number of at least 1000 (a second; a send still under way when it ends may be sent again), got 999",
