@@ -151,6 +151,13 @@ const RATE_RETRY_JITTER_MS = 250;
  */
 const JOINED_RECHECK_MS = 60_000;
 
+/**
+ * How long past the end of its leader's grace period a joined thank-you still waits on a leader's
+ * that is scheduled (its job lost: no worker would send it then, the send guard skips it as past
+ * due): the wait behind it, and an hour for a grace period of whole days across a clock change.
+ */
+const JOINED_GIVE_UP_MARGIN_MS = COALESCED_AFTER_MS + 3600 * 1000;
+
 /** The latest follow-up sent to a customer is remembered for the attribution window and this. */
 const SENT_MEMORY_SLACK_MS = 24 * 3600 * 1000;
 
@@ -655,12 +662,21 @@ function createDelivery(deps: DeliveryDeps) {
       if (fallback.action === "skip") return skip(fallback.code, fallback.reason, sendLabels);
     }
 
-    // Thank-yous of every rule, not only of one that coalesces now: a rules edit may have taken
-    // `coalesce` from the leader's rule and left it on a member's. Without any, none is grouped.
-    const grouped = step.kind === "thank-you" && coalescesAny(rules);
-    if (grouped) {
+    // How the purchase was filed (its record says, read with it) decides, not whether the rules
+    // coalesce now: a group formed under earlier rules is seen through. A thank-you not filed so
+    // (no `ty`) is looked at only while a rule coalesces: filed by key layout 4 and before (in
+    // the customer's older group key), or a leader filed before leaders were (`lead`). So a
+    // purchase that was never filed costs no round trip here.
+    const thankYou = step.kind === "thank-you";
+    const coalescing = coalescesAny(rules);
+    const unfiledButCoalescing = thankYou && view.filed === undefined && coalescing;
+    if (thankYou && (view.filed?.startsWith("joined\n") || unfiledButCoalescing)) {
       // A thank-you that joined an earlier purchase's goes only if that one never went.
-      const joined = await joinedThankYou(deps, event.customer.id, eventId);
+      const joined = await joinedThankYou(deps, event.customer.id, eventId, {
+        ...(view.filed !== undefined && { filed: view.filed }),
+        graceMs: rules.gracePeriods["thank-you"].toMillis(),
+        now: nowMs,
+      });
       if (joined?.action === "skip") return skip("coalesced", joined.reason, sendLabels);
       if (joined?.action === "wait")
         return postpone(
@@ -669,7 +685,15 @@ function createDelivery(deps: DeliveryDeps) {
           "the thank-you it joined has not gone yet",
           "thank-you-joined",
         );
+      if (joined?.action === "lost")
+        log.warn(
+          { leaderEventId: joined.leaderEventId },
+          "the thank-you this one joined is still scheduled past its grace period (its job lost?); sent on its own",
+        );
     }
+    // A leader closes its group and records what it lists (nothing when no rule coalesces now:
+    // the purchases that joined then get their own), whatever the rules say.
+    const leads = thankYou && (view.filed === "lead" || unfiledButCoalescing);
 
     // The customer's cap before a send slot: a step capped (skipped, or put off) takes no slot
     // of the channel's rate from the sends behind it. A kind exempt from the caps (a thank-you,
@@ -800,7 +824,9 @@ function createDelivery(deps: DeliveryDeps) {
       recipientMember !== undefined &&
       !(await deps.smsReferences.textedBefore(recipientMember));
     // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
-    const alsoThanked = grouped ? await joinedOrders(deps, log, event, eventId, stepId) : [];
+    const alsoThanked = leads
+      ? await joinedOrders(deps, log, event, eventId, stepId, !coalescing)
+      : [];
     let message: OutgoingMessage;
     try {
       message = await deps.compose({
@@ -1161,15 +1187,26 @@ function coalescesAny(rules: RuleSet): boolean {
 
 /**
  * Whether a thank-you that joined an earlier purchase's (rules' `coalesce`) is done with: skipped
- * once the leader's went out (it listed this order), waiting while that one may still go, and
- * undefined (send it) when this purchase leads or stands alone, or the leader's never went.
+ * once the leader's went out listing this order, waiting while that one may still go, `lost` (send
+ * it, filed alone) when the leader's is still scheduled well past its grace period (with
+ * `graceMs`), and undefined (send it) when this purchase leads or stands alone, or the leader's
+ * never went. `filed`: its filing as its record holds it, when read already.
  */
 export async function joinedThankYou(
   deps: Pick<DeliveryDeps, "thankYous">,
   customerId: string,
   eventId: string,
-): Promise<{ action: "skip"; reason: string } | { action: "wait"; until: number } | undefined> {
-  const joined = await deps.thankYous.decide(customerId, eventId);
+  options: { filed?: string; graceMs?: number; now?: number } = {},
+): Promise<
+  | { action: "skip"; reason: string }
+  | { action: "wait"; until: number }
+  | { action: "lost"; leaderEventId: string }
+  | undefined
+> {
+  const joined = await deps.thankYous.decide(customerId, eventId, {
+    ...options,
+    marginMs: JOINED_GIVE_UP_MARGIN_MS,
+  });
   if (joined?.verdict === "coalesced") {
     return {
       action: "skip",
@@ -1184,6 +1221,7 @@ export async function joinedThankYou(
       until: Math.max(leader.dueAt, leader.postponed?.until ?? 0) + COALESCED_AFTER_MS,
     };
   }
+  if (joined?.verdict === "lost") return { action: "lost", leaderEventId: joined.leaderEventId };
   return undefined;
 }
 
@@ -1204,9 +1242,16 @@ async function joinedOrders(
   event: PurchaseCompleted,
   eventId: string,
   stepId: string,
+  listNone: boolean,
 ): Promise<PurchaseCompleted[]> {
   const customerId = event.customer.id;
-  const members = await deps.thankYous.close(customerId, eventId, deps.clock().toMillis(), stepId);
+  const members = await deps.thankYous.close(
+    customerId,
+    eventId,
+    deps.clock().toMillis(),
+    stepId,
+    listNone,
+  );
   const read = await Promise.all(
     members.map(async (memberId) => {
       const [stored, filing] = await Promise.all([

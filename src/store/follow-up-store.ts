@@ -81,6 +81,12 @@ export interface SendView {
    * version's format): the decoder's error by name only (its message may quote the bytes).
    */
   readonly unreadable?: { readonly errorName: string };
+  /**
+   * How the purchase was filed with a customer's thank-you group (`coalesce`), as its record
+   * holds it (`ty`: ThankYouGroups, join-thank-you.lua); undefined when it was not (or by key
+   * layout 4 and before, in the customer's older group key).
+   */
+  readonly filed?: string;
 }
 
 /** A step to schedule, as planned. */
@@ -123,6 +129,8 @@ const GENERATION_FIELD = "g";
 const SUMMARY_FIELD = "m";
 /** The W3C traceparent of the purchase's intake span (only while tracing is on). */
 const TRACE_FIELD = "tp";
+/** How the purchase was filed with a thank-you group (join-thank-you.lua). */
+const FILING_FIELD = "ty";
 const stepField = (stepId: string) => `s:${stepId}`;
 
 /** What reports show of a purchase once it is trimmed (the record's `m`): order id and name. */
@@ -548,18 +556,20 @@ export class FollowUpStore {
     const field = stepField(stepId);
     const own = fields[field];
     const record = own ? readStepRecord(own.toString("utf8")) : undefined;
-    if (!encoded) return { ...(record && { record }), ...(legacy && { event: legacy }) };
+    // Read with the rest: a thank-you asks how it was filed without another round trip.
+    const filedAs = fields[FILING_FIELD]?.toString("utf8");
+    const known = {
+      ...(record && { record }),
+      ...(filedAs !== undefined && { filed: filedAs }),
+    };
+    if (!encoded) return { ...known, ...(legacy && { event: legacy }) };
     let decoded: StoredPurchase;
     try {
       decoded = decodeStored(encoded);
     } catch (error) {
-      return {
-        ...(record && { record }),
-        unreadable: { errorName: errorName(error) },
-      };
+      return { ...known, unreadable: { errorName: errorName(error) } };
     }
-    if (decoded.kind === "kept")
-      return { ...(record && { record }), event: purchaseFromKept(decoded.kept) };
+    if (decoded.kind === "kept") return { ...known, event: purchaseFromKept(decoded.kept) };
     const event = decoded.event;
     const othersPending = Object.entries(fields).some(
       ([name, raw]) =>
@@ -567,9 +577,9 @@ export class FollowUpStore {
         name.startsWith("s:") &&
         PENDING_STATES.has(readStepRecord(raw.toString("utf8")).state),
     );
-    if (othersPending || !inRecord) return { ...(record && { record }), event };
+    if (othersPending || !inRecord) return { ...known, event };
     return {
-      ...(record && { record }),
+      ...known,
       event,
       lastStep: () => ({
         asRead: encoded,

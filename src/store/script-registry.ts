@@ -286,15 +286,20 @@ export interface StoreCommands {
     eventId: string,
     now: number,
     stepId: string,
+    listNone: "1" | "",
   ): Promise<string[]>;
   /** decide-joined-thank-you.lua */
   fuDecideJoinedThankYou(
     recordKey: string,
     legacyGroupKey: string,
     leaderRecordKey: string,
+    historyKey: string,
     eventId: string,
     leaderEventId: string,
-  ): Promise<[verdict: "coalesced" | "wait" | "own", leaderStep?: string]>;
+    graceMs: number | "",
+    marginMs: number,
+    now: number,
+  ): Promise<[verdict: "coalesced" | "wait" | "own", detail?: string]>;
   /** leave-thank-you.lua */
   fuLeaveThankYou(
     recordKey: string,

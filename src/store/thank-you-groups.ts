@@ -83,17 +83,14 @@ export class ThankYouGroups {
         .exec()) ?? [];
     for (const [error] of replies) if (error) throw error;
     const filed = (replies[0]?.[1] ?? replies[1]?.[1]) as string | null | undefined;
-    if (typeof filed !== "string") return undefined;
-    const [role, leaderEventId, leaderStepId, leaderDue] = filed.split("\n");
-    if (role === "joined" && leaderEventId && leaderStepId)
-      return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
-    return { role: role === "lead" ? "lead" : "alone" };
+    return typeof filed === "string" ? filingFrom(filed) : undefined;
   }
 
   /**
    * Closes the group as its leader's thank-you (`stepId`) goes out; the events that joined it,
    * oldest first (none once the group has ended: kept as long as its filings need,
-   * FILINGS_KEEP_MS at least). What it answers a leader is kept in its record: closing again
+   * FILINGS_KEEP_MS at least; none with `listNone`, when no rule coalesces as it goes: they get
+   * their own). What it answers a leader is kept in its record, an empty list too: closing again
    * answers the same, and decide() skips only a purchase that it listed.
    */
   async close(
@@ -101,6 +98,7 @@ export class ThankYouGroups {
     leaderEventId: string,
     now = Date.now(),
     stepId = "",
+    listNone = false,
   ): Promise<string[]> {
     return this.redis.fuCloseThankYou(
       this.keys.customerHistory(customerId),
@@ -109,6 +107,7 @@ export class ThankYouGroups {
       leaderEventId,
       now,
       stepId,
+      listNone ? "1" : "",
     );
   }
 
@@ -116,30 +115,46 @@ export class ThankYouGroups {
    * What becomes of the purchase's own thank-you, when it joined an earlier purchase's: skipped
    * (`coalesced`) once that one went out listing it, `wait` (with the leader's step record) while
    * that one may still go, else undefined (it leads, stands alone, or was not thanked for: it is
-   * filed alone then, so a later retry of the leader's leaves it out). The filing and the
-   * leader's thank-you are read in one script (decide-joined-thank-you.lua): read apart, a leader
-   * that left it out and went between the two reads had it skipped, never thanked for.
+   * filed alone then, so a later retry of the leader's leaves it out). `lost` when it stops
+   * waiting on a leader's thank-you still scheduled past its grace end (its due time plus
+   * `graceMs`, or its own grace end, plus `marginMs`): no job of it could send it any more; without
+   * `graceMs` it waits however long. The filing and the leader's thank-you
+   * are read in one script (decide-joined-thank-you.lua): read apart, a leader that left it out
+   * and went between the two reads had it skipped, never thanked for. `filed` is the purchase's
+   * filing as its record holds it (FollowUpStore.sendView), when read already: then it is not
+   * read again first.
    */
   async decide(
     customerId: string,
     eventId: string,
+    options: { filed?: string; graceMs?: number; marginMs?: number; now?: number } = {},
   ): Promise<
     | { readonly verdict: "coalesced"; readonly leaderEventId: string }
     | { readonly verdict: "wait"; readonly leaderEventId: string; readonly leader: StepRecord }
+    | { readonly verdict: "lost"; readonly leaderEventId: string }
     | undefined
   > {
-    const filing = await this.filingOf(customerId, eventId);
+    const filing =
+      options.filed !== undefined
+        ? filingFrom(options.filed)
+        : await this.filingOf(customerId, eventId);
     if (filing?.role !== "joined") return undefined;
     const { leaderEventId } = filing;
-    const [verdict, raw] = await this.redis.fuDecideJoinedThankYou(
+    const [verdict, detail] = await this.redis.fuDecideJoinedThankYou(
       this.keys.eventRecord(eventId),
       this.keys.thankYouGroup(customerId),
       this.keys.eventRecord(leaderEventId),
+      this.keys.customerHistory(customerId),
       eventId,
       leaderEventId,
+      options.graceMs ?? "",
+      options.marginMs ?? 0,
+      options.now ?? Date.now(),
     );
     if (verdict === "coalesced") return { verdict, leaderEventId };
-    if (verdict === "wait" && raw) return { verdict, leaderEventId, leader: readStepRecord(raw) };
+    if (verdict === "wait" && detail)
+      return { verdict, leaderEventId, leader: readStepRecord(detail) };
+    if (verdict === "own" && detail === "lost") return { verdict: "lost", leaderEventId };
     return undefined;
   }
 
@@ -158,4 +173,12 @@ export class ThankYouGroups {
       )) === 1
     );
   }
+}
+
+/** A filing as stored (`ty`: "lead", "alone" or "joined\n<lead>\n<step>\n<due>"). */
+export function filingFrom(filed: string): ThankYouFiling {
+  const [role, leaderEventId, leaderStepId, leaderDue] = filed.split("\n");
+  if (role === "joined" && leaderEventId && leaderStepId)
+    return { role, leaderEventId, leaderStepId, leaderDueAt: Number(leaderDue) };
+  return { role: role === "lead" ? "lead" : "alone" };
 }

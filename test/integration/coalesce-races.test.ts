@@ -1,5 +1,8 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { isMap, isSeq, parseDocument } from "yaml";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import { joinedThankYou } from "../../src/queue/delivery-processor.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
@@ -11,6 +14,7 @@ import {
   type PipelineHarness,
   promoteStep,
   startPipeline,
+  stepRecordOf,
   waitForState,
 } from "../support/pipeline-harness.js";
 
@@ -171,5 +175,108 @@ describe("a leader's thank-you retried after the purchases that joined it were t
     const mails = await p.sink.waitForMessages(2);
     expect(mails[1]?.parsed.text ?? "").toContain("Shirt rt-lead");
     expect(mails[1]?.parsed.text ?? "").not.toContain("Shirt rt-member");
+  });
+});
+
+/**
+ * The worker restarted on the shipped rules with (`on`) or without `coalesce` on every rule: a
+ * new rules generation, as a deploy of edited rules.
+ */
+async function coalescing(p: PipelineHarness, on: boolean): Promise<void> {
+  await p.worker?.close();
+  const file = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  const rules = doc.get("rules");
+  if (!isSeq(rules)) throw new Error("rules.yaml has no rules");
+  for (const rule of rules.items) {
+    if (!isMap(rule)) continue;
+    // The shipped rules that coalesce, as shipped.
+    if (!on) rule.delete("coalesce");
+    else if (["thank-you", "big-ticket"].includes(String(rule.get("id"))))
+      rule.set("coalesce", "PT1H");
+  }
+  await writeFile(file, doc.toString());
+  await p.startWorker();
+}
+
+describe("a joined purchase's thank-you after the rules stopped coalescing", () => {
+  it("is still skipped when the leader's went out listing it before", async () => {
+    pipeline = await startPipeline("coalesce-off");
+    const p = pipeline;
+    await buy(p, "cus-off", ["off-lead", 30], ["off-member", 10]);
+    const leaders = await thankYouSent(p, "off-lead", 1);
+    expect(leaders).toContain("Shirt off-lead");
+    expect(leaders).toContain("Shirt off-member");
+
+    // Coalescing is taken out of every rule: the member's thank-you was thanked for all the same.
+    await coalescing(p, false);
+    await promoteStep(p, "off-member", THANK_YOU);
+    const done = await waitForState(p, "off-member", THANK_YOU, "skipped");
+    expect(done.reason?.code).toBe("coalesced");
+    expect(p.sink.messages).toHaveLength(1);
+  });
+});
+
+describe("a leader's thank-you sent while no rule coalesced, coalescing back before the member's", () => {
+  it("lists none, and the purchase that joined gets its own", async () => {
+    pipeline = await startPipeline("coalesce-twice");
+    const p = pipeline;
+    await buy(p, "cus-twice", ["tw-lead", 30], ["tw-member", 10]);
+    await coalescing(p, false);
+    const leaders = await thankYouSent(p, "tw-lead", 1);
+    expect(leaders).toContain("Shirt tw-lead");
+    expect(leaders).not.toContain("Shirt tw-member");
+
+    await coalescing(p, true);
+    expect(await thankYouSent(p, "tw-member", 2)).toContain("Shirt tw-member");
+    // What it listed (none) is recorded, as for any leader.
+    expect(await p.redis.hget((await keysOf(p, "tw-lead")).eventRecord("tw-lead"), "tj")).toBe(
+      `${THANK_YOU}\n`,
+    );
+  });
+
+  it("by a version that wrote no record of what it listed: the group it left open says it listed none", async () => {
+    pipeline = await startPipeline("coalesce-twice-old");
+    const p = pipeline;
+    await buy(p, "cus-old", ["old-lead", 30], ["old-member", 10]);
+    // A leader filed before leaders were (no `ty`), sent while no rule coalesced: as the versions
+    // before `tj` sent it, it neither closed its group nor recorded anything.
+    await p.redis.hdel((await keysOf(p, "old-lead")).eventRecord("old-lead"), "ty");
+    await coalescing(p, false);
+    const leaders = await thankYouSent(p, "old-lead", 1);
+    expect(leaders).not.toContain("Shirt old-member");
+    expect(
+      await p.redis.hget((await keysOf(p, "old-lead")).eventRecord("old-lead"), "tj"),
+    ).toBeNull();
+
+    await coalescing(p, true);
+    expect(await thankYouSent(p, "old-member", 2)).toContain("Shirt old-member");
+  });
+});
+
+describe("a joined purchase's thank-you whose leader's stays scheduled with no job behind it", () => {
+  it("stops waiting after the leader's grace period and goes on its own; the leader's, if it comes, is past due", async () => {
+    pipeline = await startPipeline("coalesce-lost");
+    const p = pipeline;
+    await buy(p, "cus-lost", ["lost-lead", 30], ["lost-member", 10]);
+    // The leader's thank-you fell due three days ago and its job was lost: its record says
+    // scheduled, and no promoter will make it a job (its schedule line is for another bucket).
+    const record = (await keysOf(p, "lost-lead")).eventRecord("lost-lead");
+    const field = `s:${THANK_YOU}`;
+    const raw = (await p.redis.hget(record, field)) ?? "";
+    expect(raw).toMatch(/^set[0-9a-z]+/);
+    const longAgo = Date.now() - 3 * 24 * 3600 * 1000;
+    await p.redis.hset(record, field, raw.replace(/^set[0-9a-z]+/, `set${longAgo.toString(36)}`));
+    expect((await stepRecordOf(p, "lost-lead", THANK_YOU))?.dueAt).toBe(longAgo);
+
+    expect(await thankYouSent(p, "lost-member", 1)).toContain("Shirt lost-member");
+    // Filed alone: the leader's, if its job turns up, would not list it (and is past due).
+    expect(
+      await p.redis.hget((await keysOf(p, "lost-member")).eventRecord("lost-member"), "ty"),
+    ).toBe("alone");
+    await promoteStep(p, "lost-lead", THANK_YOU);
+    const leader = await waitForState(p, "lost-lead", THANK_YOU, "skipped");
+    expect(leader.reason?.code).toBe("past-due");
+    expect(p.sink.messages).toHaveLength(1);
   });
 });

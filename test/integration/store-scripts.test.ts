@@ -208,7 +208,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(3);
-    expect(EMBEDDED_SCRIPTS["decide-joined-thank-you"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["decide-joined-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["leave-thank-you"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["add-spend"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["return-spend"].numberOfKeys).toBe(2);
@@ -706,6 +706,7 @@ describe("the store's Lua scripts", () => {
         "old-2",
         NOW,
         "ty.ty",
+        "",
       ),
     ).toEqual([]);
     expect(
@@ -716,6 +717,7 @@ describe("the store's Lua scripts", () => {
         "old-1",
         NOW,
         "ty.ty",
+        "",
       ),
     ).toEqual(["old-2", "new-3"]);
     expect((await group())[4]).toBe("1");
@@ -755,6 +757,7 @@ describe("the store's Lua scripts", () => {
         "new-7",
         NOW + 5 * DAY,
         "ty.ty",
+        "",
       ),
     ).toEqual([]);
     // A group only ever in the older key is found when its leader's thank-you goes out.
@@ -769,6 +772,7 @@ describe("the store's Lua scripts", () => {
         "b-1",
         NOW,
         "ty.ty",
+        "",
       ),
     ).toEqual(["b-2"]);
     expect(await redis.pttl(other)).toBeGreaterThan(0);

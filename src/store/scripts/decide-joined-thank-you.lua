@@ -5,19 +5,36 @@
   it skipped as thanked for. It is skipped only once the leader's thank-you went and listed it
   (the leader's `tj`, written as it closed the group: close-thank-you.lua); it waits while that one
   may still go; otherwise it is filed alone (a later retry of the leader's leaves it out) and goes.
+  What the rules say now does not matter here: only the filing and the leader's record.
+
+  A leader's thank-you sent by a version before `tj` (it wrote none) listed every purchase still
+  joined when it closed the group, and closing is what it did as it went: when the group it led is
+  still open (in the customer's history, or in the older group key), it went without closing it
+  (no rule coalesced then), listed none, and this one goes.
+
+  A leader's thank-you still `scheduled` after its grace period (and the margin) has no job behind
+  it that could send it (its job lost): the send guard would skip it as past due. This one stops
+  waiting then, and goes, filed alone, so that the leader's, if its job turns up after all (rules
+  with a longer grace period by then), does not list it.
 
   Input:
     KEYS[1]  the purchase's event record (hash; `ty` = how it was filed, see join-thank-you.lua)
     KEYS[2]  the customer's thank-you group as key layout 4 and before kept it (its filing
-             `f:<event id>` is read when the record has none)
+             `f:<event id>` is read when the record has none; `lead`, `closed` its group)
     KEYS[3]  the leader's event record (hash; its thank-you step `s:<step id>`, and `tj` =
              "<the step that closed the group>\n<the event ids it listed, space-separated>")
+    KEYS[4]  the customer's history (hash; `tl` the group's leader, `tg` its numbers, the fifth
+             1 once closed: lib/thank-you-group.lua)
 
     ARGV[1]  the purchase's event id
     ARGV[2]  the leader's event id (its filing names it)
+    ARGV[3]  the thank-you grace period (ms), or '' to wait on a scheduled leader however long
+    ARGV[4]  a margin after the leader's grace end (ms)
+    ARGV[5]  now (epoch ms)
 
-  Output: {"coalesced"}, {"wait", the leader's thank-you step record as stored}, or {"own"}
-          (filed alone, or not joined to that leader: its own thank-you goes)
+  Output: {"coalesced"}, {"wait", the leader's thank-you step record as stored}, {"own"} (filed
+          alone, or not joined to that leader: its own thank-you goes), or {"own", "lost"} (the
+          leader's is still scheduled past its grace period: filed alone, its own goes)
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
@@ -25,7 +42,10 @@ local filed = redis.call('HGET', KEYS[1], 'ty') or redis.call('HGET', KEYS[2], '
 local lead, step
 if filed then lead, step = string.match(filed, '^joined\n(.-)\n(.-)\n') end
 if lead ~= ARGV[2] then return {'own'} end
--- A group closed by a version before `tj`: its thank-you listed every purchase still joined.
+local function alone(...)
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ty', 'alone') end
+  return {'own', ...}
+end
 local listed = true
 local closed = redis.call('HGET', KEYS[3], 'tj')
 if closed then
@@ -37,8 +57,22 @@ if closed then
   end
 end
 local raw = redis.call('HGET', KEYS[3], 's:' .. step)
-local state = raw and decodeStep(raw).s
+local rec = raw and decodeStep(raw)
+local state = rec and rec.s
+if state == 'scheduled' and ARGV[3] ~= '' then
+  local graceEnds = tonumber(rec.e) or ((tonumber(rec.d) or 0) + tonumber(ARGV[3]))
+  local giveUpAt = math.max(graceEnds, tonumber(rec.w) or 0) + tonumber(ARGV[4])
+  if tonumber(ARGV[5]) >= giveUpAt then return alone('lost') end
+end
 if state == 'scheduled' or state == 'sending' then return {'wait', raw} end
+if state == 'sent' and listed and not closed then
+  -- Sent by a version before `tj`: listed only if it closed the group it led.
+  local history = redis.call('HMGET', KEYS[4], 'tl', 'tg')
+  if history[1] == ARGV[2] and string.match(history[2] or '', '^%w+ %w+ %w+ %w+ 0 ') then
+    listed = false
+  end
+  local older = redis.call('HMGET', KEYS[2], 'lead', 'closed')
+  if older[1] == ARGV[2] and not older[2] then listed = false end
+end
 if state == 'sent' and listed then return {'coalesced'} end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ty', 'alone') end
-return {'own'}
+return alone()
