@@ -779,6 +779,60 @@ describe("the store's Lua scripts", () => {
     expect(await redis.exists(keys.thankYouGroup("cus-b"))).toBe(0);
   });
 
+  it("decide-joined-thank-you: a leader sent before `tj` listed its members only if it closed its group; a scheduled one is waited on until its grace end and the margin", async () => {
+    const HOUR = 3_600_000;
+    const legacy = keys.thankYouGroup("cus-d");
+    const history = keys.customerHistory("cus-d");
+    const member = keys.eventRecord("d-2");
+    const leader = keys.eventRecord("d-1");
+    await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
+    const decide = (graceMs: number | "" = "", now = NOW) =>
+      redis.fuDecideJoinedThankYou(
+        member,
+        legacy,
+        leader,
+        history,
+        "d-2",
+        "d-1",
+        graceMs,
+        HOUR,
+        now,
+      );
+    // Sent by a version that recorded nothing, its group (as key layout 4 kept it) still open:
+    // it went without closing it, and listed none.
+    await redis.hset(leader, "s:ty.ty", `oet${NOW.toString(36)}`);
+    await redis.hset(legacy, { lead: "d-1", step: "ty.ty", n: "1", "m:d-2": String(NOW) });
+    expect(await decide()).toEqual(["own"]);
+    expect(await redis.hget(member, "ty")).toBe("alone");
+    // Closed: it listed every purchase still joined.
+    await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
+    await redis.hset(legacy, "closed", "1");
+    expect(await decide()).toEqual(["coalesced"]);
+    // The same for a group in the customer's history (the fifth number: closed).
+    await redis.del(legacy);
+    await redis.hset(history, { tl: "d-1", ts: "ty.ty", tg: "a b c 1 0 z" });
+    expect(await decide()).toEqual(["own"]);
+    await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
+    await redis.hset(history, "tg", "a b c 1 1 z");
+    expect(await decide()).toEqual(["coalesced"]);
+    // Still scheduled: waited on, however long without a grace period; with one, until the end
+    // of the leader's (its own `e` when it has one, or its noted wait `w` if later) and the margin.
+    const scheduled = `set${NOW.toString(36)}`;
+    await redis.hset(leader, "s:ty.ty", scheduled);
+    expect(await decide("", NOW + 100 * HOUR)).toEqual(["wait", scheduled]);
+    expect(await decide(2 * HOUR, NOW + 3 * HOUR - 1)).toEqual(["wait", scheduled]);
+    await redis.hset(leader, "s:ty.ty", `${scheduled} ${JSON.stringify({ w: NOW + 5 * HOUR })}`);
+    expect((await decide(2 * HOUR, NOW + 3 * HOUR))[0]).toBe("wait");
+    await redis.hset(leader, "s:ty.ty", `${scheduled} ${JSON.stringify({ e: NOW + 10 * HOUR })}`);
+    expect((await decide(2 * HOUR, NOW + 11 * HOUR - 1))[0]).toBe("wait");
+    expect(await decide(2 * HOUR, NOW + 11 * HOUR)).toEqual(["own", "lost"]);
+    expect(await redis.hget(member, "ty")).toBe("alone");
+    // A leader being sent is waited on whatever the time: its message may be on its way.
+    await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
+    await redis.hset(leader, "s:ty.ty", `net${NOW.toString(36)}`);
+    expect((await decide(2 * HOUR, NOW + 100 * HOUR))[0]).toBe("wait");
+  });
+
   it("stop-event: marks a record it finds and creates none", async () => {
     expect(await redis.fuStopEvent(record(), "refunded: why")).toBe(0);
     expect(await redis.exists(record())).toBe(0);
