@@ -8,7 +8,7 @@ import { runCode } from "../../src/cli/code-command.js";
 import { runMigrate } from "../../src/cli/migrate-command.js";
 import { runPublish } from "../../src/cli/publish-command.js";
 import { runReshard } from "../../src/cli/reshard-command.js";
-import { migrate } from "../../src/operations/migrate.js";
+import { type MigrateOptions, migrate } from "../../src/operations/migrate.js";
 import { takeMoveLease } from "../../src/operations/move-lease.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import {
@@ -105,6 +105,44 @@ async function migrateTo(p: PipelineHarness, ...flags: "--dry-run"[]) {
   return JSON.parse(io.output()) as Record<string, number | string | boolean>;
 }
 
+/** A deployment of SHARDS shards on a Redis of the test's own (`source`), its worker running. */
+async function deploymentOnOwnRedis(label: string): Promise<PipelineHarness> {
+  source = await startRedisServer();
+  pipeline = await startPipeline(label, { redisUrl: source.url, cluster: false, shards: SHARDS });
+  return pipeline;
+}
+
+/** The test's own Redis, the old one. */
+function sourceUrl(): string {
+  if (!source) throw new Error("no deployment on a Redis of the test's own");
+  return source.url;
+}
+
+/** Stops the deployment's worker: a move runs with every worker stopped. */
+async function stopWorker(p: PipelineHarness): Promise<void> {
+  await p.worker?.close();
+  p.worker = undefined;
+}
+
+/** A connection to the suite's Redis, the new one (`target`, closed after each test). */
+function connectTarget(): RedisClient {
+  target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+  return target;
+}
+
+/** migrate() from the test's own Redis to the suite's, as the command calls it. */
+function migrateToTarget(p: PipelineHarness, more: Partial<MigrateOptions> = {}) {
+  return migrate({
+    source: p.redis,
+    target: target ?? connectTarget(),
+    prefix: p.prefix,
+    sourceName: sourceUrl(),
+    targetName: targetUrl(),
+    by: "test",
+    ...more,
+  });
+}
+
 function queuesOn(redis: RedisClient, prefix: string, cluster: boolean) {
   return new Shards(
     SHARDS,
@@ -138,13 +176,7 @@ describe("followups migrate", () => {
   });
 
   it("moves a deployment to another Redis: what was pending goes once from there, and the old one is refused", async () => {
-    source = await startRedisServer();
-    pipeline = await startPipeline("migrate", {
-      redisUrl: source.url,
-      cluster: false,
-      shards: SHARDS,
-    });
-    const p = pipeline;
+    const p = await deploymentOnOwnRedis("migrate");
     // A big-ticket purchase each: a thank-you due in two minutes (a delayed job in its shard's
     // queue) and a check-in in three months (the compact schedule).
     for (const id of CUSTOMERS)
@@ -178,8 +210,7 @@ describe("followups migrate", () => {
       async () => ((await badEvent.getState()) === "failed" ? true : undefined),
       "the bad event to fail",
     );
-    await p.worker?.close();
-    p.worker = undefined;
+    await stopWorker(p);
     // An event published while the workers were stopped, a few minutes before the move.
     await p.events.add("purchase.completed", newspaper("m-waiting", 6), {
       jobId: "evt-m-waiting",
@@ -227,7 +258,7 @@ describe("followups migrate", () => {
 
     // An earlier run stopped right after marking both: workers refuse both Redis deployments,
     // and running it again finishes the move.
-    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    target = connectTarget();
     const startedAt = new Date().toISOString();
     await p.redis.set(
       keys.movedMark(),
@@ -235,7 +266,7 @@ describe("followups migrate", () => {
     );
     await target.set(
       keys.arrivingMark(),
-      JSON.stringify({ redis: redisNodesName(source.url), startedAt }),
+      JSON.stringify({ redis: redisNodesName(sourceUrl()), startedAt }),
     );
     await expect(workerOn(p.envVars)).rejects.toThrow(
       /this deployment is moving to .*run the command again/,
@@ -363,13 +394,7 @@ describe("followups migrate", () => {
   });
 
   it("carries the upgrades' tombstones: a worker of an older version started on the new Redis fails its opt-out check there too", async () => {
-    source = await startRedisServer();
-    pipeline = await startPipeline("migrate-tombstones", {
-      redisUrl: source.url,
-      cluster: false,
-      shards: SHARDS,
-    });
-    const p = pipeline;
+    const p = await deploymentOnOwnRedis("migrate-tombstones");
     const former = formerGlobalBase(p.prefix);
     // A deployment that ran under key layout 5 with an opt-out, upgraded by this version's worker
     // (which leaves a string where each opt-out list of layouts 2 to 5 was), and which ran before
@@ -377,8 +402,7 @@ describe("followups migrate", () => {
     await new SuppressionList(p.redis, p.prefix).suppress("email", {
       customerId: "cus-migrate-off",
     });
-    await p.worker?.close();
-    p.worker = undefined;
+    await stopWorker(p);
     await backToFormerGlobalKeys(p.redis, p.prefix, "5");
     for (const list of ["email", "sms"])
       await p.redis.set(`${p.prefix}:fu:suppressed:${list}`, TOMBSTONE);
@@ -391,7 +415,7 @@ describe("followups migrate", () => {
     expect(tombstones.length).toBeGreaterThanOrEqual(8);
 
     expect(await migrateTo(p)).toMatchObject({ dryRun: false });
-    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    target = connectTarget();
     const optOuts = new SuppressionList(target, p.prefix);
     expect(await optOuts.isSuppressed("email", { customerId: "cus-migrate-off" })).toBe(true);
     // Where a worker of layouts 2 to 5 (or of before December 2026) looks for opt-outs, it finds
@@ -407,15 +431,8 @@ describe("followups migrate", () => {
   });
 
   it("runs one at a time: refused while a reshard or another migrate holds the deployment, whose hold is not copied", async () => {
-    source = await startRedisServer();
-    pipeline = await startPipeline("migrate-twice", {
-      redisUrl: source.url,
-      cluster: false,
-      shards: SHARDS,
-    });
-    const p = pipeline;
-    await p.worker?.close();
-    p.worker = undefined;
+    const p = await deploymentOnOwnRedis("migrate-twice");
+    await stopWorker(p);
     process.env = { ...savedEnv, ...p.envVars };
     const reshardRun = await takeMoveLease(p.redis, p.prefix, "followups reshard");
     await expect(
@@ -424,15 +441,9 @@ describe("followups migrate", () => {
     await reshardRun.release();
     expect(await p.redis.exists(new StoreKeys(p.prefix).movedMark())).toBe(0);
 
-    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    target = connectTarget();
     let second: Promise<number> | undefined;
-    const first = migrate({
-      source: p.redis,
-      target,
-      prefix: p.prefix,
-      sourceName: source.url,
-      targetName: targetUrl(),
-      by: "test",
+    const first = migrateToTarget(p, {
       onPart: (part) => {
         if (part !== "copying the store's keys") return;
         second = runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo());
@@ -450,21 +461,14 @@ describe("followups migrate", () => {
   });
 
   it("keeps its marks when a run fails after copying some keys (the new Redis full, say): run again, it finishes", async () => {
-    source = await startRedisServer();
-    pipeline = await startPipeline("migrate-half-copied", {
-      redisUrl: source.url,
-      cluster: false,
-      shards: SHARDS,
-    });
-    const p = pipeline;
+    const p = await deploymentOnOwnRedis("migrate-half-copied");
     await p.publisher.publish(newspaper("half", 5) as never);
     await eventProcessed(p, "evt-half");
-    await p.worker?.close();
-    p.worker = undefined;
+    await stopWorker(p);
     const keys = new StoreKeys(p.prefix);
     // An upgraded deployment's tombstone: copied first, whatever the order SCAN gives the rest.
     await p.redis.set(`${p.prefix}:fu:suppressed:email`, TOMBSTONE);
-    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    target = connectTarget();
     // The new Redis fills up before the keys that tell a deployment is there are copied.
     const full = target as unknown as { restore: (...args: unknown[]) => Promise<unknown> };
     const restore = full.restore.bind(target);
@@ -474,15 +478,7 @@ describe("followups migrate", () => {
         throw new Error("OOM command not allowed when used memory > 'maxmemory'.");
       return restore(...args);
     };
-    const run = () =>
-      migrate({
-        source: p.redis,
-        target: target as RedisClient,
-        prefix: p.prefix,
-        sourceName: source?.url ?? "",
-        targetName: targetUrl(),
-        by: "test",
-      });
+    const run = () => migrateToTarget(p);
     await expect(run()).rejects.toThrow("OOM");
     expect(await target.get(`${p.prefix}:fu:suppressed:email`)).toBe(TOMBSTONE);
     // Keys were copied: the marks stay, so workers start on neither Redis until the move is
@@ -498,21 +494,14 @@ describe("followups migrate", () => {
   });
 
   it("counts workers again once it has marked both Redis: one that connected in between stops it, and the marks go", async () => {
-    source = await startRedisServer();
-    pipeline = await startPipeline("migrate-late-worker", {
-      redisUrl: source.url,
-      cluster: false,
-      shards: SHARDS,
-    });
-    const p = pipeline;
-    await p.worker?.close();
-    p.worker = undefined;
+    const p = await deploymentOnOwnRedis("migrate-late-worker");
+    await stopWorker(p);
     const keys = new StoreKeys(p.prefix);
-    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    target = connectTarget();
     // A worker that passed its start-up check before the marks connects while migrate marks the
     // new Redis, after migrate's first count found none: the hook makes it at that moment (a
     // BullMQ Worker connects when it is made).
-    const lateConnection = createRedisClient(source.url, false, {
+    const lateConnection = createRedisClient(sourceUrl(), false, {
       maxRetriesPerRequest: null,
       lazyConnect: true,
     });
@@ -533,16 +522,7 @@ describe("followups migrate", () => {
       return set(...args);
     };
     try {
-      await expect(
-        migrate({
-          source: p.redis,
-          target,
-          prefix: p.prefix,
-          sourceName: source.url,
-          targetName: targetUrl(),
-          by: "test",
-        }),
-      ).rejects.toThrow(
+      await expect(migrateToTarget(p)).rejects.toThrow(
         /1 worker connection\(s\) are on this deployment's queues: stop every worker/,
       );
     } finally {
@@ -557,13 +537,7 @@ describe("followups migrate", () => {
   });
 
   it("refuses while a worker runs (a dry run runs beside it), and a Redis that holds a deployment already", async () => {
-    source = await startRedisServer();
-    pipeline = await startPipeline("migrate-refused", {
-      redisUrl: source.url,
-      cluster: false,
-      shards: SHARDS,
-    });
-    const p = pipeline;
+    const p = await deploymentOnOwnRedis("migrate-refused");
     process.env = { ...savedEnv, ...p.envVars };
     await expect(
       runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
@@ -577,12 +551,12 @@ describe("followups migrate", () => {
     const probe = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
     expect(await keysMatching(probe, `*${p.prefix}*`)).toEqual([]);
     probe.disconnect();
-    await expect(runMigrate({ toUrl: source.url, dryRun: true }, captureIo())).rejects.toThrow(
+    await expect(runMigrate({ toUrl: sourceUrl(), dryRun: true }, captureIo())).rejects.toThrow(
       "--to-url names the Redis the deployment is on",
     );
     // Another database of the same server is another Redis.
     const otherDb = captureIo();
-    expect(await runMigrate({ toUrl: `${source.url}/5`, dryRun: true }, otherDb)).toBe(0);
+    expect(await runMigrate({ toUrl: `${sourceUrl()}/5`, dryRun: true }, otherDb)).toBe(0);
     expect(otherDb.output()).toContain("would copy this deployment (2 shards)");
     // A URL that is not one is refused without echoing it (it may carry a password).
     const typo = runMigrate(
@@ -593,7 +567,7 @@ describe("followups migrate", () => {
     await expect(typo).rejects.not.toThrow("S3cret");
     // Several URLs are a cluster's nodes: without --to-cluster, a usage error, the URLs not echoed.
     const nodes = runMigrate(
-      { toUrl: `redis://:S3cret@127.0.0.1:7000,${source.url}`, dryRun: true },
+      { toUrl: `redis://:S3cret@127.0.0.1:7000,${sourceUrl()}`, dryRun: true },
       captureIo(),
     );
     await expect(nodes).rejects.toMatchObject({
@@ -602,7 +576,7 @@ describe("followups migrate", () => {
     });
     // A single Redis taken for a cluster: said in the command's own flags.
     await expect(
-      runMigrate({ toUrl: `${source.url}/5`, toCluster: true, dryRun: true }, captureIo()),
+      runMigrate({ toUrl: `${sourceUrl()}/5`, toCluster: true, dryRun: true }, captureIo()),
     ).rejects.toThrow(
       /^--to-cluster, but the Redis at --to-url is not a Redis Cluster node: leave out --to-cluster/,
     );
@@ -612,12 +586,11 @@ describe("followups migrate", () => {
       /^cannot reach Redis at redis:\/\/127\.0\.0\.1:1 \(--to-url\): /,
     );
     await expect(away).rejects.not.toThrow("S3cret");
-    await p.worker?.close();
-    p.worker = undefined;
+    await stopWorker(p);
     // A replica (of the old Redis, here) takes no writes: refused before anything is marked.
     replica = await startRedisServer();
     const replicaClient = createRedisClient(replica.url, false);
-    const { port } = new URL(source.url);
+    const { port } = new URL(sourceUrl());
     await replicaClient.replicaof("127.0.0.1", port);
     replicaClient.disconnect();
     await expect(runMigrate({ toUrl: replica.url }, captureIo())).rejects.toThrow(
@@ -625,7 +598,7 @@ describe("followups migrate", () => {
     );
     expect(await p.redis.exists(new StoreKeys(p.prefix).movedMark())).toBe(0);
     // The new Redis holds a deployment under the same prefix already.
-    target = createRedisClient(targetUrl(), targetCluster(), { maxRetriesPerRequest: null });
+    target = connectTarget();
     await target.set(new StoreKeys(p.prefix).shardCount(), "2");
     await expect(
       runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
