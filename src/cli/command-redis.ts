@@ -79,6 +79,15 @@ export function unansweredText(error: unknown): string | undefined {
   return `followups: Redis at ${where} did not answer within ${seconds} s; the command stopped there: run it again once Redis answers (REDIS_COMMAND_TIMEOUT_MS sets the wait)`;
 }
 
+export interface CommandConnectionOptions {
+  /**
+   * Each call fails ("Command timed out") when Redis has not answered it within this: a Redis
+   * that holds the connection open but answers nothing (its machine gone, a network partition)
+   * fails the command instead of holding it for ever. Unset: commandTimeoutMs (REDIS_COMMAND_TIMEOUT_MS).
+   */
+  readonly answerWithinMs?: number;
+}
+
 /**
  * A connection to `REDIS_URL` for a one-shot command: connected once, no reconnecting, and a
  * refusal (unreachable, or REDIS_CLUSTER not matching what answers) is one clear line (exit 1),
@@ -88,6 +97,7 @@ export function unansweredText(error: unknown): string | undefined {
 export async function commandConnection(
   /** The environment when the command read it already (commandEnv), not read twice. */
   read?: { env: Env; redisSource: string; names?: ConnectionNames },
+  options: CommandConnectionOptions = {},
 ): Promise<{ redis: RedisClient; env: Env }> {
   const { env, redisSource } = read ?? (await commandEnv());
   const names = read?.names ?? ENV_CONNECTION;
@@ -120,7 +130,7 @@ export async function commandConnection(
         : `${redisNodesName(env.REDIS_URL)} (${redisSource})`;
     throw new CommandError(`cannot reach Redis at ${where}: ${reason}`);
   }
-  const commandMs = commandTimeoutMs(env);
+  const commandMs = options.answerWithinMs ?? commandTimeoutMs(env);
   boundCommands(redis, commandMs);
   // The URL itself only without its credentials.
   connected.set(redis, { where: `${redisNodesName(env.REDIS_URL)} (${redisSource})`, commandMs });
@@ -139,13 +149,13 @@ export async function commandConnection(
  * The Redis of `REDIS_URL` for a one-shot command that reads or changes the store
  * (commandConnection), refused while the store still has the key layout of an older version.
  */
-export async function commandRedis(): Promise<{
+export async function commandRedis(options: CommandConnectionOptions = {}): Promise<{
   redis: RedisClient;
   prefix: string;
   horizonMs: number;
   env: Env;
 }> {
-  const { redis, env } = await commandConnection();
+  const { redis, env } = await commandConnection(undefined, options);
   const older = await olderLayoutRemains(redis, env.QUEUE_PREFIX).catch((error: unknown) => {
     redis.disconnect();
     throw error;

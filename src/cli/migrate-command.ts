@@ -1,6 +1,12 @@
 import { MoveRefused } from "../operations/job-moves.js";
 import { type MigrateResult, migrate } from "../operations/migrate.js";
-import { type ConnectionNames, redisNodesName } from "../store/redis-client.js";
+import {
+  type ConnectionNames,
+  isRedisUnavailable,
+  isWriteRefusal,
+  type RedisClient,
+  redisNodesName,
+} from "../store/redis-client.js";
 import { commandConnection, commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName } from "./operator-session.js";
@@ -11,7 +17,20 @@ export interface MigrateOptions {
   readonly dryRun?: boolean;
   readonly json?: boolean;
   readonly by?: string;
+  /**
+   * How long either Redis may take to answer a call before the run stops, naming it (not a flag:
+   * tests shorten it). Default MIGRATE_ANSWER_MS.
+   */
+  readonly answerWithinMs?: number;
 }
+
+/**
+ * How long either Redis may leave a call of the move unanswered: then it is taken as lost and the
+ * run stops, saying which, instead of waiting for ever (a Redis whose machine went away, or cut
+ * off by the network, holds the connection open and answers nothing). Long enough for a RESTORE
+ * of the store's largest keys on a busy Redis.
+ */
+export const MIGRATE_ANSWER_MS = 30_000;
 
 /**
  * `followups migrate --to-url URL [--to-cluster]`: copies the deployment at REDIS_URL to another
@@ -32,37 +51,84 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
       "--to-url: several URLs are the nodes of a Redis Cluster: add --to-cluster",
       EXIT.usage,
     );
-  const { redis, prefix, env } = await commandRedis();
+  const bounded = { answerWithinMs: options.answerWithinMs ?? MIGRATE_ANSWER_MS };
+  const { redis, prefix, env } = await commandRedis(bounded);
+  const sourceName = redisNodesName(env.REDIS_URL);
+  const targetName = redisNodesName(options.toUrl);
+  let target: RedisClient | undefined;
+  let part: string | undefined;
   try {
-    const { redis: target } = await commandConnection({
-      env: { ...env, REDIS_URL: options.toUrl, REDIS_CLUSTER: options.toCluster ?? false },
-      redisSource: "--to-url",
-      names: TO_URL,
+    ({ redis: target } = await commandConnection(
+      {
+        env: { ...env, REDIS_URL: options.toUrl, REDIS_CLUSTER: options.toCluster ?? false },
+        redisSource: "--to-url",
+        names: TO_URL,
+      },
+      bounded,
+    ));
+    const done = await migrate({
+      source: redis,
+      target,
+      prefix,
+      sourceName,
+      targetName,
+      ...(options.dryRun && { dryRun: true }),
+      by: operatorName(options.by),
+      onPart: (started) => {
+        part = started;
+        if (!options.json) io.err(`${started}…\n`);
+      },
     });
-    try {
-      const done = await migrate({
-        source: redis,
-        target,
-        prefix,
-        sourceName: redisNodesName(env.REDIS_URL),
-        targetName: redisNodesName(options.toUrl),
-        ...(options.dryRun && { dryRun: true }),
-        by: operatorName(options.by),
-        onPart: (part) => {
-          if (!options.json) io.err(`${part}…\n`);
-        },
-      });
-      io.out(options.json ? `${JSON.stringify(done)}\n` : renderMigrate(done, options));
-      return EXIT.ok;
-    } finally {
-      target.disconnect();
-    }
+    io.out(options.json ? `${JSON.stringify(done)}\n` : renderMigrate(done, options));
+    return EXIT.ok;
   } catch (error) {
     if (error instanceof MoveRefused) throw new CommandError(error.message);
+    if (target && isRedisUnavailable(error) && !isWriteRefusal(error)) {
+      const lost = await lostRedis([
+        { redis, name: `the old Redis (${sourceName})` },
+        { redis: target, name: `the new Redis (${targetName})` },
+      ]);
+      if (lost)
+        throw new CommandError(
+          `followups migrate stopped ${part ? `while ${part}` : "before copying anything"}: ${lost} stopped answering (${(error as Error).message}). ` +
+            "What it copied stays, and is not copied twice: run the same command again once it answers, and it finishes the move",
+        );
+    }
     throw error;
   } finally {
+    target?.disconnect();
     redis.disconnect();
   }
+}
+
+/** How long a Redis has to answer a PING after a call of the move failed. */
+const PING_MS = 2_000;
+
+/** The first of these Redis deployments that does not answer a PING in time, by name. */
+async function lostRedis(
+  sides: readonly { readonly redis: RedisClient; readonly name: string }[],
+): Promise<string | undefined> {
+  const answers = await Promise.all(
+    sides.map(async ({ redis }) => {
+      if (redis.status !== "ready") return false;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<false>((resolve) => {
+        timer = setTimeout(resolve, PING_MS, false);
+      });
+      try {
+        return await Promise.race([
+          redis.ping().then(
+            () => true,
+            () => false,
+          ),
+          late,
+        ]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return sides.find((_, i) => !answers[i])?.name;
 }
 
 /** The new Redis's settings are this command's flags. */

@@ -126,10 +126,17 @@ export class JobFailer {
     const existing = await target.getJob(job.id);
     const state = existing ? await existing.getState() : undefined;
     if (state === "failed") return;
-    if (state === "active")
-      throw new MoveRefused(
-        `job ${job.id} of ${target.name} is held by an earlier run of this command that stopped: wait 30 seconds for its lock to run out, then run the command again`,
-      );
+    if (state === "active") {
+      // Taken by an earlier run that stopped before failing it. Its lock is renewed by nothing
+      // (these workers do not run), and the job stays active once the lock has run out (only a
+      // running worker's stalled check moves it back): then no one holds it, and it is added
+      // again like any other.
+      const lockLeft = await this.redis.pttl(`${target.toKey(job.id)}:lock`);
+      if (lockLeft > 0)
+        throw new MoveRefused(
+          `job ${job.id} of ${target.name} is held by an earlier run of this command that stopped: its hold runs out within ${Math.ceil(lockLeft / 1000)} s, then run the command again`,
+        );
+    }
     // Added before a crash and not failed yet: added again, at the head.
     if (existing) await existing.remove();
     await target.add(job.name as never, job.data as never, {

@@ -5,6 +5,7 @@ import { Queue, Worker } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { runCode } from "../../src/cli/code-command.js";
+import { CommandError, EXIT } from "../../src/cli/io.js";
 import { runMigrate } from "../../src/cli/migrate-command.js";
 import { runPublish } from "../../src/cli/publish-command.js";
 import { runReshard } from "../../src/cli/reshard-command.js";
@@ -59,6 +60,8 @@ let pipeline: PipelineHarness | undefined;
 let source: RedisServer | undefined;
 let replica: RedisServer | undefined;
 let target: RedisClient | undefined;
+/** A new Redis of the test's own (one it freezes mid-move), instead of the suite's. */
+let ownTarget: RedisServer | undefined;
 const workers: WorkerHandle[] = [];
 const savedEnv = { ...process.env };
 afterEach(async () => {
@@ -71,6 +74,8 @@ afterEach(async () => {
   pipeline = undefined;
   await replica?.stop();
   replica = undefined;
+  await ownTarget?.stop();
+  ownTarget = undefined;
   await source?.stop();
   source = undefined;
 });
@@ -143,6 +148,15 @@ function migrateToTarget(p: PipelineHarness, more: Partial<MigrateOptions> = {})
   });
 }
 
+/** An event that fails validation, published and failed: a failed job of the input queue. */
+async function failedEvent(p: PipelineHarness, id: string) {
+  await p.events.add("purchase.completed", { type: "purchase.completed", id }, { jobId: id });
+  return eventually(async () => {
+    const job = await p.events.getJob(id);
+    return (await job?.getState()) === "failed" ? job : undefined;
+  }, `${id} to fail`);
+}
+
 function queuesOn(redis: RedisClient, prefix: string, cluster: boolean) {
   return new Shards(
     SHARDS,
@@ -201,15 +215,7 @@ describe("followups migrate", () => {
     });
     await eventProcessed(p, "unsub-1");
     // An event that fails validation: a failed job of the input queue.
-    const badEvent = await p.events.add(
-      "purchase.completed",
-      { type: "purchase.completed", id: "evt-m-bad" },
-      { jobId: "evt-m-bad" },
-    );
-    await eventually(
-      async () => ((await badEvent.getState()) === "failed" ? true : undefined),
-      "the bad event to fail",
-    );
+    await failedEvent(p, "evt-m-bad");
     await stopWorker(p);
     // An event published while the workers were stopped, a few minutes before the move.
     await p.events.add("purchase.completed", newspaper("m-waiting", 6), {
@@ -604,5 +610,124 @@ describe("followups migrate", () => {
       runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
     ).rejects.toThrow(/holds a followups deployment under QUEUE_PREFIX .* already/);
     expect(await p.redis.exists(new StoreKeys(p.prefix).movedMark())).toBe(0);
+  });
+
+  it("stops in bounded time, naming the new Redis, when it answers nothing while failed jobs are copied; run again, it finishes", async () => {
+    const p = await deploymentOnOwnRedis("migrate-lost-failed");
+    // Events that fail validation: failed jobs of the input queue, enough to freeze the new Redis
+    // while they are failed again there.
+    const FAILED = 300;
+    await p.events.addBulk(
+      Array.from({ length: FAILED }, (_, n) => ({
+        name: "purchase.completed",
+        data: { type: "purchase.completed", id: `evt-bad-${n}` } as never,
+        opts: { jobId: `evt-bad-${n}` },
+      })),
+    );
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === FAILED ? true : undefined),
+      "the bad events to fail",
+    );
+    await stopWorker(p);
+    ownTarget = await startRedisServer();
+    const newRedis = ownTarget;
+    process.env = { ...savedEnv, ...p.envVars };
+    target = createRedisClient(newRedis.url, false, { maxRetriesPerRequest: null });
+    const eventsThere = new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: target,
+      prefix: queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, false),
+    });
+    const answerWithinMs = 1_500;
+    const run = runMigrate({ toUrl: newRedis.url, answerWithinMs }, captureIo());
+    run.catch(() => undefined);
+    await eventually(
+      async () => ((await eventsThere.getFailedCount()) >= 5 ? true : undefined),
+      "some failed jobs failed again on the new Redis",
+    );
+    newRedis.freeze();
+    const frozenAt = Date.now();
+    const error = await run.then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    // Within its bound (and the PING that finds which Redis it was), not when the Redis answers.
+    expect(Date.now() - frozenAt).toBeLessThan(answerWithinMs + 2_000 + 3_000);
+    expect(error).toBeInstanceOf(CommandError);
+    expect((error as CommandError).code).toBe(EXIT.invalid);
+    const message = (error as Error).message;
+    expect(message).not.toContain("\n");
+    expect(message).toMatch(
+      /^followups migrate stopped while copying waiting, delayed and failed jobs: the new Redis \(redis:\/\/127\.0\.0\.1:\d+\) stopped answering \(Command timed out\)\..*run the same command again once it answers/,
+    );
+    newRedis.thaw();
+    // Run again, it finishes: every failed job failed once there. A job the stopped run had
+    // taken to fail is held by its lock for a few seconds: the command says so, and is run again.
+    let done: number | undefined;
+    for (const started = Date.now(); done === undefined; ) {
+      try {
+        done = await runMigrate({ toUrl: newRedis.url }, captureIo());
+      } catch (thrown) {
+        if (!/held by an earlier run/.test(String(thrown)) || Date.now() - started > 40_000)
+          throw thrown;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    expect(done).toBe(EXIT.ok);
+    expect(await eventsThere.getFailedCount()).toBe(FAILED);
+    expect(await eventsThere.getActiveCount()).toBe(0);
+    await eventsThere.close();
+    expect(await target.exists(new StoreKeys(p.prefix).arrivingMark())).toBe(0);
+  }, 90_000);
+
+  it("run again, fails a job again that a stopped run had taken to fail, once that run's hold has run out", async () => {
+    const p = await deploymentOnOwnRedis("migrate-taken-failed");
+    const bad = await failedEvent(p, "evt-taken");
+    await stopWorker(p);
+    const reason = bad.failedReason;
+    expect(reason).toBeTruthy();
+    // An earlier run marked both, added the failed job to the new Redis's input queue and took it
+    // to fail it there, then stopped (killed): the job is active there, under a lock nothing renews.
+    const keys = new StoreKeys(p.prefix);
+    const startedAt = new Date().toISOString();
+    await p.redis.set(
+      keys.movedMark(),
+      JSON.stringify({ redis: redisNodesName(targetUrl()), startedAt }),
+    );
+    const newRedis = connectTarget();
+    await newRedis.set(
+      keys.arrivingMark(),
+      JSON.stringify({ redis: redisNodesName(sourceUrl()), startedAt }),
+    );
+    const eventsPrefix = queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, targetCluster());
+    const eventsThere = new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: newRedis,
+      prefix: eventsPrefix,
+    });
+    await eventsThere.add("purchase.completed", bad.data, { jobId: "evt-taken", lifo: true });
+    const stoppedConnection = createRedisClient(targetUrl(), targetCluster(), {
+      maxRetriesPerRequest: null,
+    });
+    const stoppedRun = new Worker(PURCHASE_EVENTS_QUEUE, null, {
+      connection: stoppedConnection,
+      prefix: eventsPrefix,
+      autorun: false,
+      lockDuration: 1_000,
+    });
+    expect((await stoppedRun.getNextJob("stopped-run", { block: false }))?.id).toBe("evt-taken");
+    await stoppedRun.close();
+    stoppedConnection.disconnect();
+    // While its hold lasts, refused, saying for how long.
+    await expect(migrateToTarget(p)).rejects.toThrow(
+      /^job evt-taken of purchase-events is held by an earlier run of this command that stopped: .*then run the command again$/,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(await (await eventsThere.getJob("evt-taken"))?.getState()).toBe("active");
+    // Then it finishes: the job failed there with its reason, and workers start there.
+    await expect(migrateToTarget(p)).resolves.toMatchObject({ failedJobsCopied: 1 });
+    const failed = await eventsThere.getJob("evt-taken");
+    expect(await failed?.getState()).toBe("failed");
+    expect(failed?.failedReason).toBe(reason);
+    await eventsThere.close();
+    await workerOn(onTarget(p));
   });
 });

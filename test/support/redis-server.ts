@@ -34,6 +34,12 @@ export interface RedisServer {
   restart(options?: RedisRestartOptions): Promise<void>;
   /** Kills the server (SIGKILL, a crash) for good: it is not started again. */
   kill(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP), as a machine gone away or cut off by the network: connections
+   * stay open, nothing is answered. thaw(), stop() and kill() let it go on.
+   */
+  freeze(): void;
+  thaw(): void;
 }
 
 const STARTUP_TIMEOUT_MS = 10_000;
@@ -70,6 +76,9 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   }
 
   let stopped = false;
+  const thaw = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGCONT");
+  };
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -77,6 +86,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     async stop() {
       if (stopped) return;
       stopped = true;
+      thaw();
       await terminate(child, "SIGTERM");
       if (ownsDir) await rm(dir, { recursive: true, force: true });
     },
@@ -86,6 +96,11 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       await terminate(child, "SIGKILL");
       if (ownsDir) await rm(dir, { recursive: true, force: true });
     },
+    freeze() {
+      if (stopped) throw new Error("redis-server was stopped");
+      child.kill("SIGSTOP");
+    },
+    thaw,
     async restart(restartOptions: RedisRestartOptions = {}) {
       if (stopped) throw new Error("redis-server was stopped; start a new one instead");
       await terminate(child, restartOptions.signal ?? "SIGTERM");
