@@ -105,11 +105,22 @@ interface QueuePair {
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   // A dry run only reads; a move holds the old Redis's move lease (one run at a time: a second
   // run still copying after the first finished would write old values over the new Redis's), and
-  // stops at its next part if it lost it.
+  // the new Redis's too (two deployments moving to one Redis at once would each find it empty and
+  // copy over the other), and stops at its next part if it lost either.
   if (options.dryRun) return copyDeployment(options);
-  return holdingMoveLease(options.source, options.prefix, "followups migrate", options, (onPart) =>
-    copyDeployment({ ...options, onPart }),
-  );
+  const command = "followups migrate";
+  return holdingMoveLease(options.source, options.prefix, command, options, async (onPart) => {
+    // The new Redis must take what is copied (a replica, a full or older Redis, an ACL without
+    // RESTORE would not), its lease first: a refusal now leaves both as they were.
+    await probeTarget(options.source, options.target, new StoreKeys(options.prefix));
+    return holdingMoveLease(
+      options.target,
+      options.prefix,
+      command,
+      { ...options, onPart, on: `the new Redis (${options.targetName})` },
+      (onBothParts) => copyDeployment({ ...options, onPart: onBothParts }),
+    );
+  });
 }
 
 async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
@@ -197,9 +208,7 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
         workersConnected: workers,
       };
     }
-    // The new Redis must take what is copied (a replica, a full or older Redis, an ACL without
-    // RESTORE would not) before the old one is marked: a refusal now leaves both as they were.
-    await probeTarget(source, target, keys);
+    // The new Redis took a probe key before the run took its lease there (migrate()).
     const startedAt = new Date(now()).toISOString();
     const arriving = await target.set(
       keys.arrivingMark(),

@@ -41,7 +41,12 @@ export async function takeMoveLease(
   redis: RedisClient,
   prefix: string,
   command: string,
-  options: { readonly leaseMs?: number; readonly now?: () => number } = {},
+  options: {
+    readonly leaseMs?: number;
+    readonly now?: () => number;
+    /** What the lease holds, as a refusal names it; default "this deployment". */
+    readonly on?: string;
+  } = {},
 ): Promise<MoveLease> {
   const leaseMs = options.leaseMs ?? MOVE_LEASE_MS;
   const now = options.now ?? Date.now;
@@ -58,8 +63,8 @@ export async function takeMoveLease(
     const [raw, left] = await Promise.all([redis.get(key), redis.pttl(key)]);
     const other = readHolder(raw);
     const who = other
-      ? `${other.command} is running on this deployment already (pid ${other.pid} on ${other.host}, started ${other.startedAt})`
-      : "another run that moves this deployment's data holds it";
+      ? `${other.command} is running on ${options.on ?? "this deployment"} already (pid ${other.pid} on ${other.host}, started ${other.startedAt})`
+      : `another run that moves a deployment's data holds ${options.on ?? "this deployment"}`;
     throw new MoveRefused(
       `${who}: wait for it to finish. If it was stopped (killed, or its machine went away), its hold runs out within ${Math.max(1, Math.ceil(left / 1000))} s: then run the command again to finish what it began`,
     );
@@ -123,11 +128,17 @@ export async function holdingMoveLease<T>(
   redis: RedisClient,
   prefix: string,
   command: string,
-  options: { readonly now?: () => number; readonly onPart?: (part: string) => void },
+  options: {
+    readonly now?: () => number;
+    readonly onPart?: (part: string) => void;
+    /** What the lease holds, as a refusal names it (takeMoveLease). */
+    readonly on?: string;
+  },
   run: (onPart: (part: string) => void) => Promise<T>,
 ): Promise<T> {
   const lease = await takeMoveLease(redis, prefix, command, {
     ...(options.now && { now: options.now }),
+    ...(options.on && { on: options.on }),
   });
   try {
     return await run((part) => {

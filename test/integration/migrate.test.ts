@@ -62,6 +62,8 @@ let replica: RedisServer | undefined;
 let target: RedisClient | undefined;
 /** A new Redis of the test's own (one it freezes mid-move), instead of the suite's. */
 let ownTarget: RedisServer | undefined;
+/** A second deployment's Redis. */
+let otherSource: RedisServer | undefined;
 const workers: WorkerHandle[] = [];
 const savedEnv = { ...process.env };
 afterEach(async () => {
@@ -76,6 +78,8 @@ afterEach(async () => {
   replica = undefined;
   await ownTarget?.stop();
   ownTarget = undefined;
+  await otherSource?.stop();
+  otherSource = undefined;
   await source?.stop();
   source = undefined;
 });
@@ -660,15 +664,16 @@ describe("followups migrate", () => {
       /^followups migrate stopped while copying waiting, delayed and failed jobs: the new Redis \(redis:\/\/127\.0\.0\.1:\d+\) stopped answering \(Command timed out\)\..*run the same command again once it answers/,
     );
     newRedis.thaw();
-    // Run again, it finishes: every failed job failed once there. A job the stopped run had
-    // taken to fail is held by its lock for a few seconds: the command says so, and is run again.
+    // Run again, it finishes: every failed job failed once there. The stopped run's hold on the
+    // new Redis (it could not give it back) and a job it had taken to fail there are held for some
+    // seconds more: the command says so, and is run again.
     let done: number | undefined;
     for (const started = Date.now(); done === undefined; ) {
       try {
         done = await runMigrate({ toUrl: newRedis.url }, captureIo());
       } catch (thrown) {
-        if (!/held by an earlier run/.test(String(thrown)) || Date.now() - started > 40_000)
-          throw thrown;
+        const held = /held by an earlier run|its hold runs out within/.test(String(thrown));
+        if (!held || Date.now() - started > 40_000) throw thrown;
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
     }
@@ -728,6 +733,60 @@ describe("followups migrate", () => {
     expect(await failed?.getState()).toBe("failed");
     expect(failed?.failedReason).toBe(reason);
     await eventsThere.close();
+    await workerOn(onTarget(p));
+  });
+
+  it("one move to a Redis at a time: a second deployment moving there at once is refused, as is one while a stopped run's hold lasts", async () => {
+    const p = await deploymentOnOwnRedis("migrate-two-to-one");
+    await p.publisher.publish(newspaper("first", 5) as never);
+    await eventProcessed(p, "evt-first");
+    await stopWorker(p);
+    // Another deployment under the same QUEUE_PREFIX, on another Redis.
+    otherSource = await startRedisServer();
+    const otherEnv = { ...p.envVars, REDIS_URL: otherSource.url };
+    await workerOn(otherEnv);
+    await Promise.all(workers.splice(0).map((worker) => worker.close()));
+    const keys = new StoreKeys(p.prefix);
+    const newRedis = connectTarget();
+
+    // A run stopped (killed -9) while it held the new Redis: refused until its hold runs out.
+    const stopped = await takeMoveLease(newRedis, p.prefix, "followups migrate", {
+      leaseMs: 1_000,
+    });
+    stopped.abandon();
+    process.env = { ...savedEnv, ...p.envVars };
+    await expect(
+      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
+    ).rejects.toThrow(
+      /^followups migrate is running on the new Redis \(.+\) already \(pid \d+ on .+\): wait for it to finish\. If it was stopped .*its hold runs out within 1 s/,
+    );
+    expect(await p.redis.exists(keys.movedMark())).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+
+    // The other deployment's move starts while this one's is about to mark the new Redis (each
+    // found it empty): refused, naming the run; this one finishes.
+    let second: Promise<number> | undefined;
+    const marking = newRedis as unknown as { set: (...args: unknown[]) => Promise<unknown> };
+    const set = marking.set.bind(newRedis);
+    marking.set = async (...args: unknown[]) => {
+      if (args[0] === keys.arrivingMark() && !second) {
+        process.env = { ...savedEnv, ...otherEnv };
+        second = runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo());
+        await second.catch(() => undefined);
+      }
+      return set(...args);
+    };
+    await expect(migrateToTarget(p)).resolves.toMatchObject({ dryRun: false, shards: SHARDS });
+    await expect(second).rejects.toThrow(
+      /^followups migrate is running on the new Redis \(.+\) already \(pid \d+ on .+\): wait for it to finish/,
+    );
+    // The other deployment stays where it was; the new Redis holds this one's (its own secret).
+    const other = createRedisClient(otherSource.url, false);
+    expect(await other.exists(keys.movedMark())).toBe(0);
+    const secret = keys.sharedSecret("address-hash");
+    expect(await newRedis.get(secret)).toBe(await p.redis.get(secret));
+    expect(await newRedis.get(secret)).not.toBe(await other.get(secret));
+    other.disconnect();
     await workerOn(onTarget(p));
   });
 });
