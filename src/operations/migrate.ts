@@ -7,7 +7,7 @@ import {
   queuePrefix,
 } from "../queue/names.js";
 import { AuditTrail } from "../store/audit-trail.js";
-import { tombstoneNames } from "../store/key-layout.js";
+import { olderLayoutRemains, tombstoneNames } from "../store/key-layout.js";
 import { StoreKeys } from "../store/keys.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
 import { scanKeys } from "../store/reshard-store.js";
@@ -319,6 +319,12 @@ async function preconditions(options: MigrateOptions): Promise<{
       sourceRunIds,
       targetRunIds,
     };
+  // A deployment of an older version there has no shard count under the name read below: found
+  // as the commands find one (its keys of an older layout), else copied over and mixed with.
+  if (await olderLayoutRemains(target, prefix))
+    throw new MigrateRefused(
+      `${targetName} holds followups data of an older key layout (versions before 4 December 2026) under QUEUE_PREFIX "${prefix}": another deployment, which this move would copy over and mix with. Move to an empty Redis, or delete that deployment's keys there first`,
+    );
   const there = await moveMarks(target, prefix);
   const arrivingFromHere =
     there.arriving !== undefined && names(there.arriving, sourceName, sourceRunIds);

@@ -155,10 +155,12 @@ function migrateToTarget(p: PipelineHarness, more: Partial<MigrateOptions> = {})
 /** An event that fails validation, published and failed: a failed job of the input queue. */
 async function failedEvent(p: PipelineHarness, id: string) {
   await p.events.add("purchase.completed", { type: "purchase.completed", id }, { jobId: id });
-  return eventually(async () => {
-    const job = await p.events.getJob(id);
-    return (await job?.getState()) === "failed" ? job : undefined;
-  }, `${id} to fail`);
+  // Read once failed (read before, the job would lack its reason).
+  return eventually(
+    async () =>
+      (await p.events.getJobState(id)) === "failed" ? await p.events.getJob(id) : undefined,
+    `${id} to fail`,
+  );
 }
 
 function queuesOn(redis: RedisClient, prefix: string, cluster: boolean) {
@@ -788,5 +790,31 @@ describe("followups migrate", () => {
     expect(await newRedis.get(secret)).not.toBe(await other.get(secret));
     other.disconnect();
     await workerOn(onTarget(p));
+  });
+
+  it("refuses a new Redis that holds a deployment of an older key layout under the same prefix", async () => {
+    const p = await deploymentOnOwnRedis("migrate-older-there");
+    await stopWorker(p);
+    // A deployment under the same QUEUE_PREFIX on the new Redis, of key layout 5: its global keys
+    // beside the input queue, where this version does not look for its shard count.
+    await workerOn(onTarget(p));
+    await Promise.all(workers.splice(0).map((worker) => worker.close()));
+    const newRedis = connectTarget();
+    const keys = new StoreKeys(p.prefix);
+    await backToFormerGlobalKeys(newRedis, p.prefix, "5");
+    expect(await newRedis.exists(keys.shardCount())).toBe(0);
+    const theirs = await newRedis.get(`${formerGlobalBase(p.prefix)}secret:address-hash`);
+    expect(theirs).toBeTruthy();
+    process.env = { ...savedEnv, ...p.envVars };
+    await expect(
+      runMigrate({ toUrl: targetUrl(), toCluster: targetCluster() }, captureIo()),
+    ).rejects.toThrow(
+      /^redis:\/\/.+ holds followups data of an older key layout \(versions before 4 December 2026\) under QUEUE_PREFIX ".+": another deployment, which this move would copy over and mix with\. Move to an empty Redis, or delete that deployment's keys there first$/,
+    );
+    // Neither Redis marked, nothing copied there.
+    expect(await p.redis.exists(keys.movedMark())).toBe(0);
+    expect(await newRedis.exists(keys.arrivingMark())).toBe(0);
+    expect(await newRedis.exists(keys.layoutVersion())).toBe(0);
+    expect(await newRedis.get(`${formerGlobalBase(p.prefix)}secret:address-hash`)).toBe(theirs);
   });
 });
