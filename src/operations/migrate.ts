@@ -127,7 +127,8 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
   const { source, target, prefix, sourceName, targetName } = options;
   const now = options.now ?? Date.now;
   const keys = new StoreKeys(prefix);
-  const { shards, finished, movedSince, sourceRunIds, targetRunIds } = await preconditions(options);
+  const { shards, finished, movedSince, arrivingLeft, sourceRunIds, targetRunIds } =
+    await preconditions(options);
   const pairs = queuePairs(options, shards);
   // Owners' report schedulers are set again by the workers at start: their jobs are not copied,
   // only a pause of the queue is.
@@ -165,6 +166,8 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
       // old Redis), and copying them again would bring back what the new Redis has finished
       // and let go, or an operator discarded; its failed jobs moved too (no worker has run
       // there since), and failing them again would undo a retry or a discard.
+      // A run stopped after marking the move finished and before taking the new Redis's mark.
+      if (arrivingLeft) await target.del(keys.arrivingMark());
       options.onPart?.("copying events published to the old Redis since the move");
       const late = await copyJobs(source, target, pairs.slice(0, 1), {
         failed: false,
@@ -248,18 +251,22 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
     const { live, failed } = await copyJobs(source, target, pairs);
     const paused = await pausedQueues([...pairs, reports]);
     for (const pair of paused) await pair.target.pause();
-    await target.del(keys.arrivingMark());
     await new AuditTrail(target, prefix).record({
       at: now(),
       by: options.by,
       action: "migrate",
       target: `from ${sourceName}`,
     });
+    // The old Redis's mark says finished before the new one's is taken away: a run stopped in
+    // between leaves the new Redis marked, and the next finds the move finished and takes that
+    // mark away. The other order left the new Redis unmarked and the old one not finished, which
+    // every later run refused (the new Redis holding a deployment) and no run could finish.
     const mark = JSON.parse((await source.get(keys.movedMark())) ?? "{}") as MoveMark;
     await source.set(
       keys.movedMark(),
       JSON.stringify({ ...mark, finishedAt: new Date(now()).toISOString() } satisfies MoveMark),
     );
+    await target.del(keys.arrivingMark());
     return {
       from: sourceName,
       to: targetName,
@@ -284,6 +291,8 @@ async function preconditions(options: MigrateOptions): Promise<{
   finished: boolean;
   /** When the finished move began (epoch ms); 0 while it has not finished. */
   movedSince: number;
+  /** The move finished, and its mark on the new Redis is still there. */
+  arrivingLeft: boolean;
   sourceRunIds: string[];
   targetRunIds: string[];
 }> {
@@ -311,14 +320,17 @@ async function preconditions(options: MigrateOptions): Promise<{
       `this deployment moves to ${here.moved.redis} (followups migrate, started ${here.moved.startedAt}), not to ${targetName}`,
     );
   const finished = here.moved?.finishedAt !== undefined;
-  if (finished)
+  if (finished) {
+    const { arriving } = await moveMarks(target, prefix);
     return {
       shards,
       finished,
       movedSince: Date.parse(here.moved?.startedAt ?? "") - CLOCK_MARGIN_MS || 0,
+      arrivingLeft: arriving !== undefined && names(arriving, sourceName, sourceRunIds),
       sourceRunIds,
       targetRunIds,
     };
+  }
   // A deployment of an older version there has no shard count under the name read below: found
   // as the commands find one (its keys of an older layout), else copied over and mixed with.
   if (await olderLayoutRemains(target, prefix))
@@ -335,7 +347,7 @@ async function preconditions(options: MigrateOptions): Promise<{
     throw new MigrateRefused(
       `${targetName} holds a followups deployment under QUEUE_PREFIX "${prefix}" already: move to an empty Redis, or under another QUEUE_PREFIX`,
     );
-  return { shards, finished, movedSince: 0, sourceRunIds, targetRunIds };
+  return { shards, finished, movedSince: 0, arrivingLeft: false, sourceRunIds, targetRunIds };
 }
 
 /**

@@ -152,6 +152,20 @@ function migrateToTarget(p: PipelineHarness, more: Partial<MigrateOptions> = {})
   });
 }
 
+/** Both Redis marked, as by a run that stopped right after marking them. */
+async function markedAsByStoppedRun(p: PipelineHarness): Promise<void> {
+  const keys = new StoreKeys(p.prefix);
+  const startedAt = new Date().toISOString();
+  await p.redis.set(
+    keys.movedMark(),
+    JSON.stringify({ redis: redisNodesName(targetUrl()), startedAt }),
+  );
+  await (target ?? connectTarget()).set(
+    keys.arrivingMark(),
+    JSON.stringify({ redis: redisNodesName(sourceUrl()), startedAt }),
+  );
+}
+
 /** An event that fails validation, published and failed: a failed job of the input queue. */
 async function failedEvent(p: PipelineHarness, id: string) {
   await p.events.add("purchase.completed", { type: "purchase.completed", id }, { jobId: id });
@@ -271,15 +285,7 @@ describe("followups migrate", () => {
     // An earlier run stopped right after marking both: workers refuse both Redis deployments,
     // and running it again finishes the move.
     target = connectTarget();
-    const startedAt = new Date().toISOString();
-    await p.redis.set(
-      keys.movedMark(),
-      JSON.stringify({ redis: redisNodesName(targetUrl()), startedAt }),
-    );
-    await target.set(
-      keys.arrivingMark(),
-      JSON.stringify({ redis: redisNodesName(sourceUrl()), startedAt }),
-    );
+    await markedAsByStoppedRun(p);
     await expect(workerOn(p.envVars)).rejects.toThrow(
       /this deployment is moving to .*run the command again/,
     );
@@ -694,17 +700,8 @@ describe("followups migrate", () => {
     expect(reason).toBeTruthy();
     // An earlier run marked both, added the failed job to the new Redis's input queue and took it
     // to fail it there, then stopped (killed): the job is active there, under a lock nothing renews.
-    const keys = new StoreKeys(p.prefix);
-    const startedAt = new Date().toISOString();
-    await p.redis.set(
-      keys.movedMark(),
-      JSON.stringify({ redis: redisNodesName(targetUrl()), startedAt }),
-    );
     const newRedis = connectTarget();
-    await newRedis.set(
-      keys.arrivingMark(),
-      JSON.stringify({ redis: redisNodesName(sourceUrl()), startedAt }),
-    );
+    await markedAsByStoppedRun(p);
     const eventsPrefix = queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, targetCluster());
     const eventsThere = new Queue(PURCHASE_EVENTS_QUEUE, {
       connection: newRedis,
@@ -816,5 +813,42 @@ describe("followups migrate", () => {
     expect(await newRedis.exists(keys.arrivingMark())).toBe(0);
     expect(await newRedis.exists(keys.layoutVersion())).toBe(0);
     expect(await newRedis.get(`${formerGlobalBase(p.prefix)}secret:address-hash`)).toBe(theirs);
+  });
+
+  it("a run stopped while it marks the move finished is finished by the next, whichever mark it reached", async () => {
+    const p = await deploymentOnOwnRedis("migrate-stopped-finishing");
+    await stopWorker(p);
+    const keys = new StoreKeys(p.prefix);
+    const newRedis = connectTarget();
+    // Stopped (Redis lost, say) as it marks the old Redis's move finished.
+    const oldRedis = p.redis as unknown as { set: (...args: unknown[]) => Promise<unknown> };
+    const set = oldRedis.set.bind(p.redis);
+    oldRedis.set = async (...args: unknown[]) => {
+      if (args[0] === keys.movedMark() && String(args[1]).includes("finishedAt"))
+        throw new Error("Connection is closed.");
+      return set(...args);
+    };
+    await expect(migrateToTarget(p)).rejects.toThrow("Connection is closed.");
+    oldRedis.set = set;
+    await expect(migrateToTarget(p)).resolves.toMatchObject({ dryRun: false, shards: SHARDS });
+    expect(await newRedis.exists(keys.arrivingMark())).toBe(0);
+    expect(JSON.parse((await p.redis.get(keys.movedMark())) ?? "{}")).toHaveProperty("finishedAt");
+
+    // Stopped as it takes the new Redis's mark away, the old one's saying finished already (a run
+    // that had marked both begun again, as an operator's would).
+    await markedAsByStoppedRun(p);
+    const marks = newRedis as unknown as { del: (...args: unknown[]) => Promise<unknown> };
+    const del = marks.del.bind(newRedis);
+    marks.del = async (...args: unknown[]) => {
+      if (args[0] === keys.arrivingMark()) throw new Error("Connection is closed.");
+      return del(...args);
+    };
+    await expect(migrateToTarget(p)).rejects.toThrow("Connection is closed.");
+    marks.del = del;
+    expect(await newRedis.exists(keys.arrivingMark())).toBe(1);
+    await expect(workerOn(onTarget(p))).rejects.toThrow(/still being copied here/);
+    await expect(migrateToTarget(p)).resolves.toMatchObject({ lateEvents: 0 });
+    expect(await newRedis.exists(keys.arrivingMark())).toBe(0);
+    await workerOn(onTarget(p));
   });
 });
