@@ -4,6 +4,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { Redis } from "ioredis";
+import { StartupStopped } from "./startup-error.js";
 
 /**
  * The first five minutes: with REDIS_URL unset and nothing answering on the default address, the
@@ -63,11 +64,16 @@ export async function defaultRedisUrl(root = "."): Promise<{ url: string; source
 /** Why no embedded Redis could be started: a message for the person at the terminal. */
 export class NoRedisError extends Error {}
 
-/** Starts `redis-server` from PATH on a free loopback port, its data in `root/var/redis`. */
-export async function startEmbeddedRedis(root = "."): Promise<EmbeddedRedis> {
+/**
+ * Starts `redis-server` from PATH on a free loopback port, its data in `root/var/redis`. Aborted
+ * by `stop` (a SIGTERM or SIGINT while the worker starts), it stops the server it started, if any,
+ * and rejects with StartupStopped.
+ */
+export async function startEmbeddedRedis(root = ".", stop?: AbortSignal): Promise<EmbeddedRedis> {
   const dir = path.resolve(root, EMBEDDED_DIR);
   await mkdir(dir, { recursive: true });
   const port = await freePort();
+  if (stop?.aborted) throw new StartupStopped();
   const child = spawn(
     "redis-server",
     [
@@ -111,7 +117,17 @@ export async function startEmbeddedRedis(root = "."): Promise<EmbeddedRedis> {
   failed.catch(() => undefined);
   const url = `redis://127.0.0.1:${port}`;
   const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(await Promise.race([redisAnswers(url, 200), failed]))) {
+  const stopped = new Promise<"stopped">((resolve) => {
+    if (stop?.aborted) resolve("stopped");
+    stop?.addEventListener("abort", () => resolve("stopped"), { once: true });
+  });
+  for (;;) {
+    const answered = await Promise.race([redisAnswers(url, 200), failed, stopped]);
+    if (answered === "stopped") {
+      await stopChild(child);
+      throw new StartupStopped();
+    }
+    if (answered) break;
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new NoRedisError(`redis-server did not answer within ${START_TIMEOUT_MS} ms`);

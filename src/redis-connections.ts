@@ -1,5 +1,5 @@
 import type { RedisOptions } from "ioredis";
-import { StartupError } from "./startup-error.js";
+import { StartupError, StartupStopped } from "./startup-error.js";
 import {
   clusterRefusal,
   connectFailureText,
@@ -39,12 +39,35 @@ export async function connectRedis(
   options: RedisOptions = {},
   /** Told once when Redis is not ready after SLOW_CONNECT_MS (a single Redis is waited for). */
   onSlow?: () => void,
+  /** A SIGTERM or SIGINT during start-up: the wait ends, the connection is dropped (StartupStopped). */
+  stop?: AbortSignal,
 ): Promise<RedisClient> {
+  if (stop?.aborted) throw new StartupStopped();
   const redis = createRedisClient(url, cluster, {
     maxRetriesPerRequest: null,
     ...options,
     lazyConnect: true,
   });
+  const drop = () => redis.disconnect();
+  stop?.addEventListener("abort", drop, { once: true });
+  try {
+    return await connected(redis, url, cluster, onSlow, stop);
+  } catch (error) {
+    redis.disconnect();
+    throw stop?.aborted ? new StartupStopped() : error;
+  } finally {
+    stop?.removeEventListener("abort", drop);
+  }
+}
+
+/** connectRedis's wait for `redis` to be ready and checks of what answered. */
+async function connected(
+  redis: RedisClient,
+  url: string,
+  cluster: boolean,
+  onSlow: (() => void) | undefined,
+  stop: AbortSignal | undefined,
+): Promise<RedisClient> {
   // A failed connect is reported by the rejection below, not as an unhandled error event; the
   // first error says why (ECONNREFUSED …), where the rejection says only "Connection is closed".
   let first: Error | undefined;
@@ -64,6 +87,7 @@ export async function connectRedis(
     redis.off("error", quiet);
   } catch (error) {
     redis.disconnect();
+    if (stop?.aborted) throw new StartupStopped();
     throw new StartupError(
       (cluster && (await clusterRefusal(url))) ||
         `cannot reach Redis at REDIS_URL: ${connectFailureText(first ?? (error as Error), url)}`,
@@ -86,12 +110,22 @@ export async function connectRedis(
  * not answer fails after HTTP_COMMAND_TIMEOUT_MS. The other connections keep
  * maxRetriesPerRequest: null (BullMQ's blocking commands need it): jobs wait for Redis instead.
  */
-export async function connectHttpRedis(url: string, cluster: boolean): Promise<RedisClient> {
-  const redis = await connectRedis(url, cluster, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: HTTP_COMMAND_TIMEOUT_MS,
-  });
+export async function connectHttpRedis(
+  url: string,
+  cluster: boolean,
+  stop?: AbortSignal,
+): Promise<RedisClient> {
+  const redis = await connectRedis(
+    url,
+    cluster,
+    {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: HTTP_COMMAND_TIMEOUT_MS,
+    },
+    undefined,
+    stop,
+  );
   redis.on("error", () => {
     // Reported by the other connections' listeners (queue and worker errors); nothing to add.
   });
@@ -105,8 +139,12 @@ export async function connectHttpRedis(url: string, cluster: boolean): Promise<R
  * another, and a job's WAIT for replicas (REDIS_WAIT_REPLICAS) or a slow command holds everything
  * behind it: an incoming STOP would wait for it, be cut off and spooled.
  */
-export async function connectWebhookRedis(url: string, cluster: boolean): Promise<RedisClient> {
-  const redis = await connectRedis(url, cluster);
+export async function connectWebhookRedis(
+  url: string,
+  cluster: boolean,
+  stop?: AbortSignal,
+): Promise<RedisClient> {
+  const redis = await connectRedis(url, cluster, {}, undefined, stop);
   redis.on("error", () => {
     // Reported by the other connections' listeners (queue and worker errors); nothing to add.
   });

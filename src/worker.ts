@@ -76,7 +76,7 @@ import {
   syncReportSchedulers,
 } from "./reports/owner-reports.js";
 import { closeWithin } from "./shutdown.js";
-import { StartupError } from "./startup-error.js";
+import { StartupError, StartupStopped } from "./startup-error.js";
 import { CallScripts } from "./store/call-scripts.js";
 import { ConsoleSessions } from "./store/console-sessions.js";
 import { CustomerIndex } from "./store/customer-index.js";
@@ -134,9 +134,15 @@ export interface WorkerOptions {
    * when the worker closes. None when absent or without a tracer.
    */
   readonly tracing?: Tracing;
+  /**
+   * Aborted by a SIGTERM or SIGINT while the worker starts: start-up stops where it is, drops the
+   * connections it opened and rejects with StartupStopped. Once the workers are connected and
+   * checked it is no longer read: startWorker returns, and the caller closes the handle.
+   */
+  readonly stop?: AbortSignal;
 }
 
-export { StartupError };
+export { StartupError, StartupStopped };
 
 /**
  * The composition root: wires config, Redis, stores, processors, queues and the HTTP server, and
@@ -144,8 +150,38 @@ export { StartupError };
  * here assumes it is alone.
  */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
-  const { env, logger, channels } = options;
+  const { stop } = options;
+  // Until the workers are checked, a stop drops every connection opened so far: a wait on Redis
+  // (one that does not answer, another worker's key layout upgrade) fails at once, and the
+  // start-up ends with StartupStopped (stoppedOr below) instead of its error.
+  const opened: RedisClient[] = [];
+  const dropOpened = () => {
+    for (const connection of opened) connection.disconnect();
+  };
+  stop?.addEventListener("abort", dropOpened, { once: true });
+  const stoppedOr = (error: unknown) => (stop?.aborted ? new StartupStopped() : error);
+  try {
+    return await startWorkerWith(options, opened, stoppedOr, () =>
+      stop?.removeEventListener("abort", dropOpened),
+    );
+  } catch (error) {
+    dropOpened();
+    throw stoppedOr(error);
+  } finally {
+    stop?.removeEventListener("abort", dropOpened);
+  }
+}
+
+async function startWorkerWith(
+  options: WorkerOptions,
+  opened: RedisClient[],
+  stoppedOr: (error: unknown) => unknown,
+  /** From here on a stop no longer drops the connections: the caller closes the handle. */
+  checked: () => void,
+): Promise<WorkerHandle> {
+  const { env, logger, channels, stop } = options;
   const loaded = await loadConfig(env.CONFIG_DIR);
+  if (stop?.aborted) throw new StartupStopped();
   if (!loaded.ok) {
     throw new StartupError(`invalid config:\n${loaded.problems.map(formatProblem).join("\n")}`);
   }
@@ -164,22 +200,29 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // Loaded only with a tracer: with tracing off, no OpenTelemetry code runs.
   const tracer = options.tracing?.tracer;
 
-  const redis = await connectRedis(env.REDIS_URL, env.REDIS_CLUSTER, {}, () =>
-    logger.warn(
-      `Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready${
-        env.REDIS_URL.trim().startsWith("rediss:")
-          ? "; or the URL asks for TLS with rediss:// of a port that does not serve TLS"
-          : ""
-      }): waiting for it`,
-    ),
+  const redis = await connectRedis(
+    env.REDIS_URL,
+    env.REDIS_CLUSTER,
+    {},
+    () =>
+      logger.warn(
+        `Redis at REDIS_URL has not answered yet (stopped, overloaded, loading its data, or a cluster not ready${
+          env.REDIS_URL.trim().startsWith("rediss:")
+            ? "; or the URL asks for TLS with rediss:// of a port that does not serve TLS"
+            : ""
+        }): waiting for it`,
+      ),
+    stop,
   );
+  opened.push(redis);
   // When Redis last became ready: a call's outcome spooled while it was away comes within
   // seconds of this (decideFallback waits that long before taking it as never coming).
   let redisReadySince = now();
   redis.on("ready", () => {
     redisReadySince = now();
   });
-  const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER);
+  const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER, stop);
+  opened.push(httpRedis);
   const prefix = env.QUEUE_PREFIX;
   // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
   const prefixOf = (queue: string) => queuePrefix(prefix, queue, env.REDIS_CLUSTER);
@@ -286,13 +329,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // Webhooks, unsubscribe links and tills are handled on a connection of their own, with replica
   // waits of their own (a WAIT covers the writes of the connection it is sent on): what the jobs'
   // connection waits for does not hold up an incoming STOP (connectWebhookRedis).
-  const webhookRedis = await connectWebhookRedis(env.REDIS_URL, env.REDIS_CLUSTER).catch(
+  const webhookRedis = await connectWebhookRedis(env.REDIS_URL, env.REDIS_CLUSTER, stop).catch(
     (error: unknown) => {
       redis.disconnect();
       httpRedis.disconnect();
       throw error;
     },
   );
+  opened.push(webhookRedis);
   const webhookReplicaWait = new ReplicaWait(
     webhookRedis,
     { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
@@ -503,6 +547,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     duplicateClient(redis),
   ] as const;
   const workerConnections: RedisClient[] = [...fixedConnections];
+  opened.push(...fixedConnections);
   const workerSettings = {
     removeOnComplete: KEEP_COMPLETED,
     removeOnFail: KEEP_FAILED,
@@ -596,6 +641,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     };
     const connection = duplicateClient(redis);
     workerConnections.push(connection);
+    opened.push(connection);
     const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, createDeliveryProcessor(deps), {
       ...workerSettings,
       prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shardCount),
@@ -653,7 +699,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       concurrency: 1,
     },
   );
-  await syncReportSchedulers(reports, config.rules.owners);
+  // Failing (or stopped by a signal), it leaves nothing open: closed with the workers below.
+  const schedulersSynced = syncReportSchedulers(reports, config.rules.owners).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
   for (const queue of [
     ...followUps.all(),
     events,
@@ -682,10 +732,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // reshard marked after the check at the top but before these workers connected would count
   // none and go on beneath them: so the workers connect first (counted from now on), the marks
   // are read again, and only then do they take jobs and the promoters start.
-  const lateRefusal = await Promise.all(workers.map(({ worker }) => worker.waitUntilReady()))
-    .then(() => startRefusal(redis, prefix))
-    .catch((error: unknown) => error);
-  if (lateRefusal !== undefined) {
+  const lateRefusal = await schedulersSynced
+    .then(async (failed) => {
+      if (failed !== undefined) throw failed;
+      await Promise.all(workers.map(({ worker }) => worker.waitUntilReady()));
+      return stop?.aborted ? new StartupStopped() : startRefusal(redis, prefix);
+    })
+    .catch((error: unknown) => stoppedOr(error));
+  if (lateRefusal === undefined) checked();
+  else {
     // Nothing has taken a job yet: close it all, whatever fails on the way.
     for (const pause of refusalPauses) pause.stop();
     await Promise.allSettled(workers.map(({ worker }) => worker.close(true)));
@@ -939,10 +994,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
     const refusedBefore = lastReloadRefused;
     lastReloadRefused = false;
-    if (next.config.version === config.version && refusedBefore)
+    if (next.config.version === config.version)
+      // Said either way: an operator's SIGHUP (or a save that changed nothing) gets an answer.
       logger.info(
-        { version: config.version },
-        "config valid again; the version in force stays as it was",
+        { version: config.version, generation },
+        refusedBefore
+          ? "config valid again; the version in force stays as it was"
+          : "config unchanged; nothing to reload",
       );
     if (next.config.version !== config.version) {
       // Said once it is in force: a generation that cannot be read keeps the previous version.

@@ -13,7 +13,7 @@ import {
 import { createLogger } from "../logger.js";
 import { settlesWithin } from "../shutdown.js";
 import { createTracing } from "../tracing.js";
-import { StartupError, startWorker } from "../worker.js";
+import { StartupError, StartupStopped, startWorker } from "../worker.js";
 import { type CommandIo, EXIT } from "./io.js";
 
 /**
@@ -28,6 +28,17 @@ export async function runWorker(io: CommandIo): Promise<number> {
     reloadAsked = true;
   };
   process.on("SIGHUP", () => onReload());
+  // A SIGTERM or SIGINT while it starts (by default either ends the process at once, leaving an
+  // embedded redis-server running) stops the start-up: what was opened is closed, and it exits 0.
+  const starting = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  let onStop = (signal: NodeJS.Signals) => {
+    stoppedBy ??= signal;
+    starting.abort();
+  };
+  const stop = (signal: NodeJS.Signals) => onStop(signal);
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
   const envResult = readEnv(process.env);
   if (!envResult.ok) {
     io.err(`invalid environment:\n${envResult.problems.map((p) => `  ${p}`).join("\n")}\n`);
@@ -42,10 +53,17 @@ export async function runWorker(io: CommandIo): Promise<number> {
   const logger = createLogger({ level: env.LOG_LEVEL, pretty });
   // REDIS_URL unset and nothing at the default address: a private redis-server from PATH.
   let embedded: EmbeddedRedis | undefined;
+  const stoppedWhileStarting = async () => {
+    await embedded?.stop();
+    logger.info({ signal: stoppedBy }, "stopped while starting; nothing left running");
+    logger.flush();
+    return EXIT.ok;
+  };
   if (!process.env.REDIS_URL && !(await redisAnswers(env.REDIS_URL))) {
     try {
-      embedded = await startEmbeddedRedis();
+      embedded = await startEmbeddedRedis(".", starting.signal);
     } catch (error) {
+      if (error instanceof StartupStopped) return stoppedWhileStarting();
       if (!(error instanceof NoRedisError)) throw error;
       io.err(`${error.message}\n`);
       return EXIT.invalid;
@@ -81,11 +99,13 @@ export async function runWorker(io: CommandIo): Promise<number> {
   });
   let worker: Awaited<ReturnType<typeof startWorker>>;
   try {
-    worker = await startWorker({ env, logger, channels, tracing });
+    if (starting.signal.aborted) throw new StartupStopped();
+    worker = await startWorker({ env, logger, channels, tracing, stop: starting.signal });
   } catch (error) {
     await Promise.all(Object.values(channels).map((channel) => channel.close()));
     // A collector that is down must not hide why the worker could not start, nor hold it up.
     await settlesWithin(tracing.shutdown(), env.SHUTDOWN_TIMEOUT_MS);
+    if (error instanceof StartupStopped) return stoppedWhileStarting();
     await embedded?.stop();
     if (error instanceof StartupError) {
       io.err(`${error.message}\n`);
@@ -100,12 +120,12 @@ export async function runWorker(io: CommandIo): Promise<number> {
     );
   }
   onReload = () => void worker.reload();
-  if (reloadAsked) {
+  if (reloadAsked && !stoppedBy) {
     logger.info("a SIGHUP came while the worker started: reloading the config");
     onReload();
   }
   await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    const shutDown = (signal: NodeJS.Signals) => {
       logger.info({ signal }, "shutting down");
       process.off("SIGTERM", stop);
       process.off("SIGINT", stop);
@@ -114,8 +134,9 @@ export async function runWorker(io: CommandIo): Promise<number> {
         .then(() => embedded?.stop())
         .then(resolve);
     };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
+    // A stop asked once the workers were checked: start-up finished, the worker closes now.
+    if (stoppedBy) shutDown(stoppedBy);
+    else onStop = shutDown;
   });
   logger.flush();
   return EXIT.ok;

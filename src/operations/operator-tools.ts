@@ -100,7 +100,7 @@ export function parseStepRef(ref: string): StepRef {
   const stepId = ref.slice(slash + 1).trim();
   if (slash <= 0 || eventId === "" || !/^[^.\s]+\.[^.\s]+$/.test(stepId)) {
     throw new OperatorError(
-      `not a step reference: ${JSON.stringify(ref)} (expected <eventId>/<ruleId>.<stepId>, such as evt-123/big-ticket.check-in)`,
+      `not a step reference: ${JSON.stringify(ref)} (expected <eventId>/<stepId>, with the step id plan prints, such as evt-123/big-ticket.check-in)`,
       "invalid",
     );
   }

@@ -670,6 +670,15 @@ describe("followups failed --retry and resend", () => {
     await expect(
       command(p, (io) => runResend({ ...config(p), step: "evt-retry/thank-you.nope" }, io)),
     ).rejects.toMatchObject({ code: 1, message: expect.stringMatching(/no follow-up/) });
+    // A reference not of the form the README and --help give is a malformed command line (exit
+    // 2), said in their words: the step id is the whole one plan prints, rule id included.
+    await expect(
+      command(p, (io) => runResend({ ...config(p), step: "evt-retry/thank-you" }, io)),
+    ).rejects.toMatchObject({
+      code: 2,
+      message:
+        'not a step reference: "evt-retry/thank-you" (expected <eventId>/<stepId>, with the step id plan prints, such as evt-123/big-ticket.check-in)',
+    });
 
     // Erasure removes the references of both sends (replies to either were matched through them).
     const keys = new StoreKeys(p.prefix);
