@@ -10,7 +10,7 @@ import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadRules } from "../../src/config/load-rules.js";
 import { ruleIdOf } from "../../src/domain/step-ref.js";
-import { createLogger } from "../../src/logger.js";
+import { createLogger, type Logger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
 import { followUpJobId, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
@@ -83,20 +83,43 @@ async function step(p: PipelineHarness, eventId: string, stepId: string): Promis
  * A re-planner as a worker wires it, on `clock`: over shard `shard`'s stores, or over the
  * unsharded prefix's (a deployment of one shard).
  */
-function replannerOf(p: PipelineHarness, clock: () => DateTime, shard?: number) {
+function replannerOf(
+  p: PipelineHarness,
+  clock: () => DateTime,
+  shard?: number,
+  /** Parts the test watches or changes, instead of the worker's own. */
+  with_: {
+    store?: FollowUpStore;
+    schedule?: FollowUpSchedule;
+    metrics?: FollowUpMetrics;
+    logger?: Logger;
+  } = {},
+) {
   const stores = shard === undefined ? undefined : p.stores.of(shard);
   return createReplanner({
-    store: p.store,
-    schedule: stores?.schedule ?? new FollowUpSchedule(p.redis, p.prefix),
+    store: with_.store ?? p.store,
+    schedule: with_.schedule ?? stores?.schedule ?? new FollowUpSchedule(p.redis, p.prefix),
     history: stores?.history ?? new CustomerHistoryStore(p.redis, p.prefix),
     thankYous: stores?.thankYous ?? new ThankYouGroups(p.redis, p.prefix),
     orders: new OrderStore(p.redis, p.prefix),
     customers: new CustomerIndex(p.redis, p.prefix),
-    logger: createLogger({ level: "silent", pretty: false }),
+    ...(with_.metrics && { metrics: with_.metrics }),
+    logger: with_.logger ?? createLogger({ level: "silent", pretty: false }),
     clock,
     horizonMs: p.env.PROMOTE_HORIZON_MS,
     recordRetentionMs: 90 * 86_400_000,
   });
+}
+
+/** A logger whose lines the test reads, parsed. */
+function capturedLog() {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({
+    level: "info",
+    pretty: false,
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  return { lines, logger };
 }
 
 /** Waits until each step (event id, step id) waits in the schedule: its purchase is planned. */
@@ -876,30 +899,13 @@ describe("a purchase whose re-plan fails for good (its stored purchase cannot be
     await p.redis.hset(keys.eventRecord("evt-bad"), "p0", Buffer.from([0x7f, 0xde, 0xad]));
     await expect(p.store.loadEvent("evt-bad")).rejects.toThrow(/unknown format/);
 
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      level: "info",
-      pretty: false,
-      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-    });
+    const { lines, logger } = capturedLog();
     const metrics = new FollowUpMetrics();
     let clockMs = Date.now();
     const clock = () => DateTime.fromMillis(clockMs, { zone: "utc" });
     const schedule = new FollowUpSchedule(p.redis, p.prefix);
     const replannerOver = (store: FollowUpStore) =>
-      createReplanner({
-        store,
-        schedule,
-        history: new CustomerHistoryStore(p.redis, p.prefix),
-        thankYous: new ThankYouGroups(p.redis, p.prefix),
-        orders: new OrderStore(p.redis, p.prefix),
-        customers: new CustomerIndex(p.redis, p.prefix),
-        metrics,
-        logger,
-        clock,
-        horizonMs: p.env.PROMOTE_HORIZON_MS,
-        recordRetentionMs: 90 * 86_400_000,
-      });
+      replannerOf(p, clock, undefined, { store, schedule, metrics, logger });
     const replanner = replannerOver(p.store);
     const failures = async (during: string) =>
       (await metrics.replanFailures.get()).values.find((v) => v.labels.during === during)?.value ??
@@ -1024,28 +1030,16 @@ describe("a noted purchase whose re-plan fails at every try", () => {
     await schedule.beginWalk(g2);
     await schedule.noteLater(["evt-poison"]);
 
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      level: "info",
-      pretty: false,
-      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-    });
+    const { lines, logger } = capturedLog();
     const metrics = new FollowUpMetrics();
     const startMs = Date.now();
     let clockMs = startMs;
-    const replanner = createReplanner({
-      store: p.store,
-      schedule,
-      history: new CustomerHistoryStore(p.redis, p.prefix),
-      thankYous: new ThankYouGroups(p.redis, p.prefix),
-      orders: new OrderStore(p.redis, p.prefix),
-      customers: new CustomerIndex(p.redis, p.prefix),
-      metrics,
-      logger,
-      clock: () => DateTime.fromMillis(clockMs, { zone: "utc" }),
-      horizonMs: p.env.PROMOTE_HORIZON_MS,
-      recordRetentionMs: 90 * 86_400_000,
-    });
+    const replanner = replannerOf(
+      p,
+      () => DateTime.fromMillis(clockMs, { zone: "utc" }),
+      undefined,
+      { schedule, metrics, logger },
+    );
     const tries = async () =>
       (await metrics.replanFailures.get()).values.find((v) => v.labels.during === "noted")?.value ??
       0;
