@@ -685,6 +685,54 @@ describe("followups simulate", () => {
     });
   });
 
+  it("the shipped sample (config/examples/purchases.ndjson): 200 purchases, and the two bad lines left in to show how they are reported", async () => {
+    const sample = "config/examples/purchases.ndjson";
+    const cutShort =
+      /^not valid JSON, cut short: the line ends before the JSON does \(.+ at position 49\b.*\)$/;
+    const badPhone =
+      'customer.phone: expected a valid phone number in international format, such as +14155550123, got "12"';
+    const json = memoryIo();
+    expect(await runSimulate(sample, { config: SHIPPED_CONFIG_DIR, json: true }, json.io)).toBe(
+      EXIT.ok,
+    );
+    expect(json.output.err).toBe("");
+    expect(JSON.parse(json.output.out)).toMatchObject({
+      lines: 202,
+      purchases: 200,
+      invalid: [
+        { line: 51, problem: expect.stringMatching(cutShort) },
+        { line: 121, problem: badPhone },
+      ],
+    });
+    const table = memoryIo();
+    expect(await runSimulate(sample, { config: SHIPPED_CONFIG_DIR }, table.io)).toBe(EXIT.ok);
+    const printed = table.output.out.split("\n");
+    expect(printed[0]).toMatch(/^200 purchases read from 202 lines, \d+ follow-ups planned$/);
+    const badAt = printed.indexOf("2 bad lines (not planned):");
+    expect(badAt).toBeGreaterThan(0);
+    expect(printed[badAt + 1]).toMatch(new RegExp(`^ {2}line 51: ${cutShort.source.slice(1)}`));
+    expect(printed.slice(badAt + 2)).toEqual([`  line 121: ${badPhone}`, ""]);
+  });
+
+  it("a line that is not JSON says whether it was cut short", async () => {
+    const file = await writeTemp(
+      "cut.ndjson",
+      [
+        '{"type": "purchase.completed", "id": "x"',
+        '{"id": "y", "note": "unfinish',
+        "{not json",
+      ].join("\n"),
+    );
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    const invalid = (JSON.parse(output.out) as { invalid: { line: number; problem: string }[] })
+      .invalid;
+    expect(invalid.map((bad) => bad.line)).toEqual([1, 2, 3]);
+    expect(invalid[0]?.problem).toMatch(/^not valid JSON, cut short: the line ends before/);
+    expect(invalid[1]?.problem).toMatch(/^not valid JSON, cut short: the line ends before/);
+    expect(invalid[2]?.problem).toMatch(/^not valid JSON \(.+\)$/);
+  });
+
   it("a missing file is a clear error", async () => {
     const missing = path.join(dir, "nope.ndjson");
     const { io } = memoryIo();
