@@ -17,15 +17,18 @@ export type UnsubscribeScope = "marketing" | "all";
 
 const WORDS = {
   en: {
+    /** The messages of a channel ("follow-up emails"). */
     channel: { email: "emails", sms: "text messages (SMS)", voice: "phone calls" },
+    /** A channel as the way offers come ("offers by email"). */
+    by: { email: "email", sms: "text message (SMS)", voice: "phone" },
     confirmTitle: (shop: string) => `Unsubscribe from ${shop}`,
-    confirmText: (what: string, shop: string) =>
-      `Choose what to stop. Offers are discounts and other promotions by ${what} from ${shop}; follow-ups also include thank-you notes and check-ins after a purchase.`,
+    confirmText: (by: string, shop: string) =>
+      `Choose what to stop. Offers are discounts and other promotions by ${by} from ${shop}; follow-ups also include thank-you notes and check-ins after a purchase.`,
     stopOffers: "Stop offers",
     stopAll: "Stop all follow-ups",
     doneTitle: "You are unsubscribed",
-    doneOffers: (what: string, shop: string) =>
-      `You will not receive offers by ${what} from ${shop} any more.`,
+    doneOffers: (by: string, shop: string) =>
+      `You will not receive offers by ${by} from ${shop} any more.`,
     doneAll: (what: string, shop: string) =>
       `You will not receive follow-up ${what} from ${shop} any more.`,
     invalidTitle: "This link is not valid",
@@ -37,14 +40,15 @@ const WORDS = {
   },
   de: {
     channel: { email: "E-Mails", sms: "SMS", voice: "Anrufe" },
+    by: { email: "E-Mail", sms: "SMS", voice: "Telefon" },
     confirmTitle: (shop: string) => `Abmelden bei ${shop}`,
-    confirmText: (what: string, shop: string) =>
-      `Wählen Sie, was aufhören soll. Angebote sind Rabatte und andere Werbung per ${what} von ${shop}; Folgenachrichten umfassen auch Dankesnachrichten und Nachfragen nach einem Kauf.`,
+    confirmText: (by: string, shop: string) =>
+      `Wählen Sie, was aufhören soll. Angebote sind Rabatte und andere Werbung per ${by} von ${shop}; Folgenachrichten umfassen auch Dankesnachrichten und Nachfragen nach einem Kauf.`,
     stopOffers: "Keine Angebote mehr",
     stopAll: "Keine Folgenachrichten mehr",
     doneTitle: "Sie sind abgemeldet",
-    doneOffers: (what: string, shop: string) =>
-      `Sie erhalten keine Angebote per ${what} von ${shop} mehr.`,
+    doneOffers: (by: string, shop: string) =>
+      `Sie erhalten keine Angebote per ${by} von ${shop} mehr.`,
     doneAll: (what: string, shop: string) =>
       `Sie erhalten keine ${what} mit Folgenachrichten von ${shop} mehr.`,
     invalidTitle: "Dieser Link ist nicht gültig",
@@ -87,13 +91,13 @@ export function confirmUnsubscribePage(
 ): string {
   const words = WORDS[language];
   const shop = escapeHtml(shopName);
-  const what = escapeHtml(words.channel[channel]);
+  const by = escapeHtml(words.by[channel]);
   const button = (scope: UnsubscribeScope, label: string) =>
     `<form method="post"><input type="hidden" name="scope" value="${scope}"><button type="submit">${escapeHtml(label)}</button></form>`;
   return page(
     language,
     words.confirmTitle(shop),
-    `<p>${words.confirmText(what, shop)}</p>` +
+    `<p>${words.confirmText(by, shop)}</p>` +
       button("marketing", words.stopOffers) +
       button("all", words.stopAll),
   );
@@ -108,8 +112,10 @@ export function unsubscribedPage(
 ): string {
   const words = WORDS[language];
   const shop = escapeHtml(shopName);
-  const what = escapeHtml(words.channel[channel]);
-  const text = scope === "marketing" ? words.doneOffers(what, shop) : words.doneAll(what, shop);
+  const text =
+    scope === "marketing"
+      ? words.doneOffers(escapeHtml(words.by[channel]), shop)
+      : words.doneAll(escapeHtml(words.channel[channel]), shop);
   return page(language, words.doneTitle, `<p role="status">${text}</p>`);
 }
 

@@ -497,7 +497,7 @@ describe("unsubscribe links", () => {
     const response = await harness.app.inject({ method: "GET", url: url.slice(PUBLIC_URL.length) });
     expect(response.statusCode).toBe(200);
     expectHtmlHeaders(response.headers);
-    expect(response.body).toContain("text messages (SMS)");
+    expect(response.body).toContain("other promotions by text message (SMS) from");
     expect(response.body).toContain("Corner &#60;Shop&#62; &#38; &#34;Sons&#34;");
     expect(response.body).not.toContain("<Shop>");
     // Two choices, each its own form: offers only, or every follow-up.
@@ -523,7 +523,7 @@ describe("unsubscribe links", () => {
       expect(response.body).toContain("You are unsubscribed");
       expect(response.body).toContain(
         payload === "scope=marketing"
-          ? "You will not receive offers by emails from"
+          ? "You will not receive offers by email from"
           : "You will not receive follow-up emails from",
       );
     }
@@ -574,7 +574,7 @@ describe("unsubscribe links", () => {
       headers: { "content-type": "application/x-www-form-urlencoded" },
       payload: "scope=marketing",
     });
-    expect(done.body).toContain("Sie erhalten keine Angebote per E-Mails von");
+    expect(done.body).toContain("Sie erhalten keine Angebote per E-Mail von");
   });
 
   it("takes an RFC 8058 one-click POST, form-encoded or multipart", async () => {
