@@ -9,7 +9,7 @@ import {
 import { AuditTrail } from "../store/audit-trail.js";
 import { olderLayoutRemains, tombstoneNames } from "../store/key-layout.js";
 import { StoreKeys } from "../store/keys.js";
-import { isCluster, type RedisClient } from "../store/redis-client.js";
+import { isCluster, type RedisClient, restoreTtl } from "../store/redis-client.js";
 import { scanKeys } from "../store/reshard-store.js";
 import {
   type MoveMark,
@@ -459,7 +459,10 @@ async function copyStoreKeys(
   }
 }
 
-/** Copies one key, value and expiry, over what the new Redis has under its name; 0 if it is gone. */
+/**
+ * Copies one key, value and what is left of its expiry, over what the new Redis has under its
+ * name; 0 if it is gone.
+ */
 async function copyKey(
   source: RedisClient,
   target: RedisClient,
@@ -470,7 +473,8 @@ async function copyKey(
   // Gone meanwhile (expired): nothing to copy.
   if (dump === null || ttl === -2) return 0;
   sending();
-  await target.restore(key, Math.max(ttl, 0), dump, "REPLACE");
+  // Relative (the two Redis' clocks may differ): a key in its last millisecond keeps 1 ms.
+  await target.restore(key, restoreTtl(ttl), dump, "REPLACE");
   return 1;
 }
 

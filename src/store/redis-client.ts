@@ -158,6 +158,16 @@ export function isCluster(redis: RedisClient): redis is Cluster {
 }
 
 /**
+ * The TTL to RESTORE a copy of a key with, from the PTTL of the original (not -2: gone): 0 (no
+ * expiry) for a key without one; else what is left, at least 1 ms. PTTL answers 0 for a key in its
+ * last millisecond, which RESTORE would take for no expiry: a key about to expire would become
+ * one that never does.
+ */
+export function restoreTtl(pttl: number): number {
+  return pttl === -1 ? 0 : Math.max(pttl, 1);
+}
+
+/**
  * How the settings of a connection are named in what is said about it: the environment's
  * variables for the worker and most commands, a command's flags where it connects to a Redis
  * named on its command line (`followups migrate --to-url`).

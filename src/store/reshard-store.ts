@@ -11,7 +11,7 @@ import {
 import { linkShard, orderLink, relinked } from "./order-store.js";
 import { decodeStored } from "./purchase-codec.js";
 import { purchaseInRecord } from "./purchase-fields.js";
-import { isCluster, type RedisClient } from "./redis-client.js";
+import { isCluster, type RedisClient, restoreTtl } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { decodeRef, encodeRef } from "./sms-references.js";
 import { parseReplyId, replyId } from "./step-replies.js";
@@ -208,7 +208,7 @@ export class ReshardKeys {
     for await (const batch of this.shardKeys(new Set(this.fromTags))) {
       await inBatches(batch, async ({ key, tag, rest }) => {
         const kind = rest.split(":", 1)[0] ?? "";
-        if (kind === "tg" || kind === "tq") {
+        if (kind === "tg" || kind === "tq" || kind === "tr") {
           await this.moveReplanNotes(key, kind, placement, newTags.has(tag));
           return;
         }
@@ -240,12 +240,13 @@ export class ReshardKeys {
 
   /**
    * A shard's re-planning notes under the new count: the generation its walk began for goes to
-   * every new shard (each keeps the newest), and each purchase noted for a re-plan under newer
-   * rules to its new shard's set (keeping the set's expiry); the old names go unless they stay.
+   * every new shard (each keeps the newest), each purchase noted for a re-plan under newer rules
+   * to its new shard's set (keeping the set's expiry), and its failed tries (`tr`) to its new
+   * shard's hash (keeping the later expiry); the old names go unless they stay.
    */
   private async moveReplanNotes(
     key: string,
-    kind: "tg" | "tq",
+    kind: "tg" | "tq" | "tr",
     placement: EventPlacement,
     tagStays: boolean,
   ): Promise<void> {
@@ -254,6 +255,10 @@ export class ReshardKeys {
       if (walk === null) return;
       for (const tag of this.toTags) await this.redis.fuBeginWalk(`${tag}:fu:tg`, Number(walk));
       if (!tagStays) await this.redis.del(key);
+      return;
+    }
+    if (kind === "tr") {
+      await this.moveReplanTries(key, placement);
       return;
     }
     const [eventIds, ttl] = await Promise.all([this.redis.smembers(key), this.redis.pttl(key)]);
@@ -269,6 +274,30 @@ export class ReshardKeys {
       await this.redis.sadd(target, ...moved);
       if (ttl > 0) await this.redis.pexpire(target, ttl);
       await this.redis.srem(key, ...moved);
+    }
+  }
+
+  /**
+   * Moves the failed re-plans of noted purchases (`<failures> <next try>` by event id) to their
+   * purchases' new shards, each with the later expiry of the two hashes; a field is taken off the
+   * old hash once it is written to the new one, so a run after a crash moves the rest.
+   */
+  private async moveReplanTries(key: string, placement: EventPlacement): Promise<void> {
+    const [tries, ttl] = await Promise.all([this.redis.hgetall(key), this.redis.pttl(key)]);
+    const byShard = new Map<string, Record<string, string>>();
+    for (const [eventId, value] of Object.entries(tries)) {
+      const target = `${this.toTags[placement.ofHash(idHash(eventId)) ?? 0]}:fu:tr`;
+      if (target === key) continue;
+      byShard.set(target, { ...byShard.get(target), [eventId]: value });
+    }
+    for (const [target, moved] of byShard) {
+      const write = this.redis.multi().hset(target, moved);
+      if (ttl !== -1 && ttl !== -2) {
+        // The later expiry of the two; a hash just made has none yet.
+        write.pexpire(target, restoreTtl(ttl), "GT").pexpire(target, restoreTtl(ttl), "NX");
+      }
+      await write.exec();
+      await this.redis.hdel(key, ...Object.keys(moved));
     }
   }
 
@@ -308,16 +337,16 @@ export class ReshardKeys {
   }
 
   /**
-   * Copies a key with its expiry to other names; false when it is gone. Without `replace`, a
+   * Copies a key with what is left of its expiry to other names; false when it is gone. Without `replace`, a
    * name already taken keeps its value.
    */
   private async copy(key: string, targets: readonly string[], replace = true): Promise<boolean> {
     const [dump, ttl] = await Promise.all([this.redis.dumpBuffer(key), this.redis.pttl(key)]);
     if (!dump || ttl === -2) return false;
     for (const target of targets) {
-      if (replace) await this.redis.restore(target, Math.max(ttl, 0), dump, "REPLACE");
+      if (replace) await this.redis.restore(target, restoreTtl(ttl), dump, "REPLACE");
       else
-        await this.redis.restore(target, Math.max(ttl, 0), dump).catch((error: Error) => {
+        await this.redis.restore(target, restoreTtl(ttl), dump).catch((error: Error) => {
           if (!/BUSYKEY/.test(error.message)) throw error;
         });
     }

@@ -23,7 +23,7 @@ import {
   queuePrefix,
 } from "../../src/queue/names.js";
 import { TOMBSTONE } from "../../src/store/key-layout.js";
-import { customerShard, formerGlobalBase, StoreKeys } from "../../src/store/keys.js";
+import { customerShard, formerGlobalBase, StoreKeys, shardScope } from "../../src/store/keys.js";
 import {
   createRedisClient,
   type RedisClient,
@@ -409,6 +409,52 @@ describe("followups migrate", () => {
       expect(await store.loadKept(`evt-m-${id}`)).toMatchObject({ customer: { id } });
     }
     await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
+  it("copies each key with what is left of its expiry (one in its last millisecond too), the re-planner's notes and their tries among them", async () => {
+    const p = await deploymentOnOwnRedis("migrate-expiry");
+    await stopWorker(p);
+    // Two Redis of the test's own: the new one is not the suite's.
+    ownTarget = await startRedisServer();
+    target = createRedisClient(ownTarget.url, false, { maxRetriesPerRequest: null });
+    const newRedis = target;
+    const keys = new StoreKeys(shardScope(p.prefix, 1, SHARDS));
+    const forever = keys.lastSent("cus-forever");
+    const hour = keys.lastSent("cus-hour");
+    const lastMs = keys.lastSent("cus-last-ms");
+    await p.redis.set(forever, "a");
+    await p.redis.set(hour, "b", "PX", 3_600_000);
+    await p.redis.set(lastMs, "c", "PX", 3_600_000);
+    // A purchase noted for a re-plan under newer rules, whose re-plans failed twice so far.
+    await p.redis.sadd(keys.replanLater(), "evt-noted");
+    await p.redis.pexpire(keys.replanLater(), 7 * 86_400_000);
+    await p.redis.hset(keys.replanLaterTries(), "evt-noted", `2 ${Date.now() + 120_000}`);
+    await p.redis.pexpire(keys.replanLaterTries(), 7 * 86_400_000);
+    // PTTL answers 0 for a key read in its last millisecond (its expiry rounded down): read so
+    // here, as a window of one millisecond cannot be hit on purpose.
+    const reads = p.redis as unknown as { pttl: (...args: unknown[]) => Promise<number> };
+    const pttl = reads.pttl.bind(p.redis);
+    reads.pttl = async (...args: unknown[]) => (args[0] === lastMs ? 0 : pttl(...args));
+    try {
+      await expect(
+        migrateToTarget(p, { target: newRedis, targetName: redisNodesName(ownTarget.url) }),
+      ).resolves.toMatchObject({ dryRun: false, shards: SHARDS });
+    } finally {
+      reads.pttl = pttl;
+    }
+    expect(await newRedis.pttl(forever)).toBe(-1);
+    const left = await newRedis.pttl(hour);
+    expect(left).toBeGreaterThan(3_500_000);
+    expect(left).toBeLessThanOrEqual(3_600_000);
+    // Copied with the millisecond it had left, not made a key that never expires.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await newRedis.pttl(lastMs)).toBe(-2);
+    expect(await newRedis.smembers(keys.replanLater())).toEqual(["evt-noted"]);
+    expect(await newRedis.hgetall(keys.replanLaterTries())).toEqual(
+      await p.redis.hgetall(keys.replanLaterTries()),
+    );
+    for (const noted of [keys.replanLater(), keys.replanLaterTries()])
+      expect(await newRedis.pttl(noted)).toBeGreaterThan(7 * 86_400_000 - 60_000);
   });
 
   it("carries the upgrades' tombstones: a worker of an older version started on the new Redis fails its opt-out check there too", async () => {

@@ -335,6 +335,90 @@ describe("followups reshard", () => {
     }
   });
 
+  it("carries the re-planner's notes and their failed tries to each purchase's new shard, and each key's expiry (one in its last millisecond too)", async () => {
+    pipeline = await startPipeline("reshard-replan-tries", { shards: 2 });
+    const p = pipeline;
+    const customers = CUSTOMERS.slice(0, 4);
+    await buyBigTickets(p, customers);
+    await p.worker?.close();
+    p.worker = undefined;
+    const keysOf = (shards: number) =>
+      Array.from({ length: shards }, (_, n) => new StoreKeys(shardScope(p.prefix, n, shards)));
+    const WEEK = 7 * 86_400_000;
+    // Each purchase noted for a re-plan under newer rules in its shard, its re-plans failed as
+    // many times as its place in the list (the re-planner's `{…}:fu:tr`, beside `{…}:fu:tq`).
+    const tries = new Map(customers.map((id, n) => [`evt-b-${id}`, `${n + 1} ${1_000 + n}`]));
+    for (const id of customers) {
+      const keys = keysOf(2)[customerShard(id, 2)] as StoreKeys;
+      await p.redis.sadd(keys.replanLater(), `evt-b-${id}`);
+      await p.redis.pexpire(keys.replanLater(), WEEK);
+      await p.redis.hset(keys.replanLaterTries(), `evt-b-${id}`, tries.get(`evt-b-${id}`) ?? "");
+      await p.redis.pexpire(keys.replanLaterTries(), WEEK);
+    }
+    // A customer's key that moves, read in its last millisecond: PTTL answers 0 for it (its
+    // expiry rounded down), answered so here, as a window of one millisecond cannot be hit.
+    const moving = customers.find((id) => customerShard(id, 2) !== customerShard(id, 5)) as string;
+    const lastMs = (shards: number) =>
+      (keysOf(shards)[customerShard(moving, shards)] as StoreKeys).lastSent(moving);
+    await p.redis.set(lastMs(2), "x", "PX", 3_600_000);
+    const reads = p.redis as unknown as { pttl: (...args: unknown[]) => Promise<number> };
+    const pttl = reads.pttl.bind(p.redis);
+    reads.pttl = async (...args: unknown[]) => (args[0] === lastMs(2) ? 0 : pttl(...args));
+    try {
+      // On the pipeline's connection (the command makes one of its own).
+      await expect(
+        reshard({
+          redis: p.redis,
+          prefix: p.prefix,
+          cluster: p.env.REDIS_CLUSTER,
+          to: 5,
+          by: "alice",
+        }),
+      ).resolves.toMatchObject({ from: 2, to: 5 });
+    } finally {
+      reads.pttl = pttl;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Moved with the millisecond it had left, not made a key that never expires.
+    expect(await p.redis.pttl(lastMs(5))).toBe(-2);
+    expect(await p.redis.exists(lastMs(2))).toBe(0);
+
+    /** Where each noted purchase's tries are, by key, and that each such key keeps its week. */
+    const triesHeld = async (shards: number) => {
+      const held: Record<string, Record<string, string>> = {};
+      const noted: Record<string, string[]> = {};
+      for (const keys of [...keysOf(2), ...keysOf(5), ...keysOf(1)]) {
+        const found = await p.redis.hgetall(keys.replanLaterTries());
+        if (Object.keys(found).length > 0) {
+          held[keys.replanLaterTries()] = found;
+          expect(await p.redis.pttl(keys.replanLaterTries())).toBeGreaterThan(WEEK - 120_000);
+        }
+        const ids = await p.redis.smembers(keys.replanLater());
+        if (ids.length > 0) noted[keys.replanLater()] = ids.sort();
+      }
+      const expected: Record<string, Record<string, string>> = {};
+      const expectedNoted: Record<string, string[]> = {};
+      for (const id of customers) {
+        const keys = keysOf(shards)[customerShard(id, shards)] as StoreKeys;
+        const eventId = `evt-b-${id}`;
+        expected[keys.replanLaterTries()] = {
+          ...expected[keys.replanLaterTries()],
+          [eventId]: tries.get(eventId) ?? "",
+        };
+        expectedNoted[keys.replanLater()] = [
+          ...(expectedNoted[keys.replanLater()] ?? []),
+          eventId,
+        ].sort();
+      }
+      expect(held).toEqual(expected);
+      expect(noted).toEqual(expectedNoted);
+    };
+    await triesHeld(5);
+    // And back to one shard: all of them in shard 0's.
+    await reshardTo(p, 1);
+    await triesHeld(1);
+  });
+
   it("finishes a change that stopped half-way when run again", async () => {
     pipeline = await startPipeline("reshard-resumed", { shards: 2 });
     const p = pipeline;
