@@ -138,7 +138,7 @@ export class FollowUpMetrics {
 
   readonly possibleDuplicates = new Counter({
     name: "followups_possible_duplicates_total",
-    help: "Sends that may reach the customer twice: taken over from a vanished worker, or retried after a connection broke mid-handover.",
+    help: "Sends that may reach the customer twice: taken over from a vanished worker, retried after a connection broke mid-handover, or a joined thank-you sent on its own while the one listing it stays stuck mid-send.",
     labelNames: ["cause"],
     registers: [this.registry],
   });

@@ -155,6 +155,9 @@ const JOINED_RECHECK_MS = 60_000;
  * How long past the end of its leader's grace period a joined thank-you still waits on a leader's
  * that is scheduled (its job lost: no worker would send it then, the send guard skips it as past
  * due): the wait behind it, and an hour for a grace period of whole days across a clock change.
+ * On a leader's still `sending`, as long past the later of that and its claim plus the send
+ * lease: a live send ends within its lease, and a run of its job that takes it over (a stalled
+ * job's, within JOB_LOCK_MS) claims it anew or, past the grace end, skips it as past due.
  */
 const JOINED_GIVE_UP_MARGIN_MS = COALESCED_AFTER_MS + 3600 * 1000;
 
@@ -675,6 +678,8 @@ function createDelivery(deps: DeliveryDeps) {
       const joined = await joinedThankYou(deps, event.customer.id, eventId, {
         ...(view.filed !== undefined && { filed: view.filed }),
         graceMs: rules.gracePeriods["thank-you"].toMillis(),
+        leaseMs: deps.sendLeaseMs,
+        stepId,
         now: nowMs,
       });
       if (joined?.action === "skip") return skip("coalesced", joined.reason, sendLabels);
@@ -690,6 +695,16 @@ function createDelivery(deps: DeliveryDeps) {
           { leaderEventId: joined.leaderEventId },
           "the thank-you this one joined is still scheduled past its grace period (its job lost?); sent on its own",
         );
+      if (joined?.action === "stuck") {
+        // Its message may have reached the customer, listing this order: counted as decided (the
+        // step's record counts it too), once, since this one is filed alone now.
+        if (joined.possibleDuplicate)
+          deps.metrics.possibleDuplicates.inc({ cause: "stuck-leader" });
+        log.warn(
+          { leaderEventId: joined.leaderEventId, possibleDuplicate: joined.possibleDuplicate },
+          "the thank-you this one joined is still being sent long past its grace period (its worker lost mid-send, its job gone?); sent on its own",
+        );
+      }
     }
     // A leader closes its group and records what it lists (nothing when no rule coalesces now:
     // the purchases that joined then get their own), whatever the rules say.
@@ -1189,18 +1204,28 @@ function coalescesAny(rules: RuleSet): boolean {
  * Whether a thank-you that joined an earlier purchase's (rules' `coalesce`) is done with: skipped
  * once the leader's went out listing this order, waiting while that one may still go, `lost` (send
  * it, filed alone) when the leader's is still scheduled well past its grace period (with
- * `graceMs`), and undefined (send it) when this purchase leads or stands alone, or the leader's
- * never went. `filed`: its filing as its record holds it, when read already.
+ * `graceMs`), `stuck` (send it, filed alone; a possible duplicate when the leader's message listed
+ * this order) when the leader's is still `sending` well past that and its claim plus `leaseMs`
+ * (DELIVERY_LEASE_MS), and undefined (send it) when this purchase leads or stands alone, or the
+ * leader's never went. `filed`: its filing as its record holds it, when read already; `stepId`:
+ * its thank-you step, whose record counts a possible duplicate.
  */
 export async function joinedThankYou(
   deps: Pick<DeliveryDeps, "thankYous">,
   customerId: string,
   eventId: string,
-  options: { filed?: string; graceMs?: number; now?: number } = {},
+  options: {
+    filed?: string;
+    graceMs?: number;
+    leaseMs?: number;
+    stepId?: string;
+    now?: number;
+  } = {},
 ): Promise<
   | { action: "skip"; reason: string }
   | { action: "wait"; until: number }
   | { action: "lost"; leaderEventId: string }
+  | { action: "stuck"; leaderEventId: string; possibleDuplicate: boolean }
   | undefined
 > {
   const joined = await deps.thankYous.decide(customerId, eventId, {
@@ -1222,6 +1247,12 @@ export async function joinedThankYou(
     };
   }
   if (joined?.verdict === "lost") return { action: "lost", leaderEventId: joined.leaderEventId };
+  if (joined?.verdict === "stuck")
+    return {
+      action: "stuck",
+      leaderEventId: joined.leaderEventId,
+      possibleDuplicate: joined.listed,
+    };
   return undefined;
 }
 

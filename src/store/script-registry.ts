@@ -299,7 +299,9 @@ export interface StoreCommands {
     graceMs: number | "",
     marginMs: number,
     now: number,
-  ): Promise<[verdict: "coalesced" | "wait" | "own", detail?: string]>;
+    leaseMs: number,
+    stepId: string,
+  ): Promise<[verdict: "coalesced" | "wait" | "own", detail?: string, listed?: string]>;
   /** leave-thank-you.lua */
   fuLeaveThankYou(
     recordKey: string,

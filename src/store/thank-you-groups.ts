@@ -117,8 +117,12 @@ export class ThankYouGroups {
    * that one may still go, else undefined (it leads, stands alone, or was not thanked for: it is
    * filed alone then, so a later retry of the leader's leaves it out). `lost` when it stops
    * waiting on a leader's thank-you still scheduled past its grace end (its due time plus
-   * `graceMs`, or its own grace end, plus `marginMs`): no job of it could send it any more; without
-   * `graceMs` it waits however long. The filing and the leader's thank-you
+   * `graceMs`, or its own grace end, plus `marginMs`): no job of it could send it any more;
+   * `stuck` when it stops waiting on one still `sending` past that and its claim plus `leaseMs`
+   * (and `marginMs`): its worker died mid-send and no run of its job took it over. `listed`: that
+   * message listed this purchase, so this one's own is a possible duplicate (counted in the
+   * record of its step `stepId` as it is decided). Without `graceMs` it waits however long. The
+   * filing and the leader's thank-you
    * are read in one script (decide-joined-thank-you.lua): read apart, a leader that left it out
    * and went between the two reads had it skipped, never thanked for. `filed` is the purchase's
    * filing as its record holds it (FollowUpStore.sendView), when read already: then it is not
@@ -127,11 +131,19 @@ export class ThankYouGroups {
   async decide(
     customerId: string,
     eventId: string,
-    options: { filed?: string; graceMs?: number; marginMs?: number; now?: number } = {},
+    options: {
+      filed?: string;
+      graceMs?: number;
+      marginMs?: number;
+      leaseMs?: number;
+      stepId?: string;
+      now?: number;
+    } = {},
   ): Promise<
     | { readonly verdict: "coalesced"; readonly leaderEventId: string }
     | { readonly verdict: "wait"; readonly leaderEventId: string; readonly leader: StepRecord }
     | { readonly verdict: "lost"; readonly leaderEventId: string }
+    | { readonly verdict: "stuck"; readonly leaderEventId: string; readonly listed: boolean }
     | undefined
   > {
     const filing =
@@ -140,7 +152,7 @@ export class ThankYouGroups {
         : await this.filingOf(customerId, eventId);
     if (filing?.role !== "joined") return undefined;
     const { leaderEventId } = filing;
-    const [verdict, detail] = await this.redis.fuDecideJoinedThankYou(
+    const [verdict, detail, listed] = await this.redis.fuDecideJoinedThankYou(
       this.keys.eventRecord(eventId),
       this.keys.thankYouGroup(customerId),
       this.keys.eventRecord(leaderEventId),
@@ -150,11 +162,15 @@ export class ThankYouGroups {
       options.graceMs ?? "",
       options.marginMs ?? 0,
       options.now ?? Date.now(),
+      options.leaseMs ?? 0,
+      options.stepId ?? "",
     );
     if (verdict === "coalesced") return { verdict, leaderEventId };
     if (verdict === "wait" && detail)
       return { verdict, leaderEventId, leader: readStepRecord(detail) };
     if (verdict === "own" && detail === "lost") return { verdict: "lost", leaderEventId };
+    if (verdict === "own" && detail === "stuck")
+      return { verdict: "stuck", leaderEventId, listed: listed === "listed" };
     return undefined;
   }
 

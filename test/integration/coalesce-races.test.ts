@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { isMap, isSeq, parseDocument } from "yaml";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import { joinedThankYou } from "../../src/queue/delivery-processor.js";
+import { followUpJobId } from "../../src/queue/names.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { Shards } from "../../src/store/shards.js";
 import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
@@ -276,6 +277,85 @@ describe("a joined purchase's thank-you whose leader's stays scheduled with no j
     ).toBe("alone");
     await promoteStep(p, "lost-lead", THANK_YOU);
     const leader = await waitForState(p, "lost-lead", THANK_YOU, "skipped");
+    expect(leader.reason?.code).toBe("past-due");
+    expect(p.sink.messages).toHaveLength(1);
+  });
+});
+
+describe("a joined purchase's thank-you whose leader's stays `sending` (its worker died mid-send, its job gone)", () => {
+  it("waits while that send may be live or taken over, then goes on its own as a possible duplicate; the leader's, if its job comes, is past due", async () => {
+    pipeline = await startPipeline("coalesce-stuck");
+    const p = pipeline;
+    await buy(p, "cus-stuck", ["stuck-lead", 30], ["stuck-member", 10]);
+    const { store, thankYous } = p.stores.of(p.shardOfCustomer("cus-stuck"));
+    const HOUR = 3_600_000;
+    // The shipped thank-you grace period (P2D), the pipeline's lease, and the margin past them
+    // (an hour and a quarter, as for a leader's thank-you still scheduled).
+    const graceMs = 48 * HOUR;
+    const leaseMs = p.env.DELIVERY_LEASE_MS;
+    const marginMs = 75 * 60_000;
+
+    // On an injected clock: the leader's thank-you fell due three days ago; a worker claimed it a
+    // second before its grace period ended, closed its group (listing the member) and died
+    // mid-send, and its job is gone: its record says `sending`, and nothing will take it over.
+    const record = (await keysOf(p, "stuck-lead")).eventRecord("stuck-lead");
+    const field = `s:${THANK_YOU}`;
+    const raw = (await p.redis.hget(record, field)) ?? "";
+    expect(raw).toMatch(/^set[0-9a-z]+/);
+    const dueAt = Date.now() - 3 * 24 * HOUR;
+    await p.redis.hset(record, field, raw.replace(/^set[0-9a-z]+/, `set${dueAt.toString(36)}`));
+    const claimedAt = dueAt + graceMs - 1000;
+    const claim = await store.claim("stuck-lead", THANK_YOU, claimedAt, leaseMs, { dueAt });
+    expect(claim.claimed).toBe(true);
+    expect(await thankYous.close("cus-stuck", "stuck-lead", claimedAt, THANK_YOU)).toEqual([
+      "stuck-member",
+    ]);
+
+    // Waited on while that send may be live (its lease), or taken over by another run of its job
+    // (a stalled job's): also past the leader's grace end and the margin that frees a member from
+    // a leader's still scheduled.
+    const decideAt = (now: number) =>
+      joinedThankYou({ thankYous }, "cus-stuck", "stuck-member", {
+        graceMs,
+        leaseMs,
+        stepId: THANK_YOU,
+        now,
+      });
+    expect((await decideAt(claimedAt + leaseMs))?.action).toBe("wait");
+    expect((await decideAt(dueAt + graceMs + marginMs))?.action).toBe("wait");
+    expect((await decideAt(claimedAt + leaseMs + marginMs - 1))?.action).toBe("wait");
+    expect(
+      await p.redis.hget((await keysOf(p, "stuck-member")).eventRecord("stuck-member"), "ty"),
+    ).toMatch(/^joined\n/);
+
+    // Three days on (now), it goes on its own, filed alone: never waiting for ever.
+    expect(await thankYouSent(p, "stuck-member", 1)).toContain("Shirt stuck-member");
+    expect(
+      await p.redis.hget((await keysOf(p, "stuck-member")).eventRecord("stuck-member"), "ty"),
+    ).toBe("alone");
+    // The leader's message listed it and may have reached the customer: a possible duplicate,
+    // counted in its step record and the metric, and logged with the leader's event id.
+    expect((await stepRecordOf(p, "stuck-member", THANK_YOU))?.takeovers).toBe(1);
+    expect(await p.worker?.metrics.registry.metrics()).toContain(
+      'followups_possible_duplicates_total{cause="stuck-leader"} 1',
+    );
+    expect(
+      p.logs.some(
+        (line) =>
+          line.leaderEventId === "stuck-lead" &&
+          line.possibleDuplicate === true &&
+          String(line.msg).startsWith("the thank-you this one joined is still being sent"),
+      ),
+    ).toBe(true);
+
+    // The leader's job turns up after all: past due, it sends nothing.
+    const queue = p.followUpQueues[await p.shardOf("stuck-lead")] ?? p.followUps;
+    await queue.add(
+      "email",
+      { e: "stuck-lead", s: THANK_YOU },
+      { jobId: followUpJobId("stuck-lead", THANK_YOU) },
+    );
+    const leader = await waitForState(p, "stuck-lead", THANK_YOU, "skipped");
     expect(leader.reason?.code).toBe("past-due");
     expect(p.sink.messages).toHaveLength(1);
   });

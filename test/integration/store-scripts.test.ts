@@ -779,8 +779,9 @@ describe("the store's Lua scripts", () => {
     expect(await redis.exists(keys.thankYouGroup("cus-b"))).toBe(0);
   });
 
-  it("decide-joined-thank-you: a leader sent before `tj` listed its members only if it closed its group; a scheduled one is waited on until its grace end and the margin", async () => {
+  it("decide-joined-thank-you: a leader sent before `tj` listed its members only if it closed its group; a scheduled one is waited on until its grace end and the margin, a sending one also until its claim and the lease", async () => {
     const HOUR = 3_600_000;
+    const LEASE = 120_000;
     const legacy = keys.thankYouGroup("cus-d");
     const history = keys.customerHistory("cus-d");
     const member = keys.eventRecord("d-2");
@@ -797,6 +798,8 @@ describe("the store's Lua scripts", () => {
         graceMs,
         HOUR,
         now,
+        LEASE,
+        "ty.ty",
       );
     // Sent by a version that recorded nothing, its group (as key layout 4 kept it) still open:
     // it went without closing it, and listed none.
@@ -827,10 +830,38 @@ describe("the store's Lua scripts", () => {
     expect((await decide(2 * HOUR, NOW + 11 * HOUR - 1))[0]).toBe("wait");
     expect(await decide(2 * HOUR, NOW + 11 * HOUR)).toEqual(["own", "lost"]);
     expect(await redis.hget(member, "ty")).toBe("alone");
-    // A leader being sent is waited on whatever the time: its message may be on its way.
+    // A leader being sent is waited on while that send may be live or taken over: until the
+    // later of its grace end and its claim (`t`) plus the lease, and the margin; without a grace
+    // period, whatever the time.
     await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
     await redis.hset(leader, "s:ty.ty", `net${NOW.toString(36)}`);
-    expect((await decide(2 * HOUR, NOW + 100 * HOUR))[0]).toBe("wait");
+    expect((await decide("", NOW + 100 * HOUR))[0]).toBe("wait");
+    const claimedAt = NOW + 2 * HOUR - 1000;
+    await redis.hset(leader, "s:ty.ty", `net${NOW.toString(36)}.${claimedAt.toString(36)}`);
+    expect((await decide(2 * HOUR, NOW + 3 * HOUR))[0]).toBe("wait");
+    expect((await decide(2 * HOUR, claimedAt + LEASE + HOUR - 1))[0]).toBe("wait");
+    // Past it, the send is stuck (its worker died, its job gone): this one goes on its own, filed
+    // alone. A group the leader led still open says it listed nothing: no possible duplicate.
+    await redis.hset(member, "s:ty.ty", `set${NOW.toString(36)}`);
+    await redis.hset(history, "tg", "a b c 1 0 z");
+    expect(await decide(2 * HOUR, claimedAt + LEASE + HOUR)).toEqual(["own", "stuck"]);
+    expect(await redis.hget(member, "ty")).toBe("alone");
+    expect(await redis.hget(member, "s:ty.ty")).toBe(`set${NOW.toString(36)}`);
+    // What it listed, recorded as it closed the group, and it did not list this one: the same.
+    await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
+    await redis.hset(leader, "tj", "ty.ty\nd-3");
+    expect(await decide(2 * HOUR, claimedAt + LEASE + HOUR)).toEqual(["own", "stuck"]);
+    expect(await redis.hget(member, "s:ty.ty")).toBe(`set${NOW.toString(36)}`);
+    // It listed this one: that message may have reached the customer. Its own is a possible
+    // duplicate, counted in its step record (`r`) as it is decided.
+    await redis.hset(member, "ty", `joined\nd-1\nty.ty\n${NOW}`);
+    await redis.hset(leader, "tj", "ty.ty\nd-3 d-2");
+    expect(await decide(2 * HOUR, claimedAt + LEASE + HOUR)).toEqual(["own", "stuck", "listed"]);
+    expect(await redis.hget(member, "ty")).toBe("alone");
+    expect(await redis.hget(member, "s:ty.ty")).toBe(`set${NOW.toString(36)} {"r":1}`);
+    // Decided once: filed alone, it is not counted again.
+    expect(await decide(2 * HOUR, claimedAt + LEASE + HOUR)).toEqual(["own"]);
+    expect(await redis.hget(member, "s:ty.ty")).toBe(`set${NOW.toString(36)} {"r":1}`);
   });
 
   it("stop-event: marks a record it finds and creates none", async () => {

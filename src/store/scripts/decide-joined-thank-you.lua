@@ -17,6 +17,16 @@
   waiting then, and goes, filed alone, so that the leader's, if its job turns up after all (rules
   with a longer grace period by then), does not list it.
 
+  A leader's thank-you still `sending` is stuck once the later of its grace end and its claim
+  (`t`) plus the send lease has passed, and the margin: a live send ends within its lease, and a
+  run of its job that takes it over (a stalled job's, or a retry's) claims it anew (a later `t`)
+  or, past its grace end, skips it as past due. Its worker died mid-send and its job is gone. This
+  one stops waiting then too, and goes, filed alone: never waiting for ever, and never skipped,
+  since that message may never have left. When the leader's message listed this one (its `tj`,
+  or, sent by a version before `tj`, a group it closed) it may have reached the customer: this
+  one is then a possible duplicate, counted in its own step record (`r`, as a takeover is) as it
+  is decided, once (it is filed alone then).
+
   Input:
     KEYS[1]  the purchase's event record (hash; `ty` = how it was filed, see join-thank-you.lua)
     KEYS[2]  the customer's thank-you group as key layout 4 and before kept it (its filing
@@ -31,10 +41,14 @@
     ARGV[3]  the thank-you grace period (ms), or '' to wait on a scheduled leader however long
     ARGV[4]  a margin after the leader's grace end (ms)
     ARGV[5]  now (epoch ms)
+    ARGV[6]  the send lease (ms): how long a claimed send may be live (DELIVERY_LEASE_MS)
+    ARGV[7]  this purchase's thank-you step id (its record counts a possible duplicate), or ''
 
   Output: {"coalesced"}, {"wait", the leader's thank-you step record as stored}, {"own"} (filed
-          alone, or not joined to that leader: its own thank-you goes), or {"own", "lost"} (the
-          leader's is still scheduled past its grace period: filed alone, its own goes)
+          alone, or not joined to that leader: its own thank-you goes), {"own", "lost"} (the
+          leader's is still scheduled past its grace period: filed alone, its own goes), or
+          {"own", "stuck"} (the leader's is still sending past the bound above: filed alone, its
+          own goes), {"own", "stuck", "listed"} when that message listed this one
 ]]
 --!include lib/base36.lua
 --!include lib/step-codec.lua
@@ -59,14 +73,10 @@ end
 local raw = redis.call('HGET', KEYS[3], 's:' .. step)
 local rec = raw and decodeStep(raw)
 local state = rec and rec.s
-if state == 'scheduled' and ARGV[3] ~= '' then
-  local graceEnds = tonumber(rec.e) or ((tonumber(rec.d) or 0) + tonumber(ARGV[3]))
-  local giveUpAt = math.max(graceEnds, tonumber(rec.w) or 0) + tonumber(ARGV[4])
-  if tonumber(ARGV[5]) >= giveUpAt then return alone('lost') end
-end
-if state == 'scheduled' or state == 'sending' then return {'wait', raw} end
-if state == 'sent' and listed and not closed then
-  -- Sent by a version before `tj`: listed only if it closed the group it led.
+if (state == 'sent' or state == 'sending') and listed and not closed then
+  -- Sent by a version before `tj`: listed only if it closed the group it led. (A leader of this
+  -- version records `tj` as it closes its group, before its message goes: one being sent without
+  -- it has not closed it yet, and its group says so.)
   local history = redis.call('HMGET', KEYS[4], 'tl', 'tg')
   if history[1] == ARGV[2] and string.match(history[2] or '', '^%w+ %w+ %w+ %w+ 0 ') then
     listed = false
@@ -74,5 +84,26 @@ if state == 'sent' and listed and not closed then
   local older = redis.call('HMGET', KEYS[2], 'lead', 'closed')
   if older[1] == ARGV[2] and not older[2] then listed = false end
 end
+if (state == 'scheduled' or state == 'sending') and ARGV[3] ~= '' then
+  local graceEnds = tonumber(rec.e) or ((tonumber(rec.d) or 0) + tonumber(ARGV[3]))
+  local latest = math.max(graceEnds, tonumber(rec.w) or 0)
+  if state == 'sending' then
+    latest = math.max(latest, (tonumber(rec.t) or 0) + (tonumber(ARGV[6]) or 0))
+  end
+  if tonumber(ARGV[5]) >= latest + tonumber(ARGV[4]) then
+    if state == 'scheduled' then return alone('lost') end
+    if not listed then return alone('stuck') end
+    local own = ARGV[7] ~= '' and redis.call('HGET', KEYS[1], 's:' .. ARGV[7])
+    if own then
+      local mine = decodeStep(own)
+      if mine.s == 'scheduled' or mine.s == 'sending' then
+        mine.r = (tonumber(mine.r) or 0) + 1
+        redis.call('HSET', KEYS[1], 's:' .. ARGV[7], encodeStep(mine))
+      end
+    end
+    return alone('stuck', 'listed')
+  end
+end
+if state == 'scheduled' or state == 'sending' then return {'wait', raw} end
 if state == 'sent' and listed then return {'coalesced'} end
 return alone()
