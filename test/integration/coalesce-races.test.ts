@@ -255,6 +255,40 @@ describe("a leader's thank-you sent while no rule coalesced, coalescing back bef
   });
 });
 
+describe("purchases made while no rule coalesced, the rules coalescing later", () => {
+  it("are filed nowhere and keep their own thank-yous; later purchases form groups of their own", async () => {
+    pipeline = await startPipeline("coalesce-later");
+    const p = pipeline;
+    await coalescing(p, false);
+    await buy(p, "cus-later", ["later-old", 40]);
+    const recordOf = async (id: string) => (await keysOf(p, id)).eventRecord(id);
+    // Intake files nothing while no rule coalesces: no `ty=lead`, no group.
+    expect(await p.redis.hget(await recordOf("later-old"), "ty")).toBeNull();
+
+    await coalescing(p, true);
+    await buy(p, "cus-later", ["later-lead", 20], ["later-member", 10]);
+    expect(await p.redis.hget(await recordOf("later-lead"), "ty")).toBe("lead");
+    expect(await p.redis.hget(await recordOf("later-member"), "ty")).toMatch(
+      /^joined\nlater-lead\n/,
+    );
+    // The older purchase's thank-you, looked at as one filed before leaders were, lists none
+    // and records nothing; the group's leader lists its member, whose own is skipped.
+    const old = await thankYouSent(p, "later-old", 1);
+    expect(old).toContain("Shirt later-old");
+    expect(old).not.toContain("Shirt later-lead");
+    expect(old).not.toContain("Shirt later-member");
+    expect(await p.redis.hget(await recordOf("later-old"), "tj")).toBeNull();
+    const leaders = await thankYouSent(p, "later-lead", 2);
+    expect(leaders).toContain("Shirt later-member");
+    expect(leaders).not.toContain("Shirt later-old");
+    await promoteStep(p, "later-member", THANK_YOU);
+    expect((await waitForState(p, "later-member", THANK_YOU, "skipped")).reason?.code).toBe(
+      "coalesced",
+    );
+    expect(p.sink.messages).toHaveLength(2);
+  });
+});
+
 describe("a joined purchase's thank-you whose leader's stays scheduled with no job behind it", () => {
   it("stops waiting after the leader's grace period and goes on its own; the leader's, if it comes, is past due", async () => {
     pipeline = await startPipeline("coalesce-lost");
