@@ -1,3 +1,4 @@
+import type { ChainableCommander } from "ioredis";
 import { shardOf as codeShard } from "./discount-codes.js";
 import { readEntries } from "./follow-up-schedule.js";
 import {
@@ -271,8 +272,7 @@ export class ReshardKeys {
       else byShard.set(target, [eventId]);
     }
     for (const [target, moved] of byShard) {
-      await this.redis.sadd(target, ...moved);
-      if (ttl > 0) await this.redis.pexpire(target, ttl);
+      await this.laterExpiry(this.redis.multi().sadd(target, ...moved), target, ttl).exec();
       await this.redis.srem(key, ...moved);
     }
   }
@@ -291,14 +291,19 @@ export class ReshardKeys {
       byShard.set(target, { ...byShard.get(target), [eventId]: value });
     }
     for (const [target, moved] of byShard) {
-      const write = this.redis.multi().hset(target, moved);
-      if (ttl !== -1 && ttl !== -2) {
-        // The later expiry of the two; a hash just made has none yet.
-        write.pexpire(target, restoreTtl(ttl), "GT").pexpire(target, restoreTtl(ttl), "NX");
-      }
-      await write.exec();
+      await this.laterExpiry(this.redis.multi().hset(target, moved), target, ttl).exec();
       await this.redis.hdel(key, ...Object.keys(moved));
     }
+  }
+
+  /**
+   * `write` followed by giving `target` the later expiry of its own and the moved key's (`ttl`,
+   * its PTTL: one read in its last millisecond keeps 1 ms); a key just made has none yet, and a
+   * moved key without expiry leaves the target's as it is.
+   */
+  private laterExpiry(write: ChainableCommander, target: string, ttl: number): ChainableCommander {
+    if (ttl === -1 || ttl === -2) return write;
+    return write.pexpire(target, restoreTtl(ttl), "GT").pexpire(target, restoreTtl(ttl), "NX");
   }
 
   /**
