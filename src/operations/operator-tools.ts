@@ -595,7 +595,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           (marketing && (await suppressions.isSuppressed(channel, who, "marketing")))
         )
           throw new OperatorError(
-            `${ref} cannot be resent: the customer opted out of ${marketing ? "offers by " : ""}${channel}`,
+            `${ref} cannot be resent: the customer opted out of ${marketing ? `offers by ${OFFERS_BY[channel]}` : OPTED_OUT_OF[channel]}`,
             "conflict",
           );
       }
@@ -880,3 +880,8 @@ function noCustomerWith(address: string): OperatorError {
 function asStored(address: string): string {
   return address.includes("@") ? address : (normalizePhone(address) ?? address);
 }
+
+/** What a customer opted out of, in an operator's words (channel ids are not). */
+const OPTED_OUT_OF: Record<Channel, string> = { email: "email", sms: "SMS", voice: "calls" };
+/** How offers a customer opted out of would have come. */
+const OFFERS_BY: Record<Channel, string> = { email: "email", sms: "SMS", voice: "phone" };
