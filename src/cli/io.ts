@@ -94,16 +94,30 @@ export async function readInput(file: string): Promise<string> {
   return text.startsWith("\uFEFF") ? text.slice(1) : text;
 }
 
-/** Parses JSON text, naming the file and position of a syntax error. */
 /** A date-time that names its offset; without one, luxon would read it in the host's zone. */
 export function namesOffset(text: string): boolean {
   return /T.*(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(text.trim());
 }
 
+/**
+ * Why a text is not JSON: the parser's message, and plainly "cut short" when the text ends before
+ * its JSON does (the parser then names a position at the end, which says little).
+ */
+export function jsonProblem(text: string, error: Error, what: "line" | "input" = "line"): string {
+  const at = /at position (\d+)/.exec(error.message)?.[1];
+  const cutShort =
+    error.message.includes("Unexpected end of JSON input") ||
+    (at !== undefined && Number(at) >= text.trimEnd().length);
+  return cutShort
+    ? `not valid JSON, cut short: the ${what} ends before the JSON does (${error.message})`
+    : `not valid JSON (${error.message})`;
+}
+
+/** Parses JSON text, naming the file and position of a syntax error. */
 export function parseJsonText(text: string, source: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new CommandError(`${source}: not valid JSON (${(error as Error).message})`);
+    throw new CommandError(`${source}: ${jsonProblem(text, error as Error, "input")}`);
   }
 }

@@ -16,7 +16,15 @@ import { shardScope } from "../store/keys.js";
 import type { RedisClient } from "../store/redis-client.js";
 import { Shards } from "../store/shards.js";
 import { commandConnection, commandEnv, commandShards, refuseIfMoved } from "./command-redis.js";
-import { CommandError, type CommandIo, EXIT, namesOffset, parseJsonText, readInput } from "./io.js";
+import {
+  CommandError,
+  type CommandIo,
+  EXIT,
+  jsonProblem,
+  namesOffset,
+  parseJsonText,
+  readInput,
+} from "./io.js";
 
 /**
  * `followups publish EVENT.json` (or `-`): validates and enqueues events for shells and scripts.
@@ -152,9 +160,7 @@ function parseEvents(text: string, source: string): unknown[] {
         try {
           return [JSON.parse(trimmed)];
         } catch {
-          throw new CommandError(
-            `${source}:${index + 1}: not valid JSON (${(error as Error).message})`,
-          );
+          throw new CommandError(`${source}:${index + 1}: ${jsonProblem(line, error as Error)}`);
         }
       }
     }

@@ -18,7 +18,7 @@ import { formatTable } from "../reports/text-table.js";
 import { MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { CommandError, type CommandIo, EXIT, jsonProblem } from "./io.js";
 import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface SimulateOptions {
@@ -35,20 +35,6 @@ interface BadLine {
 
 /** How many bad lines the readable report lists one by one. */
 const LISTED_BAD_LINES = 20;
-
-/**
- * Why a line is not JSON: the parser's message, and plainly "cut short" when the line ends before
- * its JSON does (the parser then names a position at the end of the line, which says little).
- */
-function jsonProblem(line: string, error: Error): string {
-  const at = /at position (\d+)/.exec(error.message)?.[1];
-  const cutShort =
-    error.message.includes("Unexpected end of JSON input") ||
-    (at !== undefined && Number(at) >= line.trimEnd().length);
-  return cutShort
-    ? `not valid JSON, cut short: the line ends before the JSON does (${error.message})`
-    : `not valid JSON (${error.message})`;
-}
 
 /** Discount codes in a simulated SMS are as long as real ones; their letters do not matter. */
 const SIMULATION_DISCOUNT_SECRET = "simulate-only-not-a-real-discount-secret";

@@ -192,7 +192,9 @@ describe("followups publish", () => {
       `${JSON.stringify(tv("evt-l1"))}\n\n${JSON.stringify(tv("evt-l2")).slice(0, 40)}\n`,
     );
     await expect(runPublish(file, {}, captureIo())).rejects.toThrow(
-      new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3: not valid JSON`),
+      new RegExp(
+        `^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3: not valid JSON, cut short: the line ends before the JSON does`,
+      ),
     );
     await expect(
       runPublish(file, { occurredAt: "2026-12-03T10:00:00" }, captureIo()),

@@ -290,6 +290,14 @@ describe("followups plan", () => {
       code: EXIT.invalid,
       message: expect.stringMatching(/^.*broken\.json: not valid JSON \(.+\)$/),
     });
+    // A file that ends before its JSON does says so, rather than naming a position at its end.
+    const cut = await writeTemp("cut.json", '{\n  "eventId": "evt-cut",\n  "customer": {');
+    await expect(runPlan(cut, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: expect.stringMatching(
+        /^.*cut\.json: not valid JSON, cut short: the input ends before the JSON does \(.+\)$/,
+      ),
+    });
     const missing = path.join(dir, "missing.json");
     await expect(runPlan(missing, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
       code: EXIT.invalid,
