@@ -37,6 +37,11 @@ describe("error payloads in logs", () => {
     logger.error(error, "as the first argument");
     logger.error({ error }, "under `error`");
     expectNoPersonalData(text());
+    expect(lines.map((line) => line.msg)).toEqual([
+      "queue error",
+      "as the first argument",
+      "under `error`",
+    ]);
     for (const line of lines) {
       const logged = (line.err ?? line.error) as Record<string, unknown>;
       expect(logged).toMatchObject({
@@ -146,11 +151,15 @@ describe("secret environment variables", () => {
   });
 
   it("are redacted by name wherever a log line carries them", () => {
-    const { logger, text } = capture();
+    const { logger, lines, text } = capture();
     const values = Object.fromEntries(SECRET_ENV_VARS.map((name) => [name, `value-of-${name}`]));
     logger.info(values, "top level");
     logger.info({ env: values }, "nested");
     for (const name of SECRET_ENV_VARS) expect(text()).not.toContain(`value-of-${name}`);
+    // Censored where they were, not dropped with the line.
+    const censored = Object.fromEntries(SECRET_ENV_VARS.map((name) => [name, "[redacted]"]));
+    expect(lines[0]).toMatchObject({ msg: "top level", ...censored });
+    expect(lines[1]).toMatchObject({ msg: "nested", env: censored });
   });
 });
 
