@@ -362,7 +362,11 @@ describe("renderReportText", () => {
         text: "kaputt ".repeat(60),
       })),
     });
-    for (const line of long.split("\n")) expect([...line].length).toBeLessThanOrEqual(100);
+    const lines = long.split("\n");
+    for (const line of lines) expect([...line].length).toBeLessThanOrEqual(100);
+    // Wrapped, not cut: every word of the reply is there, over as many lines as it takes.
+    expect(long.match(/kaputt/g)).toHaveLength(60);
+    expect(lines.filter((line) => line.includes("kaputt")).length).toBeGreaterThanOrEqual(5);
   });
 
   it("says plainly when there is nothing to report", () => {
