@@ -201,6 +201,9 @@ describe("the first SMS to a number says how to opt out", () => {
   it("later SMS to the number do not carry it", async () => {
     const text = await checkIn({}, { firstSmsToNumber: false });
     expect(text).not.toMatch(/STOP/);
+    // The same message, less the line.
+    const first = await checkIn({}, { firstSmsToNumber: true });
+    expect(first).toBe(`${text}\nReply STOP to opt out`);
   });
 
   it("the line counts towards the cap: a long name is cut further, the line is kept whole", async () => {
