@@ -497,6 +497,8 @@ describe("a rules edit whose generation cannot be read", () => {
     const generationsKey = new StoreKeys(p.prefix).rulesGenerations();
     await p.redis.del(generationsKey);
     await p.redis.set(generationsKey, "not a hash");
+    const version = p.worker?.configVersion();
+    expect(version).toMatch(/\S/);
     await editRules(p, (doc) => {
       doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], "P4M");
     });
@@ -508,6 +510,7 @@ describe("a rules edit whose generation cannot be read", () => {
       "the reload to fail",
     );
     expect(p.logs.some((line) => line.msg === "config reloaded")).toBe(false);
+    expect(p.worker?.configVersion()).toBe(version);
   });
 });
 
