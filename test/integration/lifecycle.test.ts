@@ -685,7 +685,10 @@ describe("opt-outs", () => {
       customer: { consent: { sms: true } },
     });
     await p.publisher.publish(laptop as never);
-    await p.sink.waitForMessages(1);
+    const [mail] = await p.sink.waitForMessages(1);
+    expect(mail?.parsed.headers.get("x-followup-id")).toBe(
+      followUpJobId("evt-noconsent", "big-ticket.thank-you"),
+    );
     await processed(p, "evt-noconsent");
     expect(await record(p, "evt-noconsent", "accessories.discount")).toBeUndefined();
     expect(
