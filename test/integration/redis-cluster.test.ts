@@ -93,6 +93,7 @@ describe.runIf(onCluster)("followups on a Redis Cluster", () => {
     // Sixteen shards: their tags' slots are spread evenly, so every master holds some.
     pipeline = await startPipeline("cluster-spread", { shards: 16 });
     const p = pipeline;
+    expect(isCluster(p.redis)).toBe(true);
     if (!isCluster(p.redis)) return;
     const ids = Array.from({ length: 24 }, (_, i) => `cus-spread-${i}`);
     for (const id of ids)
