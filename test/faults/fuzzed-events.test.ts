@@ -280,6 +280,13 @@ it("keeps every bad event with its reason, plans every good one, and never crash
     `readyz: ${readiness}`,
   ).toBe(true);
   expect(queued.length + http.sent).toBeGreaterThanOrEqual(10_000);
+  // The oracle had something to check: a planner that planned nothing would pass all below.
+  expect(validPurchases.length, "valid purchases").toBeGreaterThan(
+    (QUEUE_EVENTS * PURCHASE_SHARE) / 2,
+  );
+  expect(due.length, "steps due").toBeGreaterThan(0);
+  expect(later.length, "steps due later").toBeGreaterThan(0);
+  expect(t.sent, "due steps sent").toBeGreaterThan(0);
   expect(http.mismatches, "HTTP answers other than the contract says").toEqual([]);
   expect(badNotKept, "bad events not kept with an `invalid event:` reason").toEqual([]);
   expect(badKept.length).toBe(queued.length - validQueued);
