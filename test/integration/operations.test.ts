@@ -55,6 +55,8 @@ it("applies a valid rules edit without a restart, and keeps the old rules on an 
       (await (await p.events.getJob("evt-before"))?.getState()) === "completed" ? true : undefined,
     "intake",
   );
+  // Not planned at all (a planned thank-you would wait its hour, so no email says nothing).
+  expect([...(await p.store.allStepRecords("evt-before")).keys()]).toEqual([]);
   expect(p.sink.messages).toHaveLength(0);
 
   await editRules(p, (text) =>
