@@ -13,7 +13,7 @@ export function unsupportedChannel(transport: string, message: OutgoingMessage):
 }
 
 /** A send after close(): the worker is stopping, so another process (or a restart) retries it. */
-export function closedChannel(transport: string): SendResult {
+export function closedChannel(transport: string): SendResult & { readonly ok: false } {
   return {
     ok: false,
     error: { kind: "transient", code: "ECLOSED", reason: `the ${transport} transport is closed` },

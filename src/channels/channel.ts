@@ -100,10 +100,10 @@ export interface DeliveryChannel {
   /** Never throws for provider failures; returns them classified. */
   send(message: OutgoingMessage): Promise<SendResult>;
   /**
-   * Asks the provider whether it took `message` after all since `since` (epoch ms), after a send
-   * whose outcome was not known (a 5xx answer, a connection broken midway): the id of what it
-   * took, none, or the lookup's failure. Only where the provider can tell (voice: Twilio's Calls
-   * list).
+   * Asks the provider what it took like `message` since `since` (epoch ms), after a send whose
+   * outcome was not known (a 5xx answer, a connection broken midway): the ids of what it took to
+   * the same address, earliest first (the caller picks the one that may be this send's), or the
+   * lookup's failure. Only where the provider can tell (voice: Twilio's Calls list).
    */
   findPlaced?(message: OutgoingMessage, since: number): Promise<PlacedLookup>;
   close(): Promise<void>;
@@ -111,5 +111,5 @@ export interface DeliveryChannel {
 
 /** What a provider found of a send whose outcome was not known (DeliveryChannel.findPlaced). */
 export type PlacedLookup =
-  | { readonly ok: true; readonly id?: string }
+  | { readonly ok: true; readonly ids: readonly string[] }
   | { readonly ok: false; readonly error: SendFailure };

@@ -63,13 +63,13 @@ export function createTwilioVoiceChannel(options: TwilioVoiceOptions): DeliveryC
       );
     },
     /**
-     * The call an earlier attempt placed although its request failed, from Twilio's Calls list:
-     * the earliest call to the number from the caller id created since that attempt began (less
-     * a minute for Twilio's clock), among the latest twenty. Twilio's Calls resource does not say
-     * which URL a call asks for its words, so a call of another follow-up placed to the same
-     * number in that window would be taken for this one's (calls are capped per customer, one a
-     * week by default). Not filtered by start time: a call Twilio has queued and not dialled yet
-     * has none.
+     * The calls that may be the one an earlier attempt placed although its request failed, from
+     * Twilio's Calls list: those to the number from the caller id created since that attempt
+     * began (less a minute for Twilio's clock), among the latest twenty, earliest first. Twilio's
+     * Calls resource does not say which URL a call asks for its words, so calls of other
+     * follow-ups to the same number are among them: the caller passes over those bound to
+     * another follow-up (CallScripts.adoptable). Not filtered by start time: a call Twilio has
+     * queued and not dialled yet has none.
      */
     async findPlaced(message: OutgoingMessage, since: number): Promise<PlacedLookup> {
       if (closed) return closedChannel("twilio");
@@ -80,12 +80,14 @@ export function createTwilioVoiceChannel(options: TwilioVoiceOptions): DeliveryC
           limit: LOOKUP_PAGE,
           pageSize: LOOKUP_PAGE,
         });
+        // Newest first, dated to the second: reversed, calls of one second stay in their order.
         const placed = calls
           .filter(
             (call) => call.dateCreated && call.dateCreated.getTime() >= since - CLOCK_SLACK_MS,
           )
-          .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime())[0];
-        return { ok: true, ...(placed && { id: placed.sid }) };
+          .reverse()
+          .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime());
+        return { ok: true, ids: placed.map((call) => call.sid) };
       } catch (error) {
         return { ok: false, error: classifyTwilioFailure(error) };
       }

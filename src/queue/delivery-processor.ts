@@ -82,7 +82,7 @@ export interface DeliveryDeps {
   >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
-  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget" | "earlierAttempt">;
+  readonly calls: Pick<CallScripts, "prepare" | "bind" | "forget" | "earlierAttempt" | "adoptable">;
   /** The latest follow-up sent to each customer, and check-ins' outcomes, for attribution. */
   readonly history: Pick<
     CustomerHistoryStore,
@@ -924,7 +924,26 @@ function createDelivery(deps: DeliveryDeps) {
     // one would ring a customer who may have answered the first.
     const earlier =
       message.channel === "voice" ? await deps.calls.earlierAttempt(followUpId) : undefined;
-    const placedBefore = earlier?.callSid ?? (await findPlaced(deps, log, message, earlier));
+    const found =
+      earlier?.callSid !== undefined
+        ? { id: earlier.callSid }
+        : await findPlaced(deps, log, message, followUpId, earlier);
+    if ("failed" in found) {
+      // Not knowing whether the earlier attempt's call rings, this attempt places none: it fails
+      // as a transient failure (tried again after the backoff, counted in the step's attempts),
+      // so that a Twilio outage never rings a customer twice.
+      log.warn(
+        { code: found.failed.code },
+        "could not ask Twilio whether an earlier attempt's call was placed: no call placed now, the attempt counts as a transient failure",
+      );
+      const doneMs = deps.clock().toMillis();
+      const attempts = claim.record.attempts + 1;
+      await giveBack();
+      if (found.failed.kind === "transient" && attempts < deps.retry.maxAttempts)
+        return retryLater(found.failed, doneMs, attempts, sentCode);
+      return fail(deps, log, attempt, doneMs, found.failed, attempts, sentCode);
+    }
+    const placedBefore = found.id;
     if (message.channel === "voice" && message.call && recipientMember && !placedBefore) {
       // Stored before the call is placed: Twilio asks for the words as soon as it is answered.
       const price = unitPrice(rules.spend, "voice", message.to);
@@ -1032,33 +1051,46 @@ function createDelivery(deps: DeliveryDeps) {
 /**
  * The call an earlier attempt of the step placed although its request failed, before any of that
  * call's webhooks came: asked of Twilio's Calls list (the voice channel's findPlaced) when the
- * call's record shows an attempt (placingSince) but no call. A lookup that fails (Twilio down,
- * the request timed out) does not hold the send back: the call is placed as it would be without
- * the lookup, a possible duplicate (counted when the earlier attempt failed), and logged.
+ * call's record shows an attempt (placingSince) but no call, passing over calls bound to other
+ * follow-ups (another purchase's call to the same number: CallScripts.adoptable). A lookup that
+ * fails (Twilio down, the request timed out) is this attempt's failure, never a reason to place
+ * the call blind: transient (the lookup's own code, never uncertain: a read places nothing),
+ * unless Twilio says the settings are wrong (misconfigured, as the call's request would fail).
  */
 async function findPlaced(
   deps: DeliveryDeps,
   log: Logger,
   message: OutgoingMessage,
+  followUpId: string,
   earlier: { readonly placingSince?: number } | undefined,
-): Promise<string | undefined> {
+): Promise<{ readonly id?: string } | { readonly failed: SendFailure }> {
   const voice = deps.channels.voice;
   if (message.channel !== "voice" || earlier?.placingSince === undefined || !voice.findPlaced)
-    return undefined;
+    return {};
   const found = await voice.findPlaced(message, earlier.placingSince);
   if (!found.ok) {
-    log.warn(
-      { code: found.error.code },
-      "could not ask Twilio whether an earlier attempt's call was placed; placing it (possible duplicate)",
-    );
-    return undefined;
+    const { code, reason } = found.error;
+    const kind = found.error.kind === "misconfigured" ? "misconfigured" : "transient";
+    return {
+      failed: {
+        kind,
+        code,
+        reason: `could not read Twilio's Calls list to see whether an earlier attempt's call was placed: ${reason}`,
+      },
+    };
   }
-  if (found.id)
+  const id = await deps.calls.adoptable(followUpId, found.ids);
+  if (id)
     log.warn(
-      { providerId: found.id },
+      { providerId: id },
       "Twilio's Calls list has the call an earlier attempt placed although its request failed: recorded as the step's, not placed again",
     );
-  return found.id;
+  else if (found.ids.length > 0)
+    log.info(
+      { calls: found.ids.length },
+      "Twilio's Calls list has only other follow-ups' calls to the number since the earlier attempt began: placing the step's",
+    );
+  return id ? { id } : {};
 }
 
 /** A step's failure reason, ledger reason and metrics label when its purchase cannot be read. */

@@ -14,6 +14,12 @@ const SCRIPT_KEEP_MS = 2 * 24 * 3600_000;
  */
 const ENDED_KEEP_MS = 3600_000;
 /**
+ * How long a call stays bound to its follow-up (CallScripts.adoptable): a retry asks Twilio's
+ * Calls list for calls created since its step's first attempt began, while the step's record
+ * lasts (two days from its latest attempt); a week outlasts any retries.
+ */
+const BINDING_KEEP_MS = 7 * 24 * 3600_000;
+/**
  * How often a change to a call's record is worked out anew because another webhook of the call
  * changed it meanwhile, before giving up (an error: Twilio retries the webhook). A call has a
  * handful of webhooks; this is never reached but by a bug.
@@ -44,10 +50,10 @@ export interface StoredCall {
    */
   readonly outcome?: CallOutcome;
   /**
-   * Each call's own outcome, by call sid: a step has two calls when Twilio placed one although
-   * its request failed and the retry placed another, and a webhook of one (a pick-up replayed
-   * late from the spool) changes that call's outcome only. Records written before it was kept
-   * have `outcome` alone, taken as the script's call's (callOutcomes).
+   * Each call's own outcome, by call sid. Only the step's call (callSid) records one: a webhook of
+   * another call (Twilio placed one although its request failed, and the retry placed the step's)
+   * changes nothing. Records of versions that recorded both may hold two. Records written before
+   * it was kept have `outcome` alone, taken as the script's call's (callOutcomes).
    */
   readonly outcomes?: Readonly<Record<string, CallOutcome>>;
   /** How often the question was asked again after a key that means nothing. */
@@ -114,6 +120,22 @@ export class CallScripts {
     };
   }
 
+  /**
+   * Of the calls Twilio's Calls list shows to the number (earliest first), the one a retry of
+   * `followUpId` may take for the call its earlier attempt placed: the earliest bound to no
+   * follow-up or to this one, so never another purchase's call to the same number
+   * (adoptable-call.lua, one read). Undefined when there is none.
+   */
+  async adoptable(followUpId: string, callSids: readonly string[]): Promise<string | undefined> {
+    if (callSids.length === 0) return undefined;
+    const at = await withStoreCommands(this.redis).fuAdoptableCall(
+      callSids.length,
+      ...callSids.map((sid) => this.keys.callBinding(sid)),
+      followUpId,
+    );
+    return at > 0 ? callSids[at - 1] : undefined;
+  }
+
   /** Notes the sid of the call placed with the script. */
   async bind(followUpId: string, callSid: string): Promise<void> {
     await this.change(followUpId, async (call) =>
@@ -125,9 +147,10 @@ export class CallScripts {
    * Changes a call's record atomically (swap-call.lua): the change is worked out from the record
    * as read and written only if nobody wrote it meanwhile, else worked out again from what they
    * wrote. The call's webhooks (a key press and the final status callback, posted together as the
-   * customer hangs up) so never write over each other's outcome. Returns the record as it was
-   * before the change and as it is after (the same when nothing was written); undefined when it
-   * is gone (the call ended over an hour ago, or the customer was erased): nothing is written.
+   * customer hangs up) so never write over each other's outcome. A record that names its call
+   * anew binds that call to the follow-up in the same write (adoptable). Returns the record as it
+   * was before the change and as it is after (the same when nothing was written); undefined when
+   * it is gone (the call ended over an hour ago, or the customer was erased): nothing is written.
    */
   async change(
     followUpId: string,
@@ -141,11 +164,16 @@ export class CallScripts {
       const before = parseCall(raw);
       const next = await change(before);
       if (!next) return { before, after: before };
+      const bound = next.call.callSid;
+      const binds = bound !== undefined && bound !== before.callSid;
       const written = await redis.fuSwapCall(
+        binds ? 2 : 1,
         key,
+        ...(binds ? [this.keys.callBinding(bound)] : []),
         raw,
         JSON.stringify(next.call),
         next.ending ? ENDED_KEEP_MS : 0,
+        ...(binds ? [followUpId, BINDING_KEEP_MS] : []),
       );
       if (written === 1) return { before, after: next.call };
       if (written === -1) return undefined;

@@ -434,6 +434,14 @@ export class StoreKeys {
   }
 
   /**
+   * Which follow-up a voice call (by its Twilio call sid) is bound to: a retry looking in
+   * Twilio's Calls list for its earlier attempt's call passes over calls bound to others.
+   */
+  callBinding(callSid: string): string {
+    return `${this.global}callsid:${callSid}`;
+  }
+
+  /**
    * The latest check-in sent to a phone number (by its suppression member, a keyed hash), where
    * its replies are filed.
    */

@@ -324,8 +324,10 @@ export interface StoreCommands {
   ): Promise<number[]>;
   /** return-spend.lua */
   fuReturnSpend(monthKey: string, chargesKey: string, chargeId: string): Promise<number>;
-  /** swap-call.lua */
-  fuSwapCall(key: string, asRead: string, next: string, keepMs: number): Promise<number>;
+  /** swap-call.lua: KEYS are the call's record and, when it names its call anew, the binding. */
+  fuSwapCall(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  /** adoptable-call.lua: KEYS are the bindings of the calls asked about. */
+  fuAdoptableCall(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,
@@ -389,6 +391,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "return-spend": "fuReturnSpend",
   "fold-counts": "fuFoldCounts",
   "swap-call": "fuSwapCall",
+  "adoptable-call": "fuAdoptableCall",
 };
 
 const defined = new WeakSet<RedisClient>();

@@ -143,6 +143,7 @@ describe("the store's Lua scripts", () => {
     expect(Object.keys(EMBEDDED_SCRIPTS).sort()).toEqual([
       "add-reply",
       "add-spend",
+      "adoptable-call",
       "begin-walk",
       "claim-alerts",
       "claim-bucket",
@@ -216,7 +217,8 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["begin-walk"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["claim-alerts"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["finish-alerts"].numberOfKeys).toBe(2);
-    expect(EMBEDDED_SCRIPTS["swap-call"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["swap-call"].numberOfKeys).toBeUndefined();
+    expect(EMBEDDED_SCRIPTS["adoptable-call"].numberOfKeys).toBeUndefined();
   });
 
   it("schedule-steps: records new steps compactly, counts them once, keeps the purchase while pending", async () => {
@@ -1490,6 +1492,35 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([1, 40_000]);
     expect(await redis.fuTakeRateSlot(key, nowUs, 20_000, 50_000, 1_000_000)).toEqual([0, 10_000]);
     expect(await redis.get(key)).toBe(String(nowUs + 60_000));
+  });
+
+  it("swap-call and adoptable-call: a record naming its call binds it to the follow-up, and a call bound to another is never adoptable", async () => {
+    const call = keys.callScript("f-mine");
+    const asRead = JSON.stringify({ script: {} });
+    await redis.set(call, asRead, "PX", DAY);
+    const named = JSON.stringify({ script: {}, callSid: "CA1" });
+    // Written with the binding of the call it names.
+    expect(
+      await redis.fuSwapCall(2, call, keys.callBinding("CA1"), asRead, named, 0, "f-mine", DAY),
+    ).toBe(1);
+    expect(await redis.get(keys.callBinding("CA1"))).toBe("f-mine");
+    expect(await redis.pttl(keys.callBinding("CA1"))).toBeGreaterThan(DAY - 60_000);
+    // A record changed since it was read binds nothing.
+    expect(
+      await redis.fuSwapCall(2, call, keys.callBinding("CA2"), asRead, named, 0, "f-mine", DAY),
+    ).toBe(0);
+    expect(await redis.exists(keys.callBinding("CA2"))).toBe(0);
+    // Without a binding, as before: the record alone.
+    expect(await redis.fuSwapCall(1, call, named, JSON.stringify({ script: {} }), 0)).toBe(1);
+    await redis.set(keys.callBinding("CA0"), "f-theirs");
+
+    const adoptable = (followUpId: string, ...sids: string[]) =>
+      redis.fuAdoptableCall(sids.length, ...sids.map((sid) => keys.callBinding(sid)), followUpId);
+    // Earliest first: another follow-up's call is passed over, an unknown one or its own taken.
+    expect(await adoptable("f-mine", "CA0", "CA3")).toBe(2);
+    expect(await adoptable("f-mine", "CA0", "CA1", "CA3")).toBe(2);
+    expect(await adoptable("f-mine", "CA0")).toBe(0);
+    expect(await adoptable("f-theirs", "CA1", "CA0")).toBe(2);
   });
 });
 

@@ -65,6 +65,11 @@ function parseTwiml(xml: string): Node {
   return toNode(roots[0] as Element);
 }
 
+/** The verbs of a webhook's TwiML answer, in order (`Gather`, `Say`, `Hangup`). */
+async function verbs(answer: Response): Promise<string[]> {
+  return parseTwiml(await answer.text()).children.map((child) => child.name);
+}
+
 /** A TV bought three months ago to the minute: its check-in call is due now. */
 const publishTv = (p: PipelineHarness, id: string, name?: string) =>
   publishTvTo(p, id, PHONE, name);
@@ -86,6 +91,14 @@ async function fallbackEnded(p: PipelineHarness, eventId: string) {
 
 async function stepRecord(p: PipelineHarness, eventId: string, stepId: string) {
   return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+}
+
+/** The call step's record once it is in `state`. */
+function stepIn(p: PipelineHarness, eventId: string, state: "sent" | "failed", what: string) {
+  return eventually(async () => {
+    const record = await stepRecord(p, eventId, CALL_STEP);
+    return record?.state === state ? record : undefined;
+  }, what);
 }
 
 /** A pipeline with the voice check-in whose call for a TV bought as `eventId` has been placed. */
@@ -466,18 +479,26 @@ describe("a voice check-in call", () => {
 /**
  * A pipeline whose voice check-in for a TV bought as `eventId` is published, Twilio placing its
  * first call but answering 503 (as a Twilio 5xx may mean); with `listFails`, the retry's look in
- * Twilio's Calls list is answered 503 too.
+ * Twilio's Calls list is answered 503 too; with `placedAfterMs`, Twilio places that first call
+ * only that long after answering, so the retry's look in the Calls list misses it.
  */
 async function callFailingWith503(
   name: string,
   eventId: string,
   env?: Record<string, string>,
-  listFails = false,
+  then: { readonly listFails?: boolean; readonly placedAfterMs?: number } = {},
 ) {
   pipeline = await startPipeline(name, { startWorker: false, ...(env && { env }) });
   const p = pipeline;
   await withVoiceCheckIn(p.configDir);
-  p.twilio.failNext({ status: 503, createdAnyway: true }, ...(listFails ? [{ status: 503 }] : []));
+  p.twilio.failNext(
+    {
+      status: 503,
+      createdAnyway: true,
+      ...(then.placedAfterMs !== undefined && { createdAfterMs: then.placedAfterMs }),
+    },
+    ...(then.listFails ? [{ status: 503 }] : []),
+  );
   await p.startWorker();
   await publishTv(p, eventId);
   return p;
@@ -591,10 +612,7 @@ describe("a call placed again", () => {
     expect(await answer.text()).toContain("<Gather");
 
     // The retry finds the call it meant to place: that call is the step's, none is placed again.
-    const sent = await eventually(async () => {
-      const record = await stepRecord(p, "evt-twice", CALL_STEP);
-      return record?.state === "sent" ? record : undefined;
-    }, "the call step to be sent");
+    const sent = await stepIn(p, "evt-twice", "sent", "the call step to be sent");
     expect(sent.providerId).toBe(callSid);
     expect(sent.delivery).toEqual({ status: "answered" });
     expect(p.twilio.calls.map((call) => call.sid)).toEqual([callSid]);
@@ -610,10 +628,7 @@ describe("a call placed again before any webhook of the first came", () => {
     const p = await callFailingWith503("voice-found-in-list", "evt-listed");
     const followUpId = followUpJobId("evt-listed", CALL_STEP);
     const [first] = await p.twilio.waitForCalls(1, 15_000);
-    const sent = await eventually(async () => {
-      const record = await stepRecord(p, "evt-listed", CALL_STEP);
-      return record?.state === "sent" ? record : undefined;
-    }, "the call step to be sent");
+    const sent = await stepIn(p, "evt-listed", "sent", "the call step to be sent");
     expect(sent.providerId).toBe(first?.sid);
     expect(sent.attempts).toBe(2);
     expect(p.twilio.calls).toHaveLength(1);
@@ -630,57 +645,78 @@ describe("a call placed again before any webhook of the first came", () => {
   });
 });
 
-describe("two calls placed for one step", () => {
-  it("keep the outcome of the one answered, and each one's minutes are charged", async () => {
-    // The retry, 0.1 to 0.2 s later, cannot ask Twilio's Calls list (503 too) and places a second
-    // call before the first has rung: both ring.
-    const p = await callFailingWith503("voice-two-calls", "evt-both", undefined, true);
-    const followUpId = followUpJobId("evt-both", CALL_STEP);
-    const [first, second] = await p.twilio.waitForCalls(2, 15_000);
-    const sent = await eventually(async () => {
-      const record = await stepRecord(p, "evt-both", CALL_STEP);
-      return record?.state === "sent" ? record : undefined;
-    }, "the call step to be sent");
-    expect(sent.providerId).toBe(second?.sid);
+/**
+ * Two calls for one step: Twilio places the first after answering its request 503, but only after
+ * the retry's look in its Calls list, which so finds none and places the step's call. Returns the
+ * step's call (the retry's, bound to it) and the other.
+ */
+async function twoCallsForOneStep(name: string, eventId: string) {
+  const p = await callFailingWith503(name, eventId, undefined, { placedAfterMs: 3_000 });
+  const calls = await p.twilio.waitForCalls(2, 15_000);
+  const sent = await stepIn(p, eventId, "sent", "the call step to be sent");
+  expect(sent.attempts).toBe(2);
+  const steps = calls.find((call) => call.sid === sent.providerId);
+  const other = calls.find((call) => call.sid !== sent.providerId);
+  // Both ask the step's words.
+  expect(other?.url).toBe(steps?.url);
+  expect(steps?.url).toContain(followUpJobId(eventId, CALL_STEP));
+  return { p, followUpId: followUpJobId(eventId, CALL_STEP), steps, other };
+}
 
-    // The customer picks up the first and presses 4; the second rings out meanwhile.
-    await answeredWith4(p, followUpId, first?.sid ?? "", "75");
+describe("two calls placed for one step", () => {
+  it("the other, picked up by the customer, is hung up on and changes nothing on the step; the step's rings out, its fallback goes out; each one's minutes are charged", async () => {
+    const { p, followUpId, steps, other } = await twoCallsForOneStep("voice-two-calls", "evt-both");
+
+    // The customer picks up the other call: it is not the step's, so it says nothing.
+    const answer = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: other?.sid ?? "",
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    expect(await verbs(answer)).toEqual(["Hangup"]);
     await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: second?.sid ?? "",
+      CallSid: other?.sid ?? "",
+      CallStatus: "completed",
+      AnsweredBy: "human",
+      CallDuration: "75",
+    });
+    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toBeUndefined();
+    // The step's call rings out meanwhile.
+    await postTwilio(p, callRoute("status", followUpId), {
+      CallSid: steps?.sid ?? "",
       CallStatus: "no-answer",
     });
 
-    // The customer answered: no SMS fallback, and the step says so.
-    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toEqual({ status: "answered" });
+    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toEqual({
+      status: "no-answer",
+    });
     const fallback = await fallbackEnded(p, "evt-both");
-    expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
-    expect(p.twilio.messages).toEqual([]);
-    // Twilio bills the first call's two started minutes to the UK (0.014 each).
+    expect(fallback.state).toBe("sent");
+    expect(p.twilio.messages).toHaveLength(1);
+    // Twilio bills the other call's two started minutes to the UK (0.014 each).
     const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
     expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.028$/m);
   });
 });
 
 describe("two calls placed for one step, the other reaching voicemail", () => {
-  it("keep the outcome of the one answered: the machine that picked up the other sends no fallback", async () => {
-    const p = await callFailingWith503("voice-two-calls-machine", "evt-both-m", undefined, true);
-    const followUpId = followUpJobId("evt-both-m", CALL_STEP);
-    const [first, second] = await p.twilio.waitForCalls(2, 15_000);
-    await eventually(async () => {
-      const record = await stepRecord(p, "evt-both-m", CALL_STEP);
-      return record?.state === "sent" ? record : undefined;
-    }, "the call step to be sent");
+  it("keep the outcome of the step's, answered: the machine that picked up the other records nothing and sends no fallback", async () => {
+    const { p, followUpId, steps, other } = await twoCallsForOneStep(
+      "voice-two-calls-machine",
+      "evt-both-m",
+    );
 
-    // The customer picks up the first and presses 4; the second, on a busy line, reaches their
-    // voicemail, which takes its message and hangs up.
-    await answeredWith4(p, followUpId, first?.sid ?? "", "75");
-    await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: second?.sid ?? "",
+    // The customer picks up the step's call and presses 4; the other, on a busy line, reaches
+    // their voicemail, which is hung up on.
+    await answeredWith4(p, followUpId, steps?.sid ?? "", "75");
+    const machine = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: other?.sid ?? "",
       CallStatus: "in-progress",
       AnsweredBy: "machine_end_beep",
     });
+    expect(await verbs(machine)).toEqual(["Hangup"]);
     await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: second?.sid ?? "",
+      CallSid: other?.sid ?? "",
       CallStatus: "completed",
       AnsweredBy: "machine_end_beep",
       CallDuration: "20",
@@ -692,6 +728,126 @@ describe("two calls placed for one step, the other reaching voicemail", () => {
     const fallback = await fallbackEnded(p, "evt-both-m");
     expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
     expect(p.twilio.messages).toEqual([]);
+  });
+});
+
+describe("a retry whose earlier attempt's call may have been placed", () => {
+  it("does not take another follow-up's call to the same number, found in Twilio's Calls list, for its own: it places its own", async () => {
+    pipeline = await startPipeline("voice-not-anothers", { startWorker: false });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir);
+    await p.startWorker();
+    await publishTv(p, "evt-mine");
+    const [mine] = await p.twilio.waitForCalls(1, 15_000);
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-mine", CALL_STEP))?.state === "sent" ? true : undefined,
+      "the first call step to be sent",
+    );
+    // Another customer's purchase, to the same number: its first attempt is answered 503 (no call
+    // created), so its retry looks in Twilio's Calls list, where the call above is the latest.
+    p.twilio.failNext({ status: 503 });
+    await publishTv(p, "evt-theirs");
+    const sent = await stepIn(p, "evt-theirs", "sent", "the other call step to be sent");
+    expect(sent.attempts).toBe(2);
+    expect(sent.providerId).not.toBe(mine?.sid);
+    const calls = await p.twilio.waitForCalls(2, 15_000);
+    expect(sent.providerId).toBe(calls[1]?.sid);
+    expect(calls[1]?.url).toBe(
+      `${PUBLIC_URL}/webhooks/twilio/voice/answer?call=${followUpJobId("evt-theirs", CALL_STEP)}`,
+    );
+    // The first follow-up keeps its call.
+    expect((await stepRecord(p, "evt-mine", CALL_STEP))?.providerId).toBe(mine?.sid);
+  });
+
+  it("places no call while Twilio's Calls list cannot be read: tried again later, it takes the call it then finds", async () => {
+    // Twilio places the first call although it answers 503; the retry's look in the Calls list
+    // is answered 503 too.
+    const p = await callFailingWith503("voice-list-down", "evt-list-down", undefined, {
+      listFails: true,
+    });
+    const [first] = await p.twilio.waitForCalls(1, 15_000);
+    const sent = await stepIn(p, "evt-list-down", "sent", "the call step to be sent");
+    // The first attempt (503), the second (the list unreadable: a transient failure), the third
+    // (the call found).
+    expect(sent.providerId).toBe(first?.sid);
+    expect(sent.attempts).toBe(3);
+    expect(p.twilio.calls).toHaveLength(1);
+    expect(p.logs.map((line) => line.msg)).toContain(
+      "could not ask Twilio whether an earlier attempt's call was placed: no call placed now, the attempt counts as a transient failure",
+    );
+  });
+
+  it("fails once its attempts are used up with Twilio's Calls list unreadable, without placing a call", async () => {
+    pipeline = await startPipeline("voice-list-gone", {
+      startWorker: false,
+      env: { DELIVERY_ATTEMPTS: "2" },
+    });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir);
+    // The first attempt is answered 503 (no call created); the second cannot read the Calls list.
+    p.twilio.failNext({ status: 503 }, { status: 503 });
+    await p.startWorker();
+    await publishTv(p, "evt-list-gone");
+    const failed = await stepIn(p, "evt-list-gone", "failed", "the call step to fail");
+    expect(failed.attempts).toBe(2);
+    expect(failed.reason?.code).toBe("transient 20503");
+    expect(failed.reason?.text).toMatch(
+      /^gave up after 2 attempts: could not read Twilio's Calls list/,
+    );
+    expect(p.twilio.calls).toEqual([]);
+  });
+});
+
+describe("a webhook of a call that is not the step's", () => {
+  it("is answered with a hang-up and records nothing on the step: no question, no score", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-foreign-call", "evt-foreign");
+    const other = `CA${"0".repeat(32)}`;
+    const answer = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: other,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+      To: PHONE,
+    });
+    expect(await verbs(answer)).toEqual(["Hangup"]);
+    const gather = await postTwilio(p, callRoute("gather", followUpId), {
+      CallSid: other,
+      Digits: "2",
+      To: PHONE,
+    });
+    expect(await verbs(gather)).toEqual(["Hangup"]);
+    // A machine picking up the other call records nothing either.
+    const machine = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: `CA${"1".repeat(32)}`,
+      CallStatus: "in-progress",
+      AnsweredBy: "machine_end_beep",
+      To: PHONE,
+    });
+    expect(await verbs(machine)).toEqual(["Hangup"]);
+    expect((await stepRecord(p, "evt-foreign", CALL_STEP))?.delivery).toBeUndefined();
+    const { replies } = p.stores.of(await p.shardOf("evt-foreign"));
+    expect((await replies.ofEvent("evt-foreign")).get(CALL_STEP)).toBeUndefined();
+    const stored = JSON.parse(
+      (await p.redis.get(new StoreKeys(p.prefix).callScript(followUpId))) ?? "{}",
+    );
+    expect([stored.callSid, stored.outcome, stored.outcomes, stored.repeats]).toEqual([
+      callSid,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+
+    // The step's own call still asks its question and files the answer.
+    const own = await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    expect(await own.text()).toContain("<Gather");
+    await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "4" });
+    expect((await stepRecord(p, "evt-foreign", CALL_STEP))?.delivery).toEqual({
+      status: "answered",
+    });
   });
 });
 
@@ -707,7 +863,7 @@ describe("a call whose customer is erased while it rings", () => {
       AnsweredBy: "human",
       To: PHONE,
     });
-    expect(parseTwiml(await answer.text()).children.map((child) => child.name)).toEqual(["Hangup"]);
+    expect(await verbs(answer)).toEqual(["Hangup"]);
     // Twilio bills the call all the same: one started minute to the UK.
     const ended = await postTwilio(p, callRoute("status", followUpId), {
       CallSid: callSid,
@@ -748,11 +904,15 @@ describe("the Twilio voice adapter", () => {
       // Twilio's Calls list, through the SDK: the call to the number since the attempt began.
       expect(await channel.findPlaced?.(message(PHONE), since)).toEqual({
         ok: true,
-        id: fake.calls[0]?.sid,
+        ids: [fake.calls[0]?.sid],
       });
-      expect(await channel.findPlaced?.(message("+447400999999"), since)).toEqual({ ok: true });
+      expect(await channel.findPlaced?.(message("+447400999999"), since)).toEqual({
+        ok: true,
+        ids: [],
+      });
       expect(await channel.findPlaced?.(message(PHONE), Date.now() + 3_600_000)).toEqual({
         ok: true,
+        ids: [],
       });
       fake.failNext({ status: 500 });
       expect(await channel.findPlaced?.(message(PHONE), since)).toMatchObject({
@@ -786,6 +946,13 @@ describe("the Twilio voice adapter", () => {
         ok: false,
       });
       expect(fake.calls).toHaveLength(1);
+      // Every call to the number since then, earliest first (the caller passes over those bound
+      // to other follow-ups).
+      const later = await channel.send(message(PHONE));
+      expect(await channel.findPlaced?.(message(PHONE), since)).toEqual({
+        ok: true,
+        ids: [fake.calls[0]?.sid, later.ok ? later.id : "?"],
+      });
     } finally {
       await channel.close();
     }

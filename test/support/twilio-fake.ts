@@ -45,6 +45,12 @@ export interface TwilioScriptedFailure {
    * with the error: what a Twilio 5xx may mean.
    */
   createdAnyway?: boolean;
+  /**
+   * With `createdAnyway`: carried out this long after the error is answered (Twilio's back end
+   * placing the call after its front answered 5xx), so a look in the Calls list meanwhile does not
+   * find it.
+   */
+  createdAfterMs?: number;
 }
 
 /** Credentials the fake accepts. */
@@ -119,7 +125,9 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
   const handle = (request: http.IncomingMessage, rawBody: string): ApiResponse => {
     const failure = scripted.shift();
     if (failure === undefined) return carryOut(request, rawBody);
-    if (failure.createdAnyway) carryOut(request, rawBody);
+    if (failure.createdAnyway && failure.createdAfterMs)
+      setTimeout(() => carryOut(request, rawBody), failure.createdAfterMs);
+    else if (failure.createdAnyway) carryOut(request, rawBody);
     return scriptedError(failure);
   };
 

@@ -164,6 +164,7 @@ function world(setup: Setup = {}) {
       bind: async () => {},
       forget: async () => {},
       earlierAttempt: async () => undefined,
+      adoptable: async () => undefined,
     },
     codes: {
       issue: async () => {},

@@ -34,6 +34,7 @@ describe("the store's key names", () => {
     ],
     ["rateSlot", keys.rateSlot("email"), "{followups.global}:fu:rate:email"],
     ["smsMessage", keys.smsMessage("SM123"), "{followups.global}:fu:sid:SM123"],
+    ["callBinding", keys.callBinding("CA123"), "{followups.global}:fu:callsid:CA123"],
     // By the number's suppression member (its keyed hash).
     [
       "latestCheckIn",
@@ -113,6 +114,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "replanLater",
         "replanLaterTries",
         "phoneOptedOutAt",
+        "callBinding",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
