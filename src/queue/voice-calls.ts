@@ -95,9 +95,8 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
   const note = async (request: CallRequest, next: CallOutcome, afterEnd = false): Promise<void> => {
     const changed = await deps.calls.change(request.followUpId, async (stored) => {
       if (stored.ended && !afterEnd) return undefined;
-      if (otherCall(stored, request)) return undefined;
       // The call's own outcome: a person reached stays reached, but for a score (outcomeAfter);
-      // the step's is the best of its calls' (a record of a version before may hold two).
+      // the step's is the best of its calls' (a person reached on its other call stays reached).
       const call = withSid(stored, request);
       return outcomeAfter(callOutcomes(call)[request.callSid], next) === next
         ? { call: withCallOutcome(call, request.callSid, next) }
@@ -167,31 +166,16 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
   };
 
   return {
-    /**
-     * The call was picked up (by a person or a machine): its first turn. Another call than the
-     * step's (one Twilio placed although its request failed, after the retry placed the step's)
-     * is hung up on and changes nothing, as its status callback does.
-     */
+    /** The call was picked up (by a person or a machine): its first turn. */
     async answered(request: CallRequest): Promise<CallTurn> {
-      const read = await deps.calls.get(request.followUpId);
-      // A call whose request failed, placed all the same: noted, so the retry places no other.
-      const stored =
-        read?.callSid === undefined
-          ? (
-              await deps.calls.change(request.followUpId, async (now) =>
-                now.callSid === undefined ? { call: withSid(now, request) } : undefined,
-              )
-            )?.after
-          : read;
+      const stored = await deps.calls.get(request.followUpId);
       if (!stored || stored.ended) return HANG_UP;
-      if (otherCall(stored, request)) {
-        deps.logger.info(
-          { stepId: stored.script.stepId },
-          "another call than the step's was picked up: hung up on, nothing recorded",
-        );
-        return HANG_UP;
-      }
       const call = withSid(stored, request);
+      // A call whose request failed, placed all the same: noted, so the retry places no other.
+      if (stored.callSid === undefined)
+        await deps.calls.change(request.followUpId, async (now) =>
+          now.callSid === undefined ? { call: withSid(now, request) } : undefined,
+        );
       // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
       if (await deps.suppressions.isSuppressed("voice", calledNumber(call))) {
         const turn = answerOptedOut(call.script, request.answeredBy);
@@ -212,10 +196,8 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     /**
      * The customer's answer to the question (keys pressed or words said, or nothing). `to` is the
      * number Twilio called: when the call's record is gone (an answer spooled while Redis was away
-     * and replayed over an hour after the call ended), a 9 still opts that number out. An answer
-     * on another call than the step's is handled alike: nothing is recorded on the step, but a 9
-     * opts the number out. The opt-out is dated `receivedAt` when given (the answer's arrival),
-     * else now.
+     * and replayed over an hour after the call ended), a 9 still opts that number out. The
+     * opt-out is dated `receivedAt` when given (the answer's arrival), else now.
      */
     async gathered(
       request: CallRequest & {
@@ -226,14 +208,12 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       },
     ): Promise<CallTurn> {
       const call = await callOf(request);
-      if (!call || otherCall(call, request)) {
+      if (!call) {
         if (request.to !== undefined && meansStop(request.digits, request.speech)) {
           await optOut({ address: request.to }, request.receivedAt ?? deps.now());
           deps.logger.info(
             { followUpId: request.followUpId },
-            call
-              ? "customer pressed 9 on another call than the step's: no more calls or texts to its number"
-              : "customer pressed 9 on a call no longer on file: no more calls or texts to its number",
+            "customer pressed 9 on a call no longer on file: no more calls or texts to its number",
           );
         }
         return HANG_UP;
@@ -256,11 +236,9 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       } else if (heard.kind === "none") {
         await note(request, "answered-no-score");
       } else {
-        await deps.calls.change(request.followUpId, async (now) =>
-          otherCall(now, request)
-            ? undefined
-            : { call: { ...withSid(now, request), repeats: (now.repeats ?? 0) + 1 } },
-        );
+        await deps.calls.change(request.followUpId, async (now) => ({
+          call: { ...withSid(now, request), repeats: (now.repeats ?? 0) + 1 },
+        }));
       }
       return heard.turn;
     },

@@ -50,10 +50,10 @@ export interface StoredCall {
    */
   readonly outcome?: CallOutcome;
   /**
-   * Each call's own outcome, by call sid. Only the step's call (callSid) records one: a webhook of
-   * another call (Twilio placed one although its request failed, and the retry placed the step's)
-   * changes nothing. Records of versions that recorded both may hold two. Records written before
-   * it was kept have `outcome` alone, taken as the script's call's (callOutcomes).
+   * Each call's own outcome, by call sid: a step has two calls when Twilio placed one although
+   * its request failed and the retry placed another, and a webhook of one (a pick-up replayed
+   * late from the spool) changes that call's outcome only. Records written before it was kept
+   * have `outcome` alone, taken as the script's call's (callOutcomes).
    */
   readonly outcomes?: Readonly<Record<string, CallOutcome>>;
   /** How often the question was asked again after a key that means nothing. */

@@ -497,42 +497,40 @@ it("a call picked up while Redis is away whose status callback is handled before
   expectNoPersonalDataLogged(p);
 });
 
-it("a call that is not the step's, picked up while Redis is away, replayed after the step's call reached the customer without a score, leaves the step answered: no fallback", {
+it("a call picked up while Redis is away, replayed after the step's other call reached the customer without a score, leaves the step answered: no fallback", {
   timeout: 60_000,
 }, async () => {
-  // Twilio places the step's first call although it answers 503, and only after the retry's look
-  // in its Calls list, which so finds none and places a second: the step's.
+  // Twilio places a first call for the step although it answers 503, and only after the retry's
+  // look in its Calls list, which so finds none and places a second: the step's (placed first).
   const { p, server } = await startOnDurableRedis("spool-unheard-other", async (h) => {
     await withVoiceCheckIn(h.configDir);
     h.twilio.failNext({ status: 503, createdAnyway: true, createdAfterMs: 3_000 });
   });
   await publishTv(p, "evt-unheardother", PHONE);
-  const calls = await p.twilio.waitForCalls(2, 15_000);
+  const [steps, other] = await p.twilio.waitForCalls(2, 15_000);
   const sent = await waitForState(p, "evt-unheardother", CALL_STEP, "sent");
-  const steps = calls.find((call) => call.sid === sent.providerId);
-  const other = calls.find((call) => call.sid !== sent.providerId);
-  expect([steps?.sid, other?.sid].every(Boolean)).toBe(true);
+  expect(sent.providerId).toBe(steps?.sid);
   const followUpId = followUpJobId("evt-unheardother", CALL_STEP);
 
-  // The customer picks up the step's call, listens, presses nothing and hangs up.
+  // The customer picks up the other call, listens, presses nothing and hangs up.
   await postTwilio(p, callRoute("answer", followUpId), {
-    CallSid: steps?.sid ?? "",
+    CallSid: other?.sid ?? "",
     CallStatus: "in-progress",
     AnsweredBy: "human",
     To: PHONE,
   });
-  await postTwilio(p, callRoute("gather", followUpId), { CallSid: steps?.sid ?? "", To: PHONE });
+  await postTwilio(p, callRoute("gather", followUpId), { CallSid: other?.sid ?? "", To: PHONE });
   expect((await stepRecordOf(p, "evt-unheardother", CALL_STEP))?.delivery).toEqual({
     status: "answered-no-score",
   });
 
-  // The other call is picked up (by the customer's voicemail) while Redis is away: hung up on.
+  // The step's call is picked up (by the customer's voicemail) while Redis is away: hung up on.
   await redisAway(p, server);
-  expect(await (await pickedUp(p, followUpId, other?.sid ?? "")).text()).toContain("<Hangup/>");
+  expect(await (await pickedUp(p, followUpId, steps?.sid ?? "")).text()).toContain("<Hangup/>");
   await replayedOnceRedisIsBack(p);
-  expect(await endedAfterASecond(p, followUpId, other?.sid ?? "")).toHaveProperty("status", 204);
+  expect(await endedAfterASecond(p, followUpId, steps?.sid ?? "")).toHaveProperty("status", 204);
 
-  // The customer was reached on the step's call: the step says so, and no text follows the call.
+  // The customer was reached on the other call: the step says so, and no text follows the call.
   const record = await stepRecordOf(p, "evt-unheardother", CALL_STEP);
   expect(record?.delivery).toEqual({ status: "answered-no-score" });
   const fallbackId = followUpJobId("evt-unheardother", `${CALL_STEP}-fallback`);

@@ -647,16 +647,15 @@ describe("a call placed again before any webhook of the first came", () => {
 
 /**
  * Two calls for one step: Twilio places the first after answering its request 503, but only after
- * the retry's look in its Calls list, which so finds none and places the step's call. Returns the
- * step's call (the retry's, bound to it) and the other.
+ * the retry's look in its Calls list, which so finds none and places the step's call (bound to the
+ * step). Returns the step's call (the retry's, placed first) and the other (placed 3 s later).
  */
 async function twoCallsForOneStep(name: string, eventId: string) {
   const p = await callFailingWith503(name, eventId, undefined, { placedAfterMs: 3_000 });
-  const calls = await p.twilio.waitForCalls(2, 15_000);
+  const [steps, other] = await p.twilio.waitForCalls(2, 15_000);
   const sent = await stepIn(p, eventId, "sent", "the call step to be sent");
   expect(sent.attempts).toBe(2);
-  const steps = calls.find((call) => call.sid === sent.providerId);
-  const other = calls.find((call) => call.sid !== sent.providerId);
+  expect(sent.providerId).toBe(steps?.sid);
   // Both ask the step's words.
   expect(other?.url).toBe(steps?.url);
   expect(steps?.url).toContain(followUpJobId(eventId, CALL_STEP));
@@ -664,35 +663,23 @@ async function twoCallsForOneStep(name: string, eventId: string) {
 }
 
 describe("two calls placed for one step", () => {
-  it("the other, picked up by the customer, is hung up on and changes nothing on the step; the step's rings out, its fallback goes out; each one's minutes are charged", async () => {
+  it("keep the outcome of the one answered, and each one's minutes are charged", async () => {
     const { p, followUpId, steps, other } = await twoCallsForOneStep("voice-two-calls", "evt-both");
 
-    // The customer picks up the other call: it is not the step's, so it says nothing.
-    const answer = await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: other?.sid ?? "",
-      CallStatus: "in-progress",
-      AnsweredBy: "human",
-    });
-    expect(await verbs(answer)).toEqual(["Hangup"]);
-    await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: other?.sid ?? "",
-      CallStatus: "completed",
-      AnsweredBy: "human",
-      CallDuration: "75",
-    });
-    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toBeUndefined();
-    // The step's call rings out meanwhile.
+    // The customer picks up the other call, is asked the question and presses 4; the step's rings
+    // out meanwhile.
+    const answer = await answeredWith4(p, followUpId, other?.sid ?? "", "75");
+    expect(await answer.text()).toContain("<Gather");
     await postTwilio(p, callRoute("status", followUpId), {
       CallSid: steps?.sid ?? "",
       CallStatus: "no-answer",
     });
 
-    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toEqual({
-      status: "no-answer",
-    });
+    // The customer answered: no SMS fallback, and the step says so.
+    expect((await stepRecord(p, "evt-both", CALL_STEP))?.delivery).toEqual({ status: "answered" });
     const fallback = await fallbackEnded(p, "evt-both");
-    expect(fallback.state).toBe("sent");
-    expect(p.twilio.messages).toHaveLength(1);
+    expect([fallback.state, fallback.reason?.code]).toEqual(["skipped", "call-answered"]);
+    expect(p.twilio.messages).toEqual([]);
     // Twilio bills the other call's two started minutes to the UK (0.014 each).
     const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
     expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.028$/m);
@@ -700,23 +687,22 @@ describe("two calls placed for one step", () => {
 });
 
 describe("two calls placed for one step, the other reaching voicemail", () => {
-  it("keep the outcome of the step's, answered: the machine that picked up the other records nothing and sends no fallback", async () => {
+  it("keep the outcome of the one answered: the machine that picked up the other sends no fallback", async () => {
     const { p, followUpId, steps, other } = await twoCallsForOneStep(
       "voice-two-calls-machine",
       "evt-both-m",
     );
 
-    // The customer picks up the step's call and presses 4; the other, on a busy line, reaches
-    // their voicemail, which is hung up on.
-    await answeredWith4(p, followUpId, steps?.sid ?? "", "75");
-    const machine = await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: other?.sid ?? "",
+    // The customer picks up the other call and presses 4; the step's, on a busy line, reaches
+    // their voicemail, which takes its message and hangs up.
+    await answeredWith4(p, followUpId, other?.sid ?? "", "75");
+    await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: steps?.sid ?? "",
       CallStatus: "in-progress",
       AnsweredBy: "machine_end_beep",
     });
-    expect(await verbs(machine)).toEqual(["Hangup"]);
     await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: other?.sid ?? "",
+      CallSid: steps?.sid ?? "",
       CallStatus: "completed",
       AnsweredBy: "machine_end_beep",
       CallDuration: "20",
@@ -799,9 +785,10 @@ describe("a retry whose earlier attempt's call may have been placed", () => {
   });
 });
 
-describe("a webhook of a call that is not the step's", () => {
-  it("is answered with a hang-up and records nothing on the step: no question, no score", async () => {
-    const { p, followUpId, callSid } = await callPlaced("voice-foreign-call", "evt-foreign");
+describe("a second call asking for a step's words", () => {
+  it("asks its question too, files its answer, and keeps its outcome apart from the step's call's", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-second-call", "evt-second");
+    // A call Twilio placed for the step although its request failed, found late.
     const other = `CA${"0".repeat(32)}`;
     const answer = await postTwilio(p, callRoute("answer", followUpId), {
       CallSid: other,
@@ -809,43 +796,37 @@ describe("a webhook of a call that is not the step's", () => {
       AnsweredBy: "human",
       To: PHONE,
     });
-    expect(await verbs(answer)).toEqual(["Hangup"]);
+    expect(await verbs(answer)).toContain("Gather");
     const gather = await postTwilio(p, callRoute("gather", followUpId), {
       CallSid: other,
       Digits: "2",
       To: PHONE,
     });
-    expect(await verbs(gather)).toEqual(["Hangup"]);
-    // A machine picking up the other call records nothing either.
+    expect(await verbs(gather)).not.toContain("Gather");
+    expect((await stepRecord(p, "evt-second", CALL_STEP))?.delivery).toEqual({
+      status: "answered",
+    });
+    const { replies } = p.stores.of(await p.shardOf("evt-second"));
+    expect((await replies.ofEvent("evt-second")).get(CALL_STEP)).toBeDefined();
+
+    // The step's own call, picked up by a machine later: its outcome is its own, and the step
+    // keeps the one that went furthest.
     const machine = await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: `CA${"1".repeat(32)}`,
+      CallSid: callSid,
       CallStatus: "in-progress",
       AnsweredBy: "machine_end_beep",
       To: PHONE,
     });
-    expect(await verbs(machine)).toEqual(["Hangup"]);
-    expect((await stepRecord(p, "evt-foreign", CALL_STEP))?.delivery).toBeUndefined();
-    const { replies } = p.stores.of(await p.shardOf("evt-foreign"));
-    expect((await replies.ofEvent("evt-foreign")).get(CALL_STEP)).toBeUndefined();
+    expect(await verbs(machine)).not.toContain("Gather");
     const stored = JSON.parse(
       (await p.redis.get(new StoreKeys(p.prefix).callScript(followUpId))) ?? "{}",
     );
-    expect([stored.callSid, stored.outcome, stored.outcomes, stored.repeats]).toEqual([
+    expect([stored.callSid, stored.outcome, stored.outcomes]).toEqual([
       callSid,
-      undefined,
-      undefined,
-      undefined,
+      "answered",
+      { [other]: "answered", [callSid]: "voicemail" },
     ]);
-
-    // The step's own call still asks its question and files the answer.
-    const own = await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: callSid,
-      CallStatus: "in-progress",
-      AnsweredBy: "human",
-    });
-    expect(await own.text()).toContain("<Gather");
-    await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "4" });
-    expect((await stepRecord(p, "evt-foreign", CALL_STEP))?.delivery).toEqual({
+    expect((await stepRecord(p, "evt-second", CALL_STEP))?.delivery).toEqual({
       status: "answered",
     });
   });
