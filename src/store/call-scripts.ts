@@ -147,8 +147,9 @@ export class CallScripts {
    * Changes a call's record atomically (swap-call.lua): the change is worked out from the record
    * as read and written only if nobody wrote it meanwhile, else worked out again from what they
    * wrote. The call's webhooks (a key press and the final status callback, posted together as the
-   * customer hangs up) so never write over each other's outcome. A record that names its call
-   * anew binds that call to the follow-up in the same write (adoptable). Returns the record as it
+   * customer hangs up) so never write over each other's outcome. A record that names a call
+   * anew (its own, or a second call's outcome) binds that call to the follow-up in the same write
+   * (adoptable). Returns the record as it
    * was before the change and as it is after (the same when nothing was written); undefined when
    * it is gone (the call ended over an hour ago, or the customer was erased): nothing is written.
    */
@@ -164,16 +165,15 @@ export class CallScripts {
       const before = parseCall(raw);
       const next = await change(before);
       if (!next) return { before, after: before };
-      const bound = next.call.callSid;
-      const binds = bound !== undefined && bound !== before.callSid;
+      const binds = namedAnew(before, next.call).map((sid) => this.keys.callBinding(sid));
       const written = await redis.fuSwapCall(
-        binds ? 2 : 1,
+        1 + binds.length,
         key,
-        ...(binds ? [this.keys.callBinding(bound)] : []),
+        ...binds,
         raw,
         JSON.stringify(next.call),
         next.ending ? ENDED_KEEP_MS : 0,
-        ...(binds ? [followUpId, BINDING_KEEP_MS] : []),
+        ...(binds.length > 0 ? [followUpId, BINDING_KEEP_MS] : []),
       );
       if (written === 1) return { before, after: next.call };
       if (written === -1) return undefined;
@@ -187,6 +187,17 @@ export class CallScripts {
   async forget(followUpId: string): Promise<void> {
     await this.redis.del(this.keys.callScript(followUpId));
   }
+}
+
+/**
+ * The calls `after` names that `before` did not: the step's call (callSid), and a second call of
+ * the step (placed by Twilio although its request failed) once its outcome is kept; each is bound
+ * to the follow-up as it is written, so no other follow-up's retry takes it for its own.
+ */
+function namedAnew(before: StoredCall, after: StoredCall): string[] {
+  const known = new Set([before.callSid, ...Object.keys(callOutcomes(before))]);
+  const named = [after.callSid, ...Object.keys(callOutcomes(after))];
+  return [...new Set(named)].filter((sid): sid is string => !!sid && !known.has(sid));
 }
 
 /** A stored call's record. Scripts stored before shards name no shard: their events are in shard 0. */

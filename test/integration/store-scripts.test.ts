@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { chargeSpend } from "../../src/queue/channel-spend.js";
+import { CallScripts, withCallOutcome } from "../../src/store/call-scripts.js";
 import { bucketOf, bucketStart, dayOf, hourOf, StoreKeys } from "../../src/store/keys.js";
 import { purchaseOfFields } from "../../src/store/purchase-fields.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
@@ -1521,6 +1522,43 @@ describe("the store's Lua scripts", () => {
     expect(await adoptable("f-mine", "CA0", "CA1", "CA3")).toBe(2);
     expect(await adoptable("f-mine", "CA0")).toBe(0);
     expect(await adoptable("f-theirs", "CA1", "CA0")).toBe(2);
+
+    // Several calls named anew in one write: each bound.
+    const read = (await redis.get(call)) as string;
+    const both = JSON.stringify({ script: {}, callSid: "CA4", outcomes: { CA5: "unheard" } });
+    expect(
+      await redis.fuSwapCall(
+        3,
+        call,
+        keys.callBinding("CA4"),
+        keys.callBinding("CA5"),
+        read,
+        both,
+        0,
+        "f-mine",
+        DAY,
+      ),
+    ).toBe(1);
+    expect(await redis.mget(keys.callBinding("CA4"), keys.callBinding("CA5"))).toEqual([
+      "f-mine",
+      "f-mine",
+    ]);
+  });
+
+  it("a call's record binds a step's second call once its outcome is kept, so another follow-up's retry never takes it", async () => {
+    const calls = new CallScripts(redis, prefix);
+    await redis.set(
+      keys.callScript("f-two"),
+      JSON.stringify({ script: { shard: 0 }, callSid: "CA-own" }),
+      "PX",
+      DAY,
+    );
+    await calls.change("f-two", async (call) => ({
+      call: withCallOutcome(call, "CA-second", "answered"),
+    }));
+    expect(await redis.get(keys.callBinding("CA-second"))).toBe("f-two");
+    expect(await calls.adoptable("f-other", ["CA-second"])).toBeUndefined();
+    expect(await calls.adoptable("f-two", ["CA-second"])).toBe("CA-second");
   });
 });
 
