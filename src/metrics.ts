@@ -123,6 +123,13 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly lostJobs = new Counter({
+    name: "followups_lost_jobs_total",
+    help: "Follow-ups left scheduled or sending whose job was gone (removed with queue tools, lost in a failover): queued again within their grace period (`requeued`), or skipped as `job-lost` after it (`skipped`).",
+    labelNames: ["outcome"],
+    registers: [this.registry],
+  });
+
   readonly replanGivenUp = new Counter({
     name: "followups_replan_given_up_total",
     help: "Purchases noted for re-planning under newer rules whose re-plan failed at every try (8, over about two hours) and was given up: their steps stay as planned, and the promoter tries the re-plan once more before they become jobs.",

@@ -42,6 +42,7 @@ import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
 import { createIntakeProcessor, HISTORY_RETENTION_MS } from "./queue/intake-processor.js";
 import { KEEP_COMPLETED, KEEP_COMPLETED_EVENTS, KEEP_FAILED } from "./queue/job-retention.js";
+import { createLostJobs, lostJobMarginMs } from "./queue/lost-jobs.js";
 import {
   BUDGET_ALERT_JOB,
   FOLLOW_UPS_QUEUE,
@@ -766,7 +767,7 @@ async function startWorkerWith(
       .catch((error: unknown) => logger.error({ err: error, worker: label }, "worker stopped"));
   // Each served shard has its promoter and its re-planner, over that shard's schedule.
   const servedParts = servedShards.map((shard) => {
-    const { store, schedule, history, thankYous } = shards.of(shard);
+    const { store, schedule, history, thankYous, jobWatch, caps } = shards.of(shard);
     const replanner = createReplanner({
       store,
       schedule,
@@ -791,12 +792,32 @@ async function startWorkerWith(
       horizonMs: env.PROMOTE_HORIZON_MS,
       now,
       logger,
+      jobWatch,
       onPromoted: (count) => metrics.promoted.inc(count),
       onReplanFailed: () => metrics.replanFailures.inc({ during: "promotion" }),
     });
     // A few rounds per horizon, so a step is a job minutes before it is due, whichever runs.
     promoter.start(Math.min(5_000, Math.floor(env.PROMOTE_HORIZON_MS / 4)));
-    return { shard, schedule, replanner, promoter };
+    // Steps whose job is gone while they are still pending are queued again or ended, not left.
+    const lostJobs = createLostJobs({
+      shard,
+      store,
+      watch: jobWatch,
+      followUps: followUps.of(shard),
+      redis,
+      caps,
+      rules,
+      metrics,
+      logger,
+      now,
+      marginMs: lostJobMarginMs({
+        sendLeaseMs: env.DELIVERY_LEASE_MS,
+        jobLockMs: env.JOB_LOCK_MS,
+        retryMaxMs: env.DELIVERY_RETRY_MAX_MS,
+      }),
+    });
+    lostJobs.start();
+    return { shard, schedule, replanner, promoter, lostJobs };
   });
   let stopping = false;
   // A worker that loads the newest rules re-plans what is scheduled in the shards it serves, in
@@ -941,7 +962,7 @@ async function startWorkerWith(
     clearTimeout(replanRetry);
     for (const pause of refusalPauses) pause.stop();
     return Promise.all([
-      ...servedParts.map(({ promoter }) => promoter.stop()),
+      ...servedParts.flatMap(({ promoter, lostJobs }) => [promoter.stop(), lostJobs.stop()]),
       indexSweeper.stop(),
       replanStragglers.stop(),
       coverage?.stop(),

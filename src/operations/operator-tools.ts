@@ -14,6 +14,7 @@ import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { DiscountCodes } from "../store/discount-codes.js";
+import { LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { shardScope } from "../store/keys.js";
 import { type OrderRecord, OrderStore } from "../store/order-store.js";
 import type { RedisClient } from "../store/redis-client.js";
@@ -613,6 +614,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
       }
       const jobId = `${followUpJobId(step.eventId, step.stepId)}-r${result.record.resends}`;
+      // Watched before it is a job: one lost (or never added) is found (queue/lost-jobs.ts).
+      await shards
+        .of(step.shard)
+        .jobWatch.watch([
+          { eventId: step.eventId, stepId: step.stepId, lookAt: now + LOOK_AFTER_DUE_MS },
+        ])
+        .catch(() => undefined);
       await deps.followUps
         .of(step.shard)
         .add(labels.channel, { e: step.eventId, s: step.stepId }, { jobId });
@@ -700,6 +708,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         });
         if (!result.requeued) continue;
         const base = followUpJobId(step.eventId, step.stepId);
+        await shards
+          .of(shard)
+          .jobWatch.watch([
+            { eventId: step.eventId, stepId: step.stepId, lookAt: now + LOOK_AFTER_DUE_MS },
+          ])
+          .catch(() => undefined);
         await deps.followUps
           .of(shard)
           .add(

@@ -30,6 +30,7 @@ import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { DiscountCodes } from "../store/discount-codes.js";
 import type { DeploymentEventIds, EventIdRegistry } from "../store/event-ids.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
+import { type JobWatch, LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { mayBePromoted } from "../store/keys.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
@@ -83,6 +84,8 @@ export interface IntakeShard {
   readonly thankYous: Pick<ThankYouGroups, "file">;
   /** The shard's follow-ups queue. */
   readonly followUps: Queue<FollowUpJobData>;
+  /** Where steps that become jobs are filed first (queue/lost-jobs.ts). */
+  readonly jobWatch?: Pick<JobWatch, "watch">;
 }
 
 /** Intake's dependencies, with the shard of the event at hand. */
@@ -749,6 +752,14 @@ async function schedulePurchase(
         );
         toSchedule = toSchedule.filter((_, i) => legacy[i] === undefined);
       }
+      // Watched before they are jobs, so that one whose job is lost later is found (lost-jobs.ts).
+      await deps.jobWatch?.watch(
+        toSchedule.map((step) => ({
+          eventId: event.id,
+          stepId: step.stepId,
+          lookAt: Math.max(nowMs, Date.parse(step.dueAt)) + LOOK_AFTER_DUE_MS,
+        })),
+      );
       if (toSchedule.length > 0)
         await deps.followUps.addBulk(
           toSchedule.map((step) => ({

@@ -1,6 +1,7 @@
 import type { JobsOptions, Queue } from "bullmq";
 import { errorName, type Logger } from "../logger.js";
 import type { BucketSlice, FollowUpSchedule } from "../store/follow-up-schedule.js";
+import { type JobWatch, LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { bucketOf } from "../store/keys.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
 import type { StepRecord } from "../store/step-record.js";
@@ -32,6 +33,11 @@ export interface PromoterDeps {
   readonly onPromoted?: (count: number) => void;
   /** A purchase whose re-plan failed (not for Redis being away): its steps go as planned. */
   readonly onReplanFailed?: () => void;
+  /**
+   * Where the steps it makes jobs are filed first, so that one whose job is lost later is found
+   * (queue/lost-jobs.ts).
+   */
+  readonly jobWatch?: Pick<JobWatch, "watch">;
   /** How long a bucket stays leased to a promoter (default PROMOTION_LEASE_MS). */
   readonly leaseMs?: number;
   /**
@@ -143,7 +149,17 @@ export function createPromoter(deps: PromoterDeps): Promoter {
       await replanStale(slice);
       const records = await deps.schedule.records(slice.refs);
       const jobs = jobsForSlice(slice, records, deps.now());
-      if (jobs.length > 0) await deps.followUps.addBulk(jobs);
+      if (jobs.length > 0) {
+        // Watched before they are jobs: a crash in between leaves them watched, not lost.
+        await deps.jobWatch?.watch(
+          jobs.map(({ data, opts }) => ({
+            eventId: data.e,
+            stepId: data.s,
+            lookAt: deps.now() + (opts.delay ?? 0) + LOOK_AFTER_DUE_MS,
+          })),
+        );
+        await deps.followUps.addBulk(jobs);
+      }
       done.jobs += jobs.length;
       done.slices += 1;
       if (!(await deps.schedule.release(slice)) || slice.count === 0) return done;

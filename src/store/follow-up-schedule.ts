@@ -1,7 +1,20 @@
-import { randomUUID } from "node:crypto";
 import { bucketOf, SCHEDULE_BUCKET_MS, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
+import {
+  type BucketSlice,
+  readEntries,
+  type ScheduledStepRef,
+  StepBuckets,
+} from "./step-buckets.js";
+
+export {
+  type BucketSlice,
+  readEntries,
+  type ScheduledStepRef,
+  scheduleEntry,
+} from "./step-buckets.js";
+
 import { readStepRecord, type StepRecord } from "./step-record.js";
 
 /**
@@ -28,58 +41,19 @@ export interface LaterTries {
   readonly nextAt: number;
 }
 
-/** A step reference as the schedule keeps it. */
-export interface ScheduledStepRef {
-  readonly eventId: string;
-  readonly stepId: string;
-}
-
-/** One slice of a bucket, leased to one promoter. */
-export interface BucketSlice {
-  readonly bucket: number;
-  readonly token: string;
-  readonly refs: readonly ScheduledStepRef[];
-  /** How many list elements the slice covers (unreadable ones included). */
-  readonly count: number;
-}
-
-/**
- * The list element of a step: its step id (`<rule>.<step>`, slugs: no space), a space and the
- * event id (any text). A step id that is not one (none is) makes it JSON, as key layout 4 and
- * before wrote every element (`["<eventId>","<stepId>"]`).
- */
-export function scheduleEntry(eventId: string, stepId: string): string {
-  return /^[^\s[][^\s]*$/.test(stepId) ? `${stepId} ${eventId}` : JSON.stringify([eventId, stepId]);
-}
-
-/** The step references among list elements (an element that is not one is passed over). */
-export function readEntries(elements: readonly string[]): ScheduledStepRef[] {
-  const refs: ScheduledStepRef[] = [];
-  for (const element of elements) {
-    const space = element.indexOf(" ");
-    if (!element.startsWith("[") && space > 0) {
-      refs.push({ stepId: element.slice(0, space), eventId: element.slice(space + 1) });
-      continue;
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(element);
-    } catch {
-      continue;
-    }
-    if (Array.isArray(parsed) && typeof parsed[0] === "string" && typeof parsed[1] === "string")
-      refs.push({ eventId: parsed[0], stepId: parsed[1] });
-  }
-  return refs;
-}
-
 export class FollowUpSchedule {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
+  private readonly buckets: StepBuckets;
 
   constructor(redis: RedisClient, scope: Scope) {
     this.redis = withStoreCommands(redis);
     this.keys = new StoreKeys(scope);
+    this.buckets = new StepBuckets(this.redis, (bucket) => ({
+      list: this.keys.scheduleBucket(bucket),
+      index: this.keys.scheduleIndex(),
+      lease: this.keys.scheduleLease(bucket),
+    }));
   }
 
   /** Buckets that start no later than `until` (epoch ms), earliest first. */
@@ -99,32 +73,13 @@ export class FollowUpSchedule {
    * Leases the next slice of a bucket (at most `maxCount` references): undefined when another
    * promoter holds it or it is gone.
    */
-  async claim(bucket: number, leaseMs: number, maxCount: number): Promise<BucketSlice | undefined> {
-    const token = randomUUID();
-    const [status, elements] = await this.redis.fuClaimBucket(
-      this.keys.scheduleBucket(bucket),
-      this.keys.scheduleIndex(),
-      this.keys.scheduleLease(bucket),
-      bucket,
-      token,
-      leaseMs,
-      maxCount,
-    );
-    if (status !== 1 || !elements) return undefined;
-    return { bucket, token, refs: readEntries(elements), count: elements.length };
+  claim(bucket: number, leaseMs: number, maxCount: number): Promise<BucketSlice | undefined> {
+    return this.buckets.claim(bucket, leaseMs, maxCount);
   }
 
   /** Drops a promoted slice; false when the lease had passed to another promoter. */
-  async release(slice: BucketSlice): Promise<boolean> {
-    const released = await this.redis.fuReleaseBucket(
-      this.keys.scheduleBucket(slice.bucket),
-      this.keys.scheduleIndex(),
-      this.keys.scheduleLease(slice.bucket),
-      slice.bucket,
-      slice.token,
-      slice.count,
-    );
-    return released === 1;
+  release(slice: BucketSlice): Promise<boolean> {
+    return this.buckets.release(slice);
   }
 
   /**
@@ -139,17 +94,7 @@ export class FollowUpSchedule {
     keepUntil: number,
   ): Promise<void> {
     if (steps.length === 0) return;
-    const multi = this.redis.multi();
-    for (const step of steps) {
-      const bucket = bucketOf(step.dueAt);
-      const key = this.keys.scheduleBucket(bucket);
-      multi.rpush(key, scheduleEntry(step.eventId, step.stepId));
-      // GT extends an expiry, NX gives a new bucket its first: together, the later of the two.
-      multi.pexpireat(key, keepUntil, "GT");
-      multi.pexpireat(key, keepUntil, "NX");
-      multi.zadd(this.keys.scheduleIndex(), bucket * SCHEDULE_BUCKET_MS, String(bucket));
-    }
-    await multi.exec();
+    await this.buckets.file(steps.map((step) => ({ ...step, at: step.dueAt, keepUntil })));
     // Read once they are filed: a walk that begins after this reads their buckets itself.
     const eventIds = [...new Set(steps.map((step) => step.eventId))];
     const [walk, planned] = await Promise.all([

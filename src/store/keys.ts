@@ -571,6 +571,25 @@ export class StoreKeys {
   }
 
   /**
+   * Steps that are BullMQ jobs (or about to be), filed by the ten minutes (`bucketOf`) after which
+   * to look whether their job still exists (store/job-watch.ts): the same references as
+   * scheduleBucket's.
+   */
+  jobWatchBucket(bucket: number): string {
+    return `${this.base}j:${bucket}`;
+  }
+
+  /** The non-empty job-watch buckets, scored by the time they start. */
+  jobWatchIndex(): string {
+    return `${this.base}j`;
+  }
+
+  /** Held by the one worker looking at a job-watch bucket, for a short lease. */
+  jobWatchLease(bucket: number): string {
+    return `${this.base}j:${bucket}:lease`;
+  }
+
+  /**
    * The newest rules generation whose re-planning walk of this shard's schedule began
    * (FollowUpSchedule.beginWalk): a purchase filed in the schedule under an older one afterwards
    * is noted in replanLater, as the walk may have passed its bucket.

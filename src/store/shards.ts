@@ -5,6 +5,7 @@ import { EventIdRegistry } from "./event-ids.js";
 import { FollowUpSchedule } from "./follow-up-schedule.js";
 import { FollowUpStore } from "./follow-up-store.js";
 import { FrequencyCapStore } from "./frequency-cap-store.js";
+import { JobWatch } from "./job-watch.js";
 import { customerShard, formerGlobalBase, StoreKeys, shardScope } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import type { ReplicaWait } from "./replica-wait.js";
@@ -19,6 +20,8 @@ export interface ShardStores {
   readonly shard: number;
   readonly store: FollowUpStore;
   readonly schedule: FollowUpSchedule;
+  /** The steps that are jobs, to find those whose job was lost (queue/lost-jobs.ts). */
+  readonly jobWatch: JobWatch;
   readonly history: CustomerHistoryStore;
   readonly eventIds: EventIdRegistry;
   readonly replies: StepReplies;
@@ -106,6 +109,7 @@ export function shardStores(
         options.onTrimFailed,
       ),
       schedule: new FollowUpSchedule(redis, scope),
+      jobWatch: new JobWatch(redis, scope),
       history: new CustomerHistoryStore(redis, scope, {
         ...(options.addressHashSecret && { addressHashSecret: options.addressHashSecret }),
       }),

@@ -50,6 +50,9 @@ describe("the store's key names", () => {
     ["ledgerHour", keys.ledgerHour(498922), "{followups:0}:fu:agg:498922"],
     ["globalLedgerHour", keys.globalLedgerHour(498922), "{followups.global}:fu:agg:498922"],
     ["pendingDay", keys.pendingDay(20788), "{followups:0}:fu:due:20788"],
+    ["jobWatchBucket", keys.jobWatchBucket(2967480), "{followups:0}:fu:j:2967480"],
+    ["jobWatchIndex", keys.jobWatchIndex(), "{followups:0}:fu:j"],
+    ["jobWatchLease", keys.jobWatchLease(2967480), "{followups:0}:fu:j:2967480:lease"],
     ["webhookReceipt", keys.webhookReceipt("in:SM1"), "{followups.global}:fu:seen:in:SM1"],
     ["sharedSecret", keys.sharedSecret("discount"), "{followups.global}:fu:secret:discount"],
     ["ownerAlerts", keys.ownerAlerts("owner-1"), "{followups.global}:fu:alerts:owner-1"],
@@ -115,6 +118,9 @@ describe("the upgrade from the key layout before hash tags", () => {
         "replanLaterTries",
         "phoneOptedOutAt",
         "callBinding",
+        "jobWatchBucket",
+        "jobWatchIndex",
+        "jobWatchLease",
       ].includes(name),
   );
   const keyOf = (name: string): string => {

@@ -1,6 +1,7 @@
 --[[
   Takes a schedule bucket for promotion: one promoter at a time holds its lease and reads the
-  next slice of its step references. A bucket that has expired or emptied leaves the index.
+  next slice of its step references. A bucket that has expired or emptied leaves the index. The
+  job watch's buckets (store/job-watch.ts) are taken the same way, with their own keys.
 
   Input:
     KEYS[1] schedule bucket (list of step references)

@@ -2,7 +2,8 @@
   Finishes a promoter's slice of a schedule bucket: drops the references it promoted, removes the
   bucket from the index once it is empty, and gives up the lease. Nothing happens when the lease
   has passed to another promoter meanwhile: that one promotes the same steps again, which BullMQ's
-  deterministic job ids make harmless.
+  deterministic job ids make harmless. The job watch's buckets (store/job-watch.ts) are released
+  the same way, with their own keys.
 
   Input:
     KEYS[1] schedule bucket (list of step references)

@@ -1,0 +1,173 @@
+import { DateTime } from "luxon";
+import { afterEach, expect, it } from "vitest";
+import { createLogger } from "../../src/logger.js";
+import { FollowUpMetrics } from "../../src/metrics.js";
+import { createLostJobs, JOB_LOST } from "../../src/queue/lost-jobs.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import { createPromoter } from "../../src/queue/promoter.js";
+import { purchaseInput, shippedRules } from "../support/fixtures.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  stepRecordOf,
+} from "../support/pipeline-harness.js";
+
+/**
+ * A step whose BullMQ job is gone (removed with queue tools, lost in a failover) while its record
+ * still says scheduled or sending: the job watch finds it, with a clock of the test's own, and
+ * queues it again within its grace period, or skips it as `job-lost` after it; a live send is
+ * never touched. The pipeline's worker (on the real clock) sends what is queued again.
+ */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const THANK_YOU = "thank-you.thank-you";
+const MINUTE = 60_000;
+const MARGIN = 15 * MINUTE;
+const logger = createLogger({ level: "silent", pretty: false });
+
+/**
+ * A purchase whose thank-you (due in an hour) was promoted and then lost its job: the test's
+ * promoter makes it a job a minute before it is due, and the job is removed at once.
+ */
+async function promotedAndLost(p: PipelineHarness, n: number) {
+  const id = `evt-lost-${n}`;
+  const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+  await p.publisher.publish(
+    purchaseInput({
+      id,
+      orderId: `ord-lost-${n}`,
+      occurredAt,
+      customer: { id: `cus-lost-${n}`, email: `lost-${n}@example.com` },
+    }) as never,
+  );
+  expect(await eventProcessed(p, id)).toBe("completed");
+  const record = await stepRecordOf(p, id, THANK_YOU);
+  expect(record?.state).toBe("scheduled");
+  const due = record?.dueAt ?? 0;
+  const shard = await p.shardOf(id);
+  const stores = p.stores.of(shard);
+  const queue = p.followUpQueues[shard];
+  if (!queue) throw new Error(`no queue for shard ${shard}`);
+  const promoter = createPromoter({
+    schedule: stores.schedule,
+    followUps: queue,
+    horizonMs: 5 * MINUTE,
+    now: () => due - MINUTE,
+    logger,
+    jobWatch: stores.jobWatch,
+  });
+  expect(await promoter.promoteDue()).toBe(1);
+  const jobId = followUpJobId(id, THANK_YOU);
+  expect(await queue.remove(jobId)).toBe(1);
+  expect(await queue.getJob(jobId)).toBeUndefined();
+  const metrics = new FollowUpMetrics();
+  let clock = 0;
+  const lostJobs = createLostJobs({
+    shard,
+    store: stores.store,
+    watch: stores.jobWatch,
+    followUps: queue,
+    redis: p.redis,
+    caps: stores.caps,
+    rules: await rulesOf(),
+    metrics,
+    logger,
+    now: () => clock,
+    marginMs: MARGIN,
+  });
+  const lookAt = (at: number) => {
+    clock = at;
+    return lostJobs.lookRound();
+  };
+  return { id, due, queue, jobId, stores, metrics, lookAt };
+}
+
+async function rulesOf() {
+  const rules = await shippedRules();
+  return () => rules;
+}
+
+async function lostCount(metrics: FollowUpMetrics, outcome: string) {
+  const { values } = await metrics.lostJobs.get();
+  return values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+it("queues a promoted step whose job was removed again, and it is sent exactly once", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-requeue");
+  const p = pipeline;
+  const lost = await promotedAndLost(p, 1);
+  // Not before its bucket's time and the margin have passed.
+  expect(await lost.lookAt(lost.due + 5 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
+  expect(await lost.queue.getJob(lost.jobId)).toBeUndefined();
+  // Then, within its two days' grace period: queued again, and the worker sends it.
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
+  expect(await lostCount(lost.metrics, "requeued")).toBe(1);
+  const sent = await eventually(async () => {
+    const record = await stepRecordOf(p, lost.id, THANK_YOU);
+    return record?.state === "sent" ? record : undefined;
+  }, "the thank-you to be sent");
+  expect(sent.takeovers).toBe(0);
+  await p.sink.waitForMessages(1, 10_000);
+  // Looked at again later: sent, so left alone, and never sent twice.
+  expect(await lost.lookAt(lost.due + 3 * 60 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const to = p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-1@example.com");
+  expect(to).toHaveLength(1);
+  expect(await lostCount(lost.metrics, "requeued")).toBe(1);
+});
+
+it("skips a step whose job was lost past its grace period, with the reason, and counts it", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-skip");
+  const p = pipeline;
+  const lost = await promotedAndLost(p, 2);
+  // A thank-you's grace period is two days.
+  expect(await lost.lookAt(lost.due + 3 * 24 * 60 * MINUTE)).toEqual({ requeued: 0, skipped: 1 });
+  const record = await stepRecordOf(p, lost.id, THANK_YOU);
+  expect(record?.state).toBe("skipped");
+  expect(record?.reason?.code).toBe(JOB_LOST);
+  expect(record?.reason?.text).toMatch(/job was lost/);
+  expect(await lostCount(lost.metrics, "skipped")).toBe(1);
+  const { values } = await lost.metrics.skipped.get();
+  expect(values.find((v) => v.labels.reason === JOB_LOST)?.value).toBe(1);
+  expect(await lost.queue.getJob(lost.jobId)).toBeUndefined();
+  expect(p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-2@example.com")).toEqual([]);
+});
+
+it("leaves a step being sent alone while its sender may be live, however its job fares", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-sending");
+  const p = pipeline;
+  const lost = await promotedAndLost(p, 3);
+  // A worker claims it (an hour late, say) and is sending: its job is gone meanwhile.
+  const claimedAt = lost.due + 60 * MINUTE;
+  const claim = await lost.stores.store.claim(lost.id, THANK_YOU, claimedAt, 2 * MINUTE, {
+    dueAt: lost.due,
+  });
+  expect(claim.claimed).toBe(true);
+  // Within its lease, and within the margin after it: untouched, no job added.
+  for (const at of [claimedAt + MINUTE, claimedAt + 5 * MINUTE, claimedAt + MARGIN - MINUTE]) {
+    expect(await lost.lookAt(at)).toEqual({ requeued: 0, skipped: 0 });
+    expect((await stepRecordOf(p, lost.id, THANK_YOU))?.state).toBe("sending");
+    expect(await lost.queue.getJob(lost.jobId)).toBeUndefined();
+  }
+  expect(await lostCount(lost.metrics, "requeued")).toBe(0);
+  // Long past its lease and the margin, still within the grace period: its sender is gone, and it
+  // gets a job again (its run takes the send over, counted as a possible duplicate).
+  expect(await lost.lookAt(claimedAt + MARGIN + 20 * MINUTE)).toEqual({
+    requeued: 1,
+    skipped: 0,
+  });
+  expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
+});
