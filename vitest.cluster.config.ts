@@ -41,6 +41,7 @@ export default defineConfig({
       "test/integration/check-in-comparison.test.ts",
       "test/integration/postponed-steps.test.ts",
       "test/integration/erasure-race.test.ts",
+      "test/integration/lost-jobs.test.ts",
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
