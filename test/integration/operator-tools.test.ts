@@ -72,10 +72,15 @@ async function stepState(p: PipelineHarness, eventId: string, stepId: string) {
   return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
 }
 
+/**
+ * The step's record once it is in `state` and the worker is done writing it: a send is recorded
+ * `sent` with `bookkeepingPending`, which the bookkeeping after it takes off a moment later
+ * (settle-sent.lua), so a record read in between is not the one that stays.
+ */
 async function untilState(p: PipelineHarness, eventId: string, stepId: string, state: string) {
   return eventually(async () => {
     const record = await stepState(p, eventId, stepId);
-    return record?.state === state ? record : undefined;
+    return record?.state === state && !record.bookkeepingPending ? record : undefined;
   }, `${eventId}/${stepId} to be ${state}`);
 }
 
