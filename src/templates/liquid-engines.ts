@@ -16,7 +16,10 @@ const FILE_TAGS = ["include", "render", "layout"] as const;
 export const TEMPLATE_LIMITS = {
   /** Characters in one template file: Gmail clips a message larger than 102 KB anyway. */
   parseLimit: 100_000,
-  /** Milliseconds one render of one part may take: five times the slowest cold render. */
+  /**
+   * Milliseconds one render of one part may take: five times the slowest cold render. Wall time at
+   * send time; CPU time in `check` and at a worker's start (RenderClock).
+   */
   renderLimit: 250,
   /** Characters liquid's filters and ranges may allocate in one render: four times the heavy case. */
   memoryLimit: 2_000_000,
