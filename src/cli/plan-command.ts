@@ -63,7 +63,10 @@ async function planCosts(
     templates &&
     stepMeasure(
       rules,
-      createMessageComposer(() => templates, { discountSecret: PLAN_DISCOUNT_SECRET }),
+      createMessageComposer(() => templates, {
+        discountSecret: PLAN_DISCOUNT_SECRET,
+        renderClock: "cpu",
+      }),
     );
   const costs = new Map<string, StepCost>();
   for (const step of plan.steps) {

@@ -7,7 +7,12 @@ import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
 import { callVoiceFor, MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES } from "../domain/voice-call.js";
 import { fitLength } from "./sms-fit.js";
 import { buildTemplateContext } from "./template-context.js";
-import { localeInLanguageOf, TemplateError, type TemplateSet } from "./template-set.js";
+import {
+  localeInLanguageOf,
+  type RenderClock,
+  TemplateError,
+  type TemplateSet,
+} from "./template-set.js";
 import { listUnsubscribeHeaders, unsubscribeUrl } from "./unsubscribe-link.js";
 
 /** Everything a message needs to be written: the purchase, the step, and when it was due. */
@@ -48,6 +53,12 @@ export interface ComposerSettings {
     /** ADDRESS_HASH_SECRET (or the deployment's shared one): links carry the address's hash. */
     readonly addressHashSecret: string;
   };
+  /**
+   * What the render limit is measured in (RenderClock): wall time when sending (a render cut off
+   * is retried later); CPU time for simulate and plan, whose answer nothing tries again, so a
+   * loaded machine must not turn a render the worker would send into `render-failed`.
+   */
+  readonly renderClock?: RenderClock;
 }
 
 /**
@@ -61,6 +72,7 @@ export function createMessageComposer(
   settings: ComposerSettings,
 ): ComposeMessage {
   const { discountSecret } = settings;
+  const clock = settings.renderClock ?? "wall";
   return async (input: ComposeInput): Promise<OutgoingMessage> => {
     const { event, step, rules, zone, followUpId } = input;
     const discount =
@@ -104,10 +116,13 @@ export function createMessageComposer(
       shop: { name: rules.shopName, address: rules.shopAddress },
     });
     if (step.channel === "sms") {
-      const text = await set.renderSms(step.template, event.customer.locale, context, {
-        maxSegments: rules.channels.sms.maxSegments,
-        optOutLine: input.firstSmsToNumber,
-      });
+      const text = await set.renderSms(
+        step.template,
+        event.customer.locale,
+        context,
+        { maxSegments: rules.channels.sms.maxSegments, optOutLine: input.firstSmsToNumber },
+        clock,
+      );
       return {
         channel: "sms",
         followUpId,
@@ -116,7 +131,9 @@ export function createMessageComposer(
         ...(offer && { offer }),
       };
     }
-    const rendered = await set.render(step.template, step.channel, event.customer.locale, context);
+    const rendered = await set.render(step.template, step.channel, event.customer.locale, context, {
+      clock,
+    });
     if (step.channel === "email") {
       return {
         channel: "email",
@@ -150,8 +167,11 @@ export function createMessageComposer(
         ? { ok: true, text: rendered.text }
         : await fitLength(
             async (shortened) =>
-              (await set.render(step.template, step.channel, event.customer.locale, shortened))
-                .text,
+              (
+                await set.render(step.template, step.channel, event.customer.locale, shortened, {
+                  clock,
+                })
+              ).text,
             context,
             MAX_VOICE_TEXT_LENGTH,
           );

@@ -120,8 +120,15 @@ export class TemplateSet {
     channel: Channel,
     locale: string | undefined,
     context: TemplateContext,
+    options: RenderOptions = {},
   ): Promise<RenderedMessage> {
-    return renderVariant(this.engines, this.pick(templateId, channel, locale), channel, context);
+    return renderVariant(
+      this.engines,
+      this.pick(templateId, channel, locale),
+      channel,
+      context,
+      options,
+    );
   }
 
   /** Renders a variant's text part with other variables than a step's (the opt-out confirmation). */
@@ -142,8 +149,16 @@ export class TemplateSet {
     locale: string | undefined,
     context: TemplateContext,
     options: SmsOptions,
+    /** What the render limit is measured in (RenderOptions.clock). */
+    clock: RenderClock = "wall",
   ): Promise<string> {
-    return renderSmsVariant(this.engines, this.pick(templateId, "sms", locale), context, options);
+    return renderSmsVariant(
+      this.engines,
+      this.pick(templateId, "sms", locale),
+      context,
+      options,
+      clock,
+    );
   }
 }
 

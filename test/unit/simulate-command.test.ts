@@ -1,7 +1,7 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parseDocument } from "yaml";
 import { EXIT } from "../../src/cli/io.js";
 import { runSimulate } from "../../src/cli/simulate-command.js";
@@ -110,6 +110,30 @@ describe("simulate --steps", () => {
       localDueAt: "2027-02-23T10:00:00+00:00",
     });
     expect(output.err).toBe("");
+  });
+
+  it("measures SMS on a loaded machine as the worker sends them: a render the wall clock cut off is no render failure", async () => {
+    // A loaded machine as the process sees it: wall time runs far ahead of the work done. The
+    // worker retries a send-time render that liquid's wall-clock limit cut off (render-time), so
+    // simulate (and plan) limit their renders in CPU time: else an SMS the worker sends counted
+    // as render-failed (null segments) whenever simulate ran beside busy processes.
+    const file = await ndjson("loaded.ndjson", [tv("a", "cus-a", 23)]);
+    const now = performance.now.bind(performance);
+    const busy = vi.spyOn(performance, "now").mockImplementation(() => now() * 1000);
+    const { io, output } = memoryIo();
+    try {
+      expect(await runSimulate(file, { config: pricedConfig, steps: true }, io)).toBe(EXIT.ok);
+    } finally {
+      busy.mockRestore();
+    }
+    const steps = output.out
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(steps.map((s) => [s.stepId, s.segments])).toEqual([
+      ["big-ticket.thank-you", null],
+      ["big-ticket.check-in", 1],
+    ]);
   });
 
   it("waits for stdout to drain between writes (backpressure)", async () => {
