@@ -1,4 +1,4 @@
-import { bucketOf, SCHEDULE_BUCKET_MS, type Scope, StoreKeys } from "./keys.js";
+import { SCHEDULE_BUCKET_MS, type Scope, StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
