@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { runDemo } from "../../src/cli/demo-command.js";
-import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
@@ -43,7 +42,9 @@ describe("followups demo", () => {
       (r) => r.state,
     );
     expect(states.filter((s) => s !== "cancelled")).toEqual([]);
-    const [sofa] = await new CustomerHistoryStore(p.redis, p.prefix).purchasesOf(`demo-${run}-sam`);
+    // Sam's history lives in Sam's shard (FOLLOW_UP_SHARDS on the cluster).
+    const { history } = p.stores.of(p.shardOfCustomer(`demo-${run}-sam`));
+    const [sofa] = await history.purchasesOf(`demo-${run}-sam`);
     // Planned before the refund came: both follow-ups cancelled; taken after it: no step at all.
     if (sofa) expect(states).toEqual(["cancelled", "cancelled"]);
     else expect(states).toEqual([]);
