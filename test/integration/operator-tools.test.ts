@@ -16,7 +16,6 @@ import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { RefusedEvent } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { alertEmail } from "../../src/reports/owner-alert-email.js";
-import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { DiscountCodes } from "../../src/store/discount-codes.js";
@@ -1412,7 +1411,8 @@ describe("followups erase", () => {
           : undefined,
       "no trace of the customer",
     );
-    const history = new CustomerHistoryStore(p.redis, p.prefix);
+    // The customer's history is in their shard (FOLLOW_UP_SHARDS on the cluster).
+    const { history } = p.stores.of(p.shardOfCustomer("cus-gone"));
     expect(await history.purchasesOf("cus-gone")).toEqual([]);
     expect(await p.worker?.metrics.registry.metrics()).toContain("followups_erasures_total 1");
   });
