@@ -122,9 +122,10 @@ export class CallScripts {
 
   /**
    * Of the calls Twilio's Calls list shows to the number (earliest first), the one a retry of
-   * `followUpId` may take for the call its earlier attempt placed: the earliest bound to no
-   * follow-up or to this one, so never another purchase's call to the same number
-   * (adoptable-call.lua, one read). Undefined when there is none.
+   * `followUpId` takes for the call its earlier attempt placed: the earliest bound to no
+   * follow-up or to this one, so never another purchase's call to the same number, bound to this
+   * follow-up in the same step, so that two retries asking at once never both take one call
+   * (adoptable-call.lua). Undefined when there is none.
    */
   async adoptable(followUpId: string, callSids: readonly string[]): Promise<string | undefined> {
     if (callSids.length === 0) return undefined;
@@ -132,6 +133,7 @@ export class CallScripts {
       callSids.length,
       ...callSids.map((sid) => this.keys.callBinding(sid)),
       followUpId,
+      BINDING_KEEP_MS,
     );
     return at > 0 ? callSids[at - 1] : undefined;
   }

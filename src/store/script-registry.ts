@@ -326,8 +326,8 @@ export interface StoreCommands {
   fuReturnSpend(monthKey: string, chargesKey: string, chargeId: string): Promise<number>;
   /** swap-call.lua: KEYS are the call's record and, when it names its call anew, the binding. */
   fuSwapCall(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
-  /** adoptable-call.lua: KEYS are the bindings of the calls asked about. */
-  fuAdoptableCall(numberOfKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  /** adoptable-call.lua: KEYS are the bindings of the calls asked about; binds the one taken. */
+  fuAdoptableCall(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** take-rate-slot.lua */
   fuTakeRateSlot(
     key: string,

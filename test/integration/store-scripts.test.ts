@@ -1516,9 +1516,18 @@ describe("the store's Lua scripts", () => {
     await redis.set(keys.callBinding("CA0"), "f-theirs");
 
     const adoptable = (followUpId: string, ...sids: string[]) =>
-      redis.fuAdoptableCall(sids.length, ...sids.map((sid) => keys.callBinding(sid)), followUpId);
+      redis.fuAdoptableCall(
+        sids.length,
+        ...sids.map((sid) => keys.callBinding(sid)),
+        followUpId,
+        DAY,
+      );
     // Earliest first: another follow-up's call is passed over, an unknown one or its own taken.
     expect(await adoptable("f-mine", "CA0", "CA3")).toBe(2);
+    // An unknown call taken is bound to the taker at once, for as long as it was told.
+    expect(await redis.get(keys.callBinding("CA3"))).toBe("f-mine");
+    expect(await redis.pttl(keys.callBinding("CA3"))).toBeGreaterThan(DAY - 60_000);
+    expect(await adoptable("f-theirs", "CA3")).toBe(0);
     expect(await adoptable("f-mine", "CA0", "CA1", "CA3")).toBe(2);
     expect(await adoptable("f-mine", "CA0")).toBe(0);
     expect(await adoptable("f-theirs", "CA1", "CA0")).toBe(2);
@@ -1559,6 +1568,24 @@ describe("the store's Lua scripts", () => {
     expect(await redis.get(keys.callBinding("CA-second"))).toBe("f-two");
     expect(await calls.adoptable("f-other", ["CA-second"])).toBeUndefined();
     expect(await calls.adoptable("f-two", ["CA-second"])).toBe("CA-second");
+  });
+
+  it("two retries asking at once about the same number's calls never take the same call", async () => {
+    const calls = new CallScripts(redis, prefix);
+    const listed = ["CA-first", "CA-later"];
+    const taken = await Promise.all([
+      calls.adoptable("f-ana-tv", listed),
+      calls.adoptable("f-ana-sofa", listed),
+    ]);
+    // One takes the earliest call, the other the next one: each is bound to its taker.
+    expect(new Set(taken)).toEqual(new Set(listed));
+    expect(await redis.mget(...listed.map((sid) => keys.callBinding(sid)))).toEqual(
+      taken[0] === "CA-first" ? ["f-ana-tv", "f-ana-sofa"] : ["f-ana-sofa", "f-ana-tv"],
+    );
+    // Asked again, each gets its own, and a third finds none left.
+    expect(await calls.adoptable("f-ana-tv", listed)).toBe(taken[0]);
+    expect(await calls.adoptable("f-ana-sofa", listed)).toBe(taken[1]);
+    expect(await calls.adoptable("f-ana-car", listed)).toBeUndefined();
   });
 });
 
