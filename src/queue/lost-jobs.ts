@@ -72,7 +72,7 @@ function quietSince(record: StepRecord): number {
 export interface LostJobsDeps {
   readonly shard: number;
   readonly store: Pick<FollowUpStore, "stepRecords" | "sendView" | "transition">;
-  readonly watch: Pick<JobWatch, "watch" | "bucketsEndedBy" | "claim" | "release">;
+  readonly watch: Pick<JobWatch, "watch" | "bucketsEndedBy" | "claim" | "release" | "markRequeued">;
   readonly followUps: Queue<FollowUpJobData>;
   /** The connection the shard's follow-ups queue is on: its jobs are read there. */
   readonly redis: RedisClient;
@@ -150,6 +150,9 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
     const jobId = followUpJobId(eventId, stepId);
     const log = deps.logger.child({ eventId, stepId, jobId, shard: deps.shard });
     if (graceEnds === undefined || now < graceEnds) {
+      // Once per margin, whoever looks: a step filed twice may be looked at by two workers at once
+      // (in two buckets), and both would queue and count it.
+      if (!(await deps.watch.markRequeued(eventId, stepId, now, deps.marginMs))) return undefined;
       await deps.watch.watch([{ eventId, stepId, lookAt: now + LOOK_AFTER_DUE_MS }]);
       // A finished job under its id (a run that ended without ending the step) would keep the
       // new one from being added.

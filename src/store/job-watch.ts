@@ -44,6 +44,26 @@ export class JobWatch {
     );
   }
 
+  /**
+   * Marks a step queued again after its job was lost, for `forMs`: false when another look marked
+   * it meanwhile (the step is then neither queued nor counted again).
+   */
+  async markRequeued(
+    eventId: string,
+    stepId: string,
+    now: number,
+    forMs: number,
+  ): Promise<boolean> {
+    const set = await this.redis.set(
+      this.keys.lostJobRequeue(eventId, stepId),
+      String(now),
+      "PX",
+      Math.max(1, Math.round(forMs)),
+      "NX",
+    );
+    return set === "OK";
+  }
+
   /** Buckets whose whole span ended by `until` (epoch ms), earliest first. */
   async bucketsEndedBy(until: number, limit: number): Promise<number[]> {
     const members = await this.redis.zrangebyscore(

@@ -590,6 +590,15 @@ export class StoreKeys {
   }
 
   /**
+   * Held for a margin by the one worker that queued a step again after its job was lost
+   * (JobWatch.markRequeued): a second look at the same step meanwhile (the step filed twice in the
+   * watch, looked at by another worker in another bucket) neither queues nor counts it again.
+   */
+  lostJobRequeue(eventId: string, stepId: string): string {
+    return `${this.base}jq:${idHash(eventId)}:${stepId}`;
+  }
+
+  /**
    * The newest rules generation whose re-planning walk of this shard's schedule began
    * (FollowUpSchedule.beginWalk): a purchase filed in the schedule under an older one afterwards
    * is noted in replanLater, as the walk may have passed its bucket.

@@ -5,6 +5,7 @@ import { FollowUpMetrics } from "../../src/metrics.js";
 import { createLostJobs, JOB_LOST } from "../../src/queue/lost-jobs.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
+import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { purchaseInput, shippedRules } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -68,25 +69,30 @@ async function promotedAndLost(p: PipelineHarness, n: number) {
   expect(await queue.remove(jobId)).toBe(1);
   expect(await queue.getJob(jobId)).toBeUndefined();
   const metrics = new FollowUpMetrics();
-  let clock = 0;
-  const lostJobs = createLostJobs({
-    shard,
-    store: stores.store,
-    watch: stores.jobWatch,
-    followUps: queue,
-    redis: p.redis,
-    caps: stores.caps,
-    rules: await rulesOf(),
-    metrics,
-    logger,
-    now: () => clock,
-    marginMs: MARGIN,
-  });
-  const lookAt = (at: number) => {
-    clock = at;
-    return lostJobs.lookRound();
+  const rules = await rulesOf();
+  /** A worker's look for lost jobs, with a clock of the test's own. */
+  const looker = (counted: FollowUpMetrics) => {
+    let clock = 0;
+    const lostJobs = createLostJobs({
+      shard,
+      store: stores.store,
+      watch: stores.jobWatch,
+      followUps: queue,
+      redis: p.redis,
+      caps: stores.caps,
+      rules,
+      metrics: counted,
+      logger,
+      now: () => clock,
+      marginMs: MARGIN,
+    });
+    return (at: number) => {
+      clock = at;
+      return lostJobs.lookRound();
+    };
   };
-  return { id, due, queue, jobId, stores, metrics, lookAt };
+  const lookAt = looker(metrics);
+  return { id, due, queue, jobId, stores, metrics, lookAt, looker };
 }
 
 async function rulesOf() {
@@ -170,4 +176,57 @@ it("leaves a step being sent alone while its sender may be live, however its job
     skipped: 0,
   });
   expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
+});
+
+/**
+ * A promoted step whose job was lost, filed again in a later bucket (a resend, a retry, an event
+ * published again), looked at by two workers in the same round at `at`, each taking one of the
+ * two buckets: what each round found, and the two workers' counts of `outcome` added up.
+ */
+async function lookedAtTwiceAtOnce(p: PipelineHarness, n: number, after: number) {
+  const lost = await promotedAndLost(p, n);
+  await lost.stores.jobWatch.watch([
+    { eventId: lost.id, stepId: THANK_YOU, lookAt: lost.due + 25 * MINUTE },
+  ]);
+  const otherMetrics = new FollowUpMetrics();
+  const other = lost.looker(otherMetrics);
+  const at = lost.due + after;
+  const [mine, theirs] = await Promise.all([lost.lookAt(at), other(at)]);
+  const counted = async (outcome: string) =>
+    (await lostCount(lost.metrics, outcome)) + (await lostCount(otherMetrics, outcome));
+  return { lost, at, rounds: [mine, theirs], counted };
+}
+
+it("queues and counts a step filed twice in the watch once, when two workers look at once", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-twice");
+  const p = pipeline;
+  const { lost, rounds, counted } = await lookedAtTwiceAtOnce(p, 4, 50 * MINUTE);
+  expect(rounds.map((round) => round.requeued).sort()).toEqual([0, 1]);
+  expect(await counted("requeued")).toBe(1);
+  await eventually(async () => {
+    const record = await stepRecordOf(p, lost.id, THANK_YOU);
+    return record?.state === "sent" ? record : undefined;
+  }, "the thank-you to be sent");
+  await p.sink.waitForMessages(1, 10_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  expect(p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-4@example.com")).toHaveLength(
+    1,
+  );
+});
+
+it("skips and counts a step filed twice in the watch once, when two workers look past its grace", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-twice-skip");
+  const { at, rounds, counted } = await lookedAtTwiceAtOnce(pipeline, 5, 3 * 24 * 60 * MINUTE);
+  expect(rounds.map((round) => round.skipped).sort()).toEqual([0, 1]);
+  expect(await counted("skipped")).toBe(1);
+  // One skip in the ledger, in the hour it was made.
+  const counts = sumHours(
+    await new DeliveryLedger(pipeline.redis, pipeline.prefix).hours(at - 3_600_000, at + 3_600_000),
+  );
+  const skips = [...counts].filter(([field]) => field.includes(JOB_LOST));
+  expect(skips.map(([, n]) => n)).toEqual([1]);
 });

@@ -53,6 +53,11 @@ describe("the store's key names", () => {
     ["jobWatchBucket", keys.jobWatchBucket(2967480), "{followups:0}:fu:j:2967480"],
     ["jobWatchIndex", keys.jobWatchIndex(), "{followups:0}:fu:j"],
     ["jobWatchLease", keys.jobWatchLease(2967480), "{followups:0}:fu:j:2967480:lease"],
+    [
+      "lostJobRequeue",
+      keys.lostJobRequeue("evt-1", "thank-you.thank-you"),
+      "{followups:0}:fu:jq:e0Cfky0siOl_DBdnbIQg0-:thank-you.thank-you",
+    ],
     ["webhookReceipt", keys.webhookReceipt("in:SM1"), "{followups.global}:fu:seen:in:SM1"],
     ["sharedSecret", keys.sharedSecret("discount"), "{followups.global}:fu:secret:discount"],
     ["ownerAlerts", keys.ownerAlerts("owner-1"), "{followups.global}:fu:alerts:owner-1"],
@@ -121,6 +126,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "jobWatchBucket",
         "jobWatchIndex",
         "jobWatchLease",
+        "lostJobRequeue",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
