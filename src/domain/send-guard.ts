@@ -2,7 +2,7 @@ import { DateTime } from "luxon";
 import { consentFor, type StatedConsent } from "./consent-timeline.js";
 import type { Channel, PurchaseCompleted } from "./events.js";
 import { customerZone } from "./planner.js";
-import type { Rule, RuleSet, StepSpec } from "./rules.js";
+import type { Rule, RuleSet, StepKind, StepSpec } from "./rules.js";
 import { NoSendWindowError, nextSendWindow } from "./send-window.js";
 import { findStep } from "./step-ref.js";
 import { plusCalendar, zoneFor } from "./time-zone.js";
@@ -50,6 +50,28 @@ export interface GuardInput {
    * purchase is the later (consentFor).
    */
   readonly latestConsent?: StatedConsent;
+}
+
+/**
+ * When a step's grace period ends: the guard sends it up to this instant and skips it as past due
+ * after. For a step planned late, the end it was planned with (`graceEndsAt`); else its due time
+ * plus its kind's grace period in calendar terms of the customer's zone, as the planner counts it
+ * (P2D across a DST change is 47 or 49 hours; a repeated local time is its first occurrence), so
+ * a step is not sent that intake would have skipped. The job watch (queue/lost-jobs.ts) decides
+ * by it too whether a step whose job was lost may still go.
+ */
+export function graceEnd(
+  input: Pick<GuardInput, "dueAt" | "graceEndsAt"> & {
+    readonly event: Pick<GuardEvent, "customer" | "store">;
+  },
+  kind: StepKind,
+  rules: RuleSet,
+): DateTime {
+  if (input.graceEndsAt !== undefined)
+    return DateTime.fromMillis(input.graceEndsAt, { zone: "utc" });
+  const { zone } = customerZone(input.event, rules);
+  const dueAt = DateTime.fromMillis(input.dueAt, { zone: zoneFor(zone) });
+  return plusCalendar(dueAt, rules.gracePeriods[kind]);
 }
 
 /**
@@ -111,26 +133,13 @@ export function decideSend(input: GuardInput): SendDecision {
     };
   }
   const { zone } = customerZone(event, rules);
-  const grace = rules.gracePeriods[step.kind];
-  const dueAt = DateTime.fromMillis(input.dueAt, { zone: "utc" });
-  if (input.graceEndsAt !== undefined) {
-    const ended = DateTime.fromMillis(input.graceEndsAt, { zone: "utc" });
-    if (ended < now) {
-      return {
-        action: "skip",
-        code: "past-due",
-        reason: `past due: planned late, and its ${step.kind} grace period ended ${ended.toISO()}`,
-      };
-    }
-  } else if (plusCalendar(dueAt.setZone(zoneFor(zone)), grace) < now) {
-    // In calendar terms of the customer's zone, as the planner counts it (P2D across a DST
-    // change is 47 or 49 hours; a repeated local time is its first occurrence), so a step is not
-    // sent that intake would have skipped.
-    return {
-      action: "skip",
-      code: "past-due",
-      reason: `past due: was due ${dueAt.toISO()}, more than ${grace.toISO()} (the ${step.kind} grace period) ago`,
-    };
+  const ended = graceEnd(input, step.kind, rules);
+  if (ended < now) {
+    const reason =
+      input.graceEndsAt !== undefined
+        ? `past due: planned late, and its ${step.kind} grace period ended ${ended.toISO()}`
+        : `past due: was due ${DateTime.fromMillis(input.dueAt, { zone: "utc" }).toISO()}, more than ${rules.gracePeriods[step.kind].toISO()} (the ${step.kind} grace period) ago`;
+    return { action: "skip", code: "past-due", reason };
   }
   const window = step.sendWindow ?? rules.sendWindows[step.channel];
   let opens: DateTime;

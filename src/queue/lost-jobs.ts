@@ -1,7 +1,9 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { CHANNELS } from "../domain/events.js";
-import type { RuleSet } from "../domain/rules.js";
+import type { RuleSet, StepKind } from "../domain/rules.js";
+import { type GuardEvent, graceEnd } from "../domain/send-guard.js";
+import { findStep } from "../domain/step-ref.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import type { BucketSlice, ScheduledStepRef } from "../store/follow-up-schedule.js";
@@ -119,13 +121,22 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
     return live;
   }
 
-  /** The end of a step's grace period, or undefined when its kind is not known (the guard decides). */
-  function graceEndsAt(stepId: string, record: StepRecord): number | undefined {
+  /**
+   * The end of a step's grace period as the send guard counts it (in the customer's zone), or
+   * undefined when its kind is not known (the guard decides). Without its purchase (the guard
+   * would skip it as event-missing), from its due time in UTC.
+   */
+  function graceEndsAt(
+    stepId: string,
+    record: StepRecord,
+    event: GuardEvent | undefined,
+  ): number | undefined {
     if (record.graceEndsAt !== undefined) return record.graceEndsAt;
     const rules = deps.rules();
-    const { kind } = stepLabels(rules, stepId, record);
+    const kind = findStep(rules, stepId)?.step.kind ?? stepLabels(rules, stepId, record).kind;
     const grace = rules.gracePeriods[kind as keyof RuleSet["gracePeriods"]];
     if (!grace) return undefined;
+    if (event) return graceEnd({ event, dueAt: record.dueAt }, kind as StepKind, rules).toMillis();
     return DateTime.fromMillis(record.dueAt, { zone: "utc" }).plus(grace).toMillis();
   }
 
@@ -146,10 +157,11 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
       return undefined;
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
-    const graceEnds = graceEndsAt(stepId, record);
+    const graceEnds = graceEndsAt(stepId, record, view.event);
     const jobId = followUpJobId(eventId, stepId);
     const log = deps.logger.child({ eventId, stepId, jobId, shard: deps.shard });
-    if (graceEnds === undefined || now < graceEnds) {
+    // The guard sends it up to its grace end, that instant included.
+    if (graceEnds === undefined || now <= graceEnds) {
       // Once per margin, whoever looks: a step filed twice may be looked at by two workers at once
       // (in two buckets), and both would queue and count it.
       if (!(await deps.watch.markRequeued(eventId, stepId, now, deps.marginMs))) return undefined;

@@ -1,12 +1,14 @@
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
+import type { RuleSet } from "../../src/domain/rules.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
 import { createLostJobs, JOB_LOST } from "../../src/queue/lost-jobs.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
-import { purchaseInput, shippedRules } from "../support/fixtures.js";
+import { customerShard } from "../../src/store/keys.js";
+import { purchase, purchaseInput, shippedRules } from "../support/fixtures.js";
 import {
   eventProcessed,
   eventually,
@@ -70,29 +72,39 @@ async function promotedAndLost(p: PipelineHarness, n: number) {
   expect(await queue.getJob(jobId)).toBeUndefined();
   const metrics = new FollowUpMetrics();
   const rules = await rulesOf();
-  /** A worker's look for lost jobs, with a clock of the test's own. */
-  const looker = (counted: FollowUpMetrics) => {
-    let clock = 0;
-    const lostJobs = createLostJobs({
-      shard,
-      store: stores.store,
-      watch: stores.jobWatch,
-      followUps: queue,
-      redis: p.redis,
-      caps: stores.caps,
-      rules,
-      metrics: counted,
-      logger,
-      now: () => clock,
-      marginMs: MARGIN,
-    });
-    return (at: number) => {
-      clock = at;
-      return lostJobs.lookRound();
-    };
-  };
+  const looker = (counted: FollowUpMetrics) => lookerOf(p, shard, rules, counted);
   const lookAt = looker(metrics);
   return { id, due, queue, jobId, stores, metrics, lookAt, looker };
+}
+
+/** A worker's look for lost jobs in a shard, with a clock of the test's own: a round at `at`. */
+function lookerOf(
+  p: PipelineHarness,
+  shard: number,
+  rules: () => RuleSet,
+  metrics: FollowUpMetrics,
+) {
+  const stores = p.stores.of(shard);
+  const queue = p.followUpQueues[shard];
+  if (!queue) throw new Error(`no queue for shard ${shard}`);
+  let clock = 0;
+  const lostJobs = createLostJobs({
+    shard,
+    store: stores.store,
+    watch: stores.jobWatch,
+    followUps: queue,
+    redis: p.redis,
+    caps: stores.caps,
+    rules,
+    metrics,
+    logger,
+    now: () => clock,
+    marginMs: MARGIN,
+  });
+  return (at: number) => {
+    clock = at;
+    return lostJobs.lookRound();
+  };
 }
 
 async function rulesOf() {
@@ -229,4 +241,61 @@ it("skips and counts a step filed twice in the watch once, when two workers look
   );
   const skips = [...counts].filter(([field]) => field.includes(JOB_LOST));
   expect(skips.map(([, n]) => n)).toEqual([1]);
+});
+
+it("counts a lost step's grace period in the customer's zone, as the send guard does, across DST", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-dst");
+  const p = pipeline;
+  const rules = await shippedRules();
+  const metrics = new FollowUpMetrics();
+  /**
+   * A thank-you (two days' grace) of a London customer due at `dueIso`, whose job was lost
+   * (none was ever added), looked at once at `atIso`: what the look did with it.
+   */
+  async function lostAcrossDst(n: number, dueIso: string, atIso: string) {
+    const event = purchase({
+      id: `evt-dst-${n}`,
+      orderId: `ord-dst-${n}`,
+      occurredAt: dueIso,
+      customer: { id: `cus-dst-${n}`, email: `dst-${n}@example.com`, timezone: "Europe/London" },
+    });
+    const shard = customerShard(event.customer.id, p.shards);
+    const stores = p.stores.of(shard);
+    const due = Date.parse(dueIso);
+    await stores.store.schedule(
+      event,
+      Date.now() + 30 * 24 * 60 * MINUTE,
+      [
+        {
+          stepId: THANK_YOU,
+          dueAt: due,
+          channel: "email",
+          kind: "thank-you",
+          ruleId: "thank-you",
+          inSchedule: false,
+        },
+      ],
+      due,
+      1,
+    );
+    await stores.jobWatch.watch([{ eventId: event.id, stepId: THANK_YOU, lookAt: due + MINUTE }]);
+    return lookerOf(p, shard, () => rules, metrics)(Date.parse(atIso));
+  }
+  // (Dates to come: the watch keeps its lists a week past their time.) Clocks go back on 31
+  // October 2027 in London: two calendar days after 13:00 BST on the 30th is 13:00 GMT on
+  // 1 November, 49 hours on. Half an hour before that, the guard would still send it: it is
+  // queued again, not skipped (48 hours in UTC had passed).
+  expect(await lostAcrossDst(1, "2027-10-30T12:00:00Z", "2027-11-01T12:30:00Z")).toEqual({
+    requeued: 1,
+    skipped: 0,
+  });
+  // Clocks go forward on 28 March 2027: two days after 12:00 GMT on the 27th is 12:00 BST on the
+  // 29th, 47 hours on. Half an hour after that, the guard would skip it as past due: it is
+  // skipped as job-lost, not queued to be refused.
+  expect(await lostAcrossDst(2, "2027-03-27T12:00:00Z", "2027-03-29T11:30:00Z")).toEqual({
+    requeued: 0,
+    skipped: 1,
+  });
 });
