@@ -198,6 +198,7 @@ async function changeShardCount(options: ReshardOptions): Promise<ReshardResult>
     await store.moveShardKeys(placement, counts);
     options.onPart?.("moving the schedule");
     await store.moveSchedule(placement, counts);
+    await store.moveJobWatch(placement);
     options.onPart?.("rewriting references");
     await store.rewriteReferences(placement, counts);
     await store.claimEventIds(counts);

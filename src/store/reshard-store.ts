@@ -456,9 +456,36 @@ export class ReshardKeys {
    * new bucket: the promoter makes one job of it (one job id per step).
    */
   async moveSchedule(placement: EventPlacement, counts: ReshardCounts): Promise<void> {
+    await this.moveBuckets("t", placement, {
+      moved: (n) => {
+        counts.scheduledMoved += n;
+      },
+      dropped: () => {
+        counts.scheduledDropped++;
+      },
+    });
+  }
+
+  /**
+   * Moves the job watch's entries (`fu:j`, store/job-watch.ts) to their purchases' new shards, as
+   * moveSchedule does the schedule's: a step whose job moved to its new shard's queue is looked
+   * at there, where its record and its job now are (left in the old shard, it was dropped there
+   * as gone, and its job was watched by nothing). A step listed twice after a run that died half
+   * way is acted on once (JobWatch.markRequeued).
+   */
+  async moveJobWatch(placement: EventPlacement): Promise<void> {
+    await this.moveBuckets("j", placement, {});
+  }
+
+  /** Moves the bucket lists of `kind` (`t` the schedule, `j` the job watch) to the new shards. */
+  private async moveBuckets(
+    kind: "t" | "j",
+    placement: EventPlacement,
+    count: { moved?: (n: number) => void; dropped?: () => void },
+  ): Promise<void> {
     const newTags = new Set(this.toTags);
     for (const tag of this.fromTags) {
-      const index = `${tag}:fu:t`;
+      const index = `${tag}:fu:${kind}`;
       const buckets = await this.redis.zrange(index, "0", "-1", "WITHSCORES");
       for (let i = 0; i + 1 < buckets.length; i += 2) {
         const bucket = buckets[i] ?? "";
@@ -472,7 +499,7 @@ export class ReshardKeys {
         for (const element of elements) {
           const shard = placement.ofEvent(scheduleEventId(element) ?? "");
           if (shard === undefined) {
-            counts.scheduledDropped++;
+            count.dropped?.();
             continue;
           }
           const target = this.toTags[shard] ?? "";
@@ -480,18 +507,19 @@ export class ReshardKeys {
         }
         for (const [target, moving] of groups) {
           if (target === tag) continue;
-          const targetKey = `${target}:fu:t:${bucket}`;
+          const targetKey = `${target}:fu:${kind}:${bucket}`;
           await this.redis.rpush(targetKey, ...moving);
           if (ttl > 0) {
             // The later expiry of the two; a bucket just made has none yet.
             await this.redis.pexpire(targetKey, ttl, "GT");
             await this.redis.pexpire(targetKey, ttl, "NX");
           }
-          await this.redis.zadd(`${target}:fu:t`, start, bucket);
-          counts.scheduledMoved += moving.length;
+          await this.redis.zadd(`${target}:fu:${kind}`, start, bucket);
+          count.moved?.(moving.length);
         }
         const staying = newTags.has(tag) ? (groups.get(tag) ?? []) : [];
-        const rewrite = this.redis.multi().del(key, `${key}:lease`, `${key}:replanned`);
+        const marks = kind === "t" ? [`${key}:lease`, `${key}:replanned`] : [`${key}:lease`];
+        const rewrite = this.redis.multi().del(key, ...marks);
         if (staying.length > 0) {
           rewrite.rpush(key, ...staying);
           if (ttl > 0) rewrite.pexpire(key, ttl);

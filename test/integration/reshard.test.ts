@@ -4,9 +4,12 @@ import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { runReshard } from "../../src/cli/reshard-command.js";
+import { createLogger } from "../../src/logger.js";
+import { FollowUpMetrics } from "../../src/metrics.js";
 import { takeMoveLease } from "../../src/operations/move-lease.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import { reshard } from "../../src/operations/reshard.js";
+import { createLostJobs } from "../../src/queue/lost-jobs.js";
 import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
@@ -123,6 +126,15 @@ async function buyBigTickets(p: PipelineHarness, customers = CUSTOMERS): Promise
       }) as never,
     );
   for (const id of customers) await eventProcessed(p, `evt-b-${id}`);
+}
+
+/** A pipeline of two shards where every customer bought big tickets (buyBigTickets), its worker stopped. */
+async function boughtWithWorkerStopped(name: string): Promise<PipelineHarness> {
+  pipeline = await startPipeline(name, { shards: 2 });
+  await buyBigTickets(pipeline);
+  await pipeline.worker?.close();
+  pipeline.worker = undefined;
+  return pipeline;
 }
 
 describe("followups reshard", () => {
@@ -335,6 +347,52 @@ describe("followups reshard", () => {
     }
   });
 
+  it("moves the job watch with the steps: a moved step whose job is lost afterwards is found in its new shard", async () => {
+    // Thank-yous due in two minutes: delayed jobs, each filed in its shard's job watch.
+    const p = await boughtWithWorkerStopped("reshard-job-watch");
+    await reshardTo(p, 5);
+    // Every thank-you's job, moved to its new shard's queue, is lost there.
+    const after = shardStores(p.redis, p.prefix, 5);
+    const newQueues = queuesOf(p, 5);
+    let due = 0;
+    for (const id of CUSTOMERS) {
+      const eventId = `evt-b-${id}`;
+      const record = (await after.ofCustomer(id).store.stepRecords(eventId, [BIG_THANKS])).get(
+        BIG_THANKS,
+      );
+      expect(record?.state).toBe("scheduled");
+      due = Math.max(due, record?.dueAt ?? 0);
+      expect(await newQueues.ofCustomer(id).remove(followUpJobId(eventId, BIG_THANKS))).toBe(1);
+    }
+    // Each new shard's look, an hour and a half after they fell due, queues every one again.
+    const rules = await shippedRules();
+    let requeued = 0;
+    for (let shard = 0; shard < 5; shard++) {
+      const stores = after.of(shard);
+      const round = await createLostJobs({
+        shard,
+        store: stores.store,
+        watch: stores.jobWatch,
+        followUps: newQueues.of(shard),
+        redis: p.redis,
+        caps: stores.caps,
+        rules: () => rules,
+        metrics: new FollowUpMetrics(),
+        logger: createLogger({ level: "silent", pretty: false }),
+        now: () => due + 90 * 60_000,
+        marginMs: 15 * 60_000,
+      }).lookRound();
+      requeued += round.requeued;
+      expect(round.skipped).toBe(0);
+    }
+    expect(requeued).toBe(CUSTOMERS.length);
+    for (const id of CUSTOMERS)
+      expect(
+        await newQueues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)),
+      ).toBeDefined();
+    await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
   it("carries the re-planner's notes and their failed tries to each purchase's new shard, and each key's expiry (one in its last millisecond too)", async () => {
     pipeline = await startPipeline("reshard-replan-tries", { shards: 2 });
     const p = pipeline;
@@ -420,11 +478,7 @@ describe("followups reshard", () => {
   });
 
   it("finishes a change that stopped half-way when run again", async () => {
-    pipeline = await startPipeline("reshard-resumed", { shards: 2 });
-    const p = pipeline;
-    await buyBigTickets(p);
-    await p.worker?.close();
-    p.worker = undefined;
+    const p = await boughtWithWorkerStopped("reshard-resumed");
     const pendingBefore = await pendingOf(p);
     expect(pendingBefore).toBe(CUSTOMERS.length * 2);
 
@@ -462,11 +516,7 @@ describe("followups reshard", () => {
   });
 
   it("refuses a second run while one is under way; a run killed -9 leaves a hold that runs out", async () => {
-    pipeline = await startPipeline("reshard-twice", { shards: 2 });
-    const p = pipeline;
-    await buyBigTickets(p);
-    await p.worker?.close();
-    p.worker = undefined;
+    const p = await boughtWithWorkerStopped("reshard-twice");
     const pendingBefore = await pendingOf(p);
 
     // An operator runs it again in another terminal while the first is still moving keys.
