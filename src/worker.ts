@@ -42,6 +42,7 @@ import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
 import { createIntakeProcessor, HISTORY_RETENTION_MS } from "./queue/intake-processor.js";
 import { KEEP_COMPLETED, KEEP_COMPLETED_EVENTS, KEEP_FAILED } from "./queue/job-retention.js";
+import { watchStepsOfEarlierVersions } from "./queue/job-watch-upgrade.js";
 import { createLostJobs, lostJobMarginMs } from "./queue/lost-jobs.js";
 import {
   BUDGET_ALERT_JOB,
@@ -911,6 +912,25 @@ async function startWorkerWith(
         ),
       )
     : Promise.resolve();
+  // Steps that became jobs before the job watch (or whose job was lost already) are filed in it,
+  // once per shard, in the background, by one of the workers serving it.
+  const watchingEarlier = Promise.all(
+    servedShards.map((shard) =>
+      watchStepsOfEarlierVersions({
+        shard,
+        watch: shards.of(shard).jobWatch,
+        horizonMs: env.PROMOTE_HORIZON_MS,
+        now,
+        logger,
+        stopped: () => stopping,
+      }).catch((error: unknown) =>
+        logger.error(
+          { err: error, shard },
+          "filing the steps of earlier versions in the job watch failed; tried again at a later start",
+        ),
+      ),
+    ),
+  );
   // Expired entries of the packed indexes go within a day, even from buckets not written again.
   const indexSweeper = createPackedIndexSweeper({ redis, prefix, now, logger });
   indexSweeper.start();
@@ -968,6 +988,7 @@ async function startWorkerWith(
       coverage?.stop(),
       finishedJobs.stop(),
       upgrading,
+      watchingEarlier,
       packing,
       replanning,
       ...workers.map(({ worker }) => worker.close(force)),

@@ -1,7 +1,12 @@
 import { SCHEDULE_BUCKET_MS, type Scope, StoreKeys } from "./keys.js";
+import { LEGACY_PURCHASE_FIELD } from "./legacy-layout.js";
+import { decodeStored } from "./purchase-codec.js";
+import { purchaseOfFields, type RecordFields } from "./purchase-fields.js";
 import type { RedisClient } from "./redis-client.js";
+import { scanKeys } from "./reshard-store.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { type BucketSlice, type ScheduledStepRef, StepBuckets } from "./step-buckets.js";
+import { readStepRecord, type StepRecord } from "./step-record.js";
 
 /**
  * The steps that are BullMQ jobs, or are about to be, filed by when to look whether their job
@@ -16,6 +21,14 @@ import { type BucketSlice, type ScheduledStepRef, StepBuckets } from "./step-buc
 export const LOOK_AFTER_DUE_MS = 15 * 60_000;
 /** An entry is kept this long past the time it is to be looked at (workers down meanwhile). */
 const KEEP_MS = 7 * 86_400_000;
+
+/** How long the worker reading a shard's records for the upgrade holds it between batches. */
+const UPGRADE_LEASE_MS = 10 * 60_000;
+
+/** A step found pending in a purchase record. */
+export interface PendingStep extends ScheduledStepRef {
+  readonly record: StepRecord;
+}
 
 /** A step to watch, and when to look at it first (epoch ms). */
 export interface WatchedStep extends ScheduledStepRef {
@@ -62,6 +75,76 @@ export class JobWatch {
       "NX",
     );
     return set === "OK";
+  }
+
+  /**
+   * Takes the shard's upgrade (the records read once for steps of versions before the watch):
+   * "done" when it was done already, "held" while another worker does it, "taken" for this one.
+   */
+  async takeUpgrade(token: string): Promise<"done" | "held" | "taken"> {
+    const key = this.keys.jobWatchUpgrade();
+    const taken = await this.redis.set(key, `running ${token}`, "PX", UPGRADE_LEASE_MS, "NX");
+    if (taken === "OK") return "taken";
+    return (await this.redis.get(key)) === "done" ? "done" : "held";
+  }
+
+  /** Keeps the upgrade held by `token` for another lease; false when it is no longer ours. */
+  async keepUpgrade(token: string): Promise<boolean> {
+    const key = this.keys.jobWatchUpgrade();
+    if ((await this.redis.get(key)) !== `running ${token}`) return false;
+    await this.redis.pexpire(key, UPGRADE_LEASE_MS);
+    return true;
+  }
+
+  /** Marks the upgrade done for good: no later start reads the records again. */
+  async finishUpgrade(): Promise<void> {
+    await this.redis.set(this.keys.jobWatchUpgrade(), "done");
+  }
+
+  /**
+   * The pending steps (`scheduled`, `sending`) of every purchase record of the shard, a SCAN batch
+   * at a time, each record read once; its purchase's id from the purchase in it, else from the
+   * stored purchase beside it (versions before 2026-12-03) or its JSON (before 2026-11-30). A
+   * record whose purchase cannot be read is passed over.
+   */
+  async *pendingSteps(): AsyncGenerator<PendingStep[]> {
+    for await (const batch of scanKeys(this.redis, this.keys.eventRecords())) {
+      const found: PendingStep[] = [];
+      // One round trip per batch: the shard's keys share its slot.
+      const pipeline = this.redis.pipeline();
+      for (const key of batch) pipeline.hgetallBuffer(key);
+      const replies = (await pipeline.exec()) ?? [];
+      for (const [i, key] of batch.entries()) {
+        const [error, reply] = replies[i] ?? [];
+        if (error) throw error;
+        const fields = (reply ?? {}) as RecordFields;
+        const steps = Object.entries(fields).flatMap(([field, raw]) => {
+          if (!field.startsWith("s:")) return [];
+          const record = readStepRecord(raw.toString("utf8"));
+          return record.state === "scheduled" || record.state === "sending"
+            ? [{ stepId: field.slice(2), record }]
+            : [];
+        });
+        if (steps.length === 0) continue;
+        const eventId = await this.eventIdOf(key, fields).catch(() => undefined);
+        if (eventId !== undefined) found.push(...steps.map((step) => ({ ...step, eventId })));
+      }
+      if (found.length > 0) yield found;
+    }
+  }
+
+  /** The id of the purchase a record is of, as pendingSteps reads it. */
+  private async eventIdOf(key: string, fields: RecordFields): Promise<string | undefined> {
+    const encoded =
+      purchaseOfFields(fields) ??
+      (await this.redis.getBuffer(key.replace(/:fu:e:([^:]*)$/, ":fu:p:$1"))) ??
+      undefined;
+    if (encoded) {
+      const decoded = decodeStored(encoded);
+      return decoded.kind === "whole" ? decoded.event.id : decoded.kept.id;
+    }
+    const legacy = fields[LEGACY_PURCHASE_FIELD];
+    return legacy ? (JSON.parse(legacy.toString("utf8")) as { id?: string }).id : undefined;
   }
 
   /** Buckets whose whole span ended by `until` (epoch ms), earliest first. */

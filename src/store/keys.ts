@@ -590,6 +590,20 @@ export class StoreKeys {
   }
 
   /**
+   * Whether the shard's purchase records were read for steps that became jobs before the job
+   * watch (queue/job-watch-upgrade.ts): `done`, or `running` under the lease of the worker
+   * reading them.
+   */
+  jobWatchUpgrade(): string {
+    return `${this.base}jw`;
+  }
+
+  /** The SCAN pattern every purchase record of the shard (eventRecord) matches. */
+  eventRecords(): string {
+    return `${this.base}e:*`;
+  }
+
+  /**
    * Held for a margin by the one worker that queued a step again after its job was lost
    * (JobWatch.markRequeued): a second look at the same step meanwhile (the step filed twice in the
    * watch, looked at by another worker in another bucket) neither queues nor counts it again.

@@ -209,6 +209,12 @@ export class ReshardKeys {
     for await (const batch of this.shardKeys(new Set(this.fromTags))) {
       await inBatches(batch, async ({ key, tag, rest }) => {
         const kind = rest.split(":", 1)[0] ?? "";
+        // Whether a shard's records were read for the job watch's upgrade: a shard that no longer
+        // exists has none to read; a new shard reads its own once, at its first worker's start.
+        if (kind === "jw") {
+          if (!newTags.has(tag)) await this.redis.del(key);
+          return;
+        }
         if (kind === "tg" || kind === "tq" || kind === "tr") {
           await this.moveReplanNotes(key, kind, placement, newTags.has(tag));
           return;

@@ -69,8 +69,9 @@ async function backToLayoutOne(
       const [next, found] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
       cursor = next;
       for (const key of found) {
-        // Kinds layout 1 did not have: a re-planning walk's generation and its notes.
-        if (/\}:fu:t[gq]$/.test(key)) {
+        // Kinds layout 1 did not have: a re-planning walk's generation and its notes, and the
+        // mark of the job watch's upgrade.
+        if (/\}:fu:(t[gq]|jw)$/.test(key)) {
           await redis.del(key);
           continue;
         }

@@ -3,11 +3,12 @@ import { afterEach, expect, it } from "vitest";
 import type { RuleSet } from "../../src/domain/rules.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
+import { watchStepsOfEarlierVersions } from "../../src/queue/job-watch-upgrade.js";
 import { createLostJobs, JOB_LOST } from "../../src/queue/lost-jobs.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { createPromoter } from "../../src/queue/promoter.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
-import { customerShard, shardScope } from "../../src/store/keys.js";
+import { customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { purchase, purchaseInput, shippedRules } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -107,6 +108,12 @@ function lookerOf(
   };
 }
 
+/** A pipeline of its own (`name`) with a promoted step whose job was lost (promotedAndLost). */
+async function pipelineWithLostJob(name: string, n: number) {
+  pipeline = await startPipeline(name);
+  return { p: pipeline, lost: await promotedAndLost(pipeline, n) };
+}
+
 async function rulesOf() {
   const rules = await shippedRules();
   return () => rules;
@@ -120,9 +127,7 @@ async function lostCount(metrics: FollowUpMetrics, outcome: string) {
 it("queues a promoted step whose job was removed again, and it is sent exactly once", {
   timeout: 30_000,
 }, async () => {
-  pipeline = await startPipeline("lost-jobs-requeue");
-  const p = pipeline;
-  const lost = await promotedAndLost(p, 1);
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-requeue", 1);
   // Not before its bucket's time and the margin have passed.
   expect(await lost.lookAt(lost.due + 5 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
   expect(await lost.queue.getJob(lost.jobId)).toBeUndefined();
@@ -146,9 +151,7 @@ it("queues a promoted step whose job was removed again, and it is sent exactly o
 it("skips a step whose job was lost past its grace period, with the reason, and counts it", {
   timeout: 30_000,
 }, async () => {
-  pipeline = await startPipeline("lost-jobs-skip");
-  const p = pipeline;
-  const lost = await promotedAndLost(p, 2);
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-skip", 2);
   // A thank-you's grace period is two days.
   expect(await lost.lookAt(lost.due + 3 * 24 * 60 * MINUTE)).toEqual({ requeued: 0, skipped: 1 });
   const record = await stepRecordOf(p, lost.id, THANK_YOU);
@@ -165,9 +168,7 @@ it("skips a step whose job was lost past its grace period, with the reason, and 
 it("leaves a step being sent alone while its sender may be live, however its job fares", {
   timeout: 30_000,
 }, async () => {
-  pipeline = await startPipeline("lost-jobs-sending");
-  const p = pipeline;
-  const lost = await promotedAndLost(p, 3);
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-sending", 3);
   // A worker claims it (an hour late, say) and is sending: its job is gone meanwhile.
   const claimedAt = lost.due + 60 * MINUTE;
   const claim = await lost.stores.store.claim(lost.id, THANK_YOU, claimedAt, 2 * MINUTE, {
@@ -302,4 +303,29 @@ it("counts a lost step's grace period in the customer's zone, as the send guard 
     requeued: 0,
     skipped: 1,
   });
+});
+
+it("files the steps that became jobs before the job watch once, and a lost one is then found", {
+  timeout: 30_000,
+}, async () => {
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-upgrade", 6);
+  // As a version before the watch left it: a job (lost since), and nothing in the watch.
+  const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf(lost.id), p.shards));
+  const buckets = await p.redis.zrange(keys.jobWatchIndex(), "0", "-1");
+  await p.redis.del(keys.jobWatchIndex(), ...buckets.map((b) => keys.jobWatchBucket(Number(b))));
+  await p.redis.del(keys.jobWatchUpgrade());
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
+  const upgrade = {
+    shard: await p.shardOf(lost.id),
+    watch: lost.stores.jobWatch,
+    horizonMs: 5 * MINUTE,
+    now: () => lost.due - MINUTE,
+    logger,
+  };
+  // The shard's records are read once: its thank-you (due within the horizon) is filed.
+  expect(await watchStepsOfEarlierVersions(upgrade)).toBe(1);
+  expect(await watchStepsOfEarlierVersions(upgrade)).toBe(0);
+  expect(await p.redis.get(keys.jobWatchUpgrade())).toBe("done");
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
+  expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
 });

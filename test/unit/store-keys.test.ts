@@ -53,6 +53,8 @@ describe("the store's key names", () => {
     ["jobWatchBucket", keys.jobWatchBucket(2967480), "{followups:0}:fu:j:2967480"],
     ["jobWatchIndex", keys.jobWatchIndex(), "{followups:0}:fu:j"],
     ["jobWatchLease", keys.jobWatchLease(2967480), "{followups:0}:fu:j:2967480:lease"],
+    ["jobWatchUpgrade", keys.jobWatchUpgrade(), "{followups:0}:fu:jw"],
+    ["eventRecords", keys.eventRecords(), "{followups:0}:fu:e:*"],
     [
       "lostJobRequeue",
       keys.lostJobRequeue("evt-1", "thank-you.thank-you"),
@@ -127,6 +129,8 @@ describe("the upgrade from the key layout before hash tags", () => {
         "jobWatchIndex",
         "jobWatchLease",
         "lostJobRequeue",
+        "jobWatchUpgrade",
+        "eventRecords",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
