@@ -75,8 +75,16 @@ describe("failing a copied job again", () => {
     await expect(failer.failAgainIn(target, job)).rejects.toThrow(
       /paused and has workers connected/,
     );
-    await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await target.isPaused()).toBe(true);
+    // The refusal is complete once the calls have settled: the queue was never resumed, not even
+    // for a moment (every resume writes "resumed" to the queue's events stream, in the same
+    // script), so the worker could never take a job, then or later; and it took none.
+    const events = await redis.xrange(target.keys.events as string, "-", "+");
+    const written = events.map(([, fields]) => fields[fields.indexOf("event") + 1]);
+    expect(written).toContain("paused");
+    expect(written).not.toContain("resumed");
+    expect(written).not.toContain("active");
+    expect(await (await target.getJob("held"))?.getState()).toBe("waiting");
     expect(processed).toEqual([]);
   });
 });

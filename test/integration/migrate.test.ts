@@ -44,6 +44,7 @@ import {
 } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, keysMatching } from "../support/redis-namespace.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { settledSteps } from "../support/settled-queue.js";
 
 /**
  * `followups migrate`: a deployment on one Redis moves, with its workers stopped, to another Redis
@@ -383,7 +384,12 @@ describe("followups migrate", () => {
       await job.promote().catch(() => undefined);
     }
     await p.sink.waitForMessages(CUSTOMERS.length - 1);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Every thank-you's job on the new Redis has finished, retries included: none sends again.
+    await settledSteps(
+      newQueues.all(),
+      CUSTOMERS.map((id) => ({ eventId: `evt-m-${id}`, stepId: THANKS })),
+      "the thank-yous on the new Redis",
+    );
     expect(p.sink.messages).toHaveLength(CUSTOMERS.length - 1);
     expect(p.sink.messages.flatMap((m) => m.envelope.rcptTo).sort()).toEqual(
       CUSTOMERS.slice(1).map((id) => `${id}@example.com`),

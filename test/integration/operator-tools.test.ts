@@ -33,6 +33,7 @@ import {
   promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { settledSteps } from "../support/settled-queue.js";
 import { httpAddressOf } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -657,8 +658,13 @@ describe("followups failed --retry and resend", () => {
     expect(first?.providerId).toBeTruthy();
     expect(resent.providerId).not.toBe(first?.providerId);
     expect(resent.earlierProviderIds).toEqual([first?.providerId]);
-    // Exactly once: no third message turns up.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Exactly once: every job of the step (the first, the retry's, the resend's) has finished,
+    // retries included, so none is left to send a third message.
+    await settledSteps(
+      p.followUpQueues,
+      [{ eventId: "evt-retry", stepId: "thank-you.thank-you" }],
+      "the retried and resent thank-you",
+    );
     expect(p.sink.messages).toHaveLength(2);
     const timeline = await json<CustomerTimeline>(p, (io) =>
       runCustomer("cus-retry", config(p), io),

@@ -34,6 +34,7 @@ import {
   startPipeline,
 } from "../support/pipeline-harness.js";
 import { startRedisServer } from "../support/redis-server.js";
+import { settledSteps } from "../support/settled-queue.js";
 
 /**
  * `followups reshard`: a deployment's shard count changes with its workers stopped, and every
@@ -268,7 +269,12 @@ describe("followups reshard", () => {
       await job.promote().catch(() => undefined);
     }
     await p.sink.waitForMessages(CUSTOMERS.length + CUSTOMERS.length - 1);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Every thank-you's job in the new shards has finished, retries included: none sends again.
+    await settledSteps(
+      newQueues.all(),
+      CUSTOMERS.map((id) => ({ eventId: `evt-b-${id}`, stepId: BIG_THANKS })),
+      "the thank-yous in the new shards",
+    );
     expect(p.sink.messages).toHaveLength(CUSTOMERS.length * 2 - 1);
 
     // The failed thank-you is still listed, from its new shard.
@@ -510,7 +516,12 @@ describe("followups reshard", () => {
       ).toHaveLength(1);
     }
     await p.sink.waitForMessages(CUSTOMERS.length);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Every thank-you's job in the new shards has finished, retries included: none sends again.
+    await settledSteps(
+      queues.all(),
+      CUSTOMERS.map((id) => ({ eventId: `evt-b-${id}`, stepId: BIG_THANKS })),
+      "the thank-yous in the new shards",
+    );
     expect(p.sink.messages).toHaveLength(CUSTOMERS.length);
     await Promise.all(queues.made().map((queue) => queue.close()));
   });
@@ -645,13 +656,33 @@ describe("followups reshard", () => {
     const failed = await queues.of(0).getJob(followUpJobId(`evt-b-${failing}`, BIG_THANKS));
     expect(await failed?.getState()).toBe("failed");
     expect(await pendingOf(p)).toBe(pendingBefore);
-    // Nothing is sent while the queues stay paused.
+    // Nothing is sent while the queues stay paused. What each queue's events stream held before
+    // the worker came: every resume and every job taken writes to it (in the same script).
+    const streamEnds = await Promise.all(
+      queues.all().map(async (queue) => {
+        const [last] = await p.redis.xrevrange(queue.keys.events as string, "+", "-", "COUNT", 1);
+        return last?.[0] ?? "0-0";
+      }),
+    );
     await workerWith(p, 3);
     for (const id of CUSTOMERS)
       await (await queues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)))
         ?.promote()
         .catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // The worker is on every queue, ready to take what it may; no queue was resumed since and no
+    // job taken, so none can be while they stay paused; the thank-yous wait untouched.
+    for (const [shard, queue] of queues.all().entries()) {
+      expect(await queue.getWorkersCount()).toBeGreaterThan(0);
+      expect(await queue.isPaused()).toBe(true);
+      const since = await p.redis.xrange(queue.keys.events as string, `(${streamEnds[shard]}`, "+");
+      const written = since.map(([, fields]) => fields[fields.indexOf("event") + 1]);
+      expect(written).not.toContain("resumed");
+      expect(written).not.toContain("active");
+    }
+    for (const id of CUSTOMERS) {
+      const job = await queues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS));
+      expect(job?.processedOn).toBeUndefined();
+    }
     expect(p.sink.messages).toHaveLength(0);
     await Promise.all(queues.made().map((queue) => queue.close()));
   });

@@ -27,6 +27,7 @@ import {
   stepRecordOf,
   whereWaiting,
 } from "../support/pipeline-harness.js";
+import { settledSteps } from "../support/settled-queue.js";
 
 const DAY = 86_400_000;
 const CHECK_IN = "big-ticket.check-in";
@@ -125,7 +126,12 @@ describe("upgrading from one delayed job per step", () => {
     const keys = new StoreKeys(p.prefix);
     for (const due of [far, far + 60_000])
       expect(await p.redis.hget(keys.pendingDay(dayOf(due)), "sms")).toBe("0");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Every job of the two check-ins has finished, retries included: none is left to send again.
+    await settledSteps(
+      p.followUpQueues,
+      ["evt-old-1", "evt-old-2"].map((eventId) => ({ eventId, stepId: CHECK_IN })),
+      "the two check-ins",
+    );
     expect(p.twilio.messages).toHaveLength(2);
   });
 

@@ -2,6 +2,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { readEnv } from "../../src/config/env.js";
 import { createLogger } from "../../src/logger.js";
+import { followUpJobId } from "../../src/queue/names.js";
 import { customerShard, StoreKeys } from "../../src/store/keys.js";
 import { startWorker, type WorkerHandle } from "../../src/worker.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -14,6 +15,7 @@ import {
   stepRecordOf,
   waitForState,
 } from "../support/pipeline-harness.js";
+import { settledSteps } from "../support/settled-queue.js";
 import { httpAddressOf } from "../support/webhooks.js";
 
 /**
@@ -83,8 +85,18 @@ describe("follow-ups spread over shards (FOLLOW_UP_SHARDS)", () => {
     // This worker serves shards 0 and 1: their thank-yous go, those of shards 2 and 3 wait.
     await waitForState(p, `evt-${customers[0]}`, "thank-you.thank-you", "sent");
     await waitForState(p, `evt-${customers[1]}`, "thank-you.thank-you", "sent");
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Their thank-you jobs are due, yet nothing can take them: no worker is connected to the
+    // queues of shards 2 and 3 (those of shards 0 and 1 have theirs), and none ever took them.
+    for (const [shard, queue] of p.followUpQueues.entries()) {
+      const connected = await queue.getWorkersCount();
+      if (shard < 2) expect(connected).toBeGreaterThan(0);
+      else expect(connected).toBe(0);
+    }
     for (const id of customers.slice(2)) {
+      const job = await p.followUps.getJob(followUpJobId(`evt-${id}`, "thank-you.thank-you"));
+      expect(job).toBeDefined();
+      expect(job?.processedOn).toBeUndefined();
+      expect(job?.attemptsStarted).toBe(0);
       expect((await stepRecordOf(p, `evt-${id}`, "thank-you.thank-you"))?.state).toBe("scheduled");
     }
 
@@ -103,7 +115,12 @@ describe("follow-ups spread over shards (FOLLOW_UP_SHARDS)", () => {
     for (const id of customers.slice(2))
       await waitForState(p, `evt-${id}`, "thank-you.thank-you", "sent");
     const mails = await p.sink.waitForMessages(4);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Every thank-you's job has finished, retries included: none is left that could send again.
+    await settledSteps(
+      p.followUpQueues,
+      customers.map((id) => ({ eventId: `evt-${id}`, stepId: "thank-you.thank-you" })),
+      "the thank-yous",
+    );
     expect(p.sink.messages.flatMap((mail) => mail.envelope.rcptTo).sort()).toEqual(
       customers.map((id) => `${id}@example.com`).sort(),
     );

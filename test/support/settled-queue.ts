@@ -42,3 +42,46 @@ export async function settledQueue(
     timeoutMs,
   );
 }
+
+/** A follow-up job's data as far as a step goes: its event and step. */
+interface StepJobData {
+  readonly e?: string;
+  readonly s?: string;
+}
+
+/**
+ * Waits until no job of the given steps is unfinished in any of `queues` (none waiting, active,
+ * delayed or prioritized, a paused queue's included; a retry waits in the delayed set, a resend
+ * is a job of its own id), so a test can then assert that a step was not sent again: nothing is
+ * left that could send it. For queues that also hold far-future jobs of other steps, which never
+ * settle (settledQueue).
+ */
+export async function settledSteps(
+  queues: readonly Pick<Queue, "getJobs">[],
+  steps: readonly { readonly eventId: string; readonly stepId: string }[],
+  what: string,
+  timeoutMs?: number,
+): Promise<void> {
+  const wanted = new Set(steps.map((step) => `${step.eventId}\u0000${step.stepId}`));
+  await eventually(
+    async () => {
+      for (const queue of queues) {
+        const jobs = await queue.getJobs([
+          "waiting",
+          "active",
+          "delayed",
+          "prioritized",
+          "waiting-children",
+        ]);
+        const unfinished = jobs.some((job) => {
+          const data = (job?.data ?? {}) as StepJobData;
+          return wanted.has(`${data.e}\u0000${data.s}`);
+        });
+        if (unfinished) return undefined;
+      }
+      return true;
+    },
+    `every job of ${what} to finish`,
+    timeoutMs,
+  );
+}
