@@ -17,6 +17,7 @@ import {
   startPipeline,
   stepRecordOf,
 } from "../support/pipeline-harness.js";
+import { settledSteps } from "../support/settled-queue.js";
 
 /**
  * A step whose BullMQ job is gone (removed with queue tools, lost in a failover) while its record
@@ -142,7 +143,8 @@ it("queues a promoted step whose job was removed again, and it is sent exactly o
   await p.sink.waitForMessages(1, 10_000);
   // Looked at again later: sent, so left alone, and never sent twice.
   expect(await lost.lookAt(lost.due + 3 * 60 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Every job of the step has finished, retries included: none is left to send it again.
+  await settledSteps(p.followUpQueues, [{ eventId: lost.id, stepId: THANK_YOU }], "the thank-you");
   const to = p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-1@example.com");
   expect(to).toHaveLength(1);
   expect(await lostCount(lost.metrics, "requeued")).toBe(1);

@@ -776,7 +776,11 @@ describe("followups migrate", () => {
     await expect(migrateToTarget(p)).rejects.toThrow(
       /^job evt-taken of purchase-events is held by an earlier run of this command that stopped: .*then run the command again$/,
     );
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    // Its hold (the job's lock, renewed by nothing) runs out; the job stays active, held by no one.
+    await eventually(
+      async () => (await newRedis.pttl(`${eventsThere.toKey("evt-taken")}:lock`)) < 0 || undefined,
+      "the stopped run's lock on evt-taken to run out",
+    );
     expect(await (await eventsThere.getJob("evt-taken"))?.getState()).toBe("active");
     // Then it finishes: the job failed there with its reason, and workers start there.
     await expect(migrateToTarget(p)).resolves.toMatchObject({ failedJobsCopied: 1 });

@@ -15,6 +15,7 @@ import { replyId } from "../../src/store/step-replies.js";
 import { oneStepYaml, purchase, rulesFrom } from "../support/fixtures.js";
 import { eventually } from "../support/pipeline-harness.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+import { settledQueue } from "../support/settled-queue.js";
 import { type SmtpSink, startSmtpSink } from "../support/smtp-sink.js";
 
 /**
@@ -139,7 +140,8 @@ describe("owner alerts on several workers at once", () => {
       15_000,
     );
     sink.setReplyDelay(0);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Every alert job has finished, retries included: none is left to send a reply again.
+    expect(await settledQueue(queue, "the alert jobs")).toMatchObject({ failed: 0 });
     expect(texts.map(emailsWith)).toEqual([1, 1, 1]);
     expect(sink.messages.every((m) => m.envelope.rcptTo.join() === OWNER_EMAIL)).toBe(true);
     expect(await alerts.pending(OWNER)).toEqual([]);

@@ -1,10 +1,15 @@
+import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { OWNER_ALERTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
+import { ownerSchedulerId } from "../../src/reports/owner-reports.js";
+import { OwnerAlertQueue } from "../../src/store/owner-alerts.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { withOwners } from "../support/rules-config.js";
+import { settledQueue } from "../support/settled-queue.js";
 import { postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -22,6 +27,13 @@ const MARIA = {
   alerts: true,
   alertWindow: "PT3S",
 };
+
+/** The worker's owner-alerts queue, as the test reads it; close it after. */
+const alertsQueueOf = (p: PipelineHarness) =>
+  new Queue(OWNER_ALERTS_QUEUE, {
+    connection: p.redis,
+    prefix: queuePrefix(p.prefix, OWNER_ALERTS_QUEUE, p.env.REDIS_CLUSTER),
+  });
 
 /** A worker whose owners get alerts, and a purchase of three months ago whose check-in was sent. */
 async function checkedIn(
@@ -100,14 +112,45 @@ describe("unhappy replies reach the owner at once", () => {
     // Two more within the window: nothing at once, one email with both at its end.
     await reply("Still broken. Not happy.", "SMa3");
     await reply("And the stand is broken too", "SMa4");
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    expect(p.sink.messages).toHaveLength(1);
+    // Both are filed for Maria, bundled: they wait in her list, and the one alert job that can
+    // send them waits for the window's end; every other alert job has finished.
+    const maria = ownerSchedulerId(MARIA);
+    const filedFor = (owner: string) =>
+      p.logs.filter(
+        (line) => line.msg === "unhappy reply filed for an owner's alert" && line.owner === owner,
+      );
+    await eventually(
+      async () => (filedFor(maria).length === 3 ? true : undefined),
+      "both later replies to be filed for Maria",
+    );
+    expect(filedFor(maria).map((line) => line.bundled)).toEqual([false, true, true]);
+    expect(await new OwnerAlertQueue(p.redis, p.prefix).pending(maria)).toHaveLength(2);
+    const alerts = alertsQueueOf(p);
+    try {
+      const unfinished = await alerts.getJobs(["waiting", "active", "delayed", "prioritized"]);
+      expect(unfinished.map((job) => job.id)).toEqual([expect.stringMatching(`^alert-${maria}-`)]);
+      const [windowEnd] = unfinished;
+      expect(await windowEnd?.getState()).toBe("delayed");
+      // Due at the window's end (BullMQ scores a delayed job as due time × 4096 + a counter).
+      const score = await p.redis.zscore(alerts.keys.delayed as string, windowEnd?.id ?? "");
+      expect(Math.floor(Number(score) / 4096)).toBeGreaterThanOrEqual(sentAt + 2_000);
+      expect(p.sink.messages).toHaveLength(1);
+    } finally {
+      await alerts.close();
+    }
     const [, bundle] = await p.sink.waitForMessages(2, 30_000);
     expect(bundle?.parsed.subject).toBe("Your shop: 2 unhappy replies");
     expect(bundle?.parsed.text).toContain("Still broken. Not happy.");
     expect(bundle?.parsed.text).toContain("And the stand is broken too");
-    // The owner of another store heard nothing, and nothing more comes.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // The owner of another store heard nothing (nothing was filed for him), and nothing more
+    // comes: every alert job has finished, retries included.
+    expect(filedFor(ownerSchedulerId({ email: "olaf@shop.example" }))).toEqual([]);
+    const settled = alertsQueueOf(p);
+    try {
+      expect(await settledQueue(settled, "the alerts")).toEqual({ completed: 2, failed: 0 });
+    } finally {
+      await settled.close();
+    }
     expect(p.sink.messages.map((m) => m.envelope.rcptTo)).toEqual([
       ["maria@shop.example"],
       ["maria@shop.example"],

@@ -15,6 +15,7 @@ import {
   waitForState,
 } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { settledSteps } from "../support/settled-queue.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /**
@@ -132,7 +133,12 @@ it("out of memory, a STOP texted is spooled and answered 200, /readyz answers 50
     "/readyz to answer 200 again",
     15_000,
   );
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  // Every job of the check-in has finished, retries included: none is left to send it again.
+  await settledSteps(
+    p.followUpQueues,
+    [{ eventId: "evt-oom", stepId: "big-ticket.check-in" }],
+    "the check-in",
+  );
   expect(p.twilio.messages.filter((message) => message.to === "+442079460411")).toHaveLength(1);
 });
 

@@ -598,18 +598,26 @@ describe("followups reshard", () => {
       // What BullMQ prints of its queues' errors when nobody listens (the console is not ours).
       const printed = vi.spyOn(console, "error").mockImplementation(() => undefined);
       const io = captureIo();
+      let restarted: Promise<void> | undefined;
       const gone = {
         ...io,
         err: (chunk: string) => {
           io.err(chunk);
           // Killed, and back a moment later (the test's own connections reconnect).
           if (chunk.startsWith("moving customers"))
-            void server.restart({ signal: "SIGKILL", downMs: 1_000 });
+            restarted = server.restart({ signal: "SIGKILL", downMs: 1_000 });
         },
       };
       try {
         await expect(runReshard({ to: "3" }, gone)).rejects.toThrow();
-        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        // The outage is over and connections came back: a connection's errors while Redis was
+        // away (each failed reconnect) are behind us, whoever listened to them or not.
+        expect(restarted).toBeDefined();
+        await restarted;
+        await eventually(
+          async () => (await p.redis.ping().catch(() => "")) === "PONG" || undefined,
+          "the test's own connection to reach Redis again",
+        );
         expect(printed.mock.calls.map((call) => String(call[0]))).toEqual([]);
       } finally {
         printed.mockRestore();

@@ -5,6 +5,7 @@ import { quietRedisErrors } from "../faults/fault-support.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import { type PipelineHarness, startPipeline, waitForState } from "../support/pipeline-harness.js";
 import { findFreePort, type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { settledSteps } from "../support/settled-queue.js";
 
 /**
  * The provider took the message, and Redis refuses the write that records it (`READONLY`: a
@@ -50,8 +51,9 @@ it("a send whose `sent` record Redis refuses for a moment is recorded once it ta
   await p.redis.replicaof("NO", "ONE");
 
   const record = await waitForState(p, EVENT_ID, STEP_ID, "sent");
-  // Twice the lease (3 s in the harness): a run that took the step over would have sent by now.
-  await sleep(6_000);
+  // Only a run of the step's job could take the step over and send again: every one has finished,
+  // retries and a stalled job's rerun included.
+  await settledSteps(p.followUpQueues, [{ eventId: EVENT_ID, stepId: STEP_ID }], "the thank-you");
   expect(p.sink.messages).toHaveLength(1);
   // Not by luck of timing: Redis did refuse the record, and the worker tried again.
   expect(p.logs.map((line) => line.msg)).toContain(
