@@ -4,7 +4,7 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { followUpJobId } from "../../src/queue/names.js";
-import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
@@ -573,9 +573,7 @@ describe("opt-outs", () => {
     ).toBe(true);
     // Counted among the opt-outs, for SMS and calls, as the same 21610 answered to a send is.
     const now = Date.now();
-    const counts = sumHours(
-      await new DeliveryLedger(p.redis, p.prefix).hours(now - 7_200_000, now + 3_600_000),
-    );
+    const counts = sumHours(await p.stores.of(0).ledger.hours(now - 7_200_000, now + 3_600_000));
     expect([...counts].filter(([field]) => field.includes("optout|"))).toEqual([
       ["optout|sms|-|-", 1],
       ["reason|optout|sms|-|provider", 1],

@@ -7,7 +7,7 @@ import { runReport } from "../../src/cli/report-command.js";
 import { runResolve } from "../../src/cli/resolve-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
-import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { replyId } from "../../src/store/step-replies.js";
@@ -203,10 +203,7 @@ describe("replies to a check-in", () => {
       (await p.stores.of(shard).replies.ofEvent("evt-half")).get("big-ticket.check-in") ?? [];
     const countedReplies = async () => {
       const at = Date.now();
-      const hours = await new DeliveryLedger(p.redis, p.prefix).hours(
-        at - 7_200_000,
-        at + 3_600_000,
-      );
+      const hours = await p.stores.of(0).ledger.hours(at - 7_200_000, at + 3_600_000);
       return [...sumHours(hours)].filter(([field]) => field.startsWith("reply|"));
     };
 

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import { followUpJobId } from "../../src/queue/names.js";
-import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
@@ -215,10 +215,7 @@ describe("a voice check-in call", () => {
     // Counted once among the replies the owners' reports total, as a text reply is.
     const ledgerNow = Date.now();
     const counted = sumHours(
-      await new DeliveryLedger(p.redis, p.prefix).hours(
-        ledgerNow - 7_200_000,
-        ledgerNow + 3_600_000,
-      ),
+      await p.stores.of(0).ledger.hours(ledgerNow - 7_200_000, ledgerNow + 3_600_000),
     );
     expect([...counted].filter(([field]) => field.startsWith("reply|"))).toEqual([
       ["reply|voice|check-in|big-ticket", 1],
@@ -446,9 +443,7 @@ describe("a voice check-in call", () => {
     expect(await p.redis.pttl(script)).toBeGreaterThan(0);
     expect(await p.redis.pttl(script)).toBeLessThanOrEqual(3_600_000);
     const at = Date.now();
-    const counted = sumHours(
-      await new DeliveryLedger(p.redis, p.prefix).hours(at - 7_200_000, at + 3_600_000),
-    );
+    const counted = sumHours(await p.stores.of(0).ledger.hours(at - 7_200_000, at + 3_600_000));
     expect([...counted].filter(([field]) => field.startsWith("reply|"))).toEqual([
       ["reply|voice|check-in|big-ticket", 1],
     ]);
@@ -582,9 +577,7 @@ describe("a key press and the call's end posted at the same moment", () => {
     expect(records).toEqual(ids.map(() => ["answered", true, "", true]));
     // Each call's end counted once, as delivered; each score once.
     const at = Date.now();
-    const counted = sumHours(
-      await new DeliveryLedger(p.redis, p.prefix).hours(at - 7_200_000, at + 3_600_000),
-    );
+    const counted = sumHours(await p.stores.of(0).ledger.hours(at - 7_200_000, at + 3_600_000));
     const total = (prefix: string) =>
       [...counted].filter(([field]) => field.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
     expect([total("delivered|voice"), total("reply|voice")]).toEqual([ids.length, ids.length]);

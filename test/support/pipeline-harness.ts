@@ -21,7 +21,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
-import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
+import { sumHours } from "../../src/store/delivery-ledger.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import type { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { bucketOf, customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
@@ -286,12 +286,13 @@ export async function stepRecordOf(p: PipelineHarness, eventId: string, stepId: 
   return (await p.store.stepRecords(eventId, [stepId])).get(stepId);
 }
 
-/** The ledger's counts of the last two hours (and the next) whose field contains `part`. */
+/**
+ * The ledger's counts of the last two hours (and the next) whose field contains `part`: the global
+ * ledger's and every shard's, added up as reports add them (shard 0's scope reads them all).
+ */
 export async function recentLedgerCounts(p: PipelineHarness, part: string) {
   const now = Date.now();
-  const counts = sumHours(
-    await new DeliveryLedger(p.redis, p.prefix).hours(now - 7_200_000, now + 3_600_000),
-  );
+  const counts = sumHours(await p.stores.of(0).ledger.hours(now - 7_200_000, now + 3_600_000));
   return [...counts].filter(([field]) => field.includes(part));
 }
 
