@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { shardScope } from "../../src/store/keys.js";
-import { StepReplies } from "../../src/store/step-replies.js";
+import { replyId, StepReplies } from "../../src/store/step-replies.js";
 import { hasChromium, launchChromium, seriousA11yViolations } from "../support/browser.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -235,8 +235,15 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     await page.getByRole("link", { name: "Mark resolved…" }).click();
     await page.getByLabel(/What was done/).fill("replaced the TV");
     await page.getByRole("button", { name: "Mark resolved" }).click();
+    // The reply's whole id, `@<shard>` and all outside shard 0 (the notice ends it with a stop).
+    const id = replyId({
+      eventId: "evt-console",
+      stepId: "big-ticket.thank-you",
+      n: 1,
+      shard: scope.shard,
+    });
     await expect(page.getByRole("status").textContent()).resolves.toContain(
-      "Resolved reply evt-console/big-ticket.thank-you/1",
+      `Resolved reply ${id}.`,
     );
     await expect(page.textContent("main")).resolves.toContain("resolved by dana: replaced the TV");
 

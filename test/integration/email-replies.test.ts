@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { replyId } from "../../src/store/step-replies.js";
 import { captureIo } from "../support/capture-io.js";
 import { purchaseInput } from "../support/fixtures.js";
 import {
@@ -93,6 +94,10 @@ describe("email replies", () => {
       return record?.state === "sent" ? true : undefined;
     }, "the thank-you to be recorded sent");
 
+    // With more than one shard a reply's id names its shard: `<event>/<step>/<n>@<shard>`.
+    const shard = await p.shardOf("evt-mail");
+    const idOf = (n: number) =>
+      replyId({ eventId: "evt-mail", stepId: "thank-you.thank-you", n, shard });
     const reply = replyMime(
       { "Message-ID": "<reply-1@mail.example>", "In-Reply-To": messageId, References: messageId },
       "The pan arrived broken, 2/10\n\nOn Mon, 1 Dec 2026 at 10:00, Shop <hello@shop.example> wrote:\n> Thank you for your order",
@@ -101,7 +106,7 @@ describe("email replies", () => {
     expect((await postEmail(p, reply, "wrong-token-0123456789")).status).toBe(401);
     expect(await postEmail(p, reply)).toEqual({
       status: 202,
-      body: { status: "recorded", replyId: "evt-mail/thank-you.thank-you/1" },
+      body: { status: "recorded", replyId: idOf(1) },
     });
     // The same message again is a replay.
     expect(await postEmail(p, reply)).toEqual({
@@ -115,7 +120,7 @@ describe("email replies", () => {
     const timeline = JSON.parse(io.output()) as CustomerTimeline;
     expect(timeline.purchases[0]?.steps[0]?.replies).toEqual([
       expect.objectContaining({
-        id: "evt-mail/thank-you.thank-you/1",
+        id: idOf(1),
         text: "The pan arrived broken, 2/10",
         channel: "email",
         unhappy: true,
@@ -135,14 +140,14 @@ describe("email replies", () => {
         p,
         replyMime({ "Message-ID": "<reply-2@mail.example>" }, "Thanks, all fine!"),
       ),
-    ).toMatchObject({ status: 202, body: { replyId: "evt-mail/thank-you.thank-you/2" } });
+    ).toMatchObject({ status: 202, body: { replyId: idOf(2) } });
     // Copies of one reply posted at once (a provider's retry racing the first) are filed as one
     // reply and reach support once.
     const copy = replyMime({ "Message-ID": "<reply-3@mail.example>" }, "Could you call me back?");
     const answers = await Promise.all([1, 2, 3].map(() => postEmail(p, copy)));
     for (const answer of answers) {
       expect([
-        { status: 202, body: { status: "recorded", replyId: "evt-mail/thank-you.thank-you/3" } },
+        { status: 202, body: { status: "recorded", replyId: idOf(3) } },
         { status: 200, body: { status: "ignored", reason: "seen before" } },
       ]).toContainEqual(answer);
     }
