@@ -1219,7 +1219,7 @@ describe("followups erase", () => {
       orders.linkPurchase(
         bought.orderId,
         bought.id,
-        0,
+        p.shardOfCustomer("cus-race"),
         86_400_000,
         now,
         await index.filingOf(bought, 86_400_000),
@@ -1397,6 +1397,9 @@ describe("followups erase", () => {
       }) as never,
     );
     await eventually(async () => stepState(p, "evt-gone", "thank-you.thank-you"), "the plan");
+    // The customer's history is in their shard (FOLLOW_UP_SHARDS on the cluster): there before.
+    const { history } = p.stores.of(p.shardOfCustomer("cus-gone"));
+    expect((await history.purchasesOf("cus-gone")).map((x) => x.eventId)).toEqual(["evt-gone"]);
     await p.publisher.publish({
       type: "customer.erased",
       id: "erase-1",
@@ -1417,8 +1420,6 @@ describe("followups erase", () => {
           : undefined,
       "no trace of the customer",
     );
-    // The customer's history is in their shard (FOLLOW_UP_SHARDS on the cluster).
-    const { history } = p.stores.of(p.shardOfCustomer("cus-gone"));
     expect(await history.purchasesOf("cus-gone")).toEqual([]);
     expect(await p.worker?.metrics.registry.metrics()).toContain("followups_erasures_total 1");
   });
