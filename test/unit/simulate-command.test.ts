@@ -362,4 +362,35 @@ describe("simulate counts weekly volume in the rules' default time zone, as it c
       ["2027-03", "sms"],
     ]);
   });
+
+  it("counts a customer's lines in file order: where cooldowns chain, the order decides how many discounts (README)", async () => {
+    // The shipped loyalty discount: 3 earlier purchases, due 30 days on, cooldown P60D. Due on
+    // 31 Jan (a), 22 Mar (b) and 11 May (c): a and b 50 days apart, b and c too, a and c 100.
+    const buy = (id: string, date: string) => ({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: `${date}T10:00:00Z`,
+      customer: { id: "cus-chain" },
+    });
+    const earlier = ["2025-12-01", "2025-12-02", "2025-12-03"].map((d, i) => buy(`e${i}`, d));
+    const [a, b, c] = [buy("a", "2026-01-01"), buy("b", "2026-02-20"), buy("c", "2026-04-11")];
+    const discounts = async (name: string, order: PurchaseSpec[]) => {
+      const { io, output } = memoryIo();
+      await runSimulate(
+        await ndjson(name, [...earlier, ...order]),
+        { config: pricedConfig, steps: true },
+        io,
+      );
+      return output.out
+        .trimEnd()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { eventId: string; stepId: string })
+        .filter((step) => step.stepId === "loyal-customer.discount")
+        .map((step) => step.eventId);
+    };
+    // In purchase order, a's discount holds b's back, and c is far enough from a's.
+    expect(await discounts("chain-abc.ndjson", [a, b, c])).toEqual(["a", "c"]);
+    // b first (as a worker taking them in at once may count them): b's holds back both others.
+    expect(await discounts("chain-bac.ndjson", [b, a, c])).toEqual(["b"]);
+  });
 });
