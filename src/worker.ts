@@ -36,7 +36,7 @@ import { FollowUpMetrics } from "./metrics.js";
 import { createOperatorTools } from "./operations/operator-tools.js";
 import { previewStep } from "./operations/preview-step.js";
 import { EventPublisher } from "./publisher.js";
-import { recordFailureByBullmq } from "./queue/bullmq-failures.js";
+import { leaveFailedJobToJobWatch } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
@@ -650,7 +650,7 @@ async function startWorkerWith(
       connection,
       concurrency: shardConcurrency(index),
     });
-    worker.on("failed", recordFailureByBullmq(deps));
+    worker.on("failed", leaveFailedJobToJobWatch(deps.logger));
     return worker;
   });
   const reportWorker = new Worker(

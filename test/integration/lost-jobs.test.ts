@@ -3,6 +3,7 @@ import { afterEach, expect, it } from "vitest";
 import type { RuleSet } from "../../src/domain/rules.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
+import { leaveFailedJobToJobWatch } from "../../src/queue/bullmq-failures.js";
 import { watchStepsOfEarlierVersions } from "../../src/queue/job-watch-upgrade.js";
 import { createLostJobs, JOB_LOST } from "../../src/queue/lost-jobs.js";
 import { followUpJobId } from "../../src/queue/names.js";
@@ -148,6 +149,28 @@ it("queues a promoted step whose job was removed again, and it is sent exactly o
   const to = p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-1@example.com");
   expect(to).toHaveLength(1);
   expect(await lostCount(lost.metrics, "requeued")).toBe(1);
+});
+
+it("queues again a step whose job BullMQ failed for a Redis error, instead of failing it for good", {
+  timeout: 30_000,
+}, async () => {
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-failed", 9);
+  // What the worker's "failed" handler is given when the delivery processor could not put its job
+  // back for a retry (Redis refused the move): the job is finished, the step still pending.
+  leaveFailedJobToJobWatch(logger)(
+    { id: lost.jobId, data: { e: lost.id, s: THANK_YOU } },
+    new Error("Connection is closed."),
+  );
+  expect((await stepRecordOf(p, lost.id, THANK_YOU))?.state).toBe("scheduled");
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
+  await eventually(async () => {
+    const record = await stepRecordOf(p, lost.id, THANK_YOU);
+    return record?.state === "sent" ? record : undefined;
+  }, "the thank-you to be sent");
+  await settledSteps(p.followUpQueues, [{ eventId: lost.id, stepId: THANK_YOU }], "the thank-you");
+  expect(p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-9@example.com")).toHaveLength(
+    1,
+  );
 });
 
 it("skips a step whose job was lost past its grace period, with the reason, and counts it", {
