@@ -1,7 +1,6 @@
 import { SCHEDULE_BUCKET_MS, type Scope, StoreKeys } from "./keys.js";
-import { LEGACY_PURCHASE_FIELD } from "./legacy-layout.js";
 import { decodeStored } from "./purchase-codec.js";
-import { purchaseOfFields, type RecordFields } from "./purchase-fields.js";
+import { purchaseOfRecordFields, type RecordFields } from "./purchase-fields.js";
 import type { RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
@@ -135,16 +134,12 @@ export class JobWatch {
 
   /** The id of the purchase a record is of, as pendingSteps reads it. */
   private async eventIdOf(key: string, fields: RecordFields): Promise<string | undefined> {
-    const encoded =
-      purchaseOfFields(fields) ??
-      (await this.redis.getBuffer(key.replace(/:fu:e:([^:]*)$/, ":fu:p:$1"))) ??
-      undefined;
-    if (encoded) {
-      const decoded = decodeStored(encoded);
-      return decoded.kind === "whole" ? decoded.event.id : decoded.kept.id;
-    }
-    const legacy = fields[LEGACY_PURCHASE_FIELD];
-    return legacy ? (JSON.parse(legacy.toString("utf8")) as { id?: string }).id : undefined;
+    const inRecord = purchaseOfRecordFields(fields);
+    if (inRecord) return inRecord.id;
+    const beside = await this.redis.getBuffer(key.replace(/:fu:e:([^:]*)$/, ":fu:p:$1"));
+    if (!beside) return undefined;
+    const decoded = decodeStored(beside);
+    return decoded.kind === "whole" ? decoded.event.id : decoded.kept.id;
   }
 
   /** Buckets whose whole span ended by `until` (epoch ms), earliest first. */

@@ -27,7 +27,13 @@ export async function purchaseInRecord(
   redis: RedisClient,
   recordKey: string,
 ): Promise<Pick<KeptPurchase, "id" | "customer"> | undefined> {
-  const fields = await redis.hgetallBuffer(recordKey);
+  return purchaseOfRecordFields(await redis.hgetallBuffer(recordKey));
+}
+
+/** Whose purchase a record's fields hold (purchaseInRecord), from fields already read. */
+export function purchaseOfRecordFields(
+  fields: RecordFields,
+): Pick<KeptPurchase, "id" | "customer"> | undefined {
   const encoded = purchaseOfFields(fields);
   if (encoded) {
     const decoded = decodeStored(encoded);
