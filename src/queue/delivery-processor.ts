@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { DelayedError, type Job, UnrecoverableError } from "bullmq";
-import { DateTime } from "luxon";
+import type { DateTime } from "luxon";
 import type {
   DeliveryChannel,
   OutgoingMessage,
@@ -15,7 +15,7 @@ import {
 } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet } from "../domain/rules.js";
-import { decideSend } from "../domain/send-guard.js";
+import { decideSend, type GuardEvent, graceEnd } from "../domain/send-guard.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { costOf, unitPrice } from "../domain/spend.js";
 import { findStep, stepIdOf } from "../domain/step-ref.js";
@@ -196,6 +196,7 @@ async function newerRulesWait(
   deps: Pick<DeliveryDeps, "store" | "rulesGeneration">,
   eventId: string,
   record: StepRecord | undefined,
+  event: GuardEvent,
   dueAt: number,
   rules: RuleSet,
   nowMs: number,
@@ -203,9 +204,10 @@ async function newerRulesWait(
   if (!deps.rulesGeneration) return undefined;
   const planned = await deps.store.generationOf(eventId);
   if (planned === undefined || planned <= deps.rulesGeneration()) return undefined;
-  const grace = record?.kind && rules.gracePeriods[record.kind];
-  const graceEnds =
-    record?.graceEndsAt ?? (grace ? DateTime.fromMillis(dueAt).plus(grace).toMillis() : dueAt);
+  // In calendar days of the customer's zone, as the send guard counts it.
+  const graceEnds = record?.kind
+    ? graceEnd({ dueAt, graceEndsAt: record.graceEndsAt, event }, record.kind, rules).toMillis()
+    : (record?.graceEndsAt ?? dueAt);
   const wait = Math.max(NEWER_RULES_WAIT_MS, (nowMs - dueAt) / 2);
   return nowMs < graceEnds ? Math.min(graceEnds, nowMs + wait) : undefined;
 }
@@ -641,7 +643,7 @@ function createDelivery(deps: DeliveryDeps) {
       return { outcome: "skipped", code };
     };
     if (decision.action === "skip" && decision.code === "rule-removed") {
-      const until = await newerRulesWait(deps, eventId, record, dueAt, rules, nowMs);
+      const until = await newerRulesWait(deps, eventId, record, event, dueAt, rules, nowMs);
       if (until !== undefined)
         return postpone(until, "planned under newer rules than this worker's");
     }

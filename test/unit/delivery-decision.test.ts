@@ -88,6 +88,8 @@ interface Setup {
   joinedLeader?: SeedRecord;
   /** How long before DUE the job was made, with that delay (an hour unless given). */
   jobMadeBeforeDueMs?: number;
+  /** The worker's clock, when not NOW. */
+  now?: string;
   /** Runs once as the job reads the opt-outs: what happens meanwhile elsewhere. */
   meanwhile?: (store: InMemoryFollowUpStore, suppressions: InMemorySuppressions) => Promise<void>;
 }
@@ -223,7 +225,7 @@ function world(setup: Setup = {}) {
     retry: { maxAttempts: 3, delayMs: cappedBackoff(30_000, 3_600_000, () => 0.5) },
     sendLeaseMs: LEASE_MS,
     logger: createLogger({ level: "silent", pretty: false }),
-    clock: () => instant(NOW),
+    clock: () => instant(setup.now ?? NOW),
     random: () => 0.5,
     rulesGeneration: () => 1,
   };
@@ -869,6 +871,29 @@ describe("a step whose rule the rules in force lack", () => {
     });
     expect(await w.deliver()).toEqual({ returned: { outcome: "skipped", code: "rule-removed" } });
     expect(w.counted()).toEqual([ruleRemoved]);
+  });
+
+  it("counts the grace period in the customer's zone, across a change of the clocks", async () => {
+    // Due at noon in London on Saturday 24 October 2026, the clocks go back that night: two days
+    // of grace end at noon GMT on Monday (12:00Z), 49 hours on, not 48 (11:00Z).
+    const w = world({
+      ruleRemoved: true,
+      plannedUnderNewerRules: true,
+      now: "2026-10-26T11:30:00.000Z",
+      record: {
+        state: "scheduled",
+        dueAt: Date.parse("2026-10-24T11:00:00.000Z"),
+        channel: "email",
+        kind: "thank-you",
+      },
+      email: [ok("never")],
+    });
+    expect(await w.deliver()).toEqual({
+      threw: "DelayedError",
+      message: "planned under newer rules than this worker's",
+    });
+    expect(w.delayedUntil()).toEqual(["2026-10-26T12:00:00.000Z"]);
+    expect(w.counted()).toEqual([]);
   });
 });
 
