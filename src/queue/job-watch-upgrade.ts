@@ -33,10 +33,9 @@ export async function watchStepsOfEarlierVersions(deps: JobWatchUpgradeDeps): Pr
   const token = randomUUID();
   if ((await deps.watch.takeUpgrade(token)) !== "taken") return 0;
   let filed = 0;
-  for await (const steps of deps.watch.pendingSteps()) {
+  for await (const due of deps.watch.pendingSteps(() => deps.now() + deps.horizonMs)) {
     if (deps.stopped?.() || !(await deps.watch.keepUpgrade(token))) return filed;
     const now = deps.now();
-    const due = steps.filter(({ record }) => record.dueAt <= now + deps.horizonMs);
     await deps.watch.watch(
       due.map(({ eventId, stepId, record }) => ({
         eventId,

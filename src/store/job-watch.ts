@@ -101,18 +101,23 @@ export class JobWatch {
   }
 
   /**
-   * The pending steps (`scheduled`, `sending`) of every purchase record of the shard, a SCAN batch
-   * at a time, each record read once; its purchase's id from the purchase in it, else from the
-   * stored purchase beside it (versions before 2026-12-03) or its JSON (before 2026-11-30). A
-   * record whose purchase cannot be read is passed over.
+   * The pending steps (`scheduled`, `sending`) due by `dueBy()` (epoch ms, asked per batch) of
+   * every purchase record of the shard, a SCAN batch at a time, each record read once; its
+   * purchase's id from the purchase in it, else from the stored purchase beside it (versions
+   * before 2026-12-03) or its JSON (before 2026-11-30), read only for a record with such a step
+   * (decompressing every record's purchase took most of the pass's time). A record whose purchase
+   * cannot be read is passed over.
    */
-  async *pendingSteps(): AsyncGenerator<PendingStep[]> {
+  async *pendingSteps(
+    dueBy: () => number = () => Number.POSITIVE_INFINITY,
+  ): AsyncGenerator<PendingStep[]> {
     for await (const batch of scanKeys(this.redis, this.keys.eventRecords())) {
       const found: PendingStep[] = [];
       // One round trip per batch: the shard's keys share its slot.
       const pipeline = this.redis.pipeline();
       for (const key of batch) pipeline.hgetallBuffer(key);
       const replies = (await pipeline.exec()) ?? [];
+      const by = dueBy();
       for (const [i, key] of batch.entries()) {
         const [error, reply] = replies[i] ?? [];
         if (error) throw error;
@@ -120,7 +125,7 @@ export class JobWatch {
         const steps = Object.entries(fields).flatMap(([field, raw]) => {
           if (!field.startsWith("s:")) return [];
           const record = readStepRecord(raw.toString("utf8"));
-          return record.state === "scheduled" || record.state === "sending"
+          return (record.state === "scheduled" || record.state === "sending") && record.dueAt <= by
             ? [{ stepId: field.slice(2), record }]
             : [];
         });
@@ -128,7 +133,8 @@ export class JobWatch {
         const eventId = await this.eventIdOf(key, fields).catch(() => undefined);
         if (eventId !== undefined) found.push(...steps.map((step) => ({ ...step, eventId })));
       }
-      if (found.length > 0) yield found;
+      // Every batch, also an empty one: the reader keeps its lease and stops between batches.
+      yield found;
     }
   }
 
