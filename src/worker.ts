@@ -56,6 +56,7 @@ import {
 import { createPackedIndexSweeper } from "./queue/packed-index-sweeper.js";
 import { periodic } from "./queue/periodic.js";
 import { createPromoter } from "./queue/promoter.js";
+import { logRedisAway } from "./queue/redis-away-log.js";
 import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
@@ -220,8 +221,11 @@ async function startWorkerWith(
   // When Redis last became ready: a call's outcome spooled while it was away comes within
   // seconds of this (decideFallback waits that long before taking it as never coming).
   let redisReadySince = now();
+  // Connection errors while Redis is away: one line as it goes, a sum a minute, one as it is back.
+  const redisAway = logRedisAway({ logger, now });
   redis.on("ready", () => {
     redisReadySince = now();
+    redisAway.back();
   });
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER, stop);
   opened.push(httpRedis);
@@ -714,7 +718,10 @@ async function startWorkerWith(
     webhookStores.alertsQueue,
   ]) {
     // Without a listener BullMQ prints connection errors to the console, outside the logger.
-    queue.on("error", (error) => logger.error({ err: error, queue: queue.name }, "queue error"));
+    queue.on("error", (error) => {
+      if (!redisAway.handle(error, { queue: queue.name }))
+        logger.error({ err: error, queue: queue.name }, "queue error");
+    });
   }
   const workers = [
     { label: "intake", worker: intake },
@@ -726,7 +733,8 @@ async function startWorkerWith(
   const refusalPauses = workers.map(({ label, worker }) => {
     const pause = pauseOnWriteRefusal({ worker, label, logger, now });
     worker.on("error", (error) => {
-      if (!pause.handle(error)) logger.error({ err: error, worker: label }, "worker error");
+      if (!pause.handle(error) && !redisAway.handle(error, { worker: label }))
+        logger.error({ err: error, worker: label }, "worker error");
     });
     return pause;
   });

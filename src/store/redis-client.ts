@@ -90,6 +90,32 @@ const NOT_NOW_REPLIES =
 /** Replies with which Redis refuses every write until an operator frees memory or disk. */
 const WRITES_REFUSED = /^(OOM|MISCONF) /;
 
+/** Socket errors of a connection refused, broken or timed out (Node's codes). */
+const LOST_CONNECTION_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+]);
+
+/**
+ * Whether an error says the connection to Redis is lost or cannot be made (refused, broken, timed
+ * out, or a command that could not be sent for it), as opposed to a reply of Redis itself.
+ */
+export function isConnectionLoss(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== undefined && LOST_CONNECTION_CODES.has(code)) return true;
+  if (error.name === "MaxRetriesPerRequestError" || error.name === "ClusterAllFailedError")
+    return true;
+  return AWAY_MESSAGES.test(error.message);
+}
+
 /** Whether Redis refused a command because it takes no writes now (out of memory, cannot save). */
 export function isWriteRefusal(error: unknown): boolean {
   return error instanceof Error && WRITES_REFUSED.test(error.message);

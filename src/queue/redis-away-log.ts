@@ -1,0 +1,76 @@
+import type { Logger } from "../logger.js";
+import { isConnectionLoss } from "../store/redis-client.js";
+
+/** While Redis stays away, its connection errors are summed up in one line this often. */
+export const AWAY_SUMMARY_EVERY_MS = 60_000;
+
+/** What logRedisAway gives the queues' and workers' error listeners and the connection. */
+export interface RedisAwayLog {
+  /**
+   * Whether `error` says Redis cannot be reached (a refused or broken connection, a command that
+   * could not be sent): handled here, logged or counted. The caller logs any other error.
+   */
+  handle(error: unknown, source: Readonly<Record<string, string>>): boolean;
+  /** Redis answers again: how long it was away is logged, once per outage. */
+  back(): void;
+}
+
+/**
+ * The log of a Redis outage. Every queue and worker holds connections of its own, and each
+ * reconnect attempt of each one failed with an error line and its stack: about four lines a
+ * second for a worker with one shard, more with several, for as long as Redis was away. Now the
+ * first connection error of an outage is logged at error level, the ones after it are counted and
+ * summed up in one line a minute (`Redis still unreachable`, with how long and how many), and
+ * the outage's end is logged (`Redis reachable again`) when the worker's own connection is
+ * ready again. An error a minute or more after the last one (a connection that broke alone, whose
+ * end no `ready` marked) begins a new outage, logged in full.
+ */
+export function logRedisAway(deps: {
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly everyMs?: number;
+}): RedisAwayLog {
+  const everyMs = deps.everyMs ?? AWAY_SUMMARY_EVERY_MS;
+  let outage:
+    | { since: number; loggedAt: number; lastErrorAt: number; errors: number; unlogged: number }
+    | undefined;
+  return {
+    handle(error, source) {
+      if (!isConnectionLoss(error)) return false;
+      const now = deps.now();
+      if (outage === undefined || now - outage.lastErrorAt >= everyMs) {
+        outage = { since: now, loggedAt: now, lastErrorAt: now, errors: 1, unlogged: 0 };
+        deps.logger.error(
+          { err: error, ...source },
+          "Redis connection lost: the worker tries again until Redis is back, and sums up the connection errors meanwhile once a minute",
+        );
+        return true;
+      }
+      outage.errors += 1;
+      outage.unlogged += 1;
+      outage.lastErrorAt = now;
+      if (now - outage.loggedAt >= everyMs) {
+        deps.logger.error(
+          {
+            err: error,
+            ...source,
+            awayMs: now - outage.since,
+            errors: outage.unlogged,
+          },
+          "Redis still unreachable",
+        );
+        outage.loggedAt = now;
+        outage.unlogged = 0;
+      }
+      return true;
+    },
+    back() {
+      if (outage === undefined) return;
+      deps.logger.info(
+        { awayMs: deps.now() - outage.since, errors: outage.errors },
+        "Redis reachable again",
+      );
+      outage = undefined;
+    },
+  };
+}
