@@ -36,7 +36,7 @@ import { FollowUpMetrics } from "./metrics.js";
 import { createOperatorTools } from "./operations/operator-tools.js";
 import { previewStep } from "./operations/preview-step.js";
 import { EventPublisher } from "./publisher.js";
-import { leaveFailedJobToJobWatch } from "./queue/bullmq-failures.js";
+import { leaveFailedJobToJobWatch, recordStalledTooOften } from "./queue/bullmq-failures.js";
 import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
@@ -655,6 +655,7 @@ async function startWorkerWith(
       concurrency: shardConcurrency(index),
     });
     worker.on("failed", leaveFailedJobToJobWatch(deps.logger));
+    worker.on("failed", recordStalledTooOften(deps));
     return worker;
   });
   const reportWorker = new Worker(

@@ -42,7 +42,7 @@ const logger = createLogger({ level: "silent", pretty: false });
  * A purchase whose thank-you (due in an hour) was promoted and then lost its job: the test's
  * promoter makes it a job a minute before it is due, and the job is removed at once.
  */
-async function promotedAndLost(p: PipelineHarness, n: number) {
+async function promotedAndLost(p: PipelineHarness, n: number, options: { keepJob?: boolean } = {}) {
   const id = `evt-lost-${n}`;
   const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
   await p.publisher.publish(
@@ -71,8 +71,10 @@ async function promotedAndLost(p: PipelineHarness, n: number) {
   });
   expect(await promoter.promoteDue()).toBe(1);
   const jobId = followUpJobId(id, THANK_YOU);
-  expect(await queue.remove(jobId)).toBe(1);
-  expect(await queue.getJob(jobId)).toBeUndefined();
+  if (!options.keepJob) {
+    expect(await queue.remove(jobId)).toBe(1);
+    expect(await queue.getJob(jobId)).toBeUndefined();
+  }
   const metrics = new FollowUpMetrics();
   const rules = await rulesOf();
   const looker = (counted: FollowUpMetrics) => lookerOf(p, shard, rules, counted);
@@ -171,6 +173,32 @@ it("queues again a step whose job BullMQ failed for a Redis error, instead of fa
   expect(p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-9@example.com")).toHaveLength(
     1,
   );
+});
+
+it("fails a step whose job BullMQ failed for stalling too often, as the README's guarantees say", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-stalled");
+  const p = pipeline;
+  const lost = await promotedAndLost(p, 10, { keepJob: true });
+  // What BullMQ's stalled check writes on a job that stalled more than maxStalledCount times (a
+  // job that kills or blocks every worker running it): the next worker to take it fails it
+  // (with an UnrecoverableError) before the processor runs.
+  await p.redis.hset(lost.queue.toKey(lost.jobId), "defa", "job stalled more than allowable limit");
+  const job = await lost.queue.getJob(lost.jobId);
+  await job?.promote();
+  await eventually(
+    async () => ((await lost.queue.getJobState(lost.jobId)) === "failed" ? true : undefined),
+    "BullMQ to fail the job",
+  );
+  const failed = await eventually(async () => {
+    const record = await stepRecordOf(p, lost.id, THANK_YOU);
+    return record?.state === "failed" ? record : undefined;
+  }, "the thank-you to be recorded failed");
+  expect(failed.reason?.code).toBe("stalled");
+  // Failed for good: the job watch leaves it, so the job is not run again by the next worker.
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
+  expect(p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-10@example.com")).toEqual([]);
 });
 
 it("skips a step whose job was lost past its grace period, with the reason, and counts it", {
