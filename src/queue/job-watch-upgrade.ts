@@ -10,8 +10,9 @@ import { type JobWatch, LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
  * upgrade lease (`fu:jw`); each pending step due within the promotion horizon (a job, or about to
  * become one; later steps wait in the schedule, whose promotion files them) is filed in the watch,
  * looked at 15 minutes after it falls due (or now). The shard is then marked done, and no later
- * start reads its records again. A worker stopped half-way leaves its lease to run out, and the
- * next worker to start reads them all again: a step filed twice is acted on once
+ * start reads its records again. A worker shut down half-way gives its lease back, and the next
+ * worker to start reads them all again; one killed leaves its lease to run out (ten minutes), and
+ * the next worker to start after that reads them: a step filed twice is acted on once
  * (JobWatch.markRequeued).
  */
 
@@ -19,7 +20,7 @@ export interface JobWatchUpgradeDeps {
   readonly shard: number;
   readonly watch: Pick<
     JobWatch,
-    "watch" | "takeUpgrade" | "keepUpgrade" | "finishUpgrade" | "pendingSteps"
+    "watch" | "takeUpgrade" | "keepUpgrade" | "dropUpgrade" | "finishUpgrade" | "pendingSteps"
   >;
   readonly horizonMs: number;
   readonly now: () => number;
@@ -34,7 +35,12 @@ export async function watchStepsOfEarlierVersions(deps: JobWatchUpgradeDeps): Pr
   if ((await deps.watch.takeUpgrade(token)) !== "taken") return 0;
   let filed = 0;
   for await (const due of deps.watch.pendingSteps(() => deps.now() + deps.horizonMs)) {
-    if (deps.stopped?.() || !(await deps.watch.keepUpgrade(token))) return filed;
+    if (deps.stopped?.()) {
+      // Shut down half-way: the next worker to start reads the shard again at once.
+      await deps.watch.dropUpgrade(token);
+      return filed;
+    }
+    if (!(await deps.watch.keepUpgrade(token))) return filed;
     const now = deps.now();
     await deps.watch.watch(
       due.map(({ eventId, stepId, record }) => ({

@@ -95,6 +95,16 @@ export class JobWatch {
     return true;
   }
 
+  /**
+   * Gives back the upgrade held by `token` (its worker stopped half-way), so that the next worker
+   * to start reads the shard at once rather than after the lease. A lease that passed to another
+   * worker meanwhile may be dropped too: two readers at once file steps twice, acted on once.
+   */
+  async dropUpgrade(token: string): Promise<void> {
+    const key = this.keys.jobWatchUpgrade();
+    if ((await this.redis.get(key)) === `running ${token}`) await this.redis.del(key);
+  }
+
   /** Marks the upgrade done for good: no later start reads the records again. */
   async finishUpgrade(): Promise<void> {
     await this.redis.set(this.keys.jobWatchUpgrade(), "done");

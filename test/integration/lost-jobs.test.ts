@@ -358,27 +358,53 @@ it("counts a lost step's grace period in the customer's zone, as the send guard 
   });
 });
 
-it("files the steps that became jobs before the job watch once, and a lost one is then found", {
-  timeout: 30_000,
-}, async () => {
-  const { p, lost } = await pipelineWithLostJob("lost-jobs-upgrade", 6);
-  // As a version before the watch left it: a job (lost since), and nothing in the watch.
-  const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf(lost.id), p.shards));
+/**
+ * As a version before the watch left a promoted step whose job was lost (promotedAndLost):
+ * nothing in the shard's watch, its records not read; and what the upgrade pass is given.
+ */
+async function asBeforeTheWatch(
+  p: PipelineHarness,
+  lost: Awaited<ReturnType<typeof promotedAndLost>>,
+) {
+  const shard = await p.shardOf(lost.id);
+  const keys = new StoreKeys(shardScope(p.prefix, shard, p.shards));
   const buckets = await p.redis.zrange(keys.jobWatchIndex(), "0", "-1");
   await p.redis.del(keys.jobWatchIndex(), ...buckets.map((b) => keys.jobWatchBucket(Number(b))));
   await p.redis.del(keys.jobWatchUpgrade());
-  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
   const upgrade = {
-    shard: await p.shardOf(lost.id),
+    shard,
     watch: lost.stores.jobWatch,
     horizonMs: 5 * MINUTE,
     now: () => lost.due - MINUTE,
     logger,
   };
+  return { keys, upgrade };
+}
+
+it("files the steps that became jobs before the job watch once, and a lost one is then found", {
+  timeout: 30_000,
+}, async () => {
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-upgrade", 6);
+  const { keys, upgrade } = await asBeforeTheWatch(p, lost);
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 0, skipped: 0 });
   // The shard's records are read once: its thank-you (due within the horizon) is filed.
   expect(await watchStepsOfEarlierVersions(upgrade)).toBe(1);
   expect(await watchStepsOfEarlierVersions(upgrade)).toBe(0);
   expect(await p.redis.get(keys.jobWatchUpgrade())).toBe("done");
   expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
   expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
+});
+
+it("gives the upgrade's lease back when stopped half-way, so the next start reads the shard", {
+  timeout: 30_000,
+}, async () => {
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-upgrade-stopped", 11);
+  const { keys, upgrade } = await asBeforeTheWatch(p, lost);
+  // A worker shut down as it began reading (a deploy restarting it): nothing filed.
+  expect(await watchStepsOfEarlierVersions({ ...upgrade, stopped: () => true })).toBe(0);
+  // Its restart, a moment later, reads the shard: not left for a start ten minutes on (which,
+  // in a fleet that keeps running, may never come).
+  expect(await watchStepsOfEarlierVersions(upgrade)).toBe(1);
+  expect(await p.redis.get(keys.jobWatchUpgrade())).toBe("done");
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
 });
