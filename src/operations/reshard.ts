@@ -195,6 +195,7 @@ async function changeShardCount(options: ReshardOptions): Promise<ReshardResult>
     const jobsMoved = await moveJobs(redis, oldQueues, newQueues, placement);
     options.onPart?.("moving customers' and purchases' keys");
     counts.countsFolded += await store.foldStaged();
+    await store.keepJobWatchUpgradeTrue();
     await store.moveShardKeys(placement, counts);
     options.onPart?.("moving the schedule");
     await store.moveSchedule(placement, counts);

@@ -199,6 +199,22 @@ export class ReshardKeys {
   }
 
   /**
+   * Keeps the job watch's upgrade marks (`fu:jw`, queue/job-watch-upgrade.ts) true of the new
+   * shards: when any old shard's records were not all read yet (no `done`: its workers never
+   * started on a version with the watch, or stopped half-way), its purchases may move into a shard
+   * marked done, whose workers would never read them, so every new shard's mark goes and each is
+   * read again at its first worker's start (a step filed twice is acted on once). Run before
+   * moveShardKeys, which drops the marks of shards that no longer exist (a run after a crash
+   * finds those gone, and has every shard read again: more reading, nothing missed).
+   */
+  async keepJobWatchUpgradeTrue(): Promise<void> {
+    const marks = await Promise.all(this.fromTags.map((tag) => this.redis.get(`${tag}:fu:jw`)));
+    if (marks.every((mark) => mark === "done")) return;
+    // One key at a time: on a cluster each shard's key is in a slot of its own.
+    for (const tag of this.toTags) await this.redis.del(`${tag}:fu:jw`);
+  }
+
+  /**
    * Moves the keys of every customer and purchase of the old shards to their new shard (DUMP and
    * RESTORE, value and expiry, then the old name deleted); erasure markers go to every shard;
    * counts of shards that no longer exist are added to shard 0's. The schedule is left to

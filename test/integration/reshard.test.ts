@@ -9,6 +9,7 @@ import { FollowUpMetrics } from "../../src/metrics.js";
 import { takeMoveLease } from "../../src/operations/move-lease.js";
 import { createOperatorTools } from "../../src/operations/operator-tools.js";
 import { reshard } from "../../src/operations/reshard.js";
+import { watchStepsOfEarlierVersions } from "../../src/queue/job-watch-upgrade.js";
 import { createLostJobs } from "../../src/queue/lost-jobs.js";
 import {
   FOLLOW_UPS_QUEUE,
@@ -136,6 +137,33 @@ async function boughtWithWorkerStopped(name: string): Promise<PipelineHarness> {
   await pipeline.worker?.close();
   pipeline.worker = undefined;
   return pipeline;
+}
+
+/** Every shard's look for lost jobs (of `shards`) at `at`: what they queued again and skipped. */
+async function lookForLostJobs(p: PipelineHarness, shards: number, at: number) {
+  const rules = await shippedRules();
+  const stores = shardStores(p.redis, p.prefix, shards);
+  const queues = queuesOf(p, shards);
+  const total = { requeued: 0, skipped: 0 };
+  for (let shard = 0; shard < shards; shard++) {
+    const round = await createLostJobs({
+      shard,
+      store: stores.of(shard).store,
+      watch: stores.of(shard).jobWatch,
+      followUps: queues.of(shard),
+      redis: p.redis,
+      caps: stores.of(shard).caps,
+      rules: () => rules,
+      metrics: new FollowUpMetrics(),
+      logger: createLogger({ level: "silent", pretty: false }),
+      now: () => at,
+      marginMs: 15 * 60_000,
+    }).lookRound();
+    total.requeued += round.requeued;
+    total.skipped += round.skipped;
+  }
+  await Promise.all(queues.made().map((queue) => queue.close()));
+  return total;
 }
 
 describe("followups reshard", () => {
@@ -371,32 +399,58 @@ describe("followups reshard", () => {
       expect(await newQueues.ofCustomer(id).remove(followUpJobId(eventId, BIG_THANKS))).toBe(1);
     }
     // Each new shard's look, an hour and a half after they fell due, queues every one again.
-    const rules = await shippedRules();
-    let requeued = 0;
-    for (let shard = 0; shard < 5; shard++) {
-      const stores = after.of(shard);
-      const round = await createLostJobs({
-        shard,
-        store: stores.store,
-        watch: stores.jobWatch,
-        followUps: newQueues.of(shard),
-        redis: p.redis,
-        caps: stores.caps,
-        rules: () => rules,
-        metrics: new FollowUpMetrics(),
-        logger: createLogger({ level: "silent", pretty: false }),
-        now: () => due + 90 * 60_000,
-        marginMs: 15 * 60_000,
-      }).lookRound();
-      requeued += round.requeued;
-      expect(round.skipped).toBe(0);
-    }
-    expect(requeued).toBe(CUSTOMERS.length);
+    expect(await lookForLostJobs(p, 5, due + 90 * 60_000)).toEqual({
+      requeued: CUSTOMERS.length,
+      skipped: 0,
+    });
     for (const id of CUSTOMERS)
       expect(
         await newQueues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)),
       ).toBeDefined();
     await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
+  it("has a shard read again for the job watch's upgrade when purchases of a shard not read yet move into it", async () => {
+    const p = await boughtWithWorkerStopped("reshard-job-watch-upgrade");
+    const keys = [0, 1].map((n) => new StoreKeys(shardScope(p.prefix, n, 2)));
+    const [read, unread] = keys as [StoreKeys, StoreKeys];
+    // Shard 0's records were read at its worker's start; shard 1 is as a version before the
+    // watch left it (its worker never started on this version): nothing in its watch, no mark.
+    expect(await p.redis.get(read.jobWatchUpgrade())).toBe("done");
+    const buckets = await p.redis.zrange(unread.jobWatchIndex(), "0", "-1");
+    for (const key of [
+      unread.jobWatchIndex(),
+      unread.jobWatchUpgrade(),
+      ...buckets.map((b) => unread.jobWatchBucket(Number(b))),
+    ])
+      await p.redis.del(key);
+    await reshardTo(p, 1);
+    // Every moved thank-you of shard 1 then loses its job.
+    const after = shardStores(p.redis, p.prefix, 1).of(0);
+    const queue = queuesOf(p, 1).of(0);
+    const unwatched = CUSTOMERS.filter((id) => customerShard(id, 2) === 1);
+    expect(unwatched.length).toBeGreaterThan(0);
+    let due = 0;
+    for (const id of unwatched) {
+      const eventId = `evt-b-${id}`;
+      const record = (await after.store.stepRecords(eventId, [BIG_THANKS])).get(BIG_THANKS);
+      due = Math.max(due, record?.dueAt ?? 0);
+      expect(await queue.remove(followUpJobId(eventId, BIG_THANKS))).toBe(1);
+    }
+    await queue.close();
+    // The first worker's start after the change reads the shard they are in now.
+    const filed = await watchStepsOfEarlierVersions({
+      shard: 0,
+      watch: after.jobWatch,
+      horizonMs: 5 * 60_000,
+      now: () => Date.now(),
+      logger: createLogger({ level: "silent", pretty: false }),
+    });
+    expect(filed).toBeGreaterThanOrEqual(unwatched.length);
+    expect(await lookForLostJobs(p, 1, due + 90 * 60_000)).toEqual({
+      requeued: unwatched.length,
+      skipped: 0,
+    });
   });
 
   it("carries the re-planner's notes and their failed tries to each purchase's new shard, and each key's expiry (one in its last millisecond too)", async () => {
