@@ -116,7 +116,8 @@ export class JobWatch {
    * purchase's id from the purchase in it, else from the stored purchase beside it (versions
    * before 2026-12-03) or its JSON (before 2026-11-30), read only for a record with such a step
    * (decompressing every record's purchase took most of the pass's time). A record whose purchase
-   * cannot be read is passed over.
+   * cannot be read is passed over, and so is a step record that cannot be (damaged, or in a newer
+   * version's form): it would otherwise fail every pass of the shard at the same place.
    */
   async *pendingSteps(
     dueBy: () => number = () => Number.POSITIVE_INFINITY,
@@ -134,7 +135,8 @@ export class JobWatch {
         const fields = (reply ?? {}) as RecordFields;
         const steps = Object.entries(fields).flatMap(([field, raw]) => {
           if (!field.startsWith("s:")) return [];
-          const record = readStepRecord(raw.toString("utf8"));
+          const record = readableStep(raw);
+          if (!record) return [];
           return (record.state === "scheduled" || record.state === "sending") && record.dueAt <= by
             ? [{ stepId: field.slice(2), record }]
             : [];
@@ -179,5 +181,14 @@ export class JobWatch {
   /** Drops a slice looked at; false when the lease had passed to another worker. */
   release(slice: BucketSlice): Promise<boolean> {
     return this.buckets.release(slice);
+  }
+}
+
+/** A stored step record, or undefined when it cannot be read (its error, which may quote it, dropped). */
+function readableStep(raw: Buffer): StepRecord | undefined {
+  try {
+    return readStepRecord(raw.toString("utf8"));
+  } catch {
+    return undefined;
   }
 }

@@ -408,3 +408,16 @@ it("gives the upgrade's lease back when stopped half-way, so the next start read
   expect(await p.redis.get(keys.jobWatchUpgrade())).toBe("done");
   expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
 });
+
+it("passes over a step record it cannot read when filing the steps of earlier versions", {
+  timeout: 30_000,
+}, async () => {
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-upgrade-unreadable", 12);
+  const { keys, upgrade } = await asBeforeTheWatch(p, lost);
+  // Another record of the shard with a step this version cannot read (damaged, or written in a
+  // form of a newer version): one such record must not keep every other step unwatched.
+  await p.redis.hset(keys.eventRecord("evt-unreadable"), "s:thank-you.thank-you", "?");
+  expect(await watchStepsOfEarlierVersions(upgrade)).toBe(1);
+  expect(await p.redis.get(keys.jobWatchUpgrade())).toBe("done");
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
+});
