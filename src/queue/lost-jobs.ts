@@ -11,7 +11,7 @@ import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import { type JobWatch, LOOK_AFTER_DUE_MS, type WatchedStep } from "../store/job-watch.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
-import type { RedisClient } from "../store/redis-client.js";
+import { isRedisUnavailable, type RedisClient } from "../store/redis-client.js";
 import { abandonedSending, type StepRecord } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 import { periodic } from "./periodic.js";
@@ -39,6 +39,9 @@ const LEASE_MS = 60_000;
 /** A round a minute. */
 const EVERY_MS = 60_000;
 const FIRST_MS = 30_000;
+
+/** A watched step whose record this version cannot read. */
+const UNREADABLE = Symbol("unreadable");
 
 /** The reason a step whose job was lost past its grace period is skipped with. */
 export const JOB_LOST = "job-lost";
@@ -205,18 +208,42 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
     return "skipped";
   }
 
+  /**
+   * A watched step's record; UNREADABLE when this version cannot read it (damaged, or a newer
+   * version's form): thrown, it would fail every round at its bucket, and no later bucket of the
+   * shard would be looked at. Redis being away still fails the round.
+   */
+  async function recordOf(
+    ref: ScheduledStepRef,
+  ): Promise<StepRecord | undefined | typeof UNREADABLE> {
+    try {
+      return (await deps.store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
+    } catch (error) {
+      if (isRedisUnavailable(error)) throw error;
+      return UNREADABLE;
+    }
+  }
+
   async function lookAt(slice: BucketSlice, now: number, tally: Record<string, number>) {
-    const records = await Promise.all(
-      slice.refs.map(async (ref) =>
-        (await deps.store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId),
-      ),
-    );
+    const records = await Promise.all(slice.refs.map(recordOf));
     const later: WatchedStep[] = [];
     const quiet: { ref: ScheduledStepRef; record: StepRecord; ids: string[] }[] = [];
     const seen = new Set<string>();
     slice.refs.forEach((ref, i) => {
       const record = records[i];
       const key = `${ref.stepId} ${ref.eventId}`;
+      if (record === UNREADABLE) {
+        // Left to a worker that can read it, looked at again a margin later (ids only: the
+        // error may quote the record).
+        if (seen.has(key)) return;
+        seen.add(key);
+        deps.logger.warn(
+          { eventId: ref.eventId, stepId: ref.stepId, shard: deps.shard },
+          "a watched follow-up's step record cannot be read; looked at again later",
+        );
+        later.push({ ...ref, lookAt: now + deps.marginMs });
+        return;
+      }
       if (!record || (record.state !== "scheduled" && record.state !== "sending") || seen.has(key))
         return;
       seen.add(key);

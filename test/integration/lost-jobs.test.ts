@@ -421,3 +421,17 @@ it("passes over a step record it cannot read when filing the steps of earlier ve
   expect(await p.redis.get(keys.jobWatchUpgrade())).toBe("done");
   expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
 });
+
+it("looks at the other steps of a bucket that holds a step record it cannot read", {
+  timeout: 30_000,
+}, async () => {
+  const { p, lost } = await pipelineWithLostJob("lost-jobs-unreadable", 13);
+  // A step of the same shard, watched in the same bucket, whose record this version cannot read
+  // (damaged, or in a newer version's form): it must not stop the watch of the whole shard.
+  const keys = new StoreKeys(shardScope(p.prefix, await p.shardOf(lost.id), p.shards));
+  const unreadable = { eventId: "evt-unreadable", stepId: THANK_YOU };
+  await p.redis.hset(keys.eventRecord(unreadable.eventId), `s:${THANK_YOU}`, "?");
+  await lost.stores.jobWatch.watch([{ ...unreadable, lookAt: lost.due + 15 * MINUTE }]);
+  expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
+  expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
+});
