@@ -182,6 +182,9 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
       );
       return "requeued";
     }
+    // The same mark: a look at the step's other entry on the other side of its grace end (another
+    // worker, its clock a moment behind) may be queueing it again at this moment.
+    if (!(await deps.watch.markRequeued(eventId, stepId, now, deps.marginMs))) return undefined;
     const text =
       record.state === "sending"
         ? "its send was interrupted and its job lost; it may or may not have reached the customer, and its grace period is over"

@@ -57,8 +57,8 @@ export class JobWatch {
   }
 
   /**
-   * Marks a step queued again after its job was lost, for `forMs`: false when another look marked
-   * it meanwhile (the step is then neither queued nor counted again).
+   * Marks a step queued again (or skipped) after its job was lost, for `forMs`: false when another
+   * look marked it meanwhile (the step is then neither queued, skipped nor counted again).
    */
   async markRequeued(
     eventId: string,

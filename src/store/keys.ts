@@ -604,9 +604,10 @@ export class StoreKeys {
   }
 
   /**
-   * Held for a margin by the one worker that queued a step again after its job was lost
-   * (JobWatch.markRequeued): a second look at the same step meanwhile (the step filed twice in the
-   * watch, looked at by another worker in another bucket) neither queues nor counts it again.
+   * Held for a margin by the one worker that queued a step again, or skipped it, after its job was
+   * lost (JobWatch.markRequeued): a second look at the same step meanwhile (the step filed twice
+   * in the watch, looked at by another worker in another bucket, maybe on the other side of its
+   * grace end) neither queues, skips nor counts it again.
    */
   lostJobRequeue(eventId: string, stepId: string): string {
     return `${this.base}jq:${idHash(eventId)}:${stepId}`;

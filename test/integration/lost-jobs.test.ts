@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
 import type { RuleSet } from "../../src/domain/rules.js";
+import { graceEnd } from "../../src/domain/send-guard.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
 import { leaveFailedJobToJobWatch } from "../../src/queue/bullmq-failures.js";
@@ -249,7 +250,13 @@ it("leaves a step being sent alone while its sender may be live, however its job
  * published again), looked at by two workers in the same round at `at`, each taking one of the
  * two buckets: what each round found, and the two workers' counts of `outcome` added up.
  */
-async function lookedAtTwiceAtOnce(p: PipelineHarness, n: number, after: number) {
+async function lookedAtTwiceAtOnce(
+  p: PipelineHarness,
+  n: number,
+  after: number,
+  /** When the other worker looks, if not at the same time: from the step's grace end (ms). */
+  otherAfterGraceEnd?: number,
+) {
   const lost = await promotedAndLost(p, n);
   await lost.stores.jobWatch.watch([
     { eventId: lost.id, stepId: THANK_YOU, lookAt: lost.due + 25 * MINUTE },
@@ -257,7 +264,11 @@ async function lookedAtTwiceAtOnce(p: PipelineHarness, n: number, after: number)
   const otherMetrics = new FollowUpMetrics();
   const other = lost.looker(otherMetrics);
   const at = lost.due + after;
-  const [mine, theirs] = await Promise.all([lost.lookAt(at), other(at)]);
+  const { event } = await lost.stores.store.sendView(lost.id, THANK_YOU);
+  if (!event) throw new Error(`no purchase ${lost.id}`);
+  const ends = graceEnd({ event, dueAt: lost.due }, "thank-you", (await rulesOf())()).toMillis();
+  const otherAt = otherAfterGraceEnd === undefined ? at : ends + otherAfterGraceEnd;
+  const [mine, theirs] = await Promise.all([lost.lookAt(at), other(otherAt)]);
   const counted = async (outcome: string) =>
     (await lostCount(lost.metrics, outcome)) + (await lostCount(otherMetrics, outcome));
   return { lost, at, rounds: [mine, theirs], counted };
@@ -299,6 +310,23 @@ it("skips and counts a step filed twice in the watch once, when two workers look
   );
   const skips = [...counts].filter(([field]) => field.includes(JOB_LOST));
   expect(skips.map(([, n]) => n)).toEqual([1]);
+});
+
+it("acts once on a step filed twice in the watch, when two workers look at once either side of its grace end", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-twice-grace-end");
+  // A thank-you's grace period is two days: one worker looks in its last second (and would queue
+  // it again), the other a second after it (and would skip it as job-lost).
+  const { rounds, counted } = await lookedAtTwiceAtOnce(
+    pipeline,
+    14,
+    2 * 24 * 60 * MINUTE - 1_000,
+    1_000,
+  );
+  const acted = rounds.map((round) => round.requeued + round.skipped);
+  expect(acted.sort()).toEqual([0, 1]);
+  expect((await counted("requeued")) + (await counted("skipped"))).toBe(1);
 });
 
 it("counts a lost step's grace period in the customer's zone, as the send guard does, across DST", {
