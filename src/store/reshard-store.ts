@@ -499,6 +499,23 @@ export class ReshardKeys {
     await this.moveBuckets("j", placement, {});
   }
 
+  /**
+   * The new shard of a schedule or watch entry's purchase: its placement, else shard 0 when its
+   * record went there (moveShardKeys moves a record nothing places, its purchase unreadable and
+   * its customer's history no longer listing it, to shard 0: its step goes with it, and is
+   * promoted and ended there), else undefined (the purchase is gone: the entry is dropped).
+   */
+  private async shardOfEntry(
+    placement: EventPlacement,
+    eventId: string | undefined,
+  ): Promise<number | undefined> {
+    if (eventId === undefined) return undefined;
+    const placed = placement.ofEvent(eventId);
+    if (placed !== undefined) return placed;
+    const record = `${this.toTags[0]}:fu:e:${idHash(eventId)}`;
+    return (await this.redis.exists(record)) === 1 ? 0 : undefined;
+  }
+
   /** Moves the bucket lists of `kind` (`t` the schedule, `j` the job watch) to the new shards. */
   private async moveBuckets(
     kind: "t" | "j",
@@ -519,7 +536,7 @@ export class ReshardKeys {
         ]);
         const groups = new Map<string, string[]>();
         for (const element of elements) {
-          const shard = placement.ofEvent(scheduleEventId(element) ?? "");
+          const shard = await this.shardOfEntry(placement, scheduleEventId(element));
           if (shard === undefined) {
             count.dropped?.();
             continue;

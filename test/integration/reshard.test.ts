@@ -453,6 +453,35 @@ describe("followups reshard", () => {
     });
   });
 
+  it("moves a scheduled step of a purchase it cannot place to shard 0 with its record, not away", async () => {
+    const p = await boughtWithWorkerStopped("reshard-unplaced");
+    // A customer of shard 1 who lives in another shard than 0 after the change.
+    const id = CUSTOMERS.find((c) => customerShard(c, 2) === 1 && customerShard(c, 3) !== 0);
+    if (id === undefined) throw new Error("no customer of shard 1 outside shard 0 of three");
+    const eventId = `evt-b-${id}`;
+    const old = new StoreKeys(shardScope(p.prefix, 1, 2));
+    // Its purchase cannot be read (damaged, or a newer version's form) and its history no longer
+    // lists it: nothing says whose it is, and its record goes to shard 0.
+    await p.redis.hdel(old.customerHistory(id), `e:${eventId}`);
+    const fields = await p.redis.hkeys(old.eventRecord(eventId));
+    const purchaseFields = fields.filter((field) => /^p\d+$/.test(field));
+    expect(purchaseFields.length).toBeGreaterThan(0);
+    for (const field of purchaseFields)
+      await p.redis.hset(old.eventRecord(eventId), field, "\u0009?");
+    const record = (
+      await shardStores(p.redis, p.prefix, 2).of(1).store.stepRecords(eventId, [CHECK_IN])
+    ).get(CHECK_IN);
+    expect(record?.state).toBe("scheduled");
+
+    const result = await reshardTo(p, 3);
+    expect(result).toMatchObject({ recordsToShardZero: 1, scheduledDropped: 0 });
+    // The check-in waits in shard 0's schedule, beside its record, for the promoter.
+    const zero = new StoreKeys(shardScope(p.prefix, 0, 3));
+    expect(await p.redis.exists(zero.eventRecord(eventId))).toBe(1);
+    const bucket = await p.redis.lrange(zero.scheduleBucket(bucketOf(record?.dueAt ?? 0)), 0, -1);
+    expect(bucket).toContain(scheduleEntry(eventId, CHECK_IN));
+  });
+
   it("carries the re-planner's notes and their failed tries to each purchase's new shard, and each key's expiry (one in its last millisecond too)", async () => {
     pipeline = await startPipeline("reshard-replan-tries", { shards: 2 });
     const p = pipeline;
