@@ -1,6 +1,11 @@
 import type { JobsOptions, Queue } from "bullmq";
 import { errorName, type Logger } from "../logger.js";
-import type { BucketSlice, FollowUpSchedule } from "../store/follow-up-schedule.js";
+import {
+  type BucketSlice,
+  type FollowUpSchedule,
+  type ScheduledStepRef,
+  UNREADABLE_STEP,
+} from "../store/follow-up-schedule.js";
 import { type JobWatch, LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { bucketOf } from "../store/keys.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
@@ -13,7 +18,9 @@ import { type FollowUpJobData, followUpJobId } from "./names.js";
  * always did (delays, retries, rate limits, stalled-job recovery). It runs in every worker
  * process with no leader: a bucket is leased to one promoter at a time, and a promoter that dies
  * holding one only delays it by the lease; the next one adds the same job ids again, which BullMQ
- * ignores for jobs that exist, and passes over steps that have left `scheduled`.
+ * ignores for jobs that exist, and passes over steps that have left `scheduled`. A step whose
+ * record this version cannot read (damaged, or in a newer version's form) stays in its bucket for
+ * a worker that can, logged by its ids; the rest of the bucket is promoted as usual.
  */
 
 /** How long a promoter may hold a bucket before another may take it over. */
@@ -22,6 +29,8 @@ export const PROMOTION_LEASE_MS = 30_000;
 const SLICE_SIZE = 500;
 /** Buckets looked at per round. */
 const BUCKETS_PER_ROUND = 32;
+/** How long a promoter leaves a bucket holding only steps it cannot read before it looks again. */
+export const UNREADABLE_LOOK_AGAIN_MS = 10 * 60_000;
 
 export interface PromoterDeps {
   readonly schedule: FollowUpSchedule;
@@ -96,6 +105,11 @@ export function createPromoter(deps: PromoterDeps): Promoter {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
   let stopped = false;
+  /**
+   * Buckets this promoter found holding only steps whose record it cannot read, with when it looks
+   * at them again: left to a worker that can read them, they hold up no other bucket meanwhile.
+   */
+  const passedOver = new Map<number, number>();
 
   async function replanStale(slice: BucketSlice): Promise<void> {
     if (!deps.replan) return;
@@ -111,8 +125,10 @@ export function createPromoter(deps: PromoterDeps): Promoter {
     const records = await deps.schedule.records(refs);
     const stepsOf = new Map<string, Set<string>>();
     refs.forEach((ref, i) => {
-      const steps = stepsOf.get(ref.eventId) ?? new Set<string>();
       const record = records[i];
+      // A step it cannot read is not promoted here: it neither holds one nor asks for a re-plan.
+      if (record === UNREADABLE_STEP) return;
+      const steps = stepsOf.get(ref.eventId) ?? new Set<string>();
       if (record?.state === "scheduled" && bucketOf(record.dueAt) === slice.bucket)
         steps.add(ref.stepId);
       stepsOf.set(ref.eventId, steps);
@@ -136,18 +152,55 @@ export function createPromoter(deps: PromoterDeps): Promoter {
     }
   }
 
-  /** Promotes a bucket slice by slice; returns the jobs added and the slices it handled. */
-  async function promoteBucket(bucket: number): Promise<{ jobs: number; slices: number }> {
-    const done = { jobs: 0, slices: 0 };
+  /**
+   * Steps of a slice whose record this version cannot read: logged by ids (the decoder's error
+   * may quote the record) the first time this look at the bucket meets them, and filed again at
+   * the end of the bucket, to stay there for a worker that can read them (a newer version's)
+   * after the slice is dropped.
+   */
+  async function keepUnreadable(
+    slice: BucketSlice,
+    unreadable: readonly ScheduledStepRef[],
+    kept: Set<string>,
+  ): Promise<void> {
+    const once = new Map(unreadable.map((ref) => [`${ref.stepId} ${ref.eventId}`, ref]));
+    for (const [key, ref] of once) {
+      if (kept.has(key)) continue;
+      kept.add(key);
+      deps.logger.warn(
+        { eventId: ref.eventId, stepId: ref.stepId, bucket: slice.bucket },
+        "a scheduled follow-up's step record cannot be read; left in the schedule for a worker that can",
+      );
+    }
+    await deps.schedule.keep(slice, [...once.values()]);
+  }
+
+  /** Promotes a bucket slice by slice; returns the jobs added. */
+  async function promoteBucket(bucket: number): Promise<number> {
+    let promoted = 0;
+    /** The steps it cannot read that this look filed again, by `<stepId> <eventId>`. */
+    const kept = new Set<string>();
     for (;;) {
       const slice = await deps.schedule.claim(
         bucket,
         deps.leaseMs ?? PROMOTION_LEASE_MS,
         SLICE_SIZE,
       );
-      if (!slice) return done;
+      if (!slice) return promoted;
+      if (
+        slice.refs.length > 0 &&
+        slice.refs.every((ref) => kept.has(`${ref.stepId} ${ref.eventId}`))
+      ) {
+        // Only steps it cannot read are left, filed again by this look: they stay, and the
+        // bucket is looked at again later.
+        await deps.schedule.release({ ...slice, count: 0 });
+        passedOver.set(bucket, deps.now() + UNREADABLE_LOOK_AGAIN_MS);
+        return promoted;
+      }
       await replanStale(slice);
-      const records = await deps.schedule.records(slice.refs);
+      const found = await deps.schedule.records(slice.refs);
+      const unreadable = slice.refs.filter((_, i) => found[i] === UNREADABLE_STEP);
+      const records = found.map((record) => (record === UNREADABLE_STEP ? undefined : record));
       const jobs = jobsForSlice(slice, records, deps.now());
       if (jobs.length > 0) {
         // Watched before they are jobs: a crash in between leaves them watched, not lost.
@@ -160,28 +213,31 @@ export function createPromoter(deps: PromoterDeps): Promoter {
         );
         await deps.followUps.addBulk(jobs);
       }
-      done.jobs += jobs.length;
-      done.slices += 1;
-      if (!(await deps.schedule.release(slice)) || slice.count === 0) return done;
+      if (unreadable.length > 0) await keepUnreadable(slice, unreadable, kept);
+      promoted += jobs.length;
+      if (!(await deps.schedule.release(slice)) || slice.count === 0) return promoted;
     }
   }
 
   async function promoteDue(): Promise<number> {
     let promoted = 0;
-    for (;;) {
+    const now = deps.now();
+    for (const [bucket, lookAgainAt] of passedOver)
+      if (lookAgainAt <= now) passedOver.delete(bucket);
+    // Each bucket due is taken once a round, in order: one leased elsewhere is that promoter's
+    // until the next round, and one passed over holds up none after it.
+    for (let after: number | undefined; ; ) {
       const buckets = await deps.schedule.bucketsDueBy(
         deps.now() + deps.horizonMs,
         BUCKETS_PER_ROUND,
+        after,
       );
-      let progressed = false;
       for (const bucket of buckets) {
         if (stopped) return promoted;
-        const done = await promoteBucket(bucket);
-        promoted += done.jobs;
-        progressed ||= done.slices > 0;
+        if (!passedOver.has(bucket)) promoted += await promoteBucket(bucket);
       }
-      // Leased elsewhere or all stale: the others' buckets are theirs until the next round.
-      if (buckets.length < BUCKETS_PER_ROUND || !progressed) break;
+      if (buckets.length < BUCKETS_PER_ROUND) break;
+      after = buckets[buckets.length - 1];
     }
     if (promoted > 0) {
       deps.onPromoted?.(promoted);

@@ -6,6 +6,7 @@ import {
   readEntries,
   type ScheduledStepRef,
   StepBuckets,
+  scheduleEntry,
 } from "./step-buckets.js";
 
 export {
@@ -16,6 +17,9 @@ export {
 } from "./step-buckets.js";
 
 import { readStepRecord, type StepRecord } from "./step-record.js";
+
+/** A step record this version cannot read (FollowUpSchedule.records). */
+export const UNREADABLE_STEP = Symbol("unreadable step record");
 
 /**
  * The compact schedule: steps due beyond the promotion horizon wait here instead of as BullMQ
@@ -56,11 +60,14 @@ export class FollowUpSchedule {
     }));
   }
 
-  /** Buckets that start no later than `until` (epoch ms), earliest first. */
-  async bucketsDueBy(until: number, limit: number): Promise<number[]> {
+  /**
+   * Buckets that start no later than `until` (epoch ms), earliest first; with `after` (a bucket
+   * number), only those after it.
+   */
+  async bucketsDueBy(until: number, limit: number, after?: number): Promise<number[]> {
     const members = await this.redis.zrangebyscore(
       this.keys.scheduleIndex(),
-      "-inf",
+      after === undefined ? "-inf" : `(${after * SCHEDULE_BUCKET_MS}`,
       until,
       "LIMIT",
       0,
@@ -80,6 +87,19 @@ export class FollowUpSchedule {
   /** Drops a promoted slice; false when the lease had passed to another promoter. */
   release(slice: BucketSlice): Promise<boolean> {
     return this.buckets.release(slice);
+  }
+
+  /**
+   * Files references again at the end of the bucket of a slice still leased (before it is
+   * released), so that they stay in it: steps whose record this version cannot read, for a worker
+   * that can. Nothing is filed when the bucket is gone (expired with its steps' records).
+   */
+  async keep(slice: Pick<BucketSlice, "bucket">, refs: readonly ScheduledStepRef[]): Promise<void> {
+    if (refs.length === 0) return;
+    await this.redis.rpushx(
+      this.keys.scheduleBucket(slice.bucket),
+      ...refs.map((ref) => scheduleEntry(ref.eventId, ref.stepId)),
+    );
   }
 
   /**
@@ -224,15 +244,21 @@ export class FollowUpSchedule {
     await this.redis.set(this.keys.scheduleReplanned(bucket), generation, "PX", 2 * 86_400_000);
   }
 
-  /** The step records of the references (undefined where the record is gone). */
-  async records(refs: readonly ScheduledStepRef[]): Promise<(StepRecord | undefined)[]> {
+  /**
+   * The step records of the references: undefined where the record is gone, UNREADABLE_STEP where
+   * this version cannot read it (damaged, or in a newer version's form; the decoder's error, which
+   * quotes the record, is dropped). Redis being away still throws.
+   */
+  async records(
+    refs: readonly ScheduledStepRef[],
+  ): Promise<(StepRecord | undefined | typeof UNREADABLE_STEP)[]> {
     if (refs.length === 0) return [];
     const pipeline = this.redis.pipeline();
     for (const ref of refs) pipeline.hget(this.keys.eventRecord(ref.eventId), `s:${ref.stepId}`);
     const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, raw]) => {
       if (error) throw error;
-      return typeof raw === "string" ? readStepRecord(raw) : undefined;
+      return typeof raw === "string" ? readableStep(raw) : undefined;
     });
   }
 
@@ -257,5 +283,14 @@ export class FollowUpSchedule {
     return first[1] === undefined
       ? { buckets: count }
       : { buckets: count, earliest: Number(first[1]) };
+  }
+}
+
+/** A stored step record, or UNREADABLE_STEP when this version cannot decode it. */
+function readableStep(raw: string): StepRecord | typeof UNREADABLE_STEP {
+  try {
+    return readStepRecord(raw);
+  } catch {
+    return UNREADABLE_STEP;
   }
 }

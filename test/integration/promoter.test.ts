@@ -214,4 +214,115 @@ describe("the promoter", () => {
     expect(dying && (await schedule.release(dying))).toBe(false);
     expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
   });
+
+  /** A step record this version cannot read (damaged, or in a newer version's form). */
+  const UNREADABLE_RECORD = "?not a step record";
+
+  /** A promoter whose warnings are kept, at a time the test moves. */
+  function watchedPromoter(
+    at: { now: number },
+    replan?: Parameters<typeof createPromoter>[0]["replan"],
+  ) {
+    const warnings: Record<string, unknown>[] = [];
+    const promoter = createPromoter({
+      schedule,
+      followUps,
+      horizonMs: HORIZON,
+      now: () => at.now,
+      logger: createLogger({
+        level: "warn",
+        pretty: false,
+        destination: { write: (line: string) => void warnings.push(JSON.parse(line)) },
+      }),
+      ...(replan && { replan }),
+    });
+    return { promoter, warnings };
+  }
+
+  it("promotes the rest of a bucket that holds a step record it cannot read, and keeps that step's line for a worker that can", async () => {
+    const now = NOW;
+    const due = now + 30 * DAY;
+    await scheduleCheckIns([due, due, due + 10 * MINUTE], now);
+    const keys = new StoreKeys(prefix);
+    const field = "s:big-ticket.check-in";
+    const readable = await redis.hget(keys.eventRecord("evt-1"), field);
+    await redis.hset(keys.eventRecord("evt-1"), field, UNREADABLE_RECORD);
+    const at = { now: due + 8 * MINUTE };
+    const { promoter, warnings } = watchedPromoter(at);
+    // The readable step beside it, and the next bucket's, become jobs.
+    expect(await promoter.promoteDue()).toBe(2);
+    expect(await followUps.getJob(followUpJobId("evt-0", "big-ticket.check-in"))).toBeDefined();
+    expect(await followUps.getJob(followUpJobId("evt-2", "big-ticket.check-in"))).toBeDefined();
+    expect(await followUps.getJob(followUpJobId("evt-1", "big-ticket.check-in"))).toBeUndefined();
+    // The unreadable one stays in its bucket, logged by its ids only.
+    expect(await redis.lrange(keys.scheduleBucket(bucketOf(due)), 0, -1)).toEqual([
+      "big-ticket.check-in evt-1",
+    ]);
+    expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 10)).toEqual([bucketOf(due)]);
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        eventId: "evt-1",
+        stepId: "big-ticket.check-in",
+        bucket: bucketOf(due),
+        msg: "a scheduled follow-up's step record cannot be read; left in the schedule for a worker that can",
+      }),
+    ]);
+    expect(JSON.stringify(warnings)).not.toContain("not a step record");
+    // The next rounds leave it alone a while, then look at it again.
+    expect(await promoter.promoteDue()).toBe(0);
+    expect(warnings).toHaveLength(1);
+    at.now += 10 * MINUTE;
+    expect(await promoter.promoteDue()).toBe(0);
+    expect(warnings).toHaveLength(2);
+    expect(await redis.lrange(keys.scheduleBucket(bucketOf(due)), 0, -1)).toEqual([
+      "big-ticket.check-in evt-1",
+    ]);
+    // A worker that can read it (a newer version's) promotes it as any other.
+    await redis.hset(keys.eventRecord("evt-1"), field, readable ?? "");
+    expect(await promoterAt(at.now).promoteDue()).toBe(1);
+    expect(await followUps.getJob(followUpJobId("evt-1", "big-ticket.check-in"))).toBeDefined();
+    expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
+  });
+
+  it("is not held up by more buckets of unreadable step records than it reads at once", async () => {
+    const now = NOW;
+    const due = now + 30 * DAY;
+    // 33 buckets in a row, each with a step this version cannot read, then one it can.
+    const ids = await scheduleCheckIns(
+      Array.from({ length: 34 }, (_, i) => due + i * 10 * MINUTE),
+      now,
+    );
+    const keys = new StoreKeys(prefix);
+    for (const id of ids.slice(0, 33))
+      await redis.hset(keys.eventRecord(id), "s:big-ticket.check-in", UNREADABLE_RECORD);
+    const at = { now: due + 33 * 10 * MINUTE };
+    const { promoter } = watchedPromoter(at);
+    expect(await promoter.promoteDue()).toBe(1);
+    expect(await followUps.getJob(followUpJobId("evt-33", "big-ticket.check-in"))).toBeDefined();
+    expect(await schedule.bucketsDueBy(Number.MAX_SAFE_INTEGER, 100)).toHaveLength(33);
+  });
+
+  it("re-plans and promotes the rest of a bucket that holds a step record it cannot read", async () => {
+    const now = NOW;
+    const due = now + 30 * DAY;
+    await scheduleCheckIns([due, due], now);
+    const keys = new StoreKeys(prefix);
+    await redis.hset(keys.eventRecord("evt-1"), "s:big-ticket.check-in", UNREADABLE_RECORD);
+    const held: [string, string[]][] = [];
+    const { promoter } = watchedPromoter(
+      { now: due },
+      {
+        generation: () => 2,
+        run: async (eventId, promoting) => held.push([eventId, [...promoting]]),
+      },
+    );
+    expect(await promoter.promoteDue()).toBe(1);
+    // A purchase whose only step here cannot be read is not re-planned for it (nothing of it
+    // becomes a job): its step stays in the bucket.
+    expect(held).toEqual([["evt-0", ["big-ticket.check-in"]]]);
+    expect(await followUps.getJob(followUpJobId("evt-0", "big-ticket.check-in"))).toBeDefined();
+    expect(await redis.lrange(keys.scheduleBucket(bucketOf(due)), 0, -1)).toEqual([
+      "big-ticket.check-in evt-1",
+    ]);
+  });
 });
