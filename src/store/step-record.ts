@@ -248,7 +248,9 @@ export function decodeStoredStep(raw: string): StoredStep {
   if (raw.startsWith("{")) return JSON.parse(raw) as StoredStep;
   const match = COMPACT.exec(raw);
   const state = match && STATES_BY_CODE.get(match[1] ?? "");
-  if (!match || !state) throw new Error(`a step record in an unknown form: ${raw.slice(0, 40)}`);
+  // Its length only: a record may hold a customer's reply, and this message is logged.
+  if (!match || !state)
+    throw new Error(`a step record in an unknown form (${raw.length} characters)`);
   const [, , channel = "-", kind = "-", due = "", changed, json] = match;
   const c = CHANNELS_BY_CODE.get(channel);
   const k = KINDS_BY_CODE.get(kind);

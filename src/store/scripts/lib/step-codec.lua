@@ -63,7 +63,8 @@ local function decodeStep(raw)
   local state, channel, kind, due, changed, json =
     string.match(raw, '^(.)(.)(.)([0-9a-z]+)%.?([0-9a-z]*) ?(.*)$')
   if not STEP_STATES_BY_CODE[state] then
-    error('a step record in an unknown form: ' .. string.sub(raw, 1, 40))
+    -- Its length only: a record may hold a customer's reply, and this message is logged.
+    error('a step record in an unknown form (' .. #raw .. ' characters)')
   end
   local rec = json ~= '' and cjson.decode(json) or {}
   rec.s = STEP_STATES_BY_CODE[state]
