@@ -12,7 +12,7 @@ import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import { type JobWatch, LOOK_AFTER_DUE_MS, type WatchedStep } from "../store/job-watch.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import { isRedisUnavailable, type RedisClient } from "../store/redis-client.js";
-import { abandonedSending, type StepRecord } from "../store/step-record.js";
+import { abandonedSending, type StepRecord, UNREADABLE_STEP } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 import { periodic } from "./periodic.js";
 import { stepLabels } from "./step-labels.js";
@@ -39,9 +39,6 @@ const LEASE_MS = 60_000;
 /** A round a minute. */
 const EVERY_MS = 60_000;
 const FIRST_MS = 30_000;
-
-/** A watched step whose record this version cannot read. */
-const UNREADABLE = Symbol("unreadable");
 
 /** The reason a step whose job was lost past its grace period is skipped with. */
 export const JOB_LOST = "job-lost";
@@ -212,18 +209,18 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
   }
 
   /**
-   * A watched step's record; UNREADABLE when this version cannot read it (damaged, or a newer
+   * A watched step's record; UNREADABLE_STEP when this version cannot read it (damaged, or a newer
    * version's form): thrown, it would fail every round at its bucket, and no later bucket of the
    * shard would be looked at. Redis being away still fails the round.
    */
   async function recordOf(
     ref: ScheduledStepRef,
-  ): Promise<StepRecord | undefined | typeof UNREADABLE> {
+  ): Promise<StepRecord | undefined | typeof UNREADABLE_STEP> {
     try {
       return (await deps.store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
     } catch (error) {
       if (isRedisUnavailable(error)) throw error;
-      return UNREADABLE;
+      return UNREADABLE_STEP;
     }
   }
 
@@ -235,7 +232,7 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
     slice.refs.forEach((ref, i) => {
       const record = records[i];
       const key = `${ref.stepId} ${ref.eventId}`;
-      if (record === UNREADABLE) {
+      if (record === UNREADABLE_STEP) {
         // Left to a worker that can read it, looked at again a margin later (ids only: the
         // error may quote the record).
         if (seen.has(key)) return;

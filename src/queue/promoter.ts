@@ -1,15 +1,14 @@
 import type { JobsOptions, Queue } from "bullmq";
 import { errorName, type Logger } from "../logger.js";
-import {
-  type BucketSlice,
-  type FollowUpSchedule,
-  type ScheduledStepRef,
-  UNREADABLE_STEP,
+import type {
+  BucketSlice,
+  FollowUpSchedule,
+  ScheduledStepRef,
 } from "../store/follow-up-schedule.js";
 import { type JobWatch, LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { bucketOf } from "../store/keys.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
-import type { StepRecord } from "../store/step-record.js";
+import { type StepRecord, UNREADABLE_STEP } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
 
 /**

@@ -16,10 +16,7 @@ export {
   scheduleEntry,
 } from "./step-buckets.js";
 
-import { readStepRecord, type StepRecord } from "./step-record.js";
-
-/** A step record this version cannot read (FollowUpSchedule.records). */
-export const UNREADABLE_STEP = Symbol("unreadable step record");
+import { readableStepRecord, type StepRecord, type UNREADABLE_STEP } from "./step-record.js";
 
 /**
  * The compact schedule: steps due beyond the promotion horizon wait here instead of as BullMQ
@@ -258,7 +255,7 @@ export class FollowUpSchedule {
     const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, raw]) => {
       if (error) throw error;
-      return typeof raw === "string" ? readableStep(raw) : undefined;
+      return typeof raw === "string" ? readableStepRecord(raw) : undefined;
     });
   }
 
@@ -283,14 +280,5 @@ export class FollowUpSchedule {
     return first[1] === undefined
       ? { buckets: count }
       : { buckets: count, earliest: Number(first[1]) };
-  }
-}
-
-/** A stored step record, or UNREADABLE_STEP when this version cannot decode it. */
-function readableStep(raw: string): StepRecord | typeof UNREADABLE_STEP {
-  try {
-    return readStepRecord(raw);
-  } catch {
-    return UNREADABLE_STEP;
   }
 }

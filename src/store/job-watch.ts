@@ -5,7 +5,7 @@ import type { RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import { type BucketSlice, type ScheduledStepRef, StepBuckets } from "./step-buckets.js";
-import { readStepRecord, type StepRecord } from "./step-record.js";
+import { readableStepRecord, type StepRecord, UNREADABLE_STEP } from "./step-record.js";
 
 /**
  * The steps that are BullMQ jobs, or are about to be, filed by when to look whether their job
@@ -135,8 +135,8 @@ export class JobWatch {
         const fields = (reply ?? {}) as RecordFields;
         const steps = Object.entries(fields).flatMap(([field, raw]) => {
           if (!field.startsWith("s:")) return [];
-          const record = readableStep(raw);
-          if (!record) return [];
+          const record = readableStepRecord(raw.toString("utf8"));
+          if (record === UNREADABLE_STEP) return [];
           return (record.state === "scheduled" || record.state === "sending") && record.dueAt <= by
             ? [{ stepId: field.slice(2), record }]
             : [];
@@ -181,14 +181,5 @@ export class JobWatch {
   /** Drops a slice looked at; false when the lease had passed to another worker. */
   release(slice: BucketSlice): Promise<boolean> {
     return this.buckets.release(slice);
-  }
-}
-
-/** A stored step record, or undefined when it cannot be read (its error, which may quote it, dropped). */
-function readableStep(raw: Buffer): StepRecord | undefined {
-  try {
-    return readStepRecord(raw.toString("utf8"));
-  } catch {
-    return undefined;
   }
 }

@@ -264,6 +264,22 @@ export function decodeStoredStep(raw: string): StoredStep {
   };
 }
 
+/** A step record this version cannot read (damaged, or in a newer version's form). */
+export const UNREADABLE_STEP = Symbol("unreadable step record");
+
+/**
+ * A stored step record, or UNREADABLE_STEP when this version cannot decode it: for readers that
+ * go over many steps (the promoter, the job watch), which pass such a step over rather than fail
+ * on it. The decoder's error is dropped.
+ */
+export function readableStepRecord(raw: string): StepRecord | typeof UNREADABLE_STEP {
+  try {
+    return readStepRecord(raw);
+  } catch {
+    return UNREADABLE_STEP;
+  }
+}
+
 /** A stored record (either form, decodeStoredStep) as callers see it. */
 export function readStepRecord(raw: string): StepRecord {
   const stored = decodeStoredStep(raw);
