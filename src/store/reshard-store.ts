@@ -7,6 +7,7 @@ import {
   idHash,
   PACKED_ENTRY_CHARS,
   StoreKeys,
+  shardScope,
   shardTag,
 } from "./keys.js";
 import { linkShard, orderLink, relinked } from "./order-store.js";
@@ -208,10 +209,12 @@ export class ReshardKeys {
    * finds those gone, and has every shard read again: more reading, nothing missed).
    */
   async keepJobWatchUpgradeTrue(): Promise<void> {
-    const marks = await Promise.all(this.fromTags.map((tag) => this.redis.get(`${tag}:fu:jw`)));
+    const marks = await Promise.all(
+      this.shardKeysOf(this.from).map((keys) => this.redis.get(keys.jobWatchUpgrade())),
+    );
     if (marks.every((mark) => mark === "done")) return;
     // One key at a time: on a cluster each shard's key is in a slot of its own.
-    for (const tag of this.toTags) await this.redis.del(`${tag}:fu:jw`);
+    for (const keys of this.shardKeysOf(this.to)) await this.redis.del(keys.jobWatchUpgrade());
   }
 
   /**
@@ -512,8 +515,16 @@ export class ReshardKeys {
     if (eventId === undefined) return undefined;
     const placed = placement.ofEvent(eventId);
     if (placed !== undefined) return placed;
-    const record = `${this.toTags[0]}:fu:e:${idHash(eventId)}`;
-    return (await this.redis.exists(record)) === 1 ? 0 : undefined;
+    const [zero] = this.shardKeysOf(this.to);
+    return zero && (await this.redis.exists(zero.eventRecord(eventId))) === 1 ? 0 : undefined;
+  }
+
+  /** The key names of every shard of a deployment of `shards`. */
+  private shardKeysOf(shards: number): StoreKeys[] {
+    return Array.from(
+      { length: shards },
+      (_, n) => new StoreKeys(shardScope(this.prefix, n, shards)),
+    );
   }
 
   /** Moves the bucket lists of `kind` (`t` the schedule, `j` the job watch) to the new shards. */
