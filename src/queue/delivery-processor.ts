@@ -501,6 +501,16 @@ function createDelivery(deps: DeliveryDeps) {
       await job.moveToDelayed(until, token);
       throw new DelayedError(why);
     };
+    if (view.unreadableStep) {
+      // A newer version's record during a rolling deploy (or a rollback), or damaged bytes: its
+      // state is unknown (it may be sent already), so nothing is sent or written; the job waits
+      // for a worker that can read it. Said by ids and the record's length only.
+      log.warn(
+        { recordLength: view.unreadableStep.recordLength, lookAgainInMs: UNREADABLE_STEP_WAIT_MS },
+        "step record this version cannot read (a newer version's, or damaged): not sent; looked at again later",
+      );
+      return postpone(nowMs + UNREADABLE_STEP_WAIT_MS, "unreadable step record");
+    }
     if (record?.state === "sent" && record.bookkeepingPending && view.event)
       return redoBookkeeping(deps, log, notes, {
         eventId,
@@ -1097,6 +1107,11 @@ async function findPlaced(
 
 /** A step's failure reason, ledger reason and metrics label when its purchase cannot be read. */
 const UNREADABLE_PURCHASE = "unreadable-purchase";
+/**
+ * How long a job whose step record this version cannot read waits before it is looked at again:
+ * a worker of the version that wrote it takes it meanwhile, if one runs.
+ */
+const UNREADABLE_STEP_WAIT_MS = 10 * 60_000;
 
 /**
  * A step whose stored purchase cannot be decoded (damaged, or a newer version's format during a

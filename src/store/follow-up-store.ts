@@ -28,6 +28,7 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 import {
   type PostponeCode,
   postponeLetter,
+  readableStepRecord,
   readStepRecord,
   STEP_STATES,
   type StepPatch,
@@ -35,6 +36,7 @@ import {
   type StepState,
   type StepStateFilter,
   storedPatch,
+  UNREADABLE_STEP,
 } from "./step-record.js";
 
 /**
@@ -81,6 +83,11 @@ export interface SendView {
    * version's format): the decoder's error by name only (its message may quote the bytes).
    */
   readonly unreadable?: { readonly errorName: string };
+  /**
+   * Set, alone, when the step's own record cannot be decoded (a newer version's form, or
+   * damaged): its length, never its content (a customer's reply may be in it).
+   */
+  readonly unreadableStep?: { readonly recordLength: number };
   /**
    * How the purchase was filed with a customer's thank-you group (`coalesce`), as its record
    * holds it (`ty`: ThankYouGroups, join-thank-you.lua); undefined when it was not (or by key
@@ -554,8 +561,9 @@ export class FollowUpStore {
   async sendView(eventId: string, stepId: string): Promise<SendView> {
     const { fields, encoded, inRecord, legacy } = await this.readStored(eventId);
     const field = stepField(stepId);
-    const own = fields[field];
-    const record = own ? readStepRecord(own.toString("utf8")) : undefined;
+    const own = fields[field]?.toString("utf8");
+    const record = own === undefined ? undefined : readableStepRecord(own);
+    if (record === UNREADABLE_STEP) return { unreadableStep: { recordLength: own?.length ?? 0 } };
     // Read with the rest: a thank-you asks how it was filed without another round trip.
     const filedAs = fields[FILING_FIELD]?.toString("utf8");
     const known = {
@@ -571,12 +579,12 @@ export class FollowUpStore {
     }
     if (decoded.kind === "kept") return { ...known, event: purchaseFromKept(decoded.kept) };
     const event = decoded.event;
-    const othersPending = Object.entries(fields).some(
-      ([name, raw]) =>
-        name !== field &&
-        name.startsWith("s:") &&
-        PENDING_STATES.has(readStepRecord(raw.toString("utf8")).state),
-    );
+    // A sibling this version cannot read may be pending: its purchase is kept for it.
+    const othersPending = Object.entries(fields).some(([name, raw]) => {
+      if (name === field || !name.startsWith("s:")) return false;
+      const sibling = readableStepRecord(raw.toString("utf8"));
+      return sibling === UNREADABLE_STEP || PENDING_STATES.has(sibling.state);
+    });
     if (othersPending || !inRecord) return { ...known, event };
     return {
       ...known,
@@ -688,8 +696,10 @@ export class FollowUpStore {
   async trimIfFinished(eventId: string, now = Date.now()): Promise<boolean> {
     const { fields, encoded, inRecord } = await this.readStored(eventId);
     for (const [field, raw] of Object.entries(fields)) {
-      if (field.startsWith("s:") && PENDING_STATES.has(readStepRecord(raw.toString("utf8")).state))
-        return false;
+      if (!field.startsWith("s:")) continue;
+      // A step this version cannot read may be pending: the purchase is kept for it.
+      const record = readableStepRecord(raw.toString("utf8"));
+      if (record === UNREADABLE_STEP || PENDING_STATES.has(record.state)) return false;
     }
     if (!encoded) return false;
     const decoded = decodeStored(encoded);
