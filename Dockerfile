@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 
+# Node.js 24 (LTS, supported until April 2028): Node 20 reached its end of life in April 2026, and
+# some production dependencies (OpenTelemetry, cookie) now ask for Node 22 or later.
 # Build: compile TypeScript with the full dependency tree.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
@@ -10,13 +12,13 @@ COPY src ./src
 RUN npx tsc -p tsconfig.json
 
 # Production dependencies only, without dev tools.
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts
 
 # Runtime: compiled code, production dependencies, the shipped config; runs as a non-root user.
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     CONFIG_DIR=/app/config \
     OUTBOX_DIR=/app/var/outbox \
