@@ -500,8 +500,9 @@ function failedWebhookOf(
 /**
  * Removes outbox files (.json texts and calls, .eml emails) addressed to one of the addresses, or
  * naming the customer where followups writes their ids into a message to someone else: an owner's
- * alert about their reply names them and their order (ALERT_NAMES), a reply forwarded to support
- * gives their address. An id elsewhere in a message is not theirs to go by: a customer id such as
+ * alert about their reply names them and their order (ALERT_NAMES), an owner's report lists their
+ * unhappy reply by its order (with their name and words), a reply forwarded to support gives their
+ * address. An id elsewhere in a message is not theirs to go by: a customer id such as
  * `shop` or `2026` is a word in every other customer's email.
  */
 async function removeOutboxFiles(
@@ -517,8 +518,13 @@ async function removeOutboxFiles(
     ),
     new RegExp(literal(ALERT_NAMES.customer(customerId))),
     new RegExp(`${literal(ALERT_NAMES.timelinePath(customerId))}(?![\\w%.~!*'()-])`),
+    // An alert names the order after ", " or "(", a report's unhappy reply after "· " (its
+    // plain text wrapped at spaces: any whitespace between the words).
     ...orderIds.map(
-      (orderId) => new RegExp(`(?:, |\\()${literal(ALERT_NAMES.order(orderId))}(?=[)\\s]|$)`),
+      (orderId) =>
+        new RegExp(
+          `(?:, |\\(|·\\s+)${literal(ALERT_NAMES.order(orderId)).replace(/ /g, "\\s+")}(?=[)\\s]|$)`,
+        ),
     ),
   ];
   let names: string[];

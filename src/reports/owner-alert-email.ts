@@ -5,8 +5,9 @@ import { escapeHtml } from "./escape-html.js";
 import { plainText } from "./report-phrases.js";
 
 /**
- * How an owner's alert names a customer and an order, and links the customer's timeline: the
- * text erasure looks for in outbox files (an alert is addressed to the owner, not the customer).
+ * How an owner's alert names a customer and an order, and links the customer's timeline (an
+ * owner's report names the order of an unhappy reply the same way): the text erasure looks for in
+ * outbox files (an alert or a report is addressed to the owner, not the customer).
  */
 export const ALERT_NAMES = {
   customer: (customerId: string) => `(customer ${plainText(customerId)})`,

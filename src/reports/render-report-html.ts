@@ -1,6 +1,7 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { CHANNEL_COLOURS, DAILY_SENDS_CHART_SIZE } from "./daily-sends-chart.js";
 import { escapeHtml } from "./escape-html.js";
+import { ALERT_NAMES } from "./owner-alert-email.js";
 import type { Outcome, OutcomeChange, ReasonCount, ReportModel } from "./report-model.js";
 import {
   broughtBackLines,
@@ -150,7 +151,7 @@ function unhappyBlock(model: ReportModel): string {
   const items = replies.map((reply) => {
     const about = [
       localDateTime(reply.receivedAt, model.period.timezone),
-      reply.orderId === null ? null : `order ${plainText(reply.orderId)}`,
+      reply.orderId === null ? null : ALERT_NAMES.order(reply.orderId),
       reply.customerName === null ? null : plainText(reply.customerName),
       `by ${reply.channel}`,
       reply.resolved ? "resolved" : null,

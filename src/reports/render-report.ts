@@ -1,4 +1,5 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
+import { ALERT_NAMES } from "./owner-alert-email.js";
 import {
   type CheckInCohort,
   type CurrencyAmount,
@@ -165,7 +166,7 @@ function unhappySection(model: ReportModel): string[] {
   const lines = replies.flatMap((reply, index) => {
     const who = [
       localDateTime(reply.receivedAt, model.period.timezone),
-      reply.orderId === null ? null : `order ${plainText(reply.orderId)}`,
+      reply.orderId === null ? null : ALERT_NAMES.order(reply.orderId),
       reply.customerName === null ? null : plainText(reply.customerName),
       `by ${reply.channel}`,
       reply.resolved ? "resolved" : null,

@@ -1,10 +1,15 @@
 import { createHash } from "node:crypto";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCancel } from "../../src/cli/cancel-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
+import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
+import { ownerSchedulerId } from "../../src/reports/owner-reports.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
@@ -16,6 +21,7 @@ import {
   type PipelineHarness,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { postTwilio } from "../support/webhooks.js";
 
 /**
  * What an erasure must not leave behind, found by an adversarial review of personal data: each
@@ -263,5 +269,83 @@ describe("erasure finds the customer in refused events however their publisher w
     expect(await keysHolding(p.redis, p.prefix, ["Priya", "07911 123456", "07911123456"])).toEqual(
       [],
     );
+  });
+});
+
+describe("erasure removes the owners' reports in the outbox that quote the customer", () => {
+  it("removes a report listing their unhappy reply with their name and order, not one that does not", async () => {
+    // No SMTP: the owners' reports are files in OUTBOX_DIR.
+    pipeline = await startPipeline("erase-review-report", { startWorker: false, smtp: false });
+    const p = pipeline;
+    const owner = { name: "Maria", email: "maria@shop.example", timezone: "Europe/London" };
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const rules = await readFile(rulesFile, "utf8");
+    await writeFile(
+      rulesFile,
+      rules.replace(
+        /^owners: \[\]/m,
+        `owners: [${JSON.stringify({ ...owner, frequency: "daily" })}]`,
+      ),
+    );
+    await p.startWorker();
+    // A TV bought three months ago: its check-in SMS is due now, and they answer it unhappily.
+    const phone = "+447400900314";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-rv-report",
+        orderId: "ord-rv-report",
+        occurredAt: iso(
+          DateTime.utc().startOf("second").setZone("Europe/London").minus({ months: 3 }),
+        ),
+        customer: { id: "cus-rv-report", phone, name: "Ottilie Brennan" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await p.twilio.waitForMessages(1, 15_000);
+    await eventually(async () => {
+      const record = await p.store.stepRecords("evt-rv-report", ["big-ticket.check-in"]);
+      return record.get("big-ticket.check-in")?.state === "sent" ? true : undefined;
+    }, "the check-in to be sent");
+    const reply = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: phone,
+      Body: "The picture flickers, 2/10",
+      MessageSid: "SMreport1",
+    });
+    expect(reply.status).toBe(200);
+    // Today's report lists the reply; yesterday's has nothing of them.
+    const reports = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+    });
+    const today = DateTime.now().setZone(owner.timezone).startOf("day");
+    for (const since of [today, today.minus({ days: 1 })]) {
+      const job = await reports.add(OWNER_REPORT_JOB, {
+        owner: ownerSchedulerId(owner),
+        since: since.toISODate(),
+        until: since.plus({ days: 1 }).toISODate(),
+      });
+      await eventually(
+        async () => ((await job.getState()) === "completed" ? true : undefined),
+        "the owner's report to be written",
+      );
+    }
+    await reports.close();
+    const files = async () =>
+      (await readdir(p.outboxDir)).filter((name) => name.startsWith("report-"));
+    const written = await files();
+    expect(written).toHaveLength(2);
+    const quoting: string[] = [];
+    for (const name of written) {
+      const text = await readFile(path.join(p.outboxDir, name), "utf8");
+      if (text.includes("Ottilie Brennan") && text.includes("flickers")) quoting.push(name);
+    }
+    expect(quoting).toHaveLength(1);
+
+    Object.assign(process.env, { OUTBOX_DIR: p.outboxDir });
+    const receipt = await erase(p, "cus-rv-report").finally(() => {
+      delete process.env.OUTBOX_DIR;
+    });
+    expect(receipt.outboxFilesRemoved).toBe(1);
+    expect(await files()).toEqual(written.filter((name) => !quoting.includes(name)));
   });
 });

@@ -91,6 +91,8 @@ export async function startPipeline(
     cluster?: boolean;
     /** false: no voice adapter, as a deployment without Twilio voice (calls go to the outbox). */
     calls?: boolean;
+    /** false: no SMTP, as a deployment without it (emails, owners' too, go to the outbox). */
+    smtp?: boolean;
     /** FOLLOW_UP_SHARDS (default: the run's, one on a single Redis, four on the cluster). */
     shards?: number;
   } = {},
@@ -190,7 +192,7 @@ export async function startPipeline(
       harness.worker = await startWorker({
         env: { ...env, ...overrides },
         logger,
-        channels: channelsFor(env, options.calls ?? true),
+        channels: channelsFor(env, options.calls ?? true, options.smtp ?? true),
         watchConfig: true,
       });
       return harness.worker;
@@ -212,13 +214,15 @@ export async function startPipeline(
 }
 
 /** The real adapters, pointed at the sink and the fake. */
-export function channelsFor(env: Env, calls = true): Record<Channel, DeliveryChannel> {
+export function channelsFor(env: Env, calls = true, smtp = true): Record<Channel, DeliveryChannel> {
   return {
-    email: createSmtpEmailChannel({
-      smtpUrl: env.SMTP_URL ?? "",
-      from: env.MAIL_FROM ?? "",
-      ...(env.REPLY_TO && { replyTo: env.REPLY_TO }),
-    }),
+    email: smtp
+      ? createSmtpEmailChannel({
+          smtpUrl: env.SMTP_URL ?? "",
+          from: env.MAIL_FROM ?? "",
+          ...(env.REPLY_TO && { replyTo: env.REPLY_TO }),
+        })
+      : createOutboxChannel({ dir: env.OUTBOX_DIR, from: env.MAIL_FROM ?? "" }),
     sms: createTwilioSmsChannel({
       accountSid: env.TWILIO_ACCOUNT_SID ?? "",
       authToken: env.TWILIO_AUTH_TOKEN ?? "",
