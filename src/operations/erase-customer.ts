@@ -18,6 +18,7 @@ import { isCluster, type RedisClient } from "../store/redis-client.js";
 import type { ShardStores, Shards } from "../store/shards.js";
 import { decodeRef } from "../store/sms-references.js";
 import type { SuppressionList } from "../store/suppression-list.js";
+import { receiptsOfSent } from "../store/webhook-receipts.js";
 import type { EventInShard } from "./locate-event.js";
 
 /**
@@ -143,7 +144,8 @@ export function createEraser(deps: EraseDeps) {
     let stepsCancelled = 0;
     let stepsInFlight = 0;
     let keysDeleted = 0;
-    const providerIds: string[] = [];
+    // The provider's ids of their SMS and calls: the webhooks' receipts name them too.
+    const providerIds: { channel: "sms" | "voice"; id: string }[] = [];
     // An email's Message-ID leads a reply to its step (resends' earlier ids too: the record
     // stops filing replies once erased, erase-event.lua).
     const emailIds: string[] = [];
@@ -188,7 +190,7 @@ export function createEraser(deps: EraseDeps) {
         for (const id of [...(record.earlierProviderIds ?? []), record.providerId ?? ""]) {
           if (id === "") continue;
           if (record.channel === "email") emailIds.push(id);
-          else providerIds.push(id);
+          else providerIds.push({ channel: record.channel === "voice" ? "voice" : "sms", id });
         }
         if (record.codeHash) await revoke(record.codeHash);
         if (record.state === "sending") stepsInFlight++;
@@ -224,7 +226,12 @@ export function createEraser(deps: EraseDeps) {
     ];
     const doomed = [
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
-      ...providerIds.map((sid) => keys.smsMessage(sid)),
+      ...providerIds.map(({ id }) => keys.smsMessage(id)),
+      // The receipts of their status callbacks and calls' webhooks (kept a week against replays:
+      // a replay finds neither the message's reference nor the call's record now).
+      ...providerIds.flatMap(({ channel, id }) =>
+        receiptsOfSent(channel, id).map((receipt) => keys.webhookReceipt(receipt)),
+      ),
       ...emailIds.map((messageId) => keys.emailMessage(messageId)),
       ...callIds.map((id) => keys.callScript(id)),
       ...phoneMembers.map((member) => keys.latestCheckIn(member)),

@@ -17,14 +17,18 @@ import type { Shards } from "../store/shards.js";
 import type { SmsReferences, StepRef } from "../store/sms-references.js";
 import { replyId, type StepReplies, type StepReply } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
-import type { WebhookReceipts } from "../store/webhook-receipts.js";
+import {
+  type DeliveryOutcome,
+  SENT_RECEIPTS,
+  type WebhookReceipts,
+} from "../store/webhook-receipts.js";
 import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
 /** Twilio's final message statuses, as ledger outcomes. */
-const DELIVERY_OUTCOMES: Readonly<Record<string, string>> = {
+const DELIVERY_OUTCOMES: Readonly<Record<string, DeliveryOutcome>> = {
   delivered: "delivered",
   undelivered: "undelivered",
   failed: "undelivered",
@@ -526,7 +530,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (outcome) {
         const labels = stepLabels(deps.rules(), at.stepId, record);
         await deps.ledger.countOnce(
-          `st:${update.messageSid}:${outcome}`,
+          SENT_RECEIPTS.smsStatus(update.messageSid, outcome),
           {
             outcome,
             ...labels,

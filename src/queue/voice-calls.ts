@@ -28,6 +28,7 @@ import type { Shards } from "../store/shards.js";
 import type { StepRef } from "../store/sms-references.js";
 import type { StepReply } from "../store/step-replies.js";
 import type { SuppressionList, SuppressionTarget } from "../store/suppression-list.js";
+import { SENT_RECEIPTS } from "../store/webhook-receipts.js";
 import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -226,7 +227,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
       if (heard.kind === "score") {
         // Filed under the call's answer (fileReply): two copies of the webhook at once, or the
         // retry of one that failed half-way, file (count and alert) one reply.
-        const receipt = `call:${request.callSid}:answer`;
+        const receipt = SENT_RECEIPTS.callAnswer(request.callSid);
         await deps.fileReply({ eventId, stepId, shard }, heard.reply, "voice", receipt);
         await note(request, "answered", true);
       } else if (heard.kind === "stop") {
@@ -283,7 +284,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
               ? { outcome: "delivered", ...labels, channel: "voice" }
               : { outcome: "undelivered", ...labels, channel: "voice", reason: counts };
           await deps.ledger.recountOnce(
-            `call:${request.callSid}:unheard`,
+            SENT_RECEIPTS.callUnheard(request.callSid),
             counted(call.outcome),
             counted(outcome),
             call.endedAt,
@@ -367,7 +368,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         // Charged once per call (by its sid), before the count.
         await chargeMinutes(call.script.minutePriceMicros, request, now);
         await deps.ledger.countOnce(
-          `call:${request.callSid}:end`,
+          SENT_RECEIPTS.callEnd(request.callSid),
           {
             outcome: delivered ? "delivered" : "undelivered",
             ...labels,

@@ -4,6 +4,34 @@ import type { RedisClient } from "./redis-client.js";
 /** Provider message ids are remembered this long to ignore replays. */
 export const RECEIPT_SECONDS = 7 * 24 * 3600;
 
+/** What a status callback counts an SMS's delivery as (its receipt names it). */
+export type DeliveryOutcome = "delivered" | "undelivered";
+
+/**
+ * The receipts of the webhooks about a message or call we sent, named by the provider's id of
+ * it (a Twilio sid, which leads to the number and the text at Twilio): an SMS's status
+ * callbacks, a call's keypad answer, its end, and an answer heard after its end.
+ */
+export const SENT_RECEIPTS = {
+  smsStatus: (messageSid: string, outcome: DeliveryOutcome) => `st:${messageSid}:${outcome}`,
+  callAnswer: (callSid: string) => `call:${callSid}:answer`,
+  callEnd: (callSid: string) => `call:${callSid}:end`,
+  callUnheard: (callSid: string) => `call:${callSid}:unheard`,
+};
+
+/** Every receipt SENT_RECEIPTS may have written about the message or call (erasure). */
+export function receiptsOfSent(channel: "sms" | "voice", providerId: string): string[] {
+  return channel === "voice"
+    ? [
+        SENT_RECEIPTS.callAnswer(providerId),
+        SENT_RECEIPTS.callEnd(providerId),
+        SENT_RECEIPTS.callUnheard(providerId),
+      ]
+    : (["delivered", "undelivered"] as const).map((outcome) =>
+        SENT_RECEIPTS.smsStatus(providerId, outcome),
+      );
+}
+
 /**
  * Remembers webhook deliveries (by provider message id), so a replayed one is ignored. A receipt
  * is written only after what the delivery asked for is done (or together with it, see

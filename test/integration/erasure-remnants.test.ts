@@ -1,15 +1,13 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Queue } from "bullmq";
 import { DateTime } from "luxon";
+import { simpleParser } from "mailparser";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCancel } from "../../src/cli/cancel-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
-import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
-import { ownerSchedulerId } from "../../src/reports/owner-reports.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
@@ -19,6 +17,7 @@ import {
   eventProcessed,
   eventually,
   type PipelineHarness,
+  sendOwnerReport,
   startPipeline,
 } from "../support/pipeline-harness.js";
 import { postTwilio } from "../support/webhooks.js";
@@ -313,31 +312,16 @@ describe("erasure removes the owners' reports in the outbox that quote the custo
     });
     expect(reply.status).toBe(200);
     // Today's report lists the reply; yesterday's has nothing of them.
-    const reports = new Queue(OWNER_REPORTS_QUEUE, {
-      connection: p.redis,
-      prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
-    });
     const today = DateTime.now().setZone(owner.timezone).startOf("day");
-    for (const since of [today, today.minus({ days: 1 })]) {
-      const job = await reports.add(OWNER_REPORT_JOB, {
-        owner: ownerSchedulerId(owner),
-        since: since.toISODate(),
-        until: since.plus({ days: 1 }).toISODate(),
-      });
-      await eventually(
-        async () => ((await job.getState()) === "completed" ? true : undefined),
-        "the owner's report to be written",
-      );
-    }
-    await reports.close();
+    for (const day of [today, today.minus({ days: 1 })]) await sendOwnerReport(p, owner, day);
     const files = async () =>
       (await readdir(p.outboxDir)).filter((name) => name.startsWith("report-"));
     const written = await files();
     expect(written).toHaveLength(2);
     const quoting: string[] = [];
     for (const name of written) {
-      const text = await readFile(path.join(p.outboxDir, name), "utf8");
-      if (text.includes("Ottilie Brennan") && text.includes("flickers")) quoting.push(name);
+      const { text } = await simpleParser(await readFile(path.join(p.outboxDir, name)));
+      if (text?.includes("Ottilie Brennan") && text.includes("flickers")) quoting.push(name);
     }
     expect(quoting).toHaveLength(1);
 

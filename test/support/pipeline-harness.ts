@@ -2,6 +2,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Queue } from "bullmq";
+import type { DateTime } from "luxon";
 import { inject } from "vitest";
 import { parseDocument } from "yaml";
 import type { DeliveryChannel } from "../../src/channels/channel.js";
@@ -18,9 +19,12 @@ import {
   FOLLOW_UPS_QUEUE,
   type FollowUpJobData,
   followUpJobId,
+  OWNER_REPORT_JOB,
+  OWNER_REPORTS_QUEUE,
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../../src/queue/names.js";
+import { ownerSchedulerId } from "../../src/reports/owner-reports.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { scheduleEntry } from "../../src/store/follow-up-schedule.js";
 import type { FollowUpStore } from "../../src/store/follow-up-store.js";
@@ -283,6 +287,34 @@ export async function eventProcessed(p: PipelineHarness, jobId: string) {
     const state = await (await p.events.getJob(jobId))?.getState();
     return state === "completed" || state === "failed" ? state : undefined;
   }, `event job ${jobId} to finish`);
+}
+
+/**
+ * Has the worker send an owner (by email) their report of one local day (`day`, ISO date), as
+ * their scheduler would, and waits until it has gone.
+ */
+export async function sendOwnerReport(
+  p: PipelineHarness,
+  owner: { readonly email: string },
+  day: DateTime,
+): Promise<void> {
+  const reports = new Queue(OWNER_REPORTS_QUEUE, {
+    connection: p.redis,
+    prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
+  });
+  try {
+    const job = await reports.add(OWNER_REPORT_JOB, {
+      owner: ownerSchedulerId(owner),
+      since: day.toISODate(),
+      until: day.plus({ days: 1 }).toISODate(),
+    });
+    await eventually(
+      async () => ((await job.getState()) === "completed" ? true : undefined),
+      "the owner's report to go",
+    );
+  } finally {
+    await reports.close();
+  }
 }
 
 /** A step's record as the store holds it, or undefined. */
