@@ -284,9 +284,12 @@ export function createEraser(deps: EraseDeps) {
       return 0;
     };
     const outboxFilesRemoved = deps.outboxDir
-      ? await removeOutboxFiles(deps.outboxDir, addresses, customerId, [...orderIds]).catch(
-          notSearched("OUTBOX_DIR"),
-        )
+      ? await removeOutboxFiles(deps.outboxDir, {
+          addresses,
+          customerId,
+          orderIds: [...orderIds],
+          orderHashes,
+        }).catch(notSearched("OUTBOX_DIR"))
       : 0;
     const spoolFilesRemoved = deps.webhookSpool
       ? await deps.webhookSpool
@@ -505,6 +508,12 @@ function failedWebhookOf(
 }
 
 /**
+ * An order as an owner's alert (after ", " or "(") or report (after "· ", wrapped at any space)
+ * names it (ALERT_NAMES.order): its id, up to a space or a ")".
+ */
+const NAMED_ORDER = /(?:, |\(|·\s+)order\s+([^\s)]+)(?=[)\s]|$)/g;
+
+/**
  * Removes outbox files (.json texts and calls, .eml emails) addressed to one of the addresses, or
  * naming the customer where followups writes their ids into a message to someone else: an owner's
  * alert about their reply names them and their order (ALERT_NAMES), an owner's report lists their
@@ -514,10 +523,16 @@ function failedWebhookOf(
  */
 async function removeOutboxFiles(
   dir: string,
-  addresses: ReadonlySet<string>,
-  customerId: string,
-  orderIds: readonly string[],
+  customer: {
+    readonly addresses: ReadonlySet<string>;
+    readonly customerId: string;
+    /** Their orders, as their purchases' records name them. */
+    readonly orderIds: readonly string[];
+    /** Their orders' idHashes, also of purchases whose records have gone (as their history notes them). */
+    readonly orderHashes: ReadonlySet<string>;
+  },
 ): Promise<number> {
+  const { addresses, customerId, orderIds, orderHashes } = customer;
   const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const named = [
     ...[...addresses].map(
@@ -534,6 +549,10 @@ async function removeOutboxFiles(
         ),
     ),
   ];
+  // Any order an alert or a report names, by its hash: of a purchase whose record has gone only
+  // the hash is known.
+  const namesTheirOrder = (text: string) =>
+    [...text.matchAll(NAMED_ORDER)].some((match) => orderHashes.has(idHash(match[1] ?? "")));
   let names: string[];
   try {
     names = await readdir(dir);
@@ -551,7 +570,8 @@ async function removeOutboxFiles(
     const { recipients, text } = name.endsWith(".eml") ? await readEmail(raw) : readJson(raw);
     if (
       recipients.some((to) => addresses.has(normalizeAddress(to))) ||
-      named.some((pattern) => pattern.test(text))
+      named.some((pattern) => pattern.test(text)) ||
+      namesTheirOrder(text)
     ) {
       await unlink(file).then(
         () => removed++,

@@ -13,8 +13,13 @@ import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { withAccessoryCodes } from "../support/rules-config.js";
+import {
+  eventually,
+  type PipelineHarness,
+  sendOwnerReport,
+  startPipeline,
+} from "../support/pipeline-harness.js";
+import { withAccessoryCodes, withOwners } from "../support/rules-config.js";
 import { postTwilio } from "../support/webhooks.js";
 
 /**
@@ -216,6 +221,39 @@ describe("erasure after a purchase's record has expired", () => {
     }
     expect((await readdir(path.join(dir, SPOOL_FAILED_DIR))).sort()).toEqual([other, stop].sort());
     expect(await spool.list()).toEqual([waiting]);
+  });
+
+  it("removes an owner's report in the outbox that lists one of the purchase's replies", async () => {
+    // No SMTP: the owners' reports are files in OUTBOX_DIR.
+    pipeline = await startPipeline("erase-leftover-report", { startWorker: false, smtp: false });
+    const p = pipeline;
+    const owner = { name: "Maria", email: "maria@shop.example", timezone: "Europe/London" };
+    await withOwners(p.configDir, [{ ...owner, frequency: "daily" }]);
+    await p.startWorker();
+    const phone = "+447400123992";
+    await publishTv(p, "report", phone);
+    await untilSent(p, "evt-lo-report", "big-ticket.check-in");
+    const reply = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: phone,
+      Body: "The sound crackles, 2/10",
+      MessageSid: "SMleftover-report",
+    });
+    expect(reply.status).toBe(200);
+    await sendOwnerReport(p, owner, DateTime.now().setZone(owner.timezone).startOf("day"));
+    const reports = async () =>
+      (await readdir(p.outboxDir)).filter((name) => name.startsWith("report-"));
+    expect(await reports()).toHaveLength(1);
+
+    const keys = await shardKeysOf(p, "evt-lo-report");
+    expect(await p.redis.del(keys.eventRecord("evt-lo-report"))).toBe(1);
+    process.env.OUTBOX_DIR = p.outboxDir;
+    try {
+      const receipt = await erase(p, "cus-lo-report");
+      expect(receipt.outboxFilesRemoved).toBe(1);
+    } finally {
+      delete process.env.OUTBOX_DIR;
+    }
+    expect(await reports()).toEqual([]);
   });
 
   it("keeps an SMS's reference no longer than its purchase's record (RECORD_RETENTION_DAYS of 1)", async () => {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { DateTime } from "luxon";
 import { simpleParser } from "mailparser";
@@ -20,6 +20,7 @@ import {
   sendOwnerReport,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { withOwners } from "../support/rules-config.js";
 import { postTwilio } from "../support/webhooks.js";
 
 /**
@@ -277,15 +278,7 @@ describe("erasure removes the owners' reports in the outbox that quote the custo
     pipeline = await startPipeline("erase-review-report", { startWorker: false, smtp: false });
     const p = pipeline;
     const owner = { name: "Maria", email: "maria@shop.example", timezone: "Europe/London" };
-    const rulesFile = path.join(p.configDir, "rules.yaml");
-    const rules = await readFile(rulesFile, "utf8");
-    await writeFile(
-      rulesFile,
-      rules.replace(
-        /^owners: \[\]/m,
-        `owners: [${JSON.stringify({ ...owner, frequency: "daily" })}]`,
-      ),
-    );
+    await withOwners(p.configDir, [{ ...owner, frequency: "daily" }]);
     await p.startWorker();
     // A TV bought three months ago: its check-in SMS is due now, and they answer it unhappily.
     const phone = "+447400900314";
