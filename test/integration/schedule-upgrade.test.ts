@@ -12,7 +12,7 @@ import { moveDelayedJobsToSchedule } from "../../src/queue/schedule-upgrade.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { FollowUpSchedule } from "../../src/store/follow-up-schedule.js";
-import { dayOf, StoreKeys } from "../../src/store/keys.js";
+import { bucketOf, dayOf, StoreKeys } from "../../src/store/keys.js";
 import { legacyFollowUpJobId } from "../../src/store/legacy-layout.js";
 import { OrderStore } from "../../src/store/order-store.js";
 import { encodePurchase } from "../../src/store/purchase-codec.js";
@@ -256,15 +256,36 @@ describe("the start-up schedule upgrade and this version's own postponed jobs", 
     expect(retryAt).toBeGreaterThan(Date.now() + 25 * 60_000);
     expect(retrying.dueAt).toBeLessThan(Date.now());
 
-    // A deploy restarts the worker.
+    // A deploy restarts the worker. Beside the retry waits an earlier version's far-future job,
+    // which the start-up upgrade moves: its line says the upgrade has looked at every delayed job
+    // (one batch, earliest first), the retry's included, and how many it moved.
     await p.worker?.close();
     p.worker = undefined;
+    await writeEarlierVersion(p, "evt-old-far", Date.now() + 80 * DAY, "current");
     await p.startWorker();
-    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    const upgraded = await eventually(
+      async () =>
+        p.logs.find(
+          (line) => line.msg === "delayed follow-up jobs moved into the compact schedule",
+        ),
+      "the start-up upgrade to move the earlier version's job",
+    );
+    expect(upgraded.moved).toBe(1);
+    expect(await whereWaiting(p, "evt-old-far", CHECK_IN)).toBe("schedule");
 
-    // The backoff still holds: nothing was sent again within seconds of the restart.
+    // The backoff still holds: the retry's job waits in the delayed set for the same time, and
+    // the schedule, from which the promoter would make it a job due at once, does not name it.
+    // Nothing was sent again.
+    expect(await whereWaiting(p, "evt-retry", STEP)).toBe("job");
+    expect(await (await p.followUps.getJob(followUpJobId("evt-retry", STEP)))?.getState()).toBe(
+      "delayed",
+    );
+    expect(
+      Number(await p.redis.zscore(p.followUps.keys.delayed as string, job?.id ?? "")) / 4096,
+    ).toBe(retryAt);
+    const keys = new StoreKeys(p.prefix);
+    expect(await p.redis.lrange(keys.scheduleBucket(bucketOf(retrying.dueAt)), 0, -1)).toEqual([]);
     expect(p.sink.attempts).toBe(1);
     expect(p.sink.messages).toHaveLength(0);
-    expect(await whereWaiting(p, "evt-retry", STEP)).toBe("job");
   }, 30_000);
 });
