@@ -287,7 +287,8 @@ it("queues and counts a step filed twice in the watch once, when two workers loo
     return record?.state === "sent" ? record : undefined;
   }, "the thank-you to be sent");
   await p.sink.waitForMessages(1, 10_000);
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Every job of the step has finished, retries included: none is left to send it again.
+  await settledSteps(p.followUpQueues, [{ eventId: lost.id, stepId: THANK_YOU }], "the thank-you");
   expect(p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-4@example.com")).toHaveLength(
     1,
   );

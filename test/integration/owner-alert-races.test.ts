@@ -130,7 +130,11 @@ describe("owner alerts on several workers at once", () => {
     startAlertWorker();
     startAlertWorker();
     await eventually(async () => (sink.attempts >= 1 ? true : undefined), "an email under way");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The other job found the owner's alerts taken and moved itself to look again shortly.
+    await eventually(
+      async () => ((await queue.getDelayedCount()) === 1 ? true : undefined),
+      "the other alert job to wait for the one sending",
+    );
     // A third unhappy reply arrives meanwhile (bundled for the window's end).
     await alerts.file(OWNER, r3 ?? "", Date.now(), WINDOW_MS);
 

@@ -1,9 +1,13 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
 import { quietRedisErrors } from "../faults/fault-support.js";
 import { item, purchaseInput } from "../support/fixtures.js";
-import { type PipelineHarness, startPipeline, waitForState } from "../support/pipeline-harness.js";
+import {
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+  waitForState,
+} from "../support/pipeline-harness.js";
 import { findFreePort, type RedisServer, startRedisServer } from "../support/redis-server.js";
 import { settledSteps } from "../support/settled-queue.js";
 
@@ -25,6 +29,7 @@ afterEach(async () => {
 
 const EVENT_ID = "evt-readonly";
 const STEP_ID = "big-ticket.thank-you";
+const REFUSED_LINE = "the provider took the message and Redis refused its sent state; trying again";
 
 it("a send whose `sent` record Redis refuses for a moment is recorded once it takes writes again, and goes out once", {
   timeout: 60_000,
@@ -47,7 +52,11 @@ it("a send whose `sent` record Redis refuses for a moment is recorded once it ta
   await p.sink.waitForMessages(1, 20_000);
   // A replica of a master that is not there: every write answers READONLY, the data stays.
   await p.redis.replicaof("127.0.0.1", await findFreePort());
-  await sleep(1_000);
+  // Writes are taken again once the worker has met the refusal of the `sent` state change.
+  await eventually(
+    async () => p.logs.find((line) => line.msg === REFUSED_LINE),
+    "Redis to refuse the sent state",
+  );
   await p.redis.replicaof("NO", "ONE");
 
   const record = await waitForState(p, EVENT_ID, STEP_ID, "sent");
@@ -56,9 +65,7 @@ it("a send whose `sent` record Redis refuses for a moment is recorded once it ta
   await settledSteps(p.followUpQueues, [{ eventId: EVENT_ID, stepId: STEP_ID }], "the thank-you");
   expect(p.sink.messages).toHaveLength(1);
   // Not by luck of timing: Redis did refuse the record, and the worker tried again.
-  expect(p.logs.map((line) => line.msg)).toContain(
-    "the provider took the message and Redis refused its sent state; trying again",
-  );
+  expect(p.logs.map((line) => line.msg)).toContain(REFUSED_LINE);
   expect(await waitForState(p, EVENT_ID, STEP_ID, "sent")).toMatchObject({
     attempts: 1,
     takeovers: 0,
