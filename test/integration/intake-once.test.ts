@@ -103,7 +103,19 @@ describe("a purchase brought back", () => {
     expect(await eventProcessed(p, "evt-rv-first")).toBe("completed");
     // The thank-you goes out (now: its hour is past).
     await waitForState(p, "evt-rv-first", "thank-you.thank-you", "sent");
-    await new Promise((r) => setTimeout(r, 1100));
+    // Purchase times are whole seconds: the next one comes in a second that began after the send
+    // (remembered as the customer's latest sent follow-up once its bookkeeping is done).
+    const keys = new StoreKeys(
+      shardScope(p.prefix, await p.shardOfCustomer("cus-rv-back"), p.shards),
+    );
+    const sentAt = await eventually(async () => {
+      const latest = await p.redis.get(keys.lastSent("cus-rv-back"));
+      return latest ? (JSON.parse(latest) as { at: number }).at : undefined;
+    }, "the thank-you to be the customer's latest sent follow-up");
+    await eventually(
+      async () => (Math.floor(Date.now() / 1000) * 1000 >= sentAt ? true : undefined),
+      "a second that began after the thank-you was sent",
+    );
     // A small purchase after it (no follow-up of its own): brought back by the thank-you.
     const second = purchaseInput({
       id: "evt-rv-second",
@@ -122,9 +134,6 @@ describe("a purchase brought back", () => {
 
     // Remembered as long as the event is: in its record, so a publisher that replays its outbox
     // while the event is recognised (months, with a check-in pending) counts it no second time.
-    const keys = new StoreKeys(
-      shardScope(p.prefix, await p.shardOfCustomer("cus-rv-back"), p.shards),
-    );
     expect(await p.redis.hget(keys.eventRecord("evt-rv-second"), "cb")).toBe("1");
     await (await p.events.getJob("evt-rv-second"))?.remove();
     await p.publisher.publish(second as never);
