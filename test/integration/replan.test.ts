@@ -634,7 +634,8 @@ describe("two config reloads in quick succession", () => {
       await writeFile(`${rulesFile}.tmp`, `${original}# second save\n`);
       await rename(`${rulesFile}.tmp`, rulesFile);
       const second = worker.reload();
-      // Time for the second reload to finish, if it does not wait for the first.
+      // Time for the second reload to finish, if it does not wait for the first. A plain wait: a
+      // second reload that waits, as it should, does nothing anyone could see until the first ends.
       await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 3_000))]);
       await fifo.writeFile(`${original}# first save\n`);
       await fifo.close();
