@@ -592,6 +592,8 @@ async function startWorkerWith(
       concurrency: env.INTAKE_CONCURRENCY,
     },
   );
+  // Webhooks taken while Redis was away (see spoolReplay): texts and calls wait for them.
+  const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
   const deliveryDeps = {
     rules,
     compose: createMessageComposer(() => config.templates, {
@@ -621,6 +623,7 @@ async function startWorkerWith(
     logger,
     clock,
     redisReadySince: () => redisReadySince,
+    spoolWaiting: async () => (await webhookSpool.list()).length > 0,
     random: Math.random,
     rulesGeneration: () => generation,
   };
@@ -1118,7 +1121,6 @@ async function startWorkerWith(
   let httpAddress: string | undefined;
   // Inbound SMS, call answers and status callbacks taken while Redis was away, handled once it is
   // back (also those of a former run), each dated when it arrived.
-  const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
   const spoolReplay = createSpoolReplay({
     spool: webhookSpool,
     handle: failFast(webhookRedis)(

@@ -118,6 +118,11 @@ export interface DeliveryDeps {
    * outage): a call's outcome may still wait in the webhook spool shortly after (decideFallback).
    */
   readonly redisReadySince?: () => number | undefined;
+  /**
+   * Whether this worker's webhook spool (WEBHOOK_SPOOL_DIR) holds webhooks taken while Redis was
+   * away and not handled yet: a STOP or a keypad 9 among them must be read before a text or call.
+   */
+  readonly spoolWaiting?: () => Promise<boolean>;
   readonly random: () => number;
   /** A span per delivery attempt, linked to its purchase's intake; absent when tracing is off. */
   readonly tracing?: DeliveryTracing;
@@ -185,6 +190,11 @@ const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
  * (no worker has the step's rule any more) cost a few looks, not one every half minute.
  */
 const NEWER_RULES_WAIT_MS = 30_000;
+/**
+ * How long a text or call waits while the webhook spool holds webhooks not handled yet: about the
+ * spool's round (SPOOL_REPLAY_INTERVAL_MS), which replays them within seconds of Redis coming back.
+ */
+const SPOOL_WAIT_MS = 5_000;
 
 /**
  * Until when to leave a step whose rule this worker's rules lack, when its purchase was planned
@@ -589,6 +599,15 @@ function createDelivery(deps: DeliveryDeps) {
       });
       return { outcome: "skipped", code: "event-missing" };
     }
+    // A STOP or keypad 9 taken while Redis was away waits in the spool until its next round:
+    // a text or call due meanwhile (Redis just back) waits for it, rather than reach a number
+    // that has opted out.
+    const channelNow = findStep(rules, stepId)?.step.channel;
+    if ((channelNow === "sms" || channelNow === "voice") && (await deps.spoolWaiting?.()))
+      return postpone(
+        nowMs + SPOOL_WAIT_MS,
+        "webhooks taken while Redis was away are not handled yet",
+      );
     const [{ suppressed, order }, latestConsent] = await Promise.all([
       optOutsAndOrder(deps, event, rules, stepId),
       deps.history.latestConsent(event.customer.id),

@@ -14,6 +14,7 @@ import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
+  promoteStep,
   recentLedgerCounts,
   startPipeline,
   stepRecordOf,
@@ -586,4 +587,43 @@ it("a message's status callback while Redis is away is answered 204 and kept on 
   expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
   await spoolMetricIs(p, { waiting: 0, failed: 0 });
   expectNoPersonalDataLogged(p);
+});
+
+it("a STOP texted while Redis is away stops a check-in that falls due as Redis comes back: the spool is read before the text goes", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-stop-before-due");
+  // A TV bought a day short of three months ago: its SMS check-in waits for its day.
+  const occurredAt = DateTime.utc().minus({ months: 3 }).plus({ days: 1 });
+  await p.publisher.publish(
+    purchaseInput({
+      id: "evt-stopdue",
+      orderId: "ord-stopdue",
+      occurredAt: occurredAt.toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: "cus-stopdue", phone: PHONE, email: undefined },
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+  await waitForState(p, "evt-stopdue", CALL_STEP, "scheduled");
+
+  await redisAway(p, server);
+  expect((await inbound(p, "Please stop texting me", "SMspoolstopdue")).status).toBe(200);
+  expect(await spooled(p)).toHaveLength(1);
+  await redisBack();
+  // The check-in falls due the moment Redis is back (an outage across its due time).
+  await promoteStep(p, "evt-stopdue", CALL_STEP);
+
+  const record = await eventually(
+    async () => {
+      const found = await stepRecordOf(p, "evt-stopdue", CALL_STEP);
+      return found && found.state !== "scheduled" && found.state !== "sending" ? found : undefined;
+    },
+    "the check-in to be decided",
+    15_000,
+  );
+  expect([record.state, record.reason?.code]).toEqual(["skipped", "opted-out"]);
+  // The only text is our confirmation of the opt-out, never the check-in.
+  expect(p.twilio.messages.map((m) => m.body)).toEqual([
+    "You will get no more messages from Your shop.",
+  ]);
 });
