@@ -36,7 +36,7 @@ import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
 import type { StepRecord } from "../store/step-record.js";
-import type { SuppressionList } from "../store/suppression-list.js";
+import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import { countReturnAfterCheckIns, noteSkippedCheckIns } from "./check-in-comparison.js";
 import { planHeldToCooldowns } from "./cooldown-plans.js";
@@ -467,6 +467,57 @@ async function knownAddresses(
   deps: Pick<IntakeDeps, "history" | "store" | "logger">,
   customerId: string,
 ): Promise<ReadonlyMap<Channel, readonly string[]>> {
+  const { emails, phones } = await addressesBoughtWith(deps, customerId);
+  const own = (found: Set<string>) => (found.size <= MAX_OWN_ADDRESSES ? [...found] : []);
+  if (emails.size > MAX_OWN_ADDRESSES || phones.size > MAX_OWN_ADDRESSES)
+    deps.logger.warn(
+      { emails: emails.size, phones: phones.size },
+      "customer id bought with many addresses (shared?): its opt-out covers the id, not them",
+    );
+  return new Map<Channel, readonly string[]>([
+    ["email", own(emails)],
+    ["sms", own(phones)],
+    ["voice", own(phones)],
+  ]);
+}
+
+/**
+ * A purchase under a customer id that opted out (by event or unsubscribe link) of a channel, of
+ * everything or of offers: its address for the channel is opted out the same way (not counted
+ * again), unless the id is shared (more than MAX_OWN_ADDRESSES addresses of the kind with this
+ * one). So an opt-out taken in before the purchase covers a later guest checkout with that
+ * address, as one taken in after it does (knownAddresses). Asked only when the purchase's
+ * opt-out query found one.
+ */
+async function coverAddressesOfOptedOutId(
+  deps: Pick<IntakeDeps, "history" | "store" | "suppressions" | "logger">,
+  event: PurchaseCompleted,
+  suppressed: { readonly all: ReadonlySet<Channel>; readonly marketing: ReadonlySet<Channel> },
+): Promise<void> {
+  const customerId = event.customer.id;
+  const covered: { channel: Channel; address: string; scope: OptOutScope }[] = [];
+  for (const scope of ["all", "marketing"] as const) {
+    for (const channel of suppressed[scope]) {
+      const address = channel === "email" ? event.customer.email : event.customer.phone;
+      if (address && (await deps.suppressions.isSuppressed(channel, { customerId }, scope)))
+        covered.push({ channel, address, scope });
+    }
+  }
+  if (covered.length === 0) return;
+  const { emails, phones } = await addressesBoughtWith(deps, customerId);
+  if (event.customer.email) emails.add(event.customer.email);
+  if (event.customer.phone) phones.add(event.customer.phone);
+  for (const { channel, address, scope } of covered) {
+    if ((channel === "email" ? emails : phones).size > MAX_OWN_ADDRESSES) continue;
+    await deps.suppressions.suppress(channel, { address }, undefined, scope);
+  }
+}
+
+/** The email addresses and phone numbers of a customer's latest purchases still kept. */
+async function addressesBoughtWith(
+  deps: Pick<IntakeDeps, "history" | "store">,
+  customerId: string,
+): Promise<{ emails: Set<string>; phones: Set<string> }> {
   const purchases = (await deps.history.purchasesOf(customerId)).slice(0, LISTED_PURCHASES);
   const emails = new Set<string>();
   const phones = new Set<string>();
@@ -482,17 +533,7 @@ async function knownAddresses(
       if (purchase?.customer.phone) phones.add(purchase.customer.phone);
     }
   }
-  const own = (found: Set<string>) => (found.size <= MAX_OWN_ADDRESSES ? [...found] : []);
-  if (emails.size > MAX_OWN_ADDRESSES || phones.size > MAX_OWN_ADDRESSES)
-    deps.logger.warn(
-      { emails: emails.size, phones: phones.size },
-      "customer id bought with many addresses (shared?): its opt-out covers the id, not them",
-    );
-  return new Map<Channel, readonly string[]>([
-    ["email", own(emails)],
-    ["sms", own(phones)],
-    ["voice", own(phones)],
-  ]);
+  return { emails, phones };
 }
 /** Purchases read at once when looking for a customer's addresses. */
 const KNOWN_ADDRESS_BATCH = 50;
@@ -565,6 +606,10 @@ async function schedulePurchase(
     return { summary: { type: event.type, planned: 0, erased: true } };
   }
   const { firstSeen, attribution } = recorded;
+  // An opt-out by customer id taken in before this purchase (publishers keep no order between
+  // events) covers its address too, as it would have had the purchase come first.
+  if (suppressed.all.size > 0 || suppressed.marketing.size > 0)
+    await coverAddressesOfOptedOutId(deps, event, suppressed);
   const effective = refunded.event;
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();

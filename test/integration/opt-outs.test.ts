@@ -7,7 +7,7 @@ import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { captureIo } from "../support/capture-io.js";
-import { item, purchaseInput } from "../support/fixtures.js";
+import { type ItemInput, item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
   eventually,
@@ -72,6 +72,54 @@ async function optOutCounts(p: PipelineHarness): Promise<Map<string, number>> {
   const hours = await p.stores.of(0).ledger.hours(now - 7_200_000, now + 3_600_000);
   return new Map([...sumHours(hours)].filter(([field]) => field.startsWith("optout|")));
 }
+
+/** Publishes a `customer.unsubscribed` event and waits until the worker has taken it in. */
+async function unsubscribeEvent(
+  p: PipelineHarness,
+  id: string,
+  fields: { customerId: string; channels: "all" | string[]; purposes?: string[]; at?: string },
+) {
+  const { at, ...rest } = fields;
+  await p.publisher.publish({
+    type: "customer.unsubscribed",
+    id,
+    occurredAt: at ?? ago(0),
+    ...rest,
+  } as never);
+  await eventProcessed(p, id);
+}
+
+/** What intake answered for an event (its job's return value), once its job finished. */
+async function intakeSummary(p: PipelineHarness, id: string): Promise<unknown> {
+  return eventually(async () => {
+    const job = await p.events.getJob(id);
+    return job?.finishedOn ? job.returnvalue : undefined;
+  }, `${id} to be taken in`);
+}
+
+/**
+ * The same person buying again as a guest (`evt-guest`: another customer id, the default address
+ * and number): what intake answered.
+ */
+async function guestCheckout(p: PipelineHarness, occurredAt: string, items?: ItemInput[]) {
+  await p.publisher.publish(
+    purchaseInput({
+      id: "evt-guest",
+      orderId: "ord-guest",
+      occurredAt,
+      customer: { id: "guest-7781" },
+      ...(items && { items }),
+    }) as never,
+  );
+  return intakeSummary(p, "evt-guest");
+}
+
+/** An opt-out of every channel counted once per channel (addresses covered add nothing). */
+const ONCE_PER_CHANNEL = new Map([
+  ["optout|email|-|-", 1],
+  ["optout|sms|-|-", 1],
+  ["optout|voice|-|-", 1],
+]);
 
 describe("an SMS STOP", () => {
   it("whose suppression failed is honoured when Twilio retries it, and counted once", async () => {
@@ -206,10 +254,7 @@ describe("a one-click unsubscribe", () => {
     await p.publisher.publish(
       laptop("evt-guest", { id: "guest-7781", email: EMAIL.toUpperCase() }) as never,
     );
-    const planned = await eventually(async () => {
-      const job = await p.events.getJob("evt-guest");
-      return job?.finishedOn ? job.returnvalue : undefined;
-    }, "the guest purchase to be planned");
+    const planned = await intakeSummary(p, "evt-guest");
     // No offers by email for that address (a one-click unsubscribe stops the list the message
     // came from: offers); the thank-you and the check-in still go.
     expect(planned).toMatchObject({ type: "purchase.completed", planned: 2 });
@@ -239,41 +284,48 @@ describe("a customer.unsubscribed event", () => {
       async () => ((await stepRecord(p, "evt-known", "thank-you.thank-you")) ? true : undefined),
       "the first purchase to be planned",
     );
-    await p.publisher.publish({
-      type: "customer.unsubscribed",
-      id: "unsub-cus-1",
-      occurredAt: ago(0),
-      customerId: "cus-1",
-      channels: "all",
-    });
-    await eventProcessed(p, "unsub-cus-1");
+    await unsubscribeEvent(p, "unsub-cus-1", { customerId: "cus-1", channels: "all" });
     const list = new SuppressionList(p.redis, p.prefix);
     expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
     expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
     // Counted once per channel, for the customer: the addresses add nothing to the count.
-    expect(await optOutCounts(p)).toEqual(
-      new Map([
-        ["optout|email|-|-", 1],
-        ["optout|sms|-|-", 1],
-        ["optout|voice|-|-", 1],
-      ]),
-    );
+    expect(await optOutCounts(p)).toEqual(ONCE_PER_CHANNEL);
 
     // The same person buys again as a guest: another customer id, the same address and number.
-    await p.publisher.publish(
-      purchaseInput({
-        id: "evt-guest",
-        orderId: "ord-guest",
-        occurredAt: ago(2),
-        customer: { id: "guest-7781" },
-      }) as never,
-    );
-    const planned = await eventually(async () => {
-      const job = await p.events.getJob("evt-guest");
-      return job?.finishedOn ? job.returnvalue : undefined;
-    }, "the guest purchase to be planned");
-    expect(planned).toMatchObject({ type: "purchase.completed", planned: 0 });
+    expect(await guestCheckout(p, ago(2))).toMatchObject({
+      type: "purchase.completed",
+      planned: 0,
+    });
     expect(p.sink.messages.filter((m) => m.envelope.rcptTo.includes(EMAIL))).toHaveLength(0);
+  });
+});
+
+describe("a customer.unsubscribed event that arrives before the customer's purchase", () => {
+  it("covers that purchase's address and number once it arrives: a guest checkout with them gets nothing", async () => {
+    pipeline = await startPipeline("unsubscribe-event-early");
+    const p = pipeline;
+    // The shop's preference centre publishes the opt-out; the till's purchase event, made earlier,
+    // reaches the queue later (publishers keep no order between them).
+    await unsubscribeEvent(p, "unsub-early", { customerId: "cus-1", channels: "all" });
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-late", orderId: "ord-late", occurredAt: ago(1) }) as never,
+    );
+    expect(await intakeSummary(p, "evt-late")).toMatchObject({
+      type: "purchase.completed",
+      planned: 0,
+    });
+
+    // The same person buys again as a guest: another customer id, the same address and number.
+    expect(await guestCheckout(p, ago(0), [item("televisions", "899.00")])).toMatchObject({
+      type: "purchase.completed",
+      planned: 0,
+    });
+    const list = new SuppressionList(p.redis, p.prefix);
+    for (const channel of ["sms", "voice"] as const)
+      expect(await list.isSuppressed(channel, { address: PHONE })).toBe(true);
+    expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
+    // Counted once per channel, for the customer: the addresses add nothing to the count.
+    expect(await optOutCounts(p)).toEqual(ONCE_PER_CHANNEL);
   });
 });
 
@@ -293,14 +345,7 @@ describe("a customer.unsubscribed event for a shared customer id", () => {
       );
     }
     for (let n = 1; n <= 6; n++) await eventProcessed(p, `evt-walk-in-${n}`);
-    await p.publisher.publish({
-      type: "customer.unsubscribed",
-      id: "unsub-walk-in",
-      occurredAt: ago(0),
-      customerId: "walk-in",
-      channels: ["email"],
-    });
-    await eventProcessed(p, "unsub-walk-in");
+    await unsubscribeEvent(p, "unsub-walk-in", { customerId: "walk-in", channels: ["email"] });
     const list = new SuppressionList(p.redis, p.prefix);
     expect(await list.isSuppressed("email", { customerId: "walk-in" })).toBe(true);
     expect(await list.isSuppressed("email", { address: "person1@example.com" })).toBe(false);
