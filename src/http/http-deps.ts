@@ -86,6 +86,8 @@ export interface HttpDeps {
     messageSid: string;
     /** How many pictures or files an MMS carried (NumMedia), when any. */
     media?: number;
+    /** Twilio's OptOutType (Advanced Opt-Out): `STOP` when Twilio took it for an opt-out. */
+    optOutType?: string;
   }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored" | "spooled">;
   /**
    * An inbound email (raw MIME): an unsubscribe by List-Unsubscribe's mailto, or a reply recorded

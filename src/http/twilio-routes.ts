@@ -154,11 +154,14 @@ export function registerTwilioRoutes(
     const body = typeof fields.Body === "string" ? fields.Body : "";
     // An MMS: its pictures or files (not fetched), counted so a reply without words still shows.
     const media = Number(single(fields, "NumMedia", 2) ?? "0");
+    // Sent with Advanced Opt-Out, for its keywords and the shop's own: STOP, START or HELP.
+    const optOutType = single(fields, "OptOutType", 16);
     const outcome = await deps.inboundSms({
       from,
       body,
       messageSid,
       ...(Number.isInteger(media) && media > 0 && { media }),
+      ...(optOutType !== undefined && { optOutType }),
     });
     request.log.info({ messageSid, outcome }, "inbound SMS");
     return reply.code(200).type("text/xml; charset=utf-8").send(EMPTY_TWIML);

@@ -24,6 +24,7 @@ export interface SpooledInboundSms {
     readonly body: string;
     readonly messageSid: string;
     readonly media?: number;
+    readonly optOutType?: string;
   };
 }
 
@@ -147,6 +148,7 @@ const SpooledFile = z.discriminatedUnion("kind", [
       body: z.string(),
       messageSid: sid,
       media: z.number().int().positive().optional(),
+      optOutType: z.string().min(1).max(16).optional(),
     }),
   }),
   fileOf(VOICE_GATHER, {

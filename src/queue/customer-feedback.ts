@@ -112,8 +112,17 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
    * purchase is still stored. Not for Twilio's standard keywords, which Twilio confirms itself.
    * The opt-out is stored before; a confirmation that fails is logged, never retried.
    */
-  const confirmOptOut = async (message: { from: string; body: string }): Promise<void> => {
-    if (isProviderConfirmedOptOut(message.body) || !deps.rules().optOutConfirmation) return;
+  const confirmOptOut = async (message: {
+    from: string;
+    body: string;
+    optOutType?: string;
+  }): Promise<void> => {
+    if (
+      twilioOptOut(message) ||
+      isProviderConfirmedOptOut(message.body) ||
+      !deps.rules().optOutConfirmation
+    )
+      return;
     try {
       const member = await deps.suppressions.addressMember(message.from);
       if (!(await deps.smsReferences.takeOptOutConfirmation(member, CONFIRMATION_WINDOW_MS)))
@@ -327,10 +336,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       media?: number;
       /** When it came in, if not now (replayed from the webhook spool). */
       receivedAt?: number;
+      /** Twilio's OptOutType (Advanced Opt-Out), when it sent one. */
+      optOutType?: string;
     }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored"> {
       const receipt = `in:${message.messageSid}`;
       if (await deps.receipts.seen(receipt)) return "ignored";
-      const keyword = smsKeyword(message.body);
+      // What Twilio took for an opt-out (its keywords, and those the shop added to its Messaging
+      // Service) is one: Twilio stops texting the number, and calls must stop with it.
+      const keyword = twilioOptOut(message) ? "opt-out" : smsKeyword(message.body);
       if (keyword === "opt-out") {
         const now = message.receivedAt ?? deps.now();
         for (const channel of PHONE_CHANNELS) {
@@ -570,4 +583,9 @@ function addressesIn(value: unknown): string[] {
       ...(entry.group ? addressesIn({ value: entry.group }) : []),
     ]);
   return [];
+}
+
+/** Whether Twilio's Advanced Opt-Out took the message for an opt-out (`OptOutType=STOP`). */
+function twilioOptOut(message: { readonly optOutType?: string }): boolean {
+  return message.optOutType?.trim().toUpperCase() === "STOP";
 }

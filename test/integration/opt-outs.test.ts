@@ -121,6 +121,11 @@ const ONCE_PER_CHANNEL = new Map([
   ["optout|voice|-|-", 1],
 ]);
 
+/** A text from PHONE, as Twilio posts it to the inbound webhook (extra fields as given). */
+function textFromPhone(p: PipelineHarness, Body: string, MessageSid: string, extra = {}) {
+  return postTwilio(p, "/webhooks/twilio/inbound", { From: PHONE, Body, MessageSid, ...extra });
+}
+
 describe("an SMS STOP", () => {
   it("whose suppression failed is honoured when Twilio retries it, and counted once", async () => {
     pipeline = await startPipeline("stop-retried");
@@ -171,16 +176,28 @@ describe("an SMS STOP", () => {
   it("stores no readable number: the suppression holds a keyed hash", async () => {
     pipeline = await startPipeline("stop-hashed");
     const p = pipeline;
-    const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
-      From: PHONE,
-      Body: "Stop",
-      MessageSid: "SMstop2",
-    });
+    const answer = await textFromPhone(p, "Stop", "SMstop2");
     expect(answer.status).toBe(200);
     const members = await p.redis.smembers(new StoreKeys(p.prefix).suppressions("sms"));
     expect(members).toHaveLength(1);
     expect(members[0]).toMatch(/^h:[A-Za-z0-9_-]{22}$/);
     expect(members.join()).not.toContain("2079460958");
+  });
+});
+
+describe("an SMS that Twilio's Advanced Opt-Out took for an opt-out (OptOutType=STOP)", () => {
+  it("stops texts and calls to the number also in words of the shop's own keywords, and gets no text from us", async () => {
+    pipeline = await startPipeline("stop-opt-out-type");
+    const p = pipeline;
+    // A keyword the shop added to its Messaging Service (here the French "arrête"): Twilio blocks
+    // texts to the number and says so, but calls are ours to stop.
+    const answer = await textFromPhone(p, "Arrête", "SMoptouttype1", { OptOutType: "STOP" });
+    expect(answer.status).toBe(200);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    // Twilio answered it with its own confirmation: none from us.
+    expect(p.twilio.requests).toBe(0);
   });
 });
 
