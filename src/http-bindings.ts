@@ -323,6 +323,16 @@ export const spoolWhenUnavailable = spoolOnOutage("message", {
 });
 
 /**
+ * POST /unsubscribe/{token} while Redis is away: a verified request (a mail provider's one-click
+ * POST is not sent again) is spooled, and answered as done (spoolOnOutage).
+ */
+export const spoolUnsubscribeWhenUnavailable = spoolOnOutage("unsubscribe", {
+  spooledAnswer: "spooled" as const,
+  what: "unsubscribe",
+  ids: (request) => ({ channel: request.channel, source: request.source, scope: request.scope }),
+});
+
+/**
  * POST /webhooks/twilio/voice/gather while Redis is away: the verified answer (a 9 above all) is
  * spooled, and the call hung up on, as when its record is not found: without Redis, its language
  * is not known to say anything in. Replayed through VoiceCalls.gathered.

@@ -19,7 +19,12 @@ import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
 import { answerMethodNotAllowed } from "./http/method-not-allowed.js";
 import { createSpoolReplay } from "./http/spool-replay.js";
-import { handleSpooled, type SpooledWebhook, WebhookSpool } from "./http/webhook-spool.js";
+import {
+  handleSpooled,
+  type SpooledInput,
+  type SpooledWebhook,
+  WebhookSpool,
+} from "./http/webhook-spool.js";
 import {
   acceptEventWith,
   adminApiWith,
@@ -29,6 +34,7 @@ import {
   spoolCallStatusWhenUnavailable,
   spoolGatherWhenUnavailable,
   spoolSmsStatusWhenUnavailable,
+  spoolUnsubscribeWhenUnavailable,
   spoolWhenUnavailable,
 } from "./http-bindings.js";
 import type { Logger } from "./logger.js";
@@ -623,7 +629,8 @@ async function startWorkerWith(
     logger,
     clock,
     redisReadySince: () => redisReadySince,
-    spoolWaiting: async () => (await webhookSpool.list()).length > 0,
+    // A spool that cannot be listed holds nothing back (each replay round logs it).
+    spoolWaiting: async () => (await webhookSpool.list().catch(() => [])).length > 0,
     random: Math.random,
     rulesGeneration: () => generation,
   };
@@ -1119,8 +1126,17 @@ async function startWorkerWith(
     onErased: () => metrics.erasures.inc(),
   });
   let httpAddress: string | undefined;
-  // Inbound SMS, call answers and status callbacks taken while Redis was away, handled once it is
-  // back (also those of a former run), each dated when it arrived.
+  // An unsubscribe link's request (handled live, or replayed from the spool).
+  const unsubscribeBy = (request: SpooledInput<"unsubscribe">) =>
+    webhookFeedback.unsubscribe(
+      request.customerId,
+      [request.channel],
+      request.source,
+      request.addressHash === undefined ? undefined : { addressHash: request.addressHash },
+      request.scope,
+    );
+  // Inbound SMS, call answers, status callbacks and unsubscribe requests taken while Redis was
+  // away, handled once it is back (also those of a former run), each dated when it arrived.
   const spoolReplay = createSpoolReplay({
     spool: webhookSpool,
     handle: failFast(webhookRedis)(
@@ -1132,6 +1148,7 @@ async function startWorkerWith(
           smsStatus: (update, receivedAt) => webhookFeedback.smsStatus({ ...update, receivedAt }),
           callStatus: (status, receivedAt) => voiceCalls.status({ ...status, receivedAt }),
           unheard: (call) => voiceCalls.unheard(call),
+          unsubscribe: (request) => unsubscribeBy(request),
         }),
     ),
     counted: ({ waiting, failed }) => {
@@ -1156,15 +1173,12 @@ async function startWorkerWith(
         metrics,
         clock,
       }),
-      unsubscribe: bounded((request) =>
-        webhookFeedback.unsubscribe(
-          request.customerId,
-          [request.channel],
-          request.source,
-          request.addressHash === undefined ? undefined : { addressHash: request.addressHash },
-          request.scope,
-        ),
-      ),
+      unsubscribe: spoolUnsubscribeWhenUnavailable({
+        handle: bounded(unsubscribeBy),
+        spool: webhookSpool,
+        now,
+        logger,
+      }),
       inboundSms: spoolWhenUnavailable({
         handle: bounded((message) => webhookFeedback.inboundSms(message)),
         spool: webhookSpool,

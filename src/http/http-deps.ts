@@ -75,7 +75,7 @@ export interface HttpDeps {
     source: "link" | "one-click";
     /** Offers only (`marketing`), or every follow-up on the channel. */
     scope: "marketing" | "all";
-  }): Promise<void>;
+  }): Promise<unknown>;
   /**
    * An inbound SMS: returns what was done so the route can answer; `spooled` when Redis was away
    * and the message waits on disk (WEBHOOK_SPOOL_DIR) to be handled once it is back.

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { CHANNELS, type Channel } from "../domain/events.js";
 import { smsKeyword } from "../domain/sms-keywords.js";
 import { meansStop } from "../domain/voice-call.js";
 
@@ -94,18 +95,41 @@ export interface SpooledUnheardCall {
 }
 
 /**
+ * An unsubscribe link's POST (a mail provider's RFC 8058 one-click request above all, which is not
+ * sent again) whose token was verified: what CustomerFeedback.unsubscribe reads.
+ */
+export interface SpooledUnsubscribe {
+  /** When it arrived (ms since the epoch). */
+  readonly receivedAt: number;
+  readonly unsubscribe: {
+    readonly customerId: string;
+    readonly channel: Channel;
+    readonly addressHash?: string;
+    readonly source: "link" | "one-click";
+    readonly scope: "marketing" | "all";
+  };
+}
+
+/**
  * Any spooled webhook; which one it is shows by its `message`, `gather`, `smsStatus`,
- * `callStatus` or `unheard`.
+ * `callStatus`, `unheard` or `unsubscribe`.
  */
 export type SpooledWebhook =
   | SpooledInboundSms
   | SpooledVoiceGather
   | SpooledSmsStatus
   | SpooledCallStatus
-  | SpooledUnheardCall;
+  | SpooledUnheardCall
+  | SpooledUnsubscribe;
 
 /** Which webhook a spooled entry keeps, by the field it keeps it under. */
-export type SpooledKey = "message" | "gather" | "smsStatus" | "callStatus" | "unheard";
+export type SpooledKey =
+  | "message"
+  | "gather"
+  | "smsStatus"
+  | "callStatus"
+  | "unheard"
+  | "unsubscribe";
 /** The webhook's request as its route hands it on, and as the spool keeps it under `K`. */
 export type SpooledInput<K extends SpooledKey> = Extract<SpooledWebhook, Record<K, unknown>>[K];
 
@@ -124,6 +148,7 @@ const VOICE_GATHER = "twilio-voice-gather";
 const SMS_STATUS = "twilio-sms-status";
 const CALL_STATUS = "twilio-voice-status";
 const CALL_UNHEARD = "twilio-voice-unheard";
+const UNSUBSCRIBE = "unsubscribe";
 
 /** A file's schema: its kind, when the webhook arrived, and what it kept of the webhook. */
 const fileOf = <K extends string, S extends z.ZodRawShape>(kind: K, kept: S) =>
@@ -175,6 +200,15 @@ const SpooledFile = z.discriminatedUnion("kind", [
     }),
   }),
   fileOf(CALL_UNHEARD, { unheard: z.object(callFields) }),
+  fileOf(UNSUBSCRIBE, {
+    unsubscribe: z.object({
+      customerId: z.string().min(1).max(600),
+      channel: z.enum(CHANNELS),
+      addressHash: z.string().min(1).max(64).optional(),
+      source: z.enum(["link", "one-click"]),
+      scope: z.enum(["marketing", "all"]),
+    }),
+  }),
 ]);
 
 /** A spooled webhook's kind, as its file is tagged. */
@@ -182,6 +216,7 @@ function kindOf(entry: SpooledWebhook): string {
   if ("message" in entry) return INBOUND_SMS;
   if ("gather" in entry) return VOICE_GATHER;
   if ("unheard" in entry) return CALL_UNHEARD;
+  if ("unsubscribe" in entry) return UNSUBSCRIBE;
   return "smsStatus" in entry ? SMS_STATUS : CALL_STATUS;
 }
 
@@ -197,6 +232,7 @@ export interface SpooledHandlers<R> {
   smsStatus(update: SpooledSmsStatus["smsStatus"], receivedAt: number): Promise<R>;
   callStatus(status: SpooledCallStatus["callStatus"], receivedAt: number): Promise<R>;
   unheard(call: SpooledUnheardCall["unheard"], receivedAt: number): Promise<R>;
+  unsubscribe(request: SpooledUnsubscribe["unsubscribe"], receivedAt: number): Promise<R>;
 }
 
 /** Hands a spooled webhook to the handler of its kind. */
@@ -205,6 +241,7 @@ export function handleSpooled<R>(entry: SpooledWebhook, handlers: SpooledHandler
   if ("gather" in entry) return handlers.gather(entry.gather, entry.receivedAt);
   if ("smsStatus" in entry) return handlers.smsStatus(entry.smsStatus, entry.receivedAt);
   if ("unheard" in entry) return handlers.unheard(entry.unheard, entry.receivedAt);
+  if ("unsubscribe" in entry) return handlers.unsubscribe(entry.unsubscribe, entry.receivedAt);
   return handlers.callStatus(entry.callStatus, entry.receivedAt);
 }
 
@@ -258,7 +295,9 @@ export function spoolFileNames(text: string): FailedSpoolFile {
   if ("message" in entry)
     return {
       numbers: [entry.message.from],
-      optOut: smsKeyword(entry.message.body) === "opt-out",
+      optOut:
+        smsKeyword(entry.message.body) === "opt-out" ||
+        entry.message.optOutType?.trim().toUpperCase() === "STOP",
       text,
     };
   if ("gather" in entry)
@@ -275,6 +314,8 @@ export function spoolFileNames(text: string): FailedSpoolFile {
       optOut: false,
       text,
     };
+  // An unsubscribe names a customer id, no number: kept, as only handling it opts them out.
+  if ("unsubscribe" in entry) return { numbers: [], optOut: true, text };
   const call = "unheard" in entry ? entry.unheard : undefined;
   return { numbers: [], ...(call && { followUpId: call.followUpId }), optOut: false, text };
 }

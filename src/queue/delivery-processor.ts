@@ -120,7 +120,8 @@ export interface DeliveryDeps {
   readonly redisReadySince?: () => number | undefined;
   /**
    * Whether this worker's webhook spool (WEBHOOK_SPOOL_DIR) holds webhooks taken while Redis was
-   * away and not handled yet: a STOP or a keypad 9 among them must be read before a text or call.
+   * away and not handled yet: a STOP, a keypad 9 or an unsubscribe among them must be read before
+   * anything is sent.
    */
   readonly spoolWaiting?: () => Promise<boolean>;
   readonly random: () => number;
@@ -191,7 +192,7 @@ const SMS_REFERENCE_MS = 60 * 24 * 3600 * 1000;
  */
 const NEWER_RULES_WAIT_MS = 30_000;
 /**
- * How long a text or call waits while the webhook spool holds webhooks not handled yet: about the
+ * How long a step waits while the webhook spool holds webhooks not handled yet: about the
  * spool's round (SPOOL_REPLAY_INTERVAL_MS), which replays them within seconds of Redis coming back.
  */
 const SPOOL_WAIT_MS = 5_000;
@@ -599,11 +600,10 @@ function createDelivery(deps: DeliveryDeps) {
       });
       return { outcome: "skipped", code: "event-missing" };
     }
-    // A STOP or keypad 9 taken while Redis was away waits in the spool until its next round:
-    // a text or call due meanwhile (Redis just back) waits for it, rather than reach a number
-    // that has opted out.
-    const channelNow = findStep(rules, stepId)?.step.channel;
-    if ((channelNow === "sms" || channelNow === "voice") && (await deps.spoolWaiting?.()))
+    // A STOP, keypad 9 or unsubscribe taken while Redis was away waits in the spool until its
+    // next round: a step due meanwhile (Redis just back) waits for it, rather than reach someone
+    // who has opted out.
+    if (await deps.spoolWaiting?.())
       return postpone(
         nowMs + SPOOL_WAIT_MS,
         "webhooks taken while Redis was away are not handled yet",

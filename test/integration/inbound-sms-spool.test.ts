@@ -4,10 +4,13 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
+import { addressHash } from "../../src/domain/address-hash.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { followUpJobId } from "../../src/queue/names.js";
+import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
+import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { quietRedisErrors } from "../faults/fault-support.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -626,4 +629,54 @@ it("a STOP texted while Redis is away stops a check-in that falls due as Redis c
   expect(p.twilio.messages.map((m) => m.body)).toEqual([
     "You will get no more messages from Your shop.",
   ]);
+});
+
+it("a one-click unsubscribe while Redis is away is answered as done, kept on disk, and stops an offer that falls due as Redis comes back", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-one-click");
+  const email = "oneclick@example.com";
+  // A laptop: a thank-you now, an accessories discount (an offer, by email) in a few days.
+  await p.publisher.publish(
+    purchaseInput({
+      id: "evt-oneclick",
+      orderId: "ord-oneclick",
+      occurredAt: DateTime.utc().minus({ hours: 2 }).toISO() ?? "",
+      customer: { id: "cus-oneclick", email, phone: undefined },
+      items: [item("laptops", "900.00")],
+    }) as never,
+  );
+  await waitForState(p, "evt-oneclick", "accessories.discount", "scheduled");
+  const secret = await sharedSecret(p.redis, p.prefix, "unsubscribe");
+  const hashed = addressHash(await sharedSecret(p.redis, p.prefix, "address-hash"), email);
+  const link = unsubscribeUrl(p.envVars.PUBLIC_URL ?? "", secret, "cus-oneclick", "email", hashed);
+  await redisAway(p, server);
+
+  // A mail provider's RFC 8058 request: it is not sent again, whatever the answer.
+  const answer = await fetch(`${httpAddressOf(p)}${new URL(link).pathname}`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: "List-Unsubscribe=One-Click",
+  });
+  expect(answer.status).toBe(200);
+  expect(await spooled(p)).toHaveLength(1);
+  await redisBack();
+  await promoteStep(p, "evt-oneclick", "accessories.discount");
+
+  const record = await eventually(
+    async () => {
+      const found = await stepRecordOf(p, "evt-oneclick", "accessories.discount");
+      return found && found.state !== "scheduled" && found.state !== "sending" ? found : undefined;
+    },
+    "the offer to be decided",
+    15_000,
+  );
+  expect([record.state, record.reason?.code]).toEqual(["skipped", "opted-out"]);
+  expect(p.sink.messages.filter((m) => /List-Unsubscribe:/i.test(m.raw))).toEqual([]);
+  const list = new SuppressionList(p.redis, p.prefix);
+  expect(await list.isSuppressed("email", { customerId: "cus-oneclick" }, "marketing")).toBe(true);
+  expect(await list.isSuppressed("email", { address: email }, "marketing")).toBe(true);
+  // Offers only, as a one-click request asks.
+  expect(await list.isSuppressed("email", { customerId: "cus-oneclick" })).toBe(false);
+  expect(JSON.stringify(p.logs)).not.toContain(email);
 });

@@ -189,17 +189,26 @@ describe("a status callback while Redis is away", () => {
       smsStatus: async (entry: unknown, at: number) => seen.push(["smsStatus", entry, at]),
       callStatus: async (entry: unknown, at: number) => seen.push(["callStatus", entry, at]),
       unheard: async (entry: unknown, at: number) => seen.push(["unheard", entry, at]),
+      unsubscribe: async (entry: unknown, at: number) => seen.push(["unsubscribe", entry, at]),
     };
     const unheard = { followUpId: "f0123", callSid: "CAunit1" };
+    const unsubscribe = {
+      customerId: "cus-1",
+      channel: "email" as const,
+      source: "one-click" as const,
+      scope: "marketing" as const,
+    };
     await handleSpooled({ receivedAt: 1, message }, handlers);
     await handleSpooled({ receivedAt: 2, smsStatus }, handlers);
     await handleSpooled({ receivedAt: 3, callStatus }, handlers);
     await handleSpooled({ receivedAt: 4, unheard }, handlers);
+    await handleSpooled({ receivedAt: 5, unsubscribe }, handlers);
     expect(seen).toEqual([
       ["inboundSms", message, 1],
       ["smsStatus", smsStatus, 2],
       ["callStatus", callStatus, 3],
       ["unheard", unheard, 4],
+      ["unsubscribe", unsubscribe, 5],
     ]);
   });
 
