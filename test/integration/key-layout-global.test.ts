@@ -48,7 +48,8 @@ const tv = (id: string, customerId: string) =>
     id,
     orderId: `ord-${id}`,
     occurredAt: BOUGHT_AT,
-    customer: { id: customerId },
+    // Each customer an address of their own: a purchase under an opted-out id opts its address out.
+    customer: { id: customerId, email: `${customerId}@example.com` },
     items: [item("televisions", "899.00", { name: "OLED TV" })],
   }) as never;
 

@@ -165,7 +165,8 @@ describe("upgrading a Redis written in the key layout before hash tags", () => {
         id: "evt-layout-off",
         orderId: "ord-layout-off",
         occurredAt: minutesAgo(10),
-        customer: { id: "cus-layout-off" },
+        // An address of its own: a purchase under an opted-out id opts its address out too.
+        customer: { id: "cus-layout-off", email: "off@example.com" },
         items: [item("televisions", "899.00", { name: "OLED TV" })],
       }) as never,
     );
