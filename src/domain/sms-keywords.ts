@@ -263,6 +263,25 @@ export function smsKeyword(body: string): SmsKeyword {
   return undefined;
 }
 
+/**
+ * Whether Twilio's Advanced Opt-Out took an inbound SMS for an opt-out (its webhook's
+ * `OptOutType=STOP`): its own keywords and those the shop added to its Messaging Service.
+ */
+export function isTwilioOptOut(optOutType: string | undefined): boolean {
+  return optOutType?.trim().toUpperCase() === "STOP";
+}
+
+/**
+ * Classifies an inbound SMS as smsKeyword does, taking what Twilio's Advanced Opt-Out said of it
+ * (isTwilioOptOut) for an opt-out whatever its words.
+ */
+export function inboundSmsKeyword(message: {
+  readonly body: string;
+  readonly optOutType?: string;
+}): SmsKeyword {
+  return isTwilioOptOut(message.optOutType) ? "opt-out" : smsKeyword(message.body);
+}
+
 /** Twilio's standard opt-out keywords, which it answers itself on long codes (Advanced Opt-Out). */
 const PROVIDER_CONFIRMED = new Set([
   "STOP",

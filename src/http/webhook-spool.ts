@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promis
 import path from "node:path";
 import { z } from "zod";
 import { CHANNELS, type Channel } from "../domain/events.js";
-import { smsKeyword } from "../domain/sms-keywords.js";
+import { inboundSmsKeyword } from "../domain/sms-keywords.js";
 import { meansStop } from "../domain/voice-call.js";
 
 /** At most this many webhooks wait on disk; beyond, the route answers 503 as before. */
@@ -295,9 +295,7 @@ export function spoolFileNames(text: string): FailedSpoolFile {
   if ("message" in entry)
     return {
       numbers: [entry.message.from],
-      optOut:
-        smsKeyword(entry.message.body) === "opt-out" ||
-        entry.message.optOutType?.trim().toUpperCase() === "STOP",
+      optOut: inboundSmsKeyword(entry.message) === "opt-out",
       text,
     };
   if ("gather" in entry)

@@ -4,7 +4,11 @@ import type { DeliveryChannel } from "../channels/channel.js";
 import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
 import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
-import { isProviderConfirmedOptOut, smsKeyword } from "../domain/sms-keywords.js";
+import {
+  inboundSmsKeyword,
+  isProviderConfirmedOptOut,
+  isTwilioOptOut,
+} from "../domain/sms-keywords.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { costOf } from "../domain/spend.js";
 import { verifyUnsubscribeToken } from "../domain/unsubscribe-token.js";
@@ -118,7 +122,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     optOutType?: string;
   }): Promise<void> => {
     if (
-      twilioOptOut(message) ||
+      isTwilioOptOut(message.optOutType) ||
       isProviderConfirmedOptOut(message.body) ||
       !deps.rules().optOutConfirmation
     )
@@ -343,7 +347,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (await deps.receipts.seen(receipt)) return "ignored";
       // What Twilio took for an opt-out (its keywords, and those the shop added to its Messaging
       // Service) is one: Twilio stops texting the number, and calls must stop with it.
-      const keyword = twilioOptOut(message) ? "opt-out" : smsKeyword(message.body);
+      const keyword = inboundSmsKeyword(message);
       if (keyword === "opt-out") {
         const now = message.receivedAt ?? deps.now();
         for (const channel of PHONE_CHANNELS) {
@@ -583,9 +587,4 @@ function addressesIn(value: unknown): string[] {
       ...(entry.group ? addressesIn({ value: entry.group }) : []),
     ]);
   return [];
-}
-
-/** Whether Twilio's Advanced Opt-Out took the message for an opt-out (`OptOutType=STOP`). */
-function twilioOptOut(message: { readonly optOutType?: string }): boolean {
-  return message.optOutType?.trim().toUpperCase() === "STOP";
 }
