@@ -53,6 +53,24 @@ function pathOf(text: string): string {
 
 const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
 
+/** What was given, quoted and cut short: for variables that hold no secret. */
+const given = (input: unknown) => JSON.stringify(String(input).slice(0, 100));
+
+/**
+ * One of a fixed set of words (none of them a secret): a refusal names them all and quotes what
+ * was given, `expected json or pretty, got "text"`, rather than zod's `Invalid option: …`.
+ */
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  const words = `${values.slice(0, -1).join(", ")} or ${values.at(-1)}`;
+  return z.enum(values, { error: (issue) => `expected ${words}, got ${given(issue.input)}` });
+}
+
+/** A text of at most `max` characters: a longer one is refused with its length, never quoted. */
+const atMost = (max: number) =>
+  z.string().max(max, {
+    error: (issue) => `expected at most ${max} characters, got ${String(issue.input).length}`,
+  });
+
 /**
  * A whole number written in digits (spaces around it ignored); empty or unset is the default.
  * `0x50`, `1e3`, `3.0` or `-1` are refused with what was given, not read as 80, 1000 or 3; so is
@@ -185,13 +203,13 @@ function adminTokens() {
 const envFields = z.object({
   NODE_ENV: z.preprocess(
     emptyAsUnset,
-    z.enum(["production", "development", "test"]).default("production"),
+    oneOf(["production", "development", "test"]).default("production"),
   ),
   LOG_LEVEL: z.preprocess(
     emptyAsUnset,
-    z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   ),
-  LOG_FORMAT: z.preprocess(emptyAsUnset, z.enum(["json", "pretty"]).optional()),
+  LOG_FORMAT: z.preprocess(emptyAsUnset, oneOf(["json", "pretty"]).optional()),
   REDIS_URL: redisUrls().default("redis://127.0.0.1:6379"),
   REDIS_WAIT_REPLICAS: wholeNumber(0, { min: 0, max: 10 }),
   REDIS_WAIT_TIMEOUT_MS: positiveInt(1000),
@@ -217,7 +235,10 @@ const envFields = z.object({
     emptyAsUnset,
     z
       .string()
-      .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: "expected letters, digits, _ or - (at most 64)" })
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, {
+        error: (issue) =>
+          `expected letters, digits, _ or - (at most 64), got ${given(issue.input)}`,
+      })
       .default("followups"),
   ),
   CONFIG_DIR: z.preprocess(emptyAsUnset, z.string().default("config")),
@@ -226,7 +247,13 @@ const envFields = z.object({
   SMTP_URL: z.preprocess(emptyAsUnset, url("an SMTP", ["smtp:", "smtps:"]).optional()),
   SMTP_MAX_CONNECTIONS: positiveInt(3),
   SMTP_MESSAGES_PER_CONNECTION: positiveInt(1000),
-  MAIL_FROM: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
+  MAIL_FROM: z.preprocess(
+    emptyAsUnset,
+    z
+      .string()
+      .min(3, { error: 'expected a sender address such as "Shop" <hello@shop.example>' })
+      .optional(),
+  ),
   INBOUND_EMAIL_TOKEN: bearerToken(),
   INBOUND_EMAIL_MAX_BYTES: positiveInt(10 * 1024 * 1024),
   SUPPORT_EMAIL: z.preprocess(
@@ -246,7 +273,10 @@ const envFields = z.object({
       })
       .optional(),
   ),
-  TWILIO_AUTH_TOKEN: z.preprocess(emptyAsUnset, z.string().min(8).optional()),
+  TWILIO_AUTH_TOKEN: z.preprocess(
+    emptyAsUnset,
+    z.string().min(8, { error: "expected at least 8 characters" }).optional(),
+  ),
   TWILIO_FROM: z.preprocess(
     emptyAsUnset,
     z
@@ -331,7 +361,7 @@ const envFields = z.object({
     emptyAsUnset,
     z.email({ error: "expected an email address" }).optional(),
   ),
-  SHOP_NAME: z.preprocess(emptyAsUnset, z.string().max(100).optional()),
+  SHOP_NAME: z.preprocess(emptyAsUnset, atMost(100).optional()),
   DKIM_DOMAIN: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
   DKIM_SELECTOR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),
   DKIM_PRIVATE_KEY: z.preprocess(
@@ -343,7 +373,7 @@ const envFields = z.object({
     emptyAsUnset,
     url("an HTTP", ["http:", "https:"]).optional(),
   ),
-  OTEL_SERVICE_NAME: z.preprocess(emptyAsUnset, z.string().min(1).max(200).default("followups")),
+  OTEL_SERVICE_NAME: z.preprocess(emptyAsUnset, atMost(200).min(1).default("followups")),
 });
 
 /** What one variable's value means for another (a credential without its partner, …). */

@@ -347,3 +347,46 @@ describe("bearer tokens (API_TOKEN, TILL_TOKEN, INBOUND_EMAIL_TOKEN)", () => {
     },
   );
 });
+
+describe("a value of a fixed set, or of a bounded length", () => {
+  it.each([
+    ["NODE_ENV", "prod", 'NODE_ENV: expected production, development or test, got "prod"'],
+    [
+      "LOG_LEVEL",
+      "verbose",
+      'LOG_LEVEL: expected fatal, error, warn, info, debug, trace or silent, got "verbose"',
+    ],
+    ["LOG_FORMAT", "text", 'LOG_FORMAT: expected json or pretty, got "text"'],
+    [
+      "QUEUE_PREFIX",
+      "shop/eu",
+      'QUEUE_PREFIX: expected letters, digits, _ or - (at most 64), got "shop/eu"',
+    ],
+  ])("%s=%s is refused naming what is allowed and what was given", (name, value, problem) => {
+    expect(readEnv({ [name]: value })).toEqual({ ok: false, problems: [problem] });
+  });
+
+  it.each([
+    ["MAIL_FROM", "x", 'MAIL_FROM: expected a sender address such as "Shop" <hello@shop.example>'],
+    ["SHOP_NAME", "s".repeat(101), "SHOP_NAME: expected at most 100 characters, got 101"],
+    [
+      "OTEL_SERVICE_NAME",
+      "s".repeat(201),
+      "OTEL_SERVICE_NAME: expected at most 200 characters, got 201",
+    ],
+    ["TWILIO_AUTH_TOKEN", "short", "TWILIO_AUTH_TOKEN: expected at least 8 characters"],
+  ])("%s of a wrong length is refused in words, never quoting a secret", (name, value, problem) => {
+    const result = readEnv(
+      name === "TWILIO_AUTH_TOKEN"
+        ? {
+            [name]: value,
+            TWILIO_ACCOUNT_SID: `AC${"0".repeat(32)}`,
+            TWILIO_FROM: "+14155550123",
+          }
+        : name === "MAIL_FROM"
+          ? { [name]: value, SMTP_URL: "smtp://mail.example:587" }
+          : { [name]: value },
+    );
+    expect(result).toEqual({ ok: false, problems: [problem] });
+  });
+});
