@@ -234,6 +234,36 @@ const OPT_OUT_PHRASE = new RegExp(
   "u",
 );
 
+/**
+ * What emails are called, for email replies (emailOptOutRequest): in English and German. Not read
+ * in a text, where "stop emailing me" asks nothing of the texts.
+ */
+const EMAILS =
+  "(?:emails?|e mails?|mails?|newsletters?|mailings?|mailing list|mailings|e mail newsletters?)";
+const EMAIL_MESSAGES = `(?:${MESSAGES.slice(3, -1)}|${EMAILS.slice(3, -1)})`;
+const E_NACHRICHTEN = "(?:e mails?|emails?|mails?|newsletter|werbe e mails?|werbemails?)";
+/** Phrases of an email reply that ask for the emails to end, besides those of a text. */
+const EMAIL_PHRASES = [
+  "(?:stop|quit) (?:e mailing|emailing|mailing|sending me (?:e mails?|emails?|mails?))",
+  `(?:stop|quit|cancel|end) (?:(?:all|of|the|these|those|this|your|ur|my|with) ){0,3}${EMAIL_MESSAGES}`,
+  `no more ${EMAIL_MESSAGES}`,
+  `(?:dont|do not)(?: ever)? (?:e mail|email|mail|${REACH.slice(3, -1)})(?: (?:or|and|nor) (?:e mail|email|mail|${REACH.slice(3, -1)}))? me`,
+  `(?:dont|do not) send me (?:(?:any|anymore|more|further|these|your) ){0,2}${EMAIL_MESSAGES}`,
+  `(?:dont|do not) want (?:to (?:get|receive) )?(?:(?:any|these|your|more|the|anymore) ){0,2}${EMAIL_MESSAGES}`,
+  "(?:unsubscribe|opt(?: me)? out|optout) (?:of|from) (?:(?:all|these|this|the|your|ur|future|further|any|marketing) ){0,2}" +
+    `(?:${EMAIL_MESSAGES}|lists?|(?:this|these|them|it|all|everything)$)`,
+  "remove (?:me|my (?:e mail |email )?address|my email) from (?:(?:the|your|ur|this|all|these|mailing) ){0,2}(?:lists?|mailing list|newsletters?)",
+  "remove my (?:e mail |email )?address",
+  `keine (?:weiteren ${E_NACHRICHTEN}|${E_NACHRICHTEN} mehr|mehr ${E_NACHRICHTEN})`,
+  `${E_NACHRICHTEN} (?:abmelden|abbestellen|austragen)`,
+  "(?:mailen|mailt|mail|e mailen) (?:sie |du |ihr )?(?:mir|mich) (?:bitte )?nicht mehr",
+  "nicht mehr (?:mailen|anmailen|e mailen|angemailt)",
+];
+const EMAIL_OPT_OUT_PHRASE = new RegExp(
+  `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${[...PHRASES, ...EMAIL_PHRASES].join("|")})${END}`,
+  "u",
+);
+
 /** The message as sentences of lower-case words separated by single spaces. */
 function sentencesOf(body: string): string[] {
   return body
@@ -261,6 +291,25 @@ export function smsKeyword(body: string): SmsKeyword {
   if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return "opt-out";
   if (sentences.some((sentence) => OPT_OUT_PHRASE.test(sentence))) return "opt-out";
   return undefined;
+}
+
+/**
+ * Whether the words of an email reply (the quoted original cut off: domain/email-reply) ask for
+ * no more emails: read as smsKeyword reads a text (the same normalisation, whole-message keywords
+ * in the languages it knows, a first sentence starting with a keyword, a keyword sentence, and
+ * its phrases with their negations: "I don't want to unsubscribe" is not one), and phrases that
+ * name emails ("please stop emailing me", "no more newsletters", "remove me from your list",
+ * "keine E-Mails mehr"). CAN-SPAM has a reply asking to opt out honoured as the link is.
+ */
+export function emailOptOutRequest(text: string): boolean {
+  const sentences = sentencesOf(text);
+  const compact = sentences.join("").replaceAll(" ", "");
+  if (OPT_OUT_COMPACT.has(compact)) return true;
+  if (OPT_OUT_COMPACT.has(compact.normalize("NFD").replace(ACCENTS, ""))) return true;
+  const first = sentences[0] ?? "";
+  if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return true;
+  if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return true;
+  return sentences.some((sentence) => EMAIL_OPT_OUT_PHRASE.test(sentence));
 }
 
 /**

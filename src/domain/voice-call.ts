@@ -99,6 +99,12 @@ export interface CallScript {
   readonly shard: number;
   /** The called number's suppression member (a keyed hash): a 9 suppresses it. */
   readonly recipient: string;
+  /**
+   * The customer's suppression member (`k:<keyed hash>`): an opt-out by customer id made while
+   * the call rang is honoured when it is answered. Absent from scripts of versions before 6
+   * December 2026 (those are checked by the number alone).
+   */
+  readonly customer?: string;
   readonly language: VoiceLanguage;
   /** `<Say language>`: en-GB, de-DE. */
   readonly sayLanguage: string;
@@ -114,7 +120,7 @@ export interface CallScript {
 /** How a call is spoken and answered: a call script without its step, number and message. */
 export type CallVoice = Omit<
   CallScript,
-  "eventId" | "stepId" | "shard" | "recipient" | "text" | "minutePriceMicros"
+  "eventId" | "stepId" | "shard" | "recipient" | "customer" | "text" | "minutePriceMicros"
 >;
 
 /** The call settings for a customer's locale, or undefined when calls do not speak its language. */

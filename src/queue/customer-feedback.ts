@@ -5,6 +5,7 @@ import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
 import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import {
+  emailOptOutRequest,
   inboundSmsKeyword,
   isProviderConfirmedOptOut,
   isTwilioOptOut,
@@ -62,7 +63,10 @@ const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 
 /** What feedback reads and writes in a shard: its purchases' step records and replies. */
 export interface FeedbackShard {
-  readonly store: Pick<FollowUpStore, "readEvent" | "stepRecords" | "allStepRecords" | "annotate">;
+  readonly store: Pick<
+    FollowUpStore,
+    "readEvent" | "readForSend" | "stepRecords" | "allStepRecords" | "annotate"
+  >;
   readonly replies: Pick<StepReplies, "add">;
   readonly history: Pick<CustomerHistoryStore, "purchasesOf">;
 }
@@ -325,6 +329,31 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     deps.logger.info({ channels, source, scope }, "customer unsubscribed");
   };
 
+  /**
+   * An email reply asking for no more emails: the sender's address and the customer of the
+   * follow-up it answers (when its purchase is still kept) are opted out of every email, as the
+   * unsubscribe link's "Stop all follow-ups" does; counted once (reason `email-reply`).
+   */
+  const optOutByEmailReply = async (sender: string, step: StepRef | undefined) => {
+    const read = step
+      ? await deps.shards.of(step.shard).store.readForSend(step.eventId)
+      : undefined;
+    const customerId = read?.event?.customer.id;
+    if (customerId !== undefined) {
+      await unsubscribe(customerId, ["email"], "email-reply", { address: sender });
+      return;
+    }
+    await deps.suppressions.suppress(
+      "email",
+      { address: sender },
+      optOut("email", "email-reply", deps.now()),
+    );
+    deps.logger.info(
+      { channels: ["email"], source: "email-reply", scope: "all" },
+      "customer unsubscribed",
+    );
+  };
+
   return {
     /** Files a reply on a step (the voice calls' keypad answers come through here too). */
     fileReply,
@@ -355,6 +384,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
             channel,
             { address: message.from },
             optOut(channel, "sms-stop", now),
+            "all",
+            "text",
           );
         }
         await deps.suppressions.noteOptOutAt({ address: message.from }, now);
@@ -382,8 +413,16 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         return "ignored";
       }
       if (optIn) {
+        // START resubscribes to texts, and to the calls a text STOP stopped; calls declined
+        // another way (a 9 pressed on a call, an event) stay off.
+        const kept: Channel[] = [];
         for (const channel of PHONE_CHANNELS)
-          await deps.suppressions.allow(channel, { address: message.from });
+          if (await deps.suppressions.allow(channel, { address: message.from })) kept.push(channel);
+        if (kept.length > 0)
+          deps.logger.info(
+            { messageSid: message.messageSid, kept },
+            "opted back in by text: calls declined other than by text stay off",
+          );
         await deps.receipts.remember(receipt);
         return "opted-in";
       }
@@ -481,8 +520,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       }
       const step = (await stepOfEmailReply(mail)) ?? (sender && (await latestEmailTo(sender)));
       const text = replyBody(mail.text ?? "").slice(0, MAX_EMAIL_REPLY_LENGTH);
+      // Words that ask for no more emails (CAN-SPAM: a reply is honoured as the link is). Stored
+      // before the reply is filed, whose count writes the receipt: a retry after a failure in
+      // between opts out again (counted once) and files the reply.
+      const optedOut = sender !== undefined && text !== "" && emailOptOutRequest(text);
+      if (optedOut) await optOutByEmailReply(sender, step || undefined);
       if (!step || text === "") {
         await deps.receipts.remember(receipt);
+        if (optedOut) return { outcome: "unsubscribed" };
         return { outcome: "ignored", reason: step ? "empty reply" : "no matching follow-up" };
       }
       const filed = await fileReplyOnce(step, text, "email", receipt, deps.now());
@@ -540,6 +585,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
               channel,
               { addressHash },
               optOut(channel, "provider", now),
+              "all",
+              "text",
             );
         }
       }

@@ -985,6 +985,8 @@ function createDelivery(deps: DeliveryDeps) {
           stepId,
           shard: deps.shard,
           recipient: recipientMember,
+          // Its keyed hash (HMAC, no round trip), as the suppression lists hold it.
+          customer: await deps.suppressions.customerMember(event.customer.id),
           text: message.text,
           ...message.call,
           ...(price.ok && { minutePriceMicros: price.micros }),
@@ -1069,6 +1071,9 @@ function createDelivery(deps: DeliveryDeps) {
             entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason: "provider" },
             now: doneMs,
           },
+          "all",
+          // Twilio's 21610: the number texted STOP to it, which a texted START undoes.
+          "text",
         );
       }
       log.info({ channels }, "recipient opted out at the provider; suppressed");

@@ -177,13 +177,18 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         await deps.calls.change(request.followUpId, async (now) =>
           now.callSid === undefined ? { call: withSid(now, request) } : undefined,
         );
-      // The number may have opted out (a STOP, a 9 on another call) since the call was placed.
-      if (await deps.suppressions.isSuppressed("voice", calledNumber(call))) {
+      // The number (a STOP, a 9 on another call) or the customer (an event, a link: by id) may
+      // have opted out since the call was placed.
+      const who = {
+        ...calledNumber(call),
+        ...(call.script.customer !== undefined && { customerMember: call.script.customer }),
+      };
+      if (await deps.suppressions.isSuppressed("voice", who)) {
         const turn = answerOptedOut(call.script, request.answeredBy);
         await note(request, turn.type === "hang-up" ? "machine" : "answered-no-score");
         deps.logger.info(
           { stepId: call.script.stepId },
-          "call answered after its number opted out",
+          "call answered after its number or customer opted out",
         );
         return turn;
       }

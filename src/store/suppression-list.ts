@@ -20,10 +20,25 @@ export interface SuppressionTarget {
   readonly address?: string;
   /** The address's keyed hash (see domain/address-hash), as unsubscribe tokens carry it. */
   readonly addressHash?: string;
+  /** The customer's list member (`k:<keyed hash>`, customerMember), as a call's script keeps it. */
+  readonly customerMember?: string;
 }
 
 /** What an opt-out covers: every follow-up on the channel, or offers (marketing steps) only. */
 export type OptOutScope = "all" | "marketing";
+
+/**
+ * How a number was opted out: by a text (an SMS STOP, or Twilio's 21610 saying the number texted
+ * STOP to it), which a texted START undoes, or any other way (a 9 pressed on a call, an event, a
+ * link), which it does not undo on calls.
+ */
+export type OptOutWay = "text" | "other";
+
+/**
+ * The channel whose opt-outs of a number made other than by text a texted START leaves standing:
+ * START resubscribes to texts, not to calls declined on the keypad or by an event.
+ */
+const KEPT_FROM_START: Channel = "voice";
 
 export interface SuppressionOptions {
   /** ADDRESS_HASH_SECRET; when unset, the deployment's shared secret kept in Redis. */
@@ -53,13 +68,16 @@ export class SuppressionList {
 
   /**
    * Adds the customer and/or the address to the channel's list and, when one of them was not on
-   * it yet, counts `countAs` in the same step. True if either was new.
+   * it yet, counts `countAs` in the same step. True if either was new. A number opted out of
+   * calls other than by text (`way`) is also marked on the list (`d:<keyed hash>`, not counted),
+   * so that a texted START (allow) leaves its calls off.
    */
   async suppress(
     channel: Channel,
     who: SuppressionTarget,
     countAs?: { readonly entry: LedgerEntry; readonly now: number },
     scope: OptOutScope = "all",
+    way: OptOutWay = "other",
   ): Promise<boolean> {
     const members = await this.members(who, "write");
     if (members.length === 0) return false;
@@ -72,7 +90,9 @@ export class SuppressionList {
       countAs ? JSON.stringify(entryFields(countAs.entry)) : "",
       ...members,
     );
-    if (added > 0) await this.options.replicaWait?.after(list);
+    const declined = way === "other" && channel === KEPT_FROM_START ? declineMarks(members) : [];
+    if (declined.length > 0) await this.redis.sadd(list, ...declined);
+    if (added > 0 || declined.length > 0) await this.options.replicaWait?.after(list);
     return added > 0;
   }
 
@@ -106,12 +126,27 @@ export class SuppressionList {
     return false;
   }
 
-  /** Removes them again (SMS START, or an explicit opt-in), in every form and scope stored. */
-  async allow(channel: Channel, who: SuppressionTarget): Promise<void> {
+  /**
+   * Removes them again (SMS START), in every form and scope stored; but on calls not a number
+   * marked as opted out of them other than by text (suppress's `way`: a 9 pressed on a call, an
+   * event, a link), whose entry stays on that list. True when something stayed.
+   */
+  async allow(channel: Channel, who: SuppressionTarget): Promise<boolean> {
     const members = await this.members(who, "read");
-    if (members.length === 0) return;
-    await this.redis.srem(this.keys.suppressions(channel), ...members);
-    await this.redis.srem(this.keys.marketingSuppressions(channel), ...members);
+    if (members.length === 0) return false;
+    let kept = false;
+    for (const list of [
+      this.keys.suppressions(channel),
+      this.keys.marketingSuppressions(channel),
+    ]) {
+      const marks = channel === KEPT_FROM_START ? declineMarks(members) : [];
+      if (marks.length > 0 && (await this.redis.smismember(list, ...marks)).includes(1)) {
+        kept = true;
+        continue;
+      }
+      await this.redis.srem(list, ...members);
+    }
+    return kept;
   }
 
   /** Whether either the customer or the address opted out of the channel (of offers, with scope). */
@@ -233,6 +268,7 @@ export class SuppressionList {
       members.push(await once("k", who.customerId, (id) => this.customerMember(id)));
       if (use === "read") members.push(legacyCustomerMember(who.customerId));
     }
+    if (who.customerMember?.startsWith("k:")) members.push(who.customerMember);
     if (who.addressHash) members.push(`h:${who.addressHash}`);
     if (who.address) {
       members.push(await once("h", who.address, (address) => this.addressMember(address)));
@@ -243,7 +279,7 @@ export class SuppressionList {
 
   /** The keyed-hash members of an address (not a customer id): what noteOptOutAt keys by. */
   private async addressMembers(who: SuppressionTarget): Promise<string[]> {
-    return this.members({ ...who, customerId: undefined }, "write");
+    return this.members({ ...who, customerId: undefined, customerMember: undefined }, "write");
   }
 
   private addressSecret(): Promise<string> {
@@ -275,6 +311,17 @@ export function optOutAnswer(
     if (question && flag === 1) found[question.scope].add(question.channel);
   });
   return found;
+}
+
+/**
+ * The marks (`d:<keyed hash>`) of the addresses among a list's members (`h:<keyed hash>`): the
+ * number was opted out of the list's channel other than by text. Not a member any opt-out query
+ * asks for, so it suppresses nothing by itself; kept as long as the opt-out it qualifies.
+ */
+function declineMarks(members: readonly string[]): string[] {
+  return members
+    .filter((member) => member.startsWith("h:"))
+    .map((member) => `d:${member.slice(2)}`);
 }
 
 /** How versions before December 2026 stored a customer: the id itself. */

@@ -5,7 +5,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { sumHours } from "../../src/store/delivery-ledger.js";
 import { replyId } from "../../src/store/step-replies.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { purchaseInput } from "../support/fixtures.js";
 import {
@@ -46,6 +48,28 @@ async function postEmail(p: PipelineHarness, mime: string, token: string | null 
     body: mime,
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** Publishes a purchase of `customerId` and sends its thank-you: the email's Message-ID. */
+async function thankYouSent(p: PipelineHarness, eventId: string, customerId: string) {
+  await p.publisher.publish(
+    purchaseInput({
+      id: eventId,
+      orderId: `ord-${eventId}`,
+      occurredAt: DateTime.utc().toISO() ?? "",
+      customer: { id: customerId },
+    }) as never,
+  );
+  await promoteStep(p, eventId, "thank-you.thank-you");
+  const [thankYou] = await p.sink.waitForMessages(1);
+  const messageId = thankYou?.parsed.messageId ?? "";
+  await eventually(async () => {
+    const record = (await p.store.stepRecords(eventId, ["thank-you.thank-you"])).get(
+      "thank-you.thank-you",
+    );
+    return record?.state === "sent" ? true : undefined;
+  }, "the thank-you to be recorded sent");
+  return messageId;
 }
 
 describe("email replies", () => {
@@ -194,6 +218,84 @@ describe("email replies", () => {
       null,
     );
     expect(unauthorised.status).toBe(401);
+  });
+});
+
+describe("an email reply asking for no more emails", () => {
+  it("opts the sender's address and the follow-up's customer out of every email, counted once, and is still filed for support", async () => {
+    pipeline = await startPipeline("email-reply-opt-out", {
+      startWorker: false,
+      env: { INBOUND_EMAIL_TOKEN: TOKEN, SUPPORT_EMAIL: "support@shop.example" },
+    });
+    const p = pipeline;
+    await p.startWorker();
+    const messageId = await thankYouSent(p, "evt-enough", "cus-enough");
+    const shard = await p.shardOf("evt-enough");
+    const idOf = (n: number) =>
+      replyId({ eventId: "evt-enough", stepId: "thank-you.thank-you", n, shard });
+    const answering = { "In-Reply-To": messageId, References: messageId };
+    const list = new SuppressionList(p.redis, p.prefix);
+    const optedOut = async () => [
+      await list.isSuppressed("email", { address: "ana@example.com" }),
+      await list.isSuppressed("email", { customerId: "cus-enough" }),
+    ];
+    const optOuts = async () => {
+      const now = Date.now();
+      const hours = await p.stores.of(0).ledger.hours(now - 7_200_000, now + 3_600_000);
+      return [...sumHours(hours)].filter(([field]) => field.startsWith("optout|"));
+    };
+
+    // A negation is a reply, not an opt-out.
+    const keep = replyMime(
+      { "Message-ID": "<keep-1@mail.example>", ...answering },
+      "I don't want to unsubscribe, the offers are great.",
+    );
+    expect(await postEmail(p, keep)).toEqual({
+      status: 202,
+      body: { status: "recorded", replyId: idOf(1) },
+    });
+    expect(await optedOut()).toEqual([false, false]);
+
+    const stop = replyMime(
+      { "Message-ID": "<stop-1@mail.example>", ...answering },
+      "Please stop emailing me.\n\nOn Mon, 1 Dec 2026 at 10:00, Shop <hello@shop.example> wrote:\n> Thank you for your order",
+    );
+    // Filed as a reply (support reads the customer's words), and every email stops: the
+    // address and the customer, whatever the step (not offers only).
+    expect(await postEmail(p, stop)).toEqual({
+      status: 202,
+      body: { status: "recorded", replyId: idOf(2) },
+    });
+    expect(await optedOut()).toEqual([true, true]);
+    expect(await list.isSuppressed("email", { address: "ana@example.com" }, "marketing")).toBe(
+      false,
+    );
+    // Once in the ledger, however often it is posted or said again.
+    expect(await postEmail(p, stop)).toEqual({
+      status: 200,
+      body: { status: "ignored", reason: "seen before" },
+    });
+    const again = replyMime({ "Message-ID": "<stop-2@mail.example>", ...answering }, "Unsubscribe");
+    expect((await postEmail(p, again)).status).toBe(202);
+    expect(await optOuts()).toEqual([["optout|email|-|-", 1]]);
+    await eventually(
+      async () =>
+        p.sink.messages.some(
+          (m) =>
+            m.envelope.rcptTo.includes("support@shop.example") &&
+            (m.parsed.text ?? "").includes("Please stop emailing me"),
+        )
+          ? true
+          : undefined,
+      "the reply to reach support",
+    );
+    // Logged without the address or the words.
+    const logged = p.logs.filter((line) => line.msg === "customer unsubscribed");
+    expect(logged).toEqual([
+      expect.objectContaining({ channels: ["email"], source: "email-reply", scope: "all" }),
+      expect.objectContaining({ channels: ["email"], source: "email-reply", scope: "all" }),
+    ]);
+    expect(JSON.stringify(logged)).not.toMatch(/ana@example\.com|stop emailing/i);
   });
 });
 

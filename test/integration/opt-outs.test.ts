@@ -317,6 +317,27 @@ describe("a customer.unsubscribed event", () => {
   });
 });
 
+describe("a texted START after a customer.unsubscribed event for calls", () => {
+  it("leaves the calls off: START resubscribes the number to texts, not to calls stopped another way", async () => {
+    pipeline = await startPipeline("unsubscribe-event-then-start");
+    const p = pipeline;
+    // The shop knows cus-1 by this number: a purchase with a thank-you pending.
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-known", orderId: "ord-known", occurredAt: ago(0) }) as never,
+    );
+    await eventually(
+      async () => ((await stepRecord(p, "evt-known", "thank-you.thank-you")) ? true : undefined),
+      "the purchase to be planned",
+    );
+    await unsubscribeEvent(p, "unsub-voice", { customerId: "cus-1", channels: ["voice"] });
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    expect((await textFromPhone(p, "START", "SMstart-after-event")).status).toBe(200);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(false);
+  });
+});
+
 describe("a customer.unsubscribed event that arrives before the customer's purchase", () => {
   it("covers that purchase's address and number once it arrives: a guest checkout with them gets nothing", async () => {
     pipeline = await startPipeline("unsubscribe-event-early");

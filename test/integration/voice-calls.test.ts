@@ -116,6 +116,34 @@ async function callPlaced(name: string, eventId: string) {
   return { p, followUpId: followUpJobId(eventId, CALL_STEP), callSid: call?.sid ?? "" };
 }
 
+/**
+ * Picks up a call placed for `eventId` as a person would, checks that it says no more than goodbye
+ * (no message, no question), ends it, and checks the step says answered without a score.
+ */
+async function answeredWithGoodbyeOnly(
+  placed: { p: PipelineHarness; followUpId: string; callSid: string },
+  eventId: string,
+) {
+  const { p, followUpId, callSid } = placed;
+  const answer = await postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: callSid,
+    CallStatus: "in-progress",
+    AnsweredBy: "human",
+  });
+  const twiml = parseTwiml(await answer.text());
+  // No message, no question: they asked for no more calls, and hear that they will get none.
+  expect(twiml.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
+  expect(twiml.children[0]?.text).toBe("You will get no more calls or texts from us. Goodbye.");
+  await postTwilio(p, callRoute("status", followUpId), {
+    CallSid: callSid,
+    CallStatus: "completed",
+    AnsweredBy: "human",
+  });
+  expect((await stepRecord(p, eventId, CALL_STEP))?.delivery).toEqual({
+    status: "answered-no-score",
+  });
+}
+
 describe("a voice check-in call", () => {
   it("is placed, asks its question in TwiML, and a keypad 2 reaches the owner within a minute", async () => {
     pipeline = await startPipeline("voice-calls", { startWorker: false });
@@ -311,27 +339,11 @@ describe("a voice check-in call", () => {
   });
 
   it("says no more than goodbye to a number that opted out while the call was on its way", async () => {
-    const { p, followUpId, callSid } = await callPlaced("voice-stopped-meanwhile", "evt-meanwhile");
+    const placed = await callPlaced("voice-stopped-meanwhile", "evt-meanwhile");
     // Twilio queues calls at the account's calls per second: the STOP comes before the ringing.
     const stop = { From: PHONE, Body: "STOP", MessageSid: "SMmeanwhile" };
-    expect((await postTwilio(p, "/webhooks/twilio/inbound", stop)).status).toBe(200);
-    const answer = await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: callSid,
-      CallStatus: "in-progress",
-      AnsweredBy: "human",
-    });
-    const twiml = parseTwiml(await answer.text());
-    // No message, no question: they asked for no more calls, and hear that they will get none.
-    expect(twiml.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
-    expect(twiml.children[0]?.text).toBe("You will get no more calls or texts from us. Goodbye.");
-    await postTwilio(p, callRoute("status", followUpId), {
-      CallSid: callSid,
-      CallStatus: "completed",
-      AnsweredBy: "human",
-    });
-    expect((await stepRecord(p, "evt-meanwhile", CALL_STEP))?.delivery).toEqual({
-      status: "answered-no-score",
-    });
+    expect((await postTwilio(placed.p, "/webhooks/twilio/inbound", stop)).status).toBe(200);
+    await answeredWithGoodbyeOnly(placed, "evt-meanwhile");
   });
 
   it("leaves a voicemail at an answering machine, and a 9 stops calls and texts to the number", async () => {
@@ -850,6 +862,51 @@ describe("a call whose customer is erased while it rings", () => {
     const operator = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
     expect(operator).toMatch(/^followups_spend_this_month\{channel="voice"\} 0\.014$/m);
     expect(JSON.stringify(p.logs)).not.toContain(PHONE);
+  });
+});
+
+describe("a texted START after a 9 pressed on a call", () => {
+  it("brings the texts back, not the calls declined on the keypad, also after a later STOP and START; a START after a text STOP alone brings calls back", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-start-after-nine", "evt-nine");
+    await postTwilio(p, callRoute("answer", followUpId), {
+      CallSid: callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "9" });
+    const list = new SuppressionList(p.redis, p.prefix);
+    const text = (From: string, Body: string, MessageSid: string) =>
+      postTwilio(p, "/webhooks/twilio/inbound", { From, Body, MessageSid });
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    // START is Twilio's "resubscribe to texts": the texts come back, the calls stay declined.
+    expect((await text(PHONE, "START", "SMnine-start")).status).toBe(200);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(false);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    // A later text STOP and START change the texts, not the decline.
+    await text(PHONE, "STOP", "SMnine-stop");
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    await text(PHONE, "START", "SMnine-start-2");
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(false);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    // A number that stopped calls by a text STOP only gets them back with START.
+    const other = "+447400112299";
+    await text(other, "STOP", "SMother-stop");
+    expect(await list.isSuppressed("voice", { address: other })).toBe(true);
+    await text(other, "START", "SMother-start");
+    expect(await list.isSuppressed("voice", { address: other })).toBe(false);
+    expect(await list.isSuppressed("sms", { address: other })).toBe(false);
+  });
+});
+
+describe("a call answered after its customer opted out of calls by customer id", () => {
+  it("asks nothing: the customer hears goodbye, as a number that opted out does", async () => {
+    const placed = await callPlaced("voice-id-opted-out", "evt-id-out");
+    // An opt-out by the customer's id alone while the call rings (a customer.unsubscribed event
+    // of an id shared by many numbers covers the id only, as does one whose number is not known).
+    const list = new SuppressionList(placed.p.redis, placed.p.prefix);
+    await list.suppress("voice", { customerId: "cus-evt-id-out" });
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(false);
+    await answeredWithGoodbyeOnly(placed, "evt-id-out");
   });
 });
 
