@@ -11,8 +11,10 @@
  *
  * Reading (the same for every rule): apostrophes dropped ("don't" reads "dont"); emoji and
  * pictographs read as spaces; zero-width and other invisible format characters and variation
- * selectors dropped; NFKC (fullwidth "ＳＴＯＰ", mathematical "𝐒𝐓𝐎𝐏"); lower case; Cyrillic and
- * Greek letters that look Latin read as the Latin letter ("SТОP" with a Cyrillic Т and О); sentences
+ * selectors dropped; NFKC (fullwidth "ＳＴＯＰ", mathematical "𝐒𝐓𝐎𝐏", circled and squared "ⓈⓉⓄⓅ",
+ * "🅂🅃🄾🄿"), with letters in black circles and squares read first ("🅢🅣🅞🅟", "🆂🆃🅾🅿", though 🅾 and
+ * 🅿 are emoji); lower case; Cyrillic and Greek letters that look Latin, and small capitals, read as
+ * the Latin letter ("SТОP" with a Cyrillic Т and О, "ꜱᴛᴏᴘ"); sentences
  * split at `. ! ? ;` and line breaks; other punctuation and symbols read as spaces ("opt-out" reads
  * "opt out"); whitespace collapsed. Words match whole: "cancelled", "stops" and "quite" are not
  * keywords.
@@ -163,8 +165,44 @@ const LOOKALIKES: Readonly<Record<string, string>> = {
   τ: "t",
   υ: "y",
   χ: "x",
+  // Small capitals ("ꜱᴛᴏᴘ", as "fancy text" generators write it): NFKC keeps them apart too.
+  ᴀ: "a",
+  ʙ: "b",
+  ᴄ: "c",
+  ᴅ: "d",
+  ᴇ: "e",
+  ꜰ: "f",
+  ɢ: "g",
+  ʜ: "h",
+  ɪ: "i",
+  ᴊ: "j",
+  ᴋ: "k",
+  ʟ: "l",
+  ᴍ: "m",
+  ɴ: "n",
+  ᴏ: "o",
+  ᴘ: "p",
+  ꞯ: "q",
+  ʀ: "r",
+  ꜱ: "s",
+  ᴛ: "t",
+  ᴜ: "u",
+  ᴠ: "v",
+  ᴡ: "w",
+  ʏ: "y",
+  ᴢ: "z",
 };
 const LOOKALIKE = new RegExp(`[${Object.keys(LOOKALIKES).join("")}]`, "gu");
+/**
+ * Capital letters in black circles and squares ("🅢🅣🅞🅟", "🆂🆃🅾🅿"), which NFKC leaves as they are
+ * (it reads the plain circled and squared ones, "ⓈⓉⓄⓅ", "🅂🅃🄾🄿"), and some of which are emoji
+ * (🅾, 🅿): read as the letter before emoji are read as spaces. Each range runs A to Z.
+ */
+const NEGATIVE_ENCLOSED = /[\u{1F150}-\u{1F169}\u{1F170}-\u{1F189}]/gu;
+const enclosedLetter = (letter: string) => {
+  const code = letter.codePointAt(0) ?? 0;
+  return String.fromCharCode(65 + ((code - (code >= 0x1f170 ? 0x1f170 : 0x1f150)) % 26));
+};
 const NOT_A_WORD = /[\p{P}\p{S}\p{Cc}\p{Z}\s]+/gu;
 
 const KEYWORD = `(?:${OPT_OUT_KEYWORDS.join("|")})`;
@@ -268,6 +306,7 @@ const EMAIL_OPT_OUT_PHRASE = new RegExp(
 function sentencesOf(body: string): string[] {
   return body
     .replace(APOSTROPHES, "")
+    .replace(NEGATIVE_ENCLOSED, enclosedLetter)
     .replace(PICTOGRAPHS, " ")
     .replace(INVISIBLE, "")
     .normalize("NFKC")

@@ -38,6 +38,18 @@ const OPT_OUTS: readonly string[] = [
   "UNSUBSCRIB\u0415",
   "\u0395\u039DD",
   "St\u043E\u0440 please",
+  // Small capitals, and letters in squares or circles (plain or negative), as emoji keyboards
+  // and "fancy text" generators write them.
+  "ꜱᴛᴏᴘ",
+  "ᴜɴꜱᴜʙꜱᴄʀɪʙᴇ",
+  "ꜱᴛᴏᴘ ᴘʟᴇᴀꜱᴇ",
+  "🅂🅃🄾🄿",
+  "🆂🆃🅾🅿",
+  "🆂🆃🅾\uFE0F🅿\uFE0F",
+  "ⓈⓉⓄⓅ",
+  "ⓢⓣⓞⓟ",
+  "🅢🅣🅞🅟",
+  "🄴🄽🄳",
   // French, as Canada requires, as the whole message.
   "ARRET",
   "Arrêt",
@@ -125,6 +137,10 @@ const OPT_OUTS: readonly string[] = [
 
 /** Replies to "Is all well with your new TV?" that the owner should read: no opt-out. */
 const REPLIES: readonly string[] = [
+  // Enclosed letters used as emoji, not spelling a keyword.
+  "Parking was easy 🅿️, the TV is great",
+  "Blood type 🅰️, not that you asked. Love the TV",
+  "Ⓜ️ station is next to the shop, stop by again",
   "All good thanks",
   // Not an opt-in either: only a message that is exactly YES opts in, as before this change.
   "Yes love it",
