@@ -296,6 +296,16 @@ describe("an email reply asking for no more emails", () => {
       expect.objectContaining({ channels: ["email"], source: "email-reply", scope: "all" }),
     ]);
     expect(JSON.stringify(logged)).not.toMatch(/ana@example\.com|stop emailing/i);
+    // One that answers no follow-up we know still stops emails to the address it came from.
+    const stranger = replyMime(
+      { From: "Bo <bo@example.com>", "Message-ID": "<bo-1@mail.example>" },
+      "Remove me from your mailing list",
+    );
+    expect(await postEmail(p, stranger)).toEqual({
+      status: 200,
+      body: { status: "unsubscribed" },
+    });
+    expect(await list.isSuppressed("email", { address: "bo@example.com" })).toBe(true);
   });
 });
 

@@ -888,6 +888,13 @@ describe("a texted START after a 9 pressed on a call", () => {
     await text(PHONE, "START", "SMnine-start-2");
     expect(await list.isSuppressed("sms", { address: PHONE })).toBe(false);
     expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+    // The decline is an opt-out: it outlives the customer's erasure, as the opt-out does.
+    Object.assign(process.env, p.commandEnv);
+    expect(await runErase("cus-evt-nine", { config: p.configDir, json: true }, captureIo())).toBe(
+      0,
+    );
+    await text(PHONE, "START", "SMnine-start-3");
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
     // A number that stopped calls by a text STOP only gets them back with START.
     const other = "+447400112299";
     await text(other, "STOP", "SMother-stop");
