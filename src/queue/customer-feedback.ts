@@ -61,6 +61,18 @@ const CONFIRMATION_WINDOW_MS = 5 * 60_000;
 /** The subject of a List-Unsubscribe mailto (templates/unsubscribe-link.ts), as clients send it. */
 const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 
+/** A reply's or forward's prefix ("Re:", "AW:", "Fwd:", "WG:", …): the subject after it is the shop's. */
+const ANSWERED_SUBJECT = /^\s*(?:re|aw|sv|antw|fwd?|wg|tr)\s*(?:\[\d+\])?\s*:/i;
+
+/**
+ * Whether a subject the customer wrote asks for no more emails ("Unsubscribe" on an empty mail):
+ * not one that answers or forwards ours, whose words are the shop's ("Re: Don't stop now").
+ */
+function subjectAsksToStop(subject: string | undefined): boolean {
+  if (subject === undefined || ANSWERED_SUBJECT.test(subject)) return false;
+  return emailOptOutRequest(subject);
+}
+
 /** What feedback reads and writes in a shard: its purchases' step records and replies. */
 export interface FeedbackShard {
   readonly store: Pick<
@@ -523,7 +535,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       // Words that ask for no more emails (CAN-SPAM: a reply is honoured as the link is). Stored
       // before the reply is filed, whose count writes the receipt: a retry after a failure in
       // between opts out again (counted once) and files the reply.
-      const optedOut = sender !== undefined && text !== "" && emailOptOutRequest(text);
+      const optedOut =
+        sender !== undefined &&
+        ((text !== "" && emailOptOutRequest(text)) || subjectAsksToStop(mail.subject));
       if (optedOut) await optOutByEmailReply(sender, step || undefined);
       if (!step || text === "") {
         await deps.receipts.remember(receipt);

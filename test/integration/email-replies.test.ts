@@ -307,6 +307,46 @@ describe("an email reply asking for no more emails", () => {
     });
     expect(await list.isSuppressed("email", { address: "bo@example.com" })).toBe(true);
   });
+
+  it("reads a subject the customer wrote (an empty mail titled 'Unsubscribe'), not the shop's own subject quoted in 'Re:'", async () => {
+    pipeline = await startPipeline("email-subject-opt-out", {
+      env: { INBOUND_EMAIL_TOKEN: TOKEN },
+    });
+    const p = pipeline;
+    const list = new SuppressionList(p.redis, p.prefix);
+    // The shop's subject, answered: its words are the shop's, not a request ("No more emails until spring").
+    const answer = replyMime(
+      {
+        From: "Cy <cy@example.com>",
+        "Message-ID": "<cy-1@mail.example>",
+        Subject: "Re: No more emails until spring: our winter break",
+      },
+      "",
+    );
+    expect((await postEmail(p, answer)).body.status).toBe("ignored");
+    expect(await list.isSuppressed("email", { address: "cy@example.com" })).toBe(false);
+    // The customer's own subject, with nothing in the body, as many write it.
+    const titled = replyMime(
+      {
+        From: "Dee <dee@example.com>",
+        "Message-ID": "<dee-1@mail.example>",
+        Subject: "Unsubscribe",
+      },
+      "",
+    );
+    expect(await postEmail(p, titled)).toEqual({ status: 200, body: { status: "unsubscribed" } });
+    expect(await list.isSuppressed("email", { address: "dee@example.com" })).toBe(true);
+    const german = replyMime(
+      {
+        From: "Eli <eli@example.com>",
+        "Message-ID": "<eli-1@mail.example>",
+        Subject: "=?utf-8?Q?Keine_E-Mails_mehr?=",
+      },
+      "\n\nGesendet von meinem iPhone",
+    );
+    expect((await postEmail(p, german)).body.status).toBe("unsubscribed");
+    expect(await list.isSuppressed("email", { address: "eli@example.com" })).toBe(true);
+  });
 });
 
 describe("an email the parser refuses", () => {
