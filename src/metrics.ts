@@ -223,6 +223,13 @@ export class FollowUpMetrics {
     registers: [this.registry],
   });
 
+  readonly writeRefusalPauses = new Counter({
+    name: "followups_write_refusal_pauses_total",
+    help: "Pauses of a worker (intake, delivery N, reports, alerts) because Redis refused one of its writes (out of memory, or unable to save its snapshot): it takes no new jobs for 5 s, then tries again.",
+    labelNames: ["worker"],
+    registers: [this.registry],
+  });
+
   readonly webhookSpoolFiles = new Gauge({
     name: "followups_webhook_spool_files",
     help: "Webhooks in this worker's spool (WEBHOOK_SPOOL_DIR), as its replay last looked (every 5 s): waiting for Redis, or failed (moved aside to failed/, never replayed; see the error logs).",

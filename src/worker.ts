@@ -742,7 +742,13 @@ async function startWorkerWith(
   ];
   // Redis out of memory or unable to save refuses every fetch: the worker waits, not spins.
   const refusalPauses = workers.map(({ label, worker }) => {
-    const pause = pauseOnWriteRefusal({ worker, label, logger, now });
+    const pause = pauseOnWriteRefusal({
+      worker,
+      label,
+      logger,
+      now,
+      onPause: () => metrics.writeRefusalPauses.inc({ worker: label }),
+    });
     worker.on("error", (error) => {
       if (!pause.handle(error) && !redisAway.handle(error, { worker: label }))
         logger.error({ err: error, worker: label }, "worker error");

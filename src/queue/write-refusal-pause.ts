@@ -21,8 +21,8 @@ export interface WriteRefusalPause {
  * reply (only a lost connection makes it wait): with Redis out of memory (maxmemory under
  * noeviction) or unable to save (MISCONF), a worker with a job due spun on refused fetches,
  * thousands a second, each an error line. On such a refusal it takes no new jobs for `pauseMs`
- * (jobs in flight go on), then tries again; the pauses are logged once a minute at most, and the
- * errors that come while paused are not logged again.
+ * (jobs in flight go on), then tries again; the pauses are logged once a minute at most (each one
+ * is counted, onPause), and the errors that come while paused are not logged again.
  */
 export function pauseOnWriteRefusal(deps: {
   readonly worker: Pick<Worker, "pause" | "resume">;
@@ -31,6 +31,8 @@ export function pauseOnWriteRefusal(deps: {
   readonly logger: Logger;
   readonly now: () => number;
   readonly pauseMs?: number;
+  /** Told of each pause as it begins (followups_write_refusal_pauses_total). */
+  readonly onPause?: () => void;
 }): WriteRefusalPause {
   const pauseMs = deps.pauseMs ?? WRITE_REFUSAL_PAUSE_MS;
   let timer: NodeJS.Timeout | undefined;
@@ -43,6 +45,7 @@ export function pauseOnWriteRefusal(deps: {
       if (!isWriteRefusal(error)) return false;
       if (stopped || timer) return true;
       pauses += 1;
+      deps.onPause?.();
       if (deps.now() - loggedAt >= LOG_EVERY_MS) {
         deps.logger.warn(
           { err: error, worker: deps.label, pauseMs, pauses },

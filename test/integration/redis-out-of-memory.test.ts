@@ -86,10 +86,12 @@ it("out of memory, a STOP texted is spooled and answered 200, /readyz answers 50
     { e: "evt-oom", s: "big-ticket.check-in" },
     { jobId: followUpJobId("evt-oom", "big-ticket.check-in"), delay: 1_000 },
   );
-  await outOfMemory(redis);
+  // Counted from before Redis fills: a worker refused at once (the thank-you's send may be under
+  // way) falls inside the window. Counted after, the delivery worker's first refusal (and the one
+  // line its pauses log in a minute) came before the count in 5 runs of 20.
   const linesBefore = p.logs.length;
   const commandsBefore = await commandsProcessed(redis);
-  const measuredFrom = Date.now();
+  await outOfMemory(redis);
 
   const stop = await postTwilio(p, "/webhooks/twilio/inbound", {
     From: STOP_PHONE,
@@ -114,12 +116,20 @@ it("out of memory, a STOP texted is spooled and answered 200, /readyz answers 50
       ? true
       : undefined;
   }, "a round of the spool's replay to find the STOP waiting");
-  // ... and the job is past its due time. Whether the workers spin shows only as a rate, which no
-  // event marks (the delivery worker's line on a refused fetch did not come in one run of many,
-  // with the thank-you's send under way as Redis filled): a plain wait, 6.5 s at least from the
-  // first count, past one pause of the workers and its resume.
-  const measuredFor = Date.now() - measuredFrom;
-  await new Promise((resolve) => setTimeout(resolve, Math.max(0, 6_500 - measuredFor)));
+  // ... and the delivery worker was refused, waited, took jobs again (the check-in's job due by
+  // then) and was refused again: its second pause. The window holds a refused fetch of the due
+  // job and a resume, where a worker that fetched again at once would spin.
+  const delivery = `delivery ${await p.shardOf("evt-oom")}`;
+  await eventually(
+    async () => {
+      const pauses = (await p.worker?.metrics.writeRefusalPauses.get())?.values ?? [];
+      return pauses.some((pause) => pause.labels.worker === delivery && pause.value >= 2)
+        ? true
+        : undefined;
+    },
+    "the delivery worker to be refused again after its first pause",
+    20_000,
+  );
   const commands = (await commandsProcessed(redis)) - commandsBefore;
   const refusedLines = p.logs
     .slice(linesBefore)
