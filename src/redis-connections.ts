@@ -6,6 +6,7 @@ import {
   connectionMismatch,
   connectWithin,
   createRedisClient,
+  dropConnection,
   type RedisClient,
   tellingConnectError,
 } from "./store/redis-client.js";
@@ -48,12 +49,13 @@ export async function connectRedis(
     ...options,
     lazyConnect: true,
   });
-  const drop = () => redis.disconnect();
+  // A stop while Redis does not answer ends the wait at once (not after ioredis's 2 s).
+  const drop = () => dropConnection(redis);
   stop?.addEventListener("abort", drop, { once: true });
   try {
     return await connected(redis, url, cluster, onSlow, stop);
   } catch (error) {
-    redis.disconnect();
+    dropConnection(redis);
     throw stop?.aborted ? new StartupStopped() : error;
   } finally {
     stop?.removeEventListener("abort", drop);

@@ -76,6 +76,18 @@ export function duplicateClient(redis: RedisClient): RedisClient {
   return redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
 }
 
+/**
+ * Drops a connection at once. ioredis's disconnect() ends the socket and keeps it until the
+ * server closes its side, for up to its disconnectTimeout (2 s): a server that accepted the
+ * connection but answers nothing (frozen, overloaded) never closes it, and the open socket held
+ * the process, and whatever waited for the connection to close, those 2 s.
+ */
+export function dropConnection(redis: RedisClient): void {
+  const nodes = isCluster(redis) ? redis.nodes("all") : [redis];
+  redis.disconnect();
+  for (const node of nodes) node.stream?.destroy();
+}
+
 /** Errors with which ioredis says Redis cannot be reached or does not answer in time. */
 const AWAY_MESSAGES =
   /^(Command timed out|Connection is closed|Stream isn't writeable|Reached the max retries|Failed to refresh slots cache|None of startup nodes is available)/;
