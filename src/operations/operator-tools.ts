@@ -17,7 +17,7 @@ import { DiscountCodes } from "../store/discount-codes.js";
 import { LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { shardScope } from "../store/keys.js";
 import { type OrderRecord, OrderStore } from "../store/order-store.js";
-import type { RedisClient } from "../store/redis-client.js";
+import { type RedisClient, unlessRedisAway } from "../store/redis-client.js";
 import { ReplicaWait, type ReplicaWaitSettings, type ShortWait } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
 import { abandonedSending, isAbandonedSending } from "../store/step-record.js";
@@ -520,11 +520,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
               followUpJobId(ref.eventId, ref.stepId),
             );
         member ??= await customerMemberOf(ref.eventId, ref.shard);
-        // A job waiting for it has nothing left to do (one being worked on refuses to go: fine).
+        // A job waiting for it has nothing left to do (one being worked on refuses to go: fine;
+        // Redis away is not, and stops the command).
         await deps.followUps
           .of(ref.shard)
           .remove(followUpJobId(ref.eventId, ref.stepId))
-          .catch(() => 0);
+          .catch(unlessRedisAway(() => 0));
       }
       // A step named that has no record: unknown (as resend says), not a conflict.
       if (known === 0 && "step" in target)
@@ -620,7 +621,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         .jobWatch.watch([
           { eventId: step.eventId, stepId: step.stepId, lookAt: now + LOOK_AFTER_DUE_MS },
         ])
-        .catch(() => undefined);
+        .catch(unlessRedisAway(() => undefined));
       await deps.followUps
         .of(step.shard)
         .add(labels.channel, { e: step.eventId, s: step.stepId }, { jobId });
@@ -713,7 +714,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           .jobWatch.watch([
             { eventId: step.eventId, stepId: step.stepId, lookAt: now + LOOK_AFTER_DUE_MS },
           ])
-          .catch(() => undefined);
+          .catch(unlessRedisAway(() => undefined));
         await deps.followUps
           .of(shard)
           .add(

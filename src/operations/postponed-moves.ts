@@ -4,7 +4,7 @@ import type { FollowUpJobData } from "../queue/names.js";
 import type { CountedPending } from "../reports/pending-schedule.js";
 import { quarterHourOf } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
-import type { RedisClient } from "../store/redis-client.js";
+import { type RedisClient, unlessRedisAway } from "../store/redis-client.js";
 
 /** Job references and step records read at once. */
 const BATCH = 500;
@@ -28,7 +28,9 @@ export interface PostponedSource {
  * day it was postponed to). Read-only: nothing the state scripts count changes.
  * Each step counts once however many of its jobs wait (a resend's, an older version's id); a job,
  * a record or a shard's job lists that cannot be read are passed over (the schedule and the
- * owners' reports are views: they never fail for one; its follow-ups stay on their planned day).
+ * owners' reports are views: they never fail for one; its follow-ups stay on their planned day),
+ * but not Redis away or leaving a read unanswered (unlessRedisAway): that fails the whole read at
+ * once, where passing over each read in turn waited out a command timeout per shard and per job.
  * Steps planned before rules were counted (no generation) were counted by channel alone and stay
  * where they are.
  */
@@ -42,11 +44,13 @@ export async function postponedMoves(
     // its queue is paused, by an operator or a reshard).
     const ids = await queue
       .getRanges(["delayed", "waiting", "prioritized"], 0, -1, true)
-      .catch(() => [] as string[]);
+      .catch(unlessRedisAway(() => [] as string[]));
     const steps = new Map<string, FollowUpJobData>();
     for (let i = 0; i < ids.length; i += BATCH) {
       const data = await Promise.all(
-        ids.slice(i, i + BATCH).map((id) => redis.hget(queue.toKey(id), "data").catch(() => null)),
+        ids
+          .slice(i, i + BATCH)
+          .map((id) => redis.hget(queue.toKey(id), "data").catch(unlessRedisAway(() => null))),
       );
       for (const raw of data) {
         const step = stepOfJob(raw);
@@ -56,7 +60,9 @@ export async function postponedMoves(
     const unique = [...steps.values()];
     for (let i = 0; i < unique.length; i += BATCH) {
       const found = await Promise.all(
-        unique.slice(i, i + BATCH).map((step) => movesOf(store, step).catch(() => [])),
+        unique
+          .slice(i, i + BATCH)
+          .map((step) => movesOf(store, step).catch(unlessRedisAway(() => []))),
       );
       moves.push(...found.flat());
     }

@@ -146,6 +146,20 @@ export function isRedisUnavailable(error: unknown, redis?: RedisClient): boolean
 }
 
 /**
+ * A rejection handler that passes over an error with what `fallback` gives, but throws on those
+ * that say Redis is away or cannot serve now (isRedisUnavailable: a command timed out, the
+ * connection lost, LOADING, BUSY, …). For reads a caller may go without (a job removed meanwhile,
+ * a record in a format it cannot read): waiting out a command timeout for each of them, one after
+ * another, held a command for many timeouts on a frozen Redis, and its answer then lacked them.
+ */
+export function unlessRedisAway<T>(fallback: (error: unknown) => T): (error: unknown) => T {
+  return (error) => {
+    if (isRedisUnavailable(error)) throw error;
+    return fallback(error);
+  };
+}
+
+/**
  * Whether Redis serves now: a single Redis answers PING; on a cluster, a master reports
  * `cluster_state:ok`. Every master the client knows is asked at once, and the first that answers
  * ok decides (a dead one the client has not yet dropped may never answer). While a shard has no

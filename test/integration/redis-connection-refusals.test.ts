@@ -108,13 +108,21 @@ it("refuses a database number the Redis does not have, instead of using database
   // Three commands and a worker started as processes: over 20 s on a busy machine.
 }, 60_000);
 
+/** When the proxy stopped its Redis (Date.now()). */
+let stoppedAt: number | undefined;
+
 /**
  * A loopback proxy to the test's Redis that stops it with `signal` (SIGSTOP: frozen, its
- * connections open and nothing answered; SIGKILL: gone) just before passing on a command that
- * reads the deployment's shard count: a one-shot command is connected by then, and waits for that
- * answer. Its URL.
+ * connections open and nothing answered; SIGKILL: gone) just before passing on the first command
+ * that names `marker` (by default one that reads the deployment's shard count: a one-shot command
+ * is connected by then, and waits for that answer). Its URL.
  */
-async function stoppingProxy(redis: RedisServer, signal: "SIGSTOP" | "SIGKILL"): Promise<string> {
+async function stoppingProxy(
+  redis: RedisServer,
+  signal: "SIGSTOP" | "SIGKILL",
+  marker = ":fu:shards",
+): Promise<string> {
+  stoppedAt = undefined;
   const probe = new Redis(redis.url);
   const pid = Number((await probe.info("server")).match(/process_id:(\d+)/)?.[1]);
   probe.disconnect();
@@ -123,10 +131,11 @@ async function stoppingProxy(redis: RedisServer, signal: "SIGSTOP" | "SIGKILL"):
     const upstream = connect(redis.port, "127.0.0.1");
     sockets.push(client, upstream);
     client.on("data", (chunk: Buffer) => {
-      if (!stopped && chunk.includes(":fu:shards")) {
+      if (!stopped && chunk.includes(marker)) {
         stopped = true;
         if (signal === "SIGSTOP") frozenPid = pid;
         process.kill(pid, signal);
+        stoppedAt = Date.now();
       }
       upstream.write(chunk);
     });
@@ -155,6 +164,21 @@ async function closeProxyAndRedis(): Promise<void> {
   server = undefined;
 }
 
+/** That `command` ended as one the Redis at `url` left unanswered for `seconds`: one line, exit 1. */
+function expectGaveUp(
+  command: readonly string[],
+  result: { code: number; stdout: string; stderr: string },
+  url: string,
+  seconds: string,
+): void {
+  expect({ command, code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+    command,
+    code: 1,
+    stdout: "",
+    stderr: `followups: Redis at ${url} (REDIS_URL) did not answer within ${seconds} s; the command stopped there: run it again once Redis answers (REDIS_COMMAND_TIMEOUT_MS sets the wait)\n`,
+  });
+}
+
 // A Redis that froze after the command connected (SIGSTOP, or DEBUG SLEEP) held `schedule`,
 // `failed` and `replan --dry-run` for ever: each waited for an answer that never came.
 it("gives up on a Redis that stops answering mid-command, in one line naming it", async () => {
@@ -168,16 +192,41 @@ it("gives up on a Redis that stops answering mid-command, in one line naming it"
     server = await startRedisServer();
     const url = await stoppingProxy(server, "SIGSTOP");
     const result = await cli(url, command, false, bounds, 60_000);
-    expect({ command, code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
-      command,
-      code: 1,
-      stdout: "",
-      stderr: `followups: Redis at ${url} (REDIS_URL) did not answer within 1.1 s; the command stopped there: run it again once Redis answers (REDIS_COMMAND_TIMEOUT_MS sets the wait)\n`,
-    });
+    expectGaveUp(command, result, url, "1.1");
     expect(frozenPid).toBeDefined();
     await closeProxyAndRedis();
   }
 }, 150_000);
+
+// `report` and `schedule` passed over each shard's queue that Redis did not answer (the
+// postponed follow-ups' corrections), waiting out the command timeout once per shard and per job:
+// a Redis frozen as they read the queues held them for several timeouts (4 shards: over 8 s for
+// a 2 s timeout), and `schedule` then printed a schedule without the corrections and exited 0.
+it("gives up within about one command timeout when Redis freezes as `report` or `schedule` reads the shards' queues", async () => {
+  const timeoutMs = 2_000;
+  const bounds = {
+    REDIS_COMMAND_TIMEOUT_MS: String(timeoutMs),
+    REDIS_WAIT_TIMEOUT_MS: "100",
+    FOLLOW_UP_SHARDS: "4",
+  };
+  const commands = [
+    ["report", "--config", SHIPPED_CONFIG_DIR],
+    ["schedule", "--config", SHIPPED_CONFIG_DIR],
+  ];
+  for (const command of commands) {
+    server = await startRedisServer();
+    // The read of shard 1's follow-ups queue, sent once shard 0's was answered: every read sent
+    // before it on the connection (the ledger's) has been answered by then.
+    const url = await stoppingProxy(server, "SIGSTOP", "{followups:1}:follow-ups:");
+    const result = await cli(url, command, false, bounds, 60_000);
+    const ended = Date.now();
+    expectGaveUp(command, result, url, "2");
+    expect(stoppedAt).toBeDefined();
+    // From the freeze to the process's end: one timeout, with room for a second and a margin.
+    expect(ended - (stoppedAt ?? 0), command[0]).toBeLessThan(2 * timeoutMs + 1_000);
+    await closeProxyAndRedis();
+  }
+}, 120_000);
 
 // BullMQ printed each of the command's queues' errors, stack and all, before the command's line.
 it("says once, without a stack trace, that Redis went away mid-command", async () => {
