@@ -5,7 +5,7 @@ import { loadTemplates } from "../templates/load-templates.js";
 import { readTemplateFiles, TEMPLATES_DIR_NAME } from "../templates/read-template-files.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import type { ConfigProblem } from "./config-files.js";
-import { loadRules } from "./load-rules.js";
+import { isFolder, loadRules } from "./load-rules.js";
 
 /** Rules and the templates they use: validated together, swapped together on reload. */
 export interface FollowUpConfig {
@@ -37,6 +37,9 @@ export type ConfigLoadResult =
 export async function loadConfig(dir: string): Promise<ConfigLoadResult> {
   const rules = await loadRules(dir);
   if (!rules.ok) {
+    // A file named in place of the folder (`--config config/rules.yaml`), or no folder at all:
+    // its rules' problem says so, and there is no templates/ beside it to check.
+    if (!(await isFolder(dir))) return rules;
     const files = await readTemplateFiles(
       path.join(dir, TEMPLATES_DIR_NAME),
       createLiquidEngines(),

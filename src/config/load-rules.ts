@@ -81,7 +81,8 @@ export async function loadRules(configDir: string): Promise<RulesLoadResult> {
   return parseRules(decoded.text, file);
 }
 
-async function isFolder(candidate: string): Promise<boolean> {
+/** Whether a path names a folder (following links); false for a file or nothing there. */
+export async function isFolder(candidate: string): Promise<boolean> {
   try {
     return (await stat(candidate)).isDirectory();
   } catch {

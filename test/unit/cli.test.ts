@@ -517,6 +517,18 @@ describe("followups check", () => {
     expect(await runCheck(config, io)).toBe(EXIT.invalid);
     expect(output.err).toBe(`${config}/rules.yaml file not found\n1 problem found.\n`);
   });
+
+  // It said so, then also "…/rules.yaml/templates cannot read this folder (ENOTDIR)", counted
+  // two problems, and said that the templates had been checked on their own.
+  it("rules.yaml named in place of its folder is one problem, not also its templates/", async () => {
+    const file = path.join(SHIPPED_CONFIG_DIR, "rules.yaml");
+    const { io, output } = memoryIo();
+    expect(await runCheck(file, io)).toBe(EXIT.invalid);
+    expect(output.out).toBe("");
+    expect(output.err).toBe(
+      `${file} is a file: --config and CONFIG_DIR name the folder holding rules.yaml and templates/\n1 problem found.\n`,
+    );
+  });
 });
 
 describe("followups failed --wait", () => {
