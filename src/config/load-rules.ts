@@ -15,11 +15,11 @@ import {
   visit,
 } from "yaml";
 import type { z } from "zod";
+import { editDistance } from "../domain/edit-distance.js";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { compileRules } from "./compile-rules.js";
 import { type ConfigProblem, decodeConfigText, RULES_FILE_NAME } from "./config-files.js";
-import { editDistance } from "./edit-distance.js";
 import { allowedRuleFileKeys } from "./json-schemas.js";
 import { crossFieldProblems, rulesFileSchema } from "./rules-file.js";
 

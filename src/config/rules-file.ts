@@ -1,5 +1,6 @@
 import { DateTime, Duration, IANAZone } from "luxon";
 import { z } from "zod";
+import { editDistance } from "../domain/edit-distance.js";
 import { CHANNELS } from "../domain/events.js";
 import { isCurrencyCode, toMinorUnits } from "../domain/money.js";
 import {
@@ -11,7 +12,6 @@ import {
 import { fallbackStepId } from "../domain/step-ref.js";
 import { LOCALE_TAG } from "../templates/read-template-files.js";
 import { canonicalLocale } from "../templates/template-set.js";
-import { editDistance } from "./edit-distance.js";
 
 /** The shop's name when the rules do not give one. */
 export const DEFAULT_SHOP_NAME = "Your shop";

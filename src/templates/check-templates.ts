@@ -3,6 +3,7 @@ import type { Template, VariableSegments } from "liquidjs";
 import { DateTime } from "luxon";
 import type { ConfigProblem } from "../config/config-files.js";
 import { buildDiscountOffer } from "../domain/discount-code.js";
+import { nearestName } from "../domain/edit-distance.js";
 import type { Channel } from "../domain/events.js";
 import {
   type DiscountSettings,
@@ -164,10 +165,14 @@ export async function checkTemplates(
     if (target !== undefined) {
       const variant = byLocale?.get(target);
       const via = target === defaultLocale ? "" : ` (${defaultLocale} falls back to ${target})`;
+      // No file of the template at all: maybe its name is misspelt in the rules.
+      const near =
+        byLocale === undefined ? nearestName(templateId, files.variants.keys()) : undefined;
+      const guess = near === undefined ? "" : `; did you mean ${JSON.stringify(near)}?`;
       for (const part of needed.filter((p) => variant?.parts[p] === undefined)) {
         report(
           partFile(dir, templateId, target, part),
-          `missing: template ${templateId} is ${usedBy} and needs this file for the default locale ${defaultLocale}${via}`,
+          `missing: template ${templateId} is ${usedBy} and needs this file for the default locale ${defaultLocale}${via}${guess}`,
         );
       }
     }

@@ -518,6 +518,30 @@ describe("followups check", () => {
     expect(output.err).toBe(`${config}/rules.yaml file not found\n1 problem found.\n`);
   });
 
+  // A misspelt template name was only missing files, however close to a folder that is there.
+  it("suggests the nearest template folder for a template name that has none", async () => {
+    const config = path.dirname(await writeTemp("template-typo/rules.yaml", ""));
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    const rulesFile = path.join(config, "rules.yaml");
+    const rules = (await readFile(rulesFile, "utf8"))
+      .replace("template: accessories-discount", "template: accessory-discount")
+      // A name near none of the folders: only its missing files, no guess.
+      .replace("template: loyalty-discount", "template: welcome-gift");
+    await writeFile(rulesFile, rules);
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.invalid);
+    const missing = (template: string, part: string, usedBy: string) =>
+      `${config}/templates/${template}/en.${part}.liquid missing: template ${template} is used for email by ${usedBy} and needs this file for the default locale en-GB (en-GB falls back to en)`;
+    expect(output.err.split("\n")).toEqual([
+      `${missing("accessory-discount", "subject", "accessories.discount")}; did you mean "accessories-discount"?`,
+      `${missing("accessory-discount", "text", "accessories.discount")}; did you mean "accessories-discount"?`,
+      missing("welcome-gift", "subject", "loyal-customer.discount"),
+      missing("welcome-gift", "text", "loyal-customer.discount"),
+      "4 problems found.",
+      "",
+    ]);
+  });
+
   // It said so, then also "…/rules.yaml/templates cannot read this folder (ENOTDIR)", counted
   // two problems, and said that the templates had been checked on their own.
   it("rules.yaml named in place of its folder is one problem, not also its templates/", async () => {
