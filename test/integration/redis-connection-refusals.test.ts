@@ -208,6 +208,8 @@ it("gives up within about one command timeout when Redis freezes as `report` or 
     REDIS_COMMAND_TIMEOUT_MS: String(timeoutMs),
     REDIS_WAIT_TIMEOUT_MS: "100",
     FOLLOW_UP_SHARDS: "4",
+    // The queues' keys the proxy looks for.
+    QUEUE_PREFIX: "followups",
   };
   const commands = [
     ["report", "--config", SHIPPED_CONFIG_DIR],
