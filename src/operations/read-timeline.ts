@@ -45,9 +45,12 @@ export async function readCustomerTimeline(
           ...p,
           shard,
         }));
+  // Every purchase the customer's history lists, also one that planned nothing or whose records
+  // have expired: what is kept of the customer is what an operator is asked about. An order's
+  // purchases, only while something of them is stored.
   const purchases = (
     await Promise.all(known.map((p) => readPurchase(sources, p, p.purchasedAt)))
-  ).filter((p) => p.steps.size > 0 || p.purchase !== undefined);
+  ).filter((p) => !onlyEvents || p.steps.size > 0 || p.purchase !== undefined);
   const member = await sources.suppressions.customerMember(customerId);
   const audit = await sources.audit.entries({ customer: member, limit: 200 });
   if (purchases.length === 0 && audit.length === 0 && !onlyEvents) return undefined;
@@ -94,19 +97,22 @@ async function readPurchase(
   purchasedAt: number | undefined,
 ): Promise<PurchaseFacts> {
   const { store, replies: stepReplies } = sources.shards.of(shard);
-  const [stored, steps, summary, replies] = await Promise.all([
+  const [stored, steps, summary, replies, hasRecord] = await Promise.all([
     store.storedPurchase(eventId),
     store.allStepRecords(eventId),
     store.summary(eventId),
     stepReplies.ofEvent(eventId),
+    store.hasRecord(eventId),
   ]);
+  // Nothing stored, no step, but a record: intake's count of a purchase that planned nothing.
+  const plannedNothing = stored.data === "gone" && steps.size === 0 && hasRecord;
   const orderId = stored.kept?.orderId ?? summary.orderId;
   const order = orderId ? await sources.orders.get(orderId) : undefined;
   return {
     eventId,
     ...(purchasedAt !== undefined && { purchasedAt }),
     ...(stored.kept && { purchase: stored.kept }),
-    data: stored.data,
+    data: plannedNothing ? "none" : stored.data,
     summary,
     steps,
     replies,

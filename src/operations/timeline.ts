@@ -88,10 +88,11 @@ export interface TimelinePurchase {
   readonly refunded: "full" | "partial" | null;
   /**
    * What is stored of the purchase: `whole` while a step is pending, `kept` (first name, contact,
-   * items and prices) after its last step until the records expire, `gone` after; `unreadable`
-   * when it is stored but cannot be decoded (its follow-ups are still shown).
+   * items and prices) after its last step until the records expire, `gone` after; `none` when it
+   * planned no step (only the customer's history lists it, with its time); `unreadable` when it
+   * is stored but cannot be decoded (its follow-ups are still shown).
    */
-  readonly data: "whole" | "kept" | "gone" | "unreadable";
+  readonly data: "whole" | "kept" | "gone" | "none" | "unreadable";
   readonly steps: readonly TimelineStep[];
 }
 
@@ -100,6 +101,7 @@ export const STORED_DATA_WORDS: Readonly<Record<TimelinePurchase["data"], string
   whole: "all (a follow-up is pending)",
   kept: "first name, contact, items and prices (kept after the last follow-up)",
   gone: "none (scrubbed after the retention period)",
+  none: "none (it planned no follow-ups: only its time is kept, in the customer's purchase history)",
   unreadable:
     "none readable (the stored purchase cannot be read: damaged, or written in a format this version does not know)",
 };

@@ -451,6 +451,14 @@ export class FollowUpStore {
     return new Map(stepIds.map((id, i) => [id, raws[i] ? readStepRecord(raws[i]) : undefined]));
   }
 
+  /**
+   * Whether the purchase's event record is there: also one that planned no step, which holds
+   * only what intake counted (its history, its fingerprint) until it expires.
+   */
+  async hasRecord(eventId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.eventRecord(eventId))) === 1;
+  }
+
   /** Every step record of the event, by step id. */
   async allStepRecords(eventId: string): Promise<Map<string, StepRecord>> {
     const all = await this.redis.hgetall(this.keys.eventRecord(eventId));

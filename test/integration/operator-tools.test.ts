@@ -288,6 +288,93 @@ async function twoTvPurchases(
   return { now, bought };
 }
 
+// A customer whose purchases planned nothing was "not known" to `customer`, by id or address,
+// though the worker keeps their purchase history (for repeat-customer rules) and files their
+// addresses: what an operator must show when asked "what do you know about me".
+describe("a customer whose purchases planned no follow-ups", () => {
+  it("is shown with what is kept of them, by id and by address, until erased", async () => {
+    pipeline = await startPipeline("ops-no-steps");
+    const p = pipeline;
+    const boughtAt = DateTime.utc().startOf("second").minus({ minutes: 5 });
+    const reader = {
+      id: "cus-reader",
+      name: "Rita Reader",
+      email: "rita.reader@example.com",
+      phone: "+447400900321",
+      consent: { email: true, sms: false },
+    };
+    const { jobId } = await p.publisher.publish(
+      purchaseInput({
+        id: "evt-paper",
+        orderId: "ord-paper",
+        occurredAt: iso(boughtAt),
+        customer: reader,
+        items: [item("newspapers", "2.50", { name: "The Daily" })],
+      }) as never,
+    );
+    expect(await eventProcessed(p, jobId)).toBe("completed");
+    expect(await p.store.allStepRecords("evt-paper")).toEqual(new Map());
+
+    const timeline = await json<CustomerTimeline>(p, (io) => runCustomer(reader.id, config(p), io));
+    // Nothing of the purchase itself is stored: its time, in the history, and the consent it stated.
+    expect(timeline).toEqual({
+      customer: {
+        id: reader.id,
+        firstName: null,
+        email: null,
+        phone: null,
+        timezone: "Europe/London",
+        locale: null,
+        consent: { email: true, sms: false, voice: null },
+      },
+      suppressions: { email: null, sms: null, voice: null },
+      purchases: [
+        {
+          eventId: "evt-paper",
+          orderId: null,
+          occurredAt: boughtAt.toJSDate().toISOString(),
+          total: null,
+          items: [],
+          refunded: null,
+          data: "none",
+          steps: [],
+        },
+      ],
+      audit: [],
+    });
+    const text = await command(p, (io) => runCustomer(reader.id, { config: p.configDir }, io));
+    expect(text.out).toContain(
+      `Purchase evt-paper, order ?, ${boughtAt.toJSDate().toISOString()}, total not stored\n  details stored: none (it planned no follow-ups: only its time is kept, in the customer's purchase history)\n  no follow-ups\n`,
+    );
+    // Its addresses lead to the customer too.
+    for (const address of [{ email: reader.email }, { phone: reader.phone }]) {
+      const found = await json<{ customers: CustomerTimeline[] }>(p, (io) =>
+        runCustomer(undefined, { ...config(p), ...address }, io),
+      );
+      expect(found.customers.map((c) => c.customer.id)).toEqual([reader.id]);
+    }
+
+    // Erasure finds the history and deletes it: then only the erasure itself is shown.
+    const receipt = await json<ErasureReceipt>(p, (io) =>
+      runErase(reader.id, { ...config(p), by: "dpo" }, io),
+    );
+    expect(receipt.purchases).toBe(1);
+    expect(
+      await keysHolding(p.redis, p.prefix, [reader.id, reader.email, reader.phone, "evt-paper"]),
+    ).toEqual([]);
+    const erased = await json<CustomerTimeline>(p, (io) => runCustomer(reader.id, config(p), io));
+    expect({
+      consent: erased.customer.consent,
+      purchases: erased.purchases,
+      audit: erased.audit.map((entry) => [entry.by, entry.action]),
+    }).toEqual({
+      consent: { email: null, sms: null, voice: null },
+      purchases: [],
+      audit: [["dpo", "erase"]],
+    });
+  });
+});
+
 describe("a purchase whose stored purchase cannot be read", () => {
   it("is shown in the customer's timeline with its follow-ups, said to be unreadable; its order says why it cannot be shown", async () => {
     pipeline = await startPipeline("ops-unreadable-timeline");
