@@ -7,17 +7,23 @@
 const QUOTE_HEADERS: readonly RegExp[] = [
   /^On .{1,300} wrote:\s*$/,
   /^Am .{1,300} schrieb .{1,300}:\s*$/,
-  /^-{2,}\s?(?:Original Message|Ursprüngliche Nachricht)\s?-{2,}\s*$/i,
+  /^Le .{1,300} a écrit\s?:\s*$/,
+  /^El .{1,300} escribió\s?:\s*$/,
+  /^Il .{1,300} ha scritto\s?:\s*$/,
+  /^Op .{1,300} schreef .{1,300}:\s*$/,
+  /^-{2,}\s?(?:Original Message|Ursprüngliche Nachricht|Mensaje original|Message d'origine|Messaggio originale|Oorspronkelijk bericht)\s?-{2,}\s*$/i,
   /^_{10,}\s*$/,
-  /^(?:From|Von): .+$/,
+  /^(?:From|Von|De|Van|Da)\s?: .+$/,
 ];
 
 /** The reply's own words: up to the first quote header, without `>` quoted lines, trimmed. */
 export function replyBody(text: string): string {
   const lines = text.replace(/\r\n?/g, "\n").split("\n");
   const own: string[] = [];
-  for (const line of lines) {
-    if (QUOTE_HEADERS.some((header) => header.test(line.trim()))) break;
+  for (const [i, line] of lines.entries()) {
+    // A header may be wrapped over two lines ("On …, Shop" / "<hello@shop.example> wrote:").
+    const wrapped = `${line.trim()} ${lines[i + 1]?.trim() ?? ""}`;
+    if (QUOTE_HEADERS.some((header) => header.test(line.trim()) || header.test(wrapped))) break;
     if (line.trimStart().startsWith(">")) continue;
     own.push(line.trimEnd());
   }

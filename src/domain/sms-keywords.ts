@@ -273,32 +273,66 @@ const OPT_OUT_PHRASE = new RegExp(
 );
 
 /**
- * What emails are called, for email replies (emailOptOutRequest): in English and German. Not read
- * in a text, where "stop emailing me" asks nothing of the texts.
+ * Email replies are read more strictly than texts (emailOptOutRequest): an email is a letter, and
+ * "Stop! The TV arrived broken", "cancel the second TV" or "no more emails came after the
+ * confirmation" are complaints and questions, where in a text a leading STOP is an opt-out. Only
+ * the whole message being one of these words, a sentence that is nothing but an unsubscribe, or
+ * a phrase that names the emails or the list counts; a text's other keywords and phrases (calls,
+ * "remove me", "please stop") do not.
  */
-const EMAILS =
-  "(?:emails?|e mails?|mails?|newsletters?|mailings?|mailing list|mailings|e mail newsletters?)";
-const EMAIL_MESSAGES = `(?:${MESSAGES.slice(3, -1)}|${EMAILS.slice(3, -1)})`;
-const E_NACHRICHTEN = "(?:e mails?|emails?|mails?|newsletter|werbe e mails?|werbemails?)";
-/** Phrases of an email reply that ask for the emails to end, besides those of a text. */
+const EMAIL_WHOLE_MESSAGE = new Set([
+  "stop",
+  "stopall",
+  "unsubscribe",
+  "unsubscribeme",
+  "optout",
+  "optmeout",
+  "stopp",
+  "abmelden",
+  "abbestellen",
+  "austragen",
+  "arret",
+  "darmedebaja",
+  "darsedebaja",
+  "desuscribir",
+  "desuscribirme",
+  "desabonner",
+  "desinscrire",
+  "desinscription",
+  "disiscrivi",
+  "disiscrivimi",
+  "cancellami",
+  "descadastrar",
+  "afmelden",
+  "uitschrijven",
+]);
+/** What emails are called, in English and German. */
+const EMAILS = "(?:e mails?|emails?|mails|newsletters?|mailings?|mailing list|marketing emails?)";
+const E_NACHRICHTEN = "(?:e mails?|emails?|mails?|newsletter|werbe e mails?|werbemails?|werbung)";
+const LIST = `(?:(?:(?:the|your|ur|this|all|these|my|mailing|email|e mail) ){0,2}(?:lists?|mailing list|${EMAILS.slice(3, -1)}))`;
+/** Words that may close a request's sentence: "unsubscribe me please", "keine E-Mails mehr, danke". */
+const CLOSING = "(?: (?:please|pls|plz|bitte|now|asap|thanks|thank you|thx|danke|for me))*$";
 const EMAIL_PHRASES = [
-  "(?:stop|quit) (?:e mailing|emailing|mailing|sending me (?:e mails?|emails?|mails?))",
-  `(?:stop|quit|cancel|end) (?:(?:all|of|the|these|those|this|your|ur|my|with) ){0,3}${EMAIL_MESSAGES}`,
-  `no more ${EMAIL_MESSAGES}`,
-  `(?:dont|do not)(?: ever)? (?:e mail|email|mail|${REACH.slice(3, -1)})(?: (?:or|and|nor) (?:e mail|email|mail|${REACH.slice(3, -1)}))? me`,
-  `(?:dont|do not) send me (?:(?:any|anymore|more|further|these|your) ){0,2}${EMAIL_MESSAGES}`,
-  `(?:dont|do not) want (?:to (?:get|receive) )?(?:(?:any|these|your|more|the|anymore) ){0,2}${EMAIL_MESSAGES}`,
-  "(?:unsubscribe|opt(?: me)? out|optout) (?:of|from) (?:(?:all|these|this|the|your|ur|future|further|any|marketing) ){0,2}" +
-    `(?:${EMAIL_MESSAGES}|lists?|(?:this|these|them|it|all|everything)$)`,
-  "remove (?:me|my (?:e mail |email )?address|my email) from (?:(?:the|your|ur|this|all|these|mailing) ){0,2}(?:lists?|mailing list|newsletters?)",
-  "remove my (?:e mail |email )?address",
-  `keine (?:weiteren ${E_NACHRICHTEN}|${E_NACHRICHTEN} mehr|mehr ${E_NACHRICHTEN})`,
-  `${E_NACHRICHTEN} (?:abmelden|abbestellen|austragen)`,
-  "(?:mailen|mailt|mail|e mailen) (?:sie |du |ihr )?(?:mir|mich) (?:bitte )?nicht mehr",
-  "nicht mehr (?:mailen|anmailen|e mailen|angemailt)",
+  `(?:unsubscribe|opt(?: me)? out|optout)(?: me)?${CLOSING}`,
+  `(?:unsubscribe|opt(?: me)? out|optout)(?: me)? (?:of|from) ${LIST}`,
+  "(?:want|like|wish|wanted|would like|need|asked|ask) to (?:unsubscribe|opt out)",
+  "(?:stop|quit) (?:e mailing|emailing|mailing) me",
+  `(?:stop|quit) sending (?:me )?(?:(?:any|your|these|those|all|the|more|of) ){0,2}${EMAILS}`,
+  `(?:stop|quit|cancel|end) (?:(?:all|the|these|those|this|your|ur|my) ){0,2}${EMAILS}${CLOSING}`,
+  `no (?:more|further) ${EMAILS}${CLOSING}`,
+  "(?:dont|do not|never) (?:e mail|email|mail) me",
+  `(?:dont|do not) send me (?:(?:any|anymore|more|further|these|your) ){0,2}${EMAILS}`,
+  `(?:dont|do not) want (?:to (?:get|receive) )?(?:(?:any|these|your|more|the|anymore) ){0,2}${EMAILS}`,
+  `(?:remove|take) (?:me|my (?:e mail |email )?address|my email) (?:from|off) ${LIST}`,
+  "(?:revoke|withdraw) (?:my )?consent",
+  `keine (?:weiteren ${E_NACHRICHTEN}|${E_NACHRICHTEN} mehr|mehr ${E_NACHRICHTEN})${CLOSING}`,
+  `(?:mich )?(?:vom |von |aus dem )?(?:newsletter|verteiler|${E_NACHRICHTEN}) (?:abmelden|abbestellen|austragen)`,
+  "(?:melden|melde|meldet|tragen|trage|tragt) (?:sie |du |ihr )?mich (?:bitte )?(?:(?:vom|von|aus dem|aus der) (?:newsletter|verteiler|liste) )?(?:ab|aus)$",
+  "(?:mailen|mailt|mail|e mailen|schreiben|schreibt) (?:sie |du |ihr )?(?:mir|mich) (?:bitte )?nicht mehr",
+  `(?:senden|schicken|sendet|schickt) (?:sie |du |ihr )?mir (?:bitte )?keine ${E_NACHRICHTEN} mehr`,
 ];
 const EMAIL_OPT_OUT_PHRASE = new RegExp(
-  `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${[...PHRASES, ...EMAIL_PHRASES].join("|")})${END}`,
+  `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${EMAIL_PHRASES.join("|")})${END}`,
   "u",
 );
 
@@ -334,20 +368,18 @@ export function smsKeyword(body: string): SmsKeyword {
 
 /**
  * Whether the words of an email reply (the quoted original cut off: domain/email-reply) ask for
- * no more emails: read as smsKeyword reads a text (the same normalisation, whole-message keywords
- * in the languages it knows, a first sentence starting with a keyword, a keyword sentence, and
- * its phrases with their negations: "I don't want to unsubscribe" is not one), and phrases that
- * name emails ("please stop emailing me", "no more newsletters", "remove me from your list",
- * "keine E-Mails mehr"). CAN-SPAM has a reply asking to opt out honoured as the link is.
+ * no more emails. The same normalisation as smsKeyword's (disguises, fullwidth and lookalike
+ * letters), but stricter (see EMAIL_WHOLE_MESSAGE): the whole message an opt-out word
+ * ("Unsubscribe", "STOP", "Abmelden"), or a sentence asking for the emails or the list to end
+ * ("please unsubscribe me", "stop emailing me", "remove me from your mailing list", "keine
+ * E-Mails mehr"), negations excepted ("I don't want to unsubscribe"). CAN-SPAM has a reply asking
+ * to opt out honoured as the link is.
  */
 export function emailOptOutRequest(text: string): boolean {
   const sentences = sentencesOf(text);
   const compact = sentences.join("").replaceAll(" ", "");
-  if (OPT_OUT_COMPACT.has(compact)) return true;
-  if (OPT_OUT_COMPACT.has(compact.normalize("NFD").replace(ACCENTS, ""))) return true;
-  const first = sentences[0] ?? "";
-  if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return true;
-  if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return true;
+  if (EMAIL_WHOLE_MESSAGE.has(compact)) return true;
+  if (EMAIL_WHOLE_MESSAGE.has(compact.normalize("NFD").replace(ACCENTS, ""))) return true;
   return sentences.some((sentence) => EMAIL_OPT_OUT_PHRASE.test(sentence));
 }
 

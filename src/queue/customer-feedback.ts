@@ -62,7 +62,8 @@ const CONFIRMATION_WINDOW_MS = 5 * 60_000;
 const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 
 /** A reply's or forward's prefix ("Re:", "AW:", "Fwd:", "WG:", …): the subject after it is the shop's. */
-const ANSWERED_SUBJECT = /^\s*(?:re|aw|sv|antw|fwd?|wg|tr)\s*(?:\[\d+\])?\s*:/i;
+const ANSWERED_SUBJECT =
+  /^\s*(?:re|aw|sv|vs|antw|antwort|r|rif|odp|rv|fwd?|wg|tr|doorst)\s*(?:\[\d+\])?\s*:/i;
 
 /**
  * Whether a subject the customer wrote asks for no more emails ("Unsubscribe" on an empty mail):

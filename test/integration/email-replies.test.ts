@@ -349,6 +349,45 @@ describe("an email reply asking for no more emails", () => {
   });
 });
 
+/** Ordinary customer replies (complaints, questions) that ask for nothing to stop. */
+const ORDINARY_REPLIES: readonly string[] = [
+  // A thank-you whose client quoted our offer's footer under a French header.
+  "Super, merci !\n\nDe : Example Shop <hello@shop.example>\nEnvoyé : samedi 5 décembre 2026\n\nRather not get offers like this? Unsubscribe: https://shop.example/u/abc",
+  // "I have not received any more mail, where is my invoice?"
+  "Ich habe keine Mail mehr bekommen, wo ist meine Rechnung?",
+  "No more emails came after the order confirmation, where is my invoice?",
+  "Stop! The TV arrived broken.",
+  "Please stop sending me the wrong size, this is the second time.",
+  "Remove my address from the invoice please.",
+];
+
+describe("an ordinary email reply", () => {
+  it("is filed, and leaves the customer's emails on, though its words hold 'stop', 'no more emails' or a quoted 'Unsubscribe'", async () => {
+    pipeline = await startPipeline("email-reply-not-opt-out", {
+      startWorker: false,
+      env: { INBOUND_EMAIL_TOKEN: TOKEN },
+    });
+    const p = pipeline;
+    await p.startWorker();
+    const messageId = await thankYouSent(p, "evt-fp", "cus-fp");
+    const list = new SuppressionList(p.redis, p.prefix);
+    for (const [n, body] of ORDINARY_REPLIES.entries()) {
+      const mime = replyMime(
+        { "Message-ID": `<fp-${n}@mail.example>`, "In-Reply-To": messageId, References: messageId },
+        body,
+      );
+      expect((await postEmail(p, mime)).body.status, body).toBe("recorded");
+      expect(
+        [
+          await list.isSuppressed("email", { address: "ana@example.com" }),
+          await list.isSuppressed("email", { customerId: "cus-fp" }),
+        ],
+        body,
+      ).toEqual([false, false]);
+    }
+  });
+});
+
 describe("an email the parser refuses", () => {
   it("is answered 413 saying why, not 500: the sender's service does not retry it for days", async () => {
     pipeline = await startPipeline("email-unreadable", { env: { INBOUND_EMAIL_TOKEN: TOKEN } });

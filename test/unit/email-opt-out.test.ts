@@ -14,10 +14,15 @@ const OPT_OUTS: readonly string[] = [
   "Don't email me again",
   "Remove me from your list",
   "Hi,\n\nplease remove me from your mailing list.\n\nThanks, Ana",
-  "Please remove my email address",
   "Hello.\nUnsubscribe.\n\nSent from my iPhone",
   "Unsubscribe me from your newsletter",
   "I want to opt out",
+  "I'd like to unsubscribe from these emails",
+  "Please unsubscribe me, thanks",
+  "Take me off your mailing list",
+  "Stop sending me newsletters",
+  "Schicken Sie mir bitte keine E-Mails mehr",
+  "Bitte vom Newsletter abmelden, danke",
   "STOP",
   // The whole-message keywords of other languages, as in a text.
   "Désabonner",
@@ -45,6 +50,26 @@ const REPLIES: readonly string[] = [
   "The email with the receipt never came",
   "Can you send me the manual by email?",
   "",
+  // Complaints and questions a text's looser reading took for opt-outs.
+  "Ich habe keine Mail mehr bekommen, wo ist meine Rechnung?",
+  "No more emails came after the order confirmation, where is my invoice?",
+  "Stop! The TV arrived broken.",
+  "Please stop sending me the wrong size, this is the second time.",
+  "Remove my address from the invoice please.",
+  "My email address changed, please remove my email address and use new@example.com",
+  "Please cancel it.",
+  "Cancel the second TV please",
+  "Stop the delivery please, I won't be home",
+  "Please tell him to stop calling me",
+  "Take me off hold next time",
+  "Stop order 12345",
+  "STOP - wrong address",
+  "Cancel",
+  "End date of warranty?",
+  "Remove me from order #123",
+  "Quit sending me the wrong sizes, the shoes are too small",
+  // A quoted footer whose header the reply's reading did not know.
+  "Super, merci !\n\nRather not get offers like this? Unsubscribe: https://shop.example/u/abc",
 ];
 
 describe("emailOptOutRequest", () => {

@@ -15,6 +15,23 @@ describe("replyBody", () => {
     ["Great TV\n________________________________\nFrom: Shop <hello@shop.example>", "Great TV"],
     ["> quoted first\nmy answer\n> more quote", "my answer"],
     ["  line one  \n\n\n\nline two", "line one\n\nline two"],
+    // Other clients and languages, and a header wrapped over two lines, quoting without ">".
+    [
+      "Super, merci !\n\nDe : Example Shop <hello@shop.example>\nUnsubscribe: https://x",
+      "Super, merci !",
+    ],
+    ["Top.\nLe lun. 1 déc. 2026 à 10:00, Shop <hello@shop.example> a écrit :\nMerci", "Top."],
+    [
+      "Vale.\nEl lun, 1 dic 2026 a las 10:00, Shop (<hello@shop.example>) escribió:\nGracias",
+      "Vale.",
+    ],
+    ["Bien.\n-----Mensaje original-----\nGracias", "Bien."],
+    ["Goed.\nVan: Shop <hello@shop.example>\nBedankt", "Goed."],
+    ["Bene.\nDa: Shop <hello@shop.example>\nGrazie", "Bene."],
+    [
+      "Love it.\n\nOn Mon, 1 Dec 2026 at 10:00, Example Shop\n<hello@shop.example> wrote:\n\nRather not get offers like this? Unsubscribe",
+      "Love it.",
+    ],
   ])("%j → %j", (text, body) => {
     expect(replyBody(text)).toBe(body);
   });
