@@ -203,6 +203,14 @@ export interface StoreCommands {
     hourKey: string,
     keepHourMs: number,
     ledgerFields: string,
+    marks: string,
+    ...members: string[]
+  ): Promise<number>;
+  /** allow.lua */
+  fuAllow(
+    setKey: string,
+    offersSetKey: string,
+    marks: string,
     ...members: string[]
   ): Promise<number>;
   /** count-once.lua */
@@ -374,6 +382,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "take-cap-slot": "fuTakeCapSlot",
   "take-rate-slot": "fuTakeRateSlot",
   suppress: "fuSuppress",
+  allow: "fuAllow",
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
   "count-in-record": "fuCountInRecord",

@@ -83,15 +83,16 @@ export class SuppressionList {
     if (members.length === 0) return false;
     const list =
       scope === "all" ? this.keys.suppressions(channel) : this.keys.marketingSuppressions(channel);
+    // The marks go in with the opt-out, in one script: a START at that moment sees both or neither.
+    const declined = way === "other" && channel === KEPT_FROM_START ? declineMarks(members) : [];
     const added = await this.redis.fuSuppress(
       list,
       this.keys.globalLedgerHour(hourOf(countAs?.now ?? 0)),
       AGGREGATE_RETENTION_MS,
       countAs ? JSON.stringify(entryFields(countAs.entry)) : "",
+      declined.join(" "),
       ...members,
     );
-    const declined = way === "other" && channel === KEPT_FROM_START ? declineMarks(members) : [];
-    if (declined.length > 0) await this.redis.sadd(list, ...declined);
     if (added > 0 || declined.length > 0) await this.options.replicaWait?.after(list);
     return added > 0;
   }
@@ -134,19 +135,15 @@ export class SuppressionList {
   async allow(channel: Channel, who: SuppressionTarget): Promise<boolean> {
     const members = await this.members(who, "read");
     if (members.length === 0) return false;
-    let kept = false;
-    for (const list of [
+    // Checked and removed in one script (allow.lua), against a decline suppressed at that moment.
+    const marks = channel === KEPT_FROM_START ? declineMarks(members) : [];
+    const kept = await this.redis.fuAllow(
       this.keys.suppressions(channel),
       this.keys.marketingSuppressions(channel),
-    ]) {
-      const marks = channel === KEPT_FROM_START ? declineMarks(members) : [];
-      if (marks.length > 0 && (await this.redis.smismember(list, ...marks)).includes(1)) {
-        kept = true;
-        continue;
-      }
-      await this.redis.srem(list, ...members);
-    }
-    return kept;
+      marks.join(" "),
+      ...members,
+    );
+    return kept > 0;
   }
 
   /** Whether either the customer or the address opted out of the channel (of offers, with scope). */

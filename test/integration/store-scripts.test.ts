@@ -9,6 +9,7 @@ import { type StoreCommands, withStoreCommands } from "../../src/store/script-re
 import { EMBEDDED_SCRIPTS } from "../../src/store/scripts/embedded.js";
 import { monthBefore, SpendLedger } from "../../src/store/spend-ledger.js";
 import { decodeStoredStep, encodeStoredStep } from "../../src/store/step-record.js";
+import { SuppressionList } from "../../src/store/suppression-list.js";
 import { shippedRules } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
@@ -145,6 +146,7 @@ describe("the store's Lua scripts", () => {
       "add-reply",
       "add-spend",
       "adoptable-call",
+      "allow",
       "begin-walk",
       "claim-alerts",
       "claim-bucket",
@@ -890,14 +892,48 @@ describe("the store's Lua scripts", () => {
   it("suppress: adds members and counts the opt-out only when one of them is new", async () => {
     const set = keys.suppressions("sms");
     const fields = JSON.stringify(["optout|sms|-|-", "reason|optout|sms|-|sms-stop"]);
-    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "h:abc", "c:cus-1")).toBe(2);
-    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "h:abc")).toBe(0);
-    expect(await redis.fuSuppress(set, hour(), 5_000, "", "c:cus-2")).toBe(1);
-    expect((await redis.smembers(set)).sort()).toEqual(["c:cus-1", "c:cus-2", "h:abc"]);
+    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "", "h:abc", "c:cus-1")).toBe(2);
+    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "", "h:abc")).toBe(0);
+    expect(await redis.fuSuppress(set, hour(), 5_000, "", "", "c:cus-2")).toBe(1);
+    // Marks are added with the members, never counted, and count as no new member.
+    expect(await redis.fuSuppress(set, hour(), 5_000, fields, "d:abc", "h:abc")).toBe(0);
+    expect((await redis.smembers(set)).sort()).toEqual(["c:cus-1", "c:cus-2", "d:abc", "h:abc"]);
     expect(await redis.hgetall(hour())).toEqual({
       "optout|sms|-|-": "1",
       "reason|optout|sms|-|sms-stop": "1",
     });
+  });
+
+  it("allow: takes members off both lists, but leaves a list that holds one of the marks", async () => {
+    const all = keys.suppressions("voice");
+    const offers = keys.marketingSuppressions("voice");
+    await redis.sadd(all, "h:abc", "d:abc", "k:cus");
+    await redis.sadd(offers, "h:abc");
+    expect(await redis.fuAllow(all, offers, "d:abc", "h:abc", "a:old")).toBe(1);
+    expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "h:abc", "k:cus"]);
+    expect(await redis.smembers(offers)).toEqual([]);
+    expect(await redis.fuAllow(all, offers, "", "h:abc")).toBe(0);
+    expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
+  });
+
+  it("suppress and allow at the same moment: a decline made with its marks is never half undone", async () => {
+    const list = new SuppressionList(redis, prefix, { addressHashSecret: "test-secret" });
+    const number = "+447700900123";
+    const member = await list.addressMember(number);
+    const all = keys.suppressions("voice");
+    for (let round = 0; round < 40; round++) {
+      await redis.del(all);
+      // A text STOP stood; a 9 pressed on a call and a texted START arrive together.
+      await list.suppress("voice", { address: number }, undefined, "all", "text");
+      await Promise.all([
+        list.suppress("voice", { address: number }, undefined, "all", "other"),
+        list.allow("voice", { address: number }),
+      ]);
+      const marked = (await redis.sismember(all, `d:${member.slice(2)}`)) === 1;
+      const suppressed = (await redis.sismember(all, member)) === 1;
+      // Either the decline came second (suppressed, marked) or the START did, and saw the mark.
+      expect({ round, marked, suppressed }).toEqual({ round, marked: true, suppressed: true });
+    }
   });
 
   it("count-once: counts once per receipt and remembers the receipt for the given time", async () => {
