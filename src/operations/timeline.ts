@@ -101,7 +101,7 @@ export const STORED_DATA_WORDS: Readonly<Record<TimelinePurchase["data"], string
   whole: "all (a follow-up is pending)",
   kept: "first name, contact, items and prices (kept after the last follow-up)",
   gone: "none (scrubbed after the retention period)",
-  none: "none (it planned no follow-ups: only its time is kept, in the customer's purchase history)",
+  none: "none (no follow-up is stored for it: it planned none, or its intake has not finished; only its time is kept, in the customer's purchase history)",
   unreadable:
     "none readable (the stored purchase cannot be read: damaged, or written in a format this version does not know)",
 };

@@ -344,7 +344,7 @@ describe("a customer whose purchases planned no follow-ups", () => {
     });
     const text = await command(p, (io) => runCustomer(reader.id, { config: p.configDir }, io));
     expect(text.out).toContain(
-      `Purchase evt-paper, order ?, ${boughtAt.toJSDate().toISOString()}, total not stored\n  details stored: none (it planned no follow-ups: only its time is kept, in the customer's purchase history)\n  no follow-ups\n`,
+      `Purchase evt-paper, order ?, ${boughtAt.toJSDate().toISOString()}, total not stored\n  details stored: none (no follow-up is stored for it: it planned none, or its intake has not finished; only its time is kept, in the customer's purchase history)\n  no follow-ups\n`,
     );
     // Its addresses lead to the customer too.
     for (const address of [{ email: reader.email }, { phone: reader.phone }]) {
