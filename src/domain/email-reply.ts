@@ -1,3 +1,5 @@
+import { emailOptOutRequest } from "./sms-keywords.js";
+
 /**
  * Reading a customer's email reply: what they wrote (without the quoted original below it), and
  * whether it is an automatic answer (out of office, auto-reply) that no one wrote. Pure.
@@ -51,4 +53,17 @@ export function isAutomaticReply(mail: {
   const precedence = mail.precedence?.trim().toLowerCase();
   if (precedence && ["auto_reply", "bulk", "junk", "list"].includes(precedence)) return true;
   return AUTOMATIC_SUBJECT.test(mail.subject ?? "");
+}
+
+/** A reply's or forward's prefix ("Re:", "AW:", "Fwd:", "WG:", …): the subject after it is the shop's. */
+const ANSWERED_SUBJECT =
+  /^\s*(?:re|aw|sv|vs|antw|antwort|r|rif|odp|rv|fwd?|wg|tr|doorst)\s*(?:\[\d+\])?\s*:/i;
+
+/**
+ * Whether a subject the customer wrote asks for no more emails ("Unsubscribe" on an empty mail):
+ * not one that answers or forwards ours, whose words are the shop's ("Re: Don't stop now").
+ */
+export function subjectAsksToStop(subject: string | undefined): boolean {
+  if (subject === undefined || ANSWERED_SUBJECT.test(subject)) return false;
+  return emailOptOutRequest(subject);
 }

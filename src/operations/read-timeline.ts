@@ -97,15 +97,14 @@ async function readPurchase(
   purchasedAt: number | undefined,
 ): Promise<PurchaseFacts> {
   const { store, replies: stepReplies } = sources.shards.of(shard);
-  const [stored, steps, summary, replies, hasRecord] = await Promise.all([
+  const [stored, { exists, steps }, summary, replies] = await Promise.all([
     store.storedPurchase(eventId),
-    store.allStepRecords(eventId),
+    store.recordSteps(eventId),
     store.summary(eventId),
     stepReplies.ofEvent(eventId),
-    store.hasRecord(eventId),
   ]);
   // Nothing stored, no step, but a record: intake's count of a purchase that planned nothing.
-  const plannedNothing = stored.data === "gone" && steps.size === 0 && hasRecord;
+  const plannedNothing = stored.data === "gone" && steps.size === 0 && exists;
   const orderId = stored.kept?.orderId ?? summary.orderId;
   const order = orderId ? await sources.orders.get(orderId) : undefined;
   return {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { type ParsedMail, simpleParser } from "mailparser";
 import type { DeliveryChannel } from "../channels/channel.js";
-import { isAutomaticReply, replyBody } from "../domain/email-reply.js";
+import { isAutomaticReply, replyBody, subjectAsksToStop } from "../domain/email-reply.js";
 import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import {
@@ -60,19 +60,6 @@ const TWILIO_OPTED_OUT = 21610;
 const CONFIRMATION_WINDOW_MS = 5 * 60_000;
 /** The subject of a List-Unsubscribe mailto (templates/unsubscribe-link.ts), as clients send it. */
 const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
-
-/** A reply's or forward's prefix ("Re:", "AW:", "Fwd:", "WG:", …): the subject after it is the shop's. */
-const ANSWERED_SUBJECT =
-  /^\s*(?:re|aw|sv|vs|antw|antwort|r|rif|odp|rv|fwd?|wg|tr|doorst)\s*(?:\[\d+\])?\s*:/i;
-
-/**
- * Whether a subject the customer wrote asks for no more emails ("Unsubscribe" on an empty mail):
- * not one that answers or forwards ours, whose words are the shop's ("Re: Don't stop now").
- */
-function subjectAsksToStop(subject: string | undefined): boolean {
-  if (subject === undefined || ANSWERED_SUBJECT.test(subject)) return false;
-  return emailOptOutRequest(subject);
-}
 
 /** What feedback reads and writes in a shard: its purchases' step records and replies. */
 export interface FeedbackShard {

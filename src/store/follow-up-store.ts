@@ -451,22 +451,23 @@ export class FollowUpStore {
     return new Map(stepIds.map((id, i) => [id, raws[i] ? readStepRecord(raws[i]) : undefined]));
   }
 
-  /**
-   * Whether the purchase's event record is there: also one that planned no step, which holds
-   * only what intake counted (its history, its fingerprint) until it expires.
-   */
-  async hasRecord(eventId: string): Promise<boolean> {
-    return (await this.redis.exists(this.keys.eventRecord(eventId))) === 1;
-  }
-
   /** Every step record of the event, by step id. */
   async allStepRecords(eventId: string): Promise<Map<string, StepRecord>> {
+    return (await this.recordSteps(eventId)).steps;
+  }
+
+  /**
+   * Every step record of the event, and whether its record is there at all: also one that
+   * planned no step, which holds only what intake counted (its history, its fingerprint) until
+   * it expires. One read of the record.
+   */
+  async recordSteps(eventId: string): Promise<{ exists: boolean; steps: Map<string, StepRecord> }> {
     const all = await this.redis.hgetall(this.keys.eventRecord(eventId));
-    const records = new Map<string, StepRecord>();
+    const steps = new Map<string, StepRecord>();
     for (const [field, raw] of Object.entries(all)) {
-      if (field.startsWith("s:")) records.set(field.slice(2), readStepRecord(raw));
+      if (field.startsWith("s:")) steps.set(field.slice(2), readStepRecord(raw));
     }
-    return records;
+    return { exists: Object.keys(all).length > 0, steps };
   }
 
   /** The purchase as saved at scheduling; undefined once its last step is done or it expired. */
