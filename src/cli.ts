@@ -12,6 +12,7 @@ import { type EraseOptions, runErase } from "./cli/erase-command.js";
 import { type FailedOptions, runFailed } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { type MigrateOptions as MigrateCommandOptions, runMigrate } from "./cli/migrate-command.js";
+import { type OptOutOptions, runOptOut } from "./cli/opt-out-command.js";
 import { runOrder } from "./cli/order-command.js";
 import { packageVersion } from "./cli/package-version.js";
 import { runPlan } from "./cli/plan-command.js";
@@ -295,6 +296,29 @@ program
   .option("--json", 'print the receipt as JSON ({"receipts": [...]} for --email and --phone)')
   .action(async (id: string | undefined, options: EraseOptions) => {
     process.exitCode = await runErase(id, options, processIo);
+  });
+
+program
+  .command("opt-out")
+  .description(
+    "stop messaging a customer or an address, as a customer.unsubscribed event does (recorded with who)",
+  )
+  .argument("[id]", "the customer id (and the addresses of their purchases still kept)")
+  .option("--email <address>", "this email address, whether or not a customer is known by it")
+  .option("--phone <e164>", "this phone number, whether or not a customer is known by it")
+  .option(
+    "--channels <list>",
+    "comma-separated: email, sms, voice (default: every channel the customer or address is reached on)",
+  )
+  .option("--offers-only", "stop offers (marketing steps) only, not every follow-up")
+  .option(...byOption)
+  .option(...configOption)
+  .option(
+    "--json",
+    'print {"customer", "address", "channels", "purposes", "addressesCovered", "newlyOptedOut", "optedOutAt", "by"}',
+  )
+  .action(async (id: string | undefined, options: OptOutOptions) => {
+    process.exitCode = await runOptOut(id, options, processIo);
   });
 
 program

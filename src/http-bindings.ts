@@ -169,6 +169,19 @@ export function adminApiWith(deps: {
       }
       case "erase":
         return tools.erase(request.customerId, { by });
+      case "opt-out":
+      case "opt-out-address": {
+        const choice = {
+          by,
+          ...(request.channels && { channels: request.channels }),
+          ...(request.offersOnly && { offersOnly: true }),
+        };
+        if (request.op === "opt-out") return tools.optOut({ customer: request.customerId }, choice);
+        return tools.optOut(
+          "email" in request ? { email: request.email } : { phone: request.phone },
+          choice,
+        );
+      }
       case "resolve-reply":
         return tools.resolve(request.replyId, {
           by,

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DateTime } from "luxon";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { matchBearerToken } from "./bearer-token.js";
-import type { AdminApi, AdminRequest } from "./http-deps.js";
+import type { AdminApi, AdminOptOutChoice, AdminRequest } from "./http-deps.js";
 
 /**
  * The admin API under /admin/v1: the operator console's actions for scripts and other tools. A
@@ -146,6 +146,35 @@ export function registerAdminRoutes(app: FastifyInstance, admin: AdminApi): void
       scope.post("/customers/:id/erase", (request, reply) =>
         answer(request, reply, () => ({ op: "erase", customerId: params(request).id ?? "" })),
       );
+      // As a customer.unsubscribed event names them: `channels` ("all" or a list), `purposes`.
+      scope.post("/customers/:id/opt-out", (request, reply) =>
+        answer(request, reply, () => {
+          const given = body(request, ["channels", "purposes"]);
+          if (typeof given === "string") return given;
+          const choice = optOutChoice(given);
+          if (typeof choice === "string") return choice;
+          return { op: "opt-out", customerId: params(request).id ?? "", ...choice };
+        }),
+      );
+      scope.post("/opt-outs", (request, reply) =>
+        answer(request, reply, () => {
+          const given = body(request, ["email", "phone", "channels", "purposes"]);
+          if (typeof given === "string") return given;
+          const { email, phone } = given;
+          if ((email === undefined) === (phone === undefined))
+            return "give one of the fields email or phone";
+          const address = email ?? phone;
+          if (typeof address !== "string")
+            return `${email === undefined ? "phone" : "email"}: expected text`;
+          const choice = optOutChoice(given);
+          if (typeof choice === "string") return choice;
+          return {
+            op: "opt-out-address",
+            ...(email === undefined ? { phone: address } : { email: address }),
+            ...choice,
+          };
+        }),
+      );
       scope.get("/schedule", (request, reply) =>
         answer(request, reply, () => {
           const days = wholeNumber(query(request).days ?? "30", 1, 400);
@@ -187,9 +216,46 @@ function isJson(request: FastifyRequest): boolean {
 }
 
 function mutates(request: AdminRequest): boolean {
-  return ["cancel-step", "resend-step", "retry-failed", "erase", "resolve-reply"].includes(
-    request.op,
-  );
+  return [
+    "cancel-step",
+    "resend-step",
+    "retry-failed",
+    "erase",
+    "resolve-reply",
+    "opt-out",
+    "opt-out-address",
+  ].includes(request.op);
+}
+
+/**
+ * An opt-out's `channels` ("all", or a list of email, sms and voice; absent: all) and `purposes`
+ * (`["marketing"]`: offers only; absent or empty: everything), as a customer.unsubscribed event
+ * carries them; else why not.
+ */
+function optOutChoice(given: {
+  channels?: unknown;
+  purposes?: unknown;
+}): AdminOptOutChoice | string {
+  const { channels, purposes } = given;
+  const listed =
+    channels === undefined || channels === "all"
+      ? undefined
+      : Array.isArray(channels) &&
+          channels.length > 0 &&
+          channels.every((channel) => (CHANNELS as readonly unknown[]).includes(channel))
+        ? [...new Set(channels as Channel[])]
+        : null;
+  if (listed === null)
+    return 'channels: expected "all" or a list of one or more of email, sms and voice';
+  if (
+    purposes !== undefined &&
+    !(Array.isArray(purposes) && purposes.every((purpose) => purpose === "marketing"))
+  )
+    return 'purposes: expected a list of purposes: ["marketing"]';
+  return {
+    ...(listed && { channels: listed }),
+    ...(Array.isArray(purposes) && purposes.length > 0 && { offersOnly: true }),
+  };
 }
 
 /**

@@ -36,10 +36,22 @@ export type AdminRequest =
       readonly refs?: readonly string[];
     }
   | { readonly op: "erase"; readonly customerId: string }
+  | ({ readonly op: "opt-out"; readonly customerId: string } & AdminOptOutChoice)
+  | ({ readonly op: "opt-out-address" } & (
+      | { readonly email: string }
+      | { readonly phone: string }
+    ) &
+      AdminOptOutChoice)
   | { readonly op: "resolve-reply"; readonly replyId: string; readonly note?: string }
   | { readonly op: "schedule"; readonly days: number }
   | { readonly op: "audit"; readonly since?: number; readonly limit?: number }
   | { readonly op: "refused"; readonly limit: number };
+
+/** What an operator's opt-out covers: some channels (else every one), offers only or everything. */
+export interface AdminOptOutChoice {
+  readonly channels?: readonly Channel[];
+  readonly offersOnly?: boolean;
+}
 
 /** The answer to an admin request: the CLI's `--json` body, or `{"error"}` with 400, 404 or 409. */
 export interface AdminAnswer {

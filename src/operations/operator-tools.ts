@@ -1,8 +1,15 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
-import { type Channel, MAX_ID_LENGTH, normalizePhone } from "../domain/events.js";
+import {
+  CHANNELS,
+  type Channel,
+  MAX_ID_LENGTH,
+  normalizePhone,
+  PHONE_CHANNELS,
+} from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
+import { knownAddresses } from "../queue/known-addresses.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
 import { collectReport, type ReportSources, reportSourcesOn } from "../reports/owner-reports.js";
@@ -22,7 +29,7 @@ import { ReplicaWait, type ReplicaWaitSettings, type ShortWait } from "../store/
 import { type Shards, shardStores } from "../store/shards.js";
 import { abandonedSending, isAbandonedSending } from "../store/step-record.js";
 import { parseReplyId } from "../store/step-replies.js";
-import { SuppressionList } from "../store/suppression-list.js";
+import { type OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import {
   createEraser,
   customersQueuedWith,
@@ -156,6 +163,37 @@ export interface CancelResult {
    * cancelled (at their next claim) instead of retried.
    */
   readonly inFlight: readonly string[];
+}
+
+/** Whom an operator opts out: a customer (by id), or an email address or phone number. */
+export type OptOutTarget =
+  | { readonly customer: string }
+  | { readonly email: string }
+  | { readonly phone: string };
+
+/**
+ * What an operator's opt-out did, without personal data beyond the customer id the operator gave:
+ * an address given is not repeated, only its kind.
+ */
+export interface OptOutReceipt {
+  /** The customer id opted out; null for an address. */
+  readonly customer: string | null;
+  /** For an address: which kind was given (`email` or `phone`); null for a customer. */
+  readonly address: "email" | "phone" | null;
+  /** The channels opted out of. */
+  readonly channels: readonly Channel[];
+  /** `["marketing"]`: offers only; null: every follow-up on those channels. */
+  readonly purposes: readonly "marketing"[] | null;
+  /**
+   * Email addresses and phone numbers the opt-out covers by keyed hash: the one given, or those
+   * of the customer's purchases still kept (none for a customer id bought with more than five of
+   * a kind, taken for shared).
+   */
+  readonly addressesCovered: number;
+  /** Channels newly opted out of; on the others the customer or address was already. */
+  readonly newlyOptedOut: readonly Channel[];
+  readonly optedOutAt: string;
+  readonly by: string;
 }
 
 export interface FailedFollowUp {
@@ -763,6 +801,95 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       }
     },
 
+    /**
+     * Opts a customer or an address out, as a `customer.unsubscribed` event does: a customer by
+     * id and by the keyed hashes of the addresses of their purchases still kept (as the intake
+     * covers them), an address by its keyed hash whether or not any customer is known by it.
+     * Counted once per channel in the ledger (outcome `optout`, reason `operator`, or
+     * `operator-offers` for offers only); a voice opt-out of a number is marked (`d:`) so that a
+     * texted START leaves its calls off. Pending steps it covers are skipped when they fall due.
+     * Idempotent: again, it adds nothing and counts nothing. Recorded in the audit trail.
+     */
+    async optOut(
+      target: OptOutTarget,
+      given: { by: string; channels?: readonly Channel[]; offersOnly?: boolean },
+    ): Promise<OptOutReceipt> {
+      const scope: OptOutScope = given.offersOnly ? "marketing" : "all";
+      const kind = "customer" in target ? "customer" : "email" in target ? "email" : "phone";
+      const channels = optOutChannels(kind, given.channels);
+      const now = deps.now();
+      const countAs = (channel: Channel) => ({
+        entry: {
+          outcome: "optout",
+          channel,
+          kind: "-",
+          ruleId: "-",
+          reason: scope === "all" ? "operator" : "operator-offers",
+        },
+        now,
+      });
+      const newly: Channel[] = [];
+      const covered = new Set<string>();
+      let auditTarget: string;
+      let member: string | undefined;
+      if ("customer" in target) {
+        const customerId = operatorId(target.customer, "customer");
+        member = await suppressions.customerMember(customerId);
+        const { shard, history } = shards.ofCustomer(customerId);
+        const { store } = shards.of(shard);
+        const bought = await history.purchasesOf(customerId);
+        if (
+          bought.length === 0 &&
+          (await audit.entries({ customer: member, limit: 1 })).length === 0
+        )
+          throw new OperatorError(
+            `no customer ${JSON.stringify(customerId)} is known; to opt out an address no customer is known by, give it (--email ADDRESS or --phone E164; POST /admin/v1/opt-outs)`,
+            "not-found",
+          );
+        const addresses = await knownAddresses(
+          { history, store, ...(deps.logger && { logger: deps.logger }) },
+          customerId,
+        );
+        for (const channel of channels) {
+          if (await suppressions.suppress(channel, { customerId }, countAs(channel), scope))
+            newly.push(channel);
+          for (const address of addresses.get(channel) ?? []) {
+            await suppressions.suppress(channel, { address }, undefined, scope);
+            covered.add(address);
+          }
+        }
+        auditTarget = `customer ${member}`;
+      } else {
+        const address = "email" in target ? optOutEmail(target.email) : optOutPhone(target.phone);
+        for (const channel of channels)
+          if (await suppressions.suppress(channel, { address }, countAs(channel), scope))
+            newly.push(channel);
+        covered.add(address);
+        auditTarget = `${kind} ${await suppressions.addressMember(address)}`;
+      }
+      const what = `${channels.join(", ")}: ${scope === "all" ? "everything" : "offers only"}`;
+      await record(
+        {
+          by: given.by,
+          action: "opt-out",
+          target: auditTarget,
+          ...(member && { customer: member }),
+          detail: `${what}; ${covered.size} ${covered.size === 1 ? "address" : "addresses"} covered${newly.length === 0 ? "; already opted out" : ""}`,
+        },
+        now,
+      );
+      return {
+        customer: "customer" in target ? operatorId(target.customer, "customer") : null,
+        address: kind === "customer" ? null : kind,
+        channels,
+        purposes: scope === "marketing" ? ["marketing"] : null,
+        addressesCovered: covered.size,
+        newlyOptedOut: newly,
+        optedOutAt: new Date(now).toISOString(),
+        by: given.by,
+      };
+    },
+
     /** Erases a customer (erase-customer.ts); idempotent. */
     async erase(customerId: string, options: Parameters<typeof eraseCustomer>[1]) {
       const receipt = await eraseCustomer(operatorId(customerId, "customer"), options);
@@ -894,6 +1021,56 @@ function noCustomerWith(address: string): OperatorError {
 /** An address as events store it: an email as given, a phone number in E.164 (`+44 20 …` → `+4420…`). */
 function asStored(address: string): string {
   return address.includes("@") ? address : (normalizePhone(address) ?? address);
+}
+
+/**
+ * The channels of an operator's opt-out, in the usual order, each once: by default every channel
+ * the target can be reached on (a customer: all; an email address: email; a phone number: SMS and
+ * calls). An address is refused channels it cannot be reached on.
+ */
+function optOutChannels(
+  kind: "customer" | "email" | "phone",
+  given: readonly Channel[] | undefined,
+): Channel[] {
+  const reachable: readonly Channel[] =
+    kind === "customer" ? CHANNELS : kind === "email" ? ["email"] : PHONE_CHANNELS;
+  if (given === undefined) return [...reachable];
+  const unknown = given.find((channel) => !CHANNELS.includes(channel));
+  if (unknown !== undefined)
+    throw new OperatorError(
+      `not a channel: ${JSON.stringify(unknown)} (expected email, sms or voice)`,
+      "invalid",
+    );
+  if (given.length === 0)
+    throw new OperatorError("name at least one channel: email, sms or voice", "invalid");
+  const unreachable = given.find((channel) => !reachable.includes(channel));
+  if (unreachable !== undefined)
+    throw new OperatorError(
+      kind === "email"
+        ? `an email address is reached by email only, not ${unreachable}: give the phone number, or the customer id, for texts and calls`
+        : "a phone number is reached by sms and voice only, not email: give the email address, or the customer id, for emails",
+      "invalid",
+    );
+  return CHANNELS.filter((channel) => given.includes(channel));
+}
+
+/** An email address an operator opts out, as events store it. */
+function optOutEmail(address: string): string {
+  const trimmed = address.trim();
+  if (!/^[^@\s]+@[^@\s]+$/.test(trimmed))
+    throw new OperatorError("not an email address (expected name@domain)", "invalid");
+  return trimmed;
+}
+
+/** A phone number an operator opts out, in E.164 as events store it; else refused, saying how. */
+function optOutPhone(number: string): string {
+  const stored = normalizePhone(number);
+  if (stored === undefined)
+    throw new OperatorError(
+      `not a phone number in international format: ${PHONE_LOOKUP_FORMAT}`,
+      "invalid",
+    );
+  return stored;
 }
 
 /** What a customer opted out of, in an operator's words (channel ids are not). */

@@ -21,7 +21,6 @@ import type { FollowUpMetrics } from "../metrics.js";
 import {
   type CustomerHistoryStore,
   HISTORY_RETENTION_MS,
-  LISTED_PURCHASES,
   type PurchaseAttribution,
   type SentFollowUp,
 } from "../store/customer-history.js";
@@ -41,6 +40,7 @@ import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import { countReturnAfterCheckIns, noteSkippedCheckIns } from "./check-in-comparison.js";
 import { planHeldToCooldowns } from "./cooldown-plans.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
+import { addressesBoughtWith, knownAddresses, MAX_OWN_ADDRESSES } from "./known-addresses.js";
 import {
   COALESCED_AFTER_MS,
   eventInputOfJob,
@@ -457,31 +457,6 @@ async function attributePurchase(
 }
 
 /**
- * The email addresses and phone numbers a customer bought with, from their latest purchases still
- * kept (at most LISTED_PURCHASES): an opt-out by event covers those addresses too, so a later
- * purchase under another customer id (a guest checkout with the same address) is not messaged.
- * A customer id with more than MAX_OWN_ADDRESSES addresses of a kind is shared (a till's
- * "walk-in", a business account): its opt-out covers the id alone, not other people's addresses.
- */
-async function knownAddresses(
-  deps: Pick<IntakeDeps, "history" | "store" | "logger">,
-  customerId: string,
-): Promise<ReadonlyMap<Channel, readonly string[]>> {
-  const { emails, phones } = await addressesBoughtWith(deps, customerId);
-  const own = (found: Set<string>) => (found.size <= MAX_OWN_ADDRESSES ? [...found] : []);
-  if (emails.size > MAX_OWN_ADDRESSES || phones.size > MAX_OWN_ADDRESSES)
-    deps.logger.warn(
-      { emails: emails.size, phones: phones.size },
-      "customer id bought with many addresses (shared?): its opt-out covers the id, not them",
-    );
-  return new Map<Channel, readonly string[]>([
-    ["email", own(emails)],
-    ["sms", own(phones)],
-    ["voice", own(phones)],
-  ]);
-}
-
-/**
  * A purchase under a customer id that opted out (by event or unsubscribe link) of a channel, of
  * everything or of offers: its address for the channel is opted out the same way (not counted
  * again), unless the id is shared (more than MAX_OWN_ADDRESSES addresses of the kind with this
@@ -512,33 +487,6 @@ async function coverAddressesOfOptedOutId(
     await deps.suppressions.suppress(channel, { address }, undefined, scope);
   }
 }
-
-/** The email addresses and phone numbers of a customer's latest purchases still kept. */
-async function addressesBoughtWith(
-  deps: Pick<IntakeDeps, "history" | "store">,
-  customerId: string,
-): Promise<{ emails: Set<string>; phones: Set<string> }> {
-  const purchases = (await deps.history.purchasesOf(customerId)).slice(0, LISTED_PURCHASES);
-  const emails = new Set<string>();
-  const phones = new Set<string>();
-  for (let i = 0; i < purchases.length; i += KNOWN_ADDRESS_BATCH) {
-    const kept = await Promise.all(
-      purchases
-        .slice(i, i + KNOWN_ADDRESS_BATCH)
-        // Not loadKept: a purchase that cannot be decoded gives no address, and fails no opt-out.
-        .map(async ({ eventId }) => (await deps.store.storedPurchase(eventId)).kept),
-    );
-    for (const purchase of kept) {
-      if (purchase?.customer.email) emails.add(purchase.customer.email);
-      if (purchase?.customer.phone) phones.add(purchase.customer.phone);
-    }
-  }
-  return { emails, phones };
-}
-/** Purchases read at once when looking for a customer's addresses. */
-const KNOWN_ADDRESS_BATCH = 50;
-/** More addresses of a kind than this, and a customer id is taken to be shared by several people. */
-const MAX_OWN_ADDRESSES = 5;
 
 /** The failure of an event whose id was used before for other content; counted. */
 function reusedId(deps: IntakeDeps, eventId: string, jobId?: string): UnrecoverableError {

@@ -11,6 +11,8 @@ export type AuditAction =
   | "resend"
   | "retry"
   | "erase"
+  /** An operator's opt-out of a customer or an address (followups opt-out, the API, the console). */
+  | "opt-out"
   | "resolve"
   | "sign-in"
   | "reshard"
