@@ -94,6 +94,8 @@ const STYLESHEET = "/console/assets/console.css";
 /** Audit trail entries the console shows on one page. */
 const AUDIT_PAGE = 500;
 const OPT_OUT_WORDS = { all: "everything", offers: "offers only", none: "none" } as const;
+/** The channels as an operator's opt-out names them. */
+const CHANNEL_WORDS = { email: "Email", sms: "SMS", voice: "Calls" } as const;
 
 type Operator = { readonly name: string };
 const operators = new WeakMap<FastifyRequest, Operator>();
@@ -451,6 +453,29 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           request,
         );
       }
+      if (action === "opt-out") {
+        const customer = queryField(request, "customer") ?? "";
+        return page(
+          reply,
+          "confirm",
+          {
+            title: "Opt out customer",
+            heading: `Stop messaging customer ${customer}?`,
+            question:
+              "As if they had unsubscribed: their customer id and the email addresses and phone numbers of their purchases still kept are opted out of the channels chosen, and pending follow-ups there are skipped when they fall due. This is recorded with your name.",
+            action: `${customerPath(customer)}/opt-out`,
+            fields: [],
+            channelChoices: CHANNELS.map((channel) => ({
+              channel,
+              words: CHANNEL_WORDS[channel],
+            })),
+            confirm: "Opt out",
+            back: customerPath(customer),
+            csrf,
+          },
+          request,
+        );
+      }
       if (action === "resolve") {
         const replyId = queryField(request, "reply") ?? "";
         return page(
@@ -547,6 +572,32 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           ...(note && { note }),
         });
         return backWithNotice(reply, formField(request, "back"), `Resolved reply ${result.id}.`);
+      },
+    );
+
+    scope.post(
+      "/console/customers/:id/opt-out",
+      { preHandler: scope.csrfProtection },
+      async (request, reply) => {
+        const id = (request.params as { id: string }).id;
+        const receipt = await deps.tools.optOut(
+          { customer: id },
+          {
+            by: operatorOf(request),
+            channels: CHANNELS.filter(
+              (channel) => formField(request, `channel-${channel}`) === "on",
+            ),
+            offersOnly: formField(request, "scope") === "marketing",
+          },
+        );
+        const channels = receipt.channels.map((channel) => CHANNEL_WORDS[channel]).join(", ");
+        const already =
+          receipt.newlyOptedOut.length === 0 ? " (already opted out: nothing changed)" : "";
+        return backWithNotice(
+          reply,
+          customerPath(id),
+          `Opted out of ${channels} (${receipt.purposes ? "offers only" : "every follow-up"}); ${receipt.addressesCovered} ${receipt.addressesCovered === 1 ? "address" : "addresses"} covered${already}.`,
+        );
       },
     );
 

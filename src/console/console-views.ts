@@ -112,7 +112,8 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 <div><dt>Time zone</dt><dd>{{ t.customer.timezone }}</dd></div>
 {% for c in consent %}<div><dt>{{ c.channel }}</dt><dd>consent: {{ c.consent }}; opt-out: {{ c.optOut }}</dd></div>{% endfor %}
 </dl>
-{% unless orderId %}<p><a class="danger" href="/console/confirm?action=erase&amp;customer={{ t.customer.id | url_encode }}">Erase this customer…</a></p>{% endunless %}
+{% unless orderId %}<p class="actions"><a href="/console/confirm?action=opt-out&amp;customer={{ t.customer.id | url_encode }}">Opt out…</a>
+<a class="danger" href="/console/confirm?action=erase&amp;customer={{ t.customer.id | url_encode }}">Erase this customer…</a></p>{% endunless %}
 </section>
 {% for p in t.purchases %}<section aria-labelledby="p{{ forloop.index }}">
 <h2 id="p{{ forloop.index }}">Purchase {{ p.eventId }}</h2>
@@ -154,6 +155,15 @@ const CONFIRM = `{% layout "layout" %}{% block content %}
 {% for field in fields %}<input type="hidden" name="{{ field.name }}" value="{{ field.value }}">{% endfor %}
 {% if askReason %}<label for="reason">Reason (kept on the step and in the audit trail)</label>
 <input id="reason" name="reason" maxlength="500">{% endif %}
+{% if channelChoices %}<fieldset>
+<legend>Channels to stop</legend>
+{% for c in channelChoices %}<label class="choice"><input type="checkbox" name="channel-{{ c.channel }}" value="on" checked> {{ c.words }}</label>
+{% endfor %}</fieldset>
+<fieldset>
+<legend>What to stop</legend>
+<label class="choice"><input type="radio" name="scope" value="all" checked> Every follow-up on those channels</label>
+<label class="choice"><input type="radio" name="scope" value="marketing"> Offers only (discounts and other marketing)</label>
+</fieldset>{% endif %}
 {% if askNote %}<label for="note">What was done (kept with the reply and in the audit trail)</label>
 <input id="note" name="note" maxlength="500">{% endif %}
 <button type="submit" class="{% if danger %}danger{% endif %}">{{ confirm }}</button>
@@ -231,7 +241,7 @@ const REPORT = `{% layout "layout" %}{% block content %}
 
 const AUDIT = `{% layout "layout" %}{% block content %}
 <h1>Audit trail</h1>
-<p>Every cancel, resend, retry, erasure and sign-in, kept for a year.</p>
+<p>Every cancel, resend, retry, opt-out, erasure and sign-in, kept for a year.</p>
 {% render "audit-list", entries: entries %}
 {% if older or newest %}<nav aria-label="Audit trail pages"><p>{% if newest %}<a href="/console/audit">Latest entries</a> {% endif %}{% if older %}<a href="{{ older }}" rel="next">Older entries</a>{% endif %}</p></nav>{% endif %}
 {% endblock %}`;
@@ -274,6 +284,10 @@ caption { text-align: left; color: var(--muted); padding: .25rem 0; }
 th, td { border: 1px solid var(--line); padding: .35rem .5rem; text-align: left; vertical-align: top; }
 thead th { background: #f3f4f6; }
 label { display: block; margin: .75rem 0 .25rem; font-weight: 600; }
+fieldset { border: 1px solid var(--line); border-radius: 4px; margin: .75rem 0; max-width: 32rem; }
+legend { font-weight: 600; padding: 0 .25rem; }
+label.choice { font-weight: 400; margin: .25rem 0; }
+label.choice input { width: auto; margin-right: .5rem; }
 input, textarea { font: inherit; padding: .4rem; border: 1px solid #6b7280; border-radius: 4px; width: 100%; max-width: 32rem; }
 textarea { max-width: 48rem; font-family: ui-monospace, monospace; font-size: .9rem; }
 button { font: inherit; margin: .5rem .5rem .5rem 0; padding: .4rem .9rem; border: 1px solid var(--accent); border-radius: 4px; background: var(--accent); color: #fff; cursor: pointer; }

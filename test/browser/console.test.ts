@@ -264,6 +264,78 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     await page.context().close();
   });
 
+  it("opts a customer out from their timeline, with a confirmation, and shows it there", async () => {
+    pipeline = await startPipeline("console-opt-out", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-console-oo",
+        orderId: "ord-console-oo",
+        occurredAt: iso(DateTime.utc()),
+        customer: { id: "cus-console-oo", phone: "+442079460958" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await eventProcessed(p, "evt-console-oo");
+    const page = await signedIn(p);
+    await page.goto(`${base}/console/customers/cus-console-oo`);
+    const optOutOf = (channel: string) =>
+      page
+        .getByRole("definition")
+        .filter({ hasText: "consent:" })
+        .nth(["email", "sms", "voice"].indexOf(channel));
+    await expect(optOutOf("sms").textContent()).resolves.toContain("opt-out: none");
+
+    await page.getByRole("link", { name: "Opt out…" }).click();
+    await page.getByRole("heading", { name: "Stop messaging customer cus-console-oo?" }).waitFor();
+    await expectAccessible(page, "opt-out");
+    // Nothing chosen: refused in words, nothing done.
+    for (const channel of ["Email", "SMS", "Calls"])
+      await page.getByRole("checkbox", { name: channel }).uncheck();
+    await page.getByRole("button", { name: "Opt out" }).click();
+    await expect(page.getByRole("alert").textContent()).resolves.toContain(
+      "name at least one channel",
+    );
+    await page.goBack();
+    await page.getByRole("checkbox", { name: "SMS" }).check();
+    await page.getByRole("checkbox", { name: "Calls" }).check();
+    await page.getByRole("radio", { name: /Every follow-up/ }).check();
+    await page.getByRole("button", { name: "Opt out" }).click();
+    await expect(page.getByRole("status").textContent()).resolves.toBe(
+      "Opted out of SMS, Calls (every follow-up); 1 address covered.",
+    );
+    // Back on the timeline, which shows the opt-outs, and the action with who did it.
+    await page.getByRole("heading", { name: "Customer cus-console-oo" }).waitFor();
+    await expect(optOutOf("email").textContent()).resolves.toContain("opt-out: none");
+    await expect(optOutOf("sms").textContent()).resolves.toContain("opt-out: everything");
+    await expect(optOutOf("voice").textContent()).resolves.toContain("opt-out: everything");
+    const action = page.getByRole("row", { name: /opt-out/ });
+    await expect(action.textContent()).resolves.toContain("dana");
+    await expect(action.textContent()).resolves.toContain("sms, voice: everything");
+
+    // Offers only by email, then: the timeline says so.
+    await page.getByRole("link", { name: "Opt out…" }).click();
+    await page.getByRole("checkbox", { name: "SMS" }).uncheck();
+    await page.getByRole("checkbox", { name: "Calls" }).uncheck();
+    await page.getByRole("radio", { name: /Offers only/ }).check();
+    await page.getByRole("button", { name: "Opt out" }).click();
+    await expect(page.getByRole("status").textContent()).resolves.toContain(
+      "Opted out of Email (offers only)",
+    );
+    await expect(optOutOf("email").textContent()).resolves.toContain("opt-out: offers only");
+
+    // Without its CSRF token the action is refused, and changes nothing.
+    const forged = await page.request.post(`${base}/console/customers/cus-console-oo/opt-out`, {
+      form: { "channel-email": "on" },
+      maxRedirects: 0,
+    });
+    expect(forged.status()).toBe(403);
+    await page.reload();
+    await expect(optOutOf("email").textContent()).resolves.toContain("opt-out: offers only");
+    await page.context().close();
+  });
+
   it("lists the events the worker refused, with their reasons", async () => {
     pipeline = await startPipeline("console-refused", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;
