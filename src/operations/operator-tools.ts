@@ -832,8 +832,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const covered = new Set<string>();
       let auditTarget: string;
       let member: string | undefined;
+      let customerId: string | undefined;
       if ("customer" in target) {
-        const customerId = operatorId(target.customer, "customer");
+        customerId = operatorId(target.customer, "customer");
         member = await suppressions.customerMember(customerId);
         const { shard, history } = shards.ofCustomer(customerId);
         const { store } = shards.of(shard);
@@ -879,7 +880,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         now,
       );
       return {
-        customer: "customer" in target ? operatorId(target.customer, "customer") : null,
+        customer: customerId ?? null,
         address: kind === "customer" ? null : kind,
         channels,
         purposes: scope === "marketing" ? ["marketing"] : null,
@@ -1067,7 +1068,7 @@ function optOutPhone(number: string): string {
   const stored = normalizePhone(number);
   if (stored === undefined)
     throw new OperatorError(
-      `not a phone number in international format: ${PHONE_LOOKUP_FORMAT}`,
+      "not a phone number in international format: give + and the country code (+447400900020, not 07400 900020 or 0044 7400 900020)",
       "invalid",
     );
   return stored;
