@@ -28,6 +28,7 @@ export default defineConfig({
       "test/integration/demo-command.test.ts",
       "test/integration/discount-codes.test.ts",
       "test/integration/admin-api.test.ts",
+      "test/integration/operator-opt-out.test.ts",
       "test/browser/console.test.ts",
       "test/integration/worker-process.test.ts",
       // Stores and flows keyed by customer, address or message, across shards.
