@@ -830,6 +830,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       });
       const newly: Channel[] = [];
       const covered = new Set<string>();
+      const phonesOptedOut = new Set<string>();
       let auditTarget: string;
       let member: string | undefined;
       let customerId: string | undefined;
@@ -857,6 +858,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           for (const address of addresses.get(channel) ?? []) {
             await suppressions.suppress(channel, { address }, undefined, scope);
             covered.add(address);
+            if (channel !== "email") phonesOptedOut.add(address);
           }
         }
         auditTarget = `customer ${member}`;
@@ -866,8 +868,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           if (await suppressions.suppress(channel, { address }, countAs(channel), scope))
             newly.push(channel);
         covered.add(address);
+        if (kind === "phone") phonesOptedOut.add(address);
         auditTarget = `${kind} ${await suppressions.addressMember(address)}`;
       }
+      // A START sent before this and handled after it (replayed from the webhook spool) must not
+      // undo it, as it does not undo a STOP or a 9 (SuppressionList.optedOutAfter).
+      if (scope === "all")
+        for (const address of phonesOptedOut) await suppressions.noteOptOutAt({ address }, now);
       const what = `${channels.join(", ")}: ${scope === "all" ? "everything" : "offers only"}`;
       await record(
         {

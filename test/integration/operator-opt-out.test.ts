@@ -3,13 +3,18 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOptOut } from "../../src/cli/opt-out-command.js";
+import { createLogger } from "../../src/logger.js";
 import type { OptOutReceipt } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { createCustomerFeedback } from "../../src/queue/customer-feedback.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import { shardStores } from "../../src/store/shards.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
+import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
 import { captureIo } from "../support/capture-io.js";
-import { item, purchaseInput } from "../support/fixtures.js";
+import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
@@ -215,6 +220,42 @@ describe("followups opt-out", () => {
     expect(entries).toHaveLength(2);
     expect(entries.join()).not.toContain("7946");
     expect(entries[0]).toMatch(/"action":"opt-out","target":"phone h:/);
+  });
+
+  it("is not undone by a START the customer sent before it and the spool replays after it", async () => {
+    pipeline = await startPipeline("optout-spooled-start");
+    const p = pipeline;
+    const stopAt = Date.now();
+    await optOutJson(p, undefined, { phone: PHONE });
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    const rules = await shippedRules();
+    const feedback = createCustomerFeedback({
+      rules: () => ({ ...rules, optOutConfirmation: false }),
+      templates: () => {
+        throw new Error("no confirmation texts in this test");
+      },
+      sms: { send: async () => ({ ok: true, id: "SMx" }) },
+      shards: shardStores(p.redis, p.prefix, 1),
+      ledger: { countOnce: async () => true },
+      smsReferences: new SmsReferences(p.redis, p.prefix),
+      suppressions,
+      receipts: new WebhookReceipts(p.redis, p.prefix),
+      logger: createLogger({ level: "silent", pretty: false }),
+      now: () => Date.now(),
+    });
+    // A START that came in while Redis was away, a minute before the operator's opt-out, and is
+    // handled from the webhook spool after it.
+    await feedback.inboundSms({
+      from: PHONE,
+      body: "START",
+      messageSid: "SM-spooled",
+      receivedAt: stopAt - 60_000,
+    });
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+    expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+    // One sent after it is the customer's latest word and opts the number back in to texts.
+    await feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-live" });
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
   });
 
   it("refuses what it cannot do: exit 2 for a malformed command line, 1 for an unknown customer", async () => {
