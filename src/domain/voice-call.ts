@@ -4,6 +4,7 @@
  * The HTTP routes turn these turns into TwiML; the stores keep the outcomes.
  */
 
+import type { Purpose } from "./rules.js";
 import { smsKeyword } from "./sms-keywords.js";
 
 /** Languages a call can be spoken in: the keypad instructions exist in these. */
@@ -32,6 +33,7 @@ interface Phrases {
   readonly thanks: string;
   readonly sorry: string;
   readonly stopped: string;
+  readonly stoppedOffers: string;
   readonly noAnswer: string;
   readonly invalid: string;
   readonly voicemailEnd: string;
@@ -46,6 +48,7 @@ const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
     thanks: "Thank you for your answer. Goodbye.",
     sorry: "Thank you. We are sorry to hear that, and someone from our team will be in touch.",
     stopped: "You will get no more calls or texts from us. Goodbye.",
+    stoppedOffers: "You will get no more offers from us by phone. Goodbye.",
     noAnswer: "We did not hear an answer. Thank you for your time. Goodbye.",
     invalid: "Sorry, we did not understand that.",
     voicemailEnd: "There is no need to call back. Goodbye.",
@@ -59,6 +62,7 @@ const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
     sorry:
       "Vielen Dank. Das tut uns leid, jemand aus unserem Team wird sich bei Ihnen melden. Auf Wiederhören.",
     stopped: "Sie erhalten von uns keine Anrufe und SMS mehr. Auf Wiederhören.",
+    stoppedOffers: "Sie erhalten von uns keine Angebote mehr per Telefon. Auf Wiederhören.",
     noAnswer: "Wir haben keine Antwort gehört. Vielen Dank für Ihre Zeit. Auf Wiederhören.",
     invalid: "Das haben wir leider nicht verstanden.",
     voicemailEnd: "Sie brauchen nicht zurückzurufen. Auf Wiederhören.",
@@ -105,6 +109,12 @@ export interface CallScript {
    * December 2026 (those are checked by the number alone).
    */
   readonly customer?: string;
+  /**
+   * The step's purpose: a marketing call is not played to a customer or number that opted out of
+   * voice offers while it rang. Absent from scripts of versions before 7 December 2026: those
+   * are taken for marketing (an offers-only opt-out made while they rang ends them too).
+   */
+  readonly purpose?: Purpose;
   readonly language: VoiceLanguage;
   /** `<Say language>`: en-GB, de-DE. */
   readonly sayLanguage: string;
@@ -120,7 +130,14 @@ export interface CallScript {
 /** How a call is spoken and answered: a call script without its step, number and message. */
 export type CallVoice = Omit<
   CallScript,
-  "eventId" | "stepId" | "shard" | "recipient" | "customer" | "text" | "minutePriceMicros"
+  | "eventId"
+  | "stepId"
+  | "shard"
+  | "recipient"
+  | "customer"
+  | "purpose"
+  | "text"
+  | "minutePriceMicros"
 >;
 
 /** The call settings for a customer's locale, or undefined when calls do not speak its language. */
@@ -201,14 +218,20 @@ export function answerCall(script: CallScript, answeredBy: string | undefined): 
 
 /**
  * The first turn of a call to a number that opted out after the call was placed (Twilio queues
- * calls, and they ring for a while): no message and no question, only that no more will come.
+ * calls, and they ring for a while): no message and no question, only that no more will come
+ * (`offers`: an offer's call to one that opted out of voice offers only, told no more offers will).
  * A machine gets nothing.
  */
-export function answerOptedOut(script: CallScript, answeredBy: string | undefined): CallTurn {
+export function answerOptedOut(
+  script: CallScript,
+  answeredBy: string | undefined,
+  scope: "all" | "offers" = "all",
+): CallTurn {
   if (isMachine(answeredBy)) return { type: "hang-up" };
+  const phrases = PHRASES[script.language];
   return {
     type: "say-and-hang-up",
-    say: [PHRASES[script.language].stopped],
+    say: [scope === "all" ? phrases.stopped : phrases.stoppedOffers],
     speaking: speakingOf(script),
   };
 }

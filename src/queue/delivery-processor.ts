@@ -987,6 +987,8 @@ function createDelivery(deps: DeliveryDeps) {
           recipient: recipientMember,
           // Its keyed hash (HMAC, no round trip), as the suppression lists hold it.
           customer: await deps.suppressions.customerMember(event.customer.id),
+          // A marketing call is not played to one who opted out of voice offers as it rang.
+          purpose: step.purpose,
           text: message.text,
           ...message.call,
           ...(price.ok && { minutePriceMicros: price.micros }),

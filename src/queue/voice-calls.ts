@@ -44,8 +44,11 @@ export interface VoiceCallDeps {
     channel: "voice",
     receipt: string,
   ) => Promise<StepReply | undefined>;
-  /** A 9 suppresses the number; a number suppressed before the call is answered hears no question. */
-  readonly suppressions: Pick<SuppressionList, "suppress" | "isSuppressed" | "noteOptOutAt">;
+  /**
+   * A 9 suppresses the number; a number or customer suppressed before the call is answered (of
+   * offers, for an offer's call) hears no message and no question.
+   */
+  readonly suppressions: Pick<SuppressionList, "suppress" | "optOutsOf" | "noteOptOutAt">;
   /** A call's minutes are charged to the voice spend of the month when it ends. */
   readonly spend: SpendDeps;
   /** Counts a call's end (in the global ledger), and corrects it for a call found unheard. */
@@ -178,16 +181,25 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
           now.callSid === undefined ? { call: withSid(now, request) } : undefined,
         );
       // The number (a STOP, a 9 on another call) or the customer (an event, a link: by id) may
-      // have opted out since the call was placed.
+      // have opted out since the call was placed: of every call, or (an offer's call) of offers.
+      // Both lists in one round trip. A script of a version before 7 December 2026 names no
+      // purpose: taken for an offer's, so an offers-only opt-out ends it too.
       const who = {
         ...calledNumber(call),
         ...(call.script.customer !== undefined && { customerMember: call.script.customer }),
       };
-      if (await deps.suppressions.isSuppressed("voice", who)) {
-        const turn = answerOptedOut(call.script, request.answeredBy);
+      const optedOut = await deps.suppressions.optOutsOf([{ channel: "voice", who }]);
+      const offer = (call.script.purpose ?? "marketing") === "marketing";
+      const scope = optedOut.all.has("voice")
+        ? "all"
+        : offer && optedOut.marketing.has("voice")
+          ? "offers"
+          : undefined;
+      if (scope !== undefined) {
+        const turn = answerOptedOut(call.script, request.answeredBy, scope);
         await note(request, turn.type === "hang-up" ? "machine" : "answered-no-score");
         deps.logger.info(
-          { stepId: call.script.stepId },
+          { stepId: call.script.stepId, scope },
           "call answered after its number or customer opted out",
         );
         return turn;

@@ -372,7 +372,7 @@ describe("webhooks, refunds and reports", () => {
       fileReply: feedback.fileReply,
       suppressions: {
         suppress: async () => true,
-        isSuppressed: async () => false,
+        optOutsOf: async () => ({ all: new Set(), marketing: new Set() }),
         noteOptOutAt: async () => undefined,
       },
       spend: {

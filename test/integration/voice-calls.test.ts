@@ -917,6 +917,91 @@ describe("a call answered after its customer opted out of calls by customer id",
   });
 });
 
+describe("a marketing call answered after its customer or number opted out of voice offers only", () => {
+  /** A pipeline whose voice step is an offer (`purpose: marketing`), its call placed. */
+  async function offerCallPlaced(name: string, eventId: string) {
+    pipeline = await startPipeline(name, { startWorker: false });
+    const p = pipeline;
+    await withVoiceCheckIn(p.configDir, [], "PT4S", "marketing");
+    await p.startWorker();
+    await publishTvTo(p, eventId, PHONE, undefined, { email: true, sms: true, voice: true });
+    const [call] = await p.twilio.waitForCalls(1, 15_000);
+    await stepIn(p, eventId, "sent", "the offer call to be placed");
+    return { p, followUpId: followUpJobId(eventId, CALL_STEP), callSid: call?.sid ?? "" };
+  }
+
+  /** Ends this test's pipeline before it starts another. */
+  async function closePipeline() {
+    await pipeline?.close();
+    pipeline = undefined;
+  }
+
+  /** Picks the call up as a person: its TwiML answer. */
+  async function pickUp(placed: { p: PipelineHarness; followUpId: string; callSid: string }) {
+    const answer = await postTwilio(placed.p, callRoute("answer", placed.followUpId), {
+      CallSid: placed.callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "human",
+    });
+    return parseTwiml(await answer.text());
+  }
+
+  it("plays no offer and asks nothing, by number or by customer id; a check-in call still asks", async () => {
+    const placed = await offerCallPlaced("voice-offers-out-number", "evt-offer-number");
+    const list = new SuppressionList(placed.p.redis, placed.p.prefix);
+    // Offers only, by the number, while the call rings: the check-in calls stay welcome.
+    await list.suppress("voice", { address: PHONE }, undefined, "marketing");
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(false);
+    const twiml = await pickUp(placed);
+    expect(twiml.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
+    expect(twiml.children[0]?.text).toBe("You will get no more offers from us by phone. Goodbye.");
+    await postTwilio(placed.p, callRoute("status", placed.followUpId), {
+      CallSid: placed.callSid,
+      CallStatus: "completed",
+      AnsweredBy: "human",
+    });
+    expect((await stepRecord(placed.p, "evt-offer-number", CALL_STEP))?.delivery).toEqual({
+      status: "answered-no-score",
+    });
+    await closePipeline();
+
+    const byId = await offerCallPlaced("voice-offers-out-id", "evt-offer-id");
+    await new SuppressionList(byId.p.redis, byId.p.prefix).suppress(
+      "voice",
+      { customerId: "cus-evt-offer-id" },
+      undefined,
+      "marketing",
+    );
+    // Opted out by customer id: an answering machine gets no voicemail of the offer either.
+    const machine = await postTwilio(byId.p, callRoute("answer", byId.followUpId), {
+      CallSid: byId.callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "machine_end_beep",
+    });
+    expect(await verbs(machine)).toEqual(["Hangup"]);
+    await closePipeline();
+
+    // Not an offer: a check-in call to a number that opted out of offers only asks its question.
+    const checkIn = await callPlaced("voice-offers-out-check-in", "evt-offer-check-in");
+    await new SuppressionList(checkIn.p.redis, checkIn.p.prefix).suppress(
+      "voice",
+      { address: PHONE },
+      undefined,
+      "marketing",
+    );
+    expect((await pickUp(checkIn)).children.map((child) => child.name)).toEqual(["Gather"]);
+    // A script stored by a version before 7 December 2026 names no purpose: taken for an offer's.
+    const key = new StoreKeys(checkIn.p.prefix).callScript(checkIn.followUpId);
+    const stored = JSON.parse((await checkIn.p.redis.get(key)) ?? "{}");
+    expect(stored.script.purpose).toBe("transactional");
+    delete stored.script.purpose;
+    await checkIn.p.redis.set(key, JSON.stringify(stored), "KEEPTTL");
+    const legacy = await pickUp(checkIn);
+    expect(legacy.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
+    expect(legacy.children[0]?.text).toBe("You will get no more offers from us by phone. Goodbye.");
+  });
+});
+
 describe("the Twilio voice adapter", () => {
   it("classifies the Calls API's answers: invalid numbers permanent, 429 and 5xx transient", async () => {
     fake = await startTwilioFake({ accountSid: TWILIO_SID, authToken: TWILIO_TOKEN });

@@ -11,6 +11,8 @@ export async function withVoiceCheckIn(
   configDir: string,
   owners: unknown[] = [],
   after = "PT4S",
+  /** `marketing`: the call is an offer (a customer who opted out of voice offers gets none). */
+  purpose?: "marketing",
 ): Promise<void> {
   const file = path.join(configDir, "rules.yaml");
   const doc = parseDocument(await readFile(file, "utf8"));
@@ -23,6 +25,7 @@ export async function withVoiceCheckIn(
       template: "check-in-call",
       delay: "P3M",
       fallback: { channel: "sms", template: "check-in", after },
+      ...(purpose && { purpose }),
     }),
   );
   doc.setIn(["owners"], doc.createNode(owners));
@@ -35,6 +38,7 @@ export async function publishTv(
   id: string,
   phone: string,
   name = "Nina Berg",
+  consent?: Record<string, boolean>,
 ): Promise<void> {
   const occurredAt = DateTime.utc().setZone("Europe/London").minus({ months: 3 }).toUTC();
   await p.publisher.publish(
@@ -42,7 +46,7 @@ export async function publishTv(
       id,
       orderId: `ord-${id}`,
       occurredAt: occurredAt.toISO({ suppressMilliseconds: true }) ?? "",
-      customer: { id: `cus-${id}`, phone, name, email: undefined },
+      customer: { id: `cus-${id}`, phone, name, email: undefined, ...(consent && { consent }) },
       items: [item("televisions", "899.00", { name: "OLED TV 55 inch" })],
       store: { id: "corner-shop", name: "Corner Shop" },
     }) as never,

@@ -43,6 +43,17 @@ describe("a call's turns", () => {
     expect(answerOptedOut(SCRIPT, "machine_end_beep")).toEqual({ type: "hang-up" });
   });
 
+  it("tells one who opted out of voice offers only, answering an offer's call, that no more offers will come", () => {
+    expect(answerOptedOut(SCRIPT, "human", "offers")).toMatchObject({
+      type: "say-and-hang-up",
+      say: ["You will get no more offers from us by phone. Goodbye."],
+    });
+    expect(answerOptedOut(GERMAN, "human", "offers")).toMatchObject({
+      say: ["Sie erhalten von uns keine Angebote mehr per Telefon. Auf Wiederhören."],
+    });
+    expect(answerOptedOut(SCRIPT, "machine_end_beep", "offers")).toEqual({ type: "hang-up" });
+  });
+
   it("asks a person for a keypad answer after the message, in their language", () => {
     expect(answerCall(SCRIPT, "human")).toEqual({
       type: "ask",
