@@ -56,7 +56,11 @@ const MAX_REPLY_LENGTH = 1600;
 const MAX_EMAIL_REPLY_LENGTH = 10_000;
 /** Twilio's error code for a message to a number that has opted out (replied STOP). */
 const TWILIO_OPTED_OUT = 21610;
-/** A number gets at most one opt-out confirmation within this long. */
+/**
+ * A number gets at most one opt-out confirmation within this long; and none for an opt-out that
+ * came in longer ago than this (replayed from the webhook spool): the FCC allows the one
+ * confirmation within five minutes of the request only.
+ */
 const CONFIRMATION_WINDOW_MS = 5 * 60_000;
 /** The subject of a List-Unsubscribe mailto (templates/unsubscribe-link.ts), as clients send it. */
 const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
@@ -117,13 +121,16 @@ export interface CustomerFeedbackDeps {
 export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
   /**
    * One confirmation text per number within five minutes, in the customer's language when their
-   * purchase is still stored. Not for Twilio's standard keywords, which Twilio confirms itself.
+   * purchase is still stored; none when the opt-out came in over five minutes ago (replayed from
+   * the webhook spool). Not for Twilio's standard keywords, which Twilio confirms itself.
    * The opt-out is stored before; a confirmation that fails is logged, never retried.
    */
   const confirmOptOut = async (message: {
     from: string;
     body: string;
     optOutType?: string;
+    /** When the opt-out came in, if not now (replayed from the webhook spool). */
+    receivedAt?: number;
   }): Promise<void> => {
     if (
       isTwilioOptOut(message.optOutType) ||
@@ -131,6 +138,15 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       !deps.rules().optOutConfirmation
     )
       return;
+    if (
+      message.receivedAt !== undefined &&
+      deps.now() - message.receivedAt > CONFIRMATION_WINDOW_MS
+    ) {
+      deps.logger.info(
+        "opt-out handled over five minutes after it came in (replayed from the webhook spool): no confirmation text",
+      );
+      return;
+    }
     try {
       const member = await deps.suppressions.addressMember(message.from);
       if (!(await deps.smsReferences.takeOptOutConfirmation(member, CONFIRMATION_WINDOW_MS)))

@@ -7,7 +7,7 @@ import { shardStores } from "../../src/store/shards.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
-import { shippedRules } from "../support/fixtures.js";
+import { shippedRules, shippedTemplates } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
 
 /**
@@ -35,15 +35,26 @@ afterEach(async () => {
   await deleteKeysWithPrefix(redis, prefix);
 });
 
-async function feedbackAt(now: () => number) {
+/**
+ * The customer feedback at `now`; with `texts`, opt-outs in other words are confirmed by a text
+ * (the shipped template), noted there.
+ */
+async function feedbackAt(now: () => number, texts?: { to: string; text: string }[]) {
   const rules = await shippedRules();
+  const templates = texts && (await shippedTemplates(rules));
   const suppressions = new SuppressionList(redis, prefix, { addressHashSecret: "secret" });
   const feedback = createCustomerFeedback({
-    rules: () => ({ ...rules, optOutConfirmation: false }),
+    rules: () => ({ ...rules, optOutConfirmation: texts !== undefined }),
     templates: () => {
-      throw new Error("no confirmation texts in this test");
+      if (!templates) throw new Error("no confirmation texts in this test");
+      return templates;
     },
-    sms: { send: async () => ({ ok: true, id: "SMx" }) },
+    sms: {
+      send: async (message) => {
+        texts?.push({ to: message.to, text: message.text });
+        return { ok: true, id: `SM${texts?.length ?? "x"}` };
+      },
+    },
     shards: shardStores(redis, prefix, 1),
     ledger: { countOnce: async () => true },
     smsReferences: new SmsReferences(redis, prefix),
@@ -105,4 +116,25 @@ it("a START replayed from the spool still opts in when no later opt-out came", a
     "opted-in",
   );
   expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+});
+
+it("an opt-out replayed from the spool over five minutes after it came in gets no confirmation text; one handled within five minutes does", async () => {
+  const now = Date.now();
+  const texts: { to: string; text: string }[] = [];
+  const { feedback } = await feedbackAt(() => now, texts);
+  const stopSpooled = (from: string, minutesAgo: number) =>
+    feedback.inboundSms({
+      from,
+      body: "Please stop texting me",
+      messageSid: `SM${from}`,
+      receivedAt: now - minutesAgo * MINUTE,
+    });
+  // Taken while Redis was away an hour ago, replayed now: the FCC lets a confirmation follow an
+  // opt-out within five minutes only; later it is one more text after the customer said stop.
+  expect(await stopSpooled(PHONE, 60)).toBe("opted-out");
+  expect(texts).toEqual([]);
+  // Replayed within the five minutes: confirmed, as a live one is.
+  const other = "+447400654321";
+  expect(await stopSpooled(other, 2)).toBe("opted-out");
+  expect(texts.map((sent) => sent.to)).toEqual([other]);
 });
