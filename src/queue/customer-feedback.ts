@@ -346,8 +346,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
   };
 
   /**
-   * An email reply asking for no more emails: the sender's address and the customer of the
-   * follow-up it answers (when its purchase is still kept) are opted out of every email, as the
+   * An email reply asking for no more emails: the sender's address, and the customer of the
+   * follow-up it answers and the address that follow-up was sent to (when its purchase is still
+   * kept: a reply from a mailbox it was forwarded to), are opted out of every email, as the
    * unsubscribe link's "Stop all follow-ups" does; counted once (reason `email-reply`).
    */
   const optOutByEmailReply = async (sender: string, step: StepRef | undefined) => {
@@ -356,7 +357,15 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       : undefined;
     const customerId = read?.event?.customer.id;
     if (customerId !== undefined) {
-      await unsubscribe(customerId, ["email"], "email-reply", { address: sender });
+      const sentTo = read?.event?.customer.email;
+      await unsubscribe(
+        customerId,
+        ["email"],
+        "email-reply",
+        { address: sender },
+        "all",
+        new Map(sentTo ? [["email", [sentTo]]] : []),
+      );
       return;
     }
     await deps.suppressions.suppress(

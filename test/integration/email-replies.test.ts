@@ -308,6 +308,33 @@ describe("an email reply asking for no more emails", () => {
     expect(await list.isSuppressed("email", { address: "bo@example.com" })).toBe(true);
   });
 
+  it("sent from another address than the follow-up's (a forward) also opts out the address the follow-up was sent to", async () => {
+    pipeline = await startPipeline("email-reply-forwarded-opt-out", {
+      startWorker: false,
+      env: { INBOUND_EMAIL_TOKEN: TOKEN },
+    });
+    const p = pipeline;
+    await p.startWorker();
+    const messageId = await thankYouSent(p, "evt-forwarded", "cus-forwarded");
+    // ana@example.com forwards to a private mailbox, whose reply answers the thank-you.
+    const stop = replyMime(
+      {
+        From: "Ana Novak <ana.private@mail.example>",
+        "Message-ID": "<fwd-stop-1@mail.example>",
+        "In-Reply-To": messageId,
+        References: messageId,
+      },
+      "Please stop emailing me.",
+    );
+    expect((await postEmail(p, stop)).status).toBe(202);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { address: "ana.private@mail.example" })).toBe(true);
+    expect(await list.isSuppressed("email", { customerId: "cus-forwarded" })).toBe(true);
+    // The address the thank-you went to: a guest checkout with it is not emailed either, as
+    // after the link in that email.
+    expect(await list.isSuppressed("email", { address: "ana@example.com" })).toBe(true);
+  });
+
   it("reads a subject the customer wrote (an empty mail titled 'Unsubscribe'), not the shop's own subject quoted in 'Re:'", async () => {
     pipeline = await startPipeline("email-subject-opt-out", {
       env: { INBOUND_EMAIL_TOKEN: TOKEN },
