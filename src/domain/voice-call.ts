@@ -37,6 +37,8 @@ interface Phrases {
   readonly noAnswer: string;
   readonly invalid: string;
   readonly voicemailEnd: string;
+  /** What an offer's call says first: who calls, and that a 9 stops the calls. */
+  readonly offerOpening: (shopName: string) => string;
 }
 
 const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
@@ -52,6 +54,8 @@ const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
     noAnswer: "We did not hear an answer. Thank you for your time. Goodbye.",
     invalid: "Sorry, we did not understand that.",
     voicemailEnd: "There is no need to call back. Goodbye.",
+    offerOpening: (shop) =>
+      `This is a call from ${shop}. To stop calls from us, press 9 at any time.`,
   },
   de: {
     prompt:
@@ -66,6 +70,8 @@ const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
     noAnswer: "Wir haben keine Antwort gehört. Vielen Dank für Ihre Zeit. Auf Wiederhören.",
     invalid: "Das haben wir leider nicht verstanden.",
     voicemailEnd: "Sie brauchen nicht zurückzurufen. Auf Wiederhören.",
+    offerOpening: (shop) =>
+      `Hier spricht ${shop}. Wenn Sie keine Anrufe von uns mehr wünschen, drücken Sie jederzeit die 9.`,
   },
 };
 
@@ -140,8 +146,17 @@ export type CallVoice = Omit<
   | "minutePriceMicros"
 >;
 
-/** The call settings for a customer's locale, or undefined when calls do not speak its language. */
-export function callVoiceFor(locale: string, settings: VoiceCallSettings): CallVoice | undefined {
+/**
+ * The call settings for a customer's locale, or undefined when calls do not speak its language.
+ * An offer's call (purpose marketing) leaves no voicemail whatever the rules say: a recorded
+ * telemarketing message left on a machine must give a toll-free number that reaches an automated
+ * opt-out (TCPA, 47 CFR 64.1200(b)(3)), which this worker does not answer.
+ */
+export function callVoiceFor(
+  locale: string,
+  settings: VoiceCallSettings,
+  purpose: Purpose = "transactional",
+): CallVoice | undefined {
   const language = voiceLanguageOf(locale);
   if (!language) return undefined;
   const voice = settings.voices[language];
@@ -149,7 +164,7 @@ export function callVoiceFor(locale: string, settings: VoiceCallSettings): CallV
     language,
     sayLanguage: sayLanguageOf(locale, language),
     ...(voice !== undefined && { voice }),
-    answeringMachine: settings.answeringMachine,
+    answeringMachine: purpose === "marketing" ? "hangup" : settings.answeringMachine,
     speech: settings.speech,
   };
 }
@@ -197,7 +212,11 @@ function isMachine(answeredBy: string | undefined): boolean {
 }
 
 /** The first turn of an answered call: the message and the question, or a voicemail. */
-export function answerCall(script: CallScript, answeredBy: string | undefined): CallTurn {
+export function answerCall(
+  script: CallScript,
+  answeredBy: string | undefined,
+  shopName: string,
+): CallTurn {
   const phrases = PHRASES[script.language];
   if (isMachine(answeredBy)) {
     return script.answeringMachine === "voicemail" && answeredBy !== "fax"
@@ -208,9 +227,16 @@ export function answerCall(script: CallScript, answeredBy: string | undefined): 
         }
       : { type: "hang-up" };
   }
+  const prompt = script.speech ? phrases.promptSpeech : phrases.prompt;
   return {
     type: "ask",
-    say: [script.text, script.speech ? phrases.promptSpeech : phrases.prompt],
+    // An offer's call says who calls and how to stop the calls before anything else: the TCPA
+    // wants the opt-out offered within two seconds of the caller's name (47 CFR 64.1200(b)(3)).
+    // The key is gathered from the first word on, so a 9 pressed then counts.
+    say:
+      script.purpose === "marketing"
+        ? [phrases.offerOpening(shopName), script.text, prompt]
+        : [script.text, prompt],
     speaking: speakingOf(script),
     speech: script.speech,
   };

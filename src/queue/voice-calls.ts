@@ -204,7 +204,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         );
         return turn;
       }
-      const turn = answerCall(call.script, request.answeredBy);
+      const turn = answerCall(call.script, request.answeredBy, deps.rules().shopName);
       if (turn.type !== "ask") {
         await note(request, turn.type === "hang-up" ? "machine" : "voicemail");
       }

@@ -153,7 +153,11 @@ export function createMessageComposer(
     }
     // A call is spoken in the language of the template variant the customer gets; the customer's
     // region picks the accent (en-US, en-GB) when they speak the variant's language.
-    const call = callVoiceFor(localeInLanguageOf(variant.locale, locale), rules.voiceCalls);
+    const call = callVoiceFor(
+      localeInLanguageOf(variant.locale, locale),
+      rules.voiceCalls,
+      step.purpose,
+    );
     if (!call) {
       throw new TemplateError(
         `voice calls are spoken in ${VOICE_LANGUAGES.join(" or ")}; template ${step.template} answered in ${variant.locale}`,

@@ -946,6 +946,25 @@ describe("a marketing call answered after its customer or number opted out of vo
     return parseTwiml(await answer.text());
   }
 
+  it("says who calls and that a 9 stops the calls before the offer, and leaves no voicemail (TCPA)", async () => {
+    const placed = await offerCallPlaced("voice-offer-opening", "evt-offer-opening");
+    // Placed to hang up on a machine, though the rules' voicemail setting (the default) stays.
+    expect(placed.p.twilio.calls[0]).toMatchObject({ machineDetection: "Enable" });
+    const twiml = await pickUp(placed);
+    expect(twiml.children.map((child) => child.name)).toEqual(["Gather"]);
+    const said = twiml.children[0]?.children.map((child) => child.text) ?? [];
+    expect(said[0]).toBe(
+      "This is a call from Your shop. To stop calls from us, press 9 at any time.",
+    );
+    expect(said).toHaveLength(3);
+    const machine = await postTwilio(placed.p, callRoute("answer", placed.followUpId), {
+      CallSid: placed.callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "machine_end_beep",
+    });
+    expect(await verbs(machine)).toEqual(["Hangup"]);
+  });
+
   it("plays no offer and asks nothing, by number or by customer id; a check-in call still asks", async () => {
     const placed = await offerCallPlaced("voice-offers-out-number", "evt-offer-number");
     const list = new SuppressionList(placed.p.redis, placed.p.prefix);

@@ -31,6 +31,7 @@ const SCRIPT: CallScript = {
   speech: false,
 };
 const GERMAN: CallScript = { ...SCRIPT, language: "de", sayLanguage: "de-DE", voice: undefined };
+const SHOP = "Corner Shop";
 
 describe("a call's turns", () => {
   it("tells a number that opted out after the call was placed only that no more will come", () => {
@@ -55,7 +56,7 @@ describe("a call's turns", () => {
   });
 
   it("asks a person for a keypad answer after the message, in their language", () => {
-    expect(answerCall(SCRIPT, "human")).toEqual({
+    expect(answerCall(SCRIPT, "human", SHOP)).toEqual({
       type: "ask",
       say: [
         "Hello Nina, this is Corner Shop.",
@@ -64,20 +65,51 @@ describe("a call's turns", () => {
       speaking: { language: "en-GB", voice: "Polly.Amy" },
       speech: false,
     });
-    const german = answerCall({ ...GERMAN, text: "Guten Tag" }, undefined);
+    const german = answerCall({ ...GERMAN, text: "Guten Tag" }, undefined, SHOP);
     expect(german.type === "ask" && german.say[1]).toMatch(/^Bitte drücken Sie eine Taste/);
     expect(german.type === "ask" && german.speaking).toEqual({ language: "de-DE" });
   });
 
+  it("opens an offer's call with who calls and how to stop the calls, before the message (TCPA)", () => {
+    const offer = answerCall({ ...SCRIPT, purpose: "marketing" }, "human", SHOP);
+    expect(offer.type === "ask" && offer.say).toEqual([
+      "This is a call from Corner Shop. To stop calls from us, press 9 at any time.",
+      "Hello Nina, this is Corner Shop.",
+      "Please press a key from 1 to 5: 5 means very happy, 1 means not happy at all. Press 9 to stop these calls.",
+    ]);
+    const german = answerCall({ ...GERMAN, purpose: "marketing" }, "human", "Eckladen");
+    expect(german.type === "ask" && german.say[0]).toBe(
+      "Hier spricht Eckladen. Wenn Sie keine Anrufe von uns mehr wünschen, drücken Sie jederzeit die 9.",
+    );
+    // A 9 pressed while it is said counts: every sentence is inside the Gather.
+    expect(callTwiml(offer, "https://f.test/gather?call=f1")).toMatch(
+      /^<\?xml[^>]*><Response><Gather [^>]*><Say [^>]*>This is a call from Corner Shop\./,
+    );
+    // A check-in (transactional) call, and one of a version that kept no purpose, start with the message.
+    for (const script of [{ ...SCRIPT, purpose: "transactional" as const }, SCRIPT]) {
+      const turn = answerCall(script, "human", SHOP);
+      expect(turn.type === "ask" && turn.say[0]).toBe("Hello Nina, this is Corner Shop.");
+    }
+  });
+
+  it("never leaves an offer's call on a machine: its voice settings hang up whatever the rules say", () => {
+    const settings = { voices: {}, answeringMachine: "voicemail", speech: false } as const;
+    expect(callVoiceFor("en-GB", settings, "marketing")?.answeringMachine).toBe("hangup");
+    expect(callVoiceFor("en-GB", settings, "transactional")?.answeringMachine).toBe("voicemail");
+    expect(callVoiceFor("en-GB", settings)?.answeringMachine).toBe("voicemail");
+    const offer = { ...SCRIPT, purpose: "marketing" as const, answeringMachine: "hangup" as const };
+    expect(answerCall(offer, "machine_end_beep", SHOP)).toEqual({ type: "hang-up" });
+  });
+
   it("leaves a voicemail at a machine, or hangs up, as configured; never talks to a fax", () => {
-    expect(answerCall(SCRIPT, "machine_end_beep")).toMatchObject({
+    expect(answerCall(SCRIPT, "machine_end_beep", SHOP)).toMatchObject({
       type: "say-and-hang-up",
       say: ["Hello Nina, this is Corner Shop.", "There is no need to call back. Goodbye."],
     });
-    expect(answerCall({ ...SCRIPT, answeringMachine: "hangup" }, "machine_start")).toEqual({
+    expect(answerCall({ ...SCRIPT, answeringMachine: "hangup" }, "machine_start", SHOP)).toEqual({
       type: "hang-up",
     });
-    expect(answerCall(SCRIPT, "fax")).toEqual({ type: "hang-up" });
+    expect(answerCall(SCRIPT, "fax", SHOP)).toEqual({ type: "hang-up" });
   });
 
   it.each([
@@ -141,13 +173,13 @@ describe("a call's turns", () => {
   });
 
   it("builds TwiML with the SDK: a Gather posting back, Say in the language, Hangup", () => {
-    const ask = callTwiml(answerCall(SCRIPT, "human"), "https://f.test/gather?call=f1");
+    const ask = callTwiml(answerCall(SCRIPT, "human", SHOP), "https://f.test/gather?call=f1");
     expect(ask).toBe(
       '<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf" numDigits="1" timeout="8" action="https://f.test/gather?call=f1" method="POST" actionOnEmptyResult="true"><Say language="en-GB" voice="Polly.Amy">Hello Nina, this is Corner Shop.</Say><Say language="en-GB" voice="Polly.Amy">Please press a key from 1 to 5: 5 means very happy, 1 means not happy at all. Press 9 to stop these calls.</Say></Gather></Response>',
     );
     // Text from a purchase is escaped, never spliced into the XML.
     const spliced = callTwiml(
-      answerCall({ ...SCRIPT, text: 'Hi <Dial>+1</Dial> & "co"' }, "machine_end_beep"),
+      answerCall({ ...SCRIPT, text: 'Hi <Dial>+1</Dial> & "co"' }, "machine_end_beep", SHOP),
       "",
     );
     expect(spliced).toContain('Hi &lt;Dial&gt;+1&lt;/Dial&gt; &amp; "co"');
