@@ -41,12 +41,29 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
     );
   }
   for (const warning of [
+    ...purposeWarnings(rules),
     ...currencyWarnings(rules),
     ...spendWarnings(rules),
     ...(await coalesceWarnings(rules, templates)),
   ])
     io.err(`warning: ${warning}\n`);
   return EXIT.ok;
+}
+
+/**
+ * Discount steps declared transactional: a discount is an offer, and as a transactional step it
+ * would reach customers who opted out of offers, without the consent marketing needs, and (by
+ * email) without an unsubscribe link.
+ */
+export function purposeWarnings(rules: RuleSet): string[] {
+  return rules.rules.flatMap((rule) =>
+    rule.steps
+      .filter((step) => step.kind === "discount" && step.purpose === "transactional")
+      .map(
+        (step) =>
+          `${stepIdOf(rule, step)}: a discount is an offer, but it says purpose: transactional, so it goes to customers who opted out of offers, without the consent offers need${step.channel === "email" ? " and without an unsubscribe link" : ""}; leave purpose out (a discount is marketing) unless it is not an offer`,
+      ),
+  );
 }
 
 /**

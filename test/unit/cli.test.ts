@@ -465,6 +465,33 @@ describe("followups check", () => {
     ]);
   });
 
+  it("warns of a discount declared transactional: it would reach customers who opted out of offers", async () => {
+    const config = path.dirname(await writeTemp("purpose-config/rules.yaml", ""));
+    await cp(SHIPPED_CONFIG_DIR, config, { recursive: true });
+    const rulesFile = path.join(config, "rules.yaml");
+    const rules = (await readFile(rulesFile, "utf8")).replace(
+      "        template: accessories-discount\n",
+      "        template: accessories-discount\n        purpose: transactional\n",
+    );
+    await writeFile(rulesFile, rules);
+    // Its templates without the unsubscribe link, which check refuses in a transactional step.
+    for (const language of ["en", "de"])
+      for (const part of ["text", "html"])
+        await writeFile(
+          path.join(config, "templates", "accessories-discount", `${language}.${part}.liquid`),
+          "{{ discount.percent }}% off with {{ discount.code }} until {{ discount.validUntil }}.\n",
+        );
+    const { io, output } = memoryIo();
+    expect(await runCheck(config, io)).toBe(EXIT.ok);
+    expect(output.err.split("\n").filter((line) => line.startsWith("warning:"))).toEqual([
+      "warning: accessories.discount: a discount is an offer, but it says purpose: transactional, so it goes to customers who opted out of offers, without the consent offers need and without an unsubscribe link; leave purpose out (a discount is marketing) unless it is not an offer",
+    ]);
+    // The shipped rules, whose discounts are offers, get no such warning.
+    const shipped = memoryIo();
+    expect(await runCheck(SHIPPED_CONFIG_DIR, shipped.io)).toBe(EXIT.ok);
+    expect(shipped.output.err).not.toContain("a discount is an offer");
+  });
+
   it("exits 1 and lists every problem with file:line:column, then the count", async () => {
     const config = path.dirname(await writeTemp("check-config/rules.yaml", BROKEN_RULES));
     const { io, output } = memoryIo();
