@@ -34,6 +34,8 @@ interface Phrases {
   readonly sorry: string;
   readonly stopped: string;
   readonly stoppedOffers: string;
+  /** To one who opted out of calls before answering: what is known is that calls stopped. */
+  readonly stoppedCalls: string;
   readonly noAnswer: string;
   readonly invalid: string;
   readonly voicemailEnd: string;
@@ -51,6 +53,7 @@ const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
     sorry: "Thank you. We are sorry to hear that, and someone from our team will be in touch.",
     stopped: "You will get no more calls or texts from us. Goodbye.",
     stoppedOffers: "You will get no more offers from us by phone. Goodbye.",
+    stoppedCalls: "You will get no more calls from us. Goodbye.",
     noAnswer: "We did not hear an answer. Thank you for your time. Goodbye.",
     invalid: "Sorry, we did not understand that.",
     voicemailEnd: "There is no need to call back. Goodbye.",
@@ -67,6 +70,7 @@ const PHRASES: Readonly<Record<VoiceLanguage, Phrases>> = {
       "Vielen Dank. Das tut uns leid, jemand aus unserem Team wird sich bei Ihnen melden. Auf Wiederhören.",
     stopped: "Sie erhalten von uns keine Anrufe und SMS mehr. Auf Wiederhören.",
     stoppedOffers: "Sie erhalten von uns keine Angebote mehr per Telefon. Auf Wiederhören.",
+    stoppedCalls: "Sie erhalten von uns keine Anrufe mehr. Auf Wiederhören.",
     noAnswer: "Wir haben keine Antwort gehört. Vielen Dank für Ihre Zeit. Auf Wiederhören.",
     invalid: "Das haben wir leider nicht verstanden.",
     voicemailEnd: "Sie brauchen nicht zurückzurufen. Auf Wiederhören.",
@@ -257,7 +261,8 @@ export function answerOptedOut(
   const phrases = PHRASES[script.language];
   return {
     type: "say-and-hang-up",
-    say: [scope === "all" ? phrases.stopped : phrases.stoppedOffers],
+    // Not "calls or texts": an opt-out of calls alone (by an event, a link) leaves texts on.
+    say: [scope === "all" ? phrases.stoppedCalls : phrases.stoppedOffers],
     speaking: speakingOf(script),
   };
 }

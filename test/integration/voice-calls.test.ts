@@ -133,7 +133,7 @@ async function answeredWithGoodbyeOnly(
   const twiml = parseTwiml(await answer.text());
   // No message, no question: they asked for no more calls, and hear that they will get none.
   expect(twiml.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
-  expect(twiml.children[0]?.text).toBe("You will get no more calls or texts from us. Goodbye.");
+  expect(twiml.children[0]?.text).toBe("You will get no more calls from us. Goodbye.");
   await postTwilio(p, callRoute("status", followUpId), {
     CallSid: callSid,
     CallStatus: "completed",

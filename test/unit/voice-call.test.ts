@@ -37,7 +37,7 @@ describe("a call's turns", () => {
   it("tells a number that opted out after the call was placed only that no more will come", () => {
     expect(answerOptedOut(GERMAN, "human")).toEqual({
       type: "say-and-hang-up",
-      say: ["Sie erhalten von uns keine Anrufe und SMS mehr. Auf Wiederhören."],
+      say: ["Sie erhalten von uns keine Anrufe mehr. Auf Wiederhören."],
       speaking: { language: "de-DE" },
     });
     // A machine gets no voicemail.
