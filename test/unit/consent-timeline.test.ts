@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConsentTimeline } from "../../src/domain/consent-timeline.js";
+import { ConsentTimeline, consentFor } from "../../src/domain/consent-timeline.js";
 
 /** What simulate replays of consent: per channel, the latest purchase by `at` that stated one. */
 
@@ -33,5 +33,45 @@ describe("ConsentTimeline", () => {
       sms: { given: false, at: Date.parse("2026-01-01T10:00:00Z") },
     });
     expect(timeline.at("nobody", Date.parse("2026-06-01T00:00:00Z"))).toEqual({});
+  });
+});
+
+describe("ConsentTimeline: purchases made at the same instant", () => {
+  it("takes the one noted last (as the worker, which takes in the later one last)", () => {
+    const timeline = new ConsentTimeline();
+    timeline.note(purchase("c3", "2026-04-01T10:00:00Z", { email: true }) as never);
+    timeline.note(purchase("c3", "2026-04-01T10:00:00Z", { email: false }) as never);
+    expect(timeline.at("c3", Date.parse("2026-04-02T00:00:00Z"))).toEqual({
+      email: { given: false, at: Date.parse("2026-04-01T10:00:00Z") },
+    });
+  });
+});
+
+describe("consentFor", () => {
+  const own = (occurredAt: string, email?: boolean) => ({
+    occurredAt,
+    customer: { ...(email !== undefined && { consent: { email } }) },
+  });
+  it.each([
+    ["no stated consent: the purchase's own", own("2026-02-01T10:00:00Z", true), {}, true],
+    ["no stated consent, none of its own", own("2026-02-01T10:00:00Z"), {}, undefined],
+    ["stated later than the purchase", own("2026-02-01T10:00:00Z", true), { email: MAR_NO }, false],
+    [
+      "stated earlier: the purchase's own",
+      own("2026-04-01T10:00:00Z", true),
+      { email: MAR_NO },
+      true,
+    ],
+    ["stated earlier, none of its own", own("2026-04-01T10:00:00Z"), { email: MAR_NO }, false],
+    // Not later: another purchase at the same instant, taken in after it, stated it.
+    [
+      "stated at the purchase's instant",
+      own("2026-03-01T10:00:00Z", true),
+      { email: MAR_NO },
+      false,
+    ],
+    ["no purchase (a timeline's customer)", undefined, { email: JAN_YES }, true],
+  ] as const)("%s", (_, purchase, stated, expected) => {
+    expect(consentFor(purchase, "email", stated)).toBe(expected);
   });
 });

@@ -758,3 +758,89 @@ describe("decideSend takes the consent of the customer's latest purchase that st
     expect(decision.action).toBe("send");
   });
 });
+
+describe("decideSend: offers-only opt-outs and channels this deployment cannot send on", () => {
+  // Each row: the step, the channels opted out of offers only, the channels unavailable (with
+  // their reason), and the decision expected (action, and code and reason for a skip).
+  interface Row {
+    stepId: string;
+    event?: PurchaseSpec;
+    marketingSuppressed?: Channel[];
+    unavailable?: [Channel, string][];
+    expected: { action: SendDecision["action"]; code?: GuardSkipCode; reason?: string };
+  }
+  const rows: [string, Row][] = [
+    [
+      "a marketing email step when the customer opted out of email offers",
+      {
+        stepId: "accessories.discount",
+        marketingSuppressed: ["email"],
+        expected: {
+          action: "skip",
+          code: "opted-out",
+          reason: "customer opted out of email offers",
+        },
+      },
+    ],
+    [
+      "a marketing email step when only sms offers are opted out of",
+      {
+        stepId: "accessories.discount",
+        marketingSuppressed: ["sms"],
+        expected: { action: "send" },
+      },
+    ],
+    [
+      "a transactional email step still goes to a customer who opted out of email offers only",
+      {
+        stepId: "big-ticket.thank-you",
+        marketingSuppressed: ["email"],
+        expected: { action: "send" },
+      },
+    ],
+    [
+      "an sms step when this deployment cannot send sms",
+      {
+        stepId: "big-ticket.check-in",
+        unavailable: [["sms", "no sms provider configured"]],
+        expected: {
+          action: "skip",
+          code: "channel-unavailable",
+          reason: "no sms provider configured",
+        },
+      },
+    ],
+    [
+      "an email step when only voice is unavailable",
+      {
+        stepId: "big-ticket.thank-you",
+        unavailable: [["voice", "no voice provider yet"]],
+        expected: { action: "send" },
+      },
+    ],
+    [
+      "an unavailable channel is reported before a missing contact",
+      {
+        stepId: "big-ticket.check-in",
+        event: { customer: { phone: undefined } },
+        unavailable: [["sms", "no sms provider configured"]],
+        expected: { action: "skip", code: "channel-unavailable" },
+      },
+    ],
+  ];
+
+  it.each(rows)("%s", (_what, row) => {
+    const now = instant(NOW);
+    const decision = decideSend({
+      event: purchase(row.event),
+      stepId: row.stepId,
+      dueAt: now.minus({ hours: 1 }).toMillis(),
+      rules: shipped,
+      now,
+      suppressedChannels: new Set(),
+      marketingSuppressedChannels: new Set(row.marketingSuppressed ?? []),
+      unavailableChannels: new Map(row.unavailable ?? []),
+    });
+    expect(decision).toMatchObject(row.expected);
+  });
+});
