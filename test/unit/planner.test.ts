@@ -338,6 +338,19 @@ describe("cooldowns against every other purchase's step", () => {
     expect(planWith("2026-05-02T10:00:00Z", "2026-01-01T10:00:00Z")).toEqual(["planned"]);
   });
 
+  it("ends exactly a cooldown apart, either way (P30D in London's calendar, across BST)", () => {
+    // Due 2 March 10:00 GMT: 31 January 10:00 GMT + P30D is that instant; the due time + P30D is
+    // 1 April 10:00 BST (09:00 UTC).
+    expect(planWith("2026-01-31T10:00:00Z")).toEqual(["planned"]);
+    expect(planWith("2026-01-31T10:00:01Z")).toEqual([
+      "a custom of kind custom is planned for this customer on 2026-01-31, within the cooldown of P30D",
+    ]);
+    expect(planWith("2026-04-01T09:00:00Z")).toEqual(["planned"]);
+    expect(planWith("2026-04-01T08:59:59Z")).toEqual([
+      "a custom of kind custom is planned for this customer on 2026-04-01, within the cooldown of P30D",
+    ]);
+  });
+
   it("remember each step with the cooldowns that hold it, by rule and by kind (cooldownSteps)", () => {
     const withRuleCooldown: RuleSet = {
       ...twoOffers,
@@ -577,6 +590,17 @@ describe("lateness: grace periods and never before the purchase", () => {
     ]);
     const onTime = planOne(options, { occurredAt: "2026-11-20T10:00:00Z" }, "2026-11-20T10:00:00Z");
     expect(onTime.steps.map((s) => [s.dueAt, s.graceEndsAt])).toEqual([
+      ["2026-11-20T11:00:00Z", undefined],
+    ]);
+  });
+
+  it("a step due exactly now is on time: it carries no grace period end", () => {
+    const exactly = planOne(
+      options,
+      { occurredAt: "2026-11-20T10:00:00Z" },
+      "2026-11-20T11:00:00Z",
+    );
+    expect(exactly.steps.map((s) => [s.dueAt, s.graceEndsAt])).toEqual([
       ["2026-11-20T11:00:00Z", undefined],
     ]);
   });
@@ -858,6 +882,36 @@ describe("consent", () => {
     expect(reasons({ consent: { email: true, sms: false, voice: true } })).toEqual([
       ["all.custom", "no-consent", "customer declined SMS messages"],
     ]);
+  });
+
+  it.each([
+    [
+      "opted out of SMS offers only: the offer is skipped, not the rest",
+      { marketingSuppressedChannels: new Set(["sms"] as const) },
+      [["all.custom", "opted-out", "customer opted out of SMS offers"]],
+    ],
+    [
+      "opted out of email and voice offers only: nothing transactional is skipped",
+      { marketingSuppressedChannels: new Set(["email", "voice"] as const) },
+      [],
+    ],
+    [
+      "opted out of SMS and voice altogether",
+      { suppressedChannels: new Set(["sms", "voice"] as const) },
+      [
+        ["all.check-in", "opted-out", "customer opted out of voice call messages"],
+        ["all.custom", "opted-out", "customer opted out of SMS messages"],
+      ],
+    ],
+  ])("%s", (_, options, expected) => {
+    const plan = planFollowUps(
+      purchase({ customer: { consent: { email: true, sms: true, voice: true } } }),
+      strict,
+      NEW_CUSTOMER,
+      instant("2026-11-23T10:00:00Z"),
+      options,
+    );
+    expect(plan.skipped.map((s) => [s.stepId, s.code, s.reason])).toEqual(expected);
   });
 
   it("a missing phone is reported before a missing consent", () => {

@@ -243,3 +243,30 @@ describe("nextSendWindow: a zone this process's time zone data does not know", (
     );
   });
 });
+
+describe("nextSendWindow: the calendar walk's edge cases (an offset change on the way)", () => {
+  // London springs forward on Sunday 28 March 2027: 01:00 GMT becomes 02:00 BST.
+  it.each([
+    [
+      "a window lying wholly inside the gap (01:10–01:50) does not open that day",
+      sendWindow("01:10", "01:50"),
+      new Set<string>(),
+      "2027-03-29T01:10:00+01:00",
+    ],
+    [
+      "a window that ignores holidays opens on a holiday that is the change's day",
+      sendWindow("08:00", "21:00", undefined, false),
+      new Set(["2027-03-28"]),
+      "2027-03-28T08:00:00+01:00",
+    ],
+    [
+      "a window closed on holidays skips a holiday that is the change's day",
+      sendWindow("08:00", "21:00"),
+      new Set(["2027-03-28"]),
+      "2027-03-29T08:00:00+01:00",
+    ],
+  ])("%s", (_, window, holidays, expected) => {
+    const due = nextSendWindow(instant("2027-03-27T22:00:00Z"), "Europe/London", window, holidays);
+    expect(iso(due)).toBe(expected);
+  });
+});
