@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { smsKeyword } from "../../src/domain/sms-keywords.js";
+import {
+  inboundSmsKeyword,
+  isProviderConfirmedOptOut,
+  isTwilioOptOut,
+  smsKeyword,
+} from "../../src/domain/sms-keywords.js";
 
 /** Replies that ask for the messages to end. */
 const OPT_OUTS: readonly string[] = [
@@ -83,6 +88,7 @@ const OPT_OUTS: readonly string[] = [
   // A later sentence that is only a keyword.
   "Love the TV. Stop.",
   "Thanks! STOP",
+  "Love the TV; stop",
   "Stop. By the way, love it",
   // Clear phrases anywhere.
   "Please stop texting me",
@@ -166,6 +172,7 @@ const REPLIES: readonly string[] = [
   "I can't stop watching it",
   "I can't stop smiling",
   "Will you stop by?",
+  "Could you please stop by the shop tomorrow?",
   "It won't stop buzzing",
   "The remote won't stop beeping. Help?",
   "The end of the cable is loose",
@@ -225,5 +232,51 @@ describe("smsKeyword", () => {
 
   it.each(YESES)("%j opts back in only a suppressed number", (body) => {
     expect(smsKeyword(body)).toBe("opt-in-if-suppressed");
+  });
+});
+
+describe("what Twilio said of an inbound SMS", () => {
+  it.each([
+    ["STOP", true],
+    [" stop ", true],
+    ["Stop", true],
+    ["START", false],
+    ["", false],
+    [undefined, false],
+  ] as const)("OptOutType %j is an opt-out: %s", (optOutType, expected) => {
+    expect(isTwilioOptOut(optOutType)).toBe(expected);
+  });
+
+  it.each([
+    // Twilio's Advanced Opt-Out took it for one (a keyword the shop added): whatever its words.
+    [{ body: "Basta ya", optOutType: "STOP" }, "opt-out"],
+    [{ body: "All good thanks", optOutType: "stop" }, "opt-out"],
+    // Otherwise our own reading decides.
+    [{ body: "All good thanks" }, undefined],
+    [{ body: "All good thanks", optOutType: "START" }, undefined],
+    [{ body: "Stop texting me", optOutType: "" }, "opt-out"],
+    [{ body: "START", optOutType: "START" }, "opt-in"],
+  ] as const)("%j → %j", (message, expected) => {
+    expect(inboundSmsKeyword(message)).toBe(expected);
+  });
+});
+
+describe("isProviderConfirmedOptOut: the whole message one of Twilio's standard keywords", () => {
+  it.each([
+    ["STOP", true],
+    ["stop", true],
+    ["  Stop!!! ", true],
+    ['"unsubscribe."', true],
+    ["ＳＴＯＰ", true],
+    ["optout", true],
+    ["stopall", true],
+    // Only we read these as opt-outs, so only we can confirm them.
+    ["Stop please", false],
+    ["please stop texting me", false],
+    ["STOPP", false],
+    ["ARRET", false],
+    ["", false],
+  ] as const)("%j → %s", (body, expected) => {
+    expect(isProviderConfirmedOptOut(body)).toBe(expected);
   });
 });
