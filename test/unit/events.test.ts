@@ -4,12 +4,15 @@ import fc from "fast-check";
 import { DateTime } from "luxon";
 import { describe, expect, it } from "vitest";
 import {
+  customerOfEvent,
   describeProblems,
   type EventParseResult,
   formatPath,
   instantMillis,
+  normalizePhone,
   type ParseEventOptions,
   parseEvent,
+  phoneInCountryOf,
 } from "../../src/domain/events.js";
 import { instant, item, purchaseInput } from "../support/fixtures.js";
 
@@ -933,5 +936,53 @@ describe("instantMillis", () => {
       }),
       { numRuns: 2_000 },
     );
+  });
+});
+
+describe("phone numbers outside events (operator tools, erasure)", () => {
+  it.each([
+    ["+44 20 7946 0958", "+442079460958"],
+    ["  +14155550123 ", "+14155550123"],
+    // Not a valid number: too short, no such country, or no country code to read it by.
+    ["+1 555 0100", undefined],
+    ["+44 20 7946 095", undefined],
+    ["020 7946 0958", undefined],
+  ])("normalizePhone(%j) → %j", (raw, expected) => {
+    expect(normalizePhone(raw)).toBe(expected);
+  });
+
+  it.each([
+    // Written without its country code: read in the known number's country.
+    ["020 7946 0958", "+442079460958", "+442079460958"],
+    [" 020 7946 0959 ", "+442079460958", "+442079460959"],
+    ["(415) 555-0123", "+14155550124", "+14155550123"],
+    // The same digits are no valid number in another country.
+    ["020 7946 0958", "+14155550123", undefined],
+    ["(415) 555-0123", "+442079460958", undefined],
+    // A known value that is not a number names no country.
+    ["020 7946 0958", "ana@example.com", undefined],
+  ])("phoneInCountryOf(%j, %j) → %j", (raw, known, expected) => {
+    expect(phoneInCountryOf(raw, known)).toBe(expected);
+  });
+});
+
+describe("customerOfEvent: whose shard an event belongs to", () => {
+  it.each([
+    ["a purchase", "cus-1", purchaseInput()],
+    ["an unsubscribe", "cus-1", unsubscribeOf({ channels: "all" })],
+    [
+      "an erasure",
+      "cus-9",
+      {
+        type: "customer.erased",
+        id: "e1",
+        occurredAt: "2026-11-24T10:00:00Z",
+        customerId: "cus-9",
+      },
+    ],
+    // A refund names an order, not a customer.
+    ["a refund", undefined, refundOf({})],
+  ])("%s → %j", (_, expected, input) => {
+    expect(customerOfEvent(parsed(input))).toBe(expected);
   });
 });
