@@ -107,7 +107,8 @@ function sumOf(items: readonly ItemInput[], currency: string): string {
 
 /** Strips the common indentation of a template literal, so YAML can be written indented. */
 export function yaml(strings: TemplateStringsArray, ...values: unknown[]): string {
-  const text = strings.reduce((all, part, i) => all + part + (i < values.length ? values[i] : ""));
+  // Without an initial value, reduce starts at the second part (i = 1): values[i - 1] precedes it.
+  const text = strings.reduce((all, part, i) => all + String(values[i - 1]) + part);
   const lines = text
     .replace(/^\n/, "")
     .replace(/\n[ \t]*$/, "\n")

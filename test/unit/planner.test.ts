@@ -6,6 +6,7 @@ import {
   type CustomerHistory,
   cooldownReach,
   cooldownSteps,
+  hasCooldowns,
   type RuleSet,
 } from "../../src/domain/rules.js";
 import {
@@ -336,6 +337,17 @@ describe("cooldowns against every other purchase's step", () => {
       "a custom of kind custom is planned for this customer on 2026-03-01, within the cooldown of P30D",
     ]);
     expect(planWith("2026-05-02T10:00:00Z", "2026-01-01T10:00:00Z")).toEqual(["planned"]);
+  });
+
+  it("are looked for by rule as well as by kind (hasCooldowns: intake then reads the recent steps)", () => {
+    const byRuleOnly: RuleSet = {
+      ...twoOffers,
+      cooldowns: {},
+      rules: twoOffers.rules.map((rule) => ({ ...rule, cooldown: Duration.fromISO("P2M") })),
+    };
+    expect(hasCooldowns(twoOffers)).toBe(true);
+    expect(hasCooldowns(byRuleOnly)).toBe(true);
+    expect(hasCooldowns({ ...twoOffers, cooldowns: {} })).toBe(false);
   });
 
   it("ends exactly a cooldown apart, either way (P30D in London's calendar, across BST)", () => {
@@ -850,6 +862,115 @@ describe("how matching rules combine", () => {
     });
     expect(rules.version).toMatch(/^[0-9a-f]{12}$/);
   });
+});
+
+describe("each condition, at its bounds", () => {
+  // One rule with the row's `when` (EUR by default), a purchase on 23 November 2026: whether its
+  // step is planned, or the reason the condition gives.
+  const outcome = (when: string, spec: PurchaseSpec, previousPurchases = 0) => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: EUR }
+      rules:
+        - id: only
+          when: ${when}
+          steps:
+            - { kind: thank-you, channel: email, template: thanks, delay: PT1H }
+    `);
+    const plan = planFollowUps(
+      purchase({ currency: "EUR", ...spec }),
+      rules,
+      { previousPurchases },
+      instant("2026-11-23T10:00:00Z"),
+    );
+    if (plan.steps.length > 0) return "planned";
+    return plan.skipped
+      .filter((s) => s.ruleId === "only")
+      .map((s) => s.reason)
+      .join(" | ");
+  };
+  const plants = (price: string) => ({ items: [item("plants", price)] });
+
+  it.each([
+    [
+      "a unit price exactly at maxPrice",
+      '{ anyItem: { maxPrice: "20.00" } }',
+      plants("20.00"),
+      0,
+      "planned",
+    ],
+    [
+      "a unit price a cent above maxPrice",
+      '{ anyItem: { maxPrice: "20.00" } }',
+      plants("20.01"),
+      0,
+      "no item in any category has a unit price of at most 20.00 EUR",
+    ],
+    [
+      "a unit price in a currency the rules cannot compare",
+      '{ anyItem: { minPrice: "0.30" } }',
+      { currency: "JPY", items: [item("plants", "500")] },
+      0,
+      "no item in any category has a unit price of at least 0.30 EUR",
+    ],
+    ["a total exactly at max", '{ total: { max: "10.00" } }', plants("10.00"), 0, "planned"],
+    [
+      "a total a cent above max",
+      '{ total: { max: "10.00" } }',
+      plants("10.01"),
+      0,
+      "above threshold: order total 10.01 EUR is above 10.00 EUR",
+    ],
+    [
+      "an item outside noItem's categories",
+      "{ noItem: { categories: [plants, tools] } }",
+      { items: [item("books", "5.00")] },
+      0,
+      "planned",
+    ],
+    [
+      "an item in one of noItem's categories",
+      "{ noItem: { categories: [plants, tools] } }",
+      { items: [item("books", "5.00"), item("tools", "5.00")] },
+      0,
+      "item SKU-TOOLS (tools) is in plants, tools",
+    ],
+    [
+      "a purchase in one of the stores",
+      "{ stores: [store-9, store-3] }",
+      { store: { id: "store-3" } },
+      0,
+      "planned",
+    ],
+    [
+      "a purchase in another store",
+      "{ stores: [store-9, store-3] }",
+      { store: { id: "store-1" } },
+      0,
+      "store store-1 is not one of store-9, store-3",
+    ],
+    ["exactly maxPreviousPurchases", "{ customer: { maxPreviousPurchases: 2 } }", {}, 2, "planned"],
+    [
+      "one more than maxPreviousPurchases",
+      "{ customer: { maxPreviousPurchases: 2 } }",
+      {},
+      3,
+      "customer has 3 earlier purchases, allows at most 2",
+    ],
+    ["exactly minPreviousPurchases", "{ customer: { minPreviousPurchases: 2 } }", {}, 2, "planned"],
+    [
+      "one fewer than minPreviousPurchases",
+      "{ customer: { minPreviousPurchases: 2 } }",
+      {},
+      1,
+      "customer has 1 earlier purchase, needs 2 or more",
+    ],
+  ] satisfies [string, string, PurchaseSpec, number, string][])(
+    "%s",
+    (_, when, spec, previousPurchases, expected) => {
+      expect(outcome(when, spec, previousPurchases)).toBe(expected);
+    },
+  );
 });
 
 describe("consent", () => {
