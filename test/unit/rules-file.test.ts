@@ -584,6 +584,61 @@ describe("one located problem per kind of error", () => {
     ]);
   });
 
+  it("a step's send window may match its channel's exactly, and a final rule with a when shadows nothing", () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP }
+      sendWindows:
+        sms: { start: "09:00", end: "20:00", days: [mon, tue, wed, thu, fri, sat] }
+      rules:
+        - id: a
+          priority: 5
+          final: true
+          when: { total: { min: 500 }, stores: [store-1] }
+          steps:
+            - kind: check-in
+              channel: sms
+              template: t
+              delay: P1D
+              sendWindow: { start: "09:00", end: "20:00", days: [mon, sat] }
+        - id: b
+          steps: [{ kind: thank-you, channel: email, template: t, delay: PT1H }]
+    `);
+    expect(rules.rules.map((r) => r.id)).toEqual(["a", "b"]);
+    expect(rules.rules[0]?.steps[0]?.sendWindow).toMatchObject({
+      startMinute: 540,
+      endMinute: 1200,
+    });
+  });
+
+  it("a call's fallback keeps its call's purpose: an offer's fallback needs consent to offers too", () => {
+    const rules = rulesFrom(yaml`
+      version: 1
+      defaults: { timezone: Europe/London, currency: GBP }
+      channels:
+        voice: { ratePerSecond: 1, voices: { en: Polly.Amy }, answeringMachine: hangup }
+      rules:
+        - id: a
+          steps:
+            - kind: discount
+              channel: voice
+              template: offer-call
+              delay: P7D
+              fallback: { channel: sms, template: offer, after: P1D }
+            - kind: check-in
+              channel: voice
+              template: check-in-call
+              delay: P3M
+              fallback: { channel: email, template: check-in, after: P1D }
+    `);
+    expect(rules.rules[0]?.steps.map((s) => [s.id, s.purpose, s.fallbackOf])).toEqual([
+      ["discount", "marketing", undefined],
+      ["discount-fallback", "marketing", "discount"],
+      ["check-in", "transactional", undefined],
+      ["check-in-fallback", "transactional", "check-in"],
+    ]);
+  });
+
   it("an empty file says so", () => {
     expect(rulesProblems("")).toEqual([
       "rules.yaml:1:1 expected a mapping with version, defaults and rules, got an empty file",
