@@ -962,11 +962,11 @@ describe("loadRules", () => {
     const missing = path.relative(process.cwd(), path.join(dir, "nowhere"));
     const result = await loadRules(missing);
     expect(result.ok).toBe(false);
-    if (!result.ok && result.problems[0]) {
-      expect(formatProblem(result.problems[0])).toBe(
-        `${path.join(missing, "rules.yaml")} file not found: there is no folder ${path.resolve(missing)}; name the folder holding rules.yaml and templates/ with --config DIR or CONFIG_DIR`,
-      );
-    }
+    if (result.ok) return;
+    // Exactly this one problem: guarded by problems[0], an empty list would have passed unseen.
+    expect(result.problems.map(formatProblem)).toEqual([
+      `${path.join(missing, "rules.yaml")} file not found: there is no folder ${path.resolve(missing)}; name the folder holding rules.yaml and templates/ with --config DIR or CONFIG_DIR`,
+    ]);
   });
 
   it("a directory in place of rules.yaml says so, not EISDIR", async () => {
