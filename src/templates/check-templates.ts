@@ -14,7 +14,7 @@ import {
 } from "../domain/rules.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES, voiceLanguageOf } from "../domain/voice-call.js";
-import { type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
+import { type LiquidEngines, OUTPUT_LIMIT, TEMPLATE_LIMITS } from "./liquid-engines.js";
 import { optOutConfirmationContext } from "./opt-out-confirmation.js";
 import type { TemplateFiles } from "./read-template-files.js";
 import { describeSmsLength } from "./sms-fit.js";
@@ -32,6 +32,7 @@ import {
   cpuTimeMs,
   hasParts,
   localeFallbacks,
+  OUTPUT_LIMIT_MESSAGE,
   REQUIRED_PARTS,
   RenderTimeLimitError,
   renderPart,
@@ -437,6 +438,9 @@ const LOOP_HINT = "loop over the items once, not once per item";
 function limitMessage(error: TemplateError, sample: string): string | undefined {
   if (isRenderLimit(error)) {
     return `too costly: with ${sample}, rendering exceeds liquid's limit of ${TEMPLATE_LIMITS.renderLimit} ms per part; ${LOOP_HINT}`;
+  }
+  if (error.message.startsWith(OUTPUT_LIMIT_MESSAGE)) {
+    return `too costly: with ${sample}, this part writes more than ${OUTPUT_LIMIT} characters; ${LOOP_HINT}`;
   }
   if (error.message.startsWith("memory alloc limit exceeded")) {
     return `too costly: with ${sample}, rendering exceeds liquid's memory limit of ${TEMPLATE_LIMITS.memoryLimit} characters (what filters and ranges allocate); use shorter ranges and fewer filters per item`;

@@ -10,8 +10,9 @@ const FILE_TAGS = ["include", "render", "layout"] as const;
  * expensive, renders a part in 4 to 6 ms once warm and in up to 48 ms as the first render of a
  * fresh process; it charges liquid's memory counter 161,000 (HTML escaping), a template running
  * three filters on every item name 470,000. The largest shipped file has about 2,200 characters. A loop
- * over the items inside a loop over the items takes 770 ms, and `check` rejects it (see
- * RENDER_BUDGET_MS); these limits are the backstop at send time.
+ * over the items inside a loop over the items writes 75,000,000 characters: OUTPUT_LIMIT stops it,
+ * and `check` rejects it (work without output, by RENDER_BUDGET_MS and renderLimit); these limits
+ * are the backstop at send time.
  */
 export const TEMPLATE_LIMITS = {
   /** Characters in one template file: Gmail clips a message larger than 102 KB anyway. */
@@ -24,6 +25,16 @@ export const TEMPLATE_LIMITS = {
   /** Characters liquid's filters and ranges may allocate in one render: four times the heavy case. */
   memoryLimit: 2_000_000,
 } as const;
+
+/**
+ * Characters one render of one part may output (ours, not liquid's: renderPart counts what liquid
+ * writes): eight times the largest shipped part with the largest order (the thank-you HTML,
+ * 244,000). liquid stops a render by time only, and since liquidjs 10.31 renders a loop over the
+ * items inside a loop over the items (75,000,000 characters with the largest order) in 120 to
+ * 230 ms, under renderLimit; this stops it within a few milliseconds, at its line, before what it
+ * wrote costs seconds more to tidy, measure as an SMS, or send.
+ */
+export const OUTPUT_LIMIT = 2_000_000;
 
 const SHARED: LiquidOptions = {
   strictVariables: true,

@@ -6,7 +6,11 @@ import { loadRules, parseRules } from "../../src/config/load-rules.js";
 import { parseEvent } from "../../src/domain/events.js";
 import type { RuleSet } from "../../src/domain/rules.js";
 import { RENDER_BUDGET_MS } from "../../src/templates/check-templates.js";
-import { createLiquidEngines, TEMPLATE_LIMITS } from "../../src/templates/liquid-engines.js";
+import {
+  createLiquidEngines,
+  OUTPUT_LIMIT,
+  TEMPLATE_LIMITS,
+} from "../../src/templates/liquid-engines.js";
 import { loadTemplates } from "../../src/templates/load-templates.js";
 import { CONTRACT_MAXIMA, worstCaseTemplateContext } from "../../src/templates/template-context.js";
 import {
@@ -60,14 +64,22 @@ async function configDir(files: Record<string, string>): Promise<string> {
 const NESTED_LOOPS =
   "Your order:\n{% for a in order.items %}{% for b in order.items %}{{ b.name }}{% endfor %}\n{% endfor %}";
 
+/**
+ * Work without output, far past liquid's time limit with the largest order (125,000,000 turns).
+ * A loop in a loop (NESTED_LOOPS) no longer is: liquidjs 10.31 renders it in 120 to 230 ms of CPU
+ * (10.30: 440 to 770), under the 250 ms limit; the output limit stops it, after a few ms.
+ */
+const RUNAWAY_LOOPS =
+  "Your order:\n{% for a in order.items %}\n{% for b in order.items %}{% for c in order.items %}{% endfor %}{% endfor %}\n{% endfor %}";
+
 describe("check bounds what a template costs with the largest order", () => {
   it("fails a text part with a loop per item inside a loop per item, naming the file", async () => {
     const dir = await configDir({
       "costly/en.subject.liquid": "Thanks",
       "costly/en.text.liquid": NESTED_LOOPS,
     });
-    // Bounded by the render limit, in the CPU time check measures (a loaded machine stretches the
-    // wall time of the same work several times).
+    // Bounded by the output limit (75,000,000 characters unbounded), in the CPU time check
+    // measures (a loaded machine stretches the wall time of the same work several times).
     const started = cpuTimeMs();
     const result = await loadTemplates(dir, rulesWith("email"));
     expect(cpuTimeMs() - started).toBeLessThan(2_000);
@@ -75,6 +87,28 @@ describe("check bounds what a template costs with the largest order", () => {
       {
         file: path.join(dir, "templates", "costly", "en.text.liquid"),
         line: 2,
+        column: expect.any(Number),
+        path: "",
+        message: expect.stringMatching(
+          /^too costly: with the largest order the event contract allows \(500 items, names of 300 characters\), this part writes more than 2000000 characters; loop over the items once, not once per item$/,
+        ),
+      },
+    ]);
+  });
+
+  it("fails a text part that runs past liquid's time limit writing little, naming the file and the line", async () => {
+    const dir = await configDir({
+      "costly/en.subject.liquid": "Thanks",
+      "costly/en.text.liquid": RUNAWAY_LOOPS,
+    });
+    // Bounded by the render limit (three runs of 250 ms), in CPU time.
+    const started = cpuTimeMs();
+    const result = await loadTemplates(dir, rulesWith("email"));
+    expect(cpuTimeMs() - started).toBeLessThan(2_000);
+    expect(result.ok ? [] : result.problems).toEqual([
+      {
+        file: path.join(dir, "templates", "costly", "en.text.liquid"),
+        line: 3,
         column: expect.any(Number),
         path: "",
         message: expect.stringMatching(
@@ -148,7 +182,7 @@ describe("check bounds what a template costs with the largest order", () => {
 });
 
 describe("check on a loaded machine", () => {
-  it("judges by the work a render does, not by the wall time it takes: passes the shipped templates while the wall clock runs fifty times ahead of the work, and still fails a loop in a loop", async () => {
+  it("judges by the work a render does, not by the wall time it takes: passes the shipped templates while the wall clock runs fifty times ahead of the work, and still fails a loop in a loop in a loop", async () => {
     // What a process on a loaded machine sees (load 15 on 2 cores, a CI run): it runs a fraction
     // of the time, so wall time passes many times faster than its renders work. A worker starting
     // there refused the shipped templates, timed past liquid's 250 ms and the budget by the wall.
@@ -156,7 +190,7 @@ describe("check on a loaded machine", () => {
     if (!rules.ok) throw new Error(JSON.stringify(rules.problems));
     const dir = await configDir({
       "costly/en.subject.liquid": "Thanks",
-      "costly/en.text.liquid": NESTED_LOOPS,
+      "costly/en.text.liquid": RUNAWAY_LOOPS,
     });
     const now = performance.now.bind(performance);
     const busy = vi.spyOn(performance, "now").mockImplementation(() => now() * 50);
@@ -191,7 +225,7 @@ describe("the limits", () => {
       templateId: "costly",
       locale: "en",
       parts: {
-        text: { file: "costly/en.text.liquid", template: engines.text.parse(NESTED_LOOPS) },
+        text: { file: "costly/en.text.liquid", template: engines.text.parse(RUNAWAY_LOOPS) },
       },
     };
     const worst = worstCaseTemplateContext({
@@ -213,6 +247,50 @@ describe("the limits", () => {
     const other = toTemplateError(new Error("undefined variable: discount"), "costly", "x.liquid");
     expect(other).toBeInstanceOf(TemplateError);
     expect(other).not.toBeInstanceOf(RenderTimeLimitError);
+  });
+
+  it("a render that writes more than 2,000,000 characters stops at the line that went over, failing at once (not retried)", () => {
+    const engines = createLiquidEngines();
+    const worst = worstCaseTemplateContext({
+      step: { kind: "thank-you", channel: "email" },
+      locale: "en",
+    });
+    // Text of the template's own, not an output: all that is written counts.
+    const literal =
+      "<tr><td>a row of the template's own text, the same for every pair of items</td></tr>";
+    for (const [part, engine] of [
+      ["text", engines.text],
+      ["html", engines.html],
+    ] as const) {
+      const variant: TemplateVariant = {
+        templateId: "costly",
+        locale: "en",
+        parts: {
+          [part]: {
+            file: `costly/en.${part}.liquid`,
+            template: engine.parse(
+              `Your order:\n{% for a in order.items %}{% for b in order.items %}${literal}{% endfor %}{% endfor %}`,
+            ),
+          },
+        },
+      };
+      let thrown: unknown;
+      const started = cpuTimeMs();
+      try {
+        renderPart(engines, variant, part, worst, { clock: "cpu" });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(cpuTimeMs() - started).toBeLessThan(TEMPLATE_LIMITS.renderLimit);
+      expect(thrown).toBeInstanceOf(TemplateError);
+      expect(thrown).not.toBeInstanceOf(RenderTimeLimitError);
+      expect(thrown).toMatchObject({
+        file: `costly/en.${part}.liquid`,
+        line: 2,
+        message: "template output limit exceeded",
+      });
+    }
+    expect(OUTPUT_LIMIT).toBe(2_000_000);
   });
 
   it("are what the engines use", () => {
