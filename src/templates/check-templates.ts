@@ -14,7 +14,12 @@ import {
 } from "../domain/rules.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { MAX_VOICE_TEXT_LENGTH, VOICE_LANGUAGES, voiceLanguageOf } from "../domain/voice-call.js";
-import { type LiquidEngines, OUTPUT_LIMIT, TEMPLATE_LIMITS } from "./liquid-engines.js";
+import {
+  type LiquidEngines,
+  OUTPUT_LIMIT,
+  OUTPUT_LIMIT_MESSAGE,
+  TEMPLATE_LIMITS,
+} from "./liquid-engines.js";
 import { optOutConfirmationContext } from "./opt-out-confirmation.js";
 import type { TemplateFiles } from "./read-template-files.js";
 import { describeSmsLength } from "./sms-fit.js";
@@ -32,7 +37,6 @@ import {
   cpuTimeMs,
   hasParts,
   localeFallbacks,
-  OUTPUT_LIMIT_MESSAGE,
   REQUIRED_PARTS,
   RenderTimeLimitError,
   renderPart,

@@ -1,4 +1,4 @@
-import { Liquid, type LiquidOptions } from "liquidjs";
+import { assert, CaptureTag, type Context, Liquid, type LiquidOptions, toValue } from "liquidjs";
 
 /** Tags that would read other files; operator templates stand alone. */
 const FILE_TAGS = ["include", "render", "layout"] as const;
@@ -36,6 +36,52 @@ export const TEMPLATE_LIMITS = {
  */
 export const OUTPUT_LIMIT = 2_000_000;
 
+/** What a render that wrote more than OUTPUT_LIMIT characters fails with (a TemplateError). */
+export const OUTPUT_LIMIT_MESSAGE = "template output limit exceeded";
+
+/** Where a render keeps the count of what it wrote, to its output and into captures. */
+const WRITTEN = "followups:written";
+
+/**
+ * Where liquid writes a render's output (its Emitter), or what a `{% capture %}` collects,
+ * counting the characters against OUTPUT_LIMIT, one count per render: a render that writes more
+ * stops at the output or text that went over, which liquid's error then names the line of.
+ */
+export class LimitedOutput {
+  buffer = "";
+  private readonly count: { written: number };
+  constructor(ctx: Context) {
+    this.count = ctx.getRegister(WRITTEN, { written: 0 }) as { written: number };
+  }
+  write(value: unknown): void {
+    const text = outputText(value);
+    assert(this.count.written + text.length <= OUTPUT_LIMIT, OUTPUT_LIMIT_MESSAGE);
+    this.count.written += text.length;
+    this.buffer += text;
+  }
+}
+
+/** A value as liquid writes it out (its stringify): nothing for null, lists joined. */
+function outputText(value: unknown): string {
+  const plain = toValue(value);
+  if (typeof plain === "string") return plain;
+  if (plain === null || plain === undefined) return "";
+  if (Array.isArray(plain)) return plain.map(outputText).join("");
+  return String(plain);
+}
+
+/** liquid's capture, counting what it collects as written (a capture in a loop in a loop). */
+class LimitedCapture extends CaptureTag {
+  override *render(ctx: Context): Generator<unknown, void, string> {
+    const html = yield this.liquid.renderer.renderTemplates(
+      this.templates,
+      ctx,
+      new LimitedOutput(ctx),
+    );
+    ctx.bottom()[this.variable] = html;
+  }
+}
+
 const SHARED: LiquidOptions = {
   strictVariables: true,
   strictFilters: true,
@@ -57,6 +103,7 @@ export function createLiquidEngines(): LiquidEngines {
   const text = new Liquid(SHARED);
   const html = new Liquid({ ...SHARED, outputEscape: "escape" });
   for (const engine of [text, html]) {
+    engine.registerTag("capture", LimitedCapture);
     for (const name of FILE_TAGS) {
       engine.registerTag(name, {
         parse() {

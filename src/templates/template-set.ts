@@ -1,6 +1,6 @@
-import { assert, Context, type Template, toValue, toValueSync } from "liquidjs";
+import { assert, Context, type Template, toValueSync } from "liquidjs";
 import type { Channel } from "../domain/events.js";
-import { type LiquidEngines, OUTPUT_LIMIT, TEMPLATE_LIMITS } from "./liquid-engines.js";
+import { LimitedOutput, type LiquidEngines, TEMPLATE_LIMITS } from "./liquid-engines.js";
 import { describeSmsLength, fitSms } from "./sms-fit.js";
 import { smsOptOutLine } from "./sms-opt-out.js";
 import type { TemplateContext } from "./template-context.js";
@@ -293,32 +293,6 @@ class CpuTimeLimit {
   }
 }
 
-/** What a render that wrote more than OUTPUT_LIMIT characters fails with (a TemplateError). */
-export const OUTPUT_LIMIT_MESSAGE = "template output limit exceeded";
-
-/**
- * Where liquid writes a render's output (its Emitter), counting the characters against
- * OUTPUT_LIMIT: a render that writes more stops at the output or text that went over, which
- * liquid's error then names the line of.
- */
-class LimitedOutput {
-  buffer = "";
-  write(value: unknown): void {
-    const text = outputText(value);
-    assert(this.buffer.length + text.length <= OUTPUT_LIMIT, OUTPUT_LIMIT_MESSAGE);
-    this.buffer += text;
-  }
-}
-
-/** A value as liquid writes it out (its stringify): nothing for null, lists joined. */
-function outputText(value: unknown): string {
-  const plain = toValue(value);
-  if (typeof plain === "string") return plain;
-  if (plain === null || plain === undefined) return "";
-  if (Array.isArray(plain)) return plain.map(outputText).join("");
-  return String(plain);
-}
-
 /**
  * Renders one part of a variant, untidied; undefined when the variant has no such part. Templates
  * read no files and use no asynchronous filters, so rendering is synchronous: the render limit
@@ -354,7 +328,7 @@ export function renderPart(
       },
     );
     return String(
-      toValueSync(engine.renderer.renderTemplates(parsed.template, ctx, new LimitedOutput())),
+      toValueSync(engine.renderer.renderTemplates(parsed.template, ctx, new LimitedOutput(ctx))),
     );
   } catch (error) {
     throw toTemplateError(error, variant.templateId, parsed.file);
