@@ -1,3 +1,4 @@
+import { domainToASCII } from "node:url";
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
@@ -198,6 +199,22 @@ const EMAIL = "expected an email address such as ana@example.com";
  */
 const EMAIL_ADDRESS =
   /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9][A-Za-z0-9-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9-]*[A-Za-z0-9])$/;
+
+/**
+ * An email address an operator types, in the form events carry it (an internationalised domain in
+ * its ASCII form: `ana@bücher.de` is `ana@xn--bcher-kva.de`), or undefined when no event could carry
+ * it (`<ana@example.com>`): an opt-out of it would cover no one.
+ */
+export function eventEmailAddress(raw: string): string | undefined {
+  const trimmed = raw.trim();
+  const at = trimmed.lastIndexOf("@");
+  if (at < 1) return undefined;
+  const domain = domainToASCII(trimmed.slice(at + 1));
+  const address = `${trimmed.slice(0, at)}@${domain}`;
+  return domain !== "" && address.length <= 254 && EMAIL_ADDRESS.test(address)
+    ? address
+    : undefined;
+}
 
 const customer = z.object(
   {

@@ -3,6 +3,7 @@ import { DateTime } from "luxon";
 import {
   CHANNELS,
   type Channel,
+  eventEmailAddress,
   MAX_ID_LENGTH,
   normalizePhone,
   PHONE_CHANNELS,
@@ -1064,10 +1065,10 @@ function optOutChannels(
 
 /** An email address an operator opts out, as events store it. */
 function optOutEmail(address: string): string {
-  const trimmed = address.trim();
-  if (!/^[^@\s]+@[^@\s]+$/.test(trimmed))
+  const stored = eventEmailAddress(address);
+  if (stored === undefined)
     throw new OperatorError("not an email address (expected name@domain)", "invalid");
-  return trimmed;
+  return stored;
 }
 
 /** A phone number an operator opts out, in E.164 as events store it; else refused, saying how. */

@@ -222,6 +222,24 @@ describe("followups opt-out", () => {
     expect(entries[0]).toMatch(/"action":"opt-out","target":"phone h:/);
   });
 
+  it("opts out an email address typed with an internationalised domain as events store it (in its ASCII form), and refuses one no event could carry", async () => {
+    pipeline = await startPipeline("optout-idn");
+    const p = pipeline;
+    // Events carry an internationalised domain in its ASCII form only (xn--): the address an
+    // operator reads from the customer's letter is in Unicode.
+    const receipt = await optOutJson(p, undefined, { email: "Ana@Bücher.de" });
+    expect(receipt).toMatchObject({ address: "email", addressesCovered: 1 });
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { address: "ana@xn--bcher-kva.de" })).toBe(true);
+    // Copied with its angle brackets from a mail client: not an address an event can carry, so
+    // opting it out would cover no one while saying it did.
+    await expect(
+      command(p, (io) =>
+        runOptOut(undefined, { config: p.configDir, email: "<ana@example.com>" }, io),
+      ),
+    ).rejects.toMatchObject({ code: 2, message: expect.stringContaining("not an email address") });
+  });
+
   it("is not undone by a START the customer sent before it and the spool replays after it", async () => {
     pipeline = await startPipeline("optout-spooled-start");
     const p = pipeline;
