@@ -209,7 +209,9 @@ export function eventEmailAddress(raw: string): string | undefined {
   const trimmed = raw.trim();
   const at = trimmed.lastIndexOf("@");
   if (at < 1) return undefined;
-  const domain = domainToASCII(trimmed.slice(at + 1));
+  const typed = trimmed.slice(at + 1);
+  // Only a domain with other than ASCII in it: an ASCII one is taken as events take it.
+  const domain = /^[\x21-\x7e]*$/.test(typed) ? typed : domainToASCII(typed);
   const address = `${trimmed.slice(0, at)}@${domain}`;
   return domain !== "" && address.length <= 254 && EMAIL_ADDRESS.test(address)
     ? address

@@ -7,6 +7,7 @@ import {
   customerOfEvent,
   describeProblems,
   type EventParseResult,
+  eventEmailAddress,
   formatPath,
   instantMillis,
   normalizePhone,
@@ -984,5 +985,24 @@ describe("customerOfEvent: whose shard an event belongs to", () => {
     ["a refund", undefined, refundOf({})],
   ])("%s → %j", (_, expected, input) => {
     expect(customerOfEvent(parsed(input))).toBe(expected);
+  });
+});
+
+describe("eventEmailAddress", () => {
+  it("gives an address as events carry it: an internationalised domain in its ASCII form, an ASCII one as typed", () => {
+    expect(eventEmailAddress(" Ana@Bücher.de ")).toBe("Ana@xn--bcher-kva.de");
+    expect(eventEmailAddress("ana@xn--zz.com")).toBe("ana@xn--zz.com");
+    expect(eventEmailAddress("ana@example.com")).toBe("ana@example.com");
+  });
+
+  it("refuses what no event could carry", () => {
+    for (const typed of [
+      "<ana@example.com>",
+      "ana@example",
+      "@example.com",
+      "anä@example.com",
+      "ana@exa mple.com",
+    ])
+      expect(eventEmailAddress(typed), typed).toBeUndefined();
   });
 });
