@@ -1027,9 +1027,14 @@ function noCustomerWith(address: string): OperatorError {
   return new OperatorError(`no customer is known with that address${hint}`, "not-found");
 }
 
-/** An address as events store it: an email as given, a phone number in E.164 (`+44 20 …` → `+4420…`). */
+/**
+ * An address as events store it: an email with an internationalised domain in its ASCII form
+ * (`ana@bücher.de` → `ana@xn--bcher-kva.de`), a phone number in E.164 (`+44 20 …` → `+4420…`).
+ */
 function asStored(address: string): string {
-  return address.includes("@") ? address : (normalizePhone(address) ?? address);
+  return address.includes("@")
+    ? (eventEmailAddress(address) ?? address)
+    : (normalizePhone(address) ?? address);
 }
 
 /**

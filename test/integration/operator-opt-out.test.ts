@@ -240,6 +240,17 @@ describe("followups opt-out", () => {
     ).rejects.toMatchObject({ code: 2, message: expect.stringContaining("not an email address") });
   });
 
+  it("finds a customer by an email address with an internationalised domain typed in Unicode (followups customer --email, as erase --email looks them up)", async () => {
+    pipeline = await startPipeline("optout-idn-lookup");
+    const p = pipeline;
+    await tvBought(p, "evt-oo-idn", { id: "cus-idn", email: "ana@xn--bcher-kva.de" });
+    const { code, out } = await command(p, (io) =>
+      runCustomer(undefined, { config: p.configDir, email: "Ana@Bücher.de", json: true }, io),
+    );
+    expect(code).toBe(0);
+    expect(out).toContain("cus-idn");
+  });
+
   it("is not undone by a START the customer sent before it and the spool replays after it", async () => {
     pipeline = await startPipeline("optout-spooled-start");
     const p = pipeline;
