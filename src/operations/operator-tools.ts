@@ -831,7 +831,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       });
       const newly: Channel[] = [];
       const covered = new Set<string>();
-      const phonesOptedOut = new Set<string>();
+      // A START sent before this and handled after it (replayed from the webhook spool) must not
+      // undo it, as it does not undo a STOP or a 9 (SuppressionList.optedOutAfter). The time is
+      // noted before the numbers are suppressed: a START replayed in between would take them off.
+      const noteTimeOf = async (phones: readonly string[]) => {
+        if (scope === "all" && channels.some((channel) => channel !== "email"))
+          for (const address of phones) await suppressions.noteOptOutAt({ address }, now);
+      };
       let auditTarget: string;
       let member: string | undefined;
       let customerId: string | undefined;
@@ -853,29 +859,25 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           { history, store, ...(deps.logger && { logger: deps.logger }) },
           customerId,
         );
+        await noteTimeOf(addresses.get("sms") ?? []);
         for (const channel of channels) {
           if (await suppressions.suppress(channel, { customerId }, countAs(channel), scope))
             newly.push(channel);
           for (const address of addresses.get(channel) ?? []) {
             await suppressions.suppress(channel, { address }, undefined, scope);
             covered.add(address);
-            if (channel !== "email") phonesOptedOut.add(address);
           }
         }
         auditTarget = `customer ${member}`;
       } else {
         const address = "email" in target ? optOutEmail(target.email) : optOutPhone(target.phone);
+        if (kind === "phone") await noteTimeOf([address]);
         for (const channel of channels)
           if (await suppressions.suppress(channel, { address }, countAs(channel), scope))
             newly.push(channel);
         covered.add(address);
-        if (kind === "phone") phonesOptedOut.add(address);
         auditTarget = `${kind} ${await suppressions.addressMember(address)}`;
       }
-      // A START sent before this and handled after it (replayed from the webhook spool) must not
-      // undo it, as it does not undo a STOP or a 9 (SuppressionList.optedOutAfter).
-      if (scope === "all")
-        for (const address of phonesOptedOut) await suppressions.noteOptOutAt({ address }, now);
       const what = `${channels.join(", ")}: ${scope === "all" ? "everything" : "offers only"}`;
       await record(
         {

@@ -1,5 +1,5 @@
 import { DateTime } from "luxon";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOptOut } from "../../src/cli/opt-out-command.js";
@@ -85,6 +85,25 @@ async function tvBought(p: PipelineHarness, id: string, customer: Record<string,
     async () => ((await p.events.getJob(id))?.finishedOn ? true : undefined),
     `${id} to be taken in`,
   );
+}
+
+/** Inbound texts handled as the worker does (no confirmation texts), on the pipeline's Redis. */
+async function textsHandled(p: PipelineHarness, suppressions: SuppressionList) {
+  const rules = await shippedRules();
+  return createCustomerFeedback({
+    rules: () => ({ ...rules, optOutConfirmation: false }),
+    templates: () => {
+      throw new Error("no confirmation texts in this test");
+    },
+    sms: { send: async () => ({ ok: true, id: "SMx" }) },
+    shards: shardStores(p.redis, p.prefix, 1),
+    ledger: { countOnce: async () => true },
+    smsReferences: new SmsReferences(p.redis, p.prefix),
+    suppressions,
+    receipts: new WebhookReceipts(p.redis, p.prefix),
+    logger: createLogger({ level: "silent", pretty: false }),
+    now: () => Date.now(),
+  });
 }
 
 describe("followups opt-out", () => {
@@ -257,21 +276,7 @@ describe("followups opt-out", () => {
     const stopAt = Date.now();
     await optOutJson(p, undefined, { phone: PHONE });
     const suppressions = new SuppressionList(p.redis, p.prefix);
-    const rules = await shippedRules();
-    const feedback = createCustomerFeedback({
-      rules: () => ({ ...rules, optOutConfirmation: false }),
-      templates: () => {
-        throw new Error("no confirmation texts in this test");
-      },
-      sms: { send: async () => ({ ok: true, id: "SMx" }) },
-      shards: shardStores(p.redis, p.prefix, 1),
-      ledger: { countOnce: async () => true },
-      smsReferences: new SmsReferences(p.redis, p.prefix),
-      suppressions,
-      receipts: new WebhookReceipts(p.redis, p.prefix),
-      logger: createLogger({ level: "silent", pretty: false }),
-      now: () => Date.now(),
-    });
+    const feedback = await textsHandled(p, suppressions);
     // A START that came in while Redis was away, a minute before the operator's opt-out, and is
     // handled from the webhook spool after it.
     await feedback.inboundSms({
@@ -285,6 +290,39 @@ describe("followups opt-out", () => {
     // One sent after it is the customer's latest word and opts the number back in to texts.
     await feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-live" });
     expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+  });
+
+  it("is not undone by a START sent before it and replayed from the spool while it is being written", async () => {
+    pipeline = await startPipeline("optout-spooled-start-race");
+    const p = pipeline;
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    const feedback = await textsHandled(p, suppressions);
+    // The spool replays a START sent a minute before the operator's opt-out at the moment the
+    // opt-out notes its time (after its suppressions, before: whichever the code does).
+    const noteOptOutAt = SuppressionList.prototype.noteOptOutAt;
+    let replayed = false;
+    const spy = vi
+      .spyOn(SuppressionList.prototype, "noteOptOutAt")
+      .mockImplementation(async function (this: SuppressionList, who, at) {
+        if (!replayed) {
+          replayed = true;
+          await feedback.inboundSms({
+            from: PHONE,
+            body: "START",
+            messageSid: "SM-spooled-race",
+            receivedAt: at - 60_000,
+          });
+        }
+        return noteOptOutAt.call(this, who, at);
+      });
+    try {
+      await optOutJson(p, undefined, { phone: PHONE });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(replayed).toBe(true);
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+    expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
   });
 
   it("refuses what it cannot do: exit 2 for a malformed command line, 1 for an unknown customer", async () => {
