@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { type ParsedMail, simpleParser } from "mailparser";
 import type { DeliveryChannel } from "../channels/channel.js";
 import { isAutomaticReply, replyBody, subjectAsksToStop } from "../domain/email-reply.js";
-import { type Channel, PHONE_CHANNELS } from "../domain/events.js";
+import { type Channel, eventEmailAddress, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import {
   emailOptOutRequest,
@@ -527,7 +527,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return { outcome: "ignored", reason: "automatic reply" };
       }
-      const sender = mail.from?.value[0]?.address;
+      const from = mail.from?.value[0]?.address;
+      // As events carry it: a domain a mail gives in Unicode (SMTPUTF8), in its ASCII form.
+      const sender = from && (eventEmailAddress(from) ?? from);
       if (sender && deps.unsubscribeMailto && addressedTo(mail, deps.unsubscribeMailto)) {
         // Whatever its subject says: the address is for nothing else. Offers stop, as one-click.
         await deps.suppressions.suppress(

@@ -308,6 +308,21 @@ describe("an email reply asking for no more emails", () => {
     expect(await list.isSuppressed("email", { address: "bo@example.com" })).toBe(true);
   });
 
+  it("from an address whose internationalised domain the mail gives in Unicode opts out the address as events carry it (in ASCII)", async () => {
+    pipeline = await startPipeline("email-reply-idn-opt-out", {
+      env: { INBOUND_EMAIL_TOKEN: TOKEN },
+    });
+    const p = pipeline;
+    // An SMTPUTF8 mail: its From names the domain in Unicode; a purchase carries it as xn--.
+    const stop = replyMime(
+      { From: "Ana <ana@bücher.de>", "Message-ID": "<idn-stop-1@mail.example>" },
+      "Please stop emailing me.",
+    );
+    expect((await postEmail(p, stop)).status).toBe(200);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { address: "ana@xn--bcher-kva.de" })).toBe(true);
+  });
+
   it("sent from another address than the follow-up's (a forward) also opts out the address the follow-up was sent to", async () => {
     pipeline = await startPipeline("email-reply-forwarded-opt-out", {
       startWorker: false,
