@@ -404,6 +404,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const keyword = inboundSmsKeyword(message);
       if (keyword === "opt-out") {
         const now = message.receivedAt ?? deps.now();
+        // Its time first: a START sent before it and replayed from the spool while the number is
+        // being suppressed must not take it off again.
+        await deps.suppressions.noteOptOutAt({ address: message.from }, now);
         for (const channel of PHONE_CHANNELS) {
           await deps.suppressions.suppress(
             channel,
@@ -413,7 +416,6 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
             "text",
           );
         }
-        await deps.suppressions.noteOptOutAt({ address: message.from }, now);
         await deps.receipts.remember(receipt);
         await confirmOptOut(message);
         return "opted-out";

@@ -1,5 +1,5 @@
 import { DateTime } from "luxon";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOptOut } from "../../src/cli/opt-out-command.js";
@@ -21,6 +21,7 @@ import {
   promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
+import { replayWhileOptingOut } from "../support/replay-at-opt-out.js";
 
 /** The operator's opt-out (`followups opt-out`, the admin API): "stop messaging me". */
 
@@ -299,27 +300,16 @@ describe("followups opt-out", () => {
     const feedback = await textsHandled(p, suppressions);
     // The spool replays a START sent a minute before the operator's opt-out at the moment the
     // opt-out notes its time (after its suppressions, before: whichever the code does).
-    const noteOptOutAt = SuppressionList.prototype.noteOptOutAt;
-    let replayed = false;
-    const spy = vi
-      .spyOn(SuppressionList.prototype, "noteOptOutAt")
-      .mockImplementation(async function (this: SuppressionList, who, at) {
-        if (!replayed) {
-          replayed = true;
-          await feedback.inboundSms({
-            from: PHONE,
-            body: "START",
-            messageSid: "SM-spooled-race",
-            receivedAt: at - 60_000,
-          });
-        }
-        return noteOptOutAt.call(this, who, at);
-      });
-    try {
-      await optOutJson(p, undefined, { phone: PHONE });
-    } finally {
-      spy.mockRestore();
-    }
+    const replayed = await replayWhileOptingOut(
+      (at) =>
+        feedback.inboundSms({
+          from: PHONE,
+          body: "START",
+          messageSid: "SM-spooled-race",
+          receivedAt: at - 60_000,
+        }),
+      () => optOutJson(p, undefined, { phone: PHONE }),
+    );
     expect(replayed).toBe(true);
     expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
     expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);

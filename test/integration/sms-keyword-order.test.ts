@@ -9,6 +9,7 @@ import { SuppressionList } from "../../src/store/suppression-list.js";
 import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
 import { shippedRules, shippedTemplates } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
+import { replayWhileOptingOut } from "../support/replay-at-opt-out.js";
 
 /**
  * Keywords that change a number's subscription are applied in the order the customer sent them,
@@ -88,6 +89,29 @@ it("a START replayed from the spool does not undo a STOP the customer sent after
     messageSid: "SM2",
     receivedAt: now - 10 * MINUTE,
   });
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+  expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+});
+
+it("a START replayed from the spool while a later STOP is being written does not undo it", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  // The spool replays a START sent 10 minutes ago at the moment the live STOP notes its time
+  // (after its suppressions, or before: whichever the code does).
+  const replayed = await replayWhileOptingOut(
+    () =>
+      feedback.inboundSms({
+        from: PHONE,
+        body: "START",
+        messageSid: "SM-spooled",
+        receivedAt: now - 10 * MINUTE,
+      }),
+    async () =>
+      expect(await feedback.inboundSms({ from: PHONE, body: "STOP", messageSid: "SM-live" })).toBe(
+        "opted-out",
+      ),
+  );
+  expect(replayed).toBe(true);
   expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
   expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
 });
