@@ -160,13 +160,15 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
 
   /** A 9 on a call: no more calls or texts to the number. */
   const optOut = async (who: SuppressionTarget, now: number) => {
+    // Its time first: a START sent before it and replayed from the spool while the number is
+    // being suppressed must not take it off again.
+    await deps.suppressions.noteOptOutAt(who, now);
     for (const channel of PHONE_CHANNELS) {
       await deps.suppressions.suppress(channel, who, {
         entry: { outcome: "optout", channel, kind: "-", ruleId: "-", reason: "call-keypad" },
         now,
       });
     }
-    await deps.suppressions.noteOptOutAt(who, now);
   };
 
   return {

@@ -3,25 +3,20 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import { runOptOut } from "../../src/cli/opt-out-command.js";
-import { createLogger } from "../../src/logger.js";
 import type { OptOutReceipt } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
-import { createCustomerFeedback } from "../../src/queue/customer-feedback.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
-import { shardStores } from "../../src/store/shards.js";
-import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
-import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
 import { captureIo } from "../support/capture-io.js";
-import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
+import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
   promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
-import { replayWhileOptingOut } from "../support/replay-at-opt-out.js";
+import { optOutRacingStart } from "../support/replay-at-opt-out.js";
 
 /** The operator's opt-out (`followups opt-out`, the admin API): "stop messaging me". */
 
@@ -86,25 +81,6 @@ async function tvBought(p: PipelineHarness, id: string, customer: Record<string,
     async () => ((await p.events.getJob(id))?.finishedOn ? true : undefined),
     `${id} to be taken in`,
   );
-}
-
-/** Inbound texts handled as the worker does (no confirmation texts), on the pipeline's Redis. */
-async function textsHandled(p: PipelineHarness, suppressions: SuppressionList) {
-  const rules = await shippedRules();
-  return createCustomerFeedback({
-    rules: () => ({ ...rules, optOutConfirmation: false }),
-    templates: () => {
-      throw new Error("no confirmation texts in this test");
-    },
-    sms: { send: async () => ({ ok: true, id: "SMx" }) },
-    shards: shardStores(p.redis, p.prefix, 1),
-    ledger: { countOnce: async () => true },
-    smsReferences: new SmsReferences(p.redis, p.prefix),
-    suppressions,
-    receipts: new WebhookReceipts(p.redis, p.prefix),
-    logger: createLogger({ level: "silent", pretty: false }),
-    now: () => Date.now(),
-  });
 }
 
 describe("followups opt-out", () => {
@@ -274,41 +250,12 @@ describe("followups opt-out", () => {
   it("is not undone by a START the customer sent before it and the spool replays after it", async () => {
     pipeline = await startPipeline("optout-spooled-start");
     const p = pipeline;
-    const stopAt = Date.now();
+    const _stopAt = Date.now();
     await optOutJson(p, undefined, { phone: PHONE });
-    const suppressions = new SuppressionList(p.redis, p.prefix);
-    const feedback = await textsHandled(p, suppressions);
-    // A START that came in while Redis was away, a minute before the operator's opt-out, and is
-    // handled from the webhook spool after it.
-    await feedback.inboundSms({
-      from: PHONE,
-      body: "START",
-      messageSid: "SM-spooled",
-      receivedAt: stopAt - 60_000,
-    });
-    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
-    expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
-    // One sent after it is the customer's latest word and opts the number back in to texts.
-    await feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-live" });
-    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
-  });
-
-  it("is not undone by a START sent before it and replayed from the spool while it is being written", async () => {
-    pipeline = await startPipeline("optout-spooled-start-race");
-    const p = pipeline;
-    const suppressions = new SuppressionList(p.redis, p.prefix);
-    const feedback = await textsHandled(p, suppressions);
     // The spool replays a START sent a minute before the operator's opt-out at the moment the
     // opt-out notes its time (after its suppressions, before: whichever the code does).
-    const replayed = await replayWhileOptingOut(
-      (at) =>
-        feedback.inboundSms({
-          from: PHONE,
-          body: "START",
-          messageSid: "SM-spooled-race",
-          receivedAt: at - 60_000,
-        }),
-      () => optOutJson(p, undefined, { phone: PHONE }),
+    const { replayed, list: suppressions } = await optOutRacingStart(p, PHONE, () =>
+      optOutJson(p, undefined, { phone: PHONE }),
     );
     expect(replayed).toBe(true);
     expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);

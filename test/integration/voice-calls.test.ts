@@ -18,6 +18,7 @@ import {
   TWILIO_SID,
   TWILIO_TOKEN,
 } from "../support/pipeline-harness.js";
+import { optOutRacingStart } from "../support/replay-at-opt-out.js";
 import { startTwilioFake, type TwilioFake } from "../support/twilio-fake.js";
 import {
   callRoute,
@@ -865,14 +866,30 @@ describe("a call whose customer is erased while it rings", () => {
   });
 });
 
+/** A call picked up by a person. */
+function pickedUp(p: PipelineHarness, followUpId: string, callSid: string) {
+  return postTwilio(p, callRoute("answer", followUpId), {
+    CallSid: callSid,
+    CallStatus: "in-progress",
+    AnsweredBy: "human",
+  });
+}
+
 describe("a texted START after a 9 pressed on a call", () => {
+  it("a START sent before a 9 and replayed from the spool while the 9 is being written does not undo it", async () => {
+    const { p, followUpId, callSid } = await callPlaced("voice-nine-start-race", "evt-nine-race");
+    await pickedUp(p, followUpId, callSid);
+    const { replayed, list } = await optOutRacingStart(p, PHONE, () =>
+      postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "9" }),
+    );
+    expect(replayed).toBe(true);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
+  });
+
   it("brings the texts back, not the calls declined on the keypad, also after a later STOP and START; a START after a text STOP alone brings calls back", async () => {
     const { p, followUpId, callSid } = await callPlaced("voice-start-after-nine", "evt-nine");
-    await postTwilio(p, callRoute("answer", followUpId), {
-      CallSid: callSid,
-      CallStatus: "in-progress",
-      AnsweredBy: "human",
-    });
+    await pickedUp(p, followUpId, callSid);
     await postTwilio(p, callRoute("gather", followUpId), { CallSid: callSid, Digits: "9" });
     const list = new SuppressionList(p.redis, p.prefix);
     const text = (From: string, Body: string, MessageSid: string) =>

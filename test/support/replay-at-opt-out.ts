@@ -1,5 +1,12 @@
 import { vi } from "vitest";
+import { createLogger } from "../../src/logger.js";
+import { createCustomerFeedback } from "../../src/queue/customer-feedback.js";
+import { shardStores } from "../../src/store/shards.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
+import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
+import { shippedRules } from "./fixtures.js";
+import type { PipelineHarness } from "./pipeline-harness.js";
 
 /**
  * Runs `replay` (a text handled from the webhook spool) at the moment the next opt-out notes its
@@ -27,4 +34,47 @@ export async function replayWhileOptingOut(
     spy.mockRestore();
   }
   return replayed;
+}
+
+/** Inbound texts handled as the worker does (no confirmation texts), on the pipeline's Redis. */
+export async function textsHandled(p: PipelineHarness, suppressions: SuppressionList) {
+  const rules = await shippedRules();
+  return createCustomerFeedback({
+    rules: () => ({ ...rules, optOutConfirmation: false }),
+    templates: () => {
+      throw new Error("no confirmation texts in this test");
+    },
+    sms: { send: async () => ({ ok: true, id: "SMx" }) },
+    shards: shardStores(p.redis, p.prefix, 1),
+    ledger: { countOnce: async () => true },
+    smsReferences: new SmsReferences(p.redis, p.prefix),
+    suppressions,
+    receipts: new WebhookReceipts(p.redis, p.prefix),
+    logger: createLogger({ level: "silent", pretty: false }),
+    now: () => Date.now(),
+  });
+}
+
+/**
+ * `run` (an opt-out of `phone`) with a START the number sent a minute before it replayed from the
+ * spool as it notes its time; the suppression list to check afterwards.
+ */
+export async function optOutRacingStart(
+  p: PipelineHarness,
+  phone: string,
+  run: () => Promise<unknown>,
+): Promise<{ replayed: boolean; list: SuppressionList }> {
+  const list = new SuppressionList(p.redis, p.prefix);
+  const feedback = await textsHandled(p, list);
+  const replayed = await replayWhileOptingOut(
+    (at) =>
+      feedback.inboundSms({
+        from: phone,
+        body: "START",
+        messageSid: `SM-spooled-${at}`,
+        receivedAt: at - 60_000,
+      }),
+    run,
+  );
+  return { replayed, list };
 }
