@@ -538,8 +538,14 @@ async function startWorkerWith(
   const feedback = feedbackOn(jobStores);
   // What webhooks, unsubscribe links and tills are answered with (and the spool replayed through).
   const webhookFeedback = feedbackOn(webhookStores);
+  // The rules name the shop; SHOP_NAME (deprecated) only stands in for the default name.
+  const shopName = () => {
+    const named = config.rules.shopName;
+    return named === DEFAULT_SHOP_NAME && env.SHOP_NAME ? env.SHOP_NAME : named;
+  };
   const voiceCalls = createVoiceCalls({
     rules,
+    shopName,
     calls: webhookStores.callScripts,
     shards: webhookStores.shards,
     fileReply: webhookFeedback.fileReply,
@@ -1245,10 +1251,8 @@ async function startWorkerWith(
         ...(env.TWILIO_AUTH_TOKEN && { twilioAuthToken: env.TWILIO_AUTH_TOKEN }),
         unsubscribeSecret,
         ...(env.UNSUBSCRIBE_MAILTO && { unsubscribeMailto: env.UNSUBSCRIBE_MAILTO }),
-        // The rules name the shop; SHOP_NAME (deprecated) only stands in for the default name.
         get shopName() {
-          const named = config.rules.shopName;
-          return named === DEFAULT_SHOP_NAME && env.SHOP_NAME ? env.SHOP_NAME : named;
+          return shopName();
         },
         bodyLimitBytes: env.HTTP_BODY_LIMIT,
         trustProxy: env.TRUST_PROXY,

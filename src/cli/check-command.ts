@@ -2,6 +2,7 @@ import { VOICE_UNAVAILABLE } from "../channels/channels-from-env.js";
 import { formatProblem } from "../config/config-files.js";
 import { type FollowUpConfig, loadConfig } from "../config/load-config.js";
 import { loadRules } from "../config/load-rules.js";
+import { DEFAULT_SHOP_NAME } from "../config/rules-file.js";
 import { compareAmount, type Threshold } from "../domain/money.js";
 import type { Condition, RuleSet } from "../domain/rules.js";
 import { PRICED_CHANNELS } from "../domain/spend.js";
@@ -56,13 +57,26 @@ export async function runCheck(configDir: string, io: CommandIo): Promise<number
  * email) without an unsubscribe link.
  */
 export function purposeWarnings(rules: RuleSet): string[] {
-  return rules.rules.flatMap((rule) =>
+  const offerCalls = rules.rules.flatMap((rule) =>
     rule.steps
-      .filter((step) => step.kind === "discount" && step.purpose === "transactional")
-      .map(
-        (step) =>
-          `${stepIdOf(rule, step)}: a discount is an offer, but it says purpose: transactional, so it goes to customers who opted out of offers, without the consent offers need${step.channel === "email" ? " and without an unsubscribe link" : ""}; leave purpose out (a discount is marketing) unless it is not an offer`,
-      ),
+      .filter((step) => step.channel === "voice" && step.purpose === "marketing")
+      .map((step) => stepIdOf(rule, step)),
+  );
+  const unnamed =
+    offerCalls.length > 0 && rules.shopName === DEFAULT_SHOP_NAME
+      ? [
+          `shop.name is left at "${DEFAULT_SHOP_NAME}", and ${offerCalls.join(", ")} ${offerCalls.length === 1 ? "calls" : "call"} with offers, which open by naming the caller ("This is a call from ${DEFAULT_SHOP_NAME}."): name the shop under shop: { name: … } (SHOP_NAME, deprecated, stands in on workers that set it)`,
+        ]
+      : [];
+  return unnamed.concat(
+    rules.rules.flatMap((rule) =>
+      rule.steps
+        .filter((step) => step.kind === "discount" && step.purpose === "transactional")
+        .map(
+          (step) =>
+            `${stepIdOf(rule, step)}: a discount is an offer, but it says purpose: transactional, so it goes to customers who opted out of offers, without the consent offers need${step.channel === "email" ? " and without an unsubscribe link" : ""}; leave purpose out (a discount is marketing) unless it is not an offer`,
+        ),
+    ),
   );
 }
 

@@ -229,8 +229,8 @@ function mutates(request: AdminRequest): boolean {
 
 /**
  * An opt-out's `channels` ("all", or a list of email, sms and voice; absent: all) and `purposes`
- * (`["marketing"]`: offers only; absent or empty: everything), as a customer.unsubscribed event
- * carries them; else why not.
+ * (`["marketing"]`: offers only; absent: everything; an empty list is refused), as a
+ * customer.unsubscribed event carries them; else why not.
  */
 function optOutChoice(given: {
   channels?: unknown;
@@ -249,12 +249,16 @@ function optOutChoice(given: {
     return 'channels: expected "all" or a list of one or more of email, sms and voice';
   if (
     purposes !== undefined &&
-    !(Array.isArray(purposes) && purposes.every((purpose) => purpose === "marketing"))
+    !(
+      Array.isArray(purposes) &&
+      purposes.length > 0 &&
+      purposes.every((purpose) => purpose === "marketing")
+    )
   )
-    return 'purposes: expected a list of purposes: ["marketing"]';
+    return 'purposes: expected ["marketing"], or leave purposes out to stop everything';
   return {
     ...(listed && { channels: listed }),
-    ...(Array.isArray(purposes) && purposes.length > 0 && { offersOnly: true }),
+    ...(purposes !== undefined && { offersOnly: true }),
   };
 }
 

@@ -34,6 +34,8 @@ import { stepLabels } from "./step-labels.js";
 
 export interface VoiceCallDeps {
   readonly rules: () => RuleSet;
+  /** Who an offer's call says is calling: the rules' shop name (or SHOP_NAME standing in for it). */
+  readonly shopName: () => string;
   readonly calls: CallScripts;
   /** Every shard's stores: a call's script names the shard of its step's event. */
   readonly shards: Pick<Shards<{ readonly store: Pick<FollowUpStore, "annotate"> }>, "of">;
@@ -206,7 +208,7 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         );
         return turn;
       }
-      const turn = answerCall(call.script, request.answeredBy, deps.rules().shopName);
+      const turn = answerCall(call.script, request.answeredBy, deps.shopName());
       if (turn.type !== "ask") {
         await note(request, turn.type === "hang-up" ? "machine" : "voicemail");
       }

@@ -367,6 +367,7 @@ describe("webhooks, refunds and reports", () => {
     );
     const voice = createVoiceCalls({
       rules: () => rules,
+      shopName: () => rules.shopName,
       calls,
       shards,
       fileReply: feedback.fileReply,

@@ -936,8 +936,8 @@ describe("a call answered after its customer opted out of calls by customer id",
 
 describe("a marketing call answered after its customer or number opted out of voice offers only", () => {
   /** A pipeline whose voice step is an offer (`purpose: marketing`), its call placed. */
-  async function offerCallPlaced(name: string, eventId: string) {
-    pipeline = await startPipeline(name, { startWorker: false });
+  async function offerCallPlaced(name: string, eventId: string, env: Record<string, string> = {}) {
+    pipeline = await startPipeline(name, { startWorker: false, env });
     const p = pipeline;
     await withVoiceCheckIn(p.configDir, [], "PT4S", "marketing");
     await p.startWorker();
@@ -964,14 +964,18 @@ describe("a marketing call answered after its customer or number opted out of vo
   }
 
   it("says who calls and that a 9 stops the calls before the offer, and leaves no voicemail (TCPA)", async () => {
-    const placed = await offerCallPlaced("voice-offer-opening", "evt-offer-opening");
+    // The rules leave shop.name at its default: SHOP_NAME (deprecated) stands in, as on the
+    // unsubscribe page.
+    const placed = await offerCallPlaced("voice-offer-opening", "evt-offer-opening", {
+      SHOP_NAME: "Corner Shop",
+    });
     // Placed to hang up on a machine, though the rules' voicemail setting (the default) stays.
     expect(placed.p.twilio.calls[0]).toMatchObject({ machineDetection: "Enable" });
     const twiml = await pickUp(placed);
     expect(twiml.children.map((child) => child.name)).toEqual(["Gather"]);
     const said = twiml.children[0]?.children.map((child) => child.text) ?? [];
     expect(said[0]).toBe(
-      "This is a call from Your shop. To stop calls from us, press 9 at any time.",
+      "This is a call from Corner Shop. To stop calls from us, press 9 at any time.",
     );
     expect(said).toHaveLength(3);
     const machine = await postTwilio(placed.p, callRoute("answer", placed.followUpId), {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCheck } from "../../src/cli/check-command.js";
+import { purposeWarnings, runCheck } from "../../src/cli/check-command.js";
 import { commandEnv } from "../../src/cli/command-redis.js";
 import { runFailed } from "../../src/cli/failed-command.js";
 import { CommandError, type CommandIo, EXIT } from "../../src/cli/io.js";
@@ -15,6 +15,7 @@ import {
   item,
   type PurchaseSpec,
   purchaseInput,
+  rulesFrom,
   SHIPPED_CONFIG_DIR,
   shippedRules,
   yaml,
@@ -490,6 +491,22 @@ describe("followups check", () => {
     const shipped = memoryIo();
     expect(await runCheck(SHIPPED_CONFIG_DIR, shipped.io)).toBe(EXIT.ok);
     expect(shipped.output.err).not.toContain("a discount is an offer");
+  });
+
+  it("warns when offers are called under the default shop name: the call opens by naming the caller", () => {
+    const rules = (shop: string) =>
+      rulesFrom(`version: 1
+defaults: { timezone: Europe/London, currency: GBP }
+${shop}rules:
+  - id: r
+    steps:
+      - { kind: custom, channel: voice, template: call, delay: P3D, purpose: marketing }
+      - { kind: check-in, channel: voice, template: call, delay: P7D }
+`);
+    expect(purposeWarnings(rules(""))).toEqual([
+      'shop.name is left at "Your shop", and r.custom calls with offers, which open by naming the caller ("This is a call from Your shop."): name the shop under shop: { name: … } (SHOP_NAME, deprecated, stands in on workers that set it)',
+    ]);
+    expect(purposeWarnings(rules("shop: { name: Corner Shop }\n"))).toEqual([]);
   });
 
   it("exits 1 and lists every problem with file:line:column, then the count", async () => {
