@@ -250,8 +250,6 @@ describe("followups opt-out", () => {
   it("is not undone by a START the customer sent before it and the spool replays after it", async () => {
     pipeline = await startPipeline("optout-spooled-start");
     const p = pipeline;
-    const _stopAt = Date.now();
-    await optOutJson(p, undefined, { phone: PHONE });
     // The spool replays a START sent a minute before the operator's opt-out at the moment the
     // opt-out notes its time (after its suppressions, before: whichever the code does).
     const { replayed, list: suppressions } = await optOutRacingStart(p, PHONE, () =>
@@ -260,6 +258,30 @@ describe("followups opt-out", () => {
     expect(replayed).toBe(true);
     expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
     expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+  });
+
+  it("as a customer.unsubscribed event's opt-out of the customer's number is not undone by a START sent before it", async () => {
+    pipeline = await startPipeline("optout-event-spooled-start");
+    const p = pipeline;
+    await tvBought(p, "evt-oo-event");
+    // The event covers the number of the customer's purchase; the spool replays a START sent a
+    // minute before it at the moment the event's opt-out notes its time.
+    const { replayed, list } = await optOutRacingStart(p, PHONE, async () => {
+      await p.publisher.publish({
+        type: "customer.unsubscribed",
+        id: "unsub-oo-event",
+        occurredAt: ago(0),
+        customerId: "cus-1",
+        channels: "all",
+      });
+      await eventually(
+        async () => ((await p.events.getJob("unsub-oo-event"))?.finishedOn ? true : undefined),
+        "the opt-out event to be taken in",
+      );
+    });
+    expect(replayed).toBe(true);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    expect(await list.isSuppressed("voice", { address: PHONE })).toBe(true);
   });
 
   it("refuses what it cannot do: exit 2 for a malformed command line, 1 for an unknown customer", async () => {
