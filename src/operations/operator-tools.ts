@@ -831,13 +831,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       });
       const newly: Channel[] = [];
       const covered = new Set<string>();
-      // A START sent before this and handled after it (replayed from the webhook spool) must not
-      // undo it, as it does not undo a STOP or a 9 (SuppressionList.optedOutAfter). The time is
-      // noted before the numbers are suppressed: a START replayed in between would take them off.
-      const noteTimeOf = async (phones: readonly string[]) => {
-        if (scope === "all" && channels.some((channel) => channel !== "email"))
-          for (const address of phones) await suppressions.noteOptOutAt({ address }, now);
-      };
+      // Numbers are timed before they are suppressed (noteNumbersOptingOut): a START replayed from
+      // the spool must not undo it, as it does not undo a STOP or a 9.
+      const noteTimeOf = (phones: readonly string[]) =>
+        suppressions.noteNumbersOptingOut(channels, phones, scope, now);
       let auditTarget: string;
       let member: string | undefined;
       let customerId: string | undefined;

@@ -332,16 +332,13 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     known: ReadonlyMap<Channel, readonly string[]> = new Map(),
   ): Promise<void> => {
     const now = deps.now();
-    // A number opted out of every text or call is timed first (as a STOP is): a START sent before
-    // this and replayed from the webhook spool after it must not undo it.
-    if (scope === "all") {
-      const numbers = new Set(
-        channels
-          .filter((channel) => channel !== "email")
-          .flatMap((channel) => known.get(channel) ?? []),
-      );
-      for (const number of numbers) await deps.suppressions.noteOptOutAt({ address: number }, now);
-    }
+    // Timed first, as a STOP is: a START replayed from the spool must not undo it.
+    await deps.suppressions.noteNumbersOptingOut(
+      channels,
+      PHONE_CHANNELS.flatMap((channel) => known.get(channel) ?? []),
+      scope,
+      now,
+    );
     for (const channel of channels) {
       await deps.suppressions.suppress(
         channel,

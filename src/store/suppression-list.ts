@@ -118,6 +118,21 @@ export class SuppressionList {
     }
   }
 
+  /**
+   * Before an opt-out of every text or call is written (an event, an operator's): notes its
+   * numbers' time, so that a START sent before it and replayed from the webhook spool while or
+   * after it is written does not undo it. Nothing for offers only, or for email alone.
+   */
+  async noteNumbersOptingOut(
+    channels: readonly Channel[],
+    numbers: Iterable<string>,
+    scope: OptOutScope,
+    at: number,
+  ): Promise<void> {
+    if (scope !== "all" || channels.every((channel) => channel === "email")) return;
+    for (const number of new Set(numbers)) await this.noteOptOutAt({ address: number }, at);
+  }
+
   /** Whether the number opted out by text or keypad later than `at` (noteOptOutAt). */
   async optedOutAfter(who: SuppressionTarget, at: number): Promise<boolean> {
     for (const member of await this.addressMembers(who)) {
