@@ -503,7 +503,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       | { outcome: "ignored"; reason: string }
     > {
       const mail = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true });
-      const receipt = `in-email:${mail.messageId ?? createHash("sha256").update(raw).digest("hex")}`;
+      // By a digest of its Message-ID (of the whole mail when it has none): a mail client may
+      // build the id from the sender's address, which a receipt kept a week must not name.
+      const receipt = `in-email:${createHash("sha256")
+        .update(mail.messageId ?? raw)
+        .digest("base64url")
+        .slice(0, 22)}`;
       if (await deps.receipts.seen(receipt)) return { outcome: "ignored", reason: "seen before" };
       // A mail client's List-Unsubscribe by mail: the subject carries the link's signed token.
       const token = UNSUBSCRIBE_SUBJECT.exec(mail.subject ?? "")?.[1];

@@ -4,12 +4,14 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCustomer } from "../../src/cli/customer-command.js";
+import { runErase } from "../../src/cli/erase-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { purchaseInput } from "../support/fixtures.js";
+import { keysHolding } from "../support/personal-data-scan.js";
 import {
   eventually,
   type PipelineHarness,
@@ -427,6 +429,48 @@ describe("an ordinary email reply", () => {
         body,
       ).toEqual([false, false]);
     }
+  });
+});
+
+describe("an email's receipt (kept a week against replays)", () => {
+  it("names no part of its Message-ID, which a mail client may build from the sender's address: none is left after an erasure, nor of a mail that matched nothing", async () => {
+    pipeline = await startPipeline("email-receipt-digest", { env: { INBOUND_EMAIL_TOKEN: TOKEN } });
+    const p = pipeline;
+    const messageId = await thankYouSent(p, "evt-receipt", "cus-receipt");
+    // Theirs, answering the thank-you, and a stranger's that matches no follow-up.
+    const theirs = replyMime(
+      {
+        From: "Ana Novak <ana.novak@example.com>",
+        "Message-ID": "<ana.novak.4711@example.com>",
+        "In-Reply-To": messageId,
+        References: messageId,
+      },
+      "It works, thanks",
+    );
+    const strangers = replyMime(
+      {
+        From: "Bo Stranger <bo@example.net>",
+        "Message-ID": "<bo.stranger.17@example.net>",
+        Subject: "Hello",
+      },
+      "Is the shop open on Sundays?",
+    );
+    expect((await postEmail(p, theirs)).body.status).toBe("recorded");
+    expect((await postEmail(p, strangers)).body).toEqual({
+      status: "ignored",
+      reason: "no matching follow-up",
+    });
+    // Each is still recognised when it comes again.
+    expect((await postEmail(p, theirs)).body).toEqual({ status: "ignored", reason: "seen before" });
+    expect((await postEmail(p, strangers)).body).toEqual({
+      status: "ignored",
+      reason: "seen before",
+    });
+    // A mail that matches no follow-up stores nothing of its sender.
+    expect(await keysHolding(p.redis, p.prefix, ["bo.stranger"])).toEqual([]);
+    Object.assign(process.env, p.commandEnv);
+    expect(await runErase("cus-receipt", { config: p.configDir, json: true }, captureIo())).toBe(0);
+    expect(await keysHolding(p.redis, p.prefix, ["ana.novak", "bo.stranger"])).toEqual([]);
   });
 });
 
