@@ -584,7 +584,9 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           action: "cancel",
           target: targetText,
           ...(member && { customer: member }),
-          detail: `${cancelled.length} cancelled${options.reason ? `: ${options.reason}` : ""}`,
+          // Not the reason: each step keeps it, for as long as its purchase's record (an
+          // operator's words may name the customer; the trail is kept a year).
+          detail: `${cancelled.length} cancelled`,
         },
         now,
       );
@@ -712,7 +714,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           action: "resolve",
           target: replyId,
           ...(member && { customer: member }),
-          ...(options.note && { detail: options.note }),
+          // Not the note: the reply keeps it, and expires with its purchase's record.
         },
         now,
       );

@@ -11,6 +11,7 @@ import type { CommandIo } from "../../src/cli/io.js";
 import { runOrder } from "../../src/cli/order-command.js";
 import { runRefused } from "../../src/cli/refused-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
+import { runResolve } from "../../src/cli/resolve-command.js";
 import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { RefusedEvent } from "../../src/operations/operator-tools.js";
@@ -22,6 +23,7 @@ import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
@@ -34,7 +36,7 @@ import {
   startPipeline,
 } from "../support/pipeline-harness.js";
 import { settledSteps } from "../support/settled-queue.js";
-import { httpAddressOf } from "../support/webhooks.js";
+import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -195,7 +197,8 @@ describe("followups customer, order and cancel", () => {
         by: "alice",
         action: "cancel",
         target: "evt-ops-1/big-ticket.check-in",
-        detail: "1 cancelled: asked by phone 2026-11-30 bob resend evt-ops-1",
+        // The reason is the step's (above), not the audit trail's.
+        detail: "1 cancelled",
       }),
     ]);
     // Counted in the ledger like any cancellation, with its own reason (in the purchase's shard).
@@ -291,6 +294,74 @@ async function twoTvPurchases(
 // A customer whose purchases planned nothing was "not known" to `customer`, by id or address,
 // though the worker keeps their purchase history (for repeat-customer rules) and files their
 // addresses: what an operator must show when asked "what do you know about me".
+describe("an operator's note and reason", () => {
+  it("stay with the purchase they concern (its steps, its reply), not in the audit trail kept a year", async () => {
+    pipeline = await startPipeline("ops-notes");
+    const p = pipeline;
+    const phone = "+447400900731";
+    // A TV bought three months ago (its check-in SMS is due now) and a pan bought now (its
+    // thank-you pending an hour).
+    for (const [id, occurredAt, category, price] of [
+      ["evt-notes-tv", DateTime.utc().minus({ months: 3 }), "televisions", "899.00"],
+      ["evt-notes-pan", DateTime.utc(), "kitchenware", "75.00"],
+    ] as const)
+      await p.publisher.publish(
+        purchaseInput({
+          id,
+          orderId: `ord-${id}`,
+          occurredAt: iso(occurredAt.startOf("second")),
+          customer: { id: "cus-notes", phone },
+          items: [item(category, price)],
+        }) as never,
+      );
+    await eventProcessed(p, "evt-notes-pan");
+    // Due within the hour of its purchase's thank-you: now.
+    await promoteStep(p, "evt-notes-tv", "big-ticket.check-in");
+    await untilState(p, "evt-notes-tv", "big-ticket.check-in", "sent");
+    const texted = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: phone,
+      Body: "It arrived scratched, 2/10",
+      MessageSid: "SMnotes0001",
+    });
+    expect(texted.status).toBe(200);
+    const shard = await p.shardOf("evt-notes-tv");
+    const reply = replyId({ eventId: "evt-notes-tv", stepId: "big-ticket.check-in", n: 1, shard });
+    await eventually(
+      async () =>
+        (await p.stores.of(shard).replies.ofEvent("evt-notes-tv")).size ? true : undefined,
+      "the reply to be filed",
+    );
+    const note = "Rang Ana Novak back on 07400 900731, new TV sent";
+    const reason = "Ana Novak asked by phone, moving to 3 Elm Row";
+    await json(p, (io) => runResolve(reply, { ...config(p), note, by: "alice" }, io));
+    await json(p, (io) =>
+      runCancel({ ...config(p), step: "evt-notes-pan/thank-you.thank-you", reason, by: "bob" }, io),
+    );
+    // While the purchases' records live, their timeline shows both.
+    const timeline = await json<CustomerTimeline>(p, (io) =>
+      runCustomer("cus-notes", config(p), io),
+    );
+    const steps = timeline.purchases.flatMap((purchase) => purchase.steps);
+    expect(JSON.stringify(steps)).toContain(note);
+    expect(JSON.stringify(steps)).toContain(reason);
+    // The audit trail says who did what when, without the words.
+    expect(timeline.audit).toEqual([
+      expect.objectContaining({ by: "bob", action: "cancel", detail: "1 cancelled" }),
+      expect.objectContaining({ by: "alice", action: "resolve", target: reply }),
+    ]);
+    expect(JSON.stringify(timeline.audit)).not.toContain("Ana Novak");
+    // Once the records have expired (RECORD_RETENTION_DAYS after the last step), nothing of
+    // the note or the reason is left.
+    for (const eventId of ["evt-notes-tv", "evt-notes-pan"])
+      await p.redis.del(
+        new StoreKeys(shardScope(p.prefix, await p.shardOf(eventId), p.shards)).eventRecord(
+          eventId,
+        ),
+      );
+    expect(await keysHolding(p.redis, p.prefix, ["new TV sent", "asked by phone"])).toEqual([]);
+  });
+});
+
 describe("a customer whose purchases planned no follow-ups", () => {
   it("is shown with what is kept of them, by id and by address, until erased", async () => {
     pipeline = await startPipeline("ops-no-steps");
