@@ -424,7 +424,7 @@ export async function customersQueuedWith(events: Queue, address: string): Promi
  * Deletes the entries of a queue's event stream about the removed jobs or quoting the customer
  * (an id or address, lower case).
  */
-async function scrubEventStream(
+export async function scrubEventStream(
   redis: RedisClient,
   key: string,
   jobIds: ReadonlySet<string>,

@@ -18,6 +18,7 @@ import {
   ReshardKeys,
 } from "../store/reshard-store.js";
 import { type ReshardMark, reshardUnderWay, storedShardCount } from "../store/shards.js";
+import { scrubEventStream } from "./erase-customer.js";
 import {
   copyLiveJob,
   JobFailer,
@@ -192,7 +193,9 @@ async function changeShardCount(options: ReshardOptions): Promise<ReshardResult>
       };
     }
     options.onPart?.("moving follow-up jobs");
-    const jobsMoved = await moveJobs(redis, oldQueues, newQueues, placement);
+    const movedIds = new Set<string>();
+    const jobsMoved = await moveJobs(redis, oldQueues, newQueues, placement, movedIds);
+    await dropFinishedLeftBehind(oldQueues, newQueues, placement, movedIds, redis);
     options.onPart?.("moving customers' and purchases' keys");
     counts.countsFolded += await store.foldStaged();
     await store.keepJobWatchUpgradeTrue();
@@ -301,6 +304,8 @@ async function moveJobs(
   oldQueues: readonly Queue<FollowUpJobData>[],
   newQueues: readonly Queue<FollowUpJobData>[],
   placement: EventPlacement,
+  /** Filled with the ids of the jobs moved. */
+  movedIds: Set<string>,
 ): Promise<number> {
   let moved = 0;
   const failer = new JobFailer(redis);
@@ -308,6 +313,7 @@ async function moveJobs(
     for await (const { job, target } of jobMoves(oldQueues, newQueues, placement, ["failed"])) {
       await failer.failAgainIn(target, job);
       await job.remove();
+      movedIds.add(job.id);
       moved++;
     }
   } finally {
@@ -322,6 +328,7 @@ async function moveJobs(
     await copyLiveJob(redis, source, job, target);
     try {
       await job.remove();
+      movedIds.add(job.id);
     } catch (error) {
       throw new ReshardRefused(
         `follow-up job ${job.id} is still held by a worker that stopped less than JOB_LOCK_MS ago (${(error as Error).message}): wait for its lock to run out, then run the command again`,
@@ -330,4 +337,38 @@ async function moveJobs(
     moved++;
   }
   return moved;
+}
+
+/**
+ * Removes the completed jobs of purchases that moved to another shard from an old shard's queue
+ * that the new count keeps (shard 0's, on one Redis), and the entries of its event stream about
+ * them and about the jobs moved: an erasure looks for a customer's jobs in their own shard's queue
+ * only, and would leave these behind (a send's job returns the provider's id of the message).
+ * The old queues the new count does not keep are obliterated whole afterwards.
+ */
+async function dropFinishedLeftBehind(
+  oldQueues: readonly Queue<FollowUpJobData>[],
+  newQueues: readonly Queue<FollowUpJobData>[],
+  placement: EventPlacement,
+  movedIds: ReadonlySet<string>,
+  redis: RedisClient,
+): Promise<void> {
+  const kept = new Set(newQueues.map((queue) => queue.opts.prefix));
+  for (const source of oldQueues) {
+    if (!kept.has(source.opts.prefix)) continue;
+    const gone = new Set(movedIds);
+    const finished: Job<FollowUpJobData>[] = [];
+    for (let start = 0; ; start += 1000) {
+      const page = await source.getJobs(["completed"], start, start + 999, true);
+      finished.push(...(page.filter(Boolean) as Job<FollowUpJobData>[]));
+      if (page.length < 1000) break;
+    }
+    for (const job of finished) {
+      const target = newQueues[newShardOf(job, placement)];
+      if (!job.id || target?.opts.prefix === source.opts.prefix) continue;
+      await job.remove();
+      gone.add(job.id);
+    }
+    if (gone.size > 0) await scrubEventStream(redis, source.keys.events ?? "", gone, []);
+  }
 }

@@ -3,6 +3,7 @@ import { createInterface } from "node:readline";
 import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { runErase } from "../../src/cli/erase-command.js";
 import { runReshard } from "../../src/cli/reshard-command.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
@@ -28,10 +29,12 @@ import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
 import { failThankYou, pendingTotal, workerFromEnv } from "../support/operator-runs.js";
+import { keysHolding } from "../support/personal-data-scan.js";
 import {
   eventProcessed,
   eventually,
   type PipelineHarness,
+  promoteStep,
   startPipeline,
 } from "../support/pipeline-harness.js";
 import { startRedisServer } from "../support/redis-server.js";
@@ -379,6 +382,41 @@ describe("followups reshard", () => {
       for await (const batch of scanKeys(p.redis, `${tag}:*`)) left.push(...batch);
       expect(left).toEqual([]);
     }
+  });
+
+  it("leaves an erasure afterwards nothing of a moved customer's finished jobs in their old shard's queue", async () => {
+    pipeline = await startPipeline("reshard-erase", { shards: 1 });
+    const p = pipeline;
+    // A customer whose shard under three shards is not 0, where their jobs ran.
+    const customerId =
+      Array.from({ length: 20 }, (_, i) => `cus-moved-${i}`).find(
+        (id) => customerShard(id, 3) !== 0,
+      ) ?? "";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-moved",
+        orderId: "ord-moved",
+        occurredAt: minutesAgo(1),
+        customer: { id: customerId },
+        items: [item("kitchenware", "75.00")],
+      }) as never,
+    );
+    await promoteStep(p, "evt-moved", "thank-you.thank-you");
+    const [thankYou] = await p.sink.waitForMessages(1);
+    const messageId = thankYou?.parsed.messageId ?? "";
+    expect(messageId).not.toBe("");
+    // The finished job of the send names the email's Message-ID (its return value), as does the
+    // queue's event stream.
+    await eventually(
+      async () =>
+        (await keysHolding(p.redis, p.prefix, [messageId])).length > 1 ? true : undefined,
+      "the send's job to finish",
+    );
+    await p.worker?.close();
+    await reshardTo(p, 3);
+    process.env = { ...savedEnv, ...p.commandEnv, FOLLOW_UP_SHARDS: "3" };
+    expect(await runErase(customerId, { config: p.configDir, json: true }, captureIo())).toBe(0);
+    expect(await keysHolding(p.redis, p.prefix, [messageId])).toEqual([]);
   });
 
   it("moves the job watch with the steps: a moved step whose job is lost afterwards is found in its new shard", async () => {
