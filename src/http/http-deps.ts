@@ -169,6 +169,8 @@ export interface HttpDeps {
     readonly inboundEmailToken?: string;
     /** INBOUND_EMAIL_MAX_BYTES: the largest raw email accepted. */
     readonly inboundEmailMaxBytes?: number;
+    /** How long a request may take to arrive (REQUEST_TIMEOUT_MS when undefined; tests shorten it). */
+    readonly requestTimeoutMs?: number;
   };
   readonly logger: import("pino").Logger;
 }

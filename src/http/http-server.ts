@@ -28,6 +28,17 @@ import { unsubscribeRoutes } from "./unsubscribe-routes.js";
  */
 export const OTHER_ROUTES_BODY_LIMIT = 64 * 1024;
 
+/**
+ * How long a request's headers and body may take to arrive (HTTP_REQUEST_TIMEOUT_MS is not a
+ * setting): past it, 408 and the connection is closed. Fastify's default is none at all (it sets
+ * Node's 300 s to 0), so a client that sends headers and part of a body, then nothing, held its
+ * connection, and up to 64 KiB of body, for ever, before any token or signature was checked:
+ * enough such connections and the worker runs out of sockets and memory, and Twilio's STOPs get
+ * no answer. Twilio waits 15 s for a webhook; 30 s carries the largest event (4 MiB) at 140 kB/s.
+ * A request that arrived whole may take longer to handle: this bounds the arrival only.
+ */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 /** Routes polled by orchestrators and scrapers: logged at debug so they do not drown the rest. */
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
 
@@ -38,7 +49,14 @@ const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
  */
 export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const publicUrl = checkSettings(deps.settings);
+  const requestTimeout = deps.settings.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const app = fastify({
+    requestTimeout,
+    // Headers too (Node's default is 60 s), and looked at every second rather than every 30 s.
+    http: {
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(requestTimeout / 4)),
+    },
     loggerInstance: deps.logger.child({ component: "http" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: Math.min(deps.settings.bodyLimitBytes, OTHER_ROUTES_BODY_LIMIT),

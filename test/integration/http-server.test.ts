@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
 import type { FastifyInstance } from "fastify";
 import { Counter, Registry } from "prom-client";
@@ -34,6 +36,8 @@ interface Harness {
   logs: string[];
   readiness: { ready: boolean; checks: Record<string, boolean> } | Error;
   failures: { acceptEvent?: Error; unsubscribe?: Error };
+  /** How long acceptEvent takes to answer (ms). */
+  acceptDelayMs: number;
 }
 
 const open: FastifyInstance[] = [];
@@ -58,6 +62,7 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
     logs,
     readiness: { ready: true, checks: { redis: true, rules: true, workers: true } },
     failures: {},
+    acceptDelayMs: 0,
   };
   const deps: HttpDeps = {
     discountCodes: {
@@ -71,6 +76,8 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
     },
     async acceptEvent(input) {
       if (harness.failures.acceptEvent) throw harness.failures.acceptEvent;
+      if (harness.acceptDelayMs > 0)
+        await new Promise((resolve) => setTimeout(resolve, harness.acceptDelayMs));
       calls.events.push(input);
       const parsed = parseEvent(input);
       return parsed.ok ? { ok: true, eventId: parsed.event.id } : parsed;
@@ -772,6 +779,68 @@ describe("methods a path does not take", () => {
     expect((await harness.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
     expect((await harness.app.inject({ method: "HEAD", url: "/healthz" })).statusCode).toBe(200);
     expect((await postEvent(harness, purchase())).statusCode).toBe(202);
+  });
+});
+
+describe("requests that never finish arriving", () => {
+  const TIMEOUT_MS = 400;
+
+  /** Sends `head` over a raw socket and keeps it open; what the server wrote, once it closes. */
+  async function holdOpen(address: string, head: string, waitMs: number) {
+    const { hostname, port } = new URL(address);
+    const socket = connect(Number(port), hostname);
+    await once(socket, "connect");
+    socket.write(head);
+    let answer = "";
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    const closed = once(socket, "close").then(() => true);
+    const held = new Promise<false>((resolve) => setTimeout(() => resolve(false), waitMs));
+    const wasClosed = await Promise.race([closed, held]);
+    socket.destroy();
+    return { closed: wasClosed, answer };
+  }
+
+  it.each([
+    [
+      "a webhook whose body stops half-way",
+      "POST /webhooks/twilio/inbound HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6000\r\n\r\nBody=aaaa",
+    ],
+    [
+      "an unsubscribe POST whose body never comes",
+      `POST /unsubscribe/${"A".repeat(20)}.B HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n`,
+    ],
+    ["a request whose headers never end", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a"],
+  ])("answers 408 to %s and closes its connection", async (_name, head) => {
+    const harness = startServer({ requestTimeoutMs: TIMEOUT_MS });
+    const address = await harness.app.listen({ host: "127.0.0.1", port: 0 });
+    const started = Date.now();
+    const { closed, answer } = await holdOpen(address, head, TIMEOUT_MS + 4_000);
+    expect(closed, "the connection is still open").toBe(true);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(TIMEOUT_MS - 50);
+    expect(harness.calls.inbound).toEqual([]);
+    expect(harness.calls.unsubscribes).toEqual([]);
+  });
+
+  it("still answers a request that arrived whole but takes longer than that to handle", async () => {
+    const harness = startServer({ requestTimeoutMs: TIMEOUT_MS });
+    harness.acceptDelayMs = TIMEOUT_MS * 3;
+    const address = await harness.app.listen({ host: "127.0.0.1", port: 0 });
+    const response = await fetch(`${address}/v1/events`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(purchase()),
+    });
+    expect(response.status).toBe(202);
+  });
+
+  it("gives every request 30 s to arrive by default", async () => {
+    const harness = startServer();
+    await harness.app.ready();
+    expect(harness.app.server.requestTimeout).toBe(30_000);
+    expect(harness.app.server.headersTimeout).toBe(30_000);
   });
 });
 
