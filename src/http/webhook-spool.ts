@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -267,6 +267,18 @@ export function spoolFileName(receivedAt: number, sequence: number, random: stri
   return `${String(receivedAt).padStart(15, "0")}-${String(sequence).padStart(6, "0")}-${random}.json`;
 }
 
+/**
+ * What names an unsubscribe's file (32 hexadecimal digits; other webhooks' files have 12 random
+ * ones): the request, whole, so that the same one is spooled once.
+ */
+function unsubscribeTag(request: SpooledUnsubscribe["unsubscribe"]): string {
+  const { customerId, channel, addressHash, source, scope } = request;
+  return createHash("sha256")
+    .update(JSON.stringify([customerId, channel, addressHash ?? null, source, scope]))
+    .digest("hex")
+    .slice(0, 32);
+}
+
 const SPOOL_FILE = /^\d{15}-\d{6}-[0-9a-f]+\.json$/;
 const TEMPORARY_FILE = /^\.\d{15}-\d{6}-[0-9a-f]+\.json\.tmp$/;
 
@@ -324,6 +336,8 @@ export function spoolFileNames(text: string): FailedSpoolFile {
  */
 export class WebhookSpool {
   private sequence = 0;
+  /** Unsubscribes being written, by their tag: the same one again waits for that write. */
+  private readonly unsubscribesWriting = new Map<string, Promise<string | false>>();
 
   constructor(
     readonly dir: string,
@@ -335,10 +349,30 @@ export class WebhookSpool {
    * Returns the file's name.
    */
   async add(entry: SpooledWebhook): Promise<string | false> {
+    if (!("unsubscribe" in entry)) return this.write(entry, randomBytes(6).toString("hex"));
+    // An unsubscribe once per request: anyone with a link (their own) may send it again and again,
+    // and would otherwise fill the spool, leaving the STOPs Twilio sends meanwhile a 503.
+    const tag = unsubscribeTag(entry.unsubscribe);
+    const writing = this.unsubscribesWriting.get(tag);
+    if (writing) return writing;
+    const added = (async () => {
+      const waiting = (await this.list()).find((name) => name.endsWith(`-${tag}.json`));
+      return waiting ?? this.write(entry, tag);
+    })();
+    this.unsubscribesWriting.set(tag, added);
+    try {
+      return await added;
+    } finally {
+      this.unsubscribesWriting.delete(tag);
+    }
+  }
+
+  /** Writes `entry` under a name ending in `tag` (hexadecimal); false when the spool is full. */
+  private async write(entry: SpooledWebhook, tag: string): Promise<string | false> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     if ((await this.list()).length >= this.maxFiles) return false;
     this.sequence = (this.sequence + 1) % 1_000_000;
-    const name = spoolFileName(entry.receivedAt, this.sequence, randomBytes(6).toString("hex"));
+    const name = spoolFileName(entry.receivedAt, this.sequence, tag);
     const temporary = path.join(this.dir, `.${name}.tmp`);
     const file = await open(temporary, "wx", 0o600);
     try {

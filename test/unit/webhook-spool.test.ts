@@ -17,6 +17,7 @@ import {
 import {
   spoolCallStatusWhenUnavailable,
   spoolSmsStatusWhenUnavailable,
+  spoolUnsubscribeWhenUnavailable,
   spoolWhenUnavailable,
 } from "../../src/http-bindings.js";
 import { createLogger } from "../../src/logger.js";
@@ -219,6 +220,50 @@ describe("a status callback while Redis is away", () => {
       callStatus: { followUpId: "f0123", callSid: "CAunit1" },
     });
     expect(parseSpoolText(text)).toBeUndefined();
+  });
+});
+
+describe("an unsubscribe link while Redis is away", () => {
+  const request = {
+    customerId: "cus-1",
+    channel: "email" as const,
+    source: "link" as const,
+    scope: "all" as const,
+  };
+
+  it("keeps one file for the same request sent again and again, also at once, so one link cannot fill the spool", async () => {
+    const spool = new WebhookSpool(await folder(), 10);
+    let now = 1_000;
+    const unsubscribe = spoolUnsubscribeWhenUnavailable({
+      handle: away,
+      spool,
+      now: () => now++,
+      logger,
+    });
+    const answers = await Promise.all(Array.from({ length: 25 }, () => unsubscribe(request)));
+    for (let i = 0; i < 25; i++) answers.push(await unsubscribe(request));
+    expect(new Set(answers)).toEqual(new Set(["spooled"]));
+    const [first, ...others] = await spool.list();
+    expect(others).toEqual([]);
+    // The first request's, dated when it came.
+    expect(await spool.read(String(first))).toEqual({ receivedAt: 1_000, unsubscribe: request });
+
+    // Room is left for the STOPs Twilio sends meanwhile, which it does not send again after a 503.
+    expect(
+      await spoolWhenUnavailable({ handle: away, spool, now: () => now, logger })(message),
+    ).toBe("spooled");
+    // Another request (offers only, a one-click POST, another customer or channel) has its own file.
+    await unsubscribe({ ...request, scope: "marketing" });
+    await unsubscribe({ ...request, source: "one-click" });
+    await unsubscribe({ ...request, customerId: "cus-2" });
+    await unsubscribe({ ...request, channel: "sms" });
+    await unsubscribe({ ...request, addressHash: "AAAAAAAAAAAAAAAAAAAAAA" });
+    expect(await spool.list()).toHaveLength(7);
+
+    // Once handled (its file removed), the same request is spooled again.
+    await spool.remove(String(first));
+    await unsubscribe(request);
+    expect(await spool.list()).toHaveLength(7);
   });
 });
 
