@@ -74,7 +74,6 @@ const NOTICE_COOKIE_OPTIONS = {
   path: "/console",
   httpOnly: true,
   sameSite: "strict",
-  secure: "auto",
   signed: true,
 } as const;
 /** Longer notices are cut (a cookie holds about 4 kB). */
@@ -99,6 +98,12 @@ const CHANNEL_WORDS = { email: "Email", sms: "SMS", voice: "Calls" } as const;
 
 type Operator = { readonly name: string };
 const operators = new WeakMap<FastifyRequest, Operator>();
+/**
+ * Requests that reached the console over https (directly, through PUBLIC_URL, or through a proxy
+ * TRUST_PROXY names): every cookie set in answer is Secure, the CSRF and notice cookies as the
+ * session's. (@fastify/cookie's `secure: "auto"` knows the protocol only, not PUBLIC_URL.)
+ */
+const overHttps = new WeakSet<FastifyRequest>();
 /** Bull Board's API, under the console. */
 const BOARD_API = "/console/queues/api/";
 /** Bull Board actions allowed through, audited once answered. */
@@ -127,8 +132,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         sameSite: "strict",
         httpOnly: true,
         signed: true,
-        // Secure when the request came over https (behind a proxy: with trustProxy).
-        secure: "auto",
+        // Secure or not as the request came (csrfToken): see overHttps.
       },
       // A token is bound to the session whose page it is on (the sign-in page's to signing in):
       // a cookie and token any browser can get, planted next to an operator's session by a
@@ -147,6 +151,10 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           .update(rateLimitGroup(request.ip))
           .digest("base64url")
           .slice(0, 22),
+    });
+
+    scope.addHook("onRequest", async (request) => {
+      if (secureFor(request)) overHttps.add(request);
     });
 
     scope.addHook("onSend", async (request, reply, payload) => {
@@ -297,7 +305,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           path: "/console",
           httpOnly: true,
           sameSite: "strict",
-          secure: secureFor(request),
+          secure: overHttps.has(request),
         });
         return reply.redirect("/console", 303);
       },
@@ -542,6 +550,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           { by: operatorOf(request), ...(reason && { reason }) },
         );
         return backWithNotice(
+          request,
           reply,
           formField(request, "back"),
           `Cancelled ${result.cancelled.join(", ")}.`,
@@ -555,6 +564,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       async (request, reply) => {
         const result = await deps.tools.resend(formField(request, "ref"), operatorOf(request));
         return backWithNotice(
+          request,
           reply,
           formField(request, "back"),
           `${result.ref} will be sent again in a moment.`,
@@ -571,7 +581,12 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           by: operatorOf(request),
           ...(note && { note }),
         });
-        return backWithNotice(reply, formField(request, "back"), `Resolved reply ${result.id}.`);
+        return backWithNotice(
+          request,
+          reply,
+          formField(request, "back"),
+          `Resolved reply ${result.id}.`,
+        );
       },
     );
 
@@ -594,6 +609,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         const already =
           receipt.newlyOptedOut.length === 0 ? " (already opted out: nothing changed)" : "";
         return backWithNotice(
+          request,
           reply,
           customerPath(id),
           `Opted out of ${channels} (${receipt.purposes ? "offers only" : "every follow-up"}); ${receipt.addressesCovered} ${receipt.addressesCovered === 1 ? "address" : "addresses"} covered${already}.`,
@@ -663,6 +679,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         );
         const count = requeued.length;
         return backWithNotice(
+          request,
           reply,
           "/console/failed",
           `Re-queued ${count} follow-up${count === 1 ? "" : "s"}.`,
@@ -861,7 +878,8 @@ function csrfBinding(request: FastifyRequest): string {
 
 /** A CSRF token for the forms of the page answering `request`. */
 function csrfToken(request: FastifyRequest, reply: FastifyReply): string {
-  return reply.generateCsrf({ userInfo: csrfBinding(request) });
+  // The options also name the cookie's, when one is set.
+  return reply.generateCsrf({ userInfo: csrfBinding(request), secure: overHttps.has(request) });
 }
 
 function operatorOf(request: FastifyRequest): string {
@@ -900,8 +918,16 @@ function safeBack(back: string | undefined): string {
 }
 
 /** Back to `back` (a console path; else search), which shows `notice` once. */
-function backWithNotice(reply: FastifyReply, back: string, notice: string): FastifyReply {
-  reply.setCookie(NOTICE_COOKIE, notice.slice(0, MAX_NOTICE_LENGTH), NOTICE_COOKIE_OPTIONS);
+function backWithNotice(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  back: string,
+  notice: string,
+): FastifyReply {
+  reply.setCookie(NOTICE_COOKIE, notice.slice(0, MAX_NOTICE_LENGTH), {
+    ...NOTICE_COOKIE_OPTIONS,
+    secure: overHttps.has(request),
+  });
   return reply.redirect(safeBack(back) || "/console/search", 303);
 }
 

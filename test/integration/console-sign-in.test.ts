@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Env } from "../../src/config/env.js";
 import {
@@ -105,6 +106,71 @@ describe("console sign-in", () => {
     const proxied = await startWorker(pipeline, { TRUST_PROXY: ["127.0.0.1"] });
     const viaProxy = await signInForm(proxied.httpAddress ?? "", https);
     expect(viaProxy.setCookie).toMatch(/;\s*Secure/i);
+  });
+
+  it("makes every console cookie Secure when reached through an https PUBLIC_URL, not the session's alone", async () => {
+    pipeline = await startPipeline("sign-in-public-url", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}` },
+    });
+    const base = new URL(pipeline.worker?.httpAddress ?? "");
+    // As a proxy that passes the Host on (not named in TRUST_PROXY) sends it: PUBLIC_URL's host.
+    const host = new URL(pipeline.envVars.PUBLIC_URL ?? "").host;
+    const send = (method: string, path: string, cookie: string, body = "") =>
+      new Promise<{ status: number; cookies: string[]; text: string }>((resolve, reject) => {
+        const request = httpRequest(
+          {
+            host: base.hostname,
+            port: base.port,
+            method,
+            path,
+            headers: {
+              host,
+              cookie,
+              ...(body && { "content-type": "application/x-www-form-urlencoded" }),
+            },
+          },
+          (response) => {
+            let text = "";
+            response.on("data", (chunk: Buffer) => {
+              text += chunk.toString();
+            });
+            response.on("end", () =>
+              resolve({
+                status: response.statusCode ?? 0,
+                cookies: response.headers["set-cookie"] ?? [],
+                text,
+              }),
+            );
+          },
+        );
+        request.on("error", reject);
+        request.end(body);
+      });
+    const csrfOf = (text: string) => /name="_csrf" value="([^"]+)"/.exec(text)?.[1] ?? "";
+    const pair = (cookie: string) => cookie.split(";")[0] ?? "";
+    const form = await send("GET", "/console/sign-in", "");
+    const csrfCookie = form.cookies.find((cookie) => cookie.startsWith("fu_console_csrf="));
+    expect(csrfCookie).toMatch(/;\s*Secure/i);
+    const signedIn = await send(
+      "POST",
+      "/console/sign-in",
+      pair(csrfCookie ?? ""),
+      new URLSearchParams({ _csrf: csrfOf(form.text), token: TOKEN }).toString(),
+    );
+    expect(signedIn.status).toBe(303);
+    const session = signedIn.cookies.find((cookie) => cookie.startsWith("fu_console="));
+    expect(session).toMatch(/;\s*Secure/i);
+    const cookies = `${pair(csrfCookie ?? "")}; ${pair(session ?? "")}`;
+    const page = await send("GET", "/console/failed", cookies);
+    const retried = await send(
+      "POST",
+      "/console/failed/retry",
+      cookies,
+      new URLSearchParams({ _csrf: csrfOf(page.text) }).toString(),
+    );
+    expect(retried.status).toBe(303);
+    const notice = retried.cookies.find((cookie) => cookie.startsWith("fu_console_notice="));
+    expect(notice).toMatch(/;\s*Secure/i);
   });
 
   it("with TRUST_PROXY=true believes only the nearest proxy: a client's own X-Forwarded-For does not escape the limit", async () => {
