@@ -47,10 +47,13 @@ export function alertEmail(
   followUpId: string,
 ): EmailMessage {
   const first = items[0];
-  const subject =
+  // As plain as the text: a name's line breaks, other controls or bidi overrides (which would
+  // turn the rest of the line around) are not the owner's subject line's.
+  const subject = plainText(
     items.length === 1 && first
       ? `${shopName}: an unhappy reply from ${first.firstName ?? "a customer"}${first.orderId ? ` (${ALERT_NAMES.order(first.orderId)})` : ""}`
-      : `${shopName}: ${items.length} unhappy replies`;
+      : `${shopName}: ${items.length} unhappy replies`,
+  );
   const when = (at: number) =>
     DateTime.fromMillis(at, { zone: owner.timezone }).toFormat("ccc d LLL HH:mm ZZZZ");
   // A line is text, or the timeline's link: the one address the alert makes, from PUBLIC_URL.
