@@ -211,8 +211,9 @@ export function replanOf(
 
 /**
  * When a fallback's call is due as this re-plan leaves it (epoch ms): where it moves to, or its
- * record's due time (kept, or no longer scheduled: sent, say); undefined when the re-plan cancels
- * or skips it, or it has no record.
+ * record's due time (kept, cancelled or skipped by this re-plan, or no longer scheduled: sent,
+ * say); undefined when it has no record. A call this re-plan ends keeps that due time in its
+ * record, so a later generation of the same rules times the fallback alike and leaves it.
  */
 function callDueAt(
   records: ReadonlyMap<string, StepRecord>,
@@ -221,7 +222,6 @@ function callDueAt(
 ): number | undefined {
   const decision = decisions.get(callId);
   if (decision?.action === "move") return decision.dueAt;
-  if (decision?.action === "cancel" || decision?.action === "skip") return undefined;
   return records.get(callId)?.dueAt;
 }
 

@@ -4,6 +4,7 @@ import { type Plan, planFollowUps } from "../../src/domain/planner.js";
 import { replanStep } from "../../src/domain/replan.js";
 import type { RuleSet } from "../../src/domain/rules.js";
 import { REPLAN_MARGIN_MS, replanOf } from "../../src/queue/replanner.js";
+import type { StepRecord } from "../../src/store/step-record.js";
 import {
   instant,
   item,
@@ -149,12 +150,13 @@ describe("re-planning a purchase's steps near the promotion horizon", () => {
 });
 
 describe("re-planning a call's fallback", () => {
-  /** A call `delay` after the purchase, and an SMS a day after it if it was not answered. */
-  const callRules = (delay: string) =>
+  /** A call `delay` after the purchase, and an SMS `after` it (a day) if it was not answered. */
+  const callRules = (delay: string, after = "P1D", grace?: string) =>
     rulesFrom(
       [
         "version: 1",
         "defaults: { timezone: Europe/London, currency: GBP, locale: en-GB }",
+        ...(grace ? [`gracePeriods: { check-in: ${grace} }`] : []),
         "sendWindows:",
         `  voice: { start: "09:00", end: "20:00", days: [${MON_TO_SAT.join(", ")}] }`,
         `  sms: { start: "09:00", end: "20:00", days: [${MON_TO_SAT.join(", ")}] }`,
@@ -162,7 +164,7 @@ describe("re-planning a call's fallback", () => {
         "  - id: calls",
         "    steps:",
         `      - { kind: check-in, channel: voice, template: check-in-call, delay: ${delay},`,
-        "          fallback: { channel: sms, template: check-in, after: P1D } }",
+        `          fallback: { channel: sms, template: check-in, after: ${after} } }`,
         "",
       ].join("\n"),
     );
@@ -232,5 +234,42 @@ describe("re-planning a call's fallback", () => {
       ["calls.check-in", "move", "2026-11-11T10:00:00Z"],
       ["calls.check-in-fallback", "move", "2026-11-12T10:00:00Z"],
     ]);
+  });
+
+  it("times a fallback alike in every generation once its call is skipped or cancelled", () => {
+    const onTime = planFollowUps(bought, rules, history, instant(bought.occurredAt));
+    // The call would move to 3 November, past its hour of grace on the 5th: skipped, where it
+    // was (the 9th); the fallback, ten days after it, moves to the 19th.
+    const sooner = callRules("P1D", "P10D", "PT1H");
+    const at = instant("2026-11-05T10:00:00Z");
+    const first = replanOf("evt", bought, recordsOf(onTime), sooner, history, at, HORIZON);
+    const moved = first.steps.find((s) => s.stepId === "calls.check-in-fallback");
+    expect(first.steps.map((s) => [s.stepId, s.action])).toEqual([
+      ["calls.check-in", "skip"],
+      ["calls.check-in-fallback", "move"],
+    ]);
+    expect(new Date(moved?.dueAt ?? 0).toISOString()).toBe("2026-11-19T10:00:00.000Z");
+    // The same rules loaded again as a newer generation (a comment edited): nothing changes.
+    // Before, the first re-plan timed the fallback from the call's time under the rules (the
+    // 13th), and every later one from the skipped call's record (the 19th): it moved again.
+    const after = new Map(
+      [...recordsOf(onTime)].map(([id, record]) => [
+        id,
+        id === "calls.check-in"
+          ? { ...record, state: "skipped" as StepRecord["state"] }
+          : { ...record, dueAt: moved?.dueAt ?? 0 },
+      ]),
+    );
+    const again = replanOf("evt", bought, after, sooner, history, at, HORIZON);
+    expect(again.steps.map((s) => [s.stepId, s.action])).toEqual([
+      ["calls.check-in-fallback", "keep"],
+    ]);
+    // Likewise a call an operator cancelled.
+    const cancelled = new Map(after);
+    const call = after.get("calls.check-in");
+    if (call) cancelled.set("calls.check-in", { ...call, state: "cancelled" });
+    expect(
+      replanOf("evt", bought, cancelled, sooner, history, at, HORIZON).steps.map((s) => s.action),
+    ).toEqual(["keep"]);
   });
 });
