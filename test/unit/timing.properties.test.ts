@@ -5,6 +5,8 @@ import { parseRules } from "../../src/config/load-rules.js";
 import { planFollowUps } from "../../src/domain/planner.js";
 import type { RuleSet, SendWindow } from "../../src/domain/rules.js";
 import { nextSendWindow, nextSendWindowByCalendar } from "../../src/domain/send-window.js";
+import { replanOf } from "../../src/queue/replanner.js";
+import type { StepRecord } from "../../src/store/step-record.js";
 import {
   type DayName,
   EVERY_DAY,
@@ -13,6 +15,7 @@ import {
   oneStepRules,
   oneStepYaml,
   purchase,
+  rulesFrom,
   sendWindow,
 } from "../support/fixtures.js";
 
@@ -406,6 +409,119 @@ describe("planFollowUps timing (properties)", () => {
         expect(b).toEqual(a);
       }),
       RUNS,
+    );
+  });
+});
+
+describe("re-planning (properties)", () => {
+  const channelWindowArb = fc
+    .record({
+      start: fc.integer({ min: 0, max: 1380 }),
+      length: fc.integer({ min: 30, max: 1440 }),
+      days: fc.subarray([...EVERY_DAY], { minLength: 1 }),
+    })
+    .map(
+      ({ start, length, days }) =>
+        `{ start: "${hhmm(start)}", end: "${hhmm(Math.min(1440, start + length))}", days: [${days.join(", ")}] }`,
+    );
+  const shortDelayArb = fc.oneof(
+    fc.nat(200).map((n) => `PT${n}H`),
+    fc.nat(90).map((n) => `P${n}D`),
+    fc.nat(6).map((n) => `P${n}M`),
+  );
+  /** Rules (YAML, so a counterexample reads as such): a thank-you email and a check-in call with an SMS fallback, timed at random. */
+  const callRulesArb = fc
+    .record({
+      email: channelWindowArb,
+      sms: channelWindowArb,
+      voice: channelWindowArb,
+      thankYou: shortDelayArb,
+      call: shortDelayArb,
+      after: fc.constantFrom("PT30M", "PT1H", "P1D", "P2D"),
+      grace: fc.constantFrom("PT2H", "P1D", "P14D"),
+    })
+    .map((r) =>
+      [
+        "version: 1",
+        "defaults: { timezone: Europe/London, currency: GBP }",
+        `gracePeriods: { check-in: ${r.grace} }`,
+        "sendWindows:",
+        `  email: ${r.email}`,
+        `  sms: ${r.sms}`,
+        `  voice: ${r.voice}`,
+        "rules:",
+        "  - id: r",
+        "    steps:",
+        `      - { kind: thank-you, channel: email, template: t, delay: ${r.thankYou} }`,
+        `      - { kind: check-in, channel: voice, template: t, delay: ${r.call}, fallback: { channel: sms, template: t, after: ${r.after} } }`,
+        "",
+      ].join("\n"),
+    );
+  const HORIZON = 5 * 60_000;
+
+  it("is idempotent: the same rules loaded again after a re-plan keep every step it left scheduled", () => {
+    fc.assert(
+      fc.property(
+        zoneArb,
+        fc.integer({ min: Date.UTC(2026, 0, 1) / 1000, max: Date.UTC(2028, 0, 1) / 1000 }),
+        callRulesArb,
+        callRulesArb,
+        fc.integer({ min: 0, max: 20 * 86_400 }),
+        (zone, seconds, beforeYaml, afterYaml, replanAfterSeconds) => {
+          const [before, after] = [rulesFrom(beforeYaml), rulesFrom(afterYaml)];
+          const purchasedAt = DateTime.fromSeconds(seconds, { zone: "utc" });
+          const event = purchase({
+            occurredAt: purchasedAt.toISO({ suppressMilliseconds: true }) ?? "",
+            customer: { timezone: zone, consent: { email: true, sms: true, voice: true } },
+          });
+          const history = { previousPurchases: 0 };
+          const planned = planFollowUps(event, before, history, purchasedAt);
+          const records = new Map<string, StepRecord>(
+            planned.steps.map((s) => [
+              s.stepId,
+              {
+                state: "scheduled",
+                dueAt: Date.parse(s.dueAt),
+                ...(s.graceEndsAt && { graceEndsAt: Date.parse(s.graceEndsAt) }),
+                attempts: 0,
+                takeovers: 0,
+                resends: 0,
+                retries: 0,
+                channel: s.channel,
+                kind: s.kind,
+              },
+            ]),
+          );
+          const now = purchasedAt.plus({ seconds: replanAfterSeconds });
+          const first = replanOf("evt", event, records, after, history, now, HORIZON);
+          // The record as the store leaves it (replan-event.lua).
+          const applied = new Map(records);
+          for (const step of first.steps) {
+            const record = records.get(step.stepId);
+            if (!record) continue;
+            if (step.action === "move") {
+              const { graceEndsAt: _, ...rest } = record;
+              applied.set(step.stepId, {
+                ...rest,
+                dueAt: step.dueAt,
+                channel: step.channel as StepRecord["channel"],
+                ...(step.graceEndsAt !== undefined && { graceEndsAt: step.graceEndsAt }),
+              });
+            } else if (step.action !== "keep") {
+              applied.set(step.stepId, {
+                ...record,
+                state: step.action === "skip" ? "skipped" : "cancelled",
+              });
+            }
+          }
+          const again = replanOf("evt", event, applied, after, history, now, HORIZON);
+          expect(
+            again.steps.filter((s) => s.action !== "keep").map((s) => [s.stepId, s.action]),
+            `first re-plan: ${JSON.stringify(first.steps.map((s) => [s.stepId, s.action, new Date(s.dueAt).toISOString()]))}`,
+          ).toEqual([]);
+        },
+      ),
+      { numRuns: 300, seed: 20261207 },
     );
   });
 });
