@@ -9,6 +9,8 @@ export interface PendingStep {
   readonly stepId: string;
   /** Planned due time (epoch ms). */
   readonly dueAt: number;
+  /** For a step planned late: when its grace period ends (epoch ms; PlannedStep.graceEndsAt). */
+  readonly graceEndsAt?: number;
   readonly channel?: Channel;
   readonly kind?: StepKind;
 }
@@ -76,16 +78,19 @@ export function replanStep(
     return { action: "skip", code, reason: timing.reason };
   }
   const dueAt = timing.due.toMillis();
-  if (dueAt === step.dueAt && found.step.channel === (step.channel ?? found.step.channel))
-    return { action: "keep" };
+  const graceEndsAt = timing.graceEndsAt?.toMillis();
+  const stays = dueAt === step.dueAt && found.step.channel === (step.channel ?? found.step.channel);
+  // A step planned late keeps its due time but takes the grace period's end the rules now count
+  // (the send guard reads a late step's end from its record, not from the rules).
+  if (stays && graceEndsAt === step.graceEndsAt) return { action: "keep" };
   // Where it moves to, held to the cooldowns as a new step is (history.recent: the customer's
   // other purchases' steps).
-  const cooling = cooldownProblem(found.rule, found.step, timing.due, rules, history);
+  const cooling = !stays && cooldownProblem(found.rule, found.step, timing.due, rules, history);
   if (cooling) return { action: "skip", code: "cooldown", reason: cooling };
   return {
     action: "move",
     dueAt,
-    ...(timing.graceEndsAt && { graceEndsAt: timing.graceEndsAt.toMillis() }),
+    ...(graceEndsAt !== undefined && { graceEndsAt }),
     channel: found.step.channel,
     kind: found.step.kind,
   };

@@ -148,7 +148,13 @@ export function replanOf(
       mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs)
         ? { action: "keep" }
         : replanStep(
-            { stepId, dueAt: record.dueAt, channel, kind },
+            {
+              stepId,
+              dueAt: record.dueAt,
+              ...(record.graceEndsAt !== undefined && { graceEndsAt: record.graceEndsAt }),
+              channel,
+              kind,
+            },
             event,
             history,
             rules,

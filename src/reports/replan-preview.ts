@@ -86,10 +86,11 @@ export class PreviewTally {
       this.byRule.set(step.ruleId, tally);
     }
     if (step.code) tally.reasons[step.code] = (tally.reasons[step.code] ?? 0) + 1;
-    if (step.action === "keep") tally.unchanged++;
+    // A step that keeps its due time (a new channel, or a late step's new grace end) stays.
+    if (step.action === "keep" || (step.action === "move" && step.shiftMs === 0)) tally.unchanged++;
     else if (step.action === "cancel") tally.cancelled++;
     else if (step.action === "skip") tally.skipped++;
-    else if (step.shiftMs !== 0) {
+    else {
       const side = step.shiftMs < 0 ? tally.earlier : tally.later;
       const amount = Math.abs(step.shiftMs);
       side.count++;

@@ -4,6 +4,7 @@ import { type Plan, planFollowUps } from "../../src/domain/planner.js";
 import { replanStep } from "../../src/domain/replan.js";
 import type { RuleSet } from "../../src/domain/rules.js";
 import { REPLAN_MARGIN_MS, replanOf } from "../../src/queue/replanner.js";
+import { previewByRule } from "../../src/reports/replan-preview.js";
 import type { StepRecord } from "../../src/store/step-record.js";
 import {
   instant,
@@ -110,6 +111,67 @@ describe("re-planning one pending step", () => {
       dueAt: now.toMillis(),
     });
   });
+
+  it("gives a step planned late the end of the grace period the newer rules count", () => {
+    // Bought 2 November 10:00, taken in at 20:00: the thank-you due at 11:00 goes at the next
+    // opening (3 November 09:00), its grace period of a day ending on the 3rd at 11:00.
+    const window = { start: "09:00", end: "17:00" };
+    const daily = oneStepRules({ delay: "PT1H", window, grace: "P1D" });
+    const late = planFollowUps(event, daily, history, instant("2026-11-02T20:00:00Z")).steps[0];
+    expect([late?.dueAt, late?.graceEndsAt]).toEqual([
+      "2026-11-03T09:00:00Z",
+      "2026-11-03T11:00:00Z",
+    ]);
+    const pending = {
+      stepId: "only.step",
+      dueAt: Date.parse(late?.dueAt ?? ""),
+      graceEndsAt: Date.parse(late?.graceEndsAt ?? ""),
+      channel: "email" as const,
+    };
+    const at = instant("2026-11-02T21:00:00Z");
+    // The rules give thank-yous a week: same due time, the grace period ends on the 9th, as a
+    // plan made now would have it. Before, the step was kept with its end of the 3rd, and the
+    // send guard skipped it past due after then (a frequency cap, say, holding it a day).
+    const weekly = oneStepRules({ delay: "PT1H", window, grace: "P7D" });
+    expect(
+      planFollowUps(event, weekly, history, at).steps.map((s) => [s.dueAt, s.graceEndsAt]),
+    ).toEqual([["2026-11-03T09:00:00Z", "2026-11-09T11:00:00Z"]]);
+    expect(replanStep(pending, event, history, weekly, at)).toEqual({
+      action: "move",
+      dueAt: pending.dueAt,
+      graceEndsAt: Date.parse("2026-11-09T11:00:00Z"),
+      channel: "email",
+      kind: "thank-you",
+    });
+    // Shorter, but still past the opening: it ends on the 3rd at 10:00.
+    const shorter = oneStepRules({ delay: "PT1H", window, grace: "PT23H" });
+    expect(replanStep(pending, event, history, shorter, at)).toMatchObject({
+      action: "move",
+      graceEndsAt: Date.parse("2026-11-03T10:00:00Z"),
+    });
+    // The same rules again: kept.
+    expect(replanStep(pending, event, history, daily, at)).toEqual({ action: "keep" });
+  });
+
+  it("is previewed as unchanged when it keeps its due time (a new grace end or channel)", () => {
+    expect(
+      previewByRule([
+        { ruleId: "only", action: "move", shiftMs: 0 },
+        { ruleId: "only", action: "keep", shiftMs: 0 },
+        { ruleId: "only", action: "move", shiftMs: 60_000 },
+      ]),
+    ).toEqual([
+      {
+        ruleId: "only",
+        unchanged: 2,
+        earlier: { count: 0 },
+        later: { count: 1, smallest: "PT1M", largest: "PT1M" },
+        cancelled: 0,
+        skipped: 0,
+        reasons: {},
+      },
+    ]);
+  });
 });
 
 describe("re-planning a purchase's steps near the promotion horizon", () => {
@@ -182,6 +244,8 @@ describe("re-planning a call's fallback", () => {
         {
           state: "scheduled" as const,
           dueAt: Date.parse(s.dueAt),
+          // As intake stores it: the steps of a purchase taken in late carry their grace's end.
+          ...(s.graceEndsAt !== undefined && { graceEndsAt: Date.parse(s.graceEndsAt) }),
           attempts: 0,
           takeovers: 0,
           resends: 0,
