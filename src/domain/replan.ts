@@ -80,9 +80,10 @@ export function replanStep(
   const dueAt = timing.due.toMillis();
   const graceEndsAt = timing.graceEndsAt?.toMillis();
   const stays = dueAt === step.dueAt && found.step.channel === (step.channel ?? found.step.channel);
-  // A step planned late keeps its due time but takes the grace period's end the rules now count
-  // (the send guard reads a late step's end from its record, not from the rules).
-  if (stays && graceEndsAt === step.graceEndsAt) return { action: "keep" };
+  // Where it stays, it may still take the grace period's end the rules now count (the send guard
+  // reads a late step's end from its record) and its step's kind (reports count by the record's).
+  const sameKind = found.step.kind === (step.kind ?? found.step.kind);
+  if (stays && sameKind && graceEndsAt === step.graceEndsAt) return { action: "keep" };
   // Where it moves to, held to the cooldowns as a new step is (history.recent: the customer's
   // other purchases' steps).
   const cooling = !stays && cooldownProblem(found.rule, found.step, timing.due, rules, history);

@@ -55,6 +55,20 @@ describe("re-planning one pending step", () => {
     });
   });
 
+  it("gives a step whose kind changed under the same id its new kind, where it stays", () => {
+    // Planned as a custom step; the rules now call the step (same id, same time) a thank-you.
+    // Before, it was kept, its record (and the reports, which count by it) still saying custom.
+    expect(
+      replanStep(
+        { ...planned, kind: "custom" },
+        event,
+        history,
+        oneStepRules({ delay: "P30D" }),
+        now,
+      ),
+    ).toEqual({ action: "move", dueAt: planned.dueAt, channel: "email", kind: "thank-you" });
+  });
+
   it("skips a step that would move within the cooldown of another purchase's step, and moves one clear of it", () => {
     const base = oneStepRules({ delay: "P40D" });
     const cooled: RuleSet = {
