@@ -836,7 +836,12 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       // Numbers are timed before they are suppressed (noteNumbersOptingOut): a START replayed from
       // the spool must not undo it, as it does not undo a STOP or a 9.
       const noteTimeOf = (phones: readonly string[]) =>
-        suppressions.noteNumbersOptingOut(channels, phones, scope, now);
+        suppressions.noteNumbersOptingOut(
+          channels,
+          phones.map((phone) => ({ address: phone })),
+          scope,
+          now,
+        );
       let auditTarget: string;
       let member: string | undefined;
       let customerId: string | undefined;

@@ -332,10 +332,17 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     known: ReadonlyMap<Channel, readonly string[]> = new Map(),
   ): Promise<void> => {
     const now = deps.now();
-    // Timed first, as a STOP is: a START replayed from the spool must not undo it.
+    // Timed first, as a STOP is: a START replayed from the spool must not undo it. A link of a
+    // text names its number by keyed hash only.
+    const numbers = new Set(PHONE_CHANNELS.flatMap((channel) => known.get(channel) ?? []));
     await deps.suppressions.noteNumbersOptingOut(
       channels,
-      PHONE_CHANNELS.flatMap((channel) => known.get(channel) ?? []),
+      [
+        ...[...numbers].map((number) => ({ address: number })),
+        ...(address?.addressHash !== undefined && channels.some((c) => c !== "email")
+          ? [{ addressHash: address.addressHash }]
+          : []),
+      ],
       scope,
       now,
     );
@@ -433,12 +440,13 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         (keyword === "opt-in-if-suppressed" &&
           (await deps.suppressions.isSuppressed("sms", { address: message.from })));
       // One replayed from the spool after a later opt-out was handled: the customer's last word
-      // was the opt-out, which stays. (A message handled live is the latest there is.)
-      if (
-        optIn &&
-        message.receivedAt !== undefined &&
-        (await deps.suppressions.optedOutAfter({ address: message.from }, message.receivedAt))
-      ) {
+      // was the opt-out, which stays; after an opt-out of offers only, that one stays. (A message
+      // handled live is the latest there is.)
+      const later =
+        optIn && message.receivedAt !== undefined
+          ? await deps.suppressions.optedOutAfter({ address: message.from }, message.receivedAt)
+          : undefined;
+      if (later === "all") {
         deps.logger.info(
           { messageSid: message.messageSid },
           "an opt-in replayed from the webhook spool was sent before the number's latest opt-out: not applied",
@@ -451,11 +459,19 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         // another way (a 9 pressed on a call, an event) stay off.
         const kept: Channel[] = [];
         for (const channel of PHONE_CHANNELS)
-          if (await deps.suppressions.allow(channel, { address: message.from })) kept.push(channel);
+          if (
+            await deps.suppressions.allow(channel, { address: message.from }, later === "marketing")
+          )
+            kept.push(channel);
         if (kept.length > 0)
           deps.logger.info(
             { messageSid: message.messageSid, kept },
             "opted back in by text: calls declined other than by text stay off",
+          );
+        if (later === "marketing")
+          deps.logger.info(
+            { messageSid: message.messageSid },
+            "an opt-in replayed from the webhook spool was sent before the number's latest opt-out of offers: offers stay off",
           );
         await deps.receipts.remember(receipt);
         return "opted-in";

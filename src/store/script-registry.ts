@@ -211,6 +211,7 @@ export interface StoreCommands {
     setKey: string,
     offersSetKey: string,
     marks: string,
+    keepOffers: "keep-offers" | "",
     ...members: string[]
   ): Promise<number>;
   /** count-once.lua */

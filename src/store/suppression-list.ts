@@ -14,6 +14,12 @@ import { sharedSecret } from "./shared-secrets.js";
  */
 const OPT_OUT_TIME_MS = 400 * 24 * 3600 * 1000;
 
+/** The members of a number's opt-out times (StoreKeys.phoneOptedOutAt), one per scope. */
+const OPT_OUT_TIME_FIELDS = { all: "at", marketing: "offers" } as const satisfies Record<
+  OptOutScope,
+  string
+>;
+
 /** Who a suppression is about: a customer id, an address, or an address known only by its hash. */
 export interface SuppressionTarget {
   readonly customerId?: string;
@@ -106,48 +112,62 @@ export class SuppressionList {
   }
 
   /**
-   * Notes when a number opted out by text or keypad (`at`, epoch ms; an earlier time does not
-   * replace a later one), so that an opt-in sent before it and handled after it (a START replayed
-   * from the webhook spool) can tell it is stale: see `optedOutAfter`.
+   * Notes when a number opted out (`at`, epoch ms; of offers only with `scope`; an earlier time
+   * does not replace a later one), so that an opt-in sent before it and handled after it (a START
+   * replayed from the webhook spool) can tell it is stale: see `optedOutAfter`.
    */
-  async noteOptOutAt(who: SuppressionTarget, at: number): Promise<void> {
+  async noteOptOutAt(
+    who: SuppressionTarget,
+    at: number,
+    scope: OptOutScope = "all",
+  ): Promise<void> {
     for (const member of await this.addressMembers(who)) {
       const key = this.keys.phoneOptedOutAt(member);
-      await this.redis.zadd(key, "GT", Math.round(at), "at");
+      await this.redis.zadd(key, "GT", Math.round(at), OPT_OUT_TIME_FIELDS[scope]);
       await this.redis.pexpire(key, OPT_OUT_TIME_MS);
     }
   }
 
   /**
-   * Before an opt-out of every text or call is written (an event, an operator's): notes its
+   * Before an opt-out of texts or calls is written (an event, an operator's, a link's): notes its
    * numbers' time, so that a START sent before it and replayed from the webhook spool while or
-   * after it is written does not undo it. Nothing for offers only, or for email alone.
+   * after it is written does not undo it. Nothing for email alone.
    */
   async noteNumbersOptingOut(
     channels: readonly Channel[],
-    numbers: Iterable<string>,
+    numbers: Iterable<SuppressionTarget>,
     scope: OptOutScope,
     at: number,
   ): Promise<void> {
-    if (scope !== "all" || channels.every((channel) => channel === "email")) return;
-    for (const number of new Set(numbers)) await this.noteOptOutAt({ address: number }, at);
-  }
-
-  /** Whether the number opted out by text or keypad later than `at` (noteOptOutAt). */
-  async optedOutAfter(who: SuppressionTarget, at: number): Promise<boolean> {
-    for (const member of await this.addressMembers(who)) {
-      const latest = await this.redis.zscore(this.keys.phoneOptedOutAt(member), "at");
-      if (latest !== null && Number(latest) > at) return true;
-    }
-    return false;
+    if (channels.every((channel) => channel === "email")) return;
+    for (const who of numbers) await this.noteOptOutAt(who, at, scope);
   }
 
   /**
-   * Removes them again (SMS START), in every form and scope stored; but on calls not a number
-   * marked as opted out of them other than by text (suppress's `way`: a 9 pressed on a call, an
-   * event, a link), whose entry stays on that list. True when something stayed.
+   * What the number opted out of later than `at` (noteOptOutAt): every follow-up, else offers
+   * only, else undefined.
    */
-  async allow(channel: Channel, who: SuppressionTarget): Promise<boolean> {
+  async optedOutAfter(who: SuppressionTarget, at: number): Promise<OptOutScope | undefined> {
+    let later: OptOutScope | undefined;
+    for (const member of await this.addressMembers(who)) {
+      const [all, offers] = await this.redis.zmscore(
+        this.keys.phoneOptedOutAt(member),
+        OPT_OUT_TIME_FIELDS.all,
+        OPT_OUT_TIME_FIELDS.marketing,
+      );
+      if (all !== null && Number(all) > at) return "all";
+      if (offers !== null && Number(offers) > at) later = "marketing";
+    }
+    return later;
+  }
+
+  /**
+   * Removes them again (SMS START), in every form and scope stored (with `keepOffers`, every scope
+   * but offers only); but on calls not a number marked as opted out of them other than by
+   * text (suppress's `way`: a 9 pressed on a call, an event, a link), whose entry stays on that
+   * list. True when something stayed.
+   */
+  async allow(channel: Channel, who: SuppressionTarget, keepOffers = false): Promise<boolean> {
     const members = await this.members(who, "read");
     if (members.length === 0) return false;
     // Checked and removed in one script (allow.lua), against a decline suppressed at that moment.
@@ -156,6 +176,7 @@ export class SuppressionList {
       this.keys.suppressions(channel),
       this.keys.marketingSuppressions(channel),
       marks.join(" "),
+      keepOffers ? "keep-offers" : "",
       ...members,
     );
     return kept > 0;

@@ -260,6 +260,25 @@ describe("followups opt-out", () => {
     expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
   });
 
+  it("of offers only (--offers-only) is not undone by a START sent before it, by number or by customer", async () => {
+    pipeline = await startPipeline("optout-offers-spooled-start");
+    const p = pipeline;
+    const first = await optOutRacingStart(p, PHONE, () =>
+      optOutJson(p, undefined, { phone: PHONE, offersOnly: true }),
+    );
+    expect(first.replayed).toBe(true);
+    expect(await first.list.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(true);
+    expect(await first.list.isSuppressed("voice", { address: PHONE }, "marketing")).toBe(true);
+    // The customer's number, through their id.
+    const OTHER = "+442079460959";
+    await tvBought(p, "evt-oo-offers", { id: "cus-2", phone: OTHER });
+    const second = await optOutRacingStart(p, OTHER, () =>
+      optOutJson(p, "cus-2", { offersOnly: true }),
+    );
+    expect(second.replayed).toBe(true);
+    expect(await second.list.isSuppressed("sms", { address: OTHER }, "marketing")).toBe(true);
+  });
+
   it("as a customer.unsubscribed event's opt-out of the customer's number is not undone by a START sent before it", async () => {
     pipeline = await startPipeline("optout-event-spooled-start");
     const p = pipeline;

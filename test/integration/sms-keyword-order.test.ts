@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, it } from "vitest";
+import { addressHash } from "../../src/domain/address-hash.js";
 import { createLogger } from "../../src/logger.js";
 import { createCustomerFeedback } from "../../src/queue/customer-feedback.js";
 import type { RedisClient } from "../../src/store/redis-client.js";
@@ -161,4 +162,74 @@ it("an opt-out replayed from the spool over five minutes after it came in gets n
   const other = "+447400654321";
   expect(await stopSpooled(other, 2)).toBe("opted-out");
   expect(texts.map((sent) => sent.to)).toEqual([other]);
+});
+
+/** A text of the number's (START, sent 10 minutes ago), replayed from the spool now. */
+const spooled = (
+  feedback: Awaited<ReturnType<typeof feedbackAt>>["feedback"],
+  now: number,
+  { sid = "SM-spooled", body = "START", minutesAgo = 10 } = {},
+) =>
+  feedback.inboundSms({
+    from: PHONE,
+    body,
+    messageSid: sid,
+    receivedAt: now - minutesAgo * MINUTE,
+  });
+
+it("a START replayed from the spool takes back a STOP it answered, but not an opt-out of offers made after it", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  // STOP an hour ago; START 10 minutes ago (spooled: Redis was away); then, live, the customer
+  // opted out of offers (a customer.unsubscribed event with purposes ["marketing"]).
+  await spooled(feedback, now, { sid: "SM1", body: "STOP", minutesAgo: 60 });
+  await feedback.unsubscribe(
+    "cus-1",
+    ["sms", "voice"],
+    "event",
+    undefined,
+    "marketing",
+    new Map([
+      ["sms", [PHONE]],
+      ["voice", [PHONE]],
+    ]),
+  );
+  expect(await spooled(feedback, now)).toBe("opted-in");
+  // What the customer said last about texts in general was START; about offers, stop.
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+  expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(true);
+  expect(await suppressions.isSuppressed("voice", { address: PHONE }, "marketing")).toBe(true);
+});
+
+it("a START replayed from the spool while an opt-out of offers is being written does not undo it", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  const replayed = await replayWhileOptingOut(
+    () => spooled(feedback, now),
+    () =>
+      feedback.unsubscribe(
+        "cus-1",
+        ["sms"],
+        "event",
+        undefined,
+        "marketing",
+        new Map([["sms", [PHONE]]]),
+      ),
+  );
+  expect(replayed).toBe(true);
+  expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(true);
+});
+
+it("an unsubscribe link of a text (its token names the number by keyed hash), offers or all, is not undone by a START sent before it", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  const link = { addressHash: addressHash("secret", PHONE) };
+  // "Stop offers", and a mail provider's one-click likewise.
+  await feedback.unsubscribe("cus-1", ["sms"], "link", link, "marketing");
+  await spooled(feedback, now, { sid: "SM-a" });
+  expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(true);
+  // "Stop all follow-ups".
+  await feedback.unsubscribe("cus-1", ["sms"], "link", link, "all");
+  await spooled(feedback, now, { sid: "SM-b" });
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
 });

@@ -909,11 +909,17 @@ describe("the store's Lua scripts", () => {
     const offers = keys.marketingSuppressions("voice");
     await redis.sadd(all, "h:abc", "d:abc", "k:cus");
     await redis.sadd(offers, "h:abc");
-    expect(await redis.fuAllow(all, offers, "d:abc", "h:abc", "a:old")).toBe(1);
+    expect(await redis.fuAllow(all, offers, "d:abc", "", "h:abc", "a:old")).toBe(1);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "h:abc", "k:cus"]);
     expect(await redis.smembers(offers)).toEqual([]);
-    expect(await redis.fuAllow(all, offers, "", "h:abc")).toBe(0);
+    expect(await redis.fuAllow(all, offers, "", "", "h:abc")).toBe(0);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
+    // 'keep-offers': the list of offers only stays as it is.
+    await redis.sadd(all, "h:abc");
+    await redis.sadd(offers, "h:abc");
+    expect(await redis.fuAllow(all, offers, "", "keep-offers", "h:abc")).toBe(0);
+    expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
+    expect(await redis.smembers(offers)).toEqual(["h:abc"]);
   });
 
   it("suppress and allow at the same moment: a decline made with its marks is never half undone", async () => {
