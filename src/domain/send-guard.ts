@@ -75,6 +75,27 @@ export function graceEnd(
 }
 
 /**
+ * Whether the customer's consent for the step's channel now (consentFor) lets it go: undefined,
+ * else why not, and whether they declined the channel (`declined`) or gave no consent a step of
+ * its purpose needs. Pure; also asked when a call placed earlier is answered.
+ */
+export function consentRefusal(
+  step: Pick<StepSpec, "channel" | "purpose">,
+  consent: boolean | undefined,
+  transactionalNeedsConsent: boolean,
+): { readonly declined: boolean; readonly reason: string } | undefined {
+  if (consent === false)
+    return { declined: true, reason: `customer declined ${step.channel} messages` };
+  const needsConsent = step.purpose === "marketing" || transactionalNeedsConsent;
+  if (needsConsent && consent !== true)
+    return {
+      declined: false,
+      reason: `no consent for ${step.purpose} ${step.channel} messages`,
+    };
+  return undefined;
+}
+
+/**
  * The send-time guard: is the step still in the rules, can the customer still be reached, is it
  * inside the send window now, is it not hopelessly late. Pure, like the planner.
  */
@@ -116,22 +137,12 @@ export function decideSend(input: GuardInput): SendDecision {
     };
   }
   // A later purchase may have given or withdrawn it (a box ticked or cleared at its checkout).
-  const consent = consentFor(event, step.channel, input.latestConsent);
-  if (consent === false) {
-    return {
-      action: "skip",
-      code: "no-consent",
-      reason: `customer declined ${step.channel} messages`,
-    };
-  }
-  const needsConsent = step.purpose === "marketing" || rules.defaults.transactionalNeedsConsent;
-  if (needsConsent && consent !== true) {
-    return {
-      action: "skip",
-      code: "no-consent",
-      reason: `no consent for ${step.purpose} ${step.channel} messages`,
-    };
-  }
+  const refused = consentRefusal(
+    step,
+    consentFor(event, step.channel, input.latestConsent),
+    rules.defaults.transactionalNeedsConsent,
+  );
+  if (refused) return { action: "skip", code: "no-consent", reason: refused.reason };
   const { zone } = customerZone(event, rules);
   const ended = graceEnd(input, step.kind, rules);
   if (ended < now) {

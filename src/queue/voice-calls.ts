@@ -1,6 +1,9 @@
+import { consentFor } from "../domain/consent-timeline.js";
 import { PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
+import { consentRefusal } from "../domain/send-guard.js";
 import { billedMinutes, unitPrice } from "../domain/spend.js";
+import { findStep } from "../domain/step-ref.js";
 import {
   answerCall,
   answerOptedOut,
@@ -22,6 +25,7 @@ import {
   type StoredCall,
   withCallOutcome,
 } from "../store/call-scripts.js";
+import type { CustomerHistoryStore } from "../store/customer-history.js";
 import type { DeliveryLedger } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
@@ -38,7 +42,13 @@ export interface VoiceCallDeps {
   readonly shopName: () => string;
   readonly calls: CallScripts;
   /** Every shard's stores: a call's script names the shard of its step's event. */
-  readonly shards: Pick<Shards<{ readonly store: Pick<FollowUpStore, "annotate"> }>, "of">;
+  readonly shards: Pick<
+    Shards<{
+      readonly store: Pick<FollowUpStore, "annotate" | "readForSend">;
+      readonly history: Pick<CustomerHistoryStore, "latestConsent">;
+    }>,
+    "of"
+  >;
   /** Files a keypad answer as a reply on the step (CustomerFeedback.fileReply). */
   readonly fileReply: (
     step: StepRef,
@@ -48,7 +58,8 @@ export interface VoiceCallDeps {
   ) => Promise<StepReply | undefined>;
   /**
    * A 9 suppresses the number; a number or customer suppressed before the call is answered (of
-   * offers, for an offer's call) hears no message and no question.
+   * offers, for an offer's call), or whose consent for calls a later purchase withdrew, hears no
+   * message and no question.
    */
   readonly suppressions: Pick<SuppressionList, "suppress" | "optOutsOf" | "noteOptOutAt">;
   /** A call's minutes are charged to the voice spend of the month when it ends. */
@@ -160,6 +171,30 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
     addressHash: call.script.recipient.replace(/^h:/, ""),
   });
 
+  /**
+   * Whether the customer's consent for calls now (their latest purchase that stated one, as the
+   * send-time guard reads it) no longer lets the call's step go: "all" when they declined calls,
+   * "offers" when an offer's call lacks the consent it needs. Undefined when it does, or when the
+   * purchase is gone (erased) or cannot be read.
+   */
+  const consentWithdrawn = async (call: StoredCall): Promise<"all" | "offers" | undefined> => {
+    const { store, history } = deps.shards.of(call.script.shard);
+    const { event } = await store.readForSend(call.script.eventId);
+    if (!event) return undefined;
+    const consent = consentFor(event, "voice", await history.latestConsent(event.customer.id));
+    // A script of a version before 7 December 2026 names no purpose: its step's in the rules.
+    const rules = deps.rules();
+    const purpose =
+      call.script.purpose ?? findStep(rules, call.script.stepId)?.step.purpose ?? "marketing";
+    const refused = consentRefusal(
+      { channel: "voice", purpose },
+      consent,
+      rules.defaults.transactionalNeedsConsent,
+    );
+    if (!refused) return undefined;
+    return refused.declined || purpose !== "marketing" ? "all" : "offers";
+  };
+
   /** A 9 on a call: no more calls or texts to the number. */
   const optOut = async (who: SuppressionTarget, now: number) => {
     // Its time first: a START sent before it and replayed from the spool while the number is
@@ -192,19 +227,25 @@ export function createVoiceCalls(deps: VoiceCallDeps) {
         ...calledNumber(call),
         ...(call.script.customer !== undefined && { customerMember: call.script.customer }),
       };
-      const optedOut = await deps.suppressions.optOutsOf([{ channel: "voice", who }]);
+      // So may their consent for calls, which a later purchase's checkout withdrew: read as the
+      // send-time guard reads it.
+      const [optedOut, withdrawn] = await Promise.all([
+        deps.suppressions.optOutsOf([{ channel: "voice", who }]),
+        consentWithdrawn(call),
+      ]);
       const offer = (call.script.purpose ?? "marketing") === "marketing";
-      const scope = optedOut.all.has("voice")
+      const optedOutOf = optedOut.all.has("voice")
         ? "all"
         : offer && optedOut.marketing.has("voice")
           ? "offers"
           : undefined;
+      const scope = optedOutOf ?? withdrawn;
       if (scope !== undefined) {
         const turn = answerOptedOut(call.script, request.answeredBy, scope);
         await note(request, turn.type === "hang-up" ? "machine" : "answered-no-score");
         deps.logger.info(
-          { stepId: call.script.stepId, scope },
-          "call answered after its number or customer opted out",
+          { stepId: call.script.stepId, scope, why: optedOutOf ? "opted-out" : "no-consent" },
+          "call answered after its number or customer opted out, or its customer withdrew consent",
         );
         return turn;
       }

@@ -10,6 +10,7 @@ import { StoreKeys } from "../../src/store/keys.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
+import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
   type PipelineHarness,
@@ -934,35 +935,35 @@ describe("a call answered after its customer opted out of calls by customer id",
   });
 });
 
+/** A pipeline whose voice step is an offer (`purpose: marketing`), its call placed. */
+async function offerCallPlaced(name: string, eventId: string, env: Record<string, string> = {}) {
+  pipeline = await startPipeline(name, { startWorker: false, env });
+  const p = pipeline;
+  await withVoiceCheckIn(p.configDir, [], "PT4S", "marketing");
+  await p.startWorker();
+  await publishTvTo(p, eventId, PHONE, undefined, { email: true, sms: true, voice: true });
+  const [call] = await p.twilio.waitForCalls(1, 15_000);
+  await stepIn(p, eventId, "sent", "the offer call to be placed");
+  return { p, followUpId: followUpJobId(eventId, CALL_STEP), callSid: call?.sid ?? "" };
+}
+
+/** Ends this test's pipeline before it starts another. */
+async function closePipeline() {
+  await pipeline?.close();
+  pipeline = undefined;
+}
+
+/** Picks the call up as a person: its TwiML answer. */
+async function pickUp(placed: { p: PipelineHarness; followUpId: string; callSid: string }) {
+  const answer = await postTwilio(placed.p, callRoute("answer", placed.followUpId), {
+    CallSid: placed.callSid,
+    CallStatus: "in-progress",
+    AnsweredBy: "human",
+  });
+  return parseTwiml(await answer.text());
+}
+
 describe("a marketing call answered after its customer or number opted out of voice offers only", () => {
-  /** A pipeline whose voice step is an offer (`purpose: marketing`), its call placed. */
-  async function offerCallPlaced(name: string, eventId: string, env: Record<string, string> = {}) {
-    pipeline = await startPipeline(name, { startWorker: false, env });
-    const p = pipeline;
-    await withVoiceCheckIn(p.configDir, [], "PT4S", "marketing");
-    await p.startWorker();
-    await publishTvTo(p, eventId, PHONE, undefined, { email: true, sms: true, voice: true });
-    const [call] = await p.twilio.waitForCalls(1, 15_000);
-    await stepIn(p, eventId, "sent", "the offer call to be placed");
-    return { p, followUpId: followUpJobId(eventId, CALL_STEP), callSid: call?.sid ?? "" };
-  }
-
-  /** Ends this test's pipeline before it starts another. */
-  async function closePipeline() {
-    await pipeline?.close();
-    pipeline = undefined;
-  }
-
-  /** Picks the call up as a person: its TwiML answer. */
-  async function pickUp(placed: { p: PipelineHarness; followUpId: string; callSid: string }) {
-    const answer = await postTwilio(placed.p, callRoute("answer", placed.followUpId), {
-      CallSid: placed.callSid,
-      CallStatus: "in-progress",
-      AnsweredBy: "human",
-    });
-    return parseTwiml(await answer.text());
-  }
-
   it("says who calls and that a 9 stops the calls before the offer, and leaves no voicemail (TCPA)", async () => {
     // The rules leave shop.name at its default: SHOP_NAME (deprecated) stands in, as on the
     // unsubscribe page.
@@ -1039,6 +1040,55 @@ describe("a marketing call answered after its customer or number opted out of vo
     const legacy = await pickUp(checkIn);
     expect(legacy.children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
     expect(legacy.children[0]?.text).toBe("You will get no more offers from us by phone. Goodbye.");
+  });
+});
+
+describe("a call answered after its customer withdrew consent for calls while it rang", () => {
+  /** A later purchase of the call's customer, at `phone`, stating `consent` (a newspaper: no plan). */
+  async function laterPurchase(
+    p: PipelineHarness,
+    eventId: string,
+    consent: Record<string, boolean>,
+  ) {
+    const id = `${eventId}-later`;
+    await p.publisher.publish(
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: new Date(Date.now() - 60_000).toISOString().replace(/\.\d+Z$/, "Z"),
+        customer: { id: `cus-${eventId}`, phone: PHONE, email: undefined, consent },
+        items: [item("newspapers", "2.50")],
+      }) as never,
+    );
+    await eventually(
+      async () => ((await p.events.getJob(id))?.finishedOn ? true : undefined),
+      `${id} to be taken in`,
+    );
+  }
+
+  it("plays no offer and asks nothing when a later purchase states no consent for calls", async () => {
+    const placed = await offerCallPlaced("voice-offer-consent-withdrawn", "evt-offer-consent");
+    // At a checkout while the call rings, the customer clears the box for calls.
+    await laterPurchase(placed.p, "evt-offer-consent", { email: true, sms: true, voice: false });
+    await answeredWithGoodbyeOnly(placed, "evt-offer-consent");
+    await closePipeline();
+
+    // A later checkout that leaves the voice box out changes nothing: the offer plays.
+    const kept = await offerCallPlaced("voice-offer-consent-kept", "evt-offer-kept");
+    await laterPurchase(kept.p, "evt-offer-kept", { email: false });
+    expect((await pickUp(kept)).children.map((child) => child.name)).toEqual(["Gather"]);
+  });
+
+  it("hangs up on a machine, and ends a check-in call too, when consent for calls is withdrawn", async () => {
+    const checkIn = await callPlaced("voice-check-in-consent-withdrawn", "evt-check-in-consent");
+    await laterPurchase(checkIn.p, "evt-check-in-consent", { voice: false });
+    const machine = await postTwilio(checkIn.p, callRoute("answer", checkIn.followUpId), {
+      CallSid: checkIn.callSid,
+      CallStatus: "in-progress",
+      AnsweredBy: "machine_end_beep",
+    });
+    expect(await verbs(machine)).toEqual(["Hangup"]);
+    expect((await pickUp(checkIn)).children.map((child) => child.name)).toEqual(["Say", "Hangup"]);
   });
 });
 
