@@ -14,7 +14,7 @@ import {
   type PurchaseCompleted,
 } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
-import type { RuleSet } from "../domain/rules.js";
+import type { RuleSet, StepSpec } from "../domain/rules.js";
 import { decideSend, type GuardEvent, graceEnd } from "../domain/send-guard.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { costOf, unitPrice } from "../domain/spend.js";
@@ -78,7 +78,7 @@ export interface DeliveryDeps {
   >;
   readonly suppressions: Pick<
     SuppressionList,
-    "optOutQuery" | "suppress" | "addressMember" | "customerMember"
+    "optOutQuery" | "optOutsOf" | "suppress" | "addressMember" | "customerMember"
   >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
@@ -998,6 +998,18 @@ function createDelivery(deps: DeliveryDeps) {
     }
     const untilSlot = slotAt - deps.clock().toMillis();
     if (untilSlot > 0) await sleep(untilSlot);
+    // A STOP (or any opt-out) handled since the guard read the lists, while the message was
+    // rendered or waited for its slot, stops it here: nothing goes out, its code is revoked.
+    if (!placedBefore && (await optedOutSince(deps, event, step))) {
+      await giveBack();
+      if (message.channel === "voice") await deps.calls.forget(followUpId);
+      if (sentCode) await deps.codes.revokeByHash(sentCode.codeHash, deps.clock().toMillis());
+      return skip(
+        "opted-out",
+        `customer opted out of ${step.channel} ${step.purpose === "marketing" ? "offers" : "messages"} before it went out`,
+        sendLabels,
+      );
+    }
     progress.handedOver = true;
     if (placedBefore)
       log.warn(
@@ -1410,17 +1422,34 @@ async function optOutsAndOrder(
   rules: RuleSet,
   stepId: string,
 ) {
-  const found = findStep(rules, stepId);
-  const channel = found?.step.channel;
-  const address = channel === "email" ? event.customer.email : event.customer.phone;
-  const targets = channel
-    ? [{ channel, who: { customerId: event.customer.id, ...(address && { address }) } }]
-    : [];
+  const channel = findStep(rules, stepId)?.step.channel;
   const { order, optedOut } = await deps.orders.getWithOptOuts(
     event.orderId,
-    await deps.suppressions.optOutQuery(targets),
+    await deps.suppressions.optOutQuery(channel ? optOutTargets(event, channel) : []),
   );
   return { suppressed: optedOut, order };
+}
+
+/** Whom a step on `channel` must not reach: the customer, by id and by their contact there. */
+function optOutTargets(event: PurchaseCompleted, channel: Channel) {
+  const address = channel === "email" ? event.customer.email : event.customer.phone;
+  return [{ channel, who: { customerId: event.customer.id, ...(address && { address }) } }];
+}
+
+/**
+ * Whether the customer opted out of the step (of its channel, or of offers for an offer) since
+ * the guard read the lists: read again right before the provider call, in one round trip.
+ */
+async function optedOutSince(
+  deps: Pick<DeliveryDeps, "suppressions">,
+  event: PurchaseCompleted,
+  step: Pick<StepSpec, "channel" | "purpose">,
+): Promise<boolean> {
+  const optedOut = await deps.suppressions.optOutsOf(optOutTargets(event, step.channel));
+  return (
+    optedOut.all.has(step.channel) ||
+    (step.purpose === "marketing" && optedOut.marketing.has(step.channel))
+  );
 }
 
 /**

@@ -357,10 +357,15 @@ export class InMemoryCaps implements DeliveryCaps {
 export class FixedRateLimiter implements DeliveryRateLimiter {
   readonly asked: { channel: Channel; ratePerSecond: number }[] = [];
 
-  constructor(private readonly answer: RateTake = { granted: true, waitMs: 0 }) {}
+  constructor(
+    private readonly answer: RateTake = { granted: true, waitMs: 0 },
+    /** Runs as each slot is given: what happens elsewhere while the send waits for it. */
+    private readonly meanwhile?: () => Promise<void>,
+  ) {}
 
   async take(channel: Channel, ratePerSecond: number): Promise<RateTake> {
     this.asked.push({ channel, ratePerSecond });
+    await this.meanwhile?.();
     return this.answer;
   }
 }
@@ -417,6 +422,12 @@ export class InMemorySuppressions implements DeliverySuppressions {
     who: { customerId?: string; address?: string },
   ): Promise<boolean> {
     return memberKeys(channel, who).some((key) => this.members.has(key));
+  }
+
+  async optOutsOf(
+    targets: readonly { channel: Channel; who: { customerId?: string; address?: string } }[],
+  ): Promise<ReturnType<typeof optOutAnswer>> {
+    return this.answer(await this.optOutQuery(targets));
   }
 
   /** What Redis answers that question (offers-only opt-outs are not kept here). */

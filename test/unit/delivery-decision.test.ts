@@ -92,6 +92,8 @@ interface Setup {
   now?: string;
   /** Runs once as the job reads the opt-outs: what happens meanwhile elsewhere. */
   meanwhile?: (store: InMemoryFollowUpStore, suppressions: InMemorySuppressions) => Promise<void>;
+  /** Runs as the job is given its send slot (after the guard), before it waits for it. */
+  whileWaitingForSlot?: (suppressions: InMemorySuppressions) => Promise<void>;
 }
 
 function world(setup: Setup = {}) {
@@ -144,10 +146,12 @@ function world(setup: Setup = {}) {
     setup.capFreesAt ? { freeAt: Date.parse(setup.capFreesAt) } : undefined,
   );
   const smsReferences = new RecordingSmsReferences();
-  const rateLimiter = new FixedRateLimiter();
+  const suppressions = new InMemorySuppressions();
+  const rateLimiter = new FixedRateLimiter({ granted: true, waitMs: 0 }, async () =>
+    setup.whileWaitingForSlot?.(suppressions),
+  );
   const revokedCodes: string[] = [];
   const checkInsForgotten: string[] = [];
-  const suppressions = new InMemorySuppressions();
   const metrics = new FollowUpMetrics();
   const open = openRules(setup.whenCappedThankYou ?? "skip");
   const rules: RuleSet = setup.ruleRemoved
@@ -787,6 +791,32 @@ describe("a job BullMQ handed out twice (a lost lock)", () => {
     expect(w.caps.released).toEqual([]);
     expect(w.counted()).toEqual([]);
     expect(await series(w.metrics.skipped)).toEqual([]);
+  });
+});
+
+describe("an opt-out handled while the send waits for its slot", () => {
+  it("is read again right before the provider call: skipped as opted-out, nothing sent, its cap slot given back", async () => {
+    const w = world({
+      stepId: CHECK_IN,
+      sms: [ok("never")],
+      // Past the guard, the customer texts STOP while the send waits for the channel's rate.
+      whileWaitingForSlot: async (suppressions) => {
+        await suppressions.suppress("sms", { address: "+442079460958" });
+      },
+    });
+    expect(await w.deliver()).toEqual({ returned: { outcome: "skipped", code: "opted-out" } });
+    expect(w.channels.sms.sent).toEqual([]);
+    expect(w.record()).toMatchObject({ state: "skipped", reason: { code: "opted-out" } });
+    expect(w.caps.released).toEqual([{ channel: "sms", customerId: CUSTOMER, followUpId: JOB_ID }]);
+    expect(w.counted()).toEqual([
+      {
+        outcome: "skipped",
+        channel: "sms",
+        kind: "check-in",
+        ruleId: "big-ticket",
+        reason: "opted-out",
+      },
+    ]);
   });
 });
 
