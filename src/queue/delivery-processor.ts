@@ -7,6 +7,7 @@ import type {
   SendFailure,
   SendResult,
 } from "../channels/channel.js";
+import { consentFor } from "../domain/consent-timeline.js";
 import {
   CHANNELS,
   type Channel,
@@ -15,7 +16,7 @@ import {
 } from "../domain/events.js";
 import { afterRefunds } from "../domain/refund.js";
 import type { RuleSet, StepSpec } from "../domain/rules.js";
-import { decideSend, type GuardEvent, graceEnd } from "../domain/send-guard.js";
+import { consentRefusal, decideSend, type GuardEvent, graceEnd } from "../domain/send-guard.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { costOf, unitPrice } from "../domain/spend.js";
 import { findStep, stepIdOf } from "../domain/step-ref.js";
@@ -998,17 +999,15 @@ function createDelivery(deps: DeliveryDeps) {
     }
     const untilSlot = slotAt - deps.clock().toMillis();
     if (untilSlot > 0) await sleep(untilSlot);
-    // A STOP (or any opt-out) handled since the guard read the lists, while the message was
-    // rendered or waited for its slot, stops it here: nothing goes out, its code is revoked.
-    if (!placedBefore && (await optedOutSince(deps, event, step))) {
+    // A STOP (or any opt-out), or a checkout withdrawing consent, handled since the guard read
+    // them, while the message was rendered or waited for its slot, stops it here: nothing goes
+    // out, its code is revoked.
+    const refused = placedBefore ? undefined : await refusedSince(deps, event, step, rules);
+    if (refused) {
       await giveBack();
       if (message.channel === "voice") await deps.calls.forget(followUpId);
       if (sentCode) await deps.codes.revokeByHash(sentCode.codeHash, deps.clock().toMillis());
-      return skip(
-        "opted-out",
-        `customer opted out of ${step.channel} ${step.purpose === "marketing" ? "offers" : "messages"} before it went out`,
-        sendLabels,
-      );
+      return skip(refused.code, refused.reason, sendLabels);
     }
     progress.handedOver = true;
     if (placedBefore)
@@ -1437,19 +1436,32 @@ function optOutTargets(event: PurchaseCompleted, channel: Channel) {
 }
 
 /**
- * Whether the customer opted out of the step (of its channel, or of offers for an offer) since
- * the guard read the lists: read again right before the provider call, in one round trip.
+ * Why the step may no longer go, read again right before the provider call (in parallel, one
+ * round trip each): the customer opted out of it (of its channel, or of offers for an offer), or
+ * withdrew the consent it needs (a later purchase's checkout), since the guard read them.
  */
-async function optedOutSince(
-  deps: Pick<DeliveryDeps, "suppressions">,
+async function refusedSince(
+  deps: Pick<DeliveryDeps, "suppressions" | "history">,
   event: PurchaseCompleted,
   step: Pick<StepSpec, "channel" | "purpose">,
-): Promise<boolean> {
-  const optedOut = await deps.suppressions.optOutsOf(optOutTargets(event, step.channel));
-  return (
-    optedOut.all.has(step.channel) ||
-    (step.purpose === "marketing" && optedOut.marketing.has(step.channel))
+  rules: RuleSet,
+): Promise<{ readonly code: "opted-out" | "no-consent"; readonly reason: string } | undefined> {
+  const [optedOut, latestConsent] = await Promise.all([
+    deps.suppressions.optOutsOf(optOutTargets(event, step.channel)),
+    deps.history.latestConsent(event.customer.id),
+  ]);
+  const offer = step.purpose === "marketing";
+  if (optedOut.all.has(step.channel) || (offer && optedOut.marketing.has(step.channel)))
+    return {
+      code: "opted-out",
+      reason: `customer opted out of ${step.channel} ${offer ? "offers" : "messages"} before it went out`,
+    };
+  const refused = consentRefusal(
+    step,
+    consentFor(event, step.channel, latestConsent),
+    rules.defaults.transactionalNeedsConsent,
   );
+  return refused && { code: "no-consent", reason: refused.reason };
 }
 
 /**

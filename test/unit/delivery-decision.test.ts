@@ -1,6 +1,7 @@
 import { DelayedError, UnrecoverableError } from "bullmq";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { SendResult } from "../../src/channels/channel.js";
+import type { StatedConsent } from "../../src/domain/consent-timeline.js";
 import type { CapAction, RuleSet } from "../../src/domain/rules.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
@@ -92,8 +93,14 @@ interface Setup {
   now?: string;
   /** Runs once as the job reads the opt-outs: what happens meanwhile elsewhere. */
   meanwhile?: (store: InMemoryFollowUpStore, suppressions: InMemorySuppressions) => Promise<void>;
-  /** Runs as the job is given its send slot (after the guard), before it waits for it. */
-  whileWaitingForSlot?: (suppressions: InMemorySuppressions) => Promise<void>;
+  /**
+   * Runs as the job is given its send slot (after the guard), before it waits for it; may change
+   * the consent the customer's latest purchase stated (`consent.stated`).
+   */
+  whileWaitingForSlot?: (
+    suppressions: InMemorySuppressions,
+    consent: { stated: StatedConsent },
+  ) => Promise<void>;
 }
 
 function world(setup: Setup = {}) {
@@ -147,8 +154,9 @@ function world(setup: Setup = {}) {
   );
   const smsReferences = new RecordingSmsReferences();
   const suppressions = new InMemorySuppressions();
+  const consent: { stated: StatedConsent } = { stated: {} };
   const rateLimiter = new FixedRateLimiter({ granted: true, waitMs: 0 }, async () =>
-    setup.whileWaitingForSlot?.(suppressions),
+    setup.whileWaitingForSlot?.(suppressions, consent),
   );
   const revokedCodes: string[] = [];
   const checkInsForgotten: string[] = [];
@@ -218,7 +226,7 @@ function world(setup: Setup = {}) {
     history: {
       rememberCheckIn: async () => true,
       noteCode: async () => {},
-      latestConsent: async () => ({}),
+      latestConsent: async () => consent.stated,
       forgetCheckIns: async (customerId) => {
         checkInsForgotten.push(customerId);
       },
@@ -794,7 +802,7 @@ describe("a job BullMQ handed out twice (a lost lock)", () => {
   });
 });
 
-describe("an opt-out handled while the send waits for its slot", () => {
+describe("an opt-out or a consent withdrawn while the send waits for its slot", () => {
   it("is read again right before the provider call: skipped as opted-out, nothing sent, its cap slot given back", async () => {
     const w = world({
       stepId: CHECK_IN,
@@ -817,6 +825,24 @@ describe("an opt-out handled while the send waits for its slot", () => {
         reason: "opted-out",
       },
     ]);
+  });
+
+  it("so is a later purchase's withdrawal of consent: skipped as no-consent, nothing sent", async () => {
+    const w = world({
+      stepId: CHECK_IN,
+      sms: [ok("never")],
+      // A checkout that cleared the box for texts, taken in while the send waits for its slot.
+      whileWaitingForSlot: async (_suppressions, consent) => {
+        consent.stated = { sms: { given: false, at: NOW_MS } };
+      },
+    });
+    expect(await w.deliver()).toEqual({ returned: { outcome: "skipped", code: "no-consent" } });
+    expect(w.channels.sms.sent).toEqual([]);
+    expect(w.record()).toMatchObject({
+      state: "skipped",
+      reason: { code: "no-consent", text: "customer declined sms messages" },
+    });
+    expect(w.caps.released).toEqual([{ channel: "sms", customerId: CUSTOMER, followUpId: JOB_ID }]);
   });
 });
 
