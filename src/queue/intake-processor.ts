@@ -461,13 +461,16 @@ async function attributePurchase(
  * everything or of offers: its address for the channel is opted out the same way (not counted
  * again), unless the id is shared (more than MAX_OWN_ADDRESSES addresses of the kind with this
  * one). So an opt-out taken in before the purchase covers a later guest checkout with that
- * address, as one taken in after it does (knownAddresses). Asked only when the purchase's
- * opt-out query found one.
+ * address, as one taken in after it does (knownAddresses); a number's time is noted `now` (that
+ * opt-out came before it), so a START the number sent before it and replayed from the webhook
+ * spool after it does not take the number off. Asked only when the purchase's opt-out query
+ * found one.
  */
 async function coverAddressesOfOptedOutId(
   deps: Pick<IntakeDeps, "history" | "store" | "suppressions" | "logger">,
   event: PurchaseCompleted,
   suppressed: { readonly all: ReadonlySet<Channel>; readonly marketing: ReadonlySet<Channel> },
+  now: number,
 ): Promise<void> {
   const customerId = event.customer.id;
   const covered: { channel: Channel; address: string; scope: OptOutScope }[] = [];
@@ -484,6 +487,9 @@ async function coverAddressesOfOptedOutId(
   if (event.customer.phone) phones.add(event.customer.phone);
   for (const { channel, address, scope } of covered) {
     if ((channel === "email" ? emails : phones).size > MAX_OWN_ADDRESSES) continue;
+    // Timed first, as the opt-out times the numbers it knows: now, which is after it (a START
+    // sent between the two is taken for older and leaves the number off: texted again, it works).
+    await deps.suppressions.noteNumbersOptingOut([channel], [{ address }], scope, now);
     await deps.suppressions.suppress(channel, { address }, undefined, scope);
   }
 }
@@ -557,7 +563,7 @@ async function schedulePurchase(
   // An opt-out by customer id taken in before this purchase (publishers keep no order between
   // events) covers its address too, as it would have had the purchase come first.
   if (suppressed.all.size > 0 || suppressed.marketing.size > 0)
-    await coverAddressesOfOptedOutId(deps, event, suppressed);
+    await coverAddressesOfOptedOutId(deps, event, suppressed, deps.clock().toMillis());
   const effective = refunded.event;
   // Read together (a reload swaps both at once), so a step never claims rules it was not planned with.
   const rules = deps.rules();

@@ -16,6 +16,7 @@ import {
   startPipeline,
 } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
+import { textsHandled } from "../support/replay-at-opt-out.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /** Opt-outs that stick: whatever fails around them, a customer who said stop hears nothing more. */
@@ -364,6 +365,32 @@ describe("a customer.unsubscribed event that arrives before the customer's purch
     expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
     // Counted once per channel, for the customer: the addresses add nothing to the count.
     expect(await optOutCounts(p)).toEqual(ONCE_PER_CHANNEL);
+  });
+});
+
+describe("a customer.unsubscribed event that arrives before the customer's purchase, and a START", () => {
+  it("sent before the opt-out and replayed from the spool after the purchase leaves its number covered", async () => {
+    pipeline = await startPipeline("unsubscribe-event-early-start");
+    const p = pipeline;
+    // A START the number sent before the opt-out, waiting in the webhook spool (Redis away).
+    const sentAt = Date.now() - 60_000;
+    await unsubscribeEvent(p, "unsub-early-start", { customerId: "cus-1", channels: "all" });
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-late", orderId: "ord-late", occurredAt: ago(1) }) as never,
+    );
+    await intakeSummary(p, "evt-late");
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    const texts = await textsHandled(p, list);
+    await texts.inboundSms({
+      from: PHONE,
+      body: "START",
+      messageSid: "SM-spooled-start",
+      receivedAt: sentAt,
+    });
+    // As had the purchase come first: the START is older than the opt-out that covers the number.
+    for (const channel of ["sms", "voice"] as const)
+      expect(await list.isSuppressed(channel, { address: PHONE })).toBe(true);
   });
 });
 
