@@ -636,6 +636,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (update.errorCode === TWILIO_OPTED_OUT && at.recipient) {
         // Counted among the opt-outs as a 21610 answered to a send is (reason `provider`).
         const addressHash = /^h:(.+)$/.exec(at.recipient)?.[1];
+        // Timed first, as a STOP is: a START sent before and replayed from the spool is older.
+        if (addressHash !== undefined) await deps.suppressions.noteOptOutAt({ addressHash }, now);
         for (const channel of PHONE_CHANNELS) {
           if (addressHash === undefined)
             await deps.suppressions.suppressMember(channel, at.recipient);

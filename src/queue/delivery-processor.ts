@@ -79,7 +79,7 @@ export interface DeliveryDeps {
   >;
   readonly suppressions: Pick<
     SuppressionList,
-    "optOutQuery" | "optOutsOf" | "suppress" | "addressMember" | "customerMember"
+    "optOutQuery" | "optOutsOf" | "suppress" | "noteOptOutAt" | "addressMember" | "customerMember"
   >;
   readonly caps: Pick<FrequencyCapStore, "take" | "release">;
   /** Where a call's script waits for Twilio's answer webhook. */
@@ -1076,6 +1076,10 @@ function createDelivery(deps: DeliveryDeps) {
     if (result.error.optedOut) {
       // A number that opted out of texts has revoked calls too (and the reverse).
       const channels: readonly Channel[] = step.channel === "email" ? ["email"] : PHONE_CHANNELS;
+      // Its time first: Twilio says the number's last word to it was STOP, so a START sent before
+      // now and replayed from the spool is older.
+      if (step.channel !== "email")
+        await deps.suppressions.noteOptOutAt({ address: message.to }, doneMs);
       for (const channel of channels) {
         await deps.suppressions.suppress(
           channel,

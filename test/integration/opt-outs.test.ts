@@ -368,6 +368,19 @@ describe("a customer.unsubscribed event that arrives before the customer's purch
   });
 });
 
+/**
+ * PHONE is opted out; a START it sent at `sentAt`, replayed from the webhook spool now, leaves its
+ * texts and calls off.
+ */
+async function expectOffAfterStartSentAt(p: PipelineHarness, sentAt: number) {
+  const list = new SuppressionList(p.redis, p.prefix);
+  expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+  const texts = await textsHandled(p, list);
+  await texts.inboundSms({ from: PHONE, body: "START", messageSid: "SM-old", receivedAt: sentAt });
+  for (const channel of ["sms", "voice"] as const)
+    expect(await list.isSuppressed(channel, { address: PHONE })).toBe(true);
+}
+
 describe("a customer.unsubscribed event that arrives before the customer's purchase, and a START", () => {
   it("sent before the opt-out and replayed from the spool after the purchase leaves its number covered", async () => {
     pipeline = await startPipeline("unsubscribe-event-early-start");
@@ -379,18 +392,35 @@ describe("a customer.unsubscribed event that arrives before the customer's purch
       purchaseInput({ id: "evt-late", orderId: "ord-late", occurredAt: ago(1) }) as never,
     );
     await intakeSummary(p, "evt-late");
-    const list = new SuppressionList(p.redis, p.prefix);
-    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
-    const texts = await textsHandled(p, list);
-    await texts.inboundSms({
-      from: PHONE,
-      body: "START",
-      messageSid: "SM-spooled-start",
-      receivedAt: sentAt,
-    });
     // As had the purchase come first: the START is older than the opt-out that covers the number.
-    for (const channel of ["sms", "voice"] as const)
-      expect(await list.isSuppressed(channel, { address: PHONE })).toBe(true);
+    await expectOffAfterStartSentAt(p, sentAt);
+  });
+});
+
+describe("Twilio's 21610 answered to a text (the number texted STOP to it)", () => {
+  it("is not undone by a START the number sent before it, replayed from the spool", async () => {
+    pipeline = await startPipeline("provider-optout-spooled-start");
+    const p = pipeline;
+    // A START sent before the send, waiting in the webhook spool (Redis away).
+    const sentAt = Date.now() - 60_000;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-21610",
+        orderId: "ord-21610",
+        occurredAt: ago(1),
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await intakeSummary(p, "evt-21610");
+    p.twilio.failNext({ status: 400, code: 21610, message: "unsubscribed recipient" });
+    await promoteStep(p, "evt-21610", "big-ticket.check-in");
+    await eventually(
+      async () =>
+        (await stepRecord(p, "evt-21610", "big-ticket.check-in"))?.state === "failed" || undefined,
+      "the check-in to fail with 21610",
+    );
+    // Twilio said at the send that the number's last word to it was STOP: the START is older.
+    await expectOffAfterStartSentAt(p, sentAt);
   });
 });
 

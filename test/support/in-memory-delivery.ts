@@ -392,6 +392,9 @@ export class InMemorySuppressions implements DeliverySuppressions {
     return isNew;
   }
 
+  /** Opt-out times are not kept here: nothing replays a START against them. */
+  async noteOptOutAt(): Promise<void> {}
+
   async addressMember(address: string): Promise<string> {
     return `member:${address}`;
   }
