@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { once } from "node:events";
 import { readFile } from "node:fs/promises";
+import { duplicateKeyPath, duplicateKeyProblem } from "../domain/json-duplicate-keys.js";
 
 /** Where a command writes; tests pass in-memory sinks, the binary passes the process streams. */
 export interface CommandIo {
@@ -113,11 +114,37 @@ export function jsonProblem(text: string, error: Error, what: "line" | "input" =
     : `not valid JSON (${error.message})`;
 }
 
-/** Parses JSON text, naming the file and position of a syntax error. */
+/**
+ * Parses JSON text, naming the file and position of a syntax error, and the key a text gives
+ * twice (JSON.parse would keep the last without a word): `event 2 gives orderId twice` in a list.
+ */
 export function parseJsonText(text: string, source: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new CommandError(`${source}: ${jsonProblem(text, error as Error, "input")}`);
   }
+  const twice = duplicateKeyPath(text);
+  if (twice) {
+    const [first, ...rest] = twice;
+    throw new CommandError(
+      Array.isArray(value) && typeof first === "number" && rest.length > 0
+        ? `${source}: event ${first + 1} ${duplicateKeyProblem(rest)}`
+        : `${source}: ${duplicateKeyProblem(twice)}`,
+    );
+  }
+  return value;
+}
+
+/** Why a line of NDJSON is refused (not JSON, or a key given twice); undefined for a good one. */
+export function parseJsonLine(line: string): { value: unknown } | { problem: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (error) {
+    return { problem: jsonProblem(line, error as Error) };
+  }
+  const twice = duplicateKeyPath(line);
+  return twice ? { problem: duplicateKeyProblem(twice) } : { value };
 }

@@ -20,8 +20,8 @@ import {
   CommandError,
   type CommandIo,
   EXIT,
-  jsonProblem,
   namesOffset,
+  parseJsonLine,
   parseJsonText,
   readInput,
 } from "./io.js";
@@ -153,16 +153,18 @@ function parseEvents(text: string, source: string): unknown[] {
     const events: unknown[] = [];
     for (const [index, line] of lines.entries()) {
       if (line.trim() === "") continue;
-      try {
-        events.push(JSON.parse(line));
-      } catch (error) {
-        // Not NDJSON after all if the whole text is one (pretty-printed) event.
-        try {
-          return [JSON.parse(trimmed)];
-        } catch {
-          throw new CommandError(`${source}:${index + 1}: ${jsonProblem(line, error as Error)}`);
-        }
+      const read = parseJsonLine(line);
+      if ("value" in read) {
+        events.push(read.value);
+        continue;
       }
+      // Not NDJSON after all if the whole text is one (pretty-printed) event.
+      try {
+        JSON.parse(trimmed);
+      } catch {
+        throw new CommandError(`${source}:${index + 1}: ${read.problem}`);
+      }
+      return [parseJsonText(trimmed, source)];
     }
     return events;
   }

@@ -8,6 +8,7 @@ import {
   fastify,
   LogController,
 } from "fastify";
+import { duplicateKeyPath, duplicateKeyProblem } from "../domain/json-duplicate-keys.js";
 import {
   MAX_UNSUBSCRIBE_TOKEN_LENGTH,
   MIN_UNSUBSCRIBE_SECRET_LENGTH,
@@ -88,7 +89,17 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       // Valid JSON refused all the same: a __proto__ or constructor.prototype key (poisoning).
       if (error && parsesAsJson(text))
         return done(Object.assign(new Error(POISONED), { statusCode: 400, code: POISONED }));
-      done(error, value);
+      if (error) return done(error, value);
+      // A key given twice: the parser keeps the last, a gateway in front may have checked the first.
+      const twice = duplicateKeyPath(text);
+      if (twice)
+        return done(
+          Object.assign(new Error(`the body ${duplicateKeyProblem(twice)}`), {
+            statusCode: 400,
+            code: KEY_TWICE,
+          }),
+        );
+      done(null, value);
     });
   });
 
@@ -328,9 +339,13 @@ function statusOf(error: unknown): number {
   return typeof status === "number" && status >= 400 && status < 600 ? status : 500;
 }
 
-/** The codes of a JSON body that is not UTF-8, and of one with a poisoning key (the parser above). */
+/**
+ * The codes of a JSON body that is not UTF-8, of one with a poisoning key, and of one that gives a
+ * key twice (the parser above; the last one's message is its own).
+ */
 const NOT_UTF8 = "FU_BODY_NOT_UTF8";
 const POISONED = "FU_BODY_POISONED";
+const KEY_TWICE = "FU_BODY_KEY_TWICE";
 
 function parsesAsJson(text: string): boolean {
   try {
@@ -353,6 +368,7 @@ const CLIENT_ERRORS: Record<string, string> = {
 
 function clientErrorMessage(error: unknown, status: number): string {
   const code = (error as { code?: unknown } | null)?.code;
+  if (code === KEY_TWICE) return (error as Error).message;
   const known = typeof code === "string" ? CLIENT_ERRORS[code] : undefined;
   return known ?? (status === 400 ? "malformed request" : "request refused");
 }

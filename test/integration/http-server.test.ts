@@ -271,6 +271,22 @@ describe("POST /v1/events", () => {
     expect(accepted.statusCode).toBe(202);
   });
 
+  it("answers 400 for a body that gives a key twice, naming it", async () => {
+    const harness = startServer();
+    // JSON.parse keeps the last of the two, another reader (a gateway in front) the first: the
+    // event stored would not be the one the publisher or a proxy checked.
+    const text = JSON.stringify(purchase("evt-twice"));
+    const twice = text.replace('"email":', '"email": "first@shop.example", "email":');
+    expect(twice).not.toBe(text);
+    const response = await postEvent(harness, twice);
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toEqual({
+      error:
+        "the body gives customer.email twice: give each key once (JSON readers differ on which of the two counts)",
+    });
+    expect(harness.calls.events).toEqual([]);
+  });
+
   it("answers 415 for a compressed body, rather than calling it not UTF-8", async () => {
     const harness = startServer();
     const send = (encoding: string, payload: Buffer) =>

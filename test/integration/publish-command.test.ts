@@ -210,6 +210,30 @@ describe("followups publish", () => {
     expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
   });
 
+  it("refuses an event that gives a key twice, naming the line or event and the key", async () => {
+    pipeline = await startPipeline("publish-key-twice", { startWorker: false });
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    // JSON.parse would keep the second orderId; the publisher's tooling may have meant the first.
+    const twice = JSON.stringify(tv("evt-twice-2")).replace(
+      '"orderId":',
+      '"orderId": "ord-first", "orderId":',
+    );
+    const ndjson = path.join(p.configDir, "twice.ndjson");
+    await writeFile(ndjson, `${JSON.stringify(tv("evt-twice-1"))}\n${twice}\n`);
+    await expect(runPublish(ndjson, {}, captureIo())).rejects.toMatchObject({
+      code: 1,
+      message: `${ndjson}:2: gives orderId twice: give each key once (JSON readers differ on which of the two counts)`,
+    });
+    const list = path.join(p.configDir, "twice.json");
+    await writeFile(list, `[${JSON.stringify(tv("evt-twice-1"))}, ${twice}]`);
+    await expect(runPublish(list, {}, captureIo())).rejects.toMatchObject({
+      code: 1,
+      message: `${list}: event 2 gives orderId twice: give each key once (JSON readers differ on which of the two counts)`,
+    });
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
+  });
+
   it("refuses a file that is not UTF-8 rather than alter names, and reads one that opens with a BOM", async () => {
     pipeline = await startPipeline("publish-encoding", { startWorker: false });
     const p = pipeline;

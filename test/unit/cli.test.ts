@@ -299,6 +299,15 @@ describe("followups plan", () => {
         /^.*cut\.json: not valid JSON, cut short: the input ends before the JSON does \(.+\)$/,
       ),
     });
+    // A key given twice: JSON.parse would keep the second, silently.
+    const twice = await writeTemp(
+      "twice.json",
+      '{"type": "purchase.completed", "customer": {"id": "c-1", "id": "c-2"}}',
+    );
+    await expect(runPlan(twice, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
+      code: EXIT.invalid,
+      message: `${twice}: gives customer.id twice: give each key once (JSON readers differ on which of the two counts)`,
+    });
     const missing = path.join(dir, "missing.json");
     await expect(runPlan(missing, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
       code: EXIT.invalid,
