@@ -6,10 +6,10 @@ import {
   boundCommands,
   type ConnectionNames,
   clusterRefusal,
-  connectFailureText,
   connectionMismatch,
   connectWithin,
   createRedisClient,
+  cutConnectionText,
   ENV_CONNECTION,
   isCommandTimeout,
   type RedisClient,
@@ -120,7 +120,11 @@ export async function commandConnection(
     await connectWithin(redis, COMMAND_CONNECT_MS, "bounded");
   } catch (error) {
     redis.disconnect();
-    const reason = connectFailureText(failure ?? (error as Error), env.REDIS_URL);
+    const reason = await cutConnectionText(
+      failure ?? (error as Error),
+      env.REDIS_URL,
+      env.REDIS_CLUSTER,
+    );
     const refusal = env.REDIS_CLUSTER && (await clusterRefusal(env.REDIS_URL, names));
     if (refusal) throw new CommandError(refusal);
     // The URL itself only without its credentials.

@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 
 /**
@@ -382,20 +383,71 @@ export function tellingConnectError(kept: Error | undefined, next: Error): Error
   return !isProtocolError(kept) && isProtocolError(next) ? next : kept;
 }
 
+const OTHER_PROTOCOL =
+  "what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port";
+
 /**
  * Why a connection to `url` failed, in an operator's words where ioredis's own are about its
  * internals: something other than Redis answering (its reply fails to parse as RESP), or a TLS
  * connection (`rediss://`) to a port that does not speak TLS.
  */
 export function connectFailureText(error: Error, url: string): string {
-  if (isProtocolError(error))
-    return "what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port";
+  if (isProtocolError(error)) return OTHER_PROTOCOL;
   if (
     url.trim().startsWith("rediss:") &&
     /ETIMEDOUT|ECONNRESET|wrong version number|no ready answer/.test(error.message)
   )
     return `${error.message} (the URL asks for TLS with rediss://: does that port serve TLS?)`;
   return error.message;
+}
+
+/**
+ * connectFailureText for a connection that was cut before a reply could be read (reset, or a
+ * write after the other side closed): asks once more, on a plain socket of its own, whether what
+ * answers at a single Redis's `redis://` address speaks RESP. An HTTP server answers ioredis's
+ * first command with a 400 and hangs up, and the commands ioredis wrote after it fail with EPIPE,
+ * often before the 400 is read; a one-shot command, which connects once, then said only that.
+ */
+export async function cutConnectionText(
+  error: Error,
+  url: string,
+  cluster: boolean,
+): Promise<string> {
+  const cut = /\b(EPIPE|ECONNRESET)\b/.test(error.message);
+  if (!cut || cluster || !url.trim().startsWith("redis:")) return connectFailureText(error, url);
+  return (await answersInAnotherProtocol(url)) ? OTHER_PROTOCOL : connectFailureText(error, url);
+}
+
+/** The first byte of every RESP2 and RESP3 reply. */
+const RESP_TYPES = new Set("+-:$*_,#!=(%~>|");
+
+/**
+ * Whether what listens at `url`'s address answers a PING, within `ms`, with something other than
+ * a RESP reply (a Redis answers +PONG, or an error such as -NOAUTH). Silence, a refusal or a hang-up
+ * without a reply are not taken for another protocol.
+ */
+function answersInAnotherProtocol(url: string, ms = 2_000): Promise<boolean> {
+  let host: string;
+  let port: number;
+  try {
+    const parsed = new URL(url.trim());
+    host = parsed.hostname.replace(/^\[|\]$/g, "");
+    port = Number(parsed.port || 6379);
+  } catch {
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (other: boolean) => {
+      socket.destroy();
+      resolve(other);
+    };
+    socket.setTimeout(ms, () => done(false));
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.once("data", (data: Buffer) => done(!RESP_TYPES.has(String.fromCharCode(data[0] ?? 0))));
+    socket.once("error", () => done(false));
+    socket.once("close", () => done(false));
+  });
 }
 
 /**

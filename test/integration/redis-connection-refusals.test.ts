@@ -324,6 +324,28 @@ it("says so when what answers is not Redis", async () => {
   );
 });
 
+it("says so when what answers is not Redis and hangs up before its answer is read", async () => {
+  // An HTTP server answers ioredis's first command with a 400 and hangs up; the commands ioredis
+  // wrote after it fail with EPIPE, often before the 400 is read: the command then said only
+  // "write EPIPE" (4 runs in 6 against a node:http server). This server hangs up on the first
+  // connection before answering, as that race ends, and answers later ones as HTTP does.
+  let connections = 0;
+  silent = createServer((socket) => {
+    sockets.push(socket);
+    const first = connections++ === 0;
+    socket.once("data", () => {
+      if (first) socket.resetAndDestroy();
+      else socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    });
+  });
+  await new Promise<void>((resolve) => silent?.listen(0, "127.0.0.1", resolve));
+  const result = await scheduleAt((silent.address() as AddressInfo).port);
+  expect([result.code, result.stdout]).toEqual([1, ""]);
+  expect(result.stderr).toBe(
+    "cannot reach Redis at REDIS_URL: what answers there does not speak the Redis protocol (an HTTP server, say): check the host and port\n",
+  );
+});
+
 /**
  * A one-node Redis Cluster (every slot on it, as a managed cluster of one shard) that asks for
  * `password`, set once the cluster is ok (the test servers are started without one). It announces
