@@ -967,8 +967,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         const data = job.data as { id?: unknown } | undefined;
         return [
           {
-            eventId: typeof data?.id === "string" ? data.id : (job.id ?? ""),
-            type: job.name,
+            eventId: boundedForListing(typeof data?.id === "string" ? data.id : (job.id ?? "")),
+            type: boundedForListing(job.name),
             refusedAt: new Date(job.finishedOn ?? job.timestamp).toISOString(),
             attempts: job.attemptsMade,
             reason: job.failedReason ?? "",
@@ -990,6 +990,15 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 }
 
 export type OperatorTools = ReturnType<typeof createOperatorTools>;
+
+/**
+ * An id or type as a refused event's publisher wrote it, cut when far longer than the contract
+ * allows (its first 64 characters and its length): one such event would widen every line of the
+ * listing to its length. The failed job keeps it whole.
+ */
+function boundedForListing(text: string): string {
+  return text.length <= MAX_ID_LENGTH ? text : `${text.slice(0, 64)}… (${text.length} characters)`;
+}
 
 /** How many refused events a listing shows unless told (`followups refused`, the console). */
 export const REFUSED_DEFAULT_LIMIT = 100;

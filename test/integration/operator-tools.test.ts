@@ -978,6 +978,28 @@ describe("followups refused", () => {
       message: '--limit: expected a whole number from 1 to 10000, got "0"',
     });
   });
+
+  it("shows an id or type far past the contract's bounds cut, with its length", async () => {
+    pipeline = await startPipeline("ops-refused-long");
+    const p = pipeline;
+    // One such event used to pad every line of the table to its 100,000 characters.
+    const long = "x".repeat(100_000);
+    await p.events.add(`purchase.${"y".repeat(5_000)}`, { id: long }, { jobId: "evt-long" });
+    await p.events.add("purchase.refunded", { id: "evt-short" }, { jobId: "evt-short" });
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 2 ? true : undefined),
+      "both bad events to be refused",
+    );
+    const { refused } = await json<{ refused: RefusedEvent[] }>(p, (io) =>
+      runRefused({ ...config(p), limit: "100" }, io),
+    );
+    const cut = refused.find((event) => event.eventId.startsWith("x"));
+    expect(cut?.eventId).toBe(`${"x".repeat(64)}… (100000 characters)`);
+    expect(cut?.type).toBe(`purchase.${"y".repeat(55)}… (5009 characters)`);
+    const text = await command(p, (io) => runRefused({ config: p.configDir, limit: "100" }, io));
+    expect(Math.max(...text.out.split("\n").map((line) => line.length))).toBeLessThan(1_000);
+    expect(text.out).toContain("evt-short");
+  });
 });
 
 describe("followups erase where it cannot read a folder", () => {
