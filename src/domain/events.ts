@@ -38,6 +38,31 @@ const id = (what: string) => boundedText(MAX_ID_LENGTH, what);
 /** An item's quantity: at least one, at most 100,000 of it in one order. */
 const QUANTITY = "expected a whole number of items from 1 to 100000";
 
+/**
+ * A value of the wrong type, said with what was given when it is text (other types keep the
+ * bare expectation): a number or true/false written in quotes is named so, as JSON tools and
+ * spreadsheets write them, where "expected a whole number" alone reads as if "2" were not one.
+ */
+function wrongType(expected: string, meant: (text: string) => boolean, fix: string) {
+  return (issue: { input?: unknown }) => {
+    if (typeof issue.input !== "string") return expected;
+    return meant(issue.input)
+      ? `${expected}, got the text ${quoted(issue.input)}: ${fix}`
+      : `${expected}, got ${quoted(issue.input)}`;
+  };
+}
+
+const quantityType = wrongType(
+  QUANTITY,
+  (text) => /^\s*\d+\s*$/.test(text),
+  "write the number without quotes",
+);
+const booleanType = wrongType(
+  "expected true or false",
+  (text) => text === "true" || text === "false",
+  "write it without quotes",
+);
+
 /** Digits of a second's fraction an instant may have: nanoseconds, as RFC 3339 producers write. */
 export const MAX_FRACTION_DIGITS = 9;
 const INSTANT_EXPECTED =
@@ -234,9 +259,9 @@ const customer = z.object(
     consent: z
       .object(
         {
-          email: z.boolean({ error: "expected true or false" }).optional(),
-          sms: z.boolean({ error: "expected true or false" }).optional(),
-          voice: z.boolean({ error: "expected true or false" }).optional(),
+          email: z.boolean({ error: booleanType }).optional(),
+          sms: z.boolean({ error: booleanType }).optional(),
+          voice: z.boolean({ error: booleanType }).optional(),
         },
         { error: 'expected consent as an object such as {"email": true}' },
       )
@@ -251,7 +276,7 @@ const item = z.object(
     name: boundedText(300, "an item name"),
     category: boundedText(100, "a category name"),
     quantity: z
-      .number({ error: QUANTITY })
+      .number({ error: quantityType })
       .int({ error: QUANTITY })
       .min(1, { error: QUANTITY })
       .max(100_000, { error: QUANTITY }),
@@ -387,7 +412,7 @@ const purchaseRefundedInputSchema = z.object({
         {
           sku: id("a SKU"),
           quantity: z
-            .number({ error: QUANTITY })
+            .number({ error: quantityType })
             .int({ error: QUANTITY })
             .min(1, { error: QUANTITY })
             .max(100_000, { error: QUANTITY }),

@@ -547,7 +547,7 @@ describe("bounds and wrong types", () => {
       withRaw((e) => {
         e.customer.consent.email = "yes";
       }),
-      "customer.consent.email: expected true or false",
+      'customer.consent.email: expected true or false, got "yes"',
     ],
     [
       "an email without an @",
@@ -599,8 +599,35 @@ describe("bounds and wrong types", () => {
       }),
       'store: expected the store, an object such as {"id": "store-1", "timezone": "Europe/London"}',
     ],
-  ])("%s is refused with its path and what is allowed", (_, input, problem) => {
-    expect(problemsOf(input)).toEqual([problem]);
+    [
+      "a quantity written as text",
+      withRaw((e) => {
+        e.items[0].quantity = "2" as never;
+      }),
+      'items[0].quantity: expected a whole number of items from 1 to 100000, got the text "2": write the number without quotes',
+    ],
+    [
+      "a quantity in words",
+      withRaw((e) => {
+        e.items[0].quantity = "two" as never;
+      }),
+      'items[0].quantity: expected a whole number of items from 1 to 100000, got "two"',
+    ],
+    [
+      "a refund's quantity written as text",
+      refundOf({ orderId: "ord-1", items: [{ sku: "TV", quantity: " 1 " }] }),
+      'items[0].quantity: expected a whole number of items from 1 to 100000, got the text " 1 ": write the number without quotes',
+    ],
+    [
+      "consent written as text",
+      withRaw((e) => {
+        e.customer.consent = { email: "true", sms: "FALSE" };
+      }),
+      'customer.consent.email: expected true or false, got the text "true": write it without quotes',
+      'customer.consent.sms: expected true or false, got "FALSE"',
+    ],
+  ])("%s is refused with its path and what is allowed", (_, input, ...problems) => {
+    expect(problemsOf(input)).toEqual(problems);
   });
 
   it("reports every wrong type at once, each with its path and expectation", () => {
