@@ -961,20 +961,13 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
      */
     async refusedEvents(limit: number): Promise<RefusedEvent[]> {
       if (!deps.events) return [];
-      const jobs = await deps.events.getFailed(0, limit - 1);
-      return jobs.flatMap((job) => {
-        if (!job) return [];
-        const data = job.data as { id?: unknown } | undefined;
-        return [
-          {
-            eventId: boundedForListing(typeof data?.id === "string" ? data.id : (job.id ?? "")),
-            type: boundedForListing(job.name),
-            refusedAt: new Date(job.finishedOn ?? job.timestamp).toISOString(),
-            attempts: job.attemptsMade,
-            reason: job.failedReason ?? "",
-          },
-        ];
+      const jobs = await deps.events.getFailed(0, limit - 1).catch((error: unknown) => {
+        // BullMQ's read of the failed set throws on one job whose data is not JSON.
+        if (error instanceof SyntaxError) return undefined;
+        throw error;
       });
+      if (!jobs) return failedOneByOne(redis, deps.events, limit);
+      return jobs.flatMap((job) => (job ? [refusedEvent(job)] : []));
     },
 
     /** The audit trail, latest first (`until`: before that instant, epoch ms). */
@@ -990,6 +983,65 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
 }
 
 export type OperatorTools = ReturnType<typeof createOperatorTools>;
+
+/** What a refused event's listing reads of its failed job. */
+interface FailedJob {
+  readonly id?: string;
+  readonly name: string;
+  readonly data: unknown;
+  readonly timestamp: number;
+  readonly finishedOn?: number;
+  readonly attemptsMade: number;
+  readonly failedReason?: string;
+}
+
+function refusedEvent(job: FailedJob): RefusedEvent {
+  const data = job.data as { id?: unknown } | undefined;
+  return {
+    eventId: boundedForListing(typeof data?.id === "string" ? data.id : (job.id ?? "")),
+    type: boundedForListing(job.name),
+    refusedAt: new Date(job.finishedOn ?? job.timestamp).toISOString(),
+    attempts: job.attemptsMade,
+    reason: job.failedReason ?? "",
+  };
+}
+
+/**
+ * The failed set read job by job from its hashes, for when one job's data is not JSON (damaged,
+ * or written by a client that is not BullMQ's): that one is listed by its job id, its reason
+ * saying so, and the others as usual.
+ */
+async function failedOneByOne(
+  redis: RedisClient,
+  events: Queue,
+  limit: number,
+): Promise<RefusedEvent[]> {
+  const ids = await events.getRanges(["failed"], 0, limit - 1);
+  const fields = ["name", "data", "timestamp", "finishedOn", "atm", "failedReason"];
+  const read = await Promise.all(ids.map((id) => redis.hmget(events.toKey(id), ...fields)));
+  return read.flatMap(([name, raw, timestamp, finishedOn, attempts, reason], index) => {
+    const id = ids[index];
+    if (id === undefined || name === null || name === undefined) return []; // gone meanwhile
+    let data: unknown;
+    let failedReason = reason ?? "";
+    try {
+      data = JSON.parse(raw || "{}");
+    } catch {
+      failedReason = `${failedReason}${failedReason ? "; " : ""}its data is not JSON`;
+    }
+    return [
+      refusedEvent({
+        id,
+        name,
+        data,
+        timestamp: Number(timestamp ?? 0),
+        ...(finishedOn && { finishedOn: Number(finishedOn) }),
+        attemptsMade: Number(attempts ?? 0),
+        failedReason,
+      }),
+    ];
+  });
+}
 
 /**
  * An id or type as a refused event's publisher wrote it, cut when far longer than the contract

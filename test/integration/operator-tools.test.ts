@@ -979,6 +979,30 @@ describe("followups refused", () => {
     });
   });
 
+  it("lists a refused job whose data is not JSON by its job id, with the others", async () => {
+    pipeline = await startPipeline("ops-refused-not-json");
+    const p = pipeline;
+    await p.events.add("purchase.refunded", { id: "evt-r-1" }, { jobId: "evt-r-1" });
+    await p.events.add("purchase.refunded", { id: "evt-r-2" }, { jobId: "evt-r-2" });
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 2 ? true : undefined),
+      "both bad events to be refused",
+    );
+    // Its data damaged, or written by hand by a client that is not BullMQ's: BullMQ's reader of
+    // the failed set throws on it, which failed the whole listing with a stack trace (and a 500).
+    await p.redis.hset(p.events.toKey("evt-r-1"), "data", '{"id": "evt-r-1", cut sho');
+    const { refused } = await json<{ refused: RefusedEvent[] }>(p, (io) =>
+      runRefused({ ...config(p), limit: "100" }, io),
+    );
+    expect(refused.map((event) => [event.eventId, event.type, event.attempts])).toEqual([
+      ["evt-r-2", "purchase.refunded", 1],
+      ["evt-r-1", "purchase.refunded", 1],
+    ]);
+    expect(refused[1]?.reason).toMatch(/^invalid event: .*orderId: .*; its data is not JSON$/);
+    const text = await command(p, (io) => runRefused({ config: p.configDir, limit: "1" }, io));
+    expect(text.out).toContain("evt-r-2");
+  });
+
   it("shows an id or type far past the contract's bounds cut, with its length", async () => {
     pipeline = await startPipeline("ops-refused-long");
     const p = pipeline;
