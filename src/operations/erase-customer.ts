@@ -1,6 +1,6 @@
 import { readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
-import type { Job, JobType, Queue } from "bullmq";
+import { Job, type JobType, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { simpleParser } from "mailparser";
 import { normalizeAddress } from "../domain/address-hash.js";
@@ -259,6 +259,8 @@ export function createEraser(deps: EraseDeps) {
     await deps.suppressions.hashCustomerEntries(customerId, [...addresses]);
     await history.markErased(customerId, now, ERASURE_MEMORY_MS);
     const removedJobIds = new Set<string>();
+    // BullMQ's event streams repeat failure reasons, which can quote an address or number.
+    const needles = [customerId, ...addresses].map((text) => text.toLowerCase());
     await removeJobs(followUps, (job) => eventIds.has(String(job.data?.e)), removedJobIds);
     if (deps.events) {
       const events = deps.events;
@@ -267,11 +269,11 @@ export function createEraser(deps: EraseDeps) {
         (job) =>
           carriesCustomer(job.data, customerId, addresses) || refundOf(job.data, orderHashes),
         removedJobIds,
+        undefined,
+        (data) => needles.some((needle) => data.toLowerCase().includes(JSON.stringify(needle))),
       );
     }
     const jobsRemoved = removedJobIds.size;
-    // BullMQ's event streams repeat failure reasons, which can quote an address or number.
-    const needles = [customerId, ...addresses].map((text) => text.toLowerCase());
     for (const queue of [followUps, deps.events]) {
       if (queue)
         await scrubEventStream(deps.redis, queue.keys.events ?? "", removedJobIds, needles);
@@ -407,14 +409,14 @@ export async function customersQueuedWith(events: Queue, address: string): Promi
   const found = new Set<string>();
   for (const state of ["wait", "delayed", "prioritized", "failed", "completed"] as const) {
     for (let start = 0; ; start += JOB_PAGE) {
-      const jobs = await events.getJobs([state], start, start + JOB_PAGE - 1, true);
+      const { jobs, read } = await jobsPage(events, state, start, start + JOB_PAGE - 1);
       for (const job of jobs) {
         const event = job?.data as { customerId?: unknown; customer?: Record<string, unknown> };
         if (!event || typeof event !== "object" || !carriesAddress(event, addresses)) continue;
         const id = idOf(event.customer?.id ?? event.customerId);
         if (id) found.add(id);
       }
-      if (jobs.length < JOB_PAGE) break;
+      if (read < JOB_PAGE) break;
     }
   }
   return [...found];
@@ -449,34 +451,74 @@ export async function scrubEventStream(
   }
 }
 
-/** Removes the queue's jobs that match, in the given states (by default all but active ones). */
+/**
+ * Removes the queue's jobs that match, in the given states (by default all but active ones); a
+ * job whose data is not JSON only when `unreadableMatches` takes its data as stored.
+ */
 export async function removeJobs(
   queue: Queue,
   matches: (job: Job) => boolean,
   removedIds: Set<string> = new Set(),
   states: readonly JobType[] = ["completed", "failed", "wait", "delayed", "prioritized"],
+  unreadableMatches?: (data: string) => boolean,
 ): Promise<number> {
   let removed = 0;
   for (const state of states) {
     for (let start = 0; ; start += JOB_PAGE) {
-      const jobs = await queue.getJobs([state], start, start + JOB_PAGE - 1, true);
+      const { jobs, unreadable, read } = await jobsPage(queue, state, start, start + JOB_PAGE - 1);
       let gone = 0;
-      for (const job of jobs) {
-        if (!job || !matches(job)) continue;
-        await job.remove().then(
+      const remove = (id: string | undefined, removal: Promise<unknown>) =>
+        removal.then(
           () => {
             gone++;
-            if (job.id) removedIds.add(job.id);
+            if (id) removedIds.add(id);
           },
           () => undefined,
         );
+      for (const job of jobs) {
+        if (job && matches(job)) await remove(job.id, job.remove());
+      }
+      for (const { id, data } of unreadable) {
+        if (unreadableMatches?.(data)) await remove(id, queue.remove(id));
       }
       removed += gone;
-      if (jobs.length < JOB_PAGE) break;
+      if (read < JOB_PAGE) break;
       start -= gone;
     }
   }
   return removed;
+}
+
+/**
+ * A page of a queue's jobs in one state as getJobs reads it, with the jobs whose data is not
+ * JSON (damaged, or written by a client that is not BullMQ's) apart, by id with their data as
+ * stored: getJobs throws on one such job, which stopped every erasure. `read`: the page's length.
+ */
+async function jobsPage(
+  queue: Queue,
+  state: JobType,
+  start: number,
+  end: number,
+): Promise<{ jobs: Job[]; unreadable: { id: string; data: string }[]; read: number }> {
+  try {
+    const jobs = await queue.getJobs([state], start, end, true);
+    return { jobs: jobs.filter(Boolean), unreadable: [], read: jobs.length };
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+  }
+  const ids = await queue.getRanges([state], start, end, true);
+  const jobs: Job[] = [];
+  const unreadable: { id: string; data: string }[] = [];
+  for (const id of ids) {
+    try {
+      const job = await Job.fromId(queue, id);
+      if (job) jobs.push(job);
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      unreadable.push({ id, data: (await queue.backend.getJobData(id))?.data ?? "" });
+    }
+  }
+  return { jobs, unreadable, read: ids.length };
 }
 
 /**

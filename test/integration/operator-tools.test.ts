@@ -1512,6 +1512,32 @@ describe("followups erase", () => {
     expect((await p.events.getJob("evt-queued-late"))?.returnvalue).toMatchObject({ erased: true });
   });
 
+  it("erases past input-queue jobs whose data is not JSON, removing those that quote the customer", async () => {
+    pipeline = await startPipeline("ops-erase-not-json", { startWorker: false });
+    const p = pipeline;
+    const at = iso(DateTime.utc().startOf("second"));
+    const ana = { id: "cus-dmg", name: "Ana Damaged", email: "dmg@example.com" };
+    await p.publisher.publish(
+      purchaseInput({ id: "evt-dmg", occurredAt: at, customer: ana }) as never,
+    );
+    // Two jobs waiting whose data is not JSON (damaged, or written by a client that is not
+    // BullMQ's): BullMQ's reader throws on them, which stopped every erasure with a stack trace.
+    for (const [id, data] of [
+      ["evt-cut-theirs", '{"type": "purchase.completed", "customer": {"email": "DMG@example.com"'],
+      ["evt-cut-other", '{"type": "purchase.completed", "customer": {"id": "cus-else"'],
+    ] as const) {
+      await p.events.add("purchase.completed", { id }, { jobId: id });
+      await p.redis.hset(p.events.toKey(id), "data", data);
+    }
+    const { receipts } = await json<{ receipts: ErasureReceipt[] }>(p, (io) =>
+      runErase(undefined, { ...config(p), email: "dmg@example.com" }, io),
+    );
+    expect(receipts.map((receipt) => receipt.jobsRemoved)).toEqual([2]);
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 1 });
+    expect(await p.redis.hget(p.events.toKey("evt-cut-other"), "data")).toContain("cus-else");
+    expect(await p.redis.exists(p.events.toKey("evt-cut-theirs"))).toBe(0);
+  });
+
   it("removes only the outbox files about the customer, however their ids are written, and takes the id as events do", async () => {
     pipeline = await startPipeline("ops-erase-outbox");
     const p = pipeline;
