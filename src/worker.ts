@@ -47,6 +47,7 @@ import { createCustomerFeedback } from "./queue/customer-feedback.js";
 import { createDeliveryProcessor } from "./queue/delivery-processor.js";
 import { createFinishedJobsSweeper } from "./queue/finished-jobs.js";
 import { createIntakeProcessor, HISTORY_RETENTION_MS } from "./queue/intake-processor.js";
+import { IntakeWorker } from "./queue/intake-worker.js";
 import { KEEP_COMPLETED, KEEP_COMPLETED_EVENTS, KEEP_FAILED } from "./queue/job-retention.js";
 import { watchStepsOfEarlierVersions } from "./queue/job-watch-upgrade.js";
 import { createLostJobs, lostJobMarginMs } from "./queue/lost-jobs.js";
@@ -575,7 +576,7 @@ async function startWorkerWith(
     // Run once connected and checked again against a reshard or move begun meanwhile (below).
     autorun: false,
   };
-  const intake = new Worker(
+  const intake = new IntakeWorker(
     PURCHASE_EVENTS_QUEUE,
     createIntakeProcessor({
       recordRetentionMs,

@@ -1027,7 +1027,9 @@ async function failedOneByOne(
     try {
       data = JSON.parse(raw || "{}");
     } catch {
-      failedReason = `${failedReason}${failedReason ? "; " : ""}its data is not JSON`;
+      // The intake refused it saying so already (IntakeWorker), or it failed before its data broke.
+      if (!failedReason.includes("not JSON"))
+        failedReason = `${failedReason}${failedReason ? "; " : ""}its data is not JSON`;
     }
     return [
       refusedEvent({

@@ -40,6 +40,7 @@ import type { ThankYouGroups } from "../store/thank-you-groups.js";
 import { countReturnAfterCheckIns, noteSkippedCheckIns } from "./check-in-comparison.js";
 import { planHeldToCooldowns } from "./cooldown-plans.js";
 import type { CustomerFeedback } from "./customer-feedback.js";
+import { DATA_NOT_JSON } from "./intake-worker.js";
 import { addressesBoughtWith, knownAddresses, MAX_OWN_ADDRESSES } from "./known-addresses.js";
 import {
   COALESCED_AFTER_MS,
@@ -218,6 +219,15 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
   // took 1.5% of intake's CPU (2026-12-04).
   const shardDeps = wiring.shards.map((shard): IntakeDeps => ({ ...wiring, ...shard }));
   const takeIn = async (job: Job, span?: IntakeSpan): Promise<IntakeSummary> => {
+    if (job.data === DATA_NOT_JSON) {
+      span?.fail("invalid");
+      const deps = shardDeps.of(0);
+      deps.metrics.eventsInvalid.inc();
+      deps.logger.warn({ jobId: job.id }, "invalid event rejected: its data is not JSON");
+      throw new UnrecoverableError(
+        `${INVALID_EVENT_REASON}(event): the job's data is not JSON; publish the event again`,
+      );
+    }
     const input = eventInputOfJob(job.name, job.data);
     const parsed = parseEvent(input, { now: wiring.clock() });
     const customerId = parsed.ok ? customerOfEvent(parsed.event) : undefined;

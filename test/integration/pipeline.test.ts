@@ -263,4 +263,28 @@ describe("the pipeline on real parts", () => {
     await pipeline.publisher.publish(recentPurchase("evt-good") as never);
     await pipeline.sink.waitForMessages(1);
   });
+
+  it("fails a job whose data is not JSON with its reason, once, and keeps working", async () => {
+    pipeline = await startPipeline("not-json");
+    const p = pipeline;
+    // Damaged, or written by a client that is not BullMQ's. BullMQ's worker threw on it before
+    // our processor ran: the job stayed active, was taken again after each stall and logged with
+    // a stack every minute, for ever, and was never refused.
+    await p.events.add(
+      "purchase.completed",
+      { id: "evt-not-json" },
+      { jobId: "evt-not-json", delay: 1_500 },
+    );
+    await p.redis.hset(p.events.toKey("evt-not-json"), "data", '{"id": "evt-not-json", cut');
+    const failed = await eventually(async () => {
+      const job = await p.redis.hmget(p.events.toKey("evt-not-json"), "finishedOn", "failedReason");
+      return job[0] ? job[1] : undefined;
+    }, "the job to fail");
+    expect(failed).toBe(
+      "invalid event: (event): the job's data is not JSON; publish the event again",
+    );
+    expect(await p.events.getFailedCount()).toBe(1);
+    await p.publisher.publish(recentPurchase("evt-good-2") as never);
+    await p.sink.waitForMessages(1);
+  });
 });
