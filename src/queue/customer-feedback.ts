@@ -525,7 +525,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         .update(mail.messageId ?? raw)
         .digest("base64url")
         .slice(0, 22)}`;
-      if (await deps.receipts.seen(receipt)) return { outcome: "ignored", reason: "seen before" };
+      // A mail taken in by versions before 7 December 2026 has its receipt named the old way (the
+      // Message-ID in clear, or the whole mail's hex digest) until that receipt's week is up:
+      // read, never written, so that a mail delivered again across the upgrade is taken in once.
+      const before = `in-email:${mail.messageId ?? createHash("sha256").update(raw).digest("hex")}`;
+      if (await deps.receipts.seen(receipt, before))
+        return { outcome: "ignored", reason: "seen before" };
       // A mail client's List-Unsubscribe by mail: the subject carries the link's signed token.
       const token = UNSUBSCRIBE_SUBJECT.exec(mail.subject ?? "")?.[1];
       const target =

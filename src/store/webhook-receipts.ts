@@ -47,9 +47,13 @@ export class WebhookReceipts {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Whether a delivery was fully processed before. */
-  async seen(receipt: string): Promise<boolean> {
-    return (await this.redis.exists(this.keys.webhookReceipt(receipt))) === 1;
+  /**
+   * Whether a delivery was fully processed before, under any of the names given (one round trip:
+   * global keys share a slot).
+   */
+  async seen(receipt: string, ...alsoAs: readonly string[]): Promise<boolean> {
+    const names = [receipt, ...alsoAs].map((name) => this.keys.webhookReceipt(name));
+    return (await this.redis.exists(...names)) > 0;
   }
 
   /** Marks a delivery processed; call it once its effects are stored. */

@@ -7,6 +7,7 @@ import { runCustomer } from "../../src/cli/customer-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
@@ -471,6 +472,38 @@ describe("an email's receipt (kept a week against replays)", () => {
     Object.assign(process.env, p.commandEnv);
     expect(await runErase("cus-receipt", { config: p.configDir, json: true }, captureIo())).toBe(0);
     expect(await keysHolding(p.redis, p.prefix, ["ana.novak", "bo.stranger"])).toEqual([]);
+  });
+
+  it("still knows a mail the previous version took in, by the receipt it wrote under the Message-ID, for that receipt's week", async () => {
+    pipeline = await startPipeline("email-receipt-upgrade", {
+      env: { INBOUND_EMAIL_TOKEN: TOKEN },
+    });
+    const p = pipeline;
+    const messageId = await thankYouSent(p, "evt-receipt-old", "cus-receipt-old");
+    const mail = replyMime(
+      {
+        "Message-ID": "<taken-in-before@example.com>",
+        "In-Reply-To": messageId,
+        References: messageId,
+      },
+      "It works, thanks",
+    );
+    // As the previous version left a mail it took in (filed, forwarded, alerted): its receipt
+    // named the Message-ID in clear. Delivered again after the upgrade (a provider's retry), it
+    // is the same mail: filed, forwarded to support and alerted once, not twice.
+    await p.redis.set(
+      new StoreKeys(p.prefix).webhookReceipt("in-email:<taken-in-before@example.com>"),
+      "1",
+      "EX",
+      600,
+    );
+    expect((await postEmail(p, mail)).body).toEqual({ status: "ignored", reason: "seen before" });
+    // Another mail still is taken in.
+    const other = replyMime(
+      { "Message-ID": "<new-after@example.com>", "In-Reply-To": messageId, References: messageId },
+      "Works well",
+    );
+    expect((await postEmail(p, other)).body.status).toBe("recorded");
   });
 });
 
