@@ -287,6 +287,8 @@ function spoolOnOutage<K extends SpooledKey, A>(
     readonly what: string;
     /** Its ids for the log line (never a number or words). */
     readonly ids: (input: SpooledInput<K>) => Record<string, string>;
+    /** Whether the log line names the file: not where its name derives from a customer id. */
+    readonly logsFile?: false;
   },
 ) {
   return <R>(
@@ -317,7 +319,11 @@ function spoolOnOutage<K extends SpooledKey, A>(
         }
         deps.logger.warn(
           // Why, when Redis answered (out of memory, say): the reply and the command's name only.
-          { file, ...how.ids(input), ...(error.cause !== undefined && { err: error.cause }) },
+          {
+            ...(how.logsFile !== false && { file }),
+            ...how.ids(input),
+            ...(error.cause !== undefined && { err: error.cause }),
+          },
           `Redis is unavailable: ${how.what} spooled to disk, handled once Redis is back`,
         );
         return how.spooledAnswer;
@@ -343,6 +349,8 @@ export const spoolUnsubscribeWhenUnavailable = spoolOnOutage("unsubscribe", {
   spooledAnswer: "spooled" as const,
   what: "unsubscribe",
   ids: (request) => ({ channel: request.channel, source: request.source, scope: request.scope }),
+  // Its file's name is a digest of the request, customer id included (WebhookSpool.add).
+  logsFile: false,
 });
 
 /**

@@ -265,6 +265,31 @@ describe("an unsubscribe link while Redis is away", () => {
     await unsubscribe(request);
     expect(await spool.list()).toHaveLength(7);
   });
+
+  it("logs that it spooled the request without its file's name, a digest of the customer id", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const recording = createLogger({
+      level: "info",
+      pretty: false,
+      destination: { write: (line: string) => lines.push(JSON.parse(line)) },
+    });
+    const spool = new WebhookSpool(await folder(), 10);
+    const unsubscribe = spoolUnsubscribeWhenUnavailable({
+      handle: away,
+      spool,
+      now: () => 1_000,
+      logger: recording,
+    });
+    expect(await unsubscribe(request)).toBe("spooled");
+    const [file] = await spool.list();
+    const tag = String(file)
+      .replace(/^\d{15}-\d{6}-/, "")
+      .replace(/\.json$/, "");
+    expect(tag).toMatch(/^[0-9a-f]{32}$/);
+    const spooled = lines.find((line) => String(line.msg).includes("unsubscribe spooled to disk"));
+    expect(spooled).toMatchObject({ channel: "email", source: "link", scope: "all" });
+    expect(JSON.stringify(lines)).not.toContain(tag);
+  });
 });
 
 describe("temporary files left by an interrupted write", () => {
