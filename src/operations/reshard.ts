@@ -357,17 +357,21 @@ async function dropFinishedLeftBehind(
   for (const source of oldQueues) {
     if (!kept.has(source.opts.prefix)) continue;
     const gone = new Set(movedIds);
-    const finished: Job<FollowUpJobData>[] = [];
+    // Read a page at a time, keeping the ids only (a day of completed jobs, with what each
+    // returned, can be large), and removed once all are read, so that no page shifts.
+    const leaving: string[] = [];
     for (let start = 0; ; start += 1000) {
       const page = await source.getJobs(["completed"], start, start + 999, true);
-      finished.push(...(page.filter(Boolean) as Job<FollowUpJobData>[]));
+      for (const job of page as (Job<FollowUpJobData> | undefined)[]) {
+        if (!job?.id) continue;
+        if (newQueues[newShardOf(job, placement)]?.opts.prefix !== source.opts.prefix)
+          leaving.push(job.id);
+      }
       if (page.length < 1000) break;
     }
-    for (const job of finished) {
-      const target = newQueues[newShardOf(job, placement)];
-      if (!job.id || target?.opts.prefix === source.opts.prefix) continue;
-      await job.remove();
-      gone.add(job.id);
+    for (const id of leaving) {
+      await source.remove(id);
+      gone.add(id);
     }
     if (gone.size > 0) await scrubEventStream(redis, source.keys.events ?? "", gone, []);
   }
