@@ -1139,14 +1139,17 @@ async function startWorkerWith(
     onErased: () => metrics.erasures.inc(),
   });
   let httpAddress: string | undefined;
-  // An unsubscribe link's request (handled live, or replayed from the spool).
-  const unsubscribeBy = (request: SpooledInput<"unsubscribe">) =>
+  // An unsubscribe link's request (handled live, or replayed from the spool: dated when it came,
+  // so that a START the number sent after it still counts).
+  const unsubscribeBy = (request: SpooledInput<"unsubscribe">, receivedAt?: number) =>
     webhookFeedback.unsubscribe(
       request.customerId,
       [request.channel],
       request.source,
       request.addressHash === undefined ? undefined : { addressHash: request.addressHash },
       request.scope,
+      undefined,
+      receivedAt,
     );
   // Inbound SMS, call answers, status callbacks and unsubscribe requests taken while Redis was
   // away, handled once it is back (also those of a former run), each dated when it arrived.
@@ -1161,7 +1164,7 @@ async function startWorkerWith(
           smsStatus: (update, receivedAt) => webhookFeedback.smsStatus({ ...update, receivedAt }),
           callStatus: (status, receivedAt) => voiceCalls.status({ ...status, receivedAt }),
           unheard: (call) => voiceCalls.unheard(call),
-          unsubscribe: (request) => unsubscribeBy(request),
+          unsubscribe: (request, receivedAt) => unsubscribeBy(request, receivedAt),
         }),
     ),
     counted: ({ waiting, failed }) => {

@@ -330,8 +330,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     scope: OptOutScope = "all",
     /** Addresses the customer is known by on each channel: suppressed too (counted once). */
     known: ReadonlyMap<Channel, readonly string[]> = new Map(),
+    /** When it was asked for, if not now (a link's request replayed from the webhook spool). */
+    at?: number,
   ): Promise<void> => {
-    const now = deps.now();
+    const now = at ?? deps.now();
     // Timed first, as a STOP is: a START replayed from the spool must not undo it. A link of a
     // text names its number by keyed hash only.
     const numbers = new Set(PHONE_CHANNELS.flatMap((channel) => known.get(channel) ?? []));

@@ -233,3 +233,27 @@ it("an unsubscribe link of a text (its token names the number by keyed hash), of
   await spooled(feedback, now, { sid: "SM-b" });
   expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
 });
+
+it("an unsubscribe link clicked while Redis was away and replayed later is dated when it was clicked: a START sent after the click still counts", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  const link = { addressHash: addressHash("secret", PHONE) };
+  // "Stop all follow-ups" clicked 20 minutes ago, START texted 10 minutes ago: both waited in the
+  // spool and are replayed now, oldest first.
+  await feedback.unsubscribe("cus-1", ["sms"], "link", link, "all", new Map(), now - 20 * MINUTE);
+  expect(await spooled(feedback, now, { sid: "SM-after-link" })).toBe("opted-in");
+  // The customer's last word about texts to this number was START.
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+  // "Stop offers" clicked 20 minutes ago, START 10 minutes ago: the offers come back too.
+  await feedback.unsubscribe(
+    "cus-1",
+    ["sms"],
+    "link",
+    link,
+    "marketing",
+    new Map(),
+    now - 20 * MINUTE,
+  );
+  expect(await spooled(feedback, now, { sid: "SM-after-offers-link" })).toBe("opted-in");
+  expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(false);
+});
