@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { formatPath } from "../../src/domain/events.js";
-import { duplicateKeyPath } from "../../src/domain/json-duplicate-keys.js";
+import { duplicateKeyPath, duplicateKeyProblem } from "../../src/domain/json-duplicate-keys.js";
 
 describe("duplicateKeyPath", () => {
   it.each([
@@ -44,5 +44,28 @@ describe("duplicateKeyPath", () => {
     const deep = `${'{"a":'.repeat(depth)}{"b": 1, "b": 2}${"}".repeat(depth)}`;
     expect(duplicateKeyPath(deep)).toEqual([...Array(depth).fill("a"), "b"]);
     expect(duplicateKeyPath(`${"[".repeat(depth)}${"]".repeat(depth)}`)).toBeUndefined();
+  });
+});
+
+describe("duplicateKeyProblem", () => {
+  it("names a short path whole", () => {
+    expect(duplicateKeyProblem(["items", 1, "sku"])).toBe(
+      "gives items[1].sku twice: give each key once (JSON readers differ on which of the two counts)",
+    );
+  });
+
+  it("cuts an over-long key and a deep path, so the answer does not repeat the body", () => {
+    const key = "k".repeat(100_000);
+    const long = duplicateKeyProblem(duplicateKeyPath(`{"${key}": 1, "${key}": 2}`) ?? []);
+    expect(long).toBe(
+      `gives ${"k".repeat(64)}… (100000 characters) twice: give each key once (JSON readers differ on which of the two counts)`,
+    );
+    const depth = 100_000;
+    const deep = `${'{"a":'.repeat(depth)}{"b": 1, "b": 2}${"}".repeat(depth)}`;
+    const problem = duplicateKeyProblem(duplicateKeyPath(deep) ?? []);
+    expect(problem.length).toBeLessThan(200);
+    expect(problem).toMatch(
+      /^gives …\.a\.a\.a\.a\.a\.a\.a\.a\.a\.b \(100001 levels deep\) twice: /,
+    );
   });
 });
