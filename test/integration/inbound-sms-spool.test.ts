@@ -680,3 +680,30 @@ it("a one-click unsubscribe while Redis is away is answered as done, kept on dis
   expect(await list.isSuppressed("email", { customerId: "cus-oneclick" })).toBe(false);
   expect(JSON.stringify(p.logs)).not.toContain(email);
 });
+
+it("a text's unsubscribe link clicked while Redis is away, then a START, both replayed: the START counts, as it was sent after the click", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-link-then-start");
+  const secret = await sharedSecret(p.redis, p.prefix, "unsubscribe");
+  const hashed = addressHash(await sharedSecret(p.redis, p.prefix, "address-hash"), PHONE);
+  const link = unsubscribeUrl(p.envVars.PUBLIC_URL ?? "", secret, "cus-link", "sms", hashed);
+  await redisAway(p, server);
+
+  // "Stop all follow-ups" on the page a text linked to, and a START texted a moment later.
+  const clicked = await fetch(`${httpAddressOf(p)}${new URL(link).pathname}`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: "scope=all",
+  });
+  expect(clicked.status).toBe(200);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  expect((await inbound(p, "START", "SMspoollinkstart")).status).toBe(200);
+  expect(await spooled(p)).toHaveLength(2);
+  await replayedOnceRedisIsBack(p);
+
+  // The number's last word was START: its texts are back (the customer id stays opted out).
+  const list = new SuppressionList(p.redis, p.prefix);
+  expect(await list.isSuppressed("sms", { address: PHONE })).toBe(false);
+  expect(await list.isSuppressed("sms", { customerId: "cus-link" })).toBe(true);
+});
