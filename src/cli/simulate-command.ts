@@ -18,7 +18,7 @@ import { formatTable } from "../reports/text-table.js";
 import { MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT, jsonProblem } from "./io.js";
+import { CommandError, type CommandIo, EXIT, parseJsonLine } from "./io.js";
 import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface SimulateOptions {
@@ -125,13 +125,10 @@ export async function runSimulate(
   progress?.done();
 
   async function planLine(line: string): Promise<string | undefined> {
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch (error) {
-      return jsonProblem(line, error as Error);
-    }
-    const parsed = parseEvent(json, { now: clockNow });
+    // Refused as publish and POST /v1/events refuse it: not JSON, or a key given twice.
+    const read = parseJsonLine(line);
+    if ("problem" in read) return read.problem;
+    const parsed = parseEvent(read.value, { now: clockNow });
     if (!parsed.ok) return describeProblems(parsed.problems).replaceAll("\n", "; ");
     const event = parsed.event;
     if (event.type !== "purchase.completed") return undefined;

@@ -161,6 +161,16 @@ describe("simulate --steps", () => {
     expect(writesWhileDraining).toBe(0);
   });
 
+  it("counts a line that gives a key twice as a bad line, as publish and POST /v1/events refuse it", async () => {
+    const file = path.join(dir, "twice.ndjson");
+    const good = JSON.stringify(purchaseInput(tv("ok", "cus-ok", 23)));
+    await writeFile(file, `${good.replace(/^\{/, '{"orderId": "ord-first", ')}\n${good}\n`);
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: pricedConfig, steps: true }, io)).toBe(EXIT.ok);
+    expect(output.out.trimEnd().split("\n")).toHaveLength(2);
+    expect(output.err).toMatch(/^\n1 bad line \(not planned\):\n {2}line 1: gives orderId twice: /);
+  });
+
   it("lists bad lines on stderr, never in the NDJSON; --json with --steps is a usage error", async () => {
     const file = path.join(dir, "bad.ndjson");
     await writeFile(file, `{nope\n${JSON.stringify(purchaseInput(tv("ok", "cus-ok", 23)))}\n`);
