@@ -218,6 +218,10 @@ it("a START replayed from the spool while an opt-out of offers is being written 
   );
   expect(replayed).toBe(true);
   expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(true);
+  // Noted as an opt-out of offers, not of everything: another START sent before it is applied,
+  // the offers left off.
+  expect(await spooled(feedback, now, { sid: "SM-again", minutesAgo: 5 })).toBe("opted-in");
+  expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(true);
 });
 
 it("an unsubscribe link of a text (its token names the number by keyed hash), offers or all, is not undone by a START sent before it", async () => {

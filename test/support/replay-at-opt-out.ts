@@ -21,12 +21,13 @@ export async function replayWhileOptingOut(
   let replayed = false;
   const spy = vi
     .spyOn(SuppressionList.prototype, "noteOptOutAt")
-    .mockImplementation(async function (this: SuppressionList, who, at) {
+    .mockImplementation(async function (this: SuppressionList, who, at, scope) {
       if (!replayed) {
         replayed = true;
         await replay(at);
       }
-      return noteOptOutAt.call(this, who, at);
+      // The scope too: an opt-out of offers only notes its own time, not that of everything.
+      return noteOptOutAt.call(this, who, at, scope);
     });
   try {
     await run();
