@@ -460,11 +460,32 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         // START resubscribes to texts, and to the calls a text STOP stopped; calls declined
         // another way (a 9 pressed on a call, an event) stay off.
         const kept: Channel[] = [];
-        for (const channel of PHONE_CHANNELS)
-          if (
-            await deps.suppressions.allow(channel, { address: message.from }, later === "marketing")
-          )
-            kept.push(channel);
+        let stale = false;
+        for (const channel of PHONE_CHANNELS) {
+          // A replayed one checks the opt-out times again as it applies (allow.lua): an opt-out
+          // handled since they were read above stands.
+          const allowed = await deps.suppressions.allow(
+            channel,
+            { address: message.from },
+            {
+              keepOffers: later === "marketing",
+              ...(message.receivedAt !== undefined && { sentAt: message.receivedAt }),
+            },
+          );
+          if (allowed === "stale") {
+            stale = true;
+            break;
+          }
+          if (allowed) kept.push(channel);
+        }
+        if (stale) {
+          deps.logger.info(
+            { messageSid: message.messageSid },
+            "an opt-in replayed from the webhook spool was sent before the number's latest opt-out: not applied",
+          );
+          await deps.receipts.remember(receipt);
+          return "ignored";
+        }
         if (kept.length > 0)
           deps.logger.info(
             { messageSid: message.messageSid, kept },

@@ -206,14 +206,8 @@ export interface StoreCommands {
     marks: string,
     ...members: string[]
   ): Promise<number>;
-  /** allow.lua */
-  fuAllow(
-    setKey: string,
-    offersSetKey: string,
-    marks: string,
-    keepOffers: "keep-offers" | "",
-    ...members: string[]
-  ): Promise<number>;
+  /** allow.lua: KEYS are the two suppression sets and the number's opt-out times. */
+  fuAllow(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
   /** count-once.lua */
   fuCountOnce(
     receiptKey: string,

@@ -165,20 +165,36 @@ export class SuppressionList {
    * Removes them again (SMS START), in every form and scope stored (with `keepOffers`, every scope
    * but offers only); but on calls not a number marked as opted out of them other than by
    * text (suppress's `way`: a 9 pressed on a call, an event, a link), whose entry stays on that
-   * list. True when something stayed.
+   * list. True when something stayed. With `sentAt` (a START replayed from the webhook spool), the
+   * number's opt-out times are read in the same script: "stale", and nothing removed, when it
+   * opted out of everything after `sentAt`; the list of offers stays when it opted out of offers
+   * after it.
    */
-  async allow(channel: Channel, who: SuppressionTarget, keepOffers = false): Promise<boolean> {
+  async allow(
+    channel: Channel,
+    who: SuppressionTarget,
+    options: { readonly keepOffers?: boolean; readonly sentAt?: number } = {},
+  ): Promise<boolean | "stale"> {
     const members = await this.members(who, "read");
     if (members.length === 0) return false;
-    // Checked and removed in one script (allow.lua), against a decline suppressed at that moment.
+    // Checked and removed in one script (allow.lua), against a decline suppressed at that moment,
+    // and for a START replayed from the spool, against an opt-out noted meanwhile.
     const marks = channel === KEPT_FROM_START ? declineMarks(members) : [];
+    const times =
+      options.sentAt === undefined
+        ? []
+        : (await this.addressMembers(who)).map((member) => this.keys.phoneOptedOutAt(member));
     const kept = await this.redis.fuAllow(
+      2 + times.length,
       this.keys.suppressions(channel),
       this.keys.marketingSuppressions(channel),
+      ...times,
       marks.join(" "),
-      keepOffers ? "keep-offers" : "",
+      options.keepOffers ? "keep-offers" : "",
+      options.sentAt === undefined ? "" : Math.round(options.sentAt),
       ...members,
     );
+    if (kept < 0) return "stale";
     return kept > 0;
   }
 

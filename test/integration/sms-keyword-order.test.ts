@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, expect, inject, it, vi } from "vitest";
 import { addressHash } from "../../src/domain/address-hash.js";
 import { createLogger } from "../../src/logger.js";
 import { createCustomerFeedback } from "../../src/queue/customer-feedback.js";
@@ -68,16 +68,22 @@ async function feedbackAt(now: () => number, texts?: { to: string; text: string 
   return { feedback, suppressions };
 }
 
-it("a START replayed from the spool does not undo a STOP the customer sent after it", async () => {
+/** The customer feedback now, for a number that texted STOP an hour ago (handled from the spool). */
+async function optedOutAnHourAgo() {
   const now = Date.now();
   const { feedback, suppressions } = await feedbackAt(() => now);
-  // Opted out long ago.
   await feedback.inboundSms({
     from: PHONE,
     body: "STOP",
     messageSid: "SM1",
     receivedAt: now - 60 * MINUTE,
   });
+  return { now, feedback, suppressions };
+}
+
+it("a START replayed from the spool does not undo a STOP the customer sent after it", async () => {
+  // Opted out long ago.
+  const { now, feedback, suppressions } = await optedOutAnHourAgo();
   // START came in while Redis was away (spooled, 10 minutes ago); once Redis was back, the
   // customer changed their mind again, in words Twilio does not act on itself (live, now).
   expect(
@@ -113,6 +119,40 @@ it("a START replayed from the spool while a later STOP is being written does not
       ),
   );
   expect(replayed).toBe(true);
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+  expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+});
+
+it("a STOP handled after a replayed START checked the number's opt-out times, before it took the number off, stands", async () => {
+  const { now, feedback, suppressions } = await optedOutAnHourAgo();
+  // The spool replays a START sent 10 minutes ago; right after it read the number's opt-out
+  // times (none later than it), the customer's live STOP is handled, before the START applies.
+  const optedOutAfter = SuppressionList.prototype.optedOutAfter;
+  let stopped = false;
+  const spy = vi
+    .spyOn(SuppressionList.prototype, "optedOutAfter")
+    .mockImplementation(async function (this: SuppressionList, who, at) {
+      const found = await optedOutAfter.call(this, who, at);
+      if (!stopped) {
+        stopped = true;
+        expect(
+          await feedback.inboundSms({ from: PHONE, body: "STOP", messageSid: "SM-live" }),
+        ).toBe("opted-out");
+      }
+      return found;
+    });
+  try {
+    await feedback.inboundSms({
+      from: PHONE,
+      body: "START",
+      messageSid: "SM-spooled",
+      receivedAt: now - 10 * MINUTE,
+    });
+  } finally {
+    spy.mockRestore();
+  }
+  expect(stopped).toBe(true);
+  // The customer's last word was the STOP.
   expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
   expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
 });

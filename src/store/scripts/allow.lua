@@ -4,27 +4,45 @@
   the number declined the channel other than by text). In one step with suppress.lua's marks, so
   a decline handled at the same moment is either seen here or made after. With 'keep-offers', the
   list of offers only is left as it is (a START sent before an opt-out of offers, handled after it).
+  A START replayed from the webhook spool (ARGV[3], when it was sent) reads the number's opt-out
+  times here too, in the same step: an opt-out noted since the caller last read them (handled
+  while this START was being applied) is later than the START, which then changes nothing.
 
   Input:
-    KEYS[1]   the channel's suppression set (everything)
-    KEYS[2]   the channel's suppression set of offers only
+    KEYS[1]     the channel's suppression set (everything)
+    KEYS[2]     the channel's suppression set of offers only
+    KEYS[2 + i] the number's opt-out times (sorted sets: `at` everything, `offers` offers only),
+                i from 1; none for a START handled live
 
     ARGV[1]   marks that keep a list as it is, separated by spaces; '' for none
     ARGV[2]   'keep-offers' to leave KEYS[2] as it is; '' to take the members off it too
-    ARGV[3..] members to remove
+    ARGV[3]   when the START was sent (epoch ms); '' for one handled live
+    ARGV[4..] members to remove
 
-  Output: how many lists were kept because of a mark
+  Output: how many lists were kept because of a mark; -1 when an opt-out of everything is later
+  than the START (nothing removed)
 ]]
+local sentAt = tonumber(ARGV[3])
+local keepOffers = ARGV[2] == 'keep-offers'
+if sentAt then
+  for i = 3, #KEYS do
+    local all = redis.call('ZSCORE', KEYS[i], 'at')
+    if all and tonumber(all) > sentAt then return -1 end
+    local offers = redis.call('ZSCORE', KEYS[i], 'offers')
+    if offers and tonumber(offers) > sentAt then keepOffers = true end
+  end
+end
 local kept = 0
-for index, list in ipairs(KEYS) do
+for index = 1, 2 do
+  local list = KEYS[index]
   local marked = false
   for mark in string.gmatch(ARGV[1], '%S+') do
     if redis.call('SISMEMBER', list, mark) == 1 then marked = true end
   end
   if marked then
     kept = kept + 1
-  elseif index == 1 or ARGV[2] ~= 'keep-offers' then
-    for i = 3, #ARGV do redis.call('SREM', list, ARGV[i]) end
+  elseif index == 1 or not keepOffers then
+    for i = 4, #ARGV do redis.call('SREM', list, ARGV[i]) end
   end
 end
 return kept
