@@ -15,11 +15,13 @@ import type { Channel } from "./domain/events.js";
 import type { RuleSet } from "./domain/rules.js";
 import { parseServedShards } from "./domain/shard-spec.js";
 import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domain/spend.js";
+import { createFileRetention } from "./file-retention.js";
 import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
 import { answerMethodNotAllowed } from "./http/method-not-allowed.js";
 import { createSpoolReplay } from "./http/spool-replay.js";
 import {
+  FAILED_WEBHOOK_MAX_AGE_MS,
   handleSpooled,
   type SpooledInput,
   type SpooledWebhook,
@@ -999,6 +1001,17 @@ async function startWorkerWith(
     logger,
   });
   finishedJobs.start();
+  // The outbox's messages and the spool's failed webhooks expire by age too (at start, then
+  // hourly, in the background).
+  const fileRetention = createFileRetention({
+    outboxDir: env.OUTBOX_DIR,
+    outboxMaxAgeMs: recordRetentionMs,
+    spool: webhookSpool,
+    failedMaxAgeMs: FAILED_WEBHOOK_MAX_AGE_MS,
+    now,
+    logger,
+  });
+  fileRetention.start();
   // Address indexes an earlier version kept a key per address move into buckets, in the
   // background, once per deployment.
   const packing = customers
@@ -1019,6 +1032,7 @@ async function startWorkerWith(
       replanStragglers.stop(),
       coverage?.stop(),
       finishedJobs.stop(),
+      fileRetention.stop(),
       upgrading,
       watchingEarlier,
       packing,

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { mkdir, rename, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import nodemailer, { type DKIMOptions } from "nodemailer";
 import type { Channel } from "../domain/events.js";
@@ -105,6 +105,47 @@ export function outboxFileName(followUpId: string, ext: string): string {
     .slice(0, 100);
   const hash = createHash("sha256").update(followUpId).digest("hex").slice(0, 10);
   return `${readable || "follow-up"}-${hash}${ext}`;
+}
+
+/**
+ * A temporary file (`.<name>.<uuid>.tmp`) older than this was left by a process that died while
+ * writing it (a write takes milliseconds): it holds a message too, so it goes.
+ */
+const STALE_TEMPORARY_MS = 10 * 60_000;
+const TEMPORARY_FILE = /^\..+\.tmp$/;
+
+/**
+ * Removes the outbox's messages (.eml, .json) last written more than `maxAgeMs` before `now`, and
+ * temporary files left by an interrupted write; how many went. One file at a time, so that it
+ * never holds up a send; a file removed meanwhile (an erasure, another worker) is passed over.
+ * None when the folder does not exist.
+ */
+export async function removeExpiredOutboxFiles(
+  dir: string,
+  now: number,
+  maxAgeMs: number,
+): Promise<number> {
+  // A folder not made yet holds nothing.
+  const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return [] as string[];
+    throw error;
+  });
+  let removed = 0;
+  for (const name of names) {
+    const temporary = TEMPORARY_FILE.test(name);
+    if (!(temporary || /\.(eml|json)$/.test(name))) continue;
+    const file = path.join(dir, name);
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    if (now - info.mtimeMs <= (temporary ? STALE_TEMPORARY_MS : maxAgeMs)) continue;
+    await unlink(file).then(
+      () => removed++,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== "ENOENT") throw error;
+      },
+    );
+  }
+  return removed;
 }
 
 /** Readers never see half a file: write a temporary file beside it, then rename over. */

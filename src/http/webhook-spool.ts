@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { CHANNELS, type Channel } from "../domain/events.js";
@@ -15,6 +15,11 @@ export const SPOOL_FAILED_DIR = "failed";
  * it: a write takes milliseconds, so it is removed.
  */
 export const STALE_TEMPORARY_MS = 10 * 60_000;
+/**
+ * How long a webhook moved aside to `failed/` is kept for an operator to act on, from when it was
+ * moved there: as failed jobs are (30 days). An opt-out is kept longer: see removeExpiredFailed.
+ */
+export const FAILED_WEBHOOK_MAX_AGE_MS = 30 * 86_400_000;
 
 /** An inbound SMS whose signature was checked, kept on disk until Redis can take it. */
 export interface SpooledInboundSms {
@@ -470,11 +475,57 @@ export class WebhookSpool {
     return removed;
   }
 
-  /** Moves a file that cannot be handled to `failed/`, where it is kept for the operator. */
+  /**
+   * Removes the files moved aside to `failed/` more than `maxAgeMs` before `now` (by the time of
+   * the move, which `moveAside` sets), but for opt-outs (a STOP, a 9 on a call, an unsubscribe
+   * request): only handling one opts its number (or customer) out, so it stays until an operator
+   * moves it back into the spool or deletes it. How many went, and how many such opt-outs are
+   * past the age. None when there is no `failed/`.
+   */
+  async removeExpiredFailed(
+    now: number,
+    maxAgeMs = FAILED_WEBHOOK_MAX_AGE_MS,
+  ): Promise<{ removed: number; optOutsKept: number }> {
+    const failed = path.join(this.dir, SPOOL_FAILED_DIR);
+    let names: string[];
+    try {
+      names = spooledInOrder(await readdir(failed));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { removed: 0, optOutsKept: 0 };
+      throw error;
+    }
+    let removed = 0;
+    let optOutsKept = 0;
+    for (const name of names) {
+      const file = path.join(failed, name);
+      const modified = await stat(file).then(
+        (info) => info.mtimeMs,
+        () => undefined,
+      );
+      if (modified === undefined || now - modified <= maxAgeMs) continue;
+      const text = await readFile(file, "utf8").catch(() => undefined);
+      if (text === undefined) continue;
+      if (spoolFileNames(text).optOut) {
+        optOutsKept++;
+        continue;
+      }
+      await rm(file, { force: true });
+      removed++;
+    }
+    return { removed, optOutsKept };
+  }
+
+  /**
+   * Moves a file that cannot be handled to `failed/`, where it is kept for the operator
+   * (FAILED_WEBHOOK_MAX_AGE_MS from now: the move dates it).
+   */
   async moveAside(name: string): Promise<string> {
     const failed = path.join(this.dir, SPOOL_FAILED_DIR);
     await mkdir(failed, { recursive: true, mode: 0o700 });
-    await rename(path.join(this.dir, name), path.join(failed, name));
+    const moved = path.join(failed, name);
+    await rename(path.join(this.dir, name), moved);
+    const now = new Date();
+    await utimes(moved, now, now).catch(() => undefined);
     return path.join(SPOOL_FAILED_DIR, name);
   }
 }
