@@ -649,8 +649,10 @@ async function schedulePurchase(
     for (const { channel, kind, reason } of reportedSkips)
       deps.metrics.skipped.inc({ channel, kind, reason: reason ?? "unknown" });
   }
-  // The address → customer index, kept as long as the customer's history; after the steps are
-  // written (an erasure that began meanwhile stops both: its markers come before it reads).
+  // The address → customer index, kept as long as the purchase's record (RECORD_RETENTION_DAYS
+  // after its last step; a purchase without steps as long after it is taken in): what it finds
+  // by address is the customer's records, which hold their name and addresses. After the steps
+  // are written (an erasure that began meanwhile stops both: its markers come before it reads).
   const erasedMeanwhile = () => {
     deps.metrics.eventsOfErased.inc();
     log.info("customer erased while their purchase was taken in; dropped");
@@ -659,7 +661,7 @@ async function schedulePurchase(
   // Also when the event was seen before: an attempt that failed may have stopped short of it
   // (filing the same entries again changes nothing). A purchase with steps files them with its
   // order link instead (OrderStore.linkPurchase, below).
-  const rememberCustomer = () => deps.customers.remember(event, HISTORY_RETENTION_MS, nowMs);
+  const rememberCustomer = () => deps.customers.remember(event, deps.recordRetentionMs, nowMs);
   if (plan.steps.length === 0) {
     if (!(await rememberCustomer())) return erasedMeanwhile();
     log.info({ skipped: plan.skipped.map((s) => s.code) }, "no follow-ups planned");
@@ -733,7 +735,7 @@ async function schedulePurchase(
         deps.shard,
         Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
         nowMs,
-        await deps.customers.filingOf(event, Math.max(HISTORY_RETENTION_MS, keepUntil - nowMs)),
+        await deps.customers.filingOf(event, keepUntil - nowMs),
       );
       if (!linked) return { erased: true as const, added: 0, jobs: 0 };
       // The deployment-wide claim of the id lives as long as the record.

@@ -285,12 +285,14 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
   ): Promise<ReplanSummary> {
     const planned = await deps.store.generationOf(eventId);
     if (planned !== undefined && planned >= generation) return NOTHING;
-    const [records, loaded] = await Promise.all([
+    const [records, loaded, expiresAt] = await Promise.all([
       deps.store.allStepRecords(eventId),
       deps.store.loadEvent(eventId).then(
         (event) => ({ event }),
         (error: unknown) => ({ error }),
       ),
+      // Sent with the two reads above: no round trip of its own.
+      deps.store.recordExpiresAt(eventId),
     ]);
     // Nothing left to re-plan: whether its purchase can be read no longer matters (one that
     // cannot be is not tried again and again once its steps have ended).
@@ -351,15 +353,16 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     // is applied (a re-plan stopped in between is not made again); a global key, its own write.
     if (plan.steps.some((s) => s.action === "move" && s.dueAt > s.plannedDueAt))
       await deps.orders.keepLink(event.orderId, eventId, keepUntil);
-    // Likewise the address index, which intake filed for two years from the purchase (or as long
-    // as the record then lasted): `erase --email` finds the customer through it while the record,
-    // with their name and addresses, lives (a round trip only then; an erasure since the purchase
-    // files nothing again).
-    // And the customer's history, through which erasure finds the record (it never shortens).
-    if (keepUntil > Date.parse(event.occurredAt) + HISTORY_RETENTION_MS) {
+    // Likewise the address index, which is filed for as long as the record lasts (every later
+    // expiry of the record filed it again): `erase --email` finds the customer through it while
+    // the record, with their name and addresses, lives (a round trip only when the record is kept
+    // longer; an erasure since the purchase files nothing again; a shorter record leaves the
+    // entry as it is, at most as long as the record was).
+    if (expiresAt === undefined || keepUntil > expiresAt)
       await deps.customers.remember(event, keepUntil - now.toMillis(), now.toMillis());
+    // And the customer's history, through which erasure finds the record (it never shortens).
+    if (keepUntil > Date.parse(event.occurredAt) + HISTORY_RETENTION_MS)
       await deps.history.keepUntil(event.customer.id, keepUntil);
-    }
     const changed = await deps.store.replan(
       eventId,
       generation,

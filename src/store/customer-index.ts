@@ -23,8 +23,10 @@ import { sharedSecret } from "./shared-secrets.js";
  * costs an entry of about 35 bytes in a small hash instead of a key of its own (136 bytes and
  * Redis's bookkeeping of a key, as versions of key layout 3 and before kept it). An entry is the
  * next 11 characters of the hash followed by the customer id, valued with the customer's latest
- * purchase there and when the entry expires: `keepMs` after it was last filed, as long as the customer's history (lib/packed-index.lua;
- * queue/packed-index-sweeper.ts drops it from Redis within a day after).
+ * purchase there and when the entry expires: `keepMs` after it was last filed, the later expiry
+ * kept; intake and re-planning file it for as long as the purchase's record lives, since what an
+ * address leads to is the customer's records (lib/packed-index.lua; queue/packed-index-sweeper.ts
+ * drops it from Redis within a day after).
  */
 
 /**
