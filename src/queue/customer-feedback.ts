@@ -39,6 +39,12 @@ const DELIVERY_OUTCOMES: Readonly<Record<string, DeliveryOutcome>> = {
   failed: "undelivered",
 };
 
+/** The outcome a message's final report contradicts: it is counted as one or the other. */
+const CONTRADICTING: Readonly<Record<DeliveryOutcome, DeliveryOutcome>> = {
+  delivered: "undelivered",
+  undelivered: "delivered",
+};
+
 /** Message statuses after which Twilio reports nothing more of the message (`read`: WhatsApp). */
 const FINAL_STATUSES: ReadonlySet<string> = new Set([
   "delivered",
@@ -85,7 +91,7 @@ export interface CustomerFeedbackDeps {
   /** Told of every reply recorded (owner alerts); a failure is logged, the reply stays. */
   readonly onReply?: (reply: StepReply) => Promise<void>;
   /** Counts replies and delivery reports (in the global ledger). */
-  readonly ledger: Pick<DeliveryLedger, "countOnce">;
+  readonly ledger: Pick<DeliveryLedger, "countOnce" | "countFirstOutcome">;
   readonly smsReferences: SmsReferences;
   readonly suppressions: SuppressionList;
   readonly receipts: WebhookReceipts;
@@ -647,20 +653,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const { store } = deps.shards.of(at.shard);
       // Twilio posts each status on its own, in no guaranteed order: a `sent` that arrives after
       // `delivered` (or `undelivered` with its code) must not take the final outcome's place.
-      const known = (await store.stepRecords(at.eventId, [at.stepId])).get(at.stepId)?.delivery;
-      if (known && FINAL_STATUSES.has(known.status) && !FINAL_STATUSES.has(update.status))
+      const known = (await store.stepRecords(at.eventId, [at.stepId])).get(at.stepId);
+      const knownStatus = known?.delivery?.status;
+      if (knownStatus && FINAL_STATUSES.has(knownStatus) && !FINAL_STATUSES.has(update.status))
         return "recorded";
-      const record = await store.annotate(
-        at.eventId,
-        at.stepId,
-        {
-          delivery: {
-            status: update.status.slice(0, 20),
-            ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
-          },
-        },
-        now,
-      );
       if (update.errorCode === TWILIO_OPTED_OUT && at.recipient) {
         // Counted among the opt-outs as a 21610 answered to a send is (reason `provider`).
         const addressHash = /^h:(.+)$/.exec(at.recipient)?.[1];
@@ -679,11 +675,18 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
             );
         }
       }
+      // A message is delivered or not: a final report that contradicts the one recorded first
+      // (delivered, then undelivered or failed, or the reverse) changes neither the record nor
+      // the ledger, so that the message is counted once, as its record says. The ledger's script
+      // decides it for reports handled at the same moment.
       const outcome = DELIVERY_OUTCOMES[update.status];
+      const knownOutcome = knownStatus === undefined ? undefined : DELIVERY_OUTCOMES[knownStatus];
+      if (outcome && knownOutcome && knownOutcome !== outcome) return "recorded";
       if (outcome) {
-        const labels = stepLabels(deps.rules(), at.stepId, record);
-        await deps.ledger.countOnce(
+        const labels = stepLabels(deps.rules(), at.stepId, known);
+        const counted = await deps.ledger.countFirstOutcome(
           SENT_RECEIPTS.smsStatus(update.messageSid, outcome),
+          SENT_RECEIPTS.smsStatus(update.messageSid, CONTRADICTING[outcome]),
           {
             outcome,
             ...labels,
@@ -692,7 +695,19 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           },
           now,
         );
+        if (counted === "contradicted") return "recorded";
       }
+      const record = await store.annotate(
+        at.eventId,
+        at.stepId,
+        {
+          delivery: {
+            status: update.status.slice(0, 20),
+            ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
+          },
+        },
+        now,
+      );
       return record ? "recorded" : "unknown-message";
     },
   };

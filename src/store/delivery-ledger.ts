@@ -185,6 +185,29 @@ export class DeliveryLedger {
   }
 
   /**
+   * Counts a message's final outcome a webhook reported, once per receipt, unless the
+   * contradicting outcome's receipt was counted first (count-first-outcome.lua): a message is
+   * counted delivered or undelivered, never both. `counted`, `seen` (a replay of this outcome) or
+   * `contradicted` (the other outcome was counted; nothing counted).
+   */
+  async countFirstOutcome(
+    receipt: string,
+    contradicting: string,
+    entry: LedgerEntry,
+    now: number,
+  ): Promise<"counted" | "seen" | "contradicted"> {
+    const counted = await this.redis.fuCountFirstOutcome(
+      this.keys.webhookReceipt(receipt),
+      this.keys.webhookReceipt(contradicting),
+      this.keys.globalLedgerHour(hourOf(now)),
+      RECEIPT_SECONDS,
+      AGGREGATE_RETENTION_MS,
+      ...entryFields(entry),
+    );
+    return counted === 1 ? "counted" : counted === 0 ? "seen" : "contradicted";
+  }
+
+  /**
    * Moves one count from `from` to `to` in the hour of `at`, once per receipt: an outcome a
    * webhook reported and counted, corrected by a later one (a call's end counted as a person
    * reached, which a pick-up replayed from the webhook spool shows was hung up on). False for a

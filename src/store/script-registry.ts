@@ -216,6 +216,15 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** count-first-outcome.lua */
+  fuCountFirstOutcome(
+    receiptKey: string,
+    otherReceiptKey: string,
+    hourKey: string,
+    keepReceiptSeconds: number,
+    keepHourMs: number,
+    ...fields: string[]
+  ): Promise<number>;
   /** note-dropped-purchase.lua */
   fuNoteDroppedPurchase(orderKey: string, eventId: string, at: number): Promise<number>;
   /** remember-latest-check-in.lua */
@@ -380,6 +389,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   allow: "fuAllow",
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
+  "count-first-outcome": "fuCountFirstOutcome",
   "count-in-record": "fuCountInRecord",
   "redeem-code": "fuRedeemCode",
   "revoke-code": "fuRevokeCode",

@@ -289,6 +289,10 @@ describe("webhooks, refunds and reports", () => {
         counted.push(receipt);
         return true;
       },
+      countFirstOutcome: async (receipt: string) => {
+        counted.push(receipt);
+        return "counted" as const;
+      },
     };
     const replies: StepReply[] = [];
     const suppressions = new SuppressionList(redis, prefix, { addressHashSecret: "secret" });

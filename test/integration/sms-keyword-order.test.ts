@@ -58,7 +58,7 @@ async function feedbackAt(now: () => number, texts?: { to: string; text: string 
       },
     },
     shards: shardStores(redis, prefix, 1),
-    ledger: { countOnce: async () => true },
+    ledger: { countOnce: async () => true, countFirstOutcome: async () => "counted" as const },
     smsReferences: new SmsReferences(redis, prefix),
     suppressions,
     receipts: new WebhookReceipts(redis, prefix),

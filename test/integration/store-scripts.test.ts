@@ -153,6 +153,7 @@ describe("the store's Lua scripts", () => {
       "claim-event-id",
       "claim-step",
       "close-thank-you",
+      "count-first-outcome",
       "count-in-record",
       "count-once",
       "count-outcomes",
@@ -964,6 +965,21 @@ describe("the store's Lua scripts", () => {
     expect(await redis.fuCountOnce(receipt, hour(), 60, 5_000, "delivered|sms|check-in|r")).toBe(0);
     expect(await redis.hgetall(hour())).toEqual({ "delivered|sms|check-in|r": "1" });
     const ttl = await redis.ttl(receipt);
+    expect(ttl).toBeGreaterThan(55);
+    expect(ttl).toBeLessThanOrEqual(60);
+  });
+
+  it("count-first-outcome: counts an outcome once, and not when the contradicting one was counted first", async () => {
+    const delivered = keys.webhookReceipt("st:SM2:delivered");
+    const undelivered = keys.webhookReceipt("st:SM2:undelivered");
+    const count = (receipt: string, other: string, field: string) =>
+      redis.fuCountFirstOutcome(receipt, other, hour(), 60, 5_000, field);
+    expect(await count(delivered, undelivered, "delivered|sms|check-in|r")).toBe(1);
+    expect(await count(delivered, undelivered, "delivered|sms|check-in|r")).toBe(0);
+    expect(await count(undelivered, delivered, "undelivered|sms|check-in|r")).toBe(-1);
+    expect(await redis.hgetall(hour())).toEqual({ "delivered|sms|check-in|r": "1" });
+    expect(await redis.exists(undelivered)).toBe(0);
+    const ttl = await redis.ttl(delivered);
     expect(ttl).toBeGreaterThan(55);
     expect(ttl).toBeLessThanOrEqual(60);
   });

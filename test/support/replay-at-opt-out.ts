@@ -47,7 +47,7 @@ export async function textsHandled(p: PipelineHarness, suppressions: Suppression
     },
     sms: { send: async () => ({ ok: true, id: "SMx" }) },
     shards: shardStores(p.redis, p.prefix, 1),
-    ledger: { countOnce: async () => true },
+    ledger: { countOnce: async () => true, countFirstOutcome: async () => "counted" as const },
     smsReferences: new SmsReferences(p.redis, p.prefix),
     suppressions,
     receipts: new WebhookReceipts(p.redis, p.prefix),

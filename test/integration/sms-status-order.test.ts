@@ -1,0 +1,125 @@
+import { DateTime } from "luxon";
+import { afterEach, expect, it } from "vitest";
+import { SmsReferences } from "../../src/store/sms-references.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+import {
+  eventually,
+  type PipelineHarness,
+  promoteStep,
+  recentLedgerCounts,
+  startPipeline,
+  stepRecordOf,
+  waitForState,
+} from "../support/pipeline-harness.js";
+import { postTwilio } from "../support/webhooks.js";
+
+/**
+ * Twilio posts each status of a message on its own, in no set order, and posts one again when our
+ * answer did not reach it. A message is delivered or it is not: however its final reports arrive
+ * (one contradicting another, repeated, interleaved), the step's record and the owners' ledger
+ * say the same, and the message is counted once.
+ */
+
+let pipeline: PipelineHarness | undefined;
+afterEach(async () => {
+  await pipeline?.close();
+  pipeline = undefined;
+});
+
+const EVENT_ID = "evt-status-order";
+const STEP_ID = "big-ticket.check-in";
+
+const ago = (hours: number) =>
+  DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+
+/** Sends the check-in SMS; its sid once its reference (what status callbacks find) is written. */
+async function sentSms(p: PipelineHarness): Promise<string> {
+  await p.publisher.publish(
+    purchaseInput({
+      id: EVENT_ID,
+      orderId: "ord-status-order",
+      occurredAt: ago(2),
+      items: [item("televisions", "700.00")],
+    }) as never,
+  );
+  await waitForState(p, EVENT_ID, STEP_ID, "scheduled");
+  await promoteStep(p, EVENT_ID, STEP_ID);
+  const [sms] = await p.twilio.waitForMessages(1);
+  const sid = sms?.sid ?? "";
+  await waitForState(p, EVENT_ID, STEP_ID, "sent");
+  const references = new SmsReferences(p.redis, p.prefix);
+  await eventually(async () => references.stepOfSms(sid), "the SMS's reference to be written");
+  return sid;
+}
+
+const report = (sid: string, MessageStatus: string, ErrorCode?: string) => ({
+  MessageSid: sid,
+  MessageStatus,
+  ...(ErrorCode !== undefined && { ErrorCode }),
+});
+
+it.each([
+  {
+    name: "delivered, then undelivered",
+    reports: [["delivered"], ["undelivered", "30003"]],
+    final: { status: "delivered" },
+    counted: "delivered",
+  },
+  {
+    name: "failed, then delivered (and sent, late)",
+    reports: [["failed", "30007"], ["delivered"], ["sent"]],
+    final: { status: "failed", errorCode: 30007 },
+    counted: "undelivered",
+  },
+  {
+    name: "delivered, failed, delivered again (Twilio repeating a report)",
+    reports: [["delivered"], ["failed", "30007"], ["delivered"]],
+    final: { status: "delivered" },
+    counted: "delivered",
+  },
+])(
+  "an SMS reported $name is counted once, as its record says",
+  async ({ reports, final, counted }) => {
+    pipeline = await startPipeline("sms-status-order");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    for (const [status, code] of reports) {
+      const answer = await postTwilio(
+        p,
+        "/webhooks/twilio/status",
+        report(sid, status ?? "", code),
+      );
+      expect(answer.status).toBe(204);
+    }
+    const record = await stepRecordOf(p, EVENT_ID, STEP_ID);
+    expect(record).toMatchObject({ state: "sent" });
+    expect(record?.delivery).toEqual(final);
+    const outcomes = (await recentLedgerCounts(p, "delivered|sms|")).filter(
+      ([field]) => !field.startsWith("reason|"),
+    );
+    expect(outcomes).toEqual([[`${counted}|sms|check-in|big-ticket`, 1]]);
+    // One message went out, and it was counted as sent once.
+    expect(p.twilio.messages).toHaveLength(1);
+    expect(await recentLedgerCounts(p, "sent|sms|")).toEqual([["sent|sms|check-in|big-ticket", 1]]);
+  },
+);
+
+it("two contradicting final reports handled at the same moment count the message once", async () => {
+  pipeline = await startPipeline("sms-status-race");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  const answers = await Promise.all([
+    postTwilio(p, "/webhooks/twilio/status", report(sid, "delivered")),
+    postTwilio(p, "/webhooks/twilio/status", report(sid, "undelivered", "30003")),
+  ]);
+  expect(answers.map((answer) => answer.status)).toEqual([204, 204]);
+  const outcomes = (await recentLedgerCounts(p, "delivered|sms|")).filter(
+    ([field]) => !field.startsWith("reason|"),
+  );
+  expect(outcomes).toHaveLength(1);
+  const [[field]] = outcomes as [[string, number]];
+  expect(outcomes[0]?.[1]).toBe(1);
+  // The record says what was counted.
+  const status = (await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery?.status;
+  expect(field.startsWith(status === "delivered" ? "delivered|" : "undelivered|")).toBe(true);
+});
