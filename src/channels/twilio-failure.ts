@@ -60,6 +60,16 @@ export function classifyTwilioFailure(error: unknown): SendFailure {
     };
   }
   const code = String(twilioCode ?? status);
+  // A success whose answer could not be read (the connection broke midway through its body):
+  // Twilio created the message or call, but no sid came back. Retried, and counted as a possible
+  // duplicate (uncertain), so that a call's retry looks for it in Twilio's Calls list first.
+  if (status >= 200 && status < 300)
+    return {
+      kind: "transient",
+      code,
+      reason: `Twilio answered HTTP ${status} but its answer could not be read`,
+      uncertain: true,
+    };
   const reason = describe(status, twilioCode, fields.moreInfo);
   if (status === 401 || status === 403 || (twilioCode && MISCONFIGURED_CODES.has(twilioCode))) {
     return { kind: "misconfigured", code, reason };

@@ -51,6 +51,12 @@ export interface TwilioScriptedFailure {
    * find it.
    */
   createdAfterMs?: number;
+  /**
+   * The request is carried out and its answer begins (status and headers, `status` ignored), but
+   * the connection breaks halfway through the body: Twilio created the message or call, and the
+   * SDK cannot read what it answered.
+   */
+  cutAnswer?: boolean;
 }
 
 /** Credentials the fake accepts. */
@@ -125,6 +131,7 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
   const handle = (request: http.IncomingMessage, rawBody: string): ApiResponse => {
     const failure = scripted.shift();
     if (failure === undefined) return carryOut(request, rawBody);
+    if (failure.cutAnswer) return { ...carryOut(request, rawBody), cut: true };
     if (failure.createdAnyway && failure.createdAfterMs)
       setTimeout(() => carryOut(request, rawBody), failure.createdAfterMs);
     else if (failure.createdAnyway) carryOut(request, rawBody);
@@ -326,8 +333,20 @@ export async function startTwilioFake(options: TwilioFakeOptions): Promise<Twili
         ...result.headers,
       };
       const answer = () => {
+        const body = JSON.stringify(result.body);
+        if (result.cut) {
+          // Half the answer, then the connection breaks.
+          response.writeHead(result.status, {
+            ...headers,
+            "Content-Length": String(Buffer.byteLength(body)),
+          });
+          response.write(body.slice(0, Math.floor(body.length / 2)), () =>
+            setTimeout(() => response.socket?.destroy(), 20),
+          );
+          return;
+        }
         response.writeHead(result.status, headers);
-        response.end(JSON.stringify(result.body));
+        response.end(body);
       };
       if (responseDelayMs > 0) setTimeout(answer, responseDelayMs);
       else answer();
@@ -413,6 +432,8 @@ interface ApiResponse {
   status: number;
   body: unknown;
   headers?: http.OutgoingHttpHeaders;
+  /** Answered with half its body, then the connection breaks (TwilioScriptedFailure.cutAnswer). */
+  cut?: boolean;
 }
 
 function twilioError(status: number, code: number | null, message: string): ApiResponse {
