@@ -62,8 +62,10 @@ export type OutgoingMessage = EmailMessage | PhoneMessage;
 export type FailureKind = "transient" | "permanent" | "misconfigured";
 
 /**
- * Network errors that mean a connection never opened, so no request or message can have reached
- * the provider: a failure with one of these is certain, never a possible duplicate.
+ * Network errors that mean a connection never opened, or its TLS handshake failed, so no request
+ * or message can have reached the provider: a failure with one of these is certain, never a
+ * possible duplicate. The TLS ones are raised by the handshake alone: the certificate checks, and
+ * a server that does not speak TLS at all (smtps:// to a port of plain SMTP).
  */
 export const NEVER_CONNECTED: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
@@ -71,6 +73,19 @@ export const NEVER_CONNECTED: ReadonlySet<string> = new Set([
   "EAI_AGAIN",
   "EHOSTUNREACH",
   "ENETUNREACH",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
 ]);
 
 export interface SendFailure {

@@ -832,6 +832,18 @@ describe("SMTP failures on a real connection", () => {
     },
   );
 
+  it("a TLS handshake that fails (smtps:// to a server that speaks plain SMTP) is certain: nothing was sent", async () => {
+    const server = await scriptedSmtp("reset-after-data");
+    try {
+      const result = await send(server.url.replace(/^smtp:/, "smtps:"));
+      expect(result).toMatchObject({ ok: false, error: { kind: "transient" } });
+      if (!result.ok) expect(result.error.uncertain).toBeUndefined();
+      expect(server.received.messages).toBe(0);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it("a connection that never opened is certain: nothing was sent", async () => {
     const port = await findFreePort();
     const result = await send(`smtp://127.0.0.1:${port}`);
@@ -874,6 +886,24 @@ describe("failure classification by code", () => {
   ] as const)("SMTP %j → %s %s", (error, kind, code) => {
     expect(classifySmtpFailure(error)).toMatchObject({ kind, code });
   });
+
+  it.each([
+    ["DEPTH_ZERO_SELF_SIGNED_CERT"],
+    ["UNABLE_TO_VERIFY_LEAF_SIGNATURE"],
+    ["CERT_HAS_EXPIRED"],
+    ["ERR_TLS_CERT_ALTNAME_INVALID"],
+    ["ERR_SSL_WRONG_VERSION_NUMBER"],
+  ])(
+    "a TLS handshake refused (%s) is certain, over SMTP and to Twilio: nothing was handed over",
+    (cause) => {
+      const smtp = classifySmtpFailure({ code: "ESOCKET", originalCode: cause, command: "CONN" });
+      expect(smtp).toMatchObject({ kind: "transient", code: "ESOCKET" });
+      expect(smtp.uncertain).toBeUndefined();
+      const twilio = classifyTwilioFailure({ code: cause });
+      expect(twilio).toMatchObject({ kind: "transient", code: cause });
+      expect(twilio.uncertain).toBeUndefined();
+    },
+  );
 
   it("names the enhanced status and the command, not the server's words", () => {
     const failure = classifySmtpFailure({
