@@ -2,9 +2,11 @@ import { connect, type Socket } from "node:net";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import { shardTag } from "../../src/store/keys.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
+  eventually,
   type PipelineHarness,
   promoteStep,
   startPipeline,
@@ -123,6 +125,14 @@ describe("Redis Cluster readiness of the store", () => {
     await promoteStep(p, "evt-slots-tv", "big-ticket.thank-you");
     await promoteStep(p, "evt-slots-tv", "big-ticket.check-in");
     await waitForState(p, "evt-slots-tv", "big-ticket.check-in", "sent");
+    // Twilio reports it delivered, then (out of order, or a carrier's second word) undelivered.
+    const [sms] = await p.twilio.waitForMessages(1);
+    const references = new SmsReferences(p.redis, p.prefix);
+    await eventually(async () => references.stepOfSms(sms?.sid ?? ""), "the SMS's reference");
+    for (const MessageStatus of ["delivered", "undelivered"]) {
+      const report = { MessageSid: sms?.sid ?? "", MessageStatus };
+      expect((await postTwilio(p, "/webhooks/twilio/status", report)).status).toBe(204);
+    }
     const reply = await postTwilio(p, "/webhooks/twilio/inbound", {
       From: "+442079460958",
       Body: "All good, 5 stars",
