@@ -20,13 +20,16 @@
  * keywords.
  *
  * Opt-out, in this order:
- * 1. The whole message, spaces removed, is a keyword: STOP, STOPALL, UNSUBSCRIBE, CANCEL, END,
- *    QUIT, REVOKE, OPTOUT, and the German STOPP, STOPPEN, ABMELDEN, ABBESTELLEN, AUSTRAGEN,
- *    AUFHÖREN ("S T O P" and "stop all" as before), and, as the whole message only, the French
- *    ARRET (ARRÊT), required in Canada, and Spanish, French, Italian, Portuguese and Dutch
- *    keywords (WHOLE_MESSAGE_ONLY).
+ * 1. The whole message, spaces removed, is a keyword: STOP, STOPALL, UNSUBSCRIBE, UNSUB, CANCEL,
+ *    END, QUIT, REVOKE, OPTOUT, and the German STOPP, STOPPEN, ABMELDEN, ABBESTELLEN, AUSTRAGEN,
+ *    AUFHÖREN ("S T O P" and "stop all" as before), and, as the whole message only (a "please"
+ *    or "thanks" around it allowed: "Alto por favor"), the French ARRET (ARRÊT), required in
+ *    Canada, ARRÊTE, ARRÊTEZ, Spanish ALTO, NO MÁS and other Spanish, French, Italian, Portuguese
+ *    and Dutch keywords, and English REMOVE and NO MORE (WHOLE_MESSAGE_ONLY). The stop sign 🛑
+ *    reads as STOP on its own, as a sentence of its own or in a phrase (stopSignOptOut).
  * 2. The first sentence starts with a keyword (or "opt out"), after any of please, pls, bitte,
- *    kindly, just, ok: "Stop please", "STOP!!!", "Unsubscribe me", "Opt out of everything". Not
+ *    kindly, just, ok: "Stop please", "STOP!!!", "Unsubscribe me", "Unsub me", "Opt out of
+ *    everything", "Stop the deliveries" (STOP first is taken at its word). Not
  *    when the keyword is plainly another verb: "stop by/in/at/off/over/round/working", "end of",
  *    "end up", "quit working", "quit on", or "cancel my order" (and purchase, delivery, booking,
  *    return, refund...: a request about the order, for the owner to read).
@@ -48,7 +51,9 @@
  * Not opt-outs: a keyword in the middle of a sentence in another sense ("I can't stop smiling",
  * "Will you stop by?", "The end of the cable is loose"), negations ("don't stop", "do not stop",
  * "never stop", "nicht stoppen", "Please don't stop the offers"), and other words ("stops",
- * "endlich", "cancelled"). A lone "STOP" after other words without a sentence break ("Thanks,
+ * "endlich", "cancelled"). CANCEL, END and QUIT are Twilio's opt-outs as the whole message (or its
+ * first words), but a question or remark with them inside is about the order and goes to the owner
+ * as a reply: "Can I cancel my order?", "Can I cancel?", "When does the warranty end?". A lone "STOP" after other words without a sentence break ("Thanks,
  * stop") is not recognised either: a comma list such as "play, stop, rewind" is more likely there.
  *
  * Opt-in: only the whole message, spaces removed, being START or UNSTOP (Twilio's keywords,
@@ -67,6 +72,7 @@ const OPT_OUT_KEYWORDS = [
   "stop",
   "stopall",
   "unsubscribe",
+  "unsub",
   "cancel",
   "end",
   "quit",
@@ -83,15 +89,25 @@ const OPT_OUT_KEYWORDS = [
 ];
 /**
  * Whole-message opt-outs only, as written without accents (they are read with and without):
- * ARRET (ARRÊT), the French keyword carriers require beside STOP in Canada, and the usual
- * keywords of other languages a shop's customers may write in: Spanish BAJA (as in "darme de
- * baja"), PARAR, CANCELAR, DESUSCRIBIR; French DÉSABONNER, DÉSINSCRIRE, DÉSINSCRIPTION; Italian
+ * ARRET (ARRÊT), the French keyword carriers require beside STOP in Canada, with ARRÊTE,
+ * ARRÊTEZ and ARRETT (which Twilio's Proxy also drops as opt-outs), and the usual keywords of
+ * other languages a shop's customers may write in: Spanish ALTO, BAJA (as in "darme de baja"),
+ * PARAR, CANCELAR, DESUSCRIBIR, NO MÁS; French DÉSABONNER, DÉSINSCRIRE, DÉSINSCRIPTION; Italian
  * BASTA, DISISCRIVI(MI), CANCELLAMI; Portuguese PARAR, SAIR, CANCELAR, DESCADASTRAR; Dutch
- * AFMELDEN, UITSCHRIJVEN. As a first word or within a sentence they are too often a reply
- * ("Arrêt de l'écran après deux jours", "La calidad es baja", "Basta poco per montarlo").
+ * AFMELDEN, UITSCHRIJVEN; and English REMOVE (a carrier opt-out keyword at AWS) and NO MORE. As a
+ * first word or within a sentence they are too often a reply ("Arrêt de l'écran après deux
+ * jours", "La calidad es baja", "Basta poco per montarlo", "El volumen está muy alto", "Remove
+ * the stand first?", "No more problems since the update").
  */
 const WHOLE_MESSAGE_ONLY = [
   "arret",
+  "arrete",
+  "arretez",
+  "arrett",
+  "alto",
+  "nomas",
+  "nomore",
+  "remove",
   "baja",
   "darmedebaja",
   "darsedebaja",
@@ -116,6 +132,12 @@ const OPT_OUT_COMPACT = new Set([
   ...WHOLE_MESSAGE_ONLY,
 ]);
 const ACCENTS = /\p{M}/gu;
+/**
+ * A whole-message keyword with a "please" or a "thanks" around it, in the keyword's languages
+ * ("Alto por favor", "Arrêtez SVP", "Basta grazie", "No more please"), spaces removed.
+ */
+const COMPACT_COURTESY =
+  /^(?:please|pls|porfavor|porfa|svp|silvousplait|perfavore|bitte)?(.+?)(?:please|pls|porfavor|porfa|svp|silvousplait|perfavore|bitte|thanks|thankyou|gracias|merci|grazie|obrigado|obrigada|danke|bedankt)?$/u;
 const OPT_IN_COMPACT = new Set(["start", "unstop"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
@@ -246,8 +268,8 @@ const PHRASES = [
   `(?:dont|do not) send me (?:(?:any|anymore|more|further|these|your) ){0,2}${MESSAGES}`,
   "(?:i said|i told you|told you|i asked you to|i already said) stop(?: (?:it|now|already|please))?$",
   `(?:dont|do not) want (?:to (?:get|receive) )?(?:(?:any|these|your|more|the|anymore) ){0,2}${MESSAGES}`,
-  "(?:unsubscribe|opt(?: me)? out|optout)(?! (?:of|from)(?![^ ]))",
-  "(?:unsubscribe|opt(?: me)? out|optout) (?:of|from) (?:(?:all|these|this|the|your|ur|future|further|any|marketing) ){0,2}" +
+  "(?:unsubscribe|unsub|opt(?: me)? out|optout)(?! (?:of|from)(?![^ ]))",
+  "(?:unsubscribe|unsub|opt(?: me)? out|optout) (?:of|from) (?:(?:all|these|this|the|your|ur|future|further|any|marketing) ){0,2}" +
     `(?:${MESSAGES}|lists?|mailing list|this number|(?:this|these|them|it|all|everything)$)`,
   "already (?:opted out|unsubscribed)|(?:opted out|unsubscribed) already",
   "(?:revoke|withdraw) (?:my )?consent",
@@ -351,12 +373,37 @@ function sentencesOf(body: string): string[] {
     .filter((sentence) => sentence !== "");
 }
 
+/** The stop sign emoji, 🛑 (with or without its variation selector). */
+const STOP_SIGN = /\u{1F6D1}/gu;
+/** "stop stop stop" as one "stop" (🛑🛑🛑 read as words). */
+const REPEATED_STOP = new RegExp(`${START}stop(?: stop)+${END}`, "gu");
+
+/**
+ * The stop sign 🛑 read as the word STOP, where a message asks for nothing else: on its own
+ * ("🛑", "🛑🛑🛑", "🛑 please"), as a sentence of its own ("Love the TV. 🛑"), or in a phrase
+ * ("🛑 texting me"). Not as the first word of a message that goes on: "🛑 TV broken!!" is an
+ * alarm, for the owner to read. Other emoji (⛔, 🚫, ✋) are not read: to "Is all well?" they can
+ * be a "no".
+ */
+function stopSignOptOut(body: string): boolean {
+  if (!body.includes("\u{1F6D1}")) return false;
+  const sentences = sentencesOf(body.replace(STOP_SIGN, " stop ")).map((sentence) =>
+    sentence.replace(REPEATED_STOP, "stop"),
+  );
+  return sentences.some(
+    (sentence) => KEYWORD_SENTENCE.test(sentence) || OPT_OUT_PHRASE.test(sentence),
+  );
+}
+
 /** Classifies an inbound SMS body: opt-out, opt-in, or an ordinary reply (undefined). */
 export function smsKeyword(body: string): SmsKeyword {
   const sentences = sentencesOf(body);
   const compact = sentences.join("").replaceAll(" ", "");
   if (OPT_OUT_COMPACT.has(compact)) return "opt-out";
-  if (OPT_OUT_COMPACT.has(compact.normalize("NFD").replace(ACCENTS, ""))) return "opt-out";
+  const bare = compact.normalize("NFD").replace(ACCENTS, "");
+  if (OPT_OUT_COMPACT.has(bare)) return "opt-out";
+  if (OPT_OUT_COMPACT.has(bare.replace(COMPACT_COURTESY, "$1"))) return "opt-out";
+  if (stopSignOptOut(body)) return "opt-out";
   if (OPT_IN_COMPACT.has(compact)) return "opt-in";
   if (compact === "yes") return "opt-in-if-suppressed";
   const first = sentences[0] ?? "";

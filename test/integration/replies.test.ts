@@ -41,24 +41,27 @@ async function timelineOf(p: PipelineHarness, id: string): Promise<CustomerTimel
   return JSON.parse(out) as CustomerTimeline;
 }
 
-async function sms(p: PipelineHarness, body: string, sid: string): Promise<number> {
+async function sms(p: PipelineHarness, body: string, sid: string, from = PHONE): Promise<number> {
   const answer = await postTwilio(p, "/webhooks/twilio/inbound", {
-    From: PHONE,
+    From: from,
     Body: body,
     MessageSid: sid,
   });
   return answer.status;
 }
 
-/** A TV bought three months ago (`evt-<name>`, by `cus-<name>`): its check-in SMS is due now. */
-async function publishTv(p: PipelineHarness, name: string): Promise<void> {
+/**
+ * A TV bought three months ago (`evt-<name>`, by `cus-<name>` at `phone`): its check-in SMS is
+ * due now.
+ */
+async function publishTv(p: PipelineHarness, name: string, phone = PHONE): Promise<void> {
   const occurredAt = DateTime.utc().startOf("second").setZone("Europe/London").minus({ months: 3 });
   await p.publisher.publish(
     purchaseInput({
       id: `evt-${name}`,
       orderId: `ord-${name}`,
       occurredAt: occurredAt.toUTC().toISO({ suppressMilliseconds: true }) ?? "",
-      customer: { id: `cus-${name}`, phone: PHONE, name: "Rhea Lane" },
+      customer: { id: `cus-${name}`, phone, name: "Rhea Lane" },
       items: [item("televisions", "899.00")],
     }) as never,
   );
@@ -236,5 +239,55 @@ describe("replies to a check-in", () => {
       (line) => line.msg === "unhappy reply filed for an owner's alert",
     );
     expect(filedForAlerts).toHaveLength(1);
+  });
+});
+
+describe("opt-out words Twilio does not answer, and a question with CANCEL in it", () => {
+  it("the stop sign and ALTO opt a number out of texts and calls, with our confirmation; 'Can I cancel my order?' is a reply the owner is alerted to", {
+    timeout: 60_000,
+  }, async () => {
+    pipeline = await startPipeline("replies-opt-out-words", { startWorker: false });
+    const p = pipeline;
+    const other = "+447400654321";
+    await withOwners(p.configDir, [ALERTED_OWNER]);
+    await p.startWorker();
+    await publishTv(p, "words");
+    await publishTv(p, "alto", other);
+    await p.twilio.waitForMessages(2);
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    const references = new SmsReferences(p.redis, p.prefix);
+    for (const phone of [PHONE, other]) {
+      const member = await suppressions.addressMember(phone);
+      await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+    }
+    const shard = await p.shardOf("evt-words");
+    const repliesOf = async () =>
+      (
+        (await p.stores.of(shard).replies.ofEvent("evt-words")).get("big-ticket.check-in") ?? []
+      ).map((reply) => reply.text);
+
+    // A question about the order with CANCEL inside it: a reply for the owner, no opt-out.
+    const question = "The remote is broken. Can I cancel my order?";
+    expect(await sms(p, question, "SMwords1")).toBe(200);
+    expect(await repliesOf()).toEqual([question]);
+    const [alert] = await p.sink.waitForMessages(1, 30_000);
+    expect(alert?.parsed.text).toContain(question);
+    for (const channel of ["sms", "voice"] as const)
+      expect(await suppressions.isSuppressed(channel, { address: PHONE })).toBe(false);
+
+    // Then the stop sign alone, and ALTO from the other number: both opt out of texts and calls.
+    expect(await sms(p, "🛑", "SMwords2")).toBe(200);
+    expect(await sms(p, "¡Alto!", "SMalto1", other)).toBe(200);
+    for (const phone of [PHONE, other])
+      for (const channel of ["sms", "voice"] as const)
+        expect(await suppressions.isSuppressed(channel, { address: phone })).toBe(true);
+    // Twilio answers neither (its keywords are English words): each gets our one confirmation.
+    const confirmations = await eventually(async () => {
+      const found = p.twilio.messages.filter((m) => m.body.includes("no more messages"));
+      return found.length === 2 ? found : undefined;
+    }, "both confirmations");
+    expect(confirmations.map((m) => m.to).sort()).toEqual([PHONE, other].sort());
+    // Neither is filed as a reply: the question stays the only one.
+    expect(await repliesOf()).toEqual([question]);
   });
 });
