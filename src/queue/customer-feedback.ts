@@ -447,17 +447,21 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         keyword === "opt-in" ||
         (keyword === "opt-in-if-suppressed" &&
           (await deps.suppressions.isSuppressed("sms", { address: message.from })));
-      // One replayed from the spool after a later opt-out was handled: the customer's last word
-      // was the opt-out, which stays; after an opt-out of offers only, that one stays. (A message
-      // handled live is the latest there is.)
+      // Dated by its first delivery: Twilio delivers a message again after a time-out or an error,
+      // and a copy may wait in the webhook spool. One sent before an opt-out handled since (a
+      // START replayed from the spool, or delivered again after a STOP): the customer's last word
+      // was the opt-out, which stays; after an opt-out of offers only, that one stays.
+      const sentAt = optIn
+        ? await deps.receipts.firstDelivered(receipt, message.receivedAt ?? deps.now())
+        : undefined;
       const later =
-        optIn && message.receivedAt !== undefined
-          ? await deps.suppressions.optedOutAfter({ address: message.from }, message.receivedAt)
+        sentAt !== undefined
+          ? await deps.suppressions.optedOutAfter({ address: message.from }, sentAt)
           : undefined;
       if (later === "all") {
         deps.logger.info(
           { messageSid: message.messageSid },
-          "an opt-in replayed from the webhook spool was sent before the number's latest opt-out: not applied",
+          "an opt-in sent before the number's latest opt-out (replayed from the webhook spool, or delivered again): not applied",
         );
         await deps.receipts.remember(receipt);
         return "ignored";
@@ -468,15 +472,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         const kept: Channel[] = [];
         let stale = false;
         for (const channel of PHONE_CHANNELS) {
-          // A replayed one checks the opt-out times again as it applies (allow.lua): an opt-out
-          // handled since they were read above stands.
+          // The opt-out times are read again as it applies (allow.lua): an opt-out handled since
+          // they were read above stands.
           const allowed = await deps.suppressions.allow(
             channel,
             { address: message.from },
-            {
-              keepOffers: later === "marketing",
-              ...(message.receivedAt !== undefined && { sentAt: message.receivedAt }),
-            },
+            { keepOffers: later === "marketing", ...(sentAt !== undefined && { sentAt }) },
           );
           if (allowed === "stale") {
             stale = true;
@@ -487,7 +488,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         if (stale) {
           deps.logger.info(
             { messageSid: message.messageSid },
-            "an opt-in replayed from the webhook spool was sent before the number's latest opt-out: not applied",
+            "an opt-in sent before the number's latest opt-out (replayed from the webhook spool, or delivered again): not applied",
           );
           await deps.receipts.remember(receipt);
           return "ignored";
@@ -500,7 +501,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         if (later === "marketing")
           deps.logger.info(
             { messageSid: message.messageSid },
-            "an opt-in replayed from the webhook spool was sent before the number's latest opt-out of offers: offers stay off",
+            "an opt-in sent before the number's latest opt-out of offers (replayed from the webhook spool, or delivered again): offers stay off",
           );
         await deps.receipts.remember(receipt);
         return "opted-in";

@@ -165,7 +165,7 @@ export class SuppressionList {
    * Removes them again (SMS START), in every form and scope stored (with `keepOffers`, every scope
    * but offers only); but on calls not a number marked as opted out of them other than by
    * text (suppress's `way`: a 9 pressed on a call, an event, a link), whose entry stays on that
-   * list. True when something stayed. With `sentAt` (a START replayed from the webhook spool), the
+   * list. True when something stayed. With `sentAt` (when the START was first delivered), the
    * number's opt-out times are read in the same script: "stale", and nothing removed, when it
    * opted out of everything after `sentAt`; the list of offers stays when it opted out of offers
    * after it.
@@ -178,7 +178,7 @@ export class SuppressionList {
     const members = await this.members(who, "read");
     if (members.length === 0) return false;
     // Checked and removed in one script (allow.lua), against a decline suppressed at that moment,
-    // and for a START replayed from the spool, against an opt-out noted meanwhile.
+    // and for a START given its time, against an opt-out noted meanwhile.
     const marks = channel === KEPT_FROM_START ? declineMarks(members) : [];
     const times =
       options.sentAt === undefined

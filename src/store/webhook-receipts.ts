@@ -56,6 +56,27 @@ export class WebhookReceipts {
     return (await this.redis.exists(...names)) > 0;
   }
 
+  /**
+   * When a message was first delivered to us, as far as this store knows: `at` (epoch ms) the
+   * first time it is asked (kept a week beside the receipt, under `first:<receipt>`), the earliest
+   * time it was given since. A delivery again of a message whose first one failed half-way (Twilio
+   * retries after a time-out or an error) is dated by the first, as is a copy replayed from the
+   * webhook spool that came before one handled live.
+   */
+  async firstDelivered(receipt: string, at: number): Promise<number> {
+    const key = this.keys.webhookReceipt(`first:${receipt}`);
+    const results = await this.redis
+      .multi()
+      .zadd(key, "LT", Math.round(at), "at")
+      .expire(key, RECEIPT_SECONDS)
+      .zscore(key, "at")
+      .exec();
+    const failed = results?.find(([error]) => error)?.[0];
+    if (failed) throw failed;
+    const score = results?.[2]?.[1];
+    return typeof score === "string" ? Number(score) : Math.round(at);
+  }
+
   /** Marks a delivery processed; call it once its effects are stored. */
   async remember(receipt: string): Promise<void> {
     await this.redis.set(this.keys.webhookReceipt(receipt), "1", "EX", RECEIPT_SECONDS);

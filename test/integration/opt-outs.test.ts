@@ -186,6 +186,44 @@ describe("an SMS STOP", () => {
   });
 });
 
+describe("a texted START that Twilio delivers again after a later STOP was handled", () => {
+  it("leaves the number opted out, whether the START's first delivery was handled or failed half-way", async () => {
+    pipeline = await startPipeline("start-delivered-again");
+    const p = pipeline;
+    const list = new SuppressionList(p.redis, p.prefix);
+    const optedOut = async () => [
+      await list.isSuppressed("sms", { address: PHONE }),
+      await list.isSuppressed("voice", { address: PHONE }),
+    ];
+
+    // START handled, STOP handled, then Twilio delivers the START again (its answer was lost).
+    expect((await textFromPhone(p, "STOP", "SMagain-stop1")).status).toBe(200);
+    expect((await textFromPhone(p, "START", "SMagain-start1")).status).toBe(200);
+    expect(await optedOut()).toEqual([false, false]);
+    expect((await textFromPhone(p, "STOP", "SMagain-stop2")).status).toBe(200);
+    expect((await textFromPhone(p, "START", "SMagain-start1")).status).toBe(200);
+    expect(await optedOut()).toEqual([true, true]);
+
+    // A START whose first delivery failed half-way (Redis refused taking the number off the
+    // list: the set is briefly a string), then a STOP, then Twilio's retry of the START.
+    const suppressedSms = new StoreKeys(p.prefix).suppressions("sms");
+    const kept = await p.redis.smembers(suppressedSms);
+    await p.redis.del(suppressedSms);
+    await p.redis.set(suppressedSms, "not a set");
+    expect((await textFromPhone(p, "START", "SMagain-start2")).status).toBeGreaterThanOrEqual(500);
+    await p.redis.del(suppressedSms);
+    await p.redis.sadd(suppressedSms, ...kept);
+    expect((await textFromPhone(p, "STOP", "SMagain-stop3")).status).toBe(200);
+    expect((await textFromPhone(p, "START", "SMagain-start2")).status).toBe(200);
+    // The START was sent before the STOP: the STOP, the customer's last word, stands.
+    expect(await optedOut()).toEqual([true, true]);
+
+    // A START sent after the STOP still opts the number back in.
+    expect((await textFromPhone(p, "START", "SMagain-start3")).status).toBe(200);
+    expect(await optedOut()).toEqual([false, false]);
+  });
+});
+
 describe("an SMS that Twilio's Advanced Opt-Out took for an opt-out (OptOutType=STOP)", () => {
   it("stops texts and calls to the number also in words of the shop's own keywords, and gets no text from us", async () => {
     pipeline = await startPipeline("stop-opt-out-type");

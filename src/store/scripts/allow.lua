@@ -4,19 +4,20 @@
   the number declined the channel other than by text). In one step with suppress.lua's marks, so
   a decline handled at the same moment is either seen here or made after. With 'keep-offers', the
   list of offers only is left as it is (a START sent before an opt-out of offers, handled after it).
-  A START replayed from the webhook spool (ARGV[3], when it was sent) reads the number's opt-out
-  times here too, in the same step: an opt-out noted since the caller last read them (handled
-  while this START was being applied) is later than the START, which then changes nothing.
+  A START given when it was sent (ARGV[3]: its first delivery, also for one replayed from the
+  webhook spool or delivered again by Twilio) reads the number's opt-out times here too, in the
+  same step: an opt-out noted since the caller last read them (handled while this START was being
+  applied) is later than the START, which then changes nothing.
 
   Input:
     KEYS[1]     the channel's suppression set (everything)
     KEYS[2]     the channel's suppression set of offers only
     KEYS[2 + i] the number's opt-out times (sorted sets: `at` everything, `offers` offers only),
-                i from 1; none for a START handled live
+                i from 1; none without ARGV[3]
 
     ARGV[1]   marks that keep a list as it is, separated by spaces; '' for none
     ARGV[2]   'keep-offers' to leave KEYS[2] as it is; '' to take the members off it too
-    ARGV[3]   when the START was sent (epoch ms); '' for one handled live
+    ARGV[3]   when the START was sent (epoch ms); '' to read no times
     ARGV[4..] members to remove
 
   Output: how many lists were kept because of a mark; -1 when an opt-out of everything is later
