@@ -271,6 +271,11 @@ interface SpoolingDeps<H> {
   readonly spool: Pick<WebhookSpool, "add" | "dir">;
   readonly now: () => number;
   readonly logger: Logger;
+  /**
+   * Whether the spool holds webhooks not handled yet (Redis just came back, or the worker just
+   * started): a webhook that must not overtake them is spooled behind them, also with Redis up.
+   */
+  readonly waiting?: () => Promise<boolean>;
 }
 
 /**
@@ -296,6 +301,19 @@ function spoolOnOutage<K extends SpooledKey, A>(
   ): ((input: SpooledInput<K>) => Promise<R | A>) =>
     async (input) => {
       const receivedAt = deps.now();
+      if (deps.waiting && (await deps.waiting())) {
+        // Behind those waiting, replayed in the order they came: handled now, a START Twilio
+        // delivers again while its first delivery waits would overtake a STOP sent after it.
+        const file = await deps.spool.add(spoolEntry(key, input, receivedAt)).catch(() => false);
+        if (file !== false) {
+          deps.logger.info(
+            { ...(how.logsFile !== false && { file }), ...how.ids(input) },
+            `${how.what} spooled behind the webhooks waiting in the spool, handled in the order they came`,
+          );
+          return how.spooledAnswer;
+        }
+        // A spool that is full or cannot be written: handled now, as it would be without them.
+      }
       try {
         return await deps.handle(input);
       } catch (error) {
@@ -333,7 +351,8 @@ function spoolOnOutage<K extends SpooledKey, A>(
 
 /**
  * POST /webhooks/twilio/inbound while Redis is away: a verified message (a STOP above all) is
- * spooled and answered 200 (spoolOnOutage).
+ * spooled and answered 200 (spoolOnOutage); so is one that comes while the spool holds webhooks
+ * not handled yet (with `waiting`), so that keywords are applied in the order they came.
  */
 export const spoolWhenUnavailable = spoolOnOutage("message", {
   spooledAnswer: "spooled" as const,

@@ -609,6 +609,9 @@ async function startWorkerWith(
   );
   // Webhooks taken while Redis was away (see spoolReplay): texts and calls wait for them.
   const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
+  // Whether webhooks wait in the spool; one that cannot be listed holds nothing back (each replay
+  // round logs it).
+  const spoolWaiting = async () => (await webhookSpool.list().catch(() => [])).length > 0;
   const deliveryDeps = {
     rules,
     compose: createMessageComposer(() => config.templates, {
@@ -638,8 +641,7 @@ async function startWorkerWith(
     logger,
     clock,
     redisReadySince: () => redisReadySince,
-    // A spool that cannot be listed holds nothing back (each replay round logs it).
-    spoolWaiting: async () => (await webhookSpool.list().catch(() => [])).length > 0,
+    spoolWaiting,
     random: Math.random,
     rulesGeneration: () => generation,
   };
@@ -1214,6 +1216,8 @@ async function startWorkerWith(
         spool: webhookSpool,
         now,
         logger,
+        // Behind the webhooks still waiting in the spool (a START, a STOP): in the order they came.
+        waiting: spoolWaiting,
       }),
       smsStatus: spoolSmsStatusWhenUnavailable({
         handle: bounded((update) => webhookFeedback.smsStatus(update)),

@@ -22,7 +22,7 @@ export interface SpoolCounts {
 /**
  * Replays spooled webhooks (inbound SMS, voice call answers, message and call status callbacks),
  * oldest first, through the route's own handling, once at start and every `intervalMs` while the
- * worker runs; each file is removed once handled (handling is idempotent by MessageSid or CallSid,
+ * worker runs (at once again after a round that replayed something); each file is removed once handled (handling is idempotent by MessageSid or CallSid,
  * so a file replayed twice after a crash counts once, and a status that is not final does not
  * replace a final one). Every round, Redis up or not, first removes temporary files left by an interrupted
  * write and ends by reporting how many files wait and how many were moved aside.
@@ -69,7 +69,7 @@ export function createSpoolReplay(deps: {
       );
     }
     try {
-      if (deps.redisReady()) await replaySpooled();
+      return deps.redisReady() ? await replaySpooled() : 0;
     } finally {
       if (deps.counted) {
         deps.counted({ waiting: (await spool.list()).length, failed: await spool.failedCount() });
@@ -114,15 +114,22 @@ export function createSpoolReplay(deps: {
       replayed++;
     }
     if (replayed > 0) logger.info({ replayed }, "replayed spooled webhooks");
+    return replayed;
   };
 
   const tick = () => {
+    let replayed = 0;
     round = replayAll()
+      .then((count) => {
+        replayed = count;
+      })
       .catch((error: unknown) => {
         logger.warn({ err: error, dir: "WEBHOOK_SPOOL_DIR" }, "replaying the webhook spool failed");
       })
       .finally(() => {
-        if (!stopped) timer = setTimeout(tick, intervalMs);
+        // A round that replayed something looks again at once: webhooks that came meanwhile were
+        // spooled behind those (an inbound SMS waits its turn), and the spool empties quickly.
+        if (!stopped) timer = setTimeout(tick, replayed > 0 ? 0 : intervalMs);
       });
   };
 

@@ -1,4 +1,14 @@
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { DateTime } from "luxon";
@@ -706,4 +716,53 @@ it("a text's unsubscribe link clicked while Redis is away, then a START, both re
   const list = new SuppressionList(p.redis, p.prefix);
   expect(await list.isSuppressed("sms", { address: PHONE })).toBe(false);
   expect(await list.isSuppressed("sms", { customerId: "cus-link" })).toBe(true);
+});
+
+/**
+ * Resolves just after a replay round ended: each round first removes a temporary file left by an
+ * interrupted write (older than ten minutes), so one planted here is gone once a round has run.
+ * The next round is a few seconds away (SPOOL_REPLAY_INTERVAL_MS).
+ */
+async function replayRoundJustEnded(p: PipelineHarness): Promise<void> {
+  const leftOver = path.join(spoolDir(p), ".000000000000001-000001-0ff.json.tmp");
+  await writeFile(leftOver, "{}");
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  await utimes(leftOver, hourAgo, hourAgo);
+  await eventually(
+    async () => ((await stat(leftOver).catch(() => undefined)) ? undefined : true),
+    "a replay round to remove the left-over temporary file",
+    15_000,
+  );
+}
+
+it("a START kept on disk while Redis was away, delivered again by Twilio after a later STOP and before the spool is replayed, does not undo the STOP", {
+  timeout: 60_000,
+}, async () => {
+  const { p, server } = await startOnDurableRedis("spool-start-retried");
+  await redisAway(p, server);
+  // Twilio's first delivery of a START: kept on disk (Twilio saw no answer in time, and retries).
+  expect((await inbound(p, "START", "SMstartretried")).status).toBe(200);
+  expect(await spooled(p)).toHaveLength(1);
+  await replayRoundJustEnded(p);
+  await redisBack();
+  await eventually(
+    async () => ((await fetch(`${httpAddressOf(p)}/readyz`)).status === 200 ? true : undefined),
+    "the worker to see Redis back",
+  );
+
+  // The customer's STOP, then Twilio's retry of the START (the same MessageSid, signed alike),
+  // both before the next replay round reads the first START from the spool.
+  expect((await inbound(p, "STOP", "SMstopafterstart")).status).toBe(200);
+  expect((await inbound(p, "START", "SMstartretried")).status).toBe(200);
+  await eventually(
+    async () => ((await spooled(p)).length === 0 ? true : undefined),
+    "the spool to be empty",
+    15_000,
+  );
+
+  // The STOP was the customer's last word: texts and calls stay off.
+  const list = new SuppressionList(p.redis, p.prefix);
+  for (const channel of ["sms", "voice"] as const)
+    expect(await list.isSuppressed(channel, { address: PHONE }), channel).toBe(true);
+  expectNoPersonalDataLogged(p);
 });

@@ -156,6 +156,74 @@ describe("an inbound SMS while Redis is away", () => {
   });
 });
 
+describe("an inbound SMS while webhooks wait in the spool (Redis up)", () => {
+  const handled = async () => "handled" as const;
+
+  it("is spooled behind them, and handled at once when none wait or the spool cannot take it", async () => {
+    const root = await folder();
+    const spool = new WebhookSpool(path.join(root, "spool"));
+    const behind = spoolWhenUnavailable({
+      handle: handled,
+      spool,
+      now: () => 9_000,
+      logger,
+      waiting: async () => true,
+    });
+    expect(await behind(message)).toBe("spooled");
+    expect(await spool.read(String((await spool.list())[0]))).toEqual({
+      receivedAt: 9_000,
+      message,
+    });
+
+    const none = spoolWhenUnavailable({
+      handle: handled,
+      spool,
+      now: Date.now,
+      logger,
+      waiting: async () => false,
+    });
+    expect(await none(message)).toBe("handled");
+
+    const full = new WebhookSpool(path.join(root, "full"), 1);
+    await full.add({ receivedAt: 1, message });
+    const fullBehind = spoolWhenUnavailable({
+      handle: handled,
+      spool: full,
+      now: Date.now,
+      logger,
+      waiting: async () => true,
+    });
+    expect(await fullBehind(message)).toBe("handled");
+    expect(await full.list()).toHaveLength(1);
+  });
+
+  it("is replayed without waiting for the next round when it came while a round replayed others", async () => {
+    const spool = new WebhookSpool(await folder());
+    await spool.add({ receivedAt: 1_000, message });
+    const seen: string[] = [];
+    const replay = createSpoolReplay({
+      spool,
+      handle: async (entry) => {
+        if (!("message" in entry)) return;
+        seen.push(entry.message.messageSid);
+        // A message that comes while the first is handled, spooled behind it.
+        if (seen.length === 1)
+          await spool.add({ receivedAt: 2_000, message: { ...message, messageSid: "SMunit3" } });
+      },
+      redisReady: () => true,
+      isRedisAway: () => false,
+      logger,
+      intervalMs: 60_000,
+    });
+    replay.start();
+    const until = Date.now() + 5_000;
+    while (seen.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    await replay.stop();
+    expect(seen).toEqual(["SMunit1", "SMunit3"]);
+    expect(await spool.list()).toEqual([]);
+  });
+});
+
 describe("a status callback while Redis is away", () => {
   const smsStatus = { messageSid: "SMunit2", status: "undelivered", errorCode: 21610 };
   const callStatus = {
