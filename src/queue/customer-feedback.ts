@@ -450,10 +450,17 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       // Dated by its first delivery: Twilio delivers a message again after a time-out or an error,
       // and a copy may wait in the webhook spool. One sent before an opt-out handled since (a
       // START replayed from the spool, or delivered again after a STOP): the customer's last word
-      // was the opt-out, which stays; after an opt-out of offers only, that one stays.
-      const sentAt = optIn
+      // was the opt-out, which stays; after an opt-out of offers only, that one stays. One on its
+      // first delivery, handled live, came after every opt-out handled so far: it is the latest
+      // word, whatever the clocks of the replicas that dated those say (one running a little
+      // ahead would otherwise date a STOP just before it later than it).
+      const first = optIn
         ? await deps.receipts.firstDelivered(receipt, message.receivedAt ?? deps.now())
         : undefined;
+      const sentAt =
+        first !== undefined && (first.again || message.receivedAt !== undefined)
+          ? first.at
+          : undefined;
       const later =
         sentAt !== undefined
           ? await deps.suppressions.optedOutAfter({ address: message.from }, sentAt)

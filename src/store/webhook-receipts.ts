@@ -61,20 +61,25 @@ export class WebhookReceipts {
    * first time it is asked (kept a week beside the receipt, under `first:<receipt>`), the earliest
    * time it was given since. A delivery again of a message whose first one failed half-way (Twilio
    * retries after a time-out or an error) is dated by the first, as is a copy replayed from the
-   * webhook spool that came before one handled live.
+   * webhook spool that came before one handled live. `again`: an earlier delivery was dated.
    */
-  async firstDelivered(receipt: string, at: number): Promise<number> {
+  async firstDelivered(receipt: string, at: number): Promise<{ at: number; again: boolean }> {
     const key = this.keys.webhookReceipt(`first:${receipt}`);
     const results = await this.redis
       .multi()
+      .zscore(key, "at")
       .zadd(key, "LT", Math.round(at), "at")
       .expire(key, RECEIPT_SECONDS)
       .zscore(key, "at")
       .exec();
     const failed = results?.find(([error]) => error)?.[0];
     if (failed) throw failed;
-    const score = results?.[2]?.[1];
-    return typeof score === "string" ? Number(score) : Math.round(at);
+    const before = results?.[0]?.[1];
+    const score = results?.[3]?.[1];
+    return {
+      at: typeof score === "string" ? Number(score) : Math.round(at),
+      again: typeof before === "string",
+    };
   }
 
   /** Marks a delivery processed; call it once its effects are stored. */

@@ -224,6 +224,27 @@ describe("a texted START that Twilio delivers again after a later STOP was handl
   });
 });
 
+describe("a texted START right after a STOP handled by a replica whose clock runs ahead", () => {
+  it("opts the number back in: a START on its first delivery, handled live, is the customer's latest word", async () => {
+    pipeline = await startPipeline("start-after-stop-clock-ahead");
+    const p = pipeline;
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect((await textFromPhone(p, "STOP", "SMskew-stop")).status).toBe(200);
+    // The STOP as another replica, whose clock runs two seconds ahead, noted its time.
+    await list.noteOptOutAt({ address: PHONE }, Date.now() + 2_000);
+    expect((await textFromPhone(p, "START", "SMskew-start")).status).toBe(200);
+    expect([
+      await list.isSuppressed("sms", { address: PHONE }),
+      await list.isSuppressed("voice", { address: PHONE }),
+    ]).toEqual([false, false]);
+    // Twilio's copy of that START delivered again is dated by the first: it still changes nothing
+    // after a later STOP.
+    expect((await textFromPhone(p, "STOP", "SMskew-stop2")).status).toBe(200);
+    expect((await textFromPhone(p, "START", "SMskew-start")).status).toBe(200);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+  });
+});
+
 describe("an SMS that Twilio's Advanced Opt-Out took for an opt-out (OptOutType=STOP)", () => {
   it("stops texts and calls to the number also in words of the shop's own keywords, and gets no text from us", async () => {
     pipeline = await startPipeline("stop-opt-out-type");
