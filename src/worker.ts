@@ -610,8 +610,10 @@ async function startWorkerWith(
   // Webhooks taken while Redis was away (see spoolReplay): texts and calls wait for them.
   const webhookSpool = new WebhookSpool(env.WEBHOOK_SPOOL_DIR);
   // Whether webhooks wait in the spool; one that cannot be listed holds nothing back (each replay
-  // round logs it).
-  const spoolWaiting = async () => (await webhookSpool.list().catch(() => [])).length > 0;
+  // round logs it), nor do files that could be neither handled nor moved aside (spoolReplay).
+  const spoolStuck = new Set<string>();
+  const spoolWaiting = async () =>
+    (await webhookSpool.list().catch(() => [])).some((name) => !spoolStuck.has(name));
   const deliveryDeps = {
     rules,
     compose: createMessageComposer(() => config.templates, {
@@ -1191,6 +1193,7 @@ async function startWorkerWith(
     redisReady: () => webhookRedis.status === "ready",
     isRedisAway: (error) =>
       error instanceof UnavailableError || isRedisUnavailable(error, webhookRedis),
+    stuck: spoolStuck,
     logger,
   });
   if (env.HTTP_ENABLED === "true") {

@@ -43,15 +43,32 @@ export function createSpoolReplay(deps: {
   readonly now?: () => number;
   readonly logger: Logger;
   readonly intervalMs?: number;
+  /**
+   * Files that could be neither handled nor moved aside (`failed/` cannot be written): left where
+   * they are, skipped until the worker restarts, and not counted as waiting (spoolWaiting), so
+   * that neither the texts spooled behind them nor the sends held for them wait for ever.
+   */
+  readonly stuck?: Set<string>;
 }) {
   const { spool, logger } = deps;
   const intervalMs = deps.intervalMs ?? SPOOL_REPLAY_INTERVAL_MS;
+  const stuck = deps.stuck ?? new Set<string>();
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let round: Promise<void> | undefined;
 
   const aside = async (name: string, reason: string, error?: unknown) => {
-    const moved = await spool.moveAside(name);
+    let moved: string;
+    try {
+      moved = await spool.moveAside(name);
+    } catch (moveError) {
+      stuck.add(name);
+      logger.error(
+        { file: name, reason, err: moveError },
+        "a spooled webhook cannot be handled, nor moved aside: left in the spool, not replayed again until the worker restarts",
+      );
+      return;
+    }
     logger.error(
       { file: name, movedTo: moved, reason, ...(error !== undefined && { err: error }) },
       "a spooled webhook cannot be handled; moved aside, not replayed again",
@@ -82,6 +99,7 @@ export function createSpoolReplay(deps: {
     let replayed = 0;
     for (const name of names) {
       if (stopped) break;
+      if (stuck.has(name)) continue;
       let entry: SpooledWebhook | undefined;
       try {
         entry = await spool.read(name);

@@ -766,3 +766,25 @@ it("a START kept on disk while Redis was away, delivered again by Twilio after a
     expect(await list.isSuppressed(channel, { address: PHONE }), channel).toBe(true);
   expectNoPersonalDataLogged(p);
 });
+
+it("a spooled file that can be neither handled nor moved aside holds back no text that comes later, with Redis up", {
+  timeout: 60_000,
+}, async () => {
+  pipeline = await startPipeline("spool-stuck-file", { startWorker: false });
+  const p = pipeline;
+  // A file that is not a webhook, and a `failed` that is a file, not a folder: it stays where it is.
+  await mkdir(spoolDir(p), { recursive: true });
+  await writeFile(path.join(spoolDir(p), "000000000000001-000001-0aa.json"), "not a webhook");
+  await writeFile(path.join(spoolDir(p), "failed"), "");
+  await p.startWorker();
+  const list = new SuppressionList(p.redis, p.prefix);
+
+  // The customer's STOP, with Redis up: applied within moments, not kept behind that file forever.
+  expect((await inbound(p, "STOP", "SMstopbehindstuck")).status).toBe(200);
+  await eventually(
+    async () => ((await list.isSuppressed("sms", { address: PHONE })) ? true : undefined),
+    "the STOP to be applied",
+    15_000,
+  );
+  expect(await spooled(p)).toEqual(["000000000000001-000001-0aa.json"]);
+});
