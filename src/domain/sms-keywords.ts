@@ -15,15 +15,17 @@
  * "🅂🅃🄾🄿"), with letters in black circles and squares read first ("🅢🅣🅞🅟", "🆂🆃🅾🅿", though 🅾 and
  * 🅿 are emoji); lower case; Cyrillic and Greek letters that look Latin, and small capitals, read as
  * the Latin letter ("SТОP" with a Cyrillic Т and О, "ꜱᴛᴏᴘ"); sentences
- * split at `. ! ? ;` and line breaks; other punctuation and symbols read as spaces ("opt-out" reads
+ * split at `. ! ? ;` and line breaks, a phone's signature as the last line dropped ("Sent from my
+ * iPhone", "Enviado desde mi…", "Envoyé de mon…"); other punctuation and symbols read as spaces ("opt-out" reads
  * "opt out"); whitespace collapsed. Words match whole: "cancelled", "stops" and "quite" are not
  * keywords.
  *
  * Opt-out, in this order:
  * 1. The whole message, spaces removed, is a keyword: STOP, STOPALL, UNSUBSCRIBE, UNSUB, CANCEL,
  *    END, QUIT, REVOKE, OPTOUT, and the German STOPP, STOPPEN, ABMELDEN, ABBESTELLEN, AUSTRAGEN,
- *    AUFHÖREN ("S T O P" and "stop all" as before), and, as the whole message only (a "please"
- *    or "thanks" around it allowed: "Alto por favor"), the French ARRET (ARRÊT), required in
+ *    AUFHÖREN ("S T O P" and "stop all" as before), and, as the whole message only ("please"
+ *    or "thanks" words around it allowed, and the word said again: "Alto por favor gracias",
+ *    "Alto alto"), the French ARRET (ARRÊT), required in
  *    Canada, ARRÊTE, ARRÊTEZ, Spanish ALTO, NO MÁS and other Spanish, French, Italian, Portuguese
  *    and Dutch keywords, and English REMOVE and NO MORE (WHOLE_MESSAGE_ONLY). The stop sign 🛑
  *    reads as STOP on its own, as a sentence of its own or in a phrase (stopSignOptOut).
@@ -137,7 +139,16 @@ const ACCENTS = /\p{M}/gu;
  * ("Alto por favor", "Arrêtez SVP", "Basta grazie", "No more please"), spaces removed.
  */
 const COMPACT_COURTESY =
-  /^(?:please|pls|porfavor|porfa|svp|silvousplait|perfavore|bitte)?(.+?)(?:please|pls|porfavor|porfa|svp|silvousplait|perfavore|bitte|thanks|thankyou|gracias|merci|grazie|obrigado|obrigada|danke|bedankt)?$/u;
+  /^(?:please|pls|porfavor|porfa|svp|silvousplait|silteplait|perfavore|bitte)*(.+?)(?:please|pls|porfavor|porfa|svp|silvousplait|silteplait|perfavore|bitte|thanks|thankyou|gracias|merci|grazie|obrigado|obrigada|danke|bedankt)*$/u;
+/** A keyword said again ("Alto alto", "ARRÊTE ARRÊTE"), spaces removed: read once. */
+const REPEATED = /^(.+?)\1+$/u;
+/**
+ * A phone's signature line under the words ("Sent from my iPhone", "Enviado desde mi Samsung",
+ * "Envoyé de mon iPhone", "Von meinem iPhone gesendet"), read without accents: not the
+ * customer's words, so "Alto" above it is the whole message.
+ */
+const SIGNATURE =
+  /^(?:sent (?:from|with|via) (?:my )?|enviado (?:desde|de|do) (?:mi |meu |o )?|envoye (?:de|depuis) (?:mon |ma )?|von meinem |gesendet von |inviato da |verzonden (?:met|vanaf|van) (?:mijn )?|get outlook for )/u;
 const OPT_IN_COMPACT = new Set(["start", "unstop"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
@@ -395,14 +406,26 @@ function stopSignOptOut(body: string): boolean {
   );
 }
 
+/** The sentences without a phone's signature at the end (SIGNATURE), when words come before it. */
+function withoutSignature(sentences: readonly string[]): string[] {
+  const last = sentences.at(-1);
+  const signed =
+    sentences.length > 1 &&
+    last !== undefined &&
+    SIGNATURE.test(last.normalize("NFD").replace(ACCENTS, ""));
+  return signed ? sentences.slice(0, -1) : [...sentences];
+}
+
 /** Classifies an inbound SMS body: opt-out, opt-in, or an ordinary reply (undefined). */
 export function smsKeyword(body: string): SmsKeyword {
-  const sentences = sentencesOf(body);
+  const sentences = withoutSignature(sentencesOf(body));
   const compact = sentences.join("").replaceAll(" ", "");
   if (OPT_OUT_COMPACT.has(compact)) return "opt-out";
   const bare = compact.normalize("NFD").replace(ACCENTS, "");
   if (OPT_OUT_COMPACT.has(bare)) return "opt-out";
-  if (OPT_OUT_COMPACT.has(bare.replace(COMPACT_COURTESY, "$1"))) return "opt-out";
+  const core = bare.replace(COMPACT_COURTESY, "$1");
+  if (OPT_OUT_COMPACT.has(core) || OPT_OUT_COMPACT.has(core.replace(REPEATED, "$1")))
+    return "opt-out";
   if (stopSignOptOut(body)) return "opt-out";
   if (OPT_IN_COMPACT.has(compact)) return "opt-in";
   if (compact === "yes") return "opt-in-if-suppressed";

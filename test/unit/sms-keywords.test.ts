@@ -98,6 +98,19 @@ const OPT_OUTS: readonly string[] = [
   "Parar por favor",
   "Basta grazie",
   "Stopp bitte",
+  // ... with more than one "please" or "thanks", said twice, or above a phone's signature.
+  "Alto por favor gracias",
+  "Alto, por favor, gracias",
+  "Arrêtez svp merci",
+  "Arrête s'il te plaît",
+  "No more please thank you",
+  "Alto alto",
+  "ALTO ALTO ALTO",
+  "Arrête arrête",
+  "Alto\nEnviado desde mi iPhone",
+  "Arrête\nEnvoyé de mon iPhone",
+  "Remove\n\nSent from my iPhone",
+  "No más\nEnviado desde mi Samsung Galaxy",
   // UNSUB, short for UNSUBSCRIBE, as a keyword.
   "unsub",
   "UNSUB!",
@@ -190,6 +203,11 @@ const OPT_OUTS: readonly string[] = [
 
 /** Replies to "Is all well with your new TV?" that the owner should read: no opt-out. */
 const REPLIES: readonly string[] = [
+  // A phone's signature is not the customer's words, nor is a "please" or a word said twice.
+  "Sent from my iPhone",
+  "All good thanks\nSent from my iPhone",
+  "Please please",
+  "No no, all good",
   // Enclosed letters used as emoji, not spelling a keyword.
   "Parking was easy 🅿️, the TV is great",
   "Blood type 🅰️, not that you asked. Love the TV",
@@ -276,6 +294,7 @@ const REPLIES: readonly string[] = [
 /** Replies that opt back in. */
 const OPT_INS: readonly string[] = [
   "START",
+  "START\nSent from my iPhone",
   "start",
   "ＳＴＡＲＴ",
   "start 🙂",
