@@ -49,6 +49,8 @@
  *    "hören Sie auf, mich anzurufen", "lassen Sie mich in Ruhe" (ending its sentence).
  *    "Unsubscribe" and "opt out" followed by "of"/"from" count only when what follows is the
  *    messages or a list: "opt out of the extended warranty" is a question about the warranty.
+ *    Spanish and French requests naming the messages, and German "hör auf" as a sentence, read
+ *    without accents (FOREIGN_PHRASES).
  *
  * Not opt-outs: a keyword in the middle of a sentence in another sense ("I can't stop smiling",
  * "Will you stop by?", "The end of the cable is loose"), negations ("don't stop", "do not stop",
@@ -305,6 +307,42 @@ const OPT_OUT_PHRASE = new RegExp(
   "u",
 );
 
+/** What the messages are called in Spanish and in French (read without accents). */
+const MENSAJES = "(?:mensajes|msjs?|sms|textos|llamadas|promociones|publicidad|ofertas)";
+const FR_MESSAGES = "(?:messages?|sms|textos?|appels|pubs?|publicites|promotions|offres|promos)";
+const ES_VERB =
+  "(?:envien|envies|manden|mandes|escriban|escribas|llamen|llames|contacten|contactes)";
+/** Words that may close a Spanish request's sentence. */
+const ES_CLOSING = "(?: (?:por favor|porfa|gracias|ya))*$";
+const FR_ME = "(?:menvoyer|mecrire|mappeler|me contacter|me harceler|me spammer|me texter)";
+/**
+ * Spanish, French and German requests for no more messages within a sentence, read without
+ * accents (apostrophes dropped: "m'envoyer" reads "menvoyer"): "No más mensajes", "Ya no me
+ * envíen más mensajes", "Dejen de enviarme mensajes", "Quiero darme de baja", "Arrêtez de
+ * m'envoyer des messages", "Ne m'envoyez plus de SMS", "Merci de ne plus m'appeler"; and as the
+ * whole sentence "Hör auf", "Hören Sie auf", "Ya basta". What names no messages stays a reply:
+ * "No más problemas", "Ne m'envoyez plus le colis", "Hör auf zu zweifeln".
+ */
+const FOREIGN_PHRASES = [
+  `no mas ${MENSAJES}`,
+  `(?:ya )?no me ${ES_VERB} (?:mas )?${MENSAJES}`,
+  `(?:ya )?no me ${ES_VERB} (?:nada )?mas${ES_CLOSING}`,
+  `(?<!no (?:quiero|queremos|deseo) que )(?:dejen|deje|deja|dejar) de (?:escribirme|llamarme|molestarme|contactarme|(?:enviarme|mandarme)(?:${ES_CLOSING}| (?:mas )?${MENSAJES}))`,
+  "(?:darme|darse|dame|denme|deme) de baja",
+  `no (?:quiero|deseo) (?:recibir |que me (?:envien|manden) )?(?:mas )?${MENSAJES}`,
+  `ne veux plus (?:recevoir )?(?:de |d |des |vos |tes )?${FR_MESSAGES}`,
+  "^(?:ya basta|basta ya)$",
+  `(?:arretez|arrete|arreter|cessez|cesse|cesser) de ${FR_ME}`,
+  `ne m(?:envoyez|envoie|ecrivez|ecris|appelez|appelle|contactez) plus(?: (?:de |d |des )?(?:${FR_MESSAGES}|rien))?$`,
+  `ne m(?:envoyez|envoie|ecrivez|ecris|appelez|appelle|contactez) plus (?:de |d |des )?${FR_MESSAGES}`,
+  `ne plus ${FR_ME}(?:$| (?:de |d |des )?${FR_MESSAGES})`,
+  "^(?:hor|hoer|hort|hoert|horen sie|hoeren sie) (?:bitte )?auf(?: (?:bitte|damit|jetzt|danke))*$",
+];
+const FOREIGN_OPT_OUT_PHRASE = new RegExp(
+  `(?<!${START}${NEGATION}${BETWEEN} )${START}(?:${FOREIGN_PHRASES.join("|")})${END}`,
+  "u",
+);
+
 /**
  * Email replies are read more strictly than texts (emailOptOutRequest): an email is a letter, and
  * "Stop! The TV arrived broken", "cancel the second TV" or "no more emails came after the
@@ -433,6 +471,8 @@ export function smsKeyword(body: string): SmsKeyword {
   if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return "opt-out";
   if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return "opt-out";
   if (sentences.some((sentence) => OPT_OUT_PHRASE.test(sentence))) return "opt-out";
+  const unaccented = sentences.map((sentence) => sentence.normalize("NFD").replace(ACCENTS, ""));
+  if (unaccented.some((sentence) => FOREIGN_OPT_OUT_PHRASE.test(sentence))) return "opt-out";
   return undefined;
 }
 
