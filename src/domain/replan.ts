@@ -43,10 +43,11 @@ export type ReplanDecision =
  * customer's history when it was first planned), and when does the step fall due now. Whether the
  * customer can still be reached (contact, consent, opt-outs) is left to the send-time guard, and
  * new rules or steps apply to new purchases only. A step that would move within the cooldown of
- * another purchase's step (`history.recent`) is skipped. A call's fallback is timed from `callDueAt`,
- * when its call is due as planned (epoch ms: its stored due time, or the one this re-plan moves
- * it to), as the planner times it from the call it planned; without it, from the call's due time
- * under the rules. Pure: `now` is an argument.
+ * another purchase's step (`history.recent`), or that would take there a kind under a cooldown
+ * that holds it, is skipped. A call's fallback is timed from `callDueAt`, when its call is due as
+ * planned (epoch ms: its stored due time, or the one this re-plan moves it to), as the planner
+ * times it from the call it planned; without it, from the call's due time under the rules. Pure:
+ * `now` is an argument.
  */
 export function replanStep(
   step: PendingStep,
@@ -84,9 +85,11 @@ export function replanStep(
   // reads a late step's end from its record) and its step's kind (reports count by the record's).
   const sameKind = found.step.kind === (step.kind ?? found.step.kind);
   if (stays && sameKind && graceEndsAt === step.graceEndsAt) return { action: "keep" };
-  // Where it moves to, held to the cooldowns as a new step is (history.recent: the customer's
-  // other purchases' steps).
-  const cooling = !stays && cooldownProblem(found.rule, found.step, timing.due, rules, history);
+  // Where it moves to, or where it stays as a step of another kind, held to the cooldowns as a new
+  // step is (history.recent: the customer's other purchases' steps): a kind with a cooldown of its
+  // own is decided as the planner would decide it for a new purchase.
+  const cooling =
+    (!stays || !sameKind) && cooldownProblem(found.rule, found.step, timing.due, rules, history);
   if (cooling) return { action: "skip", code: "cooldown", reason: cooling };
   return {
     action: "move",

@@ -130,6 +130,14 @@ async function allInSchedule(p: PipelineHarness, steps: readonly [string, string
   }, "every purchase to be planned");
 }
 
+/** Publishes each purchase and waits until it is taken in, one after the other. */
+async function takeInTurn(p: PipelineHarness, purchases: readonly Record<string, unknown>[]) {
+  for (const purchase of purchases) {
+    await p.publisher.publish(purchase as never);
+    await eventProcessed(p, String(purchase.id));
+  }
+}
+
 /** Index of a rule in the shipped rules.yaml, by id. */
 function ruleIndex(doc: ReturnType<typeof parseDocument>, id: string): number {
   const rules = doc.toJS().rules as { id: string }[];
@@ -366,13 +374,7 @@ describe("re-planning and cooldowns", () => {
     const p = pipeline;
     await withTwoOffers(p.configDir, { garden: "P20D" });
     await p.startWorker();
-    for (const [id, category] of [
-      ["evt-garden", "garden-care"],
-      ["evt-sofa", "sofas"],
-    ] as const) {
-      await p.publisher.publish(offer(id, category) as never);
-      await eventProcessed(p, id);
-    }
+    await takeInTurn(p, [offer("evt-garden", "garden-care"), offer("evt-sofa", "sofas")]);
     const sofa = await step(p, "evt-sofa", "sofa-offer.discount");
     expect(sofa.state).toBe("scheduled");
     // The sofa's offer would move from 60 to 25 days: five days after the garden offer.
@@ -1412,5 +1414,65 @@ describe("followups replan --dry-run", () => {
     });
     expect(await step(p, "evt-second", "thank-you.thank-you")).toEqual(second);
     await rm(draft, { recursive: true, force: true });
+  });
+});
+
+describe("a step whose kind the rules change under the same id", () => {
+  const offer = (id: string, category: string, at = DateTime.utc()) =>
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: iso(at) ?? "",
+      customer: { id: "cus-kinds" },
+      items: [item(category, "40.00")],
+    });
+  /**
+   * The garden and sofa offers (a 30-day discount cooldown; garden care's discount 20 days after
+   * the purchase), the sofa's step being `id: offer` of `kind`, 25 days after the purchase.
+   */
+  const withSofaStep = async (configDir: string, kind: "custom" | "discount") => {
+    await withTwoOffers(configDir, { garden: "P20D", sofa: "P25D" });
+    const file = path.join(configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    doc.setIn(
+      ["rules", ruleIndex(doc, "sofa-offer"), "steps", 0],
+      doc.createNode({
+        id: "offer",
+        kind,
+        channel: "email",
+        template: kind === "discount" ? "loyalty-discount" : "thank-you",
+        delay: "P25D",
+      }),
+    );
+    await writeFile(file, doc.toString());
+  };
+
+  it("takes a kind under a cooldown that holds it where it stays only as a new purchase would: skipped", async () => {
+    pipeline = await startPipeline("replan-kind-cooldown", { startWorker: false });
+    const p = pipeline;
+    await withSofaStep(p.configDir, "custom");
+    await p.startWorker();
+    await takeInTurn(p, [offer("evt-garden", "garden-care"), offer("evt-sofa", "sofas")]);
+    // A custom offer 25 days on, five days after the garden discount: no cooldown holds it.
+    const planned = await step(p, "evt-sofa", "sofa-offer.offer");
+    expect(planned).toMatchObject({ state: "scheduled", kind: "custom" });
+    // The sofa's offer becomes a discount, same id, same delay: five days from another discount.
+    await withSofaStep(p.configDir, "discount");
+    const after = await eventually(async () => {
+      const record = await step(p, "evt-sofa", "sofa-offer.offer");
+      return record.state === "scheduled" && record.kind === "custom" ? undefined : record;
+    }, "the sofa offer to be re-planned");
+    expect(after).toMatchObject({
+      state: "skipped",
+      dueAt: planned.dueAt,
+      reason: { code: "cooldown" },
+    });
+    // As the planner decides a new purchase of a sofa now: no offer.
+    await p.publisher.publish(offer("evt-sofa-2", "sofas") as never);
+    await eventProcessed(p, "evt-sofa-2");
+    expect(
+      (await p.store.stepRecords("evt-sofa-2", ["sofa-offer.offer"])).get("sofa-offer.offer"),
+    ).toBeUndefined();
+    expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
   });
 });
