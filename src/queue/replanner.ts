@@ -100,6 +100,7 @@ export interface EventReplan {
 /** What a re-planning run did. */
 export interface ReplanSummary {
   readonly purchases: number;
+  /** Steps whose due time changed (one rewritten where it stays is not counted). */
   readonly moved: number;
   readonly cancelled: number;
   readonly skipped: number;
@@ -373,6 +374,9 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     if (changed === undefined) return NOTHING;
     const count = (action: StepReplan["action"]) =>
       plan.steps.filter((s) => s.action === action).length;
+    // A step rewritten where it stays (a new channel, kind or grace end) did not move: counted
+    // unchanged, as `replan --dry-run` counts it.
+    const moved = plan.steps.filter((s) => s.action === "move" && s.dueAt !== s.plannedDueAt);
     for (const step of plan.steps) {
       if (!step.reason) continue;
       const labels = { channel: step.channel, kind: step.kind, reason: step.reason.code };
@@ -393,7 +397,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     }
     return {
       purchases: 1,
-      moved: count("move"),
+      moved: moved.length,
       cancelled: count("cancel"),
       skipped: count("skip"),
     };

@@ -1475,4 +1475,57 @@ describe("a step whose kind the rules change under the same id", () => {
     ).toBeUndefined();
     expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
   });
+
+  it("is counted unchanged where its due time stays, by the preview and by the workers' summary", async () => {
+    pipeline = await startPipeline("replan-kind-summary", { startWorker: false });
+    const p = pipeline;
+    await withSofaStep(p.configDir, "custom");
+    await p.startWorker();
+    await p.publisher.publish(offer("evt-sofa", "sofas") as never);
+    await eventProcessed(p, "evt-sofa");
+    const planned = await step(p, "evt-sofa", "sofa-offer.offer");
+    expect(planned).toMatchObject({ state: "scheduled", kind: "custom" });
+
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    await withSofaStep(draft, "discount");
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+    const preview = JSON.parse(io.output()) as { generation: number; rules: RulePreview[] };
+    expect(preview.rules).toEqual([
+      {
+        ruleId: "sofa-offer",
+        unchanged: 1,
+        earlier: { count: 0 },
+        later: { count: 0 },
+        cancelled: 0,
+        skipped: 0,
+        reasons: {},
+      },
+    ]);
+
+    // Deployed: the worker's walk rewrites the step with its new kind, at the same time.
+    await writeFile(
+      path.join(p.configDir, "rules.yaml"),
+      await readFile(path.join(draft, "rules.yaml"), "utf8"),
+    );
+    const summary = await eventually(
+      async () => p.logs.find((line) => line.msg === "scheduled follow-ups re-planned"),
+      "the worker's summary of its walk",
+    );
+    expect(await step(p, "evt-sofa", "sofa-offer.offer")).toMatchObject({
+      state: "scheduled",
+      dueAt: planned.dueAt,
+      kind: "discount",
+    });
+    expect(summary).toMatchObject({
+      generation: preview.generation,
+      purchases: 1,
+      moved: 0,
+      cancelled: 0,
+      skipped: 0,
+    });
+    await rm(draft, { recursive: true, force: true });
+  });
 });
