@@ -120,7 +120,7 @@ async function previewShard(
             const [past, order, floors, recent] = await Promise.all([
               history.historyAt(eventId),
               orders.get(event.orderId),
-              dueFloors(thankYous, event.customer.id, eventId, records),
+              dueFloors(thankYous, event.customer.id, eventId, records, rules),
               // A step that would move within another purchase's cooldown is skipped, as workers do.
               hasCooldowns(rules) ? history.recentSteps(event.customer.id, eventId) : undefined,
             ]);

@@ -53,16 +53,22 @@ const NO_FLOORS: ReadonlyMap<string, number> = new Map();
 /**
  * The earliest each scheduled step of a purchase may fall due, where intake set one: a thank-you
  * that joined an earlier purchase's waits until COALESCED_AFTER_MS after the leader's (see
- * coalesceThankYous), so a re-plan must not call it "moved earlier" to its own due time.
+ * coalesceThankYous), so a re-plan must not call it "moved earlier" to its own due time. A thank-you
+ * as `rules` call it (the send guard decides by their kind whether it waits behind the leader's):
+ * a step whose kind the rules changed away from thank-you is no longer held, and is planned as a
+ * new purchase's step of its kind would be; one they made a thank-you is held, whatever its record
+ * says.
  */
 export async function dueFloors(
   thankYous: Pick<ThankYouGroups, "filingOf">,
   customerId: string,
   eventId: string,
   records: ReadonlyMap<string, StepRecord>,
+  rules: RuleSet,
 ): Promise<ReadonlyMap<string, number>> {
   const thankYou = [...records].find(
-    ([, r]) => r.state === "scheduled" && r.kind === "thank-you",
+    ([stepId, r]) =>
+      r.state === "scheduled" && (findStep(rules, stepId)?.step.kind ?? r.kind) === "thank-you",
   )?.[0];
   if (thankYou === undefined) return NO_FLOORS;
   const filing = await thankYous.filingOf(customerId, eventId);
@@ -162,7 +168,10 @@ export function replanOf(
             now,
             callId === undefined ? undefined : callDueAt(records, decisions, callId),
           );
-    decisions.set(stepId, withFloor(asPlanned, notBefore.get(stepId), record.dueAt, channel));
+    decisions.set(
+      stepId,
+      withFloor(asPlanned, notBefore.get(stepId), { dueAt: record.dueAt, channel, kind }),
+    );
   }
 
   const steps: (StepReplan & { fromDueAt: number })[] = [];
@@ -232,15 +241,18 @@ function callDueAt(
   return records.get(callId)?.dueAt;
 }
 
-/** A move no earlier than `floor` (not late then: no grace end); a keep when that is where it is. */
+/**
+ * A move no earlier than `floor` (not late then: no grace end); a keep when that is where it is,
+ * as it is (a new channel or kind is still a move, to the same time).
+ */
 function withFloor(
   decision: ReplanDecision,
   floor: number | undefined,
-  dueAt: number,
-  channel: string,
+  was: { readonly dueAt: number; readonly channel: string; readonly kind: string },
 ): ReplanDecision {
   if (decision.action !== "move" || floor === undefined || decision.dueAt >= floor) return decision;
-  if (floor === dueAt && decision.channel === channel) return { action: "keep" };
+  if (floor === was.dueAt && decision.channel === was.channel && decision.kind === was.kind)
+    return { action: "keep" };
   return { action: "move", dueAt: floor, channel: decision.channel, kind: decision.kind };
 }
 
@@ -304,7 +316,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     const [recorded, order, floors] = await Promise.all([
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
-      dueFloors(deps.thankYous, event.customer.id, eventId, records),
+      dueFloors(deps.thankYous, event.customer.id, eventId, records, rules),
     ]);
     const effective = afterRefunds(event, order).event;
     const now = deps.clock();

@@ -9,6 +9,7 @@ import { parseDocument } from "yaml";
 import { runReplan } from "../../src/cli/replan-command.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { loadRules } from "../../src/config/load-rules.js";
+import { planFollowUps } from "../../src/domain/planner.js";
 import { ruleIdOf } from "../../src/domain/step-ref.js";
 import { createLogger, type Logger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
@@ -136,6 +137,27 @@ async function takeInTurn(p: PipelineHarness, purchases: readonly Record<string,
     await p.publisher.publish(purchase as never);
     await eventProcessed(p, String(purchase.id));
   }
+}
+
+/**
+ * Two purchases of a pan by `customerId` a minute apart (the shipped thank-you rule coalesces):
+ * the second's thank-you joins the first's, 15 minutes behind it. Their thank-yous' records.
+ */
+async function twoPansJoined(p: PipelineHarness, customerId: string) {
+  const now = DateTime.utc();
+  const pan = (id: string, at: DateTime) =>
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: iso(at) ?? "",
+      customer: { id: customerId },
+      items: [item("kitchenware", "75.00")],
+    });
+  await takeInTurn(p, [pan("evt-first", now.minus({ minutes: 1 })), pan("evt-second", now)]);
+  const first = await step(p, "evt-first", "thank-you.thank-you");
+  const second = await step(p, "evt-second", "thank-you.thank-you");
+  expect(second.dueAt).toBe(first.dueAt + 15 * 60_000);
+  return { first, second };
 }
 
 /** Index of a rule in the shipped rules.yaml, by id. */
@@ -1361,28 +1383,7 @@ describe("followups replan --dry-run", () => {
   it("leaves a thank-you that joined another purchase's where intake put it, behind the leader's", async () => {
     pipeline = await startPipeline("replan-joined");
     const p = pipeline;
-    const now = DateTime.utc();
-    const pan = (id: string, at: DateTime) =>
-      purchaseInput({
-        id,
-        orderId: `ord-${id}`,
-        occurredAt: iso(at) ?? "",
-        customer: { id: "cus-two-orders" },
-        items: [item("kitchenware", "75.00")],
-      });
-    // Two orders a minute apart: the second's thank-you joins the first's, 15 minutes behind it.
-    await p.publisher.publish(pan("evt-first", now.minus({ minutes: 1 })) as never);
-    await eventually(
-      async () => ((await whereWaiting(p, "evt-first", "thank-you.thank-you")) ? true : undefined),
-      "the first purchase to be planned",
-    );
-    await p.publisher.publish(pan("evt-second", now) as never);
-    const second = await eventually(async () => {
-      const where = await whereWaiting(p, "evt-second", "thank-you.thank-you");
-      return where ? step(p, "evt-second", "thank-you.thank-you") : undefined;
-    }, "the second purchase to be planned");
-    const first = await step(p, "evt-first", "thank-you.thank-you");
-    expect(second.dueAt).toBe(first.dueAt + 15 * 60_000);
+    const { second } = await twoPansJoined(p, "cus-two-orders");
 
     // An edit elsewhere: both purchases are re-planned, and neither thank-you moves.
     const draft = `${p.configDir}-draft`;
@@ -1413,6 +1414,75 @@ describe("followups replan --dry-run", () => {
       skipped: 0,
     });
     expect(await step(p, "evt-second", "thank-you.thank-you")).toEqual(second);
+    await rm(draft, { recursive: true, force: true });
+  });
+});
+
+describe("a thank-you joined to an earlier purchase's whose kind the rules change", () => {
+  it("takes its new kind and, no longer a thank-you, is no longer held behind the leader's: planned as a new purchase's step", async () => {
+    pipeline = await startPipeline("replan-joined-kind");
+    const p = pipeline;
+    const { first, second } = await twoPansJoined(p, "cus-joined-kind");
+
+    // The rule's step, same id, becomes a custom step (so the rule coalesces no longer).
+    const draft = `${p.configDir}-draft`;
+    await cp(p.configDir, draft, { recursive: true });
+    const file = path.join(draft, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    const rule = ruleIndex(doc, "thank-you");
+    doc.deleteIn(["rules", rule, "coalesce"]);
+    doc.setIn(
+      ["rules", rule, "steps", 0],
+      doc.createNode({
+        id: "thank-you",
+        kind: "custom",
+        channel: "email",
+        template: "thank-you",
+        delay: "PT1H",
+      }),
+    );
+    await writeFile(file, doc.toString());
+    const edited = await loadConfig(draft);
+    if (!edited.ok) throw new Error("the draft rules should be valid");
+    const rules = edited.config.rules;
+    // Where the planner puts the step for the second purchase under these rules.
+    const stored = await p.store.loadEvent("evt-second");
+    if (!stored) throw new Error("the second purchase should be stored");
+    const fresh = planFollowUps(stored, rules, { previousPurchases: 1 }, DateTime.utc());
+    const own = Date.parse(
+      fresh.steps.find((s) => s.stepId === "thank-you.thank-you")?.dueAt ?? "",
+    );
+    expect(own).toBeLessThan(second.dueAt);
+
+    Object.assign(process.env, p.commandEnv);
+    const io = captureIo();
+    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+    const preview = JSON.parse(io.output()) as { rules: RulePreview[] };
+    expect(preview.rules.find((r) => r.ruleId === "thank-you")).toMatchObject({
+      unchanged: 1,
+      earlier: { count: 1 },
+      later: { count: 0 },
+    });
+    const generations = new RulesGenerations(p.redis, p.prefix);
+    const { generation } = await generations.generationOf(edited.config.version);
+    const replanner = replannerOf(p, () => DateTime.utc(), p.shardOfCustomer("cus-joined-kind"));
+    for (const eventId of ["evt-first", "evt-second"])
+      await replanner.replanEvent(eventId, rules, generation);
+    expect(await step(p, "evt-first", "thank-you.thank-you")).toMatchObject({
+      state: "scheduled",
+      dueAt: first.dueAt,
+      kind: "custom",
+    });
+    const replanned = await step(p, "evt-second", "thank-you.thank-you");
+    expect(replanned).toMatchObject({ state: "scheduled", dueAt: own, kind: "custom" });
+    // The same rules again (a comment edited): nothing moves back behind the first purchase's.
+    expect(await replanner.replanEvent("evt-second", rules, generation + 1)).toEqual({
+      purchases: 1,
+      moved: 0,
+      cancelled: 0,
+      skipped: 0,
+    });
+    expect(await step(p, "evt-second", "thank-you.thank-you")).toEqual(replanned);
     await rm(draft, { recursive: true, force: true });
   });
 });
