@@ -6,16 +6,19 @@ import { fileThankYou, type ThankYouGroup } from "../domain/coalesce.js";
 import { ConsentTimeline } from "../domain/consent-timeline.js";
 import {
   type DeliveryReplay,
+  DeliveryReplayer,
   type ReplayStep,
-  replayDeliveries,
+  replayKey,
 } from "../domain/delivery-simulation.js";
 import { describeProblems, type PurchaseCompleted, parseEvent } from "../domain/events.js";
 import { type Plan, type PlannedStep, planFollowUps } from "../domain/planner.js";
 import { hasCooldowns, type StepKind, underCooldown } from "../domain/rules.js";
 import { formatMicros } from "../domain/spend.js";
 import { zoneFor } from "../domain/time-zone.js";
+import { GROUP_SLACK_MS } from "../queue/intake-processor.js";
+import { COALESCED_AFTER_MS } from "../queue/names.js";
 import { formatTable } from "../reports/text-table.js";
-import { MAX_JOINED } from "../store/thank-you-groups.js";
+import { FILINGS_KEEP_MS, MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT, parseJsonLine } from "./io.js";
@@ -94,23 +97,29 @@ export async function runSimulate(
   // --steps: numbers that already have a planned SMS (in file order), so only the first carries
   // the opt-out line. The replay knows the real order of sends and keeps its own.
   const textedInFile = new Set<string>();
-  const toReplay: ReplayStep[] = [];
 
   const volume = new Map<string, number>();
   const weekZone = zoneFor(rules.defaults.timezone);
   const purchasesByCustomer = new Map<string, number>();
   // What each purchase stated of consent: a later one's stands at send time, as in the worker.
   const consents = new ConsentTimeline();
+  // What goes out, replayed as the purchases arrive (not with --steps, which replays nothing).
+  const replayer = options.steps
+    ? undefined
+    : new DeliveryReplayer(rules, undefined, consents, COALESCED_AFTER_MS);
   const bad: BadLine[] = [];
   let badLines = 0;
   let lineNumber = 0;
   let bytes = 0;
   let planned = 0;
   let fallbacks = 0;
-  let coalesced = 0;
   let purchases = 0;
-  // Each customer's open thank-you group (rules with `coalesce`), as the worker keeps it.
-  const groups = new Map<string, ThankYouGroup>();
+  // Each customer's open thank-you group (rules with `coalesce`), as the worker keeps it: its
+  // leader's thank-you (replayKey) and when that was planned, and until when the group lasts.
+  const groups = new Map<
+    string,
+    Omit<ThankYouGroup, "closesAt"> & { leader: string; due: number; expires: number }
+  >();
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNumber++;
     bytes += Buffer.byteLength(line) + 1;
@@ -145,9 +154,11 @@ export async function runSimulate(
       now,
     );
     if (cooldowns) rememberRecent(event.customer.id, fromPlanner.steps);
-    const plan = coalesce(event, fromPlanner);
+    // What went out before this purchase arrives (a leader's thank-you closes its group).
+    replayer?.runUntil(Date.parse(event.occurredAt));
+    const { plan, joined } = coalesce(event, fromPlanner);
     if (options.steps) await printSteps(event, plan);
-    else await collectForReplay(event, plan);
+    else await collectForReplay(event, plan, joined);
     for (const step of plan.steps) {
       // Sent only when its call is not answered, which no simulation can know: counted apart.
       if (step.fallbackOf) {
@@ -166,33 +177,70 @@ export async function runSimulate(
 
   /**
    * One thank-you for a customer's purchases within a rule's `coalesce` window, as the worker
-   * files them (each purchase arrives at its occurredAt): a thank-you that joins an earlier one
-   * is not sent, and counted apart.
+   * files them (each purchase arrives at its occurredAt; a group closes once its leader's thank-you
+   * went out in the replay, or with --steps, which replays nothing, once it was due): a thank-you
+   * that joins an earlier one is not planned (counted apart), and waits behind the leader's in the
+   * replay, as the worker holds it (COALESCED_AFTER_MS after it).
    */
-  function coalesce(event: PurchaseCompleted, plan: Plan): Plan {
+  function coalesce(
+    event: PurchaseCompleted,
+    plan: Plan,
+  ): { plan: Plan; joined: { step: PlannedStep; dueAt: number; leader: string }[] } {
     const purchasedAt = Date.parse(event.occurredAt);
-    const joined = new Set<string>();
+    const joined: { step: PlannedStep; dueAt: number; leader: string }[] = [];
     for (const step of plan.steps) {
       if (step.coalesceUntil === undefined) continue;
-      const group = groups.get(event.customer.id);
+      const dueAt = Date.parse(step.dueAt);
+      // A group ends a while after the last purchase filed with it (lib/thank-you-group.lua).
+      const open = groups.get(event.customer.id);
+      const group = open && open.expires > purchasedAt ? open : undefined;
+      const closesAt = !group
+        ? Number.POSITIVE_INFINITY
+        : replayer
+          ? (replayer.wentAt(group.leader) ?? Number.POSITIVE_INFINITY)
+          : group.due;
       const windowMs = Date.parse(step.coalesceUntil) - purchasedAt;
-      const filed = fileThankYou(group, purchasedAt, purchasedAt, windowMs, MAX_JOINED);
-      if (filed === "joined" && group) {
-        groups.set(event.customer.id, { ...group, members: group.members + 1 });
-        joined.add(step.stepId);
-      } else if (filed === "lead") {
+      const filed = fileThankYou(
+        group && { ...group, closesAt },
+        purchasedAt,
+        purchasedAt,
+        windowMs,
+        MAX_JOINED,
+      );
+      const keepUntil =
+        purchasedAt +
+        Math.max(
+          FILINGS_KEEP_MS,
+          dueAt - purchasedAt + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
+        );
+      if (filed === "lead") {
         groups.set(event.customer.id, {
           start: purchasedAt,
           until: Date.parse(step.coalesceUntil),
-          closesAt: Date.parse(step.dueAt),
           members: 0,
+          leader: replayKey(plan.eventId, step.stepId),
+          due: dueAt,
+          expires: keepUntil,
         });
+        continue;
       }
+      if (!group) continue;
+      const members = group.members + (filed === "joined" ? 1 : 0);
+      groups.set(event.customer.id, {
+        ...group,
+        members,
+        expires: Math.max(group.expires, keepUntil),
+      });
+      if (filed === "joined")
+        joined.push({
+          step,
+          dueAt: Math.max(dueAt, group.due + COALESCED_AFTER_MS),
+          leader: group.leader,
+        });
     }
-    coalesced += joined.size;
-    return joined.size === 0
-      ? plan
-      : { ...plan, steps: plan.steps.filter((step) => !joined.has(step.stepId)) };
+    if (joined.length === 0) return { plan, joined };
+    const ids = new Set(joined.map((j) => j.step.stepId));
+    return { plan: { ...plan, steps: plan.steps.filter((step) => !ids.has(step.stepId)) }, joined };
   }
 
   async function printSteps(event: PurchaseCompleted, plan: Plan): Promise<void> {
@@ -221,28 +269,39 @@ export async function runSimulate(
     await io.drained?.();
   }
 
-  async function collectForReplay(event: PurchaseCompleted, plan: Plan): Promise<void> {
+  async function collectForReplay(
+    event: PurchaseCompleted,
+    plan: Plan,
+    joined: readonly { step: PlannedStep; dueAt: number; leader: string }[],
+  ): Promise<void> {
+    if (!replayer) return;
     // The steps of one purchase share what the send-time guard reads of it (not its items).
     const guardView = {
       customer: event.customer,
       occurredAt: event.occurredAt,
       ...(event.store && { store: event.store }),
     };
+    const replayStep = async (step: PlannedStep): Promise<ReplayStep> => ({
+      eventId: plan.eventId,
+      stepId: step.stepId,
+      kind: step.kind,
+      channel: step.channel,
+      purpose: step.purpose,
+      dueAt: Date.parse(step.dueAt),
+      ...(step.graceEndsAt && { graceEndsAt: Date.parse(step.graceEndsAt) }),
+      event: guardView,
+      ...(step.channel === "sms" && {
+        smsSegments: await measure.smsVariants(event, plan, step),
+      }),
+    });
     for (const step of plan.steps) {
       if (step.fallbackOf) continue;
-      toReplay.push({
-        eventId: plan.eventId,
-        stepId: step.stepId,
-        kind: step.kind,
-        channel: step.channel,
-        purpose: step.purpose,
-        dueAt: Date.parse(step.dueAt),
-        ...(step.graceEndsAt && { graceEndsAt: Date.parse(step.graceEndsAt) }),
-        event: guardView,
-        ...(step.channel === "sms" && {
-          smsSegments: await measure.smsVariants(event, plan, step),
-        }),
-      });
+      replayer.add(await replayStep(step));
+    }
+    // Held behind the leader's, as intake holds it (no longer late then: no grace end of its own).
+    for (const { step, dueAt, leader } of joined) {
+      const { graceEndsAt: _late, ...held } = await replayStep(step);
+      replayer.add({ ...held, dueAt, joinedTo: leader });
     }
   }
 
@@ -258,12 +317,12 @@ export async function runSimulate(
         a.kind.localeCompare(b.kind),
     );
 
-  if (options.steps) {
+  if (!replayer) {
     if (badLines > 0) printBadLines(bad, badLines, io.err, "(simulate --json lists all)");
     return EXIT.ok;
   }
-  const replay = replayDeliveries(toReplay, rules, undefined, consents);
-  toReplay.length = 0;
+  const replay = replayer.finish();
+  const coalesced = replay.coalesced;
   const delivery = deliveryView(replay, rules.defaults.currency);
 
   if (options.json) {

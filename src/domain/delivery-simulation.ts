@@ -36,10 +36,21 @@ export interface ReplayStep {
    * worker fails such a step at send time).
    */
   readonly smsSegments?: { readonly later: number; readonly first: number } | null;
+  /**
+   * A thank-you that joined an earlier purchase's (rules' `coalesce`): that one's replayKey. It is
+   * skipped as coalesced once that one went out, and goes on its own if that one never does.
+   */
+  readonly joinedTo?: string;
 }
 
 /** Why a replayed step was not sent: the guard's codes, and the replay's own. */
-export type ReplaySkipCode = GuardSkipCode | "capped" | "budget-reached" | "render-failed";
+export type ReplaySkipCode =
+  | GuardSkipCode
+  | "capped"
+  | "budget-reached"
+  | "render-failed"
+  /** A joined thank-you whose leader's went out thanking for it too: counted apart (`coalesced`). */
+  | "coalesced";
 
 /** How one step ended in the replay. */
 export type ReplayOutcome =
@@ -94,11 +105,18 @@ export interface DeliveryReplay {
   readonly months: readonly MonthlySpend[];
   /** By channel, then kind. */
   readonly outcomes: readonly KindOutcomes[];
+  /** Thank-yous that joined an earlier purchase's and were thanked for in it (not in outcomes). */
+  readonly coalesced: number;
 }
 
 interface Pending {
   readonly step: ReplayStep;
   waited: boolean;
+}
+
+/** A thank-you's key among the replayed steps: its event and step ids. */
+export function replayKey(eventId: string, stepId: string): string {
+  return `${eventId}\u0000${stepId}`;
 }
 
 /**
@@ -112,20 +130,92 @@ export function replayDeliveries(
   /** The consent every purchase stated (also those without steps): the latest one stands. */
   consents?: ConsentTimeline,
 ): DeliveryReplay {
-  const queue = new DueQueue<Pending>();
-  for (const step of steps) queue.push(step.dueAt, { step, waited: false });
-  const caps = new CapWindows();
-  const spend = new BudgetMonths(rules.defaults.timezone);
-  const texted = new Set<string>();
-  const tally = new Tally();
-  const none: ReadonlySet<Channel> = new Set();
+  const replayer = new DeliveryReplayer(rules, observe, consents);
+  for (const step of steps) replayer.add(step);
+  return replayer.finish();
+}
 
-  for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
-    const { at, item: pending } = next;
+/**
+ * The replay run as the purchases are read (DeliveryReplayer.runUntil before each one arrives),
+ * so that what has gone out by a purchase's arrival is known when it is filed with a thank-you
+ * group: as in the worker, a group closes when its leader's thank-you goes out, not when it was
+ * planned to (a cap or a send window may defer it). A thank-you that joined an earlier purchase's
+ * (`joinedTo`) is decided as the worker decides it: after the send-time guard, skipped as
+ * coalesced once that one went out, waiting while it may still go, and on its own (caps and all)
+ * once it was skipped.
+ */
+export class DeliveryReplayer {
+  private readonly queue = new DueQueue<Pending>();
+  private readonly caps = new CapWindows();
+  private readonly spend: BudgetMonths;
+  private readonly texted = new Set<string>();
+  private readonly tally = new Tally();
+  private readonly none: ReadonlySet<Channel> = new Set();
+  /** When each step went out (replayKey). */
+  private readonly sentAt = new Map<string, number>();
+  /** Steps that ended without going (replayKey). */
+  private readonly ended = new Set<string>();
+  /** Where each waiting step is queued (replayKey), for the thank-yous that wait behind it. */
+  private readonly queuedAt = new Map<string, number>();
+  /** The latest instant replayed: steps added later are due no earlier. */
+  private clock = Number.NEGATIVE_INFINITY;
+  private coalescedCount = 0;
+
+  constructor(
+    private readonly rules: RuleSet,
+    private readonly observe?: (outcome: ReplayOutcome) => void,
+    private readonly consents?: ConsentTimeline,
+    /** How long after its leader's a joined thank-you is looked at (COALESCED_AFTER_MS). */
+    private readonly joinedAfterMs = 15 * 60_000,
+  ) {
+    this.spend = new BudgetMonths(rules.defaults.timezone);
+  }
+
+  /** Adds a planned step; one due before what was replayed already is looked at from there. */
+  add(step: ReplayStep): void {
+    this.enqueue(Math.max(step.dueAt, this.clock), { step, waited: false });
+  }
+
+  /** When the step (replayKey) went out, if it has by the replay's time. */
+  wentAt(key: string): number | undefined {
+    return this.sentAt.get(key);
+  }
+
+  /** Replays every step due up to and including `at` (epoch ms). */
+  runUntil(at: number): void {
+    for (let next = this.queue.peekAt(); next !== undefined && next <= at; ) {
+      const popped = this.queue.pop();
+      if (!popped) break;
+      this.clock = Math.max(this.clock, popped.at);
+      this.decide(popped.at, popped.item);
+      next = this.queue.peekAt();
+    }
+    this.clock = Math.max(this.clock, at);
+  }
+
+  /** Replays what is left; the counts. */
+  finish(): DeliveryReplay {
+    this.runUntil(Number.POSITIVE_INFINITY);
+    return { ...this.tally.result(), coalesced: this.coalescedCount };
+  }
+
+  private enqueue(at: number, pending: Pending): void {
+    this.queuedAt.set(replayKey(pending.step.eventId, pending.step.stepId), at);
+    this.queue.push(at, pending);
+  }
+
+  private decide(at: number, pending: Pending): void {
+    const { rules } = this;
     const { step } = pending;
+    const key = replayKey(step.eventId, step.stepId);
+    this.queuedAt.delete(key);
     const end = (outcome: ReplayOutcome) => {
-      tally.add(outcome);
-      observe?.(outcome);
+      if (outcome.outcome === "sent") this.sentAt.set(key, outcome.at);
+      else this.ended.add(key);
+      // Thanked for in its leader's message: counted apart, not among the kind's skips.
+      if (outcome.outcome === "skipped" && outcome.code === "coalesced") this.coalescedCount++;
+      else this.tally.add(outcome);
+      this.observe?.(outcome);
     };
     const skip = (code: ReplaySkipCode) =>
       end({ outcome: "skipped", step, at, waited: pending.waited, code });
@@ -137,31 +227,49 @@ export function replayDeliveries(
       ...(step.graceEndsAt !== undefined && { graceEndsAt: step.graceEndsAt }),
       rules,
       now: DateTime.fromMillis(at, { zone: "utc" }),
-      suppressedChannels: none,
-      ...(consents && { latestConsent: consents.at(step.event.customer.id, at) }),
+      suppressedChannels: this.none,
+      ...(this.consents && { latestConsent: this.consents.at(step.event.customer.id, at) }),
     });
     if (decision.action === "defer") {
-      queue.push(decision.until.toMillis(), pending);
-      continue;
+      this.enqueue(decision.until.toMillis(), pending);
+      return;
     }
     if (decision.action === "skip") {
       skip(decision.code);
-      continue;
+      return;
+    }
+
+    // A thank-you that joined an earlier purchase's, as the worker decides it after the guard.
+    if (step.joinedTo !== undefined) {
+      if (this.sentAt.has(step.joinedTo)) {
+        skip("coalesced");
+        return;
+      }
+      const leaderAt = this.queuedAt.get(step.joinedTo);
+      if (leaderAt !== undefined && !this.ended.has(step.joinedTo)) {
+        this.enqueue(Math.max(at + JOINED_RECHECK_MS, leaderAt + this.joinedAfterMs), pending);
+        return;
+      }
     }
 
     // The frequency caps, as take-cap-slot.lua applies them at send time.
     const capped = rules.whenCapped[step.kind];
     const customerId = step.event.customer.id;
     if (capped !== "exempt") {
-      const freeAt = caps.freeAt(step.channel, customerId, rules.frequencyCaps[step.channel], at);
+      const freeAt = this.caps.freeAt(
+        step.channel,
+        customerId,
+        rules.frequencyCaps[step.channel],
+        at,
+      );
       if (freeAt !== undefined) {
         if (capped === "defer") {
           pending.waited = true;
-          queue.push(freeAt, pending);
+          this.enqueue(freeAt, pending);
         } else {
           skip("capped");
         }
-        continue;
+        return;
       }
     }
 
@@ -170,9 +278,9 @@ export function replayDeliveries(
     if (step.channel === "sms") {
       if (!step.smsSegments) {
         skip("render-failed");
-        continue;
+        return;
       }
-      segments = phone && !texted.has(phone) ? step.smsSegments.first : step.smsSegments.later;
+      segments = phone && !this.texted.has(phone) ? step.smsSegments.first : step.smsSegments.later;
     }
 
     // The month's budget of a priced channel, counted in what was sent this calendar month.
@@ -180,21 +288,23 @@ export function replayDeliveries(
     if (isPricedChannel(step.channel) && phone) {
       const units = segments ?? rules.spend.estimatedCallMinutes;
       costMicros = costOf(rules.spend, step.channel, phone, units)?.micros ?? null;
-      const spent = spend.spent(step.channel, at);
+      const spent = this.spend.spent(step.channel, at);
       if (!budgetAllows(rules.spend.budgets[step.channel], step.purpose, spent)) {
         skip("budget-reached");
-        continue;
+        return;
       }
-      spend.add(step.channel, at, costMicros ?? 0);
+      this.spend.add(step.channel, at, costMicros ?? 0);
     }
 
-    if (capped !== "exempt") caps.take(step.channel, customerId, at);
-    if (step.channel === "sms" && phone) texted.add(phone);
-    tally.sent(spend.monthOf(at), step.channel, segments, costMicros, rules);
+    if (capped !== "exempt") this.caps.take(step.channel, customerId, at);
+    if (step.channel === "sms" && phone) this.texted.add(phone);
+    this.tally.sent(this.spend.monthOf(at), step.channel, segments, costMicros, rules);
     end({ outcome: "sent", step, at, waited: pending.waited, segments, costMicros });
   }
-  return tally.result();
 }
+
+/** How soon a joined thank-you whose leader's has not gone looks again at the least (the worker's). */
+const JOINED_RECHECK_MS = 60_000;
 
 /**
  * Each customer's sends per channel, oldest first, for the sliding-window caps. The replay's
@@ -327,7 +437,7 @@ class Tally {
     if (priced && costMicros === null) entry.unpriced++;
   }
 
-  result(): DeliveryReplay {
+  result(): Omit<DeliveryReplay, "coalesced"> {
     return {
       months: [...this.months.values()].sort(
         (a, b) => a.month.localeCompare(b.month) || a.channel.localeCompare(b.channel),

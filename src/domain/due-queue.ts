@@ -24,6 +24,11 @@ export class DueQueue<T> {
     }
   }
 
+  /** When the item due first is due, without taking it; undefined when empty. */
+  peekAt(): number | undefined {
+    return this.heap[0]?.at;
+  }
+
   /** Takes the item due first, with its due time; undefined when empty. */
   pop(): { at: number; item: T } | undefined {
     const heap = this.heap;

@@ -124,7 +124,7 @@ export interface IntakeDeps extends IntakeShard {
 }
 
 /** A coalesced thank-you's group is kept until its thank-you is surely sent: due, grace and a day. */
-const GROUP_SLACK_MS = 24 * 3600 * 1000;
+export const GROUP_SLACK_MS = 24 * 3600 * 1000;
 
 /**
  * Files each coalescing thank-you of the plan with the customer's open group. One that joins an

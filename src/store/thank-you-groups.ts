@@ -7,7 +7,7 @@ import { readStepRecord, type StepRecord } from "./step-record.js";
 export const MAX_JOINED = 9;
 
 /** How long a purchase's filing is remembered, so a re-published event is filed the same way. */
-const FILINGS_KEEP_MS = 7 * 24 * 3600 * 1000;
+export const FILINGS_KEEP_MS = 7 * 24 * 3600 * 1000;
 
 /** How a purchase's coalescing thank-you was filed. */
 export type ThankYouFiling =

@@ -14,7 +14,12 @@ import { ThankYouGroups } from "../../src/store/thank-you-groups.js";
 import { startWorker } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, type PurchaseSpec, purchaseInput } from "../support/fixtures.js";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import {
+  eventProcessed,
+  eventually,
+  type PipelineHarness,
+  startPipeline,
+} from "../support/pipeline-harness.js";
 import { settledQueue } from "../support/settled-queue.js";
 
 let pipeline: PipelineHarness | undefined;
@@ -357,4 +362,126 @@ describe("simulate tells the truth", () => {
     },
     120_000,
   );
+});
+
+describe("simulate and the worker, a thank-you going later than planned", () => {
+  it("file the purchases that come while it waits alike: on their own, none joining a later one's; the same thank-yous go, wait and are coalesced", async () => {
+    pipeline = await startPipeline("sim-vs-worker-deferred", {
+      startWorker: false,
+      env: { INTAKE_CONCURRENCY: "1" },
+    });
+    const p = pipeline;
+    // Thank-yous 10 s after a purchase, joined within 10 s; one email an hour, thank-yous deferred
+    // by it: the first purchase's thank-you waits for the cap an earlier email took.
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(["holidays"], doc.createNode([]));
+    doc.deleteIn(["budget"]);
+    doc.setIn(["frequencyCaps"], doc.createNode({ email: [{ max: 1, per: "PT1H" }] }));
+    doc.setIn(["whenCapped", "thank-you"], "defer");
+    const items = (doc.get("rules") as { items: { get(key: string): unknown }[] }).items;
+    const index = items.findIndex((rule) => rule.get("id") === "thank-you");
+    doc.setIn(["rules", index, "coalesce"], "PT10S");
+    doc.setIn(["rules", index, "steps", 0, "delay"], "PT10S");
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+
+    const customer = {
+      id: "cus-deferred",
+      email: "cus-deferred@example.com",
+      consent: { email: true },
+    };
+    const at = (time: DateTime) => time.toUTC().toISO() ?? "";
+    const bought = (id: string, category: string, price: string, time: DateTime) =>
+      purchaseInput({
+        id,
+        orderId: `ord-${id}`,
+        occurredAt: at(time),
+        customer,
+        items: [item(category, price)],
+      });
+    const events: Record<string, unknown>[] = [];
+    const takeIn = async (event: Record<string, unknown>) => {
+      events.push(event);
+      await p.publisher.publish(event as never);
+      await eventProcessed(p, String(event.id));
+    };
+    const record = async (eventId: string, stepId: string) =>
+      (await p.store.stepRecords(eventId, [stepId])).get(stepId);
+    // A salon visit two hours ago: its thank-you (due 5 minutes ago) takes the day's email.
+    await takeIn(bought("evt-salon", "salon", "40.00", DateTime.utc().minus({ minutes: 125 })));
+    await eventually(
+      async () =>
+        (await record("evt-salon", "services.thank-you"))?.state === "sent" ? true : undefined,
+      "the salon's thank-you to go",
+    );
+    // Two pans two seconds apart: the second joins the first's thank-you, which the cap defers.
+    await takeIn(bought("evt-first", "kitchenware", "75.00", DateTime.utc()));
+    await takeIn(bought("evt-second", "kitchenware", "75.00", DateTime.utc()));
+    const firstDue = (await record("evt-first", "thank-you.thank-you"))?.dueAt ?? 0;
+    await eventually(
+      async () =>
+        (await record("evt-first", "thank-you.thank-you"))?.postponed?.code === "frequency-cap"
+          ? true
+          : undefined,
+      "the first pan's thank-you to wait for the cap",
+      30_000,
+    );
+    expect(Date.now()).toBeGreaterThan(firstDue);
+    // Two more pans, after the first's window and its planned due time, its thank-you not gone.
+    await takeIn(bought("evt-third", "kitchenware", "75.00", DateTime.utc()));
+    await takeIn(bought("evt-fourth", "kitchenware", "75.00", DateTime.utc()));
+
+    const groups = new ThankYouGroups(p.redis, p.prefix);
+    const filed: Record<string, string | undefined> = {};
+    for (const event of events)
+      filed[String(event.id)] = (await groups.filingOf(customer.id, String(event.id)))?.role;
+    // Filed by the worker: the third and fourth on their own (the group stays open while its
+    // thank-you waits), so each gets a thank-you of its own.
+    expect(filed).toEqual({
+      "evt-salon": undefined,
+      "evt-first": "lead",
+      "evt-second": "joined",
+      "evt-third": "alone",
+      "evt-fourth": "alone",
+    });
+    await eventually(
+      async () => {
+        for (const id of ["evt-third", "evt-fourth"])
+          if ((await record(id, "thank-you.thank-you"))?.postponed?.code !== "frequency-cap")
+            return undefined;
+        return true;
+      },
+      "the third and fourth pans' thank-yous to wait for the cap",
+      30_000,
+    );
+    const worker = { sent: 0, waiting: 0, joined: 0 };
+    for (const event of events) {
+      const eventId = String(event.id);
+      if (filed[eventId] === "joined") worker.joined++;
+      const stepId = eventId === "evt-salon" ? "services.thank-you" : "thank-you.thank-you";
+      const state = (await record(eventId, stepId))?.state;
+      if (state === "sent") worker.sent++;
+      else if (state === "scheduled" && filed[eventId] !== "joined") worker.waiting++;
+    }
+
+    const file = path.join(p.configDir, "..", "purchases.ndjson");
+    await writeFile(file, `${events.map((e) => JSON.stringify(e)).join("\n")}\n`);
+    const io = captureIo();
+    await runSimulate(file, { config: p.configDir, json: true }, io);
+    const simulated = JSON.parse(io.output()) as {
+      coalesced: number;
+      delivery: { outcomes: KindOutcomes[] };
+    };
+    const thankYous = simulated.delivery.outcomes.find(
+      (o) => o.channel === "email" && o.kind === "thank-you",
+    );
+    // What the worker sent now, what waits for the cap (sent later: `waited`), what was joined.
+    expect({
+      sent: (thankYous?.sent ?? 0) - (thankYous?.waited ?? 0),
+      waiting: thankYous?.waited ?? 0,
+      joined: simulated.coalesced,
+    }).toEqual(worker);
+    expect(worker).toEqual({ sent: 1, waiting: 3, joined: 1 });
+  }, 60_000);
 });

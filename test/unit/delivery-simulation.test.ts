@@ -5,6 +5,7 @@ import {
   type ReplayOutcome,
   type ReplayStep,
   replayDeliveries,
+  replayKey,
 } from "../../src/domain/delivery-simulation.js";
 import { DueQueue } from "../../src/domain/due-queue.js";
 import type { StepKind } from "../../src/domain/rules.js";
@@ -354,5 +355,63 @@ describe("DueQueue", () => {
         expect(queue.size).toBe(0);
       }),
     );
+  });
+});
+
+describe("replayDeliveries: a thank-you joined to an earlier purchase's, as the worker decides it", () => {
+  const leads = replayKey("leader", "r.thank-you");
+  const joined = () => ({
+    ...step("r.thank-you", "2026-11-02T11:15:00Z", { event: "joined" }),
+    joinedTo: leads,
+  });
+  const seenOf = (steps: ReplayStep[], with_ = rules) => {
+    const outcomes: ReplayOutcome[] = [];
+    const summary = replayDeliveries(steps, with_, (o) => outcomes.push(o));
+    const at = (o: ReplayOutcome) => new Date(o.at).toISOString().slice(0, 16);
+    const seen = outcomes.map(
+      (o) =>
+        `${o.step.eventId} ${o.outcome === "sent" ? "sent" : `skipped ${o.code}`} ${at(o)}${o.waited ? " after waiting" : ""}`,
+    );
+    return { seen, summary };
+  };
+
+  it("is thanked for in the leader's once that went, waiting behind it while a cap defers it", () => {
+    const deferred = rulesFrom(RULES.replace("thank-you: exempt", "thank-you: defer"));
+    const { seen, summary } = seenOf(
+      [
+        step("r.discount", "2026-11-02T10:00:00Z", { event: "earlier" }),
+        step("r.thank-you", "2026-11-02T11:00:00Z", { event: "leader" }),
+        joined(),
+      ],
+      deferred,
+    );
+    expect(seen).toEqual([
+      "earlier sent 2026-11-02T10:00",
+      "leader sent 2026-11-03T10:00 after waiting",
+      "joined skipped coalesced 2026-11-03T10:15",
+    ]);
+    // Counted apart, not among the thank-yous' skips.
+    expect(summary.coalesced).toBe(1);
+    expect(summary.outcomes.find((o) => o.kind === "thank-you")).toEqual({
+      channel: "email",
+      kind: "thank-you",
+      sent: 1,
+      waited: 1,
+      skipped: {},
+    });
+  });
+
+  it("goes on its own when the leader's never goes", () => {
+    const leader = step("r.thank-you", "2026-11-02T11:00:00Z", { event: "leader" });
+    const { email: _none, ...unreachable } = leader.event.customer;
+    const { seen, summary } = seenOf([
+      { ...leader, event: { ...leader.event, customer: unreachable } },
+      joined(),
+    ]);
+    expect(seen).toEqual([
+      "leader skipped no-contact 2026-11-02T11:00",
+      "joined sent 2026-11-02T11:15",
+    ]);
+    expect(summary.coalesced).toBe(0);
   });
 });
