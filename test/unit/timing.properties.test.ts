@@ -2,10 +2,11 @@ import fc from "fast-check";
 import { DateTime, Duration, Settings } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseRules } from "../../src/config/load-rules.js";
-import { planFollowUps } from "../../src/domain/planner.js";
+import { type Plan, planFollowUps } from "../../src/domain/planner.js";
 import type { RuleSet, SendWindow } from "../../src/domain/rules.js";
 import { nextSendWindow, nextSendWindowByCalendar } from "../../src/domain/send-window.js";
 import { replanOf } from "../../src/queue/replanner.js";
+import { mayBePromoted } from "../../src/store/keys.js";
 import type { StepRecord } from "../../src/store/step-record.js";
 import {
   type DayName,
@@ -458,6 +459,24 @@ describe("re-planning (properties)", () => {
       ].join("\n"),
     );
   const HORIZON = 5 * 60_000;
+  /** The step records intake writes for a plan: every step scheduled. */
+  const recordsOf = (planned: Plan) =>
+    new Map<string, StepRecord>(
+      planned.steps.map((s) => [
+        s.stepId,
+        {
+          state: "scheduled",
+          dueAt: Date.parse(s.dueAt),
+          ...(s.graceEndsAt && { graceEndsAt: Date.parse(s.graceEndsAt) }),
+          attempts: 0,
+          takeovers: 0,
+          resends: 0,
+          retries: 0,
+          channel: s.channel,
+          kind: s.kind,
+        },
+      ]),
+    );
 
   it("is idempotent: the same rules loaded again after a re-plan keep every step it left scheduled", () => {
     fc.assert(
@@ -476,22 +495,7 @@ describe("re-planning (properties)", () => {
           });
           const history = { previousPurchases: 0 };
           const planned = planFollowUps(event, before, history, purchasedAt);
-          const records = new Map<string, StepRecord>(
-            planned.steps.map((s) => [
-              s.stepId,
-              {
-                state: "scheduled",
-                dueAt: Date.parse(s.dueAt),
-                ...(s.graceEndsAt && { graceEndsAt: Date.parse(s.graceEndsAt) }),
-                attempts: 0,
-                takeovers: 0,
-                resends: 0,
-                retries: 0,
-                channel: s.channel,
-                kind: s.kind,
-              },
-            ]),
-          );
+          const records = recordsOf(planned);
           const now = purchasedAt.plus({ seconds: replanAfterSeconds });
           const first = replanOf("evt", event, records, after, history, now, HORIZON);
           // The record as the store leaves it (replan-event.lua).
@@ -518,6 +522,82 @@ describe("re-planning (properties)", () => {
           expect(
             again.steps.filter((s) => s.action !== "keep").map((s) => [s.stepId, s.action]),
             `first re-plan: ${JSON.stringify(first.steps.map((s) => [s.stepId, s.action, new Date(s.dueAt).toISOString()]))}`,
+          ).toEqual([]);
+        },
+      ),
+      { numRuns: 300, seed: 20261207 },
+    );
+  });
+  it("decides a step whose delay, window or kind changed as fresh planning would: its due time, kind and a cooldown of its kind", () => {
+    // Rules of one email step `id: t` of a random kind, its kind alone changed half the time; the
+    // customer has another purchase's discount or custom step nearby (cooldowns of both kinds).
+    const kindArb = fc.constantFrom("thank-you", "custom", "discount");
+    const rulesArb = fc
+      .record({
+        email: channelWindowArb,
+        delay: shortDelayArb,
+        kind: kindArb,
+        cooldown: fc.constantFrom("P10D", "P30D"),
+      })
+      .map((r) =>
+        [
+          "version: 1",
+          "defaults: { timezone: Europe/London, currency: GBP }",
+          `cooldowns: { discount: ${r.cooldown}, custom: ${r.cooldown} }`,
+          "sendWindows:",
+          `  email: ${r.email}`,
+          "rules:",
+          "  - id: r",
+          "    steps:",
+          `      - { id: t, kind: ${r.kind}, channel: email, template: t, delay: ${r.delay} }`,
+          "",
+        ].join("\n"),
+      );
+    fc.assert(
+      fc.property(
+        zoneArb,
+        fc.integer({ min: Date.UTC(2026, 0, 1) / 1000, max: Date.UTC(2028, 0, 1) / 1000 }),
+        rulesArb,
+        fc.oneof(rulesArb, kindArb),
+        fc.integer({ min: 0, max: 20 * 86_400 }),
+        fc.integer({ min: -120 * 86_400, max: 120 * 86_400 }),
+        fc.constantFrom("discount", "custom"),
+        (zone, seconds, beforeYaml, afterYaml, replanAfterSeconds, otherOffset, otherKind) => {
+          const afterText = afterYaml.startsWith("version")
+            ? afterYaml
+            : beforeYaml.replace(/kind: [a-z-]+,/, `kind: ${afterYaml},`);
+          const [before, after] = [rulesFrom(beforeYaml), rulesFrom(afterText)];
+          const purchasedAt = DateTime.fromSeconds(seconds, { zone: "utc" });
+          const event = purchase({
+            occurredAt: purchasedAt.toISO({ suppressMilliseconds: true }) ?? "",
+            customer: { timezone: zone, consent: { email: true, sms: true, voice: true } },
+          });
+          const other = (seconds + otherOffset) * 1000;
+          const history = {
+            previousPurchases: 0,
+            recent: { byRule: new Map(), byKind: new Map([[otherKind as "discount", [other]]]) },
+          };
+          const planned = planFollowUps(event, before, history, purchasedAt);
+          const records = recordsOf(planned);
+          const now = purchasedAt.plus({ seconds: replanAfterSeconds });
+          const first = replanOf("evt", event, records, after, history, now, HORIZON);
+          const fresh = planFollowUps(event, after, history, now);
+          const problems: string[] = [];
+          for (const s of first.steps) {
+            const rec = records.get(s.stepId);
+            if (!rec || mayBePromoted(rec.dueAt, now.toMillis() + 60_000, HORIZON)) continue;
+            const f = fresh.steps.find((x) => x.stepId === s.stepId);
+            const fs = fresh.skipped.find((x) => x.stepId === s.stepId);
+            const desc = `${s.stepId} ${s.action} ${s.kind} ${new Date(s.dueAt).toISOString()} fresh ${f ? `${f.kind} ${f.dueAt}` : fs?.code}`;
+            if (s.action === "keep" || s.action === "move") {
+              if (!f) problems.push(`kept but fresh skipped: ${desc}`);
+              else if (Date.parse(f.dueAt) !== s.dueAt) problems.push(`due differs: ${desc}`);
+              else if (f.kind !== s.kind) problems.push(`kind differs: ${desc}`);
+            } else if (f) problems.push(`ended but fresh plans: ${desc} ${s.reason?.code}`);
+          }
+          expect(
+            problems,
+            `planned ${JSON.stringify(planned.steps.map((s) => [s.stepId, s.kind, s.dueAt]))} other ${new Date(other).toISOString()}`,
           ).toEqual([]);
         },
       ),
