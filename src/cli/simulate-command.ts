@@ -48,8 +48,9 @@ const SIMULATION_DISCOUNT_SECRET = "simulate-only-not-a-real-discount-secret";
  * of the same customer count as history, so repeat-customer rules fire as they would live. A line
  * the intake would refuse, such as one that happens more than a day from now, is a bad line.
  *
- * Then the planned steps are replayed in due order as the worker would send them (send windows,
- * grace periods, frequency caps, budgets: replayDeliveries), giving messages, SMS segments and
+ * The planned steps are replayed in due order as the worker would send them (send windows,
+ * grace periods, frequency caps, budgets, coalesced thank-yous: DeliveryReplayer), up to each
+ * purchase's arrival before it is filed with a thank-you group, giving messages, SMS segments and
  * cost per month and channel, and sent, waited and skipped per channel and kind. With `steps`,
  * every planned step is streamed as a line of NDJSON instead, and nothing is replayed, so memory
  * stays bounded by the number of customers.
