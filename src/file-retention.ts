@@ -1,7 +1,7 @@
 import { removeExpiredOutboxFiles } from "./channels/outbox.js";
 import type { WebhookSpool } from "./http/webhook-spool.js";
 import type { Logger } from "./logger.js";
-import { periodic } from "./queue/periodic.js";
+import { type Periodic, periodic } from "./queue/periodic.js";
 
 /**
  * The worker's folders that hold personal data expire their files by age, however quiet the
@@ -36,19 +36,25 @@ export interface FileRetention {
 }
 
 export function createFileRetention(deps: FileRetentionDeps): FileRetention {
+  let task: Periodic | undefined;
   const sweep = async () => {
     const now = deps.now();
-    const outbox = await removeExpiredOutboxFiles(deps.outboxDir, now, deps.outboxMaxAgeMs).catch(
-      (error: unknown) => {
-        deps.logger.warn(
-          { err: error, dir: "OUTBOX_DIR" },
-          "could not remove outbox files past their age",
-        );
-        return 0;
-      },
-    );
+    // A round is left between two files when the worker stops (a large folder takes long).
+    const stopped = () => task?.stopped() ?? false;
+    const outbox = await removeExpiredOutboxFiles(
+      deps.outboxDir,
+      now,
+      deps.outboxMaxAgeMs,
+      stopped,
+    ).catch((error: unknown) => {
+      deps.logger.warn(
+        { err: error, dir: "OUTBOX_DIR" },
+        "could not remove outbox files past their age",
+      );
+      return 0;
+    });
     const spool = await deps.spool
-      .removeExpiredFailed(now, deps.failedMaxAgeMs)
+      .removeExpiredFailed(now, deps.failedMaxAgeMs, stopped)
       .catch((error: unknown) => {
         deps.logger.warn(
           { err: error, dir: "WEBHOOK_SPOOL_DIR" },
@@ -69,7 +75,7 @@ export function createFileRetention(deps: FileRetentionDeps): FileRetention {
       );
     return { outbox, failed: spool.removed, optOutsKept: spool.optOutsKept };
   };
-  const task = periodic({
+  task = periodic({
     firstMs: deps.firstMs ?? 0,
     everyMs: deps.everyMs ?? FILE_RETENTION_EVERY_MS,
     run: async () => {

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
-import { mkdir, readdir, rename, stat, unlink, writeFile } from "node:fs/promises";
+import type { Dir } from "node:fs";
+import { lstat, mkdir, opendir, rename, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import nodemailer, { type DKIMOptions } from "nodemailer";
 import type { Channel } from "../domain/events.js";
@@ -112,30 +113,43 @@ export function outboxFileName(followUpId: string, ext: string): string {
  * writing it (a write takes milliseconds): it holds a message too, so it goes.
  */
 const STALE_TEMPORARY_MS = 10 * 60_000;
-const TEMPORARY_FILE = /^\..+\.tmp$/;
+/** The names `outboxFileName` gives: the only files of the folder that expire (it may be shared). */
+const MESSAGE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}-[0-9a-f]{10}\.(?:eml|json)$/;
+/** A temporary file of `writeAtomically`: a message's name between a dot and a random id. */
+const TEMPORARY_FILE = /^\.[A-Za-z0-9][A-Za-z0-9._-]*\.(?:eml|json)\.[0-9a-f-]+\.tmp$/;
 
 /**
- * Removes the outbox's messages (.eml, .json) last written more than `maxAgeMs` before `now`, and
- * temporary files left by an interrupted write; how many went. One file at a time, so that it
- * never holds up a send; a file removed meanwhile (an erasure, another worker) is passed over.
- * None when the folder does not exist.
+ * Removes the outbox's messages (.eml, .json, named as `outboxFileName` names them) last written
+ * more than `maxAgeMs` before `now`, and temporary files left by an interrupted write; how many
+ * went. Any other file, a symbolic link or a folder is left alone, whatever its name. The folder
+ * is read a batch of names at a time (it may hold millions) and one file is removed at a time, so
+ * that it never holds up a send; `stopped` is asked between files (the worker shutting down). A
+ * file removed meanwhile (an erasure, another worker) is passed over. None when the folder does
+ * not exist.
  */
 export async function removeExpiredOutboxFiles(
   dir: string,
   now: number,
   maxAgeMs: number,
+  stopped: () => boolean = () => false,
 ): Promise<number> {
-  // A folder not made yet holds nothing.
-  const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return [] as string[];
+  let folder: Dir;
+  try {
+    folder = await opendir(dir);
+  } catch (error) {
+    // A folder not made yet holds nothing.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
     throw error;
-  });
+  }
   let removed = 0;
-  for (const name of names) {
-    const temporary = TEMPORARY_FILE.test(name);
-    if (!(temporary || /\.(eml|json)$/.test(name))) continue;
-    const file = path.join(dir, name);
-    const info = await stat(file).catch(() => undefined);
+  // Leaving the loop early closes the folder.
+  for await (const entry of folder) {
+    if (stopped()) break;
+    const temporary = TEMPORARY_FILE.test(entry.name);
+    if (!(temporary || MESSAGE_FILE.test(entry.name))) continue;
+    const file = path.join(dir, entry.name);
+    // Not followed: a link put in the folder is not one of ours, nor is what it points to.
+    const info = await lstat(file).catch(() => undefined);
     if (!info?.isFile()) continue;
     if (now - info.mtimeMs <= (temporary ? STALE_TEMPORARY_MS : maxAgeMs)) continue;
     await unlink(file).then(

@@ -480,11 +480,13 @@ export class WebhookSpool {
    * the move, which `moveAside` sets), but for opt-outs (a STOP, a 9 on a call, an unsubscribe
    * request): only handling one opts its number (or customer) out, so it stays until an operator
    * moves it back into the spool or deletes it. How many went, and how many such opt-outs are
-   * past the age. None when there is no `failed/`.
+   * past the age. None when there is no `failed/`. `stopped` is asked between files (the worker
+   * shutting down).
    */
   async removeExpiredFailed(
     now: number,
     maxAgeMs = FAILED_WEBHOOK_MAX_AGE_MS,
+    stopped: () => boolean = () => false,
   ): Promise<{ removed: number; optOutsKept: number }> {
     const failed = path.join(this.dir, SPOOL_FAILED_DIR);
     let names: string[];
@@ -497,6 +499,7 @@ export class WebhookSpool {
     let removed = 0;
     let optOutsKept = 0;
     for (const name of names) {
+      if (stopped()) break;
       const file = path.join(failed, name);
       const modified = await stat(file).then(
         (info) => info.mtimeMs,

@@ -1,8 +1,8 @@
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { createOutboxChannel } from "../../src/channels/outbox.js";
+import { createOutboxChannel, outboxFileName } from "../../src/channels/outbox.js";
 import { createFileRetention } from "../../src/file-retention.js";
 import {
   FAILED_WEBHOOK_MAX_AGE_MS,
@@ -37,6 +37,18 @@ async function aged(file: string, text: string, ageMs: number): Promise<void> {
   await writeFile(file, text);
   const at = new Date(Date.now() - ageMs);
   await utimes(file, at, at);
+}
+
+/** Expiry of `outbox` after 30 days, with a spool of its own under `root`. */
+function outboxRetention(root: string, outbox: string) {
+  return createFileRetention({
+    outboxDir: outbox,
+    outboxMaxAgeMs: 30 * DAY,
+    spool: new WebhookSpool(path.join(root, "spool")),
+    failedMaxAgeMs: FAILED_WEBHOOK_MAX_AGE_MS,
+    now: Date.now,
+    logger: silent,
+  });
 }
 
 /** A spooled inbound SMS's file text (its sender and words). */
@@ -141,6 +153,53 @@ describe("files past their age", () => {
       await channel.close();
     }
   });
+
+  it("leaves alone what the outbox did not write, in a folder it shares, and links", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "followups-file-retention-"));
+    folders.push(root);
+    const outbox = path.join(root, "outbox");
+    const elsewhere = path.join(root, "elsewhere");
+    await mkdir(outbox, { recursive: true });
+    await mkdir(elsewhere, { recursive: true });
+    const ours = outboxFileName("evt-1:check-in", ".json");
+    await aged(path.join(outbox, ours), '{"to":"+447400900321"}', 31 * DAY);
+    // Another program's files in the same folder, with the outbox's extensions.
+    const theirs = ["package.json", "invoice-2025.eml", ".editor-swap.tmp", "archive.json.tmp"];
+    for (const name of theirs) await aged(path.join(outbox, name), "{}", 400 * DAY);
+    // A link named like a message, to a file of someone else's (itself old).
+    const target = path.join(elsewhere, "ledger.json");
+    await aged(target, "{}", 400 * DAY);
+    const link = outboxFileName("evt-2:check-in", ".json");
+    await symlink(target, path.join(outbox, link));
+    const removed = await outboxRetention(root, outbox).sweep();
+    expect(removed.outbox).toBe(1);
+    expect((await readdir(outbox)).sort()).toEqual([...theirs, link].sort());
+    expect(await readdir(elsewhere)).toEqual(["ledger.json"]);
+  });
+
+  it("a worker stopping does not wait for a round through a large outbox", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "followups-file-retention-"));
+    folders.push(root);
+    const outbox = path.join(root, "outbox");
+    await mkdir(outbox, { recursive: true });
+    const at = new Date(Date.now() - 31 * DAY);
+    const total = 20_000;
+    for (let i = 0; i < total; i += 500)
+      await Promise.all(
+        Array.from({ length: 500 }, async (_, j) => {
+          const file = path.join(outbox, outboxFileName(`evt-${i + j}:check-in`, ".json"));
+          await writeFile(file, "{}");
+          await utimes(file, at, at);
+        }),
+      );
+    const retention = outboxRetention(root, outbox);
+    retention.start();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await retention.stop();
+    // The round was left when the worker stopped: what it had not reached is still there (the
+    // next start goes on with it).
+    expect((await readdir(outbox)).length).toBeGreaterThan(0);
+  }, 60_000);
 
   it("dates a webhook moved aside by the move, not by its arrival", async () => {
     const root = await mkdtemp(path.join(tmpdir(), "followups-file-retention-"));
