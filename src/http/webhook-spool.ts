@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { CHANNELS, type Channel } from "../domain/events.js";
@@ -479,9 +479,10 @@ export class WebhookSpool {
    * Removes the files moved aside to `failed/` more than `maxAgeMs` before `now` (by the time of
    * the move, which `moveAside` sets), but for opt-outs (a STOP, a 9 on a call, an unsubscribe
    * request): only handling one opts its number (or customer) out, so it stays until an operator
-   * moves it back into the spool or deletes it. How many went, and how many such opt-outs are
-   * past the age. None when there is no `failed/`. `stopped` is asked between files (the worker
-   * shutting down).
+   * moves it back into the spool or deletes it; so does a file that does not read as a webhook
+   * (written by another version, or damaged: it may be an opt-out). How many went, and how many
+   * such files (opt-outs or possibly) are past the age. None when there is no `failed/`.
+   * `stopped` is asked between files (the worker shutting down).
    */
   async removeExpiredFailed(
     now: number,
@@ -501,14 +502,15 @@ export class WebhookSpool {
     for (const name of names) {
       if (stopped()) break;
       const file = path.join(failed, name);
-      const modified = await stat(file).then(
-        (info) => info.mtimeMs,
+      // Not followed: a link is not a webhook of ours.
+      const modified = await lstat(file).then(
+        (info) => (info.isFile() ? info.mtimeMs : undefined),
         () => undefined,
       );
       if (modified === undefined || now - modified <= maxAgeMs) continue;
       const text = await readFile(file, "utf8").catch(() => undefined);
       if (text === undefined) continue;
-      if (spoolFileNames(text).optOut) {
+      if (parseSpoolText(text) === undefined || spoolFileNames(text).optOut) {
         optOutsKept++;
         continue;
       }

@@ -201,6 +201,26 @@ describe("files past their age", () => {
     expect((await readdir(outbox)).length).toBeGreaterThan(0);
   }, 60_000);
 
+  it("keeps a failed webhook that does not read as one: it may be an opt-out", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "followups-file-retention-"));
+    folders.push(root);
+    const spool = new WebhookSpool(path.join(root, "spool"));
+    const failed = path.join(root, "spool", SPOOL_FAILED_DIR);
+    await mkdir(failed, { recursive: true });
+    const old = Date.now() - 40 * DAY;
+    // Written by another version (a kind this one does not know), and moved aside by this one: a
+    // STOP for all it can tell.
+    const other = spoolFileName(old, 1, "dddddddddddd");
+    const text = JSON.stringify({
+      kind: "keyword",
+      keyword: { from: "+447400900321", body: "STOP" },
+      receivedAt: old,
+    });
+    await aged(path.join(failed, other), text, 31 * DAY);
+    expect(await spool.removeExpiredFailed(Date.now())).toEqual({ removed: 0, optOutsKept: 1 });
+    expect(await readdir(failed)).toEqual([other]);
+  });
+
   it("dates a webhook moved aside by the move, not by its arrival", async () => {
     const root = await mkdtemp(path.join(tmpdir(), "followups-file-retention-"));
     folders.push(root);
