@@ -64,8 +64,10 @@ export type FailureKind = "transient" | "permanent" | "misconfigured";
 /**
  * Network errors that mean a connection never opened, or its TLS handshake failed, so no request
  * or message can have reached the provider: a failure with one of these is certain, never a
- * possible duplicate. The TLS ones are raised by the handshake alone: the certificate checks, and
- * a server that does not speak TLS at all (smtps:// to a port of plain SMTP).
+ * possible duplicate. The TLS ones are raised by the handshake alone: the certificate checks. Not
+ * ERR_SSL_WRONG_VERSION_NUMBER (a record that is not TLS): a server that does not speak TLS at
+ * all raises it (smtps:// to a port of plain SMTP), but so does plain text under TLS at any later
+ * point of a session, also after a whole message or request was written, with the same fields.
  */
 export const NEVER_CONNECTED: ReadonlySet<string> = new Set([
   "ECONNREFUSED",
@@ -73,7 +75,6 @@ export const NEVER_CONNECTED: ReadonlySet<string> = new Set([
   "EAI_AGAIN",
   "EHOSTUNREACH",
   "ENETUNREACH",
-  "ERR_SSL_WRONG_VERSION_NUMBER",
   "ERR_TLS_CERT_ALTNAME_INVALID",
   "DEPTH_ZERO_SELF_SIGNED_CERT",
   "SELF_SIGNED_CERT_IN_CHAIN",

@@ -1,7 +1,9 @@
+import { execFileSync } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { simpleParser } from "mailparser";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type {
@@ -781,6 +783,75 @@ async function scriptedSmtp(mode: "auth-454" | "reset-after-data" | "greeting-55
   };
 }
 
+/**
+ * An SMTP server over TLS (smtps://) that takes the whole message and then, instead of its 250,
+ * writes plain text on the connection under TLS (a middlebox, or a server that drops TLS as it
+ * fails): the client reads a record that is not TLS, ERR_SSL_WRONG_VERSION_NUMBER, as from a
+ * server that never spoke TLS, but after the message was handed over.
+ */
+async function plainTextAfterDataSmtps() {
+  const folder = await mkdtemp(path.join(tmpdir(), "followups-smtps-"));
+  const key = path.join(folder, "key.pem");
+  const cert = path.join(folder, "cert.pem");
+  execFileSync(
+    "openssl",
+    [
+      ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"],
+      ...["-keyout", key, "-out", cert],
+    ],
+    { stdio: "ignore" },
+  );
+  const received = { messages: 0 };
+  const raw: net.Socket[] = [];
+  const server = tls.createServer(
+    { key: await readFile(key), cert: await readFile(cert) },
+    (socket) => {
+      const plain = raw.at(-1);
+      socket.on("error", () => undefined);
+      let buffer = "";
+      let inData = false;
+      socket.write("220 scripted ESMTP\r\n");
+      socket.on("data", (chunk) => {
+        buffer += chunk.toString("latin1");
+        for (;;) {
+          if (inData) {
+            if (!buffer.includes("\r\n.\r\n")) return;
+            received.messages++;
+            // The whole message is here: plain text under TLS where the 250 would go.
+            plain?.write("421 4.4.2 closing\r\n");
+            return;
+          }
+          const newline = buffer.indexOf("\r\n");
+          if (newline < 0) return;
+          const line = buffer.slice(0, newline).toUpperCase();
+          buffer = buffer.slice(newline + 2);
+          if (line.startsWith("EHLO")) socket.write("250 scripted\r\n");
+          else if (line.startsWith("MAIL") || line.startsWith("RCPT")) socket.write("250 ok\r\n");
+          else if (line === "DATA") {
+            socket.write("354 go ahead\r\n");
+            inData = true;
+          } else socket.write("502 not here\r\n");
+        }
+      });
+    },
+  );
+  server.on("connection", (socket: net.Socket) => {
+    raw.push(socket);
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `smtps://127.0.0.1:${port}`,
+    received,
+    stop: async () => {
+      for (const socket of raw) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+      await rm(folder, { recursive: true, force: true });
+    },
+  };
+}
+
 describe("SMTP failures on a real connection", () => {
   const send = async (url: string) => {
     const channel = createSmtpEmailChannel({ smtpUrl: url, from: "hello@shop.example" });
@@ -832,12 +903,27 @@ describe("SMTP failures on a real connection", () => {
     },
   );
 
-  it("a TLS handshake that fails (smtps:// to a server that speaks plain SMTP) is certain: nothing was sent", async () => {
+  it("a TLS record that is not TLS after the whole message went out (ERR_SSL_WRONG_VERSION_NUMBER mid-session) may hide an acceptance: uncertain", async () => {
+    const server = await plainTextAfterDataSmtps();
+    // The server's certificate is its own (made above).
+    const checking = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+    process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+    try {
+      const result = await send(server.url);
+      expect(server.received.messages).toBe(1);
+      expect(result).toMatchObject({ ok: false, error: { kind: "transient", uncertain: true } });
+    } finally {
+      if (checking === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = checking;
+      await server.stop();
+    }
+  });
+
+  it("smtps:// to a server that speaks plain SMTP counts as possibly handed over: its error is also raised mid-session", async () => {
     const server = await scriptedSmtp("reset-after-data");
     try {
       const result = await send(server.url.replace(/^smtp:/, "smtps:"));
-      expect(result).toMatchObject({ ok: false, error: { kind: "transient" } });
-      if (!result.ok) expect(result.error.uncertain).toBeUndefined();
+      expect(result).toMatchObject({ ok: false, error: { kind: "transient", uncertain: true } });
       expect(server.received.messages).toBe(0);
     } finally {
       await server.stop();
@@ -892,7 +978,6 @@ describe("failure classification by code", () => {
     ["UNABLE_TO_VERIFY_LEAF_SIGNATURE"],
     ["CERT_HAS_EXPIRED"],
     ["ERR_TLS_CERT_ALTNAME_INVALID"],
-    ["ERR_SSL_WRONG_VERSION_NUMBER"],
   ])(
     "a TLS handshake refused (%s) is certain, over SMTP and to Twilio: nothing was handed over",
     (cause) => {
@@ -904,6 +989,17 @@ describe("failure classification by code", () => {
       expect(twilio.uncertain).toBeUndefined();
     },
   );
+
+  it("a record that is not TLS (ERR_SSL_WRONG_VERSION_NUMBER) is uncertain, over SMTP and to Twilio: it may come after the handover", () => {
+    const cause = "ERR_SSL_WRONG_VERSION_NUMBER";
+    const smtp = classifySmtpFailure({ code: "ESOCKET", originalCode: cause, command: "CONN" });
+    expect(smtp).toMatchObject({ kind: "transient", code: "ESOCKET", uncertain: true });
+    expect(classifyTwilioFailure({ code: cause })).toMatchObject({
+      kind: "transient",
+      code: cause,
+      uncertain: true,
+    });
+  });
 
   it("names the enhanced status and the command, not the server's words", () => {
     const failure = classifySmtpFailure({
