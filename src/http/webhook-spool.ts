@@ -527,10 +527,12 @@ export class WebhookSpool {
   async moveAside(name: string): Promise<string> {
     const failed = path.join(this.dir, SPOOL_FAILED_DIR);
     await mkdir(failed, { recursive: true, mode: 0o700 });
-    const moved = path.join(failed, name);
-    await rename(path.join(this.dir, name), moved);
+    const file = path.join(this.dir, name);
+    // Dated before the move: a file in failed/ always carries the time it was moved there, so
+    // the hourly expiry never sees an old spooled file there with the age of its webhook.
     const now = new Date();
-    await utimes(moved, now, now).catch(() => undefined);
+    await utimes(file, now, now).catch(() => undefined);
+    await rename(file, path.join(failed, name));
     return path.join(SPOOL_FAILED_DIR, name);
   }
 }
