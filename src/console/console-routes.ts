@@ -439,7 +439,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     scope.get("/console/confirm", async (request, reply) => {
       const action = queryField(request, "action");
       const ref = queryField(request, "ref") ?? "";
-      const back = safeBack(queryField(request, "back"));
+      const back = safeBack(queryField(request, "back")) || "/console/search";
       const csrf = csrfToken(request, reply);
       if (action === "erase") {
         const customer = queryField(request, "customer") ?? "";
@@ -907,13 +907,32 @@ function customerPath(id: string): string {
   return `/console/customers/${encodeURIComponent(id)}`;
 }
 
-/** Where to go back to: a console path only, never another site. */
+/** The origin a `back` is read against: a console page's own (any will do: only its path is kept). */
+const BACK_BASE = "http://console.invalid";
+/** A longer `back` is not followed (no console page has one near this long). */
+const MAX_BACK_LENGTH = 2_000;
+
+/**
+ * Where to go back to: a console path only, never another site, as a URL reads it (`..` and
+ * `%2e%2e` resolved, a backslash as a slash) and written as a header can carry it: percent-encoded
+ * (characters above U+007F as UTF-8, an invalid UTF-16 surrogate as U+FFFD), which Node would
+ * otherwise refuse (above U+00FF) or send as single bytes a browser reads as other characters.
+ * Anything else, control characters included, is "" (the caller's default page).
+ */
 function safeBack(back: string | undefined): string {
-  // Control characters would make the redirect's Location header unsendable.
-  return back?.startsWith("/console/") &&
-    !back.startsWith("//") &&
-    ![...back].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
-    ? back
+  if (
+    back === undefined ||
+    back.length > MAX_BACK_LENGTH ||
+    !back.startsWith("/console/") ||
+    // A URL drops tabs and line breaks, and trims other controls and spaces: not a way back.
+    /[\p{Cc}]/u.test(back) ||
+    !URL.canParse(back, BACK_BASE)
+  )
+    return "";
+  const url = new URL(back, BACK_BASE);
+  const path = `${url.pathname}${url.search}`;
+  return url.origin === BACK_BASE && path.startsWith("/console/") && path.length <= MAX_BACK_LENGTH
+    ? path
     : "";
 }
 
