@@ -12,6 +12,7 @@ import { type EraseOptions, runErase } from "./cli/erase-command.js";
 import { type FailedOptions, runFailed } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
 import { type MigrateOptions as MigrateCommandOptions, runMigrate } from "./cli/migrate-command.js";
+import { terminalText } from "./cli/operator-text.js";
 import { type OptOutOptions, runOptOut } from "./cli/opt-out-command.js";
 import { runOrder } from "./cli/order-command.js";
 import { packageVersion } from "./cli/package-version.js";
@@ -380,7 +381,7 @@ try {
   // answered) would keep the process from ending.
   disconnectCommandConnections();
   if (error instanceof CommandError) {
-    process.stderr.write(`${error.message}\n`);
+    process.stderr.write(terminalText(`${error.message}\n`));
     process.exitCode = error.code;
   } else if (isCommanderExit(error)) {
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;

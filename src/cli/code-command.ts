@@ -1,6 +1,7 @@
 import { DiscountCodes } from "../store/discount-codes.js";
 import { commandRedis, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { terminalText } from "./operator-text.js";
 
 /**
  * `followups code <CODE>`: what a till would learn of a discount code (valid, expired, redeemed
@@ -23,7 +24,12 @@ export async function runCode(
     const found = await new DiscountCodes(redis, prefix).lookup(typed.trim(), Date.now());
     if (!found) {
       if (options.json) io.out(`${JSON.stringify({ code: typed.trim(), status: "unknown" })}\n`);
-      else io.err(`unknown code: ${typed.trim()} was never issued, or is gone after it expired\n`);
+      else
+        io.err(
+          terminalText(
+            `unknown code: ${typed.trim()} was never issued, or is gone after it expired\n`,
+          ),
+        );
       return EXIT.invalid;
     }
     if (options.json) {
@@ -39,7 +45,7 @@ export async function runCode(
             : found.status === "expired"
               ? `expired (valid until ${found.validUntil})`
               : `valid until ${found.validUntil}`;
-      io.out(`${found.code}: ${found.percent}% off, ${state}\n`);
+      io.out(terminalText(`${found.code}: ${found.percent}% off, ${state}\n`));
     }
     return EXIT.ok;
   } finally {

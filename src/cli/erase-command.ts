@@ -2,6 +2,7 @@ import type { ErasureReceipt } from "../operations/erase-customer.js";
 import type { ShortWait } from "../store/replica-wait.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
+import { terminalText } from "./operator-text.js";
 
 export interface EraseOptions {
   readonly config: string;
@@ -64,22 +65,24 @@ function receiptText(receipt: ErasureReceipt): string {
     rewriting: "Redis is rewriting its append-only file, so the data leaves the disk too",
     off: "Redis keeps no append-only file (nothing to rewrite)",
   };
-  return `${[
-    `Erased customer ${receipt.customer} at ${receipt.erasedAt} (by ${receipt.by})`,
-    `  purchases erased:        ${receipt.purchases}`,
-    `  pending steps cancelled: ${receipt.stepsCancelled}`,
-    ...(receipt.stepsInFlight > 0
-      ? [`  steps being sent:        ${receipt.stepsInFlight} (erase again once they are sent)`]
-      : []),
-    `  keys deleted:            ${receipt.keysDeleted}`,
-    `  queue jobs removed:      ${receipt.jobsRemoved}`,
-    `  outbox files removed:    ${receipt.outboxFilesRemoved}`,
-    `  failed webhooks removed: ${receipt.spoolFilesRemoved} (this machine's WEBHOOK_SPOOL_DIR)`,
-    `  discount codes revoked:  ${receipt.codesRevoked}`,
-    `  opt-outs kept (hashed):  ${receipt.optOutsKept}`,
-    `  ${aof[receipt.appendOnlyFile] ?? `append-only file rewrite ${receipt.appendOnlyFile}`}`,
-    ...(receipt.foldersNotSearched ?? []).map((folder) => `  NOT SEARCHED: ${folder}`),
-    "Kept: anonymous counts, step states, opt-outs as keyed hashes, and a keyed hash of the",
-    "customer so that their events from before now are dropped when they arrive.",
-  ].join("\n")}\n`;
+  return terminalText(
+    `${[
+      `Erased customer ${receipt.customer} at ${receipt.erasedAt} (by ${receipt.by})`,
+      `  purchases erased:        ${receipt.purchases}`,
+      `  pending steps cancelled: ${receipt.stepsCancelled}`,
+      ...(receipt.stepsInFlight > 0
+        ? [`  steps being sent:        ${receipt.stepsInFlight} (erase again once they are sent)`]
+        : []),
+      `  keys deleted:            ${receipt.keysDeleted}`,
+      `  queue jobs removed:      ${receipt.jobsRemoved}`,
+      `  outbox files removed:    ${receipt.outboxFilesRemoved}`,
+      `  failed webhooks removed: ${receipt.spoolFilesRemoved} (this machine's WEBHOOK_SPOOL_DIR)`,
+      `  discount codes revoked:  ${receipt.codesRevoked}`,
+      `  opt-outs kept (hashed):  ${receipt.optOutsKept}`,
+      `  ${aof[receipt.appendOnlyFile] ?? `append-only file rewrite ${receipt.appendOnlyFile}`}`,
+      ...(receipt.foldersNotSearched ?? []).map((folder) => `  NOT SEARCHED: ${folder}`),
+      "Kept: anonymous counts, step states, opt-outs as keyed hashes, and a keyed hash of the",
+      "customer so that their events from before now are dropped when they arrive.",
+    ].join("\n")}\n`,
+  );
 }

@@ -1,3 +1,4 @@
+import { escapeUnsafeCharacters as escapeControls } from "../domain/unsafe-text.js";
 import type {
   CancelResult,
   FailedFollowUp,
@@ -129,7 +130,7 @@ export function renderCancelText(result: CancelResult): string {
   ];
   if (result.inFlight.length > 0)
     lines.push(`Being sent right now, not cancelled:`, ...result.inFlight.map((ref) => `  ${ref}`));
-  return `${lines.join("\n")}\n`;
+  return `${lines.map(escapeControls).join("\n")}\n`;
 }
 
 /** `followups failed`'s list. */
@@ -188,18 +189,13 @@ function channelList<T>(values: Readonly<Record<string, T>>, word: (value: T) =>
     .join(", ");
 }
 
-/** Control and bidi characters: C0 (line breaks included), DEL, C1, bidi embeddings and isolates. */
-const CONTROLS = /[\p{Cc}\u202a-\u202e\u2066-\u2069]/gu;
-
 /**
- * One line or table cell, built from what customers and publishers wrote (names, items, ids, a
- * reason quoting a bad value), with its control and bidi characters shown as escapes (`\u001b`):
- * printed raw, they could retitle or clear the operator's terminal, recolour or reverse text, or
- * start a line of their own that reads as another entry. `--json` keeps them, escaped by JSON.
+ * A command's text output, built from what customers, publishers and operators wrote (names,
+ * items, ids, reasons, notes), line by line: its own line breaks kept, the control and bidi
+ * characters of the text shown as escapes (`\u001b`, `\u200f`; domain/unsafe-text.ts). Printed
+ * raw, they could retitle or clear the operator's terminal, recolour or reverse text, or start a
+ * line of their own that reads as another entry. `--json` keeps them, escaped by JSON.
  */
-function escapeControls(text: string): string {
-  return text.replace(
-    CONTROLS,
-    (control) => `\\u${control.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+export function terminalText(text: string): string {
+  return text.split("\n").map(escapeControls).join("\n");
 }

@@ -3,6 +3,7 @@ import type { OptOutReceipt, OptOutTarget } from "../operations/operator-tools.j
 import type { ShortWait } from "../store/replica-wait.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
+import { terminalText } from "./operator-text.js";
 
 export interface OptOutOptions {
   readonly config: string;
@@ -81,16 +82,18 @@ function receiptText(receipt: OptOutReceipt): string {
       ? `customer ${JSON.stringify(receipt.customer)}`
       : `the ${receipt.address === "email" ? "email address" : "phone number"} given`;
   const already = receipt.channels.filter((channel) => !receipt.newlyOptedOut.includes(channel));
-  return `${[
-    `Opted out ${who} at ${receipt.optedOutAt} (by ${receipt.by})`,
-    `  channels:          ${receipt.channels.map((channel) => CHANNEL_WORDS[channel]).join(", ")}`,
-    `  scope:             ${receipt.purposes ? "offers only (marketing steps)" : "every follow-up"}`,
-    `  addresses covered: ${receipt.addressesCovered}${receipt.customer !== null ? " (of their purchases still kept, by keyed hash)" : " (by keyed hash)"}`,
-    ...(already.length > 0
-      ? [
-          `  already opted out: ${already.map((channel) => CHANNEL_WORDS[channel]).join(", ")} (nothing counted again)`,
-        ]
-      : []),
-    "Pending follow-ups it covers are skipped (opted-out) when they fall due.",
-  ].join("\n")}\n`;
+  return terminalText(
+    `${[
+      `Opted out ${who} at ${receipt.optedOutAt} (by ${receipt.by})`,
+      `  channels:          ${receipt.channels.map((channel) => CHANNEL_WORDS[channel]).join(", ")}`,
+      `  scope:             ${receipt.purposes ? "offers only (marketing steps)" : "every follow-up"}`,
+      `  addresses covered: ${receipt.addressesCovered}${receipt.customer !== null ? " (of their purchases still kept, by keyed hash)" : " (by keyed hash)"}`,
+      ...(already.length > 0
+        ? [
+            `  already opted out: ${already.map((channel) => CHANNEL_WORDS[channel]).join(", ")} (nothing counted again)`,
+          ]
+        : []),
+      "Pending follow-ups it covers are skipped (opted-out) when they fall due.",
+    ].join("\n")}\n`,
+  );
 }

@@ -1,5 +1,6 @@
 import { type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
+import { terminalText } from "./operator-text.js";
 
 /**
  * `followups resend --step REF`: sends a sent or failed follow-up again, deliberately and once; the
@@ -19,7 +20,9 @@ export async function runResend(
     io.out(
       options.json
         ? `${JSON.stringify(result)}\n`
-        : `Queued ${result.ref} to be sent again (job ${result.jobId}); a running worker sends it.\n`,
+        : terminalText(
+            `Queued ${result.ref} to be sent again (job ${result.jobId}); a running worker sends it.\n`,
+          ),
     );
     return EXIT.ok;
   });

@@ -1,4 +1,5 @@
 import { DateTime, Duration } from "luxon";
+import { spaceUnsafeCharacters } from "../domain/unsafe-text.js";
 import type {
   CheckInCohort,
   CurrencyAmount,
@@ -131,10 +132,7 @@ export function notableChanges(model: ReportModel): readonly OutcomeChange[] {
 
 /** Untrusted text made safe for a terminal or a text email: no control or bidi characters. */
 export function plainText(text: string): string {
-  return text
-    .replace(/[\p{Cc}\u202a-\u202e\u2066-\u2069]+/gu, " ")
-    .replace(/ {2,}/g, " ")
-    .trim();
+  return spaceUnsafeCharacters(text).replace(/ {2,}/g, " ").trim();
 }
 
 /** Capitalises the first letter of a reason for use as a list item. */

@@ -16,6 +16,7 @@ import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { RefusedEvent } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { eventJobId } from "../../src/queue/names.js";
 import { alertEmail } from "../../src/reports/owner-alert-email.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
@@ -1115,6 +1116,61 @@ describe("an operator's terminal", () => {
     expect((JSON.parse(json.out) as CustomerTimeline).customer?.firstName).toBe(
       "Ana\u001b]0;owned\u0007",
     );
+  });
+});
+
+describe("an operator's terminal, right to left", () => {
+  it("gets no bidi marks or line separators from what customers, publishers and operators wrote", async () => {
+    pipeline = await startPipeline("ops-terminal-bidi");
+    const p = pipeline;
+    // A right-to-left mark before a name shows the rest of the line reversed; an Arabic letter
+    // mark, an isolate or a line separator in an id reorders or breaks the line around it.
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-\u200fbidi",
+        orderId: "ord-\u061c7\u2028-1",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-bidi\u2066", name: "\u200fAna\u200e Novak" },
+        items: [item("televisions", "899.00", { name: "TV\u2029\u202e55" })],
+      }) as never,
+    );
+    expect(await eventProcessed(p, eventJobId("evt-\u200fbidi"))).toBe("completed");
+    await p.events.add("purchase.completed", {
+      type: "purchase.completed",
+      id: "evt-\u200e\u2067",
+    });
+    await eventually(
+      async () => ((await p.events.getFailedCount()) === 1 ? true : undefined),
+      "the bad event to be refused",
+    );
+    const unsafe = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+    const unsafeLines = (text: string) => text.split("\n").filter((line) => unsafe.test(line));
+
+    const timeline = await command(p, (io) =>
+      runCustomer("cus-bidi\u2066", { config: p.configDir }, io),
+    );
+    expect(unsafeLines(timeline.out)).toEqual([]);
+    expect(timeline.out).toContain("Customer cus-bidi\\u2066\n  \\u200fAna\\u200e: ");
+    expect(timeline.out).toContain("  1 × TV\\u2029\\u202e55 at 899.00 GBP");
+    expect(timeline.out).toContain("Purchase evt-\\u200fbidi, order ord-\\u061c7\\u2028-1,");
+
+    const cancelled = await command(p, (io) =>
+      runCancel(
+        { config: p.configDir, customer: "cus-bidi\u2066", reason: "rang \u200fback", by: "dana" },
+        io,
+      ),
+    );
+    expect(cancelled.code).toBe(0);
+    expect(unsafeLines(cancelled.out)).toEqual([]);
+    expect(cancelled.out).toContain("  evt-\\u200fbidi/big-ticket.thank-you\n");
+    const after = await command(p, (io) =>
+      runCustomer("cus-bidi\u2066", { config: p.configDir }, io),
+    );
+    expect(unsafeLines(after.out)).toEqual([]);
+
+    const refused = await command(p, (io) => runRefused({ config: p.configDir, limit: "9" }, io));
+    expect(unsafeLines(refused.out)).toEqual([]);
+    expect(refused.out).toContain("evt-\\u200e\\u2067");
   });
 });
 
