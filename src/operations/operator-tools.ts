@@ -1,5 +1,6 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
+import { orderHash } from "../domain/address-hash.js";
 import {
   CHANNELS,
   type Channel,
@@ -28,6 +29,7 @@ import { type OrderRecord, OrderStore } from "../store/order-store.js";
 import { type RedisClient, unlessRedisAway } from "../store/redis-client.js";
 import { ReplicaWait, type ReplicaWaitSettings, type ShortWait } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
+import { sharedSecret } from "../store/shared-secrets.js";
 import { abandonedSending, isAbandonedSending } from "../store/step-record.js";
 import { parseReplyId } from "../store/step-replies.js";
 import { type OptOutScope, SuppressionList } from "../store/suppression-list.js";
@@ -288,6 +290,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
   });
   const customers = new CustomerIndex(redis, prefix, { ...secret, now: deps.now });
   const audit = new AuditTrail(redis, prefix);
+  /** ADDRESS_HASH_SECRET, or the one the workers share in Redis: the audit trail's keyed hashes. */
+  const hashSecret = () =>
+    deps.addressHashSecret
+      ? Promise.resolve(deps.addressHashSecret)
+      : sharedSecret(redis, prefix, "address-hash");
   // Scoped to shard 0 of all of them: its readers add up every shard's counts.
   const ledger = new DeliveryLedger(redis, shardScope(prefix, 0, deps.shards));
   /**
@@ -505,7 +512,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       } else if ("order" in target) {
         const orderId = operatorId(target.order, "order");
         refs = await stepsOf(await eventsOfOrder(orderId));
-        targetText = `order ${orderId}`;
+        // The audit trail (a year) names the order by keyed hash, as it names a customer: the
+        // id itself lives no longer than the records that hold it (RECORD_RETENTION_DAYS).
+        targetText = `order k:${orderHash(await hashSecret(), orderId)}`;
+        told = `order ${orderId}`;
       } else {
         const customerId = operatorId(target.customer, "customer");
         const { shard, history } = shards.ofCustomer(customerId);

@@ -27,7 +27,11 @@ export interface AuditEntry {
   /** The operator (`--by`, the admin token's name, or the login user of the shell). */
   readonly by: string;
   readonly action: AuditAction;
-  /** What it was done to: a step (`<eventId>/<stepId>`), an order, a customer (keyed hash), "failed". */
+  /**
+   * What it was done to: a step (`<eventId>/<stepId>`), an order (`order k:<keyed hash>`), a
+   * customer (`customer k:<keyed hash>`), "failed". Never an order or customer id in clear: the
+   * trail is kept a year, longer than the records that hold them.
+   */
   readonly target: string;
   /** The customer it concerned, as a keyed hash (SuppressionList.customerMember), when one did. */
   readonly customer?: string;

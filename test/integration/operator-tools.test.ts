@@ -12,6 +12,7 @@ import { runOrder } from "../../src/cli/order-command.js";
 import { runRefused } from "../../src/cli/refused-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
 import { runResolve } from "../../src/cli/resolve-command.js";
+import { orderHash } from "../../src/domain/address-hash.js";
 import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { RefusedEvent } from "../../src/operations/operator-tools.js";
@@ -24,6 +25,7 @@ import { DiscountCodes } from "../../src/store/discount-codes.js";
 import { FollowUpStore } from "../../src/store/follow-up-store.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { replyId } from "../../src/store/step-replies.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
@@ -1076,6 +1078,54 @@ describe("followups erase where it cannot read a folder", () => {
     );
     expect(timeline.audit.map((entry) => entry.action)).toEqual(["erase"]);
     expect(timeline.audit[0]?.detail).toContain("foldersNotSearched");
+  });
+});
+
+describe("followups cancel --order", () => {
+  it("names the order in the audit trail by keyed hash, not in clear: the trail outlives the order's records", async () => {
+    pipeline = await startPipeline("ops-cancel-order");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-cord-1",
+        orderId: "ord-7731-ana-novak",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-cord", email: "cord.customer@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-cord-1")).toBe("completed");
+    const cancelled = await command(p, (io) =>
+      runCancel({ ...config(p), order: " ord-7731-ana-novak", by: "alice" }, io),
+    );
+    expect(cancelled.code).toBe(0);
+
+    // Nowhere in the trail as written, however its entries are read.
+    const raw = await p.redis.zrange(new StoreKeys(p.prefix).auditTrail(), 0, -1);
+    expect(raw).toHaveLength(1);
+    expect(raw.join("\n")).not.toContain("7731");
+    const secret =
+      p.env.ADDRESS_HASH_SECRET ?? (await sharedSecret(p.redis, p.prefix, "address-hash"));
+    const entry = {
+      by: "alice",
+      action: "cancel",
+      target: `order k:${orderHash(secret, "ord-7731-ana-novak")}`,
+      detail: `${JSON.parse(cancelled.out).cancelled.length} cancelled`,
+    };
+    expect(entry.target).toMatch(/^order k:[\w-]{22}$/);
+    const timeline = await json<CustomerTimeline>(p, (io) =>
+      runCustomer("cus-cord", config(p), io),
+    );
+    expect(timeline.audit).toEqual([expect.objectContaining(entry)]);
+    const text = await command(p, (io) => runCustomer("cus-cord", { config: p.configDir }, io));
+    expect(text.out).toContain(` alice cancel ${entry.target}: `);
+    // The operator's answer names the order as they typed it.
+    await expect(
+      command(p, (io) => runCancel({ ...config(p), order: "ord-7731-ana-novak" }, io)),
+    ).rejects.toMatchObject({
+      code: 1,
+      message: "nothing to cancel: no follow-up of order ord-7731-ana-novak is pending",
+    });
   });
 });
 
