@@ -569,10 +569,77 @@ export function parseEvent(input: unknown, options: ParseEventOptions = {}): Eve
           result.error.issues.map(toProblem).map((p) => [`${p.path}\n${p.message}`, p]),
         ).values(),
       ];
+  const unpaired = result.success ? unpairedSurrogate(input) : undefined;
+  if (unpaired) problems.push(unpaired);
   const future = options.now && futureProblem(input, options.now);
   if (future && !problems.some((p) => p.path === "occurredAt")) problems.push(future);
   if (result.success && problems.length === 0) return { ok: true, event: result.data };
   return { ok: false, problems };
+}
+
+/** A UTF-16 surrogate without its other half: JSON can write one (`"\ud800"`), UTF-8 cannot. */
+const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * The first text of the event (a value or a key, at any depth) holding an unpaired surrogate.
+ * Such an event could not be taken in: intake's Redis scripts refuse its JSON, on every attempt.
+ * Walked without recursion (a body can nest deeper than the stack).
+ */
+function unpairedSurrogate(input: unknown): EventProblem | undefined {
+  // Each value with the step that led to it: the path is spelt out only for a problem found.
+  type Step = { readonly key: PropertyKey; readonly parent: Step | undefined } | undefined;
+  const pathOf = (step: Step, key?: PropertyKey) => {
+    const path: PropertyKey[] = key === undefined ? [] : [key];
+    for (let at = step; at; at = at.parent) path.push(at.key);
+    return path.reverse();
+  };
+  const stack: [value: unknown, step: Step][] = [[input, undefined]];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [value, step] = next;
+    if (typeof value === "string") {
+      if (UNPAIRED_SURROGATE.test(value)) return halfCharacter(value, pathOf(step), "the text");
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], { key: i, parent: step }]);
+    } else if (value !== null && typeof value === "object") {
+      for (const [key, inner] of Object.entries(value).reverse()) {
+        if (UNPAIRED_SURROGATE.test(key)) return halfCharacter(key, pathOf(step, key), "the key");
+        stack.push([inner, { key, parent: step }]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The longest key, and the most levels, a refusal names whole: it must not repeat the body. */
+const KEY_SHOWN = 64;
+const LEVELS_SHOWN = 10;
+
+/**
+ * A path as a refusal names it: a key past 64 characters cut (its length said), a path past ten
+ * levels by its last ten (`….a.b (100001 levels deep)`), the empty path as `""`. The body of a
+ * 400, or a command's one line, stays short.
+ */
+export function shownPath(path: readonly PropertyKey[]): string {
+  const shown = path
+    .slice(-LEVELS_SHOWN)
+    .map((key) =>
+      typeof key === "string" && key.length > KEY_SHOWN
+        ? `${key.slice(0, KEY_SHOWN)}… (${key.length} characters)`
+        : key,
+    );
+  return path.length > LEVELS_SHOWN
+    ? `…${typeof shown[0] === "string" ? "." : ""}${formatPath(shown)} (${path.length} levels deep)`
+    : formatPath(shown) || '""';
+}
+
+/** The problem of a text (`what`, at `path`) with an unpaired surrogate. */
+function halfCharacter(text: string, path: PropertyKey[], what: string): EventProblem {
+  const index = text.search(UNPAIRED_SURROGATE);
+  const written = (half: string) => `\\u${half.charCodeAt(0).toString(16)}`;
+  return {
+    path: shownPath(path).replace(new RegExp(UNPAIRED_SURROGATE, "g"), written),
+    message: `${what} holds half a character at character ${index + 1} (an unpaired UTF-16 surrogate, ${written(text.charAt(index))}), which UTF-8 cannot hold: send the character whole, or leave it out`,
+  };
 }
 
 /**

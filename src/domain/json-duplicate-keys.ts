@@ -1,27 +1,12 @@
-import { formatPath } from "./events.js";
-
-/** The longest key, and the most levels, a refusal names whole: it must not repeat the body. */
-const KEY_SHOWN = 64;
-const LEVELS_SHOWN = 10;
+import { shownPath } from "./events.js";
 
 /**
  * Why a text that gives a key twice is refused, after what names the text: `gives
- * customer.email twice: …`. A key past 64 characters is cut (its length said), and a path past
- * ten levels shows its last ten: the body of a 400, or a command's one line, stays short.
+ * customer.email twice: …`. A long key or a deep path is shortened (shownPath): the body of a
+ * 400, or a command's one line, stays short.
  */
 export function duplicateKeyProblem(path: readonly (string | number)[]): string {
-  const shown = path
-    .slice(-LEVELS_SHOWN)
-    .map((key) =>
-      typeof key === "string" && key.length > KEY_SHOWN
-        ? `${key.slice(0, KEY_SHOWN)}… (${key.length} characters)`
-        : key,
-    );
-  const cut = path.length > LEVELS_SHOWN;
-  const where = cut
-    ? `…${typeof shown[0] === "string" ? "." : ""}${formatPath(shown)} (${path.length} levels deep)`
-    : formatPath(shown) || '""';
-  return `gives ${where} twice: give each key once (JSON readers differ on which of the two counts)`;
+  return `gives ${shownPath(path)} twice: give each key once (JSON readers differ on which of the two counts)`;
 }
 
 /** One open object or list of the text being walked: its keys so far, or its item count. */

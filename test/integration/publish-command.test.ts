@@ -7,6 +7,7 @@ import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runPublish } from "../../src/cli/publish-command.js";
+import { eventJobId } from "../../src/queue/names.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -309,4 +310,41 @@ describe("a command whose Redis stops answering half-way", () => {
       await server.stop();
     }
   }, 60_000);
+});
+
+const halved = (id: string) =>
+  purchaseInput({
+    id,
+    orderId: `ord-${id}`,
+    occurredAt: "2026-01-01T00:00:00Z",
+    customer: { id: `cus-${id}`, name: "Zo\ud800" },
+    items: [item("televisions", "899.00")],
+  });
+
+describe("an event holding an unpaired UTF-16 surrogate", () => {
+  it("is not published, and is refused once as invalid by a worker it reaches anyway", async () => {
+    pipeline = await startPipeline("event-surrogates");
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    const file = path.join(p.configDir, "halved.json");
+    // JSON.stringify writes the half as the escape `\ud800`: the file is valid UTF-8 and JSON.
+    await writeFile(file, JSON.stringify(halved("evt-half-1")));
+    const published = runPublish(file, {}, captureIo());
+    await expect(published).rejects.toMatchObject({ code: 1 });
+    await expect(published).rejects.toThrow(
+      "customer.name: the text holds half a character at character 3 (an unpaired UTF-16 surrogate, \\ud800)",
+    );
+    expect(await p.events.getJobCounts("waiting")).toEqual({ waiting: 0 });
+
+    // Added to the queue by hand: refused at once, not tried again and again.
+    await p.events.add("purchase.completed", halved("evt-half-2"), {
+      jobId: eventJobId("evt-half-2"),
+      attempts: 3,
+      backoff: { type: "fixed", delay: 100 },
+    });
+    expect(await eventProcessed(p, eventJobId("evt-half-2"))).toBe("failed");
+    const job = await p.events.getJob(eventJobId("evt-half-2"));
+    expect(job?.attemptsMade).toBe(1);
+    expect(job?.failedReason).toContain("customer.name: the text holds half a character");
+  });
 });

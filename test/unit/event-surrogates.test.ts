@@ -1,0 +1,48 @@
+import { describe, expect, it } from "vitest";
+import { describeProblems, parseEvent } from "../../src/domain/events.js";
+import { item, purchaseInput } from "../support/fixtures.js";
+
+/** JSON can write half a character (`"\ud800"`); UTF-8, and so Redis's scripts, cannot hold it. */
+describe("an event with an unpaired UTF-16 surrogate", () => {
+  it("is refused, naming where, in a value or a key at any depth", () => {
+    const cases: [input: Record<string, unknown>, problem: string][] = [
+      [
+        purchaseInput({ customer: { id: "cus-\ud800" } }),
+        "customer.id: the text holds half a character at character 5 (an unpaired UTF-16 surrogate, \\ud800), which UTF-8 cannot hold: send the character whole, or leave it out",
+      ],
+      [
+        purchaseInput({
+          items: [item("televisions", "899.00", { name: "TV\udfff" })],
+        }),
+        "items[0].name: the text holds half a character at character 3 (an unpaired UTF-16 surrogate, \\udfff)",
+      ],
+      [
+        { ...purchaseInput({}), note: { "x\udc00": 1 } },
+        "note.x\\udc00: the key holds half a character at character 2 (an unpaired UTF-16 surrogate, \\udc00)",
+      ],
+    ];
+    for (const [input, problem] of cases) {
+      const parsed = parseEvent(input);
+      expect(parsed.ok).toBe(false);
+      if (!parsed.ok) expect(describeProblems(parsed.problems)).toContain(problem);
+    }
+  });
+
+  it("is taken when its characters are whole: paired surrogates (an emoji) and escapes written out", () => {
+    for (const name of ["Zoë 😀", "\\ud800 as typed", "漢字"])
+      expect(parseEvent(purchaseInput({ customer: { id: "cus-1", name } })).ok, name).toBe(true);
+  });
+
+  it("is read without recursion, however deep it nests", () => {
+    let deep: unknown = "\ud800";
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    const started = performance.now();
+    const parsed = parseEvent({ ...purchaseInput({}), deep });
+    expect(parsed.ok).toBe(false);
+    // Named by its last ten levels, as a key given twice is.
+    if (!parsed.ok)
+      expect(parsed.problems[0]?.path).toBe(`…${"[0]".repeat(10)} (200001 levels deep)`);
+    // Each level once: not the path copied at every level (a second here, hours that way).
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+});
