@@ -4,6 +4,7 @@ import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
 import { remembered } from "./remembered.js";
+import { UNPAIRED_SURROGATE } from "./unsafe-text.js";
 
 /**
  * Event contract v1: what publishers put on the `purchase-events` queue or POST to /v1/events.
@@ -576,9 +577,6 @@ export function parseEvent(input: unknown, options: ParseEventOptions = {}): Eve
   if (result.success && problems.length === 0) return { ok: true, event: result.data };
   return { ok: false, problems };
 }
-
-/** A UTF-16 surrogate without its other half: JSON can write one (`"\ud800"`), UTF-8 cannot. */
-const UNPAIRED_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
  * The first text of the event (a value or a key, at any depth) holding an unpaired surrogate.

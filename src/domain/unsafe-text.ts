@@ -13,6 +13,10 @@ const UNSAFE_CHARACTER = new RegExp(`[${UNSAFE}]`, "gu");
 /** A run of them, everywhere. */
 const UNSAFE_RUN = new RegExp(`[${UNSAFE}]+`, "gu");
 
+/** A UTF-16 surrogate without its other half: JSON can write one (`"\ud800"`), UTF-8 cannot. */
+export const UNPAIRED_SURROGATE =
+  /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
 /** The text with each of them shown as an escape (`\u001b`, `\u202e`): one line, nothing hidden. */
 export function escapeUnsafeCharacters(text: string): string {
   return text.replace(

@@ -11,6 +11,7 @@ import {
 } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
+import { UNPAIRED_SURROGATE } from "../domain/unsafe-text.js";
 import { knownAddresses } from "../queue/known-addresses.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -89,6 +90,12 @@ export function operatorId(value: string, what: "customer" | "order"): string {
   if (id.length > MAX_ID_LENGTH)
     throw new OperatorError(
       `expected ${named} of at most ${MAX_ID_LENGTH} characters (as events carry them), got ${id.length}`,
+      "invalid",
+    );
+  // No event can carry one (events.ts): naming no one, and unfit for a link or a key.
+  if (UNPAIRED_SURROGATE.test(id))
+    throw new OperatorError(
+      `expected ${named}, got one with half a character (an unpaired UTF-16 surrogate)`,
       "invalid",
     );
   return id;

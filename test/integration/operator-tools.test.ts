@@ -238,6 +238,12 @@ describe("followups customer, order and cancel", () => {
     await expect(
       command(p, (io) => runCancel({ ...config(p), order: " " }, io)),
     ).rejects.toMatchObject({ code: 2, message: "expected an order id, got an empty one" });
+    // Half a character (an unpaired surrogate, which no event can carry) names no one.
+    await expect(command(p, (io) => runErase("cus-\ud800", config(p), io))).rejects.toMatchObject({
+      code: 2,
+      message:
+        "expected a customer id, got one with half a character (an unpaired UTF-16 surrogate)",
+    });
 
     const order = await json<CustomerTimeline & { orderId: string }>(p, (io) =>
       runOrder("ord-ops-1", config(p), io),
