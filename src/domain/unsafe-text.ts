@@ -29,3 +29,11 @@ export function escapeUnsafeCharacters(text: string): string {
 export function spaceUnsafeCharacters(text: string): string {
   return text.replace(UNSAFE_RUN, " ");
 }
+
+/**
+ * Untrusted text made safe for a terminal line, a text email or a mail's subject: each run of
+ * unsafe characters as one space, spaces collapsed, trimmed.
+ */
+export function plainText(text: string): string {
+  return spaceUnsafeCharacters(text).replace(/ {2,}/g, " ").trim();
+}

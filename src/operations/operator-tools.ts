@@ -11,7 +11,7 @@ import {
 } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
-import { UNPAIRED_SURROGATE } from "../domain/unsafe-text.js";
+import { plainText, UNPAIRED_SURROGATE } from "../domain/unsafe-text.js";
 import { knownAddresses } from "../queue/known-addresses.js";
 import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
@@ -19,7 +19,6 @@ import { collectReport, type ReportSources, reportSourcesOn } from "../reports/o
 import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
 import { reasonWords } from "../reports/reason-words.js";
 import type { ReportModel, ReportPeriod } from "../reports/report-model.js";
-import { plainText } from "../reports/report-phrases.js";
 import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";

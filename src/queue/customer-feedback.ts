@@ -12,6 +12,7 @@ import {
 } from "../domain/sms-keywords.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
 import { costOf } from "../domain/spend.js";
+import { plainText } from "../domain/unsafe-text.js";
 import { verifyUnsubscribeToken } from "../domain/unsubscribe-token.js";
 import type { Logger } from "../logger.js";
 import type { CustomerHistoryStore } from "../store/customer-history.js";
@@ -307,7 +308,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       channel: "email",
       followUpId: `reply-${createHash("sha256").update(replyId).digest("hex").slice(0, 16)}`,
       to: deps.supportEmail,
-      subject: `Customer reply: ${subject}`.slice(0, 200),
+      // One plain line: a customer's subject may carry controls or bidi marks and overrides
+      // that would turn support's subject line around.
+      subject: plainText(`Customer reply: ${subject}`).slice(0, 200),
       text: `${sender ?? "A customer"} replied to follow-up ${replyId}:\n\n${text}\n`,
     });
     if (!sent.ok)

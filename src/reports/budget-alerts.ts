@@ -7,12 +7,12 @@ import {
   isPricedChannel,
   type PricedChannel,
 } from "../domain/spend.js";
+import { plainText } from "../domain/unsafe-text.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import { BUDGET_ALERT_JOB } from "../queue/names.js";
 import type { SpendLedger } from "../store/spend-ledger.js";
 import { ownerSchedulerId } from "./owner-reports.js";
-import { plainText } from "./report-phrases.js";
 
 const CHANNEL_WORDS: Record<PricedChannel, string> = { sms: "SMS", voice: "Voice call" };
 

@@ -1,8 +1,8 @@
 import { DateTime } from "luxon";
 import type { EmailMessage } from "../channels/channel.js";
 import type { Owner } from "../domain/rules.js";
+import { plainText } from "../domain/unsafe-text.js";
 import { escapeHtml } from "./escape-html.js";
-import { plainText } from "./report-phrases.js";
 
 /**
  * How an owner's alert names a customer and an order, and links the customer's timeline (an

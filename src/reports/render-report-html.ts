@@ -1,4 +1,5 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
+import { plainText } from "../domain/unsafe-text.js";
 import { CHANNEL_COLOURS, DAILY_SENDS_CHART_SIZE } from "./daily-sends-chart.js";
 import { escapeHtml } from "./escape-html.js";
 import { ALERT_NAMES } from "./owner-alert-email.js";
@@ -16,7 +17,6 @@ import {
   optOutLines,
   periodNoun,
   periodTitle,
-  plainText,
   shortDate,
   tableOutcomes,
 } from "./report-phrases.js";

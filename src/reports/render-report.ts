@@ -1,4 +1,5 @@
 import { CHANNELS, type Channel } from "../domain/events.js";
+import { plainText } from "../domain/unsafe-text.js";
 import { ALERT_NAMES } from "./owner-alert-email.js";
 import {
   type CheckInCohort,
@@ -22,7 +23,6 @@ import {
   optOutLines,
   periodNoun,
   periodTitle,
-  plainText,
   shortDate,
   tableOutcomes,
 } from "./report-phrases.js";

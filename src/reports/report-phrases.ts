@@ -1,5 +1,5 @@
 import { DateTime, Duration } from "luxon";
-import { spaceUnsafeCharacters } from "../domain/unsafe-text.js";
+import { plainText } from "../domain/unsafe-text.js";
 import type {
   CheckInCohort,
   CurrencyAmount,
@@ -128,11 +128,6 @@ export function changeWords(change: OutcomeChange, noun: string): string {
 /** Changes worth a line: skips outcomes with nothing in either period. */
 export function notableChanges(model: ReportModel): readonly OutcomeChange[] {
   return model.changes.filter((change) => change.current !== 0 || change.previous !== 0);
-}
-
-/** Untrusted text made safe for a terminal or a text email: no control or bidi characters. */
-export function plainText(text: string): string {
-  return spaceUnsafeCharacters(text).replace(/ {2,}/g, " ").trim();
 }
 
 /** Capitalises the first letter of a reason for use as a list item. */

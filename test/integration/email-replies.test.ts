@@ -170,7 +170,16 @@ describe("email replies", () => {
     ).toMatchObject({ status: 202, body: { replyId: idOf(2) } });
     // Copies of one reply posted at once (a provider's retry racing the first) are filed as one
     // reply and reach support once.
-    const copy = replyMime({ "Message-ID": "<reply-3@mail.example>" }, "Could you call me back?");
+    // Its subject turns the rest of a line around (U+202E, as RFC 2047 words: mail clients
+    // send it so) and marks it right to left (U+200F).
+    const subject = "Re: Thank you \u202egro.fdp\u200f";
+    const copy = replyMime(
+      {
+        "Message-ID": "<reply-3@mail.example>",
+        Subject: `=?UTF-8?B?${Buffer.from(subject).toString("base64")}?=`,
+      },
+      "Could you call me back?",
+    );
     const answers = await Promise.all([1, 2, 3].map(() => postEmail(p, copy)));
     for (const answer of answers) {
       expect([
@@ -184,6 +193,10 @@ describe("email replies", () => {
         (m) => m.envelope.rcptTo.includes("support@shop.example") && m.parsed.text?.includes(words),
       );
     expect(forwardsOf("Could you call me back?")).toHaveLength(1);
+    // Support's subject line shows the customer's subject plainly, not turned around.
+    expect(forwardsOf("Could you call me back?")[0]?.parsed.subject).toBe(
+      "Customer reply: Re: Thank you gro.fdp",
+    );
     expect(forwardsOf("Thanks, all fine!")).toHaveLength(1);
     // Automatic answers and strangers are ignored, storing nothing.
     expect(

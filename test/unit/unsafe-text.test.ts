@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { terminalText } from "../../src/cli/operator-text.js";
-import { escapeUnsafeCharacters, spaceUnsafeCharacters } from "../../src/domain/unsafe-text.js";
-import { plainText } from "../../src/reports/report-phrases.js";
+import {
+  escapeUnsafeCharacters,
+  plainText,
+  spaceUnsafeCharacters,
+} from "../../src/domain/unsafe-text.js";
 
 /** Every character that reorders, breaks or restyles a line around it. */
 const UNSAFE = [
