@@ -150,10 +150,22 @@ export function replanOf(
     // A step whose bucket a promoter may have taken (a minute's margin beyond the horizon) is, or
     // is about to be, a BullMQ job: it stays as planned; unless the promoter asking holds it and
     // has not made it a job yet.
-    const asPlanned: ReplanDecision =
+    const promotable =
       !promoting.has(stepId) &&
-      mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs)
-        ? { action: "keep" }
+      mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs);
+    // A call this re-plan skips for a cooldown takes its fallback (of the call's kind) with it, as
+    // planning would plan neither: at send time a skipped call lets its fallback go, which would
+    // send that kind within the very cooldown. A call skipped for another reason (past its grace,
+    // no send window) leaves its fallback to go in its place.
+    const call = callId === undefined ? undefined : decisions.get(callId);
+    const asPlanned: ReplanDecision = promotable
+      ? { action: "keep" }
+      : call?.action === "skip" && call.code === "cooldown"
+        ? {
+            action: "skip",
+            code: "cooldown",
+            reason: `its call ${callId} is skipped: ${call.reason}`,
+          }
         : replanStep(
             {
               stepId,

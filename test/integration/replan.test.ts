@@ -43,6 +43,7 @@ import {
   whereWaiting,
 } from "../support/pipeline-harness.js";
 import { withTwoOffers } from "../support/rules-config.js";
+import { withVoiceCheckIn } from "../support/voice-check-in.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -166,6 +167,33 @@ function ruleIndex(doc: ReturnType<typeof parseDocument>, id: string): number {
   const index = rules.findIndex((rule) => rule.id === id);
   if (index < 0) throw new Error(`no rule ${id}`);
   return index;
+}
+
+/**
+ * A copy of the pipeline's rules (`<configDir>-draft`) with `edit` made to it, and what
+ * `replan --dry-run` previews of them.
+ */
+async function previewDraft(p: PipelineHarness, edit: (dir: string) => Promise<void>) {
+  const draft = `${p.configDir}-draft`;
+  await cp(p.configDir, draft, { recursive: true });
+  await edit(draft);
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
+  const preview = JSON.parse(io.output()) as { generation: number; rules: RulePreview[] };
+  return { draft, preview };
+}
+
+/** Deploys the draft's rules to the pipeline's worker: its summary of the walk they start. */
+async function deployDraft(p: PipelineHarness, draft: string) {
+  await writeFile(
+    path.join(p.configDir, "rules.yaml"),
+    await readFile(path.join(draft, "rules.yaml"), "utf8"),
+  );
+  return eventually(
+    async () => p.logs.find((line) => line.msg === "scheduled follow-ups re-planned"),
+    "the worker's summary of its walk",
+  );
 }
 
 describe("re-planning when the rules change", () => {
@@ -1556,13 +1584,7 @@ describe("a step whose kind the rules change under the same id", () => {
     const planned = await step(p, "evt-sofa", "sofa-offer.offer");
     expect(planned).toMatchObject({ state: "scheduled", kind: "custom" });
 
-    const draft = `${p.configDir}-draft`;
-    await cp(p.configDir, draft, { recursive: true });
-    await withSofaStep(draft, "discount");
-    Object.assign(process.env, p.commandEnv);
-    const io = captureIo();
-    expect(await runReplan({ config: draft, dryRun: true, json: true }, io)).toBe(0);
-    const preview = JSON.parse(io.output()) as { generation: number; rules: RulePreview[] };
+    const { draft, preview } = await previewDraft(p, (dir) => withSofaStep(dir, "discount"));
     expect(preview.rules).toEqual([
       {
         ruleId: "sofa-offer",
@@ -1576,14 +1598,7 @@ describe("a step whose kind the rules change under the same id", () => {
     ]);
 
     // Deployed: the worker's walk rewrites the step with its new kind, at the same time.
-    await writeFile(
-      path.join(p.configDir, "rules.yaml"),
-      await readFile(path.join(draft, "rules.yaml"), "utf8"),
-    );
-    const summary = await eventually(
-      async () => p.logs.find((line) => line.msg === "scheduled follow-ups re-planned"),
-      "the worker's summary of its walk",
-    );
+    const summary = await deployDraft(p, draft);
     expect(await step(p, "evt-sofa", "sofa-offer.offer")).toMatchObject({
       state: "scheduled",
       dueAt: planned.dueAt,
@@ -1596,6 +1611,91 @@ describe("a step whose kind the rules change under the same id", () => {
       cancelled: 0,
       skipped: 0,
     });
+    await rm(draft, { recursive: true, force: true });
+  });
+});
+
+describe("a call a re-plan skips for a cooldown", () => {
+  /** The big-ticket check-in `delay` after the purchase, as a call. */
+  const withCallDelay = async (configDir: string, delay: string) => {
+    const file = path.join(configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    doc.setIn(["rules", ruleIndex(doc, "big-ticket"), "steps", 1, "delay"], delay);
+    await writeFile(file, doc.toString());
+  };
+  /**
+   * The big-ticket check-in as a call (three months on) with a text a day after it, a check-in
+   * text 20 days after a pan, and a 30-day check-in cooldown.
+   */
+  const withCallAndPanCheckIn = async (configDir: string) => {
+    await withVoiceCheckIn(configDir, [], "P1D");
+    const file = path.join(configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(file, "utf8"));
+    doc.set("cooldowns", doc.createNode({ "check-in": "P30D" }));
+    const rules = doc.get("rules") as { items: unknown[] };
+    rules.items.unshift(
+      doc.createNode({
+        id: "pan-check-in",
+        priority: 190,
+        when: { anyItem: { categories: ["kitchenware"] } },
+        steps: [{ kind: "check-in", channel: "sms", template: "check-in", delay: "P20D" }],
+      }),
+    );
+    await writeFile(file, doc.toString());
+  };
+  const bought = (id: string, category: string, price: string, at: DateTime) =>
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: iso(at) ?? "",
+      customer: { id: "cus-calls" },
+      items: [item(category, price)],
+    });
+
+  it("skips its fallback too, for the cooldown: counted so, and so previewed", async () => {
+    pipeline = await startPipeline("replan-call-cooldown", { startWorker: false });
+    const p = pipeline;
+    await withCallAndPanCheckIn(p.configDir);
+    await p.startWorker();
+    const now = DateTime.utc();
+    await takeInTurn(p, [
+      bought("evt-pan", "kitchenware", "75.00", now),
+      bought("evt-tv", "televisions", "899.00", now),
+    ]);
+    expect((await step(p, "evt-pan", "pan-check-in.check-in")).state).toBe("scheduled");
+    const call = await step(p, "evt-tv", "big-ticket.check-in");
+    const fallback = await step(p, "evt-tv", "big-ticket.check-in-fallback");
+    expect(call).toMatchObject({ state: "scheduled", channel: "voice" });
+    expect(fallback).toMatchObject({ state: "scheduled", channel: "sms" });
+
+    // The call 25 days after the purchase: five days after the pan's check-in, within the
+    // cooldown. A skipped call lets its fallback go at send time, so the text would go in it.
+    const { draft, preview } = await previewDraft(p, (dir) => withCallDelay(dir, "P25D"));
+    expect(preview.rules.find((r) => r.ruleId === "big-ticket")).toMatchObject({
+      cancelled: 0,
+      skipped: 2,
+      reasons: { cooldown: 2 },
+    });
+
+    // Deployed: the call and its fallback are both skipped, where they were.
+    const summary = await deployDraft(p, draft);
+    expect(summary).toMatchObject({ moved: 0, cancelled: 0, skipped: 2 });
+    expect(await step(p, "evt-tv", "big-ticket.check-in")).toMatchObject({
+      state: "skipped",
+      dueAt: call.dueAt,
+      reason: { code: "cooldown" },
+    });
+    expect(await step(p, "evt-tv", "big-ticket.check-in-fallback")).toMatchObject({
+      state: "skipped",
+      dueAt: fallback.dueAt,
+      reason: { code: "cooldown" },
+    });
+    expect((await step(p, "evt-pan", "pan-check-in.check-in")).state).toBe("scheduled");
+    // Counted under their reason, as other re-plan skips are.
+    const ledger = p.stores.of(0).ledger;
+    const totals = sumHours(await ledger.hours(Date.now() - 7_200_000, Date.now() + 3_600_000));
+    expect(totals.get("reason|skipped|voice|check-in|cooldown")).toBe(1);
+    expect(totals.get("reason|skipped|sms|check-in|cooldown")).toBe(1);
     await rm(draft, { recursive: true, force: true });
   });
 });
