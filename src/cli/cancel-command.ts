@@ -1,6 +1,6 @@
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
-import { renderCancelText } from "./operator-text.js";
+import { jsonOutput, renderCancelText } from "./operator-text.js";
 
 export interface CancelOptions {
   readonly config: string;
@@ -35,7 +35,7 @@ export async function runCancel(options: CancelOptions, io: CommandIo): Promise<
         by: operatorName(options.by),
         ...(options.reason && { reason: options.reason }),
       });
-      io.out(options.json ? `${JSON.stringify(result)}\n` : renderCancelText(result));
+      io.out(options.json ? jsonOutput(result) : renderCancelText(result));
       return EXIT.ok;
     },
     { io },

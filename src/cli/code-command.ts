@@ -1,7 +1,7 @@
 import { DiscountCodes } from "../store/discount-codes.js";
 import { commandRedis, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
-import { terminalText } from "./operator-text.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 
 /**
  * `followups code <CODE>`: what a till would learn of a discount code (valid, expired, redeemed
@@ -23,7 +23,7 @@ export async function runCode(
   try {
     const found = await new DiscountCodes(redis, prefix).lookup(typed.trim(), Date.now());
     if (!found) {
-      if (options.json) io.out(`${JSON.stringify({ code: typed.trim(), status: "unknown" })}\n`);
+      if (options.json) io.out(jsonOutput({ code: typed.trim(), status: "unknown" }));
       else
         io.err(
           terminalText(
@@ -33,7 +33,7 @@ export async function runCode(
       return EXIT.invalid;
     }
     if (options.json) {
-      io.out(`${JSON.stringify(found)}\n`);
+      io.out(jsonOutput(found));
     } else {
       const state =
         found.status === "redeemed"

@@ -1,6 +1,6 @@
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
-import { renderTimelineText } from "./operator-text.js";
+import { jsonOutput, renderTimelineText } from "./operator-text.js";
 
 export interface CustomerOptions {
   readonly config: string;
@@ -24,13 +24,13 @@ export async function runCustomer(
   return withOperatorTools(options.config, async (tools) => {
     if (id !== undefined) {
       const timeline = await tools.customer(id);
-      io.out(options.json ? `${JSON.stringify(timeline)}\n` : renderTimelineText(timeline));
+      io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
       return EXIT.ok;
     }
     const timelines = await tools.customersByAddress(options.email ?? options.phone ?? "");
     io.out(
       options.json
-        ? `${JSON.stringify({ customers: timelines })}\n`
+        ? jsonOutput({ customers: timelines })
         : timelines.map(renderTimelineText).join("\n"),
     );
     return EXIT.ok;

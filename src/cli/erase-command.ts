@@ -2,7 +2,7 @@ import type { ErasureReceipt } from "../operations/erase-customer.js";
 import type { ShortWait } from "../store/replica-wait.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
-import { terminalText } from "./operator-text.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 
 export interface EraseOptions {
   readonly config: string;
@@ -37,13 +37,11 @@ export async function runErase(
     async (tools) => {
       if (id !== undefined) {
         const receipt = await tools.erase(id, { by });
-        io.out(options.json ? `${JSON.stringify(receipt)}\n` : receiptText(receipt));
+        io.out(options.json ? jsonOutput(receipt) : receiptText(receipt));
         return foldersNotSearched([receipt], io);
       }
       const receipts = await tools.eraseByAddress(options.email ?? options.phone ?? "", by);
-      io.out(
-        options.json ? `${JSON.stringify({ receipts })}\n` : receipts.map(receiptText).join("\n"),
-      );
+      io.out(options.json ? jsonOutput({ receipts }) : receipts.map(receiptText).join("\n"));
       return foldersNotSearched(receipts, io);
     },
     { onReplicaShort: shortWait, io },

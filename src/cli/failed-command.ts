@@ -3,7 +3,7 @@ import { CHANNELS } from "../domain/events.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT, numberFlag } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
-import { renderFailedText } from "./operator-text.js";
+import { jsonOutput, renderFailedText } from "./operator-text.js";
 
 export interface FailedOptions {
   readonly config: string;
@@ -48,7 +48,7 @@ export async function runFailed(options: FailedOptions, io: CommandIo): Promise<
   return withOperatorTools(options.config, async (tools) => {
     const failed = await tools.failed(filter);
     if (!options.retry) {
-      io.out(options.json ? `${JSON.stringify({ failed })}\n` : renderFailedText(failed));
+      io.out(options.json ? jsonOutput({ failed }) : renderFailedText(failed));
       return EXIT.ok;
     }
     if (failed.length === 0) throw new CommandError("nothing to retry: no failed follow-ups");
@@ -62,7 +62,12 @@ export async function runFailed(options: FailedOptions, io: CommandIo): Promise<
         : await tools.waitForOutcome(requeued, waitSeconds * 1000);
     if (options.json) {
       io.out(
-        `${JSON.stringify({ failed, requeued: requeued.length, refs: requeued, ...(outcome && { outcome }) })}\n`,
+        jsonOutput({
+          failed,
+          requeued: requeued.length,
+          refs: requeued,
+          ...(outcome && { outcome }),
+        }),
       );
     } else {
       io.out(

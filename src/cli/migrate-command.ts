@@ -10,6 +10,7 @@ import {
 import { commandConnection, commandRedis } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName } from "./operator-session.js";
+import { jsonOutput } from "./operator-text.js";
 
 export interface MigrateOptions {
   readonly toUrl: string;
@@ -79,7 +80,7 @@ export async function runMigrate(options: MigrateOptions, io: CommandIo): Promis
         if (!options.json) io.err(`${started}…\n`);
       },
     });
-    io.out(options.json ? `${JSON.stringify(done)}\n` : renderMigrate(done, options));
+    io.out(options.json ? jsonOutput(done) : renderMigrate(done, options));
     return EXIT.ok;
   } catch (error) {
     if (error instanceof MoveRefused) throw new CommandError(error.message);

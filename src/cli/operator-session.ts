@@ -19,6 +19,7 @@ import { Shards } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { terminalText } from "./operator-text.js";
 
 /**
  * Runs an operator command (customer, order, cancel, resend, failed, erase, schedule, report)
@@ -107,7 +108,9 @@ function trimFailed(io: Pick<CommandIo, "err">, eventId: string, error: unknown)
   const code = (error as { code?: unknown } | null)?.code;
   const why = typeof code === "string" || typeof code === "number" ? `${name} ${code}` : name;
   io.err(
-    `warning: ${eventId}: the change was made, but its finished purchase could not be trimmed (${why}): it stays whole until its record expires\n`,
+    terminalText(
+      `warning: ${eventId}: the change was made, but its finished purchase could not be trimmed (${why}): it stays whole until its record expires\n`,
+    ),
   );
 }
 

@@ -3,7 +3,7 @@ import type { OptOutReceipt, OptOutTarget } from "../operations/operator-tools.j
 import type { ShortWait } from "../store/replica-wait.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
-import { terminalText } from "./operator-text.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 
 export interface OptOutOptions {
   readonly config: string;
@@ -55,7 +55,7 @@ export async function runOptOut(
         ...(channels && { channels }),
         ...(options.offersOnly && { offersOnly: true }),
       });
-      io.out(options.json ? `${JSON.stringify(receipt)}\n` : receiptText(receipt));
+      io.out(options.json ? jsonOutput(receipt) : receiptText(receipt));
       return EXIT.ok;
     },
     { onReplicaShort: shortWait, io },

@@ -1,6 +1,6 @@
 import { type CommandIo, EXIT } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
-import { renderTimelineText } from "./operator-text.js";
+import { jsonOutput, renderTimelineText } from "./operator-text.js";
 
 /** `followups order <orderId>`: the customer timeline of one order's purchases. */
 export async function runOrder(
@@ -10,7 +10,7 @@ export async function runOrder(
 ): Promise<number> {
   return withOperatorTools(options.config, async (tools) => {
     const timeline = await tools.order(orderId);
-    io.out(options.json ? `${JSON.stringify(timeline)}\n` : renderTimelineText(timeline));
+    io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
     return EXIT.ok;
   });
 }

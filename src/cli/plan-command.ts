@@ -10,6 +10,7 @@ import { createMessageComposer } from "../templates/compose-message.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT, namesOffset, parseJsonText, readInput } from "./io.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface PlanOptions {
@@ -40,8 +41,8 @@ export async function runPlan(file: string, options: PlanOptions, io: CommandIo)
   const costs = await planCosts(event, plan, rules, templates);
   io.out(
     options.json
-      ? `${JSON.stringify(planJson(plan, costs), null, 2)}\n`
-      : renderPlanTable(plan, costs),
+      ? jsonOutput(planJson(plan, costs), 2)
+      : terminalText(renderPlanTable(plan, costs)),
   );
   return EXIT.ok;
 }

@@ -25,6 +25,7 @@ import {
   parseJsonText,
   readInput,
 } from "./io.js";
+import { terminalText } from "./operator-text.js";
 
 /**
  * `followups publish EVENT.json` (or `-`): validates and enqueues events for shells and scripts.
@@ -103,7 +104,9 @@ export async function runPublish(
     for (const event of events) {
       const { eventId, jobId } = await publisher.publish(event as never);
       io.out(
-        `published ${eventId} to ${queuePrefix(env.QUEUE_PREFIX, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER)}:${PURCHASE_EVENTS_QUEUE} (job ${jobId})\n`,
+        terminalText(
+          `published ${eventId} to ${queuePrefix(env.QUEUE_PREFIX, PURCHASE_EVENTS_QUEUE, env.REDIS_CLUSTER)}:${PURCHASE_EVENTS_QUEUE} (job ${jobId})\n`,
+        ),
       );
     }
   } catch (error) {

@@ -1,7 +1,7 @@
 import { REFUSED_MAX_LIMIT } from "../operations/operator-tools.js";
 import { type CommandIo, EXIT, numberFlag } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
-import { renderRefusedText } from "./operator-text.js";
+import { jsonOutput, renderRefusedText } from "./operator-text.js";
 
 export interface RefusedOptions {
   readonly config: string;
@@ -18,6 +18,6 @@ export interface RefusedOptions {
 export async function runRefused(options: RefusedOptions, io: CommandIo): Promise<number> {
   const limit = numberFlag("--limit", options.limit, { min: 1, max: REFUSED_MAX_LIMIT });
   const refused = await withOperatorTools(options.config, (tools) => tools.refusedEvents(limit));
-  io.out(options.json ? `${JSON.stringify({ refused })}\n` : renderRefusedText(refused));
+  io.out(options.json ? jsonOutput({ refused }) : renderRefusedText(refused));
   return EXIT.ok;
 }

@@ -11,6 +11,7 @@ import { type ShardStores, shardStores } from "../store/shards.js";
 import { loadConfigForCommand } from "./check-command.js";
 import { commandRedis, commandShards } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
+import { jsonOutput } from "./operator-text.js";
 
 export interface ReplanOptions {
   readonly config: string;
@@ -53,7 +54,7 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
     const about = { generation, latestGeneration: known.latest, applies: !older };
     io.out(
       options.json
-        ? `${JSON.stringify({ rulesVersion: rules.version, ...about, rules: byRule, unreadable })}\n`
+        ? jsonOutput({ rulesVersion: rules.version, ...about, rules: byRule, unreadable })
         : older
           ? `Rules ${rules.version} are generation ${generation}, older than generation ${known.latest} that workers run: workers loading them re-plan nothing ("newer rules are deployed elsewhere"). Nothing was changed.\n`
           : renderPreviewText(byRule, rules.version, unreadable),

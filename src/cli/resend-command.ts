@@ -1,6 +1,6 @@
 import { type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
-import { terminalText } from "./operator-text.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 
 /**
  * `followups resend --step REF`: sends a sent or failed follow-up again, deliberately and once; the
@@ -19,7 +19,7 @@ export async function runResend(
     const result = await tools.resend(options.step, operatorName(options.by));
     io.out(
       options.json
-        ? `${JSON.stringify(result)}\n`
+        ? jsonOutput(result)
         : terminalText(
             `Queued ${result.ref} to be sent again (job ${result.jobId}); a running worker sends it.\n`,
           ),

@@ -4,6 +4,7 @@ import { type ReshardResult, reshard } from "../operations/reshard.js";
 import { commandRedis, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT, numberFlag } from "./io.js";
 import { operatorName } from "./operator-session.js";
+import { jsonOutput } from "./operator-text.js";
 
 export interface ReshardOptions {
   readonly to: string;
@@ -37,7 +38,7 @@ export async function runReshard(options: ReshardOptions, io: CommandIo): Promis
         if (!options.json) io.err(`${part}…\n`);
       },
     });
-    io.out(options.json ? `${JSON.stringify(done)}\n` : renderReshard(done));
+    io.out(options.json ? jsonOutput(done) : renderReshard(done));
     return EXIT.ok;
   } catch (error) {
     if (error instanceof MoveRefused) throw new CommandError(error.message);

@@ -1,6 +1,6 @@
 import { type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
-import { terminalText } from "./operator-text.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 
 /**
  * `followups resolve <replyId>`: marks a customer's reply (a complaint) resolved, with a note and
@@ -24,7 +24,7 @@ export async function runResolve(
     });
     io.out(
       options.json
-        ? `${JSON.stringify(result)}\n`
+        ? jsonOutput(result)
         : terminalText(
             `Resolved ${result.id} (by ${result.by} at ${result.resolvedAt}${result.note ? `: ${result.note}` : ""}).\n`,
           ),

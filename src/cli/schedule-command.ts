@@ -1,6 +1,7 @@
 import { renderScheduleText } from "../reports/pending-schedule.js";
 import { type CommandIo, EXIT, numberFlag } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
+import { jsonOutput } from "./operator-text.js";
 
 export interface ScheduleOptions {
   readonly config: string;
@@ -24,6 +25,6 @@ export async function runSchedule(options: ScheduleOptions, io: CommandIo): Prom
     rows: await tools.schedule(days),
     zone: rules.defaults.timezone,
   }));
-  io.out(options.json ? `${JSON.stringify(rows)}\n` : renderScheduleText(rows.days, zone, days));
+  io.out(options.json ? jsonOutput(rows) : renderScheduleText(rows.days, zone, days));
   return EXIT.ok;
 }

@@ -22,6 +22,7 @@ import { FILINGS_KEEP_MS, MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
 import { CommandError, type CommandIo, EXIT, parseJsonLine } from "./io.js";
+import { jsonOutput, terminalText } from "./operator-text.js";
 import { stepCost, stepMeasure } from "./step-measure.js";
 
 export interface SimulateOptions {
@@ -254,7 +255,7 @@ export async function runSimulate(
       const segments =
         step.channel === "sms" ? await measure.segments(event, plan, step, first) : null;
       const cost = stepCost(rules, event, step, segments);
-      chunk += `${JSON.stringify({
+      chunk += jsonOutput({
         eventId: plan.eventId,
         stepId: step.stepId,
         ruleId: step.ruleId,
@@ -264,7 +265,7 @@ export async function runSimulate(
         localDueAt: step.localDueAt,
         segments,
         cost: cost === null ? null : formatMicros(cost, rules.defaults.currency),
-      })}\n`;
+      });
     }
     io.out(chunk);
     await io.drained?.();
@@ -328,7 +329,19 @@ export async function runSimulate(
 
   if (options.json) {
     io.out(
-      `${JSON.stringify({ lines: lineNumber, purchases, planned, fallbacks, coalesced, invalid: bad, weeks, delivery }, null, 2)}\n`,
+      jsonOutput(
+        {
+          lines: lineNumber,
+          purchases,
+          planned,
+          fallbacks,
+          coalesced,
+          invalid: bad,
+          weeks,
+          delivery,
+        },
+        2,
+      ),
     );
   } else {
     io.out(
@@ -402,7 +415,7 @@ function printBadLines(
 ): void {
   write(`\n${count} bad line${count === 1 ? "" : "s"} (not planned):\n`);
   for (const entry of bad.slice(0, LISTED_BAD_LINES))
-    write(`  line ${entry.line}: ${entry.problem}\n`);
+    write(terminalText(`  line ${entry.line}: ${entry.problem}\n`));
   if (count > LISTED_BAD_LINES) write(`  … and ${count - LISTED_BAD_LINES} more ${more}\n`);
 }
 

@@ -1227,6 +1227,20 @@ describe("an operator's terminal, right to left", () => {
     const refused = await command(p, (io) => runRefused({ config: p.configDir, limit: "9" }, io));
     expect(unsafeLines(refused.out)).toEqual([]);
     expect(refused.out).toContain("evt-\\u200e\\u2067");
+
+    // --json has them as JSON escapes, which read back as written.
+    const json = await command(p, (io) =>
+      runCustomer("cus-bidi\u2066", { config: p.configDir, json: true }, io),
+    );
+    expect(unsafeLines(json.out)).toEqual([]);
+    const read = JSON.parse(json.out) as CustomerTimeline;
+    expect(read.customer.firstName).toBe("\u200fAna\u200e");
+    expect(read.purchases[0]?.items[0]?.name).toBe("TV\u2029\u202e55");
+    const refusedJson = await command(p, (io) =>
+      runRefused({ config: p.configDir, limit: "9", json: true }, io),
+    );
+    expect(unsafeLines(refusedJson.out)).toEqual([]);
+    expect(refusedJson.out).toContain("evt-\\u200e\\u2067");
   });
 });
 

@@ -348,3 +348,18 @@ describe("an event holding an unpaired UTF-16 surrogate", () => {
     expect(job?.failedReason).toContain("customer.name: the text holds half a character");
   });
 });
+
+describe("followups publish, to a terminal", () => {
+  it("prints the ids it published with their control and bidi characters escaped", async () => {
+    pipeline = await startPipeline("publish-unsafe-id");
+    const p = pipeline;
+    Object.assign(process.env, p.commandEnv);
+    const file = path.join(p.configDir, "unsafe.ndjson");
+    // A bell and an override in a publisher's id: printed raw, one rings, the other reverses.
+    await writeFile(file, `${JSON.stringify(tv("evt-\u0007\u202epub"))}\n`);
+    const io = captureIo();
+    expect(await runPublish(file, {}, io)).toBe(0);
+    expect(io.output()).toMatch(/^published evt-\\u0007\\u202epub to /);
+    expect(await eventProcessed(p, eventJobId("evt-\u0007\u202epub"))).toBe("completed");
+  });
+});
