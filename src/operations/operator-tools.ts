@@ -71,9 +71,16 @@ export class OperatorError extends Error {
 
 /**
  * An operator's free text (a cancel's reason, a resolution's note) on one line: it is shown in
- * timelines line by line, where a line break would start what looks like another entry.
+ * timelines line by line, where a line break would start what looks like another entry. Refused
+ * with half a character (an unpaired surrogate, which a JSON body can carry): Redis's scripts
+ * cannot read it, and the action failed half-way.
  */
-function oneLine(text: string | undefined): string | undefined {
+function oneLine(text: string | undefined, what: "reason" | "note"): string | undefined {
+  if (text !== undefined && UNPAIRED_SURROGATE.test(text))
+    throw new OperatorError(
+      `${what}: the text holds half a character (an unpaired UTF-16 surrogate), which cannot be stored: give the character whole, or leave it out`,
+      "invalid",
+    );
   const line = text === undefined ? undefined : plainText(text);
   return line || undefined;
 }
@@ -508,7 +515,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       target: { step: string } | { order: string } | { customer: string },
       given: { by: string; reason?: string },
     ): Promise<CancelResult> {
-      const options = { ...given, reason: oneLine(given.reason) };
+      const options = { ...given, reason: oneLine(given.reason, "reason") };
       let refs: StepInShard[];
       let targetText: string;
       let told: string | undefined;
@@ -695,7 +702,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       replyId: string,
       given: { by: string; note?: string },
     ): Promise<{ id: string; resolvedAt: string; by: string; note: string | null }> {
-      const options = { ...given, note: oneLine(given.note) };
+      const options = { ...given, note: oneLine(given.note, "note") };
       const ref = parseReplyId(replyId);
       if (!ref)
         throw new OperatorError(

@@ -328,6 +328,50 @@ describe("the admin API", () => {
     });
   });
 
+  it("refuses a reason or note holding half a character, which Redis cannot store, and acts on nothing", async () => {
+    pipeline = await startPipeline("admin-half", { env: { ADMIN_TOKENS: `alice:${ALICE}` } });
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-half",
+        occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+        customer: { id: "cus-half", email: "half@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    expect(await eventProcessed(p, "evt-half")).toBe("completed");
+    // JSON can write half a character ("\ud800"); a shell's argument or a form field cannot.
+    const half = { reason: "rang \ud800 back" };
+    const refusal = (what: string) => ({
+      status: 400,
+      body: {
+        error: `${what}: the text holds half a character (an unpaired UTF-16 surrogate), which cannot be stored: give the character whole, or leave it out`,
+      },
+    });
+    expect(
+      await call(p, "POST", "/admin/v1/steps/evt-half/big-ticket.check-in/cancel", {
+        token: ALICE,
+        body: half,
+      }),
+    ).toEqual(refusal("reason"));
+    expect((await p.store.allStepRecords("evt-half")).get("big-ticket.check-in")?.state).toBe(
+      "scheduled",
+    );
+    expect(
+      await call(p, "POST", "/admin/v1/replies/evt-half/big-ticket.check-in/1/resolve", {
+        token: ALICE,
+        body: { note: "\udc00" },
+      }),
+    ).toEqual(refusal("note"));
+    // Whole characters, an emoji's two halves included, are taken.
+    expect(
+      await call(p, "POST", "/admin/v1/steps/evt-half/big-ticket.check-in/cancel", {
+        token: ALICE,
+        body: { reason: "rang back \ud83d\ude00" },
+      }),
+    ).toEqual({ status: 200, body: { cancelled: ["evt-half/big-ticket.check-in"], inFlight: [] } });
+  });
+
   it("refuses a body it cannot read exactly, instead of acting as if none were given", async () => {
     pipeline = await startPipeline("admin-bodies", { env: { ADMIN_TOKENS: `alice:${ALICE}` } });
     const p = pipeline;
