@@ -32,6 +32,16 @@ export interface SimulateOptions {
   readonly steps?: boolean;
 }
 
+/** A purchase read, with its plan, waiting for the replay to reach when it happened. */
+interface Arrival {
+  /** Its occurredAt (epoch ms). */
+  readonly at: number;
+  readonly customerId: string;
+  readonly plan: Pick<Plan, "eventId" | "steps">;
+  /** Each step but fallbacks as the replay takes it (by step id). */
+  readonly replay: ReadonlyMap<string, ReplayStep>;
+}
+
 interface BadLine {
   readonly line: number;
   readonly problem: string;
@@ -50,8 +60,9 @@ const SIMULATION_DISCOUNT_SECRET = "simulate-only-not-a-real-discount-secret";
  * the intake would refuse, such as one that happens more than a day from now, is a bad line.
  *
  * The planned steps are replayed in due order as the worker would send them (send windows,
- * grace periods, frequency caps, budgets, coalesced thank-yous: DeliveryReplayer), up to each
- * purchase's arrival before it is filed with a thank-you group, giving messages, SMS segments and
+ * grace periods, frequency caps, budgets, coalesced thank-yous: DeliveryReplayer), once the file
+ * is read: the purchases are taken in by their occurredAt (a file need not be in time order), each
+ * after the replay up to its arrival, before it is filed with a thank-you group, giving messages, SMS segments and
  * cost per month and channel, and sent, waited and skipped per channel and kind. With `steps`,
  * every planned step is streamed as a line of NDJSON instead, and nothing is replayed, so memory
  * stays bounded by the number of customers.
@@ -105,7 +116,8 @@ export async function runSimulate(
   const purchasesByCustomer = new Map<string, number>();
   // What each purchase stated of consent: a later one's stands at send time, as in the worker.
   const consents = new ConsentTimeline();
-  // What goes out, replayed as the purchases arrive (not with --steps, which replays nothing).
+  // What goes out, replayed as the purchases arrive by their occurredAt (not with --steps, which
+  // replays nothing).
   const replayer = options.steps
     ? undefined
     : new DeliveryReplayer(rules, undefined, consents, COALESCED_AFTER_MS);
@@ -122,6 +134,9 @@ export async function runSimulate(
     string,
     Omit<ThankYouGroup, "closesAt"> & { leader: string; due: number; expires: number }
   >();
+  // The purchases read, for the replay to take in by when they happened: a file need not be in
+  // time order (the shipped sample is not), and the replay cannot go back in time.
+  const arrivals: Arrival[] = [];
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNumber++;
     bytes += Buffer.byteLength(line) + 1;
@@ -134,6 +149,17 @@ export async function runSimulate(
     if (!options.steps || bad.length < LISTED_BAD_LINES) bad.push({ line: lineNumber, problem });
   }
   progress?.done();
+  if (replayer) {
+    // By arrival, file order among equals (a stable sort), each after what went out before it.
+    arrivals.sort((a, b) => a.at - b.at);
+    for (const arrival of arrivals) {
+      replayer.runUntil(arrival.at);
+      const { plan, joined } = coalesce(arrival.customerId, arrival.at, arrival.plan);
+      replayArrival(arrival, plan, joined);
+      count(plan);
+    }
+    arrivals.length = 0;
+  }
 
   async function planLine(line: string): Promise<string | undefined> {
     // Refused as publish and POST /v1/events refuse it: not JSON, or a key given twice.
@@ -156,11 +182,18 @@ export async function runSimulate(
       now,
     );
     if (cooldowns) rememberRecent(event.customer.id, fromPlanner.steps);
-    // What went out before this purchase arrives (a leader's thank-you closes its group).
-    replayer?.runUntil(Date.parse(event.occurredAt));
-    const { plan, joined } = coalesce(event, fromPlanner);
-    if (options.steps) await printSteps(event, plan);
-    else await collectForReplay(event, plan, joined);
+    if (replayer) {
+      arrivals.push(await arrivalOf(event, fromPlanner));
+      return undefined;
+    }
+    const { plan } = coalesce(event.customer.id, Date.parse(event.occurredAt), fromPlanner);
+    await printSteps(event, plan);
+    count(plan);
+    return undefined;
+  }
+
+  /** Counts a purchase's planned steps (without the thank-yous that joined another's). */
+  function count(plan: Pick<Plan, "steps">): void {
     for (const step of plan.steps) {
       // Sent only when its call is not answered, which no simulation can know: counted apart.
       if (step.fallbackOf) {
@@ -174,7 +207,6 @@ export async function runSimulate(
       volume.set(key, (volume.get(key) ?? 0) + 1);
       planned++;
     }
-    return undefined;
   }
 
   /**
@@ -184,17 +216,17 @@ export async function runSimulate(
    * that joins an earlier one is not planned (counted apart), and waits behind the leader's in the
    * replay, as the worker holds it (COALESCED_AFTER_MS after it).
    */
-  function coalesce(
-    event: PurchaseCompleted,
-    plan: Plan,
-  ): { plan: Plan; joined: { step: PlannedStep; dueAt: number; leader: string }[] } {
-    const purchasedAt = Date.parse(event.occurredAt);
+  function coalesce<P extends Pick<Plan, "eventId" | "steps">>(
+    customerId: string,
+    purchasedAt: number,
+    plan: P,
+  ): { plan: P; joined: { step: PlannedStep; dueAt: number; leader: string }[] } {
     const joined: { step: PlannedStep; dueAt: number; leader: string }[] = [];
     for (const step of plan.steps) {
       if (step.coalesceUntil === undefined) continue;
       const dueAt = Date.parse(step.dueAt);
       // A group ends a while after the last purchase filed with it (lib/thank-you-group.lua).
-      const open = groups.get(event.customer.id);
+      const open = groups.get(customerId);
       const group = open && open.expires > purchasedAt ? open : undefined;
       const closesAt = !group
         ? Number.POSITIVE_INFINITY
@@ -216,7 +248,7 @@ export async function runSimulate(
           dueAt - purchasedAt + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
         );
       if (filed === "lead") {
-        groups.set(event.customer.id, {
+        groups.set(customerId, {
           start: purchasedAt,
           until: Date.parse(step.coalesceUntil),
           members: 0,
@@ -228,7 +260,7 @@ export async function runSimulate(
       }
       if (!group) continue;
       const members = group.members + (filed === "joined" ? 1 : 0);
-      groups.set(event.customer.id, {
+      groups.set(customerId, {
         ...group,
         members,
         expires: Math.max(group.expires, keepUntil),
@@ -271,38 +303,54 @@ export async function runSimulate(
     await io.drained?.();
   }
 
-  async function collectForReplay(
-    event: PurchaseCompleted,
-    plan: Plan,
-    joined: readonly { step: PlannedStep; dueAt: number; leader: string }[],
-  ): Promise<void> {
-    if (!replayer) return;
+  /** A purchase as the replay takes it in: its steps, each measured as the worker renders it. */
+  async function arrivalOf(event: PurchaseCompleted, plan: Plan): Promise<Arrival> {
     // The steps of one purchase share what the send-time guard reads of it (not its items).
     const guardView = {
       customer: event.customer,
       occurredAt: event.occurredAt,
       ...(event.store && { store: event.store }),
     };
-    const replayStep = async (step: PlannedStep): Promise<ReplayStep> => ({
-      eventId: plan.eventId,
-      stepId: step.stepId,
-      kind: step.kind,
-      channel: step.channel,
-      purpose: step.purpose,
-      dueAt: Date.parse(step.dueAt),
-      ...(step.graceEndsAt && { graceEndsAt: Date.parse(step.graceEndsAt) }),
-      event: guardView,
-      ...(step.channel === "sms" && {
-        smsSegments: await measure.smsVariants(event, plan, step),
-      }),
-    });
+    const replay = new Map<string, ReplayStep>();
     for (const step of plan.steps) {
       if (step.fallbackOf) continue;
-      replayer.add(await replayStep(step));
+      replay.set(step.stepId, {
+        eventId: plan.eventId,
+        stepId: step.stepId,
+        kind: step.kind,
+        channel: step.channel,
+        purpose: step.purpose,
+        dueAt: Date.parse(step.dueAt),
+        ...(step.graceEndsAt && { graceEndsAt: Date.parse(step.graceEndsAt) }),
+        event: guardView,
+        ...(step.channel === "sms" && {
+          smsSegments: await measure.smsVariants(event, plan, step),
+        }),
+      });
+    }
+    return {
+      at: Date.parse(event.occurredAt),
+      customerId: event.customer.id,
+      plan: { eventId: plan.eventId, steps: plan.steps },
+      replay,
+    };
+  }
+
+  function replayArrival(
+    arrival: Arrival,
+    plan: Pick<Plan, "steps">,
+    joined: readonly { step: PlannedStep; dueAt: number; leader: string }[],
+  ): void {
+    if (!replayer) return;
+    for (const step of plan.steps) {
+      const replayed = arrival.replay.get(step.stepId);
+      if (replayed) replayer.add(replayed);
     }
     // Held behind the leader's, as intake holds it (no longer late then: no grace end of its own).
     for (const { step, dueAt, leader } of joined) {
-      const { graceEndsAt: _late, ...held } = await replayStep(step);
+      const replayed = arrival.replay.get(step.stepId);
+      if (!replayed) continue;
+      const { graceEndsAt: _late, ...held } = replayed;
       replayer.add({ ...held, dueAt, joinedTo: leader });
     }
   }

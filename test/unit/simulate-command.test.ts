@@ -263,6 +263,28 @@ describe("simulate: the delivery replay", () => {
   });
 });
 
+describe("simulate replays purchases by when they happened, not by where they are in the file", () => {
+  it("a file not in time order (the sample itself is not) sends what the same purchases in order send", async () => {
+    // Other customers each: file order decides no history here, only when each arrives.
+    const specs = [tv("late", "cus-late", 25, "+44 20 7946 0003"), tv("early", "cus-early", 2)];
+    const replayed = async (name: string, list: PurchaseSpec[]) => {
+      const { io, output } = memoryIo();
+      await runSimulate(await ndjson(name, list), { config: pricedConfig, json: true }, io);
+      return JSON.parse(output.out) as { planned: number; delivery: unknown };
+    };
+    const inOrder = await replayed("in-order.ndjson", [...specs].reverse());
+    const outOfOrder = await replayed("out-of-order.ndjson", specs);
+    expect(inOrder.delivery).toMatchObject({
+      outcomes: [
+        { channel: "email", kind: "thank-you", sent: 2, skipped: {} },
+        { channel: "sms", kind: "check-in", sent: 2, skipped: {} },
+      ],
+    });
+    // Before, the early purchase's thank-you was replayed from the late one's arrival: past-due.
+    expect(outOfOrder).toEqual(inOrder);
+  });
+});
+
 describe("simulate coalesces thank-yous as the worker does", () => {
   it("joins a customer's purchases within the hour into the first one's thank-you, and counts them apart", async () => {
     const shirt = (id: string, at: string, customer = "cus-shirts") => ({
