@@ -1,8 +1,9 @@
 import { DateTime } from "luxon";
 import { afterRefunds } from "../domain/refund.js";
-import { hasCooldowns, type RuleSet } from "../domain/rules.js";
+import { cooldownSteps, hasCooldowns, type RuleSet, type StepKind } from "../domain/rules.js";
 import { dueFloors, NONE, replanOf } from "../queue/replanner.js";
 import { PreviewTally, renderPreviewText, unreadableNotice } from "../reports/replan-preview.js";
+import { type RememberedStep, recentOf } from "../store/customer-history.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import { OrderStore } from "../store/order-store.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
@@ -71,6 +72,12 @@ export async function runReplan(options: ReplanOptions, io: CommandIo): Promise<
 
 const UNREADABLE = Symbol("unreadable");
 
+/** A remembered step's field in the customer's recent steps, but for its event id. */
+function fieldOf(step: Pick<RememberedStep, "by" | "name" | "stepId">): string {
+  const key = `${step.by}:${step.name}`;
+  return step.stepId === undefined ? key : `${key} ${step.stepId}`;
+}
+
 /**
  * The purchase as the workers would re-plan it, or UNREADABLE when its stored purchase cannot be
  * read (a format this version does not know, damaged bytes): the workers leave its steps as
@@ -96,6 +103,8 @@ async function previewShard(
   tally: PreviewTally,
 ): Promise<void> {
   const seen = new Set<string>();
+  // The steps under a cooldown of each purchase this preview re-planned, by customer and event.
+  const replanned = new Map<string, Map<string, RememberedStep[]>>();
   for (let after = -1; ; ) {
     const buckets = await schedule.bucketsAfter(after, 100);
     for (const bucket of buckets) {
@@ -103,10 +112,10 @@ async function previewShard(
         const { refs, count } = await schedule.read(bucket, offset, 1_000);
         const fresh = [...new Set(refs.map((r) => r.eventId))].filter((id) => !seen.has(id));
         for (const id of fresh) seen.add(id);
-        const previews = await Promise.all(
+        const reads = await Promise.all(
           fresh.map(async (eventId) => {
             const planned = await store.generationOf(eventId);
-            if (planned !== undefined && planned >= generation) return [];
+            if (planned !== undefined && planned >= generation) return undefined;
             const [records, event] = await Promise.all([
               store.allStepRecords(eventId),
               readable(store, eventId),
@@ -115,36 +124,82 @@ async function previewShard(
               // As the workers: one with nothing left to re-plan is passed over, read or not.
               if ([...records.values()].some((r) => r.state === "scheduled"))
                 tally.addUnreadable(eventId);
-              return [];
+              return undefined;
             }
-            if (!event) return [];
-            const [past, order, floors, recent] = await Promise.all([
+            if (!event) return undefined;
+            const [past, order, floors, remembered] = await Promise.all([
               history.historyAt(eventId),
               orders.get(event.orderId),
               dueFloors(thankYous, event.customer.id, eventId, records, rules),
               // A step that would move within another purchase's cooldown is skipped, as workers do.
-              hasCooldowns(rules) ? history.recentSteps(event.customer.id, eventId) : undefined,
+              hasCooldowns(rules) ? history.rememberedSteps(event.customer.id) : undefined,
             ]);
-            const effective = afterRefunds(event, order).event;
-            const plan = replanOf(
-              eventId,
-              effective,
-              records,
-              rules,
-              recent ? { ...past, recent } : past,
-              now,
-              horizonMs,
-              NONE,
-              floors,
-            );
-            return plan.steps.map((step) => ({
-              ruleId: step.ruleId,
-              action: step.action,
-              shiftMs: step.dueAt - step.fromDueAt,
-              ...(step.reason && { code: step.reason.code }),
-            }));
+            return { eventId, event, records, past, order, floors, remembered };
           }),
         );
+        // Planned in the walk's order, each against the steps the preview re-planned before it
+        // in the place of what was remembered of their purchases: a worker re-plans them first
+        // and remembers them, and a later purchase of the customer is held to them.
+        const previews = reads.map((read) => {
+          if (!read) return [];
+          const { eventId, event, records, past, order, floors, remembered } = read;
+          const mine = replanned.get(event.customer.id);
+          const recent =
+            remembered &&
+            recentOf([
+              ...remembered.steps.filter((s) => s.eventId !== eventId && !mine?.has(s.eventId)),
+              ...[...(mine ?? [])].flatMap(([of, steps]) => (of === eventId ? [] : steps)),
+            ]);
+          const effective = afterRefunds(event, order).event;
+          const plan = replanOf(
+            eventId,
+            effective,
+            records,
+            rules,
+            recent ? { ...past, recent } : past,
+            now,
+            horizonMs,
+            NONE,
+            floors,
+          );
+          if (remembered) {
+            const kept = plan.steps.filter((s) => s.action === "keep" || s.action === "move");
+            const steps = cooldownSteps(rules, kept, (s) => ({
+              kind: s.kind as StepKind,
+              dueAt: s.dueAt,
+            })).flatMap((step) =>
+              (["rule", "kind"] as const)
+                .filter((by) => (by === "rule" ? step.byRule : step.byKind))
+                .map((by) => ({
+                  by,
+                  name: by === "rule" ? step.ruleId : step.kind,
+                  at: step.dueAt,
+                  eventId,
+                  stepId: step.stepId,
+                })),
+            );
+            // As remember-steps.lua writes them: each step's entry in the place of its own (and of
+            // its rule's or kind's entry of the form before step ids), the purchase's other entries
+            // (a step this re-plan ended, another kind's) left as they were.
+            const rewritten = new Set(
+              steps.flatMap((step) => [fieldOf(step), fieldOf({ ...step, stepId: undefined })]),
+            );
+            const customer = mine ?? new Map<string, RememberedStep[]>();
+            customer.set(eventId, [
+              ...remembered.steps.filter(
+                (step) => step.eventId === eventId && !rewritten.has(fieldOf(step)),
+              ),
+              ...steps,
+            ]);
+            replanned.set(event.customer.id, customer);
+          }
+          return plan.steps.map((step) => ({
+            ruleId: step.ruleId,
+            action: step.action,
+            shiftMs: step.dueAt - step.fromDueAt,
+            ...(step.reason && { code: step.reason.code }),
+          }));
+        });
         for (const step of previews.flat()) tally.add(step);
         if (count < 1_000) break;
         offset += count;

@@ -27,6 +27,28 @@ export interface RecentStepsRead extends RecentSteps {
   readonly versions: CooldownVersions;
 }
 
+/** A step remembered under its rule's (`by: "rule"`) or its kind's cooldown (rememberSteps). */
+export interface RememberedStep {
+  readonly by: "rule" | "kind";
+  /** The rule id or the kind. */
+  readonly name: string;
+  /** Its due time (epoch ms). */
+  readonly at: number;
+  readonly eventId: string;
+  /** Its step's id (absent in the form before steps were told apart). */
+  readonly stepId?: string;
+}
+
+/** The due times of `steps` per rule and per kind, as planning holds a step to them. */
+export function recentOf(steps: readonly RememberedStep[]): RecentSteps {
+  const found = { rule: new Map<string, number[]>(), kind: new Map<string, number[]>() };
+  for (const { by, name, at } of steps) {
+    const map = found[by];
+    map.set(name, [...(map.get(name) ?? []), at]);
+  }
+  return { byRule: found.rule, byKind: found.kind as Map<StepKind, number[]> };
+}
+
 /** The event record's field holding the customer's earlier purchases as counted at first sight. */
 const HISTORY_FIELD = "h";
 
@@ -302,8 +324,20 @@ export class CustomerHistoryStore {
    * a plan made from them once another purchase's step under the same cooldown was written since.
    */
   async recentSteps(customerId: string, eventId: string): Promise<RecentStepsRead> {
+    const { steps, versions } = await this.rememberedSteps(customerId);
+    return { ...recentOf(steps.filter((step) => step.eventId !== eventId)), versions };
+  }
+
+  /**
+   * Every step remembered under a cooldown for the customer's purchases (each with its purchase's
+   * event id), and the counts of writes as read: for `replan --dry-run`, which sets the steps of
+   * the purchases it re-plans in the place of what was remembered of them, as the workers will.
+   */
+  async rememberedSteps(
+    customerId: string,
+  ): Promise<{ steps: RememberedStep[]; versions: CooldownVersions }> {
     const all = await this.redis.hgetall(this.keys.recentSteps(customerId));
-    const found = { r: new Map<string, number[]>(), k: new Map<string, number[]>() };
+    const steps: RememberedStep[] = [];
     const versions = new Map<string, string>();
     for (const [field, value] of Object.entries(all)) {
       // `v:<r:|k:…>` = `#<count>` (remember-steps.lua).
@@ -319,12 +353,17 @@ export class CustomerHistoryStore {
         stepId === undefined
           ? [Number(value.slice(0, space)), value.slice(space + 1)]
           : [Number(value), field.slice(key.length + stepId.length + 2)];
-      const map = key.startsWith("r:") ? found.r : key.startsWith("k:") ? found.k : undefined;
-      if (!map || of === eventId || !Number.isFinite(at)) continue;
-      const name = key.slice(2);
-      map.set(name, [...(map.get(name) ?? []), at]);
+      const by = key.startsWith("r:") ? "rule" : key.startsWith("k:") ? "kind" : undefined;
+      if (!by || !Number.isFinite(at)) continue;
+      steps.push({
+        by,
+        name: key.slice(2),
+        at,
+        eventId: of,
+        ...(stepId !== undefined && { stepId }),
+      });
     }
-    return { byRule: found.r, byKind: found.k as Map<StepKind, number[]>, versions };
+    return { steps, versions };
   }
 
   /**

@@ -1613,6 +1613,37 @@ describe("a step whose kind the rules change under the same id", () => {
     });
     await rm(draft, { recursive: true, force: true });
   });
+
+  it("of two purchases within its new kind's cooldown is skipped for one, by the workers and in the preview", async () => {
+    pipeline = await startPipeline("replan-kind-two", { startWorker: false });
+    const p = pipeline;
+    await withSofaStep(p.configDir, "custom");
+    await p.startWorker();
+    const now = DateTime.utc();
+    await takeInTurn(p, [
+      offer("evt-sofa-a", "sofas", now.minus({ minutes: 2 })),
+      offer("evt-sofa-b", "sofas", now),
+    ]);
+    for (const id of ["evt-sofa-a", "evt-sofa-b"])
+      expect(await step(p, id, "sofa-offer.offer")).toMatchObject({ state: "scheduled" });
+
+    // Both offers become discounts two minutes apart, under a 30-day discount cooldown: as two
+    // new purchases of sofas, the first keeps its offer and the second's is skipped.
+    const { draft, preview } = await previewDraft(p, (dir) => withSofaStep(dir, "discount"));
+    const summary = await deployDraft(p, draft);
+    const states = await Promise.all(
+      ["evt-sofa-a", "evt-sofa-b"].map(async (id) => (await step(p, id, "sofa-offer.offer")).state),
+    );
+    expect(states.sort()).toEqual(["scheduled", "skipped"]);
+    expect(summary).toMatchObject({ moved: 0, cancelled: 0, skipped: 1 });
+    // The preview counts the walk's own re-plans against each other, as the workers hold them.
+    const [sofas, ...others] = preview.rules;
+    expect(others).toEqual([]);
+    expect(sofas).toMatchObject({ ruleId: "sofa-offer", unchanged: 1, cancelled: 0, skipped: 1 });
+    expect(sofas?.reasons).toEqual({ cooldown: 1 });
+    expect([sofas?.earlier.count, sofas?.later.count]).toEqual([0, 0]);
+    await rm(draft, { recursive: true, force: true });
+  });
 });
 
 describe("a call a re-plan skips for a cooldown", () => {
