@@ -37,10 +37,20 @@ interface Arrival {
   /** Its occurredAt (epoch ms). */
   readonly at: number;
   readonly customerId: string;
-  readonly plan: Pick<Plan, "eventId" | "steps">;
-  /** Each step but fallbacks as the replay takes it (by step id). */
-  readonly replay: ReadonlyMap<string, ReplayStep>;
+  readonly plan: { readonly eventId: string; readonly steps: readonly ArrivalStep[] };
 }
+
+/** An arrival the replay took in. */
+const DONE: Arrival = { at: 0, customerId: "", plan: { eventId: "", steps: [] } };
+
+/** What the replay, the thank-you groups and the counts read of a planned step. */
+type CountedStep = Pick<
+  PlannedStep,
+  "stepId" | "kind" | "channel" | "dueAt" | "coalesceUntil" | "fallbackOf"
+>;
+
+/** A planned step kept for the replay: with its replayed form, but for a fallback. */
+type ArrivalStep = CountedStep & { readonly replay?: ReplayStep };
 
 interface BadLine {
   readonly line: number;
@@ -152,10 +162,12 @@ export async function runSimulate(
   if (replayer) {
     // By arrival, file order among equals (a stable sort), each after what went out before it.
     arrivals.sort((a, b) => a.at - b.at);
-    for (const arrival of arrivals) {
+    for (const [index, arrival] of arrivals.entries()) {
+      // Let go once in the replay (its steps are the replay's now).
+      arrivals[index] = DONE;
       replayer.runUntil(arrival.at);
       const { plan, joined } = coalesce(arrival.customerId, arrival.at, arrival.plan);
-      replayArrival(arrival, plan, joined);
+      replayArrival(plan, joined);
       count(plan);
     }
     arrivals.length = 0;
@@ -193,7 +205,7 @@ export async function runSimulate(
   }
 
   /** Counts a purchase's planned steps (without the thank-yous that joined another's). */
-  function count(plan: Pick<Plan, "steps">): void {
+  function count(plan: { readonly steps: readonly CountedStep[] }): void {
     for (const step of plan.steps) {
       // Sent only when its call is not answered, which no simulation can know: counted apart.
       if (step.fallbackOf) {
@@ -216,12 +228,15 @@ export async function runSimulate(
    * that joins an earlier one is not planned (counted apart), and waits behind the leader's in the
    * replay, as the worker holds it (COALESCED_AFTER_MS after it).
    */
-  function coalesce<P extends Pick<Plan, "eventId" | "steps">>(
+  function coalesce<
+    S extends CountedStep,
+    P extends { readonly eventId: string; readonly steps: readonly S[] },
+  >(
     customerId: string,
     purchasedAt: number,
     plan: P,
-  ): { plan: P; joined: { step: PlannedStep; dueAt: number; leader: string }[] } {
-    const joined: { step: PlannedStep; dueAt: number; leader: string }[] = [];
+  ): { plan: P; joined: { step: S; dueAt: number; leader: string }[] } {
+    const joined: { step: S; dueAt: number; leader: string }[] = [];
     for (const step of plan.steps) {
       if (step.coalesceUntil === undefined) continue;
       const dueAt = Date.parse(step.dueAt);
@@ -311,10 +326,21 @@ export async function runSimulate(
       occurredAt: event.occurredAt,
       ...(event.store && { store: event.store }),
     };
-    const replay = new Map<string, ReplayStep>();
+    const steps: ArrivalStep[] = [];
     for (const step of plan.steps) {
-      if (step.fallbackOf) continue;
-      replay.set(step.stepId, {
+      const counted: CountedStep = {
+        stepId: step.stepId,
+        kind: step.kind,
+        channel: step.channel,
+        dueAt: step.dueAt,
+        ...(step.coalesceUntil !== undefined && { coalesceUntil: step.coalesceUntil }),
+        ...(step.fallbackOf !== undefined && { fallbackOf: step.fallbackOf }),
+      };
+      if (step.fallbackOf) {
+        steps.push(counted);
+        continue;
+      }
+      const replay: ReplayStep = {
         eventId: plan.eventId,
         stepId: step.stepId,
         kind: step.kind,
@@ -326,31 +352,26 @@ export async function runSimulate(
         ...(step.channel === "sms" && {
           smsSegments: await measure.smsVariants(event, plan, step),
         }),
-      });
+      };
+      steps.push({ ...counted, replay });
     }
     return {
       at: Date.parse(event.occurredAt),
       customerId: event.customer.id,
-      plan: { eventId: plan.eventId, steps: plan.steps },
-      replay,
+      plan: { eventId: plan.eventId, steps },
     };
   }
 
   function replayArrival(
-    arrival: Arrival,
-    plan: Pick<Plan, "steps">,
-    joined: readonly { step: PlannedStep; dueAt: number; leader: string }[],
+    plan: { readonly steps: readonly ArrivalStep[] },
+    joined: readonly { step: ArrivalStep; dueAt: number; leader: string }[],
   ): void {
     if (!replayer) return;
-    for (const step of plan.steps) {
-      const replayed = arrival.replay.get(step.stepId);
-      if (replayed) replayer.add(replayed);
-    }
+    for (const { replay } of plan.steps) if (replay) replayer.add(replay);
     // Held behind the leader's, as intake holds it (no longer late then: no grace end of its own).
     for (const { step, dueAt, leader } of joined) {
-      const replayed = arrival.replay.get(step.stepId);
-      if (!replayed) continue;
-      const { graceEndsAt: _late, ...held } = replayed;
+      if (!step.replay) continue;
+      const { graceEndsAt: _late, ...held } = step.replay;
       replayer.add({ ...held, dueAt, joinedTo: leader });
     }
   }
