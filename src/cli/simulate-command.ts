@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { DateTime } from "luxon";
-import { fileThankYou, type ThankYouGroup } from "../domain/coalesce.js";
+import { fileThankYou, groupKeptForMs, type ThankYouGroup } from "../domain/coalesce.js";
 import { ConsentTimeline } from "../domain/consent-timeline.js";
 import {
   type DeliveryReplay,
@@ -15,7 +15,6 @@ import { type Plan, type PlannedStep, planFollowUps } from "../domain/planner.js
 import { hasCooldowns, type StepKind, underCooldown } from "../domain/rules.js";
 import { formatMicros } from "../domain/spend.js";
 import { zoneFor } from "../domain/time-zone.js";
-import { GROUP_SLACK_MS } from "../queue/intake-processor.js";
 import { COALESCED_AFTER_MS } from "../queue/names.js";
 import { formatTable } from "../reports/text-table.js";
 import { FILINGS_KEEP_MS, MAX_JOINED } from "../store/thank-you-groups.js";
@@ -260,7 +259,7 @@ export async function runSimulate(
         purchasedAt +
         Math.max(
           FILINGS_KEEP_MS,
-          dueAt - purchasedAt + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
+          groupKeptForMs(dueAt, purchasedAt, rules.gracePeriods[step.kind].toMillis()),
         );
       if (filed === "lead") {
         groups.set(customerId, {

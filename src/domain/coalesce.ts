@@ -6,6 +6,18 @@
  * never takes over, and neither does a later one while the leader's thank-you has not gone.
  */
 
+/** A coalesced thank-you's group is kept until its thank-you is surely sent: due, grace and a day. */
+const GROUP_SLACK_MS = 24 * 3600 * 1000;
+
+/**
+ * How long after `now` a customer's thank-you group is kept for a thank-you due at `dueAt` with
+ * `graceMs` of grace (intake's join-thank-you.lua keeps it at least as long as its filings): the
+ * worker's and the simulation's one rule.
+ */
+export function groupKeptForMs(dueAt: number, now: number, graceMs: number): number {
+  return dueAt - now + graceMs + GROUP_SLACK_MS;
+}
+
 /** A customer's open group as the simulation keeps it. */
 export interface ThankYouGroup {
   /** The leading purchase's time (epoch ms). */

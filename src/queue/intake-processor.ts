@@ -1,5 +1,6 @@
 import { DelayedError, type Job, type Queue, UnrecoverableError } from "bullmq";
 import { DateTime } from "luxon";
+import { groupKeptForMs } from "../domain/coalesce.js";
 import { redemptionLabel } from "../domain/discount-code.js";
 import { type EventFingerprints, eventFingerprints } from "../domain/event-fingerprint.js";
 import {
@@ -123,9 +124,6 @@ export interface IntakeDeps extends IntakeShard {
   ) => Promise<{ readonly purchases: number; readonly stepsCancelled: number }>;
 }
 
-/** A coalesced thank-you's group is kept until its thank-you is surely sent: due, grace and a day. */
-export const GROUP_SLACK_MS = 24 * 3600 * 1000;
-
 /**
  * Files each coalescing thank-you of the plan with the customer's open group. One that joins an
  * earlier purchase's group stays planned, due just after the leader's thank-you
@@ -153,7 +151,7 @@ async function coalesceThankYous(
       event.customer.id,
       { eventId: event.id, stepId: step.stepId, purchasedAt, dueAt },
       Date.parse(step.coalesceUntil) - purchasedAt,
-      dueAt - nowMs + rules.gracePeriods[step.kind].toMillis() + GROUP_SLACK_MS,
+      groupKeptForMs(dueAt, nowMs, rules.gracePeriods[step.kind].toMillis()),
       await deps.history.erasureKey(event.customer.id),
       nowMs,
     );
