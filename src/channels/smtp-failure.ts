@@ -43,8 +43,8 @@ const CODE_REASONS: Record<string, string> = {
 
 /**
  * Classifies a failed SMTP send by reply code and nodemailer error code: 4xx transient, 5xx
- * permanent (misconfigured before the recipients: the server refuses us), authentication
- * misconfigured, connection problems and anything unknown transient.
+ * permanent (misconfigured before the recipients: the server refuses us; 552 to RCPT transient),
+ * authentication misconfigured, connection problems and anything unknown transient.
  */
 export function classifySmtpFailure(error: unknown): SendFailure {
   const fields = (error ?? {}) as SmtpErrorFields;
@@ -71,8 +71,17 @@ export function classifySmtpFailure(error: unknown): SendFailure {
       reason: `the SMTP server refused us${at}, not the recipient (${replyText}): check MAIL_FROM, SMTP_URL and the sending host's standing with the server`,
     };
   }
+  if (reply === 552 && RECIPIENT.test(fields.command ?? "")) {
+    return {
+      kind: "transient",
+      code: String(reply),
+      reason: `the SMTP server deferred the message${at} (${replyText}): a 552 to a recipient (its mailbox full, too many recipients) is retried as a 452, as RFC 5321 asks`,
+    };
+  }
   if (reply !== undefined && reply >= 400 && reply < 600) {
     // 503 (bad sequence of commands) is about the session, not the message: a new one may work.
+    // 552 to MAIL FROM (SIZE) or after DATA: the message is over what the server takes, and will
+    // be as large next time.
     const permanent = reply >= 500 && reply !== 503;
     return {
       kind: permanent ? "permanent" : "transient",
@@ -92,6 +101,12 @@ export function classifySmtpFailure(error: unknown): SendFailure {
     ...(mayHaveBeenAccepted(fields) && { uncertain: true }),
   };
 }
+
+/**
+ * RCPT TO: a 552 there is a full mailbox or, as RFC 821 wrongly listed it, too many recipients;
+ * RFC 5321 §4.5.3.1.10 asks clients to take it as temporary (452).
+ */
+const RECIPIENT = /^RCPT\b/i;
 
 /** Commands before any recipient: a refusal there is of our host, our greeting or our sender. */
 const BEFORE_RECIPIENTS = /^(CONN|EHLO|HELO|MAIL)\b/i;

@@ -75,6 +75,8 @@ const TRANSIENT_CAUSES: Readonly<Record<string, string>> = {
   ESOCKET: "the network to the mail server kept failing",
   EDNS: "the mail server's name kept failing to resolve",
   ETLS: "the secure connection to the mail server kept failing",
+  // Only to RCPT TO: elsewhere a 552 is permanent (smtp-failure.ts).
+  "552": "the recipient's mailbox stayed full (or the mail server took no more recipients)",
   ECLOSED: "the worker was shutting down every time it tried",
   "20429": "the SMS provider kept asking us to slow down",
   "429": "the SMS provider kept asking us to slow down",
@@ -112,7 +114,11 @@ function splitFailure(code: string): [string, string] {
 
 function permanentWords(provider: string, reply: number | undefined): string {
   // Permanent 5xx replies come from SMTP (Twilio's 5xx are transient); 4xx from Twilio's API.
-  if (reply === 552) return "the recipient's mailbox is full";
+  // To MAIL FROM or after DATA (a 552 to RCPT TO is retried): the message's size, or the storage
+  // a server allows the mailbox (ledger entries from before the retry also held RCPT's).
+  if (reply === 552) {
+    return "the message was larger than the mail server takes, or the recipient's mailbox was full";
+  }
   if (reply === 554) return "the mail server refused the message";
   if (reply !== undefined && reply >= 500) return "the mail server refused the address";
   if (reply !== undefined && reply >= 400) {

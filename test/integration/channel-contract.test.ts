@@ -862,6 +862,46 @@ describe("SMTP failures on a real connection", () => {
     }
   };
 
+  it("552 to RCPT TO (a full mailbox, too many recipients) is retried as a 452 (RFC 5321 4.5.3.1.10); 552 to MAIL FROM or after DATA (over the server's size) fails at once", async () => {
+    const sink = await startSmtpSink();
+    try {
+      sink.failNext({ code: 552, message: "5.2.2 <ana@customer.example>: mailbox full" });
+      const atRecipient = await send(sink.url);
+      expect(atRecipient).toMatchObject({ ok: false, error: { kind: "transient", code: "552" } });
+      if (!atRecipient.ok) {
+        expect(atRecipient.error.reason).toBe(
+          "the SMTP server deferred the message at RCPT (SMTP 552 5.2.2): a 552 to a recipient (its mailbox full, too many recipients) is retried as a 452, as RFC 5321 asks",
+        );
+        expect(atRecipient.error.uncertain).toBeUndefined();
+      }
+      sink.failNext({
+        code: 552,
+        message: "5.3.4 Message size exceeds fixed limit",
+        stage: "mail",
+      });
+      expect(await send(sink.url)).toMatchObject({
+        ok: false,
+        error: {
+          kind: "permanent",
+          code: "552",
+          reason: "the SMTP server rejected the message at MAIL (SMTP 552 5.3.4)",
+        },
+      });
+      sink.failNext({ code: 552, message: "5.3.4 Message too big", stage: "data" });
+      expect(await send(sink.url)).toMatchObject({
+        ok: false,
+        error: {
+          kind: "permanent",
+          code: "552",
+          reason: "the SMTP server rejected the message at DATA (SMTP 552 5.3.4)",
+        },
+      });
+      expect(sink.messages).toHaveLength(0);
+    } finally {
+      await sink.close();
+    }
+  });
+
   it("a temporary refusal of the credentials (454) is retried, not taken for wrong settings", async () => {
     const server = await scriptedSmtp("auth-454");
     try {
@@ -959,6 +999,7 @@ describe("failure classification by code", () => {
     [{ code: "EPROTOCOL", responseCode: 550, command: "HELO" }, "misconfigured", "550"],
     [{ code: "EPROTOCOL", responseCode: 421, command: "CONN" }, "transient", "421"],
     [{ code: "EENVELOPE", responseCode: 552, command: "MAIL FROM" }, "permanent", "552"],
+    [{ code: "EENVELOPE", responseCode: 552, command: "RCPT TO" }, "transient", "552"],
     [{ code: "EENVELOPE", responseCode: 550, command: "RCPT TO" }, "permanent", "550"],
     [{ code: "EMESSAGE", responseCode: 554, command: "DATA" }, "permanent", "554"],
     [{ code: "ECONNECTION" }, "transient", "ECONNECTION"],

@@ -36,8 +36,8 @@ export interface SmtpSinkMessage {
 export interface SmtpScriptedResponse {
   code: number;
   message?: string;
-  /** Where the reply is given: every RCPT TO (default) or after the DATA body. */
-  stage?: "rcpt" | "data";
+  /** Where the reply is given: MAIL FROM, every RCPT TO (default) or after the DATA body. */
+  stage?: "mail" | "rcpt" | "data";
 }
 
 /** Options for startSmtpSink. */
@@ -105,6 +105,11 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       onMailFrom(_address, session, callback) {
         attempts++;
         const failure = scripted.shift();
+        if (failure?.stage === "mail") {
+          activeFailures.delete(session.id);
+          callback(toSmtpError(failure));
+          return;
+        }
         if (failure === undefined) activeFailures.delete(session.id);
         else activeFailures.set(session.id, failure);
         callback();

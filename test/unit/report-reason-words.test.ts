@@ -14,7 +14,10 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["refunded", "the order was refunded"],
   ["permanent 550", "the mail server refused the address"],
   ["permanent 553", "the mail server refused the address"],
-  ["permanent 552", "the recipient's mailbox is full"],
+  [
+    "permanent 552",
+    "the message was larger than the mail server takes, or the recipient's mailbox was full",
+  ],
   ["permanent 21211", "the phone number is not valid"],
   ["permanent 21614", "the number cannot receive SMS (landline?)"],
   ["permanent 21610", "the customer replied STOP earlier"],
@@ -28,6 +31,10 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["transient ECONNECTION", "the connection to the mail server kept breaking and we gave up"],
   ["transient 20429", "the SMS provider kept asking us to slow down and we gave up"],
   ["transient 503", /kept having trouble and we gave up/],
+  [
+    "transient 552",
+    "the recipient's mailbox stayed full (or the mail server took no more recipients) and we gave up",
+  ],
   ["transient EWHATEVER", "sending kept failing (code EWHATEVER) and we gave up"],
   ["permanent 400", /the SMS provider refused the message \(code 400\)/],
   ["permanent EFOO", /could not be sent \(code EFOO\)/],
