@@ -2,6 +2,7 @@ import { domainToASCII } from "node:url";
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
+import { cutText } from "./cut-text.js";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
 import { remembered } from "./remembered.js";
 import { UNPAIRED_SURROGATE } from "./unsafe-text.js";
@@ -622,7 +623,7 @@ export function shownPath(path: readonly PropertyKey[]): string {
     .slice(-LEVELS_SHOWN)
     .map((key) =>
       typeof key === "string" && key.length > KEY_SHOWN
-        ? `${key.slice(0, KEY_SHOWN)}… (${key.length} characters)`
+        ? `${cutText(key, KEY_SHOWN)}… (${key.length} characters)`
         : key,
     );
   return path.length > LEVELS_SHOWN

@@ -1,6 +1,7 @@
 import type { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { orderHash } from "../domain/address-hash.js";
+import { cutText } from "../domain/cut-text.js";
 import {
   CHANNELS,
   type Channel,
@@ -1074,7 +1075,7 @@ async function failedOneByOne(
  * listing to its length. The failed job keeps it whole.
  */
 function boundedForListing(text: string): string {
-  return text.length <= MAX_ID_LENGTH ? text : `${text.slice(0, 64)}… (${text.length} characters)`;
+  return text.length <= MAX_ID_LENGTH ? text : `${cutText(text, 64)}… (${text.length} characters)`;
 }
 
 /** How many refused events a listing shows unless told (`followups refused`, the console). */

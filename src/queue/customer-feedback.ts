@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { type ParsedMail, simpleParser } from "mailparser";
 import type { DeliveryChannel } from "../channels/channel.js";
+import { cutText } from "../domain/cut-text.js";
 import { isAutomaticReply, replyBody, subjectAsksToStop } from "../domain/email-reply.js";
 import { type Channel, eventEmailAddress, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -310,7 +311,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       to: deps.supportEmail,
       // One plain line: a customer's subject may carry controls or bidi marks and overrides
       // that would turn support's subject line around.
-      subject: plainText(`Customer reply: ${subject}`).slice(0, 200),
+      subject: cutText(plainText(`Customer reply: ${subject}`), 200),
       text: `${sender ?? "A customer"} replied to follow-up ${replyId}:\n\n${text}\n`,
     });
     if (!sent.ok)
@@ -520,7 +521,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const media = message.media ?? 0;
       const text =
         message.body.trim() !== ""
-          ? message.body.slice(0, MAX_REPLY_LENGTH)
+          ? cutText(message.body, MAX_REPLY_LENGTH)
           : media > 0
             ? `(${media} ${media === 1 ? "picture or file" : "pictures or files"}, not kept)`
             : undefined;
@@ -621,7 +622,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         return { outcome: "unsubscribed" };
       }
       const step = (await stepOfEmailReply(mail)) ?? (sender && (await latestEmailTo(sender)));
-      const text = replyBody(mail.text ?? "").slice(0, MAX_EMAIL_REPLY_LENGTH);
+      const text = cutText(replyBody(mail.text ?? ""), MAX_EMAIL_REPLY_LENGTH);
       // Words that ask for no more emails (CAN-SPAM: a reply is honoured as the link is). Stored
       // before the reply is filed, whose count writes the receipt: a retry after a failure in
       // between opts out again (counted once) and files the reply.

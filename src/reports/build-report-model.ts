@@ -1,5 +1,6 @@
 import { DateTime, Duration } from "luxon";
 import { SMALLEST_COMPARED_GROUP } from "../domain/check-in-comparison.js";
+import { cutText } from "../domain/cut-text.js";
 import { CHANNELS, type Channel } from "../domain/events.js";
 import { formatMinor, fromFormerMinor } from "../domain/money.js";
 import { STEP_KINDS, type StepKind } from "../domain/rules.js";
@@ -323,7 +324,7 @@ function unhappyReplies(replies: ReportInput["replies"], zone: string): UnhappyR
       customerName: reply.customerName,
       text:
         reply.text.length > REPLY_EXCERPT
-          ? `${reply.text.slice(0, REPLY_EXCERPT - 1)}…`
+          ? `${cutText(reply.text, REPLY_EXCERPT - 1)}…`
           : reply.text,
       why: verdict.why ?? "looks unhappy",
       channel: reply.channel ?? "sms",

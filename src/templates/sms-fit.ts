@@ -1,3 +1,4 @@
+import { cutText } from "../domain/cut-text.js";
 import { countSmsSegments, smsEncoding } from "../domain/sms-segments.js";
 import type { TemplateContext, TemplateOrder } from "./template-context.js";
 
@@ -148,15 +149,14 @@ export function shortenNames(
 }
 
 /**
- * `value` when it has at most `maxLength` UTF-16 units, else its first ones and the ellipsis.
- * Units, not code points: a slice costs nothing, which matters for 500 item names per attempt.
+ * `value` when it has at most `maxLength` UTF-16 units, else its first whole characters within
+ * them and the ellipsis: never half an emoji, a flag, or a letter without its accent (cutText).
+ * Units, not code points: a name that fits costs nothing, which matters for 500 item names per
+ * attempt.
  */
 function shorten(value: string, maxLength: number, ellipsis: string): string {
   if (value.length <= maxLength) return value;
-  const last = value.charCodeAt(maxLength - 1);
-  // Never keep half of a surrogate pair (an emoji).
-  const end = last >= 0xd800 && last <= 0xdbff ? maxLength - 1 : maxLength;
-  return `${value.slice(0, end).trimEnd()}${ellipsis}`;
+  return `${cutText(value, maxLength).trimEnd()}${ellipsis}`;
 }
 
 function longestName(context: TemplateContext): number {

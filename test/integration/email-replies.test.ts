@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
+import { runResolve } from "../../src/cli/resolve-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
@@ -234,6 +235,47 @@ describe("email replies", () => {
       null,
     );
     expect(unauthorised.status).toBe(401);
+  });
+});
+
+describe("a long email reply", () => {
+  it("is cut between whole characters: support's subject and text hold no half emoji, and the reply can be resolved", async () => {
+    pipeline = await startPipeline("email-reply-cut", {
+      env: { INBOUND_EMAIL_TOKEN: TOKEN, SUPPORT_EMAIL: "support@shop.example" },
+    });
+    const p = pipeline;
+    await thankYouSent(p, "evt-cut", "cus-cut");
+    const shard = await p.shardOf("evt-cut");
+    // "Customer reply: Re: " and 179 letters are 199 UTF-16 units: the subject's cut at 200
+    // falls inside the emoji; the text's cut at 10,000 likewise.
+    const subject = `Re: ${"a".repeat(179)}🎉 thanks`;
+    const body = `${"b".repeat(9_999)}🎉 and more`;
+    expect(
+      await postEmail(
+        p,
+        replyMime(
+          {
+            "Message-ID": "<reply-cut@mail.example>",
+            Subject: `=?UTF-8?B?${Buffer.from(subject).toString("base64")}?=`,
+          },
+          body,
+        ),
+      ),
+    ).toMatchObject({ status: 202, body: { status: "recorded" } });
+    const [forward] = await p.sink
+      .waitForMessages(2, 30_000)
+      .then((messages) =>
+        messages.filter((m) => m.envelope.rcptTo.includes("support@shop.example")),
+      );
+    expect(forward?.parsed.subject).toBe(`Customer reply: Re: ${"a".repeat(179)}`);
+    expect(forward?.parsed.text).toContain(`${"b".repeat(9_999)}\n`);
+    expect(forward?.parsed.text).not.toContain("\ufffd");
+
+    Object.assign(process.env, p.commandEnv);
+    const id = replyId({ eventId: "evt-cut", stepId: "thank-you.thank-you", n: 1, shard });
+    const io = captureIo();
+    expect(await runResolve(id, { config: p.configDir, by: "ops", json: true }, io)).toBe(0);
+    expect(JSON.parse(io.output())).toMatchObject({ id, by: "ops" });
   });
 });
 

@@ -1019,9 +1019,12 @@ describe("followups refused", () => {
     const long = "x".repeat(100_000);
     await p.events.add(`purchase.${"y".repeat(5_000)}`, { id: long }, { jobId: "evt-long" });
     await p.events.add("purchase.refunded", { id: "evt-short" }, { jobId: "evt-short" });
+    // Cut at 64 UTF-16 units, inside the emoji: the id is cut before it, never in half.
+    const emoji = `${"z".repeat(63)}🎉${"z".repeat(300)}`;
+    await p.events.add("purchase.refunded", { id: emoji }, { jobId: "evt-emoji" });
     await eventually(
-      async () => ((await p.events.getFailedCount()) === 2 ? true : undefined),
-      "both bad events to be refused",
+      async () => ((await p.events.getFailedCount()) === 3 ? true : undefined),
+      "the three bad events to be refused",
     );
     const { refused } = await json<{ refused: RefusedEvent[] }>(p, (io) =>
       runRefused({ ...config(p), limit: "100" }, io),
@@ -1029,6 +1032,9 @@ describe("followups refused", () => {
     const cut = refused.find((event) => event.eventId.startsWith("x"));
     expect(cut?.eventId).toBe(`${"x".repeat(64)}… (100000 characters)`);
     expect(cut?.type).toBe(`purchase.${"y".repeat(55)}… (5009 characters)`);
+    expect(refused.find((event) => event.eventId.startsWith("z"))?.eventId).toBe(
+      `${"z".repeat(63)}… (365 characters)`,
+    );
     const text = await command(p, (io) => runRefused({ config: p.configDir, limit: "100" }, io));
     expect(Math.max(...text.out.split("\n").map((line) => line.length))).toBeLessThan(1_000);
     expect(text.out).toContain("evt-short");

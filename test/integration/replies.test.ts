@@ -188,6 +188,29 @@ describe("replies to a check-in", () => {
     ).toEqual([]);
   });
 
+  it("keeps a reply longer than 1,600 UTF-16 units cut between whole characters, and resolves it", async () => {
+    pipeline = await startPipeline("replies-cut");
+    const p = pipeline;
+    await publishTv(p, "cut");
+    await p.twilio.waitForMessages(1);
+    const references = new SmsReferences(p.redis, p.prefix);
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
+    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+    // The cut at 1,600 falls inside the emoji (a surrogate pair).
+    expect(await sms(p, `${"a".repeat(1_599)}👍 more`, "SMcut1")).toBe(200);
+    const shard = await p.shardOf("evt-cut");
+    const id = replyId({ eventId: "evt-cut", stepId: "big-ticket.check-in", n: 1, shard });
+    const replies = await eventually(async () => {
+      const t = await timelineOf(p, "cus-cut");
+      return t.purchases[0]?.steps.find((s) => s.stepId === "big-ticket.check-in")?.replies;
+    }, "the reply to be kept");
+    expect(replies?.[0]?.text).toBe("a".repeat(1_599));
+    const resolved = await command(p, (io) =>
+      runResolve(id, { config: p.configDir, by: "ops", json: true }, io),
+    );
+    expect(JSON.parse(resolved.out)).toMatchObject({ id, by: "ops" });
+  });
+
   it("files a reply that failed half-way, after it was appended, once when Twilio retries it: one reply, counted once, one alert", {
     timeout: 60_000,
   }, async () => {

@@ -10,13 +10,14 @@ export const REPORT_WEEK: ReportInput["period"] = {
 
 /**
  * The report of a period whose ledger holds `counts` in one hour (17 November, 10:00 UTC), with
- * nothing the period before, nothing upcoming and no replies.
+ * nothing the period before, nothing upcoming and no replies unless given.
  */
 export function reportModelOf(
   counts: Record<string, number>,
   options: {
     readonly period?: ReportInput["period"];
     readonly attribution?: ReportInput["attribution"];
+    readonly replies?: ReportInput["replies"];
   } = {},
 ): ReportModel {
   const period = options.period ?? REPORT_WEEK;
@@ -31,7 +32,7 @@ export function reportModelOf(
       next7Days: { email: 0, sms: 0, voice: 0 },
       next30Days: { email: 0, sms: 0, voice: 0 },
     },
-    replies: [],
+    replies: options.replies ?? [],
     ...(options.attribution && { attribution: options.attribution }),
   });
 }

@@ -54,6 +54,13 @@ describe("duplicateKeyProblem", () => {
     );
   });
 
+  it("cuts an over-long key between whole characters, never in half an emoji", () => {
+    const key = `${"k".repeat(63)}🎉${"k".repeat(100)}`;
+    expect(duplicateKeyProblem([key])).toBe(
+      `gives ${"k".repeat(63)}… (165 characters) twice: give each key once (JSON readers differ on which of the two counts)`,
+    );
+  });
+
   it("cuts an over-long key and a deep path, so the answer does not repeat the body", () => {
     const key = "k".repeat(100_000);
     const long = duplicateKeyProblem(duplicateKeyPath(`{"${key}": 1, "${key}": 2}`) ?? []);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { judgeReply } from "../../src/reports/unhappy-replies.js";
+import { reportModelOf } from "../support/report-model.js";
 
 /** [reply, expected why (null: not unhappy)] */
 const CASES: readonly (readonly [string, string | null])[] = [
@@ -112,5 +113,26 @@ describe("judgeReply", () => {
 
   it("has a table of at least 30 cases", () => {
     expect(CASES.length).toBeGreaterThanOrEqual(30);
+  });
+});
+
+describe("the report's excerpt of a long unhappy reply", () => {
+  it("is cut between whole characters, never in half an emoji", () => {
+    // The excerpt keeps 239 UTF-16 units and "…": the emoji takes units 239 and 240.
+    const text = `${"x".repeat(238)}🎉 and it arrived broken`;
+    const model = reportModelOf(
+      {},
+      {
+        replies: [
+          {
+            receivedAt: Date.parse("2026-11-17T10:00:00Z"),
+            text,
+            orderId: null,
+            customerName: null,
+          },
+        ],
+      },
+    );
+    expect(model.unhappyReplies.map((reply) => reply.text)).toEqual([`${"x".repeat(238)}…`]);
   });
 });

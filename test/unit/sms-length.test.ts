@@ -9,6 +9,8 @@ import { countSmsSegments, smsEncoding } from "../../src/domain/sms-segments.js"
 import { findStep } from "../../src/domain/step-ref.js";
 import { type ComposeInput, createMessageComposer } from "../../src/templates/compose-message.js";
 import { loadTemplates } from "../../src/templates/load-templates.js";
+import { shortenNames } from "../../src/templates/sms-fit.js";
+import { SAMPLE_TEMPLATE_CONTEXT } from "../../src/templates/template-context.js";
 import { TemplateError, type TemplateSet } from "../../src/templates/template-set.js";
 import { item, type PurchaseSpec, purchase } from "../support/fixtures.js";
 
@@ -102,6 +104,22 @@ describe("an SMS over the cap is shortened at send time", () => {
     expect(countSmsSegments(text)).toBe(1);
     expect(smsEncoding(text)).toEqual({ encoding: "GSM-7" });
     expect(text).toMatch(/Aurora 55-inch OLED TV - with[^.]*\.\.\./);
+  });
+
+  it.each([
+    ["a letter and its accent (e and U+0301)", "Cafe\u0301 table", 4, "Caf…"],
+    ["a flag (two regional indicators)", "DE🇩🇪 stand", 4, "DE…"],
+    ["an emoji with a skin tone", "Hi👍🏽 pack", 4, "Hi…"],
+    ["an emoji (a surrogate pair)", "Hi🎉 pack", 3, "Hi…"],
+  ])("a name is cut between whole characters: %s", (_what, name, maxLength, cut) => {
+    const context = {
+      ...SAMPLE_TEMPLATE_CONTEXT,
+      order: {
+        ...SAMPLE_TEMPLATE_CONTEXT.order,
+        items: [{ ...SAMPLE_TEMPLATE_CONTEXT.order.items[0], name }],
+      },
+    } as typeof SAMPLE_TEMPLATE_CONTEXT;
+    expect(shortenNames(context, maxLength, "…").order.items[0]?.name).toBe(cut);
   });
 
   it("a body within the cap is sent as rendered, the name whole", async () => {
