@@ -17,3 +17,10 @@ export function cutText(text: string, maxLength: number): string {
   const last = text.charCodeAt(maxLength - 1);
   return text.slice(0, last >= 0xd800 && last <= 0xdbff ? maxLength - 1 : maxLength);
 }
+
+/** How many characters a reader sees in `text` (grapheme clusters), for positions in messages. */
+export function countGraphemes(text: string): number {
+  let count = 0;
+  for (const _ of GRAPHEMES.segment(text)) count++;
+  return count;
+}

@@ -2,7 +2,7 @@ import { domainToASCII } from "node:url";
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
-import { cutText } from "./cut-text.js";
+import { countGraphemes, cutText } from "./cut-text.js";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
 import { remembered } from "./remembered.js";
 import { UNPAIRED_SURROGATE } from "./unsafe-text.js";
@@ -631,13 +631,25 @@ export function shownPath(path: readonly PropertyKey[]): string {
     : formatPath(shown) || '""';
 }
 
-/** The problem of a text (`what`, at `path`) with an unpaired surrogate. */
+/**
+ * The problem of a text (`what`, at `path`) with an unpaired surrogate. Its position counts
+ * characters (code points, as a user counts them, an emoji one), not UTF-16 units; where the text
+ * before it holds characters written as more than one code point (a letter and its accent apart,
+ * an emoji with a skin tone), the message says how it counted.
+ */
 function halfCharacter(text: string, path: PropertyKey[], what: string): EventProblem {
   const index = text.search(UNPAIRED_SURROGATE);
+  const before = text.slice(0, index);
+  let codePoints = 0;
+  for (const _ of before) codePoints++;
+  const counted =
+    countGraphemes(before) === codePoints
+      ? ""
+      : " (counting each accent and each part of an emoji sequence as one)";
   const written = (half: string) => `\\u${half.charCodeAt(0).toString(16)}`;
   return {
     path: shownPath(path).replace(new RegExp(UNPAIRED_SURROGATE, "g"), written),
-    message: `${what} holds half a character at character ${index + 1} (an unpaired UTF-16 surrogate, ${written(text.charAt(index))}), which UTF-8 cannot hold: send the character whole, or leave it out`,
+    message: `${what} holds half a character at character ${codePoints + 1}${counted} (an unpaired UTF-16 surrogate, ${written(text.charAt(index))}), which UTF-8 cannot hold: send the character whole, or leave it out`,
   };
 }
 

@@ -28,6 +28,28 @@ describe("an event with an unpaired UTF-16 surrogate", () => {
     }
   });
 
+  it("names its position in characters (code points) as a user counts them, not UTF-16 units", () => {
+    const cases: [name: string, problem: string][] = [
+      // Two emoji (four UTF-16 units) before it: the third character.
+      [
+        "😀😀\ud800",
+        "customer.name: the text holds half a character at character 3 (an unpaired UTF-16 surrogate, \\ud800)",
+      ],
+      // A letter and its accent written apart, and a joined emoji (👍🏽, two code points): a reader
+      // sees fewer characters before it than there are code points, and the message says how it
+      // counted.
+      [
+        "Zoe\u0301 👍🏽\udc00",
+        "customer.name: the text holds half a character at character 8 (counting each accent and each part of an emoji sequence as one) (an unpaired UTF-16 surrogate, \\udc00)",
+      ],
+    ];
+    for (const [name, problem] of cases) {
+      const parsed = parseEvent(purchaseInput({ customer: { id: "cus-1", name } }));
+      expect(parsed.ok).toBe(false);
+      if (!parsed.ok) expect(describeProblems(parsed.problems)).toContain(problem);
+    }
+  });
+
   it("is taken when its characters are whole: paired surrogates (an emoji) and escapes written out", () => {
     for (const name of ["Zoë 😀", "\\ud800 as typed", "漢字"])
       expect(parseEvent(purchaseInput({ customer: { id: "cus-1", name } })).ok, name).toBe(true);
