@@ -945,7 +945,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const ids = new Set(await customers.customersOf(stored));
       // A purchase still on the input queue (or refused there) is in no index yet.
       if (deps.events) for (const id of await customersQueuedWith(deps.events, stored)) ids.add(id);
-      if (ids.size === 0) throw noCustomerWith(address);
+      if (ids.size === 0) throw noCustomerWith(address, true);
       const receipts: ErasureReceipt[] = [];
       for (const id of ids) {
         receipts.push(await eraseCustomer(id, { by, addresses: [stored] }));
@@ -1112,13 +1112,25 @@ export function notInternationalPhone(address: string): boolean {
 /**
  * No customer is known by an address: said so, and for a phone number not in international
  * format (national `07400 900020`, `0044 …`) that numbers are looked up in it, so that an
- * operator does not take "not known" for "nothing to erase". The number is not repeated (the
+ * operator does not take "not known" for "nothing to erase"; for an erasure, that what remains of
+ * a customer whose records expired is erased by id (ERASE_BY_ID). The number is not repeated (the
  * answer may be logged).
  */
-function noCustomerWith(address: string): OperatorError {
+function noCustomerWith(address: string, erasing = false): OperatorError {
   const hint = notInternationalPhone(address) ? `; ${PHONE_LOOKUP_FORMAT}` : "";
-  return new OperatorError(`no customer is known with that address${hint}`, "not-found");
+  return new OperatorError(
+    `no customer is known with that address${hint}${erasing ? `; ${ERASE_BY_ID}` : ""}`,
+    "not-found",
+  );
 }
+
+/**
+ * Why an erasure by address can find no one although the customer's history is still kept: the
+ * address index forgets an address with the last record that holds it, and the history, which
+ * holds no address, is found by the customer id alone.
+ */
+const ERASE_BY_ID =
+  "a customer is found by an address only while the record of a purchase of theirs with it is kept (RECORD_RETENTION_DAYS after its last step): what remains after that (their purchase history, kept two years without any address) is erased by their customer id, followups erase ID";
 
 /**
  * An address as events store it: an email with an internationalised domain in its ASCII form

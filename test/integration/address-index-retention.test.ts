@@ -1,6 +1,8 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { runErase } from "../../src/cli/erase-command.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -70,5 +72,33 @@ describe("the address index's entries", () => {
       new CustomerIndex(p.redis, p.prefix, { now: () => Date.now() + days * DAY });
     expect(await at(29).customersOf("bo.retention@example.com")).toEqual(["cus-bo"]);
     expect(await at(31).customersOf("bo.retention@example.com")).toEqual([]);
+  });
+});
+
+describe("followups erase --email once the address index has forgotten the address", () => {
+  it("says that what remains of such a customer (their history, without addresses) is erased by their id, and erasing by id works", async () => {
+    pipeline = await startPipeline("address-index-erase-hint");
+    const p = pipeline;
+    const address = "cy.retention@example.com";
+    await bought(p, "lamp", { id: "cus-cy", email: address }, "kitchenware", "75.00");
+    // As when the purchase's record has expired: its index entry is gone, and so is the finished
+    // job on the input queue (kept an hour), which erase --email also searches.
+    await new CustomerIndex(p.redis, p.prefix).forget("cus-cy", [address]);
+    await (await p.events.getJob("evt-lamp"))?.remove();
+    Object.assign(process.env, p.commandEnv);
+    await expect(
+      runErase(undefined, { config: p.configDir, email: address }, captureIo()),
+    ).rejects.toMatchObject({
+      code: 1,
+      message:
+        "no customer is known with that address; a customer is found by an address only while the record of a purchase of theirs with it is kept (RECORD_RETENTION_DAYS after its last step): what remains after that (their purchase history, kept two years without any address) is erased by their customer id, followups erase ID",
+    });
+    const io = captureIo();
+    expect(await runErase("cus-cy", { config: p.configDir, json: true }, io)).toBe(0);
+    // The receipt names the customer by keyed hash; the purchase its history listed is erased.
+    expect(JSON.parse(io.output())).toMatchObject({
+      customer: expect.stringMatching(/^k:/),
+      purchases: 1,
+    });
   });
 });
