@@ -27,6 +27,14 @@ describe("cutText", () => {
     expect(cutText(emojiHeap, 100)).toBe(emojiHeap.slice(0, 99));
   });
 
+  it("pairs a long run of flags from the run's start, however far before the cut it begins", () => {
+    // 40 flags (160 units), then a cut inside the 40th: a window that began inside the run at an
+    // odd flag would pair its indicators the other way.
+    const flags = `x${"🇩🇪".repeat(40)}`;
+    expect(cutText(flags, 159)).toBe(`x${"🇩🇪".repeat(39)}`);
+    expect(cutText(`x${flags}`, 160)).toBe(`xx${"🇩🇪".repeat(39)}`);
+  });
+
   it("never leaves half a character, wherever the cut falls", () => {
     const text = "Re: 🎉 Ünïcödé 👨‍👩‍👧 🇩🇪 ok 👍🏽 e\u0301 漢字 𝒳 end";
     for (let at = 0; at <= text.length; at++) {
