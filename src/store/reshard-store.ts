@@ -350,6 +350,10 @@ export class ReshardKeys {
       case "p":
         // Without a customer, shard 0: where intake files refunds and opt-outs.
         return [placement.ofHash(rest.slice(2)) ?? 0];
+      case "jq":
+        // A step's mark of being queued again after its job was lost (`jq:<event hash>:<step>`):
+        // with its purchase's record, where the job watch now looks at the step.
+        return [placement.ofHash(rest.split(":")[1] ?? "") ?? 0];
       case "c":
       case "ls":
       case "ck":

@@ -169,6 +169,29 @@ async function lookForLostJobs(p: PipelineHarness, shards: number, at: number) {
   return total;
 }
 
+/**
+ * Removes every customer's thank-you job from their shard's queue (of `shards`), as a lost job,
+ * each step still scheduled; the latest due time of those steps.
+ */
+async function loseThankYouJobs(
+  p: PipelineHarness,
+  shards: number,
+  queues: Shards<Queue<FollowUpJobData>>,
+): Promise<number> {
+  const stores = shardStores(p.redis, p.prefix, shards);
+  let due = 0;
+  for (const id of CUSTOMERS) {
+    const eventId = `evt-b-${id}`;
+    const record = (await stores.ofCustomer(id).store.stepRecords(eventId, [BIG_THANKS])).get(
+      BIG_THANKS,
+    );
+    expect(record?.state).toBe("scheduled");
+    due = Math.max(due, record?.dueAt ?? 0);
+    expect(await queues.ofCustomer(id).remove(followUpJobId(eventId, BIG_THANKS))).toBe(1);
+  }
+  return due;
+}
+
 describe("followups reshard", () => {
   it("moves every customer to their shard under the new count, and nothing pending is lost or sent twice", async () => {
     pipeline = await startPipeline("reshard", { shards: 2 });
@@ -424,18 +447,8 @@ describe("followups reshard", () => {
     const p = await boughtWithWorkerStopped("reshard-job-watch");
     await reshardTo(p, 5);
     // Every thank-you's job, moved to its new shard's queue, is lost there.
-    const after = shardStores(p.redis, p.prefix, 5);
     const newQueues = queuesOf(p, 5);
-    let due = 0;
-    for (const id of CUSTOMERS) {
-      const eventId = `evt-b-${id}`;
-      const record = (await after.ofCustomer(id).store.stepRecords(eventId, [BIG_THANKS])).get(
-        BIG_THANKS,
-      );
-      expect(record?.state).toBe("scheduled");
-      due = Math.max(due, record?.dueAt ?? 0);
-      expect(await newQueues.ofCustomer(id).remove(followUpJobId(eventId, BIG_THANKS))).toBe(1);
-    }
+    const due = await loseThankYouJobs(p, 5, newQueues);
     // Each new shard's look, an hour and a half after they fell due, queues every one again.
     expect(await lookForLostJobs(p, 5, due + 90 * 60_000)).toEqual({
       requeued: CUSTOMERS.length,
@@ -446,6 +459,55 @@ describe("followups reshard", () => {
         await newQueues.ofCustomer(id).getJob(followUpJobId(`evt-b-${id}`, BIG_THANKS)),
       ).toBeDefined();
     await Promise.all(newQueues.made().map((queue) => queue.close()));
+  });
+
+  it("moves a step's mark of being queued again after its job was lost: a second look in its new shard within the margin neither queues nor counts it again", async () => {
+    const p = await boughtWithWorkerStopped("reshard-requeue-mark");
+    const before = shardStores(p.redis, p.prefix, 2);
+    const oldQueues = queuesOf(p, 2);
+    const due = await loseThankYouJobs(p, 2, oldQueues);
+    // Every thank-you's job is lost; the look an hour and a half later queues each again, and
+    // marks it so for the margin (15 minutes here).
+    const lookedAt = due + 90 * 60_000;
+    expect(await lookForLostJobs(p, 2, lookedAt)).toEqual({
+      requeued: CUSTOMERS.length,
+      skipped: 0,
+    });
+    // Each is filed in the watch once more (its event published again, say), to be looked at
+    // five minutes on, and its job is lost again.
+    for (const id of CUSTOMERS) {
+      const eventId = `evt-b-${id}`;
+      await before
+        .ofCustomer(id)
+        .jobWatch.watch([{ eventId, stepId: BIG_THANKS, lookAt: lookedAt + 5 * 60_000 }]);
+      expect(await oldQueues.ofCustomer(id).remove(followUpJobId(eventId, BIG_THANKS))).toBe(1);
+    }
+    await Promise.all(oldQueues.made().map((queue) => queue.close()));
+    await reshardTo(p, 5);
+    // Each mark is in its purchase's new shard, and none is left under a tag of the old count.
+    const keysOf = (shards: number) =>
+      Array.from({ length: shards }, (_, n) => new StoreKeys(shardScope(p.prefix, n, shards)));
+    const newKeys = keysOf(5);
+    for (const id of CUSTOMERS) {
+      const home = newKeys[customerShard(id, 5)] as StoreKeys;
+      expect(await p.redis.exists(home.lostJobRequeue(`evt-b-${id}`, BIG_THANKS))).toBe(1);
+      const pttl = await p.redis.pttl(home.lostJobRequeue(`evt-b-${id}`, BIG_THANKS));
+      expect(pttl).toBeGreaterThan(0);
+    }
+    const newTags = new Set(newKeys.map((keys) => keys.eventRecord("x").split(":fu:")[0]));
+    for (const keys of keysOf(2)) {
+      const tag = keys.eventRecord("x").split(":fu:")[0] as string;
+      if (newTags.has(tag)) continue;
+      const left: string[] = [];
+      for await (const batch of scanKeys(p.redis, `${tag}:fu:jq:*`)) left.push(...batch);
+      expect(left).toEqual([]);
+    }
+    // The second look, within the margin of the first, in the steps' new shards: already queued
+    // once, none is queued (nor counted) again.
+    expect(await lookForLostJobs(p, 5, lookedAt + 5 * 60_000)).toEqual({
+      requeued: 0,
+      skipped: 0,
+    });
   });
 
   it("has a shard read again for the job watch's upgrade when purchases of a shard not read yet move into it", async () => {
