@@ -406,7 +406,8 @@ export class ReshardKeys {
         this.redis.pttl(target),
       ]);
       const at = Math.max(Number(value), Number(existing ?? 0));
-      const keep = ttl < 0 || existingTtl === -1 ? -1 : Math.max(ttl, existingTtl);
+      // What is left of the expiry (one read in its last millisecond, PTTL 0, keeps 1 ms).
+      const keep = ttl === -1 || existingTtl === -1 ? -1 : Math.max(restoreTtl(ttl), existingTtl);
       if (keep > 0) await this.redis.set(target, String(at), "PX", keep);
       else await this.redis.set(target, String(at));
     }
@@ -566,13 +567,10 @@ export class ReshardKeys {
         for (const [target, moving] of groups) {
           if (target === tag) continue;
           const targetKey = `${target}:fu:${kind}:${bucket}`;
-          await this.redis.rpush(targetKey, ...moving);
-          if (ttl > 0) {
-            // The later expiry of the two; a bucket just made has none yet.
-            await this.redis.pexpire(targetKey, ttl, "GT");
-            await this.redis.pexpire(targetKey, ttl, "NX");
-          }
-          await this.redis.zadd(`${target}:fu:${kind}`, start, bucket);
+          // The later expiry of the two; a bucket just made has none yet.
+          await this.laterExpiry(this.redis.multi().rpush(targetKey, ...moving), targetKey, ttl)
+            .zadd(`${target}:fu:${kind}`, start, bucket)
+            .exec();
           count.moved?.(moving.length);
         }
         const staying = newTags.has(tag) ? (groups.get(tag) ?? []) : [];
@@ -580,7 +578,7 @@ export class ReshardKeys {
         const rewrite = this.redis.multi().del(key, ...marks);
         if (staying.length > 0) {
           rewrite.rpush(key, ...staying);
-          if (ttl > 0) rewrite.pexpire(key, ttl);
+          if (ttl >= 0) rewrite.pexpire(key, restoreTtl(ttl));
         } else rewrite.zrem(index, bucket);
         await rewrite.exec();
       }

@@ -170,6 +170,29 @@ async function lookForLostJobs(p: PipelineHarness, shards: number, at: number) {
 }
 
 /**
+ * A reshard to `to` on the pipeline's connection (the command makes one of its own) during which
+ * PTTL answers 0 for `lastMs`, as for keys read in their last millisecond (PTTL rounds their
+ * expiry down; a window of one millisecond cannot be hit); resolves once that millisecond is over.
+ */
+async function reshardReadingLastMs(p: PipelineHarness, to: number, lastMs: ReadonlySet<string>) {
+  const reads = p.redis as unknown as { pttl: (...args: unknown[]) => Promise<number> };
+  const pttl = reads.pttl.bind(p.redis);
+  reads.pttl = async (...args: unknown[]) => (lastMs.has(args[0] as string) ? 0 : pttl(...args));
+  try {
+    return await reshard({
+      redis: p.redis,
+      prefix: p.prefix,
+      cluster: p.env.REDIS_CLUSTER,
+      to,
+      by: "alice",
+    });
+  } finally {
+    reads.pttl = pttl;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
  * Removes every customer's thank-you job from their shard's queue (of `shards`), as a lost job,
  * each step still scheduled; the latest due time of those steps.
  */
@@ -608,24 +631,10 @@ describe("followups reshard", () => {
     const lastMs = (shards: number) =>
       (keysOf(shards)[customerShard(moving, shards)] as StoreKeys).lastSent(moving);
     await p.redis.set(lastMs(2), "x", "PX", 3_600_000);
-    const reads = p.redis as unknown as { pttl: (...args: unknown[]) => Promise<number> };
-    const pttl = reads.pttl.bind(p.redis);
-    reads.pttl = async (...args: unknown[]) => (args[0] === lastMs(2) ? 0 : pttl(...args));
-    try {
-      // On the pipeline's connection (the command makes one of its own).
-      await expect(
-        reshard({
-          redis: p.redis,
-          prefix: p.prefix,
-          cluster: p.env.REDIS_CLUSTER,
-          to: 5,
-          by: "alice",
-        }),
-      ).resolves.toMatchObject({ from: 2, to: 5 });
-    } finally {
-      reads.pttl = pttl;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await expect(reshardReadingLastMs(p, 5, new Set([lastMs(2)]))).resolves.toMatchObject({
+      from: 2,
+      to: 5,
+    });
     // Moved with the millisecond it had left, not made a key that never expires.
     expect(await p.redis.pttl(lastMs(5))).toBe(-2);
     expect(await p.redis.exists(lastMs(2))).toBe(0);
@@ -664,6 +673,36 @@ describe("followups reshard", () => {
     // And back to one shard: all of them in shard 0's.
     await reshardTo(p, 1);
     await triesHeld(1);
+  });
+
+  it("carries the expiry of a schedule bucket and an erasure marker read in their last millisecond: they do not become keys that never expire", async () => {
+    const p = await boughtWithWorkerStopped("reshard-last-ms");
+    const oldKeys = [0, 1].map((n) => new StoreKeys(shardScope(p.prefix, n, 2)));
+    // Every check-in's schedule bucket of both shards, and an erasure marker in shard 1.
+    const buckets: string[] = [];
+    for (const keys of oldKeys)
+      for (const bucket of await p.redis.zrange(keys.scheduleIndex(), "0", "-1"))
+        buckets.push(keys.scheduleBucket(Number(bucket)));
+    expect(buckets.length).toBeGreaterThanOrEqual(2);
+    const marker = (oldKeys[1] as StoreKeys).erasedCustomer("erased-customer-hash");
+    await p.redis.set(marker, String(Date.now()), "PX", 3_600_000);
+    // Each read in its last millisecond.
+    await expect(reshardReadingLastMs(p, 5, new Set([...buckets, marker]))).resolves.toMatchObject({
+      from: 2,
+      to: 5,
+      scheduledDropped: 0,
+    });
+    // Moved (or kept) with the millisecond they had left: none is left without an expiry.
+    const newKeys = Array.from({ length: 5 }, (_, n) => new StoreKeys(shardScope(p.prefix, n, 5)));
+    const forever: string[] = [];
+    for (const keys of newKeys) {
+      for (const bucket of await p.redis.zrange(keys.scheduleIndex(), "0", "-1"))
+        if ((await p.redis.pttl(keys.scheduleBucket(Number(bucket)))) === -1)
+          forever.push(keys.scheduleBucket(Number(bucket)));
+      const spread = keys.erasedCustomer("erased-customer-hash");
+      if ((await p.redis.pttl(spread)) === -1) forever.push(spread);
+    }
+    expect(forever).toEqual([]);
   });
 
   it("finishes a change that stopped half-way when run again", async () => {
