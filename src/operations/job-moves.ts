@@ -68,13 +68,17 @@ export async function remainingDelay<T>(
 
 /**
  * Adds a copy of a live job to `target`: a no-op when a job of that id is there already. A job
- * whose retries had begun keeps the attempts it has left (its count starts again at 0).
+ * whose retries had begun keeps the attempts it has left (its count starts again at 0), and the
+ * attempts BullMQ started for it, by which intake counts an event's own retries (an event has no
+ * BullMQ attempts of its own): a copy started afresh would be tried the whole count again.
  */
 export async function copyLiveJob<T>(
   redis: RedisClient,
   source: Queue<T>,
   job: Job<T> & { id: string },
   target: Queue<T>,
+  /** `target`'s connection, when not `redis` (`source`'s). */
+  targetRedis: RedisClient = redis,
 ): Promise<void> {
   const options = carriedOptions(job);
   await target.add(job.name as never, job.data as never, {
@@ -85,6 +89,12 @@ export async function copyLiveJob<T>(
     jobId: job.id,
     delay: await remainingDelay(redis, source, job.id),
   });
+  if (job.attemptsStarted > 0) {
+    // Not over a copy started on the target already (a run again after workers ran there).
+    const key = target.toKey(job.id);
+    if ((await targetRedis.exists(key)) === 1)
+      await targetRedis.hsetnx(key, "ats", job.attemptsStarted);
+  }
 }
 
 /** A connection like `redis` that BullMQ can block on (no retry limit per command). */

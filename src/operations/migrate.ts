@@ -505,7 +505,7 @@ async function copyJobs(
       }
       for (const job of await jobsIn(pair.source, LIVE_STATES)) {
         if (!job.id || job.timestamp < (options.addedSince ?? 0)) continue;
-        await copyLiveJob(source, pair.source, job as Job & { id: string }, pair.target);
+        await copyLiveJob(source, pair.source, job as Job & { id: string }, pair.target, target);
         live++;
       }
     }

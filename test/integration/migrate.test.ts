@@ -463,6 +463,31 @@ describe("followups migrate", () => {
       expect(await newRedis.pttl(noted)).toBeGreaterThan(7 * 86_400_000 - 60_000);
   });
 
+  it("carries the attempts an event's intake has used: one waiting out its retry has no more attempts left on the new Redis than on the old", async () => {
+    const p = await deploymentOnOwnRedis("migrate-intake-attempts");
+    await stopWorker(p);
+    // An event whose intake failed three times (Redis failing over, say) and waits a minute for
+    // its fourth attempt: intake counts its attempts by the ones BullMQ started (8 at most).
+    await p.events.add("purchase.completed", newspaper("retrying", 5), {
+      jobId: "evt-retrying",
+      delay: 60_000,
+    });
+    await p.redis.hset(p.events.toKey("evt-retrying"), "ats", 3);
+    expect((await p.events.getJob("evt-retrying"))?.attemptsStarted).toBe(3);
+    await migrateTo(p);
+    const events = new Queue(PURCHASE_EVENTS_QUEUE, {
+      connection: target ?? connectTarget(),
+      prefix: queuePrefix(p.prefix, PURCHASE_EVENTS_QUEUE, targetCluster()),
+    });
+    try {
+      const copied = await events.getJob("evt-retrying");
+      expect(await copied?.getState()).toBe("delayed");
+      expect(copied?.attemptsStarted).toBe(3);
+    } finally {
+      await events.close();
+    }
+  });
+
   it("carries the upgrades' tombstones: a worker of an older version started on the new Redis fails its opt-out check there too", async () => {
     const p = await deploymentOnOwnRedis("migrate-tombstones");
     const former = formerGlobalBase(p.prefix);
