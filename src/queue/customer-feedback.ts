@@ -77,7 +77,7 @@ const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 export interface FeedbackShard {
   readonly store: Pick<
     FollowUpStore,
-    "readEvent" | "readForSend" | "stepRecords" | "allStepRecords" | "annotate"
+    "readEvent" | "readForSend" | "stepRecords" | "allStepRecords" | "annotate" | "noteSmsStatus"
   >;
   readonly replies: Pick<StepReplies, "add">;
   readonly history: Pick<CustomerHistoryStore, "purchasesOf">;
@@ -709,18 +709,18 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         );
         if (counted === "contradicted") return "recorded";
       }
-      const record = await store.annotate(
+      // Only forward, decided where it is written: a `sent` handled beside a `delivered` never
+      // takes its place, whichever of the two reads the record first.
+      const noted = await store.noteSmsStatus(
         at.eventId,
         at.stepId,
         {
-          delivery: {
-            status: update.status.slice(0, 20),
-            ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
-          },
+          status: update.status.slice(0, 20),
+          ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
         },
         now,
       );
-      return record ? "recorded" : "unknown-message";
+      return noted === "gone" ? "unknown-message" : "recorded";
     },
   };
 }

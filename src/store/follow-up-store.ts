@@ -383,6 +383,28 @@ export class FollowUpStore {
   }
 
   /**
+   * Notes Twilio's status of a step's SMS, only forward (note-sms-status.lua): `kept` when the
+   * record holds a status as far along, or a final one this report contradicts; `gone` when the
+   * step has no record. Decided in the script, so reports handled at the same moment never move
+   * a delivered SMS back to `sent`.
+   */
+  async noteSmsStatus(
+    eventId: string,
+    stepId: string,
+    delivery: { readonly status: string; readonly errorCode?: number },
+    now: number,
+  ): Promise<"noted" | "kept" | "gone"> {
+    const [noted, raw] = await this.redis.fuNoteSmsStatus(
+      this.keys.eventRecord(eventId),
+      stepField(stepId),
+      now,
+      delivery.status,
+      delivery.errorCode ?? "",
+    );
+    return noted === 1 ? "noted" : raw === "" ? "gone" : "kept";
+  }
+
+  /**
    * Notes on a scheduled step that its job waits until `until`, and why (note-postponed.lua):
    * the customer's timeline shows it. Whether it was noted (not when the step is in another state).
    */

@@ -225,6 +225,14 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** note-sms-status.lua */
+  fuNoteSmsStatus(
+    recordKey: string,
+    field: string,
+    now: number,
+    status: string,
+    errorCode: number | "",
+  ): Promise<[number, string]>;
   /** note-dropped-purchase.lua */
   fuNoteDroppedPurchase(orderKey: string, eventId: string, at: number): Promise<number>;
   /** remember-latest-check-in.lua */
@@ -383,6 +391,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "read-order": "fuReadOrder",
   "record-refund": "fuRecordRefund",
   "note-dropped-purchase": "fuNoteDroppedPurchase",
+  "note-sms-status": "fuNoteSmsStatus",
   "take-cap-slot": "fuTakeCapSlot",
   "take-rate-slot": "fuTakeRateSlot",
   suppress: "fuSuppress",

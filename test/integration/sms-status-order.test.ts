@@ -123,3 +123,39 @@ it("two contradicting final reports handled at the same moment count the message
   const status = (await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery?.status;
   expect(field.startsWith(status === "delivered" ? "delivered|" : "undelivered|")).toBe(true);
 });
+
+it("statuses only move forward: a queued or sending that arrives after sent leaves sent", async () => {
+  pipeline = await startPipeline("sms-status-forward");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  for (const status of ["sending", "sent", "queued", "sending", "accepted"]) {
+    const answer = await postTwilio(p, "/webhooks/twilio/status", report(sid, status));
+    expect(answer.status).toBe(204);
+  }
+  expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery).toEqual({ status: "sent" });
+  expect(await recentLedgerCounts(p, "delivered|sms|")).toEqual([]);
+});
+
+it("earlier statuses handled at the same moment as delivered never take its place", async () => {
+  pipeline = await startPipeline("sms-status-forward-race");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  // Twilio's earlier reports, late and repeated, around the final one: each handler reads the
+  // record before it writes, so one that read it before `delivered` was written still writes.
+  const early = ["queued", "sending", "sent"];
+  const answers = await Promise.all([
+    ...Array.from({ length: 12 }, (_, n) =>
+      postTwilio(p, "/webhooks/twilio/status", report(sid, early[n % 3] ?? "sent")),
+    ),
+    postTwilio(p, "/webhooks/twilio/status", report(sid, "delivered")),
+    ...Array.from({ length: 12 }, (_, n) =>
+      postTwilio(p, "/webhooks/twilio/status", report(sid, early[n % 3] ?? "sent")),
+    ),
+  ]);
+  expect(answers.every((answer) => answer.status === 204)).toBe(true);
+  expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery).toEqual({ status: "delivered" });
+  const outcomes = (await recentLedgerCounts(p, "delivered|sms|")).filter(
+    ([field]) => !field.startsWith("reason|"),
+  );
+  expect(outcomes).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+});

@@ -169,6 +169,7 @@ describe("the store's Lua scripts", () => {
       "note-code",
       "note-dropped-purchase",
       "note-postponed",
+      "note-sms-status",
       "opt-outs",
       "pack-address-index",
       "queue-alert",
@@ -210,6 +211,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["keep-order-link"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["note-sms-status"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(3);
@@ -982,6 +984,29 @@ describe("the store's Lua scripts", () => {
     const ttl = await redis.ttl(delivered);
     expect(ttl).toBeGreaterThan(55);
     expect(ttl).toBeLessThanOrEqual(60);
+  });
+
+  it("note-sms-status: notes a status only forward, and a final one gives way to none but its own outcome", async () => {
+    await scheduleTwo();
+    const note = async (status: string, code: number | "" = "") =>
+      (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code))[0];
+    const delivery = async () => {
+      const step = await stored("s:b");
+      return { dl: step?.dl, de: step?.de };
+    };
+    expect(await note("sending")).toBe(1);
+    expect(await note("queued")).toBe(0);
+    expect(await note("sending")).toBe(0);
+    expect(await note("sent")).toBe(1);
+    expect(await note("accepted")).toBe(0);
+    expect(await delivery()).toEqual({ dl: "sent", de: undefined });
+    expect(await note("undelivered", 30003)).toBe(1);
+    expect(await note("sent")).toBe(0);
+    expect(await note("delivered")).toBe(0);
+    expect(await note("failed")).toBe(1);
+    expect(await delivery()).toEqual({ dl: "failed", de: 30003 });
+    expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "")).toEqual([0, ""]);
+    expect((await stored("s:b"))?.s).toBe("scheduled");
   });
 
   it("remember-steps: keeps each purchase's due time per cooldown field, replaces its own, prunes old ones, and writes nothing for a purchase from before an erasure", async () => {

@@ -1,0 +1,58 @@
+--[[
+  Notes Twilio's status of an SMS on its step's record, only forward. Twilio posts each status of
+  a message on its own, in no set order, and handlers run side by side, so the record decides
+  here, in the step that writes it: a status is written when it comes after the one recorded
+  (accepted or scheduled < queued < sending < sent < a final one; a status this script does not
+  know comes first of all), never the reverse, and a final status (delivered, undelivered, failed,
+  canceled, read) is replaced by none but a later report of the same outcome (undelivered and
+  failed are one outcome; read follows delivered). A final report that contradicts the one
+  recorded (delivered against undelivered or failed) changes nothing: the first one stays, as
+  count-first-outcome.lua counts it. The state and the other fields of the record stay; its time
+  (`t`) becomes now, as every annotation of a record sets it.
+
+  Input:
+    KEYS[1] event record (hash: `s:<stepId>` step records)
+
+    ARGV[1] step field (`s:<stepId>`)
+    ARGV[2] now (epoch ms)
+    ARGV[3] the status Twilio reported
+    ARGV[4] its error code, or ''
+
+  Output (step records in their stored form, lib/step-codec.lua):
+    { 1, record }  written; the new record
+    { 0, record }  kept: the record holds a status as far along, or a contradicting final one
+    { 0, '' }      the event record or the step's record is gone
+]]
+--!include lib/base36.lua
+--!include lib/step-codec.lua
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return { 0, '' } end
+local rec = decodeStep(raw)
+local RANK = {
+  accepted = 1, scheduled = 1, queued = 2, sending = 3, sent = 4,
+  delivered = 5, undelivered = 5, failed = 5, canceled = 5, read = 6,
+}
+-- The outcome of each final status: a final status gives way only to one of the same outcome.
+local OUTCOME = {
+  delivered = 'delivered', read = 'delivered', undelivered = 'undelivered',
+  failed = 'undelivered', canceled = 'canceled',
+}
+local status = ARGV[3]
+local known = rec.dl
+if known ~= nil then
+  local rank, knownRank = RANK[status] or 0, RANK[known] or 0
+  if OUTCOME[known] then
+    if OUTCOME[status] ~= OUTCOME[known] or rank < knownRank then return { 0, raw } end
+  elseif not OUTCOME[status] and rank <= knownRank then
+    return { 0, raw }
+  end
+end
+rec.dl = status
+if ARGV[4] ~= '' then
+  rec.de = tonumber(ARGV[4])
+elseif not OUTCOME[known or ''] then
+  rec.de = nil
+end
+rec.t = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+return { 1, encodeStep(rec) }
