@@ -627,6 +627,8 @@ async function startWorkerWith(
     }),
     channels,
     smsReferences,
+    // Twilio's statuses that came before an SMS's reference, applied by the worker that writes it.
+    smsStatus: feedback.smsStatus,
     suppressions,
     calls: callScripts,
     codes: discountCodes,

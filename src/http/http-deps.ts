@@ -114,13 +114,14 @@ export interface HttpDeps {
   >;
   /**
    * A Twilio status callback for a message we sent; `spooled` when Redis was away and the report
-   * waits on disk (WEBHOOK_SPOOL_DIR) to be recorded once it is back.
+   * waits on disk (WEBHOOK_SPOOL_DIR) to be recorded once it is back; `kept-early` when it came
+   * before the message's reference was written, and waits for the worker that writes it.
    */
   smsStatus(update: {
     messageSid: string;
     status: string;
     errorCode?: number;
-  }): Promise<"recorded" | "unknown-message" | "spooled">;
+  }): Promise<"recorded" | "kept-early" | "unknown-message" | "spooled">;
   /** Voice check-in calls: Twilio's answer, gather and status webhooks (TwiML turns). */
   readonly voiceCall: {
     answered(request: CallRequest): Promise<CallTurn>;

@@ -227,6 +227,8 @@ export function createEraser(deps: EraseDeps) {
     const doomed = [
       ...CHANNELS.map((channel) => keys.capWindow(channel, customerId)),
       ...providerIds.map(({ id }) => keys.smsMessage(id)),
+      // Twilio's statuses kept for a reference not written yet (a send cut short, a callback late).
+      ...providerIds.map(({ id }) => keys.earlySmsStatuses(id)),
       // The receipts of their status callbacks and calls' webhooks (kept a week against replays:
       // a replay finds neither the message's reference nor the call's record now).
       ...providerIds.flatMap(({ channel, id }) =>

@@ -658,10 +658,22 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       errorCode?: number;
       /** When it came in, if not now (replayed from the webhook spool). */
       receivedAt?: number;
-    }): Promise<"recorded" | "unknown-message"> {
-      const at = await deps.smsReferences.stepOfSms(update.messageSid);
-      if (!at) return "unknown-message";
+    }): Promise<"recorded" | "kept-early" | "unknown-message"> {
       const now = update.receivedAt ?? deps.now();
+      let at = await deps.smsReferences.stepOfSms(update.messageSid);
+      if (!at) {
+        // Twilio may post a status (`sent`, even `delivered`) before the worker that sent the SMS
+        // has written its reference: kept a short while, and applied by that worker as it writes
+        // it (rememberSms). Unless the reference was written in between: then handled as usual.
+        const kept = await deps.smsReferences.keepEarlyStatus(update.messageSid, {
+          status: update.status.slice(0, 20),
+          ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
+          receivedAt: now,
+        });
+        if (kept) return "kept-early";
+        at = await deps.smsReferences.stepOfSms(update.messageSid);
+        if (!at) return "unknown-message";
+      }
       const { store } = deps.shards.of(at.shard);
       // Twilio posts each status on its own, in no guaranteed order: a `sent` that arrives after
       // `delivered` (or `undelivered` with its code) must not take the final outcome's place.

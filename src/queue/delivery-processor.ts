@@ -75,8 +75,18 @@ export interface DeliveryDeps {
   >;
   readonly smsReferences: Pick<
     SmsReferences,
-    "rememberSms" | "rememberEmail" | "textedBefore" | "forgetSent"
+    "rememberSms" | "rememberEmail" | "textedBefore" | "forgetSent" | "dropEarlyStatuses"
   >;
+  /**
+   * Applies Twilio's status callback of an SMS as the webhook does (CustomerFeedback.smsStatus):
+   * for those that came before the SMS's reference was written, which rememberSms hands over.
+   */
+  readonly smsStatus?: (update: {
+    readonly messageSid: string;
+    readonly status: string;
+    readonly errorCode?: number;
+    readonly receivedAt: number;
+  }) => Promise<unknown>;
   readonly suppressions: Pick<
     SuppressionList,
     "optOutQuery" | "optOutsOf" | "suppress" | "noteOptOutAt" | "addressMember" | "customerMember"
@@ -356,16 +366,17 @@ async function bookkeepSent(
     channel === "sms"
       ? (sent.recipientMember ?? (await deps.suppressions.addressMember(sent.recipient)))
       : undefined;
-  if (member !== undefined) {
-    await deps.smsReferences.rememberSms(
-      providerId,
-      member,
-      { eventId, stepId, shard: deps.shard, kind: sent.kind },
-      SMS_REFERENCE_MS,
-      sent.at,
-      recordEnds,
-    );
-  }
+  const early =
+    member === undefined
+      ? []
+      : await deps.smsReferences.rememberSms(
+          providerId,
+          member,
+          { eventId, stepId, shard: deps.shard, kind: sent.kind },
+          SMS_REFERENCE_MS,
+          sent.at,
+          recordEnds,
+        );
   await noteCheckIn(deps.history, rules, {
     customerId: sent.customerId,
     eventId,
@@ -373,6 +384,9 @@ async function bookkeepSent(
     outcome: "sent",
     at: sent.at,
   });
+  // Twilio's statuses that came before the reference, applied as they came, before the mark goes:
+  // a run that fails midway leaves them kept, and the job's next run applies them again (once).
+  for (const status of early) await deps.smsStatus?.({ messageSid: providerId, ...status });
   const settled = await deps.store.settleSent(
     eventId,
     stepId,
@@ -380,6 +394,7 @@ async function bookkeepSent(
     { eventId, stepId, channel, kind: sent.kind, ruleId: sent.ruleId, at: sent.at },
     sentMemoryMs(rules),
   );
+  if (early.length > 0) await deps.smsReferences.dropEarlyStatuses(providerId);
   if (settled !== "erased") return undefined;
   await forgetSent(deps, sent, member);
   return settled;

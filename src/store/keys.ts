@@ -413,6 +413,14 @@ export class StoreKeys {
     return `${this.global}sid:${sid}`;
   }
 
+  /**
+   * Twilio's statuses of an SMS that came before its reference (smsMessage) was written, kept a
+   * short while for the worker that writes it: sid, status, error code and time only.
+   */
+  earlySmsStatuses(sid: string): string {
+    return `${this.global}sidearly:${sid}`;
+  }
+
   /** Which step an email (by its Message-ID) was sent for: replies find their step by it. */
   emailMessage(messageId: string): string {
     return `${this.global}mid:${idHash(messageId.trim().toLowerCase())}`;

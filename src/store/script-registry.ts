@@ -233,6 +233,21 @@ export interface StoreCommands {
     status: string,
     errorCode: number | "",
   ): Promise<[number, string]>;
+  /** keep-early-sms-status.lua */
+  fuKeepEarlySmsStatus(
+    referenceKey: string,
+    earlyKey: string,
+    status: string,
+    keepMs: number,
+    maxKept: number,
+  ): Promise<number>;
+  /** remember-sms.lua */
+  fuRememberSms(
+    referenceKey: string,
+    earlyKey: string,
+    reference: string,
+    expiresAt: number,
+  ): Promise<string[]>;
   /** note-dropped-purchase.lua */
   fuNoteDroppedPurchase(orderKey: string, eventId: string, at: number): Promise<number>;
   /** remember-latest-check-in.lua */
@@ -392,6 +407,8 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "record-refund": "fuRecordRefund",
   "note-dropped-purchase": "fuNoteDroppedPurchase",
   "note-sms-status": "fuNoteSmsStatus",
+  "keep-early-sms-status": "fuKeepEarlySmsStatus",
+  "remember-sms": "fuRememberSms",
   "take-cap-slot": "fuTakeCapSlot",
   "take-rate-slot": "fuTakeRateSlot",
   suppress: "fuSuppress",

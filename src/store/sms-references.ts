@@ -4,6 +4,21 @@ import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** A number texted within this long gets no opt-out line again; after it, its next text does. */
 const TEXTED_MEMORY_MS = 365 * 24 * 3600 * 1000;
+/**
+ * How long Twilio's statuses of an SMS that came before its reference are kept: the reference is
+ * written moments after Twilio's answer, or by the job's retry after a Redis error midway.
+ */
+export const EARLY_STATUS_MS = 3600 * 1000;
+/** Statuses kept per SMS before its reference at most (Twilio posts four or five). */
+const MAX_EARLY_STATUSES = 20;
+
+/** A status callback that came before the SMS's reference was written (keepEarlyStatus). */
+export interface EarlySmsStatus {
+  readonly status: string;
+  readonly errorCode?: number;
+  /** When it came in (epoch ms). */
+  readonly receivedAt: number;
+}
 
 /** Which step of which event a message belongs to, and the shard the event's records live in. */
 export interface StepRef {
@@ -61,7 +76,8 @@ export class SmsReferences {
    * (epoch ms; now when not given) is when it was sent, which a redone bookkeeping knows. The
    * sid's reference is kept `keepMs`, and not past `notAfter` (epoch ms: the end of the purchase's
    * record) when given; the latest check-in always `keepMs` after `sentAt`, as its expiry tells
-   * which check-in is the later.
+   * which check-in is the later. Answers the status callbacks that came before the reference
+   * (keepEarlyStatus), earliest first, for the caller to apply and then drop (dropEarlyStatuses).
    */
   async rememberSms(
     sid: string,
@@ -70,12 +86,17 @@ export class SmsReferences {
     keepMs: number,
     sentAt: number = Date.now(),
     notAfter?: number,
-  ): Promise<void> {
+  ): Promise<EarlySmsStatus[]> {
     const sms = encodeRef([at.eventId, at.stepId, recipientMember], at.shard);
     // Separate writes, not a MULTI: building a pipeline copies every script defined on the
     // connection, and each write stands on its own (a missing one only repeats the opt-out hint).
-    await Promise.all([
-      this.redis.set(this.keys.smsMessage(sid), sms, "PXAT", keptUntil(keepMs, notAfter)),
+    const [early] = await Promise.all([
+      this.redis.fuRememberSms(
+        this.keys.smsMessage(sid),
+        this.keys.earlySmsStatuses(sid),
+        sms,
+        keptUntil(keepMs, notAfter),
+      ),
       this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
       at.kind === "check-in"
         ? this.redis.fuRememberLatestCheckIn(
@@ -85,6 +106,32 @@ export class SmsReferences {
           )
         : undefined,
     ]);
+    return early.flatMap(parseEarlyStatus);
+  }
+
+  /**
+   * Keeps a status callback of an SMS whose reference is not written yet, for rememberSms to hand
+   * over (keep-early-sms-status.lua): false when the reference is there after all (written since
+   * it was looked up), and the status is to be handled as usual.
+   */
+  async keepEarlyStatus(sid: string, early: EarlySmsStatus): Promise<boolean> {
+    const kept = await this.redis.fuKeepEarlySmsStatus(
+      this.keys.smsMessage(sid),
+      this.keys.earlySmsStatuses(sid),
+      JSON.stringify({
+        s: early.status,
+        ...(early.errorCode !== undefined && { e: early.errorCode }),
+        at: Math.round(early.receivedAt),
+      }),
+      EARLY_STATUS_MS,
+      MAX_EARLY_STATUSES,
+    );
+    return kept === 1;
+  }
+
+  /** Drops the statuses rememberSms handed over, once they are applied. */
+  async dropEarlyStatuses(sid: string): Promise<void> {
+    await this.redis.del(this.keys.earlySmsStatuses(sid));
   }
 
   /**
@@ -115,7 +162,9 @@ export class SmsReferences {
     checkInOf?: string,
   ): Promise<void> {
     await this.redis.del(
-      channel === "email" ? this.keys.emailMessage(providerId) : this.keys.smsMessage(providerId),
+      ...(channel === "email"
+        ? [this.keys.emailMessage(providerId)]
+        : [this.keys.smsMessage(providerId), this.keys.earlySmsStatuses(providerId)]),
       ...(checkInOf === undefined ? [] : [this.keys.latestCheckIn(checkInOf)]),
     );
   }
@@ -194,6 +243,17 @@ export class SmsReferences {
 function keptUntil(keepMs: number, notAfter: number | undefined): number {
   const until = Date.now() + keepMs;
   return Math.round(notAfter === undefined ? until : Math.min(until, notAfter));
+}
+
+/** A kept status as keep-early-sms-status.lua stores it; none for one that does not read. */
+function parseEarlyStatus(raw: string): EarlySmsStatus[] {
+  try {
+    const { s, e, at } = JSON.parse(raw) as { s?: unknown; e?: unknown; at?: unknown };
+    if (typeof s !== "string" || typeof at !== "number") return [];
+    return [{ status: s, ...(typeof e === "number" && { errorCode: e }), receivedAt: at }];
+  } catch {
+    return [];
+  }
 }
 
 function parseRef(raw: string | null): StepRef | undefined {

@@ -1,5 +1,6 @@
 import { DateTime } from "luxon";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { StoreKeys } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -17,7 +18,8 @@ import { postTwilio } from "../support/webhooks.js";
  * Twilio posts each status of a message on its own, in no set order, and posts one again when our
  * answer did not reach it. A message is delivered or it is not: however its final reports arrive
  * (one contradicting another, repeated, interleaved), the step's record and the owners' ledger
- * say the same, and the message is counted once.
+ * say the same, and the message is counted once. A status may come before Twilio's answer to the
+ * send reaches the worker: it is kept, and applied when the worker has written the sid's reference.
  */
 
 let pipeline: PipelineHarness | undefined;
@@ -32,8 +34,19 @@ const STEP_ID = "big-ticket.check-in";
 const ago = (hours: number) =>
   DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
 
-/** Sends the check-in SMS; its sid once its reference (what status callbacks find) is written. */
-async function sentSms(p: PipelineHarness): Promise<string> {
+/** How long the fake Twilio holds its answer to the send, for reports to come before it. */
+const ANSWER_DELAY_MS = 1_500;
+
+/**
+ * Sends the check-in SMS; its sid once its reference (what status callbacks find) is written.
+ * With `beforeTheAnswer`, Twilio's answer to the send is held back while it runs, so that what it
+ * posts comes before the worker knows the message's sid.
+ */
+async function sentSms(
+  p: PipelineHarness,
+  beforeTheAnswer?: (sid: string) => Promise<void>,
+): Promise<string> {
+  if (beforeTheAnswer) p.twilio.setResponseDelay(ANSWER_DELAY_MS);
   await p.publisher.publish(
     purchaseInput({
       id: EVENT_ID,
@@ -46,11 +59,21 @@ async function sentSms(p: PipelineHarness): Promise<string> {
   await promoteStep(p, EVENT_ID, STEP_ID);
   const [sms] = await p.twilio.waitForMessages(1);
   const sid = sms?.sid ?? "";
+  if (beforeTheAnswer) {
+    await beforeTheAnswer(sid);
+    // Still held back: what was posted came before the worker could know the sid.
+    expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.state).toBe("sending");
+    p.twilio.setResponseDelay(0);
+  }
   await waitForState(p, EVENT_ID, STEP_ID, "sent");
   const references = new SmsReferences(p.redis, p.prefix);
   await eventually(async () => references.stepOfSms(sid), "the SMS's reference to be written");
   return sid;
 }
+
+/** The outcomes counted of the SMS (delivered or undelivered), without their reasons. */
+const outcomesCounted = async (p: PipelineHarness) =>
+  (await recentLedgerCounts(p, "delivered|sms|")).filter(([field]) => !field.startsWith("reason|"));
 
 const report = (sid: string, MessageStatus: string, ErrorCode?: string) => ({
   MessageSid: sid,
@@ -94,9 +117,7 @@ it.each([
     const record = await stepRecordOf(p, EVENT_ID, STEP_ID);
     expect(record).toMatchObject({ state: "sent" });
     expect(record?.delivery).toEqual(final);
-    const outcomes = (await recentLedgerCounts(p, "delivered|sms|")).filter(
-      ([field]) => !field.startsWith("reason|"),
-    );
+    const outcomes = await outcomesCounted(p);
     expect(outcomes).toEqual([[`${counted}|sms|check-in|big-ticket`, 1]]);
     // One message went out, and it was counted as sent once.
     expect(p.twilio.messages).toHaveLength(1);
@@ -113,9 +134,7 @@ it("two contradicting final reports handled at the same moment count the message
     postTwilio(p, "/webhooks/twilio/status", report(sid, "undelivered", "30003")),
   ]);
   expect(answers.map((answer) => answer.status)).toEqual([204, 204]);
-  const outcomes = (await recentLedgerCounts(p, "delivered|sms|")).filter(
-    ([field]) => !field.startsWith("reason|"),
-  );
+  const outcomes = await outcomesCounted(p);
   expect(outcomes).toHaveLength(1);
   const [[field]] = outcomes as [[string, number]];
   expect(outcomes[0]?.[1]).toBe(1);
@@ -154,8 +173,48 @@ it("earlier statuses handled at the same moment as delivered never take its plac
   ]);
   expect(answers.every((answer) => answer.status === 204)).toBe(true);
   expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery).toEqual({ status: "delivered" });
-  const outcomes = (await recentLedgerCounts(p, "delivered|sms|")).filter(
-    ([field]) => !field.startsWith("reason|"),
-  );
+  const outcomes = await outcomesCounted(p);
   expect(outcomes).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+});
+
+describe("statuses Twilio posts before its answer to the send reaches the worker", () => {
+  /** Posts `reports` for the SMS while Twilio's answer to its send is held back. */
+  const reportedEarly =
+    (p: PipelineHarness, reports: readonly (readonly [string, string?])[]) =>
+    async (sid: string) => {
+      for (const [status, code] of reports) {
+        const answer = await postTwilio(p, "/webhooks/twilio/status", report(sid, status, code));
+        expect(answer.status).toBe(204);
+      }
+    };
+  /** The step's record once it carries a delivery status and its send's bookkeeping is done. */
+  const settledDelivery = (p: PipelineHarness) =>
+    eventually(async () => {
+      const record = await stepRecordOf(p, EVENT_ID, STEP_ID);
+      return record?.delivery && !record.bookkeepingPending ? record : undefined;
+    }, "the early statuses to be applied");
+
+  it("a delivered reported before the SMS's reference was written counts it delivered, once", async () => {
+    pipeline = await startPipeline("sms-early-delivered");
+    const p = pipeline;
+    const sid = await sentSms(p, reportedEarly(p, [["queued"], ["sent"], ["delivered"]]));
+    expect((await settledDelivery(p))?.delivery).toEqual({ status: "delivered" });
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+    // Applied, then dropped.
+    expect(await p.redis.exists(new StoreKeys(p.prefix).earlySmsStatuses(sid))).toBe(0);
+    // Twilio repeating the report once the reference is there changes nothing.
+    await postTwilio(p, "/webhooks/twilio/status", report(sid, "delivered"));
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+  });
+
+  it("an undelivered reported before the SMS's reference was written counts it undelivered, with its code", async () => {
+    pipeline = await startPipeline("sms-early-undelivered");
+    const p = pipeline;
+    await sentSms(p, reportedEarly(p, [["sent"], ["undelivered", "30003"], ["delivered"]]));
+    expect((await settledDelivery(p))?.delivery).toEqual({
+      status: "undelivered",
+      errorCode: 30003,
+    });
+    expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+  });
 });

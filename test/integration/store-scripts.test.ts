@@ -163,6 +163,7 @@ describe("the store's Lua scripts", () => {
       "fold-counts",
       "forget-customer",
       "join-thank-you",
+      "keep-early-sms-status",
       "keep-order-link",
       "leave-thank-you",
       "link-purchase",
@@ -181,6 +182,7 @@ describe("the store's Lua scripts", () => {
       "remember-check-in",
       "remember-customer",
       "remember-latest-check-in",
+      "remember-sms",
       "remember-steps",
       "replace-purchase",
       "replan-event",
@@ -212,6 +214,8 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-sms-status"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["keep-early-sms-status"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["remember-sms"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["remember-steps"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["close-thank-you"].numberOfKeys).toBe(3);
@@ -1007,6 +1011,28 @@ describe("the store's Lua scripts", () => {
     expect(await delivery()).toEqual({ dl: "failed", de: 30003 });
     expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "")).toEqual([0, ""]);
     expect((await stored("s:b"))?.s).toBe("scheduled");
+  });
+
+  it("keep-early-sms-status and remember-sms: a status kept before the reference is handed over as it is written, and none after", async () => {
+    const reference = keys.smsMessage("SM3");
+    const early = keys.earlySmsStatuses("SM3");
+    const keep = (status: string) =>
+      redis.fuKeepEarlySmsStatus(reference, early, status, 60_000, 2);
+    expect(await keep("a")).toBe(1);
+    expect(await keep("b")).toBe(1);
+    expect(await keep("c")).toBe(1);
+    const ttl = await redis.pttl(early);
+    expect(ttl).toBeGreaterThan(55_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    // The latest two, earliest first; kept until the caller drops them.
+    expect(await redis.fuRememberSms(reference, early, "evt\ns:a", NOW + 3_600_000)).toEqual([
+      "b",
+      "c",
+    ]);
+    expect(await redis.get(reference)).toBe("evt\ns:a");
+    expect(await redis.pexpiretime(reference)).toBe(NOW + 3_600_000);
+    expect(await keep("d")).toBe(0);
+    expect(await redis.lrange(early, 0, -1)).toEqual(["b", "c"]);
   });
 
   it("remember-steps: keeps each purchase's due time per cooldown field, replaces its own, prunes old ones, and writes nothing for a purchase from before an erasure", async () => {

@@ -482,9 +482,12 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
     recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
-  ): Promise<void> {
+  ): Promise<[]> {
     this.remembered.push({ sid, recipientMember, at, keepMs });
+    return [];
   }
+
+  async dropEarlyStatuses(): Promise<void> {}
 
   /** Emails remembered by Message-ID, for replies. */
   readonly emails: { messageId: string; at: StepRef }[] = [];

@@ -34,6 +34,7 @@ describe("the store's key names", () => {
     ],
     ["rateSlot", keys.rateSlot("email"), "{followups.global}:fu:rate:email"],
     ["smsMessage", keys.smsMessage("SM123"), "{followups.global}:fu:sid:SM123"],
+    ["earlySmsStatuses", keys.earlySmsStatuses("SM123"), "{followups.global}:fu:sidearly:SM123"],
     ["callBinding", keys.callBinding("CA123"), "{followups.global}:fu:callsid:CA123"],
     // By the number's suppression member (its keyed hash).
     [
@@ -125,6 +126,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "replanLaterTries",
         "phoneOptedOutAt",
         "callBinding",
+        "earlySmsStatuses",
         "jobWatchBucket",
         "jobWatchIndex",
         "jobWatchLease",
