@@ -639,6 +639,7 @@ async function startWorkerWith(
     retry: {
       maxAttempts: env.DELIVERY_ATTEMPTS,
       delayMs: cappedBackoff(env.DELIVERY_RETRY_BASE_MS, env.DELIVERY_RETRY_MAX_MS, Math.random),
+      maxDelayMs: env.DELIVERY_RETRY_MAX_MS,
     },
     sendLeaseMs: env.DELIVERY_LEASE_MS,
     unavailableChannels: unavailableChannelsOf(channels),

@@ -102,6 +102,11 @@ export interface SendFailure {
    * have been accepted, so a retry may deliver it twice (counted as a possible duplicate).
    */
   readonly uncertain?: boolean;
+  /**
+   * How long the provider asked to wait before trying again (ms; Twilio's Retry-After on a 429 or
+   * 503): the retry waits at least this long, up to the retry policy's longest wait.
+   */
+  readonly retryAfterMs?: number;
 }
 
 export type SendResult =

@@ -1,9 +1,10 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import http from "node:http";
 import type https from "node:https";
 import twilio from "twilio";
-import type { SendResult } from "./channel.js";
+import type { SendFailure, SendResult } from "./channel.js";
 import { createTwilioHttpClient } from "./twilio-base-url.js";
-import { classifyTwilioFailure } from "./twilio-failure.js";
+import { classifyTwilioFailure, retryAfterMs } from "./twilio-failure.js";
 
 /** Credentials and transport of a Twilio adapter, from the TWILIO_* variables. */
 export interface TwilioClientOptions {
@@ -29,6 +30,16 @@ export function createTwilioClient(options: TwilioClientOptions): {
     : new twilio.RequestClient({ autoRetry: false, timeout });
   const httpAgent = new http.Agent({ keepAlive: true, timeout });
   httpClient.axios.defaults.httpAgent = httpAgent;
+  // The SDK's errors (RestException) keep the status and Twilio's code but drop the headers: the
+  // answer's Retry-After is noted here, for the request (twilioRequest) it answers.
+  const request = httpClient.request.bind(httpClient);
+  httpClient.request = (async (opts: Parameters<typeof request>[0]) => {
+    const response = await request(opts);
+    const answer = twilioAnswers.getStore();
+    const retryAfter: unknown = response.headers?.["retry-after"];
+    if (answer && typeof retryAfter === "string") answer.retryAfter = retryAfter;
+    return response;
+  }) as typeof httpClient.request;
   return {
     client: twilio(options.accountSid, options.authToken, { httpClient }),
     close() {
@@ -38,11 +49,32 @@ export function createTwilioClient(options: TwilioClientOptions): {
   };
 }
 
+/** What a request's answer said beyond the SDK's result or error: its Retry-After header. */
+const twilioAnswers = new AsyncLocalStorage<{ retryAfter?: string }>();
+
+/**
+ * One request to Twilio (through a client of createTwilioClient): its result, or the classified
+ * failure, which for a transient one says how long Twilio asked to wait (its Retry-After).
+ */
+export async function twilioRequest<T>(
+  request: () => Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: SendFailure }> {
+  const answer: { retryAfter?: string } = {};
+  try {
+    return { ok: true, value: await twilioAnswers.run(answer, request) };
+  } catch (error) {
+    const failure = classifyTwilioFailure(error);
+    const waitMs = answer.retryAfter && retryAfterMs(answer.retryAfter, Date.now());
+    return {
+      ok: false,
+      error:
+        failure.kind === "transient" && waitMs ? { ...failure, retryAfterMs: waitMs } : failure,
+    };
+  }
+}
+
 /** One request to Twilio as a send result: the created resource's sid, or the classified failure. */
 export async function twilioSend(request: () => Promise<{ sid: string }>): Promise<SendResult> {
-  try {
-    return { ok: true, id: (await request()).sid };
-  } catch (error) {
-    return { ok: false, error: classifyTwilioFailure(error) };
-  }
+  const result = await twilioRequest(request);
+  return result.ok ? { ok: true, id: result.value.sid } : result;
 }

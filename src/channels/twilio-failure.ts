@@ -91,3 +91,13 @@ function describe(status: number, code: number | undefined, moreInfo: string | u
   const link = moreInfo?.startsWith("https://www.twilio.com/") ? `; see ${moreInfo}` : "";
   return `${base}${link}`;
 }
+
+/**
+ * How long a Retry-After header asks to wait (ms), from `now` (epoch ms): delay-seconds or an
+ * HTTP date; undefined for none, one already past, or one that does not read.
+ */
+export function retryAfterMs(header: string, now: number): number | undefined {
+  const value = header.trim();
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
+}

@@ -1,8 +1,12 @@
 import { TWILIO_VOICE_ANSWER_PATH, TWILIO_VOICE_STATUS_PATH } from "../config/public-paths.js";
 import type { DeliveryChannel, OutgoingMessage, PlacedLookup, SendResult } from "./channel.js";
 import { closedChannel, unsupportedChannel } from "./channel-results.js";
-import { createTwilioClient, type TwilioClientOptions, twilioSend } from "./twilio-client.js";
-import { classifyTwilioFailure } from "./twilio-failure.js";
+import {
+  createTwilioClient,
+  type TwilioClientOptions,
+  twilioRequest,
+  twilioSend,
+} from "./twilio-client.js";
 
 /**
  * How far before the earlier attempt a call it placed may be dated by Twilio's clock (which is
@@ -73,24 +77,21 @@ export function createTwilioVoiceChannel(options: TwilioVoiceOptions): DeliveryC
      */
     async findPlaced(message: OutgoingMessage, since: number): Promise<PlacedLookup> {
       if (closed) return closedChannel("twilio");
-      try {
-        const calls = await client.calls.list({
+      const listed = await twilioRequest(() =>
+        client.calls.list({
           to: message.to,
           from: options.callerId,
           limit: LOOKUP_PAGE,
           pageSize: LOOKUP_PAGE,
-        });
-        // Newest first, dated to the second: reversed, calls of one second stay in their order.
-        const placed = calls
-          .filter(
-            (call) => call.dateCreated && call.dateCreated.getTime() >= since - CLOCK_SLACK_MS,
-          )
-          .reverse()
-          .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime());
-        return { ok: true, ids: placed.map((call) => call.sid) };
-      } catch (error) {
-        return { ok: false, error: classifyTwilioFailure(error) };
-      }
+        }),
+      );
+      if (!listed.ok) return listed;
+      // Newest first, dated to the second: reversed, calls of one second stay in their order.
+      const placed = listed.value
+        .filter((call) => call.dateCreated && call.dateCreated.getTime() >= since - CLOCK_SLACK_MS)
+        .reverse()
+        .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime());
+      return { ok: true, ids: placed.map((call) => call.sid) };
     },
     async close() {
       closed = true;

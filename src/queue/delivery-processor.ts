@@ -50,7 +50,7 @@ import {
   type FollowUpJobData,
   followUpJobId,
 } from "./names.js";
-import type { RetryPolicy } from "./retry-policy.js";
+import { type RetryPolicy, retryDelayMs } from "./retry-policy.js";
 import { type StepLabels, stepLabels } from "./step-labels.js";
 import { type DeliveryNotes, type DeliveryTracing, deliveryAttributes } from "./traces.js";
 
@@ -818,7 +818,8 @@ function createDelivery(deps: DeliveryDeps) {
       /** The discount code the failed send carried (StepPatch.codeHash). */
       sentCode?: { readonly codeHash: string },
     ): Promise<never> => {
-      const retryAt = doneMs + deps.retry.delayMs(attempts);
+      // Twilio's Retry-After, when it sent one, is waited at least (up to the longest backoff).
+      const retryAt = doneMs + retryDelayMs(deps.retry, attempts, error.retryAfterMs);
       await deps.store.transition(
         eventId,
         stepId,
@@ -1137,13 +1138,14 @@ async function findPlaced(
     return {};
   const found = await voice.findPlaced(message, earlier.placingSince);
   if (!found.ok) {
-    const { code, reason } = found.error;
+    const { code, reason, retryAfterMs } = found.error;
     const kind = found.error.kind === "misconfigured" ? "misconfigured" : "transient";
     return {
       failed: {
         kind,
         code,
         reason: `could not read Twilio's Calls list to see whether an earlier attempt's call was placed: ${reason}`,
+        ...(retryAfterMs !== undefined && { retryAfterMs }),
       },
     };
   }

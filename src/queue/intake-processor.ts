@@ -202,6 +202,7 @@ export type IntakeWiring = Omit<IntakeDeps, keyof IntakeShard | "shards" | "span
 export const INTAKE_RETRY: RetryPolicy = {
   maxAttempts: 8,
   delayMs: cappedBackoff(2_000, 120_000, Math.random),
+  maxDelayMs: 120_000,
 };
 
 /**

@@ -2,6 +2,18 @@
 export interface RetryPolicy {
   readonly maxAttempts: number;
   readonly delayMs: (attemptsMade: number) => number;
+  /** The longest wait between attempts: a provider's Retry-After is waited up to this long. */
+  readonly maxDelayMs: number;
+}
+
+/**
+ * The wait before attempt n+1: the backoff, or what the provider asked (`atLeastMs`, its
+ * Retry-After) when that is longer, but never more than the policy's longest wait.
+ */
+export function retryDelayMs(policy: RetryPolicy, attemptsMade: number, atLeastMs?: number) {
+  const backoff = policy.delayMs(attemptsMade);
+  if (atLeastMs === undefined) return backoff;
+  return Math.max(backoff, Math.min(Math.ceil(atLeastMs), policy.maxDelayMs));
 }
 
 /**

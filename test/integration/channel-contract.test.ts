@@ -627,7 +627,11 @@ describe("sms-twilio specifics", () => {
     try {
       adapter.fake().failNext({ status: 429, retryAfterSeconds: 1 });
       const result = await channel.send(smsMessage(nextFollowUpId()));
-      expect(result).toMatchObject({ ok: false, error: { kind: "transient" } });
+      // Twilio's Retry-After, which the SDK's error does not carry, comes with the failure.
+      expect(result).toMatchObject({
+        ok: false,
+        error: { kind: "transient", retryAfterMs: 1_000 },
+      });
       expect(adapter.fake().requests - before).toBe(1);
     } finally {
       await channel.close();

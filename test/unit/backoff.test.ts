@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { retryAfterMs } from "../../src/channels/twilio-failure.js";
 import { INTAKE_RETRY } from "../../src/queue/intake-processor.js";
-import { cappedBackoff } from "../../src/queue/retry-policy.js";
+import { cappedBackoff, retryDelayMs } from "../../src/queue/retry-policy.js";
 
 /**
  * Bounds of the delivery retry delay: attempt n waits between half and all of
@@ -157,5 +158,33 @@ describe("INTAKE_RETRY", () => {
       expect(total).toBeGreaterThanOrEqual(2 * 60_000);
       expect(total).toBeLessThanOrEqual(4.1 * 60_000);
     }
+  });
+});
+
+describe("a provider's Retry-After", () => {
+  const NOW = Date.parse("2026-12-07T10:00:00Z");
+  it.each([
+    ["120", 120_000],
+    [" 5 ", 5_000],
+    ["Mon, 07 Dec 2026 10:02:30 GMT", 150_000],
+    ["0", undefined],
+    ["Mon, 07 Dec 2026 09:59:00 GMT", undefined],
+    ["-5", undefined],
+    ["1.5", undefined],
+    ["soon", undefined],
+    ["", undefined],
+  ])("reads %j as %s ms", (header, ms) => {
+    expect(retryAfterMs(header, NOW)).toBe(ms);
+  });
+
+  const policy = { maxAttempts: 5, delayMs: () => 30_000, maxDelayMs: 3_600_000 };
+  it.each([
+    [undefined, 30_000, "the backoff without one"],
+    [10_000, 30_000, "the backoff when it is longer"],
+    [600_000, 600_000, "Retry-After when it is longer"],
+    [86_400_000, 3_600_000, "the policy's longest wait at most"],
+    [1_500.2, 30_000, "the backoff over a fraction"],
+  ])("waits %s → %i ms: %s", (atLeast, wait, _why) => {
+    expect(retryDelayMs(policy, 1, atLeast)).toBe(wait);
   });
 });

@@ -234,7 +234,11 @@ function world(setup: Setup = {}) {
     caps,
     metrics,
     rateLimiter,
-    retry: { maxAttempts: 3, delayMs: cappedBackoff(30_000, 3_600_000, () => 0.5) },
+    retry: {
+      maxAttempts: 3,
+      delayMs: cappedBackoff(30_000, 3_600_000, () => 0.5),
+      maxDelayMs: 3_600_000,
+    },
     sendLeaseMs: LEASE_MS,
     logger: createLogger({ level: "silent", pretty: false }),
     clock: () => instant(setup.now ?? NOW),
