@@ -31,7 +31,7 @@ import { periodFromDates, reportDatesProblem } from "../reports/report-period.js
 import { type ConsoleSession, type ConsoleSessions, tokenTag } from "../store/console-sessions.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
 import { rateLimitGroup } from "./client-address.js";
-import { CONSOLE_CSS, type ConsoleView, renderConsolePage } from "./console-views.js";
+import { CONSOLE_CSS, type ConsoleView, isolated, renderConsolePage } from "./console-views.js";
 import { pendingChartSvg } from "./pending-chart.js";
 
 /**
@@ -391,13 +391,13 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       if (asCustomer) return reply.redirect(customerPath(q), 303);
       const asOrder = await deps.tools.order(q).catch(notFound);
       if (asOrder) return reply.redirect(`/console/orders/${encodeURIComponent(q)}`, 303);
-      if (q.includes("@")) return byAddress(`No customer is known with ${q}.`);
+      if (q.includes("@")) return byAddress(`No customer is known with ${isolated(q)}.`);
       if (/^\+?[\d\s()-]{6,}$/.test(q)) {
         const hint = notInternationalPhone(q)
           ? ` ${PHONE_LOOKUP_FORMAT.charAt(0).toUpperCase()}${PHONE_LOOKUP_FORMAT.slice(1)}.`
           : "";
         return byAddress(
-          `No customer or order ${q} is known, nor a customer with that phone number.${hint}`,
+          `No customer or order ${isolated(q)} is known, nor a customer with that phone number.${hint}`,
         );
       }
       return page(
@@ -405,7 +405,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         "search",
         {
           ...base,
-          error: `No customer or order ${q} is known.`,
+          error: `No customer or order ${isolated(q)} is known.`,
         },
         request,
       );
@@ -448,7 +448,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           "confirm",
           {
             title: "Erase customer",
-            heading: `Erase customer ${customer}?`,
+            heading: `Erase customer ${isolated(customer)}?`,
             question:
               "Every piece of their personal data is deleted now, and their pending follow-ups are cancelled. Opt-outs and anonymous counts are kept. This cannot be undone.",
             action: `${customerPath(customer)}/erase`,
@@ -468,7 +468,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           "confirm",
           {
             title: "Opt out customer",
-            heading: `Stop messaging customer ${customer}?`,
+            heading: `Stop messaging customer ${isolated(customer)}?`,
             question:
               "As if they had unsubscribed: their customer id and the email addresses and phone numbers of their purchases still kept are opted out of the channels chosen, and pending follow-ups there are skipped when they fall due. This is recorded with your name.",
             action: `${customerPath(customer)}/opt-out`,
@@ -491,7 +491,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           "confirm",
           {
             title: "Resolve complaint",
-            heading: `Mark reply ${replyId} resolved?`,
+            heading: `Mark reply ${isolated(replyId)} resolved?`,
             question:
               "The owners' reports count it as resolved, and the audit trail records your name and note.",
             action: "/console/replies/resolve",
@@ -513,7 +513,8 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           "confirm",
           {
             title: action === "cancel" ? "Cancel follow-up" : "Resend follow-up",
-            heading: action === "cancel" ? `Cancel ${ref}?` : `Send ${ref} again?`,
+            heading:
+              action === "cancel" ? `Cancel ${isolated(ref)}?` : `Send ${isolated(ref)} again?`,
             question:
               action === "cancel"
                 ? "It will not be sent. This is recorded with your name."
@@ -553,7 +554,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           request,
           reply,
           formField(request, "back"),
-          `Cancelled ${result.cancelled.join(", ")}.`,
+          `Cancelled ${result.cancelled.map(isolated).join(", ")}.`,
         );
       },
     );
@@ -567,7 +568,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           request,
           reply,
           formField(request, "back"),
-          `${result.ref} will be sent again in a moment.`,
+          `${isolated(result.ref)} will be sent again in a moment.`,
         );
       },
     );
@@ -585,7 +586,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           request,
           reply,
           formField(request, "back"),
-          `Resolved reply ${result.id}.`,
+          `Resolved reply ${isolated(result.id)}.`,
         );
       },
     );
@@ -744,7 +745,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           "plan",
           {
             ...base,
-            error: `Only purchase.completed events have follow-ups to plan, got ${parsed.event.type}.`,
+            error: `Only purchase.completed events have follow-ups to plan, got ${isolated(parsed.event.type)}.`,
           },
           request,
         );

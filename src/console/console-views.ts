@@ -36,7 +36,7 @@ const LAYOUT = `<!doctype html>
 </form>
 </header>{% endif %}
 <main id="main">
-{% if notice %}<p class="notice" role="status">{{ notice }}</p>{% endif %}
+{% if notice %}<p class="notice" role="status">{% render "text", parts: notice %}</p>{% endif %}
 {% block content %}{% endblock %}
 </main>
 </body>
@@ -44,7 +44,7 @@ const LAYOUT = `<!doctype html>
 
 const SIGN_IN = `{% layout "layout" %}{% block content %}
 <h1>Sign in to the followups console</h1>
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
+{% if error %}<p class="error" role="alert">{% render "text", parts: error %}</p>{% endif %}
 <form method="post" action="/console/sign-in">
 <input type="hidden" name="_csrf" value="{{ csrf }}">
 <label for="token">Admin token</label>
@@ -95,20 +95,20 @@ const SEARCH = `{% layout "layout" %}{% block content %}
 <input id="q" name="q" value="{{ q }}" required>
 <button type="submit">Search</button>
 </form>
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
-{% if matches.size > 0 %}<h2>Customers using {{ q }}</h2>
-<ul>{% for id in matches %}<li><a href="/console/customers/{{ id | url_encode }}">{{ id }}</a></li>{% endfor %}</ul>{% endif %}
+{% if error %}<p class="error" role="alert">{% render "text", parts: error %}</p>{% endif %}
+{% if matches.size > 0 %}<h2>Customers using <bdi>{{ q }}</bdi></h2>
+<ul>{% for id in matches %}<li><a href="/console/customers/{{ id | url_encode }}"><bdi>{{ id }}</bdi></a></li>{% endfor %}</ul>{% endif %}
 {% endblock %}`;
 
 const CUSTOMER = `{% layout "layout" %}{% block content %}
-<h1>{% if orderId %}Order {{ orderId }}{% else %}Customer {{ t.customer.id }}{% endif %}</h1>
+<h1>{% if orderId %}Order <bdi>{{ orderId }}</bdi>{% else %}Customer <bdi>{{ t.customer.id }}</bdi>{% endif %}</h1>
 <section aria-labelledby="who">
 <h2 id="who">Contact and consent</h2>
 <dl class="facts">
-<div><dt>Customer id</dt><dd>{% if orderId %}<a href="/console/customers/{{ t.customer.id | url_encode }}">{{ t.customer.id }}</a>{% else %}{{ t.customer.id }}{% endif %}</dd></div>
-<div><dt>First name</dt><dd>{{ t.customer.firstName | default: "not stored" }}</dd></div>
-<div><dt>Email</dt><dd>{{ t.customer.email | default: "not stored" }}</dd></div>
-<div><dt>Phone</dt><dd>{{ t.customer.phone | default: "not stored" }}</dd></div>
+<div><dt>Customer id</dt><dd>{% if orderId %}<a href="/console/customers/{{ t.customer.id | url_encode }}"><bdi>{{ t.customer.id }}</bdi></a>{% else %}<bdi>{{ t.customer.id }}</bdi>{% endif %}</dd></div>
+<div><dt>First name</dt><dd>{% if t.customer.firstName %}<bdi>{{ t.customer.firstName }}</bdi>{% else %}not stored{% endif %}</dd></div>
+<div><dt>Email</dt><dd>{% if t.customer.email %}<bdi>{{ t.customer.email }}</bdi>{% else %}not stored{% endif %}</dd></div>
+<div><dt>Phone</dt><dd>{% if t.customer.phone %}<bdi>{{ t.customer.phone }}</bdi>{% else %}not stored{% endif %}</dd></div>
 <div><dt>Time zone</dt><dd>{{ t.customer.timezone }}</dd></div>
 {% for c in consent %}<div><dt>{{ c.channel }}</dt><dd>consent: {{ c.consent }}; opt-out: {{ c.optOut }}</dd></div>{% endfor %}
 </dl>
@@ -116,11 +116,11 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 <a class="danger" href="/console/confirm?action=erase&amp;customer={{ t.customer.id | url_encode }}">Erase this customer…</a></p>{% endunless %}
 </section>
 {% for p in t.purchases %}<section aria-labelledby="p{{ forloop.index }}">
-<h2 id="p{{ forloop.index }}">Purchase {{ p.eventId }}</h2>
-<p>Order {{ p.orderId | default: "?" }}, {{ p.occurredAt | default: "time not stored" }}{% if p.total %}, {{ p.total.amount }} {{ p.total.currency }}{% endif %}{% if p.refunded %}, refunded ({{ p.refunded }}){% endif %}. Details stored: {{ dataWords[p.data] }}.</p>
-{% if p.items.size > 0 %}<ul class="items">{% for item in p.items %}<li>{{ item.quantity }} × {{ item.name }} at {{ item.unitPrice.amount }} {{ item.unitPrice.currency }}</li>{% endfor %}</ul>{% endif %}
+<h2 id="p{{ forloop.index }}">Purchase <bdi>{{ p.eventId }}</bdi></h2>
+<p>Order {% if p.orderId %}<bdi>{{ p.orderId }}</bdi>{% else %}?{% endif %}, {{ p.occurredAt | default: "time not stored" }}{% if p.total %}, {{ p.total.amount }} {{ p.total.currency }}{% endif %}{% if p.refunded %}, refunded (<bdi>{{ p.refunded }}</bdi>){% endif %}. Details stored: {{ dataWords[p.data] }}.</p>
+{% if p.items.size > 0 %}<ul class="items">{% for item in p.items %}<li>{{ item.quantity }} × <bdi>{{ item.name }}</bdi> at {{ item.unitPrice.amount }} {{ item.unitPrice.currency }}</li>{% endfor %}</ul>{% endif %}
 <table>
-<caption>Follow-ups of purchase {{ p.eventId }}</caption>
+<caption>Follow-ups of purchase <bdi>{{ p.eventId }}</bdi></caption>
 <thead><tr><th scope="col">Step</th><th scope="col">State</th><th scope="col">Due (UTC)</th><th scope="col">Due (customer's time)</th><th scope="col">Attempts</th><th scope="col">Details</th><th scope="col">Actions</th></tr></thead>
 <tbody>{% for s in p.steps %}<tr>
 <th scope="row">{{ s.stepId }}<br><span class="muted">{{ s.channel }}, {{ s.kind }}</span></th>
@@ -128,7 +128,7 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 <td><time datetime="{{ s.dueAt }}">{{ s.dueAt | slice: 0, 16 | replace: "T", " " }}</time></td>
 <td>{{ s.dueLocal | slice: 0, 16 | replace: "T", " " }} {{ s.dueLocal | slice: 19, 6 }}</td>
 <td>{{ s.attempts }}</td>
-<td>{% if s.postponed %}postponed to <time datetime="{{ s.postponed.until }}">{{ s.postponed.untilLocal | slice: 0, 16 | replace: "T", " " }} {{ s.postponed.untilLocal | slice: 19, 6 }}</time>: {{ s.postponed.why }}<br>{% endif %}{% if s.reason %}{{ s.reason.text | default: s.reason.code }}<br>{% endif %}{% if s.providerMessageId %}id {{ s.providerMessageId }}<br>{% endif %}{% if s.delivery %}delivery: {{ s.delivery.status }}<br>{% endif %}{% for r in s.replies %}reply {{ r.id | split: "/" | last }} by {{ r.channel }}: “{{ r.text }}”{% if r.unhappy %} <strong class="unhappy">unhappy ({{ r.why }})</strong>{% endif %}{% if r.resolved %} resolved by {{ r.resolved.by }}{% if r.resolved.note %}: {{ r.resolved.note }}{% endif %}{% elsif r.unhappy %} <a href="/console/confirm?action=resolve&amp;reply={{ r.id | url_encode }}&amp;back={{ back | url_encode }}">Mark resolved…</a>{% endif %}<br>{% endfor %}{% if s.resends > 0 %}resent {{ s.resends }}×<br>{% endif %}{% if s.retries > 0 %}retried {{ s.retries }}×{% endif %}</td>
+<td>{% if s.postponed %}postponed to <time datetime="{{ s.postponed.until }}">{{ s.postponed.untilLocal | slice: 0, 16 | replace: "T", " " }} {{ s.postponed.untilLocal | slice: 19, 6 }}</time>: {{ s.postponed.why }}<br>{% endif %}{% if s.reason %}<bdi>{{ s.reason.text | default: s.reason.code }}</bdi><br>{% endif %}{% if s.providerMessageId %}id <bdi>{{ s.providerMessageId }}</bdi><br>{% endif %}{% if s.delivery %}delivery: <bdi>{{ s.delivery.status }}</bdi><br>{% endif %}{% for r in s.replies %}reply <bdi>{{ r.id | split: "/" | last }}</bdi> by {{ r.channel }}: “<bdi>{{ r.text }}</bdi>”{% if r.unhappy %} <strong class="unhappy">unhappy ({{ r.why }})</strong>{% endif %}{% if r.resolved %} resolved by <bdi>{{ r.resolved.by }}</bdi>{% if r.resolved.note %}: <bdi>{{ r.resolved.note }}</bdi>{% endif %}{% elsif r.unhappy %} <a href="/console/confirm?action=resolve&amp;reply={{ r.id | url_encode }}&amp;back={{ back | url_encode }}">Mark resolved…</a>{% endif %}<br>{% endfor %}{% if s.resends > 0 %}resent {{ s.resends }}×<br>{% endif %}{% if s.retries > 0 %}retried {{ s.retries }}×{% endif %}</td>
 <td class="actions"><a href="/console/preview?ref={{ s.ref | url_encode }}">Preview</a>
 {% if s.state == "scheduled" %}<a href="/console/confirm?action=cancel&amp;ref={{ s.ref | url_encode }}&amp;back={{ back | url_encode }}">Cancel…</a>{% endif %}
 {% if s.state == "sent" or s.state == "failed" %}<a href="/console/confirm?action=resend&amp;ref={{ s.ref | url_encode }}&amp;back={{ back | url_encode }}">Resend…</a>{% endif %}</td>
@@ -144,11 +144,11 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 const AUDIT_LIST = `{% if entries.size > 0 %}<table>
 <caption>Operator actions, latest first</caption>
 <thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">On</th><th scope="col">Details</th></tr></thead>
-<tbody>{% for e in entries %}<tr><td><time datetime="{{ e.at }}">{{ e.at | slice: 0, 19 | replace: "T", " " }}</time></td><td>{{ e.by }}</td><td>{{ e.action }}</td><td>{{ e.target }}</td><td>{{ e.detail }}</td></tr>{% endfor %}</tbody>
+<tbody>{% for e in entries %}<tr><td><time datetime="{{ e.at }}">{{ e.at | slice: 0, 19 | replace: "T", " " }}</time></td><td><bdi>{{ e.by }}</bdi></td><td>{{ e.action }}</td><td><bdi>{{ e.target }}</bdi></td><td><bdi>{{ e.detail }}</bdi></td></tr>{% endfor %}</tbody>
 </table>{% else %}<p>No operator actions recorded.</p>{% endif %}`;
 
 const CONFIRM = `{% layout "layout" %}{% block content %}
-<h1>{{ heading }}</h1>
+<h1>{% render "text", parts: heading %}</h1>
 <p>{{ question }}</p>
 <form method="post" action="{{ action }}">
 <input type="hidden" name="_csrf" value="{{ csrf }}">
@@ -173,7 +173,7 @@ const CONFIRM = `{% layout "layout" %}{% block content %}
 
 const RECEIPT = `{% layout "layout" %}{% block content %}
 <h1>Customer erased</h1>
-<p>Erased at {{ r.erasedAt }} by {{ r.by }}. The customer is now known only as {{ r.customer }}.</p>
+<p>Erased at {{ r.erasedAt }} by <bdi>{{ r.by }}</bdi>. The customer is now known only as <bdi>{{ r.customer }}</bdi>.</p>
 <dl class="facts">
 <div><dt>Purchases erased</dt><dd>{{ r.purchases }}</dd></div>
 <div><dt>Pending follow-ups cancelled</dt><dd>{{ r.stepsCancelled }}</dd></div>
@@ -199,7 +199,7 @@ const FAILED = `{% layout "layout" %}{% block content %}
 <table>
 <caption>Failed follow-ups, latest first</caption>
 <thead><tr><th scope="col">Step</th><th scope="col">Channel</th><th scope="col">Failed at (UTC)</th><th scope="col">Attempts</th><th scope="col">Why</th><th scope="col">Action</th></tr></thead>
-<tbody>{% for f in failed %}<tr><th scope="row">{{ f.ref }}</th><td>{{ f.channel }}</td><td>{{ f.failedAt | slice: 0, 19 | replace: "T", " " }}</td><td>{{ f.attempts }}</td><td>{{ f.reason.words }}</td>
+<tbody>{% for f in failed %}<tr><th scope="row"><bdi>{{ f.ref }}</bdi></th><td>{{ f.channel }}</td><td>{{ f.failedAt | slice: 0, 19 | replace: "T", " " }}</td><td>{{ f.attempts }}</td><td><bdi>{{ f.reason.words }}</bdi></td>
 <td><form method="post" action="/console/failed/retry"><input type="hidden" name="_csrf" value="{{ csrf }}"><input type="hidden" name="ref" value="{{ f.ref }}"><button type="submit" aria-label="Retry {{ f.ref }}">Retry</button></form></td></tr>{% endfor %}</tbody>
 </table>{% else %}<p>No failed follow-ups.</p>{% endif %}
 {% endblock %}`;
@@ -210,7 +210,7 @@ const REFUSED = `{% layout "layout" %}{% block content %}
 {% if refused.size > 0 %}<table>
 <caption>Refused events, latest first{% if refused.size == limit %} (the latest {{ limit }}: <code>followups refused --limit N</code> lists more){% endif %}</caption>
 <thead><tr><th scope="col">Event</th><th scope="col">Type</th><th scope="col">Refused at (UTC)</th><th scope="col">Attempts</th><th scope="col">Why</th></tr></thead>
-<tbody>{% for r in refused %}<tr><th scope="row">{{ r.eventId }}</th><td>{{ r.type }}</td><td><time datetime="{{ r.refusedAt }}">{{ r.refusedAt | slice: 0, 19 | replace: "T", " " }}</time></td><td>{{ r.attempts }}</td><td>{{ r.reason }}</td></tr>{% endfor %}</tbody>
+<tbody>{% for r in refused %}<tr><th scope="row"><bdi>{{ r.eventId }}</bdi></th><td><bdi>{{ r.type }}</bdi></td><td><time datetime="{{ r.refusedAt }}">{{ r.refusedAt | slice: 0, 19 | replace: "T", " " }}</time></td><td>{{ r.attempts }}</td><td><bdi>{{ r.reason }}</bdi></td></tr>{% endfor %}</tbody>
 </table>{% else %}<p>No refused events.</p>{% endif %}
 {% endblock %}`;
 
@@ -222,7 +222,7 @@ const PLAN = `{% layout "layout" %}{% block content %}
 <textarea id="event" name="event" rows="14" required>{{ event }}</textarea>
 <button type="submit">Show the plan</button>
 </form>
-{% if error %}<pre class="error" role="alert" tabindex="0">{{ error }}</pre>{% endif %}
+{% if error %}<pre class="error" role="alert" tabindex="0">{% render "text", parts: error %}</pre>{% endif %}
 {% if table %}<h2 id="plan-title">What this purchase would get</h2><pre tabindex="0" aria-labelledby="plan-title">{{ table }}</pre>{% endif %}
 {% endblock %}`;
 
@@ -235,7 +235,7 @@ const REPORT = `{% layout "layout" %}{% block content %}
 <input id="until" name="until" type="date" value="{{ until }}" required>
 <button type="submit">Show</button>
 </form>
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% else %}
+{% if error %}<p class="error" role="alert">{% render "text", parts: error %}</p>{% else %}
 <iframe class="report" title="Owner report from {{ since }} until {{ until }}" src="/console/report/view?since={{ since }}&amp;until={{ until }}"></iframe>{% endif %}
 {% endblock %}`;
 
@@ -247,10 +247,10 @@ const AUDIT = `{% layout "layout" %}{% block content %}
 {% endblock %}`;
 
 const PREVIEW = `{% layout "layout" %}{% block content %}
-<h1>Message of {{ ref }}</h1>
-{% if error %}<p class="error" role="alert">{{ error }}</p>{% else %}
-{% if state == "skipped" or state == "cancelled" %}<p>Not sent: {{ state }}{% if notSentBecause %} ({{ notSentBecause }}){% endif %}. As it would have been rendered by {{ channel }}{% if to %} to {{ to }}{% endif %} (with today's templates).</p>
-{% else %}<p>As {% if state == "scheduled" %}it will be{% else %}it was{% endif %} rendered by {{ channel }}{% if to %} to {{ to }}{% endif %}.</p>{% endif %}
+<h1>Message of <bdi>{{ ref }}</bdi></h1>
+{% if error %}<p class="error" role="alert">{% render "text", parts: error %}</p>{% else %}
+{% if state == "skipped" or state == "cancelled" %}<p>Not sent: {{ state }}{% if notSentBecause %} ({{ notSentBecause }}){% endif %}. As it would have been rendered by {{ channel }}{% if to %} to <bdi>{{ to }}</bdi>{% endif %} (with today's templates).</p>
+{% else %}<p>As {% if state == "scheduled" %}it will be{% else %}it was{% endif %} rendered by {{ channel }}{% if to %} to <bdi>{{ to }}</bdi>{% endif %}.</p>{% endif %}
 {% if subject %}<h2>Subject</h2><p>{{ subject }}</p>{% endif %}
 <h2>Text</h2>
 <pre class="message" tabindex="0" aria-label="Message text">{{ text }}</pre>{% endif %}
@@ -258,8 +258,8 @@ const PREVIEW = `{% layout "layout" %}{% block content %}
 {% endblock %}`;
 
 const PROBLEM = `{% layout "layout" %}{% block content %}
-<h1>{{ heading }}</h1>
-<p role="alert">{{ message }}</p>
+<h1>{% render "text", parts: heading %}</h1>
+<p role="alert">{% render "text", parts: message %}</p>
 <p><a href="{{ back | default: "/console" }}">Back</a></p>
 {% endblock %}`;
 
@@ -313,17 +313,21 @@ svg.chart { max-width: 100%; height: auto; }
 `;
 
 const ORDER_WITHOUT_PURCHASE = `{% layout "layout" %}{% block content %}
-<h1>Order {{ o.orderId }}</h1>
+<h1>Order <bdi>{{ o.orderId }}</bdi></h1>
 <p>{% if o.purchaseArrived %}Its purchase arrived after the order was refunded in full, and was dropped: nothing was planned for it, and nothing of it is kept.{% else %}Its purchase has not arrived yet (refunds can arrive before it). Then: {{ o.awaitingPurchase }}.{% endif %}</p>
 <section aria-labelledby="refunds">
 <h2 id="refunds">Refunds recorded for the order</h2>
-<ul>{% for r in o.refunds %}<li>{{ r.eventId }}: {% if r.full %}the whole order{% endif %}{% if r.amount %}{{ r.amount.amount }} {{ r.amount.currency }}{% endif %}{% for item in r.items %}{% if r.amount or forloop.index > 1 %}, {% endif %}{{ item.quantity }} × {{ item.sku }} handed back{% endfor %}</li>{% endfor %}
-{% for d in o.droppedPurchases %}<li>purchase {{ d.eventId }} arrived <time datetime="{{ d.arrivedAt }}">{{ d.arrivedAt | slice: 0, 16 | replace: "T", " " }} UTC</time>, after the full refund</li>{% endfor %}</ul>
+<ul>{% for r in o.refunds %}<li><bdi>{{ r.eventId }}</bdi>: {% if r.full %}the whole order{% endif %}{% if r.amount %}{{ r.amount.amount }} {{ r.amount.currency }}{% endif %}{% for item in r.items %}{% if r.amount or forloop.index > 1 %}, {% endif %}{{ item.quantity }} × <bdi>{{ item.sku }}</bdi> handed back{% endfor %}</li>{% endfor %}
+{% for d in o.droppedPurchases %}<li>purchase <bdi>{{ d.eventId }}</bdi> arrived <time datetime="{{ d.arrivedAt }}">{{ d.arrivedAt | slice: 0, 16 | replace: "T", " " }} UTC</time>, after the full refund</li>{% endfor %}</ul>
 </section>
 {% endblock %}`;
 
+/** A message in parts: the values `isolated` marked in it each in a `<bdi>` of its own. */
+const TEXT = `{% for part in parts %}{% if part.isolated %}<bdi>{{ part.text }}</bdi>{% else %}{{ part.text }}{% endif %}{% endfor %}`;
+
 const TEMPLATES = {
   layout: LAYOUT,
+  text: TEXT,
   "sign-in": SIGN_IN,
   overview: OVERVIEW,
   search: SEARCH,
@@ -341,7 +345,42 @@ const TEMPLATES = {
   problem: PROBLEM,
 } as const;
 
-export type ConsoleView = Exclude<keyof typeof TEMPLATES, "layout" | "audit-list">;
+export type ConsoleView = Exclude<keyof typeof TEMPLATES, "layout" | "audit-list" | "text">;
+
+/** Marks the start and end of a value `isolated` in a message (private-use characters). */
+const OPEN = "\ue000";
+const CLOSE = "\ue001";
+
+/**
+ * `value` marked for a message the console shows (a notice, heading or error it composes): the
+ * page draws it in a `<bdi>`, so that right-to-left text or a bidi control in it (U+202E) cannot
+ * move the words around it. The markers themselves in a value are shown as U+FFFD.
+ */
+export function isolated(value: string): string {
+  return `${OPEN}${value.replace(/[\ue000\ue001]/g, "\ufffd")}${CLOSE}`;
+}
+
+/** A message's parts, the `isolated` values apart (one whose end was cut off runs to the end). */
+function messageParts(text: string): { text: string; isolated: boolean }[] {
+  const parts: { text: string; isolated: boolean }[] = [];
+  let rest = text;
+  while (rest !== "") {
+    const open = rest.indexOf(OPEN);
+    if (open < 0) {
+      parts.push({ text: rest.replaceAll(CLOSE, ""), isolated: false });
+      break;
+    }
+    if (open > 0) parts.push({ text: rest.slice(0, open).replaceAll(CLOSE, ""), isolated: false });
+    const close = rest.indexOf(CLOSE, open);
+    const end = close < 0 ? rest.length : close;
+    parts.push({ text: rest.slice(open + 1, end), isolated: true });
+    rest = close < 0 ? "" : rest.slice(close + 1);
+  }
+  return parts;
+}
+
+/** The fields a page shows as a message in parts (see `isolated`). */
+const MESSAGE_FIELDS = ["notice", "heading", "error", "message"] as const;
 
 const engine = new Liquid({
   templates: TEMPLATES,
@@ -355,5 +394,11 @@ export function renderConsolePage(
   view: ConsoleView,
   data: Record<string, unknown>,
 ): Promise<string> {
-  return engine.renderFile(view, data) as Promise<string>;
+  const messages = Object.fromEntries(
+    MESSAGE_FIELDS.flatMap((field) => {
+      const value = data[field];
+      return typeof value === "string" && value !== "" ? [[field, messageParts(value)]] : [];
+    }),
+  );
+  return engine.renderFile(view, { ...data, ...messages }) as Promise<string>;
 }

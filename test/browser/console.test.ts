@@ -4,6 +4,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
+import { eventJobId } from "../../src/queue/names.js";
 import { shardScope } from "../../src/store/keys.js";
 import { replyId, StepReplies } from "../../src/store/step-replies.js";
 import { hasChromium, launchChromium, seriousA11yViolations } from "../support/browser.js";
@@ -71,6 +72,74 @@ async function expectAccessible(page: Page, name: string): Promise<void> {
     await mkdir(SCREENSHOTS, { recursive: true });
     await page.screenshot({ path: `${SCREENSHOTS}/console-${name}.png`, fullPage: true });
   }
+}
+
+/** A place on the page, as lines are read: the line (its bottom) and x. */
+type Drawn = {
+  piece: string;
+  first: { line: number; x: number };
+  last: { line: number; x: number };
+};
+
+/**
+ * Where each of `pieces` (found in this order in the element's text) is drawn: its first and last
+ * characters in reading order, so that a piece split apart or reversed by a bidi control shows.
+ */
+async function drawnAt(page: Page, selector: string, pieces: readonly string[]): Promise<Drawn[]> {
+  // Run in the page (the tests are compiled without the DOM's types).
+  return page.evaluate(
+    `(${DRAWN_AT})(document.querySelector(${JSON.stringify(selector)}), ${JSON.stringify(pieces)})`,
+  ) as Promise<Drawn[]>;
+}
+
+const DRAWN_AT = `(element, wanted) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  const nodes = [];
+  let text = "";
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    nodes.push({ node, start: text.length });
+    text += node.textContent;
+  }
+  const at = (offset) => {
+    const found = [...nodes].reverse().find((n) => n.start <= offset);
+    return [found.node, offset - found.start];
+  };
+  let from = 0;
+  return wanted.map((piece) => {
+    const index = text.indexOf(piece, from);
+    if (index < 0) throw new Error('"' + piece + '" is not in "' + text + '"');
+    from = index + piece.length;
+    // Where its first and last characters are drawn, as lines are read: by line, then from the left.
+    let first;
+    let last;
+    // One character at a time: a range's rectangles cover whole runs, not its characters.
+    for (let i = index; i < index + piece.length; i++) {
+      const range = document.createRange();
+      range.setStart(...at(i));
+      range.setEnd(...at(i + 1));
+      for (const rect of range.getClientRects()) {
+        if (rect.width === 0) continue;
+        const line = Math.round(rect.bottom);
+        if (!first || line < first.line || (line === first.line && rect.left < first.x))
+          first = { line, x: rect.left };
+        if (!last || line > last.line || (line === last.line && rect.right > last.x))
+          last = { line, x: rect.right };
+      }
+    }
+    return { piece, first, last };
+  });
+}`;
+
+/** The pieces not drawn after the one before them (left to right, line by line, none overlapping). */
+function outOfOrder(drawn: readonly Drawn[]): string[] {
+  return drawn
+    .filter((here, i) => {
+      const before = drawn[i - 1];
+      if (before === undefined) return false;
+      const lines = here.first.line - before.last.line;
+      return Math.abs(lines) <= 2 ? before.last.x > here.first.x + 0.5 : lines < 0;
+    })
+    .map((d) => `${d.piece} (drawn from ${Math.round(d.first.x)} to ${Math.round(d.last.x)})`);
 }
 
 // A worker, a browser and many pages per test: slower than the default 20 s allows on a busy machine.
@@ -333,6 +402,75 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     expect(forged.status()).toBe(403);
     await page.reload();
     await expect(optOutOf("email").textContent()).resolves.toContain("opt-out: offers only");
+    await page.context().close();
+  });
+
+  it("keeps customers' right-to-left text and bidi controls to themselves: the text around them stays in order", async () => {
+    pipeline = await startPipeline("console-bidi", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    const RLO = "\u202e";
+    await p.publisher.publish(
+      purchaseInput({
+        id: `evt-${RLO}bidi`,
+        // Hebrew alone, no control: the date after it would be drawn before it.
+        orderId: "הזמנה",
+        occurredAt: "2026-12-01T10:00:00Z",
+        customer: { id: `cus-${RLO}bidi`, name: `${RLO}Ana Novak`, email: "bidi@example.com" },
+        items: [item("televisions", "899.00", { name: `${RLO}OLED TV` })],
+      }) as never,
+    );
+    await eventProcessed(p, eventJobId(`evt-${RLO}bidi`));
+    const scope = shardScope(p.prefix, await p.shardOf(`evt-${RLO}bidi`), p.shards);
+    await new StepReplies(p.redis, scope).add(`evt-${RLO}bidi`, "big-ticket.check-in", {
+      text: `${RLO}The TV arrived broken, 1/10`,
+      receivedAt: Date.now(),
+      channel: "email",
+    });
+    const page = await signedIn(p);
+    await page.goto(`${base}/console/customers/${encodeURIComponent(`cus-${RLO}bidi`)}`);
+    await page.locator("h1").waitFor();
+
+    const details = page
+      .getByRole("row", { name: /^big-ticket\.check-in/ })
+      .getByRole("cell")
+      .nth(4);
+    await details.evaluate((cell) => cell.setAttribute("data-test", "details"));
+    // Every place at once: each names what is drawn out of its place.
+    expect({
+      purchase: outOfOrder(
+        await drawnAt(page, "main section:nth-of-type(2) p", [
+          "Order",
+          "הזמנה",
+          "2026-12-01T10:00:00Z",
+          "899.00 GBP",
+          "Details stored",
+        ]),
+      ),
+      item: outOfOrder(
+        await drawnAt(page, "ul.items li", ["1 ×", "OLED TV", "at", "899.00", "GBP"]),
+      ),
+      reply: outOfOrder(
+        await drawnAt(page, "[data-test=details]", [
+          "reply",
+          "by email",
+          "The TV arrived broken, 1/10",
+          "unhappy",
+          "Mark resolved",
+        ]),
+      ),
+    }).toEqual({ purchase: [], item: [], reply: [] });
+
+    // The console's own sentences around an id: a confirmation's heading, an action's notice.
+    await page.getByRole("link", { name: "Cancel…" }).click();
+    await page.locator("h1").waitFor();
+    const heading = outOfOrder(await drawnAt(page, "h1", ["Cancel", "evt-", "check-in", "?"]));
+    await page.getByRole("button", { name: "Cancel this follow-up" }).click();
+    await page.getByRole("status").waitFor();
+    expect({
+      heading,
+      notice: outOfOrder(await drawnAt(page, "[role=status]", ["Cancelled", "check-in", "."])),
+    }).toEqual({ heading: [], notice: [] });
     await page.context().close();
   });
 

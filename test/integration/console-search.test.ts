@@ -86,7 +86,7 @@ describe("console search", () => {
 
     const unknown = await search(p, cookie, "100234568");
     expect(unknown.status).toBe(404);
-    expect(unknown.body).toContain("No customer or order 100234568 is known");
+    expect(unknown.body).toContain("No customer or order <bdi>100234568</bdi> is known");
     // A national number is not guessed at: numbers are looked up in international format.
     const national = await search(p, cookie, "07400 900031");
     expect(national.status).toBe(404);
@@ -127,7 +127,7 @@ describe("console search", () => {
     expect(address.location).toBe("/console/customers/first.address%40example.com");
     const unknown = await search(p, cookie, "nobody@example.com");
     expect(unknown.status).toBe(404);
-    expect(unknown.body).toContain("No customer is known with nobody@example.com");
+    expect(unknown.body).toContain("No customer is known with <bdi>nobody@example.com</bdi>");
   });
 });
 
@@ -158,7 +158,9 @@ describe("console preview", () => {
     const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
     const path = `/console/preview?ref=${encodeURIComponent(ref)}`;
     const pending = await (await get(p, cookie, path)).text();
-    expect(pending).toContain("As it will be rendered by email to preview.customer@example.com.");
+    expect(pending).toContain(
+      "As it will be rendered by email to <bdi>preview.customer@example.com</bdi>.",
+    );
 
     Object.assign(process.env, p.commandEnv);
     await runCancel(
@@ -170,7 +172,7 @@ describe("console preview", () => {
     const cancelled = await response.text();
     expect(cancelled).not.toContain("As it was rendered");
     expect(cancelled).toContain(
-      "Not sent: cancelled (someone at the shop cancelled it). As it would have been rendered by email to preview.customer@example.com",
+      "Not sent: cancelled (someone at the shop cancelled it). As it would have been rendered by email to <bdi>preview.customer@example.com</bdi>",
     );
   });
 
@@ -215,7 +217,9 @@ describe("console preview", () => {
     const preview = await (
       await get(p, cookie, `/console/preview?ref=${encodeURIComponent(ref)}`)
     ).text();
-    expect(preview).toContain("As it will be rendered by email to kept.customer@example.com.");
+    expect(preview).toContain(
+      "As it will be rendered by email to <bdi>kept.customer@example.com</bdi>.",
+    );
     expect(preview).toContain("1 x OLED TV");
     expect(preview).not.toContain("HDMI cable");
     expect(preview).toContain("Total: £899.00");
@@ -314,7 +318,9 @@ describe("console audit trail", () => {
       expect(response.status).toBe(200);
       const html = await response.text();
       seen.push(
-        ...[...html.matchAll(/<td>(evt-\d+\/big-ticket\.thank-you)<\/td>/g)].map((m) => m[1] ?? ""),
+        ...[...html.matchAll(/<td><bdi>(evt-\d+\/big-ticket\.thank-you)<\/bdi><\/td>/g)].map(
+          (m) => m[1] ?? "",
+        ),
       );
       const older = /<a href="([^"]+)"[^>]*>Older entries/.exec(html)?.[1];
       path = older?.replaceAll("&amp;", "&");
@@ -351,7 +357,8 @@ describe("console order page", () => {
     const response = await get(p, cookie, "/console/orders/ord-whole");
     expect(response.status).toBe(200);
     const html = await response.text();
-    const arrived = /purchase evt-late arrived <time datetime="([^"]+)">([^<]+)<\/time>/.exec(html);
+    const arrived =
+      /purchase <bdi>evt-late<\/bdi> arrived <time datetime="([^"]+)">([^<]+)<\/time>/.exec(html);
     // Shown in UTC, as the console's other times, and saying so.
     const shown = DateTime.fromISO(arrived?.[1] ?? "", { zone: "utc" }).toFormat(
       "yyyy-MM-dd HH:mm",
