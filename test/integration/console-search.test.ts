@@ -176,6 +176,36 @@ describe("console preview", () => {
     );
   });
 
+  it("leads back from a message to the timeline or order page it was opened from", async () => {
+    pipeline = await startPipeline("console-preview-back", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}` },
+    });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-back",
+        orderId: "ord-back",
+        occurredAt,
+        customer: { id: "cus-back" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await eventProcessed(p, "evt-back");
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    for (const from of ["/console/customers/cus-back", "/console/orders/ord-back"]) {
+      const timeline = await (await get(p, cookie, from)).text();
+      const preview = /<a href="([^"]+)">Preview<\/a>/
+        .exec(timeline)?.[1]
+        ?.replaceAll("&amp;", "&");
+      expect(preview).toMatch(/^\/console\/preview\?/);
+      const message = await get(p, cookie, preview ?? "");
+      expect(message.status).toBe(200);
+      const back = /<a href="([^"]+)">Back<\/a>/.exec(await message.text())?.[1];
+      expect(back, `the way back from a message opened on ${from}`).toBe(from);
+    }
+  });
+
   it("shows a pending message as it will go after a partial refund: without the items handed back", async () => {
     pipeline = await startPipeline("console-preview-refund", {
       env: { ADMIN_TOKENS: `dana:${TOKEN}` },
