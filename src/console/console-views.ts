@@ -115,6 +115,7 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 {% unless orderId %}<p class="actions"><a href="/console/confirm?action=opt-out&amp;customer={{ t.customer.id | url_encode }}">Opt out…</a>
 <a class="danger" href="/console/confirm?action=erase&amp;customer={{ t.customer.id | url_encode }}">Erase this customer…</a></p>{% endunless %}
 </section>
+{% if t.purchasesNotListed > 0 %}<p class="notice">The latest {{ t.purchases.size }} purchases of {{ t.purchases.size | plus: t.purchasesNotListed }}: {% if t.purchasesNotListed == 1 %}1 older one is{% else %}{{ t.purchasesNotListed }} older ones are{% endif %} not listed here. <a href="/console/search">Search</a> for an older one by its order id.</p>{% endif %}
 {% for p in t.purchases %}<section aria-labelledby="p{{ forloop.index }}">
 <h2 id="p{{ forloop.index }}">Purchase <bdi>{{ p.eventId }}</bdi></h2>
 <p>Order {% if p.orderId %}<bdi>{{ p.orderId }}</bdi>{% else %}?{% endif %}, {{ p.occurredAt | default: "time not stored" }}{% if p.total %}, {{ p.total.amount }} {{ p.total.currency }}{% endif %}{% if p.refunded %}, refunded (<bdi>{{ p.refunded }}</bdi>){% endif %}. Details stored: {{ dataWords[p.data] }}.</p>

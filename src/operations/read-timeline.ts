@@ -37,14 +37,10 @@ export async function readCustomerTimeline(
   onlyEvents?: readonly EventInShard[],
 ): Promise<CustomerTimeline | undefined> {
   const shard = sources.shards.shardOf(customerId);
+  const listed = onlyEvents ? [] : await sources.shards.of(shard).history.purchasesOf(customerId);
   const known = onlyEvents
     ? onlyEvents.map((event) => ({ ...event, purchasedAt: undefined }))
-    : (await sources.shards.of(shard).history.purchasesOf(customerId))
-        .slice(0, LISTED_PURCHASES)
-        .map((p) => ({
-          ...p,
-          shard,
-        }));
+    : listed.slice(0, LISTED_PURCHASES).map((p) => ({ ...p, shard }));
   // Every purchase the customer's history lists, also one that planned nothing or whose records
   // have expired: what is kept of the customer is what an operator is asked about. An order's
   // purchases, only while something of them is stored.
@@ -80,6 +76,7 @@ export async function readCustomerTimeline(
     audit,
     defaultZone: sources.defaultZone,
     statedConsent: await sources.shards.of(shard).history.latestConsent(customerId),
+    purchasesNotListed: Math.max(0, listed.length - LISTED_PURCHASES),
   });
 }
 

@@ -132,6 +132,11 @@ export interface CustomerTimeline {
   readonly suppressions: Readonly<Record<Channel, Suppression>>;
   /** Latest first. */
   readonly purchases: readonly TimelinePurchase[];
+  /**
+   * The purchases in the customer's history past the latest 100 listed (by arrival), still
+   * kept (a follow-up of one may be pending): present only when there are any.
+   */
+  readonly purchasesNotListed?: number;
   /** Operators' actions on this customer, latest first. */
   readonly audit: readonly TimelineAuditEntry[];
 }
@@ -168,6 +173,8 @@ export interface TimelineFacts {
    * .latestConsent): what the send-time guard goes by, shown over a purchase's own flags.
    */
   readonly statedConsent?: StatedConsent;
+  /** The history's purchases past those listed (CustomerTimeline.purchasesNotListed). */
+  readonly purchasesNotListed?: number;
 }
 
 const CHANNEL_LIST: readonly Channel[] = ["email", "sms", "voice"];
@@ -194,6 +201,7 @@ export function buildTimeline(facts: TimelineFacts): CustomerTimeline {
     },
     suppressions: facts.suppressions,
     purchases: facts.purchases.map((p) => timelinePurchase(p, zone)),
+    ...(facts.purchasesNotListed ? { purchasesNotListed: facts.purchasesNotListed } : {}),
     audit: facts.audit.map(timelineAudit),
   };
 }

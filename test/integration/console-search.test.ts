@@ -361,6 +361,36 @@ describe("console audit trail", () => {
   });
 });
 
+describe("console timeline of a customer with many purchases", () => {
+  it("says how many purchases it does not list, and how to find one of them", async () => {
+    pipeline = await startPipeline("console-many", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const start = DateTime.utc().startOf("second").minus({ hours: 2 });
+    const count = 102;
+    for (let i = 0; i < count; i++)
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-many-${i}`,
+          orderId: `ord-many-${i}`,
+          occurredAt: start.plus({ seconds: i }).toISO({ suppressMilliseconds: true }) ?? "",
+          customer: { id: "cus-many" },
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+    for (let i = 0; i < count; i++) await eventProcessed(p, `evt-many-${i}`);
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    const response = await get(p, cookie, "/console/customers/cus-many");
+    expect(response.status).toBe(200);
+    const html = await response.text();
+    // The latest 100, the first two (still pending) left out: the page says so.
+    expect([...html.matchAll(/<h2 id="p\d+">Purchase/g)]).toHaveLength(100);
+    expect(html).not.toContain("evt-many-0<");
+    expect(html).toContain(
+      'The latest 100 purchases of 102: 2 older ones are not listed here. <a href="/console/search">Search</a> for an older one by its order id.',
+    );
+  }, 120_000);
+});
+
 describe("console order page", () => {
   it("names the zone of the time a purchase arrived after its order's full refund", async () => {
     pipeline = await startPipeline("console-order", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
