@@ -185,20 +185,16 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
               : error.statusCode && error.statusCode >= 400
                 ? error.statusCode
                 : 500;
-        if (status === 503) {
-          reply.header("retry-after", "5");
-          request.log.warn({ err: error }, "console answered 503: Redis away");
-        } else if (status >= 500) request.log.error({ err: error }, "console request failed");
+        if (status === 503) return redisAway(request, reply, error);
+        if (status >= 500) request.log.error({ err: error }, "console request failed");
         const message =
           error.code === "FST_CSRF_INVALID_TOKEN" || error.code === "FST_CSRF_MISSING_SECRET"
             ? "This form has expired or did not come from the console. Go back, reload the page and try again."
             : status === 429
               ? "Too many sign-in attempts from your address. Wait a minute and try again."
-              : status === 503
-                ? "Redis is not answering right now. Try again in a few seconds."
-                : status >= 500
-                  ? "Something went wrong on our side; the worker's log has the details."
-                  : error.message;
+              : status >= 500
+                ? "Something went wrong on our side; the worker's log has the details."
+                : error.message;
         return page(
           reply.code(status),
           "problem",
@@ -213,12 +209,20 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       const path = request.url.split("?")[0] ?? "";
       if (path === "/console/sign-in" || path === STYLESHEET) return;
       const cookie = request.cookies[SESSION_COOKIE];
-      const session = await deps.sessions.sessionOf(cookie);
-      // A session whose token is not among this worker's ADMIN_TOKENS is refused, and not kept
-      // alive; not ended either: during a rolling deploy a worker still on the older tokens would
-      // end a session that a newer one accepts.
-      const name = session && holdsToken(session, deps.tokens) ? session.name : undefined;
-      if (session && name !== undefined) await deps.sessions.keepAlive(cookie, session);
+      let name: string | undefined;
+      try {
+        const session = await deps.sessions.sessionOf(cookie);
+        // A session whose token is not among this worker's ADMIN_TOKENS is refused, and not kept
+        // alive; not ended either: during a rolling deploy a worker still on the older tokens
+        // would end a session that a newer one accepts.
+        name = session && holdsToken(session, deps.tokens) ? session.name : undefined;
+        if (session && name !== undefined) await deps.sessions.keepAlive(cookie, session);
+      } catch (error) {
+        if (!isRedisUnavailable(error)) throw error;
+        // Answered here: a route of Bull Board's (/console/queues) has an error handler of its
+        // own, which would answer 500 with Redis's message.
+        return redisAway(request, reply, error);
+      }
       if (name === undefined) {
         if (request.method === "GET") return reply.redirect("/console/sign-in", 303);
         return page(
@@ -869,6 +873,21 @@ async function page(
     csrf: data.csrf ?? (operator ? csrfToken(request, reply) : undefined),
   });
   return reply.type("text/html; charset=utf-8").send(html);
+}
+
+/** The console's answer while Redis is away: 503, try again in a few seconds. */
+function redisAway(request: FastifyRequest, reply: FastifyReply, error: unknown) {
+  request.log.warn({ err: error }, "console answered 503: Redis away");
+  return page(
+    reply.code(503).header("retry-after", "5"),
+    "problem",
+    {
+      title: "Not done",
+      heading: "Not done",
+      message: "Redis is not answering right now. Try again in a few seconds.",
+    },
+    request,
+  );
 }
 
 /** What a CSRF token is bound to: the session's id, or the sign-in page, which has none. */
