@@ -1574,8 +1574,9 @@ describe("a step whose kind the rules change under the same id", () => {
     expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
   });
 
-  it("is counted unchanged where its due time stays, by the preview and by the workers' summary", async () => {
-    pipeline = await startPipeline("replan-kind-summary", { startWorker: false });
+  /** A pipeline whose sofa offer is a custom step, and a sofa bought: its offer's record. */
+  const sofaCustomOffer = async (label: string) => {
+    pipeline = await startPipeline(label, { startWorker: false });
     const p = pipeline;
     await withSofaStep(p.configDir, "custom");
     await p.startWorker();
@@ -1583,6 +1584,11 @@ describe("a step whose kind the rules change under the same id", () => {
     await eventProcessed(p, "evt-sofa");
     const planned = await step(p, "evt-sofa", "sofa-offer.offer");
     expect(planned).toMatchObject({ state: "scheduled", kind: "custom" });
+    return { p, planned };
+  };
+
+  it("is counted unchanged where its due time stays, by the preview and by the workers' summary", async () => {
+    const { p, planned } = await sofaCustomOffer("replan-kind-summary");
 
     const { draft, preview } = await previewDraft(p, (dir) => withSofaStep(dir, "discount"));
     expect(preview.rules).toEqual([
@@ -1612,6 +1618,29 @@ describe("a step whose kind the rules change under the same id", () => {
       skipped: 0,
     });
     await rm(draft, { recursive: true, force: true });
+  });
+
+  it("rewritten where its due time stays, is filed in the schedule once: no second line for the same step", async () => {
+    const { p, planned } = await sofaCustomOffer("replan-kind-one-line");
+    const schedule = p.stores.of(p.shardOfCustomer("cus-kinds")).schedule;
+    const linesOfStep = async () =>
+      (await schedule.read(bucketOf(planned.dueAt), 0, 1_000)).refs.filter(
+        (ref) => ref.eventId === "evt-sofa" && ref.stepId === "sofa-offer.offer",
+      ).length;
+    expect(await linesOfStep()).toBe(1);
+
+    // The step becomes a discount at the same time: its record is rewritten, its line stays.
+    await withSofaStep(p.configDir, "discount");
+    await eventually(
+      async () =>
+        (await step(p, "evt-sofa", "sofa-offer.offer")).kind === "discount" ? true : undefined,
+      "the sofa offer to be re-planned",
+    );
+    expect(await step(p, "evt-sofa", "sofa-offer.offer")).toMatchObject({
+      state: "scheduled",
+      dueAt: planned.dueAt,
+    });
+    expect(await linesOfStep()).toBe(1);
   });
 
   it("of two purchases within its new kind's cooldown is skipped for one, by the workers and in the preview", async () => {

@@ -13,7 +13,7 @@
     KEYS[4]       schedule index
     KEYS[2 + 3i]  pending count of step i's planned due day, in the order of ARGV[4]
     KEYS[3 + 3i]  pending count of step i's new due day (its planned day when it does not move)
-    KEYS[4 + 3i]  schedule bucket of step i's new due time (unused when it does not move)
+    KEYS[4 + 3i]  schedule bucket of step i's new due time (unused unless its due time changes)
 
     ARGV[1] the rules generation of this plan
     ARGV[2] now (epoch ms)
@@ -63,12 +63,14 @@ for i, step in ipairs(steps) do
       rec.k = step.k
       redis.call('HINCRBY', newDay, pendingField(generation, rec, step.c, step.r), 1)
       redis.call('PEXPIREAT', newDay, (math.floor(step.nd / 86400000) + 2) * 86400000)
-      if step.a == 'move' then
+      if step.a == 'move' then changed = changed + 1 end
+      -- Filed again only where its due time changed: one rewritten where it stays (a new kind,
+      -- channel or grace end) keeps its line, which the promoter reads from its record.
+      if step.a == 'move' and step.nd ~= step.d then
         redis.call('RPUSH', bucketKey, step.t)
         redis.call('PEXPIREAT', bucketKey, ARGV[5], 'GT')
         if redis.call('PTTL', bucketKey) < 0 then redis.call('PEXPIREAT', bucketKey, ARGV[5]) end
         redis.call('ZADD', KEYS[4], step.bs, step.b)
-        changed = changed + 1
       end
     else
       rec.s = step.a == 'cancel' and 'cancelled' or 'skipped'
