@@ -179,15 +179,20 @@ async function previewShard(
                 })),
             );
             // As remember-steps.lua writes them: each step's entry in the place of its own (and of
-            // its rule's or kind's entry of the form before step ids), the purchase's other entries
-            // (a step this re-plan ended, another kind's) left as they were.
+            // its rule's or kind's entry of the form before step ids); the other entries of the
+            // steps it re-planned go (a step it ended, a kind a step no longer has), and those of
+            // the purchase's other steps (ended before: sent, refunded) stay as they were.
             const rewritten = new Set(
               steps.flatMap((step) => [fieldOf(step), fieldOf({ ...step, stepId: undefined })]),
             );
+            const decided = new Set(plan.steps.map((step) => step.stepId));
             const customer = mine ?? new Map<string, RememberedStep[]>();
             customer.set(eventId, [
               ...remembered.steps.filter(
-                (step) => step.eventId === eventId && !rewritten.has(fieldOf(step)),
+                (step) =>
+                  step.eventId === eventId &&
+                  !rewritten.has(fieldOf(step)) &&
+                  (step.stepId === undefined || !decided.has(step.stepId)),
               ),
               ...steps,
             ]);

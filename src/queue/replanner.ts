@@ -358,6 +358,7 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
               cooldownReach(rules, now),
               readAs,
               generation,
+              planned.steps.map((s) => s.stepId),
             ),
         );
     if (held.remembered === "superseded") return NOTHING;

@@ -375,7 +375,10 @@ export class CustomerHistoryStore {
    * is written either when another step under one of the same rules or kinds was written since
    * (`conflict`): the purchase is to be planned again from a fresh read (remember-steps.lua).
    * With `generation` (the rules the steps were planned with), nothing is written when a newer
-   * generation's steps of this purchase were remembered first (`superseded`).
+   * generation's steps of this purchase were remembered first (`superseded`). `replanned`: the
+   * purchase's steps a re-plan decided (kept, moved, skipped or cancelled), whose entries other
+   * than those of `steps` go: a step it ended, or the kind a step no longer has, holds back no
+   * other purchase (a step ended otherwise, such as by a refund, keeps holding them).
    */
   async rememberSteps(
     customerId: string,
@@ -385,12 +388,13 @@ export class CustomerHistoryStore {
     pruneBefore: number,
     readAs?: CooldownVersions,
     generation?: number,
+    replanned: readonly string[] = [],
   ): Promise<"remembered" | "conflict" | "erased" | "superseded"> {
     const entries = steps.flatMap((step) => [
       ...(step.byRule ? [`r:${step.ruleId} ${step.stepId}`, step.dueAt] : []),
       ...(step.byKind ? [`k:${step.kind} ${step.stepId}`, step.dueAt] : []),
     ]);
-    if (entries.length === 0) return "remembered";
+    if (entries.length === 0 && replanned.length === 0) return "remembered";
     const cooldowns = new Set(
       steps.flatMap((step) => [
         ...(step.byRule ? [`r:${step.ruleId}`] : []),
@@ -409,6 +413,8 @@ export class CustomerHistoryStore {
       generation ?? "",
       checks.length / 2,
       ...checks,
+      replanned.length,
+      ...replanned,
       ...entries,
     );
     if (written === -1) return "erased";

@@ -311,7 +311,7 @@ export interface StoreCommands {
     pruneBefore: number,
     generation: number | "",
     checks: number,
-    ...cooldownCountsThenFieldsAndDueTimes: (string | number)[]
+    ...cooldownCountsThenReplannedStepsThenFieldsAndDueTimes: (string | number)[]
   ): Promise<number>;
   /** close-thank-you.lua */
   fuCloseThankYou(

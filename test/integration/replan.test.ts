@@ -419,6 +419,35 @@ describe("re-planning and cooldowns", () => {
     expect(await discountOf(p, "evt-sofa", "sofa-offer.discount")).toBeUndefined();
   });
 
+  it("a step a re-plan cancels no longer holds the customer's later purchases", async () => {
+    pipeline = await startPipeline("replan-cool-cancelled", { startWorker: false });
+    const p = pipeline;
+    await withTwoOffers(p.configDir, { garden: "P20D", sofa: "P25D" });
+    await p.startWorker();
+    await p.publisher.publish(offer("evt-sofa", "sofas") as never);
+    await eventProcessed(p, "evt-sofa");
+    expect((await step(p, "evt-sofa", "sofa-offer.discount")).state).toBe("scheduled");
+    // The sofa offer's rule now matches armchairs only: its step is cancelled, as fresh planning
+    // would plan none for the sofa.
+    await editRules(p, (doc) =>
+      doc.setIn(
+        ["rules", ruleIndex(doc, "sofa-offer"), "when"],
+        doc.createNode({ anyItem: { categories: ["armchairs"] } }),
+      ),
+    );
+    await eventually(async () => {
+      const record = await step(p, "evt-sofa", "sofa-offer.discount");
+      return record.state === "cancelled" ? true : undefined;
+    }, "the sofa offer to be cancelled");
+    // A garden purchase now: its offer, 20 days on, is five days from where the cancelled one
+    // was, and no discount is planned within the cooldown.
+    await p.publisher.publish(offer("evt-garden", "garden-care") as never);
+    await eventProcessed(p, "evt-garden");
+    expect(await discountOf(p, "evt-garden", "garden-offer.discount")).toMatchObject({
+      state: "scheduled",
+    });
+  });
+
   it("a step a re-plan would move within the cooldown of another purchase's is skipped", async () => {
     pipeline = await startPipeline("replan-cool-into", { startWorker: false });
     const p = pipeline;
@@ -1525,11 +1554,12 @@ describe("a step whose kind the rules change under the same id", () => {
       items: [item(category, "40.00")],
     });
   /**
-   * The garden and sofa offers (a 30-day discount cooldown; garden care's discount 20 days after
-   * the purchase), the sofa's step being `id: offer` of `kind`, 25 days after the purchase.
+   * The garden and sofa offers (a 30-day discount cooldown; garden care's discount `garden` after
+   * the purchase, default 20 days), the sofa's step being `id: offer` of `kind`, 25 days after the
+   * purchase.
    */
-  const withSofaStep = async (configDir: string, kind: "custom" | "discount") => {
-    await withTwoOffers(configDir, { garden: "P20D", sofa: "P25D" });
+  const withSofaStep = async (configDir: string, kind: "custom" | "discount", garden = "P20D") => {
+    await withTwoOffers(configDir, { garden, sofa: "P25D" });
     const file = path.join(configDir, "rules.yaml");
     const doc = parseDocument(await readFile(file, "utf8"));
     doc.setIn(
@@ -1641,6 +1671,61 @@ describe("a step whose kind the rules change under the same id", () => {
       dueAt: planned.dueAt,
     });
     expect(await linesOfStep()).toBe(1);
+  });
+
+  it("no longer holds the customer's later purchases under its former kind's cooldown", async () => {
+    pipeline = await startPipeline("replan-kind-former", { startWorker: false });
+    const p = pipeline;
+    await withSofaStep(p.configDir, "discount");
+    await p.startWorker();
+    await p.publisher.publish(offer("evt-sofa", "sofas") as never);
+    await eventProcessed(p, "evt-sofa");
+    expect(await step(p, "evt-sofa", "sofa-offer.offer")).toMatchObject({ kind: "discount" });
+    // The sofa's offer becomes a custom step, same id, same time: no discount is planned for it.
+    await withSofaStep(p.configDir, "custom");
+    await eventually(
+      async () =>
+        (await step(p, "evt-sofa", "sofa-offer.offer")).kind === "custom" ? true : undefined,
+      "the sofa offer to be re-planned",
+    );
+    // A garden purchase now: its discount, 20 days on, five days from the sofa's custom offer.
+    await p.publisher.publish(offer("evt-garden", "garden-care") as never);
+    await eventProcessed(p, "evt-garden");
+    expect(await step(p, "evt-garden", "garden-offer.discount")).toMatchObject({
+      state: "scheduled",
+    });
+  });
+
+  it("no longer holds, in the preview either, a step the walk re-plans after it under its former kind's cooldown", async () => {
+    pipeline = await startPipeline("replan-kind-former-preview", { startWorker: false });
+    const p = pipeline;
+    await withSofaStep(p.configDir, "discount", "P60D");
+    await p.startWorker();
+    // The sofa's discount 25 days on, the garden's 60 days on: 35 days apart, both planned.
+    await takeInTurn(p, [offer("evt-sofa", "sofas"), offer("evt-garden", "garden-care")]);
+    for (const [id, stepId] of [
+      ["evt-sofa", "sofa-offer.offer"],
+      ["evt-garden", "garden-offer.discount"],
+    ] as const)
+      expect(await step(p, id, stepId)).toMatchObject({ state: "scheduled", kind: "discount" });
+
+    // The sofa's offer becomes a custom step where it is; the garden's discount moves to 20 days
+    // on, five days from the sofa's offer, which is no discount any more. The walk re-plans the
+    // sofa first (its bucket comes first), and the garden's move is held by no cooldown.
+    const { draft, preview } = await previewDraft(p, (dir) => withSofaStep(dir, "custom", "P20D"));
+    const summary = await deployDraft(p, draft);
+    expect(await step(p, "evt-sofa", "sofa-offer.offer")).toMatchObject({
+      state: "scheduled",
+      kind: "custom",
+    });
+    expect((await step(p, "evt-garden", "garden-offer.discount")).state).toBe("scheduled");
+    expect(summary).toMatchObject({ moved: 1, cancelled: 0, skipped: 0 });
+    expect(preview.rules.find((r) => r.ruleId === "garden-offer")).toMatchObject({
+      unchanged: 0,
+      earlier: { count: 1 },
+      skipped: 0,
+    });
+    await rm(draft, { recursive: true, force: true });
   });
 
   it("of two purchases within its new kind's cooldown is skipped for one, by the workers and in the preview", async () => {

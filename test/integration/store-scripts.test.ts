@@ -1035,7 +1035,7 @@ describe("the store's Lua scripts", () => {
     expect(await redis.lrange(early, 0, -1)).toEqual(["b", "c"]);
   });
 
-  it("remember-steps: keeps each purchase's due time per cooldown field, replaces its own, prunes old ones, and writes nothing for a purchase from before an erasure", async () => {
+  it("remember-steps: keeps each purchase's due time per cooldown field, replaces its own, drops a re-planned step's others, prunes old ones, and writes nothing for a purchase from before an erasure", async () => {
     const recent = keys.recentSteps("cus-1");
     const marker = keys.erasedCustomer("cus-1-hash");
     const remember = (
@@ -1053,6 +1053,7 @@ describe("the store's Lua scripts", () => {
         eventId,
         pruneBefore,
         "",
+        0,
         0,
         ...entries,
       );
@@ -1108,6 +1109,37 @@ describe("the store's Lua scripts", () => {
     // The same due time again changes nothing, so it counts no write.
     expect(await remember("e1", NOW, NOW, "k:discount acc.discount", NOW + 20 * DAY)).toBe(1);
     expect(await redis.hget(recent, "v:k:discount")).toBe("#3");
+    // A re-plan names the steps it decided: their entries it does not write go, and count as a
+    // write (acc.discount is a custom step now: no longer under the discount cooldown); another
+    // step of the purchase (ended before, sent) keeps its entry.
+    await redis.hset(recent, "k:discount loyal.discount e1", `${NOW + 15 * DAY}`);
+    const replanned = (...entries: (string | number)[]) =>
+      redis.fuRememberSteps(
+        recent,
+        marker,
+        keys.eventRecord("e1"),
+        NOW,
+        30 * DAY,
+        "e1",
+        NOW,
+        "",
+        0,
+        1,
+        "acc.discount",
+        ...entries,
+      );
+    expect(await replanned("r:acc acc.discount", NOW + 14 * DAY)).toBe(1);
+    expect(await redis.hgetall(recent)).toEqual({
+      "r:acc acc.discount e1": `${NOW + 14 * DAY}`,
+      "k:discount loyal.discount e1": `${NOW + 15 * DAY}`,
+      "v:r:acc": "#1",
+      "v:k:discount": "#4",
+      "v:r:loyal": "#1",
+    });
+    // Skipped or cancelled by a re-plan: nothing written, its entries go.
+    expect(await replanned()).toBe(0);
+    expect(Object.keys(await redis.hgetall(recent)).filter((f) => f.includes("acc."))).toEqual([]);
+    expect(await redis.hget(recent, "v:r:acc")).toBe("#2");
     // Erased at NOW + 1: a purchase made before then remembers nothing, one after does.
     await redis.del(recent);
     await redis.set(marker, NOW + 1);
@@ -1131,6 +1163,7 @@ describe("the store's Lua scripts", () => {
         "",
         checks.length / 2,
         ...checks,
+        0,
         ...entries,
       );
     // A hash of the version before (no counts): read as none, so a write checked against none goes.
