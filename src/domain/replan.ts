@@ -33,7 +33,7 @@ export type ReplanDecision =
     }
   | {
       readonly action: "skip";
-      readonly code: "past-due" | "no-send-window" | "cooldown";
+      readonly code: "past-due" | "no-send-window" | "cooldown" | "superseded";
       readonly reason: string;
     };
 

@@ -142,28 +142,36 @@ export function replanOf(
       };
     });
   const decisions = new Map<string, ReplanDecision>();
+  // A step whose bucket a promoter may have taken (a minute's margin beyond the horizon) is, or
+  // is about to be, a BullMQ job: it stays as planned; unless the promoter asking holds it and
+  // has not made it a job yet.
+  const promotable = (stepId: string, record: StepRecord) =>
+    !promoting.has(stepId) &&
+    mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs);
   // Calls before fallbacks: a fallback is timed from its call as this re-plan leaves it.
   const fallbacksLast = [...scheduled].sort(
     (a, b) => Number(a.callId !== undefined) - Number(b.callId !== undefined),
   );
+  let claimedKinds = false;
   for (const { stepId, record, channel, kind, callId } of fallbacksLast) {
-    // A step whose bucket a promoter may have taken (a minute's margin beyond the horizon) is, or
-    // is about to be, a BullMQ job: it stays as planned; unless the promoter asking holds it and
-    // has not made it a job yet.
-    const promotable =
-      !promoting.has(stepId) &&
-      mayBePromoted(record.dueAt, now.toMillis() + REPLAN_MARGIN_MS, horizonMs);
-    // A call this re-plan skips for a cooldown takes its fallback (of the call's kind) with it, as
-    // planning would plan neither: at send time a skipped call lets its fallback go, which would
-    // send that kind within the very cooldown. A call skipped for another reason (past its grace,
-    // no send window) leaves its fallback to go in its place.
+    // One step of a kind per purchase, decided once every step but the fallbacks is (a fallback
+    // never claims its kind: it goes with its call).
+    if (callId !== undefined && !claimedKinds) {
+      claimedKinds = true;
+      oneOfEachKind(scheduled, records, rules, decisions, promotable);
+    }
+    // A call this re-plan skips for a cooldown, or as superseded, takes its fallback (of the
+    // call's kind) with it, as planning would plan neither: at send time a skipped call lets its
+    // fallback go, which would send that kind within the very cooldown, or a second step of it.
+    // A call skipped for another reason (past its grace, no send window) leaves its fallback to
+    // go in its place.
     const call = callId === undefined ? undefined : decisions.get(callId);
-    const asPlanned: ReplanDecision = promotable
+    const asPlanned: ReplanDecision = promotable(stepId, record)
       ? { action: "keep" }
-      : call?.action === "skip" && call.code === "cooldown"
+      : call?.action === "skip" && (call.code === "cooldown" || call.code === "superseded")
         ? {
             action: "skip",
-            code: "cooldown",
+            code: call.code,
             reason: `its call ${callId} is skipped: ${call.reason}`,
           }
         : replanStep(
@@ -185,6 +193,7 @@ export function replanOf(
       withFloor(asPlanned, notBefore.get(stepId), { dueAt: record.dueAt, channel, kind }),
     );
   }
+  if (!claimedKinds) oneOfEachKind(scheduled, records, rules, decisions, promotable);
 
   const steps: (StepReplan & { fromDueAt: number })[] = [];
   for (const { stepId, record, channel, kind } of scheduled) {
@@ -235,6 +244,61 @@ export function replanOf(
     }
   }
   return { eventId, steps };
+}
+
+/**
+ * One step of each kind per purchase, as planning plans them (the first of a kind in the rules'
+ * order wins, later ones are superseded): a re-plan that gives a step another kind must not leave
+ * the purchase two steps of it. A step sent or being sent holds its kind first (the purchase had
+ * its one), then a step that is or is about to be a job (it stays as planned, whatever the
+ * rules), then the steps this re-plan keeps or moves in the rules' order. A step that a kind taken
+ * so supersedes is skipped, `superseded`, unless the rules cancel it (its rule no longer applies).
+ * Fallbacks are left out: they go with their call. Decides in `decisions`, which holds every
+ * scheduled step but the fallbacks.
+ */
+function oneOfEachKind(
+  scheduled: readonly {
+    readonly stepId: string;
+    readonly record: StepRecord;
+    readonly kind: StepKind;
+    readonly callId: string | undefined;
+  }[],
+  records: ReadonlyMap<string, StepRecord>,
+  rules: RuleSet,
+  decisions: Map<string, ReplanDecision>,
+  promotable: (stepId: string, record: StepRecord) => boolean,
+): void {
+  const claimed = new Map<StepKind, string>();
+  const claim = (kind: StepKind | undefined, stepId: string) => {
+    if (kind !== undefined && !claimed.has(kind)) claimed.set(kind, stepId);
+  };
+  for (const [stepId, record] of records)
+    if (record.state === "sending" || record.state === "sent") claim(record.kind, stepId);
+  const steps = scheduled.filter((step) => step.callId === undefined);
+  for (const step of steps) if (promotable(step.stepId, step.record)) claim(step.kind, step.stepId);
+  const order = (stepId: string) => {
+    const found = findStep(rules, stepId);
+    return found
+      ? [rules.rules.indexOf(found.rule), found.rule.steps.indexOf(found.step)]
+      : [Infinity, 0];
+  };
+  const inRulesOrder = steps
+    .filter((step) => !promotable(step.stepId, step.record))
+    .map((step) => ({ ...step, at: order(step.stepId) }))
+    .sort((a, b) => (a.at[0] ?? 0) - (b.at[0] ?? 0) || (a.at[1] ?? 0) - (b.at[1] ?? 0));
+  for (const { stepId } of inRulesOrder) {
+    const decision = decisions.get(stepId);
+    const kind = findStep(rules, stepId)?.step.kind;
+    if (!decision || decision.action === "cancel" || kind === undefined) continue;
+    const holder = claimed.get(kind);
+    if (holder !== undefined) {
+      decisions.set(stepId, {
+        action: "skip",
+        code: "superseded",
+        reason: `superseded by ${holder}: one ${kind} per purchase`,
+      });
+    } else if (decision.action === "keep" || decision.action === "move") claim(kind, stepId);
+  }
 }
 
 /**

@@ -169,6 +169,14 @@ function ruleIndex(doc: ReturnType<typeof parseDocument>, id: string): number {
   return index;
 }
 
+/** Sets the first step of rule `ruleId` in the rules of `configDir` to `spec`. */
+async function withFirstStep(configDir: string, ruleId: string, spec: Record<string, string>) {
+  const file = path.join(configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(file, "utf8"));
+  doc.setIn(["rules", ruleIndex(doc, ruleId), "steps", 0], doc.createNode(spec));
+  await writeFile(file, doc.toString());
+}
+
 /**
  * A copy of the pipeline's rules (`<configDir>-draft`) with `edit` made to it, and what
  * `replan --dry-run` previews of them.
@@ -1560,19 +1568,13 @@ describe("a step whose kind the rules change under the same id", () => {
    */
   const withSofaStep = async (configDir: string, kind: "custom" | "discount", garden = "P20D") => {
     await withTwoOffers(configDir, { garden, sofa: "P25D" });
-    const file = path.join(configDir, "rules.yaml");
-    const doc = parseDocument(await readFile(file, "utf8"));
-    doc.setIn(
-      ["rules", ruleIndex(doc, "sofa-offer"), "steps", 0],
-      doc.createNode({
-        id: "offer",
-        kind,
-        channel: "email",
-        template: kind === "discount" ? "loyalty-discount" : "thank-you",
-        delay: "P25D",
-      }),
-    );
-    await writeFile(file, doc.toString());
+    await withFirstStep(configDir, "sofa-offer", {
+      id: "offer",
+      kind,
+      channel: "email",
+      template: kind === "discount" ? "loyalty-discount" : "thank-you",
+      delay: "P25D",
+    });
   };
 
   it("takes a kind under a cooldown that holds it where it stays only as a new purchase would: skipped", async () => {
@@ -1841,6 +1843,49 @@ describe("a call a re-plan skips for a cooldown", () => {
     const totals = sumHours(await ledger.hours(Date.now() - 7_200_000, Date.now() + 3_600_000));
     expect(totals.get("reason|skipped|voice|check-in|cooldown")).toBe(1);
     expect(totals.get("reason|skipped|sms|check-in|cooldown")).toBe(1);
+    await rm(draft, { recursive: true, force: true });
+  });
+});
+
+describe("a step a re-plan gives the kind of another step of its purchase", () => {
+  it("is skipped as superseded when a rule above has a step of that kind: one per purchase, as planned; counted so, and so previewed", async () => {
+    pipeline = await startPipeline("replan-kind-superseded");
+    const p = pipeline;
+    await p.publisher.publish(buy("evt-laptop", "laptops", "400.00", DateTime.utc()) as never);
+    await allInSchedule(p, [
+      ["evt-laptop", "big-ticket.check-in"],
+      ["evt-laptop", "accessories.discount"],
+    ]);
+    const checkIn = await step(p, "evt-laptop", "big-ticket.check-in");
+
+    // The accessories rule's step (same id) becomes a check-in email: the big-ticket rule above
+    // it has the purchase's check-in already.
+    const { draft, preview } = await previewDraft(p, (dir) =>
+      withFirstStep(dir, "accessories", {
+        id: "discount",
+        kind: "check-in",
+        channel: "email",
+        template: "thank-you",
+        delay: "P14D",
+      }),
+    );
+    expect(preview.rules.find((r) => r.ruleId === "accessories")).toMatchObject({
+      unchanged: 0,
+      skipped: 1,
+      reasons: { superseded: 1 },
+    });
+    expect(preview.rules.find((r) => r.ruleId === "big-ticket")).toMatchObject({ skipped: 0 });
+
+    const summary = await deployDraft(p, draft);
+    expect(summary).toMatchObject({ moved: 0, cancelled: 0, skipped: 1 });
+    expect(await step(p, "evt-laptop", "accessories.discount")).toMatchObject({
+      state: "skipped",
+      reason: { code: "superseded" },
+    });
+    expect(await step(p, "evt-laptop", "big-ticket.check-in")).toEqual(checkIn);
+    const ledger = p.stores.of(p.shardOfCustomer("cus-evt-laptop")).ledger;
+    const totals = sumHours(await ledger.hours(Date.now() - 7_200_000, Date.now() + 3_600_000));
+    expect(totals.get("reason|skipped|email|discount|superseded")).toBe(1);
     await rm(draft, { recursive: true, force: true });
   });
 });
