@@ -365,12 +365,73 @@ function add(a: ReplanSummary, b: ReplanSummary): ReplanSummary {
   };
 }
 
+/**
+ * A purchase's place among the purchases re-planned at once: `after` waits until those before it
+ * of the same customer are re-planned (given its customer id, once its purchase is read), and
+ * `done` says it is re-planned, or will not be (also when it failed).
+ */
+interface CustomerTurn {
+  after(customerId: string): Promise<void>;
+  done(): void;
+}
+
+const ANY_TURN: CustomerTurn = { after: async () => undefined, done: () => undefined };
+
+/**
+ * Turns for `size` purchases re-planned at once, in the walk's order (the n-th's, `turns(n)`):
+ * purchases of different customers run side by side, and a customer's purchases one after the
+ * other, each planned against the cooldowns the one before it left, as `replan --dry-run`
+ * previews them. Without this, two purchases of one customer read each other's steps as they
+ * were before either was re-planned (a step skipped for a cooldown that the other's re-plan
+ * moves away writes nothing, so nothing made it plan again). A purchase waits only on those
+ * before it, which never wait on it: no cycle.
+ */
+function customerTurns(size: number): (n: number) => CustomerTurn {
+  const customers = Array.from({ length: size }, () => settled<string | undefined>());
+  const finished = Array.from({ length: size }, () => settled<void>());
+  return (n) => ({
+    async after(customerId) {
+      customers[n]?.resolve(customerId);
+      for (let earlier = 0; earlier < n; earlier++)
+        if ((await customers[earlier]?.promise) === customerId) await finished[earlier]?.promise;
+    },
+    done() {
+      customers[n]?.resolve(undefined);
+      finished[n]?.resolve();
+    },
+  });
+}
+
+/** A promise and what settles it (the first value given wins). */
+function settled<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve: (value: T) => void = () => undefined;
+  const promise = new Promise<T>((settle) => {
+    resolve = settle;
+  });
+  return { promise, resolve };
+}
+
 export function createReplanner(deps: ReplannerDeps): Replanner {
   async function replanEvent(
     eventId: string,
     rules: RuleSet,
     generation: number,
     promoting: ReadonlySet<string> = NONE,
+    turn: CustomerTurn = ANY_TURN,
+  ): Promise<ReplanSummary> {
+    try {
+      return await replanInTurn(eventId, rules, generation, promoting, turn);
+    } finally {
+      turn.done();
+    }
+  }
+
+  async function replanInTurn(
+    eventId: string,
+    rules: RuleSet,
+    generation: number,
+    promoting: ReadonlySet<string>,
+    turn: CustomerTurn,
   ): Promise<ReplanSummary> {
     const planned = await deps.store.generationOf(eventId);
     if (planned !== undefined && planned >= generation) return NOTHING;
@@ -389,6 +450,8 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
     if ("error" in loaded) throw loaded.error;
     const { event } = loaded;
     if (!event) return NOTHING;
+    // After the customer's purchases before it in the batch: planned against where they are left.
+    await turn.after(event.customer.id);
     const [recorded, order, floors] = await Promise.all([
       deps.history.historyAt(eventId),
       deps.orders.get(event.orderId),
@@ -544,8 +607,9 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
         if (stopped()) return undefined;
         const batch = eventIds.slice(i, i + CONCURRENCY);
         for (const id of batch) seen.add(id);
+        const turns = customerTurns(batch.length);
         const results = await Promise.allSettled(
-          batch.map((id) => replanEvent(id, rules, generation)),
+          batch.map((id, n) => replanEvent(id, rules, generation, NONE, turns(n))),
         );
         for (const result of results)
           if (result.status === "fulfilled") summary = add(summary, result.value);
@@ -596,8 +660,9 @@ export function createReplanner(deps: ReplannerDeps): Replanner {
       const tries = await deps.schedule.laterTries(drawn);
       const eventIds = drawn.filter((id) => (tries.get(id)?.nextAt ?? 0) <= nowMs);
       if (eventIds.length === 0) return summary;
+      const turns = customerTurns(eventIds.length);
       const results = await Promise.allSettled(
-        eventIds.map((id) => replanEvent(id, rules, generation)),
+        eventIds.map((id, n) => replanEvent(id, rules, generation, NONE, turns(n))),
       );
       const done = eventIds.filter((_, i) => results[i]?.status === "fulfilled");
       for (const result of results)

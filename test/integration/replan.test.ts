@@ -1730,6 +1730,41 @@ describe("a step whose kind the rules change under the same id", () => {
     await rm(draft, { recursive: true, force: true });
   });
 
+  it("of a purchase re-planned in the same batch of the walk as another of the customer's is held to where the walk leaves that one, by the workers as in the preview", async () => {
+    pipeline = await startPipeline("replan-kind-same-batch", { startWorker: false });
+    const p = pipeline;
+    await withSofaStep(p.configDir, "custom", "P25D");
+    await p.startWorker();
+    // A garden discount and a custom sofa offer, both 25 days on: one bucket, one batch.
+    const now = DateTime.utc();
+    await takeInTurn(p, [offer("evt-garden", "garden-care", now), offer("evt-sofa", "sofas", now)]);
+    const garden = await step(p, "evt-garden", "garden-offer.discount");
+    const sofa = await step(p, "evt-sofa", "sofa-offer.offer");
+    expect(bucketOf(sofa.dueAt)).toBe(bucketOf(garden.dueAt));
+
+    // The garden's discount moves to 60 days on, and the sofa's offer becomes a discount where it
+    // is: 35 days from the garden's new due time. The walk re-plans the garden's first (it was
+    // filed first), so the sofa's discount stays, as the preview says.
+    const { draft, preview } = await previewDraft(p, (dir) =>
+      withSofaStep(dir, "discount", "P60D"),
+    );
+    expect(preview.rules.find((r) => r.ruleId === "sofa-offer")).toMatchObject({
+      unchanged: 1,
+      skipped: 0,
+    });
+    expect(preview.rules.find((r) => r.ruleId === "garden-offer")).toMatchObject({
+      later: { count: 1 },
+    });
+    const summary = await deployDraft(p, draft);
+    expect(await step(p, "evt-sofa", "sofa-offer.offer")).toMatchObject({
+      state: "scheduled",
+      kind: "discount",
+      dueAt: sofa.dueAt,
+    });
+    expect(summary).toMatchObject({ purchases: 2, moved: 1, cancelled: 0, skipped: 0 });
+    await rm(draft, { recursive: true, force: true });
+  });
+
   it("of two purchases within its new kind's cooldown is skipped for one, by the workers and in the preview", async () => {
     pipeline = await startPipeline("replan-kind-two", { startWorker: false });
     const p = pipeline;
