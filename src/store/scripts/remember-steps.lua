@@ -5,11 +5,11 @@
   (a call's and its fallback's too), not only the latest due. A purchase planned again (a re-plan
   that moved its step) replaces its own due times; a re-plan names the steps it re-planned, and
   their other entries go (a step it skipped or cancelled, a kind it changed): the customer is then
-  held to what the re-plan left, as fresh planning would hold them. Versions before kept one field per rule or
-  kind, `<due> <event id>` of the latest due: such a field of this purchase gives way to its own;
-  others stay until they are pruned. Fields due before the pruning time can no longer hold back a
-  step and go. A purchase made before its customer was erased writes nothing back after the
-  erasure forgot them.
+  held to what the re-plan left, as fresh planning would hold them. Versions before kept one
+  field per rule or kind, `<due> <event id>` of the latest due: such a field of this purchase
+  gives way to its own; others stay until they are pruned. Fields due before the pruning time can
+  no longer hold back a step and go. A purchase made before its customer was erased writes
+  nothing back after the erasure forgot them.
 
   Two purchases of one customer taken in at once must not both pass a cooldown that each checked
   before the other's step was written: each rule and kind counts the writes that changed a due
