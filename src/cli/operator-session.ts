@@ -14,6 +14,7 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../queue/names.js";
+import { markOperatorCommand, type OperatorCommandMark } from "../store/operator-commands.js";
 import type { ShortWait } from "../store/replica-wait.js";
 import { Shards } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
@@ -55,7 +56,11 @@ export async function withOperatorTools<T>(
   );
   // Each shard's follow-ups queue, opened when a command first needs it.
   let followUps: Shards<Queue<FollowUpJobData>> | undefined;
+  let mark: OperatorCommandMark | undefined;
   try {
+    // Marked before the check for a reshard or a move under way (commandShards), which looks for
+    // such marks after marking its own: one of the two refuses.
+    mark = await markOperatorCommand(redis, prefix);
     const shards = await commandShards(redis, env);
     followUps = new Shards(shards, (shard) =>
       quietQueue(
@@ -92,6 +97,7 @@ export async function withOperatorTools<T>(
       throw new CommandError(error.message, error.kind === "invalid" ? EXIT.usage : EXIT.invalid);
     throw error;
   } finally {
+    await mark?.release();
     for (const queue of followUps?.made() ?? []) await queue.close();
     await events.close();
     redis.disconnect();

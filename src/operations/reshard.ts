@@ -10,6 +10,7 @@ import {
 } from "../queue/names.js";
 import { AuditTrail } from "../store/audit-trail.js";
 import { StoreKeys } from "../store/keys.js";
+import { operatorCommandsRefusal } from "../store/operator-commands.js";
 import type { RedisClient } from "../store/redis-client.js";
 import {
   type EventPlacement,
@@ -172,6 +173,13 @@ async function changeShardCount(options: ReshardOptions): Promise<ReshardResult>
       throw new ReshardRefused(
         `${workers} worker connection(s) are on this deployment's queues: stop every worker (and the HTTP intake) first; nothing is sent while the shards change`,
       );
+    }
+    // Looked for after marking: a command that began before the mark would change its customer's
+    // keys under the old count as they move; one that begins after it refuses.
+    const commands = options.dryRun ? undefined : await operatorCommandsRefusal(redis, prefix);
+    if (commands) {
+      if (marked) await redis.del(keys.reshardMark());
+      throw new ReshardRefused(commands);
     }
     const store = new ReshardKeys(redis, prefix, from, to);
     options.onPart?.("finding each purchase's customer");

@@ -545,6 +545,20 @@ export class StoreKeys {
     return `${this.global}move-lease`;
   }
 
+  /**
+   * Held by each operator command while it runs (store/operator-commands.ts): which process, where
+   * and since when; renewed while it runs. `followups reshard` and `followups migrate` refuse to
+   * begin while one is held.
+   */
+  operatorCommand(token: string): string {
+    return `${this.global}command:${token}`;
+  }
+
+  /** The SCAN pattern every operator command's mark (operatorCommand) matches. */
+  operatorCommands(): string {
+    return `${this.global}command:*`;
+  }
+
   /** Marks the key layout a deployment's Redis holds (store/key-layout.ts). */
   layoutVersion(): string {
     return `${this.global}layout`;

@@ -4,6 +4,7 @@ import { Queue } from "bullmq";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { runErase } from "../../src/cli/erase-command.js";
+import { withOperatorTools } from "../../src/cli/operator-session.js";
 import { runReshard } from "../../src/cli/reshard-command.js";
 import { createLogger } from "../../src/logger.js";
 import { FollowUpMetrics } from "../../src/metrics.js";
@@ -980,6 +981,50 @@ describe("followups reshard", () => {
     expect(await runReshard({ to: "4", json: true }, io)).toBe(0);
     expect(JSON.parse(io.output())).toMatchObject({ from: 2, to: 4 });
     await workerWith(p, 4);
+  });
+
+  it("refuses while an operator command runs (an erasure under way would leave what the move copied), and commands refuse while a change is under way", async () => {
+    const p = await boughtWithWorkerStopped("reshard-operator");
+    const pendingBefore = await pendingOf(p);
+    // An operator command (followups erase, cancel, resolve, …) that began before the reshard:
+    // its customer's keys, read under the old count, would be moved under it as it changes them.
+    process.env = { ...savedEnv, ...p.commandEnv };
+    let began = () => {};
+    let finish = () => {};
+    const running = new Promise<void>((resolve) => {
+      began = resolve;
+    });
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const command = withOperatorTools(p.configDir, async () => {
+      began();
+      await finished;
+    });
+    await running;
+    await expect(runReshard({ to: "4" }, captureIo())).rejects.toThrow(
+      /an operator command \(pid \d+ on .+, started .+\) is running on this deployment: wait for it to finish/,
+    );
+    // Refused before anything moved: no mark left behind, nothing moved.
+    expect(await p.redis.exists(new StoreKeys(p.prefix).reshardMark())).toBe(0);
+    expect(await p.redis.get(new StoreKeys(p.prefix).shardCount())).toBe("2");
+    finish();
+    await command;
+    // A command that begins once a change is marked refuses, and leaves no mark of its own.
+    const mark = new StoreKeys(p.prefix).reshardMark();
+    await p.redis.set(
+      mark,
+      JSON.stringify({ from: 2, to: 4, startedAt: "2026-12-07T09:00:00.000Z" }),
+    );
+    await expect(withOperatorTools(p.configDir, async () => 0)).rejects.toThrow(
+      "a change of the shard count from 2 to 4 (followups reshard, started 2026-12-07T09:00:00.000Z) has not finished",
+    );
+    const commandMarks: string[] = [];
+    for await (const batch of scanKeys(p.redis, new StoreKeys(p.prefix).operatorCommands()))
+      commandMarks.push(...batch);
+    expect(commandMarks).toEqual([]);
+    expect(await reshardTo(p, 4)).toMatchObject({ from: 2, to: 4 });
+    expect(await pendingOf(p)).toBe(pendingBefore);
   });
 
   it("stops a worker's start when a reshard is marked after its first check, before it takes a job", async () => {

@@ -117,6 +117,8 @@ describe("the upgrade from the key layout before hash tags", () => {
         "movedMark",
         "arrivingMark",
         "moveLease",
+        "operatorCommand",
+        "operatorCommands",
         "addressIndexPacked",
         "orderLinks",
         "erasedCustomerGlobal",
