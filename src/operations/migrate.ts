@@ -9,6 +9,7 @@ import {
 import { AuditTrail } from "../store/audit-trail.js";
 import { olderLayoutRemains, tombstoneNames } from "../store/key-layout.js";
 import { StoreKeys } from "../store/keys.js";
+import { operatorCommandsRefusal } from "../store/operator-commands.js";
 import { isCluster, type RedisClient, restoreTtl } from "../store/redis-client.js";
 import { scanKeys } from "../store/reshard-store.js";
 import {
@@ -226,10 +227,14 @@ async function copyDeployment(options: MigrateOptions): Promise<MigrateResult> {
     // Counted again now that both are marked: a worker that passed its start-up check before the
     // marks is connected by now, or reads them again before it takes a job (worker.ts).
     const lateWorkers = await countWorkers();
-    if (lateWorkers > 0) {
+    // Operator commands are looked for once the old Redis is marked: one that began before would
+    // go on changing its customer's keys there after they were copied; one that begins after it
+    // refuses.
+    const commands = await operatorCommandsRefusal(source, prefix);
+    if (lateWorkers > 0 || commands) {
       if (arriving === "OK") await target.del(keys.arrivingMark());
       if (moving === "OK") await source.del(keys.movedMark());
-      throw refusal(lateWorkers);
+      throw lateWorkers > 0 ? refusal(lateWorkers) : new MigrateRefused(commands ?? "");
     }
     options.onPart?.("copying the store's keys");
     const progress = { copied: 0, sent: 0 };
@@ -415,9 +420,17 @@ async function pausedQueues(pairs: readonly QueuePair[]): Promise<QueuePair[]> {
   return pairs.filter((_, i) => paused[i]);
 }
 
-/** The keys of a move itself, not copied: its marks and the lease of the run. */
+/**
+ * The keys of a move itself, not copied: its marks and the lease of the run; and the marks of
+ * operator commands, each of a process on the old Redis (one that began meanwhile refuses).
+ */
 function isMark(keys: StoreKeys, key: string): boolean {
-  return key === keys.movedMark() || key === keys.arrivingMark() || key === keys.moveLease();
+  return (
+    key === keys.movedMark() ||
+    key === keys.arrivingMark() ||
+    key === keys.moveLease() ||
+    key.startsWith(keys.operatorCommand(""))
+  );
 }
 
 /**

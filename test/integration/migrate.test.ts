@@ -35,7 +35,12 @@ import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
 import { backToFormerGlobalKeys } from "../support/former-layout.js";
-import { failThankYou, pendingTotal, workerFromEnv } from "../support/operator-runs.js";
+import {
+  failThankYou,
+  operatorCommandAtWork,
+  pendingTotal,
+  workerFromEnv,
+} from "../support/operator-runs.js";
 import {
   eventProcessed,
   eventually,
@@ -629,6 +634,27 @@ describe("followups migrate", () => {
     expect(await p.redis.exists(keys.movedMark())).toBe(0);
     expect(await target.exists(keys.arrivingMark())).toBe(0);
     expect(await target.exists(keys.shardCount())).toBe(0);
+  });
+
+  it("refuses while an operator command runs on the old Redis (an erasure under way would leave what was copied), and takes its marks back", async () => {
+    const p = await deploymentOnOwnRedis("migrate-operator");
+    await stopWorker(p);
+    const keys = new StoreKeys(p.prefix);
+    // An operator command (followups erase, cancel, …) that began before the move: what it
+    // changes on the old Redis after its keys were copied would not reach the new one.
+    process.env = { ...savedEnv, ...p.commandEnv };
+    const command = await operatorCommandAtWork(p.configDir);
+    target = connectTarget();
+    await expect(migrateToTarget(p)).rejects.toThrow(
+      /an operator command \(pid \d+ on .+, started .+\) is running on this deployment: wait for it to finish/,
+    );
+    // Both marks taken back, nothing copied.
+    expect(await p.redis.exists(keys.movedMark())).toBe(0);
+    expect(await target.exists(keys.arrivingMark())).toBe(0);
+    expect(await target.exists(keys.shardCount())).toBe(0);
+    command.finish();
+    await command.done;
+    expect(await migrateTo(p)).toMatchObject({ shards: SHARDS });
   });
 
   it("refuses while a worker runs (a dry run runs beside it), and a Redis that holds a deployment already", async () => {

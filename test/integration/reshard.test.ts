@@ -29,7 +29,12 @@ import { SmsReferences } from "../../src/store/sms-references.js";
 import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput, shippedRules } from "../support/fixtures.js";
-import { failThankYou, pendingTotal, workerFromEnv } from "../support/operator-runs.js";
+import {
+  failThankYou,
+  operatorCommandAtWork,
+  pendingTotal,
+  workerFromEnv,
+} from "../support/operator-runs.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import {
   eventProcessed,
@@ -989,27 +994,15 @@ describe("followups reshard", () => {
     // An operator command (followups erase, cancel, resolve, …) that began before the reshard:
     // its customer's keys, read under the old count, would be moved under it as it changes them.
     process.env = { ...savedEnv, ...p.commandEnv };
-    let began = () => {};
-    let finish = () => {};
-    const running = new Promise<void>((resolve) => {
-      began = resolve;
-    });
-    const finished = new Promise<void>((resolve) => {
-      finish = resolve;
-    });
-    const command = withOperatorTools(p.configDir, async () => {
-      began();
-      await finished;
-    });
-    await running;
+    const command = await operatorCommandAtWork(p.configDir);
     await expect(runReshard({ to: "4" }, captureIo())).rejects.toThrow(
       /an operator command \(pid \d+ on .+, started .+\) is running on this deployment: wait for it to finish/,
     );
     // Refused before anything moved: no mark left behind, nothing moved.
     expect(await p.redis.exists(new StoreKeys(p.prefix).reshardMark())).toBe(0);
     expect(await p.redis.get(new StoreKeys(p.prefix).shardCount())).toBe("2");
-    finish();
-    await command;
+    command.finish();
+    await command.done;
     // A command that begins once a change is marked refuses, and leaves no mark of its own.
     const mark = new StoreKeys(p.prefix).reshardMark();
     await p.redis.set(

@@ -1,5 +1,6 @@
 import { type Queue, UnrecoverableError, Worker } from "bullmq";
 import { expect } from "vitest";
+import { withOperatorTools } from "../../src/cli/operator-session.js";
 import { runSchedule } from "../../src/cli/schedule-command.js";
 import { readEnv } from "../../src/config/env.js";
 import { createLogger } from "../../src/logger.js";
@@ -87,4 +88,28 @@ export async function failThankYou(
   );
   await new Promise<void>((resolve) => failer.once("failed", () => resolve()));
   await failer.close();
+}
+
+/**
+ * An operator command (as `followups erase` runs one) with the rules of `configDir` and the
+ * environment's Redis, at work until `finish` is called; resolves once it has begun. `done`
+ * settles as the command ends.
+ */
+export async function operatorCommandAtWork(
+  configDir: string,
+): Promise<{ finish: () => void; done: Promise<void> }> {
+  let began = () => {};
+  let finish = () => {};
+  const running = new Promise<void>((resolve) => {
+    began = resolve;
+  });
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const done = withOperatorTools(configDir, async () => {
+    began();
+    await finished;
+  });
+  await Promise.race([running, done]);
+  return { finish, done };
 }
