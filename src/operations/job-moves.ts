@@ -70,7 +70,10 @@ export async function remainingDelay<T>(
  * Adds a copy of a live job to `target`: a no-op when a job of that id is there already. A job
  * whose retries had begun keeps the attempts it has left (its count starts again at 0), and the
  * attempts BullMQ started for it, by which intake counts an event's own retries (an event has no
- * BullMQ attempts of its own): a copy started afresh would be tried the whole count again.
+ * BullMQ attempts of its own): a copy started afresh would be tried the whole count again. So
+ * does the count of its stalls, and the failure BullMQ's stalled check noted on a job that
+ * stalled more than maxStalledCount times (it took its worker down each time it ran), by which
+ * the next worker to take it fails it before running it: a copy without would be run again.
  */
 export async function copyLiveJob<T>(
   redis: RedisClient,
@@ -89,12 +92,19 @@ export async function copyLiveJob<T>(
     jobId: job.id,
     delay: await remainingDelay(redis, source, job.id),
   });
-  if (job.attemptsStarted > 0) {
-    // Not over a copy started on the target already (a run again after workers ran there).
-    const key = target.toKey(job.id);
-    if ((await targetRedis.exists(key)) === 1)
-      await targetRedis.hsetnx(key, "ats", job.attemptsStarted);
-  }
+  const counts: [string, string | number | undefined][] = [
+    ["ats", job.attemptsStarted],
+    ["stc", job.stalledCounter],
+    ["defa", job.deferredFailure],
+  ];
+  const carried = counts.filter(([, value]) => value !== undefined && value !== 0 && value !== "");
+  if (carried.length === 0) return;
+  // Not on a copy started on the target already (a run again after workers ran there: BullMQ
+  // notes `ats` as a worker first takes it), nor on one gone meanwhile.
+  const key = target.toKey(job.id);
+  if ((await targetRedis.exists(key)) === 0 || (await targetRedis.hexists(key, "ats")) === 1)
+    return;
+  await targetRedis.hset(key, Object.fromEntries(carried));
 }
 
 /** A connection like `redis` that BullMQ can block on (no retry limit per command). */

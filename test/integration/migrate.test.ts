@@ -493,6 +493,32 @@ describe("followups migrate", () => {
     }
   });
 
+  it("carries a job's stalls and the failure BullMQ noted on it for stalling too often, by which the next worker to take it fails it rather than runs it", async () => {
+    const p = await deploymentOnOwnRedis("migrate-stalled");
+    await stopWorker(p);
+    // A follow-up's job that took its worker down every time it ran (MAX_STALLED_COUNT 10):
+    // BullMQ's stalled check counted it (stc) and noted its failure (defa), to be failed by the
+    // next worker that takes it before anything runs it.
+    const source = queuesOn(p.redis, p.prefix, false).of(0);
+    const jobId = "evt-stalling-step";
+    await source.add("follow-up", { e: "evt-stalling", s: "thank-you.thank-you" }, { jobId });
+    await p.redis.hset(source.toKey(jobId), {
+      stc: 11,
+      defa: "job stalled more than allowable limit",
+    });
+    await source.close();
+    await migrateTo(p);
+    const queue = queuesOn(target ?? connectTarget(), p.prefix, targetCluster()).of(0);
+    try {
+      const copied = await queue.getJob(jobId);
+      expect(await copied?.getState()).toBe("waiting");
+      expect(copied?.stalledCounter).toBe(11);
+      expect(copied?.deferredFailure).toBe("job stalled more than allowable limit");
+    } finally {
+      await queue.close();
+    }
+  });
+
   it("carries the upgrades' tombstones: a worker of an older version started on the new Redis fails its opt-out check there too", async () => {
     const p = await deploymentOnOwnRedis("migrate-tombstones");
     const former = formerGlobalBase(p.prefix);
