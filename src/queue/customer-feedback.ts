@@ -727,6 +727,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         at.eventId,
         at.stepId,
         {
+          messageSid: update.messageSid,
           status: update.status.slice(0, 20),
           ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
         },

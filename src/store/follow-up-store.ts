@@ -386,12 +386,14 @@ export class FollowUpStore {
    * Notes Twilio's status of a step's SMS, only forward (note-sms-status.lua): `kept` when the
    * record holds a status as far along, or a final one this report contradicts; `gone` when the
    * step has no record. Decided in the script, so reports handled at the same moment never move
-   * a delivered SMS back to `sent`.
+   * a delivered SMS back to `sent`. Also `kept` when the record is of another message than
+   * `messageSid` (the step was resent since): a late report of the earlier message is not shown
+   * as the resent one's.
    */
   async noteSmsStatus(
     eventId: string,
     stepId: string,
-    delivery: { readonly status: string; readonly errorCode?: number },
+    delivery: { readonly messageSid: string; readonly status: string; readonly errorCode?: number },
     now: number,
   ): Promise<"noted" | "kept" | "gone"> {
     const [noted, raw] = await this.redis.fuNoteSmsStatus(
@@ -400,6 +402,7 @@ export class FollowUpStore {
       now,
       delivery.status,
       delivery.errorCode ?? "",
+      delivery.messageSid,
     );
     return noted === 1 ? "noted" : raw === "" ? "gone" : "kept";
   }

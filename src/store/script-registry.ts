@@ -232,6 +232,7 @@ export interface StoreCommands {
     now: number,
     status: string,
     errorCode: number | "",
+    messageSid: string,
   ): Promise<[number, string]>;
   /** keep-early-sms-status.lua */
   fuKeepEarlySmsStatus(

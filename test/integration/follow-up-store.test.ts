@@ -196,6 +196,46 @@ describe("the follow-up store", () => {
     expect((await read())?.graceEndsAt).toBeUndefined();
   });
 
+  it("notes an SMS's delivery status on its step only while the step's record is of that message, not of one resent since", async () => {
+    const now = Date.now();
+    const id = "thank-you.thank-you";
+    const read = async () => (await store.stepRecords("evt-store", [id])).get(id);
+    const sms = { ...step(now), channel: "sms" };
+    await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
+    await store.schedule(event, now + 90 * DAY, [sms], now, 1);
+    await store.claim("evt-store", id, now, 60_000);
+    await store.transition(
+      "evt-store",
+      id,
+      ["sending"],
+      { state: "sent", providerId: "SMold" },
+      now,
+    );
+    const note = (messageSid: string, status: string) =>
+      store.noteSmsStatus("evt-store", id, { messageSid, status }, now + 1);
+    expect(await note("SMold", "sent")).toBe("noted");
+    const ledger = { outcome: "resent" as const, channel: "sms", kind: "thank-you", ruleId: "x" };
+    expect(await store.requeue("evt-store", id, "resend", now + 2, ledger)).toMatchObject({
+      requeued: true,
+    });
+    // The earlier message's late report finds the step waiting for its resend: not its status.
+    expect(await note("SMold", "delivered")).toBe("kept");
+    expect((await read())?.delivery).toBeUndefined();
+    await store.claim("evt-store", id, now + 3, 60_000);
+    await store.transition(
+      "evt-store",
+      id,
+      ["sending"],
+      { state: "sent", providerId: "SMnew" },
+      now + 4,
+    );
+    expect(await note("SMnew", "queued")).toBe("noted");
+    // Nor once the resent message's reports come: the step shows those.
+    expect(await note("SMold", "undelivered")).toBe("kept");
+    expect(await note("SMnew", "sent")).toBe("noted");
+    expect((await read())?.delivery).toEqual({ status: "sent" });
+  });
+
   it("keeps a record longer when planned again, never shorter", async () => {
     const now = Date.now();
     await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);

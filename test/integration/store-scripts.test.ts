@@ -993,7 +993,7 @@ describe("the store's Lua scripts", () => {
   it("note-sms-status: notes a status only forward, and a final one gives way to none but its own outcome", async () => {
     await scheduleTwo();
     const note = async (status: string, code: number | "" = "") =>
-      (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code))[0];
+      (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code, "SM1"))[0];
     const delivery = async () => {
       const step = await stored("s:b");
       return { dl: step?.dl, de: step?.de };
@@ -1009,7 +1009,10 @@ describe("the store's Lua scripts", () => {
     expect(await note("delivered")).toBe(0);
     expect(await note("failed")).toBe(1);
     expect(await delivery()).toEqual({ dl: "failed", de: 30003 });
-    expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "")).toEqual([0, ""]);
+    expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "", "SM1")).toEqual([
+      0,
+      "",
+    ]);
     expect((await stored("s:b"))?.s).toBe("scheduled");
   });
 

@@ -10,6 +10,10 @@
   count-first-outcome.lua counts it. The state and the other fields of the record stay; its time
   (`t`) becomes now, as every annotation of a record sets it.
 
+  A report of a message the step no longer stands for (its record names another message, or
+  names this one among the earlier sends of a step resent since, requeue-step.lua) changes
+  nothing: the record shows the statuses of its own message only.
+
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
 
@@ -17,10 +21,12 @@
     ARGV[2] now (epoch ms)
     ARGV[3] the status Twilio reported
     ARGV[4] its error code, or ''
+    ARGV[5] the message's sid
 
   Output (step records in their stored form, lib/step-codec.lua):
     { 1, record }  written; the new record
-    { 0, record }  kept: the record holds a status as far along, or a contradicting final one
+    { 0, record }  kept: the record holds a status as far along, or a contradicting final one,
+                   or is of another message
     { 0, '' }      the event record or the step's record is gone
 ]]
 --!include lib/base36.lua
@@ -28,6 +34,13 @@
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return { 0, '' } end
 local rec = decodeStep(raw)
+local sid = ARGV[5]
+if rec.id ~= nil and rec.id ~= sid then return { 0, raw } end
+if type(rec.pid) == 'table' then
+  for _, earlier in ipairs(rec.pid) do
+    if earlier == sid then return { 0, raw } end
+  end
+end
 local RANK = {
   accepted = 1, scheduled = 1, queued = 2, sending = 3, sent = 4,
   delivered = 5, undelivered = 5, failed = 5, canceled = 5, read = 6,
