@@ -21,18 +21,22 @@ export async function runCustomer(
   const given = [id, options.email, options.phone].filter((value) => value !== undefined);
   if (given.length !== 1)
     throw new CommandError("name one customer: an id, --email ADDRESS or --phone E164", EXIT.usage);
-  return withOperatorTools(options.config, async (tools) => {
-    if (id !== undefined) {
-      const timeline = await tools.customer(id);
-      io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
+  return withOperatorTools(
+    options.config,
+    async (tools) => {
+      if (id !== undefined) {
+        const timeline = await tools.customer(id);
+        io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
+        return EXIT.ok;
+      }
+      const timelines = await tools.customersByAddress(options.email ?? options.phone ?? "");
+      io.out(
+        options.json
+          ? jsonOutput({ customers: timelines })
+          : timelines.map(renderTimelineText).join("\n"),
+      );
       return EXIT.ok;
-    }
-    const timelines = await tools.customersByAddress(options.email ?? options.phone ?? "");
-    io.out(
-      options.json
-        ? jsonOutput({ customers: timelines })
-        : timelines.map(renderTimelineText).join("\n"),
-    );
-    return EXIT.ok;
-  });
+    },
+    { readOnly: true },
+  );
 }

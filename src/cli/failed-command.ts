@@ -45,41 +45,45 @@ export async function runFailed(options: FailedOptions, io: CommandIo): Promise<
     ...(since !== undefined && { since }),
     ...(options.channel !== undefined && { channel: options.channel }),
   };
-  return withOperatorTools(options.config, async (tools) => {
-    const failed = await tools.failed(filter);
-    if (!options.retry) {
-      io.out(options.json ? jsonOutput({ failed }) : renderFailedText(failed));
-      return EXIT.ok;
-    }
-    if (failed.length === 0) throw new CommandError("nothing to retry: no failed follow-ups");
-    const { requeued } = await tools.retryFailed(
-      { ...filter, refs: failed.map((item) => item.ref) },
-      operatorName(options.by),
-    );
-    const outcome =
-      waitSeconds === undefined
-        ? undefined
-        : await tools.waitForOutcome(requeued, waitSeconds * 1000);
-    if (options.json) {
-      io.out(
-        jsonOutput({
-          failed,
-          requeued: requeued.length,
-          refs: requeued,
-          ...(outcome && { outcome }),
-        }),
+  return withOperatorTools(
+    options.config,
+    async (tools) => {
+      const failed = await tools.failed(filter);
+      if (!options.retry) {
+        io.out(options.json ? jsonOutput({ failed }) : renderFailedText(failed));
+        return EXIT.ok;
+      }
+      if (failed.length === 0) throw new CommandError("nothing to retry: no failed follow-ups");
+      const { requeued } = await tools.retryFailed(
+        { ...filter, refs: failed.map((item) => item.ref) },
+        operatorName(options.by),
       );
-    } else {
-      io.out(
-        `${renderFailedText(failed)}Re-queued ${requeued.length} follow-up${requeued.length === 1 ? "" : "s"}.\n`,
-      );
-      if (outcome)
+      const outcome =
+        waitSeconds === undefined
+          ? undefined
+          : await tools.waitForOutcome(requeued, waitSeconds * 1000);
+      if (options.json) {
         io.out(
-          `After waiting: ${outcome.sent} sent, ${outcome.failed} failed again, ${outcome.pending} still pending${outcome.other > 0 ? `, ${outcome.other} ended otherwise (skipped or cancelled)` : ""}.\n`,
+          jsonOutput({
+            failed,
+            requeued: requeued.length,
+            refs: requeued,
+            ...(outcome && { outcome }),
+          }),
         );
-    }
-    return EXIT.ok;
-  });
+      } else {
+        io.out(
+          `${renderFailedText(failed)}Re-queued ${requeued.length} follow-up${requeued.length === 1 ? "" : "s"}.\n`,
+        );
+        if (outcome)
+          io.out(
+            `After waiting: ${outcome.sent} sent, ${outcome.failed} failed again, ${outcome.pending} still pending${outcome.other > 0 ? `, ${outcome.other} ended otherwise (skipped or cancelled)` : ""}.\n`,
+          );
+      }
+      return EXIT.ok;
+    },
+    { readOnly: !options.retry },
+  );
 }
 
 /** A day (YYYY-MM-DD, from its start in `zone`) or an ISO instant, as epoch ms. */

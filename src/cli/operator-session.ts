@@ -39,9 +39,15 @@ export async function withOperatorTools<T>(
      * be trimmed after its change: the change stands (exit as made), as a worker logs its own.
      */
     readonly io?: Pick<CommandIo, "err">;
+    /**
+     * A command that only reads (customer, order, schedule, report, refused, failed without
+     * --retry) takes no mark: it changes nothing a reshard or a move could copy half-way, and
+     * works against a Redis it may not write to.
+     */
+    readonly readOnly?: boolean;
   } = {},
 ): Promise<T> {
-  const { onReplicaShort, io } = options;
+  const { onReplicaShort, io, readOnly = false } = options;
   const rules = typeof config === "string" ? await loadRulesForCommand(config) : config.loaded;
   const { redis, prefix, env } = await commandRedis();
   // The workers keep the queues' metadata: a command (a read-only one above all) writes none.
@@ -60,7 +66,7 @@ export async function withOperatorTools<T>(
   try {
     // Marked before the check for a reshard or a move under way (commandShards), which looks for
     // such marks after marking its own: one of the two refuses.
-    mark = await markOperatorCommand(redis, prefix);
+    if (!readOnly) mark = await markOperatorCommand(redis, prefix);
     const shards = await commandShards(redis, env);
     followUps = new Shards(shards, (shard) =>
       quietQueue(

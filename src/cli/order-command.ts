@@ -8,9 +8,13 @@ export async function runOrder(
   options: { readonly config: string; readonly json?: boolean },
   io: CommandIo,
 ): Promise<number> {
-  return withOperatorTools(options.config, async (tools) => {
-    const timeline = await tools.order(orderId);
-    io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
-    return EXIT.ok;
-  });
+  return withOperatorTools(
+    options.config,
+    async (tools) => {
+      const timeline = await tools.order(orderId);
+      io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
+      return EXIT.ok;
+    },
+    { readOnly: true },
+  );
 }

@@ -17,7 +17,9 @@ export interface RefusedOptions {
  */
 export async function runRefused(options: RefusedOptions, io: CommandIo): Promise<number> {
   const limit = numberFlag("--limit", options.limit, { min: 1, max: REFUSED_MAX_LIMIT });
-  const refused = await withOperatorTools(options.config, (tools) => tools.refusedEvents(limit));
+  const refused = await withOperatorTools(options.config, (tools) => tools.refusedEvents(limit), {
+    readOnly: true,
+  });
   io.out(options.json ? jsonOutput({ refused }) : renderRefusedText(refused));
   return EXIT.ok;
 }

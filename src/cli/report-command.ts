@@ -47,8 +47,10 @@ export async function runReport(given: ReportOptions, io: CommandIo): Promise<nu
   const span = reportDatesProblem(since.toISODate() ?? "", until.toISODate() ?? "");
   if (span) throw new CommandError(`--since to --until: ${span}`, EXIT.usage);
   const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
-  const model = await withOperatorTools({ loaded: rules }, (tools) =>
-    tools.report(period, "operator"),
+  const model = await withOperatorTools(
+    { loaded: rules },
+    (tools) => tools.report(period, "operator"),
+    { readOnly: true },
   );
   const render = { text: renderReportText, json: renderReportJson, csv: renderReportCsv }[
     options.format as (typeof FORMATS)[number]

@@ -21,10 +21,14 @@ const MAX_DAYS = 400;
  */
 export async function runSchedule(options: ScheduleOptions, io: CommandIo): Promise<number> {
   const days = numberFlag("--days", options.days, { min: 1, max: MAX_DAYS });
-  const { rows, zone } = await withOperatorTools(options.config, async (tools, rules) => ({
-    rows: await tools.schedule(days),
-    zone: rules.defaults.timezone,
-  }));
+  const { rows, zone } = await withOperatorTools(
+    options.config,
+    async (tools, rules) => ({
+      rows: await tools.schedule(days),
+      zone: rules.defaults.timezone,
+    }),
+    { readOnly: true },
+  );
   io.out(options.json ? jsonOutput(rows) : renderScheduleText(rows.days, zone, days));
   return EXIT.ok;
 }

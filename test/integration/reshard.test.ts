@@ -1020,6 +1020,20 @@ describe("followups reshard", () => {
     expect(await pendingOf(p)).toBe(pendingBefore);
   });
 
+  it("goes ahead while an operator command that only reads runs (customer, schedule, report, …): such a command takes no mark", async () => {
+    const p = await boughtWithWorkerStopped("reshard-reader");
+    const pendingBefore = await pendingOf(p);
+    process.env = { ...savedEnv, ...p.commandEnv };
+    const reader = await operatorCommandAtWork(p.configDir, { readOnly: true });
+    try {
+      expect(await reshardTo(p, 4)).toMatchObject({ from: 2, to: 4 });
+    } finally {
+      reader.finish();
+      await reader.done;
+    }
+    expect(await pendingOf(p)).toBe(pendingBefore);
+  });
+
   it("stops a worker's start when a reshard is marked after its first check, before it takes a job", async () => {
     pipeline = await startPipeline("reshard-race", { shards: 2, startWorker: false });
     const p = pipeline;

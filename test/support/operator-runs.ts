@@ -91,12 +91,14 @@ export async function failThankYou(
 }
 
 /**
- * An operator command (as `followups erase` runs one) with the rules of `configDir` and the
+ * An operator command (as `followups erase` runs one; one that only reads, as `followups
+ * customer` runs one, with `readOnly`) with the rules of `configDir` and the
  * environment's Redis, at work until `finish` is called; resolves once it has begun. `done`
  * settles as the command ends.
  */
 export async function operatorCommandAtWork(
   configDir: string,
+  options: { readonly readOnly?: boolean } = {},
 ): Promise<{ finish: () => void; done: Promise<void> }> {
   let began = () => {};
   let finish = () => {};
@@ -106,10 +108,14 @@ export async function operatorCommandAtWork(
   const finished = new Promise<void>((resolve) => {
     finish = resolve;
   });
-  const done = withOperatorTools(configDir, async () => {
-    began();
-    await finished;
-  });
+  const done = withOperatorTools(
+    configDir,
+    async () => {
+      began();
+      await finished;
+    },
+    options,
+  );
   await Promise.race([running, done]);
   return { finish, done };
 }
