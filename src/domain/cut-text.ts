@@ -6,13 +6,25 @@ const LONGEST_KEPT_WHOLE = 64;
 const WINDOW = 2 * LONGEST_KEPT_WHOLE;
 /** Below U+0300 (the combining accents) no character joins the one before it, nor the next. */
 const JOINS_NOTHING_BELOW = 0x300;
+/**
+ * A character (at lastIndex) that no grapheme rule joins to the one before it or the next, so that
+ * two of them side by side have a boundary between them (GB4, GB5, GB999): letters of most
+ * scripts, digits, punctuation, symbols, emoji and Han beyond the BMP. Not: marks and format
+ * characters (Extend, SpacingMark, ZWJ, Prepend's U+0600…), unassigned code points and halves of a
+ * surrogate pair, emoji modifiers, regional indicators, CR (CR LF), Hangul jamo and syllables
+ * (GB6-GB8), Thai and Lao AM (SpacingMark), Malayalam dot reph (Prepend), and letters beyond the
+ * BMP but Han (Prepend letters of Brahmic scripts): those are segmented.
+ */
+const JOINS_NOTHING =
+  /(?![\p{M}\p{Cf}\p{Cn}\p{Cs}\p{Grapheme_Extend}\p{Emoji_Modifier}\p{Regional_Indicator}\r\u0d4e\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff])(?:[\0-\uffff]|\p{Extended_Pictographic}|\p{Script=Han})/uy;
 
 /**
  * The longest start of `text` within `maxLength` UTF-16 units (what a header, a stored field or a
  * JavaScript length is measured in) that ends between two characters as a reader sees them: never
  * inside a surrogate pair (half an emoji, which UTF-8 cannot hold), a letter and its combining
  * accents, a flag or an emoji sequence. Text that fits is returned as it is; a cut between two
- * Latin-1 characters (but CR LF) is made at once; else the 128 units before it are segmented.
+ * Latin-1 characters (but CR LF), or two characters that join nothing (JOINS_NOTHING), is made at
+ * once; else the 128 units before it are segmented.
  */
 export function cutText(text: string, maxLength: number): string {
   if (text.length <= maxLength) return text;
@@ -25,11 +37,36 @@ export function cutText(text: string, maxLength: number): string {
     !(before === 13 && after === 10)
   )
     return text.slice(0, maxLength);
+  if (joinsNothingAcross(text, maxLength)) return text.slice(0, maxLength);
+  // Inside a surrogate pair: before it, if the pair and what it follows join nothing.
+  if (isHighSurrogate(before) && maxLength >= 2 && joinsNothingAcross(text, maxLength - 1))
+    return text.slice(0, maxLength - 1);
   const from = windowStart(text, maxLength);
   const within = GRAPHEMES.segment(text.slice(from, maxLength + 2)).containing(maxLength - from);
   const start = from + (within?.index ?? maxLength - from);
   if (maxLength - start <= LONGEST_KEPT_WHOLE) return text.slice(0, start);
   return text.slice(0, before >= 0xd800 && before <= 0xdbff ? maxLength - 1 : maxLength);
+}
+
+/**
+ * Whether a cut at `at` falls between two characters that join nothing (JOINS_NOTHING): never
+ * inside a surrogate pair, and the character that ends there (a unit or a pair) and the one that
+ * starts there both such.
+ */
+function joinsNothingAcross(text: string, at: number): boolean {
+  const before = text.charCodeAt(at - 1);
+  if (isHighSurrogate(before)) return false;
+  JOINS_NOTHING.lastIndex = isLowSurrogate(before) && at >= 2 ? at - 2 : at - 1;
+  if (!JOINS_NOTHING.test(text) || JOINS_NOTHING.lastIndex !== at) return false;
+  return JOINS_NOTHING.test(text);
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff;
 }
 
 /**
