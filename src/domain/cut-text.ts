@@ -17,7 +17,11 @@ const JOINS_NOTHING_BELOW = 0x300;
  */
 const JOINS_NOTHING =
   /(?![\p{M}\p{Cf}\p{Cn}\p{Cs}\p{Grapheme_Extend}\p{Emoji_Modifier}\p{Regional_Indicator}\r\u0d4e\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff])(?:[\0-\uffff]|\p{Extended_Pictographic}|\p{Script=Han})/uy;
-
+/** A character that is not one of JOINS_NOTHING (searched for: global). */
+const MAY_JOIN =
+  /[\p{M}\p{Cf}\p{Cn}\p{Cs}\p{Grapheme_Extend}\p{Emoji_Modifier}\p{Regional_Indicator}\r\u0d4e\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]|(?!\p{Extended_Pictographic}|\p{Script=Han})[\u{10000}-\u{10ffff}]/gu;
+/** How much of a text is segmented at once: V8 walks one long text's segments in quadratic time. */
+const CHUNK = 1_024;
 /**
  * The longest start of `text` within `maxLength` UTF-16 units (what a header, a stored field or a
  * JavaScript length is measured in) that ends between two characters as a reader sees them: never
@@ -88,9 +92,31 @@ function regionalIndicatorAt(text: string, at: number): boolean {
   return text.charCodeAt(at) === 0xd83c && low >= 0xdde6 && low <= 0xddff;
 }
 
-/** How many characters a reader sees in `text` (grapheme clusters), for positions in messages. */
-export function countGraphemes(text: string): number {
-  let count = 0;
-  for (const _ of GRAPHEMES.segment(text)) count++;
-  return count;
+/**
+ * Whether a character as a reader sees it (a grapheme cluster) is written in `text` as more than
+ * one code point: a letter and its accent apart, an emoji with a skin tone, a flag, CR LF. In
+ * linear time: characters that join nothing are passed over, and only from the one before each
+ * other character on, CHUNK units at a time, is the text segmented.
+ */
+export function writesCharacterAsSeveral(text: string): boolean {
+  let at = 0;
+  while (at < text.length) {
+    MAY_JOIN.lastIndex = at;
+    const found = MAY_JOIN.exec(text);
+    if (!found) return false;
+    // A boundary: the text's start or `at`, or between two characters that join nothing.
+    let from = found.index;
+    if (from > at) from -= isLowSurrogate(text.charCodeAt(from - 1)) && from - 2 >= at ? 2 : 1;
+    const chunk = text.slice(from, from + CHUNK);
+    let last = 0;
+    for (const { segment, index } of GRAPHEMES.segment(chunk)) {
+      // A cluster the chunk's end cut short is the start of one: two code points prove it.
+      if (segment.length > 1 && (segment.length > 2 || !isHighSurrogate(segment.charCodeAt(0))))
+        return true;
+      last = index;
+    }
+    if (from + chunk.length >= text.length) return false;
+    at = from + Math.max(last, 1);
+  }
+  return false;
 }

@@ -2,7 +2,7 @@ import { domainToASCII } from "node:url";
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
-import { countGraphemes, cutText } from "./cut-text.js";
+import { cutText, writesCharacterAsSeveral } from "./cut-text.js";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
 import { remembered } from "./remembered.js";
 import { UNPAIRED_SURROGATE } from "./unsafe-text.js";
@@ -642,10 +642,9 @@ function halfCharacter(text: string, path: PropertyKey[], what: string): EventPr
   const before = text.slice(0, index);
   let codePoints = 0;
   for (const _ of before) codePoints++;
-  const counted =
-    countGraphemes(before) === codePoints
-      ? ""
-      : " (counting each accent and each part of an emoji sequence as one)";
+  const counted = writesCharacterAsSeveral(before)
+    ? " (counting each accent and each part of an emoji sequence as one)"
+    : "";
   const written = (half: string) => `\\u${half.charCodeAt(0).toString(16)}`;
   return {
     path: shownPath(path).replace(new RegExp(UNPAIRED_SURROGATE, "g"), written),

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { describeProblems, parseEvent } from "../../src/domain/events.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 
@@ -47,6 +47,38 @@ describe("an event with an unpaired UTF-16 surrogate", () => {
       const parsed = parseEvent(purchaseInput({ customer: { id: "cus-1", name } }));
       expect(parsed.ok).toBe(false);
       if (!parsed.ok) expect(describeProblems(parsed.problems)).toContain(problem);
+    }
+  });
+
+  it("names the position in a long text without segmenting it whole (V8 walks one long text's characters in quadratic time)", () => {
+    // 40,000 UTF-16 units (letters with their accents apart, letters and a CR LF, Hangul syllables)
+    // in a field the contract does not bound, then half a character: segmented
+    // whole, some seconds of CPU; a 4 MB body, hours.
+    const segment = vi.spyOn(Intl.Segmenter.prototype, "segment");
+    try {
+      for (const [name, problem] of [
+        [
+          `${"e\u0301".repeat(20_000)}\ud800`,
+          "note: the text holds half a character at character 40001 (counting each accent and each part of an emoji sequence as one) (an unpaired UTF-16 surrogate, \\ud800)",
+        ],
+        [
+          `${"ab".repeat(20_000)}\r\n\ud800`,
+          "note: the text holds half a character at character 40003 (counting each accent and each part of an emoji sequence as one) (an unpaired UTF-16 surrogate, \\ud800)",
+        ],
+        [
+          `${"가나".repeat(20_000)}\ud800`,
+          "note: the text holds half a character at character 40001 (an unpaired UTF-16 surrogate, \\ud800)",
+        ],
+      ] as const) {
+        segment.mockClear();
+        const parsed = parseEvent({ ...purchaseInput(), note: name });
+        expect(parsed.ok).toBe(false);
+        if (!parsed.ok) expect(describeProblems(parsed.problems)).toContain(problem);
+        const longest = Math.max(0, ...segment.mock.calls.map(([text]) => String(text).length));
+        expect(longest).toBeLessThanOrEqual(2_048);
+      }
+    } finally {
+      segment.mockRestore();
     }
   });
 
