@@ -30,6 +30,12 @@ export function renderTimelineText(timeline: CustomerTimeline | OrderTimeline): 
   ];
   if ("orderId" in timeline) lines.push(...orderRefundLines(timeline));
   if (timeline.purchases.length === 0) lines.push("", "No purchases stored.");
+  const notListed = timeline.purchasesNotListed ?? 0;
+  if (notListed > 0)
+    lines.push(
+      "",
+      `The latest ${timeline.purchases.length} purchases of ${timeline.purchases.length + notListed}: ${notListed === 1 ? "1 older one is" : `${notListed} older ones are`} not listed here. Show an older one by its order id: followups order ORDER_ID.`,
+    );
   for (const purchase of timeline.purchases) {
     const total = purchase.total
       ? `${purchase.total.amount} ${purchase.total.currency}`
