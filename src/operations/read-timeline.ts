@@ -76,7 +76,7 @@ export async function readCustomerTimeline(
     audit,
     defaultZone: sources.defaultZone,
     statedConsent: await sources.shards.of(shard).history.latestConsent(customerId),
-    purchasesNotListed: Math.max(0, listed.length - LISTED_PURCHASES),
+    purchasesNotListed: await sources.shards.of(shard).history.keptPastListed(listed),
   });
 }
 

@@ -232,16 +232,30 @@ export class CustomerHistoryStore {
   private async dropEndedPurchases(customerId: string): Promise<void> {
     const key = this.keys.customerHistory(customerId);
     const older = (await this.purchasesOf(customerId)).slice(LISTED_PURCHASES);
-    if (older.length > 0) {
-      // A pipeline, not a script: the records are not known before the list is read (rare path).
-      const pipeline = this.redis.pipeline();
-      for (const { eventId } of older) pipeline.exists(this.keys.eventRecord(eventId));
-      const exists = (await pipeline.exec()) ?? [];
-      const ended = older.filter((_, i) => exists[i]?.[1] === 0).map((p) => `e:${p.eventId}`);
-      if (ended.length > 0) await this.redis.hdel(key, ...ended);
-    }
+    const kept = await this.recordsKept(older);
+    const ended = older.filter((_, i) => !kept[i]).map((p) => `e:${p.eventId}`);
+    if (ended.length > 0) await this.redis.hdel(key, ...ended);
     const size = await this.redis.hlen(key);
     await this.redis.hset(key, "pn", Math.max(PRUNE_PAST_FIELDS, 2 * size));
+  }
+
+  /**
+   * How many of `purchases` (purchasesOf's, latest first) past the latest LISTED_PURCHASES still
+   * have their record: those a timeline does not list that can still be shown (by their order).
+   * One whose records have gone is not counted, though the history names it until it is pruned.
+   */
+  async keptPastListed(purchases: readonly { eventId: string }[]): Promise<number> {
+    return (await this.recordsKept(purchases.slice(LISTED_PURCHASES))).filter(Boolean).length;
+  }
+
+  /** Whether each purchase's event record is still kept (retention not ended). */
+  private async recordsKept(purchases: readonly { eventId: string }[]): Promise<boolean[]> {
+    if (purchases.length === 0) return [];
+    // A pipeline, not a script: the records are not known before the list is read (rare path).
+    const pipeline = this.redis.pipeline();
+    for (const { eventId } of purchases) pipeline.exists(this.keys.eventRecord(eventId));
+    const exists = (await pipeline.exec()) ?? [];
+    return purchases.map((_, i) => exists[i]?.[1] !== 0);
   }
 
   /**

@@ -303,6 +303,47 @@ async function twoTvPurchases(
 // A customer whose purchases planned nothing was "not known" to `customer`, by id or address,
 // though the worker keeps their purchase history (for repeat-customer rules) and files their
 // addresses: what an operator must show when asked "what do you know about me".
+describe("followups customer of a customer with more purchases than it lists", () => {
+  it("counts those past the latest 100 still kept, not one whose records have gone", async () => {
+    pipeline = await startPipeline("ops-many");
+    const p = pipeline;
+    const start = DateTime.utc().startOf("second").minus({ hours: 2 });
+    const count = 103;
+    for (let i = 0; i < count; i++)
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-many-${i}`,
+          orderId: `ord-many-${i}`,
+          occurredAt: iso(start.plus({ seconds: i })),
+          customer: { id: "cus-many" },
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+    for (let i = 0; i < count; i++) await eventProcessed(p, `evt-many-${i}`);
+    // The oldest one's records have gone (its retention ended): the history still names it until
+    // it is next pruned, but nothing of it can be shown.
+    const gone = "evt-many-0";
+    await p.redis.del(
+      new StoreKeys(shardScope(p.prefix, await p.shardOf(gone), p.shards)).eventRecord(gone),
+    );
+
+    const timeline = await json<CustomerTimeline>(p, (io) =>
+      runCustomer("cus-many", config(p), io),
+    );
+    expect(timeline.purchases).toHaveLength(100);
+    expect(timeline.purchasesNotListed).toBe(2);
+    const text = await command(p, (io) => runCustomer("cus-many", { config: p.configDir }, io));
+    expect(text.out).toContain(
+      "The latest 100 purchases of 102: 2 older ones are not listed here.",
+    );
+    // Each of them is shown by its order id, as the line says.
+    const older = await json<{ purchases: { eventId: string }[] }>(p, (io) =>
+      runOrder("ord-many-1", config(p), io),
+    );
+    expect(older.purchases.map((purchase) => purchase.eventId)).toEqual(["evt-many-1"]);
+  }, 120_000);
+});
+
 describe("an operator's note and reason", () => {
   it("stay with the purchase they concern (its steps, its reply), not in the audit trail kept a year", async () => {
     pipeline = await startPipeline("ops-notes");
