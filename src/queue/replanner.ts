@@ -250,9 +250,10 @@ export function replanOf(
  * One step of each kind per purchase, as planning plans them (the first of a kind in the rules'
  * order wins, later ones are superseded): a re-plan that gives a step another kind must not leave
  * the purchase two steps of it. A step sent or being sent holds its kind first (the purchase had
- * its one), then a step that is or is about to be a job (it stays as planned, whatever the
- * rules), then the steps this re-plan keeps or moves in the rules' order. A step that a kind taken
- * so supersedes is skipped, `superseded`, unless the rules cancel it (its rule no longer applies).
+ * its one), then a step that is or is about to be a job (it stays as planned, and is sent under
+ * the kind the rules give it; one whose step they no longer have holds none), then the steps
+ * this re-plan keeps or moves in the rules' order. A step that a kind taken so supersedes is
+ * skipped, `superseded`, unless the rules cancel it (its rule no longer applies).
  * Fallbacks are left out: they go with their call. Decides in `decisions`, which holds every
  * scheduled step but the fallbacks.
  */
@@ -275,7 +276,12 @@ function oneOfEachKind(
   for (const [stepId, record] of records)
     if (record.state === "sending" || record.state === "sent") claim(record.kind, stepId);
   const steps = scheduled.filter((step) => step.callId === undefined);
-  for (const step of steps) if (promotable(step.stepId, step.record)) claim(step.kind, step.stepId);
+  // A job is sent as the rules say when it is due (the send guard reads its step from them), not
+  // as its record says: it holds the kind they give it, and none when they no longer have it (the
+  // guard skips it, `rule-removed`).
+  for (const step of steps)
+    if (promotable(step.stepId, step.record))
+      claim(findStep(rules, step.stepId)?.step.kind, step.stepId);
   const order = (stepId: string) => {
     const found = findStep(rules, stepId);
     return found

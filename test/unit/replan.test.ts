@@ -351,3 +351,86 @@ describe("re-planning a call's fallback", () => {
     ).toEqual(["keep"]);
   });
 });
+
+describe("re-planning keeps one step of a kind beside a step that is a job already", () => {
+  const HORIZON = 5 * 60_000;
+  /** Two rules for every purchase: `first`'s step due in a day, `second`'s in 30 days. */
+  const twoRules = (firstKind: string | undefined, secondKind: string) =>
+    rulesFrom(
+      [
+        "version: 1",
+        "defaults: { timezone: Europe/London, currency: GBP, locale: en-GB }",
+        "rules:",
+        ...(firstKind === undefined
+          ? []
+          : [
+              "  - id: first",
+              "    steps:",
+              `      - { id: soon, kind: ${firstKind}, channel: email, template: thank-you, delay: P1D }`,
+            ]),
+        "  - id: second",
+        "    steps:",
+        `      - { id: later, kind: ${secondKind}, channel: email, template: thank-you, delay: P30D }`,
+        "",
+      ].join("\n"),
+    );
+  const bought = purchase({ occurredAt: "2026-11-02T10:00:00Z" });
+  const scheduled = (iso: string, kind: StepRecord["kind"]) => ({
+    state: "scheduled" as const,
+    dueAt: Date.parse(iso),
+    channel: "email" as const,
+    kind,
+    attempts: 0,
+    takeovers: 0,
+    resends: 0,
+    retries: 0,
+  });
+  // Planned as a discount a day after the purchase and a check-in 30 days after it.
+  const records = new Map<string, StepRecord>([
+    ["first.soon", scheduled("2026-11-03T10:00:00Z", "discount")],
+    ["second.later", scheduled("2026-12-02T10:00:00Z", "check-in")],
+  ]);
+  // Two minutes before the first step: a job already, sent as the rules at send time say.
+  const at = instant("2026-11-03T09:58:00Z");
+  const actions = (rules: RuleSet) =>
+    replanOf("evt", bought, records, rules, history, at, HORIZON).steps.map((s) => [
+      s.stepId,
+      s.action,
+      s.reason?.code,
+    ]);
+
+  it("takes the job's kind as the rules now give it, which it is sent as", () => {
+    // The first rule's step (a job) is now a check-in: it goes out as one, so the second rule's
+    // check-in is the purchase's second. Before, the job held `discount` (its record's kind), and
+    // the purchase got two check-ins.
+    expect(actions(twoRules("check-in", "check-in"))).toEqual([
+      ["first.soon", "keep", undefined],
+      ["second.later", "skip", "superseded"],
+    ]);
+  });
+
+  it("lets a job whose rule is gone hold no kind: the send guard skips it", () => {
+    // The first rule is taken out: its job is skipped (`rule-removed`) when due and sends
+    // nothing, so the check-in of the second rule is the purchase's one. Before, the job held
+    // its record's kind and the check-in was skipped: no check-in at all.
+    // Planned as a check-in and a discount; the discount (same id) is now a check-in.
+    const gone = new Map<string, StepRecord>([
+      ["first.soon", scheduled("2026-11-03T10:00:00Z", "check-in")],
+      ["second.later", scheduled("2026-12-02T10:00:00Z", "discount")],
+    ]);
+    expect(
+      replanOf(
+        "evt",
+        bought,
+        gone,
+        twoRules(undefined, "check-in"),
+        history,
+        at,
+        HORIZON,
+      ).steps.map((s) => [s.stepId, s.action, s.reason?.code]),
+    ).toEqual([
+      ["first.soon", "keep", undefined],
+      ["second.later", "move", undefined],
+    ]);
+  });
+});

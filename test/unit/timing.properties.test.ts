@@ -5,6 +5,7 @@ import { parseRules } from "../../src/config/load-rules.js";
 import { type Plan, planFollowUps } from "../../src/domain/planner.js";
 import type { RuleSet, SendWindow } from "../../src/domain/rules.js";
 import { nextSendWindow, nextSendWindowByCalendar } from "../../src/domain/send-window.js";
+import { findStep } from "../../src/domain/step-ref.js";
 import { replanOf } from "../../src/queue/replanner.js";
 import { mayBePromoted } from "../../src/store/keys.js";
 import type { StepRecord } from "../../src/store/step-record.js";
@@ -593,8 +594,13 @@ describe("re-planning (properties)", () => {
           const fresh = planFollowUps(event, after, history, now);
           const promotable = (rec: StepRecord) =>
             mayBePromoted(rec.dueAt, now.toMillis() + 60_000, HORIZON);
-          // A step that is (or is about to be) a job stays as planned and holds its kind first.
-          const jobKinds = new Set([...records.values()].filter(promotable).map((rec) => rec.kind));
+          // A step that is (or is about to be) a job stays as planned and holds its kind first:
+          // the kind it is sent as, which the send guard takes from the rules then.
+          const jobKinds = new Set(
+            [...records]
+              .filter(([, rec]) => promotable(rec))
+              .map(([id]) => findStep(after, id)?.step.kind),
+          );
           const problems: string[] = [];
           for (const s of first.steps) {
             const rec = records.get(s.stepId);
