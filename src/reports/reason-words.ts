@@ -13,6 +13,9 @@ const SKIPS_AND_CANCELS: Readonly<Record<string, string>> = {
   "past-due": "it was due so long ago that sending it would no longer make sense",
   "no-send-window": `the rules leave no time of day when this channel may send: ${TELL_OPERATOR}`,
   "rule-removed": "the follow-up was taken out of the rules after it was planned",
+  // A re-plan after a rules edit that gave a step the kind of another step of its purchase.
+  superseded:
+    "another follow-up of the same kind was planned for this order (one of each kind per order)",
   capped: "the customer had already had as many messages as the frequency limit allows",
   "event-missing": "the order's details had expired before the follow-up was due",
   "unreadable-purchase": `the order's stored details could not be read: ${TELL_OPERATOR}`,

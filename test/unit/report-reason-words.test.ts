@@ -8,6 +8,10 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["past-due", /too late|no longer make sense/],
   ["no-send-window", /tell your operator/],
   ["rule-removed", /taken out of the rules/],
+  [
+    "superseded",
+    "another follow-up of the same kind was planned for this order (one of each kind per order)",
+  ],
   ["capped", /frequency limit/],
   ["event-missing", /expired/],
   ["unreadable-purchase", /stored details could not be read: tell your operator/],
