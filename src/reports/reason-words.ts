@@ -13,6 +13,8 @@ const SKIPS_AND_CANCELS: Readonly<Record<string, string>> = {
   "past-due": "it was due so long ago that sending it would no longer make sense",
   "no-send-window": `the rules leave no time of day when this channel may send: ${TELL_OPERATOR}`,
   "rule-removed": "the follow-up was taken out of the rules after it was planned",
+  "no-longer-matches":
+    "the rules were changed after it was planned, and no longer apply to this order",
   // A re-plan after a rules edit that gave a step the kind of another step of its purchase.
   superseded:
     "another follow-up of the same kind was planned for this order (one of each kind per order)",

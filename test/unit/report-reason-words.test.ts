@@ -9,6 +9,10 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["no-send-window", /tell your operator/],
   ["rule-removed", /taken out of the rules/],
   [
+    "no-longer-matches",
+    "the rules were changed after it was planned, and no longer apply to this order",
+  ],
+  [
     "superseded",
     "another follow-up of the same kind was planned for this order (one of each kind per order)",
   ],
