@@ -506,7 +506,8 @@ export const SPOOL_SETTLE_MS = 60_000;
 /**
  * Whether a fallback (an SMS after an unanswered call) goes out: when the call was not answered
  * by a person, could not be placed or was skipped; not when the customer answered, when the call
- * step was cancelled (a refund), or when its outcome never arrived (better silent than twice).
+ * step was cancelled (a refund), joined to an earlier thank-you or superseded by a re-plan, or
+ * when its outcome never arrived (better silent than twice).
  */
 export function decideFallback(
   primary: PrimaryStep | undefined,
@@ -539,6 +540,14 @@ export function decideFallback(
           action: "skip",
           code: "call-coalesced",
           reason: "the call was joined to an earlier purchase's thank-you, which thanks for both",
+        };
+      // Skipped by a re-plan as another step of its purchase has its kind: the fallback (of that
+      // kind) would be a second one. A re-plan skips it too, unless it was a job already.
+      if (primary.reason?.code === "superseded")
+        return {
+          action: "skip",
+          code: "call-superseded",
+          reason: "the call was superseded by another step of its kind, which stands for both",
         };
       return sendOrWait;
     case "failed":

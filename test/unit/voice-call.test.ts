@@ -255,6 +255,9 @@ describe("a fallback after a call", () => {
     [{ state: "cancelled" }, "skip call-cancelled"],
     [{ state: "skipped", reason: { code: "capped" } }, "send"],
     [{ state: "skipped", reason: { code: "coalesced" } }, "skip call-coalesced"],
+    // Skipped by a re-plan as another step of its purchase has its kind (a fallback that was a
+    // job already stayed): the fallback would be a second step of that kind.
+    [{ state: "skipped", reason: { code: "superseded" } }, "skip call-superseded"],
     [{ state: "scheduled" }, "wait"],
     [{ state: "sending" }, "wait"],
     [{ state: "sent", changedAt: NOW - 60_000 }, "wait"],
