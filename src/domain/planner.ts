@@ -456,6 +456,18 @@ function windowedDueTime(
 
 const CHANNEL_NAMES: Record<Channel, string> = { email: "email", sms: "SMS", voice: "voice call" };
 
+/**
+ * Why a step cannot reach this customer as their purchase says (no contact for its channel, its
+ * consent declined or missing): planning skips it, and it claims no kind. Opt-outs are not asked.
+ */
+export function unreachable(
+  event: PurchaseCompleted,
+  step: StepSpec,
+  rules: RuleSet,
+): { code: SkipCode; reason: string } | undefined {
+  return contactProblem(event, step) ?? consentProblem(event, step, rules);
+}
+
 function contactProblem(
   event: PurchaseCompleted,
   step: StepSpec,

@@ -1,5 +1,6 @@
 import type { DateTime } from "luxon";
 import type { PurchaseCompleted } from "../domain/events.js";
+import { unreachable } from "../domain/planner.js";
 import { afterRefunds } from "../domain/refund.js";
 import { nextLaterTry, type ReplanDecision, replanStep } from "../domain/replan.js";
 import {
@@ -158,7 +159,7 @@ export function replanOf(
     // never claims its kind: it goes with its call).
     if (callId !== undefined && !claimedKinds) {
       claimedKinds = true;
-      oneOfEachKind(scheduled, records, rules, decisions, promotable);
+      oneOfEachKind(event, scheduled, records, rules, decisions, promotable);
     }
     // A call this re-plan skips for a cooldown, or as superseded, takes its fallback (of the
     // call's kind) with it, as planning would plan neither: at send time a skipped call lets its
@@ -193,7 +194,7 @@ export function replanOf(
       withFloor(asPlanned, notBefore.get(stepId), { dueAt: record.dueAt, channel, kind }),
     );
   }
-  if (!claimedKinds) oneOfEachKind(scheduled, records, rules, decisions, promotable);
+  if (!claimedKinds) oneOfEachKind(event, scheduled, records, rules, decisions, promotable);
 
   const steps: (StepReplan & { fromDueAt: number })[] = [];
   for (const { stepId, record, channel, kind } of scheduled) {
@@ -252,12 +253,14 @@ export function replanOf(
  * the purchase two steps of it. A step sent or being sent holds its kind first (the purchase had
  * its one), then a step that is or is about to be a job (it stays as planned, and is sent under
  * the kind the rules give it; one whose step they no longer have holds none), then the steps
- * this re-plan keeps or moves in the rules' order. A step that a kind taken so supersedes is
+ * this re-plan keeps or moves in the rules' order; one that cannot reach the customer as the rules
+ * send it (no contact, consent declined) holds none. A step that a kind taken so supersedes is
  * skipped, `superseded`, unless the rules cancel it (its rule no longer applies).
  * Fallbacks are left out: they go with their call. Decides in `decisions`, which holds every
  * scheduled step but the fallbacks.
  */
 function oneOfEachKind(
+  event: PurchaseCompleted,
   scheduled: readonly {
     readonly stepId: string;
     readonly record: StepRecord;
@@ -273,6 +276,12 @@ function oneOfEachKind(
   const claim = (kind: StepKind | undefined, stepId: string) => {
     if (kind !== undefined && !claimed.has(kind)) claimed.set(kind, stepId);
   };
+  // A step that cannot reach the customer as the rules now send it (no contact for its channel,
+  // consent declined) is skipped when due, and claims no kind, as planning would not plan it.
+  const sendable = (stepId: string) => {
+    const found = findStep(rules, stepId);
+    return found !== undefined && unreachable(event, found.step, rules) === undefined;
+  };
   for (const [stepId, record] of records)
     if (record.state === "sending" || record.state === "sent") claim(record.kind, stepId);
   const steps = scheduled.filter((step) => step.callId === undefined);
@@ -280,7 +289,7 @@ function oneOfEachKind(
   // as its record says: it holds the kind they give it, and none when they no longer have it (the
   // guard skips it, `rule-removed`).
   for (const step of steps)
-    if (promotable(step.stepId, step.record))
+    if (promotable(step.stepId, step.record) && sendable(step.stepId))
       claim(findStep(rules, step.stepId)?.step.kind, step.stepId);
   const order = (stepId: string) => {
     const found = findStep(rules, stepId);
@@ -303,7 +312,8 @@ function oneOfEachKind(
         code: "superseded",
         reason: `superseded by ${holder}: one ${kind} per purchase`,
       });
-    } else if (decision.action === "keep" || decision.action === "move") claim(kind, stepId);
+    } else if ((decision.action === "keep" || decision.action === "move") && sendable(stepId))
+      claim(kind, stepId);
   }
 }
 

@@ -434,3 +434,59 @@ describe("re-planning keeps one step of a kind beside a step that is a job alrea
     ]);
   });
 });
+
+describe("re-planning keeps one step of a kind as planning chooses it", () => {
+  const HORIZON = 5 * 60_000;
+  /** `first`'s check-in (on `channel`) 10 days after the purchase, `second`'s step in 30. */
+  const rules = (channel: string, secondKind: string) =>
+    rulesFrom(
+      [
+        "version: 1",
+        "defaults: { timezone: Europe/London, currency: GBP, locale: en-GB }",
+        "rules:",
+        "  - id: first",
+        "    steps:",
+        `      - { id: soon, kind: check-in, channel: ${channel}, template: thank-you, delay: P10D }`,
+        "  - id: second",
+        "    steps:",
+        `      - { id: later, kind: ${secondKind}, channel: email, template: thank-you, delay: P30D }`,
+        "",
+      ].join("\n"),
+    );
+  // No phone number: reachable by email only.
+  const bought = purchase({ occurredAt: "2026-11-02T10:00:00Z", customer: { phone: undefined } });
+  const at = instant("2026-11-03T10:00:00Z");
+
+  it("lets a step that cannot reach the customer on its new channel hold no kind, as planning", () => {
+    const before = rules("email", "discount");
+    const planned = planFollowUps(bought, before, history, instant(bought.occurredAt));
+    const records = new Map<string, StepRecord>(
+      planned.steps.map((s) => [
+        s.stepId,
+        {
+          state: "scheduled",
+          dueAt: Date.parse(s.dueAt),
+          channel: s.channel,
+          kind: s.kind,
+          attempts: 0,
+          takeovers: 0,
+          resends: 0,
+          retries: 0,
+        },
+      ]),
+    );
+    // The check-in is now a text (the customer has no phone: planning would skip it, no-contact,
+    // and it claims no kind), and the discount a check-in email.
+    const after = rules("sms", "check-in");
+    const fresh = planFollowUps(bought, after, history, at);
+    expect(fresh.steps.map((s) => [s.stepId, s.kind])).toEqual([["second.later", "check-in"]]);
+    // The re-plan leaves the check-in text (its send is decided when due: no phone, skipped) and
+    // keeps the check-in email, which the customer gets. Before, the text held the kind and the
+    // email was skipped as superseded: no check-in at all.
+    const replanned = replanOf("evt", bought, records, after, history, at, HORIZON);
+    expect(replanned.steps.map((s) => [s.stepId, s.action, s.kind, s.reason?.code])).toEqual([
+      ["first.soon", "move", "check-in", undefined],
+      ["second.later", "move", "check-in", undefined],
+    ]);
+  });
+});
