@@ -27,6 +27,16 @@ const SKIPS_AND_CANCELS: Readonly<Record<string, string>> = {
   cooldown: "the customer had had one of these shortly before (the rule's cooldown)",
   coalesced: "one thank-you covered this order and the customer's purchase shortly before",
   "budget-reached": "this month's budget for the channel was used up",
+  "channel-unavailable": `the channel had no working account when it was due: ${TELL_OPERATOR}`,
+  // A call's fallback (a text or email sent when the call did not reach the customer).
+  "call-answered": "the customer answered the call it was standing in for",
+  "call-cancelled": "the call it was standing in for was cancelled",
+  "call-coalesced":
+    "the call it was standing in for was joined to a thank-you for an earlier purchase, which thanked for both",
+  "call-superseded":
+    "the call it was standing in for gave way to another follow-up of the same kind for this order",
+  "call-outcome-unknown": `the outcome of the call it was standing in for never arrived: ${TELL_OPERATOR}`,
+  "no-call": "the call it was standing in for was no longer on record",
 };
 
 const EMAIL_SETTINGS = `the email account settings are wrong: ${TELL_OPERATOR}`;
@@ -70,6 +80,7 @@ const PROVIDER_CODES: Readonly<Record<string, string>> = {
   render: `the message template could not be filled in: ${TELL_OPERATOR}`,
   EUNSUPPORTED: `this channel is not set up for sending: ${TELL_OPERATOR}`,
   EENVELOPE: "the email address is not usable",
+  "no-script": `the call had no script to read: ${TELL_OPERATOR}`,
 };
 
 /** Why transient failures kept happening, said before "… and we gave up". */
@@ -85,6 +96,9 @@ const TRANSIENT_CAUSES: Readonly<Record<string, string>> = {
   ECLOSED: "the worker was shutting down every time it tried",
   "20429": "the SMS provider kept asking us to slow down",
   "429": "the SMS provider kept asking us to slow down",
+  // BullMQ failed the job after it stalled too often: the workers sending it kept dying.
+  stalled: "the workers sending it kept stopping before they were done (tell your operator)",
+  "render-time": "filling in its template kept taking too long (tell your operator)",
 };
 
 /** Plain words for a ledger reason code, for report lines such as "3 × the phone number is not valid". */
