@@ -60,9 +60,21 @@ describe("a follow-up whose step record this version cannot read", () => {
       { jobId: followUpJobId("evt-step-newer", thankYou) },
     );
 
+    const lookedAt = () =>
+      p.logs.some(
+        (line) =>
+          line.eventId === "evt-step-newer" &&
+          line.stepId === thankYou &&
+          String(line.msg).includes("cannot read"),
+      );
+    // Put back once the worker has found the record it cannot read (on a busy machine the job
+    // can be put back before that for a moment, behind the rate limit's slot, say).
     const job = await eventually(async () => {
       const found = await p.followUps.getJob(followUpJobId("evt-step-newer", thankYou));
-      return found && (await found.getState()) === "delayed" && found.attemptsStarted >= 1
+      return lookedAt() &&
+        found &&
+        (await found.getState()) === "delayed" &&
+        found.attemptsStarted >= 1
         ? found
         : undefined;
     }, "the job put back to wait");
