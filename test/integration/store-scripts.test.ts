@@ -1031,10 +1031,7 @@ describe("the store's Lua scripts", () => {
     // is an hour from the real clock: NOW (10:00 today) plus an hour has passed after 11:00 UTC,
     // and the reference then expired as it was written (seen in CI at 11:30).
     const expiresAt = Date.now() + 3_600_000;
-    expect(await redis.fuRememberSms(reference, early, "evt\ns:a", expiresAt)).toEqual([
-      "b",
-      "c",
-    ]);
+    expect(await redis.fuRememberSms(reference, early, "evt\ns:a", expiresAt)).toEqual(["b", "c"]);
     expect(await redis.get(reference)).toBe("evt\ns:a");
     expect(await redis.pexpiretime(reference)).toBe(expiresAt);
     expect(await keep("d")).toBe(0);
