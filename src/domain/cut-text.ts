@@ -17,9 +17,14 @@ const JOINS_NOTHING_BELOW = 0x300;
  */
 const JOINS_NOTHING =
   /(?![\p{M}\p{Cf}\p{Cn}\p{Cs}\p{Grapheme_Extend}\p{Emoji_Modifier}\p{Regional_Indicator}\r\u0d4e\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff])(?:[\0-\uffff]|\p{Extended_Pictographic}|\p{Script=Han})/uy;
-/** A character that is not one of JOINS_NOTHING (searched for: global). */
-const MAY_JOIN =
-  /[\p{M}\p{Cf}\p{Cn}\p{Cs}\p{Grapheme_Extend}\p{Emoji_Modifier}\p{Regional_Indicator}\r\u0d4e\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]|(?!\p{Extended_Pictographic}|\p{Script=Han})[\u{10000}-\u{10ffff}]/gu;
+/**
+ * A character that a grapheme rule may join to another (searched for in a whole text: global):
+ * those JOINS_NOTHING is not, but Hangul syllables, as a cluster of a syllable and more holds a
+ * jamo or a mark (found here), and CR but before LF, as a cluster of CR and more is CR LF. So a
+ * Korean text, or one of lone CRs, is not segmented whole.
+ */
+const MAY_JOIN_ANOTHER =
+  /[\p{M}\p{Cf}\p{Cn}\p{Cs}\p{Grapheme_Extend}\p{Emoji_Modifier}\p{Regional_Indicator}\u0d4e\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff]|\r(?=\n)|(?=[\u{10000}-\u{10ffff}])(?!\p{Extended_Pictographic}|\p{Script=Han})[\u{10000}-\u{10ffff}]/gu;
 /** How much of a text is segmented at once: V8 walks one long text's segments in quadratic time. */
 const CHUNK = 1_024;
 /**
@@ -95,14 +100,14 @@ function regionalIndicatorAt(text: string, at: number): boolean {
 /**
  * Whether a character as a reader sees it (a grapheme cluster) is written in `text` as more than
  * one code point: a letter and its accent apart, an emoji with a skin tone, a flag, CR LF. In
- * linear time: characters that join nothing are passed over, and only from the one before each
- * other character on, CHUNK units at a time, is the text segmented.
+ * linear time: characters that join no other (but MAY_JOIN_ANOTHER) are passed over, and only
+ * from the one before each other character on, CHUNK units at a time, is the text segmented.
  */
 export function writesCharacterAsSeveral(text: string): boolean {
   let at = 0;
   while (at < text.length) {
-    MAY_JOIN.lastIndex = at;
-    const found = MAY_JOIN.exec(text);
+    MAY_JOIN_ANOTHER.lastIndex = at;
+    const found = MAY_JOIN_ANOTHER.exec(text);
     if (!found) return false;
     // A boundary: the text's start or `at`, or between two characters that join nothing.
     let from = found.index;

@@ -640,8 +640,12 @@ export function shownPath(path: readonly PropertyKey[]): string {
 function halfCharacter(text: string, path: PropertyKey[], what: string): EventProblem {
   const index = text.search(UNPAIRED_SURROGATE);
   const before = text.slice(0, index);
-  let codePoints = 0;
-  for (const _ of before) codePoints++;
+  // UTF-16 units less one per surrogate pair (the text before holds no half one).
+  let codePoints = index;
+  for (let at = 0; at < index; at++) {
+    const unit = text.charCodeAt(at);
+    if (unit >= 0xd800 && unit <= 0xdbff) codePoints--;
+  }
   const counted = writesCharacterAsSeveral(before)
     ? " (counting each accent and each part of an emoji sequence as one)"
     : "";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { cutText } from "../../src/domain/cut-text.js";
+import { cutText, writesCharacterAsSeveral } from "../../src/domain/cut-text.js";
 import { UNPAIRED_SURROGATE } from "../../src/domain/unsafe-text.js";
 
 describe("cutText", () => {
@@ -97,5 +97,74 @@ describe("cutText", () => {
       // Most of them: letters of every script, digits, punctuation, symbols, emoji.
       expect(atOnce).toBeGreaterThan(5_000);
     });
+  });
+});
+
+describe("writesCharacterAsSeveral", () => {
+  const segments = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+  /** What it must say: whether a cluster of the text holds more than one code point. */
+  const expected = (text: string) =>
+    [...segments.segment(text)].some(({ segment }) => [...segment].length > 1);
+
+  it("agrees with the Unicode rules for every 307th code point beside a neighbour of each class a rule joins", () => {
+    // Hangul jamo (L, V, T) and syllables (LV, LVT), CR and LF, a regional indicator, an emoji,
+    // a ZWJ, a combining accent, a Devanagari letter: before and after each code point.
+    const neighbours = [
+      "a",
+      "\u1100",
+      "\u1161",
+      "\u11a8",
+      "\uac00",
+      "\uac01",
+      "\r",
+      "\n",
+      "🇩",
+      "😀",
+      "\u200d",
+      "\u0301",
+      "\u0915",
+    ];
+    const wrong: string[] = [];
+    for (let code = 0; code <= 0x10ffff; code += 307) {
+      if (code >= 0xd800 && code <= 0xdfff) continue;
+      const c = String.fromCodePoint(code);
+      const texts = [`${c}${c}${c}`, ...neighbours.flatMap((n) => [`x${n}${c}x`, `x${c}${n}x`])];
+      for (const text of texts)
+        if (writesCharacterAsSeveral(text) !== expected(text))
+          wrong.push(`${code.toString(16)} ${JSON.stringify(text)}`);
+    }
+    expect(wrong.slice(0, 20)).toEqual([]);
+  });
+
+  it("says so of CR LF, Hangul jamo joined to a syllable and a syllable with a mark, far into a long text", () => {
+    const korean = "가나".repeat(50_000);
+    for (const [text, several] of [
+      [korean, false],
+      [`${korean}\r\n`, true],
+      [`${korean}\u11a8`, true],
+      [`\u1100${korean}`, true],
+      [`${korean}\u0301`, true],
+      [`${"\r".repeat(100_000)}a`, false],
+      [`${"\r".repeat(100_000)}\n`, true],
+    ] as const)
+      expect([text.slice(-3), writesCharacterAsSeveral(text)]).toEqual([text.slice(-3), several]);
+  });
+
+  it("passes over Korean text and lone CRs without segmenting them (a megabyte of Korean took seconds)", () => {
+    const segment = vi.spyOn(Intl.Segmenter.prototype, "segment");
+    try {
+      for (const text of [
+        "가나".repeat(50_000),
+        `a${"\r".repeat(100_000)}b`,
+        "ab".repeat(50_000),
+      ]) {
+        segment.mockClear();
+        expect(writesCharacterAsSeveral(text)).toBe(false);
+        const segmented = segment.mock.calls.reduce((sum, [part]) => sum + String(part).length, 0);
+        expect(segmented).toBe(0);
+      }
+    } finally {
+      segment.mockRestore();
+    }
   });
 });
