@@ -352,7 +352,15 @@ const envFields = z.object({
   API_TOKEN: bearerToken(),
   TILL_TOKEN: bearerToken(),
   ADMIN_TOKENS: z.preprocess(emptyAsUnset, adminTokens().optional()),
-  PUBLIC_URL: z.preprocess(emptyAsUnset, url("an HTTP", ["http:", "https:"]).optional()),
+  PUBLIC_URL: z.preprocess(
+    emptyAsUnset,
+    url("an HTTP", ["http:", "https:"])
+      .refine((text) => !/[?#]/.test(text), {
+        error:
+          "expected a base URL without a query string or fragment (? or #), such as https://followups.shop.example",
+      })
+      .optional(),
+  ),
   UNSUBSCRIBE_SECRET: z.preprocess(
     emptyAsUnset,
     z.string().min(16, { error: "expected at least 16 characters" }).optional(),

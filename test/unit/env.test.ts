@@ -390,3 +390,27 @@ describe("a value of a fixed set, or of a bounded length", () => {
     expect(result).toEqual({ ok: false, problems: [problem] });
   });
 });
+
+describe("PUBLIC_URL", () => {
+  it.each(["https://followups.shop.example", "https://shop.example/followups/"])(
+    "accepts the base URL %j",
+    (value) => {
+      const result = readEnv({ PUBLIC_URL: value });
+      expect(result.ok && result.env.PUBLIC_URL).toBe(value);
+    },
+  );
+
+  // Refused at start with the other variables, before connecting: once the HTTP server was
+  // built, after Redis, it was an uncaught Error whose stack trace the operator saw.
+  it.each(["https://shop.example/?a=1", "https://shop.example/#top", "https://shop.example/?"])(
+    "refuses %j, which unsubscribe links and Twilio's webhooks cannot be built on",
+    (value) => {
+      expect(readEnv({ PUBLIC_URL: value })).toEqual({
+        ok: false,
+        problems: [
+          "PUBLIC_URL: expected a base URL without a query string or fragment (? or #), such as https://followups.shop.example",
+        ],
+      });
+    },
+  );
+});
