@@ -152,7 +152,13 @@ function parseEvents(text: string, source: string): unknown[] {
   }
   const lines = text.split("\n");
   const filled = lines.filter((line) => line.trim() !== "");
-  if (filled.length > 1 && filled.every((line) => line.trim().startsWith("{"))) {
+  // NDJSON: every line an object, or the first one a whole event on its own (then a line that is
+  // not, "garbage" say, is named by its number rather than by a position in the whole file).
+  const firstLine = filled[0]?.trim() ?? "";
+  const ndjson =
+    filled.every((line) => line.trim().startsWith("{")) ||
+    (firstLine.startsWith("{") && "value" in parseJsonLine(firstLine));
+  if (filled.length > 1 && ndjson) {
     const events: unknown[] = [];
     for (const [index, line] of lines.entries()) {
       if (line.trim() === "") continue;

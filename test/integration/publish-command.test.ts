@@ -197,6 +197,16 @@ describe("followups publish", () => {
         `^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:3: not valid JSON, cut short: the line ends before the JSON does`,
       ),
     );
+    // A line that is not even an object (a stray word, a line of a log pasted in) is named too,
+    // not as a position in the whole file read as one JSON text.
+    const stray = path.join(p.configDir, "stray.ndjson");
+    await writeFile(
+      stray,
+      `${JSON.stringify(tv("evt-l1"))}\ngarbage\n${JSON.stringify(tv("evt-l2"))}\n`,
+    );
+    await expect(runPublish(stray, {}, captureIo())).rejects.toThrow(
+      new RegExp(`^${stray.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:2: not valid JSON \\(`),
+    );
     await expect(
       runPublish(file, { occurredAt: "2026-12-03T10:00:00" }, captureIo()),
     ).rejects.toMatchObject({
