@@ -43,7 +43,14 @@ export async function runReport(given: ReportOptions, io: CommandIo): Promise<nu
   const until =
     readDate("--until", options.until, zone) ?? DateTime.now().setZone(zone).startOf("day");
   const since = readDate("--since", options.since, zone) ?? until.minus({ days: 7 });
-  if (since >= until) throw new CommandError("--since must be before --until", EXIT.usage);
+  if (since >= until) {
+    // Without --until the period ends yesterday: say so, and how to take today in.
+    const why =
+      options.until === undefined
+        ? `, which is ${until.toISODate()} when not given (today: the period ends the day before --until); to include ${since.toISODate()}, give --until ${since.plus({ days: 1 }).toISODate()}`
+        : "";
+    throw new CommandError(`--since must be before --until${why}`, EXIT.usage);
+  }
   const span = reportDatesProblem(since.toISODate() ?? "", until.toISODate() ?? "");
   if (span) throw new CommandError(`--since to --until: ${span}`, EXIT.usage);
   const period = periodFromDates(since.toISODate() ?? "", until.toISODate() ?? "", zone);
