@@ -188,7 +188,21 @@ export async function loadRulesForCommand(configDir: string): Promise<RuleSet> {
   const result = await loadRules(configDir);
   if (result.ok) return result.rules;
   const listing = result.problems.map(formatProblem).join("\n");
-  throw new CommandError(`${listing}\nthe rules are invalid; run \`followups check\` for details`);
+  throw new CommandError(
+    `${listing}\nthe rules are invalid; run ${checkCommand(configDir)} for details`,
+  );
+}
+
+/**
+ * The `followups check` that checks `configDir`: with `--config` when check's default (CONFIG_DIR,
+ * else `config`) is another folder, which a bare `followups check` would find valid.
+ */
+function checkCommand(configDir: string): string {
+  if (configDir === (process.env.CONFIG_DIR || "config")) return "`followups check`";
+  const quoted = /^[\w./@:+,=-]+$/.test(configDir)
+    ? configDir
+    : `'${configDir.replaceAll("'", `'\\''`)}'`;
+  return `\`followups check --config ${quoted}\``;
 }
 
 /** Loads the rules and the templates for a command that renders messages, or fails listing every problem. */
@@ -197,6 +211,6 @@ export async function loadConfigForCommand(configDir: string): Promise<FollowUpC
   if (result.ok) return result.config;
   const listing = result.problems.map(formatProblem).join("\n");
   throw new CommandError(
-    `${listing}\nthe rules or templates are invalid; run \`followups check\` for details`,
+    `${listing}\nthe rules or templates are invalid; run ${checkCommand(configDir)} for details`,
   );
 }

@@ -397,7 +397,8 @@ describe("followups plan", () => {
       message: [
         `${config}/rules.yaml:3:3 defaults.timezone: expected an IANA time zone name such as Europe/Berlin, got "Europe/Londn"`,
         `${config}/rules.yaml:8:28 rules[0].steps[0].channel: expected a channel: email, sms or voice (got "fax")`,
-        "the rules are invalid; run `followups check` for details",
+        // The folder given, which a bare `followups check` (config/, valid) would not look at.
+        `the rules are invalid; run \`followups check --config ${config}\` for details`,
       ].join("\n"),
     });
   });
