@@ -1,3 +1,4 @@
+import { addressOfFlags } from "./address-flags.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
 import { jsonOutput, renderTimelineText } from "./operator-text.js";
@@ -21,6 +22,7 @@ export async function runCustomer(
   const given = [id, options.email, options.phone].filter((value) => value !== undefined);
   if (given.length !== 1)
     throw new CommandError("name one customer: an id, --email ADDRESS or --phone E164", EXIT.usage);
+  const address = addressOfFlags(options);
   return withOperatorTools(
     options.config,
     async (tools) => {
@@ -29,7 +31,7 @@ export async function runCustomer(
         io.out(options.json ? jsonOutput(timeline) : renderTimelineText(timeline));
         return EXIT.ok;
       }
-      const timelines = await tools.customersByAddress(options.email ?? options.phone ?? "");
+      const timelines = await tools.customersByAddress(address ?? "");
       io.out(
         options.json
           ? jsonOutput({ customers: timelines })

@@ -1,5 +1,6 @@
 import type { ErasureReceipt } from "../operations/erase-customer.js";
 import type { ShortWait } from "../store/replica-wait.js";
+import { addressOfFlags } from "./address-flags.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
 import { operatorName, withOperatorTools } from "./operator-session.js";
 import { jsonOutput, terminalText } from "./operator-text.js";
@@ -24,6 +25,7 @@ export async function runErase(
   const given = [id, options.email, options.phone].filter((value) => value !== undefined);
   if (given.length !== 1)
     throw new CommandError("name one customer: an id, --email ADDRESS or --phone E164", EXIT.usage);
+  const address = addressOfFlags(options);
   const by = operatorName(options.by);
   // Erasure rewrites opt-outs kept under a plain id, waiting for replicas (REDIS_WAIT_REPLICAS).
   const shortWait = ({ confirmed, wanted, waited }: ShortWait) => {
@@ -40,7 +42,7 @@ export async function runErase(
         io.out(options.json ? jsonOutput(receipt) : receiptText(receipt));
         return foldersNotSearched([receipt], io);
       }
-      const receipts = await tools.eraseByAddress(options.email ?? options.phone ?? "", by);
+      const receipts = await tools.eraseByAddress(address ?? "", by);
       io.out(options.json ? jsonOutput({ receipts }) : receipts.map(receiptText).join("\n"));
       return foldersNotSearched(receipts, io);
     },
