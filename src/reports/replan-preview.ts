@@ -131,7 +131,7 @@ function shiftOf(side: Tally["earlier"]): Shift {
   };
 }
 
-/** An ISO 8601 duration in days, hours and minutes (calendar months differ in length). */
+/** An ISO 8601 duration in days, hours, minutes and seconds (calendar months differ in length). */
 function duration(ms: number): string {
   const parts = Duration.fromMillis(ms).shiftTo("days", "hours", "minutes", "seconds").toObject();
   const trimmed = Object.fromEntries(Object.entries(parts).filter(([, value]) => value !== 0));
