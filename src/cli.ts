@@ -263,7 +263,7 @@ program
   .option("--retry", "put them back in the queue, attempts counted again")
   .option(
     "--wait <seconds>",
-    "with --retry: wait this long and say how many went out or failed again",
+    "with --retry: wait this long and say how many went out or failed again (exit 1 when any did)",
   )
   .option(...byOption)
   .option(...configOption)

@@ -20,7 +20,8 @@ const MAX_WAIT_SECONDS = 3600;
 
 /**
  * `followups failed`: failed follow-ups with their reasons in plain words; `--retry` queues them
- * again for real, and `--wait` then waits for them and says how many went out or failed again.
+ * again for real, and `--wait` then waits for them and says how many went out or failed again
+ * (exit 1 when any did).
  */
 export async function runFailed(options: FailedOptions, io: CommandIo): Promise<number> {
   if (options.channel !== undefined && !(CHANNELS as readonly string[]).includes(options.channel))
@@ -80,7 +81,8 @@ export async function runFailed(options: FailedOptions, io: CommandIo): Promise<
             `After waiting: ${outcome.sent} sent, ${outcome.failed} failed again, ${outcome.pending} still pending${outcome.other > 0 ? `, ${outcome.other} ended otherwise (skipped or cancelled)` : ""}.\n`,
           );
       }
-      return EXIT.ok;
+      // A script that retries and waits learns from the exit code that some failed again.
+      return outcome && outcome.failed > 0 ? EXIT.invalid : EXIT.ok;
     },
     { readOnly: !options.retry },
   );

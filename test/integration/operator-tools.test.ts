@@ -805,6 +805,35 @@ describe("followups cancel of a step being sent", () => {
 });
 
 describe("followups failed --retry and resend", () => {
+  it("exits 1 after --wait when a re-queued follow-up failed again, printing the outcome all the same", async () => {
+    pipeline = await startPipeline("ops-retry-again");
+    const p = pipeline;
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-again",
+        orderId: "ord-again",
+        occurredAt: iso(DateTime.utc().startOf("second")),
+        customer: { id: "cus-again", email: "again@example.com" },
+      }) as never,
+    );
+    p.sink.failNext({ code: 550, message: "mailbox unavailable" });
+    await promoteStep(p, "evt-again", "thank-you.thank-you");
+    await untilState(p, "evt-again", "thank-you.thank-you", "failed");
+    // The mailbox is still unavailable when the operator retries.
+    p.sink.failNext({ code: 550, message: "mailbox unavailable" });
+    const { code, out } = await command(p, (io) =>
+      runFailed({ ...config(p), retry: true, wait: "15", by: "bob" }, io),
+    );
+    expect(code).toBe(1);
+    expect(JSON.parse(out)).toMatchObject({
+      requeued: 1,
+      outcome: { sent: 0, failed: 1, other: 0, pending: 0 },
+    });
+    expect(await stepState(p, "evt-again", "thank-you.thank-you")).toMatchObject({
+      state: "failed",
+    });
+  });
+
   it("re-queues a failed email for real and resends a sent one once, each recorded", async () => {
     pipeline = await startPipeline("ops-retry");
     const p = pipeline;
