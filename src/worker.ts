@@ -18,6 +18,7 @@ import { type BudgetAlert, MICROS, PRICED_CHANNELS, spendMonthOf } from "./domai
 import { createFileRetention } from "./file-retention.js";
 import { UnavailableError } from "./http/http-deps.js";
 import { createHttpServer } from "./http/http-server.js";
+import { listeningOn } from "./http/listening-on.js";
 import { answerMethodNotAllowed } from "./http/method-not-allowed.js";
 import { createSpoolReplay } from "./http/spool-replay.js";
 import {
@@ -1348,6 +1349,7 @@ async function startWorkerWith(
       shardsServed: env.FOLLOW_UP_SHARDS_SERVED ?? "all",
       traces: traces ? "on" : "off",
       http: httpAddress ?? "disabled",
+      ...(http && httpAddress && { httpListening: listeningOn(http.server.address()) }),
       // Which secrets are configured (names only; values never reach a log).
       secretsSet: SECRET_ENV_VARS.filter((name) => env[name] !== undefined),
       rulesVersion: config.rules.version,
