@@ -424,10 +424,18 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       optOutType?: string;
     }): Promise<"opted-out" | "opted-in" | "reply-recorded" | "ignored"> {
       const receipt = `in:${message.messageSid}`;
-      if (await deps.receipts.seen(receipt)) return "ignored";
       // What Twilio took for an opt-out (its keywords, and those the shop added to its Messaging
       // Service) is one: Twilio stops texting the number, and calls must stop with it.
       const keyword = inboundSmsKeyword(message);
+      // A START handled live notes first how many opt-outs the number had when it came in: one
+      // handled while it is being applied (a STOP sent right after it, posted at the same moment
+      // to another replica or request) came after it, and stands (allow.lua).
+      const seen =
+        message.receivedAt === undefined &&
+        (keyword === "opt-in" || keyword === "opt-in-if-suppressed")
+          ? await deps.suppressions.optOutCounts({ address: message.from })
+          : undefined;
+      if (await deps.receipts.seen(receipt)) return "ignored";
       if (keyword === "opt-out") {
         const now = message.receivedAt ?? deps.now();
         // Its time first: a START sent before it and replayed from the spool while the number is
@@ -455,9 +463,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       // and a copy may wait in the webhook spool. One sent before an opt-out handled since (a
       // START replayed from the spool, or delivered again after a STOP): the customer's last word
       // was the opt-out, which stays; after an opt-out of offers only, that one stays. One on its
-      // first delivery, handled live, came after every opt-out handled so far: it is the latest
-      // word, whatever the clocks of the replicas that dated those say (one running a little
-      // ahead would otherwise date a STOP just before it later than it).
+      // first delivery, handled live, came after every opt-out handled before it came in (`seen`):
+      // it is the latest word, whatever the clocks of the replicas that dated those say (one
+      // running a little ahead would otherwise date a STOP just before it later than it).
       const first = optIn
         ? await deps.receipts.firstDelivered(receipt, message.receivedAt ?? deps.now())
         : undefined;
@@ -488,7 +496,11 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           const allowed = await deps.suppressions.allow(
             channel,
             { address: message.from },
-            { keepOffers: later === "marketing", ...(sentAt !== undefined && { sentAt }) },
+            {
+              keepOffers: later === "marketing",
+              ...(sentAt !== undefined && { sentAt }),
+              ...(seen !== undefined && { seen }),
+            },
           );
           if (allowed === "stale") {
             stale = true;
@@ -499,7 +511,7 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         if (stale) {
           deps.logger.info(
             { messageSid: message.messageSid },
-            "an opt-in sent before the number's latest opt-out (replayed from the webhook spool, or delivered again): not applied",
+            "an opt-in sent before the number's latest opt-out (replayed from the webhook spool, delivered again, or an opt-out handled while it was applied): not applied",
           );
           await deps.receipts.remember(receipt);
           return "ignored";

@@ -471,9 +471,9 @@ export class StoreKeys {
   }
 
   /**
-   * When a number (by its suppression member) last opted out by text or keypad (a one-member
-   * sorted set, its score epoch ms): a START replayed from the webhook spool, sent before it, is
-   * not applied.
+   * When a number (by its suppression member) last opted out by text or keypad (a sorted set:
+   * `at` and `offers` epoch ms, `n` and `n-offers` how many were noted): a START replayed from the
+   * webhook spool, sent before it, is not applied, nor a live one while an opt-out is handled.
    */
   phoneOptedOutAt(member: string): string {
     return `${this.global}optout-at:${member}`;

@@ -19,6 +19,17 @@ const OPT_OUT_TIME_FIELDS = { all: "at", marketing: "offers" } as const satisfie
   OptOutScope,
   string
 >;
+/**
+ * Beside the times, how many opt-outs of each scope were noted (a count, not a time: replicas'
+ * clocks may differ, the order Redis ran them in does not).
+ */
+const OPT_OUT_COUNT_FIELDS = { all: "n", marketing: "n-offers" } as const satisfies Record<
+  OptOutScope,
+  string
+>;
+
+/** How many opt-outs of a number were noted, of each scope (SuppressionList.optOutCounts). */
+export type OptOutCounts = Readonly<Record<OptOutScope, number>>;
 
 /** Who a suppression is about: a customer id, an address, or an address known only by its hash. */
 export interface SuppressionTarget {
@@ -123,9 +134,33 @@ export class SuppressionList {
   ): Promise<void> {
     for (const member of await this.addressMembers(who)) {
       const key = this.keys.phoneOptedOutAt(member);
-      await this.redis.zadd(key, "GT", Math.round(at), OPT_OUT_TIME_FIELDS[scope]);
-      await this.redis.pexpire(key, OPT_OUT_TIME_MS);
+      const results = await this.redis
+        .multi()
+        .zadd(key, "GT", Math.round(at), OPT_OUT_TIME_FIELDS[scope])
+        .zincrby(key, 1, OPT_OUT_COUNT_FIELDS[scope])
+        .pexpire(key, OPT_OUT_TIME_MS)
+        .exec();
+      const failed = results?.find(([error]) => error)?.[0];
+      if (failed) throw failed;
     }
+  }
+
+  /**
+   * How many opt-outs of the number were noted so far (noteOptOutAt), of each scope: read when a
+   * START comes in, so that `allow` can tell an opt-out handled while it was being applied.
+   */
+  async optOutCounts(who: SuppressionTarget): Promise<OptOutCounts> {
+    const counts = { all: 0, marketing: 0 };
+    for (const member of await this.addressMembers(who)) {
+      const [all, offers] = await this.redis.zmscore(
+        this.keys.phoneOptedOutAt(member),
+        OPT_OUT_COUNT_FIELDS.all,
+        OPT_OUT_COUNT_FIELDS.marketing,
+      );
+      counts.all += Number(all ?? 0);
+      counts.marketing += Number(offers ?? 0);
+    }
+    return counts;
   }
 
   /**
@@ -168,12 +203,18 @@ export class SuppressionList {
    * list. True when something stayed. With `sentAt` (when the START was first delivered), the
    * number's opt-out times are read in the same script: "stale", and nothing removed, when it
    * opted out of everything after `sentAt`; the list of offers stays when it opted out of offers
-   * after it.
+   * after it. With `seen` (optOutCounts when the START came in), likewise "stale" when an opt-out
+   * of everything was noted since, and the list of offers stays when one of offers was: an
+   * opt-out handled while the START was applied came after it, whatever the clocks say.
    */
   async allow(
     channel: Channel,
     who: SuppressionTarget,
-    options: { readonly keepOffers?: boolean; readonly sentAt?: number } = {},
+    options: {
+      readonly keepOffers?: boolean;
+      readonly sentAt?: number;
+      readonly seen?: OptOutCounts;
+    } = {},
   ): Promise<boolean | "stale"> {
     const members = await this.members(who, "read");
     if (members.length === 0) return false;
@@ -181,7 +222,7 @@ export class SuppressionList {
     // and for a START given its time, against an opt-out noted meanwhile.
     const marks = channel === KEPT_FROM_START ? declineMarks(members) : [];
     const times =
-      options.sentAt === undefined
+      options.sentAt === undefined && options.seen === undefined
         ? []
         : (await this.addressMembers(who)).map((member) => this.keys.phoneOptedOutAt(member));
     const kept = await this.redis.fuAllow(
@@ -192,6 +233,7 @@ export class SuppressionList {
       marks.join(" "),
       options.keepOffers ? "keep-offers" : "",
       options.sentAt === undefined ? "" : Math.round(options.sentAt),
+      options.seen === undefined ? "" : `${options.seen.all} ${options.seen.marketing}`,
       ...members,
     );
     if (kept < 0) return "stale";

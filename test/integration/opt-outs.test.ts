@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { DateTime } from "luxon";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { runErase } from "../../src/cli/erase-command.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
@@ -242,6 +242,45 @@ describe("a texted START right after a STOP handled by a replica whose clock run
     expect((await textFromPhone(p, "STOP", "SMskew-stop2")).status).toBe(200);
     expect((await textFromPhone(p, "START", "SMskew-start")).status).toBe(200);
     expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+  });
+});
+
+describe("a STOP the customer texted right after a START, posted while the START is applied", () => {
+  it("stands: no texts and no calls, as the customer said last", async () => {
+    pipeline = await startPipeline("stop-while-start-applies");
+    const p = pipeline;
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect((await textFromPhone(p, "STOP", "SMrace-stop1")).status).toBe(200);
+    // START, then STOP a moment later: Twilio posts both at once, and the STOP is handled (by
+    // another replica, or this one) while the START, on its first delivery, takes the number off.
+    const allow = SuppressionList.prototype.allow;
+    let stopStatus: number | undefined;
+    const spy = vi.spyOn(SuppressionList.prototype, "allow").mockImplementation(async function (
+      this: SuppressionList,
+      channel,
+      who,
+      options,
+    ) {
+      if (stopStatus === undefined)
+        stopStatus = (await textFromPhone(p, "STOP", "SMrace-stop2")).status;
+      return allow.call(this, channel, who, options);
+    });
+    try {
+      expect((await textFromPhone(p, "START", "SMrace-start1")).status).toBe(200);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(stopStatus).toBe(200);
+    expect([
+      await list.isSuppressed("sms", { address: PHONE }),
+      await list.isSuppressed("voice", { address: PHONE }),
+    ]).toEqual([true, true]);
+    // A START texted after that STOP opts the number back in.
+    expect((await textFromPhone(p, "START", "SMrace-start2")).status).toBe(200);
+    expect([
+      await list.isSuppressed("sms", { address: PHONE }),
+      await list.isSuppressed("voice", { address: PHONE }),
+    ]).toEqual([false, false]);
   });
 });
 

@@ -301,3 +301,43 @@ it("an unsubscribe link clicked while Redis was away and replayed later is dated
   expect(await spooled(feedback, now, { sid: "SM-after-offers-link" })).toBe("opted-in");
   expect(await suppressions.isSuppressed("sms", { address: PHONE }, "marketing")).toBe(false);
 });
+
+it("a STOP handled while a live START is being applied stands: the customer sent it after the START", async () => {
+  const now = Date.now();
+  const { feedback, suppressions } = await feedbackAt(() => now);
+  await feedback.inboundSms({ from: PHONE, body: "STOP", messageSid: "SM-first-stop" });
+  // The customer texts START and, a moment later, STOP again; Twilio posts both at once (two
+  // replicas, or one handling both requests together). The STOP is handled while the START,
+  // handled live on its first delivery, takes the number off the list.
+  const allow = SuppressionList.prototype.allow;
+  let stopped = false;
+  const spy = vi.spyOn(SuppressionList.prototype, "allow").mockImplementation(async function (
+    this: SuppressionList,
+    channel,
+    who,
+    options,
+  ) {
+    if (!stopped) {
+      stopped = true;
+      expect(
+        await feedback.inboundSms({ from: PHONE, body: "STOP", messageSid: "SM-later-stop" }),
+      ).toBe("opted-out");
+    }
+    return allow.call(this, channel, who, options);
+  });
+  try {
+    await feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-live-start" });
+  } finally {
+    spy.mockRestore();
+  }
+  expect(stopped).toBe(true);
+  // The customer's last word was the STOP: no texts, no calls.
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);
+  expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(true);
+  // A START sent after it opts the number back in.
+  expect(await feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-start-2" })).toBe(
+    "opted-in",
+  );
+  expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+  expect(await suppressions.isSuppressed("voice", { address: PHONE })).toBe(false);
+});

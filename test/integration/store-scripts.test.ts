@@ -916,15 +916,15 @@ describe("the store's Lua scripts", () => {
     const offers = keys.marketingSuppressions("voice");
     await redis.sadd(all, "h:abc", "d:abc", "k:cus");
     await redis.sadd(offers, "h:abc");
-    expect(await redis.fuAllow(2, all, offers, "d:abc", "", "", "h:abc", "a:old")).toBe(1);
+    expect(await redis.fuAllow(2, all, offers, "d:abc", "", "", "", "h:abc", "a:old")).toBe(1);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "h:abc", "k:cus"]);
     expect(await redis.smembers(offers)).toEqual([]);
-    expect(await redis.fuAllow(2, all, offers, "", "", "", "h:abc")).toBe(0);
+    expect(await redis.fuAllow(2, all, offers, "", "", "", "", "h:abc")).toBe(0);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
     // 'keep-offers': the list of offers only stays as it is.
     await redis.sadd(all, "h:abc");
     await redis.sadd(offers, "h:abc");
-    expect(await redis.fuAllow(2, all, offers, "", "keep-offers", "", "h:abc")).toBe(0);
+    expect(await redis.fuAllow(2, all, offers, "", "keep-offers", "", "", "h:abc")).toBe(0);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
     expect(await redis.smembers(offers)).toEqual(["h:abc"]);
     // A START sent at 1,000 (replayed): an opt-out of offers noted at 2,000 keeps the list of
@@ -932,15 +932,32 @@ describe("the store's Lua scripts", () => {
     const times = keys.phoneOptedOutAt("h:abc");
     await redis.zadd(times, 2_000, "offers");
     await redis.sadd(all, "h:abc");
-    expect(await redis.fuAllow(3, all, offers, times, "", "", 1_000, "h:abc")).toBe(0);
+    expect(await redis.fuAllow(3, all, offers, times, "", "", 1_000, "", "h:abc")).toBe(0);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
     expect(await redis.smembers(offers)).toEqual(["h:abc"]);
     await redis.zadd(times, 3_000, "at");
     await redis.sadd(all, "h:abc");
-    expect(await redis.fuAllow(3, all, offers, times, "", "", 1_000, "h:abc")).toBe(-1);
+    expect(await redis.fuAllow(3, all, offers, times, "", "", 1_000, "", "h:abc")).toBe(-1);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "h:abc", "k:cus"]);
     // Sent after both: taken off both lists.
-    expect(await redis.fuAllow(3, all, offers, times, "", "", 4_000, "h:abc")).toBe(0);
+    expect(await redis.fuAllow(3, all, offers, times, "", "", 4_000, "", "h:abc")).toBe(0);
+    expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
+    expect(await redis.smembers(offers)).toEqual([]);
+    // A live START that came in when the number had one opt-out of everything and none of
+    // offers noted: one of offers noted since keeps the list of offers; one of everything keeps
+    // both, and nothing is removed.
+    await redis.zadd(times, 1, "n", 1, "n-offers");
+    await redis.sadd(all, "h:abc");
+    await redis.sadd(offers, "h:abc");
+    expect(await redis.fuAllow(3, all, offers, times, "", "", "", "1 0", "h:abc")).toBe(0);
+    expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
+    expect(await redis.smembers(offers)).toEqual(["h:abc"]);
+    await redis.zadd(times, 2, "n");
+    await redis.sadd(all, "h:abc");
+    expect(await redis.fuAllow(3, all, offers, times, "", "", "", "1 1", "h:abc")).toBe(-1);
+    expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "h:abc", "k:cus"]);
+    // None noted since: taken off both lists.
+    expect(await redis.fuAllow(3, all, offers, times, "", "", "", "2 1", "h:abc")).toBe(0);
     expect((await redis.smembers(all)).sort()).toEqual(["d:abc", "k:cus"]);
     expect(await redis.smembers(offers)).toEqual([]);
   });
