@@ -601,6 +601,26 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await deps.receipts.remember(receipt);
         return { outcome: "unsubscribed" };
       }
+      const from = mail.from?.value[0]?.address;
+      // As events carry it: a domain a mail gives in Unicode (SMTPUTF8), in its ASCII form.
+      const sender = from && (eventEmailAddress(from) ?? from);
+      if (sender && deps.unsubscribeMailto && addressedTo(mail, deps.unsubscribeMailto)) {
+        // Whatever its subject says, and also when made by a machine for the customer (a mailbox
+        // provider's unsubscribe, Auto-Submitted): the address is for nothing else, and no
+        // automatic answer is addressed there. Offers stop, as one-click.
+        await deps.suppressions.suppress(
+          "email",
+          { address: sender },
+          optOut("email", "mailto-offers", deps.now()),
+          "marketing",
+        );
+        deps.logger.info(
+          { channels: ["email"], source: "mailto", scope: "marketing" },
+          "customer unsubscribed",
+        );
+        await deps.receipts.remember(receipt);
+        return { outcome: "unsubscribed" };
+      }
       const header = (name: string) => {
         const value = mail.headers.get(name);
         return typeof value === "string" ? value : undefined;
@@ -614,24 +634,6 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       ) {
         await deps.receipts.remember(receipt);
         return { outcome: "ignored", reason: "automatic reply" };
-      }
-      const from = mail.from?.value[0]?.address;
-      // As events carry it: a domain a mail gives in Unicode (SMTPUTF8), in its ASCII form.
-      const sender = from && (eventEmailAddress(from) ?? from);
-      if (sender && deps.unsubscribeMailto && addressedTo(mail, deps.unsubscribeMailto)) {
-        // Whatever its subject says: the address is for nothing else. Offers stop, as one-click.
-        await deps.suppressions.suppress(
-          "email",
-          { address: sender },
-          optOut("email", "mailto-offers", deps.now()),
-          "marketing",
-        );
-        deps.logger.info(
-          { channels: ["email"], source: "mailto", scope: "marketing" },
-          "customer unsubscribed",
-        );
-        await deps.receipts.remember(receipt);
-        return { outcome: "unsubscribed" };
       }
       const step = (await stepOfEmailReply(mail)) ?? (sender && (await latestEmailTo(sender)));
       const text = cutText(replyBody(mail.text ?? ""), MAX_EMAIL_REPLY_LENGTH);

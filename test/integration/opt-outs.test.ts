@@ -730,6 +730,26 @@ describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
       ].join("\r\n"),
     );
     expect(reply).not.toEqual({ status: "unsubscribed" });
+    // A mailbox provider's unsubscribe, generated for the customer (Auto-Submitted, as RFC 3834
+    // has machine-made mail say), its subject's token lost: still an unsubscribe, as the address
+    // takes nothing else. An out-of-office reply is never addressed there.
+    const generated = await send(
+      [
+        "From: Cy Dale <cy@example.org>",
+        "To: unsubscribe@shop.example",
+        "Subject: unsubscribe",
+        "Auto-Submitted: auto-generated",
+        "Precedence: bulk",
+        "Message-ID: <unsub-4@mail.example>",
+        "",
+        "This message was automatically generated.",
+        "",
+      ].join("\r\n"),
+    );
+    expect(generated).toEqual({ status: "unsubscribed" });
+    expect(
+      await suppressions.isSuppressed("email", { address: "cy@example.org" }, "marketing"),
+    ).toBe(true);
   });
 });
 
