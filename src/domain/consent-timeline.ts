@@ -15,7 +15,7 @@ export interface ConsentingPurchase {
  * The consent that counts on `channel` for a step of `purchase` (or, in a customer's timeline,
  * for their latest purchase): the latest stated one, unless the purchase states one and is the
  * later (the stated one may come from before it: a purchase an older worker took in noted
- * nothing).
+ * nothing), or withdraws it at the same instant.
  */
 export function consentFor(
   purchase: ConsentingPurchase | undefined,
@@ -25,7 +25,10 @@ export function consentFor(
   const own = purchase?.customer.consent?.[channel];
   const latest = stated?.[channel];
   if (latest === undefined) return own;
-  if (own !== undefined && purchase && Date.parse(purchase.occurredAt) > latest.at) return own;
+  const ownAt = purchase ? Date.parse(purchase.occurredAt) : Number.NaN;
+  if (own !== undefined && ownAt > latest.at) return own;
+  // Made at the same instant: nothing shows which came later, and a withdrawal stands.
+  if (own === false && ownAt === latest.at) return false;
   return latest.given;
 }
 
@@ -51,8 +54,8 @@ export class ConsentTimeline {
 
   /**
    * Per channel, what the latest purchase made by `at` that stated one said, and when; of
-   * purchases made at the same instant, the one noted last (as the worker, which takes in the
-   * later one last).
+   * purchases made at the same instant, a withdrawal (as the worker: nothing shows which came
+   * later, and consent counts only as the latest word).
    */
   at(customerId: string, at: number): StatedConsent {
     const latest: Partial<Record<Channel, { given: boolean; at: number }>> = {};
@@ -60,7 +63,10 @@ export class ConsentTimeline {
       if (stated.at > at) continue;
       for (const [channel, given] of Object.entries(stated.consent) as [Channel, boolean][]) {
         const known = latest[channel];
-        if (given !== undefined && (known === undefined || stated.at >= known.at))
+        if (
+          given !== undefined &&
+          (known === undefined || stated.at > known.at || (stated.at === known.at && !given))
+        )
           latest[channel] = { given, at: stated.at };
       }
     }

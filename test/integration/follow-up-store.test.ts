@@ -640,4 +640,36 @@ describe("the consent a customer's purchases state", () => {
       /^e1[0-9a-z]+ s1[0-9a-z]+ v0[0-9a-z]+$/,
     );
   });
+
+  it("of purchases made at the same instant, is a withdrawal, whichever is taken in last", async () => {
+    // Two checkouts the publisher dates alike (a till's import gives the day only, say): one
+    // clears the SMS box, the other ticks it. Nothing tells which came later: consent that cannot
+    // be shown to be the latest word is not taken.
+    const at = "2026-06-01T00:00:00Z";
+    const june = (given: boolean) => ({ given, at: Date.parse(at) });
+    await history.recordPurchase(
+      bought("evt-t1", at, { sms: false }),
+      ["fp-t1"],
+      365 * DAY,
+      90 * DAY,
+    );
+    await history.recordPurchase(
+      bought("evt-t2", at, { sms: true, email: true }),
+      ["fp-t2"],
+      365 * DAY,
+      90 * DAY,
+    );
+    expect(await history.latestConsent("cus-consent")).toEqual({
+      sms: june(false),
+      email: june(true),
+    });
+    // A later checkout decides again.
+    await history.recordPurchase(
+      bought("evt-t3", "2026-06-02T00:00:00Z", { sms: true }),
+      ["fp-t3"],
+      365 * DAY,
+      90 * DAY,
+    );
+    expect((await history.latestConsent("cus-consent")).sms?.given).toBe(true);
+  });
 });

@@ -47,6 +47,17 @@ describe("ConsentTimeline: purchases made at the same instant", () => {
   });
 });
 
+describe("ConsentTimeline: a withdrawal and a consent at the same instant", () => {
+  it("takes the withdrawal, whichever is noted last: nothing shows the consent came later", () => {
+    const timeline = new ConsentTimeline();
+    timeline.note(purchase("c4", "2026-04-01T00:00:00Z", { sms: false }) as never);
+    timeline.note(purchase("c4", "2026-04-01T00:00:00Z", { sms: true }) as never);
+    expect(timeline.at("c4", Date.parse("2026-04-02T00:00:00Z"))).toEqual({
+      sms: { given: false, at: Date.parse("2026-04-01T00:00:00Z") },
+    });
+  });
+});
+
 describe("consentFor", () => {
   const own = (occurredAt: string, email?: boolean) => ({
     occurredAt,
@@ -68,6 +79,13 @@ describe("consentFor", () => {
       "stated at the purchase's instant",
       own("2026-03-01T10:00:00Z", true),
       { email: MAR_NO },
+      false,
+    ],
+    // Nor earlier: the purchase's own withdrawal at the instant of a stated consent stands.
+    [
+      "withdrawn by the purchase at the instant consent was stated",
+      own("2026-01-01T10:00:00Z", false),
+      { email: JAN_YES },
       false,
     ],
     ["no purchase (a timeline's customer)", undefined, { email: JAN_YES }, true],

@@ -17,7 +17,8 @@
   consent the customer's latest purchase (by purchase time) that stated one gave, in one field `cn`:
   per channel its letter (step-codec's: e, s, v), 1 or 0, and that purchase's time in base 36
   (`e1kx3f9a2b s0kx3f9a2b`): a later purchase's checkout gives or withdraws it for the steps of
-  every earlier one (send-guard.ts).
+  every earlier one (send-guard.ts); of purchases made at the same instant, one that withdraws it
+  stands, whichever is taken in last.
 
   Input:
     KEYS[1] event record (hash; field `h` = the count seen)
@@ -82,9 +83,10 @@ if ARGV[9] and ARGV[9] ~= '' then
   end
   local changed = false
   for code, flag in string.gmatch(ARGV[9], '(%l)([01])') do
-    -- The later purchase's stands; of two made at once, the one taken in last.
+    -- The later purchase's stands; of two made at once, a withdrawal (nothing shows which of
+    -- them came later, and consent is taken only when it is the latest word).
     if not known[code] then codes[#codes + 1] = code end
-    if not known[code] or at >= known[code].at then
+    if not known[code] or at > known[code].at or (at == known[code].at and flag == '0') then
       known[code] = { flag = flag, at = at }
       changed = true
     end
