@@ -37,7 +37,7 @@ describe("ConsentTimeline", () => {
 });
 
 describe("ConsentTimeline: purchases made at the same instant", () => {
-  it("takes the one noted last (as the worker, which takes in the later one last)", () => {
+  it("takes a withdrawal noted after a consent", () => {
     const timeline = new ConsentTimeline();
     timeline.note(purchase("c3", "2026-04-01T10:00:00Z", { email: true }) as never);
     timeline.note(purchase("c3", "2026-04-01T10:00:00Z", { email: false }) as never);
