@@ -313,14 +313,26 @@ export function createIntakeProcessor(wiring: IntakeWiring) {
       case "customer.unsubscribed": {
         const channels = event.channels === "all" ? CHANNELS : [...new Set(event.channels)];
         const scope = event.purposes?.includes("marketing") ? "marketing" : "all";
-        await deps.feedback.unsubscribe(
-          event.customerId,
-          channels,
-          "event",
-          undefined,
-          scope,
-          await knownAddresses(deps, event.customerId),
+        const optOut = (addresses: ReadonlyMap<Channel, readonly string[]>) =>
+          deps.feedback.unsubscribe(
+            event.customerId,
+            channels,
+            "event",
+            undefined,
+            scope,
+            addresses,
+          );
+        const known = await knownAddresses(deps, event.customerId);
+        await optOut(known);
+        // Read again once the opt-out is written: a purchase of the customer stored meanwhile
+        // read their opt-outs before it was written (its intake looks again once it is stored).
+        const added = new Map(
+          [...(await knownAddresses(deps, event.customerId))].map(([channel, addresses]) => [
+            channel,
+            addresses.filter((address) => !known.get(channel)?.includes(address)),
+          ]),
         );
+        if ([...added.values()].some((addresses) => addresses.length > 0)) await optOut(added);
         return { type: event.type };
       }
     }
@@ -465,6 +477,14 @@ async function attributePurchase(
   await deps.ledger.countBroughtBack(event.id, to, by, event.total, deps.clock().toMillis());
 }
 
+/** The channels a customer opted out of, of everything or of offers only. */
+type OptedOutChannels = {
+  readonly all: ReadonlySet<Channel>;
+  readonly marketing: ReadonlySet<Channel>;
+};
+/** What covering a purchase's addresses reads and writes. */
+type CoverDeps = Pick<IntakeDeps, "history" | "store" | "suppressions" | "logger">;
+
 /**
  * A purchase under a customer id that opted out (by event or unsubscribe link) of a channel, of
  * everything or of offers: its address for the channel is opted out the same way (not counted
@@ -476,9 +496,9 @@ async function attributePurchase(
  * found one.
  */
 async function coverAddressesOfOptedOutId(
-  deps: Pick<IntakeDeps, "history" | "store" | "suppressions" | "logger">,
+  deps: CoverDeps,
   event: PurchaseCompleted,
-  suppressed: { readonly all: ReadonlySet<Channel>; readonly marketing: ReadonlySet<Channel> },
+  suppressed: OptedOutChannels,
   now: number,
 ): Promise<void> {
   const customerId = event.customer.id;
@@ -501,6 +521,31 @@ async function coverAddressesOfOptedOutId(
     await deps.suppressions.noteNumbersOptingOut([channel], [{ address }], scope, now);
     await deps.suppressions.suppress(channel, { address }, undefined, scope);
   }
+}
+
+/**
+ * An opt-out by customer id taken in while this purchase was (after its opt-outs were read, before
+ * it was stored where the opt-out's knownAddresses finds a purchase's addresses) covers its
+ * address too, as coverAddressesOfOptedOutId does for one taken in before it. Read once the
+ * purchase is stored: an opt-out written later reads its addresses after writing itself.
+ */
+async function coverAddressesOfIdOptedOutMeanwhile(
+  deps: CoverDeps,
+  event: PurchaseCompleted,
+  before: OptedOutChannels,
+  now: number,
+): Promise<void> {
+  const targets = CHANNELS.filter((channel) =>
+    channel === "email" ? event.customer.email : event.customer.phone,
+  ).map((channel) => ({ channel, who: { customerId: event.customer.id } }));
+  if (targets.length === 0) return;
+  const since = await deps.suppressions.optOutsOf(targets);
+  const newly = {
+    all: new Set([...since.all].filter((channel) => !before.all.has(channel))),
+    marketing: new Set([...since.marketing].filter((channel) => !before.marketing.has(channel))),
+  };
+  if (newly.all.size > 0 || newly.marketing.size > 0)
+    await coverAddressesOfOptedOutId(deps, event, newly, now);
 }
 
 /** The failure of an event whose id was used before for other content; counted. */
@@ -793,6 +838,7 @@ async function schedulePurchase(
     }),
   );
   if (scheduled.erased) return erasedMeanwhile();
+  await coverAddressesOfIdOptedOutMeanwhile(deps, event, suppressed, deps.clock().toMillis());
   for (const step of open) {
     if (records.get(step.stepId) === undefined)
       deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });

@@ -2,8 +2,10 @@ import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { runErase } from "../../src/cli/erase-command.js";
+import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import { OrderStore } from "../../src/store/order-store.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { captureIo } from "../support/capture-io.js";
@@ -413,6 +415,77 @@ describe("a customer.unsubscribed event", () => {
       planned: 0,
     });
     expect(p.sink.messages.filter((m) => m.envelope.rcptTo.includes(EMAIL))).toHaveLength(0);
+  });
+});
+
+describe("a customer.unsubscribed event taken in while a purchase of the customer is", () => {
+  it("covers that purchase's address and number too: a guest checkout with them gets nothing", async () => {
+    pipeline = await startPipeline("unsubscribe-while-purchase");
+    const p = pipeline;
+    // The purchase has read the customer's opt-outs (none yet) when the opt-out event is taken
+    // in, all of it, before the purchase is stored where the opt-out looks for addresses.
+    const getWithOptOuts = OrderStore.prototype.getWithOptOuts;
+    let optedOut = false;
+    const spy = vi.spyOn(OrderStore.prototype, "getWithOptOuts").mockImplementation(async function (
+      this: OrderStore,
+      ...args
+    ) {
+      const read = await getWithOptOuts.apply(this, args);
+      if (!optedOut) {
+        optedOut = true;
+        await unsubscribeEvent(p, "unsub-race", { customerId: "cus-1", channels: "all" });
+      }
+      return read;
+    });
+    try {
+      await p.publisher.publish(
+        purchaseInput({ id: "evt-racing", orderId: "ord-racing", occurredAt: ago(1) }) as never,
+      );
+      await intakeSummary(p, "evt-racing");
+    } finally {
+      spy.mockRestore();
+    }
+    expect(optedOut).toBe(true);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    // The same person buys again as a guest: another customer id, the same address and number.
+    expect(await guestCheckout(p, ago(0))).toMatchObject({
+      type: "purchase.completed",
+      planned: 0,
+    });
+  });
+
+  it("covers it when the purchase is stored after the opt-out looked for addresses, and before it is written", async () => {
+    pipeline = await startPipeline("unsubscribe-before-purchase-stored");
+    const p = pipeline;
+    // The opt-out has looked for the customer's addresses (none yet) when the purchase is taken
+    // in, all of it (its opt-outs read before the opt-out is written), before the opt-out goes on.
+    const purchasesOf = CustomerHistoryStore.prototype.purchasesOf;
+    let bought = false;
+    const spy = vi
+      .spyOn(CustomerHistoryStore.prototype, "purchasesOf")
+      .mockImplementation(async function (this: CustomerHistoryStore, ...args) {
+        const read = await purchasesOf.apply(this, args);
+        if (!bought) {
+          bought = true;
+          await p.publisher.publish(
+            purchaseInput({ id: "evt-racing", orderId: "ord-racing", occurredAt: ago(1) }) as never,
+          );
+          expect(await intakeSummary(p, "evt-racing")).toMatchObject({ planned: 1 });
+        }
+        return read;
+      });
+    try {
+      await unsubscribeEvent(p, "unsub-race", { customerId: "cus-1", channels: "all" });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(bought).toBe(true);
+    const list = new SuppressionList(p.redis, p.prefix);
+    expect(await list.isSuppressed("email", { address: EMAIL })).toBe(true);
+    expect(await list.isSuppressed("sms", { address: PHONE })).toBe(true);
+    expect(await optOutCounts(p)).toEqual(ONCE_PER_CHANNEL);
   });
 });
 
