@@ -43,8 +43,9 @@ const CODE_REASONS: Record<string, string> = {
 
 /**
  * Classifies a failed SMTP send by reply code and nodemailer error code: 4xx transient, 5xx
- * permanent (misconfigured before the recipients: the server refuses us; 552 to RCPT transient),
- * authentication misconfigured, connection problems and anything unknown transient.
+ * permanent (misconfigured before the recipients: the server refuses us; 552 to RCPT transient
+ * unless its enhanced code says it is permanent), authentication misconfigured, connection
+ * problems and anything unknown transient.
  */
 export function classifySmtpFailure(error: unknown): SendFailure {
   const fields = (error ?? {}) as SmtpErrorFields;
@@ -71,7 +72,7 @@ export function classifySmtpFailure(error: unknown): SendFailure {
       reason: `the SMTP server refused us${at}, not the recipient (${replyText}): check MAIL_FROM, SMTP_URL and the sending host's standing with the server`,
     };
   }
-  if (reply === 552 && RECIPIENT.test(fields.command ?? "")) {
+  if (reply === 552 && RECIPIENT.test(fields.command ?? "") && !permanentEnhanced(enhanced)) {
     return {
       kind: "transient",
       code: String(reply),
@@ -107,6 +108,25 @@ export function classifySmtpFailure(error: unknown): SendFailure {
  * RFC 5321 §4.5.3.1.10 asks clients to take it as temporary (452).
  */
 const RECIPIENT = /^RCPT\b/i;
+
+/**
+ * The enhanced status details (RFC 3463) that a 552 to RCPT TO is retried for: x.2.2 mailbox full,
+ * x.3.1 mail system full and x.4.5 congestion, which RFC 3463 calls persistent transient
+ * conditions, and x.5.3 too many recipients, RFC 5321's other reason to take a 552 there as a 452.
+ */
+const RETRIED_AT_RECIPIENT = new Set(["2.2", "3.1", "4.5", "5.3"]);
+
+/**
+ * Whether a 552's enhanced status code makes it permanent at RCPT TO: class 5 (permanent, RFC
+ * 3463) with any detail but those of RETRIED_AT_RECIPIENT, as 5.3.4 (message too big for the
+ * system) or 5.2.3 (message over the mailbox's size limit): the message will not be smaller next
+ * time. Without an enhanced code, or with class 4, the 552 stays a 452.
+ */
+function permanentEnhanced(enhanced: string | undefined): boolean {
+  const match = /^5\.(\d{1,3})\.(\d{1,3})$/.exec(enhanced ?? "");
+  if (!match) return false;
+  return !RETRIED_AT_RECIPIENT.has(`${Number(match[1])}.${Number(match[2])}`);
+}
 
 /** Commands before any recipient: a refusal there is of our host, our greeting or our sender. */
 const BEFORE_RECIPIENTS = /^(CONN|EHLO|HELO|MAIL)\b/i;

@@ -91,7 +91,7 @@ const TRANSIENT_CAUSES: Readonly<Record<string, string>> = {
   ESOCKET: "the network to the mail server kept failing",
   EDNS: "the mail server's name kept failing to resolve",
   ETLS: "the secure connection to the mail server kept failing",
-  // Only to RCPT TO: elsewhere a 552 is permanent (smtp-failure.ts).
+  // Only to RCPT TO, without an enhanced code that is permanent there (smtp-failure.ts).
   "552": "the recipient's mailbox stayed full (or the mail server took no more recipients)",
   ECLOSED: "the worker was shutting down every time it tried",
   "20429": "the SMS provider kept asking us to slow down",
@@ -133,8 +133,9 @@ function splitFailure(code: string): [string, string] {
 
 function permanentWords(provider: string, reply: number | undefined): string {
   // Permanent 5xx replies come from SMTP (Twilio's 5xx are transient); 4xx from Twilio's API.
-  // To MAIL FROM or after DATA (a 552 to RCPT TO is retried): the message's size, or the storage
-  // a server allows the mailbox (ledger entries from before the retry also held RCPT's).
+  // To MAIL FROM or after DATA, or to RCPT TO with a permanent enhanced code (5.3.4 too big for
+  // the system, 5.2.3 over the mailbox's size limit): the message's size (ledger entries from
+  // before RCPT's 552 was retried also held a full mailbox's).
   if (reply === 552) {
     return "the message was larger than the mail server takes, or the recipient's mailbox was full";
   }

@@ -906,6 +906,44 @@ describe("SMTP failures on a real connection", () => {
     }
   });
 
+  it("552 to RCPT TO with a permanent enhanced code (5.3.4 too big, 5.2.3, 5.7.1) fails at once; with 5.2.2, 5.5.3 or none it is retried", async () => {
+    const sink = await startSmtpSink();
+    try {
+      for (const [enhanced, text] of [
+        ["5.3.4", "Message too big for system"],
+        ["5.2.3", "Message length exceeds administrative limit"],
+        ["5.7.1", "Delivery not authorized"],
+      ] as const) {
+        sink.failNext({ code: 552, message: `${enhanced} <ana@customer.example>: ${text}` });
+        const sent = await send(sink.url);
+        expect(sent).toMatchObject({
+          ok: false,
+          error: {
+            kind: "permanent",
+            code: "552",
+            reason: `the SMTP server rejected the message at RCPT (SMTP 552 ${enhanced})`,
+          },
+        });
+        if (!sent.ok) expect(sent.error.uncertain).toBeUndefined();
+      }
+      for (const message of [
+        "5.2.2 <ana@customer.example>: mailbox full",
+        "5.5.3 Too many recipients",
+        "4.2.2 <ana@customer.example>: over quota",
+        "Mailbox full",
+      ]) {
+        sink.failNext({ code: 552, message });
+        expect(await send(sink.url)).toMatchObject({
+          ok: false,
+          error: { kind: "transient", code: "552" },
+        });
+      }
+      expect(sink.messages).toHaveLength(0);
+    } finally {
+      await sink.close();
+    }
+  });
+
   it("a temporary refusal of the credentials (454) is retried, not taken for wrong settings", async () => {
     const server = await scriptedSmtp("auth-454");
     try {
@@ -1004,6 +1042,16 @@ describe("failure classification by code", () => {
     [{ code: "EPROTOCOL", responseCode: 421, command: "CONN" }, "transient", "421"],
     [{ code: "EENVELOPE", responseCode: 552, command: "MAIL FROM" }, "permanent", "552"],
     [{ code: "EENVELOPE", responseCode: 552, command: "RCPT TO" }, "transient", "552"],
+    [
+      { code: "EENVELOPE", responseCode: 552, command: "RCPT TO", response: "552 5.3.4 Too big" },
+      "permanent",
+      "552",
+    ],
+    [
+      { code: "EENVELOPE", responseCode: 552, command: "RCPT TO", response: "552-5.2.2 Full" },
+      "transient",
+      "552",
+    ],
     [{ code: "EENVELOPE", responseCode: 550, command: "RCPT TO" }, "permanent", "550"],
     [{ code: "EMESSAGE", responseCode: 554, command: "DATA" }, "permanent", "554"],
     [{ code: "ECONNECTION" }, "transient", "ECONNECTION"],

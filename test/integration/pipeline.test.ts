@@ -1,7 +1,9 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { runReport } from "../../src/cli/report-command.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -206,6 +208,63 @@ describe("the pipeline on real parts", () => {
     expect(job?.failedReason).toMatch(/550/);
     expect(pipeline.sink.attempts).toBe(1);
     expect(pipeline.sink.messages).toHaveLength(0);
+  });
+
+  it("fails an SMTP 552 5.3.4 to RCPT TO (too big for the system) at once, reported in words; retries a 552 5.2.2 (mailbox full)", async () => {
+    pipeline = await startPipeline("smtp552rcpt");
+    const p = pipeline;
+    p.sink.failNext({
+      code: 552,
+      message: "5.3.4 <ana@customer.example>: message too big for system",
+    });
+    await p.publisher.publish(recentPurchase("evt-552-big") as never);
+    const failed = await eventually(async () => {
+      const r = await stepRecord(p, "evt-552-big", "thank-you.thank-you");
+      // Failed, or scheduled again to be retried (with the failure as its reason).
+      return r?.state === "failed" || r?.reason ? r : undefined;
+    }, "the thank-you to fail, or wait for its retry");
+    expect(failed).toMatchObject({
+      state: "failed",
+      attempts: 1,
+      reason: {
+        code: "permanent 552",
+        text: "the SMTP server rejected the message at RCPT (SMTP 552 5.3.4)",
+      },
+    });
+
+    p.sink.failNext({ code: 552, message: "5.2.2 <ana@customer.example>: mailbox full" });
+    await p.publisher.publish(recentPurchase("evt-552-full") as never);
+    await p.sink.waitForMessages(1);
+    const sent = await eventually(async () => {
+      const r = await stepRecord(p, "evt-552-full", "thank-you.thank-you");
+      return r?.state === "sent" ? r : undefined;
+    }, "the thank-you to go on its second attempt");
+    expect(sent.attempts).toBe(2);
+    expect((await stepRecord(p, "evt-552-big", "thank-you.thank-you"))?.attempts).toBe(1);
+    expect(p.sink.messages).toHaveLength(1);
+
+    // The owners' report says why the first one failed, in words.
+    Object.assign(process.env, p.commandEnv);
+    const today = DateTime.now().setZone("Europe/London");
+    const json = captureIo();
+    await runReport(
+      {
+        config: p.configDir,
+        since: today.toISODate() ?? "",
+        until: today.plus({ days: 1 }).toISODate() ?? "",
+        timezone: "Europe/London",
+        format: "json",
+      },
+      json,
+    );
+    expect(JSON.parse(json.output()).topFailureReasons).toEqual([
+      {
+        code: "permanent 552",
+        words:
+          "the message was larger than the mail server takes, or the recipient's mailbox was full",
+        count: 1,
+      },
+    ]);
   });
 
   it("retries a Twilio 429 and fails a Twilio 21211 for good", async () => {
