@@ -115,13 +115,14 @@ export interface HttpDeps {
   /**
    * A Twilio status callback for a message we sent; `spooled` when Redis was away and the report
    * waits on disk (WEBHOOK_SPOOL_DIR) to be recorded once it is back; `kept-early` when it came
-   * before the message's reference was written, and waits for the worker that writes it.
+   * before the message's reference was written, and waits for the worker that writes it;
+   * `ignored` for a status of an inbound message (`receiving`, `received`).
    */
   smsStatus(update: {
     messageSid: string;
     status: string;
     errorCode?: number;
-  }): Promise<"recorded" | "kept-early" | "unknown-message" | "spooled">;
+  }): Promise<"recorded" | "kept-early" | "unknown-message" | "ignored" | "spooled">;
   /** Voice check-in calls: Twilio's answer, gather and status webhooks (TwiML turns). */
   readonly voiceCall: {
     answered(request: CallRequest): Promise<CallTurn>;

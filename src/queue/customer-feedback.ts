@@ -34,12 +34,23 @@ import type { TemplateSet } from "../templates/template-set.js";
 import { chargeSpend, type SpendDeps } from "./channel-spend.js";
 import { stepLabels } from "./step-labels.js";
 
-/** Twilio's final message statuses, as ledger outcomes. */
-const DELIVERY_OUTCOMES: Readonly<Record<string, DeliveryOutcome>> = {
-  delivered: "delivered",
-  undelivered: "undelivered",
-  failed: "undelivered",
-};
+/**
+ * Twilio's final message statuses, as ledger outcomes: `read` (WhatsApp, RCS) comes of a message
+ * delivered; `canceled` (a scheduled message cancelled) was never sent; `partially_delivered`
+ * (which Twilio's API lists without describing it) reached the phone in part only. A Map, so that
+ * a status named as an object's own properties are (`constructor`) is no outcome.
+ */
+const DELIVERY_OUTCOMES: ReadonlyMap<string, DeliveryOutcome> = new Map([
+  ["delivered", "delivered"],
+  ["read", "delivered"],
+  ["undelivered", "undelivered"],
+  ["failed", "undelivered"],
+  ["canceled", "undelivered"],
+  ["partially_delivered", "undelivered"],
+]);
+
+/** Final statuses that say why a message was not delivered when Twilio gives no error code. */
+const UNDELIVERED_REASONS: ReadonlySet<string> = new Set(["canceled", "partially_delivered"]);
 
 /** The outcome a message's final report contradicts: it is counted as one or the other. */
 const CONTRADICTING: Readonly<Record<DeliveryOutcome, DeliveryOutcome>> = {
@@ -47,14 +58,11 @@ const CONTRADICTING: Readonly<Record<DeliveryOutcome, DeliveryOutcome>> = {
   undelivered: "delivered",
 };
 
-/** Message statuses after which Twilio reports nothing more of the message (`read`: WhatsApp). */
-const FINAL_STATUSES: ReadonlySet<string> = new Set([
-  "delivered",
-  "undelivered",
-  "failed",
-  "read",
-  "canceled",
-]);
+/** Message statuses after which Twilio reports nothing more of the message but `read`. */
+const FINAL_STATUSES: ReadonlySet<string> = new Set(DELIVERY_OUTCOMES.keys());
+
+/** Statuses of messages coming in (Twilio's `receiving`, `received`): none of a message we sent. */
+const INBOUND_STATUSES: ReadonlySet<string> = new Set(["receiving", "received"]);
 
 /** How long check-in replies stay indexed for the owners' reports. */
 export const REPLY_RETENTION_MS = 400 * 24 * 3600 * 1000;
@@ -672,7 +680,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       errorCode?: number;
       /** When it came in, if not now (replayed from the webhook spool). */
       receivedAt?: number;
-    }): Promise<"recorded" | "kept-early" | "unknown-message"> {
+    }): Promise<"recorded" | "kept-early" | "unknown-message" | "ignored"> {
+      // A status of an inbound message says nothing of one we sent: not kept, not written.
+      if (INBOUND_STATUSES.has(update.status)) return "ignored";
       const now = update.receivedAt ?? deps.now();
       let at = await deps.smsReferences.stepOfSms(update.messageSid);
       if (!at) {
@@ -717,8 +727,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       // (delivered, then undelivered or failed, or the reverse) changes neither the record nor
       // the ledger, so that the message is counted once, as its record says. The ledger's script
       // decides it for reports handled at the same moment.
-      const outcome = DELIVERY_OUTCOMES[update.status];
-      const knownOutcome = knownStatus === undefined ? undefined : DELIVERY_OUTCOMES[knownStatus];
+      const outcome = DELIVERY_OUTCOMES.get(update.status);
+      const knownOutcome =
+        knownStatus === undefined ? undefined : DELIVERY_OUTCOMES.get(knownStatus);
       if (outcome && knownOutcome && knownOutcome !== outcome) return "recorded";
       if (outcome) {
         const labels = stepLabels(deps.rules(), at.stepId, known);
@@ -729,7 +740,11 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
             outcome,
             ...labels,
             channel: labels.channel === "unknown" ? "sms" : labels.channel,
-            ...(update.errorCode !== undefined && { reason: `undelivered ${update.errorCode}` }),
+            ...(update.errorCode !== undefined
+              ? { reason: `undelivered ${update.errorCode}` }
+              : UNDELIVERED_REASONS.has(update.status) && {
+                  reason: `undelivered ${update.status}`,
+                }),
           },
           now,
         );

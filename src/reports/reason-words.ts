@@ -68,6 +68,9 @@ const PROVIDER_CODES: Readonly<Record<string, string>> = {
   "30006": "the number cannot receive SMS (landline?)",
   "30007": "the mobile network filtered the message as spam",
   "30008": "the mobile network could not deliver it",
+  // Twilio's final statuses that say why without an error code (undelivered).
+  canceled: "the text was cancelled at the SMS provider before it went out",
+  partially_delivered: "only part of the text reached the phone (a long text goes in parts)",
   // SMTP: our account.
   EAUTH: EMAIL_SETTINGS,
   ENOAUTH: EMAIL_SETTINGS,

@@ -1,9 +1,7 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
-import { runReport } from "../../src/cli/report-command.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { bucketOf, StoreKeys, shardScope } from "../../src/store/keys.js";
-import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -13,6 +11,7 @@ import {
   TWILIO_FROM,
 } from "../support/pipeline-harness.js";
 import { settledQueue } from "../support/settled-queue.js";
+import { todaysReport } from "../support/todays-report.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -244,20 +243,7 @@ describe("the pipeline on real parts", () => {
     expect(p.sink.messages).toHaveLength(1);
 
     // The owners' report says why the first one failed, in words.
-    Object.assign(process.env, p.commandEnv);
-    const today = DateTime.now().setZone("Europe/London");
-    const json = captureIo();
-    await runReport(
-      {
-        config: p.configDir,
-        since: today.toISODate() ?? "",
-        until: today.plus({ days: 1 }).toISODate() ?? "",
-        timezone: "Europe/London",
-        format: "json",
-      },
-      json,
-    );
-    expect(JSON.parse(json.output()).topFailureReasons).toEqual([
+    expect((await todaysReport(p)).topFailureReasons).toEqual([
       {
         code: "permanent 552",
         words:

@@ -1,7 +1,10 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { runOrder } from "../../src/cli/order-command.js";
+import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventually,
@@ -12,6 +15,7 @@ import {
   stepRecordOf,
   waitForState,
 } from "../support/pipeline-harness.js";
+import { todaysReport } from "../support/todays-report.js";
 import { postTwilio } from "../support/webhooks.js";
 
 /**
@@ -216,5 +220,109 @@ describe("statuses Twilio posts before its answer to the send reaches the worker
       errorCode: 30003,
     });
     expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+  });
+});
+
+/** The step as `followups order --json` shows it to an operator. */
+async function stepInOrder(p: PipelineHarness) {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runOrder("ord-status-order", { config: p.configDir, json: true }, io)).toBe(0);
+  const order = JSON.parse(io.output()) as CustomerTimeline;
+  return order.purchases.flatMap((purchase) => purchase.steps).find((s) => s.stepId === STEP_ID);
+}
+
+/** Today's delivered and undelivered counts, and why SMS went undelivered, as owners read them. */
+async function reportedFailures(p: PipelineHarness) {
+  const model = await todaysReport(p);
+  return { totals: model.totals, reasons: model.topFailureReasons };
+}
+
+describe("statuses beyond delivered, undelivered and failed", () => {
+  const post = async (p: PipelineHarness, sid: string, status: string, code?: string) => {
+    const answer = await postTwilio(p, "/webhooks/twilio/status", report(sid, status, code));
+    expect(answer.status).toBe(204);
+  };
+
+  it.each([
+    { name: "read alone (WhatsApp, RCS)", reports: ["read"] },
+    { name: "delivered, then read", reports: ["delivered", "read"] },
+    { name: "read, then delivered", reports: ["read", "delivered"] },
+    { name: "read, delivered, read again", reports: ["read", "delivered", "read", "sent"] },
+  ])("$name: the SMS is delivered, counted once, shown as read", async ({ reports }) => {
+    pipeline = await startPipeline("sms-status-read");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    for (const status of reports) await post(p, sid, status);
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+    expect((await stepInOrder(p))?.delivery).toEqual({ status: "read", errorCode: null });
+    const { totals, reasons } = await reportedFailures(p);
+    expect(totals).toMatchObject({ delivered: 1, undelivered: 0 });
+    expect(reasons).toEqual([]);
+  });
+
+  it("read and delivered handled at the same moment count the SMS delivered once", async () => {
+    pipeline = await startPipeline("sms-status-read-race");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    await Promise.all([post(p, sid, "delivered"), post(p, sid, "read"), post(p, sid, "delivered")]);
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+    expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery).toEqual({ status: "read" });
+  });
+
+  it.each([
+    {
+      status: "canceled",
+      why: "a scheduled message cancelled at Twilio: never sent",
+      before: "scheduled",
+      words: "the text was cancelled at the SMS provider before it went out",
+    },
+    {
+      status: "partially_delivered",
+      why: "only some parts of a long text reached the phone",
+      before: "sent",
+      words: "only part of the text reached the phone (a long text goes in parts)",
+    },
+  ])("$status ($why) counts the SMS not delivered, in words", async ({ status, before, words }) => {
+    pipeline = await startPipeline(`sms-status-${status.slice(0, 8)}`);
+    const p = pipeline;
+    const sid = await sentSms(p);
+    await post(p, sid, before);
+    await post(p, sid, status);
+    // Nothing Twilio says of the message after that changes what it was.
+    await post(p, sid, "delivered");
+    await post(p, sid, "sent");
+    expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+    expect((await stepInOrder(p))?.delivery).toEqual({ status, errorCode: null });
+    const { totals, reasons } = await reportedFailures(p);
+    expect(totals).toMatchObject({ delivered: 0, undelivered: 1 });
+    expect(reasons).toEqual([{ code: `undelivered ${status}`, words, count: 1 }]);
+  });
+
+  it("inbound statuses (receiving, received) and statuses Twilio may add later are answered, never shown over a final one, never counted", async () => {
+    pipeline = await startPipeline("sms-status-unknown");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    // Statuses of messages coming in, not of this one going out: not the step's.
+    await post(p, sid, "receiving");
+    await post(p, sid, "received");
+    expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery).toBeUndefined();
+    // Names an object has in JavaScript, and a status of the future.
+    const odd = ["constructor", "toString", "__proto__", "hasOwnProperty", "delivered_soon"];
+    await post(p, sid, "sent");
+    // The ledger's SMS counts (every outcome, reason and label), before and after: none is added.
+    const beforeOdd = await recentLedgerCounts(p, "sms");
+    for (const status of odd) await post(p, sid, status);
+    expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery).toEqual({ status: "sent" });
+    expect(await recentLedgerCounts(p, "sms")).toEqual(beforeOdd);
+    await post(p, sid, "delivered");
+    const delivered = await recentLedgerCounts(p, "sms");
+    for (const status of [...odd, "received"]) await post(p, sid, status);
+    expect((await stepInOrder(p))?.delivery).toEqual({ status: "delivered", errorCode: null });
+    expect(await recentLedgerCounts(p, "sms")).toEqual(delivered);
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+    // The worker is still answering.
+    await post(p, sid, "delivered");
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
   });
 });

@@ -64,6 +64,11 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["permanent EFOO", /could not be sent \(code EFOO\)/],
   ["undelivered 30006", "the number cannot receive SMS (landline?)"],
   ["undelivered 30999", /could not deliver it \(code 30999\)/],
+  ["undelivered canceled", "the text was cancelled at the SMS provider before it went out"],
+  [
+    "undelivered partially_delivered",
+    "only part of the text reached the phone (a long text goes in parts)",
+  ],
   ["something-new", "not sent, for a reason without a description yet (code “something-new”)"],
   ["  capped  ", /frequency limit/],
 ];

@@ -4,10 +4,10 @@
   here, in the step that writes it: a status is written when it comes after the one recorded
   (accepted or scheduled < queued < sending < sent < a final one; a status this script does not
   know comes first of all), never the reverse, and a final status (delivered, undelivered, failed,
-  canceled, read) is replaced by none but a later report of the same outcome (undelivered and
-  failed are one outcome; read follows delivered). A final report that contradicts the one
-  recorded (delivered against undelivered or failed) changes nothing: the first one stays, as
-  count-first-outcome.lua counts it. The state and the other fields of the record stay; its time
+  canceled, partially_delivered, read) is replaced by none but a later report of the same outcome
+  (undelivered and failed are one outcome; read follows delivered). A final report that
+  contradicts the one recorded (delivered against undelivered, failed, canceled or
+  partially_delivered) changes nothing: the first one stays, as count-first-outcome.lua counts it. The state and the other fields of the record stay; its time
   (`t`) becomes now, as every annotation of a record sets it.
 
   A report of a message the step no longer stands for (its record names another message, or
@@ -43,12 +43,12 @@ if type(rec.pid) == 'table' then
 end
 local RANK = {
   accepted = 1, scheduled = 1, queued = 2, sending = 3, sent = 4,
-  delivered = 5, undelivered = 5, failed = 5, canceled = 5, read = 6,
+  delivered = 5, undelivered = 5, failed = 5, canceled = 5, partially_delivered = 5, read = 6,
 }
 -- The outcome of each final status: a final status gives way only to one of the same outcome.
 local OUTCOME = {
   delivered = 'delivered', read = 'delivered', undelivered = 'undelivered',
-  failed = 'undelivered', canceled = 'canceled',
+  failed = 'undelivered', canceled = 'canceled', partially_delivered = 'partially_delivered',
 }
 local status = ARGV[3]
 local known = rec.dl
