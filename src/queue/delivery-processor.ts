@@ -386,7 +386,14 @@ async function bookkeepSent(
   });
   // Twilio's statuses that came before the reference, applied as they came, before the mark goes:
   // a run that fails midway leaves them kept, and the job's next run applies them again (once).
-  for (const status of early) await deps.smsStatus?.({ messageSid: providerId, ...status });
+  // Each is dated no earlier than the send as recorded (they came while Twilio's answer was on its
+  // way): the step's timeline and the ledger's hours never have it delivered before it was sent.
+  for (const status of early)
+    await deps.smsStatus?.({
+      messageSid: providerId,
+      ...status,
+      receivedAt: Math.max(status.receivedAt, sent.at),
+    });
   const settled = await deps.store.settleSent(
     eventId,
     stepId,

@@ -211,6 +211,25 @@ describe("statuses Twilio posts before its answer to the send reaches the worker
     expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
   });
 
+  it("a delivered reported before the SMS's reference was written is dated no earlier than the send: the timeline never has it delivered before it was sent", async () => {
+    pipeline = await startPipeline("sms-early-dated");
+    const p = pipeline;
+    let reported = 0;
+    await sentSms(p, async (sid) => {
+      await reportedEarly(p, [["sent"], ["delivered"]])(sid);
+      // Twilio's answer to the send is still held back: the worker records the send after this.
+      reported = Date.now();
+    });
+    const record = await settledDelivery(p);
+    expect(record?.delivery).toEqual({ status: "delivered" });
+    expect(record?.changedAt).toBeGreaterThanOrEqual(reported);
+    // As `followups order` shows it: the step sent, its delivery report dated from then on.
+    const step = await stepInOrder(p);
+    expect(step).toMatchObject({ state: "sent", delivery: { status: "delivered" } });
+    expect(Date.parse(step?.changedAt ?? "")).toBeGreaterThanOrEqual(reported);
+    expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+  });
+
   it("an undelivered reported before the SMS's reference was written counts it undelivered, with its code", async () => {
     pipeline = await startPipeline("sms-early-undelivered");
     const p = pipeline;

@@ -1033,6 +1033,20 @@ describe("the store's Lua scripts", () => {
     expect((await stored("s:b"))?.s).toBe("scheduled");
   });
 
+  it("note-sms-status: never dates the record earlier than it is (a status handled by a replica whose clock is behind)", async () => {
+    await scheduleTwo();
+    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW + 5_000, "sent", "", "SM1"))[0]).toBe(
+      1,
+    );
+    expect((await stored("s:b"))?.t).toBe(NOW + 5_000);
+    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW, "delivered", "", "SM1"))[0]).toBe(1);
+    expect(await stored("s:b")).toMatchObject({ dl: "delivered", t: NOW + 5_000 });
+    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW + 9_000, "read", "", "SM1"))[0]).toBe(
+      1,
+    );
+    expect(await stored("s:b")).toMatchObject({ dl: "read", t: NOW + 9_000 });
+  });
+
   it("keep-early-sms-status and remember-sms: a status kept before the reference is handed over as it is written, and none after", async () => {
     const reference = keys.smsMessage("SM3");
     const early = keys.earlySmsStatuses("SM3");

@@ -7,8 +7,11 @@
   canceled, partially_delivered, read) is replaced by none but a later report of the same outcome
   (undelivered and failed are one outcome; read follows delivered). A final report that
   contradicts the one recorded (delivered against undelivered, failed, canceled or
-  partially_delivered) changes nothing: the first one stays, as count-first-outcome.lua counts it. The state and the other fields of the record stay; its time
-  (`t`) becomes now, as every annotation of a record sets it.
+  partially_delivered) changes nothing: the first one stays, as count-first-outcome.lua counts
+  it. The state and the other fields of the record stay; its time (`t`) becomes now, as every
+  annotation of a record sets it, unless it is later already: a status kept while Twilio's answer
+  to the send was on its way, or handled by a replica whose clock is behind, never dates the
+  record before its send.
 
   A report of a message the step no longer stands for (its record names another message, or
   names this one among the earlier sends of a step resent since, requeue-step.lua) changes
@@ -66,6 +69,6 @@ if ARGV[4] ~= '' then
 elseif not OUTCOME[known or ''] then
   rec.de = nil
 end
-rec.t = tonumber(ARGV[2])
+rec.t = math.max(rec.t or 0, tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 return { 1, encodeStep(rec) }
