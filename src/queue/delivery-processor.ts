@@ -895,7 +895,7 @@ function createDelivery(deps: DeliveryDeps) {
       !(await deps.smsReferences.textedBefore(recipientMember));
     // A coalescing thank-you thanks for the customer's purchases that joined it, and closes its group.
     const alsoThanked = leads
-      ? await joinedOrders(deps, log, event, eventId, stepId, !coalescing)
+      ? await joinedOrders(deps, log, event, eventId, stepId, !coalescing, rules)
       : [];
     let message: OutgoingMessage;
     try {
@@ -1372,7 +1372,9 @@ export async function joinedThankYou(
 
 /**
  * The purchases that joined this one's thank-you (store/thank-you-groups.ts), oldest first, as
- * they stand after refunds; closing the group keeps later purchases from joining a sent thank-you.
+ * they stand after refunds, without those whose thank-you an operator cancelled (their own is
+ * cancelled too: not thanked for at all); closing the group keeps later purchases from joining a
+ * sent thank-you.
  * A member not stored (yet) is left out and filed alone, so that its own thank-you goes.
  * A member whose stored purchase cannot be read (damaged, a newer version's format) is left out,
  * logged by event id and error name, and filed as alone: its own thank-you is then not skipped as
@@ -1388,6 +1390,7 @@ async function joinedOrders(
   eventId: string,
   stepId: string,
   listNone: boolean,
+  rules: RuleSet,
 ): Promise<PurchaseCompleted[]> {
   const customerId = event.customer.id;
   const members = await deps.thankYous.close(
@@ -1410,6 +1413,9 @@ async function joinedOrders(
   const leftOut: { memberId: string; errorName: string }[] = [];
   for (const { memberId, stored, alone } of read) {
     if (alone) continue;
+    // An operator cancelled its thank-you (`followups cancel` of the step, its order or the
+    // customer): not thanked for here, as a returned order is not.
+    if (thankYouCancelledByOperator(rules, stored.steps)) continue;
     if (stored.unreadable) {
       leftOut.push({ memberId, errorName: stored.unreadable.errorName });
       continue;
@@ -1436,6 +1442,25 @@ async function joinedOrders(
     );
   }
   return orders.sort((a, b) => Date.parse(a.occurredAt) - Date.parse(b.occurredAt));
+}
+
+/**
+ * Whether a purchase's thank-you was cancelled by an operator (reason `operator`) and none of its
+ * thank-you steps is still to go or went: a coalesced thank-you then leaves that purchase out.
+ * Its other steps do not count: an operator who cancels a check-in only leaves it thanked for.
+ */
+export function thankYouCancelledByOperator(
+  rules: RuleSet,
+  steps: ReadonlyMap<string, StepRecord> | undefined,
+): boolean {
+  let cancelled = false;
+  for (const [stepId, record] of steps ?? []) {
+    if (stepLabels(rules, stepId, record).kind !== "thank-you") continue;
+    if (record.state === "cancelled" && record.reason?.code === "operator") cancelled = true;
+    else if (record.state === "scheduled" || record.state === "sending" || record.state === "sent")
+      return false;
+  }
+  return cancelled;
 }
 
 /**

@@ -579,13 +579,33 @@ export class FollowUpStore {
    * the decoder's error by name (its message may quote the bytes), instead of throwing: a
    * thank-you that lists the customer's other purchases goes out without it.
    */
-  async readForSend(
-    eventId: string,
-  ): Promise<{ event?: PurchaseCompleted; unreadable?: { errorName: string } }> {
-    const { decoded, legacy, unreadable } = await this.readDecoded(eventId);
-    if (unreadable) return { unreadable };
-    if (!decoded) return legacy ? { event: legacy } : {};
-    return { event: decoded.kind === "whole" ? decoded.event : purchaseFromKept(decoded.kept) };
+  async readForSend(eventId: string): Promise<{
+    event?: PurchaseCompleted;
+    unreadable?: { errorName: string };
+    /**
+     * Its step records, read with it (one that cannot be decoded left out): a coalesced
+     * thank-you leaves out a purchase whose thank-you an operator cancelled.
+     */
+    steps?: ReadonlyMap<string, StepRecord>;
+  }> {
+    const { fields, encoded, legacy } = await this.readStored(eventId);
+    const steps = new Map<string, StepRecord>();
+    for (const [name, raw] of Object.entries(fields)) {
+      if (!name.startsWith("s:")) continue;
+      const record = readableStepRecord(raw.toString("utf8"));
+      if (record !== UNREADABLE_STEP) steps.set(name.slice(2), record);
+    }
+    if (!encoded) return legacy ? { event: legacy, steps } : { steps };
+    let decoded: StoredPurchase;
+    try {
+      decoded = decodeStored(encoded);
+    } catch (error) {
+      return { unreadable: { errorName: errorName(error) }, steps };
+    }
+    return {
+      event: decoded.kind === "whole" ? decoded.event : purchaseFromKept(decoded.kept),
+      steps,
+    };
   }
 
   /**

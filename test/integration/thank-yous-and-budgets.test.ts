@@ -3,11 +3,13 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
+import { runCancel } from "../../src/cli/cancel-command.js";
 import { spendMonthOf } from "../../src/domain/spend.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SpendLedger } from "../../src/store/spend-ledger.js";
 import { MAX_JOINED, ThankYouGroups } from "../../src/store/thank-you-groups.js";
+import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
   eventProcessed,
@@ -45,6 +47,29 @@ const shirt = (id: string, occurredAt: string, price = "60.00") =>
     customer: { id: "cus-shirts" },
     items: [item("clothing", price, { name: `Shirt ${id}` })],
   });
+
+/** Publishes the customer's shirts (id, minutes ago, price), each processed before the next. */
+async function buyShirts(p: PipelineHarness, shirts: readonly [string, number, string?][]) {
+  for (const [id, minutes, price] of shirts) {
+    await p.publisher.publish(shirt(id, minutesAgo(minutes), price) as never);
+    await processed(p, id);
+  }
+}
+
+/** `followups cancel` by alice, as an operator's shell runs it against the pipeline's Redis. */
+async function operatorCancel(p: PipelineHarness, target: { order: string } | { step: string }) {
+  Object.assign(process.env, p.commandEnv);
+  expect(await runCancel({ config: p.configDir, by: "alice", ...target }, captureIo())).toBe(0);
+}
+
+/** The joined purchase's own thank-you, sent alone: the one email, naming none of `other`. */
+async function thankedAlone(p: PipelineHarness, eventId: string, other: string) {
+  await promoteStep(p, eventId, "thank-you.thank-you");
+  const [mail] = await p.sink.waitForMessages(1);
+  expect(mail?.parsed.text).toContain(`Shirt ${eventId}`);
+  expect(mail?.parsed.text).not.toContain(other);
+  expect(p.sink.messages).toHaveLength(1);
+}
 
 describe("one thank-you for purchases close together (coalesce)", () => {
   it("thanks once for every order within the hour, leaves out a returned one, and thanks a purchase after it was sent on its own", async () => {
@@ -129,10 +154,10 @@ describe("one thank-you for purchases close together (coalesce)", () => {
   it("thanks a joined purchase on its own when the first one is returned before its thank-you", async () => {
     pipeline = await startPipeline("coalesce-return");
     const p = pipeline;
-    await p.publisher.publish(shirt("ret-a", minutesAgo(30)) as never);
-    await processed(p, "ret-a");
-    await p.publisher.publish(shirt("ret-b", minutesAgo(20)) as never);
-    await processed(p, "ret-b");
+    await buyShirts(p, [
+      ["ret-a", 30],
+      ["ret-b", 20],
+    ]);
     await p.publisher.publish({
       type: "purchase.refunded",
       id: "ret-a-refund",
@@ -141,10 +166,56 @@ describe("one thank-you for purchases close together (coalesce)", () => {
     });
     await processed(p, "ret-a-refund");
     expect((await record(p, "ret-a", "thank-you.thank-you"))?.state).toBe("cancelled");
-    await promoteStep(p, "ret-b", "thank-you.thank-you");
+    await thankedAlone(p, "ret-b", "ret-a");
+  });
+
+  it("leaves out of the thank-you an order whose thank-you an operator cancelled, and keeps one whose check-in alone was cancelled", async () => {
+    pipeline = await startPipeline("coalesce-cancel");
+    const p = pipeline;
+    // The third over 500: the big-ticket rule, a thank-you (coalescing too) and a check-in.
+    await buyShirts(p, [
+      ["cx-a", 30],
+      ["cx-b", 20],
+      ["cx-c", 10, "600.00"],
+    ]);
+    expect((await record(p, "cx-c", "big-ticket.check-in"))?.state).toBe("scheduled");
+
+    await operatorCancel(p, { order: "ord-cx-b" });
+    await operatorCancel(p, { step: "cx-c/big-ticket.check-in" });
+    expect((await record(p, "cx-b", "thank-you.thank-you"))?.state).toBe("cancelled");
+
+    await promoteStep(p, "cx-a", "thank-you.thank-you");
     const [mail] = await p.sink.waitForMessages(1);
-    expect(mail?.parsed.text).toContain("Shirt ret-b");
-    expect(mail?.parsed.text).not.toContain("ret-a");
+    const text = mail?.parsed.text ?? "";
+    expect(mail?.envelope.rcptTo).toEqual(["ana@example.com"]);
+    expect(text).toContain("Order ord-cx-a");
+    expect(text).toContain("Order ord-cx-c");
+    expect(text).toContain("Shirt cx-c");
+    expect(text).not.toContain("ord-cx-b");
+    expect(text).not.toContain("Shirt cx-b");
+    expect(mail?.parsed.html || "").not.toContain("Shirt cx-b");
+
+    // The one listed is skipped as thanked for; the cancelled one stays cancelled, unsent.
+    await promoteStep(p, "cx-c", "big-ticket.thank-you");
+    const c = await eventually(async () => {
+      const r = await record(p, "cx-c", "big-ticket.thank-you");
+      return r?.state === "skipped" ? r : undefined;
+    }, "the listed thank-you to be skipped");
+    expect(c.reason?.code).toBe("coalesced");
+    expect((await record(p, "cx-b", "thank-you.thank-you"))?.state).toBe("cancelled");
+    expect(p.sink.messages).toHaveLength(1);
+  });
+
+  it("thanks each joined purchase on its own when an operator cancels the first one's order", async () => {
+    pipeline = await startPipeline("coalesce-cancel-lead");
+    const p = pipeline;
+    await buyShirts(p, [
+      ["cl-a", 30],
+      ["cl-b", 20],
+    ]);
+    await operatorCancel(p, { order: "ord-cl-a" });
+    expect((await record(p, "cl-a", "thank-you.thank-you"))?.state).toBe("cancelled");
+    await thankedAlone(p, "cl-b", "cl-a");
   });
 
   it("files a purchase the same way when its event comes again, never replaces a group whose thank-you has not gone, and forgets it all on erasure", async () => {
