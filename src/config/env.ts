@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { cutText } from "../domain/cut-text.js";
 import { formatPath } from "../domain/events.js";
 import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
 
@@ -54,7 +55,7 @@ function pathOf(text: string): string {
 const emptyAsUnset = (value: unknown) => (value === "" ? undefined : value);
 
 /** What was given, quoted and cut short: for variables that hold no secret. */
-const given = (input: unknown) => JSON.stringify(String(input).slice(0, 100));
+const given = (input: unknown) => JSON.stringify(cutText(String(input), 100));
 
 /**
  * One of a fixed set of words (none of them a secret): a refusal names them all and quotes what
@@ -160,7 +161,7 @@ const trustProxy = () =>
     if (bad === undefined) return entries;
     ctx.addIssue({
       code: "custom",
-      message: `expected true, false, or comma-separated IP addresses and CIDR ranges such as 10.0.0.0/8,127.0.0.1; ${JSON.stringify(bad.slice(0, 60))} is none of these`,
+      message: `expected true, false, or comma-separated IP addresses and CIDR ranges such as 10.0.0.0/8,127.0.0.1; ${JSON.stringify(cutText(bad, 60))} is none of these`,
     });
     return z.NEVER;
   });

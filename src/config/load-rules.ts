@@ -15,6 +15,7 @@ import {
   visit,
 } from "yaml";
 import type { z } from "zod";
+import { cutText } from "../domain/cut-text.js";
 import { editDistance } from "../domain/edit-distance.js";
 import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -475,7 +476,7 @@ function preview(value: unknown): string {
         ? `${NON_FINITE}${yamlNumber(inner)}`
         : inner,
     )?.replace(new RegExp(`"${NON_FINITE}([^"]*)"`, "g"), "$1") ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+  return text.length > 80 ? `${cutText(text, 77)}...` : text;
 }
 
 /** Marks a non-finite number in preview's JSON: a private-use character JSON leaves as it is. */

@@ -937,8 +937,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     },
 
     /**
-     * Erases every customer who used an email address or phone number; the address itself is
-     * cleared from indexes and outbox files even when no customer is known by it any more.
+     * Erases every customer who used an email address or phone number (as events store it): those
+     * the address index knows, and those of purchases still on the input queue or refused there
+     * (in no index yet); each erasure clears the address too, with the customer's own. With no
+     * such customer it throws not-found, naming erasure by customer id for what is kept without
+     * an address, and erases and clears nothing.
      */
     async eraseByAddress(address: string, by: string): Promise<ErasureReceipt[]> {
       const stored = asStored(address);

@@ -54,6 +54,27 @@ describe("TRUST_PROXY", () => {
   );
 });
 
+describe("what was given, quoted cut short", () => {
+  // An emoji across the cut: kept out whole, never half of it (a lone surrogate, which JSON
+  // writes as \ud83d and a terminal as a replacement character).
+  it("cuts a value of a fixed set before an emoji at its 100th unit", () => {
+    const value = `${"x".repeat(99)}\u{1F600}tail`;
+    expect(readEnv({ LOG_FORMAT: value })).toEqual({
+      ok: false,
+      problems: [`LOG_FORMAT: expected json or pretty, got "${"x".repeat(99)}"`],
+    });
+  });
+
+  it("cuts TRUST_PROXY's bad entry before an emoji at its 60th unit", () => {
+    const result = readEnv({ TRUST_PROXY: `${"a".repeat(59)}\u{1F600}` });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems).toEqual([
+      `TRUST_PROXY: expected true, false, or comma-separated IP addresses and CIDR ranges such as 10.0.0.0/8,127.0.0.1; "${"a".repeat(59)}" is none of these`,
+    ]);
+  });
+});
+
 describe("REDIS_URL in cluster mode", () => {
   it("refuses a database number, which a cluster does not have, naming it", () => {
     expect(

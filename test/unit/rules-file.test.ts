@@ -152,6 +152,16 @@ describe("one located problem per kind of error", () => {
       'rules.yaml:19:9 rules[0].steps[1].channel: expected a channel: email, sms or voice (got "fax")',
     ],
     [
+      // Previewed in 77 units and "...": the emoji across the cut is left out whole.
+      "wrong enum value, long, an emoji across the preview's cut",
+      changeLine(
+        19,
+        "        channel: sms",
+        `        channel: ${"a".repeat(75)}\u{1F600}${"b".repeat(10)}`,
+      ),
+      `rules.yaml:19:9 rules[0].steps[1].channel: expected a channel: email, sms or voice (got "${"a".repeat(75)}...)`,
+    ],
+    [
       "wrong enum value (kind)",
       changeLine(18, "      - kind: check-in", "      - kind: checkin"),
       'rules.yaml:18:9 rules[0].steps[1].kind: expected a kind: thank-you, check-in, discount or custom (got "checkin")',
