@@ -14,7 +14,11 @@ import {
   PURCHASE_EVENTS_QUEUE,
   queuePrefix,
 } from "../queue/names.js";
-import { markOperatorCommand, type OperatorCommandMark } from "../store/operator-commands.js";
+import {
+  markOperatorCommand,
+  type OperatorCommandMark,
+  type OperatorCommandMarkOptions,
+} from "../store/operator-commands.js";
 import type { ShortWait } from "../store/replica-wait.js";
 import { Shards } from "../store/shards.js";
 import { loadRulesForCommand } from "./check-command.js";
@@ -45,6 +49,8 @@ export async function withOperatorTools<T>(
      * works against a Redis it may not write to.
      */
     readonly readOnly?: boolean;
+    /** The mark's lifetime and clock, for tests (default 30 s, performance.now). */
+    readonly mark?: OperatorCommandMarkOptions;
   } = {},
 ): Promise<T> {
   const { onReplicaShort, io, readOnly = false } = options;
@@ -66,7 +72,7 @@ export async function withOperatorTools<T>(
   try {
     // Marked before the check for a reshard or a move under way (commandShards), which looks for
     // such marks after marking its own: one of the two refuses.
-    if (!readOnly) mark = await markOperatorCommand(redis, prefix);
+    if (!readOnly) mark = await markOperatorCommand(redis, prefix, Date.now, options.mark);
     const shards = await commandShards(redis, env);
     followUps = new Shards(shards, (shard) =>
       quietQueue(
@@ -97,8 +103,16 @@ export async function withOperatorTools<T>(
       sendLeaseMs: env.DELIVERY_LEASE_MS,
       now: Date.now,
     });
-    return await run(tools, rules);
+    const result = await run(tools, rules);
+    // A write refused after the mark lapsed that the command let pass (one it tolerates failing)
+    // still fails the command: it did not do all it was asked.
+    const lapsed = mark?.lapsed();
+    if (lapsed) throw lapsed;
+    return result;
   } catch (error) {
+    // Whatever the refused write became on its way up, the lapse is what the operator must know.
+    const lapsed = mark?.lapsed();
+    if (lapsed) throw new CommandError(lapsed.message, EXIT.invalid);
     if (error instanceof OperatorError)
       throw new CommandError(error.message, error.kind === "invalid" ? EXIT.usage : EXIT.invalid);
     throw error;

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
+import type { Command } from "ioredis";
 import { StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
@@ -25,30 +27,133 @@ export interface OperatorCommandHolder {
 
 /** A command's mark; release it when the command ends, however it ends. */
 export interface OperatorCommandMark {
+  /**
+   * Why the mark may have lapsed, once the connection found so (a command held up past what the
+   * mark is sure to last) or its renewal did (the mark gone): the connection sends nothing more.
+   */
+  lapsed(): OperatorCommandLapsed | undefined;
+  /** Renews it now (what its timer does every third of its lifetime). */
+  renew(): Promise<void>;
   release(): Promise<void>;
 }
 
-/** Marks an operator command at work on the deployment under `prefix`, renewed until released. */
+/**
+ * The command's mark may have run out while it was held up (its process stalled, its machine was
+ * paused) or was taken away: a `followups reshard` or `migrate` may have begun since, so the
+ * command stops before it writes again.
+ */
+export class OperatorCommandLapsed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "OperatorCommandLapsed";
+  }
+}
+
+/** What a test may change: the mark's lifetime and the monotonic clock its lease is read on. */
+export interface OperatorCommandMarkOptions {
+  readonly lifetimeMs?: number;
+  /** Milliseconds on a monotonic clock (default performance.now). */
+  readonly clock?: () => number;
+}
+
+type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unknown;
+
+/**
+ * Marks an operator command at work on the deployment under `prefix`, renewed until released.
+ * The mark's lease is kept on this process's clock too: a renewal that Redis confirmed at `t`
+ * (counted from when it was sent) holds the mark until `t` plus its lifetime at least. The
+ * command's connection (`redis`, the command's own) sends a command only while that lease has
+ * two thirds of its lifetime left to run out in at most a third (so what it sends reaches Redis
+ * well before the mark could expire); a command held up longer (an event loop blocked, a machine
+ * paused: timers do not run meanwhile), whose renewals failed for as long, or whose renewal
+ * found the mark gone, has the connection refuse everything from then on with
+ * OperatorCommandLapsed, before any write of it reaches Redis. The decision holds for a whole
+ * synchronous stretch, so a pipeline or transaction is sent whole or not at all.
+ */
 export async function markOperatorCommand(
   redis: RedisClient,
   prefix: string,
   now: () => number = Date.now,
+  options: OperatorCommandMarkOptions = {},
 ): Promise<OperatorCommandMark> {
+  const lifetimeMs = options.lifetimeMs ?? OPERATOR_COMMAND_MS;
+  const clock = options.clock ?? (() => performance.now());
   const key = new StoreKeys(prefix).operatorCommand(randomUUID());
   const holder: OperatorCommandHolder = {
     pid: process.pid,
     host: hostname(),
     startedAt: new Date(now()).toISOString(),
   };
-  await redis.set(key, JSON.stringify(holder), "PX", OPERATOR_COMMAND_MS);
-  const timer = setInterval(() => {
+  const setAt = clock();
+  await redis.set(key, JSON.stringify(holder), "PX", lifetimeMs);
+  /** When the latest renewal Redis confirmed was sent (the mark lasts its lifetime from then). */
+  let confirmedAt = setAt;
+  let lost: OperatorCommandLapsed | undefined;
+  const lapse = (why: string) => {
+    lost ??= new OperatorCommandLapsed(
+      `this command's mark in Redis (${key}), which keeps \`followups reshard\` and \`followups migrate\` from starting while it runs, ${why}: one of them may have begun since, so the command stopped before writing anything more. What it did before is done; run it again (it refuses while a reshard or a move is under way, and does what is left)`,
+    );
+    return lost;
+  };
+  const check = (): OperatorCommandLapsed | undefined => {
+    if (lost) return lost;
+    const heldUp = clock() - confirmedAt;
+    if (heldUp > lifetimeMs - lifetimeMs / 3)
+      return lapse(
+        `was last renewed ${Math.round(heldUp / 1000)} s ago and lasts ${Math.round(lifetimeMs / 1000)} s (the command was held up: its process stalled or its machine paused, or Redis did not answer)`,
+      );
+    return undefined;
+  };
+
+  // The guard on the command's connection: one verdict per synchronous stretch (cleared by a
+  // microtask), so a pipeline's commands, sent one by one in a loop, share it.
+  const target = redis as unknown as { sendCommand: SendCommand };
+  const ownSend = Object.hasOwn(target, "sendCommand");
+  const send = target.sendCommand;
+  let verdict: OperatorCommandLapsed | undefined | null = null;
+  let bypass = false;
+  target.sendCommand = function guarded(this: unknown, command, stream, node) {
+    if (!bypass) {
+      if (verdict === null) {
+        verdict = check();
+        queueMicrotask(() => {
+          verdict = null;
+        });
+      }
+      if (verdict) {
+        command.reject(verdict);
+        return command.promise;
+      }
+    }
+    return send.call(this, command, stream, node);
+  };
+  /** Sends a command of the mark's own (its renewal, its release) past the guard. */
+  const unguarded = <T>(call: () => Promise<T>): Promise<T> => {
+    bypass = true;
+    try {
+      return call();
+    } finally {
+      bypass = false;
+    }
+  };
+
+  const renew = async () => {
+    if (lost) return;
+    const at = clock();
     // Renewed only while it is there; a Redis gone away fails the command's own calls too.
-    redis.pexpire(key, OPERATOR_COMMAND_MS).catch(() => undefined);
-  }, OPERATOR_COMMAND_MS / 3);
+    const renewed = await unguarded(() => redis.pexpire(key, lifetimeMs)).catch(() => undefined);
+    if (renewed === 1) confirmedAt = Math.max(confirmedAt, at);
+    else if (renewed === 0) lapse("was gone when it was renewed (it ran out, or was deleted)");
+  };
+  const timer = setInterval(() => void renew(), lifetimeMs / 3);
   timer.unref();
   return {
+    lapsed: () => lost,
+    renew,
     async release() {
       clearInterval(timer);
+      if (ownSend) target.sendCommand = send;
+      else delete (target as Partial<typeof target>).sendCommand;
       // With Redis gone, the mark runs out on its own: the command's own error is the one to tell.
       await redis.del(key).catch(() => undefined);
     },
