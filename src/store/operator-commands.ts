@@ -62,9 +62,9 @@ type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unkno
  * Marks an operator command at work on the deployment under `prefix`, renewed until released.
  * The mark's lease is kept on this process's clock too: a renewal that Redis confirmed at `t`
  * (counted from when it was sent) holds the mark until `t` plus its lifetime at least. The
- * command's connection (`redis`, the command's own) sends a command only while that lease has
- * two thirds of its lifetime left to run out in at most a third (so what it sends reaches Redis
- * well before the mark could expire); a command held up longer (an event loop blocked, a machine
+ * command's connection (`redis`, the command's own) sends a command only within two thirds of
+ * the lifetime after `t` (20 s of 30), so what it sends reaches Redis with a third (10 s) to
+ * spare before the mark could expire; a command held up longer (an event loop blocked, a machine
  * paused: timers do not run meanwhile), whose renewals failed for as long, or whose renewal
  * found the mark gone, has the connection refuse everything from then on with
  * OperatorCommandLapsed, before any write of it reaches Redis. The decision holds for a whole
@@ -127,7 +127,7 @@ export async function markOperatorCommand(
     }
     return send.call(this, command, stream, node);
   };
-  /** Sends a command of the mark's own (its renewal, its release) past the guard. */
+  /** Sends the mark's renewal past the guard: a mark still there is worth knowing of. */
   const unguarded = <T>(call: () => Promise<T>): Promise<T> => {
     bypass = true;
     try {
