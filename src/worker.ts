@@ -454,6 +454,18 @@ async function startWorkerWith(
       connection: httpRedis,
       prefix: prefixOf(PURCHASE_EVENTS_QUEUE),
     }),
+    // The console's (its overview and Bull Board), with the two above: on the HTTP connection,
+    // whose commands fail at once while Redis is away (503), where the jobs' would hold the
+    // page until Redis returns.
+    reports: new Queue(OWNER_REPORTS_QUEUE, {
+      connection: httpRedis,
+      prefix: prefixOf(OWNER_REPORTS_QUEUE),
+      settings: REPORT_QUEUE_SETTINGS,
+    }),
+    alerts: new Queue(OWNER_ALERTS_QUEUE, {
+      connection: httpRedis,
+      prefix: prefixOf(OWNER_ALERTS_QUEUE),
+    }),
   };
   const operatorTools = createOperatorTools({
     redis,
@@ -798,6 +810,8 @@ async function startWorkerWith(
         webhookStores.alertsQueue,
         ...adminQueues.followUps.made(),
         adminQueues.events,
+        adminQueues.reports,
+        adminQueues.alerts,
       ].map((queue) => queue.close()),
     ]);
     for (const connection of [redis, httpRedis, webhookRedis, ...workerConnections])
@@ -1061,6 +1075,8 @@ async function startWorkerWith(
       webhookStores.alertsQueue.close(),
       ...adminQueues.followUps.made().map((queue) => queue.close()),
       adminQueues.events.close(),
+      adminQueues.reports.close(),
+      adminQueues.alerts.close(),
     ]);
     await Promise.all(
       connections.map((c) =>
@@ -1310,7 +1326,12 @@ async function startWorkerWith(
           generation,
           templates: config.templates.version,
         }),
-        queues: [events, ...followUps.all(), reports, alertsQueue],
+        queues: [
+          adminQueues.events,
+          ...adminQueues.followUps.all(),
+          adminQueues.reports,
+          adminQueues.alerts,
+        ],
         // Addressed to no one in particular: the report greets with a plain "Hello,".
         report: (period) => adminTools.report(period, ""),
         preview: (ref) =>

@@ -175,34 +175,50 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       return payload;
     });
 
-    scope.setErrorHandler(
-      async (error: Error & { statusCode?: number; code?: string }, request, reply) => {
-        const status =
-          error instanceof OperatorError
-            ? OPERATOR_ERROR_STATUS[error.kind]
-            : isRedisUnavailable(error)
-              ? 503
-              : error.statusCode && error.statusCode >= 400
-                ? error.statusCode
-                : 500;
-        if (status === 503) return redisAway(request, reply, error);
-        if (status >= 500) request.log.error({ err: error }, "console request failed");
-        const message =
-          error.code === "FST_CSRF_INVALID_TOKEN" || error.code === "FST_CSRF_MISSING_SECRET"
-            ? "This form has expired or did not come from the console. Go back, reload the page and try again."
-            : status === 429
-              ? "Too many sign-in attempts from your address. Wait a minute and try again."
-              : status >= 500
-                ? "Something went wrong on our side; the worker's log has the details."
-                : error.message;
-        return page(
-          reply.code(status),
-          "problem",
-          { title: "Not done", heading: "Not done", message },
-          request,
-        );
-      },
-    );
+    const answerError = async (
+      error: Error & { statusCode?: number; code?: string },
+      request: FastifyRequest,
+      reply: FastifyReply,
+    ) => {
+      const status =
+        error instanceof OperatorError
+          ? OPERATOR_ERROR_STATUS[error.kind]
+          : isRedisUnavailable(error)
+            ? 503
+            : error.statusCode && error.statusCode >= 400
+              ? error.statusCode
+              : 500;
+      if (status === 503) return redisAway(request, reply, error);
+      if (status >= 500) request.log.error({ err: error }, "console request failed");
+      const message =
+        error.code === "FST_CSRF_INVALID_TOKEN" || error.code === "FST_CSRF_MISSING_SECRET"
+          ? "This form has expired or did not come from the console. Go back, reload the page and try again."
+          : status === 429
+            ? "Too many sign-in attempts from your address. Wait a minute and try again."
+            : status >= 500
+              ? "Something went wrong on our side; the worker's log has the details."
+              : error.message;
+      return page(
+        reply.code(status),
+        "problem",
+        { title: "Not done", heading: "Not done", message },
+        request,
+      );
+    };
+    scope.setErrorHandler(answerError);
+    // Bull Board's routes (/console/queues) have an error handler of their own, which answers
+    // 500 with the error's message (and its stack under NODE_ENV=development): Redis going away
+    // while it reads, or a fault of ours, is answered as on every console page (503 with
+    // Retry-After; 500 without the details, which go to the log). Its own refusals (4xx),
+    // phrased for its pages, stay its own.
+    scope.addHook("onRoute", (route) => {
+      if (!route.url.startsWith("/console/queues")) return;
+      route.errorHandler = async (error, request, reply) => {
+        if (!isRedisUnavailable(error) && error.statusCode !== undefined && error.statusCode < 500)
+          throw error;
+        return answerError(error, request, reply);
+      };
+    });
 
     // The session: who is signed in. Everything but the sign-in page and the stylesheet needs one.
     scope.addHook("onRequest", async (request, reply) => {
