@@ -31,7 +31,13 @@ import { periodFromDates, reportDatesProblem } from "../reports/report-period.js
 import { type ConsoleSession, type ConsoleSessions, tokenTag } from "../store/console-sessions.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
 import { rateLimitGroup } from "./client-address.js";
-import { CONSOLE_CSS, type ConsoleView, isolated, renderConsolePage } from "./console-views.js";
+import {
+  CONSOLE_CSS,
+  type ConsoleView,
+  isolated,
+  isolatedAt,
+  renderConsolePage,
+} from "./console-views.js";
 import { pendingChartSvg } from "./pending-chart.js";
 
 /**
@@ -197,7 +203,9 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
             ? "Too many sign-in attempts from your address. Wait a minute and try again."
             : status >= 500
               ? "Something went wrong on our side; the worker's log has the details."
-              : error.message;
+              : error instanceof OperatorError
+                ? refusal(error)
+                : error.message;
       return page(
         reply.code(status),
         "problem",
@@ -663,7 +671,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           {
             title: `Message of ${ref}`,
             ref,
-            error: error.message,
+            error: refusal(error),
             back: eventId ? back : "/console/search",
           },
           request,
@@ -742,7 +750,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         return page(
           reply.code(400),
           "plan",
-          { ...base, error: `Not valid JSON: ${(error as Error).message}` },
+          { ...base, error: `Not valid JSON: ${isolated((error as Error).message)}` },
           request,
         );
       }
@@ -993,6 +1001,11 @@ function takeNotice(request: FastifyRequest, reply: FastifyReply): string | unde
   reply.clearCookie(NOTICE_COOKIE, { path: "/console" });
   const unsigned = request.unsignCookie(raw);
   return unsigned.valid && unsigned.value !== null ? unsigned.value : undefined;
+}
+
+/** An operator tool's refusal as a page shows it: the ids it quotes isolated. */
+function refusal(error: OperatorError): string {
+  return isolatedAt(error.message, error.quoted);
 }
 
 function notFound(error: unknown): undefined {

@@ -361,6 +361,22 @@ export function isolated(value: string): string {
   return `${OPEN}${value.replace(/[\ue000\ue001]/g, "\ufffd")}${CLOSE}`;
 }
 
+/**
+ * `text` (a refusal of the operator tools) with the values it quotes, at `ranges` ([start, end)
+ * offsets, in order), each `isolated`; the markers elsewhere in it are shown as U+FFFD too.
+ */
+export function isolatedAt(text: string, ranges: readonly (readonly [number, number])[]): string {
+  const plain = (words: string) => words.replace(/[\ue000\ue001]/g, "\ufffd");
+  let marked = "";
+  let at = 0;
+  for (const [start, end] of ranges) {
+    if (start < at || end > text.length) continue;
+    marked += plain(text.slice(at, start)) + isolated(text.slice(start, end));
+    at = end;
+  }
+  return marked + plain(text.slice(at));
+}
+
 /** A message's parts, the `isolated` values apart (one whose end was cut off runs to the end). */
 function messageParts(text: string): { text: string; isolated: boolean }[] {
   const parts: { text: string; isolated: boolean }[] = [];

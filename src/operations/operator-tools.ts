@@ -59,14 +59,65 @@ import {
  * Every action is recorded in the audit trail with who did it. Erasure is erase-customer.ts.
  */
 
+/** A value a refusal quotes (an id, a step reference, an operator's name): see `said`. */
+export interface Quoted {
+  readonly quoted: string;
+}
+
+/** `value` as a refusal quotes it: a page can show it apart from the words around it. */
+export function quote(value: string): Quoted {
+  return { quoted: value };
+}
+
+/** `values` quoted one by one, separated by `separator` (a list of ids). */
+export function quoteEach(values: readonly string[], separator = ", "): (string | Quoted)[] {
+  return values.flatMap((value, i) => (i === 0 ? [quote(value)] : [separator, quote(value)]));
+}
+
+/** A refusal's words, and where the values it quotes stand in them ([start, end) offsets). */
+export interface Said {
+  readonly text: string;
+  readonly quoted: readonly (readonly [number, number])[];
+}
+
+type SaidValue = string | number | Quoted | readonly (string | Quoted)[];
+
+/**
+ * A refusal's words from a template: a value given with `quote` (or in a list of `quoteEach`) is
+ * quoted, one of the customer's or an operator's (an id names no one but cannot be read as words:
+ * a right-to-left one would reorder those around it on a page); the rest are the message's own.
+ */
+export function said(strings: TemplateStringsArray, ...values: readonly SaidValue[]): Said {
+  let text = "";
+  const quoted: [number, number][] = [];
+  const add = (value: string | number | Quoted) => {
+    if (typeof value === "object") {
+      quoted.push([text.length, text.length + value.quoted.length]);
+      text += value.quoted;
+    } else text += String(value);
+  };
+  strings.forEach((words, i) => {
+    text += words;
+    if (i >= values.length) return;
+    const value = values[i] as SaidValue;
+    if (Array.isArray(value)) for (const part of value) add(part);
+    else add(value as string | number | Quoted);
+  });
+  return { text, quoted };
+}
+
 /** A refusal an operator can act on; `kind` decides the exit code or HTTP status. */
 export class OperatorError extends Error {
+  /** Where the values the message quotes stand in it (`said`): [start, end) offsets, in order. */
+  readonly quoted: readonly (readonly [number, number])[];
+
   constructor(
-    message: string,
+    message: string | Said,
     readonly kind: "not-found" | "conflict" | "invalid",
   ) {
-    super(message);
+    super(typeof message === "string" ? message : message.text);
     this.name = "OperatorError";
+    this.quoted = typeof message === "string" ? [] : message.quoted;
   }
 }
 
@@ -125,7 +176,7 @@ export function parseStepRef(ref: string): StepRef {
   const stepId = ref.slice(slash + 1).trim();
   if (slash <= 0 || eventId === "" || !/^[^.\s]+\.[^.\s]+$/.test(stepId)) {
     throw new OperatorError(
-      `not a step reference: ${JSON.stringify(ref)} (expected <eventId>/<stepId>, with the step id plan prints, such as evt-123/big-ticket.check-in)`,
+      said`not a step reference: ${quote(JSON.stringify(ref))} (expected <eventId>/<stepId>, with the step id plan prints, such as evt-123/big-ticket.check-in)`,
       "invalid",
     );
   }
@@ -436,7 +487,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const customerId = operatorId(given, "customer");
       const timeline = await readCustomerTimeline(sources(), customerId);
       if (!timeline)
-        throw new OperatorError(`no customer ${JSON.stringify(customerId)} is known`, "not-found");
+        throw new OperatorError(
+          said`no customer ${quote(JSON.stringify(customerId))} is known`,
+          "not-found",
+        );
       return timeline;
     },
 
@@ -468,7 +522,10 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       };
       if (events.length === 0) {
         if (facts.refunds.length === 0)
-          throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
+          throw new OperatorError(
+            said`no order ${quote(JSON.stringify(orderId))} is known`,
+            "not-found",
+          );
         // Known by its refunds alone: no customer to show until a purchase brings one.
         return {
           ...facts,
@@ -491,19 +548,22 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       // (by id) shows its follow-ups.
       if (customerId === undefined && unreadable.length > 0)
         throw new OperatorError(
-          `order ${JSON.stringify(orderId)} is known, but its purchase ${unreadable.join(", ")} could not be read (its stored purchase is damaged, or in a format this version does not know), so its customer is not known: look the customer up by id (followups customer ID), whose timeline shows its follow-ups`,
+          said`order ${quote(JSON.stringify(orderId))} is known, but its purchase ${quoteEach(unreadable)} could not be read (its stored purchase is damaged, or in a format this version does not know), so its customer is not known: look the customer up by id (followups customer ID), whose timeline shows its follow-ups`,
           "not-found",
         );
       // The order's link outlives its purchases' records (kept for refunds): with none left,
       // there is no customer to show, nor their opt-outs, rather than a blank one with none.
       if (customerId === undefined)
         throw new OperatorError(
-          `order ${JSON.stringify(orderId)} is known, but the records of its purchases are gone (kept RECORD_RETENTION_DAYS after their last follow-up, or erased): look the customer up by id`,
+          said`order ${quote(JSON.stringify(orderId))} is known, but the records of its purchases are gone (kept RECORD_RETENTION_DAYS after their last follow-up, or erased): look the customer up by id`,
           "not-found",
         );
       const timeline = await readCustomerTimeline(sources(), customerId, events);
       if (!timeline)
-        throw new OperatorError(`no order ${JSON.stringify(orderId)} is known`, "not-found");
+        throw new OperatorError(
+          said`no order ${quote(JSON.stringify(orderId))} is known`,
+          "not-found",
+        );
       return { ...facts, awaitingPurchase: null, ...timeline };
     },
 
@@ -519,7 +579,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const options = { ...given, reason: oneLine(given.reason, "reason") };
       let refs: StepInShard[];
       let targetText: string;
-      let told: string | undefined;
+      let told: (string | Quoted)[] | undefined;
       if ("step" in target) {
         refs = [await locateStep(parseStepRef(target.step))];
         targetText = target.step;
@@ -529,7 +589,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         // The audit trail (a year) names the order by keyed hash, as it names a customer: the
         // id itself lives no longer than the records that hold it (RECORD_RETENTION_DAYS).
         targetText = `order k:${orderHash(await hashSecret(), orderId)}`;
-        told = `order ${orderId}`;
+        told = ["order ", quote(orderId)];
       } else {
         const customerId = operatorId(target.customer, "customer");
         const { shard, history } = shards.ofCustomer(customerId);
@@ -537,7 +597,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         refs = await stepsOf(purchases.map((p) => ({ eventId: p.eventId, shard })));
         // The audit trail names a customer by keyed hash; the operator's answer by what they typed.
         targetText = `customer ${await suppressions.customerMember(customerId)}`;
-        told = `customer ${JSON.stringify(customerId)}`;
+        told = ["customer ", quote(JSON.stringify(customerId))];
       }
       const now = deps.now();
       const text = options.reason
@@ -592,14 +652,15 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       }
       // A step named that has no record: unknown (as resend says), not a conflict.
       if (known === 0 && "step" in target)
-        throw new OperatorError(`no follow-up ${targetText} is known`, "not-found");
+        throw new OperatorError(said`no follow-up ${quote(targetText)} is known`, "not-found");
       if (cancelled.length === 0) {
+        const named = told ?? [quote(targetText)];
         const why =
           inFlight.length > 0
-            ? `nothing to cancel: ${inFlight.join(", ")} ${inFlight.length === 1 ? "is" : "are"} being sent right now (if that attempt fails, it is cancelled, not retried)`
+            ? said`nothing to cancel: ${quoteEach(inFlight)} ${inFlight.length === 1 ? "is" : "are"} being sent right now (if that attempt fails, it is cancelled, not retried)`
             : refs.length === 0
-              ? `nothing to cancel: no follow-ups are known for ${told ?? targetText}`
-              : `nothing to cancel: no follow-up of ${told ?? targetText} is pending`;
+              ? said`nothing to cancel: no follow-ups are known for ${named}`
+              : said`nothing to cancel: no follow-up of ${named} is pending`;
         throw new OperatorError(why, "conflict");
       }
       await record(
@@ -627,24 +688,24 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const step = await locateStep(parseStepRef(ref));
       const found = await recordOf(step);
       if (!found || step.shard === undefined)
-        throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
+        throw new OperatorError(said`no follow-up ${quote(ref)} is known`, "not-found");
       const { store } = shards.of(step.shard);
       if (found.state !== "sent" && found.state !== "failed") {
         throw new OperatorError(
-          `${ref} is ${found.state}: only a sent or failed follow-up can be resent`,
+          said`${quote(ref)} is ${found.state}: only a sent or failed follow-up can be resent`,
           "conflict",
         );
       }
       const stored = await store.storedPurchase(step.eventId);
       if (stored.data === "unreadable") {
         throw new OperatorError(
-          `${ref} cannot be resent: its purchase could not be read (its stored purchase is damaged, or in a format this version does not know)`,
+          said`${quote(ref)} cannot be resent: its purchase could not be read (its stored purchase is damaged, or in a format this version does not know)`,
           "conflict",
         );
       }
       if (stored.data === "gone") {
         throw new OperatorError(
-          `${ref} cannot be resent: its purchase's details have been scrubbed (they are kept RECORD_RETENTION_DAYS after the last follow-up)`,
+          said`${quote(ref)} cannot be resent: its purchase's details have been scrubbed (they are kept RECORD_RETENTION_DAYS after the last follow-up)`,
           "conflict",
         );
       }
@@ -662,7 +723,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           (marketing && (await suppressions.isSuppressed(channel, who, "marketing")))
         )
           throw new OperatorError(
-            `${ref} cannot be resent: the customer opted out of ${marketing ? `offers by ${OFFERS_BY[channel]}` : OPTED_OUT_OF[channel]}`,
+            said`${quote(ref)} cannot be resent: the customer opted out of ${marketing ? `offers by ${OFFERS_BY[channel]}` : OPTED_OUT_OF[channel]}`,
             "conflict",
           );
       }
@@ -674,8 +735,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       if (!result.requeued) {
         throw new OperatorError(
           result.stoppedFor
-            ? `${ref} cannot be resent: ${result.stoppedFor}`
-            : `${ref} changed meanwhile (now ${result.record?.state ?? "gone"}); try again`,
+            ? said`${quote(ref)} cannot be resent: ${result.stoppedFor}`
+            : said`${quote(ref)} changed meanwhile (now ${result.record?.state ?? "gone"}); try again`,
           "conflict",
         );
       }
@@ -707,7 +768,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       const ref = parseReplyId(replyId);
       if (!ref)
         throw new OperatorError(
-          `not a reply id: ${JSON.stringify(replyId)} (expected <eventId>/<stepId>/<n>, such as evt-123/big-ticket.check-in/1)`,
+          said`not a reply id: ${quote(JSON.stringify(replyId))} (expected <eventId>/<stepId>/<n>, such as evt-123/big-ticket.check-in/1)`,
           "invalid",
         );
       const now = deps.now();
@@ -723,11 +784,11 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
               ...(options.note && { note: options.note }),
             });
       if (!result || shard === undefined)
-        throw new OperatorError(`no reply ${replyId} is known`, "not-found");
+        throw new OperatorError(said`no reply ${quote(replyId)} is known`, "not-found");
       const resolved = result.reply.resolved;
       if (result.already || !resolved) {
         throw new OperatorError(
-          `${replyId} was resolved already, by ${resolved?.by ?? "someone"} at ${new Date(resolved?.at ?? 0).toISOString()}`,
+          said`${quote(replyId)} was resolved already, by ${resolved?.by !== undefined ? quote(resolved.by) : "someone"} at ${new Date(resolved?.at ?? 0).toISOString()}`,
           "conflict",
         );
       }
@@ -880,7 +941,7 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
           (await audit.entries({ customer: member, limit: 1 })).length === 0
         )
           throw new OperatorError(
-            `no customer ${JSON.stringify(customerId)} is known; to opt out an address no customer is known by, give it (--email ADDRESS or --phone E164; POST /admin/v1/opt-outs)`,
+            said`no customer ${quote(JSON.stringify(customerId))} is known; to opt out an address no customer is known by, give it (--email ADDRESS or --phone E164; POST /admin/v1/opt-outs)`,
             "not-found",
           );
         const addresses = await knownAddresses(
@@ -1160,7 +1221,7 @@ function optOutChannels(
   const unknown = given.find((channel) => !CHANNELS.includes(channel));
   if (unknown !== undefined)
     throw new OperatorError(
-      `not a channel: ${JSON.stringify(unknown)} (expected email, sms or voice)`,
+      said`not a channel: ${quote(JSON.stringify(unknown))} (expected email, sms or voice)`,
       "invalid",
     );
   if (given.length === 0)

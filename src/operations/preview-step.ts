@@ -9,7 +9,7 @@ import type { OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { ComposeMessage } from "../templates/compose-message.js";
-import { OperatorError, parseStepRef } from "./operator-tools.js";
+import { OperatorError, parseStepRef, quote, said } from "./operator-tools.js";
 
 /** A step's message as the customer gets (or got) it. */
 export interface MessagePreview {
@@ -46,24 +46,28 @@ export async function previewStep(
 ): Promise<MessagePreview> {
   const step = parseStepRef(ref);
   const held = await findStepRecord(deps.shards.all(), step.eventId, step.stepId);
-  if (!held) throw new OperatorError(`no follow-up ${ref} is known`, "not-found");
+  if (!held) throw new OperatorError(said`no follow-up ${quote(ref)} is known`, "not-found");
   const { store, record } = held;
   const { event: stored, unreadable } = await store.readForSend(step.eventId);
   // Damaged, or a newer version's format: named by the decoder's error, whose message may quote it.
   if (unreadable)
     throw new OperatorError(
-      `${ref}: its purchase's stored details cannot be read (${unreadable.errorName})`,
+      said`${quote(ref)}: its purchase's stored details cannot be read (${unreadable.errorName})`,
       "conflict",
     );
   if (!stored)
-    throw new OperatorError(`${ref}: its purchase's details have been scrubbed`, "conflict");
+    throw new OperatorError(
+      said`${quote(ref)}: its purchase's details have been scrubbed`,
+      "conflict",
+    );
   const event =
     record.state === "sent"
       ? stored
       : afterRefunds(stored, await deps.orders.get(stored.orderId)).event;
   const rules = deps.rules();
   const found = findStep(rules, step.stepId);
-  if (!found) throw new OperatorError(`${ref}: its step is no longer in the rules`, "conflict");
+  if (!found)
+    throw new OperatorError(said`${quote(ref)}: its step is no longer in the rules`, "conflict");
   const message = await deps.compose({
     event,
     rule: found.rule,

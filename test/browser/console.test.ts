@@ -474,6 +474,80 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     await page.context().close();
   });
 
+  it("isolates the ids its refusals quote: right-to-left ids with digits, each in a bdi of its own", async () => {
+    pipeline = await startPipeline("console-bidi-refusals", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}` },
+    });
+    const p = pipeline;
+    const base = p.worker?.httpAddress ?? "";
+    const eventId = "אירוע-12";
+    await p.publisher.publish(
+      purchaseInput({
+        id: eventId,
+        orderId: "طلب-77",
+        occurredAt: iso(DateTime.utc()),
+        customer: { id: "לקוח-7", email: "bidi.refusals@example.com" },
+        items: [item("televisions", "899.00")],
+      }) as never,
+    );
+    await eventProcessed(p, eventJobId(eventId));
+    const page = await signedIn(p);
+    /** The refusal the page shows, and what each of its bdi elements holds. */
+    const refusal = async () => ({
+      text: await page.getByRole("alert").textContent(),
+      isolated: await page.getByRole("alert").locator("bdi").allTextContents(),
+    });
+
+    // Not known: a customer, an order, a step to preview, a reply to resolve.
+    const nobody = await page.goto(`${base}/console/customers/${encodeURIComponent("לקוח-404")}`);
+    expect(nobody?.status()).toBe(404);
+    await expect(refusal()).resolves.toEqual({
+      text: 'no customer "לקוח-404" is known',
+      isolated: ['"לקוח-404"'],
+    });
+    await page.goto(`${base}/console/orders/${encodeURIComponent("طلب-404")}`);
+    await expect(refusal()).resolves.toEqual({
+      text: 'no order "طلب-404" is known',
+      isolated: ['"طلب-404"'],
+    });
+    await page.goto(
+      `${base}/console/preview?ref=${encodeURIComponent("حدث-9/thank-you.thank-you")}`,
+    );
+    await expect(refusal()).resolves.toEqual({
+      text: "no follow-up حدث-9/thank-you.thank-you is known",
+      isolated: ["حدث-9/thank-you.thank-you"],
+    });
+    await page.goto(
+      `${base}/console/confirm?action=resolve&reply=${encodeURIComponent("אירוע-12/big-ticket.check-in/3")}&back=/console/search`,
+    );
+    await page.getByRole("button", { name: "Mark resolved" }).click();
+    await expect(refusal()).resolves.toEqual({
+      text: "no reply אירוע-12/big-ticket.check-in/3 is known",
+      isolated: ["אירוע-12/big-ticket.check-in/3"],
+    });
+
+    // Nothing to do: a step still scheduled is not resent.
+    await page.goto(`${base}/console/customers/${encodeURIComponent("לקוח-7")}`);
+    const checkIn = page.getByRole("row", { name: /^big-ticket\.check-in/ });
+    await checkIn.getByRole("link", { name: "Preview" }).waitFor();
+    const ref = `${eventId}/big-ticket.check-in`;
+    await page.goto(
+      `${base}/console/confirm?action=resend&ref=${encodeURIComponent(ref)}&back=/console/search`,
+    );
+    await page.getByRole("button", { name: "Send it again" }).click();
+    await expect(refusal()).resolves.toEqual({
+      text: `${ref} is scheduled: only a sent or failed follow-up can be resent`,
+      isolated: [ref],
+    });
+    // Drawn as written: the id where the sentence has it, the words after it after it.
+    await page.getByRole("alert").evaluate((alert) => alert.setAttribute("data-test", "refusal"));
+    expect(
+      outOfOrder(await drawnAt(page, "[data-test=refusal]", [ref, "is scheduled", "resent"])),
+    ).toEqual([]);
+    await expectAccessible(page, "refusal");
+    await page.context().close();
+  });
+
   it("lists the events the worker refused, with their reasons", async () => {
     pipeline = await startPipeline("console-refused", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;
