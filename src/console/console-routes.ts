@@ -34,6 +34,7 @@ import { rateLimitGroup } from "./client-address.js";
 import {
   CONSOLE_CSS,
   type ConsoleView,
+  consolePath,
   isolated,
   isolatedAt,
   renderConsolePage,
@@ -418,7 +419,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       const asCustomer = await deps.tools.customer(q).catch(notFound);
       if (asCustomer) return reply.redirect(customerPath(q), 303);
       const asOrder = await deps.tools.order(q).catch(notFound);
-      if (asOrder) return reply.redirect(`/console/orders/${encodeURIComponent(q)}`, 303);
+      if (asOrder) return reply.redirect(consolePath("orders", q), 303);
       if (q.includes("@")) return byAddress(`No customer is known with ${isolated(q)}.`);
       if (/^\+?[\d\s()-]{6,}$/.test(q)) {
         const hint = notInternationalPhone(q)
@@ -439,14 +440,20 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       );
     });
 
-    scope.get("/console/customers/:id", async (request, reply) => {
-      const id = (request.params as { id: string }).id;
+    // A customer's or an order's page by its id as a path segment, or as the query's `id` (the
+    // ids `.` and `..`, which a browser takes out of a path: consolePath).
+    const customerPage = async (request: FastifyRequest, reply: FastifyReply, id: string) => {
       const timeline = await deps.tools.customer(id);
       return timelinePage(request, reply, timeline, customerPath(id));
-    });
+    };
+    scope.get("/console/customers/:id", async (request, reply) =>
+      customerPage(request, reply, (request.params as { id: string }).id),
+    );
+    scope.get("/console/customers", async (request, reply) =>
+      customerPage(request, reply, queryField(request, "id") ?? ""),
+    );
 
-    scope.get("/console/orders/:orderId", async (request, reply) => {
-      const orderId = (request.params as { orderId: string }).orderId;
+    const orderPage = async (request: FastifyRequest, reply: FastifyReply, orderId: string) => {
       const timeline = await deps.tools.order(orderId);
       if (timeline.customer === null)
         return page(
@@ -455,14 +462,14 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           { title: `Order ${orderId}`, page: "search", o: timeline },
           request,
         );
-      return timelinePage(
-        request,
-        reply,
-        timeline,
-        `/console/orders/${encodeURIComponent(orderId)}`,
-        orderId,
-      );
-    });
+      return timelinePage(request, reply, timeline, consolePath("orders", orderId), orderId);
+    };
+    scope.get("/console/orders/:orderId", async (request, reply) =>
+      orderPage(request, reply, (request.params as { orderId: string }).orderId),
+    );
+    scope.get("/console/orders", async (request, reply) =>
+      orderPage(request, reply, queryField(request, "id") ?? ""),
+    );
 
     scope.get("/console/confirm", async (request, reply) => {
       const action = queryField(request, "action");
@@ -479,7 +486,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
             heading: `Erase customer ${isolated(customer)}?`,
             question:
               "Every piece of their personal data is deleted now, and their pending follow-ups are cancelled. Opt-outs and anonymous counts are kept. This cannot be undone.",
-            action: `${customerPath(customer)}/erase`,
+            action: consolePath("customers", customer, "erase"),
             fields: [],
             confirm: "Erase everything about this customer",
             danger: true,
@@ -499,7 +506,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
             heading: `Stop messaging customer ${isolated(customer)}?`,
             question:
               "As if they had unsubscribed: their customer id and the email addresses and phone numbers of their purchases still kept are opted out of the channels chosen, and pending follow-ups there are skipped when they fall due. This is recorded with your name.",
-            action: `${customerPath(customer)}/opt-out`,
+            action: consolePath("customers", customer, "opt-out"),
             fields: [],
             channelChoices: CHANNELS.map((channel) => ({
               channel,
@@ -619,11 +626,10 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       },
     );
 
-    scope.post(
-      "/console/customers/:id/opt-out",
-      { preHandler: scope.csrfProtection },
-      async (request, reply) => {
-        const id = (request.params as { id: string }).id;
+    // Each at the customer's path, and with the query's `id` (consolePath).
+    for (const url of ["/console/customers/:id/opt-out", "/console/customers/opt-out"])
+      scope.post(url, { preHandler: scope.csrfProtection }, async (request, reply) => {
+        const id = customerIdOf(request);
         const receipt = await deps.tools.optOut(
           { customer: id },
           {
@@ -643,18 +649,14 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
           customerPath(id),
           `Opted out of ${channels} (${receipt.purposes ? "offers only" : "every follow-up"}); ${receipt.addressesCovered} ${receipt.addressesCovered === 1 ? "address" : "addresses"} covered${already}.`,
         );
-      },
-    );
+      });
 
-    scope.post(
-      "/console/customers/:id/erase",
-      { preHandler: scope.csrfProtection },
-      async (request, reply) => {
-        const id = (request.params as { id: string }).id;
+    for (const url of ["/console/customers/:id/erase", "/console/customers/erase"])
+      scope.post(url, { preHandler: scope.csrfProtection }, async (request, reply) => {
+        const id = customerIdOf(request);
         const receipt: ErasureReceipt = await deps.tools.erase(id, { by: operatorOf(request) });
         return page(reply, "receipt", { title: "Customer erased", r: receipt }, request);
-      },
-    );
+      });
 
     scope.get("/console/preview", async (request, reply) => {
       const ref = queryField(request, "ref") ?? "";
@@ -948,7 +950,12 @@ function queryField(request: FastifyRequest, name: string): string | undefined {
 }
 
 function customerPath(id: string): string {
-  return `/console/customers/${encodeURIComponent(id)}`;
+  return consolePath("customers", id);
+}
+
+/** The customer an action on a customer names: by its path, or by the query's `id`. */
+function customerIdOf(request: FastifyRequest): string {
+  return (request.params as { id?: string }).id ?? queryField(request, "id") ?? "";
 }
 
 /** The origin a `back` is read against: a console page's own (any will do: only its path is kept). */

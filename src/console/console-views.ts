@@ -97,7 +97,7 @@ const SEARCH = `{% layout "layout" %}{% block content %}
 </form>
 {% if error %}<p class="error" role="alert">{% render "text", parts: error %}</p>{% endif %}
 {% if matches.size > 0 %}<h2>Customers using <bdi>{{ q }}</bdi></h2>
-<ul>{% for id in matches %}<li><a href="/console/customers/{{ id | url_encode }}"><bdi>{{ id }}</bdi></a></li>{% endfor %}</ul>{% endif %}
+<ul>{% for id in matches %}<li><a href="{{ id | customer_path }}"><bdi>{{ id }}</bdi></a></li>{% endfor %}</ul>{% endif %}
 {% endblock %}`;
 
 const CUSTOMER = `{% layout "layout" %}{% block content %}
@@ -105,7 +105,7 @@ const CUSTOMER = `{% layout "layout" %}{% block content %}
 <section aria-labelledby="who">
 <h2 id="who">Contact and consent</h2>
 <dl class="facts">
-<div><dt>Customer id</dt><dd>{% if orderId %}<a href="/console/customers/{{ t.customer.id | url_encode }}"><bdi>{{ t.customer.id }}</bdi></a>{% else %}<bdi>{{ t.customer.id }}</bdi>{% endif %}</dd></div>
+<div><dt>Customer id</dt><dd>{% if orderId %}<a href="{{ t.customer.id | customer_path }}"><bdi>{{ t.customer.id }}</bdi></a>{% else %}<bdi>{{ t.customer.id }}</bdi>{% endif %}</dd></div>
 <div><dt>First name</dt><dd>{% if t.customer.firstName %}<bdi>{{ t.customer.firstName }}</bdi>{% else %}not stored{% endif %}</dd></div>
 <div><dt>Email</dt><dd>{% if t.customer.email %}<bdi>{{ t.customer.email }}</bdi>{% else %}not stored{% endif %}</dd></div>
 <div><dt>Phone</dt><dd>{% if t.customer.phone %}<bdi>{{ t.customer.phone }}</bdi>{% else %}not stored{% endif %}</dd></div>
@@ -405,6 +405,26 @@ const engine = new Liquid({
   strictFilters: true,
   extname: "",
 });
+engine.registerFilter("customer_path", (id: unknown) => consolePath("customers", String(id)));
+engine.registerFilter("order_path", (id: unknown) => consolePath("orders", String(id)));
+
+/**
+ * The console page of a customer or an order (`what`: customers, orders), or an action on it
+ * (`/erase`), for every id an event may carry: the id percent-encoded as a path segment
+ * (`/console/customers/ana%20maria`, `/console/orders/web%2F1042`), or as the query's `id` when it
+ * is `.` or `..`, which a browser resolves away as a segment however it is encoded (`%2e`
+ * included): `/console/customers?id=..`, `/console/customers/erase?id=..`.
+ */
+export function consolePath(
+  what: "customers" | "orders",
+  id: string,
+  action?: "erase" | "opt-out",
+): string {
+  const segment = encodeURIComponent(id);
+  if (segment === "." || segment === "..")
+    return `/console/${what}${action ? `/${action}` : ""}?id=${segment}`;
+  return `/console/${what}/${segment}${action ? `/${action}` : ""}`;
+}
 
 /** Renders a page; every value is escaped unless the template says `| raw`. */
 export function renderConsolePage(

@@ -548,6 +548,72 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     await page.context().close();
   });
 
+  it("opens the pages of customers and orders whose ids a browser would take apart (., .., /, ?, #, %2F, spaces), following its own links", async () => {
+    pipeline = await startPipeline("console-odd-ids", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const now = iso(DateTime.utc());
+    // Two customers with one address: the search lists both, by links.
+    const odd = [
+      { event: "evt-dots", customer: "..", order: "." },
+      { event: "evt-slashes", customer: "a/b?c#d %2F e", order: "web/1042?x#y%2F" },
+    ];
+    for (const o of odd) {
+      await p.publisher.publish(
+        purchaseInput({
+          id: o.event,
+          orderId: o.order,
+          occurredAt: now,
+          customer: { id: o.customer, email: "odd.ids@example.com" },
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+      await eventProcessed(p, eventJobId(o.event));
+    }
+    const page = await signedIn(p);
+    const search = async (q: string) => {
+      await page.getByRole("navigation").getByRole("link", { name: "Search", exact: true }).click();
+      await page.getByLabel(/Customer id, email address/).fill(q);
+      await page.getByRole("button", { name: "Search" }).click();
+    };
+    const heading = () => page.locator("h1").textContent();
+
+    await search("odd.ids@example.com");
+    for (const o of odd) {
+      await page.getByRole("link", { name: o.customer, exact: true }).click();
+      await expect(heading()).resolves.toBe(`Customer ${o.customer}`);
+      await page.goBack();
+    }
+    for (const o of odd) {
+      // An order's page, and from it its customer's.
+      await search(o.order);
+      await expect(heading()).resolves.toBe(`Order ${o.order}`);
+      await page.getByRole("link", { name: o.customer, exact: true }).click();
+      await expect(heading()).resolves.toBe(`Customer ${o.customer}`);
+      // A preview's Back leads to the customer's page again.
+      await page
+        .getByRole("row", { name: /^big-ticket\.check-in/ })
+        .getByRole("link", { name: "Preview" })
+        .click();
+      await page.getByRole("link", { name: "Back" }).click();
+      await expect(heading()).resolves.toBe(`Customer ${o.customer}`);
+      // Opting out from it comes back to it, the opt-out shown.
+      await page.getByRole("link", { name: "Opt out…" }).click();
+      await page.getByRole("button", { name: "Opt out" }).click();
+      await expect(page.getByRole("status").textContent()).resolves.toContain("Opted out of");
+      await expect(heading()).resolves.toBe(`Customer ${o.customer}`);
+    }
+    // Erasing ".." erases that customer, not another page's.
+    await search("..");
+    await page.getByRole("link", { name: "Erase this customer…" }).click();
+    await page.getByRole("button", { name: "Erase everything about this customer" }).click();
+    await page.getByRole("heading", { name: "Customer erased" }).waitFor();
+    await expect(page.locator("dl").textContent()).resolves.toContain("Purchases erased1");
+    await search(odd[1]?.customer ?? "");
+    await expect(heading()).resolves.toBe(`Customer ${odd[1]?.customer}`);
+    await expect(page.textContent("main")).resolves.toContain("Purchase evt-slashes");
+    await page.context().close();
+  });
+
   it("lists the events the worker refused, with their reasons", async () => {
     pipeline = await startPipeline("console-refused", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;
