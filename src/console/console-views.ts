@@ -406,7 +406,6 @@ const engine = new Liquid({
   extname: "",
 });
 engine.registerFilter("customer_path", (id: unknown) => consolePath("customers", String(id)));
-engine.registerFilter("order_path", (id: unknown) => consolePath("orders", String(id)));
 
 /**
  * The console page of a customer or an order (`what`: customers, orders), or an action on it

@@ -685,7 +685,7 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     const nobody = await page.request.get(`${base()}/console/customers/cus-nobody`);
     expect(nobody.status()).toBe(404);
     expect(await nobody.text()).toMatch(
-      /no customer (&quot;|&#34;)cus-nobody(&quot;|&#34;) is known/,
+      /no customer <bdi>(&quot;|&#34;)cus-nobody(&quot;|&#34;)<\/bdi> is known/,
     );
     expect((await page.request.get(`${base()}/console/orders/ord-nothing`)).status()).toBe(404);
     // An order known by its refund alone (it arrived before the purchase) says what will happen.
