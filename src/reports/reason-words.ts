@@ -136,11 +136,12 @@ function splitFailure(code: string): [string, string] {
 
 function permanentWords(provider: string, reply: number | undefined): string {
   // Permanent 5xx replies come from SMTP (Twilio's 5xx are transient); 4xx from Twilio's API.
-  // To MAIL FROM or after DATA, or to RCPT TO with a permanent enhanced code (5.3.4 too big for
-  // the system, 5.2.3 over the mailbox's size limit): the message's size (ledger entries from
-  // before RCPT's 552 was retried also held a full mailbox's).
+  // To MAIL FROM or after DATA (the message's size), or to RCPT TO with a permanent enhanced code
+  // (5.3.4 too big for the system, 5.2.3 over the mailbox's size limit, but also 5.7.1 policy or
+  // 5.1.1 no such user, which the ledger's code does not tell apart); ledger entries from before
+  // RCPT's 552 was retried also held a full mailbox's.
   if (reply === 552) {
-    return "the message was larger than the mail server takes, or the recipient's mailbox was full";
+    return "the mail server refused the message for good (552: most often its size, a mailbox over its limit, or the server's policy)";
   }
   if (reply === 554) return "the mail server refused the message";
   if (reply !== undefined && reply >= 500) return "the mail server refused the address";

@@ -247,7 +247,7 @@ describe("the pipeline on real parts", () => {
       {
         code: "permanent 552",
         words:
-          "the message was larger than the mail server takes, or the recipient's mailbox was full",
+          "the mail server refused the message for good (552: most often its size, a mailbox over its limit, or the server's policy)",
         count: 1,
       },
     ]);

@@ -40,7 +40,7 @@ const CASES: readonly (readonly [string, string | RegExp])[] = [
   ["permanent 553", "the mail server refused the address"],
   [
     "permanent 552",
-    "the message was larger than the mail server takes, or the recipient's mailbox was full",
+    "the mail server refused the message for good (552: most often its size, a mailbox over its limit, or the server's policy)",
   ],
   ["permanent 21211", "the phone number is not valid"],
   ["permanent 21614", "the number cannot receive SMS (landline?)"],
