@@ -524,22 +524,29 @@ async function coverAddressesOfOptedOutId(
 }
 
 /**
+ * Whom an opt-out by customer id taken in while a purchase was is asked about: the customer, on
+ * each channel the purchase has an address for (none: nothing to cover).
+ */
+function idTargetsOf(event: PurchaseCompleted) {
+  return CHANNELS.filter((channel) =>
+    channel === "email" ? event.customer.email : event.customer.phone,
+  ).map((channel) => ({ channel, who: { customerId: event.customer.id } }));
+}
+
+/**
  * An opt-out by customer id taken in while this purchase was (after its opt-outs were read, before
  * it was stored where the opt-out's knownAddresses finds a purchase's addresses) covers its
- * address too, as coverAddressesOfOptedOutId does for one taken in before it. Read once the
- * purchase is stored: an opt-out written later reads its addresses after writing itself.
+ * address too, as coverAddressesOfOptedOutId does for one taken in before it. `since` is read once
+ * the purchase is stored (with its order link, link-purchase.lua, idTargetsOf): an opt-out
+ * written later reads its addresses after writing itself.
  */
 async function coverAddressesOfIdOptedOutMeanwhile(
   deps: CoverDeps,
   event: PurchaseCompleted,
   before: OptedOutChannels,
+  since: OptedOutChannels,
   now: number,
 ): Promise<void> {
-  const targets = CHANNELS.filter((channel) =>
-    channel === "email" ? event.customer.email : event.customer.phone,
-  ).map((channel) => ({ channel, who: { customerId: event.customer.id } }));
-  if (targets.length === 0) return;
-  const since = await deps.suppressions.optOutsOf(targets);
   const newly = {
     all: new Set([...since.all].filter((channel) => !before.all.has(channel))),
     marketing: new Set([...since.marketing].filter((channel) => !before.marketing.has(channel))),
@@ -772,16 +779,19 @@ async function schedulePurchase(
       // round trip only then: the history was just given its two years).
       if (keepUntil > nowMs + HISTORY_RETENTION_MS)
         await deps.history.keepUntil(event.customer.id, keepUntil);
-      // The order link and the address index in one script (both global).
-      const linked = await deps.orders.linkPurchase(
+      // The order link and the address index in one script (both global), which also reads the
+      // customer id's opt-outs again: the purchase is stored now (coverAddressesOfIdOptedOutMeanwhile).
+      const linkedWithOptOuts = await deps.orders.linkPurchaseWithOptOuts(
         event.orderId,
         event.id,
         deps.shard,
         Math.max(keepUntil - nowMs, REFUND_RETENTION_MS),
         nowMs,
         await deps.customers.filingOf(event, keepUntil - nowMs),
+        await deps.suppressions.optOutQuery(idTargetsOf(event)),
       );
-      if (!linked) return { erased: true as const, added: 0, jobs: 0 };
+      if (!linkedWithOptOuts) return { erased: true as const, added: 0, jobs: 0 };
+      const { order: linked, optedOut } = linkedWithOptOuts;
       // The deployment-wide claim of the id lives as long as the record.
       await deps.deploymentIds?.keep(event.id, keepUntil - nowMs);
       // Steps beyond the horizon wait in the compact schedule (filed by the script above).
@@ -828,7 +838,7 @@ async function schedulePurchase(
         );
       // The steps and their jobs survive a failover before the event's job completes (elsewhere).
       await deps.store.awaitReplicas(event.id);
-      return { erased: false as const, added, jobs: toSchedule.length };
+      return { erased: false as const, added, jobs: toSchedule.length, optedOut };
     },
     ({ added, jobs }) => ({
       "followups.steps.open": open.length,
@@ -838,7 +848,13 @@ async function schedulePurchase(
     }),
   );
   if (scheduled.erased) return erasedMeanwhile();
-  await coverAddressesOfIdOptedOutMeanwhile(deps, event, suppressed, deps.clock().toMillis());
+  await coverAddressesOfIdOptedOutMeanwhile(
+    deps,
+    event,
+    suppressed,
+    scheduled.optedOut,
+    deps.clock().toMillis(),
+  );
   for (const step of open) {
     if (records.get(step.stepId) === undefined)
       deps.metrics.scheduled.inc({ channel: step.channel, kind: step.kind });

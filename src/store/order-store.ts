@@ -39,6 +39,19 @@ export interface RefundRecord {
   readonly items?: readonly { readonly sku: string; readonly quantity: number }[];
 }
 
+/**
+ * What links a purchase to its order (OrderStore.linkPurchase): the order, the event, the shard
+ * its records live in, how long to keep the link (ms), now (epoch ms), and its address filing.
+ */
+type PurchaseLink = [
+  orderId: string,
+  eventId: string,
+  shard: number,
+  keepMs: number,
+  now: number,
+  filing: CustomerFiling,
+];
+
 export class OrderStore {
   private readonly redis: RedisClient & StoreCommands;
   private readonly keys: StoreKeys;
@@ -58,21 +71,30 @@ export class OrderStore {
    * recorded before this moment is in the answer, one recorded after it will find the link.
    * Nothing is filed, and undefined returned, when the customer was erased after the purchase.
    */
-  async linkPurchase(
-    orderId: string,
-    eventId: string,
-    shard: number,
-    keepMs: number,
-    now: number,
-    filing: CustomerFiling,
-  ): Promise<OrderRecord | undefined> {
+  async linkPurchase(...link: PurchaseLink): Promise<OrderRecord | undefined> {
+    return (await this.linkPurchaseWithOptOuts(...link, { lists: [], members: [], asked: [] }))
+      ?.order;
+  }
+
+  /**
+   * linkPurchase, and the answer to an opt-out question (SuppressionList.optOutQuery) asked in
+   * the same script, once the link and the filing are written (both are global keys): what intake
+   * asks of a purchase's customer id once the purchase is stored.
+   */
+  async linkPurchaseWithOptOuts(
+    ...[orderId, eventId, shard, keepMs, now, filing, optOuts]: [
+      ...PurchaseLink,
+      optOuts: OptOutQuery,
+    ]
+  ): Promise<{ order: OrderRecord; optedOut: ReturnType<typeof optOutAnswer> } | undefined> {
     const { key, links, entry } = this.placeOf(orderId);
-    const flat = await this.redis.fuLinkPurchase(
-      3 + filing.buckets.length,
+    const answer = await this.redis.fuLinkPurchase(
+      3 + filing.buckets.length + optOuts.lists.length,
       key,
       links,
       filing.erasureKey,
       ...filing.buckets,
+      ...optOuts.lists,
       eventId,
       keepMs,
       orderLink(shard),
@@ -81,9 +103,12 @@ export class OrderStore {
       filing.customerId,
       filing.keepMs,
       filing.purchasedAt,
+      JSON.stringify(optOuts.members),
       ...filing.entries,
     );
-    return flat === -1 ? undefined : parseOrder(flat);
+    if (answer === -1) return undefined;
+    const [flat, flags] = answer;
+    return { order: parseOrder(flat), optedOut: optOutAnswer(optOuts, flags) };
   }
 
   /**

@@ -174,10 +174,13 @@ export interface StoreCommands {
   /** fold-counts.lua */
   fuFoldCounts(fromKey: string, toKey: string): Promise<number>;
   /**
-   * link-purchase.lua: KEYS are the order, its bucket, the erasure marker, then address buckets;
-   * -1 when the customer was erased.
+   * link-purchase.lua: KEYS are the order, its bucket, the erasure marker, address buckets, then
+   * any suppression lists; -1 when the customer was erased.
    */
-  fuLinkPurchase(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<string[] | -1>;
+  fuLinkPurchase(
+    numberOfKeys: number,
+    ...keysAndArgs: (string | number)[]
+  ): Promise<[string[], number[]] | -1>;
   /** keep-order-link.lua: 1 when the link lasts until `until`, 0 when there is none. */
   fuKeepOrderLink(bucketKey: string, field: string, until: number, now: number): Promise<number>;
   /** read-order.lua: KEYS are the order, its bucket, then any suppression lists. */

@@ -1498,6 +1498,7 @@ describe("the store's Lua scripts", () => {
         "cus",
         DAY,
         0,
+        "[]",
       );
     // Another order's link in the same bucket is not this order's.
     await redis.hset(links, "zzzzzzzzzzzevt-other", `s1:${NOW + 2 * DAY}`);
@@ -1508,10 +1509,8 @@ describe("the store's Lua scripts", () => {
       await redis.fuRecordRefund(order, links, "ref-1", "900 GBP", DAY, "ABCDEFGHIJK", NOW),
     ).toEqual(["r:ref-1", "500 GBP"]);
     expect(await linkOrder("evt", 3 * DAY, "s2", "ABCDEFGHIJK", NOW)).toEqual([
-      "r:ref-1",
-      "500 GBP",
-      "e:evt",
-      `s2:${NOW + 3 * DAY}`,
+      ["r:ref-1", "500 GBP", "e:evt", `s2:${NOW + 3 * DAY}`],
+      [],
     ]);
     expect(await redis.pttl(links)).toBeGreaterThan(2 * DAY);
     // A shorter keep never shortens the bucket.
@@ -1564,14 +1563,28 @@ describe("the store's Lua scripts", () => {
     const marker = keys.erasedCustomerGlobal("customer-hash");
     const email = keys.addressBucket(11);
     const phone = keys.addressBucket(12);
-    const link = (eventId: string, purchasedAt: number, now = NOW) =>
+    const link = async (eventId: string, purchasedAt: number, now = NOW) => {
+      const answer = await linkAsking(eventId, purchasedAt, now);
+      return answer === -1 ? answer : answer[0];
+    };
+    // The customer's opt-outs asked in the same call, once the link and the filing are written.
+    const emailOptOuts = keys.suppressions("email");
+    const smsOffers = keys.marketingSuppressions("sms");
+    const linkAsking = (
+      eventId: string,
+      purchasedAt: number,
+      now = NOW,
+      lists: string[] = [],
+      members: string[][] = [],
+    ) =>
       redis.fuLinkPurchase(
-        5,
+        5 + lists.length,
         order,
         links,
         marker,
         email,
         phone,
+        ...lists,
         eventId,
         3 * DAY,
         "s2",
@@ -1580,6 +1593,7 @@ describe("the store's Lua scripts", () => {
         "cus-1",
         400 * DAY,
         purchasedAt,
+        JSON.stringify(members),
         "EEEEEEEEEEE",
         "PPPPPPPPPPP",
       );
@@ -1611,6 +1625,30 @@ describe("the store's Lua scripts", () => {
     expect(await link("evt-4", at(purchased + 20))).toContain("e:evt-4");
     expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(
       `${purchased + 20}:${NOW + 400 * DAY}`,
+    );
+    // Asked of suppression lists: per list, whether it holds one of its members; the addresses
+    // are filed as without them (the lists are not taken for address buckets).
+    await redis.sadd(emailOptOuts, "h:other", "k:customer");
+    await redis.sadd(smsOffers, "k:someone-else");
+    await redis.del(email, phone);
+    expect(
+      await linkAsking(
+        "evt-5",
+        at(purchased + 30),
+        NOW,
+        [emailOptOuts, smsOffers, keys.suppressions("sms")],
+        [["k:customer"], ["k:customer"], []],
+      ),
+    ).toEqual([expect.arrayContaining(["e:evt-5"]), [1, 0, 0]]);
+    expect(await redis.hget(email, "EEEEEEEEEEEcus-1")).toBe(
+      `${purchased + 30}:${NOW + 400 * DAY}`,
+    );
+    expect(await redis.hget(phone, "PPPPPPPPPPPcus-1")).toBe(
+      `${purchased + 30}:${NOW + 400 * DAY}`,
+    );
+    // Erased after the purchase: nothing asked either.
+    expect(await linkAsking("evt-6", at(purchased), NOW, [emailOptOuts], [["k:customer"]])).toBe(
+      -1,
     );
   });
 
