@@ -412,7 +412,8 @@ engine.registerFilter("customer_path", (id: unknown) => consolePath("customers",
  * (`/erase`), for every id an event may carry: the id percent-encoded as a path segment
  * (`/console/customers/ana%20maria`, `/console/orders/web%2F1042`), or as the query's `id` when it
  * is `.` or `..`, which a browser resolves away as a segment however it is encoded (`%2e`
- * included): `/console/customers?id=..`, `/console/customers/erase?id=..`.
+ * included): `/console/customers?id=..`, `/console/customers/erase?id=..`; so is a customer's
+ * page whose id is `erase` or `opt-out` (`/console/customers?id=erase`).
  */
 export function consolePath(
   what: "customers" | "orders",
@@ -420,8 +421,13 @@ export function consolePath(
   action?: "erase" | "opt-out",
 ): string {
   const segment = encodeURIComponent(id);
-  if (segment === "." || segment === "..")
-    return `/console/${what}${action ? `/${action}` : ""}?id=${segment}`;
+  // A customer's page at `/console/customers/erase` or `/opt-out` would be the path of the
+  // query-id actions, which a GET is refused at (405).
+  const taken =
+    segment === "." ||
+    segment === ".." ||
+    (what === "customers" && !action && (segment === "erase" || segment === "opt-out"));
+  if (taken) return `/console/${what}${action ? `/${action}` : ""}?id=${segment}`;
   return `/console/${what}/${segment}${action ? `/${action}` : ""}`;
 }
 

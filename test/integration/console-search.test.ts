@@ -93,6 +93,43 @@ describe("console search", () => {
     expect(national.body).toContain("Phone numbers are looked up in international format");
   });
 
+  it("opens customers whose ids are erase or opt-out, the names of the query-id actions' paths", async () => {
+    pipeline = await startPipeline("console-search", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    for (const id of ["erase", "opt-out"]) {
+      await p.publisher.publish(
+        purchaseInput({
+          id: `evt-${id}`,
+          orderId: `order-${id}`,
+          occurredAt,
+          customer: { id, email: `${id}.customer@example.com`, name: "Ada" },
+          items: [item("televisions", "899.00", { name: "OLED TV" })],
+        }) as never,
+      );
+      await eventually(
+        async () =>
+          (await p.store.stepRecords(`evt-${id}`, ["big-ticket.thank-you"])).size > 0
+            ? true
+            : undefined,
+        "the purchase to be planned",
+      );
+    }
+    const cookie = await new ConsoleSessions(p.redis, p.prefix).start("dana", TOKEN);
+    for (const id of ["erase", "opt-out"]) {
+      const found = await search(p, cookie, id);
+      expect(found.status).toBe(303);
+      const page = await get(p, cookie, found.location ?? "");
+      const body = await page.text();
+      expect({ id, status: page.status }).toEqual({ id, status: 200 });
+      expect(body).toContain(`<bdi>${id}.customer@example.com</bdi>`);
+      // The customer's link on the order's page leads there too.
+      const order = await (await get(p, cookie, `/console/orders/order-${id}`)).text();
+      const href = /<dt>Customer id<\/dt><dd><a href="([^"]+)"/.exec(order)?.[1] ?? "";
+      expect((await get(p, cookie, href.replaceAll("&amp;", "&"))).status).toBe(200);
+    }
+  });
+
   it("finds customers and orders whose ids contain an @, as ids first, then by address", async () => {
     pipeline = await startPipeline("console-search-at", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
     const p = pipeline;
