@@ -240,6 +240,11 @@ describe("console methods", () => {
       ["GET", "/console/sign-out", "POST"],
       ["GET", "/console/steps/cancel", "POST"],
       ["GET", "/console/customers/cus-1/erase", "POST"],
+      // The routes by the query's id (the ids . and ..) as those by the path.
+      ["GET", "/console/customers/erase?id=..", "POST"],
+      ["HEAD", "/console/customers/opt-out?id=..", "POST"],
+      ["POST", "/console/customers?id=..", "GET, HEAD"],
+      ["PUT", "/console/orders?id=.", "GET, HEAD"],
       ["HEAD", "/console/failed/retry", "POST"],
       ["POST", "/console/search", "GET, HEAD"],
       ["PUT", "/console/sign-in", "GET, HEAD, POST"],
@@ -262,6 +267,21 @@ describe("console methods", () => {
         if (body !== undefined)
           expect(body).toEqual({ error: `method ${method} not allowed; use ${allow}` });
       }
+    }
+    // The actions by the query's id, as those by the path: a session first, then the form's token.
+    for (const path of ["/console/customers/erase?id=..", "/console/customers/cus-1/erase"]) {
+      const action = (cookie?: string) =>
+        fetch(`${base}${path}`, {
+          method: "POST",
+          redirect: "manual",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            ...(cookie && { cookie }),
+          },
+          body: "",
+        });
+      expect([path, (await action()).status]).toEqual([path, 401]);
+      expect([path, (await action(`fu_console=${session}`)).status]).toEqual([path, 403]);
     }
     // A path nobody declared is still not found; the pages and Bull Board answer as before.
     expect((await fetch(`${base}/console/nope`)).status).toBe(404);
