@@ -134,8 +134,11 @@ export class SuppressionList {
   ): Promise<void> {
     for (const member of await this.addressMembers(who)) {
       const key = this.keys.phoneOptedOutAt(member);
+      // A pipeline, not MULTI: a Redis out of memory refuses the writes one by one with its OOM
+      // error, which the webhooks know to spool for; in MULTI it would abort the whole with
+      // EXECABORT, and a STOP texted then was answered 500 instead of being spooled.
       const results = await this.redis
-        .multi()
+        .pipeline()
         .zadd(key, "GT", Math.round(at), OPT_OUT_TIME_FIELDS[scope])
         .zincrby(key, 1, OPT_OUT_COUNT_FIELDS[scope])
         .pexpire(key, OPT_OUT_TIME_MS)
