@@ -129,9 +129,23 @@ export function isConnectionLoss(error: unknown): boolean {
   return AWAY_MESSAGES.test(error.message);
 }
 
+/**
+ * The replies an error carries: its own message, and for a transaction Redis discarded
+ * (`EXECABORT`), the errors of the commands queued in it, which say why (ioredis gathers them
+ * in `previousErrors`). A MULTI under a Redis out of memory fails as EXECABORT, its OOM inside.
+ */
+function repliesOf(error: Error): string[] {
+  const previous = (error as { previousErrors?: unknown }).previousErrors;
+  if (!error.message.startsWith("EXECABORT ") || !Array.isArray(previous)) return [error.message];
+  return [
+    error.message,
+    ...previous.flatMap((inner) => (inner instanceof Error ? [inner.message] : [])),
+  ];
+}
+
 /** Whether Redis refused a command because it takes no writes now (out of memory, cannot save). */
 export function isWriteRefusal(error: unknown): boolean {
-  return error instanceof Error && WRITES_REFUSED.test(error.message);
+  return error instanceof Error && repliesOf(error).some((reply) => WRITES_REFUSED.test(reply));
 }
 
 /**
@@ -143,7 +157,8 @@ export function isRedisUnavailable(error: unknown, redis?: RedisClient): boolean
   if (!(error instanceof Error)) return false;
   if (error.name === "MaxRetriesPerRequestError" || error.name === "ClusterAllFailedError")
     return true;
-  return AWAY_MESSAGES.test(error.message) || NOT_NOW_REPLIES.test(error.message);
+  if (AWAY_MESSAGES.test(error.message)) return true;
+  return repliesOf(error).some((reply) => NOT_NOW_REPLIES.test(reply));
 }
 
 /**

@@ -134,9 +134,8 @@ export class SuppressionList {
   ): Promise<void> {
     for (const member of await this.addressMembers(who)) {
       const key = this.keys.phoneOptedOutAt(member);
-      // A pipeline, not MULTI: a Redis out of memory refuses the writes one by one with its OOM
-      // error, which the webhooks know to spool for; in MULTI it would abort the whole with
-      // EXECABORT, and a STOP texted then was answered 500 instead of being spooled.
+      // A pipeline: each write stands on its own (the time only moves later, the count only up).
+      // A Redis out of memory refuses them with its OOM error, which the webhooks spool for.
       const results = await this.redis
         .pipeline()
         .zadd(key, "GT", Math.round(at), OPT_OUT_TIME_FIELDS[scope])

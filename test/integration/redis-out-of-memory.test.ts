@@ -44,6 +44,21 @@ async function outOfMemory(redis: Redis): Promise<void> {
   await redis.config("SET", "maxmemory", "1");
 }
 
+/** What STOP_PHONE texted to the shop's number, as Twilio posts it. */
+function textedIn(p: PipelineHarness, body: string, messageSid: string) {
+  return postTwilio(p, "/webhooks/twilio/inbound", {
+    From: STOP_PHONE,
+    Body: body,
+    MessageSid: messageSid,
+  });
+}
+
+/** Files the webhook spool holds (not those moved aside). */
+async function spooledFiles(p: PipelineHarness): Promise<string[]> {
+  const names = await readdir(p.envVars.WEBHOOK_SPOOL_DIR ?? "");
+  return names.filter((name) => name.endsWith(".json"));
+}
+
 async function commandsProcessed(redis: Redis): Promise<number> {
   const stats = await redis.info("stats");
   return Number(/total_commands_processed:(\d+)/.exec(stats)?.[1]);
@@ -93,11 +108,7 @@ it("out of memory, a STOP texted is spooled and answered 200, /readyz answers 50
   const commandsBefore = await commandsProcessed(redis);
   await outOfMemory(redis);
 
-  const stop = await postTwilio(p, "/webhooks/twilio/inbound", {
-    From: STOP_PHONE,
-    Body: "STOP",
-    MessageSid: "SMoomstop1",
-  });
+  const stop = await textedIn(p, "STOP", "SMoomstop1");
   expect(stop.status).toBe(200);
   const spoolDir = p.envVars.WEBHOOK_SPOOL_DIR ?? "";
   expect((await readdir(spoolDir)).filter((name) => name.endsWith(".json"))).toHaveLength(1);
@@ -187,4 +198,31 @@ it("a command that meets a Redis out of memory says so in one line and exits 1, 
     expect(result.stderr, args[0]).toMatch(/^followups: Redis refused a write .*\(OOM /);
     expect(result.stderr, args[0]).not.toMatch(/\n\s+at /);
   }
+});
+
+it("out of memory, a START texted is spooled and answered 200, not 500 (its first-delivery date is written in a MULTI, which Redis discards as a whole with EXECABORT); once memory is freed the number is opted in again", {
+  timeout: 60_000,
+}, async () => {
+  const { p, redis } = await pipelineWithPurchase("out-of-memory-start", "evt-oom-start");
+  const list = new SuppressionList(p.redis, p.prefix);
+  const stop = await textedIn(p, "STOP", "SMoomstop2");
+  expect(stop.status).toBe(200);
+  await eventually(
+    async () => ((await list.isSuppressed("sms", { address: STOP_PHONE })) ? true : undefined),
+    "the STOP to be honoured",
+  );
+  await outOfMemory(redis);
+
+  const start = await textedIn(p, "START", "SMoomstart1");
+  expect(start.status).toBe(200);
+  expect(await spooledFiles(p)).toHaveLength(1);
+
+  await redis.config("SET", "maxmemory", "0");
+  await eventually(
+    async () =>
+      (await list.isSuppressed("sms", { address: STOP_PHONE })) === false ? true : undefined,
+    "the spooled START to be honoured",
+    15_000,
+  );
+  expect(await readdir(p.envVars.WEBHOOK_SPOOL_DIR ?? "")).not.toContain("failed");
 });
