@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
 import type { Command } from "ioredis";
 import { StoreKeys } from "./keys.js";
-import type { RedisClient } from "./redis-client.js";
+import { isCluster, type RedisClient } from "./redis-client.js";
 import { scanKeys } from "./reshard-store.js";
 
 /**
@@ -57,6 +57,18 @@ export interface OperatorCommandMarkOptions {
 }
 
 type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unknown;
+
+/** What ioredis's Cluster does with an error reply: retries through the handler that fits. */
+interface RetryHandlers {
+  moved(slot: number, key: string): void;
+  ask(slot: number, key: string): void;
+  tryagain(): void;
+  clusterDown(): void;
+  connectionClosed(): void;
+  maxRedirections(error: Error): void;
+  defaults(): void;
+}
+type HandleError = (error: Error, ttl: { value?: number }, handlers: RetryHandlers) => void;
 
 /**
  * Marks an operator command at work on the deployment under `prefix`, renewed until released.
@@ -127,6 +139,32 @@ export async function markOperatorCommand(
     }
     return send.call(this, command, stream, node);
   };
+  // On a Redis Cluster, a command answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN, or one whose
+  // node went away, is sent again by the client after a delay without passing `sendCommand`:
+  // each such retry is checked here as it is made. A pipeline's retry is sent again through
+  // `sendCommand`, and checked there.
+  const cluster = isCluster(redis) ? (redis as unknown as { handleError: HandleError }) : undefined;
+  const ownHandle = cluster !== undefined && Object.hasOwn(cluster, "handleError");
+  const handle = cluster?.handleError;
+  if (cluster && handle) {
+    cluster.handleError = function guardedRetry(this: unknown, error, ttl, handlers) {
+      const unlessLapsed =
+        <A extends unknown[]>(retry: (...args: A) => void) =>
+        (...args: A) => {
+          const lapsed = bypass ? undefined : check();
+          if (lapsed) handlers.maxRedirections(lapsed);
+          else retry(...args);
+        };
+      return handle.call(this, error, ttl, {
+        ...handlers,
+        moved: unlessLapsed(handlers.moved),
+        ask: unlessLapsed(handlers.ask),
+        tryagain: unlessLapsed(handlers.tryagain),
+        clusterDown: unlessLapsed(handlers.clusterDown),
+        connectionClosed: unlessLapsed(handlers.connectionClosed),
+      });
+    };
+  }
   /** Sends the mark's renewal past the guard: a mark still there is worth knowing of. */
   const unguarded = <T>(call: () => Promise<T>): Promise<T> => {
     bypass = true;
@@ -154,6 +192,8 @@ export async function markOperatorCommand(
       clearInterval(timer);
       if (ownSend) target.sendCommand = send;
       else delete (target as Partial<typeof target>).sendCommand;
+      if (cluster && ownHandle) cluster.handleError = handle as HandleError;
+      else if (cluster) delete (cluster as Partial<typeof cluster>).handleError;
       // With Redis gone, the mark runs out on its own: the command's own error is the one to tell.
       await redis.del(key).catch(() => undefined);
     },
