@@ -9,7 +9,7 @@ import type { Queue } from "bullmq";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DateTime, IANAZone } from "luxon";
 import type { AdminToken } from "../config/env.js";
-import { describeProblems, parseEvent } from "../domain/events.js";
+import { describeProblems, MAX_ID_LENGTH, parseEvent } from "../domain/events.js";
 import { planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { tokenOwner } from "../http/bearer-token.js";
@@ -960,8 +960,12 @@ function customerIdOf(request: FastifyRequest): string {
 
 /** The origin a `back` is read against: a console page's own (any will do: only its path is kept). */
 const BACK_BASE = "http://console.invalid";
-/** A longer `back` is not followed (no console page has one near this long). */
-const MAX_BACK_LENGTH = 2_000;
+/**
+ * A longer `back` is not followed: room for the path of a page of the longest id the contract
+ * allows, 200 characters of four UTF-8 bytes each, percent-encoded (12 characters each: 2,400),
+ * and the rest of its path and query.
+ */
+const MAX_BACK_LENGTH = 12 * MAX_ID_LENGTH + 200;
 
 /**
  * Where to go back to: a console path only, never another site, as a URL reads it (`..` and

@@ -36,6 +36,25 @@ function tooLong(what: string, max: number, input: unknown): string {
 
 /** The longest id an event carries (event, order, customer, store ids and SKUs). */
 export const MAX_ID_LENGTH = 200;
+/**
+ * A text's length as the contract's bounds count it (zod's `max`, as JSON Schema's `maxLength`):
+ * in characters (code points), an emoji one, not the two UTF-16 units of `length`. An id of 200
+ * emoji is within MAX_ID_LENGTH: 400 UTF-16 units, 800 UTF-8 bytes.
+ */
+export function contractLength(text: string): number {
+  let surrogatePairs = 0;
+  for (let i = 0; i < text.length - 1; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        surrogatePairs++;
+        i++;
+      }
+    }
+  }
+  return text.length - surrogatePairs;
+}
 const id = (what: string) => boundedText(MAX_ID_LENGTH, what);
 /** An item's quantity: at least one, at most 100,000 of it in one order. */
 const QUANTITY = "expected a whole number of items from 1 to 100000";

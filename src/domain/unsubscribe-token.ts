@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { ADDRESS_HASH_BYTES } from "./address-hash.js";
-import type { Channel } from "./events.js";
+import { type Channel, MAX_ID_LENGTH } from "./events.js";
 
 /**
  * Unsubscribe tokens: `base64url(payload) "." base64url(mac)`, where the payload is
@@ -22,8 +22,11 @@ export interface UnsubscribeTarget {
 const CUSTOMER_ONLY = 1;
 const WITH_ADDRESS = 2;
 const MAC_BYTES = 16;
-/** 200 UTF-16 units (the event contract's limit) take at most 600 UTF-8 bytes. */
-const MAX_CUSTOMER_ID_BYTES = 600;
+/**
+ * The event contract's 200 characters (code points, an emoji one: MAX_ID_LENGTH) take at most
+ * 800 UTF-8 bytes.
+ */
+const MAX_CUSTOMER_ID_BYTES = 4 * MAX_ID_LENGTH;
 /** Secrets shorter than this are refused: a guessable key makes every token forgeable. */
 export const MIN_UNSUBSCRIBE_SECRET_LENGTH = 16;
 const MAC_CONTEXT = Buffer.from("followups/unsubscribe\0", "utf8");

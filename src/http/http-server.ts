@@ -63,6 +63,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     bodyLimit: Math.min(deps.settings.bodyLimitBytes, OTHER_ROUTES_BODY_LIMIT),
     trustProxy: trustProxyOption(deps.settings.trustProxy),
     // Room for a mangled link to reach the token check and get the HTML answer; beyond, 414.
+    // Measured decoded: a console or admin path's id (200 characters, 400 UTF-16 units) fits.
     routerOptions: { maxParamLength: 2 * MAX_UNSUBSCRIBE_TOKEN_LENGTH },
     return503OnClosing: true,
     // The router's own answers would echo the path, token included.

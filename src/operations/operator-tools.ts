@@ -5,6 +5,7 @@ import { cutText } from "../domain/cut-text.js";
 import {
   CHANNELS,
   type Channel,
+  contractLength,
   eventEmailAddress,
   MAX_ID_LENGTH,
   normalizePhone,
@@ -145,9 +146,11 @@ export function operatorId(value: string, what: "customer" | "order"): string {
   const id = value.trim();
   const named = what === "order" ? "an order id" : "a customer id";
   if (id === "") throw new OperatorError(`expected ${named}, got an empty one`, "invalid");
-  if (id.length > MAX_ID_LENGTH)
+  // Counted as the contract counts (an emoji one character): every id an event carries is found.
+  const length = contractLength(id);
+  if (length > MAX_ID_LENGTH)
     throw new OperatorError(
-      `expected ${named} of at most ${MAX_ID_LENGTH} characters (as events carry them), got ${id.length}`,
+      `expected ${named} of at most ${MAX_ID_LENGTH} characters (as events carry them), got ${length}`,
       "invalid",
     );
   // No event can carry one (events.ts): naming no one, and unfit for a link or a key.

@@ -110,3 +110,73 @@ describe("the console's way back (`back`)", () => {
     }
   });
 });
+
+describe("the longest ids the contract allows", () => {
+  it("open in the console and the admin API, and the console's actions come back to them", async () => {
+    pipeline = await startPipeline("console-long-ids", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const occurredAt = DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
+    // 200 characters (code points, as the contract counts them) of four UTF-8 bytes each: 400
+    // UTF-16 units, and 2,400 characters as a percent-encoded path segment; and of three bytes.
+    const ids = [
+      { event: "evt-long-emoji", id: "😀".repeat(200) },
+      { event: "evt-long-euro", id: "€".repeat(200) },
+    ];
+    for (const { event, id } of ids) {
+      await p.publisher.publish(
+        purchaseInput({
+          id: event,
+          orderId: id,
+          occurredAt,
+          customer: { id, email: `${event}@example.com` },
+          items: [item("televisions", "899.00")],
+        }) as never,
+      );
+      await eventually(
+        async () =>
+          (await p.store.stepRecords(event, ["big-ticket.check-in"])).size > 0 ? true : undefined,
+        `${event} to be planned`,
+      );
+    }
+    const browser = await signedIn(p);
+    for (const { event, id } of ids) {
+      const segment = encodeURIComponent(id);
+      const pages = {
+        customer: (await browser.get(`/console/customers/${segment}`)).status,
+        order: (await browser.get(`/console/orders/${segment}`)).status,
+        adminCustomer: (await adminGet(p, `/admin/v1/customers/${segment}`)).status,
+        adminOrder: (await adminGet(p, `/admin/v1/orders/${segment}`)).status,
+      };
+      expect({ event, ...pages }).toEqual({
+        event,
+        customer: 200,
+        order: 200,
+        adminCustomer: 200,
+        adminOrder: 200,
+      });
+      // An action taken from the customer's page comes back to it, not to the search page.
+      const back = `/console/customers/${segment}`;
+      const cancelled = await browser.post("/console/steps/cancel", {
+        ref: `${event}/big-ticket.check-in`,
+        back,
+      });
+      expect({ event, location: cancelled.headers.get("location") }).toEqual({
+        event,
+        location: back,
+      });
+      const optedOut = await browser.post(`/console/customers/${segment}/opt-out`, {
+        "channel-email": "on",
+      });
+      expect({ event, location: optedOut.headers.get("location") }).toEqual({
+        event,
+        location: back,
+      });
+    }
+  });
+});
+
+async function adminGet(p: PipelineHarness, path: string): Promise<Response> {
+  return fetch(`${p.worker?.httpAddress}${path}`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+}
