@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { contractLength, MAX_ID_LENGTH } from "../domain/events.js";
 import { checkBearerToken } from "./bearer-token.js";
 import type { HttpDeps } from "./http-deps.js";
 
 /** A code as a till may type it: letters, digits, hyphens and spaces. */
 const TYPED_CODE = /^[A-Za-z0-9][A-Za-z0-9 -]{0,63}$/;
-const MAX_ORDER_ID = 200;
+/** As the event contract bounds an order id, in characters (code points). */
+const MAX_ORDER_ID = MAX_ID_LENGTH;
 
 /**
  * Discount codes for tills and checkouts: look a code up, and redeem it for an order, once.
@@ -54,7 +56,8 @@ export function registerDiscountRoutes(app: FastifyInstance, deps: HttpDeps): vo
     const given = (request.body as { orderId?: unknown } | undefined)?.orderId;
     // Trimmed, as the event contract reads an order id: the purchase naming this code is then
     // the order that redeemed it, not another one that took it ("ord-1\n" from a scanner).
-    const orderId = typeof given === "string" && given.length <= MAX_ORDER_ID ? given.trim() : "";
+    const orderId =
+      typeof given === "string" && contractLength(given) <= MAX_ORDER_ID ? given.trim() : "";
     if (orderId === "") {
       return reply.code(400).send({
         error: `expected a JSON body {"orderId"} with the redeeming order's id, at most ${MAX_ORDER_ID} characters`,

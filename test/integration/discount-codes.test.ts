@@ -349,14 +349,18 @@ describe("discount codes a till can check", () => {
     expect(await eventProcessed(p, "evt-pad-2")).toBe("completed");
     const metrics = await (await fetch(`${p.worker?.httpAddress}/metrics`)).text();
     expect(metrics).not.toMatch(/^followups_discount_redemptions_total\{result="taken"\}/m);
+    // An order id of the contract's 200 characters (code points: 400 UTF-16 units) is read: the
+    // code is taken by ord-pad-1 (409), not refused (400).
+    expect((await till(redeem, { orderId: "😀".repeat(200) })).status).toBe(409);
     // An order id beyond the contract's bound is refused saying so.
-    expect(await till(redeem, { orderId: "o".repeat(201) })).toEqual({
-      status: 400,
-      body: {
-        error:
-          'expected a JSON body {"orderId"} with the redeeming order\'s id, at most 200 characters',
-      },
-    });
+    for (const orderId of ["o".repeat(201), "😀".repeat(201)])
+      expect(await till(redeem, { orderId })).toEqual({
+        status: 400,
+        body: {
+          error:
+            'expected a JSON body {"orderId"} with the redeeming order\'s id, at most 200 characters',
+        },
+      });
   });
 
   it("revokes an erased customer's codes: the till hears revoked, a redeemed one stays redeemed by no order, and the counts stay", async () => {
