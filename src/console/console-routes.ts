@@ -626,10 +626,30 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       },
     );
 
+    // A GET of an erase or opt-out path (a bookmark, a link pasted, a form's URL followed) does
+    // nothing: it leads to the customer's confirmation page, or without a customer to the search.
+    // `/console/customers/erase` and `/opt-out` were the pages of the customers with those ids:
+    // such a customer, when there is one, is found there too.
+    for (const action of ["erase", "opt-out"] as const)
+      for (const url of [`/console/customers/:id/${action}`, `/console/customers/${action}`])
+        scope.get(url, async (request, reply) => {
+          const id = customerIdOf(request).trim();
+          if (id !== "")
+            return reply.redirect(
+              `/console/confirm?${new URLSearchParams({ action, customer: id })}`,
+              303,
+            );
+          const named = url.includes(":id")
+            ? undefined
+            : await deps.tools.customer(action).catch(notFound);
+          return reply.redirect(named ? customerPath(action) : "/console/search", 303);
+        });
+
     // Each at the customer's path, and with the query's `id` (consolePath).
     for (const url of ["/console/customers/:id/opt-out", "/console/customers/opt-out"])
       scope.post(url, { preHandler: scope.csrfProtection }, async (request, reply) => {
         const id = customerIdOf(request);
+        if (id.trim() === "") return noCustomerNamed(request, reply, "opt out");
         const receipt = await deps.tools.optOut(
           { customer: id },
           {
@@ -654,6 +674,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
     for (const url of ["/console/customers/:id/erase", "/console/customers/erase"])
       scope.post(url, { preHandler: scope.csrfProtection }, async (request, reply) => {
         const id = customerIdOf(request);
+        if (id.trim() === "") return noCustomerNamed(request, reply, "erase");
         const receipt: ErasureReceipt = await deps.tools.erase(id, { by: operatorOf(request) });
         return page(reply, "receipt", { title: "Customer erased", r: receipt }, request);
       });
@@ -956,6 +977,25 @@ function customerPath(id: string): string {
 /** The customer an action on a customer names: by its path, or by the query's `id`. */
 function customerIdOf(request: FastifyRequest): string {
   return (request.params as { id?: string }).id ?? queryField(request, "id") ?? "";
+}
+
+/** An erase or opt-out form that names no customer (an older page's): said so, with the search. */
+function noCustomerNamed(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  action: "erase" | "opt out",
+): Promise<FastifyReply> {
+  return page(
+    reply.code(400),
+    "problem",
+    {
+      title: "Not done",
+      heading: "Not done",
+      message: `This form names no customer to ${action}: find them with Search, then ${action === "erase" ? "erase them" : "opt them out"} from their page.`,
+      back: "/console/search",
+    },
+    request,
+  );
 }
 
 /** The origin a `back` is read against: a console page's own (any will do: only its path is kept). */

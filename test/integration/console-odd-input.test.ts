@@ -180,3 +180,49 @@ async function adminGet(p: PipelineHarness, path: string): Promise<Response> {
     headers: { authorization: `Bearer ${TOKEN}` },
   });
 }
+
+describe("the erase and opt-out paths, reached without their form", () => {
+  it("lead a GET to the confirmation, or to the search without a customer; a form naming none is a 400 saying so", async () => {
+    pipeline = await startPipeline("console-action-paths", {
+      env: { ADMIN_TOKENS: `dana:${TOKEN}` },
+    });
+    const p = pipeline;
+    const browser = await signedIn(p);
+    // A bookmark or a pasted link: the confirmation page, where the operator decides; nothing done.
+    const gets: [path: string, location: string][] = [
+      ["/console/customers/cus-1/erase", "/console/confirm?action=erase&customer=cus-1"],
+      ["/console/customers/erase?id=..", "/console/confirm?action=erase&customer=.."],
+      [
+        "/console/customers/ana%20maria/opt-out",
+        "/console/confirm?action=opt-out&customer=ana+maria",
+      ],
+      ["/console/customers/opt-out?id=%D7%9C", "/console/confirm?action=opt-out&customer=%D7%9C"],
+      // No customer named: the search, to find one.
+      ["/console/customers/erase", "/console/search"],
+      ["/console/customers/opt-out?id=", "/console/search"],
+      ["/console/customers/erase?id=%20", "/console/search"],
+    ];
+    for (const [path, location] of gets) {
+      const response = await browser.get(path);
+      expect({ path, status: response.status, location: response.headers.get("location") }).toEqual(
+        { path, status: 303, location },
+      );
+    }
+    // The confirmation it leads to asks about that customer.
+    const confirm = await browser.get("/console/confirm?action=erase&customer=cus-1");
+    expect(await confirm.text()).toContain("Erase customer <bdi>cus-1</bdi>?");
+
+    // A form posted without a customer (an older page's): said in words, with the way to search.
+    for (const action of ["erase", "opt-out"]) {
+      const response = await browser.post(`/console/customers/${action}`, {
+        "channel-email": "on",
+      });
+      const html = await response.text();
+      expect({ action, status: response.status }).toEqual({ action, status: 400 });
+      expect(html).toContain(
+        `names no customer to ${action === "erase" ? "erase" : "opt out"}: find them with Search`,
+      );
+      expect(html).toContain('<a href="/console/search">');
+    }
+  });
+});

@@ -127,6 +127,12 @@ describe("console search", () => {
       const order = await (await get(p, cookie, `/console/orders/order-${id}`)).text();
       const href = /<dt>Customer id<\/dt><dd><a href="([^"]+)"/.exec(order)?.[1] ?? "";
       expect((await get(p, cookie, href.replaceAll("&amp;", "&"))).status).toBe(200);
+      // Its former path, now the query-id action's: a GET of it (a bookmark) leads to the page.
+      const bookmark = await get(p, cookie, `/console/customers/${id}`);
+      expect({ id, location: bookmark.headers.get("location") }).toEqual({
+        id,
+        location: `/console/customers?id=${id}`,
+      });
     }
   });
 

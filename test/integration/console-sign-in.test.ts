@@ -239,10 +239,11 @@ describe("console methods", () => {
     const cases = [
       ["GET", "/console/sign-out", "POST"],
       ["GET", "/console/steps/cancel", "POST"],
-      ["GET", "/console/customers/cus-1/erase", "POST"],
+      // A GET of an erase or opt-out path leads to its confirmation (console-odd-input.test.ts).
+      ["PUT", "/console/customers/cus-1/erase", "GET, HEAD, POST"],
       // The routes by the query's id (the ids . and ..) as those by the path.
-      ["GET", "/console/customers/erase?id=..", "POST"],
-      ["HEAD", "/console/customers/opt-out?id=..", "POST"],
+      ["DELETE", "/console/customers/erase?id=..", "GET, HEAD, POST"],
+      ["PATCH", "/console/customers/opt-out?id=..", "GET, HEAD, POST"],
       ["POST", "/console/customers?id=..", "GET, HEAD"],
       ["PUT", "/console/orders?id=.", "GET, HEAD"],
       ["HEAD", "/console/failed/retry", "POST"],
