@@ -9,7 +9,7 @@ import type { Queue } from "bullmq";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DateTime, IANAZone } from "luxon";
 import type { AdminToken } from "../config/env.js";
-import { describeProblems, MAX_ID_LENGTH, parseEvent } from "../domain/events.js";
+import { MAX_ID_LENGTH, parseEvent } from "../domain/events.js";
 import { planFollowUps } from "../domain/planner.js";
 import type { RuleSet } from "../domain/rules.js";
 import { tokenOwner } from "../http/bearer-token.js";
@@ -37,6 +37,7 @@ import {
   consolePath,
   isolated,
   isolatedAt,
+  isolatedProblems,
   renderConsolePage,
 } from "./console-views.js";
 import { pendingChartSvg } from "./pending-chart.js";
@@ -787,7 +788,7 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
         return page(
           reply.code(400),
           "plan",
-          { ...base, error: describeProblems(parsed.problems) },
+          { ...base, error: isolatedProblems(parsed.problems) },
           request,
         );
       if (parsed.event.type !== "purchase.completed")

@@ -1,4 +1,5 @@
 import { Liquid } from "liquidjs";
+import type { EventProblem } from "../domain/events.js";
 
 /**
  * The console's pages: server-rendered HTML from liquid templates kept here (so the build ships
@@ -30,7 +31,7 @@ const LAYOUT = `<!doctype html>
 </ul>
 </nav>
 <form class="who" method="post" action="/console/sign-out">
-<span>Signed in as {{ operator }}</span>
+<span>Signed in as <bdi>{{ operator }}</bdi></span>
 <input type="hidden" name="_csrf" value="{{ csrf }}">
 <button type="submit">Sign out</button>
 </form>
@@ -375,6 +376,26 @@ export function isolatedAt(text: string, ranges: readonly (readonly [number, num
     at = end;
   }
   return marked + plain(text.slice(at));
+}
+
+/** A value a problem quotes: a JSON string (events.ts writes every value it quotes so). */
+const QUOTED_VALUE = /"(?:[^"\\]|\\.)*"/g;
+
+/**
+ * An event's problems as the plan preview shows them, one a line (as `describeProblems` writes
+ * them): each path, which names the event's own keys, and each value a message quotes `isolated`,
+ * so that right-to-left text or a bidi control in them cannot move the sentence after them.
+ */
+export function isolatedProblems(problems: readonly EventProblem[]): string {
+  return problems
+    .map(({ path, message }) => {
+      const quotes = [...message.matchAll(QUOTED_VALUE)].map((match): [number, number] => [
+        match.index,
+        match.index + match[0].length,
+      ]);
+      return `${path ? isolated(path) : "(event)"}: ${isolatedAt(message, quotes)}`;
+    })
+    .join("\n");
 }
 
 /** A message's parts, the `isolated` values apart (one whose end was cut off runs to the end). */

@@ -474,6 +474,54 @@ describe.skipIf(SKIP)("the operator console in a browser", { timeout: 60_000 }, 
     await page.context().close();
   });
 
+  it("isolates what the plan preview's problems quote, and the operator's name: the sentence around them stays in order", async () => {
+    pipeline = await startPipeline("console-bidi-plan", { env: { ADMIN_TOKENS: `dana:${TOKEN}` } });
+    const p = pipeline;
+    const page = await signedIn(p);
+    // The name the console says it is signed in as, in a bdi of its own (names are ADMIN_TOKENS').
+    await expect(page.locator("header .who bdi").allTextContents()).resolves.toEqual(["dana"]);
+
+    const RLO = "\u202e";
+    const event = (customer: Record<string, unknown>) =>
+      JSON.stringify(
+        purchaseInput({ id: "evt-plan-bidi", occurredAt: iso(DateTime.utc()), customer }),
+      );
+    const problems = async (json: string) => {
+      await page.goto(`${p.worker?.httpAddress}/console/plan`);
+      await page.getByLabel(/A purchase.completed event/).fill(json);
+      await page.getByRole("button", { name: "Show the plan" }).click();
+      const alert = page.getByRole("alert");
+      await alert.evaluate((element) => element.setAttribute("data-test", "problems"));
+      return alert;
+    };
+
+    // A key of the event's (right-to-left, a control in it, half a character), named by the path
+    // at the start of its line: the sentence after it is drawn after it, in order.
+    const key = await problems(
+      event({ id: "cus-plan", email: "plan@example.com", [`${RLO}שם\ud800`]: 1 }),
+    );
+    await expect(key.textContent()).resolves.toContain("the key holds half a character");
+    expect(
+      outOfOrder(
+        await drawnAt(page, "[data-test=problems]", [
+          "customer.",
+          "the key holds half a character",
+          "which UTF-8 cannot hold",
+          "leave it out",
+        ]),
+      ),
+    ).toEqual([]);
+    // A value a problem quotes, and the path, each in a bdi of its own.
+    const value = await problems(
+      event({ id: "cus-plan", email: "plan@example.com", phone: `${RLO}07400 900123` }),
+    );
+    await expect(value.locator("bdi").allTextContents()).resolves.toEqual([
+      "customer.phone",
+      `"${RLO}07400 900123"`,
+    ]);
+    await page.context().close();
+  });
+
   it("isolates the ids its refusals quote: right-to-left ids with digits, each in a bdi of its own", async () => {
     pipeline = await startPipeline("console-bidi-refusals", {
       env: { ADMIN_TOKENS: `dana:${TOKEN}` },
