@@ -476,6 +476,9 @@ export async function registerConsole(app: FastifyInstance, deps: ConsoleDeps): 
       const action = queryField(request, "action");
       const ref = queryField(request, "ref") ?? "";
       const back = safeBack(queryField(request, "back")) || "/console/search";
+      // An erase or opt-out of no customer: the search, to find one.
+      if ((action === "erase" || action === "opt-out") && !queryField(request, "customer")?.trim())
+        return reply.redirect("/console/search", 303);
       const csrf = csrfToken(request, reply);
       if (action === "erase") {
         const customer = queryField(request, "customer") ?? "";

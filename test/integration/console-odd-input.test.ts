@@ -201,6 +201,9 @@ describe("the erase and opt-out paths, reached without their form", () => {
       ["/console/customers/erase", "/console/search"],
       ["/console/customers/opt-out?id=", "/console/search"],
       ["/console/customers/erase?id=%20", "/console/search"],
+      // Nor a confirmation of no one.
+      ["/console/confirm?action=erase&customer=", "/console/search"],
+      ["/console/confirm?action=opt-out", "/console/search"],
     ];
     for (const [path, location] of gets) {
       const response = await browser.get(path);
