@@ -17,7 +17,12 @@ import { renderDailySendsChart } from "./daily-sends-chart.js";
 import type { CountedPending } from "./pending-schedule.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
 import type { ReportModel, ReportPeriod } from "./report-model.js";
-import { nextReportRun, previousPeriod, reportCronPattern } from "./report-period.js";
+import {
+  nextReportRun,
+  previousPeriod,
+  reportCronPattern,
+  reportPeriodAt,
+} from "./report-period.js";
 import { periodTitle } from "./report-phrases.js";
 
 const CHART_CID = "daily-sends-chart@followups";
@@ -192,6 +197,26 @@ export function reportRepeatStrategy(millis: number, opts: RepeatOptions): numbe
   return next ?? defaultRepeatStrategy(millis, opts);
 }
 
+/** How a report run is retried. */
+const REPORT_RUN_OPTIONS = { attempts: 6, backoff: { type: "exponential", delay: 60_000 } };
+
+/**
+ * The run of an owner's scheduler that is due and waits for a worker (its job delayed or waiting,
+ * not yet taken): its job id and the time it was scheduled for.
+ */
+async function dueRun(
+  queue: Queue,
+  id: string,
+): Promise<{ jobId: string; at: number } | undefined> {
+  const at = Number((await queue.getJobScheduler(id))?.next);
+  if (!Number.isFinite(at) || at > Date.now()) return undefined;
+  const jobId = `repeat:${id}:${at}`;
+  const state = await queue.getJobState(jobId);
+  return state === "delayed" || state === "waiting" || state === "prioritized"
+    ? { jobId, at }
+    : undefined;
+}
+
 /** BullMQ settings of the owner-reports queue and of its worker. */
 export const REPORT_QUEUE_SETTINGS = { repeatStrategy: reportRepeatStrategy };
 
@@ -207,6 +232,7 @@ export async function syncReportSchedulers(
 ): Promise<void> {
   const wanted = new Map(owners.map((owner) => [ownerSchedulerId(owner), owner]));
   for (const [id, owner] of wanted) {
+    const due = await dueRun(queue, id);
     await queue.upsertJobScheduler(
       id,
       {
@@ -214,11 +240,18 @@ export async function syncReportSchedulers(
         tz: owner.timezone,
         ...(options.startDate !== undefined && { startDate: options.startDate }),
       },
-      {
-        name: OWNER_REPORT_JOB,
-        data: { owner: id },
-        opts: { attempts: 6, backoff: { type: "exponential", delay: 60_000 } },
-      },
+      { name: OWNER_REPORT_JOB, data: { owner: id }, opts: REPORT_RUN_OPTIONS },
+    );
+    // The upsert replaces the scheduler's waiting run with one at its next time from now: a run
+    // that came due while no worker took it (every worker down at the report's time, or started
+    // or reloaded just after it) would be lost, and its period in no report. It goes as a run of
+    // its own, one per scheduled time however many workers sync at once (its job id).
+    if (due === undefined || (await queue.getJob(due.jobId))) continue;
+    const period = reportPeriodAt(owner, DateTime.fromMillis(due.at));
+    await queue.add(
+      OWNER_REPORT_JOB,
+      { owner: id, since: period.since.slice(0, 10), until: period.until.slice(0, 10) },
+      { ...REPORT_RUN_OPTIONS, jobId: `report-due-${id}-${due.at}` },
     );
   }
   for (const scheduler of await queue.getJobSchedulers(0, -1)) {

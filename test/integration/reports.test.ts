@@ -259,6 +259,41 @@ describe("ledger and owner reports", () => {
     );
   });
 
+  it("sends the run that came due while no worker took it when a worker starts after its time", async () => {
+    pipeline = await startPipeline("report-due-at-start", { startWorker: false });
+    const p = pipeline;
+    await withOwner(p);
+    const prefix = queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER);
+    // The owner's scheduler as a worker left it, its next run due in a moment; every worker is
+    // down when it comes due.
+    const dueAt = Date.now() + 500;
+    const before = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: { repeatStrategy: () => dueAt },
+    });
+    await syncReportSchedulers(before, [{ ...OWNER, weekday: 1, alerts: false } as never]);
+    await before.close();
+    await eventually(async () => (Date.now() > dueAt + 100 ? true : undefined), "the run's time");
+    // A worker starts (and syncs the schedulers) after it.
+    await p.startWorker();
+    const [mail] = await p.sink.waitForMessages(1);
+    const period = reportPeriodAt(
+      { frequency: "daily", timezone: OWNER.timezone },
+      DateTime.fromMillis(dueAt),
+    );
+    expect(mail?.envelope.rcptTo).toEqual([OWNER.email]);
+    expect(mail?.parsed.subject).toBe(
+      `Corner Electronics follow-ups, ${periodTitle(period)}: 0 sent`,
+    );
+    // Once: the scheduler's own next run is a day on.
+    const queue = new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix });
+    const scheduler = await queue.getJobScheduler(ownerSchedulerId(OWNER));
+    expect(Number(scheduler?.next)).toBeGreaterThan(Date.now() + 3_600_000);
+    expect(await queue.getJobCountByTypes("completed", "waiting", "active", "delayed")).toBe(2);
+    await queue.close();
+  });
+
   it("prints the same model as text and CSV", async () => {
     pipeline = await startPipeline("report-cli");
     const p = pipeline;
