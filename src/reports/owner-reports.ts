@@ -201,15 +201,15 @@ export function reportRepeatStrategy(millis: number, opts: RepeatOptions): numbe
 const REPORT_RUN_OPTIONS = { attempts: 6, backoff: { type: "exponential", delay: 60_000 } };
 
 /**
- * The run of an owner's scheduler that is due and waits for a worker (its job delayed or waiting,
- * not yet taken): its job id and the time it was scheduled for.
+ * The run an owner's scheduler has waiting for a worker (its job delayed or waiting, not yet
+ * taken): its job id and the time it is scheduled for.
  */
-async function dueRun(
+async function waitingRun(
   queue: Queue,
   id: string,
 ): Promise<{ jobId: string; at: number } | undefined> {
   const at = Number((await queue.getJobScheduler(id))?.next);
-  if (!Number.isFinite(at) || at > Date.now()) return undefined;
+  if (!Number.isFinite(at)) return undefined;
   const jobId = `repeat:${id}:${at}`;
   const state = await queue.getJobState(jobId);
   return state === "delayed" || state === "waiting" || state === "prioritized"
@@ -232,7 +232,7 @@ export async function syncReportSchedulers(
 ): Promise<void> {
   const wanted = new Map(owners.map((owner) => [ownerSchedulerId(owner), owner]));
   for (const [id, owner] of wanted) {
-    const due = await dueRun(queue, id);
+    const waiting = await waitingRun(queue, id);
     await queue.upsertJobScheduler(
       id,
       {
@@ -242,16 +242,24 @@ export async function syncReportSchedulers(
       },
       { name: OWNER_REPORT_JOB, data: { owner: id }, opts: REPORT_RUN_OPTIONS },
     );
-    // The upsert replaces the scheduler's waiting run with one at its next time from now: a run
-    // that came due while no worker took it (every worker down at the report's time, or started
-    // or reloaded just after it) would be lost, and its period in no report. It goes as a run of
-    // its own, one per scheduled time however many workers sync at once (its job id).
-    if (due === undefined || (await queue.getJob(due.jobId))) continue;
-    const period = reportPeriodAt(owner, DateTime.fromMillis(due.at));
+    // The upsert replaces the scheduler's waiting run with one at its next time from now. A run
+    // that came due while no worker took it (every worker down at the report's time, or one
+    // started or reloaded just after it) would be lost, and its period in no report: it goes as a
+    // run of its own, one per scheduled time however many workers sync at once (its job id).
+    // Not when the next run covers the same days (the owner's time moved later that day).
+    if (waiting === undefined || waiting.at > Date.now()) continue;
+    if (await queue.getJob(waiting.jobId)) continue;
+    const period = reportPeriodAt(owner, DateTime.fromMillis(waiting.at));
+    const next = Number((await queue.getJobScheduler(id))?.next);
+    if (
+      Number.isFinite(next) &&
+      reportPeriodAt(owner, DateTime.fromMillis(next)).since === period.since
+    )
+      continue;
     await queue.add(
       OWNER_REPORT_JOB,
       { owner: id, since: period.since.slice(0, 10), until: period.until.slice(0, 10) },
-      { ...REPORT_RUN_OPTIONS, jobId: `report-due-${id}-${due.at}` },
+      { ...REPORT_RUN_OPTIONS, jobId: `report-due-${id}-${waiting.at}` },
     );
   }
   for (const scheduler of await queue.getJobSchedulers(0, -1)) {

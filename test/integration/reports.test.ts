@@ -259,10 +259,15 @@ describe("ledger and owner reports", () => {
     );
   });
 
-  it("sends the run that came due while no worker took it when a worker starts after its time", async () => {
+  it("sends the run that came due while no worker took it, once, when workers start after its time", async () => {
     pipeline = await startPipeline("report-due-at-start", { startWorker: false });
     const p = pipeline;
-    await withOwner(p);
+    // Their time is this hour's start: the schedule's next run is tomorrow's, and covers today.
+    const owner = {
+      ...OWNER,
+      time: DateTime.now().setZone(OWNER.timezone).toFormat("HH:00"),
+    };
+    await withOwner(p, owner);
     const prefix = queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER);
     // The owner's scheduler as a worker left it, its next run due in a moment; every worker is
     // down when it comes due.
@@ -272,10 +277,22 @@ describe("ledger and owner reports", () => {
       prefix,
       settings: { repeatStrategy: () => dueAt },
     });
-    await syncReportSchedulers(before, [{ ...OWNER, weekday: 1, alerts: false } as never]);
+    await syncReportSchedulers(before, [{ ...owner, weekday: 1, alerts: false } as never]);
     await before.close();
     await eventually(async () => (Date.now() > dueAt + 100 ? true : undefined), "the run's time");
-    // A worker starts (and syncs the schedulers) after it.
+    // Two workers set the schedulers at once after it (one is slow to take jobs), then one
+    // starts (and sets them again).
+    const setting = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: REPORT_QUEUE_SETTINGS,
+    });
+    const full = { ...owner, weekday: 1, alerts: false } as never;
+    await Promise.all([
+      syncReportSchedulers(setting, [full]),
+      syncReportSchedulers(setting, [full]),
+    ]);
+    await setting.close();
     await p.startWorker();
     const [mail] = await p.sink.waitForMessages(1);
     const period = reportPeriodAt(
@@ -288,7 +305,7 @@ describe("ledger and owner reports", () => {
     );
     // Once: the scheduler's own next run is a day on.
     const queue = new Queue(OWNER_REPORTS_QUEUE, { connection: p.redis, prefix });
-    const scheduler = await queue.getJobScheduler(ownerSchedulerId(OWNER));
+    const scheduler = await queue.getJobScheduler(ownerSchedulerId(owner));
     expect(Number(scheduler?.next)).toBeGreaterThan(Date.now() + 3_600_000);
     expect(await queue.getJobCountByTypes("completed", "waiting", "active", "delayed")).toBe(2);
     await queue.close();
