@@ -685,8 +685,20 @@ export function crossFieldProblems(raw: unknown): CrossFieldProblem[] {
   }
   // Owner settings that only weekly reports or alerts read would be silently ignored otherwise.
   const owners = Array.isArray(root?.owners) ? root.owners : [];
+  /** Owners by address: each address has one report schedule (ownerSchedulerId). */
+  const ownerAt = new Map<string, number>();
   owners.forEach((value, index) => {
     const owner = asRecord(value);
+    if (typeof owner?.email === "string") {
+      const address = owner.email.trim().toLowerCase();
+      const first = ownerAt.get(address);
+      if (first === undefined) ownerAt.set(address, index);
+      else
+        problems.push({
+          path: ["owners", index, "email"],
+          message: `owners[${first}] has this address too, and an address has one report schedule: only one of them would get reports, on the other's schedule; give each owner their own address, or remove one`,
+        });
+    }
     if (owner?.day !== undefined && owner.frequency === "daily") {
       problems.push({
         path: ["owners", index, "day"],

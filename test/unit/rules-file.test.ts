@@ -348,6 +348,15 @@ describe("one located problem per kind of error", () => {
       "rules.yaml:10:90 owners[0].day: day is the weekday of weekly reports, and this owner's are daily: remove day, or make frequency weekly",
     ],
     [
+      "two owners with one address (its one report schedule would serve one of them)",
+      changeLine(
+        9,
+        "rules:",
+        "owners:\n  - { name: Maria, email: maria@shop.example, timezone: Europe/London, frequency: daily }\n  - { name: Maria, email: Maria@Shop.example, timezone: Europe/London, frequency: weekly }\nrules:",
+      ),
+      "rules.yaml:11:20 owners[1].email: owners[0] has this address too, and an address has one report schedule: only one of them would get reports, on the other's schedule; give each owner their own address, or remove one",
+    ],
+    [
       "an owner's stores without alerts (they choose alerts only: reports cover every store)",
       changeLine(
         9,
