@@ -5,7 +5,7 @@ import type { RuleSet } from "../domain/rules.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import { ownerSchedulerId, type ReportSources, sendOwnerReport } from "./owner-reports.js";
-import { periodFromDates, reportDatesProblem, reportPeriodAt } from "./report-period.js";
+import { namedPeriodProblem, periodFromDates, reportPeriodAt } from "./report-period.js";
 
 export interface OwnerReportDeps {
   readonly rules: () => RuleSet;
@@ -32,19 +32,19 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
     // moment is the job's creation and the delay it was made with: its scheduler makes it when
     // the run before starts, and BullMQ sets `job.delay` to 0 once it is due (and to the backoff
     // on a retry), so the creation time with `job.delay` is the run before's.
-    const named = typeof job.data.since === "string" && typeof job.data.until === "string";
-    // A period that cannot be reported fails the run at once: no retry would change it.
-    const problem =
-      named && reportDatesProblem(job.data.since.slice(0, 10), job.data.until.slice(0, 10));
+    const { since, until } = job.data as { since?: unknown; until?: unknown };
+    const named = since !== undefined || until !== undefined;
+    // A period that cannot be reported fails the run at once: no retry would change it. A run
+    // that names one end only is such a run, not a scheduled one.
+    const problem = named ? namedPeriodProblem(since, until) : undefined;
     if (problem) {
       deps.metrics.reportsFailed.inc();
       deps.logger.warn(
-        { owner: job.data.owner, since: job.data.since, until: job.data.until, problem },
+        { owner: job.data.owner, since, until, problem },
         "owner report run names a period that cannot be reported; not retried",
       );
-      throw new UnrecoverableError(
-        `report period ${job.data.since} to ${job.data.until}: ${problem}`,
-      );
+      const end = (value: unknown) => (value === undefined ? "(none)" : String(value));
+      throw new UnrecoverableError(`report period ${end(since)} to ${end(until)}: ${problem}`);
     }
     const period = named
       ? periodFromDates(job.data.since, job.data.until, owner.timezone)

@@ -63,6 +63,20 @@ export function reportDatesProblem(since: string, until: string): string | undef
   return undefined;
 }
 
+/**
+ * Why the `since` and `until` a report run added by hand names make no report period, in words;
+ * undefined when they make one. Each is a local date (YYYY-MM-DD; a date-time's day is taken),
+ * and a run names both or neither.
+ */
+export function namedPeriodProblem(since: unknown, until: unknown): string | undefined {
+  if (typeof since !== "string" || typeof until !== "string")
+    return "a run names both since and until";
+  const whole = [since, until].every((text) => DateTime.fromISO(text, { zone: "UTC" }).isValid);
+  return whole
+    ? reportDatesProblem(since.slice(0, 10), until.slice(0, 10))
+    : "dates are YYYY-MM-DD";
+}
+
 /** A period from local dates (inclusive since, exclusive until) in a zone, for the CLI. */
 export function periodFromDates(since: string, until: string, timezone: string): ReportPeriod {
   const problem = reportDatesProblem(since.slice(0, 10), until.slice(0, 10));

@@ -359,21 +359,43 @@ describe("ledger and owner reports", () => {
       connection: p.redis,
       prefix: queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER),
     });
-    const job = await queue.add(
-      OWNER_REPORT_JOB,
-      { owner: ownerSchedulerId(OWNER), since: "2024-01-01", until: "2026-01-01" },
-      { attempts: 5, backoff: { type: "fixed", delay: 60_000 } },
+    const runs = [
+      { since: "2024-01-01", until: "2026-01-01" },
+      // Not dates, or one end only (not a scheduled run's period either).
+      { since: "2026-11-01x", until: "2026-11-08" },
+      { since: "2026-11-01", until: "2026-11-08T25:00" },
+      { since: "2026-11-01" },
+      { until: 20261108 },
+    ];
+    const ended = await Promise.all(
+      runs.map(async (period) => {
+        const job = await queue.add(
+          OWNER_REPORT_JOB,
+          { owner: ownerSchedulerId(OWNER), ...period },
+          { attempts: 5, backoff: { type: "fixed", delay: 60_000 } },
+        );
+        await eventually(async () => {
+          const state = await queue.getJobState(job.id ?? "");
+          return state === "failed" || state === "delayed" || state === "completed"
+            ? state
+            : undefined;
+        }, "the run to end or wait for a retry");
+        const done = await queue.getJob(job.id ?? "");
+        return [await done?.getState(), done?.attemptsMade, done?.failedReason];
+      }),
     );
-    const ended = await eventually(async () => {
-      const state = await queue.getJobState(job.id ?? "");
-      return state === "failed" || state === "delayed" ? state : undefined;
-    }, "the run to end or wait for a retry");
-    expect(ended).toBe("failed");
-    const failed = await queue.getJob(job.id ?? "");
-    expect(failed?.attemptsMade).toBe(1);
-    expect(failed?.failedReason).toBe(
-      "report period 2024-01-01 to 2026-01-01: a report covers at most 400 days (the ledger keeps 401)",
-    );
+    expect(ended).toEqual([
+      [
+        "failed",
+        1,
+        "report period 2024-01-01 to 2026-01-01: a report covers at most 400 days (the ledger keeps 401)",
+      ],
+      ["failed", 1, "report period 2026-11-01x to 2026-11-08: dates are YYYY-MM-DD"],
+      ["failed", 1, "report period 2026-11-01 to 2026-11-08T25:00: dates are YYYY-MM-DD"],
+      ["failed", 1, "report period 2026-11-01 to (none): a run names both since and until"],
+      ["failed", 1, "report period (none) to 20261108: a run names both since and until"],
+    ]);
+    expect(p.sink.messages).toEqual([]);
     await queue.close();
   });
 
