@@ -71,7 +71,10 @@ export function reportDatesProblem(since: string, until: string): string | undef
 export function namedPeriodProblem(since: unknown, until: unknown): string | undefined {
   if (typeof since !== "string" || typeof until !== "string")
     return "a run names both since and until";
-  const whole = [since, until].every((text) => DateTime.fromISO(text, { zone: "UTC" }).isValid);
+  const whole = [since, until].every(
+    (text) =>
+      /^\d{4}-\d{2}-\d{2}(?:$|T)/.test(text) && DateTime.fromISO(text, { zone: "UTC" }).isValid,
+  );
   return whole
     ? reportDatesProblem(since.slice(0, 10), until.slice(0, 10))
     : "dates are YYYY-MM-DD";

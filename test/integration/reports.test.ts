@@ -364,6 +364,7 @@ describe("ledger and owner reports", () => {
       // Not dates, or one end only (not a scheduled run's period either).
       { since: "2026-11-01x", until: "2026-11-08" },
       { since: "2026-11-01", until: "2026-11-08T25:00" },
+      { since: "2026-11", until: "2026-12" },
       { since: "2026-11-01" },
       { until: 20261108 },
     ];
@@ -392,6 +393,7 @@ describe("ledger and owner reports", () => {
       ],
       ["failed", 1, "report period 2026-11-01x to 2026-11-08: dates are YYYY-MM-DD"],
       ["failed", 1, "report period 2026-11-01 to 2026-11-08T25:00: dates are YYYY-MM-DD"],
+      ["failed", 1, "report period 2026-11 to 2026-12: dates are YYYY-MM-DD"],
       ["failed", 1, "report period 2026-11-01 to (none): a run names both since and until"],
       ["failed", 1, "report period (none) to 20261108: a run names both since and until"],
     ]);
