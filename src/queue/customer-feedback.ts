@@ -52,6 +52,15 @@ const DELIVERY_OUTCOMES: ReadonlyMap<string, DeliveryOutcome> = new Map([
 /** Final statuses that say why a message was not delivered when Twilio gives no error code. */
 const UNDELIVERED_REASONS: ReadonlySet<string> = new Set(["canceled", "partially_delivered"]);
 
+/**
+ * Why a step whose text Twilio reports `canceled` failed (reports/reason-words.ts says the same of
+ * the ledger's reason): a scheduled message cancelled at Twilio never went out.
+ */
+const CANCELED_REASON = {
+  code: "undelivered canceled",
+  text: "the text was cancelled at the SMS provider before it went out",
+} as const;
+
 /** The outcome a message's final report contradicts: it is counted as one or the other. */
 const CONTRADICTING: Readonly<Record<DeliveryOutcome, DeliveryOutcome>> = {
   delivered: "undelivered",
@@ -723,35 +732,11 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
             );
         }
       }
-      // A message is delivered or not: a final report that contradicts the one recorded first
-      // (delivered, then undelivered or failed, or the reverse) changes neither the record nor
-      // the ledger, so that the message is counted once, as its record says. The ledger's script
-      // decides it for reports handled at the same moment.
-      const outcome = DELIVERY_OUTCOMES.get(update.status);
-      const knownOutcome =
-        knownStatus === undefined ? undefined : DELIVERY_OUTCOMES.get(knownStatus);
-      if (outcome && knownOutcome && knownOutcome !== outcome) return "recorded";
-      if (outcome) {
-        const labels = stepLabels(deps.rules(), at.stepId, known);
-        const counted = await deps.ledger.countFirstOutcome(
-          SENT_RECEIPTS.smsStatus(update.messageSid, outcome),
-          SENT_RECEIPTS.smsStatus(update.messageSid, CONTRADICTING[outcome]),
-          {
-            outcome,
-            ...labels,
-            channel: labels.channel === "unknown" ? "sms" : labels.channel,
-            ...(update.errorCode !== undefined
-              ? { reason: `undelivered ${update.errorCode}` }
-              : UNDELIVERED_REASONS.has(update.status) && {
-                  reason: `undelivered ${update.status}`,
-                }),
-          },
-          now,
-        );
-        if (counted === "contradicted") return "recorded";
-      }
       // Only forward, decided where it is written: a `sent` handled beside a `delivered` never
-      // takes its place, whichever of the two reads the record first.
+      // takes its place, whichever of the two reads the record first; and a message is
+      // delivered or not: the first final report stays (delivered, then undelivered or failed,
+      // or the reverse; canceled and undelivered with a code). A `canceled` fails the step it
+      // was sent for: nothing went out, and an operator can send it again.
       const noted = await store.noteSmsStatus(
         at.eventId,
         at.stepId,
@@ -761,8 +746,37 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
         },
         now,
+        CANCELED_REASON,
       );
-      return noted === "gone" ? "unknown-message" : "recorded";
+      if (DELIVERY_OUTCOMES.has(update.status)) {
+        // Counted once per message, as its record says after the script decided: two final
+        // reports handled at the same moment count as the step shows them, whichever counts
+        // first. A report of an earlier message of a step resent since (or whose record is
+        // gone) counts as itself. The ledger's script keeps a message from counting as both
+        // delivered and undelivered.
+        const final =
+          noted.noted === "noted" || noted.noted === "kept" ? noted.record?.delivery : update;
+        const outcome = final && DELIVERY_OUTCOMES.get(final.status);
+        if (final && outcome) {
+          const labels = stepLabels(deps.rules(), at.stepId, noted.record ?? known);
+          await deps.ledger.countFirstOutcome(
+            SENT_RECEIPTS.smsStatus(update.messageSid, outcome),
+            SENT_RECEIPTS.smsStatus(update.messageSid, CONTRADICTING[outcome]),
+            {
+              outcome,
+              ...labels,
+              channel: labels.channel === "unknown" ? "sms" : labels.channel,
+              ...(final.errorCode !== undefined
+                ? { reason: `undelivered ${final.errorCode}` }
+                : UNDELIVERED_REASONS.has(final.status) && {
+                    reason: `undelivered ${final.status}`,
+                  }),
+            },
+            now,
+          );
+        }
+      }
+      return noted.noted === "gone" ? "unknown-message" : "recorded";
     },
   };
 }

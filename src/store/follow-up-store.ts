@@ -32,6 +32,7 @@ import {
   readStepRecord,
   STEP_STATES,
   type StepPatch,
+  type StepReason,
   type StepRecord,
   type StepState,
   type StepStateFilter,
@@ -384,18 +385,20 @@ export class FollowUpStore {
 
   /**
    * Notes Twilio's status of a step's SMS, only forward (note-sms-status.lua): `kept` when the
-   * record holds a status as far along, or a final one this report contradicts; `gone` when the
-   * step has no record. Decided in the script, so reports handled at the same moment never move
-   * a delivered SMS back to `sent`. Also `kept` when the record is of another message than
-   * `messageSid` (the step was resent since): a late report of the earlier message is not shown
-   * as the resent one's.
+   * record holds a status as far along, or an earlier final one; `gone` when the step has no
+   * record. Decided in the script, so reports handled at the same moment never move a delivered
+   * SMS back to `sent`, and the first final report stays. `another-message` when the record is of
+   * another message than `messageSid` (the step was resent since): a late report of the earlier
+   * message is not shown as the resent one's. A `canceled` of the message a sent step stands for
+   * fails the step with `canceledReason`. The record as it is after the script (but when gone).
    */
   async noteSmsStatus(
     eventId: string,
     stepId: string,
     delivery: { readonly messageSid: string; readonly status: string; readonly errorCode?: number },
     now: number,
-  ): Promise<"noted" | "kept" | "gone"> {
+    canceledReason?: StepReason,
+  ): Promise<{ noted: "noted" | "kept" | "another-message" | "gone"; record?: StepRecord }> {
     const [noted, raw] = await this.redis.fuNoteSmsStatus(
       this.keys.eventRecord(eventId),
       stepField(stepId),
@@ -403,8 +406,11 @@ export class FollowUpStore {
       delivery.status,
       delivery.errorCode ?? "",
       delivery.messageSid,
+      canceledReason ? `${canceledReason.code}: ${canceledReason.text}` : "canceled: ",
     );
-    return noted === 1 ? "noted" : raw === "" ? "gone" : "kept";
+    if (raw === "") return { noted: "gone" };
+    const record = readStepRecord(raw);
+    return { noted: noted === 1 ? "noted" : noted === 2 ? "another-message" : "kept", record };
   }
 
   /**

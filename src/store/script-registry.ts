@@ -236,6 +236,7 @@ export interface StoreCommands {
     status: string,
     errorCode: number | "",
     messageSid: string,
+    canceledReason: string,
   ): Promise<[number, string]>;
   /** keep-early-sms-status.lua */
   fuKeepEarlySmsStatus(

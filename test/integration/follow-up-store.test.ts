@@ -211,15 +211,15 @@ describe("the follow-up store", () => {
       { state: "sent", providerId: "SMold" },
       now,
     );
-    const note = (messageSid: string, status: string) =>
-      store.noteSmsStatus("evt-store", id, { messageSid, status }, now + 1);
+    const note = async (messageSid: string, status: string) =>
+      (await store.noteSmsStatus("evt-store", id, { messageSid, status }, now + 1)).noted;
     expect(await note("SMold", "sent")).toBe("noted");
     const ledger = { outcome: "resent" as const, channel: "sms", kind: "thank-you", ruleId: "x" };
     expect(await store.requeue("evt-store", id, "resend", now + 2, ledger)).toMatchObject({
       requeued: true,
     });
     // The earlier message's late report finds the step waiting for its resend: not its status.
-    expect(await note("SMold", "delivered")).toBe("kept");
+    expect(await note("SMold", "delivered")).toBe("another-message");
     expect((await read())?.delivery).toBeUndefined();
     await store.claim("evt-store", id, now + 3, 60_000);
     await store.transition(
@@ -231,7 +231,7 @@ describe("the follow-up store", () => {
     );
     expect(await note("SMnew", "queued")).toBe("noted");
     // Nor once the resent message's reports come: the step shows those.
-    expect(await note("SMold", "undelivered")).toBe("kept");
+    expect(await note("SMold", "undelivered")).toBe("another-message");
     expect(await note("SMnew", "sent")).toBe("noted");
     expect((await read())?.delivery).toEqual({ status: "sent" });
   });

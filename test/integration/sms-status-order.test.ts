@@ -1,9 +1,11 @@
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { runOrder } from "../../src/cli/order-command.js";
+import { runResend } from "../../src/cli/resend-command.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
+import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
@@ -27,7 +29,9 @@ import { postTwilio } from "../support/webhooks.js";
  */
 
 let pipeline: PipelineHarness | undefined;
+const extraWorkers: WorkerHandle[] = [];
 afterEach(async () => {
+  await Promise.all(extraWorkers.splice(0).map((worker) => worker.close()));
   await pipeline?.close();
   pipeline = undefined;
 });
@@ -343,5 +347,127 @@ describe("statuses beyond delivered, undelivered and failed", () => {
     // The worker is still answering.
     await post(p, sid, "delivered");
     expect(await outcomesCounted(p)).toEqual([["delivered|sms|check-in|big-ticket", 1]]);
+  });
+});
+
+/**
+ * A text Twilio reports `canceled` (a scheduled message cancelled at the provider) never went out:
+ * its step is not shown as sent, owners read it as not delivered, and operators can send it again,
+ * once.
+ */
+const REF = `${EVENT_ID}/${STEP_ID}`;
+const CANCELLED_WORDS = "the text was cancelled at the SMS provider before it went out";
+
+/** Waits until the step is sent with `sid` and its bookkeeping is done; the sid. */
+async function referenced(p: PipelineHarness, sid: string): Promise<string> {
+  const references = new SmsReferences(p.redis, p.prefix);
+  await eventually(async () => {
+    const record = await stepRecordOf(p, EVENT_ID, STEP_ID);
+    return record?.providerId === sid && !record.bookkeepingPending && references.stepOfSms(sid);
+  }, "the SMS's send to be recorded");
+  return sid;
+}
+
+/** Posts a status callback (to `worker`, or the pipeline's), answered 204. */
+async function post(
+  p: PipelineHarness,
+  sid: string,
+  status: string,
+  code?: string,
+  worker?: WorkerHandle,
+) {
+  const to = worker ? { ...p, worker } : p;
+  const answer = await postTwilio(to, "/webhooks/twilio/status", report(sid, status, code));
+  expect(answer.status).toBe(204);
+}
+
+/** `followups resend` of the step. */
+async function resend(p: PipelineHarness) {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runResend({ config: p.configDir, step: REF, by: "carol" }, io)).toBe(0);
+}
+
+describe("an SMS Twilio reports canceled", () => {
+  it("fails its step with the reason: not shown as sent, and the owners read it not delivered", async () => {
+    pipeline = await startPipeline("sms-canceled");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    await post(p, sid, "scheduled");
+    await post(p, sid, "canceled");
+    // Nothing Twilio says of the message afterwards makes it delivered.
+    await post(p, sid, "delivered");
+    await post(p, sid, "sent");
+
+    const step = await stepInOrder(p);
+    expect(step).toMatchObject({
+      state: "failed",
+      reason: { code: "undelivered canceled", text: CANCELLED_WORDS },
+      delivery: { status: "canceled", errorCode: null },
+    });
+    const report = await todaysReport(p);
+    expect(report.totals).toMatchObject({ delivered: 0, undelivered: 1 });
+    expect(report.topFailureReasons).toEqual([
+      { code: "undelivered canceled", words: CANCELLED_WORDS, count: 1 },
+    ]);
+    expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+  });
+
+  it("can be resent, once, and the resend's own reports count", async () => {
+    pipeline = await startPipeline("sms-canceled-resend");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    await post(p, sid, "canceled");
+    expect(await stepInOrder(p)).toMatchObject({ state: "failed" });
+    await resend(p);
+    const [, second] = await p.twilio.waitForMessages(2);
+    const secondSid = await referenced(p, second?.sid ?? "");
+    await post(p, secondSid, "delivered");
+    expect(await stepInOrder(p)).toMatchObject({
+      state: "sent",
+      resends: 1,
+      delivery: { status: "delivered", errorCode: null },
+    });
+    // A late report of the cancelled message changes nothing of the one sent now.
+    await post(p, sid, "canceled");
+    expect(await stepInOrder(p)).toMatchObject({
+      state: "sent",
+      reason: null,
+      delivery: { status: "delivered", errorCode: null },
+    });
+    const report = await todaysReport(p);
+    expect(report.totals).toMatchObject({ delivered: 1, undelivered: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.twilio.messages).toHaveLength(2);
+  });
+
+  it("and undelivered with a code for the same message, handled at the same moment by two workers: the step and the owners' report name the same outcome", async () => {
+    pipeline = await startPipeline("sms-canceled-race");
+    const p = pipeline;
+    // Another worker process's equal: its own Redis connections and HTTP server.
+    const kept = p.worker;
+    const other = await p.startWorker();
+    p.worker = kept;
+    extraWorkers.push(other);
+    let sid = await sentSms(p);
+    const seen = new Map<string, number>();
+    for (let round = 1; round <= 10; round++) {
+      const reported = sid;
+      await Promise.all([
+        post(p, reported, "canceled"),
+        post(p, reported, "undelivered", "30003", other),
+      ]);
+      const step = await stepInOrder(p);
+      expect(["canceled", "undelivered"]).toContain(step?.delivery?.status);
+      // Each message is counted once, under the reason its step shows.
+      const shown =
+        step?.delivery?.status === "canceled" ? "undelivered canceled" : "undelivered 30003";
+      seen.set(shown, (seen.get(shown) ?? 0) + 1);
+      const reasons = (await todaysReport(p)).topFailureReasons;
+      expect(new Map(reasons.map((r) => [r.code, r.count]))).toEqual(seen);
+      await resend(p);
+      const messages = await p.twilio.waitForMessages(round + 1);
+      sid = await referenced(p, messages[round]?.sid ?? "");
+    }
   });
 });

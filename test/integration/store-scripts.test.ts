@@ -1007,10 +1007,10 @@ describe("the store's Lua scripts", () => {
     expect(ttl).toBeLessThanOrEqual(60);
   });
 
-  it("note-sms-status: notes a status only forward, and a final one gives way to none but its own outcome", async () => {
+  it("note-sms-status: notes a status only forward, and the first final one stays (read may follow delivered)", async () => {
     await scheduleTwo();
     const note = async (status: string, code: number | "" = "") =>
-      (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code, "SM1"))[0];
+      (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code, "SM1", ""))[0];
     const delivery = async () => {
       const step = await stored("s:b");
       return { dl: step?.dl, de: step?.de };
@@ -1024,9 +1024,11 @@ describe("the store's Lua scripts", () => {
     expect(await note("undelivered", 30003)).toBe(1);
     expect(await note("sent")).toBe(0);
     expect(await note("delivered")).toBe(0);
-    expect(await note("failed")).toBe(1);
-    expect(await delivery()).toEqual({ dl: "failed", de: 30003 });
-    expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "", "SM1")).toEqual([
+    // Of the same outcome, but the first stays with its code: the ledger counted it so.
+    expect(await note("failed", 30007)).toBe(0);
+    expect(await note("canceled")).toBe(0);
+    expect(await delivery()).toEqual({ dl: "undelivered", de: 30003 });
+    expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "", "SM1", "")).toEqual([
       0,
       "",
     ]);
@@ -1035,15 +1037,17 @@ describe("the store's Lua scripts", () => {
 
   it("note-sms-status: never dates the record earlier than it is (a status handled by a replica whose clock is behind)", async () => {
     await scheduleTwo();
-    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW + 5_000, "sent", "", "SM1"))[0]).toBe(
-      1,
-    );
+    expect(
+      (await redis.fuNoteSmsStatus(record(), "s:b", NOW + 5_000, "sent", "", "SM1", ""))[0],
+    ).toBe(1);
     expect((await stored("s:b"))?.t).toBe(NOW + 5_000);
-    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW, "delivered", "", "SM1"))[0]).toBe(1);
-    expect(await stored("s:b")).toMatchObject({ dl: "delivered", t: NOW + 5_000 });
-    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW + 9_000, "read", "", "SM1"))[0]).toBe(
+    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW, "delivered", "", "SM1", ""))[0]).toBe(
       1,
     );
+    expect(await stored("s:b")).toMatchObject({ dl: "delivered", t: NOW + 5_000 });
+    expect(
+      (await redis.fuNoteSmsStatus(record(), "s:b", NOW + 9_000, "read", "", "SM1", ""))[0],
+    ).toBe(1);
     expect(await stored("s:b")).toMatchObject({ dl: "read", t: NOW + 9_000 });
   });
 
