@@ -748,6 +748,13 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         now,
         CANCELED_REASON,
       );
+      if (
+        update.status === "canceled" &&
+        noted.noted === "noted" &&
+        noted.record?.state === "failed" &&
+        at.recipient
+      )
+        await deps.smsReferences.forgetTexted(at.recipient, update.messageSid);
       if (DELIVERY_OUTCOMES.has(update.status)) {
         // Counted once per message, as its record says after the script decided: two final
         // reports handled at the same moment count as the step shows them, whichever counts

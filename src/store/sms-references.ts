@@ -97,7 +97,8 @@ export class SmsReferences {
         sms,
         keptUntil(keepMs, notAfter),
       ),
-      this.redis.set(this.keys.textedNumber(recipientMember), "1", "PX", TEXTED_MEMORY_MS),
+      // The sid that texted it last: a text cancelled at Twilio takes back its own mark only.
+      this.redis.set(this.keys.textedNumber(recipientMember), sid, "PX", TEXTED_MEMORY_MS),
       at.kind === "check-in"
         ? this.redis.fuRememberLatestCheckIn(
             this.keys.latestCheckIn(recipientMember),
@@ -182,6 +183,18 @@ export class SmsReferences {
    */
   async textedBefore(recipientMember: string): Promise<boolean> {
     return (await this.redis.exists(this.keys.textedNumber(recipientMember))) === 1;
+  }
+
+  /**
+   * Takes back the mark "texted before" that the SMS `sid` left, when it is still the last text
+   * to the number (a text cancelled at Twilio reached no one: the number's next text is its first,
+   * and carries the opt-out line). A mark another text left since, or one written before the mark
+   * named its sid, stays. Read, then deleted: a text recorded in between loses its mark, and the
+   * number's next text carries the opt-out line once more, which does no harm.
+   */
+  async forgetTexted(recipientMember: string, sid: string): Promise<void> {
+    const key = this.keys.textedNumber(recipientMember);
+    if ((await this.redis.get(key)) === sid) await this.redis.del(key);
   }
 
   /**

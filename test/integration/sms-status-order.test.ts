@@ -420,8 +420,12 @@ describe("an SMS Twilio reports canceled", () => {
     await post(p, sid, "canceled");
     expect(await stepInOrder(p)).toMatchObject({ state: "failed" });
     await resend(p);
-    const [, second] = await p.twilio.waitForMessages(2);
+    const [first, second] = await p.twilio.waitForMessages(2);
     const secondSid = await referenced(p, second?.sid ?? "");
+    // The customer got nothing of the first: the text that reaches them is their first to the
+    // number, and says how to opt out.
+    expect(first?.body).toContain("Reply STOP to opt out");
+    expect(second?.body).toContain("Reply STOP to opt out");
     await post(p, secondSid, "delivered");
     expect(await stepInOrder(p)).toMatchObject({
       state: "sent",
