@@ -173,6 +173,9 @@ export function renderRefusedText(refused: readonly RefusedEvent[]): string {
   );
 }
 
+/** Said after an SMS status this version does not know (one Twilio may add later). */
+const UNKNOWN_STATUS_WORDS = "a status this version does not know: not an outcome";
+
 function stepNote(step: TimelineStep): string {
   const notes: string[] = [];
   if (step.postponed)
@@ -181,7 +184,7 @@ function stepNote(step: TimelineStep): string {
   if (step.providerMessageId) notes.push(`id ${step.providerMessageId}`);
   if (step.delivery)
     notes.push(
-      `${step.delivery.status}${step.delivery.errorCode ? ` (${step.delivery.errorCode})` : ""}`,
+      `${step.delivery.status}${step.delivery.errorCode ? ` (${step.delivery.errorCode})` : ""}${step.delivery.unknown ? ` (${UNKNOWN_STATUS_WORDS})` : ""}`,
     );
   if (step.resends > 0) notes.push(`resent ${step.resends}×`);
   if (step.retries > 0) notes.push(`retried ${step.retries}×`);

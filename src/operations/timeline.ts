@@ -2,6 +2,7 @@ import { DateTime } from "luxon";
 import { consentFor, type StatedConsent } from "../domain/consent-timeline.js";
 import type { Channel } from "../domain/events.js";
 import { formatMinor, type Money } from "../domain/money.js";
+import { isUnknownSmsStatus } from "../domain/sms-statuses.js";
 import { ruleIdOf } from "../domain/step-ref.js";
 import { judgeReply } from "../reports/unhappy-replies.js";
 import type { AuditEntry } from "../store/audit-trail.js";
@@ -66,8 +67,15 @@ export interface TimelineStep {
   readonly attempts: number;
   readonly reason: { readonly code: string; readonly text: string } | null;
   readonly providerMessageId: string | null;
-  /** The provider's last delivery report (SMS status, error code). */
-  readonly delivery: { readonly status: string; readonly errorCode: number | null } | null;
+  /**
+   * The provider's last delivery report (SMS status, error code); `unknown` (present only then) for
+   * an SMS status this version does not know (one Twilio may add later): it is no outcome.
+   */
+  readonly delivery: {
+    readonly status: string;
+    readonly errorCode: number | null;
+    readonly unknown?: true;
+  } | null;
   readonly replies: readonly TimelineReply[];
   readonly resends: number;
   readonly retries: number;
@@ -290,7 +298,13 @@ function timelineStep(
     reason: record.reason ? { code: record.reason.code, text: record.reason.text } : null,
     providerMessageId: record.providerId ?? null,
     delivery: record.delivery
-      ? { status: record.delivery.status, errorCode: record.delivery.errorCode ?? null }
+      ? {
+          status: record.delivery.status,
+          errorCode: record.delivery.errorCode ?? null,
+          ...(isUnknownSmsStatus(record.channel, record.delivery.status) && {
+            unknown: true as const,
+          }),
+        }
       : null,
     replies,
     resends: record.resends,

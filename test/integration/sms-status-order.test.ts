@@ -255,6 +255,35 @@ async function stepInOrder(p: PipelineHarness) {
   return order.purchases.flatMap((purchase) => purchase.steps).find((s) => s.stepId === STEP_ID);
 }
 
+/** The order as `followups order` prints it to an operator (text). */
+async function orderText(p: PipelineHarness) {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runOrder("ord-status-order", { config: p.configDir }, io)).toBe(0);
+  return io.output();
+}
+
+it("a status Twilio may add later, the first to come, is shown as one this version does not know, never as an outcome, until a known one replaces it", async () => {
+  pipeline = await startPipeline("sms-status-future");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  const answer = await postTwilio(p, "/webhooks/twilio/status", report(sid, "delivered_soon"));
+  expect(answer.status).toBe(204);
+  expect((await stepInOrder(p))?.delivery).toEqual({
+    status: "delivered_soon",
+    errorCode: null,
+    unknown: true,
+  });
+  expect(await orderText(p)).toContain(
+    "delivered_soon (a status this version does not know: not an outcome)",
+  );
+  const { totals } = await reportedFailures(p);
+  expect(totals).toMatchObject({ delivered: 0, undelivered: 0 });
+  await postTwilio(p, "/webhooks/twilio/status", report(sid, "sent"));
+  expect((await stepInOrder(p))?.delivery).toEqual({ status: "sent", errorCode: null });
+  expect(await orderText(p)).not.toContain("does not know");
+});
+
 /** Today's delivered and undelivered counts, and why SMS went undelivered, as owners read them. */
 async function reportedFailures(p: PipelineHarness) {
   const model = await todaysReport(p);
