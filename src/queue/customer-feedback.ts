@@ -749,9 +749,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         CANCELED_REASON,
       );
       if (
+        // The step this text failed (also on Twilio's retry of the report, after an error here).
         update.status === "canceled" &&
-        noted.noted === "noted" &&
+        (noted.noted === "noted" || noted.noted === "kept") &&
         noted.record?.state === "failed" &&
+        noted.record.delivery?.status === "canceled" &&
+        noted.record.providerId === update.messageSid &&
         at.recipient
       )
         await deps.smsReferences.forgetTexted(at.recipient, update.messageSid);
