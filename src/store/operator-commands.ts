@@ -58,6 +58,27 @@ export interface OperatorCommandMarkOptions {
 
 type SendCommand = (command: Command, stream?: unknown, node?: unknown) => unknown;
 
+/**
+ * A mark's guard on a connection's method, with what it wraps (and whether that was the
+ * connection's own property): a guard released out of order stays in its chain, passing
+ * everything, until the guard wrapped around it is released and skips it.
+ */
+const wrapped = new WeakMap<object, { under: unknown; own: boolean; released: () => boolean }>();
+
+/** Puts back under `name` what `guard` wrapped, skipping guards released already. */
+function unwrap(on: object, name: string, guard: object): void {
+  const slot = on as Record<string, unknown>;
+  if (slot[name] !== guard) return;
+  let at = wrapped.get(guard);
+  while (at && typeof at.under === "function") {
+    const below = wrapped.get(at.under);
+    if (!below?.released()) break;
+    at = below;
+  }
+  if (at?.own) slot[name] = at.under;
+  else delete slot[name];
+}
+
 /** What ioredis's Cluster does with an error reply: retries through the handler that fits. */
 interface RetryHandlers {
   moved(slot: number, key: string): void;
@@ -124,8 +145,11 @@ export async function markOperatorCommand(
   const send = target.sendCommand;
   let verdict: OperatorCommandLapsed | undefined | null = null;
   let bypass = false;
-  target.sendCommand = function guarded(this: unknown, command, stream, node) {
-    if (!bypass) {
+  // Once released, this mark's guards pass everything: another mark's, taken on the same
+  // connection after this one, may have wrapped them and still hold.
+  let released = false;
+  const guarded: SendCommand = function guarded(this: unknown, command, stream, node) {
+    if (!bypass && !released) {
       if (verdict === null) {
         verdict = check();
         queueMicrotask(() => {
@@ -139,6 +163,8 @@ export async function markOperatorCommand(
     }
     return send.call(this, command, stream, node);
   };
+  target.sendCommand = guarded;
+  wrapped.set(guarded, { under: send, own: ownSend, released: () => released });
   // On a Redis Cluster, a command answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN, or one whose
   // node went away, is sent again by the client after a delay without passing `sendCommand`:
   // each such retry is checked here as it is made. A pipeline's retry is sent again through
@@ -146,8 +172,10 @@ export async function markOperatorCommand(
   const cluster = isCluster(redis) ? (redis as unknown as { handleError: HandleError }) : undefined;
   const ownHandle = cluster !== undefined && Object.hasOwn(cluster, "handleError");
   const handle = cluster?.handleError;
+  let guardedRetry: HandleError | undefined;
   if (cluster && handle) {
-    cluster.handleError = function guardedRetry(this: unknown, error, ttl, handlers) {
+    guardedRetry = function guardedRetry(this: unknown, error, ttl, handlers) {
+      if (released) return handle.call(this, error, ttl, handlers);
       const unlessLapsed =
         <A extends unknown[]>(retry: (...args: A) => void) =>
         (...args: A) => {
@@ -164,6 +192,8 @@ export async function markOperatorCommand(
         connectionClosed: unlessLapsed(handlers.connectionClosed),
       });
     };
+    cluster.handleError = guardedRetry;
+    wrapped.set(guardedRetry, { under: handle, own: ownHandle, released: () => released });
   }
   /** Sends the mark's renewal past the guard: a mark still there is worth knowing of. */
   const unguarded = <T>(call: () => Promise<T>): Promise<T> => {
@@ -190,10 +220,12 @@ export async function markOperatorCommand(
     renew,
     async release() {
       clearInterval(timer);
-      if (ownSend) target.sendCommand = send;
-      else delete (target as Partial<typeof target>).sendCommand;
-      if (cluster && ownHandle) cluster.handleError = handle as HandleError;
-      else if (cluster) delete (cluster as Partial<typeof cluster>).handleError;
+      released = true;
+      // Put back what was there unless another mark wrapped this one's guard since (released
+      // out of order): then the guard stays in its chain, passing everything, and the other's
+      // holds until it is released in turn.
+      unwrap(target, "sendCommand", guarded);
+      if (cluster && guardedRetry) unwrap(cluster, "handleError", guardedRetry);
       // With Redis gone, the mark runs out on its own: the command's own error is the one to tell.
       await redis.del(key).catch(() => undefined);
     },

@@ -110,3 +110,36 @@ it("a write answered MOVED while the mark holds is followed to the right master 
     redis.disconnect();
   }
 });
+
+it("two marks on one connection released out of order: a MOVED write is checked against the one still held, and the connection is as it was once both are released", {
+  timeout: 60_000,
+}, async () => {
+  const redis = createRedisClient(cluster?.url ?? "", true) as Cluster;
+  const reader = createRedisClient(cluster?.url ?? "", true);
+  let first = 0;
+  let second = 0;
+  try {
+    const a = await markOperatorCommand(redis, PREFIX, Date.now, { clock: () => first });
+    const b = await markOperatorCommand(redis, PREFIX, Date.now, { clock: () => second });
+    await redis.set(PROBE, "before");
+    await a.release();
+
+    await misroute(redis);
+    const late = redis.set(PROBE, "late");
+    second += 25_000;
+    await expect(late).rejects.toBeInstanceOf(OperatorCommandLapsed);
+    expect(await reader.get(PROBE)).toBe("before");
+    await b.release();
+
+    // Both released: the first mark's clock (its renewals stopped) no longer guards a retry.
+    first += 25_000;
+    await misroute(redis);
+    expect(await redis.set(PROBE, "after both")).toBe("OK");
+    expect(Object.hasOwn(redis, "handleError")).toBe(false);
+    expect(Object.hasOwn(redis, "sendCommand")).toBe(false);
+    expect(await reader.get(PROBE)).toBe("after both");
+  } finally {
+    redis.disconnect();
+    reader.disconnect();
+  }
+});

@@ -148,4 +148,35 @@ describe("an operator command whose mark may have lapsed", () => {
       redis.disconnect();
     }
   });
+
+  it("two marks on one connection released out of order: the one still held guards it, and none once both are released", async () => {
+    const p = await bought("op-mark-two");
+    const redis = createRedisClient(
+      p.commandEnv.REDIS_URL ?? "",
+      p.commandEnv.REDIS_CLUSTER === "true",
+    );
+    const probe = `${p.prefix}:mark-probe`;
+    try {
+      let first = 0;
+      let second = 0;
+      const a = await markOperatorCommand(redis, p.prefix, Date.now, { clock: () => first });
+      const b = await markOperatorCommand(redis, p.prefix, Date.now, { clock: () => second });
+      await a.release();
+      // The second mark, still held, lapses: its connection refuses the write.
+      second += 25_000;
+      await expect(redis.set(probe, "after b lapsed")).rejects.toBeInstanceOf(
+        OperatorCommandLapsed,
+      );
+      expect(b.lapsed()).toBeInstanceOf(OperatorCommandLapsed);
+      await b.release();
+      // Both released: the first mark's clock (its renewals stopped) no longer guards anything.
+      first += 25_000;
+      expect(await redis.set(probe, "after both")).toBe("OK");
+      expect(a.lapsed()).toBeUndefined();
+      expect(Object.hasOwn(redis, "sendCommand")).toBe(false);
+      expect(await p.redis.get(probe)).toBe("after both");
+    } finally {
+      redis.disconnect();
+    }
+  });
 });
