@@ -202,19 +202,26 @@ const REPORT_RUN_OPTIONS = { attempts: 6, backoff: { type: "exponential", delay:
 
 /**
  * The run an owner's scheduler has waiting for a worker (its job delayed or waiting, not yet
- * taken): its job id and the time it is scheduled for.
+ * taken): its job id, the time it is scheduled for, and the schedule it was made by (its
+ * frequency and zone, which rules changed since may no longer give).
  */
 async function waitingRun(
   queue: Queue,
   id: string,
-): Promise<{ jobId: string; at: number } | undefined> {
-  const at = Number((await queue.getJobScheduler(id))?.next);
+): Promise<
+  { jobId: string; at: number; schedule: Pick<Owner, "frequency" | "timezone"> } | undefined
+> {
+  const scheduler = await queue.getJobScheduler(id);
+  const at = Number(scheduler?.next);
   if (!Number.isFinite(at)) return undefined;
   const jobId = `repeat:${id}:${at}`;
   const state = await queue.getJobState(jobId);
-  return state === "delayed" || state === "waiting" || state === "prioritized"
-    ? { jobId, at }
-    : undefined;
+  if (state !== "delayed" && state !== "waiting" && state !== "prioritized") return undefined;
+  // reportCronPattern's form: its weekday field is * for a daily report.
+  const weekday = scheduler?.pattern?.split(" ")[4];
+  const timezone = scheduler?.tz;
+  if (weekday === undefined || !timezone) return undefined;
+  return { jobId, at, schedule: { frequency: weekday === "*" ? "daily" : "weekly", timezone } };
 }
 
 /** BullMQ settings of the owner-reports queue and of its worker. */
@@ -246,14 +253,16 @@ export async function syncReportSchedulers(
     // that came due while no worker took it (every worker down at the report's time, or one
     // started or reloaded just after it) would be lost, and its period in no report: it goes as a
     // run of its own, one per scheduled time however many workers sync at once (its job id).
-    // Not when the next run covers the same days (the owner's time moved later that day).
+    // It covers the days its own schedule gave it (rules changed since may make the owner's
+    // reports weekly rather than daily, or move their zone). Not when the next run covers them
+    // from their start (the owner's time moved later that day).
     if (waiting === undefined || waiting.at > Date.now()) continue;
     if (await queue.getJob(waiting.jobId)) continue;
-    const period = reportPeriodAt(owner, DateTime.fromMillis(waiting.at));
+    const period = reportPeriodAt(waiting.schedule, DateTime.fromMillis(waiting.at));
     const next = Number((await queue.getJobScheduler(id))?.next);
     if (
       Number.isFinite(next) &&
-      reportPeriodAt(owner, DateTime.fromMillis(next)).since === period.since
+      Date.parse(reportPeriodAt(owner, DateTime.fromMillis(next)).since) <= Date.parse(period.since)
     )
       continue;
     await queue.add(

@@ -311,6 +311,46 @@ describe("ledger and owner reports", () => {
     await queue.close();
   });
 
+  it("sends the run that came due while no worker took it for the days its own schedule covered, when the rules since changed it", async () => {
+    pipeline = await startPipeline("report-due-changed", { startWorker: false });
+    const p = pipeline;
+    const prefix = queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER);
+    const time = DateTime.now().setZone(OWNER.timezone).toFormat("HH:00");
+    // A weekly owner's run comes due while every worker is down ...
+    const dueAt = Date.now() + 500;
+    const before = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: { repeatStrategy: () => dueAt },
+    });
+    const weekly = { ...OWNER, time, frequency: "weekly", weekday: 1, alerts: false };
+    await syncReportSchedulers(before, [weekly as never]);
+    await before.close();
+    await eventually(async () => (Date.now() > dueAt + 100 ? true : undefined), "the run's time");
+    // ... and a worker starts with rules that make the owner's reports daily, in another zone.
+    const queue = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: REPORT_QUEUE_SETTINGS,
+    });
+    await syncReportSchedulers(queue, [
+      { ...weekly, frequency: "daily", timezone: "Asia/Tokyo" } as never,
+    ]);
+    // The missed run covers the week it was due to cover, in its zone: a daily run from now on
+    // covers one day, and the six before it would be in no report.
+    const week = reportPeriodAt(
+      { frequency: "weekly", timezone: OWNER.timezone },
+      DateTime.fromMillis(dueAt),
+    );
+    const due = await queue.getJob(`report-due-${ownerSchedulerId(OWNER)}-${dueAt}`);
+    expect(due?.data).toEqual({
+      owner: ownerSchedulerId(OWNER),
+      since: week.since.slice(0, 10),
+      until: week.until.slice(0, 10),
+    });
+    await queue.close();
+  });
+
   it("prints the same model as text and CSV", async () => {
     pipeline = await startPipeline("report-cli");
     const p = pipeline;
