@@ -20,7 +20,7 @@ import { formatTable } from "../reports/text-table.js";
 import { FILINGS_KEEP_MS, MAX_JOINED } from "../store/thank-you-groups.js";
 import { createMessageComposer } from "../templates/compose-message.js";
 import { loadConfigForCommand } from "./check-command.js";
-import { CommandError, type CommandIo, EXIT, parseJsonLine } from "./io.js";
+import { CommandError, type CommandIo, EXIT, jsonProblem, parseJsonLine } from "./io.js";
 import { jsonOutput, terminalText } from "./operator-text.js";
 import { stepCost, stepMeasure } from "./step-measure.js";
 
@@ -146,13 +146,39 @@ export async function runSimulate(
   // The purchases read, for the replay to take in by when they happened: a file need not be in
   // time order (the shipped sample is not), and the replay cannot go back in time.
   const arrivals: Arrival[] = [];
+  // Lines read as events (purchases or not): a file without one could not be simulated at all.
+  let events = 0;
+  // The first line with text, while it is the only one read: one that begins a JSON document and
+  // does not end it, followed by another bad line, is a pretty-printed document, not NDJSON.
+  let opening: { line: number; cutShort: boolean; alone: boolean } | "past" | undefined;
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNumber++;
     bytes += Buffer.byteLength(line) + 1;
     if (lineNumber % 2000 === 0) progress?.update(bytes);
     if (line.trim() === "") continue;
     const problem = await planLine(line);
-    if (typeof problem !== "string") continue;
+    if (opening === undefined) {
+      opening = {
+        line: lineNumber,
+        cutShort: typeof problem === "string" && opensDocument(line),
+        // Only "{" or "[": what comes next is inside it, whatever it looks like.
+        alone: /^[{[]$/.test(line.trim()),
+      };
+    } else if (opening !== "past") {
+      // (Not when this line begins a document of its own: two cut lines of NDJSON.)
+      const continues = /^[{[]$/.test(line.trim().slice(0, 1)) ? opening.alone : true;
+      if (opening.cutShort && typeof problem === "string" && continues) {
+        progress?.done();
+        throw new CommandError(
+          `${inputName(file)}: line ${opening.line} begins a JSON document that goes on over the next lines (pretty-printed JSON?); expected one JSON event per line (NDJSON): put each event on a line of its own (jq -c)`,
+        );
+      }
+      opening = "past";
+    }
+    if (typeof problem !== "string") {
+      events++;
+      continue;
+    }
     badLines++;
     // --steps keeps memory bounded: the first bad lines are listed, the rest only counted.
     if (!options.steps || bad.length < LISTED_BAD_LINES) bad.push({ line: lineNumber, problem });
@@ -387,9 +413,18 @@ export async function runSimulate(
         a.kind.localeCompare(b.kind),
     );
 
+  // Bad lines beside events are reported and the rest simulated; a file of bad lines only is not.
+  const unread = (): number => {
+    if (events > 0 || badLines === 0) return EXIT.ok;
+    io.err(
+      `${inputName(file)}: no event could be read, all ${badLines} line${badLines === 1 ? " is" : "s are"} bad; expected one JSON event per line (NDJSON)\n`,
+    );
+    return EXIT.invalid;
+  };
+
   if (!replayer) {
     if (badLines > 0) printBadLines(bad, badLines, io.err, "(simulate --json lists all)");
-    return EXIT.ok;
+    return unread();
   }
   const replay = replayer.finish();
   const coalesced = replay.coalesced;
@@ -426,7 +461,24 @@ export async function runSimulate(
     if (weeks.length > 0) printDelivery(delivery, io);
     if (badLines > 0) printBadLines(bad, badLines, io.out, "(use --json for all)");
   }
-  return EXIT.ok;
+  return unread();
+}
+
+/** How a message names the input: its path, or standard input for "-". */
+function inputName(file: string): string {
+  return file === "-" ? "standard input" : file;
+}
+
+/** A line that is not JSON because it begins an object or array and ends before closing it. */
+function opensDocument(line: string): boolean {
+  const text = line.trim();
+  if (!text.startsWith("{") && !text.startsWith("[")) return false;
+  try {
+    JSON.parse(text);
+    return false;
+  } catch (error) {
+    return jsonProblem(text, error as Error).startsWith("not valid JSON, cut short");
+  }
 }
 
 /** The replay as printed: money as decimal strings in the default currency. */

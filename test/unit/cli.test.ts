@@ -767,7 +767,10 @@ describe("followups simulate", () => {
       `${purchaseLine({ id: "f1", occurredAt: "2999-01-01T00:00:00Z" })}\n`,
     );
     const { io, output } = memoryIo();
-    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(
+      // Its only line: nothing could be simulated.
+      EXIT.invalid,
+    );
     expect(JSON.parse(output.out)).toMatchObject({
       lines: 1,
       purchases: 0,
@@ -822,13 +825,69 @@ describe("followups simulate", () => {
       ].join("\n"),
     );
     const { io, output } = memoryIo();
-    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(
+      // Only bad lines (each a document of its own, not one pretty-printed): nothing simulated.
+      EXIT.invalid,
+    );
     const invalid = (JSON.parse(output.out) as { invalid: { line: number; problem: string }[] })
       .invalid;
     expect(invalid.map((bad) => bad.line)).toEqual([1, 2, 3]);
     expect(invalid[0]?.problem).toMatch(/^not valid JSON, cut short: the line ends before/);
     expect(invalid[1]?.problem).toMatch(/^not valid JSON, cut short: the line ends before/);
     expect(invalid[2]?.problem).toMatch(/^not valid JSON \(.+\)$/);
+  });
+
+  it("a pretty-printed JSON file (one event over many lines, not NDJSON) is refused in one line naming the file and line, exit 1", async () => {
+    const event = purchaseInput({ id: "pretty-1" });
+    const pretty = await writeTemp("pretty.json", `${JSON.stringify(event, null, 2)}\n`);
+    const prettyArray = await writeTemp(
+      "pretty-array.json",
+      `${JSON.stringify([event], null, 2)}\n`,
+    );
+    // Formatters that keep the first key on the opening line: still one document over many lines.
+    const firstKeyKept = await writeTemp(
+      "pretty-first-key.json",
+      `${JSON.stringify(event, null, 2).replace(/^\{\n\s*/, "{ ")}\n`,
+    );
+    for (const [file, line] of [
+      [pretty, 1],
+      [prettyArray, 1],
+      [firstKeyKept, 1],
+    ] as const) {
+      for (const options of [{}, { json: true }, { steps: true }]) {
+        const { io, output } = memoryIo();
+        await expect(
+          runSimulate(file, { config: SHIPPED_CONFIG_DIR, ...options }, io),
+        ).rejects.toMatchObject({
+          code: EXIT.invalid,
+          message: `${file}: line ${line} begins a JSON document that goes on over the next lines (pretty-printed JSON?); expected one JSON event per line (NDJSON): put each event on a line of its own (jq -c)`,
+        });
+        expect(output.out).toBe("");
+      }
+    }
+  });
+
+  it("a file of only bad lines lists them and exits 1, saying that no event could be read", async () => {
+    const file = await writeTemp(
+      "all-bad.ndjson",
+      ["{not json", "", "[1, 2]", "plain text"].join("\n"),
+    );
+    const table = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR }, table.io)).toBe(EXIT.invalid);
+    expect(table.output.out).toContain("3 bad lines (not planned):");
+    expect(table.output.err).toBe(
+      `${file}: no event could be read, all 3 lines are bad; expected one JSON event per line (NDJSON)\n`,
+    );
+    const json = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, json.io)).toBe(
+      EXIT.invalid,
+    );
+    expect(
+      (JSON.parse(json.output.out) as { invalid: { line: number }[] }).invalid.map((b) => b.line),
+    ).toEqual([1, 3, 4]);
+    expect(json.output.err).toBe(
+      `${file}: no event could be read, all 3 lines are bad; expected one JSON event per line (NDJSON)\n`,
+    );
   });
 
   it("a missing file is a clear error", async () => {
@@ -888,6 +947,25 @@ describe("the followups binary", { timeout: 60_000 }, () => {
     expect(short).toEqual({ code: 0, stdout: `${version}\n`, stderr: "" });
     expect([help.code, help.stderr]).toEqual([0, ""]);
     expect(help.stdout).toMatch(/^ {2}-V, --version +print the version and exit$/m);
+  });
+
+  it("`simulate` of a pretty-printed JSON file says so in one line on stderr and exits 1", async () => {
+    const file = await writeTemp(
+      "bin-pretty/event.json",
+      `${JSON.stringify(purchaseInput({ id: "pretty-bin" }), null, 2)}\n`,
+    );
+    const result = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "src/cli.ts", "simulate", file, "--config", SHIPPED_CONFIG_DIR],
+      { encoding: "utf8" },
+    ).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    expect([result.code, result.stdout]).toEqual([1, ""]);
+    expect(result.stderr).toBe(
+      `${file}: line 1 begins a JSON document that goes on over the next lines (pretty-printed JSON?); expected one JSON event per line (NDJSON): put each event on a line of its own (jq -c)\n`,
+    );
   });
 
   it("`check` on an alias bomb prints the located problem, no stack trace, and exits 1", async () => {
