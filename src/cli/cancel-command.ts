@@ -18,16 +18,24 @@ export interface CancelOptions {
  */
 export async function runCancel(options: CancelOptions, io: CommandIo): Promise<number> {
   const targets = [
-    options.step !== undefined && { step: options.step },
-    options.order !== undefined && { order: options.order },
-    options.customer !== undefined && { customer: options.customer },
-  ].filter((target) => target !== false);
-  const [target] = targets;
-  if (targets.length !== 1 || !target)
+    options.step !== undefined && { flag: "--step", target: { step: options.step } },
+    options.order !== undefined && { flag: "--order", target: { order: options.order } },
+    options.customer !== undefined && {
+      flag: "--customer",
+      target: { customer: options.customer },
+    },
+  ].filter((given) => given !== false);
+  const accepted = "exactly one of --step REF, --order ID or --customer ID";
+  if (targets.length > 1) {
+    const flags = targets.map((given) => given.flag);
+    const given = `${flags.slice(0, -1).join(", ")} and ${flags.at(-1)}`;
     throw new CommandError(
-      "name what to cancel: --step REF, --order ID or --customer ID",
+      `cancel takes ${accepted}; got ${given}: cancel each in a command of its own`,
       EXIT.usage,
     );
+  }
+  const target = targets[0]?.target;
+  if (!target) throw new CommandError(`name what to cancel: ${accepted}`, EXIT.usage);
   return withOperatorTools(
     options.config,
     async (tools) => {

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCancel } from "../../src/cli/cancel-command.js";
 import { purposeWarnings, runCheck } from "../../src/cli/check-command.js";
 import { commandEnv } from "../../src/cli/command-redis.js";
 import { runFailed } from "../../src/cli/failed-command.js";
@@ -896,6 +897,39 @@ describe("followups simulate", () => {
     await expect(runSimulate(missing, { config: SHIPPED_CONFIG_DIR }, io)).rejects.toMatchObject({
       code: EXIT.invalid,
       message: `${missing}: file not found`,
+    });
+  });
+});
+
+describe("followups cancel's command line", () => {
+  // Refused before any Redis is asked: a config directory that does not exist is never read.
+  const config = "/nonexistent-config";
+
+  it("given two or three of --step, --order and --customer, says which were given and that exactly one is taken (exit 2)", async () => {
+    const cases = [
+      [{ step: "evt-1/big-ticket.check-in", order: "ord-1" }, "--step and --order"],
+      [{ order: "ord-1", customer: "cus-1" }, "--order and --customer"],
+      [{ step: "evt-1/big-ticket.check-in", customer: "cus-1" }, "--step and --customer"],
+      [
+        { step: "evt-1/big-ticket.check-in", order: "ord-1", customer: "cus-1" },
+        "--step, --order and --customer",
+      ],
+    ] as const;
+    for (const [target, given] of cases) {
+      const { io, output } = memoryIo();
+      await expect(runCancel({ config, ...target }, io)).rejects.toMatchObject({
+        code: EXIT.usage,
+        message: `cancel takes exactly one of --step REF, --order ID or --customer ID; got ${given}: cancel each in a command of its own`,
+      });
+      expect(output).toEqual({ out: "", err: "" });
+    }
+  });
+
+  it("given none of them, says what it takes (exit 2)", async () => {
+    const { io } = memoryIo();
+    await expect(runCancel({ config, reason: "asked" }, io)).rejects.toMatchObject({
+      code: EXIT.usage,
+      message: "name what to cancel: exactly one of --step REF, --order ID or --customer ID",
     });
   });
 });
