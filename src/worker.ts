@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { DateTime } from "luxon";
 import type { DeliveryChannel } from "./channels/channel.js";
 import { unavailableChannelsOf } from "./channels/channels-from-env.js";
+import { outboxWriteProblem } from "./channels/outbox.js";
 import { formatProblem } from "./config/config-files.js";
 import { watchConfigDir } from "./config/config-watcher.js";
 import { type Env, SECRET_ENV_VARS } from "./config/env.js";
@@ -205,6 +206,12 @@ async function startWorkerWith(
   const startProblem = linkProblem(config.rules);
   if (startProblem && realEmail) throw new StartupError(startProblem);
   if (startProblem) logger.warn({ problem: startProblem }, "unsubscribe links will not work");
+  // A folder the outbox cannot write to is said now, not when the first message is due.
+  if (Object.values(channels).some((channel) => channel.transport === "outbox")) {
+    const outboxProblem = await outboxWriteProblem(env.OUTBOX_DIR);
+    if (outboxProblem) throw new StartupError(outboxProblem);
+    if (stop?.aborted) throw new StartupStopped();
+  }
   const rules = () => config.rules;
   // DateTime.utc(), at half its cost (read a few times per event).
   const clock = () => DateTime.fromMillis(Date.now(), { zone: "utc" });

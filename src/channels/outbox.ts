@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Dir } from "node:fs";
-import { lstat, mkdir, opendir, rename, unlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, opendir, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import nodemailer, { type DKIMOptions } from "nodemailer";
 import type { Channel } from "../domain/events.js";
@@ -160,6 +160,74 @@ export async function removeExpiredOutboxFiles(
     );
   }
   return removed;
+}
+
+/** How long the start-up check waits for the outbox folder to answer (a hung network mount). */
+const WRITE_CHECK_MS = 5_000;
+
+/**
+ * Why the outbox folder cannot take messages, or undefined when it can: checked at start-up by
+ * creating it when missing (one level at a time: mkdir's recursive form never returns for a
+ * folder under /proc), then writing and removing a file in it, within WRITE_CHECK_MS. The
+ * problem names OUTBOX_DIR and the folder, for the operator.
+ */
+export async function outboxWriteProblem(
+  dir: string,
+  waitMs = WRITE_CHECK_MS,
+): Promise<string | undefined> {
+  const folder = path.resolve(dir);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`no answer within ${waitMs / 1000} s`), waitMs);
+  });
+  const checked = (async () => {
+    try {
+      await makeFolder(folder);
+      const probe = path.join(folder, `.write-check.${randomUUID()}.tmp`);
+      await writeFile(probe, "", { flag: "wx" });
+      await unlink(probe);
+      return undefined;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      return `${code}${FOLDER_CODES[code] ? `: ${FOLDER_CODES[code]}` : ""}`;
+    }
+  })();
+  const problem = await Promise.race([checked, late]).finally(() => clearTimeout(timer));
+  return problem === undefined
+    ? undefined
+    : `OUTBOX_DIR: cannot write to the outbox folder ${folder} (${problem}); set OUTBOX_DIR to a folder the worker's user can write to`;
+}
+
+/** What the codes of a folder that cannot be written mean, in plain words. */
+const FOLDER_CODES: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "not permitted",
+  EROFS: "a read-only file system",
+  ENOTDIR: "a part of the path is a file, not a folder",
+  EEXIST: "a file, not a folder",
+  ENOENT: "the folder cannot be created there",
+  ENOSPC: "no space left",
+};
+
+/** mkdir -p, one level at a time: a level that cannot be made fails instead of being retried. */
+async function makeFolder(folder: string): Promise<void> {
+  const missing: string[] = [];
+  for (let at = folder; ; at = path.dirname(at)) {
+    const found = await stat(at).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw error;
+    });
+    if (found) {
+      if (!found.isDirectory()) throw Object.assign(new Error(at), { code: "ENOTDIR" });
+      break;
+    }
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  for (const level of missing)
+    await mkdir(level).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== "EEXIST") throw error;
+    });
 }
 
 /** Readers never see half a file: write a temporary file beside it, then rename over. */

@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
+import path from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
 import { spawnWorker } from "../support/worker-process.js";
@@ -88,3 +89,25 @@ it("says why it cannot reach Redis, in one line, and exits 1", async () => {
   );
   expect(worker.output()).not.toMatch(/^\s+at /m);
 });
+
+it("refuses to start, in one line naming OUTBOX_DIR and the folder, when the outbox cannot be written (a path through a file; one under /proc, where creating it never returns)", async () => {
+  pipeline = await startPipeline("outbox-unwritable", { startWorker: false });
+  const throughFile = path.join(pipeline.envVars.CONFIG_DIR ?? "", "rules.yaml", "outbox");
+  for (const dir of [throughFile, `/proc/followups-outbox-${process.pid}`]) {
+    // Without SMTP_URL, email goes to the outbox.
+    const worker = spawnWorker({ ...pipeline.envVars, SMTP_URL: "", OUTBOX_DIR: dir });
+    const code = await Promise.race([
+      worker.exited(),
+      new Promise<string>((resolve) => setTimeout(() => resolve("still running"), 30_000)),
+    ]);
+    if (code === "still running") await worker.stop();
+    expect(code).toBe(1);
+    const lines = worker.output().trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^OUTBOX_DIR: cannot write to the outbox folder ${dir.replaceAll(/[.*+?^${}()|[\]\\/]/g, "\\$&")} \\(.+\\); set OUTBOX_DIR to a folder the worker's user can write to$`,
+      ),
+    );
+  }
+}, 90_000);
