@@ -102,6 +102,7 @@ import {
   OlderWorkersRunning,
   upgradeKeyLayout,
 } from "./store/key-layout.js";
+import { HTTP_ANNOUNCE_MS, StoreKeys } from "./store/keys.js";
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
@@ -1363,6 +1364,19 @@ async function startWorkerWith(
     }
   }
 
+  // Where this worker's HTTP server listens, for `followups demo` (not a health signal: a
+  // Redis that does not answer costs a renewal, and the entry runs out on its own).
+  const addresses = new StoreKeys(prefix).httpAddresses();
+  const announce = () => {
+    if (httpAddress)
+      void redis
+        .hset(addresses, httpAddress, String(Date.now() + 3 * HTTP_ANNOUNCE_MS))
+        .catch(() => {});
+  };
+  announce();
+  const announcing = setInterval(announce, HTTP_ANNOUNCE_MS);
+  announcing.unref();
+
   spoolReplay.start();
   logger.info(
     {
@@ -1399,6 +1413,8 @@ async function startWorkerWith(
     metrics,
     reload: reloadLogged,
     close() {
+      clearInterval(announcing);
+      if (httpAddress && !closing) void redis.hdel(addresses, httpAddress).catch(() => {});
       closing ??= closeWithin(env.SHUTDOWN_TIMEOUT_MS, logger, {
         watcher,
         spoolReplay,

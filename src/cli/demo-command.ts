@@ -9,6 +9,7 @@ import { ADMIN_TOKEN_FILE } from "../embedded-redis.js";
 import { EventPublisher } from "../publisher.js";
 import { PURCHASE_EVENTS_QUEUE, queuePrefix } from "../queue/names.js";
 import { renderPlanTable } from "../reports/plan-table.js";
+import { StoreKeys } from "../store/keys.js";
 import { loadRulesForCommand } from "./check-command.js";
 import { commandConnection, commandEnv, refuseIfMoved } from "./command-redis.js";
 import { CommandError, type CommandIo, EXIT } from "./io.js";
@@ -54,8 +55,12 @@ export async function runDemo(
     cluster: env.REDIS_CLUSTER,
     clock: DateTime.utc,
   });
+  let listening: string | undefined;
   try {
     for (const sample of samples) await publisher.publish(sample.event as never);
+    listening = runningConsole(
+      await redis.hgetall(new StoreKeys(env.QUEUE_PREFIX).httpAddresses()),
+    );
   } catch (error) {
     throw new CommandError(`could not publish the demo events: ${(error as Error).message}`);
   } finally {
@@ -79,7 +84,8 @@ export async function runDemo(
     if (sample.note) lines.push(sample.note);
     lines.push("");
   }
-  const consoleUrl = `${env.PUBLIC_URL ?? `http://${env.HTTP_HOST === "0.0.0.0" ? "127.0.0.1" : env.HTTP_HOST}:${env.HTTP_PORT}`}/console`;
+  // Where a running worker said it listens; else as this command's HTTP_HOST and HTTP_PORT say.
+  const consoleUrl = `${env.PUBLIC_URL ?? listening ?? `http://${env.HTTP_HOST === "0.0.0.0" ? "127.0.0.1" : env.HTTP_HOST}:${env.HTTP_PORT}`}/console${env.PUBLIC_URL || listening ? "" : " (no running worker has said where it listens: HTTP_HOST and HTTP_PORT as set here)"}`;
   lines.push(
     "Where to look:",
     env.SMTP_URL
@@ -91,6 +97,15 @@ export async function runDemo(
   );
   io.out(`${lines.join("\n")}\n`);
   return EXIT.ok;
+}
+
+/** The first address a running worker renewed (StoreKeys.httpAddresses), if any holds still. */
+function runningConsole(addresses: Record<string, string>): string | undefined {
+  const now = Date.now();
+  return Object.entries(addresses)
+    .filter(([, until]) => Number(until) > now)
+    .map(([address]) => address)
+    .sort()[0];
 }
 
 /** The demo's events, in the order they are published. */

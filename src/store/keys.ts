@@ -508,6 +508,15 @@ export class StoreKeys {
     ];
   }
 
+  /**
+   * Where the running workers' HTTP servers listen, for `followups demo` to name the console
+   * actually served: a hash of address (`http://127.0.0.1:8080`) to until when it holds (epoch
+   * ms), renewed by each worker while it runs (HTTP_ANNOUNCE_MS).
+   */
+  httpAddresses(): string {
+    return `${this.global}http-addresses`;
+  }
+
   /** How many shards the deployment was started with (FOLLOW_UP_SHARDS), set by its first worker. */
   shardCount(): string {
     return `${this.global}shards`;
@@ -759,3 +768,6 @@ export class StoreKeys {
     return `${this.global}secret:${name}`;
   }
 }
+
+/** How often a worker renews its HTTP address (httpAddresses); it holds three times as long. */
+export const HTTP_ANNOUNCE_MS = 30_000;

@@ -26,6 +26,12 @@ describe("followups demo", () => {
     expect(out).toContain("big-ticket.check-in");
     expect(out).toContain("No follow-ups planned.");
     expect(out).toContain(`followups customer demo-${run}-ana`);
+    // The console where the running worker listens (HTTP_PORT 0: a port of its choosing), not
+    // HTTP_PORT as this command's environment has it (unset here: 8080).
+    const listening = p.worker?.httpAddress ?? "";
+    expect(listening).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(listening).not.toMatch(/:8080$/);
+    expect(out).toContain(`  the console: ${listening}/console `);
 
     // Ana's check-in text, the laptop offer and Priya's thank-you go out at once.
     await p.twilio.waitForMessages(1);

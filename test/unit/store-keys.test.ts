@@ -135,6 +135,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "lostJobRequeue",
         "jobWatchUpgrade",
         "eventRecords",
+        "httpAddresses",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
