@@ -11,6 +11,12 @@ export interface RedisAwayLog {
    * could not be sent): handled here, logged or counted. The caller logs any other error.
    */
   handle(error: unknown, source: Readonly<Record<string, string>>): boolean;
+  /**
+   * Redis holds the connection but has not answered for `waitedMs` (frozen, paused, cut off
+   * without the connection breaking): counted as a connection error of an outage, which no
+   * connection error would otherwise mark.
+   */
+  unanswered(waitedMs: number, source: Readonly<Record<string, string>>): void;
   /** Redis answers again: how long it was away is logged, once per outage. */
   back(): void;
 }
@@ -34,17 +40,43 @@ export function logRedisAway(deps: {
   let outage:
     | { since: number; loggedAt: number; lastErrorAt: number; errors: number; unlogged: number }
     | undefined;
-  return {
+  const away: RedisAwayLog = {
     handle(error, source) {
       if (!isConnectionLoss(error)) return false;
+      note(error, source);
+      return true;
+    },
+    unanswered(waitedMs, source) {
+      note(
+        new Error(
+          `Redis has not answered for ${Math.round(waitedMs / 1000)} s, its connection open (frozen, paused, or cut off)`,
+        ),
+        source,
+        // Away since the PING went unanswered, not since it was found out.
+        waitedMs,
+      );
+    },
+    back() {
+      if (outage === undefined) return;
+      deps.logger.info(
+        { awayMs: deps.now() - outage.since, errors: outage.errors },
+        "Redis reachable again",
+      );
+      outage = undefined;
+    },
+  };
+  return away;
+
+  function note(error: unknown, source: Readonly<Record<string, string>>, awayFor = 0): void {
+    {
       const now = deps.now();
       if (outage === undefined || now - outage.lastErrorAt >= everyMs) {
-        outage = { since: now, loggedAt: now, lastErrorAt: now, errors: 1, unlogged: 0 };
+        outage = { since: now - awayFor, loggedAt: now, lastErrorAt: now, errors: 1, unlogged: 0 };
         deps.logger.error(
           { err: error, ...source },
           "Redis connection lost: the worker tries again until Redis is back, and sums up the connection errors meanwhile once a minute",
         );
-        return true;
+        return;
       }
       outage.errors += 1;
       outage.unlogged += 1;
@@ -62,15 +94,6 @@ export function logRedisAway(deps: {
         outage.loggedAt = now;
         outage.unlogged = 0;
       }
-      return true;
-    },
-    back() {
-      if (outage === undefined) return;
-      deps.logger.info(
-        { awayMs: deps.now() - outage.since, errors: outage.errors },
-        "Redis reachable again",
-      );
-      outage = undefined;
-    },
-  };
+    }
+  }
 }

@@ -1,4 +1,4 @@
-import { afterEach, expect, it } from "vitest";
+import { afterEach, expect, it, onTestFinished } from "vitest";
 import { isConnectionLoss } from "../../src/store/redis-client.js";
 import { purchaseInput } from "../support/fixtures.js";
 import {
@@ -59,6 +59,46 @@ it("logs a Redis outage in a few lines, not a line per reconnect of every connec
   expect(during.filter(connectionErrorLine)).toEqual([lost[0]]);
 
   // The worker goes on once Redis is back.
+  await p.publisher.publish(purchaseInput({ id: "evt-after", orderId: "ord-after" }) as never);
+  expect(await eventProcessed(p, "evt-after")).toBe("completed");
+});
+
+it("logs a frozen Redis (connections open, nothing answered) as away, and its return", {
+  timeout: 90_000,
+}, async () => {
+  server = await startRedisServer();
+  const p = await startPipeline("redis-frozen-log", { redisUrl: server.url });
+  pipeline = p;
+  await p.publisher.publish(purchaseInput({ id: "evt-before", orderId: "ord-before" }) as never);
+  expect(await eventProcessed(p, "evt-before")).toBe("completed");
+
+  const from = p.logs.length;
+  server.freeze();
+  // Thawed whatever happens: a frozen server would hold up closing the pipeline.
+  const frozen = server;
+  onTestFinished(() => frozen.thaw());
+  const lost = await eventually(
+    async () => p.logs.slice(from).find((line) => LOST.test(String(line.msg))),
+    "the worker to log that Redis does not answer",
+    30_000,
+  );
+  expect(lost).toMatchObject({ level: 50 });
+  expect(String((lost.err as { message?: string } | undefined)?.message)).toMatch(
+    /Redis has not answered for \d+ s/,
+  );
+  server.thaw();
+  const back = await eventually(
+    async () => p.logs.slice(from).find((line) => line.msg === "Redis reachable again"),
+    "the worker to log that Redis answers again",
+    30_000,
+  );
+  expect(back).toMatchObject({ level: 30 });
+  // From when the PING went unanswered (the freeze), not from when that was found out.
+  expect(back.awayMs).toBeGreaterThanOrEqual(5_000);
+  // Said once each.
+  const during = p.logs.slice(from, p.logs.indexOf(back) + 1);
+  expect(during.filter((line) => LOST.test(String(line.msg)))).toHaveLength(1);
+
   await p.publisher.publish(purchaseInput({ id: "evt-after", orderId: "ord-after" }) as never);
   expect(await eventProcessed(p, "evt-after")).toBe("completed");
 });
