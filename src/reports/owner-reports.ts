@@ -18,6 +18,7 @@ import type { CountedPending } from "./pending-schedule.js";
 import { renderReportHtml, renderReportText } from "./render-report.js";
 import type { ReportModel, ReportPeriod } from "./report-model.js";
 import {
+  catchUpDates,
   nextReportRun,
   previousPeriod,
   reportCronPattern,
@@ -253,21 +254,22 @@ export async function syncReportSchedulers(
     // that came due while no worker took it (every worker down at the report's time, or one
     // started or reloaded just after it) would be lost, and its period in no report: it goes as a
     // run of its own, one per scheduled time however many workers sync at once (its job id).
-    // It covers the days its own schedule gave it (rules changed since may make the owner's
-    // reports weekly rather than daily, or move their zone). Not when the next run covers them
-    // from their start (the owner's time moved later that day).
+    // It covers from the first day its own schedule gave it (rules changed since may make the
+    // owner's reports weekly rather than daily, or move their zone) up to the first day the next
+    // run covers: the runs due while it waited were never made (a scheduler makes its next run
+    // when one is taken), so an outage of days or weeks is in it too (catchUpDates). Not when the
+    // next run covers its days from their start (the owner's time moved later that day).
     if (waiting === undefined || waiting.at > Date.now()) continue;
     if (await queue.getJob(waiting.jobId)) continue;
-    const period = reportPeriodAt(waiting.schedule, DateTime.fromMillis(waiting.at));
     const next = Number((await queue.getJobScheduler(id))?.next);
-    if (
-      Number.isFinite(next) &&
-      Date.parse(reportPeriodAt(owner, DateTime.fromMillis(next)).since) <= Date.parse(period.since)
-    )
-      continue;
+    const dates = catchUpDates(
+      reportPeriodAt(waiting.schedule, DateTime.fromMillis(waiting.at)),
+      Number.isFinite(next) ? reportPeriodAt(owner, DateTime.fromMillis(next)) : undefined,
+    );
+    if (dates === undefined) continue;
     await queue.add(
       OWNER_REPORT_JOB,
-      { owner: id, since: period.since.slice(0, 10), until: period.until.slice(0, 10) },
+      { owner: id, ...dates },
       { ...REPORT_RUN_OPTIONS, jobId: `report-due-${id}-${waiting.at}` },
     );
   }

@@ -64,6 +64,31 @@ export function reportDatesProblem(since: string, until: string): string | undef
 }
 
 /**
+ * The local dates (YYYY-MM-DD, inclusive since, exclusive until) of the run sent for a scheduled
+ * run that came due while no worker took it (`missed`, the period its own schedule gave it): from
+ * its first day up to the first day of the period the schedule's next run covers (`next`), so
+ * that the days of the runs the scheduler never made while no worker took its waiting one (a
+ * scheduler makes its next run only when one is taken) are in it, and no day is in both. At
+ * most MAX_REPORT_DAYS, the latest (the ledger keeps none older). Undefined when the next run
+ * covers the missed run's days from their first (the owner's time moved later that day). Without
+ * a next run, the missed run's own period.
+ */
+export function catchUpDates(
+  missed: ReportPeriod,
+  next: ReportPeriod | undefined,
+): { since: string; until: string } | undefined {
+  const first = missed.since.slice(0, 10);
+  if (next === undefined) return { since: first, until: missed.until.slice(0, 10) };
+  // By instant: the two may be in different zones (the rules moved the owner since).
+  if (Date.parse(next.since) <= Date.parse(missed.since)) return undefined;
+  const until = next.since.slice(0, 10);
+  const day = (date: string) => DateTime.fromISO(date, { zone: "UTC" });
+  const since =
+    DateTime.max(day(first), day(until).minus({ days: MAX_REPORT_DAYS })).toISODate() ?? first;
+  return since < until ? { since, until } : undefined;
+}
+
+/**
  * Why the `since` and `until` a report run added by hand names make no report period, in words;
  * undefined when they make one. Each is a local date (YYYY-MM-DD; a date-time's day is taken),
  * and a run names both or neither.

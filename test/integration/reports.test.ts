@@ -3,7 +3,7 @@ import path from "node:path";
 import { Queue } from "bullmq";
 import { DateTime, Duration } from "luxon";
 import { PNG } from "pngjs";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseDocument } from "yaml";
 import { runReport } from "../../src/cli/report-command.js";
 import { OWNER_REPORT_JOB, OWNER_REPORTS_QUEUE, queuePrefix } from "../../src/queue/names.js";
@@ -69,10 +69,13 @@ function nextMidnightSkipped(zone: string): DateTime {
 /** The instant `hour`:00 UTC on a day, as BullMQ's next run reads back. */
 const at = (day: DateTime, hour: number) => day.set({ hour }).toISO() ?? "";
 
-async function withOwner(p: PipelineHarness, owner: typeof OWNER = OWNER): Promise<void> {
+async function withOwner(
+  p: PipelineHarness,
+  owner: typeof OWNER | readonly object[] = OWNER,
+): Promise<void> {
   const file = path.join(p.configDir, "rules.yaml");
   const doc = parseDocument(await readFile(file, "utf8"));
-  doc.setIn(["owners"], doc.createNode([owner]));
+  doc.setIn(["owners"], doc.createNode(Array.isArray(owner) ? owner : [owner]));
   doc.setIn(["shop", "name"], "Corner Electronics");
   await writeFile(file, doc.toString());
 }
@@ -349,6 +352,115 @@ describe("ledger and owner reports", () => {
       until: week.until.slice(0, 10),
     });
     await queue.close();
+  });
+
+  it("sends the run that came due days or weeks before workers started for every day up to the next run's, once", async () => {
+    pipeline = await startPipeline("report-due-outage", { startWorker: false });
+    const p = pipeline;
+    const prefix = queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER);
+    // Each owner's time is this hour's start in their zone: each schedule's next run is after
+    // today's, and covers from today (a daily run the day before it, a weekly one the 7 days).
+    const owner = (email: string, timezone: string, frequency: string) => {
+      const now = DateTime.now().setZone(timezone);
+      return {
+        ...OWNER,
+        email,
+        timezone,
+        frequency,
+        weekday: now.weekday,
+        time: now.toFormat("HH:00"),
+        alerts: false,
+      };
+    };
+    const daily = owner("daily@shop.example", "Europe/London", "daily");
+    const weekly = owner("weekly@shop.example", "Europe/Paris", "weekly");
+    const longAgo = owner("long@shop.example", "America/New_York", "daily");
+    // Each scheduler's waiting run came due at that time some days ago, and no worker took it:
+    // every worker was down since (three days, three weeks, 500 days).
+    const missedAt = (o: typeof daily, days: number) =>
+      DateTime.now().setZone(o.timezone).startOf("hour").minus({ days }).toMillis();
+    const due = new Map([
+      [daily.timezone, missedAt(daily, 3)],
+      [weekly.timezone, missedAt(weekly, 21)],
+      [longAgo.timezone, missedAt(longAgo, 500)],
+    ]);
+    const before = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: { repeatStrategy: (_millis, opts) => due.get(opts.tz ?? "") },
+    });
+    // BullMQ makes a scheduler's next run no earlier than its clock's now: the schedulers are
+    // set with the clock put back before the earliest of those times.
+    vi.useFakeTimers({ toFake: ["Date"], now: Math.min(...due.values()) - 500 });
+    try {
+      await syncReportSchedulers(before, [daily, weekly, longAgo] as never);
+    } finally {
+      vi.useRealTimers();
+    }
+    await before.close();
+    // Two workers set the schedulers at once, now.
+    const queue = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: REPORT_QUEUE_SETTINGS,
+    });
+    const owners = [daily, weekly, longAgo] as never;
+    await Promise.all([syncReportSchedulers(queue, owners), syncReportSchedulers(queue, owners)]);
+    const dueRun = async (o: typeof daily) =>
+      (await queue.getJob(`report-due-${ownerSchedulerId(o)}-${due.get(o.timezone)}`))?.data;
+    const today = (o: typeof daily) => DateTime.now().setZone(o.timezone).toISODate() ?? "";
+    const dayOf = (o: typeof daily, days: number) =>
+      DateTime.fromMillis(due.get(o.timezone) ?? 0, { zone: o.timezone })
+        .minus({ days })
+        .toISODate();
+    // From the missed run's first day to the first day of the schedule's next run, which covers
+    // from today: the days of the runs the scheduler never made are in it, and none twice.
+    expect(await dueRun(daily)).toEqual({
+      owner: ownerSchedulerId(daily),
+      since: dayOf(daily, 1),
+      until: today(daily),
+    });
+    expect(await dueRun(weekly)).toEqual({
+      owner: ownerSchedulerId(weekly),
+      since: dayOf(weekly, 7),
+      until: today(weekly),
+    });
+    // At most the 400 days a report covers: the latest (the ledger keeps no older).
+    expect(await dueRun(longAgo)).toEqual({
+      owner: ownerSchedulerId(longAgo),
+      since: DateTime.now().setZone(longAgo.timezone).minus({ days: 400 }).toISODate(),
+      until: today(longAgo),
+    });
+    for (const o of [daily, weekly, longAgo]) {
+      const next = Number((await queue.getJobScheduler(ownerSchedulerId(o)))?.next);
+      expect(reportPeriodAt(o as never, DateTime.fromMillis(next)).since.slice(0, 10)).toBe(
+        today(o),
+      );
+    }
+    // Once each, however many workers set the schedulers: three runs due, three scheduled.
+    expect(await queue.getJobCountByTypes("waiting", "delayed")).toBe(6);
+    await queue.close();
+    // A worker with these owners sends them (the 400 days' too: a period it can report).
+    await withOwner(
+      p,
+      [daily, weekly, longAgo].map(({ name, email, timezone, frequency, time, weekday }) => ({
+        name,
+        email,
+        timezone,
+        frequency,
+        time,
+        ...(frequency === "weekly" && {
+          day: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][weekday - 1],
+        }),
+      })),
+    );
+    await p.startWorker();
+    const mails = await p.sink.waitForMessages(3);
+    expect(mails.map((m) => m.envelope.rcptTo[0]).sort()).toEqual([
+      daily.email,
+      longAgo.email,
+      weekly.email,
+    ]);
   });
 
   it("prints the same model as text and CSV", async () => {

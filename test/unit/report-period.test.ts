@@ -1,6 +1,7 @@
 import { DateTime } from "luxon";
 import { describe, expect, it } from "vitest";
 import {
+  catchUpDates,
   nextReportRun,
   periodFromDates,
   previousPeriod,
@@ -140,5 +141,60 @@ describe("when a report runs next", () => {
 
   it("leaves a schedule of another form to cron", () => {
     expect(nextReportRun(0, "*/5 * * * *", "Europe/London")).toBeUndefined();
+  });
+});
+
+describe("the run sent for a scheduled run no worker took", () => {
+  const daily = { frequency: "daily" as const, timezone: LONDON };
+  const weekly = { frequency: "weekly" as const, timezone: LONDON };
+  type Run = [schedule: typeof daily | typeof weekly, at: string];
+  /** The dates sent for the run missed at `missed`, with the schedule's next run at `next`. */
+  const catchUp = ([schedule, at]: Run, next?: Run) =>
+    catchUpDates(
+      reportPeriodAt(schedule, DateTime.fromISO(at, { zone: schedule.timezone })),
+      next && reportPeriodAt(next[0], DateTime.fromISO(next[1], { zone: next[0].timezone })),
+    );
+
+  it("covers from the missed run's first day to the first day the next run covers", () => {
+    // Monday's daily run missed, workers back on Wednesday after 08:00: Thursday's run covers
+    // Wednesday, so Sunday, Monday and Tuesday are the missed run's.
+    expect(catchUp([daily, "2026-11-30T08:00"], [daily, "2026-12-03T08:00"])).toEqual({
+      since: "2026-11-29",
+      until: "2026-12-02",
+    });
+    // A weekly run missed three weeks ago: the weeks of the runs never made are in it.
+    expect(catchUp([weekly, "2026-11-09T08:00"], [weekly, "2026-12-07T08:00"])).toEqual({
+      since: "2026-11-02",
+      until: "2026-11-30",
+    });
+    // A weekly run missed, the owner made daily, whose next run comes that day: the day before
+    // it is left to the next run, not covered twice.
+    expect(catchUp([weekly, "2026-11-30T08:00"], [daily, "2026-11-30T10:00"])).toEqual({
+      since: "2026-11-23",
+      until: "2026-11-29",
+    });
+  });
+
+  it("covers the latest 400 days at most", () => {
+    expect(catchUp([daily, "2025-01-10T08:00"], [daily, "2026-12-03T08:00"])).toEqual({
+      since: "2025-10-28",
+      until: "2026-12-02",
+    });
+  });
+
+  it("is none when the next run covers the missed run's days from their first", () => {
+    // The owner's time moved later that day.
+    expect(catchUp([daily, "2026-11-30T08:00"], [daily, "2026-11-30T10:00"])).toBeUndefined();
+    // The owner moved to a zone behind: the next run's day begins after the missed one's, by
+    // instant, but on the same date.
+    const newYork = { frequency: "daily" as const, timezone: "America/New_York" };
+    expect(catchUp([daily, "2026-11-30T08:00"], [newYork, "2026-11-30T08:00"])).toBeUndefined();
+  });
+
+  it("is the missed run's own period when the schedule has no next run", () => {
+    expect(catchUp([weekly, "2026-11-30T08:00"])).toEqual({
+      since: "2026-11-23",
+      until: "2026-11-30",
+    });
   });
 });
