@@ -46,6 +46,10 @@ const step = (dueAt: number) => ({
 const recordKey = () => keys.eventRecord("evt-store");
 const purchaseKey = () => keys.purchase("evt-store");
 
+/** A claimed step's send, recorded as the worker records it: `sent`, naming its message. */
+const sentAs = (stepId: string, providerId: string, at: number) =>
+  store.transition("evt-store", stepId, ["sending"], { state: "sent", providerId }, at);
+
 describe("the follow-up store", () => {
   it("keeps only the part of a purchase its timeline needs once its last step has ended, and a stale plan does not bring the rest back", async () => {
     const now = Date.now();
@@ -204,13 +208,7 @@ describe("the follow-up store", () => {
     await history.recordPurchase(event, ["fp-1"], 365 * DAY, 90 * DAY);
     await store.schedule(event, now + 90 * DAY, [sms], now, 1);
     await store.claim("evt-store", id, now, 60_000);
-    await store.transition(
-      "evt-store",
-      id,
-      ["sending"],
-      { state: "sent", providerId: "SMold" },
-      now,
-    );
+    await sentAs(id, "SMold", now);
     const note = async (messageSid: string, status: string) =>
       (await store.noteSmsStatus("evt-store", id, { messageSid, status }, now + 1)).noted;
     expect(await note("SMold", "sent")).toBe("noted");
@@ -222,18 +220,16 @@ describe("the follow-up store", () => {
     expect(await note("SMold", "delivered")).toBe("another-message");
     expect((await read())?.delivery).toBeUndefined();
     await store.claim("evt-store", id, now + 3, 60_000);
-    await store.transition(
-      "evt-store",
-      id,
-      ["sending"],
-      { state: "sent", providerId: "SMnew" },
-      now + 4,
-    );
+    // Being sent again, the step names no message: a report of one it does not name (a send more
+    // than five back, no longer among its earlier ids) is not the new send's either.
+    expect(await note("SMancient", "canceled")).toBe("another-message");
+    expect((await read())?.delivery).toBeUndefined();
+    await sentAs(id, "SMnew", now + 4);
     expect(await note("SMnew", "queued")).toBe("noted");
     // Nor once the resent message's reports come: the step shows those.
     expect(await note("SMold", "undelivered")).toBe("another-message");
     expect(await note("SMnew", "sent")).toBe("noted");
-    expect((await read())?.delivery).toEqual({ status: "sent" });
+    expect(await read()).toMatchObject({ state: "sent", delivery: { status: "sent" } });
   });
 
   it("keeps a record longer when planned again, never shorter", async () => {

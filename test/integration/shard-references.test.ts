@@ -52,13 +52,25 @@ afterEach(async () => {
 });
 
 /** A step record as the stores keep it, written straight into a shard's event record. */
-async function seedStep(shard: number, eventId: string, state: string): Promise<void> {
+async function seedStep(
+  shard: number,
+  eventId: string,
+  state: string,
+  providerId?: string,
+): Promise<void> {
   const record = new StoreKeys(shardScope(prefix, shard, 3)).eventRecord(eventId);
   const now = Date.now();
   await redis.hset(
     record,
     `s:${CHECK_IN}`,
-    JSON.stringify({ s: state, t: now, d: now + DAY, c: "sms", k: "check-in" }),
+    JSON.stringify({
+      s: state,
+      t: now,
+      d: now + DAY,
+      c: "sms",
+      k: "check-in",
+      ...(providerId !== undefined && { id: providerId }),
+    }),
   );
   await redis.pexpire(record, DAY);
 }
@@ -315,7 +327,7 @@ describe("webhooks, refunds and reports", () => {
     });
 
     // A check-in sent for a purchase in shard 2: its delivery report lands on its step there.
-    await seedStep(2, "evt-2", "sent");
+    await seedStep(2, "evt-2", "sent", "SM2");
     await smsReferences.rememberSms(
       "SM2",
       await suppressions.addressMember(PHONE),

@@ -48,11 +48,13 @@ const ANSWER_DELAY_MS = 1_500;
 /**
  * Sends the check-in SMS; its sid once its reference (what status callbacks find) is written.
  * With `beforeTheAnswer`, Twilio's answer to the send is held back while it runs, so that what it
- * posts comes before the worker knows the message's sid.
+ * posts comes before the worker knows the message's sid. `state`: the step's once the send is
+ * recorded (`failed` when a `canceled` came before the answer).
  */
 async function sentSms(
   p: PipelineHarness,
   beforeTheAnswer?: (sid: string) => Promise<void>,
+  state: "sent" | "failed" = "sent",
 ): Promise<string> {
   if (beforeTheAnswer) p.twilio.setResponseDelay(ANSWER_DELAY_MS);
   await p.publisher.publish(
@@ -73,7 +75,7 @@ async function sentSms(
     expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.state).toBe("sending");
     p.twilio.setResponseDelay(0);
   }
-  await waitForState(p, EVENT_ID, STEP_ID, "sent");
+  await waitForState(p, EVENT_ID, STEP_ID, state);
   const references = new SmsReferences(p.redis, p.prefix);
   await eventually(async () => references.stepOfSms(sid), "the SMS's reference to be written");
   return sid;
@@ -243,6 +245,19 @@ describe("statuses Twilio posts before its answer to the send reaches the worker
       errorCode: 30003,
     });
     expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+  });
+
+  it("a canceled reported before the SMS's reference was written fails the step, takes back the number's mark, and is counted once as undelivered", async () => {
+    pipeline = await startPipeline("sms-early-canceled");
+    const p = pipeline;
+    // Failed as the worker records the send: it does not stay `sent`.
+    await sentSms(p, reportedEarly(p, [["sent"], ["canceled"], ["delivered"]]), "failed");
+    const record = await settledDelivery(p);
+    expect(record).toMatchObject({ state: "failed", delivery: { status: "canceled" } });
+    expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+    await resend(p);
+    const [, second] = await p.twilio.waitForMessages(2);
+    expect(second?.body).toContain("Reply STOP to opt out");
   });
 });
 

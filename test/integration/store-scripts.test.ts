@@ -65,6 +65,12 @@ const stored = async (field: string) => {
   return raw === null ? null : decodeStoredStep(raw);
 };
 
+/** Names `sid` as the message step `field` stands for, as a send's `sent` state change does. */
+async function sentAs(field: string, sid: string): Promise<void> {
+  const step = await stored(field);
+  await redis.hset(record(), field, JSON.stringify({ ...step, id: sid }));
+}
+
 /** update-step.lua on the test's record, at NOW, for a step due at `due`. */
 const updateStep = (
   field: string,
@@ -1009,6 +1015,7 @@ describe("the store's Lua scripts", () => {
 
   it("note-sms-status: notes a status only forward, and the first final one stays (read may follow delivered)", async () => {
     await scheduleTwo();
+    await sentAs("s:b", "SM1");
     const note = async (status: string, code: number | "" = "") =>
       (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code, "SM1", ""))[0];
     const delivery = async () => {
@@ -1037,6 +1044,7 @@ describe("the store's Lua scripts", () => {
 
   it("note-sms-status: never dates the record earlier than it is (a status handled by a replica whose clock is behind)", async () => {
     await scheduleTwo();
+    await sentAs("s:b", "SM1");
     expect(
       (await redis.fuNoteSmsStatus(record(), "s:b", NOW + 5_000, "sent", "", "SM1", ""))[0],
     ).toBe(1);

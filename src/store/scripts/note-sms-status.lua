@@ -15,9 +15,9 @@
   status kept while Twilio's answer to the send was on its way, or handled by a replica whose
   clock is behind, never dates the record before its send.
 
-  A report of a message the step no longer stands for (its record names another message, or
-  names this one among the earlier sends of a step resent since, requeue-step.lua) changes
-  nothing: the record shows the statuses of its own message only.
+  A report of a message the step does not stand for (its record names another message, or none:
+  the step is being sent again, requeue-step.lua, and its earlier sends past the last five are
+  named nowhere) changes nothing: the record shows the statuses of its own message only.
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
@@ -32,7 +32,7 @@
   Output (step records in their stored form, lib/step-codec.lua):
     { 1, record }  written; the new record
     { 0, record }  kept: the record holds a status as far along, or an earlier final one
-    { 2, record }  kept: the record is of another message
+    { 2, record }  kept: the record is of another message, or of none yet
     { 0, '' }      the event record or the step's record is gone
 ]]
 --!include lib/base36.lua
@@ -41,7 +41,9 @@ local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return { 0, '' } end
 local rec = decodeStep(raw)
 local sid = ARGV[5]
-if rec.id ~= nil and rec.id ~= sid then return { 2, raw } end
+-- A step that names no message (one being sent, or resent) is not yet this message's: every sid
+-- whose reference names the step was its `id` once, and is an earlier message's now.
+if rec.id ~= sid then return { 2, raw } end
 if type(rec.pid) == 'table' then
   for _, earlier in ipairs(rec.pid) do
     if earlier == sid then return { 2, raw } end
