@@ -67,7 +67,7 @@ import {
 import { createPackedIndexSweeper } from "./queue/packed-index-sweeper.js";
 import { periodic } from "./queue/periodic.js";
 import { createPromoter } from "./queue/promoter.js";
-import { logRedisAway } from "./queue/redis-away-log.js";
+import { logRedisAway, watchRedisAnswers } from "./queue/redis-away-log.js";
 import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
@@ -103,7 +103,6 @@ import {
   upgradeKeyLayout,
 } from "./store/key-layout.js";
 import { HTTP_ANNOUNCE_MS, StoreKeys } from "./store/keys.js";
-
 import { OrderStore } from "./store/order-store.js";
 import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
@@ -159,9 +158,6 @@ export interface WorkerOptions {
 }
 
 export { StartupError, StartupStopped };
-
-/** How long a PING to Redis may go unanswered before the worker logs Redis as away; how often it asks. */
-const REDIS_PROBE_MS = 5_000;
 
 /**
  * The composition root: wires config, Redis, stores, processors, queues and the HTTP server, and
@@ -1381,36 +1377,8 @@ async function startWorkerWith(
   const announcing = setInterval(announce, HTTP_ANNOUNCE_MS);
   announcing.unref();
 
-  // A Redis that keeps its connections open and answers nothing (frozen, paused, a network that
-  // drops packets without closing them) raises no connection error: a PING unanswered for
-  // REDIS_PROBE_MS is logged as an outage (then counted each REDIS_PROBE_MS, summed a minute),
-  // and its answer as Redis back. While the connection is down its own errors say so.
-  let probing = false;
-  const probeRedis = () => {
-    if (probing || redis.status !== "ready") return;
-    probing = true;
-    const sent = now();
-    let noted = false;
-    const unanswered = setInterval(() => {
-      noted = true;
-      redisAway.unanswered(now() - sent, { probe: "PING" });
-    }, REDIS_PROBE_MS);
-    unanswered.unref();
-    void redis
-      .ping()
-      .then(
-        () => {
-          if (noted) redisAway.back();
-        },
-        () => {},
-      )
-      .finally(() => {
-        clearInterval(unanswered);
-        probing = false;
-      });
-  };
-  const probe = setInterval(probeRedis, REDIS_PROBE_MS);
-  probe.unref();
+  // A frozen Redis (connections open, nothing answered) is logged as away (watchRedisAnswers).
+  const answers = watchRedisAnswers({ redis, away: redisAway, now });
 
   spoolReplay.start();
   logger.info(
@@ -1449,7 +1417,7 @@ async function startWorkerWith(
     reload: reloadLogged,
     close() {
       clearInterval(announcing);
-      clearInterval(probe);
+      answers.stop();
       if (httpAddress && !closing) void redis.hdel(addresses, httpAddress).catch(() => {});
       closing ??= closeWithin(env.SHUTDOWN_TIMEOUT_MS, logger, {
         watcher,

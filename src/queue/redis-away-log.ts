@@ -1,5 +1,5 @@
 import type { Logger } from "../logger.js";
-import { isConnectionLoss } from "../store/redis-client.js";
+import { isConnectionLoss, type RedisClient } from "../store/redis-client.js";
 
 /** While Redis stays away, its connection errors are summed up in one line this often. */
 export const AWAY_SUMMARY_EVERY_MS = 60_000;
@@ -96,4 +96,71 @@ export function logRedisAway(deps: {
       }
     }
   }
+}
+
+/** How long a PING to Redis may go unanswered before it is logged as away; how often one is sent. */
+export const REDIS_PROBE_MS = 5_000;
+
+/**
+ * A Redis that keeps its connections open and answers nothing (frozen, paused, a network that
+ * drops packets without closing them) raises no connection error: a PING unanswered for `everyMs`
+ * is logged as an outage (`away.unanswered`, then counted each `everyMs`, summed a minute), and
+ * the first PING answered after it as Redis back. While the connection is down (not ready) its own
+ * errors say so. An unanswered PING is only taken as such once the worker has read what came in:
+ * an event loop held up longer than `everyMs` (a big batch) fires the timer before it reads the
+ * answer waiting on the socket. An answer that is an error (BUSY under a long script, a node
+ * dropped by a failover) does not end the outage; the next PING answered does.
+ */
+export function watchRedisAnswers(deps: {
+  readonly redis: RedisClient;
+  readonly away: RedisAwayLog;
+  readonly now: () => number;
+  readonly everyMs?: number;
+}): { stop(): void } {
+  const { redis, away, now } = deps;
+  const everyMs = deps.everyMs ?? REDIS_PROBE_MS;
+  // The PING in flight, if any, and whether an unanswered one marked an outage not yet ended.
+  let inFlight: NodeJS.Timeout | undefined;
+  let marked = false;
+  const send = () => {
+    if (inFlight !== undefined || redis.status !== "ready") return;
+    const sent = now();
+    let answered = false;
+    const waiting = setInterval(() => {
+      // After the I/O of this turn of the event loop: an answer read now is not missed.
+      setImmediate(() => {
+        if (answered || inFlight !== waiting || redis.status !== "ready") return;
+        marked = true;
+        away.unanswered(now() - sent, { probe: "PING" });
+      });
+    }, everyMs);
+    waiting.unref();
+    inFlight = waiting;
+    void redis
+      .ping()
+      .then(
+        () => {
+          answered = true;
+          if (!marked) return;
+          marked = false;
+          away.back();
+        },
+        () => {
+          answered = true;
+        },
+      )
+      .finally(() => {
+        clearInterval(waiting);
+        if (inFlight === waiting) inFlight = undefined;
+      });
+  };
+  const timer = setInterval(send, everyMs);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      clearInterval(inFlight);
+      inFlight = undefined;
+    },
+  };
 }
