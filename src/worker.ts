@@ -1365,13 +1365,21 @@ async function startWorkerWith(
   }
 
   // Where this worker's HTTP server listens, for `followups demo` (not a health signal: a
-  // Redis that does not answer costs a renewal, and the entry runs out on its own).
+  // Redis that does not answer costs a renewal, and the entry runs out on its own). The entries
+  // run out are removed here: one is left by each worker gone without stopping (killed,
+  // crashed), on a port of its choosing (HTTP_PORT=0) a new one each time.
   const addresses = new StoreKeys(prefix).httpAddresses();
   const announce = () => {
-    if (httpAddress)
-      void redis
-        .hset(addresses, httpAddress, String(Date.now() + 3 * HTTP_ANNOUNCE_MS))
-        .catch(() => {});
+    if (!httpAddress) return;
+    const at = Date.now();
+    void redis
+      .hset(addresses, httpAddress, String(at + 3 * HTTP_ANNOUNCE_MS))
+      .then(() => redis.hgetall(addresses))
+      .then((held) => {
+        const over = Object.keys(held).filter((address) => !(Number(held[address]) > at));
+        return over.length > 0 ? redis.hdel(addresses, ...over) : 0;
+      })
+      .catch(() => {});
   };
   announce();
   const announcing = setInterval(announce, HTTP_ANNOUNCE_MS);

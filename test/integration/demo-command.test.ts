@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { runDemo } from "../../src/cli/demo-command.js";
+import { StoreKeys } from "../../src/store/keys.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
@@ -11,6 +12,21 @@ afterEach(async () => {
 });
 
 describe("followups demo", () => {
+  it("has a worker drop the addresses recorded by workers gone without stopping", async () => {
+    pipeline = await startPipeline("demo-gone", { startWorker: false });
+    const p = pipeline;
+    const key = new StoreKeys(p.prefix).httpAddresses();
+    // Workers killed (no stop) on ports of their choosing: their entries ran out long ago.
+    const gone = ["http://127.0.0.1:40001", "http://127.0.0.1:40002"];
+    for (const address of gone) await p.redis.hset(key, address, String(Date.now() - 60_000));
+    const worker = await p.startWorker();
+    const held = await eventually(async () => {
+      const now = await p.redis.hgetall(key);
+      return worker.httpAddress && now[worker.httpAddress] && !now[gone[0] ?? ""] ? now : undefined;
+    }, "the worker to record its address and drop the ones run out");
+    expect(Object.keys(held)).toEqual([worker.httpAddress]);
+  });
+
   it("publishes fresh samples, some due at once, and says what happens and where to look", async () => {
     pipeline = await startPipeline("demo");
     const p = pipeline;
