@@ -58,6 +58,12 @@ interface BadLine {
 
 /** How many bad lines the readable report lists one by one. */
 const LISTED_BAD_LINES = 20;
+/**
+ * How many bad lines after one that opens a JSON document (its first line cut short, the next bad)
+ * make the file a pretty-printed document: an event read before then makes it NDJSON whose first
+ * event was broken over lines, simulated with its bad lines listed.
+ */
+const PRETTY_LOOKAHEAD = 1_000;
 
 /** Discount codes in a simulated SMS are as long as real ones; their letters do not matter. */
 const SIMULATION_DISCOUNT_SECRET = "simulate-only-not-a-real-discount-secret";
@@ -151,6 +157,15 @@ export async function runSimulate(
   // The first line with text, while it is the only one read: one that begins a JSON document and
   // does not end it, followed by another bad line, is a pretty-printed document, not NDJSON.
   let opening: { line: number; cutShort: boolean; alone: boolean } | "past" | undefined;
+  // The line that opens what looks like a pretty-printed document, while no event came after it.
+  let pretty: number | undefined;
+  let sincePretty = 0;
+  const refusePretty = (line: number): never => {
+    progress?.done();
+    throw new CommandError(
+      `${inputName(file)}: line ${line} begins a JSON document that goes on over the next lines (pretty-printed JSON?); expected one JSON event per line (NDJSON): put each event on a line of its own (jq -c)`,
+    );
+  };
   for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
     lineNumber++;
     bytes += Buffer.byteLength(line) + 1;
@@ -167,13 +182,14 @@ export async function runSimulate(
     } else if (opening !== "past") {
       // (Not when this line begins a document of its own: two cut lines of NDJSON.)
       const continues = /^[{[]$/.test(line.trim().slice(0, 1)) ? opening.alone : true;
-      if (opening.cutShort && typeof problem === "string" && continues) {
-        progress?.done();
-        throw new CommandError(
-          `${inputName(file)}: line ${opening.line} begins a JSON document that goes on over the next lines (pretty-printed JSON?); expected one JSON event per line (NDJSON): put each event on a line of its own (jq -c)`,
-        );
-      }
+      if (opening.cutShort && typeof problem === "string" && continues) pretty = opening.line;
       opening = "past";
+    }
+    // An event read after it: an NDJSON file whose first event was broken over lines, not a
+    // document. None read in PRETTY_LOOKAHEAD lines (or at the end): refused as one.
+    if (pretty !== undefined) {
+      if (typeof problem !== "string") pretty = undefined;
+      else if (++sincePretty >= PRETTY_LOOKAHEAD) refusePretty(pretty);
     }
     if (typeof problem !== "string") {
       events++;
@@ -183,6 +199,7 @@ export async function runSimulate(
     // --steps keeps memory bounded: the first bad lines are listed, the rest only counted.
     if (!options.steps || bad.length < LISTED_BAD_LINES) bad.push({ line: lineNumber, problem });
   }
+  if (pretty !== undefined) refusePretty(pretty);
   progress?.done();
   if (replayer) {
     // By arrival, file order among equals (a stable sort), each after what went out before it.

@@ -868,6 +868,28 @@ describe("followups simulate", () => {
     }
   });
 
+  it("an NDJSON file whose first event was broken over two lines is simulated, the two listed as bad, not refused as pretty-printed", async () => {
+    const first = purchaseLine({ id: "broken-1" });
+    const cut = first.indexOf(",") + 1;
+    const file = await writeTemp(
+      "broken-first.ndjson",
+      [
+        first.slice(0, cut),
+        first.slice(cut),
+        purchaseLine({ id: "whole-2" }),
+        purchaseLine({ id: "whole-3" }),
+      ].join("\n"),
+    );
+    const { io, output } = memoryIo();
+    expect(await runSimulate(file, { config: SHIPPED_CONFIG_DIR, json: true }, io)).toBe(EXIT.ok);
+    const result = JSON.parse(output.out) as {
+      purchases: number;
+      invalid: { line: number }[];
+    };
+    expect(result.purchases).toBe(2);
+    expect(result.invalid.map((bad) => bad.line)).toEqual([1, 2]);
+  });
+
   it("a file of only bad lines lists them and exits 1, saying that no event could be read", async () => {
     const file = await writeTemp(
       "all-bad.ndjson",
