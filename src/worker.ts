@@ -713,6 +713,7 @@ async function startWorkerWith(
       email: channels.email,
       metrics,
       logger,
+      nextRun: async (id) => Number((await reports.getJobScheduler(id))?.next),
     }),
     {
       ...workerSettings,

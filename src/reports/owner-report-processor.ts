@@ -5,7 +5,12 @@ import type { RuleSet } from "../domain/rules.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
 import { ownerSchedulerId, type ReportSources, sendOwnerReport } from "./owner-reports.js";
-import { namedPeriodProblem, periodFromDates, reportPeriodAt } from "./report-period.js";
+import {
+  catchUpDates,
+  namedPeriodProblem,
+  periodFromDates,
+  reportPeriodAt,
+} from "./report-period.js";
 
 export interface OwnerReportDeps {
   readonly rules: () => RuleSet;
@@ -13,6 +18,8 @@ export interface OwnerReportDeps {
   readonly email: DeliveryChannel;
   readonly metrics: FollowUpMetrics;
   readonly logger: Logger;
+  /** When an owner's scheduler (by id) runs next, as BullMQ set it; for a run taken late. */
+  readonly nextRun?: (schedulerId: string) => Promise<number | undefined>;
 }
 
 /** What a report job returns: the message id, or why nothing was sent. */
@@ -46,9 +53,30 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
       const end = (value: unknown) => (value === undefined ? "(none)" : String(value));
       throw new UnrecoverableError(`report period ${end(since)} to ${end(until)}: ${problem}`);
     }
-    const period = named
+    let period = named
       ? periodFromDates(job.data.since, job.data.until, owner.timezone)
       : reportPeriodAt(owner, DateTime.fromMillis(job.timestamp + (job.opts.delay ?? 0)));
+    // A scheduled run taken late (a worker that stayed up while Redis was unreachable or refused
+    // writes for days) made its scheduler's next run at its next time from now, never the runs
+    // due meanwhile: it covers their days too, up to the first day that next run covers
+    // (catchUpDates, as a run due at start-up does). Worked out at its first take only (a retry
+    // or a stalled run taken again may see a later next run, whose days were reported), and
+    // kept in its data, so that a retry covers the same days.
+    if (!named && job.repeatJobKey && job.attemptsStarted <= 1 && deps.nextRun) {
+      const next = await deps.nextRun(job.repeatJobKey);
+      const dates =
+        next !== undefined && Number.isFinite(next)
+          ? catchUpDates(period, reportPeriodAt(owner, DateTime.fromMillis(next)))
+          : undefined;
+      if (
+        dates &&
+        Date.parse(periodFromDates(dates.since, dates.until, owner.timezone).until) >
+          Date.parse(period.until)
+      ) {
+        await job.updateData({ ...job.data, ...dates });
+        period = periodFromDates(dates.since, dates.until, owner.timezone);
+      }
+    }
     try {
       const sent = await sendOwnerReport(
         deps.sources,

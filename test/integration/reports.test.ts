@@ -13,7 +13,7 @@ import {
   syncReportSchedulers,
 } from "../../src/reports/owner-reports.js";
 import type { ReportModel } from "../../src/reports/report-model.js";
-import { reportPeriodAt } from "../../src/reports/report-period.js";
+import { periodFromDates, reportPeriodAt } from "../../src/reports/report-period.js";
 import { periodTitle } from "../../src/reports/report-phrases.js";
 import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { shardScope } from "../../src/store/keys.js";
@@ -461,6 +461,43 @@ describe("ledger and owner reports", () => {
       longAgo.email,
       weekly.email,
     ]);
+  });
+
+  it("sends a run a running worker takes days late for every day up to the next run's", async () => {
+    // The worker stays up while its run comes due and is taken days later (Redis unreachable or
+    // refusing writes meanwhile): no start or reload sets the schedulers again.
+    pipeline = await startPipeline("report-taken-late", { startWorker: false });
+    const p = pipeline;
+    const prefix = queuePrefix(p.prefix, OWNER_REPORTS_QUEUE, p.env.REDIS_CLUSTER);
+    const zone = "Europe/London";
+    const now = DateTime.now().setZone(zone);
+    const owner = { ...OWNER, timezone: zone, frequency: "daily", time: now.toFormat("HH:00") };
+    await withOwner(p, owner);
+    await p.startWorker();
+    const due = now.startOf("hour").minus({ days: 3 }).toMillis();
+    const before = new Queue(OWNER_REPORTS_QUEUE, {
+      connection: p.redis,
+      prefix,
+      settings: { repeatStrategy: () => due },
+    });
+    vi.useFakeTimers({ toFake: ["Date"], now: due - 500 });
+    try {
+      await syncReportSchedulers(before, [{ ...owner, weekday: 1, alerts: false }] as never);
+    } finally {
+      vi.useRealTimers();
+    }
+    await before.close();
+    const [mail] = await p.sink.waitForMessages(1);
+    // From the day before the run's time to today, the first day the next run covers: the days
+    // of the runs the scheduler never made are in it.
+    const period = periodFromDates(
+      DateTime.fromMillis(due, { zone }).minus({ days: 1 }).toISODate() ?? "",
+      now.toISODate() ?? "",
+      zone,
+    );
+    expect(mail?.parsed.subject).toBe(
+      `Corner Electronics follow-ups, ${periodTitle(period)}: 0 sent`,
+    );
   });
 
   it("prints the same model as text and CSV", async () => {
