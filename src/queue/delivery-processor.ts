@@ -424,7 +424,8 @@ async function forgetSent(
     await deps.smsReferences.forgetSent(
       sent.channel,
       sent.providerId,
-      sent.kind === "check-in" ? member : undefined,
+      member,
+      sent.kind === "check-in",
     );
   if (sent.codeHash) await deps.codes.revokeByHash(sent.codeHash, sent.at);
   await deps.history.forgetCheckIns(sent.customerId);

@@ -1,9 +1,15 @@
+import { createHash } from "node:crypto";
 import { StoreKeys } from "./keys.js";
 import type { RedisClient } from "./redis-client.js";
 import { type StoreCommands, withStoreCommands } from "./script-registry.js";
 
 /** A number texted within this long gets no opt-out line again; after it, its next text does. */
 const TEXTED_MEMORY_MS = 365 * 24 * 3600 * 1000;
+
+/** What a number's mark "texted before" holds of the SMS that left it: 96 bits of its sid's SHA-256. */
+function textedBy(sid: string): string {
+  return createHash("sha256").update(sid).digest("base64url").slice(0, 16);
+}
 /**
  * How long Twilio's statuses of an SMS that came before its reference are kept: the reference is
  * written moments after Twilio's answer, or by the job's retry after a Redis error midway.
@@ -97,8 +103,15 @@ export class SmsReferences {
         sms,
         keptUntil(keepMs, notAfter),
       ),
-      // The sid that texted it last: a text cancelled at Twilio takes back its own mark only.
-      this.redis.set(this.keys.textedNumber(recipientMember), sid, "PX", TEXTED_MEMORY_MS),
+      // Which text left it (a digest of its sid: the mark outlives the message's reference, and
+      // a sid leads to the number and the text at Twilio): a text cancelled at Twilio, or one
+      // whose customer was erased as it went, takes back its own mark only.
+      this.redis.set(
+        this.keys.textedNumber(recipientMember),
+        textedBy(sid),
+        "PX",
+        TEXTED_MEMORY_MS,
+      ),
       at.kind === "check-in"
         ? this.redis.fuRememberLatestCheckIn(
             this.keys.latestCheckIn(recipientMember),
@@ -154,20 +167,26 @@ export class SmsReferences {
   }
 
   /**
-   * Removes what rememberSms or rememberEmail wrote for one message (its reference, and for a
-   * check-in SMS the number's latest check-in), for a customer erased while it was on its way.
+   * Removes what rememberSms or rememberEmail wrote for one message, for a customer erased while it
+   * was on its way: its reference, and for an SMS to `recipientMember` the number's mark "texted
+   * before" when this text left it (it holds its sid's digest) and, for a check-in, the number's latest
+   * check-in.
    */
   async forgetSent(
     channel: "email" | "sms",
     providerId: string,
-    checkInOf?: string,
+    recipientMember?: string,
+    checkIn = false,
   ): Promise<void> {
+    const checkInOf = checkIn ? recipientMember : undefined;
     await this.redis.del(
       ...(channel === "email"
         ? [this.keys.emailMessage(providerId)]
         : [this.keys.smsMessage(providerId), this.keys.earlySmsStatuses(providerId)]),
       ...(checkInOf === undefined ? [] : [this.keys.latestCheckIn(checkInOf)]),
     );
+    if (channel === "sms" && recipientMember !== undefined)
+      await this.forgetTexted(recipientMember, providerId);
   }
 
   /** The step an email was sent for, by its Message-ID (with or without angle brackets). */
@@ -194,7 +213,7 @@ export class SmsReferences {
    */
   async forgetTexted(recipientMember: string, sid: string): Promise<void> {
     const key = this.keys.textedNumber(recipientMember);
-    if ((await this.redis.get(key)) === sid) await this.redis.del(key);
+    if ((await this.redis.get(key)) === textedBy(sid)) await this.redis.del(key);
   }
 
   /**

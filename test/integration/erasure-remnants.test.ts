@@ -9,6 +9,7 @@ import { runErase } from "../../src/cli/erase-command.js";
 import type { CommandIo } from "../../src/cli/io.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import { StoreKeys } from "../../src/store/keys.js";
+import { SmsReferences } from "../../src/store/sms-references.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
@@ -215,6 +216,10 @@ describe("erasure while a message is on its way", () => {
     expect(job.returnvalue).toMatchObject({ outcome: "sent" });
     // The Twilio sid leads to the number and the text at Twilio: no more than the step keeps.
     expect(await keysHolding(p.redis, p.prefix, [sid, "Ines", "+447400900789"])).toEqual([]);
+    // Nor that the number was texted, as an erasure a moment later leaves it: its next first SMS
+    // (another customer's with this number) says how to opt out.
+    const member = await new SuppressionList(p.redis, p.prefix).addressMember("+447400900789");
+    expect(await new SmsReferences(p.redis, p.prefix).textedBefore(member)).toBe(false);
   });
 });
 
