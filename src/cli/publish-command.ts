@@ -3,6 +3,7 @@ import { DateTime, Duration } from "luxon";
 import type { Env } from "../config/env.js";
 import { eventFingerprint } from "../domain/event-fingerprint.js";
 import {
+  contractLength,
   describeProblems,
   type EventProblem,
   type FollowUpEvent,
@@ -223,9 +224,11 @@ function idOf(event: unknown): string | undefined {
 function suffixProblem(problem: EventProblem, event: unknown, idSuffix?: string): EventProblem {
   const id = idOf(event);
   if (problem.path !== "id" || idSuffix === undefined || id === undefined) return problem;
-  if (id === "" || id.length > MAX_ID_LENGTH) return problem;
+  // Counted as the contract counts (an emoji one character).
+  const length = contractLength(id);
+  if (id === "" || length > MAX_ID_LENGTH) return problem;
   return {
     path: problem.path,
-    message: `${id.length} characters, and ${id.length + idSuffix.length} with --new-id's suffix ${idSuffix}; ${problem.message} with it (at most ${MAX_ID_LENGTH - idSuffix.length} without)`,
+    message: `${length} characters, and ${length + idSuffix.length} with --new-id's suffix ${idSuffix}; ${problem.message} with it (at most ${MAX_ID_LENGTH - idSuffix.length} without)`,
   };
 }

@@ -28,9 +28,12 @@ const boundedText = (max: number, what: string) =>
 /** The refusal of a text over `max` characters, naming the white space around it if that is why. */
 function tooLong(what: string, max: number, input: unknown): string {
   const text = String(input);
-  const kept = text.trim().length;
-  return kept < text.length && kept <= max
-    ? `expected ${what} of at most ${max} characters, counting the white space around it; got ${kept} and ${text.length - kept} of white space`
+  // Counted as the bound counts (contractLength); white space is one unit a character.
+  const trimmed = text.trim();
+  const kept = contractLength(trimmed);
+  const around = text.length - trimmed.length;
+  return around > 0 && kept <= max
+    ? `expected ${what} of at most ${max} characters, counting the white space around it; got ${kept} and ${around} of white space`
     : `expected ${what} of at most ${max} characters`;
 }
 

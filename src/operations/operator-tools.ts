@@ -1142,7 +1142,8 @@ async function failedOneByOne(
  * listing to its length. The failed job keeps it whole.
  */
 function boundedForListing(text: string): string {
-  return text.length <= MAX_ID_LENGTH ? text : `${cutText(text, 64)}… (${text.length} characters)`;
+  const length = contractLength(text);
+  return length <= MAX_ID_LENGTH ? text : `${cutText(text, 64)}… (${length} characters)`;
 }
 
 /** How many refused events a listing shows unless told (`followups refused`, the console). */

@@ -1103,7 +1103,8 @@ describe("followups refused", () => {
     expect(cut?.eventId).toBe(`${"x".repeat(64)}… (100000 characters)`);
     expect(cut?.type).toBe(`purchase.${"y".repeat(55)}… (5009 characters)`);
     expect(refused.find((event) => event.eventId.startsWith("z"))?.eventId).toBe(
-      `${"z".repeat(63)}… (365 characters)`,
+      // Its length as the contract counts it: 364 characters, the emoji one (365 UTF-16 units).
+      `${"z".repeat(63)}… (364 characters)`,
     );
     const text = await command(p, (io) => runRefused({ config: p.configDir, limit: "100" }, io));
     expect(Math.max(...text.out.split("\n").map((line) => line.length))).toBeLessThan(1_000);

@@ -83,7 +83,9 @@ describe("followups publish", () => {
     Object.assign(process.env, p.commandEnv);
     const file = path.join(p.configDir, "long-ids.ndjson");
     const longest = `evt-${"x".repeat(187)}`; // 191 characters: 200 with the suffix
-    const tooLong = `evt-${"y".repeat(191)}`; // 195: valid alone, 204 with the suffix
+    // 195 characters as the contract counts them (an emoji one, though two UTF-16 units): valid
+    // alone, 204 with the suffix.
+    const tooLong = `evt-${"🎉".repeat(191)}`;
     await writeFile(file, [tv(longest), tv(tooLong)].map((e) => JSON.stringify(e)).join("\n"));
 
     // Not "published", then refused by the worker as an invalid event.

@@ -721,6 +721,12 @@ describe("text bounds count the white space around a value", () => {
     ]);
   });
 
+  it("counts a text's characters as the bound does, an emoji as one: 150 emoji in 60 spaces are 150 and 60 of white space", () => {
+    expect(problemsOf(withRaw((e) => (e.customer.id = padded("🎉".repeat(150), 30))))).toEqual([
+      withSpace("customer.id", "a customer id", 200, 150, 60),
+    ]);
+  });
+
   it("a refunded item's SKU and an opt-out's customer id count their white space too", () => {
     expect(problemsOf(refundOf({ items: [{ sku: padded("SKU-1", 100), quantity: 1 }] }))).toEqual([
       withSpace("items[0].sku", "a SKU", 200, 5, 200),
