@@ -183,7 +183,7 @@ export async function outboxWriteProblem(
   const checked = (async () => {
     try {
       await makeFolder(folder);
-      const probe = path.join(folder, `.write-check.${randomUUID()}.tmp`);
+      const probe = path.join(folder, outboxWriteProbeName());
       await writeFile(probe, "", { flag: "wx" });
       await unlink(probe);
       return undefined;
@@ -196,6 +196,14 @@ export async function outboxWriteProblem(
   return problem === undefined
     ? undefined
     : `OUTBOX_DIR: cannot write to the outbox folder ${folder} (${problem}); set OUTBOX_DIR to a folder the worker's user can write to`;
+}
+
+/**
+ * The name of the start-up check's file, as a message's temporary file is named: one left behind
+ * (the process gone between the write and the unlink) is removed as those are, after 10 minutes.
+ */
+export function outboxWriteProbeName(): string {
+  return `.write-check.json.${randomUUID()}.tmp`;
 }
 
 /** What the codes of a folder that cannot be written mean, in plain words. */

@@ -2,7 +2,11 @@ import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from "node:fs
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { createOutboxChannel, outboxFileName } from "../../src/channels/outbox.js";
+import {
+  createOutboxChannel,
+  outboxFileName,
+  outboxWriteProbeName,
+} from "../../src/channels/outbox.js";
 import { createFileRetention } from "../../src/file-retention.js";
 import {
   FAILED_WEBHOOK_MAX_AGE_MS,
@@ -84,6 +88,8 @@ describe("files past their age", () => {
       31 * DAY,
     );
     await aged(path.join(outbox, ".evt-x.eml.1234.tmp"), "To: ana@example.com", 3600_000);
+    // Left by a start-up's write check whose process died before it removed it.
+    await aged(path.join(outbox, outboxWriteProbeName()), "", 3600_000);
     await aged(
       path.join(outbox, "evt-new_thank-you-0123456789.eml"),
       "To: bo@example.com",
