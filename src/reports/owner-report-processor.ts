@@ -68,13 +68,10 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
         next !== undefined && Number.isFinite(next)
           ? catchUpDates(period, reportPeriodAt(owner, DateTime.fromMillis(next)))
           : undefined;
-      if (
-        dates &&
-        Date.parse(periodFromDates(dates.since, dates.until, owner.timezone).until) >
-          Date.parse(period.until)
-      ) {
+      const stretched = dates && periodFromDates(dates.since, dates.until, owner.timezone);
+      if (stretched && Date.parse(stretched.until) > Date.parse(period.until)) {
         await job.updateData({ ...job.data, ...dates });
-        period = periodFromDates(dates.since, dates.until, owner.timezone);
+        period = stretched;
       }
     }
     try {
