@@ -108,6 +108,7 @@ import { OwnerAlertQueue } from "./store/owner-alerts.js";
 import { ChannelRateLimiter } from "./store/rate-limiter.js";
 import { duplicateClient, isRedisUnavailable, type RedisClient } from "./store/redis-client.js";
 import { ReplicaWait, type ShortWait } from "./store/replica-wait.js";
+import { ReportMarks } from "./store/report-marks.js";
 import { RulesGenerations } from "./store/rules-generations.js";
 import { claimShardCount, Shards, shardStores, startRefusal } from "./store/shards.js";
 import { sharedSecret } from "./store/shared-secrets.js";
@@ -714,6 +715,7 @@ async function startWorkerWith(
       metrics,
       logger,
       nextRun: async (id) => Number((await reports.getJobScheduler(id))?.next),
+      marks: new ReportMarks(redis, prefix),
     }),
     {
       ...workerSettings,

@@ -4,9 +4,16 @@ import type { DeliveryChannel } from "../channels/channel.js";
 import type { RuleSet } from "../domain/rules.js";
 import type { Logger } from "../logger.js";
 import type { FollowUpMetrics } from "../metrics.js";
-import { ownerSchedulerId, type ReportSources, sendOwnerReport } from "./owner-reports.js";
+import type { ReportMarks } from "../store/report-marks.js";
+import {
+  DUE_RUN_PREFIX,
+  ownerSchedulerId,
+  type ReportSources,
+  sendOwnerReport,
+} from "./owner-reports.js";
 import {
   catchUpDates,
+  datesSinceMark,
   namedPeriodProblem,
   periodFromDates,
   reportPeriodAt,
@@ -20,6 +27,8 @@ export interface OwnerReportDeps {
   readonly logger: Logger;
   /** When an owner's scheduler (by id) runs next, as BullMQ set it; for a run taken late. */
   readonly nextRun?: (schedulerId: string) => Promise<number | undefined>;
+  /** Per owner, up to which day the reports sent cover: a scheduled run covers from there. */
+  readonly marks: Pick<ReportMarks, "since" | "sent">;
 }
 
 /** What a report job returns: the message id, or why nothing was sent. */
@@ -74,8 +83,29 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
         period = stretched;
       }
     }
+    // A scheduled run (its scheduler's, or the one sent for a run that came due while no worker
+    // took it; not one added by hand) covers the days since the last report this owner got, up
+    // to its own end: the owner's weekday, frequency or zone may have changed since, and a run
+    // dropped after its last attempt failed left its days to this one. None when they were all
+    // reported (a run taken twice, its first sent). With no mark yet, its own period.
+    const scheduled = Boolean(job.repeatJobKey) || String(job.id ?? "").startsWith(DUE_RUN_PREFIX);
+    if (scheduled) {
+      const dates = datesSinceMark(
+        period,
+        await deps.marks.since(job.data.owner, period.since.slice(0, 10)),
+      );
+      if (!dates) {
+        deps.logger.info(
+          { owner: job.data.owner, until: period.until },
+          "owner report run's days were reported already; nothing sent",
+        );
+        return { skipped: "its days were reported already" };
+      }
+      period = periodFromDates(dates.since, dates.until, owner.timezone);
+    }
+    let sent: Awaited<ReturnType<typeof sendOwnerReport>>;
     try {
-      const sent = await sendOwnerReport(
+      sent = await sendOwnerReport(
         deps.sources,
         rules,
         owner,
@@ -83,12 +113,6 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
         deps.email,
         `report-${job.data.owner}-${Date.parse(period.since)}`,
       );
-      deps.metrics.reportsSent.inc();
-      deps.logger.info(
-        { owner: job.data.owner, since: period.since, until: period.until },
-        "owner report sent",
-      );
-      return { id: sent.id };
     } catch (error) {
       deps.metrics.reportsFailed.inc();
       deps.logger.warn(
@@ -97,5 +121,23 @@ export function createOwnerReportProcessor(deps: OwnerReportDeps) {
       );
       throw error;
     }
+    deps.metrics.reportsSent.inc();
+    // Recorded as the report is: the next run covers from its end. A failure here is not the
+    // send's (a retry would send the report again): the next run covers its days again.
+    if (scheduled) {
+      await deps.marks
+        .sent(job.data.owner, period.until.slice(0, 10))
+        .catch((error: unknown) =>
+          deps.logger.warn(
+            { owner: job.data.owner, err: error },
+            "owner report sent, but not recorded as sent; the next report covers its days again",
+          ),
+        );
+    }
+    deps.logger.info(
+      { owner: job.data.owner, since: period.since, until: period.until },
+      "owner report sent",
+    );
+    return { id: sent.id };
   };
 }

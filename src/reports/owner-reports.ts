@@ -198,6 +198,9 @@ export function reportRepeatStrategy(millis: number, opts: RepeatOptions): numbe
   return next ?? defaultRepeatStrategy(millis, opts);
 }
 
+/** The job id prefix of the run sent for a scheduled run that came due while no worker took it. */
+export const DUE_RUN_PREFIX = "report-due-";
+
 /** How a report run is retried. */
 const REPORT_RUN_OPTIONS = { attempts: 6, backoff: { type: "exponential", delay: 60_000 } };
 
@@ -270,7 +273,7 @@ export async function syncReportSchedulers(
     await queue.add(
       OWNER_REPORT_JOB,
       { owner: id, ...dates },
-      { ...REPORT_RUN_OPTIONS, jobId: `report-due-${id}-${waiting.at}` },
+      { ...REPORT_RUN_OPTIONS, jobId: `${DUE_RUN_PREFIX}${id}-${waiting.at}` },
     );
   }
   for (const scheduler of await queue.getJobSchedulers(0, -1)) {

@@ -81,11 +81,32 @@ export function catchUpDates(
   if (next === undefined) return { since: first, until: missed.until.slice(0, 10) };
   // By instant: the two may be in different zones (the rules moved the owner since).
   if (Date.parse(next.since) <= Date.parse(missed.since)) return undefined;
-  const until = next.since.slice(0, 10);
+  return latestDays(first, next.since.slice(0, 10));
+}
+
+/**
+ * The local dates (YYYY-MM-DD, inclusive since, exclusive until) a scheduled run covers given the
+ * owner's mark (the date up to which, exclusive, the reports sent to them cover): from the mark
+ * up to the end of the run's own period (`period`: its schedule's, or its catch-up's), so that a
+ * change of weekday, frequency or zone, or a run dropped after its last failed attempt, neither
+ * repeats nor skips a day. At most the latest MAX_REPORT_DAYS. Undefined when the mark is at or
+ * after the period's end: its days were reported.
+ */
+export function datesSinceMark(
+  period: ReportPeriod,
+  mark: string,
+): { since: string; until: string } | undefined {
+  const until = period.until.slice(0, 10);
+  const valid = /^\d{4}-\d{2}-\d{2}$/.test(mark) && DateTime.fromISO(mark).isValid;
+  return latestDays(valid ? mark : period.since.slice(0, 10), until);
+}
+
+/** Local dates from `since` to `until` (exclusive), at most the latest MAX_REPORT_DAYS. */
+function latestDays(since: string, until: string): { since: string; until: string } | undefined {
   const day = (date: string) => DateTime.fromISO(date, { zone: "UTC" });
-  const since =
-    DateTime.max(day(first), day(until).minus({ days: MAX_REPORT_DAYS })).toISODate() ?? first;
-  return since < until ? { since, until } : undefined;
+  const first =
+    DateTime.max(day(since), day(until).minus({ days: MAX_REPORT_DAYS })).toISODate() ?? since;
+  return first < until ? { since: first, until } : undefined;
 }
 
 /**

@@ -499,6 +499,15 @@ export class StoreKeys {
     return `${this.global}agg:${hour}`;
   }
 
+  /**
+   * The local date (YYYY-MM-DD, exclusive) up to which the reports sent to an owner cover, by
+   * their scheduler id (ownerSchedulerId: a digest of their address), so that each run covers
+   * the days since the last report (store/report-marks.ts).
+   */
+  reportMark(ownerId: string): string {
+    return `${this.global}report-mark:${ownerId}`;
+  }
+
   /** Every ledger, global and per shard, as the key of one of its hours: readers add them up. */
   ledgers(): readonly ((hour: number) => string)[] {
     const shards = Array.from({ length: this.shards }, (_, n) => this.ofShard(n));

@@ -219,6 +219,8 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** advance-report-mark.lua */
+  fuAdvanceReportMark(markKey: string, until: string, keepMs: number): Promise<number>;
   /** count-first-outcome.lua */
   fuCountFirstOutcome(
     receiptKey: string,
@@ -420,6 +422,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   allow: "fuAllow",
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
+  "advance-report-mark": "fuAdvanceReportMark",
   "count-first-outcome": "fuCountFirstOutcome",
   "count-in-record": "fuCountInRecord",
   "redeem-code": "fuRedeemCode",

@@ -2,6 +2,7 @@ import { DateTime } from "luxon";
 import { describe, expect, it } from "vitest";
 import {
   catchUpDates,
+  datesSinceMark,
   nextReportRun,
   periodFromDates,
   previousPeriod,
@@ -196,5 +197,42 @@ describe("the run sent for a scheduled run no worker took", () => {
       since: "2026-11-23",
       until: "2026-11-30",
     });
+  });
+});
+
+describe("the days a scheduled run covers since the owner's last report", () => {
+  const weekly = { frequency: "weekly" as const, timezone: LONDON };
+  const daily = { frequency: "daily" as const, timezone: LONDON };
+  const run = (schedule: typeof weekly | typeof daily, at: string) =>
+    reportPeriodAt(schedule, DateTime.fromISO(at, { zone: schedule.timezone }));
+
+  it.each([
+    // Weekly on Monday 30 Nov (covered up to 30 Nov), moved to Thursday.
+    [
+      "weekly moved to Thursday",
+      weekly,
+      "2026-12-03T08:00",
+      "2026-11-30",
+      "2026-11-30",
+      "2026-12-03",
+    ],
+    // Daily up to Wednesday's, made weekly on Monday: from Wednesday.
+    ["daily made weekly", weekly, "2026-12-07T08:00", "2026-12-02", "2026-12-02", "2026-12-07"],
+    // Weekly, made daily: the day after the week.
+    ["weekly made daily", daily, "2026-12-01T08:00", "2026-11-30", "2026-11-30", "2026-12-01"],
+    // At most the latest 400 days.
+    ["a mark long ago", daily, "2026-12-03T08:00", "2024-01-01", "2025-10-29", "2026-12-03"],
+    // A mark it cannot read: its own period.
+    ["an unreadable mark", daily, "2026-12-03T08:00", "2026-13-40", "2026-12-02", "2026-12-03"],
+  ] as const)(
+    "%s: from the last report's end to the run's own",
+    (_, schedule, at, mark, since, until) => {
+      expect(datesSinceMark(run(schedule, at), mark)).toEqual({ since, until });
+    },
+  );
+
+  it("is none when its days were reported", () => {
+    expect(datesSinceMark(run(daily, "2026-12-03T08:00"), "2026-12-03")).toBeUndefined();
+    expect(datesSinceMark(run(weekly, "2026-12-03T08:00"), "2026-12-04")).toBeUndefined();
   });
 });
