@@ -136,6 +136,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "jobWatchUpgrade",
         "eventRecords",
         "httpAddresses",
+        "reportMark",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
