@@ -34,7 +34,7 @@ interface Schedule {
   readonly time: string;
 }
 
-/** A zone where it is not yet 22:00, so that an hour from now is still today there. */
+/** A zone where it is not yet 22:00, so that two hours from now is still today there. */
 function zoneBefore22(): string {
   const zones = ["Europe/London", "Asia/Tokyo"];
   return zones.find((zone) => DateTime.now().setZone(zone).hour < 22) ?? "Europe/London";
@@ -69,6 +69,9 @@ async function setOwner(p: PipelineHarness, s: Schedule): Promise<void> {
       async () => (worker.configVersion() !== version ? true : undefined),
       "the worker to reload the rules",
     );
+    // Its reload sets the owner's scheduler after the version changes: one more reload waits
+    // for it (and changes nothing).
+    await worker.reload();
   }
 }
 
@@ -169,8 +172,8 @@ describe("owners' reports cover the days since the last report sent", () => {
     const zone = zoneBefore22();
     const now = DateTime.now().setZone(zone);
     const today = now.startOf("day");
-    // Daily at an hour from now: yesterday's run at that time covers the day before yesterday.
-    const later = now.plus({ hours: 1 }).startOf("hour");
+    // Daily at two hours from now: yesterday's run at that time covers the day before yesterday.
+    const later = now.plus({ hours: 2 }).startOf("hour");
     const daily: Schedule = {
       timezone: zone,
       frequency: "daily",
@@ -205,7 +208,7 @@ describe("owners' reports cover the days since the last report sent", () => {
     const zone = zoneBefore22();
     const now = DateTime.now().setZone(zone);
     const today = now.startOf("day");
-    const later = now.plus({ hours: 1 }).startOf("hour");
+    const later = now.plus({ hours: 2 }).startOf("hour");
     const daily = (at: DateTime): Schedule => ({
       timezone: zone,
       frequency: "daily",
