@@ -1192,7 +1192,9 @@ async function startWorkerWith(
   // so that a START the number sent after it still counts).
   const unsubscribeBy = (request: SpooledInput<"unsubscribe">, receivedAt?: number) =>
     webhookFeedback.unsubscribe(
-      request.customerId,
+      request.customerHash === undefined
+        ? request.customerId
+        : { customerHash: request.customerHash },
       [request.channel],
       request.source,
       request.addressHash === undefined ? undefined : { addressHash: request.addressHash },

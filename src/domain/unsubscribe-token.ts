@@ -4,27 +4,44 @@ import { type Channel, MAX_ID_LENGTH } from "./events.js";
 
 /**
  * Unsubscribe tokens: `base64url(payload) "." base64url(mac)`, where the payload is
- * `version (1 byte) | channel (1 byte) | [address hash (16 bytes)] | customer id (UTF-8)` and the
- * mac is HMAC-SHA256 over a context label and the payload, truncated to 128 bits. Version 2 carries
- * the keyed hash of the address the message went to (domain/address-hash), so the opt-out covers
- * that address under any customer id; version 1 tokens (customer id only) stay valid. Anyone can
- * read the customer id; nobody without the secret can make or change a token.
+ * `version (1 byte) | channel (1 byte) | [address hash (16 bytes)] | customer (16 bytes)` and the
+ * mac is HMAC-SHA256 over a context label and the payload, truncated to 128 bits. The customer is
+ * named by the keyed hash of their id (domain/address-hash `customerHash`), the form their
+ * opt-outs are stored in, so a token is 47 or 69 characters whatever the id (a link within one
+ * header line for a customer id of 200 emoji) and names no customer to whoever reads it. Version 4
+ * carries the keyed hash of the address the message went to, so the opt-out covers that address
+ * under any customer id; version 3 does not. Tokens signed before 7 December 2026 carry the
+ * customer id itself (UTF-8, up to 800 bytes; version 2 after an address hash, version 1 without)
+ * and stay valid. Nobody without the secret can make or change a token.
  */
 
-/** Who a token opts out of what. */
-export interface UnsubscribeTarget {
-  readonly customerId: string;
+/** The channel a token opts out of, and the address's keyed hash when the token carries it. */
+interface TokenTarget {
   readonly channel: Channel;
   /** The keyed hash of the address the message went to (base64url), when the token carries it. */
   readonly addressHash?: string;
 }
 
-const CUSTOMER_ONLY = 1;
-const WITH_ADDRESS = 2;
+/**
+ * Who a token opts out of what: the customer by the keyed hash of their id, or, in a token signed
+ * before 7 December 2026, by the id itself.
+ */
+export type UnsubscribeTarget = TokenTarget &
+  (
+    | { readonly customerHash: string; readonly customerId?: never }
+    | { readonly customerId: string; readonly customerHash?: never }
+  );
+
+/** Versions signed before 7 December 2026: the customer id in UTF-8, without or with the address. */
+const CUSTOMER_ID_ONLY = 1;
+const CUSTOMER_ID_WITH_ADDRESS = 2;
+/** Versions signed now: the customer id's keyed hash, without or with the address. */
+const CUSTOMER_ONLY = 3;
+const WITH_ADDRESS = 4;
 const MAC_BYTES = 16;
 /**
- * The event contract's 200 characters (code points, an emoji one: MAX_ID_LENGTH) take at most
- * 800 UTF-8 bytes.
+ * A customer id in a token signed before 7 December 2026: the event contract's 200 characters
+ * (code points, an emoji one: MAX_ID_LENGTH) take at most 800 UTF-8 bytes.
  */
 const MAX_CUSTOMER_ID_BYTES = 4 * MAX_ID_LENGTH;
 /** Secrets shorter than this are refused: a guessable key makes every token forgeable. */
@@ -39,31 +56,33 @@ const CHANNEL_BY_CODE = new Map<number, Channel>(
 
 const base64urlLength = (bytes: number) => Math.ceil((bytes * 8) / 6);
 
-/** Longest token `signUnsubscribeToken` produces; longer input is refused before any decoding. */
+/**
+ * Longest token ever signed (one of before 7 December 2026 for an id of 800 bytes); longer input
+ * is refused before any decoding.
+ */
 export const MAX_UNSUBSCRIBE_TOKEN_LENGTH =
   base64urlLength(2 + ADDRESS_HASH_BYTES + MAX_CUSTOMER_ID_BYTES) + 1 + base64urlLength(MAC_BYTES);
 
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Makes the token for an unsubscribe link; throws on a short secret or an unusable customer id. */
-export function signUnsubscribeToken(secret: string, target: UnsubscribeTarget): string {
+/**
+ * Makes the token for an unsubscribe link, naming the customer by the keyed hash of their id
+ * (`customerHash`, 16 bytes in base64url); throws on a short secret or a malformed hash.
+ */
+export function signUnsubscribeToken(
+  secret: string,
+  target: TokenTarget & { readonly customerHash: string },
+): string {
   checkSecret(secret);
   const code = CHANNEL_CODES[target.channel];
   if (code === undefined) throw new RangeError(`unknown channel ${JSON.stringify(target.channel)}`);
-  const id = Buffer.from(target.customerId, "utf8");
-  if (id.length === 0 || id.length > MAX_CUSTOMER_ID_BYTES) {
-    throw new RangeError(
-      `a customer id for an unsubscribe token must be 1 to ${MAX_CUSTOMER_ID_BYTES} bytes, got ${id.length}`,
-    );
-  }
-  const hash = target.addressHash === undefined ? undefined : decodeCanonical(target.addressHash);
-  if (target.addressHash !== undefined && hash?.length !== ADDRESS_HASH_BYTES) {
-    throw new RangeError("an address hash for an unsubscribe token must be 16 bytes in base64url");
-  }
-  const payload = hash
-    ? Buffer.concat([Buffer.from([WITH_ADDRESS, code]), hash, id])
-    : Buffer.concat([Buffer.from([CUSTOMER_ONLY, code]), id]);
+  const customer = hashBytes(target.customerHash, "a customer hash");
+  const address =
+    target.addressHash === undefined ? undefined : hashBytes(target.addressHash, "an address hash");
+  const payload = address
+    ? Buffer.concat([Buffer.from([WITH_ADDRESS, code]), address, customer])
+    : Buffer.concat([Buffer.from([CUSTOMER_ONLY, code]), customer]);
   return `${payload.toString("base64url")}.${mac(secret, payload).toString("base64url")}`;
 }
 
@@ -82,22 +101,35 @@ export function verifyUnsubscribeToken(
   if (!timingSafeEqual(given, mac(secret, payload))) return undefined;
 
   const [version, code] = payload;
-  if ((version !== CUSTOMER_ONLY && version !== WITH_ADDRESS) || code === undefined)
-    return undefined;
-  const channel = CHANNEL_BY_CODE.get(code);
-  const hashBytes = version === WITH_ADDRESS ? ADDRESS_HASH_BYTES : 0;
-  const id = payload.subarray(2 + hashBytes);
-  if (channel === undefined || id.length === 0 || id.length > MAX_CUSTOMER_ID_BYTES) {
-    return undefined;
+  const channel = code === undefined ? undefined : CHANNEL_BY_CODE.get(code);
+  if (channel === undefined) return undefined;
+  const hasAddress = version === WITH_ADDRESS || version === CUSTOMER_ID_WITH_ADDRESS;
+  const address = hasAddress ? payload.subarray(2, 2 + ADDRESS_HASH_BYTES) : undefined;
+  const customer = payload.subarray(hasAddress ? 2 + ADDRESS_HASH_BYTES : 2);
+  const target = {
+    channel,
+    ...(address && { addressHash: address.toString("base64url") }),
+  };
+  if (version === CUSTOMER_ONLY || version === WITH_ADDRESS) {
+    if (customer.length !== ADDRESS_HASH_BYTES) return undefined;
+    return { ...target, customerHash: customer.toString("base64url") };
   }
+  if (version !== CUSTOMER_ID_ONLY && version !== CUSTOMER_ID_WITH_ADDRESS) return undefined;
+  if (customer.length === 0 || customer.length > MAX_CUSTOMER_ID_BYTES) return undefined;
   try {
-    const customerId = utf8.decode(id);
-    if (hashBytes === 0) return { customerId, channel };
-    const addressHash = payload.subarray(2, 2 + hashBytes).toString("base64url");
-    return { customerId, channel, addressHash };
+    return { ...target, customerId: utf8.decode(customer) };
   } catch {
     return undefined;
   }
+}
+
+/** A keyed hash (customer or address) as its 16 bytes; throws when it is not one. */
+function hashBytes(text: string, what: string): Buffer {
+  const bytes = decodeCanonical(text);
+  if (bytes?.length !== ADDRESS_HASH_BYTES) {
+    throw new RangeError(`${what} for an unsubscribe token must be 16 bytes in base64url`);
+  }
+  return bytes;
 }
 
 function mac(secret: string, payload: Buffer): Buffer {

@@ -1,6 +1,7 @@
 import type { Registry } from "prom-client";
 import type { CodeLookup, RedeemResult } from "../domain/discount-code.js";
 import type { Channel, EventProblem } from "../domain/events.js";
+import type { UnsubscribeTarget } from "../domain/unsubscribe-token.js";
 import type { CallRequest, CallTurn } from "../domain/voice-call.js";
 
 /**
@@ -79,15 +80,17 @@ export interface HttpDeps {
     | { ok: false; problems: EventProblem[] }
     | { ok: false; reusedId: string }
   >;
-  /** Opts a customer (and the address the link was sent to, by its hash) out of a channel; idempotent. */
-  unsubscribe(request: {
-    customerId: string;
-    channel: Channel;
-    addressHash?: string;
-    source: "link" | "one-click";
-    /** Offers only (`marketing`), or every follow-up on the channel. */
-    scope: "marketing" | "all";
-  }): Promise<unknown>;
+  /**
+   * Opts a customer (by the keyed hash of their id; by the id in a link sent before 7 December
+   * 2026), and the address the link was sent to (by its hash), out of a channel; idempotent.
+   */
+  unsubscribe(
+    request: UnsubscribeTarget & {
+      source: "link" | "one-click";
+      /** Offers only (`marketing`), or every follow-up on the channel. */
+      scope: "marketing" | "all";
+    },
+  ): Promise<unknown>;
   /**
    * An inbound SMS: returns what was done so the route can answer; `spooled` when Redis was away
    * and the message waits on disk (WEBHOOK_SPOOL_DIR) to be handled once it is back.

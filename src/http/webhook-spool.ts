@@ -2,8 +2,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { CHANNELS, type Channel } from "../domain/events.js";
+import { CHANNELS } from "../domain/events.js";
 import { inboundSmsKeyword } from "../domain/sms-keywords.js";
+import type { UnsubscribeTarget } from "../domain/unsubscribe-token.js";
 import { meansStop } from "../domain/voice-call.js";
 
 /** At most this many webhooks wait on disk; beyond, the route answers 503 as before. */
@@ -106,10 +107,7 @@ export interface SpooledUnheardCall {
 export interface SpooledUnsubscribe {
   /** When it arrived (ms since the epoch). */
   readonly receivedAt: number;
-  readonly unsubscribe: {
-    readonly customerId: string;
-    readonly channel: Channel;
-    readonly addressHash?: string;
+  readonly unsubscribe: UnsubscribeTarget & {
     readonly source: "link" | "one-click";
     readonly scope: "marketing" | "all";
   };
@@ -167,6 +165,15 @@ const callFields = {
   answeredBy: z.string().min(1).max(32).optional(),
 };
 
+const keyedHash = z.string().regex(/^[A-Za-z0-9_-]{22}$/);
+/** What an unsubscribe's file keeps besides its customer. */
+const unsubscribeFields = {
+  channel: z.enum(CHANNELS),
+  addressHash: z.string().min(1).max(64).optional(),
+  source: z.enum(["link", "one-click"]),
+  scope: z.enum(["marketing", "all"]),
+};
+
 /**
  * The file format: JSON tagged with its kind. Files of the first version (inbound SMS only) carry
  * the same tag and fields, so they still read.
@@ -206,13 +213,12 @@ const SpooledFile = z.discriminatedUnion("kind", [
   }),
   fileOf(CALL_UNHEARD, { unheard: z.object(callFields) }),
   fileOf(UNSUBSCRIBE, {
-    unsubscribe: z.object({
-      customerId: z.string().min(1).max(600),
-      channel: z.enum(CHANNELS),
-      addressHash: z.string().min(1).max(64).optional(),
-      source: z.enum(["link", "one-click"]),
-      scope: z.enum(["marketing", "all"]),
-    }),
+    // The customer by the keyed hash of their id, or by the id (a link sent before 7 December
+    // 2026, or a file a version before it spooled).
+    unsubscribe: z.union([
+      z.object({ ...unsubscribeFields, customerHash: keyedHash }),
+      z.object({ ...unsubscribeFields, customerId: z.string().min(1).max(600) }),
+    ]),
   }),
 ]);
 
@@ -277,9 +283,10 @@ export function spoolFileName(receivedAt: number, sequence: number, random: stri
  * ones): the request, whole, so that the same one is spooled once.
  */
 function unsubscribeTag(request: SpooledUnsubscribe["unsubscribe"]): string {
-  const { customerId, channel, addressHash, source, scope } = request;
+  const { customerId, customerHash, channel, addressHash, source, scope } = request;
+  const customer = customerHash === undefined ? customerId : { customerHash };
   return createHash("sha256")
-    .update(JSON.stringify([customerId, channel, addressHash ?? null, source, scope]))
+    .update(JSON.stringify([customer, channel, addressHash ?? null, source, scope]))
     .digest("hex")
     .slice(0, 32);
 }

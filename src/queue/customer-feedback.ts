@@ -345,12 +345,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
   });
 
   /**
-   * Opts a customer (and the address or its keyed hash, when known) out of channels; pending
-   * steps there are skipped when they fall due. Counted once per person and channel: a second
-   * click or a redelivered event adds nothing.
+   * Opts a customer (by id, or by its keyed hash as an unsubscribe link names them; and the address
+   * or its keyed hash, when known) out of channels; pending steps there are skipped when they fall
+   * due. Counted once per person and channel: a second click or a redelivered event adds nothing.
    */
   const unsubscribe = async (
-    customerId: string,
+    customer: string | { readonly customerHash: string },
     channels: readonly Channel[],
     source: string,
     address?: { readonly address?: string; readonly addressHash?: string },
@@ -378,7 +378,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     for (const channel of channels) {
       await deps.suppressions.suppress(
         channel,
-        { customerId, ...address },
+        {
+          ...(typeof customer === "string" ? { customerId: customer } : customer),
+          ...address,
+        },
         optOut(channel, scope === "all" ? source : `${source}-offers`, now),
         scope,
       );
@@ -609,7 +612,9 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           : undefined;
       if (target) {
         await unsubscribe(
-          target.customerId,
+          target.customerHash === undefined
+            ? target.customerId
+            : { customerHash: target.customerHash },
           [target.channel],
           "mailto",
           target.addressHash === undefined ? undefined : { addressHash: target.addressHash },

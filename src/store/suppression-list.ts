@@ -34,6 +34,8 @@ export type OptOutCounts = Readonly<Record<OptOutScope, number>>;
 /** Who a suppression is about: a customer id, an address, or an address known only by its hash. */
 export interface SuppressionTarget {
   readonly customerId?: string;
+  /** The customer id's keyed hash (domain/address-hash `customerHash`), as unsubscribe tokens carry it. */
+  readonly customerHash?: string;
   readonly address?: string;
   /** The address's keyed hash (see domain/address-hash), as unsubscribe tokens carry it. */
   readonly addressHash?: string;
@@ -361,6 +363,7 @@ export class SuppressionList {
       members.push(await once("k", who.customerId, (id) => this.customerMember(id)));
       if (use === "read") members.push(legacyCustomerMember(who.customerId));
     }
+    if (who.customerHash) members.push(`k:${who.customerHash}`);
     if (who.customerMember?.startsWith("k:")) members.push(who.customerMember);
     if (who.addressHash) members.push(`h:${who.addressHash}`);
     if (who.address) {
@@ -372,7 +375,10 @@ export class SuppressionList {
 
   /** The keyed-hash members of an address (not a customer id): what noteOptOutAt keys by. */
   private async addressMembers(who: SuppressionTarget): Promise<string[]> {
-    return this.members({ ...who, customerId: undefined, customerMember: undefined }, "write");
+    return this.members(
+      { ...who, customerId: undefined, customerHash: undefined, customerMember: undefined },
+      "write",
+    );
   }
 
   private addressSecret(): Promise<string> {

@@ -1,6 +1,6 @@
 import { DateTime } from "luxon";
 import type { OutgoingMessage } from "../channels/channel.js";
-import { addressHash } from "../domain/address-hash.js";
+import { addressHash, customerHash } from "../domain/address-hash.js";
 import { buildDiscountOffer, codeExpiresAt } from "../domain/discount-code.js";
 import type { PurchaseCompleted } from "../domain/events.js";
 import type { Rule, RuleSet, StepSpec } from "../domain/rules.js";
@@ -50,7 +50,10 @@ export interface ComposerSettings {
     readonly publicUrl: string;
     readonly secret: string;
     readonly mailto?: string;
-    /** ADDRESS_HASH_SECRET (or the deployment's shared one): links carry the address's hash. */
+    /**
+     * ADDRESS_HASH_SECRET (or the deployment's shared one): links carry the keyed hashes of the
+     * customer id and the address, as opt-outs are stored.
+     */
     readonly addressHashSecret: string;
   };
   /**
@@ -97,7 +100,7 @@ export function createMessageComposer(
         ? unsubscribeUrl(
             settings.unsubscribe.publicUrl,
             settings.unsubscribe.secret,
-            event.customer.id,
+            customerHash(settings.unsubscribe.addressHashSecret, event.customer.id),
             step.channel,
             contact && addressHash(settings.unsubscribe.addressHashSecret, contact),
             locale.split("-")[0],

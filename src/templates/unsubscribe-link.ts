@@ -3,20 +3,21 @@ import type { Channel } from "../domain/events.js";
 import { signUnsubscribeToken } from "../domain/unsubscribe-token.js";
 
 /**
- * The link for an email's footer and its List-Unsubscribe header; with the keyed hash of the
- * address the email goes to, the opt-out covers that address under any customer id. `language`
- * (the customer's, such as `de`) is the page's language.
+ * The link for an email's footer and its List-Unsubscribe header, naming the customer by the keyed
+ * hash of their id (`customerHash`: the link's length does not grow with the id, and it names no
+ * customer); with the keyed hash of the address the email goes to, the opt-out covers that address
+ * under any customer id. `language` (the customer's, such as `de`) is the page's language.
  */
 export function unsubscribeUrl(
   publicUrl: string,
   secret: string,
-  customerId: string,
+  customerHash: string,
   channel: Channel,
   addressHash?: string,
   language?: string,
 ): string {
   const token = signUnsubscribeToken(secret, {
-    customerId,
+    customerHash,
     channel,
     ...(addressHash !== undefined && { addressHash }),
   });

@@ -7,6 +7,7 @@ import type { EmailMessage } from "../../src/channels/channel.js";
 import { DKIM_SIGNED_HEADERS, dkimOptions } from "../../src/channels/dkim.js";
 import { createSmtpEmailChannel } from "../../src/channels/email-smtp.js";
 import { createOutboxChannel } from "../../src/channels/outbox.js";
+import { customerHash } from "../../src/domain/address-hash.js";
 import { listUnsubscribeHeaders, unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { type SmtpSink, startSmtpSink } from "../support/smtp-sink.js";
 
@@ -28,7 +29,8 @@ const dkim = dkimOptions({
 });
 
 function marketingEmail(followUpId: string): EmailMessage {
-  const url = unsubscribeUrl("https://followups.shop.example", SECRET, "cus-5120", "email");
+  const customer = customerHash("address-hash-secret-for-dkim", "cus-5120");
+  const url = unsubscribeUrl("https://followups.shop.example", SECRET, customer, "email");
   return {
     channel: "email",
     followUpId,

@@ -5,6 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { Counter, Registry } from "prom-client";
 import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
+import { customerHash } from "../../src/domain/address-hash.js";
 import type { Channel } from "../../src/domain/events.js";
 import { parseEvent } from "../../src/domain/events.js";
 import { signUnsubscribeToken } from "../../src/domain/unsubscribe-token.js";
@@ -12,6 +13,7 @@ import type { HttpDeps } from "../../src/http/http-deps.js";
 import { createHttpServer } from "../../src/http/http-server.js";
 import { createLogger } from "../../src/logger.js";
 import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
+import { legacyUnsubscribeToken } from "../support/legacy-unsubscribe-token.js";
 
 const API_TOKEN = "api-token-0123456789abcdef";
 const PUBLIC_URL = "https://followups.shop.example";
@@ -21,6 +23,9 @@ const SHOP_NAME = 'Corner <Shop> & "Sons"';
 const BODY_LIMIT = 8_192;
 const PHONE = "+14155550123";
 const CUSTOMER = "cus-5120";
+/** The keyed hash links name the customer by (ADDRESS_HASH_SECRET's role in a worker). */
+const HASH_SECRET = "address-hash-secret-for-tests";
+const CUSTOMER_HASH = customerHash(HASH_SECRET, CUSTOMER);
 
 /** What the server asked of its dependencies, in order. */
 interface Calls {
@@ -170,7 +175,10 @@ function signedTwilio(
 }
 
 function tokenFor(channel: Channel, customerId = CUSTOMER, secret = UNSUBSCRIBE_SECRET) {
-  return signUnsubscribeToken(secret, { customerId, channel });
+  return signUnsubscribeToken(secret, {
+    customerHash: customerHash(HASH_SECRET, customerId),
+    channel,
+  });
 }
 
 describe("POST /v1/events", () => {
@@ -516,7 +524,7 @@ describe("unsubscribe links", () => {
 
   it("shows a confirmation page naming the shop and channel, and unsubscribes nobody", async () => {
     const harness = startServer();
-    const url = unsubscribeUrl(PUBLIC_URL, UNSUBSCRIBE_SECRET, CUSTOMER, "sms");
+    const url = unsubscribeUrl(PUBLIC_URL, UNSUBSCRIBE_SECRET, CUSTOMER_HASH, "sms");
     const response = await harness.app.inject({ method: "GET", url: url.slice(PUBLIC_URL.length) });
     expect(response.statusCode).toBe(200);
     expectHtmlHeaders(response.headers);
@@ -551,9 +559,9 @@ describe("unsubscribe links", () => {
       );
     }
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "email", source: "link", scope: "all" },
-      { customerId: CUSTOMER, channel: "email", source: "link", scope: "all" },
-      { customerId: CUSTOMER, channel: "email", source: "link", scope: "marketing" },
+      { customerHash: CUSTOMER_HASH, channel: "email", source: "link", scope: "all" },
+      { customerHash: CUSTOMER_HASH, channel: "email", source: "link", scope: "all" },
+      { customerHash: CUSTOMER_HASH, channel: "email", source: "link", scope: "marketing" },
     ]);
   });
 
@@ -567,9 +575,9 @@ describe("unsubscribe links", () => {
     }
     // A body that names no scope readably stops everything.
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "sms", source: "link", scope: "marketing" },
-      { customerId: CUSTOMER, channel: "sms", source: "link", scope: "all" },
-      { customerId: CUSTOMER, channel: "sms", source: "link", scope: "all" },
+      { customerHash: CUSTOMER_HASH, channel: "sms", source: "link", scope: "marketing" },
+      { customerHash: CUSTOMER_HASH, channel: "sms", source: "link", scope: "all" },
+      { customerHash: CUSTOMER_HASH, channel: "sms", source: "link", scope: "all" },
     ]);
   });
 
@@ -622,8 +630,8 @@ describe("unsubscribe links", () => {
     expect(multipart.statusCode).toBe(200);
     // One-click stops the list the message came from: offers.
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "email", source: "one-click", scope: "marketing" },
-      { customerId: CUSTOMER, channel: "email", source: "one-click", scope: "marketing" },
+      { customerHash: CUSTOMER_HASH, channel: "email", source: "one-click", scope: "marketing" },
+      { customerHash: CUSTOMER_HASH, channel: "email", source: "one-click", scope: "marketing" },
     ]);
   });
 
@@ -639,7 +647,35 @@ describe("unsubscribe links", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("content-security-policy")).toMatch(/^default-src 'none'/);
     expect(harness.calls.unsubscribes).toEqual([
-      { customerId: CUSTOMER, channel: "voice", source: "one-click", scope: "marketing" },
+      { customerHash: CUSTOMER_HASH, channel: "voice", source: "one-click", scope: "marketing" },
+    ]);
+  });
+
+  it("takes a link sent before 7 December 2026, which names the customer by id (up to 800 bytes)", async () => {
+    const harness = startServer();
+    const longId = "😀".repeat(200);
+    const addressHash = "AAECAwQFBgcICQoLDA0ODw";
+    for (const token of [
+      legacyUnsubscribeToken(UNSUBSCRIBE_SECRET, { customerId: CUSTOMER, channel: "email" }),
+      legacyUnsubscribeToken(UNSUBSCRIBE_SECRET, {
+        customerId: longId,
+        channel: "sms",
+        addressHash,
+      }),
+    ]) {
+      const page = await harness.app.inject({ method: "GET", url: `/unsubscribe/${token}` });
+      expect(page.statusCode).toBe(200);
+      const response = await postBody(
+        harness,
+        `/unsubscribe/${token}`,
+        "application/x-www-form-urlencoded",
+        "List-Unsubscribe=One-Click",
+      );
+      expect(response.statusCode).toBe(200);
+    }
+    expect(harness.calls.unsubscribes).toEqual([
+      { customerId: CUSTOMER, channel: "email", source: "one-click", scope: "marketing" },
+      { customerId: longId, channel: "sms", addressHash, source: "one-click", scope: "marketing" },
     ]);
   });
 

@@ -14,7 +14,7 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, expect, it } from "vitest";
 import { runCustomer } from "../../src/cli/customer-command.js";
-import { addressHash } from "../../src/domain/address-hash.js";
+import { addressHash, customerHash } from "../../src/domain/address-hash.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { sharedSecret } from "../../src/store/shared-secrets.js";
@@ -658,8 +658,10 @@ it("a one-click unsubscribe while Redis is away is answered as done, kept on dis
   );
   await waitForState(p, "evt-oneclick", "accessories.discount", "scheduled");
   const secret = await sharedSecret(p.redis, p.prefix, "unsubscribe");
-  const hashed = addressHash(await sharedSecret(p.redis, p.prefix, "address-hash"), email);
-  const link = unsubscribeUrl(p.envVars.PUBLIC_URL ?? "", secret, "cus-oneclick", "email", hashed);
+  const hashSecret = await sharedSecret(p.redis, p.prefix, "address-hash");
+  const hashed = addressHash(hashSecret, email);
+  const customer = customerHash(hashSecret, "cus-oneclick");
+  const link = unsubscribeUrl(p.envVars.PUBLIC_URL ?? "", secret, customer, "email", hashed);
   await redisAway(p, server);
 
   // A mail provider's RFC 8058 request: it is not sent again, whatever the answer.
@@ -696,8 +698,10 @@ it("a text's unsubscribe link clicked while Redis is away, then a START, both re
 }, async () => {
   const { p, server } = await startOnDurableRedis("spool-link-then-start");
   const secret = await sharedSecret(p.redis, p.prefix, "unsubscribe");
-  const hashed = addressHash(await sharedSecret(p.redis, p.prefix, "address-hash"), PHONE);
-  const link = unsubscribeUrl(p.envVars.PUBLIC_URL ?? "", secret, "cus-link", "sms", hashed);
+  const hashSecret = await sharedSecret(p.redis, p.prefix, "address-hash");
+  const hashed = addressHash(hashSecret, PHONE);
+  const customer = customerHash(hashSecret, "cus-link");
+  const link = unsubscribeUrl(p.envVars.PUBLIC_URL ?? "", secret, customer, "sms", hashed);
   await redisAway(p, server);
 
   // "Stop all follow-ups" on the page a text linked to, and a START texted a moment later.

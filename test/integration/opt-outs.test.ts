@@ -2,14 +2,17 @@ import { Redis } from "ioredis";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { runErase } from "../../src/cli/erase-command.js";
+import { addressHash, customerHash } from "../../src/domain/address-hash.js";
 import { CustomerHistoryStore } from "../../src/store/customer-history.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { OrderStore } from "../../src/store/order-store.js";
+import { sharedSecret } from "../../src/store/shared-secrets.js";
 import { SuppressionList } from "../../src/store/suppression-list.js";
 import { unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 import { captureIo } from "../support/capture-io.js";
 import { type ItemInput, item, purchaseInput } from "../support/fixtures.js";
+import { legacyUnsubscribeToken } from "../support/legacy-unsubscribe-token.js";
 import {
   eventProcessed,
   eventually,
@@ -387,6 +390,95 @@ describe("a one-click unsubscribe", () => {
       await p.stores.of(0).ledger.hours(Date.now() - 7_200_000, Date.now() + 3_600_000),
     );
     expect(counts.get("reason|optout|email|-|one-click-offers")).toBe(1);
+  });
+});
+
+describe("an unsubscribe link for a customer id as long as the contract allows", () => {
+  /** The lines of a message's header, as the SMTP server received them (folded). */
+  const headerLines = (raw: string) => raw.slice(0, raw.indexOf("\r\n\r\n")).split("\r\n");
+  const oneClick = (p: PipelineHarness, link: string) =>
+    fetch(`${httpAddressOf(p)}${new URL(link).pathname}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "List-Unsubscribe=One-Click",
+    });
+
+  it.each([
+    ["200 emoji (800 UTF-8 bytes)", "😀".repeat(200)],
+    ["200 ASCII characters", `cus-${"x".repeat(196)}`],
+  ])(
+    "%s: every line of the marketing email is within 998 characters, the page opens, and one-click opts the customer out",
+    async (_name, customerId) => {
+      pipeline = await startPipeline("unsubscribe-long-id", {
+        env: { UNSUBSCRIBE_MAILTO: "unsubscribe@shop.example" },
+      });
+      const p = pipeline;
+      await p.publisher.publish(
+        purchaseInput({
+          id: "evt-long-id",
+          orderId: "ord-long-id",
+          occurredAt: ago(2),
+          items: [item("laptops", "900.00")],
+          customer: { id: customerId },
+        }) as never,
+      );
+      await promoteStep(p, "evt-long-id", "accessories.discount");
+      const mails = await p.sink.waitForMessages(2);
+      const discount = mails.find((m) => /^List-Unsubscribe:/im.test(m.raw));
+      expect(discount).toBeDefined();
+      const raw = discount?.raw ?? "";
+      // RFC 5322 2.1.1: a relay may break a longer line, which breaks the DKIM signature.
+      const long = headerLines(raw).filter((line) => line.length > 998);
+      expect(long.map((line) => `${line.slice(0, 40)}… (${line.length})`)).toEqual([]);
+      expect(raw.split("\r\n").filter((line) => line.length > 998)).toEqual([]);
+      const unfolded = raw.replace(/\r\n[ \t]+/g, " ");
+      const header = /^List-Unsubscribe: ([^\r\n]+)/im.exec(unfolded)?.[1] ?? "";
+      const link = /<(https:\/\/followups\.test\/unsubscribe\/[^>]+)>/.exec(header)?.[1];
+      expect(link).toBeDefined();
+      expect(header).toMatch(/<mailto:unsubscribe@shop\.example\?subject=unsubscribe%20[^>]+>$/);
+
+      const page = await fetch(`${httpAddressOf(p)}${new URL(link ?? "").pathname}`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("Stop offers");
+      const list = new SuppressionList(p.redis, p.prefix);
+      expect(await list.isSuppressed("email", { customerId }, "marketing")).toBe(false);
+      expect((await oneClick(p, link ?? "")).status).toBe(200);
+      // By the customer id alone (no address): the opt-out is the customer's.
+      expect(await list.isSuppressed("email", { customerId }, "marketing")).toBe(true);
+      expect(
+        await list.isSuppressed("email", { customerId: `${customerId.slice(2)}` }, "marketing"),
+      ).toBe(false);
+      expect(await list.isSuppressed("email", { address: EMAIL }, "marketing")).toBe(true);
+      expect(await list.isSuppressed("email", { customerId })).toBe(false);
+    },
+  );
+
+  it("a link in the format sent before 7 December 2026 (the customer id in the token) still opens its page and opts its customer and address out", async () => {
+    pipeline = await startPipeline("unsubscribe-old-token");
+    const p = pipeline;
+    const secret = await sharedSecret(p.redis, p.prefix, "unsubscribe");
+    const hashed = addressHash(await sharedSecret(p.redis, p.prefix, "address-hash"), EMAIL);
+    const list = new SuppressionList(p.redis, p.prefix);
+    const withAddress = "😀".repeat(200);
+    const idOnly = "cus-old-link";
+    const links = [
+      legacyUnsubscribeToken(secret, {
+        customerId: withAddress,
+        channel: "email",
+        addressHash: hashed,
+      }),
+      legacyUnsubscribeToken(secret, { customerId: idOnly, channel: "email" }),
+    ].map((token) => `https://followups.test/unsubscribe/${token}?lang=en`);
+    for (const link of links) {
+      const page = await fetch(`${httpAddressOf(p)}${new URL(link).pathname}`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("Stop offers");
+      expect((await oneClick(p, link)).status).toBe(200);
+    }
+    expect(await list.isSuppressed("email", { customerId: withAddress }, "marketing")).toBe(true);
+    expect(await list.isSuppressed("email", { address: EMAIL }, "marketing")).toBe(true);
+    expect(await list.isSuppressed("email", { customerId: idOnly }, "marketing")).toBe(true);
+    expect(await list.isSuppressed("email", { customerId: "cus-other" }, "marketing")).toBe(false);
   });
 });
 
@@ -926,7 +1018,11 @@ describe("an unsubscribe link while the replica does not acknowledge (REDIS_WAIT
       const [logsBefore, countBefore] = [short().length, await counted()];
 
       const customerId = "cus-unsubscribe-wait";
-      const link = unsubscribeUrl("https://followups.test", secret, customerId, "email");
+      const hashed = customerHash(
+        await sharedSecret(p.redis, p.prefix, "address-hash"),
+        customerId,
+      );
+      const link = unsubscribeUrl("https://followups.test", secret, hashed, "email");
       const response = await fetch(`${httpAddressOf(p)}${new URL(link).pathname}`, {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded" },

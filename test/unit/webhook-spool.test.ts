@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -332,6 +333,37 @@ describe("an unsubscribe link while Redis is away", () => {
     await spool.remove(String(first));
     await unsubscribe(request);
     expect(await spool.list()).toHaveLength(7);
+  });
+
+  it("keeps a request naming the customer by keyed hash (a link of now) apart from one naming the id (a link of before), and names files of the latter as before", async () => {
+    const spool = new WebhookSpool(await folder(), 10);
+    const unsubscribe = spoolUnsubscribeWhenUnavailable({
+      handle: away,
+      spool,
+      now: () => 1_000,
+      logger,
+    });
+    const { customerId: _, ...rest } = request;
+    const hashed = { ...rest, customerHash: "AAECAwQFBgcICQoLDA0ODw" };
+    expect(await unsubscribe(hashed)).toBe("spooled");
+    expect(await unsubscribe({ ...rest, customerHash: "AAECAwQFBgcICQoLDA0ODg" })).toBe("spooled");
+    expect(await unsubscribe(request)).toBe("spooled");
+    expect(await unsubscribe({ ...rest, customerId: "AAECAwQFBgcICQoLDA0ODw" })).toBe("spooled");
+    const files = await spool.list();
+    expect(files).toHaveLength(4);
+    expect(await spool.read(String(files[0]))).toEqual({ receivedAt: 1_000, unsubscribe: hashed });
+    // A file the version before 7 December 2026 spooled for this request has this name: the same
+    // request taken again after the upgrade is not spooled twice.
+    const before = createHash("sha256")
+      .update(JSON.stringify(["cus-1", "email", null, "link", "all"]))
+      .digest("hex")
+      .slice(0, 32);
+    expect(files.filter((name) => name.endsWith(`-${before}.json`))).toHaveLength(1);
+    const file = (unsubscribe: unknown) =>
+      JSON.stringify({ kind: "unsubscribe", receivedAt: 1_000, unsubscribe });
+    expect(parseSpoolText(file(request))).toEqual({ receivedAt: 1_000, unsubscribe: request });
+    expect(parseSpoolText(file({ ...rest, customerHash: "not-a-hash" }))).toBeUndefined();
+    expect(parseSpoolText(file(rest))).toBeUndefined();
   });
 
   it("logs that it spooled the request without its file's name, a digest of the customer id", async () => {
