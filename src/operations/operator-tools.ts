@@ -32,7 +32,7 @@ import { type RedisClient, unlessRedisAway } from "../store/redis-client.js";
 import { ReplicaWait, type ReplicaWaitSettings, type ShortWait } from "../store/replica-wait.js";
 import { type Shards, shardStores } from "../store/shards.js";
 import { sharedSecret } from "../store/shared-secrets.js";
-import { abandonedSending, isAbandonedSending } from "../store/step-record.js";
+import { abandonedSending, isAbandonedSending, type StepRecord } from "../store/step-record.js";
 import { parseReplyId } from "../store/step-replies.js";
 import { type OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import {
@@ -275,6 +275,11 @@ export interface FailedFollowUp {
   readonly failedAt: string;
   readonly attempts: number;
   readonly reason: { readonly code: string; readonly text: string; readonly words: string };
+  /**
+   * For a text a final SMS status failed (Twilio's `canceled` or `failed`: it never went out, its
+   * job had ended well): that status and its error code. Absent for a failed send.
+   */
+  readonly delivery?: { readonly status: string; readonly errorCode: number | null };
 }
 
 export interface FailedFilter {
@@ -334,6 +339,9 @@ export interface OperatorToolsDeps {
 
 /** Failed jobs read per page of BullMQ's failed list. */
 const FAILED_PAGE = 500;
+
+/** Final SMS statuses of a text that never went out: its step failed (note-sms-status.lua). */
+const NOT_SENT: ReadonlySet<string> = new Set(["canceled", "failed"]);
 
 export function createOperatorTools(deps: OperatorToolsDeps) {
   const { redis, prefix } = deps;
@@ -443,6 +451,34 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     return refs;
   };
 
+  /** A failed step as `followups failed` lists it, unless the filter leaves it out. */
+  const failedItem = (
+    text: string,
+    stepId: string,
+    stepRecord: StepRecord,
+    filter: FailedFilter,
+    failedAt: number,
+  ): FailedFollowUp | undefined => {
+    const labels = stepLabels(deps.rules(), stepId, stepRecord);
+    if (filter.channel !== undefined && labels.channel !== filter.channel) return undefined;
+    if (filter.since !== undefined && failedAt < filter.since) return undefined;
+    if (filter.until !== undefined && failedAt > filter.until) return undefined;
+    const code = stepRecord.reason?.code ?? "unknown";
+    const delivery = stepRecord.delivery;
+    return {
+      ref: text,
+      ...labels,
+      failedAt: new Date(failedAt).toISOString(),
+      attempts: stepRecord.attempts,
+      reason: { code, text: stepRecord.reason?.text ?? "", words: reasonWords(code) },
+      // A text a final SMS status failed: that status, and its error code.
+      ...(delivery &&
+        NOT_SENT.has(delivery.status) && {
+          delivery: { status: delivery.status, errorCode: delivery.errorCode ?? null },
+        }),
+    };
+  };
+
   /** Failed follow-ups of every shard's queue, with the shard each is in. */
   const failedInShards = async (
     filter: FailedFilter,
@@ -450,32 +486,38 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
     const latest = new Map<string, { item: FailedFollowUp; shard: number }>();
     const wanted = filter.refs ? new Set(filter.refs) : undefined;
     for (const { shard, store } of shards.all()) {
+      const failedStep = async (text: string, ref: StepRef, at?: number) => {
+        if (wanted && !wanted.has(text)) return;
+        const stepRecord = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
+        if (stepRecord?.state !== "failed") return;
+        const item = failedItem(
+          text,
+          ref.stepId,
+          stepRecord,
+          filter,
+          stepRecord.changedAt ?? at ?? 0,
+        );
+        if (item) latest.set(text, { item, shard });
+      };
       const queue = deps.followUps.of(shard);
       for (let start = 0; ; start += FAILED_PAGE) {
         const jobs = await queue.getFailed(start, start + FAILED_PAGE - 1);
         for (const job of jobs) {
           if (!job?.data) continue;
           const ref = { eventId: job.data.e, stepId: job.data.s };
-          const text = refText(ref);
-          if (wanted && !wanted.has(text)) continue;
-          const stepRecord = (await store.stepRecords(ref.eventId, [ref.stepId])).get(ref.stepId);
-          if (stepRecord?.state !== "failed") continue;
-          const labels = stepLabels(deps.rules(), ref.stepId, stepRecord);
-          const failedAt = stepRecord.changedAt ?? job.finishedOn ?? job.timestamp;
-          if (filter.channel !== undefined && labels.channel !== filter.channel) continue;
-          if (filter.since !== undefined && failedAt < filter.since) continue;
-          if (filter.until !== undefined && failedAt > filter.until) continue;
-          const code = stepRecord.reason?.code ?? "unknown";
-          const item: FailedFollowUp = {
-            ref: text,
-            ...labels,
-            failedAt: new Date(failedAt).toISOString(),
-            attempts: stepRecord.attempts,
-            reason: { code, text: stepRecord.reason?.text ?? "", words: reasonWords(code) },
-          };
-          latest.set(text, { item, shard });
+          await failedStep(refText(ref), ref, job.finishedOn ?? job.timestamp);
         }
         if (jobs.length < FAILED_PAGE) break;
+      }
+      // Texts a final SMS status failed after their send (Twilio's `canceled`, `failed`): their
+      // jobs completed. Listed while their step is still failed (not resent, not retried since).
+      for (const { ref: text, at } of await store.smsStatusFailures()) {
+        const slash = text.lastIndexOf("/");
+        await failedStep(
+          text,
+          { eventId: text.slice(0, slash), stepId: text.slice(slash + 1) },
+          at,
+        );
       }
     }
     return [...latest.values()].sort((a, b) => b.item.failedAt.localeCompare(a.item.failedAt));

@@ -3,7 +3,7 @@ import { type ParsedMail, simpleParser } from "mailparser";
 import type { DeliveryChannel } from "../channels/channel.js";
 import { cutText } from "../domain/cut-text.js";
 import { isAutomaticReply, replyBody, subjectAsksToStop } from "../domain/email-reply.js";
-import { type Channel, eventEmailAddress, PHONE_CHANNELS } from "../domain/events.js";
+import { CHANNELS, type Channel, eventEmailAddress, PHONE_CHANNELS } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
 import {
   emailOptOutRequest,
@@ -22,6 +22,7 @@ import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
 import type { SmsReferences, StepRef } from "../store/sms-references.js";
+import type { StepReason } from "../store/step-record.js";
 import { replyId, type StepReplies, type StepReply } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
 import {
@@ -32,6 +33,7 @@ import {
 import { renderOptOutConfirmation } from "../templates/opt-out-confirmation.js";
 import type { TemplateSet } from "../templates/template-set.js";
 import { chargeSpend, type SpendDeps } from "./channel-spend.js";
+import { followUpJobId } from "./names.js";
 import { stepLabels } from "./step-labels.js";
 
 /**
@@ -50,16 +52,36 @@ const DELIVERY_OUTCOMES: ReadonlyMap<string, DeliveryOutcome> = new Map([
 ]);
 
 /** Final statuses that say why a message was not delivered when Twilio gives no error code. */
-const UNDELIVERED_REASONS: ReadonlySet<string> = new Set(["canceled", "partially_delivered"]);
+const UNDELIVERED_REASONS: ReadonlySet<string> = new Set([
+  "canceled",
+  "failed",
+  "partially_delivered",
+]);
 
 /**
- * Why a step whose text Twilio reports `canceled` failed (reports/reason-words.ts says the same of
- * the ledger's reason): a scheduled message cancelled at Twilio never went out.
+ * Final statuses of a text that never went out: `canceled` (a scheduled message cancelled at
+ * Twilio) and `failed` (Twilio could not send it: a queue overflow, the account suspended, a
+ * number it refused; it charges nothing for it). Unlike `undelivered` (the carrier reported the
+ * text not delivered after Twilio sent it), nothing reached the phone: the step fails, and an
+ * operator can send it again.
  */
-const CANCELED_REASON = {
-  code: "undelivered canceled",
-  text: "the text was cancelled at the SMS provider before it went out",
-} as const;
+const NOT_SENT_STATUSES: ReadonlySet<string> = new Set(["canceled", "failed"]);
+
+/**
+ * Why a step whose text Twilio reports `canceled` or `failed` failed: the ledger's reason code
+ * (reports/reason-words.ts says it in words: the same as these, or by Twilio's error code).
+ */
+function notSentReason(status: string, errorCode: number | undefined): StepReason {
+  if (status === "canceled")
+    return {
+      code: "undelivered canceled",
+      text: "the text was cancelled at the SMS provider before it went out",
+    };
+  const text = "the SMS provider could not send the text: it never went out";
+  return errorCode === undefined
+    ? { code: "undelivered failed", text }
+    : { code: `undelivered ${errorCode}`, text: `${text} (Twilio error ${errorCode})` };
+}
 
 /** The outcome a message's final report contradicts: it is counted as one or the other. */
 const CONTRADICTING: Readonly<Record<DeliveryOutcome, DeliveryOutcome>> = {
@@ -94,7 +116,13 @@ const UNSUBSCRIBE_SUBJECT = /^\s*unsubscribe\s+(\S+)\s*$/i;
 export interface FeedbackShard {
   readonly store: Pick<
     FollowUpStore,
-    "readEvent" | "readForSend" | "stepRecords" | "allStepRecords" | "annotate" | "noteSmsStatus"
+    | "readEvent"
+    | "readForSend"
+    | "stepRecords"
+    | "allStepRecords"
+    | "annotate"
+    | "noteSmsStatus"
+    | "storedPurchase"
   >;
   readonly replies: Pick<StepReplies, "add">;
   readonly history: Pick<CustomerHistoryStore, "purchasesOf">;
@@ -740,8 +768,12 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       // Only forward, decided where it is written: a `sent` handled beside a `delivered` never
       // takes its place, whichever of the two reads the record first; and a message is
       // delivered or not: the first final report stays (delivered, then undelivered or failed,
-      // or the reverse; canceled and undelivered with a code). A `canceled` fails the step it
-      // was sent for: nothing went out, and an operator can send it again.
+      // or the reverse; canceled and undelivered with a code). A `canceled` or `failed` fails
+      // the step it was sent for: nothing went out, an operator can send it again, and the
+      // customer's frequency-cap slot it held goes back (in the same script: once).
+      const notSent = NOT_SENT_STATUSES.has(update.status);
+      const capChannel = stepLabels(deps.rules(), at.stepId, known).channel;
+      const customerId = notSent ? (await store.storedPurchase(at.eventId)).customerId : undefined;
       const noted = await store.noteSmsStatus(
         at.eventId,
         at.stepId,
@@ -751,14 +783,23 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           ...(update.errorCode !== undefined && { errorCode: update.errorCode }),
         },
         now,
-        CANCELED_REASON,
+        notSentReason(update.status, update.errorCode),
+        customerId === undefined
+          ? undefined
+          : {
+              channel: (CHANNELS as readonly string[]).includes(capChannel)
+                ? (capChannel as Channel)
+                : "sms",
+              customerId,
+              followUpId: followUpJobId(at.eventId, at.stepId),
+            },
       );
       if (
         // The step this text failed (also on Twilio's retry of the report, after an error here).
-        update.status === "canceled" &&
+        notSent &&
         (noted.noted === "noted" || noted.noted === "kept") &&
         noted.record?.state === "failed" &&
-        noted.record.delivery?.status === "canceled" &&
+        NOT_SENT_STATUSES.has(noted.record.delivery?.status ?? "") &&
         noted.record.providerId === update.messageSid &&
         at.recipient
       )

@@ -61,6 +61,9 @@ const PROVIDER_CODES: Readonly<Record<string, string>> = {
   "21705": SMS_SETTINGS,
   "401": SMS_SETTINGS,
   "403": SMS_SETTINGS,
+  // Twilio delivery reports: failed (it never went out).
+  "30001": "the SMS provider's queue for the sending number was full: the text never went out",
+  "30002": `the SMS account is suspended: ${TELL_OPERATOR}`,
   // Twilio delivery reports (undelivered).
   "30003": "the phone was switched off or out of reach",
   "30004": "the message was blocked on the way to the phone",
@@ -70,6 +73,7 @@ const PROVIDER_CODES: Readonly<Record<string, string>> = {
   "30008": "the mobile network could not deliver it",
   // Twilio's final statuses that say why without an error code (undelivered).
   canceled: "the text was cancelled at the SMS provider before it went out",
+  failed: "the SMS provider could not send the text: it never went out",
   partially_delivered: "only part of the text reached the phone (a long text goes in parts)",
   // SMTP: our account.
   EAUTH: EMAIL_SETTINGS,

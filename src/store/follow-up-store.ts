@@ -1,4 +1,4 @@
-import type { PurchaseCompleted } from "../domain/events.js";
+import type { Channel, PurchaseCompleted } from "../domain/events.js";
 import type { SentFollowUp } from "./customer-history.js";
 import {
   AGGREGATE_RETENTION_MS,
@@ -179,6 +179,13 @@ export function errorName(error: unknown): string {
  * sender is cancelled with this reason, and replies are no longer filed (add-reply.lua).
  */
 export const ERASED_STOP = "erased: the customer's data was erased";
+
+/**
+ * How long a step a final SMS status failed stays listed among them (smsStatusFailures): as long
+ * as BullMQ keeps a failed job is not known here; 30 days covers an operator's look after a
+ * provider outage or an account suspension.
+ */
+export const SMS_STATUS_FAILURES_MS = 30 * 24 * 3600 * 1000;
 
 export class FollowUpStore {
   private readonly redis: RedisClient & StoreCommands;
@@ -389,28 +396,51 @@ export class FollowUpStore {
    * record. Decided in the script, so reports handled at the same moment never move a delivered
    * SMS back to `sent`, and the first final report stays. `another-message` when the record is of
    * another message than `messageSid` (the step was resent since): a late report of the earlier
-   * message is not shown as the resent one's. A `canceled` of the message a sent step stands for
-   * fails the step with `canceledReason`. The record as it is after the script (but when gone).
+   * message is not shown as the resent one's. A `canceled` or `failed` of the message a sent
+   * step stands for (nothing went out) fails the step with `failedReason`, lists it among the
+   * steps a status failed (smsStatusFailures), and gives back the cap slot `cap` names, in the
+   * same script: once, however often the report comes. The record as it is after the script
+   * (but when gone).
    */
   async noteSmsStatus(
     eventId: string,
     stepId: string,
     delivery: { readonly messageSid: string; readonly status: string; readonly errorCode?: number },
     now: number,
-    canceledReason?: StepReason,
+    failedReason?: StepReason,
+    cap?: { readonly channel: Channel; readonly customerId: string; readonly followUpId: string },
   ): Promise<{ noted: "noted" | "kept" | "another-message" | "gone"; record?: StepRecord }> {
     const [noted, raw] = await this.redis.fuNoteSmsStatus(
       this.keys.eventRecord(eventId),
+      // A key of the shard's when the customer is unknown (erased): nothing is removed from it.
+      this.keys.capWindow(cap?.channel ?? "sms", cap?.customerId ?? ""),
+      this.keys.smsStatusFailures(),
       stepField(stepId),
       now,
       delivery.status,
       delivery.errorCode ?? "",
       delivery.messageSid,
-      canceledReason ? `${canceledReason.code}: ${canceledReason.text}` : "canceled: ",
+      failedReason ? `${failedReason.code}: ${failedReason.text}` : `${delivery.status}: `,
+      cap?.followUpId ?? "",
+      `${eventId}/${stepId}`,
+      SMS_STATUS_FAILURES_MS,
     );
     if (raw === "") return { noted: "gone" };
     const record = readStepRecord(raw);
     return { noted: noted === 1 ? "noted" : noted === 2 ? "another-message" : "kept", record };
+  }
+
+  /**
+   * The steps a final SMS status failed (noteSmsStatus) within SMS_STATUS_FAILURES_MS, latest
+   * first, as `<eventId>/<stepId>` with when (epoch ms). A step resent since is still named: its
+   * record says whether it is failed now.
+   */
+  async smsStatusFailures(): Promise<{ readonly ref: string; readonly at: number }[]> {
+    const found = await this.redis.zrevrange(this.keys.smsStatusFailures(), 0, -1, "WITHSCORES");
+    const listed: { ref: string; at: number }[] = [];
+    for (let i = 0; i + 1 < found.length; i += 2)
+      listed.push({ ref: found[i] ?? "", at: Number(found[i + 1]) });
+    return listed;
   }
 
   /**

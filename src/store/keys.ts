@@ -403,6 +403,14 @@ export class StoreKeys {
     return `${this.base}sent:${channel}:${idHash(customerId)}`;
   }
 
+  /**
+   * Steps a final SMS status failed (Twilio's `canceled`, `failed`: nothing went out), by time,
+   * `<eventId>/<stepId>`: `followups failed` lists them, as it lists failed jobs.
+   */
+  smsStatusFailures(): string {
+    return `${this.base}smsfailed`;
+  }
+
   /** The next free send slot of a channel (rate limit shared by every worker). */
   rateSlot(channel: Channel): string {
     return `${this.global}rate:${channel}`;

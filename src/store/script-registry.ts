@@ -233,12 +233,17 @@ export interface StoreCommands {
   /** note-sms-status.lua */
   fuNoteSmsStatus(
     recordKey: string,
+    capWindowKey: string,
+    failuresKey: string,
     field: string,
     now: number,
     status: string,
     errorCode: number | "",
     messageSid: string,
-    canceledReason: string,
+    failedReason: string,
+    capFollowUpId: string,
+    stepRef: string,
+    keepFailuresMs: number,
   ): Promise<[number, string]>;
   /** keep-early-sms-status.lua */
   fuKeepEarlySmsStatus(

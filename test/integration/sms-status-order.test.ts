@@ -1,9 +1,15 @@
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { runFailed } from "../../src/cli/failed-command.js";
 import { runOrder } from "../../src/cli/order-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
+import type { FailedFollowUp } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
-import { StoreKeys } from "../../src/store/keys.js";
+import { followUpJobId } from "../../src/queue/names.js";
+import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
@@ -103,6 +109,8 @@ it.each([
     reports: [["failed", "30007"], ["delivered"], ["sent"]],
     final: { status: "failed", errorCode: 30007 },
     counted: "undelivered",
+    // Nothing went out (Twilio could not send it): the step failed, and can be sent again.
+    state: "failed",
   },
   {
     name: "delivered, failed, delivered again (Twilio repeating a report)",
@@ -112,7 +120,7 @@ it.each([
   },
 ])(
   "an SMS reported $name is counted once, as its record says",
-  async ({ reports, final, counted }) => {
+  async ({ reports, final, counted, state = "sent" }) => {
     pipeline = await startPipeline("sms-status-order");
     const p = pipeline;
     const sid = await sentSms(p);
@@ -125,7 +133,7 @@ it.each([
       expect(answer.status).toBe(204);
     }
     const record = await stepRecordOf(p, EVENT_ID, STEP_ID);
-    expect(record).toMatchObject({ state: "sent" });
+    expect(record).toMatchObject({ state });
     expect(record?.delivery).toEqual(final);
     const outcomes = await outcomesCounted(p);
     expect(outcomes).toEqual([[`${counted}|sms|check-in|big-ticket`, 1]]);
@@ -519,3 +527,148 @@ describe("an SMS Twilio reports canceled", () => {
     }
   });
 });
+
+/**
+ * A text Twilio reports `failed` could not be sent at all (Twilio: queue overflow, account
+ * suspended, invalid number; it charges nothing for it): as a cancelled one, it never reached the
+ * phone, so its step fails with Twilio's error code in the reason and can be sent again.
+ */
+describe("an SMS Twilio reports failed", () => {
+  const QUEUE_WORDS =
+    "the SMS provider's queue for the sending number was full: the text never went out";
+  const FAILED_WORDS = "the SMS provider could not send the text: it never went out";
+
+  it.each([
+    {
+      name: "with its error code",
+      code: "30001",
+      reason: "undelivered 30001",
+      text: `${FAILED_WORDS} (Twilio error 30001)`,
+      words: QUEUE_WORDS,
+    },
+    {
+      name: "without an error code",
+      code: undefined,
+      reason: "undelivered failed",
+      text: FAILED_WORDS,
+      words: FAILED_WORDS,
+    },
+  ])(
+    "$name fails its step with the reason, counted once as undelivered",
+    async ({ code, reason, text, words }) => {
+      pipeline = await startPipeline("sms-failed-status");
+      const p = pipeline;
+      const sid = await sentSms(p);
+      await post(p, sid, "failed", code);
+      // Twilio repeating it, and what it says of the message afterwards, change nothing.
+      await post(p, sid, "failed", code);
+      await post(p, sid, "delivered");
+      await post(p, sid, "sent");
+      expect(await stepInOrder(p)).toMatchObject({
+        state: "failed",
+        reason: { code: reason, text },
+        delivery: { status: "failed", errorCode: code === undefined ? null : Number(code) },
+      });
+      expect(await outcomesCounted(p)).toEqual([["undelivered|sms|check-in|big-ticket", 1]]);
+      const { totals, reasons } = await reportedFailures(p);
+      expect(totals).toMatchObject({ delivered: 0, undelivered: 1 });
+      expect(reasons).toEqual([{ code: reason, words, count: 1 }]);
+    },
+  );
+
+  it("can be resent, once, as the number's first text, and a late report of it changes nothing of the new one", async () => {
+    pipeline = await startPipeline("sms-failed-resend");
+    const p = pipeline;
+    const sid = await sentSms(p);
+    await post(p, sid, "failed", "30001");
+    await resend(p);
+    const [first, second] = await p.twilio.waitForMessages(2);
+    const secondSid = await referenced(p, second?.sid ?? "");
+    expect(first?.body).toContain("Reply STOP to opt out");
+    expect(second?.body).toContain("Reply STOP to opt out");
+    await post(p, sid, "failed", "30001");
+    expect(await stepInOrder(p)).toMatchObject({ state: "sent", resends: 1, reason: null });
+    await post(p, secondSid, "delivered");
+    expect((await todaysReport(p)).totals).toMatchObject({ delivered: 1, undelivered: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(p.twilio.messages).toHaveLength(2);
+  });
+});
+
+/** `followups failed --json` (with `--retry`: its requeued refs too). */
+async function failedListing(p: PipelineHarness, retry = false) {
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runFailed({ config: p.configDir, json: true, retry, by: "carol" }, io)).toBe(0);
+  return JSON.parse(io.output()) as { failed: FailedFollowUp[]; refs?: string[] };
+}
+
+it("followups failed lists texts a final SMS status failed (canceled, failed), and --retry sends them again", async () => {
+  pipeline = await startPipeline("sms-failed-listing");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  expect((await failedListing(p)).failed).toEqual([]);
+  await post(p, sid, "canceled");
+  const listed = await failedListing(p);
+  expect(listed.failed).toEqual([
+    {
+      ref: REF,
+      channel: "sms",
+      kind: "check-in",
+      ruleId: "big-ticket",
+      failedAt: expect.any(String),
+      attempts: expect.any(Number),
+      reason: { code: "undelivered canceled", text: CANCELLED_WORDS, words: CANCELLED_WORDS },
+      delivery: { status: "canceled", errorCode: null },
+    },
+  ]);
+  const retried = await failedListing(p, true);
+  expect(retried.refs).toEqual([REF]);
+  const [, second] = await p.twilio.waitForMessages(2);
+  const secondSid = await referenced(p, second?.sid ?? "");
+  expect((await failedListing(p)).failed).toEqual([]);
+  await post(p, secondSid, "failed", "30002");
+  expect((await failedListing(p)).failed).toMatchObject([
+    {
+      ref: REF,
+      reason: { code: "undelivered 30002" },
+      delivery: { status: "failed", errorCode: 30002 },
+    },
+  ]);
+  // A late report of the first message lists nothing twice.
+  await post(p, sid, "canceled");
+  expect((await failedListing(p)).failed).toHaveLength(1);
+});
+
+it.each(["canceled", "failed"])(
+  "a text Twilio reports %s gives back its frequency-cap slot, once: a repeated report never frees the resend's",
+  async (status) => {
+    pipeline = await startPipeline(`sms-cap-${status}`, { startWorker: false });
+    const p = pipeline;
+    const rulesFile = path.join(p.configDir, "rules.yaml");
+    const doc = parseDocument(await readFile(rulesFile, "utf8"));
+    doc.setIn(["frequencyCaps", "sms"], doc.createNode([{ max: 3, per: "P7D" }]));
+    await writeFile(rulesFile, doc.toString());
+    await p.startWorker();
+    const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards));
+    // The slots held: one per send (a resend's job, `…-r1`, takes its own).
+    const slots = () => p.redis.zrange(keys.capWindow("sms", "cus-1"), 0, -1);
+    const base = followUpJobId(EVENT_ID, STEP_ID);
+    const code = status === "failed" ? "30001" : undefined;
+    const sid = await sentSms(p);
+    expect(await slots()).toEqual([base]);
+    await post(p, sid, status, code);
+    expect(await slots()).toEqual([]);
+    await resend(p);
+    const [, second] = await p.twilio.waitForMessages(2);
+    const secondSid = await referenced(p, second?.sid ?? "");
+    expect(await slots()).toEqual([`${base}-r1`]);
+    // The first message's report again (Twilio repeating it, the webhook spool replaying it).
+    await post(p, sid, status, code);
+    expect(await slots()).toEqual([`${base}-r1`]);
+    // The resend's own: its slot goes back, once.
+    await post(p, secondSid, status, code);
+    await post(p, secondSid, status, code);
+    expect(await slots()).toEqual([]);
+  },
+);

@@ -57,6 +57,22 @@ afterEach(async () => {
 });
 
 const record = () => keys.eventRecord("evt");
+/** note-sms-status of `SM1` on the event's step `field` (customer unknown: no cap slot goes back). */
+const noteSmsStatus = (field: string, now: number, status: string, code: number | "") =>
+  redis.fuNoteSmsStatus(
+    record(),
+    keys.capWindow("sms", "cus-1"),
+    keys.smsStatusFailures(),
+    field,
+    now,
+    status,
+    code,
+    "SM1",
+    "",
+    "",
+    "evt/b",
+    60_000,
+  );
 const purchase = () => keys.purchase("evt");
 const hour = () => keys.ledgerHour(hourOf(NOW));
 const dayKey = (due: number) => keys.pendingDay(dayOf(due));
@@ -219,7 +235,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["keep-order-link"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
-    expect(EMBEDDED_SCRIPTS["note-sms-status"].numberOfKeys).toBe(1);
+    expect(EMBEDDED_SCRIPTS["note-sms-status"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["keep-early-sms-status"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-sms"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
@@ -1017,7 +1033,7 @@ describe("the store's Lua scripts", () => {
     await scheduleTwo();
     await sentAs("s:b", "SM1");
     const note = async (status: string, code: number | "" = "") =>
-      (await redis.fuNoteSmsStatus(record(), "s:b", NOW, status, code, "SM1", ""))[0];
+      (await noteSmsStatus("s:b", NOW, status, code))[0];
     const delivery = async () => {
       const step = await stored("s:b");
       return { dl: step?.dl, de: step?.de };
@@ -1035,27 +1051,18 @@ describe("the store's Lua scripts", () => {
     expect(await note("failed", 30007)).toBe(0);
     expect(await note("canceled")).toBe(0);
     expect(await delivery()).toEqual({ dl: "undelivered", de: 30003 });
-    expect(await redis.fuNoteSmsStatus(record(), "s:none", NOW, "sent", "", "SM1", "")).toEqual([
-      0,
-      "",
-    ]);
+    expect(await noteSmsStatus("s:none", NOW, "sent", "")).toEqual([0, ""]);
     expect((await stored("s:b"))?.s).toBe("scheduled");
   });
 
   it("note-sms-status: never dates the record earlier than it is (a status handled by a replica whose clock is behind)", async () => {
     await scheduleTwo();
     await sentAs("s:b", "SM1");
-    expect(
-      (await redis.fuNoteSmsStatus(record(), "s:b", NOW + 5_000, "sent", "", "SM1", ""))[0],
-    ).toBe(1);
+    expect((await noteSmsStatus("s:b", NOW + 5_000, "sent", ""))[0]).toBe(1);
     expect((await stored("s:b"))?.t).toBe(NOW + 5_000);
-    expect((await redis.fuNoteSmsStatus(record(), "s:b", NOW, "delivered", "", "SM1", ""))[0]).toBe(
-      1,
-    );
+    expect((await noteSmsStatus("s:b", NOW, "delivered", ""))[0]).toBe(1);
     expect(await stored("s:b")).toMatchObject({ dl: "delivered", t: NOW + 5_000 });
-    expect(
-      (await redis.fuNoteSmsStatus(record(), "s:b", NOW + 9_000, "read", "", "SM1", ""))[0],
-    ).toBe(1);
+    expect((await noteSmsStatus("s:b", NOW + 9_000, "read", ""))[0]).toBe(1);
     expect(await stored("s:b")).toMatchObject({ dl: "read", t: NOW + 9_000 });
   });
 

@@ -9,8 +9,12 @@
   code). The caller counts the message in the ledger as the record says after this script, so
   two final reports handled at the same moment (canceled and undelivered with a code) are counted
   as the record shows them. The state and the other fields of the record stay, but for a
-  `canceled` of the message a `sent` step stands for: nothing went out, and the step becomes
-  `failed` with the reason given, so that an operator can send it again (`followups resend`). Its
+  `canceled` or `failed` of the message a `sent` step stands for (cancelled at Twilio, or Twilio
+  could not send it): nothing went out, and the step becomes `failed` with the reason given, so
+  that an operator can send it again (`followups resend`, `followups failed --retry`), is listed
+  in the index of such steps (KEYS[3]), and gives back its frequency-cap slot (KEYS[2]): here, in
+  the one write that fails the step, so a report handled twice, or after a resend took the slot
+  again, never gives back another send's slot. Its
   time (`t`) becomes now, as every annotation of a record sets it, unless it is later already: a
   status kept while Twilio's answer to the send was on its way, or handled by a replica whose
   clock is behind, never dates the record before its send.
@@ -21,13 +25,20 @@
 
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
+    KEYS[2] the customer's sends on the step's channel (frequency caps: follow-up id by send time)
+    KEYS[3] steps failed by a final SMS status (sorted set: `<eventId>/<stepId>` by time failed)
 
     ARGV[1] step field (`s:<stepId>`)
     ARGV[2] now (epoch ms)
     ARGV[3] the status Twilio reported
     ARGV[4] its error code, or ''
     ARGV[5] the message's sid
-    ARGV[6] the reason a `canceled` fails its sent step with (`<code>: <text>`)
+    ARGV[6] the reason a `canceled` or `failed` fails its sent step with (`<code>: <text>`)
+    ARGV[7] the step's follow-up id (its send's job id without a resend's or retry's suffix), whose
+            send's cap slot (KEYS[2]) goes back, or '' (customer
+            unknown)
+    ARGV[8] the step as KEYS[3] lists it (`<eventId>/<stepId>`)
+    ARGV[9] how long KEYS[3] keeps a step (ms)
 
   Output (step records in their stored form, lib/step-codec.lua):
     { 1, record }  written; the new record
@@ -74,11 +85,33 @@ if ARGV[4] ~= '' then
 elseif not OUTCOME[known or ''] then
   rec.de = nil
 end
--- Cancelled at Twilio before it went out: the customer got nothing of this send.
-if status == 'canceled' and rec.s == 'sent' and rec.id == sid then
+-- Cancelled at Twilio, or Twilio could not send it: the customer got nothing of this send.
+local failedNow = (status == 'canceled' or status == 'failed') and rec.s == 'sent'
+if failedNow then
   rec.s = 'failed'
   rec.x = ARGV[6]
 end
-rec.t = math.max(rec.t or 0, tonumber(ARGV[2]))
+local now = tonumber(ARGV[2])
+rec.t = math.max(rec.t or 0, now)
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+if failedNow then
+  -- The slot of this send, by its job's id: the step's own for its first send, a resend's
+  -- (`<id>-r<n>`) or a retry's (`<id>-q<n>`) after one, the later of the two when it had both.
+  if ARGV[7] ~= '' then
+    local candidates = {}
+    if (rec.rs or 0) > 0 then candidates[#candidates + 1] = ARGV[7] .. '-r' .. rec.rs end
+    if (rec.rq or 0) > 0 then candidates[#candidates + 1] = ARGV[7] .. '-q' .. rec.rq end
+    if #candidates == 0 then candidates[1] = ARGV[7] end
+    local latest, latestAt = nil, nil
+    for _, member in ipairs(candidates) do
+      local at = tonumber(redis.call('ZSCORE', KEYS[2], member))
+      if at and (latestAt == nil or at > latestAt) then latest, latestAt = member, at end
+    end
+    if latest then redis.call('ZREM', KEYS[2], latest) end
+  end
+  local keepMs = tonumber(ARGV[9])
+  redis.call('ZADD', KEYS[3], now, ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keepMs)
+  redis.call('PEXPIRE', KEYS[3], keepMs)
+end
 return { 1, encodeStep(rec) }
