@@ -168,9 +168,11 @@ export class SuppressionList {
   }
 
   /**
-   * Before an opt-out of texts or calls is written (an event, an operator's, a link's): notes its
-   * numbers' time, so that a START sent before it and replayed from the webhook spool while or
-   * after it is written does not undo it. Nothing for email alone.
+   * Before an opt-out of texts is written (an event, an operator's, a link's): notes its numbers'
+   * time, so that a START sent before it and replayed from the webhook spool while or after it is
+   * written does not undo it. Nothing for email or calls alone: a START takes a number off no
+   * list of calls declined that way (their `d:` mark keeps it, see suppress), and a time noted
+   * for them would keep a START from bringing the number's texts back.
    */
   async noteNumbersOptingOut(
     channels: readonly Channel[],
@@ -178,7 +180,7 @@ export class SuppressionList {
     scope: OptOutScope,
     at: number,
   ): Promise<void> {
-    if (channels.every((channel) => channel === "email")) return;
+    if (!channels.includes("sms")) return;
     for (const who of numbers) await this.noteOptOutAt(who, at, scope);
   }
 

@@ -21,7 +21,7 @@ import {
   startPipeline,
 } from "../support/pipeline-harness.js";
 import { type RedisServer, startRedisServer } from "../support/redis-server.js";
-import { textsHandled } from "../support/replay-at-opt-out.js";
+import { textsHandled, whileStartApplies } from "../support/replay-at-opt-out.js";
 import { httpAddressOf, postTwilio } from "../support/webhooks.js";
 
 /** Opt-outs that stick: whatever fails around them, a customer who said stop hears nothing more. */
@@ -132,6 +132,29 @@ function textFromPhone(p: PipelineHarness, Body: string, MessageSid: string, ext
   return postTwilio(p, "/webhooks/twilio/inbound", { From: PHONE, Body, MessageSid, ...extra });
 }
 
+/** Whether PHONE is opted out of [texts, calls]. */
+async function phoneOptedOut(p: PipelineHarness): Promise<boolean[]> {
+  const list = new SuppressionList(p.redis, p.prefix);
+  return [
+    await list.isSuppressed("sms", { address: PHONE }),
+    await list.isSuppressed("voice", { address: PHONE }),
+  ];
+}
+
+/**
+ * A START from PHONE whose first delivery fails half-way (Redis refuses taking the number off
+ * the list: the set is briefly a string), answered 5xx so that Twilio delivers it again.
+ */
+async function startFailingHalfWay(p: PipelineHarness, sid: string) {
+  const suppressedSms = new StoreKeys(p.prefix).suppressions("sms");
+  const kept = await p.redis.smembers(suppressedSms);
+  await p.redis.del(suppressedSms);
+  await p.redis.set(suppressedSms, "not a set");
+  expect((await textFromPhone(p, "START", sid)).status).toBeGreaterThanOrEqual(500);
+  await p.redis.del(suppressedSms);
+  await p.redis.sadd(suppressedSms, ...kept);
+}
+
 describe("an SMS STOP", () => {
   it("whose suppression failed is honoured when Twilio retries it, and counted once", async () => {
     pipeline = await startPipeline("stop-retried");
@@ -195,11 +218,7 @@ describe("a texted START that Twilio delivers again after a later STOP was handl
   it("leaves the number opted out, whether the START's first delivery was handled or failed half-way", async () => {
     pipeline = await startPipeline("start-delivered-again");
     const p = pipeline;
-    const list = new SuppressionList(p.redis, p.prefix);
-    const optedOut = async () => [
-      await list.isSuppressed("sms", { address: PHONE }),
-      await list.isSuppressed("voice", { address: PHONE }),
-    ];
+    const optedOut = () => phoneOptedOut(p);
 
     // START handled, STOP handled, then Twilio delivers the START again (its answer was lost).
     expect((await textFromPhone(p, "STOP", "SMagain-stop1")).status).toBe(200);
@@ -211,13 +230,7 @@ describe("a texted START that Twilio delivers again after a later STOP was handl
 
     // A START whose first delivery failed half-way (Redis refused taking the number off the
     // list: the set is briefly a string), then a STOP, then Twilio's retry of the START.
-    const suppressedSms = new StoreKeys(p.prefix).suppressions("sms");
-    const kept = await p.redis.smembers(suppressedSms);
-    await p.redis.del(suppressedSms);
-    await p.redis.set(suppressedSms, "not a set");
-    expect((await textFromPhone(p, "START", "SMagain-start2")).status).toBeGreaterThanOrEqual(500);
-    await p.redis.del(suppressedSms);
-    await p.redis.sadd(suppressedSms, ...kept);
+    await startFailingHalfWay(p, "SMagain-start2");
     expect((await textFromPhone(p, "STOP", "SMagain-stop3")).status).toBe(200);
     expect((await textFromPhone(p, "START", "SMagain-start2")).status).toBe(200);
     // The START was sent before the STOP: the STOP, the customer's last word, stands.
@@ -258,23 +271,13 @@ describe("a STOP the customer texted right after a START, posted while the START
     expect((await textFromPhone(p, "STOP", "SMrace-stop1")).status).toBe(200);
     // START, then STOP a moment later: Twilio posts both at once, and the STOP is handled (by
     // another replica, or this one) while the START, on its first delivery, takes the number off.
-    const allow = SuppressionList.prototype.allow;
     let stopStatus: number | undefined;
-    const spy = vi.spyOn(SuppressionList.prototype, "allow").mockImplementation(async function (
-      this: SuppressionList,
-      channel,
-      who,
-      options,
-    ) {
-      if (stopStatus === undefined)
+    await whileStartApplies(
+      async () => expect((await textFromPhone(p, "START", "SMrace-start1")).status).toBe(200),
+      async () => {
         stopStatus = (await textFromPhone(p, "STOP", "SMrace-stop2")).status;
-      return allow.call(this, channel, who, options);
-    });
-    try {
-      expect((await textFromPhone(p, "START", "SMrace-start1")).status).toBe(200);
-    } finally {
-      spy.mockRestore();
-    }
+      },
+    );
     expect(stopStatus).toBe(200);
     expect([
       await list.isSuppressed("sms", { address: PHONE }),
@@ -286,6 +289,85 @@ describe("a STOP the customer texted right after a START, posted while the START
       await list.isSuppressed("sms", { address: PHONE }),
       await list.isSuppressed("voice", { address: PHONE }),
     ]).toEqual([false, false]);
+  });
+});
+
+describe("a texted START while other opt-outs are handled", () => {
+  const ADMIN = "alice-token-0123456789";
+  /** The shop opts a number out by the admin API (as `followups opt-out --phone`). */
+  const adminOptOut = (p: PipelineHarness, body: Record<string, unknown>) =>
+    fetch(`${httpAddressOf(p)}/admin/v1/opt-outs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  /** A START from PHONE (answered 200), with `meanwhile` handled as it is applied. */
+  const startWhile = async (p: PipelineHarness, sid: string, meanwhile: () => Promise<void>) => {
+    const ran = await whileStartApplies(
+      async () => expect((await textFromPhone(p, "START", sid)).status).toBe(200),
+      meanwhile,
+    );
+    expect(ran).toBe(true);
+  };
+
+  it("opts the number back in when another number or customer opts out meanwhile", async () => {
+    pipeline = await startPipeline("start-while-others-opt-out");
+    const p = pipeline;
+    const list = new SuppressionList(p.redis, p.prefix);
+    const OTHER = "+442079460111";
+    await p.publisher.publish(
+      purchaseInput({
+        id: "evt-other",
+        orderId: "ord-other",
+        occurredAt: ago(1),
+        customer: { id: "cus-other", email: "other@example.com", phone: OTHER },
+      }) as never,
+    );
+    await eventProcessed(p, "evt-other");
+    expect((await textFromPhone(p, "STOP", "SMothers-stop")).status).toBe(200);
+    await startWhile(p, "SMothers-start", async () => {
+      const stop = await postTwilio(p, "/webhooks/twilio/inbound", {
+        From: OTHER,
+        Body: "STOP",
+        MessageSid: "SMothers-other-stop",
+      });
+      expect(stop.status).toBe(200);
+      await unsubscribeEvent(p, "unsub-other", { customerId: "cus-other", channels: "all" });
+    });
+    expect(await list.isSuppressed("sms", { address: OTHER })).toBe(true);
+    expect([
+      await list.isSuppressed("sms", { address: PHONE }),
+      await list.isSuppressed("voice", { address: PHONE }),
+    ]).toEqual([false, false]);
+  });
+
+  it("brings texts back when the number is opted out of calls only meanwhile, or after it was sent; the calls stay off", async () => {
+    pipeline = await startPipeline("start-while-calls-opted-out", {
+      env: { ADMIN_TOKENS: `alice:${ADMIN}` },
+    });
+    const p = pipeline;
+    const optedOut = () => phoneOptedOut(p);
+    expect((await textFromPhone(p, "STOP", "SMcalls-stop1")).status).toBe(200);
+    // The customer texts START and, on the phone to the shop at that moment, asks for no calls.
+    await startWhile(p, "SMcalls-start1", async () => {
+      expect((await adminOptOut(p, { phone: PHONE, channels: ["voice"] })).status).toBe(200);
+    });
+    expect(await optedOut()).toEqual([false, true]);
+
+    // A START whose first delivery failed half-way (Redis refused taking the number off the
+    // list: the set is briefly a string), an opt-out of calls only, then Twilio's retry of it.
+    expect((await textFromPhone(p, "STOP", "SMcalls-stop2")).status).toBe(200);
+    await startFailingHalfWay(p, "SMcalls-start2");
+    expect((await adminOptOut(p, { phone: PHONE, channels: ["voice"] })).status).toBe(200);
+    expect((await textFromPhone(p, "START", "SMcalls-start2")).status).toBe(200);
+    // Its word about texts was the customer's last: texts back, calls off.
+    expect(await optedOut()).toEqual([false, true]);
+
+    // A STOP handled while a START is applied still stands, for texts and calls.
+    await startWhile(p, "SMcalls-start3", async () => {
+      expect((await textFromPhone(p, "STOP", "SMcalls-stop3")).status).toBe(200);
+    });
+    expect(await optedOut()).toEqual([true, true]);
   });
 });
 

@@ -10,7 +10,7 @@ import { SuppressionList } from "../../src/store/suppression-list.js";
 import { WebhookReceipts } from "../../src/store/webhook-receipts.js";
 import { shippedRules, shippedTemplates } from "../support/fixtures.js";
 import { deleteKeysWithPrefix, uniquePrefix } from "../support/redis-namespace.js";
-import { replayWhileOptingOut } from "../support/replay-at-opt-out.js";
+import { replayWhileOptingOut, whileStartApplies } from "../support/replay-at-opt-out.js";
 
 /**
  * Keywords that change a number's subscription are applied in the order the customer sent them,
@@ -309,27 +309,13 @@ it("a STOP handled while a live START is being applied stands: the customer sent
   // The customer texts START and, a moment later, STOP again; Twilio posts both at once (two
   // replicas, or one handling both requests together). The STOP is handled while the START,
   // handled live on its first delivery, takes the number off the list.
-  const allow = SuppressionList.prototype.allow;
-  let stopped = false;
-  const spy = vi.spyOn(SuppressionList.prototype, "allow").mockImplementation(async function (
-    this: SuppressionList,
-    channel,
-    who,
-    options,
-  ) {
-    if (!stopped) {
-      stopped = true;
+  const stopped = await whileStartApplies(
+    () => feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-live-start" }),
+    async () =>
       expect(
         await feedback.inboundSms({ from: PHONE, body: "STOP", messageSid: "SM-later-stop" }),
-      ).toBe("opted-out");
-    }
-    return allow.call(this, channel, who, options);
-  });
-  try {
-    await feedback.inboundSms({ from: PHONE, body: "START", messageSid: "SM-live-start" });
-  } finally {
-    spy.mockRestore();
-  }
+      ).toBe("opted-out"),
+  );
   expect(stopped).toBe(true);
   // The customer's last word was the STOP: no texts, no calls.
   expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(true);

@@ -9,32 +9,57 @@ import { shippedRules } from "./fixtures.js";
 import type { PipelineHarness } from "./pipeline-harness.js";
 
 /**
- * Runs `replay` (a text handled from the webhook spool) at the moment the next opt-out notes its
- * time (SuppressionList.noteOptOutAt), before the note is written: the race between a replayed
- * START and an opt-out being written. `run` is the opt-out; true when the replay ran.
+ * Runs `run` with `meanwhile` called once, given the arguments, the first time `method` of a
+ * SuppressionList is called, before that call goes ahead. True when `meanwhile` ran.
  */
-export async function replayWhileOptingOut(
-  replay: (at: number) => Promise<unknown>,
+async function beforeFirstCall<M extends "noteOptOutAt" | "allow">(
+  method: M,
+  meanwhile: (...args: Parameters<SuppressionList[M]>) => Promise<unknown>,
   run: () => Promise<unknown>,
 ): Promise<boolean> {
-  const noteOptOutAt = SuppressionList.prototype.noteOptOutAt;
-  let replayed = false;
-  const spy = vi
-    .spyOn(SuppressionList.prototype, "noteOptOutAt")
-    .mockImplementation(async function (this: SuppressionList, who, at, scope) {
-      if (!replayed) {
-        replayed = true;
-        await replay(at);
-      }
-      // The scope too: an opt-out of offers only notes its own time, not that of everything.
-      return noteOptOutAt.call(this, who, at, scope);
-    });
+  const original = SuppressionList.prototype[method] as (...args: unknown[]) => Promise<unknown>;
+  let ran = false;
+  const spy = vi.spyOn(SuppressionList.prototype, method).mockImplementation(async function (
+    this: SuppressionList,
+    ...args: unknown[]
+  ) {
+    if (!ran) {
+      ran = true;
+      await meanwhile(...(args as Parameters<SuppressionList[M]>));
+    }
+    // Every argument passed on: an opt-out of offers only notes its own scope's time.
+    return original.apply(this, args);
+  } as never);
   try {
     await run();
   } finally {
     spy.mockRestore();
   }
-  return replayed;
+  return ran;
+}
+
+/**
+ * Runs `replay` (a text handled from the webhook spool) at the moment the next opt-out notes its
+ * time (SuppressionList.noteOptOutAt), before the note is written: the race between a replayed
+ * START and an opt-out being written. `run` is the opt-out; true when the replay ran.
+ */
+export function replayWhileOptingOut(
+  replay: (at: number) => Promise<unknown>,
+  run: () => Promise<unknown>,
+): Promise<boolean> {
+  return beforeFirstCall("noteOptOutAt", (_who, at) => replay(at), run);
+}
+
+/**
+ * Runs `meanwhile` once, at the moment `run` (a START being handled) first takes the number off a
+ * list (SuppressionList.allow), before it does: what is handled while a START is applied. True
+ * when `meanwhile` ran.
+ */
+export function whileStartApplies(
+  run: () => Promise<unknown>,
+  meanwhile: () => Promise<unknown>,
+): Promise<boolean> {
+  return beforeFirstCall("allow", () => meanwhile(), run);
 }
 
 /** Inbound texts handled as the worker does (no confirmation texts), on the pipeline's Redis. */
