@@ -63,13 +63,20 @@
  * Opt-in: only the whole message, spaces removed, being START or UNSTOP (Twilio's keywords,
  * unchanged). YES, Twilio's third, opts a suppressed number back in and is otherwise an answer to
  * the check-in ("Yes love it" is always a reply).
+ *
+ * Help: only the whole message, spaces removed, being HELP or INFO, Twilio's default help
+ * keywords, which it answers itself with the account's help message ("Help!", "info.", "H E L P",
+ * "ＨＥＬＰ"), or a message Twilio's Advanced Opt-Out marks `OptOutType=HELP` (the shop's own help
+ * keywords). No "please" around it: "Help please" and "Help! The screen went black" ask the shop,
+ * and are replies.
  */
 
 /**
  * `opt-in-if-suppressed`: YES. Twilio reads it as an opt-in, but to "Is all well?" it is an
  * answer: it opts a number back in only when the number is suppressed, and is a reply otherwise.
+ * `help`: HELP or INFO, which Twilio answers itself; neither a change of subscription nor a reply.
  */
-export type SmsKeyword = "opt-out" | "opt-in" | "opt-in-if-suppressed" | undefined;
+export type SmsKeyword = "opt-out" | "opt-in" | "opt-in-if-suppressed" | "help" | undefined;
 
 /** Opt-out keywords, as they read after normalisation. */
 const OPT_OUT_KEYWORDS = [
@@ -152,6 +159,8 @@ const REPEATED = /^(.+?)\1+$/u;
 const SIGNATURE =
   /^(?:sent (?:from|with|via) (?:my )?|enviado (?:desde|de|do) (?:mi |meu |o )?|envoye (?:de|depuis) (?:mon |ma )?|von meinem |gesendet von |inviato da |verzonden (?:met|vanaf|van) (?:mijn )?|get outlook for )/u;
 const OPT_IN_COMPACT = new Set(["start", "unstop"]);
+/** Twilio's default help keywords, as they read after normalisation, spaces removed. */
+const HELP_COMPACT = new Set(["help", "info"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
 const PICTOGRAPHS = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|\p{Emoji_Modifier}|\u20E3/gu;
@@ -467,6 +476,7 @@ export function smsKeyword(body: string): SmsKeyword {
   if (stopSignOptOut(body)) return "opt-out";
   if (OPT_IN_COMPACT.has(compact)) return "opt-in";
   if (compact === "yes") return "opt-in-if-suppressed";
+  if (HELP_COMPACT.has(compact)) return "help";
   const first = sentences[0] ?? "";
   if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return "opt-out";
   if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return "opt-out";
@@ -502,14 +512,25 @@ export function isTwilioOptOut(optOutType: string | undefined): boolean {
 }
 
 /**
+ * Whether Twilio's Advanced Opt-Out took an inbound SMS for a help request (`OptOutType=HELP`):
+ * its HELP and INFO and the help keywords the shop added to its Messaging Service.
+ */
+export function isTwilioHelp(optOutType: string | undefined): boolean {
+  return optOutType?.trim().toUpperCase() === "HELP";
+}
+
+/**
  * Classifies an inbound SMS as smsKeyword does, taking what Twilio's Advanced Opt-Out said of it
- * (isTwilioOptOut) for an opt-out whatever its words.
+ * (isTwilioOptOut) for an opt-out whatever its words, and a help request it marked (isTwilioHelp)
+ * for one unless its words are another keyword.
  */
 export function inboundSmsKeyword(message: {
   readonly body: string;
   readonly optOutType?: string;
 }): SmsKeyword {
-  return isTwilioOptOut(message.optOutType) ? "opt-out" : smsKeyword(message.body);
+  if (isTwilioOptOut(message.optOutType)) return "opt-out";
+  const keyword = smsKeyword(message.body);
+  return keyword === undefined && isTwilioHelp(message.optOutType) ? "help" : keyword;
 }
 
 /** Twilio's standard opt-out keywords, which it answers itself on long codes (Advanced Opt-Out). */

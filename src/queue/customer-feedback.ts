@@ -459,7 +459,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
 
     unsubscribe,
 
-    /** STOP/START keywords change the number's subscription; anything else is a reply. */
+    /**
+     * STOP/START keywords change the number's subscription; HELP and INFO, which Twilio answers
+     * itself, are left to it; anything else is a reply.
+     */
     async inboundSms(message: {
       from: string;
       body: string;
@@ -502,6 +505,15 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         await confirmOptOut(message);
         return "opted-out";
       }
+      /** Not applied, nor filed (logged why): handled in full, a copy changes nothing either. */
+      const ignored = async (why: string) => {
+        deps.logger.info({ messageSid: message.messageSid }, why);
+        await deps.receipts.remember(receipt);
+        return "ignored" as const;
+      };
+      // Twilio answered it with the account's help message: nothing for the owner to read.
+      if (keyword === "help")
+        return ignored("a help keyword (HELP, INFO): answered by Twilio, not filed as a reply");
       // YES opts back in only a number that opted out; to "Is all well?" it is an answer.
       const optIn =
         keyword === "opt-in" ||
@@ -525,14 +537,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         sentAt !== undefined
           ? await deps.suppressions.optedOutAfter({ address: message.from }, sentAt)
           : undefined;
-      if (later === "all") {
-        deps.logger.info(
-          { messageSid: message.messageSid },
+      if (later === "all")
+        return ignored(
           "an opt-in sent before the number's latest opt-out (replayed from the webhook spool, or delivered again): not applied",
         );
-        await deps.receipts.remember(receipt);
-        return "ignored";
-      }
       if (optIn) {
         // START resubscribes to texts, and to the calls a text STOP stopped; calls declined
         // another way (a 9 pressed on a call, an event) stay off.
@@ -556,14 +564,10 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
           }
           if (allowed) kept.push(channel);
         }
-        if (stale) {
-          deps.logger.info(
-            { messageSid: message.messageSid },
+        if (stale)
+          return ignored(
             "an opt-in sent before the number's latest opt-out (replayed from the webhook spool, delivered again, or an opt-out handled while it was applied): not applied",
           );
-          await deps.receipts.remember(receipt);
-          return "ignored";
-        }
         if (kept.length > 0)
           deps.logger.info(
             { messageSid: message.messageSid, kept },

@@ -67,6 +67,36 @@ async function publishTv(p: PipelineHarness, name: string, phone = PHONE): Promi
   );
 }
 
+/**
+ * A pipeline whose owners are alerted to unhappy replies, a TV bought by each of `buyers` (its
+ * name, then its phone) and its check-in text on file, so that texts from them are replies to it.
+ */
+async function checkInsOnFile(
+  label: string,
+  buyers: readonly (readonly [name: string, phone: string])[],
+): Promise<PipelineHarness> {
+  pipeline = await startPipeline(label, { startWorker: false });
+  const p = pipeline;
+  await withOwners(p.configDir, [ALERTED_OWNER]);
+  await p.startWorker();
+  for (const [name, phone] of buyers) await publishTv(p, name, phone);
+  await p.twilio.waitForMessages(buyers.length);
+  const suppressions = new SuppressionList(p.redis, p.prefix);
+  const references = new SmsReferences(p.redis, p.prefix);
+  for (const [, phone] of buyers) {
+    const member = await suppressions.addressMember(phone);
+    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
+  }
+  return p;
+}
+
+/** The texts of the replies filed on the check-in of `evt-<name>`. */
+async function replyTexts(p: PipelineHarness, name: string): Promise<string[]> {
+  const eventId = `evt-${name}`;
+  const replies = await p.stores.of(await p.shardOf(eventId)).replies.ofEvent(eventId);
+  return (replies.get("big-ticket.check-in") ?? []).map((reply) => reply.text);
+}
+
 describe("replies to a check-in", () => {
   it("keeps every reply with its own id, reads YES as an answer, and resolves a complaint once", async () => {
     pipeline = await startPipeline("replies");
@@ -214,16 +244,9 @@ describe("replies to a check-in", () => {
   it("files a reply that failed half-way, after it was appended, once when Twilio retries it: one reply, counted once, one alert", {
     timeout: 60_000,
   }, async () => {
-    pipeline = await startPipeline("replies-half-way", { startWorker: false });
-    const p = pipeline;
-    await withOwners(p.configDir, [ALERTED_OWNER]);
-    await p.startWorker();
     const startedAt = Date.now();
-    await publishTv(p, "half");
-    await p.twilio.waitForMessages(1);
+    const p = await checkInsOnFile("replies-half-way", [["half", PHONE]]);
     const references = new SmsReferences(p.redis, p.prefix);
-    const member = await new SuppressionList(p.redis, p.prefix).addressMember(PHONE);
-    await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
     const shard = await p.shardOf("evt-half");
     const repliesOf = async () =>
       (await p.stores.of(shard).replies.ofEvent("evt-half")).get("big-ticket.check-in") ?? [];
@@ -269,25 +292,13 @@ describe("opt-out words Twilio does not answer, and a question with CANCEL in it
   it("the stop sign and ALTO opt a number out of texts and calls, with our confirmation; 'Can I cancel my order?' is a reply the owner is alerted to", {
     timeout: 60_000,
   }, async () => {
-    pipeline = await startPipeline("replies-opt-out-words", { startWorker: false });
-    const p = pipeline;
     const other = "+447400654321";
-    await withOwners(p.configDir, [ALERTED_OWNER]);
-    await p.startWorker();
-    await publishTv(p, "words");
-    await publishTv(p, "alto", other);
-    await p.twilio.waitForMessages(2);
+    const p = await checkInsOnFile("replies-opt-out-words", [
+      ["words", PHONE],
+      ["alto", other],
+    ]);
     const suppressions = new SuppressionList(p.redis, p.prefix);
-    const references = new SmsReferences(p.redis, p.prefix);
-    for (const phone of [PHONE, other]) {
-      const member = await suppressions.addressMember(phone);
-      await eventually(async () => references.latestCheckIn(member), "the check-in to be on file");
-    }
-    const shard = await p.shardOf("evt-words");
-    const repliesOf = async () =>
-      (
-        (await p.stores.of(shard).replies.ofEvent("evt-words")).get("big-ticket.check-in") ?? []
-      ).map((reply) => reply.text);
+    const repliesOf = () => replyTexts(p, "words");
 
     // A question about the order with CANCEL inside it: a reply for the owner, no opt-out.
     const question = "The remote is broken. Can I cancel my order?";
@@ -312,5 +323,37 @@ describe("opt-out words Twilio does not answer, and a question with CANCEL in it
     expect(confirmations.map((m) => m.to).sort()).toEqual([PHONE, other].sort());
     // Neither is filed as a reply: the question stays the only one.
     expect(await repliesOf()).toEqual([question]);
+  });
+});
+
+describe("Twilio's help keywords", () => {
+  it("HELP and INFO (and a help keyword of the shop's Messaging Service) are not filed as replies nor alert the owners; help asked in words is a reply", {
+    timeout: 60_000,
+  }, async () => {
+    const p = await checkInsOnFile("replies-help-keywords", [["help", PHONE]]);
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    const repliesOf = () => replyTexts(p, "help");
+
+    // Twilio answers these itself with the account's help message.
+    expect(await sms(p, "HELP", "SMhelp1")).toBe(200);
+    expect(await sms(p, "info.", "SMhelp2")).toBe(200);
+    expect(await sms(p, "Help!\nSent from my iPhone", "SMhelp3")).toBe(200);
+    const aide = await postTwilio(p, "/webhooks/twilio/inbound", {
+      From: PHONE,
+      Body: "Aide",
+      MessageSid: "SMhelp4",
+      OptOutType: "HELP",
+    });
+    expect(aide.status).toBe(200);
+    expect(await repliesOf()).toEqual([]);
+    // Help asked of the shop in words reaches the owner, as any reply does.
+    const plea = "Help! The screen went black, 2/10";
+    expect(await sms(p, plea, "SMhelp5")).toBe(200);
+    expect(await repliesOf()).toEqual([plea]);
+    const [alert] = await p.sink.waitForMessages(1, 30_000);
+    expect(alert?.parsed.text).toContain(plea);
+    // Nothing sent from us in answer, and the number stays subscribed.
+    expect(p.twilio.messages).toHaveLength(1);
+    expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
   });
 });

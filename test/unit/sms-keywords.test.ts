@@ -331,7 +331,47 @@ const OPT_INS: readonly string[] = [
 /** YES: back in only if the number opted out; otherwise an answer to "Is all well?". */
 const YESES: readonly string[] = ["Yes", "YES!", "yes.", "Y E S"];
 
+/**
+ * Twilio's default help keywords, HELP and INFO, which Twilio answers itself with the account's
+ * help message: read as the STOP words are (the whole message, any case, punctuation, spacing,
+ * disguises and a phone's signature ignored).
+ */
+const HELPS: readonly string[] = [
+  "HELP",
+  "help",
+  "Help!",
+  "help?",
+  "INFO",
+  "Info.",
+  " info ",
+  "H E L P",
+  "ＨＥＬＰ",
+  "𝐈𝐍𝐅𝐎",
+  "help\u200b",
+  "HELP 🙂",
+  "Help\nSent from my iPhone",
+];
+
+/** Help asked of the owner in words: replies. */
+const HELP_REPLIES: readonly string[] = [
+  "Help! The screen went black",
+  "help please",
+  "Can you help?",
+  "More info on the warranty?",
+  "Info: the remote is broken",
+  "helpful, thanks",
+  "information",
+];
+
 describe("smsKeyword", () => {
+  it.each(HELPS)("%j is a help keyword", (body) => {
+    expect(smsKeyword(body)).toBe("help");
+  });
+
+  it.each(HELP_REPLIES)("%j asks the owner: a reply", (body) => {
+    expect(smsKeyword(body)).toBe(undefined);
+  });
+
   it.each(OPT_OUTS)("%j is an opt-out", (body) => {
     expect(smsKeyword(body)).toBe("opt-out");
   });
@@ -370,6 +410,13 @@ describe("what Twilio said of an inbound SMS", () => {
     [{ body: "All good thanks", optOutType: "START" }, undefined],
     [{ body: "Stop texting me", optOutType: "" }, "opt-out"],
     [{ body: "START", optOutType: "START" }, "opt-in"],
+    // A help keyword of Twilio's, or one the shop added to its Messaging Service ("Aide").
+    [{ body: "Aide", optOutType: "HELP" }, "help"],
+    [{ body: "Aide", optOutType: " help " }, "help"],
+    [{ body: "HELP", optOutType: "HELP" }, "help"],
+    [{ body: "help" }, "help"],
+    // Opting out wins over a help keyword (a STOP the shop also listed as help).
+    [{ body: "STOP", optOutType: "HELP" }, "opt-out"],
   ] as const)("%j → %j", (message, expected) => {
     expect(inboundSmsKeyword(message)).toBe(expected);
   });
