@@ -91,12 +91,44 @@ export async function runDemo(
     env.SMTP_URL
       ? "  email goes out through SMTP_URL"
       : `  messages due now are written to the outbox: ${path.resolve(env.OUTBOX_DIR)}`,
-    `  the console: ${consoleUrl}${existsSync(ADMIN_TOKEN_FILE) ? ` (sign in with the token in ${ADMIN_TOKEN_FILE})` : env.ADMIN_TOKENS ? " (sign in with an ADMIN_TOKENS token)" : " (set ADMIN_TOKENS to switch it on)"}`,
+    `  the console: ${consoleUrl} (${consoleNote(await consoleState(listening))})`,
     `  a customer's timeline: followups customer ${id("ana")}`,
     "  what is coming: followups schedule",
   );
   io.out(`${lines.join("\n")}\n`);
   return EXIT.ok;
+}
+
+/** How long the demo waits for the worker's console to answer. */
+const CONSOLE_PROBE_MS = 2_000;
+
+/**
+ * Whether the console of the worker listening at `address` is on (it answers `/console`: a
+ * sign-in page, a redirect, a 503 while Redis is away) or off (404: the worker has no
+ * ADMIN_TOKENS); undefined when no worker said where it listens, or it did not answer.
+ */
+async function consoleState(address: string | undefined): Promise<"on" | "off" | undefined> {
+  if (address === undefined) return undefined;
+  try {
+    const response = await fetch(`${address}/console`, {
+      redirect: "manual",
+      signal: AbortSignal.timeout(CONSOLE_PROBE_MS),
+    });
+    await response.body?.cancel();
+    return response.status === 404 ? "off" : "on";
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the demo says of the console, as the worker's answer has it (consoleState). */
+function consoleNote(state: "on" | "off" | undefined): string {
+  if (state === "off")
+    return "off on that worker: set ADMIN_TOKENS in the worker's environment to switch it on";
+  // An embedded deployment's worker takes its token from the file (embeddedAdminToken).
+  if (existsSync(ADMIN_TOKEN_FILE)) return `sign in with the token in ${ADMIN_TOKEN_FILE}`;
+  if (state === "on") return "sign in with one of the worker's ADMIN_TOKENS tokens";
+  return "a worker started with ADMIN_TOKENS serves it";
 }
 
 /** The first address a running worker renewed (StoreKeys.httpAddresses), if any holds still. */

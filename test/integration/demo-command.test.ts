@@ -33,6 +33,7 @@ describe("followups demo", () => {
     Object.assign(process.env, {
       ...p.commandEnv,
       OUTBOX_DIR: p.outboxDir,
+      ADMIN_TOKENS: "alice:alice-token-0123456789",
     });
     const io = captureIo();
     expect(await runDemo({ config: p.configDir }, io)).toBe(0);
@@ -48,6 +49,8 @@ describe("followups demo", () => {
     expect(listening).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(listening).not.toMatch(/:8080$/);
     expect(out).toContain(`  the console: ${listening}/console `);
+    // The worker has no ADMIN_TOKENS: its console is off, whatever this command's environment has.
+    expect(out).toContain("off on that worker: set ADMIN_TOKENS in the worker's environment");
 
     // Ana's check-in text, the laptop offer and Priya's thank-you go out at once.
     await p.twilio.waitForMessages(1);
@@ -84,5 +87,21 @@ describe("followups demo", () => {
     const again = captureIo();
     expect(await runDemo({ config: p.configDir }, again)).toBe(0);
     expect(again.output()).not.toContain(`run ${run}`);
+  });
+
+  it("says the console is on, with the worker's ADMIN_TOKENS, when the worker it found has it on and this command's environment has no ADMIN_TOKENS", async () => {
+    pipeline = await startPipeline("demo-console-on", {
+      env: { ADMIN_TOKENS: "alice:alice-token-0123456789" },
+    });
+    const p = pipeline;
+    Object.assign(process.env, { ...p.commandEnv, OUTBOX_DIR: p.outboxDir });
+    delete process.env.ADMIN_TOKENS;
+    const io = captureIo();
+    expect(await runDemo({ config: p.configDir }, io)).toBe(0);
+    const out = io.output();
+    expect(out).toContain(
+      `  the console: ${p.worker?.httpAddress}/console (sign in with one of the worker's ADMIN_TOKENS tokens)`,
+    );
+    expect(out).not.toContain("switch it on");
   });
 });
