@@ -168,6 +168,7 @@ describe("the store's Lua scripts", () => {
       "add-reply",
       "add-spend",
       "adoptable-call",
+      "advance-report-mark",
       "allow",
       "begin-walk",
       "claim-alerts",
@@ -224,6 +225,7 @@ describe("the store's Lua scripts", () => {
       "update-step",
     ]);
     expect(EMBEDDED_SCRIPTS["claim-step"].numberOfKeys).toBe(4);
+    expect(EMBEDDED_SCRIPTS["advance-report-mark"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["replace-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
