@@ -3,11 +3,29 @@ import { z } from "zod";
 import { cutText } from "../domain/cut-text.js";
 import { formatPath } from "../domain/events.js";
 import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
+import { SIGNED_UNSUBSCRIBE_TOKEN_LENGTH } from "../domain/unsubscribe-token.js";
+import { UNSUBSCRIBE_PATH } from "./public-paths.js";
 
 /**
  * The worker's environment, validated once at start so a missing or malformed variable is named
  * before anything connects. The README's configuration table documents the same variables.
  */
+
+/**
+ * The longest PUBLIC_URL (without trailing slashes) a marketing email's unsubscribe link can be
+ * built on: nodemailer puts the link on a `List-Unsubscribe` header line of its own,
+ * ` <PUBLIC_URL/unsubscribe/<token>?lang=<language>>,`, which RFC 5322 bounds at 998 characters (a
+ * relay may break a longer line, which breaks the DKIM signature and the one-click unsubscribe).
+ * A language is a BCP 47 language subtag, at most 8 letters.
+ */
+export const MAX_PUBLIC_URL_LENGTH =
+  998 -
+  " <".length -
+  `${UNSUBSCRIBE_PATH}/`.length -
+  SIGNED_UNSUBSCRIBE_TOKEN_LENGTH -
+  "?lang=".length -
+  8 -
+  ">,".length;
 
 const url = (what: string, protocols: readonly string[]) =>
   z.string().refine(
@@ -359,6 +377,10 @@ const envFields = z.object({
       .refine((text) => !/[?#]/.test(text), {
         error:
           "expected a base URL without a query string or fragment (? or #), such as https://followups.shop.example",
+      })
+      .refine((text) => text.replace(/\/+$/, "").length <= MAX_PUBLIC_URL_LENGTH, {
+        error: (issue) =>
+          `expected at most ${MAX_PUBLIC_URL_LENGTH} characters (${String(issue.input).replace(/\/+$/, "").length} given): an unsubscribe link built on it would make a List-Unsubscribe header line longer than the 998 characters RFC 5322 allows`,
       })
       .optional(),
   ),

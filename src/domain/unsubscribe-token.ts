@@ -63,6 +63,10 @@ const base64urlLength = (bytes: number) => Math.ceil((bytes * 8) / 6);
 export const MAX_UNSUBSCRIBE_TOKEN_LENGTH =
   base64urlLength(2 + ADDRESS_HASH_BYTES + MAX_CUSTOMER_ID_BYTES) + 1 + base64urlLength(MAC_BYTES);
 
+/** The longest token `signUnsubscribeToken` signs (version 4: the address's hash too): 69 characters. */
+export const SIGNED_UNSUBSCRIBE_TOKEN_LENGTH =
+  base64urlLength(2 + 2 * ADDRESS_HASH_BYTES) + 1 + base64urlLength(MAC_BYTES);
+
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 

@@ -1,7 +1,10 @@
+import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import { afterEach, describe, expect, it } from "vitest";
+import { mailOptions } from "../../src/channels/mail-options.js";
 import { commandEnv } from "../../src/cli/command-redis.js";
 import { withEmbeddedRedis } from "../../src/cli/worker-command.js";
 import { readEnv } from "../../src/config/env.js";
+import { listUnsubscribeHeaders, unsubscribeUrl } from "../../src/templates/unsubscribe-link.js";
 
 describe("REPLY_TO", () => {
   it("accepts an email address", () => {
@@ -434,4 +437,54 @@ describe("PUBLIC_URL", () => {
       });
     },
   );
+});
+
+describe("PUBLIC_URL's length", () => {
+  /** The header lines of a marketing email whose unsubscribe link is built on `publicUrl`. */
+  const headerLinesOn = async (publicUrl: string): Promise<string[]> => {
+    const hash = "A".repeat(22);
+    // The longest language a link names: a BCP 47 language subtag of 8 letters.
+    const url = unsubscribeUrl(publicUrl, "x".repeat(16), hash, "email", hash, "abcdefgh");
+    const options = mailOptions(
+      {
+        channel: "email",
+        followUpId: "fu-long-public-url",
+        to: "customer@shop.example",
+        subject: "An offer",
+        text: "Text",
+        headers: listUnsubscribeHeaders({ url, mailto: "unsubscribe@shop.example" }),
+      },
+      "shop@shop.example",
+      "shop.example",
+    );
+    const raw = await new MailComposer(options).compile().build();
+    return raw.toString().slice(0, raw.indexOf("\r\n\r\n")).split("\r\n");
+  };
+  const base = (length: number) => {
+    const start = "https://followups.shop.example/";
+    return `${start}${"p".repeat(length - start.length)}`;
+  };
+
+  it("accepts the longest base URL whose unsubscribe links keep every header line within RFC 5322's 998 characters", async () => {
+    const longest = base(898);
+    const result = readEnv({ PUBLIC_URL: longest });
+    expect(result.ok && result.env.PUBLIC_URL).toBe(longest);
+    // A trailing slash is not part of the links.
+    expect(readEnv({ PUBLIC_URL: `${longest}/` }).ok).toBe(true);
+    const lines = await headerLinesOn(longest);
+    expect(lines.some((line) => line.includes("/unsubscribe/"))).toBe(true);
+    expect(Math.max(...lines.map((line) => line.length))).toBe(998);
+  });
+
+  it("refuses a base URL one character longer at start, naming the bound and why", async () => {
+    const longer = base(899);
+    // Such a link would be a header line of 999 characters: a relay may break it.
+    expect(Math.max(...(await headerLinesOn(longer)).map((line) => line.length))).toBe(999);
+    expect(readEnv({ PUBLIC_URL: longer })).toEqual({
+      ok: false,
+      problems: [
+        "PUBLIC_URL: expected at most 898 characters (899 given): an unsubscribe link built on it would make a List-Unsubscribe header line longer than the 998 characters RFC 5322 allows",
+      ],
+    });
+  });
 });
