@@ -706,6 +706,8 @@ async function startWorkerWith(
     worker.on("failed", recordStalledTooOften(deps));
     return worker;
   });
+  const reportMarks = new ReportMarks(redis, prefix);
+  const forgetReportMark = { forget: (id: string) => reportMarks.forget(id) };
   const reportWorker = new Worker(
     OWNER_REPORTS_QUEUE,
     createOwnerReportProcessor({
@@ -715,7 +717,7 @@ async function startWorkerWith(
       metrics,
       logger,
       nextRun: async (id) => Number((await reports.getJobScheduler(id))?.next),
-      marks: new ReportMarks(redis, prefix),
+      marks: reportMarks,
     }),
     {
       ...workerSettings,
@@ -757,7 +759,11 @@ async function startWorkerWith(
     },
   );
   // Failing (or stopped by a signal), it leaves nothing open: closed with the workers below.
-  const schedulersSynced = syncReportSchedulers(reports, config.rules.owners).then(
+  const schedulersSynced = syncReportSchedulers(
+    reports,
+    config.rules.owners,
+    forgetReportMark,
+  ).then(
     () => undefined,
     (error: unknown) => error,
   );
@@ -1135,11 +1141,12 @@ async function startWorkerWith(
       logger.info({ previousVersion, version: config.version }, "config reloaded");
       replanIfNewest();
       // The new config is in force whatever becomes of the owners' report schedules.
-      await syncReportSchedulers(reports, config.rules.owners).catch((error: unknown) =>
-        logger.error(
-          { err: error, version: config.version },
-          "owner report schedules not updated to the reloaded config; they are at the next reload or start",
-        ),
+      await syncReportSchedulers(reports, config.rules.owners, forgetReportMark).catch(
+        (error: unknown) =>
+          logger.error(
+            { err: error, version: config.version },
+            "owner report schedules not updated to the reloaded config; they are at the next reload or start",
+          ),
       );
     }
     return true;

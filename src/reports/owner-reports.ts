@@ -234,12 +234,13 @@ export const REPORT_QUEUE_SETTINGS = { repeatStrategy: reportRepeatStrategy };
 /**
  * Makes the report schedulers match the owners in the rules: one per owner at their local time
  * (reportRepeatStrategy, so DST is handled, with REPORT_QUEUE_SETTINGS on the queue), stale ones
- * removed. Safe to run from every worker.
+ * removed, with where the owner's last report ended (`forget`): an owner added again later is
+ * owed no report of the days they were not one. Safe to run from every worker.
  */
 export async function syncReportSchedulers(
   queue: Queue,
   owners: readonly Owner[],
-  options: { startDate?: number } = {},
+  options: { startDate?: number; forget?: (ownerId: string) => Promise<void> } = {},
 ): Promise<void> {
   const wanted = new Map(owners.map((owner) => [ownerSchedulerId(owner), owner]));
   for (const [id, owner] of wanted) {
@@ -277,7 +278,10 @@ export async function syncReportSchedulers(
     );
   }
   for (const scheduler of await queue.getJobSchedulers(0, -1)) {
-    if (scheduler.key && !wanted.has(scheduler.key)) await queue.removeJobScheduler(scheduler.key);
+    if (scheduler.key && !wanted.has(scheduler.key)) {
+      await queue.removeJobScheduler(scheduler.key);
+      await options.forget?.(scheduler.key);
+    }
   }
 }
 

@@ -516,6 +516,14 @@ export class StoreKeys {
     return `${this.global}report-mark:${ownerId}`;
   }
 
+  /**
+   * The token of the scheduled report run of an owner (by scheduler id) that is working out and
+   * sending their report, while it does (store/report-marks.ts): one at a time.
+   */
+  reportMarkLease(ownerId: string): string {
+    return `${this.global}report-mark:${ownerId}:lease`;
+  }
+
   /** Every ledger, global and per shard, as the key of one of its hours: readers add them up. */
   ledgers(): readonly ((hour: number) => string)[] {
     const shards = Array.from({ length: this.shards }, (_, n) => this.ofShard(n));

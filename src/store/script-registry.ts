@@ -219,8 +219,23 @@ export interface StoreCommands {
     keepHourMs: number,
     ...fields: string[]
   ): Promise<number>;
+  /** claim-report-mark.lua */
+  fuClaimReportMark(
+    markKey: string,
+    leaseKey: string,
+    token: string,
+    leaseMs: number,
+    since: string,
+    keepMs: number,
+  ): Promise<[1, string] | [0, number]>;
   /** advance-report-mark.lua */
-  fuAdvanceReportMark(markKey: string, until: string, keepMs: number): Promise<number>;
+  fuAdvanceReportMark(
+    markKey: string,
+    leaseKey: string,
+    until: string,
+    keepMs: number,
+    token: string,
+  ): Promise<number>;
   /** count-first-outcome.lua */
   fuCountFirstOutcome(
     receiptKey: string,
@@ -428,6 +443,7 @@ const COMMAND_OF: Readonly<Record<keyof typeof EMBEDDED_SCRIPTS, keyof StoreComm
   "claim-event-id": "fuClaimEventId",
   "count-once": "fuCountOnce",
   "advance-report-mark": "fuAdvanceReportMark",
+  "claim-report-mark": "fuClaimReportMark",
   "count-first-outcome": "fuCountFirstOutcome",
   "count-in-record": "fuCountInRecord",
   "redeem-code": "fuRedeemCode",

@@ -34,6 +34,16 @@ interface Schedule {
   readonly time: string;
 }
 
+/** Daily reports in a zone, at the hour of `at`. */
+const dailyIn =
+  (zone: string) =>
+  (at: DateTime): Schedule => ({
+    timezone: zone,
+    frequency: "daily",
+    weekday: 1,
+    time: at.toFormat("HH:00"),
+  });
+
 /** A zone where it is not yet 22:00, so that two hours from now is still today there. */
 function zoneBefore22(): string {
   const zones = ["Europe/London", "Asia/Tokyo"];
@@ -47,11 +57,11 @@ const queueOf = (p: PipelineHarness, settings = {}) =>
     ...settings,
   });
 
-/** The rules' owner (with the worker running: once it has reloaded them). */
-async function setOwner(p: PipelineHarness, s: Schedule): Promise<void> {
+/** The rules' owner, or none (with the worker running: once it has reloaded them). */
+async function setOwner(p: PipelineHarness, s: Schedule | undefined): Promise<void> {
   const file = path.join(p.configDir, "rules.yaml");
   const doc = parseDocument(await readFile(file, "utf8"));
-  const owner = {
+  const owner = s && {
     name: "Maria Owner",
     email: EMAIL,
     timezone: s.timezone,
@@ -59,7 +69,7 @@ async function setOwner(p: PipelineHarness, s: Schedule): Promise<void> {
     time: s.time,
     ...(s.frequency === "weekly" && { day: DAYS[s.weekday - 1] }),
   };
-  doc.setIn(["owners"], doc.createNode([owner]));
+  doc.setIn(["owners"], doc.createNode(owner ? [owner] : []));
   doc.setIn(["shop", "name"], "Corner Electronics");
   const version = p.worker?.configVersion();
   await writeFile(file, doc.toString());
@@ -96,8 +106,9 @@ async function ended(p: PipelineHarness, jobId: string, promoting = false): Prom
   try {
     return await eventually(
       async () => {
+        // The state first, then the job: a job read before it failed would show one attempt less.
+        const state = await queue.getJobState(jobId);
         const job = await queue.getJob(jobId);
-        const state = await job?.getState();
         if (state === "delayed" && promoting) await job?.promote();
         if (state === "completed") return { state, result: job?.returnvalue };
         if (state === "failed") return { state, attempts: job?.attemptsMade };
@@ -209,12 +220,7 @@ describe("owners' reports cover the days since the last report sent", () => {
     const now = DateTime.now().setZone(zone);
     const today = now.startOf("day");
     const later = now.plus({ hours: 2 }).startOf("hour");
-    const daily = (at: DateTime): Schedule => ({
-      timezone: zone,
-      frequency: "daily",
-      weekday: 1,
-      time: at.toFormat("HH:00"),
-    });
+    const daily = dailyIn(zone);
     await setOwner(p, daily(later));
     await p.startWorker();
     // Yesterday's run (the owner's first) fails at each of its six attempts: dropped.
@@ -279,5 +285,37 @@ describe("owners' reports cover the days since the last report sent", () => {
     const mails = await p.sink.waitForMessages(2);
     const since = DateTime.fromISO(reported.toISODate() ?? "", { zone: inLa.timezone });
     expect(mails[1]?.parsed.subject).toBe(subject(inLa.timezone, since, la.startOf("day")));
+  });
+
+  it("an owner removed from the rules and added again gets the days since they were added, not since their last report", async () => {
+    pipeline = await startPipeline("report-owner-readded", { startWorker: false });
+    const p = pipeline;
+    const zone = zoneBefore22();
+    const now = DateTime.now().setZone(zone);
+    const today = now.startOf("day");
+    const later = now.plus({ hours: 2 }).startOf("hour");
+    const daily = dailyIn(zone);
+    // Weekly on the weekday three days ago: that run covers the 7 days before it ...
+    const first = later.minus({ days: 3 });
+    const weekly: Schedule = { ...daily(later), frequency: "weekly", weekday: first.weekday };
+    await setOwner(p, weekly);
+    await p.startWorker();
+    expect(await runDue(p, weekly, first)).toMatchObject({ state: "completed" });
+    const [mail] = await p.sink.waitForMessages(1);
+    expect(mail?.parsed.subject).toBe(
+      subject(zone, today.minus({ days: 10 }), today.minus({ days: 3 })),
+    );
+    // ... then the owner is removed from the rules (no reports meanwhile), and added again,
+    // daily: their first run covers its own day, not the days they were no owner.
+    await setOwner(p, undefined);
+    const removed = queueOf(p);
+    expect(await removed.getJobScheduler(ID)).toBeUndefined();
+    await removed.close();
+    await setOwner(p, daily(now));
+    expect(await runDue(p, daily(now), now.startOf("hour"))).toMatchObject({
+      state: "completed",
+    });
+    const mails = await p.sink.waitForMessages(2);
+    expect(mails[1]?.parsed.subject).toBe(subject(zone, today.minus({ days: 1 }), today));
   });
 });

@@ -174,6 +174,7 @@ describe("the store's Lua scripts", () => {
       "claim-alerts",
       "claim-bucket",
       "claim-event-id",
+      "claim-report-mark",
       "claim-step",
       "close-thank-you",
       "count-first-outcome",
@@ -251,6 +252,8 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["begin-walk"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["claim-alerts"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["finish-alerts"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["claim-report-mark"].numberOfKeys).toBe(2);
+    expect(EMBEDDED_SCRIPTS["advance-report-mark"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["swap-call"].numberOfKeys).toBeUndefined();
     expect(EMBEDDED_SCRIPTS["adoptable-call"].numberOfKeys).toBeUndefined();
   });

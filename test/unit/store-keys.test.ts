@@ -139,6 +139,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "eventRecords",
         "httpAddresses",
         "reportMark",
+        "reportMarkLease",
       ].includes(name),
   );
   const keyOf = (name: string): string => {
