@@ -64,11 +64,13 @@
  * unchanged). YES, Twilio's third, opts a suppressed number back in and is otherwise an answer to
  * the check-in ("Yes love it" is always a reply).
  *
- * Help: only the whole message, spaces removed, being HELP or INFO, Twilio's default help
- * keywords, which it answers itself with the account's help message ("Help!", "info.", "H E L P",
- * "ＨＥＬＰ"), or a message Twilio's Advanced Opt-Out marks `OptOutType=HELP` (the shop's own help
- * keywords). No "please" around it: "Help please" and "Help! The screen went black" ask the shop,
- * and are replies.
+ * Help: only the whole message being the one word HELP or INFO, Twilio's default help keywords,
+ * as Twilio reads them and answers them itself with the account's help message ("Help!", "info.",
+ * "ＨＥＬＰ": any case, fullwidth or styled letters, surrounding spaces and punctuation), or a
+ * message Twilio's Advanced Opt-Out marks `OptOutType=HELP` (the shop's own help keywords). Not
+ * read as generously as the STOP words: a help keyword is not filed, so one Twilio does not answer
+ * ("HELP 😡", "H E L P", "Help" and a phone's signature: not a single word) would reach no one, and
+ * is a reply. "Help please" and "Help! The screen went black" ask the shop, and are replies.
  */
 
 /**
@@ -159,8 +161,8 @@ const REPEATED = /^(.+?)\1+$/u;
 const SIGNATURE =
   /^(?:sent (?:from|with|via) (?:my )?|enviado (?:desde|de|do) (?:mi |meu |o )?|envoye (?:de|depuis) (?:mon |ma )?|von meinem |gesendet von |inviato da |verzonden (?:met|vanaf|van) (?:mijn )?|get outlook for )/u;
 const OPT_IN_COMPACT = new Set(["start", "unstop"]);
-/** Twilio's default help keywords, as they read after normalisation, spaces removed. */
-const HELP_COMPACT = new Set(["help", "info"]);
+/** Twilio's default help keywords, which it answers itself with the account's help message. */
+const TWILIO_HELP = new Set(["HELP", "INFO"]);
 
 const APOSTROPHES = /['’‘ʼ`´＇]/gu;
 const PICTOGRAPHS = /\p{Extended_Pictographic}|\p{Emoji_Presentation}|\p{Emoji_Modifier}|\u20E3/gu;
@@ -476,7 +478,7 @@ export function smsKeyword(body: string): SmsKeyword {
   if (stopSignOptOut(body)) return "opt-out";
   if (OPT_IN_COMPACT.has(compact)) return "opt-in";
   if (compact === "yes") return "opt-in-if-suppressed";
-  if (HELP_COMPACT.has(compact)) return "help";
+  if (TWILIO_HELP.has(twilioWord(body))) return "help";
   const first = sentences[0] ?? "";
   if (LEADING_KEYWORD.test(first) && !OTHER_SENSE.test(first)) return "opt-out";
   if (sentences.some((sentence) => KEYWORD_SENTENCE.test(sentence))) return "opt-out";
@@ -546,14 +548,21 @@ const PROVIDER_CONFIRMED = new Set([
 ]);
 
 /**
+ * The message as Twilio reads it for its keywords: the whole of it, any case, surrounding spaces
+ * and punctuation ignored.
+ */
+function twilioWord(body: string): string {
+  return body
+    .normalize("NFKC")
+    .replace(/^[\s\p{P}]+|[\s\p{P}]+$/gu, "")
+    .toUpperCase();
+}
+
+/**
  * Whether the provider confirms this opt-out itself: the whole message is one of its standard
  * keywords (any case, surrounding spaces and punctuation ignored). Other wording ("please stop
  * texting me") only we recognise, so only we can confirm it.
  */
 export function isProviderConfirmedOptOut(body: string): boolean {
-  const word = body
-    .normalize("NFKC")
-    .replace(/^[\s\p{P}]+|[\s\p{P}]+$/gu, "")
-    .toUpperCase();
-  return PROVIDER_CONFIRMED.has(word);
+  return PROVIDER_CONFIRMED.has(twilioWord(body));
 }

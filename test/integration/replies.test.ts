@@ -337,7 +337,7 @@ describe("Twilio's help keywords", () => {
     // Twilio answers these itself with the account's help message.
     expect(await sms(p, "HELP", "SMhelp1")).toBe(200);
     expect(await sms(p, "info.", "SMhelp2")).toBe(200);
-    expect(await sms(p, "Help!\nSent from my iPhone", "SMhelp3")).toBe(200);
+    expect(await sms(p, "ＨＥＬＰ", "SMhelp3")).toBe(200);
     const aide = await postTwilio(p, "/webhooks/twilio/inbound", {
       From: PHONE,
       Body: "Aide",
@@ -355,5 +355,21 @@ describe("Twilio's help keywords", () => {
     // Nothing sent from us in answer, and the number stays subscribed.
     expect(p.twilio.messages).toHaveLength(1);
     expect(await suppressions.isSuppressed("sms", { address: PHONE })).toBe(false);
+  });
+});
+
+describe("what only looks like a help keyword", () => {
+  it("HELP with an emoji, or with a phone's signature, is no message Twilio answers: a reply the owner is alerted to", {
+    timeout: 60_000,
+  }, async () => {
+    const p = await checkInsOnFile("replies-help-lookalikes", [["plea", PHONE]]);
+    const repliesOf = () => replyTexts(p, "plea");
+    const angry = "HELP 😡";
+    const signed = "Help\nSent from my iPhone";
+    expect(await sms(p, angry, "SMplea1")).toBe(200);
+    expect(await sms(p, signed, "SMplea2")).toBe(200);
+    expect(await repliesOf()).toEqual([angry, signed]);
+    const [alert] = await p.sink.waitForMessages(1, 30_000);
+    expect(alert?.parsed.text).toContain(angry);
   });
 });

@@ -333,8 +333,8 @@ const YESES: readonly string[] = ["Yes", "YES!", "yes.", "Y E S"];
 
 /**
  * Twilio's default help keywords, HELP and INFO, which Twilio answers itself with the account's
- * help message: read as the STOP words are (the whole message, any case, punctuation, spacing,
- * disguises and a phone's signature ignored).
+ * help message: the whole message one word, as Twilio reads its keywords (any case, fullwidth or
+ * styled letters, surrounding spaces and punctuation ignored: isProviderConfirmedOptOut's reading).
  */
 const HELPS: readonly string[] = [
   "HELP",
@@ -344,16 +344,22 @@ const HELPS: readonly string[] = [
   "INFO",
   "Info.",
   " info ",
-  "H E L P",
   "ＨＥＬＰ",
   "𝐈𝐍𝐅𝐎",
-  "help\u200b",
-  "HELP 🙂",
-  "Help\nSent from my iPhone",
 ];
 
-/** Help asked of the owner in words: replies. */
+/**
+ * Help asked of the owner in words: replies. And what only looks like HELP or INFO but is not the
+ * single word Twilio answers (an emoji beside it, spaced letters, a phone's signature): Twilio
+ * sends no help message for it, so, not filed either, it would reach no one ("HELP 😡").
+ */
 const HELP_REPLIES: readonly string[] = [
+  "HELP 😡",
+  "help 😭😭",
+  "HELP 🙂",
+  "H E L P",
+  "Help\nSent from my iPhone",
+  "INFO\nSent from my iPhone",
   "Help! The screen went black",
   "help please",
   "Can you help?",
