@@ -226,7 +226,6 @@ describe("the store's Lua scripts", () => {
       "update-step",
     ]);
     expect(EMBEDDED_SCRIPTS["claim-step"].numberOfKeys).toBe(4);
-    expect(EMBEDDED_SCRIPTS["advance-report-mark"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["claim-bucket"].numberOfKeys).toBe(3);
     expect(EMBEDDED_SCRIPTS["replace-purchase"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["schedule-steps"].numberOfKeys).toBeUndefined();
