@@ -24,7 +24,8 @@ import type { EventInShard } from "./locate-event.js";
 /**
  * The right to erasure. Everything personal about a customer goes: the stored purchases and what
  * the step records say (provider ids, reasons, replies), their history, the address and order
- * indexes, cap windows, SMS references, replies, the jobs that carry their events or steps, and
+ * indexes, cap windows, SMS references, replies (and their entries in the indexes of replies and
+ * of texts a final SMS status failed), the jobs that carry their events or steps, and
  * the outbox files addressed to them. Pending steps are cancelled first (counted, reason `erased`).
  * What stays is anonymous: aggregate counts, step states, opt-outs as keyed hashes (an erased
  * customer who opted out stays opted out), and a keyed hash of the customer with the time of the
@@ -256,6 +257,12 @@ export function createEraser(deps: EraseDeps) {
       return of === shard && eventIds.has(lines[0] ?? "");
     });
     if (theirs.length > 0) await deps.redis.zrem(keys.replies(), ...theirs);
+    // Their steps a final SMS status failed (`<eventId>/<stepId>`, kept 30 days): an event id may
+    // say who bought, and `followups failed` would list them still (their step stays failed).
+    const failedTexts = (await store.smsStatusFailures())
+      .map(({ ref }) => ref)
+      .filter((ref) => eventIds.has(ref.slice(0, ref.lastIndexOf("/"))));
+    if (failedTexts.length > 0) await deps.redis.zrem(keys.smsStatusFailures(), ...failedTexts);
     await deps.customers.forget(customerId, [...addresses]);
     const optOutsKept = await countOptOuts(deps, customerId);
     await deps.suppressions.hashCustomerEntries(customerId, [...addresses]);

@@ -3,6 +3,7 @@ import path from "node:path";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
+import { runErase } from "../../src/cli/erase-command.js";
 import { runFailed } from "../../src/cli/failed-command.js";
 import { runOrder } from "../../src/cli/order-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
@@ -672,3 +673,17 @@ it.each(["canceled", "failed"])(
     expect(await slots()).toEqual([]);
   },
 );
+
+it("an erasure takes the customer's texts off the list of those a final SMS status failed: no event id of theirs stays there, and followups failed lists nothing of them", async () => {
+  pipeline = await startPipeline("sms-failed-erased");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  await post(p, sid, "failed", "30001");
+  expect((await failedListing(p)).failed).toMatchObject([{ ref: REF }]);
+  Object.assign(process.env, p.commandEnv);
+  const io = captureIo();
+  expect(await runErase("cus-1", { config: p.configDir, json: true }, io)).toBe(0);
+  const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards));
+  expect(await p.redis.zrange(keys.smsStatusFailures(), 0, -1)).toEqual([]);
+  expect((await failedListing(p)).failed).toEqual([]);
+});
