@@ -242,6 +242,10 @@ export class ReshardKeys {
           await this.moveReplanNotes(key, kind, placement, newTags.has(tag));
           return;
         }
+        if (kind === "smsfailed") {
+          await this.moveSmsFailures(key, placement);
+          return;
+        }
         const to = this.destinations(kind, rest, placement, newTags.has(tag));
         if (to === undefined) return;
         if (to === "fold") {
@@ -322,6 +326,31 @@ export class ReshardKeys {
     for (const [target, moved] of byShard) {
       await this.laterExpiry(this.redis.multi().hset(target, moved), target, ttl).exec();
       await this.redis.hdel(key, ...Object.keys(moved));
+    }
+  }
+
+  /**
+   * Moves the steps a final SMS status failed (`smsfailed`: `<eventId>/<stepId>` by when, which
+   * `followups failed` lists from each shard's records) to their purchases' new shards, each
+   * with its time and the later expiry of the two sets; an entry is taken off the old set once
+   * it is written to the new one, so a run after a crash moves the rest.
+   */
+  private async moveSmsFailures(key: string, placement: EventPlacement): Promise<void> {
+    const [entries, ttl] = await Promise.all([
+      this.redis.zrange(key, "0", "-1", "WITHSCORES"),
+      this.redis.pttl(key),
+    ]);
+    const byShard = new Map<string, (string | number)[]>();
+    for (let i = 0; i + 1 < entries.length; i += 2) {
+      const ref = entries[i] ?? "";
+      const eventId = ref.slice(0, ref.lastIndexOf("/"));
+      const target = `${this.toTags[placement.ofHash(idHash(eventId)) ?? 0]}:fu:smsfailed`;
+      if (target === key) continue;
+      byShard.set(target, [...(byShard.get(target) ?? []), Number(entries[i + 1]), ref]);
+    }
+    for (const [target, moved] of byShard) {
+      await this.laterExpiry(this.redis.multi().zadd(target, ...moved), target, ttl).exec();
+      await this.redis.zrem(key, ...moved.filter((_, n) => n % 2 === 1).map((ref) => String(ref)));
     }
   }
 

@@ -148,6 +148,19 @@ async function boughtWithWorkerStopped(name: string): Promise<PipelineHarness> {
   return pipeline;
 }
 
+/** A pipeline of two shards where 4 customers bought big tickets, its worker stopped; each shard's keys. */
+async function fourBoughtWithWorkerStopped(name: string) {
+  pipeline = await startPipeline(name, { shards: 2 });
+  const p = pipeline;
+  const customers = CUSTOMERS.slice(0, 4);
+  await buyBigTickets(p, customers);
+  await p.worker?.close();
+  p.worker = undefined;
+  const keysOf = (shards: number) =>
+    Array.from({ length: shards }, (_, n) => new StoreKeys(shardScope(p.prefix, n, shards)));
+  return { p, customers, keysOf };
+}
+
 /** Every shard's look for lost jobs (of `shards`) at `at`: what they queued again and skipped. */
 async function lookForLostJobs(p: PipelineHarness, shards: number, at: number) {
   const rules = await shippedRules();
@@ -612,14 +625,7 @@ describe("followups reshard", () => {
   });
 
   it("carries the re-planner's notes and their failed tries to each purchase's new shard, and each key's expiry (one in its last millisecond too)", async () => {
-    pipeline = await startPipeline("reshard-replan-tries", { shards: 2 });
-    const p = pipeline;
-    const customers = CUSTOMERS.slice(0, 4);
-    await buyBigTickets(p, customers);
-    await p.worker?.close();
-    p.worker = undefined;
-    const keysOf = (shards: number) =>
-      Array.from({ length: shards }, (_, n) => new StoreKeys(shardScope(p.prefix, n, shards)));
+    const { p, customers, keysOf } = await fourBoughtWithWorkerStopped("reshard-replan-tries");
     const WEEK = 7 * 86_400_000;
     // Each purchase noted for a re-plan under newer rules in its shard, its re-plans failed as
     // many times as its place in the list (the re-planner's `{…}:fu:tr`, beside `{…}:fu:tq`).
@@ -679,6 +685,46 @@ describe("followups reshard", () => {
     // And back to one shard: all of them in shard 0's.
     await reshardTo(p, 1);
     await triesHeld(1);
+  });
+
+  it("carries the list of texts a final SMS status failed to each purchase's new shard, with their times and the list's expiry (followups failed reads each shard's list with its records)", async () => {
+    const { p, customers, keysOf } = await fourBoughtWithWorkerStopped("reshard-sms-failed");
+    const MONTH = 30 * 86_400_000;
+    // Each purchase's check-in text failed by a status (note-sms-status.lua's index), a minute apart.
+    const at = new Map(
+      customers.map((id, n) => [`evt-b-${id}/${CHECK_IN}`, 1_000_000 + n * 60_000]),
+    );
+    for (const id of customers) {
+      const keys = keysOf(2)[customerShard(id, 2)] as StoreKeys;
+      const ref = `evt-b-${id}/${CHECK_IN}`;
+      await p.redis.zadd(keys.smsStatusFailures(), at.get(ref) ?? 0, ref);
+      await p.redis.pexpire(keys.smsStatusFailures(), MONTH);
+    }
+    /** Where each failed text is listed, by key, with its time; each such key keeps its month. */
+    const listedIn = async (shards: number) => {
+      const held: Record<string, Record<string, number>> = {};
+      for (const keys of [...keysOf(2), ...keysOf(5), ...keysOf(1)]) {
+        const found = await p.redis.zrange(keys.smsStatusFailures(), 0, -1, "WITHSCORES");
+        if (found.length === 0) continue;
+        const entries: Record<string, number> = {};
+        for (let i = 0; i + 1 < found.length; i += 2)
+          entries[found[i] ?? ""] = Number(found[i + 1]);
+        held[keys.smsStatusFailures()] = entries;
+        expect(await p.redis.pttl(keys.smsStatusFailures())).toBeGreaterThan(MONTH - 120_000);
+      }
+      const expected: Record<string, Record<string, number>> = {};
+      for (const id of customers) {
+        const key = (keysOf(shards)[customerShard(id, shards)] as StoreKeys).smsStatusFailures();
+        const ref = `evt-b-${id}/${CHECK_IN}`;
+        expected[key] = { ...expected[key], [ref]: at.get(ref) ?? 0 };
+      }
+      expect(held).toEqual(expected);
+    };
+    await listedIn(2);
+    await reshardTo(p, 5);
+    await listedIn(5);
+    await reshardTo(p, 1);
+    await listedIn(1);
   });
 
   it("carries the expiry of a schedule bucket and an erasure marker read in their last millisecond: they do not become keys that never expire", async () => {
