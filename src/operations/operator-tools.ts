@@ -25,6 +25,7 @@ import { type AuditEntry, AuditTrail } from "../store/audit-trail.js";
 import { CustomerIndex } from "../store/customer-index.js";
 import { DeliveryLedger } from "../store/delivery-ledger.js";
 import { DiscountCodes } from "../store/discount-codes.js";
+import { SMS_STATUS_FAILURES_MS } from "../store/follow-up-store.js";
 import { LOOK_AFTER_DUE_MS } from "../store/job-watch.js";
 import { shardScope } from "../store/keys.js";
 import { type OrderRecord, OrderStore } from "../store/order-store.js";
@@ -511,7 +512,8 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
       }
       // Texts a final SMS status failed after their send (Twilio's `canceled`, `failed`): their
       // jobs completed. Listed while their step is still failed (not resent, not retried since).
-      for (const { ref: text, at } of await store.smsStatusFailures()) {
+      const listedSince = deps.now() - SMS_STATUS_FAILURES_MS;
+      for (const { ref: text, at } of await store.smsStatusFailures(listedSince)) {
         const slash = text.lastIndexOf("/");
         await failedStep(
           text,

@@ -431,12 +431,20 @@ export class FollowUpStore {
   }
 
   /**
-   * The steps a final SMS status failed (noteSmsStatus) within SMS_STATUS_FAILURES_MS, latest
-   * first, as `<eventId>/<stepId>` with when (epoch ms). A step resent since is still named: its
-   * record says whether it is failed now.
+   * The steps a final SMS status failed (noteSmsStatus) since `since` (epoch ms; all that are
+   * kept without it), latest first, as `<eventId>/<stepId>` with when (epoch ms). A step resent
+   * since is still named: its record says whether it is failed now. The list is trimmed only as
+   * a step is added to it, so one older than SMS_STATUS_FAILURES_MS may still be there.
    */
-  async smsStatusFailures(): Promise<{ readonly ref: string; readonly at: number }[]> {
-    const found = await this.redis.zrevrange(this.keys.smsStatusFailures(), 0, -1, "WITHSCORES");
+  async smsStatusFailures(
+    since?: number,
+  ): Promise<{ readonly ref: string; readonly at: number }[]> {
+    const found = await this.redis.zrevrangebyscore(
+      this.keys.smsStatusFailures(),
+      "+inf",
+      since ?? "-inf",
+      "WITHSCORES",
+    );
     const listed: { ref: string; at: number }[] = [];
     for (let i = 0; i + 1 < found.length; i += 2)
       listed.push({ ref: found[i] ?? "", at: Number(found[i + 1]) });

@@ -687,3 +687,18 @@ it("an erasure takes the customer's texts off the list of those a final SMS stat
   expect(await p.redis.zrange(keys.smsStatusFailures(), 0, -1)).toEqual([]);
   expect((await failedListing(p)).failed).toEqual([]);
 });
+
+it("followups failed lists a text a final SMS status failed for 30 days, also while later failures keep the list itself", async () => {
+  pipeline = await startPipeline("sms-failed-30-days");
+  const p = pipeline;
+  const sid = await sentSms(p);
+  await post(p, sid, "failed", "30001");
+  expect((await failedListing(p)).failed).toMatchObject([{ ref: REF }]);
+  // As the list stands 31 days on when another text failed 10 days ago (each failure keeps the
+  // list 30 days more, and trims what was older than 30 days then).
+  const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards));
+  const day = 86_400_000;
+  await p.redis.zadd(keys.smsStatusFailures(), "XX", Date.now() - 31 * day, REF);
+  await p.redis.pexpire(keys.smsStatusFailures(), 20 * day);
+  expect((await failedListing(p)).failed).toEqual([]);
+});
