@@ -674,31 +674,35 @@ it.each(["canceled", "failed"])(
   },
 );
 
-it("an erasure takes the customer's texts off the list of those a final SMS status failed: no event id of theirs stays there, and followups failed lists nothing of them", async () => {
-  pipeline = await startPipeline("sms-failed-erased");
+/** A pipeline whose check-in text Twilio reported failed (30001), listed by `followups failed`. */
+async function failedTextListed(name: string): Promise<PipelineHarness> {
+  pipeline = await startPipeline(name);
   const p = pipeline;
   const sid = await sentSms(p);
   await post(p, sid, "failed", "30001");
   expect((await failedListing(p)).failed).toMatchObject([{ ref: REF }]);
+  return p;
+}
+
+/** The customer's shard's list of texts a final SMS status failed. */
+const failuresKey = (p: PipelineHarness) =>
+  new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards)).smsStatusFailures();
+
+it("an erasure takes the customer's texts off the list of those a final SMS status failed: no event id of theirs stays there, and followups failed lists nothing of them", async () => {
+  const p = await failedTextListed("sms-failed-erased");
   Object.assign(process.env, p.commandEnv);
   const io = captureIo();
   expect(await runErase("cus-1", { config: p.configDir, json: true }, io)).toBe(0);
-  const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards));
-  expect(await p.redis.zrange(keys.smsStatusFailures(), 0, -1)).toEqual([]);
+  expect(await p.redis.zrange(failuresKey(p), 0, -1)).toEqual([]);
   expect((await failedListing(p)).failed).toEqual([]);
 });
 
 it("followups failed lists a text a final SMS status failed for 30 days, also while later failures keep the list itself", async () => {
-  pipeline = await startPipeline("sms-failed-30-days");
-  const p = pipeline;
-  const sid = await sentSms(p);
-  await post(p, sid, "failed", "30001");
-  expect((await failedListing(p)).failed).toMatchObject([{ ref: REF }]);
+  const p = await failedTextListed("sms-failed-30-days");
   // As the list stands 31 days on when another text failed 10 days ago (each failure keeps the
   // list 30 days more, and trims what was older than 30 days then).
-  const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards));
   const day = 86_400_000;
-  await p.redis.zadd(keys.smsStatusFailures(), "XX", Date.now() - 31 * day, REF);
-  await p.redis.pexpire(keys.smsStatusFailures(), 20 * day);
+  await p.redis.zadd(failuresKey(p), "XX", Date.now() - 31 * day, REF);
+  await p.redis.pexpire(failuresKey(p), 20 * day);
   expect((await failedListing(p)).failed).toEqual([]);
 });
