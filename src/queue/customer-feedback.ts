@@ -12,7 +12,7 @@ import {
   isTwilioOptOut,
 } from "../domain/sms-keywords.js";
 import { countSmsSegments } from "../domain/sms-segments.js";
-import { costOf } from "../domain/spend.js";
+import { costOf, spendMonthOf } from "../domain/spend.js";
 import { plainText } from "../domain/unsafe-text.js";
 import { verifyUnsubscribeToken } from "../domain/unsubscribe-token.js";
 import type { Logger } from "../logger.js";
@@ -22,6 +22,7 @@ import type { DeliveryLedger, LedgerEntry } from "../store/delivery-ledger.js";
 import type { FollowUpStore } from "../store/follow-up-store.js";
 import type { Shards } from "../store/shards.js";
 import type { SmsReferences, StepRef } from "../store/sms-references.js";
+import { monthBefore } from "../store/spend-ledger.js";
 import type { StepReason } from "../store/step-record.js";
 import { replyId, type StepReplies, type StepReply } from "../store/step-replies.js";
 import type { OptOutScope, SuppressionList } from "../store/suppression-list.js";
@@ -798,6 +799,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
               followUpId: followUpJobId(at.eventId, at.stepId),
             },
       );
+      if (noted.failedSend && deps.spend) {
+        // Twilio charges nothing for a text it cancelled or could not send: its charge goes
+        // back, from the month it was charged to (this one, or the one before for a text sent
+        // as the month turned); by the charge's id, so never twice.
+        const month = spendMonthOf(now, deps.rules().defaults.timezone);
+        for (const charged of [month, monthBefore(month)])
+          await deps.spend.spend.giveBack("sms", charged, noted.failedSend);
+      }
       if (
         // The step this text failed (also on Twilio's retry of the report, after an error here).
         notSent &&

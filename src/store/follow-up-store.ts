@@ -400,7 +400,8 @@ export class FollowUpStore {
    * step stands for (nothing went out) fails the step with `failedReason`, lists it among the
    * steps a status failed (smsStatusFailures), and gives back the cap slot `cap` names, in the
    * same script: once, however often the report comes. The record as it is after the script
-   * (but when gone).
+   * (but when gone); with `failedSend`, the job whose send the step failed now (its charge goes
+   * back), when known.
    */
   async noteSmsStatus(
     eventId: string,
@@ -409,8 +410,12 @@ export class FollowUpStore {
     now: number,
     failedReason?: StepReason,
     cap?: { readonly channel: Channel; readonly customerId: string; readonly followUpId: string },
-  ): Promise<{ noted: "noted" | "kept" | "another-message" | "gone"; record?: StepRecord }> {
-    const [noted, raw] = await this.redis.fuNoteSmsStatus(
+  ): Promise<{
+    noted: "noted" | "kept" | "another-message" | "gone";
+    record?: StepRecord;
+    failedSend?: string;
+  }> {
+    const [noted, raw, sendJob] = await this.redis.fuNoteSmsStatus(
       this.keys.eventRecord(eventId),
       // A key of the shard's when the customer is unknown (erased): nothing is removed from it.
       this.keys.capWindow(cap?.channel ?? "sms", cap?.customerId ?? ""),
@@ -427,7 +432,11 @@ export class FollowUpStore {
     );
     if (raw === "") return { noted: "gone" };
     const record = readStepRecord(raw);
-    return { noted: noted === 1 ? "noted" : noted === 2 ? "another-message" : "kept", record };
+    return {
+      noted: noted === 1 ? "noted" : noted === 2 ? "another-message" : "kept",
+      record,
+      ...(sendJob && { failedSend: sendJob }),
+    };
   }
 
   /**

@@ -259,7 +259,7 @@ export interface StoreCommands {
     capFollowUpId: string,
     stepRef: string,
     keepFailuresMs: number,
-  ): Promise<[number, string]>;
+  ): Promise<[number, string, string?]>;
   /** keep-early-sms-status.lua */
   fuKeepEarlySmsStatus(
     referenceKey: string,

@@ -7,6 +7,7 @@ import { runErase } from "../../src/cli/erase-command.js";
 import { runFailed } from "../../src/cli/failed-command.js";
 import { runOrder } from "../../src/cli/order-command.js";
 import { runResend } from "../../src/cli/resend-command.js";
+import { spendMonthOf } from "../../src/domain/spend.js";
 import type { FailedFollowUp } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { followUpJobId } from "../../src/queue/names.js";
@@ -673,6 +674,60 @@ it.each(["canceled", "failed"])(
     expect(await slots()).toEqual([]);
   },
 );
+
+/** The month's SMS spend (micros). */
+const smsSpent = async (p: PipelineHarness) =>
+  Number(
+    (await p.redis.get(
+      new StoreKeys(p.prefix).spendMonth("sms", spendMonthOf(Date.now(), "Europe/London")),
+    )) ?? 0,
+  );
+
+/**
+ * Sends the check-in SMS (the shipped rules price a text to a GB number, the fixture's, at 0.0400
+ * a segment); its sid and what its charge brought the month's SMS spend to.
+ */
+async function chargedSms(p: PipelineHarness): Promise<{ sid: string; charged: number }> {
+  const sid = await sentSms(p);
+  const charged = await smsSpent(p);
+  expect(charged).toBeGreaterThan(0);
+  return { sid, charged };
+}
+
+it.each([
+  { status: "canceled", code: undefined },
+  { status: "failed", code: "30001" },
+])(
+  "a text Twilio reports $status costs nothing: its charge goes back from the month's SMS spend, once, and a resend's only with its own report",
+  async ({ status, code }) => {
+    pipeline = await startPipeline(`sms-spend-${status}`);
+    const p = pipeline;
+    const spent = () => smsSpent(p);
+    const { sid, charged } = await chargedSms(p);
+    await post(p, sid, status, code);
+    expect(await spent()).toBe(0);
+    await resend(p);
+    const [, second] = await p.twilio.waitForMessages(2);
+    const secondSid = await referenced(p, second?.sid ?? "");
+    expect(await spent()).toBe(charged);
+    // The first message's report again (Twilio repeating it): the resend's charge stays.
+    await post(p, sid, status, code);
+    expect(await spent()).toBe(charged);
+    // The resend's own: its charge goes back, once.
+    await post(p, secondSid, status, code);
+    await post(p, secondSid, status, code);
+    expect(await spent()).toBe(0);
+  },
+);
+
+it("a text reported undelivered stays charged: Twilio sent it, and the carrier did not deliver it", async () => {
+  pipeline = await startPipeline("sms-spend-undelivered");
+  const p = pipeline;
+  const { sid, charged } = await chargedSms(p);
+  await post(p, sid, "undelivered", "30003");
+  expect((await stepRecordOf(p, EVENT_ID, STEP_ID))?.delivery?.status).toBe("undelivered");
+  expect(await smsSpent(p)).toBe(charged);
+});
 
 /** A pipeline whose check-in text Twilio reported failed (30001), listed by `followups failed`. */
 async function failedTextListed(name: string): Promise<PipelineHarness> {

@@ -42,6 +42,9 @@
 
   Output (step records in their stored form, lib/step-codec.lua):
     { 1, record }  written; the new record
+    { 1, record, job }  written, and a `canceled` or `failed` failed the sent step: the id of
+                   the job whose send the message was (whose charge goes back), or '' when it is
+                   not known (customer unknown; a resend and a retry both, no cap slot to tell)
     { 0, record }  kept: the record holds a status as far along, or an earlier final one
     { 2, record }  kept: the record is of another message, or of none yet
     { 0, '' }      the event record or the step's record is gone
@@ -94,6 +97,7 @@ end
 local now = tonumber(ARGV[2])
 rec.t = math.max(rec.t or 0, now)
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
+local sendJob = ''
 if failedNow then
   -- The slot of this send, by its job's id: the step's own for its first send, a resend's
   -- (`<id>-r<n>`) or a retry's (`<id>-q<n>`) after one, the later of the two when it had both.
@@ -108,10 +112,13 @@ if failedNow then
       if at and (latestAt == nil or at > latestAt) then latest, latestAt = member, at end
     end
     if latest then redis.call('ZREM', KEYS[2], latest) end
+    -- The send's job, for its charge to be given back: the one candidate, or the latest slot.
+    sendJob = latest or (#candidates == 1 and candidates[1]) or ''
   end
   local keepMs = tonumber(ARGV[9])
   redis.call('ZADD', KEYS[3], now, ARGV[8])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - keepMs)
   redis.call('PEXPIRE', KEYS[3], keepMs)
+  return { 1, encodeStep(rec), sendJob }
 end
 return { 1, encodeStep(rec) }
