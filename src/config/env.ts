@@ -4,7 +4,7 @@ import { cutText } from "../domain/cut-text.js";
 import { formatPath } from "../domain/events.js";
 import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
 import { SIGNED_UNSUBSCRIBE_TOKEN_LENGTH } from "../domain/unsubscribe-token.js";
-import { UNSUBSCRIBE_PATH } from "./public-paths.js";
+import { asciiUrl, UNSUBSCRIBE_PATH } from "./public-paths.js";
 
 /**
  * The worker's environment, validated once at start so a missing or malformed variable is named
@@ -26,6 +26,20 @@ export const MAX_PUBLIC_URL_LENGTH =
   "?lang=".length -
   8 -
   ">,".length;
+
+/**
+ * How long PUBLIC_URL is in the links built on it: in ASCII (a host name of other letters in
+ * punycode, other characters percent-encoded, as asciiUrl writes a link), without trailing slashes.
+ */
+function linkBaseLength(text: string): number {
+  let ascii = text;
+  try {
+    ascii = asciiUrl(text);
+  } catch {
+    // Not a URL: refused as such.
+  }
+  return ascii.replace(/\/+$/, "").length;
+}
 
 const url = (what: string, protocols: readonly string[]) =>
   z.string().refine(
@@ -378,9 +392,9 @@ const envFields = z.object({
         error:
           "expected a base URL without a query string or fragment (? or #), such as https://followups.shop.example",
       })
-      .refine((text) => text.replace(/\/+$/, "").length <= MAX_PUBLIC_URL_LENGTH, {
+      .refine((text) => linkBaseLength(text) <= MAX_PUBLIC_URL_LENGTH, {
         error: (issue) =>
-          `expected at most ${MAX_PUBLIC_URL_LENGTH} characters (${String(issue.input).replace(/\/+$/, "").length} given): an unsubscribe link built on it would make a List-Unsubscribe header line longer than the 998 characters RFC 5322 allows`,
+          `expected at most ${MAX_PUBLIC_URL_LENGTH} characters (${linkBaseLength(String(issue.input))} given${linkBaseLength(String(issue.input)) === String(issue.input).replace(/\/+$/, "").length ? "" : ", written in ASCII as links carry it"}): an unsubscribe link built on it would make a List-Unsubscribe header line longer than the 998 characters RFC 5322 allows`,
       })
       .optional(),
   ),

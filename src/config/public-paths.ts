@@ -15,3 +15,13 @@ export const TWILIO_VOICE_ANSWER_PATH = "/webhooks/twilio/voice/answer";
 export const TWILIO_VOICE_GATHER_PATH = "/webhooks/twilio/voice/gather";
 /** Twilio's call status callbacks; `?call=<follow-up id>`. */
 export const TWILIO_VOICE_STATUS_PATH = "/webhooks/twilio/voice/status";
+
+/**
+ * A URL in the ASCII form a mail header carries it in: a host name of other letters in punycode
+ * (`bücher.example` → `xn--bcher-kva.example`), other characters of its path percent-encoded. A
+ * header of other characters is MIME-encoded whole (`=?UTF-8?Q?=3Chttps…`), and its link lost to
+ * the mail providers' one-click unsubscribe. An ASCII URL names the same link as before.
+ */
+export function asciiUrl(url: string): string {
+  return new URL(url).href;
+}

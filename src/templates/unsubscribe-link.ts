@@ -1,4 +1,4 @@
-import { UNSUBSCRIBE_PATH } from "../config/public-paths.js";
+import { asciiUrl, UNSUBSCRIBE_PATH } from "../config/public-paths.js";
 import type { Channel } from "../domain/events.js";
 import { signUnsubscribeToken } from "../domain/unsubscribe-token.js";
 
@@ -22,7 +22,7 @@ export function unsubscribeUrl(
     ...(addressHash !== undefined && { addressHash }),
   });
   const query = language ? `?lang=${encodeURIComponent(language)}` : "";
-  return `${publicUrl.replace(/\/+$/, "")}${UNSUBSCRIBE_PATH}/${token}${query}`;
+  return asciiUrl(`${publicUrl.replace(/\/+$/, "")}${UNSUBSCRIBE_PATH}/${token}${query}`);
 }
 
 /**

@@ -476,6 +476,31 @@ describe("PUBLIC_URL's length", () => {
     expect(Math.max(...lines.map((line) => line.length))).toBe(998);
   });
 
+  it("writes a base URL of other letters in ASCII in the link, so the header is not MIME-encoded and its link reaches one-click unsubscribe", async () => {
+    const lines = await headerLinesOn("https://bücher.example/läden");
+    const link = lines.find((line) => line.includes("/unsubscribe/"));
+    expect(link).toContain("<https://xn--bcher-kva.example/l%C3%A4den/unsubscribe/");
+    expect(lines.filter((line) => line.includes("=?"))).toEqual([]);
+    // Every character of the header in ASCII.
+    expect(lines.every((line) => /^[\x20-\x7e\t]*$/.test(line))).toBe(true);
+  });
+
+  it("measures a base URL as its links carry it, in ASCII", async () => {
+    // 880 characters as written; each ü is 6 in a link (%C3%BC).
+    const written = `https://followups.shop.example/${"ü".repeat(880 - 31)}`;
+    expect(written.length).toBe(880);
+    const ascii = 31 + 6 * (880 - 31);
+    expect(Math.max(...(await headerLinesOn(written)).map((line) => line.length))).toBeGreaterThan(
+      998,
+    );
+    expect(readEnv({ PUBLIC_URL: written })).toEqual({
+      ok: false,
+      problems: [
+        `PUBLIC_URL: expected at most 898 characters (${ascii} given, written in ASCII as links carry it): an unsubscribe link built on it would make a List-Unsubscribe header line longer than the 998 characters RFC 5322 allows`,
+      ],
+    });
+  });
+
   it("refuses a base URL one character longer at start, naming the bound and why", async () => {
     const longer = base(899);
     // Such a link would be a header line of 999 characters: a relay may break it.
