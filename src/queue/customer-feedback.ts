@@ -802,7 +802,8 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (noted.failedSend && deps.spend) {
         // Twilio charges nothing for a text it cancelled or could not send: its charge goes
         // back, from the month it was charged to (this one, or the one before for a text sent
-        // as the month turned); by the charge's id, so never twice.
+        // as the month turned); by the charge's id, so never twice. Also on Twilio's retry of the
+        // report after an error here, which the script names the job for again.
         const month = spendMonthOf(now, deps.rules().defaults.timezone);
         for (const charged of [month, monthBefore(month)])
           await deps.spend.spend.giveBack("sms", charged, noted.failedSend);

@@ -400,8 +400,8 @@ export class FollowUpStore {
    * step stands for (nothing went out) fails the step with `failedReason`, lists it among the
    * steps a status failed (smsStatusFailures), and gives back the cap slot `cap` names, in the
    * same script: once, however often the report comes. The record as it is after the script
-   * (but when gone); with `failedSend`, the job whose send the step failed now (its charge goes
-   * back), when known.
+   * (but when gone); with `failedSend`, the job whose send the step failed now, or failed on an
+   * earlier handling of the same report (its charge goes back, by its id: once), when known.
    */
   async noteSmsStatus(
     eventId: string,

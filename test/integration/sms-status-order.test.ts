@@ -720,6 +720,33 @@ it.each([
   },
 );
 
+it("a failed text's charge goes back on Twilio's retry of the report, when the first handling stopped after failing the step", async () => {
+  pipeline = await startPipeline("sms-spend-retried");
+  const p = pipeline;
+  const { sid, charged } = await chargedSms(p);
+  // The first handling's script failed the step (and gave back the cap slot), and the handler
+  // stopped there (a Redis error): Twilio gets no 204, and posts the report again.
+  const noted = await p.store.noteSmsStatus(
+    EVENT_ID,
+    STEP_ID,
+    { messageSid: sid, status: "failed", errorCode: 30001 },
+    Date.now(),
+    "failed 30001" as never,
+    {
+      channel: "sms",
+      customerId: (await p.store.storedPurchase(EVENT_ID)).customerId ?? "",
+      followUpId: followUpJobId(EVENT_ID, STEP_ID),
+    },
+  );
+  expect(noted.record?.state).toBe("failed");
+  expect(await smsSpent(p)).toBe(charged);
+  await post(p, sid, "failed", "30001");
+  expect(await smsSpent(p)).toBe(0);
+  // And again: nothing more goes back.
+  await post(p, sid, "failed", "30001");
+  expect(await smsSpent(p)).toBe(0);
+});
+
 it("a text reported undelivered stays charged: Twilio sent it, and the carrier did not deliver it", async () => {
   pipeline = await startPipeline("sms-spend-undelivered");
   const p = pipeline;

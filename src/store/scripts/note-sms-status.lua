@@ -46,6 +46,9 @@
                    the job whose send the message was (whose charge goes back), or '' when it is
                    not known (customer unknown; a resend and a retry both, no cap slot to tell)
     { 0, record }  kept: the record holds a status as far along, or an earlier final one
+    { 0, record, job }  kept: a `canceled` or `failed` again of the message whose such report
+                   failed the step; the job whose send it was (its charge goes back, once by its
+                   id), when the record tells (not after a resend and a retry both)
     { 2, record }  kept: the record is of another message, or of none yet
     { 0, '' }      the event record or the step's record is gone
 ]]
@@ -63,6 +66,8 @@ if type(rec.pid) == 'table' then
     if earlier == sid then return { 2, raw } end
   end
 end
+-- Cancelled at Twilio, or Twilio could not send it: nothing went out.
+local NOT_SENT = { canceled = true, failed = true }
 local RANK = {
   accepted = 1, scheduled = 1, queued = 2, sending = 3, sent = 4,
   delivered = 5, undelivered = 5, failed = 5, canceled = 5, partially_delivered = 5, read = 6,
@@ -74,10 +79,26 @@ local OUTCOME = {
 }
 local status = ARGV[3]
 local known = rec.dl
+-- The job whose send this message was, when the record alone tells (no resend and retry both):
+-- a report repeated after the handling that failed the step stopped before the charge went back
+-- (Twilio posts it again) names it again; the charge goes back by its id, so once.
+local function repeatedFailure()
+  if rec.s ~= 'failed' or ARGV[7] == '' then return nil end
+  if not (NOT_SENT[status] and NOT_SENT[known or '']) then return nil end
+  local rs, rq = rec.rs or 0, rec.rq or 0
+  if rs > 0 and rq > 0 then return nil end
+  if rs > 0 then return ARGV[7] .. '-r' .. rs end
+  if rq > 0 then return ARGV[7] .. '-q' .. rq end
+  return ARGV[7]
+end
 if known ~= nil then
   local rank, knownRank = RANK[status] or 0, RANK[known] or 0
   if OUTCOME[known] then
-    if OUTCOME[status] ~= OUTCOME[known] or rank <= knownRank then return { 0, raw } end
+    if OUTCOME[status] ~= OUTCOME[known] or rank <= knownRank then
+      local job = repeatedFailure()
+      if job then return { 0, raw, job } end
+      return { 0, raw }
+    end
   elseif not OUTCOME[status] and rank <= knownRank then
     return { 0, raw }
   end
