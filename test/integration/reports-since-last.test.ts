@@ -185,12 +185,7 @@ describe("owners' reports cover the days since the last report sent", () => {
     const today = now.startOf("day");
     // Daily at two hours from now: yesterday's run at that time covers the day before yesterday.
     const later = now.plus({ hours: 2 }).startOf("hour");
-    const daily: Schedule = {
-      timezone: zone,
-      frequency: "daily",
-      weekday: 1,
-      time: later.toFormat("HH:00"),
-    };
+    const daily = dailyIn(zone)(later);
     await setOwner(p, daily);
     await p.startWorker();
     expect(await runDue(p, daily, later.minus({ days: 1 }))).toMatchObject({
