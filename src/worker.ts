@@ -1397,7 +1397,8 @@ async function startWorkerWith(
   const announcing = setInterval(announce, HTTP_ANNOUNCE_MS);
   announcing.unref();
 
-  // A frozen Redis (connections open, nothing answered) is logged as away (watchRedisAnswers).
+  // A frozen Redis (connections open, nothing answered) is logged as away (watchRedisAnswers,
+  // on a connection of its own: never behind this one's commands; every master of a cluster).
   const answers = watchRedisAnswers({ redis, away: redisAway, now });
 
   spoolReplay.start();

@@ -1,5 +1,12 @@
+import type { Redis } from "ioredis";
 import type { Logger } from "../logger.js";
-import { isConnectionLoss, type RedisClient } from "../store/redis-client.js";
+import {
+  dropConnection,
+  isCluster,
+  isConnectionLoss,
+  type RedisClient,
+  watchClient,
+} from "../store/redis-client.js";
 
 /** While Redis stays away, its connection errors are summed up in one line this often. */
 export const AWAY_SUMMARY_EVERY_MS = 60_000;
@@ -105,44 +112,70 @@ export const REDIS_PROBE_MS = 5_000;
  * A Redis that keeps its connections open and answers nothing (frozen, paused, a network that
  * drops packets without closing them) raises no connection error: a PING unanswered for `everyMs`
  * is logged as an outage (`away.unanswered`, then counted each `everyMs`, summed a minute), and
- * the first PING answered after it as Redis back. While the connection is down (not ready) its own
- * errors say so. An unanswered PING is only taken as such once the worker has read what came in:
- * an event loop held up longer than `everyMs` (a big batch) fires the timer before it reads the
- * answer waiting on the socket. An answer that is an error (BUSY under a long script, a node
- * dropped by a failover) does not end the outage; the next PING answered does.
+ * the first PING answered after it as Redis back. The PINGs go on a connection of the watch's own
+ * (watchClient, like `redis`): on the worker's, a PING waited behind whatever that connection ran
+ * before it (a long pipeline, a blocking command) and read a busy connection as Redis frozen. On a
+ * cluster every master is PINGed, each on its own node connection: one master unanswered is an
+ * outage (it holds some shard's, the input queue's or the global keys, and what needs them waits),
+ * logged with the `node` (host:port) that did not answer; Redis is back once every master that
+ * went unanswered answers again (or is no longer a master, after a failover) and a PING is
+ * answered. While the watch's connection is down (not ready) nothing is sent: the worker's own
+ * connections' errors say so. An unanswered PING is only taken as such once the worker has read
+ * what came in: an event loop held up longer than `everyMs` (a big batch) fires the timer before
+ * it reads the answer waiting on the socket. An answer that is an error (BUSY under a long script,
+ * a node dropped by a failover) does not end the outage; the next PING answered does.
  */
 export function watchRedisAnswers(deps: {
+  /** The worker's connection: the watch opens one like it of its own, closed by stop(). */
   readonly redis: RedisClient;
   readonly away: RedisAwayLog;
   readonly now: () => number;
   readonly everyMs?: number;
-}): { stop(): void } {
-  const { redis, away, now } = deps;
+}): { stop(): void; readonly connection: RedisClient } {
+  const { away, now } = deps;
   const everyMs = deps.everyMs ?? REDIS_PROBE_MS;
-  // The PING in flight, if any, and whether an unanswered one marked an outage not yet ended.
-  let inFlight: NodeJS.Timeout | undefined;
-  let marked = false;
-  const send = () => {
-    if (inFlight !== undefined || redis.status !== "ready") return;
+  const connection = watchClient(deps.redis);
+  // Per node (its host:port on a cluster, "" for a single Redis): the PING in flight, if any;
+  // the nodes whose unanswered PING is part of an outage not yet ended.
+  const inFlight = new Map<string, NodeJS.Timeout>();
+  const unanswered = new Set<string>();
+  let outage = false;
+  const nodes = (): ReadonlyMap<string, Redis> =>
+    isCluster(connection)
+      ? new Map(
+          connection
+            .nodes("master")
+            .map((node) => [`${node.options.host}:${node.options.port}`, node]),
+        )
+      : new Map([["", connection]]);
+  // A single Redis's connection is up; a cluster node's connection (lazy, and never reconnected:
+  // a node lost is dropped and found again) is not closed for good.
+  const open = (node: Redis) =>
+    isCluster(connection)
+      ? node.status !== "end" && node.status !== "close"
+      : node.status === "ready";
+  const ping = (key: string, node: Redis) => {
     const sent = now();
     let answered = false;
     const waiting = setInterval(() => {
       // After the I/O of this turn of the event loop: an answer read now is not missed.
       setImmediate(() => {
-        if (answered || inFlight !== waiting || redis.status !== "ready") return;
-        marked = true;
-        away.unanswered(now() - sent, { probe: "PING" });
+        if (answered || inFlight.get(key) !== waiting || !open(node)) return;
+        unanswered.add(key);
+        outage = true;
+        away.unanswered(now() - sent, key ? { probe: "PING", node: key } : { probe: "PING" });
       });
     }, everyMs);
     waiting.unref();
-    inFlight = waiting;
-    void redis
+    inFlight.set(key, waiting);
+    void node
       .ping()
       .then(
         () => {
           answered = true;
-          if (!marked) return;
-          marked = false;
+          unanswered.delete(key);
+          if (!outage || unanswered.size > 0) return;
+          outage = false;
           away.back();
         },
         () => {
@@ -151,16 +184,25 @@ export function watchRedisAnswers(deps: {
       )
       .finally(() => {
         clearInterval(waiting);
-        if (inFlight === waiting) inFlight = undefined;
+        if (inFlight.get(key) === waiting) inFlight.delete(key);
       });
+  };
+  const send = () => {
+    if (connection.status !== "ready") return;
+    const masters = nodes();
+    // A master no longer (failed over, removed) no longer holds the outage open.
+    for (const key of unanswered) if (!masters.has(key)) unanswered.delete(key);
+    for (const [key, node] of masters) if (!inFlight.has(key)) ping(key, node);
   };
   const timer = setInterval(send, everyMs);
   timer.unref();
   return {
+    connection,
     stop() {
       clearInterval(timer);
-      clearInterval(inFlight);
-      inFlight = undefined;
+      for (const waiting of inFlight.values()) clearInterval(waiting);
+      inFlight.clear();
+      dropConnection(connection);
     },
   };
 }

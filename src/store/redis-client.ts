@@ -78,6 +78,32 @@ export function duplicateClient(redis: RedisClient): RedisClient {
 }
 
 /**
+ * A connection of its own for watching whether Redis answers (watchRedisAnswers), like `redis`
+ * (same nodes, credentials, TLS, database) and connecting at once: a connection runs its commands
+ * one after another, so a PING on the worker's own waited behind a long pipeline or a blocking
+ * command and read as Redis frozen. No command timeout (the watch keeps its own time) and no
+ * offline queue: while it is down nothing is sent, and a PING in flight as it drops fails at once
+ * instead of being sent again. On a cluster its nodes' connections are the watch's own as well.
+ */
+export function watchClient(redis: RedisClient): RedisClient {
+  const watch: RedisClient = isCluster(redis)
+    ? redis.duplicate([], {
+        lazyConnect: false,
+        redisOptions: { commandTimeout: undefined },
+      })
+    : redis.duplicate({
+        lazyConnect: false,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        commandTimeout: undefined,
+      });
+  watch.on("error", () => {
+    // Said by the worker's own connections' listeners; an unanswered PING by the watch.
+  });
+  return watch;
+}
+
+/**
  * Drops a connection at once. ioredis's disconnect() ends the socket and keeps it until the
  * server closes its side, for up to its disconnectTimeout (2 s): a server that accepted the
  * connection but answers nothing (frozen, overloaded) never closes it, and the open socket held
