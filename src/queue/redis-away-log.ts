@@ -134,7 +134,7 @@ export function watchRedisAnswers(deps: {
 }): { stop(): void; readonly connection: RedisClient } {
   const { away, now } = deps;
   const everyMs = deps.everyMs ?? REDIS_PROBE_MS;
-  const connection = watchClient(deps.redis);
+  const connection = watchClient(deps.redis, everyMs);
   // Per node (its host:port on a cluster, "" for a single Redis): the PING in flight, if any;
   // the nodes whose unanswered PING is part of an outage not yet ended.
   const inFlight = new Map<string, NodeJS.Timeout>();

@@ -83,12 +83,19 @@ export function duplicateClient(redis: RedisClient): RedisClient {
  * one after another, so a PING on the worker's own waited behind a long pipeline or a blocking
  * command and read as Redis frozen. No command timeout (the watch keeps its own time) and no
  * offline queue: while it is down nothing is sent, and a PING in flight as it drops fails at once
- * instead of being sent again. On a cluster its nodes' connections are the watch's own as well.
+ * instead of being sent again. On a cluster its nodes' connections are the watch's own as well,
+ * and it asks the cluster which nodes are masters every `refreshMs`: it sends no command that a
+ * redirection (MOVED) would tell of a failover, and a frozen master replaced by its replica would
+ * otherwise stay the one it watches.
  */
-export function watchClient(redis: RedisClient): RedisClient {
+export function watchClient(redis: RedisClient, refreshMs: number): RedisClient {
   const watch: RedisClient = isCluster(redis)
     ? redis.duplicate([], {
         lazyConnect: false,
+        slotsRefreshInterval: refreshMs,
+        // Ready once it knows the masters, whatever the cluster's state: a shard down (a frozen
+        // master, the cluster's state fail) is what the watch is for.
+        enableReadyCheck: false,
         redisOptions: { commandTimeout: undefined },
       })
     : redis.duplicate({

@@ -1,4 +1,4 @@
-import { Redis } from "ioredis";
+import { type Cluster, Redis } from "ioredis";
 import { afterEach, expect, it, onTestFinished } from "vitest";
 import { createLogger } from "../../src/logger.js";
 import { logRedisAway, watchRedisAnswers } from "../../src/queue/redis-away-log.js";
@@ -170,31 +170,49 @@ it("still finds a frozen Redis (SIGSTOP) on its own connection, and its return",
   expect(redis.status).toBe("ready");
 });
 
-it("finds one frozen master of a cluster, names it, and logs its return", {
-  timeout: 60_000,
-}, async () => {
-  // Every master is PINGed, not one node at random.
-  cluster = await startRedisCluster({ replicas: 0 });
-  const client = createRedisClient(cluster.url, true, { maxRetriesPerRequest: null });
+/** A private cluster (three masters, a replica each unless `replicas: 0`), watched. */
+async function watchedCluster(replicas: 0 | 1) {
+  const running = await startRedisCluster({ replicas });
+  cluster = running;
+  const client = createRedisClient(running.url, true, { maxRetriesPerRequest: null }) as Cluster;
   connections.push(client);
   client.on("error", () => {});
   await client.ping();
   const { logs, away } = awayLog();
-  stopWatch = watchRedisAnswers({ redis: client, away, now: Date.now, everyMs: EVERY_MS }).stop;
+  const watch = watchRedisAnswers({ redis: client, away, now: Date.now, everyMs: EVERY_MS });
+  stopWatch = watch.stop;
+  // Watching: its connection up and a few rounds of PINGs answered.
+  await eventually(
+    async () => (watch.connection.status === "ready" ? true : undefined),
+    "the watch connected",
+  );
+  await new Promise((resolve) => setTimeout(resolve, 3 * EVERY_MS));
+  /** Freezes the master at `port` (SIGSTOP) and waits for the watch to log it away. */
+  const freezeMaster = async (port: number | undefined) => {
+    const frozen = running.nodes.find((node) => node.port === port);
+    if (!frozen) throw new Error(`no node at ${port}`);
+    frozen.freeze();
+    onTestFinished(() => frozen.thaw());
+    const lost = await eventually(
+      async () => logs.find((line) => LOST.test(String(line.msg))),
+      "the frozen master logged as away",
+    );
+    expect(lost).toMatchObject({ level: 50, probe: "PING", node: `127.0.0.1:${frozen.port}` });
+    return frozen;
+  };
+  return { running, client, logs, freezeMaster };
+}
+
+it("finds one frozen master of a cluster, names it, and logs its return", {
+  timeout: 60_000,
+}, async () => {
+  // Every master is PINGed, not one node at random.
+  const { running, logs, freezeMaster } = await watchedCluster(0);
   // Every master answers: no outage.
-  await new Promise((resolve) => setTimeout(resolve, 5 * EVERY_MS));
   expect(logs.filter((line) => LOST.test(String(line.msg)))).toEqual([]);
 
   // The last master frozen (SIGSTOP): its connections stay open, it answers nothing.
-  const frozen = cluster.nodes[2];
-  if (!frozen) throw new Error("no third node");
-  frozen.freeze();
-  onTestFinished(() => frozen.thaw());
-  const lost = await eventually(
-    async () => logs.find((line) => LOST.test(String(line.msg))),
-    "the frozen master logged as away",
-  );
-  expect(lost).toMatchObject({ level: 50, probe: "PING", node: `127.0.0.1:${frozen.port}` });
+  const frozen = await freezeMaster(running.nodes[2]?.port);
   frozen.thaw();
   const back = await eventually(
     async () => logs.find((line) => line.msg === "Redis reachable again"),
@@ -205,4 +223,18 @@ it("finds one frozen master of a cluster, names it, and logs its return", {
   // Only the frozen master was blamed.
   const blamed = new Set(logs.filter((line) => LOST.test(String(line.msg))).map((l) => l.node));
   expect([...blamed]).toEqual([`127.0.0.1:${frozen.port}`]);
+});
+
+it("logs Redis back once a frozen master's replica has taken over, the master still frozen", {
+  timeout: 90_000,
+}, async () => {
+  const { client, logs, freezeMaster } = await watchedCluster(1);
+  await freezeMaster(client.nodes("master")[0]?.options.port);
+  // Its replica is elected after cluster-node-timeout (2 s here); the old master stays frozen.
+  const back = await eventually(
+    async () => logs.find((line) => line.msg === "Redis reachable again"),
+    "Redis logged as back once the replica took over",
+    40_000,
+  );
+  expect(back).toMatchObject({ level: 30 });
 });
