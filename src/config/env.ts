@@ -1,10 +1,11 @@
 import { isIP } from "node:net";
+import { domainToASCII } from "node:url";
 import { z } from "zod";
 import { cutText } from "../domain/cut-text.js";
 import { formatPath } from "../domain/events.js";
 import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
 import { SIGNED_UNSUBSCRIBE_TOKEN_LENGTH } from "../domain/unsubscribe-token.js";
-import { asciiUrl, UNSUBSCRIBE_PATH } from "./public-paths.js";
+import { asciiBaseUrl, UNSUBSCRIBE_PATH } from "./public-paths.js";
 
 /**
  * The worker's environment, validated once at start so a missing or malformed variable is named
@@ -32,14 +33,51 @@ export const MAX_PUBLIC_URL_LENGTH =
  * punycode, other characters percent-encoded, as asciiUrl writes a link), without trailing slashes.
  */
 function linkBaseLength(text: string): number {
-  let ascii = text;
   try {
-    ascii = asciiUrl(text);
+    return asciiBaseUrl(text).length;
   } catch {
     // Not a URL: refused as such.
+    return text.replace(/\/+$/, "").length;
   }
-  return ascii.replace(/\/+$/, "").length;
 }
+
+/**
+ * The longest UNSUBSCRIBE_MAILTO, in ASCII: RFC 5321's longest address (its path less the angle
+ * brackets). On its List-Unsubscribe line, ` <mailto:…?subject=unsubscribe%20<token>>`, it stays
+ * far within the 998 characters RFC 5322 allows.
+ */
+export const MAX_UNSUBSCRIBE_MAILTO_LENGTH = 254;
+
+const OTHER_THAN_ASCII = /[\u0080-\uffff]/;
+
+/**
+ * UNSUBSCRIBE_MAILTO as RFC 6068 writes a mailto: a domain of other letters in punycode (IDNA,
+ * `bücher.example` → `xn--bcher-kva.example`), so List-Unsubscribe stays in ASCII and is not
+ * MIME-encoded whole (which hides its links from mail providers). A mailbox name (before the @) of
+ * other letters is refused: mail to it needs SMTPUTF8 from the customer's provider to ours, which a
+ * provider's unsubscribe by mail cannot be counted on for.
+ */
+const unsubscribeMailto = () =>
+  z
+    .string()
+    .refine((text) => !OTHER_THAN_ASCII.test(text.slice(0, Math.max(0, text.lastIndexOf("@")))), {
+      error:
+        "expected an address whose mailbox name (before the @) is in ASCII, such as unsubscribe@shop.example (a domain of other letters is taken, written in punycode): mail to a mailbox name of other letters needs SMTPUTF8 all the way, which a mail provider's unsubscribe cannot be counted on for",
+      abort: true,
+    })
+    .transform((text) => {
+      const at = text.lastIndexOf("@");
+      const domain = text.slice(at + 1);
+      return at < 0 || !OTHER_THAN_ASCII.test(domain)
+        ? text
+        : `${text.slice(0, at + 1)}${domainToASCII(domain)}`;
+    })
+    .pipe(
+      z.email({ error: "expected an email address" }).max(MAX_UNSUBSCRIBE_MAILTO_LENGTH, {
+        error: (issue) =>
+          `expected an address of at most ${MAX_UNSUBSCRIBE_MAILTO_LENGTH} characters (${String(issue.input).length} given, written in ASCII as List-Unsubscribe carries it)`,
+      }),
+    );
 
 const url = (what: string, protocols: readonly string[]) =>
   z.string().refine(
@@ -402,10 +440,7 @@ const envFields = z.object({
     emptyAsUnset,
     z.string().min(16, { error: "expected at least 16 characters" }).optional(),
   ),
-  UNSUBSCRIBE_MAILTO: z.preprocess(
-    emptyAsUnset,
-    z.email({ error: "expected an email address" }).optional(),
-  ),
+  UNSUBSCRIBE_MAILTO: z.preprocess(emptyAsUnset, unsubscribeMailto().optional()),
   SHOP_NAME: z.preprocess(emptyAsUnset, atMost(100).optional()),
   DKIM_DOMAIN: z.preprocess(emptyAsUnset, z.string().min(3).optional()),
   DKIM_SELECTOR: z.preprocess(emptyAsUnset, z.string().min(1).optional()),

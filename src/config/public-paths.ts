@@ -25,3 +25,11 @@ export const TWILIO_VOICE_STATUS_PATH = "/webhooks/twilio/voice/status";
 export function asciiUrl(url: string): string {
   return new URL(url).href;
 }
+
+/**
+ * PUBLIC_URL in that ASCII form without trailing slashes: the base of the URLs Twilio is given
+ * (callbacks, a call's TwiML), which Twilio requests and signs as given.
+ */
+export function asciiBaseUrl(url: string): string {
+  return asciiUrl(url).replace(/\/+$/, "");
+}

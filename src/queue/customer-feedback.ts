@@ -858,11 +858,14 @@ export type CustomerFeedback = ReturnType<typeof createCustomerFeedback>;
  * service or a mail server records the envelope recipient in (Delivered-To, X-Original-To).
  */
 function addressedTo(mail: ParsedMail, address: string): boolean {
-  const wanted = address.trim().toLowerCase();
+  // Both with a domain of other letters in its ASCII form (punycode), as List-Unsubscribe's
+  // mailto names UNSUBSCRIBE_MAILTO: a mail client writes either form.
+  const comparable = (text: string) => (eventEmailAddress(text) ?? text).trim().toLowerCase();
+  const wanted = comparable(address);
   const headers = ["to", "cc", "delivered-to", "x-original-to"].map((name) =>
     mail.headers.get(name),
   );
-  return headers.flatMap(addressesIn).some((found) => found.trim().toLowerCase() === wanted);
+  return headers.flatMap(addressesIn).some((found) => comparable(found) === wanted);
 }
 
 /** The addresses a header holds, parsed (mailparser's address objects) or as text. */

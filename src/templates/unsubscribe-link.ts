@@ -1,3 +1,4 @@
+import { domainToASCII } from "node:url";
 import { asciiUrl, UNSUBSCRIBE_PATH } from "../config/public-paths.js";
 import type { Channel } from "../domain/events.js";
 import { signUnsubscribeToken } from "../domain/unsubscribe-token.js";
@@ -38,10 +39,28 @@ export function listUnsubscribeHeaders(options: {
     const address = options.mailto.replace(/^mailto:/i, "");
     const path = new URL(options.url).pathname;
     const token = path.slice(path.lastIndexOf("/") + 1);
-    targets.push(`<mailto:${address}?subject=${encodeURIComponent(`unsubscribe ${token}`)}>`);
+    targets.push(
+      `<mailto:${mailtoAddress(address)}?subject=${encodeURIComponent(`unsubscribe ${token}`)}>`,
+    );
   }
   return {
     "List-Unsubscribe": targets.join(", "),
     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
   };
+}
+
+/**
+ * An address as RFC 6068 writes it in a mailto URI, all in ASCII: its domain in punycode (IDNA,
+ * `bücher.example` → `xn--bcher-kva.example`), any other character of its mailbox name that a
+ * mailto must not carry as is (other letters, `%`, `?`, `&`, …) percent-encoded in UTF-8. A header
+ * of other characters is MIME-encoded whole, and its links lost to the mail providers.
+ */
+export function mailtoAddress(address: string): string {
+  const at = address.lastIndexOf("@");
+  const domain = address.slice(at + 1);
+  const asciiDomain = /^[\x21-\x7e]*$/.test(domain) ? domain : domainToASCII(domain) || domain;
+  const mailbox = address
+    .slice(0, Math.max(0, at))
+    .replace(/[^A-Za-z0-9\-._~!$'()*+,;:@]/gu, (character) => encodeURIComponent(character));
+  return at < 0 ? address : `${mailbox}@${asciiDomain}`;
 }

@@ -863,10 +863,11 @@ describe("marketing email without a working unsubscribe link", () => {
 });
 
 describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
-  it("an unsubscribe mail a mail client sends to it, through the inbound email webhook, stops offers to the address", async () => {
-    const token = "inbound-token-0123456789";
-    pipeline = await startPipeline("unsubscribe-mailto", {
-      env: { UNSUBSCRIBE_MAILTO: "unsubscribe@shop.example", INBOUND_EMAIL_TOKEN: token },
+  const token = "inbound-token-0123456789";
+  /** A pipeline with UNSUBSCRIBE_MAILTO `mailto`, and the marketing email a laptop's purchase brings. */
+  const discountMailWith = async (name: string, mailto: string) => {
+    pipeline = await startPipeline(name, {
+      env: { UNSUBSCRIBE_MAILTO: mailto, INBOUND_EMAIL_TOKEN: token },
     });
     const p = pipeline;
     await p.publisher.publish(
@@ -879,8 +880,21 @@ describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
     );
     await promoteStep(p, "evt-laptop", "accessories.discount");
     const mails = await p.sink.waitForMessages(2);
-    const discount = mails.find((m) => /List-Unsubscribe:/i.test(m.raw));
-    const headers = (discount?.raw ?? "").replace(/\r?\n[ \t]+/g, " ");
+    const discount = mails.find((m) => /^List-Unsubscribe:/im.test(m.raw));
+    expect(discount).toBeDefined();
+    return { p, raw: discount?.raw ?? "" };
+  };
+  /** A raw mail through the inbound email webhook; its JSON answer. */
+  const sendMail = (p: PipelineHarness, body: string) =>
+    fetch(`${httpAddressOf(p)}/webhooks/email/inbound`, {
+      method: "POST",
+      headers: { "content-type": "message/rfc822", authorization: `Bearer ${token}` },
+      body,
+    }).then((answer) => answer.json());
+
+  it("an unsubscribe mail a mail client sends to it, through the inbound email webhook, stops offers to the address", async () => {
+    const { p, raw } = await discountMailWith("unsubscribe-mailto", "unsubscribe@shop.example");
+    const headers = raw.replace(/\r?\n[ \t]+/g, " ");
     const mailto = /<mailto:([^>]+)>/.exec(
       /List-Unsubscribe: ([^\r\n]+)/i.exec(headers)?.[1] ?? "",
     )?.[1];
@@ -926,12 +940,7 @@ describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
     );
     // A forged token opts nobody out but its sender: the address is for nothing else, so a mail
     // to it without a valid token (typed by hand, its subject lost) stops offers to the sender.
-    const send = (body: string) =>
-      fetch(`${httpAddressOf(p)}/webhooks/email/inbound`, {
-        method: "POST",
-        headers: { "content-type": "message/rfc822", authorization: `Bearer ${token}` },
-        body,
-      }).then((answer) => answer.json());
+    const send = (body: string) => sendMail(p, body);
     const forged = await send(
       mime
         .replace(subject, "unsubscribe AAAAforged")
@@ -997,6 +1006,51 @@ describe("the List-Unsubscribe mailto (UNSUBSCRIBE_MAILTO)", () => {
     expect(
       await suppressions.isSuppressed("email", { address: "cy@example.org" }, "marketing"),
     ).toBe(true);
+  });
+
+  it("of other letters in its domain: written in ASCII in List-Unsubscribe (punycode), so the header is not MIME-encoded, and a mail to either form unsubscribes", async () => {
+    const { p, raw } = await discountMailWith("unsubscribe-mailto-idn", "abmelden@bücher.example");
+    const lines = raw.slice(0, raw.indexOf("\r\n\r\n")).split("\r\n");
+    const start = lines.findIndex((line) => /^List-Unsubscribe:/i.test(line));
+    const end = lines.findIndex((line, index) => index > start && !/^[ \t]/.test(line));
+    const header = lines
+      .slice(start, end)
+      .join("\r\n")
+      .replace(/\r\n[ \t]+/g, " ")
+      .replace(/^List-Unsubscribe: /i, "");
+    // Plain ASCII, not an encoded word (=?UTF-8?Q?…?=) a mail provider finds no link in.
+    expect(header).not.toContain("=?");
+    expect(/^[\x20-\x7e]*$/.test(header)).toBe(true);
+    expect(header).toMatch(/^<https:\/\/followups\.test\/unsubscribe\/[^>]+>, <mailto:[^>]+>$/);
+    const mailto = /<mailto:([^>]+)>/.exec(header)?.[1] ?? "";
+    const url = new URL(`mailto:${mailto}`);
+    expect(url.pathname).toBe("abmelden@xn--bcher-kva.example");
+    const subject = url.searchParams.get("subject") ?? "";
+    expect(subject).toMatch(/^unsubscribe /);
+
+    const send = (body: string) => sendMail(p, body);
+    const suppressions = new SuppressionList(p.redis, p.prefix);
+    // A mail client's unsubscribe by the mailto (its token lost) and one typed by hand with the
+    // domain in its letters (SMTPUTF8): both addressed to UNSUBSCRIBE_MAILTO.
+    for (const [n, to, from] of [
+      [1, url.pathname, "ana.idn@example.com"],
+      [2, "Shop <abmelden@bücher.example>", "bo.idn@example.com"],
+    ] as const) {
+      const answer = await send(
+        [
+          `From: ${from}`,
+          `To: ${to}`,
+          "Subject: unsubscribe",
+          `Message-ID: <unsub-idn-${n}@mail.example>`,
+          "Content-Type: text/plain; charset=utf-8",
+          "",
+          "Please remove me.",
+          "",
+        ].join("\r\n"),
+      );
+      expect(answer).toEqual({ status: "unsubscribed" });
+      expect(await suppressions.isSuppressed("email", { address: from }, "marketing")).toBe(true);
+    }
   });
 });
 

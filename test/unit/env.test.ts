@@ -441,7 +441,10 @@ describe("PUBLIC_URL", () => {
 
 describe("PUBLIC_URL's length", () => {
   /** The header lines of a marketing email whose unsubscribe link is built on `publicUrl`. */
-  const headerLinesOn = async (publicUrl: string): Promise<string[]> => {
+  const headerLinesOn = async (
+    publicUrl: string,
+    mailto = "unsubscribe@shop.example",
+  ): Promise<string[]> => {
     const hash = "A".repeat(22);
     // The longest language a link names: a BCP 47 language subtag of 8 letters.
     const url = unsubscribeUrl(publicUrl, "x".repeat(16), hash, "email", hash, "abcdefgh");
@@ -452,7 +455,7 @@ describe("PUBLIC_URL's length", () => {
         to: "customer@shop.example",
         subject: "An offer",
         text: "Text",
-        headers: listUnsubscribeHeaders({ url, mailto: "unsubscribe@shop.example" }),
+        headers: listUnsubscribeHeaders({ url, mailto }),
       },
       "shop@shop.example",
       "shop.example",
@@ -498,6 +501,64 @@ describe("PUBLIC_URL's length", () => {
       problems: [
         `PUBLIC_URL: expected at most 898 characters (${ascii} given, written in ASCII as links carry it): an unsubscribe link built on it would make a List-Unsubscribe header line longer than the 998 characters RFC 5322 allows`,
       ],
+    });
+  });
+
+  describe("UNSUBSCRIBE_MAILTO", () => {
+    const unsubscribeMailto = (value: string) => {
+      const result = readEnv({ UNSUBSCRIBE_MAILTO: value });
+      return result.ok ? result.env.UNSUBSCRIBE_MAILTO : result.problems;
+    };
+    /** `abmelden@<labels>.example`, each label `label` repeated. */
+    const address = (label: string, labels: number) =>
+      `abmelden@${Array.from({ length: labels }, () => label).join(".")}.example`;
+
+    it("takes a domain of other letters, written in punycode, so the List-Unsubscribe header stays in ASCII with its mailto", async () => {
+      expect(unsubscribeMailto("abmelden@bücher.example")).toBe("abmelden@xn--bcher-kva.example");
+      expect(unsubscribeMailto("abmelden@xn--bcher-kva.example")).toBe(
+        "abmelden@xn--bcher-kva.example",
+      );
+      const lines = await headerLinesOn(
+        "https://bücher.example",
+        String(unsubscribeMailto("abmelden@bücher.example")),
+      );
+      const start = lines.findIndex((line) => line.startsWith("List-Unsubscribe:"));
+      const header = lines.slice(start, start + 3).join(" ");
+      expect(header).toContain("<mailto:abmelden@xn--bcher-kva.example?subject=unsubscribe%20");
+      expect(lines.filter((line) => line.includes("=?"))).toEqual([]);
+      expect(lines.every((line) => /^[\x20-\x7e\t]*$/.test(line))).toBe(true);
+    });
+
+    it("refuses a mailbox name of other letters at start, naming what it expects", () => {
+      expect(unsubscribeMailto("äbmelden@example.com")).toEqual([
+        "UNSUBSCRIBE_MAILTO: expected an address whose mailbox name (before the @) is in ASCII, such as unsubscribe@shop.example (a domain of other letters is taken, written in punycode): mail to a mailbox name of other letters needs SMTPUTF8 all the way, which a mail provider's unsubscribe cannot be counted on for",
+      ]);
+      expect(unsubscribeMailto("not an address")).toEqual([
+        "UNSUBSCRIBE_MAILTO: expected an email address",
+      ]);
+    });
+
+    it("takes an address of 254 characters in ASCII, which keeps every header line within 998 characters with the longest PUBLIC_URL", async () => {
+      // 3 + 4 × 60 + 3 + 8 characters.
+      const longest = address("d".repeat(60), 4).replace("abmelden@", "ab@");
+      expect(longest.length).toBe(254);
+      expect(unsubscribeMailto(longest)).toBe(longest);
+      const lines = await headerLinesOn(base(898), longest);
+      expect(lines.some((line) => line.includes(`<mailto:${longest}?subject=`))).toBe(true);
+      expect(Math.max(...lines.map((line) => line.length))).toBe(998);
+    });
+
+    it("refuses a longer one at start, measured in ASCII as List-Unsubscribe carries it", () => {
+      const longer = address("d".repeat(60), 4).replace("abmelden@", "abc@");
+      expect(unsubscribeMailto(longer)).toEqual([
+        "UNSUBSCRIBE_MAILTO: expected an address of at most 254 characters (255 given, written in ASCII as List-Unsubscribe carries it)",
+      ]);
+      // 240 characters as written, 264 in punycode (each label of 55 ü is 61 characters).
+      const unicode = address("ü".repeat(55), 4);
+      expect(unicode.length).toBe(240);
+      expect(unsubscribeMailto(unicode)).toEqual([
+        "UNSUBSCRIBE_MAILTO: expected an address of at most 254 characters (264 given, written in ASCII as List-Unsubscribe carries it)",
+      ]);
     });
   });
 

@@ -329,6 +329,25 @@ describe("unsubscribe links", () => {
     });
   });
 
+  it("writes the mailto in ASCII as RFC 6068 does: the domain in punycode, other characters of the mailbox name percent-encoded in UTF-8", () => {
+    const url = "https://followups.shop.example/unsubscribe/abc.def";
+    const header = (mailto: string) =>
+      listUnsubscribeHeaders({ url, mailto })["List-Unsubscribe"] ?? "";
+    expect(header("abmelden@bücher.example")).toBe(
+      `<${url}>, <mailto:abmelden@xn--bcher-kva.example?subject=unsubscribe%20abc.def>`,
+    );
+    expect(header("mailto:äb%me?n&d=@bücher.example")).toBe(
+      `<${url}>, <mailto:%C3%A4b%25me%3Fn%26d%3D@xn--bcher-kva.example?subject=unsubscribe%20abc.def>`,
+    );
+    const mailto = /<mailto:([^>]+)>/.exec(header("äb%me?n&d=@bücher.example"))?.[1];
+    expect(decodeURIComponent(new URL(`mailto:${mailto}`).pathname)).toBe(
+      "äb%me?n&d=@xn--bcher-kva.example",
+    );
+    expect(header("o'brien+news@shop.example")).toBe(
+      `<${url}>, <mailto:o'brien+news@shop.example?subject=unsubscribe%20abc.def>`,
+    );
+  });
+
   it("names the page's language in the link; the mailto subject carries the token alone", () => {
     const url = unsubscribeUrl(
       "https://followups.shop.example",
