@@ -1,5 +1,5 @@
 import type { Env } from "../config/env.js";
-import { TWILIO_STATUS_PATH } from "../config/public-paths.js";
+import { asciiBaseUrl, TWILIO_STATUS_PATH } from "../config/public-paths.js";
 import type { Channel } from "../domain/events.js";
 import type { DeliveryChannel } from "./channel.js";
 import { dkimOptions } from "./dkim.js";
@@ -54,7 +54,7 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
           }),
           ...(env.TWILIO_API_URL && { apiUrl: env.TWILIO_API_URL }),
           ...(env.PUBLIC_URL && {
-            statusCallback: `${env.PUBLIC_URL.replace(/\/+$/, "")}${TWILIO_STATUS_PATH}`,
+            statusCallback: `${asciiBaseUrl(env.PUBLIC_URL)}${TWILIO_STATUS_PATH}`,
           }),
         })
       : outbox;

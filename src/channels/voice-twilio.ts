@@ -1,4 +1,8 @@
-import { TWILIO_VOICE_ANSWER_PATH, TWILIO_VOICE_STATUS_PATH } from "../config/public-paths.js";
+import {
+  asciiBaseUrl,
+  TWILIO_VOICE_ANSWER_PATH,
+  TWILIO_VOICE_STATUS_PATH,
+} from "../config/public-paths.js";
 import type { DeliveryChannel, OutgoingMessage, PlacedLookup, SendResult } from "./channel.js";
 import { closedChannel, unsupportedChannel } from "./channel-results.js";
 import {
@@ -36,7 +40,8 @@ export interface TwilioVoiceOptions extends TwilioClientOptions {
 export function createTwilioVoiceChannel(options: TwilioVoiceOptions): DeliveryChannel {
   const twilio = createTwilioClient(options);
   const { client } = twilio;
-  const base = options.publicUrl.replace(/\/+$/, "");
+  // In ASCII (punycode host, percent-encoded path): Twilio requests and signs the URLs as given.
+  const base = asciiBaseUrl(options.publicUrl);
   let closed = false;
   return {
     transport: "twilio",

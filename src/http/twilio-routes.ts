@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import twilio from "twilio";
 import {
+  asciiBaseUrl,
   TWILIO_INBOUND_PATH,
   TWILIO_STATUS_PATH,
   TWILIO_VOICE_ANSWER_PATH,
@@ -21,7 +22,10 @@ const MAX_STATUS_LENGTH = 32;
 /**
  * Status callbacks and inbound messages. Every request must carry a valid X-Twilio-Signature
  * for PUBLIC_URL + its path and its exact form fields; anything else is refused before a
- * dependency is called.
+ * dependency is called. Twilio signs the URL it requests: for the URLs we give it (callbacks, a
+ * call's TwiML) PUBLIC_URL's ASCII form (punycode host, percent-encoded path, asciiBaseUrl); for a
+ * webhook an operator set in Twilio's console, that form or PUBLIC_URL as written. A PUBLIC_URL
+ * of other letters has both, and each is checked.
  */
 export function registerTwilioRoutes(
   app: FastifyInstance,
@@ -29,9 +33,11 @@ export function registerTwilioRoutes(
   publicUrl: string | undefined,
 ): void {
   const authToken = deps.settings.twilioAuthToken;
+  const asciiBase = publicUrl === undefined ? undefined : asciiBaseUrl(publicUrl);
+  const signedBases = [...new Set([asciiBase, publicUrl].filter((base) => base !== undefined))];
 
   const verify = async (request: FastifyRequest, reply: FastifyReply) => {
-    if (authToken === undefined || authToken === "" || publicUrl === undefined) {
+    if (authToken === undefined || authToken === "" || asciiBase === undefined) {
       return reply
         .code(503)
         .send({ error: "Twilio webhooks are not configured (TWILIO_AUTH_TOKEN, PUBLIC_URL)" });
@@ -44,7 +50,9 @@ export function registerTwilioRoutes(
     const valid =
       typeof signature === "string" &&
       params !== undefined &&
-      twilio.validateRequest(authToken, signature, publicUrl + request.url, params);
+      signedBases.some((base) =>
+        twilio.validateRequest(authToken, signature, base + request.url, params),
+      );
     if (!valid) {
       request.log.warn(
         { route: request.routeOptions.url },
@@ -89,7 +97,7 @@ export function registerTwilioRoutes(
       .send(
         callTwiml(
           turn,
-          `${publicUrl}${TWILIO_VOICE_GATHER_PATH}?call=${encodeURIComponent(followUpId)}`,
+          `${asciiBase}${TWILIO_VOICE_GATHER_PATH}?call=${encodeURIComponent(followUpId)}`,
         ),
       );
   const badCall = (reply: FastifyReply) =>

@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import { request } from "node:http";
 import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
 import type { FastifyInstance } from "fastify";
@@ -9,6 +10,7 @@ import { customerHash } from "../../src/domain/address-hash.js";
 import type { Channel } from "../../src/domain/events.js";
 import { parseEvent } from "../../src/domain/events.js";
 import { signUnsubscribeToken } from "../../src/domain/unsubscribe-token.js";
+import type { CallTurn } from "../../src/domain/voice-call.js";
 import type { HttpDeps } from "../../src/http/http-deps.js";
 import { createHttpServer } from "../../src/http/http-server.js";
 import { createLogger } from "../../src/logger.js";
@@ -43,6 +45,8 @@ interface Harness {
   failures: { acceptEvent?: Error; unsubscribe?: Error };
   /** How long acceptEvent takes to answer (ms). */
   acceptDelayMs: number;
+  /** What an answered call says (TwiML). */
+  answerTurn: CallTurn;
 }
 
 const open: FastifyInstance[] = [];
@@ -68,6 +72,7 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
     readiness: { ready: true, checks: { redis: true, rules: true, workers: true } },
     failures: {},
     acceptDelayMs: 0,
+    answerTurn: { type: "hang-up" },
   };
   const deps: HttpDeps = {
     discountCodes: {
@@ -75,7 +80,7 @@ function startServer(settings: Partial<HttpDeps["settings"]> = {}): Harness {
       redeem: async () => ({ status: "unknown" }),
     },
     voiceCall: {
-      answered: async () => ({ type: "hang-up" }),
+      answered: async () => harness.answerTurn,
       gathered: async () => ({ type: "hang-up" }),
       status: async () => "unknown-call",
     },
@@ -493,6 +498,102 @@ describe("Twilio webhooks", () => {
     expect((await signedTwilio(harness, INBOUND, { Body: "hi" })).statusCode).toBe(400);
     expect(harness.calls.statuses).toEqual([]);
     expect(harness.calls.inbound).toEqual([]);
+  });
+
+  describe("with a PUBLIC_URL of other letters", () => {
+    const UNICODE_URL = "https://bücher.example/läden";
+    /** The form Twilio is given it in (punycode host, percent-encoded path), and signs. */
+    const ASCII_URL = "https://xn--bcher-kva.example/l%C3%A4den";
+    const inbound = { MessageSid: "SM6", From: PHONE, Body: "STOP" };
+
+    it("accepts the signature for its ASCII form, and for it as written (an operator may type either in Twilio's console)", async () => {
+      const harness = startServer({ publicUrl: UNICODE_URL });
+      const status = await signedTwilio(harness, STATUS, failed, { signedUrl: ASCII_URL + STATUS });
+      expect(status.statusCode).toBe(204);
+      const typed = await signedTwilio(harness, INBOUND, inbound, {
+        signedUrl: UNICODE_URL + INBOUND,
+      });
+      expect(typed.statusCode).toBe(200);
+      const path = `${INBOUND}?site=m%C3%BCnchen`;
+      const query = await signedTwilio(harness, path, inbound, { signedUrl: ASCII_URL + path });
+      expect(query.statusCode).toBe(200);
+      expect(harness.calls.statuses).toHaveLength(1);
+      expect(harness.calls.inbound).toHaveLength(2);
+    });
+
+    it("checks the URL exactly as Twilio requested it, also with a query that normalizing a URL writes otherwise", async () => {
+      const harness = startServer({ publicUrl: UNICODE_URL });
+      const address = new URL(await harness.app.listen({ host: "127.0.0.1", port: 0 }));
+      // As an operator may set it in Twilio's console, which signs it as given (' stays ').
+      const path = `${INBOUND}?site=o'brien&x=%41`;
+      const body = new URLSearchParams(inbound).toString();
+      const signature = twilio.getExpectedTwilioSignature(
+        TWILIO_AUTH_TOKEN,
+        ASCII_URL + path,
+        inbound,
+      );
+      const status = await new Promise<number>((resolve, reject) => {
+        const sent = request(
+          {
+            host: address.hostname,
+            port: address.port,
+            path,
+            method: "POST",
+            headers: {
+              "content-type": "application/x-www-form-urlencoded",
+              "content-length": Buffer.byteLength(body),
+              "x-twilio-signature": signature,
+            },
+          },
+          (answer) => {
+            answer.resume();
+            resolve(answer.statusCode ?? 0);
+          },
+        );
+        sent.on("error", reject);
+        sent.end(body);
+      });
+      expect(status).toBe(200);
+      expect(harness.calls.inbound).toEqual([{ from: PHONE, body: "STOP", messageSid: "SM6" }]);
+    });
+
+    it("refuses a signature for any other URL", async () => {
+      const harness = startServer({ publicUrl: UNICODE_URL });
+      for (const signedUrl of [
+        `https://xn--bcher-kva.example${STATUS}`,
+        `https://bücher.example${STATUS}`,
+        `https://xn--bcher-kva.example/laden${STATUS}`,
+        `https://attacker.example/l%C3%A4den${STATUS}`,
+        `http://xn--bcher-kva.example/l%C3%A4den${STATUS}`,
+        `${ASCII_URL}${INBOUND}`,
+      ]) {
+        const response = await signedTwilio(harness, STATUS, failed, { signedUrl });
+        expect({ signedUrl, status: response.statusCode }).toEqual({ signedUrl, status: 403 });
+      }
+      expect(harness.calls.statuses).toEqual([]);
+    });
+
+    it("gives Twilio the gather URL of a call's question in ASCII, as it gives the call's other URLs", async () => {
+      const harness = startServer({ publicUrl: UNICODE_URL });
+      harness.answerTurn = {
+        type: "ask",
+        say: ["Press 1 if all is well."],
+        speaking: { language: "en-GB" },
+        speech: false,
+      };
+      const path = "/webhooks/twilio/voice/answer?call=f123";
+      const response = await signedTwilio(
+        harness,
+        path,
+        { CallSid: "CA1", CallStatus: "in-progress" },
+        { signedUrl: ASCII_URL + path },
+      );
+      expect(response.statusCode).toBe(200);
+      expect(response.body).toContain(
+        `action="${ASCII_URL}/webhooks/twilio/voice/gather?call=f123"`,
+      );
+      expect(/^[\x20-\x7e]*$/.test(response.body)).toBe(true);
+    });
   });
 
   it("answers 503 when the auth token or PUBLIC_URL is missing", async () => {

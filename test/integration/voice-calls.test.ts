@@ -2,8 +2,10 @@ import { type Element, isTag } from "domhandler";
 import { parseDocument as parseXml } from "htmlparser2";
 import twilio from "twilio";
 import { afterEach, describe, expect, it } from "vitest";
+import { channelsFromEnv } from "../../src/channels/channels-from-env.js";
 import { createTwilioVoiceChannel } from "../../src/channels/voice-twilio.js";
 import { runErase } from "../../src/cli/erase-command.js";
+import { readEnv } from "../../src/config/env.js";
 import { followUpJobId } from "../../src/queue/names.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
 import { StoreKeys } from "../../src/store/keys.js";
@@ -1093,6 +1095,41 @@ describe("a call answered after its customer withdrew consent for calls while it
 });
 
 describe("the Twilio voice adapter", () => {
+  it("gives Twilio its callback URLs in ASCII on a PUBLIC_URL of other letters (punycode host, percent-encoded path), the form Twilio signs", async () => {
+    fake = await startTwilioFake({ accountSid: TWILIO_SID, authToken: TWILIO_TOKEN });
+    const read = readEnv({
+      PUBLIC_URL: "https://bücher.example/läden/",
+      TWILIO_ACCOUNT_SID: TWILIO_SID,
+      TWILIO_AUTH_TOKEN: TWILIO_TOKEN,
+      TWILIO_FROM,
+      TWILIO_API_URL: fake.baseUrl,
+    });
+    if (!read.ok) throw new Error(read.problems.join("; "));
+    const { sms, voice } = channelsFromEnv(read.env);
+    const call = {
+      language: "en" as const,
+      sayLanguage: "en-GB",
+      answeringMachine: "hangup" as const,
+      speech: false,
+    };
+    try {
+      const text = { channel: "sms", followUpId: "f1", to: PHONE, text: "Hello" } as const;
+      expect(await sms.send(text)).toMatchObject({ ok: true });
+      expect(
+        await voice.send({ channel: "voice", followUpId: "f2", to: PHONE, text: "Hello", call }),
+      ).toMatchObject({ ok: true });
+    } finally {
+      await sms.close?.();
+      await voice.close?.();
+    }
+    const base = "https://xn--bcher-kva.example/l%C3%A4den/webhooks/twilio";
+    expect(fake.messages[0]?.statusCallback).toBe(`${base}/status`);
+    expect(fake.calls[0]).toMatchObject({
+      url: `${base}/voice/answer?call=f2`,
+      statusCallback: `${base}/voice/status?call=f2`,
+    });
+  });
+
   it("classifies the Calls API's answers: invalid numbers permanent, 429 and 5xx transient", async () => {
     fake = await startTwilioFake({ accountSid: TWILIO_SID, authToken: TWILIO_TOKEN });
     const channel = createTwilioVoiceChannel({
