@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "./logger.js";
-import type { RedisClient } from "./store/redis-client.js";
+import { dropConnection, type RedisClient } from "./store/redis-client.js";
 
 /** Part of SHUTDOWN_TIMEOUT_MS kept for closing queues and connections after in-flight jobs. */
 const CLOSE_RESERVE_MS = 1_000;
@@ -70,6 +70,11 @@ export async function closeWithin(
         ? "in-flight jobs did not finish in time; forcing close"
         : "Redis is unreachable; not waiting for in-flight jobs",
     );
+    // With Redis away, what waits on a command (the promoters, the sweeps, a job's last write)
+    // would wait for Redis until the time is up: the connections that are not up are dropped now,
+    // which fails their commands ("Connection is closed"), and the loops and workers stop. Nothing
+    // they held could have been written anyway; a job cut off is retried by another worker.
+    if (redis.status !== "ready") dropUnready(connections);
     // BullMQ keeps waiting for the jobs if a graceful close began: half the reserve at most.
     await settlesWithin(closeWorkers(true), left(reserveMs / 2));
   }
@@ -93,6 +98,12 @@ export async function closeWithin(
   if (tracesSent && !(await settlesWithin(tracesSent, left())))
     logger.warn("traces were not all sent in time; leaving them");
   logger.info({ ms: Date.now() - startedAt }, "followups worker stopped");
+}
+
+/** Drops each of `connections` that is not ready (reconnecting, connecting, or closed). */
+function dropUnready(connections: readonly RedisClient[]): void {
+  for (const connection of connections)
+    if (connection.status !== "ready") dropConnection(connection);
 }
 
 /** The first of `outcomes` to resolve, or `fallback` after `ms`; the others go on. */

@@ -67,7 +67,7 @@ import {
 import { createPackedIndexSweeper } from "./queue/packed-index-sweeper.js";
 import { periodic } from "./queue/periodic.js";
 import { createPromoter } from "./queue/promoter.js";
-import { logRedisAway, watchRedisAnswers } from "./queue/redis-away-log.js";
+import { logRedisAway, reportConnectionErrors, watchRedisAnswers } from "./queue/redis-away-log.js";
 import { createRefunds } from "./queue/refunds.js";
 import { createReplanner } from "./queue/replanner.js";
 import { cappedBackoff } from "./queue/retry-policy.js";
@@ -242,12 +242,30 @@ async function startWorkerWith(
   let redisReadySince = now();
   // Connection errors while Redis is away: one line as it goes, a sum a minute, one as it is back.
   const redisAway = logRedisAway({ logger, now });
+  // Every connection reports its errors itself for its whole life: BullMQ's queues and workers
+  // stop listening on a connection when they close, and ioredis prints what nobody hears.
+  const reportErrors = (connection: RedisClient, name: string) =>
+    reportConnectionErrors({
+      redis: connection,
+      away: redisAway,
+      logger,
+      now,
+      source: { connection: name },
+    });
+  reportErrors(redis, "main");
+  // Without a listener BullMQ prints connection errors to the console, outside the logger.
+  const reportQueueErrors = (queue: Queue) =>
+    queue.on("error", (error) => {
+      if (!redisAway.handle(error, { queue: queue.name }))
+        logger.error({ err: error, queue: queue.name }, "queue error");
+    });
   redis.on("ready", () => {
     redisReadySince = now();
     redisAway.back();
   });
   const httpRedis = await connectHttpRedis(env.REDIS_URL, env.REDIS_CLUSTER, stop);
   opened.push(httpRedis);
+  reportErrors(httpRedis, "http");
   const prefix = env.QUEUE_PREFIX;
   // On a Redis Cluster each queue's keys carry a hash tag (queuePrefix).
   const prefixOf = (queue: string) => queuePrefix(prefix, queue, env.REDIS_CLUSTER);
@@ -264,6 +282,7 @@ async function startWorkerWith(
     const queues = [PURCHASE_EVENTS_QUEUE, FOLLOW_UPS_QUEUE].map(
       (name) => new Queue(name, { connection: redis, prefix: prefixOf(name) }),
     );
+    for (const queue of queues) reportQueueErrors(queue);
     try {
       const counts = await Promise.all(queues.map((queue) => queue.getWorkersCount()));
       return counts.reduce((sum, count) => sum + count, 0);
@@ -362,6 +381,7 @@ async function startWorkerWith(
     },
   );
   opened.push(webhookRedis);
+  reportErrors(webhookRedis, "webhooks");
   const webhookReplicaWait = new ReplicaWait(
     webhookRedis,
     { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
@@ -591,6 +611,8 @@ async function startWorkerWith(
   ] as const;
   const workerConnections: RedisClient[] = [...fixedConnections];
   opened.push(...fixedConnections);
+  for (const [i, connection] of fixedConnections.entries())
+    reportErrors(connection, ["intake", "reports", "alerts"][i] ?? "worker");
   const workerSettings = {
     removeOnComplete: KEEP_COMPLETED,
     removeOnFail: KEEP_FAILED,
@@ -696,6 +718,7 @@ async function startWorkerWith(
     const connection = duplicateClient(redis);
     workerConnections.push(connection);
     opened.push(connection);
+    reportErrors(connection, `delivery ${shard}`);
     const worker = new Worker<FollowUpJobData>(FOLLOW_UPS_QUEUE, createDeliveryProcessor(deps), {
       ...workerSettings,
       prefix: queuePrefix(prefix, FOLLOW_UPS_QUEUE, env.REDIS_CLUSTER, shard, shardCount),
@@ -773,13 +796,12 @@ async function startWorkerWith(
     reports,
     alertsQueue,
     webhookStores.alertsQueue,
-  ]) {
-    // Without a listener BullMQ prints connection errors to the console, outside the logger.
-    queue.on("error", (error) => {
-      if (!redisAway.handle(error, { queue: queue.name }))
-        logger.error({ err: error, queue: queue.name }, "queue error");
-    });
-  }
+    ...adminQueues.followUps.all(),
+    adminQueues.events,
+    adminQueues.reports,
+    adminQueues.alerts,
+  ])
+    reportQueueErrors(queue);
   const workers = [
     { label: "intake", worker: intake },
     ...deliveries.map((worker, i) => ({ label: `delivery ${servedShards[i]}`, worker })),

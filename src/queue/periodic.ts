@@ -1,7 +1,11 @@
+import { isConnectionLoss } from "../store/redis-client.js";
+
 /**
  * A background task of the worker: runs after `firstMs`, then `everyMs` after each run ended (so
  * runs never overlap), until stopped; `stop` waits for a run in progress. A run reports its own
- * outcome: one that throws is handed to `failed` and the next still comes.
+ * outcome: one that throws is handed to `failed` and the next still comes. A run that failed
+ * because its connection was dropped after stop was asked (a shutdown with Redis away) was
+ * abandoned, not failed: not handed on.
  */
 export interface Periodic {
   start(): void;
@@ -23,7 +27,9 @@ export function periodic(options: {
   function tick(): void {
     running = options
       .run()
-      .catch(options.failed)
+      .catch((error: unknown) => {
+        if (!abandoned(stopped, error)) options.failed(error);
+      })
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, options.everyMs);
       });
@@ -42,4 +48,9 @@ export function periodic(options: {
     },
     stopped: () => stopped,
   };
+}
+
+/** Whether a background round's `error` is its connection dropped by a stop already asked. */
+export function abandoned(stopped: boolean, error: unknown): boolean {
+  return stopped && isConnectionLoss(error);
 }

@@ -10,6 +10,7 @@ import { bucketOf } from "../store/keys.js";
 import { isRedisUnavailable } from "../store/redis-client.js";
 import { type StepRecord, UNREADABLE_STEP } from "../store/step-record.js";
 import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { abandoned } from "./periodic.js";
 
 /**
  * The promoter moves steps from the compact schedule into the `follow-ups` queue shortly before
@@ -247,7 +248,10 @@ export function createPromoter(deps: PromoterDeps): Promoter {
 
   function tick(intervalMs: number): void {
     running = promoteDue()
-      .catch((error: unknown) => deps.logger.warn({ err: error }, "promotion round failed"))
+      .catch((error: unknown) => {
+        // A round cut off by a shutdown with Redis away was abandoned, not failed.
+        if (!abandoned(stopped, error)) deps.logger.warn({ err: error }, "promotion round failed");
+      })
       .finally(() => {
         if (!stopped) timer = setTimeout(() => tick(intervalMs), intervalMs);
       });

@@ -206,3 +206,33 @@ export function watchRedisAnswers(deps: {
     },
   };
 }
+
+/**
+ * Gives `redis` an error listener of its own for its whole life. BullMQ's queues and workers
+ * listen on the connections they are given, but take their listeners off when they close: a
+ * connection still reconnecting after that (the worker's own, closed last) had none, and ioredis
+ * printed each failed attempt to stderr (`[ioredis] Unhandled error event`), outside the logger.
+ * A lost connection goes to `away` (one line per outage); any other error (a refused password on
+ * reconnect, which every attempt would repeat) is logged once, and again only when it changes or
+ * a summary period has passed.
+ */
+export function reportConnectionErrors(deps: {
+  readonly redis: RedisClient;
+  readonly away: RedisAwayLog;
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly source: Readonly<Record<string, string>>;
+  readonly everyMs?: number;
+}): void {
+  const { redis, away, logger, now, source } = deps;
+  const everyMs = deps.everyMs ?? AWAY_SUMMARY_EVERY_MS;
+  let last: { message: string; at: number } | undefined;
+  redis.on("error", (error: unknown) => {
+    if (away.handle(error, source)) return;
+    const message = error instanceof Error ? error.message : String(error);
+    const at = now();
+    if (last && last.message === message && at - last.at < everyMs) return;
+    last = { message, at };
+    logger.error({ err: error, ...source }, "Redis connection error");
+  });
+}

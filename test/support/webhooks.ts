@@ -15,8 +15,19 @@ export async function postTwilio(
   params: Record<string, string>,
   signature?: string,
 ): Promise<Response> {
+  return postTwilioAt(httpAddressOf(p), p, route, params, signature);
+}
+
+/** postTwilio to a worker serving HTTP at `address` (one in a process of its own). */
+export async function postTwilioAt(
+  address: string,
+  p: PipelineHarness,
+  route: string,
+  params: Record<string, string>,
+  signature?: string,
+): Promise<Response> {
   const publicUrl = `${p.envVars.PUBLIC_URL}${route}`;
-  return fetch(`${httpAddressOf(p)}${route}`, {
+  return fetch(`${address}${route}`, {
     method: "POST",
     headers: {
       "content-type": "application/x-www-form-urlencoded",

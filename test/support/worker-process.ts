@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { eventually } from "./pipeline-harness.js";
 
 /** A `followups worker` in its own process, so tests can kill it like a crash would. */
 export interface WorkerProcess {
@@ -57,4 +58,17 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
       return code;
     },
   };
+}
+
+/** The worker's start-up line (`followups worker started`), once written, as it was written. */
+export function startedLine(worker: WorkerProcess, timeoutMs: number): Promise<string> {
+  return eventually(
+    async () =>
+      worker
+        .output()
+        .split("\n")
+        .find((line) => line.includes('"msg":"followups worker started"')),
+    "the start-up line",
+    timeoutMs,
+  );
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../src/logger.js";
-import { logRedisAway } from "../../src/queue/redis-away-log.js";
+import { logRedisAway, reportConnectionErrors } from "../../src/queue/redis-away-log.js";
+import { createRedisClient } from "../../src/store/redis-client.js";
 
 /** A refused connection, as ioredis reports it on each reconnect attempt. */
 function refused(): Error {
@@ -106,5 +107,40 @@ describe("the log of a Redis outage", () => {
     ];
     for (const error of gone) expect(s.away.handle(error, { worker: "intake" })).toBe(true);
     expect(s.lines).toHaveLength(1);
+  });
+});
+
+describe("a connection's own error listener", () => {
+  it("logs a connection refused on every reconnect attempt once, and leaves nothing to ioredis's console output", async () => {
+    const s = subject();
+    // Nothing listens on port 1 of the loopback address: each attempt is refused at once.
+    const redis = createRedisClient("redis://127.0.0.1:1", false, {
+      lazyConnect: true,
+      maxRetriesPerRequest: null,
+      retryStrategy: () => 5,
+    });
+    reportConnectionErrors({
+      redis,
+      away: s.away,
+      logger: createLogger({ level: "silent", pretty: false }),
+      now: Date.now,
+      source: { connection: "main" },
+    });
+    // Only ours listens: ioredis would print each error itself if nobody did.
+    expect(redis.listenerCount("error")).toBe(1);
+    let attempts = 0;
+    const tenAttempts = new Promise<void>((resolve) => {
+      redis.on("error", () => {
+        attempts += 1;
+        if (attempts === 10) resolve();
+      });
+    });
+    redis.connect().catch(() => {});
+    await tenAttempts;
+    redis.disconnect();
+    expect(s.messages()).toEqual([
+      "Redis connection lost: the worker tries again until Redis is back, and sums up the connection errors meanwhile once a minute",
+    ]);
+    expect(s.lines[0]).toMatchObject({ connection: "main", err: { code: "ECONNREFUSED" } });
   });
 });
