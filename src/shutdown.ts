@@ -76,7 +76,11 @@ export async function closeWithin(
     // they held could have been written anyway; a job cut off is retried by another worker.
     if (redis.status !== "ready") dropUnready(connections);
     // BullMQ keeps waiting for the jobs if a graceful close began: half the reserve at most.
-    await settlesWithin(closeWorkers(true), left(reserveMs / 2));
+    if (!(await settlesWithin(closeWorkers(true), left(reserveMs / 2))))
+      logger.warn(
+        { redis: redis.status },
+        "workers and background rounds did not stop in time; leaving them",
+      );
   }
   if (http && !(await httpClosed)) {
     // A request waiting on Redis (a webhook) would hold its socket, and the process, open.
