@@ -507,8 +507,11 @@ export function checkInsAnsweredBy(
 /** A remembered sent follow-up; undefined when the value is not one (it then attributes nothing). */
 function sentFollowUpOf(raw: string): SentFollowUp | undefined {
   try {
-    const parsed = JSON.parse(raw) as Partial<SentFollowUp> | null;
-    return typeof parsed?.eventId === "string" && typeof parsed.at === "number"
+    // `p`: the one it replaced, kept for a text that turns out never to have gone (settle-sent.lua).
+    const { p: _replaced, ...parsed } = (JSON.parse(raw) ?? {}) as Partial<SentFollowUp> & {
+      p?: unknown;
+    };
+    return typeof parsed.eventId === "string" && typeof parsed.at === "number"
       ? (parsed as SentFollowUp)
       : undefined;
   } catch {

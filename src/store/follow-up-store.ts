@@ -399,7 +399,8 @@ export class FollowUpStore {
    * message is not shown as the resent one's. A `canceled` or `failed` of the message a sent
    * step stands for (nothing went out) fails the step with `failedReason`, lists it among the
    * steps a status failed (smsStatusFailures), and gives back the cap slot `cap` names, in the
-   * same script: once, however often the report comes. The record as it is after the script
+   * same script: once, however often the report comes. The customer's latest sent follow-up (for
+   * attribution) stops naming the step then too: the one it replaced comes back, when kept. The record as it is after the script
    * (but when gone); with `failedSend`, the job whose send the step failed now, or failed on an
    * earlier handling of the same report (its charge goes back, by its id: once), when known.
    */
@@ -420,6 +421,8 @@ export class FollowUpStore {
       // A key of the shard's when the customer is unknown (erased): nothing is removed from it.
       this.keys.capWindow(cap?.channel ?? "sms", cap?.customerId ?? ""),
       this.keys.smsStatusFailures(),
+      // The customer's latest sent: it stops naming a step this report fails (cap: customer known).
+      this.keys.lastSent(cap?.customerId ?? ""),
       stepField(stepId),
       now,
       delivery.status,

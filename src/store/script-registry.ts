@@ -250,6 +250,7 @@ export interface StoreCommands {
     recordKey: string,
     capWindowKey: string,
     failuresKey: string,
+    lastSentKey: string,
     field: string,
     now: number,
     status: string,

@@ -331,10 +331,14 @@ describe("the bookkeeping after a send", () => {
     expect(JSON.parse((await redis.get(keys.lastSent(customerId))) ?? "")).toEqual(
       sent(now + 5_000),
     );
-    // An earlier one is replaced, with the attribution window's expiry.
+    // An earlier one is replaced, with the attribution window's expiry, and kept as the one
+    // before (`p`: put back should the new one be a text Twilio reports canceled or failed).
     await redis.set(keys.lastSent(customerId), JSON.stringify(sent(now - 5_000)));
     await store.settleSent("evt-store", stepId, customerId, sent(now), DAY);
-    expect(JSON.parse((await redis.get(keys.lastSent(customerId))) ?? "")).toEqual(sent(now));
+    expect(JSON.parse((await redis.get(keys.lastSent(customerId))) ?? "")).toEqual({
+      ...sent(now),
+      p: sent(now - 5_000),
+    });
     expect(await redis.pttl(keys.lastSent(customerId))).toBeGreaterThan(DAY - 60_000);
 
     // A purchase that expired meanwhile leaves nothing behind.

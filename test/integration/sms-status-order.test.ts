@@ -11,12 +11,14 @@ import { spendMonthOf } from "../../src/domain/spend.js";
 import type { FailedFollowUp } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
 import { followUpJobId } from "../../src/queue/names.js";
+import type { ReportModel } from "../../src/reports/report-model.js";
 import { StoreKeys, shardScope } from "../../src/store/keys.js";
 import { SmsReferences } from "../../src/store/sms-references.js";
 import type { WorkerHandle } from "../../src/worker.js";
 import { captureIo } from "../support/capture-io.js";
 import { item, purchaseInput } from "../support/fixtures.js";
 import {
+  eventProcessed,
   eventually,
   type PipelineHarness,
   promoteStep,
@@ -46,6 +48,7 @@ afterEach(async () => {
 
 const EVENT_ID = "evt-status-order";
 const STEP_ID = "big-ticket.check-in";
+const THANK_YOU_ID = "big-ticket.thank-you";
 
 const ago = (hours: number) =>
   DateTime.utc().minus({ hours }).startOf("second").toISO({ suppressMilliseconds: true }) ?? "";
@@ -57,12 +60,15 @@ const ANSWER_DELAY_MS = 1_500;
  * Sends the check-in SMS; its sid once its reference (what status callbacks find) is written.
  * With `beforeTheAnswer`, Twilio's answer to the send is held back while it runs, so that what it
  * posts comes before the worker knows the message's sid. `state`: the step's once the send is
- * recorded (`failed` when a `canceled` came before the answer).
+ * recorded (`failed` when a `canceled` came before the answer). With `thankYouFirst`, the
+ * purchase's thank-you email (due at once) is sent before the check-in is, so the text is the
+ * customer's latest follow-up.
  */
 async function sentSms(
   p: PipelineHarness,
   beforeTheAnswer?: (sid: string) => Promise<void>,
   state: "sent" | "failed" = "sent",
+  thankYouFirst = false,
 ): Promise<string> {
   if (beforeTheAnswer) p.twilio.setResponseDelay(ANSWER_DELAY_MS);
   await p.publisher.publish(
@@ -74,6 +80,7 @@ async function sentSms(
     }) as never,
   );
   await waitForState(p, EVENT_ID, STEP_ID, "scheduled");
+  if (thankYouFirst) await waitForState(p, EVENT_ID, THANK_YOU_ID, "sent");
   await promoteStep(p, EVENT_ID, STEP_ID);
   const [sms] = await p.twilio.waitForMessages(1);
   const sid = sms?.sid ?? "";
@@ -417,7 +424,10 @@ async function referenced(p: PipelineHarness, sid: string): Promise<string> {
   const references = new SmsReferences(p.redis, p.prefix);
   await eventually(async () => {
     const record = await stepRecordOf(p, EVENT_ID, STEP_ID);
-    return record?.providerId === sid && !record.bookkeepingPending && references.stepOfSms(sid);
+    // Undefined until then: `eventually` waits on undefined only (false would end the wait).
+    return record?.providerId === sid && !record.bookkeepingPending
+      ? references.stepOfSms(sid)
+      : undefined;
   }, "the SMS's send to be recorded");
   return sid;
 }
@@ -787,4 +797,63 @@ it("followups failed lists a text a final SMS status failed for 30 days, also wh
   await p.redis.zadd(failuresKey(p), "XX", Date.now() - 31 * day, REF);
   await p.redis.pexpire(failuresKey(p), 20 * day);
   expect((await failedListing(p)).failed).toEqual([]);
+});
+
+/**
+ * A purchase by the check-in's customer now (another order); its broughtBack in today's report
+ * once it is processed.
+ */
+async function boughtAgain(p: PipelineHarness, id: string): Promise<ReportModel["broughtBack"]> {
+  await p.publisher.publish(
+    purchaseInput({
+      id,
+      orderId: `ord-${id}`,
+      occurredAt: DateTime.utc().toISO() ?? "",
+      items: [item("kitchenware", "42.00")],
+    }) as never,
+  );
+  expect(await eventProcessed(p, id)).toBe("completed");
+  return (await todaysReport(p)).broughtBack;
+}
+
+describe("the customer's next purchase after a text Twilio reports failed or canceled", () => {
+  it.each([
+    { status: "failed", code: "30001" },
+    { status: "canceled", code: undefined },
+  ])("is not credited to the $status text, which never reached them", async ({ status, code }) => {
+    pipeline = await startPipeline(`sms-attribution-${status}`);
+    const p = pipeline;
+    const sid = await referenced(p, await sentSms(p, undefined, "sent", true));
+    await post(p, sid, status, code);
+    expect(await stepInOrder(p)).toMatchObject({ state: "failed" });
+    const broughtBack = await boughtAgain(p, `evt-after-${status}`);
+    // Credited to the follow-up before it, which reached them: the thank-you email.
+    expect(broughtBack.byChannelKind).toEqual([
+      {
+        channel: "email",
+        kind: "thank-you",
+        orders: 1,
+        revenue: [{ currency: "GBP", amount: "42.00" }],
+      },
+    ]);
+  });
+
+  it("is credited to the text once its resend is delivered", async () => {
+    pipeline = await startPipeline("sms-attribution-resent");
+    const p = pipeline;
+    const sid = await referenced(p, await sentSms(p, undefined, "sent", true));
+    await post(p, sid, "failed", "30001");
+    await resend(p);
+    const [, second] = await p.twilio.waitForMessages(2);
+    await post(p, await referenced(p, second?.sid ?? ""), "delivered");
+    const broughtBack = await boughtAgain(p, "evt-after-resend");
+    expect(broughtBack.byChannelKind).toEqual([
+      {
+        channel: "sms",
+        kind: "check-in",
+        orders: 1,
+        revenue: [{ currency: "GBP", amount: "42.00" }],
+      },
+    ]);
+  });
 });

@@ -63,6 +63,7 @@ const noteSmsStatus = (field: string, now: number, status: string, code: number 
     record(),
     keys.capWindow("sms", "cus-1"),
     keys.smsStatusFailures(),
+    keys.lastSent("cus-1"),
     field,
     now,
     status,
@@ -237,7 +238,7 @@ describe("the store's Lua scripts", () => {
     expect(EMBEDDED_SCRIPTS["keep-order-link"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["remember-latest-check-in"].numberOfKeys).toBe(1);
     expect(EMBEDDED_SCRIPTS["note-dropped-purchase"].numberOfKeys).toBe(1);
-    expect(EMBEDDED_SCRIPTS["note-sms-status"].numberOfKeys).toBe(3);
+    expect(EMBEDDED_SCRIPTS["note-sms-status"].numberOfKeys).toBe(4);
     expect(EMBEDDED_SCRIPTS["keep-early-sms-status"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["remember-sms"].numberOfKeys).toBe(2);
     expect(EMBEDDED_SCRIPTS["join-thank-you"].numberOfKeys).toBe(4);
@@ -1068,6 +1069,65 @@ describe("the store's Lua scripts", () => {
     expect(await stored("s:b")).toMatchObject({ dl: "delivered", t: NOW + 5_000 });
     expect((await noteSmsStatus("s:b", NOW + 9_000, "read", ""))[0]).toBe(1);
     expect(await stored("s:b")).toMatchObject({ dl: "read", t: NOW + 9_000 });
+  });
+
+  it("settle-sent and note-sms-status: the latest sent keeps the one it replaced, which comes back when Twilio reports the latest canceled or failed", async () => {
+    await scheduleTwo();
+    const lastSent = keys.lastSent("cus-1");
+    const sentStep = (stepId: string, at: number) => ({
+      eventId: "evt",
+      stepId,
+      channel: "sms",
+      kind: "check-in",
+      ruleId: "r",
+      at,
+    });
+    const settle = (field: string, at: number) =>
+      redis.fuSettleSent(
+        record(),
+        lastSent,
+        field,
+        JSON.stringify(sentStep(field.slice(2), at)),
+        at,
+        60_000,
+      );
+    const latest = async () => JSON.parse((await redis.get(lastSent)) ?? "null");
+    const asSent = async (field: string, sid: string) => {
+      const step = await stored(field);
+      await redis.hset(record(), field, JSON.stringify({ ...step, s: "sent", id: sid }));
+    };
+    // `a` sent, then `b`: `b` is the latest, keeping `a`.
+    await asSent("s:a", "SM0");
+    expect(await settle("s:a", NOW)).toBe(1);
+    await asSent("s:b", "SM1");
+    expect(await settle("s:b", NOW + 1_000)).toBe(1);
+    expect(await latest()).toEqual({ ...sentStep("b", NOW + 1_000), p: sentStep("a", NOW) });
+    // `b` never went out: `a` is the latest again, for as long as the key was kept.
+    expect((await noteSmsStatus("s:b", NOW + 2_000, "failed", 30001))[0]).toBe(1);
+    expect(await latest()).toEqual(sentStep("a", NOW));
+    expect(await redis.pttl(lastSent)).toBeGreaterThan(50_000);
+    // Twilio repeating the report changes nothing more.
+    await noteSmsStatus("s:b", NOW + 3_000, "failed", 30001);
+    expect(await latest()).toEqual(sentStep("a", NOW));
+    // A step such a report failed before its bookkeeping ended does not become the latest.
+    expect(await settle("s:b", NOW + 1_000)).toBe(1);
+    expect(await latest()).toEqual(sentStep("a", NOW));
+  });
+
+  it("note-sms-status: a canceled text kept as the one the latest sent replaced goes from it, and the latest sent goes when it kept none", async () => {
+    await scheduleTwo();
+    const lastSent = keys.lastSent("cus-1");
+    const entry = (stepId: string, at: number) => ({ eventId: "evt", stepId, at });
+    const step = await stored("s:b");
+    await redis.hset(record(), "s:b", JSON.stringify({ ...step, s: "sent", id: "SM1" }));
+    await redis.set(lastSent, JSON.stringify({ ...entry("a", NOW + 1), p: entry("b", NOW) }));
+    await noteSmsStatus("s:b", NOW + 2_000, "canceled", "");
+    expect(JSON.parse((await redis.get(lastSent)) ?? "null")).toEqual(entry("a", NOW + 1));
+    // The text the latest sent names, with none kept before it: no latest sent.
+    await redis.hset(record(), "s:b", JSON.stringify({ ...step, s: "sent", id: "SM1" }));
+    await redis.set(lastSent, JSON.stringify(entry("b", NOW)));
+    await noteSmsStatus("s:b", NOW + 3_000, "canceled", "");
+    expect(await redis.exists(lastSent)).toBe(0);
   });
 
   it("keep-early-sms-status and remember-sms: a status kept before the reference is handed over as it is written, and none after", async () => {

@@ -14,7 +14,10 @@
   that an operator can send it again (`followups resend`, `followups failed --retry`), is listed
   in the index of such steps (KEYS[3]), and gives back its frequency-cap slot (KEYS[2]): here, in
   the one write that fails the step, so a report handled twice, or after a resend took the slot
-  again, never gives back another send's slot. Its
+  again, never gives back another send's slot. The customer's latest sent follow-up (KEYS[4]) stops
+  naming the step there too: the one it replaced (`p`, settle-sent.lua) is put back, or, when none
+  is kept (or it is the same step's), the latest sent goes; a kept earlier one naming the step
+  goes from it. So the customer's next purchase is not credited to a text they never got. Its
   time (`t`) becomes now, as every annotation of a record sets it, unless it is later already: a
   status kept while Twilio's answer to the send was on its way, or handled by a replica whose
   clock is behind, never dates the record before its send.
@@ -27,6 +30,8 @@
     KEYS[1] event record (hash: `s:<stepId>` step records)
     KEYS[2] the customer's sends on the step's channel (frequency caps: follow-up id by send time)
     KEYS[3] steps failed by a final SMS status (sorted set: `<eventId>/<stepId>` by time failed)
+    KEYS[4] the customer's latest sent follow-up (JSON: `eventId`, `stepId`, `at`, the one it
+            replaced as `p`), or a key of no customer's (customer unknown)
 
     ARGV[1] step field (`s:<stepId>`)
     ARGV[2] now (epoch ms)
@@ -135,6 +140,23 @@ if failedNow then
     if latest then redis.call('ZREM', KEYS[2], latest) end
     -- The send's job, for its charge to be given back: the one candidate, or the latest slot.
     sendJob = latest or (#candidates == 1 and candidates[1]) or ''
+  end
+  -- The customer's latest sent no longer names a text they never got (nor does the one it keeps).
+  local function isThisStep(entry)
+    return type(entry) == 'table' and type(entry.eventId) == 'string'
+      and entry.eventId .. '/' .. tostring(entry.stepId) == ARGV[8]
+  end
+  local latestSent = redis.call('GET', KEYS[4])
+  local ok, known = pcall(cjson.decode, latestSent or '')
+  if ok and isThisStep(known) then
+    if type(known.p) == 'table' and not isThisStep(known.p) and tonumber(known.p.at) then
+      redis.call('SET', KEYS[4], cjson.encode(known.p), 'KEEPTTL')
+    else
+      redis.call('DEL', KEYS[4])
+    end
+  elseif ok and type(known) == 'table' and isThisStep(known.p) then
+    known.p = nil
+    redis.call('SET', KEYS[4], cjson.encode(known), 'KEEPTTL')
   end
   local keepMs = tonumber(ARGV[9])
   redis.call('ZADD', KEYS[3], now, ARGV[8])

@@ -10,6 +10,11 @@
   nothing of this send either: the step is scrubbed as erasure scrubs it (lib/scrub-step.lua),
   the latest sent is not written, and the worker removes what its bookkeeping wrote.
 
+  The latest sent keeps the one it replaced (`p`, without that one's own `p`): a text Twilio then
+  reports `canceled` or `failed` never reached the customer, and note-sms-status.lua puts the one
+  before it back. A step such a report failed already (Twilio's status came before its reference
+  was written, and was applied just before this) does not become the latest sent.
+
   Input:
     KEYS[1] event record (hash: `s:<stepId>` step records)
     KEYS[2] the customer's latest sent follow-up (JSON with `at`, epoch ms)
@@ -37,13 +42,18 @@ if rec.bk ~= nil then
   rec.bk = nil
   redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 end
+-- Cancelled at Twilio, or Twilio could not send it (note-sms-status.lua): the customer got nothing.
+if rec.s == 'failed' then return 1 end
 local at = tonumber(ARGV[3])
+local sent = cjson.decode(ARGV[2])
 local latest = redis.call('GET', KEYS[2])
 if latest then
   local ok, known = pcall(cjson.decode, latest)
-  if ok and type(known) == 'table' and tonumber(known.at) and tonumber(known.at) > at then
-    return 1
+  if ok and type(known) == 'table' and tonumber(known.at) then
+    if tonumber(known.at) > at then return 1 end
+    known.p = nil
+    sent.p = known
   end
 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], cjson.encode(sent), 'PX', ARGV[4])
 return 1
