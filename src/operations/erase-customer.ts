@@ -16,7 +16,8 @@ import { idHash, StoreKeys, shardScope } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
 import type { ShardStores, Shards } from "../store/shards.js";
-import { decodeRef } from "../store/sms-references.js";
+import { decodeRef, SmsReferences } from "../store/sms-references.js";
+import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import { receiptsOfSent } from "../store/webhook-receipts.js";
 import type { EventInShard } from "./locate-event.js";
@@ -110,6 +111,47 @@ export interface FailedWebhooks {
   removeFailed(matches: (file: FailedWebhook) => Promise<boolean>): Promise<number>;
 }
 
+/** An SMS's final statuses after which Twilio reports no `canceled` or `failed` of it. */
+const DELIVERY_SETTLED: ReadonlySet<string> = new Set([
+  "delivered",
+  "read",
+  "undelivered",
+  "partially_delivered",
+]);
+
+/**
+ * The charge id of a step's latest SMS that Twilio may still report `canceled` or `failed` (sent,
+ * no other final status; or failed by such a report, which Twilio may post again), so that the
+ * report gives its charge back after the erasure: its send's job id, as note-sms-status.lua
+ * names it (the step's, a resend's `-r<n>` or a retry's `-q<n>`; for a step both resent and
+ * retried, the one of the later frequency-cap slot, none without a slot). Undefined otherwise.
+ */
+async function openSmsCharge(
+  redis: RedisClient,
+  keys: StoreKeys,
+  customerId: string,
+  eventId: string,
+  stepId: string,
+  record: StepRecord,
+): Promise<string | undefined> {
+  if (record.channel !== "sms" || record.providerId === undefined) return undefined;
+  if (record.state !== "sent" && record.state !== "failed") return undefined;
+  const status = record.delivery?.status ?? "";
+  if (DELIVERY_SETTLED.has(status)) return undefined;
+  if (record.state === "failed" && status !== "canceled" && status !== "failed") return undefined;
+  const base = followUpJobId(eventId, stepId);
+  const sends = [
+    ...(record.resends > 0 ? [`${base}-r${record.resends}`] : []),
+    ...(record.retries > 0 ? [`${base}-q${record.retries}`] : []),
+  ];
+  if (sends.length <= 1) return sends[0] ?? base;
+  const cap = keys.capWindow("sms", customerId);
+  const slots = await Promise.all(sends.map(async (id) => redis.zscore(cap, id)));
+  const [resent, retried] = slots.map((at) => (at === null ? undefined : Number(at)));
+  if (resent === undefined && retried === undefined) return undefined;
+  return (resent ?? -1) >= (retried ?? -1) ? sends[0] : sends[1];
+}
+
 /** How long an erasure is remembered: events from before it arriving later are dropped. */
 export const ERASURE_MEMORY_MS = 400 * 86_400_000;
 const JOB_PAGE = 500;
@@ -128,6 +170,7 @@ export function createEraser(deps: EraseDeps) {
     const shard = deps.shards.shardOf(customerId);
     const { store, history } = deps.shards.of(shard);
     const keys = new StoreKeys(shardScope(deps.prefix, shard, deps.shards.count));
+    const references = new SmsReferences(deps.redis, deps.prefix);
     const followUps = deps.followUps.of(shard);
     const member = await deps.suppressions.customerMember(customerId);
     // Marked first: a purchase of theirs being taken in right now is either among the purchases
@@ -194,6 +237,11 @@ export function createEraser(deps: EraseDeps) {
           else providerIds.push({ channel: record.channel === "voice" ? "voice" : "sms", id });
         }
         if (record.codeHash) await revoke(record.codeHash);
+        // A text Twilio may still report `canceled` or `failed` gives its charge back then, by
+        // its charge id kept without the reference that goes below (the only way to it).
+        const charge = await openSmsCharge(deps.redis, keys, customerId, eventId, stepId, record);
+        if (charge !== undefined && record.providerId !== undefined)
+          await references.keepErasedCharge(record.providerId, charge);
         if (record.state === "sending") stepsInFlight++;
         if (record.state !== "scheduled") continue;
         const labels = stepLabels(deps.rules(), stepId, record);

@@ -454,6 +454,19 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
     );
   };
 
+  /**
+   * Gives back the charge of a text Twilio cancelled or could not send (it charges nothing for
+   * it), by the id it was charged under (`chargeId`, its send's job id), from the month it was
+   * charged to: this one, or the one before for a text sent as the month turned. By its id, so
+   * never twice.
+   */
+  const giveBackCharge = async (chargeId: string, now: number): Promise<void> => {
+    if (!deps.spend) return;
+    const month = spendMonthOf(now, deps.rules().defaults.timezone);
+    for (const charged of [month, monthBefore(month)])
+      await deps.spend.spend.giveBack("sms", charged, chargeId);
+  };
+
   return {
     /** Files a reply on a step (the voice calls' keypad answers come through here too). */
     fileReply,
@@ -733,6 +746,17 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       const now = update.receivedAt ?? deps.now();
       let at = await deps.smsReferences.stepOfSms(update.messageSid);
       if (!at) {
+        // Its customer was erased (the reference went with them): only its charge is known, by
+        // the job it was charged under. A text that never went out gives it back, as below; one
+        // another final status came for first went out, and keeps it. Nothing else of it is
+        // kept or written.
+        const erasedCharge = await deps.smsReferences.erasedChargeOf(update.messageSid);
+        if (erasedCharge !== undefined) {
+          if (NOT_SENT_STATUSES.has(update.status)) await giveBackCharge(erasedCharge, now);
+          else if (FINAL_STATUSES.has(update.status))
+            await deps.smsReferences.forgetErasedCharge(update.messageSid);
+          return "recorded";
+        }
         // Twilio may post a status (`sent`, even `delivered`) before the worker that sent the SMS
         // has written its reference: kept a short while, and applied by that worker as it writes
         // it (rememberSms). Unless the reference was written in between: then handled as usual.
@@ -789,25 +813,20 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
         },
         now,
         notSentReason(update.status, update.errorCode),
-        customerId === undefined
-          ? undefined
-          : {
-              channel: (CHANNELS as readonly string[]).includes(capChannel)
-                ? (capChannel as Channel)
-                : "sms",
-              customerId,
-              followUpId: followUpJobId(at.eventId, at.stepId),
-            },
+        // The follow-up id also when the customer is unknown (erased while the text was on its
+        // way): the send's job, whose charge goes back, needs no customer; their cap slot does.
+        {
+          channel: (CHANNELS as readonly string[]).includes(capChannel)
+            ? (capChannel as Channel)
+            : "sms",
+          ...(customerId !== undefined && { customerId }),
+          followUpId: followUpJobId(at.eventId, at.stepId),
+        },
       );
-      if (noted.failedSend && deps.spend) {
-        // Twilio charges nothing for a text it cancelled or could not send: its charge goes
-        // back, from the month it was charged to (this one, or the one before for a text sent
-        // as the month turned); by the charge's id, so never twice. Also on Twilio's retry of the
-        // report after an error here, which the script names the job for again.
-        const month = spendMonthOf(now, deps.rules().defaults.timezone);
-        for (const charged of [month, monthBefore(month)])
-          await deps.spend.spend.giveBack("sms", charged, noted.failedSend);
-      }
+      // Twilio charges nothing for a text it cancelled or could not send: its charge goes back.
+      // Also on Twilio's retry of the report after an error here, which the script names the
+      // job for again.
+      if (noted.failedSend) await giveBackCharge(noted.failedSend, now);
       if (
         // The step this text failed (also on Twilio's retry of the report, after an error here).
         notSent &&

@@ -75,7 +75,12 @@ export interface DeliveryDeps {
   >;
   readonly smsReferences: Pick<
     SmsReferences,
-    "rememberSms" | "rememberEmail" | "textedBefore" | "forgetSent" | "dropEarlyStatuses"
+    | "rememberSms"
+    | "rememberEmail"
+    | "textedBefore"
+    | "forgetSent"
+    | "dropEarlyStatuses"
+    | "keepErasedCharge"
   >;
   /**
    * Applies Twilio's status callback of an SMS as the webhook does (CustomerFeedback.smsStatus):
@@ -411,8 +416,9 @@ async function bookkeepSent(
  * The customer was erased while their message was on its way: the erasure found the step being
  * sent, and could not yet see what the send would write. settleSent scrubbed the step's provider
  * ids and code; this removes the rest the bookkeeping wrote (the message's reference, a check-in
- * SMS's latest-check-in entry, the call's words, how their check-ins ended) and revokes the code
- * the message carried, so an erasure at the moment of a send leaves what one a moment later would.
+ * SMS's latest-check-in entry, the call's words, how their check-ins ended), keeps an SMS's
+ * charge id for its give-back (keepErasedCharge) and revokes the code the message carried, so an
+ * erasure at the moment of a send leaves what one a moment later would.
  */
 async function forgetSent(
   deps: DeliveryDeps,
@@ -427,6 +433,10 @@ async function forgetSent(
       member,
       sent.kind === "check-in",
     );
+  // Its charge, by the job it was charged under: a `canceled` or `failed` Twilio reports after
+  // the reference is gone still gives it back (customer-feedback.ts smsStatus).
+  if (sent.channel === "sms")
+    await deps.smsReferences.keepErasedCharge(sent.providerId, sent.followUpId);
   if (sent.codeHash) await deps.codes.revokeByHash(sent.codeHash, sent.at);
   await deps.history.forgetCheckIns(sent.customerId);
 }

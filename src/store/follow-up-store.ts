@@ -398,11 +398,12 @@ export class FollowUpStore {
    * another message than `messageSid` (the step was resent since): a late report of the earlier
    * message is not shown as the resent one's. A `canceled` or `failed` of the message a sent
    * step stands for (nothing went out) fails the step with `failedReason`, lists it among the
-   * steps a status failed (smsStatusFailures), and gives back the cap slot `cap` names, in the
-   * same script: once, however often the report comes. The customer's latest sent follow-up (for
-   * attribution) stops naming the step then too: the one it replaced comes back, when kept. The record as it is after the script
-   * (but when gone); with `failedSend`, the job whose send the step failed now, or failed on an
-   * earlier handling of the same report (its charge goes back, by its id: once), when known.
+   * steps a status failed (smsStatusFailures), and gives back the cap slot `cap` names (its
+   * customer's, when known), in the same script: once, however often the report comes. The
+   * customer's latest sent follow-up (for attribution) stops naming the step then too: the one
+   * it replaced comes back, when kept. The record as it is after the script (but when gone);
+   * with `failedSend`, the job whose send the step failed now, or failed on an earlier handling
+   * of the same report (its charge goes back, by its id: once), when known (`cap` given).
    */
   async noteSmsStatus(
     eventId: string,
@@ -410,7 +411,7 @@ export class FollowUpStore {
     delivery: { readonly messageSid: string; readonly status: string; readonly errorCode?: number },
     now: number,
     failedReason?: StepReason,
-    cap?: { readonly channel: Channel; readonly customerId: string; readonly followUpId: string },
+    cap?: { readonly channel: Channel; readonly customerId?: string; readonly followUpId: string },
   ): Promise<{
     noted: "noted" | "kept" | "another-message" | "gone";
     record?: StepRecord;

@@ -422,6 +422,15 @@ export class StoreKeys {
   }
 
   /**
+   * The charge id (its send's job id) of an SMS whose customer was erased while Twilio could still
+   * report it `canceled` or `failed`, by the sid's idHash: what gives the charge back once the
+   * message's reference (smsMessage) is gone. Nothing of the customer: no sid, event or number.
+   */
+  erasedSmsCharge(sid: string): string {
+    return `${this.global}sidcharge:${idHash(sid)}`;
+  }
+
+  /**
    * Twilio's statuses of an SMS that came before its reference (smsMessage) was written, kept a
    * short while for the worker that writes it: sid, status, error code and time only.
    */

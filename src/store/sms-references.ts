@@ -18,6 +18,13 @@ export const EARLY_STATUS_MS = 3600 * 1000;
 /** Statuses kept per SMS before its reference at most (Twilio posts four or five). */
 const MAX_EARLY_STATUSES = 20;
 
+/**
+ * How long the charge of an erased customer's SMS is kept for its give-back (keepErasedCharge):
+ * Twilio reports `canceled` or `failed` within hours of the send; a week covers its retries of the
+ * callback and a webhook spool replayed late, as the webhook receipts' week does.
+ */
+const ERASED_CHARGE_MS = 7 * 24 * 3600 * 1000;
+
 /** A status callback that came before the SMS's reference was written (keepEarlyStatus). */
 export interface EarlySmsStatus {
   readonly status: string;
@@ -187,6 +194,25 @@ export class SmsReferences {
     );
     if (channel === "sms" && recipientMember !== undefined)
       await this.forgetTexted(recipientMember, providerId);
+  }
+
+  /**
+   * Keeps the charge id (`chargeId`: the job id its send was charged under) of an SMS whose
+   * customer is erased and whose reference goes, by a hash of its sid, for ERASED_CHARGE_MS: a
+   * `canceled` or `failed` Twilio reports afterwards still gives the charge back (erasedChargeOf).
+   */
+  async keepErasedCharge(sid: string, chargeId: string): Promise<void> {
+    await this.redis.set(this.keys.erasedSmsCharge(sid), chargeId, "PX", ERASED_CHARGE_MS);
+  }
+
+  /** Drops the charge id keepErasedCharge kept: the SMS went out after all. */
+  async forgetErasedCharge(sid: string): Promise<void> {
+    await this.redis.del(this.keys.erasedSmsCharge(sid));
+  }
+
+  /** The charge id kept by keepErasedCharge for the SMS `sid`, or undefined. */
+  async erasedChargeOf(sid: string): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.erasedSmsCharge(sid))) ?? undefined;
   }
 
   /** The step an email was sent for, by its Message-ID (with or without angle brackets). */

@@ -857,3 +857,34 @@ describe("the customer's next purchase after a text Twilio reports failed or can
     ]);
   });
 });
+
+it.each([
+  { status: "failed", code: "30001" },
+  { status: "canceled", code: undefined },
+])(
+  "a text Twilio reports $status after its customer was erased gives its charge back, once",
+  async ({ status, code }) => {
+    pipeline = await startPipeline(`sms-spend-erased-${status}`);
+    const p = pipeline;
+    const { sid } = await chargedSms(p);
+    Object.assign(process.env, p.commandEnv);
+    expect(await runErase("cus-1", { config: p.configDir, json: true }, captureIo())).toBe(0);
+    await post(p, sid, status, code);
+    expect(await smsSpent(p)).toBe(0);
+    await post(p, sid, status, code);
+    expect(await smsSpent(p)).toBe(0);
+    // Nothing of the message is kept early for a reference that will never be written.
+    expect(await p.redis.exists(new StoreKeys(p.prefix).earlySmsStatuses(sid))).toBe(0);
+  },
+);
+
+it("a text reported delivered after its customer was erased stays charged", async () => {
+  pipeline = await startPipeline("sms-spend-erased-delivered");
+  const p = pipeline;
+  const { sid, charged } = await chargedSms(p);
+  Object.assign(process.env, p.commandEnv);
+  expect(await runErase("cus-1", { config: p.configDir, json: true }, captureIo())).toBe(0);
+  await post(p, sid, "delivered");
+  await post(p, sid, "failed", "30001");
+  expect(await smsSpent(p)).toBe(charged);
+});

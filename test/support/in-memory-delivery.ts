@@ -510,6 +510,13 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
   async textedBefore(recipientMember: string): Promise<boolean> {
     return this.remembered.some((entry) => entry.recipientMember === recipientMember);
   }
+
+  /** Charge ids kept for an erased customer's SMS, by sid. */
+  readonly erasedCharges = new Map<string, string>();
+
+  async keepErasedCharge(sid: string, chargeId: string): Promise<void> {
+    this.erasedCharges.set(sid, chargeId);
+  }
 }
 
 /** A BullMQ job as delivery sees it; `delayedUntil` holds every moveToDelayed time. */

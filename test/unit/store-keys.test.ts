@@ -130,6 +130,7 @@ describe("the upgrade from the key layout before hash tags", () => {
         "phoneOptedOutAt",
         "callBinding",
         "earlySmsStatuses",
+        "erasedSmsCharge",
         "smsStatusFailures",
         "jobWatchBucket",
         "jobWatchIndex",
