@@ -124,7 +124,8 @@ const DELIVERY_SETTLED: ReadonlySet<string> = new Set([
  * no other final status; or failed by such a report, which Twilio may post again), so that the
  * report gives its charge back after the erasure: its send's job id, as note-sms-status.lua
  * names it (the step's, a resend's `-r<n>` or a retry's `-q<n>`; for a step both resent and
- * retried, the one of the later frequency-cap slot, none without a slot). Undefined otherwise.
+ * retried, its latest requeue's, or for a record that does not tell, the one of the later
+ * frequency-cap slot, none without a slot). Undefined otherwise.
  */
 async function openSmsCharge(
   redis: RedisClient,
@@ -145,6 +146,7 @@ async function openSmsCharge(
     ...(record.retries > 0 ? [`${base}-q${record.retries}`] : []),
   ];
   if (sends.length <= 1) return sends[0] ?? base;
+  if (record.lastRequeue) return record.lastRequeue === "resend" ? sends[0] : sends[1];
   const cap = keys.capWindow("sms", customerId);
   const slots = await Promise.all(sends.map(async (id) => redis.zscore(cap, id)));
   const [resent, retried] = slots.map((at) => (at === null ? undefined : Number(at)));

@@ -100,6 +100,11 @@ export interface StepRecord {
   /** How often an operator put it back in the queue after it failed (`followups failed --retry`). */
   readonly retries: number;
   /**
+   * Whether its latest requeue, whose job sent it since, was a resend or a retry, when the record
+   * tells (a step both resent and retried: which of `-r<n>` and `-q<n>` sent its latest message).
+   */
+  readonly lastRequeue?: "resend" | "retry";
+  /**
    * While scheduled: its job was put back to wait (a send window, a frequency cap, a retry after
    * a transient failure) until `until` (epoch ms), for the reason `code` (POSTPONE_CODES). The
    * due time stays the planned one: the grace period counts from it.
@@ -179,6 +184,12 @@ export interface StoredStep {
   rt?: number;
   rs?: number;
   rq?: number;
+  /**
+   * Which requeue came last (requeue-step.lua), and how many there were then: `r3`, the third
+   * (resends and retries together) a resend. Older versions requeue without it: a count that is
+   * not `rs` + `rq` any more says it is out of date.
+   */
+  lr?: string;
   /** While scheduled: its job waits until then (epoch ms), and why (`wy`, postponeLetter). */
   w?: number;
   wy?: string;
@@ -305,8 +316,16 @@ export function readStepRecord(raw: string): StepRecord {
     }),
     resends: stored.rs ?? 0,
     retries: stored.rq ?? 0,
+    ...lastRequeueOf(stored),
     ...postponedOf(stored),
   };
+}
+
+/** The record's note of its latest requeue (`lr`), when it counts every requeue there was. */
+function lastRequeueOf(stored: StoredStep): Pick<StepRecord, "lastRequeue"> {
+  const match = /^([rq])(\d+)$/.exec(stored.lr ?? "");
+  if (!match || Number(match[2]) !== (stored.rs ?? 0) + (stored.rq ?? 0)) return {};
+  return { lastRequeue: match[1] === "r" ? "resend" : "retry" };
 }
 
 /**

@@ -888,3 +888,23 @@ it("a text reported delivered after its customer was erased stays charged", asyn
   await post(p, sid, "failed", "30001");
   expect(await smsSpent(p)).toBe(charged);
 });
+
+it("a text of a step both retried and resent gives back its own send's charge when Twilio reports it failed, with no frequency-cap slot to tell the sends apart", async () => {
+  pipeline = await startPipeline("sms-spend-retried-and-resent");
+  const p = pipeline;
+  const { sid, charged } = await chargedSms(p);
+  // No SMS cap in the shipped rules: no slot names any send.
+  const keys = new StoreKeys(shardScope(p.prefix, p.shardOfCustomer("cus-1"), p.shards));
+  expect(await p.redis.exists(keys.capWindow("sms", "cus-1"))).toBe(0);
+  await post(p, sid, "failed", "30001");
+  await failedListing(p, true);
+  const [, second] = await p.twilio.waitForMessages(2);
+  await post(p, await referenced(p, second?.sid ?? ""), "failed", "30001");
+  await resend(p);
+  const [, , third] = await p.twilio.waitForMessages(3);
+  const thirdSid = await referenced(p, third?.sid ?? "");
+  expect(await stepInOrder(p)).toMatchObject({ state: "sent", resends: 1, retries: 1 });
+  expect(await smsSpent(p)).toBe(charged);
+  await post(p, thirdSid, "failed", "30001");
+  expect(await smsSpent(p)).toBe(0);
+});

@@ -40,8 +40,7 @@
     ARGV[5] the message's sid
     ARGV[6] the reason a `canceled` or `failed` fails its sent step with (`<code>: <text>`)
     ARGV[7] the step's follow-up id (its send's job id without a resend's or retry's suffix), whose
-            send's cap slot (KEYS[2]) goes back, or '' (customer
-            unknown)
+            send's cap slot (KEYS[2]) and charge go back, or ''
     ARGV[8] the step as KEYS[3] lists it (`<eventId>/<stepId>`)
     ARGV[9] how long KEYS[3] keeps a step (ms)
 
@@ -49,11 +48,12 @@
     { 1, record }  written; the new record
     { 1, record, job }  written, and a `canceled` or `failed` failed the sent step: the id of
                    the job whose send the message was (whose charge goes back), or '' when it is
-                   not known (customer unknown; a resend and a retry both, no cap slot to tell)
+                   not known (no follow-up id; a resend and a retry both, requeued by a version
+                   that did not note the latest, `lr`, and no cap slot to tell)
     { 0, record }  kept: the record holds a status as far along, or an earlier final one
     { 0, record, job }  kept: a `canceled` or `failed` again of the message whose such report
                    failed the step; the job whose send it was (its charge goes back, once by its
-                   id), when the record tells (not after a resend and a retry both)
+                   id), when the record tells (after a resend and a retry both: by `lr`)
     { 2, record }  kept: the record is of another message, or of none yet
     { 0, '' }      the event record or the step's record is gone
 ]]
@@ -84,17 +84,25 @@ local OUTCOME = {
 }
 local status = ARGV[3]
 local known = rec.dl
+-- The job that sent the step's latest message, when the record tells: the step's own, a resend's
+-- or a retry's; for a step both resent and retried, the one of its latest requeue (`lr`, when
+-- it counts every requeue: requeue-step.lua). nil when it does not tell.
+local function sendJobOf()
+  local rs, rq = rec.rs or 0, rec.rq or 0
+  if rs == 0 and rq == 0 then return ARGV[7] end
+  if rq == 0 then return ARGV[7] .. '-r' .. rs end
+  if rs == 0 then return ARGV[7] .. '-q' .. rq end
+  local kind, count = string.match(rec.lr or '', '^([rq])(%d+)$')
+  if not kind or tonumber(count) ~= rs + rq then return nil end
+  return ARGV[7] .. '-' .. kind .. (kind == 'r' and rs or rq)
+end
 -- The job whose send this message was, when the record alone tells (no resend and retry both):
 -- a report repeated after the handling that failed the step stopped before the charge went back
 -- (Twilio posts it again) names it again; the charge goes back by its id, so once.
 local function repeatedFailure()
   if rec.s ~= 'failed' or ARGV[7] == '' then return nil end
   if not (NOT_SENT[status] and NOT_SENT[known or '']) then return nil end
-  local rs, rq = rec.rs or 0, rec.rq or 0
-  if rs > 0 and rq > 0 then return nil end
-  if rs > 0 then return ARGV[7] .. '-r' .. rs end
-  if rq > 0 then return ARGV[7] .. '-q' .. rq end
-  return ARGV[7]
+  return sendJobOf()
 end
 if known ~= nil then
   local rank, knownRank = RANK[status] or 0, RANK[known] or 0
@@ -126,12 +134,12 @@ redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 local sendJob = ''
 if failedNow then
   -- The slot of this send, by its job's id: the step's own for its first send, a resend's
-  -- (`<id>-r<n>`) or a retry's (`<id>-q<n>`) after one, the later of the two when it had both.
+  -- (`<id>-r<n>`) or a retry's (`<id>-q<n>`) after one; when it had both, that of its latest
+  -- requeue, or, for a record that does not tell (requeued by an older version), the later slot.
   if ARGV[7] ~= '' then
-    local candidates = {}
-    if (rec.rs or 0) > 0 then candidates[#candidates + 1] = ARGV[7] .. '-r' .. rec.rs end
-    if (rec.rq or 0) > 0 then candidates[#candidates + 1] = ARGV[7] .. '-q' .. rec.rq end
-    if #candidates == 0 then candidates[1] = ARGV[7] end
+    local exact = sendJobOf()
+    local candidates = { exact }
+    if not exact then candidates = { ARGV[7] .. '-r' .. rec.rs, ARGV[7] .. '-q' .. rec.rq } end
     local latest, latestAt = nil, nil
     for _, member in ipairs(candidates) do
       local at = tonumber(redis.call('ZSCORE', KEYS[2], member))

@@ -62,6 +62,10 @@ rec.e = nil
 rec.w = nil
 rec.wy = nil
 rec[ARGV[5]] = (rec[ARGV[5]] or 0) + 1
+-- Which requeue came last, with the count of all (`r3`: the third, a resend): its job sends the
+-- step's next message, and a `canceled` or `failed` of it gives back that job's charge and cap
+-- slot (note-sms-status.lua). A requeue by an older version leaves the count behind.
+rec.lr = (ARGV[5] == 'rs' and 'r' or 'q') .. ((rec.rs or 0) + (rec.rq or 0))
 redis.call('HSET', KEYS[1], ARGV[1], encodeStep(rec))
 -- A deliberate resend or retry overrides a cancel asked while an earlier attempt was in flight.
 redis.call('HDEL', KEYS[1], 'cx:' .. string.sub(ARGV[1], 3))
