@@ -2,33 +2,28 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
-import { type CancelOptions, runCancel } from "./cli/cancel-command.js";
-import { runCheck } from "./cli/check-command.js";
-import { runCode } from "./cli/code-command.js";
-import { disconnectCommandConnections, unansweredText } from "./cli/command-redis.js";
-import { type CustomerOptions, runCustomer } from "./cli/customer-command.js";
-import { runDemo } from "./cli/demo-command.js";
-import { type EraseOptions, runErase } from "./cli/erase-command.js";
-import { type FailedOptions, runFailed } from "./cli/failed-command.js";
+import type { CancelOptions } from "./cli/cancel-command.js";
+import { disconnectCommandConnections, unansweredText } from "./cli/command-connections.js";
+import type { CustomerOptions } from "./cli/customer-command.js";
+import type { EraseOptions } from "./cli/erase-command.js";
+import type { FailedOptions } from "./cli/failed-command.js";
 import { CommandError, EXIT, processIo } from "./cli/io.js";
-import { type MigrateOptions as MigrateCommandOptions, runMigrate } from "./cli/migrate-command.js";
-import { terminalText } from "./cli/operator-text.js";
-import { type OptOutOptions, runOptOut } from "./cli/opt-out-command.js";
-import { runOrder } from "./cli/order-command.js";
+import type { MigrateOptions as MigrateCommandOptions } from "./cli/migrate-command.js";
+import type { OptOutOptions } from "./cli/opt-out-command.js";
 import { packageVersion } from "./cli/package-version.js";
-import { runPlan } from "./cli/plan-command.js";
-import { runPublish } from "./cli/publish-command.js";
-import { type RefusedOptions, runRefused } from "./cli/refused-command.js";
-import { type ReplanOptions, runReplan } from "./cli/replan-command.js";
-import { type ReportOptions, runReport } from "./cli/report-command.js";
-import { runResend } from "./cli/resend-command.js";
-import { type ReshardOptions as ReshardCommandOptions, runReshard } from "./cli/reshard-command.js";
-import { runResolve } from "./cli/resolve-command.js";
-import { runSchedule, type ScheduleOptions } from "./cli/schedule-command.js";
-import { runSimulate, type SimulateOptions } from "./cli/simulate-command.js";
-import { runWorker } from "./cli/worker-command.js";
-import { REFUSED_DEFAULT_LIMIT } from "./operations/operator-tools.js";
-import { isRedisUnavailable, isWriteRefusal } from "./store/redis-client.js";
+import type { RefusedOptions } from "./cli/refused-command.js";
+import type { ReplanOptions } from "./cli/replan-command.js";
+import type { ReportOptions } from "./cli/report-command.js";
+import type { ReshardOptions as ReshardCommandOptions } from "./cli/reshard-command.js";
+import type { ScheduleOptions } from "./cli/schedule-command.js";
+import type { SimulateOptions } from "./cli/simulate-command.js";
+import { terminalText } from "./cli/terminal-text.js";
+import { REFUSED_DEFAULT_LIMIT } from "./operations/refused-limits.js";
+import { isRedisUnavailable, isWriteRefusal } from "./store/redis-errors.js";
+
+// Each command's module (and the packages it needs: BullMQ, ioredis, Twilio, nodemailer, …) is
+// loaded by its action, when that command runs: `--version`, `--help`, a usage error or `check`
+// load none of the others'. What is imported above is what every command needs, kept light.
 
 /** `--config`'s default: CONFIG_DIR, as the worker reads it, else `config` (also when empty). */
 const DEFAULT_CONFIG_DIR = process.env.CONFIG_DIR || "config";
@@ -61,6 +56,7 @@ program
   .description("validate the rules and templates; list every problem with file, line and column")
   .option(...configOption)
   .action(async (options: { config: string }) => {
+    const { runCheck } = await import("./cli/check-command.js");
     process.exitCode = await runCheck(options.config, processIo);
   });
 
@@ -82,6 +78,7 @@ program
       event: string,
       options: { config: string; now?: string; json?: boolean; previousPurchases: number },
     ) => {
+      const { runPlan } = await import("./cli/plan-command.js");
       process.exitCode = await runPlan(event, options, processIo);
     },
   );
@@ -103,6 +100,7 @@ program
       "the number of customers",
   )
   .action(async (file: string, options: SimulateOptions) => {
+    const { runSimulate } = await import("./cli/simulate-command.js");
     process.exitCode = await runSimulate(file, options, processIo);
   });
 
@@ -112,6 +110,7 @@ program
     "consume purchase events, schedule follow-ups and send them when due (what npm start runs)",
   )
   .action(async () => {
+    const { runWorker } = await import("./cli/worker-command.js");
     process.exitCode = await runWorker(processIo);
     // Everything is closed and the log flushed; a timer a library left behind (BullMQ's guard on
     // a blocking read Redis never answered) must not hold the exit past SHUTDOWN_TIMEOUT_MS.
@@ -130,6 +129,7 @@ program
   )
   .option("--new-id", "append a random suffix to each event id (to publish a sample again)")
   .action(async (file: string, options: { occurredAt?: string; newId?: boolean }) => {
+    const { runPublish } = await import("./cli/publish-command.js");
     process.exitCode = await runPublish(file, options, processIo);
   });
 
@@ -143,6 +143,7 @@ program
   .option("--format <format>", "text, json or csv", "text")
   .option("--json", "same as --format json")
   .action(async (options: ReportOptions) => {
+    const { runReport } = await import("./cli/report-command.js");
     process.exitCode = await runReport(options, processIo);
   });
 
@@ -155,6 +156,7 @@ program
   .option("--days <n>", "how many days ahead, from today", "30")
   .option("--json", 'print {"days": [{"date", "channel", "ruleId", "count"}]}')
   .action(async (options: ScheduleOptions) => {
+    const { runSchedule } = await import("./cli/schedule-command.js");
     process.exitCode = await runSchedule(options, processIo);
   });
 
@@ -167,6 +169,7 @@ program
   .option("--dry-run", "only show what would change (required: workers apply rules they load)")
   .option("--json", "print the preview as JSON")
   .action(async (options: ReplanOptions) => {
+    const { runReplan } = await import("./cli/replan-command.js");
     process.exitCode = await runReplan(options, processIo);
   });
 
@@ -185,6 +188,7 @@ program
   .option("--json", "print what was moved as JSON")
   .option(...byOption)
   .action(async (options: ReshardCommandOptions) => {
+    const { runReshard } = await import("./cli/reshard-command.js");
     process.exitCode = await runReshard(options, processIo);
   });
 
@@ -199,6 +203,7 @@ program
   .option("--json", "print what was copied as JSON")
   .option(...byOption)
   .action(async (options: MigrateCommandOptions) => {
+    const { runMigrate } = await import("./cli/migrate-command.js");
     process.exitCode = await runMigrate(options, processIo);
   });
 
@@ -213,6 +218,7 @@ program
   .option(...configOption)
   .option("--json", 'print the timeline as JSON ({"customers": [...]} for --email and --phone)')
   .action(async (id: string | undefined, options: CustomerOptions) => {
+    const { runCustomer } = await import("./cli/customer-command.js");
     process.exitCode = await runCustomer(id, options, processIo);
   });
 
@@ -223,6 +229,7 @@ program
   .option(...configOption)
   .option("--json", "print the timeline as JSON")
   .action(async (orderId: string, options: { config: string; json?: boolean }) => {
+    const { runOrder } = await import("./cli/order-command.js");
     process.exitCode = await runOrder(orderId, options, processIo);
   });
 
@@ -239,6 +246,7 @@ program
   .option(...configOption)
   .option("--json", 'print {"cancelled": [...], "inFlight": [...]}')
   .action(async (options: CancelOptions) => {
+    const { runCancel } = await import("./cli/cancel-command.js");
     process.exitCode = await runCancel(options, processIo);
   });
 
@@ -252,6 +260,7 @@ program
   .option(...configOption)
   .option("--json", 'print {"ref", "jobId"}')
   .action(async (options: { config: string; step: string; by?: string; json?: boolean }) => {
+    const { runResend } = await import("./cli/resend-command.js");
     process.exitCode = await runResend(options, processIo);
   });
 
@@ -269,6 +278,7 @@ program
   .option(...configOption)
   .option("--json", 'print {"failed": [...]} (and "requeued", "refs", "outcome" with --retry)')
   .action(async (options: FailedOptions) => {
+    const { runFailed } = await import("./cli/failed-command.js");
     process.exitCode = await runFailed(options, processIo);
   });
 
@@ -281,6 +291,7 @@ program
   .option(...configOption)
   .option("--json", 'print {"refused": [{"eventId", "type", "refusedAt", "attempts", "reason"}]}')
   .action(async (options: RefusedOptions) => {
+    const { runRefused } = await import("./cli/refused-command.js");
     process.exitCode = await runRefused(options, processIo);
   });
 
@@ -296,6 +307,7 @@ program
   .option(...configOption)
   .option("--json", 'print the receipt as JSON ({"receipts": [...]} for --email and --phone)')
   .action(async (id: string | undefined, options: EraseOptions) => {
+    const { runErase } = await import("./cli/erase-command.js");
     process.exitCode = await runErase(id, options, processIo);
   });
 
@@ -319,6 +331,7 @@ program
     'print {"customer", "address", "channels", "purposes", "addressesCovered", "newlyOptedOut", "optedOutAt", "by"}',
   )
   .action(async (id: string | undefined, options: OptOutOptions) => {
+    const { runOptOut } = await import("./cli/opt-out-command.js");
     process.exitCode = await runOptOut(id, options, processIo);
   });
 
@@ -335,6 +348,7 @@ program
       replyId: string,
       options: { config: string; note?: string; by?: string; json?: boolean },
     ) => {
+      const { runResolve } = await import("./cli/resolve-command.js");
       process.exitCode = await runResolve(replyId, options, processIo);
     },
   );
@@ -347,6 +361,7 @@ program
   .argument("<code>", "the code, in any case, with or without hyphens")
   .option("--json", 'print {"code", "status", "percent", "validUntil", "redeemedBy"?}')
   .action(async (code: string, options: { json?: boolean }) => {
+    const { runCode } = await import("./cli/code-command.js");
     process.exitCode = await runCode(code, options, processIo);
   });
 
@@ -357,6 +372,7 @@ program
   )
   .option(...configOption)
   .action(async (options: { config: string }) => {
+    const { runDemo } = await import("./cli/demo-command.js");
     process.exitCode = await runDemo(options, processIo);
   });
 

@@ -7,6 +7,7 @@ import { createSmtpEmailChannel } from "./email-smtp.js";
 import { createOutboxChannel } from "./outbox.js";
 import { createTwilioSmsChannel } from "./sms-twilio.js";
 import { createTwilioVoiceChannel } from "./voice-twilio.js";
+import { VOICE_UNAVAILABLE } from "./voice-unavailable.js";
 
 /** Sender used in outbox .eml files when MAIL_FROM is not set. */
 const OUTBOX_FROM = "followups <followups@localhost>";
@@ -71,10 +72,6 @@ export function channelsFromEnv(env: Env): Record<Channel, DeliveryChannel> {
       : outbox;
   return { email, sms, voice };
 }
-
-/** The reason voice steps are skipped while calls go nowhere but the outbox. */
-export const VOICE_UNAVAILABLE =
-  "voice calls need Twilio credentials, a caller id (TWILIO_CALLER_ID or TWILIO_FROM) and PUBLIC_URL";
 
 /**
  * Channels that must not count as sent: voice goes to the outbox unless Twilio can place calls,

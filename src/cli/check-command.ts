@@ -1,4 +1,4 @@
-import { VOICE_UNAVAILABLE } from "../channels/channels-from-env.js";
+import { VOICE_UNAVAILABLE } from "../channels/voice-unavailable.js";
 import { formatProblem } from "../config/config-files.js";
 import { type FollowUpConfig, loadConfig } from "../config/load-config.js";
 import { loadRules } from "../config/load-rules.js";

@@ -11,12 +11,12 @@ import {
   createRedisClient,
   cutConnectionText,
   ENV_CONNECTION,
-  isCommandTimeout,
   type RedisClient,
   redisNodesName,
   tellingConnectError,
 } from "../store/redis-client.js";
 import { moveRefusal, startRefusal, storedShardCount } from "../store/shards.js";
+import { trackConnection } from "./command-connections.js";
 import { CommandError } from "./io.js";
 
 /**
@@ -43,18 +43,6 @@ export async function commandEnv(): Promise<{ env: Env; redisSource: string }> {
  */
 const COMMAND_CONNECT_MS = 10_000;
 
-/** The connections this process's command opened and has not closed, and how messages name them. */
-const connected = new Map<RedisClient, { readonly where: string; readonly commandMs: number }>();
-
-/**
- * Closes every connection the command still holds: after a failure, a connection to a frozen
- * Redis (its socket open, nothing answered) would keep the process from ending.
- */
-export function disconnectCommandConnections(): void {
-  for (const redis of [...connected.keys()]) redis.disconnect();
-  connected.clear();
-}
-
 /**
  * How long a command's Redis command may go unanswered: REDIS_COMMAND_TIMEOUT_MS, but never
  * shorter than a replica wait (WAIT, up to REDIS_WAIT_TIMEOUT_MS) and a second to answer it.
@@ -64,19 +52,6 @@ export function commandTimeoutMs(env: Env): number {
     2_147_483_647,
     Math.max(env.REDIS_COMMAND_TIMEOUT_MS, env.REDIS_WAIT_TIMEOUT_MS + 1_000),
   );
-}
-
-/**
- * The one line a command ends with when Redis left one of its commands unanswered for its bound
- * (a Redis frozen, or paused, after the command connected), naming the Redis; undefined for
- * another error.
- */
-export function unansweredText(error: unknown): string | undefined {
-  if (!isCommandTimeout(error)) return undefined;
-  const open = [...connected.values()];
-  const where = open.map((redis) => redis.where).join(" or ") || "REDIS_URL";
-  const seconds = Math.max(...open.map((redis) => redis.commandMs), 0) / 1000;
-  return `followups: Redis at ${where} did not answer within ${seconds} s; the command stopped there: run it again once Redis answers (REDIS_COMMAND_TIMEOUT_MS sets the wait)`;
 }
 
 export interface CommandConnectionOptions {
@@ -137,8 +112,7 @@ export async function commandConnection(
   const commandMs = options.answerWithinMs ?? commandTimeoutMs(env);
   boundCommands(redis, commandMs);
   // The URL itself only without its credentials.
-  connected.set(redis, { where: `${redisNodesName(env.REDIS_URL)} (${redisSource})`, commandMs });
-  redis.once("end", () => connected.delete(redis));
+  trackConnection(redis, `${redisNodesName(env.REDIS_URL)} (${redisSource})`, commandMs);
   try {
     const mismatch = await connectionMismatch(redis, names);
     if (mismatch) throw new CommandError(mismatch);

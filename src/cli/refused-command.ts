@@ -1,4 +1,4 @@
-import { REFUSED_MAX_LIMIT } from "../operations/operator-tools.js";
+import { REFUSED_MAX_LIMIT } from "../operations/refused-limits.js";
 import { type CommandIo, EXIT, numberFlag } from "./io.js";
 import { withOperatorTools } from "./operator-session.js";
 import { jsonOutput, renderRefusedText } from "./operator-text.js";

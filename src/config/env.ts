@@ -2,8 +2,8 @@ import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { z } from "zod";
 import { cutText } from "../domain/cut-text.js";
-import { formatPath } from "../domain/events.js";
 import { MAX_SHARDS, parseServedShards } from "../domain/shard-spec.js";
+import { formatPath } from "../domain/shown-path.js";
 import { SIGNED_UNSUBSCRIBE_TOKEN_LENGTH } from "../domain/unsubscribe-token.js";
 import { asciiBaseUrl, UNSUBSCRIBE_PATH } from "./public-paths.js";
 

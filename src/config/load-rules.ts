@@ -17,8 +17,8 @@ import {
 import type { z } from "zod";
 import { cutText } from "../domain/cut-text.js";
 import { editDistance } from "../domain/edit-distance.js";
-import { formatPath } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
+import { formatPath } from "../domain/shown-path.js";
 import { compileRules } from "./compile-rules.js";
 import { type ConfigProblem, decodeConfigText, RULES_FILE_NAME } from "./config-files.js";
 import { allowedRuleFileKeys } from "./json-schemas.js";

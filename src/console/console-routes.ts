@@ -20,9 +20,9 @@ import {
   OperatorError,
   type OperatorTools,
   PHONE_LOOKUP_FORMAT,
-  REFUSED_DEFAULT_LIMIT,
 } from "../operations/operator-tools.js";
 import type { MessagePreview } from "../operations/preview-step.js";
+import { REFUSED_DEFAULT_LIMIT } from "../operations/refused-limits.js";
 import { type CustomerTimeline, STORED_DATA_WORDS } from "../operations/timeline.js";
 import { renderPlanTable } from "../reports/plan-table.js";
 import { renderReportHtml } from "../reports/render-report-html.js";

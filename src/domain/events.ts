@@ -2,9 +2,14 @@ import { domainToASCII } from "node:url";
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { DateTime, IANAZone } from "luxon";
 import { z } from "zod";
-import { cutText, writesCharacterAsSeveral } from "./cut-text.js";
+import { writesCharacterAsSeveral } from "./cut-text.js";
 import { isCurrencyCode, type Money, toMinorUnits } from "./money.js";
 import { remembered } from "./remembered.js";
+import { formatPath, shownPath } from "./shown-path.js";
+
+// Kept importable from here, where they were first written.
+export { formatPath, shownPath };
+
 import { UNPAIRED_SURROGATE } from "./unsafe-text.js";
 
 /**
@@ -632,26 +637,6 @@ function unpairedSurrogate(input: unknown): EventProblem | undefined {
 }
 
 /** The longest key, and the most levels, a refusal names whole: it must not repeat the body. */
-const KEY_SHOWN = 64;
-const LEVELS_SHOWN = 10;
-
-/**
- * A path as a refusal names it: a key past 64 characters cut (its length said), a path past ten
- * levels by its last ten (`….a.b (100001 levels deep)`), the empty path as `""`. The body of a
- * 400, or a command's one line, stays short.
- */
-export function shownPath(path: readonly PropertyKey[]): string {
-  const shown = path
-    .slice(-LEVELS_SHOWN)
-    .map((key) =>
-      typeof key === "string" && key.length > KEY_SHOWN
-        ? `${cutText(key, KEY_SHOWN)}… (${key.length} characters)`
-        : key,
-    );
-  return path.length > LEVELS_SHOWN
-    ? `…${typeof shown[0] === "string" ? "." : ""}${formatPath(shown)} (${path.length} levels deep)`
-    : formatPath(shown) || '""';
-}
 
 /**
  * The problem of a text (`what`, at `path`) with an unpaired surrogate. Its position counts
@@ -703,16 +688,6 @@ function futureProblem(input: unknown, now: DateTime): EventProblem | undefined 
 export function contractInput(input: unknown): FollowUpEventInput | undefined {
   const result = eventInputSchema.safeParse(input);
   return result.success ? (result.data as FollowUpEventInput) : undefined;
-}
-
-/** Formats a zod path as `items[0].unitPrice`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let text = "";
-  for (const key of path) {
-    if (typeof key === "number") text += `[${key}]`;
-    else text += text === "" ? String(key) : `.${String(key)}`;
-  }
-  return text;
 }
 
 function toProblem(issue: z.core.$ZodIssue): EventProblem {

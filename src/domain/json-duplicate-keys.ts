@@ -1,4 +1,4 @@
-import { shownPath } from "./events.js";
+import { shownPath } from "./shown-path.js";
 
 /**
  * Why a text that gives a key twice is refused, after what names the text: `gives

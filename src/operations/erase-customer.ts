@@ -2,7 +2,6 @@ import { readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Job, type JobType, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { simpleParser } from "mailparser";
 import { normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS, normalizePhone, phoneInCountryOf } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
@@ -704,6 +703,9 @@ function readJson(raw: Buffer): OutboxText {
  * long headers fold, so a raw search would miss an id cut across a line.
  */
 async function readEmail(raw: Buffer): Promise<OutboxText> {
+  // Loaded here, by the erasure that reads outbox mail: mailparser and what it loads (an HTML
+  // parser, charset tables) would otherwise load with every operator command.
+  const { simpleParser } = await import("mailparser");
   const mail = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true }).catch(
     () => undefined,
   );

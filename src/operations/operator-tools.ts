@@ -1190,11 +1190,6 @@ function boundedForListing(text: string): string {
   return length <= MAX_ID_LENGTH ? text : `${cutText(text, 64)}… (${length} characters)`;
 }
 
-/** How many refused events a listing shows unless told (`followups refused`, the console). */
-export const REFUSED_DEFAULT_LIMIT = 100;
-/** The most a listing shows: the failed set keeps refused events 30 days, bounded by count. */
-export const REFUSED_MAX_LIMIT = 10_000;
-
 /**
  * An event the worker refused (`followups refused`): one from the input queue's failed set, so it
  * came through the queue, whoever enqueued it (`POST /v1/events` refuses an invalid event with a
