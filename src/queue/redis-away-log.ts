@@ -160,7 +160,10 @@ export function watchRedisAnswers(deps: {
     const waiting = setInterval(() => {
       // After the I/O of this turn of the event loop: an answer read now is not missed.
       setImmediate(() => {
-        if (answered || inFlight.get(key) !== waiting || !open(node)) return;
+        // A node no longer a master (failed over while frozen) is not waited for: dropped from
+        // the cluster's nodes, its connection stays open until ioredis destroys it (2 s later).
+        if (answered || inFlight.get(key) !== waiting || !open(node) || nodes().get(key) !== node)
+          return;
         unanswered.add(key);
         outage = true;
         away.unanswered(now() - sent, key ? { probe: "PING", node: key } : { probe: "PING" });
