@@ -14,7 +14,7 @@ import { type RedisServer, startRedisServer } from "../support/redis-server.js";
 // The worker's watch of a Redis that holds its connections open and answers nothing, on a
 // private redis-server (or a private cluster of three masters), with a PING every EVERY_MS
 // instead of every 5 s.
-const EVERY_MS = 200;
+const EVERY_MS = 500;
 const LOST = /^Redis connection lost/;
 
 let server: RedisServer | undefined;
