@@ -51,6 +51,14 @@ export const MAX_UNSUBSCRIBE_MAILTO_LENGTH = 254;
 const OTHER_THAN_ASCII = /[\u0080-\uffff]/;
 
 /**
+ * An address zod's z.email() takes (its mailbox name all characters a mailto carries as they are,
+ * so its length is its length in List-Unsubscribe), with a top-level domain in punycode too
+ * (`рф` → `xn--p1ai`), as an event's address may have one.
+ */
+const MAILTO_ADDRESS =
+  /^(?:[A-Za-z0-9_'+-]+\.)*[A-Za-z0-9_'+-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9-]*\.)+(?:[A-Za-z]{2,}|xn--[A-Za-z0-9-]*[A-Za-z0-9])$/;
+
+/**
  * UNSUBSCRIBE_MAILTO as RFC 6068 writes a mailto: a domain of other letters in punycode (IDNA,
  * `bücher.example` → `xn--bcher-kva.example`), so List-Unsubscribe stays in ASCII and is not
  * MIME-encoded whole (which hides its links from mail providers). A mailbox name (before the @) of
@@ -73,10 +81,12 @@ const unsubscribeMailto = () =>
         : `${text.slice(0, at + 1)}${domainToASCII(domain)}`;
     })
     .pipe(
-      z.email({ error: "expected an email address" }).max(MAX_UNSUBSCRIBE_MAILTO_LENGTH, {
-        error: (issue) =>
-          `expected an address of at most ${MAX_UNSUBSCRIBE_MAILTO_LENGTH} characters (${String(issue.input).length} given, written in ASCII as List-Unsubscribe carries it)`,
-      }),
+      z
+        .email({ pattern: MAILTO_ADDRESS, error: "expected an email address" })
+        .max(MAX_UNSUBSCRIBE_MAILTO_LENGTH, {
+          error: (issue) =>
+            `expected an address of at most ${MAX_UNSUBSCRIBE_MAILTO_LENGTH} characters (${String(issue.input).length} given, written in ASCII as List-Unsubscribe carries it)`,
+        }),
     );
 
 const url = (what: string, protocols: readonly string[]) =>

@@ -529,6 +529,17 @@ describe("PUBLIC_URL's length", () => {
       expect(lines.every((line) => /^[\x20-\x7e\t]*$/.test(line))).toBe(true);
     });
 
+    it("takes a top-level domain of other letters too, written in punycode (xn--…), as an event's address is", () => {
+      expect(unsubscribeMailto("abmelden@bücher.рф")).toBe("abmelden@xn--bcher-kva.xn--p1ai");
+      expect(unsubscribeMailto("abmelden@shop.中国")).toBe("abmelden@shop.xn--fiqs8s");
+      expect(unsubscribeMailto("abmelden@xn--bcher-kva.xn--p1ai")).toBe(
+        "abmelden@xn--bcher-kva.xn--p1ai",
+      );
+      expect(unsubscribeMailto("abmelden@shop.x")).toEqual([
+        "UNSUBSCRIBE_MAILTO: expected an email address",
+      ]);
+    });
+
     it("refuses a mailbox name of other letters at start, naming what it expects", () => {
       expect(unsubscribeMailto("äbmelden@example.com")).toEqual([
         "UNSUBSCRIBE_MAILTO: expected an address whose mailbox name (before the @) is in ASCII, such as unsubscribe@shop.example (a domain of other letters is taken, written in punycode): mail to a mailbox name of other letters needs SMTPUTF8 all the way, which a mail provider's unsubscribe cannot be counted on for",
