@@ -596,6 +596,82 @@ describe("Twilio webhooks", () => {
     });
   });
 
+  describe("with a PUBLIC_URL in ASCII, as before", () => {
+    const answer = "/webhooks/twilio/voice/answer?call=f123";
+    const asking: CallTurn = {
+      type: "ask",
+      say: ["Press 1 if all is well."],
+      speaking: { language: "en-GB" },
+      speech: false,
+    };
+    it.each([
+      // PUBLIC_URL, as Twilio was given it before (and an operator typed it), as it is given now.
+      [
+        "https://shop.example/followups/",
+        "https://shop.example/followups",
+        "https://shop.example/followups",
+      ],
+      ["https://shop.example:8443", "https://shop.example:8443", "https://shop.example:8443"],
+      [
+        "https://Shop.Example:443/followups",
+        "https://Shop.Example:443/followups",
+        "https://shop.example/followups",
+      ],
+    ])(
+      "%s: accepts what Twilio signs for the URL as before and as given now, with and without the port, and gives the gather URL so",
+      async (publicUrl, before, now) => {
+        const harness = startServer({ publicUrl });
+        harness.answerTurn = asking;
+        const withPort = (url: string) =>
+          new URL(url).port === "" ? url.replace(/^(https:\/\/[^/]+)/, "$1:443") : url;
+        for (const base of [before, now, withPort(now)]) {
+          const response = await signedTwilio(harness, STATUS, failed, {
+            signedUrl: base + STATUS,
+          });
+          expect({ base, status: response.statusCode }).toEqual({ base, status: 204 });
+        }
+        const call = { CallSid: "CA1", CallStatus: "in-progress" };
+        const response = await signedTwilio(harness, answer, call, { signedUrl: now + answer });
+        expect(response.statusCode).toBe(200);
+        expect(response.body).toContain(`action="${now}/webhooks/twilio/voice/gather?call=f123"`);
+        expect(harness.calls.statuses).toHaveLength(3);
+      },
+    );
+
+    it("checks against PUBLIC_URL whatever the request's Host or X-Forwarded-* headers name", async () => {
+      const harness = startServer({
+        publicUrl: "https://shop.example/followups/",
+        trustProxy: true,
+      });
+      for (const signedUrl of [
+        `https://attacker.example${STATUS}`,
+        `https://attacker.example/followups${STATUS}`,
+        `http://shop.example/followups${STATUS}`,
+        `https://shop.example/followups${STATUS}${STATUS}`,
+      ]) {
+        const response = await harness.app.inject({
+          method: "POST",
+          url: STATUS,
+          headers: {
+            host: "attacker.example",
+            "x-forwarded-host": "attacker.example",
+            "x-forwarded-proto": "http",
+            "x-forwarded-prefix": "/followups",
+            "content-type": "application/x-www-form-urlencoded",
+            "x-twilio-signature": twilio.getExpectedTwilioSignature(
+              TWILIO_AUTH_TOKEN,
+              signedUrl,
+              failed,
+            ),
+          },
+          payload: new URLSearchParams(failed).toString(),
+        });
+        expect({ signedUrl, status: response.statusCode }).toEqual({ signedUrl, status: 403 });
+      }
+      expect(harness.calls.statuses).toEqual([]);
+    });
+  });
+
   it("answers 503 when the auth token or PUBLIC_URL is missing", async () => {
     for (const settings of [{ twilioAuthToken: undefined }, { publicUrl: undefined }]) {
       const harness = startServer(settings);
