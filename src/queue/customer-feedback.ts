@@ -748,13 +748,14 @@ export function createCustomerFeedback(deps: CustomerFeedbackDeps) {
       if (!at) {
         // Its customer was erased (the reference went with them): only its charge is known, by
         // the job it was charged under. A text that never went out gives it back, as below; one
-        // another final status came for first went out, and keeps it. Nothing else of it is
-        // kept or written.
+        // another final status came for first went out, and keeps it ('' from then on, so its
+        // later reports are answered too). Nothing else of it is kept or written.
         const erasedCharge = await deps.smsReferences.erasedChargeOf(update.messageSid);
         if (erasedCharge !== undefined) {
+          if (erasedCharge === "") return "recorded";
           if (NOT_SENT_STATUSES.has(update.status)) await giveBackCharge(erasedCharge, now);
           else if (FINAL_STATUSES.has(update.status))
-            await deps.smsReferences.forgetErasedCharge(update.messageSid);
+            await deps.smsReferences.settleErasedCharge(update.messageSid);
           return "recorded";
         }
         // Twilio may post a status (`sent`, even `delivered`) before the worker that sent the SMS

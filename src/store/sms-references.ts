@@ -205,12 +205,20 @@ export class SmsReferences {
     await this.redis.set(this.keys.erasedSmsCharge(sid), chargeId, "PX", ERASED_CHARGE_MS);
   }
 
-  /** Drops the charge id keepErasedCharge kept: the SMS went out after all. */
-  async forgetErasedCharge(sid: string): Promise<void> {
-    await this.redis.del(this.keys.erasedSmsCharge(sid));
+  /**
+   * Drops the charge id keepErasedCharge kept (the SMS went out after all), keeping the key empty
+   * for the rest of its time: Twilio's later reports of the text (posted again, `read`, a late
+   * `failed`) still find it, give nothing back, and are not kept as statuses come early (with the
+   * sid) for a reference that will never be written.
+   */
+  async settleErasedCharge(sid: string): Promise<void> {
+    await this.redis.set(this.keys.erasedSmsCharge(sid), "", "KEEPTTL", "XX");
   }
 
-  /** The charge id kept by keepErasedCharge for the SMS `sid`, or undefined. */
+  /**
+   * The charge id kept by keepErasedCharge for the SMS `sid`: '' once settled (settleErasedCharge),
+   * undefined when none is kept.
+   */
   async erasedChargeOf(sid: string): Promise<string | undefined> {
     return (await this.redis.get(this.keys.erasedSmsCharge(sid))) ?? undefined;
   }
