@@ -15,7 +15,7 @@ import { idHash, StoreKeys, shardScope } from "../store/keys.js";
 import type { OrderStore } from "../store/order-store.js";
 import { isCluster, type RedisClient } from "../store/redis-client.js";
 import type { ShardStores, Shards } from "../store/shards.js";
-import { decodeRef, SmsReferences } from "../store/sms-references.js";
+import { DELIVERY_SETTLED, decodeRef, SmsReferences } from "../store/sms-references.js";
 import type { StepRecord } from "../store/step-record.js";
 import type { SuppressionList } from "../store/suppression-list.js";
 import { receiptsOfSent } from "../store/webhook-receipts.js";
@@ -109,14 +109,6 @@ export interface FailedWebhook {
 export interface FailedWebhooks {
   removeFailed(matches: (file: FailedWebhook) => Promise<boolean>): Promise<number>;
 }
-
-/** An SMS's final statuses after which Twilio reports no `canceled` or `failed` of it. */
-const DELIVERY_SETTLED: ReadonlySet<string> = new Set([
-  "delivered",
-  "read",
-  "undelivered",
-  "partially_delivered",
-]);
 
 /**
  * The charge id of a step's latest SMS that Twilio may still report `canceled` or `failed` (sent,

@@ -31,7 +31,7 @@ import type { FrequencyCapStore } from "../store/frequency-cap-store.js";
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderStore } from "../store/order-store.js";
 import type { ChannelRateLimiter } from "../store/rate-limiter.js";
-import type { SmsReferences } from "../store/sms-references.js";
+import { DELIVERY_SETTLED, type SmsReferences } from "../store/sms-references.js";
 import {
   abandonedSending,
   type PostponeCode,
@@ -408,7 +408,12 @@ async function bookkeepSent(
   );
   if (early.length > 0) await deps.smsReferences.dropEarlyStatuses(providerId);
   if (settled !== "erased") return undefined;
-  await forgetSent(deps, sent, member);
+  // A text Twilio reported delivered (or undelivered) before any `canceled` or `failed` went
+  // out: its charge stays (the first final status stays, note-sms-status.lua).
+  const firstFinal = early.find(
+    ({ status }) => DELIVERY_SETTLED.has(status) || status === "canceled" || status === "failed",
+  );
+  await forgetSent(deps, sent, member, !DELIVERY_SETTLED.has(firstFinal?.status ?? ""));
   return settled;
 }
 
@@ -424,6 +429,7 @@ async function forgetSent(
   deps: DeliveryDeps,
   sent: SentBookkeeping,
   member: string | undefined,
+  chargeOpen: boolean,
 ): Promise<void> {
   if (sent.channel === "voice") await deps.calls.forget(sent.followUpId);
   else
@@ -434,8 +440,9 @@ async function forgetSent(
       sent.kind === "check-in",
     );
   // Its charge, by the job it was charged under: a `canceled` or `failed` Twilio reports after
-  // the reference is gone still gives it back (customer-feedback.ts smsStatus).
-  if (sent.channel === "sms")
+  // the reference is gone still gives it back (customer-feedback.ts smsStatus); not once another
+  // final status came first (`chargeOpen` false), as erasure keeps none then either.
+  if (sent.channel === "sms" && chargeOpen)
     await deps.smsReferences.keepErasedCharge(sent.providerId, sent.followUpId);
   if (sent.codeHash) await deps.codes.revokeByHash(sent.codeHash, sent.at);
   await deps.history.forgetCheckIns(sent.customerId);

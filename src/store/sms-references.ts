@@ -25,6 +25,17 @@ const MAX_EARLY_STATUSES = 20;
  */
 const ERASED_CHARGE_MS = 7 * 24 * 3600 * 1000;
 
+/**
+ * An SMS's final statuses after which its `canceled` or `failed` changes nothing: it went out, and
+ * its charge stays (no charge id is kept for it once its customer is erased).
+ */
+export const DELIVERY_SETTLED: ReadonlySet<string> = new Set([
+  "delivered",
+  "read",
+  "undelivered",
+  "partially_delivered",
+]);
+
 /** A status callback that came before the SMS's reference was written (keepEarlyStatus). */
 export interface EarlySmsStatus {
   readonly status: string;

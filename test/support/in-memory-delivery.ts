@@ -8,7 +8,7 @@ import type { ClaimResult, SendView } from "../../src/store/follow-up-store.js";
 import type { CapResult } from "../../src/store/frequency-cap-store.js";
 import { keptPart, purchaseFromKept } from "../../src/store/purchase-codec.js";
 import type { RateTake } from "../../src/store/rate-limiter.js";
-import type { StepRef } from "../../src/store/sms-references.js";
+import type { EarlySmsStatus, StepRef } from "../../src/store/sms-references.js";
 import {
   type PostponeCode,
   postponeLetter,
@@ -477,14 +477,17 @@ export class RecordingSmsReferences implements DeliverySmsReferences {
     keepMs: number;
   }[] = [];
 
+  /** Twilio's statuses posted before the reference, by sid: handed over as it is written. */
+  readonly early = new Map<string, EarlySmsStatus[]>();
+
   async rememberSms(
     sid: string,
     recipientMember: string,
     at: StepRef & { kind: string },
     keepMs: number,
-  ): Promise<[]> {
+  ): Promise<EarlySmsStatus[]> {
     this.remembered.push({ sid, recipientMember, at, keepMs });
-    return [];
+    return this.early.get(sid) ?? [];
   }
 
   async dropEarlyStatuses(): Promise<void> {}

@@ -1260,9 +1260,26 @@ describe("a customer erased while their message was on its way", () => {
     ]);
     expect(w.checkInsForgotten).toEqual([CUSTOMER]);
     expect(w.store.lastSent.get(CUSTOMER)).toBeUndefined();
+    // Its charge id, by its sid: a `canceled` or `failed` Twilio reports later gives it back.
+    expect([...w.smsReferences.erasedCharges]).toEqual([["SM0002", JOB_ID]]);
     // Counted as sent: it was.
     expect(w.counted()).toEqual([
       { outcome: "sent", channel: "sms", kind: "check-in", ruleId: "big-ticket" },
     ]);
+  });
+
+  it("keeps no charge id of a text Twilio reported delivered before its answer: a later `failed` gives nothing back", async () => {
+    const w = world({ stepId: CHECK_IN, sms: [ok("SM0002")] });
+    w.smsReferences.early.set("SM0002", [
+      { status: "delivered", receivedAt: Date.parse("2026-01-01T00:00:00Z") },
+    ]);
+    const send = w.channels.sms.send.bind(w.channels.sms);
+    w.channels.sms.send = async (message) => {
+      w.store.stopEvent(EVENT_ID, "erased: the customer's data was erased");
+      return send(message);
+    };
+    expect(await w.deliver()).toEqual({ returned: { outcome: "sent" } });
+    expect(w.smsReferences.forgotten).toHaveLength(1);
+    expect([...w.smsReferences.erasedCharges]).toEqual([]);
   });
 });
