@@ -636,8 +636,6 @@ function unpairedSurrogate(input: unknown): EventProblem | undefined {
   return undefined;
 }
 
-/** The longest key, and the most levels, a refusal names whole: it must not repeat the body. */
-
 /**
  * The problem of a text (`what`, at `path`) with an unpaired surrogate. Its position counts
  * characters (code points, as a user counts them, an emoji one), not UTF-16 units; where the text

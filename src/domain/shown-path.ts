@@ -1,6 +1,7 @@
 /** How a refusal names a path in the input: zod paths written as `items[0].unitPrice`, shortened. */
 import { cutText } from "./cut-text.js";
 
+/** The longest key, and the most levels, a refusal names whole: it must not repeat the body. */
 const KEY_SHOWN = 64;
 const LEVELS_SHOWN = 10;
 
