@@ -5,7 +5,7 @@ import type { Redis } from "ioredis";
 import { normalizeAddress } from "../domain/address-hash.js";
 import { CHANNELS, normalizePhone, phoneInCountryOf } from "../domain/events.js";
 import type { RuleSet } from "../domain/rules.js";
-import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
+import { type FollowUpJobData, followUpJobId, latestSendJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
 import { ALERT_NAMES } from "../reports/owner-alert-email.js";
 import type { AuditTrail } from "../store/audit-trail.js";
@@ -132,12 +132,10 @@ async function openSmsCharge(
   if (DELIVERY_SETTLED.has(status)) return undefined;
   if (record.state === "failed" && status !== "canceled" && status !== "failed") return undefined;
   const base = followUpJobId(eventId, stepId);
-  const sends = [
-    ...(record.resends > 0 ? [`${base}-r${record.resends}`] : []),
-    ...(record.retries > 0 ? [`${base}-q${record.retries}`] : []),
-  ];
-  if (sends.length <= 1) return sends[0] ?? base;
-  if (record.lastRequeue) return record.lastRequeue === "resend" ? sends[0] : sends[1];
+  const exact = latestSendJobId(base, record);
+  if (exact !== undefined) return exact;
+  // Resent and retried, requeued by a version that did not note which came last: the later slot.
+  const sends = [`${base}-r${record.resends}`, `${base}-q${record.retries}`];
   const cap = keys.capWindow("sms", customerId);
   const slots = await Promise.all(sends.map(async (id) => redis.zscore(cap, id)));
   const [resent, retried] = slots.map((at) => (at === null ? undefined : Number(at)));

@@ -13,7 +13,7 @@ import { type JobWatch, LOOK_AFTER_DUE_MS, type WatchedStep } from "../store/job
 import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import { isRedisUnavailable, type RedisClient } from "../store/redis-client.js";
 import { abandonedSending, type StepRecord, UNREADABLE_STEP } from "../store/step-record.js";
-import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { type FollowUpJobData, followUpJobId, latestSendJobId } from "./names.js";
 import { periodic } from "./periodic.js";
 import { stepLabels } from "./step-labels.js";
 
@@ -158,7 +158,11 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
     const rules = deps.rules();
     const labels = stepLabels(rules, stepId, record);
     const graceEnds = graceEndsAt(stepId, record, view.event);
-    const jobId = followUpJobId(eventId, stepId);
+    // Under the id of the job that was lost: a resend's or retry's own (`-r<n>`, `-q<n>`), whose
+    // send takes its own cap slot and charge, not the step's first send's; the step's own id for
+    // a step both resent and retried by a version that did not note which came last.
+    const jobId =
+      latestSendJobId(followUpJobId(eventId, stepId), record) ?? followUpJobId(eventId, stepId);
     const log = deps.logger.child({ eventId, stepId, jobId, shard: deps.shard });
     // The guard sends it up to its grace end, that instant included.
     if (graceEnds === undefined || now <= graceEnds) {

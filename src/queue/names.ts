@@ -74,6 +74,29 @@ export function followUpJobId(eventId: string, stepId: string): string {
   return `f${idHash(`${eventId}\u0000${stepId}`).slice(0, 14)}`;
 }
 
+/**
+ * The id of the job that sends (or sent) a step's latest message, from its follow-up id
+ * (followUpJobId) and its record's requeue counts: its own for the first send, a resend's
+ * (`<id>-r<n>`) or a retry's (`<id>-q<n>`) after one; for a step both resent and retried, that of
+ * its latest requeue when the record tells (`lastRequeue`), else undefined. A send's cap slot and
+ * its charge are filed under this id.
+ */
+export function latestSendJobId(
+  followUpId: string,
+  record: {
+    readonly resends: number;
+    readonly retries: number;
+    readonly lastRequeue?: "resend" | "retry";
+  },
+): string | undefined {
+  const resent = `${followUpId}-r${record.resends}`;
+  const retried = `${followUpId}-q${record.retries}`;
+  if (record.resends === 0) return record.retries === 0 ? followUpId : retried;
+  if (record.retries === 0) return resent;
+  if (record.lastRequeue === undefined) return undefined;
+  return record.lastRequeue === "resend" ? resent : retried;
+}
+
 /** Job id on the input queue: the event id itself when BullMQ accepts it, so duplicates collapse. */
 export function eventJobId(eventId: string): string {
   // BullMQ refuses ids that read back as an integer ("7", "-7"), not only strings of digits.

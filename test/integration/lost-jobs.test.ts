@@ -16,8 +16,10 @@ import {
   eventProcessed,
   eventually,
   type PipelineHarness,
+  promoteStep,
   startPipeline,
   stepRecordOf,
+  waitForState,
 } from "../support/pipeline-harness.js";
 import { settledSteps } from "../support/settled-queue.js";
 
@@ -463,4 +465,55 @@ it("looks at the other steps of a bucket that holds a step record it cannot read
   await lost.stores.jobWatch.watch([{ ...unreadable, lookAt: lost.due + 15 * MINUTE }]);
   expect(await lost.lookAt(lost.due + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
   expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
+});
+
+it("queues a lost resend's job under the resend's own id, whose send takes its own cap slot and charge", {
+  timeout: 30_000,
+}, async () => {
+  pipeline = await startPipeline("lost-jobs-resend");
+  const p = pipeline;
+  const id = "evt-lost-resend";
+  await p.publisher.publish(
+    purchaseInput({
+      id,
+      orderId: "ord-lost-resend",
+      occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
+      customer: { id: "cus-lost-resend", email: "lost-resend@example.com" },
+    }) as never,
+  );
+  expect(await eventProcessed(p, id)).toBe("completed");
+  await promoteStep(p, id, THANK_YOU);
+  const first = await waitForState(p, id, THANK_YOU, "sent");
+  const shard = await p.shardOf(id);
+  const stores = p.stores.of(shard);
+  const queue = p.followUpQueues[shard];
+  if (!queue) throw new Error(`no queue for shard ${shard}`);
+  // An operator's resend whose job was lost before it ran (never added, here): the step is
+  // scheduled again and watched, as `followups resend` leaves it.
+  const now = Date.now();
+  const requeued = await stores.store.requeue(id, THANK_YOU, "resend", now, {
+    outcome: "resent",
+    channel: "email",
+    kind: "thank-you",
+    ruleId: "thank-you",
+  });
+  expect(requeued.requeued).toBe(true);
+  await stores.jobWatch.watch([{ eventId: id, stepId: THANK_YOU, lookAt: now + MINUTE }]);
+  const look = lookerOf(p, shard, await rulesOf(), new FollowUpMetrics());
+  expect(await look(now + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
+  // Queued as the resend's job (`-r1`), as the resend queued it: its send's frequency-cap slot and
+  // SMS charge are filed by this id, apart from the first send's (the step's own id, already
+  // charged once: a charge is taken once per id).
+  const base = followUpJobId(id, THANK_YOU);
+  expect(await queue.getJob(`${base}-r1`)).toBeDefined();
+  const resent = await eventually(async () => {
+    const record = await stepRecordOf(p, id, THANK_YOU);
+    return record?.state === "sent" && record.resends === 1 ? record : undefined;
+  }, "the resend to be sent");
+  expect(resent.providerId).not.toBe(first.providerId);
+  await p.sink.waitForMessages(2, 10_000);
+  await settledSteps(p.followUpQueues, [{ eventId: id, stepId: THANK_YOU }], "the resend");
+  expect(
+    p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-resend@example.com"),
+  ).toHaveLength(2);
 });

@@ -1,7 +1,7 @@
 import { Queue } from "bullmq";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { eventJobId } from "../../src/queue/names.js";
+import { eventJobId, latestSendJobId } from "../../src/queue/names.js";
 
 /**
  * BullMQ's own id checks, run without Redis: Queue.addJob refuses "0" and "0:…" ("JobId cannot be
@@ -80,5 +80,20 @@ describe("eventJobId", () => {
         expect(eventJobId(id)).toBe(eventJobId(id));
       }),
     );
+  });
+});
+
+describe("latestSendJobId", () => {
+  const id = "f0123456789abcd";
+  it("names the step's own job for its first send, a resend's or a retry's after one", () => {
+    expect(latestSendJobId(id, { resends: 0, retries: 0 })).toBe(id);
+    expect(latestSendJobId(id, { resends: 2, retries: 0 })).toBe(`${id}-r2`);
+    expect(latestSendJobId(id, { resends: 0, retries: 3 })).toBe(`${id}-q3`);
+  });
+
+  it("names the latest requeue's job of a step both resent and retried, when the record tells", () => {
+    expect(latestSendJobId(id, { resends: 1, retries: 2, lastRequeue: "resend" })).toBe(`${id}-r1`);
+    expect(latestSendJobId(id, { resends: 1, retries: 2, lastRequeue: "retry" })).toBe(`${id}-q2`);
+    expect(latestSendJobId(id, { resends: 1, retries: 2 })).toBeUndefined();
   });
 });
