@@ -15,7 +15,7 @@ import type { RuleSet } from "../domain/rules.js";
 import { findStep } from "../domain/step-ref.js";
 import { plainText, UNPAIRED_SURROGATE } from "../domain/unsafe-text.js";
 import { knownAddresses } from "../queue/known-addresses.js";
-import { type FollowUpJobData, followUpJobId } from "../queue/names.js";
+import { type FollowUpJobData, followUpJobId, latestSendJobId } from "../queue/names.js";
 import { stepLabels } from "../queue/step-labels.js";
 import { collectReport, type ReportSources, reportSourcesOn } from "../reports/owner-reports.js";
 import { readSchedule, type ScheduleDay } from "../reports/pending-schedule.js";
@@ -679,23 +679,24 @@ export function createOperatorTools(deps: OperatorToolsDeps) {
         );
         if (!changed) continue;
         cancelled.push(refText(ref));
-        // A step cancelled after a failed attempt gives back the cap slot that attempt took.
+        // A step cancelled after a failed attempt gives back the cap slot that attempt took: the
+        // slot of its pending send's job (a resend's `-r<n>` or retry's `-q<n>` after one), not
+        // the first send's, which reached the customer. For a step both resent and retried by a
+        // version that did not note which came last, none: its job gives its own back when it
+        // runs and finds the step cancelled.
+        const base = followUpJobId(ref.eventId, ref.stepId);
+        const sendJob = latestSendJobId(base, found);
         const customerId = await customerOfEvent(store, ref.eventId);
-        if (customerId !== undefined && labels.channel !== "unknown")
-          await shards
-            .of(ref.shard)
-            .caps.release(
-              labels.channel as Channel,
-              customerId,
-              followUpJobId(ref.eventId, ref.stepId),
-            );
+        if (sendJob !== undefined && customerId !== undefined && labels.channel !== "unknown")
+          await shards.of(ref.shard).caps.release(labels.channel as Channel, customerId, sendJob);
         member ??= await customerMemberOf(ref.eventId, ref.shard);
         // A job waiting for it has nothing left to do (one being worked on refuses to go: fine;
         // Redis away is not, and stops the command).
-        await deps.followUps
-          .of(ref.shard)
-          .remove(followUpJobId(ref.eventId, ref.stepId))
-          .catch(unlessRedisAway(() => 0));
+        for (const jobId of new Set([base, sendJob ?? base]))
+          await deps.followUps
+            .of(ref.shard)
+            .remove(jobId)
+            .catch(unlessRedisAway(() => 0));
       }
       // A step named that has no record: unknown (as resend says), not a conflict.
       if (known === 0 && "step" in target)

@@ -15,7 +15,7 @@ import { legacyFollowUpJobId } from "../store/legacy-layout.js";
 import type { OrderRecord, OrderStore } from "../store/order-store.js";
 import type { Shards } from "../store/shards.js";
 import { abandonedSending, isAbandonedSending, type StepRecord } from "../store/step-record.js";
-import { type FollowUpJobData, followUpJobId } from "./names.js";
+import { type FollowUpJobData, followUpJobId, latestSendJobId } from "./names.js";
 import { stepLabels } from "./step-labels.js";
 
 /** How long an order's refunds (and links to its purchases) are kept. */
@@ -96,12 +96,19 @@ export function createRefunds(deps: RefundDeps) {
     );
     if (!changed) return false;
     const followUps = deps.followUps.of(shard);
+    // The pending send's job (a resend's `-r<n>` or retry's `-q<n>` after one) and its cap slot,
+    // not the first send's, which reached the customer; for a step both resent and retried by a
+    // version that did not note which came last, none: its job gives its own back when it runs.
+    const base = followUpJobId(event.id, stepId);
+    const sendJob = latestSendJobId(base, record);
     await Promise.all([
-      followUps.remove(followUpJobId(event.id, stepId)),
+      followUps.remove(base),
       followUps.remove(legacyFollowUpJobId(event.id, stepId)),
+      sendJob !== undefined && sendJob !== base && followUps.remove(sendJob),
       labels.channel !== "unknown" &&
         event.customerId !== undefined &&
-        caps.release(labels.channel as Channel, event.customerId, followUpJobId(event.id, stepId)),
+        sendJob !== undefined &&
+        caps.release(labels.channel as Channel, event.customerId, sendJob),
     ]);
     deps.metrics.cancelled.inc({ channel: labels.channel, kind: labels.kind, reason: "refunded" });
     return true;

@@ -1,8 +1,9 @@
-import { mkdir, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DateTime } from "luxon";
 import { createTransport } from "nodemailer";
 import { afterEach, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
 import { runCancel } from "../../src/cli/cancel-command.js";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
@@ -17,7 +18,7 @@ import { eventFingerprints } from "../../src/domain/event-fingerprint.js";
 import type { ErasureReceipt } from "../../src/operations/erase-customer.js";
 import type { RefusedEvent } from "../../src/operations/operator-tools.js";
 import type { CustomerTimeline } from "../../src/operations/timeline.js";
-import { eventJobId } from "../../src/queue/names.js";
+import { eventJobId, followUpJobId } from "../../src/queue/names.js";
 import { alertEmail } from "../../src/reports/owner-alert-email.js";
 import { CustomerIndex } from "../../src/store/customer-index.js";
 import { sumHours } from "../../src/store/delivery-ledger.js";
@@ -1855,5 +1856,82 @@ describe("followups erase", () => {
     );
     expect(await history.purchasesOf("cus-gone")).toEqual([]);
     expect(await p.worker?.metrics.registry.metrics()).toContain("followups_erasures_total 1");
+  });
+});
+
+/**
+ * A purchase whose thank-you, counted against an email cap, was sent and then resent, as
+ * `followups resend` leaves it before the resend's job (`-r1`, delayed here) runs.
+ */
+async function sentThenResent(name: string) {
+  pipeline = await startPipeline(name, { startWorker: false });
+  const p = pipeline;
+  const rulesFile = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(rulesFile, "utf8"));
+  doc.setIn(["frequencyCaps", "email"], doc.createNode([{ max: 5, per: "PT24H" }]));
+  doc.setIn(["whenCapped", "thank-you"], "skip");
+  await writeFile(rulesFile, doc.toString());
+  await p.startWorker();
+  const id = `evt-${name}`;
+  const stepId = "big-ticket.thank-you";
+  await p.publisher.publish(
+    purchaseInput({
+      id,
+      orderId: `ord-${name}`,
+      occurredAt: iso(DateTime.utc().startOf("second")),
+      customer: { id: `cus-${name}`, email: `${name}@example.com` },
+      items: [item("televisions", "899.00")],
+    }) as never,
+  );
+  await promoteStep(p, id, stepId);
+  await untilState(p, id, stepId, "sent");
+  const shard = await p.shardOf(id);
+  const cap = new StoreKeys(shardScope(p.prefix, shard, p.shards)).capWindow(
+    "email",
+    `cus-${name}`,
+  );
+  const base = followUpJobId(id, stepId);
+  // The first send holds its slot under the step's own job id.
+  const firstSlot = () => p.redis.zscore(cap, base);
+  expect(await firstSlot()).not.toBeNull();
+  const requeued = await p.stores.of(shard).store.requeue(id, stepId, "resend", Date.now(), {
+    outcome: "resent",
+    channel: "email",
+    kind: "thank-you",
+    ruleId: "big-ticket",
+  });
+  expect(requeued.requeued).toBe(true);
+  const queue = p.followUpQueues[shard];
+  const resendJob = async () => queue?.getJob(`${base}-r1`);
+  await queue?.add("email", { e: id, s: stepId }, { jobId: `${base}-r1`, delay: 3_600_000 });
+  return { p, id, stepId, firstSlot, resendJob };
+}
+
+describe("a step resent and cancelled before the resend's job runs", () => {
+  it("keeps the first send's frequency-cap slot, and loses the resend's job, by followups cancel", async () => {
+    const { p, id, stepId, firstSlot, resendJob } = await sentThenResent("cancel-resent");
+    const done = await json<{ cancelled: string[] }>(p, (io) =>
+      runCancel({ ...config(p), step: `${id}/${stepId}`, by: "alice" }, io),
+    );
+    expect(done.cancelled).toEqual([`${id}/${stepId}`]);
+    // The customer got the first send: its slot still counts against their cap.
+    expect(await firstSlot()).not.toBeNull();
+    // The resend's job, with nothing left to do, is gone.
+    expect(await resendJob()).toBeUndefined();
+  });
+
+  it("keeps the first send's frequency-cap slot, and loses the resend's job, by a full refund", async () => {
+    const { p, id, stepId, firstSlot, resendJob } = await sentThenResent("refund-resent");
+    await p.publisher.publish({
+      type: "purchase.refunded",
+      id: `${id}-refund`,
+      occurredAt: iso(DateTime.utc().startOf("second")),
+      orderId: "ord-refund-resent",
+      amount: { amount: "899.00", currency: "GBP" },
+    } as never);
+    expect(await eventProcessed(p, `${id}-refund`)).toBe("completed");
+    await untilState(p, id, stepId, "cancelled");
+    expect(await firstSlot()).not.toBeNull();
+    expect(await resendJob()).toBeUndefined();
   });
 });
