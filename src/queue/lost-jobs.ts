@@ -66,6 +66,21 @@ export function candidateJobIds(ref: ScheduledStepRef, record: StepRecord): stri
   ];
 }
 
+/**
+ * The ids a pending step's own send may hold a cap slot under: its job's (the step's own, or the
+ * layout before's, for a first send; its latest resend's or retry's after one), not an earlier
+ * send's, which reached the customer; both a resend's and a retry's when the record does not
+ * tell which came last.
+ */
+function pendingSendJobIds(ref: ScheduledStepRef, record: StepRecord): string[] {
+  const base = followUpJobId(ref.eventId, ref.stepId);
+  const latest = latestSendJobId(base, record);
+  if (latest === base) return [base, legacyFollowUpJobId(ref.eventId, ref.stepId)];
+  return latest !== undefined
+    ? [latest]
+    : [`${base}-r${record.resends}`, `${base}-q${record.retries}`];
+}
+
 /** Since when a pending step has been left alone: its due time, last change or noted wait. */
 function quietSince(record: StepRecord): number {
   return Math.max(record.dueAt, record.changedAt ?? 0, record.postponed?.until ?? 0);
@@ -203,7 +218,7 @@ export function createLostJobs(deps: LostJobsDeps): LostJobs {
     if (!changed) return undefined;
     const channel = CHANNELS.find((known) => known === labels.channel);
     if (channel && view.event) {
-      for (const id of candidateJobIds(ref, record))
+      for (const id of pendingSendJobIds(ref, record))
         await deps.caps.release(channel, view.event.customer.id, id);
     }
     deps.metrics.skipped.inc({ channel: labels.channel, kind: labels.kind, reason: JOB_LOST });

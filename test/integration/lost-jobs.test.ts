@@ -13,6 +13,7 @@ import { DeliveryLedger, sumHours } from "../../src/store/delivery-ledger.js";
 import { customerShard, StoreKeys, shardScope } from "../../src/store/keys.js";
 import { purchase, purchaseInput, shippedRules } from "../support/fixtures.js";
 import {
+  capThankYouEmails,
   eventProcessed,
   eventually,
   type PipelineHarness,
@@ -467,18 +468,24 @@ it("looks at the other steps of a bucket that holds a step record it cannot read
   expect(await lost.queue.getJob(lost.jobId)).toBeDefined();
 });
 
-it("queues a lost resend's job under the resend's own id, whose send takes its own cap slot and charge", {
-  timeout: 30_000,
-}, async () => {
-  pipeline = await startPipeline("lost-jobs-resend");
+/**
+ * A thank-you sent, then resent by an operator whose resend's job was lost before it ran (never
+ * added, here): the step is scheduled again and watched, as `followups resend` leaves it.
+ */
+async function sentAndResendLost(name: string, options: { capped?: boolean } = {}) {
+  pipeline = await startPipeline(name, { startWorker: !options.capped });
   const p = pipeline;
-  const id = "evt-lost-resend";
+  if (options.capped) {
+    await capThankYouEmails(p);
+    await p.startWorker();
+  }
+  const id = `evt-${name}`;
   await p.publisher.publish(
     purchaseInput({
       id,
-      orderId: "ord-lost-resend",
+      orderId: `ord-${name}`,
       occurredAt: DateTime.utc().startOf("second").toISO({ suppressMilliseconds: true }) ?? "",
-      customer: { id: "cus-lost-resend", email: "lost-resend@example.com" },
+      customer: { id: `cus-${name}`, email: `${name}@example.com` },
     }) as never,
   );
   expect(await eventProcessed(p, id)).toBe("completed");
@@ -488,8 +495,13 @@ it("queues a lost resend's job under the resend's own id, whose send takes its o
   const stores = p.stores.of(shard);
   const queue = p.followUpQueues[shard];
   if (!queue) throw new Error(`no queue for shard ${shard}`);
-  // An operator's resend whose job was lost before it ran (never added, here): the step is
-  // scheduled again and watched, as `followups resend` leaves it.
+  const cap = new StoreKeys(shardScope(p.prefix, shard, p.shards)).capWindow(
+    "email",
+    `cus-${name}`,
+  );
+  const base = followUpJobId(id, THANK_YOU);
+  if (options.capped)
+    await eventually(async () => (await p.redis.zscore(cap, base)) ?? undefined, "the first slot");
   const now = Date.now();
   const requeued = await stores.store.requeue(id, THANK_YOU, "resend", now, {
     outcome: "resent",
@@ -499,6 +511,13 @@ it("queues a lost resend's job under the resend's own id, whose send takes its o
   });
   expect(requeued.requeued).toBe(true);
   await stores.jobWatch.watch([{ eventId: id, stepId: THANK_YOU, lookAt: now + MINUTE }]);
+  return { p, id, shard, queue, first, now, cap, base };
+}
+
+it("queues a lost resend's job under the resend's own id, whose send takes its own cap slot and charge", {
+  timeout: 30_000,
+}, async () => {
+  const { p, id, shard, queue, first, now } = await sentAndResendLost("lost-resend");
   const look = lookerOf(p, shard, await rulesOf(), new FollowUpMetrics());
   expect(await look(now + 40 * MINUTE)).toEqual({ requeued: 1, skipped: 0 });
   // Queued as the resend's job (`-r1`), as the resend queued it: its send's frequency-cap slot and
@@ -516,4 +535,16 @@ it("queues a lost resend's job under the resend's own id, whose send takes its o
   expect(
     p.sink.messages.filter((m) => m.envelope.rcptTo[0] === "lost-resend@example.com"),
   ).toHaveLength(2);
+});
+
+it("skips a lost resend past its grace period keeping the first send's frequency-cap slot", {
+  timeout: 30_000,
+}, async () => {
+  const { p, shard, now, cap, base } = await sentAndResendLost("lost-resend-past", {
+    capped: true,
+  });
+  const look = lookerOf(p, shard, await rulesOf(), new FollowUpMetrics());
+  expect(await look(now + 3 * 24 * 60 * MINUTE)).toEqual({ requeued: 0, skipped: 1 });
+  // The customer got the first send: its slot still counts against their cap.
+  expect(await p.redis.zscore(cap, base)).not.toBeNull();
 });

@@ -1,9 +1,8 @@
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DateTime } from "luxon";
 import { createTransport } from "nodemailer";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseDocument } from "yaml";
 import { runCancel } from "../../src/cli/cancel-command.js";
 import { runCustomer } from "../../src/cli/customer-command.js";
 import { runErase } from "../../src/cli/erase-command.js";
@@ -33,6 +32,7 @@ import { captureIo } from "../support/capture-io.js";
 import { item, purchase, purchaseInput } from "../support/fixtures.js";
 import { keysHolding } from "../support/personal-data-scan.js";
 import {
+  capThankYouEmails,
   eventProcessed,
   eventually,
   type PipelineHarness,
@@ -1866,11 +1866,7 @@ describe("followups erase", () => {
 async function sentThenResent(name: string) {
   pipeline = await startPipeline(name, { startWorker: false });
   const p = pipeline;
-  const rulesFile = path.join(p.configDir, "rules.yaml");
-  const doc = parseDocument(await readFile(rulesFile, "utf8"));
-  doc.setIn(["frequencyCaps", "email"], doc.createNode([{ max: 5, per: "PT24H" }]));
-  doc.setIn(["whenCapped", "thank-you"], "skip");
-  await writeFile(rulesFile, doc.toString());
+  await capThankYouEmails(p);
   await p.startWorker();
   const id = `evt-${name}`;
   const stepId = "big-ticket.thank-you";

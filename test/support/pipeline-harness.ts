@@ -452,3 +452,16 @@ function locatingStore(redis: RedisClient, prefix: string, count: number): Follo
     },
   });
 }
+
+/**
+ * Counts thank-yous against an email cap (5 a day; skipped when capped), so that a thank-you's
+ * send holds a frequency-cap slot: for a pipeline started with `startWorker: false`, before
+ * `startWorker()`.
+ */
+export async function capThankYouEmails(p: Pick<PipelineHarness, "configDir">): Promise<void> {
+  const rulesFile = path.join(p.configDir, "rules.yaml");
+  const doc = parseDocument(await readFile(rulesFile, "utf8"));
+  doc.setIn(["frequencyCaps", "email"], doc.createNode([{ max: 5, per: "PT24H" }]));
+  doc.setIn(["whenCapped", "thank-you"], "skip");
+  await writeFile(rulesFile, doc.toString());
+}
