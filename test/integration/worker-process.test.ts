@@ -3,8 +3,8 @@ import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { spawnWorker } from "../support/worker-process.js";
+import { type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
+import { spawnWorker, startedLine } from "../support/worker-process.js";
 
 let pipeline: PipelineHarness | undefined;
 afterEach(async () => {
@@ -15,15 +15,7 @@ afterEach(async () => {
 it("starts, logs its channels, queues and rules version, and exits 0 on SIGTERM", async () => {
   pipeline = await startPipeline("sigterm", { startWorker: false });
   const worker = spawnWorker({ ...pipeline.envVars, LOG_LEVEL: "info" });
-  const started = await eventually(
-    async () =>
-      worker
-        .output()
-        .split("\n")
-        .find((line) => line.includes('"msg":"followups worker started"')),
-    "the start-up line",
-    15_000,
-  );
+  const started = await startedLine(worker, 15_000);
   const line = JSON.parse(started) as Record<string, unknown>;
   expect(line.transports).toBe("email=smtp sms=twilio voice=twilio");
   // On a Redis Cluster the queues' prefixes are hash tags (`{prefix}`; shard 0's `{prefix:0}`).

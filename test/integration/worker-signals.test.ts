@@ -7,7 +7,7 @@ import { startEmbeddedRedis } from "../../src/embedded-redis.js";
 import { StartupStopped } from "../../src/startup-error.js";
 import { StoreKeys } from "../../src/store/keys.js";
 import { eventually, type PipelineHarness, startPipeline } from "../support/pipeline-harness.js";
-import { spawnWorker } from "../support/worker-process.js";
+import { spawnWorker, startedLine } from "../support/worker-process.js";
 
 let pipeline: PipelineHarness | undefined;
 let silent: Server | undefined;
@@ -130,17 +130,10 @@ it("answers a SIGHUP with unchanged files with one line naming the version and g
   pipeline = await startPipeline("sighup-unchanged", { startWorker: false });
   const worker = spawnWorker({ ...pipeline.envVars, LOG_LEVEL: "info" });
   try {
-    const started = JSON.parse(
-      await eventually(
-        async () =>
-          worker
-            .output()
-            .split("\n")
-            .find((line) => line.includes('"msg":"followups worker started"')),
-        "the start-up line",
-        30_000,
-      ),
-    ) as { rulesVersion: string; rulesGeneration: number };
+    const started = JSON.parse(await startedLine(worker, 30_000)) as {
+      rulesVersion: string;
+      rulesGeneration: number;
+    };
     worker.child.kill("SIGHUP");
     // Before, nothing was said: the operator could not tell the reload happened.
     const line = JSON.parse(
