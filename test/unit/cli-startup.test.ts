@@ -41,8 +41,13 @@ async function loadedPackages(args: string[]): Promise<{ code: number; packages:
   const code = await promisify(execFile)(
     process.execPath,
     ["--import", "tsx", "--import", RECORDER, "src/cli.ts", ...args],
-    // A closed port: a command that connects fails at once, after loading what it needs.
-    { env: { ...process.env, LOADED_URLS_FILE: file, REDIS_URL: "redis://127.0.0.1:1" } },
+    // A closed port: a command that connects fails at once, after loading what it needs. A run
+    // that hangs is killed before the test's own timeout, so no child outlives the suite.
+    {
+      env: { ...process.env, LOADED_URLS_FILE: file, REDIS_URL: "redis://127.0.0.1:1" },
+      timeout: 50_000,
+      killSignal: "SIGKILL",
+    },
   ).then(
     () => 0,
     (error: { code: number }) => error.code,
